@@ -1,0 +1,59 @@
+"""The FastAPI app factory: `uvicorn --factory api:create_app` locally, and Modal's asgi_app on the GPU."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.errors import install_error_handlers
+from api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from api.routes import health
+from services.runtime import ModelRuntime
+from shared.logging import configure_logging
+from shared.settings import APP_VERSION, Settings, get_settings
+
+logger = logging.getLogger("api.app")
+
+# JSON bodies: 50,000 characters of text may be up to 4 bytes each in UTF-8, escaped; plus the other fields.
+MAX_BODY_BYTES = 1_000_000
+
+
+def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = None) -> FastAPI:
+    """Build the app. A given `runtime` is used as is (Modal loads it in @modal.enter); otherwise one is
+    created and loaded in the background at start-up, and readiness answers 503 until it is warm."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    runtime = runtime or ModelRuntime(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.auth_enabled:
+            logger.warning("AUTHENTICATION IS DISABLED (TTS_AUTH_ENABLED=false): anyone can use this server")
+        load_task = None
+        if runtime.state.value == "starting":
+            load_task = asyncio.create_task(runtime.start(), name="runtime-start")
+        app.state.load_task = load_task
+        try:
+            yield
+        finally:
+            if load_task is not None and not load_task.done():
+                load_task.cancel()
+            await runtime.shutdown()
+
+    app = FastAPI(
+        title="Spark-TTS service",
+        version=APP_VERSION,
+        description="Streaming text-to-speech with Spark-TTS (vLLM + BiCodec + AP-BWE).",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(RequestIdMiddleware)
+    return app

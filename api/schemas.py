@@ -1,0 +1,112 @@
+"""Request and response models of the public API (protocol only; serving logic lives in routes/services)."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+AudioFormat = Literal["wav", "pcm", "mp3", "opus", "flac", "aac", "mulaw"]
+SUPPORTED_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
+MAX_TEXT_CHARS = 50_000
+_ALLOWED_CONTROL = {"\n", "\r", "\t"}
+
+
+def check_text(value: str, field: str = "text") -> str:
+    """Reject blank text and control characters (newlines and tabs are fine)."""
+    if not value.strip():
+        raise PydanticCustomError("blank_text", f"'{field}' must contain something to speak; it is empty or whitespace")
+    for position, char in enumerate(value):
+        if char not in _ALLOWED_CONTROL and unicodedata.category(char) == "Cc":
+            raise PydanticCustomError(
+                "control_character",
+                f"'{field}' contains the control character U+{ord(char):04X} at position {position}; "
+                "remove control characters (newlines and tabs are accepted)",
+            )
+    return value
+
+
+class SamplingFields(BaseModel):
+    temperature: float | None = Field(None, ge=0.0, le=2.0, description="Sampling temperature (0 = greedy). Default 0.8.")
+    top_k: int | None = Field(None, ge=1, le=1000, description="Top-k sampling. Default 50.")
+    top_p: float | None = Field(None, gt=0.0, le=1.0, description="Nucleus sampling. Default 1.0.")
+    max_tokens: int | None = Field(None, ge=1, le=8192, description="Most semantic tokens per text chunk (50 = 1 s). Default 4096.")
+    repetition_penalty: float | None = Field(None, ge=0.5, le=2.0, description="Repetition penalty. Default 1.05.")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Seed for reproducible output.")
+
+
+class TTSGenerateRequest(SamplingFields):
+    """`POST /v1/tts/generate`."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "example": {"text": "Hello there! [excited] This is Spark-TTS.", "speaker": "default", "stream": True}
+    })
+
+    text: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS, description="Text to speak (<= 50,000 characters).")
+    speaker: str | None = Field(None, min_length=1, max_length=128, description="Voice name or alias; default voice if omitted.")
+    stream: bool = Field(False, description="Chunked streaming response when true.")
+    format: AudioFormat = Field("wav", description="wav | pcm (s16le) | mp3 | opus (Ogg) | flac | aac (ADTS) | mulaw (8 kHz).")
+    output: Literal["16khz", "48khz"] = Field("16khz", description="16khz native, or 48khz via AP-BWE super-resolution.")
+    sample_rate: int | None = Field(None, description=f"Output rate, one of {SUPPORTED_RATES}; overrides `output`.")
+    normalize: bool = Field(True, description="Expand numbers, currency, dates, abbreviations to words.")
+    normalize_verbose: bool = Field(False, description="Log what normalisation changed (lengths only, no text).")
+    chunking: bool = Field(True, description="Split long text at sentence boundaries (> 220 characters).")
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return check_text(value)
+
+    @field_validator("sample_rate")
+    @classmethod
+    def _rate(cls, value: int | None) -> int | None:
+        if value is not None and value not in SUPPORTED_RATES:
+            raise PydanticCustomError("bad_rate", f"must be one of {list(SUPPORTED_RATES)}, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _format_rate(self) -> TTSGenerateRequest:
+        if self.format == "mulaw" and self.sample_rate not in (None, 8000):
+            raise PydanticCustomError("bad_rate", f"sample_rate {self.sample_rate} is not valid with format mulaw, which is 8000 Hz")
+        if self.format == "opus" and self.sample_rate in (22050, 44100):
+            raise PydanticCustomError(
+                "bad_rate", f"sample_rate {self.sample_rate} is not valid with format opus (8000, 16000, 24000 or 48000)"
+            )
+        return self
+
+    def output_rate(self) -> int:
+        if self.format == "mulaw":
+            return 8000
+        if self.sample_rate is not None:
+            return self.sample_rate
+        return 48000 if self.output == "48khz" else 16000
+
+
+class OpenAISpeechRequest(BaseModel):
+    """`POST /v1/audio/speech`, OpenAI-compatible."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field("spark-tts", max_length=128, description="Accepted for compatibility (tts-1, tts-1-hd, spark-tts).")
+    input: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS, description="Text to speak.")
+    voice: str | None = Field(None, min_length=1, max_length=128, description="Voice name or alias.")
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = Field("mp3", description="Audio format.")
+    speed: float = Field(1.0, ge=0.25, le=4.0, description="Maps to the model's speed label for style voices.")
+    stream_format: Literal["audio", "sse"] = Field("audio", description="audio: raw bytes; sse: speech.audio.delta events.")
+    instructions: str | None = Field(None, max_length=4096, description="Accepted and ignored (not supported by Spark-TTS).")
+
+    @field_validator("input")
+    @classmethod
+    def _input(cls, value: str) -> str:
+        return check_text(value, "input")
+
+
+class HealthResponse(BaseModel):
+    status: Literal["healthy", "degraded", "unhealthy"]
+    model_loaded: bool
+    model_version: str
+    uptime_seconds: float
+    gpu_available: bool
+    app_version: str

@@ -1,0 +1,46 @@
+"""Float32 <-> 16-bit PCM conversion.
+
+Signals in this package are mono float32 arrays in [-1, 1]. Anything leaving the service as linear PCM
+is signed 16-bit little-endian (s16le).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PCM16_SCALE = 32767.0
+
+
+def as_mono_float32(samples: np.ndarray) -> np.ndarray:
+    """Return `samples` as a contiguous 1-D float32 array (no copy when it already is one)."""
+    arr = np.asarray(samples)
+    if arr.ndim != 1:
+        raise ValueError(f"expected mono audio as a 1-D array, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"expected float samples in [-1, 1], got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def float_to_int16(samples: np.ndarray) -> np.ndarray:
+    """Scale by 32767, round to nearest, clip to the int16 range (out-of-range input saturates)."""
+    x = as_mono_float32(samples)
+    scaled = np.rint(x * np.float32(PCM16_SCALE))
+    return np.clip(scaled, -32768, 32767).astype(np.int16)
+
+
+def int16_to_float(pcm: np.ndarray) -> np.ndarray:
+    """Inverse of `float_to_int16` (exact for every value it produces); -32768 maps to -1."""
+    arr = np.asarray(pcm, dtype=np.int16)
+    return np.maximum(arr.astype(np.float32) / np.float32(PCM16_SCALE), np.float32(-1.0))
+
+
+def float_to_s16le(samples: np.ndarray) -> bytes:
+    """Float32 samples -> raw s16le bytes."""
+    return float_to_int16(samples).astype("<i2", copy=False).tobytes()
+
+
+def s16le_to_float(data: bytes | bytearray | memoryview) -> np.ndarray:
+    """Raw s16le bytes -> float32 samples. A trailing odd byte is an error, not silently dropped."""
+    if len(data) % 2:
+        raise ValueError(f"s16le data must have an even number of bytes, got {len(data)}")
+    return int16_to_float(np.frombuffer(data, dtype="<i2"))

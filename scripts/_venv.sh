@@ -1,0 +1,28 @@
+# Sourced by scripts/serve and scripts/test: create .venv and install the project (idempotent).
+# torch is installed first as the CPU build pinned below, so the project's `torch>=2.13` range is already
+# satisfied and pip never pulls the multi-GB CUDA build onto a CPU machine.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+TORCH_SPEC="${TTS_TORCH_SPEC:-torch==2.13.0}"
+
+ensure_venv() {
+  local extras="$1"
+  if [ ! -x "$PY" ]; then
+    echo "[setup] creating $VENV"
+    python3 -m venv "$VENV"
+    "$PY" -m pip install -q --upgrade pip
+  fi
+  if ! "$PY" -c "import torch" 2>/dev/null; then
+    echo "[setup] installing $TORCH_SPEC (CPU)"
+    "$PY" -m pip install -q "$TORCH_SPEC"
+  fi
+  local stamp="$VENV/.installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)-$extras"
+  if [ ! -f "$stamp" ]; then
+    echo "[setup] installing the project with extras [$extras]"
+    "$PY" -m pip install -q -e "$ROOT[$extras]"
+    rm -f "$VENV"/.installed-*
+    touch "$stamp"
+  fi
+}

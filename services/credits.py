@@ -1,0 +1,122 @@
+"""Credits: what a request costs and taking it from the key's balance.
+
+Unit: 1 credit = 1 character of the request text as the client sent it (before normalisation, so a
+client can predict the price; `len(text)` in Unicode code points). Audio seconds are recorded with the
+charge but not billed. A key whose `credit_balance` is None is unlimited.
+
+Flow (credits enabled):
+  1. `reserve()` before any GPU work: atomically takes the cost from the balance only if it covers it
+     (PostgreSQL: one conditional UPDATE; Supabase: the SQL function tts_debit_credits; static: in
+     memory). Short balance -> InsufficientCredits (INSUFFICIENT_CREDITS 403). Taking the credits up
+     front means concurrent requests of one key cannot overspend it.
+  2. After the request: `charge()` when audio was produced (also when the client disconnected midway:
+     the work was done), `release()` to give the credits back when it failed before any audio.
+     Both are idempotent; a reservation never settled (process crash) stays charged.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from services.auth import ApiKeyRecord, KeyStore, KeyStoreUnavailable
+
+logger = logging.getLogger("services.credits")
+
+
+class CreditError(Exception):
+    def __init__(self, code: str, status: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.message = message
+
+
+class InsufficientCredits(CreditError):
+    def __init__(self, needed: int, balance: int | None) -> None:
+        have = "unknown" if balance is None else str(balance)
+        super().__init__(
+            "INSUFFICIENT_CREDITS",
+            403,
+            f"This request costs {needed} credits (1 credit per character of text) and the key has {have}; "
+            "shorten the text or top up the key.",
+        )
+        self.needed = needed
+        self.balance = balance
+
+
+def credits_for_text(text_length: int) -> int:
+    """Cost of a text of `text_length` characters."""
+    return max(0, int(text_length))
+
+
+@dataclass
+class CreditReservation:
+    key_id: str
+    request_id: str
+    credits: int
+    balance_after: int | None  # None: unlimited key or credits disabled
+    state: Literal["held", "charged", "released", "free"] = "held"
+    audio_seconds: float | None = None
+
+
+class CreditLedger:
+    """Reserve/charge/release against the key store. With `enabled` False every call is free and local."""
+
+    def __init__(self, store: KeyStore, enabled: bool = True) -> None:
+        self.store = store
+        self.enabled = enabled
+
+    async def reserve(self, key: ApiKeyRecord, text_length: int, request_id: str) -> CreditReservation:
+        cost = credits_for_text(text_length)
+        if not self.enabled or cost == 0 or key.credit_balance is None:
+            # Unlimited per the (possibly cached) record: no store round trip on the request path.
+            return CreditReservation(key.key_id, request_id, 0, None, state="free")
+        try:
+            result = await self.store.debit_credits(key.key_id, cost)
+        except KeyStoreUnavailable as exc:
+            logger.error("credit store unavailable", extra={"key_id": key.key_id, "error": str(exc)})
+            raise CreditError(
+                "SERVICE_UNAVAILABLE",
+                503,
+                "Credit balance cannot be checked right now; retry in a few seconds.",
+            ) from None
+        if not result.ok:
+            logger.info("insufficient credits", extra={"key_id": key.key_id, "needed": cost})
+            raise InsufficientCredits(
+                cost, result.balance if result.balance is not None else key.credit_balance
+            )
+        return CreditReservation(key.key_id, request_id, cost, result.balance)
+
+    async def charge(self, reservation: CreditReservation, *, audio_seconds: float | None = None) -> int:
+        """Settle a reservation as used; returns the credits charged (for RequestRecord.credits_charged)."""
+        reservation.audio_seconds = audio_seconds
+        if reservation.state == "held":
+            reservation.state = "charged"
+            logger.info(
+                "credits charged",
+                extra={
+                    "key_id": reservation.key_id,
+                    "credits": reservation.credits,
+                    "audio_seconds": audio_seconds,
+                },
+            )
+        return reservation.credits if reservation.state == "charged" else 0
+
+    async def release(self, reservation: CreditReservation) -> None:
+        """Give the held credits back (the request failed before producing audio)."""
+        if reservation.state != "held":
+            return
+        reservation.state = "released"
+        try:
+            await self.store.refund_credits(reservation.key_id, reservation.credits)
+        except Exception as exc:
+            logger.error(
+                "credit refund failed",
+                extra={
+                    "key_id": reservation.key_id,
+                    "credits": reservation.credits,
+                    "error_class": type(exc).__name__,
+                },
+            )

@@ -1,0 +1,237 @@
+"""Load and warm every model once, and answer what state the service is in.
+
+The runtime owns the tokenizer, vocabulary layout, voices, LLM engine, BiCodec decoder and (optionally) AP-BWE.
+Loading is blocking and runs in a worker thread at start-up (locally) or in Modal's `@modal.enter`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.checkpoint import CheckpointError, SparkCheckpoint, load_spark_checkpoint, load_sr_checkpoint
+from shared import metrics
+from shared.settings import APP_VERSION, Settings
+
+logger = logging.getLogger("services.runtime")
+
+
+class RuntimeState(StrEnum):
+    STARTING = "starting"
+    LOADING = "loading"
+    WARMING = "warming"
+    READY = "ready"
+    FAILED = "failed"
+    UNHEALTHY = "unhealthy"
+
+
+@dataclass
+class HealthReport:
+    status: str
+    state: str
+    model_loaded: bool
+    model_version: str
+    demo_model: bool
+    sr_ready: bool
+    sr_error: str | None
+    engine: str
+    device: str
+    gpu_available: bool
+    uptime_seconds: float
+    app_version: str
+    error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(setting: str) -> str:
+    if setting == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return setting
+
+
+class ModelRuntime:
+    """Everything a synthesis request needs, loaded once."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state = RuntimeState.STARTING
+        self.error: str | None = None
+        self.started_at = time.monotonic()
+        self.device = resolve_device(settings.device)
+        self.checkpoint: SparkCheckpoint | None = None
+        self.tokenizer: Any = None
+        self.layout: Any = None
+        self.voices: Any = None
+        self.engine: Any = None
+        self.bicodec: Any = None
+        self.sr: Any = None
+        self.sr_error: str | None = None
+        self.model_version = settings.model_version or "unknown"
+        self.load_seconds: float | None = None
+        self._speaker_cache: dict[tuple[int, ...], torch.Tensor] = {}
+
+    # ----------------------------------------------------------------------------- loading
+    @property
+    def is_demo(self) -> bool:
+        return bool(self.checkpoint and self.checkpoint.is_demo)
+
+    @property
+    def ready(self) -> bool:
+        return self.state == RuntimeState.READY
+
+    @property
+    def model_loaded(self) -> bool:
+        return self.engine is not None and self.bicodec is not None
+
+    @property
+    def sr_ready(self) -> bool:
+        return self.sr is not None
+
+    def _model_dir(self) -> Path:
+        if self.settings.model_dir is not None:
+            return self.settings.model_dir
+        from core.demo_checkpoint import build_demo_checkpoint
+
+        return build_demo_checkpoint(self.settings.demo_dir, seed=self.settings.demo_seed)
+
+    def load_models(self) -> None:
+        """Blocking: validate the directory and load tokenizer, voices, BiCodec and AP-BWE (not the LLM engine)."""
+        from core.voices import VoiceRegistry
+        from transformers import AutoTokenizer
+
+        from core.bicodec import BiCodecDecoder
+        from core.tokens import VocabLayout
+
+        started = time.perf_counter()
+        self.state = RuntimeState.LOADING
+        self.checkpoint = load_spark_checkpoint(self._model_dir())
+        if self.checkpoint.is_demo:
+            logger.warning(
+                "Serving the DEMO checkpoint: random weights, the audio will be noise. "
+                "Point TTS_MODEL_DIR at a Spark-TTS-0.5B directory for real speech."
+            )
+            self.model_version = self.settings.model_version or f"demo-{self.settings.demo_seed}"
+        else:
+            self.model_version = self.settings.model_version or f"spark-tts/{self.checkpoint.name}"
+        metrics.DEMO_MODEL.set(1 if self.checkpoint.is_demo else 0)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.checkpoint.llm_dir))
+        self.layout = VocabLayout.from_tokenizer(self.tokenizer)
+        if self.checkpoint.voices_file is not None:
+            self.voices = VoiceRegistry.from_file(self.checkpoint.voices_file)
+        else:
+            self.voices = VoiceRegistry.builtin()
+        self.bicodec = BiCodecDecoder.from_pretrained(self.checkpoint.bicodec_dir, device=self.device)
+        self._load_sr()
+        self.load_seconds = time.perf_counter() - started
+
+    def _load_sr(self) -> None:
+        if not self.settings.sr_enabled:
+            self.sr_error = "disabled by TTS_SR_ENABLED=false"
+            metrics.SR_READY.set(0)
+            return
+        sr_dir = self.settings.resolved_sr_dir
+        try:
+            from core.apbwe import SuperResolution
+
+            load_sr_checkpoint(sr_dir)
+            self.sr = SuperResolution.from_pretrained(sr_dir, device=self.device)
+            self.sr_error = None
+        except (CheckpointError, RuntimeError, OSError, KeyError, ValueError) as exc:
+            self.sr = None
+            self.sr_error = str(exc)
+            logger.warning("AP-BWE super-resolution unavailable; 48 kHz requests are resampled", extra={"reason": str(exc)})
+        metrics.SR_READY.set(1 if self.sr is not None else 0)
+
+    async def create_engine(self) -> None:
+        from core.llm import create_engine
+
+        assert self.checkpoint is not None
+        if self.settings.engine == "vllm":
+            # vLLM's AsyncLLM binds to the running loop; build it on the loop thread.
+            self.engine = create_engine("vllm", self.checkpoint.llm_dir, self.settings)
+        else:
+            self.engine = await asyncio.to_thread(create_engine, "transformers", self.checkpoint.llm_dir, self.settings)
+
+    async def start(self) -> None:
+        """Load everything, warm up, and mark ready. Failures are recorded, not raised (health reports them)."""
+        started = time.perf_counter()
+        try:
+            await asyncio.to_thread(self.load_models)
+            await self.create_engine()
+            metrics.MODEL_LOADED.set(1)
+            if self.settings.warmup:
+                self.state = RuntimeState.WARMING
+                await self.warmup()
+            self.load_seconds = time.perf_counter() - started
+            metrics.MODEL_LOAD_SECONDS.set(self.load_seconds)
+            self.state = RuntimeState.READY
+            logger.info(
+                "runtime ready",
+                extra={"load_seconds": round(self.load_seconds, 2), "model_version": self.model_version,
+                       "engine": self.settings.engine, "device": self.device, "sr_ready": self.sr_ready},
+            )
+        except Exception as exc:  # noqa: BLE001 - any load failure must surface in health, not crash the server
+            self.state = RuntimeState.FAILED
+            self.error = f"{exc.__class__.__name__}: {exc}"
+            metrics.MODEL_LOADED.set(0)
+            logger.exception("model loading failed")
+
+    async def warmup(self) -> None:
+        """One short generation through the whole pipeline, so the first user request is not the slow one."""
+        from services.synthesis import warmup_pipeline
+
+        await warmup_pipeline(self)
+
+    def speaker_vector(self, global_tokens: tuple[int, ...]) -> torch.Tensor:
+        """d-vector for 32 global tokens, cached per voice (it depends on nothing else)."""
+        cached = self._speaker_cache.get(global_tokens)
+        if cached is None:
+            tokens = torch.tensor([global_tokens], dtype=torch.long, device=self.bicodec.device)
+            cached = self.bicodec.speaker_vector(tokens)
+            if len(self._speaker_cache) > 1024:
+                self._speaker_cache.clear()
+            self._speaker_cache[global_tokens] = cached
+        return cached
+
+    def mark_unhealthy(self, reason: str) -> None:
+        self.state = RuntimeState.UNHEALTHY
+        self.error = reason
+        logger.error("runtime marked unhealthy", extra={"reason": reason})
+
+    async def shutdown(self) -> None:
+        if self.engine is not None:
+            try:
+                await self.engine.shutdown()
+            except Exception:  # noqa: BLE001 - shutdown is best effort
+                logger.exception("engine shutdown failed")
+
+    # ----------------------------------------------------------------------------- health
+    def health(self) -> HealthReport:
+        if self.state == RuntimeState.READY:
+            status = "degraded" if (self.sr is None and self.settings.sr_enabled) else "healthy"
+        elif self.state in (RuntimeState.FAILED, RuntimeState.UNHEALTHY):
+            status = "unhealthy"
+        else:
+            status = "degraded"
+        return HealthReport(
+            status=status,
+            state=self.state.value,
+            model_loaded=self.model_loaded,
+            model_version=self.model_version,
+            demo_model=self.is_demo,
+            sr_ready=self.sr_ready,
+            sr_error=self.sr_error,
+            engine=self.settings.engine,
+            device=self.device,
+            gpu_available=torch.cuda.is_available(),
+            uptime_seconds=round(time.monotonic() - self.started_at, 3),
+            app_version=APP_VERSION,
+            error=self.error,
+        )

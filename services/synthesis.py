@@ -1,0 +1,494 @@
+"""The synthesis pipeline: text -> normalised text -> text chunks -> per chunk prompt, token stream, streaming
+BiCodec decode -> crossfade between chunks -> optional AP-BWE -> resample -> steady frames -> encoded bytes.
+
+One `SynthesisJob` per request. A producer task runs the pipeline and puts encoded bytes into a bounded queue;
+the HTTP (or WebSocket) layer drains it. A slow reader fills the queue, which pauses the producer, which stops
+pulling tokens (backpressure). Closing the consumer cancels the producer, which aborts the LLM request and
+schedules no more decode work. All model and codec work runs in worker threads, never on the event loop.
+
+Long text keeps one voice: the first chunk's 32 global tokens condition every later chunk (clone prompt), and
+the next chunk's generation starts as soon as the current chunk's generation is done, while its audio is still
+being decoded and sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from processing.prompt import build_prompt_ids
+
+from audio.crossfade import ChunkJoiner
+from audio.encoders import create_encoder
+from audio.reframe import FrameBuffer
+from audio.resample import StreamingResampler
+from core.llm import SamplingConfig
+from core.streaming import StreamingConfig, StreamingDecoder
+from core.tokens import TokenParser, TokenStreamError
+from processing.chunking import split_text
+from processing.normalize import normalize_text
+from processing.tags import process_tags
+from shared import metrics
+
+if TYPE_CHECKING:
+    from core.voices import Voice
+
+    from services.runtime import ModelRuntime
+
+logger = logging.getLogger("services.synthesis")
+
+NATIVE_RATE = 16_000
+SR_RATE = 48_000
+_END = object()
+
+
+class SynthesisError(Exception):
+    """A failure with an error code from the public contract (see api/errors.py)."""
+
+    def __init__(self, code: str, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.param = param
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    temperature: float
+    top_k: int
+    top_p: float
+    max_tokens: int
+    repetition_penalty: float
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class SynthesisRequest:
+    request_id: str
+    text: str
+    voice: Voice
+    sampling: SamplingOptions
+    audio_format: str = "wav"
+    sample_rate: int = NATIVE_RATE
+    want_sr: bool = False
+    stream: bool = True
+    normalize: bool = True
+    chunking: bool = True
+    unknown_tags: str = "strip"
+
+
+@dataclass(frozen=True)
+class TextPlan:
+    text: str
+    chunks: list[str]
+    chunked: bool
+    changes: list[tuple[str, str]]
+    tags: list[str]
+
+
+@dataclass
+class PipelineStats:
+    """Per-stage counts for one request: where a later stage saw less than an earlier one, audio was lost."""
+
+    llm_tokens: int = 0
+    semantic_tokens: int = 0
+    decoded_chunks: int = 0
+    decoded_samples: int = 0
+    sr_chunks: int = 0
+    sr_samples: int = 0
+    output_samples: int = 0
+    encoded_frames: int = 0
+    encoded_bytes: int = 0
+    sent_chunks: int = 0
+    sent_bytes: int = 0
+    text_chunks: int = 0
+    text_chunks_done: int = 0
+    generation_done: bool = False
+    decode_done: bool = False
+    encode_done: bool = False
+    send_done: bool = False
+    global_tokens_per_chunk: list[tuple[int, ...]] = field(default_factory=list)
+    producer_waits: int = 0
+    max_queue_depth: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["global_tokens_per_chunk"] = [list(g) for g in self.global_tokens_per_chunk]
+        return data
+
+
+def plan_text(text: str, *, normalize: bool, chunking: bool, threshold: int, target: int,
+              unknown_tags: str = "strip") -> TextPlan:
+    """Normalise, resolve emotion tags, and split long text at sentence boundaries."""
+    tag_result = process_tags(text, unknown=unknown_tags)
+    cleaned = tag_result.text
+    changes: list[tuple[str, str]] = []
+    if normalize:
+        result = normalize_text(cleaned)
+        cleaned = result.text
+        changes = list(result.changes)
+    cleaned = " ".join(cleaned.split())
+    if not cleaned:
+        raise SynthesisError("VALIDATION_ERROR", "Invalid 'text': nothing left to speak after removing tags.", "text")
+    if chunking and len(cleaned) > threshold:
+        chunks = [c for c in split_text(cleaned, max_chars=target, threshold=threshold) if c.strip()]
+    else:
+        if not chunking and len(cleaned) > threshold:
+            logger.warning("long text with chunking disabled", extra={"text_length": len(cleaned)})
+        chunks = [cleaned]
+    return TextPlan(text=cleaned, chunks=chunks, chunked=len(chunks) > 1, changes=changes,
+                    tags=list(tag_result.tags_found))
+
+
+def classify_failure(exc: BaseException) -> SynthesisError:
+    """Map an exception from the model stack to a public error code."""
+    if isinstance(exc, SynthesisError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return SynthesisError("GENERATION_TIMEOUT", "Generation did not finish within the time limit.")
+    if isinstance(exc, TokenStreamError):
+        return SynthesisError("GENERATION_FAILED", f"The model produced an invalid token stream: {exc}")
+    name = exc.__class__.__name__
+    text = str(exc)
+    if name == "OutOfMemoryError" or "CUDA out of memory" in text:
+        return SynthesisError("GPU_OOM", "The GPU ran out of memory while generating.")
+    if "CUDA" in text or "device-side assert" in text or "cuda" in name.lower():
+        return SynthesisError("GPU_FAULT", "A GPU fault interrupted generation.")
+    return SynthesisError("GENERATION_FAILED", f"Generation failed ({name}).")
+
+
+class AudioChain:
+    """16 kHz float chunks in, encoded bytes out: crossfaded joins, optional SR, resampling, steady frames."""
+
+    def __init__(self, runtime: ModelRuntime, request: SynthesisRequest, stats: PipelineStats) -> None:
+        settings = runtime.settings
+        self.stats = stats
+        self.sr_stream = runtime.sr.stream() if (request.want_sr and runtime.sr is not None) else None
+        self.sr_applied = self.sr_stream is not None
+        source_rate = SR_RATE if self.sr_applied else NATIVE_RATE
+        self.joiner = ChunkJoiner(int(round(settings.crossfade_ms * NATIVE_RATE / 1000)))
+        self.resampler = StreamingResampler(source_rate, request.sample_rate)
+        self.frames = FrameBuffer(max(1, request.sample_rate * settings.frame_ms // 1000))
+        self.encoder = create_encoder(request.audio_format, request.sample_rate, streaming=request.stream)
+        self._segments = 0
+
+    def start_segment(self) -> None:
+        if self._segments:
+            self.joiner.start_segment()
+        self._segments += 1
+
+    def push(self, wav16: np.ndarray) -> bytes:
+        return self._onward(self.joiner.push(wav16), final=False)
+
+    def finish(self) -> bytes:
+        data = self._onward(self.joiner.finish(), final=True)
+        self.stats.encode_done = True
+        return data
+
+    def _onward(self, joined: np.ndarray, *, final: bool) -> bytes:
+        audio = joined
+        if self.sr_stream is not None:
+            started = time.perf_counter()
+            audio = self.sr_stream.push(joined) if joined.size else np.zeros(0, np.float32)
+            if final:
+                audio = np.concatenate([audio, self.sr_stream.finish()])
+            if audio.size:
+                self.stats.sr_chunks += 1
+                self.stats.sr_samples += int(audio.size)
+            metrics.STAGE_SECONDS.labels("super_resolution").observe(time.perf_counter() - started)
+        resampled = self.resampler.push(audio) if audio.size else np.zeros(0, np.float32)
+        if final:
+            resampled = np.concatenate([resampled, self.resampler.finish()])
+        self.stats.output_samples += int(resampled.size)
+        frames = self.frames.push(resampled) if resampled.size else []
+        if final:
+            tail = self.frames.flush()
+            if tail is not None and len(tail):
+                frames.append(tail)
+        out = bytearray()
+        for frame in frames:
+            out += self.encoder.push(frame)
+            self.stats.encoded_frames += 1
+        if final:
+            out += self.encoder.flush()
+        self.stats.encoded_bytes += len(out)
+        return bytes(out)
+
+
+class SynthesisJob:
+    """One request's pipeline. Iterate `stream_bytes()`; read `stats`, `plan`, `sr_applied` for headers/metrics."""
+
+    def __init__(self, runtime: ModelRuntime, request: SynthesisRequest, plan: TextPlan | None = None) -> None:
+        self.runtime = runtime
+        self.request = request
+        settings = runtime.settings
+        self.plan = plan or plan_text(
+            request.text, normalize=request.normalize, chunking=request.chunking,
+            threshold=settings.chunking_threshold_chars, target=settings.chunk_target_chars,
+            unknown_tags=request.unknown_tags,
+        )
+        self.stats = PipelineStats(text_chunks=len(self.plan.chunks))
+        self.chain = AudioChain(runtime, request, self.stats)
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=settings.stream_queue_chunks)
+        self.stream_config = StreamingConfig(
+            first_chunk_tokens=settings.stream_first_chunk_tokens,
+            max_chunk_tokens=settings.stream_max_chunk_tokens,
+            growth=settings.stream_chunk_growth,
+            left_context_tokens=settings.stream_left_context_tokens,
+            lookahead_tokens=settings.stream_lookahead_tokens,
+        )
+        self.global_tokens: tuple[int, ...] | None = (
+            tuple(request.voice.global_tokens) if getattr(request.voice, "global_tokens", None) else None
+        )
+        self._globals_ready = asyncio.Event()
+        if self.global_tokens is not None:
+            self._globals_ready.set()
+        self._generation_tasks: list[asyncio.Task] = []
+        self.error: SynthesisError | None = None
+
+    @property
+    def sr_applied(self) -> bool:
+        return self.chain.sr_applied
+
+    @property
+    def content_type(self) -> str:
+        return self.chain.encoder.content_type
+
+    # ------------------------------------------------------------------ generation (one task per text chunk)
+    def _sampling(self, prompt_len: int) -> SamplingConfig:
+        s = self.request.sampling
+        room = max(16, self.runtime.settings.max_model_len - prompt_len)
+        return SamplingConfig(
+            temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, max_tokens=min(s.max_tokens, room),
+            repetition_penalty=s.repetition_penalty, seed=s.seed,
+            stop_token_ids=tuple(self.runtime.layout.stop_token_ids),
+        )
+
+    async def _generate(self, index: int, text: str, out: asyncio.Queue) -> None:
+        """Run the LLM for one text chunk, parse ids as they come, hand semantic ids to `out`."""
+        runtime = self.runtime
+        use_globals = self.global_tokens if index > 0 or self.global_tokens is not None else None
+        prompt_ids, mode = build_prompt_ids(runtime.tokenizer, text, self.request.voice, global_tokens=use_globals)
+        parser = TokenParser(runtime.layout, mode=mode)
+        sampling = self._sampling(len(prompt_ids))
+        request_id = f"{self.request.request_id}-{index}"
+        try:
+            async with asyncio.timeout(runtime.settings.generation_timeout_s):
+                stream = runtime.engine.stream(prompt_ids, sampling, request_id)
+                try:
+                    async for new_ids in stream:
+                        self.stats.llm_tokens += len(new_ids)
+                        metrics.LLM_TOKENS.inc(len(new_ids))
+                        delta = parser.feed(new_ids)
+                        if delta.global_tokens is not None and self.global_tokens is None:
+                            self.global_tokens = tuple(delta.global_tokens)
+                            self._globals_ready.set()
+                        if delta.semantic:
+                            self.stats.semantic_tokens += len(delta.semantic)
+                            out.put_nowait(list(delta.semantic))
+                finally:
+                    await stream.aclose()
+            parser.finish()
+            if self.global_tokens is None:
+                raise TokenStreamError("generation ended before the 32 global tokens were complete")
+            out.put_nowait(_END)
+        except BaseException as exc:
+            out.put_nowait(exc if isinstance(exc, Exception) else _END)
+            raise
+
+    def _start_generation(self, index: int) -> asyncio.Queue:
+        out: asyncio.Queue = asyncio.Queue()
+        task = asyncio.create_task(self._generate(index, self.plan.chunks[index], out), name=f"gen-{index}")
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # exceptions travel through `out`
+        self._generation_tasks.append(task)
+        return out
+
+    # ------------------------------------------------------------------ decode + audio chain
+    def _decode_push(self, decoder: StreamingDecoder, semantic: list[int]) -> bytes:
+        started = time.perf_counter()
+        chunks = decoder.push(semantic)
+        metrics.STAGE_SECONDS.labels("decode").observe(time.perf_counter() - started)
+        return self._chain_chunks(chunks)
+
+    def _decode_finish(self, decoder: StreamingDecoder) -> bytes:
+        return self._chain_chunks(decoder.finish())
+
+    def _chain_chunks(self, chunks: list[np.ndarray]) -> bytes:
+        out = bytearray()
+        for chunk in chunks:
+            self.stats.decoded_chunks += 1
+            self.stats.decoded_samples += int(chunk.size)
+            out += self.chain.push(chunk)
+        return bytes(out)
+
+    async def _emit(self, data: bytes) -> None:
+        if not data:
+            return
+        if self.queue.full():
+            self.stats.producer_waits += 1
+        await self.queue.put(data)
+        self.stats.max_queue_depth = max(self.stats.max_queue_depth, self.queue.qsize())
+
+    async def _decode_text_chunk(self, index: int, tokens: asyncio.Queue) -> None:
+        if index == 0:
+            await self._wait_for_globals(tokens)
+        assert self.global_tokens is not None
+        self.stats.global_tokens_per_chunk.append(self.global_tokens)
+        d_vector = await asyncio.to_thread(self.runtime.speaker_vector, self.global_tokens)
+        decoder = StreamingDecoder(self.runtime.bicodec, d_vector, self.stream_config)
+        self.chain.start_segment()
+        while True:
+            item = await tokens.get()
+            semantic: list[int] = []
+            done = False
+            while True:  # take everything already waiting: fewer, larger decode calls
+                if item is _END:
+                    done = True
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                semantic.extend(item)
+                if tokens.empty():
+                    break
+                item = tokens.get_nowait()
+            if semantic:
+                await self._emit(await asyncio.to_thread(self._decode_push, decoder, semantic))
+            if done:
+                break
+        await self._emit(await asyncio.to_thread(self._decode_finish, decoder))
+        self.stats.text_chunks_done += 1
+
+    async def _wait_for_globals(self, tokens: asyncio.Queue) -> None:
+        """Controllable mode: the voice is known once the model has emitted its 32 global tokens."""
+        if self._globals_ready.is_set():
+            return
+        waiter = asyncio.create_task(self._globals_ready.wait())
+        while not waiter.done():
+            # If generation fails before the globals, its exception is in the token queue.
+            getter = asyncio.create_task(tokens.get())
+            done, _ = await asyncio.wait({waiter, getter}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                item = getter.result()
+                if isinstance(item, BaseException):
+                    waiter.cancel()
+                    raise item
+                if item is _END:
+                    waiter.cancel()
+                    raise TokenStreamError("generation ended before the 32 global tokens were complete")
+                # Semantic ids before globals complete cannot happen in a valid stream; keep order anyway.
+                requeue = [item]
+                while not tokens.empty():
+                    requeue.append(tokens.get_nowait())
+                for it in requeue:
+                    tokens.put_nowait(it)
+                await waiter
+            else:
+                getter.cancel()
+
+    async def _produce(self) -> None:
+        try:
+            pending = self._start_generation(0)
+            for index in range(len(self.plan.chunks)):
+                current = pending
+                if index + 1 < len(self.plan.chunks):
+                    # Start the next chunk's generation once this one has finished generating (and the voice is
+                    # known), so it overlaps with this chunk's decode and delivery.
+                    asyncio.create_task(self._chain_next_generation(index + 1))
+                await self._decode_text_chunk(index, current)
+                if index + 1 < len(self.plan.chunks):
+                    pending = await self._next_queue(index + 1)
+            self.stats.generation_done = True
+            self.stats.decode_done = True
+            await self._emit(await asyncio.to_thread(self.chain.finish))
+            await self.queue.put(_END)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure reaches the consumer as a SynthesisError
+            self.error = classify_failure(exc)
+            if not isinstance(exc, SynthesisError):
+                logger.warning("synthesis failed", exc_info=exc, extra={"error_code": self.error.code})
+            await self.queue.put(self.error)
+        finally:
+            for task in self._generation_tasks:
+                if not task.done():
+                    task.cancel()
+            if self._generation_tasks:
+                await asyncio.gather(*self._generation_tasks, return_exceptions=True)
+
+    # Chunk i+1's generation queue is created when chunk i's generation task finishes.
+    _next_queues: dict[int, asyncio.Future]
+
+    async def _chain_next_generation(self, index: int) -> None:
+        future = self._future_for(index)
+        try:
+            await asyncio.gather(self._generation_tasks[index - 1], return_exceptions=True)
+            await self._globals_ready.wait()
+            if not future.done():
+                future.set_result(self._start_generation(index))
+        except asyncio.CancelledError:
+            if not future.done():
+                future.cancel()
+            raise
+
+    def _future_for(self, index: int) -> asyncio.Future:
+        if not hasattr(self, "_next_queues"):
+            self._next_queues = {}
+        if index not in self._next_queues:
+            self._next_queues[index] = asyncio.get_running_loop().create_future()
+        return self._next_queues[index]
+
+    async def _next_queue(self, index: int) -> asyncio.Queue:
+        return await self._future_for(index)
+
+    # ------------------------------------------------------------------ consumer side
+    async def stream_bytes(self) -> AsyncIterator[bytes]:
+        """Encoded audio as it is produced. Raises SynthesisError on failure. Closing it cancels all work."""
+        producer = asyncio.create_task(self._produce(), name=f"synth-{self.request.request_id}")
+        try:
+            while True:
+                item = await self.queue.get()
+                if item is _END:
+                    self.stats.send_done = True
+                    return
+                if isinstance(item, SynthesisError):
+                    raise item
+                self.stats.sent_chunks += 1
+                self.stats.sent_bytes += len(item)
+                yield item
+        finally:
+            if not producer.done():
+                producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)
+
+    async def collect(self) -> bytes:
+        """The whole file (non-streaming responses)."""
+        parts = [part async for part in self.stream_bytes()]
+        return b"".join(parts)
+
+
+async def warmup_pipeline(runtime: ModelRuntime) -> None:
+    """One short request through every stage (LLM, parser, decoder, SR if loaded, encoder)."""
+    voice = runtime.voices.resolve(runtime.voices.default_voice_id)
+    settings = runtime.settings
+    request = SynthesisRequest(
+        request_id="warmup",
+        text="Hello.",
+        voice=voice,
+        sampling=SamplingOptions(settings.default_temperature, settings.default_top_k, settings.default_top_p,
+                                 min(settings.default_max_tokens, 200), settings.default_repetition_penalty, seed=0),
+        audio_format="wav", sample_rate=SR_RATE if runtime.sr is not None else NATIVE_RATE,
+        want_sr=runtime.sr is not None, stream=True,
+    )
+    job = SynthesisJob(runtime, request)
+    try:
+        await job.collect()
+    except SynthesisError as exc:
+        # Random demo weights can produce an invalid stream; the stack itself ran, which is what warm-up is for.
+        if not runtime.is_demo:
+            raise
+        logger.info("warm-up on the demo model ended with %s (expected with random weights)", exc.code)

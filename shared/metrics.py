@@ -1,0 +1,79 @@
+"""The Prometheus registry and every metric family the service exports.
+
+Names keep the `veena3_tts_` prefix that existing dashboards know. Label values are bounded: voices
+are the configured voice names (unknown ones are refused before counting), formats and error codes
+are enums; never request ids or free text.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+PREFIX = "veena3_tts"
+
+_LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
+_INTERVAL_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0)
+_RTF_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0)
+_AUDIO_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
+_CHUNK_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+REQUESTS = Counter(f"{PREFIX}_requests", "Synthesis requests received.", ["speaker", "stream", "format"], registry=REGISTRY)
+COMPLETED = Counter(
+    f"{PREFIX}_requests_completed", "Synthesis requests finished.", ["speaker", "stream", "status"], registry=REGISTRY
+)
+FAILED = Counter(
+    f"{PREFIX}_requests_failed", "Synthesis requests that failed.", ["speaker", "error_code", "status"], registry=REGISTRY
+)
+TTFB = Histogram(f"{PREFIX}_ttfb_seconds", "Time to first audio byte.", ["stream"], buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+RTF = Histogram(f"{PREFIX}_rtf", "Real-time factor (wall time / audio time).", buckets=_RTF_BUCKETS, registry=REGISTRY)
+AUDIO_SECONDS = Histogram(
+    f"{PREFIX}_audio_duration_seconds", "Seconds of audio per request.", buckets=_AUDIO_BUCKETS, registry=REGISTRY
+)
+CHUNKS_SENT = Histogram(f"{PREFIX}_chunks_sent", "Audio chunks sent per request.", buckets=_CHUNK_BUCKETS, registry=REGISTRY)
+CHUNK_INTERVAL = Histogram(
+    f"{PREFIX}_chunk_interval_seconds", "Interval between consecutive audio chunks sent.", buckets=_INTERVAL_BUCKETS,
+    registry=REGISTRY,
+)
+CHUNK_JITTER = Histogram(
+    f"{PREFIX}_chunk_jitter_seconds", "|interval - previous interval| between chunks.", buckets=_INTERVAL_BUCKETS,
+    registry=REGISTRY,
+)
+ACTIVE_STREAMS = Gauge(f"{PREFIX}_active_streams", "Requests currently producing audio.", registry=REGISTRY)
+QUEUE_DEPTH = Gauge(f"{PREFIX}_stream_queue_depth", "Chunks waiting between generation and sending (sum).", registry=REGISTRY)
+QUEUE_FILL_RATIO = Gauge(
+    f"{PREFIX}_stream_queue_fill_ratio", "Fullest stream queue as a fraction of its bound.", registry=REGISTRY
+)
+FRAMES_DROPPED = Counter(f"{PREFIX}_frames_dropped", "Audio frames or chunks dropped (should stay 0).", ["stage"], registry=REGISTRY)
+PIPELINE_LOSSES = Counter(
+    f"{PREFIX}_pipeline_losses", "Requests where a later stage saw less than an earlier one.", ["stage"], registry=REGISTRY
+)
+LLM_TOKENS = Counter(f"{PREFIX}_llm_tokens_generated", "Token ids produced by the LLM.", registry=REGISTRY)
+MODEL_LOADED = Gauge(f"{PREFIX}_model_loaded", "1 when the speech models are loaded.", registry=REGISTRY)
+SR_READY = Gauge(f"{PREFIX}_sr_ready", "1 when AP-BWE super-resolution is loaded.", registry=REGISTRY)
+DEMO_MODEL = Gauge(f"{PREFIX}_demo_model", "1 when serving the random-weight demo checkpoint.", registry=REGISTRY)
+MODEL_LOAD_SECONDS = Gauge(f"{PREFIX}_model_load_seconds", "Seconds spent loading models at start-up.", registry=REGISTRY)
+REQUEST_LOG_QUEUE = Gauge(f"{PREFIX}_request_log_queue_depth", "Request-log records waiting to be written.", registry=REGISTRY)
+REQUEST_LOG_DROPPED = Counter(
+    f"{PREFIX}_request_log_dropped", "Request-log records dropped because the queue was full.", registry=REGISTRY
+)
+REQUEST_LOG_WRITTEN = Counter(f"{PREFIX}_request_log_written", "Request-log records written.", ["sink"], registry=REGISTRY)
+REQUEST_LOG_ERRORS = Counter(f"{PREFIX}_request_log_write_errors", "Failed request-log batch writes.", ["sink"], registry=REGISTRY)
+RATE_LIMITED = Counter(f"{PREFIX}_rate_limit_rejections", "Requests refused by a limit.", ["limit"], registry=REGISTRY)
+RATE_LIMIT_BACKEND_UP = Gauge(
+    f"{PREFIX}_rate_limit_shared_backend_up", "1 when the shared (Redis) limit backend answers; 0 = per-container.",
+    registry=REGISTRY,
+)
+CLIENT_DISCONNECTS = Counter(f"{PREFIX}_client_disconnects", "Clients that went away mid-stream.", registry=REGISTRY)
+STALLED_CLIENTS = Counter(f"{PREFIX}_stalled_clients_cut", "Readers cut off after stalling.", registry=REGISTRY)
+GPU_FAULTS = Counter(f"{PREFIX}_gpu_faults", "GPU faults that marked the container unhealthy.", ["kind"], registry=REGISTRY)
+STAGE_SECONDS = Histogram(
+    f"{PREFIX}_stage_seconds", "Compute seconds per pipeline stage call.", ["stage"], buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+
+
+def render_metrics() -> tuple[bytes, str]:
+    """Prometheus text exposition of the registry and its content type."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,126 @@
+"""The service's one settings class. Every knob reads an environment variable `TTS_<FIELD>`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+APP_VERSION = "0.1.0"
+
+
+class Settings(BaseSettings):
+    """All configuration. The README's settings table is generated from these descriptions."""
+
+    model_config = SettingsConfigDict(env_prefix="TTS_", env_file=None, extra="ignore", protected_namespaces=())
+
+    # --- model files -------------------------------------------------------------------------
+    model_dir: Path | None = Field(
+        None,
+        description="Directory laid out like the released Spark-TTS-0.5B (config.yaml, LLM/, BiCodec/). "
+        "Unset: the tiny random demo checkpoint is built and used (the audio is noise).",
+    )
+    sr_dir: Path | None = Field(
+        None,
+        description="AP-BWE 16->48 kHz directory (config.json + g_16kto48k). Unset: <model_dir>/16kto48k if present.",
+    )
+    demo_dir: Path = Field(Path("var/demo_model"), description="Where the demo checkpoint is built when model_dir is unset.")
+    demo_seed: int = Field(0, description="Seed for the demo checkpoint's random weights.")
+    model_version: str | None = Field(
+        None, description="Version string reported in X-Model-Version; default derives from the model directory."
+    )
+
+    # --- server ------------------------------------------------------------------------------
+    host: str = Field("0.0.0.0", description="Address scripts/serve binds.")
+    port: int = Field(8000, description="Port scripts/serve binds.")
+    log_level: str = Field("INFO", description="Root log level.")
+    log_json: bool = Field(True, description="Emit JSON log lines (false: plain text for a terminal).")
+
+    # --- engines -----------------------------------------------------------------------------
+    engine: Literal["transformers", "vllm"] = Field(
+        "transformers", description="LLM backend: transformers (CPU/GPU, local default) or vllm."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Torch device for BiCodec, AP-BWE and transformers.")
+    llm_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="LLM compute dtype; auto = bfloat16 on GPU, float32 on CPU. float16 is refused (broken model)."
+    )
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vLLM share of GPU memory.")
+    max_model_len: int = Field(4096, ge=256, description="vLLM max sequence length (prompt + generated).")
+    max_num_seqs: int = Field(64, ge=1, description="vLLM max concurrent sequences.")
+    enable_prefix_caching: bool = Field(True, description="vLLM prefix caching (shared voice prompts).")
+    enforce_eager: bool = Field(False, description="vLLM: disable CUDA graphs (forced on CPU).")
+    warmup: bool = Field(True, description="Run one generation at start-up before reporting ready.")
+
+    # --- request defaults and limits ---------------------------------------------------------
+    default_speaker: str = Field("default", description="Voice used when a request names none (OpenAI route).")
+    max_text_chars: int = Field(50_000, ge=1, description="Longest accepted text in characters.")
+    default_temperature: float = Field(0.8, description="Sampling temperature when a request omits it.")
+    default_top_k: int = Field(50, description="top_k when a request omits it.")
+    default_top_p: float = Field(1.0, description="top_p when a request omits it.")
+    default_max_tokens: int = Field(4096, description="max_tokens when a request omits it.")
+    default_repetition_penalty: float = Field(1.05, description="repetition_penalty when a request omits it.")
+    generation_timeout_s: float = Field(120.0, gt=0, description="Per text-chunk generation deadline (504 after).")
+
+    # --- long text ---------------------------------------------------------------------------
+    chunking_threshold_chars: int = Field(220, ge=20, description="Texts longer than this (normalised) are split.")
+    chunk_target_chars: int = Field(170, ge=20, description="Target size of each text chunk.")
+    crossfade_ms: float = Field(50.0, ge=0, le=500, description="Equal-power crossfade between text chunks.")
+
+    # --- streaming decode --------------------------------------------------------------------
+    stream_first_chunk_tokens: int = Field(25, ge=1, le=400, description="Semantic tokens in the first decoded chunk.")
+    stream_max_chunk_tokens: int = Field(200, ge=1, le=1000, description="Largest later decoded chunk.")
+    stream_chunk_growth: float = Field(2.0, ge=1.0, description="Each chunk is this many times the previous one.")
+    stream_left_context_tokens: int = Field(24, ge=0, le=200, description="Tokens of left context per chunk decode.")
+    stream_lookahead_tokens: int = Field(12, ge=0, le=200, description="Tokens of look-ahead per chunk decode.")
+    sr_enabled: bool = Field(True, description="Load AP-BWE when its directory exists (48 kHz output).")
+
+    # --- delivery ----------------------------------------------------------------------------
+    stream_queue_chunks: int = Field(16, ge=1, description="Bounded queue between generation and the socket.")
+    send_stall_timeout_s: float = Field(30.0, gt=0, description="A reader stalled this long is cut off.")
+    realtime_pacing: bool = Field(False, description="Pace sends at playback speed (plus a small lead).")
+    frame_ms: int = Field(40, ge=10, le=200, description="Steady frame size of streamed audio.")
+
+    # --- access ------------------------------------------------------------------------------
+    auth_enabled: bool = Field(True, description="Require an API key. Off only for local development (logs a warning).")
+    api_keys: str = Field("", description="Comma-separated plain keys for the static backend (hashed at load).")
+    api_keys_file: Path | None = Field(None, description="JSON file of static key records (sha256 hashes).")
+    key_backend: Literal["static", "postgres", "supabase"] = Field("static", description="Where API keys live.")
+    key_cache_ttl_s: float = Field(30.0, ge=0, description="API-key lookup cache TTL (revocation latency).")
+    admin_key: str = Field("", description="Key for /v1/tts/debug/* (empty: debug routes disabled).")
+    rate_limit_per_minute: int = Field(60, ge=1, description="Default per-key requests per minute.")
+    max_concurrent_streams: int = Field(4, ge=1, description="Default per-key concurrent requests.")
+    redis_url: str | None = Field(None, description="Redis URL for limits shared across containers.")
+    database_url: str | None = Field(None, description="PostgreSQL DSN for the request log and keys.")
+    supabase_url: str | None = Field(None, description="Supabase project URL (request log sink / keys).")
+    supabase_key: str | None = Field(None, description="Supabase service key.")
+    request_log_sink: Literal["none", "postgres", "supabase"] = Field("none", description="Request log destination.")
+    log_request_text: bool = Field(False, description="Store the request text in the request log.")
+    request_log_queue_size: int = Field(10_000, ge=1, description="Bounded request-log queue.")
+    request_log_batch_size: int = Field(100, ge=1, description="Rows per insert.")
+    request_log_flush_s: float = Field(1.0, gt=0, description="Longest wait before a partial batch is written.")
+    credits_enabled: bool = Field(False, description="Charge characters/audio seconds to the key's balance.")
+
+    @field_validator("model_dir", "sr_dir", "api_keys_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value in ("", None) else value
+
+    @property
+    def using_demo_model(self) -> bool:
+        return self.model_dir is None
+
+    @property
+    def resolved_model_dir(self) -> Path:
+        return self.model_dir if self.model_dir is not None else self.demo_dir
+
+    @property
+    def resolved_sr_dir(self) -> Path:
+        return self.sr_dir if self.sr_dir is not None else self.resolved_model_dir / "16kto48k"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
