@@ -1,0 +1,31 @@
+"""Fixtures shared by every tier: the steering fixtures' path and one demo checkpoint per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"
+
+# Tests must not inherit a developer's real configuration.
+for _name in list(os.environ):
+    if _name.startswith("TTS_") and not _name.startswith("TTS_TEST_"):
+        del os.environ[_name]
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    if not FIXTURES.is_dir():
+        pytest.skip(f"reference fixtures not found at {FIXTURES}")
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def demo_model_dir() -> Path:
+    """The demo checkpoint (seed 0), built once under var/ and reused across runs (the build is idempotent)."""
+    from core.demo_checkpoint import build_demo_checkpoint
+
+    return build_demo_checkpoint(PROJECT_ROOT / "var" / "test-demo-model", seed=0)

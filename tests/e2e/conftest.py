@@ -1,0 +1,79 @@
+"""A real uvicorn server on the demo checkpoint, started as a subprocess on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class RunningServer:
+    base_url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(model_dir: Path, log_path: Path, env_overrides: dict[str, str] | None = None,
+                 timeout_s: float = 180.0) -> RunningServer:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_") or k.startswith("TTS_TEST_")}
+    env.update({
+        "TTS_MODEL_DIR": str(model_dir), "TTS_AUTH_ENABLED": "false", "TTS_DEVICE": "cpu",
+        "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
+    })
+    env.update(env_overrides or {})
+    log_file = open(log_path, "wb")  # noqa: SIM115 - closed when the server stops
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "api:create_app", "--host", "127.0.0.1", "--port", str(port),
+         "--no-access-log"],
+        cwd=PROJECT_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log_path.read_text(errors='replace')[-4000:]}")
+        try:
+            if httpx.get(f"{base_url}/v1/tts/ready", timeout=2).status_code == 200:
+                return RunningServer(base_url, process, log_path)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    process.kill()
+    raise RuntimeError(f"server not ready in {timeout_s}s:\n{log_path.read_text(errors='replace')[-4000:]}")
+
+
+def stop_server(server: RunningServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+@pytest.fixture(scope="session")
+def server(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    running = start_server(demo_model_dir, log_path)
+    yield running
+    stop_server(running)
