@@ -23,6 +23,7 @@ import logging
 import re
 import secrets
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -300,32 +301,47 @@ class PostgresKeyStore(KeyStore):
                     )
         return self._pool
 
-    async def _run(self, method: str, query: str, *args: Any) -> Any:
-        """Run one statement; a dead pooled connection (server restarted) gets one retry on a fresh one."""
+    async def _run(self, method: str, query: str, *args: Any, idempotent: bool = True) -> Any:
+        """Run one statement. A dead pooled connection (the server restarted) gets one retry on a fresh one.
+
+        A statement that must not run twice (credit moves) is not retried itself: the connection is
+        probed first and only the probe is retried, so a reply lost in flight cannot double-charge.
+        """
         import asyncpg
 
+        retryable = (
+            OSError,
+            TimeoutError,
+            asyncpg.InterfaceError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.exceptions.OperatorInterventionError,  # server shutting down or starting
+        )
         for attempt in (0, 1):
             try:
                 pool = await self._get_pool()
                 async with pool.acquire() as conn:
-                    return await getattr(conn, method)(query, *args)
-            except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
+                    if idempotent:
+                        return await getattr(conn, method)(query, *args)
+                    await conn.fetchval("SELECT 1")
+                    try:
+                        return await getattr(conn, method)(query, *args)
+                    except retryable as exc:
+                        raise KeyStoreUnavailable(f"postgres key store: {type(exc).__name__}") from None
+            except retryable as exc:
                 if attempt == 1:
-                    raise KeyStoreUnavailable(f"postgres key store: {exc.__class__.__name__}") from None
-            except asyncpg.exceptions.OperatorInterventionError as exc:  # server shutting down / starting
-                if attempt == 1:
-                    raise KeyStoreUnavailable(f"postgres key store: {exc.__class__.__name__}") from None
+                    raise KeyStoreUnavailable(f"postgres key store: {type(exc).__name__}") from None
+        raise AssertionError("unreachable")
 
     async def get_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
         row = await self._run("fetchrow", _SELECT_BY_HASH, key_hash)
         return None if row is None else ApiKeyRecord.from_mapping(dict(row))
 
     async def debit_credits(self, key_id: str, amount: int) -> DebitResult:
-        row = await self._run("fetchrow", _DEBIT, key_id, amount)
+        row = await self._run("fetchrow", _DEBIT, key_id, amount, idempotent=False)
         return DebitResult(False, None) if row is None else DebitResult(True, row["credit_balance"])
 
     async def refund_credits(self, key_id: str, amount: int) -> int | None:
-        row = await self._run("fetchrow", _REFUND, key_id, amount)
+        row = await self._run("fetchrow", _REFUND, key_id, amount, idempotent=False)
         return None if row is None else row["credit_balance"]
 
     async def create_key(
@@ -386,7 +402,12 @@ def make_supabase_client(url: str, key: str, timeout_s: float = 10.0) -> Any:
         auto_refresh_token=False,
         persist_session=False,
     )
-    return create_client(url, key, options)
+    client = create_client(url, key, options)
+    with warnings.catch_warnings():
+        # supabase-py passes its own timeout/verify to postgrest-py, which calls them deprecated; not ours.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _ = client.postgrest  # built lazily; build it here, inside the filter
+    return client
 
 
 class SupabaseKeyStore(KeyStore):

@@ -84,10 +84,18 @@ class CreditLedger:
             ) from None
         if not result.ok:
             logger.info("insufficient credits", extra={"key_id": key.key_id, "needed": cost})
-            raise InsufficientCredits(
-                cost, result.balance if result.balance is not None else key.credit_balance
-            )
+            raise InsufficientCredits(cost, await self._current_balance(key, result.balance))
         return CreditReservation(key.key_id, request_id, cost, result.balance)
+
+    async def _current_balance(self, key: ApiKeyRecord, reported: int | None) -> int | None:
+        """The balance to quote in a refusal: fresh from the store, not the cached record's."""
+        if reported is not None:
+            return reported
+        try:
+            fresh = await self.store.get_by_hash(key.key_hash)
+        except Exception:
+            return None
+        return fresh.credit_balance if fresh is not None else None
 
     async def charge(self, reservation: CreditReservation, *, audio_seconds: float | None = None) -> int:
         """Settle a reservation as used; returns the credits charged (for RequestRecord.credits_charged)."""

@@ -133,6 +133,8 @@ class StreamLease:
 
 
 class Limiter(Protocol):
+    async def start(self) -> None: ...
+
     async def check_rate(self, key_id: str, limit: int) -> RateDecision: ...
 
     async def acquire_stream(self, key_id: str, max_concurrent: int) -> StreamLease: ...
@@ -197,6 +199,9 @@ class InProcessLimiter:
 
     def active_streams(self, key_id: str) -> int:
         return len(self._leases.get(key_id, ()))
+
+    async def start(self) -> None:
+        pass
 
     async def close(self) -> None:
         pass
@@ -293,6 +298,9 @@ class RedisLimiter:
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())
+
+    async def start(self) -> None:
+        pass
 
     async def check_rate(self, key_id: str, limit: int) -> RateDecision:
         window_ms = int(self.window_s * 1000)
@@ -394,6 +402,13 @@ class FallbackLimiter:
             self._up = True
             RATE_LIMIT_BACKEND_UP.set(1)
             logger.info("rate-limit backend reachable again; shared limits restored")
+
+    async def start(self) -> None:
+        """Probe Redis once so the gauge is right before the first request."""
+        try:
+            await self.primary.ping()
+        except self._errors as exc:
+            self._mark_down(exc)
 
     async def check_rate(self, key_id: str, limit: int) -> RateDecision:
         if self._up:

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import math
 import random
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -261,7 +262,7 @@ class Backoff:
     """Exponential delay between retries, capped; `jitter` spreads containers that failed together."""
 
     initial_s: float = 0.5
-    max_s: float = 30.0
+    max_s: float = 10.0
     factor: float = 2.0
     jitter: float = 0.1
     attempts: int = 0
@@ -307,6 +308,7 @@ class RequestLogger:
         self.dropped = 0
         self.written = 0
         self.write_failures = 0
+        self._last_drop_log = -math.inf
 
     @property
     def pending(self) -> int:
@@ -326,9 +328,13 @@ class RequestLogger:
                 oldest = self._queue.popleft()
                 self._count_dropped(1)
                 kept_all = False
-                logger.warning(
-                    "request log queue full; dropped oldest record", extra={"dropped_id": oldest.request_id}
-                )
+                now = time.monotonic()
+                if now - self._last_drop_log >= 10.0:  # one line per 10 s, not one per request
+                    self._last_drop_log = now
+                    logger.warning(
+                        "request log queue full; dropping oldest records",
+                        extra={"dropped_id": oldest.request_id, "dropped_total": self.dropped},
+                    )
             self._queue.append(record)
             self._update_gauge()
             if len(self._queue) == 1 or len(self._queue) >= self.batch_size:
@@ -400,7 +406,8 @@ class RequestLogger:
                     "request log write failed; will retry",
                     extra={
                         "sink": self.sink.name,
-                        "error": str(exc),
+                        # SinkError messages are built to be safe; anything else: its class only.
+                        "error": str(exc) if isinstance(exc, SinkError) else type(exc).__name__,
                         "pending": self.pending,
                         "retry_in_s": round(delay, 2),
                     },

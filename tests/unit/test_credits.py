@@ -1,0 +1,71 @@
+"""Credits: 1 credit per character, refused before work when short, settled once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from services.auth import StaticKeyStore
+from services.credits import CreditLedger, InsufficientCredits, credits_for_text
+
+
+async def make(balance: int | None) -> tuple[CreditLedger, StaticKeyStore]:
+    store = StaticKeyStore()
+    store.add_plain_key("paid-key", key_id="paid", credit_balance=balance)
+    return CreditLedger(store, enabled=True), store
+
+
+async def balance(store: StaticKeyStore) -> int | None:
+    record = await store.get_by_hash(store._hash_by_id["paid"])
+    return record.credit_balance
+
+
+async def test_reserve_takes_the_cost_and_refuses_what_the_balance_cannot_cover() -> None:
+    ledger, store = await make(100)
+    key = await store.get_by_hash(store._hash_by_id["paid"])
+    assert credits_for_text(30) == 30
+    held = await ledger.reserve(key, 30, "r1")
+    assert (held.credits, held.balance_after, await balance(store)) == (30, 70, 70)
+    with pytest.raises(InsufficientCredits) as info:
+        await ledger.reserve(key, 71, "r2")
+    err = info.value
+    assert (err.code, err.status, err.needed, err.balance) == ("INSUFFICIENT_CREDITS", 403, 71, 70)
+    assert "71 credits" in err.message
+    assert await balance(store) == 70  # a refusal takes nothing
+
+
+async def test_charge_is_final_and_release_refunds_once() -> None:
+    ledger, store = await make(100)
+    key = await store.get_by_hash(store._hash_by_id["paid"])
+    used = await ledger.reserve(key, 10, "r1")
+    assert await ledger.charge(used, audio_seconds=1.2) == 10
+    assert await ledger.charge(used) == 10
+    await ledger.release(used)  # already charged: no refund
+    failed = await ledger.reserve(key, 20, "r2")
+    await ledger.release(failed)
+    await ledger.release(failed)
+    assert await ledger.charge(failed) == 0
+    assert await balance(store) == 90
+
+
+async def test_concurrent_reservations_never_overspend() -> None:
+    ledger, store = await make(50)
+    key = await store.get_by_hash(store._hash_by_id["paid"])
+    results = await asyncio.gather(
+        *(ledger.reserve(key, 10, f"r{i}") for i in range(8)), return_exceptions=True
+    )
+    assert sum(not isinstance(r, Exception) for r in results) == 5
+    assert await balance(store) == 0
+
+
+async def test_unlimited_keys_and_disabled_credits_are_free() -> None:
+    ledger, store = await make(None)
+    key = await store.get_by_hash(store._hash_by_id["paid"])
+    res = await ledger.reserve(key, 10_000, "r1")
+    assert res.state == "free" and await ledger.charge(res) == 0
+    limited_ledger, limited_store = await make(5)
+    limited = await limited_store.get_by_hash(limited_store._hash_by_id["paid"])
+    off = CreditLedger(limited_store, enabled=False)
+    assert (await off.reserve(limited, 10_000, "r2")).state == "free"
+    assert await balance(limited_store) == 5
