@@ -1,0 +1,129 @@
+"""The LLM engine interface: prompt token ids in, a stream of new token ids out.
+
+Two backends implement it: `TransformersEngine` (core/llm_transformers.py; CPU or a single GPU, no
+vLLM needed) and `VLLMEngine` (core/llm_vllm.py; vLLM `AsyncLLM`, imported lazily). Callers depend
+only on `LLMEngine`, `SamplingConfig` and `create_engine`.
+
+Stream contract (both backends):
+- each item is a non-empty list of ids generated since the previous item (a "delta");
+- a generated stop id ends the stream and is included as its last id (as vLLM reports it);
+- the stream ends after `max_tokens` ids at most;
+- closing the iterator (`aclose()`) or cancelling the consuming task aborts the generation, and so
+  does `await engine.abort(request_id)` from elsewhere (the stream then just ends);
+- `active_requests()` holds an id from the first step until its generation has really stopped;
+- a request id may only be active once at a time (ValueError otherwise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
+
+EngineKind = Literal["transformers", "vllm"]
+
+# Below this temperature sampling is greedy (vLLM uses the same threshold).
+GREEDY_TEMPERATURE = 1e-5
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Sampling for one request. Always passed explicitly: checkpoint generation defaults are never used.
+
+    `top_k` 0 (or -1) and `top_p` 1.0 disable those filters; `temperature` 0 is greedy;
+    `repetition_penalty` 1.0 is off; `seed` None draws fresh randomness per request.
+    """
+
+    temperature: float = 0.8
+    top_k: int = 50
+    top_p: float = 0.95
+    max_tokens: int = 3000
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+    stop_token_ids: tuple[int, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k < -1:
+            raise ValueError(f"top_k must be -1, 0 (off) or a positive count, got {self.top_k}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        # Accept any iterable of ints (a list from JSON, a set) but store a hashable tuple.
+        object.__setattr__(self, "stop_token_ids", tuple(int(i) for i in self.stop_token_ids))
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature < GREEDY_TEMPERATURE or self.top_k == 1
+
+
+@runtime_checkable
+class LLMEngine(Protocol):
+    name: str
+
+    def stream(
+        self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str
+    ) -> AsyncIterator[list[int]]:
+        """Yield lists of new token ids; closing or cancelling the iterator aborts generation."""
+        ...
+
+    async def abort(self, request_id: str) -> None: ...
+
+    def active_requests(self) -> set[str]: ...
+
+    async def shutdown(self) -> None: ...
+
+
+def check_dtype(dtype: str) -> str:
+    """Normalise a dtype name; refuse float16, which breaks the Spark LLM (spec §1.2)."""
+    name = str(dtype).removeprefix("torch.").lower()
+    if name in ("float16", "half", "fp16"):
+        raise ValueError(
+            "float16 is refused: the Spark-TTS LLM produces garbage in fp16; use bfloat16 or float32"
+        )
+    aliases = {"fp32": "float32", "float": "float32", "bf16": "bfloat16"}
+    name = aliases.get(name, name)
+    if name not in ("auto", "float32", "bfloat16"):
+        raise ValueError(f"unsupported LLM dtype {dtype!r}; accepted: auto, float32, bfloat16")
+    return name
+
+
+def resolve_device(device: str) -> str:
+    """`auto` -> cuda when a GPU is visible, else cpu."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """`auto` -> bfloat16 on a GPU, float32 on CPU (bf16 on CPU is slow and crashed vLLM-CPU, spec B4)."""
+    name = check_dtype(dtype)
+    if name != "auto":
+        return name
+    return "bfloat16" if str(device).startswith("cuda") else "float32"
+
+
+def create_engine(kind: EngineKind, llm_dir: str | Path, settings: Settings) -> LLMEngine:
+    """Build the configured backend. Loading takes seconds (vLLM ~15 s): call it off the event loop."""
+    if kind == "transformers":
+        from core.llm_transformers import TransformersEngine
+
+        device = resolve_device(settings.device)
+        return TransformersEngine.from_pretrained(
+            llm_dir, device=device, dtype=resolve_dtype(settings.llm_dtype, device)
+        )
+    if kind == "vllm":
+        from core.llm_vllm import VLLMEngine
+
+        return VLLMEngine.from_settings(llm_dir, settings)
+    raise ValueError(f"unknown LLM engine {kind!r}; accepted: transformers, vllm")

@@ -1,0 +1,270 @@
+"""The transformers backend: the HF Qwen2 checkpoint decoded token by token with a KV cache.
+
+Each request runs in a worker thread (a small pool), never on the event loop. New ids reach the
+async consumer through `_DeltaChannel`: the worker appends under a lock and wakes the loop with
+`call_soon_threadsafe`; the consumer takes everything pending as one delta, so a slow consumer gets
+larger deltas instead of an unbounded queue, and past `max_pending_tokens` the worker waits.
+
+Concurrency: one forward step at a time holds the model lock, so concurrent requests interleave step
+by step (each keeps its own KV cache). Throughput is therefore that of one stream shared between
+requests -- correct and simple, no batching. Production uses vLLM for batching.
+
+Sampling is implemented here, explicitly, in float32: repetition penalty (over prompt + output, the
+HF/vLLM rule: positive logits divided, negative multiplied), temperature, top-k, top-p, then a draw
+from a per-request `torch.Generator` seeded from `SamplingConfig.seed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from core.llm import SamplingConfig, check_dtype, resolve_dtype
+
+_TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+class _DeltaChannel:
+    """Worker thread -> event loop handoff of generated ids; also carries the request's cancel flag."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, capacity: int) -> None:
+        self._loop = loop
+        self._capacity = capacity
+        self._cond = threading.Condition()
+        self._pending: list[int] = []
+        self._done = False
+        self._error: BaseException | None = None
+        self._cancelled = False
+        self._ready = asyncio.Event()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def cancel(self) -> None:
+        with self._cond:
+            self._cancelled = True
+            self._cond.notify_all()
+
+    # --- worker side ---------------------------------------------------------------------------
+    def put(self, token_id: int) -> bool:
+        """Queue one id; blocks while the consumer is `capacity` ids behind. False once cancelled."""
+        with self._cond:
+            while len(self._pending) >= self._capacity and not self._cancelled:
+                self._cond.wait(0.05)
+            if self._cancelled:
+                return False
+            self._pending.append(token_id)
+        self._wake()
+        return True
+
+    def finish(self, error: BaseException | None = None) -> None:
+        with self._cond:
+            self._done = True
+            self._error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._ready.set)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            self.cancel()
+
+    # --- event loop side -----------------------------------------------------------------------
+    async def get(self) -> tuple[list[int], bool]:
+        """Wait for new ids; returns (ids, finished). Raises the worker's error, if any."""
+        while True:
+            # Clear before looking: a put after the look schedules a set() that runs after this clear.
+            self._ready.clear()
+            with self._cond:
+                ids, self._pending = self._pending, []
+                done, error = self._done, self._error
+                if ids:
+                    self._cond.notify_all()
+            if error is not None:
+                raise error
+            if ids or done:
+                return ids, done
+            await self._ready.wait()
+
+
+@dataclass
+class _Request:
+    channel: _DeltaChannel
+    future: Future | None = None
+
+
+def sample_next(
+    logits: torch.Tensor, seen: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator
+) -> int:
+    """Pick the next id from one row of float32 logits [V]; `seen` marks prompt + generated ids."""
+    penalty = sampling.repetition_penalty
+    if penalty != 1.0:
+        hit = logits[seen]
+        logits = logits.index_put((seen,), torch.where(hit > 0, hit / penalty, hit * penalty))
+    if sampling.greedy:
+        return int(torch.argmax(logits))
+    logits = logits / sampling.temperature
+    # Work on the k best (topk is O(V)); only nucleus sampling without top-k needs a full sort.
+    index: torch.Tensor | None = None
+    if 0 < sampling.top_k < logits.shape[-1]:
+        logits, index = torch.topk(logits, sampling.top_k)  # sorted, best first
+    elif sampling.top_p < 1.0:
+        logits, index = torch.sort(logits, descending=True)
+    if sampling.top_p < 1.0:
+        probs = torch.softmax(logits, dim=-1)
+        # Drop a token when the mass before it already reaches top_p; the first one always stays.
+        drop = (torch.cumsum(probs, dim=-1) - probs) >= sampling.top_p
+        logits = logits.masked_fill(drop, float("-inf"))
+    choice = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)
+    return int(choice) if index is None else int(index[choice])
+
+
+class TransformersEngine:
+    """`LLMEngine` over an HF causal LM. Build with `from_pretrained`."""
+
+    name = "transformers"
+
+    def __init__(
+        self, model: torch.nn.Module, *, device: str, max_concurrency: int = 8, max_pending_tokens: int = 1024
+    ) -> None:
+        self._model = model
+        self._device = torch.device(device)
+        self._vocab_size = int(model.get_input_embeddings().weight.shape[0])
+        self._model_lock = threading.Lock()
+        self._active_lock = threading.Lock()
+        self._active: dict[str, _Request] = {}
+        self._executor = ThreadPoolExecutor(
+            max_workers=max_concurrency, thread_name_prefix="llm-transformers"
+        )
+        self._max_pending = max_pending_tokens
+        self._closed = False
+        self.steps_total = 0  # forward steps run (= tokens generated) over the engine's life
+
+    @classmethod
+    def from_pretrained(
+        cls, llm_dir: str | Path, device: str = "cpu", dtype: str = "float32", **kwargs: int
+    ) -> TransformersEngine:
+        """Load `llm_dir` (HF Qwen2). dtype: float32 | bfloat16 | auto; float16 raises ValueError."""
+        name = check_dtype(dtype)  # refuse fp16 before touching the disk
+        name = resolve_dtype(name, device)
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(str(llm_dir), dtype=_TORCH_DTYPES[name])
+        model.to(device).eval()
+        return cls(model, device=device, **kwargs)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._vocab_size
+
+    def active_requests(self) -> set[str]:
+        with self._active_lock:
+            return set(self._active)
+
+    async def stream(
+        self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str
+    ) -> AsyncIterator[list[int]]:
+        if self._closed:
+            raise RuntimeError("the LLM engine is shut down")
+        prompt = [int(i) for i in prompt_token_ids]
+        if not prompt:
+            raise ValueError("prompt_token_ids is empty")
+        bad = [i for i in prompt if not 0 <= i < self._vocab_size]
+        if bad:
+            raise ValueError(f"prompt ids outside the vocabulary [0, {self._vocab_size}): {bad[:5]}")
+        request = _Request(_DeltaChannel(asyncio.get_running_loop(), self._max_pending))
+        with self._active_lock:
+            if request_id in self._active:
+                raise ValueError(f"request id {request_id!r} is already generating")
+            self._active[request_id] = request
+        try:
+            request.future = self._executor.submit(self._generate, prompt, sampling, request_id, request)
+        except RuntimeError:  # executor shut down between the check above and here
+            self._forget(request_id, request)
+            raise
+        try:
+            while True:
+                ids, done = await request.channel.get()
+                if ids:
+                    yield ids
+                if done:
+                    return
+        finally:
+            # Reached on normal end, aclose() (GeneratorExit) and task cancellation alike.
+            self._stop(request_id, request)
+
+    async def abort(self, request_id: str) -> None:
+        with self._active_lock:
+            request = self._active.get(request_id)
+        if request is not None:
+            self._stop(request_id, request)
+
+    async def shutdown(self) -> None:
+        self._closed = True
+        with self._active_lock:
+            requests = list(self._active.items())
+        for request_id, request in requests:
+            self._stop(request_id, request)
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
+
+    # --- internals -----------------------------------------------------------------------------
+    def _stop(self, request_id: str, request: _Request) -> None:
+        request.channel.cancel()
+        if request.future is not None and request.future.cancel():  # never started: nothing will clean up
+            request.channel.finish()
+            self._forget(request_id, request)
+
+    def _forget(self, request_id: str, request: _Request) -> None:
+        with self._active_lock:
+            if self._active.get(request_id) is request:
+                del self._active[request_id]
+
+    def _generate(
+        self, prompt: list[int], sampling: SamplingConfig, request_id: str, request: _Request
+    ) -> None:
+        """Worker thread: decode until a stop id, max_tokens or cancellation."""
+        channel = request.channel
+        error: BaseException | None = None
+        try:
+            with torch.inference_mode():
+                self._decode(prompt, sampling, channel)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            error = exc
+        finally:
+            self._forget(request_id, request)
+            channel.finish(error)
+
+    def _decode(self, prompt: list[int], sampling: SamplingConfig, channel: _DeltaChannel) -> None:
+        generator = torch.Generator(device=self._device)
+        if sampling.seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(sampling.seed)
+        stop = frozenset(sampling.stop_token_ids)
+        seen = torch.zeros(self._vocab_size, dtype=torch.bool, device=self._device)
+        seen[torch.tensor(prompt, device=self._device)] = True
+        input_ids = torch.tensor([prompt], dtype=torch.long, device=self._device)
+        cache = None
+        for _ in range(sampling.max_tokens):
+            if channel.cancelled:
+                return
+            with self._model_lock:
+                if channel.cancelled:  # re-check: another request may have held the lock for a step
+                    return
+                out = self._model(
+                    input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1
+                )
+                self.steps_total += 1
+            cache = out.past_key_values
+            token = sample_next(out.logits[0, -1].float(), seen, sampling, generator)
+            seen[token] = True
+            if not channel.put(token) or token in stop:
+                return
+            input_ids = torch.tensor([[token]], dtype=torch.long, device=self._device)

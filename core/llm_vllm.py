@@ -1,0 +1,190 @@
+"""The vLLM backend: `AsyncLLM` (V1) streaming DELTA token ids, no tokenizer, no detokenization.
+
+vLLM is imported lazily (inside methods), so this module imports on machines without it. Facts used
+here are in specs/modal_vllm.md B1-B4: `generate()` aborts the request itself when its iterator is
+closed or its task cancelled; `abort(external_id)` works with the caller's id; on CPU only float32
+is reliable and CUDA graphs do not exist (`enforce_eager` is forced).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.llm import SamplingConfig, check_dtype
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _model_max_positions(llm_dir: Path) -> int | None:
+    try:
+        config = json.loads((llm_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = config.get("max_position_embeddings")
+    return int(value) if isinstance(value, int) else None
+
+
+class VLLMEngine:
+    """`LLMEngine` over vLLM's `AsyncLLM`. Construction starts the engine (~15 s on CPU): do it off the loop."""
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        llm_dir: str | Path,
+        *,
+        dtype: str = "auto",
+        gpu_memory_utilization: float = 0.85,
+        max_model_len: int = 4096,
+        max_num_seqs: int = 64,
+        enable_prefix_caching: bool = True,
+        enforce_eager: bool = False,
+        enable_sleep_mode: bool = False,
+        seed: int = 0,
+        extra_engine_args: dict[str, Any] | None = None,
+    ) -> None:
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.platforms import current_platform
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        llm_dir = Path(llm_dir)
+        on_cpu = current_platform.is_cpu()
+        dtype = check_dtype(dtype)
+        if dtype == "auto":
+            dtype = "float32" if on_cpu else "bfloat16"
+        # A small demo model may declare fewer positions than the service default; vLLM refuses more.
+        positions = _model_max_positions(llm_dir)
+        if positions is not None and max_model_len > positions:
+            log.info("max_model_len %d capped to the model's %d positions", max_model_len, positions)
+            max_model_len = positions
+        args = AsyncEngineArgs(
+            model=str(llm_dir),
+            skip_tokenizer_init=True,  # prompts arrive as ids and outputs leave as ids
+            dtype=dtype,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+            max_num_seqs=max_num_seqs,
+            enable_prefix_caching=enable_prefix_caching,
+            enforce_eager=enforce_eager or on_cpu,
+            enable_sleep_mode=enable_sleep_mode,
+            seed=seed,
+            disable_log_stats=True,
+            **(extra_engine_args or {}),
+        )
+        self.dtype = dtype
+        self.max_model_len = max_model_len
+        self._engine = AsyncLLM.from_engine_args(args)
+        self._active: set[str] = set()
+        self._closed = False
+
+    @classmethod
+    def from_settings(cls, llm_dir: str | Path, settings: Settings, **overrides: Any) -> VLLMEngine:
+        kwargs: dict[str, Any] = {
+            "dtype": settings.llm_dtype,
+            "gpu_memory_utilization": settings.gpu_memory_utilization,
+            "max_model_len": settings.max_model_len,
+            "max_num_seqs": settings.max_num_seqs,
+            "enable_prefix_caching": settings.enable_prefix_caching,
+            "enforce_eager": settings.enforce_eager,
+        }
+        kwargs.update(overrides)
+        return cls(llm_dir, **kwargs)
+
+    @property
+    def async_llm(self) -> Any:
+        """The underlying `AsyncLLM`, for callers that need vLLM-specific calls."""
+        return self._engine
+
+    def active_requests(self) -> set[str]:
+        return set(self._active)
+
+    def unfinished_requests(self) -> int:
+        """Requests vLLM itself still tracks (0 after every stream ended or was aborted)."""
+        return 0 if self._engine is None else int(self._engine.get_num_unfinished_requests())
+
+    def sampling_params(self, sampling: SamplingConfig) -> Any:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        return SamplingParams(
+            n=1,
+            temperature=sampling.temperature,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens,
+            repetition_penalty=sampling.repetition_penalty,
+            seed=sampling.seed,
+            stop_token_ids=list(sampling.stop_token_ids),
+            detokenize=False,
+            output_kind=RequestOutputKind.DELTA,
+        )
+
+    async def _engine_input(self, prompt_token_ids: list[int]) -> Any:
+        from vllm.inputs import TokensPrompt
+
+        prompt = TokensPrompt(prompt_token_ids=prompt_token_ids)
+        renderer = getattr(self._engine, "renderer", None)
+        render = getattr(renderer, "render_cmpl_async", None)
+        if render is None:  # older vLLM: raw prompts are the API
+            return prompt
+        (engine_input,) = await render([prompt])  # 0.32+: raw prompts are deprecated
+        return engine_input
+
+    async def stream(
+        self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str
+    ) -> AsyncIterator[list[int]]:
+        if self._closed:
+            raise RuntimeError("the LLM engine is shut down")
+        prompt = [int(i) for i in prompt_token_ids]
+        if not prompt:
+            raise ValueError("prompt_token_ids is empty")
+        if request_id in self._active:
+            raise ValueError(f"request id {request_id!r} is already generating")
+        params = self.sampling_params(sampling)
+        self._active.add(request_id)
+        try:
+            outputs = self._engine.generate(await self._engine_input(prompt), params, request_id)
+            try:
+                async for out in outputs:
+                    completion = out.outputs[0]
+                    if completion.token_ids:
+                        yield list(completion.token_ids)
+                    if out.finished:
+                        break
+            finally:
+                # On aclose()/cancel this makes vLLM's generate() run its own abort path.
+                await outputs.aclose()
+        finally:
+            self._active.discard(request_id)
+
+    async def abort(self, request_id: str) -> None:
+        if self._engine is not None:
+            await self._engine.abort(request_id)
+
+    async def shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._engine.shutdown()
+        self._active.clear()
+        # Drop the AsyncLLM now: left for interpreter exit, its __del__ runs shutdown() again after
+        # module globals are gone and prints a TypeError.
+        self._engine = None
+
+    # --- memory snapshots (GPU only; needs enable_sleep_mode=True) -------------------------------
+    async def sleep(self, level: int = 1) -> None:
+        """Level 1 offloads weights to CPU and drops the KV cache; level 2 drops both."""
+        await self._engine.sleep(level)
+
+    async def wake_up(self, tags: list[str] | None = None) -> bool:
+        return bool(await self._engine.wake_up(tags))
+
+    async def is_sleeping(self) -> bool:
+        return bool(await self._engine.is_sleeping())

@@ -1,0 +1,225 @@
+"""The vLLM engine on CPU (vllm-cpu), on the demo checkpoint: DELTA streaming, sampling, abort, audio.
+
+One engine for the whole module (start-up takes ~15 s), driven from one module-scoped event loop:
+vLLM's output handler task lives on the loop that made the first request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip(
+    "vllm",
+    reason="vLLM is not importable here; build .venv-vllm with scripts/install_vllm_cpu and run this tier with it",
+)
+
+import pytest_asyncio  # noqa: E402
+import torch  # noqa: E402
+
+from core.llm import SamplingConfig, create_engine  # noqa: E402
+from core.llm_vllm import VLLMEngine  # noqa: E402
+from core.tokens import (  # noqa: E402
+    END_CONTENT,
+    END_STYLE_LABEL,
+    START_CONTENT,
+    START_STYLE_LABEL,
+    TASK_TOKENS,
+    TokenParser,
+    VocabLayout,
+)
+from shared.settings import Settings  # noqa: E402
+
+pytestmark = [pytest.mark.vllm, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(300)]
+
+MAX_MODEL_LEN = 2048
+
+
+def controllable_prompt(tokenizer, text: str) -> list[int]:
+    """Spec §3.2(a): the model itself generates pitch/speed, the 32 globals, then semantic tokens."""
+    style = "<|gender_1|><|pitch_label_2|><|speed_label_2|>"
+    prompt = (
+        f"{TASK_TOKENS['controllable_tts']}{START_CONTENT}{text}{END_CONTENT}"
+        f"{START_STYLE_LABEL}{style}{END_STYLE_LABEL}"
+    )
+    return tokenizer.encode(prompt, add_special_tokens=False)
+
+
+@pytest.fixture(scope="module")
+def llm_dir(demo_dir: Path) -> Path:
+    return demo_dir / "LLM"
+
+
+@pytest.fixture(scope="module")
+def tokenizer(llm_dir: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(llm_dir))
+
+
+@pytest.fixture(scope="module")
+def layout(tokenizer) -> VocabLayout:
+    return VocabLayout.from_tokenizer(tokenizer, table_size=166_000)
+
+
+@pytest.fixture(scope="module")
+def prompt(tokenizer) -> list[int]:
+    return controllable_prompt(tokenizer, "Hello world, this is a test.")
+
+
+@pytest.fixture(scope="module")
+def short_prompt(tokenizer) -> list[int]:
+    # ~50 generated ids (32 of them globals): vLLM-CPU's top-k/top-p over 166k ids costs ~20 ms a step.
+    return controllable_prompt(tokenizer, "Hi.")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def engine(llm_dir: Path):
+    # Through the factory and the settings, as the service builds it; auto dtype is float32 on CPU.
+    settings = Settings(engine="vllm", llm_dtype="auto", max_model_len=MAX_MODEL_LEN, max_num_seqs=8)
+    started = time.monotonic()
+    eng = await asyncio.to_thread(create_engine, "vllm", llm_dir, settings)
+    print(f"\nvLLM engine ready in {time.monotonic() - started:.1f} s")
+    assert isinstance(eng, VLLMEngine) and eng.dtype == "float32"
+    yield eng
+    await eng.shutdown()
+    with pytest.raises(RuntimeError, match="shut down"):
+        await eng.stream([1, 2, 3], SamplingConfig(max_tokens=2), "after").__anext__()
+
+
+async def collect(
+    engine: VLLMEngine, prompt: list[int], sampling: SamplingConfig, rid: str
+) -> list[list[int]]:
+    return [delta async for delta in engine.stream(prompt, sampling, rid)]
+
+
+def flat(deltas: list[list[int]]) -> list[int]:
+    return [i for d in deltas for i in d]
+
+
+def speech(layout: VocabLayout, **overrides) -> SamplingConfig:
+    base = {"temperature": 0.8, "top_k": 50, "top_p": 0.95, "max_tokens": 600, "repetition_penalty": 1.0}
+    return SamplingConfig(**{**base, "stop_token_ids": layout.stop_token_ids, **overrides})
+
+
+async def wait_idle(engine: VLLMEngine, within_s: float) -> None:
+    deadline = time.monotonic() + within_s
+    while engine.active_requests() or engine.unfinished_requests():
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"after {within_s} s: active {engine.active_requests()}, vLLM unfinished {engine.unfinished_requests()}"
+            )
+        await asyncio.sleep(0.01)
+
+
+async def test_streams_delta_ids_ending_with_the_stop_id(engine, layout, prompt) -> None:
+    deltas = await collect(engine, prompt, speech(layout, seed=1), "delta")
+    ids = flat(deltas)
+    assert len(deltas) >= 3, "ids arrive in several deltas, not all at the end"
+    assert all(deltas), "every delta carries new ids only"
+    assert ids[-1] in layout.stop_token_ids, "the stop id is reported as the last id"
+    assert not set(ids[:-1]) & set(layout.stop_token_ids)
+    parser = TokenParser(layout, "controllable")
+    parser.feed(ids)
+    result = parser.finish()
+    assert len(result.global_tokens) == 32 and result.semantic
+    assert engine.active_requests() == set() and engine.unfinished_requests() == 0
+
+
+async def test_same_seed_same_ids(engine, layout, short_prompt) -> None:
+    first = flat(await collect(engine, short_prompt, speech(layout, seed=7), "s1"))
+    again = flat(await collect(engine, short_prompt, speech(layout, seed=7), "s2"))
+    other = flat(await collect(engine, short_prompt, speech(layout, seed=8), "s3"))
+    assert first == again
+    assert first != other
+
+
+async def test_stop_ids_and_max_tokens(engine, layout, prompt) -> None:
+    greedy = SamplingConfig(temperature=0.0, top_k=0, top_p=1.0, max_tokens=30, repetition_penalty=1.0)
+    free = flat(await collect(engine, prompt, greedy, "free"))
+    assert len(free) == 30  # no stop ids given: max_tokens ends it
+    index = max(i for i in range(len(free)) if free[i] not in free[:i])
+    stopped = flat(
+        await collect(
+            engine, prompt, SamplingConfig(**{**greedy.__dict__, "stop_token_ids": (free[index],)}), "stop"
+        )
+    )
+    assert stopped == free[: index + 1]
+    five = flat(await collect(engine, prompt, SamplingConfig(**{**greedy.__dict__, "max_tokens": 5}), "five"))
+    assert five == free[:5]
+
+
+async def test_greedy_matches_the_transformers_engine(engine, llm_dir, prompt) -> None:
+    from core.llm_transformers import TransformersEngine
+
+    greedy = SamplingConfig(temperature=0.0, top_k=0, top_p=1.0, max_tokens=48, repetition_penalty=1.0)
+    reference = TransformersEngine.from_pretrained(llm_dir, device="cpu", dtype="float32")
+    try:
+        expected = flat(await collect(reference, prompt, greedy, "hf"))
+    finally:
+        await reference.shutdown()
+    assert flat(await collect(engine, prompt, greedy, "vl")) == expected
+
+
+@pytest.mark.parametrize("how", ["cancel_task", "aclose", "abort"])
+async def test_stopping_the_consumer_aborts_the_request(engine, prompt, how: str) -> None:
+    # No stop ids and a long budget: without the abort this would run for seconds.
+    endless = SamplingConfig(
+        temperature=1.0, top_k=0, top_p=1.0, max_tokens=MAX_MODEL_LEN - len(prompt), seed=3
+    )
+    got: list[int] = []
+    started = asyncio.Event()
+    stream = engine.stream(prompt, endless, f"cancel-{how}")
+
+    async def consume() -> None:
+        async for delta in stream:
+            got.extend(delta)
+            if len(got) >= 5:
+                started.set()
+                if how == "aclose":
+                    break  # leaves the stream suspended, as a handler that stops reading does
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(started.wait(), 30)
+    assert engine.active_requests() == {f"cancel-{how}"} and engine.unfinished_requests() == 1
+    if how == "cancel_task":
+        task.cancel()
+    elif how == "aclose":
+        await task
+        assert engine.active_requests() == {f"cancel-{how}"}, (
+            "a suspended stream keeps its request until closed"
+        )
+        await stream.aclose()
+    else:
+        await engine.abort(f"cancel-{how}")
+        await asyncio.wait_for(task, 2.0)  # the stream just ends
+    await asyncio.gather(task, return_exceptions=True)
+    await wait_idle(engine, within_s=1.0)
+    assert len(got) < endless.max_tokens
+
+
+async def test_concurrent_requests_complete(engine, layout, short_prompt) -> None:
+    results = await asyncio.gather(
+        *[collect(engine, short_prompt, speech(layout, seed=s), f"c{s}") for s in range(4)]
+    )
+    for deltas in results:
+        assert flat(deltas)[-1] in layout.stop_token_ids
+    assert len({tuple(flat(d)) for d in results}) == 4
+    await wait_idle(engine, within_s=1.0)
+
+
+async def test_end_to_end_to_a_waveform(engine, layout, prompt, demo_dir: Path) -> None:
+    from core.bicodec import BiCodecDecoder
+
+    parser = TokenParser(layout, "controllable")
+    async for delta in engine.stream(prompt, speech(layout, seed=11), "e2e"):
+        parser.feed(delta)
+    result = parser.finish()
+    assert result.finished
+    decoder = BiCodecDecoder.from_pretrained(demo_dir / "BiCodec")
+    wav = decoder.decode(torch.tensor([result.semantic]), torch.tensor([result.global_tokens]))
+    assert wav.shape == (1, len(result.semantic) * 320)
+    assert torch.isfinite(wav).all() and wav.abs().max() > 0
