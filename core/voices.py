@@ -1,0 +1,282 @@
+"""Voices: named ways to pick a Spark-TTS speaker, loaded from `voices.json` in the model directory.
+
+Kinds:
+- "style": a controllable prompt from labels (gender female|male, pitch and speed very_low..very_high);
+  the model invents a voice per request, so it varies between requests unless a seed is set.
+- "global_tokens": a clone prompt with 32 stored BiCodec global tokens (each 0..4095): the same voice
+  every time. Optional pitch/speed labels are sent only when not moderate.
+- "prompt_prefix": a fine-tuned multi-speaker checkpoint's literal speaker prefix (`<|speaker_3|>`,
+  `Asha: `), placed at the start of the content or before the task token. With global_tokens it is a
+  clone prompt, with a gender a controllable prompt, with neither the model emits the 32 globals itself.
+
+Names: `resolve` matches voice ids exactly (case-sensitive), then aliases case-insensitively. An unknown
+name raises `UnknownVoiceError`, whose message lists the available ids.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+VoiceKind = Literal["style", "global_tokens", "prompt_prefix"]
+PrefixPlacement = Literal["content", "sequence"]
+VOICE_KINDS: tuple[str, ...] = ("style", "global_tokens", "prompt_prefix")
+GENDERS = ("female", "male")
+LEVELS = ("very_low", "low", "moderate", "high", "very_high")
+NUM_GLOBAL_TOKENS = 32
+GLOBAL_CODEBOOK_SIZE = 4096
+FORMAT_VERSION = 1
+
+_VOICE_KEYS = {
+    "id", "name", "kind", "aliases", "gender", "pitch", "speed", "global_tokens", "prompt_prefix",
+    "prefix_placement", "description",
+}  # fmt: skip
+
+
+class VoiceConfigError(ValueError):
+    """voices.json (or the dict given) does not describe valid voices; the message names the voice and field."""
+
+
+class UnknownVoiceError(LookupError):
+    """No voice has this id or alias."""
+
+    def __init__(self, name: str, available: Iterable[str]) -> None:
+        self.name = name
+        self.available = sorted(available)
+        super().__init__(f"unknown voice {name!r}; available voices: {', '.join(self.available)}")
+
+    def __str__(self) -> str:  # LookupError would quote the whole message
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Voice:
+    id: str
+    name: str
+    kind: VoiceKind
+    aliases: tuple[str, ...] = ()
+    gender: str | None = None
+    pitch: str = "moderate"
+    speed: str = "moderate"
+    global_tokens: tuple[int, ...] | None = None
+    prompt_prefix: str | None = None
+    prefix_placement: PrefixPlacement = "content"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"voice {self.id!r}"
+        if not isinstance(self.id, str) or not self.id.strip():
+            raise VoiceConfigError(f"voice id must be a non-empty string, got {self.id!r}")
+        if self.kind not in VOICE_KINDS:
+            raise VoiceConfigError(f"{where}: kind {self.kind!r} unknown; accepted: {', '.join(VOICE_KINDS)}")
+        if self.gender is not None and self.gender not in GENDERS:
+            raise VoiceConfigError(f"{where}: gender {self.gender!r} unknown; accepted: {', '.join(GENDERS)}")
+        for key in ("pitch", "speed"):
+            if getattr(self, key) not in LEVELS:
+                raise VoiceConfigError(
+                    f"{where}: {key} {getattr(self, key)!r} unknown; accepted: {', '.join(LEVELS)}"
+                )
+        if self.prefix_placement not in ("content", "sequence"):
+            raise VoiceConfigError(f"{where}: prefix_placement must be 'content' or 'sequence'")
+        if self.global_tokens is not None:
+            tokens = self.global_tokens
+            if len(tokens) != NUM_GLOBAL_TOKENS or not all(
+                isinstance(g, int) and not isinstance(g, bool) and 0 <= g < GLOBAL_CODEBOOK_SIZE
+                for g in tokens
+            ):
+                raise VoiceConfigError(
+                    f"{where}: global_tokens must be {NUM_GLOBAL_TOKENS} integers in 0..{GLOBAL_CODEBOOK_SIZE - 1}"
+                )
+        if self.kind == "style" and self.gender is None:
+            raise VoiceConfigError(f"{where}: a style voice needs gender (female or male)")
+        if self.kind == "global_tokens" and self.global_tokens is None:
+            raise VoiceConfigError(f"{where}: a global_tokens voice needs 'global_tokens' (32 integers)")
+        if self.kind == "prompt_prefix" and not self.prompt_prefix:
+            raise VoiceConfigError(f"{where}: a prompt_prefix voice needs a non-empty 'prompt_prefix'")
+
+    @property
+    def parse_mode(self) -> Literal["controllable", "clone"]:
+        """'clone' when the prompt carries the 32 globals; otherwise the model emits them."""
+        return "clone" if self.global_tokens is not None else "controllable"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "kind": self.kind,
+            "aliases": list(self.aliases),
+        }
+        if self.gender is not None:
+            out["gender"] = self.gender
+        out["pitch"], out["speed"] = self.pitch, self.speed
+        if self.global_tokens is not None:
+            out["global_tokens"] = list(self.global_tokens)
+        if self.prompt_prefix is not None:
+            out["prompt_prefix"] = self.prompt_prefix
+            out["prefix_placement"] = self.prefix_placement
+        if self.description:
+            out["description"] = self.description
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Voice:
+        if not isinstance(data, Mapping):
+            raise VoiceConfigError(f"each voice must be a JSON object, got {type(data).__name__}")
+        voice_id = data.get("id")
+        unknown = sorted(set(data) - _VOICE_KEYS)
+        if unknown:
+            raise VoiceConfigError(
+                f"voice {voice_id!r}: unknown keys {unknown}; accepted: {sorted(_VOICE_KEYS)}"
+            )
+        tokens = data.get("global_tokens")
+        kind = data.get("kind") or (
+            "global_tokens" if tokens is not None and not data.get("prompt_prefix")
+            else "prompt_prefix" if data.get("prompt_prefix") else "style"
+        )  # fmt: skip
+        aliases = data.get("aliases", [])
+        if isinstance(aliases, str) or not all(isinstance(a, str) and a.strip() for a in aliases):
+            raise VoiceConfigError(f"voice {voice_id!r}: aliases must be a list of non-empty strings")
+        if tokens is not None and not isinstance(tokens, list | tuple):
+            raise VoiceConfigError(
+                f"voice {voice_id!r}: global_tokens must be a list of {NUM_GLOBAL_TOKENS} integers"
+            )
+        return cls(
+            id=voice_id,
+            name=str(data.get("name") or voice_id),
+            kind=kind,
+            aliases=tuple(aliases),
+            gender=data.get("gender"),
+            pitch=data.get("pitch", "moderate"),
+            speed=data.get("speed", "moderate"),
+            global_tokens=tuple(tokens) if tokens is not None else None,
+            prompt_prefix=data.get("prompt_prefix"),
+            prefix_placement=data.get("prefix_placement", "content"),
+            description=str(data.get("description", "")),
+        )
+
+
+# Used when a model directory has no voices.json: the controllable label grid's common corners.
+BUILTIN_VOICES: tuple[dict[str, Any], ...] = (
+    {"id": "default", "name": "Default", "kind": "style", "gender": "female", "aliases": ["female"]},
+    {"id": "male", "name": "Male", "kind": "style", "gender": "male"},
+    {"id": "female_high", "name": "Female, high pitch", "kind": "style", "gender": "female", "pitch": "high"},
+    {"id": "male_low", "name": "Male, low pitch", "kind": "style", "gender": "male", "pitch": "low"},
+)
+
+
+@dataclass(frozen=True)
+class VoiceRegistry:
+    voices: Mapping[str, Voice]
+    default_voice_id: str
+    _aliases: Mapping[str, str] = field(repr=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> VoiceRegistry:
+        if not isinstance(data, Mapping):
+            raise VoiceConfigError(f"voices.json must hold a JSON object, found {type(data).__name__}")
+        version = data.get("format", FORMAT_VERSION)
+        if version != FORMAT_VERSION:
+            raise VoiceConfigError(f"voices format {version!r} unsupported; expected {FORMAT_VERSION}")
+        items = data.get("voices")
+        if not isinstance(items, list) or not items:
+            raise VoiceConfigError("voices.json needs a non-empty 'voices' list")
+        voices: dict[str, Voice] = {}
+        for item in items:
+            voice = Voice.from_dict(item)
+            if voice.id in voices:
+                raise VoiceConfigError(f"voice id {voice.id!r} appears twice")
+            voices[voice.id] = voice
+        aliases: dict[str, str] = {}
+        for voice in voices.values():
+            for alias in voice.aliases:
+                key = alias.casefold()
+                owner = aliases.get(key)
+                if owner is not None and owner != voice.id:
+                    raise VoiceConfigError(f"alias {alias!r} is used by voices {owner!r} and {voice.id!r}")
+                if alias in voices and alias != voice.id:
+                    raise VoiceConfigError(f"alias {alias!r} of voice {voice.id!r} is another voice's id")
+                aliases[key] = voice.id
+        default = data.get("default", next(iter(voices)))
+        if default not in voices:
+            raise VoiceConfigError(f"default voice {default!r} is not one of the voices: {', '.join(voices)}")
+        return cls(voices=voices, default_voice_id=default, _aliases=aliases)
+
+    @classmethod
+    def from_file(cls, path: Path | str) -> VoiceRegistry:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise VoiceConfigError(f"{path}: cannot read voices ({exc})") from exc
+        try:
+            return cls.from_dict(data)
+        except VoiceConfigError as exc:
+            raise VoiceConfigError(f"{path}: {exc}") from exc
+
+    @classmethod
+    def builtin(cls) -> VoiceRegistry:
+        return cls.from_dict({"format": FORMAT_VERSION, "default": "default", "voices": list(BUILTIN_VOICES)})
+
+    def resolve(self, name: str | None = None) -> Voice:
+        """Voice by id (exact) or alias (any case); None or "" gives the default voice."""
+        if not name:
+            return self.voices[self.default_voice_id]
+        voice = self.voices.get(name)
+        if voice is not None:
+            return voice
+        voice_id = self._aliases.get(name.casefold())
+        if voice_id is None:
+            raise UnknownVoiceError(name, self.voices)
+        return self.voices[voice_id]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and (name in self.voices or name.casefold() in self._aliases)
+
+    def __len__(self) -> int:
+        return len(self.voices)
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self.voices)
+
+    def with_speed(self, voice: Voice, speed: float) -> Voice:
+        """The voice with its speed label set from an OpenAI-style multiplier (1.0 keeps the voice's own)."""
+        return voice_with_speed(voice, speed)
+
+    def list(self) -> list[dict[str, str]]:
+        """For `GET /v1/audio/voices`: [{"id", "name"}] in file order."""
+        return [{"id": v.id, "name": v.name} for v in self.voices.values()]
+
+
+# OpenAI `speed` (0.25..4.0, 1.0 normal) -> Spark speed label: upper bounds of each band.
+_SPEED_BANDS: tuple[tuple[float, str], ...] = (
+    (0.6, "very_low"),
+    (0.85, "low"),
+    (1.15, "moderate"),
+    (1.6, "high"),
+)
+
+
+def speed_label(speed: float) -> str:
+    """Nearest Spark speed label for a playback-rate multiplier."""
+    if not speed > 0:
+        raise ValueError(f"speed must be > 0, got {speed}")
+    for upper, label in _SPEED_BANDS:
+        if speed < upper:
+            return label
+    return "very_high"
+
+
+def voice_with_speed(voice: Voice, speed: float | None) -> Voice:
+    """Copy of `voice` with the speed label for `speed`; None or a near-1.0 speed returns `voice` itself.
+
+    Style voices send the label in the controllable prompt; global-token voices send it as the (untrained)
+    clone-mode style label, which only appears when it is not moderate.
+    """
+    if speed is None or speed_label(speed) == "moderate":
+        return voice
+    return dataclasses.replace(voice, speed=speed_label(speed))
