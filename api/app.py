@@ -9,9 +9,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.access import AccessServices
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
-from api.routes import health
+from api.routes import debug, health, openai_compat, tts
 from services.runtime import ModelRuntime
 from shared.logging import configure_logging
 from shared.settings import APP_VERSION, Settings, get_settings
@@ -22,17 +23,20 @@ logger = logging.getLogger("api.app")
 MAX_BODY_BYTES = 1_000_000
 
 
-def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = None,
+               access: AccessServices | None = None) -> FastAPI:
     """Build the app. A given `runtime` is used as is (Modal loads it in @modal.enter); otherwise one is
     created and loaded in the background at start-up, and readiness answers 503 until it is warm."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
     runtime = runtime or ModelRuntime(settings)
+    access = access or AccessServices(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not settings.auth_enabled:
             logger.warning("AUTHENTICATION IS DISABLED (TTS_AUTH_ENABLED=false): anyone can use this server")
+        await access.start()
         load_task = None
         if runtime.state.value == "starting":
             load_task = asyncio.create_task(runtime.start(), name="runtime-start")
@@ -42,6 +46,7 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
         finally:
             if load_task is not None and not load_task.done():
                 load_task.cancel()
+            await access.close()
             await runtime.shutdown()
 
     app = FastAPI(
@@ -52,8 +57,11 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
     )
     app.state.settings = settings
     app.state.runtime = runtime
+    app.state.access = access
+    app.state.request_log = access.request_logger
     install_error_handlers(app)
-    app.include_router(health.router)
+    for router in (health.router, tts.router, openai_compat.router, debug.router):
+        app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(RequestIdMiddleware)
     return app

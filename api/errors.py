@@ -120,7 +120,16 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        content_type = request.headers.get("content-type", "")
+        body_error = any(e.get("loc", ("",))[0] == "body" for e in exc.errors())
+        if body_error and request.method in ("POST", "PUT", "PATCH") and "json" not in content_type.lower():
+            shown = content_type or "none"
+            return error_response(ApiError(
+                "UNSUPPORTED_MEDIA_TYPE",
+                f"Invalid 'Content-Type': {shown}; send the body as JSON with Content-Type: application/json.",
+                param="Content-Type",
+            ))
         return error_response(_validation_to_api_error(exc))
 
     @app.exception_handler(StarletteHTTPException)

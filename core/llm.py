@@ -45,6 +45,9 @@ class SamplingConfig:
     repetition_penalty: float = 1.0
     seed: int | None = None
     stop_token_ids: tuple[int, ...] = field(default_factory=tuple)
+    # Restrict sampling to these ids (None: the whole vocabulary). Clone-mode generation allows only semantic
+    # tokens, their start marker and the stop ids, so no stray text or control token can enter the stream.
+    allowed_token_ids: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -59,6 +62,10 @@ class SamplingConfig:
             raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
         # Accept any iterable of ints (a list from JSON, a set) but store a hashable tuple.
         object.__setattr__(self, "stop_token_ids", tuple(int(i) for i in self.stop_token_ids))
+        if self.allowed_token_ids is not None:
+            if not self.allowed_token_ids:
+                raise ValueError("allowed_token_ids must not be empty (None allows every id)")
+            object.__setattr__(self, "allowed_token_ids", tuple(int(i) for i in self.allowed_token_ids))
 
     @property
     def greedy(self) -> bool:
@@ -120,7 +127,8 @@ def create_engine(kind: EngineKind, llm_dir: str | Path, settings: Settings) -> 
 
         device = resolve_device(settings.device)
         return TransformersEngine.from_pretrained(
-            llm_dir, device=device, dtype=resolve_dtype(settings.llm_dtype, device)
+            llm_dir, device=device, dtype=resolve_dtype(settings.llm_dtype, device),
+            max_concurrency=settings.llm_max_concurrency,
         )
     if kind == "vllm":
         from core.llm_vllm import VLLMEngine

@@ -101,9 +101,13 @@ class _Request:
 
 
 def sample_next(
-    logits: torch.Tensor, seen: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator
+    logits: torch.Tensor, seen: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator,
+    banned: torch.Tensor | None = None,
 ) -> int:
-    """Pick the next id from one row of float32 logits [V]; `seen` marks prompt + generated ids."""
+    """Pick the next id from one row of float32 logits [V]; `seen` marks prompt + generated ids and
+    `banned` (optional) the ids outside `sampling.allowed_token_ids`."""
+    if banned is not None:
+        logits = logits.masked_fill(banned, float("-inf"))
     penalty = sampling.repetition_penalty
     if penalty != 1.0:
         hit = logits[seen]
@@ -250,6 +254,10 @@ class TransformersEngine:
         stop = frozenset(sampling.stop_token_ids)
         seen = torch.zeros(self._vocab_size, dtype=torch.bool, device=self._device)
         seen[torch.tensor(prompt, device=self._device)] = True
+        banned = None
+        if sampling.allowed_token_ids is not None:
+            banned = torch.ones(self._vocab_size, dtype=torch.bool, device=self._device)
+            banned[torch.tensor(sampling.allowed_token_ids, device=self._device)] = False
         input_ids = torch.tensor([prompt], dtype=torch.long, device=self._device)
         cache = None
         for _ in range(sampling.max_tokens):
@@ -263,7 +271,7 @@ class TransformersEngine:
                 )
                 self.steps_total += 1
             cache = out.past_key_values
-            token = sample_next(out.logits[0, -1].float(), seen, sampling, generator)
+            token = sample_next(out.logits[0, -1].float(), seen, sampling, generator, banned)
             seen[token] = True
             if not channel.put(token) or token in stop:
                 return

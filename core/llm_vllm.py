@@ -93,6 +93,7 @@ class VLLMEngine:
             "max_num_seqs": settings.max_num_seqs,
             "enable_prefix_caching": settings.enable_prefix_caching,
             "enforce_eager": settings.enforce_eager,
+            "enable_sleep_mode": settings.vllm_sleep_mode,
         }
         kwargs.update(overrides)
         return cls(llm_dir, **kwargs)
@@ -122,6 +123,7 @@ class VLLMEngine:
             repetition_penalty=sampling.repetition_penalty,
             seed=sampling.seed,
             stop_token_ids=list(sampling.stop_token_ids),
+            allowed_token_ids=None if sampling.allowed_token_ids is None else list(sampling.allowed_token_ids),
             detokenize=False,
             output_kind=RequestOutputKind.DELTA,
         )

@@ -65,6 +65,8 @@ class ModelRuntime:
         self.error: str | None = None
         self.started_at = time.monotonic()
         self.device = resolve_device(settings.device)
+        if settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
         self.checkpoint: SparkCheckpoint | None = None
         self.tokenizer: Any = None
         self.layout: Any = None
@@ -103,11 +105,11 @@ class ModelRuntime:
 
     def load_models(self) -> None:
         """Blocking: validate the directory and load tokenizer, voices, BiCodec and AP-BWE (not the LLM engine)."""
-        from core.voices import VoiceRegistry
         from transformers import AutoTokenizer
 
         from core.bicodec import BiCodecDecoder
         from core.tokens import VocabLayout
+        from core.voices import VoiceRegistry
 
         started = time.perf_counter()
         self.state = RuntimeState.LOADING

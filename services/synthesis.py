@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from processing.prompt import build_prompt_ids
 
 from audio.crossfade import ChunkJoiner
 from audio.encoders import create_encoder
@@ -29,15 +28,15 @@ from audio.reframe import FrameBuffer
 from audio.resample import StreamingResampler
 from core.llm import SamplingConfig
 from core.streaming import StreamingConfig, StreamingDecoder
-from core.tokens import TokenParser, TokenStreamError
+from core.tokens import Marker, TokenKind, TokenParser, TokenStreamError, VocabLayout
 from processing.chunking import split_text
 from processing.normalize import normalize_text
+from processing.prompt import build_prompt_ids
 from processing.tags import process_tags
 from shared import metrics
 
 if TYPE_CHECKING:
     from core.voices import Voice
-
     from services.runtime import ModelRuntime
 
 logger = logging.getLogger("services.synthesis")
@@ -120,6 +119,21 @@ class PipelineStats:
         data = dict(self.__dict__)
         data["global_tokens_per_chunk"] = [list(g) for g in self.global_tokens_per_chunk]
         return data
+
+
+_ALLOWED_CACHE: dict[int, tuple[int, ...]] = {}
+
+
+def clone_mode_allowed_ids(layout: VocabLayout) -> tuple[int, ...]:
+    """Ids a clone-mode generation may produce: semantic tokens, their start/end markers and the stop ids."""
+    cached = _ALLOWED_CACHE.get(id(layout))
+    if cached is None:
+        semantic = np.flatnonzero(layout.kinds == TokenKind.SEMANTIC).tolist()
+        markers = [layout.marker_id(Marker.START_SEMANTIC), *layout.stop_token_ids]
+        cached = tuple(sorted(set(semantic) | set(markers)))
+        _ALLOWED_CACHE.clear()
+        _ALLOWED_CACHE[id(layout)] = cached
+    return cached
 
 
 def plan_text(text: str, *, normalize: bool, chunking: bool, threshold: int, target: int,
@@ -223,15 +237,21 @@ class AudioChain:
 class SynthesisJob:
     """One request's pipeline. Iterate `stream_bytes()`; read `stats`, `plan`, `sr_applied` for headers/metrics."""
 
-    def __init__(self, runtime: ModelRuntime, request: SynthesisRequest, plan: TextPlan | None = None) -> None:
+    def __init__(self, runtime: ModelRuntime, request: SynthesisRequest, plan: TextPlan | None = None,
+                 *, incremental: bool = False) -> None:
+        """`incremental=True`: text chunks arrive later through feed_text()/close_text() (WebSocket)."""
         self.runtime = runtime
         self.request = request
         settings = runtime.settings
+        if incremental:
+            plan = plan or TextPlan(text="", chunks=[], chunked=False, changes=[], tags=[])
         self.plan = plan or plan_text(
             request.text, normalize=request.normalize, chunking=request.chunking,
             threshold=settings.chunking_threshold_chars, target=settings.chunk_target_chars,
             unknown_tags=request.unknown_tags,
         )
+        self.plan = TextPlan(self.plan.text, list(self.plan.chunks), self.plan.chunked, self.plan.changes,
+                             self.plan.tags)
         self.stats = PipelineStats(text_chunks=len(self.plan.chunks))
         self.chain = AudioChain(runtime, request, self.stats)
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=settings.stream_queue_chunks)
@@ -250,6 +270,12 @@ class SynthesisJob:
             self._globals_ready.set()
         self._generation_tasks: list[asyncio.Task] = []
         self.error: SynthesisError | None = None
+        self._texts: asyncio.Queue[str | None] = asyncio.Queue()
+        self._text_closed = False
+        for chunk in self.plan.chunks:
+            self._texts.put_nowait(chunk)
+        if not incremental:
+            self.close_text()
 
     @property
     def sr_applied(self) -> bool:
@@ -260,13 +286,17 @@ class SynthesisJob:
         return self.chain.encoder.content_type
 
     # ------------------------------------------------------------------ generation (one task per text chunk)
-    def _sampling(self, prompt_len: int) -> SamplingConfig:
+    def _sampling(self, prompt_len: int, text: str, mode: str) -> SamplingConfig:
         s = self.request.sampling
-        room = max(16, self.runtime.settings.max_model_len - prompt_len)
+        settings = self.runtime.settings
+        room = max(16, settings.max_model_len - prompt_len)
+        # Runaway guard: the model sometimes never emits its stop id; a chunk cannot need more than this.
+        text_cap = int(len(text) * settings.max_tokens_per_char) + 100
         return SamplingConfig(
-            temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, max_tokens=min(s.max_tokens, room),
+            temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, max_tokens=max(1, min(s.max_tokens, room, text_cap)),
             repetition_penalty=s.repetition_penalty, seed=s.seed,
             stop_token_ids=tuple(self.runtime.layout.stop_token_ids),
+            allowed_token_ids=clone_mode_allowed_ids(self.runtime.layout) if mode == "clone" else None,
         )
 
     async def _generate(self, index: int, text: str, out: asyncio.Queue) -> None:
@@ -275,7 +305,7 @@ class SynthesisJob:
         use_globals = self.global_tokens if index > 0 or self.global_tokens is not None else None
         prompt_ids, mode = build_prompt_ids(runtime.tokenizer, text, self.request.voice, global_tokens=use_globals)
         parser = TokenParser(runtime.layout, mode=mode)
-        sampling = self._sampling(len(prompt_ids))
+        sampling = self._sampling(len(prompt_ids), text, mode)
         request_id = f"{self.request.request_id}-{index}"
         try:
             async with asyncio.timeout(runtime.settings.generation_timeout_s):
@@ -301,9 +331,9 @@ class SynthesisJob:
             out.put_nowait(exc if isinstance(exc, Exception) else _END)
             raise
 
-    def _start_generation(self, index: int) -> asyncio.Queue:
+    def _start_generation(self, index: int, text: str) -> asyncio.Queue:
         out: asyncio.Queue = asyncio.Queue()
-        task = asyncio.create_task(self._generate(index, self.plan.chunks[index], out), name=f"gen-{index}")
+        task = asyncio.create_task(self._generate(index, text, out), name=f"gen-{index}")
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # exceptions travel through `out`
         self._generation_tasks.append(task)
         return out
@@ -390,18 +420,43 @@ class SynthesisJob:
             else:
                 getter.cancel()
 
+    # ------------------------------------------------------------------ text input
+    def feed_text(self, text: str) -> None:
+        """Add one more text chunk (already normalised and cut). The WebSocket path feeds text as it arrives."""
+        if self._text_closed:
+            raise RuntimeError("text input already closed")
+        self.plan.chunks.append(text)
+        self.stats.text_chunks += 1
+        self._texts.put_nowait(text)
+
+    def close_text(self) -> None:
+        """No more text will come; the job finishes after the chunks already fed."""
+        if not self._text_closed:
+            self._text_closed = True
+            self._texts.put_nowait(None)
+
+    async def _next_text(self) -> str | None:
+        return await self._texts.get()
+
+    async def _prefetch(self, index: int) -> asyncio.Queue | None:
+        """Start chunk `index`'s generation once chunk index-1 has finished generating and the voice is known,
+        so it overlaps with chunk index-1's decode and delivery. None when no more text will come."""
+        await asyncio.gather(self._generation_tasks[index - 1], return_exceptions=True)
+        await self._globals_ready.wait()
+        text = await self._next_text()
+        return None if text is None else self._start_generation(index, text)
+
     async def _produce(self) -> None:
+        prefetch: asyncio.Task | None = None
         try:
-            pending = self._start_generation(0)
-            for index in range(len(self.plan.chunks)):
-                current = pending
-                if index + 1 < len(self.plan.chunks):
-                    # Start the next chunk's generation once this one has finished generating (and the voice is
-                    # known), so it overlaps with this chunk's decode and delivery.
-                    asyncio.create_task(self._chain_next_generation(index + 1))
+            text = await self._next_text()
+            current = None if text is None else self._start_generation(0, text)
+            index = 0
+            while current is not None:
+                prefetch = asyncio.create_task(self._prefetch(index + 1), name=f"prefetch-{index + 1}")
                 await self._decode_text_chunk(index, current)
-                if index + 1 < len(self.plan.chunks):
-                    pending = await self._next_queue(index + 1)
+                current = await prefetch
+                index += 1
             self.stats.generation_done = True
             self.stats.decode_done = True
             await self._emit(await asyncio.to_thread(self.chain.finish))
@@ -414,36 +469,14 @@ class SynthesisJob:
                 logger.warning("synthesis failed", exc_info=exc, extra={"error_code": self.error.code})
             await self.queue.put(self.error)
         finally:
+            if prefetch is not None and not prefetch.done():
+                prefetch.cancel()
             for task in self._generation_tasks:
                 if not task.done():
                     task.cancel()
-            if self._generation_tasks:
-                await asyncio.gather(*self._generation_tasks, return_exceptions=True)
-
-    # Chunk i+1's generation queue is created when chunk i's generation task finishes.
-    _next_queues: dict[int, asyncio.Future]
-
-    async def _chain_next_generation(self, index: int) -> None:
-        future = self._future_for(index)
-        try:
-            await asyncio.gather(self._generation_tasks[index - 1], return_exceptions=True)
-            await self._globals_ready.wait()
-            if not future.done():
-                future.set_result(self._start_generation(index))
-        except asyncio.CancelledError:
-            if not future.done():
-                future.cancel()
-            raise
-
-    def _future_for(self, index: int) -> asyncio.Future:
-        if not hasattr(self, "_next_queues"):
-            self._next_queues = {}
-        if index not in self._next_queues:
-            self._next_queues[index] = asyncio.get_running_loop().create_future()
-        return self._next_queues[index]
-
-    async def _next_queue(self, index: int) -> asyncio.Queue:
-        return await self._future_for(index)
+            pending = [t for t in (prefetch, *self._generation_tasks) if t is not None]
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
 
     # ------------------------------------------------------------------ consumer side
     async def stream_bytes(self) -> AsyncIterator[bytes]:

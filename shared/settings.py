@@ -52,7 +52,20 @@ class Settings(BaseSettings):
     max_num_seqs: int = Field(64, ge=1, description="vLLM max concurrent sequences.")
     enable_prefix_caching: bool = Field(True, description="vLLM prefix caching (shared voice prompts).")
     enforce_eager: bool = Field(False, description="vLLM: disable CUDA graphs (forced on CPU).")
+    vllm_sleep_mode: bool = Field(
+        False, description="vLLM sleep mode (GPU): lets sleep()/wake_up() free and restore memory around snapshots."
+    )
+    llm_max_concurrency: int = Field(
+        8, ge=1, description="transformers engine: requests generating at once (they take turns step by step)."
+    )
     warmup: bool = Field(True, description="Run one generation at start-up before reporting ready.")
+    torch_threads: int | None = Field(
+        None, ge=1, description="torch intra-op threads for CPU inference (unset: torch's default)."
+    )
+    max_tokens_per_char: float = Field(
+        6.0, gt=0, description="Runaway guard: a text chunk may generate at most this many tokens per character "
+        "(+100); 50 tokens = 1 s of speech, so 6/char allows very slow speech."
+    )
 
     # --- request defaults and limits ---------------------------------------------------------
     default_speaker: str = Field("default", description="Voice used when a request names none (OpenAI route).")

@@ -1,0 +1,193 @@
+"""Authentication, limits, credits and accounting for one request, as a FastAPI dependency.
+
+`require_access` authenticates the key, applies the per-key request rate and concurrency cap, and returns an
+`AccessGrant`. The grant is told when the request ends (`on_complete`): it releases the concurrency slot,
+settles credits, writes the request-log record and feeds the audio-flow monitor. Nothing here delays audio:
+the record goes into a bounded queue that a background task writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+
+from api.errors import ApiError
+from services.auth import ApiKeyRecord, Authenticator, AuthError, anonymous_record, build_authenticator
+from services.credits import CreditError, CreditLedger, CreditReservation
+from services.flow_monitor import AudioFlowMonitor
+from services.rate_limit import Limiter, LimitExceeded, RateDecision, StreamLease, build_limiter, rate_refusal
+from services.request_log import RequestLogger, RequestRecord, build_request_logger, utcnow
+from shared.settings import Settings
+
+logger = logging.getLogger("api.access")
+
+
+@dataclass
+class AccessGrant:
+    """What one request holds: its key, a concurrency slot, a credit reservation and rate-limit headers."""
+
+    key: ApiKeyRecord
+    services: AccessServices | None = None
+    lease: StreamLease | None = None
+    reservation: CreditReservation | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delivery: Any = None
+    _finished: bool = False
+
+    @property
+    def key_id(self) -> str:
+        return self.key.key_id
+
+    def attach(self, delivery: Any) -> None:
+        self.delivery = delivery
+
+    async def check_credits(self, characters: int) -> None:
+        if self.services is not None:
+            await self.services.reserve_credits(self, characters)
+
+    def on_complete(self, outcome: Any) -> None:
+        """Called exactly once by the delivery when the request ends (any outcome)."""
+        if self._finished or self.services is None:
+            return
+        self._finished = True
+        self.services.spawn(self.services.finish(self, outcome))
+
+    async def abandon(self) -> None:
+        """The request failed before any audio work started: release the slot and the credits."""
+        if self._finished or self.services is None:
+            return
+        self._finished = True
+        await self.services.release(self)
+
+
+class AccessServices:
+    """Authenticator, limiter, credit ledger, request logger and flow monitor of one app instance."""
+
+    def __init__(self, settings: Settings, *, authenticator: Authenticator | None = None,
+                 limiter: Limiter | None = None, request_logger: RequestLogger | None = None,
+                 monitor: AudioFlowMonitor | None = None) -> None:
+        self.settings = settings
+        self.authenticator = authenticator or (build_authenticator(settings) if settings.auth_enabled else None)
+        self.limiter = limiter or build_limiter(settings)
+        self.request_logger = request_logger or build_request_logger(settings)
+        self.monitor = monitor or AudioFlowMonitor.from_settings(settings)
+        store = self.authenticator.store if self.authenticator is not None else None
+        self.ledger = CreditLedger(store, enabled=settings.credits_enabled and store is not None)  # type: ignore[arg-type]
+        self._tasks: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        await self.limiter.start()
+        await self.request_logger.start()
+
+    async def close(self, timeout_s: float = 10.0) -> None:
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=timeout_s)
+        lost = await self.request_logger.close(timeout_s)
+        if lost:
+            logger.error("request log records lost at shutdown", extra={"lost": lost})
+        await self.limiter.close()
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ per request
+    async def authenticate(self, headers: Any) -> ApiKeyRecord:
+        if self.authenticator is None:
+            return anonymous_record()
+        raw = Authenticator.extract_key(headers)
+        try:
+            return await self.authenticator.authenticate(raw)
+        except AuthError as exc:
+            raise ApiError(exc.code, exc.message, status=exc.status,
+                           headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None) from None
+
+    async def grant(self, request: Request) -> AccessGrant:
+        key = await self.authenticate(request.headers)
+        grant = AccessGrant(key=key, services=self)
+        if self.authenticator is None:
+            return grant
+        rate_limit = key.rate_limit_per_minute or self.settings.rate_limit_per_minute
+        decision: RateDecision = await self.limiter.check_rate(key.key_id, rate_limit)
+        grant.headers.update({k: v for k, v in decision.headers().items() if k != "Retry-After"})
+        if not decision.allowed:
+            refusal = rate_refusal(decision)
+            raise ApiError(refusal.code, refusal.message, headers=decision.headers())
+        try:
+            grant.lease = await self.limiter.acquire_stream(
+                key.key_id, key.max_concurrent or self.settings.max_concurrent_streams
+            )
+        except LimitExceeded as exc:
+            raise ApiError(exc.code, exc.message, headers={**grant.headers, **exc.decision.headers()}) from None
+        request.state.access_grant = grant
+        return grant
+
+    async def reserve_credits(self, grant: AccessGrant, characters: int) -> None:
+        try:
+            grant.reservation = await self.ledger.reserve(grant.key, characters, request_id="")
+        except CreditError as exc:
+            await self.release(grant)
+            raise ApiError(exc.code, exc.message, status=exc.status) from None
+
+    async def release(self, grant: AccessGrant) -> None:
+        if grant.reservation is not None:
+            await self.ledger.release(grant.reservation)
+        if grant.lease is not None:
+            await grant.lease.release()
+
+    async def finish(self, grant: AccessGrant, outcome: Any) -> None:
+        """Settle everything for a finished request; never raises."""
+        try:
+            if grant.lease is not None:
+                await grant.lease.release()
+            credits = 0
+            if grant.reservation is not None:
+                if outcome.audio_seconds > 0:
+                    credits = await self.ledger.charge(grant.reservation, audio_seconds=outcome.audio_seconds)
+                else:
+                    await self.ledger.release(grant.reservation)
+            job = outcome.job
+            self.monitor.record(outcome.request_id, job.stats, outcome.status, outcome.error_code,
+                                sr_applied=job.sr_applied, output_rate=job.request.sample_rate)
+            self.request_logger.submit(self._record(grant, outcome, credits))
+        except Exception:  # noqa: BLE001 - accounting must never break the server
+            logger.exception("request accounting failed")
+
+    def _record(self, grant: AccessGrant, outcome: Any, credits: int) -> RequestRecord:
+        request = outcome.job.request
+        sampling = request.sampling
+        return RequestRecord(
+            request_id=outcome.request_id, speaker=request.voice.id, text_length=len(request.text),
+            status={"disconnected": "cancelled"}.get(outcome.status, outcome.status), key_id=grant.key_id,
+            stream=request.stream, format=request.audio_format, sample_rate=request.sample_rate,
+            temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens, repetition_penalty=sampling.repetition_penalty, seed=sampling.seed,
+            text=request.text if self.settings.log_request_text else None,
+            text_chunked=outcome.job.plan.chunked, error_code=outcome.error_code, ttfb_ms=outcome.ttfb_ms,
+            rtf=outcome.rtf, audio_duration_seconds=outcome.audio_seconds, credits_charged=credits,
+            completed_at=utcnow(),
+        )
+
+
+async def require_access(request: Request) -> AccessGrant:
+    services: AccessServices | None = getattr(request.app.state, "access", None)
+    if services is None:
+        return AccessGrant(key=anonymous_record())
+    return await services.grant(request)
+
+
+def require_admin(request: Request) -> None:
+    """Debug routes: the admin key in X-Admin-Key or Authorization: Bearer. Disabled when no admin key is set."""
+    admin_key = request.app.state.settings.admin_key
+    if not admin_key:
+        raise ApiError("NOT_FOUND", "Debug routes are disabled (set TTS_ADMIN_KEY to enable them).")
+    import hmac
+
+    given = request.headers.get("x-admin-key") or Authenticator.extract_key(request.headers) or ""
+    if not hmac.compare_digest(given.encode(), admin_key.encode()):
+        raise ApiError("FORBIDDEN", "This route needs the admin key (X-Admin-Key).", status=403)

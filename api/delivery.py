@@ -1,0 +1,257 @@
+"""Turn a SynthesisJob into an HTTP response: headers, first-chunk prefetch, metrics, logs and the audit trail.
+
+Streaming responses wait for the first audio bytes before sending headers, so a request that fails before any
+audio exists still gets a real error status and envelope. After that, failures end the stream (and are logged,
+counted and recorded); a client that disconnects cancels the job, which aborts generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi.responses import Response, StreamingResponse
+
+from api.errors import ApiError
+from services.synthesis import SynthesisError, SynthesisJob
+from shared import metrics
+
+logger = logging.getLogger("api.delivery")
+
+
+@dataclass
+class RequestOutcome:
+    """What happened to one request; handed to the completion hook (request log, flow monitor, credits)."""
+
+    request_id: str
+    status: str  # completed | failed | disconnected
+    error_code: str | None
+    ttfb_ms: float | None
+    audio_seconds: float
+    rtf: float | None
+    wall_seconds: float
+    job: SynthesisJob
+
+
+CompletionHook = Callable[[RequestOutcome], Any]
+
+
+class Delivery:
+    """Wraps one job: measures, streams or collects, and reports exactly once."""
+
+    def __init__(self, job: SynthesisJob, *, started: float, speaker_label: str, headers: dict[str, str],
+                 on_complete: CompletionHook | None = None, stall_timeout_s: float = 30.0,
+                 realtime_pacing: bool = False) -> None:
+        self.job = job
+        self.started = started
+        self.speaker_label = speaker_label
+        self.headers = headers
+        self.on_complete = on_complete
+        self.stall_timeout_s = stall_timeout_s
+        self.realtime_pacing = realtime_pacing
+        self.first_audio_at: float | None = None
+        self._reported = False
+        self._last_send: float | None = None
+        self._last_interval: float | None = None
+        self._stream_label = "true" if job.request.stream else "false"
+        self.final_status: str | None = None
+
+    # ------------------------------------------------------------------ accounting
+    @property
+    def audio_seconds(self) -> float:
+        return self.job.stats.output_samples / float(self.job.request.sample_rate)
+
+    def _ttfb_ms(self) -> float | None:
+        return None if self.first_audio_at is None else (self.first_audio_at - self.started) * 1000.0
+
+    def _observe_send(self, now: float) -> None:
+        if self._last_send is not None:
+            interval = now - self._last_send
+            metrics.CHUNK_INTERVAL.observe(interval)
+            if self._last_interval is not None:
+                metrics.CHUNK_JITTER.observe(abs(interval - self._last_interval))
+            self._last_interval = interval
+        self._last_send = now
+
+    def _report(self, status: str, error_code: str | None) -> None:
+        if self._reported:
+            return
+        self._reported = True
+        wall = time.perf_counter() - self.started
+        audio_seconds = self.audio_seconds
+        rtf = wall / audio_seconds if audio_seconds > 0 else None
+        ttfb = self._ttfb_ms()
+        if status == "completed":
+            metrics.COMPLETED.labels(self.speaker_label, self._stream_label, "success").inc()
+            metrics.AUDIO_SECONDS.observe(audio_seconds)
+            metrics.CHUNKS_SENT.observe(self.job.stats.sent_chunks)
+            if rtf is not None:
+                metrics.RTF.observe(rtf)
+        elif status == "disconnected":
+            metrics.CLIENT_DISCONNECTS.inc()
+            metrics.COMPLETED.labels(self.speaker_label, self._stream_label, "disconnected").inc()
+        else:
+            metrics.FAILED.labels(self.speaker_label, error_code or "INTERNAL_ERROR", "error").inc()
+        event = {"completed": "request_completed", "failed": "request_failed",
+                 "disconnected": "client_disconnected"}[status]
+        logger.info(event, extra={
+            "event": event, "status": status, "error_code": error_code,
+            "ttfb_ms": None if ttfb is None else round(ttfb, 1), "audio_seconds": round(audio_seconds, 3),
+            "rtf": None if rtf is None else round(rtf, 4), "wall_ms": round(wall * 1000, 1),
+            "text_chunks": self.job.stats.text_chunks, "chunks_sent": self.job.stats.sent_chunks,
+            "bytes_sent": self.job.stats.sent_bytes,
+        })
+        if self.on_complete is not None:
+            try:
+                self.on_complete(RequestOutcome(
+                    request_id=self.job.request.request_id, status=status, error_code=error_code, ttfb_ms=ttfb,
+                    audio_seconds=audio_seconds, rtf=rtf, wall_seconds=wall, job=self.job,
+                ))
+            except Exception:  # noqa: BLE001 - accounting must never break delivery
+                logger.exception("completion hook failed")
+
+    def _mark_first_audio(self) -> None:
+        if self.first_audio_at is None:
+            self.first_audio_at = time.perf_counter()
+            ttfb = self.first_audio_at - self.started
+            metrics.TTFB.labels(self._stream_label).observe(ttfb)
+            logger.info("first_audio", extra={"event": "first_audio", "ttfb_ms": round(ttfb * 1000, 1)})
+
+    # ------------------------------------------------------------------ responses
+    async def complete_response(self) -> Response:
+        """Non-streaming: the whole file, with exact sizes and the timing headers."""
+        metrics.ACTIVE_STREAMS.inc()
+        try:
+            chunks: list[bytes] = []
+            async for chunk in self.job.stream_bytes():
+                self._mark_first_audio()
+                chunks.append(chunk)
+            body = b"".join(chunks)
+        except SynthesisError as exc:
+            self._report("failed", exc.code)
+            raise ApiError(exc.code, exc.message, param=exc.param) from exc
+        except asyncio.CancelledError:
+            self._report("disconnected", None)
+            raise
+        finally:
+            metrics.ACTIVE_STREAMS.dec()
+        self.job.stats.sent_chunks = 1
+        self._report("completed", None)
+        wall = time.perf_counter() - self.started
+        headers = dict(self.headers)
+        headers.update({
+            "X-Audio-Bytes": str(len(body)),
+            "X-Audio-Seconds": f"{self.audio_seconds:.3f}",
+            "X-TTFB-ms": f"{(self._ttfb_ms() or 0.0):.1f}",
+            "X-RTF": f"{(wall / self.audio_seconds) if self.audio_seconds else 0.0:.4f}",
+        })
+        return Response(body, media_type=self.job.content_type, headers=headers)
+
+    async def _prefetch(self, source: AsyncIterator[bytes]) -> bytes:
+        try:
+            return await anext(source)
+        except StopAsyncIteration:
+            return b""
+        except SynthesisError as exc:
+            self._report("failed", exc.code)
+            raise ApiError(exc.code, exc.message, param=exc.param) from exc
+
+    async def streaming_response(self, *, sse: bool = False) -> StreamingResponse:
+        """Chunked response. Headers go out with the first audio chunk."""
+        metrics.ACTIVE_STREAMS.inc()
+        source = self.job.stream_bytes()
+        try:
+            first = await self._prefetch(source)
+        except BaseException:
+            metrics.ACTIVE_STREAMS.dec()
+            await source.aclose()
+            raise
+        self._mark_first_audio()
+        body = self._sse_body(first, source) if sse else self._body(first, source)
+        headers = dict(self.headers)
+        headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        media_type = "text/event-stream" if sse else self.job.content_type
+        return GuardedStreamingResponse(body, media_type=media_type, headers=headers,
+                                        stall_timeout_s=self.stall_timeout_s)
+
+    async def _paced(self, chunk: bytes) -> None:
+        """Optional real-time pacing: never run more than ~1 s ahead of playback."""
+        if not self.realtime_pacing or self.first_audio_at is None:
+            return
+        ahead = self.audio_seconds - (time.perf_counter() - self.first_audio_at)
+        if ahead > 1.0:
+            await asyncio.sleep(ahead - 1.0)
+
+    async def _audio_chunks(self, first: bytes, source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        status, code = "failed", "STREAMING_ERROR"
+        try:
+            if first:
+                self._observe_send(time.perf_counter())
+                yield first
+            async for chunk in source:
+                await self._paced(chunk)
+                self._observe_send(time.perf_counter())
+                yield chunk
+            status, code = "completed", None
+        except SynthesisError as exc:
+            code = exc.code
+            logger.warning("stream ended early", extra={"error_code": exc.code})
+        except (asyncio.CancelledError, GeneratorExit):
+            status, code = "disconnected", None
+            raise
+        finally:
+            self.final_status = status
+            metrics.ACTIVE_STREAMS.dec()
+            await source.aclose()
+            self._report(status, code)
+
+    async def _body(self, first: bytes, source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in self._audio_chunks(first, source):
+            yield chunk
+
+    async def _sse_body(self, first: bytes, source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in self._audio_chunks(first, source):
+            event = {"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode("ascii")}
+            yield f"data: {json.dumps(event)}\n\n".encode()
+        if self.final_status != "completed":
+            error = {"type": "error", "error": {"code": self.job.error.code if self.job.error else "STREAMING_ERROR",
+                                                "message": "The audio stream ended early."}}
+            yield f"data: {json.dumps(error)}\n\n".encode()
+            return
+        usage = {"input_tokens": len(self.job.request.text), "output_tokens": self.job.stats.llm_tokens,
+                 "total_tokens": len(self.job.request.text) + self.job.stats.llm_tokens}
+        yield f"data: {json.dumps({'type': 'speech.audio.done', 'usage': usage})}\n\n".encode()
+
+
+class ClientStalled(Exception):
+    """The reader has not accepted bytes for longer than the stall timeout."""
+
+
+class GuardedStreamingResponse(StreamingResponse):
+    """A StreamingResponse that cuts off a reader whose socket accepts nothing for `stall_timeout_s`.
+
+    uvicorn's `send` blocks while the transport's write buffer is full (flow control), so a stalled reader
+    shows up as a `send` that does not return. Closing the body iterator cancels the synthesis job.
+    """
+
+    def __init__(self, *args: Any, stall_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stall_timeout_s = stall_timeout_s
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def guarded_send(message: Any) -> None:
+            try:
+                await asyncio.wait_for(send(message), self.stall_timeout_s)
+            except TimeoutError:
+                metrics.STALLED_CLIENTS.inc()
+                logger.warning("client stalled; cutting it off", extra={"stall_timeout_s": self.stall_timeout_s})
+                await self.body_iterator.aclose()  # type: ignore[union-attr]
+                raise ClientStalled from None
+
+        await super().__call__(scope, receive, guarded_send)

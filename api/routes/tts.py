@@ -1,0 +1,145 @@
+"""`POST /v1/tts/generate`: streaming and non-streaming synthesis."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from api.access import AccessGrant, require_access
+from api.delivery import Delivery
+from api.errors import ApiError
+from api.schemas import TTSGenerateRequest
+from services.synthesis import SamplingOptions, SynthesisError, SynthesisJob, SynthesisRequest, plan_text
+
+logger = logging.getLogger("api.tts")
+router = APIRouter(tags=["tts"])
+
+_ERROR_RESPONSES = {
+    400: {"description": "Invalid request (error envelope)"},
+    401: {"description": "Missing or invalid API key"},
+    403: {"description": "Key suspended or out of credits"},
+    413: {"description": "Text or body too long"},
+    429: {"description": "Rate or concurrency limit (Retry-After set)"},
+    503: {"description": "Model not loaded or GPU fault"},
+    504: {"description": "Generation timed out"},
+}
+
+
+@dataclass(frozen=True)
+class SynthesisParams:
+    """The request, reduced to what the pipeline needs (shared by the native and OpenAI routes)."""
+
+    text: str
+    speaker: str | None
+    audio_format: str
+    sample_rate: int
+    want_sr: bool
+    stream: bool
+    normalize: bool
+    chunking: bool
+    sampling: SamplingOptions
+    speed: float | None = None
+
+
+def sampling_from(body: TTSGenerateRequest, request: Request) -> SamplingOptions:
+    settings = request.app.state.settings
+    return SamplingOptions(
+        temperature=body.temperature if body.temperature is not None else settings.default_temperature,
+        top_k=body.top_k if body.top_k is not None else settings.default_top_k,
+        top_p=body.top_p if body.top_p is not None else settings.default_top_p,
+        max_tokens=body.max_tokens if body.max_tokens is not None else settings.default_max_tokens,
+        repetition_penalty=(body.repetition_penalty if body.repetition_penalty is not None
+                            else settings.default_repetition_penalty),
+        seed=body.seed,
+    )
+
+
+def resolve_voice(request: Request, name: str | None, speed: float | None = None):
+    runtime = request.app.state.runtime
+    from core.voices import UnknownVoiceError
+
+    wanted = name or runtime.voices.default_voice_id
+    try:
+        voice = runtime.voices.resolve(wanted)
+    except UnknownVoiceError as exc:
+        raise ApiError("INVALID_SPEAKER", str(exc), param="speaker") from exc
+    if speed is not None:
+        voice = runtime.voices.with_speed(voice, speed)
+    return voice
+
+
+async def start_synthesis(request: Request, params: SynthesisParams, grant: AccessGrant, *, sse: bool = False,
+                          extra_headers: dict[str, str] | None = None) -> Response:
+    """Validate against the loaded models, build the job, and answer (streaming or complete)."""
+    try:
+        return await _start_synthesis(request, params, grant, sse=sse, extra_headers=extra_headers)
+    except BaseException:
+        if grant.delivery is None:  # failed before the delivery took over accounting: give back slot and credits
+            await grant.abandon()
+        raise
+
+
+async def _start_synthesis(request: Request, params: SynthesisParams, grant: AccessGrant, *, sse: bool,
+                           extra_headers: dict[str, str] | None) -> Response:
+    runtime = request.app.state.runtime
+    settings = request.app.state.settings
+    started = request.scope.get("state", {}).get("received_at", time.perf_counter())
+    if not runtime.ready:
+        raise ApiError("MODEL_NOT_LOADED", f"The model is not ready yet (state: {runtime.state.value}); retry shortly.",
+                       headers={"Retry-After": "5"})
+    voice = resolve_voice(request, params.speaker, params.speed)
+    try:
+        plan = plan_text(params.text, normalize=params.normalize, chunking=params.chunking,
+                         threshold=settings.chunking_threshold_chars, target=settings.chunk_target_chars)
+    except SynthesisError as exc:
+        raise ApiError(exc.code, exc.message, param=exc.param or "text") from exc
+    request_id = request.scope["state"]["request_id"]
+    synth_request = SynthesisRequest(
+        request_id=request_id, text=params.text, voice=voice, sampling=params.sampling,
+        audio_format=params.audio_format, sample_rate=params.sample_rate, want_sr=params.want_sr,
+        stream=params.stream, normalize=params.normalize, chunking=params.chunking,
+    )
+    await grant.check_credits(len(plan.text))
+    job = SynthesisJob(runtime, synth_request, plan)
+    speaker_label = voice.id
+    from shared import metrics
+
+    metrics.REQUESTS.labels(speaker_label, "true" if params.stream else "false", params.audio_format).inc()
+    logger.info("request_received", extra={
+        "event": "request_received", "speaker": speaker_label, "format": params.audio_format,
+        "sample_rate": params.sample_rate, "stream": params.stream, "text_length": len(params.text),
+        "text_chunks": len(plan.chunks), "key_id": grant.key_id,
+    })
+    headers = {
+        "X-Model-Version": runtime.model_version,
+        "X-Format": params.audio_format,
+        "X-Sample-Rate": str(params.sample_rate),
+        "X-Stream": "true" if params.stream else "false",
+        "X-Text-Chunked": "true" if plan.chunked else "false",
+        "X-Chunking-Enabled": "true" if params.chunking else "false",
+        "X-SR-Applied": "true" if job.sr_applied else "false",
+        "X-Voice": speaker_label,
+        **grant.headers,
+        **(extra_headers or {}),
+    }
+    delivery = Delivery(job, started=started, speaker_label=speaker_label, headers=headers,
+                        on_complete=grant.on_complete, stall_timeout_s=settings.send_stall_timeout_s,
+                        realtime_pacing=settings.realtime_pacing)
+    grant.attach(delivery)
+    if params.stream or sse:
+        return await delivery.streaming_response(sse=sse)
+    return await delivery.complete_response()
+
+
+@router.post("/v1/tts/generate", responses=_ERROR_RESPONSES, summary="Synthesise speech (streaming or complete file)")
+async def generate(body: TTSGenerateRequest, request: Request, grant: AccessGrant = Depends(require_access)) -> Response:
+    rate = body.output_rate()
+    params = SynthesisParams(
+        text=body.text, speaker=body.speaker, audio_format=body.format, sample_rate=rate,
+        want_sr=rate > 16000, stream=body.stream, normalize=body.normalize, chunking=body.chunking,
+        sampling=sampling_from(body, request),
+    )
+    return await start_synthesis(request, params, grant)

@@ -1,0 +1,797 @@
+"""BiCodec decode path: semantic ids + 32 global ids -> 16 kHz waveform (spec §5, §6).
+
+Only the detokenize half of the codec is built. The module tree mirrors the released checkpoint, so
+`state_dict()` names and shapes are the file's own (319 tensors at the released config); weight-normed
+convolutions hold `weight_g` / `weight_v` until `fold_weight_norm()` replaces them with one plain weight.
+Everything runs in float32: the codec is not trained for reduced precision.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+CONFIG_FILE = "config.yaml"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_TOP_KEY = "audio_tokenizer"
+
+# Checkpoint tensors that decoding never reads. Every name in the file must be either needed by the decode
+# tree or matched here; anything else means the file is not a BiCodec checkpoint we understand.
+SKIP_PREFIXES: tuple[str, ...] = (
+    "encoder.",  # wav2vec2 features -> latent (encode side)
+    "postnet.",  # predicts wav2vec2 features for a training loss only
+    "speaker_encoder.speaker_encoder.",  # ECAPA-TDNN over the reference mel
+    "speaker_encoder.perceiver_sampler.",  # pools ECAPA features into 32 latents
+    "speaker_encoder.quantizer.project_in.",  # FSQ input projection (encode side)
+    "quantizer.in_project.",  # latent -> codebook space (encode side)
+    "quantizer.cluster_size",  # training statistic of code usage
+    "mel_transformer.",  # torchaudio buffers; not in the released file but present if upstream re-saves it
+)
+
+
+class BiCodecLoadError(ValueError):
+    """A BiCodec directory or state dict does not hold what the decoder needs."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# configuration
+
+
+@dataclass(frozen=True)
+class BiCodecDecodeConfig:
+    """The decode-relevant part of the released `audio_tokenizer` config, validated."""
+
+    latent_dim: int  # quantizer.input_dim: width of z_q and of the wave generator input
+    semantic_codebook_size: int
+    semantic_codebook_dim: int
+    fsq_levels: tuple[int, ...]
+    speaker_latent_dim: int
+    speaker_token_num: int
+    d_vector_dim: int
+    prenet_dim: int
+    prenet_intermediate_dim: int
+    prenet_num_layers: int
+    prenet_use_tanh: bool
+    prenet_sample_ratios: tuple[int, ...]
+    wave_channels: int
+    wave_rates: tuple[int, ...]
+    wave_kernel_sizes: tuple[int, ...]
+
+    @property
+    def global_codebook_size(self) -> int:
+        return math.prod(self.fsq_levels)
+
+    @property
+    def hop_length(self) -> int:
+        return math.prod(self.wave_rates)
+
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any]) -> BiCodecDecodeConfig:
+        cfg = unwrap_config(config)
+        try:
+            quantizer, speaker = cfg["quantizer"], cfg["speaker_encoder"]
+            prenet, decoder = cfg["prenet"], cfg["decoder"]
+            out = cls(
+                latent_dim=int(quantizer["input_dim"]),
+                semantic_codebook_size=int(quantizer["codebook_size"]),
+                semantic_codebook_dim=int(quantizer["codebook_dim"]),
+                fsq_levels=tuple(int(v) for v in speaker["fsq_levels"]),
+                speaker_latent_dim=int(speaker["latent_dim"]),
+                speaker_token_num=int(speaker["token_num"]),
+                d_vector_dim=int(speaker["out_dim"]),
+                prenet_dim=int(prenet["vocos_dim"]),
+                prenet_intermediate_dim=int(prenet["vocos_intermediate_dim"]),
+                prenet_num_layers=int(prenet["vocos_num_layers"]),
+                prenet_use_tanh=bool(prenet.get("use_tanh_at_final", False)),
+                prenet_sample_ratios=tuple(int(v) for v in prenet.get("sample_ratios", [1, 1])),
+                wave_channels=int(decoder["channels"]),
+                wave_rates=tuple(int(v) for v in decoder["rates"]),
+                wave_kernel_sizes=tuple(int(v) for v in decoder["kernel_sizes"]),
+            )
+            checks = {
+                "prenet.input_channels == quantizer.input_dim": prenet["input_channels"] == out.latent_dim,
+                "prenet.out_channels == decoder.input_channel": prenet["out_channels"]
+                == decoder["input_channel"],
+                "prenet.out_channels == speaker_encoder.out_dim (d is added to the prenet output)": (
+                    prenet["out_channels"] == out.d_vector_dim
+                ),
+                "prenet.condition_dim == speaker_encoder.out_dim": prenet["condition_dim"]
+                == out.d_vector_dim,
+                "speaker_encoder.fsq_num_quantizers == 1": int(speaker.get("fsq_num_quantizers", 1)) == 1,
+                "len(decoder.rates) == len(decoder.kernel_sizes)": len(out.wave_rates)
+                == len(out.wave_kernel_sizes),
+                "prenet.sample_ratios all 1 (the released value; other ratios change the frame rate)": all(
+                    r == 1 for r in out.prenet_sample_ratios
+                ),
+            }
+        except (KeyError, TypeError) as exc:
+            raise BiCodecLoadError(f"BiCodec config lacks a decode key: {exc!r}") from exc
+        broken = [name for name, ok in checks.items() if not ok]
+        if broken:
+            raise BiCodecLoadError(f"BiCodec config not supported by the decoder: {', '.join(broken)}")
+        return out
+
+
+def unwrap_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Accept either the file layout ({audio_tokenizer: {...}}) or the inner mapping."""
+    inner = config.get(CONFIG_TOP_KEY, config)
+    if not isinstance(inner, Mapping):
+        raise BiCodecLoadError(f"'{CONFIG_TOP_KEY}' must be a mapping, found {type(inner).__name__}")
+    return dict(inner)
+
+
+# --------------------------------------------------------------------------------------------------------
+# building blocks
+
+
+def _empty(*shape: int) -> nn.Parameter:
+    # Weights always come from a checkpoint or the random builder, so no init is spent here; this also
+    # lets the tree be built on the meta device.
+    return nn.Parameter(torch.empty(*shape), requires_grad=False)
+
+
+def fold_weight_norm_tensor(weight_g: Tensor, weight_v: Tensor) -> Tensor:
+    """W = g * v / ||v||, the norm over every axis but 0 (old `weight_norm(dim=0)`).
+
+    Axis 0 is the output channel of a Conv1d and the *input* channel of a ConvTranspose1d.
+    """
+    norm = weight_v.norm(p=2, dim=tuple(range(1, weight_v.dim())), keepdim=True)
+    return weight_v * (weight_g / norm)
+
+
+class WNConv1d(nn.Module):
+    """Weight-normed Conv1d / ConvTranspose1d stored as `weight_g`, `weight_v`, `bias`."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        stride: int = 1,
+        padding: int = 0,
+        dilation: int = 1,
+        transposed: bool = False,
+    ) -> None:
+        super().__init__()
+        self.stride, self.padding, self.dilation, self.transposed = stride, padding, dilation, transposed
+        first, second = (in_channels, out_channels) if transposed else (out_channels, in_channels)
+        self.weight_g = _empty(first, 1, 1)
+        self.weight_v = _empty(first, second, kernel_size)
+        self.bias = _empty(out_channels)
+        self.folded = False
+
+    def fold(self) -> None:
+        weight = fold_weight_norm_tensor(self.weight_g, self.weight_v)
+        del self.weight_g, self.weight_v
+        self.weight = nn.Parameter(weight, requires_grad=False)
+        self.folded = True
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = self.weight if self.folded else fold_weight_norm_tensor(self.weight_g, self.weight_v)
+        if self.transposed:
+            return F.conv_transpose1d(x, w, self.bias, stride=self.stride, padding=self.padding)
+        return F.conv1d(x, w, self.bias, stride=self.stride, padding=self.padding, dilation=self.dilation)
+
+
+class Snake1d(nn.Module):
+    """y = x + sin^2(alpha x) / alpha, alpha learned per channel."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.alpha = _empty(1, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # In-place on a fresh buffer: the wave generator is memory-bound at high sample rates.
+        y = torch.mul(x, self.alpha).sin_().square_()
+        return torch.addcmul(x, y, (self.alpha + 1e-9).reciprocal())
+
+
+class AdaLayerNorm(nn.Module):
+    """LayerNorm without affine parameters, then scale/shift predicted from the d-vector."""
+
+    def __init__(self, condition_dim: int, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.dim, self.eps = dim, eps
+        self.scale = nn.Linear(condition_dim, dim)
+        self.shift = nn.Linear(condition_dim, dim)
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:  # x [B, T, C], cond [B, D]
+        x = F.layer_norm(x, (self.dim,), eps=self.eps)
+        return x * self.scale(cond).unsqueeze(1) + self.shift(cond).unsqueeze(1)
+
+
+class ConvNeXtBlock(nn.Module):
+    def __init__(self, dim: int, intermediate_dim: int, condition_dim: int | None) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv1d(dim, dim, kernel_size=7, padding=3, groups=dim)
+        self.norm: nn.Module = (
+            AdaLayerNorm(condition_dim, dim) if condition_dim is not None else nn.LayerNorm(dim, eps=1e-6)
+        )
+        self.pwconv1 = nn.Linear(dim, intermediate_dim)
+        self.pwconv2 = nn.Linear(intermediate_dim, dim)
+        self.gamma = _empty(dim)
+
+    def forward(self, x: Tensor, cond: Tensor | None) -> Tensor:  # x [B, C, T]
+        y = self.dwconv(x).transpose(1, 2)
+        y = self.norm(y, cond) if isinstance(self.norm, AdaLayerNorm) else self.norm(y)
+        y = self.pwconv2(F.gelu(self.pwconv1(y)))
+        return x + (self.gamma * y).transpose(1, 2)
+
+
+class VocosBackbone(nn.Module):
+    """embed conv -> norm -> ConvNeXt blocks -> final LayerNorm; [B, C, T] in and out."""
+
+    def __init__(self, dim: int, intermediate_dim: int, num_layers: int, condition_dim: int | None) -> None:
+        super().__init__()
+        self.embed = nn.Conv1d(dim, dim, kernel_size=7, padding=3)
+        self.norm: nn.Module = (
+            AdaLayerNorm(condition_dim, dim) if condition_dim is not None else nn.LayerNorm(dim, eps=1e-6)
+        )
+        self.convnext = nn.ModuleList(
+            ConvNeXtBlock(dim, intermediate_dim, condition_dim) for _ in range(num_layers)
+        )
+        self.final_layer_norm = nn.LayerNorm(dim, eps=1e-6)
+
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        x = self.embed(x).transpose(1, 2)
+        x = self.norm(x, cond) if isinstance(self.norm, AdaLayerNorm) else self.norm(x)
+        x = x.transpose(1, 2)
+        for block in self.convnext:
+            x = block(x, cond)
+        return self.final_layer_norm(x.transpose(1, 2)).transpose(1, 2)
+
+
+class UnitRatioSampling(nn.Module):
+    """Upstream SamplingBlock at ratio 1: no parameters; conv path and both skips are identity, so 3x."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return 3.0 * x
+
+
+class FeaturePrenet(nn.Module):
+    """`prenet`: z_q [B, latent, T] + d [B, D] -> [B, latent, T] (no time mixing beyond the convs)."""
+
+    def __init__(self, cfg: BiCodecDecodeConfig) -> None:
+        super().__init__()
+        dim, inter = cfg.prenet_dim, cfg.prenet_intermediate_dim
+        self.linear_pre = nn.Linear(cfg.latent_dim, dim)
+        # Named `downsample` in the checkpoint; each stage is (SamplingBlock, 2-block plain backbone).
+        self.downsample = nn.ModuleList(
+            nn.ModuleList([UnitRatioSampling(), VocosBackbone(dim, inter, 2, None)])
+            for _ in cfg.prenet_sample_ratios
+        )
+        self.vocos_backbone = VocosBackbone(dim, inter, cfg.prenet_num_layers, cfg.d_vector_dim)
+        self.linear = nn.Linear(dim, cfg.latent_dim)
+        self.use_tanh = cfg.prenet_use_tanh
+
+    def forward(self, z_q: Tensor, d_vector: Tensor) -> Tensor:
+        x = self.linear_pre(z_q.transpose(1, 2)).transpose(1, 2)
+        for sampler, backbone in self.downsample:
+            x = backbone(sampler(x))
+        x = self.vocos_backbone(x, d_vector)
+        x = self.linear(x.transpose(1, 2)).transpose(1, 2)
+        return torch.tanh(x) if self.use_tanh else x
+
+
+class ResidualUnit(nn.Module):
+    def __init__(self, dim: int, dilation: int) -> None:
+        super().__init__()
+        self.block = nn.Sequential(
+            Snake1d(dim),
+            WNConv1d(dim, dim, 7, dilation=dilation, padding=3 * dilation),
+            Snake1d(dim),
+            WNConv1d(dim, dim, 1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.block(x)
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, in_dim: int, out_dim: int, kernel_size: int, stride: int) -> None:
+        super().__init__()
+        self.block = nn.Sequential(
+            Snake1d(in_dim),
+            WNConv1d(
+                in_dim,
+                out_dim,
+                kernel_size,
+                stride=stride,
+                padding=(kernel_size - stride) // 2,
+                transposed=True,
+            ),
+            ResidualUnit(out_dim, 1),
+            ResidualUnit(out_dim, 3),
+            ResidualUnit(out_dim, 9),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.block(x)
+
+
+class WaveGenerator(nn.Module):
+    """`decoder`: DAC-style upsampler, [B, latent, T] -> [B, 1, T * hop], tanh-bounded."""
+
+    def __init__(self, cfg: BiCodecDecodeConfig) -> None:
+        super().__init__()
+        ch = cfg.wave_channels
+        layers: list[nn.Module] = [WNConv1d(cfg.latent_dim, ch, 7, padding=3)]
+        for i, (kernel, stride) in enumerate(zip(cfg.wave_kernel_sizes, cfg.wave_rates, strict=True)):
+            if (kernel - stride) % 2:
+                raise BiCodecLoadError(f"decoder kernel {kernel} and rate {stride}: (k - s) must be even")
+            layers.append(DecoderBlock(ch // 2**i, ch // 2 ** (i + 1), kernel, stride))
+        out_dim = ch // 2 ** len(cfg.wave_rates)
+        layers += [Snake1d(out_dim), WNConv1d(out_dim, 1, 7, padding=3), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+
+class SemanticDequantizer(nn.Module):
+    """`quantizer` (decode half): codebook row lookup (no L2 norm at decode) -> out_project."""
+
+    def __init__(self, cfg: BiCodecDecodeConfig) -> None:
+        super().__init__()
+        size, dim = cfg.semantic_codebook_size, cfg.semantic_codebook_dim
+        self.codebook = nn.Embedding(size, dim, _weight=torch.empty(size, dim), _freeze=True)
+        self.out_project: nn.Module = (
+            WNConv1d(cfg.semantic_codebook_dim, cfg.latent_dim, 1)
+            if cfg.semantic_codebook_dim != cfg.latent_dim
+            else nn.Identity()
+        )
+
+    def forward(self, semantic: Tensor) -> Tensor:  # [B, T] -> [B, latent, T]
+        return self.out_project(F.embedding(semantic, self.codebook.weight).transpose(1, 2))
+
+
+class FSQProjection(nn.Module):
+    """`speaker_encoder.quantizer` (decode half): FSQ index -> centred codes -> project_out."""
+
+    def __init__(self, cfg: BiCodecDecodeConfig) -> None:
+        super().__init__()
+        self.levels = cfg.fsq_levels
+        self.basis = tuple(math.prod(cfg.fsq_levels[:k]) for k in range(len(cfg.fsq_levels)))
+        n = len(cfg.fsq_levels)
+        self.project_out: nn.Module = (
+            nn.Linear(n, cfg.speaker_latent_dim) if n != cfg.speaker_latent_dim else nn.Identity()
+        )
+
+    def codes(self, indices: Tensor) -> Tensor:  # [B, N] -> [B, N, len(levels)] in [-1, 1)
+        digits = [(indices // base) % level for base, level in zip(self.basis, self.levels, strict=True)]
+        half = torch.tensor([level // 2 for level in self.levels], dtype=torch.float32, device=indices.device)
+        return (torch.stack(digits, dim=-1).float() - half) / half
+
+    def forward(self, indices: Tensor) -> Tensor:  # [B, N] -> [B, N, latent]
+        # One quantizer: its residual scale (levels - 1) ** 0 is 1.
+        return self.project_out(self.codes(indices))
+
+
+class SpeakerDetokenizer(nn.Module):
+    """`speaker_encoder` (decode half): 32 global ids -> d-vector."""
+
+    def __init__(self, cfg: BiCodecDecodeConfig) -> None:
+        super().__init__()
+        self.quantizer = FSQProjection(cfg)
+        self.project = nn.Linear(cfg.speaker_latent_dim * cfg.speaker_token_num, cfg.d_vector_dim)
+
+    def forward(self, global_tokens: Tensor) -> Tensor:  # [B, N] -> [B, D]
+        latents = self.quantizer(global_tokens)  # [B, N, latent]
+        # Flatten channel-major (index = channel * N + token), as upstream's [B, latent, N].reshape does.
+        return self.project(latents.transpose(1, 2).reshape(latents.shape[0], -1))
+
+
+# --------------------------------------------------------------------------------------------------------
+# the decoder
+
+
+class BiCodecDecoder(nn.Module):
+    """Semantic + global tokens -> 16 kHz float waveform, T tokens -> T * 320 samples.
+
+    Build with `from_pretrained(dir)`; `BiCodecDecoder(config)` alone gives uninitialised weights (use it
+    under `torch.device("meta")` to inspect names and shapes).
+    """
+
+    sample_rate = 16000
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.raw_config = unwrap_config(config)
+        self.config = BiCodecDecodeConfig.from_dict(self.raw_config)
+        self.quantizer = SemanticDequantizer(self.config)
+        self.speaker_encoder = SpeakerDetokenizer(self.config)
+        self.prenet = FeaturePrenet(self.config)
+        self.decoder = WaveGenerator(self.config)
+
+    # ---- facts callers need ----------------------------------------------------------------------------
+
+    @property
+    def hop_length(self) -> int:
+        return self.config.hop_length
+
+    @property
+    def device(self) -> torch.device:
+        return self.quantizer.codebook.weight.device
+
+    @property
+    def d_vector_dim(self) -> int:
+        return self.config.d_vector_dim
+
+    @property
+    def global_token_count(self) -> int:
+        return self.config.speaker_token_num
+
+    @property
+    def semantic_codebook_size(self) -> int:
+        return self.config.semantic_codebook_size
+
+    @property
+    def global_codebook_size(self) -> int:
+        return self.config.global_codebook_size
+
+    @property
+    def receptive_field_tokens(self) -> int:
+        return receptive_field_tokens(self.config)
+
+    # ---- loading ---------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls, bicodec_dir: str | os.PathLike[str], device: str | torch.device = "cpu"
+    ) -> BiCodecDecoder:
+        """Load `config.yaml` + `model.safetensors` (released layout), fold weight norm, move to `device`."""
+        root = Path(bicodec_dir)
+        config_path, weights_path = root / CONFIG_FILE, root / WEIGHTS_FILE
+        for path, what in ((config_path, "the BiCodec config"), (weights_path, "the BiCodec weights")):
+            if not path.is_file():
+                raise BiCodecLoadError(f"{path}: missing; expected {what}")
+        raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        if not isinstance(raw, dict) or not isinstance(raw.get(CONFIG_TOP_KEY), dict):
+            raise BiCodecLoadError(f"{config_path}: expected a mapping under top key '{CONFIG_TOP_KEY}'")
+        with torch.device("meta"):
+            model = cls(raw)
+        expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+        with safe_open(str(weights_path), framework="pt", device="cpu") as f:
+            shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+            needed = plan_decode_tensors(shapes, expected, source=str(weights_path))
+            tensors = {name: f.get_tensor(name) for name in needed}
+        model.load_decode_state_dict(tensors)
+        return model.to(torch.device(device))
+
+    def load_decode_state_dict(self, tensors: Mapping[str, Tensor]) -> None:
+        """Take exactly the decode tensors (unfolded names), cast to fp32, then fold weight norm."""
+        for name, t in tensors.items():
+            if not t.is_floating_point():
+                raise BiCodecLoadError(f"tensor {name}: dtype {t.dtype}, expected a float tensor (float32)")
+        state = {name: t.detach().to(torch.float32) for name, t in tensors.items()}
+        self.load_state_dict(state, strict=True, assign=True)
+        self.fold_weight_norm()
+        self.requires_grad_(False)
+        self.eval()
+
+    def fold_weight_norm(self) -> None:
+        for module in self.modules():
+            if isinstance(module, WNConv1d) and not module.folded:
+                module.fold()
+
+    # ---- inference -------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def quantize_semantic(self, semantic: Tensor) -> Tensor:
+        """Semantic ids [B, T] -> z_q [B, latent, T]."""
+        return self.quantizer(self._check_semantic(semantic))
+
+    @torch.inference_mode()
+    def speaker_vector(self, global_tokens: Tensor) -> Tensor:
+        """32 global ids ([B, 32] or [B, 1, 32]) -> d-vector [B, D]. Depends only on the voice; cache it."""
+        return self.speaker_encoder(self._check_global(global_tokens))
+
+    @torch.inference_mode()
+    def decode_with_speaker(self, semantic: Tensor, d_vector: Tensor) -> Tensor:
+        """Semantic ids [B, T] + d-vector [B, D] (or [1, D], broadcast) -> waveform [B, T * hop]."""
+        semantic = self._check_semantic(semantic)
+        d = torch.as_tensor(d_vector, dtype=torch.float32, device=self.device)
+        if d.dim() == 1:
+            d = d.unsqueeze(0)
+        if d.dim() != 2 or d.shape[1] != self.d_vector_dim or d.shape[0] not in (1, semantic.shape[0]):
+            raise ValueError(
+                f"d_vector must have shape [{semantic.shape[0]}, {self.d_vector_dim}] (or [1, "
+                f"{self.d_vector_dim}]), got {list(d.shape)}"
+            )
+        d = d.expand(semantic.shape[0], -1)
+        x = self.prenet(self.quantizer(semantic), d) + d.unsqueeze(-1)
+        return self.decoder(x).squeeze(1)
+
+    @torch.inference_mode()
+    def decode(self, semantic: Tensor, global_tokens: Tensor) -> Tensor:
+        """Semantic ids [B, T] + global ids [B, 32] / [B, 1, 32] -> waveform [B, T * hop] in [-1, 1]."""
+        return self.decode_with_speaker(semantic, self.speaker_vector(global_tokens))
+
+    forward = decode
+
+    # ---- validation ------------------------------------------------------------------------------------
+
+    def _check_semantic(self, semantic: Tensor) -> Tensor:
+        s = _as_index_tensor(semantic, "semantic tokens", self.device)
+        if s.dim() == 1:
+            s = s.unsqueeze(0)
+        if s.dim() != 2 or s.shape[1] == 0:
+            raise ValueError(f"semantic tokens must have shape [B, T] with T >= 1, got {list(s.shape)}")
+        _check_range(s, self.semantic_codebook_size, "semantic token")
+        return s
+
+    def _check_global(self, global_tokens: Tensor) -> Tensor:
+        g = _as_index_tensor(global_tokens, "global tokens", self.device)
+        if g.dim() == 3 and g.shape[1] == 1:
+            g = g.squeeze(1)
+        elif g.dim() == 1:
+            g = g.unsqueeze(0)
+        n = self.global_token_count
+        if g.dim() != 2 or g.shape[1] != n:
+            raise ValueError(
+                f"global tokens must be exactly {n} per item ([B, {n}] or [B, 1, {n}]), got {list(g.shape)}"
+            )
+        _check_range(g, self.global_codebook_size, "global token")
+        return g
+
+
+def _as_index_tensor(values: Any, what: str, device: torch.device) -> Tensor:
+    t = torch.as_tensor(values)
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise ValueError(f"{what} must be integers, got dtype {t.dtype}")
+    return t.to(device=device, dtype=torch.long)
+
+
+def _check_range(t: Tensor, size: int, what: str) -> None:
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= size):
+        bad = t[(t < 0) | (t >= size)].flatten()[0].item()
+        raise ValueError(f"{what} value {bad} out of range; accepted values are 0..{size - 1}")
+
+
+# --------------------------------------------------------------------------------------------------------
+# checkpoint accounting
+
+
+def is_skipped_tensor(name: str) -> bool:
+    return name.startswith(SKIP_PREFIXES)
+
+
+def plan_decode_tensors(
+    file_shapes: Mapping[str, tuple[int, ...]],
+    expected_shapes: Mapping[str, tuple[int, ...]],
+    *,
+    source: str = "checkpoint",
+) -> list[str]:
+    """Names to read from a checkpoint. Every file tensor must be needed or skipped; needed ones must exist
+    with the expected shape. Errors name the tensor (and both shapes)."""
+    unknown = sorted(n for n in file_shapes if n not in expected_shapes and not is_skipped_tensor(n))
+    if unknown:
+        more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
+        raise BiCodecLoadError(
+            f"{source}: unexpected tensor(s) {unknown[:5]}{more}; not a BiCodec decode tensor "
+            "and not on the encoder-side skip list"
+        )
+    missing = sorted(n for n in expected_shapes if n not in file_shapes)
+    if missing:
+        more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
+        raise BiCodecLoadError(f"{source}: missing decode tensor(s) {missing[:5]}{more}")
+    for name, shape in expected_shapes.items():
+        got = tuple(file_shapes[name])
+        if got != tuple(shape):
+            raise BiCodecLoadError(f"{source}: tensor {name} has shape {list(got)}, expected {list(shape)}")
+    return list(expected_shapes)
+
+
+def decode_tensor_shapes(config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Names and shapes (unfolded, as stored) of the decode tree for a config; built on the meta device."""
+    with torch.device("meta"):
+        model = BiCodecDecoder(config)
+    return {name: tuple(t.shape) for name, t in model.state_dict().items()}
+
+
+def receptive_field_tokens(cfg: BiCodecDecodeConfig) -> int:
+    """Frames on each side that can influence one output frame (upper bound, from the kernel sizes)."""
+
+    def backbone_reach(layers: int) -> int:
+        return 3 + 3 * layers  # embed k7 + one k7 depthwise conv per ConvNeXt block
+
+    reach = float(len(cfg.prenet_sample_ratios) * backbone_reach(2) + backbone_reach(cfg.prenet_num_layers))
+    reach += 3  # decoder.model.0, k7 at frame rate
+    rate = 1
+    residual_reach = 3 * (1 + 3 + 9)  # three k7 residual convs, dilations 1, 3, 9
+    for kernel, stride in zip(cfg.wave_kernel_sizes, cfg.wave_rates, strict=True):
+        pad = (kernel - stride) // 2
+        reach += max(pad, kernel - 1 - pad) / stride / rate  # transposed conv, in frames
+        rate *= stride
+        reach += residual_reach / rate
+    reach += 3 / rate  # final k7 conv
+    return math.ceil(reach)
+
+
+# --------------------------------------------------------------------------------------------------------
+# random-weight checkpoints (demo model, tests, benchmarks)
+
+# Same structure as the released config; widths small enough that the demo decodes fast on a CPU.
+DEMO_CONFIG: dict[str, Any] = {
+    "mel_params": {
+        "sample_rate": 16000,
+        "n_fft": 1024,
+        "win_length": 640,
+        "hop_length": 320,
+        "mel_fmin": 10,
+        "mel_fmax": None,
+        "num_mels": 128,
+    },
+    "encoder": {
+        "input_channels": 64,
+        "vocos_dim": 32,
+        "vocos_intermediate_dim": 64,
+        "vocos_num_layers": 2,
+        "out_channels": 48,
+        "sample_ratios": [1, 1],
+    },
+    "decoder": {"input_channel": 48, "channels": 64, "rates": [8, 5, 4, 2], "kernel_sizes": [16, 11, 8, 4]},
+    "quantizer": {
+        "input_dim": 48,
+        "codebook_size": 8192,
+        "codebook_dim": 8,
+        "commitment": 0.25,
+        "codebook_loss_weight": 2.0,
+        "use_l2_normlize": True,
+        "threshold_ema_dead_code": 0.2,
+    },
+    "speaker_encoder": {
+        "input_dim": 128,
+        "out_dim": 48,
+        "latent_dim": 16,
+        "token_num": 32,
+        "fsq_levels": [4, 4, 4, 4, 4, 4],
+        "fsq_num_quantizers": 1,
+    },
+    "prenet": {
+        "input_channels": 48,
+        "vocos_dim": 32,
+        "vocos_intermediate_dim": 64,
+        "vocos_num_layers": 3,
+        "out_channels": 48,
+        "condition_dim": 48,
+        "sample_ratios": [1, 1],
+        "use_tanh_at_final": False,
+    },
+    "postnet": {
+        "input_channels": 48,
+        "vocos_dim": 32,
+        "vocos_intermediate_dim": 64,
+        "vocos_num_layers": 2,
+        "out_channels": 48,
+        "use_tanh_at_final": False,
+    },
+}
+
+
+class _RandomFill:
+    """Deterministic values per module type, scaled so activations stay O(1) and the output is audible noise."""
+
+    def __init__(self, seed: int) -> None:
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def normal(self, shape: Iterable[int], std: float = 1.0, mean: float = 0.0) -> Tensor:
+        return torch.randn(tuple(shape), generator=self.gen) * std + mean
+
+    def uniform(self, shape: Iterable[int], low: float, high: float) -> Tensor:
+        return torch.rand(tuple(shape), generator=self.gen) * (high - low) + low
+
+    def module(self, prefix: str, module: nn.Module, out: dict[str, Tensor], *, num_layers: int = 1) -> None:
+        p = prefix
+        if isinstance(module, WNConv1d):
+            v = self.normal(module.weight_v.shape)
+            gain = 1.0  # g = per-row norm of W; 1 keeps a plain conv's output variance near its input's
+            if module.transposed:  # g is per input channel here: rescale by fan-out
+                in_ch, out_ch, _ = v.shape
+                gain = math.sqrt(module.stride * out_ch / in_ch)
+            elif v.shape[0] == 1:  # the waveform conv: keep tanh out of saturation (output std ~0.15)
+                gain = 0.06
+            out[p + "weight_v"] = v
+            out[p + "weight_g"] = gain * self.uniform(module.weight_g.shape, 0.5, 1.0)
+            out[p + "bias"] = self.normal(module.bias.shape, 0.01)
+        elif isinstance(module, Snake1d):
+            out[p + "alpha"] = self.uniform(module.alpha.shape, 0.5, 1.5)
+        elif isinstance(module, nn.LayerNorm):
+            out[p + "weight"] = self.normal(module.weight.shape, 0.1, 1.0)
+            out[p + "bias"] = self.normal(module.bias.shape, 0.1)
+        elif isinstance(module, AdaLayerNorm):
+            fan_in = module.scale.in_features
+            out[p + "scale.weight"] = self.normal(module.scale.weight.shape, 0.1 / math.sqrt(fan_in))
+            out[p + "scale.bias"] = self.normal(module.scale.bias.shape, 0.1, 1.0)
+            out[p + "shift.weight"] = self.normal(module.shift.weight.shape, 0.1 / math.sqrt(fan_in))
+            out[p + "shift.bias"] = self.normal(module.shift.bias.shape, 0.1)
+        elif isinstance(module, nn.Linear | nn.Conv1d):
+            w = module.weight
+            fan_in = w.shape[1] * (w.shape[2] if w.dim() == 3 else 1)
+            out[p + "weight"] = self.normal(w.shape, 1.0 / math.sqrt(fan_in))
+            out[p + "bias"] = self.normal(module.bias.shape, 0.01)
+        elif isinstance(module, nn.Embedding):
+            out[p + "weight"] = self.normal(module.weight.shape)
+        elif isinstance(module, ConvNeXtBlock):
+            out[p + "gamma"] = self.uniform(module.gamma.shape, 0.5, 1.5) / num_layers
+
+
+def build_random_state_dict(config: Mapping[str, Any], seed: int) -> dict[str, Tensor]:
+    """Random decode tensors in the released naming (weight_g / weight_v), plus a few encoder-side tensors
+    a real file also carries. Deterministic for a seed."""
+    cfg = unwrap_config(config)
+    with torch.device("meta"):
+        model = BiCodecDecoder(cfg)
+    fill = _RandomFill(seed)
+    out: dict[str, Tensor] = {}
+    for name, module in model.named_modules():
+        prefix = f"{name}." if name else ""
+        if isinstance(module, ConvNeXtBlock):
+            n_layers = len(model.get_submodule(name.rsplit(".convnext.", 1)[0]).convnext)
+            fill.module(prefix, module, out, num_layers=n_layers)
+        elif not isinstance(module, AdaLayerNorm) and _owner_is_adanorm(model, name):
+            continue  # AdaLayerNorm fills its own Linear children
+        else:
+            fill.module(prefix, module, out)
+    expected = {n: tuple(t.shape) for n, t in model.state_dict().items()}
+    if {n: tuple(t.shape) for n, t in out.items()} != expected:
+        raise RuntimeError("random fill does not cover the decode tree exactly")  # a new module type
+    out.update(_encoder_side_tensors(cfg, fill))
+    return out
+
+
+def _owner_is_adanorm(model: nn.Module, name: str) -> bool:
+    if "." not in name:
+        return False
+    return isinstance(model.get_submodule(name.rsplit(".", 1)[0]), AdaLayerNorm)
+
+
+def _encoder_side_tensors(cfg: Mapping[str, Any], fill: _RandomFill) -> dict[str, Tensor]:
+    """A few tensors a released file holds but decoding skips, so loaders exercise the skip list."""
+    q, spk = cfg["quantizer"], cfg["speaker_encoder"]
+    out = {
+        "quantizer.in_project.weight_g": fill.uniform((q["codebook_dim"], 1, 1), 0.5, 1.0),
+        "quantizer.in_project.weight_v": fill.normal((q["codebook_dim"], q["input_dim"], 1)),
+        "quantizer.in_project.bias": fill.normal((q["codebook_dim"],), 0.01),
+        "quantizer.cluster_size": fill.uniform((q["codebook_size"],), 0.0, 10.0),
+        "speaker_encoder.quantizer.project_in.weight": fill.normal(
+            (len(spk["fsq_levels"]), spk["latent_dim"]), 0.1
+        ),
+        "speaker_encoder.quantizer.project_in.bias": fill.normal((len(spk["fsq_levels"]),), 0.01),
+    }
+    if "encoder" in cfg:
+        enc = cfg["encoder"]
+        out["encoder.project.weight"] = fill.normal((enc["out_channels"], enc["vocos_dim"]), 0.1)
+        out["encoder.project.bias"] = fill.normal((enc["out_channels"],), 0.01)
+    if "postnet" in cfg:
+        post = cfg["postnet"]
+        out["postnet.linear.weight"] = fill.normal((post["out_channels"], post["vocos_dim"]), 0.1)
+        out["postnet.linear.bias"] = fill.normal((post["out_channels"],), 0.01)
+    return out
+
+
+def write_random_checkpoint(out_dir: Path, config: Mapping[str, Any], seed: int) -> None:
+    """Write `config.yaml` (top key audio_tokenizer) + `model.safetensors` with random weights to `out_dir`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = unwrap_config(config)
+    tensors = {name: t.contiguous() for name, t in build_random_state_dict(cfg, seed).items()}
+    # Write then rename, so a reader never sees half a file.
+    tmp_weights = out_dir / f".{WEIGHTS_FILE}.tmp{os.getpid()}"
+    save_file(tensors, str(tmp_weights), metadata={"format": "pt"})
+    os.replace(tmp_weights, out_dir / WEIGHTS_FILE)
+    tmp_config = out_dir / f".{CONFIG_FILE}.tmp{os.getpid()}"
+    tmp_config.write_text(yaml.safe_dump({CONFIG_TOP_KEY: cfg}, sort_keys=False), encoding="utf-8")
+    os.replace(tmp_config, out_dir / CONFIG_FILE)
