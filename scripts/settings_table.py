@@ -19,5 +19,18 @@ def settings_table() -> str:
     return "\n".join(rows)
 
 
+START, END = "<!-- SETTINGS-TABLE -->", "<!-- /SETTINGS-TABLE -->"
+
+
+def readme_with_table(readme: str) -> str:
+    head, rest = readme.split(START, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{START}\n{settings_table()}\n{END}{tail}"
+
+
 if __name__ == "__main__":
-    print(settings_table())
+    if len(sys.argv) == 3 and sys.argv[1] == "--write":
+        path = Path(sys.argv[2])
+        path.write_text(readme_with_table(path.read_text(encoding="utf-8")), encoding="utf-8")
+    else:
+        print(settings_table())
