@@ -1,0 +1,135 @@
+"""Streaming BiCodec decode: chunks arrive early and concatenate to the offline decode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.bicodec import BiCodecDecoder
+from core.streaming import StreamingConfig, StreamingDecoder
+
+TINY_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "bicodec_tiny"
+HOP = 320
+
+
+@pytest.fixture(scope="module")
+def model() -> BiCodecDecoder:
+    if not (TINY_DIR / "model.safetensors").is_file():
+        pytest.skip(f"BiCodec fixture not found at {TINY_DIR} (steering fixtures absent)")
+    return BiCodecDecoder.from_pretrained(TINY_DIR)
+
+
+@pytest.fixture(scope="module")
+def d_vector(model: BiCodecDecoder) -> torch.Tensor:
+    globals_ = torch.from_numpy(np.random.default_rng(1).integers(0, 4096, (1, 32)))
+    return model.speaker_vector(globals_)
+
+
+def _stream(
+    model, d_vector, tokens: np.ndarray, config: StreamingConfig, seed: int
+) -> tuple[np.ndarray, list]:
+    """Feed `tokens` in random-sized bursts (1..40, like an LLM's delta batches); return audio and chunks."""
+    rng = np.random.default_rng(seed)
+    decoder = StreamingDecoder(model, d_vector, config)
+    chunks: list[np.ndarray] = []
+    i = 0
+    while i < len(tokens):
+        n = int(rng.integers(1, 41))
+        chunks += decoder.push(tokens[i : i + n].tolist())
+        i += n
+    chunks += decoder.finish()
+    assert decoder.tokens_in == len(tokens) and decoder.samples_out == len(tokens) * HOP
+    return np.concatenate(chunks), chunks
+
+
+def _offline(model, d_vector, tokens: np.ndarray) -> np.ndarray:
+    return model.decode_with_speaker(torch.from_numpy(tokens)[None], d_vector)[0].numpy()
+
+
+@pytest.mark.parametrize("length", [50, 137, 400, 1000])
+def test_default_settings_match_offline_decode(model, d_vector, length: int) -> None:
+    tokens = np.random.default_rng(length).integers(0, 8192, length)
+    streamed, chunks = _stream(model, d_vector, tokens, StreamingConfig(), seed=length)
+    offline = _offline(model, d_vector, tokens)
+    assert streamed.dtype == np.float32 and all(c.ndim == 1 for c in chunks)
+    assert streamed.shape == (length * HOP,)
+    err = streamed - offline
+    snr_db = 10 * np.log10(np.sum(offline**2) / max(np.sum(err**2), 1e-30))
+    assert np.abs(err).max() <= 1e-3
+    assert snr_db >= 40.0
+
+
+@pytest.mark.parametrize("length", [137, 400])
+def test_context_covering_receptive_field_is_exact(model, d_vector, length: int) -> None:
+    tokens = np.random.default_rng(length + 1).integers(0, 8192, length)
+    config = StreamingConfig(left_context_tokens=68, lookahead_tokens=68)
+    streamed, _ = _stream(model, d_vector, tokens, config, seed=length + 1)
+    assert streamed.shape == (length * HOP,)
+    assert np.abs(streamed - _offline(model, d_vector, tokens)).max() <= 1e-5
+
+
+def test_first_chunk_arrives_once_first_chunk_plus_lookahead_tokens_are_in(model, d_vector) -> None:
+    config = StreamingConfig(first_chunk_tokens=25, lookahead_tokens=12)
+    decoder = StreamingDecoder(model, d_vector, config)
+    tokens = np.random.default_rng(5).integers(0, 8192, 80).tolist()
+    first_at = None
+    for count, token in enumerate(tokens, start=1):
+        out = decoder.push([token])
+        if out:
+            first_at = count
+            assert [c.shape[0] for c in out] == [25 * HOP]
+            break
+    assert first_at == 25 + 12
+
+
+def test_chunks_grow_to_the_maximum(model, d_vector) -> None:
+    config = StreamingConfig(first_chunk_tokens=5, max_chunk_tokens=40, growth=2.0)
+    decoder = StreamingDecoder(model, d_vector, config)
+    tokens = np.random.default_rng(6).integers(0, 8192, 200).tolist()
+    sizes = [c.shape[0] // HOP for c in decoder.push(tokens) + decoder.finish()]
+    assert sizes[:5] == [5, 10, 20, 40, 40]
+    assert max(sizes[:-1]) == 40 and sum(sizes) == 200
+    assert sizes[-1] < 40 + config.lookahead_tokens  # the tail needs no look-ahead: one decode at finish()
+    assert decoder.chunks_out == len(sizes) == decoder.decode_calls
+    assert decoder.decode_tokens_total > 200  # context costs extra compute
+
+
+def test_output_does_not_depend_on_how_tokens_arrive(model, d_vector) -> None:
+    tokens = np.random.default_rng(8).integers(0, 8192, 137)
+    one_by_one = StreamingDecoder(model, d_vector)
+    chunks = [c for t in tokens.tolist() for c in one_by_one.push([t])] + one_by_one.finish()
+    all_at_once = StreamingDecoder(model, d_vector)
+    chunks_b = all_at_once.push(tokens) + all_at_once.finish()
+    np.testing.assert_array_equal(np.concatenate(chunks), np.concatenate(chunks_b))
+
+
+def test_short_stream_comes_out_on_finish(model, d_vector) -> None:
+    decoder = StreamingDecoder(model, d_vector)
+    tokens = np.random.default_rng(7).integers(0, 8192, 9)
+    assert decoder.push(tokens.tolist()) == []
+    rest = decoder.finish()
+    assert sum(c.shape[0] for c in rest) == 9 * HOP
+    np.testing.assert_allclose(np.concatenate(rest), _offline(model, d_vector, tokens), atol=1e-6)
+    assert decoder.finish() == []
+
+
+def test_empty_stream_gives_no_audio(model, d_vector) -> None:
+    decoder = StreamingDecoder(model, d_vector)
+    assert decoder.push([]) == [] and decoder.finish() == []
+    assert decoder.samples_out == 0
+
+
+def test_bad_input_is_refused(model, d_vector) -> None:
+    decoder = StreamingDecoder(model, d_vector)
+    with pytest.raises(ValueError, match="8192 out of range"):
+        decoder.push([1, 2, 8192])
+    decoder.finish()
+    with pytest.raises(RuntimeError, match="after finish"):
+        decoder.push([1])
+    with pytest.raises(ValueError, match="d_vector must have shape"):
+        StreamingDecoder(model, torch.zeros(1, 5))
+    with pytest.raises(ValueError, match="growth"):
+        StreamingConfig(growth=0.5)
