@@ -43,6 +43,9 @@ logger = logging.getLogger("services.synthesis")
 
 NATIVE_RATE = 16_000
 SR_RATE = 48_000
+# `max_tokens` counts semantic tokens (the public contract). Before them, a controllable/speaker generation
+# spends ~39 ids on acoustic labels, the 32 global tokens and their markers; the engine's budget adds this.
+PREAMBLE_TOKEN_ALLOWANCE = 64
 _END = object()
 
 
@@ -112,6 +115,7 @@ class PipelineStats:
     encode_done: bool = False
     send_done: bool = False
     global_tokens_per_chunk: list[tuple[int, ...]] = field(default_factory=list)
+    decoded_samples_per_chunk: list[int] = field(default_factory=list)  # 16 kHz samples per text chunk
     producer_waits: int = 0
     max_queue_depth: int = 0
 
@@ -292,8 +296,10 @@ class SynthesisJob:
         room = max(16, settings.max_model_len - prompt_len)
         # Runaway guard: the model sometimes never emits its stop id; a chunk cannot need more than this.
         text_cap = int(len(text) * settings.max_tokens_per_char) + 100
+        preamble = 2 if mode == "clone" else PREAMBLE_TOKEN_ALLOWANCE
+        budget = max(1, min(s.max_tokens + preamble, room, text_cap))
         return SamplingConfig(
-            temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, max_tokens=max(1, min(s.max_tokens, room, text_cap)),
+            temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, max_tokens=budget,
             repetition_penalty=s.repetition_penalty, seed=s.seed,
             stop_token_ids=tuple(self.runtime.layout.stop_token_ids),
             allowed_token_ids=clone_mode_allowed_ids(self.runtime.layout) if mode == "clone" else None,
@@ -307,6 +313,7 @@ class SynthesisJob:
         parser = TokenParser(runtime.layout, mode=mode)
         sampling = self._sampling(len(prompt_ids), text, mode)
         request_id = f"{self.request.request_id}-{index}"
+        semantic_left = self.request.sampling.max_tokens
         try:
             async with asyncio.timeout(runtime.settings.generation_timeout_s):
                 stream = runtime.engine.stream(prompt_ids, sampling, request_id)
@@ -318,9 +325,13 @@ class SynthesisJob:
                         if delta.global_tokens is not None and self.global_tokens is None:
                             self.global_tokens = tuple(delta.global_tokens)
                             self._globals_ready.set()
-                        if delta.semantic:
-                            self.stats.semantic_tokens += len(delta.semantic)
-                            out.put_nowait(list(delta.semantic))
+                        semantic = list(delta.semantic[:semantic_left])
+                        if semantic:
+                            semantic_left -= len(semantic)
+                            self.stats.semantic_tokens += len(semantic)
+                            out.put_nowait(semantic)
+                        if semantic_left <= 0:
+                            break  # max_tokens semantic tokens reached: closing the stream aborts the rest
                 finally:
                     await stream.aclose()
             parser.finish()
@@ -333,7 +344,8 @@ class SynthesisJob:
 
     def _start_generation(self, index: int, text: str) -> asyncio.Queue:
         out: asyncio.Queue = asyncio.Queue()
-        task = asyncio.create_task(self._generate(index, text, out), name=f"gen-{index}")
+        task = asyncio.create_task(self._generate(index, text, out),
+                                   name=f"gen-{self.request.request_id}-{index}")
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # exceptions travel through `out`
         self._generation_tasks.append(task)
         return out
@@ -353,6 +365,7 @@ class SynthesisJob:
         for chunk in chunks:
             self.stats.decoded_chunks += 1
             self.stats.decoded_samples += int(chunk.size)
+            self.stats.decoded_samples_per_chunk[-1] += int(chunk.size)
             out += self.chain.push(chunk)
         return bytes(out)
 
@@ -369,6 +382,7 @@ class SynthesisJob:
             await self._wait_for_globals(tokens)
         assert self.global_tokens is not None
         self.stats.global_tokens_per_chunk.append(self.global_tokens)
+        self.stats.decoded_samples_per_chunk.append(0)
         d_vector = await asyncio.to_thread(self.runtime.speaker_vector, self.global_tokens)
         decoder = StreamingDecoder(self.runtime.bicodec, d_vector, self.stream_config)
         self.chain.start_segment()
@@ -453,7 +467,8 @@ class SynthesisJob:
             current = None if text is None else self._start_generation(0, text)
             index = 0
             while current is not None:
-                prefetch = asyncio.create_task(self._prefetch(index + 1), name=f"prefetch-{index + 1}")
+                prefetch = asyncio.create_task(self._prefetch(index + 1),
+                                               name=f"prefetch-{self.request.request_id}-{index + 1}")
                 await self._decode_text_chunk(index, current)
                 current = await prefetch
                 index += 1
@@ -517,11 +532,4 @@ async def warmup_pipeline(runtime: ModelRuntime) -> None:
         audio_format="wav", sample_rate=SR_RATE if runtime.sr is not None else NATIVE_RATE,
         want_sr=runtime.sr is not None, stream=True,
     )
-    job = SynthesisJob(runtime, request)
-    try:
-        await job.collect()
-    except SynthesisError as exc:
-        # Random demo weights can produce an invalid stream; the stack itself ran, which is what warm-up is for.
-        if not runtime.is_demo:
-            raise
-        logger.info("warm-up on the demo model ended with %s (expected with random weights)", exc.code)
+    await SynthesisJob(runtime, request).collect()
