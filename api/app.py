@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from api.access import AccessServices
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
-from api.routes import debug, health, openai_compat, tts
+from api.routes import debug, health, openai_compat, tts, ws
 from services.runtime import ModelRuntime
 from shared.logging import configure_logging
 from shared.settings import APP_VERSION, Settings, get_settings
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
     app.state.access = access
     app.state.request_log = access.request_logger
     install_error_handlers(app)
-    for router in (health.router, tts.router, openai_compat.router, debug.router):
+    for router in (health.router, tts.router, openai_compat.router, debug.router, ws.router):
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(RequestIdMiddleware)

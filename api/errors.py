@@ -28,6 +28,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "PAYLOAD_TOO_LARGE": (413, "invalid_request_error"),
     "NOT_FOUND": (404, "invalid_request_error"),
     "METHOD_NOT_ALLOWED": (405, "invalid_request_error"),
+    "IDLE_TIMEOUT": (408, "invalid_request_error"),
     "INVALID_API_KEY": (401, "authentication_error"),
     "EXPIRED_API_KEY": (401, "authentication_error"),
     "KEY_SUSPENDED": (403, "permission_error"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -312,7 +313,8 @@ class SynthesisJob:
         prompt_ids, mode = build_prompt_ids(runtime.tokenizer, text, self.request.voice, global_tokens=use_globals)
         parser = TokenParser(runtime.layout, mode=mode)
         sampling = self._sampling(len(prompt_ids), text, mode)
-        request_id = f"{self.request.request_id}-{index}"
+        # Unique per generation even when a client reuses an X-Request-ID for concurrent requests.
+        request_id = f"{self.request.request_id}-{index}-{uuid.uuid4().hex[:8]}"
         semantic_left = self.request.sampling.max_tokens
         try:
             async with asyncio.timeout(runtime.settings.generation_timeout_s):

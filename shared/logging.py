@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -45,6 +46,20 @@ class PlainFormatter(logging.Formatter):
         return base
 
 
+_SECRET_QUERY = re.compile(r"(api_key|key|token)=[^&\s\"']+", re.IGNORECASE)
+
+
+class RedactSecretsFilter(logging.Filter):
+    """uvicorn logs request lines with their query string; keys passed as `?api_key=` must not reach the logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.args = tuple(_SECRET_QUERY.sub(r"\1=***", a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = _SECRET_QUERY.sub(r"\1=***", record.msg)
+        return True
+
+
 def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
     """Install one stderr handler on the root logger (idempotent)."""
     root = logging.getLogger()
@@ -58,6 +73,12 @@ def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
     root.setLevel(level.upper())
     for noisy in ("uvicorn.access", "httpx", "httpx2", "httpcore", "hpack"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    redact = RedactSecretsFilter()
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        target = logging.getLogger(name)
+        if not any(isinstance(f, RedactSecretsFilter) for f in target.filters):
+            target.addFilter(redact)
+    handler.addFilter(redact)
 
 
 def get_logger(name: str) -> logging.Logger:

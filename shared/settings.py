@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     send_stall_timeout_s: float = Field(30.0, gt=0, description="A reader stalled this long is cut off.")
     realtime_pacing: bool = Field(False, description="Pace sends at playback speed (plus a small lead).")
     frame_ms: int = Field(40, ge=10, le=200, description="Steady frame size of streamed audio.")
+    ws_idle_timeout_s: float = Field(
+        60.0, gt=0, description="WebSocket: close a connection after this many seconds with no message either way "
+        "while nothing is being synthesised.",
+    )
 
     # --- access ------------------------------------------------------------------------------
     auth_enabled: bool = Field(True, description="Require an API key. Off only for local development (logs a warning).")

@@ -1,0 +1,807 @@
+"""WebSocket synthesis sessions: text that arrives in pieces goes in, audio frames and JSON events come out.
+
+Independent of the web framework. The API layer authenticates, parses client messages and calls a `WsSession`;
+the session reaches the socket only through an `Outbox` (one writer task over anything with async `send_text` /
+`send_bytes`, such as Starlette's WebSocket) and limits/accounting only through an `UtteranceGate`.
+
+Per connection, utterances run one after another (start ... end, start ... end); a `start` may follow an `end`
+before the previous utterance's audio is finished, and then waits its turn. Per utterance, text pieces are
+buffered by a `TextSegmenter` and cut at sentence boundaries; each cut is normalised like HTTP text
+(`plan_text`) and fed to one incremental `SynthesisJob`, so every cut speaks with the first cut's voice and the
+joins get the same crossfade as long HTTP text, while audio of earlier cuts is already on its way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+from processing.chunking import split_text
+from services.synthesis import SynthesisError, SynthesisJob, SynthesisRequest, plan_text
+from shared import metrics
+from shared.logging import request_id_var
+
+if TYPE_CHECKING:
+    from services.runtime import ModelRuntime
+
+logger = logging.getLogger("services.ws_session")
+
+_CLOSERS = "\"'\u201d\u2019)\\]}\u00bb\u300d\u300f\uff09"
+# . ! ? … and the Devanagari/Urdu stops end a sentence when whitespace follows (so "3.5" and "a.m." never cut).
+_SPACED_END = re.compile(r"[.!?\u2026\u0964\u0965\u06d4]+[" + _CLOSERS + r"]*(?=\s)")
+# Scripts written without spaces: their full stops end a sentence wherever the next character is not a closer.
+_UNSPACED_END = re.compile(r"[\u3002\uff01\uff1f\u0964\u0965]+[" + _CLOSERS + r"]*(?=[^" + _CLOSERS + r"])")
+# A period after these words is an abbreviation, not the end of a sentence.
+_ABBREVIATIONS = frozenset({"mr", "mrs", "ms", "dr", "prof", "st", "sr", "jr", "vs", "e.g", "i.e", "mt"})
+# Utterances one connection may have unfinished at once (they run one after another).
+MAX_QUEUED_UTTERANCES = 4
+_LEADING_PUNCT = "\"'\u201c\u2018([{\u00ab"
+
+
+class TextSegmenter:
+    """Buffers text pieces (concatenated verbatim) and returns the parts that are ready to synthesise.
+
+    A part is ready when the buffer holds complete sentences that together are at least `min_words` words
+    (or `min_chars` characters, for scripts without spaces): everything up to the last such sentence end is
+    returned as one part (the caller splits long parts like long HTTP text). A buffer longer than `threshold`
+    with no sentence end is cut between words into parts of about `target` characters. `flush()` returns
+    whatever is left. Parts are stripped and never blank.
+    """
+
+    def __init__(
+        self, *, threshold: int = 220, target: int = 170, min_words: int = 3, min_chars: int = 12
+    ) -> None:
+        self.threshold = threshold
+        self.target = target
+        self.min_words = min_words
+        self.min_chars = min_chars
+        self._buffer = ""
+
+    @property
+    def pending(self) -> str:
+        return self._buffer
+
+    def push(self, piece: str) -> list[str]:
+        self._buffer += piece
+        parts: list[str] = []
+        end = self._last_sentence_end()
+        if end:
+            parts.extend(self._whole(self._buffer[:end]))
+            self._buffer = self._buffer[end:].lstrip()
+        if len(self._buffer) > self.threshold:
+            parts.extend(self._cut_long_buffer())
+        return parts
+
+    def flush(self) -> list[str]:
+        text, self._buffer = self._buffer, ""
+        return self._whole(text)
+
+    # ------------------------------------------------------------------ internals
+    def _long_enough(self, text: str) -> bool:
+        return len(text.split()) >= self.min_words or len("".join(text.split())) >= self.min_chars
+
+    def _is_abbreviation(self, match: re.Match[str]) -> bool:
+        if match.group(0) != ".":
+            return False
+        before = self._buffer[: match.start()].rsplit(None, 1)
+        word = before[-1].lstrip(_LEADING_PUNCT).lower() if before else ""
+        return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())
+
+    def _last_sentence_end(self) -> int:
+        ends = [m.end() for m in _SPACED_END.finditer(self._buffer) if not self._is_abbreviation(m)]
+        ends += [m.end() for m in _UNSPACED_END.finditer(self._buffer)]
+        if not ends:
+            return 0
+        end = max(ends)  # a longer head is long enough whenever a shorter one is
+        return end if self._long_enough(self._buffer[:end]) else 0
+
+    def _cut_long_buffer(self) -> list[str]:
+        """A run-on buffer: emit all but its last part (which may still grow), cut between words."""
+        last_space = max(self._buffer.rfind(" "), self._buffer.rfind("\n"), self._buffer.rfind("\t"))
+        if last_space <= 0:
+            if len(self._buffer) <= 2 * self.threshold:
+                return []
+            text, self._buffer = self._buffer, ""  # no spaces at all: split_text cuts inside such runs
+            return self._split(text)
+        head, tail = self._buffer[:last_space], self._buffer[last_space:]
+        parts = self._split(head)
+        if len(parts) > 1:
+            self._buffer = parts.pop() + tail
+        else:
+            self._buffer = tail.lstrip()
+        return parts
+
+    @staticmethod
+    def _whole(text: str) -> list[str]:
+        text = text.strip()
+        return [text] if text else []
+
+    def _split(self, text: str) -> list[str]:
+        text = text.strip()
+        if not text:
+            return []
+        return [
+            p.strip() for p in split_text(text, max_chars=self.target, threshold=self.target) if p.strip()
+        ]
+
+
+# ---------------------------------------------------------------------------------------------- outbox
+class Transport(Protocol):
+    async def send_text(self, data: str) -> None: ...
+
+    async def send_bytes(self, data: bytes) -> None: ...
+
+
+class Owner(Protocol):
+    """What an outgoing item may belong to; once `cancelled`, its items still waiting are dropped."""
+
+    cancelled: bool
+
+    def delivered(self, size: int) -> None:
+        """One of its audio frames (`size` bytes) went out."""
+
+
+class ClientStalled(Exception):
+    """The client accepted nothing for longer than the send timeout."""
+
+
+@dataclass(frozen=True)
+class _Item:
+    payload: dict[str, Any] | bytes
+    owner: Owner | None
+
+
+class Outbox:
+    """The connection's only writer: one task drains two bounded queues, so sends never interleave.
+
+    The stream lane carries an utterance's `started`, audio, `progress`, `done` and its own `error`, in order;
+    it is bounded, so a slow reader pauses synthesis (backpressure). The reply lane (pong, acks, errors about a
+    client message) goes first, so a `cancel` is answered without waiting behind queued audio. Items of a
+    cancelled owner are skipped. A send that does not finish within `send_timeout_s` ends the writer with
+    `ClientStalled`; any send error ends it too (see `failure`).
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        max_items: int = 16,
+        send_timeout_s: float = 30.0,
+        reply_items: int = 64,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.transport = transport
+        self.send_timeout_s = send_timeout_s
+        self._stream: asyncio.Queue[_Item] = asyncio.Queue(max(1, max_items))
+        self._replies: asyncio.Queue[_Item] = asyncio.Queue(max(1, reply_items))
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._clock = clock
+        self.last_activity = clock()
+        self.task: asyncio.Task[None] | None = None
+        self.failure: BaseException | None = None
+        self.closed = False
+        self.frames_sent = 0
+        self.skipped = 0
+
+    def start(self) -> asyncio.Task[None]:
+        if self.task is None:
+            self.task = asyncio.create_task(self._run(), name="ws-writer")
+        return self.task
+
+    def touch(self) -> None:
+        """Something happened on the connection (a client message): the idle clock restarts."""
+        self.last_activity = self._clock()
+
+    async def send(self, payload: dict[str, Any], *, owner: Owner | None = None) -> None:
+        """A JSON event in stream order (after the audio already queued)."""
+        await self._put(self._stream, _Item(payload, owner))
+
+    async def audio(self, data: bytes, *, owner: Owner | None = None) -> None:
+        await self._put(self._stream, _Item(data, owner))
+
+    async def reply(self, payload: dict[str, Any]) -> None:
+        """A JSON answer to a client message; overtakes queued stream items."""
+        await self._put(self._replies, _Item(payload, None))
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait until everything queued has been sent; False on timeout or when the writer is gone."""
+        deadline = self._clock() + timeout_s
+        while not self.closed:
+            if self._stream.empty() and self._replies.empty() and self._idle.is_set():
+                return True
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                return False
+            await asyncio.sleep(min(0.01, remaining))
+        return False
+
+    async def close(self) -> None:
+        self.closed = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    async def _put(self, queue: asyncio.Queue[_Item], item: _Item) -> None:
+        if self.closed:
+            return
+        await queue.put(item)
+        self._wake.set()
+
+    def _next(self) -> _Item | None:
+        for queue in (self._replies, self._stream):
+            if not queue.empty():
+                return queue.get_nowait()
+        return None
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                item = self._next()
+                if item is None:
+                    self._wake.clear()  # no await since _next(): a put cannot slip in between
+                    await self._wake.wait()
+                    continue
+                if item.owner is not None and item.owner.cancelled:
+                    self.skipped += 1
+                    continue
+                self._idle.clear()
+                try:
+                    await asyncio.wait_for(self._send(item.payload), self.send_timeout_s)
+                except TimeoutError:
+                    metrics.STALLED_CLIENTS.inc()
+                    logger.warning(
+                        "websocket client stalled; closing", extra={"send_timeout_s": self.send_timeout_s}
+                    )
+                    raise ClientStalled from None
+                finally:
+                    self._idle.set()
+                self.last_activity = self._clock()
+                if item.owner is not None and isinstance(item.payload, bytes):
+                    item.owner.delivered(len(item.payload))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self.failure = exc
+            self.closed = True
+            raise
+
+    async def _send(self, payload: dict[str, Any] | bytes) -> None:
+        if isinstance(payload, bytes):
+            await self.transport.send_bytes(payload)
+            self.frames_sent += 1
+        else:
+            await self.transport.send_text(json.dumps(payload, separators=(",", ":")))
+
+
+# ---------------------------------------------------------------------------------------------- utterances
+@dataclass(frozen=True)
+class UtteranceOutcome:
+    """How one utterance ended; what `done` reports and accounting records."""
+
+    utterance_id: str
+    status: str  # completed | failed | cancelled | disconnected | refused (never started synthesising)
+    error: SynthesisError | None
+    admitted: bool
+    ttfb_ms: float | None
+    audio_seconds: float
+    audio_bytes: int
+    chunks: int
+    rtf: float | None
+    wall_seconds: float
+    job: SynthesisJob
+
+
+class UtteranceGate(Protocol):
+    """Limits and accounting per utterance (the API layer implements it with its access services)."""
+
+    async def charge_text(self, utterance_id: str, characters: int) -> None:
+        """Before text is accepted (credits). Raise SynthesisError to refuse the piece."""
+
+    async def admit(self, utterance_id: str) -> None:
+        """Before synthesis starts (rate limit, concurrency slot). Raise SynthesisError to refuse."""
+
+    def settle(self, outcome: UtteranceOutcome) -> None:
+        """Exactly once per utterance, whatever happened; must not raise and must not block."""
+
+
+class OpenGate:
+    """No limits, no accounting (tests; servers without access services)."""
+
+    async def charge_text(self, utterance_id: str, characters: int) -> None:
+        return None
+
+    async def admit(self, utterance_id: str) -> None:
+        return None
+
+    def settle(self, outcome: UtteranceOutcome) -> None:
+        return None
+
+
+class Utterance:
+    """One start ... end: the text buffer, the incremental job, and the timings and counts of its audio."""
+
+    def __init__(self, runtime: ModelRuntime, request: SynthesisRequest, *, max_text_chars: int) -> None:
+        settings = runtime.settings
+        self.request = request
+        self.id = request.request_id
+        self.model_version = runtime.model_version
+        self.max_text_chars = max_text_chars
+        self.threshold = settings.chunking_threshold_chars
+        self.target = settings.chunk_target_chars
+        self.segmenter = TextSegmenter(threshold=self.threshold, target=self.target)
+        self.job = SynthesisJob(runtime, request, incremental=True)
+        self.text_parts: list[str] = []
+        self.characters = 0
+        self.text_open = True
+        self.cancelled = False
+        self.stop_reason: str | None = None  # cancelled | disconnected, set before the task is cancelled
+        self.has_work = asyncio.Event()  # set once text was fed or the utterance ended
+        self.admitted_at: float | None = None
+        self.first_audio_at: float | None = None
+        self.audio_bytes = 0  # handed to the outbox
+        self.chunks = 0
+        self.sent_bytes = 0  # on the wire (after a cancel, queued frames are dropped)
+        self.sent_chunks = 0
+        self.outcome: UtteranceOutcome | None = None
+
+    # ------------------------------------------------------------------ text
+    def add_text(self, piece: str) -> int:
+        """Buffer a piece; feed the parts that are ready. Returns how many text chunks were fed."""
+        self.check_room(len(piece))
+        self.text_parts.append(piece)
+        self.characters += len(piece)
+        return self._feed(self.segmenter.push(piece))
+
+    def check_room(self, characters: int) -> None:
+        if self.characters + characters > self.max_text_chars:
+            raise SynthesisError(
+                "TEXT_TOO_LONG",
+                f"Invalid 'text': an utterance holds at most {self.max_text_chars} characters "
+                f"({self.characters} received so far); send 'end' and start a new utterance.",
+                "text",
+            )
+
+    def flush(self) -> int:
+        """Synthesise everything buffered now, sentence end or not."""
+        return self._feed(self.segmenter.flush())
+
+    def end(self) -> None:
+        self.flush()
+        self.text_open = False
+        self.job.close_text()
+        self.has_work.set()
+
+    @property
+    def text_chunks(self) -> int:
+        return len(self.job.plan.chunks)
+
+    def _feed(self, parts: list[str]) -> int:
+        fed = 0
+        for part in parts:
+            try:
+                plan = plan_text(
+                    part,
+                    normalize=self.request.normalize,
+                    chunking=self.request.chunking,
+                    threshold=self.threshold,
+                    target=self.target,
+                    unknown_tags=self.request.unknown_tags,
+                )
+            except SynthesisError:
+                continue  # nothing speakable in this part (only tags or punctuation)
+            for chunk in plan.chunks:
+                self.job.feed_text(chunk)
+                fed += 1
+        if fed:
+            self.has_work.set()
+        return fed
+
+    # ------------------------------------------------------------------ audio accounting
+    def note_audio(self, data: bytes) -> bool:
+        """Count one audio chunk; True for the first."""
+        self.chunks += 1
+        self.audio_bytes += len(data)
+        if self.first_audio_at is None:
+            self.first_audio_at = time.perf_counter()
+            return True
+        return False
+
+    def delivered(self, size: int) -> None:
+        self.sent_bytes += size
+        self.sent_chunks += 1
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.job.stats.output_samples / float(self.request.sample_rate)
+
+    @property
+    def ttfb_ms(self) -> float | None:
+        if self.first_audio_at is None or self.admitted_at is None:
+            return None
+        return (self.first_audio_at - self.admitted_at) * 1000.0
+
+    def finish(self, status: str, error: SynthesisError | None) -> UtteranceOutcome:
+        """Freeze the outcome; the job's request and plan get the whole text for the request log."""
+        now = time.perf_counter()
+        wall = 0.0 if self.admitted_at is None else now - self.admitted_at
+        seconds = self.audio_seconds
+        text = "".join(self.text_parts)
+        self.job.request = replace(self.job.request, text=text)
+        self.job.plan = replace(self.job.plan, text=text, chunked=self.text_chunks > 1)
+        self.outcome = UtteranceOutcome(
+            utterance_id=self.id,
+            status=status,
+            error=error,
+            admitted=self.admitted_at is not None,
+            ttfb_ms=self.ttfb_ms,
+            audio_seconds=seconds,
+            audio_bytes=self.audio_bytes,
+            chunks=self.chunks,
+            rtf=(wall / seconds) if seconds > 0 and self.admitted_at is not None else None,
+            wall_seconds=wall,
+            job=self.job,
+        )
+        return self.outcome
+
+    # ------------------------------------------------------------------ events
+    def started_event(self) -> dict[str, Any]:
+        r = self.request
+        return {
+            "type": "started",
+            "utterance_id": self.id,
+            "request_id": self.id,
+            "voice": r.voice.id,
+            "format": r.audio_format,
+            "sample_rate": r.sample_rate,
+            "content_type": self.job.content_type,
+            "sr_applied": self.job.sr_applied,
+            "model_version": self.model_version,
+        }
+
+    def progress_event(self) -> dict[str, Any]:
+        return {
+            "type": "progress",
+            "utterance_id": self.id,
+            "chunks": self.chunks,
+            "audio_bytes": self.audio_bytes,
+            "audio_seconds": round(self.audio_seconds, 3),
+        }
+
+    def cancelled_event(self) -> dict[str, Any]:
+        return {
+            "type": "cancelled",
+            "utterance_id": self.id,
+            "request_id": self.id,
+            "audio_bytes": self.sent_bytes,
+            "chunks": self.sent_chunks,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The same figures the HTTP response headers carry, plus counts."""
+        ttfb = self.ttfb_ms
+        outcome = self.outcome
+        rtf = outcome.rtf if outcome is not None else None
+        return {
+            "utterance_id": self.id,
+            "request_id": self.id,
+            "audio_seconds": round(self.audio_seconds, 3),
+            "audio_bytes": self.audio_bytes,
+            "chunks": self.chunks,
+            "ttfb_ms": None if ttfb is None else round(ttfb, 1),
+            "rtf": None if rtf is None else round(rtf, 4),
+            "text_chunked": self.text_chunks > 1,
+            "text_chunks": self.text_chunks,
+            "characters": self.characters,
+            "sr_applied": self.job.sr_applied,
+            "model_version": self.model_version,
+            "format": self.request.audio_format,
+            "sample_rate": self.request.sample_rate,
+        }
+
+
+ErrorFormatter = Callable[[str, str, "str | None"], dict[str, Any]]
+
+
+def plain_error(code: str, message: str, param: str | None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": "server_error", "param": param, "code": code}}
+
+
+class WsSession:
+    """One connection's utterances. Every public method answers the client itself (events or an `error`)."""
+
+    def __init__(
+        self,
+        runtime: ModelRuntime,
+        outbox: Outbox,
+        gate: UtteranceGate | None = None,
+        *,
+        connection_id: str,
+        max_text_chars: int | None = None,
+        progress_every: int = 10,
+        format_error: ErrorFormatter = plain_error,
+    ) -> None:
+        self.runtime = runtime
+        self.outbox = outbox
+        self.gate: UtteranceGate = gate or OpenGate()
+        self.connection_id = connection_id
+        self.max_text_chars = max_text_chars or runtime.settings.max_text_chars
+        self.progress_every = max(1, progress_every)
+        self.format_error = format_error
+        self._running: dict[str, tuple[Utterance, asyncio.Task[None]]] = {}
+        self._current: Utterance | None = None  # the utterance accepting text
+        self._tail: asyncio.Task[None] | None = None  # the newest utterance's task; the next one waits for it
+        self._count = 0
+        self.closed = False
+
+    # ------------------------------------------------------------------ state
+    @property
+    def open_utterance(self) -> Utterance | None:
+        u = self._current
+        return u if u is not None and u.text_open else None
+
+    @property
+    def working(self) -> bool:
+        """An utterance has text it has not finished synthesising (the idle clock must not run)."""
+        for u, _ in self._running.values():
+            if u.admitted_at is None:
+                continue
+            stats = u.job.stats
+            if stats.text_chunks_done < stats.text_chunks or not u.text_open:
+                return True
+        return False
+
+    @property
+    def utterance_count(self) -> int:
+        return self._count
+
+    def utterances(self) -> list[Utterance]:
+        return [u for u, _ in self._running.values()]
+
+    # ------------------------------------------------------------------ client messages
+    async def start(
+        self, request: SynthesisRequest, *, text: str | None = None, end: bool = False
+    ) -> Utterance | None:
+        current = self.open_utterance
+        if current is not None:
+            await self.reject(
+                "VALIDATION_ERROR",
+                f"Utterance {current.id} is still open; send 'end' or 'cancel' before the next 'start'.",
+                "type",
+            )
+            return None
+        if len(self._running) >= MAX_QUEUED_UTTERANCES:
+            await self.reject(
+                "TOO_MANY_CONCURRENT_REQUESTS",
+                f"{len(self._running)} utterances are still "
+                "unfinished on this connection; wait for a 'done' before the next 'start'.",
+                "type",
+            )
+            return None
+        self._count += 1
+        request = replace(request, request_id=f"{self.connection_id}-u{self._count}")
+        try:
+            u = Utterance(self.runtime, request, max_text_chars=self.max_text_chars)
+        except (ValueError, SynthesisError) as exc:
+            await self.reject("VALIDATION_ERROR", f"Cannot synthesise with these settings: {exc}", None)
+            return None
+        task = asyncio.create_task(self._run(u, self._tail), name=f"ws-{u.id}")
+        self._running[u.id] = (u, task)
+        task.add_done_callback(lambda _t, uid=u.id: self._running.pop(uid, None))
+        self._current, self._tail = u, task
+        if text:
+            await self.text(text)
+        if end:
+            await self.end()
+        return u
+
+    async def text(self, piece: str) -> None:
+        u = await self._require_open("text")
+        if u is None:
+            return
+        try:
+            u.check_room(len(piece))
+            await self.gate.charge_text(u.id, len(piece))
+            u.add_text(piece)
+        except SynthesisError as exc:
+            await self.reject(exc.code, exc.message, exc.param, utterance_id=u.id)
+
+    async def flush(self) -> None:
+        u = await self._require_open("flush")
+        if u is None:
+            return
+        u.flush()
+        await self.outbox.reply(
+            {
+                "type": "flushed",
+                "utterance_id": u.id,
+                "text_chunks": u.text_chunks,
+                "characters": u.characters,
+            }
+        )
+
+    async def end(self) -> None:
+        u = await self._require_open("end")
+        if u is not None:
+            u.end()
+
+    async def cancel(self) -> None:
+        """Stop every unfinished utterance now: queued audio is dropped and generation aborted."""
+        targets = [(u, task) for u, task in self._running.values() if not task.done()]
+        await self._stop(targets, "cancelled")
+        for u, _ in targets:
+            await self.outbox.reply(u.cancelled_event())
+        if not targets:
+            await self.outbox.reply({"type": "cancelled", "utterance_id": None})
+
+    async def ping(self, message_id: Any = None) -> None:
+        reply: dict[str, Any] = {"type": "pong", "server_time": round(time.time(), 3)}
+        if message_id is not None:
+            reply["id"] = message_id
+        await self.outbox.reply(reply)
+
+    async def reject(
+        self, code: str, message: str, param: str | None = None, *, utterance_id: str | None = None
+    ) -> None:
+        """An `error` answering a client message; the connection stays usable."""
+        await self.outbox.reply(self._error_event(code, message, param, utterance_id))
+
+    async def close(self) -> None:
+        """The socket is gone: abort all synthesis (nothing more is sent)."""
+        self.closed = True
+        await self._stop(list(self._running.values()), "disconnected")
+
+    # ------------------------------------------------------------------ internals
+    async def _require_open(self, kind: str) -> Utterance | None:
+        u = self.open_utterance
+        if u is None:
+            await self.reject(
+                "VALIDATION_ERROR", f"No open utterance for '{kind}'; send 'start' first.", "type"
+            )
+        return u
+
+    async def _stop(self, targets: list[tuple[Utterance, asyncio.Task[None]]], reason: str) -> None:
+        for u, task in targets:
+            u.cancelled = True  # the writer drops what is still queued for it
+            u.text_open = False
+            if u.stop_reason is None:
+                u.stop_reason = reason
+            task.cancel()
+        if targets:
+            await asyncio.wait([task for _, task in targets])
+        if self._current is not None and self._current.cancelled:
+            self._current = None
+        if self._tail is not None and self._tail.done():
+            self._tail = None
+
+    def _error_event(
+        self, code: str, message: str, param: str | None, utterance_id: str | None
+    ) -> dict[str, Any]:
+        return {"type": "error", **self.format_error(code, message, param), "utterance_id": utterance_id}
+
+    async def _run(self, u: Utterance, previous: asyncio.Task[None] | None) -> None:
+        token = request_id_var.set(u.id)
+        status, error = "refused", None
+        try:
+            if previous is not None:
+                await asyncio.wait([previous])
+            await u.has_work.wait()
+            if u.text_chunks == 0:
+                raise SynthesisError(
+                    "VALIDATION_ERROR",
+                    "Invalid 'text': the utterance ended with nothing to speak; send 'text' before 'end'.",
+                    "text",
+                )
+            await self.gate.admit(u.id)
+            u.admitted_at = time.perf_counter()
+            status = "failed"
+            self._count_start(u)
+            await self.outbox.send(u.started_event(), owner=u)
+            await self._stream(u)
+            status = "completed"
+            u.finish(status, None)
+            await self.outbox.send({"type": "done", **u.summary()}, owner=u)
+        except SynthesisError as exc:
+            error = exc
+            await self.outbox.send(self._error_event(exc.code, exc.message, exc.param, u.id), owner=u)
+        except asyncio.CancelledError:
+            status = u.stop_reason or "disconnected"
+            raise
+        except Exception:  # noqa: BLE001 - one utterance's bug must not end the connection
+            logger.exception("websocket utterance failed")
+            error = SynthesisError("INTERNAL_ERROR", "An internal error occurred; it has been logged.")
+            await self.outbox.send(self._error_event(error.code, error.message, None, u.id), owner=u)
+        finally:
+            u.text_open = False  # text sent after the end (of any kind) gets "no open utterance"
+            if u.admitted_at is not None:
+                metrics.ACTIVE_STREAMS.dec()
+            outcome = u.finish(status, error)
+            self._count_end(u, outcome)
+            try:
+                self.gate.settle(outcome)
+            except Exception:  # noqa: BLE001 - accounting must never break the connection
+                logger.exception("utterance accounting failed")
+            request_id_var.reset(token)
+
+    async def _stream(self, u: Utterance) -> None:
+        source = u.job.stream_bytes()
+        try:
+            async for chunk in source:
+                if u.note_audio(chunk):
+                    assert u.admitted_at is not None
+                    ttfb = u.first_audio_at - u.admitted_at  # type: ignore[operator]
+                    metrics.TTFB.labels("true").observe(ttfb)
+                    logger.info(
+                        "first_audio", extra={"event": "first_audio", "ttfb_ms": round(ttfb * 1000, 1)}
+                    )
+                await self.outbox.audio(chunk, owner=u)
+                if u.chunks % self.progress_every == 0:
+                    await self.outbox.send(u.progress_event(), owner=u)
+        finally:
+            await source.aclose()  # cancels the producer, which aborts generation
+
+    def _count_start(self, u: Utterance) -> None:
+        r = u.request
+        metrics.REQUESTS.labels(r.voice.id, "true", r.audio_format).inc()
+        metrics.ACTIVE_STREAMS.inc()
+        logger.info(
+            "request_received",
+            extra={
+                "event": "request_received",
+                "transport": "websocket",
+                "speaker": r.voice.id,
+                "format": r.audio_format,
+                "sample_rate": r.sample_rate,
+                "stream": True,
+                "text_length": u.characters,
+                "text_chunks": u.text_chunks,
+                "connection_id": self.connection_id,
+            },
+        )
+
+    def _count_end(self, u: Utterance, outcome: UtteranceOutcome) -> None:
+        if not outcome.admitted:
+            return
+        voice = u.request.voice.id
+        status = outcome.status
+        if status == "completed":
+            metrics.COMPLETED.labels(voice, "true", "success").inc()
+            metrics.AUDIO_SECONDS.observe(outcome.audio_seconds)
+            metrics.CHUNKS_SENT.observe(outcome.chunks)
+            if outcome.rtf is not None:
+                metrics.RTF.observe(outcome.rtf)
+        elif status == "failed":
+            code = outcome.error.code if outcome.error is not None else "INTERNAL_ERROR"
+            metrics.FAILED.labels(voice, code, "error").inc()
+        else:
+            if status == "disconnected":
+                metrics.CLIENT_DISCONNECTS.inc()
+            metrics.COMPLETED.labels(voice, "true", status).inc()
+        event = {
+            "completed": "request_completed",
+            "failed": "request_failed",
+            "cancelled": "request_cancelled",
+        }.get(status, "client_disconnected")
+        logger.info(
+            event,
+            extra={
+                "event": event,
+                "status": status,
+                "transport": "websocket",
+                "error_code": outcome.error.code if outcome.error else None,
+                "ttfb_ms": None if outcome.ttfb_ms is None else round(outcome.ttfb_ms, 1),
+                "audio_seconds": round(outcome.audio_seconds, 3),
+                "rtf": None if outcome.rtf is None else round(outcome.rtf, 4),
+                "wall_ms": round(outcome.wall_seconds * 1000, 1),
+                "text_chunks": u.text_chunks,
+                "chunks_sent": u.chunks,
+                "bytes_sent": u.audio_bytes,
+            },
+        )
