@@ -13,6 +13,7 @@ from api.access import AccessServices
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from api.routes import debug, health, openai_compat, tts, ws
+from services.gpu_health import GpuFaultDetector
 from services.runtime import ModelRuntime
 from shared.logging import configure_logging
 from shared.settings import APP_VERSION, Settings, get_settings
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
     app.state.runtime = runtime
     app.state.access = access
     app.state.request_log = access.request_logger
+    app.state.gpu_fault_detector = GpuFaultDetector(runtime)
     install_error_handlers(app)
     for router in (health.router, tts.router, openai_compat.router, debug.router, ws.router):
         app.include_router(router)

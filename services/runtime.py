@@ -208,9 +208,10 @@ class ModelRuntime:
         logger.error("runtime marked unhealthy", extra={"reason": reason})
 
     async def shutdown(self) -> None:
-        if self.engine is not None:
+        engine, self.engine = self.engine, None  # idempotent: Modal's exit and the app lifespan both call it
+        if engine is not None:
             try:
-                await self.engine.shutdown()
+                await engine.shutdown()
             except Exception:  # noqa: BLE001 - shutdown is best effort
                 logger.exception("engine shutdown failed")
 

@@ -34,6 +34,7 @@ from processing.chunking import split_text
 from processing.normalize import normalize_text
 from processing.prompt import build_prompt_ids
 from processing.tags import process_tags
+from services.gpu_health import GPU_ERROR_MESSAGES, GPU_FAULT, GPU_OOM, FaultKind, classify_gpu_error
 from shared import metrics
 
 if TYPE_CHECKING:
@@ -172,13 +173,11 @@ def classify_failure(exc: BaseException) -> SynthesisError:
         return SynthesisError("GENERATION_TIMEOUT", "Generation did not finish within the time limit.")
     if isinstance(exc, TokenStreamError):
         return SynthesisError("GENERATION_FAILED", f"The model produced an invalid token stream: {exc}")
-    name = exc.__class__.__name__
-    text = str(exc)
-    if name == "OutOfMemoryError" or "CUDA out of memory" in text:
-        return SynthesisError("GPU_OOM", "The GPU ran out of memory while generating.")
-    if "CUDA" in text or "device-side assert" in text or "cuda" in name.lower():
-        return SynthesisError("GPU_FAULT", "A GPU fault interrupted generation.")
-    return SynthesisError("GENERATION_FAILED", f"Generation failed ({name}).")
+    kind = classify_gpu_error(exc)
+    if kind is not None:
+        code = GPU_OOM if kind is FaultKind.OOM else GPU_FAULT
+        return SynthesisError(code, GPU_ERROR_MESSAGES[code])
+    return SynthesisError("GENERATION_FAILED", f"Generation failed ({exc.__class__.__name__}).")
 
 
 class AudioChain:
@@ -482,6 +481,8 @@ class SynthesisJob:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure reaches the consumer as a SynthesisError
             self.error = classify_failure(exc)
+            if self.error is not exc:
+                self.error.__cause__ = exc  # the GPU-fault detector looks at the original exception
             if not isinstance(exc, SynthesisError):
                 logger.warning("synthesis failed", exc_info=exc, extra={"error_code": self.error.code})
             await self.queue.put(self.error)

@@ -87,6 +87,10 @@ async def _start_synthesis(request: Request, params: SynthesisParams, grant: Acc
     runtime = request.app.state.runtime
     settings = request.app.state.settings
     started = request.scope.get("state", {}).get("received_at", time.perf_counter())
+    detector = getattr(request.app.state, "gpu_fault_detector", None)
+    if detector is not None and detector.tripped:
+        raise ApiError("GPU_FAULT", "This container hit a GPU fault and is being replaced; retry the request.",
+                       headers={"Retry-After": "1"})
     if not runtime.ready:
         raise ApiError("MODEL_NOT_LOADED", f"The model is not ready yet (state: {runtime.state.value}); retry shortly.",
                        headers={"Retry-After": "5"})
@@ -127,7 +131,8 @@ async def _start_synthesis(request: Request, params: SynthesisParams, grant: Acc
     }
     delivery = Delivery(job, started=started, speaker_label=speaker_label, headers=headers,
                         on_complete=grant.on_complete, stall_timeout_s=settings.send_stall_timeout_s,
-                        realtime_pacing=settings.realtime_pacing)
+                        realtime_pacing=settings.realtime_pacing,
+                        gpu_faults=getattr(request.app.state, "gpu_fault_detector", None))
     grant.attach(delivery)
     if params.stream or sse:
         return await delivery.streaming_response(sse=sse)

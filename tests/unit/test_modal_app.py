@@ -1,0 +1,742 @@
+"""The Modal wiring (app.py) and the GPU fault detector (services/gpu_health.py).
+
+No Modal token, no network: Modal objects are lazy until deploy, so importing app.py and reading what it
+declares is enough to catch a wrong knob, a deprecated parameter or an image pin that cannot resolve with vLLM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+import app as modal_app
+from services import gpu_health
+from services.gpu_health import GPU_FAULT, GPU_OOM, FaultKind, GpuFaultDetector, OomPolicy, classify_gpu_error
+from shared import metrics
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# vLLM 0.33.0's published requirements (specs/modal_vllm.md B0, from its PyPI metadata).
+VLLM_033_PYTHON = SpecifierSet(">=3.11,<3.15")
+VLLM_033_REQUIRES = {
+    "torch": SpecifierSet("==2.14.0"),
+    "fastapi": SpecifierSet(">=0.133.0,<0.137.0"),
+    "transformers": SpecifierSet(">=5.16.1,<5.21.0"),
+    "huggingface-hub": SpecifierSet(">=1.31.0"),
+    "pydantic": SpecifierSet(">=2.12"),
+}
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODAL_", "TTS_"))}
+    env.update(extra)
+    return env
+
+
+def _import_app_in_subprocess(tmp_path: Path, **extra_env: str) -> dict:
+    """Import app.py in a fresh interpreter: no Modal token, HOME without a ~/.modal.toml."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    probe = r"""
+import json, sys, modal
+import app
+spec = {k: v for k, v in app.CLS_OPTIONS.items() if k not in ("image", "secrets", "volumes")}
+print(json.dumps({
+    "is_cls": isinstance(app.TTSService, modal.Cls),
+    "app_name": app.app.name,
+    "options": spec,
+    "volumes": sorted(app.CLS_OPTIONS["volumes"]),
+    "n_secrets": len(app.CLS_OPTIONS["secrets"]),
+    "concurrency": app.CONCURRENCY,
+    "heavy_imports": sorted(m for m in ("torch", "vllm", "transformers", "shared", "api") if m in sys.modules),
+}))
+"""
+    env = _clean_env(HOME=str(home), **extra_env)
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------------------------ app.py
+
+
+def test_import_needs_no_token_and_declares_production_defaults(tmp_path: Path) -> None:
+    facts = _import_app_in_subprocess(tmp_path)
+    assert facts["is_cls"]
+    assert facts["app_name"] == "veena3-tts"
+    assert facts["heavy_imports"] == []  # the download image has no torch: app.py must not need it
+    opts = facts["options"]
+    assert opts["gpu"] == "L40S"
+    assert opts["cpu"] == 4.0
+    assert (opts["min_containers"], opts["max_containers"], opts["buffer_containers"]) == (1, 10, 2)
+    assert opts["scaledown_window"] == 180
+    assert opts["timeout"] == 120
+    assert opts["startup_timeout"] >= 600  # first boot compiles vLLM graphs
+    assert opts["enable_memory_snapshot"] is False
+    assert opts["experimental_options"] is None
+    assert facts["volumes"] == ["/models"]
+    assert facts["n_secrets"] == 1
+    assert facts["concurrency"] == {"max_inputs": 12, "target_inputs": 8}
+    # The container re-imports app.py: it must see the same knobs.
+    assert opts["env"]["TTS_MODAL_MAX_INPUTS"] == "12"
+    assert opts["env"]["TTS_MODAL_SNAPSHOT"] == "off"
+
+
+def test_knobs_come_from_the_environment_at_deploy_time(tmp_path: Path) -> None:
+    facts = _import_app_in_subprocess(
+        tmp_path,
+        TTS_MODAL_APP_NAME="tts-staging",
+        TTS_MODAL_GPU="H100,A100-80GB",
+        TTS_MODAL_MIN_CONTAINERS="0",
+        TTS_MODAL_MAX_INPUTS="20",
+        TTS_MODAL_TARGET_INPUTS="16",
+        TTS_MODAL_SECRETS="",
+        TTS_MODAL_VLLM_CACHE_VOLUME="vllm-cache",
+    )
+    assert facts["app_name"] == "tts-staging"
+    assert facts["options"]["gpu"] == ["H100", "A100-80GB"]
+    assert facts["options"]["min_containers"] == 0
+    assert facts["concurrency"] == {"max_inputs": 20, "target_inputs": 16}
+    assert facts["n_secrets"] == 0
+    assert facts["volumes"] == ["/models", "/root/.cache/vllm"]
+
+
+@pytest.mark.parametrize("mode", ["cpu", "gpu"])
+def test_memory_snapshot_modes_pass_modals_own_checks(tmp_path: Path, mode: str) -> None:
+    # Modal raises at decoration time if an enter(snap=True) exists without enable_memory_snapshot.
+    facts = _import_app_in_subprocess(tmp_path, TTS_MODAL_SNAPSHOT=mode)
+    assert facts["options"]["enable_memory_snapshot"] is True
+    expected = {"enable_gpu_snapshot": True} if mode == "gpu" else None
+    assert facts["options"]["experimental_options"] == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"TTS_MODAL_MIN_CONTAINERS": "5", "TTS_MODAL_MAX_CONTAINERS": "2"},
+            "exceeds TTS_MODAL_MAX_CONTAINERS",
+        ),
+        ({"TTS_MODAL_TARGET_INPUTS": "20"}, "exceeds TTS_MODAL_MAX_INPUTS"),
+        ({"TTS_MODAL_SCALEDOWN_WINDOW": "1"}, "TTS_MODAL_SCALEDOWN_WINDOW=1 is out of range"),
+        ({"TTS_MODAL_TIMEOUT": "two minutes"}, "is not an integer"),
+        ({"TTS_MODAL_SNAPSHOT": "always"}, "accepted: off, cpu, gpu"),
+        ({"TTS_MODAL_MODEL_SUBDIR": "../etc"}, "relative path inside the volume"),
+    ],
+)
+def test_bad_knobs_are_refused_with_the_variable_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(modal_app.DeploymentConfigError, match=message):
+        modal_app.ModalConfig.from_env(env)
+
+
+def test_config_round_trips_through_the_container_env() -> None:
+    cfg = modal_app.ModalConfig.from_env({"TTS_MODAL_GPU": "H100", "TTS_MODAL_REGION": "us-east, eu"})
+    assert modal_app.ModalConfig.from_env(cfg.as_env()) == cfg
+    assert cfg.region == ("us-east", "eu")
+    assert modal_app.ModalConfig.from_env({}) == modal_app.ModalConfig()
+
+
+# --------------------------------------------------------------------------------- image pins vs vLLM 0.33
+
+
+def _image_pins() -> dict[str, Requirement]:
+    pins = {}
+    for line in modal_app.IMAGE_PACKAGES:
+        req = Requirement(line)
+        spec = list(req.specifier)
+        assert len(spec) == 1 and spec[0].operator == "==", f"{line}: the image pins exact versions"
+        pins[canonicalize_name(req.name)] = req
+    return pins
+
+
+def _pinned_version(req: Requirement) -> Version:
+    return Version(next(iter(req.specifier)).version)
+
+
+def test_image_pins_satisfy_vllm_033_requirements() -> None:
+    pins = _image_pins()
+    assert _pinned_version(pins["vllm"]) == Version("0.33.0")
+    assert Version(modal_app.PYTHON_VERSION + ".0") in VLLM_033_PYTHON
+    for name, allowed in VLLM_033_REQUIRES.items():
+        assert name in pins, f"{name} must be pinned in the image"
+        version = _pinned_version(pins[name])
+        assert version in allowed, f"{name}=={version} is outside vLLM 0.33's {allowed}"
+    assert "standard" in pins["fastapi"].extras
+
+
+def test_pyproject_ranges_admit_the_image_pins_and_the_image_has_every_dependency() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = [Requirement(d) for d in project["dependencies"] + project["optional-dependencies"]["gpu"]]
+    pins = _image_pins()
+    for req in declared:
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req.name} is a runtime dependency but is not installed in the Modal image"
+        version = _pinned_version(pins[name])
+        assert req.specifier.contains(version, prereleases=True), (
+            f"pyproject {req} rejects the image's {version}"
+        )
+    assert Version(modal_app.PYTHON_VERSION + ".0") in SpecifierSet(project["requires-python"])
+
+
+def test_image_ships_every_project_package() -> None:
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"][
+        "packages"
+    ]
+    packages = {p.rstrip("*") for p in include["find"]["include"]}
+    assert set(modal_app.LOCAL_PACKAGES) == packages
+    for name in modal_app.LOCAL_PACKAGES:
+        assert (ROOT / name / "__init__.py").is_file(), name
+
+
+# ------------------------------------------------------------------------------------- container settings
+
+
+@pytest.fixture
+def clean_tts_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for key in list(os.environ):
+        if key.startswith("TTS_"):
+            monkeypatch.delenv(key)
+    return monkeypatch
+
+
+def test_container_settings_point_at_the_volume_and_vllm(clean_tts_env: pytest.MonkeyPatch) -> None:
+    clean_tts_env.setenv("TTS_API_KEYS", "k1")
+    settings = modal_app.container_settings(modal_app.ModalConfig())
+    assert str(settings.model_dir) == "/models/Spark-TTS-0.5B"
+    assert str(settings.sr_dir) == "/models/ap_bwe/16kto48k"
+    assert (settings.engine, settings.device) == ("vllm", "cuda")
+    assert settings.auth_enabled
+
+
+def test_container_settings_let_explicit_tts_variables_win(clean_tts_env: pytest.MonkeyPatch) -> None:
+    clean_tts_env.setenv("TTS_API_KEYS", "k1")
+    clean_tts_env.setenv("TTS_ENGINE", "transformers")
+    clean_tts_env.setenv("TTS_MODEL_DIR", "/tmp/demo")
+    settings = modal_app.container_settings(modal_app.ModalConfig())
+    assert settings.engine == "transformers"
+    assert str(settings.model_dir) == "/tmp/demo"
+    assert settings.device == "cuda"
+
+
+def test_auth_cannot_be_switched_off_on_modal(clean_tts_env: pytest.MonkeyPatch) -> None:
+    clean_tts_env.setenv("TTS_API_KEYS", "k1")
+    clean_tts_env.setenv("TTS_AUTH_ENABLED", "false")
+    with pytest.raises(modal_app.DeploymentConfigError, match="TTS_AUTH_ENABLED=false is refused"):
+        modal_app.container_settings(modal_app.ModalConfig())
+
+
+def test_a_container_without_any_api_key_refuses_to_start(clean_tts_env: pytest.MonkeyPatch) -> None:
+    with pytest.raises(modal_app.DeploymentConfigError, match="no API keys configured"):
+        modal_app.container_settings(modal_app.ModalConfig())
+    clean_tts_env.setenv("TTS_KEY_BACKEND", "supabase")
+    with pytest.raises(modal_app.DeploymentConfigError, match="TTS_SUPABASE_URL"):
+        modal_app.container_settings(modal_app.ModalConfig())
+
+
+def test_gpu_snapshot_needs_the_vllm_sleep_mode_setting(clean_tts_env: pytest.MonkeyPatch) -> None:
+    from shared.settings import Settings
+
+    clean_tts_env.setenv("TTS_API_KEYS", "k1")
+    cfg = modal_app.ModalConfig(snapshot="gpu")
+    if "vllm_sleep_mode" in Settings.model_fields:
+        assert modal_app.container_settings(cfg).vllm_sleep_mode is True
+    else:
+        with pytest.raises(modal_app.DeploymentConfigError, match="TTS_VLLM_SLEEP_MODE"):
+            modal_app.container_settings(cfg)
+
+
+# ------------------------------------------------------------------------- container lifecycle (ServiceHost)
+
+
+class HostEngine:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def sleep(self, level: int = 1) -> None:
+        self.calls.append(f"sleep({level})")
+
+    async def wake_up(self) -> bool:
+        self.calls.append("wake_up")
+        return True
+
+
+class HostRuntime:
+    """Stands in for services.runtime.ModelRuntime: records which event loop loaded it."""
+
+    def __init__(self, settings: object, *, fail: bool = False) -> None:
+        self.settings = settings
+        self.fail = fail
+        self.state = "starting"
+        self.error: str | None = None
+        self.engine = HostEngine()
+        self.start_loop: asyncio.AbstractEventLoop | None = None
+        self.shutdowns = 0
+
+    async def start(self) -> None:
+        self.start_loop = asyncio.get_running_loop()
+        self.state, self.error = (
+            ("failed", "CheckpointError: /models/x: missing") if self.fail else ("ready", None)
+        )
+
+    def mark_unhealthy(self, reason: str) -> None:
+        self.state, self.error = "unhealthy", reason
+
+    async def shutdown(self) -> None:
+        self.shutdowns += 1
+
+
+def _host(monkeypatch: pytest.MonkeyPatch, **kwargs: object) -> modal_app.ServiceHost:
+    for key in list(os.environ):
+        if key.startswith("TTS_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("TTS_API_KEYS", "k1")
+    kwargs.setdefault("runtime_factory", HostRuntime)
+    kwargs.setdefault("stop_hook", lambda: None)
+    host = modal_app.ServiceHost(modal_app.ModalConfig(), **kwargs)
+    host.prepare()
+    return host
+
+
+def test_the_engine_is_loaded_on_the_loop_that_then_serves(monkeypatch: pytest.MonkeyPatch) -> None:
+    host = _host(monkeypatch)
+    assert host.runtime.state == "starting"  # prepare loads nothing
+    loop = asyncio.new_event_loop()  # Modal's container runs enter coroutines and requests on one loop
+    try:
+        loop.run_until_complete(host.load())
+
+        async def serving_loop() -> asyncio.AbstractEventLoop:
+            return asyncio.get_running_loop()
+
+        assert host.runtime.start_loop is loop.run_until_complete(serving_loop())
+    finally:
+        loop.close()
+    assert host.runtime.state == "ready" and host.runtime.engine.calls == []
+
+
+async def test_a_failed_load_raises_so_modal_sends_no_traffic(monkeypatch: pytest.MonkeyPatch) -> None:
+    host = _host(monkeypatch, runtime_factory=lambda settings: HostRuntime(settings, fail=True))
+    with pytest.raises(RuntimeError, match="model loading failed: CheckpointError"):
+        await host.load()
+
+
+async def test_gpu_snapshot_sleeps_vllm_before_and_wakes_it_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    host = _host(monkeypatch)
+    host.cfg = modal_app.ModalConfig(snapshot="gpu")
+    await host.load()
+    assert host.runtime.engine.calls == ["sleep(1)"]
+    await host.resume()
+    assert host.runtime.engine.calls == ["sleep(1)", "wake_up"]
+
+
+async def test_web_attaches_the_detector_and_stop_flushes_then_shuts_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import types
+
+    closed: list[str] = []
+
+    class RequestLog:
+        async def close(self) -> int:
+            closed.append("request_log")
+            return 0
+
+    def factory(settings: object, runtime: object) -> types.SimpleNamespace:
+        return types.SimpleNamespace(state=types.SimpleNamespace(runtime=runtime, request_log=RequestLog()))
+
+    host = _host(monkeypatch, app_factory=factory)
+    await host.load()
+    web = host.web()
+    assert web.state.runtime is host.runtime
+    assert web.state.gpu_fault_detector is host.detector
+    assert host.detector.handle(RuntimeError("CUDA error: device-side assert triggered")) == GPU_FAULT
+    assert host.runtime.state == "unhealthy"
+    await host.stop()
+    assert closed == ["request_log"] and host.runtime.shutdowns == 1
+
+
+# --------------------------------------------------------------------------------------- weights download
+
+
+def _write(path: Path, data: bytes) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_verify_checks_abbreviated_digests_by_prefix_and_suffix(tmp_path: Path) -> None:
+    digest = _write(tmp_path / "LLM" / "config.json", b'{"model_type": "qwen2"}')
+    size = (tmp_path / "LLM" / "config.json").stat().st_size
+    good = modal_app.ExpectedFile("LLM/config.json", size, digest[:8], digest[-5:])
+    assert modal_app.verify_file(tmp_path, good).status == "verified"
+    wrong_suffix = modal_app.ExpectedFile("LLM/config.json", size, digest[:8], "00000")
+    assert modal_app.verify_file(tmp_path, wrong_suffix).status == "SHA256 MISMATCH"
+    wrong_size = modal_app.ExpectedFile("LLM/config.json", size + 1, digest[:8], digest[-5:])
+    assert modal_app.verify_file(tmp_path, wrong_size).status == "SIZE MISMATCH"
+    full = modal_app.ExpectedFile("LLM/config.json", None, digest)
+    assert not full.abbreviated and modal_app.verify_file(tmp_path, full).status == "verified"
+    missing = modal_app.ExpectedFile("BiCodec/model.safetensors", 10, "aa", "bb")
+    assert modal_app.verify_file(tmp_path, missing).status == "MISSING"
+
+
+def test_verify_tree_reports_every_stored_file(tmp_path: Path) -> None:
+    digest = _write(tmp_path / "config.yaml", b"sample_rate: 16000\n")
+    _write(tmp_path / "wav2vec2-large-xlsr-53" / "pytorch_model.bin", b"\0" * 10)
+    _write(tmp_path / ".cache" / "huggingface" / "x.lock", b"")
+    expected = (modal_app.ExpectedFile("config.yaml", 19, digest[:8], digest[-5:]),)
+    reports = modal_app.verify_tree(tmp_path, expected, prefix="Spark-TTS-0.5B/")
+    assert [(r.path, r.status) for r in reports] == [
+        ("Spark-TTS-0.5B/config.yaml", "verified"),
+        ("Spark-TTS-0.5B/wav2vec2-large-xlsr-53/pytorch_model.bin", "stored (no reference)"),
+    ]
+    table = modal_app.format_reports(reports)
+    assert "Spark-TTS-0.5B/config.yaml" in table and "19" in table and "verified" in table
+
+
+def test_spec_digests_are_listed_for_both_weight_files() -> None:
+    paths = {f.path: f for f in modal_app.SPARK_FILES}
+    assert paths["LLM/model.safetensors"].sha256_prefix == "97432243"
+    assert paths["BiCodec/model.safetensors"].sha256_prefix == "e9940cd4"
+    assert all(not f.abbreviated for f in modal_app.APBWE_FILES)
+    assert modal_app.SPARK_REVISION == "642071559bfc6346c2359d19dcb6be3f9dd8a05d"
+
+
+def test_fetch_copies_a_container_path_and_downloads_a_url(tmp_path: Path) -> None:
+    source = tmp_path / "upload" / "g_16kto48k"
+    _write(source, b"weights")
+    modal_app.fetch_to(str(source), tmp_path / "sr" / "g_16kto48k")
+    assert (tmp_path / "sr" / "g_16kto48k").read_bytes() == b"weights"
+    with pytest.raises(FileNotFoundError, match="modal volume put"):
+        modal_app.fetch_to(str(tmp_path / "nope"), tmp_path / "sr" / "x")
+    with pytest.raises(ValueError, match="expected an http"):
+        modal_app.fetch_to("ftp://example.invalid/x", tmp_path / "sr" / "x")
+
+    handler = type("H", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), lambda *a: handler(*a, directory=str(source.parent))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/g_16kto48k"
+        modal_app.fetch_to(url, tmp_path / "dl" / "g_16kto48k")
+    finally:
+        server.shutdown()
+    assert (tmp_path / "dl" / "g_16kto48k").read_bytes() == b"weights"
+    assert [p.name for p in (tmp_path / "dl").iterdir()] == ["g_16kto48k"]  # no temp file left behind
+
+
+class FakeVolume:
+    def __init__(self) -> None:
+        self.commits = 0
+
+    def commit(self) -> None:
+        self.commits += 1
+
+
+def _fake_hub(files: dict[str, bytes], calls: list[dict]) -> object:
+    def snapshot_download(repo_id: str, *, revision: str, local_dir: str, allow_patterns: list[str]) -> str:
+        calls.append({"repo_id": repo_id, "revision": revision, "allow_patterns": allow_patterns})
+        for rel, data in files.items():
+            _write(Path(local_dir) / rel, data)
+        return local_dir
+
+    return snapshot_download
+
+
+def _run_download(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, files: dict[str, bytes]
+) -> tuple[list[dict], FakeVolume]:
+    import huggingface_hub
+
+    calls: list[dict] = []
+    volume = FakeVolume()
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", _fake_hub(files, calls))
+    monkeypatch.setattr(modal_app, "MODELS_PATH", str(tmp_path / "models"))
+    monkeypatch.setattr(modal_app, "models_volume", volume)
+    good = {rel: hashlib.sha256(data).hexdigest() for rel, data in files.items()}
+    monkeypatch.setattr(
+        modal_app,
+        "SPARK_FILES",
+        (
+            modal_app.ExpectedFile(
+                "config.yaml", len(files["config.yaml"]), good["config.yaml"][:8], good["config.yaml"][-5:]
+            ),
+            modal_app.ExpectedFile(
+                "LLM/model.safetensors", len(files["LLM/model.safetensors"]), "deadbeef", "00000"
+            ),
+        ),
+    )
+    return calls, volume
+
+
+@pytest.mark.filterwarnings("ignore:The download function is executing locally:UserWarning")
+def test_download_stores_verifies_reports_and_commits(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = {"config.yaml": b"sample_rate: 16000\n", "LLM/model.safetensors": b"weights"}
+    calls, volume = _run_download(monkeypatch, tmp_path, files)
+    sr_source = tmp_path / "upload"
+    sr_files = {name: b"ap-bwe " + name.encode() for name in ("config.json", "g_16kto48k")}
+    for name, data in sr_files.items():
+        _write(sr_source / name, data)
+    monkeypatch.setattr(
+        modal_app,
+        "APBWE_FILES",
+        tuple(modal_app.ExpectedFile(n, len(d), hashlib.sha256(d).hexdigest()) for n, d in sr_files.items()),
+    )
+    with pytest.raises(RuntimeError, match="1 file\\(s\\) failed verification.*LLM/model.safetensors"):
+        modal_app.download.local(
+            sr_url=str(sr_source / "g_16kto48k"),
+            sr_config_url=str(sr_source / "config.json"),
+            include_wav2vec2=False,
+        )
+    out = capsys.readouterr().out
+    assert calls == [
+        {
+            "repo_id": "SparkAudio/Spark-TTS-0.5B",
+            "revision": modal_app.SPARK_REVISION,
+            "allow_patterns": ["config.yaml", "LLM/*", "BiCodec/*"],
+        }
+    ]
+    assert "Spark-TTS-0.5B/config.yaml" in out and "verified" in out
+    assert "Spark-TTS-0.5B/LLM/model.safetensors" in out and "SHA256 MISMATCH" in out
+    assert "ap_bwe/16kto48k/g_16kto48k" in out
+    models = tmp_path / "models"
+    assert not (models / "Spark-TTS-0.5B" / "LLM" / "model.safetensors").exists()  # a bad file is not kept
+    assert (models / "ap_bwe" / "16kto48k" / "g_16kto48k").read_bytes() == sr_files["g_16kto48k"]
+    assert volume.commits == 1
+
+
+# ------------------------------------------------------------------------------------ GPU fault detector
+
+
+class FakeRuntime:
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def mark_unhealthy(self, reason: str) -> None:
+        self.reasons.append(reason)
+
+
+class CodedError(Exception):
+    """Stands in for services.synthesis.SynthesisError (an error that already carries a public code)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__("A GPU fault interrupted generation.")
+        self.code = code
+
+
+def _faults(kind: str) -> float:
+    return metrics.REGISTRY.get_sample_value(f"{metrics.PREFIX}_gpu_faults_total", {"kind": kind}) or 0.0
+
+
+def _pipeline_step() -> None:
+    raise RuntimeError(
+        "CUDA error: an illegal memory access was encountered\nCompile with TORCH_USE_CUDA_DSA"
+    )
+
+
+def _synthesis() -> None:
+    try:
+        _pipeline_step()
+    except RuntimeError as exc:
+        raise CodedError(GPU_FAULT) from exc
+
+
+def test_cuda_error_from_the_pipeline_marks_unhealthy_and_stops_once() -> None:
+    runtime, stops = FakeRuntime(), []
+    detector = GpuFaultDetector(runtime, stop_hook=lambda: stops.append(1))
+    before = _faults("fault")
+    codes = []
+    for _ in range(3):  # concurrent requests all fail the same way
+        try:
+            _synthesis()
+        except CodedError as exc:
+            codes.append(detector.handle(exc))
+    assert codes == [GPU_FAULT] * 3
+    assert stops == [1]
+    assert len(runtime.reasons) == 1 and "illegal memory access" in runtime.reasons[0]
+    assert detector.tripped and detector.tripped_kind is FaultKind.FAULT
+    assert _faults("fault") == before + 1
+
+
+def test_real_runtime_reports_unhealthy_after_a_fault() -> None:
+    from services.runtime import ModelRuntime
+    from shared.settings import Settings
+
+    runtime = ModelRuntime(Settings(device="cpu"))
+    detector = GpuFaultDetector(runtime, stop_hook=lambda: None)
+    assert detector.handle(RuntimeError("CUDA error: device-side assert triggered")) == GPU_FAULT
+    report = runtime.health()
+    assert report.status == "unhealthy" and "device-side assert" in (report.error or "")
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        RuntimeError("CUBLAS_STATUS_EXECUTION_FAILED when calling `cublasGemmEx( handle, opa, opb, ...)`"),
+        RuntimeError("cuDNN error: CUDNN_STATUS_INTERNAL_ERROR"),
+        RuntimeError("NCCL error in: ../torch/csrc/distributed/c10d/NCCLUtils.hpp:219, unhandled cuda error"),
+        type("EngineDeadError", (Exception,), {})("EngineCore encountered an issue."),
+    ],
+)
+def test_other_gpu_faults_are_recognised(exc: Exception) -> None:
+    assert classify_gpu_error(exc) is FaultKind.FAULT
+
+
+def test_torch_accelerator_and_oom_errors_are_classified() -> None:
+    torch = pytest.importorskip("torch")
+    assert classify_gpu_error(torch.AcceleratorError("CUDA error: misaligned address")) is FaultKind.FAULT
+    oom = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert classify_gpu_error(oom) is FaultKind.OOM
+    assert classify_gpu_error(RuntimeError("CUDA error: out of memory")) is FaultKind.OOM
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ValueError("temperature must be >= 0"),
+        RuntimeError("Expected all tensors to be on the same device, but found cuda:0 and cpu!"),
+        TimeoutError(),
+    ],
+)
+def test_ordinary_errors_are_not_gpu_faults(exc: Exception) -> None:
+    runtime, stops = FakeRuntime(), []
+    detector = GpuFaultDetector(runtime, stop_hook=lambda: stops.append(1))
+    assert detector.handle(exc) is None
+    assert not runtime.reasons and not stops
+
+
+def test_a_coded_error_is_judged_by_its_original_exception() -> None:
+    assert classify_gpu_error(CodedError(GPU_FAULT)) is FaultKind.FAULT  # original lost: trust the code
+    try:
+        try:
+            raise RuntimeError("Expected all tensors to be on the same device, cuda:0 and cpu")
+        except RuntimeError as exc:
+            raise CodedError(GPU_FAULT) from exc
+    except CodedError as coded:
+        assert classify_gpu_error(coded) is None  # a code bug must not drain every container
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _oom() -> Exception:
+    return RuntimeError("CUDA out of memory. Tried to allocate 512.00 MiB (GPU 0; 44.35 GiB total capacity)")
+
+
+def test_a_transient_oom_answers_503_but_keeps_the_container() -> None:
+    runtime, stops, probes = FakeRuntime(), [], []
+    detector = GpuFaultDetector(
+        runtime, stop_hook=lambda: stops.append(1), probe=lambda n: probes.append(n) or True
+    )
+    assert detector.handle(_oom()) == GPU_OOM
+    assert probes == [64 * 1024 * 1024]
+    assert not detector.tripped and not stops and not runtime.reasons
+
+
+def test_an_oom_that_does_not_clear_marks_unhealthy() -> None:
+    runtime, stops = FakeRuntime(), []
+    before = _faults("oom")
+    detector = GpuFaultDetector(runtime, stop_hook=lambda: stops.append(1), probe=lambda n: False)
+    assert detector.handle(_oom()) == GPU_OOM
+    assert detector.tripped_kind is FaultKind.OOM and stops == [1]
+    assert "persists after freeing cached memory" in runtime.reasons[0]
+    assert _faults("oom") == before + 1
+
+
+def test_repeated_ooms_within_the_window_mark_unhealthy() -> None:
+    runtime, stops, clock = FakeRuntime(), [], Clock()
+    detector = GpuFaultDetector(
+        runtime,
+        stop_hook=lambda: stops.append(1),
+        probe=lambda n: True,
+        clock=clock,
+        oom_policy=OomPolicy(window_s=60, max_in_window=3),
+    )
+    for _ in range(2):
+        assert detector.handle(_oom()) == GPU_OOM
+        clock.now += 100  # spread out: each one alone is transient
+    assert not detector.tripped
+    for _ in range(3):
+        detector.handle(_oom())
+        clock.now += 10
+    assert detector.tripped and stops == [1]
+    assert "3 CUDA out-of-memory errors within 60 s" in runtime.reasons[0]
+
+
+def test_a_failing_stop_hook_does_not_hide_the_fault() -> None:
+    runtime = FakeRuntime()
+
+    def broken() -> None:
+        raise RuntimeError("Must be called from within a Modal container.")
+
+    detector = GpuFaultDetector(runtime, stop_hook=broken)
+    assert detector.handle(RuntimeError("CUDA error: unspecified launch failure")) == GPU_FAULT
+    assert runtime.reasons
+
+
+async def test_handle_async_runs_off_the_event_loop() -> None:
+    runtime = FakeRuntime()
+    callers: list[str] = []
+    detector = GpuFaultDetector(
+        runtime,
+        stop_hook=lambda: None,
+        probe=lambda n: callers.append(threading.current_thread().name) or True,
+    )
+    assert await detector.handle_async(_oom()) == GPU_OOM
+    assert callers and callers[0] != threading.main_thread().name
+
+
+def test_modal_stop_hook_calls_stop_fetching_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import modal.experimental
+
+    calls: list[float] = []
+    monkeypatch.setattr(modal.experimental, "stop_fetching_inputs", lambda: calls.append(time.monotonic()))
+    gpu_health.modal_stop_fetching_inputs()
+    deadline = time.monotonic() + 5
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(calls) == 1
+
+
+def test_modal_stop_hook_outside_a_container_only_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("WARNING", logger="services.gpu_health")
+    gpu_health.modal_stop_fetching_inputs()  # the real Modal call raises outside a container; must not escape
+    deadline = time.monotonic() + 10
+
+    def logged() -> bool:
+        return any("stop_fetching_inputs failed" in r.getMessage() for r in caplog.records)
+
+    while not logged() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert logged()
+
+
+def test_default_stop_hook_is_modal_only_inside_modal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MODAL_IS_REMOTE", raising=False)
+    assert gpu_health.default_stop_hook() is not gpu_health.modal_stop_fetching_inputs
+    monkeypatch.setenv("MODAL_IS_REMOTE", "1")
+    assert gpu_health.default_stop_hook() is gpu_health.modal_stop_fetching_inputs
