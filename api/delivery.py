@@ -12,6 +12,7 @@ import base64
 import json
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,10 +20,21 @@ from typing import Any
 from fastapi.responses import Response, StreamingResponse
 
 from api.errors import ApiError
+from services.gpu_health import GpuFaultDetector
 from services.synthesis import SynthesisError, SynthesisJob
 from shared import metrics
 
 logger = logging.getLogger("api.delivery")
+
+# Jobs whose audio is being delivered now; the stream-queue gauges are read from them at scrape time.
+_LIVE_JOBS: weakref.WeakSet[SynthesisJob] = weakref.WeakSet()
+
+
+def refresh_queue_gauges() -> None:
+    """Set the queue depth (sum over live streams) and fill ratio (fullest queue) gauges; call before a scrape."""
+    queues = [job.queue for job in list(_LIVE_JOBS)]
+    metrics.QUEUE_DEPTH.set(sum(q.qsize() for q in queues))
+    metrics.QUEUE_FILL_RATIO.set(max((q.qsize() / q.maxsize for q in queues if q.maxsize > 0), default=0.0))
 
 
 @dataclass
@@ -47,7 +59,7 @@ class Delivery:
 
     def __init__(self, job: SynthesisJob, *, started: float, speaker_label: str, headers: dict[str, str],
                  on_complete: CompletionHook | None = None, stall_timeout_s: float = 30.0,
-                 realtime_pacing: bool = False) -> None:
+                 realtime_pacing: bool = False, gpu_faults: GpuFaultDetector | None = None) -> None:
         self.job = job
         self.started = started
         self.speaker_label = speaker_label
@@ -55,12 +67,14 @@ class Delivery:
         self.on_complete = on_complete
         self.stall_timeout_s = stall_timeout_s
         self.realtime_pacing = realtime_pacing
+        self.gpu_faults = gpu_faults
         self.first_audio_at: float | None = None
         self._reported = False
         self._last_send: float | None = None
         self._last_interval: float | None = None
         self._stream_label = "true" if job.request.stream else "false"
         self.final_status: str | None = None
+        _LIVE_JOBS.add(job)
 
     # ------------------------------------------------------------------ accounting
     @property
@@ -83,6 +97,7 @@ class Delivery:
         if self._reported:
             return
         self._reported = True
+        _LIVE_JOBS.discard(self.job)
         wall = time.perf_counter() - self.started
         audio_seconds = self.audio_seconds
         rtf = wall / audio_seconds if audio_seconds > 0 else None
@@ -116,6 +131,12 @@ class Delivery:
             except Exception:  # noqa: BLE001 - accounting must never break delivery
                 logger.exception("completion hook failed")
 
+    async def _error_code(self, exc: SynthesisError) -> str:
+        """A GPU fault also marks the container unhealthy (and, on Modal, asks to be replaced)."""
+        if self.gpu_faults is None:
+            return exc.code
+        return await self.gpu_faults.handle_async(exc) or exc.code
+
     def _mark_first_audio(self) -> None:
         if self.first_audio_at is None:
             self.first_audio_at = time.perf_counter()
@@ -134,8 +155,9 @@ class Delivery:
                 chunks.append(chunk)
             body = b"".join(chunks)
         except SynthesisError as exc:
-            self._report("failed", exc.code)
-            raise ApiError(exc.code, exc.message, param=exc.param) from exc
+            code = await self._error_code(exc)
+            self._report("failed", code)
+            raise ApiError(code, exc.message, param=exc.param) from exc
         except asyncio.CancelledError:
             self._report("disconnected", None)
             raise
@@ -159,8 +181,9 @@ class Delivery:
         except StopAsyncIteration:
             return b""
         except SynthesisError as exc:
-            self._report("failed", exc.code)
-            raise ApiError(exc.code, exc.message, param=exc.param) from exc
+            code = await self._error_code(exc)
+            self._report("failed", code)
+            raise ApiError(code, exc.message, param=exc.param) from exc
 
     async def streaming_response(self, *, sse: bool = False) -> StreamingResponse:
         """Chunked response. Headers go out with the first audio chunk."""
@@ -200,8 +223,8 @@ class Delivery:
                 yield chunk
             status, code = "completed", None
         except SynthesisError as exc:
-            code = exc.code
-            logger.warning("stream ended early", extra={"error_code": exc.code})
+            code = await self._error_code(exc)
+            logger.warning("stream ended early", extra={"error_code": code})
         except (asyncio.CancelledError, GeneratorExit):
             status, code = "disconnected", None
             raise
@@ -254,4 +277,8 @@ class GuardedStreamingResponse(StreamingResponse):
                 await self.body_iterator.aclose()  # type: ignore[union-attr]
                 raise ClientStalled from None
 
-        await super().__call__(scope, receive, guarded_send)
+        try:
+            await super().__call__(scope, receive, guarded_send)
+        except ClientStalled:
+            # Expected, already logged and counted: no traceback. The server closes the unfinished response.
+            return
