@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,11 +175,19 @@ class AccessServices:
         )
 
 
-async def require_access(request: Request) -> AccessGrant:
+async def require_access(request: Request) -> AsyncIterator[AccessGrant]:
     services: AccessServices | None = getattr(request.app.state, "access", None)
     if services is None:
-        return AccessGrant(key=anonymous_record())
-    return await services.grant(request)
+        yield AccessGrant(key=anonymous_record())
+        return
+    grant = await services.grant(request)
+    try:
+        yield grant
+    finally:
+        # FastAPI validates the body after this dependency ran: a request refused there (or failing in the
+        # route before a delivery took over) must give its concurrency slot back, or the key locks up.
+        if grant.delivery is None:
+            await grant.abandon()
 
 
 def require_admin(request: Request) -> None:

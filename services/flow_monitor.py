@@ -12,7 +12,8 @@
 | super_resolution   | SR applied and sr_samples < 3 * (decoded - crossfade overlap * joins) - tolerance       |
 | resample           | (output rate known) output_samples < source samples * out_rate / source_rate - tolerance|
 |                    | (rate unknown) no output samples although audio was decoded                             |
-| encode             | `encode_done` is false, or output samples but no encoded frames                         |
+| encode             | `encode_done` is false, output samples but no encoded frames, or (frame size known)      |
+|                    | encoded_frames < ceil(output_samples / frame samples): a frame went missing on the way   |
 | send               | `send_done` is false, or sent_bytes < encoded_bytes                                     |
 
 Only *completed* requests can lose audio. A disconnected or failed request stops early by design (the client
@@ -45,6 +46,11 @@ logger = logging.getLogger("services.flow_monitor")
 Outcome = Literal["completed", "failed", "disconnected"]
 OUTCOMES: tuple[str, ...] = ("completed", "failed", "disconnected")
 STAGES: tuple[str, ...] = ("generation", "parse", "decode", "super_resolution", "resample", "encode", "send")
+
+# Every stage's series exists at 0 from the start, so dashboards and `increase()` alerts see it before any event.
+for _stage in STAGES:
+    metrics.PIPELINE_LOSSES.labels(_stage)
+    metrics.FRAMES_DROPPED.labels(_stage)
 
 HOP_SAMPLES = 320  # BiCodec: one semantic token = 320 samples at 16 kHz (50 tokens/s)
 NATIVE_RATE = 16_000
@@ -129,6 +135,7 @@ class AudioFlowMonitor:
         decode_tolerance_samples: int = 0,
         sr_tolerance_samples: int = 0,
         resample_tolerance_samples: int = 2,
+        frame_ms: int | None = None,
         max_events: int = 100,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -137,6 +144,7 @@ class AudioFlowMonitor:
         self.decode_tolerance = decode_tolerance_samples
         self.sr_tolerance = sr_tolerance_samples
         self.resample_tolerance = resample_tolerance_samples
+        self.frame_ms = frame_ms
         self._clock = clock
         self._lock = threading.Lock()
         self._events: deque[FlowEvent] = deque(maxlen=max_events)
@@ -144,7 +152,9 @@ class AudioFlowMonitor:
 
     @classmethod
     def from_settings(cls, settings: Any) -> AudioFlowMonitor:
-        return cls(crossfade_samples=round(NATIVE_RATE * settings.crossfade_ms / 1000.0))
+        return cls(
+            crossfade_samples=round(NATIVE_RATE * settings.crossfade_ms / 1000.0), frame_ms=settings.frame_ms
+        )
 
     def _reset_state(self) -> None:
         self._since = self._clock()
@@ -212,6 +222,10 @@ class AudioFlowMonitor:
         flag("encode", s.encode_done)
         if s.output_samples > 0 and s.encoded_frames == 0:
             out.append(Shortfall("encode", "frames", 1, 0))
+        elif self.frame_ms and output_rate:
+            # The re-framer hands the encoder full frames plus one short tail (same rule as AudioChain).
+            frame = max(1, output_rate * self.frame_ms // 1000)
+            short("encode", "frames", math.ceil(s.output_samples / frame), s.encoded_frames)
         flag("send", s.send_done)
         short("send", "bytes", s.encoded_bytes, s.sent_bytes)
         return out

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from api.delivery import refresh_queue_gauges
 from shared.metrics import render_metrics
 from shared.settings import APP_VERSION
 
@@ -37,5 +38,6 @@ async def ready(request: Request) -> JSONResponse:
 @router.get("/metrics", include_in_schema=False)
 @router.get("/v1/tts/metrics", summary="Prometheus metrics (text format)")
 async def prometheus_metrics() -> Response:
+    refresh_queue_gauges()
     payload, content_type = render_metrics()
     return Response(payload, media_type=content_type)
