@@ -89,6 +89,20 @@ class LLMEngine(Protocol):
     async def shutdown(self) -> None: ...
 
 
+def checked_prompt(prompt_token_ids: list[int], *, closed: bool, vocab_size: int | None = None) -> list[int]:
+    """The checks every backend makes before generating: engine open, prompt non-empty and in the vocabulary."""
+    if closed:
+        raise RuntimeError("the LLM engine is shut down")
+    prompt = [int(i) for i in prompt_token_ids]
+    if not prompt:
+        raise ValueError("prompt_token_ids is empty")
+    if vocab_size is not None:
+        bad = [i for i in prompt if not 0 <= i < vocab_size]
+        if bad:
+            raise ValueError(f"prompt ids outside the vocabulary [0, {vocab_size}): {bad[:5]}")
+    return prompt
+
+
 def check_dtype(dtype: str) -> str:
     """Normalise a dtype name; refuse float16, which breaks the Spark LLM (spec §1.2)."""
     name = str(dtype).removeprefix("torch.").lower()

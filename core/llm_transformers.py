@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from core.llm import SamplingConfig, check_dtype, resolve_dtype
+from core.llm import SamplingConfig, check_dtype, checked_prompt, resolve_dtype
 
 _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -175,14 +175,7 @@ class TransformersEngine:
     async def stream(
         self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str
     ) -> AsyncIterator[list[int]]:
-        if self._closed:
-            raise RuntimeError("the LLM engine is shut down")
-        prompt = [int(i) for i in prompt_token_ids]
-        if not prompt:
-            raise ValueError("prompt_token_ids is empty")
-        bad = [i for i in prompt if not 0 <= i < self._vocab_size]
-        if bad:
-            raise ValueError(f"prompt ids outside the vocabulary [0, {self._vocab_size}): {bad[:5]}")
+        prompt = checked_prompt(prompt_token_ids, closed=self._closed, vocab_size=self._vocab_size)
         request = _Request(_DeltaChannel(asyncio.get_running_loop(), self._max_pending))
         with self._active_lock:
             if request_id in self._active:

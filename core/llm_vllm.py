@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.llm import SamplingConfig, check_dtype
+from core.llm import SamplingConfig, check_dtype, checked_prompt
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -142,11 +142,7 @@ class VLLMEngine:
     async def stream(
         self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str
     ) -> AsyncIterator[list[int]]:
-        if self._closed:
-            raise RuntimeError("the LLM engine is shut down")
-        prompt = [int(i) for i in prompt_token_ids]
-        if not prompt:
-            raise ValueError("prompt_token_ids is empty")
+        prompt = checked_prompt(prompt_token_ids, closed=self._closed)
         if request_id in self._active:
             raise ValueError(f"request id {request_id!r} is already generating")
         params = self.sampling_params(sampling)
