@@ -99,13 +99,15 @@ def _validation_to_api_error(exc: RequestValidationError) -> ApiError:
         return ApiError("INVALID_JSON", "The request body is not valid JSON; send a JSON object.", param=None)
     if kind in ("model_attributes_type", "dict_type") and field is None:
         return ApiError("VALIDATION_ERROR", "The request body must be a JSON object.")
+    if kind == "missing" and field is None:
+        return ApiError("VALIDATION_ERROR", "The request body is empty; send a JSON object.")
     if kind == "missing":
         return ApiError("VALIDATION_ERROR", f"Field '{field}' is required.", param=field)
     # Custom validators put a full sentence in msg (prefixed 'Value error, ').
     detail = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
     ctx_code = (first.get("ctx") or {}).get("error_code") if isinstance(first.get("ctx"), dict) else None
     code = ctx_code if isinstance(ctx_code, str) and ctx_code in ERROR_CODES else "VALIDATION_ERROR"
-    if field == "text" and "at most" in detail and "character" in detail:
+    if field in ("text", "input") and "at most" in detail and "character" in detail:
         code = "TEXT_TOO_LONG"
     message = f"Invalid '{field}': {detail}" if field else detail
     if len(errors) > 1:
@@ -113,6 +115,14 @@ def _validation_to_api_error(exc: RequestValidationError) -> ApiError:
         if others:
             message += f" (also invalid: {', '.join(others)})"
     return ApiError(code, message, param=field)
+
+
+def _body_too_large(exc: StarletteHTTPException) -> bool:
+    """FastAPI turns any failure while reading the body into 400 'error parsing the body'; a chunked body cut
+    off by the size-limit middleware arrives that way."""
+    from api.middleware import BodyTooLarge  # local: the middleware module imports this one
+
+    return isinstance(exc.__cause__, BodyTooLarge)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -141,6 +151,10 @@ def install_error_handlers(app: FastAPI) -> None:
             err = ApiError("METHOD_NOT_ALLOWED", f"Method {request.method} is not allowed on {request.url.path}.")
         elif exc.status_code == 413:
             err = ApiError("PAYLOAD_TOO_LARGE", str(exc.detail))
+        elif _body_too_large(exc):
+            from api.app import MAX_BODY_BYTES  # local: api.app imports this module
+
+            err = ApiError("PAYLOAD_TOO_LARGE", f"The request body exceeds {MAX_BODY_BYTES} bytes.")
         elif exc.status_code == 415:
             err = ApiError("UNSUPPORTED_MEDIA_TYPE", str(exc.detail))
         else:

@@ -87,7 +87,7 @@ class BodySizeLimitMiddleware:
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     too_large = True
-                    raise _BodyTooLarge
+                    raise BodyTooLarge
             return message
 
         response_started = False
@@ -100,10 +100,10 @@ class BodySizeLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
+        except BodyTooLarge:
             if not response_started:
                 await self._reject(send)
 
 
-class _BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(Exception):
+    """Raised into the app when a streamed body passes the size limit."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 AudioFormat = Literal["wav", "pcm", "mp3", "opus", "flac", "aac", "mulaw"]
@@ -61,20 +61,20 @@ class TTSGenerateRequest(SamplingFields):
 
     @field_validator("sample_rate")
     @classmethod
-    def _rate(cls, value: int | None) -> int | None:
-        if value is not None and value not in SUPPORTED_RATES:
+    def _rate(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is None:
+            return value
+        if value not in SUPPORTED_RATES:
             raise PydanticCustomError("bad_rate", f"must be one of {list(SUPPORTED_RATES)}, got {value}")
-        return value
-
-    @model_validator(mode="after")
-    def _format_rate(self) -> TTSGenerateRequest:
-        if self.format == "mulaw" and self.sample_rate not in (None, 8000):
-            raise PydanticCustomError("bad_rate", f"sample_rate {self.sample_rate} is not valid with format mulaw, which is 8000 Hz")
-        if self.format == "opus" and self.sample_rate in (22050, 44100):
+        # Checked here rather than in a model validator so the error names the field (`param`).
+        audio_format = info.data.get("format")
+        if audio_format == "mulaw" and value != 8000:
+            raise PydanticCustomError("bad_rate", f"{value} is not valid with format mulaw, which is 8000 Hz")
+        if audio_format == "opus" and value in (22050, 44100):
             raise PydanticCustomError(
-                "bad_rate", f"sample_rate {self.sample_rate} is not valid with format opus (8000, 16000, 24000 or 48000)"
+                "bad_rate", f"{value} is not valid with format opus (8000, 16000, 24000 or 48000)"
             )
-        return self
+        return value
 
     def output_rate(self) -> int:
         if self.format == "mulaw":

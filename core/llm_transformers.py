@@ -125,6 +125,9 @@ def sample_next(
         probs = torch.softmax(logits, dim=-1)
         # Drop a token when the mass before it already reaches top_p; the first one always stays.
         drop = (torch.cumsum(probs, dim=-1) - probs) >= sampling.top_p
+        # Keep the most likely token whatever top_p is: a top_p that underflows to 0 in float32 (5e-324)
+        # would otherwise drop every token and sample from NaNs.
+        drop[..., 0] = False
         logits = logits.masked_fill(drop, float("-inf"))
     choice = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)
     return int(choice) if index is None else int(index[choice])

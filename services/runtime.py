@@ -30,6 +30,7 @@ class RuntimeState(StrEnum):
     READY = "ready"
     FAILED = "failed"
     UNHEALTHY = "unhealthy"
+    STOPPED = "stopped"
 
 
 @dataclass
@@ -209,6 +210,8 @@ class ModelRuntime:
 
     async def shutdown(self) -> None:
         engine, self.engine = self.engine, None  # idempotent: Modal's exit and the app lifespan both call it
+        if self.state == RuntimeState.READY:
+            self.state = RuntimeState.STOPPED
         if engine is not None:
             try:
                 await engine.shutdown()
@@ -219,7 +222,7 @@ class ModelRuntime:
     def health(self) -> HealthReport:
         if self.state == RuntimeState.READY:
             status = "degraded" if (self.sr is None and self.settings.sr_enabled) else "healthy"
-        elif self.state in (RuntimeState.FAILED, RuntimeState.UNHEALTHY):
+        elif self.state in (RuntimeState.FAILED, RuntimeState.UNHEALTHY, RuntimeState.STOPPED):
             status = "unhealthy"
         else:
             status = "degraded"

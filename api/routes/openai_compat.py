@@ -30,7 +30,7 @@ async def speech(body: OpenAISpeechRequest, request: Request, grant: AccessGrant
     params = SynthesisParams(
         text=body.input, speaker=body.voice, audio_format=body.response_format, sample_rate=OPENAI_SAMPLE_RATE,
         want_sr=True, stream=True, normalize=True, chunking=True, sampling=sampling,
-        speed=None if body.speed == 1.0 else body.speed,
+        speed=None if body.speed == 1.0 else body.speed, text_field="input", voice_field="voice",
     )
     return await start_synthesis(request, params, grant, sse=body.stream_format == "sse")
 

@@ -42,6 +42,9 @@ class SynthesisParams:
     chunking: bool
     sampling: SamplingOptions
     speed: float | None = None
+    # Request field names for error messages (the OpenAI route calls them `input` and `voice`).
+    text_field: str = "text"
+    voice_field: str = "speaker"
 
 
 def sampling_from(body: TTSGenerateRequest, request: Request) -> SamplingOptions:
@@ -57,7 +60,7 @@ def sampling_from(body: TTSGenerateRequest, request: Request) -> SamplingOptions
     )
 
 
-def resolve_voice(request: Request, name: str | None, speed: float | None = None):
+def resolve_voice(request: Request, name: str | None, speed: float | None = None, field: str = "speaker"):
     runtime = request.app.state.runtime
     from core.voices import UnknownVoiceError
 
@@ -65,7 +68,7 @@ def resolve_voice(request: Request, name: str | None, speed: float | None = None
     try:
         voice = runtime.voices.resolve(wanted)
     except UnknownVoiceError as exc:
-        raise ApiError("INVALID_SPEAKER", str(exc), param="speaker") from exc
+        raise ApiError("INVALID_SPEAKER", f"Invalid '{field}': {exc}", param=field) from exc
     if speed is not None:
         voice = runtime.voices.with_speed(voice, speed)
     return voice
@@ -94,12 +97,13 @@ async def _start_synthesis(request: Request, params: SynthesisParams, grant: Acc
     if not runtime.ready:
         raise ApiError("MODEL_NOT_LOADED", f"The model is not ready yet (state: {runtime.state.value}); retry shortly.",
                        headers={"Retry-After": "5"})
-    voice = resolve_voice(request, params.speaker, params.speed)
+    voice = resolve_voice(request, params.speaker, params.speed, params.voice_field)
     try:
         plan = plan_text(params.text, normalize=params.normalize, chunking=params.chunking,
                          threshold=settings.chunking_threshold_chars, target=settings.chunk_target_chars)
     except SynthesisError as exc:
-        raise ApiError(exc.code, exc.message, param=exc.param or "text") from exc
+        message = exc.message.replace("'text'", f"'{params.text_field}'")
+        raise ApiError(exc.code, message, param=params.text_field) from exc
     request_id = request.scope["state"]["request_id"]
     synth_request = SynthesisRequest(
         request_id=request_id, text=params.text, voice=voice, sampling=params.sampling,

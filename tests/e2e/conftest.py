@@ -33,20 +33,39 @@ class RunningServer:
         return self.log_path.read_text(errors="replace")
 
 
-def start_server(model_dir: Path, log_path: Path, env_overrides: dict[str, str] | None = None,
-                 timeout_s: float = 180.0) -> RunningServer:
+def start_server(
+    model_dir: Path, log_path: Path, env_overrides: dict[str, str] | None = None, timeout_s: float = 180.0
+) -> RunningServer:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_") or k.startswith("TTS_TEST_")}
-    env.update({
-        "TTS_MODEL_DIR": str(model_dir), "TTS_AUTH_ENABLED": "false", "TTS_DEVICE": "cpu",
-        "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
-    })
+    env.update(
+        {
+            "TTS_MODEL_DIR": str(model_dir),
+            "TTS_AUTH_ENABLED": "false",
+            "TTS_DEVICE": "cpu",
+            "PYTHONUNBUFFERED": "1",
+            "OMP_NUM_THREADS": "1",
+        }
+    )
     env.update(env_overrides or {})
     log_file = open(log_path, "wb")  # noqa: SIM115 - closed when the server stops
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "api:create_app", "--host", "127.0.0.1", "--port", str(port),
-         "--no-access-log"],
-        cwd=PROJECT_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "api:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
     )
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout_s

@@ -1,0 +1,129 @@
+"""A client that hangs up mid-stream stops the work for its request within 200 ms.
+
+Runs uvicorn in-process (in a background thread with its own event loop) so the test can look inside the
+server: the LLM engine's active requests and the asyncio tasks still alive on the server's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from api.app import create_app
+from shared.settings import Settings
+from tests.e2e.conftest import free_port
+
+pytestmark = pytest.mark.e2e
+
+ABORT_DEADLINE_S = 0.2
+LONG_TEXT = (
+    "The quick brown fox jumps over the lazy dog near the river bank. Every morning the baker opens his shop at "
+    "six and sells fresh bread to the villagers. Children walk to school along the narrow road, laughing and "
+    "talking about their games. In the afternoon the sun warms the stone walls of the old church. Later, when "
+    "evening comes, families gather for dinner and share stories about their day."
+)
+
+
+@dataclass
+class LiveServer:
+    app: FastAPI
+    loop: asyncio.AbstractEventLoop
+    base_url: str
+
+    def active_requests(self) -> set[str]:
+        return set(self.app.state.runtime.engine.active_requests())
+
+    def task_names(self) -> list[str]:
+        async def names() -> list[str]:
+            return [task.get_name() for task in asyncio.all_tasks()]
+
+        return asyncio.run_coroutine_threadsafe(names(), self.loop).result(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def live(demo_model_dir: Path) -> Iterator[LiveServer]:
+    # Warm-up as in production: the first request must not pay for lazy initialisation (seconds on CPU).
+    settings = Settings(model_dir=demo_model_dir, warmup=True, auth_enabled=False, device="cpu", sr_enabled=False,
+                        log_json=False, log_level="WARNING")
+    app = create_app(settings)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    loop = asyncio.new_event_loop()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.serve())
+
+    thread = threading.Thread(target=serve, name="uvicorn-under-test", daemon=True)
+    thread.start()
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert thread.is_alive(), "the in-process server stopped"
+            try:
+                if httpx.get(f"{base_url}/v1/tts/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "in-process server not ready in 120 s"
+            time.sleep(0.2)
+        yield LiveServer(app, loop, base_url)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        if not loop.is_closed() and not loop.is_running():
+            loop.close()
+
+
+def _leftovers(live: LiveServer, request_id: str) -> tuple[set[str], list[str]]:
+    active = {r for r in live.active_requests() if r.startswith(request_id)}
+    tasks = [name for name in live.task_names() if request_id in name]
+    return active, tasks
+
+
+@pytest.mark.parametrize("fmt", ["wav", "mp3"])
+def test_hanging_up_after_the_first_chunk_aborts_generation(live: LiveServer, fmt: str) -> None:
+    body = {"text": LONG_TEXT, "stream": True, "format": fmt, "seed": 1}
+    with httpx.Client(timeout=60) as client:
+        with client.stream("POST", f"{live.base_url}/v1/tts/generate", json=body) as response:
+            assert response.status_code == 200
+            request_id = response.headers["x-request-id"]
+            # Keep the iterator: a discarded httpx byte iterator closes the connection right away.
+            pieces = response.iter_raw()
+            first = next(pieces)
+            assert first
+            # Generation of the first text chunk is still running (the demo speaks it for ~10 s).
+            active, tasks = _leftovers(live, request_id)
+            assert active, "generation should still be running when the first chunk arrives"
+            assert f"synth-{request_id}" in tasks
+        hung_up = time.perf_counter()  # leaving the block closes the unread response: the connection drops
+
+    while True:
+        active, tasks = _leftovers(live, request_id)
+        elapsed = time.perf_counter() - hung_up
+        if not active and not tasks:
+            break
+        assert elapsed <= ABORT_DEADLINE_S, f"after {elapsed * 1000:.0f} ms still active={active} tasks={tasks}"
+        time.sleep(0.005)
+
+
+def test_server_keeps_serving_after_a_hang_up(live: LiveServer) -> None:
+    response = httpx.post(f"{live.base_url}/v1/tts/generate", json={"text": "Still here.", "max_tokens": 10},
+                          timeout=60)
+    assert response.status_code == 200
+    assert len(response.content) == 44 + 10 * 320 * 2
+    # Reaching max_tokens aborts the engine request; its worker may take a few ms more to stop.
+    deadline = time.perf_counter() + ABORT_DEADLINE_S
+    while live.active_requests() and time.perf_counter() < deadline:
+        time.sleep(0.005)
+    assert live.active_requests() == set()

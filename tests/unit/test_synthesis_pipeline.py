@@ -1,0 +1,230 @@
+"""The synthesis pipeline in-process on the demo checkpoint: long text keeps one voice and joins chunks with
+crossfades, streaming equals non-streaming and the offline decode, max_tokens counts semantic tokens, and
+closing the stream stops all work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import struct
+import wave
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from audio.crossfade import crossfade_concat
+from core.tokens import TokenParser
+from services.runtime import ModelRuntime
+from services.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest
+from shared.settings import Settings
+
+HOP = 320  # 16 kHz samples per semantic token (50 tokens per second)
+WAV_HEADER = 44
+MAX_TOKENS = 40  # per text chunk: keeps long texts cheap; the demo model wants far more for ~170 characters
+
+# 150+ words, ~900 characters: far above the 220-character threshold (the old empty-audio bug's case).
+LONG_ENGLISH = (
+    "The quick brown fox jumps over the lazy dog near the river bank, while the morning mist slowly lifts. "
+    "Every day the baker opens his small shop at six and sells fresh bread, warm rolls and sweet cakes. "
+    "Children walk to school along the narrow road, laughing and talking about the games they will play. "
+    "In the afternoon the sun warms the old stone walls of the church, and the square fills with people. "
+    "Farmers bring baskets of apples, pears and plums to the market, and they argue cheerfully about prices. "
+    "Later, when the evening comes, families gather around long tables and share stories about their day. "
+    "An old man tells the same story about the great storm, and everybody listens as if it were new. "
+    "Finally the lights go out one by one, the dogs stop barking, and the whole village sleeps quietly "
+    "until the birds begin to sing again at dawn and another ordinary, beautiful day begins once more."
+)
+LONG_HINDI = (
+    "सुबह की ठंडी हवा में गाँव के लोग अपने खेतों की ओर चल पड़ते हैं। बच्चे हँसते हुए स्कूल जाते हैं और रास्ते में "
+    "खेलों की बातें करते हैं। दोपहर में सूरज की गर्मी से पुराने मंदिर की दीवारें चमक उठती हैं। बाज़ार में किसान ताज़े "
+    "फल और सब्ज़ियाँ बेचते हैं और ग्राहकों से हँसी मज़ाक करते हैं। शाम होते ही परिवार एक साथ बैठकर भोजन करते हैं "
+    "और दिन भर की कहानियाँ सुनाते हैं। रात को पूरा गाँव शांति से सो जाता है।"
+)
+
+
+def _settings(model_dir: Path) -> Settings:
+    return Settings(model_dir=model_dir, warmup=False, auth_enabled=False, device="cpu", sr_enabled=False,
+                    log_json=False)
+
+
+@pytest.fixture(scope="module")
+def runtime(demo_model_dir: Path) -> Iterator[ModelRuntime]:
+    rt = ModelRuntime(_settings(demo_model_dir))
+    asyncio.run(rt.start())
+    assert rt.ready, rt.error
+    yield rt
+    asyncio.run(rt.shutdown())
+
+
+def _request(runtime: ModelRuntime, text: str, *, request_id: str, stream: bool = False, seed: int = 7,
+             max_tokens: int = MAX_TOKENS, audio_format: str = "wav", **sampling: Any) -> SynthesisRequest:
+    voice = runtime.voices.resolve(runtime.voices.default_voice_id)
+    options = {"temperature": 0.8, "top_k": 50, "top_p": 1.0, "repetition_penalty": 1.05, **sampling}
+    sampling_options = SamplingOptions(max_tokens=max_tokens, seed=seed, **options)
+    return SynthesisRequest(request_id=request_id, text=text, voice=voice, sampling=sampling_options,
+                            audio_format=audio_format, sample_rate=NATIVE_RATE, stream=stream)
+
+
+def _pcm_of_wav(data: bytes) -> np.ndarray:
+    with wave.open(io.BytesIO(data)) as wav:
+        assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (NATIVE_RATE, 1, 2)
+        frames = wav.readframes(wav.getnframes())
+    return np.frombuffer(frames, dtype="<i2")
+
+
+@pytest.mark.parametrize("text", [LONG_ENGLISH, LONG_HINDI], ids=["english", "hindi"])
+async def test_long_text_keeps_one_voice_and_crossfades_chunks(runtime: ModelRuntime, text: str) -> None:
+    assert len(text) > 220
+    job = SynthesisJob(runtime, _request(runtime, text, request_id=f"long-{len(text)}"))
+    data = await job.collect()
+
+    chunks = len(job.plan.chunks)
+    stats = job.stats
+    assert job.plan.chunked and chunks >= 2
+    assert stats.text_chunks == stats.text_chunks_done == chunks
+    # The first chunk's 32 global tokens condition every later chunk: one voice throughout.
+    assert len(stats.global_tokens_per_chunk) == chunks
+    assert len(stats.global_tokens_per_chunk[0]) == 32
+    assert all(g == stats.global_tokens_per_chunk[0] for g in stats.global_tokens_per_chunk)
+    # Every chunk was spoken (none came back empty) and decoded in whole tokens.
+    per_chunk = stats.decoded_samples_per_chunk
+    overlap = round(runtime.settings.crossfade_ms * NATIVE_RATE / 1000)
+    assert len(per_chunk) == chunks
+    assert all(n > overlap and n % HOP == 0 and n <= MAX_TOKENS * HOP for n in per_chunk)
+    assert sum(per_chunk) == stats.decoded_samples == stats.semantic_tokens * HOP
+    # One stream: the chunks joined with a 50 ms crossfade each.
+    assert stats.output_samples == sum(per_chunk) - overlap * (chunks - 1)
+    pcm = _pcm_of_wav(data)
+    assert len(pcm) == stats.output_samples
+    assert len(data) == WAV_HEADER + 2 * stats.output_samples
+    assert np.abs(pcm).max() > 0
+
+
+async def test_streaming_equals_non_streaming_for_the_same_seed(runtime: ModelRuntime) -> None:
+    text = LONG_ENGLISH[:400]
+    streamed_job = SynthesisJob(runtime, _request(runtime, text, request_id="eq-stream", stream=True, seed=11))
+    pieces = [piece async for piece in streamed_job.stream_bytes()]
+    complete = await SynthesisJob(runtime, _request(runtime, text, request_id="eq-file", seed=11)).collect()
+
+    streamed = b"".join(pieces)
+    assert len(pieces) > 2, "streaming should deliver audio in several pieces"
+    riff_size, = struct.unpack_from("<I", streamed, 4)
+    data_size, = struct.unpack_from("<I", streamed, 40)
+    assert (riff_size, data_size) == (0xFFFFFFFF, 0xFFFFFFFF)
+    assert streamed[:4] == b"RIFF" and streamed[36:40] == b"data"
+    assert len(streamed) == len(complete)
+    assert streamed[WAV_HEADER:] == complete[WAV_HEADER:]
+    assert len(_pcm_of_wav(complete)) == streamed_job.stats.output_samples
+
+
+class _RecordingEngine:
+    """Passes every call to the real engine and keeps the ids each request generated."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.generated: dict[str, list[int]] = {}
+
+    def stream(self, prompt_ids: list[int], sampling: Any, request_id: str) -> AsyncIterator[list[int]]:
+        return self._stream(prompt_ids, sampling, request_id)
+
+    async def _stream(self, prompt_ids: list[int], sampling: Any, request_id: str) -> AsyncIterator[list[int]]:
+        record = self.generated.setdefault(request_id, [])
+        source = self.inner.stream(prompt_ids, sampling, request_id)
+        try:
+            async for ids in source:
+                record.extend(ids)
+                yield ids
+        finally:
+            await source.aclose()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_streamed_pipeline_matches_offline_decode(runtime: ModelRuntime,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder = _RecordingEngine(runtime.engine)
+    monkeypatch.setattr(runtime, "engine", recorder)
+    max_tokens = 90  # long enough for several streamed decode chunks per text chunk
+    text = LONG_ENGLISH[:420]
+    job = SynthesisJob(runtime, _request(runtime, text, request_id="offline", stream=True, max_tokens=max_tokens))
+    streamed = _pcm_of_wav_stream(b"".join([piece async for piece in job.stream_bytes()]))
+    assert job.stats.decoded_chunks > len(job.plan.chunks)
+
+    # Offline: every text chunk's semantic tokens decoded in one call, then the same crossfaded join.
+    globals_ = job.stats.global_tokens_per_chunk[0]
+    d_vector = runtime.speaker_vector(globals_)
+    segments = []
+    for index in range(len(job.plan.chunks)):
+        parser = TokenParser(runtime.layout, mode="controllable" if index == 0 else "clone")
+        # Engine request ids are "<request id>-<chunk index>-<unique suffix>".
+        (generated,) = [ids for rid, ids in recorder.generated.items() if rid.startswith(f"offline-{index}-")]
+        parser.feed(generated)
+        semantic = parser.semantic[:max_tokens]
+        wav = runtime.bicodec.decode_with_speaker(torch.tensor([semantic]), d_vector)[0].numpy()
+        segments.append(wav)
+    overlap = round(runtime.settings.crossfade_ms * NATIVE_RATE / 1000)
+    offline = crossfade_concat(segments, overlap)
+
+    assert len(streamed) == len(offline) == job.stats.output_samples
+    streamed_f = streamed.astype(np.float32) / 32768.0
+    reference = np.clip(offline, -1.0, 32767 / 32768)
+    err = streamed_f - reference
+    snr_db = 10 * np.log10(np.sum(reference**2) / max(float(np.sum(err**2)), 1e-30))
+    assert np.abs(err).max() <= 1e-3
+    assert snr_db >= 40.0
+
+
+def _pcm_of_wav_stream(data: bytes) -> np.ndarray:
+    assert data[:4] == b"RIFF" and struct.unpack_from("<I", data, 40)[0] == 0xFFFFFFFF
+    return np.frombuffer(data[WAV_HEADER:], dtype="<i2")
+
+
+@pytest.mark.parametrize("max_tokens", [1, 5, 33])
+async def test_max_tokens_counts_semantic_tokens(runtime: ModelRuntime, max_tokens: int) -> None:
+    # Below ~39 the engine used to stop inside the voice preamble (32 global tokens): a 500 for a valid request.
+    job = SynthesisJob(runtime, _request(runtime, "Hello there, how are you today?", request_id=f"mt-{max_tokens}",
+                                         max_tokens=max_tokens))
+    pcm = _pcm_of_wav(await job.collect())
+    assert job.stats.semantic_tokens == max_tokens
+    assert len(pcm) == max_tokens * HOP
+
+
+@pytest.mark.parametrize(
+    "sampling",
+    [
+        {"top_p": 5e-324},  # rounds to 0 in float32: every token used to be dropped (NaN, a 500)
+        {"top_p": 1e-45},
+        {"temperature": 2.0, "top_k": 1000, "top_p": 1.0},
+        {"temperature": 1e-5, "top_k": 1},
+        {"temperature": 0.0},
+        {"repetition_penalty": 0.5},
+        {"repetition_penalty": 2.0},
+    ],
+    ids=["top_p-5e-324", "top_p-1e-45", "hot", "near-greedy", "greedy", "penalty-0.5", "penalty-2"],
+)
+async def test_sampling_at_the_accepted_bounds_produces_audio(runtime: ModelRuntime, sampling: dict) -> None:
+    job = SynthesisJob(runtime, _request(runtime, "Edge cases.", request_id="bounds", max_tokens=8, **sampling))
+    pcm = _pcm_of_wav(await job.collect())
+    assert len(pcm) == job.stats.semantic_tokens * HOP > 0
+
+
+async def test_closing_the_stream_aborts_generation_and_leaves_no_task(runtime: ModelRuntime) -> None:
+    job = SynthesisJob(runtime, _request(runtime, LONG_ENGLISH, request_id="closeme", stream=True, max_tokens=2000))
+    stream = job.stream_bytes()
+    first = await anext(stream)
+    assert first[:4] == b"RIFF"
+    await stream.aclose()
+    for _ in range(40):
+        if not any(r.startswith("closeme") for r in runtime.engine.active_requests()):
+            break
+        await asyncio.sleep(0.005)
+    assert not any(r.startswith("closeme") for r in runtime.engine.active_requests())
+    left = [t.get_name() for t in asyncio.all_tasks() if "closeme" in t.get_name()]
+    assert left == []
+    assert not job.stats.send_done
