@@ -48,6 +48,8 @@ SR_RATE = 48_000
 # `max_tokens` counts semantic tokens (the public contract). Before them, a controllable/speaker generation
 # spends ~39 ids on acoustic labels, the 32 global tokens and their markers; the engine's budget adds this.
 PREAMBLE_TOKEN_ALLOWANCE = 64
+# Parsed deltas waiting between one generation and its decoder (an engine delta is usually 1-8 ids).
+TOKEN_QUEUE_ITEMS = 256
 _END = object()
 
 
@@ -330,7 +332,8 @@ class SynthesisJob:
                         if semantic:
                             semantic_left -= len(semantic)
                             self.stats.semantic_tokens += len(semantic)
-                            out.put_nowait(semantic)
+                            # Bounded: when the decoder is held up by a slow reader, generation waits here too.
+                            await out.put(semantic)
                         if semantic_left <= 0:
                             break  # max_tokens semantic tokens reached: closing the stream aborts the rest
                 finally:
@@ -338,13 +341,15 @@ class SynthesisJob:
             parser.finish()
             if self.global_tokens is None:
                 raise TokenStreamError("generation ended before the 32 global tokens were complete")
-            out.put_nowait(_END)
-        except BaseException as exc:
-            out.put_nowait(exc if isinstance(exc, Exception) else _END)
+            await out.put(_END)
+        except asyncio.CancelledError:
+            raise  # the consumer is cancelling this job; nobody reads `out` any more
+        except Exception as exc:
+            await out.put(exc)
             raise
 
     def _start_generation(self, index: int, text: str) -> asyncio.Queue:
-        out: asyncio.Queue = asyncio.Queue()
+        out: asyncio.Queue = asyncio.Queue(maxsize=TOKEN_QUEUE_ITEMS)
         task = asyncio.create_task(self._generate(index, text, out),
                                    name=f"gen-{self.request.request_id}-{index}")
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # exceptions travel through `out`
@@ -391,14 +396,16 @@ class SynthesisJob:
             item = await tokens.get()
             semantic: list[int] = []
             done = False
-            while True:  # take everything already waiting: fewer, larger decode calls
+            # Take what is already waiting (fewer, larger decode calls), but at most one decode chunk's worth,
+            # so one queue item of audio stays bounded.
+            while True:
                 if item is _END:
                     done = True
                     break
                 if isinstance(item, BaseException):
                     raise item
                 semantic.extend(item)
-                if tokens.empty():
+                if tokens.empty() or len(semantic) >= self.stream_config.max_chunk_tokens:
                     break
                 item = tokens.get_nowait()
             if semantic:

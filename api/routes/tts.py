@@ -110,7 +110,7 @@ async def _start_synthesis(request: Request, params: SynthesisParams, grant: Acc
         audio_format=params.audio_format, sample_rate=params.sample_rate, want_sr=params.want_sr,
         stream=params.stream, normalize=params.normalize, chunking=params.chunking,
     )
-    await grant.check_credits(len(plan.text))
+    await grant.check_credits(len(params.text))  # credits are per character as the client sent it
     job = SynthesisJob(runtime, synth_request, plan)
     speaker_label = voice.id
     from shared import metrics
