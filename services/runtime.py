@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -66,8 +67,10 @@ class ModelRuntime:
         self.error: str | None = None
         self.started_at = time.monotonic()
         self.device = resolve_device(settings.device)
-        if settings.torch_threads:
-            torch.set_num_threads(settings.torch_threads)
+        # Must happen before asyncio's worker threads exist: set_num_threads does not reach running threads.
+        threads = settings.torch_threads or (1 if self.device == "cpu" else None)
+        if threads:
+            torch.set_num_threads(threads)
         self.checkpoint: SparkCheckpoint | None = None
         self.tokenizer: Any = None
         self.layout: Any = None
@@ -131,6 +134,11 @@ class ModelRuntime:
         else:
             self.voices = VoiceRegistry.builtin()
         self.bicodec = BiCodecDecoder.from_pretrained(self.checkpoint.bicodec_dir, device=self.device)
+        if self.settings.decode_batch_max > 0:
+            from services.decode_batcher import BatchingDecoder
+
+            runners = self.settings.decode_runners or (1 if self.device.startswith("cuda") else (os.cpu_count() or 1))
+            self.bicodec = BatchingDecoder(self.bicodec, max_batch=self.settings.decode_batch_max, runners=runners)
         self._load_sr()
         self.load_seconds = time.perf_counter() - started
 

@@ -60,7 +60,15 @@ class Settings(BaseSettings):
     )
     warmup: bool = Field(True, description="Run one generation at start-up before reporting ready.")
     torch_threads: int | None = Field(
-        None, ge=1, description="torch intra-op threads for CPU inference (unset: torch's default)."
+        None, ge=1, description="torch intra-op threads (unset: 1 on CPU, where concurrent streams' decodes run in "
+        "parallel threads and more oversubscribe the cores; torch's default on GPU).",
+    )
+    decode_batch_max: int = Field(
+        16, ge=0, description="Batch concurrent streams' BiCodec decodes of equal window length, at most this many "
+        "rows; 0: one call per stream.",
+    )
+    decode_runners: int | None = Field(
+        None, ge=1, description="BiCodec decode calls at once; unset: 1 on a GPU, the CPU core count on a CPU."
     )
     max_tokens_per_char: float = Field(
         6.0, gt=0, description="Runaway guard: a text chunk may generate at most this many tokens per character "
@@ -85,7 +93,9 @@ class Settings(BaseSettings):
     # --- streaming decode --------------------------------------------------------------------
     stream_first_chunk_tokens: int = Field(25, ge=1, le=400, description="Semantic tokens in the first decoded chunk.")
     stream_max_chunk_tokens: int = Field(200, ge=1, le=1000, description="Largest later decoded chunk.")
-    stream_chunk_growth: float = Field(2.0, ge=1.0, description="Each chunk is this many times the previous one.")
+    stream_chunk_growth: float = Field(
+        1.5, ge=1.0, description="Each chunk is this many times the previous one (1.5 measured fewer underruns than 2).",
+    )
     stream_left_context_tokens: int = Field(24, ge=0, le=200, description="Tokens of left context per chunk decode.")
     stream_lookahead_tokens: int = Field(
         24, ge=0, le=200,

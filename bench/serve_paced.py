@@ -1,0 +1,200 @@
+"""Serve the real app with the paced engine in place of the LLM (a subprocess for bench/bench_service.py).
+
+    .venv/bin/python bench/serve_paced.py --port 8123 [--rate 100] [--prefill-ms 0] [--tick-ms 20]
+        [--decode-batch N --decode-runners R] [--codec demo|released]
+
+Everything except the LLM is the product: settings come from the environment (TTS_*; set TTS_MODEL_DIR to the
+demo checkpoint, TTS_AUTH_ENABLED=false), the runtime loads tokenizer, voices, BiCodec and AP-BWE and warms
+up as usual, and `create_app(settings, runtime=runtime)` is served by uvicorn. Two extra routes serve the
+load generator and nothing else (`--codec released` swaps in BiCodec and AP-BWE at the released sizes with
+random weights, for a GPU run where the demo's tiny codecs would understate the work):
+- `GET /bench/engine`: the pace config, torch threads, and the per-stream engine records since the last call;
+- `POST /bench/engine`: JSON with any of tokens_per_s, tokens_per_char, prefill_s, tick_s changes the
+  schedule of later streams (a rate sweep needs no restart);
+- `POST /bench/variant`: `{"decode_batch": N, "runners": R}` serves later streams with BiCodec decodes
+  batched across streams (`services.decode_batcher.BatchingDecoder`, at most N rows, R calls at once) or,
+  with N = 0, one call per stream as the product does today (`--decode-batch` sets it at start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import uvicorn  # noqa: E402
+from fastapi import FastAPI, Request  # noqa: E402
+
+from api.app import create_app  # noqa: E402
+from bench.paced_engine import PaceConfig, PacedEngine  # noqa: E402
+from services.decode_batcher import BatchingDecoder  # noqa: E402
+from services.runtime import ModelRuntime  # noqa: E402
+from shared.settings import Settings  # noqa: E402
+
+
+class PacedRuntime(ModelRuntime):
+    """The product runtime, except that its engine is a `PacedEngine` (built after the tokenizer loads)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pace: PaceConfig,
+        decode_batch: int = 0,
+        decode_runners: int = 1,
+        codec: str = "demo",
+    ) -> None:
+        super().__init__(settings)
+        self.pace = pace
+        self.decode_batch = decode_batch
+        self.decode_runners = decode_runners
+        self.codec = codec
+        self.raw_bicodec: Any = None
+        self.speaker_vector_computations = 0
+
+    def load_models(self) -> None:
+        super().load_models()
+        if self.codec == "released":
+            from bench.gpu.bench_gpu import apbwe_config, bicodec_config, build_bicodec, build_sr
+
+            self.bicodec = build_bicodec(bicodec_config()[0], self.device)
+            if self.sr is not None:
+                self.sr = build_sr(apbwe_config()[0], self.device)
+        self.raw_bicodec = self.bicodec
+        compute = self.raw_bicodec.speaker_vector
+
+        def counted(tokens: torch.Tensor) -> torch.Tensor:  # verifies the per-voice cache: one per voice
+            self.speaker_vector_computations += 1
+            return compute(tokens)
+
+        self.raw_bicodec.speaker_vector = counted
+        self.set_decode_batch(self.decode_batch, self.decode_runners)
+
+    def set_decode_batch(self, max_batch: int, runners: int = 1) -> None:
+        """0: the product's one decode call per stream; N >= 1: batched across streams, N rows at most, with
+        `runners` batches at once."""
+        self.decode_batch = max_batch
+        self.bicodec = (
+            BatchingDecoder(self.raw_bicodec, max_batch, runners) if max_batch > 0 else self.raw_bicodec
+        )
+
+    async def create_engine(self) -> None:
+        self.engine = PacedEngine.from_tokenizer(self.tokenizer, self.layout, self.pace)
+
+
+def add_bench_routes(app: FastAPI, runtime: PacedRuntime) -> None:
+    async def engine_state() -> dict:
+        engine: PacedEngine | None = runtime.engine
+        if engine is None:
+            return {"ready": False}
+        return {
+            "ready": runtime.ready,
+            "config": asdict(engine.config),
+            "torch_threads": torch.get_num_threads(),
+            "active": len(engine.active_requests()),
+            "streams": [asdict(s) for s in engine.drain_stats()],
+            "decode_batch": runtime.decode_batch,
+            "batcher": _batcher_stats(runtime.bicodec),
+            "speaker_vector_computations": runtime.speaker_vector_computations,
+            "sr_context_samples": runtime.sr.context if runtime.sr is not None else None,
+            "settings": {k: getattr(runtime.settings, k) for k in _REPORTED_SETTINGS},
+        }
+
+    async def engine_update(request: Request) -> dict:
+        body = await request.json()
+        allowed = {"tokens_per_s", "tokens_per_char", "prefill_s", "tick_s"}
+        unknown = set(body) - allowed
+        if unknown:
+            return {"error": f"unknown fields {sorted(unknown)}; accepted: {sorted(allowed)}"}
+        return {"config": asdict(runtime.engine.reconfigure(**body))}
+
+    async def variant_update(request: Request) -> dict:
+        body = await request.json()
+        runtime.set_decode_batch(int(body.get("decode_batch", 0)), int(body.get("runners", 1)))
+        return {"decode_batch": runtime.decode_batch}
+
+    app.add_api_route("/bench/engine", engine_state, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/bench/engine", engine_update, methods=["POST"], include_in_schema=False)
+    app.add_api_route("/bench/variant", variant_update, methods=["POST"], include_in_schema=False)
+
+
+_REPORTED_SETTINGS = (
+    "stream_first_chunk_tokens",
+    "stream_max_chunk_tokens",
+    "stream_chunk_growth",
+    "stream_left_context_tokens",
+    "stream_lookahead_tokens",
+    "frame_ms",
+    "torch_threads",
+    "crossfade_ms",
+)
+
+
+def _batcher_stats(decoder: Any) -> dict | None:
+    if not isinstance(decoder, BatchingDecoder):
+        return None
+    s = decoder.stats
+    return {
+        "runners": decoder.runners,
+        "calls": s.calls,
+        "batches": s.batches,
+        "mean_batch": s.mean_batch,
+        "largest_batch": s.largest_batch,
+        "batched_rows": s.batched_rows,
+        "model_seconds": s.model_seconds,
+        "batch_sizes": {str(k): v for k, v in sorted(s.batch_sizes.items())},
+    }
+
+
+def build_app(
+    pace: PaceConfig,
+    settings: Settings | None = None,
+    decode_batch: int = 0,
+    decode_runners: int = 1,
+    codec: str = "demo",
+) -> FastAPI:
+    settings = settings or Settings()
+    runtime = PacedRuntime(
+        settings, pace, decode_batch, decode_runners, codec
+    )  # state "starting": the app's lifespan loads and warms it
+    app = create_app(settings, runtime=runtime)
+    add_bench_routes(app, runtime)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--rate", type=float, default=100.0, help="semantic tokens per second per stream")
+    parser.add_argument("--tokens-per-char", type=float, default=3.5)
+    parser.add_argument("--prefill-ms", type=float, default=0.0, help="engine delay before its first id")
+    parser.add_argument("--tick-ms", type=float, default=20.0, help="shortest wait between two deltas")
+    parser.add_argument("--decode-batch", type=int, default=0, help="0: per-stream decodes; N: batch up to N")
+    parser.add_argument("--decode-runners", type=int, default=1, help="batched decode calls at once")
+    parser.add_argument(
+        "--codec",
+        choices=("demo", "released"),
+        default="demo",
+        help="demo: the checkpoint's codecs; released: released sizes, random weights",
+    )
+    args = parser.parse_args(argv)
+    pace = PaceConfig(
+        tokens_per_s=args.rate,
+        tokens_per_char=args.tokens_per_char,
+        prefill_s=args.prefill_ms / 1000.0,
+        tick_s=args.tick_ms / 1000.0,
+    )
+    app = build_app(
+        pace, decode_batch=args.decode_batch, decode_runners=args.decode_runners, codec=args.codec
+    )
+    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""The service benchmark: the paced engine keeps the LLM engine contract, and the bench runs end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.bench_service import ideal_underruns
+from bench.bench_service import main as bench_service_main
+from bench.paced_engine import PaceConfig, PacedEngine
+from core.llm import LLMEngine, SamplingConfig
+from core.tokens import TokenParser, VocabLayout
+from processing.prompt import build_prompt_ids
+
+TEXT = "Hello there, general."
+
+
+@pytest.fixture(scope="module")
+def tokenizer(demo_model_dir: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(demo_model_dir / "LLM"))
+
+
+@pytest.fixture(scope="module")
+def layout(tokenizer) -> VocabLayout:
+    return VocabLayout.from_tokenizer(tokenizer)
+
+
+@pytest.fixture(scope="module")
+def clone_voice(demo_model_dir: Path):
+    from core.voices import VoiceRegistry
+
+    return VoiceRegistry.from_file(demo_model_dir / "voices.json").resolve("fixed")
+
+
+def _engine(tokenizer, layout, **pace) -> PacedEngine:
+    return PacedEngine.from_tokenizer(
+        tokenizer, layout, PaceConfig(**{"tokens_per_s": 1000.0, "tick_s": 0.0, **pace})
+    )
+
+
+async def _collect(
+    engine: PacedEngine, prompt: list[int], sampling: SamplingConfig, rid: str
+) -> list[list[int]]:
+    return [delta async for delta in engine.stream(prompt, sampling, rid)]
+
+
+def test_clone_prompt_gives_a_valid_paced_stream(tokenizer, layout, clone_voice) -> None:
+    engine = _engine(tokenizer, layout)
+    assert isinstance(engine, LLMEngine)
+    prompt, mode = build_prompt_ids(tokenizer, TEXT, clone_voice, global_tokens=clone_voice.global_tokens)
+    assert mode == "clone"
+    deltas = asyncio.run(_collect(engine, prompt, SamplingConfig(), "r1"))
+    ids = [i for d in deltas for i in d]
+    assert all(deltas)  # no empty deltas
+    assert ids[-1] == layout.im_end_id
+    parser = TokenParser(layout, mode="clone")
+    parser.feed(ids)
+    result = parser.finish()
+    assert len(result.semantic) == round(3.5 * engine.text_tokens(prompt)) == round(3.5 * len(TEXT.encode()))
+    assert engine.active_requests() == set()
+    (record,) = engine.drain_stats()
+    assert record.finished and record.mode == "clone" and record.first_semantic_at_s is not None
+
+
+def test_controllable_prompt_gets_32_globals_first(tokenizer, layout, demo_model_dir: Path) -> None:
+    from core.voices import VoiceRegistry
+
+    voice = VoiceRegistry.from_file(demo_model_dir / "voices.json").resolve("default")
+    prompt, mode = build_prompt_ids(tokenizer, TEXT, voice)
+    assert mode == "controllable"
+    ids = [
+        i for d in asyncio.run(_collect(_engine(tokenizer, layout), prompt, SamplingConfig(), "r")) for i in d
+    ]
+    parser = TokenParser(layout, mode="controllable")
+    delta = parser.feed(ids)
+    assert delta.global_tokens is not None and len(delta.global_tokens) == 32
+    assert parser.finish().semantic
+
+
+def test_max_tokens_caps_the_stream(tokenizer, layout, clone_voice) -> None:
+    prompt, _ = build_prompt_ids(tokenizer, TEXT * 4, clone_voice, global_tokens=clone_voice.global_tokens)
+    deltas = asyncio.run(_collect(_engine(tokenizer, layout), prompt, SamplingConfig(max_tokens=20), "r"))
+    assert sum(len(d) for d in deltas) == 20
+
+
+def test_stream_keeps_the_set_rate_and_can_be_aborted(tokenizer, layout, clone_voice) -> None:
+    engine = _engine(tokenizer, layout, tokens_per_s=200.0, tick_s=0.02)
+    prompt, _ = build_prompt_ids(tokenizer, "Hi there.", clone_voice, global_tokens=clone_voice.global_tokens)
+    total = len(engine.plan(prompt, SamplingConfig(), "x").ids)
+
+    async def timed() -> float:
+        started = time.perf_counter()
+        await _collect(engine, prompt, SamplingConfig(), "timed")
+        return time.perf_counter() - started
+
+    elapsed = asyncio.run(timed())
+    assert (
+        elapsed >= (total - 1) / 200.0 * 0.95
+    )  # never faster than the set rate (generous upper bound below)
+    assert elapsed < (total - 1) / 200.0 + 2.0
+
+    async def aborted() -> int:
+        got = 0
+        stream = engine.stream(prompt, SamplingConfig(), "abort-me")
+        async for delta in stream:
+            got += len(delta)
+            assert engine.active_requests() == {"abort-me"}
+            with pytest.raises(ValueError):
+                await anext(engine.stream(prompt, SamplingConfig(), "abort-me"))
+            await engine.abort("abort-me")
+        return got
+
+    assert asyncio.run(aborted()) < total
+    assert engine.active_requests() == set()
+
+
+def test_ideal_service_underruns_only_when_the_engine_is_too_slow() -> None:
+    cfg = {"stream_first_chunk_tokens": 25, "stream_max_chunk_tokens": 200, "stream_chunk_growth": 2.0,
+           "stream_lookahead_tokens": 24}  # fmt: skip
+    assert ideal_underruns(300, 0.01, 200.0, cfg, holdback_samples=0, prebuffer_s=0.0) == 0
+    # 50 tokens/s is exactly real time: with look-ahead every later chunk arrives after the audio ran out.
+    assert ideal_underruns(300, 0.02, 50.0, cfg, holdback_samples=0, prebuffer_s=0.0) > 0
+
+
+@pytest.mark.e2e
+def test_service_bench_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "service.json"
+    bench_service_main([
+        "--quick", "--concurrency", "2", "--sample-rates", "16000", "--variants", "baseline",
+        "--min-streams", "2", "--text", "Hello there.", "--rate", "400", "--no-plots", "--out", str(out),
+    ])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "| variant | out Hz |" in printed and "Total wall time" in printed
+    result = json.loads(out.read_text())
+    (level,) = result["levels"]
+    assert level["streams"] == 2 and level["failed"] == 0
+    assert level["ttfb_p50_s"] > 0 and level["audio_s"] > 0
+    assert level["service_added_p50_s"] is not None  # engine records were joined to the client's streams
+    assert level["cpu_s_per_audio_s"] is not None and level["stages"]["decode"]["calls"] > 0
