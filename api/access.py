@@ -154,7 +154,8 @@ class AccessServices:
                     await self.ledger.release(grant.reservation)
             job = outcome.job
             self.monitor.record(outcome.request_id, job.stats, outcome.status, outcome.error_code,
-                                sr_applied=job.sr_applied, output_rate=job.request.sample_rate)
+                                sr_applied=job.sr_applied, output_rate=job.request.sample_rate,
+                                cadence=outcome.cadence)
             self.request_logger.submit(self._record(grant, outcome, credits))
         except Exception:  # noqa: BLE001 - accounting must never break the server
             logger.exception("request accounting failed")

@@ -20,6 +20,7 @@ from typing import Any
 from fastapi.responses import Response, StreamingResponse
 
 from api.errors import ApiError
+from services.flow_monitor import StreamCadence
 from services.gpu_health import GpuFaultDetector
 from services.synthesis import SynthesisError, SynthesisJob
 from shared import metrics
@@ -49,6 +50,7 @@ class RequestOutcome:
     rtf: float | None
     wall_seconds: float
     job: SynthesisJob
+    cadence: dict[str, Any] | None = None
 
 
 CompletionHook = Callable[[RequestOutcome], Any]
@@ -70,8 +72,8 @@ class Delivery:
         self.gpu_faults = gpu_faults
         self.first_audio_at: float | None = None
         self._reported = False
-        self._last_send: float | None = None
-        self._last_interval: float | None = None
+        self.cadence = StreamCadence(clock=time.perf_counter)
+        self._samples_seen = 0
         self._stream_label = "true" if job.request.stream else "false"
         self.final_status: str | None = None
         _LIVE_JOBS.add(job)
@@ -85,13 +87,10 @@ class Delivery:
         return None if self.first_audio_at is None else (self.first_audio_at - self.started) * 1000.0
 
     def _observe_send(self, now: float) -> None:
-        if self._last_send is not None:
-            interval = now - self._last_send
-            metrics.CHUNK_INTERVAL.observe(interval)
-            if self._last_interval is not None:
-                metrics.CHUNK_JITTER.observe(abs(interval - self._last_interval))
-            self._last_interval = interval
-        self._last_send = now
+        """Feed the cadence model (interval/jitter metrics, modelled playback underruns) with this send."""
+        sent = self.job.stats.sent_samples
+        self.cadence.on_chunk((sent - self._samples_seen) / float(self.job.request.sample_rate), at=now)
+        self._samples_seen = sent
 
     def _report(self, status: str, error_code: str | None) -> None:
         if self._reported:
@@ -127,6 +126,7 @@ class Delivery:
                 self.on_complete(RequestOutcome(
                     request_id=self.job.request.request_id, status=status, error_code=error_code, ttfb_ms=ttfb,
                     audio_seconds=audio_seconds, rtf=rtf, wall_seconds=wall, job=self.job,
+                    cadence=self.cadence.summary() if self.job.request.stream else None,
                 ))
             except Exception:  # noqa: BLE001 - accounting must never break delivery
                 logger.exception("completion hook failed")

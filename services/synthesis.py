@@ -112,6 +112,7 @@ class PipelineStats:
     encoded_bytes: int = 0
     sent_chunks: int = 0
     sent_bytes: int = 0
+    sent_samples: int = 0  # output-rate samples in the items handed to the consumer
     text_chunks: int = 0
     text_chunks_done: int = 0
     generation_done: bool = False
@@ -276,6 +277,7 @@ class SynthesisJob:
             self._globals_ready.set()
         self._generation_tasks: list[asyncio.Task] = []
         self.error: SynthesisError | None = None
+        self._samples_queued = 0
         self._texts: asyncio.Queue[str | None] = asyncio.Queue()
         self._text_closed = False
         for chunk in self.plan.chunks:
@@ -378,9 +380,12 @@ class SynthesisJob:
     async def _emit(self, data: bytes) -> None:
         if not data:
             return
+        # Output samples produced since the last item: the audio this item carries (for playback cadence).
+        samples = self.stats.output_samples - self._samples_queued
+        self._samples_queued = self.stats.output_samples
         if self.queue.full():
             self.stats.producer_waits += 1
-        await self.queue.put(data)
+        await self.queue.put((data, samples))
         self.stats.max_queue_depth = max(self.stats.max_queue_depth, self.queue.qsize())
 
     async def _decode_text_chunk(self, index: int, tokens: asyncio.Queue) -> None:
@@ -515,9 +520,11 @@ class SynthesisJob:
                     return
                 if isinstance(item, SynthesisError):
                     raise item
+                data, samples = item
                 self.stats.sent_chunks += 1
-                self.stats.sent_bytes += len(item)
-                yield item
+                self.stats.sent_bytes += len(data)
+                self.stats.sent_samples += samples
+                yield data
         finally:
             if not producer.done():
                 producer.cancel()

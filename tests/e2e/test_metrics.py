@@ -306,3 +306,17 @@ def test_a_lossy_stage_shows_in_debug_stats_until_reset(
     assert cleared["totals"]["output_samples"] == 0
     # Prometheus counters stay monotonic across a reset.
     assert scrape(client).get("veena3_tts_pipeline_losses_total", stage="encode") == losses_before + 1
+
+
+def test_streamed_requests_feed_the_cadence_section(client: httpx.Client) -> None:
+    """Debug stats show each stream's send cadence: chunks, audio seconds, intervals and modelled underruns."""
+    assert admin(client, "POST", "/v1/tts/debug/reset") == {"reset": True}
+    body = {"text": "A steady stream of words arrives here.", "speaker": "default", "seed": 4, "format": "pcm",
+            "stream": True}
+    with client.stream("POST", "/v1/tts/generate", json=body) as response:
+        received = sum(len(piece) for piece in response.iter_bytes())
+    wait_for(lambda: admin(client, "GET", "/v1/tts/debug/stats")["requests"]["completed"] == 1)
+    cadence = admin(client, "GET", "/v1/tts/debug/stats")["cadence"]
+    assert cadence["streams"] == 1 and cadence["chunks"] >= 2
+    assert received > 0
+    assert cadence["underruns"] >= 0 and cadence["interval_max_s"] > 0
