@@ -14,10 +14,8 @@ MAX_TEXT_CHARS = 50_000
 _ALLOWED_CONTROL = {"\n", "\r", "\t"}
 
 
-def check_text(value: str, field: str = "text") -> str:
-    """Reject blank text and control characters (newlines and tabs are fine)."""
-    if not value.strip():
-        raise PydanticCustomError("blank_text", f"'{field}' must contain something to speak; it is empty or whitespace")
+def reject_control_characters(value: str, field: str = "text") -> str:
+    """Control characters break the model and logs; newlines and tabs are fine."""
     for position, char in enumerate(value):
         if char not in _ALLOWED_CONTROL and unicodedata.category(char) == "Cc":
             raise PydanticCustomError(
@@ -26,6 +24,35 @@ def check_text(value: str, field: str = "text") -> str:
                 "remove control characters (newlines and tabs are accepted)",
             )
     return value
+
+
+def check_text(value: str, field: str = "text") -> str:
+    """Reject blank text and control characters."""
+    if not value.strip():
+        raise PydanticCustomError("blank_text", f"'{field}' must contain something to speak; it is empty or whitespace")
+    return reject_control_characters(value, field)
+
+
+def check_rate_for_format(value: int | None, audio_format: str | None) -> int | None:
+    """A supported output rate that the format can carry (mulaw is 8 kHz; Ogg Opus has no 22.05/44.1 kHz)."""
+    if value is None:
+        return value
+    if value not in SUPPORTED_RATES:
+        raise PydanticCustomError("bad_rate", f"must be one of {list(SUPPORTED_RATES)}, got {value}")
+    if audio_format == "mulaw" and value != 8000:
+        raise PydanticCustomError("bad_rate", f"{value} is not valid with format mulaw, which is 8000 Hz")
+    if audio_format == "opus" and value in (22050, 44100):
+        raise PydanticCustomError("bad_rate", f"{value} is not valid with format opus (8000, 16000, 24000 or 48000)")
+    return value
+
+
+def output_rate_for(audio_format: str, sample_rate: int | None, output: str | None) -> int:
+    """The rate a request asked for: mulaw is always 8 kHz; `sample_rate` overrides the `output` shorthand."""
+    if audio_format == "mulaw":
+        return 8000
+    if sample_rate is not None:
+        return sample_rate
+    return 48000 if output == "48khz" else 16000
 
 
 class SamplingFields(BaseModel):
@@ -62,26 +89,11 @@ class TTSGenerateRequest(SamplingFields):
     @field_validator("sample_rate")
     @classmethod
     def _rate(cls, value: int | None, info: ValidationInfo) -> int | None:
-        if value is None:
-            return value
-        if value not in SUPPORTED_RATES:
-            raise PydanticCustomError("bad_rate", f"must be one of {list(SUPPORTED_RATES)}, got {value}")
         # Checked here rather than in a model validator so the error names the field (`param`).
-        audio_format = info.data.get("format")
-        if audio_format == "mulaw" and value != 8000:
-            raise PydanticCustomError("bad_rate", f"{value} is not valid with format mulaw, which is 8000 Hz")
-        if audio_format == "opus" and value in (22050, 44100):
-            raise PydanticCustomError(
-                "bad_rate", f"{value} is not valid with format opus (8000, 16000, 24000 or 48000)"
-            )
-        return value
+        return check_rate_for_format(value, info.data.get("format"))
 
     def output_rate(self) -> int:
-        if self.format == "mulaw":
-            return 8000
-        if self.sample_rate is not None:
-            return self.sample_rate
-        return 48000 if self.output == "48khz" else 16000
+        return output_rate_for(self.format, self.sample_rate, self.output)
 
 
 class OpenAISpeechRequest(BaseModel):

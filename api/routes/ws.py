@@ -11,18 +11,33 @@ import asyncio
 import json
 import logging
 import time
-import unicodedata
 from typing import Literal
 
 from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from api.access import AccessGrant, AccessServices
 from api.delivery import RequestOutcome
 from api.errors import ApiError, error_envelope
-from api.schemas import MAX_TEXT_CHARS, SUPPORTED_RATES, AudioFormat, SamplingFields
+from api.schemas import (
+    MAX_TEXT_CHARS,
+    SUPPORTED_RATES,
+    AudioFormat,
+    SamplingFields,
+    check_rate_for_format,
+    output_rate_for,
+    reject_control_characters,
+)
 from services.auth import ApiKeyRecord, anonymous_record
 from services.credits import CreditError, CreditReservation
 from services.rate_limit import LimitExceeded, rate_refusal
@@ -37,21 +52,9 @@ MESSAGE_TYPES = ("start", "text", "flush", "end", "cancel", "ping")
 # Fields of the HTTP request that mean nothing here; a one-shot message copied from an HTTP body may carry them.
 _HTTP_ONLY_FIELDS = ("stream", "chunking", "normalize_verbose")
 _CLOSE_NORMAL, _CLOSE_POLICY, _CLOSE_ERROR = 1000, 1008, 1011
-_ALLOWED_CONTROL = {"\n", "\r", "\t"}
 
 
 # ---------------------------------------------------------------------------------------------- messages
-def _no_control_characters(value: str) -> str:
-    for position, char in enumerate(value):
-        if char not in _ALLOWED_CONTROL and unicodedata.category(char) == "Cc":
-            raise PydanticCustomError(
-                "control_character",
-                f"contains the control character U+{ord(char):04X} at position {position}; "
-                "remove control characters (newlines and tabs are accepted)",
-            )
-    return value
-
-
 class StartMessage(SamplingFields):
     """`start`: opens an utterance. Sampling fields as in POST /v1/tts/generate."""
 
@@ -75,14 +78,12 @@ class StartMessage(SamplingFields):
     @field_validator("text")
     @classmethod
     def _text(cls, value: str | None) -> str | None:
-        return None if value is None else _no_control_characters(value)
+        return None if value is None else reject_control_characters(value)
 
     @field_validator("sample_rate")
     @classmethod
-    def _rate(cls, value: int | None) -> int | None:
-        if value is not None and value not in SUPPORTED_RATES:
-            raise PydanticCustomError("bad_rate", f"must be one of {list(SUPPORTED_RATES)}, got {value}")
-        return value
+    def _rate(cls, value: int | None, info: ValidationInfo) -> int | None:
+        return check_rate_for_format(value, info.data.get("format"))
 
     @model_validator(mode="after")
     def _consistent(self) -> StartMessage:
@@ -90,23 +91,10 @@ class StartMessage(SamplingFields):
             raise PydanticCustomError(
                 "conflict", "'speaker' and 'voice' name different voices; send one of them"
             )
-        if self.format == "mulaw" and self.sample_rate not in (None, 8000):
-            raise PydanticCustomError(
-                "bad_rate", f"sample_rate {self.sample_rate} is not valid with format mulaw, which is 8000 Hz"
-            )
-        if self.format == "opus" and self.output_rate() in (22050, 44100):
-            raise PydanticCustomError(
-                "bad_rate",
-                f"sample_rate {self.sample_rate} is not valid with format opus (8000, 16000, 24000 or 48000)",
-            )
         return self
 
     def output_rate(self) -> int:
-        if self.format == "mulaw":
-            return 8000
-        if self.sample_rate is not None:
-            return self.sample_rate
-        return 48000 if self.output == "48khz" else 16000
+        return output_rate_for(self.format, self.sample_rate, self.output)
 
 
 class TextMessage(BaseModel):
@@ -119,7 +107,7 @@ class TextMessage(BaseModel):
     @field_validator("text")
     @classmethod
     def _text(cls, value: str) -> str:
-        return _no_control_characters(value)
+        return reject_control_characters(value)
 
 
 class ControlMessage(BaseModel):
