@@ -1,0 +1,57 @@
+"""Readiness answers 503 until start-up (model load and warm-up) has finished."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from api import create_app
+from services.runtime import ModelRuntime
+from shared.settings import Settings
+
+
+class SlowRuntime(ModelRuntime):
+    """Start-up that waits for the test's signal before loading."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.release = asyncio.Event()
+
+    async def start(self) -> None:
+        await self.release.wait()
+        await super().start()
+
+
+def test_ready_is_503_until_start_up_finished(demo_model_dir: Path) -> None:
+    settings = Settings(model_dir=demo_model_dir, auth_enabled=False, warmup=True, log_json=False)
+    runtime = SlowRuntime(settings)
+    with TestClient(create_app(settings, runtime=runtime)) as client:
+        assert client.get("/v1/tts/ready").status_code == 503
+        health = client.get("/v1/tts/health")
+        assert health.status_code == 200 and health.json()["status"] == "degraded"
+        early = client.post("/v1/tts/generate", json={"text": "Too early."})
+        assert early.status_code == 503 and early.json()["error"]["code"] == "MODEL_NOT_LOADED"
+        assert early.headers["Retry-After"]
+        client.portal.call(runtime.release.set)
+        for _ in range(600):
+            if client.get("/v1/tts/ready").status_code == 200:
+                break
+            client.portal.call(asyncio.sleep, 0.1)
+        assert client.get("/v1/tts/ready").json() == {"ready": True, "state": "ready", "error": None}
+        assert client.get("/v1/tts/health").json()["status"] == "healthy"
+
+
+def test_a_broken_model_directory_is_unhealthy_with_the_reason(tmp_path: Path) -> None:
+    settings = Settings(model_dir=tmp_path / "missing", auth_enabled=False, log_json=False)
+    runtime = ModelRuntime(settings)
+    with TestClient(create_app(settings, runtime=runtime)) as client:
+        for _ in range(300):
+            if runtime.state.value == "failed":
+                break
+            client.portal.call(asyncio.sleep, 0.1)
+        health = client.get("/v1/tts/health")
+        assert health.status_code == 503
+        assert health.json()["status"] == "unhealthy" and "missing" in health.json()["error"]
+        assert client.get("/v1/tts/ready").status_code == 503
