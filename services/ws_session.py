@@ -6,7 +6,7 @@ the session reaches the socket only through an `Outbox` (one writer task over an
 
 Per connection, utterances run one after another (start ... end, start ... end); a `start` may follow an `end`
 before the previous utterance's audio is finished, and then waits its turn. Per utterance, text pieces are
-buffered by a `TextSegmenter` and cut at sentence boundaries; each cut is normalised like HTTP text
+buffered by a `processing.segmenter.TextSegmenter` and cut at sentence boundaries; each cut is normalised like HTTP text
 (`plan_text`) and fed to one incremental `SynthesisJob`, so every cut speaks with the first cut's voice and the
 joins get the same crossfade as long HTTP text, while audio of earlier cuts is already on its way.
 """
@@ -14,16 +14,15 @@ joins get the same crossfade as long HTTP text, while audio of earlier cuts is a
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from processing.chunking import split_text
+from processing.segmenter import TextSegmenter
 from services.synthesis import SynthesisError, SynthesisJob, SynthesisRequest, plan_text
+from services.ws_outbox import Outbox
 from shared import metrics
 from shared.logging import request_id_var
 
@@ -32,253 +31,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("services.ws_session")
 
-_CLOSERS = "\"'\u201d\u2019)\\]}\u00bb\u300d\u300f\uff09"
-# . ! ? … and the Devanagari/Urdu stops end a sentence when whitespace follows (so "3.5" and "a.m." never cut).
-_SPACED_END = re.compile(r"[.!?\u2026\u0964\u0965\u06d4]+[" + _CLOSERS + r"]*(?=\s)")
-# Scripts written without spaces: their full stops end a sentence wherever the next character is not a closer.
-_UNSPACED_END = re.compile(r"[\u3002\uff01\uff1f\u0964\u0965]+[" + _CLOSERS + r"]*(?=[^" + _CLOSERS + r"])")
-# A period after these words is an abbreviation, not the end of a sentence.
-_ABBREVIATIONS = frozenset({"mr", "mrs", "ms", "dr", "prof", "st", "sr", "jr", "vs", "e.g", "i.e", "mt"})
 # Utterances one connection may have unfinished at once (they run one after another).
 MAX_QUEUED_UTTERANCES = 4
-_LEADING_PUNCT = "\"'\u201c\u2018([{\u00ab"
-
-
-class TextSegmenter:
-    """Buffers text pieces (concatenated verbatim) and returns the parts that are ready to synthesise.
-
-    A part is ready when the buffer holds complete sentences that together are at least `min_words` words
-    (or `min_chars` characters, for scripts without spaces): everything up to the last such sentence end is
-    returned as one part (the caller splits long parts like long HTTP text). A buffer longer than `threshold`
-    with no sentence end is cut between words into parts of about `target` characters. `flush()` returns
-    whatever is left. Parts are stripped and never blank.
-    """
-
-    def __init__(
-        self, *, threshold: int = 220, target: int = 170, min_words: int = 3, min_chars: int = 12
-    ) -> None:
-        self.threshold = threshold
-        self.target = target
-        self.min_words = min_words
-        self.min_chars = min_chars
-        self._buffer = ""
-
-    @property
-    def pending(self) -> str:
-        return self._buffer
-
-    def push(self, piece: str) -> list[str]:
-        self._buffer += piece
-        parts: list[str] = []
-        end = self._last_sentence_end()
-        if end:
-            parts.extend(self._whole(self._buffer[:end]))
-            self._buffer = self._buffer[end:].lstrip()
-        if len(self._buffer) > self.threshold:
-            parts.extend(self._cut_long_buffer())
-        return parts
-
-    def flush(self) -> list[str]:
-        text, self._buffer = self._buffer, ""
-        return self._whole(text)
-
-    # ------------------------------------------------------------------ internals
-    def _long_enough(self, text: str) -> bool:
-        return len(text.split()) >= self.min_words or len("".join(text.split())) >= self.min_chars
-
-    def _is_abbreviation(self, match: re.Match[str]) -> bool:
-        if match.group(0) != ".":
-            return False
-        before = self._buffer[: match.start()].rsplit(None, 1)
-        word = before[-1].lstrip(_LEADING_PUNCT).lower() if before else ""
-        return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())
-
-    def _last_sentence_end(self) -> int:
-        ends = [m.end() for m in _SPACED_END.finditer(self._buffer) if not self._is_abbreviation(m)]
-        ends += [m.end() for m in _UNSPACED_END.finditer(self._buffer)]
-        if not ends:
-            return 0
-        end = max(ends)  # a longer head is long enough whenever a shorter one is
-        return end if self._long_enough(self._buffer[:end]) else 0
-
-    def _cut_long_buffer(self) -> list[str]:
-        """A run-on buffer: emit all but its last part (which may still grow), cut between words."""
-        last_space = max(self._buffer.rfind(" "), self._buffer.rfind("\n"), self._buffer.rfind("\t"))
-        if last_space <= 0:
-            if len(self._buffer) <= 2 * self.threshold:
-                return []
-            text, self._buffer = self._buffer, ""  # no spaces at all: split_text cuts inside such runs
-            return self._split(text)
-        head, tail = self._buffer[:last_space], self._buffer[last_space:]
-        parts = self._split(head)
-        if len(parts) > 1:
-            self._buffer = parts.pop() + tail
-        else:
-            self._buffer = tail.lstrip()
-        return parts
-
-    @staticmethod
-    def _whole(text: str) -> list[str]:
-        text = text.strip()
-        return [text] if text else []
-
-    def _split(self, text: str) -> list[str]:
-        text = text.strip()
-        if not text:
-            return []
-        return [
-            p.strip() for p in split_text(text, max_chars=self.target, threshold=self.target) if p.strip()
-        ]
-
-
-# ---------------------------------------------------------------------------------------------- outbox
-class Transport(Protocol):
-    async def send_text(self, data: str) -> None: ...
-
-    async def send_bytes(self, data: bytes) -> None: ...
-
-
-class Owner(Protocol):
-    """What an outgoing item may belong to; once `cancelled`, its items still waiting are dropped."""
-
-    cancelled: bool
-
-    def delivered(self, size: int) -> None:
-        """One of its audio frames (`size` bytes) went out."""
-
-
-class ClientStalled(Exception):
-    """The client accepted nothing for longer than the send timeout."""
-
-
-@dataclass(frozen=True)
-class _Item:
-    payload: dict[str, Any] | bytes
-    owner: Owner | None
-
-
-class Outbox:
-    """The connection's only writer: one task drains two bounded queues, so sends never interleave.
-
-    The stream lane carries an utterance's `started`, audio, `progress`, `done` and its own `error`, in order;
-    it is bounded, so a slow reader pauses synthesis (backpressure). The reply lane (pong, acks, errors about a
-    client message) goes first, so a `cancel` is answered without waiting behind queued audio. Items of a
-    cancelled owner are skipped. A send that does not finish within `send_timeout_s` ends the writer with
-    `ClientStalled`; any send error ends it too (see `failure`).
-    """
-
-    def __init__(
-        self,
-        transport: Transport,
-        *,
-        max_items: int = 16,
-        send_timeout_s: float = 30.0,
-        reply_items: int = 64,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.transport = transport
-        self.send_timeout_s = send_timeout_s
-        self._stream: asyncio.Queue[_Item] = asyncio.Queue(max(1, max_items))
-        self._replies: asyncio.Queue[_Item] = asyncio.Queue(max(1, reply_items))
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._clock = clock
-        self.last_activity = clock()
-        self.task: asyncio.Task[None] | None = None
-        self.failure: BaseException | None = None
-        self.closed = False
-        self.frames_sent = 0
-        self.skipped = 0
-
-    def start(self) -> asyncio.Task[None]:
-        if self.task is None:
-            self.task = asyncio.create_task(self._run(), name="ws-writer")
-        return self.task
-
-    def touch(self) -> None:
-        """Something happened on the connection (a client message): the idle clock restarts."""
-        self.last_activity = self._clock()
-
-    async def send(self, payload: dict[str, Any], *, owner: Owner | None = None) -> None:
-        """A JSON event in stream order (after the audio already queued)."""
-        await self._put(self._stream, _Item(payload, owner))
-
-    async def audio(self, data: bytes, *, owner: Owner | None = None) -> None:
-        await self._put(self._stream, _Item(data, owner))
-
-    async def reply(self, payload: dict[str, Any]) -> None:
-        """A JSON answer to a client message; overtakes queued stream items."""
-        await self._put(self._replies, _Item(payload, None))
-
-    async def drain(self, timeout_s: float) -> bool:
-        """Wait until everything queued has been sent; False on timeout or when the writer is gone."""
-        deadline = self._clock() + timeout_s
-        while not self.closed:
-            if self._stream.empty() and self._replies.empty() and self._idle.is_set():
-                return True
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                return False
-            await asyncio.sleep(min(0.01, remaining))
-        return False
-
-    async def close(self) -> None:
-        self.closed = True
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-
-    async def _put(self, queue: asyncio.Queue[_Item], item: _Item) -> None:
-        if self.closed:
-            return
-        await queue.put(item)
-        self._wake.set()
-
-    def _next(self) -> _Item | None:
-        for queue in (self._replies, self._stream):
-            if not queue.empty():
-                return queue.get_nowait()
-        return None
-
-    async def _run(self) -> None:
-        try:
-            while True:
-                item = self._next()
-                if item is None:
-                    self._wake.clear()  # no await since _next(): a put cannot slip in between
-                    await self._wake.wait()
-                    continue
-                if item.owner is not None and item.owner.cancelled:
-                    self.skipped += 1
-                    continue
-                self._idle.clear()
-                try:
-                    await asyncio.wait_for(self._send(item.payload), self.send_timeout_s)
-                except TimeoutError:
-                    metrics.STALLED_CLIENTS.inc()
-                    logger.warning(
-                        "websocket client stalled; closing", extra={"send_timeout_s": self.send_timeout_s}
-                    )
-                    raise ClientStalled from None
-                finally:
-                    self._idle.set()
-                self.last_activity = self._clock()
-                if item.owner is not None and isinstance(item.payload, bytes):
-                    item.owner.delivered(len(item.payload))
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            self.failure = exc
-            self.closed = True
-            raise
-
-    async def _send(self, payload: dict[str, Any] | bytes) -> None:
-        if isinstance(payload, bytes):
-            await self.transport.send_bytes(payload)
-            self.frames_sent += 1
-        else:
-            await self.transport.send_text(json.dumps(payload, separators=(",", ":")))
 
 
 # ---------------------------------------------------------------------------------------------- utterances

@@ -42,7 +42,8 @@ from services.auth import ApiKeyRecord, anonymous_record
 from services.credits import CreditError, CreditReservation
 from services.rate_limit import LimitExceeded, rate_refusal
 from services.synthesis import SamplingOptions, SynthesisError, SynthesisRequest
-from services.ws_session import ClientStalled, Outbox, UtteranceOutcome, WsSession
+from services.ws_outbox import ClientStalled, Outbox
+from services.ws_session import UtteranceOutcome, WsSession
 
 logger = logging.getLogger("api.ws")
 router = APIRouter(tags=["tts"])

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
+from processing.segmenter import TextSegmenter
 from services.synthesis import SamplingOptions, SynthesisError, SynthesisRequest
-from services.ws_session import ClientStalled, Outbox, TextSegmenter, UtteranceOutcome, WsSession
+from services.ws_outbox import ClientStalled, Outbox
+from services.ws_session import UtteranceOutcome, WsSession
 
 
 # ---------------------------------------------------------------------------------------------- segmenter
