@@ -48,8 +48,9 @@ SR_RATE = 48_000
 # `max_tokens` counts semantic tokens (the public contract). Before them, a controllable/speaker generation
 # spends ~39 ids on acoustic labels, the 32 global tokens and their markers; the engine's budget adds this.
 PREAMBLE_TOKEN_ALLOWANCE = 64
-# Parsed deltas waiting between one generation and its decoder (an engine delta is usually 1-8 ids).
-TOKEN_QUEUE_ITEMS = 256
+# Parsed deltas waiting between one generation and its decoder (an engine delta is usually 1-8 ids): about a
+# second of audio, so a held-up decoder stops generation soon rather than a whole text chunk later.
+TOKEN_QUEUE_ITEMS = 64
 _END = object()
 
 
