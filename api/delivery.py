@@ -196,7 +196,7 @@ class Delivery:
             await source.aclose()
             raise
         self._mark_first_audio()
-        body = self._sse_body(first, source) if sse else self._body(first, source)
+        body = self._sse_body(first, source) if sse else self._audio_chunks(first, source)
         headers = dict(self.headers)
         headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         media_type = "text/event-stream" if sse else self.job.content_type
@@ -233,10 +233,6 @@ class Delivery:
             metrics.ACTIVE_STREAMS.dec()
             await source.aclose()
             self._report(status, code)
-
-    async def _body(self, first: bytes, source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        async for chunk in self._audio_chunks(first, source):
-            yield chunk
 
     async def _sse_body(self, first: bytes, source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         async for chunk in self._audio_chunks(first, source):

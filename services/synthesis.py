@@ -135,7 +135,7 @@ _ALLOWED_CACHE: dict[int, tuple[int, ...]] = {}
 
 
 def clone_mode_allowed_ids(layout: VocabLayout) -> tuple[int, ...]:
-    """Ids a clone-mode generation may produce: semantic tokens, their start/end markers and the stop ids."""
+    """Ids a clone-mode generation may produce: semantic tokens, their start marker and the stop ids."""
     cached = _ALLOWED_CACHE.get(id(layout))
     if cached is None:
         semantic = np.flatnonzero(layout.kinds == TokenKind.SEMANTIC).tolist()
@@ -390,16 +390,19 @@ class SynthesisJob:
         self.stats.max_queue_depth = max(self.stats.max_queue_depth, self.queue.qsize())
 
     async def _decode_text_chunk(self, index: int, tokens: asyncio.Queue) -> None:
-        if index == 0:
-            await self._wait_for_globals(tokens)
-        assert self.global_tokens is not None
+        # The parser refuses semantic ids before the 32 global tokens, so once anything arrives on this queue the
+        # voice is known (controllable mode learns it from the model) or the generation has failed.
+        item = await tokens.get()
+        if isinstance(item, BaseException):
+            raise item
+        if self.global_tokens is None:
+            raise TokenStreamError("generation ended before the 32 global tokens were complete")
         self.stats.global_tokens_per_chunk.append(self.global_tokens)
         self.stats.decoded_samples_per_chunk.append(0)
         d_vector = await asyncio.to_thread(self.runtime.speaker_vector, self.global_tokens)
         decoder = StreamingDecoder(self.runtime.bicodec, d_vector, self.stream_config)
         self.chain.start_segment()
         while True:
-            item = await tokens.get()
             semantic: list[int] = []
             done = False
             # Take what is already waiting (fewer, larger decode calls), but at most one decode chunk's worth,
@@ -418,35 +421,9 @@ class SynthesisJob:
                 await self._emit(await asyncio.to_thread(self._decode_push, decoder, semantic))
             if done:
                 break
+            item = await tokens.get()
         await self._emit(await asyncio.to_thread(self._decode_finish, decoder))
         self.stats.text_chunks_done += 1
-
-    async def _wait_for_globals(self, tokens: asyncio.Queue) -> None:
-        """Controllable mode: the voice is known once the model has emitted its 32 global tokens."""
-        if self._globals_ready.is_set():
-            return
-        waiter = asyncio.create_task(self._globals_ready.wait())
-        while not waiter.done():
-            # If generation fails before the globals, its exception is in the token queue.
-            getter = asyncio.create_task(tokens.get())
-            done, _ = await asyncio.wait({waiter, getter}, return_when=asyncio.FIRST_COMPLETED)
-            if getter in done:
-                item = getter.result()
-                if isinstance(item, BaseException):
-                    waiter.cancel()
-                    raise item
-                if item is _END:
-                    waiter.cancel()
-                    raise TokenStreamError("generation ended before the 32 global tokens were complete")
-                # Semantic ids before globals complete cannot happen in a valid stream; keep order anyway.
-                requeue = [item]
-                while not tokens.empty():
-                    requeue.append(tokens.get_nowait())
-                for it in requeue:
-                    tokens.put_nowait(it)
-                await waiter
-            else:
-                getter.cancel()
 
     # ------------------------------------------------------------------ text input
     def feed_text(self, text: str) -> None:
