@@ -12,7 +12,7 @@ are imported inside the container methods, so `import app` works anywhere (no to
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -24,6 +24,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import modal
+
+# Standard library only (the download image has no torch): digests, verification, set-aside, target checks.
+from core.weights import (
+    APBWE_FILES,
+    APBWE_REPO,
+    APBWE_REVISION,
+    APBWE_SUBDIR,
+    SPARK_FILES,
+    SPARK_REPO,
+    SPARK_REVISION,
+    WAV2VEC2_FILES,
+    FileReport,
+    check_target,
+    format_reports,
+    verify_tree,
+    write_stamp,
+)
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -239,6 +256,7 @@ download_image = (
     modal.Image.debian_slim(python_version=PYTHON_VERSION)
     .uv_pip_install(*DOWNLOAD_PACKAGES)
     .env({"HF_XET_HIGH_PERFORMANCE": "1"})
+    .add_local_python_source("core")  # core.weights (standard library only)
 )
 
 app = modal.App(MODAL.app_name)
@@ -461,106 +479,13 @@ class TTSService:
 # ------------------------------------------------------------------------------------------------------------
 # Weights: `modal run app.py::download [--sr-url URL] [--sr-config-url URL]`
 
-SPARK_REPO = "SparkAudio/Spark-TTS-0.5B"
-SPARK_REVISION = "642071559bfc6346c2359d19dcb6be3f9dd8a05d"
 SPARK_PATTERNS = ("config.yaml", "LLM/*", "BiCodec/*")
 WAV2VEC2_PATTERN = "wav2vec2-large-xlsr-53/*"
+APBWE_MIRROR = f"hf://{APBWE_REPO}/{APBWE_SUBDIR}"  # third-party mirror, claimed byte-identical
 
 
-@dataclass(frozen=True)
-class ExpectedFile:
-    """A file's published size and sha256. The spec lists most digests abbreviated (first 8 and last 5 hex
-    characters of the LFS oid): those are checked by prefix and suffix, full ones exactly."""
-
-    path: str
-    size: int | None
-    sha256_prefix: str
-    sha256_suffix: str = ""
-
-    @property
-    def abbreviated(self) -> bool:
-        return len(self.sha256_prefix) < 64
-
-
-# specs/spark_tts.md §1 (LFS pointers of the pinned revision).
-SPARK_FILES: tuple[ExpectedFile, ...] = (
-    ExpectedFile("config.yaml", 169, "49a07abf", "a7ae3"),
-    ExpectedFile("LLM/config.json", 658, "a0840145", "e4ae8"),
-    ExpectedFile("LLM/model.safetensors", 2_026_568_968, "97432243", "e1c53"),
-    ExpectedFile("LLM/tokenizer.json", 14_129_172, "9c8b057d", "ff057"),
-    ExpectedFile("LLM/tokenizer_config.json", 2_579_652, "d4b4dff0", "b7cf8"),
-    ExpectedFile("LLM/added_tokens.json", 508_522, "3b2b3e1c", "930ac"),
-    ExpectedFile("BiCodec/config.yaml", 1_164, "744f4093", "429be"),
-    ExpectedFile("BiCodec/model.safetensors", 625_518_756, "e9940cd4", "867ec"),
-)
-WAV2VEC2_FILES: tuple[ExpectedFile, ...] = (
-    ExpectedFile("wav2vec2-large-xlsr-53/config.json", 1_768, "48576e4a", "c52b5"),
-    ExpectedFile("wav2vec2-large-xlsr-53/preprocessor_config.json", 212, "a2254a5b", "e335"),
-)
-# specs/ap_bwe.md §1-2 (full digests, pinned by a third-party port; "Verify them on the first download").
-APBWE_FILES: tuple[ExpectedFile, ...] = (
-    ExpectedFile("config.json", 515, "d722dcda233d6b00669cc37fa1286d9a49ad8d18082f28c20f895303e706852e"),
-    ExpectedFile(
-        "g_16kto48k", 119_097_961, "305a05dcab7dc29ffba09d32692d7a34550fc8fbdf338013641ff5d39a3cb285"
-    ),
-)
-APBWE_MIRROR = "hf://rsxdalv/AP-BWE/weights/16kto48k"  # third-party mirror, claimed byte-identical
-
-
-@dataclass(frozen=True)
-class FileReport:
-    path: str
-    size: int | None
-    status: str  # verified | MISSING | SIZE MISMATCH | SHA256 MISMATCH | stored (no reference)
-    sha256: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status in ("verified", "stored (no reference)")
-
-
-def sha256_file(path: Path, block: int = 8 * 1024 * 1024) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def verify_file(root: Path, expected: ExpectedFile) -> FileReport:
-    path = root / expected.path
-    if not path.is_file():
-        return FileReport(expected.path, None, "MISSING")
-    size = path.stat().st_size
-    if expected.size is not None and size != expected.size:
-        return FileReport(expected.path, size, "SIZE MISMATCH")
-    digest = sha256_file(path)
-    prefix, suffix = expected.sha256_prefix.lower(), expected.sha256_suffix.lower()
-    matches = (
-        digest.startswith(prefix) and digest.endswith(suffix) if expected.abbreviated else digest == prefix
-    )
-    return FileReport(expected.path, size, "verified" if matches else "SHA256 MISMATCH", digest)
-
-
-def verify_tree(root: Path, expected: tuple[ExpectedFile, ...], prefix: str = "") -> list[FileReport]:
-    """Reports for the expected files, then every other file under `root` (sizes only)."""
-    reports = [verify_file(root, item) for item in expected]
-    known = {item.path for item in expected}
-    if root.is_dir():
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            rel = path.relative_to(root).as_posix()
-            if rel not in known and not rel.startswith(".cache/"):
-                reports.append(FileReport(rel, path.stat().st_size, "stored (no reference)"))
-    return [FileReport(f"{prefix}{r.path}", r.size, r.status, r.sha256) for r in reports]
-
-
-def format_reports(reports: list[FileReport]) -> str:
-    width = max([len(r.path) for r in reports] + [4])
-    lines = [f"{'file':<{width}}  {'bytes':>14}  status", f"{'-' * width}  {'-' * 14}  {'-' * 22}"]
-    for r in reports:
-        size = f"{r.size:,}" if r.size is not None else "-"
-        lines.append(f"{r.path:<{width}}  {size:>14}  {r.status}")
-    return "\n".join(lines)
+def _prefixed(reports: list[FileReport], prefix: str) -> list[FileReport]:
+    return [dataclasses.replace(r, path=f"{prefix}{r.path}") for r in reports]
 
 
 def fetch_to(source: str, dest: Path) -> None:
@@ -598,13 +523,6 @@ def fetch_to(source: str, dest: Path) -> None:
     os.replace(tmp_path, dest)
 
 
-def _remove_bad(root: Path, reports: list[FileReport], strip: str) -> None:
-    """Delete files that failed verification so the service never loads them."""
-    for report in reports:
-        if report.status in ("SIZE MISMATCH", "SHA256 MISMATCH"):
-            (root / report.path.removeprefix(strip)).unlink(missing_ok=True)
-
-
 @app.function(
     image=download_image,
     volumes={MODELS_PATH: models_volume},
@@ -623,12 +541,15 @@ def download(
 
     sr_url / sr_config_url: g_16kto48k and its config.json, each an http(s) URL, hf://owner/repo/path, or a
     path inside the container; "mirror" uses the third-party HF mirror. Files that fail verification are
-    deleted and the run fails after printing the table.
+    moved aside (never deleted) and the run fails after printing the table, which names the expected and
+    found digests. A target directory holding another checkpoint (a fine-tune) is refused before any write.
     """
     from huggingface_hub import snapshot_download
 
     model_root = Path(MODAL.model_dir)
     sr_root = Path(MODAL.sr_dir)
+    check_target(model_root, SPARK_REPO, revision)
+    write_stamp(model_root, SPARK_REPO, revision)
     patterns = [*SPARK_PATTERNS, *([WAV2VEC2_PATTERN] if include_wav2vec2 else [])]
     if revision != SPARK_REVISION:
         print(f"WARNING: revision {revision} is not the pinned {SPARK_REVISION}; hashes may not match")
@@ -637,30 +558,30 @@ def download(
         repo_id=SPARK_REPO, revision=revision, local_dir=str(model_root), allow_patterns=patterns
     )
     expected = SPARK_FILES + (WAV2VEC2_FILES if include_wav2vec2 else ())
-    reports = verify_tree(model_root, expected, prefix=f"{MODAL.model_subdir}/")
-    _remove_bad(model_root, reports, f"{MODAL.model_subdir}/")
+    reports = _prefixed(verify_tree(model_root, expected), f"{MODAL.model_subdir}/")
 
     if sr_url or sr_config_url:
         sources = {
             "g_16kto48k": f"{APBWE_MIRROR}/g_16kto48k.zip" if sr_url == "mirror" else sr_url,
             "config.json": f"{APBWE_MIRROR}/config.json" if sr_config_url == "mirror" else sr_config_url,
         }
+        check_target(sr_root, APBWE_REPO, APBWE_REVISION)
         for name, source in sources.items():
             if source:
                 print(f"fetching AP-BWE {name} <- {source}")
                 fetch_to(source, sr_root / name)
-        sr_reports = verify_tree(sr_root, APBWE_FILES, prefix=f"{MODAL.sr_subdir}/")
-        _remove_bad(sr_root, sr_reports, f"{MODAL.sr_subdir}/")
-        reports += sr_reports
+        reports += _prefixed(verify_tree(sr_root, APBWE_FILES), f"{MODAL.sr_subdir}/")
     else:
         print(
             "AP-BWE not requested (--sr-url/--sr-config-url): 48 kHz output will be resampled, health 'degraded'"
         )
 
     print(format_reports(reports))
-    print("(abbreviated spec digests are checked by their first 8 and last 4-5 hex characters)")
     models_volume.commit()
     bad = [r.path for r in reports if not r.ok]
     if bad:
-        raise RuntimeError(f"{len(bad)} file(s) failed verification and were not kept: {', '.join(bad)}")
+        raise RuntimeError(
+            f"{len(bad)} file(s) failed verification and were set aside (NAME.rejected-<sha>), not loaded: "
+            + ", ".join(bad)
+        )
     return [{"path": r.path, "bytes": r.size, "status": r.status, "sha256": r.sha256} for r in reports]

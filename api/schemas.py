@@ -96,6 +96,14 @@ class TTSGenerateRequest(SamplingFields):
         return output_rate_for(self.format, self.sample_rate, self.output)
 
 
+class OpenAIVoiceRef(BaseModel):
+    """Current OpenAI SDKs may send `voice` as an object: `{"id": "alloy"}`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(..., min_length=1, max_length=128)
+
+
 class OpenAISpeechRequest(BaseModel):
     """`POST /v1/audio/speech`, OpenAI-compatible."""
 
@@ -103,7 +111,9 @@ class OpenAISpeechRequest(BaseModel):
 
     model: str = Field("spark-tts", max_length=128, description="Accepted for compatibility (tts-1, tts-1-hd, spark-tts).")
     input: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS, description="Text to speak.")
-    voice: str | None = Field(None, min_length=1, max_length=128, description="Voice name or alias.")
+    voice: str | OpenAIVoiceRef | None = Field(
+        None, description='Voice id, alias or OpenAI voice name (alloy, ash, ...), or an object {"id": ...}.'
+    )
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = Field("mp3", description="Audio format.")
     speed: float = Field(1.0, ge=0.25, le=4.0, description="Maps to the model's speed label for style voices.")
     stream_format: Literal["audio", "sse"] = Field("audio", description="audio: raw bytes; sse: speech.audio.delta events.")
@@ -113,6 +123,17 @@ class OpenAISpeechRequest(BaseModel):
     @classmethod
     def _input(cls, value: str) -> str:
         return check_text(value, "input")
+
+    @field_validator("voice")
+    @classmethod
+    def _voice(cls, value: str | OpenAIVoiceRef | None) -> str | OpenAIVoiceRef | None:
+        if isinstance(value, str) and not 1 <= len(value) <= 128:
+            raise ValueError("must be 1-128 characters")
+        return value
+
+    @property
+    def voice_name(self) -> str | None:
+        return self.voice.id if isinstance(self.voice, OpenAIVoiceRef) else self.voice
 
 
 class HealthResponse(BaseModel):

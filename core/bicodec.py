@@ -40,6 +40,27 @@ SKIP_PREFIXES: tuple[str, ...] = (
 )
 
 
+# The released `BiCodec/config.yaml` (specs/spark_tts.md §1.3; fixtures/bicodec_manifest.json). Fine-tunes are
+# often copied without it: when the file is missing and the weights' shapes match this config, it is used.
+RELEASED_CONFIG: dict[str, Any] = {
+    "audio_tokenizer": {
+        "mel_params": {"sample_rate": 16000, "n_fft": 1024, "win_length": 640, "hop_length": 320,
+                       "mel_fmin": 10, "mel_fmax": None, "num_mels": 128},
+        "encoder": {"input_channels": 1024, "vocos_dim": 384, "vocos_intermediate_dim": 2048,
+                    "vocos_num_layers": 12, "out_channels": 1024, "sample_ratios": [1, 1]},
+        "decoder": {"input_channel": 1024, "channels": 1536, "rates": [8, 5, 4, 2], "kernel_sizes": [16, 11, 8, 4]},
+        "quantizer": {"input_dim": 1024, "codebook_size": 8192, "codebook_dim": 8, "commitment": 0.25,
+                      "codebook_loss_weight": 2.0, "use_l2_normlize": True, "threshold_ema_dead_code": 0.2},
+        "speaker_encoder": {"input_dim": 128, "out_dim": 1024, "latent_dim": 128, "token_num": 32,
+                            "fsq_levels": [4, 4, 4, 4, 4, 4], "fsq_num_quantizers": 1},
+        "prenet": {"input_channels": 1024, "vocos_dim": 384, "vocos_intermediate_dim": 2048, "vocos_num_layers": 12,
+                   "out_channels": 1024, "condition_dim": 1024, "sample_ratios": [1, 1], "use_tanh_at_final": False},
+        "postnet": {"input_channels": 1024, "vocos_dim": 384, "vocos_intermediate_dim": 2048, "vocos_num_layers": 6,
+                    "out_channels": 1024, "use_tanh_at_final": False},
+    }
+}  # fmt: skip
+
+
 class BiCodecLoadError(ValueError):
     """A BiCodec directory or state dict does not hold what the decoder needs."""
 
@@ -451,21 +472,33 @@ class BiCodecDecoder(nn.Module):
     def from_pretrained(
         cls, bicodec_dir: str | os.PathLike[str], device: str | torch.device = "cpu"
     ) -> BiCodecDecoder:
-        """Load `config.yaml` + `model.safetensors` (released layout), fold weight norm, move to `device`."""
+        """Load `config.yaml` + `model.safetensors` (released layout), fold weight norm, move to `device`.
+
+        Without `config.yaml` the released config is used if the weights' shapes match it exactly."""
         root = Path(bicodec_dir)
         config_path, weights_path = root / CONFIG_FILE, root / WEIGHTS_FILE
-        for path, what in ((config_path, "the BiCodec config"), (weights_path, "the BiCodec weights")):
-            if not path.is_file():
-                raise BiCodecLoadError(f"{path}: missing; expected {what}")
-        raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-        if not isinstance(raw, dict) or not isinstance(raw.get(CONFIG_TOP_KEY), dict):
-            raise BiCodecLoadError(f"{config_path}: expected a mapping under top key '{CONFIG_TOP_KEY}'")
+        if not weights_path.is_file():
+            raise BiCodecLoadError(f"{weights_path}: missing; expected the BiCodec weights")
+        if config_path.is_file():
+            raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+            if not isinstance(raw, dict) or not isinstance(raw.get(CONFIG_TOP_KEY), dict):
+                raise BiCodecLoadError(f"{config_path}: expected a mapping under top key '{CONFIG_TOP_KEY}'")
+        else:
+            raw = RELEASED_CONFIG
         with torch.device("meta"):
             model = cls(raw)
         expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
         with safe_open(str(weights_path), framework="pt", device="cpu") as f:
             shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
-            needed = plan_decode_tensors(shapes, expected, source=str(weights_path))
+            try:
+                needed = plan_decode_tensors(shapes, expected, source=str(weights_path))
+            except BiCodecLoadError as exc:
+                if raw is not RELEASED_CONFIG:
+                    raise
+                raise BiCodecLoadError(
+                    f"{config_path}: missing, and the weights are not the released BiCodec size ({exc}); "
+                    "copy the checkpoint's BiCodec/config.yaml beside its model.safetensors"
+                ) from exc
             tensors = {name: f.get_tensor(name) for name in needed}
         model.load_decode_state_dict(tensors)
         return model.to(torch.device(device))

@@ -1,8 +1,12 @@
-"""Find and validate a model directory laid out like the released Spark-TTS-0.5B.
+"""Find and validate a Spark-TTS model directory. Two layouts are accepted (specs/first_contact.md §2):
 
-Layout (spec §1): root `config.yaml`, `LLM/` (HF Qwen2 + tokenizer), `BiCodec/` (config.yaml + model.safetensors),
-optional `wav2vec2-large-xlsr-53/` (only for encoding reference audio), optional `voices.json`, and an optional
-AP-BWE `16kto48k/` directory (config.json + g_16kto48k). Every failure names the file and what was expected.
+- "released" (Spark-TTS-0.5B): root `config.yaml`, `LLM/` (HF Qwen2 + tokenizer), `BiCodec/`.
+- "finetune": the HF LLM files at the root (`config.json`, `model.safetensors` or shards, `tokenizer.json`), as
+  `save_pretrained` writes them, with `BiCodec/` beside them; the root `config.yaml` is optional (16 kHz assumed)
+  and `BiCodec/config.yaml` may be missing when the weights have the released shapes.
+Both: optional `wav2vec2-large-xlsr-53/` (only for encoding reference audio), optional `voices.json`, optional
+AP-BWE `16kto48k/` (config.json + g_16kto48k; or anywhere with TTS_SR_DIR). A directory holding both `LLM/` and
+root LLM weights is refused: which one to serve would be a guess. Every failure names the file and the fix.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ class SparkCheckpoint:
     is_demo: bool
     wav2vec2_dir: Path | None
     voices_file: Path | None
+    layout: str = "released"  # released | finetune
+    root_config_file: Path | None = None
 
     @property
     def name(self) -> str:
@@ -73,6 +79,8 @@ def _load_json_mapping(path: Path) -> dict:
 def _validate_llm(llm_dir: Path) -> None:
     if not llm_dir.is_dir():
         raise CheckpointError(f"{llm_dir}: missing; expected the LLM/ directory (HF Qwen2 checkpoint and tokenizer)")
+    if not (llm_dir / "config.json").is_file() and (llm_dir / "model.safetensors.index.json").is_file():
+        raise CheckpointError(f"{llm_dir / 'config.json'}: missing; expected the Qwen2 config.json beside the shards")
     config = _load_json_mapping(_require_file(llm_dir / "config.json", "the Qwen2 config.json"))
     missing = [k for k in LLM_REQUIRED_CONFIG_KEYS if k not in config]
     if missing:
@@ -80,7 +88,7 @@ def _validate_llm(llm_dir: Path) -> None:
     if config.get("model_type") != "qwen2":
         raise CheckpointError(f"{llm_dir / 'config.json'}: model_type is {config.get('model_type')!r}; expected 'qwen2'")
     weights = sorted(llm_dir.glob("*.safetensors"))
-    if not weights:
+    if not weights and not (llm_dir / "model.safetensors.index.json").is_file():
         raise CheckpointError(f"{llm_dir / 'model.safetensors'}: missing; expected the LLM weights in safetensors")
     _require_file(llm_dir / "tokenizer.json", "the fast tokenizer with the Spark-TTS added tokens")
 
@@ -88,15 +96,36 @@ def _validate_llm(llm_dir: Path) -> None:
 def _validate_bicodec(bicodec_dir: Path) -> None:
     if not bicodec_dir.is_dir():
         raise CheckpointError(f"{bicodec_dir}: missing; expected the BiCodec/ directory (config.yaml + model.safetensors)")
-    config_path = _require_file(bicodec_dir / "config.yaml", "the BiCodec config (top key audio_tokenizer)")
-    config = _load_yaml_mapping(config_path)
-    section = config.get("audio_tokenizer")
-    if not isinstance(section, dict):
-        raise CheckpointError(f"{config_path}: no 'audio_tokenizer' mapping; expected the released BiCodec config layout")
-    missing = [k for k in BICODEC_SECTIONS if not isinstance(section.get(k), dict)]
-    if missing:
-        raise CheckpointError(f"{config_path}: audio_tokenizer lacks sections {missing}; expected {list(BICODEC_SECTIONS)}")
+    config_path = bicodec_dir / "config.yaml"
+    if config_path.is_file():
+        config = _load_yaml_mapping(config_path)
+        section = config.get("audio_tokenizer")
+        if not isinstance(section, dict):
+            raise CheckpointError(
+                f"{config_path}: no 'audio_tokenizer' mapping; expected the released BiCodec config layout"
+            )
+        missing = [k for k in BICODEC_SECTIONS if not isinstance(section.get(k), dict)]
+        if missing:
+            raise CheckpointError(
+                f"{config_path}: audio_tokenizer lacks sections {missing}; expected {list(BICODEC_SECTIONS)}"
+            )
+    # Without config.yaml the decoder checks the weights against the released shapes when it loads them.
     _require_file(bicodec_dir / "model.safetensors", "the BiCodec weights (float32 safetensors)")
+
+
+def _root_llm_files(root: Path) -> list[str]:
+    names = [p.name for p in sorted(root.glob("*.safetensors"))]
+    if (root / "model.safetensors.index.json").is_file():
+        names.append("model.safetensors.index.json")
+    return names
+
+
+def _root_sample_rate(path: Path) -> tuple[int, bool]:
+    config = _load_yaml_mapping(path)
+    sample_rate = config.get("sample_rate")
+    if sample_rate != 16000:
+        raise CheckpointError(f"{path}: sample_rate is {sample_rate!r}; expected 16000")
+    return 16000, bool(config.get("demo", False))
 
 
 def load_spark_checkpoint(root: Path | str) -> SparkCheckpoint:
@@ -104,12 +133,27 @@ def load_spark_checkpoint(root: Path | str) -> SparkCheckpoint:
     root = Path(root)
     if not root.is_dir():
         raise CheckpointError(f"{root}: not a directory; expected a Spark-TTS model directory (TTS_MODEL_DIR)")
-    root_config_path = _require_file(root / "config.yaml", "the root audio config (sample_rate: 16000, ...)")
-    root_config = _load_yaml_mapping(root_config_path)
-    sample_rate = root_config.get("sample_rate")
-    if sample_rate != 16000:
-        raise CheckpointError(f"{root_config_path}: sample_rate is {sample_rate!r}; expected 16000")
-    _validate_llm(root / "LLM")
+    root_weights = _root_llm_files(root)
+    has_llm_dir = (root / "LLM").is_dir()
+    if has_llm_dir and root_weights:
+        raise CheckpointError(
+            f"{root}: holds both {root / 'LLM'}/ and LLM weights at the root ({', '.join(root_weights)}); "
+            "keep one: LLM/ for the released layout, or the root files for a fine-tune"
+        )
+    root_config_path = root / "config.yaml"
+    if root_weights:
+        layout, llm_dir = "finetune", root
+        sample_rate, is_demo = _root_sample_rate(root_config_path) if root_config_path.is_file() else (16000, False)
+    else:
+        layout, llm_dir = "released", root / "LLM"
+        if not has_llm_dir:
+            raise CheckpointError(
+                f"{root / 'LLM'}: missing, and no LLM weights (*.safetensors) at {root}; expected the released "
+                "layout (config.yaml, LLM/, BiCodec/) or a fine-tune with its HF LLM files at the root"
+            )
+        _require_file(root_config_path, "the root audio config (sample_rate: 16000, ...)")
+        sample_rate, is_demo = _root_sample_rate(root_config_path)
+    _validate_llm(llm_dir)
     _validate_bicodec(root / "BiCodec")
     wav2vec2 = root / "wav2vec2-large-xlsr-53"
     voices = root / "voices.json"
@@ -117,12 +161,14 @@ def load_spark_checkpoint(root: Path | str) -> SparkCheckpoint:
         _load_json_mapping(voices)
     return SparkCheckpoint(
         root=root,
-        llm_dir=root / "LLM",
+        llm_dir=llm_dir,
         bicodec_dir=root / "BiCodec",
-        sample_rate=16000,
-        is_demo=bool(root_config.get("demo", False)),
+        sample_rate=sample_rate,
+        is_demo=is_demo,
         wav2vec2_dir=wav2vec2 if wav2vec2.is_dir() else None,
         voices_file=voices if voices.is_file() else None,
+        layout=layout,
+        root_config_file=root_config_path if root_config_path.is_file() else None,
     )
 
 

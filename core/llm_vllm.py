@@ -31,6 +31,29 @@ def _model_max_positions(llm_dir: Path) -> int | None:
     return int(value) if isinstance(value, int) else None
 
 
+
+# Per-request limits of vLLM's GPU model runner (V2, the default on every CUDA GPU), from
+# vllm/v1/worker/gpu/sample/logit_bias.py. Past them the runner raises inside the engine step, which is fatal to
+# the whole engine, so every request is checked here first and a bad one fails alone. The vLLM test tier reads
+# the installed vLLM's values and fails if these drift.
+GPU_RUNNER_MAX_ALLOWED_TOKEN_IDS = 1024
+GPU_RUNNER_MAX_LOGIT_BIAS_TOKENS = 1024
+GPU_RUNNER_MAX_STOP_TOKEN_IDS = 128
+
+
+def check_gpu_runner_limits(sampling: SamplingConfig) -> None:
+    """Raise ValueError for a request the GPU runner would refuse inside the engine step."""
+    allowed = sampling.allowed_token_ids
+    if allowed is not None and len(allowed) > GPU_RUNNER_MAX_ALLOWED_TOKEN_IDS:
+        raise ValueError(
+            f"{len(allowed)} allowed_token_ids exceed vLLM's GPU runner limit of {GPU_RUNNER_MAX_ALLOWED_TOKEN_IDS}"
+        )
+    if len(sampling.stop_token_ids) > GPU_RUNNER_MAX_STOP_TOKEN_IDS:
+        raise ValueError(
+            f"{len(sampling.stop_token_ids)} stop_token_ids exceed vLLM's GPU runner limit of "
+            f"{GPU_RUNNER_MAX_STOP_TOKEN_IDS}"
+        )
+
 class VLLMEngine:
     """`LLMEngine` over vLLM's `AsyncLLM`. Construction starts the engine (~15 s on CPU): do it off the loop."""
 
@@ -111,6 +134,7 @@ class VLLMEngine:
         return 0 if self._engine is None else int(self._engine.get_num_unfinished_requests())
 
     def sampling_params(self, sampling: SamplingConfig) -> Any:
+        check_gpu_runner_limits(sampling)
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 

@@ -9,8 +9,9 @@ Kinds:
   `Asha: `), placed at the start of the content or before the task token. With global_tokens it is a
   clone prompt, with a gender a controllable prompt, with neither the model emits the 32 globals itself.
 
-Names: `resolve` matches voice ids exactly (case-sensitive), then aliases case-insensitively. An unknown
-name raises `UnknownVoiceError`, whose message lists the available ids.
+Names: `resolve` matches voice ids exactly (case-sensitive), then aliases case-insensitively, then OpenAI voice
+names (alloy, ash, ...; see OPENAI_VOICE_GENDERS). An unknown name raises `UnknownVoiceError`, whose message lists
+the available ids.
 """
 
 from __future__ import annotations
@@ -34,6 +35,17 @@ FORMAT_VERSION = 1
 _VOICE_KEYS = {
     "id", "name", "kind", "aliases", "gender", "pitch", "speed", "global_tokens", "prompt_prefix",
     "prefix_placement", "description",
+}  # fmt: skip
+
+
+# OpenAI's voice names with the gender they are heard as. Clients such as Pipecat, LiveKit (default "ash") and
+# Open WebUI (default "alloy") send only these, so every checkpoint answers them: each maps to a voice of the same
+# gender when the checkpoint has one (round robin), else to any voice. voices.json "openai_voices" or
+# TTS_OPENAI_VOICE_MAP override single names; a voice id or alias with the same name always wins.
+OPENAI_VOICE_GENDERS: dict[str, str] = {
+    "alloy": "female", "ash": "male", "ballad": "male", "coral": "female", "echo": "male", "fable": "male",
+    "nova": "female", "onyx": "male", "sage": "female", "shimmer": "female", "verse": "male",
+    "marin": "female", "cedar": "male",
 }  # fmt: skip
 
 
@@ -95,8 +107,8 @@ class Voice:
             raise VoiceConfigError(f"{where}: a style voice needs gender (female or male)")
         if self.kind == "global_tokens" and self.global_tokens is None:
             raise VoiceConfigError(f"{where}: a global_tokens voice needs 'global_tokens' (32 integers)")
-        if self.kind == "prompt_prefix" and not self.prompt_prefix:
-            raise VoiceConfigError(f"{where}: a prompt_prefix voice needs a non-empty 'prompt_prefix'")
+        if self.kind == "prompt_prefix" and self.prompt_prefix is None:
+            raise VoiceConfigError(f"{where}: a prompt_prefix voice needs 'prompt_prefix' (\"\" for none)")
 
     @property
     def parse_mode(self) -> Literal["controllable", "clone"]:
@@ -173,6 +185,8 @@ class VoiceRegistry:
     voices: Mapping[str, Voice]
     default_voice_id: str
     _aliases: Mapping[str, str] = field(repr=False)
+    _openai: Mapping[str, str] = field(repr=False, default_factory=dict)
+    _openai_overrides: Mapping[str, str] = field(repr=False, default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> VoiceRegistry:
@@ -203,7 +217,45 @@ class VoiceRegistry:
         default = data.get("default", next(iter(voices)))
         if default not in voices:
             raise VoiceConfigError(f"default voice {default!r} is not one of the voices: {', '.join(voices)}")
-        return cls(voices=voices, default_voice_id=default, _aliases=aliases)
+        registry = cls(voices=voices, default_voice_id=default, _aliases=aliases)
+        overrides = data.get("openai_voices", {})
+        if not isinstance(overrides, Mapping):
+            raise VoiceConfigError("'openai_voices' must map OpenAI voice names to voice ids")
+        return registry.with_openai_voices(overrides)
+
+    def with_openai_voices(self, overrides: Mapping[str, str] | None = None) -> VoiceRegistry:
+        """This registry with every OpenAI voice name resolvable (see OPENAI_VOICE_GENDERS)."""
+        overrides = {str(k).casefold(): v for k, v in (overrides or {}).items()}
+        for name, target in overrides.items():
+            if name not in OPENAI_VOICE_GENDERS:
+                raise VoiceConfigError(
+                    f"openai voice {name!r} is not an OpenAI voice name; accepted: {', '.join(OPENAI_VOICE_GENDERS)}"
+                )
+            if target not in self.voices:
+                raise VoiceConfigError(f"openai voice {name!r} maps to unknown voice {target!r}")
+        mapping: dict[str, str] = {}
+        turn: dict[str, int] = {}
+        for name, gender in OPENAI_VOICE_GENDERS.items():
+            if name in overrides:
+                mapping[name] = overrides[name]
+                continue
+            if name in self.voices or name in self._aliases:
+                continue  # the checkpoint names this voice itself
+            pool = [v.id for v in self.voices.values() if v.gender == gender] or list(self.voices)
+            index = turn.get(gender, 0)
+            mapping[name] = pool[index % len(pool)]
+            turn[gender] = index + 1
+        return dataclasses.replace(self, _openai=mapping, _openai_overrides=overrides)
+
+    @property
+    def openai_overrides(self) -> dict[str, str]:
+        """The explicit OpenAI-name choices this registry was given (voices.json and settings)."""
+        return dict(self._openai_overrides)
+
+    @property
+    def openai_voices(self) -> dict[str, str]:
+        """OpenAI voice name -> voice id, for names the checkpoint does not define itself."""
+        return dict(self._openai)
 
     @classmethod
     def from_file(cls, path: Path | str) -> VoiceRegistry:
@@ -218,6 +270,20 @@ class VoiceRegistry:
             raise VoiceConfigError(f"{path}: {exc}") from exc
 
     @classmethod
+    def for_finetune(cls, speakers: Iterable[str] = ()) -> VoiceRegistry:
+        """Voices for a fine-tune without voices.json, in the recipe's trained format (first_contact.md §2):
+        one `"{speaker}: "` prefix voice per speaker, or, with none named, one voice with no prefix (a
+        single-speaker fine-tune). Never the controllable style voices, which such a model never saw."""
+        names = [s.strip() for s in speakers if s.strip()]
+        if not names:
+            voices = [{"id": "default", "name": "Default", "kind": "prompt_prefix", "prompt_prefix": "",
+                       "description": "The fine-tune's own voice (no speaker prefix)."}]
+        else:
+            voices = [{"id": n, "name": n, "kind": "prompt_prefix", "prompt_prefix": f"{n}: ",
+                       "description": f"Fine-tuned speaker {n}."} for n in names]
+        return cls.from_dict({"format": FORMAT_VERSION, "default": voices[0]["id"], "voices": voices})
+
+    @classmethod
     def builtin(cls) -> VoiceRegistry:
         return cls.from_dict({"format": FORMAT_VERSION, "default": "default", "voices": list(BUILTIN_VOICES)})
 
@@ -228,13 +294,15 @@ class VoiceRegistry:
         voice = self.voices.get(name)
         if voice is not None:
             return voice
-        voice_id = self._aliases.get(name.casefold())
+        voice_id = self._aliases.get(name.casefold()) or self._openai.get(name.casefold())
         if voice_id is None:
             raise UnknownVoiceError(name, self.voices)
         return self.voices[voice_id]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and (name in self.voices or name.casefold() in self._aliases)
+        return isinstance(name, str) and (
+            name in self.voices or name.casefold() in self._aliases or name.casefold() in self._openai
+        )
 
     def __len__(self) -> int:
         return len(self.voices)

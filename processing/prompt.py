@@ -220,7 +220,10 @@ def build_prompt(
     clone prompt, so every chunk keeps the same voice. Otherwise: stored globals -> clone prompt; a gender ->
     controllable prompt; only a speaker prefix -> speaker prompt (the model emits the globals).
     """
-    prefix = SpeakerPrefix(voice.prompt_prefix, voice.prefix_placement) if voice.prompt_prefix else None  # type: ignore[arg-type]
+    prefix = (
+        SpeakerPrefix(voice.prompt_prefix, voice.prefix_placement)  # type: ignore[arg-type]
+        if voice.prompt_prefix is not None else None
+    )
     tokens = global_tokens if global_tokens is not None else voice.global_tokens
     if tokens is not None:
         style = StyleLabels(gender=None, pitch=voice.pitch, speed=voice.speed)

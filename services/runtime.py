@@ -30,6 +30,7 @@ class RuntimeState(StrEnum):
     WARMING = "warming"
     READY = "ready"
     FAILED = "failed"
+    WARMUP_FAILED = "warmup_failed"
     UNHEALTHY = "unhealthy"
     STOPPED = "stopped"
 
@@ -131,8 +132,21 @@ class ModelRuntime:
         self.layout = VocabLayout.from_tokenizer(self.tokenizer)
         if self.checkpoint.voices_file is not None:
             self.voices = VoiceRegistry.from_file(self.checkpoint.voices_file)
+        elif self.checkpoint.layout == "finetune":
+            self.voices = VoiceRegistry.for_finetune(self.settings.finetune_speakers.split(","))
         else:
             self.voices = VoiceRegistry.builtin()
+        logger.info(
+            "checkpoint resolved",
+            extra={"layout": self.checkpoint.layout, "llm_dir": str(self.checkpoint.llm_dir),
+                   "bicodec_dir": str(self.checkpoint.bicodec_dir),
+                   "voices_file": str(self.checkpoint.voices_file) if self.checkpoint.voices_file else None,
+                   "voices": self.voices.ids, "sr_dir": str(self.settings.resolved_sr_dir)},
+        )
+        if self.settings.openai_voice_map:
+            self.voices = self.voices.with_openai_voices(
+                {**self.voices.openai_overrides, **self.settings.openai_voice_map}
+            )
         self.bicodec = BiCodecDecoder.from_pretrained(self.checkpoint.bicodec_dir, device=self.device)
         if self.settings.decode_batch_max > 0:
             from services.decode_batcher import BatchingDecoder
@@ -179,7 +193,13 @@ class ModelRuntime:
             metrics.MODEL_LOADED.set(1)
             if self.settings.warmup:
                 self.state = RuntimeState.WARMING
-                await self.warmup()
+                try:
+                    await self.warmup()
+                except Exception as exc:  # noqa: BLE001 - stay up and say why (a restart would fail the same way)
+                    self.state = RuntimeState.WARMUP_FAILED
+                    self.error = f"warm-up failed: {exc.__class__.__name__}: {exc}"
+                    logger.exception("warm-up failed; the service stays up and reports not ready")
+                    return
             self.load_seconds = time.perf_counter() - started
             metrics.MODEL_LOAD_SECONDS.set(self.load_seconds)
             self.state = RuntimeState.READY
@@ -230,7 +250,8 @@ class ModelRuntime:
     def health(self) -> HealthReport:
         if self.state == RuntimeState.READY:
             status = "degraded" if (self.sr is None and self.settings.sr_enabled) else "healthy"
-        elif self.state in (RuntimeState.FAILED, RuntimeState.UNHEALTHY, RuntimeState.STOPPED):
+        elif self.state in (RuntimeState.FAILED, RuntimeState.WARMUP_FAILED, RuntimeState.UNHEALTHY,
+                            RuntimeState.STOPPED):
             status = "unhealthy"
         else:
             status = "degraded"

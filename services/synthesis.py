@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -131,19 +132,10 @@ class PipelineStats:
         return data
 
 
-_ALLOWED_CACHE: dict[int, tuple[int, ...]] = {}
-
-
-def clone_mode_allowed_ids(layout: VocabLayout) -> tuple[int, ...]:
-    """Ids a clone-mode generation may produce: semantic tokens, their start marker and the stop ids."""
-    cached = _ALLOWED_CACHE.get(id(layout))
-    if cached is None:
-        semantic = np.flatnonzero(layout.kinds == TokenKind.SEMANTIC).tolist()
-        markers = [layout.marker_id(Marker.START_SEMANTIC), *layout.stop_token_ids]
-        cached = tuple(sorted(set(semantic) | set(markers)))
-        _ALLOWED_CACHE.clear()
-        _ALLOWED_CACHE[id(layout)] = cached
-    return cached
+def draw_seed() -> int:
+    """A fresh seed for a request that gave none. vLLM seeds unseeded requests from the engine seed, so without
+    this every fresh container would repeat the same sequence of "random" voices (first_contact.md §5)."""
+    return secrets.randbelow(2**31)
 
 
 def plan_text(text: str, *, normalize: bool, chunking: bool, threshold: int, target: int,
@@ -305,9 +297,11 @@ class SynthesisJob:
         budget = max(1, min(s.max_tokens + preamble, room, text_cap))
         return SamplingConfig(
             temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, max_tokens=budget,
-            repetition_penalty=s.repetition_penalty, seed=s.seed,
+            repetition_penalty=s.repetition_penalty, seed=s.seed if s.seed is not None else draw_seed(),
             stop_token_ids=tuple(self.runtime.layout.stop_token_ids),
-            allowed_token_ids=clone_mode_allowed_ids(self.runtime.layout) if mode == "clone" else None,
+            # No allowed_token_ids: vLLM's GPU runner refuses more than 1,024 inside the engine step, which kills
+            # the engine (first_contact.md §1). The clone-mode parser drops every non-semantic id instead and
+            # counts them (veena3_tts_parser_ignored_tokens_total).
         )
 
     async def _generate(self, index: int, text: str, out: asyncio.Queue) -> None:
@@ -342,6 +336,8 @@ class SynthesisJob:
                 finally:
                     await stream.aclose()
             parser.finish()
+            if parser.ignored_count:
+                metrics.PARSER_IGNORED_TOKENS.labels(mode).inc(parser.ignored_count)
             if self.global_tokens is None:
                 raise TokenStreamError("generation ended before the 32 global tokens were complete")
             await out.put(_END)

@@ -49,6 +49,11 @@ FRAMES_DROPPED = Counter(f"{PREFIX}_frames_dropped", "Audio frames or chunks dro
 PIPELINE_LOSSES = Counter(
     f"{PREFIX}_pipeline_losses", "Requests where a later stage saw less than an earlier one.", ["stage"], registry=REGISTRY
 )
+PARSER_IGNORED_TOKENS = Counter(
+    f"{PREFIX}_parser_ignored_tokens",
+    "Generated ids the token parser discarded (in clone mode: anything that is not a semantic id).",
+    ["mode"], registry=REGISTRY,
+)
 LLM_TOKENS = Counter(f"{PREFIX}_llm_tokens_generated", "Token ids produced by the LLM.", registry=REGISTRY)
 MODEL_LOADED = Gauge(f"{PREFIX}_model_loaded", "1 when the speech models are loaded.", registry=REGISTRY)
 SR_READY = Gauge(f"{PREFIX}_sr_ready", "1 when AP-BWE super-resolution is loaded.", registry=REGISTRY)

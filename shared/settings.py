@@ -47,7 +47,11 @@ class Settings(BaseSettings):
     llm_dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="LLM compute dtype; auto = bfloat16 on GPU, float32 on CPU. float16 is refused (broken model)."
     )
-    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vLLM share of GPU memory.")
+    gpu_memory_utilization: float = Field(
+        0.4, gt=0, le=1,
+        description="vLLM share of GPU memory (weights + KV cache). 0.4 of a 24 GB card holds the 0.5B model and "
+        "64 x 4096 tokens of KV cache and leaves the rest to BiCodec, AP-BWE and the clone encoder (RUNBOOK sizing).",
+    )
     max_model_len: int = Field(4096, ge=256, description="vLLM max sequence length (prompt + generated).")
     max_num_seqs: int = Field(64, ge=1, description="vLLM max concurrent sequences.")
     enable_prefix_caching: bool = Field(True, description="vLLM prefix caching (shared voice prompts).")
@@ -77,6 +81,16 @@ class Settings(BaseSettings):
 
     # --- request defaults and limits ---------------------------------------------------------
     default_speaker: str = Field("default", description="Voice used when a request names none (OpenAI route).")
+    finetune_speakers: str = Field(
+        "",
+        description='Comma-separated speaker names of a fine-tune served without voices.json: each becomes a voice '
+        'prompted as "{speaker}: {text}" (the fine-tuning recipe\'s format). Empty: one voice with no prefix.',
+    )
+    openai_voice_map: dict[str, str] = Field(
+        default_factory=dict,
+        description='JSON object overriding which voice an OpenAI voice name uses, e.g. {"alloy": "Asha"}; names not '
+        "given map to a voice of the same gender (see README, Voices).",
+    )
     max_text_chars: int = Field(50_000, ge=1, description="Longest accepted text in characters.")
     default_temperature: float = Field(0.8, description="Sampling temperature when a request omits it.")
     default_top_k: int = Field(50, description="top_k when a request omits it.")

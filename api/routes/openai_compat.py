@@ -28,7 +28,7 @@ async def speech(body: OpenAISpeechRequest, request: Request, grant: AccessGrant
         max_tokens=settings.default_max_tokens, repetition_penalty=settings.default_repetition_penalty, seed=None,
     )
     params = SynthesisParams(
-        text=body.input, speaker=body.voice, audio_format=body.response_format, sample_rate=OPENAI_SAMPLE_RATE,
+        text=body.input, speaker=body.voice_name, audio_format=body.response_format, sample_rate=OPENAI_SAMPLE_RATE,
         want_sr=True, stream=True, normalize=True, chunking=True, sampling=sampling,
         speed=None if body.speed == 1.0 else body.speed, text_field="input", voice_field="voice",
     )

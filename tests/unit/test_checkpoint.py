@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from core.checkpoint import CheckpointError, load_spark_checkpoint, load_sr_checkpoint
+from tests.conftest import FIXTURES
+
+FIXTURE_MANIFEST = FIXTURES / "bicodec_manifest.json"
 
 
 @pytest.fixture
@@ -54,7 +57,6 @@ def test_missing_directory(tmp_path: Path) -> None:
         ("LLM/config.json", "Qwen2 config.json"),
         ("LLM/model.safetensors", "LLM weights in safetensors"),
         ("LLM/tokenizer.json", "fast tokenizer"),
-        ("BiCodec/config.yaml", "BiCodec config"),
         ("BiCodec/model.safetensors", "BiCodec weights"),
     ],
 )
@@ -125,3 +127,51 @@ def test_sr_directory_errors(model_dir: Path) -> None:
     expect_error("config.json", "expected 16000->48000", sr, load_sr_checkpoint)
     (sr / "config.json").unlink()
     expect_error("config.json", "AP-BWE config.json", sr, load_sr_checkpoint)
+
+
+# ------------------------------------------------------------------------------------------- fine-tune layout
+
+
+def test_a_finetune_with_the_llm_at_the_root_is_accepted(demo_model_dir: Path, tmp_path: Path) -> None:
+    from tests.finetune import finetune_layout
+
+    root = finetune_layout(demo_model_dir, tmp_path / "ft", root_config=False)
+    checkpoint = load_spark_checkpoint(root)
+    assert checkpoint.layout == "finetune" and checkpoint.llm_dir == root
+    assert checkpoint.sample_rate == 16000 and checkpoint.root_config_file is None
+    assert checkpoint.voices_file is None and not checkpoint.is_demo
+
+
+def test_llm_dir_and_root_weights_together_are_refused_naming_both(model_dir: Path) -> None:
+    shutil.copy2(model_dir / "LLM" / "config.json", model_dir / "config.json")
+    (model_dir / "model.safetensors").symlink_to((model_dir / "LLM" / "model.safetensors").resolve())
+    with pytest.raises(CheckpointError) as info:
+        load_spark_checkpoint(model_dir)
+    assert "LLM" in str(info.value) and "model.safetensors" in str(info.value) and "keep one" in str(info.value)
+
+
+def test_neither_layout_says_what_was_expected(model_dir: Path) -> None:
+    shutil.rmtree(model_dir / "LLM")
+    expect_error("LLM", "a fine-tune with its HF LLM files at the root", model_dir)
+
+
+def test_missing_bicodec_config_uses_the_released_config_only_when_the_shapes_match(model_dir: Path) -> None:
+    from core.bicodec import BiCodecDecoder, BiCodecLoadError
+
+    (model_dir / "BiCodec" / "config.yaml").unlink()
+    assert load_spark_checkpoint(model_dir).bicodec_dir == model_dir / "BiCodec"
+    # The demo codec is smaller than the released one: the decoder says so and what to do.
+    with pytest.raises(BiCodecLoadError, match="not the released BiCodec size.*copy the checkpoint's BiCodec/config.yaml"):
+        BiCodecDecoder.from_pretrained(model_dir / "BiCodec")
+
+
+def test_missing_bicodec_config_with_released_shapes_loads() -> None:
+    from core.bicodec import RELEASED_CONFIG, decode_tensor_shapes
+
+    manifest = FIXTURE_MANIFEST
+    if not manifest.is_file():
+        pytest.skip(f"{manifest} not found")
+    released = json.loads(manifest.read_text())
+    decode = {n: tuple(t["shape"]) for n, t in released["tensors"].items() if t["decode_path"]}
+    assert released["config"] == RELEASED_CONFIG
+    assert decode_tensor_shapes(RELEASED_CONFIG) == decode

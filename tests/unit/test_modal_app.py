@@ -19,6 +19,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
+from core.weights import ExpectedFile
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
@@ -380,40 +382,11 @@ def _write(path: Path, data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def test_verify_checks_abbreviated_digests_by_prefix_and_suffix(tmp_path: Path) -> None:
-    digest = _write(tmp_path / "LLM" / "config.json", b'{"model_type": "qwen2"}')
-    size = (tmp_path / "LLM" / "config.json").stat().st_size
-    good = modal_app.ExpectedFile("LLM/config.json", size, digest[:8], digest[-5:])
-    assert modal_app.verify_file(tmp_path, good).status == "verified"
-    wrong_suffix = modal_app.ExpectedFile("LLM/config.json", size, digest[:8], "00000")
-    assert modal_app.verify_file(tmp_path, wrong_suffix).status == "SHA256 MISMATCH"
-    wrong_size = modal_app.ExpectedFile("LLM/config.json", size + 1, digest[:8], digest[-5:])
-    assert modal_app.verify_file(tmp_path, wrong_size).status == "SIZE MISMATCH"
-    full = modal_app.ExpectedFile("LLM/config.json", None, digest)
-    assert not full.abbreviated and modal_app.verify_file(tmp_path, full).status == "verified"
-    missing = modal_app.ExpectedFile("BiCodec/model.safetensors", 10, "aa", "bb")
-    assert modal_app.verify_file(tmp_path, missing).status == "MISSING"
-
-
-def test_verify_tree_reports_every_stored_file(tmp_path: Path) -> None:
-    digest = _write(tmp_path / "config.yaml", b"sample_rate: 16000\n")
-    _write(tmp_path / "wav2vec2-large-xlsr-53" / "pytorch_model.bin", b"\0" * 10)
-    _write(tmp_path / ".cache" / "huggingface" / "x.lock", b"")
-    expected = (modal_app.ExpectedFile("config.yaml", 19, digest[:8], digest[-5:]),)
-    reports = modal_app.verify_tree(tmp_path, expected, prefix="Spark-TTS-0.5B/")
-    assert [(r.path, r.status) for r in reports] == [
-        ("Spark-TTS-0.5B/config.yaml", "verified"),
-        ("Spark-TTS-0.5B/wav2vec2-large-xlsr-53/pytorch_model.bin", "stored (no reference)"),
-    ]
-    table = modal_app.format_reports(reports)
-    assert "Spark-TTS-0.5B/config.yaml" in table and "19" in table and "verified" in table
-
-
-def test_spec_digests_are_listed_for_both_weight_files() -> None:
+def test_download_uses_the_full_spec_digests() -> None:
     paths = {f.path: f for f in modal_app.SPARK_FILES}
-    assert paths["LLM/model.safetensors"].sha256_prefix == "97432243"
-    assert paths["BiCodec/model.safetensors"].sha256_prefix == "e9940cd4"
-    assert all(not f.abbreviated for f in modal_app.APBWE_FILES)
+    assert paths["LLM/model.safetensors"].sha256 == "54825baf0a2f6076eb3c78fa1d22a95aee225f59070a8b295f8169db860eb109"
+    assert paths["BiCodec/model.safetensors"].sha256.startswith("e9940cd4")
+    assert all(f.sha256 is None or len(f.sha256) == 64 for f in modal_app.SPARK_FILES + modal_app.APBWE_FILES)
     assert modal_app.SPARK_REVISION == "642071559bfc6346c2359d19dcb6be3f9dd8a05d"
 
 
@@ -475,12 +448,8 @@ def _run_download(
         modal_app,
         "SPARK_FILES",
         (
-            modal_app.ExpectedFile(
-                "config.yaml", len(files["config.yaml"]), good["config.yaml"][:8], good["config.yaml"][-5:]
-            ),
-            modal_app.ExpectedFile(
-                "LLM/model.safetensors", len(files["LLM/model.safetensors"]), "deadbeef", "00000"
-            ),
+            ExpectedFile("config.yaml", len(files["config.yaml"]), good["config.yaml"]),
+            ExpectedFile("LLM/model.safetensors", len(files["LLM/model.safetensors"]), "d" * 64),
         ),
     )
     return calls, volume
@@ -499,9 +468,9 @@ def test_download_stores_verifies_reports_and_commits(
     monkeypatch.setattr(
         modal_app,
         "APBWE_FILES",
-        tuple(modal_app.ExpectedFile(n, len(d), hashlib.sha256(d).hexdigest()) for n, d in sr_files.items()),
+        tuple(ExpectedFile(n, len(d), hashlib.sha256(d).hexdigest()) for n, d in sr_files.items()),
     )
-    with pytest.raises(RuntimeError, match="1 file\\(s\\) failed verification.*LLM/model.safetensors"):
+    with pytest.raises(RuntimeError, match="1 file\\(s\\) failed verification and were set aside.*LLM/model.safetensors"):
         modal_app.download.local(
             sr_url=str(sr_source / "g_16kto48k"),
             sr_config_url=str(sr_source / "config.json"),
@@ -519,7 +488,11 @@ def test_download_stores_verifies_reports_and_commits(
     assert "Spark-TTS-0.5B/LLM/model.safetensors" in out and "SHA256 MISMATCH" in out
     assert "ap_bwe/16kto48k/g_16kto48k" in out
     models = tmp_path / "models"
-    assert not (models / "Spark-TTS-0.5B" / "LLM" / "model.safetensors").exists()  # a bad file is not kept
+    llm = models / "Spark-TTS-0.5B" / "LLM"
+    assert not (llm / "model.safetensors").exists()  # never loaded ...
+    kept = list(llm.glob("model.safetensors.rejected-*"))
+    assert len(kept) == 1 and kept[0].read_bytes() == b"weights"  # ... but never deleted
+    assert "expected " + "d" * 64 in out and hashlib.sha256(b"weights").hexdigest() in out
     assert (models / "ap_bwe" / "16kto48k" / "g_16kto48k").read_bytes() == sr_files["g_16kto48k"]
     assert volume.commits == 1
 

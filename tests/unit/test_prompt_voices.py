@@ -209,7 +209,7 @@ def test_every_demo_voice_builds_a_prompt(registry):
         ({"id": "a", "kind": "style"}, "needs gender"),
         ({"id": "a", "gender": "robot"}, "gender 'robot' unknown"),
         ({"id": "a", "gender": "male", "pitch": "loud"}, "pitch 'loud' unknown"),
-        ({"id": "a", "kind": "prompt_prefix"}, "non-empty 'prompt_prefix'"),
+        ({"id": "a", "kind": "prompt_prefix"}, "needs 'prompt_prefix'"),
         ({"id": "a", "kind": "robot"}, "kind 'robot' unknown"),
         ({"id": "a", "gender": "male", "colour": "red"}, "unknown keys"),
         ({"id": "", "gender": "male"}, "non-empty string"),
