@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import contextlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,6 +235,16 @@ class _Frontend:
 # Service object.
 
 
+def _deterministic_cpu_convs(device: torch.device | str):
+    """oneDNN picks convolution algorithms by input length on some CPUs (seen on AVX2 EPYC), so one window's
+    rounding depends on how long it is; the generator's phase output (an atan2 of near-zero values in empty
+    bins) turns that 1e-7 into audible differences, and streamed SR would no longer equal the offline recipe.
+    PyTorch's native CPU convolutions are length-independent (streamed = offline within 1e-7 again)."""
+    if torch.device(device).type == "cpu":
+        return torch.backends.mkldnn.flags(enabled=False)
+    return contextlib.nullcontext()
+
+
 class SuperResolution:
     """AP-BWE 16 kHz -> 48 kHz. `upsample` for whole signals, `stream()` for incremental input."""
 
@@ -291,10 +302,11 @@ class SuperResolution:
         x = torch.from_numpy(np.ascontiguousarray(x16, dtype=np.float32)).to(self.device)
         if n < self._frontend.min_input:
             x = F.pad(x, (0, self._frontend.min_input - n))
-        x48 = self.resample(x)
-        spec = self._frontend.analyse(x48)
-        logamp, pha = self.generator(spec.logamp, spec.pha)
-        y = self._frontend.synthesise(Spectrum(logamp, pha), length=x48.numel())
+        with _deterministic_cpu_convs(self.device):
+            x48 = self.resample(x)
+            spec = self._frontend.analyse(x48)
+            logamp, pha = self.generator(spec.logamp, spec.pha)
+            y = self._frontend.synthesise(Spectrum(logamp, pha), length=x48.numel())
         return y[: n * self.config.ratio].float().cpu().numpy()
 
     # -- public API ---------------------------------------------------------------------------------------

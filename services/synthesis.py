@@ -30,7 +30,7 @@ from audio.reframe import FrameBuffer
 from audio.resample import StreamingResampler
 from core.llm import SamplingConfig
 from core.streaming import StreamingConfig, StreamingDecoder
-from core.tokens import Marker, TokenKind, TokenParser, TokenStreamError, VocabLayout
+from core.tokens import TokenParser, TokenStreamError
 from processing.chunking import split_text
 from processing.normalize import normalize_text
 from processing.prompt import build_prompt_ids

@@ -77,35 +77,54 @@ def test_resampler_matches_reference(expected):
     np.testing.assert_allclose(y, expected["wav48_sinc"], atol=1e-5, rtol=0)
 
 
+# Float32 FFTs and convolutions round differently on different CPUs (MKL/oneDNN kernels). In empty bins
+# (|X| near the 1e-4 log floor) log-amplitude and phase are ill-conditioned, so stage outputs are compared where
+# they are well-conditioned: complex spectra relative to their peak, phases weighted by their amplitude. The
+# end-to-end waveform of the random-weight fixture is not compared: its generator turns those empty-bin phases
+# into full-band output, so it matches the reference only on the CPU kernel the fixture was made with.
+
+
+def _complex(logamp: np.ndarray, pha: np.ndarray) -> np.ndarray:
+    return (np.exp(logamp) - 1e-4) * np.exp(1j * pha)
+
+
+def _assert_spectra_close(logamp, pha, ref_logamp, ref_pha, rel: float) -> None:
+    ours, ref = _complex(logamp, pha), _complex(ref_logamp, ref_pha)
+    error = np.abs(ours - ref).max() / np.abs(ref).max()
+    assert error <= rel, f"complex spectrum error {error:.2e} of its peak (limit {rel:.0e})"
+
+
 @needs_tiny
 def test_stft_features_match_reference(sr, expected):
     spec = sr.analyse(torch.from_numpy(expected["wav48_sinc"]))
-    np.testing.assert_allclose(spec.logamp[0].numpy(), expected["logamp_in"], atol=1e-4, rtol=0)
-    # Phase compared on the unit circle: -pi and pi are the same angle.
-    np.testing.assert_allclose(np.cos(spec.pha[0].numpy()), np.cos(expected["pha_in"]), atol=1e-4, rtol=0)
-    np.testing.assert_allclose(np.sin(spec.pha[0].numpy()), np.sin(expected["pha_in"]), atol=1e-4, rtol=0)
+    _assert_spectra_close(spec.logamp[0].numpy(), spec.pha[0].numpy(), expected["logamp_in"], expected["pha_in"],
+                          rel=1e-5)
+    # Where the spectrum is well above the floor, the log-amplitude itself matches tightly.
+    strong = expected["logamp_in"] > np.log(1e-1)
+    np.testing.assert_allclose(spec.logamp[0].numpy()[strong], expected["logamp_in"][strong], atol=1e-4, rtol=0)
 
 
 @needs_tiny
 def test_generator_matches_reference(sr, expected):
-    with torch.no_grad():
+    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):
         logamp, pha = sr.generator(
             torch.from_numpy(expected["logamp_in"])[None], torch.from_numpy(expected["pha_in"])[None]
         )
     np.testing.assert_allclose(logamp[0].numpy(), expected["logamp_out"], atol=1e-4, rtol=0)
-    np.testing.assert_allclose(np.cos(pha[0].numpy()), np.cos(expected["pha_out"]), atol=1e-4, rtol=0)
-    np.testing.assert_allclose(np.sin(pha[0].numpy()), np.sin(expected["pha_out"]), atol=1e-4, rtol=0)
+    _assert_spectra_close(logamp[0].numpy(), pha[0].numpy(), expected["logamp_out"], expected["pha_out"], rel=1e-5)
 
 
 @needs_tiny
-def test_upsample_waveform_matches_reference_and_is_exactly_3x(sr, expected):
-    wav16 = expected["wav16"]
-    y = sr.upsample(wav16)
-    assert y.dtype == np.float32
-    assert y.shape == (3 * 16123,)
+def test_synthesis_matches_reference_and_upsample_is_exactly_3x(sr, expected):
+    from core.apbwe import Spectrum
+
+    out = Spectrum(torch.from_numpy(expected["logamp_out"])[None], torch.from_numpy(expected["pha_out"])[None])
+    y = sr._frontend.synthesise(out, length=3 * 16123).numpy()
     ref = expected["wav48_out"]  # upstream's iSTFT drops the last 3N mod 80 samples
     np.testing.assert_allclose(y[: len(ref)], ref, atol=1e-4, rtol=0)
-    assert np.all(np.isfinite(y))
+    full = sr.upsample(expected["wav16"])
+    assert full.dtype == np.float32 and full.shape == (3 * 16123,)
+    assert np.all(np.isfinite(full))
 
 
 @needs_tiny

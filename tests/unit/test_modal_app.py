@@ -19,14 +19,13 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
-from core.weights import ExpectedFile
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 import app as modal_app
+from core.weights import ExpectedFile
 from services import gpu_health
 from services.gpu_health import GPU_FAULT, GPU_OOM, FaultKind, GpuFaultDetector, OomPolicy, classify_gpu_error
 from shared import metrics
