@@ -11,9 +11,9 @@ STFT frame grid (80 samples at 16 kHz) so its frames coincide with the offline f
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
-import contextlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
