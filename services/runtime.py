@@ -250,11 +250,10 @@ class ModelRuntime:
     def health(self) -> HealthReport:
         if self.state == RuntimeState.READY:
             status = "degraded" if (self.sr is None and self.settings.sr_enabled) else "healthy"
-        elif self.state in (RuntimeState.FAILED, RuntimeState.WARMUP_FAILED, RuntimeState.UNHEALTHY,
-                            RuntimeState.STOPPED):
+        elif self.state in (RuntimeState.FAILED, RuntimeState.UNHEALTHY, RuntimeState.STOPPED):
             status = "unhealthy"
         else:
-            status = "degraded"
+            status = "degraded"  # loading, warming, or warm-up failed: alive (no restart loop), not ready
         return HealthReport(
             status=status,
             state=self.state.value,

@@ -32,10 +32,26 @@ class RunningServer:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def wait_health(self, predicate, timeout_s: float = 120.0) -> dict:
+        """Poll /v1/tts/health until `predicate(body)` is true; return the body."""
+        deadline = time.monotonic() + timeout_s
+        body: dict = {}
+        while time.monotonic() < deadline:
+            try:
+                body = httpx.get(f"{self.base_url}/v1/tts/health", timeout=5).json()
+                if predicate(body):
+                    return body
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"health never matched within {timeout_s}s; last: {body}")
+
 
 def start_server(
-    model_dir: Path, log_path: Path, env_overrides: dict[str, str] | None = None, timeout_s: float = 180.0
+    model_dir: Path, log_path: Path, env_overrides: dict[str, str] | None = None, timeout_s: float = 180.0,
+    *, wait_ready: bool = True,
 ) -> RunningServer:
+    """`wait_ready=False`: return as soon as the server answers /v1/tts/health at all (any status)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_") or k.startswith("TTS_TEST_")}
     env.update(
@@ -73,6 +89,9 @@ def start_server(
         if process.poll() is not None:
             raise RuntimeError(f"server exited early:\n{log_path.read_text(errors='replace')[-4000:]}")
         try:
+            if not wait_ready:
+                httpx.get(f"{base_url}/v1/tts/health", timeout=2)
+                return RunningServer(base_url, process, log_path)
             if httpx.get(f"{base_url}/v1/tts/ready", timeout=2).status_code == 200:
                 return RunningServer(base_url, process, log_path)
         except httpx.HTTPError:

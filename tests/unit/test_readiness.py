@@ -55,3 +55,24 @@ def test_a_broken_model_directory_is_unhealthy_with_the_reason(tmp_path: Path) -
         assert health.status_code == 503
         assert health.json()["status"] == "unhealthy" and "missing" in health.json()["error"]
         assert client.get("/v1/tts/ready").status_code == 503
+
+
+class WarmupFails(ModelRuntime):
+    async def warmup(self) -> None:
+        raise RuntimeError("the model produced no global tokens")
+
+
+def test_a_warm_up_failure_stays_up_not_ready_with_the_reason(demo_model_dir: Path) -> None:
+    """No restart loop: the process answers (health 200, degraded, the reason), readiness says 503."""
+    settings = Settings(model_dir=demo_model_dir, auth_enabled=False, warmup=True, log_json=False)
+    runtime = WarmupFails(settings)
+    with TestClient(create_app(settings, runtime=runtime)) as client:
+        for _ in range(600):
+            if runtime.state.value == "warmup_failed":
+                break
+            client.portal.call(asyncio.sleep, 0.1)
+        health = client.get("/v1/tts/health")
+        assert health.status_code == 200 and health.json()["status"] == "degraded"
+        assert "warm-up failed" in health.json()["error"] and "no global tokens" in health.json()["error"]
+        ready = client.get("/v1/tts/ready")
+        assert ready.status_code == 503 and ready.json()["state"] == "warmup_failed"
