@@ -106,7 +106,9 @@ class ModalConfig:
     max_containers: int = 10  # TTS_MODAL_MAX_CONTAINERS: hard ceiling
     buffer_containers: int = 2  # TTS_MODAL_BUFFER_CONTAINERS: idle extras kept while under load
     scaledown_window: int = 180  # TTS_MODAL_SCALEDOWN_WINDOW: idle seconds before a container stops (2..3600)
-    timeout: int = 120  # TTS_MODAL_TIMEOUT: per-request execution limit in seconds
+    # TTS_MODAL_TIMEOUT: per-input limit in seconds. One HTTP stream or one WebSocket connection is one input, so
+    # this bounds the longest request and session; the container's text limit is derived from it (see below).
+    timeout: int = 3600
     startup_timeout: int = 1200  # TTS_MODAL_STARTUP_TIMEOUT: model load + vLLM compile + warm-up limit
     max_inputs: int = 12  # TTS_MODAL_MAX_INPUTS: concurrent requests per container (hard)
     target_inputs: int = 8  # TTS_MODAL_TARGET_INPUTS: concurrency the autoscaler aims for
@@ -205,6 +207,10 @@ class ModalConfig:
 
 MODELS_PATH = "/models"
 VLLM_CACHE_PATH = "/root/.cache/vllm"
+# Slowest sustained synthesis speed a full container is sized for, in characters of text per second of wall
+# time (about real time under load: speech runs ~14-16 characters a second). The accepted text length is capped
+# at timeout x this, so no accepted request can outlive its Modal input.
+MIN_CHARS_PER_SECOND = 14
 MODAL = ModalConfig.from_env()
 SNAPSHOTS = MODAL.snapshot != "off"
 GPU_SNAPSHOT = MODAL.snapshot == "gpu"
@@ -239,9 +245,13 @@ LOCAL_PACKAGES: tuple[str, ...] = ("api", "core", "processing", "audio", "servic
 SERVING_ENV: dict[str, str] = {
     "HF_HUB_OFFLINE": "1",  # weights come from the volume; never reach for the Hub at serving time
     "TOKENIZERS_PARALLELISM": "false",
-    "TORCHINDUCTOR_COMPILE_THREADS": "1",  # snapshot-safe compile (specs/modal_vllm.md A1e)
     "VLLM_CACHE_ROOT": VLLM_CACHE_PATH,
+    # The parent process imports torch (and may touch CUDA) before vLLM starts its engine core: say `spawn`
+    # explicitly instead of letting vLLM switch with a warning.
+    "VLLM_WORKER_MULTIPROC_METHOD": "spawn",
 }
+if SNAPSHOTS:
+    SERVING_ENV["TORCHINDUCTOR_COMPILE_THREADS"] = "1"  # snapshot-safe compile (specs/modal_vllm.md A1e)
 
 serving_image = (
     modal.Image.debian_slim(python_version=PYTHON_VERSION)
@@ -260,7 +270,8 @@ download_image = (
 )
 
 app = modal.App(MODAL.app_name)
-models_volume = modal.Volume.from_name(MODAL.volume, create_if_missing=True)
+# Never create the model volume implicitly: a typo would serve from an empty volume (first_contact.md §4).
+models_volume = modal.Volume.from_name(MODAL.volume)
 VOLUMES: dict[str, Any] = {MODELS_PATH: models_volume}
 if MODAL.vllm_cache_volume:
     VOLUMES[VLLM_CACHE_PATH] = modal.Volume.from_name(MODAL.vllm_cache_volume, create_if_missing=True)
@@ -326,15 +337,16 @@ def container_settings(cfg: ModalConfig) -> Settings:
     }
     overrides = {name: value for name, value in defaults.items() if not _env_is_set(env, name)}
     if cfg.snapshot == "gpu":
-        # vLLM must be built with sleep mode to release its KV cache before the GPU snapshot.
-        if "vllm_sleep_mode" not in Settings.model_fields:
-            raise DeploymentConfigError(
-                "TTS_MODAL_SNAPSHOT=gpu needs the TTS_VLLM_SLEEP_MODE setting (vLLM enable_sleep_mode), "
-                "which this build of shared/settings.py lacks; deploy with TTS_MODAL_SNAPSHOT=off or cpu."
-            )
-        overrides["vllm_sleep_mode"] = True
+        overrides["vllm_sleep_mode"] = True  # vLLM must release its KV cache before the GPU snapshot
     settings = Settings(**overrides)
     check_container_settings(settings)
+    longest = cfg.timeout * MIN_CHARS_PER_SECOND
+    if settings.max_text_chars > longest:
+        logger.warning(
+            "text limit lowered to what the Modal timeout allows",
+            extra={"max_text_chars": longest, "configured": settings.max_text_chars, "timeout_s": cfg.timeout},
+        )
+        settings = settings.model_copy(update={"max_text_chars": longest})
     return settings
 
 

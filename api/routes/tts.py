@@ -90,6 +90,10 @@ async def _start_synthesis(request: Request, params: SynthesisParams, grant: Acc
     runtime = request.app.state.runtime
     settings = request.app.state.settings
     started = request.scope.get("state", {}).get("received_at", time.perf_counter())
+    if len(params.text) > settings.max_text_chars:
+        raise ApiError("TEXT_TOO_LONG", f"Invalid '{params.text_field}': at most {settings.max_text_chars} "
+                       f"characters per request on this deployment, got {len(params.text)}; split the text.",
+                       param=params.text_field)
     detector = getattr(request.app.state, "gpu_fault_detector", None)
     if detector is not None and detector.tripped:
         raise ApiError("GPU_FAULT", "This container hit a GPU fault and is being replaced; retry the request.",

@@ -88,7 +88,7 @@ def test_import_needs_no_token_and_declares_production_defaults(tmp_path: Path) 
     assert opts["cpu"] == 4.0
     assert (opts["min_containers"], opts["max_containers"], opts["buffer_containers"]) == (1, 10, 2)
     assert opts["scaledown_window"] == 180
-    assert opts["timeout"] == 120
+    assert opts["timeout"] == 3600  # one input = one stream or WebSocket session (first_contact.md §4)
     assert opts["startup_timeout"] >= 600  # first boot compiles vLLM graphs
     assert opts["enable_memory_snapshot"] is False
     assert opts["experimental_options"] is None
@@ -712,3 +712,20 @@ def test_default_stop_hook_is_modal_only_inside_modal(monkeypatch: pytest.Monkey
     assert gpu_health.default_stop_hook() is not gpu_health.modal_stop_fetching_inputs
     monkeypatch.setenv("MODAL_IS_REMOTE", "1")
     assert gpu_health.default_stop_hook() is gpu_health.modal_stop_fetching_inputs
+
+
+def test_timeout_and_text_limit_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No accepted text may need longer than one Modal input may run: the limit follows the timeout."""
+    for key, value in {"TTS_API_KEYS": "k", "TTS_MAX_TEXT_CHARS": "50000"}.items():
+        monkeypatch.setenv(key, value)
+    cfg = modal_app.ModalConfig(timeout=600)
+    settings = modal_app.container_settings(cfg)
+    assert settings.max_text_chars == 600 * modal_app.MIN_CHARS_PER_SECOND < 50_000
+    assert modal_app.container_settings(modal_app.ModalConfig()).max_text_chars == 50_000  # 1 h covers 50k
+
+
+def test_model_volume_is_never_created_implicitly_and_compile_threads_only_with_snapshots() -> None:
+    source = (ROOT / "app.py").read_text()
+    assert "Volume.from_name(MODAL.volume)" in source
+    assert modal_app.SERVING_ENV["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn"
+    assert "TORCHINDUCTOR_COMPILE_THREADS" not in modal_app.SERVING_ENV  # snapshots are off by default

@@ -76,3 +76,13 @@ def test_a_warm_up_failure_stays_up_not_ready_with_the_reason(demo_model_dir: Pa
         assert "warm-up failed" in health.json()["error"] and "no global tokens" in health.json()["error"]
         ready = client.get("/v1/tts/ready")
         assert ready.status_code == 503 and ready.json()["state"] == "warmup_failed"
+
+
+def test_the_deployment_text_limit_applies_to_http(demo_model_dir: Path) -> None:
+    settings = Settings(model_dir=demo_model_dir, auth_enabled=False, warmup=False, log_json=False, max_text_chars=10)
+    with TestClient(create_app(settings, runtime=SlowRuntime(settings))) as client:
+        response = client.post("/v1/tts/generate", json={"text": "x" * 11})
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "TEXT_TOO_LONG" and "at most 10" in response.json()["error"]["message"]
+        openai = client.post("/v1/audio/speech", json={"input": "y" * 11, "voice": "alloy"})
+        assert openai.status_code == 413 and openai.json()["error"]["param"] == "input"
