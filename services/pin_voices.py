@@ -1,0 +1,95 @@
+"""Voice pinning: generate once per voice, keep its 32 global tokens, and write them into voices.json.
+
+    python -m services.pin_voices MODEL_DIR [--voices Asha,Bittu] [--seed 0] [--out MODEL_DIR/voices.json]
+
+A style or speaker-prefix voice lets the model choose the 32 global (timbre) tokens on every request, so its
+timbre drifts between requests and every request waits ~34 decode steps for them. Pinned, the voice's prompt
+carries those globals: for a fine-tuned speaker that is exactly the trained sequence
+`<|task_tts|><|start_content|>Name: text<|end_content|><|start_global_token|>{32 globals}<|end_global_token|>`
+(specs/first_contact.md §2), one timbre on every request and no global-token steps. Uses the engine the settings
+name (TTS_ENGINE; vLLM on a GPU, transformers on a CPU). Voices that already have globals are left as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from services.runtime import ModelRuntime
+from services.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest
+from shared.settings import Settings
+
+PIN_TEXT = "Hello, this is my voice."
+
+
+async def pin(runtime: ModelRuntime, voice_ids: Sequence[str] | None = None, *, seed: int = 0,
+              text: str = PIN_TEXT) -> dict[str, tuple[int, ...]]:
+    """Generate once per voice without stored globals; return {voice id: its 32 global tokens}."""
+    pinned: dict[str, tuple[int, ...]] = {}
+    for voice in runtime.voices.voices.values():
+        if voice.global_tokens is not None or (voice_ids and voice.id not in voice_ids):
+            continue
+        request = SynthesisRequest(
+            request_id=f"pin-{voice.id}", text=text, voice=voice,
+            sampling=SamplingOptions(runtime.settings.default_temperature, runtime.settings.default_top_k,
+                                     runtime.settings.default_top_p, 64, runtime.settings.default_repetition_penalty,
+                                     seed=seed),
+            audio_format="pcm", sample_rate=NATIVE_RATE, stream=False, normalize=False, chunking=False,
+        )
+        job = SynthesisJob(runtime, request)
+        await job.collect()
+        if job.global_tokens is None:
+            raise RuntimeError(f"voice {voice.id!r}: the model produced no global tokens")
+        pinned[voice.id] = tuple(job.global_tokens)
+    return pinned
+
+
+def pinned_voices_document(runtime: ModelRuntime, pinned: dict[str, tuple[int, ...]]) -> dict:
+    voices = []
+    for voice in runtime.voices.voices.values():
+        if voice.id in pinned:
+            voice = dataclasses.replace(voice, global_tokens=pinned[voice.id])
+        voices.append(voice.to_dict())
+    document = {"format": 1, "default": runtime.voices.default_voice_id, "voices": voices}
+    if runtime.voices.openai_overrides:
+        document["openai_voices"] = runtime.voices.openai_overrides
+    return document
+
+
+async def _run(model_dir: Path, voice_ids: list[str], seed: int, out: Path) -> int:
+    settings = Settings(model_dir=model_dir, warmup=False, sr_enabled=False, auth_enabled=False, log_json=False)
+    runtime = ModelRuntime(settings)
+    await runtime.start()
+    if not runtime.ready:
+        print(f"error: the model did not load: {runtime.error}", file=sys.stderr)
+        return 1
+    try:
+        pinned = await pin(runtime, voice_ids or None, seed=seed)
+        document = pinned_voices_document(runtime, pinned)
+    finally:
+        await runtime.shutdown()
+    out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    for voice_id, tokens in pinned.items():
+        print(f"pinned {voice_id}: {list(tokens)}")
+    print(f"wrote {out} ({len(pinned)} voice(s) pinned); restart the service to use it")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.pin_voices", description=__doc__.split("\n\n")[0])
+    parser.add_argument("model_dir", type=Path)
+    parser.add_argument("--voices", default="", help="comma list of voice ids (default: every unpinned voice)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed of the pinning generation")
+    parser.add_argument("--out", type=Path, default=None, help="where to write (default MODEL_DIR/voices.json)")
+    args = parser.parse_args(argv)
+    voice_ids = [v.strip() for v in args.voices.split(",") if v.strip()]
+    return asyncio.run(_run(args.model_dir, voice_ids, args.seed, args.out or args.model_dir / "voices.json"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

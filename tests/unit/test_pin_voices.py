@@ -1,0 +1,33 @@
+"""Pinning a fine-tune's speakers: one generation each, globals stored, later prompts carry the trained sequence."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from core.voices import VoiceRegistry
+from processing.prompt import build_prompt
+from tests.conftest import PROJECT_ROOT
+from tests.finetune import finetune_layout
+
+
+def test_pinning_writes_globals_and_the_prompt_becomes_the_trained_sequence(demo_model_dir: Path, tmp_path: Path):
+    root = finetune_layout(demo_model_dir, tmp_path / "ft", root_config=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
+    env.update({"TTS_FINETUNE_SPEAKERS": "Asha,Bittu", "TTS_DEVICE": "cpu"})
+    done = subprocess.run([sys.executable, "-m", "services.pin_voices", str(root)], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "pinned Asha" in done.stdout and "pinned Bittu" in done.stdout
+    document = json.loads((root / "voices.json").read_text())
+    registry = VoiceRegistry.from_dict(document)
+    asha = registry.resolve("Asha")
+    assert asha.kind == "prompt_prefix" and len(asha.global_tokens) == 32
+    prompt, mode = build_prompt("Hi.", asha)
+    globals_str = "".join(f"<|bicodec_global_{g}|>" for g in asha.global_tokens)
+    assert prompt == (f"<|task_tts|><|start_content|>Asha: Hi.<|end_content|><|start_global_token|>{globals_str}"
+                      "<|end_global_token|>")
+    assert mode == "clone"
