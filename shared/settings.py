@@ -87,7 +87,7 @@ class Settings(BaseSettings):
         'prompted as "{speaker}: {text}" (the fine-tuning recipe\'s format). Empty: one voice with no prefix.',
     )
     openai_voice_map: dict[str, str] = Field(
-        default_factory=dict,
+        {},
         description='JSON object overriding which voice an OpenAI voice name uses, e.g. {"alloy": "Asha"}; names not '
         "given map to a voice of the same gender (see README, Voices).",
     )
