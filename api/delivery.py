@@ -31,6 +31,14 @@ logger = logging.getLogger("api.delivery")
 _LIVE_JOBS: weakref.WeakSet[SynthesisJob] = weakref.WeakSet()
 
 
+async def _wait_for_disconnect(receive: Any) -> None:
+    """Return when the client hangs up (the request body has already been read, so nothing else arrives)."""
+    while True:
+        message = await receive()
+        if message.get("type") == "http.disconnect":
+            return
+
+
 def refresh_queue_gauges() -> None:
     """Set the queue depth (sum over live streams) and fill ratio (fullest queue) gauges; call before a scrape."""
     queues = [job.queue for job in list(_LIVE_JOBS)]
@@ -145,23 +153,34 @@ class Delivery:
             logger.info("first_audio", extra={"event": "first_audio", "ttfb_ms": round(ttfb * 1000, 1)})
 
     # ------------------------------------------------------------------ responses
-    async def complete_response(self) -> Response:
-        """Non-streaming: the whole file, with exact sizes and the timing headers."""
+    async def complete_response(self, receive: Any = None) -> Response:
+        """Non-streaming: the whole file, with exact sizes and the timing headers.
+
+        `receive` (the ASGI receive of a request whose body was read): a client that hangs up while the file is
+        being made cancels the work, as a streaming client does."""
         metrics.ACTIVE_STREAMS.inc()
+        collect = asyncio.ensure_future(self._collect())
+        watch = asyncio.ensure_future(_wait_for_disconnect(receive)) if receive is not None else None
         try:
-            chunks: list[bytes] = []
-            async for chunk in self.job.stream_bytes():
-                self._mark_first_audio()
-                chunks.append(chunk)
-            body = b"".join(chunks)
+            if watch is not None:
+                await asyncio.wait({collect, watch}, return_when=asyncio.FIRST_COMPLETED)
+                if not collect.done():  # the client left first
+                    collect.cancel()
+                    await asyncio.gather(collect, return_exceptions=True)
+                    self._report("disconnected", None)
+                    return Response(status_code=499)  # nobody reads it
+            body = await collect
         except SynthesisError as exc:
             code = await self._error_code(exc)
             self._report("failed", code)
             raise ApiError(code, exc.message, param=exc.param) from exc
         except asyncio.CancelledError:
+            collect.cancel()
             self._report("disconnected", None)
             raise
         finally:
+            if watch is not None and not watch.done():
+                watch.cancel()
             metrics.ACTIVE_STREAMS.dec()
         self.job.stats.sent_chunks = 1
         self._report("completed", None)
@@ -174,6 +193,13 @@ class Delivery:
             "X-RTF": f"{(wall / self.audio_seconds) if self.audio_seconds else 0.0:.4f}",
         })
         return Response(body, media_type=self.job.content_type, headers=headers)
+
+    async def _collect(self) -> bytes:
+        chunks: list[bytes] = []
+        async for chunk in self.job.stream_bytes():
+            self._mark_first_audio()
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def _prefetch(self, source: AsyncIterator[bytes]) -> bytes:
         try:

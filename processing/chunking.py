@@ -10,9 +10,9 @@ Rules, in order of preference:
 2. A sentence longer than `max_chars` is cut at clause marks (, ; : and dashes, also ，、；：).
 3. A clause still too long is cut between words.
 
-Guarantees: a chunk never ends inside a word, a tag (`[excited]`) stays whole and stays with the
-text after it, no chunk is empty, and a word longer than `max_chars` becomes a chunk of its own
-(never cut). Words are whitespace-separated tokens, except that scripts written without spaces
+Guarantees: a chunk never ends inside a word of at most `max_chars` characters, a tag (`[excited]`) stays
+whole and stays with the text after it, no chunk is empty, and no chunk is longer than `max_chars` (plus
+tags riding with a word): a longer word is cut into `max_chars` slices, the only cut inside a word. Words are whitespace-separated tokens, except that scripts written without spaces
 may also break right after a full stop (CJK 。！？, Devanagari । ॥) inside a token; inside a chunk
 the original spacing is kept. So `" ".join(chunks).split() == text.split()` whenever no such
 break was needed, and the non-space characters always come back unchanged and in order.
@@ -72,10 +72,11 @@ def _atoms(text: str, max_chars: int) -> list[tuple[str, bool, bool]]:
         pieces = _IN_TOKEN_STOP_RE.split(token) if len(token) > 1 else [token]
         split_pieces: list[str] = []
         for piece in pieces:
-            if len(piece) > max_chars:
-                split_pieces.extend(_IN_TOKEN_CLAUSE_RE.split(piece))
-            else:
-                split_pieces.append(piece)
+            parts = _IN_TOKEN_CLAUSE_RE.split(piece) if len(piece) > max_chars else [piece]
+            for part in parts:
+                # A "word" longer than a chunk (a URL, 'aaaa...', '1,1,1,...') is cut into chunk-sized slices;
+                # left whole it would be one chunk no prompt can hold.
+                split_pieces.extend(part[i : i + max_chars] for i in range(0, len(part), max_chars))
         for i, piece in enumerate(split_pieces):
             if piece:
                 atoms.append((piece, i > 0, newline and i == 0))

@@ -17,9 +17,12 @@ Speaker prefixes (`SpeakerPrefix`): a literal string from the voice (e.g. `<|spe
 placed at the start of the content (placement "content", the usual fine-tuning format) or before the
 task token (placement "sequence"). A prefix may be combined with any of the three prompts.
 
-User text is inserted verbatim (emotion tags such as `[excited]` pass through), except that anything
-shaped like a control token (`<|...|>`) is removed: added tokens are matched atomically, so text such as
-`<|im_end|>` would otherwise inject real control ids into the prompt. Prefixes are trusted and kept.
+User text is inserted verbatim (emotion tags such as `[excited]` pass through), except that anything shaped like
+an added token (`<|...|>`, `<tool_call>`, `</think>`: every added token of the Qwen2/Spark vocabulary is an
+angle-bracket word) is removed, repeatedly until nothing changes, so nested forms (`<<|x|>|end_content|>`) cannot
+reassemble one. Added tokens are matched atomically by the tokenizer, so such text would otherwise inject real
+control ids. `build_prompt_ids` then checks by construction: the prompt's added-token ids must be exactly those
+of the prompt built without the user text; anything else is refused. Prefixes are trusted and kept.
 """
 
 from __future__ import annotations
@@ -43,7 +46,9 @@ START_STYLE_LABEL, END_STYLE_LABEL = "<|start_style_label|>", "<|end_style_label
 START_GLOBAL, END_GLOBAL = "<|start_global_token|>", "<|end_global_token|>"
 START_SEMANTIC = "<|start_semantic_token|>"
 
-_CONTROL_TOKEN_SHAPE = re.compile(r"<\|[^<>|\s]{1,64}\|>")
+# Every added token of the vocabulary is an angle-bracket word without spaces (<|task_tts|>, <tool_call>, </think>).
+# Bounded and free of nested quantifiers: linear time.
+_CONTROL_TOKEN_SHAPE = re.compile(r"<[^<>\s]{1,64}>")
 
 PrefixPlacement = Literal["content", "sequence"]
 
@@ -88,8 +93,16 @@ class SpeakerPrefix:
 
 
 def sanitize_text(text: str) -> str:
-    """Remove control-token-shaped substrings (`<|...|>`) from user text; everything else is kept."""
-    return _CONTROL_TOKEN_SHAPE.sub("", text)
+    """Remove added-token-shaped substrings from user text until none is left; everything else is kept.
+
+    Each pass removes at least two characters per match, so this ends after at most len(text)/2 passes; in
+    practice one or two."""
+    while "<" in text:
+        cleaned = _CONTROL_TOKEN_SHAPE.sub("", text)
+        if cleaned == text:
+            break
+        text = cleaned
+    return text
 
 
 def _global_tokens_str(global_tokens: Sequence[int]) -> str:
@@ -240,8 +253,18 @@ def build_prompt(
 
 
 def build_prompt_ids(
-    tokenizer: _Encoder, text: str, voice: VoiceLike, *, global_tokens: Sequence[int] | None = None
+    tokenizer: _Encoder, text: str, voice: VoiceLike, *, global_tokens: Sequence[int] | None = None,
+    added_ids: frozenset[int] | None = None,
 ) -> tuple[list[int], ParseMode]:
-    """`build_prompt` then `encode_prompt`: the ids to send to the engine, and the parse mode."""
+    """`build_prompt` then `encode_prompt`: the ids to send to the engine, and the parse mode.
+
+    `added_ids` (the vocabulary's added-token ids): when given, the prompt's added tokens must be exactly those
+    of the same prompt without the user text, so user text can never contribute a control id."""
     prompt, mode = build_prompt(text, voice, global_tokens=global_tokens)
-    return encode_prompt(tokenizer, prompt), mode
+    ids = encode_prompt(tokenizer, prompt)
+    if added_ids is not None:
+        skeleton, _ = build_prompt("", voice, global_tokens=global_tokens)
+        expected = [i for i in encode_prompt(tokenizer, skeleton) if i in added_ids]
+        if [i for i in ids if i in added_ids] != expected:
+            raise PromptError("the text contains a control token of the model's vocabulary; remove it")
+    return ids, mode

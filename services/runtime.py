@@ -75,6 +75,7 @@ class ModelRuntime:
         self.checkpoint: SparkCheckpoint | None = None
         self.tokenizer: Any = None
         self.layout: Any = None
+        self.added_token_ids: frozenset[int] | None = None
         self.voices: Any = None
         self.engine: Any = None
         self.bicodec: Any = None
@@ -130,6 +131,8 @@ class ModelRuntime:
         metrics.DEMO_MODEL.set(1 if self.checkpoint.is_demo else 0)
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.checkpoint.llm_dir))
         self.layout = VocabLayout.from_tokenizer(self.tokenizer)
+        # Every added token (control markers, global/semantic ids, Qwen's own): user text may produce none.
+        self.added_token_ids = frozenset(self.tokenizer.get_added_vocab().values())
         if self.checkpoint.voices_file is not None:
             self.voices = VoiceRegistry.from_file(self.checkpoint.voices_file)
         elif self.checkpoint.layout == "finetune":

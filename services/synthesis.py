@@ -33,7 +33,7 @@ from core.streaming import StreamingConfig, StreamingDecoder
 from core.tokens import TokenParser, TokenStreamError
 from processing.chunking import split_text
 from processing.normalize import normalize_text
-from processing.prompt import build_prompt_ids
+from processing.prompt import PromptError, build_prompt_ids
 from processing.tags import process_tags
 from services.gpu_health import GPU_ERROR_MESSAGES, GPU_FAULT, GPU_OOM, FaultKind, classify_gpu_error
 from shared import metrics
@@ -136,6 +136,35 @@ def draw_seed() -> int:
     """A fresh seed for a request that gave none. vLLM seeds unseeded requests from the engine seed, so without
     this every fresh container would repeat the same sequence of "random" voices (first_contact.md §5)."""
     return secrets.randbelow(2**31)
+
+
+# Fewest tokens a chunk must be able to generate after its prompt (about a third of a second of speech).
+MIN_GENERATION_TOKENS = 16
+
+
+def prompt_for(runtime: ModelRuntime, text: str, voice: Voice,
+               global_tokens: tuple[int, ...] | None) -> tuple[list[int], str]:
+    """Prompt ids for one text chunk; user text can never contribute a control id (SynthesisError 400)."""
+    try:
+        return build_prompt_ids(runtime.tokenizer, text, voice, global_tokens=global_tokens,
+                                added_ids=runtime.added_token_ids)
+    except PromptError as exc:
+        raise SynthesisError("VALIDATION_ERROR", f"Invalid 'text': {exc}.", "text") from exc
+
+
+def check_plan_fits(runtime: ModelRuntime, plan: TextPlan, voice: Voice) -> None:
+    """Refuse, before any GPU work, a text chunk whose prompt leaves the model no room to speak it."""
+    placeholder = tuple(voice.global_tokens or (0,) * 32)  # later chunks carry 32 globals
+    limit = runtime.settings.max_model_len - MIN_GENERATION_TOKENS
+    for index, chunk in enumerate(plan.chunks):
+        ids, _ = prompt_for(runtime, chunk, voice, placeholder if index else voice.global_tokens)
+        if len(ids) > limit:
+            raise SynthesisError(
+                "TEXT_TOO_LONG",
+                f"Invalid 'text': chunk {index + 1} needs {len(ids)} prompt tokens but the model holds "
+                f"{runtime.settings.max_model_len}; enable chunking or send shorter sentences.",
+                "text",
+            )
 
 
 def plan_text(text: str, *, normalize: bool, chunking: bool, threshold: int, target: int,
@@ -308,13 +337,14 @@ class SynthesisJob:
         """Run the LLM for one text chunk, parse ids as they come, hand semantic ids to `out`."""
         runtime = self.runtime
         use_globals = self.global_tokens if index > 0 or self.global_tokens is not None else None
-        prompt_ids, mode = build_prompt_ids(runtime.tokenizer, text, self.request.voice, global_tokens=use_globals)
-        parser = TokenParser(runtime.layout, mode=mode)
-        sampling = self._sampling(len(prompt_ids), text, mode)
         # Unique per generation even when a client reuses an X-Request-ID for concurrent requests.
         request_id = f"{self.request.request_id}-{index}-{uuid.uuid4().hex[:8]}"
         semantic_left = self.request.sampling.max_tokens
         try:
+            # Inside the try: a prompt that cannot be built must reach the decoder waiting on `out` as an error.
+            prompt_ids, mode = prompt_for(runtime, text, self.request.voice, use_globals)
+            parser = TokenParser(runtime.layout, mode=mode)
+            sampling = self._sampling(len(prompt_ids), text, mode)
             async with asyncio.timeout(runtime.settings.generation_timeout_s):
                 stream = runtime.engine.stream(prompt_ids, sampling, request_id)
                 try:

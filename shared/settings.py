@@ -92,6 +92,13 @@ class Settings(BaseSettings):
         "given map to a voice of the same gender (see README, Voices).",
     )
     max_text_chars: int = Field(50_000, ge=1, description="Longest accepted text in characters.")
+    max_normalized_chars: int = Field(
+        120_000, ge=1,
+        description="Longest text after normalisation (digits expand up to ~6x); longer requests get 413.",
+    )
+    max_text_chunks: int = Field(
+        600, ge=1, description="Most text chunks one request may be split into; more get 413 (split the request)."
+    )
     default_temperature: float = Field(0.8, description="Sampling temperature when a request omits it.")
     default_top_k: int = Field(50, description="top_k when a request omits it.")
     default_top_p: float = Field(1.0, description="top_p when a request omits it.")

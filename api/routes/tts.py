@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -12,7 +13,14 @@ from api.access import AccessGrant, require_access
 from api.delivery import Delivery
 from api.errors import ApiError
 from api.schemas import TTSGenerateRequest
-from services.synthesis import SamplingOptions, SynthesisError, SynthesisJob, SynthesisRequest, plan_text
+from services.synthesis import (
+    SamplingOptions,
+    SynthesisError,
+    SynthesisJob,
+    SynthesisRequest,
+    check_plan_fits,
+    plan_text,
+)
 
 logger = logging.getLogger("api.tts")
 router = APIRouter(tags=["tts"])
@@ -102,9 +110,23 @@ async def _start_synthesis(request: Request, params: SynthesisParams, grant: Acc
         raise ApiError("MODEL_NOT_LOADED", f"The model is not ready yet (state: {runtime.state.value}); retry shortly.",
                        headers={"Retry-After": "5"})
     voice = resolve_voice(request, params.speaker, params.speed, params.voice_field)
+    def plan_and_check():
+        text_plan = plan_text(params.text, normalize=params.normalize, chunking=params.chunking,
+                              threshold=settings.chunking_threshold_chars, target=settings.chunk_target_chars)
+        if len(text_plan.text) > settings.max_normalized_chars:
+            raise SynthesisError("TEXT_TOO_LONG", f"Invalid 'text': {len(text_plan.text)} characters after "
+                                 f"normalisation (numbers spelled out); at most {settings.max_normalized_chars}.",
+                                 "text")
+        if len(text_plan.chunks) > settings.max_text_chunks:
+            raise SynthesisError("TEXT_TOO_LONG", f"Invalid 'text': {len(text_plan.chunks)} text chunks; at most "
+                                 f"{settings.max_text_chunks} per request. Split the text over several requests.",
+                                 "text")
+        check_plan_fits(runtime, text_plan, voice)
+        return text_plan
+
     try:
-        plan = plan_text(params.text, normalize=params.normalize, chunking=params.chunking,
-                         threshold=settings.chunking_threshold_chars, target=settings.chunk_target_chars)
+        # Off the event loop: normalising and tokenising 50,000 characters takes long enough to stall others.
+        plan = await asyncio.to_thread(plan_and_check)
     except SynthesisError as exc:
         message = exc.message.replace("'text'", f"'{params.text_field}'")
         raise ApiError(exc.code, message, param=params.text_field) from exc
@@ -114,7 +136,8 @@ async def _start_synthesis(request: Request, params: SynthesisParams, grant: Acc
         audio_format=params.audio_format, sample_rate=params.sample_rate, want_sr=params.want_sr,
         stream=params.stream, normalize=params.normalize, chunking=params.chunking,
     )
-    await grant.check_credits(len(params.text))  # credits are per character as the client sent it
+    # Credits count what the model is asked to speak (normalised text: "1,000" costs "one thousand").
+    await grant.check_credits(len(plan.text))
     job = SynthesisJob(runtime, synth_request, plan)
     speaker_label = voice.id
     from shared import metrics
@@ -144,7 +167,7 @@ async def _start_synthesis(request: Request, params: SynthesisParams, grant: Acc
     grant.attach(delivery)
     if params.stream or sse:
         return await delivery.streaming_response(sse=sse)
-    return await delivery.complete_response()
+    return await delivery.complete_response(request.receive)
 
 
 @router.post("/v1/tts/generate", responses=_ERROR_RESPONSES, summary="Synthesise speech (streaming or complete file)")

@@ -127,3 +127,36 @@ def test_server_keeps_serving_after_a_hang_up(live: LiveServer) -> None:
     while live.active_requests() and time.perf_counter() < deadline:
         time.sleep(0.005)
     assert live.active_requests() == set()
+
+
+def test_hanging_up_on_a_non_streaming_request_stops_its_work(live: LiveServer) -> None:
+    """The client waits 2.5 s for a complete file that takes far longer, then leaves: the work stops too."""
+    import uuid
+
+    request_id = f"hangup-{uuid.uuid4().hex[:8]}"
+    body = {"text": LONG_TEXT, "stream": False, "seed": 2}
+    outcome: list[BaseException] = []
+
+    def client() -> None:
+        try:
+            httpx.post(f"{live.base_url}/v1/tts/generate", json=body, headers={"X-Request-ID": request_id},
+                       timeout=2.5)
+        except BaseException as exc:  # noqa: BLE001 - inspected below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    seen = False
+    while thread.is_alive():
+        seen = seen or bool(_leftovers(live, request_id)[0])
+        time.sleep(0.02)
+    thread.join()
+    assert seen, "the request was never seen generating"
+    assert outcome and isinstance(outcome[0], httpx.ReadTimeout)
+    hung_up = time.perf_counter()
+    while True:
+        active, tasks = _leftovers(live, request_id)
+        if not active and not tasks:
+            break
+        assert time.perf_counter() - hung_up <= 1.0, f"still active={active} tasks={tasks}"
+        time.sleep(0.01)

@@ -82,12 +82,19 @@ def test_overlong_sentence_is_cut_at_clauses_then_words():
     assert all(len(c) <= 50 for c in chunks) and _words(chunks) == no_punctuation.split()
 
 
-def test_a_word_longer_than_max_chars_is_its_own_chunk_never_cut():
+def test_a_word_longer_than_max_chars_is_cut_into_chunk_sized_slices():
     giant = "x" * 300
     text = "Before the giant. " + giant + " after the giant word, the text goes on for a bit more here."
     chunks = split_text(text, max_chars=60, threshold=80)
-    assert giant in chunks
-    assert _words(chunks) == text.split()
+    assert max(len(c) for c in chunks) <= 60
+    assert "".join(_words(chunks)) == "".join(text.split())  # every character, in order
+    assert ["x" * 60] * 5 == [c for c in chunks if set(c) == {"x"}]
+
+
+@pytest.mark.parametrize("text", ["a" * 25_000, "1," * 12_500, "https://example.com/" + "p/" * 5_000])
+def test_unbreakable_text_never_makes_a_giant_chunk(text: str):
+    chunks = split_text(text, max_chars=170, threshold=220)
+    assert max(len(c) for c in chunks) <= 170 and "".join(chunks) == text
 
 
 def test_tags_stay_whole_and_attached_to_the_following_text():
@@ -160,11 +167,13 @@ def test_property_chunks_keep_every_word_in_order(parts: list[tuple[str, str]], 
         assert chunks == []
         return
     assert all(c.strip() for c in chunks)  # never an empty chunk
-    assert _words(chunks) == text.split()  # same words, same order, none cut
+    if all(len(w) <= max_chars for w in text.split()):
+        assert _words(chunks) == text.split()  # same words, same order, none cut
+    assert "".join(_words(chunks)) == "".join(text.split())  # longer words are sliced, nothing lost
     if len(chunks) > 1:
         for c in chunks:
             words = c.split()
-            # Over the limit only when the chunk is one unsplittable unit: a word, or tags + a word.
+            # Over the limit only when the chunk is one unsplittable unit: a slice, or tags + a slice.
             if len(c) > max_chars:
                 assert len([w for w in words if not is_tag(w)]) <= 1, c
             assert not is_tag(words[-1]) or c is chunks[-1]
