@@ -206,6 +206,7 @@ class ModalConfig:
 
 
 MODELS_PATH = "/models"
+SPOOL_PATH = "/spool"  # the request-log spool: on a Volume so a replacement container finds what is left
 VLLM_CACHE_PATH = "/root/.cache/vllm"
 # Slowest sustained synthesis speed a full container is sized for, in characters of text per second of wall
 # time (about real time under load: speech runs ~14-16 characters a second). The accepted text length is capped
@@ -272,7 +273,10 @@ download_image = (
 app = modal.App(MODAL.app_name)
 # Never create the model volume implicitly: a typo would serve from an empty volume (first_contact.md §4).
 models_volume = modal.Volume.from_name(MODAL.volume)
-VOLUMES: dict[str, Any] = {MODELS_PATH: models_volume}
+# Each container spools to its own file (named by its Modal task id) on this shared Volume; a starting container
+# adopts the files of containers that are gone (services/request_spool.py). Created on first deploy.
+spool_volume = modal.Volume.from_name(f"{MODAL.app_name}-request-spool", create_if_missing=True)
+VOLUMES: dict[str, Any] = {MODELS_PATH: models_volume, SPOOL_PATH: spool_volume}
 if MODAL.vllm_cache_volume:
     VOLUMES[VLLM_CACHE_PATH] = modal.Volume.from_name(MODAL.vllm_cache_volume, create_if_missing=True)
 SECRETS = [modal.Secret.from_name(name) for name in MODAL.secrets]
@@ -334,6 +338,7 @@ def container_settings(cfg: ModalConfig) -> Settings:
         "sr_dir": cfg.sr_dir,
         "engine": "vllm",
         "device": "cuda",
+        "request_log_spool_dir": SPOOL_PATH,
     }
     overrides = {name: value for name, value in defaults.items() if not _env_is_set(env, name)}
     if cfg.snapshot == "gpu":

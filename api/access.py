@@ -37,6 +37,7 @@ class AccessGrant:
     reservation: CreditReservation | None = None
     headers: dict[str, str] = field(default_factory=dict)
     delivery: Any = None
+    client_request_id: str | None = None  # the client's X-Request-ID, kept beside the server's id
     _finished: bool = False
 
     @property
@@ -110,7 +111,8 @@ class AccessServices:
 
     async def grant(self, request: Request) -> AccessGrant:
         key = await self.authenticate(request.headers)
-        grant = AccessGrant(key=key, services=self)
+        grant = AccessGrant(key=key, services=self,
+                            client_request_id=request.scope.get("state", {}).get("client_request_id"))
         if self.authenticator is None:
             return grant
         rate_limit = key.rate_limit_per_minute or self.settings.rate_limit_per_minute
@@ -164,7 +166,8 @@ class AccessServices:
         request = outcome.job.request
         sampling = request.sampling
         return RequestRecord(
-            request_id=outcome.request_id, speaker=request.voice.id, text_length=len(request.text),
+            request_id=outcome.request_id, client_request_id=grant.client_request_id,
+            speaker=request.voice.id, text_length=len(request.text),
             status={"disconnected": "cancelled"}.get(outcome.status, outcome.status), key_id=grant.key_id,
             stream=request.stream, format=request.audio_format, sample_rate=request.sample_rate,
             temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,

@@ -21,7 +21,8 @@ def new_request_id() -> str:
 
 
 class RequestIdMiddleware:
-    """Adopt a well-formed incoming X-Request-ID or make one; expose it to logs and response headers."""
+    """Give every request a server id (X-Server-Request-ID); echo a well-formed client X-Request-ID (else the
+    server id) as X-Request-ID; expose both to logs, the request log and response headers."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -31,9 +32,13 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _SAFE_ID.match(incoming) else new_request_id()
+        # The server's own id identifies the request everywhere (logs, engine, request log, credits): a client's
+        # X-Request-ID is kept beside it and echoed, but two requests can never share an identity through it.
+        request_id = new_request_id()
+        client_id = incoming if _SAFE_ID.match(incoming) else None
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
+        state["client_request_id"] = client_id
         state["received_at"] = time.perf_counter()
         token = request_id_var.set(request_id)
 
@@ -42,7 +47,9 @@ class RequestIdMiddleware:
                 headers = list(message.get("headers") or [])
                 names = {name.lower() for name, _ in headers}
                 if b"x-request-id" not in names:
-                    headers.append((b"x-request-id", request_id.encode()))
+                    headers.append((b"x-request-id", (client_id or request_id).encode()))
+                if b"x-server-request-id" not in names:
+                    headers.append((b"x-server-request-id", request_id.encode()))
                 if b"x-app-version" not in names:
                     headers.append((b"x-app-version", APP_VERSION.encode()))
                 message["headers"] = headers

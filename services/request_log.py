@@ -1,6 +1,10 @@
 """The request log: one row per request in `tts_requests`, written off the hot path.
 
-`RequestLogger.submit()` puts a record on a bounded in-memory queue and returns at once; it never blocks
+With a spool directory (TTS_REQUEST_LOG_SPOOL_DIR, the default whenever a database sink is configured),
+`submit()` writes the record to the durable on-disk spool (services/request_spool.py) before it returns, and the
+writer deletes it there only after the database confirmed the batch: nothing is dropped for a full queue and
+nothing is lost at shutdown or in a crash; the next start writes what is left. Without a spool (below),
+`submit()` puts a record on a bounded in-memory queue and returns at once; it never blocks
 and never raises. A background task writes batches to a sink. While the sink is down the batch is
 retried with capped exponential backoff and every record stays queued; only when the queue is full is
 the oldest queued record dropped (REQUEST_LOG_DROPPED counts it). A record the database rejects as
@@ -26,7 +30,16 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from shared.metrics import REQUEST_LOG_DROPPED, REQUEST_LOG_ERRORS, REQUEST_LOG_QUEUE, REQUEST_LOG_WRITTEN
+from services.request_spool import RequestSpool, record_from_payload, record_payload
+from shared.metrics import (
+    REQUEST_LOG_DROPPED,
+    REQUEST_LOG_ERRORS,
+    REQUEST_LOG_QUEUE,
+    REQUEST_LOG_SPOOL_BYTES,
+    REQUEST_LOG_SPOOL_OLDEST,
+    REQUEST_LOG_SPOOL_RECORDS,
+    REQUEST_LOG_WRITTEN,
+)
 from shared.settings import Settings
 
 logger = logging.getLogger("services.request_log")
@@ -40,7 +53,7 @@ def utcnow() -> datetime:
 class RequestRecord:
     """What one request did. Floats that are NaN/inf are written as NULL."""
 
-    request_id: str
+    request_id: str  # the server's id: unique, the idempotency key of every write
     speaker: str
     text_length: int
     status: str  # completed | failed | cancelled
@@ -63,6 +76,7 @@ class RequestRecord:
     credits_charged: int = 0  # 1 credit = 1 character of request text
     created_at: datetime = field(default_factory=utcnow)
     completed_at: datetime | None = None
+    client_request_id: str | None = None  # the client's X-Request-ID (not unique: clients reuse them)
 
     def to_row(self) -> dict[str, Any]:
         row = asdict(self)
@@ -113,6 +127,7 @@ _PG_TYPES: dict[str, str] = {
     "credits_charged": "int8",
     "created_at": "timestamptz",
     "completed_at": "timestamptz",
+    "client_request_id": "text",
 }
 assert set(_PG_TYPES) == set(COLUMNS)
 
@@ -291,8 +306,11 @@ class RequestLogger:
         store_text: bool = False,
         backoff: Backoff | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        spool: RequestSpool | None = None,
     ) -> None:
         self.sink = sink
+        # With a spool, records live on disk (never dropped, never lost at shutdown) instead of in `_queue`.
+        self.spool = spool
         self.queue_size = queue_size
         self.batch_size = batch_size
         self.flush_s = flush_s
@@ -313,16 +331,30 @@ class RequestLogger:
     @property
     def pending(self) -> int:
         """Records not yet written (queued + in flight)."""
+        if self.spool is not None:
+            return self.spool.depth()
         return len(self._queue) + len(self._inflight)
+
+    def _queued(self) -> int:
+        return self.spool.depth() if self.spool is not None else len(self._queue)
 
     def _update_gauge(self) -> None:
         REQUEST_LOG_QUEUE.set(self.pending)
+        if self.spool is not None:
+            REQUEST_LOG_SPOOL_RECORDS.set(self.spool.depth())
+            REQUEST_LOG_SPOOL_OLDEST.set(self.spool.oldest_age_s())
+            REQUEST_LOG_SPOOL_BYTES.set(self.spool.size_bytes())
 
     def submit(self, record: RequestRecord) -> bool:
         """Queue a record. Returns False when the queue was full and the oldest queued record was dropped."""
         try:
             if not self.store_text and record.text is not None:
                 record = replace(record, text=None)
+            if self.spool is not None:
+                self.spool.append(record.request_id, record_payload(record))  # on disk before we return
+                self._update_gauge()
+                self._notify()
+                return True
             kept_all = True
             if len(self._queue) >= self.queue_size:
                 oldest = self._queue.popleft()
@@ -367,15 +399,15 @@ class RequestLogger:
         self._wake = asyncio.Event()
         self._closing = False
         self._task = asyncio.create_task(self._run(), name="request-log-writer")
-        if self._queue:
+        if self._queued():
             self._wake.set()
 
     async def _wait_for_batch(self) -> None:
         """Return when a full batch is queued, `flush_s` passed since the first queued record, or closing."""
         assert self._wake is not None and self._loop is not None
         deadline: float | None = None
-        while not self._closing and len(self._queue) < self.batch_size:
-            if self._queue and deadline is None:
+        while not self._closing and self._queued() < self.batch_size:
+            if self._queued() and deadline is None:
                 deadline = self._loop.time() + self.flush_s
             timeout = None if deadline is None else deadline - self._loop.time()
             if timeout is not None and timeout <= 0:
@@ -389,14 +421,19 @@ class RequestLogger:
     async def _run(self) -> None:
         while True:
             if not self._inflight:
-                if not self._queue and self._closing:
+                if not self._queued() and self._closing:
                     return
                 await self._wait_for_batch()
-                if not self._queue:
+                if not self._queued():
                     continue
-                count = min(self.batch_size, len(self._queue))
-                self._inflight = [self._queue.popleft() for _ in range(count)]
+                if self.spool is not None:  # stays on disk until the database confirmed it
+                    self._inflight = [record_from_payload(RequestRecord, payload)
+                                      for _, payload in self.spool.oldest(self.batch_size)]
+                else:
+                    count = min(self.batch_size, len(self._queue))
+                    self._inflight = [self._queue.popleft() for _ in range(count)]
             try:
+                done = list(self._inflight)
                 await self._write(self._inflight)
             except Exception as exc:
                 self.write_failures += 1
@@ -413,8 +450,14 @@ class RequestLogger:
                     },
                 )
                 await self._sleep(delay)
+                if self.spool is not None:
+                    self._inflight = []  # re-read from the spool: a closing logger leaves them there
+                    if self._closing:
+                        return
                 continue
             self.backoff.reset()
+            if self.spool is not None:
+                self.spool.remove([r.request_id for r in done])
             self._inflight = []
             self._update_gauge()
 
@@ -472,6 +515,15 @@ class RequestLogger:
             except Exception:
                 logger.exception("request log writer failed")
             self._task = None
+        if self.spool is not None:
+            kept = self.spool.depth()
+            if kept:
+                logger.warning("request log closed with records still spooled; the next start writes them",
+                               extra={"spooled": kept, "spool": str(self.spool.path)})
+            self._update_gauge()
+            self.spool.close()
+            await self.sink.close()
+            return 0
         lost = self.pending
         if lost:
             self._count_dropped(lost)
@@ -496,8 +548,13 @@ def build_request_sink(settings: Settings) -> RequestSink:
 
 
 def build_request_logger(settings: Settings, sink: RequestSink | None = None) -> RequestLogger:
+    sink = sink or build_request_sink(settings)
+    spool = None
+    if settings.request_log_spool_dir is not None and not isinstance(sink, NullSink):
+        spool = RequestSpool(settings.request_log_spool_dir)
     return RequestLogger(
-        sink or build_request_sink(settings),
+        sink,
+        spool=spool,
         queue_size=settings.request_log_queue_size,
         batch_size=settings.request_log_batch_size,
         flush_s=settings.request_log_flush_s,

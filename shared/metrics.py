@@ -63,6 +63,15 @@ REQUEST_LOG_QUEUE = Gauge(f"{PREFIX}_request_log_queue_depth", "Request-log reco
 REQUEST_LOG_DROPPED = Counter(
     f"{PREFIX}_request_log_dropped", "Request-log records dropped because the queue was full.", registry=REGISTRY
 )
+REQUEST_LOG_SPOOL_RECORDS = Gauge(
+    f"{PREFIX}_request_log_spool_records", "Request-log records on disk waiting for the database.", registry=REGISTRY
+)
+REQUEST_LOG_SPOOL_OLDEST = Gauge(
+    f"{PREFIX}_request_log_spool_oldest_seconds", "Age of the oldest spooled request-log record.", registry=REGISTRY
+)
+REQUEST_LOG_SPOOL_BYTES = Gauge(
+    f"{PREFIX}_request_log_spool_bytes", "Size of the request-log spool on disk.", registry=REGISTRY
+)
 REQUEST_LOG_WRITTEN = Counter(f"{PREFIX}_request_log_written", "Request-log records written.", ["sink"], registry=REGISTRY)
 REQUEST_LOG_ERRORS = Counter(f"{PREFIX}_request_log_write_errors", "Failed request-log batch writes.", ["sink"], registry=REGISTRY)
 RATE_LIMITED = Counter(f"{PREFIX}_rate_limit_rejections", "Requests refused by a limit.", ["limit"], registry=REGISTRY)

@@ -149,12 +149,17 @@ class Settings(BaseSettings):
     supabase_key: str | None = Field(None, description="Supabase service key.")
     request_log_sink: Literal["none", "postgres", "supabase"] = Field("none", description="Request log destination.")
     log_request_text: bool = Field(False, description="Store the request text in the request log.")
+    request_log_spool_dir: Path | None = Field(
+        Path("var/request-log-spool"),
+        description="Durable request-log spool (SQLite, one file per process): a record is on disk before the request "
+        "is answered and leaves only when the database confirmed it. Empty: in-memory queue only (records can be lost).",
+    )
     request_log_queue_size: int = Field(10_000, ge=1, description="Bounded request-log queue.")
     request_log_batch_size: int = Field(100, ge=1, description="Rows per insert.")
     request_log_flush_s: float = Field(1.0, gt=0, description="Longest wait before a partial batch is written.")
     credits_enabled: bool = Field(False, description="Charge characters/audio seconds to the key's balance.")
 
-    @field_validator("model_dir", "sr_dir", "api_keys_file", mode="before")
+    @field_validator("model_dir", "sr_dir", "api_keys_file", "request_log_spool_dir", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value in ("", None) else value

@@ -197,9 +197,11 @@ class AccessGate:
     synthesises. Credits (when enabled) are reserved per text piece and settled once per utterance.
     """
 
-    def __init__(self, access: AccessServices | None, key: ApiKeyRecord, *, connection_counted: bool) -> None:
+    def __init__(self, access: AccessServices | None, key: ApiKeyRecord, *, connection_counted: bool,
+                 client_request_id: str | None = None) -> None:
         self.access = access
         self.key = key
+        self.client_request_id = client_request_id  # the handshake's X-Request-ID, kept beside server ids
         self._covered = connection_counted
         self._grants: dict[str, AccessGrant] = {}
         self._reservations: dict[str, list[CreditReservation]] = {}
@@ -218,7 +220,7 @@ class AccessGate:
         self._reservations.setdefault(utterance_id, []).append(reservation)
 
     async def admit(self, utterance_id: str) -> None:
-        grant = AccessGrant(key=self.key, services=self.access)
+        grant = AccessGrant(key=self.key, services=self.access, client_request_id=self.client_request_id)
         if self.limits_apply:
             assert self.access is not None
             settings = self.access.settings
@@ -240,7 +242,8 @@ class AccessGate:
 
     def settle(self, outcome: UtteranceOutcome) -> None:
         uid = outcome.utterance_id
-        grant = self._grants.pop(uid, None) or AccessGrant(key=self.key, services=self.access)
+        grant = self._grants.pop(uid, None) or AccessGrant(key=self.key, services=self.access,
+                                                           client_request_id=self.client_request_id)
         grant.reservation = _merge(self._reservations.pop(uid, []))
         if self.access is None:
             return
@@ -427,7 +430,8 @@ async def tts_websocket(websocket: WebSocket) -> None:
     session = WsSession(
         state.runtime,
         outbox,
-        AccessGate(access, key, connection_counted=counted),
+        AccessGate(access, key, connection_counted=counted,
+                   client_request_id=websocket.scope.get("state", {}).get("client_request_id")),
         connection_id=connection_id,
         max_text_chars=settings.max_text_chars,
         format_error=lambda code, message, param: error_envelope(code, message, param=param),

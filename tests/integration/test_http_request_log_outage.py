@@ -41,13 +41,16 @@ class Served:
     status: int
     audio_bytes: int
     ttfb_ms: float
+    server_id: str = ""
 
 
 @pytest.fixture(scope="module")
 def log_server(
     pg_dsn: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    env = {"TTS_REQUEST_LOG_SINK": "postgres", "TTS_DATABASE_URL": pg_dsn, "TTS_REQUEST_LOG_FLUSH_S": "0.2"}
+    spool = tmp_path_factory.mktemp("spool")
+    env = {"TTS_REQUEST_LOG_SINK": "postgres", "TTS_DATABASE_URL": pg_dsn, "TTS_REQUEST_LOG_FLUSH_S": "0.2",
+           "TTS_REQUEST_LOG_SPOOL_DIR": str(spool)}
     server = start_server(demo_model_dir, tmp_path_factory.mktemp("outage") / "server.log", env)
     yield server
     stop_server(server)
@@ -67,7 +70,8 @@ def serve(client: httpx.Client, server: RunningServer, request_id: str, text: st
                 ttfb = (time.perf_counter() - started) * 1000
             size += len(chunk)
     assert response.headers.get("X-Request-ID") == request_id
-    return Served(request_id, response.status_code, size, ttfb or float("nan"))
+    return Served(request_id, response.status_code, size, ttfb or float("nan"),
+                  response.headers.get("X-Server-Request-ID", ""))
 
 
 def serve_many(server: RunningServer, tag: str, count: int) -> list[Served]:
@@ -85,7 +89,8 @@ def logged_ids(dsn: str, tag: str) -> set[str]:
         conn = await asyncpg.connect(dsn, timeout=5)
         try:
             rows = await conn.fetch(
-                "SELECT request_id, status, stream, text_length, ttfb_ms FROM tts_requests WHERE request_id LIKE $1",
+                "SELECT client_request_id AS request_id, status, stream, text_length, ttfb_ms FROM tts_requests "
+                "WHERE client_request_id LIKE $1",
                 f"{tag}-%",
             )
         finally:
@@ -165,3 +170,61 @@ def test_every_request_is_served_and_logged_through_a_postgres_outage(
     assert pending > 0 and write_errors > errors_before, "the outage did not reach the request log writer"
     missing = {s.request_id for s in during} - ids
     assert not missing, f"{len(missing)} request records lost, e.g. {sorted(missing)[:3]}"
+
+
+def rows_for(dsn: str, server_ids: list[str]) -> list[tuple[str, str]]:
+    async def query() -> list[tuple[str, str]]:
+        conn = await asyncpg.connect(dsn, timeout=5)
+        try:
+            rows = await conn.fetch(
+                "SELECT request_id, client_request_id FROM tts_requests WHERE request_id = ANY($1::text[])",
+                server_ids,
+            )
+        finally:
+            await conn.close()
+        return [(r["request_id"], r["client_request_id"]) for r in rows]
+
+    return asyncio.run(query())
+
+
+def test_spooled_records_survive_sigterm_during_an_outage_exactly_once(
+    pg_dsn: str, pg_control, demo_model_dir: Path, tmp_path: Path
+) -> None:
+    """PostgreSQL down, requests served (three reusing one client X-Request-ID), the server stopped with SIGTERM
+    while the database is still down, database and server restarted: every request is in tts_requests exactly
+    once, under its own server id."""
+    tag = f"sigterm-{uuid.uuid4().hex[:10]}"
+    spool = tmp_path / "spool"
+    env = {"TTS_REQUEST_LOG_SINK": "postgres", "TTS_DATABASE_URL": pg_dsn, "TTS_REQUEST_LOG_FLUSH_S": "0.2",
+           "TTS_REQUEST_LOG_SPOOL_DIR": str(spool)}
+    first = start_server(demo_model_dir, tmp_path / "first.log", env)
+    served: list[Served] = []
+    try:
+        pg_control.stop()
+        with httpx.Client(timeout=120) as client:
+            for i in range(9):
+                served.append(serve(client, first, f"{tag}-{i}", TEXTS[i % len(TEXTS)]))
+            for _ in range(3):
+                served.append(serve(client, first, f"{tag}-dup", "Hi."))
+        assert all(s.status == 200 for s in served)
+        assert list(spool.glob("spool-*.sqlite3")), "records are on disk"
+    finally:
+        stop_server(first)  # SIGTERM while the database is down
+        pg_control.start()
+    server_ids = [s.server_id for s in served]
+    assert len(set(server_ids)) == len(served) and all(server_ids)
+    assert "request log closed with records still spooled" in first.log_text()
+
+    second = start_server(demo_model_dir, tmp_path / "second.log", env)  # adopts the first one's spool
+    try:
+        deadline = time.monotonic() + 60
+        rows: list[tuple[str, str]] = []
+        while time.monotonic() < deadline:
+            rows = rows_for(pg_dsn, server_ids)
+            if len(rows) >= len(server_ids):
+                break
+            time.sleep(0.5)
+    finally:
+        stop_server(second)
+    assert sorted(r[0] for r in rows) == sorted(server_ids)  # each exactly once (request_id is unique)
+    assert sum(1 for _, client in rows if client == f"{tag}-dup") == 3

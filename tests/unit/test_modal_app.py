@@ -92,7 +92,7 @@ def test_import_needs_no_token_and_declares_production_defaults(tmp_path: Path) 
     assert opts["startup_timeout"] >= 600  # first boot compiles vLLM graphs
     assert opts["enable_memory_snapshot"] is False
     assert opts["experimental_options"] is None
-    assert facts["volumes"] == ["/models"]
+    assert facts["volumes"] == ["/models", "/spool"]
     assert facts["n_secrets"] == 1
     assert facts["concurrency"] == {"max_inputs": 12, "target_inputs": 8}
     # The container re-imports app.py: it must see the same knobs.
@@ -116,7 +116,7 @@ def test_knobs_come_from_the_environment_at_deploy_time(tmp_path: Path) -> None:
     assert facts["options"]["min_containers"] == 0
     assert facts["concurrency"] == {"max_inputs": 20, "target_inputs": 16}
     assert facts["n_secrets"] == 0
-    assert facts["volumes"] == ["/models", "/root/.cache/vllm"]
+    assert facts["volumes"] == ["/models", "/root/.cache/vllm", "/spool"]
 
 
 @pytest.mark.parametrize("mode", ["cpu", "gpu"])

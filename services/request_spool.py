@@ -1,0 +1,145 @@
+"""Durable spool for request-log records: on disk before a request is answered, gone only once stored.
+
+One SQLite database in WAL mode per process (`spool-<instance>.sqlite3` in TTS_REQUEST_LOG_SPOOL_DIR), holding
+each record under its server request id (primary key: appending the same record twice keeps one). The request
+logger appends every finished request synchronously (a WAL append, ~0.1 ms) and its writer sends the oldest
+records to PostgreSQL/Supabase, deleting them only after the database confirmed the batch. A record therefore
+survives a database outage of any length, a full queue, SIGTERM and SIGKILL of the process.
+
+Restart: a process holds an exclusive `flock` on `<file>.lock` for its lifetime. At start it adopts every spool
+file in the directory whose lock is free (a previous or crashed process's): it copies their records into its own
+spool and removes them, so nothing waits for a process that will never come back. Replays are idempotent: the
+database insert skips server ids it already has.
+
+Why SQLite: in the standard library, crash-safe (the WAL is fsync'd per transaction with synchronous=FULL), and
+indexed by id for acknowledgement; an append-only file would need its own compaction and ack bookkeeping.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("services.request_spool")
+
+PREFIX = "spool-"
+SUFFIX = ".sqlite3"
+
+
+def instance_name() -> str:
+    """This process's spool name: the Modal task id in a container, else host and pid."""
+    task = os.environ.get("MODAL_TASK_ID")
+    return task if task else f"{os.uname().nodename}-{os.getpid()}"
+
+
+class RequestSpool:
+    def __init__(self, directory: Path, instance: str | None = None) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / f"{PREFIX}{instance or instance_name()}{SUFFIX}"
+        self._lock_file = open(f"{self.path}.lock", "a+")  # noqa: SIM115 - held for the process lifetime
+        fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._db_lock = threading.Lock()
+        self._conn = self._open(self.path)
+        self.adopted = self._adopt_orphans()
+
+    @staticmethod
+    def _open(path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS spool (server_id TEXT PRIMARY KEY, created REAL NOT NULL, payload TEXT NOT NULL)"
+        )
+        return conn
+
+    def _adopt_orphans(self) -> int:
+        adopted = 0
+        for other in sorted(self.directory.glob(f"{PREFIX}*{SUFFIX}")):
+            if other == self.path:
+                continue
+            with open(f"{other}.lock", "a+") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # a live process owns it
+                try:
+                    source = self._open(other)
+                    rows = source.execute("SELECT server_id, created, payload FROM spool").fetchall()
+                    source.close()
+                except sqlite3.DatabaseError as exc:
+                    logger.error("unreadable request-log spool left in place", extra={"file": str(other),
+                                                                                       "error": str(exc)})
+                    continue
+                with self._db_lock:
+                    self._conn.execute("BEGIN")
+                    self._conn.executemany("INSERT OR IGNORE INTO spool VALUES (?, ?, ?)", rows)
+                    self._conn.execute("COMMIT")
+                for leftover in (other, Path(f"{other}-wal"), Path(f"{other}-shm"), Path(f"{other}.lock")):
+                    leftover.unlink(missing_ok=True)
+                adopted += len(rows)
+        if adopted:
+            logger.info("request-log spool adopted records of earlier processes", extra={"records": adopted})
+        return adopted
+
+    # ------------------------------------------------------------------------------------------ queue API
+    def append(self, server_id: str, payload: dict[str, Any]) -> None:
+        with self._db_lock:
+            self._conn.execute("INSERT OR IGNORE INTO spool VALUES (?, ?, ?)",
+                               (server_id, time.time(), json.dumps(payload, default=str)))
+
+    def oldest(self, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        with self._db_lock:
+            rows = self._conn.execute(
+                "SELECT server_id, payload FROM spool ORDER BY created, server_id LIMIT ?", (limit,)
+            ).fetchall()
+        return [(server_id, json.loads(payload)) for server_id, payload in rows]
+
+    def remove(self, server_ids: Sequence[str]) -> None:
+        if not server_ids:
+            return
+        with self._db_lock:
+            self._conn.execute("BEGIN")
+            self._conn.executemany("DELETE FROM spool WHERE server_id = ?", [(i,) for i in server_ids])
+            self._conn.execute("COMMIT")
+
+    def depth(self) -> int:
+        with self._db_lock:
+            return int(self._conn.execute("SELECT count(*) FROM spool").fetchone()[0])
+
+    def oldest_age_s(self) -> float:
+        with self._db_lock:
+            created = self._conn.execute("SELECT min(created) FROM spool").fetchone()[0]
+        return 0.0 if created is None else max(0.0, time.time() - created)
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+
+    def close(self) -> None:
+        with self._db_lock:
+            self._conn.close()
+        fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+        self._lock_file.close()
+
+
+def record_payload(record: Any) -> dict[str, Any]:
+    return record.to_json_row()
+
+
+def record_from_payload(cls: type, payload: dict[str, Any]) -> Any:
+    names = {f.name for f in fields(cls)}
+    data = {k: v for k, v in payload.items() if k in names}
+    for key in ("created_at", "completed_at"):
+        if isinstance(data.get(key), str):
+            data[key] = datetime.fromisoformat(data[key])
+    return cls(**data)

@@ -1,0 +1,77 @@
+"""The durable request-log spool: nothing dropped when the database is down, nothing lost at shutdown, a
+restarted process writes what an earlier one left, and a record leaves the spool only once written."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+from services.request_log import Backoff, RequestLogger
+from services.request_spool import RequestSpool
+from tests.conftest import PROJECT_ROOT
+from tests.unit.test_request_log import MemorySink, record
+
+
+def _logger(sink: MemorySink, spool: RequestSpool) -> RequestLogger:
+    return RequestLogger(sink, queue_size=5, batch_size=4, flush_s=0.01, spool=spool,
+                         backoff=Backoff(initial_s=0.01, max_s=0.02))
+
+
+def test_a_full_outage_drops_nothing_and_shutdown_keeps_everything(tmp_path: Path) -> None:
+    async def run() -> None:
+        down = MemorySink()
+        down.down = True
+        logger = _logger(down, RequestSpool(tmp_path, "first"))
+        await logger.start()
+        for i in range(20):  # four times the in-memory queue size
+            assert logger.submit(record(i, client_request_id="same-client-id"))
+        await asyncio.sleep(0.1)
+        assert logger.pending == 20 and down.rows == {}
+        assert await logger.close(timeout=0.2) == 0  # nothing lost: still on disk
+
+        up = MemorySink()
+        restarted = _logger(up, RequestSpool(tmp_path, "second"))  # a new process adopts the old spool
+        assert restarted.spool.adopted == 20
+        await restarted.start()
+        for _ in range(200):
+            if len(up.rows) == 20 and restarted.pending == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert sorted(up.rows) == sorted(f"req-{i}" for i in range(20))
+        assert {r.client_request_id for r in up.rows.values()} == {"same-client-id"}
+        assert restarted.pending == 0
+        await restarted.close()
+
+    asyncio.run(run())
+    assert [p.name for p in tmp_path.glob("spool-first*")] == []  # adopted files are removed
+
+
+def test_the_same_server_id_is_kept_once(tmp_path: Path) -> None:
+    spool = RequestSpool(tmp_path, "one")
+    spool.append("a", {"x": 1})
+    spool.append("a", {"x": 2})
+    assert spool.depth() == 1 and spool.oldest(10) == [("a", {"x": 1})]
+    spool.remove(["a"])
+    assert spool.depth() == 0 and spool.oldest_age_s() == 0.0
+    spool.close()
+
+
+def test_a_live_process_spool_is_never_adopted(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from services.request_spool import RequestSpool;"
+         f"s = RequestSpool(__import__('pathlib').Path({str(tmp_path)!r}), 'live'); s.append('x', {{}});"
+         "print('ready', flush=True); time.sleep(30)"],
+        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        mine = RequestSpool(tmp_path, "mine")
+        assert mine.adopted == 0 and (tmp_path / "spool-live.sqlite3").exists()
+        mine.close()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert RequestSpool(tmp_path, "after").adopted == 1  # SIGKILLed: its record is taken over
