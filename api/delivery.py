@@ -69,8 +69,10 @@ class Delivery:
 
     def __init__(self, job: SynthesisJob, *, started: float, speaker_label: str, headers: dict[str, str],
                  on_complete: CompletionHook | None = None, stall_timeout_s: float = 30.0,
-                 realtime_pacing: bool = False, gpu_faults: GpuFaultDetector | None = None) -> None:
+                 realtime_pacing: bool = False, gpu_faults: GpuFaultDetector | None = None,
+                 max_buffered_bytes: int = 0) -> None:
         self.job = job
+        self.max_buffered_bytes = max_buffered_bytes  # non-streaming responses only; 0 = no cap
         self.started = started
         self.speaker_label = speaker_label
         self.headers = headers
@@ -196,8 +198,15 @@ class Delivery:
 
     async def _collect(self) -> bytes:
         chunks: list[bytes] = []
+        size = 0
         async for chunk in self.job.stream_bytes():
             self._mark_first_audio()
+            size += len(chunk)
+            if self.max_buffered_bytes and size > self.max_buffered_bytes:
+                raise SynthesisError(
+                    "PAYLOAD_TOO_LARGE",
+                    f"The audio exceeds {self.max_buffered_bytes // 2**20} MiB, the most a non-streaming response "
+                    "holds; send stream=true for long audio.", "stream")
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -257,8 +266,10 @@ class Delivery:
         finally:
             self.final_status = status
             metrics.ACTIVE_STREAMS.dec()
-            await source.aclose()
-            self._report(status, code)
+            try:
+                await source.aclose()  # a second cancellation (a hang-up during pacing) can interrupt this ...
+            finally:
+                self._report(status, code)  # ... but never the release of the slot and the accounting
 
     async def _sse_body(self, first: bytes, source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         async for chunk in self._audio_chunks(first, source):

@@ -298,6 +298,7 @@ class SynthesisJob:
         if self.global_tokens is not None:
             self._globals_ready.set()
         self._generation_tasks: list[asyncio.Task] = []
+        self._prefetch_task: asyncio.Task | None = None
         self.error: SynthesisError | None = None
         self._samples_queued = 0
         self._texts: asyncio.Queue[str | None] = asyncio.Queue()
@@ -478,21 +479,9 @@ class SynthesisJob:
         return None if text is None else self._start_generation(index, text)
 
     async def _produce(self) -> None:
-        prefetch: asyncio.Task | None = None
         try:
-            text = await self._next_text()
-            current = None if text is None else self._start_generation(0, text)
-            index = 0
-            while current is not None:
-                prefetch = asyncio.create_task(self._prefetch(index + 1),
-                                               name=f"prefetch-{self.request.request_id}-{index + 1}")
-                await self._decode_text_chunk(index, current)
-                current = await prefetch
-                index += 1
-            self.stats.generation_done = True
-            self.stats.decode_done = True
-            await self._emit(await asyncio.to_thread(self.chain.finish))
-            await self.queue.put(_END)
+            async with asyncio.timeout(self.runtime.settings.request_deadline_s):
+                await self._produce_all()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure reaches the consumer as a SynthesisError
@@ -503,6 +492,7 @@ class SynthesisJob:
                 logger.warning("synthesis failed", exc_info=exc, extra={"error_code": self.error.code})
             await self.queue.put(self.error)
         finally:
+            prefetch = self._prefetch_task
             if prefetch is not None and not prefetch.done():
                 prefetch.cancel()
             for task in self._generation_tasks:
@@ -511,6 +501,23 @@ class SynthesisJob:
             pending = [t for t in (prefetch, *self._generation_tasks) if t is not None]
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _produce_all(self) -> None:
+        """Every text chunk in order, each one's generation overlapping the previous chunk's decode."""
+        text = await self._next_text()
+        current = None if text is None else self._start_generation(0, text)
+        index = 0
+        while current is not None:
+            self._prefetch_task = asyncio.create_task(
+                self._prefetch(index + 1), name=f"prefetch-{self.request.request_id}-{index + 1}"
+            )
+            await self._decode_text_chunk(index, current)
+            current = await self._prefetch_task
+            index += 1
+        self.stats.generation_done = True
+        self.stats.decode_done = True
+        await self._emit(await asyncio.to_thread(self.chain.finish))
+        await self.queue.put(_END)
 
     # ------------------------------------------------------------------ consumer side
     async def stream_bytes(self) -> AsyncIterator[bytes]:

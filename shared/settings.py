@@ -104,6 +104,14 @@ class Settings(BaseSettings):
     default_top_p: float = Field(1.0, description="top_p when a request omits it.")
     default_max_tokens: int = Field(4096, description="max_tokens when a request omits it.")
     default_repetition_penalty: float = Field(1.05, description="repetition_penalty when a request omits it.")
+    request_deadline_s: float = Field(
+        3000.0, gt=0,
+        description="Whole-request deadline (all text chunks); past it: 504 GENERATION_TIMEOUT, or a stream ends cleanly "
+        "and is recorded. Below the Modal input timeout so the record is always written.",
+    )
+    max_buffered_audio_mb: int = Field(
+        64, ge=1, description="Largest non-streaming response in MiB; larger requests get 413 and are told to stream."
+    )
     generation_timeout_s: float = Field(120.0, gt=0, description="Per text-chunk generation deadline (504 after).")
 
     # --- long text ---------------------------------------------------------------------------

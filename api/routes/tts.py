@@ -82,6 +82,15 @@ def resolve_voice(request: Request, name: str | None, speed: float | None = None
     return voice
 
 
+# Bytes per sample of each format, roughly (compressed formats at their usual bitrates), to refuse before any GPU
+# work a non-streaming request whose file could not be buffered; speech runs ~14 characters a second, 12 is slow.
+_BYTES_PER_SAMPLE = {"wav": 2.0, "pcm": 2.0, "flac": 1.2, "mulaw": 1.0, "mp3": 0.25, "opus": 0.15, "aac": 0.25}
+
+
+def estimated_audio_bytes(characters: int, audio_format: str, sample_rate: int) -> int:
+    return int(characters / 12 * sample_rate * _BYTES_PER_SAMPLE.get(audio_format, 2.0))
+
+
 async def start_synthesis(request: Request, params: SynthesisParams, grant: AccessGrant, *, sse: bool = False,
                           extra_headers: dict[str, str] | None = None) -> Response:
     """Validate against the loaded models, build the job, and answer (streaming or complete)."""
@@ -122,6 +131,14 @@ async def _start_synthesis(request: Request, params: SynthesisParams, grant: Acc
                                  f"{settings.max_text_chunks} per request. Split the text over several requests.",
                                  "text")
         check_plan_fits(runtime, text_plan, voice)
+        if not params.stream and not sse:
+            estimate = estimated_audio_bytes(len(text_plan.text), params.audio_format, params.sample_rate)
+            if estimate > settings.max_buffered_audio_mb * 2**20:
+                raise SynthesisError(
+                    "PAYLOAD_TOO_LARGE",
+                    f"Invalid 'stream': this text makes about {estimate // 2**20} MiB of {params.audio_format} audio, "
+                    f"more than a non-streaming response holds ({settings.max_buffered_audio_mb} MiB); "
+                    "send stream=true.", "stream")
         return text_plan
 
     try:
@@ -129,7 +146,8 @@ async def _start_synthesis(request: Request, params: SynthesisParams, grant: Acc
         plan = await asyncio.to_thread(plan_and_check)
     except SynthesisError as exc:
         message = exc.message.replace("'text'", f"'{params.text_field}'")
-        raise ApiError(exc.code, message, param=params.text_field) from exc
+        param = params.text_field if exc.param in (None, "text") else exc.param
+        raise ApiError(exc.code, message, param=param) from exc
     request_id = request.scope["state"]["request_id"]
     synth_request = SynthesisRequest(
         request_id=request_id, text=params.text, voice=voice, sampling=params.sampling,
@@ -163,7 +181,8 @@ async def _start_synthesis(request: Request, params: SynthesisParams, grant: Acc
     delivery = Delivery(job, started=started, speaker_label=speaker_label, headers=headers,
                         on_complete=grant.on_complete, stall_timeout_s=settings.send_stall_timeout_s,
                         realtime_pacing=settings.realtime_pacing,
-                        gpu_faults=getattr(request.app.state, "gpu_fault_detector", None))
+                        gpu_faults=getattr(request.app.state, "gpu_fault_detector", None),
+                        max_buffered_bytes=settings.max_buffered_audio_mb * 2**20)
     grant.attach(delivery)
     if params.stream or sse:
         return await delivery.streaming_response(sse=sse)

@@ -1,0 +1,65 @@
+"""Whole-request deadline and the non-streaming buffer cap, on the demo checkpoint."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api import create_app
+from services.runtime import ModelRuntime
+from services.synthesis import NATIVE_RATE, SamplingOptions, SynthesisError, SynthesisJob, SynthesisRequest
+from shared.settings import Settings
+from tests.texts import LONG_ENGLISH
+
+
+def _settings(model_dir: Path, **kw) -> Settings:
+    return Settings(model_dir=model_dir, warmup=False, auth_enabled=False, device="cpu", sr_enabled=False,
+                    log_json=False, **kw)
+
+
+def test_the_whole_request_deadline_ends_a_stream_cleanly(demo_model_dir: Path) -> None:
+    runtime = ModelRuntime(_settings(demo_model_dir, request_deadline_s=1.5))
+    asyncio.run(runtime.start())
+    request = SynthesisRequest(
+        request_id="deadline", text=LONG_ENGLISH, voice=runtime.voices.resolve(None),
+        sampling=SamplingOptions(0.8, 50, 1.0, 4096, 1.05, seed=1), audio_format="pcm", sample_rate=NATIVE_RATE,
+    )
+
+    async def consume() -> tuple[int, SynthesisError]:
+        job = SynthesisJob(runtime, request)
+        received = 0
+        with pytest.raises(SynthesisError) as info:
+            async for chunk in job.stream_bytes():
+                received += len(chunk)
+        return received, info.value
+
+    try:
+        received, error = asyncio.run(consume())
+    finally:
+        asyncio.run(runtime.shutdown())
+    assert error.code == "GENERATION_TIMEOUT"
+    assert received > 0  # audio before the deadline was delivered; the stream then ends with the error
+    assert runtime.engine.active_requests() == set() if runtime.engine else True
+
+
+def test_a_non_streaming_file_too_large_to_buffer_is_refused_before_any_gpu_work(demo_model_dir: Path) -> None:
+    settings = _settings(demo_model_dir, max_buffered_audio_mb=1)
+    runtime = ModelRuntime(settings)
+    with TestClient(create_app(settings, runtime=runtime)) as client:
+        for _ in range(600):
+            if runtime.ready:
+                break
+            client.portal.call(asyncio.sleep, 0.1)
+        tokens_before = runtime.engine.steps if hasattr(runtime.engine, "steps") else None
+        response = client.post("/v1/tts/generate", json={"text": LONG_ENGLISH * 3, "sample_rate": 48000})
+        assert response.status_code == 413
+        error = response.json()["error"]
+        assert error["code"] == "PAYLOAD_TOO_LARGE" and error["param"] == "stream" and "stream=true" in error["message"]
+        assert runtime.engine.active_requests() == set()
+        if tokens_before is not None:
+            assert runtime.engine.steps == tokens_before
+        streamed = client.post("/v1/tts/generate", json={"text": "Short.", "max_tokens": 5})
+        assert streamed.status_code == 200
