@@ -80,6 +80,8 @@ def error_envelope(code: str, message: str, *, param: str | None = None, error_t
 
 def error_response(error: ApiError, extra_headers: dict[str, str] | None = None) -> JSONResponse:
     headers = {**error.headers, **(extra_headers or {})}
+    if error.status == 503 and not any(k.lower() == "retry-after" for k in headers):
+        headers["Retry-After"] = "5"  # every 503 says when to come back
     return JSONResponse(error.envelope(), status_code=error.status, headers=headers)
 
 

@@ -163,6 +163,8 @@ def parse_message(raw: str) -> tuple[str, BaseModel]:
         raise ApiError(
             "INVALID_JSON", f"The message is not valid JSON ({exc.msg}); send one JSON object per text frame."
         ) from None
+    except RecursionError:  # hostile nesting ([[[[...]]]]): a client error, not a server fault
+        raise ApiError("INVALID_JSON", "The message nests too deeply; send a flat JSON object.") from None
     if not isinstance(data, dict):
         raise ApiError(
             "VALIDATION_ERROR", "A message must be a JSON object with a 'type' field.", param="type"

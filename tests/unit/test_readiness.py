@@ -86,3 +86,11 @@ def test_the_deployment_text_limit_applies_to_http(demo_model_dir: Path) -> None
         assert response.json()["error"]["code"] == "TEXT_TOO_LONG" and "at most 10" in response.json()["error"]["message"]
         openai = client.post("/v1/audio/speech", json={"input": "y" * 11, "voice": "alloy"})
         assert openai.status_code == 413 and openai.json()["error"]["param"] == "input"
+
+
+def test_every_503_says_when_to_retry() -> None:
+    from api.errors import ApiError, error_response
+
+    for code in ("MODEL_NOT_LOADED", "SERVICE_UNAVAILABLE", "GPU_FAULT", "GPU_OOM"):
+        response = error_response(ApiError(code, "try later"))
+        assert response.status_code == 503 and int(response.headers["Retry-After"]) > 0

@@ -328,3 +328,12 @@ async def test_protocol_mistakes_are_answered_not_fatal(runtime: Any) -> None:
     assert [e["param"] for e in errors] == ["type", "type", "text"]
     assert [o.status for o in gate.outcomes] == ["refused"]
     await outbox.close()
+
+
+def test_deeply_nested_json_is_a_client_error() -> None:
+    from api.errors import ApiError
+    from api.routes.ws import parse_message
+
+    with pytest.raises(ApiError) as info:
+        parse_message("[" * 100_000 + "]" * 100_000)
+    assert info.value.code == "INVALID_JSON" and "nests too deeply" in info.value.message
