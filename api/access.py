@@ -16,9 +16,9 @@ from typing import Any
 
 from fastapi import Request
 
-from api.errors import ApiError
+from api.errors import ERROR_CODES, ApiError
 from services.auth import ApiKeyRecord, Authenticator, AuthError, anonymous_record, build_authenticator
-from services.credits import CreditError, CreditLedger, CreditReservation
+from services.credits import CreditError, CreditLedger, CreditReservation, settle_credits
 from services.flow_monitor import AudioFlowMonitor
 from services.rate_limit import Limiter, LimitExceeded, RateDecision, StreamLease, build_limiter, rate_refusal
 from services.request_log import RequestLogger, RequestRecord, build_request_logger, utcnow
@@ -150,7 +150,8 @@ class AccessServices:
                 await grant.lease.release()
             credits = 0
             if grant.reservation is not None:
-                if outcome.audio_seconds > 0:
+                error_status = ERROR_CODES.get(outcome.error_code, (500, ""))[0] if outcome.error_code else None
+                if settle_credits(outcome.status, error_status, outcome.audio_seconds):
                     credits = await self.ledger.charge(grant.reservation, audio_seconds=outcome.audio_seconds)
                 else:
                     await self.ledger.release(grant.reservation)

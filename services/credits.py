@@ -128,3 +128,16 @@ class CreditLedger:
                     "error_class": type(exc).__name__,
                 },
             )
+
+
+def settle_credits(status: str, error_status: int | None, audio_seconds: float) -> bool:
+    """The billing rule: True charges the reservation, False refunds it.
+
+    Completed requests and client hang-ups are charged (the client chose to stop); a request that produced no
+    audio, or that ended on a server-side error (5xx: generation failure or timeout, GPU fault, a stream cut by
+    the server) is refunded in full, even when some audio was delivered before the failure."""
+    if audio_seconds <= 0:
+        return False
+    if status == "failed" and (error_status is None or error_status >= 500):
+        return False
+    return True

@@ -69,3 +69,15 @@ async def test_unlimited_keys_and_disabled_credits_are_free() -> None:
     off = CreditLedger(limited_store, enabled=False)
     assert (await off.reserve(limited, 10_000, "r2")).state == "free"
     assert await balance(limited_store) == 5
+
+
+def test_the_billing_rule_refunds_server_failures_and_charges_what_the_client_chose() -> None:
+    from services.credits import settle_credits
+
+    assert settle_credits("completed", None, 3.0)
+    assert settle_credits("disconnected", None, 1.0)  # the client hung up: audio was delivered
+    assert not settle_credits("failed", 504, 2.0)  # a stream cut by the server's own timeout: refunded
+    assert not settle_credits("failed", 500, 2.0)
+    assert not settle_credits("failed", 503, 0.5)  # GPU fault mid-stream
+    assert settle_credits("failed", 413, 1.0)  # a client error after audio (e.g. buffer cap) is the client's
+    assert not settle_credits("completed", None, 0.0)  # no audio, no charge
