@@ -31,3 +31,36 @@ def test_pinning_writes_globals_and_the_prompt_becomes_the_trained_sequence(demo
     assert prompt == (f"<|task_tts|><|start_content|>Asha: Hi.<|end_content|><|start_global_token|>{globals_str}"
                       "<|end_global_token|>")
     assert mode == "clone"
+
+
+def test_the_admin_route_pins_live_voices(demo_model_dir: Path, tmp_path: Path) -> None:
+    import asyncio
+
+    from fastapi.testclient import TestClient
+
+    from api import create_app
+    from services.runtime import ModelRuntime
+    from shared.settings import Settings
+
+    root = finetune_layout(demo_model_dir, tmp_path / "ft", root_config=False)
+    settings = Settings(model_dir=root, auth_enabled=False, warmup=False, log_json=False, device="cpu",
+                        sr_enabled=False, admin_key="admin-secret", finetune_speakers="Asha,Bittu")
+    runtime = ModelRuntime(settings)
+    with TestClient(create_app(settings, runtime=runtime)) as client:
+        for _ in range(600):
+            if runtime.ready:
+                break
+            client.portal.call(asyncio.sleep, 0.1)
+        url = "/v1/tts/admin/voices/pin"
+        assert client.post(url, json={}).status_code == 403
+        bad = client.post(url, json={"voices": ["Nobody"]}, headers={"X-Admin-Key": "admin-secret"})
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "INVALID_SPEAKER"
+        done = client.post(url, json={"voices": ["Asha"], "save": True}, headers={"X-Admin-Key": "admin-secret"})
+        assert done.status_code == 200, done.text
+        body = done.json()
+        assert list(body["pinned"]) == ["Asha"] and len(body["pinned"]["Asha"]) == 32
+        assert runtime.voices.resolve("Asha").global_tokens == tuple(body["pinned"]["Asha"])  # live at once
+        assert runtime.voices.resolve("Bittu").global_tokens is None
+        assert json.loads((root / "voices.json").read_text()) == body["voices_json"]
+        spoken = client.post("/v1/tts/generate", json={"text": "Hi.", "speaker": "Asha", "max_tokens": 5})
+        assert spoken.status_code == 200
