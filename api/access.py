@@ -17,11 +17,19 @@ from typing import Any
 from fastapi import Request
 
 from api.errors import ERROR_CODES, ApiError
-from services.auth import ApiKeyRecord, Authenticator, AuthError, anonymous_record, build_authenticator
+from services.auth import (
+    ApiKeyRecord,
+    Authenticator,
+    AuthError,
+    FailedAuthThrottle,
+    anonymous_record,
+    build_authenticator,
+)
 from services.credits import CreditError, CreditLedger, CreditReservation, settle_credits
 from services.flow_monitor import AudioFlowMonitor
 from services.rate_limit import Limiter, LimitExceeded, RateDecision, StreamLease, build_limiter, rate_refusal
 from services.request_log import RequestLogger, RequestRecord, build_request_logger, utcnow
+from shared import metrics
 from shared.settings import Settings
 
 logger = logging.getLogger("api.access")
@@ -74,6 +82,7 @@ class AccessServices:
                  monitor: AudioFlowMonitor | None = None) -> None:
         self.settings = settings
         self.authenticator = authenticator or (build_authenticator(settings) if settings.auth_enabled else None)
+        self.auth_throttle = FailedAuthThrottle(settings.auth_failures_per_minute)
         self.limiter = limiter or build_limiter(settings)
         self.request_logger = request_logger or build_request_logger(settings)
         self.monitor = monitor or AudioFlowMonitor.from_settings(settings)
@@ -99,18 +108,26 @@ class AccessServices:
         task.add_done_callback(self._tasks.discard)
 
     # ------------------------------------------------------------------ per request
-    async def authenticate(self, headers: Any) -> ApiKeyRecord:
+    async def authenticate(self, headers: Any, client_address: str | None = None) -> ApiKeyRecord:
         if self.authenticator is None:
             return anonymous_record()
+        address = client_address or "unknown"
+        wait = self.auth_throttle.retry_after(address)
+        if wait is not None:  # this address keeps presenting bad keys: refuse without asking the key store
+            metrics.RATE_LIMITED.labels("failed_auth").inc()
+            raise ApiError("RATE_LIMIT_EXCEEDED", "Too many requests with invalid API keys from this address; "
+                           f"retry in {wait} s.", headers={"Retry-After": str(wait)})
         raw = Authenticator.extract_key(headers)
         try:
             return await self.authenticator.authenticate(raw)
         except AuthError as exc:
+            if exc.status == 401 and raw:
+                self.auth_throttle.failed(address)
             raise ApiError(exc.code, exc.message, status=exc.status,
                            headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None) from None
 
     async def grant(self, request: Request) -> AccessGrant:
-        key = await self.authenticate(request.headers)
+        key = await self.authenticate(request.headers, request.client.host if request.client else None)
         grant = AccessGrant(key=key, services=self,
                             client_request_id=request.scope.get("state", {}).get("client_request_id"))
         if self.authenticator is None:

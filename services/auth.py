@@ -478,7 +478,7 @@ class Authenticator:
         ttl_s: float = 30.0,
         *,
         negative_ttl_s: float | None = None,
-        stale_if_error_s: float = 300.0,
+        stale_if_error_s: float = 30.0,
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = utcnow,
@@ -490,7 +490,9 @@ class Authenticator:
         self.max_entries = max_entries
         self._clock = clock
         self._now = now
-        self._cache: OrderedDict[str, _CacheEntry] = OrderedDict()
+        self._cache: OrderedDict[str, _CacheEntry] = OrderedDict()  # found keys only
+        # Unknown keys apart: a flood of random keys can never evict the valid keys' entries.
+        self._negative: OrderedDict[str, _CacheEntry] = OrderedDict()
         self._inflight: dict[str, asyncio.Task[ApiKeyRecord | None]] = {}
         self.store_lookups = 0  # observable in tests: how often the store was asked
 
@@ -509,18 +511,22 @@ class Authenticator:
         """Forget one key (or everything), e.g. right after an operator revokes it in this process."""
         if raw_key is None:
             self._cache.clear()
+            self._negative.clear()
         else:
             self._cache.pop(hash_key(raw_key), None)
+            self._negative.pop(hash_key(raw_key), None)
 
     def _fresh(self, entry: _CacheEntry) -> bool:
         ttl = self.ttl_s if entry.record is not None else self.negative_ttl_s
         return self._clock() - entry.fetched_at < ttl
 
     def _remember(self, key_hash: str, record: ApiKeyRecord | None) -> None:
-        self._cache[key_hash] = _CacheEntry(record, self._clock())
-        self._cache.move_to_end(key_hash)
-        while len(self._cache) > self.max_entries:
-            self._cache.popitem(last=False)
+        cache, other = (self._cache, self._negative) if record is not None else (self._negative, self._cache)
+        other.pop(key_hash, None)
+        cache[key_hash] = _CacheEntry(record, self._clock())
+        cache.move_to_end(key_hash)
+        while len(cache) > self.max_entries:
+            cache.popitem(last=False)
 
     async def _fetch(self, key_hash: str) -> ApiKeyRecord | None:
         self.store_lookups += 1
@@ -534,9 +540,9 @@ class Authenticator:
             task.exception()  # retrieved here too, so a waiter that went away leaves no "never retrieved" warning
 
     async def _lookup(self, key_hash: str) -> ApiKeyRecord | None:
-        entry = self._cache.get(key_hash)
+        entry = self._cache.get(key_hash) or self._negative.get(key_hash)
         if entry is not None and self._fresh(entry):
-            self._cache.move_to_end(key_hash)
+            (self._cache if entry.record is not None else self._negative).move_to_end(key_hash)
             return entry.record
         # One store query per key at a time, however many requests arrive together.
         task = self._inflight.get(key_hash)
@@ -608,4 +614,40 @@ def build_key_store(settings: Settings) -> KeyStore:
 
 
 def build_authenticator(settings: Settings, store: KeyStore | None = None) -> Authenticator:
-    return Authenticator(store or build_key_store(settings), ttl_s=settings.key_cache_ttl_s)
+    return Authenticator(store or build_key_store(settings), ttl_s=settings.key_cache_ttl_s,
+                         stale_if_error_s=settings.key_stale_if_error_s)
+
+
+class FailedAuthThrottle:
+    """Per client address: after `limit` failed authentications within a minute, refuse further attempts from
+    that address without asking the key store, until the window has room again. In-process and bounded."""
+
+    def __init__(self, limit: int, window_s: float = 60.0, max_addresses: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.max_addresses = max_addresses
+        self._clock = clock
+        self._failures: OrderedDict[str, list[float]] = OrderedDict()
+
+    def _recent(self, address: str) -> list[float]:
+        now = self._clock()
+        times = [t for t in self._failures.get(address, []) if now - t < self.window_s]
+        if times:
+            self._failures[address] = times
+        else:
+            self._failures.pop(address, None)
+        return times
+
+    def retry_after(self, address: str) -> int | None:
+        """Seconds to wait when `address` is throttled, else None."""
+        times = self._recent(address)
+        if self.limit and len(times) >= self.limit:
+            return max(1, int(self.window_s - (self._clock() - times[0])) + 1)
+        return None
+
+    def failed(self, address: str) -> None:
+        self._failures.setdefault(address, []).append(self._clock())
+        self._failures.move_to_end(address)
+        while len(self._failures) > self.max_addresses:
+            self._failures.popitem(last=False)

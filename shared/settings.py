@@ -147,6 +147,16 @@ class Settings(BaseSettings):
     api_keys: str = Field("", description="Comma-separated plain keys for the static backend (hashed at load).")
     api_keys_file: Path | None = Field(None, description="JSON file of static key records (sha256 hashes).")
     key_backend: Literal["static", "postgres", "supabase"] = Field("static", description="Where API keys live.")
+    key_stale_if_error_s: float = Field(
+        30.0, ge=0,
+        description="While the key store is unreachable, a cached key keeps working this long past its TTL; a key "
+        "revoked meanwhile works at most TTL + this (60 s by default), then requests get 503.",
+    )
+    auth_failures_per_minute: int = Field(
+        20, ge=0,
+        description="Failed authentications one client address may make per minute before it gets 429 without a "
+        "key-store lookup (0: no limit).",
+    )
     key_cache_ttl_s: float = Field(30.0, ge=0, description="API-key lookup cache TTL (revocation latency).")
     admin_key: str = Field("", description="Key for /v1/tts/debug/* (empty: debug routes disabled).")
     rate_limit_per_minute: int = Field(60, ge=1, description="Default per-key requests per minute.")

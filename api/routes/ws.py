@@ -283,7 +283,7 @@ async def _authenticate(websocket: WebSocket, access: AccessServices | None) -> 
     query_key = websocket.query_params.get("api_key")
     if query_key and not (headers.get("authorization") or headers.get("x-api-key")):
         headers["x-api-key"] = query_key  # browsers cannot set headers on a WebSocket
-    return await access.authenticate(headers)
+    return await access.authenticate(headers, websocket.client.host if websocket.client else None)
 
 
 async def _check_connection_rate(access: AccessServices | None, key: ApiKeyRecord) -> bool:

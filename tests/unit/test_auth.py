@@ -178,11 +178,43 @@ async def test_store_outage_serves_cached_answer_then_503() -> None:
     assert (await expect_error(auth, "other-key")).status == 503
 
 
-async def test_cache_is_bounded() -> None:
-    auth, _ = make_auth(StaticKeyStore(), max_entries=100)
+async def test_cache_is_bounded_and_random_keys_never_evict_valid_ones() -> None:
+    store = StaticKeyStore()
+    store.add_plain_key("valid-key", key_id="v")
+    auth, _ = make_auth(store, max_entries=100)
+    await auth.authenticate("valid-key")
+    lookups = auth.store_lookups
     for i in range(500):
         await expect_error(auth, f"random-{i}")
-    assert len(auth._cache) == 100
+    assert len(auth._negative) == 100 and len(auth._cache) == 1
+    await auth.authenticate("valid-key")
+    assert auth.store_lookups == lookups + 500  # the valid key is still cached: no lookup for it
+
+
+async def test_a_revoked_key_stops_within_ttl_plus_stale_window_during_an_outage() -> None:
+    store = FlakyStore()
+    store.add_plain_key(KEY, key_id="k")
+    clock = FakeClock()
+    auth = Authenticator(store, ttl_s=30.0, stale_if_error_s=30.0, clock=clock)
+    await auth.authenticate(KEY)
+    store.down = True  # the operator revokes the key while the store is unreachable from here
+    clock.t += 59.0
+    assert (await auth.authenticate(KEY)).key_id == "k"
+    clock.t += 2.0  # 61 s: past TTL + stale-if-error
+    assert (await expect_error(auth, KEY)).status == 503
+
+
+def test_failed_auth_throttle_per_address() -> None:
+    from services.auth import FailedAuthThrottle
+
+    clock = FakeClock()
+    throttle = FailedAuthThrottle(limit=3, clock=clock)
+    for _ in range(3):
+        assert throttle.retry_after("1.2.3.4") is None
+        throttle.failed("1.2.3.4")
+    assert throttle.retry_after("1.2.3.4") == 61 and throttle.retry_after("5.6.7.8") is None
+    clock.t += 61
+    assert throttle.retry_after("1.2.3.4") is None
 
 
 def test_key_file_holds_hashes_only(tmp_path) -> None:
