@@ -289,8 +289,14 @@ class ClientStalled(Exception):
     """The reader has not accepted bytes for longer than the stall timeout."""
 
 
+# Body messages go to the socket in pieces of at most this size, each with its own stall deadline: the guard
+# then measures progress (a reader must accept this much per stall timeout), not how long one large item
+# (up to seconds of audio) takes, so a slow but steady reader is never cut off.
+SEND_PIECE_BYTES = 16 * 1024
+
+
 class GuardedStreamingResponse(StreamingResponse):
-    """A StreamingResponse that cuts off a reader whose socket accepts nothing for `stall_timeout_s`.
+    """A StreamingResponse that cuts off a reader that accepts less than SEND_PIECE_BYTES in `stall_timeout_s`.
 
     uvicorn's `send` blocks while the transport's write buffer is full (flow control), so a stalled reader
     shows up as a `send` that does not return. Closing the body iterator cancels the synthesis job.
@@ -303,7 +309,18 @@ class GuardedStreamingResponse(StreamingResponse):
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         async def guarded_send(message: Any) -> None:
             try:
-                await asyncio.wait_for(send(message), self.stall_timeout_s)
+                body = message.get("body", b"") if message.get("type") == "http.response.body" else b""
+                if len(body) <= SEND_PIECE_BYTES:
+                    await asyncio.wait_for(send(message), self.stall_timeout_s)
+                    return
+                more = message.get("more_body", False)
+                for start in range(0, len(body), SEND_PIECE_BYTES):
+                    piece = body[start : start + SEND_PIECE_BYTES]
+                    last = start + SEND_PIECE_BYTES >= len(body)
+                    await asyncio.wait_for(
+                        send({"type": "http.response.body", "body": piece, "more_body": more or not last}),
+                        self.stall_timeout_s,
+                    )
             except TimeoutError:
                 metrics.STALLED_CLIENTS.inc()
                 logger.warning("client stalled; cutting it off", extra={"stall_timeout_s": self.stall_timeout_s})
