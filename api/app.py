@@ -64,6 +64,6 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
     install_error_handlers(app)
     for router in (health.router, tts.router, openai_compat.router, debug.router, voice_pinning.router, ws.router):
         app.include_router(router)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES, timeout_s=settings.body_timeout_s)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -25,6 +25,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "INVALID_FORMAT": (400, "invalid_request_error"),
     "INVALID_JSON": (400, "invalid_request_error"),
     "UNSUPPORTED_MEDIA_TYPE": (415, "invalid_request_error"),
+    "REQUEST_TIMEOUT": (408, "invalid_request_error"),
     "PAYLOAD_TOO_LARGE": (413, "invalid_request_error"),
     "NOT_FOUND": (404, "invalid_request_error"),
     "METHOD_NOT_ALLOWED": (405, "invalid_request_error"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -62,19 +63,24 @@ class RequestIdMiddleware:
 
 
 class BodySizeLimitMiddleware:
-    """Refuse request bodies over `max_bytes` with 413 in the error envelope, before they are buffered."""
+    """Read each request body in full before the app sees it: refuse one over `max_bytes` with 413 and one that
+    does not arrive within `timeout_s` (a slow-body client holding a connection) with 408, both in the error
+    envelope. The app then reads the buffered body; later receives (disconnect) go to the server as usual."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float = 30.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
+
+    async def _refuse(self, send: Send, status: int, code: str, message: str) -> None:
+        body = json.dumps(error_envelope(code, message)).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
 
     async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            error_envelope("PAYLOAD_TOO_LARGE", f"The request body exceeds {self.max_bytes} bytes.")
-        ).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await self._refuse(send, 413, "PAYLOAD_TOO_LARGE", f"The request body exceeds {self.max_bytes} bytes.")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -84,32 +90,36 @@ class BodySizeLimitMiddleware:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._reject(send)
             return
+        chunks: list[bytes] = []
         received = 0
-        too_large = False
-
-        async def limited_receive() -> Message:
-            nonlocal received, too_large
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    too_large = True
-                    raise BodyTooLarge
-            return message
-
-        response_started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
         try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            if not response_started:
-                await self._reject(send)
+            async with asyncio.timeout(self.timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return  # the client went away before its body arrived
+                    body = message.get("body", b"")
+                    received += len(body)
+                    if received > self.max_bytes:
+                        await self._reject(send)
+                        return
+                    chunks.append(body)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            await self._refuse(send, 408, "REQUEST_TIMEOUT",
+                               f"The request body did not arrive within {self.timeout_s:g} s; send it at once.")
+            return
+        buffered: Message | None = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        async def replay() -> Message:
+            nonlocal buffered
+            if buffered is not None:
+                message, buffered = buffered, None
+                return message
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 class BodyTooLarge(Exception):
