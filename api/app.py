@@ -55,6 +55,10 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
         version=APP_VERSION,
         description="Streaming text-to-speech with Spark-TTS (vLLM + BiCodec + AP-BWE).",
         lifespan=lifespan,
+        # Public deployments may hide the schema and the interactive docs (TTS_DOCS_ENABLED=false).
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url="/redoc" if settings.docs_enabled else None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     app.state.settings = settings
     app.state.runtime = runtime

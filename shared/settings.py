@@ -161,6 +161,10 @@ class Settings(BaseSettings):
         "key-store lookup (0: no limit).",
     )
     key_cache_ttl_s: float = Field(30.0, ge=0, description="API-key lookup cache TTL (revocation latency).")
+    docs_enabled: bool = Field(True, description="Serve /docs, /redoc and /openapi.json (off for public deployments).")
+    metrics_require_admin: bool = Field(
+        False, description="/metrics and /v1/tts/metrics need the admin key (public deployments; Prometheus sends it)."
+    )
     admin_key: str = Field("", description="Key for /v1/tts/debug/* (empty: debug routes disabled).")
     rate_limit_per_minute: int = Field(60, ge=1, description="Default per-key requests per minute.")
     max_concurrent_streams: int = Field(4, ge=1, description="Default per-key concurrent requests.")

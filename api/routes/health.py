@@ -7,6 +7,7 @@ from dataclasses import asdict
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from api.access import require_admin
 from api.delivery import refresh_queue_gauges
 from shared.metrics import render_metrics
 from shared.settings import APP_VERSION
@@ -37,7 +38,9 @@ async def ready(request: Request) -> JSONResponse:
 
 @router.get("/metrics", include_in_schema=False)
 @router.get("/v1/tts/metrics", summary="Prometheus metrics (text format)")
-async def prometheus_metrics() -> Response:
+async def prometheus_metrics(request: Request) -> Response:
+    if request.app.state.settings.metrics_require_admin:
+        require_admin(request)  # TTS_METRICS_REQUIRE_ADMIN: scrape with X-Admin-Key / Bearer admin key
     refresh_queue_gauges()
     payload, content_type = render_metrics()
     return Response(payload, media_type=content_type)

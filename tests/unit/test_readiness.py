@@ -94,3 +94,16 @@ def test_every_503_says_when_to_retry() -> None:
     for code in ("MODEL_NOT_LOADED", "SERVICE_UNAVAILABLE", "GPU_FAULT", "GPU_OOM"):
         response = error_response(ApiError(code, "try later"))
         assert response.status_code == 503 and int(response.headers["Retry-After"]) > 0
+
+
+def test_public_deployment_switches_hide_docs_and_protect_metrics(demo_model_dir: Path) -> None:
+    settings = Settings(model_dir=demo_model_dir, auth_enabled=False, warmup=False, log_json=False,
+                        docs_enabled=False, metrics_require_admin=True, admin_key="adm")
+    with TestClient(create_app(settings, runtime=SlowRuntime(settings))) as client:
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert client.get(path).status_code == 404
+        assert client.get("/metrics").status_code == 403
+        assert client.get("/metrics", headers={"X-Admin-Key": "adm"}).status_code == 200
+    open_settings = Settings(model_dir=demo_model_dir, auth_enabled=False, warmup=False, log_json=False)
+    with TestClient(create_app(open_settings, runtime=SlowRuntime(open_settings))) as client:
+        assert client.get("/openapi.json").status_code == 200 and client.get("/metrics").status_code == 200
