@@ -132,18 +132,23 @@ class AccessServices:
                             client_request_id=request.scope.get("state", {}).get("client_request_id"))
         if self.authenticator is None:
             return grant
-        rate_limit = key.rate_limit_per_minute or self.settings.rate_limit_per_minute
-        decision: RateDecision = await self.limiter.check_rate(key.key_id, rate_limit)
-        grant.headers.update({k: v for k, v in decision.headers().items() if k != "Retry-After"})
-        if not decision.allowed:
-            refusal = rate_refusal(decision)
-            raise ApiError(refusal.code, refusal.message, headers=decision.headers())
+        # The concurrency slot first: a request refused for concurrency must not use up a per-minute slot, and its
+        # 429 carries only Retry-After (X-RateLimit-* always describe the per-minute limit).
         try:
             grant.lease = await self.limiter.acquire_stream(
                 key.key_id, key.max_concurrent or self.settings.max_concurrent_streams
             )
         except LimitExceeded as exc:
-            raise ApiError(exc.code, exc.message, headers={**grant.headers, **exc.decision.headers()}) from None
+            retry = exc.decision.headers().get("Retry-After", "1")
+            raise ApiError(exc.code, exc.message, headers={"Retry-After": retry}) from None
+        rate_limit = key.rate_limit_per_minute or self.settings.rate_limit_per_minute
+        decision: RateDecision = await self.limiter.check_rate(key.key_id, rate_limit)
+        grant.headers.update({k: v for k, v in decision.headers().items() if k != "Retry-After"})
+        if not decision.allowed:
+            await grant.lease.release()
+            grant.lease = None
+            refusal = rate_refusal(decision)
+            raise ApiError(refusal.code, refusal.message, headers=decision.headers())
         request.state.access_grant = grant
         return grant
 
