@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     default_top_p: float = Field(1.0, description="top_p when a request omits it.")
     default_max_tokens: int = Field(4096, description="max_tokens when a request omits it.")
     default_repetition_penalty: float = Field(1.05, description="repetition_penalty when a request omits it.")
+    ws_max_connections_per_key: int = Field(
+        8, ge=0, description="WebSocket connections one API key may hold open on one server (0: no cap); more get 429."
+    )
     body_timeout_s: float = Field(
         30.0, gt=0, description="A request body must arrive in full within this many seconds (else 408)."
     )

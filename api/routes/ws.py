@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
@@ -413,13 +413,34 @@ async def tts_websocket(websocket: WebSocket) -> None:
     settings = state.settings
     access: AccessServices | None = getattr(state, "access", None)
     connection_id = websocket.scope.get("state", {}).get("request_id") or f"ws{id(websocket):x}"
+    open_per_key: dict[str, int] | None = getattr(state, "ws_open_per_key", None)
+    if open_per_key is None:
+        open_per_key = state.ws_open_per_key = {}
     try:
         key = await _authenticate(websocket, access)
+        cap = settings.ws_max_connections_per_key
+        if cap and open_per_key.get(key.key_id, 0) >= cap:
+            raise ApiError("TOO_MANY_CONCURRENT_REQUESTS", f"At most {cap} WebSocket connections per API key are "
+                           "open at once on this server; close one or reuse it (it carries any number of "
+                           "utterances).", headers={"Retry-After": "5"})
         counted = await _check_connection_rate(access, key)
     except ApiError as err:
         logger.info("websocket refused", extra={"error_code": err.code})
         await _refuse(websocket, err)
         return
+    open_per_key[key.key_id] = open_per_key.get(key.key_id, 0) + 1
+    try:
+        await _serve_connection(websocket, state, settings, access, key, counted, connection_id)
+    finally:
+        left = open_per_key.get(key.key_id, 1) - 1
+        if left > 0:
+            open_per_key[key.key_id] = left
+        else:
+            open_per_key.pop(key.key_id, None)
+
+
+async def _serve_connection(websocket: WebSocket, state: Any, settings: Any, access: AccessServices | None,
+                            key: ApiKeyRecord, counted: bool, connection_id: str) -> None:
     await websocket.accept(
         headers=[
             (b"x-request-id", connection_id.encode()),

@@ -70,6 +70,7 @@ def ws_server(demo_model_dir: Path) -> Iterator[InProcessServer]:
         auth_enabled=True,
         max_concurrent_streams=1,
         rate_limit_per_minute=1000,
+        ws_max_connections_per_key=4,
         log_json=False,
         log_level="WARNING",
     )
@@ -356,3 +357,28 @@ async def test_idle_connection_is_closed(ws_server: InProcessServer) -> None:
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(ws.recv(), timeout=5)
         assert time.monotonic() - started >= IDLE_S - 0.5
+
+
+async def test_connections_per_key_are_capped(ws_server: InProcessServer) -> None:
+    from contextlib import AsyncExitStack
+
+    async with AsyncExitStack() as stack:
+        for _ in range(4):
+            ws = await stack.enter_async_context(_open(ws_server))
+            await send(ws, type="ping")
+            assert (await receive_until(ws, {"pong"}, timeout_s=10)).of("pong")
+        with pytest.raises(InvalidStatus) as refused:
+            async with _open(ws_server):
+                pass
+        assert refused.value.response.status_code == 429
+        assert json.loads(refused.value.response.body)["error"]["code"] == "TOO_MANY_CONCURRENT_REQUESTS"
+    deadline = time.monotonic() + 5  # closed connections free their places
+    while True:
+        try:
+            async with _open(ws_server) as ws:
+                await send(ws, type="ping")
+                assert (await receive_until(ws, {"pong"}, timeout_s=10)).of("pong")
+            break
+        except InvalidStatus:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
