@@ -375,6 +375,9 @@ class FallbackLimiter:
         self._errors = _backend_errors()
         self._up = True
         self._probe: asyncio.Task[None] | None = None
+        # Releases Redis could not take (outage): retried as soon as it answers again, so a key is not blocked
+        # for the rest of the lease TTL by slots nobody holds.
+        self.pending_releases: list[Callable[[], Awaitable[None]]] = []
         RATE_LIMIT_BACKEND_UP.set(1)
 
     @property
@@ -402,6 +405,16 @@ class FallbackLimiter:
             self._up = True
             RATE_LIMIT_BACKEND_UP.set(1)
             logger.info("rate-limit backend reachable again; shared limits restored")
+            await self._retry_releases()
+
+    async def _retry_releases(self) -> None:
+        pending, self.pending_releases = self.pending_releases, []
+        for release in pending:
+            try:
+                await release()
+            except self._errors as exc:
+                self.pending_releases.append(release)
+                self._mark_down(exc)
 
     async def start(self) -> None:
         """Probe Redis once so the gauge is right before the first request."""
@@ -421,9 +434,22 @@ class FallbackLimiter:
     async def acquire_stream(self, key_id: str, max_concurrent: int) -> StreamLease:
         if self._up:
             try:
-                return await self.primary.acquire_stream(key_id, max_concurrent)
+                lease = await self.primary.acquire_stream(key_id, max_concurrent)
             except self._errors as exc:
                 self._mark_down(exc)
+            else:
+                redis_release = lease._release_cb
+
+                async def release() -> None:
+                    try:
+                        await redis_release()
+                    except self._errors as exc:
+                        self.pending_releases.append(redis_release)
+                        self._mark_down(exc)
+                        raise
+
+                lease._release_cb = release
+                return lease
         return await self.fallback.acquire_stream(key_id, max_concurrent)
 
     async def close(self) -> None:

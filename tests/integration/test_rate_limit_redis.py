@@ -161,3 +161,30 @@ async def test_redis_outage_and_recovery(private_redis) -> None:
     finally:
         await limiter.close()
         await peer.close()
+
+
+async def test_a_release_lost_in_an_outage_is_retried_when_redis_returns(private_redis) -> None:
+    """Redis frozen (SIGSTOP: its data survive) while a stream ends: the slot is freed as soon as it answers
+    again, not after the 60 s lease TTL."""
+    import signal
+
+    server = private_redis()
+    limiter = FallbackLimiter(RedisLimiter.from_url(server.url), retry_interval_s=0.1)
+    peer = RedisLimiter.from_url(server.url)
+    try:
+        lease = await limiter.acquire_stream("leaky", 1)
+        assert await peer.active_streams("leaky") == 1
+        server.proc.send_signal(signal.SIGSTOP)
+        try:
+            await lease.release()  # times out against the frozen server
+            assert len(limiter.pending_releases) == 1 and backend_up() == 0
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 10
+        while (limiter.pending_releases or not limiter.shared_backend_up) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert limiter.pending_releases == [] and await peer.active_streams("leaky") == 0
+        assert (await limiter.acquire_stream("leaky", 1)).lease_id  # the key is usable at once
+    finally:
+        await limiter.close()
+        await peer.close()
