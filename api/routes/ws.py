@@ -207,18 +207,22 @@ class AccessGate:
         self._covered = connection_counted
         self._grants: dict[str, AccessGrant] = {}
         self._reservations: dict[str, list[CreditReservation]] = {}
+        self._settled: set[str] = set()  # utterances already accounted: text arriving late is never charged
 
     @property
     def limits_apply(self) -> bool:
         return self.access is not None and self.access.authenticator is not None
 
     async def charge_text(self, utterance_id: str, characters: int) -> None:
-        if self.access is None or characters <= 0:
+        if self.access is None or characters <= 0 or utterance_id in self._settled:
             return
         try:
             reservation = await self.access.ledger.reserve(self.key, characters, request_id=utterance_id)
         except CreditError as exc:
             raise SynthesisError(exc.code, exc.message, "text") from None
+        if utterance_id in self._settled:  # settled while the reservation was being made: give it back
+            await self.access.ledger.release(reservation)
+            return
         self._reservations.setdefault(utterance_id, []).append(reservation)
 
     async def admit(self, utterance_id: str) -> None:
@@ -244,6 +248,7 @@ class AccessGate:
 
     def settle(self, outcome: UtteranceOutcome) -> None:
         uid = outcome.utterance_id
+        self._settled.add(uid)
         grant = self._grants.pop(uid, None) or AccessGrant(key=self.key, services=self.access,
                                                            client_request_id=self.client_request_id)
         grant.reservation = _merge(self._reservations.pop(uid, []))

@@ -337,3 +337,25 @@ def test_deeply_nested_json_is_a_client_error() -> None:
     with pytest.raises(ApiError) as info:
         parse_message("[" * 100_000 + "]" * 100_000)
     assert info.value.code == "INVALID_JSON" and "nests too deeply" in info.value.message
+
+
+async def test_a_credit_reservation_after_settlement_is_never_left_held() -> None:
+    from api.routes.ws import AccessGate
+    from services.auth import StaticKeyStore
+    from services.credits import CreditLedger
+
+    store = StaticKeyStore()
+    store.add_plain_key("paid", key_id="p", credit_balance=100)
+    key = await store.get_by_hash(store._hash_by_id["p"])
+
+    class Access:
+        ledger = CreditLedger(store, enabled=True)
+        authenticator = None
+
+        def spawn(self, coro):
+            return asyncio.ensure_future(coro)
+
+    gate = AccessGate(Access(), key, connection_counted=True)
+    gate._settled.add("u1")  # the utterance already ended
+    await gate.charge_text("u1", 30)
+    assert gate._reservations == {} and (await store.get_by_hash(store._hash_by_id["p"])).credit_balance == 100
