@@ -83,3 +83,31 @@ def test_a_connection_flood_leaves_nothing_running(hostile_server: RunningServer
     assert active_streams(hostile_server) == 0
     assert httpx.post(f"{base}/v1/tts/generate", json={"text": "Still serving.", "max_tokens": 5},
                       timeout=60).status_code == 200
+
+
+def test_hanging_up_during_realtime_pacing_frees_the_slot(demo_model_dir: Path, tmp_path: Path) -> None:
+    env = {"TTS_REALTIME_PACING": "true", "TTS_AUTH_ENABLED": "true", "TTS_API_KEYS": "pace-key",
+           "TTS_MAX_CONCURRENT_STREAMS": "1", "TTS_SR_ENABLED": "false"}
+    server = start_server(demo_model_dir, tmp_path / "server.log", env)
+    headers = {"Authorization": "Bearer pace-key"}
+    body = {"text": "Paced speech keeps running ahead of playback by about one second only. " * 3, "stream": True}
+    try:
+        with httpx.Client(timeout=60) as client:
+            with client.stream("POST", f"{server.base_url}/v1/tts/generate", json=body, headers=headers) as r:
+                assert r.status_code == 200
+                pieces = r.iter_raw()
+                received = 0
+                while received < 48_000:  # past the 1 s lead: the server is now sleeping between sends
+                    received += len(next(pieces))
+        deadline = time.monotonic() + 10
+        while True:
+            again = httpx.post(f"{server.base_url}/v1/tts/generate", json={"text": "Next.", "max_tokens": 5},
+                               headers=headers, timeout=60)
+            if again.status_code == 200:
+                break
+            assert again.json()["error"]["code"] == "TOO_MANY_CONCURRENT_REQUESTS"
+            assert time.monotonic() < deadline, "the slot of the hung-up paced stream was never released"
+            time.sleep(0.2)
+        assert active_streams(server) == 0
+    finally:
+        stop_server(server)
