@@ -29,3 +29,14 @@ def demo_model_dir() -> Path:
     from core.demo_checkpoint import build_demo_checkpoint
 
     return build_demo_checkpoint(PROJECT_ROOT / "var" / "test-demo-model", seed=0)
+
+
+def wait_in_portal(client, predicate, timeout_s: float = 60.0) -> None:
+    """Let a TestClient's event loop run until `predicate()` is true (start-up in the app's lifespan)."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        client.portal.call(asyncio.sleep, 0.1)

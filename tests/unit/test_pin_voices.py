@@ -10,7 +10,7 @@ from pathlib import Path
 
 from core.voices import VoiceRegistry
 from processing.prompt import build_prompt
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, wait_in_portal
 from tests.finetune import finetune_layout
 
 
@@ -34,7 +34,6 @@ def test_pinning_writes_globals_and_the_prompt_becomes_the_trained_sequence(demo
 
 
 def test_the_admin_route_pins_live_voices(demo_model_dir: Path, tmp_path: Path) -> None:
-    import asyncio
 
     from fastapi.testclient import TestClient
 
@@ -47,10 +46,7 @@ def test_the_admin_route_pins_live_voices(demo_model_dir: Path, tmp_path: Path) 
                         sr_enabled=False, admin_key="admin-secret", finetune_speakers="Asha,Bittu")
     runtime = ModelRuntime(settings)
     with TestClient(create_app(settings, runtime=runtime)) as client:
-        for _ in range(600):
-            if runtime.ready:
-                break
-            client.portal.call(asyncio.sleep, 0.1)
+        wait_in_portal(client, lambda: runtime.ready)
         url = "/v1/tts/admin/voices/pin"
         assert client.post(url, json={}).status_code == 403
         bad = client.post(url, json={"voices": ["Nobody"]}, headers={"X-Admin-Key": "admin-secret"})

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from api import create_app
 from services.runtime import ModelRuntime
 from shared.settings import Settings
+from tests.conftest import wait_in_portal
 
 
 class SlowRuntime(ModelRuntime):
@@ -35,10 +36,7 @@ def test_ready_is_503_until_start_up_finished(demo_model_dir: Path) -> None:
         assert early.status_code == 503 and early.json()["error"]["code"] == "MODEL_NOT_LOADED"
         assert early.headers["Retry-After"]
         client.portal.call(runtime.release.set)
-        for _ in range(600):
-            if client.get("/v1/tts/ready").status_code == 200:
-                break
-            client.portal.call(asyncio.sleep, 0.1)
+        wait_in_portal(client, lambda: client.get("/v1/tts/ready").status_code == 200)
         assert client.get("/v1/tts/ready").json() == {"ready": True, "state": "ready", "error": None}
         assert client.get("/v1/tts/health").json()["status"] == "healthy"
 
@@ -47,10 +45,7 @@ def test_a_broken_model_directory_is_unhealthy_with_the_reason(tmp_path: Path) -
     settings = Settings(model_dir=tmp_path / "missing", auth_enabled=False, log_json=False)
     runtime = ModelRuntime(settings)
     with TestClient(create_app(settings, runtime=runtime)) as client:
-        for _ in range(300):
-            if runtime.state.value == "failed":
-                break
-            client.portal.call(asyncio.sleep, 0.1)
+        wait_in_portal(client, lambda: runtime.state.value == "failed")
         health = client.get("/v1/tts/health")
         assert health.status_code == 503
         assert health.json()["status"] == "unhealthy" and "missing" in health.json()["error"]
@@ -67,10 +62,7 @@ def test_a_warm_up_failure_stays_up_not_ready_with_the_reason(demo_model_dir: Pa
     settings = Settings(model_dir=demo_model_dir, auth_enabled=False, warmup=True, log_json=False)
     runtime = WarmupFails(settings)
     with TestClient(create_app(settings, runtime=runtime)) as client:
-        for _ in range(600):
-            if runtime.state.value == "warmup_failed":
-                break
-            client.portal.call(asyncio.sleep, 0.1)
+        wait_in_portal(client, lambda: runtime.state.value == "warmup_failed")
         health = client.get("/v1/tts/health")
         assert health.status_code == 200 and health.json()["status"] == "degraded"
         assert "warm-up failed" in health.json()["error"] and "no global tokens" in health.json()["error"]

@@ -12,6 +12,7 @@ from api import create_app
 from services.runtime import ModelRuntime
 from services.synthesis import NATIVE_RATE, SamplingOptions, SynthesisError, SynthesisJob, SynthesisRequest
 from shared.settings import Settings
+from tests.conftest import wait_in_portal
 from tests.texts import LONG_ENGLISH
 
 
@@ -49,10 +50,7 @@ def test_a_non_streaming_file_too_large_to_buffer_is_refused_before_any_gpu_work
     settings = _settings(demo_model_dir, max_buffered_audio_mb=1)
     runtime = ModelRuntime(settings)
     with TestClient(create_app(settings, runtime=runtime)) as client:
-        for _ in range(600):
-            if runtime.ready:
-                break
-            client.portal.call(asyncio.sleep, 0.1)
+        wait_in_portal(client, lambda: runtime.ready)
         tokens_before = runtime.engine.steps if hasattr(runtime.engine, "steps") else None
         response = client.post("/v1/tts/generate", json={"text": LONG_ENGLISH * 3, "sample_rate": 48000})
         assert response.status_code == 413
