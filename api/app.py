@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from api.access import AccessServices
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
-from api.routes import debug, health, openai_compat, tts, voice_pinning, ws
+from api.routes import debug, health, normalize, openai_compat, tts, voice_pinning, ws
 from services.gpu_health import GpuFaultDetector
 from services.runtime import ModelRuntime
 from shared.logging import configure_logging
@@ -66,7 +66,8 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
     app.state.request_log = access.request_logger
     app.state.gpu_fault_detector = GpuFaultDetector(runtime)
     install_error_handlers(app)
-    for router in (health.router, tts.router, openai_compat.router, debug.router, voice_pinning.router, ws.router):
+    for router in (health.router, tts.router, normalize.router, openai_compat.router, debug.router,
+                   voice_pinning.router, ws.router):
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES, timeout_s=settings.body_timeout_s)
     app.add_middleware(RequestIdMiddleware)

@@ -78,7 +78,10 @@ class TTSGenerateRequest(SamplingFields):
     output: Literal["16khz", "48khz"] = Field("16khz", description="16khz native, or 48khz via AP-BWE super-resolution.")
     sample_rate: int | None = Field(None, description=f"Output rate, one of {SUPPORTED_RATES}; overrides `output`.")
     normalize: bool = Field(True, description="Expand numbers, currency, dates, abbreviations to words.")
-    normalize_verbose: bool = Field(False, description="Log what normalisation changed (lengths only, no text).")
+    normalize_verbose: bool = Field(
+        False, description="Return the normalised text in X-Normalized-Text (percent-encoded, first 2,000 characters) "
+        "and log it at DEBUG level.",
+    )
     chunking: bool = Field(True, description="Split long text at sentence boundaries (> 220 characters).")
 
     @field_validator("text")

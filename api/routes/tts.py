@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request, Response
 
@@ -50,6 +51,7 @@ class SynthesisParams:
     chunking: bool
     sampling: SamplingOptions
     speed: float | None = None
+    normalize_verbose: bool = False  # return the normalised text (X-Normalized-Text) and log it at DEBUG
     # Request field names for error messages (the OpenAI route calls them `input` and `voice`).
     text_field: str = "text"
     voice_field: str = "speaker"
@@ -89,6 +91,19 @@ _BYTES_PER_SAMPLE = {"wav": 2.0, "pcm": 2.0, "flac": 1.2, "mulaw": 1.0, "mp3": 0
 
 def estimated_audio_bytes(characters: int, audio_format: str, sample_rate: int) -> int:
     return int(characters / 12 * sample_rate * _BYTES_PER_SAMPLE.get(audio_format, 2.0))
+
+
+NORMALIZED_HEADER_MAX_CHARS = 2000  # of the normalised text, before percent-encoding (headers stay < 8 KB or so)
+
+
+def normalized_text_headers(text: str) -> dict[str, str]:
+    """`X-Normalized-Text`: the normalised text, percent-encoded (UTF-8), cut at NORMALIZED_HEADER_MAX_CHARS
+    characters with `X-Normalized-Text-Truncated: true`. POST /v1/tts/normalize returns it whole."""
+    shown = text[:NORMALIZED_HEADER_MAX_CHARS]
+    headers = {"X-Normalized-Text": quote(shown, safe="")}
+    if len(shown) < len(text):
+        headers["X-Normalized-Text-Truncated"] = "true"
+    return headers
 
 
 async def start_synthesis(request: Request, params: SynthesisParams, grant: AccessGrant, *, sse: bool = False,
@@ -166,6 +181,10 @@ async def _start_synthesis(request: Request, params: SynthesisParams, grant: Acc
         "sample_rate": params.sample_rate, "stream": params.stream, "text_length": len(params.text),
         "text_chunks": len(plan.chunks), "key_id": grant.key_id,
     })
+    if params.normalize_verbose:
+        # Opted in by the client: the only place the service logs (normalised) request text.
+        logger.debug("normalized_text", extra={"event": "normalized_text", "normalized": plan.text,
+                                               "text_chunks": len(plan.chunks)})
     headers = {
         "X-Model-Version": runtime.model_version,
         "X-Format": params.audio_format,
@@ -173,6 +192,7 @@ async def _start_synthesis(request: Request, params: SynthesisParams, grant: Acc
         "X-Stream": "true" if params.stream else "false",
         "X-Text-Chunked": "true" if plan.chunked else "false",
         "X-Chunking-Enabled": "true" if params.chunking else "false",
+        **(normalized_text_headers(plan.text) if params.normalize_verbose else {}),
         "X-SR-Applied": "true" if job.sr_applied else "false",
         "X-Voice": speaker_label,
         **grant.headers,
@@ -195,6 +215,6 @@ async def generate(body: TTSGenerateRequest, request: Request, grant: AccessGran
     params = SynthesisParams(
         text=body.text, speaker=body.speaker, audio_format=body.format, sample_rate=rate,
         want_sr=rate > 16000, stream=body.stream, normalize=body.normalize, chunking=body.chunking,
-        sampling=sampling_from(body, request),
+        sampling=sampling_from(body, request), normalize_verbose=body.normalize_verbose,
     )
     return await start_synthesis(request, params, grant)

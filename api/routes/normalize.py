@@ -1,0 +1,53 @@
+"""`POST /v1/tts/normalize`: what the model would be asked to speak, without generating audio.
+
+The same planning code path as synthesis (tags, normalisation, long-text chunking, the same limits), behind the
+same authentication and rate limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from api.access import AccessGrant, require_access
+from api.errors import ApiError
+from api.schemas import MAX_TEXT_CHARS, check_text
+from processing.scripts import script_languages
+from services.synthesis import SynthesisError, plan_text
+
+router = APIRouter(tags=["tts"])
+
+
+class NormalizeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS, description="Text to normalise.")
+    normalize: bool = Field(True, description="Expand numbers, currency, dates, abbreviations to words.")
+    chunking: bool = Field(True, description="Split long text as synthesis would.")
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return check_text(value, "text")
+
+
+@router.post("/v1/tts/normalize", summary="The normalised text and chunks the model would speak (no audio)")
+async def normalize(body: NormalizeRequest, request: Request,
+                    grant: AccessGrant = Depends(require_access)) -> JSONResponse:
+    settings = request.app.state.settings
+    if len(body.text) > settings.max_text_chars:
+        raise ApiError("TEXT_TOO_LONG", f"Invalid 'text': at most {settings.max_text_chars} characters.", param="text")
+    try:
+        plan = await asyncio.to_thread(
+            plan_text, body.text, normalize=body.normalize, chunking=body.chunking,
+            threshold=settings.chunking_threshold_chars, target=settings.chunk_target_chars,
+        )
+    except SynthesisError as exc:
+        raise ApiError(exc.code, exc.message, param=exc.param) from exc
+    return JSONResponse(
+        {"normalized": plan.text, "languages": script_languages(plan.text), "chunks": plan.chunks},
+        headers=grant.headers,
+    )
