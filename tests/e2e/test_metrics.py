@@ -6,8 +6,8 @@ a difference between a scrape before and a scrape after.
 
 Failures counted in `veena3_tts_requests_failed_total` are those that happen once synthesis started. A request the
 API refuses up front (unknown voice, invalid body, auth, limits) is answered with its error code but counted in
-no request family: label values stay bounded to configured voices. The counted failure here is a prompt that does
-not fit the model's context (`max_model_len`), which ends generation before the voice is complete.
+no request family: label values stay bounded to configured voices. The counted failure here is the whole-request
+deadline passing while the model is still speaking (504 GENERATION_TIMEOUT).
 """
 
 from __future__ import annotations
@@ -121,12 +121,16 @@ def test_scrape_counts_streaming_non_streaming_and_failed_requests(
     unknown = client.post("/v1/tts/generate", json={"text": "Hello.", "speaker": "no-such-voice"})
     assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "INVALID_SPEAKER"
 
-    # Fails once synthesis started: the prompt is longer than the model context.
-    long_text = "The committee met again on Thursday and talked for hours. " * 4
-    failed = client.post(
-        "/v1/tts/generate", json={"text": long_text.strip(), "speaker": "default", "chunking": False}
-    )
-    assert failed.status_code == 500 and failed.json()["error"]["code"] == "GENERATION_FAILED"
+    # Fails once synthesis started: the whole-request deadline passes while the model is still speaking.
+    # (A prompt longer than the model context is refused with 413 before any work, so it cannot serve here.)
+    previous, live.settings.request_deadline_s = live.settings.request_deadline_s, 0.3
+    try:
+        failed = client.post(
+            "/v1/tts/generate", json={"text": "The committee met again on Thursday.", "speaker": "default"}
+        )
+    finally:
+        live.settings.request_deadline_s = previous
+    assert failed.status_code == 504 and failed.json()["error"]["code"] == "GENERATION_TIMEOUT", failed.text
 
     monitor = live.app.state.access.monitor
     wait_for(
@@ -134,13 +138,13 @@ def test_scrape_counts_streaming_non_streaming_and_failed_requests(
             scrape(client).get(
                 "veena3_tts_requests_failed_total",
                 speaker="default",
-                error_code="GENERATION_FAILED",
+                error_code="GENERATION_TIMEOUT",
                 status="error",
             )
             > before.get(
                 "veena3_tts_requests_failed_total",
                 speaker="default",
-                error_code="GENERATION_FAILED",
+                error_code="GENERATION_TIMEOUT",
                 status="error",
             )
         )
@@ -170,7 +174,7 @@ def test_scrape_counts_streaming_non_streaming_and_failed_requests(
         delta(
             "veena3_tts_requests_failed_total",
             speaker="default",
-            error_code="GENERATION_FAILED",
+            error_code="GENERATION_TIMEOUT",
             status="error",
         )
         == 1
