@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from api.access import AccessServices
 from api.errors import install_error_handlers
-from api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from api.middleware import BodySizeLimitMiddleware, HttpMetricsMiddleware, RequestIdMiddleware
 from api.routes import debug, health, normalize, openai_compat, tts, voice_pinning, ws
 from services.gpu_health import GpuFaultDetector
 from services.runtime import ModelRuntime
@@ -70,5 +70,16 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
                    voice_pinning.router, ws.router):
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES, timeout_s=settings.body_timeout_s)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware, allow_origins=[o.strip() for o in settings.cors_origins.split(",") if o.strip()],
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "X-Server-Request-ID", "X-Sample-Rate", "X-Format", "X-TTFB-ms",
+                            "X-RTF", "X-Audio-Seconds", "X-Normalized-Text", "Retry-After"],
+        )
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(HttpMetricsMiddleware)  # outermost: sees every answer, the middlewares' own refusals too
     return app

@@ -124,3 +124,32 @@ class BodySizeLimitMiddleware:
 
 class BodyTooLarge(Exception):
     """Raised into the app when a streamed body passes the size limit."""
+
+
+class HttpMetricsMiddleware:
+    """Count every HTTP response (4xx and 5xx included) by route template, method and status, and time to headers.
+
+    The route template (`/v1/audio/voices/{id}`), never the raw path, keeps label values bounded; a path no route
+    matched counts as "unmatched"."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from shared import metrics
+
+        started = time.perf_counter()
+        method = scope.get("method", "GET")
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                route = scope.get("route")
+                template = getattr(route, "path", None) or "unmatched"
+                metrics.HTTP_REQUESTS.labels(template, method, str(message["status"])).inc()
+                metrics.HTTP_LATENCY.labels(template, method).observe(time.perf_counter() - started)
+            await send(message)
+
+        await self.app(scope, receive, counting_send)

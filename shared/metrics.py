@@ -27,6 +27,15 @@ FAILED = Counter(
     f"{PREFIX}_requests_failed", "Synthesis requests that failed.", ["speaker", "error_code", "status"], registry=REGISTRY
 )
 TTFB = Histogram(f"{PREFIX}_ttfb_seconds", "Time to first audio byte.", ["stream"], buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+# Every HTTP answer, refusals included, by route template (bounded: unknown paths are "unmatched") and status.
+HTTP_REQUESTS = Counter(
+    f"{PREFIX}_http_requests", "HTTP responses by route template, method and status.", ["route", "method", "status"],
+    registry=REGISTRY,
+)
+HTTP_LATENCY = Histogram(
+    f"{PREFIX}_http_response_start_seconds", "Time from request to response headers, by route template.",
+    ["route", "method"], buckets=_LATENCY_BUCKETS, registry=REGISTRY,
+)
 RTF = Histogram(f"{PREFIX}_rtf", "Real-time factor (wall time / audio time).", buckets=_RTF_BUCKETS, registry=REGISTRY)
 AUDIO_SECONDS = Histogram(
     f"{PREFIX}_audio_duration_seconds", "Seconds of audio per request.", buckets=_AUDIO_BUCKETS, registry=REGISTRY

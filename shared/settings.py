@@ -164,6 +164,9 @@ class Settings(BaseSettings):
         "key-store lookup (0: no limit).",
     )
     key_cache_ttl_s: float = Field(30.0, ge=0, description="API-key lookup cache TTL (revocation latency).")
+    cors_origins: str = Field(
+        "", description="Comma-separated browser origins allowed by CORS (e.g. https://app.example.com); empty: no CORS."
+    )
     docs_enabled: bool = Field(True, description="Serve /docs, /redoc and /openapi.json (off for public deployments).")
     metrics_require_admin: bool = Field(
         False, description="/metrics and /v1/tts/metrics need the admin key (public deployments; Prometheus sends it)."

@@ -99,3 +99,29 @@ def test_public_deployment_switches_hide_docs_and_protect_metrics(demo_model_dir
     open_settings = Settings(model_dir=demo_model_dir, auth_enabled=False, warmup=False, log_json=False)
     with TestClient(create_app(open_settings, runtime=SlowRuntime(open_settings))) as client:
         assert client.get("/openapi.json").status_code == 200 and client.get("/metrics").status_code == 200
+
+
+def test_every_http_answer_is_counted_by_route_and_status_and_cors_is_opt_in(demo_model_dir: Path) -> None:
+    from shared.metrics import REGISTRY
+
+    def count(route: str, method: str, status: str) -> float:
+        labels = {"route": route, "method": method, "status": status}
+        return REGISTRY.get_sample_value("veena3_tts_http_requests_total", labels) or 0.0
+
+    settings = Settings(model_dir=demo_model_dir, auth_enabled=False, warmup=False, log_json=False,
+                        cors_origins="https://app.example.com")
+    with TestClient(create_app(settings, runtime=SlowRuntime(settings))) as client:
+        before = (count("/v1/tts/generate", "POST", "400"), count("unmatched", "GET", "404"),
+                  count("/v1/tts/ready", "GET", "503"))
+        assert client.post("/v1/tts/generate", json={"text": ""}).status_code == 400
+        assert client.get("/nowhere/12345").status_code == 404
+        assert client.get("/v1/tts/ready").status_code == 503
+        assert (count("/v1/tts/generate", "POST", "400"), count("unmatched", "GET", "404"),
+                count("/v1/tts/ready", "GET", "503")) == tuple(b + 1 for b in before)
+        assert 'route="/nowhere/12345"' not in client.get("/metrics").text  # raw paths never become labels
+        preflight = client.options("/v1/tts/generate", headers={
+            "Origin": "https://app.example.com", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type"})
+        assert preflight.headers["access-control-allow-origin"] == "https://app.example.com"
+        other = client.get("/v1/tts/health", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
