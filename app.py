@@ -16,8 +16,6 @@ import dataclasses
 import logging
 import os
 import shutil
-import tempfile
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +35,7 @@ from core.weights import (
     WAV2VEC2_FILES,
     FileReport,
     check_target,
+    fetch,
     format_reports,
     verify_tree,
     write_stamp,
@@ -507,7 +506,7 @@ def _prefixed(reports: list[FileReport], prefix: str) -> list[FileReport]:
 
 def fetch_to(source: str, dest: Path) -> None:
     """Copy `source` to `dest`: an http(s) URL, `hf://owner/repo/path/in/repo`, or a path in the container
-    (e.g. a file put on the volume with `modal volume put`). Written to a temp file first, then moved."""
+    (e.g. a file put on the volume with `modal volume put`). URLs go through `dest.part` and resume."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     if source.startswith("hf://"):
         from huggingface_hub import hf_hub_download
@@ -529,15 +528,7 @@ def fetch_to(source: str, dest: Path) -> None:
         return
     if not source.startswith(("https://", "http://")):
         raise ValueError(f"{source!r}: expected an http(s) URL, hf://owner/repo/path, or an absolute path")
-    with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:
-        tmp_path = Path(tmp.name)
-        try:
-            with urllib.request.urlopen(source, timeout=60) as response:  # noqa: S310 - operator-given URL
-                shutil.copyfileobj(response, tmp, length=8 * 1024 * 1024)
-        except BaseException:
-            tmp_path.unlink(missing_ok=True)
-            raise
-    os.replace(tmp_path, dest)
+    fetch(source, dest)  # through dest.part, resumable (core.weights)
 
 
 @app.function(

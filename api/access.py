@@ -181,7 +181,7 @@ class AccessServices:
             self.monitor.record(outcome.request_id, job.stats, outcome.status, outcome.error_code,
                                 sr_applied=job.sr_applied, output_rate=job.request.sample_rate,
                                 cadence=outcome.cadence)
-            self.request_logger.submit(self._record(grant, outcome, credits))
+            await self.request_logger.submit_async(self._record(grant, outcome, credits))
         except Exception:  # noqa: BLE001 - accounting must never break the server
             logger.exception("request accounting failed")
 

@@ -120,14 +120,6 @@ def _validation_to_api_error(exc: RequestValidationError) -> ApiError:
     return ApiError(code, message, param=field)
 
 
-def _body_too_large(exc: StarletteHTTPException) -> bool:
-    """FastAPI turns any failure while reading the body into 400 'error parsing the body'; a chunked body cut
-    off by the size-limit middleware arrives that way."""
-    from api.middleware import BodyTooLarge  # local: the middleware module imports this one
-
-    return isinstance(exc.__cause__, BodyTooLarge)
-
-
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -154,10 +146,6 @@ def install_error_handlers(app: FastAPI) -> None:
             err = ApiError("METHOD_NOT_ALLOWED", f"Method {request.method} is not allowed on {request.url.path}.")
         elif exc.status_code == 413:
             err = ApiError("PAYLOAD_TOO_LARGE", str(exc.detail))
-        elif _body_too_large(exc):
-            from api.app import MAX_BODY_BYTES  # local: api.app imports this module
-
-            err = ApiError("PAYLOAD_TOO_LARGE", f"The request body exceeds {MAX_BODY_BYTES} bytes.")
         elif exc.status_code == 415:
             err = ApiError("UNSUPPORTED_MEDIA_TYPE", str(exc.detail))
         else:

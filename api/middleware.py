@@ -122,10 +122,6 @@ class BodySizeLimitMiddleware:
         await self.app(scope, replay, send)
 
 
-class BodyTooLarge(Exception):
-    """Raised into the app when a streamed body passes the size limit."""
-
-
 class HttpMetricsMiddleware:
     """Count every HTTP response (4xx and 5xx included) by route template, method and status, and time to headers.
 

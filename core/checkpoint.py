@@ -76,19 +76,24 @@ def _load_json_mapping(path: Path) -> dict:
     return data
 
 
+def _llm_weight_files(directory: Path) -> list[str]:
+    """The HF LLM weight files in `directory`: safetensors files or shards and their index."""
+    names = [p.name for p in sorted(directory.glob("*.safetensors"))]
+    if (directory / "model.safetensors.index.json").is_file():
+        names.append("model.safetensors.index.json")
+    return names
+
+
 def _validate_llm(llm_dir: Path) -> None:
     if not llm_dir.is_dir():
         raise CheckpointError(f"{llm_dir}: missing; expected the LLM/ directory (HF Qwen2 checkpoint and tokenizer)")
-    if not (llm_dir / "config.json").is_file() and (llm_dir / "model.safetensors.index.json").is_file():
-        raise CheckpointError(f"{llm_dir / 'config.json'}: missing; expected the Qwen2 config.json beside the shards")
     config = _load_json_mapping(_require_file(llm_dir / "config.json", "the Qwen2 config.json"))
     missing = [k for k in LLM_REQUIRED_CONFIG_KEYS if k not in config]
     if missing:
         raise CheckpointError(f"{llm_dir / 'config.json'}: missing keys {missing}; expected a Qwen2 config")
     if config.get("model_type") != "qwen2":
         raise CheckpointError(f"{llm_dir / 'config.json'}: model_type is {config.get('model_type')!r}; expected 'qwen2'")
-    weights = sorted(llm_dir.glob("*.safetensors"))
-    if not weights and not (llm_dir / "model.safetensors.index.json").is_file():
+    if not _llm_weight_files(llm_dir):
         raise CheckpointError(f"{llm_dir / 'model.safetensors'}: missing; expected the LLM weights in safetensors")
     _require_file(llm_dir / "tokenizer.json", "the fast tokenizer with the Spark-TTS added tokens")
 
@@ -113,13 +118,6 @@ def _validate_bicodec(bicodec_dir: Path) -> None:
     _require_file(bicodec_dir / "model.safetensors", "the BiCodec weights (float32 safetensors)")
 
 
-def _root_llm_files(root: Path) -> list[str]:
-    names = [p.name for p in sorted(root.glob("*.safetensors"))]
-    if (root / "model.safetensors.index.json").is_file():
-        names.append("model.safetensors.index.json")
-    return names
-
-
 def _root_sample_rate(path: Path) -> tuple[int, bool]:
     config = _load_yaml_mapping(path)
     sample_rate = config.get("sample_rate")
@@ -133,7 +131,7 @@ def load_spark_checkpoint(root: Path | str) -> SparkCheckpoint:
     root = Path(root)
     if not root.is_dir():
         raise CheckpointError(f"{root}: not a directory; expected a Spark-TTS model directory (TTS_MODEL_DIR)")
-    root_weights = _root_llm_files(root)
+    root_weights = _llm_weight_files(root)
     has_llm_dir = (root / "LLM").is_dir()
     if has_llm_dir and root_weights:
         raise CheckpointError(

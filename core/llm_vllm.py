@@ -31,7 +31,6 @@ def _model_max_positions(llm_dir: Path) -> int | None:
     return int(value) if isinstance(value, int) else None
 
 
-
 # Per-request limits of vLLM's GPU model runner (V2, the default on every CUDA GPU), from
 # vllm/v1/worker/gpu/sample/logit_bias.py. Past them the runner raises inside the engine step, which is fatal to
 # the whole engine, so every request is checked here first and a bad one fails alone. The vLLM test tier reads
@@ -53,6 +52,7 @@ def check_gpu_runner_limits(sampling: SamplingConfig) -> None:
             f"{len(sampling.stop_token_ids)} stop_token_ids exceed vLLM's GPU runner limit of "
             f"{GPU_RUNNER_MAX_STOP_TOKEN_IDS}"
         )
+
 
 class VLLMEngine:
     """`LLMEngine` over vLLM's `AsyncLLM`. Construction starts the engine (~15 s on CPU): do it off the loop."""

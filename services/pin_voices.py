@@ -20,6 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from core.voices import FORMAT_VERSION
 from services.runtime import ModelRuntime
 from services.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest
 from shared.settings import Settings
@@ -55,10 +56,14 @@ def pinned_voices_document(runtime: ModelRuntime, pinned: dict[str, tuple[int, .
         if voice.id in pinned:
             voice = dataclasses.replace(voice, global_tokens=pinned[voice.id])
         voices.append(voice.to_dict())
-    document = {"format": 1, "default": runtime.voices.default_voice_id, "voices": voices}
+    document = {"format": FORMAT_VERSION, "default": runtime.voices.default_voice_id, "voices": voices}
     if runtime.voices.openai_overrides:
         document["openai_voices"] = runtime.voices.openai_overrides
     return document
+
+
+def write_voices_json(path: Path, document: dict) -> None:
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
 
 async def _run(model_dir: Path, voice_ids: list[str], seed: int, out: Path) -> int:
@@ -73,7 +78,7 @@ async def _run(model_dir: Path, voice_ids: list[str], seed: int, out: Path) -> i
         document = pinned_voices_document(runtime, pinned)
     finally:
         await runtime.shutdown()
-    out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    write_voices_json(out, document)
     for voice_id, tokens in pinned.items():
         print(f"pinned {voice_id}: {list(tokens)}")
     print(f"wrote {out} ({len(pinned)} voice(s) pinned); restart the service to use it")

@@ -340,10 +340,19 @@ class RequestLogger:
 
     def _update_gauge(self) -> None:
         REQUEST_LOG_QUEUE.set(self.pending)
+
+    def refresh_gauges(self) -> None:
+        """Spool depth, oldest age and bytes: set when metrics are scraped, not on every record."""
         if self.spool is not None:
             REQUEST_LOG_SPOOL_RECORDS.set(self.spool.depth())
             REQUEST_LOG_SPOOL_OLDEST.set(self.spool.oldest_age_s())
             REQUEST_LOG_SPOOL_BYTES.set(self.spool.size_bytes())
+
+    async def submit_async(self, record: RequestRecord) -> bool:
+        """`submit` for callers on the event loop: the spool's fsync'd append (~1 ms) runs in a worker thread."""
+        if self.spool is None:
+            return self.submit(record)
+        return await asyncio.to_thread(self.submit, record)
 
     def submit(self, record: RequestRecord) -> bool:
         """Queue a record. Returns False when the queue was full and the oldest queued record was dropped."""
@@ -521,6 +530,7 @@ class RequestLogger:
                 logger.warning("request log closed with records still spooled; the next start writes them",
                                extra={"spooled": kept, "spool": str(self.spool.path)})
             self._update_gauge()
+            self.refresh_gauges()
             self.spool.close()
             await self.sink.close()
             return 0

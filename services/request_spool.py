@@ -1,8 +1,8 @@
-"""Durable spool for request-log records: on disk before a request is answered, gone only once stored.
+"""Durable spool for request-log records: on disk as each request ends, gone only once stored.
 
 One SQLite database in WAL mode per process (`spool-<instance>.sqlite3` in TTS_REQUEST_LOG_SPOOL_DIR), holding
 each record under its server request id (primary key: appending the same record twice keeps one). The request
-logger appends every finished request synchronously (a WAL append, ~0.1 ms) and its writer sends the oldest
+logger appends every finished request (an fsync'd WAL append, ~1 ms, in a worker thread) and its writer sends the oldest
 records to PostgreSQL/Supabase, deleting them only after the database confirmed the batch. A record therefore
 survives a database outage of any length, a full queue, SIGTERM and SIGKILL of the process.
 

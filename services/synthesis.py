@@ -41,6 +41,7 @@ from shared import metrics
 if TYPE_CHECKING:
     from core.voices import Voice
     from services.runtime import ModelRuntime
+    from shared.settings import Settings
 
 logger = logging.getLogger("services.synthesis")
 
@@ -188,6 +189,19 @@ def plan_text(text: str, *, normalize: bool, chunking: bool, threshold: int, tar
         chunks = [cleaned]
     return TextPlan(text=cleaned, chunks=chunks, chunked=len(chunks) > 1, changes=changes,
                     tags=list(tag_result.tags_found))
+
+
+def plan_request_text(text: str, settings: Settings, *, normalize: bool, chunking: bool) -> TextPlan:
+    """`plan_text` with the per-request limits every route shares: normalised length and chunk count."""
+    plan = plan_text(text, normalize=normalize, chunking=chunking,
+                     threshold=settings.chunking_threshold_chars, target=settings.chunk_target_chars)
+    if len(plan.text) > settings.max_normalized_chars:
+        raise SynthesisError("TEXT_TOO_LONG", f"Invalid 'text': {len(plan.text)} characters after normalisation "
+                             f"(numbers spelled out); at most {settings.max_normalized_chars}.", "text")
+    if len(plan.chunks) > settings.max_text_chunks:
+        raise SynthesisError("TEXT_TOO_LONG", f"Invalid 'text': {len(plan.chunks)} text chunks; at most "
+                             f"{settings.max_text_chunks} per request. Split the text over several requests.", "text")
+    return plan
 
 
 def classify_failure(exc: BaseException) -> SynthesisError:

@@ -182,8 +182,8 @@ class Settings(BaseSettings):
     log_request_text: bool = Field(False, description="Store the request text in the request log.")
     request_log_spool_dir: Path | None = Field(
         Path("var/request-log-spool"),
-        description="Durable request-log spool (SQLite, one file per process): a record is on disk before the request "
-        "is answered and leaves only when the database confirmed it. Empty: in-memory queue only (records can be lost).",
+        description="Durable request-log spool (SQLite, one file per process): a record is on disk as its request "
+        "ends and leaves only when the database confirmed it. Empty: in-memory queue only (records can be lost).",
     )
     request_log_queue_size: int = Field(10_000, ge=1, description="Bounded request-log queue.")
     request_log_batch_size: int = Field(100, ge=1, description="Rows per insert.")

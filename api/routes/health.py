@@ -42,5 +42,6 @@ async def prometheus_metrics(request: Request) -> Response:
     if request.app.state.settings.metrics_require_admin:
         require_admin(request)  # TTS_METRICS_REQUIRE_ADMIN: scrape with X-Admin-Key / Bearer admin key
     refresh_queue_gauges()
+    request.app.state.request_log.refresh_gauges()
     payload, content_type = render_metrics()
     return Response(payload, media_type=content_type)

@@ -16,7 +16,7 @@ from api.access import AccessGrant, require_access
 from api.errors import ApiError
 from api.schemas import MAX_TEXT_CHARS, check_text
 from processing.scripts import script_languages
-from services.synthesis import SynthesisError, plan_text
+from services.synthesis import SynthesisError, plan_request_text
 
 router = APIRouter(tags=["tts"])
 
@@ -42,8 +42,7 @@ async def normalize(body: NormalizeRequest, request: Request,
         raise ApiError("TEXT_TOO_LONG", f"Invalid 'text': at most {settings.max_text_chars} characters.", param="text")
     try:
         plan = await asyncio.to_thread(
-            plan_text, body.text, normalize=body.normalize, chunking=body.chunking,
-            threshold=settings.chunking_threshold_chars, target=settings.chunk_target_chars,
+            plan_request_text, body.text, settings, normalize=body.normalize, chunking=body.chunking
         )
     except SynthesisError as exc:
         raise ApiError(exc.code, exc.message, param=exc.param) from exc

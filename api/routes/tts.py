@@ -20,7 +20,7 @@ from services.synthesis import (
     SynthesisJob,
     SynthesisRequest,
     check_plan_fits,
-    plan_text,
+    plan_request_text,
 )
 
 logger = logging.getLogger("api.tts")
@@ -135,16 +135,7 @@ async def _start_synthesis(request: Request, params: SynthesisParams, grant: Acc
                        headers={"Retry-After": "5"})
     voice = resolve_voice(request, params.speaker, params.speed, params.voice_field)
     def plan_and_check():
-        text_plan = plan_text(params.text, normalize=params.normalize, chunking=params.chunking,
-                              threshold=settings.chunking_threshold_chars, target=settings.chunk_target_chars)
-        if len(text_plan.text) > settings.max_normalized_chars:
-            raise SynthesisError("TEXT_TOO_LONG", f"Invalid 'text': {len(text_plan.text)} characters after "
-                                 f"normalisation (numbers spelled out); at most {settings.max_normalized_chars}.",
-                                 "text")
-        if len(text_plan.chunks) > settings.max_text_chunks:
-            raise SynthesisError("TEXT_TOO_LONG", f"Invalid 'text': {len(text_plan.chunks)} text chunks; at most "
-                                 f"{settings.max_text_chunks} per request. Split the text over several requests.",
-                                 "text")
+        text_plan = plan_request_text(params.text, settings, normalize=params.normalize, chunking=params.chunking)
         check_plan_fits(runtime, text_plan, voice)
         if not params.stream and not sse:
             estimate = estimated_audio_bytes(len(text_plan.text), params.audio_format, params.sample_rate)

@@ -7,9 +7,6 @@ ones at once (later requests carry those 32 globals in their prompt: one timbre,
 
 from __future__ import annotations
 
-import dataclasses
-import json
-
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.access import require_admin
 from api.errors import ApiError
 from core.voices import VoiceRegistry
-from services.pin_voices import pin, pinned_voices_document
+from services.pin_voices import pin, pinned_voices_document, write_voices_json
 
 router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)])
 
@@ -46,10 +43,10 @@ async def pin_voices(body: PinRequest, request: Request) -> JSONResponse:
     if body.save:
         target = runtime.checkpoint.root / "voices.json"
         try:
-            target.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+            write_voices_json(target, document)
         except OSError as exc:
             raise ApiError("SERVICE_UNAVAILABLE", f"Pinned in memory, but {target} is not writable ({exc.strerror}).",
                            headers={"Retry-After": "5"}) from exc
         saved_to = str(target)
-    voices = {v.id: dataclasses.asdict(v)["global_tokens"] for v in runtime.voices.voices.values() if v.id in pinned}
-    return JSONResponse({"pinned": voices, "saved_to": saved_to, "voices_json": document})
+    return JSONResponse({"pinned": {voice_id: list(tokens) for voice_id, tokens in pinned.items()},
+                         "saved_to": saved_to, "voices_json": document})
