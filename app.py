@@ -365,7 +365,7 @@ class ServiceHost:
     load: loads and warms the runtime on the running event loop (vLLM's AsyncLLM binds to it); raises when the
     runtime ended FAILED; for a GPU snapshot puts vLLM to sleep (level 1: no KV cache, weights offloaded).
     resume: after a restore, fresh randomness and (GPU snapshot) vLLM woken up.
-    web: the FastAPI app around the runtime, with the detector at `app.state.gpu_fault_detector`.
+    web: the FastAPI app around the runtime and the GPU fault detector.
     stop: flush the request log and shut the engine down (both safe after the app's own lifespan shutdown).
     """
 
@@ -396,6 +396,10 @@ class ServiceHost:
             import api  # noqa: F401 - so the memory snapshot already holds the heavy imports
 
         self.runtime = (self._runtime_factory or ModelRuntime)(self.settings)
+        if getattr(self.runtime, "warmup_step", False) is None:
+            from services.synthesis import warmup_pipeline
+
+            self.runtime.warmup_step = warmup_pipeline
         self.detector = GpuFaultDetector(
             self.runtime, stop_hook=self._stop_hook or modal_stop_fetching_inputs
         )
@@ -415,7 +419,7 @@ class ServiceHost:
             raise RuntimeError(f"model loading failed: {self.runtime.error}")
         if self.cfg.snapshot == "gpu":
             engine = self.runtime.engine
-            if not hasattr(engine, "sleep"):
+            if not engine.supports_sleep:
                 raise DeploymentConfigError("TTS_MODAL_SNAPSHOT=gpu needs TTS_ENGINE=vllm (sleep / wake_up)")
             await engine.sleep(1)
             logger.info("vLLM asleep for the GPU snapshot")
@@ -440,13 +444,13 @@ class ServiceHost:
         factory = self._app_factory
         if factory is None:
             from api import create_app as factory
-        web_app = factory(self.settings, runtime=self.runtime)
-        web_app.state.gpu_fault_detector = self.detector
+        web_app = factory(self.settings, runtime=self.runtime, gpu_faults=self.detector)
         self.web_app = web_app
         return web_app
 
     async def stop(self) -> None:
-        request_log = getattr(self.web_app.state, "request_log", None) if self.web_app is not None else None
+        services = getattr(self.web_app.state, "services", None) if self.web_app is not None else None
+        request_log = services.access.request_logger if services is not None else None
         if request_log is not None:
             try:
                 await request_log.close()

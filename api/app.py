@@ -9,12 +9,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.access import AccessServices
+from api.deps import Services
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimitMiddleware, HttpMetricsMiddleware, RequestIdMiddleware
 from api.routes import debug, health, normalize, openai_compat, tts, voice_pinning, ws
+from services.access import AccessServices
 from services.gpu_health import GpuFaultDetector
 from services.runtime import ModelRuntime
+from services.speech import SpeechService
+from services.synthesis import warmup_pipeline
 from shared.logging import configure_logging
 from shared.settings import APP_VERSION, Settings, get_settings
 
@@ -25,12 +28,14 @@ MAX_BODY_BYTES = 1_000_000
 
 
 def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = None,
-               access: AccessServices | None = None) -> FastAPI:
+               access: AccessServices | None = None, gpu_faults: GpuFaultDetector | None = None) -> FastAPI:
     """Build the app. A given `runtime` is used as is (Modal loads it in @modal.enter); otherwise one is
     created and loaded in the background at start-up, and readiness answers 503 until it is warm."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
     runtime = runtime or ModelRuntime(settings)
+    if runtime.warmup_step is None:
+        runtime.warmup_step = warmup_pipeline
     access = access or AccessServices(settings)
 
     @asynccontextmanager
@@ -60,11 +65,9 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
         redoc_url="/redoc" if settings.docs_enabled else None,
         openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
-    app.state.settings = settings
-    app.state.runtime = runtime
-    app.state.access = access
-    app.state.request_log = access.request_logger
-    app.state.gpu_fault_detector = GpuFaultDetector(runtime)
+    gpu_faults = gpu_faults or GpuFaultDetector(runtime)
+    app.state.services = Services(settings=settings, runtime=runtime, access=access,
+                                  speech=SpeechService(runtime, settings, gpu_faults))
     install_error_handlers(app)
     for router in (health.router, tts.router, normalize.router, openai_compat.router, debug.router,
                    voice_pinning.router, ws.router):

@@ -13,14 +13,13 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi.responses import Response, StreamingResponse
 
 from api.errors import ApiError
-from services.flow_monitor import StreamCadence
+from services.accounting import EndStatus, RequestAccounting
 from services.gpu_health import GpuFaultDetector
 from services.synthesis import SynthesisError, SynthesisJob
 from shared import metrics
@@ -46,100 +45,29 @@ def refresh_queue_gauges() -> None:
     metrics.QUEUE_FILL_RATIO.set(max((q.qsize() / q.maxsize for q in queues if q.maxsize > 0), default=0.0))
 
 
-@dataclass
-class RequestOutcome:
-    """What happened to one request; handed to the completion hook (request log, flow monitor, credits)."""
-
-    request_id: str
-    status: str  # completed | failed | disconnected
-    error_code: str | None
-    ttfb_ms: float | None
-    audio_seconds: float
-    rtf: float | None
-    wall_seconds: float
-    job: SynthesisJob
-    cadence: dict[str, Any] | None = None
-
-
-CompletionHook = Callable[[RequestOutcome], Any]
-
-
 class Delivery:
-    """Wraps one job: measures, streams or collects, and reports exactly once."""
+    """Wraps one job: streams or collects its audio and tells the request's accounting what happened."""
 
-    def __init__(self, job: SynthesisJob, *, started: float, speaker_label: str, headers: dict[str, str],
-                 on_complete: CompletionHook | None = None, stall_timeout_s: float = 30.0,
-                 realtime_pacing: bool = False, gpu_faults: GpuFaultDetector | None = None,
-                 max_buffered_bytes: int = 0) -> None:
+    def __init__(self, job: SynthesisJob, accounting: RequestAccounting, *, headers: dict[str, str],
+                 stall_timeout_s: float = 30.0, realtime_pacing: bool = False,
+                 gpu_faults: GpuFaultDetector | None = None, max_buffered_bytes: int = 0) -> None:
         self.job = job
+        self.accounting = accounting
         self.max_buffered_bytes = max_buffered_bytes  # non-streaming responses only; 0 = no cap
-        self.started = started
-        self.speaker_label = speaker_label
         self.headers = headers
-        self.on_complete = on_complete
         self.stall_timeout_s = stall_timeout_s
         self.realtime_pacing = realtime_pacing
         self.gpu_faults = gpu_faults
-        self.first_audio_at: float | None = None
-        self._reported = False
-        self.cadence = StreamCadence(clock=time.perf_counter)
-        self._samples_seen = 0
-        self._stream_label = "true" if job.request.stream else "false"
         self.final_status: str | None = None
         _LIVE_JOBS.add(job)
 
-    # ------------------------------------------------------------------ accounting
     @property
     def audio_seconds(self) -> float:
-        return self.job.stats.output_samples / float(self.job.request.sample_rate)
+        return self.accounting.audio_seconds
 
-    def _ttfb_ms(self) -> float | None:
-        return None if self.first_audio_at is None else (self.first_audio_at - self.started) * 1000.0
-
-    def _observe_send(self, now: float) -> None:
-        """Feed the cadence model (interval/jitter metrics, modelled playback underruns) with this send."""
-        sent = self.job.stats.sent_samples
-        self.cadence.on_chunk((sent - self._samples_seen) / float(self.job.request.sample_rate), at=now)
-        self._samples_seen = sent
-
-    def _report(self, status: str, error_code: str | None) -> None:
-        if self._reported:
-            return
-        self._reported = True
+    def _report(self, status: EndStatus, error_code: str | None) -> None:
         _LIVE_JOBS.discard(self.job)
-        wall = time.perf_counter() - self.started
-        audio_seconds = self.audio_seconds
-        rtf = wall / audio_seconds if audio_seconds > 0 else None
-        ttfb = self._ttfb_ms()
-        if status == "completed":
-            metrics.COMPLETED.labels(self.speaker_label, self._stream_label, "success").inc()
-            metrics.AUDIO_SECONDS.observe(audio_seconds)
-            metrics.CHUNKS_SENT.observe(self.job.stats.sent_chunks)
-            if rtf is not None:
-                metrics.RTF.observe(rtf)
-        elif status == "disconnected":
-            metrics.CLIENT_DISCONNECTS.inc()
-            metrics.COMPLETED.labels(self.speaker_label, self._stream_label, "disconnected").inc()
-        else:
-            metrics.FAILED.labels(self.speaker_label, error_code or "INTERNAL_ERROR", "error").inc()
-        event = {"completed": "request_completed", "failed": "request_failed",
-                 "disconnected": "client_disconnected"}[status]
-        logger.info(event, extra={
-            "event": event, "status": status, "error_code": error_code,
-            "ttfb_ms": None if ttfb is None else round(ttfb, 1), "audio_seconds": round(audio_seconds, 3),
-            "rtf": None if rtf is None else round(rtf, 4), "wall_ms": round(wall * 1000, 1),
-            "text_chunks": self.job.stats.text_chunks, "chunks_sent": self.job.stats.sent_chunks,
-            "bytes_sent": self.job.stats.sent_bytes,
-        })
-        if self.on_complete is not None:
-            try:
-                self.on_complete(RequestOutcome(
-                    request_id=self.job.request.request_id, status=status, error_code=error_code, ttfb_ms=ttfb,
-                    audio_seconds=audio_seconds, rtf=rtf, wall_seconds=wall, job=self.job,
-                    cadence=self.cadence.summary() if self.job.request.stream else None,
-                ))
-            except Exception:  # noqa: BLE001 - accounting must never break delivery
-                logger.exception("completion hook failed")
+        self.accounting.finish(status, error_code)
 
     async def _error_code(self, exc: SynthesisError) -> str:
         """A GPU fault also marks the container unhealthy (and, on Modal, asks to be replaced)."""
@@ -148,11 +76,7 @@ class Delivery:
         return await self.gpu_faults.handle_async(exc) or exc.code
 
     def _mark_first_audio(self) -> None:
-        if self.first_audio_at is None:
-            self.first_audio_at = time.perf_counter()
-            ttfb = self.first_audio_at - self.started
-            metrics.TTFB.labels(self._stream_label).observe(ttfb)
-            logger.info("first_audio", extra={"event": "first_audio", "ttfb_ms": round(ttfb * 1000, 1)})
+        self.accounting.first_audio()
 
     # ------------------------------------------------------------------ responses
     async def complete_response(self, receive: Any = None) -> Response:
@@ -160,7 +84,6 @@ class Delivery:
 
         `receive` (the ASGI receive of a request whose body was read): a client that hangs up while the file is
         being made cancels the work, as a streaming client does."""
-        metrics.ACTIVE_STREAMS.inc()
         collect = asyncio.ensure_future(self._collect())
         watch = asyncio.ensure_future(_wait_for_disconnect(receive)) if receive is not None else None
         try:
@@ -183,16 +106,15 @@ class Delivery:
         finally:
             if watch is not None and not watch.done():
                 watch.cancel()
-            metrics.ACTIVE_STREAMS.dec()
         self.job.stats.sent_chunks = 1
         self._report("completed", None)
-        wall = time.perf_counter() - self.started
+        report = self.accounting.report
         headers = dict(self.headers)
         headers.update({
             "X-Audio-Bytes": str(len(body)),
             "X-Audio-Seconds": f"{self.audio_seconds:.3f}",
-            "X-TTFB-ms": f"{(self._ttfb_ms() or 0.0):.1f}",
-            "X-RTF": f"{(wall / self.audio_seconds) if self.audio_seconds else 0.0:.4f}",
+            "X-TTFB-ms": f"{(self.accounting.ttfb_ms or 0.0):.1f}",
+            "X-RTF": f"{(report.rtf if report is not None and report.rtf is not None else 0.0):.4f}",
         })
         return Response(body, media_type=self.job.content_type, headers=headers)
 
@@ -222,13 +144,13 @@ class Delivery:
 
     async def streaming_response(self, *, sse: bool = False) -> StreamingResponse:
         """Chunked response. Headers go out with the first audio chunk."""
-        metrics.ACTIVE_STREAMS.inc()
         source = self.job.stream_bytes()
         try:
             first = await self._prefetch(source)
         except BaseException:
-            metrics.ACTIVE_STREAMS.dec()
             await source.aclose()
+            if not self.accounting.finished:
+                self._report("disconnected", None)
             raise
         self._mark_first_audio()
         body = self._sse_body(first, source) if sse else self._audio_chunks(first, source)
@@ -240,9 +162,9 @@ class Delivery:
 
     async def _paced(self, chunk: bytes) -> None:
         """Optional real-time pacing: never run more than ~1 s ahead of playback."""
-        if not self.realtime_pacing or self.first_audio_at is None:
+        if not self.realtime_pacing or self.accounting.first_audio_at is None:
             return
-        ahead = self.audio_seconds - (time.perf_counter() - self.first_audio_at)
+        ahead = self.audio_seconds - (time.perf_counter() - self.accounting.first_audio_at)
         if ahead > 1.0:
             await asyncio.sleep(ahead - 1.0)
 
@@ -250,11 +172,11 @@ class Delivery:
         status, code = "failed", "STREAMING_ERROR"
         try:
             if first:
-                self._observe_send(time.perf_counter())
+                self.accounting.audio_sent()
                 yield first
             async for chunk in source:
                 await self._paced(chunk)
-                self._observe_send(time.perf_counter())
+                self.accounting.audio_sent()
                 yield chunk
             status, code = "completed", None
         except SynthesisError as exc:
@@ -265,7 +187,6 @@ class Delivery:
             raise
         finally:
             self.final_status = status
-            metrics.ACTIVE_STREAMS.dec()
             try:
                 await source.aclose()  # a second cancellation (a hang-up during pacing) can interrupt this ...
             finally:

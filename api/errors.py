@@ -15,38 +15,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.errors import ERROR_CODES, ServiceError
+
 logger = logging.getLogger("api.errors")
-
-# code -> (HTTP status, envelope type)
-ERROR_CODES: dict[str, tuple[int, str]] = {
-    "VALIDATION_ERROR": (400, "invalid_request_error"),
-    "TEXT_TOO_LONG": (413, "invalid_request_error"),
-    "INVALID_SPEAKER": (400, "invalid_request_error"),
-    "INVALID_FORMAT": (400, "invalid_request_error"),
-    "INVALID_JSON": (400, "invalid_request_error"),
-    "UNSUPPORTED_MEDIA_TYPE": (415, "invalid_request_error"),
-    "REQUEST_TIMEOUT": (408, "invalid_request_error"),
-    "PAYLOAD_TOO_LARGE": (413, "invalid_request_error"),
-    "NOT_FOUND": (404, "invalid_request_error"),
-    "METHOD_NOT_ALLOWED": (405, "invalid_request_error"),
-    "IDLE_TIMEOUT": (408, "invalid_request_error"),
-    "INVALID_API_KEY": (401, "authentication_error"),
-    "EXPIRED_API_KEY": (401, "authentication_error"),
-    "KEY_SUSPENDED": (403, "permission_error"),
-    "INSUFFICIENT_CREDITS": (403, "permission_error"),
-    "FORBIDDEN": (403, "permission_error"),
-    "RATE_LIMIT_EXCEEDED": (429, "rate_limit_error"),
-    "TOO_MANY_CONCURRENT_REQUESTS": (429, "rate_limit_error"),
-    "MODEL_NOT_LOADED": (503, "service_unavailable"),
-    "SERVICE_UNAVAILABLE": (503, "service_unavailable"),
-    "GPU_FAULT": (503, "service_unavailable"),
-    "GPU_OOM": (503, "service_unavailable"),
-    "GENERATION_FAILED": (500, "server_error"),
-    "GENERATION_TIMEOUT": (504, "server_error"),
-    "STREAMING_ERROR": (500, "server_error"),
-    "INTERNAL_ERROR": (500, "server_error"),
-}
-
 
 class ApiError(Exception):
     """Raise anywhere under a route to answer with the envelope."""
@@ -68,6 +39,14 @@ class ApiError(Exception):
         self.status = status or default_status
         self.error_type = error_type
         self.headers = headers or {}
+
+    @classmethod
+    def from_service(cls, exc: ServiceError) -> ApiError:
+        """A service refusal in the envelope (429s and 503s keep their Retry-After)."""
+        headers = dict(exc.headers)
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(exc.retry_after)
+        return cls(exc.code, exc.message, param=exc.param, status=exc.status, headers=headers)
 
     def envelope(self) -> dict[str, Any]:
         return error_envelope(self.code, self.message, param=self.param, error_type=self.error_type)
@@ -124,6 +103,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc)
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return error_response(ApiError.from_service(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -8,8 +8,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-AudioFormat = Literal["wav", "pcm", "mp3", "opus", "flac", "aac", "mulaw"]
+from audio.encoders import FORMATS, supported_rates
+from services.speech import SpeechRequest
+from services.synthesis import SamplingOptions
+from shared.settings import Settings
+
+AudioFormat = Literal[tuple(FORMATS)]  # type: ignore[valid-type]  # built from audio/encoders.py's table
+# The output rates this service offers; a format accepts those of them its encoder can write.
 SUPPORTED_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
+# OpenAI's speech endpoint answers 24 kHz for every format; clients of `pcm` assume it.
+OPENAI_SAMPLE_RATE = 24_000
 MAX_TEXT_CHARS = 50_000
 _ALLOWED_CONTROL = {"\n", "\r", "\t"}
 
@@ -39,10 +47,10 @@ def check_rate_for_format(value: int | None, audio_format: str | None) -> int | 
         return value
     if value not in SUPPORTED_RATES:
         raise PydanticCustomError("bad_rate", f"must be one of {list(SUPPORTED_RATES)}, got {value}")
-    if audio_format == "mulaw" and value != 8000:
-        raise PydanticCustomError("bad_rate", f"{value} is not valid with format mulaw, which is 8000 Hz")
-    if audio_format == "opus" and value in (22050, 44100):
-        raise PydanticCustomError("bad_rate", f"{value} is not valid with format opus (8000, 16000, 24000 or 48000)")
+    if audio_format in FORMATS and value not in supported_rates(audio_format):
+        offered = [rate for rate in SUPPORTED_RATES if rate in supported_rates(audio_format)]
+        raise PydanticCustomError("bad_rate", f"{value} is not valid with format {audio_format} (accepted: "
+                                  f"{', '.join(map(str, offered))})")
     return value
 
 
@@ -56,12 +64,19 @@ def output_rate_for(audio_format: str, sample_rate: int | None, output: str | No
 
 
 class SamplingFields(BaseModel):
+    """Sampling fields every synthesis message shares; `to_sampling` merges the deployment's defaults (once)."""
+
     temperature: float | None = Field(None, ge=0.0, le=2.0, description="Sampling temperature (0 = greedy). Default 0.8.")
     top_k: int | None = Field(None, ge=1, le=1000, description="Top-k sampling. Default 50.")
     top_p: float | None = Field(None, gt=0.0, le=1.0, description="Nucleus sampling. Default 1.0.")
     max_tokens: int | None = Field(None, ge=1, le=8192, description="Most semantic tokens per text chunk (50 = 1 s). Default 4096.")
     repetition_penalty: float | None = Field(None, ge=0.5, le=2.0, description="Repetition penalty. Default 1.05.")
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Seed for reproducible output.")
+
+    def to_sampling(self, settings: Settings) -> SamplingOptions:
+        return SamplingOptions.with_defaults(
+            settings, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, max_tokens=self.max_tokens,
+            repetition_penalty=self.repetition_penalty, seed=self.seed)
 
 
 class TTSGenerateRequest(SamplingFields):
@@ -97,6 +112,13 @@ class TTSGenerateRequest(SamplingFields):
 
     def output_rate(self) -> int:
         return output_rate_for(self.format, self.sample_rate, self.output)
+
+    def to_speech_request(self, settings: Settings) -> SpeechRequest:
+        return SpeechRequest(
+            text=self.text, voice=self.speaker, audio_format=self.format, sample_rate=self.output_rate(),
+            sampling=self.to_sampling(settings), stream=self.stream, normalize=self.normalize,
+            chunking=self.chunking, normalize_verbose=self.normalize_verbose,
+        )
 
 
 class OpenAIVoiceRef(BaseModel):
@@ -138,11 +160,10 @@ class OpenAISpeechRequest(BaseModel):
     def voice_name(self) -> str | None:
         return self.voice.id if isinstance(self.voice, OpenAIVoiceRef) else self.voice
 
-
-class HealthResponse(BaseModel):
-    status: Literal["healthy", "degraded", "unhealthy"]
-    model_loaded: bool
-    model_version: str
-    uptime_seconds: float
-    gpu_available: bool
-    app_version: str
+    def to_speech_request(self, settings: Settings) -> SpeechRequest:
+        """Always streamed (OpenAI clients read as it comes), at 24 kHz, with the deployment's sampling."""
+        return SpeechRequest(
+            text=self.input, voice=self.voice_name, audio_format=self.response_format,
+            sample_rate=OPENAI_SAMPLE_RATE, sampling=SamplingOptions.with_defaults(settings), stream=True,
+            speed=None if self.speed == 1.0 else self.speed, text_field="input", voice_field="voice",
+        )

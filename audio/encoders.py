@@ -36,14 +36,14 @@ class FormatInfo:
     rates: tuple[int, ...]
 
 
-FORMATS: dict[str, FormatInfo] = {
+FORMATS: dict[str, FormatInfo] = {  # the one format table; the API's schemas build their literals from it
     "wav": FormatInfo("wav", "audio/wav", "wav", _STANDARD_RATES + _HIGH_RATES),
     "pcm": FormatInfo("pcm", "audio/pcm", "pcm", _STANDARD_RATES + _HIGH_RATES),
-    "mulaw": FormatInfo("mulaw", "audio/basic", "ulaw", (8000,)),
-    "flac": FormatInfo("flac", "audio/flac", "flac", _STANDARD_RATES + _HIGH_RATES),
     "mp3": FormatInfo("mp3", "audio/mpeg", "mp3", _STANDARD_RATES),
     "opus": FormatInfo("opus", "audio/ogg", "opus", (8000, 12000, 16000, 24000, 48000)),
+    "flac": FormatInfo("flac", "audio/flac", "flac", _STANDARD_RATES + _HIGH_RATES),
     "aac": FormatInfo("aac", "audio/aac", "aac", (7350,) + _STANDARD_RATES + _HIGH_RATES),
+    "mulaw": FormatInfo("mulaw", "audio/basic", "ulaw", (8000,)),
 }
 
 

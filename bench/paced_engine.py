@@ -223,6 +223,14 @@ class PacedEngine:
         for entry in list(self._active.values()):
             entry.aborted = True
 
+    supports_sleep = False  # nothing on a GPU to free
+
+    async def sleep(self, level: int = 1) -> None:
+        raise NotImplementedError("the paced engine cannot sleep")
+
+    async def wake_up(self, tags: list[str] | None = None) -> bool:
+        return False
+
     # ------------------------------------------------------------------ read-out for the load generator
     def reconfigure(self, **changes: Any) -> PaceConfig:
         """Change the schedule for streams started from now on."""

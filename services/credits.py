@@ -20,7 +20,8 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from services.auth import ApiKeyRecord, KeyStore, KeyStoreUnavailable
+from services.access.keys import ApiKeyRecord, KeyStoreUnavailable
+from services.access.stores import KeyStore
 
 logger = logging.getLogger("services.credits")
 

@@ -37,9 +37,7 @@ async def pin(runtime: ModelRuntime, voice_ids: Sequence[str] | None = None, *, 
             continue
         request = SynthesisRequest(
             request_id=f"pin-{voice.id}", text=text, voice=voice,
-            sampling=SamplingOptions(runtime.settings.default_temperature, runtime.settings.default_top_k,
-                                     runtime.settings.default_top_p, 64, runtime.settings.default_repetition_penalty,
-                                     seed=seed),
+            sampling=SamplingOptions.with_defaults(runtime.settings, max_tokens=64, seed=seed),
             audio_format="pcm", sample_rate=NATIVE_RATE, stream=False, normalize=False, chunking=False,
         )
         job = SynthesisJob(runtime, request)
@@ -68,7 +66,7 @@ def write_voices_json(path: Path, document: dict) -> None:
 
 async def _run(model_dir: Path, voice_ids: list[str], seed: int, out: Path) -> int:
     settings = Settings(model_dir=model_dir, warmup=False, sr_enabled=False, auth_enabled=False, log_json=False)
-    runtime = ModelRuntime(settings)
+    runtime = ModelRuntime(settings)  # no warm-up: the pinning generation itself is the first request
     await runtime.start()
     if not runtime.ready:
         print(f"error: the model did not load: {runtime.error}", file=sys.stderr)

@@ -245,7 +245,7 @@ class SupabaseSink:
         if client is None:
             if not url or not key:
                 raise ValueError("SupabaseSink needs supabase_url and supabase_key")
-            from services.auth import make_supabase_client
+            from services.access.stores import make_supabase_client
 
             client = make_supabase_client(url, key)
         self._client = client

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -59,11 +60,19 @@ def resolve_device(setting: str) -> str:
     return setting
 
 
-class ModelRuntime:
-    """Everything a synthesis request needs, loaded once."""
+WarmupStep = Callable[["ModelRuntime"], Awaitable[None]]
 
-    def __init__(self, settings: Settings) -> None:
+
+class ModelRuntime:
+    """Everything a synthesis request needs, loaded once.
+
+    `warmup`: one request through the whole pipeline (services.synthesis.warmup_pipeline), injected by whoever
+    builds the runtime so this module does not depend on the pipeline it serves; None skips warm-up.
+    """
+
+    def __init__(self, settings: Settings, *, warmup: WarmupStep | None = None) -> None:
         self.settings = settings
+        self.warmup_step = warmup
         self.state = RuntimeState.STARTING
         self.error: str | None = None
         self.started_at = time.monotonic()
@@ -194,7 +203,7 @@ class ModelRuntime:
             await asyncio.to_thread(self.load_models)
             await self.create_engine()
             metrics.MODEL_LOADED.set(1)
-            if self.settings.warmup:
+            if self.settings.warmup and self.warmup_step is not None:
                 self.state = RuntimeState.WARMING
                 try:
                     await self.warmup()
@@ -219,9 +228,8 @@ class ModelRuntime:
 
     async def warmup(self) -> None:
         """One short generation through the whole pipeline, so the first user request is not the slow one."""
-        from services.synthesis import warmup_pipeline
-
-        await warmup_pipeline(self)
+        if self.warmup_step is not None:
+            await self.warmup_step(self)
 
     def speaker_vector(self, global_tokens: tuple[int, ...]) -> torch.Tensor:
         """d-vector for 32 global tokens, cached per voice (it depends on nothing else)."""

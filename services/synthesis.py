@@ -19,7 +19,7 @@ import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,6 +35,7 @@ from processing.chunking import split_text
 from processing.normalize import normalize_text
 from processing.prompt import PromptError, build_prompt_ids
 from processing.tags import process_tags
+from services.errors import SynthesisError
 from services.gpu_health import GPU_ERROR_MESSAGES, GPU_FAULT, GPU_OOM, FaultKind, classify_gpu_error
 from shared import metrics
 
@@ -56,24 +57,9 @@ TOKEN_QUEUE_ITEMS = 64
 _END = object()
 
 
-class SynthesisError(Exception):
-    """A failure with an error code from the public contract (see api/errors.py)."""
-
-    def __init__(self, code: str, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.param = param
-
-
-@dataclass(frozen=True)
-class SamplingOptions:
-    temperature: float
-    top_k: int
-    top_p: float
-    max_tokens: int
-    repetition_penalty: float
-    seed: int | None = None
+# The one sampling type from request schema to engine: a request's SamplingConfig carries what the user asked
+# for (defaults merged by `SamplingConfig.with_defaults`); each text chunk then gets its token budget and stop ids.
+SamplingOptions = SamplingConfig
 
 
 @dataclass(frozen=True)
@@ -339,9 +325,8 @@ class SynthesisJob:
         text_cap = int(len(text) * settings.max_tokens_per_char) + 100
         preamble = 2 if mode == "clone" else PREAMBLE_TOKEN_ALLOWANCE
         budget = max(1, min(s.max_tokens + preamble, room, text_cap))
-        return SamplingConfig(
-            temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, max_tokens=budget,
-            repetition_penalty=s.repetition_penalty, seed=s.seed if s.seed is not None else draw_seed(),
+        return replace(
+            s, max_tokens=budget, seed=s.seed if s.seed is not None else draw_seed(),
             stop_token_ids=tuple(self.runtime.layout.stop_token_ids),
             # No allowed_token_ids: vLLM's GPU runner refuses more than 1,024 inside the engine step, which kills
             # the engine (first_contact.md §1). The clone-mode parser drops every non-semantic id instead and
@@ -569,8 +554,7 @@ async def warmup_pipeline(runtime: ModelRuntime) -> None:
         request_id="warmup",
         text="Hello.",
         voice=voice,
-        sampling=SamplingOptions(settings.default_temperature, settings.default_top_k, settings.default_top_p,
-                                 min(settings.default_max_tokens, 200), settings.default_repetition_penalty, seed=0),
+        sampling=SamplingOptions.with_defaults(settings, max_tokens=min(settings.default_max_tokens, 200), seed=0),
         audio_format="wav", sample_rate=SR_RATE if runtime.sr is not None else NATIVE_RATE,
         want_sr=runtime.sr is not None, stream=True,
     )

@@ -17,13 +17,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from processing.segmenter import TextSegmenter
+from services.accounting import RequestAccounting, RequestReport
 from services.synthesis import SynthesisError, SynthesisJob, SynthesisRequest, plan_text
 from services.ws_outbox import Outbox
-from shared import metrics
 from shared.logging import request_id_var
 
 if TYPE_CHECKING:
@@ -36,25 +36,10 @@ MAX_QUEUED_UTTERANCES = 4
 
 
 # ---------------------------------------------------------------------------------------------- utterances
-@dataclass(frozen=True)
-class UtteranceOutcome:
-    """How one utterance ended; what `done` reports and accounting records."""
-
-    utterance_id: str
-    status: str  # completed | failed | cancelled | disconnected | refused (never started synthesising)
-    error: SynthesisError | None
-    admitted: bool
-    ttfb_ms: float | None
-    audio_seconds: float
-    audio_bytes: int
-    chunks: int
-    rtf: float | None
-    wall_seconds: float
-    job: SynthesisJob
-
-
 class UtteranceGate(Protocol):
-    """Limits and accounting per utterance (the API layer implements it with its access services)."""
+    """Limits and settlement per utterance (services.access.AccessGate implements it with the access services)."""
+
+    key_id: str | None  # the key the connection authenticated with (logged with each utterance)
 
     async def charge_text(self, utterance_id: str, characters: int) -> None:
         """Before text is accepted (credits). Raise SynthesisError to refuse the piece."""
@@ -62,12 +47,15 @@ class UtteranceGate(Protocol):
     async def admit(self, utterance_id: str) -> None:
         """Before synthesis starts (rate limit, concurrency slot). Raise SynthesisError to refuse."""
 
-    def settle(self, outcome: UtteranceOutcome) -> None:
-        """Exactly once per utterance, whatever happened; must not raise and must not block."""
+    def settle(self, utterance_id: str, report: RequestReport | None) -> None:
+        """Exactly once per utterance, whatever happened (report None: it was never admitted, nothing was
+        synthesised); must not raise and must not block."""
 
 
 class OpenGate:
-    """No limits, no accounting (tests; servers without access services)."""
+    """No limits, no settlement (tests; servers without access services)."""
+
+    key_id: str | None = None
 
     async def charge_text(self, utterance_id: str, characters: int) -> None:
         return None
@@ -75,7 +63,7 @@ class OpenGate:
     async def admit(self, utterance_id: str) -> None:
         return None
 
-    def settle(self, outcome: UtteranceOutcome) -> None:
+    def settle(self, utterance_id: str, report: RequestReport | None) -> None:
         return None
 
 
@@ -99,12 +87,14 @@ class Utterance:
         self.stop_reason: str | None = None  # cancelled | disconnected, set before the task is cancelled
         self.has_work = asyncio.Event()  # set once text was fed or the utterance ended
         self.admitted_at: float | None = None
-        self.first_audio_at: float | None = None
+        self.accounting: RequestAccounting | None = None  # from admission on
         self.audio_bytes = 0  # handed to the outbox
         self.chunks = 0
         self.sent_bytes = 0  # on the wire (after a cancel, queued frames are dropped)
         self.sent_chunks = 0
-        self.outcome: UtteranceOutcome | None = None
+        self.status: str | None = None  # completed | failed | cancelled | disconnected | refused, once finished
+        self.error: SynthesisError | None = None
+        self.report: RequestReport | None = None
 
     # ------------------------------------------------------------------ text
     def add_text(self, piece: str) -> int:
@@ -159,14 +149,19 @@ class Utterance:
         return fed
 
     # ------------------------------------------------------------------ audio accounting
-    def note_audio(self, data: bytes) -> bool:
-        """Count one audio chunk; True for the first."""
+    def admit(self, gate: UtteranceGate) -> None:
+        """Synthesis may start: from here on the accounting counts it and settles it through the gate."""
+        self.admitted_at = time.perf_counter()
+        self.accounting = RequestAccounting(self.job, transport="websocket", clock_origin=self.admitted_at,
+                                            settle=lambda report: gate.settle(self.id, report))
+
+    def note_audio(self, data: bytes) -> None:
+        """Count one audio chunk handed to the outbox."""
         self.chunks += 1
         self.audio_bytes += len(data)
-        if self.first_audio_at is None:
-            self.first_audio_at = time.perf_counter()
-            return True
-        return False
+        if self.accounting is not None:
+            self.accounting.first_audio()
+            self.accounting.audio_sent()
 
     def delivered(self, size: int) -> None:
         self.sent_bytes += size
@@ -178,32 +173,21 @@ class Utterance:
 
     @property
     def ttfb_ms(self) -> float | None:
-        if self.first_audio_at is None or self.admitted_at is None:
-            return None
-        return (self.first_audio_at - self.admitted_at) * 1000.0
+        return None if self.accounting is None else self.accounting.ttfb_ms
 
-    def finish(self, status: str, error: SynthesisError | None) -> UtteranceOutcome:
-        """Freeze the outcome; the job's request and plan get the whole text for the request log."""
-        now = time.perf_counter()
-        wall = 0.0 if self.admitted_at is None else now - self.admitted_at
-        seconds = self.audio_seconds
+    def finish(self, status: str, error: SynthesisError | None) -> None:
+        """Freeze the outcome once (the job's request and plan get the whole text for the request log); an
+        admitted utterance is accounted and settled through its accounting."""
+        if self.status is not None:
+            return
+        self.status, self.error = status, error
         text = "".join(self.text_parts)
         self.job.request = replace(self.job.request, text=text)
         self.job.plan = replace(self.job.plan, text=text, chunked=self.text_chunks > 1)
-        self.outcome = UtteranceOutcome(
-            utterance_id=self.id,
-            status=status,
-            error=error,
-            admitted=self.admitted_at is not None,
-            ttfb_ms=self.ttfb_ms,
-            audio_seconds=seconds,
-            audio_bytes=self.audio_bytes,
-            chunks=self.chunks,
-            rtf=(wall / seconds) if seconds > 0 and self.admitted_at is not None else None,
-            wall_seconds=wall,
-            job=self.job,
-        )
-        return self.outcome
+        if self.accounting is not None:
+            end = status if status in ("completed", "failed", "cancelled") else "disconnected"
+            self.report = self.accounting.finish(end, error.code if error else None,  # type: ignore[arg-type]
+                                                 chunks_sent=self.chunks, bytes_sent=self.audio_bytes)
 
     # ------------------------------------------------------------------ events
     def started_event(self) -> dict[str, Any]:
@@ -241,8 +225,7 @@ class Utterance:
     def summary(self) -> dict[str, Any]:
         """The same figures the HTTP response headers carry, plus counts."""
         ttfb = self.ttfb_ms
-        outcome = self.outcome
-        rtf = outcome.rtf if outcome is not None else None
+        rtf = self.report.rtf if self.report is not None else None
         return {
             "utterance_id": self.id,
             "request_id": self.id,
@@ -454,9 +437,11 @@ class WsSession:
                     "text",
                 )
             await self.gate.admit(u.id)
-            u.admitted_at = time.perf_counter()
+            u.admit(self.gate)
             status = "failed"
-            self._count_start(u)
+            assert u.accounting is not None
+            u.accounting.started(text_length=u.characters, key_id=self.gate.key_id,
+                                 connection_id=self.connection_id)
             await self.outbox.send(u.started_event(), owner=u)
             await self._stream(u)
             status = "completed"
@@ -474,12 +459,10 @@ class WsSession:
             await self.outbox.send(self._error_event(error.code, error.message, None, u.id), owner=u)
         finally:
             u.text_open = False  # text sent after the end (of any kind) gets "no open utterance"
-            if u.admitted_at is not None:
-                metrics.ACTIVE_STREAMS.dec()
-            outcome = u.finish(status, error)
-            self._count_end(u, outcome)
             try:
-                self.gate.settle(outcome)
+                u.finish(status, error)  # an admitted utterance settles through its accounting
+                if u.accounting is None:
+                    self.gate.settle(u.id, None)
             except Exception:  # noqa: BLE001 - accounting must never break the connection
                 logger.exception("utterance accounting failed")
             request_id_var.reset(token)
@@ -488,74 +471,9 @@ class WsSession:
         source = u.job.stream_bytes()
         try:
             async for chunk in source:
-                if u.note_audio(chunk):
-                    assert u.admitted_at is not None
-                    ttfb = u.first_audio_at - u.admitted_at  # type: ignore[operator]
-                    metrics.TTFB.labels("true").observe(ttfb)
-                    logger.info(
-                        "first_audio", extra={"event": "first_audio", "ttfb_ms": round(ttfb * 1000, 1)}
-                    )
+                u.note_audio(chunk)
                 await self.outbox.audio(chunk, owner=u)
                 if u.chunks % self.progress_every == 0:
                     await self.outbox.send(u.progress_event(), owner=u)
         finally:
             await source.aclose()  # cancels the producer, which aborts generation
-
-    def _count_start(self, u: Utterance) -> None:
-        r = u.request
-        metrics.REQUESTS.labels(r.voice.id, "true", r.audio_format).inc()
-        metrics.ACTIVE_STREAMS.inc()
-        logger.info(
-            "request_received",
-            extra={
-                "event": "request_received",
-                "transport": "websocket",
-                "speaker": r.voice.id,
-                "format": r.audio_format,
-                "sample_rate": r.sample_rate,
-                "stream": True,
-                "text_length": u.characters,
-                "text_chunks": u.text_chunks,
-                "connection_id": self.connection_id,
-            },
-        )
-
-    def _count_end(self, u: Utterance, outcome: UtteranceOutcome) -> None:
-        if not outcome.admitted:
-            return
-        voice = u.request.voice.id
-        status = outcome.status
-        if status == "completed":
-            metrics.COMPLETED.labels(voice, "true", "success").inc()
-            metrics.AUDIO_SECONDS.observe(outcome.audio_seconds)
-            metrics.CHUNKS_SENT.observe(outcome.chunks)
-            if outcome.rtf is not None:
-                metrics.RTF.observe(outcome.rtf)
-        elif status == "failed":
-            code = outcome.error.code if outcome.error is not None else "INTERNAL_ERROR"
-            metrics.FAILED.labels(voice, code, "error").inc()
-        else:
-            if status == "disconnected":
-                metrics.CLIENT_DISCONNECTS.inc()
-            metrics.COMPLETED.labels(voice, "true", status).inc()
-        event = {
-            "completed": "request_completed",
-            "failed": "request_failed",
-            "cancelled": "request_cancelled",
-        }.get(status, "client_disconnected")
-        logger.info(
-            event,
-            extra={
-                "event": event,
-                "status": status,
-                "transport": "websocket",
-                "error_code": outcome.error.code if outcome.error else None,
-                "ttfb_ms": None if outcome.ttfb_ms is None else round(outcome.ttfb_ms, 1),
-                "audio_seconds": round(outcome.audio_seconds, 3),
-                "rtf": None if outcome.rtf is None else round(outcome.rtf, 4),
-                "wall_ms": round(outcome.wall_seconds * 1000, 1),
-                "text_chunks": u.text_chunks,
-                "chunks_sent": u.chunks,
-                "bytes_sent": u.audio_bytes,
-            },
-        )

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api.access import require_admin
+from api.deps import Access, Admin
 
-router = APIRouter(tags=["debug"], dependencies=[Depends(require_admin)])
+router = APIRouter(tags=["debug"], dependencies=[Admin])
 
 
 @router.get("/v1/tts/debug/stats", summary="Pipeline efficiency, losses by stage, recent events (admin)")
-async def debug_stats(request: Request) -> JSONResponse:
-    return JSONResponse(request.app.state.access.monitor.snapshot())
+async def debug_stats(access: Access) -> JSONResponse:
+    return JSONResponse(access.monitor.snapshot())
 
 
 @router.post("/v1/tts/debug/reset", summary="Reset the audio-flow statistics (admin)")
-async def debug_reset(request: Request) -> JSONResponse:
-    request.app.state.access.monitor.reset()
+async def debug_reset(access: Access) -> JSONResponse:
+    access.monitor.reset()
     return JSONResponse({"reset": True})

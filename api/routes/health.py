@@ -7,8 +7,8 @@ from dataclasses import asdict
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from api.access import require_admin
 from api.delivery import refresh_queue_gauges
+from api.deps import Access, Runtime, SettingsDep, require_admin
 from shared.metrics import render_metrics
 from shared.settings import APP_VERSION
 
@@ -16,8 +16,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/v1/tts/health", summary="Liveness and model state")
-async def health(request: Request) -> JSONResponse:
-    runtime = request.app.state.runtime
+async def health(runtime: Runtime) -> JSONResponse:
     report = runtime.health()
     # Liveness: 200 while the process can answer; an unhealthy container answers 503 so Modal/LBs replace it.
     status_code = 503 if report.status == "unhealthy" else 200
@@ -29,8 +28,7 @@ async def health(request: Request) -> JSONResponse:
 
 
 @router.get("/v1/tts/ready", summary="Readiness: 200 once models are loaded and warmed up")
-async def ready(request: Request) -> JSONResponse:
-    runtime = request.app.state.runtime
+async def ready(runtime: Runtime) -> JSONResponse:
     report = runtime.health()
     body = {"ready": runtime.ready, "state": report.state, "error": report.error}
     return JSONResponse(body, status_code=200 if runtime.ready else 503)
@@ -38,10 +36,10 @@ async def ready(request: Request) -> JSONResponse:
 
 @router.get("/metrics", include_in_schema=False)
 @router.get("/v1/tts/metrics", summary="Prometheus metrics (text format)")
-async def prometheus_metrics(request: Request) -> Response:
-    if request.app.state.settings.metrics_require_admin:
+async def prometheus_metrics(request: Request, settings: SettingsDep, access: Access) -> Response:
+    if settings.metrics_require_admin:
         require_admin(request)  # TTS_METRICS_REQUIRE_ADMIN: scrape with X-Admin-Key / Bearer admin key
     refresh_queue_gauges()
-    request.app.state.request_log.refresh_gauges()
+    access.request_logger.refresh_gauges()
     payload, content_type = render_metrics()
     return Response(payload, media_type=content_type)

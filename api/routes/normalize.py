@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.access import AccessGrant, require_access
+from api.deps import Grant, SettingsDep
 from api.errors import ApiError
 from api.schemas import MAX_TEXT_CHARS, check_text
 from processing.scripts import script_languages
-from services.synthesis import SynthesisError, plan_request_text
+from services.synthesis import plan_request_text
 
 router = APIRouter(tags=["tts"])
 
@@ -35,17 +35,12 @@ class NormalizeRequest(BaseModel):
 
 
 @router.post("/v1/tts/normalize", summary="The normalised text and chunks the model would speak (no audio)")
-async def normalize(body: NormalizeRequest, request: Request,
-                    grant: AccessGrant = Depends(require_access)) -> JSONResponse:
-    settings = request.app.state.settings
+async def normalize(body: NormalizeRequest, grant: Grant, settings: SettingsDep) -> JSONResponse:
     if len(body.text) > settings.max_text_chars:
         raise ApiError("TEXT_TOO_LONG", f"Invalid 'text': at most {settings.max_text_chars} characters.", param="text")
-    try:
-        plan = await asyncio.to_thread(
-            plan_request_text, body.text, settings, normalize=body.normalize, chunking=body.chunking
-        )
-    except SynthesisError as exc:
-        raise ApiError(exc.code, exc.message, param=exc.param) from exc
+    plan = await asyncio.to_thread(  # a refusal (SynthesisError) answers in the envelope through its handler
+        plan_request_text, body.text, settings, normalize=body.normalize, chunking=body.chunking
+    )
     return JSONResponse(
         {"normalized": plan.text, "languages": script_languages(plan.text), "chunks": plan.chunks},
         headers=grant.headers,

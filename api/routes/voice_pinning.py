@@ -7,16 +7,16 @@ ones at once (later requests carry those 32 globals in their prompt: one timbre,
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.access import require_admin
+from api.deps import Admin, Runtime
 from api.errors import ApiError
 from core.voices import VoiceRegistry
 from services.pin_voices import pin, pinned_voices_document, write_voices_json
 
-router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)])
+router = APIRouter(tags=["admin"], dependencies=[Admin])
 
 
 class PinRequest(BaseModel):
@@ -28,8 +28,7 @@ class PinRequest(BaseModel):
 
 
 @router.post("/v1/tts/admin/voices/pin", summary="Pin voices to their 32 global tokens (admin)")
-async def pin_voices(body: PinRequest, request: Request) -> JSONResponse:
-    runtime = request.app.state.runtime
+async def pin_voices(body: PinRequest, runtime: Runtime) -> JSONResponse:
     if not runtime.ready:
         raise ApiError("MODEL_NOT_LOADED", "The model is not ready yet; retry shortly.", headers={"Retry-After": "5"})
     unknown = [v for v in body.voices or [] if v not in runtime.voices.voices]

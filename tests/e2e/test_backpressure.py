@@ -56,7 +56,7 @@ class InProcessServer:
 
     @property
     def runtime(self):
-        return self.app.state.runtime
+        return self.app.state.services.runtime
 
     def start(self, timeout_s: float = 180.0) -> InProcessServer:
         self.thread.start()
@@ -234,7 +234,7 @@ def test_slow_reader_pauses_the_producer_and_loses_nothing(live: InProcessServer
     dropped_before = sum(
         REGISTRY.get_sample_value("veena3_tts_frames_dropped_total", {"stage": s}) or 0.0 for s in STAGES
     )
-    monitor = live.app.state.access.monitor
+    monitor = live.app.state.services.access.monitor
     losses_before = monitor.snapshot()["losses"]["total"]
 
     rss_start = process.memory_info().rss
@@ -311,7 +311,7 @@ def test_stalled_reader_is_cut_off_and_generation_aborted(live: InProcessServer,
         return REGISTRY.get_sample_value(name) or 0.0
 
     stall_s = 2.0
-    settings = live.app.state.settings
+    settings = live.app.state.services.settings
     previous, settings.send_stall_timeout_s = settings.send_stall_timeout_s, stall_s
     engine = live.runtime.engine
     cut_before = counter("veena3_tts_stalled_clients_cut_total")

@@ -132,7 +132,7 @@ def test_scrape_counts_streaming_non_streaming_and_failed_requests(
         live.settings.request_deadline_s = previous
     assert failed.status_code == 504 and failed.json()["error"]["code"] == "GENERATION_TIMEOUT", failed.text
 
-    monitor = live.app.state.access.monitor
+    monitor = live.app.state.services.access.monitor
     wait_for(
         lambda: (
             scrape(client).get(

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.auth import derive_key_id, generate_api_key, hash_key
+from services.access import derive_key_id, generate_api_key, hash_key
 from tests.e2e.conftest import RunningServer, start_server, stop_server
 
 pytestmark = pytest.mark.e2e

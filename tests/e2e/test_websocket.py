@@ -24,8 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from api import create_app
-from api.access import AccessServices
-from services.auth import Authenticator, StaticKeyStore
+from services.access import AccessServices, Authenticator, StaticKeyStore
 from shared.settings import Settings
 from tests.e2e.conftest import free_port
 
@@ -57,7 +56,7 @@ class InProcessServer:
         return f"ws://127.0.0.1:{self.port}/v1/tts/ws"
 
     def active_requests(self) -> set[str]:
-        return self.app.state.runtime.engine.active_requests()
+        return self.app.state.services.runtime.engine.active_requests()
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +89,9 @@ def ws_server(demo_model_dir: Path) -> Iterator[InProcessServer]:
     running = InProcessServer(app, server, thread, port)
     try:
         deadline = time.monotonic() + 180
-        while not (server.started and app.state.runtime.ready):
+        while not (server.started and app.state.services.runtime.ready):
             if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start (runtime state {app.state.runtime.state})")
+                raise RuntimeError(f"server did not start (runtime state {app.state.services.runtime.state})")
             time.sleep(0.1)
         yield running
     finally:
@@ -175,7 +174,7 @@ async def speak(ws: ClientConnection, text: str, **start: Any) -> Received:
 # ---------------------------------------------------------------------------------------------- tests
 async def test_audio_starts_before_end_and_done_carries_totals(ws_server: InProcessServer) -> None:
     pieces = ["Hello", " there", " friend.", " How are", " you doing today"]
-    monitor = ws_server.app.state.access.monitor
+    monitor = ws_server.app.state.services.access.monitor
     completed_before = monitor.snapshot()["requests"]["completed"]
     counted_before = _sample("veena3_tts_requests_total", speaker="default", stream="true", format="pcm")
     async with _open(ws_server) as ws:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from services.auth import Authenticator, AuthError, PostgresKeyStore, hash_key
+from services.access import Authenticator, AuthError, PostgresKeyStore, hash_key
 from services.credits import CreditLedger, InsufficientCredits
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ import asyncpg
 import httpx
 import pytest
 
-from services.auth import PostgresKeyStore, generate_api_key, hash_key
+from services.access import PostgresKeyStore, generate_api_key, hash_key
 from tests.e2e.conftest import RunningServer, start_server, stop_server
 
 pytestmark = pytest.mark.integration

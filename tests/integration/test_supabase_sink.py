@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from services.auth import Authenticator, SupabaseKeyStore, hash_key, make_supabase_client
+from services.access import Authenticator, SupabaseKeyStore, hash_key, make_supabase_client
 from services.credits import CreditLedger, InsufficientCredits
 from services.request_log import Backoff, RequestLogger, RequestRecord, SupabaseSink
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.auth import (
+from services.access import (
     ApiKeyRecord,
     Authenticator,
     AuthError,
@@ -205,7 +205,7 @@ async def test_a_revoked_key_stops_within_ttl_plus_stale_window_during_an_outage
 
 
 def test_failed_auth_throttle_per_address() -> None:
-    from services.auth import FailedAuthThrottle
+    from services.access import FailedAuthThrottle
 
     clock = FakeClock()
     throttle = FailedAuthThrottle(limit=3, clock=clock)

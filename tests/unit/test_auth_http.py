@@ -15,7 +15,7 @@ def test_random_key_flood_is_throttled_per_address(demo_model_dir: Path) -> None
     settings = Settings(model_dir=demo_model_dir, auth_enabled=True, api_keys="good-key", warmup=False,
                         log_json=False, auth_failures_per_minute=20)
     with TestClient(create_app(settings, runtime=ModelRuntime(settings))) as client:
-        authenticator = client.app.state.access.authenticator
+        authenticator = client.app.state.services.access.authenticator
         codes = [client.post("/v1/tts/generate", json={"text": "hi"},
                              headers={"Authorization": f"Bearer random-{i}"}).status_code
                  for i in range(300)]
@@ -36,8 +36,8 @@ def test_a_concurrency_refusal_keeps_the_rate_headers_and_uses_no_rate_slot(demo
     settings = Settings(model_dir=demo_model_dir, auth_enabled=True, api_keys="k1", warmup=False, log_json=False,
                         max_concurrent_streams=1, rate_limit_per_minute=5)
     with TestClient(create_app(settings, runtime=NeverReady(settings))) as client:
-        limiter = client.app.state.access.limiter
-        key_id = client.portal.call(client.app.state.access.authenticate, {"authorization": "Bearer k1"}).key_id
+        limiter = client.app.state.services.access.limiter
+        key_id = client.portal.call(client.app.state.services.access.authenticate, {"authorization": "Bearer k1"}).key_id
         lease = client.portal.call(limiter.acquire_stream, key_id, 1)  # another request holds the only slot
         for _ in range(8):
             refused = client.post("/v1/tts/generate", json={"text": "hi"}, headers={"Authorization": "Bearer k1"})

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from services.auth import StaticKeyStore
+from services.access import StaticKeyStore
 from services.credits import CreditLedger, InsufficientCredits, credits_for_text
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.llm import SamplingConfig
-from core.llm_vllm import (
+from core.llm.vllm_engine import (
     GPU_RUNNER_MAX_ALLOWED_TOKEN_IDS,
     GPU_RUNNER_MAX_STOP_TOKEN_IDS,
     check_gpu_runner_limits,

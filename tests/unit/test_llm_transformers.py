@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from core.llm import LLMEngine, SamplingConfig, create_engine
-from core.llm_transformers import TransformersEngine, sample_next
+from core.llm.transformers_engine import TransformersEngine, sample_next
 from shared.settings import Settings
 
 SAMPLED = SamplingConfig(temperature=1.0, top_k=0, top_p=1.0, max_tokens=24, repetition_penalty=1.0, seed=1)

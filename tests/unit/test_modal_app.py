@@ -267,6 +267,8 @@ def test_gpu_snapshot_needs_the_vllm_sleep_mode_setting(clean_tts_env: pytest.Mo
 
 
 class HostEngine:
+    supports_sleep = True
+
     def __init__(self) -> None:
         self.calls: list[str] = []
 
@@ -358,14 +360,16 @@ async def test_web_attaches_the_detector_and_stop_flushes_then_shuts_down(
             closed.append("request_log")
             return 0
 
-    def factory(settings: object, runtime: object) -> types.SimpleNamespace:
-        return types.SimpleNamespace(state=types.SimpleNamespace(runtime=runtime, request_log=RequestLog()))
+    def factory(settings: object, runtime: object, gpu_faults: object) -> types.SimpleNamespace:
+        services = types.SimpleNamespace(runtime=runtime, gpu_faults=gpu_faults,
+                                         access=types.SimpleNamespace(request_logger=RequestLog()))
+        return types.SimpleNamespace(state=types.SimpleNamespace(services=services))
 
     host = _host(monkeypatch, app_factory=factory)
     await host.load()
     web = host.web()
-    assert web.state.runtime is host.runtime
-    assert web.state.gpu_fault_detector is host.detector
+    assert web.state.services.runtime is host.runtime
+    assert web.state.services.gpu_faults is host.detector
     assert host.detector.handle(RuntimeError("CUDA error: device-side assert triggered")) == GPU_FAULT
     assert host.runtime.state == "unhealthy"
     await host.stop()

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from processing.segmenter import TextSegmenter
+from services.accounting import RequestReport
 from services.synthesis import SamplingOptions, SynthesisError, SynthesisRequest
 from services.ws_outbox import ClientStalled, Outbox
-from services.ws_session import UtteranceOutcome, WsSession
+from services.ws_session import WsSession
 
 
 # ---------------------------------------------------------------------------------------------- segmenter
@@ -199,7 +200,8 @@ class RecordingGate:
         self.refuse = refuse
         self.charged: list[int] = []
         self.admitted: list[str] = []
-        self.outcomes: list[UtteranceOutcome] = []
+        self.key_id: str | None = "k-test"
+        self.settled: list[tuple[str, RequestReport | None]] = []
 
     async def charge_text(self, utterance_id: str, characters: int) -> None:
         self.charged.append(characters)
@@ -209,8 +211,13 @@ class RecordingGate:
             raise self.refuse
         self.admitted.append(utterance_id)
 
-    def settle(self, outcome: UtteranceOutcome) -> None:
-        self.outcomes.append(outcome)
+    def settle(self, utterance_id: str, report: RequestReport | None) -> None:
+        self.settled.append((utterance_id, report))
+
+    @property
+    def statuses(self) -> list[str]:
+        """How each settled utterance ended ("refused": never admitted, no report)."""
+        return ["refused" if report is None else report.status for _, report in self.settled]
 
 
 def request_for(runtime: Any, **overrides: Any) -> SynthesisRequest:
@@ -264,8 +271,8 @@ async def test_an_utterance_from_pieces_is_settled_once_with_its_totals(runtime:
     assert done["audio_bytes"] == len(audio) and done["text_chunks"] == 2
     assert gate.charged == [4, 8, 8, 4, 8] and gate.admitted == ["c1-u1"]
     await asyncio.sleep(0.05)
-    [outcome] = gate.outcomes
-    assert outcome.status == "completed" and outcome.admitted and outcome.audio_bytes == len(audio)
+    [(_, outcome)] = gate.settled
+    assert outcome is not None and outcome.status == "completed" and outcome.bytes_sent == len(audio)
     # The request log sees the whole text.
     assert outcome.job.request.text == "Good morning to you. And goodbye"
     assert session.open_utterance is None
@@ -279,7 +286,7 @@ async def test_a_refused_utterance_gets_an_error_and_the_session_goes_on(runtime
     error = await wait_for_event(sock, "error")
     assert error["error"]["code"] == "RATE_LIMIT_EXCEEDED" and error["utterance_id"] == "c1-u1"
     await asyncio.sleep(0.05)
-    assert [o.status for o in gate.outcomes] == ["refused"] and not gate.outcomes[0].admitted
+    assert gate.statuses == ["refused"]
     assert session.open_utterance is None  # the next 'start' is welcome
     await session.ping(1)
     assert (await wait_for_event(sock, "pong"))["id"] == 1
@@ -296,7 +303,7 @@ async def test_cancel_and_close_abort_generation(runtime: Any) -> None:
     await session.cancel()
     cancelled = await wait_for_event(sock, "cancelled", 2.0)
     assert cancelled["utterance_id"] == "c1-u1"
-    assert gate.outcomes[-1].status == "cancelled"
+    assert gate.statuses[-1] == "cancelled"
     for _ in range(200):
         if not runtime.engine.active_requests():
             break
@@ -307,7 +314,7 @@ async def test_cancel_and_close_abort_generation(runtime: Any) -> None:
     while session.utterances()[0].audio_bytes == 0:
         await asyncio.sleep(0.01)
     await session.close()
-    assert gate.outcomes[-1].status == "disconnected"
+    assert gate.statuses[-1] == "disconnected"
     for _ in range(200):
         if not runtime.engine.active_requests():
             break
@@ -326,13 +333,13 @@ async def test_protocol_mistakes_are_answered_not_fatal(runtime: Any) -> None:
     await asyncio.sleep(0.1)
     errors = [e["error"] for e in events(sock) if e["type"] == "error"]
     assert [e["param"] for e in errors] == ["type", "type", "text"]
-    assert [o.status for o in gate.outcomes] == ["refused"]
+    assert gate.statuses == ["refused"]
     await outbox.close()
 
 
 def test_deeply_nested_json_is_a_client_error() -> None:
     from api.errors import ApiError
-    from api.routes.ws import parse_message
+    from api.ws_messages import parse_message
 
     with pytest.raises(ApiError) as info:
         parse_message("[" * 100_000 + "]" * 100_000)
@@ -340,8 +347,7 @@ def test_deeply_nested_json_is_a_client_error() -> None:
 
 
 async def test_a_credit_reservation_after_settlement_is_never_left_held() -> None:
-    from api.routes.ws import AccessGate
-    from services.auth import StaticKeyStore
+    from services.access import AccessGate, StaticKeyStore
     from services.credits import CreditLedger
 
     store = StaticKeyStore()

@@ -18,7 +18,7 @@ pytest.importorskip("vllm", reason="vLLM is not importable here; run this tier w
 
 import pytest_asyncio  # noqa: E402
 
-from core import llm_vllm  # noqa: E402
+from core.llm import vllm_engine as llm_vllm  # noqa: E402
 from services.runtime import ModelRuntime  # noqa: E402
 from services.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest  # noqa: E402
 from shared.settings import Settings  # noqa: E402

@@ -21,7 +21,7 @@ import pytest_asyncio  # noqa: E402
 import torch  # noqa: E402
 
 from core.llm import SamplingConfig, create_engine  # noqa: E402
-from core.llm_vllm import VLLMEngine  # noqa: E402
+from core.llm.vllm_engine import VLLMEngine  # noqa: E402
 from core.tokens import (  # noqa: E402
     END_CONTENT,
     END_STYLE_LABEL,
@@ -153,7 +153,7 @@ async def test_stop_ids_and_max_tokens(engine, layout, prompt) -> None:
 
 
 async def test_greedy_matches_the_transformers_engine(engine, llm_dir, prompt) -> None:
-    from core.llm_transformers import TransformersEngine
+    from core.llm.transformers_engine import TransformersEngine
 
     greedy = SamplingConfig(temperature=0.0, top_k=0, top_p=1.0, max_tokens=48, repetition_penalty=1.0)
     reference = TransformersEngine.from_pretrained(llm_dir, device="cpu", dtype="float32")

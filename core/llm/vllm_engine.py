@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.llm import SamplingConfig, check_dtype, checked_prompt
+from core.llm.base import SamplingConfig, check_dtype, checked_prompt
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -201,6 +201,8 @@ class VLLMEngine:
         self._engine = None
 
     # --- memory snapshots (GPU only; needs enable_sleep_mode=True) -------------------------------
+    supports_sleep = True
+
     async def sleep(self, level: int = 1) -> None:
         """Level 1 offloads weights to CPU and drops the KV cache; level 2 drops both."""
         await self._engine.sleep(level)
@@ -210,3 +212,8 @@ class VLLMEngine:
 
     async def is_sleeping(self) -> bool:
         return bool(await self._engine.is_sleeping())
+
+
+def engine_from_settings(llm_dir: str | Path, settings: Settings) -> VLLMEngine:
+    """The registry's builder (core/llm/__init__.py)."""
+    return VLLMEngine.from_settings(llm_dir, settings)

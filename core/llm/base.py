@@ -1,8 +1,8 @@
 """The LLM engine interface: prompt token ids in, a stream of new token ids out.
 
-Two backends implement it: `TransformersEngine` (core/llm_transformers.py; CPU or a single GPU, no
-vLLM needed) and `VLLMEngine` (core/llm_vllm.py; vLLM `AsyncLLM`, imported lazily). Callers depend
-only on `LLMEngine`, `SamplingConfig` and `create_engine`.
+Two backends implement it: `TransformersEngine` (transformers_engine.py; CPU or a single GPU, no
+vLLM needed) and `VLLMEngine` (vllm_engine.py; vLLM `AsyncLLM`, imported lazily). Callers depend
+only on `LLMEngine`, `SamplingConfig` and `create_engine` (core/llm/__init__.py).
 
 Stream contract (both backends):
 - each item is a non-empty list of ids generated since the previous item (a "delta");
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -67,6 +66,14 @@ class SamplingConfig:
                 raise ValueError("allowed_token_ids must not be empty (None allows every id)")
             object.__setattr__(self, "allowed_token_ids", tuple(int(i) for i in self.allowed_token_ids))
 
+    @classmethod
+    def with_defaults(cls, settings: Settings, **given: float | int | None) -> SamplingConfig:
+        """A request's sampling: the fields it gave, the deployment's defaults (TTS_DEFAULT_*) for the rest."""
+        values = {name: getattr(settings, f"default_{name}")
+                  for name in ("temperature", "top_k", "top_p", "max_tokens", "repetition_penalty")}
+        values.update({name: value for name, value in given.items() if value is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
     @property
     def greedy(self) -> bool:
         return self.temperature < GREEDY_TEMPERATURE or self.top_k == 1
@@ -87,6 +94,17 @@ class LLMEngine(Protocol):
     def active_requests(self) -> set[str]: ...
 
     async def shutdown(self) -> None: ...
+
+    @property
+    def supports_sleep(self) -> bool:
+        """Whether `sleep`/`wake_up` free and restore GPU memory (vLLM); a GPU memory snapshot needs it."""
+        ...
+
+    async def sleep(self, level: int = 1) -> None:
+        """Free GPU memory (level 1: KV cache dropped, weights offloaded); NotImplementedError where unsupported."""
+        ...
+
+    async def wake_up(self, tags: list[str] | None = None) -> bool: ...
 
 
 def checked_prompt(prompt_token_ids: list[int], *, closed: bool, vocab_size: int | None = None) -> list[int]:
@@ -132,20 +150,3 @@ def resolve_dtype(dtype: str, device: str) -> str:
     if name != "auto":
         return name
     return "bfloat16" if str(device).startswith("cuda") else "float32"
-
-
-def create_engine(kind: EngineKind, llm_dir: str | Path, settings: Settings) -> LLMEngine:
-    """Build the configured backend. Loading takes seconds (vLLM ~15 s): call it off the event loop."""
-    if kind == "transformers":
-        from core.llm_transformers import TransformersEngine
-
-        device = resolve_device(settings.device)
-        return TransformersEngine.from_pretrained(
-            llm_dir, device=device, dtype=resolve_dtype(settings.llm_dtype, device),
-            max_concurrency=settings.llm_max_concurrency,
-        )
-    if kind == "vllm":
-        from core.llm_vllm import VLLMEngine
-
-        return VLLMEngine.from_settings(llm_dir, settings)
-    raise ValueError(f"unknown LLM engine {kind!r}; accepted: transformers, vllm")

@@ -22,10 +22,14 @@ from collections.abc import AsyncIterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from core.llm import SamplingConfig, check_dtype, checked_prompt, resolve_dtype
+from core.llm.base import SamplingConfig, check_dtype, checked_prompt, resolve_device, resolve_dtype
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -214,6 +218,15 @@ class TransformersEngine:
             self._stop(request_id, request)
         await asyncio.to_thread(self._executor.shutdown, wait=True)
 
+    # --- memory snapshots: not supported (the weights stay where they are) ----------------------
+    supports_sleep = False
+
+    async def sleep(self, level: int = 1) -> None:
+        raise NotImplementedError("the transformers engine cannot sleep; GPU snapshots need TTS_ENGINE=vllm")
+
+    async def wake_up(self, tags: list[str] | None = None) -> bool:
+        return False
+
     # --- internals -----------------------------------------------------------------------------
     def _stop(self, request_id: str, request: _Request) -> None:
         request.channel.cancel()
@@ -272,3 +285,12 @@ class TransformersEngine:
             if not channel.put(token) or token in stop:
                 return
             input_ids = torch.tensor([[token]], dtype=torch.long, device=self._device)
+
+
+def engine_from_settings(llm_dir: str | Path, settings: Settings) -> TransformersEngine:
+    """The registry's builder (core/llm/__init__.py)."""
+    device = resolve_device(settings.device)
+    return TransformersEngine.from_pretrained(
+        llm_dir, device=device, dtype=resolve_dtype(settings.llm_dtype, device),
+        max_concurrency=settings.llm_max_concurrency,
+    )

@@ -1,38 +1,32 @@
-"""Authentication, limits, credits and accounting for one request, as a FastAPI dependency.
+"""What one request holds (`AccessGrant`) and the per-app services that grant and settle it (`AccessServices`).
 
-`require_access` authenticates the key, applies the per-key request rate and concurrency cap, and returns an
-`AccessGrant`. The grant is told when the request ends (`on_complete`): it releases the concurrency slot,
-settles credits, writes the request-log record and feeds the audio-flow monitor. Nothing here delays audio:
-the record goes into a bounded queue that a background task writes.
+`AccessServices.grant` authenticates the key, takes a concurrency slot and counts the request against the key's
+per-minute rate. When the request ends, its accounting (services/accounting.py) calls `AccessGrant.settle`, which
+releases the slot, settles credits, feeds the audio-flow monitor and writes the request-log record. Nothing here
+delays audio: the record goes to the durable spool or a bounded queue that a background task writes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import Request
-
-from api.errors import ERROR_CODES, ApiError
-from services.auth import (
-    ApiKeyRecord,
-    Authenticator,
-    AuthError,
-    FailedAuthThrottle,
-    anonymous_record,
-    build_authenticator,
-)
+from services.access.authenticator import Authenticator, FailedAuthThrottle, build_authenticator
+from services.access.keys import ApiKeyRecord, AuthError, anonymous_record
 from services.credits import CreditError, CreditLedger, CreditReservation, settle_credits
+from services.errors import ServiceError, status_of
 from services.flow_monitor import AudioFlowMonitor
 from services.rate_limit import Limiter, LimitExceeded, RateDecision, StreamLease, build_limiter, rate_refusal
 from services.request_log import RequestLogger, RequestRecord, build_request_logger, utcnow
 from shared import metrics
 from shared.settings import Settings
 
-logger = logging.getLogger("api.access")
+if TYPE_CHECKING:
+    from services.accounting import RequestAccounting, RequestReport
+
+logger = logging.getLogger("services.access")
 
 
 @dataclass
@@ -44,7 +38,7 @@ class AccessGrant:
     lease: StreamLease | None = None
     reservation: CreditReservation | None = None
     headers: dict[str, str] = field(default_factory=dict)
-    delivery: Any = None
+    accounting: RequestAccounting | None = None  # set once synthesis started: from then on it settles the grant
     client_request_id: str | None = None  # the client's X-Request-ID, kept beside the server's id
     _finished: bool = False
 
@@ -52,19 +46,19 @@ class AccessGrant:
     def key_id(self) -> str:
         return self.key.key_id
 
-    def attach(self, delivery: Any) -> None:
-        self.delivery = delivery
+    def attach(self, accounting: RequestAccounting) -> None:
+        self.accounting = accounting
 
     async def check_credits(self, characters: int) -> None:
         if self.services is not None:
             await self.services.reserve_credits(self, characters)
 
-    def on_complete(self, outcome: Any) -> None:
-        """Called exactly once by the delivery when the request ends (any outcome)."""
+    def settle(self, report: RequestReport) -> None:
+        """The accounting's settle hook: called once when the request ends (any outcome)."""
         if self._finished or self.services is None:
             return
         self._finished = True
-        self.services.spawn(self.services.finish(self, outcome))
+        self.services.spawn(self.services.settle(self, report))
 
     async def abandon(self) -> None:
         """The request failed before any audio work started: release the slot and the credits."""
@@ -115,21 +109,21 @@ class AccessServices:
         wait = self.auth_throttle.retry_after(address)
         if wait is not None:  # this address keeps presenting bad keys: refuse without asking the key store
             metrics.RATE_LIMITED.labels("failed_auth").inc()
-            raise ApiError("RATE_LIMIT_EXCEEDED", "Too many requests with invalid API keys from this address; "
-                           f"retry in {wait} s.", headers={"Retry-After": str(wait)})
+            raise ServiceError("RATE_LIMIT_EXCEEDED", "Too many requests with invalid API keys from this address; "
+                               f"retry in {wait} s.", retry_after=wait)
         raw = Authenticator.extract_key(headers)
         try:
             return await self.authenticator.authenticate(raw)
         except AuthError as exc:
             if exc.status == 401 and raw:
                 self.auth_throttle.failed(address)
-            raise ApiError(exc.code, exc.message, status=exc.status,
-                           headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None) from None
+            raise ServiceError(exc.code, exc.message, status=exc.status,
+                               headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None) from None
 
-    async def grant(self, request: Request) -> AccessGrant:
-        key = await self.authenticate(request.headers, request.client.host if request.client else None)
-        grant = AccessGrant(key=key, services=self,
-                            client_request_id=request.scope.get("state", {}).get("client_request_id"))
+    async def grant(self, headers: Any, client_address: str | None, client_request_id: str | None) -> AccessGrant:
+        """Authenticate, take a concurrency slot, count the request against the key's rate."""
+        key = await self.authenticate(headers, client_address)
+        grant = AccessGrant(key=key, services=self, client_request_id=client_request_id)
         if self.authenticator is None:
             return grant
         # The concurrency slot first: a request refused for concurrency must not use up a per-minute slot, and its
@@ -140,7 +134,7 @@ class AccessServices:
             )
         except LimitExceeded as exc:
             retry = exc.decision.headers().get("Retry-After", "1")
-            raise ApiError(exc.code, exc.message, headers={"Retry-After": retry}) from None
+            raise ServiceError(exc.code, exc.message, headers={"Retry-After": retry}) from None
         rate_limit = key.rate_limit_per_minute or self.settings.rate_limit_per_minute
         decision: RateDecision = await self.limiter.check_rate(key.key_id, rate_limit)
         grant.headers.update({k: v for k, v in decision.headers().items() if k != "Retry-After"})
@@ -148,8 +142,7 @@ class AccessServices:
             await grant.lease.release()
             grant.lease = None
             refusal = rate_refusal(decision)
-            raise ApiError(refusal.code, refusal.message, headers=decision.headers())
-        request.state.access_grant = grant
+            raise ServiceError(refusal.code, refusal.message, headers=decision.headers())
         return grant
 
     async def reserve_credits(self, grant: AccessGrant, characters: int) -> None:
@@ -157,7 +150,7 @@ class AccessServices:
             grant.reservation = await self.ledger.reserve(grant.key, characters, request_id="")
         except CreditError as exc:
             await self.release(grant)
-            raise ApiError(exc.code, exc.message, status=exc.status) from None
+            raise ServiceError(exc.code, exc.message, status=exc.status) from None
 
     async def release(self, grant: AccessGrant) -> None:
         if grant.reservation is not None:
@@ -165,14 +158,14 @@ class AccessServices:
         if grant.lease is not None:
             await grant.lease.release()
 
-    async def finish(self, grant: AccessGrant, outcome: Any) -> None:
-        """Settle everything for a finished request; never raises."""
+    async def settle(self, grant: AccessGrant, outcome: RequestReport) -> None:
+        """Settle a finished request: slot, credits, flow monitor, request-log record; never raises."""
         try:
             if grant.lease is not None:
                 await grant.lease.release()
             credits = 0
             if grant.reservation is not None:
-                error_status = ERROR_CODES.get(outcome.error_code, (500, ""))[0] if outcome.error_code else None
+                error_status = status_of(outcome.error_code) if outcome.error_code else None
                 if settle_credits(outcome.status, error_status, outcome.audio_seconds):
                     credits = await self.ledger.charge(grant.reservation, audio_seconds=outcome.audio_seconds)
                 else:
@@ -185,7 +178,7 @@ class AccessServices:
         except Exception:  # noqa: BLE001 - accounting must never break the server
             logger.exception("request accounting failed")
 
-    def _record(self, grant: AccessGrant, outcome: Any, credits: int) -> RequestRecord:
+    def _record(self, grant: AccessGrant, outcome: RequestReport, credits: int) -> RequestRecord:
         request = outcome.job.request
         sampling = request.sampling
         return RequestRecord(
@@ -200,30 +193,3 @@ class AccessServices:
             rtf=outcome.rtf, audio_duration_seconds=outcome.audio_seconds, credits_charged=credits,
             completed_at=utcnow(),
         )
-
-
-async def require_access(request: Request) -> AsyncIterator[AccessGrant]:
-    services: AccessServices | None = getattr(request.app.state, "access", None)
-    if services is None:
-        yield AccessGrant(key=anonymous_record())
-        return
-    grant = await services.grant(request)
-    try:
-        yield grant
-    finally:
-        # FastAPI validates the body after this dependency ran: a request refused there (or failing in the
-        # route before a delivery took over) must give its concurrency slot back, or the key locks up.
-        if grant.delivery is None:
-            await grant.abandon()
-
-
-def require_admin(request: Request) -> None:
-    """Debug routes: the admin key in X-Admin-Key or Authorization: Bearer. Disabled when no admin key is set."""
-    admin_key = request.app.state.settings.admin_key
-    if not admin_key:
-        raise ApiError("NOT_FOUND", "Debug routes are disabled (set TTS_ADMIN_KEY to enable them).")
-    import hmac
-
-    given = request.headers.get("x-admin-key") or Authenticator.extract_key(request.headers) or ""
-    if not hmac.compare_digest(given.encode(), admin_key.encode()):
-        raise ApiError("FORBIDDEN", "This route needs the admin key (X-Admin-Key).", status=403)

@@ -1,0 +1,88 @@
+"""Typed dependencies: what a route may ask for, read from the app's state in one place.
+
+`create_app` puts one `Services` bundle on `app.state.services`; routes take `Annotated` aliases
+(`SettingsDep`, `Runtime`, `Access`, `Speech`, `Grant`) instead of reaching into `app.state` themselves.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
+
+from api.errors import ApiError
+from services.access import AccessGrant, AccessServices, Authenticator
+from services.errors import ServiceError
+from services.runtime import ModelRuntime
+from services.speech import SpeechService
+from shared.settings import Settings
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything a request may use, built once per app."""
+
+    settings: Settings
+    runtime: ModelRuntime
+    access: AccessServices
+    speech: SpeechService
+
+
+def services_of(connection: HTTPConnection) -> Services:
+    return connection.app.state.services
+
+
+def _settings(connection: HTTPConnection) -> Settings:
+    return services_of(connection).settings
+
+
+def _runtime(connection: HTTPConnection) -> ModelRuntime:
+    return services_of(connection).runtime
+
+
+def _access(connection: HTTPConnection) -> AccessServices:
+    return services_of(connection).access
+
+
+def _speech(connection: HTTPConnection) -> SpeechService:
+    return services_of(connection).speech
+
+
+async def require_access(request: Request) -> AsyncIterator[AccessGrant]:
+    """Authenticate, take a concurrency slot and count the request; give both back if it never starts."""
+    access = services_of(request).access
+    state = request.scope.get("state", {})
+    try:
+        grant = await access.grant(request.headers, request.client.host if request.client else None,
+                                   state.get("client_request_id"))
+    except ServiceError as exc:
+        raise ApiError.from_service(exc) from None
+    try:
+        yield grant
+    finally:
+        # FastAPI validates the body after this dependency ran: a request refused there (or failing in the
+        # route before its accounting took over) must give its concurrency slot back, or the key locks up.
+        if grant.accounting is None:
+            await grant.abandon()
+
+
+def require_admin(request: Request) -> None:
+    """Admin routes: the admin key in X-Admin-Key or Authorization: Bearer. Disabled when no admin key is set."""
+    admin_key = services_of(request).settings.admin_key
+    if not admin_key:
+        raise ApiError("NOT_FOUND", "Debug routes are disabled (set TTS_ADMIN_KEY to enable them).")
+    given = request.headers.get("x-admin-key") or Authenticator.extract_key(request.headers) or ""
+    if not hmac.compare_digest(given.encode(), admin_key.encode()):
+        raise ApiError("FORBIDDEN", "This route needs the admin key (X-Admin-Key).", status=403)
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+Runtime = Annotated[ModelRuntime, Depends(_runtime)]
+Access = Annotated[AccessServices, Depends(_access)]
+Speech = Annotated[SpeechService, Depends(_speech)]
+Grant = Annotated[AccessGrant, Depends(require_access)]
+Admin = Depends(require_admin)

@@ -1,0 +1,38 @@
+"""Access control: API-key records (`keys`), where they live (`stores`), the authenticator (`authenticator`),
+and what one request holds and settles (`grant`)."""
+
+from services.access.authenticator import (
+    Authenticator,
+    FailedAuthThrottle,
+    build_authenticator,
+    build_key_store,
+)
+from services.access.gate import AccessGate
+from services.access.grant import AccessGrant, AccessServices
+from services.access.keys import (
+    KEY_STATUSES,
+    MAX_KEY_CHARS,
+    ApiKeyRecord,
+    AuthError,
+    DebitResult,
+    KeyStoreUnavailable,
+    anonymous_record,
+    derive_key_id,
+    generate_api_key,
+    hash_key,
+    utcnow,
+)
+from services.access.stores import (
+    KeyStore,
+    PostgresKeyStore,
+    StaticKeyStore,
+    SupabaseKeyStore,
+    make_supabase_client,
+)
+
+__all__ = [
+    "KEY_STATUSES", "MAX_KEY_CHARS", "AccessGate", "AccessGrant", "AccessServices", "ApiKeyRecord", "AuthError", "Authenticator",
+    "DebitResult", "FailedAuthThrottle", "KeyStore", "KeyStoreUnavailable", "PostgresKeyStore", "StaticKeyStore",
+    "SupabaseKeyStore", "anonymous_record", "build_authenticator", "build_key_store", "derive_key_id",
+    "generate_api_key", "hash_key", "make_supabase_client", "utcnow",
+]

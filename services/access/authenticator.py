@@ -1,0 +1,228 @@
+"""The authenticator: a presented key checked against a store, with a TTL cache; and the failed-auth throttle.
+
+A key is only ever stored as the SHA-256 hex digest of its UTF-8 bytes. Logs name a key by its `key_id`,
+never by the key or its hash.
+
+Outcomes (code, HTTP status):
+  - no key in the request, unknown key, revoked key  -> INVALID_API_KEY 401 (revocation is permanent, so
+    a revoked key is answered like one that never existed; the message says which)
+  - key past its `expires_at`                         -> EXPIRED_API_KEY 401
+  - suspended key (known, temporarily not allowed)    -> KEY_SUSPENDED 403
+  - the key store cannot be reached and nothing is cached for the key -> SERVICE_UNAVAILABLE 503
+
+Credits: 1 credit = 1 character of request text (see services/credits.py). `credit_balance` None means
+unlimited.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from services.access.keys import MAX_KEY_CHARS, ApiKeyRecord, AuthError, hash_key, utcnow
+from services.access.stores import KeyStore, PostgresKeyStore, StaticKeyStore, SupabaseKeyStore
+from shared.settings import Settings
+
+logger = logging.getLogger("services.access")
+# --- authenticator ------------------------------------------------------------------------------
+
+
+@dataclass
+class _CacheEntry:
+    record: ApiKeyRecord | None
+    fetched_at: float
+
+
+class Authenticator:
+    """Checks a presented key against a store, with an LRU cache of positive and negative answers.
+
+    - `ttl_s`: how long a found record is trusted (revocation takes effect within this time).
+    - `negative_ttl_s`: how long "no such key" is remembered (default min(ttl_s, 5 s), so a new key works
+      quickly while a flood of random keys still cannot hammer the store).
+    - `stale_if_error_s`: when the store fails, an entry up to this much past its TTL is still used.
+    Expiry (`expires_at`) is checked on every call, so it is exact even for cached records.
+    """
+
+    def __init__(
+        self,
+        store: KeyStore,
+        ttl_s: float = 30.0,
+        *,
+        negative_ttl_s: float | None = None,
+        stale_if_error_s: float = 30.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.ttl_s = ttl_s
+        self.negative_ttl_s = min(ttl_s, 5.0) if negative_ttl_s is None else negative_ttl_s
+        self.stale_if_error_s = stale_if_error_s
+        self.max_entries = max_entries
+        self._clock = clock
+        self._now = now
+        self._cache: OrderedDict[str, _CacheEntry] = OrderedDict()  # found keys only
+        # Unknown keys apart: a flood of random keys can never evict the valid keys' entries.
+        self._negative: OrderedDict[str, _CacheEntry] = OrderedDict()
+        self._inflight: dict[str, asyncio.Task[ApiKeyRecord | None]] = {}
+        self.store_lookups = 0  # observable in tests: how often the store was asked
+
+    @staticmethod
+    def extract_key(headers: Mapping[str, str]) -> str | None:
+        """The key from `Authorization: Bearer <key>` or else `X-API-Key`; None when absent or blank."""
+        lowered = {k.lower(): v for k, v in headers.items()}
+        auth = (lowered.get("authorization") or "").strip()
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        api_key = (lowered.get("x-api-key") or "").strip()
+        return api_key or None
+
+    def invalidate(self, raw_key: str | None = None) -> None:
+        """Forget one key (or everything), e.g. right after an operator revokes it in this process."""
+        if raw_key is None:
+            self._cache.clear()
+            self._negative.clear()
+        else:
+            self._cache.pop(hash_key(raw_key), None)
+            self._negative.pop(hash_key(raw_key), None)
+
+    def _fresh(self, entry: _CacheEntry) -> bool:
+        ttl = self.ttl_s if entry.record is not None else self.negative_ttl_s
+        return self._clock() - entry.fetched_at < ttl
+
+    def _remember(self, key_hash: str, record: ApiKeyRecord | None) -> None:
+        cache, other = (self._cache, self._negative) if record is not None else (self._negative, self._cache)
+        other.pop(key_hash, None)
+        cache[key_hash] = _CacheEntry(record, self._clock())
+        cache.move_to_end(key_hash)
+        while len(cache) > self.max_entries:
+            cache.popitem(last=False)
+
+    async def _fetch(self, key_hash: str) -> ApiKeyRecord | None:
+        self.store_lookups += 1
+        record = await self.store.get_by_hash(key_hash)
+        self._remember(key_hash, record)
+        return record
+
+    def _lookup_done(self, key_hash: str, task: asyncio.Task[ApiKeyRecord | None]) -> None:
+        self._inflight.pop(key_hash, None)
+        if not task.cancelled():
+            task.exception()  # retrieved here too, so a waiter that went away leaves no "never retrieved" warning
+
+    async def _lookup(self, key_hash: str) -> ApiKeyRecord | None:
+        entry = self._cache.get(key_hash) or self._negative.get(key_hash)
+        if entry is not None and self._fresh(entry):
+            (self._cache if entry.record is not None else self._negative).move_to_end(key_hash)
+            return entry.record
+        # One store query per key at a time, however many requests arrive together.
+        task = self._inflight.get(key_hash)
+        if task is None:
+            task = asyncio.ensure_future(self._fetch(key_hash))
+            self._inflight[key_hash] = task
+            task.add_done_callback(lambda t: self._lookup_done(key_hash, t))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            stale_limit = (
+                self.ttl_s if entry and entry.record else self.negative_ttl_s
+            ) + self.stale_if_error_s
+            if entry is not None and self._clock() - entry.fetched_at < stale_limit:
+                logger.warning(
+                    "key store unavailable; using cached answer",
+                    extra={
+                        "key_id": entry.record.key_id if entry.record else None,
+                        "error_class": type(exc).__name__,
+                    },
+                )
+                return entry.record
+            logger.error(
+                "key store unavailable", extra={"error_class": type(exc).__name__, "store": self.store.name}
+            )
+            raise AuthError(
+                "SERVICE_UNAVAILABLE", 503, "The API-key store is unavailable; retry in a few seconds."
+            ) from None
+
+    async def authenticate(self, raw_key: str | None) -> ApiKeyRecord:
+        """The active, unexpired record for `raw_key`, or AuthError (see the module doc for codes)."""
+        if not raw_key:
+            raise AuthError(
+                "INVALID_API_KEY",
+                401,
+                "No API key: send 'Authorization: Bearer <key>' or an 'X-API-Key' header.",
+            )
+        if len(raw_key) > MAX_KEY_CHARS:
+            raise AuthError("INVALID_API_KEY", 401, "The API key is not valid.")
+        record = await self._lookup(hash_key(raw_key))
+        if record is None:
+            logger.info("auth refused", extra={"reason": "unknown_key"})
+            raise AuthError("INVALID_API_KEY", 401, "The API key is not valid.")
+        if record.status == "revoked":
+            logger.info("auth refused", extra={"reason": "revoked", "key_id": record.key_id})
+            raise AuthError("INVALID_API_KEY", 401, "The API key has been revoked; use a current key.")
+        if record.status == "suspended":
+            logger.info("auth refused", extra={"reason": "suspended", "key_id": record.key_id})
+            raise AuthError("KEY_SUSPENDED", 403, "The API key is suspended; contact the service owner.")
+        if record.is_expired(self._now()):
+            logger.info("auth refused", extra={"reason": "expired", "key_id": record.key_id})
+            raise AuthError("EXPIRED_API_KEY", 401, "The API key has expired; use a current key.")
+        return record
+
+
+def build_key_store(settings: Settings) -> KeyStore:
+    """The store named by `settings.key_backend`."""
+    if settings.key_backend == "postgres":
+        if not settings.database_url:
+            raise ValueError("TTS_KEY_BACKEND=postgres needs TTS_DATABASE_URL")
+        return PostgresKeyStore(settings.database_url)
+    if settings.key_backend == "supabase":
+        if not settings.supabase_url or not settings.supabase_key:
+            raise ValueError("TTS_KEY_BACKEND=supabase needs TTS_SUPABASE_URL and TTS_SUPABASE_KEY")
+        return SupabaseKeyStore(settings.supabase_url, settings.supabase_key)
+    return StaticKeyStore.from_settings(settings)
+
+
+def build_authenticator(settings: Settings, store: KeyStore | None = None) -> Authenticator:
+    return Authenticator(store or build_key_store(settings), ttl_s=settings.key_cache_ttl_s,
+                         stale_if_error_s=settings.key_stale_if_error_s)
+
+
+class FailedAuthThrottle:
+    """Per client address: after `limit` failed authentications within a minute, refuse further attempts from
+    that address without asking the key store, until the window has room again. In-process and bounded."""
+
+    def __init__(self, limit: int, window_s: float = 60.0, max_addresses: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.max_addresses = max_addresses
+        self._clock = clock
+        self._failures: OrderedDict[str, list[float]] = OrderedDict()
+
+    def _recent(self, address: str) -> list[float]:
+        now = self._clock()
+        times = [t for t in self._failures.get(address, []) if now - t < self.window_s]
+        if times:
+            self._failures[address] = times
+        else:
+            self._failures.pop(address, None)
+        return times
+
+    def retry_after(self, address: str) -> int | None:
+        """Seconds to wait when `address` is throttled, else None."""
+        times = self._recent(address)
+        if self.limit and len(times) >= self.limit:
+            return max(1, int(self.window_s - (self._clock() - times[0])) + 1)
+        return None
+
+    def failed(self, address: str) -> None:
+        self._failures.setdefault(address, []).append(self._clock())
+        self._failures.move_to_end(address)
+        while len(self._failures) > self.max_addresses:
+            self._failures.popitem(last=False)

@@ -1,0 +1,330 @@
+"""Where key records live: a static list (settings or file), PostgreSQL (`api_keys`) or Supabase."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from services.access.keys import (
+    RECORD_COLUMNS,
+    ApiKeyRecord,
+    DebitResult,
+    KeyStatus,
+    KeyStoreUnavailable,
+    derive_key_id,
+    generate_api_key,
+    hash_key,
+    utcnow,
+)
+from shared.settings import Settings
+
+logger = logging.getLogger("services.access")
+class KeyStore(ABC):
+    """Where key records live. Lookups are by hash; credit moves are atomic in the store."""
+
+    name: str = "base"
+
+    @abstractmethod
+    async def get_by_hash(self, key_hash: str) -> ApiKeyRecord | None: ...
+
+    @abstractmethod
+    async def debit_credits(self, key_id: str, amount: int) -> DebitResult:
+        """Take `amount` only when the balance covers it (unlimited keys always succeed)."""
+
+    @abstractmethod
+    async def refund_credits(self, key_id: str, amount: int) -> int | None:
+        """Give `amount` back; returns the new balance (None: unlimited or unknown key)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+# --- static -------------------------------------------------------------------------------------
+
+
+class StaticKeyStore(KeyStore):
+    """Keys from settings (plain keys, hashed at load) and/or a JSON file of hashed records. In memory."""
+
+    name = "static"
+
+    def __init__(self, records: Iterable[ApiKeyRecord] = ()) -> None:
+        self._by_hash: dict[str, ApiKeyRecord] = {}
+        self._hash_by_id: dict[str, str] = {}
+        for record in records:
+            self.add(record)
+
+    def add(self, record: ApiKeyRecord) -> None:
+        if record.key_id in self._hash_by_id and self._hash_by_id[record.key_id] != record.key_hash:
+            raise ValueError(f"duplicate key_id {record.key_id}")
+        self._by_hash[record.key_hash] = record
+        self._hash_by_id[record.key_id] = record.key_hash
+
+    def add_plain_key(self, raw_key: str, **fields: Any) -> ApiKeyRecord:
+        record = ApiKeyRecord(
+            key_id=fields.pop("key_id", derive_key_id(raw_key)), key_hash=hash_key(raw_key), **fields
+        )
+        self.add(record)
+        return record
+
+    def set_status(self, key_id: str, status: KeyStatus) -> bool:
+        key_hash = self._hash_by_id.get(key_id)
+        if key_hash is None:
+            return False
+        self._by_hash[key_hash] = replace(self._by_hash[key_hash], status=status)
+        return True
+
+    @classmethod
+    def from_plain_keys(cls, keys: Iterable[str], owner: str = "static") -> StaticKeyStore:
+        store = cls()
+        for raw in keys:
+            if raw.strip():
+                store.add_plain_key(raw.strip(), owner=owner)
+        return store
+
+    @classmethod
+    def from_file(cls, path: Path) -> StaticKeyStore:
+        """JSON: a list of records, or {"keys": [...]}; each needs key_id and key_hash (sha256 hex)."""
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        entries = data.get("keys", []) if isinstance(data, dict) else data
+        if not isinstance(entries, list):
+            raise ValueError(f"{path}: expected a list of key records or {{'keys': [...]}}")
+        return cls(ApiKeyRecord.from_mapping(entry) for entry in entries)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StaticKeyStore:
+        store = cls.from_file(settings.api_keys_file) if settings.api_keys_file else cls()
+        for raw in settings.api_keys.split(","):
+            if raw.strip():
+                store.add_plain_key(raw.strip(), owner="static")
+        return store
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    async def get_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        return self._by_hash.get(key_hash)
+
+    async def debit_credits(self, key_id: str, amount: int) -> DebitResult:
+        # No await between read and write: atomic on the event loop.
+        key_hash = self._hash_by_id.get(key_id)
+        if key_hash is None:
+            return DebitResult(False, None)
+        record = self._by_hash[key_hash]
+        if record.credit_balance is None:
+            return DebitResult(True, None)
+        if record.credit_balance < amount:
+            return DebitResult(False, record.credit_balance)
+        self._by_hash[key_hash] = replace(record, credit_balance=record.credit_balance - amount)
+        return DebitResult(True, record.credit_balance - amount)
+
+    async def refund_credits(self, key_id: str, amount: int) -> int | None:
+        key_hash = self._hash_by_id.get(key_id)
+        if key_hash is None or self._by_hash[key_hash].credit_balance is None:
+            return None
+        record = self._by_hash[key_hash]
+        balance = (record.credit_balance or 0) + amount
+        self._by_hash[key_hash] = replace(record, credit_balance=balance)
+        return balance
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------
+
+_SELECT_BY_HASH = f"SELECT {', '.join(RECORD_COLUMNS)} FROM api_keys WHERE key_hash = $1"
+_DEBIT = (
+    "UPDATE api_keys SET credit_balance = credit_balance - $2, updated_at = now() "
+    "WHERE key_id = $1 AND (credit_balance IS NULL OR credit_balance >= $2) RETURNING credit_balance"
+)
+_REFUND = (
+    "UPDATE api_keys SET credit_balance = credit_balance + $2, updated_at = now() "
+    "WHERE key_id = $1 AND credit_balance IS NOT NULL RETURNING credit_balance"
+)
+
+
+class PostgresKeyStore(KeyStore):
+    """Table `api_keys` (deploy/sql/002_api_keys.sql) through an asyncpg pool created on first use."""
+
+    name = "postgres"
+
+    def __init__(self, dsn: str, *, max_connections: int = 4, timeout_s: float = 5.0) -> None:
+        self._dsn = dsn
+        self._max = max_connections
+        self._timeout = timeout_s
+        self._pool: Any = None
+        self._pool_lock = asyncio.Lock()
+
+    async def _get_pool(self) -> Any:
+        import asyncpg
+
+        if self._pool is None:
+            async with self._pool_lock:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        self._dsn,
+                        min_size=0,
+                        max_size=self._max,
+                        timeout=self._timeout,
+                        command_timeout=self._timeout,
+                    )
+        return self._pool
+
+    async def _run(self, method: str, query: str, *args: Any, idempotent: bool = True) -> Any:
+        """Run one statement. A dead pooled connection (the server restarted) gets one retry on a fresh one.
+
+        A statement that must not run twice (credit moves) is not retried itself: the connection is
+        probed first and only the probe is retried, so a reply lost in flight cannot double-charge.
+        """
+        import asyncpg
+
+        retryable = (
+            OSError,
+            TimeoutError,
+            asyncpg.InterfaceError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.exceptions.OperatorInterventionError,  # server shutting down or starting
+        )
+        for attempt in (0, 1):
+            try:
+                pool = await self._get_pool()
+                async with pool.acquire() as conn:
+                    if idempotent:
+                        return await getattr(conn, method)(query, *args)
+                    await conn.fetchval("SELECT 1")
+                    try:
+                        return await getattr(conn, method)(query, *args)
+                    except retryable as exc:
+                        raise KeyStoreUnavailable(f"postgres key store: {type(exc).__name__}") from None
+            except retryable as exc:
+                if attempt == 1:
+                    raise KeyStoreUnavailable(f"postgres key store: {type(exc).__name__}") from None
+        raise AssertionError("unreachable")
+
+    async def get_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        row = await self._run("fetchrow", _SELECT_BY_HASH, key_hash)
+        return None if row is None else ApiKeyRecord.from_mapping(dict(row))
+
+    async def debit_credits(self, key_id: str, amount: int) -> DebitResult:
+        row = await self._run("fetchrow", _DEBIT, key_id, amount, idempotent=False)
+        return DebitResult(False, None) if row is None else DebitResult(True, row["credit_balance"])
+
+    async def refund_credits(self, key_id: str, amount: int) -> int | None:
+        row = await self._run("fetchrow", _REFUND, key_id, amount, idempotent=False)
+        return None if row is None else row["credit_balance"]
+
+    async def create_key(
+        self,
+        owner: str,
+        *,
+        key_id: str | None = None,
+        status: KeyStatus = "active",
+        expires_at: datetime | None = None,
+        rate_limit_per_minute: int | None = None,
+        max_concurrent: int | None = None,
+        credit_balance: int | None = None,
+    ) -> tuple[str, ApiKeyRecord]:
+        """Insert a new random key; returns (the key, shown once, and its record)."""
+        raw = generate_api_key()
+        record = ApiKeyRecord(
+            key_id=key_id or "key_" + secrets.token_hex(8),
+            key_hash=hash_key(raw),
+            owner=owner,
+            status=status,
+            expires_at=expires_at,
+            rate_limit_per_minute=rate_limit_per_minute,
+            max_concurrent=max_concurrent,
+            credit_balance=credit_balance,
+            created_at=utcnow(),
+        )
+        await self._run(
+            "execute",
+            f"INSERT INTO api_keys ({', '.join(RECORD_COLUMNS)}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            *(getattr(record, c) for c in RECORD_COLUMNS),
+        )
+        logger.info("api key created", extra={"key_id": record.key_id})
+        return raw, record
+
+    async def set_status(self, key_id: str, status: KeyStatus) -> bool:
+        result = await self._run(
+            "execute", "UPDATE api_keys SET status = $2, updated_at = now() WHERE key_id = $1", key_id, status
+        )
+        logger.info("api key status changed", extra={"key_id": key_id, "key_status": status})
+        return result.endswith(" 1")
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+
+# --- Supabase -----------------------------------------------------------------------------------
+
+
+def make_supabase_client(url: str, key: str, timeout_s: float = 10.0) -> Any:
+    """A supabase-py sync client without PostgREST's own blocking retries (callers retry themselves)."""
+    from supabase import ClientOptions, create_client
+
+    options = ClientOptions(
+        postgrest_client_timeout=timeout_s,
+        postgrest_client_retry=False,
+        auto_refresh_token=False,
+        persist_session=False,
+    )
+    client = create_client(url, key, options)
+    with warnings.catch_warnings():
+        # supabase-py passes its own timeout/verify to postgrest-py, which calls them deprecated; not ours.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _ = client.postgrest  # built lazily; build it here, inside the filter
+    return client
+
+
+class SupabaseKeyStore(KeyStore):
+    """Table `api_keys` through PostgREST RPC calls to the SQL functions in deploy/sql/003_key_functions.sql."""
+
+    name = "supabase"
+
+    def __init__(self, url: str | None = None, key: str | None = None, *, client: Any = None) -> None:
+        if client is None:
+            if not url or not key:
+                raise ValueError("SupabaseKeyStore needs supabase_url and supabase_key")
+            client = make_supabase_client(url, key)
+        self._client = client
+
+    async def _call(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return await asyncio.to_thread(fn)
+        except Exception as exc:
+            # The error may echo request data; report only its class and PostgREST code.
+            code = getattr(exc, "code", None)
+            raise KeyStoreUnavailable(
+                f"supabase key store: {exc.__class__.__name__} {code or ''}".strip()
+            ) from None
+
+    async def get_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        # An RPC POST keeps the hash in the body, out of URLs and access logs (a GET filter would not).
+        rows = await self._rpc_rows("tts_lookup_api_key", {"p_key_hash": key_hash})
+        return ApiKeyRecord.from_mapping(rows[0]) if rows else None
+
+    async def _rpc_rows(self, fn: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        response = await self._call(lambda: self._client.rpc(fn, params).execute())
+        data = response.data
+        if isinstance(data, dict):
+            return [data]
+        return list(data or [])
+
+    async def debit_credits(self, key_id: str, amount: int) -> DebitResult:
+        rows = await self._rpc_rows("tts_debit_credits", {"p_key_id": key_id, "p_amount": amount})
+        return DebitResult(True, rows[0].get("credit_balance")) if rows else DebitResult(False, None)
+
+    async def refund_credits(self, key_id: str, amount: int) -> int | None:
+        rows = await self._rpc_rows("tts_refund_credits", {"p_key_id": key_id, "p_amount": amount})
+        return rows[0].get("credit_balance") if rows else None
+
+

@@ -1,0 +1,181 @@
+"""The one accounting sink: what every synthesis request reports, whatever transport carried it.
+
+HTTP (native and OpenAI, bytes or SSE) and each WebSocket utterance make one `RequestAccounting`. It counts the
+request when synthesis starts, its first audio, and its end exactly once: Prometheus metrics, the lifecycle log
+lines (`request_received`, `first_audio`, `request_completed` | `request_failed` | `request_cancelled` |
+`client_disconnected`), then hands the frozen `RequestReport` to the settle hook, which releases the concurrency
+slot, settles credits, feeds the audio-flow monitor and writes the request-log record
+(`services.access.AccessServices.settle`). Metric labels and log fields never depend on the transport; the
+transport is one log field, so one dashboard and one log query cover all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from services.flow_monitor import StreamCadence
+from shared import metrics
+
+if TYPE_CHECKING:
+    from services.synthesis import SynthesisJob
+
+logger = logging.getLogger("services.accounting")
+
+Transport = Literal["http", "websocket"]
+# completed | failed | cancelled (a WebSocket `cancel`) | disconnected (the client left)
+EndStatus = Literal["completed", "failed", "cancelled", "disconnected"]
+_END_EVENTS = {"completed": "request_completed", "failed": "request_failed", "cancelled": "request_cancelled",
+               "disconnected": "client_disconnected"}
+
+
+@dataclass
+class RequestReport:
+    """One request's facts at its end; what the settle hook (credits, flow monitor, request log) reads."""
+
+    request_id: str
+    transport: Transport
+    job: SynthesisJob
+    status: EndStatus
+    error_code: str | None
+    ttfb_ms: float | None
+    audio_seconds: float
+    rtf: float | None
+    wall_seconds: float
+    chunks_sent: int
+    bytes_sent: int
+    cadence: dict[str, Any] | None = None
+
+
+SettleHook = Callable[[RequestReport], None]
+
+
+class RequestAccounting:
+    """Counts one request: `started()` once synthesis is admitted, `first_audio()`, then `finish()` exactly once.
+
+    `clock_origin` is when the request was accepted (perf_counter): time to first audio and wall time count from
+    it, so the figure is what the client waited, whatever the transport.
+    """
+
+    def __init__(self, job: SynthesisJob, *, transport: Transport, clock_origin: float,
+                 settle: SettleHook | None = None) -> None:
+        self.job = job
+        self.transport = transport
+        self.clock_origin = clock_origin
+        self.settle = settle
+        self.first_audio_at: float | None = None
+        self.report: RequestReport | None = None
+        self._active = False
+        # Streams only: the send timeline (chunk interval/jitter metrics, modelled playback underruns).
+        self.cadence = StreamCadence(clock=time.perf_counter) if job.request.stream else None
+        self._samples_seen = 0
+
+    @property
+    def request_id(self) -> str:
+        return self.job.request.request_id
+
+    @property
+    def voice_id(self) -> str:
+        return self.job.request.voice.id
+
+    @property
+    def stream_label(self) -> str:
+        return "true" if self.job.request.stream else "false"
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.job.stats.output_samples / float(self.job.request.sample_rate)
+
+    @property
+    def ttfb_ms(self) -> float | None:
+        return None if self.first_audio_at is None else (self.first_audio_at - self.clock_origin) * 1000.0
+
+    @property
+    def finished(self) -> bool:
+        return self.report is not None
+
+    def started(self, *, text_length: int, key_id: str | None = None, **fields: Any) -> None:
+        """Synthesis was admitted: count the request and mark it active."""
+        r = self.job.request
+        metrics.REQUESTS.labels(self.voice_id, self.stream_label, r.audio_format).inc()
+        metrics.ACTIVE_STREAMS.inc()
+        self._active = True
+        logger.info("request_received", extra={
+            "event": "request_received", "transport": self.transport, "speaker": self.voice_id,
+            "format": r.audio_format, "sample_rate": r.sample_rate, "stream": r.stream,
+            "text_length": text_length, "text_chunks": self.job.stats.text_chunks, "key_id": key_id, **fields,
+        })
+
+    def first_audio(self) -> bool:
+        """The first audio bytes exist; True the first time."""
+        if self.first_audio_at is not None:
+            return False
+        self.first_audio_at = time.perf_counter()
+        ttfb = self.first_audio_at - self.clock_origin
+        metrics.TTFB.labels(self.stream_label).observe(ttfb)
+        logger.info("first_audio", extra={"event": "first_audio", "ttfb_ms": round(ttfb * 1000, 1)})
+        return True
+
+    def audio_sent(self) -> None:
+        """Audio left for the client (handed to the server or the socket's writer): feed the cadence model."""
+        if self.cadence is None:
+            return
+        sent = self.job.stats.sent_samples
+        self.cadence.on_chunk((sent - self._samples_seen) / float(self.job.request.sample_rate),
+                              at=time.perf_counter())
+        self._samples_seen = sent
+
+    def finish(self, status: EndStatus, error_code: str | None = None, *, chunks_sent: int | None = None,
+               bytes_sent: int | None = None) -> RequestReport | None:
+        """Record the end once (later calls are ignored); then settle. Never raises."""
+        if self.report is not None:
+            return None
+        if self._active:
+            metrics.ACTIVE_STREAMS.dec()
+            self._active = False
+        stats = self.job.stats
+        wall = time.perf_counter() - self.clock_origin
+        seconds = self.audio_seconds
+        report = self.report = RequestReport(
+            request_id=self.request_id, transport=self.transport, job=self.job, status=status,
+            error_code=(error_code or "INTERNAL_ERROR") if status == "failed" else None,
+            ttfb_ms=self.ttfb_ms, audio_seconds=seconds, rtf=wall / seconds if seconds > 0 else None,
+            wall_seconds=wall, chunks_sent=stats.sent_chunks if chunks_sent is None else chunks_sent,
+            bytes_sent=stats.sent_bytes if bytes_sent is None else bytes_sent,
+            cadence=self.cadence.summary() if self.cadence is not None else None,
+        )
+        self._count(report)
+        if self.settle is not None:
+            try:
+                self.settle(report)
+            except Exception:  # noqa: BLE001 - accounting must never break delivery
+                logger.exception("request settlement failed")
+        return report
+
+    def _count(self, report: RequestReport) -> None:
+        voice, stream = self.voice_id, self.stream_label
+        if report.status == "completed":
+            metrics.COMPLETED.labels(voice, stream, "success").inc()
+            metrics.AUDIO_SECONDS.observe(report.audio_seconds)
+            metrics.CHUNKS_SENT.observe(report.chunks_sent)
+            if report.rtf is not None:
+                metrics.RTF.observe(report.rtf)
+        elif report.status == "failed":
+            metrics.FAILED.labels(voice, report.error_code or "INTERNAL_ERROR", "error").inc()
+        else:
+            if report.status == "disconnected":
+                metrics.CLIENT_DISCONNECTS.inc()
+            metrics.COMPLETED.labels(voice, stream, report.status).inc()
+        event = _END_EVENTS[report.status]
+        logger.info(event, extra={
+            "event": event, "status": report.status, "transport": report.transport,
+            "error_code": report.error_code,
+            "ttfb_ms": None if report.ttfb_ms is None else round(report.ttfb_ms, 1),
+            "audio_seconds": round(report.audio_seconds, 3),
+            "rtf": None if report.rtf is None else round(report.rtf, 4),
+            "wall_ms": round(report.wall_seconds * 1000, 1), "text_chunks": self.job.stats.text_chunks,
+            "chunks_sent": report.chunks_sent, "bytes_sent": report.bytes_sent,
+        })

@@ -1,0 +1,162 @@
+"""The one entry point to synthesis for every transport: HTTP, OpenAI (bytes or SSE) and WebSocket.
+
+A route turns its protocol model into a `SpeechRequest` (`to_speech_request`), then `SpeechService`:
+1. `check_available()`: refuses while the GPU is faulted or the model is not ready (503 with Retry-After);
+2. `resolve_voice()`: the voice by id or alias, at the asked speed, with one error message for every route;
+3. `open()`: plans the text (normalise, tags, chunks, the per-request caps, prompt room) off the event loop,
+   reserves credits for what the model will speak, and returns the job ready to run.
+WebSocket utterances get their text in pieces, so they take steps 1-2 here and plan each piece as it arrives
+(`services.ws_session`). What happens after (delivery, accounting) is `services.accounting`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from services.synthesis import (
+    NATIVE_RATE,
+    SamplingOptions,
+    SynthesisError,
+    SynthesisJob,
+    SynthesisRequest,
+    TextPlan,
+    check_plan_fits,
+    plan_request_text,
+)
+
+if TYPE_CHECKING:
+    from core.voices import Voice
+    from services.gpu_health import GpuFaultDetector
+    from services.runtime import ModelRuntime
+    from shared.settings import Settings
+
+# Bytes per sample of each format, roughly (compressed formats at their usual bitrates), to refuse before any GPU
+# work a non-streaming request whose file could not be buffered; speech runs ~14 characters a second, 12 is slow.
+_BYTES_PER_SAMPLE = {"wav": 2.0, "pcm": 2.0, "flac": 1.2, "mulaw": 1.0, "mp3": 0.25, "opus": 0.15, "aac": 0.25}
+
+
+def estimated_audio_bytes(characters: int, audio_format: str, sample_rate: int) -> int:
+    return int(characters / 12 * sample_rate * _BYTES_PER_SAMPLE.get(audio_format, 2.0))
+
+
+@dataclass(frozen=True)
+class SpeechRequest:
+    """What any transport asks for, in the service's terms (protocol models build it with defaults merged)."""
+
+    text: str
+    voice: str | None
+    audio_format: str
+    sample_rate: int
+    sampling: SamplingOptions
+    stream: bool = True
+    normalize: bool = True
+    chunking: bool = True
+    speed: float | None = None
+    normalize_verbose: bool = False
+    # How the protocol names these fields, for error messages (OpenAI: `input` and `voice`).
+    text_field: str = "text"
+    voice_field: str = "speaker"
+
+    @property
+    def wants_bandwidth_extension(self) -> bool:
+        """The one output-rate decision: above the codec's 16 kHz, AP-BWE makes 48 kHz (then resampled)."""
+        return self.sample_rate > NATIVE_RATE
+
+
+@dataclass(frozen=True)
+class OpenedSpeech:
+    """A planned, paid-for job, not yet running (iterate `job.stream_bytes()` to run it)."""
+
+    job: SynthesisJob
+    plan: TextPlan
+    voice: Voice
+
+
+CreditReserver = Callable[[int], Awaitable[None]]
+
+
+class SpeechService:
+    """Readiness, voices, planning and credits for one app instance; stateless per request."""
+
+    def __init__(self, runtime: ModelRuntime, settings: Settings, gpu_faults: GpuFaultDetector | None = None) -> None:
+        self.runtime = runtime
+        self.settings = settings
+        self.gpu_faults = gpu_faults
+
+    def check_available(self) -> None:
+        if self.gpu_faults is not None and self.gpu_faults.tripped:
+            raise SynthesisError("GPU_FAULT", "This container hit a GPU fault and is being replaced; retry the "
+                                 "request.", retry_after=1)
+        if not self.runtime.ready:
+            raise SynthesisError("MODEL_NOT_LOADED", "The model is not ready yet (state: "
+                                 f"{self.runtime.state.value}); retry shortly.", retry_after=5)
+
+    def check_text_length(self, text: str) -> None:
+        """The deployment's per-request limit (TTS_MAX_TEXT_CHARS), before anything else is looked at."""
+        limit = self.settings.max_text_chars
+        if len(text) > limit:
+            raise SynthesisError("TEXT_TOO_LONG", f"Invalid 'text': at most {limit} characters per request on this "
+                                 f"deployment, got {len(text)}; split the text.", "text")
+
+    def resolve_voice(self, name: str | None, speed: float | None = None, field: str = "speaker") -> Voice:
+        from core.voices import UnknownVoiceError
+
+        voices = self.runtime.voices
+        try:
+            voice = voices.resolve(name or voices.default_voice_id)
+        except UnknownVoiceError as exc:
+            raise SynthesisError("INVALID_SPEAKER", f"Invalid '{field}': {exc}", field) from exc
+        return voice if speed is None else voices.with_speed(voice, speed)
+
+    def synthesis_request(self, speech: SpeechRequest, voice: Voice, request_id: str) -> SynthesisRequest:
+        return SynthesisRequest(
+            request_id=request_id, text=speech.text, voice=voice, sampling=speech.sampling,
+            audio_format=speech.audio_format, sample_rate=speech.sample_rate,
+            want_sr=speech.wants_bandwidth_extension, stream=speech.stream, normalize=speech.normalize,
+            chunking=speech.chunking,
+        )
+
+    def plan(self, speech: SpeechRequest, voice: Voice, *, buffered: bool) -> TextPlan:
+        """Blocking (normalising and tokenising 50,000 characters takes a while): run it in a worker thread."""
+        settings = self.settings
+        plan = plan_request_text(speech.text, settings, normalize=speech.normalize, chunking=speech.chunking)
+        check_plan_fits(self.runtime, plan, voice)
+        if buffered:
+            estimate = estimated_audio_bytes(len(plan.text), speech.audio_format, speech.sample_rate)
+            if estimate > settings.max_buffered_audio_mb * 2**20:
+                raise SynthesisError(
+                    "PAYLOAD_TOO_LARGE",
+                    f"Invalid 'stream': this text makes about {estimate // 2**20} MiB of {speech.audio_format} "
+                    f"audio, more than a non-streaming response holds ({settings.max_buffered_audio_mb} MiB); "
+                    "send stream=true.", "stream")
+        return plan
+
+    async def open(self, speech: SpeechRequest, *, request_id: str, reserve_credits: CreditReserver | None = None,
+                   buffered: bool = False) -> OpenedSpeech:
+        """Gate, resolve, plan and pay; SynthesisError (with the protocol's field names) when refused."""
+        try:
+            self.check_text_length(speech.text)
+        except SynthesisError as exc:
+            raise _renamed(exc, speech.text_field) from None
+        self.check_available()
+        voice = self.resolve_voice(speech.voice, speech.speed, speech.voice_field)
+        try:
+            plan = await asyncio.to_thread(self.plan, speech, voice, buffered=buffered)
+        except SynthesisError as exc:
+            raise _renamed(exc, speech.text_field) from exc.__cause__
+        if reserve_credits is not None:
+            # Credits count what the model is asked to speak (normalised text: "1,000" costs "one thousand").
+            await reserve_credits(len(plan.text))
+        job = SynthesisJob(self.runtime, self.synthesis_request(speech, voice, request_id), plan)
+        return OpenedSpeech(job=job, plan=plan, voice=voice)
+
+
+def _renamed(exc: SynthesisError, text_field: str) -> SynthesisError:
+    """The same refusal, naming the text field as this protocol does."""
+    if text_field == "text" or exc.param not in (None, "text"):
+        return exc
+    return SynthesisError(exc.code, exc.message.replace("'text'", f"'{text_field}'"), text_field,
+                          retry_after=exc.retry_after)

@@ -1,0 +1,210 @@
+"""One request path for every transport: the same request, sent over native HTTP, OpenAI bytes, OpenAI SSE and
+the WebSocket, is counted, logged, recorded and charged the same way.
+
+A real uvicorn server with the demo model, keys and credits in the real PostgreSQL, the request log written to
+PostgreSQL, JSON logs read from the server's output. For each transport the test compares:
+- the synthesis metrics that moved (`/metrics` before and after; HTTP-level route metrics excluded);
+- the lifecycle log events of the request, in order;
+- the request-log row (everything but ids and timings);
+- the credits taken from the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+
+from services.access import PostgresKeyStore
+from tests.e2e.conftest import RunningServer, start_server, stop_server
+
+pytestmark = pytest.mark.integration
+
+TEXT = "Hi there."
+VOICE = "fixed"  # a voice with stored global tokens
+RATE = 24_000  # what the OpenAI route answers; the other transports ask for it
+# Timings and ids differ between any two requests; everything else in the row must not.
+ROW_FIELDS = ("key_id", "speaker", "stream", "format", "sample_rate", "temperature", "top_k", "top_p", "max_tokens",
+              "repetition_penalty", "seed", "text_length", "text_chunked", "status", "error_code", "credits_charged")
+# Synthesis families. Excluded: the HTTP-level route metrics (veena3_tts_http_*, rightly different per route),
+# the request-log writer's and limiter's own, and per-stage work timings (how many decode calls a stream takes
+# depends on how the engine's deltas happen to group, not on the request).
+EXCLUDED_PREFIXES = ("veena3_tts_http_", "veena3_tts_request_log_", "veena3_tts_rate_limit",
+                     "veena3_tts_stage_seconds")
+
+
+@pytest.fixture(scope="module")
+def server_and_key(pg_dsn: str, demo_model_dir: Path,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, str, str]]:
+    async def create_key() -> tuple[str, str]:
+        store = PostgresKeyStore(pg_dsn)
+        try:
+            raw, record = await store.create_key("one-path", key_id=f"path-{uuid.uuid4().hex[:12]}",
+                                                 credit_balance=10_000)
+        finally:
+            await store.close()
+        return raw, record.key_id
+
+    raw, key_id = asyncio.run(create_key())
+    env = {
+        "TTS_AUTH_ENABLED": "true", "TTS_KEY_BACKEND": "postgres", "TTS_DATABASE_URL": pg_dsn,
+        "TTS_CREDITS_ENABLED": "true", "TTS_REQUEST_LOG_SINK": "postgres",
+        "TTS_REQUEST_LOG_SPOOL_DIR": str(tmp_path_factory.mktemp("spool")),
+        "TTS_LOG_JSON": "true", "TTS_LOG_LEVEL": "INFO", "TTS_SR_ENABLED": "false",
+        # Greedy decoding: every transport's request generates the same tokens, so even token and chunk counts
+        # must agree (the OpenAI route has no sampling fields; the deployment's defaults apply everywhere).
+        "TTS_DEFAULT_TEMPERATURE": "0", "TTS_DEFAULT_MAX_TOKENS": "100",
+    }
+    server = start_server(demo_model_dir, tmp_path_factory.mktemp("one-path") / "server.log", env)
+    try:
+        yield server, raw, key_id
+    finally:
+        stop_server(server)
+
+
+def synthesis_samples(server: RunningServer) -> dict[tuple[str, tuple], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{server.base_url}/metrics", timeout=10).text
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.startswith("veena3_tts_") and not sample.name.startswith(EXCLUDED_PREFIXES):
+                # Histograms: which label sets were observed (counts), not the observed values (timings).
+                if sample.name.endswith(("_bucket", "_sum")) or sample.name.endswith("_created"):
+                    continue
+                samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def moved(before: dict, after: dict) -> dict[tuple[str, tuple], float]:
+    return {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
+
+
+# ------------------------------------------------------------------------------------------------ transports
+def native_http(server: RunningServer, key: str) -> str:
+    body = {"text": TEXT, "speaker": VOICE, "stream": True, "format": "pcm", "sample_rate": RATE}
+    with httpx.stream("POST", f"{server.base_url}/v1/tts/generate", json=body, timeout=120,
+                      headers={"Authorization": f"Bearer {key}"}) as response:
+        assert response.status_code == 200, response.read()
+        assert b"".join(response.iter_bytes())
+        return response.headers["X-Request-ID"]
+
+
+def openai_bytes(server: RunningServer, key: str) -> str:
+    body = {"model": "tts-1", "input": TEXT, "voice": VOICE, "response_format": "pcm"}
+    response = httpx.post(f"{server.base_url}/v1/audio/speech", json=body, timeout=120,
+                          headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 200 and response.content, response.text
+    return response.headers["X-Request-ID"]
+
+
+def openai_sse(server: RunningServer, key: str) -> str:
+    body = {"model": "tts-1", "input": TEXT, "voice": VOICE, "response_format": "pcm", "stream_format": "sse"}
+    response = httpx.post(f"{server.base_url}/v1/audio/speech", json=body, timeout=120,
+                          headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 200, response.text
+    events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+    assert events[-1]["type"] == "speech.audio.done"
+    assert b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
+    return response.headers["X-Request-ID"]
+
+
+def websocket(server: RunningServer, key: str) -> str:
+    async def speak() -> str:
+        url = server.base_url.replace("http://", "ws://") + "/v1/tts/ws"
+        async with connect(url, additional_headers={"Authorization": f"Bearer {key}"}, max_size=None) as ws:
+            await ws.send(json.dumps({"text": TEXT, "speaker": VOICE, "format": "pcm", "sample_rate": RATE}))
+            audio = b""
+            while True:
+                message = await asyncio.wait_for(ws.recv(), 120)
+                if isinstance(message, bytes):
+                    audio += message
+                    continue
+                event = json.loads(message)
+                assert event["type"] != "error", event
+                if event["type"] == "done":
+                    assert audio
+                    return event["request_id"]
+
+    return asyncio.run(speak())
+
+
+TRANSPORTS = {"http": native_http, "openai": openai_bytes, "sse": openai_sse, "websocket": websocket}
+
+
+# ------------------------------------------------------------------------------------------------ evidence
+async def _row_and_balance(dsn: str, request_id: str, key_id: str) -> tuple[dict[str, Any] | None, int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow("SELECT * FROM tts_requests WHERE request_id = $1", request_id)
+        balance = await conn.fetchval("SELECT credit_balance FROM api_keys WHERE key_id = $1", key_id)
+    finally:
+        await conn.close()
+    return (None if row is None else dict(row)), balance
+
+
+def wait_for_row(dsn: str, request_id: str, key_id: str) -> tuple[dict[str, Any], int]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        row, balance = asyncio.run(_row_and_balance(dsn, request_id, key_id))
+        if row is not None:
+            return row, balance
+        time.sleep(0.2)
+    raise AssertionError(f"no request-log row for {request_id}")
+
+
+def lifecycle_events(log_path: Path, request_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """The request's accounting log lines: (event, the fields every transport must log alike)."""
+    events = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if entry.get("request_id") != request_id or entry.get("logger") != "services.accounting":
+            continue
+        same = {k: entry.get(k) for k in ("status", "error_code", "speaker", "format", "sample_rate", "stream",
+                                          "text_length", "text_chunks", "key_id") if k in entry}
+        events.append((entry["event"], same))
+    return events
+
+
+def test_the_same_request_is_accounted_alike_on_every_transport(server_and_key, pg_dsn: str) -> None:
+    server, key, key_id = server_and_key
+    seen: dict[str, dict[str, Any]] = {}
+    _, balance = asyncio.run(_row_and_balance(pg_dsn, "-", key_id))
+    for name, send in TRANSPORTS.items():
+        before = synthesis_samples(server)
+        request_id = send(server, key)
+        row, balance_after = wait_for_row(pg_dsn, request_id, key_id)
+        time.sleep(0.3)  # the settle task has written the row; the log line before it is flushed too
+        seen[name] = {
+            "metrics": moved(before, synthesis_samples(server)),
+            "events": lifecycle_events(server.log_path, request_id),
+            "row": {k: row[k] for k in ROW_FIELDS},
+            "charged": balance - balance_after,
+        }
+        balance = balance_after
+
+    reference = seen["http"]
+    assert [e for e, _ in reference["events"]] == ["request_received", "first_audio", "request_completed"]
+    assert reference["row"]["status"] == "completed" and reference["row"]["credits_charged"] == len(TEXT)
+    assert reference["charged"] == len(TEXT)
+    assert any(name == "veena3_tts_requests_total" and dict(labels) == {
+        "speaker": VOICE, "stream": "true", "format": "pcm"} for name, labels in reference["metrics"])
+    for name, evidence in seen.items():
+        assert evidence["metrics"] == reference["metrics"], name
+        assert evidence["events"] == reference["events"], name
+        assert evidence["row"] == reference["row"], name
+        assert evidence["charged"] == reference["charged"], name
