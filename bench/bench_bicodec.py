@@ -30,7 +30,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.bicodec import BiCodecDecoder, build_random_state_dict, is_skipped_tensor  # noqa: E402
+from core.bicodec import BiCodecDecoder, is_skipped_tensor  # noqa: E402
+from core.demo.random_bicodec import build_random_state_dict  # noqa: E402
 from core.streaming import StreamingConfig, StreamingDecoder  # noqa: E402
 
 MANIFEST = ROOT / ".." / "shared" / "fixtures" / "bicodec_manifest.json"

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.demo_checkpoint import build_tokenizer  # noqa: E402
+from core.demo.checkpoint import build_tokenizer  # noqa: E402
 from core.tokens import (  # noqa: E402
     END_ACOUSTIC,
     END_GLOBAL,

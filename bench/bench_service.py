@@ -539,7 +539,7 @@ def main(argv: list[str] | None = None) -> None:
     plan.warmup_concurrency = min(4, max(plan.concurrency))
     started = time.perf_counter()
     load_at_start = os.getloadavg()
-    from core.demo_checkpoint import build_demo_checkpoint
+    from core.demo.checkpoint import build_demo_checkpoint
 
     model_dir = build_demo_checkpoint(DEMO_DIR, seed=0)
     with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,14 @@ import torch
 import torch.nn.functional as F
 import yaml
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import Tensor, nn
+
+from core.nn import (
+    ResidualUnit,
+    Snake1d,
+    VocosBackbone,
+    WNConv1d,
+)
 
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.safetensors"
@@ -153,125 +159,21 @@ def unwrap_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------------------
-# building blocks
+# BiCodec's own modules (generic blocks: core/nn.py)
 
 
-def _empty(*shape: int) -> nn.Parameter:
-    # Weights always come from a checkpoint or the random builder, so no init is spent here; this also
-    # lets the tree be built on the meta device.
-    return nn.Parameter(torch.empty(*shape), requires_grad=False)
 
 
-def fold_weight_norm_tensor(weight_g: Tensor, weight_v: Tensor) -> Tensor:
-    """W = g * v / ||v||, the norm over every axis but 0 (old `weight_norm(dim=0)`).
-
-    Axis 0 is the output channel of a Conv1d and the *input* channel of a ConvTranspose1d.
-    """
-    norm = weight_v.norm(p=2, dim=tuple(range(1, weight_v.dim())), keepdim=True)
-    return weight_v * (weight_g / norm)
 
 
-class WNConv1d(nn.Module):
-    """Weight-normed Conv1d / ConvTranspose1d stored as `weight_g`, `weight_v`, `bias`."""
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int,
-        *,
-        stride: int = 1,
-        padding: int = 0,
-        dilation: int = 1,
-        transposed: bool = False,
-    ) -> None:
-        super().__init__()
-        self.stride, self.padding, self.dilation, self.transposed = stride, padding, dilation, transposed
-        first, second = (in_channels, out_channels) if transposed else (out_channels, in_channels)
-        self.weight_g = _empty(first, 1, 1)
-        self.weight_v = _empty(first, second, kernel_size)
-        self.bias = _empty(out_channels)
-        self.folded = False
-
-    def fold(self) -> None:
-        weight = fold_weight_norm_tensor(self.weight_g, self.weight_v)
-        del self.weight_g, self.weight_v
-        self.weight = nn.Parameter(weight, requires_grad=False)
-        self.folded = True
-
-    def forward(self, x: Tensor) -> Tensor:
-        w = self.weight if self.folded else fold_weight_norm_tensor(self.weight_g, self.weight_v)
-        if self.transposed:
-            return F.conv_transpose1d(x, w, self.bias, stride=self.stride, padding=self.padding)
-        return F.conv1d(x, w, self.bias, stride=self.stride, padding=self.padding, dilation=self.dilation)
 
 
-class Snake1d(nn.Module):
-    """y = x + sin^2(alpha x) / alpha, alpha learned per channel."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.alpha = _empty(1, channels, 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        # In-place on a fresh buffer: the wave generator is memory-bound at high sample rates.
-        y = torch.mul(x, self.alpha).sin_().square_()
-        return torch.addcmul(x, y, (self.alpha + 1e-9).reciprocal())
 
 
-class AdaLayerNorm(nn.Module):
-    """LayerNorm without affine parameters, then scale/shift predicted from the d-vector."""
-
-    def __init__(self, condition_dim: int, dim: int, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.dim, self.eps = dim, eps
-        self.scale = nn.Linear(condition_dim, dim)
-        self.shift = nn.Linear(condition_dim, dim)
-
-    def forward(self, x: Tensor, cond: Tensor) -> Tensor:  # x [B, T, C], cond [B, D]
-        x = F.layer_norm(x, (self.dim,), eps=self.eps)
-        return x * self.scale(cond).unsqueeze(1) + self.shift(cond).unsqueeze(1)
 
 
-class ConvNeXtBlock(nn.Module):
-    def __init__(self, dim: int, intermediate_dim: int, condition_dim: int | None) -> None:
-        super().__init__()
-        self.dwconv = nn.Conv1d(dim, dim, kernel_size=7, padding=3, groups=dim)
-        self.norm: nn.Module = (
-            AdaLayerNorm(condition_dim, dim) if condition_dim is not None else nn.LayerNorm(dim, eps=1e-6)
-        )
-        self.pwconv1 = nn.Linear(dim, intermediate_dim)
-        self.pwconv2 = nn.Linear(intermediate_dim, dim)
-        self.gamma = _empty(dim)
-
-    def forward(self, x: Tensor, cond: Tensor | None) -> Tensor:  # x [B, C, T]
-        y = self.dwconv(x).transpose(1, 2)
-        y = self.norm(y, cond) if isinstance(self.norm, AdaLayerNorm) else self.norm(y)
-        y = self.pwconv2(F.gelu(self.pwconv1(y)))
-        return x + (self.gamma * y).transpose(1, 2)
 
 
-class VocosBackbone(nn.Module):
-    """embed conv -> norm -> ConvNeXt blocks -> final LayerNorm; [B, C, T] in and out."""
-
-    def __init__(self, dim: int, intermediate_dim: int, num_layers: int, condition_dim: int | None) -> None:
-        super().__init__()
-        self.embed = nn.Conv1d(dim, dim, kernel_size=7, padding=3)
-        self.norm: nn.Module = (
-            AdaLayerNorm(condition_dim, dim) if condition_dim is not None else nn.LayerNorm(dim, eps=1e-6)
-        )
-        self.convnext = nn.ModuleList(
-            ConvNeXtBlock(dim, intermediate_dim, condition_dim) for _ in range(num_layers)
-        )
-        self.final_layer_norm = nn.LayerNorm(dim, eps=1e-6)
-
-    def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
-        x = self.embed(x).transpose(1, 2)
-        x = self.norm(x, cond) if isinstance(self.norm, AdaLayerNorm) else self.norm(x)
-        x = x.transpose(1, 2)
-        for block in self.convnext:
-            x = block(x, cond)
-        return self.final_layer_norm(x.transpose(1, 2)).transpose(1, 2)
 
 
 class UnitRatioSampling(nn.Module):
@@ -306,18 +208,6 @@ class FeaturePrenet(nn.Module):
         return torch.tanh(x) if self.use_tanh else x
 
 
-class ResidualUnit(nn.Module):
-    def __init__(self, dim: int, dilation: int) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            Snake1d(dim),
-            WNConv1d(dim, dim, 7, dilation=dilation, padding=3 * dilation),
-            Snake1d(dim),
-            WNConv1d(dim, dim, 1),
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.block(x)
 
 
 class DecoderBlock(nn.Module):
@@ -651,180 +541,3 @@ def receptive_field_tokens(cfg: BiCodecDecodeConfig) -> int:
         reach += residual_reach / rate
     reach += 3 / rate  # final k7 conv
     return math.ceil(reach)
-
-
-# --------------------------------------------------------------------------------------------------------
-# random-weight checkpoints (demo model, tests, benchmarks)
-
-# Same structure as the released config; widths small enough that the demo decodes fast on a CPU.
-DEMO_CONFIG: dict[str, Any] = {
-    "mel_params": {
-        "sample_rate": 16000,
-        "n_fft": 1024,
-        "win_length": 640,
-        "hop_length": 320,
-        "mel_fmin": 10,
-        "mel_fmax": None,
-        "num_mels": 128,
-    },
-    "encoder": {
-        "input_channels": 64,
-        "vocos_dim": 32,
-        "vocos_intermediate_dim": 64,
-        "vocos_num_layers": 2,
-        "out_channels": 48,
-        "sample_ratios": [1, 1],
-    },
-    "decoder": {"input_channel": 48, "channels": 64, "rates": [8, 5, 4, 2], "kernel_sizes": [16, 11, 8, 4]},
-    "quantizer": {
-        "input_dim": 48,
-        "codebook_size": 8192,
-        "codebook_dim": 8,
-        "commitment": 0.25,
-        "codebook_loss_weight": 2.0,
-        "use_l2_normlize": True,
-        "threshold_ema_dead_code": 0.2,
-    },
-    "speaker_encoder": {
-        "input_dim": 128,
-        "out_dim": 48,
-        "latent_dim": 16,
-        "token_num": 32,
-        "fsq_levels": [4, 4, 4, 4, 4, 4],
-        "fsq_num_quantizers": 1,
-    },
-    "prenet": {
-        "input_channels": 48,
-        "vocos_dim": 32,
-        "vocos_intermediate_dim": 64,
-        "vocos_num_layers": 3,
-        "out_channels": 48,
-        "condition_dim": 48,
-        "sample_ratios": [1, 1],
-        "use_tanh_at_final": False,
-    },
-    "postnet": {
-        "input_channels": 48,
-        "vocos_dim": 32,
-        "vocos_intermediate_dim": 64,
-        "vocos_num_layers": 2,
-        "out_channels": 48,
-        "use_tanh_at_final": False,
-    },
-}
-
-
-class _RandomFill:
-    """Deterministic values per module type, scaled so activations stay O(1) and the output is audible noise."""
-
-    def __init__(self, seed: int) -> None:
-        self.gen = torch.Generator().manual_seed(seed)
-
-    def normal(self, shape: Iterable[int], std: float = 1.0, mean: float = 0.0) -> Tensor:
-        return torch.randn(tuple(shape), generator=self.gen) * std + mean
-
-    def uniform(self, shape: Iterable[int], low: float, high: float) -> Tensor:
-        return torch.rand(tuple(shape), generator=self.gen) * (high - low) + low
-
-    def module(self, prefix: str, module: nn.Module, out: dict[str, Tensor], *, num_layers: int = 1) -> None:
-        p = prefix
-        if isinstance(module, WNConv1d):
-            v = self.normal(module.weight_v.shape)
-            gain = 1.0  # g = per-row norm of W; 1 keeps a plain conv's output variance near its input's
-            if module.transposed:  # g is per input channel here: rescale by fan-out
-                in_ch, out_ch, _ = v.shape
-                gain = math.sqrt(module.stride * out_ch / in_ch)
-            elif v.shape[0] == 1:  # the waveform conv: keep tanh out of saturation (output std ~0.15)
-                gain = 0.06
-            out[p + "weight_v"] = v
-            out[p + "weight_g"] = gain * self.uniform(module.weight_g.shape, 0.5, 1.0)
-            out[p + "bias"] = self.normal(module.bias.shape, 0.01)
-        elif isinstance(module, Snake1d):
-            out[p + "alpha"] = self.uniform(module.alpha.shape, 0.5, 1.5)
-        elif isinstance(module, nn.LayerNorm):
-            out[p + "weight"] = self.normal(module.weight.shape, 0.1, 1.0)
-            out[p + "bias"] = self.normal(module.bias.shape, 0.1)
-        elif isinstance(module, AdaLayerNorm):
-            fan_in = module.scale.in_features
-            out[p + "scale.weight"] = self.normal(module.scale.weight.shape, 0.1 / math.sqrt(fan_in))
-            out[p + "scale.bias"] = self.normal(module.scale.bias.shape, 0.1, 1.0)
-            out[p + "shift.weight"] = self.normal(module.shift.weight.shape, 0.1 / math.sqrt(fan_in))
-            out[p + "shift.bias"] = self.normal(module.shift.bias.shape, 0.1)
-        elif isinstance(module, nn.Linear | nn.Conv1d):
-            w = module.weight
-            fan_in = w.shape[1] * (w.shape[2] if w.dim() == 3 else 1)
-            out[p + "weight"] = self.normal(w.shape, 1.0 / math.sqrt(fan_in))
-            out[p + "bias"] = self.normal(module.bias.shape, 0.01)
-        elif isinstance(module, nn.Embedding):
-            out[p + "weight"] = self.normal(module.weight.shape)
-        elif isinstance(module, ConvNeXtBlock):
-            out[p + "gamma"] = self.uniform(module.gamma.shape, 0.5, 1.5) / num_layers
-
-
-def build_random_state_dict(config: Mapping[str, Any], seed: int) -> dict[str, Tensor]:
-    """Random decode tensors in the released naming (weight_g / weight_v), plus a few encoder-side tensors
-    a real file also carries. Deterministic for a seed."""
-    cfg = unwrap_config(config)
-    with torch.device("meta"):
-        model = BiCodecDecoder(cfg)
-    fill = _RandomFill(seed)
-    out: dict[str, Tensor] = {}
-    for name, module in model.named_modules():
-        prefix = f"{name}." if name else ""
-        if isinstance(module, ConvNeXtBlock):
-            n_layers = len(model.get_submodule(name.rsplit(".convnext.", 1)[0]).convnext)
-            fill.module(prefix, module, out, num_layers=n_layers)
-        elif not isinstance(module, AdaLayerNorm) and _owner_is_adanorm(model, name):
-            continue  # AdaLayerNorm fills its own Linear children
-        else:
-            fill.module(prefix, module, out)
-    expected = {n: tuple(t.shape) for n, t in model.state_dict().items()}
-    if {n: tuple(t.shape) for n, t in out.items()} != expected:
-        raise RuntimeError("random fill does not cover the decode tree exactly")  # a new module type
-    out.update(_encoder_side_tensors(cfg, fill))
-    return out
-
-
-def _owner_is_adanorm(model: nn.Module, name: str) -> bool:
-    if "." not in name:
-        return False
-    return isinstance(model.get_submodule(name.rsplit(".", 1)[0]), AdaLayerNorm)
-
-
-def _encoder_side_tensors(cfg: Mapping[str, Any], fill: _RandomFill) -> dict[str, Tensor]:
-    """A few tensors a released file holds but decoding skips, so loaders exercise the skip list."""
-    q, spk = cfg["quantizer"], cfg["speaker_encoder"]
-    out = {
-        "quantizer.in_project.weight_g": fill.uniform((q["codebook_dim"], 1, 1), 0.5, 1.0),
-        "quantizer.in_project.weight_v": fill.normal((q["codebook_dim"], q["input_dim"], 1)),
-        "quantizer.in_project.bias": fill.normal((q["codebook_dim"],), 0.01),
-        "quantizer.cluster_size": fill.uniform((q["codebook_size"],), 0.0, 10.0),
-        "speaker_encoder.quantizer.project_in.weight": fill.normal(
-            (len(spk["fsq_levels"]), spk["latent_dim"]), 0.1
-        ),
-        "speaker_encoder.quantizer.project_in.bias": fill.normal((len(spk["fsq_levels"]),), 0.01),
-    }
-    if "encoder" in cfg:
-        enc = cfg["encoder"]
-        out["encoder.project.weight"] = fill.normal((enc["out_channels"], enc["vocos_dim"]), 0.1)
-        out["encoder.project.bias"] = fill.normal((enc["out_channels"],), 0.01)
-    if "postnet" in cfg:
-        post = cfg["postnet"]
-        out["postnet.linear.weight"] = fill.normal((post["out_channels"], post["vocos_dim"]), 0.1)
-        out["postnet.linear.bias"] = fill.normal((post["out_channels"],), 0.01)
-    return out
-
-
-def write_random_checkpoint(out_dir: Path, config: Mapping[str, Any], seed: int) -> None:
-    """Write `config.yaml` (top key audio_tokenizer) + `model.safetensors` with random weights to `out_dir`."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cfg = unwrap_config(config)
-    tensors = {name: t.contiguous() for name, t in build_random_state_dict(cfg, seed).items()}
-    # Write then rename, so a reader never sees half a file.
-    tmp_weights = out_dir / f".{WEIGHTS_FILE}.tmp{os.getpid()}"
-    save_file(tensors, str(tmp_weights), metadata={"format": "pt"})
-    os.replace(tmp_weights, out_dir / WEIGHTS_FILE)
-    tmp_config = out_dir / f".{CONFIG_FILE}.tmp{os.getpid()}"
-    tmp_config.write_text(yaml.safe_dump({CONFIG_TOP_KEY: cfg}, sort_keys=False), encoding="utf-8")
-    os.replace(tmp_config, out_dir / CONFIG_FILE)

@@ -25,11 +25,19 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 
+from services.database import DatabaseClients
+from services.request_record import COLUMNS, RequestRecord, utcnow
+from services.request_sinks import (
+    NullSink,
+    PostgresSink,
+    RequestSink,
+    SinkError,
+    SupabaseSink,
+    build_request_sink,
+)
 from services.request_spool import RequestSpool, record_from_payload, record_payload
 from shared.metrics import (
     REQUEST_LOG_DROPPED,
@@ -44,232 +52,11 @@ from shared.settings import Settings
 
 logger = logging.getLogger("services.request_log")
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass
-class RequestRecord:
-    """What one request did. Floats that are NaN/inf are written as NULL."""
-
-    request_id: str  # the server's id: unique, the idempotency key of every write
-    speaker: str
-    text_length: int
-    status: str  # completed | failed | cancelled
-    key_id: str | None = None
-    stream: bool = False
-    format: str = "wav"
-    sample_rate: int | None = None
-    temperature: float | None = None
-    top_k: int | None = None
-    top_p: float | None = None
-    max_tokens: int | None = None
-    repetition_penalty: float | None = None
-    seed: int | None = None
-    text: str | None = None
-    text_chunked: bool = False
-    error_code: str | None = None
-    ttfb_ms: float | None = None
-    rtf: float | None = None
-    audio_duration_seconds: float | None = None
-    credits_charged: int = 0  # 1 credit = 1 character of request text
-    created_at: datetime = field(default_factory=utcnow)
-    completed_at: datetime | None = None
-    client_request_id: str | None = None  # the client's X-Request-ID (not unique: clients reuse them)
-
-    def to_row(self) -> dict[str, Any]:
-        row = asdict(self)
-        for name in (
-            "temperature",
-            "top_p",
-            "repetition_penalty",
-            "ttfb_ms",
-            "rtf",
-            "audio_duration_seconds",
-        ):
-            value = row[name]
-            row[name] = float(value) if value is not None and math.isfinite(value) else None
-        return row
-
-    def to_json_row(self) -> dict[str, Any]:
-        """The row with ISO-8601 times, for PostgREST."""
-        row = self.to_row()
-        for name in ("created_at", "completed_at"):
-            if row[name] is not None:
-                row[name] = row[name].isoformat()
-        return row
-
-
-COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(RequestRecord))
-# PostgreSQL array type of each column, for the single-statement unnest() insert.
-_PG_TYPES: dict[str, str] = {
-    "request_id": "text",
-    "speaker": "text",
-    "text_length": "int4",
-    "status": "text",
-    "key_id": "text",
-    "stream": "bool",
-    "format": "text",
-    "sample_rate": "int4",
-    "temperature": "float8",
-    "top_k": "int4",
-    "top_p": "float8",
-    "max_tokens": "int4",
-    "repetition_penalty": "float8",
-    "seed": "int8",
-    "text": "text",
-    "text_chunked": "bool",
-    "error_code": "text",
-    "ttfb_ms": "float8",
-    "rtf": "float8",
-    "audio_duration_seconds": "float8",
-    "credits_charged": "int8",
-    "created_at": "timestamptz",
-    "completed_at": "timestamptz",
-    "client_request_id": "text",
-}
-assert set(_PG_TYPES) == set(COLUMNS)
-
-
-class SinkError(Exception):
-    """A failed write. `transient` False: the rows themselves are invalid and retrying cannot help."""
-
-    def __init__(self, message: str, *, transient: bool = True) -> None:
-        super().__init__(message)
-        self.transient = transient
-
-
-class RequestSink(Protocol):
-    name: str
-
-    async def write(self, records: Sequence[RequestRecord]) -> None:
-        """Write all records or raise; writing a record twice must not create a second row."""
-
-    async def close(self) -> None: ...
-
-
-class NullSink:
-    """Discards records (TTS_REQUEST_LOG_SINK=none)."""
-
-    name = "none"
-
-    async def write(self, records: Sequence[RequestRecord]) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-
-def _sqlstate_permanent(sqlstate: str | None) -> bool:
-    # 22xxx data exception, 23xxx integrity violation: the row is bad. Everything else (connection loss,
-    # shutdown, a missing table before migrations ran) may heal, so the records wait.
-    return bool(sqlstate) and str(sqlstate)[:2] in ("22", "23")
-
-
-class PostgresSink:
-    """Batched `INSERT ... SELECT FROM unnest(...) ON CONFLICT (request_id) DO NOTHING` via asyncpg.
-
-    The pool is created on first write and keeps no idle connections it does not need; after the server
-    restarts, dead connections fail once and the retried batch runs on fresh ones.
-    """
-
-    name = "postgres"
-
-    def __init__(
-        self, dsn: str, *, max_connections: int = 2, timeout_s: float = 10.0, table: str = "tts_requests"
-    ):
-        self._dsn = dsn
-        self._max = max_connections
-        self._timeout = timeout_s
-        self._pool: Any = None
-        cols = ", ".join(COLUMNS)
-        arrays = ", ".join(f"${i}::{_PG_TYPES[c]}[]" for i, c in enumerate(COLUMNS, start=1))
-        self._sql = (
-            f"INSERT INTO {table} ({cols}) SELECT * FROM unnest({arrays}) ON CONFLICT (request_id) DO NOTHING"
-        )
-
-    async def _get_pool(self) -> Any:
-        import asyncpg
-
-        if self._pool is None:
-            self._pool = await asyncpg.create_pool(
-                self._dsn,
-                min_size=0,
-                max_size=self._max,
-                timeout=self._timeout,
-                command_timeout=self._timeout,
-            )
-        return self._pool
-
-    async def write(self, records: Sequence[RequestRecord]) -> None:
-        import asyncpg
-
-        rows = [r.to_row() for r in records]
-        columns = [[row[c] for row in rows] for c in COLUMNS]
-        try:
-            pool = await self._get_pool()
-            async with pool.acquire() as conn:
-                await conn.execute(self._sql, *columns)
-        except asyncpg.PostgresError as exc:
-            # Only the class and SQLSTATE: the server's detail can quote the failing row.
-            raise SinkError(
-                f"postgres {type(exc).__name__} ({exc.sqlstate})",
-                transient=not _sqlstate_permanent(exc.sqlstate),
-            ) from None
-        except (asyncpg.DataError, TypeError, ValueError) as exc:  # a value asyncpg cannot encode
-            raise SinkError(f"postgres {type(exc).__name__}", transient=False) from None
-        except Exception as exc:  # network, pool, timeouts
-            raise SinkError(f"postgres {type(exc).__name__}") from None
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(pool.close(), 5)
-
-
-class SupabaseSink:
-    """PostgREST upsert with `Prefer: resolution=ignore-duplicates` on request_id; the sync client runs in a thread."""
-
-    name = "supabase"
-
-    def __init__(
-        self,
-        url: str | None = None,
-        key: str | None = None,
-        *,
-        client: Any = None,
-        table: str = "tts_requests",
-    ) -> None:
-        if client is None:
-            if not url or not key:
-                raise ValueError("SupabaseSink needs supabase_url and supabase_key")
-            from services.access.stores import make_supabase_client
-
-            client = make_supabase_client(url, key)
-        self._client = client
-        self._table = table
-
-    def _upsert(self, rows: list[dict[str, Any]]) -> None:
-        from postgrest.types import ReturnMethod
-
-        self._client.table(self._table).upsert(
-            rows, on_conflict="request_id", ignore_duplicates=True, returning=ReturnMethod.minimal
-        ).execute()
-
-    async def write(self, records: Sequence[RequestRecord]) -> None:
-        rows = [r.to_json_row() for r in records]
-        try:
-            await asyncio.to_thread(self._upsert, rows)
-        except Exception as exc:
-            code = getattr(exc, "code", None)
-            raise SinkError(
-                f"supabase {type(exc).__name__} ({code})", transient=not _sqlstate_permanent(code)
-            ) from None
-
-    async def close(self) -> None:
-        return None
+# Re-exported: the request log's public names live in services/request_record.py and services/request_sinks.py.
+__all__ = [
+    "COLUMNS", "Backoff", "NullSink", "PostgresSink", "RequestLogger", "RequestRecord", "RequestSink", "SinkError",
+    "SupabaseSink", "build_request_logger", "build_request_sink", "utcnow",
+]
 
 
 @dataclass
@@ -547,18 +334,9 @@ class RequestLogger:
         return lost
 
 
-def build_request_sink(settings: Settings) -> RequestSink:
-    if settings.request_log_sink == "postgres":
-        if not settings.database_url:
-            raise ValueError("TTS_REQUEST_LOG_SINK=postgres needs TTS_DATABASE_URL")
-        return PostgresSink(settings.database_url)
-    if settings.request_log_sink == "supabase":
-        return SupabaseSink(settings.supabase_url, settings.supabase_key)
-    return NullSink()
-
-
-def build_request_logger(settings: Settings, sink: RequestSink | None = None) -> RequestLogger:
-    sink = sink or build_request_sink(settings)
+def build_request_logger(settings: Settings, sink: RequestSink | None = None,
+                         databases: DatabaseClients | None = None) -> RequestLogger:
+    sink = sink or build_request_sink(settings, databases)
     spool = None
     if settings.request_log_spool_dir is not None and not isinstance(sink, NullSink):
         spool = RequestSpool(settings.request_log_spool_dir)

@@ -114,7 +114,7 @@ class ModelRuntime:
     def _model_dir(self) -> Path:
         if self.settings.model_dir is not None:
             return self.settings.model_dir
-        from core.demo_checkpoint import build_demo_checkpoint
+        from core.demo.checkpoint import build_demo_checkpoint
 
         return build_demo_checkpoint(self.settings.demo_dir, seed=self.settings.demo_seed)
 

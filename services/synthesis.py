@@ -19,15 +19,11 @@ import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from audio.crossfade import ChunkJoiner
-from audio.encoders import create_encoder
-from audio.reframe import FrameBuffer
-from audio.resample import StreamingResampler
 from core.llm import SamplingConfig
 from core.streaming import StreamingConfig, StreamingDecoder
 from core.tokens import TokenParser, TokenStreamError
@@ -35,8 +31,10 @@ from processing.chunking import split_text
 from processing.normalize import normalize_text
 from processing.prompt import PromptError, build_prompt_ids
 from processing.tags import process_tags
+from services.audio_output import BWE_RATE, NATIVE_RATE, AudioOutput
 from services.errors import SynthesisError
 from services.gpu_health import GPU_ERROR_MESSAGES, GPU_FAULT, GPU_OOM, FaultKind, classify_gpu_error
+from services.pipeline_stats import PipelineStats
 from shared import metrics
 
 if TYPE_CHECKING:
@@ -46,8 +44,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("services.synthesis")
 
-NATIVE_RATE = 16_000
-SR_RATE = 48_000
+SR_RATE = BWE_RATE  # kept for callers (bench, tests): the 48 kHz AP-BWE output rate
 # `max_tokens` counts semantic tokens (the public contract). Before them, a controllable/speaker generation
 # spends ~39 ids on acoustic labels, the 32 global tokens and their markers; the engine's budget adds this.
 PREAMBLE_TOKEN_ALLOWANCE = 64
@@ -84,39 +81,6 @@ class TextPlan:
     chunked: bool
     changes: list[tuple[str, str]]
     tags: list[str]
-
-
-@dataclass
-class PipelineStats:
-    """Per-stage counts for one request: where a later stage saw less than an earlier one, audio was lost."""
-
-    llm_tokens: int = 0
-    semantic_tokens: int = 0
-    decoded_chunks: int = 0
-    decoded_samples: int = 0
-    sr_chunks: int = 0
-    sr_samples: int = 0
-    output_samples: int = 0
-    encoded_frames: int = 0
-    encoded_bytes: int = 0
-    sent_chunks: int = 0
-    sent_bytes: int = 0
-    sent_samples: int = 0  # output-rate samples in the items handed to the consumer
-    text_chunks: int = 0
-    text_chunks_done: int = 0
-    generation_done: bool = False
-    decode_done: bool = False
-    encode_done: bool = False
-    send_done: bool = False
-    global_tokens_per_chunk: list[tuple[int, ...]] = field(default_factory=list)
-    decoded_samples_per_chunk: list[int] = field(default_factory=list)  # 16 kHz samples per text chunk
-    producer_waits: int = 0
-    max_queue_depth: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        data = dict(self.__dict__)
-        data["global_tokens_per_chunk"] = [list(g) for g in self.global_tokens_per_chunk]
-        return data
 
 
 def draw_seed() -> int:
@@ -205,64 +169,6 @@ def classify_failure(exc: BaseException) -> SynthesisError:
     return SynthesisError("GENERATION_FAILED", f"Generation failed ({exc.__class__.__name__}).")
 
 
-class AudioChain:
-    """16 kHz float chunks in, encoded bytes out: crossfaded joins, optional SR, resampling, steady frames."""
-
-    def __init__(self, runtime: ModelRuntime, request: SynthesisRequest, stats: PipelineStats) -> None:
-        settings = runtime.settings
-        self.stats = stats
-        self.sr_stream = runtime.sr.stream() if (request.want_sr and runtime.sr is not None) else None
-        self.sr_applied = self.sr_stream is not None
-        source_rate = SR_RATE if self.sr_applied else NATIVE_RATE
-        self.joiner = ChunkJoiner(int(round(settings.crossfade_ms * NATIVE_RATE / 1000)))
-        self.resampler = StreamingResampler(source_rate, request.sample_rate)
-        self.frames = FrameBuffer(max(1, request.sample_rate * settings.frame_ms // 1000))
-        self.encoder = create_encoder(request.audio_format, request.sample_rate, streaming=request.stream)
-        self._segments = 0
-
-    def start_segment(self) -> None:
-        if self._segments:
-            self.joiner.start_segment()
-        self._segments += 1
-
-    def push(self, wav16: np.ndarray) -> bytes:
-        return self._onward(self.joiner.push(wav16), final=False)
-
-    def finish(self) -> bytes:
-        data = self._onward(self.joiner.finish(), final=True)
-        self.stats.encode_done = True
-        return data
-
-    def _onward(self, joined: np.ndarray, *, final: bool) -> bytes:
-        audio = joined
-        if self.sr_stream is not None:
-            started = time.perf_counter()
-            audio = self.sr_stream.push(joined) if joined.size else np.zeros(0, np.float32)
-            if final:
-                audio = np.concatenate([audio, self.sr_stream.finish()])
-            if audio.size:
-                self.stats.sr_chunks += 1
-                self.stats.sr_samples += int(audio.size)
-            metrics.STAGE_SECONDS.labels("super_resolution").observe(time.perf_counter() - started)
-        resampled = self.resampler.push(audio) if audio.size else np.zeros(0, np.float32)
-        if final:
-            resampled = np.concatenate([resampled, self.resampler.finish()])
-        self.stats.output_samples += int(resampled.size)
-        frames = self.frames.push(resampled) if resampled.size else []
-        if final:
-            tail = self.frames.flush()
-            if tail is not None and len(tail):
-                frames.append(tail)
-        out = bytearray()
-        for frame in frames:
-            out += self.encoder.push(frame)
-            self.stats.encoded_frames += 1
-        if final:
-            out += self.encoder.flush()
-        self.stats.encoded_bytes += len(out)
-        return bytes(out)
-
-
 class SynthesisJob:
     """One request's pipeline. Iterate `stream_bytes()`; read `stats`, `plan`, `sr_applied` for headers/metrics."""
 
@@ -282,7 +188,8 @@ class SynthesisJob:
         self.plan = TextPlan(self.plan.text, list(self.plan.chunks), self.plan.chunked, self.plan.changes,
                              self.plan.tags)
         self.stats = PipelineStats(text_chunks=len(self.plan.chunks))
-        self.chain = AudioChain(runtime, request, self.stats)
+        self.chain = AudioOutput(runtime, audio_format=request.audio_format, sample_rate=request.sample_rate,
+                                 stream=request.stream, want_bwe=request.want_sr, stats=self.stats)
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=settings.stream_queue_chunks)
         self.stream_config = StreamingConfig(
             first_chunk_tokens=settings.stream_first_chunk_tokens,
@@ -310,7 +217,7 @@ class SynthesisJob:
 
     @property
     def sr_applied(self) -> bool:
-        return self.chain.sr_applied
+        return self.chain.bwe_applied
 
     @property
     def content_type(self) -> str:

@@ -26,7 +26,7 @@ def fixtures_dir() -> Path:
 @pytest.fixture(scope="session")
 def demo_model_dir() -> Path:
     """The demo checkpoint (seed 0), built once under var/ and reused across runs (the build is idempotent)."""
-    from core.demo_checkpoint import build_demo_checkpoint
+    from core.demo.checkpoint import build_demo_checkpoint
 
     return build_demo_checkpoint(PROJECT_ROOT / "var" / "test-demo-model", seed=0)
 

@@ -40,7 +40,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from core.apbwe import LOG_FLOOR, RELEASED_CONFIG, APBWEConfig, SuperResolution, random_generator  # noqa: E402
-from core.bicodec import BiCodecDecoder, build_random_state_dict, is_skipped_tensor  # noqa: E402
+from core.bicodec import BiCodecDecoder, is_skipped_tensor  # noqa: E402
+from core.demo.random_bicodec import build_random_state_dict  # noqa: E402
 
 FIXTURES = ROOT / ".." / "shared" / "fixtures"
 TOKEN_SECONDS = 320 / 16000

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from services.access.authenticator import Authenticator, FailedAuthThrottle, build_authenticator
 from services.access.keys import ApiKeyRecord, AuthError, anonymous_record
 from services.credits import CreditError, CreditLedger, CreditReservation, settle_credits
+from services.database import DatabaseClients
 from services.errors import ServiceError, status_of
 from services.flow_monitor import AudioFlowMonitor
 from services.rate_limit import Limiter, LimitExceeded, RateDecision, StreamLease, build_limiter, rate_refusal
@@ -75,10 +76,14 @@ class AccessServices:
                  limiter: Limiter | None = None, request_logger: RequestLogger | None = None,
                  monitor: AudioFlowMonitor | None = None) -> None:
         self.settings = settings
-        self.authenticator = authenticator or (build_authenticator(settings) if settings.auth_enabled else None)
+        # One PostgreSQL pool / Supabase client for the key store and the request log (closed in close()).
+        self.databases = DatabaseClients(settings)
+        self._owns_authenticator = authenticator is None
+        self.authenticator = authenticator or (
+            build_authenticator(settings, databases=self.databases) if settings.auth_enabled else None)
         self.auth_throttle = FailedAuthThrottle(settings.auth_failures_per_minute)
         self.limiter = limiter or build_limiter(settings)
-        self.request_logger = request_logger or build_request_logger(settings)
+        self.request_logger = request_logger or build_request_logger(settings, databases=self.databases)
         self.monitor = monitor or AudioFlowMonitor.from_settings(settings)
         store = self.authenticator.store if self.authenticator is not None else None
         self.ledger = CreditLedger(store, enabled=settings.credits_enabled and store is not None)  # type: ignore[arg-type]
@@ -95,6 +100,9 @@ class AccessServices:
         if lost:
             logger.error("request log records lost at shutdown", extra={"lost": lost})
         await self.limiter.close()
+        if self._owns_authenticator and self.authenticator is not None:
+            await self.authenticator.store.close()
+        await self.databases.close()
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import secrets
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -25,6 +24,7 @@ from services.access.keys import (
     hash_key,
     utcnow,
 )
+from services.database import PostgresPool, make_supabase_client
 from shared.settings import Settings
 
 logger = logging.getLogger("services.access")
@@ -154,27 +154,17 @@ class PostgresKeyStore(KeyStore):
 
     name = "postgres"
 
-    def __init__(self, dsn: str, *, max_connections: int = 4, timeout_s: float = 5.0) -> None:
-        self._dsn = dsn
-        self._max = max_connections
-        self._timeout = timeout_s
-        self._pool: Any = None
-        self._pool_lock = asyncio.Lock()
+    def __init__(self, dsn: str | None = None, *, pool: PostgresPool | None = None, max_connections: int = 4,
+                 timeout_s: float = 5.0) -> None:
+        """`pool`: the process's shared pool (services/database.py), closed by its owner; else one of its own."""
+        if pool is None and not dsn:
+            raise ValueError("PostgresKeyStore needs a DSN or a pool")
+        self._owns_pool = pool is None
+        self._pool = pool or PostgresPool(str(dsn), max_connections=max_connections, timeout_s=timeout_s,
+                                          command_timeout_s=timeout_s)
 
     async def _get_pool(self) -> Any:
-        import asyncpg
-
-        if self._pool is None:
-            async with self._pool_lock:
-                if self._pool is None:
-                    self._pool = await asyncpg.create_pool(
-                        self._dsn,
-                        min_size=0,
-                        max_size=self._max,
-                        timeout=self._timeout,
-                        command_timeout=self._timeout,
-                    )
-        return self._pool
+        return await self._pool.get()
 
     async def _run(self, method: str, query: str, *args: Any, idempotent: bool = True) -> Any:
         """Run one statement. A dead pooled connection (the server restarted) gets one retry on a fresh one.
@@ -259,30 +249,11 @@ class PostgresKeyStore(KeyStore):
         return result.endswith(" 1")
 
     async def close(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
+        if self._owns_pool:
+            await self._pool.close()
 
 
 # --- Supabase -----------------------------------------------------------------------------------
-
-
-def make_supabase_client(url: str, key: str, timeout_s: float = 10.0) -> Any:
-    """A supabase-py sync client without PostgREST's own blocking retries (callers retry themselves)."""
-    from supabase import ClientOptions, create_client
-
-    options = ClientOptions(
-        postgrest_client_timeout=timeout_s,
-        postgrest_client_retry=False,
-        auto_refresh_token=False,
-        persist_session=False,
-    )
-    client = create_client(url, key, options)
-    with warnings.catch_warnings():
-        # supabase-py passes its own timeout/verify to postgrest-py, which calls them deprecated; not ours.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        _ = client.postgrest  # built lazily; build it here, inside the filter
-    return client
 
 
 class SupabaseKeyStore(KeyStore):

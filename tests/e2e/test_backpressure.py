@@ -184,17 +184,17 @@ def live(demo_model_dir: Path) -> Iterator[InProcessServer]:
 
 @pytest.fixture
 def jobs(monkeypatch: pytest.MonkeyPatch) -> list:
-    """Every SynthesisJob the generate route creates, so the test can read its stats."""
-    import api.routes.tts as tts_route
+    """Every SynthesisJob the speech service creates (every HTTP route's), so the test can read its stats."""
+    import services.speech as speech
 
     created: list = []
 
-    class RecordedJob(tts_route.SynthesisJob):
+    class RecordedJob(speech.SynthesisJob):
         def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs)
             created.append(self)
 
-    monkeypatch.setattr(tts_route, "SynthesisJob", RecordedJob)
+    monkeypatch.setattr(speech, "SynthesisJob", RecordedJob)
     return created
 
 

@@ -82,10 +82,11 @@ def _post_generate(client: TestClient, body: dict, headers: dict[str, str] | Non
 
 
 def test_local_modal_class_refuses_to_run_without_auth(modal_env: pytest.MonkeyPatch) -> None:
-    import app as modal_app
 
     modal_env.setenv("TTS_AUTH_ENABLED", "false")
-    with pytest.raises(modal_app.DeploymentConfigError, match="TTS_AUTH_ENABLED=false is refused"):
+    from services.modal_deployment import DeploymentConfigError
+
+    with pytest.raises(DeploymentConfigError, match="TTS_AUTH_ENABLED=false is refused"):
         _local_app()
 
 

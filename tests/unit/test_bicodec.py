@@ -13,15 +13,13 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from core.bicodec import (
-    DEMO_CONFIG,
     BiCodecDecoder,
     BiCodecLoadError,
-    build_random_state_dict,
     decode_tensor_shapes,
     is_skipped_tensor,
     plan_decode_tensors,
-    write_random_checkpoint,
 )
+from core.demo.random_bicodec import DEMO_CONFIG, build_random_state_dict, write_random_checkpoint
 
 FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
 TINY_DIR = FIXTURES / "bicodec_tiny"

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from core.checkpoint import load_spark_checkpoint, load_sr_checkpoint
-from core.demo_checkpoint import MARKER_FILE, build_demo_checkpoint, is_complete_build
+from core.demo.checkpoint import MARKER_FILE, build_demo_checkpoint, is_complete_build
 from core.tokens import TokenParser, VocabLayout
 from core.voices import VoiceRegistry
 from processing.prompt import (

@@ -1,6 +1,6 @@
 """The transformers LLM engine: streaming, sampling controls, cancellation, concurrency.
 
-Runs on a tiny random Qwen2: the project's demo checkpoint when core.demo_checkpoint exists, else a
+Runs on a tiny random Qwen2: the project's demo checkpoint when core.demo.checkpoint exists, else a
 local one built here with the same architecture.
 """
 
@@ -45,7 +45,7 @@ def _build_tiny_qwen2(out_dir: Path, seed: int = 0) -> Path:
 def llm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("llm")
     try:
-        from core.demo_checkpoint import build_demo_checkpoint
+        from core.demo.checkpoint import build_demo_checkpoint
     except ImportError:
         return _build_tiny_qwen2(root / "LLM")
     build_demo_checkpoint(root, seed=0)

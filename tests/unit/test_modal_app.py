@@ -27,6 +27,7 @@ from packaging.version import Version
 import app as modal_app
 from core.weights import ExpectedFile
 from services import gpu_health
+from services import modal_deployment as deployment
 from services.gpu_health import GPU_FAULT, GPU_OOM, FaultKind, GpuFaultDetector, OomPolicy, classify_gpu_error
 from shared import metrics
 
@@ -143,7 +144,7 @@ def test_memory_snapshot_modes_pass_modals_own_checks(tmp_path: Path, mode: str)
     ],
 )
 def test_bad_knobs_are_refused_with_the_variable_named(env: dict[str, str], message: str) -> None:
-    with pytest.raises(modal_app.DeploymentConfigError, match=message):
+    with pytest.raises(deployment.DeploymentConfigError, match=message):
         modal_app.ModalConfig.from_env(env)
 
 
@@ -219,7 +220,7 @@ def clean_tts_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 def test_container_settings_point_at_the_volume_and_vllm(clean_tts_env: pytest.MonkeyPatch) -> None:
     clean_tts_env.setenv("TTS_API_KEYS", "k1")
-    settings = modal_app.container_settings(modal_app.ModalConfig())
+    settings = deployment.container_settings(modal_app.ModalConfig())
     assert str(settings.model_dir) == "/models/Spark-TTS-0.5B"
     assert str(settings.sr_dir) == "/models/ap_bwe/16kto48k"
     assert (settings.engine, settings.device) == ("vllm", "cuda")
@@ -230,7 +231,7 @@ def test_container_settings_let_explicit_tts_variables_win(clean_tts_env: pytest
     clean_tts_env.setenv("TTS_API_KEYS", "k1")
     clean_tts_env.setenv("TTS_ENGINE", "transformers")
     clean_tts_env.setenv("TTS_MODEL_DIR", "/tmp/demo")
-    settings = modal_app.container_settings(modal_app.ModalConfig())
+    settings = deployment.container_settings(modal_app.ModalConfig())
     assert settings.engine == "transformers"
     assert str(settings.model_dir) == "/tmp/demo"
     assert settings.device == "cuda"
@@ -239,16 +240,16 @@ def test_container_settings_let_explicit_tts_variables_win(clean_tts_env: pytest
 def test_auth_cannot_be_switched_off_on_modal(clean_tts_env: pytest.MonkeyPatch) -> None:
     clean_tts_env.setenv("TTS_API_KEYS", "k1")
     clean_tts_env.setenv("TTS_AUTH_ENABLED", "false")
-    with pytest.raises(modal_app.DeploymentConfigError, match="TTS_AUTH_ENABLED=false is refused"):
-        modal_app.container_settings(modal_app.ModalConfig())
+    with pytest.raises(deployment.DeploymentConfigError, match="TTS_AUTH_ENABLED=false is refused"):
+        deployment.container_settings(modal_app.ModalConfig())
 
 
 def test_a_container_without_any_api_key_refuses_to_start(clean_tts_env: pytest.MonkeyPatch) -> None:
-    with pytest.raises(modal_app.DeploymentConfigError, match="no API keys configured"):
-        modal_app.container_settings(modal_app.ModalConfig())
+    with pytest.raises(deployment.DeploymentConfigError, match="no API keys configured"):
+        deployment.container_settings(modal_app.ModalConfig())
     clean_tts_env.setenv("TTS_KEY_BACKEND", "supabase")
-    with pytest.raises(modal_app.DeploymentConfigError, match="TTS_SUPABASE_URL"):
-        modal_app.container_settings(modal_app.ModalConfig())
+    with pytest.raises(deployment.DeploymentConfigError, match="TTS_SUPABASE_URL"):
+        deployment.container_settings(modal_app.ModalConfig())
 
 
 def test_gpu_snapshot_needs_the_vllm_sleep_mode_setting(clean_tts_env: pytest.MonkeyPatch) -> None:
@@ -257,13 +258,13 @@ def test_gpu_snapshot_needs_the_vllm_sleep_mode_setting(clean_tts_env: pytest.Mo
     clean_tts_env.setenv("TTS_API_KEYS", "k1")
     cfg = modal_app.ModalConfig(snapshot="gpu")
     if "vllm_sleep_mode" in Settings.model_fields:
-        assert modal_app.container_settings(cfg).vllm_sleep_mode is True
+        assert deployment.container_settings(cfg).vllm_sleep_mode is True
     else:
-        with pytest.raises(modal_app.DeploymentConfigError, match="TTS_VLLM_SLEEP_MODE"):
-            modal_app.container_settings(cfg)
+        with pytest.raises(deployment.DeploymentConfigError, match="TTS_VLLM_SLEEP_MODE"):
+            deployment.container_settings(cfg)
 
 
-# ------------------------------------------------------------------------- container lifecycle (ServiceHost)
+# ------------------------------------------------------------------------- container lifecycle (ContainerLifecycle)
 
 
 class HostEngine:
@@ -305,14 +306,14 @@ class HostRuntime:
         self.shutdowns += 1
 
 
-def _host(monkeypatch: pytest.MonkeyPatch, **kwargs: object) -> modal_app.ServiceHost:
+def _host(monkeypatch: pytest.MonkeyPatch, **kwargs: object) -> modal_app.ContainerLifecycle:
     for key in list(os.environ):
         if key.startswith("TTS_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("TTS_API_KEYS", "k1")
     kwargs.setdefault("runtime_factory", HostRuntime)
     kwargs.setdefault("stop_hook", lambda: None)
-    host = modal_app.ServiceHost(modal_app.ModalConfig(), **kwargs)
+    host = modal_app.ContainerLifecycle(modal_app.ModalConfig(), **kwargs)
     host.prepare()
     return host
 
@@ -445,6 +446,7 @@ def _run_download(
     volume = FakeVolume()
     monkeypatch.setattr(huggingface_hub, "snapshot_download", _fake_hub(files, calls))
     monkeypatch.setattr(modal_app, "MODELS_PATH", str(tmp_path / "models"))
+    monkeypatch.setattr(deployment, "MODELS_PATH", str(tmp_path / "models"))  # ModalConfig.model_dir reads it
     monkeypatch.setattr(modal_app, "models_volume", volume)
     good = {rel: hashlib.sha256(data).hexdigest() for rel, data in files.items()}
     monkeypatch.setattr(
@@ -723,9 +725,9 @@ def test_timeout_and_text_limit_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in {"TTS_API_KEYS": "k", "TTS_MAX_TEXT_CHARS": "50000"}.items():
         monkeypatch.setenv(key, value)
     cfg = modal_app.ModalConfig(timeout=600)
-    settings = modal_app.container_settings(cfg)
-    assert settings.max_text_chars == 600 * modal_app.MIN_CHARS_PER_SECOND < 50_000
-    assert modal_app.container_settings(modal_app.ModalConfig()).max_text_chars == 50_000  # 1 h covers 50k
+    settings = deployment.container_settings(cfg)
+    assert settings.max_text_chars == 600 * deployment.MIN_CHARS_PER_SECOND < 50_000
+    assert deployment.container_settings(modal_app.ModalConfig()).max_text_chars == 50_000  # 1 h covers 50k
 
 
 def test_model_volume_is_never_created_implicitly_and_compile_threads_only_with_snapshots() -> None:

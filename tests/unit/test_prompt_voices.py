@@ -7,7 +7,7 @@ import json
 import pytest
 
 from core import tokens as core_tokens
-from core.demo_checkpoint import build_tokenizer, demo_voices
+from core.demo.checkpoint import build_tokenizer, demo_voices
 from core.voices import BUILTIN_VOICES, UnknownVoiceError, Voice, VoiceConfigError, VoiceRegistry
 from processing import prompt as P
 from processing.prompt import (

@@ -29,6 +29,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project's demo checkpoint (tiny Qwen2 with the real vocabulary, random BiCodec)."""
-    from core.demo_checkpoint import build_demo_checkpoint
+    from core.demo.checkpoint import build_demo_checkpoint
 
     return build_demo_checkpoint(tmp_path_factory.mktemp("vllm") / "demo", seed=0)

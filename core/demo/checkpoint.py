@@ -1,6 +1,6 @@
 """Build the demo checkpoint: a tiny model directory with the released Spark-TTS-0.5B layout.
 
-`python -m core.demo_checkpoint OUT_DIR [--seed N]` or `build_demo_checkpoint(out_dir, seed)`.
+`python -m core.demo.checkpoint OUT_DIR [--seed N]` or `build_demo_checkpoint(out_dir, seed)`.
 
 What it holds (about 50 MB, built in a few seconds, byte-identical for a seed):
 - `config.yaml`: the four keys inference reads (spec §1.1) plus `demo: true` and `demo_seed`.
@@ -50,7 +50,8 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from core import apbwe, bicodec
+from core import apbwe
+from core.demo import random_bicodec
 from core.tokens import (
     END_ACOUSTIC,
     END_GLOBAL,
@@ -483,7 +484,7 @@ def _write_tree(root: Path, seed: int) -> None:
     (llm / "tokenizer.json").write_text(build_tokenizer().to_str(pretty=False), encoding="utf-8")
     _write_json(llm / "tokenizer_config.json", _tokenizer_config())
     _write_json(llm / "special_tokens_map.json", {"eos_token": IM_END, "pad_token": "<|endoftext|>"})
-    bicodec.write_random_checkpoint(root / "BiCodec", bicodec.DEMO_CONFIG, seed)
+    random_bicodec.write_random_checkpoint(root / "BiCodec", random_bicodec.DEMO_CONFIG, seed)
     apbwe.write_random_checkpoint(root / "16kto48k", seed=seed)
     _write_json(root / "voices.json", demo_voices(seed))
 

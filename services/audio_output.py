@@ -1,0 +1,81 @@
+"""The audio end of the pipeline: decoded 16 kHz chunks in, the client's encoded bytes out."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from audio.crossfade import ChunkJoiner
+from audio.encoders import create_encoder
+from audio.reframe import FrameBuffer
+from audio.resample import StreamingResampler
+from services.pipeline_stats import PipelineStats
+from shared import metrics
+
+if TYPE_CHECKING:
+    from services.runtime import ModelRuntime
+
+NATIVE_RATE = 16_000  # BiCodec's rate
+BWE_RATE = 48_000  # AP-BWE's output rate
+
+
+class AudioOutput:
+    """16 kHz float chunks in, encoded bytes out: crossfaded joins, optional AP-BWE bandwidth extension to 48 kHz,
+    resampling to the asked rate, steady frames, the encoder."""
+
+    def __init__(self, runtime: ModelRuntime, *, audio_format: str, sample_rate: int, stream: bool,
+                 want_bwe: bool, stats: PipelineStats) -> None:
+        settings = runtime.settings
+        self.stats = stats
+        self.bwe_stream = runtime.sr.stream() if (want_bwe and runtime.sr is not None) else None
+        self.bwe_applied = self.bwe_stream is not None
+        source_rate = BWE_RATE if self.bwe_applied else NATIVE_RATE
+        self.joiner = ChunkJoiner(int(round(settings.crossfade_ms * NATIVE_RATE / 1000)))
+        self.resampler = StreamingResampler(source_rate, sample_rate)
+        self.frames = FrameBuffer(max(1, sample_rate * settings.frame_ms // 1000))
+        self.encoder = create_encoder(audio_format, sample_rate, streaming=stream)
+        self._segments = 0
+
+    def start_segment(self) -> None:
+        if self._segments:
+            self.joiner.start_segment()
+        self._segments += 1
+
+    def push(self, wav16: np.ndarray) -> bytes:
+        return self._onward(self.joiner.push(wav16), final=False)
+
+    def finish(self) -> bytes:
+        data = self._onward(self.joiner.finish(), final=True)
+        self.stats.encode_done = True
+        return data
+
+    def _onward(self, joined: np.ndarray, *, final: bool) -> bytes:
+        audio = joined
+        if self.bwe_stream is not None:
+            started = time.perf_counter()
+            audio = self.bwe_stream.push(joined) if joined.size else np.zeros(0, np.float32)
+            if final:
+                audio = np.concatenate([audio, self.bwe_stream.finish()])
+            if audio.size:
+                self.stats.sr_chunks += 1
+                self.stats.sr_samples += int(audio.size)
+            metrics.STAGE_SECONDS.labels("super_resolution").observe(time.perf_counter() - started)
+        resampled = self.resampler.push(audio) if audio.size else np.zeros(0, np.float32)
+        if final:
+            resampled = np.concatenate([resampled, self.resampler.finish()])
+        self.stats.output_samples += int(resampled.size)
+        frames = self.frames.push(resampled) if resampled.size else []
+        if final:
+            tail = self.frames.flush()
+            if tail is not None and len(tail):
+                frames.append(tail)
+        out = bytearray()
+        for frame in frames:
+            out += self.encoder.push(frame)
+            self.stats.encoded_frames += 1
+        if final:
+            out += self.encoder.flush()
+        self.stats.encoded_bytes += len(out)
+        return bytes(out)

@@ -1,0 +1,345 @@
+"""The Modal deployment without Modal: deploy-time configuration (`ModalConfig`, from TTS_MODAL_* variables), the
+container's service settings and the checks that refuse unsafe ones, and `ContainerLifecycle`, what the Modal class
+does in its container (prepare, load, resume, web, stop) so it can be tested locally. app.py wires these to Modal.
+
+Standard library only at top level: `import app` must work anywhere (no torch), and app.py imports this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
+
+logger = logging.getLogger("app")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Deploy-time configuration
+
+
+class DeploymentConfigError(RuntimeError):
+    """A configuration that must not serve traffic (named variable, what is wrong, what to set)."""
+
+
+SNAPSHOT_MODES = ("off", "cpu", "gpu")
+
+
+def _env_str(environ: Mapping[str, str], name: str, default: str) -> str:
+    value = environ.get(name)
+    return default if value is None or value.strip() == "" else value.strip()
+
+
+def _env_int(
+    environ: Mapping[str, str], name: str, default: int, minimum: int, maximum: int | None = None
+) -> int:
+    raw = _env_str(environ, name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise DeploymentConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = f" and <= {maximum}" if maximum is not None else ""
+        raise DeploymentConfigError(f"{name}={value} is out of range; it must be >= {minimum}{upper}")
+    return value
+
+
+def _env_float(environ: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = _env_str(environ, name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise DeploymentConfigError(f"{name}={raw!r} is not a number") from None
+    if value < minimum:
+        raise DeploymentConfigError(f"{name}={value} is out of range; it must be >= {minimum}")
+    return value
+
+
+def _env_list(environ: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
+    raw = environ.get(name)
+    raw = default if raw is None else raw
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class ModalConfig:
+    """Modal-only knobs (never in shared/settings.py). Each field reads TTS_MODAL_<NAME>; see deploy/RUNBOOK.md."""
+
+    app_name: str = "veena3-tts"  # TTS_MODAL_APP_NAME
+    gpu: tuple[str, ...] = ("L40S",)  # TTS_MODAL_GPU: a type, or a fallback list "H100,A100-80GB"
+    cpu: float = 4.0  # TTS_MODAL_CPU: physical cores requested
+    memory_mb: int = 16384  # TTS_MODAL_MEMORY_MB: RAM request in MiB
+    min_containers: int = 1  # TTS_MODAL_MIN_CONTAINERS: kept warm even when idle
+    max_containers: int = 10  # TTS_MODAL_MAX_CONTAINERS: hard ceiling
+    buffer_containers: int = 2  # TTS_MODAL_BUFFER_CONTAINERS: idle extras kept while under load
+    scaledown_window: int = 180  # TTS_MODAL_SCALEDOWN_WINDOW: idle seconds before a container stops (2..3600)
+    # TTS_MODAL_TIMEOUT: per-input limit in seconds. One HTTP stream or one WebSocket connection is one input, so
+    # this bounds the longest request and session; the container's text limit is derived from it (see below).
+    timeout: int = 3600
+    startup_timeout: int = 1200  # TTS_MODAL_STARTUP_TIMEOUT: model load + vLLM compile + warm-up limit
+    max_inputs: int = 12  # TTS_MODAL_MAX_INPUTS: concurrent requests per container (hard)
+    target_inputs: int = 8  # TTS_MODAL_TARGET_INPUTS: concurrency the autoscaler aims for
+    snapshot: str = "off"  # TTS_MODAL_SNAPSHOT: off | cpu | gpu (alpha; see RUNBOOK)
+    volume: str = "veena3-models"  # TTS_MODAL_VOLUME: model volume, mounted at /models
+    secrets: tuple[str, ...] = ("veena3-secrets",)  # TTS_MODAL_SECRETS: comma list of Modal secret names
+    model_subdir: str = "Spark-TTS-0.5B"  # TTS_MODAL_MODEL_SUBDIR: checkpoint directory inside the volume
+    sr_subdir: str = "ap_bwe/16kto48k"  # TTS_MODAL_SR_SUBDIR: AP-BWE directory inside the volume
+    region: tuple[str, ...] = ()  # TTS_MODAL_REGION: comma list; empty = anywhere
+    vllm_cache_volume: str = ""  # TTS_MODAL_VLLM_CACHE_VOLUME: volume for vLLM compile caches; "" = none
+
+    def __post_init__(self) -> None:
+        if not self.gpu:
+            raise DeploymentConfigError("TTS_MODAL_GPU is empty; name a GPU type such as L40S or H100")
+        if self.min_containers > self.max_containers:
+            raise DeploymentConfigError(
+                f"TTS_MODAL_MIN_CONTAINERS={self.min_containers} exceeds TTS_MODAL_MAX_CONTAINERS={self.max_containers}"
+            )
+        if self.target_inputs > self.max_inputs:
+            raise DeploymentConfigError(
+                f"TTS_MODAL_TARGET_INPUTS={self.target_inputs} exceeds TTS_MODAL_MAX_INPUTS={self.max_inputs}"
+            )
+        if self.snapshot not in SNAPSHOT_MODES:
+            raise DeploymentConfigError(
+                f"TTS_MODAL_SNAPSHOT={self.snapshot!r}; accepted: {', '.join(SNAPSHOT_MODES)}"
+            )
+        for name, sub in (
+            ("TTS_MODAL_MODEL_SUBDIR", self.model_subdir),
+            ("TTS_MODAL_SR_SUBDIR", self.sr_subdir),
+        ):
+            if sub.startswith("/") or ".." in Path(sub).parts:
+                raise DeploymentConfigError(f"{name}={sub!r} must be a relative path inside the volume")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ModalConfig:
+        env = os.environ if environ is None else environ
+        d = cls()
+        return cls(
+            app_name=_env_str(env, "TTS_MODAL_APP_NAME", d.app_name),
+            gpu=_env_list(env, "TTS_MODAL_GPU", ",".join(d.gpu)),
+            cpu=_env_float(env, "TTS_MODAL_CPU", d.cpu, 0.125),
+            memory_mb=_env_int(env, "TTS_MODAL_MEMORY_MB", d.memory_mb, 1024),
+            min_containers=_env_int(env, "TTS_MODAL_MIN_CONTAINERS", d.min_containers, 0),
+            max_containers=_env_int(env, "TTS_MODAL_MAX_CONTAINERS", d.max_containers, 1),
+            buffer_containers=_env_int(env, "TTS_MODAL_BUFFER_CONTAINERS", d.buffer_containers, 0),
+            scaledown_window=_env_int(env, "TTS_MODAL_SCALEDOWN_WINDOW", d.scaledown_window, 2, 3600),
+            timeout=_env_int(env, "TTS_MODAL_TIMEOUT", d.timeout, 1, 86_400),
+            startup_timeout=_env_int(env, "TTS_MODAL_STARTUP_TIMEOUT", d.startup_timeout, 1, 86_400),
+            max_inputs=_env_int(env, "TTS_MODAL_MAX_INPUTS", d.max_inputs, 1),
+            target_inputs=_env_int(env, "TTS_MODAL_TARGET_INPUTS", d.target_inputs, 1),
+            snapshot=_env_str(env, "TTS_MODAL_SNAPSHOT", d.snapshot).lower(),
+            volume=_env_str(env, "TTS_MODAL_VOLUME", d.volume),
+            secrets=_env_list(env, "TTS_MODAL_SECRETS", ",".join(d.secrets)),
+            model_subdir=_env_str(env, "TTS_MODAL_MODEL_SUBDIR", d.model_subdir).strip("/"),
+            sr_subdir=_env_str(env, "TTS_MODAL_SR_SUBDIR", d.sr_subdir).strip("/"),
+            region=_env_list(env, "TTS_MODAL_REGION", ""),
+            vllm_cache_volume=_env_str(env, "TTS_MODAL_VLLM_CACHE_VOLUME", ""),
+        )
+
+    def as_env(self) -> dict[str, str]:
+        """The TTS_MODAL_* variables that reproduce this config (handed to the container)."""
+        return {
+            "TTS_MODAL_APP_NAME": self.app_name,
+            "TTS_MODAL_GPU": ",".join(self.gpu),
+            "TTS_MODAL_CPU": str(self.cpu),
+            "TTS_MODAL_MEMORY_MB": str(self.memory_mb),
+            "TTS_MODAL_MIN_CONTAINERS": str(self.min_containers),
+            "TTS_MODAL_MAX_CONTAINERS": str(self.max_containers),
+            "TTS_MODAL_BUFFER_CONTAINERS": str(self.buffer_containers),
+            "TTS_MODAL_SCALEDOWN_WINDOW": str(self.scaledown_window),
+            "TTS_MODAL_TIMEOUT": str(self.timeout),
+            "TTS_MODAL_STARTUP_TIMEOUT": str(self.startup_timeout),
+            "TTS_MODAL_MAX_INPUTS": str(self.max_inputs),
+            "TTS_MODAL_TARGET_INPUTS": str(self.target_inputs),
+            "TTS_MODAL_SNAPSHOT": self.snapshot,
+            "TTS_MODAL_VOLUME": self.volume,
+            "TTS_MODAL_SECRETS": ",".join(self.secrets),
+            "TTS_MODAL_MODEL_SUBDIR": self.model_subdir,
+            "TTS_MODAL_SR_SUBDIR": self.sr_subdir,
+            "TTS_MODAL_REGION": ",".join(self.region),
+            "TTS_MODAL_VLLM_CACHE_VOLUME": self.vllm_cache_volume,
+        }
+
+    @property
+    def gpu_request(self) -> str | list[str]:
+        return self.gpu[0] if len(self.gpu) == 1 else list(self.gpu)
+
+    @property
+    def model_dir(self) -> str:
+        return f"{MODELS_PATH}/{self.model_subdir}"
+
+    @property
+    def sr_dir(self) -> str:
+        return f"{MODELS_PATH}/{self.sr_subdir}"
+
+
+MODELS_PATH = "/models"
+SPOOL_PATH = "/spool"  # the request-log spool: on a Volume so a replacement container finds what is left
+VLLM_CACHE_PATH = "/root/.cache/vllm"
+# Slowest sustained synthesis speed a full container is sized for, in characters of text per second of wall
+# time (about real time under load: speech runs ~14-16 characters a second). The accepted text length is capped
+# at timeout x this, so no accepted request can outlive its Modal input.
+MIN_CHARS_PER_SECOND = 14
+# ------------------------------------------------------------------------------------------------------------
+# Container settings
+
+
+def _env_is_set(environ: Mapping[str, str], field: str) -> bool:
+    wanted = f"TTS_{field}".upper()
+    return any(key.upper() == wanted for key in environ)
+
+
+def check_container_settings(settings: Settings) -> None:
+    """Refuse configurations that must not take traffic on Modal (raises DeploymentConfigError)."""
+    if not settings.auth_enabled:
+        raise DeploymentConfigError(
+            "TTS_AUTH_ENABLED=false is refused on Modal: the endpoint is public. Remove it from the secret / "
+            "environment (auth can only be switched off for local development)."
+        )
+    if settings.key_backend == "static" and not settings.api_keys.strip() and settings.api_keys_file is None:
+        raise DeploymentConfigError(
+            "no API keys configured: every request would get 401. Set TTS_API_KEYS (comma-separated) in the "
+            "Modal secret, or TTS_KEY_BACKEND=postgres|supabase with TTS_DATABASE_URL or TTS_SUPABASE_URL/KEY."
+        )
+    if settings.key_backend == "postgres" and not settings.database_url:
+        raise DeploymentConfigError("TTS_KEY_BACKEND=postgres needs TTS_DATABASE_URL in the Modal secret")
+    if settings.key_backend == "supabase" and not (settings.supabase_url and settings.supabase_key):
+        raise DeploymentConfigError("TTS_KEY_BACKEND=supabase needs TTS_SUPABASE_URL and TTS_SUPABASE_KEY")
+
+
+def container_settings(cfg: ModalConfig) -> Settings:
+    """The service's Settings inside the container: volume paths, vLLM on CUDA, unless TTS_* says otherwise."""
+    from shared.settings import Settings
+
+    env = os.environ
+    defaults: dict[str, Any] = {
+        "model_dir": cfg.model_dir,
+        "sr_dir": cfg.sr_dir,
+        "engine": "vllm",
+        "device": "cuda",
+        "request_log_spool_dir": SPOOL_PATH,
+    }
+    overrides = {name: value for name, value in defaults.items() if not _env_is_set(env, name)}
+    if cfg.snapshot == "gpu":
+        overrides["vllm_sleep_mode"] = True  # vLLM must release its KV cache before the GPU snapshot
+    settings = Settings(**overrides)
+    check_container_settings(settings)
+    longest = cfg.timeout * MIN_CHARS_PER_SECOND
+    if settings.max_text_chars > longest:
+        logger.warning(
+            "text limit lowered to what the Modal timeout allows",
+            extra={"max_text_chars": longest, "configured": settings.max_text_chars, "timeout_s": cfg.timeout},
+        )
+        settings = settings.model_copy(update={"max_text_chars": longest})
+    return settings
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The service
+
+
+class ContainerLifecycle:
+    """What the Modal class does in its container, with Modal left out (so it is testable locally).
+
+    prepare: settings (refusing a bad configuration), runtime and GPU fault detector; nothing loaded.
+    load: loads and warms the runtime on the running event loop (vLLM's AsyncLLM binds to it); raises when the
+    runtime ended FAILED; for a GPU snapshot puts vLLM to sleep (level 1: no KV cache, weights offloaded).
+    resume: after a restore, fresh randomness and (GPU snapshot) vLLM woken up.
+    web: the FastAPI app around the runtime and the GPU fault detector.
+    stop: flush the request log and shut the engine down (both safe after the app's own lifespan shutdown).
+    """
+
+    def __init__(
+        self,
+        cfg: ModalConfig,
+        *,
+        runtime_factory: Callable[[Settings], Any] | None = None,
+        app_factory: Callable[..., Any] | None = None,
+        stop_hook: Callable[[], object] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self._runtime_factory = runtime_factory
+        self._app_factory = app_factory
+        self._stop_hook = stop_hook
+        self.settings: Settings | None = None
+        self.runtime: Any = None
+        self.detector: Any = None
+        self.web_app: Any = None
+
+    def prepare(self) -> None:
+        self.settings = container_settings(self.cfg)  # first: a refused configuration fails before any import
+
+        from services.gpu_health import GpuFaultDetector, modal_stop_fetching_inputs
+        from services.runtime import ModelRuntime
+
+        if self.cfg.snapshot != "off":
+            import api  # noqa: F401 - so the memory snapshot already holds the heavy imports
+
+        self.runtime = (self._runtime_factory or ModelRuntime)(self.settings)
+        if getattr(self.runtime, "warmup_step", False) is None:
+            from services.synthesis import warmup_pipeline
+
+            self.runtime.warmup_step = warmup_pipeline
+        self.detector = GpuFaultDetector(
+            self.runtime, stop_hook=self._stop_hook or modal_stop_fetching_inputs
+        )
+        logger.info(
+            "container configured",
+            extra={
+                "model_dir": str(self.settings.model_dir),
+                "engine": self.settings.engine,
+                "snapshot": self.cfg.snapshot,
+            },
+        )
+
+    async def load(self) -> None:
+        await self.runtime.start()
+        if str(getattr(self.runtime.state, "value", self.runtime.state)) == "failed":
+            # Raising keeps Modal from routing traffic here; it retries with a fresh container.
+            raise RuntimeError(f"model loading failed: {self.runtime.error}")
+        if self.cfg.snapshot == "gpu":
+            engine = self.runtime.engine
+            if not engine.supports_sleep:
+                raise DeploymentConfigError("TTS_MODAL_SNAPSHOT=gpu needs TTS_ENGINE=vllm (sleep / wake_up)")
+            await engine.sleep(1)
+            logger.info("vLLM asleep for the GPU snapshot")
+
+    async def resume(self) -> None:
+        if self.cfg.snapshot == "off":
+            return
+        import random
+
+        import numpy as np
+        import torch
+
+        # Every restore starts from the same memory image: draw fresh randomness.
+        random.seed()
+        np.random.seed()
+        torch.seed()
+        if self.cfg.snapshot == "gpu":
+            await self.runtime.engine.wake_up()
+            logger.info("vLLM awake after restore")
+
+    def web(self) -> Any:
+        factory = self._app_factory
+        if factory is None:  # services never import api: the Modal wiring hands the factory in
+            raise RuntimeError("ContainerLifecycle.web needs app_factory (app.py passes api.create_app)")
+        web_app = factory(self.settings, runtime=self.runtime, gpu_faults=self.detector)
+        self.web_app = web_app
+        return web_app
+
+    async def stop(self) -> None:
+        services = getattr(self.web_app.state, "services", None) if self.web_app is not None else None
+        request_log = services.access.request_logger if services is not None else None
+        if request_log is not None:
+            try:
+                await request_log.close()
+            except Exception:  # noqa: BLE001 - exiting anyway; say so
+                logger.exception("request log flush failed at exit")
+        if self.runtime is not None:
+            await self.runtime.shutdown()

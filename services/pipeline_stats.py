@@ -1,0 +1,39 @@
+"""Per-stage counts of one request's pipeline (where a later stage saw less than an earlier one, audio was lost)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class PipelineStats:
+    """Per-stage counts for one request: where a later stage saw less than an earlier one, audio was lost."""
+
+    llm_tokens: int = 0
+    semantic_tokens: int = 0
+    decoded_chunks: int = 0
+    decoded_samples: int = 0
+    sr_chunks: int = 0
+    sr_samples: int = 0
+    output_samples: int = 0
+    encoded_frames: int = 0
+    encoded_bytes: int = 0
+    sent_chunks: int = 0
+    sent_bytes: int = 0
+    sent_samples: int = 0  # output-rate samples in the items handed to the consumer
+    text_chunks: int = 0
+    text_chunks_done: int = 0
+    generation_done: bool = False
+    decode_done: bool = False
+    encode_done: bool = False
+    send_done: bool = False
+    global_tokens_per_chunk: list[tuple[int, ...]] = field(default_factory=list)
+    decoded_samples_per_chunk: list[int] = field(default_factory=list)  # 16 kHz samples per text chunk
+    producer_waits: int = 0
+    max_queue_depth: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["global_tokens_per_chunk"] = [list(g) for g in self.global_tokens_per_chunk]
+        return data

@@ -1,0 +1,104 @@
+"""The layout rules of docs/architecture.md, checked: imports point down, no cycles, small modules."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("api", "services", "core", "processing", "audio", "shared")
+# What each layer may import from the product (besides itself).
+ALLOWED = {
+    "api": {"services", "core", "processing", "audio", "shared"},
+    "services": {"core", "processing", "audio", "shared"},
+    "core": {"shared"},
+    "processing": {"core", "shared"},  # typed values only: token ids, voices
+    "audio": {"shared"},
+    "shared": set(),
+}
+MAX_LINES = 500
+# A longer module says why in its docstring, with these words.
+LONG_MODULE_MARKER = "Longer than 500 lines because"
+
+
+def product_modules() -> dict[str, Path]:
+    modules = {"app": ROOT / "app.py"}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            modules[name] = path
+    return modules
+
+
+def imports_of(path: Path, modules: dict[str, Path]) -> set[str]:
+    """Product modules `path` imports, lazily or not (TYPE_CHECKING-only imports included: they are edges too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        found.update(name for name in names if name in modules)
+    return found
+
+
+def test_imports_point_down() -> None:
+    modules = product_modules()
+    wrong = []
+    for name, path in modules.items():
+        layer = name.split(".")[0]
+        if layer == "app":
+            continue
+        for target in imports_of(path, modules):
+            target_layer = target.split(".")[0]
+            if target_layer != layer and target_layer not in ALLOWED[layer]:
+                wrong.append(f"{name} -> {target}")
+    assert not wrong, wrong
+
+
+def test_no_import_cycles() -> None:
+    modules = product_modules()
+    graph = {name: imports_of(path, modules) - {name} for name, path in modules.items()}
+    cycles = []
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+
+    def visit(node: str) -> None:  # Tarjan's strongly connected components
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph[node]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for name in graph:
+        if name not in index:
+            visit(name)
+    assert not cycles, cycles
+
+
+def test_modules_stay_small_or_say_why() -> None:
+    long = []
+    for name, path in product_modules().items():
+        text = path.read_text(encoding="utf-8")
+        lines = text.count("\n")
+        if lines > MAX_LINES and LONG_MODULE_MARKER not in (ast.get_docstring(ast.parse(text)) or ""):
+            long.append(f"{name}: {lines} lines")
+    assert not long, long
