@@ -140,10 +140,20 @@ CLS_OPTIONS: dict[str, Any] = {
 }
 CONCURRENCY: dict[str, int] = {"max_inputs": MODAL.max_inputs, "target_inputs": MODAL.target_inputs}
 
-def _create_app(*args: Any, **kwargs: Any) -> Any:
-    from api import create_app  # inside the container only (imports torch)
+class _AppFactory:
+    """api.create_app, imported inside the container only (it imports torch)."""
 
-    return create_app(*args, **kwargs)
+    @staticmethod
+    def preload() -> None:
+        import api  # noqa: F401
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from api import create_app
+
+        return create_app(*args, **kwargs)
+
+
+_create_app = _AppFactory()
 
 
 @app.cls(**CLS_OPTIONS)

@@ -4,6 +4,9 @@ Only the detokenize half of the codec is built. The module tree mirrors the rele
 `state_dict()` names and shapes are the file's own (319 tensors at the released config); weight-normed
 convolutions hold `weight_g` / `weight_v` until `fold_weight_norm()` replaces them with one plain weight.
 Everything runs in float32: the codec is not trained for reduced precision.
+
+Longer than 500 lines because the module tree is the checkpoint's file format: the modules, their config and the
+tensor accounting change together (reusable blocks live in core/nn.py, random weights in core/demo/).
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ Modes:
   failing the request, matching upstream, whose clone path only collects semantic ids.
 Everything that is not a semantic or global token (markers, acoustic values, text, `<|endoftext|>`) is
 skipped. Ids after the stop id (`<|im_end|>` or `<|end_semantic_token|>`) are ignored.
+
+Longer than 500 lines because the vocabulary layout and the parser share one pair of id tables: splitting them
+would expose those tables to every caller.
 """
 
 from __future__ import annotations

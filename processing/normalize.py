@@ -23,6 +23,9 @@ Readings (see numbers_en / numbers_hi):
 Tag-shaped tokens (`[excited]`, `<calm>`, see processing.tags) are never altered. The function is a
 single regex pass plus a few character passes: about a millisecond per sentence, and it never
 raises on any input string.
+
+Longer than 500 lines because every reading (numbers, money, dates, units) shares one pass over the text with
+its language context; the number words themselves live in numbers_en.py and numbers_hi.py.
 """
 
 from __future__ import annotations

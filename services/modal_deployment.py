@@ -259,7 +259,7 @@ class ContainerLifecycle:
         cfg: ModalConfig,
         *,
         runtime_factory: Callable[[Settings], Any] | None = None,
-        app_factory: Callable[..., Any] | None = None,
+        app_factory: Any = None,  # callable(settings, runtime=, gpu_faults=) with a preload() method (app.py)
         stop_hook: Callable[[], object] | None = None,
     ) -> None:
         self.cfg = cfg
@@ -277,8 +277,8 @@ class ContainerLifecycle:
         from services.gpu_health import GpuFaultDetector, modal_stop_fetching_inputs
         from services.runtime import ModelRuntime
 
-        if self.cfg.snapshot != "off":
-            import api  # noqa: F401 - so the memory snapshot already holds the heavy imports
+        if self.cfg.snapshot != "off" and self._app_factory is not None:
+            self._app_factory.preload()  # so the memory snapshot already holds the heavy imports
 
         self.runtime = (self._runtime_factory or ModelRuntime)(self.settings)
         if getattr(self.runtime, "warmup_step", False) is None:

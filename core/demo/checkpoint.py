@@ -29,6 +29,9 @@ class" plus a "stop when the ratio is reached" unit. Layer 1's attention finds t
 after `<|start_global_token|>` with a RoPE phase pattern, and its MLP turns global #32 into
 `<|end_global_token|>`. The margins are tens of logits, so temperature up to ~1.5, top-k/top-p and
 repetition penalty do not break the grammar; the audio is still noise.
+
+Longer than 500 lines because the demo's tokenizer, LLM, codec and voices are built to one id layout and must
+agree with each other; one module keeps that agreement in view.
 """
 
 from __future__ import annotations
