@@ -1,0 +1,59 @@
+"""Protocol models convert themselves into one `SpeechRequest`; defaults are merged once; one format table."""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+
+from api.schemas import AudioFormat, OpenAISpeechRequest, TTSGenerateRequest
+from api.ws_messages import StartMessage
+from audio.encoders import FORMATS
+from services.speech import SpeechService
+from services.synthesis import SamplingOptions, SynthesisError
+from shared.settings import Settings
+
+SETTINGS = Settings(default_temperature=0.6, default_top_k=40, default_top_p=0.9, default_max_tokens=900,
+                    default_repetition_penalty=1.1)
+
+
+def test_every_transport_builds_the_same_request_for_the_same_ask() -> None:
+    http = TTSGenerateRequest(text="Hi.", speaker="alloy", stream=True, format="pcm", sample_rate=24000)
+    openai = OpenAISpeechRequest(input="Hi.", voice="alloy", response_format="pcm")
+    ws = StartMessage(speaker="alloy", format="pcm", sample_rate=24000)
+    requests = [m.to_speech_request(SETTINGS) for m in (http, openai, ws)]
+    for request in requests:
+        assert (request.voice, request.audio_format, request.sample_rate, request.stream) == ("alloy", "pcm", 24000, True)
+        assert request.sampling == SamplingOptions(0.6, 40, 0.9, 900, 1.1)
+        assert request.wants_bandwidth_extension  # one output-rate decision: above 16 kHz
+    assert requests[1].text_field == "input" and requests[1].voice_field == "voice"
+
+
+def test_given_sampling_fields_win_over_the_defaults_and_speed_reaches_the_websocket() -> None:
+    ws = StartMessage(temperature=0.0, seed=7, speed=1.5)
+    request = ws.to_speech_request(SETTINGS)
+    assert request.sampling == SamplingOptions(0.0, 40, 0.9, 900, 1.1, seed=7) and request.speed == 1.5
+    assert StartMessage(speed=1.0).to_speech_request(SETTINGS).speed is None  # 1.0 means "as the voice is"
+
+
+def test_format_literals_come_from_the_encoder_table() -> None:
+    assert typing.get_args(AudioFormat) == tuple(FORMATS)
+
+
+def test_one_voice_error_for_every_transport() -> None:
+    class Voices:
+        default_voice_id = "default"
+
+        def resolve(self, name):
+            from core.voices import UnknownVoiceError
+
+            raise UnknownVoiceError(name, ["default"])
+
+    class Runtime:
+        voices = Voices()
+
+    service = SpeechService(Runtime(), SETTINGS)  # type: ignore[arg-type]
+    with pytest.raises(SynthesisError) as info:
+        service.resolve_voice("nobody", field="voice")
+    assert info.value.code == "INVALID_SPEAKER" and info.value.param == "voice"
+    assert info.value.message.startswith("Invalid 'voice': ")
