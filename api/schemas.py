@@ -63,6 +63,12 @@ def output_rate_for(audio_format: str, sample_rate: int | None, output: str | No
     return 48000 if output == "48khz" else 16000
 
 
+Latency = Literal["lowest", "balanced", "exact"]
+LATENCY_DESCRIPTION = ("Streams only: how soon the first audio comes. lowest: after 8 engine steps (80 ms first chunk); "
+                       "balanced: after 16; exact: after 49, streamed audio within 1e-3 of the offline decode. "
+                       "Default: the deployment's TTS_DEFAULT_LATENCY (balanced).")
+
+
 class SamplingFields(BaseModel):
     """Sampling fields every synthesis message shares; `to_sampling` merges the deployment's defaults (once)."""
 
@@ -98,6 +104,7 @@ class TTSGenerateRequest(SamplingFields):
         "and log it at DEBUG level.",
     )
     chunking: bool = Field(True, description="Split long text at sentence boundaries (> 220 characters).")
+    latency: Latency | None = Field(None, description=LATENCY_DESCRIPTION)
 
     @field_validator("text")
     @classmethod
@@ -117,7 +124,7 @@ class TTSGenerateRequest(SamplingFields):
         return SpeechRequest(
             text=self.text, voice=self.speaker, audio_format=self.format, sample_rate=self.output_rate(),
             sampling=self.to_sampling(settings), stream=self.stream, normalize=self.normalize,
-            chunking=self.chunking, normalize_verbose=self.normalize_verbose,
+            chunking=self.chunking, normalize_verbose=self.normalize_verbose, latency=self.latency,
         )
 
 
@@ -143,6 +150,7 @@ class OpenAISpeechRequest(BaseModel):
     speed: float = Field(1.0, ge=0.25, le=4.0, description="Maps to the model's speed label for style voices.")
     stream_format: Literal["audio", "sse"] = Field("audio", description="audio: raw bytes; sse: speech.audio.delta events.")
     instructions: str | None = Field(None, max_length=4096, description="Accepted and ignored (not supported by Spark-TTS).")
+    latency: Latency | None = Field(None, description=LATENCY_DESCRIPTION + " (An extension to OpenAI's API.)")
 
     @field_validator("input")
     @classmethod
@@ -166,4 +174,5 @@ class OpenAISpeechRequest(BaseModel):
             text=self.input, voice=self.voice_name, audio_format=self.response_format,
             sample_rate=OPENAI_SAMPLE_RATE, sampling=SamplingOptions.with_defaults(settings), stream=True,
             speed=None if self.speed == 1.0 else self.speed, text_field="input", voice_field="voice",
+            latency=self.latency,
         )

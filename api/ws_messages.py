@@ -18,9 +18,11 @@ from pydantic_core import PydanticCustomError
 
 from api.errors import ApiError
 from api.schemas import (
+    LATENCY_DESCRIPTION,
     MAX_TEXT_CHARS,
     SUPPORTED_RATES,
     AudioFormat,
+    Latency,
     SamplingFields,
     check_rate_for_format,
     output_rate_for,
@@ -54,6 +56,7 @@ class StartMessage(SamplingFields):
     normalize: bool = Field(True, description="Expand numbers, currency, dates, abbreviations to words.")
     speed: float | None = Field(None, ge=0.25, le=4.0, description="Speaking speed as in /v1/audio/speech "
                                 "(maps to the model's speed label for style voices).")
+    latency: Latency | None = Field(None, description=LATENCY_DESCRIPTION)
     text: str | None = Field(None, max_length=MAX_TEXT_CHARS, description="First text of the utterance.")
 
     @field_validator("text")
@@ -82,7 +85,7 @@ class StartMessage(SamplingFields):
         return SpeechRequest(
             text="", voice=self.speaker or self.voice, audio_format=self.format, sample_rate=self.output_rate(),
             sampling=self.to_sampling(settings), stream=True, normalize=self.normalize, chunking=True,
-            speed=None if self.speed in (None, 1.0) else self.speed,
+            speed=None if self.speed in (None, 1.0) else self.speed, latency=self.latency,
         )
 
 

@@ -16,13 +16,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from core.bicodec import BiCodecDecoder
+
+LatencyPreference = Literal["lowest", "balanced", "exact"]
+LATENCY_PREFERENCES: tuple[str, ...] = ("lowest", "balanced", "exact")
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,11 @@ class StreamingConfig:
     Context defaults are the smallest measured to keep streamed audio within 1e-3 (max abs) and >= 40 dB SNR
     of the offline decode: on random weights at the released size look-ahead 22 gave 1.1e-3 and 24 gave
     2e-4; left context 24 gave 1.4e-4 alone. The tiny fixture needs only 16 / 16.
+
+    The first chunk may have its own, shorter look-ahead (`first_lookahead_tokens`): it then goes out after
+    first_chunk + first_lookahead tokens instead of first_chunk + lookahead. Its last `first_overlap_tokens`
+    tokens, the ones decoded with the least look-ahead, are held back and crossfaded into the second chunk's
+    accurate decode of the same tokens, so the first boundary carries no step.
     """
 
     first_chunk_tokens: int = 25
@@ -39,6 +47,8 @@ class StreamingConfig:
     growth: float = 2.0
     left_context_tokens: int = 24
     lookahead_tokens: int = 24
+    first_lookahead_tokens: int | None = None  # None: the same as lookahead_tokens
+    first_overlap_tokens: int = 0
 
     def __post_init__(self) -> None:
         if self.first_chunk_tokens < 1 or self.max_chunk_tokens < 1:
@@ -47,6 +57,35 @@ class StreamingConfig:
             raise ValueError(f"growth must be >= 1.0, got {self.growth}")
         if self.left_context_tokens < 0 or self.lookahead_tokens < 0:
             raise ValueError("left_context_tokens and lookahead_tokens must be >= 0")
+        if self.first_lookahead_tokens is not None and self.first_lookahead_tokens < 0:
+            raise ValueError("first_lookahead_tokens must be >= 0")
+        if not 0 <= self.first_overlap_tokens < self.first_chunk_tokens:
+            raise ValueError("first_overlap_tokens must be >= 0 and smaller than first_chunk_tokens")
+        if self.first_overlap_tokens > self.left_context_tokens:
+            raise ValueError("first_overlap_tokens must not exceed left_context_tokens")
+
+    @property
+    def first_lookahead(self) -> int:
+        return self.lookahead_tokens if self.first_lookahead_tokens is None else self.first_lookahead_tokens
+
+    @property
+    def tokens_before_first_audio(self) -> int:
+        """Semantic tokens the engine must generate before the first chunk can be decoded."""
+        return self.first_chunk_tokens + self.first_lookahead
+
+    def for_latency(self, preference: LatencyPreference) -> StreamingConfig:
+        """This schedule with the first chunk of a latency preference (later chunks unchanged):
+
+        - exact: the first chunk like every other (full look-ahead): streamed audio within 1e-3 of offline;
+        - balanced: 8 tokens with 8 of look-ahead, 4 crossfaded (16 engine steps before the first audio);
+        - lowest: 6 tokens with 2 of look-ahead, 2 crossfaded (8 steps; 80 ms of audio in the first chunk).
+        docs/benchmarks.md has each one's error against the offline decode at the released codec size.
+        """
+        if preference == "exact":
+            return replace(self, first_lookahead_tokens=None, first_overlap_tokens=0)
+        first, lookahead, overlap = FIRST_CHUNK_SCHEDULES[preference]
+        overlap = min(overlap, first - 1, self.left_context_tokens)
+        return replace(self, first_chunk_tokens=first, first_lookahead_tokens=lookahead, first_overlap_tokens=overlap)
 
     @classmethod
     def from_settings(cls, settings: Any) -> StreamingConfig:
@@ -61,6 +100,11 @@ class StreamingConfig:
 
     def next_chunk(self, current: int) -> int:
         return min(self.max_chunk_tokens, max(current, math.ceil(current * self.growth)))
+
+
+# Chosen with bench/bench_first_chunk.py (docs/benchmarks.md).
+# preference -> (first chunk tokens, its look-ahead, tokens crossfaded into the second chunk's accurate decode).
+FIRST_CHUNK_SCHEDULES: dict[str, tuple[int, int, int]] = {"balanced": (8, 8, 4), "lowest": (6, 2, 2)}
 
 
 class StreamingDecoder:
@@ -87,6 +131,7 @@ class StreamingDecoder:
         self._buffer_start = 0
         self._emitted = 0  # tokens whose audio has been returned
         self._chunk = self.config.first_chunk_tokens
+        self._held: np.ndarray | None = None  # the first chunk's overlap, waiting for the crossfade
         self._finished = False
         self.tokens_in = 0
         self.chunks_out = 0
@@ -112,6 +157,11 @@ class StreamingDecoder:
         self._buffer.extend(new)
         self.tokens_in += len(new)
         out: list[np.ndarray] = []
+        if self._emitted == 0 and self.chunks_out == 0:
+            if self.pending_tokens < self._chunk + self.config.first_lookahead:
+                return out
+            out.append(self._emit_first(self._chunk))
+            self._chunk = self.config.next_chunk(self._chunk)
         while self.pending_tokens >= self._chunk + self.config.lookahead_tokens:
             out.append(self._emit(self._chunk))
             self._chunk = self.config.next_chunk(self._chunk)
@@ -147,16 +197,31 @@ class StreamingDecoder:
             )
         return arr.tolist()
 
-    def _emit(self, size: int) -> np.ndarray:
+    def _emit_first(self, size: int) -> np.ndarray:
+        """The first chunk, with its own look-ahead; its last overlap tokens are held back for the crossfade."""
+        chunk = self._emit(size, lookahead=self.config.first_lookahead)
+        overlap = self.config.first_overlap_tokens * self.hop
+        if overlap:  # push() only: at finish() the first chunk is also the last, and nothing is held
+            self._held = chunk[-overlap:].copy()
+            self._emitted -= self.config.first_overlap_tokens  # the next chunk decodes these tokens again
+            self.samples_out -= overlap
+            chunk = chunk[:-overlap]
+        return chunk
+
+    def _emit(self, size: int, *, lookahead: int | None = None) -> np.ndarray:
         start, end = self._emitted, self._emitted + size
         ctx_start = max(0, start - self.config.left_context_tokens)
-        ctx_end = min(self.tokens_in, end + self.config.lookahead_tokens)
+        ahead = self.config.lookahead_tokens if lookahead is None else lookahead
+        ctx_end = min(self.tokens_in, end + ahead)
         ids = self._buffer[ctx_start - self._buffer_start : ctx_end - self._buffer_start]
         semantic = torch.tensor([ids], dtype=torch.long, device=self.decoder.device)
         began = time.perf_counter()
         wav = self.decoder.decode_with_speaker(semantic, self.d_vector)[0]
         chunk = wav[(start - ctx_start) * self.hop : (end - ctx_start) * self.hop].float().cpu().numpy()
         self.decode_seconds_total += time.perf_counter() - began
+        if self._held is not None:  # the second chunk: fade from the first chunk's guess to the accurate decode
+            chunk = _crossfade_into(self._held, chunk)
+            self._held = None
         self.decode_calls += 1
         self.decode_tokens_total += len(ids)
         self.chunks_out += 1
@@ -170,3 +235,14 @@ class StreamingDecoder:
         if keep_from > self._buffer_start:
             del self._buffer[: keep_from - self._buffer_start]
             self._buffer_start = keep_from
+
+
+def _crossfade_into(held: np.ndarray, chunk: np.ndarray) -> np.ndarray:
+    """`chunk` whose first len(held) samples fade from `held` to its own (equal-gain: both estimate one signal)."""
+    n = min(len(held), len(chunk))
+    if n == 0:
+        return chunk
+    out = chunk.copy()
+    fade = (np.arange(n, dtype=np.float32) + 0.5) / n
+    out[:n] = held[:n] * (1.0 - fade) + chunk[:n] * fade
+    return out

@@ -232,6 +232,8 @@ def build_prompt(
     `global_tokens` (e.g. captured from the first chunk of a long text) override the voice's own and make it a
     clone prompt, so every chunk keeps the same voice. Otherwise: stored globals -> clone prompt; a gender ->
     controllable prompt; only a speaker prefix -> speaker prompt (the model emits the globals).
+    A clone prompt ends with `<|start_semantic_token|>`: the trained sequence continues there (first_contact.md
+    §2), so the first generated id is already a semantic token (one engine step fewer before the first audio).
     """
     prefix = (
         SpeakerPrefix(voice.prompt_prefix, voice.prefix_placement)  # type: ignore[arg-type]
@@ -240,7 +242,7 @@ def build_prompt(
     tokens = global_tokens if global_tokens is not None else voice.global_tokens
     if tokens is not None:
         style = StyleLabels(gender=None, pitch=voice.pitch, speed=voice.speed)
-        return clone_prompt(text, tokens, style=style, prefix=prefix), "clone"
+        return clone_prompt(text, tokens, style=style, prefix=prefix, start_semantic=True), "clone"
     if voice.gender is not None:
         return controllable_prompt(
             text, StyleLabels(voice.gender, voice.pitch, voice.speed), prefix

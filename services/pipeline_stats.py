@@ -30,6 +30,10 @@ class PipelineStats:
     send_done: bool = False
     global_tokens_per_chunk: list[tuple[int, ...]] = field(default_factory=list)
     decoded_samples_per_chunk: list[int] = field(default_factory=list)  # 16 kHz samples per text chunk
+    # Engine ids (one per decode step) generated before the first semantic token, and before the first audio chunk
+    # could be decoded (first text chunk): the steps a listener waits for, whatever the timing.
+    preamble_ids: int | None = None
+    first_audio_engine_ids: int | None = None
     producer_waits: int = 0
     max_queue_depth: int = 0
 

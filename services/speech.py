@@ -28,6 +28,7 @@ from services.synthesis import (
 )
 
 if TYPE_CHECKING:
+    from core.streaming import LatencyPreference
     from core.voices import Voice
     from services.gpu_health import GpuFaultDetector
     from services.runtime import ModelRuntime
@@ -56,6 +57,7 @@ class SpeechRequest:
     chunking: bool = True
     speed: float | None = None
     normalize_verbose: bool = False
+    latency: LatencyPreference | None = None  # None: the deployment's default (TTS_DEFAULT_LATENCY)
     # How the protocol names these fields, for error messages (OpenAI: `input` and `voice`).
     text_field: str = "text"
     voice_field: str = "speaker"
@@ -116,7 +118,7 @@ class SpeechService:
             request_id=request_id, text=speech.text, voice=voice, sampling=speech.sampling,
             audio_format=speech.audio_format, sample_rate=speech.sample_rate,
             want_sr=speech.wants_bandwidth_extension, stream=speech.stream, normalize=speech.normalize,
-            chunking=speech.chunking,
+            chunking=speech.chunking, latency=speech.latency or self.settings.default_latency,
         )
 
     def plan(self, speech: SpeechRequest, voice: Voice, *, buffered: bool) -> TextPlan:

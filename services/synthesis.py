@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.llm import SamplingConfig
-from core.streaming import StreamingConfig, StreamingDecoder
+from core.streaming import LatencyPreference, StreamingConfig, StreamingDecoder
 from core.tokens import TokenParser, TokenStreamError
 from processing.chunking import split_text
 from processing.normalize import normalize_text
@@ -72,6 +72,7 @@ class SynthesisRequest:
     normalize: bool = True
     chunking: bool = True
     unknown_tags: str = "strip"
+    latency: LatencyPreference = "balanced"  # the first chunk's schedule (core.streaming.StreamingConfig.for_latency)
 
 
 @dataclass(frozen=True)
@@ -191,13 +192,11 @@ class SynthesisJob:
         self.chain = AudioOutput(runtime, audio_format=request.audio_format, sample_rate=request.sample_rate,
                                  stream=request.stream, want_bwe=request.want_sr, stats=self.stats)
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=settings.stream_queue_chunks)
-        self.stream_config = StreamingConfig(
-            first_chunk_tokens=settings.stream_first_chunk_tokens,
-            max_chunk_tokens=settings.stream_max_chunk_tokens,
-            growth=settings.stream_chunk_growth,
-            left_context_tokens=settings.stream_left_context_tokens,
-            lookahead_tokens=settings.stream_lookahead_tokens,
-        )
+        self.stream_config = StreamingConfig.from_settings(settings)
+        # The latency preference shapes the stream's first chunk only (its first text chunk): that is the audio the
+        # listener waits for. Later text chunks, and every non-streaming response, decode with the exact schedule.
+        latency = request.latency if request.stream else "exact"
+        self.first_stream_config = self.stream_config.for_latency(latency)
         self.global_tokens: tuple[int, ...] | None = (
             tuple(request.voice.global_tokens) if getattr(request.voice, "global_tokens", None) else None
         )
@@ -256,6 +255,7 @@ class SynthesisJob:
                 stream = runtime.engine.stream(prompt_ids, sampling, request_id)
                 try:
                     async for new_ids in stream:
+                        generated_before = self.stats.llm_tokens
                         self.stats.llm_tokens += len(new_ids)
                         metrics.LLM_TOKENS.inc(len(new_ids))
                         delta = parser.feed(new_ids)
@@ -263,6 +263,8 @@ class SynthesisJob:
                             self.global_tokens = tuple(delta.global_tokens)
                             self._globals_ready.set()
                         semantic = list(delta.semantic[:semantic_left])
+                        if semantic and index == 0 and self.stats.preamble_ids is None:
+                            self.stats.preamble_ids = generated_before + len(new_ids) - len(semantic)
                         if semantic:
                             semantic_left -= len(semantic)
                             self.stats.semantic_tokens += len(semantic)
@@ -297,6 +299,8 @@ class SynthesisJob:
         started = time.perf_counter()
         chunks = decoder.push(semantic)
         metrics.STAGE_SECONDS.labels("decode").observe(time.perf_counter() - started)
+        if chunks and self.stats.first_audio_engine_ids is None:
+            self.stats.first_audio_engine_ids = (self.stats.preamble_ids or 0) + decoder.tokens_in
         return self._chain_chunks(chunks)
 
     def _decode_finish(self, decoder: StreamingDecoder) -> bytes:
@@ -333,7 +337,8 @@ class SynthesisJob:
         self.stats.global_tokens_per_chunk.append(self.global_tokens)
         self.stats.decoded_samples_per_chunk.append(0)
         d_vector = await asyncio.to_thread(self.runtime.speaker_vector, self.global_tokens)
-        decoder = StreamingDecoder(self.runtime.bicodec, d_vector, self.stream_config)
+        decoder = StreamingDecoder(self.runtime.bicodec, d_vector,
+                                   self.first_stream_config if index == 0 else self.stream_config)
         self.chain.start_segment()
         while True:
             semantic: list[int] = []

@@ -136,6 +136,10 @@ class Settings(BaseSettings):
         24, ge=0, le=200,
         description="Tokens of look-ahead per chunk decode (24 keeps streamed audio within 1e-3 / 40 dB of offline).",
     )
+    default_latency: Literal["lowest", "balanced", "exact"] = Field(
+        "balanced", description="First-chunk schedule of a stream when the request names none: lowest (8 engine "
+        "steps before audio), balanced (16), exact (49; streamed audio within 1e-3 of offline). See docs/benchmarks.md.",
+    )
     sr_enabled: bool = Field(True, description="Load AP-BWE when its directory exists (48 kHz output).")
 
     # --- delivery ----------------------------------------------------------------------------

@@ -29,7 +29,7 @@ def test_pinning_writes_globals_and_the_prompt_becomes_the_trained_sequence(demo
     prompt, mode = build_prompt("Hi.", asha)
     globals_str = "".join(f"<|bicodec_global_{g}|>" for g in asha.global_tokens)
     assert prompt == (f"<|task_tts|><|start_content|>Asha: Hi.<|end_content|><|start_global_token|>{globals_str}"
-                      "<|end_global_token|>")
+                      "<|end_global_token|><|start_semantic_token|>")  # the trained sequence continues with semantics
     assert mode == "clone"
 
 

@@ -276,7 +276,7 @@ def test_build_prompt_picks_the_prompt_and_parse_mode_for_each_voice(registry, t
     assert mode == "controllable" and text == controllable_prompt("Hello.", StyleLabels(gender="male"))
     fixed = registry.resolve("fixed")
     text, mode = build_prompt("Hello.", fixed)
-    assert mode == "clone" and text == clone_prompt("Hello.", fixed.global_tokens)
+    assert mode == "clone" and text == clone_prompt("Hello.", fixed.global_tokens, start_semantic=True)
     text, mode = build_prompt("Hello.", registry.resolve("narrator"))
     assert mode == "controllable" and text == speaker_prompt("Hello.", SpeakerPrefix("<|speaker_3|>"))
     # Later chunks of a long text: the first chunk's globals turn any voice into a clone prompt.
@@ -286,7 +286,9 @@ def test_build_prompt_picks_the_prompt_and_parse_mode_for_each_voice(registry, t
         mode == "clone" and "<|pitch_label_3|><|speed_label_3|>" in text and "<|bicodec_global_1000|>" in text
     )
     ids, mode = build_prompt_ids(tokenizer, "Hi", registry.resolve("fixed"))
-    assert mode == "clone" and ids[:2] == [165137, 165146] and ids[-1] == 165156
+    # ... <|end_global_token|><|start_semantic_token|>: the model's first id is already a semantic token.
+    assert mode == "clone" and ids[:2] == [165137, 165146] and ids[-2] == 165156
+    assert ids[-1] == tokenizer.convert_tokens_to_ids("<|start_semantic_token|>")
 
 
 def test_openai_speed_maps_to_speed_labels(registry):

@@ -133,3 +133,48 @@ def test_bad_input_is_refused(model, d_vector) -> None:
         StreamingDecoder(model, torch.zeros(1, 5))
     with pytest.raises(ValueError, match="growth"):
         StreamingConfig(growth=0.5)
+
+
+@pytest.mark.parametrize("preference", ["lowest", "balanced", "exact"])
+def test_latency_preferences_change_only_the_first_chunk(model, d_vector, preference: str) -> None:
+    config = StreamingConfig().for_latency(preference)  # type: ignore[arg-type]
+    tokens = np.random.default_rng(5).integers(0, 8192, 300)
+    decoder = StreamingDecoder(model, d_vector, config)
+    chunks: list[np.ndarray] = []
+    first_at = None
+    for i, token in enumerate(tokens.tolist(), start=1):  # one token per engine step
+        chunks += decoder.push([token])
+        if chunks and first_at is None:
+            first_at = i
+    chunks += decoder.finish()
+    streamed = np.concatenate(chunks)
+    offline = _offline(model, d_vector, tokens)
+    assert first_at == config.tokens_before_first_audio
+    assert {"lowest": 8, "balanced": 16, "exact": 49}[preference] == config.tokens_before_first_audio
+    # The whole stream, exactly as long; only the first chunk's tokens may differ from the offline decode.
+    assert streamed.shape == offline.shape and decoder.samples_out == len(tokens) * HOP
+    after_first = config.first_chunk_tokens * HOP
+    assert np.abs(streamed[after_first:] - offline[after_first:]).max() <= 1e-3
+    assert len(chunks[0]) == (config.first_chunk_tokens - config.first_overlap_tokens) * HOP
+
+
+def test_the_first_chunk_overlap_fades_into_the_accurate_decode(model, d_vector) -> None:
+    config = StreamingConfig(first_chunk_tokens=8, first_lookahead_tokens=0, first_overlap_tokens=4)
+    tokens = np.random.default_rng(6).integers(0, 8192, 120)
+    decoder = StreamingDecoder(model, d_vector, config)
+    first = decoder.push(tokens[:8].tolist())
+    assert [len(c) for c in first] == [4 * HOP]  # the last 4 tokens are held back
+    rest = decoder.push(tokens[8:].tolist()) + decoder.finish()
+    streamed = np.concatenate(first + rest)
+    offline = _offline(model, d_vector, tokens)
+    assert streamed.shape == offline.shape
+    # Past the crossfade the audio is the accurate decode; at its end the fade has fully reached it.
+    assert np.abs(streamed[8 * HOP:] - offline[8 * HOP:]).max() <= 1e-3
+    assert abs(streamed[8 * HOP - 1] - offline[8 * HOP - 1]) <= abs(first[0][-1] - offline[4 * HOP - 1]) + 0.5
+
+
+def test_bad_first_chunk_schedules_are_refused() -> None:
+    with pytest.raises(ValueError, match="first_overlap_tokens"):
+        StreamingConfig(first_chunk_tokens=4, first_overlap_tokens=4)
+    with pytest.raises(ValueError, match="first_lookahead_tokens"):
+        StreamingConfig(first_lookahead_tokens=-1)

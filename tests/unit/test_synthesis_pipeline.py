@@ -45,12 +45,14 @@ def runtime(demo_model_dir: Path) -> Iterator[ModelRuntime]:
 
 
 def _request(runtime: ModelRuntime, text: str, *, request_id: str, stream: bool = False, seed: int = 7,
-             max_tokens: int = MAX_TOKENS, audio_format: str = "wav", **sampling: Any) -> SynthesisRequest:
-    voice = runtime.voices.resolve(runtime.voices.default_voice_id)
+             max_tokens: int = MAX_TOKENS, audio_format: str = "wav", latency: str = "exact", voice: str | None = None,
+             **sampling: Any) -> SynthesisRequest:
+    """`latency` "exact" by default: these tests compare streamed audio with offline decodes."""
+    voice_ = runtime.voices.resolve(voice or runtime.voices.default_voice_id)
     options = {"temperature": 0.8, "top_k": 50, "top_p": 1.0, "repetition_penalty": 1.05, **sampling}
     sampling_options = SamplingOptions(max_tokens=max_tokens, seed=seed, **options)
-    return SynthesisRequest(request_id=request_id, text=text, voice=voice, sampling=sampling_options,
-                            audio_format=audio_format, sample_rate=NATIVE_RATE, stream=stream)
+    return SynthesisRequest(request_id=request_id, text=text, voice=voice_, sampling=sampling_options,
+                            audio_format=audio_format, sample_rate=NATIVE_RATE, stream=stream, latency=latency)
 
 
 def _pcm_of_wav(data: bytes) -> np.ndarray:
@@ -211,3 +213,50 @@ async def test_closing_the_stream_aborts_generation_and_leaves_no_task(runtime: 
     left = [t.get_name() for t in asyncio.all_tasks() if "closeme" in t.get_name()]
     assert left == []
     assert not job.stats.send_done
+
+
+class _PacedEngine:
+    """The real engine, one id per step, a step every `step_s`: the decoder keeps up, as it does on a GPU."""
+
+    def __init__(self, inner: Any, step_s: float = 0.05) -> None:
+        self.inner = inner
+        self.step_s = step_s
+
+    def stream(self, prompt_ids: list[int], sampling: Any, request_id: str) -> AsyncIterator[list[int]]:
+        return self._stream(prompt_ids, sampling, request_id)
+
+    async def _stream(self, prompt_ids: list[int], sampling: Any, request_id: str) -> AsyncIterator[list[int]]:
+        source = self.inner.stream(prompt_ids, sampling, request_id)
+        try:
+            async for ids in source:
+                for token in ids:
+                    await asyncio.sleep(self.step_s)
+                    yield [token]
+        finally:
+            await source.aclose()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize(("latency", "most_steps"), [("balanced", 16), ("lowest", 8)])
+async def test_first_audio_after_few_engine_steps_for_a_voice_with_known_globals(
+        runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch, latency: str, most_steps: int) -> None:
+    monkeypatch.setattr(runtime, "engine", _PacedEngine(runtime.engine))
+    job = SynthesisJob(runtime, _request(runtime, "Hello there, how are you today?", request_id=f"steps-{latency}",
+                                         stream=True, latency=latency, voice="fixed", max_tokens=40))
+    source = job.stream_bytes()
+    first = await anext(source)
+    await source.aclose()
+    assert first
+    assert job.stats.preamble_ids == 0  # the prompt ends where semantic tokens begin
+    assert job.stats.first_audio_engine_ids is not None and job.stats.first_audio_engine_ids <= most_steps
+
+
+async def test_a_style_voice_waits_for_its_globals_first(runtime: ModelRuntime,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model emits 32 globals (and markers) before any semantic token: the steps the known-globals path saves."""
+    job = SynthesisJob(runtime, _request(runtime, "Hello there.", request_id="steps-style", stream=True,
+                                         latency="balanced", voice="default", max_tokens=40))
+    await job.collect()
+    assert job.stats.preamble_ids is not None and job.stats.preamble_ids >= 33
