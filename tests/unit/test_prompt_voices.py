@@ -288,7 +288,7 @@ def test_build_prompt_picks_the_prompt_and_parse_mode_for_each_voice(registry, t
     ids, mode = build_prompt_ids(tokenizer, "Hi", registry.resolve("fixed"))
     # ... <|end_global_token|><|start_semantic_token|>: the model's first id is already a semantic token.
     assert mode == "clone" and ids[:2] == [165137, 165146] and ids[-2] == 165156
-    assert ids[-1] == tokenizer.convert_tokens_to_ids("<|start_semantic_token|>")
+    assert ids[-1] == tokenizer.token_to_id("<|start_semantic_token|>")
 
 
 def test_openai_speed_maps_to_speed_labels(registry):
