@@ -15,9 +15,9 @@ from api.middleware import BodySizeLimitMiddleware, HttpMetricsMiddleware, Reque
 from api.routes import debug, health, normalize, openai_compat, tts, voice_pinning, ws
 from services.access import AccessServices
 from services.gpu_health import GpuFaultDetector
+from services.pin_voices import warmup_step_for
 from services.runtime import ModelRuntime
 from services.speech import SpeechService
-from services.synthesis import warmup_pipeline
 from shared.logging import configure_logging
 from shared.settings import APP_VERSION, Settings, get_settings
 
@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
     configure_logging(settings.log_level, settings.log_json)
     runtime = runtime or ModelRuntime(settings)
     if runtime.warmup_step is None:
-        runtime.warmup_step = warmup_pipeline
+        runtime.warmup_step = warmup_step_for(settings)
     access = access or AccessServices(settings)
 
     @asynccontextmanager

@@ -282,9 +282,9 @@ class ContainerLifecycle:
 
         self.runtime = (self._runtime_factory or ModelRuntime)(self.settings)
         if getattr(self.runtime, "warmup_step", False) is None:
-            from services.synthesis import warmup_pipeline
+            from services.pin_voices import warmup_step_for
 
-            self.runtime.warmup_step = warmup_pipeline
+            self.runtime.warmup_step = warmup_step_for(self.settings)
         self.detector = GpuFaultDetector(
             self.runtime, stop_hook=self._stop_hook or modal_stop_fetching_inputs
         )

@@ -16,14 +16,17 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from core.voices import FORMAT_VERSION
+from core.voices import FORMAT_VERSION, VoiceRegistry
 from services.runtime import ModelRuntime
-from services.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest
+from services.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest, warmup_pipeline
 from shared.settings import Settings
+
+logger = logging.getLogger("services.pin_voices")
 
 PIN_TEXT = "Hello, this is my voice."
 
@@ -58,6 +61,21 @@ def pinned_voices_document(runtime: ModelRuntime, pinned: dict[str, tuple[int, .
     if runtime.voices.openai_overrides:
         document["openai_voices"] = runtime.voices.openai_overrides
     return document
+
+
+async def warm_up_and_pin(runtime: ModelRuntime) -> None:
+    """The warm-up step with TTS_PIN_VOICES_AT_START: warm up, then pin every voice without stored globals (seed 0,
+    the same on every container) and serve the pinned voices, so no request waits for 32 global tokens."""
+    await warmup_pipeline(runtime)
+    pinned = await pin(runtime, seed=0)
+    if pinned:
+        runtime.voices = VoiceRegistry.from_dict(pinned_voices_document(runtime, pinned))
+        logger.info("voices pinned at start", extra={"voices": sorted(pinned)})
+
+
+def warmup_step_for(settings: Settings) -> Callable[[ModelRuntime], Awaitable[None]]:
+    """What the runtime runs as its warm-up: the plain pipeline warm-up, or warm-up and pinning."""
+    return warm_up_and_pin if settings.pin_voices_at_start else warmup_pipeline
 
 
 def write_voices_json(path: Path, document: dict) -> None:

@@ -140,6 +140,10 @@ class Settings(BaseSettings):
         "balanced", description="First-chunk schedule of a stream when the request names none: lowest (8 engine "
         "steps before audio), balanced (16), exact (49; streamed audio within 1e-3 of offline). See docs/benchmarks.md.",
     )
+    pin_voices_at_start: bool = Field(
+        False, description="After warm-up, pin every voice without stored global tokens (seed 0, the same on every "
+        "container), so style voices also skip the ~35 global-token steps before their first audio.",
+    )
     sr_enabled: bool = Field(True, description="Load AP-BWE when its directory exists (48 kHz output).")
 
     # --- delivery ----------------------------------------------------------------------------

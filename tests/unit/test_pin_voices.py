@@ -60,3 +60,20 @@ def test_the_admin_route_pins_live_voices(demo_model_dir: Path, tmp_path: Path) 
         assert json.loads((root / "voices.json").read_text()) == body["voices_json"]
         spoken = client.post("/v1/tts/generate", json={"text": "Hi.", "speaker": "Asha", "max_tokens": 5})
         assert spoken.status_code == 200
+
+
+def test_voices_pinned_at_start_skip_the_global_token_steps(demo_model_dir: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from api import create_app
+    from services.runtime import ModelRuntime
+    from shared.settings import Settings
+
+    settings = Settings(model_dir=demo_model_dir, auth_enabled=False, log_json=False, device="cpu",
+                        sr_enabled=False, pin_voices_at_start=True)
+    runtime = ModelRuntime(settings)
+    with TestClient(create_app(settings, runtime=runtime)) as client:
+        wait_in_portal(client, lambda: runtime.ready)
+        assert all(v.global_tokens is not None and len(v.global_tokens) == 32 for v in runtime.voices.voices.values())
+        spoken = client.post("/v1/tts/generate", json={"text": "Hi.", "speaker": "default", "max_tokens": 5})
+        assert spoken.status_code == 200
