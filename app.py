@@ -80,6 +80,8 @@ IMAGE_PACKAGES: tuple[str, ...] = (
     "supabase==2.34.1",
     "redis==8.1.0",
     "asyncpg==0.32.0",
+    "cn2an==0.5.24",  # Chinese number words (processing/normalize_zh.py); pure Python, needs proces
+    "proces==0.1.7",
 )
 LOCAL_PACKAGES: tuple[str, ...] = ("api", "core", "processing", "audio", "services", "shared")
 SERVING_ENV: dict[str, str] = {

@@ -33,7 +33,7 @@ from shared.settings import Settings
 
 MESSAGE_TYPES = ("start", "text", "flush", "end", "cancel", "ping")
 # Fields of the HTTP request that mean nothing here; a one-shot message copied from an HTTP body may carry them.
-_HTTP_ONLY_FIELDS = ("stream", "chunking", "normalize_verbose")
+_HTTP_ONLY_FIELDS = ("stream", "chunking")
 
 
 class StartMessage(SamplingFields):
@@ -57,6 +57,8 @@ class StartMessage(SamplingFields):
     speed: float | None = Field(None, ge=0.25, le=4.0, description="Speaking speed as in /v1/audio/speech "
                                 "(maps to the model's speed label for style voices).")
     latency: Latency | None = Field(None, description=LATENCY_DESCRIPTION)
+    normalize_verbose: bool = Field(False, description="Add `normalized_text` (what the model is asked to speak) to "
+                                    "the `started` and `done` events.")
     text: str | None = Field(None, max_length=MAX_TEXT_CHARS, description="First text of the utterance.")
 
     @field_validator("text")
@@ -86,6 +88,7 @@ class StartMessage(SamplingFields):
             text="", voice=self.speaker or self.voice, audio_format=self.format, sample_rate=self.output_rate(),
             sampling=self.to_sampling(settings), stream=True, normalize=self.normalize, chunking=True,
             speed=None if self.speed in (None, 1.0) else self.speed, latency=self.latency,
+            normalize_verbose=self.normalize_verbose,
         )
 
 

@@ -38,14 +38,13 @@ TEXT = "Hello there! This is a short sentence to measure how soon the first audi
 async def first_audio_ms(client: httpx.AsyncClient, url: str, latency: str) -> float:
     body = {"text": TEXT, "speaker": "fixed", "stream": True, "format": "pcm", "latency": latency}
     started = time.perf_counter()
+    waited = None
     async with client.stream("POST", f"{url}/v1/tts/generate", json=body) as response:
         response.raise_for_status()
-        async for piece in response.aiter_bytes():
-            if piece:
+        async for piece in response.aiter_bytes():  # read it all, as a player would
+            if piece and waited is None:
                 waited = (time.perf_counter() - started) * 1000
-                break
-        async for _ in response.aiter_bytes():  # read the rest, as a player would
-            pass
+    assert waited is not None
     return waited
 
 

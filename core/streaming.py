@@ -49,6 +49,9 @@ class StreamingConfig:
     lookahead_tokens: int = 24
     first_lookahead_tokens: int | None = None  # None: the same as lookahead_tokens
     first_overlap_tokens: int = 0
+    # Audio tokens decoded with the short schedule (chunks of first_chunk_tokens, first look-ahead, overlap each)
+    # before the full look-ahead takes over: the stream keeps flowing while the look-ahead builds up.
+    warmup_tokens: int = 0
 
     def __post_init__(self) -> None:
         if self.first_chunk_tokens < 1 or self.max_chunk_tokens < 1:
@@ -63,6 +66,8 @@ class StreamingConfig:
             raise ValueError("first_overlap_tokens must be >= 0 and smaller than first_chunk_tokens")
         if self.first_overlap_tokens > self.left_context_tokens:
             raise ValueError("first_overlap_tokens must not exceed left_context_tokens")
+        if self.warmup_tokens and 2 * self.first_overlap_tokens > self.first_chunk_tokens:
+            raise ValueError("with warmup_tokens, first_chunk_tokens must be at least twice first_overlap_tokens")
 
     @property
     def first_lookahead(self) -> int:
@@ -77,15 +82,17 @@ class StreamingConfig:
         """This schedule with the first chunk of a latency preference (later chunks unchanged):
 
         - exact: the first chunk like every other (full look-ahead): streamed audio within 1e-3 of offline;
-        - balanced: 8 tokens with 8 of look-ahead, 4 crossfaded (16 engine steps before the first audio);
-        - lowest: 6 tokens with 2 of look-ahead, 2 crossfaded (8 steps; 80 ms of audio in the first chunk).
+        - balanced: chunks of 8 tokens with 8 of look-ahead, 4 crossfaded (16 engine steps before the first audio);
+        - lowest: chunks of 6 tokens with 2 of look-ahead, 2 crossfaded (8 steps before the first audio).
+        The short schedule runs for the first second of audio, so the stream keeps flowing; then full look-ahead.
         docs/benchmarks.md has each one's error against the offline decode at the released codec size.
         """
         if preference == "exact":
-            return replace(self, first_lookahead_tokens=None, first_overlap_tokens=0)
+            return replace(self, first_lookahead_tokens=None, first_overlap_tokens=0, warmup_tokens=0)
         first, lookahead, overlap = FIRST_CHUNK_SCHEDULES[preference]
-        overlap = min(overlap, first - 1, self.left_context_tokens)
-        return replace(self, first_chunk_tokens=first, first_lookahead_tokens=lookahead, first_overlap_tokens=overlap)
+        overlap = min(overlap, first // 2, self.left_context_tokens)
+        return replace(self, first_chunk_tokens=first, first_lookahead_tokens=lookahead, first_overlap_tokens=overlap,
+                       warmup_tokens=SHORT_SCHEDULE_TOKENS)
 
     @classmethod
     def from_settings(cls, settings: Any) -> StreamingConfig:
@@ -103,8 +110,9 @@ class StreamingConfig:
 
 
 # Chosen with bench/bench_first_chunk.py (docs/benchmarks.md).
-# preference -> (first chunk tokens, its look-ahead, tokens crossfaded into the second chunk's accurate decode).
+# preference -> (short chunk tokens, their look-ahead, tokens of each crossfaded into the next chunk's decode).
 FIRST_CHUNK_SCHEDULES: dict[str, tuple[int, int, int]] = {"balanced": (8, 8, 4), "lowest": (6, 2, 2)}
+SHORT_SCHEDULE_TOKENS = 50  # the first second of audio; then the full look-ahead (generation runs ahead by then)
 
 
 class StreamingDecoder:
@@ -131,7 +139,7 @@ class StreamingDecoder:
         self._buffer_start = 0
         self._emitted = 0  # tokens whose audio has been returned
         self._chunk = self.config.first_chunk_tokens
-        self._held: np.ndarray | None = None  # the first chunk's overlap, waiting for the crossfade
+        self._held: np.ndarray | None = None  # a short chunk's overlap, waiting for the crossfade
         self._finished = False
         self.tokens_in = 0
         self.chunks_out = 0
@@ -157,14 +165,18 @@ class StreamingDecoder:
         self._buffer.extend(new)
         self.tokens_in += len(new)
         out: list[np.ndarray] = []
-        if self._emitted == 0 and self.chunks_out == 0:
-            if self.pending_tokens < self._chunk + self.config.first_lookahead:
-                return out
-            out.append(self._emit_first(self._chunk))
-            self._chunk = self.config.next_chunk(self._chunk)
-        while self.pending_tokens >= self._chunk + self.config.lookahead_tokens:
+        cfg = self.config
+        if self.chunks_out == 0 and self.pending_tokens >= cfg.first_chunk_tokens + cfg.first_lookahead:
+            out.append(self._emit_short(cfg.first_chunk_tokens))  # the first chunk: its own look-ahead
+            if not cfg.warmup_tokens:
+                self._chunk = cfg.next_chunk(self._chunk)
+        while self.chunks_out and self._emitted < cfg.warmup_tokens:  # the short schedule's later chunks
+            if self.pending_tokens < cfg.first_chunk_tokens + cfg.first_lookahead:
+                break
+            out.append(self._emit_short(cfg.first_chunk_tokens))
+        while self.chunks_out and self.pending_tokens >= self._chunk + cfg.lookahead_tokens:
             out.append(self._emit(self._chunk))
-            self._chunk = self.config.next_chunk(self._chunk)
+            self._chunk = cfg.next_chunk(self._chunk)
         self._drop_consumed()
         return out
 
@@ -197,11 +209,12 @@ class StreamingDecoder:
             )
         return arr.tolist()
 
-    def _emit_first(self, size: int) -> np.ndarray:
-        """The first chunk, with its own look-ahead; its last overlap tokens are held back for the crossfade."""
+    def _emit_short(self, size: int) -> np.ndarray:
+        """A chunk of the short schedule: its own look-ahead; its last overlap tokens are held back and re-decoded
+        by the next chunk, into which they are crossfaded."""
         chunk = self._emit(size, lookahead=self.config.first_lookahead)
         overlap = self.config.first_overlap_tokens * self.hop
-        if overlap:  # push() only: at finish() the first chunk is also the last, and nothing is held
+        if overlap:  # push() only: at finish() nothing is held
             self._held = chunk[-overlap:].copy()
             self._emitted -= self.config.first_overlap_tokens  # the next chunk decodes these tokens again
             self.samples_out -= overlap
@@ -219,7 +232,7 @@ class StreamingDecoder:
         wav = self.decoder.decode_with_speaker(semantic, self.d_vector)[0]
         chunk = wav[(start - ctx_start) * self.hop : (end - ctx_start) * self.hop].float().cpu().numpy()
         self.decode_seconds_total += time.perf_counter() - began
-        if self._held is not None:  # the second chunk: fade from the first chunk's guess to the accurate decode
+        if self._held is not None:  # fade from the previous short chunk's guess to this better decode
             chunk = _crossfade_into(self._held, chunk)
             self._held = None
         self.decode_calls += 1

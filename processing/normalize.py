@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 
 from processing import numbers_en as en
 from processing import numbers_hi as hi
+from processing.normalize_symbols import normalize_symbols
+from processing.normalize_zh import normalize_chinese
 from processing.tags import TAG_RE
 
 __all__ = ["NormalizationResult", "normalize_text", "detect_language"]
@@ -687,6 +689,8 @@ def normalize_text(text: str, language: str | None = None) -> NormalizationResul
         raise ValueError(f"language must be one of {LANGUAGES} or None, not {language!r}")
     changes: list[tuple[str, str]] = []
     out = _tidy(_clean_chars(text, changes), changes)
+    out = normalize_chinese(out, changes)  # numbers in Chinese context first: they are read in Chinese
+    out = normalize_symbols(out, changes)  # phones, versions, fractions, URLs, e-mail, symbols (en / hi)
     out = _tidy(_Rewriter(out, language, changes).run(), changes)
     detected = detect_language(out)
     return NormalizationResult(text=out, language=language or detected, changes=changes)

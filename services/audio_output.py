@@ -36,6 +36,8 @@ class AudioOutput:
         self.resampler = StreamingResampler(source_rate, sample_rate)
         self.frames = FrameBuffer(max(1, sample_rate * settings.frame_ms // 1000))
         self.encoder = create_encoder(audio_format, sample_rate, streaming=stream)
+        self._stream = stream
+        self._first_out = False
         self._segments = 0
 
     def start_segment(self) -> None:
@@ -67,6 +69,10 @@ class AudioOutput:
             resampled = np.concatenate([resampled, self.resampler.finish()])
         self.stats.output_samples += int(resampled.size)
         frames = self.frames.push(resampled) if resampled.size else []
+        if self._stream and not self._first_out and not frames and self.frames.pending:
+            frames = [self.frames.flush()]  # the first bytes go out at once, even as a short frame
+        if frames:
+            self._first_out = True
         if final:
             tail = self.frames.flush()
             if tail is not None and len(tail):

@@ -119,6 +119,7 @@ class SpeechService:
             audio_format=speech.audio_format, sample_rate=speech.sample_rate,
             want_sr=speech.wants_bandwidth_extension, stream=speech.stream, normalize=speech.normalize,
             chunking=speech.chunking, latency=speech.latency or self.settings.default_latency,
+            normalize_verbose=speech.normalize_verbose,
         )
 
     def plan(self, speech: SpeechRequest, voice: Voice, *, buffered: bool) -> TextPlan:

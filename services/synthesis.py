@@ -73,6 +73,7 @@ class SynthesisRequest:
     chunking: bool = True
     unknown_tags: str = "strip"
     latency: LatencyPreference = "balanced"  # the first chunk's schedule (core.streaming.StreamingConfig.for_latency)
+    normalize_verbose: bool = False  # hand the normalised text back to the client (header / WebSocket events)
 
 
 @dataclass(frozen=True)

@@ -202,7 +202,14 @@ class Utterance:
             "content_type": self.job.content_type,
             "sr_applied": self.job.sr_applied,
             "model_version": self.model_version,
+            **self._normalized(),
         }
+
+    def _normalized(self) -> dict[str, Any]:
+        """With `normalize_verbose`: what the model is asked to speak (so far, in `started`; all of it in `done`)."""
+        if not self.request.normalize_verbose:
+            return {}
+        return {"normalized_text": " ".join(self.job.plan.chunks)}
 
     def progress_event(self) -> dict[str, Any]:
         return {
@@ -241,6 +248,7 @@ class Utterance:
             "model_version": self.model_version,
             "format": self.request.audio_format,
             "sample_rate": self.request.sample_rate,
+            **self._normalized(),
         }
 
 
