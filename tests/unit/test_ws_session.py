@@ -365,3 +365,20 @@ async def test_a_credit_reservation_after_settlement_is_never_left_held() -> Non
     gate._settled.add("u1")  # the utterance already ended
     await gate.charge_text("u1", 30)
     assert gate._reservations == {} and (await store.get_by_hash(store._hash_by_id["p"])).credit_balance == 100
+
+
+async def test_normalize_verbose_hands_the_normalised_text_back(runtime: Any) -> None:
+    session, sock, outbox = new_session(runtime, RecordingGate())
+    await session.start(request_for(runtime, normalize_verbose=True), text="I have 3 apples.", end=True)
+    done = await wait_for_event(sock, "done")
+    started = events(sock)[0]
+    assert started["type"] == "started" and started["normalized_text"] == "I have three apples."
+    assert done["normalized_text"] == "I have three apples."
+    await session.start(request_for(runtime), text="Just 2.", end=True)  # not asked: not sent
+    for _ in range(600):
+        dones = [e for e in events(sock) if e["type"] == "done"]
+        if len(dones) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert len(dones) == 2 and "normalized_text" not in dones[1]
+    await outbox.close()
