@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from api.deps import Services
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimitMiddleware, HttpMetricsMiddleware, RequestIdMiddleware
-from api.routes import debug, health, normalize, openai_compat, tts, voice_pinning, ws
+from api.routes import debug, health, normalize, openai_compat, playground, tts, voice_pinning, ws
 from services.access import AccessServices
 from services.gpu_health import GpuFaultDetector
 from services.pin_voices import warmup_step_for
@@ -69,6 +69,8 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
     app.state.services = Services(settings=settings, runtime=runtime, access=access,
                                   speech=SpeechService(runtime, settings, gpu_faults))
     install_error_handlers(app)
+    if settings.playground_enabled:
+        app.include_router(playground.router)
     for router in (health.router, tts.router, normalize.router, openai_compat.router, debug.router,
                    voice_pinning.router, ws.router):
         app.include_router(router)

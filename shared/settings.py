@@ -175,6 +175,9 @@ class Settings(BaseSettings):
     cors_origins: str = Field(
         "", description="Comma-separated browser origins allowed by CORS (e.g. https://app.example.com); empty: no CORS."
     )
+    playground_enabled: bool = Field(
+        True, description="Serve the web playground at /playground (and redirect / to it); false: both answer 404.",
+    )
     docs_enabled: bool = Field(True, description="Serve /docs, /redoc and /openapi.json (off for public deployments).")
     metrics_require_admin: bool = Field(
         False, description="/metrics and /v1/tts/metrics need the admin key (public deployments; Prometheus sends it)."

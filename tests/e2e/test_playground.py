@@ -1,0 +1,120 @@
+"""The web playground in a real headless browser (Debian's chromium and chromedriver, driven by selenium).
+
+A real uvicorn server with the demo model and an API key; the browser types the key and the text, presses Play,
+and the page's own numbers are checked: audio was scheduled before the stream ended, the shown time to first
+audio is a number, and every streamed sample was scheduled for playback. A screenshot is kept under
+var/test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import PROJECT_ROOT, RunningServer, start_server, stop_server
+
+pytestmark = pytest.mark.e2e
+
+KEY = "playground-test-key"
+ARTIFACTS = PROJECT_ROOT / "var" / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+LONG_TEXT = ("Hello! This is the playground streaming speech while it is being generated. " * 3).strip()
+
+
+@pytest.fixture(scope="module")
+def server(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    env = {"TTS_AUTH_ENABLED": "true", "TTS_API_KEYS": KEY, "TTS_SR_ENABLED": "false"}
+    running = start_server(demo_model_dir, tmp_path_factory.mktemp("playground") / "server.log", env)
+    try:
+        yield running
+    finally:
+        stop_server(running)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--autoplay-policy=no-user-gesture-required", "--window-size=1100,1400"):
+        options.add_argument(flag)
+    # The driver path is given: selenium-manager never downloads anything.
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_the_page_streams_audio_and_shows_its_numbers(server: RunningServer, browser) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    driver.get(f"{server.base_url}/")  # redirects to /playground
+    assert driver.current_url.endswith("/playground")
+    key = driver.find_element(By.ID, "api-key")
+    key.send_keys(KEY, Keys.TAB)  # change event: stored in session storage, voices loaded with it
+    WebDriverWait(driver, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#voice option")) > 0)
+    assert KEY not in driver.current_url
+    assert driver.execute_script("return sessionStorage.getItem('spark-tts-playground-api-key')") == KEY
+    note = driver.find_element(By.ID, "model-note")
+    WebDriverWait(driver, 10).until(lambda d: note.is_displayed())
+    assert "demo model" in note.text
+
+    text = driver.find_element(By.ID, "text")
+    text.clear()
+    text.send_keys(LONG_TEXT)
+    driver.find_element(By.ID, "play").click()
+    WebDriverWait(driver, 180).until(lambda d: d.execute_script("return window.playgroundStats.done"))
+    stats = driver.execute_script("return window.playgroundStats")
+    assert stats["error"] is None, stats
+    assert stats["firstAudioAt"] < stats["streamEndAt"]  # playback began while the stream was still arriving
+    assert stats["streamSamples"] > 16000 and stats["scheduledSamples"] == stats["streamSamples"]
+    assert re.fullmatch(r"\d+ ms", driver.find_element(By.ID, "ttfa").text)
+    assert re.fullmatch(r"\d+\.\d{3}", driver.find_element(By.ID, "rtf").text)
+    shown_seconds = float(driver.find_element(By.ID, "audio-seconds").text.removesuffix(" s"))
+    assert shown_seconds == pytest.approx(stats["streamSamples"] / 16000, abs=0.01)
+
+    driver.find_element(By.ID, "normalize").click()
+    WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "normalized").text.strip())
+    assert driver.find_elements(By.CSS_SELECTOR, "#chunks li")
+    assert not driver.find_element(By.ID, "download").get_attribute("disabled")
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    assert driver.save_screenshot(str(ARTIFACTS / "playground.png"))
+
+
+def test_the_page_is_served_with_a_strict_policy_and_no_third_party_requests(server: RunningServer) -> None:
+    page = httpx.get(f"{server.base_url}/playground", timeout=10)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "script-src 'self'" in policy and "connect-src 'self'" in policy
+    assert "'unsafe-inline'" not in policy
+    for path in ("/playground", "/playground/playground.js", "/playground/playground.css"):
+        body = httpx.get(f"{server.base_url}{path}", timeout=10).text
+        assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", body), path
+    assert "<script>" not in page.text and not re.search(r"\son[a-z]+\s*=", page.text)  # no inline code
+    assert httpx.get(f"{server.base_url}/playground/../app.py", timeout=10).status_code == 404
+
+
+def test_the_playground_can_be_switched_off(demo_model_dir: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from api import create_app
+    from shared.settings import Settings
+
+    app = create_app(Settings(model_dir=demo_model_dir, auth_enabled=False, playground_enabled=False))
+    client = TestClient(app)  # no lifespan: nothing is loaded
+    assert client.get("/playground").status_code == 404
+    assert client.get("/").status_code == 404
