@@ -140,6 +140,7 @@ class StreamingDecoder:
         self._emitted = 0  # tokens whose audio has been returned
         self._chunk = self.config.first_chunk_tokens
         self._held: np.ndarray | None = None  # a short chunk's overlap, waiting for the crossfade
+        self.short_schedule_tokens = 0
         self._finished = False
         self.tokens_in = 0
         self.chunks_out = 0
@@ -168,12 +169,15 @@ class StreamingDecoder:
         cfg = self.config
         if self.chunks_out == 0 and self.pending_tokens >= cfg.first_chunk_tokens + cfg.first_lookahead:
             out.append(self._emit_short(cfg.first_chunk_tokens))  # the first chunk: its own look-ahead
-            if not cfg.warmup_tokens:
-                self._chunk = cfg.next_chunk(self._chunk)
-        while self.chunks_out and self._emitted < cfg.warmup_tokens:  # the short schedule's later chunks
-            if self.pending_tokens < cfg.first_chunk_tokens + cfg.first_lookahead:
+            self._chunk = cfg.next_chunk(self._chunk)
+        # The short schedule's later chunks grow like the others: fewer decode calls (each one re-reads its
+        # context) while the look-ahead builds up.
+        while self.chunks_out and self._emitted < cfg.warmup_tokens:
+            size = max(cfg.first_chunk_tokens, min(self._chunk, cfg.warmup_tokens - self._emitted))
+            if self.pending_tokens < size + cfg.first_lookahead:
                 break
-            out.append(self._emit_short(cfg.first_chunk_tokens))
+            out.append(self._emit_short(size))
+            self._chunk = cfg.next_chunk(self._chunk)
         while self.chunks_out and self.pending_tokens >= self._chunk + cfg.lookahead_tokens:
             out.append(self._emit(self._chunk))
             self._chunk = cfg.next_chunk(self._chunk)
@@ -213,6 +217,7 @@ class StreamingDecoder:
         """A chunk of the short schedule: its own look-ahead; its last overlap tokens are held back and re-decoded
         by the next chunk, into which they are crossfaded."""
         chunk = self._emit(size, lookahead=self.config.first_lookahead)
+        self.short_schedule_tokens = self._emitted  # audio up to here may differ from the offline decode
         overlap = self.config.first_overlap_tokens * self.hop
         if overlap:  # push() only: at finish() nothing is held
             self._held = chunk[-overlap:].copy()
