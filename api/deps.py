@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
 from api.errors import ApiError
@@ -52,7 +53,17 @@ def _speech(connection: HTTPConnection) -> SpeechService:
     return services_of(connection).speech
 
 
-async def require_access(request: Request) -> AsyncIterator[AccessGrant]:
+# Declared for the OpenAPI schema, so /docs can authorise with either form; the key itself is read from the request
+# by AccessServices (one code path with the WebSocket handshake).
+_BEARER = HTTPBearer(auto_error=False, description="API key as `Authorization: Bearer <key>`.")
+_API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key in the X-API-Key header.")
+
+
+async def require_access(
+    request: Request,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)] = None,
+    _api_key: Annotated[str | None, Security(_API_KEY)] = None,
+) -> AsyncIterator[AccessGrant]:
     """Authenticate, take a concurrency slot and count the request; give both back if it never starts."""
     access = services_of(request).access
     state = request.scope.get("state", {})

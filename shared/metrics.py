@@ -7,10 +7,22 @@ are enums; never request ids or free text.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# Process metrics (process_cpu_seconds_total, process_resident_memory_bytes, open fds, start time) and the Python
+# version, as every Prometheus client exports them: memory growth and CPU use per container on the dashboard.
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
 PREFIX = "veena3_tts"
 
 _LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
