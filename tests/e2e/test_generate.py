@@ -113,8 +113,19 @@ def assert_contract_headers(headers: dict[str, str] | httpx.Headers, *, stream: 
         assert float(headers["x-rtf"]) > 0
 
 
+def test_a_seeded_stream_is_reproducible_at_the_default_latency(server: RunningServer) -> None:
+    """`balanced` (the default) decodes the first second with a short look-ahead: the stream then differs from the
+    complete file there, but the same seed still gives the same bytes, and the same length as the complete file."""
+    body = {"text": SHORT_TEXT, "format": "pcm", "max_tokens": 60, "seed": 5}
+    first, second = (httpx.post(f"{server.base_url}/v1/tts/generate", json={**body, "stream": True}, timeout=60)
+                     for _ in range(2))
+    complete = httpx.post(f"{server.base_url}/v1/tts/generate", json=body, timeout=60)
+    assert first.status_code == second.status_code == complete.status_code == 200
+    assert first.content == second.content and len(first.content) == len(complete.content)
+
+
 def test_curl_streamed_wav_equals_the_complete_file(server: RunningServer, tmp_path: Path) -> None:
-    body = {"text": SHORT_TEXT, "seed": 42}
+    body = {"text": SHORT_TEXT, "seed": 42, "latency": "exact"}  # exact: the stream equals the complete file
     streamed = curl_post(server, {**body, "stream": True}, tmp_path)
     complete = curl_post(server, body, tmp_path)
     assert streamed.status == complete.status == 200
@@ -181,7 +192,7 @@ def test_first_audio_arrives_while_generation_is_still_running(server: RunningSe
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_every_format_streamed_and_complete_decodes_at_its_rate(server: RunningServer, fmt: str) -> None:
-    body = {"text": SHORT_TEXT, "format": fmt, "max_tokens": 25, "seed": 9}
+    body = {"text": SHORT_TEXT, "format": fmt, "max_tokens": 25, "seed": 9, "latency": "exact"}
     complete = httpx.post(f"{server.base_url}/v1/tts/generate", json=body, timeout=60)
     streamed = httpx.post(f"{server.base_url}/v1/tts/generate", json={**body, "stream": True}, timeout=60)
     assert complete.status_code == streamed.status_code == 200, (complete.text[:300], streamed.text[:300])

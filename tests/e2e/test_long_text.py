@@ -59,7 +59,7 @@ def test_english_text_has_more_than_150_words() -> None:
 def test_long_text_streams_as_one_crossfaded_stream(server: RunningServer, text: str) -> None:
     chunks = _expected_chunks(text)
     assert chunks >= 2
-    body = {"text": text, "format": "pcm", "max_tokens": MAX_TOKENS, "seed": 21}
+    body = {"text": text, "format": "pcm", "max_tokens": MAX_TOKENS, "seed": 21, "latency": "exact"}
     headers, streamed, pieces = _stream(server, body)
     assert headers["x-text-chunked"] == "true"
     assert headers["x-chunking-enabled"] == "true"
