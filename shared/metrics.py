@@ -109,6 +109,19 @@ STAGE_SECONDS = Histogram(
 )
 
 
+# vLLM's own engine stats (core/llm/vllm_stats.py), per container.
+ENGINE_KV_CACHE_USAGE = Gauge(f"{PREFIX}_engine_kv_cache_usage_ratio", "vLLM KV-cache blocks in use (0-1).",
+                              registry=REGISTRY)
+ENGINE_RUNNING = Gauge(f"{PREFIX}_engine_running_requests", "vLLM requests being generated.", registry=REGISTRY)
+ENGINE_WAITING = Gauge(f"{PREFIX}_engine_waiting_requests", "vLLM requests waiting to be scheduled.", registry=REGISTRY)
+ENGINE_PREFIX_CACHE_QUERIES = Counter(f"{PREFIX}_engine_prefix_cache_queries", "Prompt tokens looked up in vLLM's "
+                                      "prefix cache.", registry=REGISTRY)
+ENGINE_PREFIX_CACHE_HITS = Counter(f"{PREFIX}_engine_prefix_cache_hits", "Prompt tokens found in vLLM's prefix cache.",
+                                   registry=REGISTRY)
+ENGINE_PREEMPTIONS = Counter(f"{PREFIX}_engine_preemptions", "vLLM requests preempted (KV cache full).",
+                             registry=REGISTRY)
+
+
 def render_metrics() -> tuple[bytes, str]:
     """Prometheus text exposition of the registry and its content type."""
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -103,7 +103,10 @@ class VLLMEngine:
         )
         self.dtype = dtype
         self.max_model_len = max_model_len
-        self._engine = AsyncLLM.from_engine_args(args)
+        from core.llm.vllm_stats import stat_logger_factory
+
+        # Only our stat logger (disable_log_stats=True keeps vLLM's own logging and Prometheus loggers off).
+        self._engine = AsyncLLM.from_engine_args(args, stat_loggers=[stat_logger_factory()])
         self._active: set[str] = set()
         self._closed = False
 

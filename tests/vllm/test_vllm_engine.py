@@ -223,3 +223,21 @@ async def test_end_to_end_to_a_waveform(engine, layout, prompt, demo_dir: Path) 
     wav = decoder.decode(torch.tensor([result.semantic]), torch.tensor([result.global_tokens]))
     assert wav.shape == (1, len(result.semantic) * 320)
     assert torch.isfinite(wav).all() and wav.abs().max() > 0
+
+
+async def test_vllm_engine_stats_reach_the_service_registry(engine, layout, tokenizer) -> None:
+    """Our stat logger: KV-cache use, running/waiting requests and prefix-cache counts on the /metrics registry."""
+    from shared.metrics import REGISTRY
+
+    def value(name: str) -> float:
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    # A prompt of several KV blocks (one token per byte on the demo tokenizer): the second request reuses them.
+    long_prompt = controllable_prompt(tokenizer, "A voice prompt long enough to fill whole cache blocks. " * 12)
+    queries_before = value("veena3_tts_engine_prefix_cache_queries_total")
+    await collect(engine, long_prompt, speech(layout, seed=3, max_tokens=20), "stats-1")
+    await collect(engine, long_prompt, speech(layout, seed=4, max_tokens=20), "stats-2")  # same prompt: hits
+    assert value("veena3_tts_engine_prefix_cache_queries_total") > queries_before
+    assert value("veena3_tts_engine_prefix_cache_hits_total") > 0
+    assert REGISTRY.get_sample_value("veena3_tts_engine_kv_cache_usage_ratio") is not None
+    assert REGISTRY.get_sample_value("veena3_tts_engine_running_requests") is not None
