@@ -78,11 +78,11 @@ class SynthesisRequest:
 
 @dataclass(frozen=True)
 class TextPlan:
+    """What the model is asked to speak: the normalised text and its chunks."""
+
     text: str
     chunks: list[str]
     chunked: bool
-    changes: list[tuple[str, str]]
-    tags: list[str]
 
 
 def draw_seed() -> int:
@@ -125,11 +125,8 @@ def plan_text(text: str, *, normalize: bool, chunking: bool, threshold: int, tar
     """Normalise, resolve emotion tags, and split long text at sentence boundaries."""
     tag_result = process_tags(text, unknown=unknown_tags)
     cleaned = tag_result.text
-    changes: list[tuple[str, str]] = []
     if normalize:
-        result = normalize_text(cleaned)
-        cleaned = result.text
-        changes = list(result.changes)
+        cleaned = normalize_text(cleaned).text
     cleaned = " ".join(cleaned.split())
     if not cleaned:
         raise SynthesisError("VALIDATION_ERROR", "Invalid 'text': nothing left to speak after removing tags.", "text")
@@ -139,8 +136,7 @@ def plan_text(text: str, *, normalize: bool, chunking: bool, threshold: int, tar
         if not chunking and len(cleaned) > threshold:
             logger.warning("long text with chunking disabled", extra={"text_length": len(cleaned)})
         chunks = [cleaned]
-    return TextPlan(text=cleaned, chunks=chunks, chunked=len(chunks) > 1, changes=changes,
-                    tags=list(tag_result.tags_found))
+    return TextPlan(text=cleaned, chunks=chunks, chunked=len(chunks) > 1)
 
 
 def plan_request_text(text: str, settings: Settings, *, normalize: bool, chunking: bool) -> TextPlan:
@@ -181,14 +177,13 @@ class SynthesisJob:
         self.request = request
         settings = runtime.settings
         if incremental:
-            plan = plan or TextPlan(text="", chunks=[], chunked=False, changes=[], tags=[])
+            plan = plan or TextPlan(text="", chunks=[], chunked=False)
         self.plan = plan or plan_text(
             request.text, normalize=request.normalize, chunking=request.chunking,
             threshold=settings.chunking_threshold_chars, target=settings.chunk_target_chars,
             unknown_tags=request.unknown_tags,
         )
-        self.plan = TextPlan(self.plan.text, list(self.plan.chunks), self.plan.chunked, self.plan.changes,
-                             self.plan.tags)
+        self.plan = TextPlan(self.plan.text, list(self.plan.chunks), self.plan.chunked)
         self.stats = PipelineStats(text_chunks=len(self.plan.chunks))
         self.chain = AudioOutput(runtime, audio_format=request.audio_format, sample_rate=request.sample_rate,
                                  stream=request.stream, want_bwe=request.want_sr, stats=self.stats)
