@@ -56,33 +56,10 @@ SNAPSHOTS = MODAL.snapshot != "off"
 GPU_SNAPSHOT = MODAL.snapshot == "gpu"
 
 # ------------------------------------------------------------------------------------------------------------
-# Image: vLLM 0.33 pins torch==2.14.0 and needs fastapi[standard]>=0.133,<0.137 and transformers>=5.16.1,<5.21
-# (specs/modal_vllm.md B0). The rest are exact versions from a resolve of this list together with vllm==0.33.0
-# for CPython 3.12 / manylinux_2_28 x86_64; pyproject.toml's ranges must admit every one of them (unit-tested).
+# Image: the pins live in services/image_pins.py (shared with deploy/docker/Dockerfile).
 
-PYTHON_VERSION = "3.12"
-IMAGE_PACKAGES: tuple[str, ...] = (
-    "vllm==0.33.0",
-    "torch==2.14.0",
-    "fastapi[standard]==0.136.3",
-    "transformers==5.20.2",
-    "tokenizers==0.23.3",
-    "huggingface-hub==2.4.0",
-    "safetensors==0.8.0",
-    "uvicorn[standard]==0.54.0",
-    "pydantic==2.14.3",
-    "pydantic-settings==2.16.3",
-    "pyyaml==6.0.3",
-    "numpy==2.3.5",
-    "soxr==1.1.0",
-    "av==19.0.2",
-    "prometheus-client==0.26.0",
-    "supabase==2.34.1",
-    "redis==8.1.0",
-    "asyncpg==0.32.0",
-    "cn2an==0.5.24",  # Chinese number words (processing/normalize_zh.py); pure Python, needs proces
-    "proces==0.1.7",
-)
+from services.image_pins import IMAGE_PACKAGES, PYTHON_VERSION  # noqa: E402
+
 LOCAL_PACKAGES: tuple[str, ...] = ("api", "core", "processing", "audio", "services", "shared")
 SERVING_ENV: dict[str, str] = {
     "HF_HUB_OFFLINE": "1",  # weights come from the volume; never reach for the Hub at serving time
