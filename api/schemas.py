@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic_core import PydanticCustomError
 
 from audio.encoders import FORMATS, supported_rates
+from core.streaming import LatencyPreference
 from services.speech import SpeechRequest
 from services.synthesis import SamplingOptions
 from shared.settings import Settings
@@ -63,7 +64,7 @@ def output_rate_for(audio_format: str, sample_rate: int | None, output: str | No
     return 48000 if output == "48khz" else 16000
 
 
-Latency = Literal["lowest", "balanced", "exact"]
+Latency = LatencyPreference  # the streaming decoder's own names (core/streaming.py)
 LATENCY_DESCRIPTION = ("Streams only: how soon the first audio comes. lowest: after 8 engine steps (80 ms first chunk); "
                        "balanced: after 16; exact: after 49, streamed audio within 1e-3 of the offline decode. "
                        "Default: the deployment's TTS_DEFAULT_LATENCY (balanced).")

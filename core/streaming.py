@@ -25,7 +25,6 @@ import torch
 from core.bicodec import BiCodecDecoder
 
 LatencyPreference = Literal["lowest", "balanced", "exact"]
-LATENCY_PREFERENCES: tuple[str, ...] = ("lowest", "balanced", "exact")
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ def is_chinese_context(text: str, start: int, end: int, mostly: bool | None = No
     Chinese, or the text is mostly Chinese."""
     if _CJK_RE.search(text, start, end):
         return True
-    for index in (*range(start - 1, max(-1, start - 13), -1),):
+    for index in range(start - 1, max(-1, start - 13), -1):
         if _LETTER_RE.match(text[index]):
             if _CJK_RE.match(text[index]):
                 return True

@@ -281,7 +281,7 @@ class ContainerLifecycle:
             self._app_factory.preload()  # so the memory snapshot already holds the heavy imports
 
         self.runtime = (self._runtime_factory or ModelRuntime)(self.settings)
-        if getattr(self.runtime, "warmup_step", False) is None:
+        if self.runtime.warmup_step is None:
             from services.pin_voices import warmup_step_for
 
             self.runtime.warmup_step = warmup_step_for(self.settings)

@@ -93,7 +93,6 @@ class Utterance:
         self.sent_bytes = 0  # on the wire (after a cancel, queued frames are dropped)
         self.sent_chunks = 0
         self.status: str | None = None  # completed | failed | cancelled | disconnected | refused, once finished
-        self.error: SynthesisError | None = None
         self.report: RequestReport | None = None
 
     # ------------------------------------------------------------------ text
@@ -180,7 +179,7 @@ class Utterance:
         admitted utterance is accounted and settled through its accounting."""
         if self.status is not None:
             return
-        self.status, self.error = status, error
+        self.status = status
         text = "".join(self.text_parts)
         self.job.request = replace(self.job.request, text=text)
         self.job.plan = replace(self.job.plan, text=text, chunked=self.text_chunks > 1)

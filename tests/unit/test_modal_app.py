@@ -290,6 +290,7 @@ class HostRuntime:
         self.state = "starting"
         self.error: str | None = None
         self.engine = HostEngine()
+        self.warmup_step: object = None  # ModelRuntime's: the lifecycle injects the pipeline warm-up
         self.start_loop: asyncio.AbstractEventLoop | None = None
         self.shutdowns = 0
 

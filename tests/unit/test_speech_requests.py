@@ -40,6 +40,15 @@ def test_format_literals_come_from_the_encoder_table() -> None:
     assert typing.get_args(AudioFormat) == tuple(FORMATS)
 
 
+def test_the_latency_names_are_the_streaming_decoders_everywhere() -> None:
+    from api.schemas import Latency
+    from core.streaming import LatencyPreference
+
+    assert Latency is LatencyPreference
+    # shared/ sits below core/, so the setting spells the names out; they must stay the same set.
+    assert typing.get_args(Settings.model_fields["default_latency"].annotation) == typing.get_args(LatencyPreference)
+
+
 def test_one_voice_error_for_every_transport() -> None:
     class Voices:
         default_voice_id = "default"
