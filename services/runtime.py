@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -93,6 +94,8 @@ class ModelRuntime:
         self.model_version = settings.model_version or "unknown"
         self.load_seconds: float | None = None
         self._speaker_cache: dict[tuple[int, ...], torch.Tensor] = {}
+        self._reference_encoder: Any = None
+        self._reference_encoder_lock = threading.Lock()
 
     # ----------------------------------------------------------------------------- loading
     @property
@@ -241,6 +244,35 @@ class ModelRuntime:
                 self._speaker_cache.clear()
             self._speaker_cache[global_tokens] = cached
         return cached
+
+    # ----------------------------------------------------------------------------- voice cloning
+    @property
+    def cloning_unavailable_reason(self) -> str | None:
+        """None when reference audio can be encoded here; otherwise why not (names the missing file)."""
+        from core.clone import cloning_unavailable_reason
+
+        if self.checkpoint is None:
+            return "the model is not loaded"
+        return cloning_unavailable_reason(self.checkpoint.root)
+
+    def encode_reference(self, samples: Any, *, semantic: bool = True) -> Any:
+        """Blocking (run it in a worker thread): 16 kHz reference samples -> `core.clone.ReferenceTokens`.
+
+        The encoder loads on first use (wav2vec2 is 1.2 GB; serving stored voices never needs it), once, under a
+        lock. Raises `core.clone.CloningUnavailable` when the checkpoint cannot encode."""
+        from core.clone import CloningUnavailable, ReferenceEncoder
+
+        reason = self.cloning_unavailable_reason
+        if reason is not None:
+            raise CloningUnavailable(reason)
+        with self._reference_encoder_lock:
+            if self._reference_encoder is None:
+                assert self.checkpoint is not None
+                started = time.perf_counter()
+                self._reference_encoder = ReferenceEncoder.from_pretrained(self.checkpoint.root, device=self.device)
+                logger.info("reference encoder loaded", extra={"load_seconds": round(time.perf_counter() - started, 2)})
+            encoder = self._reference_encoder
+        return encoder.encode(samples, semantic=semantic)
 
     def mark_unhealthy(self, reason: str) -> None:
         self.state = RuntimeState.UNHEALTHY
