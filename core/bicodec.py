@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from core.nn import (
     ResidualUnit,
     Snake1d,
+    UnitRatioSampling,
     VocosBackbone,
     WNConv1d,
 )
@@ -165,27 +166,6 @@ def unwrap_config(config: Mapping[str, Any]) -> dict[str, Any]:
 # BiCodec's own modules (generic blocks: core/nn.py)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-class UnitRatioSampling(nn.Module):
-    """Upstream SamplingBlock at ratio 1: no parameters; conv path and both skips are identity, so 3x."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return 3.0 * x
-
-
 class FeaturePrenet(nn.Module):
     """`prenet`: z_q [B, latent, T] + d [B, D] -> [B, latent, T] (no time mixing beyond the convs)."""
 
@@ -209,8 +189,6 @@ class FeaturePrenet(nn.Module):
         x = self.vocos_backbone(x, d_vector)
         x = self.linear(x.transpose(1, 2)).transpose(1, 2)
         return torch.tanh(x) if self.use_tanh else x
-
-
 
 
 class DecoderBlock(nn.Module):

@@ -108,11 +108,15 @@ class ConvNeXtBlock(nn.Module):
 
 
 class VocosBackbone(nn.Module):
-    """embed conv -> norm -> ConvNeXt blocks -> final LayerNorm; [B, C, T] in and out."""
+    """embed conv -> norm -> ConvNeXt blocks -> final LayerNorm; [B, C_in, T] in, [B, C, T] out.
 
-    def __init__(self, dim: int, intermediate_dim: int, num_layers: int, condition_dim: int | None) -> None:
+    `input_channels` defaults to `dim` (the prenet's backbones); the encoder's first backbone reads wav2vec2 features.
+    """
+
+    def __init__(self, dim: int, intermediate_dim: int, num_layers: int, condition_dim: int | None,
+                 input_channels: int | None = None) -> None:
         super().__init__()
-        self.embed = nn.Conv1d(dim, dim, kernel_size=7, padding=3)
+        self.embed = nn.Conv1d(input_channels or dim, dim, kernel_size=7, padding=3)
         self.norm: nn.Module = (
             AdaLayerNorm(condition_dim, dim) if condition_dim is not None else nn.LayerNorm(dim, eps=1e-6)
         )
@@ -128,6 +132,13 @@ class VocosBackbone(nn.Module):
         for block in self.convnext:
             x = block(x, cond)
         return self.final_layer_norm(x.transpose(1, 2)).transpose(1, 2)
+
+
+class UnitRatioSampling(nn.Module):
+    """Upstream SamplingBlock at ratio 1: no parameters; conv path and both skips are identity, so 3x."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return 3.0 * x
 
 
 class ResidualUnit(nn.Module):

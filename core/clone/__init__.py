@@ -7,7 +7,12 @@
 - `python -m core.clone MODEL_DIR AUDIO [--transcript TEXT]` prints the tokens as JSON.
 """
 
-from core.clone.encoder import CloningUnavailable, ReferenceEncoder, ReferenceTokens, cloning_unavailable_reason
+from core.clone.encoder import (
+    CloningUnavailable,
+    ReferenceEncoder,
+    ReferenceTokens,
+    cloning_unavailable_reason,
+)
 from core.clone.reference_audio import (
     ENCODER_SAMPLE_RATE,
     MAX_REFERENCE_BYTES,

@@ -83,7 +83,7 @@ def decode_reference_audio(
         raise ReferenceAudioError("INVALID_AUDIO", "the audio file is empty")
     try:
         container = av.open(io.BytesIO(data), mode="r")
-    except (av.error.InvalidDataError, av.error.ValueError, ValueError, OSError) as exc:
+    except (av.error.FFmpegError, ValueError, OSError) as exc:
         raise ReferenceAudioError("INVALID_AUDIO", "the file is not audio in a known container "
                                   "(accepted: WAV, FLAC, MP3, Ogg/Opus/Vorbis, M4A/AAC, WebM)") from exc
     with container:
@@ -91,7 +91,11 @@ def decode_reference_audio(
         if not streams:
             raise ReferenceAudioError("INVALID_AUDIO", "the file holds no audio stream")
         stream = streams[0]
-        codec_name = stream.codec_context.name if stream.codec_context is not None else "unknown"
+        if stream.codec_context is None:  # libav knows the container but has no decoder for this codec
+            tag = f"codec tag {stream.codec_tag!r}" if getattr(stream, "codec_tag", None) else "unknown codec"
+            raise ReferenceAudioError("UNSUPPORTED_AUDIO_FORMAT", f"the audio codec ({tag}) is not supported; "
+                                      "send WAV, FLAC, MP3, Opus, Vorbis or AAC")
+        codec_name = stream.codec_context.name
         rate = int(stream.codec_context.sample_rate or 0)
         channels = int(stream.codec_context.channels or 0)
         if rate <= 0:
