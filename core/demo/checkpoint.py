@@ -11,7 +11,8 @@ What it holds (about 50 MB, built in a few seconds, byte-identical for a seed):
   byte), the 22 Qwen2.5 control tokens at 151643..151664, then the 13,493 Spark tokens in spec §2 order
   (added as non-special, matched atomically). eos `<|im_end|>`, pad `<|endoftext|>`, no BOS.
   No `generation_config.json` is written: callers pass sampling explicitly (spec §3.3).
-- `BiCodec/` and `16kto48k/`: random weights from `core.bicodec` / `core.apbwe`.
+- `BiCodec/` (both halves, so the demo clones voices) and `16kto48k/`: random weights from `core.demo.random_bicodec`
+  / `core.apbwe`; `wav2vec2-large-xlsr-53/`: a tiny random HF Wav2Vec2Model (`core.demo.random_wav2vec2`).
 - `voices.json`: demo voices of every kind (see core/voices.py for the format).
 
 The LLM weights are seeded noise arranged so the model follows the Spark output grammar instead of
@@ -55,6 +56,7 @@ from safetensors.torch import save_file
 
 from core import apbwe
 from core.demo import random_bicodec
+from core.demo.random_wav2vec2 import write_random_wav2vec2
 from core.tokens import (
     END_ACOUSTIC,
     END_GLOBAL,
@@ -70,7 +72,7 @@ from core.tokens import (
     semantic_token,
 )
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the BiCodec encode half and wav2vec2-large-xlsr-53/ (voice cloning)
 MARKER_FILE = ".demo_build.json"
 
 BASE_VOCAB_SIZE = 151643  # ids below the Qwen control tokens
@@ -488,6 +490,7 @@ def _write_tree(root: Path, seed: int) -> None:
     _write_json(llm / "tokenizer_config.json", _tokenizer_config())
     _write_json(llm / "special_tokens_map.json", {"eos_token": IM_END, "pad_token": "<|endoftext|>"})
     random_bicodec.write_random_checkpoint(root / "BiCodec", random_bicodec.DEMO_CONFIG, seed)
+    write_random_wav2vec2(root / "wav2vec2-large-xlsr-53", random_bicodec.DEMO_CONFIG["encoder"]["input_channels"], seed)
     apbwe.write_random_checkpoint(root / "16kto48k", seed=seed)
     _write_json(root / "voices.json", demo_voices(seed))
 

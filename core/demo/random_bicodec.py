@@ -123,8 +123,8 @@ class _RandomFill:
 
 
 def build_random_state_dict(config: Mapping[str, Any], seed: int) -> dict[str, Tensor]:
-    """Random decode tensors in the released naming (weight_g / weight_v), plus a few encoder-side tensors
-    a real file also carries. Deterministic for a seed."""
+    """Random tensors for the whole released tree in its naming (weight_g / weight_v): the decode half and the
+    encode half (so the demo can clone voices). Deterministic for a seed."""
     cfg = unwrap_config(config)
     with torch.device("meta"):
         model = BiCodecDecoder(cfg)
@@ -142,7 +142,8 @@ def build_random_state_dict(config: Mapping[str, Any], seed: int) -> dict[str, T
     expected = {n: tuple(t.shape) for n, t in model.state_dict().items()}
     if {n: tuple(t.shape) for n, t in out.items()} != expected:
         raise RuntimeError("random fill does not cover the decode tree exactly")  # a new module type
-    out.update(_encoder_side_tensors(cfg, fill))
+    for name, tensor in _encoder_side_tensors(cfg, fill).items():
+        out.setdefault(name, tensor)  # the semantic codebook is shared by both halves: keep the decode tree's
     return out
 
 
@@ -152,28 +153,80 @@ def _owner_is_adanorm(model: nn.Module, name: str) -> bool:
     return isinstance(model.get_submodule(name.rsplit(".", 1)[0]), AdaLayerNorm)
 
 
+# ECAPA and perceiver widths are not config keys (upstream hard-codes 512 / 1536 / 128 / 8 heads); the loader reads
+# them from the tensor shapes, so the demo picks small ones: 32 channels (Res2 width 4), latent 96, one head of 64.
+DEMO_SPEAKER_WIDTHS = {"ecapa_channels": 32, "ecapa_latent": 96, "se_bottleneck": 16, "perceiver_inner": 64}
+
+
 def _encoder_side_tensors(cfg: Mapping[str, Any], fill: _RandomFill) -> dict[str, Tensor]:
-    """A few tensors a released file holds but decoding skips, so loaders exercise the skip list."""
-    q, spk = cfg["quantizer"], cfg["speaker_encoder"]
-    out = {
-        "quantizer.in_project.weight_g": fill.uniform((q["codebook_dim"], 1, 1), 0.5, 1.0),
-        "quantizer.in_project.weight_v": fill.normal((q["codebook_dim"], q["input_dim"], 1)),
-        "quantizer.in_project.bias": fill.normal((q["codebook_dim"],), 0.01),
-        "quantizer.cluster_size": fill.uniform((q["codebook_size"],), 0.0, 10.0),
-        "speaker_encoder.quantizer.project_in.weight": fill.normal(
-            (len(spk["fsq_levels"]), spk["latent_dim"]), 0.1
-        ),
-        "speaker_encoder.quantizer.project_in.bias": fill.normal((len(spk["fsq_levels"]),), 0.01),
-    }
-    if "encoder" in cfg:
-        enc = cfg["encoder"]
-        out["encoder.project.weight"] = fill.normal((enc["out_channels"], enc["vocos_dim"]), 0.1)
-        out["encoder.project.bias"] = fill.normal((enc["out_channels"],), 0.01)
+    """Every encode-side tensor a released file holds, so the demo can clone voices: the speaker encoder
+    (ECAPA-TDNN with BatchNorm statistics and its x-vector head, perceiver, FSQ project_in), the feature encoder,
+    the quantizer's in_project and code statistics, and two postnet tensors (training only)."""
+    from core.clone.semantic import SemanticTokenizer
+    from core.clone.speaker import BatchNorm, GegluFeedForward, RMSNorm, SpeakerTokenizer, SpeakerWidths
+
+    spk = cfg["speaker_encoder"]
+    w = DEMO_SPEAKER_WIDTHS
+    latent = int(spk["latent_dim"])
+    widths = SpeakerWidths(
+        mel_bins=int(cfg["mel_params"]["num_mels"]), ecapa_channels=w["ecapa_channels"],
+        ecapa_latent=w["ecapa_latent"], se_bottleneck=w["se_bottleneck"], latent_dim=latent,
+        token_num=int(spk["token_num"]), perceiver_inner=w["perceiver_inner"],
+        feedforward_inner=int(latent * 4 * 2 / 3), depth=2, fsq_dims=len(spk["fsq_levels"]))
+    with torch.device("meta"):
+        trees = {"speaker_encoder.": SpeakerTokenizer(widths, spk["fsq_levels"]),
+                 "": SemanticTokenizer(cfg["encoder"], cfg["quantizer"])}
+    out: dict[str, Tensor] = {}
+    for root, tree in trees.items():
+        for name, module in tree.named_modules():
+            prefix = f"{root}{name}." if name else root
+            if isinstance(module, BatchNorm):
+                channels = module.weight.shape[0]
+                out[prefix + "weight"] = fill.uniform((channels,), 0.8, 1.2)
+                out[prefix + "bias"] = fill.normal((channels,), 0.05)
+                out[prefix + "running_mean"] = fill.normal((channels,), 0.1, 0.3)
+                out[prefix + "running_var"] = fill.uniform((channels,), 0.05, 0.3)
+                out[prefix + "num_batches_tracked"] = torch.tensor(1000, dtype=torch.int64)
+            elif isinstance(module, RMSNorm):
+                out[prefix + "gamma"] = fill.uniform(module.gamma.shape, 0.8, 1.2)
+            elif isinstance(module, nn.Linear) and module.bias is None:
+                out[prefix + "weight"] = fill.normal(module.weight.shape, 1.0 / math.sqrt(module.weight.shape[1]))
+            elif isinstance(module, GegluFeedForward | nn.ModuleList | nn.Sequential) or _owner_is_wnconv(tree, name):
+                continue
+            else:
+                fill.module(prefix, module, out, num_layers=2)
+        if root:
+            out[root + "perceiver_sampler.latents"] = fill.normal((widths.token_num, latent), 1.0)
+    expected = {f"speaker_encoder.{n}": tuple(t.shape) for n, t in trees["speaker_encoder."].state_dict().items()}
+    expected.update({n: tuple(t.shape) for n, t in trees[""].state_dict().items()})
+    covered = {n: tuple(t.shape) for n, t in out.items() if not n.endswith("num_batches_tracked")}
+    if covered != expected:
+        raise RuntimeError(f"random fill does not cover the encode tree: {sorted(set(expected) ^ set(covered))[:5]}")
+    # Also in a released file, never read by encode or decode.
+    ecapa = "speaker_encoder.speaker_encoder."
+    pooled = 2 * widths.ecapa_latent
+    out[ecapa + "pool.linear1.weight"] = fill.normal((w["se_bottleneck"], 3 * widths.ecapa_latent, 1), 0.05)
+    out[ecapa + "pool.linear1.bias"] = fill.normal((w["se_bottleneck"],), 0.01)
+    out[ecapa + "pool.linear2.weight"] = fill.normal((widths.ecapa_latent, w["se_bottleneck"], 1), 0.05)
+    out[ecapa + "pool.linear2.bias"] = fill.normal((widths.ecapa_latent,), 0.01)
+    out[ecapa + "bn.weight"] = fill.uniform((pooled,), 0.8, 1.2)
+    out[ecapa + "bn.bias"] = fill.normal((pooled,), 0.05)
+    out[ecapa + "bn.running_mean"] = fill.normal((pooled,), 0.1)
+    out[ecapa + "bn.running_var"] = fill.uniform((pooled,), 0.5, 1.5)
+    out[ecapa + "bn.num_batches_tracked"] = torch.tensor(1000, dtype=torch.int64)
+    out[ecapa + "linear.weight"] = fill.normal((int(spk["out_dim"]), pooled), 0.05)
+    out[ecapa + "linear.bias"] = fill.normal((int(spk["out_dim"]),), 0.01)
+    out["quantizer.cluster_size"] = fill.uniform((int(cfg["quantizer"]["codebook_size"]),), 0.0, 10.0)
     if "postnet" in cfg:
         post = cfg["postnet"]
         out["postnet.linear.weight"] = fill.normal((post["out_channels"], post["vocos_dim"]), 0.1)
         out["postnet.linear.bias"] = fill.normal((post["out_channels"],), 0.01)
     return out
+
+
+def _owner_is_wnconv(model: nn.Module, name: str) -> bool:
+    """Weight-normed convs fill their own parameters."""
+    return "." in name and isinstance(model.get_submodule(name.rsplit(".", 1)[0]), WNConv1d)
 
 
 def write_random_checkpoint(out_dir: Path, config: Mapping[str, Any], seed: int) -> None:
