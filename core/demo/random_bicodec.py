@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from core.bicodec import CONFIG_FILE, CONFIG_TOP_KEY, WEIGHTS_FILE, BiCodecDecoder, unwrap_config
-from core.nn import AdaLayerNorm, ConvNeXtBlock, Snake1d, WNConv1d
+from core.nn import AdaLayerNorm, ConvNeXtBlock, Snake1d, UnitRatioSampling, VocosBackbone, WNConv1d
 
 # Same structure as the released config; widths small enough that the demo decodes fast on a CPU.
 DEMO_CONFIG: dict[str, Any] = {
@@ -122,9 +122,11 @@ class _RandomFill:
             out[p + "gamma"] = self.uniform(module.gamma.shape, 0.5, 1.5) / num_layers
 
 
-def build_random_state_dict(config: Mapping[str, Any], seed: int) -> dict[str, Tensor]:
+def build_random_state_dict(config: Mapping[str, Any], seed: int,
+                            speaker_widths: Mapping[str, int] | None = None) -> dict[str, Tensor]:
     """Random tensors for the whole released tree in its naming (weight_g / weight_v): the decode half and the
-    encode half (so the demo can clone voices). Deterministic for a seed."""
+    encode half (so the demo can clone voices). Deterministic for a seed. `speaker_widths`: ECAPA / perceiver
+    widths (DEMO_SPEAKER_WIDTHS by default; RELEASED_SPEAKER_WIDTHS for the released size)."""
     cfg = unwrap_config(config)
     with torch.device("meta"):
         model = BiCodecDecoder(cfg)
@@ -142,7 +144,7 @@ def build_random_state_dict(config: Mapping[str, Any], seed: int) -> dict[str, T
     expected = {n: tuple(t.shape) for n, t in model.state_dict().items()}
     if {n: tuple(t.shape) for n, t in out.items()} != expected:
         raise RuntimeError("random fill does not cover the decode tree exactly")  # a new module type
-    for name, tensor in _encoder_side_tensors(cfg, fill).items():
+    for name, tensor in _encoder_side_tensors(cfg, fill, speaker_widths or DEMO_SPEAKER_WIDTHS).items():
         out.setdefault(name, tensor)  # the semantic codebook is shared by both halves: keep the decode tree's
     return out
 
@@ -156,9 +158,10 @@ def _owner_is_adanorm(model: nn.Module, name: str) -> bool:
 # ECAPA and perceiver widths are not config keys (upstream hard-codes 512 / 1536 / 128 / 8 heads); the loader reads
 # them from the tensor shapes, so the demo picks small ones: 32 channels (Res2 width 4), latent 96, one head of 64.
 DEMO_SPEAKER_WIDTHS = {"ecapa_channels": 32, "ecapa_latent": 96, "se_bottleneck": 16, "perceiver_inner": 64}
+RELEASED_SPEAKER_WIDTHS = {"ecapa_channels": 512, "ecapa_latent": 1536, "se_bottleneck": 128, "perceiver_inner": 512}
 
 
-def _encoder_side_tensors(cfg: Mapping[str, Any], fill: _RandomFill) -> dict[str, Tensor]:
+def _encoder_side_tensors(cfg: Mapping[str, Any], fill: _RandomFill, w: Mapping[str, int]) -> dict[str, Tensor]:
     """Every encode-side tensor a released file holds, so the demo can clone voices: the speaker encoder
     (ECAPA-TDNN with BatchNorm statistics and its x-vector head, perceiver, FSQ project_in), the feature encoder,
     the quantizer's in_project and code statistics, and two postnet tensors (training only)."""
@@ -166,7 +169,6 @@ def _encoder_side_tensors(cfg: Mapping[str, Any], fill: _RandomFill) -> dict[str
     from core.clone.speaker import BatchNorm, GegluFeedForward, RMSNorm, SpeakerTokenizer, SpeakerWidths
 
     spk = cfg["speaker_encoder"]
-    w = DEMO_SPEAKER_WIDTHS
     latent = int(spk["latent_dim"])
     widths = SpeakerWidths(
         mel_bins=int(cfg["mel_params"]["num_mels"]), ecapa_channels=w["ecapa_channels"],
@@ -218,9 +220,24 @@ def _encoder_side_tensors(cfg: Mapping[str, Any], fill: _RandomFill) -> dict[str
     out[ecapa + "linear.bias"] = fill.normal((int(spk["out_dim"]),), 0.01)
     out["quantizer.cluster_size"] = fill.uniform((int(cfg["quantizer"]["codebook_size"]),), 0.0, 10.0)
     if "postnet" in cfg:
-        post = cfg["postnet"]
-        out["postnet.linear.weight"] = fill.normal((post["out_channels"], post["vocos_dim"]), 0.1)
-        out["postnet.linear.bias"] = fill.normal((post["out_channels"],), 0.01)
+        out.update(_postnet_tensors(cfg["postnet"], fill))
+    return out
+
+
+def _postnet_tensors(post: Mapping[str, Any], fill: _RandomFill) -> dict[str, Tensor]:
+    """`postnet.*`: the prenet's structure without conditioning; it predicts wav2vec2 features for a training loss
+    only, so nothing here runs it, but a released file holds it."""
+    dim, inter = int(post["vocos_dim"]), int(post["vocos_intermediate_dim"])
+    with torch.device("meta"):
+        tree = nn.Module()
+        tree.linear_pre = nn.Linear(int(post["input_channels"]), dim)
+        tree.downsample = nn.ModuleList(nn.ModuleList([UnitRatioSampling(), VocosBackbone(dim, inter, 2, None)])
+                                        for _ in post.get("sample_ratios", [1, 1]))
+        tree.vocos_backbone = VocosBackbone(dim, inter, int(post["vocos_num_layers"]), None)
+        tree.linear = nn.Linear(dim, int(post["out_channels"]))
+    out: dict[str, Tensor] = {}
+    for name, module in tree.named_modules():
+        fill.module(f"postnet.{name}." if name else "postnet.", module, out, num_layers=int(post["vocos_num_layers"]))
     return out
 
 

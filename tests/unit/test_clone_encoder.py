@@ -219,3 +219,14 @@ def test_volume_normalisation_edges():
     assert np.max(np.abs(out)) <= 1.0 + 1e-12
     assert np.array_equal(reference_clip(np.arange(5.0), 12), np.array([0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1.0]))
     assert np.array_equal(reference_clip(np.arange(20.0), 12), np.arange(12.0))
+
+
+def test_random_builder_at_the_released_size_writes_the_released_files_840_tensors():
+    """The demo/bench builder and the loaders agree with the released file: every name, shape and dtype."""
+    from core.bicodec import RELEASED_CONFIG
+    from core.demo.random_bicodec import RELEASED_SPEAKER_WIDTHS, build_random_state_dict
+
+    manifest = json.loads((FIXTURES / "bicodec_manifest.json").read_text())["tensors"]
+    built = build_random_state_dict(RELEASED_CONFIG, 0, RELEASED_SPEAKER_WIDTHS)
+    assert {n: (list(t.shape), str(t.dtype).removeprefix("torch.")) for n, t in built.items()} == {
+        n: (info["shape"], info["dtype"]) for n, info in manifest.items()}
