@@ -185,6 +185,10 @@ def test_pushed_and_scraped_metrics_agree_and_a_stopped_container_leaves(fleet: 
     assert buckets[JOB] == buckets[DIRECT] and len(buckets[JOB]) == 2 * 17
     ttfb_sums = [values_by(query(prom, f'sum(veena3_tts_ttfb_seconds_sum{{job="{job}"}})', t1)) for job in (JOB, DIRECT)]
     assert ttfb_sums[0] == ttfb_sums[1]
+    observed = {stream: float(sum(s.ttfb.get(stream, 0) for s in sent.values())) for stream in ("true", "false")}
+    for job in (JOB, DIRECT):  # one TTFB observation per successful request
+        assert values_by(query(prom, f'sum by (stream) (veena3_tts_ttfb_seconds_count{{job="{job}"}})', t1),
+                         "stream") == observed
     per_instance = values_by(query(prom, f'veena3_tts_requests_failed_total{{job="{JOB}"}}', t1), "instance")
     assert per_instance == {i: float(sent[i].failed) for i in INSTANCES}
 
@@ -223,8 +227,9 @@ def test_pushed_and_scraped_metrics_agree_and_a_stopped_container_leaves(fleet: 
     assert groups(fleet.gateway) == {INSTANCES[0]}
 
     # Instant gauge sums leave B out (its series went stale when the gateway stopped serving them)...
-    wait_until(lambda: values_by(query(prom, f'sum(veena3_tts_model_loaded{{job="{JOB}"}})')) == {"": 1.0},
-               "B's gauges gone from instant queries")
+    for job in (JOB, DIRECT):  # the direct path: B's target is down, its series stale too
+        wait_until(lambda job=job: values_by(query(prom, f'sum(veena3_tts_model_loaded{{job="{job}"}})')) == {"": 1.0},
+                   f"B's gauges gone from instant queries ({job})")
     assert values_by(query(prom, dashboard_expr("Containers reporting", "A", JOB, window))) == {"": 1.0}
     assert values_by(query(prom, f'sum(veena3_tts_demo_model{{job="{JOB}"}})')) == {"": 1.0}
 
