@@ -15,6 +15,7 @@ from api.middleware import BodySizeLimitMiddleware, HttpMetricsMiddleware, Reque
 from api.routes import debug, health, normalize, openai_compat, playground, tts, voice_pinning, ws
 from services.access import AccessServices
 from services.gpu_health import GpuFaultDetector
+from services.metrics_push import MetricsPusher
 from services.pin_voices import warmup_step_for
 from services.runtime import ModelRuntime
 from services.speech import SpeechService
@@ -37,12 +38,16 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
     if runtime.warmup_step is None:
         runtime.warmup_step = warmup_step_for(settings)
     access = access or AccessServices(settings)
+    # TTS_METRICS_PUSH_URL: push to a Pushgateway (Modal's containers cannot be scraped one by one); None = off.
+    pusher = MetricsPusher.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not settings.auth_enabled:
             logger.warning("AUTHENTICATION IS DISABLED (TTS_AUTH_ENABLED=false): anyone can use this server")
         await access.start()
+        if pusher is not None:
+            pusher.start()
         load_task = None
         if runtime.state.value == "starting":
             load_task = asyncio.create_task(runtime.start(), name="runtime-start")
@@ -53,6 +58,8 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
             if load_task is not None and not load_task.done():
                 load_task.cancel()
             await access.close()
+            if pusher is not None:  # after the request log's flush (its counters), before the engine goes
+                await pusher.aclose()
             await runtime.shutdown()
 
     app = FastAPI(
@@ -66,6 +73,7 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
         openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     gpu_faults = gpu_faults or GpuFaultDetector(runtime)
+    app.state.metrics_pusher = pusher  # Modal's exit closes it too (idempotent), should the lifespan not have run
     app.state.services = Services(settings=settings, runtime=runtime, access=access,
                                   speech=SpeechService(runtime, settings, gpu_faults))
     install_error_handlers(app)

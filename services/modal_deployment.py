@@ -251,7 +251,8 @@ class ContainerLifecycle:
     runtime ended FAILED; for a GPU snapshot puts vLLM to sleep (level 1: no KV cache, weights offloaded).
     resume: after a restore, fresh randomness and (GPU snapshot) vLLM woken up.
     web: the FastAPI app around the runtime and the GPU fault detector.
-    stop: flush the request log and shut the engine down (both safe after the app's own lifespan shutdown).
+    stop: flush the request log, close the metrics push (final push, group deleted) and shut the engine down (all
+    safe after the app's own lifespan shutdown, which does the same).
     """
 
     def __init__(
@@ -341,5 +342,9 @@ class ContainerLifecycle:
                 await request_log.close()
             except Exception:  # noqa: BLE001 - exiting anyway; say so
                 logger.exception("request log flush failed at exit")
+        # The lifespan already closed it (final push, group deleted); a second close does nothing.
+        pusher = getattr(self.web_app.state, "metrics_pusher", None) if self.web_app is not None else None
+        if pusher is not None:
+            await pusher.aclose()
         if self.runtime is not None:
             await self.runtime.shutdown()

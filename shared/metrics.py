@@ -100,6 +100,11 @@ RATE_LIMIT_BACKEND_UP = Gauge(
     f"{PREFIX}_rate_limit_shared_backend_up", "1 when the shared (Redis) limit backend answers; 0 = per-container.",
     registry=REGISTRY,
 )
+# The push path (services/metrics_push.py): failed pushes and deletes to the Pushgateway, by operation.
+METRICS_PUSH_FAILURES = Counter(
+    f"{PREFIX}_metrics_push_failures", "Pushes (push) and group deletes (delete) to the Pushgateway that failed.",
+    ["operation"], registry=REGISTRY,
+)
 CLIENT_DISCONNECTS = Counter(f"{PREFIX}_client_disconnects", "Clients that went away mid-stream.", registry=REGISTRY)
 STALLED_CLIENTS = Counter(f"{PREFIX}_stalled_clients_cut", "Readers cut off after stalling.", registry=REGISTRY)
 GPU_FAULTS = Counter(f"{PREFIX}_gpu_faults", "GPU faults that marked the container unhealthy.", ["kind"], registry=REGISTRY)

@@ -182,6 +182,26 @@ class Settings(BaseSettings):
     metrics_require_admin: bool = Field(
         False, description="/metrics and /v1/tts/metrics need the admin key (public deployments; Prometheus sends it)."
     )
+    metrics_push_url: str = Field(
+        "", description="Prometheus Pushgateway URL (http(s)://[user:password@]host:port) this process pushes its "
+        "whole registry to, grouped by job and instance, and deletes its group from at shutdown: fleet-correct "
+        "metrics on Modal (RUNBOOK §5). Empty: no push (Prometheus scrapes /metrics).",
+    )
+    metrics_push_interval_s: float = Field(
+        5.0, gt=0, description="Seconds between pushes; keep it at or below the gateway's scrape interval.",
+    )
+    metrics_push_job: str = Field(
+        "veena3-tts", min_length=1, description="The `job` label of the pushed group (the alerts and dashboard "
+        "filter on it).",
+    )
+    metrics_push_instance: str = Field(
+        "", description="The `instance` label of the pushed group; empty: the Modal task id (MODAL_TASK_ID), else "
+        "hostname-pid. Must differ between processes, or their pushes overwrite each other.",
+    )
+    metrics_push_linger_s: float = Field(
+        5.0, ge=0, description="At shutdown, seconds the final push stays on the gateway before the group is "
+        "deleted, so Prometheus scrapes the last requests' counts; keep it at or above the gateway's scrape interval.",
+    )
     admin_key: str = Field("", description="Key for /v1/tts/debug/* (empty: debug routes disabled).")
     rate_limit_per_minute: int = Field(60, ge=1, description="Default per-key requests per minute.")
     max_concurrent_streams: int = Field(4, ge=1, description="Default per-key concurrent requests.")

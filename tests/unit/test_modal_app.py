@@ -378,6 +378,32 @@ async def test_web_attaches_the_detector_and_stop_flushes_then_shuts_down(
     assert closed == ["request_log"] and host.runtime.shutdowns == 1
 
 
+async def test_stop_closes_the_metrics_push_after_the_request_log_flush(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Modal's exit closes the app's metrics pusher (final push, group deleted) in case the lifespan did not."""
+    import types
+
+    order: list[str] = []
+
+    class RequestLog:
+        async def close(self) -> int:
+            order.append("request_log")
+            return 0
+
+    class Pusher:
+        async def aclose(self) -> None:
+            order.append("metrics_push")
+
+    def factory(settings: object, runtime: object, gpu_faults: object) -> types.SimpleNamespace:
+        services = types.SimpleNamespace(access=types.SimpleNamespace(request_logger=RequestLog()))
+        return types.SimpleNamespace(state=types.SimpleNamespace(services=services, metrics_pusher=Pusher()))
+
+    host = _host(monkeypatch, app_factory=factory)
+    await host.load()
+    host.web()
+    await host.stop()
+    assert order == ["request_log", "metrics_push"] and host.runtime.shutdowns == 1
+
+
 # --------------------------------------------------------------------------------------- weights download
 
 

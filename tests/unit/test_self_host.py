@@ -132,7 +132,7 @@ def test_the_cpu_image_build_and_start_commands_serve(tmp_path: Path) -> None:
 def test_the_compose_stack_wires_service_redis_postgres_prometheus_and_grafana(tmp_path: Path) -> None:
     compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == {"tts", "redis", "postgres", "prometheus", "grafana"}
+    assert set(services) == {"tts", "redis", "postgres", "prometheus", "pushgateway", "grafana"}
     for name, service in services.items():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]

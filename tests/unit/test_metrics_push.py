@@ -1,0 +1,171 @@
+"""The metrics push client (services/metrics_push.py) against a small recording HTTP server and a closed port.
+
+The real Pushgateway and Prometheus are in tests/integration/test_fleet_metrics.py; here: the group's URL, basic auth,
+the thread, the shutdown sequence, and that an unreachable gateway is counted, logged once a minute and never raises.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+
+from services.metrics_push import MetricsPusher, PushTarget
+from shared import metrics
+from shared.settings import Settings
+
+
+class Recorder(ThreadingHTTPServer):
+    """Answers every PUT/DELETE with 200 and records (method, path, Authorization, body)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str | None, bytes]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def _record(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.server.calls.append((self.command, self.path, self.headers.get("Authorization"), body))
+                self.send_response(200)
+                self.end_headers()
+
+            do_PUT = do_DELETE = _record
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.fixture
+def gateway() -> Iterator[Recorder]:
+    server = Recorder()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # nothing listens once the socket is closed
+
+
+def target(url: str, **kwargs: object) -> PushTarget:
+    values: dict = {"job": "veena3-tts", "instance": "ta-01", "interval_s": 0.05, "linger_s": 0.0} | kwargs
+    return PushTarget(url=url, **values)
+
+
+def registry_with(value: int) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    Counter("demo_requests", "Requests.", registry=registry).inc(value)
+    return registry
+
+
+def failures(operation: str) -> float:
+    return metrics.REGISTRY.get_sample_value(f"{metrics.PREFIX}_metrics_push_failures_total",
+                                             {"operation": operation}) or 0.0
+
+
+# ------------------------------------------------------------------------------------------------ settings
+
+
+def test_off_unless_a_url_is_set() -> None:
+    assert PushTarget.from_settings(Settings()) is None
+    assert MetricsPusher.from_settings(Settings(metrics_push_url="  ")) is None
+
+
+def test_instance_is_the_override_then_the_modal_task_id_then_host_and_pid(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    url = "http://gw:9091"
+    monkeypatch.setenv("MODAL_TASK_ID", "ta-01ABC")
+    assert PushTarget.from_settings(Settings(metrics_push_url=url)).instance == "ta-01ABC"
+    assert PushTarget.from_settings(Settings(metrics_push_url=url, metrics_push_instance="box-7")).instance == "box-7"
+    monkeypatch.delenv("MODAL_TASK_ID")
+    assert PushTarget.from_settings(Settings(metrics_push_url=url)).instance == f"{os.uname().nodename}-{os.getpid()}"
+
+
+def test_credentials_leave_the_url_and_a_bad_url_is_refused_without_echoing_it() -> None:
+    t = PushTarget.from_settings(Settings(metrics_push_url="https://pusher:s%40cret@gw.example.com:9443/prefix/",
+                                          metrics_push_job="tts-staging", metrics_push_interval_s=2,
+                                          metrics_push_linger_s=1))
+    assert (t.url, t.username, t.password) == ("https://gw.example.com:9443/prefix", "pusher", "s@cret")
+    assert (t.job, t.interval_s, t.linger_s) == ("tts-staging", 2.0, 1.0)
+    with pytest.raises(ValueError) as refused:
+        PushTarget.from_settings(Settings(metrics_push_url="gw.example.com:9091?token=hunter2"))
+    assert "hunter2" not in str(refused.value)
+
+
+# ------------------------------------------------------------------------------------------------ pushing
+
+
+def test_push_puts_the_registry_under_the_group_and_close_pushes_then_deletes_once(gateway: Recorder) -> None:
+    pusher = MetricsPusher(target(gateway.url, linger_s=0.2), registry=registry_with(3))
+    assert pusher.push()
+    method, path, auth, body = gateway.calls[-1]
+    assert (method, path, auth) == ("PUT", "/metrics/job/veena3-tts/instance/ta-01", None)
+    assert b"demo_requests_total 3.0" in body
+
+    gateway.calls.clear()
+    started = time.monotonic()
+    pusher.close()
+    assert time.monotonic() - started >= 0.2  # the final push lingered for a scrape before the delete
+    assert [c[:2] for c in gateway.calls] == [("PUT", "/metrics/job/veena3-tts/instance/ta-01"),
+                                              ("DELETE", "/metrics/job/veena3-tts/instance/ta-01")]
+    pusher.close()  # the lifespan and Modal's exit both close: the second does nothing
+    assert len(gateway.calls) == 2
+
+
+def test_basic_auth_from_the_url(gateway: Recorder) -> None:
+    url = gateway.url.replace("http://", "http://pusher:s%40cret@")
+    pusher = MetricsPusher(PushTarget.from_settings(Settings(metrics_push_url=url, metrics_push_instance="x")),
+                           registry=registry_with(1))
+    assert pusher.push() and pusher.delete()
+    expected = "Basic " + base64.b64encode(b"pusher:s@cret").decode()
+    assert [(c[0], c[2]) for c in gateway.calls] == [("PUT", expected), ("DELETE", expected)]
+
+
+def test_the_thread_pushes_on_its_interval_until_closed(gateway: Recorder) -> None:
+    pusher = MetricsPusher(target(gateway.url, interval_s=0.05), registry=registry_with(1))
+    pusher.start()
+    deadline = time.monotonic() + 10
+    while sum(c[0] == "PUT" for c in gateway.calls) < 3:
+        assert time.monotonic() < deadline, gateway.calls
+        time.sleep(0.02)
+    pusher.close()
+    assert gateway.calls[-1][0] == "DELETE"
+    settled = len(gateway.calls)
+    time.sleep(0.2)
+    assert len(gateway.calls) == settled  # nothing pushes after close
+
+
+def test_an_unreachable_gateway_is_counted_logged_once_a_minute_and_never_raises(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [1000.0]
+    pusher = MetricsPusher(target(f"http://127.0.0.1:{closed_port()}"), registry=registry_with(1),
+                           clock=lambda: now[0])
+    pushes, deletes = failures("push"), failures("delete")
+    with caplog.at_level(logging.WARNING, logger="services.metrics_push"):
+        started = time.monotonic()
+        assert pusher.push() is False
+        assert pusher.push() is False
+        now[0] += 61.0
+        assert pusher.push() is False
+        pusher.close()  # final push and delete fail too; close still returns
+    assert time.monotonic() - started < 5.0  # refused at once: no linger after a failed final push
+    assert failures("push") - pushes == 4 and failures("delete") - deletes == 1
+    assert [r.getMessage() for r in caplog.records].count("metrics push failed") == 2
