@@ -12,13 +12,15 @@ from fastapi import FastAPI
 from api.deps import Services
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimitMiddleware, HttpMetricsMiddleware, RequestIdMiddleware
-from api.routes import debug, health, normalize, openai_compat, playground, tts, voice_pinning, ws
+from api.routes import debug, health, normalize, openai_compat, playground, tts, voice_pinning, voices, ws
+from core.clone import MAX_REFERENCE_BYTES
 from services.access import AccessServices
 from services.gpu_health import GpuFaultDetector
 from services.metrics_push import MetricsPusher
 from services.pin_voices import warmup_step_for
 from services.runtime import ModelRuntime
 from services.speech import SpeechService
+from services.voice_library import VoiceLibrary
 from shared.logging import configure_logging
 from shared.settings import APP_VERSION, Settings, get_settings
 
@@ -26,6 +28,8 @@ logger = logging.getLogger("api.app")
 
 # JSON bodies: 50,000 characters of text may be up to 4 bytes each in UTF-8, escaped; plus the other fields.
 MAX_BODY_BYTES = 1_000_000
+# Voice uploads (POST /v1/audio/voices only): the largest reference file plus the form's other parts.
+MAX_UPLOAD_BYTES = MAX_REFERENCE_BYTES + 64 * 1024
 
 
 def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = None,
@@ -57,6 +61,7 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
         finally:
             if load_task is not None and not load_task.done():
                 load_task.cancel()
+            await library.close()
             await access.close()
             if pusher is not None:  # after the request log's flush (its counters), before the engine goes
                 await pusher.aclose()
@@ -74,15 +79,17 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
     )
     gpu_faults = gpu_faults or GpuFaultDetector(runtime)
     app.state.metrics_pusher = pusher  # Modal's exit closes it too (idempotent), should the lifespan not have run
-    app.state.services = Services(settings=settings, runtime=runtime, access=access,
-                                  speech=SpeechService(runtime, settings, gpu_faults))
+    library = VoiceLibrary.from_settings(settings, runtime, access.databases)
+    app.state.services = Services(settings=settings, runtime=runtime, access=access, library=library,
+                                  speech=SpeechService(runtime, settings, gpu_faults, library))
     install_error_handlers(app)
     if settings.playground_enabled:
         app.include_router(playground.router)
     for router in (health.router, tts.router, normalize.router, openai_compat.router, debug.router,
-                   voice_pinning.router, ws.router):
+                   voice_pinning.router, voices.router, ws.router):
         app.include_router(router)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES, timeout_s=settings.body_timeout_s)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES, timeout_s=settings.body_timeout_s,
+                       uploads={("POST", "/v1/audio/voices"): MAX_UPLOAD_BYTES})
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

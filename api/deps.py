@@ -1,7 +1,8 @@
 """Typed dependencies: what a route may ask for, read from the app's state in one place.
 
 `create_app` puts one `Services` bundle on `app.state.services`; routes take `Annotated` aliases
-(`SettingsDep`, `Runtime`, `Access`, `Speech`, `Grant`) instead of reaching into `app.state` themselves.
+(`SettingsDep`, `Runtime`, `Access`, `Speech`, `Grant`, `Library`, `VoiceCallerDep`) instead of reaching into
+`app.state` themselves.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from services.access import AccessGrant, AccessServices, Authenticator
 from services.errors import ServiceError
 from services.runtime import ModelRuntime
 from services.speech import SpeechService
+from services.voice_library import Caller, VoiceLibrary
 from shared.settings import Settings
 
 
@@ -31,6 +33,7 @@ class Services:
     runtime: ModelRuntime
     access: AccessServices
     speech: SpeechService
+    library: VoiceLibrary
 
 
 def services_of(connection: HTTPConnection) -> Services:
@@ -53,6 +56,10 @@ def _speech(connection: HTTPConnection) -> SpeechService:
     return services_of(connection).speech
 
 
+def _library(connection: HTTPConnection) -> VoiceLibrary:
+    return services_of(connection).library
+
+
 # Declared for the OpenAPI schema, so /docs can authorise with either form; the key itself is read from the request
 # by AccessServices (one code path with the WebSocket handshake).
 _BEARER = HTTPBearer(auto_error=False, description="API key as `Authorization: Bearer <key>`.")
@@ -65,13 +72,7 @@ async def require_access(
     _api_key: Annotated[str | None, Security(_API_KEY)] = None,
 ) -> AsyncIterator[AccessGrant]:
     """Authenticate, take a concurrency slot and count the request; give both back if it never starts."""
-    access = services_of(request).access
-    state = request.scope.get("state", {})
-    try:
-        grant = await access.grant(request.headers, request.client.host if request.client else None,
-                                   state.get("client_request_id"))
-    except ServiceError as exc:
-        raise ApiError.from_service(exc) from None
+    grant = await _grant(request)
     try:
         yield grant
     finally:
@@ -79,6 +80,52 @@ async def require_access(
         # route before its accounting took over) must give its concurrency slot back, or the key locks up.
         if grant.accounting is None:
             await grant.abandon()
+
+
+async def _grant(request: Request) -> AccessGrant:
+    access = services_of(request).access
+    state = request.scope.get("state", {})
+    try:
+        return await access.grant(request.headers, request.client.host if request.client else None,
+                                  state.get("client_request_id"))
+    except ServiceError as exc:
+        raise ApiError.from_service(exc) from None
+
+
+async def voice_caller(
+    request: Request,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)] = None,
+    _api_key: Annotated[str | None, Security(_API_KEY)] = None,
+) -> AsyncIterator[Caller]:
+    """The voice library's caller: the admin with `X-Admin-Key` (every voice), else an API key, authenticated,
+    rate-limited and holding a concurrency slot for the request as on every route (its own voices)."""
+    if "x-admin-key" in request.headers:
+        require_admin(request)
+        yield Caller(key_id=None, admin=True)
+        return
+    grant = await _grant(request)
+    try:
+        yield Caller(key_id=grant.key_id)
+    finally:
+        await grant.abandon()  # no synthesis: the slot goes back as the request ends
+
+
+async def optional_voice_caller(
+    request: Request,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)] = None,
+    _api_key: Annotated[str | None, Security(_API_KEY)] = None,
+) -> AsyncIterator[Caller | None]:
+    """As `voice_caller`, but None for a request with no credentials at all on a server with auth (the voice list
+    then shows the built-in voices, as it did before the library existed). A wrong key still gets 401."""
+    credentials = any(name in request.headers for name in ("authorization", "x-api-key", "x-admin-key"))
+    if services_of(request).settings.auth_enabled and not credentials:
+        yield None
+        return
+    callers = voice_caller(request)
+    try:
+        yield await anext(callers)
+    finally:
+        await callers.aclose()
 
 
 def require_admin(request: Request) -> None:
@@ -96,4 +143,7 @@ Runtime = Annotated[ModelRuntime, Depends(_runtime)]
 Access = Annotated[AccessServices, Depends(_access)]
 Speech = Annotated[SpeechService, Depends(_speech)]
 Grant = Annotated[AccessGrant, Depends(require_access)]
+Library = Annotated[VoiceLibrary, Depends(_library)]
+VoiceCallerDep = Annotated[Caller, Depends(voice_caller)]
+OptionalVoiceCaller = Annotated[Caller | None, Depends(optional_voice_caller)]
 Admin = Depends(require_admin)

@@ -63,14 +63,18 @@ class RequestIdMiddleware:
 
 
 class BodySizeLimitMiddleware:
-    """Read each request body in full before the app sees it: refuse one over `max_bytes` with 413 and one that
+    """Read each request body in full before the app sees it: refuse one over its cap with 413 and one that
     does not arrive within `timeout_s` (a slow-body client holding a connection) with 408, both in the error
-    envelope. The app then reads the buffered body; later receives (disconnect) go to the server as usual."""
+    envelope. The app then reads the buffered body; later receives (disconnect) go to the server as usual.
 
-    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float = 30.0) -> None:
+    The cap is `max_bytes`, except on the upload routes named in `uploads` ((method, path) -> cap)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float = 30.0,
+                 uploads: dict[tuple[str, str], int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
+        self.uploads = dict(uploads or {})
 
     async def _refuse(self, send: Send, status: int, code: str, message: str) -> None:
         body = json.dumps(error_envelope(code, message)).encode()
@@ -79,16 +83,18 @@ class BodySizeLimitMiddleware:
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
 
-    async def _reject(self, send: Send) -> None:
-        await self._refuse(send, 413, "PAYLOAD_TOO_LARGE", f"The request body exceeds {self.max_bytes} bytes.")
+    async def _reject(self, send: Send, cap: int) -> None:
+        hint = "" if cap > self.max_bytes else " (a voice reference larger than this goes to POST /v1/audio/voices)"
+        await self._refuse(send, 413, "PAYLOAD_TOO_LARGE", f"The request body exceeds {cap} bytes{hint}.")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        cap = self.uploads.get((scope.get("method", ""), scope.get("path", "")), self.max_bytes)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
+        if declared is not None and declared.isdigit() and int(declared) > cap:
+            await self._reject(send, cap)
             return
         chunks: list[bytes] = []
         received = 0
@@ -100,8 +106,8 @@ class BodySizeLimitMiddleware:
                         return  # the client went away before its body arrived
                     body = message.get("body", b"")
                     received += len(body)
-                    if received > self.max_bytes:
-                        await self._reject(send)
+                    if received > cap:
+                        await self._reject(send, cap)
                         return
                     chunks.append(body)
                     if not message.get("more_body", False):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import unicodedata
 from typing import Literal
 
@@ -12,6 +14,7 @@ from audio.encoders import FORMATS, supported_rates
 from core.streaming import LatencyPreference
 from services.speech import SpeechRequest
 from services.synthesis import SamplingOptions
+from services.voice_library import MAX_TRANSCRIPT_CHARS
 from shared.settings import Settings
 
 AudioFormat = Literal[tuple(FORMATS)]  # type: ignore[valid-type]  # built from audio/encoders.py's table
@@ -106,11 +109,35 @@ class TTSGenerateRequest(SamplingFields):
     )
     chunking: bool = Field(True, description="Split long text at sentence boundaries (> 220 characters).")
     latency: Latency | None = Field(None, description=LATENCY_DESCRIPTION)
+    reference_audio: str | None = Field(
+        None, description="Clone a voice for this request only (not saved): a 1-30 s recording, base64 (a data: URL "
+        "prefix is accepted), or the file `reference_audio` of a multipart/form-data body. Not with `speaker`.")
+    reference_text: str | None = Field(
+        None, max_length=MAX_TRANSCRIPT_CHARS, description="What `reference_audio` says: every prompt then continues "
+        "the reference (closer imitation).")
 
     @field_validator("text")
     @classmethod
     def _text(cls, value: str) -> str:
         return check_text(value)
+
+    @field_validator("reference_audio")
+    @classmethod
+    def _reference(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if info.data.get("speaker") is not None:
+            raise PydanticCustomError("conflict", "send either 'speaker' (a voice) or 'reference_audio' (a recording "
+                                      "to clone), not both")
+        decode_reference(value)
+        return value
+
+    @field_validator("reference_text")
+    @classmethod
+    def _reference_text(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and "reference_audio" in info.data and info.data["reference_audio"] is None:
+            raise PydanticCustomError("orphan", "is the transcript of 'reference_audio'; send that too")
+        return None if value is None else reject_control_characters(value, "reference_text")
 
     @field_validator("sample_rate")
     @classmethod
@@ -126,7 +153,24 @@ class TTSGenerateRequest(SamplingFields):
             text=self.text, voice=self.speaker, audio_format=self.format, sample_rate=self.output_rate(),
             sampling=self.to_sampling(settings), stream=self.stream, normalize=self.normalize,
             chunking=self.chunking, normalize_verbose=self.normalize_verbose, latency=self.latency,
+            reference_audio=None if self.reference_audio is None else decode_reference(self.reference_audio),
+            reference_text=self.reference_text,
         )
+
+
+def decode_reference(value: str) -> bytes:
+    """The bytes of a base64 reference (standard or URL-safe alphabet; a `data:...;base64,` prefix is skipped)."""
+    if value.startswith("data:") and "," in value:
+        value = value.split(",", 1)[1]
+    text = "".join(value.split())
+    try:
+        data = base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        raise PydanticCustomError("base64", "is not valid base64; send the recording's bytes base64-encoded, or the "
+                                  "file as multipart/form-data") from None
+    if not data:
+        raise PydanticCustomError("empty", "is empty; send a 1-30 s recording")
+    return data
 
 
 class OpenAIVoiceRef(BaseModel):

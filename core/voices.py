@@ -9,6 +9,11 @@ Kinds:
   `Asha: `), placed at the start of the content or before the task token. With global_tokens it is a
   clone prompt, with a gender a controllable prompt, with neither the model emits the 32 globals itself.
 
+A voice with global tokens may also carry its reference recording's transcript (`reference_text`) and semantic
+tokens (`reference_semantic`, 0..8191, 50 per second): with both, every prompt is the continuation prompt (spec §3.2
+c), which imitates the reference more closely than the globals alone. Cloned voices (services/voice_library) are
+such voices.
+
 Names: `resolve` matches voice ids exactly (case-sensitive), then aliases case-insensitively, then OpenAI voice
 names (alloy, ash, ...; see OPENAI_VOICE_GENDERS). An unknown name raises `UnknownVoiceError`, whose message lists
 the available ids.
@@ -30,11 +35,12 @@ GENDERS = ("female", "male")
 LEVELS = ("very_low", "low", "moderate", "high", "very_high")
 NUM_GLOBAL_TOKENS = 32
 GLOBAL_CODEBOOK_SIZE = 4096
+SEMANTIC_CODEBOOK_SIZE = 8192
 FORMAT_VERSION = 1
 
 _VOICE_KEYS = {
     "id", "name", "kind", "aliases", "gender", "pitch", "speed", "global_tokens", "prompt_prefix",
-    "prefix_placement", "description",
+    "prefix_placement", "description", "reference_text", "reference_semantic",
 }  # fmt: skip
 
 
@@ -78,6 +84,8 @@ class Voice:
     prompt_prefix: str | None = None
     prefix_placement: PrefixPlacement = "content"
     description: str = ""
+    reference_text: str | None = None  # the reference recording's transcript (continuation prompt)
+    reference_semantic: tuple[int, ...] | None = None  # the reference recording's semantic ids
 
     def __post_init__(self) -> None:
         where = f"voice {self.id!r}"
@@ -103,12 +111,29 @@ class Voice:
                 raise VoiceConfigError(
                     f"{where}: global_tokens must be {NUM_GLOBAL_TOKENS} integers in 0..{GLOBAL_CODEBOOK_SIZE - 1}"
                 )
+        self._check_reference(where)
         if self.kind == "style" and self.gender is None:
             raise VoiceConfigError(f"{where}: a style voice needs gender (female or male)")
         if self.kind == "global_tokens" and self.global_tokens is None:
             raise VoiceConfigError(f"{where}: a global_tokens voice needs 'global_tokens' (32 integers)")
         if self.kind == "prompt_prefix" and self.prompt_prefix is None:
             raise VoiceConfigError(f"{where}: a prompt_prefix voice needs 'prompt_prefix' (\"\" for none)")
+
+    def _check_reference(self, where: str) -> None:
+        semantic = self.reference_semantic
+        if semantic is not None and not all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 <= s < SEMANTIC_CODEBOOK_SIZE for s in semantic
+        ):
+            raise VoiceConfigError(f"{where}: reference_semantic must be integers in 0..{SEMANTIC_CODEBOOK_SIZE - 1}")
+        if self.reference_text is not None and not isinstance(self.reference_text, str):
+            raise VoiceConfigError(f"{where}: reference_text must be a string")
+        if (semantic is not None or self.reference_text is not None) and self.global_tokens is None:
+            raise VoiceConfigError(f"{where}: a reference transcript or reference_semantic needs global_tokens")
+
+    @property
+    def continuation(self) -> bool:
+        """True when prompts continue the reference (its transcript and semantic tokens are both known)."""
+        return self.reference_text is not None and self.reference_semantic is not None
 
     @property
     def parse_mode(self) -> Literal["controllable", "clone"]:
@@ -132,6 +157,10 @@ class Voice:
             out["prefix_placement"] = self.prefix_placement
         if self.description:
             out["description"] = self.description
+        if self.reference_text is not None:
+            out["reference_text"] = self.reference_text
+        if self.reference_semantic is not None:
+            out["reference_semantic"] = list(self.reference_semantic)
         return out
 
     @classmethod
@@ -156,6 +185,9 @@ class Voice:
             raise VoiceConfigError(
                 f"voice {voice_id!r}: global_tokens must be a list of {NUM_GLOBAL_TOKENS} integers"
             )
+        semantic = data.get("reference_semantic")
+        if semantic is not None and not isinstance(semantic, list | tuple):
+            raise VoiceConfigError(f"voice {voice_id!r}: reference_semantic must be a list of integers")
         return cls(
             id=voice_id,
             name=str(data.get("name") or voice_id),
@@ -168,6 +200,8 @@ class Voice:
             prompt_prefix=data.get("prompt_prefix"),
             prefix_placement=data.get("prefix_placement", "content"),
             description=str(data.get("description", "")),
+            reference_text=data.get("reference_text"),
+            reference_semantic=tuple(semantic) if semantic is not None else None,
         )
 
 

@@ -219,6 +219,8 @@ class VoiceLike(Protocol):
     global_tokens: Sequence[int] | None
     prompt_prefix: str | None
     prefix_placement: str
+    reference_text: str | None
+    reference_semantic: Sequence[int] | None
 
 
 ParseMode = Literal["controllable", "clone"]
@@ -234,6 +236,8 @@ def build_prompt(
     controllable prompt; only a speaker prefix -> speaker prompt (the model emits the globals).
     A clone prompt ends with `<|start_semantic_token|>`: the trained sequence continues there (first_contact.md
     §2), so the first generated id is already a semantic token (one engine step fewer before the first audio).
+    A voice with its reference's transcript and semantic ids gets the continuation prompt (spec §3.2 c) for every
+    text chunk: transcript + text in the content, then the reference's semantic ids after that marker.
     """
     prefix = (
         SpeakerPrefix(voice.prompt_prefix, voice.prefix_placement)  # type: ignore[arg-type]
@@ -242,7 +246,12 @@ def build_prompt(
     tokens = global_tokens if global_tokens is not None else voice.global_tokens
     if tokens is not None:
         style = StyleLabels(gender=None, pitch=voice.pitch, speed=voice.speed)
-        return clone_prompt(text, tokens, style=style, prefix=prefix, start_semantic=True), "clone"
+        reference_text = getattr(voice, "reference_text", None)
+        reference_semantic = getattr(voice, "reference_semantic", None)
+        if reference_text is None or reference_semantic is None:
+            reference_text = reference_semantic = None  # continuation needs both
+        return clone_prompt(text, tokens, style=style, prefix=prefix, start_semantic=True,
+                            reference_text=reference_text, reference_semantic=reference_semantic), "clone"
     if voice.gender is not None:
         return controllable_prompt(
             text, StyleLabels(voice.gender, voice.pitch, voice.speed), prefix

@@ -1,5 +1,5 @@
-"""The process's database connections: one asyncpg pool (and one Supabase client) that the key store and the
-request log share, so a container opens one set of connections, not one per feature.
+"""The process's database connections: one asyncpg pool (and one Supabase client) that the key store, the
+request log and the voice library share, so a container opens one set of connections, not one per feature.
 
 `AccessServices` builds them once per app from the settings and hands the same objects to both users; the pool is
 created on first use (under a lock: two first requests must not open two pools) and closed once, by its owner.
@@ -51,8 +51,9 @@ class DatabaseClients:
     """What the settings ask for: the PostgreSQL pool and/or the Supabase client, built once, shared."""
 
     def __init__(self, settings: Settings) -> None:
-        uses_postgres = "postgres" in (settings.key_backend, settings.request_log_sink)
-        uses_supabase = "supabase" in (settings.key_backend, settings.request_log_sink)
+        users = (settings.key_backend, settings.request_log_sink, settings.resolved_voice_store)
+        uses_postgres = "postgres" in users
+        uses_supabase = "supabase" in users
         self.postgres = PostgresPool(settings.database_url) if uses_postgres and settings.database_url else None
         self._supabase_args = (settings.supabase_url, settings.supabase_key) if uses_supabase else None
         self._supabase: Any = None

@@ -2,7 +2,9 @@
 
 A route turns its protocol model into a `SpeechRequest` (`to_speech_request`), then `SpeechService`:
 1. `check_available()`: refuses while the GPU is faulted or the model is not ready (503 with Retry-After);
-2. `resolve_voice()`: the voice by id or alias, at the asked speed, with one error message for every route;
+2. `voice()`: the voice by id or alias (`resolve_voice`), a custom voice the caller's key owns (the voice
+   library), or the request's own reference audio (per-request cloning), at the asked speed, with one error message
+   for every route;
 3. `open()`: plans the text (normalise, tags, chunks, the per-request caps, prompt room) off the event loop,
    reserves credits for what the model will speak, and returns the job ready to run.
 WebSocket utterances get their text in pieces, so they take steps 1-2 here and plan each piece as it arrives
@@ -16,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from core.voices import voice_with_speed
 from services.synthesis import (
     NATIVE_RATE,
     SamplingOptions,
@@ -26,12 +29,15 @@ from services.synthesis import (
     check_plan_fits,
     plan_request_text,
 )
+from services.voice_library import is_custom_voice_id, voice_not_found
+from services.voice_library.references import cloning_unavailable
 
 if TYPE_CHECKING:
     from core.streaming import LatencyPreference
     from core.voices import Voice
     from services.gpu_health import GpuFaultDetector
     from services.runtime import ModelRuntime
+    from services.voice_library import VoiceLibrary
     from shared.settings import Settings
 
 # Bytes per sample of each format, roughly (compressed formats at their usual bitrates), to refuse before any GPU
@@ -58,6 +64,8 @@ class SpeechRequest:
     speed: float | None = None
     normalize_verbose: bool = False
     latency: LatencyPreference | None = None  # None: the deployment's default (TTS_DEFAULT_LATENCY)
+    reference_audio: bytes | None = None  # per-request cloning: the reference file's bytes (never with `voice`)
+    reference_text: str | None = None  # its transcript (continuation prompt)
     # How the protocol names these fields, for error messages (OpenAI: `input` and `voice`).
     text_field: str = "text"
     voice_field: str = "speaker"
@@ -83,10 +91,12 @@ CreditReserver = Callable[[int], Awaitable[None]]
 class SpeechService:
     """Readiness, voices, planning and credits for one app instance; stateless per request."""
 
-    def __init__(self, runtime: ModelRuntime, settings: Settings, gpu_faults: GpuFaultDetector | None = None) -> None:
+    def __init__(self, runtime: ModelRuntime, settings: Settings, gpu_faults: GpuFaultDetector | None = None,
+                 library: VoiceLibrary | None = None) -> None:
         self.runtime = runtime
         self.settings = settings
         self.gpu_faults = gpu_faults
+        self.library = library  # custom voices and per-request references; None: neither is offered
 
     def check_available(self) -> None:
         if self.gpu_faults is not None and self.gpu_faults.tripped:
@@ -113,6 +123,22 @@ class SpeechService:
             raise SynthesisError("INVALID_SPEAKER", f"Invalid '{field}': {exc}", field) from exc
         return voice if speed is None else voices.with_speed(voice, speed)
 
+    async def voice(self, speech: SpeechRequest, key_id: str | None) -> Voice:
+        """The voice a request asked for, for the key `key_id`: the request's own reference audio, a custom voice
+        that key owns (404 VOICE_NOT_FOUND for any other key), or a built-in voice (`resolve_voice`)."""
+        if speech.reference_audio is not None:
+            if self.library is None:
+                raise cloning_unavailable("this server has no voice library")
+            voice = await self.library.reference_voice(speech.reference_audio, speech.reference_text)
+            return voice_with_speed(voice, speech.speed)
+        name = speech.voice
+        if name and is_custom_voice_id(name) and name not in self.runtime.voices:
+            if self.library is None:
+                raise voice_not_found(name, speech.voice_field)
+            voice = await self.library.voice_for(name, key_id, speech.voice_field)
+            return voice_with_speed(voice, speech.speed)
+        return self.resolve_voice(name, speech.speed, speech.voice_field)
+
     def synthesis_request(self, speech: SpeechRequest, voice: Voice, request_id: str) -> SynthesisRequest:
         return SynthesisRequest(
             request_id=request_id, text=speech.text, voice=voice, sampling=speech.sampling,
@@ -138,14 +164,15 @@ class SpeechService:
         return plan
 
     async def open(self, speech: SpeechRequest, *, request_id: str, reserve_credits: CreditReserver | None = None,
-                   buffered: bool = False) -> OpenedSpeech:
-        """Gate, resolve, plan and pay; SynthesisError (with the protocol's field names) when refused."""
+                   buffered: bool = False, key_id: str | None = None) -> OpenedSpeech:
+        """Gate, resolve (for the key `key_id`), plan and pay; SynthesisError (with the protocol's field names) or
+        ServiceError when refused."""
         try:
             self.check_text_length(speech.text)
         except SynthesisError as exc:
             raise _renamed(exc, speech.text_field) from None
         self.check_available()
-        voice = self.resolve_voice(speech.voice, speech.speed, speech.voice_field)
+        voice = await self.voice(speech, key_id)
         try:
             plan = await asyncio.to_thread(self.plan, speech, voice, buffered=buffered)
         except SynthesisError as exc:

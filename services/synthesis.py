@@ -106,18 +106,45 @@ def prompt_for(runtime: ModelRuntime, text: str, voice: Voice,
 
 
 def check_plan_fits(runtime: ModelRuntime, plan: TextPlan, voice: Voice) -> None:
-    """Refuse, before any GPU work, a text chunk whose prompt leaves the model no room to speak it."""
+    """Refuse, before any GPU work, a text chunk whose prompt leaves the model no room to speak it.
+
+    A cloned voice with a transcript repeats its reference (transcript + ~50 semantic ids per second) in every
+    chunk's prompt (continuation), so its chunks hold less text; the refusal says how much the reference takes."""
     placeholder = tuple(voice.global_tokens or (0,) * 32)  # later chunks carry 32 globals
     limit = runtime.settings.max_model_len - MIN_GENERATION_TOKENS
     for index, chunk in enumerate(plan.chunks):
         ids, _ = prompt_for(runtime, chunk, voice, placeholder if index else voice.global_tokens)
         if len(ids) > limit:
+            reference = ""
+            if voice.continuation:
+                skeleton, _ = prompt_for(runtime, "", voice, voice.global_tokens)
+                reference = (f" ({len(skeleton)} of them the voice's reference transcript and audio; a shorter "
+                             "reference or a voice without a transcript leaves more room)")
             raise SynthesisError(
                 "TEXT_TOO_LONG",
-                f"Invalid 'text': chunk {index + 1} needs {len(ids)} prompt tokens but the model holds "
+                f"Invalid 'text': chunk {index + 1} needs {len(ids)} prompt tokens{reference} but the model holds "
                 f"{runtime.settings.max_model_len}; enable chunking or send shorter sentences.",
                 "text",
             )
+
+
+# Prompt room a voice with a reference (continuation) must leave for the text and its speech: about 5 s of audio.
+REFERENCE_TEXT_ROOM = 256
+
+
+def check_voice_fits(runtime: ModelRuntime, voice: Voice, param: str = "speaker") -> None:
+    """Refuse a voice whose reference (transcript + semantic ids, repeated in every prompt) leaves the model too
+    little room to speak anything (AUDIO_TOO_LONG, 400): only a small TTS_MAX_MODEL_LEN or a long reference does."""
+    if not voice.continuation:
+        return
+    ids, _ = prompt_for(runtime, "", voice, voice.global_tokens)
+    room = runtime.settings.max_model_len - len(ids)
+    if room < REFERENCE_TEXT_ROOM:
+        raise SynthesisError(
+            "AUDIO_TOO_LONG",
+            f"Invalid '{param}': the reference's transcript and audio take {len(ids)} of the model's "
+            f"{runtime.settings.max_model_len} prompt tokens, leaving {room} (at least {REFERENCE_TEXT_ROOM} are "
+            "needed to speak a sentence); use a shorter reference or transcript.", param)
 
 
 def plan_text(text: str, *, normalize: bool, chunking: bool, threshold: int, target: int,

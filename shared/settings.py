@@ -221,6 +221,25 @@ class Settings(BaseSettings):
     request_log_flush_s: float = Field(1.0, gt=0, description="Longest wait before a partial batch is written.")
     credits_enabled: bool = Field(False, description="Charge characters/audio seconds to the key's balance.")
 
+    # --- voice cloning and the voice library -------------------------------------------------
+    voice_store: Literal["auto", "postgres", "supabase", "file"] = Field(
+        "auto", description="Where custom (cloned) voices live. auto: postgres when TTS_DATABASE_URL is set, else "
+        "supabase when TTS_SUPABASE_URL and TTS_SUPABASE_KEY are, else file (one server only: files are not shared).",
+    )
+    voice_dir: Path = Field(Path("var/voices"), description="The file voice store's directory (one JSON file per voice).")
+    voice_cache_ttl_s: float = Field(
+        5.0, ge=0, description="Synthesis keeps a looked-up custom voice this long (never an absent one); a voice deleted "
+        "on another container stops working within it. 0: look it up on every request.",
+    )
+    clone_max_concurrent_encodes: int = Field(
+        2, ge=1, description="Reference encodes (voice creation, per-request cloning) running at once per process; "
+        "more wait their turn.",
+    )
+    clone_reference_cache_size: int = Field(
+        128, ge=0, description="Encoded references kept per process, by SHA-256 of the audio bytes (LRU), so a "
+        "reference sent again is not encoded again; 0: no cache.",
+    )
+
     @field_validator("model_dir", "sr_dir", "api_keys_file", "request_log_spool_dir", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
@@ -233,6 +252,14 @@ class Settings(BaseSettings):
     @property
     def resolved_model_dir(self) -> Path:
         return self.model_dir if self.model_dir is not None else self.demo_dir
+
+    @property
+    def resolved_voice_store(self) -> Literal["postgres", "supabase", "file"]:
+        if self.voice_store != "auto":
+            return self.voice_store
+        if self.database_url:
+            return "postgres"
+        return "supabase" if self.supabase_url and self.supabase_key else "file"
 
     @property
     def resolved_sr_dir(self) -> Path:

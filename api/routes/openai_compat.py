@@ -1,4 +1,4 @@
-"""OpenAI-compatible routes: `POST /v1/audio/speech`, `GET /v1/audio/voices`, `GET /v1/models`."""
+"""OpenAI-compatible routes: `POST /v1/audio/speech`, `GET /v1/models` (`GET /v1/audio/voices`: routes/voices.py)."""
 
 from __future__ import annotations
 
@@ -21,12 +21,6 @@ _CREATED = int(time.time())
 async def speech(body: OpenAISpeechRequest, request: Request, service: Speech, grant: Grant,
                  settings: SettingsDep) -> Response:
     return await respond(request, body.to_speech_request(settings), service, grant, sse=body.stream_format == "sse")
-
-
-@router.get("/v1/audio/voices", summary="Voices this server offers")
-async def voices(runtime: Runtime) -> JSONResponse:
-    listed = [] if runtime.voices is None else runtime.voices.list()
-    return JSONResponse({"voices": listed, "default": None if runtime.voices is None else runtime.voices.default_voice_id})
 
 
 @router.get("/v1/models", summary="Models this server offers (OpenAI format)")

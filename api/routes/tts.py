@@ -1,4 +1,5 @@
-"""`POST /v1/tts/generate`: streaming and non-streaming synthesis; `respond` is every HTTP route's adapter."""
+"""`POST /v1/tts/generate`: streaming and non-streaming synthesis (JSON, or multipart/form-data with a reference
+recording to clone); `respond` is every HTTP route's adapter."""
 
 from __future__ import annotations
 
@@ -10,18 +11,20 @@ from fastapi import APIRouter, Request, Response
 
 from api.delivery import Delivery
 from api.deps import Grant, SettingsDep, Speech
+from api.form_body import FormAsJsonRoute
 from api.schemas import TTSGenerateRequest
 from services.access import AccessGrant
 from services.accounting import RequestAccounting
 from services.speech import OpenedSpeech, SpeechRequest, SpeechService
 
 logger = logging.getLogger("api.tts")
-router = APIRouter(tags=["tts"])
+router = APIRouter(tags=["tts"], route_class=FormAsJsonRoute)
 
 ERROR_RESPONSES = {
     400: {"description": "Invalid request (error envelope)"},
     401: {"description": "Missing or invalid API key"},
     403: {"description": "Key suspended or out of credits"},
+    404: {"description": "No such custom voice for this key"},
     413: {"description": "Text or body too long"},
     429: {"description": "Rate or concurrency limit (Retry-After set)"},
     503: {"description": "Model not loaded or GPU fault"},
@@ -65,7 +68,8 @@ async def respond(request: Request, speech: SpeechRequest, service: SpeechServic
     received_at = request.scope.get("state", {}).get("received_at", time.perf_counter())
     try:
         opened = await service.open(speech, request_id=request.scope["state"]["request_id"],
-                                    reserve_credits=grant.check_credits, buffered=not (speech.stream or sse))
+                                    reserve_credits=grant.check_credits, buffered=not (speech.stream or sse),
+                                    key_id=grant.key_id)
     except BaseException:
         await grant.abandon()  # refused before any audio work: give back the slot and the credits
         raise
@@ -85,7 +89,14 @@ async def respond(request: Request, speech: SpeechRequest, service: SpeechServic
     return await delivery.complete_response(request.receive)
 
 
-@router.post("/v1/tts/generate", responses=ERROR_RESPONSES, summary="Synthesise speech (streaming or complete file)")
+# The multipart form of the same body (FormAsJsonRoute): every JSON field as a form field, the reference as a file.
+_FORM_BODY = {"requestBody": {"content": {"multipart/form-data": {"schema": {"type": "object", "properties": {
+    "text": {"type": "string"}, "reference_audio": {"type": "string", "format": "binary"},
+    "reference_text": {"type": "string"}}, "additionalProperties": True}}}}}
+
+
+@router.post("/v1/tts/generate", responses=ERROR_RESPONSES, openapi_extra=_FORM_BODY,
+             summary="Synthesise speech (streaming or complete file)")
 async def generate(body: TTSGenerateRequest, request: Request, service: Speech, grant: Grant,
                    settings: SettingsDep) -> Response:
     return await respond(request, body.to_speech_request(settings), service, grant)

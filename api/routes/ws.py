@@ -69,22 +69,24 @@ async def _refuse(websocket: WebSocket, error: ApiError) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- connection
-def _synthesis_request(services: Services, msg: StartMessage) -> SynthesisRequest:
-    """The same gate, voice resolution and defaults as HTTP (services.speech); text comes in pieces later."""
+async def _synthesis_request(services: Services, msg: StartMessage, key_id: str) -> SynthesisRequest:
+    """The same gate, voice resolution (custom voices of this key included) and defaults as HTTP (services.speech);
+    text comes in pieces later."""
     speech = msg.to_speech_request(services.settings)
     try:
         services.speech.check_available()
-        voice = services.speech.resolve_voice(speech.voice, speech.speed, "speaker")
+        voice = await services.speech.voice(speech, key_id)
     except ServiceError as exc:
         raise ApiError.from_service(exc) from None
     return services.speech.synthesis_request(speech, voice, request_id="")
 
 
-async def _dispatch(websocket: WebSocket, session: WsSession, raw: str) -> None:
+async def _dispatch(websocket: WebSocket, session: WsSession, raw: str, key_id: str) -> None:
     kind, msg = parse_message(raw)
     if kind in ("start", "oneshot"):
         assert isinstance(msg, StartMessage)
-        await session.start(_synthesis_request(services_of(websocket), msg), text=msg.text, end=kind == "oneshot")
+        request = await _synthesis_request(services_of(websocket), msg, key_id)
+        await session.start(request, text=msg.text, end=kind == "oneshot")
     elif kind == "text":
         assert isinstance(msg, TextMessage)
         await session.text(msg.text)
@@ -99,7 +101,7 @@ async def _dispatch(websocket: WebSocket, session: WsSession, raw: str) -> None:
         await session.ping(msg.id)
 
 
-async def _read_loop(websocket: WebSocket, session: WsSession, outbox: Outbox, idle_s: float) -> str:
+async def _read_loop(websocket: WebSocket, session: WsSession, outbox: Outbox, idle_s: float, key_id: str) -> str:
     """Handle client messages until the client leaves ("disconnect") or stays silent too long ("idle")."""
     while True:
         silent = time.monotonic() - outbox.last_activity
@@ -121,7 +123,7 @@ async def _read_loop(websocket: WebSocket, session: WsSession, outbox: Outbox, i
                     "Binary messages are not accepted; send JSON text frames.",
                     param="type",
                 )
-            await _dispatch(websocket, session, text)
+            await _dispatch(websocket, session, text, key_id)
         except ApiError as err:
             await session.reject(err.code, err.message, err.param)
         except Exception:  # noqa: BLE001 - a bug handling one message must not end the connection
@@ -191,7 +193,7 @@ async def _serve_connection(websocket: WebSocket, services: Services, key: ApiKe
     )
     idle_s = float(settings.ws_idle_timeout_s)
     writer = outbox.start()
-    reader = asyncio.create_task(_read_loop(websocket, session, outbox, idle_s), name="ws-reader")
+    reader = asyncio.create_task(_read_loop(websocket, session, outbox, idle_s, key.key_id), name="ws-reader")
     logger.info("websocket_opened", extra={"event": "websocket_opened", "key_id": key.key_id})
     ending = "disconnect"
     try:

@@ -60,7 +60,7 @@ async function loadVoices() {
   for (const voice of body.voices) {
     const option = document.createElement("option");
     option.value = voice.id;
-    option.textContent = voice.custom ? `${voice.id} (custom)` : voice.id;
+    option.textContent = voice.type === "custom" ? `${voice.name} (custom)` : voice.id;
     option.selected = voice.id === body.default;
     select.append(option);
   }
@@ -224,7 +224,7 @@ async function createVoice() {
   form.append("name", name);
   if ($("clone-transcript").value.trim()) form.append("transcript", $("clone-transcript").value.trim());
   const response = await fetch("/v1/audio/voices", { method: "POST", headers: headers(false), body: form });
-  if (response.status === 404 || response.status === 405) {
+  if (response.status === 404 || response.status === 405 || response.status === 501) {
     $("clone-note").textContent = "Voice cloning is not available on this server.";
     return;
   }

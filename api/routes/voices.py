@@ -1,0 +1,74 @@
+"""The voice library: `POST /v1/audio/voices` (a reference recording as multipart, or an exported voice as JSON),
+`GET /v1/audio/voices` (built-in voices and the caller's custom ones), `GET` and `DELETE /v1/audio/voices/{id}`.
+
+A custom voice is visible only to the API key that made it (others get 404); `X-Admin-Key` sees and deletes all."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from api.deps import Library, OptionalVoiceCaller, Runtime, VoiceCallerDep
+from api.errors import ApiError
+from api.voice_schemas import AUDIO_FIELD, VoiceImport, VoiceUpload, VoiceView
+
+router = APIRouter(tags=["voices"])
+
+ERRORS = {
+    400: {"description": "Bad field or reference audio (not audio, too short or long, silent)"},
+    401: {"description": "Missing or invalid API key"},
+    404: {"description": "No such voice for this key"},
+    413: {"description": "Upload too large"},
+    415: {"description": "Unsupported audio codec or body type"},
+    501: {"description": "This checkpoint cannot encode references (import still works)"},
+}
+_CREATE_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": [AUDIO_FIELD, "name"], "properties": {
+        AUDIO_FIELD: {"type": "string", "format": "binary", "description": "1-30 s reference recording"},
+        **VoiceUpload.model_json_schema()["properties"]}}},
+    "application/json": {"schema": VoiceImport.model_json_schema()},
+}}}
+
+
+@router.post("/v1/audio/voices", status_code=201, responses=ERRORS, openapi_extra=_CREATE_BODY,
+             summary="Create a custom voice from a reference recording (multipart) or import one (JSON)")
+async def create_voice(request: Request, caller: VoiceCallerDep, library: Library) -> JSONResponse:
+    if caller.key_id is None:
+        raise ApiError("FORBIDDEN", "A voice belongs to the API key that creates it: send an API key "
+                       "(Authorization: Bearer), not only the admin key.", status=403)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        upload, audio = await VoiceUpload.read(request)
+        record = await library.create(upload.to_new_voice(), audio, caller.key_id)
+    elif content_type == "application/json":
+        imported = VoiceImport.parse(await request.body())
+        record = await library.import_voice(imported.to_new_voice(), imported.tokens(), caller.key_id,
+                                            reference_seconds=imported.reference_seconds,
+                                            audio_sha256=imported.audio_sha256)
+    else:
+        raise ApiError("UNSUPPORTED_MEDIA_TYPE", f"Invalid 'Content-Type': {content_type or 'none'}; send "
+                       f"multipart/form-data (file '{AUDIO_FIELD}', 'name', optional 'transcript' and 'consent') or "
+                       "application/json (an exported voice with 'global_tokens').", param="Content-Type")
+    return JSONResponse(VoiceView.of(record, admin=caller.admin).to_json(), status_code=201,
+                        headers={"Location": f"/v1/audio/voices/{record.voice_id}"})
+
+
+@router.get("/v1/audio/voices", summary="Voices this key can use: built-in and its custom voices")
+async def list_voices(runtime: Runtime, caller: OptionalVoiceCaller, library: Library) -> JSONResponse:
+    builtin = [] if runtime.voices is None else [{**v, "type": "builtin"} for v in runtime.voices.list()]
+    custom = [] if caller is None else await library.list(caller)
+    admin = caller is not None and caller.admin
+    return JSONResponse({"voices": builtin + [VoiceView.of(r, admin=admin).listed() for r in custom],
+                         "default": None if runtime.voices is None else runtime.voices.default_voice_id})
+
+
+@router.get("/v1/audio/voices/{voice_id}", responses=ERRORS, summary="One custom voice, with its tokens (export)")
+async def get_voice(voice_id: str, caller: VoiceCallerDep, library: Library) -> JSONResponse:
+    record = await library.get(voice_id, caller)
+    return JSONResponse(VoiceView.of(record, admin=caller.admin).to_json())
+
+
+@router.delete("/v1/audio/voices/{voice_id}", status_code=204, responses=ERRORS, summary="Delete a custom voice")
+async def delete_voice(voice_id: str, caller: VoiceCallerDep, library: Library) -> Response:
+    await library.delete(voice_id, caller)
+    return Response(status_code=204)

@@ -1,0 +1,144 @@
+"""Protocol models of the voice library routes (`/v1/audio/voices`): the upload form, the JSON import, and the
+voice as clients see it. Each converts itself; the rules on names and texts are the library's own (`clean_text`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
+from starlette.datastructures import UploadFile
+
+from api.errors import ApiError
+from core.clone import ReferenceTokens
+from services.voice_library import (
+    MAX_CONSENT_CHARS,
+    MAX_NAME_CHARS,
+    MAX_SEMANTIC_TOKENS,
+    MAX_TRANSCRIPT_CHARS,
+    NewVoice,
+    VoiceRecord,
+    VoiceRecordError,
+    clean_text,
+)
+
+AUDIO_FIELD = "audio_sample"
+_LIMITS = {"name": MAX_NAME_CHARS, "transcript": MAX_TRANSCRIPT_CHARS, "consent": MAX_CONSENT_CHARS}
+
+
+def _checked(value: str | None, field: str) -> str | None:
+    try:
+        return clean_text(value, field, _LIMITS[field], required=field == "name")
+    except VoiceRecordError as exc:
+        raise PydanticCustomError("invalid_text", exc.message) from None
+
+
+def _body_errors(exc: ValidationError) -> RequestValidationError:
+    """The same envelope as a JSON body's errors (api/errors.py names the field)."""
+    return RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()])
+
+
+class VoiceFields(BaseModel):
+    name: str = Field(..., description=f"Display name, 1-{MAX_NAME_CHARS} characters.")
+    transcript: str | None = Field(
+        None, description=f"What the reference says (at most {MAX_TRANSCRIPT_CHARS} characters). With it, every prompt "
+        "continues the reference (closer imitation; the transcript and reference are repeated in every prompt).")
+    consent: str | None = Field(None, description="A note of the speaker's consent to being cloned (stored as given).")
+
+    @field_validator("name", "transcript", "consent")
+    @classmethod
+    def _texts(cls, value: str | None, info: Any) -> str | None:
+        return _checked(value, info.field_name)
+
+    def to_new_voice(self) -> NewVoice:
+        return NewVoice(name=self.name, transcript=self.transcript, consent=self.consent)
+
+
+class VoiceUpload(VoiceFields):
+    """`POST /v1/audio/voices` as multipart/form-data: file `audio_sample` and the fields above."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @classmethod
+    async def read(cls, request: Request) -> tuple[VoiceUpload, bytes]:
+        async with request.form(max_files=1, max_fields=8) as form:
+            upload = form.get(AUDIO_FIELD)
+            fields = {k: v for k, v in form.multi_items() if k != AUDIO_FIELD}
+            if upload is None:
+                raise ApiError("VALIDATION_ERROR", f"Field '{AUDIO_FIELD}' is required: the reference recording as a "
+                               "file (WAV, FLAC, MP3, Ogg/Opus, M4A or WebM; 1-30 s).", param=AUDIO_FIELD)
+            if not isinstance(upload, UploadFile):
+                raise ApiError("VALIDATION_ERROR", f"Invalid '{AUDIO_FIELD}': send the recording as a file part "
+                               "(filename set), not as a text field.", param=AUDIO_FIELD)
+            if any(not isinstance(v, str) for v in fields.values()):
+                raise ApiError("VALIDATION_ERROR", f"Only '{AUDIO_FIELD}' may be a file.")
+            audio = await upload.read()
+        try:
+            return cls.model_validate(fields), audio
+        except ValidationError as exc:
+            raise _body_errors(exc) from None
+
+
+class VoiceImport(VoiceFields):
+    """`POST /v1/audio/voices` as JSON: a voice exported from `GET /v1/audio/voices/{id}` (here or on another
+    deployment), stored without encoding. Fields an export carries besides these (id, created_at, ...) are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    global_tokens: list[int] = Field(..., min_length=32, max_length=32, description="The voice: 32 ids, 0..4095.")
+    semantic_tokens: list[int] | None = Field(
+        None, max_length=MAX_SEMANTIC_TOKENS, description="The reference's semantic ids (0..8191); used with a transcript.")
+    reference_seconds: float | None = Field(None, ge=0, le=3600)
+    audio_sha256: str | None = Field(None, pattern="^[0-9a-f]{64}$")
+
+    @classmethod
+    def parse(cls, body: bytes) -> VoiceImport:
+        try:
+            return cls.model_validate_json(body)
+        except ValidationError as exc:
+            raise _body_errors(exc) from None
+
+    def tokens(self) -> ReferenceTokens:
+        semantic = None if self.semantic_tokens is None else tuple(self.semantic_tokens)
+        return ReferenceTokens(global_tokens=tuple(self.global_tokens), semantic_tokens=semantic)
+
+
+class VoiceView(BaseModel):
+    """A custom voice as `GET /v1/audio/voices/{id}` (and the 201 of a create) shows it: everything needed to use,
+    export and re-import it. `owner_key_id` only for the admin."""
+
+    id: str
+    name: str
+    type: Literal["custom"] = "custom"
+    created_at: datetime
+    reference_seconds: float | None
+    has_transcript: bool
+    global_tokens: list[int]
+    semantic_tokens: list[int] | None = None
+    transcript: str | None = None
+    consent: str | None = None
+    audio_sha256: str | None = None
+    owner_key_id: str | None = None
+
+    @classmethod
+    def of(cls, record: VoiceRecord, *, admin: bool = False) -> VoiceView:
+        return cls(id=record.voice_id, name=record.name, created_at=record.created_at,
+                   reference_seconds=record.reference_seconds, has_transcript=record.transcript is not None,
+                   global_tokens=list(record.global_tokens),
+                   semantic_tokens=None if record.semantic_tokens is None else list(record.semantic_tokens),
+                   transcript=record.transcript, consent=record.consent, audio_sha256=record.audio_sha256,
+                   owner_key_id=record.owner_key_id if admin else None)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def listed(self) -> dict[str, Any]:
+        """The entry in `GET /v1/audio/voices`: the built-in entries' keys plus the facts that fit a list."""
+        entry = {"id": self.id, "name": self.name, "type": self.type, "created_at": self.to_json()["created_at"],
+                 "reference_seconds": self.reference_seconds, "has_transcript": self.has_transcript}
+        if self.owner_key_id is not None:
+            entry["owner_key_id"] = self.owner_key_id
+        return entry

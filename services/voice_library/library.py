@@ -1,0 +1,198 @@
+"""The voice library: create (from audio or imported tokens), read, list and delete custom voices, with ownership;
+and the voices synthesis uses (a stored voice by id, or a per-request reference).
+
+Ownership: a voice belongs to the API key that made it and is visible only to it; any other key gets 404
+VOICE_NOT_FOUND, never 403, so ids do not leak. The admin sees and deletes every voice.
+
+Freshness: management calls (get, list, delete) always read the store. Synthesis looks a voice up per request and
+keeps a found voice for `TTS_VOICE_CACHE_TTL_S` seconds (5 by default; 0 turns it off); absences are never cached.
+A delete on this container takes effect at once; on others within that TTL.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from core.clone import ReferenceTokens
+from core.voices import Voice
+from services.errors import ServiceError
+from services.synthesis import check_voice_fits
+from services.voice_library.backends import build_voice_store
+from services.voice_library.records import (
+    MAX_CONSENT_CHARS,
+    MAX_NAME_CHARS,
+    MAX_TRANSCRIPT_CHARS,
+    VoiceRecord,
+    VoiceRecordError,
+    clean_text,
+    new_voice_id,
+)
+from services.voice_library.references import EncodedReference, References
+from services.voice_library.store import VoiceStore
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from services.database import DatabaseClients
+    from services.runtime import ModelRuntime
+
+logger = logging.getLogger("services.voice_library")
+_CACHE_MAX = 1024
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: one API key (its voices), or the admin (every voice; `key_id` None)."""
+
+    key_id: str | None
+    admin: bool = False
+
+    @property
+    def owner_filter(self) -> str | None:
+        return None if self.admin else self.key_id
+
+
+@dataclass(frozen=True)
+class NewVoice:
+    """What a client gives besides the audio or tokens (checked by `VoiceLibrary`)."""
+
+    name: str
+    transcript: str | None = None
+    consent: str | None = None
+
+
+def voice_not_found(voice_id: str, param: str | None = None) -> ServiceError:
+    shown = voice_id if len(voice_id) <= 80 else voice_id[:80] + "..."
+    return ServiceError("VOICE_NOT_FOUND", f"No voice {shown!r} for this API key; GET /v1/audio/voices lists the "
+                        "voices it can use.", param)
+
+
+def _invalid(exc: VoiceRecordError) -> ServiceError:
+    return ServiceError("VALIDATION_ERROR", f"Invalid '{exc.field}': {exc.message}", exc.field)
+
+
+class VoiceLibrary:
+    def __init__(self, settings: Settings, runtime: ModelRuntime, store: VoiceStore, references: References) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.store = store
+        self.references = references
+        self.ttl_s = settings.voice_cache_ttl_s
+        self._recent: dict[str, tuple[float, VoiceRecord, Voice]] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, runtime: ModelRuntime,
+                      databases: DatabaseClients | None = None) -> VoiceLibrary:
+        references = References(runtime, max_concurrent=settings.clone_max_concurrent_encodes,
+                                cache_size=settings.clone_reference_cache_size)
+        return cls(settings, runtime, build_voice_store(settings, databases), references)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    # ------------------------------------------------------------------ create
+    def _check_ready(self) -> None:
+        if not self.runtime.ready:
+            raise ServiceError("MODEL_NOT_LOADED", "The model is not ready yet (state: "
+                               f"{self.runtime.state.value}); retry shortly.", retry_after=5)
+
+    @staticmethod
+    def _fields(new: NewVoice) -> NewVoice:
+        try:
+            return NewVoice(name=clean_text(new.name, "name", MAX_NAME_CHARS, required=True) or "",
+                            transcript=clean_text(new.transcript, "transcript", MAX_TRANSCRIPT_CHARS),
+                            consent=clean_text(new.consent, "consent", MAX_CONSENT_CHARS))
+        except VoiceRecordError as exc:
+            raise _invalid(exc) from None
+
+    async def create(self, new: NewVoice, audio: bytes, owner: str) -> VoiceRecord:
+        """Encode `audio` and store the voice; nothing is stored unless every step succeeded."""
+        new = self._fields(new)
+        self._check_ready()
+        self.references.check_available()
+        encoded = await self.references.encode(audio, semantic=new.transcript is not None)
+        return await self._save(new, encoded.tokens, owner, encoded, param="audio_sample")
+
+    async def import_voice(self, new: NewVoice, tokens: ReferenceTokens, owner: str, *,
+                           reference_seconds: float | None = None, audio_sha256: str | None = None) -> VoiceRecord:
+        """Store a voice whose tokens were made elsewhere (an export from another deployment); no encoder needed."""
+        new = self._fields(new)
+        self._check_ready()
+        return await self._save(new, tokens, owner, None, param="global_tokens", seconds=reference_seconds,
+                                sha256=audio_sha256)
+
+    async def _save(self, new: NewVoice, tokens: ReferenceTokens, owner: str, encoded: EncodedReference | None, *,
+                    param: str, seconds: float | None = None, sha256: str | None = None) -> VoiceRecord:
+        try:
+            record = VoiceRecord(
+                voice_id=new_voice_id(self.runtime.voices), name=new.name, owner_key_id=owner,
+                global_tokens=tokens.global_tokens, created_at=datetime.now(UTC), semantic_tokens=tokens.semantic_tokens,
+                transcript=new.transcript, consent=new.consent,
+                reference_seconds=encoded.seconds if encoded is not None else seconds,
+                audio_sha256=encoded.sha256 if encoded is not None else sha256,
+            )
+        except VoiceRecordError as exc:
+            raise _invalid(exc) from None
+        check_voice_fits(self.runtime, record.to_voice(), param)
+        await self.store.insert(record)
+        logger.info("voice created", extra={"voice_id": record.voice_id, "key_id": owner,
+                                            "continuation": record.continuation})
+        return record
+
+    # ------------------------------------------------------------------ read, list, delete
+    async def get(self, voice_id: str, caller: Caller) -> VoiceRecord:
+        record = await self.store.get(voice_id)
+        if record is None or not (caller.admin or record.owner_key_id == caller.key_id):
+            raise voice_not_found(voice_id)
+        return record
+
+    async def list(self, caller: Caller) -> list[VoiceRecord]:
+        if not caller.admin and caller.key_id is None:
+            return []
+        return await self.store.list(caller.owner_filter)
+
+    async def delete(self, voice_id: str, caller: Caller) -> None:
+        self._recent.pop(voice_id, None)
+        if not await self.store.delete(voice_id, caller.owner_filter):
+            raise voice_not_found(voice_id)
+        logger.info("voice deleted", extra={"voice_id": voice_id, "key_id": caller.key_id, "admin": caller.admin})
+
+    # ------------------------------------------------------------------ synthesis
+    async def voice_for(self, voice_id: str, key_id: str | None, param: str = "speaker") -> Voice:
+        """The stored voice `voice_id` if `key_id` owns it; VOICE_NOT_FOUND (404) otherwise."""
+        now = time.monotonic()
+        recent = self._recent.get(voice_id)
+        if recent is not None and recent[0] > now:
+            record, voice = recent[1], recent[2]
+        else:
+            found = await self.store.get(voice_id)
+            if found is None:
+                self._recent.pop(voice_id, None)
+                raise voice_not_found(voice_id, param)
+            record, voice = found, found.to_voice()
+            if self.ttl_s > 0:
+                if len(self._recent) >= _CACHE_MAX:
+                    self._recent.clear()
+                self._recent[voice_id] = (now + self.ttl_s, record, voice)
+        if record.owner_key_id != key_id:
+            raise voice_not_found(voice_id, param)
+        check_voice_fits(self.runtime, voice, param)
+        return voice
+
+    async def reference_voice(self, audio: bytes, transcript: str | None, param: str = "reference_audio") -> Voice:
+        """A voice for one request from its own reference (not saved; encodings are cached by content)."""
+        try:
+            transcript = clean_text(transcript, "reference_text", MAX_TRANSCRIPT_CHARS)
+        except VoiceRecordError as exc:
+            raise _invalid(exc) from None
+        encoded = await self.references.encode(audio, semantic=transcript is not None)
+        tokens = encoded.tokens
+        continuation = transcript is not None and tokens.semantic_tokens is not None
+        voice = Voice(id=f"ref_{encoded.sha256[:16]}", name="Per-request reference", kind="global_tokens",
+                      global_tokens=tokens.global_tokens, reference_text=transcript if continuation else None,
+                      reference_semantic=tokens.semantic_tokens if continuation else None)
+        check_voice_fits(self.runtime, voice, param)
+        return voice

@@ -1,0 +1,124 @@
+"""Reference audio -> tokens, for saved voices and per-request cloning alike.
+
+Decoding (`core.clone.decode_reference_audio`) and encoding (`ModelRuntime.encode_reference`) are blocking: both run
+in a worker thread, at most `TTS_CLONE_MAX_CONCURRENT_ENCODES` at a time per process (the rest wait their turn).
+Results are kept in a bounded LRU keyed by the SHA-256 of the uploaded bytes and whether semantic tokens were
+needed, so a client that sends the same reference with every request pays for one encode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from core.clone import CloningUnavailable, ReferenceAudioError, ReferenceTokens, decode_reference_audio
+from core.voices import GLOBAL_CODEBOOK_SIZE, NUM_GLOBAL_TOKENS
+from services.errors import ServiceError
+
+if TYPE_CHECKING:
+    from services.runtime import ModelRuntime
+
+
+@dataclass(frozen=True)
+class EncodedReference:
+    """What one uploaded file encodes to, with the facts a voice record keeps about it."""
+
+    tokens: ReferenceTokens
+    seconds: float
+    sha256: str
+
+
+def audio_sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class ReferenceCache:
+    """Bounded LRU of encoded references. Touched only from the event loop thread (no lock needed)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[tuple[str, bool], EncodedReference] = OrderedDict()
+
+    def get(self, sha256: str, semantic: bool) -> EncodedReference | None:
+        """An entry with semantic tokens also answers a request that needs only the globals."""
+        for key in ((sha256, semantic), (sha256, True)):
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                return found
+        return None
+
+    def put(self, semantic: bool, value: EncodedReference) -> None:
+        if self.capacity <= 0:
+            return
+        self._items[(value.sha256, semantic)] = value
+        self._items.move_to_end((value.sha256, semantic))
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def cloning_unavailable(reason: str) -> ServiceError:
+    return ServiceError("CLONING_UNAVAILABLE", f"Voice cloning is not available on this server: {reason}. Stored "
+                        "voices can still be imported (POST /v1/audio/voices with JSON global_tokens).")
+
+
+class References:
+    """Encodes references for one app: a per-process limit on concurrent encodes and the LRU above."""
+
+    def __init__(self, runtime: ModelRuntime, *, max_concurrent: int, cache_size: int) -> None:
+        self.runtime = runtime
+        self.cache = ReferenceCache(cache_size)
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self.encodes = 0  # encoder calls made (tests and logs)
+
+    def check_available(self) -> None:
+        """501 CLONING_UNAVAILABLE when this checkpoint cannot encode references."""
+        reason = self.runtime.cloning_unavailable_reason
+        if reason is not None:
+            raise cloning_unavailable(reason)
+
+    async def encode(self, data: bytes, *, semantic: bool) -> EncodedReference:
+        """Tokens of an uploaded file; ServiceError with the public code when it cannot be a reference."""
+        digest = audio_sha256(data)
+        cached = self.cache.get(digest, semantic)
+        if cached is not None:
+            return cached
+        self.check_available()
+        async with self._slots:
+            cached = self.cache.get(digest, semantic)  # encoded by another request while this one waited
+            if cached is not None:
+                return cached
+            self.encodes += 1
+            result = await asyncio.to_thread(self._encode, data, digest, semantic)
+        self.cache.put(semantic, result)
+        return result
+
+    def _encode(self, data: bytes, digest: str, semantic: bool) -> EncodedReference:
+        try:
+            audio = decode_reference_audio(data)
+        except ReferenceAudioError as exc:
+            raise ServiceError(exc.code, f"Invalid reference audio: {exc.message}.") from None
+        try:
+            tokens = self.runtime.encode_reference(audio.samples, semantic=semantic)
+        except CloningUnavailable as exc:
+            raise cloning_unavailable(str(exc)) from None
+        tokens = check_tokens(tokens, semantic)
+        return EncodedReference(tokens=tokens, seconds=round(audio.duration_s, 3), sha256=digest)
+
+
+def check_tokens(tokens: ReferenceTokens, semantic: bool) -> ReferenceTokens:
+    """The encoder's output as plain ints, checked to be what a prompt needs (a broken encoder must not make
+    unusable voices)."""
+    globals_ = tuple(int(g) for g in tokens.global_tokens)
+    if len(globals_) != NUM_GLOBAL_TOKENS or not all(0 <= g < GLOBAL_CODEBOOK_SIZE for g in globals_):
+        raise RuntimeError(f"the reference encoder returned {len(globals_)} global tokens, not {NUM_GLOBAL_TOKENS}")
+    if semantic and tokens.semantic_tokens is None:
+        raise RuntimeError("the reference encoder returned no semantic tokens")
+    semantic_ = None if tokens.semantic_tokens is None else tuple(int(s) for s in tokens.semantic_tokens)
+    return ReferenceTokens(global_tokens=globals_, semantic_tokens=semantic_)
