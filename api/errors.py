@@ -99,6 +99,11 @@ def _validation_to_api_error(exc: RequestValidationError) -> ApiError:
     return ApiError(code, message, param=field)
 
 
+def body_validation_error(errors: list[dict[str, Any]]) -> ApiError:
+    """A body's validation errors (pydantic's, `loc` relative to the body) as the envelope a JSON body's get."""
+    return _validation_to_api_error(RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:

@@ -7,12 +7,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import Request
-from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 from starlette.datastructures import UploadFile
 
-from api.errors import ApiError
+from api.errors import ApiError, body_validation_error
 from core.clone import ReferenceTokens
 from services.voice_library import (
     MAX_CONSENT_CHARS,
@@ -34,11 +33,6 @@ def _checked(value: str | None, field: str) -> str | None:
         return clean_text(value, field, _LIMITS[field], required=field == "name")
     except VoiceRecordError as exc:
         raise PydanticCustomError("invalid_text", exc.message) from None
-
-
-def _body_errors(exc: ValidationError) -> RequestValidationError:
-    """The same envelope as a JSON body's errors (api/errors.py names the field)."""
-    return RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()])
 
 
 class VoiceFields(BaseModel):
@@ -79,7 +73,7 @@ class VoiceUpload(VoiceFields):
         try:
             return cls.model_validate(fields), audio
         except ValidationError as exc:
-            raise _body_errors(exc) from None
+            raise body_validation_error(exc.errors()) from None
 
 
 class VoiceImport(VoiceFields):
@@ -99,7 +93,7 @@ class VoiceImport(VoiceFields):
         try:
             return cls.model_validate_json(body)
         except ValidationError as exc:
-            raise _body_errors(exc) from None
+            raise body_validation_error(exc.errors()) from None
 
     def tokens(self) -> ReferenceTokens:
         semantic = None if self.semantic_tokens is None else tuple(self.semantic_tokens)

@@ -113,7 +113,7 @@ class VoiceLibrary:
         new = self._fields(new)
         self._check_ready()
         self.references.check_available()
-        encoded = await self.references.encode(audio, semantic=new.transcript is not None)
+        encoded = await self.references.encode(audio, semantic=new.transcript is not None, param="audio_sample")
         return await self._save(new, encoded.tokens, owner, encoded, param="audio_sample")
 
     async def import_voice(self, new: NewVoice, tokens: ReferenceTokens, owner: str, *,
@@ -188,7 +188,7 @@ class VoiceLibrary:
             transcript = clean_text(transcript, "reference_text", MAX_TRANSCRIPT_CHARS)
         except VoiceRecordError as exc:
             raise _invalid(exc) from None
-        encoded = await self.references.encode(audio, semantic=transcript is not None)
+        encoded = await self.references.encode(audio, semantic=transcript is not None, param=param)
         tokens = encoded.tokens
         continuation = transcript is not None and tokens.semantic_tokens is not None
         voice = Voice(id=f"ref_{encoded.sha256[:16]}", name="Per-request reference", kind="global_tokens",

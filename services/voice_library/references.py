@@ -83,8 +83,9 @@ class References:
         if reason is not None:
             raise cloning_unavailable(reason)
 
-    async def encode(self, data: bytes, *, semantic: bool) -> EncodedReference:
-        """Tokens of an uploaded file; ServiceError with the public code when it cannot be a reference."""
+    async def encode(self, data: bytes, *, semantic: bool, param: str | None = None) -> EncodedReference:
+        """Tokens of an uploaded file; ServiceError with the public code (naming `param`) when it cannot be a
+        reference."""
         digest = audio_sha256(data)
         cached = self.cache.get(digest, semantic)
         if cached is not None:
@@ -95,15 +96,16 @@ class References:
             if cached is not None:
                 return cached
             self.encodes += 1
-            result = await asyncio.to_thread(self._encode, data, digest, semantic)
+            result = await asyncio.to_thread(self._encode, data, digest, semantic, param)
         self.cache.put(semantic, result)
         return result
 
-    def _encode(self, data: bytes, digest: str, semantic: bool) -> EncodedReference:
+    def _encode(self, data: bytes, digest: str, semantic: bool, param: str | None) -> EncodedReference:
         try:
             audio = decode_reference_audio(data)
         except ReferenceAudioError as exc:
-            raise ServiceError(exc.code, f"Invalid reference audio: {exc.message}.") from None
+            shown = f"'{param}'" if param else "reference audio"
+            raise ServiceError(exc.code, f"Invalid {shown}: {exc.message}.", param) from None
         try:
             tokens = self.runtime.encode_reference(audio.samples, semantic=semantic)
         except CloningUnavailable as exc:
