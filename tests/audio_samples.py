@@ -74,3 +74,13 @@ def phone_8k_wav(seconds: float = 4.0) -> bytes:
 
 def mp3(seconds: float = 4.0) -> bytes:
     return encoded(voiced(seconds, 44_100), 44_100, "mp3", "libmp3lame")
+
+
+def wav_with_codec_tag(tag: int, seconds: float = 2.0, rate: int = 16_000) -> bytes:
+    """A RIFF/WAVE file whose fmt chunk names codec `tag` (e.g. 0xBEEF, which no decoder knows) over PCM bytes."""
+    import struct
+
+    payload = (voiced(seconds, rate) * 32767).astype("<i2").tobytes()
+    fmt = struct.pack("<HHIIHH", tag, 1, rate, rate * 2, 2, 16)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(payload)) + payload
+    return b"RIFF" + struct.pack("<I", len(body)) + body

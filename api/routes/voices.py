@@ -37,7 +37,7 @@ async def create_voice(request: Request, caller: VoiceCallerDep, library: Librar
         raise ApiError("FORBIDDEN", "A voice belongs to the API key that creates it: send an API key "
                        "(Authorization: Bearer), not only the admin key.", status=403)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "multipart/form-data":
+    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):  # the latter lacks the file
         upload, audio = await VoiceUpload.read(request)
         record = await library.create(upload.to_new_voice(), audio, caller.key_id)
     elif content_type == "application/json":
