@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 VoiceKind = Literal["style", "global_tokens", "prompt_prefix"]
 PrefixPlacement = Literal["content", "sequence"]
+VoiceSource = Literal["builtin", "custom", "reference"]
 VOICE_KINDS: tuple[str, ...] = ("style", "global_tokens", "prompt_prefix")
 GENDERS = ("female", "male")
 LEVELS = ("very_low", "low", "moderate", "high", "very_high")
@@ -86,6 +87,9 @@ class Voice:
     description: str = ""
     reference_text: str | None = None  # the reference recording's transcript (continuation prompt)
     reference_semantic: tuple[int, ...] | None = None  # the reference recording's semantic ids
+    # Where the voice comes from: the checkpoint's voices.json ("builtin"), a key's voice library ("custom"), or a
+    # request's own reference audio ("reference"). Metrics label custom and reference voices by this, not their ids.
+    source: VoiceSource = "builtin"
 
     def __post_init__(self) -> None:
         where = f"voice {self.id!r}"
@@ -100,6 +104,8 @@ class Voice:
                 raise VoiceConfigError(
                     f"{where}: {key} {getattr(self, key)!r} unknown; accepted: {', '.join(LEVELS)}"
                 )
+        if self.source not in ("builtin", "custom", "reference"):
+            raise VoiceConfigError(f"{where}: source {self.source!r} unknown; accepted: builtin, custom, reference")
         if self.prefix_placement not in ("content", "sequence"):
             raise VoiceConfigError(f"{where}: prefix_placement must be 'content' or 'sequence'")
         if self.global_tokens is not None:
@@ -129,6 +135,11 @@ class Voice:
             raise VoiceConfigError(f"{where}: reference_text must be a string")
         if (semantic is not None or self.reference_text is not None) and self.global_tokens is None:
             raise VoiceConfigError(f"{where}: a reference transcript or reference_semantic needs global_tokens")
+
+    @property
+    def metric_label(self) -> str:
+        """The voice as a Prometheus label value: built-in ids (a bounded set), else "custom" or "reference"."""
+        return self.id if self.source == "builtin" else self.source
 
     @property
     def continuation(self) -> bool:

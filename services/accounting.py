@@ -82,6 +82,10 @@ class RequestAccounting:
         return self.job.request.voice.id
 
     @property
+    def voice_label(self) -> str:
+        return self.job.request.voice.metric_label
+
+    @property
     def stream_label(self) -> str:
         return "true" if self.job.request.stream else "false"
 
@@ -100,7 +104,7 @@ class RequestAccounting:
     def started(self, *, text_length: int, key_id: str | None = None, **fields: Any) -> None:
         """Synthesis was admitted: count the request and mark it active."""
         r = self.job.request
-        metrics.REQUESTS.labels(self.voice_id, self.stream_label, r.audio_format).inc()
+        metrics.REQUESTS.labels(self.voice_label, self.stream_label, r.audio_format).inc()
         metrics.ACTIVE_STREAMS.inc()
         self._active = True
         logger.info("request_received", extra={
@@ -156,7 +160,7 @@ class RequestAccounting:
         return report
 
     def _count(self, report: RequestReport) -> None:
-        voice, stream = self.voice_id, self.stream_label
+        voice, stream = self.voice_label, self.stream_label
         if report.status == "completed":
             metrics.COMPLETED.labels(voice, stream, "success").inc()
             metrics.AUDIO_SECONDS.observe(report.audio_seconds)

@@ -1,8 +1,9 @@
 """The Prometheus registry and every metric family the service exports.
 
 Names keep the `veena3_tts_` prefix that existing dashboards know. Label values are bounded: voices
-are the configured voice names (unknown ones are refused before counting), formats and error codes
-are enums; never request ids or free text.
+are the configured voice names (unknown ones are refused before counting; every custom voice counts as
+"custom", every per-request reference as "reference"), formats and error codes are enums; never request ids,
+voice-library ids or free text.
 """
 
 from __future__ import annotations
@@ -108,6 +109,10 @@ METRICS_PUSH_FAILURES = Counter(
 CLIENT_DISCONNECTS = Counter(f"{PREFIX}_client_disconnects", "Clients that went away mid-stream.", registry=REGISTRY)
 STALLED_CLIENTS = Counter(f"{PREFIX}_stalled_clients_cut", "Readers cut off after stalling.", registry=REGISTRY)
 GPU_FAULTS = Counter(f"{PREFIX}_gpu_faults", "GPU faults that marked the container unhealthy.", ["kind"], registry=REGISTRY)
+REFERENCE_ENCODES = Counter(
+    f"{PREFIX}_reference_encodes", "Reference recordings for cloning: encoded, or served from the per-process cache.",
+    ["outcome"], registry=REGISTRY,
+)
 STAGE_SECONDS = Histogram(
     f"{PREFIX}_stage_seconds", "Compute seconds per pipeline stage call.", ["stage"], buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,

@@ -192,7 +192,7 @@ class VoiceLibrary:
         tokens = encoded.tokens
         continuation = transcript is not None and tokens.semantic_tokens is not None
         voice = Voice(id=f"ref_{encoded.sha256[:16]}", name="Per-request reference", kind="global_tokens",
-                      global_tokens=tokens.global_tokens, reference_text=transcript if continuation else None,
+                      source="reference", global_tokens=tokens.global_tokens, reference_text=transcript if continuation else None,
                       reference_semantic=tokens.semantic_tokens if continuation else None)
         check_voice_fits(self.runtime, voice, param)
         return voice

@@ -116,7 +116,7 @@ class VoiceRecord:
     def to_voice(self) -> Voice:
         """The voice synthesis uses: a clone prompt with these globals, a continuation prompt with a transcript."""
         return Voice(
-            id=self.voice_id, name=self.name, kind="global_tokens", global_tokens=self.global_tokens,
+            id=self.voice_id, name=self.name, kind="global_tokens", source="custom", global_tokens=self.global_tokens,
             reference_text=self.transcript if self.continuation else None,
             reference_semantic=self.semantic_tokens if self.continuation else None,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 from core.clone import CloningUnavailable, ReferenceAudioError, ReferenceTokens, decode_reference_audio
 from core.voices import GLOBAL_CODEBOOK_SIZE, NUM_GLOBAL_TOKENS
 from services.errors import ServiceError
+from shared import metrics
 
 if TYPE_CHECKING:
     from services.runtime import ModelRuntime
@@ -88,17 +90,20 @@ class References:
         reference."""
         digest = audio_sha256(data)
         cached = self.cache.get(digest, semantic)
-        if cached is not None:
-            return cached
-        self.check_available()
-        async with self._slots:
-            cached = self.cache.get(digest, semantic)  # encoded by another request while this one waited
-            if cached is not None:
-                return cached
-            self.encodes += 1
-            result = await asyncio.to_thread(self._encode, data, digest, semantic, param)
-        self.cache.put(semantic, result)
-        return result
+        if cached is None:
+            self.check_available()
+            async with self._slots:
+                cached = self.cache.get(digest, semantic)  # encoded by another request while this one waited
+                if cached is None:
+                    self.encodes += 1
+                    started = time.perf_counter()
+                    result = await asyncio.to_thread(self._encode, data, digest, semantic, param)
+                    metrics.STAGE_SECONDS.labels("reference_encode").observe(time.perf_counter() - started)
+                    metrics.REFERENCE_ENCODES.labels("encoded").inc()
+                    self.cache.put(semantic, result)
+                    return result
+        metrics.REFERENCE_ENCODES.labels("cached").inc()
+        return cached
 
     def _encode(self, data: bytes, digest: str, semantic: bool, param: str | None) -> EncodedReference:
         try:

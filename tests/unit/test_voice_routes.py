@@ -222,6 +222,9 @@ def test_a_custom_voice_speaks_on_every_route_for_its_key_only(client: TestClien
             assert ws.receive_json()["error"]["code"] == "VOICE_NOT_FOUND"
         unknown = client.post("/v1/tts/generate", headers=A, json={"text": "Hi.", "speaker": "no-such-voice"})
         assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "INVALID_SPEAKER"  # as before
+        # Metrics count custom voices under one label: library ids never become label values.
+        exposition = client.get("/metrics").text
+        assert 'speaker="custom"' in exposition and voice_id not in exposition
     finally:
         client.delete(f"/v1/audio/voices/{voice_id}", headers=A)
 
@@ -242,6 +245,9 @@ def test_per_request_cloning_json_and_multipart_encode_a_reference_once(client: 
     assert again.status_code == form.status_code == 200, form.text
     assert form.headers["X-Stream"] == "true" and form.headers["X-Format"] == "pcm" and form.content
     assert encoder(client).calls == calls  # the same bytes: served from the cache
+    exposition = client.get("/metrics").text
+    assert 'speaker="reference"' in exposition and "ref_" not in exposition
+    assert 'veena3_tts_reference_encodes_total{outcome="cached"}' in exposition
     assert not list(client.app.state.services.settings.voice_dir.glob("ref_*"))  # nothing saved
 
 
