@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typing
+from dataclasses import replace
 
 import pytest
 
@@ -66,3 +67,50 @@ def test_one_voice_error_for_every_transport() -> None:
         service.resolve_voice("nobody", field="voice")
     assert info.value.code == "INVALID_SPEAKER" and info.value.param == "voice"
     assert info.value.message.startswith("Invalid 'voice': ")
+
+
+def test_a_reference_recording_reaches_the_speech_request_as_bytes() -> None:
+    import base64
+
+    audio = b"RIFF....WAVEfmt "
+    http = TTSGenerateRequest(text="Hi.", reference_audio=base64.b64encode(audio).decode(), reference_text="Hello.")
+    request = http.to_speech_request(SETTINGS)
+    assert (request.reference_audio, request.reference_text, request.voice) == (audio, "Hello.", None)
+    data_url = TTSGenerateRequest(text="Hi.", reference_audio="data:audio/wav;base64," + base64.b64encode(audio).decode())
+    assert data_url.to_speech_request(SETTINGS).reference_audio == audio
+    for other in (OpenAISpeechRequest(input="Hi."), StartMessage()):
+        assert other.to_speech_request(SETTINGS).reference_audio is None
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"speaker": "default", "reference_audio": "QUJD"}, "not both"),
+    ({"reference_text": "Hello."}, "send that too"),
+    ({"reference_audio": "%%%"}, "not valid base64"),
+    ({"reference_audio": ""}, "is empty"),
+])
+def test_reference_fields_are_refused_with_reasons(fields: dict, message: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        TTSGenerateRequest(text="Hi.", **fields)
+
+
+async def test_custom_and_reference_voices_need_the_voice_library() -> None:
+    from core.voices import VoiceRegistry
+    from services.errors import ServiceError
+    from services.speech import SpeechRequest
+    from services.voice_library import new_voice_id
+
+    class Runtime:
+        voices = VoiceRegistry.builtin()
+
+    service = SpeechService(Runtime(), SETTINGS)  # type: ignore[arg-type]
+    base = SpeechRequest(text="Hi.", voice=None, audio_format="wav", sample_rate=16000,
+                         sampling=SamplingOptions.with_defaults(SETTINGS), voice_field="voice")
+    assert (await service.voice(base, "key_a")).id == "default"
+    with pytest.raises(ServiceError) as info:
+        await service.voice(replace(base, voice=new_voice_id()), "key_a")
+    assert (info.value.code, info.value.param) == ("VOICE_NOT_FOUND", "voice")
+    with pytest.raises(ServiceError) as refused:
+        await service.voice(replace(base, reference_audio=b"RIFF"), "key_a")
+    assert refused.value.code == "CLONING_UNAVAILABLE"
