@@ -29,7 +29,8 @@ LONG_TEXT = ("Hello! This is the playground streaming speech while it is being g
 
 @pytest.fixture(scope="module")
 def server(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    env = {"TTS_AUTH_ENABLED": "true", "TTS_API_KEYS": KEY, "TTS_SR_ENABLED": "false"}
+    env = {"TTS_AUTH_ENABLED": "true", "TTS_API_KEYS": KEY, "TTS_SR_ENABLED": "false",
+           "TTS_VOICE_DIR": str(tmp_path_factory.mktemp("playground-voices"))}
     running = start_server(demo_model_dir, tmp_path_factory.mktemp("playground") / "server.log", env)
     try:
         yield running
@@ -44,8 +45,10 @@ def browser() -> Iterator[object]:
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    # A fake microphone (a beeping tone) that needs no permission prompt: the page's MediaRecorder really records.
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--autoplay-policy=no-user-gesture-required", "--window-size=1100,1400"):
+                 "--autoplay-policy=no-user-gesture-required", "--window-size=1100,1400",
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"):
         options.add_argument(flag)
     # The driver path is given: selenium-manager never downloads anything.
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
@@ -93,6 +96,36 @@ def test_the_page_streams_audio_and_shows_its_numbers(server: RunningServer, bro
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     assert driver.save_screenshot(str(ARTIFACTS / "playground.png"))
+
+
+def test_the_page_records_a_clip_and_clones_a_voice_from_it(server: RunningServer, browser) -> None:
+    """The browser's own MediaRecorder upload (WebM/Opus) through the page's form to the voice library."""
+    import time
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    driver.get(f"{server.base_url}/playground")
+    key = driver.find_element(By.ID, "api-key")
+    key.clear()
+    key.send_keys(KEY, Keys.TAB)
+    note = driver.find_element(By.ID, "clone-note")
+    driver.find_element(By.ID, "record").click()
+    time.sleep(3.0)
+    driver.find_element(By.ID, "record").click()
+    WebDriverWait(driver, 10).until(lambda d: note.text.startswith("Recorded"))
+    driver.find_element(By.ID, "clone-name").send_keys("Browser voice")
+    driver.find_element(By.ID, "clone").click()
+    WebDriverWait(driver, 60).until(lambda d: "Created" in note.text or "Recorded" not in note.text)
+    assert note.text.startswith("Created voice_"), note.text
+    select = driver.find_element(By.ID, "voice")
+    voice_id = select.get_attribute("value")
+    assert voice_id.startswith("voice_")
+    assert select.find_element(By.CSS_SELECTOR, "option:checked").text == "Browser voice (custom)"
+    stored = httpx.get(f"{server.base_url}/v1/audio/voices/{voice_id}", headers={"Authorization": f"Bearer {KEY}"})
+    assert stored.status_code == 200 and stored.json()["reference_seconds"] > 2.0
 
 
 def test_the_page_is_served_with_a_strict_policy_and_no_third_party_requests(server: RunningServer) -> None:
