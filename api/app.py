@@ -89,7 +89,9 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
                    voice_pinning.router, voices.router, ws.router):
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES, timeout_s=settings.body_timeout_s,
-                       uploads={("POST", "/v1/audio/voices"): MAX_UPLOAD_BYTES})
+                       uploads={("POST", "/v1/audio/voices"): MAX_UPLOAD_BYTES},
+                       hints={"/v1/tts/generate": "A reference recording larger than this goes to POST /v1/audio/voices "
+                              "(up to 20 MiB); then name the voice by its id."})
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

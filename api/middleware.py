@@ -67,14 +67,16 @@ class BodySizeLimitMiddleware:
     does not arrive within `timeout_s` (a slow-body client holding a connection) with 408, both in the error
     envelope. The app then reads the buffered body; later receives (disconnect) go to the server as usual.
 
-    The cap is `max_bytes`, except on the upload routes named in `uploads` ((method, path) -> cap)."""
+    The cap is `max_bytes`, except on the upload routes named in `uploads` ((method, path) -> cap); `hints` (path ->
+    sentence) adds where a client should send a larger body instead."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float = 30.0,
-                 uploads: dict[tuple[str, str], int] | None = None) -> None:
+                 uploads: dict[tuple[str, str], int] | None = None, hints: dict[str, str] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
         self.uploads = dict(uploads or {})
+        self.hints = dict(hints or {})
 
     async def _refuse(self, send: Send, status: int, code: str, message: str) -> None:
         body = json.dumps(error_envelope(code, message)).encode()
@@ -83,9 +85,9 @@ class BodySizeLimitMiddleware:
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
 
-    async def _reject(self, send: Send, cap: int) -> None:
-        hint = "" if cap > self.max_bytes else " (a voice reference larger than this goes to POST /v1/audio/voices)"
-        await self._refuse(send, 413, "PAYLOAD_TOO_LARGE", f"The request body exceeds {cap} bytes{hint}.")
+    async def _reject(self, send: Send, cap: int, path: str) -> None:
+        hint = f" {self.hints[path]}" if path in self.hints else ""
+        await self._refuse(send, 413, "PAYLOAD_TOO_LARGE", f"The request body exceeds {cap} bytes.{hint}")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -94,7 +96,7 @@ class BodySizeLimitMiddleware:
         cap = self.uploads.get((scope.get("method", ""), scope.get("path", "")), self.max_bytes)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > cap:
-            await self._reject(send, cap)
+            await self._reject(send, cap, scope.get("path", ""))
             return
         chunks: list[bytes] = []
         received = 0
@@ -107,7 +109,7 @@ class BodySizeLimitMiddleware:
                     body = message.get("body", b"")
                     received += len(body)
                     if received > cap:
-                        await self._reject(send, cap)
+                        await self._reject(send, cap, scope.get("path", ""))
                         return
                     chunks.append(body)
                     if not message.get("more_body", False):
