@@ -33,6 +33,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "GPU_FAULT": (503, "service_unavailable"),
     "GPU_OOM": (503, "service_unavailable"),
     "CLONING_UNAVAILABLE": (501, "server_error"),
+    "VOICE_LIBRARY_UNAVAILABLE": (501, "server_error"),
     "GENERATION_FAILED": (500, "server_error"),
     "GENERATION_TIMEOUT": (504, "server_error"),
     "STREAMING_ERROR": (500, "server_error"),

@@ -210,6 +210,11 @@ def check_container_settings(settings: Settings) -> None:
         raise DeploymentConfigError("TTS_KEY_BACKEND=postgres needs TTS_DATABASE_URL in the Modal secret")
     if settings.key_backend == "supabase" and not (settings.supabase_url and settings.supabase_key):
         raise DeploymentConfigError("TTS_KEY_BACKEND=supabase needs TTS_SUPABASE_URL and TTS_SUPABASE_KEY")
+    if settings.voice_store == "file":
+        raise DeploymentConfigError(
+            "TTS_VOICE_STORE=file is refused on Modal: a container's files vanish when it stops and no other container "
+            "sees them, so saved voices would be lost. Use postgres or supabase (or none: no saved voices)."
+        )
 
 
 def container_settings(cfg: ModalConfig) -> Settings:
@@ -228,6 +233,11 @@ def container_settings(cfg: ModalConfig) -> Settings:
     if cfg.snapshot == "gpu":
         overrides["vllm_sleep_mode"] = True  # vLLM must release its KV cache before the GPU snapshot
     settings = Settings(**overrides)
+    if settings.voice_store == "auto" and settings.resolved_voice_store == "file":
+        # auto would keep voices in the container's own files (lost on scale-down, invisible to the others).
+        logger.warning("no database for the voice library: voices cannot be saved on this deployment (per-request "
+                       "cloning still works); set TTS_DATABASE_URL or TTS_SUPABASE_URL/KEY to keep them")
+        settings = settings.model_copy(update={"voice_store": "none"})
     check_container_settings(settings)
     longest = cfg.timeout * MIN_CHARS_PER_SECOND
     if settings.max_text_chars > longest:

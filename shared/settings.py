@@ -222,9 +222,10 @@ class Settings(BaseSettings):
     credits_enabled: bool = Field(False, description="Charge characters/audio seconds to the key's balance.")
 
     # --- voice cloning and the voice library -------------------------------------------------
-    voice_store: Literal["auto", "postgres", "supabase", "file"] = Field(
+    voice_store: Literal["auto", "postgres", "supabase", "file", "none"] = Field(
         "auto", description="Where custom (cloned) voices live. auto: postgres when TTS_DATABASE_URL is set, else "
-        "supabase when TTS_SUPABASE_URL and TTS_SUPABASE_KEY are, else file (one server only: files are not shared).",
+        "supabase when TTS_SUPABASE_URL and TTS_SUPABASE_KEY are, else file (one server only: files are not shared; "
+        "on Modal, none). none: no saved voices (creating one answers 501); per-request cloning still works.",
     )
     voice_dir: Path = Field(Path("var/voices"), description="The file voice store's directory (one JSON file per voice).")
     voice_cache_ttl_s: float = Field(
@@ -254,7 +255,7 @@ class Settings(BaseSettings):
         return self.model_dir if self.model_dir is not None else self.demo_dir
 
     @property
-    def resolved_voice_store(self) -> Literal["postgres", "supabase", "file"]:
+    def resolved_voice_store(self) -> Literal["postgres", "supabase", "file", "none"]:
         if self.voice_store != "auto":
             return self.voice_store
         if self.database_url:

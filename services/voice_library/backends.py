@@ -5,7 +5,7 @@ from __future__ import annotations
 from services.database import DatabaseClients
 from services.voice_library.file_store import FileVoiceStore
 from services.voice_library.postgres_store import PostgresVoiceStore
-from services.voice_library.store import VoiceStore
+from services.voice_library.store import NoVoiceStore, VoiceStore
 from services.voice_library.supabase_store import SupabaseVoiceStore
 from shared.settings import Settings
 
@@ -21,4 +21,6 @@ def build_voice_store(settings: Settings, databases: DatabaseClients | None = No
     if kind == "supabase":
         client = databases.supabase if databases is not None else None
         return SupabaseVoiceStore(settings.supabase_url, settings.supabase_key, client=client)
+    if kind == "none":
+        return NoVoiceStore()
     return FileVoiceStore(settings.voice_dir)

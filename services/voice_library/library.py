@@ -32,7 +32,7 @@ from services.voice_library.records import (
     new_voice_id,
 )
 from services.voice_library.references import EncodedReference, References
-from services.voice_library.store import VoiceStore
+from services.voice_library.store import NoVoiceStore, VoiceStore
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -95,6 +95,8 @@ class VoiceLibrary:
 
     # ------------------------------------------------------------------ create
     def _check_ready(self) -> None:
+        if isinstance(self.store, NoVoiceStore):  # before any encode: the voice could not be kept
+            raise self.store.refuse()
         if not self.runtime.ready:
             raise ServiceError("MODEL_NOT_LOADED", "The model is not ready yet (state: "
                                f"{self.runtime.state.value}); retry shortly.", retry_after=5)

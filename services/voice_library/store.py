@@ -43,3 +43,27 @@ class VoiceStore(ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         pass
+
+
+class NoVoiceStore(VoiceStore):
+    """TTS_VOICE_STORE=none (and Modal without a database): nothing is saved, so nothing can be lost with a container.
+    Creating a voice answers 501 before any encode; reads find nothing; per-request cloning needs no store."""
+
+    name = "none"
+    REASON = ("this deployment stores no voices (TTS_VOICE_STORE=none; on Modal, set TTS_DATABASE_URL or "
+              "TTS_SUPABASE_URL/KEY to keep voices). Per-request cloning (reference_audio) still works.")
+
+    def refuse(self) -> ServiceError:
+        return ServiceError("VOICE_LIBRARY_UNAVAILABLE", f"Voices cannot be saved here: {self.REASON}")
+
+    async def insert(self, record: VoiceRecord) -> None:
+        raise self.refuse()
+
+    async def get(self, voice_id: str) -> VoiceRecord | None:
+        return None
+
+    async def list(self, owner: str | None) -> list[VoiceRecord]:
+        return []
+
+    async def delete(self, voice_id: str, owner: str | None) -> bool:
+        return False

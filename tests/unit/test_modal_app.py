@@ -252,6 +252,18 @@ def test_a_container_without_any_api_key_refuses_to_start(clean_tts_env: pytest.
         deployment.container_settings(modal_app.ModalConfig())
 
 
+def test_voices_are_never_kept_in_a_containers_own_files(clean_tts_env: pytest.MonkeyPatch) -> None:
+    """A container's files vanish when it scales down and no other container sees them: without a database the
+    voice library stores nothing (creating a voice answers 501); an explicit file store is refused."""
+    clean_tts_env.setenv("TTS_API_KEYS", "k1")
+    assert deployment.container_settings(modal_app.ModalConfig()).resolved_voice_store == "none"
+    clean_tts_env.setenv("TTS_DATABASE_URL", "postgresql://u@db/tts")
+    assert deployment.container_settings(modal_app.ModalConfig()).resolved_voice_store == "postgres"
+    clean_tts_env.setenv("TTS_VOICE_STORE", "file")
+    with pytest.raises(deployment.DeploymentConfigError, match="TTS_VOICE_STORE=file is refused on Modal"):
+        deployment.container_settings(modal_app.ModalConfig())
+
+
 def test_gpu_snapshot_needs_the_vllm_sleep_mode_setting(clean_tts_env: pytest.MonkeyPatch) -> None:
     from shared.settings import Settings
 

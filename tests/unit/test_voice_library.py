@@ -238,3 +238,16 @@ def test_references_start_with_the_settings_limits() -> None:
     references = References(FakeRuntime(), max_concurrent=3, cache_size=7)  # type: ignore[arg-type]
     assert references.cache.capacity == 7 and references._slots._value == 3
     assert isinstance(make_library(Path("/nonexistent")).store, FileVoiceStore)
+
+
+async def test_a_deployment_that_stores_no_voices_refuses_before_encoding_and_still_clones_per_request(
+        tmp_path: Path) -> None:
+    runtime = FakeRuntime()
+    library = make_library(tmp_path, runtime, voice_store="none")
+    with pytest.raises(ServiceError) as refused:
+        await library.create(NewVoice(name="Asha"), audio(), owner="key_a")
+    assert refused.value.code == "VOICE_LIBRARY_UNAVAILABLE" and "TTS_DATABASE_URL" in refused.value.message
+    assert runtime.calls == []  # refused before the expensive encode
+    assert await library.list(A) == [] and list(tmp_path.iterdir()) == []
+    voice = await library.reference_voice(audio(), None)
+    assert voice.source == "reference" and runtime.calls == [False]
