@@ -114,3 +114,32 @@ async def test_websocket_style_segments_and_continuation_chunks_fit(runtime) -> 
     assert len(audio) > 0 and job.stats.text_chunks_done == 2
     assert_within_gpu_limits(runtime.built_params)
     await asyncio.sleep(0)
+
+
+async def test_a_cloned_voice_with_a_transcript_fits_the_gpu_runner(runtime) -> None:
+    """Voice cloning end to end through the real engine: the demo's encoder turns a 10 s reference into 32 globals
+    and ~500 semantic ids; the continuation prompt (transcript + text, globals, the reference's semantic ids) is
+    the longest prompt the service sends, on every chunk of a long text, and must stay within the runner's limits."""
+    import dataclasses
+
+    import numpy as np
+
+    from core.voices import Voice
+
+    t = np.arange(10 * 16000) / 16000
+    reference = 0.3 * np.sin(2 * np.pi * 140 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+    tokens = runtime.encode_reference(reference, semantic=True)
+    assert len(tokens.global_tokens) == 32 and len(tokens.semantic_tokens) == 499
+    transcript = "This is what the reference recording says, read at an even pace for about ten seconds. " * 2
+    voice = Voice(id="cloned", name="Cloned", kind="global_tokens", source="custom",
+                  global_tokens=tokens.global_tokens, reference_text=transcript.strip(),
+                  reference_semantic=tokens.semantic_tokens)
+    runtime.built_params.clear()
+    job = SynthesisJob(runtime, dataclasses.replace(
+        request(runtime, LONG_ENGLISH[:400], "fixed", max_tokens=16, seed=5), voice=voice))
+    audio = await job.collect()
+    assert job.stats.text_chunks >= 2 and job.stats.text_chunks_done == job.stats.text_chunks
+    assert set(job.stats.global_tokens_per_chunk) == {tokens.global_tokens}  # the reference's voice throughout
+    assert len(audio) == 2 * job.stats.sent_samples > 0
+    assert_within_gpu_limits(runtime.built_params)
+    assert runtime.engine.unfinished_requests() == 0
