@@ -1,28 +1,24 @@
 """The self-hosting files, as far as they can be checked without Docker: Dockerfiles, compose file, Prometheus
-config and the one source of the image pins. The CPU image's build step and entry point are run here with the
-project's environment and the image's settings."""
+config and the one source of the image pins. The CPU image itself is built and served from a fresh virtualenv by
+tests/integration/test_cpu_image_replay.py."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
-import time
 import tomllib
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
 import app as modal_app
 from services import image_pins
 from shared.settings import Settings
-from tests.e2e.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "deploy" / "docker"
@@ -93,40 +89,6 @@ def test_the_cpu_image_torch_pin_matches_the_local_setup() -> None:
     venv_script = (ROOT / "scripts" / "_venv.sh").read_text()
     local = re.search(r'TORCH_SPEC="\$\{TTS_TORCH_SPEC:-(torch==[0-9.]+)\}"', venv_script).group(1)
     assert f'"{local}"' in (DOCKER / "Dockerfile.cpu").read_text()
-
-
-def test_the_cpu_image_build_and_start_commands_serve(tmp_path: Path) -> None:
-    """Its RUN step that builds the demo model and its ENTRYPOINT, with its ENV (paths moved under tmp_path)."""
-    steps = instructions(DOCKER / "Dockerfile.cpu")
-    build = next(rest for word, rest in steps if word == "RUN" and "core.demo.checkpoint" in rest)
-    model_dir = tmp_path / "demo_model"
-    argv = shlex.split(build.replace("/app/var/demo_model", str(model_dir)))
-    assert argv[:3] == ["python", "-m", "core.demo.checkpoint"]
-    subprocess.run([sys.executable, *argv[1:]], cwd=ROOT, check=True, capture_output=True, timeout=300)
-    entry = json.loads(next(rest for word, rest in steps if word == "ENTRYPOINT"))
-    port = free_port()
-    entry = [sys.executable, *entry[1:]]
-    entry[entry.index("0.0.0.0")] = "127.0.0.1"
-    entry[entry.index("8000")] = str(port)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
-    env.update({k: v.replace("/app/var/demo_model", str(model_dir)) for k, v in env_of(steps).items()})
-    process = subprocess.Popen(entry, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert process.poll() is None, "the entry point exited"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v1/tts/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise AssertionError("the CPU image's entry point did not become ready")
-        assert httpx.get(f"http://127.0.0.1:{port}/playground", timeout=5).status_code == 200
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_the_compose_stack_wires_service_redis_postgres_prometheus_and_grafana(tmp_path: Path) -> None:
