@@ -23,10 +23,10 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from websockets.asyncio.client import connect
 
 from services.access import PostgresKeyStore
 from tests.e2e.conftest import RunningServer, start_server, stop_server
+from tests.ws_client import speak_once
 
 pytestmark = pytest.mark.integration
 
@@ -121,23 +121,11 @@ def openai_sse(server: RunningServer, key: str) -> str:
 
 
 def websocket(server: RunningServer, key: str) -> str:
-    async def speak() -> str:
-        url = server.base_url.replace("http://", "ws://") + "/v1/tts/ws"
-        async with connect(url, additional_headers={"Authorization": f"Bearer {key}"}, max_size=None) as ws:
-            await ws.send(json.dumps({"text": TEXT, "speaker": VOICE, "format": "pcm", "sample_rate": RATE}))
-            audio = b""
-            while True:
-                message = await asyncio.wait_for(ws.recv(), 120)
-                if isinstance(message, bytes):
-                    audio += message
-                    continue
-                event = json.loads(message)
-                assert event["type"] != "error", event
-                if event["type"] == "done":
-                    assert audio
-                    return event["request_id"]
-
-    return asyncio.run(speak())
+    event, audio = speak_once(server.base_url, {"Authorization": f"Bearer {key}"},
+                              {"text": TEXT, "speaker": VOICE, "format": "pcm", "sample_rate": RATE})
+    assert event["type"] == "done", event
+    assert audio
+    return event["request_id"]
 
 
 TRANSPORTS = {"http": native_http, "openai": openai_bytes, "sse": openai_sse, "websocket": websocket}

@@ -23,7 +23,6 @@ import asyncpg
 import httpx
 import pytest
 from openai import OpenAI
-from websockets.asyncio.client import connect
 
 from services.access import PostgresKeyStore
 from tests.audio_samples import (
@@ -36,6 +35,7 @@ from tests.audio_samples import (
     wav_with_codec_tag,
 )
 from tests.e2e.conftest import RunningServer, start_server, stop_server
+from tests.ws_client import speak_once
 
 pytestmark = pytest.mark.integration
 
@@ -121,21 +121,7 @@ def speak_http(d: Deployment, voice_id: str, key: str | None = None) -> httpx.Re
 
 
 def speak_ws(d: Deployment, voice_id: str, key: str | None = None) -> tuple[dict, bytes]:
-    async def run() -> tuple[dict, bytes]:
-        url = d.url.replace("http://", "ws://") + "/v1/tts/ws"
-        async with connect(url, additional_headers=auth(key or d.key_a), max_size=None) as ws:
-            await ws.send(json.dumps({"text": TEXT, "speaker": voice_id, "format": "pcm"}))
-            audio = b""
-            while True:
-                message = await asyncio.wait_for(ws.recv(), 120)
-                if isinstance(message, bytes):
-                    audio += message
-                    continue
-                event = json.loads(message)
-                if event["type"] in ("done", "error"):
-                    return event, audio
-
-    return asyncio.run(run())
+    return speak_once(d.url, auth(key or d.key_a), {"text": TEXT, "speaker": voice_id, "format": "pcm"})
 
 
 @pytest.fixture(scope="module")
