@@ -68,19 +68,44 @@ def test_clone_prompt_gives_a_valid_paced_stream(tokenizer, layout, clone_voice)
     assert record.finished and record.mode == "clone" and record.first_semantic_at_s is not None
 
 
-def test_controllable_prompt_gets_32_globals_first(tokenizer, layout, demo_model_dir: Path) -> None:
+def _voice(demo_model_dir: Path, voice_id: str):
     from core.voices import VoiceRegistry
 
-    voice = VoiceRegistry.from_file(demo_model_dir / "voices.json").resolve("default")
-    prompt, mode = build_prompt_ids(tokenizer, TEXT, voice)
+    return VoiceRegistry.from_file(demo_model_dir / "voices.json").resolve(voice_id)
+
+
+def test_controllable_prompt_starts_with_acoustic_values_then_32_globals(
+    tokenizer, layout, demo_model_dir: Path
+) -> None:
+    from core.tokens import Acoustic, Marker, TokenKind
+
+    prompt, mode = build_prompt_ids(tokenizer, TEXT, _voice(demo_model_dir, "default"))
     assert mode == "controllable"
-    ids = [
-        i for d in asyncio.run(_collect(_engine(tokenizer, layout), prompt, SamplingConfig(), "r")) for i in d
-    ]
+    engine = _engine(tokenizer, layout)
+    ids = [i for d in asyncio.run(_collect(engine, prompt, SamplingConfig(), "r")) for i in d]
+    # As the trained model continues a controllable prompt (spec §3.1): acoustic block, then the global block.
+    assert ids[0] == layout.marker_id(Marker.START_ACOUSTIC) and ids[3] == layout.marker_id(Marker.END_ACOUSTIC)
+    assert [layout.kind(i) for i in ids[1:3]] == [TokenKind.ACOUSTIC, TokenKind.ACOUSTIC]
+    assert [int(layout.acoustic[i]) for i in ids[1:3]] == [Acoustic.PITCH, Acoustic.SPEED]
+    assert ids[4] == layout.marker_id(Marker.START_GLOBAL) and ids[38] == layout.marker_id(Marker.START_SEMANTIC)
     parser = TokenParser(layout, mode="controllable")
     delta = parser.feed(ids)
     assert delta.global_tokens is not None and len(delta.global_tokens) == 32
     assert parser.finish().semantic
+    (record,) = engine.drain_stats()
+    assert record.mode == "controllable" and record.first_semantic_due_s == pytest.approx(39 / 1000.0)
+
+
+def test_speaker_prefix_prompt_continues_with_the_global_block(tokenizer, layout, demo_model_dir: Path) -> None:
+    from core.tokens import Marker, TokenKind
+
+    prompt, mode = build_prompt_ids(tokenizer, TEXT, _voice(demo_model_dir, "narrator"))
+    assert mode == "controllable" and prompt[-1] == layout.marker_id(Marker.START_GLOBAL)
+    plan = _engine(tokenizer, layout).plan(prompt, SamplingConfig(), "r")
+    assert plan.mode == "speaker" and plan.first_semantic_index == 34  # 32 globals, end-global, start-semantic
+    assert all(layout.kind(i) == TokenKind.GLOBAL for i in plan.ids[:32])
+    parser = TokenParser(layout, mode="controllable")
+    assert parser.feed(plan.ids).global_tokens is not None and parser.finish().semantic
 
 
 def test_max_tokens_caps_the_stream(tokenizer, layout, clone_voice) -> None:
