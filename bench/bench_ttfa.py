@@ -91,12 +91,13 @@ class Plan:
     rates: list[float]
     concurrency: list[int]
     schedules: list[str]
-    voices: list[str]  # run with the demo codec
+    voices: list[str]  # run with the servers' codec
     free_voices: list[str]  # run with the free codec
     before_voices: list[str]  # also run as the product was before the TTFA changes (both codecs)
     single_streams: int  # sequential streams at concurrency 1
     min_streams: int  # streams per level above 1 (several per worker when the level is small)
     repeats: int  # runs per cell above concurrency 1
+    codec: str  # the servers' codec ("demo" or "released"); cells also run with "free" for --free-voices
     text: str
     stagger_s: float
     prebuffers_s: list[float]
@@ -107,7 +108,7 @@ class Plan:
 
     def cases(self, codec: str) -> list[tuple[str, str]]:
         """(voice, variant) pairs of one codec, in the order they alternate."""
-        voices = self.voices if codec == "demo" else self.free_voices
+        voices = self.free_voices if codec == "free" else self.voices
         return [(v, "now") for v in voices] + [(v, "before") for v in voices if v in self.before_voices]
 
 
@@ -122,14 +123,15 @@ class Cell:
 
 
 # ---------------------------------------------------------------------------------------------- servers
-def spawn_servers(model_dir: Path, log_dir: Path, names: set[str]) -> dict[str, Server]:
+def spawn_servers(model_dir: Path, log_dir: Path, names: set[str], device: str = "cpu",
+                  codec: str = "demo") -> dict[str, Server]:
     """The product's default configuration (bench_service's `tuned` names it), one server per voice set."""
-    env, flags = variant_options("tuned", "cpu")
+    env, flags = variant_options("tuned", device)
     servers = {}
     for name in sorted(names):
         extra = {"TTS_PIN_VOICES_AT_START": "true"} if name == "pinned" else {}
         servers[name] = spawn_server(model_dir, log_dir / f"{name}.log", rate=100.0, env={**env, **extra},
-                                     flags=flags, device="cpu", codec="demo")
+                                     flags=flags, device=device, codec=codec)
     return servers
 
 
@@ -298,7 +300,7 @@ async def run_plan(servers: dict[str, Server], plan: Plan) -> list[dict[str, Any
     async with httpx.AsyncClient(timeout=60) as client:
         await warm_up(client, servers, plan)
         for rate in plan.rates:
-            for codec, voices in (("demo", plan.voices), ("free", plan.free_voices)):
+            for codec, voices in ((plan.codec, plan.voices), ("free", plan.free_voices)):
                 if not voices:
                     continue
                 for server in servers.values():
@@ -314,7 +316,7 @@ async def run_plan(servers: dict[str, Server], plan: Plan) -> list[dict[str, Any
                                   f"{row['steps_before_audio']}, underruns {row['underruns']} "
                                   f"(ideal {row['ideal_underruns']}), load {row['load_1min']:.1f}", flush=True)
         for server in servers.values():
-            await configure(client, server, rate=plan.rates[0], codec="demo", variant="now")
+            await configure(client, server, rate=plan.rates[0], codec=plan.codec, variant="now")
     return rows
 
 
@@ -429,6 +431,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
         single_streams=args.streams or (2 if quick else 5),
         min_streams=args.min_streams or (8 if quick else 16),
         repeats=args.repeats or (1 if quick else 3),
+        codec=args.codec,
         text=args.text or (QUICK_TEXT if quick else TEXT),
         stagger_s=args.stagger_s,
         prebuffers_s=[ms / 1000.0 for ms in args.prebuffers_ms],
@@ -457,7 +460,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rates", type=floats, default=None, help="engine tokens/s per stream (default 100,200)")
     parser.add_argument("--concurrency", type=ints, default=None, help="levels (default 1,8,32); the first is the base")
     parser.add_argument("--schedules", type=names(PREFERENCES), default=None)
-    parser.add_argument("--voices", type=names(list(VOICES)), default=None, help="voices with the demo codec")
+    parser.add_argument("--voices", type=names(list(VOICES)), default=None, help="voices with the servers' codec")
     parser.add_argument("--free-voices", type=names(list(VOICES)), default=None,
                         help="voices with the free codec (default fixed; empty: none)")
     parser.add_argument("--before-voices", type=names(list(VOICES)), default=None,
@@ -472,6 +475,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--snr-tokens", type=int, default=None)
     parser.add_argument("--snr-seeds", type=int, default=None)
     parser.add_argument("--no-snr", action="store_true")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="TTS_DEVICE of the servers")
+    parser.add_argument("--codec", choices=("demo", "released"), default="demo",
+                        help="the servers' BiCodec/AP-BWE: the demo checkpoint's, or released sizes (random weights)")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--docs", action="store_true", help="draw the plot into docs/img/ttfa.png (committed)")
     parser.add_argument("--out", type=Path, default=OUT)
@@ -486,7 +492,7 @@ def main(argv: list[str] | None = None) -> None:
 
     model_dir = build_demo_checkpoint(DEMO_DIR, seed=0)
     with tempfile.TemporaryDirectory(prefix="bench-ttfa-") as tmp:
-        servers = spawn_servers(model_dir, Path(tmp), plan.servers())
+        servers = spawn_servers(model_dir, Path(tmp), plan.servers(), args.device, args.codec)
         try:
             wait_ready(list(servers.values()))
             settings = httpx.get(f"{next(iter(servers.values())).url}/bench/engine", timeout=30).json()["settings"]
@@ -502,9 +508,10 @@ def main(argv: list[str] | None = None) -> None:
         "python": platform.python_version(), "settings": settings,
         "load_avg_at_start": [round(x, 2) for x in load_at_start],
         "load_avg_after_serving": [round(x, 2) for x in load_after_serving],
-        "wall_s": round(time.perf_counter() - started, 1), "quick": args.quick,
+        "wall_s": round(time.perf_counter() - started, 1), "quick": args.quick, "device": args.device,
+        "codec": args.codec,
     }
-    print(f"\nTTFA: demo checkpoint, paced engine; {env['machine']}; load avg {load_at_start[0]:.2f} at start, "
+    print(f"\nTTFA: demo checkpoint ({args.codec} codecs, {args.device}), paced engine; {env['machine']}; load avg {load_at_start[0]:.2f} at start, "
           f"{load_after_serving[0]:.2f} after serving; text {len(plan.text)} chars; stagger {plan.stagger_s} s\n")
     print_summary(summary, plan)
     print(f"\nThe {plan.concurrency[-1]}-stream spread, voice fixed (client TTFA includes the load generator's own "

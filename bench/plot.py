@@ -106,7 +106,7 @@ def draw_ttfa(result: dict[str, Any], path: Path, voice: str = "fixed") -> None:
     thin, faint: p95 as the product served before the TTFA changes (where the run has them)."""
     rows = result["rows"]
     rates = sorted({r["rate"] for r in rows})
-    codecs = [c for c in ("demo", "free") if any(r["codec"] == c and r["voice"] == voice for r in rows)]
+    codecs = sorted({r["codec"] for r in rows if r["voice"] == voice}, key=lambda c: c == "free")  # free last
     schedules = list(dict.fromkeys(r["schedule"] for r in rows))
     fig, axes = plt.subplots(len(rates), len(codecs), figsize=(5.5 * len(codecs), 3.8 * len(rates)),
                              squeeze=False, sharey=True)
@@ -134,7 +134,7 @@ def draw_ttfa(result: dict[str, Any], path: Path, voice: str = "fixed") -> None:
             ax.tick_params(axis="y", which="minor", labelsize=7)
             ax.set_xlabel("concurrent streams")
             ax.set_ylabel("time to first audio (ms)")
-            label = "demo BiCodec" if codec == "demo" else "free codec (no decode compute, bench only)"
+            label = f"{codec} BiCodec" if codec != "free" else "free codec (no decode compute, bench only)"
             ax.set_title(f"engine {rate:.0f} tokens/s, {label}", fontsize=9)
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=7, ncol=2)
