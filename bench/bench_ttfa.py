@@ -320,6 +320,17 @@ async def run_plan(servers: dict[str, Server], plan: Plan) -> list[dict[str, Any
     return rows
 
 
+async def forced_gc_ms(server: Server) -> dict[str, float]:
+    """A full GC collection's pause on the bench server, with the start-up heap in reach (before) and frozen (now)."""
+    out = {}
+    async with httpx.AsyncClient(timeout=60) as client:
+        for variant in ("before", "now"):
+            await configure(client, server, variant=variant)
+            answer = (await client.post(f"{server.url}/bench/gc")).json()
+            out[variant] = round(answer["full_collection_ms"], 1)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- summary
 def first_boundary_snr(plan: SnrPlan, schedules: list[str]) -> dict[str, dict[str, Any]]:
     """bench_first_chunk's measurement for the latency presets (codec size and random weights as it states)."""
@@ -497,6 +508,7 @@ def main(argv: list[str] | None = None) -> None:
             wait_ready(list(servers.values()))
             settings = httpx.get(f"{next(iter(servers.values())).url}/bench/engine", timeout=30).json()["settings"]
             rows = asyncio.run(run_plan(servers, plan))
+            gc_ms = asyncio.run(forced_gc_ms(next(iter(servers.values()))))
         finally:
             for server in servers.values():
                 stop_server(server)
@@ -508,6 +520,7 @@ def main(argv: list[str] | None = None) -> None:
         "python": platform.python_version(), "settings": settings,
         "load_avg_at_start": [round(x, 2) for x in load_at_start],
         "load_avg_after_serving": [round(x, 2) for x in load_after_serving],
+        "forced_full_gc_ms": gc_ms,
         "wall_s": round(time.perf_counter() - started, 1), "quick": args.quick, "device": args.device,
         "codec": args.codec,
     }
@@ -517,6 +530,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nThe {plan.concurrency[-1]}-stream spread, voice fixed (client TTFA includes the load generator's own "
           "delays on this shared box; server: request in -> first audio handed to the server):\n")
     print_spread(summary, plan)
+    print(f"\nOne forced full GC collection on the bench server: {gc_ms['before']} ms with the start-up heap in reach "
+          f"(before), {gc_ms['now']} ms with it frozen after warm-up (now)")
     if snr:
         print(f"\nSNR: first second vs the offline decode, {plan.snr.config} codec size, random weights (pessimistic), "
               f"worst of {plan.snr.seeds} seeds, {plan.snr.tokens} tokens")

@@ -18,7 +18,8 @@ random weights, for a GPU run where the demo's tiny codecs would understate the 
   no compute; BENCH ONLY, under the same batcher) to separate the service's own scheduling from decode compute,
   `{"codec": "model"}` restores it;
   `{"before": ["resume", "holdback", "hops", "gc"]}` serves later requests as the product did before the TTFA changes
-  (BENCH ONLY, see `LEGACY`), `{"before": []}` as it does now: a before/after in one run on one server.
+  (BENCH ONLY, see `LEGACY`), `{"before": []}` as it does now: a before/after in one run on one server;
+- `POST /bench/gc`: times one forced full cyclic-GC collection (the stall a gen-2 collection causes).
 `GET /bench/engine` also returns `pipeline`: per settled request its `PipelineStats` step counts (`preamble_ids`,
 `first_audio_engine_ids`, `semantic_tokens`), the server's own time to first audio and send underruns, taken where
 the product settles a request (`AccessServices.settle`, subclassed here), so the bench reads them from the server
@@ -266,7 +267,14 @@ def add_bench_routes(app: FastAPI, runtime: PacedRuntime, access: RecordingAcces
 
     app.add_api_route("/bench/engine", engine_state, methods=["GET"], include_in_schema=False)
     app.add_api_route("/bench/engine", engine_update, methods=["POST"], include_in_schema=False)
+    async def gc_timing() -> dict:
+        """One forced full collection, timed (it stops the event loop: call it between levels only)."""
+        started = time.perf_counter()
+        gc.collect()
+        return {"full_collection_ms": (time.perf_counter() - started) * 1000, "frozen_objects": gc.get_freeze_count()}
+
     app.add_api_route("/bench/variant", variant_update, methods=["POST"], include_in_schema=False)
+    app.add_api_route("/bench/gc", gc_timing, methods=["POST"], include_in_schema=False)
 
 
 _REPORTED_SETTINGS = (

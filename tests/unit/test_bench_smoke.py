@@ -235,3 +235,5 @@ def test_ttfa_bench_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert fixed["server_ttfa_p50_s"] is not None and fixed["ideal_ttfa_s"] == pytest.approx(15 / 400)
     summary = {(s["codec"], s["voice"], s["variant"], s["schedule"]): s for s in result["summary"]}
     assert summary["free", "fixed", "now", "exact"]["first_second_snr_db"] > 40
+    gc_ms = result["env"]["forced_full_gc_ms"]  # the start-up heap frozen after warm-up: a full collection is short
+    assert gc_ms["now"] < gc_ms["before"]
