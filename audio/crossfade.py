@@ -73,7 +73,7 @@ class ChunkJoiner:
 
     Only the last `overlap` samples of the output so far are held back (they may be faded into the next
     segment), plus, right after `start_segment()`, up to `overlap` samples of the new segment's head until
-    its crossfade length is known.
+    its crossfade length is known. After `last_segment()` nothing is held back: no segment will follow.
     """
 
     def __init__(self, overlap: int) -> None:
@@ -84,6 +84,7 @@ class ChunkJoiner:
         self._head: list[np.ndarray] = []  # start of the current segment, waiting to be mixed
         self._head_len = 0
         self._mixing = False  # collecting the head of a segment that will be crossfaded in
+        self._last = False  # no segment follows the current one
         self._finished = False
 
     def start_segment(self) -> None:
@@ -93,6 +94,12 @@ class ChunkJoiner:
         self._resolve_short_head()
         # The join length can be at most what the output holds so far (len(held) = min(overlap, produced)).
         self._mixing = len(self._held) > 0
+
+    def last_segment(self) -> None:
+        """No segment follows the current one: from the next push on, output leaves at once (a single-segment
+        stream would otherwise keep its last `overlap` samples back until the end, every chunk)."""
+        self._check_open()
+        self._last = True
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         """Add samples of the current segment; returns the output samples that are now final."""
@@ -122,7 +129,7 @@ class ChunkJoiner:
 
     def _advance(self, x: np.ndarray) -> np.ndarray:
         buf = np.concatenate((self._held, x)) if len(self._held) else x
-        keep = min(self.overlap, len(buf))
+        keep = 0 if self._last else min(self.overlap, len(buf))
         self._held = buf[len(buf) - keep :].copy()
         return buf[: len(buf) - keep]
 

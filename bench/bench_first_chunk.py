@@ -46,14 +46,15 @@ def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
     return float("inf") if noise == 0 else 10 * np.log10(float((reference**2).sum()) / noise)
 
 
-def run(config_name: str, tokens: int, seeds: int) -> list[dict]:
+def run(config_name: str, tokens: int, seeds: int, schedules: dict[str, StreamingConfig] | None = None) -> list[dict]:
+    """One row per schedule (default: SCHEDULES); bench_ttfa.py passes the latency presets only."""
     cfg = RELEASED_CONFIG if config_name == "released" else DEMO_CONFIG
     decoder = BiCodecDecoder(cfg)
     decoder.load_state_dict(build_random_state_dict(cfg, 0), strict=False)
     decoder.eval()
     hop = decoder.hop_length
     rows = []
-    for name, schedule in SCHEDULES.items():
+    for name, schedule in (schedules or SCHEDULES).items():
         first_second, whole, max_err = [], [], []
         first_audio_tokens = 0
         for seed in range(seeds):

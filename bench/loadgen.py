@@ -54,9 +54,10 @@ class LevelSpec:
     prebuffer_s: float = 0.0
     timeout_s: float = 300.0
     api_key: str | None = None
+    latency: str | None = None  # the request's latency preference; None: the server's default
 
     def body(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "text": self.text,
             "speaker": self.speaker,
             "stream": True,
@@ -64,6 +65,9 @@ class LevelSpec:
             "sample_rate": self.sample_rate,
             "seed": 0,
         }
+        if self.latency is not None:
+            body["latency"] = self.latency
+        return body
 
 
 @dataclass

@@ -5,11 +5,14 @@ model: it follows the `core.llm.LLMEngine` contract (deltas of new ids, stop id 
 abort / aclose stop it, `active_requests`) so the real parser, streaming decoder, SR, encoders and HTTP layer
 run unchanged, and whatever time is left over between the engine's schedule and the audio is the service's.
 
-Stream shape, chosen from the prompt:
+Stream shape, chosen from the prompt as the trained model continues it (specs/spark_tts.md §3.1, §9):
 - clone prompt (holds `<|end_global_token|>`): `<|start_semantic_token|>` (unless the prompt already ends in
   it), N semantic ids, `<|im_end|>`;
-- otherwise (controllable / speaker prompt): `<|start_global_token|>`, 32 global ids, `<|end_global_token|>`,
-  `<|start_semantic_token|>`, N semantic ids, `<|im_end|>`.
+- controllable prompt (holds `<|task_controllable_tts|>`, e.g. a style voice): `<|start_acoustic_token|>`, a
+  pitch value, a speed value, `<|end_acoustic_token|>`, then the global block below (39 ids before speech);
+- otherwise (speaker-prefix prompt, ending in `<|start_global_token|>`): `<|start_global_token|>` (unless the
+  prompt already ends in it), 32 global ids, `<|end_global_token|>`, `<|start_semantic_token|>` (34 ids), N
+  semantic ids, `<|im_end|>`.
 N = round(tokens_per_char x text tokens between `<|start_content|>` and `<|end_content|>`) (one token per
 byte on the demo tokenizer, so about one per character), capped so the whole stream fits `max_tokens`.
 
@@ -34,10 +37,19 @@ from typing import Any
 import numpy as np
 
 from core.llm import SamplingConfig
-from core.tokens import NUM_GLOBAL_TOKENS, Marker, VocabLayout
+from core.tokens import NUM_GLOBAL_TOKENS, TASK_TOKENS, Acoustic, Marker, TokenKind, VocabLayout
 
 START_CONTENT = "<|start_content|>"
 END_CONTENT = "<|end_content|>"
+
+
+def acoustic_ids(layout: VocabLayout, which: Acoustic) -> list[int]:
+    """Ids of one acoustic value family (pitch_value_0.., speed_value_0..), indexed by value."""
+    found = {int(layout.values[i]): int(i) for i in np.flatnonzero(
+        (layout.kinds == TokenKind.ACOUSTIC) & (layout.acoustic == int(which)))}
+    if not found:
+        raise ValueError(f"the vocabulary has no {which.name.lower()} value tokens")
+    return [found[v] for v in sorted(found)]
 
 
 @dataclass(frozen=True)
@@ -108,6 +120,9 @@ class PacedEngine:
         self.layout = layout
         self.config = config or PaceConfig()
         self._start_content, self._end_content = content_ids
+        self._controllable_task = layout.id_of(TASK_TOKENS["controllable_tts"])
+        self._pitch_ids = acoustic_ids(layout, Acoustic.PITCH)
+        self._speed_ids = acoustic_ids(layout, Acoustic.SPEED)
         self._active: dict[str, _Active] = {}
         self._history: deque[PacedRequestStats] = deque(maxlen=history)
         self._closed = False
@@ -139,14 +154,12 @@ class PacedEngine:
         rng = np.random.default_rng([seed, zlib.crc32(request_id.encode())])
         end_global = lay.marker_id(Marker.END_GLOBAL)
         start_semantic = lay.marker_id(Marker.START_SEMANTIC)
-        head: list[int] = []
         if end_global in prompt_ids:
-            mode = "clone"
-            if not prompt_ids or prompt_ids[-1] != start_semantic:
-                head.append(start_semantic)
+            mode, head = "clone", [] if prompt_ids and prompt_ids[-1] == start_semantic else [start_semantic]
         else:
-            mode = "controllable"
-            if not prompt_ids or prompt_ids[-1] != lay.marker_id(Marker.START_GLOBAL):
+            mode = "controllable" if self._controllable_task in prompt_ids else "speaker"
+            head = self._acoustic_head(rng) if mode == "controllable" else []
+            if head or not prompt_ids or prompt_ids[-1] != lay.marker_id(Marker.START_GLOBAL):
                 head.append(lay.marker_id(Marker.START_GLOBAL))
             head.extend(lay.global_id(int(v)) for v in rng.integers(0, 4096, NUM_GLOBAL_TOKENS))
             head.extend([end_global, start_semantic])
@@ -159,6 +172,12 @@ class PacedEngine:
             ids.append(lay.im_end_id)
         ids = ids[: sampling.max_tokens]
         return _Plan(ids=ids, mode=mode, first_semantic_index=len(head), semantic_tokens=count)
+
+    def _acoustic_head(self, rng: np.random.Generator) -> list[int]:
+        """What a controllable generation starts with: the pitch and speed values the model picks."""
+        lay = self.layout
+        return [lay.marker_id(Marker.START_ACOUSTIC), self._pitch_ids[int(rng.integers(len(self._pitch_ids)))],
+                self._speed_ids[int(rng.integers(len(self._speed_ids)))], lay.marker_id(Marker.END_ACOUSTIC)]
 
     # ------------------------------------------------------------------ LLMEngine
     async def stream(

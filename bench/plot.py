@@ -1,9 +1,12 @@
-"""Draw the service load test: TTFB and inter-read gap distributions against concurrency.
+"""Draw the service load test (TTFB and inter-read gaps against concurrency) and the TTFA bench.
 
     .venv/bin/python bench/plot.py [bench/results/service.json] [--out-dir bench/results] [--docs]
+    .venv/bin/python bench/plot.py bench/results/ttfa.json [--docs]
 
-Writes service_ttfb.png and service_gaps.png (one panel per output rate, one box per variant and level);
-`--docs` writes them to docs/img/ instead, where they are committed (bench/results/*.png is git-ignored).
+service.json: service_ttfb.png and service_gaps.png (one panel per output rate, one box per variant and level).
+ttfa.json (`bench/bench_ttfa.py`): ttfa.png, TTFA p50 and p95 against concurrency per schedule, one panel per
+engine rate and codec. `--docs` writes to docs/img/ instead, where they are committed (bench/results/*.png is
+git-ignored).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red")
@@ -89,6 +93,60 @@ def draw(result: dict[str, Any], key: str, path: Path) -> None:
     plt.close(fig)
 
 
+def _ttfa_points(rows: list[dict[str, Any]], rate: float, codec: str, voice: str, schedule: str,
+                 key: str, variant: str = "now") -> tuple[list[int], list[float]]:
+    picked = sorted((r["concurrency"], r[key] * 1000) for r in rows if r[key] is not None and
+                    (r["rate"], r["codec"], r["voice"], r["schedule"], r.get("variant", "now"))
+                    == (rate, codec, voice, schedule, variant))
+    return [c for c, _ in picked], [v for _, v in picked]
+
+
+def draw_ttfa(result: dict[str, Any], path: Path, voice: str = "fixed") -> None:
+    """TTFA p50 (solid) and p95 (dashed) vs concurrency per schedule; dotted: 1.5x the 1-stream p50 (the target);
+    thin, faint: p95 as the product served before the TTFA changes (where the run has them)."""
+    rows = result["rows"]
+    rates = sorted({r["rate"] for r in rows})
+    codecs = sorted({r["codec"] for r in rows if r["voice"] == voice}, key=lambda c: c == "free")  # free last
+    schedules = list(dict.fromkeys(r["schedule"] for r in rows))
+    fig, axes = plt.subplots(len(rates), len(codecs), figsize=(5.5 * len(codecs), 3.8 * len(rates)),
+                             squeeze=False, sharey=True)
+    for ax_row, rate in zip(axes, rates, strict=True):
+        for ax, codec in zip(ax_row, codecs, strict=True):
+            for i, schedule in enumerate(schedules):
+                color = COLORS[i % len(COLORS)]
+                conc, p50 = _ttfa_points(rows, rate, codec, voice, schedule, "ttfa_p50_s")
+                _, p95 = _ttfa_points(rows, rate, codec, voice, schedule, "ttfa_p95_s")
+                if not conc:
+                    continue
+                ax.plot(conc, p50, "o-", color=color, label=f"{schedule} p50")
+                ax.plot(conc, p95, "^--", color=color, label=f"{schedule} p95")
+                ax.axhline(1.5 * p50[0], color=color, linestyle=":", linewidth=1)
+                old_conc, old_p95 = _ttfa_points(rows, rate, codec, voice, schedule, "ttfa_p95_s", "before")
+                if old_conc:
+                    ax.plot(old_conc, old_p95, "x-", color=color, linewidth=0.8, alpha=0.4, label=f"{schedule} p95 before")
+            levels = sorted({r["concurrency"] for r in rows})
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(levels, [str(c) for c in levels])
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
+            ax.tick_params(axis="y", which="minor", labelsize=7)
+            ax.set_xlabel("concurrent streams")
+            ax.set_ylabel("time to first audio (ms)")
+            label = f"{codec} BiCodec" if codec != "free" else "free codec (no decode compute, bench only)"
+            ax.set_title(f"engine {rate:.0f} tokens/s, {label}", fontsize=9)
+            ax.grid(True, which="both", alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(schedules) * 3 // 2 + 1, fontsize=7)
+    env = result.get("env", {})
+    fig.suptitle(f"TTFA, voice '{voice}' (dotted: 1.5x the 1-stream p50); {env.get('machine', '')}, load avg "
+                 f"{env.get('load_avg_at_start', ['?'])[0]} at start", fontsize=9)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="?", type=Path, default=ROOT / "bench" / "results" / "service.json")
@@ -99,6 +157,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"{args.results} not found: run bench/bench_service.py first")
     result = json.loads(args.results.read_text(encoding="utf-8"))
     out_dir = ROOT / "docs" / "img" if args.docs else args.out_dir
+    if "summary" in result and "rows" in result:  # bench_ttfa.py
+        draw_ttfa(result, out_dir / "ttfa.png")
+        print(f"wrote {out_dir / 'ttfa.png'}")
+        return
     for key in ("ttfb", "gaps"):
         path = out_dir / f"service_{key}.png"
         draw(result, key, path)

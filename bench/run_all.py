@@ -27,6 +27,7 @@ BENCHES: dict[str, str] = {
     "clone": "bench/bench_clone.py",
     "gpu": "bench/gpu/bench_gpu.py",
     "service": "bench/bench_service.py",
+    "ttfa": "bench/bench_ttfa.py",
 }
 
 

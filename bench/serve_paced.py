@@ -13,14 +13,28 @@ random weights, for a GPU run where the demo's tiny codecs would understate the 
   schedule of later streams (a rate sweep needs no restart);
 - `POST /bench/variant`: `{"decode_batch": N, "runners": R}` serves later streams with BiCodec decodes
   batched across streams (`services.decode_batcher.BatchingDecoder`, at most N rows, R calls at once) or,
-  with N = 0, one call per stream as the product does today (`--decode-batch` sets it at start).
+  with N = 0, one call per stream as the product does today (`--decode-batch` sets it at start);
+  `{"codec": "free"}` swaps BiCodec's decode for `bench.ideal_stream.FreeCodec` (silence of the exact length,
+  no compute; BENCH ONLY, under the same batcher) to separate the service's own scheduling from decode compute,
+  `{"codec": "model"}` restores it;
+  `{"before": ["resume", "holdback", "hops", "gc"]}` serves later requests as the product did before the TTFA changes
+  (BENCH ONLY, see `LEGACY`), `{"before": []}` as it does now: a before/after in one run on one server;
+- `POST /bench/gc`: times one forced full cyclic-GC collection (the stall a gen-2 collection causes).
+`GET /bench/engine` also returns `pipeline`: per settled request its `PipelineStats` step counts (`preamble_ids`,
+`first_audio_engine_ids`, `semantic_tokens`), the server's own time to first audio and send underruns, taken where
+the product settles a request (`AccessServices.settle`, subclassed here), so the bench reads them from the server
+without a hook in the product; and `gc_pauses`, the cyclic-GC pauses per generation since the last call.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
-from dataclasses import asdict
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +46,12 @@ import uvicorn  # noqa: E402
 from fastapi import FastAPI, Request  # noqa: E402
 
 from api.app import create_app  # noqa: E402
+from bench.ideal_stream import FreeCodec  # noqa: E402
 from bench.paced_engine import PaceConfig, PacedEngine  # noqa: E402
+from core.streaming import StreamingConfig  # noqa: E402
+from services import synthesis  # noqa: E402
+from services.access.grant import AccessServices  # noqa: E402
+from services.audio_output import AudioOutput  # noqa: E402
 from services.decode_batcher import BatchingDecoder  # noqa: E402
 from services.runtime import ModelRuntime  # noqa: E402
 from shared.settings import Settings  # noqa: E402
@@ -55,6 +74,7 @@ class PacedRuntime(ModelRuntime):
         self.decode_runners = decode_runners
         self.codec = codec
         self.raw_bicodec: Any = None
+        self.free_codec = False
         self.speaker_vector_computations = 0
 
     def load_models(self) -> None:
@@ -79,15 +99,127 @@ class PacedRuntime(ModelRuntime):
         """0: the product's one decode call per stream; N >= 1: batched across streams, N rows at most, with
         `runners` batches at once."""
         self.decode_batch = max_batch
-        self.bicodec = (
-            BatchingDecoder(self.raw_bicodec, max_batch, runners) if max_batch > 0 else self.raw_bicodec
-        )
+        self.decode_runners = runners
+        model = FreeCodec(self.raw_bicodec) if self.free_codec else self.raw_bicodec
+        self.bicodec = BatchingDecoder(model, max_batch, runners) if max_batch > 0 else model
+
+    def set_free_codec(self, free: bool) -> None:
+        """Serve later streams with a decode that costs nothing (bench only), under the same batcher."""
+        self.free_codec = free
+        self.set_decode_batch(self.decode_batch, self.decode_runners)
 
     async def create_engine(self) -> None:
         self.engine = PacedEngine.from_tokenizer(self.tokenizer, self.layout, self.pace)
 
 
-def add_bench_routes(app: FastAPI, runtime: PacedRuntime) -> None:
+def _patch_resume() -> Callable[[], None]:
+    """Chunks keep growing after the short schedule (no restart at the first chunk size)."""
+    original = StreamingConfig.for_latency
+
+    def for_latency(self: StreamingConfig, preference: Any) -> StreamingConfig:
+        return replace(original(self, preference), resume_chunk_tokens=None)
+
+    StreamingConfig.for_latency = for_latency  # type: ignore[method-assign]
+    return lambda: setattr(StreamingConfig, "for_latency", original)
+
+
+def _patch_holdback() -> Callable[[], None]:
+    """The crossfade joiner keeps every chunk's last 50 ms back, even when no text chunk follows."""
+    original = AudioOutput.start_segment
+
+    def start_segment(self: AudioOutput, last: bool = False) -> None:
+        original(self, last=False)
+
+    AudioOutput.start_segment = start_segment  # type: ignore[method-assign]
+    return lambda: setattr(AudioOutput, "start_segment", original)
+
+
+def _patch_hops() -> Callable[[], None]:
+    """Every engine delta is pushed to the decoder in a worker thread, also those that decode nothing."""
+    original = synthesis.buffers_only
+    synthesis.buffers_only = lambda decoder, new_tokens: False  # type: ignore[assignment]
+    return lambda: setattr(synthesis, "buffers_only", original)
+
+
+def _patch_gc() -> Callable[[], None]:
+    """The start-up heap stays in the cyclic GC's reach (a full collection walks it all)."""
+    gc.unfreeze()
+    return gc.freeze
+
+
+# BENCH ONLY: the product's behaviour before each TTFA change, patched in this process for a before/after.
+LEGACY: dict[str, Callable[[], Callable[[], None]]] = {
+    "resume": _patch_resume, "holdback": _patch_holdback, "hops": _patch_hops, "gc": _patch_gc,
+}
+
+
+class Legacy:
+    """Which legacy behaviours this bench server applies now (each patch undone when it is dropped)."""
+
+    def __init__(self) -> None:
+        self._undo: dict[str, Callable[[], None]] = {}
+
+    @property
+    def active(self) -> list[str]:
+        return sorted(self._undo)
+
+    def set(self, names: list[str]) -> None:
+        unknown = set(names) - set(LEGACY)
+        if unknown:
+            raise ValueError(f"unknown legacy behaviours {sorted(unknown)}; accepted: {sorted(LEGACY)}")
+        for name in [n for n in self._undo if n not in names]:
+            self._undo.pop(name)()
+        for name in [n for n in names if n not in self._undo]:
+            self._undo[name] = LEGACY[name]()
+
+
+class GcPauses:
+    """Cyclic-GC pauses per generation in this process (a stop-the-world pause stalls the event loop too)."""
+
+    def __init__(self) -> None:
+        self._started: float | None = None
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started is not None:
+            self.pauses[info["generation"]].append(time.perf_counter() - self._started)
+
+    def drain(self) -> dict[str, dict[str, float]]:
+        out = {str(g): {"count": len(p), "max_s": max(p, default=0.0), "total_s": sum(p)} for g, p in self.pauses.items()}
+        self.pauses = {0: [], 1: [], 2: []}
+        return out
+
+
+class RecordingAccess(AccessServices):
+    """The product's access services, also keeping each settled request's figures for `GET /bench/engine`."""
+
+    def __init__(self, settings: Settings, history: int = 4096) -> None:
+        super().__init__(settings)
+        self.requests: deque[dict[str, Any]] = deque(maxlen=history)
+
+    async def settle(self, grant: Any, outcome: Any) -> None:
+        stats = outcome.job.stats
+        self.requests.append({
+            "request_id": outcome.request_id, "status": outcome.status, "server_ttfa_ms": outcome.ttfb_ms,
+            "preamble_ids": stats.preamble_ids, "first_audio_engine_ids": stats.first_audio_engine_ids,
+            "semantic_tokens": stats.semantic_tokens,
+            "server_underruns": (outcome.cadence or {}).get("underruns"),  # the server's sends, no prebuffer
+        })
+        await super().settle(grant, outcome)
+
+    def drain(self) -> list[dict[str, Any]]:
+        out = list(self.requests)
+        self.requests.clear()
+        return out
+
+
+def add_bench_routes(app: FastAPI, runtime: PacedRuntime, access: RecordingAccess) -> None:
+    legacy = Legacy()
+    gc_pauses = GcPauses()
+
     async def engine_state() -> dict:
         engine: PacedEngine | None = runtime.engine
         if engine is None:
@@ -98,7 +230,11 @@ def add_bench_routes(app: FastAPI, runtime: PacedRuntime) -> None:
             "torch_threads": torch.get_num_threads(),
             "active": len(engine.active_requests()),
             "streams": [asdict(s) for s in engine.drain_stats()],
+            "pipeline": access.drain(),
+            "gc_pauses": gc_pauses.drain(),
             "decode_batch": runtime.decode_batch,
+            "codec": "free" if runtime.free_codec else "model",
+            "before": legacy.active,
             "batcher": _batcher_stats(runtime.bicodec),
             "speaker_vector_computations": runtime.speaker_vector_computations,
             "sr_context_samples": runtime.sr.context if runtime.sr is not None else None,
@@ -115,12 +251,30 @@ def add_bench_routes(app: FastAPI, runtime: PacedRuntime) -> None:
 
     async def variant_update(request: Request) -> dict:
         body = await request.json()
-        runtime.set_decode_batch(int(body.get("decode_batch", 0)), int(body.get("runners", 1)))
-        return {"decode_batch": runtime.decode_batch}
+        if "codec" in body:
+            if body["codec"] not in ("free", "model"):
+                return {"error": "codec must be 'free' or 'model'"}
+            runtime.set_free_codec(body["codec"] == "free")
+        if "decode_batch" in body:
+            runtime.set_decode_batch(int(body["decode_batch"]), int(body.get("runners", 1)))
+        if "before" in body:
+            try:
+                legacy.set(list(body["before"]))
+            except ValueError as exc:
+                return {"error": str(exc)}
+        return {"decode_batch": runtime.decode_batch, "codec": "free" if runtime.free_codec else "model",
+                "before": legacy.active}
 
     app.add_api_route("/bench/engine", engine_state, methods=["GET"], include_in_schema=False)
     app.add_api_route("/bench/engine", engine_update, methods=["POST"], include_in_schema=False)
+    async def gc_timing() -> dict:
+        """One forced full collection, timed (it stops the event loop: call it between levels only)."""
+        started = time.perf_counter()
+        gc.collect()
+        return {"full_collection_ms": (time.perf_counter() - started) * 1000, "frozen_objects": gc.get_freeze_count()}
+
     app.add_api_route("/bench/variant", variant_update, methods=["POST"], include_in_schema=False)
+    app.add_api_route("/bench/gc", gc_timing, methods=["POST"], include_in_schema=False)
 
 
 _REPORTED_SETTINGS = (
@@ -162,8 +316,9 @@ def build_app(
     runtime = PacedRuntime(
         settings, pace, decode_batch, decode_runners, codec
     )  # state "starting": the app's lifespan loads and warms it
-    app = create_app(settings, runtime=runtime)
-    add_bench_routes(app, runtime)
+    access = RecordingAccess(settings)
+    app = create_app(settings, runtime=runtime, access=access)
+    add_bench_routes(app, runtime, access)
     return app
 
 

@@ -51,6 +51,10 @@ class StreamingConfig:
     # Audio tokens decoded with the short schedule (chunks of first_chunk_tokens, first look-ahead, overlap each)
     # before the full look-ahead takes over: the stream keeps flowing while the look-ahead builds up.
     warmup_tokens: int = 0
+    # The chunk size once the short schedule ends (None: keep growing). The short chunks grow to ~40 tokens; the
+    # first full-look-ahead chunk after them then waits for size + lookahead new tokens while only the short
+    # schedule's second of audio is buffered, which a 2x-real-time engine cannot fill (bench/bench_ttfa.py).
+    resume_chunk_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.first_chunk_tokens < 1 or self.max_chunk_tokens < 1:
@@ -65,6 +69,8 @@ class StreamingConfig:
             raise ValueError("first_overlap_tokens must be >= 0 and smaller than first_chunk_tokens")
         if self.first_overlap_tokens > self.left_context_tokens:
             raise ValueError("first_overlap_tokens must not exceed left_context_tokens")
+        if self.resume_chunk_tokens is not None and self.resume_chunk_tokens < 1:
+            raise ValueError("resume_chunk_tokens must be >= 1")
         if self.warmup_tokens and 2 * self.first_overlap_tokens > self.first_chunk_tokens:
             raise ValueError("with warmup_tokens, first_chunk_tokens must be at least twice first_overlap_tokens")
 
@@ -83,15 +89,17 @@ class StreamingConfig:
         - exact: the first chunk like every other (full look-ahead): streamed audio within 1e-3 of offline;
         - balanced: chunks of 8 tokens with 8 of look-ahead, 4 crossfaded (16 engine steps before the first audio);
         - lowest: chunks of 6 tokens with 2 of look-ahead, 2 crossfaded (8 steps before the first audio).
-        The short schedule runs for the first second of audio, so the stream keeps flowing; then full look-ahead.
+        The short schedule runs for the first second of audio, so the stream keeps flowing; then full look-ahead, with
+        chunks starting again at this schedule's first chunk size (as `exact` starts), so they arrive in time.
         docs/benchmarks.md has each one's error against the offline decode at the released codec size.
         """
         if preference == "exact":
-            return replace(self, first_lookahead_tokens=None, first_overlap_tokens=0, warmup_tokens=0)
+            return replace(self, first_lookahead_tokens=None, first_overlap_tokens=0, warmup_tokens=0,
+                           resume_chunk_tokens=None)
         first, lookahead, overlap = FIRST_CHUNK_SCHEDULES[preference]
         overlap = min(overlap, first // 2, self.left_context_tokens)
         return replace(self, first_chunk_tokens=first, first_lookahead_tokens=lookahead, first_overlap_tokens=overlap,
-                       warmup_tokens=SHORT_SCHEDULE_TOKENS)
+                       warmup_tokens=SHORT_SCHEDULE_TOKENS, resume_chunk_tokens=self.first_chunk_tokens)
 
     @classmethod
     def from_settings(cls, settings: Any) -> StreamingConfig:
@@ -157,6 +165,30 @@ class StreamingDecoder:
     def finished(self) -> bool:
         return self._finished
 
+    @property
+    def tokens_needed(self) -> int:
+        """Pending tokens the next chunk waits for (its size and look-ahead): a push leaving fewer decodes nothing."""
+        size, short = self._next_chunk()
+        return size + (self.config.first_lookahead if short else self.config.lookahead_tokens)
+
+    def _next_chunk(self) -> tuple[int, bool]:
+        """The next chunk's size, and whether it belongs to the short schedule (the first chunk always does: its
+        own look-ahead). The short schedule's later chunks grow like the others: fewer decode calls (each one
+        re-reads its context) while the look-ahead builds up."""
+        cfg = self.config
+        if self.chunks_out == 0:
+            return cfg.first_chunk_tokens, True
+        if self._emitted < cfg.warmup_tokens:
+            return max(cfg.first_chunk_tokens, min(self._chunk, cfg.warmup_tokens - self._emitted)), True
+        return self._chunk, False
+
+    def _chunk_after(self, short: bool) -> int:
+        cfg = self.config
+        ended = short and cfg.warmup_tokens and self._emitted >= cfg.warmup_tokens
+        if ended and cfg.resume_chunk_tokens is not None:
+            return min(cfg.max_chunk_tokens, cfg.resume_chunk_tokens)
+        return cfg.next_chunk(self._chunk)
+
     def push(self, tokens: Sequence[int]) -> list[np.ndarray]:
         """Add newly generated semantic tokens; return the chunks that are ready now (maybe none)."""
         if self._finished:
@@ -165,21 +197,10 @@ class StreamingDecoder:
         self._buffer.extend(new)
         self.tokens_in += len(new)
         out: list[np.ndarray] = []
-        cfg = self.config
-        if self.chunks_out == 0 and self.pending_tokens >= cfg.first_chunk_tokens + cfg.first_lookahead:
-            out.append(self._emit_short(cfg.first_chunk_tokens))  # the first chunk: its own look-ahead
-            self._chunk = cfg.next_chunk(self._chunk)
-        # The short schedule's later chunks grow like the others: fewer decode calls (each one re-reads its
-        # context) while the look-ahead builds up.
-        while self.chunks_out and self._emitted < cfg.warmup_tokens:
-            size = max(cfg.first_chunk_tokens, min(self._chunk, cfg.warmup_tokens - self._emitted))
-            if self.pending_tokens < size + cfg.first_lookahead:
-                break
-            out.append(self._emit_short(size))
-            self._chunk = cfg.next_chunk(self._chunk)
-        while self.chunks_out and self.pending_tokens >= self._chunk + cfg.lookahead_tokens:
-            out.append(self._emit(self._chunk))
-            self._chunk = cfg.next_chunk(self._chunk)
+        while self.pending_tokens >= self.tokens_needed:
+            size, short = self._next_chunk()
+            out.append(self._emit_short(size) if short else self._emit(size))
+            self._chunk = self._chunk_after(short)
         self._drop_consumed()
         return out
 

@@ -40,10 +40,13 @@ class AudioOutput:
         self._first_out = False
         self._segments = 0
 
-    def start_segment(self) -> None:
+    def start_segment(self, last: bool = False) -> None:
+        """A new text chunk's audio follows; `last`: no other will, so nothing is held back for a crossfade."""
         if self._segments:
             self.joiner.start_segment()
         self._segments += 1
+        if last:
+            self.joiner.last_segment()
 
     def push(self, wav16: np.ndarray) -> bytes:
         return self._onward(self.joiner.push(wav16), final=False)

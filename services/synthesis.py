@@ -194,6 +194,13 @@ def classify_failure(exc: BaseException) -> SynthesisError:
     return SynthesisError("GENERATION_FAILED", f"Generation failed ({exc.__class__.__name__}).")
 
 
+def buffers_only(decoder: StreamingDecoder, new_tokens: int) -> bool:
+    """Whether pushing `new_tokens` only buffers them (no chunk is due). Most engine deltas do: they are pushed on the
+    event loop, since a thread hop per delta queues behind decodes in the executor and contends for the GIL under
+    load (bench/bench_ttfa.py measured it); pushes that decode go to a worker thread."""
+    return decoder.pending_tokens + new_tokens < decoder.tokens_needed
+
+
 class SynthesisJob:
     """One request's pipeline. Iterate `stream_bytes()`; read `stats`, `plan`, `sr_applied` for headers/metrics."""
 
@@ -362,7 +369,7 @@ class SynthesisJob:
         d_vector = await asyncio.to_thread(self.runtime.speaker_vector, self.global_tokens)
         decoder = StreamingDecoder(self.runtime.bicodec, d_vector,
                                    self.first_stream_config if index == 0 else self.stream_config)
-        self.chain.start_segment()
+        self.chain.start_segment(last=self._text_closed and index == len(self.plan.chunks) - 1)
         while True:
             semantic: list[int] = []
             done = False
@@ -378,7 +385,9 @@ class SynthesisJob:
                 if tokens.empty() or len(semantic) >= self.stream_config.max_chunk_tokens:
                     break
                 item = tokens.get_nowait()
-            if semantic:
+            if semantic and buffers_only(decoder, len(semantic)):
+                await self._emit(self._decode_push(decoder, semantic))
+            elif semantic:
                 await self._emit(await asyncio.to_thread(self._decode_push, decoder, semantic))
             if done:
                 break

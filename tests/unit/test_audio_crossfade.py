@@ -127,6 +127,21 @@ def test_first_segment_streams_immediately_and_zero_overlap_passes_through() -> 
     assert len(passthrough.finish()) == 0
 
 
+def test_last_segment_holds_nothing_back_and_still_crossfades() -> None:
+    single = ChunkJoiner(OVERLAP)
+    single.last_segment()
+    assert len(single.push(_noise(1280, 0))) == 1280 and len(single.finish()) == 0
+    a, b = _noise(5000, 1), _noise(3000, 2)
+    joiner = ChunkJoiner(OVERLAP)
+    out = [joiner.push(a)]
+    joiner.start_segment()
+    joiner.last_segment()
+    out += [joiner.push(b[:500]), joiner.push(b[500:])]
+    assert len(out[1]) == 0 and len(out[2]) == 3000  # once the head is mixed, all of it leaves: fade + the rest
+    out.append(joiner.finish())
+    assert np.allclose(np.concatenate(out), crossfade_concat([a, b], OVERLAP), atol=1e-6)
+
+
 def test_finished_joiner_refuses_more_audio() -> None:
     joiner = ChunkJoiner(10)
     joiner.finish()

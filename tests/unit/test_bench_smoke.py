@@ -68,19 +68,44 @@ def test_clone_prompt_gives_a_valid_paced_stream(tokenizer, layout, clone_voice)
     assert record.finished and record.mode == "clone" and record.first_semantic_at_s is not None
 
 
-def test_controllable_prompt_gets_32_globals_first(tokenizer, layout, demo_model_dir: Path) -> None:
+def _voice(demo_model_dir: Path, voice_id: str):
     from core.voices import VoiceRegistry
 
-    voice = VoiceRegistry.from_file(demo_model_dir / "voices.json").resolve("default")
-    prompt, mode = build_prompt_ids(tokenizer, TEXT, voice)
+    return VoiceRegistry.from_file(demo_model_dir / "voices.json").resolve(voice_id)
+
+
+def test_controllable_prompt_starts_with_acoustic_values_then_32_globals(
+    tokenizer, layout, demo_model_dir: Path
+) -> None:
+    from core.tokens import Acoustic, Marker, TokenKind
+
+    prompt, mode = build_prompt_ids(tokenizer, TEXT, _voice(demo_model_dir, "default"))
     assert mode == "controllable"
-    ids = [
-        i for d in asyncio.run(_collect(_engine(tokenizer, layout), prompt, SamplingConfig(), "r")) for i in d
-    ]
+    engine = _engine(tokenizer, layout)
+    ids = [i for d in asyncio.run(_collect(engine, prompt, SamplingConfig(), "r")) for i in d]
+    # As the trained model continues a controllable prompt (spec §3.1): acoustic block, then the global block.
+    assert ids[0] == layout.marker_id(Marker.START_ACOUSTIC) and ids[3] == layout.marker_id(Marker.END_ACOUSTIC)
+    assert [layout.kind(i) for i in ids[1:3]] == [TokenKind.ACOUSTIC, TokenKind.ACOUSTIC]
+    assert [int(layout.acoustic[i]) for i in ids[1:3]] == [Acoustic.PITCH, Acoustic.SPEED]
+    assert ids[4] == layout.marker_id(Marker.START_GLOBAL) and ids[38] == layout.marker_id(Marker.START_SEMANTIC)
     parser = TokenParser(layout, mode="controllable")
     delta = parser.feed(ids)
     assert delta.global_tokens is not None and len(delta.global_tokens) == 32
     assert parser.finish().semantic
+    (record,) = engine.drain_stats()
+    assert record.mode == "controllable" and record.first_semantic_due_s == pytest.approx(39 / 1000.0)
+
+
+def test_speaker_prefix_prompt_continues_with_the_global_block(tokenizer, layout, demo_model_dir: Path) -> None:
+    from core.tokens import Marker, TokenKind
+
+    prompt, mode = build_prompt_ids(tokenizer, TEXT, _voice(demo_model_dir, "narrator"))
+    assert mode == "controllable" and prompt[-1] == layout.marker_id(Marker.START_GLOBAL)
+    plan = _engine(tokenizer, layout).plan(prompt, SamplingConfig(), "r")
+    assert plan.mode == "speaker" and plan.first_semantic_index == 34  # 32 globals, end-global, start-semantic
+    assert all(layout.kind(i) == TokenKind.GLOBAL for i in plan.ids[:32])
+    parser = TokenParser(layout, mode="controllable")
+    assert parser.feed(plan.ids).global_tokens is not None and parser.finish().semantic
 
 
 def test_max_tokens_caps_the_stream(tokenizer, layout, clone_voice) -> None:
@@ -143,3 +168,72 @@ def test_service_bench_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     assert level["ttfb_p50_s"] > 0 and level["audio_s"] > 0
     assert level["service_added_p50_s"] is not None  # engine records were joined to the client's streams
     assert level["cpu_s_per_audio_s"] is not None and level["stages"]["decode"]["calls"] > 0
+
+
+@pytest.mark.parametrize("preference", ["balanced", "lowest"])
+def test_a_zero_latency_service_keeps_the_short_schedule_flowing(preference: str) -> None:
+    """At 100 tokens/s (2x real time) the chunk after the short schedule arrives in time now; before the chunk size
+    restarted there it came ~200 ms after the audio ran out, whatever the service did."""
+    from dataclasses import replace
+
+    from bench.ideal_stream import EngineTiming, ideal_arrivals, ideal_first_audio_s, ideal_underruns
+    from core.streaming import StreamingConfig
+
+    schedule = StreamingConfig(growth=1.5).for_latency(preference)  # type: ignore[arg-type]
+    timing = EngineTiming(semantic_tokens=220, first_due_s=0.0, tokens_per_s=100.0)
+    assert ideal_first_audio_s(schedule, timing) == pytest.approx((schedule.tokens_before_first_audio - 1) / 100)
+    assert sum(seconds for _, seconds in ideal_arrivals(schedule, timing)) == pytest.approx(220 * 0.02)
+    assert ideal_underruns(schedule, timing, prebuffer_s=0.0) == 0
+    assert ideal_underruns(replace(schedule, resume_chunk_tokens=None), timing, prebuffer_s=0.1) == 1
+    # A 50 ms crossfade hold-back on every chunk turns the on-time second chunk into an underrun.
+    assert ideal_underruns(schedule, timing, prebuffer_s=0.0, holdback_samples=800) == 1
+
+
+def test_bench_server_legacy_behaviours_apply_and_undo() -> None:
+    from bench.serve_paced import Legacy
+    from core.streaming import StreamingConfig
+    from services import synthesis
+    from services.audio_output import AudioOutput
+
+    originals = (StreamingConfig.for_latency, AudioOutput.start_segment, synthesis.buffers_only)
+    legacy = Legacy()
+    legacy.set(["resume", "holdback", "hops"])
+    try:
+        assert StreamingConfig().for_latency("balanced").resume_chunk_tokens is None
+        assert synthesis.buffers_only(None, 1) is False  # type: ignore[arg-type]
+        assert legacy.active == ["holdback", "hops", "resume"]
+        with pytest.raises(ValueError, match="unknown"):
+            legacy.set(["nope"])
+    finally:
+        legacy.set([])
+    assert (StreamingConfig.for_latency, AudioOutput.start_segment, synthesis.buffers_only) == originals
+    assert StreamingConfig().for_latency("balanced").resume_chunk_tokens == 25
+
+
+@pytest.mark.e2e
+def test_ttfa_bench_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.bench_ttfa import main as bench_ttfa_main
+
+    out = tmp_path / "ttfa.json"
+    bench_ttfa_main([
+        "--quick", "--rates", "400", "--concurrency", "1,2", "--schedules", "exact,balanced",
+        "--voices", "fixed,style,style-pinned", "--free-voices", "fixed", "--before-voices", "fixed",
+        "--streams", "1", "--min-streams", "2", "--repeats", "1", "--text", "Hello there.",
+        "--snr-config", "demo", "--snr-tokens", "60", "--snr-seeds", "1", "--no-plot", "--out", str(out),
+    ])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "| tok/s | codec | voice |" in printed and "Total wall time" in printed
+    result = json.loads(out.read_text())
+    rows = {(r["codec"], r["voice"], r["variant"], r["schedule"], r["concurrency"]): r for r in result["rows"]}
+    assert len(rows) == 2 * 2 * (4 + 2)  # schedules x levels x (demo: 3 voices + fixed before; free: now, before)
+    assert all(r["failed"] == 0 and r["ttfa_p50_s"] > 0 for r in rows.values())
+    # Steps before audio come from the server: a style voice first generates 39 ids (acoustic + global block).
+    fixed, style = rows["demo", "fixed", "now", "balanced", 1], rows["demo", "style", "now", "balanced", 1]
+    assert fixed["preamble_ids"] == 0 and style["preamble_ids"] == 39
+    assert fixed["steps_before_audio"] >= 16 and style["steps_before_audio"] >= 39 + 16
+    assert rows["demo", "style-pinned", "now", "balanced", 1]["preamble_ids"] == 0  # pinned at start
+    assert fixed["server_ttfa_p50_s"] is not None and fixed["ideal_ttfa_s"] == pytest.approx(15 / 400)
+    summary = {(s["codec"], s["voice"], s["variant"], s["schedule"]): s for s in result["summary"]}
+    assert summary["free", "fixed", "now", "exact"]["first_second_snr_db"] > 40
+    gc_ms = result["env"]["forced_full_gc_ms"]  # the start-up heap frozen after warm-up: a full collection is short
+    assert gc_ms["now"] < gc_ms["before"]

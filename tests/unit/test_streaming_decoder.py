@@ -179,3 +179,26 @@ def test_bad_first_chunk_schedules_are_refused() -> None:
         StreamingConfig(first_chunk_tokens=4, first_overlap_tokens=4)
     with pytest.raises(ValueError, match="first_lookahead_tokens"):
         StreamingConfig(first_lookahead_tokens=-1)
+
+
+@pytest.mark.parametrize("preference", ["lowest", "balanced", "exact"])
+def test_tokens_needed_says_when_a_push_decodes(model, d_vector, preference: str) -> None:
+    decoder = StreamingDecoder(model, d_vector, StreamingConfig().for_latency(preference))  # type: ignore[arg-type]
+    for token in np.random.default_rng(7).integers(0, 8192, 200).tolist():
+        will_decode = decoder.pending_tokens + 1 >= decoder.tokens_needed
+        assert bool(decoder.push([token])) == will_decode
+
+
+def test_chunks_restart_at_the_first_chunk_size_after_the_short_schedule(model, d_vector) -> None:
+    base = StreamingConfig(growth=1.5)
+    config = base.for_latency("balanced")
+    assert config.resume_chunk_tokens == base.first_chunk_tokens and base.for_latency("exact").resume_chunk_tokens is None
+    decoder = StreamingDecoder(model, d_vector, config)
+    emitted_before: list[int] = []  # tokens whose audio is out (held overlaps excluded) before each chunk
+    for token in np.random.default_rng(8).integers(0, 8192, 200).tolist():
+        before = decoder.samples_out // HOP
+        if decoder.push([token]):
+            emitted_before.append(before)
+    sizes = [b - a for a, b in zip(emitted_before, emitted_before[1:], strict=False)]
+    at_end = emitted_before.index(config.warmup_tokens)  # the first full-look-ahead chunk starts at 50 tokens
+    assert sizes[at_end] == base.first_chunk_tokens and sizes[at_end + 1] == base.next_chunk(base.first_chunk_tokens)

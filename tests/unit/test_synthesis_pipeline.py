@@ -253,6 +253,19 @@ async def test_first_audio_after_few_engine_steps_for_a_voice_with_known_globals
     assert job.stats.first_audio_engine_ids is not None and job.stats.first_audio_engine_ids <= most_steps
 
 
+async def test_a_single_text_chunk_holds_no_audio_back_for_a_crossfade(runtime: ModelRuntime,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """No later text chunk will be crossfaded in, so each decoded chunk leaves whole (no 50 ms tail waits)."""
+    monkeypatch.setattr(runtime, "engine", _PacedEngine(runtime.engine, step_s=0.01))
+    job = SynthesisJob(runtime, _request(runtime, "Hello there, how are you today?", request_id="no-holdback",
+                                         stream=True, latency="balanced", voice="fixed", max_tokens=40,
+                                         audio_format="pcm"))
+    source = job.stream_bytes()
+    first = await anext(source)
+    await source.aclose()
+    assert len(first) // 2 == job.stats.decoded_samples == (8 - 4) * 320  # the first chunk: 8 tokens, 4 held for the fade
+
+
 async def test_a_style_voice_waits_for_its_globals_first(runtime: ModelRuntime,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The model emits 32 globals (and markers) before any semantic token: the steps the known-globals path saves."""
