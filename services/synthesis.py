@@ -27,20 +27,16 @@ import numpy as np
 from core.llm import SamplingConfig
 from core.streaming import LatencyPreference, StreamingConfig, StreamingDecoder
 from core.tokens import TokenParser, TokenStreamError
-from processing.chunking import split_text
-from processing.normalize import normalize_text
-from processing.prompt import PromptError, build_prompt_ids
-from processing.tags import process_tags
 from services.audio_output import BWE_RATE, NATIVE_RATE, AudioOutput
 from services.errors import SynthesisError
 from services.gpu_health import GPU_ERROR_MESSAGES, GPU_FAULT, GPU_OOM, FaultKind, classify_gpu_error
 from services.pipeline_stats import PipelineStats
+from services.text_plan import TextPlan, plan_text, prompt_for
 from shared import metrics
 
 if TYPE_CHECKING:
     from core.voices import Voice
     from services.runtime import ModelRuntime
-    from shared.settings import Settings
 
 logger = logging.getLogger("services.synthesis")
 
@@ -76,107 +72,10 @@ class SynthesisRequest:
     normalize_verbose: bool = False  # hand the normalised text back to the client (header / WebSocket events)
 
 
-@dataclass(frozen=True)
-class TextPlan:
-    """What the model is asked to speak: the normalised text and its chunks."""
-
-    text: str
-    chunks: list[str]
-    chunked: bool
-
-
 def draw_seed() -> int:
     """A fresh seed for a request that gave none. vLLM seeds unseeded requests from the engine seed, so without
     this every fresh container would repeat the same sequence of "random" voices (first_contact.md §5)."""
     return secrets.randbelow(2**31)
-
-
-# Fewest tokens a chunk must be able to generate after its prompt (about a third of a second of speech).
-MIN_GENERATION_TOKENS = 16
-
-
-def prompt_for(runtime: ModelRuntime, text: str, voice: Voice,
-               global_tokens: tuple[int, ...] | None) -> tuple[list[int], str]:
-    """Prompt ids for one text chunk; user text can never contribute a control id (SynthesisError 400)."""
-    try:
-        return build_prompt_ids(runtime.tokenizer, text, voice, global_tokens=global_tokens,
-                                added_ids=runtime.added_token_ids)
-    except PromptError as exc:
-        raise SynthesisError("VALIDATION_ERROR", f"Invalid 'text': {exc}.", "text") from exc
-
-
-def check_plan_fits(runtime: ModelRuntime, plan: TextPlan, voice: Voice) -> None:
-    """Refuse, before any GPU work, a text chunk whose prompt leaves the model no room to speak it.
-
-    A cloned voice with a transcript repeats its reference (transcript + ~50 semantic ids per second) in every
-    chunk's prompt (continuation), so its chunks hold less text; the refusal says how much the reference takes."""
-    placeholder = tuple(voice.global_tokens or (0,) * 32)  # later chunks carry 32 globals
-    limit = runtime.settings.max_model_len - MIN_GENERATION_TOKENS
-    for index, chunk in enumerate(plan.chunks):
-        ids, _ = prompt_for(runtime, chunk, voice, placeholder if index else voice.global_tokens)
-        if len(ids) > limit:
-            reference = ""
-            if voice.continuation:
-                skeleton, _ = prompt_for(runtime, "", voice, voice.global_tokens)
-                reference = (f" ({len(skeleton)} of them the voice's reference transcript and audio; a shorter "
-                             "reference or a voice without a transcript leaves more room)")
-            raise SynthesisError(
-                "TEXT_TOO_LONG",
-                f"Invalid 'text': chunk {index + 1} needs {len(ids)} prompt tokens{reference} but the model holds "
-                f"{runtime.settings.max_model_len}; enable chunking or send shorter sentences.",
-                "text",
-            )
-
-
-# Prompt room a voice with a reference (continuation) must leave for the text and its speech: about 5 s of audio.
-REFERENCE_TEXT_ROOM = 256
-
-
-def check_voice_fits(runtime: ModelRuntime, voice: Voice, param: str = "speaker") -> None:
-    """Refuse a voice whose reference (transcript + semantic ids, repeated in every prompt) leaves the model too
-    little room to speak anything (AUDIO_TOO_LONG, 400): only a small TTS_MAX_MODEL_LEN or a long reference does."""
-    if not voice.continuation:
-        return
-    ids, _ = prompt_for(runtime, "", voice, voice.global_tokens)
-    room = runtime.settings.max_model_len - len(ids)
-    if room < REFERENCE_TEXT_ROOM:
-        raise SynthesisError(
-            "AUDIO_TOO_LONG",
-            f"Invalid '{param}': the reference's transcript and audio take {len(ids)} of the model's "
-            f"{runtime.settings.max_model_len} prompt tokens, leaving {room} (at least {REFERENCE_TEXT_ROOM} are "
-            "needed to speak a sentence); use a shorter reference or transcript.", param)
-
-
-def plan_text(text: str, *, normalize: bool, chunking: bool, threshold: int, target: int,
-              unknown_tags: str = "strip") -> TextPlan:
-    """Normalise, resolve emotion tags, and split long text at sentence boundaries."""
-    tag_result = process_tags(text, unknown=unknown_tags)
-    cleaned = tag_result.text
-    if normalize:
-        cleaned = normalize_text(cleaned).text
-    cleaned = " ".join(cleaned.split())
-    if not cleaned:
-        raise SynthesisError("VALIDATION_ERROR", "Invalid 'text': nothing left to speak after removing tags.", "text")
-    if chunking and len(cleaned) > threshold:
-        chunks = [c for c in split_text(cleaned, max_chars=target, threshold=threshold) if c.strip()]
-    else:
-        if not chunking and len(cleaned) > threshold:
-            logger.warning("long text with chunking disabled", extra={"text_length": len(cleaned)})
-        chunks = [cleaned]
-    return TextPlan(text=cleaned, chunks=chunks, chunked=len(chunks) > 1)
-
-
-def plan_request_text(text: str, settings: Settings, *, normalize: bool, chunking: bool) -> TextPlan:
-    """`plan_text` with the per-request limits every route shares: normalised length and chunk count."""
-    plan = plan_text(text, normalize=normalize, chunking=chunking,
-                     threshold=settings.chunking_threshold_chars, target=settings.chunk_target_chars)
-    if len(plan.text) > settings.max_normalized_chars:
-        raise SynthesisError("TEXT_TOO_LONG", f"Invalid 'text': {len(plan.text)} characters after normalisation "
-                             f"(numbers spelled out); at most {settings.max_normalized_chars}.", "text")
-    if len(plan.chunks) > settings.max_text_chunks:
-        raise SynthesisError("TEXT_TOO_LONG", f"Invalid 'text': {len(plan.chunks)} text chunks; at most "
-                             f"{settings.max_text_chunks} per request. Split the text over several requests.", "text")
-    return plan
 
 
 def classify_failure(exc: BaseException) -> SynthesisError:

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from processing.segmenter import TextSegmenter
 from services.accounting import RequestAccounting, RequestReport
-from services.synthesis import SynthesisError, SynthesisJob, SynthesisRequest, plan_text
+from services.synthesis import SynthesisError, SynthesisJob, SynthesisRequest
+from services.text_plan import plan_text
 from services.ws_outbox import Outbox
 from shared.logging import request_id_var
 

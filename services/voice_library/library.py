@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from core.clone import ReferenceTokens
 from core.voices import Voice
 from services.errors import ServiceError
-from services.synthesis import check_voice_fits
+from services.text_plan import check_voice_fits
 from services.voice_library.backends import build_voice_store
 from services.voice_library.records import (
     MAX_CONSENT_CHARS,

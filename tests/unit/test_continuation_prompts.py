@@ -12,7 +12,7 @@ from core.demo.checkpoint import build_tokenizer
 from core.voices import Voice, VoiceConfigError, VoiceRegistry
 from processing.prompt import build_prompt, build_prompt_ids, clone_prompt
 from services.errors import SynthesisError
-from services.synthesis import TextPlan, check_plan_fits, check_voice_fits
+from services.text_plan import TextPlan, check_plan_fits, check_voice_fits
 from shared.settings import Settings
 
 GLOBALS = tuple(range(100, 132))
