@@ -41,6 +41,7 @@ from core.clone.semantic import SemanticTokenizer, Wav2VecFeatures  # noqa: E402
 from core.clone.speaker import SpeakerTokenizer, SpeakerWidths  # noqa: E402
 from core.demo.random_bicodec import RELEASED_SPEAKER_WIDTHS, build_random_state_dict  # noqa: E402
 from core.demo.random_wav2vec2 import PREPROCESSOR_CONFIG  # noqa: E402
+from core.nn import fold_weight_norms  # noqa: E402
 
 LENGTHS_S = (3.0, 6.0, 10.0, 20.0, 30.0)
 QUICK_LENGTHS_S = (3.0, 10.0)
@@ -70,9 +71,7 @@ def released_encoder(device: str, seed: int = 0) -> ReferenceEncoder:
     speaker.load_state_dict({n: tensors[f"speaker_encoder.{n}"] for n in speaker.state_dict()}, assign=True)
     semantic.load_state_dict({n: tensors[n] for n in semantic.state_dict()}, assign=True)
     for module in (speaker, semantic):
-        for sub in module.modules():
-            if hasattr(sub, "fold") and not getattr(sub, "folded", True):
-                sub.fold()
+        fold_weight_norms(module)
         module.requires_grad_(False).eval()
     torch.manual_seed(seed)
     w2v_config = Wav2Vec2Config(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,

@@ -30,6 +30,7 @@ from core.nn import (
     UnitRatioSampling,
     VocosBackbone,
     WNConv1d,
+    fold_weight_norms,
 )
 
 CONFIG_FILE = "config.yaml"
@@ -386,9 +387,7 @@ class BiCodecDecoder(nn.Module):
         self.eval()
 
     def fold_weight_norm(self) -> None:
-        for module in self.modules():
-            if isinstance(module, WNConv1d) and not module.folded:
-                module.fold()
+        fold_weight_norms(self)
 
     # ---- inference -------------------------------------------------------------------------------------
 

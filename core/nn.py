@@ -62,6 +62,13 @@ class WNConv1d(nn.Module):
         return F.conv1d(x, w, self.bias, stride=self.stride, padding=self.padding, dilation=self.dilation)
 
 
+def fold_weight_norms(module: nn.Module) -> None:
+    """Fold every weight-normed conv under `module` into one plain weight (after loading `weight_g`/`weight_v`)."""
+    for sub in module.modules():
+        if isinstance(sub, WNConv1d) and not sub.folded:
+            sub.fold()
+
+
 class Snake1d(nn.Module):
     """y = x + sin^2(alpha x) / alpha, alpha learned per channel."""
 

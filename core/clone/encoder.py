@@ -29,7 +29,7 @@ from core.bicodec import CONFIG_FILE, RELEASED_CONFIG, WEIGHTS_FILE, unwrap_conf
 from core.clone.mel import MagnitudeMel, MelConfig
 from core.clone.semantic import SemanticTokenizer, Wav2VecFeatures
 from core.clone.speaker import SpeakerTokenizer, SpeakerWidths
-from core.nn import WNConv1d
+from core.nn import fold_weight_norms
 
 WAV2VEC2_DIR = "wav2vec2-large-xlsr-53"
 BICODEC_DIR = "BiCodec"
@@ -116,9 +116,7 @@ def load_encode_tensors(module: nn.Module, weights: Path, prefix: str) -> None:
                                          f"expected {list(shape)}")
             state[name] = tensor.to(torch.float32)
     module.load_state_dict(state, strict=True, assign=True)
-    for sub in module.modules():
-        if isinstance(sub, WNConv1d) and not sub.folded:
-            sub.fold()
+    fold_weight_norms(module)
     module.requires_grad_(False).eval()
 
 
