@@ -272,12 +272,11 @@ class ModelRuntime:
         lock. Raises `core.clone.CloningUnavailable` when the checkpoint cannot encode."""
         from core.clone import CloningUnavailable, ReferenceEncoder
 
-        reason = self.cloning_unavailable_reason
-        if reason is not None:
-            raise CloningUnavailable(reason)
         with self._reference_encoder_lock:
             if self._reference_encoder is None:
-                assert self.checkpoint is not None
+                if self.checkpoint is None:
+                    raise CloningUnavailable("the model is not loaded")
+                # from_pretrained checks the files (cloning_unavailable_reason) and every tensor it reads.
                 started = time.perf_counter()
                 self._reference_encoder = ReferenceEncoder.from_pretrained(self.checkpoint.root, device=self.device)
                 logger.info("reference encoder loaded", extra={"load_seconds": round(time.perf_counter() - started, 2)})
