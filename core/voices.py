@@ -28,15 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from core.tokens import GLOBAL_CODEBOOK_SIZE, NUM_GLOBAL_TOKENS, SEMANTIC_CODEBOOK_SIZE
+
 VoiceKind = Literal["style", "global_tokens", "prompt_prefix"]
 PrefixPlacement = Literal["content", "sequence"]
 VoiceSource = Literal["builtin", "custom", "reference"]
 VOICE_KINDS: tuple[str, ...] = ("style", "global_tokens", "prompt_prefix")
 GENDERS = ("female", "male")
 LEVELS = ("very_low", "low", "moderate", "high", "very_high")
-NUM_GLOBAL_TOKENS = 32
-GLOBAL_CODEBOOK_SIZE = 4096
-SEMANTIC_CODEBOOK_SIZE = 8192
 FORMAT_VERSION = 1
 
 _VOICE_KEYS = {
