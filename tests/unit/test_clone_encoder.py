@@ -230,3 +230,23 @@ def test_random_builder_at_the_released_size_writes_the_released_files_840_tenso
     built = build_random_state_dict(RELEASED_CONFIG, 0, RELEASED_SPEAKER_WIDTHS)
     assert {n: (list(t.shape), str(t.dtype).removeprefix("torch.")) for n, t in built.items()} == {
         n: (info["shape"], info["dtype"]) for n, info in manifest.items()}
+
+
+def test_the_released_wav2vec2_file_format_loads(tmp_path, expected):
+    """The release ships wav2vec2 as `pytorch_model.bin`, a pickled Wav2Vec2ForPreTraining state dict (`wav2vec2.`
+    prefix, positional-conv weight norm as weight_g / weight_v); the fixture holds the same tensors as safetensors.
+    The pickle must load through the same path and give the same features."""
+    from safetensors.torch import load_file
+
+    from core.clone.semantic import Wav2VecFeatures
+
+    source = ENCODE_DIR / "wav2vec2-large-xlsr-53"
+    target = tmp_path / "wav2vec2-large-xlsr-53"
+    target.mkdir()
+    for name in ("config.json", "preprocessor_config.json"):
+        shutil.copy(source / name, target / name)
+    tensors = load_file(str(source / "model.safetensors"))
+    assert any(n.startswith("wav2vec2.") and n.endswith("weight_g") for n in tensors)
+    torch.save(tensors, target / "pytorch_model.bin")
+    features = Wav2VecFeatures.from_pretrained(target).features_from_input(torch.from_numpy(expected["w2v_input"]))
+    assert max_error(features, expected["w2v_features"]) < TOLERANCE
