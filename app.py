@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("app")
 
-from services.modal_deployment import (  # noqa: E402 - deploy-time config and the container's lifecycle
+from services.deployment.modal_deployment import (  # noqa: E402 - deploy-time config and the container's lifecycle
     MODELS_PATH,
     SPOOL_PATH,
     VLLM_CACHE_PATH,
@@ -56,9 +56,9 @@ SNAPSHOTS = MODAL.snapshot != "off"
 GPU_SNAPSHOT = MODAL.snapshot == "gpu"
 
 # ------------------------------------------------------------------------------------------------------------
-# Image: the pins live in services/image_pins.py (shared with deploy/docker/Dockerfile).
+# Image: the pins live in services/deployment/image_pins.py (shared with deploy/docker/Dockerfile).
 
-from services.image_pins import IMAGE_PACKAGES, PYTHON_VERSION  # noqa: E402
+from services.deployment.image_pins import IMAGE_PACKAGES, PYTHON_VERSION  # noqa: E402
 
 LOCAL_PACKAGES: tuple[str, ...] = ("api", "core", "processing", "audio", "services", "shared")
 SERVING_ENV: dict[str, str] = {
@@ -85,14 +85,14 @@ download_image = (
     modal.Image.debian_slim(python_version=PYTHON_VERSION)
     .uv_pip_install(*DOWNLOAD_PACKAGES)
     .env({"HF_XET_HIGH_PERFORMANCE": "1"})
-    .add_local_python_source("core", "services")  # core.weights, services.modal_deployment (standard library only)
+    .add_local_python_source("core", "services")  # core.weights, services.deployment.modal_deployment (standard library only)
 )
 
 app = modal.App(MODAL.app_name)
 # Never create the model volume implicitly: a typo would serve from an empty volume (first_contact.md §4).
 models_volume = modal.Volume.from_name(MODAL.volume)
 # Each container spools to its own file (named by its Modal task id) on this shared Volume; a starting container
-# adopts the files of containers that are gone (services/request_spool.py). Created on first deploy.
+# adopts the files of containers that are gone (services/usage/request_spool.py). Created on first deploy.
 spool_volume = modal.Volume.from_name(f"{MODAL.app_name}-request-spool", create_if_missing=True)
 VOLUMES: dict[str, Any] = {MODELS_PATH: models_volume, SPOOL_PATH: spool_volume}
 if MODAL.vllm_cache_volume:

@@ -15,11 +15,11 @@ from api.middleware import BodySizeLimitMiddleware, HttpMetricsMiddleware, Reque
 from api.routes import debug, health, normalize, openai_compat, playground, tts, voice_pinning, voices, ws
 from core.clone import MAX_REFERENCE_BYTES
 from services.access import AccessServices
-from services.gpu_health import GpuFaultDetector
-from services.metrics_push import MetricsPusher
-from services.pin_voices import warmup_step_for
-from services.runtime import ModelRuntime
-from services.speech import SpeechService
+from services.deployment.gpu_health import GpuFaultDetector
+from services.deployment.metrics_push import MetricsPusher
+from services.deployment.pin_voices import warmup_step_for
+from services.deployment.runtime import ModelRuntime
+from services.pipeline.speech import SpeechService
 from services.voice_library import VoiceLibrary
 from shared.logging import configure_logging
 from shared.settings import APP_VERSION, Settings, get_settings

@@ -12,8 +12,8 @@ from pydantic_core import PydanticCustomError
 
 from audio.encoders import FORMATS, supported_rates
 from core.streaming import LatencyPreference
-from services.speech import SpeechRequest
-from services.synthesis import SamplingOptions
+from services.pipeline.speech import SpeechRequest
+from services.pipeline.synthesis import SamplingOptions
 from services.voice_library import MAX_TRANSCRIPT_CHARS
 from shared.settings import Settings
 

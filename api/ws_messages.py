@@ -28,7 +28,7 @@ from api.schemas import (
     output_rate_for,
     reject_control_characters,
 )
-from services.speech import SpeechRequest
+from services.pipeline.speech import SpeechRequest
 from shared.settings import Settings
 
 MESSAGE_TYPES = ("start", "text", "flush", "end", "cancel", "ping")

@@ -18,7 +18,7 @@ variant sees the same background load; the summary prints before/after ratios ag
   BiCodec call per stream and chunk, chunks growing x2);
 - `threads1`: TTS_TORCH_THREADS=1 (the worker threads of concurrent streams already fill the cores; intra-op
   threads on top of them oversubscribe the CPU);
-- `batched`: threads1 plus `services.decode_batcher.BatchingDecoder` (at most `cores` model calls at once on
+- `batched`: threads1 plus `services.pipeline.decode_batcher.BatchingDecoder` (at most `cores` model calls at once on
   a CPU, one on a GPU; calls of equal window length queued behind a busy model run as one batch);
 - `tuned`: batched plus TTS_STREAM_CHUNK_GROWTH=1.5 (the product's defaults now). With growth 2 and an engine at 100 tokens/s (2x real
   time) every chunk's last look-ahead token arrives exactly when the previous chunk's audio ends, so any
@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import LevelResult, LevelSpec, percentile, run_level, summarise  # noqa: E402
-from services.flow_monitor import StreamCadence  # noqa: E402
+from services.pipeline.flow_monitor import StreamCadence  # noqa: E402
 
 VARIANTS = ("baseline", "threads1", "batched", "tuned")
 DEMO_DIR = ROOT / "var" / "test-demo-model"

@@ -9,7 +9,7 @@ of the product.
 `ideal_arrivals` drives the product's `StreamingDecoder` with a `FreeCodec`, one semantic token at a time at the
 engine's due times, and returns when each chunk's audio would reach a client of a service that adds no time:
 the chunk schedule's and the engine's share of any underrun. `ideal_underruns` counts those underruns with the
-product's playback model (`services.flow_monitor.StreamCadence`).
+product's playback model (`services.pipeline.flow_monitor.StreamCadence`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from core.streaming import StreamingConfig, StreamingDecoder
-from services.flow_monitor import StreamCadence
+from services.pipeline.flow_monitor import StreamCadence
 
 HOP = 320
 NATIVE_RATE = 16_000

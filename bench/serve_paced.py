@@ -12,7 +12,7 @@ random weights, for a GPU run where the demo's tiny codecs would understate the 
 - `POST /bench/engine`: JSON with any of tokens_per_s, tokens_per_char, prefill_s, tick_s changes the
   schedule of later streams (a rate sweep needs no restart);
 - `POST /bench/variant`: `{"decode_batch": N, "runners": R}` serves later streams with BiCodec decodes
-  batched across streams (`services.decode_batcher.BatchingDecoder`, at most N rows, R calls at once) or,
+  batched across streams (`services.pipeline.decode_batcher.BatchingDecoder`, at most N rows, R calls at once) or,
   with N = 0, one call per stream as the product does today (`--decode-batch` sets it at start);
   `{"codec": "free"}` swaps BiCodec's decode for `bench.ideal_stream.FreeCodec` (silence of the exact length,
   no compute; BENCH ONLY, under the same batcher) to separate the service's own scheduling from decode compute,
@@ -49,11 +49,11 @@ from api.app import create_app  # noqa: E402
 from bench.ideal_stream import FreeCodec  # noqa: E402
 from bench.paced_engine import PaceConfig, PacedEngine  # noqa: E402
 from core.streaming import StreamingConfig  # noqa: E402
-from services import synthesis  # noqa: E402
+from services.pipeline import synthesis  # noqa: E402
 from services.access.grant import AccessServices  # noqa: E402
-from services.audio_output import AudioOutput  # noqa: E402
-from services.decode_batcher import BatchingDecoder  # noqa: E402
-from services.runtime import ModelRuntime  # noqa: E402
+from services.pipeline.audio_output import AudioOutput  # noqa: E402
+from services.pipeline.decode_batcher import BatchingDecoder  # noqa: E402
+from services.deployment.runtime import ModelRuntime  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 

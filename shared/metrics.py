@@ -101,7 +101,7 @@ RATE_LIMIT_BACKEND_UP = Gauge(
     f"{PREFIX}_rate_limit_shared_backend_up", "1 when the shared (Redis) limit backend answers; 0 = per-container.",
     registry=REGISTRY,
 )
-# The push path (services/metrics_push.py): failed pushes and deletes to the Pushgateway, by operation.
+# The push path (services/deployment/metrics_push.py): failed pushes and deletes to the Pushgateway, by operation.
 METRICS_PUSH_FAILURES = Counter(
     f"{PREFIX}_metrics_push_failures", "Pushes (push) and group deletes (delete) to the Pushgateway that failed.",
     ["operation"], registry=REGISTRY,

@@ -16,7 +16,7 @@ from api.deps import Grant, SettingsDep
 from api.errors import ApiError
 from api.schemas import MAX_TEXT_CHARS, check_text
 from processing.scripts import script_languages
-from services.text_plan import plan_request_text
+from services.pipeline.text_plan import plan_request_text
 
 router = APIRouter(tags=["tts"])
 

@@ -2,7 +2,7 @@
 
 Generates once per voice that has no stored globals (or the ones named), switches the live voices to the pinned
 ones at once (later requests carry those 32 globals in their prompt: one timbre, no global-token steps), and, with
-`save`, writes the same voices.json the `python -m services.pin_voices` command writes into the model directory.
+`save`, writes the same voices.json the `python -m services.deployment.pin_voices` command writes into the model directory.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import Admin, Runtime
 from api.errors import ApiError
 from core.voices import VoiceRegistry
-from services.pin_voices import pin, pinned_voices_document, write_voices_json
+from services.deployment.pin_voices import pin, pinned_voices_document, write_voices_json
 
 router = APIRouter(tags=["admin"], dependencies=[Admin])
 

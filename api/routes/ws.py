@@ -2,7 +2,7 @@
 
 This module is the protocol edge: the handshake (API key from a header or the `api_key` query parameter, the
 per-connection rate check), parsing and validating client messages, the idle timeout, and limits/accounting per
-utterance. What happens to the text and audio lives in services/ws_session.py.
+utterance. What happens to the text and audio lives in services/sessions/ws_session.py.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from api.errors import ApiError, error_envelope
 from api.ws_messages import PingMessage, StartMessage, TextMessage, parse_message
 from services.access import AccessGate, AccessServices, ApiKeyRecord
 from services.errors import ServiceError
-from services.rate_limit import rate_refusal
-from services.synthesis import SynthesisRequest
-from services.ws_outbox import ClientStalled, Outbox
-from services.ws_session import WsSession
+from services.access.rate_limit import rate_refusal
+from services.pipeline.synthesis import SynthesisRequest
+from services.sessions.ws_outbox import ClientStalled, Outbox
+from services.sessions.ws_session import WsSession
 
 logger = logging.getLogger("api.ws")
 router = APIRouter(tags=["tts"])
@@ -70,15 +70,15 @@ async def _refuse(websocket: WebSocket, error: ApiError) -> None:
 
 # ---------------------------------------------------------------------------------------------- connection
 async def _synthesis_request(services: Services, msg: StartMessage, key_id: str) -> SynthesisRequest:
-    """The same gate, voice resolution (custom voices of this key included) and defaults as HTTP (services.speech);
+    """The same gate, voice resolution (custom voices of this key included) and defaults as HTTP (services.pipeline.speech);
     text comes in pieces later."""
     speech = msg.to_speech_request(services.settings)
     try:
-        services.speech.check_available()
-        voice = await services.speech.voice(speech, key_id)
+        services.pipeline.speech.check_available()
+        voice = await services.pipeline.speech.voice(speech, key_id)
     except ServiceError as exc:
         raise ApiError.from_service(exc) from None
-    return services.speech.synthesis_request(speech, voice, request_id="")
+    return services.pipeline.speech.synthesis_request(speech, voice, request_id="")
 
 
 async def _dispatch(websocket: WebSocket, session: WsSession, raw: str, key_id: str) -> None:
@@ -176,14 +176,14 @@ async def _serve_connection(websocket: WebSocket, services: Services, key: ApiKe
     await websocket.accept(
         headers=[
             (b"x-request-id", connection_id.encode()),
-            (b"x-model-version", str(services.runtime.model_version).encode()),
+            (b"x-model-version", str(services.deployment.runtime.model_version).encode()),
         ]
     )
     outbox = Outbox(
         websocket, max_items=settings.stream_queue_chunks, send_timeout_s=settings.send_stall_timeout_s
     )
     session = WsSession(
-        services.runtime,
+        services.deployment.runtime,
         outbox,
         AccessGate(access, key, connection_counted=counted,
                    client_request_id=websocket.scope.get("state", {}).get("client_request_id")),

@@ -1,4 +1,4 @@
--- One row per synthesis request, written off the hot path by services/request_log.py.
+-- One row per synthesis request, written off the hot path by services/usage/request_log.py.
 -- Valid on plain PostgreSQL (>= 12) and on Supabase (paste into the SQL editor or run via psql).
 -- Idempotent: every statement can run again on an already migrated database.
 

@@ -10,7 +10,7 @@ Outcomes (code, HTTP status):
   - suspended key (known, temporarily not allowed)    -> KEY_SUSPENDED 403
   - the key store cannot be reached and nothing is cached for the key -> SERVICE_UNAVAILABLE 503
 
-Credits: 1 credit = 1 character of request text (see services/credits.py). `credit_balance` None means
+Credits: 1 credit = 1 character of request text (see services/usage/credits.py). `credit_balance` None means
 unlimited.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from datetime import datetime
 
 from services.access.keys import MAX_KEY_CHARS, ApiKeyRecord, AuthError, hash_key, utcnow
 from services.access.stores import KeyStore, PostgresKeyStore, StaticKeyStore, SupabaseKeyStore
-from services.database import DatabaseClients
+from services.usage.database import DatabaseClients
 from shared.settings import Settings
 
 logger = logging.getLogger("services.access")

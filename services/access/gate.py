@@ -1,4 +1,4 @@
-"""Limits and settlement for a WebSocket connection's utterances (the `UtteranceGate` of services.ws_session)."""
+"""Limits and settlement for a WebSocket connection's utterances (the `UtteranceGate` of services.sessions.ws_session)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING
 
 from services.access.grant import AccessGrant, AccessServices
 from services.access.keys import ApiKeyRecord
-from services.credits import CreditError, CreditReservation
+from services.usage.credits import CreditError, CreditReservation
 from services.errors import SynthesisError
-from services.rate_limit import LimitExceeded, rate_refusal
+from services.access.rate_limit import LimitExceeded, rate_refusal
 
 if TYPE_CHECKING:
-    from services.accounting import RequestReport
+    from services.usage.accounting import RequestReport
 
 
 class AccessGate:

@@ -1,7 +1,7 @@
 """What one request holds (`AccessGrant`) and the per-app services that grant and settle it (`AccessServices`).
 
 `AccessServices.grant` authenticates the key, takes a concurrency slot and counts the request against the key's
-per-minute rate. When the request ends, its accounting (services/accounting.py) calls `AccessGrant.settle`, which
+per-minute rate. When the request ends, its accounting (services/usage/accounting.py) calls `AccessGrant.settle`, which
 releases the slot, settles credits, feeds the audio-flow monitor and writes the request-log record. Nothing here
 delays audio: the record goes to the durable spool or a bounded queue that a background task writes.
 """
@@ -15,17 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 from services.access.authenticator import Authenticator, FailedAuthThrottle, build_authenticator
 from services.access.keys import ApiKeyRecord, AuthError, anonymous_record
-from services.credits import CreditError, CreditLedger, CreditReservation, settle_credits
-from services.database import DatabaseClients
+from services.usage.credits import CreditError, CreditLedger, CreditReservation, settle_credits
+from services.usage.database import DatabaseClients
 from services.errors import ServiceError, status_of
-from services.flow_monitor import AudioFlowMonitor
-from services.rate_limit import Limiter, LimitExceeded, RateDecision, StreamLease, build_limiter, rate_refusal
-from services.request_log import RequestLogger, RequestRecord, build_request_logger, utcnow
+from services.pipeline.flow_monitor import AudioFlowMonitor
+from services.access.rate_limit import Limiter, LimitExceeded, RateDecision, StreamLease, build_limiter, rate_refusal
+from services.usage.request_log import RequestLogger, RequestRecord, build_request_logger, utcnow
 from shared import metrics
 from shared.settings import Settings
 
 if TYPE_CHECKING:
-    from services.accounting import RequestAccounting, RequestReport
+    from services.usage.accounting import RequestAccounting, RequestReport
 
 logger = logging.getLogger("services.access")
 

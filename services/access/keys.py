@@ -1,7 +1,7 @@
 """API key records: hashed, never stored in the clear; the errors key checks raise.
 
 A key is only ever stored as the SHA-256 hex digest of its UTF-8 bytes. Logs name a key by its `key_id`,
-never by the key or its hash. Credits: 1 credit = 1 character of request text (services/credits.py);
+never by the key or its hash. Credits: 1 credit = 1 character of request text (services/usage/credits.py);
 `credit_balance` None means unlimited.
 """
 

@@ -24,7 +24,7 @@ from services.access.keys import (
     hash_key,
     utcnow,
 )
-from services.database import PostgresPool, make_supabase_client
+from services.usage.database import PostgresPool, make_supabase_client
 from shared.settings import Settings
 
 logger = logging.getLogger("services.access")
@@ -156,7 +156,7 @@ class PostgresKeyStore(KeyStore):
 
     def __init__(self, dsn: str | None = None, *, pool: PostgresPool | None = None, max_connections: int = 4,
                  timeout_s: float = 5.0) -> None:
-        """`pool`: the process's shared pool (services/database.py), closed by its owner; else one of its own."""
+        """`pool`: the process's shared pool (services/usage/database.py), closed by its owner; else one of its own."""
         if pool is None and not dsn:
             raise ValueError("PostgresKeyStore needs a DSN or a pool")
         self._owns_pool = pool is None

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from core.clone import ReferenceTokens
 from core.voices import Voice
 from services.errors import ServiceError
-from services.text_plan import check_voice_fits
+from services.pipeline.text_plan import check_voice_fits
 from services.voice_library.backends import build_voice_store
 from services.voice_library.records import (
     MAX_CONSENT_CHARS,
@@ -36,8 +36,8 @@ from services.voice_library.store import NoVoiceStore, VoiceStore
 from shared.settings import Settings
 
 if TYPE_CHECKING:
-    from services.database import DatabaseClients
-    from services.runtime import ModelRuntime
+    from services.usage.database import DatabaseClients
+    from services.deployment.runtime import ModelRuntime
 
 logger = logging.getLogger("services.voice_library")
 _CACHE_MAX = 1024

@@ -21,7 +21,7 @@ from services.errors import ServiceError
 from shared import metrics
 
 if TYPE_CHECKING:
-    from services.runtime import ModelRuntime
+    from services.deployment.runtime import ModelRuntime
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ class InProcessServer:
 
     @property
     def runtime(self):
-        return self.app.state.services.runtime
+        return self.app.state.services.deployment.runtime
 
     def start(self, timeout_s: float = 180.0) -> InProcessServer:
         self.thread.start()
@@ -185,7 +185,7 @@ def live(demo_model_dir: Path) -> Iterator[InProcessServer]:
 @pytest.fixture
 def jobs(monkeypatch: pytest.MonkeyPatch) -> list:
     """Every SynthesisJob the speech service creates (every HTTP route's), so the test can read its stats."""
-    import services.speech as speech
+    import services.pipeline.speech as speech
 
     created: list = []
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from services.text_plan import plan_text
+from services.pipeline.text_plan import plan_text
 from shared.settings import Settings
 from tests.e2e.conftest import RunningServer
 from tests.texts import LONG_ENGLISH, LONG_HINDI

@@ -264,7 +264,7 @@ async def test_debug_routes_are_absent_without_an_admin_key() -> None:
 def test_a_lossy_stage_shows_in_debug_stats_until_reset(
     client: httpx.Client, live: InProcessServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import services.audio_output as synthesis  # where the re-framer is used
+    import services.pipeline.audio_output as synthesis  # where the re-framer is used
 
     assert admin(client, "POST", "/v1/tts/debug/reset") == {"reset": True}
     clean = admin(client, "GET", "/v1/tts/debug/stats")

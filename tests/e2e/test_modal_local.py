@@ -84,7 +84,7 @@ def _post_generate(client: TestClient, body: dict, headers: dict[str, str] | Non
 def test_local_modal_class_refuses_to_run_without_auth(modal_env: pytest.MonkeyPatch) -> None:
 
     modal_env.setenv("TTS_AUTH_ENABLED", "false")
-    from services.modal_deployment import DeploymentConfigError
+    from services.deployment.modal_deployment import DeploymentConfigError
 
     with pytest.raises(DeploymentConfigError, match="TTS_AUTH_ENABLED=false is refused"):
         _local_app()
@@ -130,7 +130,7 @@ def test_gpu_fault_answers_503_and_stops_modal_inputs(
 
     stops: list[float] = []
     modal_env.setattr(modal.experimental, "stop_fetching_inputs", lambda: stops.append(time.monotonic()))
-    runtime = client.app.state.services.runtime
+    runtime = client.app.state.services.deployment.runtime
 
     async def failing_stream(*args: Any, **kwargs: Any):
         raise RuntimeError("CUDA error: an illegal memory access was encountered")

@@ -34,7 +34,7 @@ def pg_dsn() -> str:
     """DSN of the test database, with deploy/sql migrations applied."""
     import asyncpg
 
-    from services.migrations import apply_migrations
+    from services.usage.migrations import apply_migrations
 
     dsn = os.environ.get("TTS_TEST_DATABASE_URL")
     if not dsn:

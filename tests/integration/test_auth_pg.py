@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from services.access import Authenticator, AuthError, PostgresKeyStore, hash_key
-from services.credits import CreditLedger, InsufficientCredits
+from services.usage.credits import CreditLedger, InsufficientCredits
 
 pytestmark = pytest.mark.integration
 

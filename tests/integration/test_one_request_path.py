@@ -160,7 +160,7 @@ def lifecycle_events(log_path: Path, request_id: str) -> list[tuple[str, dict[st
             entry = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if entry.get("request_id") != request_id or entry.get("logger") != "services.accounting":
+        if entry.get("request_id") != request_id or entry.get("logger") != "services.usage.accounting":
             continue
         same = {k: entry.get(k) for k in ("status", "error_code", "speaker", "format", "sample_rate", "stream",
                                           "text_length", "text_chunks", "key_id") if k in entry}

@@ -8,7 +8,7 @@ import time
 import pytest
 import redis.asyncio as aioredis
 
-from services.rate_limit import FallbackLimiter, RedisLimiter, TooManyConcurrentStreams
+from services.access.rate_limit import FallbackLimiter, RedisLimiter, TooManyConcurrentStreams
 from shared.metrics import REGISTRY
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from services.request_log import Backoff, PostgresSink, RequestLogger, RequestRecord
+from services.usage.request_log import Backoff, PostgresSink, RequestLogger, RequestRecord
 from shared.metrics import REGISTRY
 
 pytestmark = pytest.mark.integration

@@ -17,8 +17,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from services.access import Authenticator, SupabaseKeyStore, hash_key, make_supabase_client
-from services.credits import CreditLedger, InsufficientCredits
-from services.request_log import Backoff, RequestLogger, RequestRecord, SupabaseSink
+from services.usage.credits import CreditLedger, InsufficientCredits
+from services.usage.request_log import Backoff, RequestLogger, RequestRecord, SupabaseSink
 
 pytestmark = pytest.mark.integration
 

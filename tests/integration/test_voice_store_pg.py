@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from services.migrations import SQL_DIR
+from services.usage.migrations import SQL_DIR
 from services.voice_library.postgres_store import PostgresVoiceStore
 from tests.unit.test_voice_store import check_store, record
 

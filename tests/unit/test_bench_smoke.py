@@ -192,8 +192,8 @@ def test_a_zero_latency_service_keeps_the_short_schedule_flowing(preference: str
 def test_bench_server_legacy_behaviours_apply_and_undo() -> None:
     from bench.serve_paced import Legacy
     from core.streaming import StreamingConfig
-    from services import synthesis
-    from services.audio_output import AudioOutput
+    from services.pipeline import synthesis
+    from services.pipeline.audio_output import AudioOutput
 
     originals = (StreamingConfig.for_latency, AudioOutput.start_segment, synthesis.buffers_only)
     legacy = Legacy()

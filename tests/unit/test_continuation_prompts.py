@@ -12,7 +12,7 @@ from core.demo.checkpoint import build_tokenizer
 from core.voices import Voice, VoiceConfigError, VoiceRegistry
 from processing.prompt import build_prompt, build_prompt_ids, clone_prompt
 from services.errors import SynthesisError
-from services.text_plan import TextPlan, check_plan_fits, check_voice_fits
+from services.pipeline.text_plan import TextPlan, check_plan_fits, check_voice_fits
 from shared.settings import Settings
 
 GLOBALS = tuple(range(100, 132))
@@ -129,8 +129,8 @@ def test_a_reference_that_leaves_no_room_is_refused_as_too_long() -> None:
 
 
 async def test_the_pipeline_sends_every_chunk_of_a_long_text_the_continuation_prompt(demo_model_dir) -> None:
-    from services.runtime import ModelRuntime
-    from services.synthesis import SamplingOptions, SynthesisJob, SynthesisRequest
+    from services.deployment.runtime import ModelRuntime
+    from services.pipeline.synthesis import SamplingOptions, SynthesisJob, SynthesisRequest
     from tests.texts import LONG_ENGLISH
 
     settings = Settings(model_dir=demo_model_dir, warmup=False, auth_enabled=False, device="cpu",

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from services.access import StaticKeyStore
-from services.credits import CreditLedger, InsufficientCredits, credits_for_text
+from services.usage.credits import CreditLedger, InsufficientCredits, credits_for_text
 
 
 async def make(balance: int | None) -> tuple[CreditLedger, StaticKeyStore]:
@@ -72,7 +72,7 @@ async def test_unlimited_keys_and_disabled_credits_are_free() -> None:
 
 
 def test_the_billing_rule_refunds_server_failures_and_charges_what_the_client_chose() -> None:
-    from services.credits import settle_credits
+    from services.usage.credits import settle_credits
 
     assert settle_credits("completed", None, 3.0)
     assert settle_credits("disconnected", None, 1.0)  # the client hung up: audio was delivered

@@ -13,7 +13,7 @@ import torch
 
 from core.bicodec import BiCodecDecoder
 from core.streaming import StreamingConfig, StreamingDecoder
-from services.decode_batcher import BatchingDecoder
+from services.pipeline.decode_batcher import BatchingDecoder
 
 
 class SlowDecoder:

@@ -11,7 +11,7 @@ from tests.finetune import finetune_layout
 
 
 def doctor(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "services.doctor", *args], cwd=PROJECT_ROOT,
+    return subprocess.run([sys.executable, "-m", "services.deployment.doctor", *args], cwd=PROJECT_ROOT,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -17,8 +17,8 @@ from core.llm.vllm_engine import (
     check_gpu_runner_limits,
 )
 from core.voices import OPENAI_VOICE_GENDERS, UnknownVoiceError, VoiceConfigError, VoiceRegistry
-from services.runtime import ModelRuntime
-from services.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest
+from services.deployment.runtime import ModelRuntime
+from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest
 from shared.settings import Settings
 from tests.texts import LONG_ENGLISH
 

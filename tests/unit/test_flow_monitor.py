@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from services.flow_monitor import COUNT_FIELDS, STAGES, AudioFlowMonitor, StreamCadence
+from services.pipeline.flow_monitor import COUNT_FIELDS, STAGES, AudioFlowMonitor, StreamCadence
 from shared.metrics import REGISTRY
 
 HOP = 320
@@ -18,7 +18,7 @@ XFADE = 800  # 50 ms at 16 kHz
 
 @dataclasses.dataclass
 class Stats:
-    """Same attributes as services.synthesis.PipelineStats (duck-typed; see test_stats_contract)."""
+    """Same attributes as services.pipeline.synthesis.PipelineStats (duck-typed; see test_stats_contract)."""
 
     llm_tokens: int = 0
     semantic_tokens: int = 0
@@ -83,7 +83,7 @@ def monitor() -> AudioFlowMonitor:
 
 
 def test_stats_contract_matches_pipeline_stats() -> None:
-    synthesis = pytest.importorskip("services.synthesis", reason="synthesis pipeline not importable yet")
+    synthesis = pytest.importorskip("services.pipeline.synthesis", reason="synthesis pipeline not importable yet")
     fields = {f.name for f in dataclasses.fields(synthesis.PipelineStats)}
     assert set(COUNT_FIELDS) <= fields
     assert {"generation_done", "decode_done", "encode_done", "send_done"} <= fields
@@ -125,7 +125,7 @@ def test_short_send_on_completed_request_is_a_send_loss(
     stats = clean()
     stats.sent_bytes = stats.encoded_bytes - 1280  # 40 ms of 16-bit audio never reached the socket
     before = losses_metric("send")
-    with caplog.at_level(logging.WARNING, logger="services.flow_monitor"):
+    with caplog.at_level(logging.WARNING, logger="services.pipeline.flow_monitor"):
         events = monitor.record("req-send", stats, "completed", output_rate=16_000)
     assert [(e.stage, e.unit, e.missing) for e in events] == [("send", "bytes", 1280)]
     assert losses_metric("send") == before + 1

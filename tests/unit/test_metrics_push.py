@@ -1,4 +1,4 @@
-"""The metrics push client (services/metrics_push.py) against a small recording HTTP server and a closed port.
+"""The metrics push client (services/deployment/metrics_push.py) against a small recording HTTP server and a closed port.
 
 The real Pushgateway and Prometheus are in tests/integration/test_fleet_metrics.py; here: the group's URL, basic auth,
 the thread, the shutdown sequence, and that an unreachable gateway is counted, logged once a minute and never raises.
@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from services.metrics_push import MetricsPusher, PushTarget
+from services.deployment.metrics_push import MetricsPusher, PushTarget
 from shared import metrics
 from shared.settings import Settings
 
@@ -159,7 +159,7 @@ def test_an_unreachable_gateway_is_counted_logged_once_a_minute_and_never_raises
     pusher = MetricsPusher(target(f"http://127.0.0.1:{closed_port()}"), registry=registry_with(1),
                            clock=lambda: now[0])
     pushes, deletes = failures("push"), failures("delete")
-    with caplog.at_level(logging.WARNING, logger="services.metrics_push"):
+    with caplog.at_level(logging.WARNING, logger="services.deployment.metrics_push"):
         started = time.monotonic()
         assert pusher.push() is False
         assert pusher.push() is False

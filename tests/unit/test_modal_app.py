@@ -1,4 +1,4 @@
-"""The Modal wiring (app.py) and the GPU fault detector (services/gpu_health.py).
+"""The Modal wiring (app.py) and the GPU fault detector (services/deployment/gpu_health.py).
 
 No Modal token, no network: Modal objects are lazy until deploy, so importing app.py and reading what it
 declares is enough to catch a wrong knob, a deprecated parameter or an image pin that cannot resolve with vLLM.
@@ -26,9 +26,9 @@ from packaging.version import Version
 
 import app as modal_app
 from core.weights import ExpectedFile
-from services import gpu_health
-from services import modal_deployment as deployment
-from services.gpu_health import GPU_FAULT, GPU_OOM, FaultKind, GpuFaultDetector, OomPolicy, classify_gpu_error
+from services.deployment import gpu_health
+from services.deployment import modal_deployment as deployment
+from services.deployment.gpu_health import GPU_FAULT, GPU_OOM, FaultKind, GpuFaultDetector, OomPolicy, classify_gpu_error
 from shared import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -294,7 +294,7 @@ class HostEngine:
 
 
 class HostRuntime:
-    """Stands in for services.runtime.ModelRuntime: records which event loop loaded it."""
+    """Stands in for services.deployment.runtime.ModelRuntime: records which event loop loaded it."""
 
     def __init__(self, settings: object, *, fail: bool = False) -> None:
         self.settings = settings
@@ -382,7 +382,7 @@ async def test_web_attaches_the_detector_and_stop_flushes_then_shuts_down(
     host = _host(monkeypatch, app_factory=factory)
     await host.load()
     web = host.web()
-    assert web.state.services.runtime is host.runtime
+    assert web.state.services.deployment.runtime is host.runtime
     assert web.state.services.gpu_faults is host.detector
     assert host.detector.handle(RuntimeError("CUDA error: device-side assert triggered")) == GPU_FAULT
     assert host.runtime.state == "unhealthy"
@@ -553,7 +553,7 @@ class FakeRuntime:
 
 
 class CodedError(Exception):
-    """Stands in for services.synthesis.SynthesisError (an error that already carries a public code)."""
+    """Stands in for services.pipeline.synthesis.SynthesisError (an error that already carries a public code)."""
 
     def __init__(self, code: str) -> None:
         super().__init__("A GPU fault interrupted generation.")
@@ -595,7 +595,7 @@ def test_cuda_error_from_the_pipeline_marks_unhealthy_and_stops_once() -> None:
 
 
 def test_real_runtime_reports_unhealthy_after_a_fault() -> None:
-    from services.runtime import ModelRuntime
+    from services.deployment.runtime import ModelRuntime
     from shared.settings import Settings
 
     runtime = ModelRuntime(Settings(device="cpu"))
@@ -740,7 +740,7 @@ def test_modal_stop_hook_calls_stop_fetching_inputs(monkeypatch: pytest.MonkeyPa
 
 
 def test_modal_stop_hook_outside_a_container_only_logs(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level("WARNING", logger="services.gpu_health")
+    caplog.set_level("WARNING", logger="services.deployment.gpu_health")
     gpu_health.modal_stop_fetching_inputs()  # the real Modal call raises outside a container; must not escape
     deadline = time.monotonic() + 10
 

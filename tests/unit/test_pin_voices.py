@@ -18,7 +18,7 @@ def test_pinning_writes_globals_and_the_prompt_becomes_the_trained_sequence(demo
     root = finetune_layout(demo_model_dir, tmp_path / "ft", root_config=False)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
     env.update({"TTS_FINETUNE_SPEAKERS": "Asha,Bittu", "TTS_DEVICE": "cpu"})
-    done = subprocess.run([sys.executable, "-m", "services.pin_voices", str(root)], cwd=PROJECT_ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "services.deployment.pin_voices", str(root)], cwd=PROJECT_ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "pinned Asha" in done.stdout and "pinned Bittu" in done.stdout
@@ -38,7 +38,7 @@ def test_the_admin_route_pins_live_voices(demo_model_dir: Path, tmp_path: Path) 
     from fastapi.testclient import TestClient
 
     from api import create_app
-    from services.runtime import ModelRuntime
+    from services.deployment.runtime import ModelRuntime
     from shared.settings import Settings
 
     root = finetune_layout(demo_model_dir, tmp_path / "ft", root_config=False)
@@ -66,7 +66,7 @@ def test_voices_pinned_at_start_skip_the_global_token_steps(demo_model_dir: Path
     from fastapi.testclient import TestClient
 
     from api import create_app
-    from services.runtime import ModelRuntime
+    from services.deployment.runtime import ModelRuntime
     from shared.settings import Settings
 
     settings = Settings(model_dir=demo_model_dir, auth_enabled=False, log_json=False, device="cpu",

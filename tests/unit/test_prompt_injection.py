@@ -9,7 +9,7 @@ import pytest
 
 from core.voices import VoiceRegistry
 from processing.prompt import PromptError, build_prompt_ids, sanitize_text
-from services.text_plan import plan_text
+from services.pipeline.text_plan import plan_text
 
 
 @pytest.fixture(scope="module")

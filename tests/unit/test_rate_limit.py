@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from services.rate_limit import (
+from services.access.rate_limit import (
     FallbackLimiter,
     InProcessLimiter,
     RateDecision,

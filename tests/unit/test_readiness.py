@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from api import create_app
-from services.runtime import ModelRuntime
+from services.deployment.runtime import ModelRuntime
 from shared.settings import Settings
 from tests.conftest import wait_in_portal
 

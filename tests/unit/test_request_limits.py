@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import create_app
-from services.runtime import ModelRuntime
-from services.synthesis import NATIVE_RATE, SamplingOptions, SynthesisError, SynthesisJob, SynthesisRequest
+from services.deployment.runtime import ModelRuntime
+from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisError, SynthesisJob, SynthesisRequest
 from shared.settings import Settings
 from tests.conftest import wait_in_portal
 from tests.texts import LONG_ENGLISH

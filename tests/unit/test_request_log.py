@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from services.request_log import (
+from services.usage.request_log import (
     Backoff,
     NullSink,
     RequestLogger,

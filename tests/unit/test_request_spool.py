@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from services.request_log import Backoff, RequestLogger
-from services.request_spool import RequestSpool
+from services.usage.request_log import Backoff, RequestLogger
+from services.usage.request_spool import RequestSpool
 from tests.conftest import PROJECT_ROOT
 from tests.unit.test_request_log import MemorySink, record
 
@@ -61,7 +61,7 @@ def test_the_same_server_id_is_kept_once(tmp_path: Path) -> None:
 def test_a_live_process_spool_is_never_adopted(tmp_path: Path) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from services.request_spool import RequestSpool;"
+         "import sys, time; from services.usage.request_spool import RequestSpool;"
          f"s = RequestSpool(__import__('pathlib').Path({str(tmp_path)!r}), 'live'); s.append('x', {{}});"
          "print('ready', flush=True); time.sleep(30)"],
         cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True,

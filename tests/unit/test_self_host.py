@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 import app as modal_app
-from services import image_pins
+from services.deployment import image_pins
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

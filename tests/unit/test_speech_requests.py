@@ -10,8 +10,8 @@ import pytest
 from api.schemas import AudioFormat, OpenAISpeechRequest, TTSGenerateRequest
 from api.ws_messages import StartMessage
 from audio.encoders import FORMATS
-from services.speech import SpeechService
-from services.synthesis import SamplingOptions, SynthesisError
+from services.pipeline.speech import SpeechService
+from services.pipeline.synthesis import SamplingOptions, SynthesisError
 from shared.settings import Settings
 
 SETTINGS = Settings(default_temperature=0.6, default_top_k=40, default_top_p=0.9, default_max_tokens=900,
@@ -98,7 +98,7 @@ def test_reference_fields_are_refused_with_reasons(fields: dict, message: str) -
 async def test_custom_and_reference_voices_need_the_voice_library() -> None:
     from core.voices import VoiceRegistry
     from services.errors import ServiceError
-    from services.speech import SpeechRequest
+    from services.pipeline.speech import SpeechRequest
     from services.voice_library import new_voice_id
 
     class Runtime:

@@ -19,8 +19,8 @@ import torch
 
 from audio.crossfade import crossfade_concat
 from core.tokens import TokenParser
-from services.runtime import ModelRuntime
-from services.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest
+from services.deployment.runtime import ModelRuntime
+from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest
 from shared.settings import Settings
 from tests.texts import LONG_ENGLISH, LONG_HINDI
 

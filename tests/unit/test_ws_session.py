@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from processing.segmenter import TextSegmenter
-from services.accounting import RequestReport
-from services.synthesis import SamplingOptions, SynthesisError, SynthesisRequest
-from services.ws_outbox import ClientStalled, Outbox
-from services.ws_session import WsSession
+from services.usage.accounting import RequestReport
+from services.pipeline.synthesis import SamplingOptions, SynthesisError, SynthesisRequest
+from services.sessions.ws_outbox import ClientStalled, Outbox
+from services.sessions.ws_session import WsSession
 
 
 # ---------------------------------------------------------------------------------------------- segmenter
@@ -182,7 +182,7 @@ async def test_outbox_cuts_off_a_client_that_stops_reading() -> None:
 # ---------------------------------------------------------------------------------------------- sessions
 @pytest.fixture(scope="module")
 def runtime(demo_model_dir: Path) -> Iterator[Any]:
-    from services.runtime import ModelRuntime
+    from services.deployment.runtime import ModelRuntime
     from shared.settings import Settings
 
     settings = Settings(
@@ -348,7 +348,7 @@ def test_deeply_nested_json_is_a_client_error() -> None:
 
 async def test_a_credit_reservation_after_settlement_is_never_left_held() -> None:
     from services.access import AccessGate, StaticKeyStore
-    from services.credits import CreditLedger
+    from services.usage.credits import CreditLedger
 
     store = StaticKeyStore()
     store.add_plain_key("paid", key_id="p", credit_balance=100)

@@ -19,8 +19,8 @@ pytest.importorskip("vllm", reason="vLLM is not importable here; run this tier w
 import pytest_asyncio  # noqa: E402
 
 from core.llm import vllm_engine as llm_vllm  # noqa: E402
-from services.runtime import ModelRuntime  # noqa: E402
-from services.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest  # noqa: E402
+from services.deployment.runtime import ModelRuntime  # noqa: E402
+from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from tests.texts import LONG_ENGLISH  # noqa: E402
 

@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-logger = logging.getLogger("services.request_spool")
+logger = logging.getLogger("services.usage.request_spool")
 
 PREFIX = "spool-"
 SUFFIX = ".sqlite3"

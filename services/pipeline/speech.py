@@ -8,7 +8,7 @@ A route turns its protocol model into a `SpeechRequest` (`to_speech_request`), t
 3. `open()`: plans the text (normalise, tags, chunks, the per-request caps, prompt room) off the event loop,
    reserves credits for what the model will speak, and returns the job ready to run.
 WebSocket utterances get their text in pieces, so they take steps 1-2 here and plan each piece as it arrives
-(`services.ws_session`). What happens after (delivery, accounting) is `services.accounting`'s.
+(`services.sessions.ws_session`). What happens after (delivery, accounting) is `services.usage.accounting`'s.
 """
 
 from __future__ import annotations
@@ -19,16 +19,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core.voices import voice_with_speed
-from services.synthesis import NATIVE_RATE, SamplingOptions, SynthesisError, SynthesisJob, SynthesisRequest
-from services.text_plan import TextPlan, check_plan_fits, plan_request_text
+from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisError, SynthesisJob, SynthesisRequest
+from services.pipeline.text_plan import TextPlan, check_plan_fits, plan_request_text
 from services.voice_library import is_custom_voice_id, voice_not_found
 from services.voice_library.references import cloning_unavailable
 
 if TYPE_CHECKING:
     from core.streaming import LatencyPreference
     from core.voices import Voice
-    from services.gpu_health import GpuFaultDetector
-    from services.runtime import ModelRuntime
+    from services.deployment.gpu_health import GpuFaultDetector
+    from services.deployment.runtime import ModelRuntime
     from services.voice_library import VoiceLibrary
     from shared.settings import Settings
 

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from shared import metrics
 
-logger = logging.getLogger("services.ws_outbox")
+logger = logging.getLogger("services.sessions.ws_outbox")
 
 
 class Transport(Protocol):

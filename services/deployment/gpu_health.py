@@ -28,7 +28,7 @@ from typing import Protocol
 
 from shared import metrics
 
-logger = logging.getLogger("services.gpu_health")
+logger = logging.getLogger("services.deployment.gpu_health")
 
 GPU_FAULT = "GPU_FAULT"
 GPU_OOM = "GPU_OOM"

@@ -1,7 +1,7 @@
 """The request log: one row per request in `tts_requests`, written off the hot path.
 
 With a spool directory (TTS_REQUEST_LOG_SPOOL_DIR, the default whenever a database sink is configured),
-`submit()` writes the record to the durable on-disk spool (services/request_spool.py) before it returns, and the
+`submit()` writes the record to the durable on-disk spool (services/usage/request_spool.py) before it returns, and the
 writer deletes it there only after the database confirmed the batch: nothing is dropped for a full queue and
 nothing is lost at shutdown or in a crash; the next start writes what is left. Without a spool (below),
 `submit()` puts a record on a bounded in-memory queue and returns at once; it never blocks
@@ -28,9 +28,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
-from services.database import DatabaseClients
-from services.request_record import COLUMNS, RequestRecord, utcnow
-from services.request_sinks import (
+from services.usage.database import DatabaseClients
+from services.usage.request_record import COLUMNS, RequestRecord, utcnow
+from services.usage.request_sinks import (
     NullSink,
     PostgresSink,
     RequestSink,
@@ -38,7 +38,7 @@ from services.request_sinks import (
     SupabaseSink,
     build_request_sink,
 )
-from services.request_spool import RequestSpool, record_from_payload, record_payload
+from services.usage.request_spool import RequestSpool, record_from_payload, record_payload
 from shared.metrics import (
     REQUEST_LOG_DROPPED,
     REQUEST_LOG_ERRORS,
@@ -50,9 +50,9 @@ from shared.metrics import (
 )
 from shared.settings import Settings
 
-logger = logging.getLogger("services.request_log")
+logger = logging.getLogger("services.usage.request_log")
 
-# Re-exported: the request log's public names live in services/request_record.py and services/request_sinks.py.
+# Re-exported: the request log's public names live in services/usage/request_record.py and services/usage/request_sinks.py.
 __all__ = [
     "COLUMNS", "Backoff", "NullSink", "PostgresSink", "RequestLogger", "RequestRecord", "RequestSink", "SinkError",
     "SupabaseSink", "build_request_logger", "build_request_sink", "utcnow",

@@ -17,13 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from services.flow_monitor import StreamCadence
+from services.pipeline.flow_monitor import StreamCadence
 from shared import metrics
 
 if TYPE_CHECKING:
-    from services.synthesis import SynthesisJob
+    from services.pipeline.synthesis import SynthesisJob
 
-logger = logging.getLogger("services.accounting")
+logger = logging.getLogger("services.usage.accounting")
 
 Transport = Literal["http", "websocket"]
 # completed | failed | cancelled (a WebSocket `cancel`) | disconnected (the client left)

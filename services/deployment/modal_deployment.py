@@ -285,15 +285,15 @@ class ContainerLifecycle:
     def prepare(self) -> None:
         self.settings = container_settings(self.cfg)  # first: a refused configuration fails before any import
 
-        from services.gpu_health import GpuFaultDetector, modal_stop_fetching_inputs
-        from services.runtime import ModelRuntime
+        from services.deployment.gpu_health import GpuFaultDetector, modal_stop_fetching_inputs
+        from services.deployment.runtime import ModelRuntime
 
         if self.cfg.snapshot != "off" and self._app_factory is not None:
             self._app_factory.preload()  # so the memory snapshot already holds the heavy imports
 
         self.runtime = (self._runtime_factory or ModelRuntime)(self.settings)
         if self.runtime.warmup_step is None:
-            from services.pin_voices import warmup_step_for
+            from services.deployment.pin_voices import warmup_step_for
 
             self.runtime.warmup_step = warmup_step_for(self.settings)
         self.detector = GpuFaultDetector(

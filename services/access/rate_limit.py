@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from shared.metrics import RATE_LIMIT_BACKEND_UP, RATE_LIMITED
 from shared.settings import Settings
 
-logger = logging.getLogger("services.rate_limit")
+logger = logging.getLogger("services.access.rate_limit")
 
 WINDOW_S = 60.0
 # The concurrency cap gives no hint when a slot frees (streams end when they end); clients retry after this.

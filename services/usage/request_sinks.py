@@ -11,11 +11,11 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from services.database import DatabaseClients, PostgresPool, make_supabase_client
-from services.request_record import _PG_TYPES, COLUMNS, RequestRecord
+from services.usage.database import DatabaseClients, PostgresPool, make_supabase_client
+from services.usage.request_record import _PG_TYPES, COLUMNS, RequestRecord
 from shared.settings import Settings
 
-logger = logging.getLogger("services.request_log")
+logger = logging.getLogger("services.usage.request_log")
 
 
 class SinkError(Exception):
@@ -66,7 +66,7 @@ class PostgresSink:
         self, dsn: str | None = None, *, pool: PostgresPool | None = None, max_connections: int = 2,
         timeout_s: float = 10.0, table: str = "tts_requests",
     ):
-        """`pool`: the process's shared pool (services/database.py), closed by its owner; else one of its own."""
+        """`pool`: the process's shared pool (services/usage/database.py), closed by its owner; else one of its own."""
         if pool is None and not dsn:
             raise ValueError("PostgresSink needs a DSN or a pool")
         self._owns_pool = pool is None
@@ -144,7 +144,7 @@ class SupabaseSink:
 
 
 def build_request_sink(settings: Settings, databases: DatabaseClients | None = None) -> RequestSink:
-    """The configured sink, on the shared database clients when given (services/database.py)."""
+    """The configured sink, on the shared database clients when given (services/usage/database.py)."""
     if settings.request_log_sink == "postgres":
         if not settings.database_url:
             raise ValueError("TTS_REQUEST_LOG_SINK=postgres needs TTS_DATABASE_URL")

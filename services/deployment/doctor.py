@@ -1,6 +1,6 @@
 """Checkpoint doctor: what a model directory holds and how the service would serve it, without loading the LLM.
 
-    python -m services.doctor MODEL_DIR [--sr-dir DIR] [--speakers Asha,Bittu]
+    python -m services.deployment.doctor MODEL_DIR [--sr-dir DIR] [--speakers Asha,Bittu]
 
 Prints the layout (released or fine-tune) and the resolved paths, the voices with the exact prompt each one
 sends, super-resolution availability, and every problem with its fix. Exit status 0 when the directory can be
@@ -85,7 +85,7 @@ def diagnose(model_dir: Path, sr_dir: Path | None = None, speakers: Sequence[str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.doctor", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m services.deployment.doctor", description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("--sr-dir", type=Path, default=None, help="AP-BWE directory (default MODEL_DIR/16kto48k)")
     parser.add_argument("--speakers", default="", help="comma list, as TTS_FINETUNE_SPEAKERS")

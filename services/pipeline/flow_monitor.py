@@ -41,7 +41,7 @@ from typing import Any, Literal, Protocol
 
 from shared import metrics
 
-logger = logging.getLogger("services.flow_monitor")
+logger = logging.getLogger("services.pipeline.flow_monitor")
 
 Outcome = Literal["completed", "failed", "disconnected"]
 OUTCOMES: tuple[str, ...] = ("completed", "failed", "disconnected")
@@ -58,7 +58,7 @@ SR_FACTOR = 3  # AP-BWE 16 kHz -> 48 kHz, exactly 3x the samples
 
 
 class StatsLike(Protocol):
-    """The attributes of services.synthesis.PipelineStats that the monitor reads."""
+    """The attributes of services.pipeline.synthesis.PipelineStats that the monitor reads."""
 
     llm_tokens: int
     semantic_tokens: int

@@ -32,11 +32,11 @@ from prometheus_client.exposition import (
     push_to_gateway,
 )
 
-from services.request_spool import instance_name
+from services.usage.request_spool import instance_name
 from shared import metrics
 from shared.settings import Settings
 
-logger = logging.getLogger("services.metrics_push")
+logger = logging.getLogger("services.deployment.metrics_push")
 
 PUSH_TIMEOUT_S = 5.0  # one HTTP call; a hung gateway only delays the next push
 LOG_EVERY_S = 60.0  # a gateway outage logs one line a minute, not one per push

@@ -1,6 +1,6 @@
 """Voice pinning: generate once per voice, keep its 32 global tokens, and write them into voices.json.
 
-    python -m services.pin_voices MODEL_DIR [--voices Asha,Bittu] [--seed 0] [--out MODEL_DIR/voices.json]
+    python -m services.deployment.pin_voices MODEL_DIR [--voices Asha,Bittu] [--seed 0] [--out MODEL_DIR/voices.json]
 
 A style or speaker-prefix voice lets the model choose the 32 global (timbre) tokens on every request, so its
 timbre drifts between requests and every request waits ~34 decode steps for them. Pinned, the voice's prompt
@@ -22,11 +22,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from core.voices import FORMAT_VERSION, VoiceRegistry
-from services.runtime import ModelRuntime
-from services.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest, warmup_pipeline
+from services.deployment.runtime import ModelRuntime
+from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest, warmup_pipeline
 from shared.settings import Settings
 
-logger = logging.getLogger("services.pin_voices")
+logger = logging.getLogger("services.deployment.pin_voices")
 
 PIN_TEXT = "Hello, this is my voice."
 
@@ -102,7 +102,7 @@ async def _run(model_dir: Path, voice_ids: list[str], seed: int, out: Path) -> i
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.pin_voices", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m services.deployment.pin_voices", description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("--voices", default="", help="comma list of voice ids (default: every unpinned voice)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed of the pinning generation")

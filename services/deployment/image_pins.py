@@ -1,7 +1,7 @@
 """The serving image's Python and package pins: one source for the Modal image (app.py) and the Docker image
 (deploy/docker/Dockerfile, which runs this file to write its requirements). Standard library only, runnable alone:
 
-    python services/image_pins.py [--without vllm,torch]   # requirements lines, one per package
+    python services/deployment/image_pins.py [--without vllm,torch]   # requirements lines, one per package
 
 Image: vLLM 0.33 pins torch==2.14.0 and needs fastapi[standard]>=0.133,<0.137 and transformers>=5.16.1,<5.21
 (specs/modal_vllm.md B0). The rest are exact versions from a resolve of this list together with vllm==0.33.0

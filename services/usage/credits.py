@@ -23,7 +23,7 @@ from typing import Literal
 from services.access.keys import ApiKeyRecord, KeyStoreUnavailable
 from services.access.stores import KeyStore
 
-logger = logging.getLogger("services.credits")
+logger = logging.getLogger("services.usage.credits")
 
 
 class CreditError(Exception):

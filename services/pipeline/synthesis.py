@@ -27,18 +27,18 @@ import numpy as np
 from core.llm import SamplingConfig
 from core.streaming import LatencyPreference, StreamingConfig, StreamingDecoder
 from core.tokens import TokenParser, TokenStreamError
-from services.audio_output import BWE_RATE, NATIVE_RATE, AudioOutput
+from services.pipeline.audio_output import BWE_RATE, NATIVE_RATE, AudioOutput
 from services.errors import SynthesisError
-from services.gpu_health import GPU_ERROR_MESSAGES, GPU_FAULT, GPU_OOM, FaultKind, classify_gpu_error
-from services.pipeline_stats import PipelineStats
-from services.text_plan import TextPlan, plan_text, prompt_for
+from services.deployment.gpu_health import GPU_ERROR_MESSAGES, GPU_FAULT, GPU_OOM, FaultKind, classify_gpu_error
+from services.pipeline.pipeline_stats import PipelineStats
+from services.pipeline.text_plan import TextPlan, plan_text, prompt_for
 from shared import metrics
 
 if TYPE_CHECKING:
     from core.voices import Voice
-    from services.runtime import ModelRuntime
+    from services.deployment.runtime import ModelRuntime
 
-logger = logging.getLogger("services.synthesis")
+logger = logging.getLogger("services.pipeline.synthesis")
 
 SR_RATE = BWE_RATE  # kept for callers (bench, tests): the 48 kHz AP-BWE output rate
 # `max_tokens` counts semantic tokens (the public contract). Before them, a controllable/speaker generation

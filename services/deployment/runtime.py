@@ -24,7 +24,7 @@ from core.checkpoint import CheckpointError, SparkCheckpoint, load_spark_checkpo
 from shared import metrics
 from shared.settings import APP_VERSION, Settings
 
-logger = logging.getLogger("services.runtime")
+logger = logging.getLogger("services.deployment.runtime")
 
 
 class RuntimeState(StrEnum):
@@ -76,7 +76,7 @@ WarmupStep = Callable[["ModelRuntime"], Awaitable[None]]
 class ModelRuntime:
     """Everything a synthesis request needs, loaded once.
 
-    `warmup`: one request through the whole pipeline (services.synthesis.warmup_pipeline), injected by whoever
+    `warmup`: one request through the whole pipeline (services.pipeline.synthesis.warmup_pipeline), injected by whoever
     builds the runtime so this module does not depend on the pipeline it serves; None skips warm-up.
     """
 
@@ -173,7 +173,7 @@ class ModelRuntime:
             )
         self.bicodec = BiCodecDecoder.from_pretrained(self.checkpoint.bicodec_dir, device=self.device)
         if self.settings.decode_batch_max > 0:
-            from services.decode_batcher import BatchingDecoder
+            from services.pipeline.decode_batcher import BatchingDecoder
 
             runners = self.settings.decode_runners or (1 if self.device.startswith("cuda") else (os.cpu_count() or 1))
             self.bicodec = BatchingDecoder(self.bicodec, max_batch=self.settings.decode_batch_max, runners=runners)

@@ -18,10 +18,10 @@ from services.errors import SynthesisError
 
 if TYPE_CHECKING:
     from core.voices import Voice
-    from services.runtime import ModelRuntime
+    from services.deployment.runtime import ModelRuntime
     from shared.settings import Settings
 
-logger = logging.getLogger("services.text_plan")
+logger = logging.getLogger("services.pipeline.text_plan")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Used by the integration tests and by `scripts/apply_migrations` (operators). On Supabase, paste the same
 files into the SQL editor (they are idempotent) or run this against the project's direct Postgres DSN.
-Run as `python -m services.migrations [DSN]` (DSN defaults to TTS_DATABASE_URL).
+Run as `python -m services.usage.migrations [DSN]` (DSN defaults to TTS_DATABASE_URL).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import asyncpg
 
-logger = logging.getLogger("services.migrations")
+logger = logging.getLogger("services.usage.migrations")
 
-SQL_DIR = Path(__file__).resolve().parents[1] / "deploy" / "sql"
+SQL_DIR = Path(__file__).resolve().parents[2] / "deploy" / "sql"
 # Any constant shared by every applier; serialises concurrent runs (parallel test sessions, replicas).
 _LOCK_ID = 0x7D5_5E1
 

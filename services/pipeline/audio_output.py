@@ -11,11 +11,11 @@ from audio.crossfade import ChunkJoiner
 from audio.encoders import create_encoder
 from audio.reframe import FrameBuffer
 from audio.resample import StreamingResampler
-from services.pipeline_stats import PipelineStats
+from services.pipeline.pipeline_stats import PipelineStats
 from shared import metrics
 
 if TYPE_CHECKING:
-    from services.runtime import ModelRuntime
+    from services.deployment.runtime import ModelRuntime
 
 NATIVE_RATE = 16_000  # BiCodec's rate
 BWE_RATE = 48_000  # AP-BWE's output rate

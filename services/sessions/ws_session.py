@@ -21,16 +21,16 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from processing.segmenter import TextSegmenter
-from services.accounting import RequestAccounting, RequestReport
-from services.synthesis import SynthesisError, SynthesisJob, SynthesisRequest
-from services.text_plan import plan_text
-from services.ws_outbox import Outbox
+from services.usage.accounting import RequestAccounting, RequestReport
+from services.pipeline.synthesis import SynthesisError, SynthesisJob, SynthesisRequest
+from services.pipeline.text_plan import plan_text
+from services.sessions.ws_outbox import Outbox
 from shared.logging import request_id_var
 
 if TYPE_CHECKING:
-    from services.runtime import ModelRuntime
+    from services.deployment.runtime import ModelRuntime
 
-logger = logging.getLogger("services.ws_session")
+logger = logging.getLogger("services.sessions.ws_session")
 
 # Utterances one connection may have unfinished at once (they run one after another).
 MAX_QUEUED_UTTERANCES = 4
