@@ -74,11 +74,11 @@ async def _synthesis_request(services: Services, msg: StartMessage, key_id: str)
     text comes in pieces later."""
     speech = msg.to_speech_request(services.settings)
     try:
-        services.pipeline.speech.check_available()
-        voice = await services.pipeline.speech.voice(speech, key_id)
+        services.speech.check_available()
+        voice = await services.speech.voice(speech, key_id)
     except ServiceError as exc:
         raise ApiError.from_service(exc) from None
-    return services.pipeline.speech.synthesis_request(speech, voice, request_id="")
+    return services.speech.synthesis_request(speech, voice, request_id="")
 
 
 async def _dispatch(websocket: WebSocket, session: WsSession, raw: str, key_id: str) -> None:
@@ -176,14 +176,14 @@ async def _serve_connection(websocket: WebSocket, services: Services, key: ApiKe
     await websocket.accept(
         headers=[
             (b"x-request-id", connection_id.encode()),
-            (b"x-model-version", str(services.deployment.runtime.model_version).encode()),
+            (b"x-model-version", str(services.runtime.model_version).encode()),
         ]
     )
     outbox = Outbox(
         websocket, max_items=settings.stream_queue_chunks, send_timeout_s=settings.send_stall_timeout_s
     )
     session = WsSession(
-        services.deployment.runtime,
+        services.runtime,
         outbox,
         AccessGate(access, key, connection_counted=counted,
                    client_request_id=websocket.scope.get("state", {}).get("client_request_id")),

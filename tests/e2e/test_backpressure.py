@@ -56,7 +56,7 @@ class InProcessServer:
 
     @property
     def runtime(self):
-        return self.app.state.services.deployment.runtime
+        return self.app.state.services.runtime
 
     def start(self, timeout_s: float = 180.0) -> InProcessServer:
         self.thread.start()

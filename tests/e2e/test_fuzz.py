@@ -39,8 +39,8 @@ def api_schema(demo_model_dir: Path) -> Iterator[Any]:
     app = create_app(app_settings)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)  # starts the app's lifespan: the model loads
     deadline = time.monotonic() + 180
-    while not app.state.services.deployment.runtime.ready:
-        assert app.state.services.deployment.runtime.state.value != "failed", app.state.services.deployment.runtime.error
+    while not app.state.services.runtime.ready:
+        assert app.state.services.runtime.state.value != "failed", app.state.services.runtime.error
         assert time.monotonic() < deadline, "runtime not ready in 180 s"
         time.sleep(0.2)
     try:

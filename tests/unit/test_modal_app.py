@@ -382,7 +382,7 @@ async def test_web_attaches_the_detector_and_stop_flushes_then_shuts_down(
     host = _host(monkeypatch, app_factory=factory)
     await host.load()
     web = host.web()
-    assert web.state.services.deployment.runtime is host.runtime
+    assert web.state.services.runtime is host.runtime
     assert web.state.services.gpu_faults is host.detector
     assert host.detector.handle(RuntimeError("CUDA error: device-side assert triggered")) == GPU_FAULT
     assert host.runtime.state == "unhealthy"

@@ -80,7 +80,7 @@ def test_the_gpu_image_builds_on_the_pinned_vllm_image_and_keeps_models_and_spoo
 def test_one_source_of_pins_for_the_modal_and_docker_images() -> None:
     assert modal_app.IMAGE_PACKAGES is image_pins.IMAGE_PACKAGES
     assert modal_app.PYTHON_VERSION == image_pins.PYTHON_VERSION
-    printed = subprocess.run([sys.executable, str(ROOT / "services" / "image_pins.py"), "--without", "vllm,torch"],
+    printed = subprocess.run([sys.executable, str(ROOT / "services" / "deployment" / "image_pins.py"), "--without", "vllm,torch"],
                              capture_output=True, text=True, check=True).stdout.split()
     assert printed == [p for p in image_pins.IMAGE_PACKAGES if not p.startswith(("vllm==", "torch=="))]
 
