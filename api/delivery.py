@@ -19,9 +19,9 @@ from typing import Any
 from fastapi.responses import Response, StreamingResponse
 
 from api.errors import ApiError
-from services.usage.accounting import EndStatus, RequestAccounting
 from services.deployment.gpu_health import GpuFaultDetector
 from services.pipeline.synthesis import SynthesisError, SynthesisJob
+from services.usage.accounting import EndStatus, RequestAccounting
 from shared import metrics
 
 logger = logging.getLogger("api.delivery")

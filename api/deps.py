@@ -18,8 +18,8 @@ from starlette.requests import HTTPConnection
 
 from api.errors import ApiError
 from services.access import AccessGrant, AccessServices, Authenticator
-from services.errors import ServiceError
 from services.deployment.runtime import ModelRuntime
+from services.errors import ServiceError
 from services.pipeline.speech import SpeechService
 from services.voice_library import Caller, VoiceLibrary
 from shared.settings import Settings

@@ -49,11 +49,11 @@ from api.app import create_app  # noqa: E402
 from bench.ideal_stream import FreeCodec  # noqa: E402
 from bench.paced_engine import PaceConfig, PacedEngine  # noqa: E402
 from core.streaming import StreamingConfig  # noqa: E402
-from services.pipeline import synthesis  # noqa: E402
 from services.access.grant import AccessServices  # noqa: E402
+from services.deployment.runtime import ModelRuntime  # noqa: E402
+from services.pipeline import synthesis  # noqa: E402
 from services.pipeline.audio_output import AudioOutput  # noqa: E402
 from services.pipeline.decode_batcher import BatchingDecoder  # noqa: E402
-from services.deployment.runtime import ModelRuntime  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 

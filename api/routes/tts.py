@@ -14,8 +14,8 @@ from api.deps import Grant, SettingsDep, Speech
 from api.form_body import FormAsJsonRoute
 from api.schemas import TTSGenerateRequest
 from services.access import AccessGrant
-from services.usage.accounting import RequestAccounting
 from services.pipeline.speech import OpenedSpeech, SpeechRequest, SpeechService
+from services.usage.accounting import RequestAccounting
 
 logger = logging.getLogger("api.tts")
 router = APIRouter(tags=["tts"], route_class=FormAsJsonRoute)

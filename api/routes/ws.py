@@ -19,8 +19,8 @@ from api.deps import Services, services_of
 from api.errors import ApiError, error_envelope
 from api.ws_messages import PingMessage, StartMessage, TextMessage, parse_message
 from services.access import AccessGate, AccessServices, ApiKeyRecord
-from services.errors import ServiceError
 from services.access.rate_limit import rate_refusal
+from services.errors import ServiceError
 from services.pipeline.synthesis import SynthesisRequest
 from services.sessions.ws_outbox import ClientStalled, Outbox
 from services.sessions.ws_session import WsSession

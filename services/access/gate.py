@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING
 
 from services.access.grant import AccessGrant, AccessServices
 from services.access.keys import ApiKeyRecord
-from services.usage.credits import CreditError, CreditReservation
-from services.errors import SynthesisError
 from services.access.rate_limit import LimitExceeded, rate_refusal
+from services.errors import SynthesisError
+from services.usage.credits import CreditError, CreditReservation
 
 if TYPE_CHECKING:
     from services.usage.accounting import RequestReport

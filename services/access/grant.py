@@ -15,11 +15,18 @@ from typing import TYPE_CHECKING, Any
 
 from services.access.authenticator import Authenticator, FailedAuthThrottle, build_authenticator
 from services.access.keys import ApiKeyRecord, AuthError, anonymous_record
-from services.usage.credits import CreditError, CreditLedger, CreditReservation, settle_credits
-from services.usage.database import DatabaseClients
+from services.access.rate_limit import (
+    Limiter,
+    LimitExceeded,
+    RateDecision,
+    StreamLease,
+    build_limiter,
+    rate_refusal,
+)
 from services.errors import ServiceError, status_of
 from services.pipeline.flow_monitor import AudioFlowMonitor
-from services.access.rate_limit import Limiter, LimitExceeded, RateDecision, StreamLease, build_limiter, rate_refusal
+from services.usage.credits import CreditError, CreditLedger, CreditReservation, settle_credits
+from services.usage.database import DatabaseClients
 from services.usage.request_log import RequestLogger, RequestRecord, build_request_logger, utcnow
 from shared import metrics
 from shared.settings import Settings

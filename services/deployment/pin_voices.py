@@ -23,7 +23,13 @@ from pathlib import Path
 
 from core.voices import FORMAT_VERSION, VoiceRegistry
 from services.deployment.runtime import ModelRuntime
-from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest, warmup_pipeline
+from services.pipeline.synthesis import (
+    NATIVE_RATE,
+    SamplingOptions,
+    SynthesisJob,
+    SynthesisRequest,
+    warmup_pipeline,
+)
 from shared.settings import Settings
 
 logger = logging.getLogger("services.deployment.pin_voices")

@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core.voices import voice_with_speed
-from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisError, SynthesisJob, SynthesisRequest
+from services.pipeline.synthesis import (
+    NATIVE_RATE,
+    SamplingOptions,
+    SynthesisError,
+    SynthesisJob,
+    SynthesisRequest,
+)
 from services.pipeline.text_plan import TextPlan, check_plan_fits, plan_request_text
 from services.voice_library import is_custom_voice_id, voice_not_found
 from services.voice_library.references import cloning_unavailable

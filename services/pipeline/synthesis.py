@@ -27,9 +27,15 @@ import numpy as np
 from core.llm import SamplingConfig
 from core.streaming import LatencyPreference, StreamingConfig, StreamingDecoder
 from core.tokens import TokenParser, TokenStreamError
-from services.pipeline.audio_output import BWE_RATE, NATIVE_RATE, AudioOutput
+from services.deployment.gpu_health import (
+    GPU_ERROR_MESSAGES,
+    GPU_FAULT,
+    GPU_OOM,
+    FaultKind,
+    classify_gpu_error,
+)
 from services.errors import SynthesisError
-from services.deployment.gpu_health import GPU_ERROR_MESSAGES, GPU_FAULT, GPU_OOM, FaultKind, classify_gpu_error
+from services.pipeline.audio_output import BWE_RATE, NATIVE_RATE, AudioOutput
 from services.pipeline.pipeline_stats import PipelineStats
 from services.pipeline.text_plan import TextPlan, plan_text, prompt_for
 from shared import metrics

@@ -21,10 +21,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from processing.segmenter import TextSegmenter
-from services.usage.accounting import RequestAccounting, RequestReport
 from services.pipeline.synthesis import SynthesisError, SynthesisJob, SynthesisRequest
 from services.pipeline.text_plan import plan_text
 from services.sessions.ws_outbox import Outbox
+from services.usage.accounting import RequestAccounting, RequestReport
 from shared.logging import request_id_var
 
 if TYPE_CHECKING:

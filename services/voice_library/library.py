@@ -36,8 +36,8 @@ from services.voice_library.store import NoVoiceStore, VoiceStore
 from shared.settings import Settings
 
 if TYPE_CHECKING:
-    from services.usage.database import DatabaseClients
     from services.deployment.runtime import ModelRuntime
+    from services.usage.database import DatabaseClients
 
 logger = logging.getLogger("services.voice_library")
 _CACHE_MAX = 1024

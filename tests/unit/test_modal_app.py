@@ -28,7 +28,14 @@ import app as modal_app
 from core.weights import ExpectedFile
 from services.deployment import gpu_health
 from services.deployment import modal_deployment as deployment
-from services.deployment.gpu_health import GPU_FAULT, GPU_OOM, FaultKind, GpuFaultDetector, OomPolicy, classify_gpu_error
+from services.deployment.gpu_health import (
+    GPU_FAULT,
+    GPU_OOM,
+    FaultKind,
+    GpuFaultDetector,
+    OomPolicy,
+    classify_gpu_error,
+)
 from shared import metrics
 
 ROOT = Path(__file__).resolve().parents[2]

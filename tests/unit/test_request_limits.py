@@ -10,7 +10,13 @@ from fastapi.testclient import TestClient
 
 from api import create_app
 from services.deployment.runtime import ModelRuntime
-from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisError, SynthesisJob, SynthesisRequest
+from services.pipeline.synthesis import (
+    NATIVE_RATE,
+    SamplingOptions,
+    SynthesisError,
+    SynthesisJob,
+    SynthesisRequest,
+)
 from shared.settings import Settings
 from tests.conftest import wait_in_portal
 from tests.texts import LONG_ENGLISH

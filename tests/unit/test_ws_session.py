@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from processing.segmenter import TextSegmenter
-from services.usage.accounting import RequestReport
 from services.pipeline.synthesis import SamplingOptions, SynthesisError, SynthesisRequest
 from services.sessions.ws_outbox import ClientStalled, Outbox
 from services.sessions.ws_session import WsSession
+from services.usage.accounting import RequestReport
 
 
 # ---------------------------------------------------------------------------------------------- segmenter
