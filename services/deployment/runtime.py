@@ -99,6 +99,7 @@ class ModelRuntime:
         self.engine: Any = None
         self.bicodec: Any = None
         self.sr: Any = None
+        self.aligner: Any = None  # core.align.ctc.CtcAligner when TTS_ALIGN_METHOD=ctc (loaded with the models)
         self.sr_error: str | None = None
         self.model_version = settings.model_version or "unknown"
         self.load_seconds: float | None = None

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from core.voices import Voice
     from services.deployment.gpu_health import GpuFaultDetector
     from services.deployment.runtime import ModelRuntime
+    from services.pipeline.timestamps import TimestampsKind
     from services.voice_library import VoiceLibrary
     from shared.settings import Settings
 
@@ -64,6 +65,7 @@ class SpeechRequest:
     latency: LatencyPreference | None = None  # None: the deployment's default (TTS_DEFAULT_LATENCY)
     reference_audio: bytes | None = None  # per-request cloning: the reference file's bytes (never with `voice`)
     reference_text: str | None = None  # its transcript (continuation prompt)
+    timestamps: TimestampsKind | None = None  # "word" / "character": spans travel with the audio (opt-in)
     # How the protocol names these fields, for error messages (OpenAI: `input` and `voice`).
     text_field: str = "text"
     voice_field: str = "speaker"
@@ -143,7 +145,7 @@ class SpeechService:
             audio_format=speech.audio_format, sample_rate=speech.sample_rate,
             want_sr=speech.wants_bandwidth_extension, stream=speech.stream, normalize=speech.normalize,
             chunking=speech.chunking, latency=speech.latency or self.settings.default_latency,
-            normalize_verbose=speech.normalize_verbose,
+            normalize_verbose=speech.normalize_verbose, timestamps=speech.timestamps,
         )
 
     def plan(self, speech: SpeechRequest, voice: Voice, *, buffered: bool) -> TextPlan:

@@ -14,6 +14,7 @@ being decoded and sent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -38,6 +39,7 @@ from services.errors import SynthesisError
 from services.pipeline.audio_output import BWE_RATE, NATIVE_RATE, AudioOutput
 from services.pipeline.pipeline_stats import PipelineStats
 from services.pipeline.text_plan import TextPlan, plan_text, prompt_for
+from services.pipeline.timestamps import TimestampsEvent, TimestampsKind, TimestampTrack
 from shared import metrics
 
 if TYPE_CHECKING:
@@ -76,6 +78,7 @@ class SynthesisRequest:
     unknown_tags: str = "strip"
     latency: LatencyPreference = "balanced"  # the first chunk's schedule (core.streaming.StreamingConfig.for_latency)
     normalize_verbose: bool = False  # hand the normalised text back to the client (header / WebSocket events)
+    timestamps: TimestampsKind | None = None  # opt-in: TimestampsEvent items travel with the audio (stream_events)
 
 
 def draw_seed() -> int:
@@ -144,6 +147,17 @@ class SynthesisJob:
         self._samples_queued = 0
         self._texts: asyncio.Queue[str | None] = asyncio.Queue()
         self._text_closed = False
+        # Timestamps (opt-in): a text chunk's audio is held back until its words are aligned, so the words always
+        # travel ahead of the audio that contains them; the 16 kHz segment is kept for the aligner meanwhile.
+        self.timestamps: TimestampTrack | None = None
+        self._held: list[tuple[bytes, int]] | None = None
+        self._segment_audio: list[np.ndarray] = []
+        if request.timestamps is not None:
+            ctc = getattr(runtime, "aligner", None)
+            self.timestamps = TimestampTrack(method="ctc" if ctc is not None else "estimate",
+                                             overlap_samples=self.chain.joiner.overlap, ctc=ctc)
+            if not incremental:
+                self.timestamps.add_text(request.text, " ".join(self.plan.chunks))
         for chunk in self.plan.chunks:
             self._texts.put_nowait(chunk)
         if not incremental:
@@ -247,6 +261,8 @@ class SynthesisJob:
             self.stats.decoded_chunks += 1
             self.stats.decoded_samples += int(chunk.size)
             self.stats.decoded_samples_per_chunk[-1] += int(chunk.size)
+            if self.timestamps is not None:
+                self._segment_audio.append(chunk)
             out += self.chain.push(chunk)
         return bytes(out)
 
@@ -256,6 +272,12 @@ class SynthesisJob:
         # Output samples produced since the last item: the audio this item carries (for playback cadence).
         samples = self.stats.output_samples - self._samples_queued
         self._samples_queued = self.stats.output_samples
+        if self._held is not None:
+            self._held.append((data, samples))
+            return
+        await self._emit_now(data, samples)
+
+    async def _emit_now(self, data: bytes, samples: int) -> None:
         if self.queue.full():
             self.stats.producer_waits += 1
         await self.queue.put((data, samples))
@@ -275,6 +297,8 @@ class SynthesisJob:
         decoder = StreamingDecoder(self.runtime.bicodec, d_vector,
                                    self.first_stream_config if index == 0 else self.stream_config)
         self.chain.start_segment(last=self._text_closed and index == len(self.plan.chunks) - 1)
+        if self.timestamps is not None:
+            self._held, self._segment_audio = [], []
         while True:
             semantic: list[int] = []
             done = False
@@ -298,7 +322,20 @@ class SynthesisJob:
                 break
             item = await tokens.get()
         await self._emit(await asyncio.to_thread(self._decode_finish, decoder))
+        if self.timestamps is not None:
+            await self._release_with_timestamps(self.plan.chunks[index])
         self.stats.text_chunks_done += 1
+
+    async def _release_with_timestamps(self, text: str) -> None:
+        """Align the text chunk just decoded (off the event loop), send its words, then the audio held back."""
+        assert self.timestamps is not None and self._held is not None
+        audio = np.concatenate(self._segment_audio) if self._segment_audio else np.zeros(0, np.float32)
+        self._segment_audio = []
+        event = await asyncio.to_thread(self.timestamps.align_chunk, audio, text)
+        held, self._held = self._held, None
+        await self.queue.put(event)
+        for data, samples in held:
+            await self._emit_now(data, samples)
 
     # ------------------------------------------------------------------ text input
     def feed_text(self, text: str) -> None:
@@ -370,6 +407,14 @@ class SynthesisJob:
     # ------------------------------------------------------------------ consumer side
     async def stream_bytes(self) -> AsyncIterator[bytes]:
         """Encoded audio as it is produced. Raises SynthesisError on failure. Closing it cancels all work."""
+        async with contextlib.aclosing(self.stream_events()) as events:
+            async for item in events:
+                if isinstance(item, bytes):
+                    yield item
+
+    async def stream_events(self) -> AsyncIterator[bytes | TimestampsEvent]:
+        """`stream_bytes` with, when the request asked for timestamps, a TimestampsEvent before the audio of each
+        text chunk (its words' starts are all in audio that follows it)."""
         producer = asyncio.create_task(self._produce(), name=f"synth-{self.request.request_id}")
         try:
             while True:
@@ -379,6 +424,9 @@ class SynthesisJob:
                     return
                 if isinstance(item, SynthesisError):
                     raise item
+                if isinstance(item, TimestampsEvent):
+                    yield item
+                    continue
                 data, samples = item
                 self.stats.sent_chunks += 1
                 self.stats.sent_bytes += len(data)
