@@ -109,6 +109,11 @@ class TTSGenerateRequest(SamplingFields):
     )
     chunking: bool = Field(True, description="Split long text at sentence boundaries (> 220 characters).")
     latency: Latency | None = Field(None, description=LATENCY_DESCRIPTION)
+    timestamps: Literal["word", "character"] | None = Field(
+        None, description="When each word (or character) is heard: a JSON answer (audio base64 + spans), or with "
+        "stream=true JSON lines interleaving timestamps and audio. See README, Timestamps.")
+    captions: Literal["srt", "vtt"] | None = Field(
+        None, description="With timestamps and stream=false: the words as SubRip or WebVTT in `captions`.")
     reference_audio: str | None = Field(
         None, description="Clone a voice for this request only (not saved): a 1-30 s recording, base64 (a data: URL "
         "prefix is accepted), or the file `reference_audio` of a multipart/form-data body. Not with `speaker`.")
@@ -154,7 +159,7 @@ class TTSGenerateRequest(SamplingFields):
             sampling=self.to_sampling(settings), stream=self.stream, normalize=self.normalize,
             chunking=self.chunking, normalize_verbose=self.normalize_verbose, latency=self.latency,
             reference_audio=None if self.reference_audio is None else decode_reference(self.reference_audio),
-            reference_text=self.reference_text,
+            reference_text=self.reference_text, timestamps=self.timestamps or ("word" if self.captions else None),
         )
 
 
@@ -196,6 +201,9 @@ class OpenAISpeechRequest(BaseModel):
     stream_format: Literal["audio", "sse"] = Field("audio", description="audio: raw bytes; sse: speech.audio.delta events.")
     instructions: str | None = Field(None, max_length=4096, description="Accepted and ignored (not supported by Spark-TTS).")
     latency: Latency | None = Field(None, description=LATENCY_DESCRIPTION + " (An extension to OpenAI's API.)")
+    timestamps: Literal["word", "character"] | None = Field(
+        None, description="With stream_format=sse: `speech.timestamps` events before the audio they describe "
+        "(an extension; OpenAI clients skip unknown event types).")
 
     @field_validator("input")
     @classmethod
@@ -219,5 +227,5 @@ class OpenAISpeechRequest(BaseModel):
             text=self.input, voice=self.voice_name, audio_format=self.response_format,
             sample_rate=OPENAI_SAMPLE_RATE, sampling=SamplingOptions.with_defaults(settings), stream=True,
             speed=None if self.speed == 1.0 else self.speed, text_field="input", voice_field="voice",
-            latency=self.latency,
+            latency=self.latency, timestamps=self.timestamps if self.stream_format == "sse" else None,
         )

@@ -8,11 +8,13 @@ import time
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 
 from api.delivery import Delivery
 from api.deps import Grant, SettingsDep, Speech
 from api.form_body import FormAsJsonRoute
 from api.schemas import TTSGenerateRequest
+from api.timed_delivery import complete_json
 from services.access import AccessGrant
 from services.pipeline.speech import OpenedSpeech, SpeechRequest, SpeechService
 from services.usage.accounting import RequestAccounting
@@ -62,7 +64,7 @@ def _response_headers(opened: OpenedSpeech, speech: SpeechRequest, grant: Access
 
 
 async def respond(request: Request, speech: SpeechRequest, service: SpeechService, grant: AccessGrant, *,
-                  sse: bool = False) -> Response:
+                  sse: bool = False, captions: str | None = None) -> Response:
     """Open the job through the speech service, account for it, and answer (streamed, SSE or complete)."""
     settings = service.settings
     received_at = request.scope.get("state", {}).get("received_at", time.perf_counter())
@@ -86,6 +88,9 @@ async def respond(request: Request, speech: SpeechRequest, service: SpeechServic
                         gpu_faults=service.gpu_faults, max_buffered_bytes=settings.max_buffered_audio_mb * 2**20)
     if speech.stream or sse:
         return await delivery.streaming_response(sse=sse)
+    if speech.timestamps:
+        body = await complete_json(delivery, speech.timestamps, captions)
+        return JSONResponse(body, headers=delivery.headers)
     return await delivery.complete_response(request.receive)
 
 
@@ -99,4 +104,4 @@ _FORM_BODY = {"requestBody": {"content": {"multipart/form-data": {"schema": {"ty
              summary="Synthesise speech (streaming or complete file)")
 async def generate(body: TTSGenerateRequest, request: Request, service: Speech, grant: Grant,
                    settings: SettingsDep) -> Response:
-    return await respond(request, body.to_speech_request(settings), service, grant)
+    return await respond(request, body.to_speech_request(settings), service, grant, captions=body.captions)

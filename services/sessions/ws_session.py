@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from processing.segmenter import TextSegmenter
 from services.pipeline.synthesis import SynthesisError, SynthesisJob, SynthesisRequest
 from services.pipeline.text_plan import plan_text
+from services.pipeline.timestamps import TimestampsEvent
 from services.sessions.ws_outbox import Outbox
 from services.usage.accounting import RequestAccounting, RequestReport
 from shared.logging import request_id_var
@@ -141,6 +142,8 @@ class Utterance:
                 )
             except SynthesisError:
                 continue  # nothing speakable in this part (only tags or punctuation)
+            if self.job.timestamps is not None:
+                self.job.timestamps.add_text(part, " ".join(plan.chunks))
             for chunk in plan.chunks:
                 self.job.feed_text(chunk)
                 fed += 1
@@ -476,9 +479,14 @@ class WsSession:
             request_id_var.reset(token)
 
     async def _stream(self, u: Utterance) -> None:
-        source = u.job.stream_bytes()
+        kind = u.request.timestamps
+        source = u.job.stream_events() if kind else u.job.stream_bytes()
         try:
             async for chunk in source:
+                if isinstance(chunk, TimestampsEvent):  # ahead of the audio it describes, in stream order
+                    await self.outbox.send({"type": "timestamps", "utterance_id": u.id, **chunk.to_json(kind)},
+                                           owner=u)
+                    continue
                 u.note_audio(chunk)
                 await self.outbox.audio(chunk, owner=u)
                 if u.chunks % self.progress_every == 0:
