@@ -24,6 +24,7 @@ BENCHES: dict[str, str] = {
     "encoders": "bench/bench_encoders.py",
     "apbwe": "bench/bench_apbwe.py",
     "bicodec": "bench/bench_bicodec.py",
+    "align": "bench/bench_align.py",
     "clone": "bench/bench_clone.py",
     "gpu": "bench/gpu/bench_gpu.py",
     "service": "bench/bench_service.py",

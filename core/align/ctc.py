@@ -40,6 +40,16 @@ def model_dir_for(setting: str | None, language: str) -> Path:
     return Path(table[language])
 
 
+def load_aligners(setting: str | None, device: str = "cpu") -> dict[str, CtcAligner]:
+    """Every model a TTS_ALIGN_CTC_MODEL value names, by language ("*": a plain DIR, for every language)."""
+    if not setting:
+        raise CtcModelError("TTS_ALIGN_METHOD=ctc needs TTS_ALIGN_CTC_MODEL (a Wav2Vec2ForCTC directory)")
+    if "=" not in setting:
+        return {"*": CtcAligner.load(setting, device)}
+    return {language: CtcAligner.load(model_dir_for(setting, language), device)
+            for language in (part.split("=", 1)[0].strip() for part in setting.split(",") if "=" in part)}
+
+
 def forced_path(log_probs: np.ndarray, targets: list[int], blank: int) -> tuple[np.ndarray, float]:
     """Best CTC path of `targets` through `log_probs` (frames x vocabulary): for each frame, the index of the target
     it emits (-1: blank), and the path's total log-probability. Needs frames >= len(targets) + repeats."""

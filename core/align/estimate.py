@@ -4,9 +4,10 @@
    `RELATIVE_DB` of the loud frames (95th percentile); one-frame blips in silence are ignored. Silent runs of at
    least `MIN_PAUSE_FRAMES` strictly inside the speech are pauses.
 2. Each pause is either a boundary between two words or inside a group (skipped). A dynamic programme over
-   (pause, boundary) picks the assignment: a pause costs its distance from where the words' expected durations
-   put that boundary (at the text's overall rate), minus a bonus where the text has punctuation; skipping a pause
-   costs more the longer it is (speech rarely stops inside a word). O(pauses x words), vectorised.
+   groups picks the assignment: a group (the speech between two chosen pauses) costs how far its speaking rate,
+   by its words' expected durations, is from the whole text's, minus a bonus where the text has punctuation;
+   skipping a pause costs more the longer it is (speech rarely stops for long inside a phrase).
+   O(pauses x MAX_SKIPPED x words^2), vectorised over the words.
 3. Within each group between chosen pauses, the group's voiced frames are shared by expected duration, so a group's
    first word starts where its speech starts and its last word ends where its speech stops (snapped to the pause).
 """
@@ -23,8 +24,10 @@ FRAME = 320  # 20 ms
 FRAME_S = FRAME / SAMPLE_RATE
 RELATIVE_DB = 35.0
 MIN_PAUSE_FRAMES = 3  # 60 ms
-PUNCT_BONUS = 1.5  # per unit of pause_weight
-SKIP_SCALE_S = 0.1  # skipping a pause of this length costs 1 (quadratic in the length)
+PUNCT_BONUS = 1.0  # per unit of pause_weight
+SKIP_SCALE_S = 0.15  # skipping a pause of this length costs 1 (quadratic in the length)
+RATE_WEIGHT = 4.0  # a group spoken twice as fast as the text's average costs 4 * ln(2)^2 = 1.9
+MAX_SKIPPED = 6  # pauses one group may contain
 
 
 def frame_db(audio: np.ndarray) -> np.ndarray:
@@ -60,39 +63,54 @@ def find_pauses(voiced: np.ndarray) -> list[tuple[int, int]]:
 
 def _assign(pauses: list[tuple[int, int]], voiced_before: np.ndarray, total_voiced: float,
             cumulative: np.ndarray, bonus: np.ndarray) -> dict[int, int]:
-    """pause index -> word boundary j (between word j-1 and j, 1 <= j <= n-1), strictly increasing."""
+    """pause index -> word boundary j (between word j-1 and j, 1 <= j <= n-1), strictly increasing.
+
+    A dynamic programme over groups: nodes are the speech start, the pauses and the speech end; a group runs from
+    one node to a later one (at most MAX_SKIPPED pauses inside it) and holds words j'..j-1. Its cost is how far its
+    speaking rate is from the whole text's (squared log ratio), plus the skipped pauses' costs, minus the
+    punctuation bonus of the boundary it ends on."""
     n = len(cumulative) - 1
     if n < 2 or not pauses:
         return {}
+    k_count = len(pauses)
     rate = total_voiced / cumulative[-1]  # voiced seconds per unit
-    boundaries = np.arange(1, n)
-    expected = rate * cumulative[1:n]  # where boundary j falls on the voiced time axis
+    positions = np.concatenate(([0.0], voiced_before, [total_voiced]))  # node i: 0 start, 1..K pauses, K+1 end
+    skip = np.concatenate(([0.0], [((b - a) * FRAME_S / SKIP_SCALE_S) ** 2 for a, b in pauses], [0.0]))
+    units = cumulative[None, :] - cumulative[:, None]  # units[j', j]: words j'..j-1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_units = np.where(units > 0, np.log(np.maximum(units, 1e-9) * rate), np.inf)
     inf = np.inf
-    # cost[j]: best cost so far with the last used boundary j (0: none used yet).
-    cost = np.full(n, inf)
-    cost[0] = 0.0
-    back: list[np.ndarray] = []  # per pause: for each state j, the previous state (j itself = skipped)
-    index = np.arange(n)
-    for k, (start, end) in enumerate(pauses):
-        v = voiced_before[k]
-        sigma = 0.08 + 0.12 * min(v, total_voiced - v)
-        place = 0.5 * ((v - expected) / sigma) ** 2 - PUNCT_BONUS * bonus[1:n]
-        skip = cost + ((end - start) * FRAME_S / SKIP_SCALE_S) ** 2
-        # Best earlier state for each boundary j: the prefix minimum of cost over states < j.
-        prefix = np.minimum.accumulate(cost)
-        arg = np.maximum.accumulate(np.where(cost == prefix, index, 0))
-        take = np.full(n, inf)
-        take[1:] = prefix[:-1][boundaries - 1] + place
-        came = np.where(take < skip, np.concatenate(([0], arg[boundaries - 1])), index)
-        cost = np.minimum(skip, take)
-        back.append(came)
-    state = int(np.argmin(cost))
+    nodes = k_count + 2
+    cost = np.full((nodes, n + 1), inf)
+    cost[0, 0] = 0.0
+    back = np.zeros((nodes, n + 1, 2), np.int64)  # (previous node, previous boundary)
+    for b in range(1, nodes):
+        allowed = np.full(n + 1, inf)
+        if b == nodes - 1:
+            allowed[n] = 0.0
+        else:
+            allowed[1:n] = -PUNCT_BONUS * bonus[1:n]
+        for a in range(max(0, b - 1 - MAX_SKIPPED), b):
+            if not np.isfinite(cost[a]).any():
+                continue
+            duration = positions[b] - positions[a]
+            if duration <= 0:
+                continue
+            inside = skip[a + 1:b].sum()
+            group = RATE_WEIGHT * np.square(np.log(duration) - log_units)  # [j', j]; inf where j <= j'
+            total = cost[a][:, None] + group
+            best_prev = np.argmin(total, axis=0)
+            best = total[best_prev, np.arange(n + 1)] + inside + allowed
+            better = best < cost[b]
+            cost[b] = np.where(better, best, cost[b])
+            back[b][better] = np.stack((np.full(better.sum(), a), best_prev[better]), axis=1)
     chosen: dict[int, int] = {}
-    for k in range(len(pauses) - 1, -1, -1):
-        previous = int(back[k][state])
-        if previous != state:
-            chosen[k] = state
-        state = previous
+    node, j = nodes - 1, n
+    while node > 0:
+        prev_node, prev_j = (int(x) for x in back[node, j])
+        if 0 < prev_node:
+            chosen[prev_node - 1] = prev_j
+        node, j = prev_node, prev_j
     return chosen
 
 

@@ -82,3 +82,12 @@ def pause_weight(word: str) -> float:
     if last in ",;:\u2014\u2013-\uff0c\u3001\uff1b\uff1a":
         return 1.0
     return 0.0
+
+
+def script_language(text: str) -> str:
+    """"zh" when the text has Han characters, "hi" when it has Devanagari, else "en" (picks a per-language model)."""
+    if _HAN_RE.search(text):
+        return "zh"
+    if _DEV_RE.search(text):
+        return "hi"
+    return "en"

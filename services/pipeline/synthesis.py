@@ -153,9 +153,8 @@ class SynthesisJob:
         self._held: list[tuple[bytes, int]] | None = None
         self._segment_audio: list[np.ndarray] = []
         if request.timestamps is not None:
-            ctc = getattr(runtime, "aligner", None)
-            self.timestamps = TimestampTrack(method="ctc" if ctc is not None else "estimate",
-                                             overlap_samples=self.chain.joiner.overlap, ctc=ctc)
+            self.timestamps = TimestampTrack(overlap_samples=self.chain.joiner.overlap,
+                                             ctc=getattr(runtime, "aligner", None))
             if not incremental:
                 self.timestamps.add_text(request.text, " ".join(self.plan.chunks))
         for chunk in self.plan.chunks:

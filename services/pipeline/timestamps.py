@@ -9,18 +9,19 @@ group. `align_chunk` is blocking (run it in a worker thread); everything else is
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from core.align import SAMPLE_RATE, WordSpan, align, character_spans
+from core.align.units import script_language
 from processing.spoken_map import spoken_map, spoken_words_of
 
 if TYPE_CHECKING:
-    from core.align.ctc import CtcAligner
-
     from core.align import AlignMethod, CharSpan
+    from core.align.ctc import CtcAligner
     from processing.spoken_map import TokenGroup
 
 TimestampsKind = Literal["word", "character"]
@@ -55,10 +56,9 @@ class TimestampTrack:
     """One request's timestamps: `add_text` for each piece of written text with what is spoken for it, then per text
     chunk in order `start_segment`/`align_chunk` with that chunk's 16 kHz audio."""
 
-    def __init__(self, *, method: AlignMethod = "estimate", overlap_samples: int = 0,
-                 ctc: CtcAligner | None = None) -> None:
-        self.method = method
-        self.ctc = ctc
+    def __init__(self, *, overlap_samples: int = 0, ctc: Mapping[str, CtcAligner] | None = None) -> None:
+        """`ctc`: models by language ("*" for any); a chunk whose language has none uses the estimate method."""
+        self.ctc = ctc or {}
         self.overlap = overlap_samples
         self._groups: deque[TokenGroup] = deque()
         self._spoken: deque[WordSpan] = deque()  # aligned spoken words no group has claimed yet
@@ -77,7 +77,9 @@ class TimestampTrack:
         offset = (self._produced - fade) / SAMPLE_RATE
         self._produced += length - fade
         words = spoken_words_of(chunk_text)
-        spans = align(audio16, words, method=self.method, ctc=self.ctc).shifted(offset).words
+        model = self.ctc.get(script_language(chunk_text)) or self.ctc.get("*")
+        method: AlignMethod = "ctc" if model is not None else "estimate"
+        spans = align(audio16, words, method=method, ctc=model).shifted(offset).words
         normalized = tuple(_after(spans, self._spoken_end))
         if normalized:
             self._spoken_end = normalized[-1].end

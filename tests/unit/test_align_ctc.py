@@ -117,3 +117,32 @@ def test_cli_ctc_method(tiny_model: Path, tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "core.align", str(path), "hello", "--method", "ctc", "--model",
                            str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "not a Wav2Vec2ForCTC" in done.stderr
+
+
+def test_concurrent_callers_get_the_solo_result(tiny_model: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    aligner = CtcAligner.load(tiny_model)
+    items = [(_audio(0.5 + 0.1 * i, i), ["hello", "code"][: 1 + i % 2]) for i in range(6)]
+    solo = [aligner.align_batch([item])[0] for item in items]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda item: aligner.align_batch([item])[0], items))
+    assert together == solo
+    estimate_solo = [align(audio, words) for audio, words in items]
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(lambda item: align(*item), items)) == estimate_solo
+
+
+def test_the_service_track_uses_the_model_of_the_chunks_language(tiny_model: Path) -> None:
+    from core.align.ctc import load_aligners
+    from services.pipeline.timestamps import TimestampTrack
+
+    models = load_aligners(f"en={tiny_model}")
+    assert set(models) == {"en"} and set(load_aligners(str(tiny_model))) == {"*"}
+    track = TimestampTrack(ctc=models)
+    track.add_text("hello code 你好", "hello code 你好")
+    english = track.align_chunk(_audio(1.0, 4), "hello code")
+    chinese = track.align_chunk(_audio(1.0, 5), "你好")
+    assert [w.text for w in english.words] == ["hello", "code"] and all(w.score is not None for w in english.words)
+    assert [w.text for w in chinese.words] == ["你", "好"] and all(w.score is None for w in chinese.words)
+    assert chinese.words[0].start >= english.words[-1].end
