@@ -114,6 +114,14 @@ class TTSGenerateRequest(SamplingFields):
         "stream=true JSON lines interleaving timestamps and audio. See README, Timestamps.")
     captions: Literal["srt", "vtt"] | None = Field(
         None, description="With timestamps and stream=false: the words as SubRip or WebVTT in `captions`.")
+
+    @field_validator("captions")
+    @classmethod
+    def _captions(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("stream"):
+            raise PydanticCustomError("conflict", "captions come with the complete answer; send stream=false (a "
+                                      "stream with timestamps carries the words themselves)")
+        return value
     reference_audio: str | None = Field(
         None, description="Clone a voice for this request only (not saved): a 1-30 s recording, base64 (a data: URL "
         "prefix is accepted), or the file `reference_audio` of a multipart/form-data body. Not with `speaker`.")
@@ -205,6 +213,13 @@ class OpenAISpeechRequest(BaseModel):
         None, description="With stream_format=sse: `speech.timestamps` events before the audio they describe "
         "(an extension; OpenAI clients skip unknown event types).")
 
+    @field_validator("timestamps")
+    @classmethod
+    def _timestamps(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("stream_format") != "sse":
+            raise PydanticCustomError("conflict", "timestamps travel as SSE events; send stream_format='sse'")
+        return value
+
     @field_validator("input")
     @classmethod
     def _input(cls, value: str) -> str:
@@ -227,5 +242,5 @@ class OpenAISpeechRequest(BaseModel):
             text=self.input, voice=self.voice_name, audio_format=self.response_format,
             sample_rate=OPENAI_SAMPLE_RATE, sampling=SamplingOptions.with_defaults(settings), stream=True,
             speed=None if self.speed == 1.0 else self.speed, text_field="input", voice_field="voice",
-            latency=self.latency, timestamps=self.timestamps if self.stream_format == "sse" else None,
+            latency=self.latency, timestamps=self.timestamps,
         )

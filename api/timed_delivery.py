@@ -37,6 +37,10 @@ async def complete_json(delivery: Any, kind: str, captions: str | None) -> dict:
                 continue
             delivery.accounting.first_audio()
             audio += item
+            if delivery.max_buffered_bytes and len(audio) > delivery.max_buffered_bytes:
+                raise SynthesisError(
+                    "PAYLOAD_TOO_LARGE", f"The audio exceeds {delivery.max_buffered_bytes // 2**20} MiB, the most a "
+                    "complete answer holds; send stream=true for long audio.", "stream")
     except SynthesisError as exc:
         code = await delivery._error_code(exc)
         delivery._report("failed", code)

@@ -151,3 +151,19 @@ def test_websocket_sends_timestamps_before_the_audio(server: RunningServer, norm
     for sent_before, event in received:
         assert all(w["start"] >= sent_before / 2 / RATE - 1e-3 for w in event["words"] if w["end"] > w["start"])
     check_words(words, "".join(pieces), total / 2 / RATE)
+
+
+def test_bad_timestamp_requests_get_the_error_envelope(server: RunningServer) -> None:
+    import httpx
+
+    cases = [
+        ("/v1/tts/generate", {"text": "Hi.", "timestamps": "syllable"}, "timestamps"),
+        ("/v1/tts/generate", {"text": "Hi.", "captions": "ass"}, "captions"),
+        ("/v1/tts/generate", {"text": "Hi.", "stream": True, "captions": "srt"}, "captions"),
+        ("/v1/audio/speech", {"input": "Hi.", "voice": "alloy", "timestamps": "word"}, "timestamps"),
+    ]
+    for path, body, param in cases:
+        response = httpx.post(f"{server.base_url}{path}", json=body, timeout=60)
+        assert response.status_code == 400, (body, response.text)
+        error = response.json()["error"]
+        assert error["code"] == "VALIDATION_ERROR" and error["param"] == param, error
