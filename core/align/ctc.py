@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.align.estimate import SAMPLE_RATE
+from core.align.estimate import SAMPLE_RATE, estimate_alignment
 from core.align.types import Alignment, WordSpan
 
 
@@ -160,8 +160,14 @@ class CtcAligner:
     def align_batch(self, items: list[tuple[np.ndarray, list[str]]]) -> list[Alignment]:
         """Each (16 kHz audio, words) aligned; the model sees the whole batch at once."""
         emissions = self.emissions([audio for audio, _ in items])
-        return [align_emissions(e, words, self.vocab.encode, self.vocab.blank, len(audio) / SAMPLE_RATE)
-                for e, (audio, words) in zip(emissions, items, strict=True)]
+        out = []
+        for log_probs, (audio, words) in zip(emissions, items, strict=True):
+            try:
+                out.append(align_emissions(log_probs, words, self.vocab.encode, self.vocab.blank,
+                                           len(audio) / SAMPLE_RATE))
+            except ValueError:  # more characters than frames: no CTC path exists; place the words by estimate
+                out.append(estimate_alignment(audio, words))
+        return out
 
 
 def align_emissions(log_probs: np.ndarray, words: list[str], encode, blank: int,  # noqa: ANN001

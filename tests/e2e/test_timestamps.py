@@ -167,3 +167,25 @@ def test_bad_timestamp_requests_get_the_error_envelope(server: RunningServer) ->
         assert response.status_code == 400, (body, response.text)
         error = response.json()["error"]
         assert error["code"] == "VALIDATION_ERROR" and error["param"] == param, error
+
+
+def test_a_server_with_the_ctc_method_returns_scored_words(demo_model_dir, tmp_path_factory) -> None:  # noqa: ANN001
+    """TTS_ALIGN_METHOD=ctc with a (tiny, random) Wav2Vec2ForCTC for English: every word carries its score; the
+    contract (the request's words, monotonic, inside the audio) holds as with estimate."""
+    import httpx
+
+    from tests.ctc_model import build_tiny_ctc_model
+    from tests.e2e.conftest import start_server, stop_server
+
+    model = build_tiny_ctc_model(tmp_path_factory.mktemp("ctc-model"))
+    running = start_server(demo_model_dir, tmp_path_factory.mktemp("ctc-server") / "server.log",
+                           {"TTS_ALIGN_METHOD": "ctc", "TTS_ALIGN_CTC_MODEL": f"en={model}"})
+    try:
+        text = "Hello, a bad code. Each dead cab!"  # letters the tiny vocabulary has
+        body = {"text": text, "format": "pcm", "max_tokens": 80, "seed": 5, "timestamps": "word"}
+        answer = httpx.post(f"{running.base_url}/v1/tts/generate", json=body, timeout=300).json()
+    finally:
+        stop_server(running)
+    duration = len(base64.b64decode(answer["audio"])) / 2 / RATE
+    check_words(answer["words"], text, duration)
+    assert all("score" in w and w["score"] <= 0 for w in answer["normalized_words"])

@@ -14,9 +14,9 @@ import pytest
 
 from core.align import align
 from core.align.ctc import CtcAligner, CtcModelError, align_emissions, forced_path, model_dir_for
+from tests.ctc_model import build_tiny_ctc_model
 
 ROOT = Path(__file__).resolve().parents[2]
-VOCAB = {"<pad>": 0, "|": 1, "a": 2, "b": 3, "c": 4, "d": 5, "e": 6, "l": 7, "o": 8, "h": 9}
 
 
 def _emissions(path: list[int], vocab: int = 10) -> np.ndarray:
@@ -62,18 +62,7 @@ def test_a_word_the_model_cannot_spell_gets_a_zero_span_in_place() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
-
-    torch.manual_seed(0)
-    config = Wav2Vec2Config(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                            intermediate_size=64, conv_dim=(32, 32, 32), conv_stride=(5, 4, 16),
-                            conv_kernel=(10, 4, 16), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
-                            pad_token_id=0, feat_extract_norm="layer", do_stable_layer_norm=True)
-    directory = tmp_path_factory.mktemp("ctc")
-    Wav2Vec2ForCTC(config).eval().save_pretrained(directory)
-    (directory / "vocab.json").write_text(json.dumps(VOCAB), encoding="utf-8")
-    return directory
+    return build_tiny_ctc_model(tmp_path_factory.mktemp("ctc"))
 
 
 def _audio(seconds: float, seed: int) -> np.ndarray:
@@ -92,6 +81,13 @@ def test_tiny_model_aligns_a_batch_like_one_by_one(tiny_model: Path) -> None:
         assert all(w.score is not None and w.score <= 0 for w in result.words)
         solo = align(audio, words, method="ctc", ctc=aligner)
         assert [(w.start, w.end) for w in solo.words] == [(w.start, w.end) for w in result.words]
+
+
+def test_text_longer_than_the_frames_falls_back_to_estimate(tiny_model: Path) -> None:
+    aligner = CtcAligner.load(tiny_model)
+    words = ["abcabcabcabc"] * 8  # ~100 characters in 0.2 s: 9 frames
+    result = aligner.align_batch([(_audio(0.2, 6), words)])[0]
+    assert result.method == "estimate" and [w.text for w in result.words] == words
 
 
 def test_loading_refuses_a_directory_without_a_model(tmp_path: Path) -> None:
