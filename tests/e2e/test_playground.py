@@ -98,17 +98,23 @@ def test_the_page_streams_audio_and_shows_its_numbers(server: RunningServer, bro
     assert driver.save_screenshot(str(ARTIFACTS / "playground.png"))
 
 
-def test_the_highlighted_word_follows_the_audio(server: RunningServer, browser) -> None:
-    """Streamed timestamps drive the highlight: it moves from word to word, in order, while the audio plays."""
+def _open_with_key(driver, server: RunningServer) -> None:  # noqa: ANN001 - a selenium WebDriver
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    driver = browser
     driver.get(f"{server.base_url}/playground")
     key = driver.find_element(By.ID, "api-key")
     key.clear()
     key.send_keys(KEY, Keys.TAB)
+
+
+def test_the_highlighted_word_follows_the_audio(server: RunningServer, browser) -> None:
+    """Streamed timestamps drive the highlight: it moves from word to word, in order, while the audio plays."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    _open_with_key(driver, server)
     WebDriverWait(driver, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#voice option")) > 0)
     text = driver.find_element(By.ID, "text")
     text.clear()
@@ -131,14 +137,10 @@ def test_the_page_records_a_clip_and_clones_a_voice_from_it(server: RunningServe
     import time
 
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver = browser
-    driver.get(f"{server.base_url}/playground")
-    key = driver.find_element(By.ID, "api-key")
-    key.clear()
-    key.send_keys(KEY, Keys.TAB)
+    _open_with_key(driver, server)
     note = driver.find_element(By.ID, "clone-note")
     driver.find_element(By.ID, "record").click()
     time.sleep(3.0)
