@@ -13,10 +13,10 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from api.errors import ApiError
 from api.timed_delivery import event_json, json_lines
@@ -45,6 +45,10 @@ def refresh_queue_gauges() -> None:
     queues = [job.queue for job in list(_LIVE_JOBS)]
     metrics.QUEUE_DEPTH.set(sum(q.qsize() for q in queues))
     metrics.QUEUE_FILL_RATIO.set(max((q.qsize() / q.maxsize for q in queues if q.maxsize > 0), default=0.0))
+
+
+# Builds a complete answer with timestamps from a Delivery's job (api.timed_delivery.complete_json, bound).
+TimedAnswer = Callable[["Delivery"], Awaitable[dict]]
 
 
 class Delivery:
@@ -81,12 +85,13 @@ class Delivery:
         self.accounting.first_audio()
 
     # ------------------------------------------------------------------ responses
-    async def complete_response(self, receive: Any = None) -> Response:
-        """Non-streaming: the whole file, with exact sizes and the timing headers.
+    async def complete_response(self, receive: Any = None, *, timed: TimedAnswer | None = None) -> Response:
+        """Non-streaming: the whole file, with exact sizes and the timing headers; with `timed` (timestamps asked
+        for), the JSON object it builds from the job's audio and spans instead.
 
         `receive` (the ASGI receive of a request whose body was read): a client that hangs up while the file is
         being made cancels the work, as a streaming client does."""
-        collect = asyncio.ensure_future(self._collect())
+        collect = asyncio.ensure_future(self._collect() if timed is None else timed(self))
         watch = asyncio.ensure_future(_wait_for_disconnect(receive)) if receive is not None else None
         try:
             if watch is not None:
@@ -112,6 +117,9 @@ class Delivery:
         self._report("completed", None)
         report = self.accounting.report
         headers = dict(self.headers)
+        if timed is not None:
+            headers.update({"X-Audio-Seconds": f"{self.audio_seconds:.3f}"})
+            return JSONResponse(body, headers=headers)
         headers.update({
             "X-Audio-Bytes": str(len(body)),
             "X-Audio-Seconds": f"{self.audio_seconds:.3f}",

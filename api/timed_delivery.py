@@ -1,6 +1,6 @@
 """Answers that carry timestamps beside the audio (`timestamps: "word" | "character"`).
 
-- complete (`stream: false`): one JSON object: `audio` (base64 of the whole file), `words`, `normalized_words`
+- complete (`stream: false`, through `Delivery.complete_response(timed=...)`): one JSON object: `audio` (base64 of the whole file), `words`, `normalized_words`
   (+ `characters`, `normalized_characters` for "character"), and `captions` when `captions` asks for SRT / WebVTT.
 - streamed (`stream: true`): JSON lines (`application/x-ndjson`), in order: `{"type": "timestamps", ...}` for a text
   chunk, then `{"type": "audio", "audio": base64}` pieces of that chunk, ..., then `{"type": "done"}` (or
@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from api.captions import to_srt, to_vtt
-from api.errors import ApiError
 from services.errors import SynthesisError
 from services.pipeline.timestamps import TimestampsEvent
 
@@ -26,30 +25,35 @@ def event_json(event: TimestampsEvent, kind: str) -> dict:
     return {"type": "timestamps", **event.to_json(kind)}  # type: ignore[arg-type]
 
 
-async def complete_json(delivery: Any, kind: str, captions: str | None) -> dict:
+def complete_json(kind: str, captions: str | None):  # noqa: ANN201 - an api.delivery.TimedAnswer
+    """The builder of a complete answer with timestamps, for `Delivery.complete_response(timed=...)` (which
+    watches for a hang-up, reports and turns failures into the error envelope)."""
+
+    async def build(delivery: Any) -> dict:
+        return await _complete_json(delivery, kind, captions)
+
+    return build
+
+
+async def _complete_json(delivery: Any, kind: str, captions: str | None) -> dict:
     """Run the job to the end; the whole file and every span in one object."""
     audio = bytearray()
     events: list[TimestampsEvent] = []
-    try:
-        async for item in delivery.job.stream_events():
-            if isinstance(item, TimestampsEvent):
-                events.append(item)
-                continue
-            delivery.accounting.first_audio()
-            audio += item
-            if delivery.max_buffered_bytes and len(audio) > delivery.max_buffered_bytes:
-                raise SynthesisError(
-                    "PAYLOAD_TOO_LARGE", f"The audio exceeds {delivery.max_buffered_bytes // 2**20} MiB, the most a "
-                    "complete answer holds; send stream=true for long audio.", "stream")
-    except SynthesisError as exc:
-        code = await delivery._error_code(exc)
-        delivery._report("failed", code)
-        raise ApiError(code, exc.message, param=exc.param) from exc
-    delivery._report("completed", None)
+    async for item in delivery.job.stream_events():
+        if isinstance(item, TimestampsEvent):
+            events.append(item)
+            continue
+        delivery.accounting.first_audio()
+        audio += item
+        if delivery.max_buffered_bytes and len(audio) > delivery.max_buffered_bytes:
+            raise SynthesisError(
+                "PAYLOAD_TOO_LARGE", f"The audio exceeds {delivery.max_buffered_bytes // 2**20} MiB, the most a "
+                "complete answer holds; send stream=true for long audio.", "stream")
     words = [w for e in events for w in e.words]
     merged = TimestampsEvent(tuple(words), tuple(w for e in events for w in e.normalized))
     out = {"audio": base64.b64encode(bytes(audio)).decode("ascii"), "content_type": delivery.job.content_type,
-           "audio_seconds": round(delivery.audio_seconds, 3), **merged.to_json(kind)}  # type: ignore[arg-type]
+           "audio_seconds": round(delivery.audio_seconds, 3),
+           **merged.to_json(kind)}  # type: ignore[arg-type]
     if captions == "srt":
         out["captions"] = to_srt(words)
     elif captions == "vtt":

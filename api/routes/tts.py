@@ -8,7 +8,6 @@ import time
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 
 from api.delivery import Delivery
 from api.deps import Grant, SettingsDep, Speech
@@ -88,10 +87,8 @@ async def respond(request: Request, speech: SpeechRequest, service: SpeechServic
                         gpu_faults=service.gpu_faults, max_buffered_bytes=settings.max_buffered_audio_mb * 2**20)
     if speech.stream or sse:
         return await delivery.streaming_response(sse=sse)
-    if speech.timestamps:
-        body = await complete_json(delivery, speech.timestamps, captions)
-        return JSONResponse(body, headers=delivery.headers)
-    return await delivery.complete_response(request.receive)
+    timed = complete_json(speech.timestamps, captions) if speech.timestamps else None
+    return await delivery.complete_response(request.receive, timed=timed)
 
 
 # The multipart form of the same body (FormAsJsonRoute): every JSON field as a form field, the reference as a file.
