@@ -214,6 +214,37 @@ def test_image_ships_every_project_package() -> None:
         assert (ROOT / name / "__init__.py").is_file(), name
 
 
+def _image_files(image: object) -> set[str]:
+    """The container paths of every local file an image definition adds, as Modal itself selects them (its mount
+    entries' own file walk, offline; Modal is pinned, so its lazy object graph is a stable thing to read)."""
+    found: set[str] = set()
+    stack, seen = [image], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        for entry in getattr(node, "entries", ()):
+            found.update(str(remote) for _local, remote in entry.get_files_to_upload())
+        deps = getattr(node, "_deps_", None)
+        stack.extend(deps() if callable(deps) else ())
+    return found
+
+
+def test_the_image_ships_every_file_of_the_packages_the_static_files_included() -> None:
+    """api/static/ (the playground) is read at run time: without it / and /playground answer 500 on Modal."""
+    shipped = _image_files(modal_app.serving_image)
+    static = [p for p in (ROOT / "api" / "static").rglob("*") if p.is_file()]
+    assert static, "api/static/ holds the playground"
+    expected = {f"/root/{p.relative_to(ROOT).as_posix()}" for name in modal_app.LOCAL_PACKAGES
+                for p in (ROOT / name).rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
+    assert {f"/root/{p.relative_to(ROOT).as_posix()}" for p in static} <= expected
+    missing = sorted(expected - shipped)
+    assert not missing, f"not in the Modal image: {missing[:5]}"
+    assert not [p for p in shipped if p.endswith(".pyc")]
+
+
 # ------------------------------------------------------------------------------------- container settings
 
 
