@@ -45,7 +45,9 @@ class Settings(BaseSettings):
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Torch device for BiCodec, AP-BWE and transformers.")
     llm_dtype: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto", description="LLM compute dtype; auto = bfloat16 on GPU, float32 on CPU. float16 is refused (broken model)."
+        "auto", description="LLM compute dtype; auto = bfloat16 on a GPU of compute capability 8.0 or more, float32 on "
+        "older cards (T4, V100: no bfloat16; bfloat16 asked there becomes float32 too) and on CPU. float16 is refused "
+        "(broken model)."
     )
     gpu_memory_utilization: float = Field(
         0.4, gt=0, le=1,

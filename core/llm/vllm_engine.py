@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.llm.base import SamplingConfig, check_dtype, checked_prompt
+from core.llm.base import SamplingConfig, checked_prompt, resolve_dtype
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -83,9 +83,7 @@ class VLLMEngine:
 
         llm_dir = Path(llm_dir)
         on_cpu = current_platform.is_cpu()
-        dtype = check_dtype(dtype)
-        if dtype == "auto":
-            dtype = "float32" if on_cpu else "bfloat16"
+        dtype = resolve_dtype(dtype, "cpu" if on_cpu else "cuda")
         config = _model_config(llm_dir)
         # A small demo model may declare fewer positions than the service default; vLLM refuses more.
         positions = _int_field(config, "max_position_embeddings")
