@@ -145,7 +145,8 @@ class TTSService:
     """The Modal class: loads the models once per container and serves the FastAPI app (see ContainerLifecycle).
 
     Enter order: `prepare` (sync) -> `load` (async: Modal runs async enter methods on the container's event
-    loop, the loop that then serves the ASGI app, so vLLM's AsyncLLM lives on the serving loop) -> `resume`.
+    loop, the loop that then serves the ASGI app; the engine is built in a worker thread and the warm-up's
+    requests tie vLLM's output handler to this serving loop) -> `resume`.
     TTS_MODAL_SNAPSHOT=cpu snapshots after `prepare` (imports done, no GPU touched); =gpu after `load`.
 
     `TTSService().web.local()` (tests, no Modal): Modal runs only the sync enter methods locally, so `load` is

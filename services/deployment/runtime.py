@@ -1,7 +1,8 @@
 """Load and warm every model once, and answer what state the service is in.
 
 The runtime owns the tokenizer, vocabulary layout, voices, LLM engine, BiCodec decoder and (optionally) AP-BWE.
-Loading is blocking and runs in a worker thread at start-up (locally) or in Modal's `@modal.enter`.
+Loading is blocking and runs in worker threads at start-up (locally, and in Modal's `@modal.enter`), so the event
+loop keeps answering health and readiness while models load.
 """
 
 from __future__ import annotations
@@ -202,11 +203,10 @@ class ModelRuntime:
         from core.llm import create_engine
 
         assert self.checkpoint is not None
-        if self.settings.engine == "vllm":
-            # vLLM's AsyncLLM binds to the running loop; build it on the loop thread.
-            self.engine = create_engine("vllm", self.checkpoint.llm_dir, self.settings)
-        else:
-            self.engine = await asyncio.to_thread(create_engine, "transformers", self.checkpoint.llm_dir, self.settings)
+        # Off the event loop, whichever engine: building vLLM takes from seconds (CPU) to minutes (GPU compile), and
+        # health and readiness must answer meanwhile. vLLM's AsyncLLM built without a running loop starts its output
+        # handler on the loop of its first request (the serving loop), which is where every request then runs.
+        self.engine = await asyncio.to_thread(create_engine, self.settings.engine, self.checkpoint.llm_dir, self.settings)
 
     async def start(self) -> None:
         """Load everything, warm up, and mark ready. Failures are recorded, not raised (health reports them)."""
