@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from core.checkpoint import CheckpointError, SparkCheckpoint, load_spark_checkpoint, load_sr_checkpoint
+from core.numerics import apply_model_numerics
 from shared import metrics
 from shared.settings import APP_VERSION, Settings
 
@@ -92,6 +93,9 @@ class ModelRuntime:
         threads = settings.torch_threads or (1 if self.device == "cpu" else None)
         if threads:
             torch.set_num_threads(threads)
+        # Process-wide float numerics of the codec and SR (TF32 off): once here, never per request.
+        numerics = apply_model_numerics()
+        logger.info("model numerics", extra=numerics)
         self.checkpoint: SparkCheckpoint | None = None
         self.tokenizer: Any = None
         self.layout: Any = None
