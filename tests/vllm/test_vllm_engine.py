@@ -261,3 +261,27 @@ async def test_an_out_of_vocabulary_prompt_id_is_refused_and_the_engine_keeps_se
     deltas = await collect(engine, short_prompt, speech(layout, seed=5), "after-oov")
     assert flat(deltas)[-1] in layout.stop_token_ids
     await wait_idle(engine, within_s=1.0)
+
+
+@pytest.mark.parametrize(("capability", "expected"), [((7, 5), "float32"), ((8, 9), "bfloat16")])
+def test_on_a_simulated_card_the_engine_asks_vllm_for_a_dtype_it_supports(
+    llm_dir: Path, monkeypatch: pytest.MonkeyPatch, capability: tuple[int, int], expected: str
+) -> None:
+    """No GPU here: vLLM's platform says CUDA and torch reports the card's capability; the engine arguments handed
+    to the real AsyncLLM.from_engine_args are captured (vLLM refuses bfloat16 below 8.0: T4, V100)."""
+    from vllm.platforms import current_platform
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    class Captured(Exception):
+        pass
+
+    def capture(args, **kwargs):
+        raise Captured(args)
+
+    monkeypatch.setattr(type(current_platform), "is_cpu", lambda self: False)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "simulated card")
+    monkeypatch.setattr(AsyncLLM, "from_engine_args", staticmethod(capture))
+    with pytest.raises(Captured) as caught:
+        VLLMEngine(llm_dir, dtype="auto")
+    assert caught.value.args[0].dtype == expected
