@@ -10,7 +10,7 @@ of 48 kHz frames with three implementations:
   CPUs, which breaks streamed == offline).
 Times are the best of N runs (on a shared CPU the minimum is the least disturbed estimate); ratios are to `exact`.
 
-Usage: .venv/bin/python bench/bench_sr_convs.py [--threads N] [--reps N]
+Usage: .venv/bin/python bench/bench_sr_convs.py [--quick] [--threads N] [--reps N]
 Prints a markdown table and writes bench/results/sr_convs.json.
 """
 
@@ -65,8 +65,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="2 repetitions (run_all --quick)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "sr_convs.json")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.reps = 2
     torch.set_num_threads(args.threads)
     generator = apbwe.random_generator(apbwe.APBWEConfig.from_dict(apbwe.RELEASED_CONFIG))
     rows = []
