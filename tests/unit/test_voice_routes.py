@@ -267,3 +267,29 @@ def test_per_request_refusals(client: TestClient, body: dict, status: int, code:
     assert (error["code"], error["param"]) == (code, param)
     if status == 413:
         assert "POST /v1/audio/voices" in error["message"]
+
+
+@pytest.mark.parametrize(("fields", "param"), [
+    ({"text": "Hi.", "format": "ogg"}, "format"),
+    ({"text": "Hi.", "stream": "maybe"}, "stream"),
+    ({"text": "Hi.", "sample_rate": "12345"}, "sample_rate"),
+    ({"text": "Hi.", "temperature": "hot"}, "temperature"),
+    ({"text": "Hi.", "colour": "blue"}, "colour"),
+    ({"format": "wav"}, "text"),
+])
+def test_a_multipart_body_with_a_bad_field_answers_400_naming_it(client: TestClient, fields: dict,
+                                                                   param: str) -> None:
+    reference = wav_bytes(voiced(2.0, seed=11))
+    response = client.post("/v1/tts/generate", headers=A, files={"reference_audio": ("r.wav", reference)},
+                           data=fields)
+    json_response = client.post("/v1/tts/generate", headers=A, json={
+        **fields, "reference_audio": base64.b64encode(reference).decode()})
+    assert response.status_code == json_response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == json_response.json()["error"]["code"] == "VALIDATION_ERROR"
+    assert response.json()["error"]["param"] == json_response.json()["error"]["param"] == param
+    assert f"'{param}'" in response.json()["error"]["message"]
+
+
+def test_a_multipart_body_on_a_json_only_route_still_answers_415(client: TestClient) -> None:
+    response = client.post("/v1/audio/speech", headers=A, data={"input": "Hi."}, files={"x": ("x", b"1")})
+    assert response.status_code == 415 and response.json()["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
