@@ -76,6 +76,7 @@ class SynthesisRequest:
     unknown_tags: str = "strip"
     latency: LatencyPreference = "balanced"  # the first chunk's schedule (core.streaming.StreamingConfig.for_latency)
     normalize_verbose: bool = False  # hand the normalised text back to the client (header / WebSocket events)
+    time_stretch: float = 1.0  # tempo change applied to the 16 kHz audio (core.voices.time_stretch_for); 1.0: none
 
 
 def draw_seed() -> int:
@@ -125,7 +126,8 @@ class SynthesisJob:
         self.plan = TextPlan(self.plan.text, list(self.plan.chunks), self.plan.chunked)
         self.stats = PipelineStats(text_chunks=len(self.plan.chunks))
         self.chain = AudioOutput(runtime, audio_format=request.audio_format, sample_rate=request.sample_rate,
-                                 stream=request.stream, want_bwe=request.want_sr, stats=self.stats)
+                                 stream=request.stream, want_bwe=request.want_sr, stats=self.stats,
+                                 time_stretch=request.time_stretch)
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=settings.stream_queue_chunks)
         self.stream_config = StreamingConfig.from_settings(settings)
         # The latency preference shapes the stream's first chunk only (its first text chunk): that is the audio the
