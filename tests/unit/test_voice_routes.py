@@ -320,3 +320,16 @@ def test_the_openai_voice_map_points_an_openai_name_at_a_custom_voice_per_key(cl
             assert builtin.status_code == 200 and builtin.headers["X-Voice"] == "fixed"
     finally:
         client.delete(f"/v1/audio/voices/{voice_id}", headers=A)
+
+
+def test_a_reference_longer_than_its_transcript_still_speaks(client: TestClient, caplog) -> None:
+    # 8 s of reference against a 24-character transcript: the demo model takes the reference as the whole
+    # utterance and stops at once; the chunk is generated again with the plain clone prompt (same voice).
+    reference = wav_bytes(voiced(8.0, seed=31))
+    for stream in ("false", "true"):
+        response = client.post("/v1/tts/generate", headers=A, files={"reference_audio": ("r.wav", reference)},
+                               data={"text": "Good morning.", "reference_text": "Hello there, this is me.",
+                                     "stream": stream})
+        assert response.status_code == 200, response.text
+        assert is_wav_with_audio(response.content) or len(response.content) > 44 + 3200
+    assert "continuation_without_speech" in caplog.text
