@@ -16,8 +16,10 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.audio_samples import browser_webm_opus, voiced, wav_bytes
@@ -74,7 +76,19 @@ def test_the_readme_has_the_examples_this_test_runs() -> None:
     assert languages.count("python") >= 2 and languages.count("bash") >= 4
 
 
-def test_every_readme_example_runs_as_written(server: RunningServer, workdir: Path, demo_model_dir: Path) -> None:
+@pytest.fixture
+def no_voices_left(server: RunningServer) -> Iterator[None]:
+    """The examples create custom voices on the shared server (auth off: one anonymous owner); remove what they
+    leave, so other tests see the server's voices as before."""
+    before = {v["id"] for v in httpx.get(f"{server.base_url}/v1/audio/voices", timeout=10).json()["voices"]}
+    yield
+    for voice in httpx.get(f"{server.base_url}/v1/audio/voices", timeout=10).json()["voices"]:
+        if voice["id"] not in before:
+            assert httpx.delete(f"{server.base_url}/v1/audio/voices/{voice['id']}", timeout=10).status_code == 204
+
+
+def test_every_readme_example_runs_as_written(server: RunningServer, workdir: Path, demo_model_dir: Path,
+                                              no_voices_left: None) -> None:
     port = server.base_url.rsplit(":", 1)[1]
     env = _env(workdir)
     voice_id = None
