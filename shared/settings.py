@@ -34,7 +34,8 @@ class Settings(BaseSettings):
     )
 
     # --- server ------------------------------------------------------------------------------
-    host: str = Field("0.0.0.0", description="Address scripts/serve binds.")
+    host: str = Field("0.0.0.0", description="Address scripts/serve binds: 0.0.0.0, except 127.0.0.1 when it switches "
+                      "auth off itself (demo model, no keys) and TTS_HOST is unset.")
     port: int = Field(8000, description="Port scripts/serve binds.")
     log_level: str = Field("INFO", description="Root log level.")
     log_json: bool = Field(True, description="Emit JSON log lines (false: plain text for a terminal).")
@@ -90,7 +91,8 @@ class Settings(BaseSettings):
     )
     openai_voice_map: dict[str, str] = Field(
         {},
-        description='JSON object overriding which voice an OpenAI voice name uses, e.g. {"alloy": "Asha"}; names not '
+        description='JSON object overriding which voice an OpenAI voice name uses, e.g. {"alloy": "Asha"} or '
+        '{"nova": "voice_3f2a..."} (a custom voice: used for the key that owns it; other keys get 404); names not '
         "given map to a voice of the same gender (see README, Voices).",
     )
     max_text_chars: int = Field(50_000, ge=1, description="Longest accepted text in characters.")

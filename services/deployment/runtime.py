@@ -23,6 +23,7 @@ import torch
 
 from core.checkpoint import CheckpointError, SparkCheckpoint, load_spark_checkpoint, load_sr_checkpoint
 from core.numerics import apply_model_numerics
+from services.voice_library.records import is_custom_voice_id
 from shared import metrics
 from shared.settings import APP_VERSION, Settings
 
@@ -101,6 +102,8 @@ class ModelRuntime:
         self.layout: Any = None
         self.added_token_ids: frozenset[int] | None = None
         self.voices: Any = None
+        # TTS_OPENAI_VOICE_MAP entries whose target is a custom (library) voice id: OpenAI name (casefolded) -> id.
+        self.openai_custom_voices: dict[str, str] = {}
         self.engine: Any = None
         self.bicodec: Any = None
         self.sr: Any = None
@@ -173,9 +176,12 @@ class ModelRuntime:
                    "voices": self.voices.ids, "sr_dir": str(self.settings.resolved_sr_dir)},
         )
         if self.settings.openai_voice_map:
-            self.voices = self.voices.with_openai_voices(
-                {**self.voices.openai_overrides, **self.settings.openai_voice_map}
-            )
+            # A custom (library) voice id is owned by one key: it is looked up per request (SpeechService.voice),
+            # so only built-in targets go into the registry.
+            mapped = {name.casefold(): target for name, target in self.settings.openai_voice_map.items()}
+            self.openai_custom_voices = {name: t for name, t in mapped.items() if is_custom_voice_id(t)}
+            self.voices = self.voices.with_openai_voices({**self.voices.openai_overrides, **{
+                name: t for name, t in mapped.items() if name not in self.openai_custom_voices}})
         self.bicodec = BiCodecDecoder.from_pretrained(self.checkpoint.bicodec_dir, device=self.device)
         if self.settings.decode_batch_max > 0:
             from services.pipeline.decode_batcher import BatchingDecoder

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from core.voices import voice_with_speed
+from core.voices import time_stretch_for, voice_with_speed
 from services.pipeline.synthesis import (
     NATIVE_RATE,
     SamplingOptions,
@@ -130,6 +130,9 @@ class SpeechService:
             voice = await self.library.reference_voice(speech.reference_audio, speech.reference_text)
             return voice_with_speed(voice, speech.speed)
         name = speech.voice
+        if name and not self.runtime.voices.defines(name):
+            # TTS_OPENAI_VOICE_MAP may point an OpenAI name (all Pipecat can send) at a custom voice id.
+            name = self.runtime.openai_custom_voices.get(name.casefold(), name)
         if name and is_custom_voice_id(name) and name not in self.runtime.voices:
             if self.library is None:
                 raise voice_not_found(name, speech.voice_field)
@@ -143,7 +146,7 @@ class SpeechService:
             audio_format=speech.audio_format, sample_rate=speech.sample_rate,
             want_sr=speech.wants_bandwidth_extension, stream=speech.stream, normalize=speech.normalize,
             chunking=speech.chunking, latency=speech.latency or self.settings.default_latency,
-            normalize_verbose=speech.normalize_verbose,
+            normalize_verbose=speech.normalize_verbose, time_stretch=time_stretch_for(voice, speech.speed),
         )
 
     def plan(self, speech: SpeechRequest, voice: Voice, *, buffered: bool) -> TextPlan:
