@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from api.stitching import StitchingFields
 from audio.encoders import FORMATS, supported_rates
 from core.streaming import LatencyPreference
 from services.pipeline.speech import SpeechRequest
@@ -89,7 +90,7 @@ class SamplingFields(BaseModel):
             repetition_penalty=self.repetition_penalty, seed=self.seed)
 
 
-class TTSGenerateRequest(SamplingFields):
+class TTSGenerateRequest(SamplingFields, StitchingFields):
     """`POST /v1/tts/generate`."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={
@@ -154,7 +155,7 @@ class TTSGenerateRequest(SamplingFields):
             sampling=self.to_sampling(settings), stream=self.stream, normalize=self.normalize,
             chunking=self.chunking, normalize_verbose=self.normalize_verbose, latency=self.latency,
             reference_audio=None if self.reference_audio is None else decode_reference(self.reference_audio),
-            reference_text=self.reference_text,
+            reference_text=self.reference_text, **self.stitching(),
         )
 
 
@@ -181,7 +182,7 @@ class OpenAIVoiceRef(BaseModel):
     id: str = Field(..., min_length=1, max_length=128)
 
 
-class OpenAISpeechRequest(BaseModel):
+class OpenAISpeechRequest(StitchingFields):
     """`POST /v1/audio/speech`, OpenAI-compatible."""
 
     model_config = ConfigDict(extra="ignore")
@@ -219,5 +220,5 @@ class OpenAISpeechRequest(BaseModel):
             text=self.input, voice=self.voice_name, audio_format=self.response_format,
             sample_rate=OPENAI_SAMPLE_RATE, sampling=SamplingOptions.with_defaults(settings), stream=True,
             speed=None if self.speed == 1.0 else self.speed, text_field="input", voice_field="voice",
-            latency=self.latency,
+            latency=self.latency, **self.stitching(),
         )
