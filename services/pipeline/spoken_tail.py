@@ -9,6 +9,7 @@ character, and a cut at a word boundary keeps the prefix's text a whole-word tra
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -56,7 +57,8 @@ def cut_segment(segment: TailSegment, room: int) -> TailSegment | None:
     if count <= room:
         return TailSegment(text, segment.semantic)
     start = len(text) - (len(text) * room) // count
-    if " " in text and text[start - 1] != " ":  # to the next word start; text without spaces (CJK): any character
+    # To the next word start; in text written without spaces (wide CJK characters) any character starts one.
+    if unicodedata.east_asian_width(text[start]) not in ("W", "F") and text[start - 1] != " ":
         following = text.find(" ", start)
         if following < 0:
             return None  # the last word alone is longer than the room
