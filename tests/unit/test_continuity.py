@@ -304,3 +304,32 @@ async def test_a_running_request_is_409_and_an_expired_one_404(demo_model_dir: P
         assert gone.value.code == "REQUEST_NOT_FOUND"
     finally:
         await runtime.shutdown()
+
+
+def test_segments_of_one_websocket_utterance_keep_the_first_segments_voice(client: TestClient) -> None:
+    """A WebSocket utterance is one incremental job (services.sessions.ws_session.Utterance): every segment after
+    the first is prompted with the 32 globals the first one generated (a style voice invents them)."""
+    from services.pipeline.synthesis import SamplingOptions, SynthesisJob, SynthesisRequest
+
+    runtime = client.app.state.services.runtime
+    request = SynthesisRequest(request_id="ws-utt", text="", voice=runtime.voices.resolve("default"),
+                               sampling=SamplingOptions.with_defaults(runtime.settings, seed=8, max_tokens=30))
+
+    async def run() -> SynthesisJob:
+        job = SynthesisJob(runtime, request, incremental=True)
+        job.feed_text("First segment arrives.")
+        job.feed_text("Then the second one.")
+        job.feed_text("And a third.")
+        job.close_text()
+        await job.collect()
+        return job
+
+    before = len(prompts(client))
+    job = client.portal.call(run)
+    sent = prompts(client)[before:]
+    assert len(sent) == 3 and job.global_tokens is not None
+    assert ids_of(client, "<|task_controllable_tts|>")[0] in sent[0]  # the first invents the voice
+    globals_ = ids_of(client, *(f"<|bicodec_global_{g}|>" for g in job.global_tokens))
+    for later in sent[1:]:
+        assert later[-34:-2] == globals_
+    assert len(set(job.stats.global_tokens_per_chunk)) == 1
