@@ -3,18 +3,16 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 from services.continuity import RecentRequest, SupabaseRecentStore
 from services.continuity.stores import RecentStoreUnavailable
 from services.usage.database import make_supabase_client
+from tests.http_stub import json_server
 
 SERVICE_KEY = "sb_secret_test-service-key-0123456789"
 GLOBALS = tuple(range(100, 132))
@@ -63,33 +61,8 @@ class FakeTable:
 @pytest.fixture
 def postgrest() -> Iterator[tuple[FakeTable, str]]:
     fake = FakeTable()
-
-    class Handler(BaseHTTPRequestHandler):
-        def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            parsed = urlparse(self.path)
-            status, payload = fake.handle(self.command, parsed.path, parse_qs(parsed.query),
-                                          {k.lower(): v for k, v in self.headers.items()},
-                                          json.loads(raw) if raw else None)
-            out = b"" if payload is None else json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
-
-        do_GET = do_POST = do_DELETE = _handle
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield fake, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with json_server(fake.handle) as url:
+        yield fake, url
 
 
 def record(request_id: str, expires_in_s: float = 600) -> RecentRequest:
