@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING
@@ -64,8 +65,9 @@ class Continuity:
         self.store = store
         self.retention = timedelta(seconds=settings.continuity_retention_s)
         self.prefix_tokens = int(settings.continuity_prefix_s * SEMANTIC_PER_SECOND)
-        # Jobs of this process not yet remembered: a lookup for one of these says "still running" (409).
-        self._running: dict[str, tuple[str, SynthesisJob]] = {}
+        # Jobs of this process not yet remembered: a lookup for one of these says "still running" (409). A job that
+        # never ran (its request failed after planning) counts as running for at most the request deadline.
+        self._running: dict[str, tuple[str, SynthesisJob, float]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, runtime: ModelRuntime,
@@ -78,10 +80,10 @@ class Continuity:
     # ------------------------------------------------------------------ remember
     def track(self, job: SynthesisJob, key_id: str | None) -> None:
         """Remember `job` for `key_id` once all its audio is made (before its stream ends)."""
-        for request_id in [r for r, (_, j) in self._running.items() if j.ended]:
-            del self._running[request_id]  # failed or cancelled: never remembered
+        for request_id in [r for r, (_, j, t) in self._running.items() if not self._is_running(j, t)]:
+            del self._running[request_id]  # failed, cancelled or never run: never remembered
         owner = key_id or ANONYMOUS
-        self._running[job.request.request_id] = (owner, job)
+        self._running[job.request.request_id] = (owner, job, time.monotonic())
         job.on_complete.append(partial(self._remember, owner))
 
     def record_of(self, job: SynthesisJob, owner: str) -> RecentRequest | None:
@@ -108,10 +110,13 @@ class Continuity:
         finally:
             self._running.pop(request_id, None)
 
+    def _is_running(self, job: SynthesisJob, tracked_at: float) -> bool:
+        return not job.ended and time.monotonic() - tracked_at < self.settings.request_deadline_s
+
     # ------------------------------------------------------------------ find
     async def find(self, request_id: str, key_id: str | None, param: str = PARAM) -> RecentRequest:
         running = self._running.get(request_id)
-        if running is not None and not running[1].ended and running[0] == (key_id or ANONYMOUS):
+        if running is not None and self._is_running(running[1], running[2]) and running[0] == (key_id or ANONYMOUS):
             raise ServiceError("REQUEST_NOT_FINISHED", f"Invalid '{param}': request {request_id!r} is still running; "
                                "continue it once its audio has ended.", param)
         record = await self.store.get(request_id)
