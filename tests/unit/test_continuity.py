@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -333,3 +334,19 @@ def test_segments_of_one_websocket_utterance_keep_the_first_segments_voice(clien
     for later in sent[1:]:
         assert later[-34:-2] == globals_
     assert len(set(job.stats.global_tokens_per_chunk)) == 1
+
+
+def test_a_websocket_utterance_is_remembered_under_its_request_id(client: TestClient) -> None:
+    with client.websocket_connect("/v1/tts/ws", headers=A) as ws:
+        ws.send_json({"text": "Spoken over the socket.", "speaker": "fixed", "seed": 4})
+        while True:
+            message = ws.receive()
+            if message.get("text") and '"done"' in message["text"]:
+                done = json.loads(message["text"])
+                break
+    found = remembered(client, done["request_id"])
+    assert found.voice_id == "fixed" and found.tail_text
+    continued = generate(client, "And over HTTP.", previous_request_ids=[done["request_id"]])
+    assert continued.status_code == 200, continued.text
+    other = generate(client, "Not mine.", headers=B, previous_request_ids=[done["request_id"]])
+    assert other.status_code == 404
