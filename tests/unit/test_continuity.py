@@ -350,3 +350,17 @@ def test_a_websocket_utterance_is_remembered_under_its_request_id(client: TestCl
     assert continued.status_code == 200, continued.text
     other = generate(client, "Not mine.", headers=B, previous_request_ids=[done["request_id"]])
     assert other.status_code == 404
+
+
+def test_a_prefix_that_leaves_no_room_to_speak_is_413_naming_previous_request_ids() -> None:
+    from core.voices import Voice
+    from services.continuity.service import check_prefix_fits
+    from services.errors import SynthesisError
+    from tests.unit.test_continuation_prompts import Runtime
+
+    voice = Voice(id="fixed", name="f", kind="global_tokens", global_tokens=GLOBALS, reference_text="the end of it.",
+                  reference_semantic=tuple(range(200)))
+    with pytest.raises(SynthesisError) as info:
+        check_prefix_fits(Runtime(Settings(max_model_len=400)), voice)  # type: ignore[arg-type]
+    assert info.value.code == "TEXT_TOO_LONG" and info.value.param == "previous_request_ids"
+    check_prefix_fits(Runtime(Settings(max_model_len=1024)), voice)  # type: ignore[arg-type]
