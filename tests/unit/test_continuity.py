@@ -364,3 +364,16 @@ def test_a_prefix_that_leaves_no_room_to_speak_is_413_naming_previous_request_id
         check_prefix_fits(Runtime(Settings(max_model_len=400)), voice)  # type: ignore[arg-type]
     assert info.value.code == "TEXT_TOO_LONG" and info.value.param == "previous_request_ids"
     check_prefix_fits(Runtime(Settings(max_model_len=1024)), voice)  # type: ignore[arg-type]
+
+
+def test_concurrent_continuations_of_one_request_equal_the_solo_one(client: TestClient) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    request_id = generate(client, "One shared beginning.").headers["X-Server-Request-ID"]
+    body = {"text": "Each goes on from here.", "previous_request_ids": [request_id], "seed": 12}
+    solo = client.post("/v1/tts/generate", headers=A, json=body)
+    assert solo.status_code == 200
+    with ThreadPoolExecutor(3) as pool:
+        together = list(pool.map(lambda _: client.post("/v1/tts/generate", headers=A, json=body), range(3)))
+    assert [r.status_code for r in together] == [200, 200, 200]
+    assert all(r.content == solo.content for r in together)
