@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from api.stitching import StitchingFields
 from audio.encoders import FORMATS, supported_rates
 from core.streaming import LatencyPreference
 from services.pipeline.speech import SpeechRequest
@@ -93,7 +94,7 @@ class SamplingFields(BaseModel):
             repetition_penalty=self.repetition_penalty, seed=self.seed)
 
 
-class TTSGenerateRequest(SamplingFields):
+class TTSGenerateRequest(SamplingFields, StitchingFields):
     """`POST /v1/tts/generate`."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={
@@ -170,7 +171,7 @@ class TTSGenerateRequest(SamplingFields):
             voice_field="speaker" if self.voice is None else "voice",
             chunking=self.chunking, normalize_verbose=self.normalize_verbose, latency=self.latency,
             reference_audio=None if self.reference_audio is None else decode_reference(self.reference_audio),
-            reference_text=self.reference_text,
+            reference_text=self.reference_text, **self.stitching(),
         )
 
 
@@ -197,10 +198,11 @@ class OpenAIVoiceRef(BaseModel):
     id: str = Field(..., min_length=1, max_length=128)
 
 
-class OpenAISpeechRequest(SamplingFields):
+class OpenAISpeechRequest(SamplingFields, StitchingFields):
     """`POST /v1/audio/speech`, OpenAI-compatible, plus this service's sampling fields (`seed`, `temperature`,
-    `top_k`, `top_p`, `max_tokens`, `repetition_penalty`), `stream` and `latency`; other unknown fields are
-    ignored as OpenAI's own extensions may be sent."""
+    `top_k`, `top_p`, `max_tokens`, `repetition_penalty`), `stream`, `latency` and the stitching fields
+    (`previous_request_ids`, `previous_text`, `next_text`); other unknown fields are ignored as OpenAI's own
+    extensions may be sent."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -248,5 +250,5 @@ class OpenAISpeechRequest(SamplingFields):
             text=self.input, voice=self.voice_name, audio_format=self.response_format,
             sample_rate=OPENAI_SAMPLE_RATE, sampling=self.to_sampling(settings), stream=self.streamed,
             speed=None if self.speed == 1.0 else self.speed, text_field="input", voice_field="voice",
-            latency=self.latency,
+            latency=self.latency, **self.stitching(),
         )

@@ -245,6 +245,18 @@ class Settings(BaseSettings):
         "reference sent again is not encoded again; 0: no cache.",
     )
 
+    # --- continuity: request stitching and keeping a voice -----------------------------------
+    continuity_retention_s: float = Field(
+        7200.0, ge=1, description="How long a finished synthesis is remembered (by its X-Server-Request-ID, per API "
+        "key) for previous_request_ids and POST /v1/audio/voices from_request_id: its 32 global tokens, the tail of its "
+        "semantic tokens and the text that tail speaks; never audio. Where the voice library uses PostgreSQL or "
+        "Supabase this store is shared by every container; otherwise it is a per-process cache.",
+    )
+    continuity_prefix_s: float = Field(
+        4.0, ge=3, le=6, description="Seconds of a previous request's speech (semantic tokens, 50 a second, and the "
+        "words they speak) that a stitched request's prompt continues; also how much every request remembers.",
+    )
+
     @field_validator("model_dir", "sr_dir", "api_keys_file", "request_log_spool_dir", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:

@@ -18,7 +18,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,7 @@ from services.deployment.gpu_health import (
 from services.errors import SynthesisError
 from services.pipeline.audio_output import BWE_RATE, NATIVE_RATE, AudioOutput
 from services.pipeline.pipeline_stats import PipelineStats
+from services.pipeline.spoken_tail import SEMANTIC_PER_SECOND, SpokenTail
 from services.pipeline.text_plan import TextPlan, plan_text, prompt_for
 from shared import metrics
 
@@ -146,6 +147,11 @@ class SynthesisJob:
         self._samples_queued = 0
         self._texts: asyncio.Queue[str | None] = asyncio.Queue()
         self._text_closed = False
+        # Continuity (services.continuity): the end of what this job spoke, and hooks awaited once all audio is
+        # made, before the stream ends, so a client that has the whole stream can continue it at once.
+        self.spoken = SpokenTail(int(settings.continuity_prefix_s * SEMANTIC_PER_SECOND))
+        self.on_complete: list[Callable[[SynthesisJob], Awaitable[None]]] = []
+        self.ended = False  # the producer has stopped (any outcome)
         for chunk in self.plan.chunks:
             self._texts.put_nowait(chunk)
         if not incremental:
@@ -227,6 +233,7 @@ class SynthesisJob:
                     if semantic and index == 0 and self.stats.preamble_ids is None:
                         self.stats.preamble_ids = generated_before + len(new_ids) - len(semantic)
                     if semantic:
+                        self.spoken.add(index, text, semantic)
                         semantic_left -= len(semantic)
                         self.stats.semantic_tokens += len(semantic)
                         # Bounded: when the decoder is held up by a slow reader, generation waits here too.
@@ -360,6 +367,7 @@ class SynthesisJob:
                 logger.warning("synthesis failed", exc_info=exc, extra={"error_code": self.error.code})
             await self.queue.put(self.error)
         finally:
+            self.ended = True
             prefetch = self._prefetch_task
             if prefetch is not None and not prefetch.done():
                 prefetch.cancel()
@@ -385,6 +393,8 @@ class SynthesisJob:
         self.stats.generation_done = True
         self.stats.decode_done = True
         await self._emit(await asyncio.to_thread(self.chain.finish))
+        for hook in self.on_complete:
+            await hook(self)
         await self.queue.put(_END)
 
     # ------------------------------------------------------------------ consumer side
