@@ -71,5 +71,12 @@ class Alignment:
     def shifted(self, offset: float) -> Alignment:
         return Alignment(tuple(w.shifted(offset) for w in self.words), self.method, self.duration)
 
+    def scaled(self, factor: float) -> Alignment:
+        """Times multiplied by `factor` (audio played `1 / factor` times as fast afterwards)."""
+        if factor == 1.0:
+            return self
+        words = tuple(replace(w, start=round(w.start * factor, 3), end=round(w.end * factor, 3)) for w in self.words)
+        return Alignment(words, self.method, self.duration * factor)
+
     def to_json(self) -> dict:
         return {"words": [w.to_json() for w in self.words], "characters": [c.to_json() for c in self.characters]}

@@ -56,9 +56,12 @@ class TimestampTrack:
     """One request's timestamps: `add_text` for each piece of written text with what is spoken for it, then per text
     chunk in order `start_segment`/`align_chunk` with that chunk's 16 kHz audio."""
 
-    def __init__(self, *, overlap_samples: int = 0, ctc: Mapping[str, CtcAligner] | None = None) -> None:
-        """`ctc`: models by language ("*" for any); a chunk whose language has none uses the estimate method."""
+    def __init__(self, *, overlap_samples: int = 0, ctc: Mapping[str, CtcAligner] | None = None,
+                 time_stretch: float = 1.0) -> None:
+        """`ctc`: models by language ("*" for any); a chunk whose language has none uses the estimate method.
+        `time_stretch`: the tempo change the audio chain applies after the crossfade (`speed`): times divide by it."""
         self.ctc = ctc or {}
+        self.time_scale = 1.0 / time_stretch
         self.overlap = overlap_samples
         self._groups: deque[TokenGroup] = deque()
         self._spoken: deque[WordSpan] = deque()  # aligned spoken words no group has claimed yet
@@ -69,9 +72,10 @@ class TimestampTrack:
     def add_text(self, written: str, spoken: str) -> None:
         self._groups.extend(spoken_map(written, spoken).groups)
 
-    def align_chunk(self, audio16: np.ndarray, chunk_text: str) -> TimestampsEvent:
+    def align_chunk(self, audio16: np.ndarray, chunk_text: str, end: float | None = None) -> TimestampsEvent:
         """Align one text chunk's audio (the whole decoded segment, before crossfade) and return the written and
-        spoken spans it completes, in output time. Chunks must come in order."""
+        spoken spans it completes, in output time. Chunks must come in order; `end` (the last chunk): the output's
+        true length, which no span passes."""
         length = int(audio16.size)
         fade = min(self.overlap, self._produced, length)
         offset = (self._produced - fade) / SAMPLE_RATE
@@ -79,8 +83,8 @@ class TimestampTrack:
         words = spoken_words_of(chunk_text)
         model = self.ctc.get(script_language(chunk_text)) or self.ctc.get("*")
         method: AlignMethod = "ctc" if model is not None else "estimate"
-        spans = align(audio16, words, method=method, ctc=model).shifted(offset).words
-        normalized = tuple(_after(spans, self._spoken_end))
+        spans = align(audio16, words, method=method, ctc=model).shifted(offset).scaled(self.time_scale).words
+        normalized = tuple(_after(spans, self._spoken_end, end))
         if normalized:
             self._spoken_end = normalized[-1].end
         self._spoken.extend(normalized)
@@ -100,12 +104,14 @@ class TimestampTrack:
         return out
 
 
-def _after(spans: tuple[WordSpan, ...], floor: float) -> list[WordSpan]:
-    """Keep times monotonic across a crossfade: a chunk's first word never starts before the previous one ended."""
+def _after(spans: tuple[WordSpan, ...], floor: float, ceiling: float | None = None) -> list[WordSpan]:
+    """Keep times monotonic across a crossfade (a chunk's first word never starts before the previous one ended)
+    and, when the output's length is known, inside it."""
     out = []
+    top = float("inf") if ceiling is None else ceiling
     for span in spans:
-        start = max(span.start, floor)
-        end = max(span.end, start)
+        start = min(max(span.start, floor), top)
+        end = min(max(span.end, start), top)
         out.append(WordSpan(span.text, round(start, 3), round(end, 3), span.score))
         floor = end
     return out

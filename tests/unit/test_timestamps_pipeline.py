@@ -32,13 +32,13 @@ def runtime(demo_model_dir: Path) -> Iterator[ModelRuntime]:
 
 
 def _request(runtime: ModelRuntime, text: str, timestamps: str | None, *, normalize: bool = True,
-             stream: bool = True) -> SynthesisRequest:
+             stream: bool = True, time_stretch: float = 1.0) -> SynthesisRequest:
     voice = runtime.voices.resolve(runtime.voices.default_voice_id)
     sampling = SamplingOptions(max_tokens=MAX_TOKENS, seed=3, temperature=0.8, top_k=50, top_p=1.0,
                                repetition_penalty=1.05)
     return SynthesisRequest(request_id="ts", text=text, voice=voice, sampling=sampling, audio_format="pcm",
                             sample_rate=NATIVE_RATE, stream=stream, latency="exact", normalize=normalize,
-                            timestamps=timestamps)  # type: ignore[arg-type]
+                            timestamps=timestamps, time_stretch=time_stretch)  # type: ignore[arg-type]
 
 
 async def _run(job: SynthesisJob) -> tuple[bytes, list[tuple[float, TimestampsEvent]]]:
@@ -52,14 +52,15 @@ async def _run(job: SynthesisJob) -> tuple[bytes, list[tuple[float, TimestampsEv
     return bytes(audio), events
 
 
-@pytest.mark.parametrize(("text", "normalize"), [
-    ("I paid $5 on 15/03/2024, [excited] really!", True),
-    ("I paid $5 on 15/03/2024, really!", False),
-    (LONG_ENGLISH, True),
-], ids=["normalised", "raw", "long"])
+@pytest.mark.parametrize(("text", "normalize", "stretch"), [
+    ("I paid $5 on 15/03/2024, [excited] really!", True, 1.0),
+    ("I paid $5 on 15/03/2024, really!", False, 1.0),
+    (LONG_ENGLISH, True, 1.0),
+    (LONG_ENGLISH, True, 1.6),  # speed: the chain time-stretches after the crossfade; times follow
+], ids=["normalised", "raw", "long", "long-faster"])
 async def test_words_arrive_before_their_audio_and_cover_the_text(runtime: ModelRuntime, text: str,
-                                                                  normalize: bool) -> None:
-    job = SynthesisJob(runtime, _request(runtime, text, "word", normalize=normalize))
+                                                                  normalize: bool, stretch: float) -> None:
+    job = SynthesisJob(runtime, _request(runtime, text, "word", normalize=normalize, time_stretch=stretch))
     audio, events = await _run(job)
     duration = len(audio) / 2 / NATIVE_RATE
     assert len(events) == len(job.plan.chunks)
@@ -73,7 +74,8 @@ async def test_words_arrive_before_their_audio_and_cover_the_text(runtime: Model
         times = [t for w in series for t in (w.start, w.end)]
         assert times == sorted(times) and times[0] >= 0 and times[-1] <= duration + 1e-6
     # The same seed without timestamps: the same audio, no events.
-    plain_audio, plain_events = await _run(SynthesisJob(runtime, _request(runtime, text, None, normalize=normalize)))
+    plain_audio, plain_events = await _run(SynthesisJob(runtime, _request(runtime, text, None, normalize=normalize,
+                                                                          time_stretch=stretch)))
     assert plain_events == [] and plain_audio == audio
 
 
