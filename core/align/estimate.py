@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.align.types import Alignment, WordSpan
+from core.align.types import Alignment, WordSpan, clamped
 from core.align.units import expected_units, pause_weight
 
 SAMPLE_RATE = 16_000
@@ -138,7 +138,7 @@ def estimate_alignment(audio: np.ndarray, words: list[str]) -> Alignment:
     if len(speech) == 0:  # nothing audible: spread the words over the whole audio
         n_frames = max(1, len(voiced))
         spans = _place(words, units, np.arange(n_frames))
-        return Alignment(tuple(_clip(spans, duration)), "estimate", duration)
+        return Alignment(tuple(clamped(spans, 0.0, duration)), "estimate", duration)
     first, last = int(speech[0]), int(speech[-1]) + 1
     pauses = find_pauses(voiced)
     in_pause = np.zeros(len(voiced), bool)
@@ -159,16 +159,4 @@ def estimate_alignment(audio: np.ndarray, words: list[str]) -> Alignment:
         spans += _place(words[word_start:j], units[word_start:j], group)
         word_start, frame_start = j, pause_end
     spans += _place(words[word_start:], units[word_start:], timeline[timeline >= frame_start])
-    return Alignment(tuple(_clip(spans, duration)), "estimate", duration)
-
-
-def _clip(spans: list[WordSpan], duration: float) -> list[WordSpan]:
-    """Inside the audio (the last frame may be padded past its end) and monotonic."""
-    out: list[WordSpan] = []
-    floor = 0.0
-    for span in spans:
-        start = min(max(span.start, floor), duration)
-        end = min(max(span.end, start), duration)
-        out.append(WordSpan(span.text, round(start, 3), round(end, 3), span.score))
-        floor = end
-    return out
+    return Alignment(tuple(clamped(spans, 0.0, duration)), "estimate", duration)

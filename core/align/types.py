@@ -25,6 +25,19 @@ class WordSpan:
         return out
 
 
+def clamped(spans, floor: float = 0.0, ceiling: float | None = None) -> list[WordSpan]:  # noqa: ANN001
+    """The spans made monotonic (none starts before the previous one ended, nor before `floor`) and, with
+    `ceiling`, none past it; times rounded to the millisecond."""
+    out: list[WordSpan] = []
+    top = float("inf") if ceiling is None else ceiling
+    for span in spans:
+        start = min(max(span.start, floor), top)
+        end = min(max(span.end, start), top)
+        out.append(WordSpan(span.text, round(start, 3), round(end, 3), span.score))
+        floor = end
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class CharSpan:
     text: str  # one character

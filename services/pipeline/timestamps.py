@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from core.align import SAMPLE_RATE, WordSpan, align, character_spans
+from core.align.types import clamped
 from core.align.units import script_language
 from processing.spoken_map import spoken_map, spoken_words_of
 
@@ -84,7 +85,7 @@ class TimestampTrack:
         model = self.ctc.get(script_language(chunk_text)) or self.ctc.get("*")
         method: AlignMethod = "ctc" if model is not None else "estimate"
         spans = align(audio16, words, method=method, ctc=model).shifted(offset).scaled(self.time_scale).words
-        normalized = tuple(_after(spans, self._spoken_end, end))
+        normalized = tuple(clamped(spans, self._spoken_end, end))  # monotonic across the crossfade
         if normalized:
             self._spoken_end = normalized[-1].end
         self._spoken.extend(normalized)
@@ -102,19 +103,6 @@ class TimestampTrack:
             out += _share(group.written, start, end, score)
             self._last_end = max(self._last_end, end)
         return out
-
-
-def _after(spans: tuple[WordSpan, ...], floor: float, ceiling: float | None = None) -> list[WordSpan]:
-    """Keep times monotonic across a crossfade (a chunk's first word never starts before the previous one ended)
-    and, when the output's length is known, inside it."""
-    out = []
-    top = float("inf") if ceiling is None else ceiling
-    for span in spans:
-        start = min(max(span.start, floor), top)
-        end = min(max(span.end, start), top)
-        out.append(WordSpan(span.text, round(start, 3), round(end, 3), span.score))
-        floor = end
-    return out
 
 
 def _share(written: tuple[str, ...], start: float, end: float, score: float | None) -> list[WordSpan]:
