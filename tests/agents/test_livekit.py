@@ -1,4 +1,4 @@
-"""LiveKit Agents' own ElevenLabs client (livekit-plugins-elevenlabs) against our server: text streamed token by
+"""LiveKit Agents' own ElevenLabs and Cartesia clients (livekit-plugins-elevenlabs, -cartesia) against our server: text streamed token by
 token, two turns on one pooled connection, the second interrupted mid-sentence, MP3 (its default) and PCM."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import asyncio
 import aiohttp
 import pytest
 from livekit.agents import APIConnectOptions
-from livekit.plugins import elevenlabs
+from livekit.plugins import cartesia, elevenlabs
 
 from tests.agents.conftest import KEY, ROOT, Server, llm_tokens
 
@@ -19,7 +19,7 @@ TURN_2 = "This second answer is rather long, so that it can be interrupted befor
 CONN = APIConnectOptions(max_retry=0, timeout=120)
 
 
-async def _turn(tts: elevenlabs.TTS, text: str, *, interrupt_after_frames: int | None = None):
+async def _turn(tts: elevenlabs.TTS | cartesia.TTS, text: str, *, interrupt_after_frames: int | None = None):
     stream = tts.stream(conn_options=CONN)
     for token in llm_tokens(text):
         stream.push_text(token)
@@ -52,6 +52,24 @@ async def test_livekit_elevenlabs_two_turns_and_an_interruption(server: Server, 
         interrupted, _ = await _turn(tts, TURN_2, interrupt_after_frames=3)
         assert len(interrupted) == 3
         again, _ = await _turn(tts, "And a third turn after the interruption.")  # the pool still works
+        assert sum(f.duration for f in again) > 0.3
+        await tts.aclose()
+    assert "Traceback" not in server.log_text()
+
+
+async def test_livekit_cartesia_two_turns_and_an_interruption(server: Server) -> None:
+    async with aiohttp.ClientSession() as http:
+        tts = cartesia.TTS(api_key=KEY, base_url=server.http, voice="default", http_session=http)  # pcm_s16le 24k
+        frames, words = await _turn(tts, TURN_1)
+        assert frames, server.log_text()[-2000:]
+        seconds = sum(f.duration for f in frames)
+        assert 0.5 < seconds < 30 and all(f.sample_rate == 24000 for f in frames)
+        if ALIGNER:
+            starts = [w.start_time for w in words]
+            assert starts and starts == sorted(starts)
+        interrupted, _ = await _turn(tts, TURN_2, interrupt_after_frames=3)
+        assert len(interrupted) == 3
+        again, _ = await _turn(tts, "And a third turn after the interruption.")
         assert sum(f.duration for f in again) > 0.3
         await tts.aclose()
     assert "Traceback" not in server.log_text()

@@ -1,4 +1,4 @@
-"""Pipecat's own ElevenLabsTTSService against our server, driven by Pipecat's test pipeline (run_test): LLM text
+"""Pipecat's own ElevenLabsTTSService and CartesiaTTSService against our server, driven by Pipecat's test pipeline (run_test): LLM text
 token by token, two turns, the second interrupted mid-sentence."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pipecat.frames.frames import (
     TTSStoppedFrame,
     TTSTextFrame,
 )
+from pipecat.services.cartesia.tts import CartesiaTTSService
 from pipecat.services.elevenlabs.tts import ElevenLabsTTSService
 from pipecat.tests.utils import SleepFrame, run_test
 
@@ -29,9 +30,7 @@ def _llm_turn(text: str) -> list:
     return [LLMFullResponseStartFrame(), *(LLMTextFrame(t) for t in llm_tokens(text)), LLMFullResponseEndFrame()]
 
 
-async def test_pipecat_elevenlabs_two_turns_and_an_interruption(server: Server) -> None:
-    tts = ElevenLabsTTSService(api_key=KEY, url=server.ws, sample_rate=16000,
-                               settings=ElevenLabsTTSService.Settings(voice="default"))
+async def _two_turns(server: Server, tts) -> None:
     frames = [*_llm_turn(TURN_1), SleepFrame(sleep=20), *_llm_turn(TURN_2), SleepFrame(sleep=1.5),
               InterruptionFrame(), SleepFrame(sleep=3)]
     down, up = await run_test(tts, frames_to_send=frames)
@@ -47,3 +46,13 @@ async def test_pipecat_elevenlabs_two_turns_and_an_interruption(server: Server) 
         times = [f.pts for f in words if f.pts is not None]
         assert times == sorted(times)
     assert "Traceback" not in server.log_text()
+
+
+async def test_pipecat_elevenlabs_two_turns_and_an_interruption(server: Server) -> None:
+    await _two_turns(server, ElevenLabsTTSService(api_key=KEY, url=server.ws, sample_rate=16000,
+                                                  settings=ElevenLabsTTSService.Settings(voice="default")))
+
+
+async def test_pipecat_cartesia_two_turns_and_an_interruption(server: Server) -> None:
+    await _two_turns(server, CartesiaTTSService(api_key=KEY, url=f"{server.ws}/tts/websocket", sample_rate=16000,
+                                                settings=CartesiaTTSService.Settings(voice="default")))

@@ -11,6 +11,7 @@ from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 
 from api.deps import Services, services_of
+from api.dialects.common import open_session, synthesis_request
 from api.dialects.elevenlabs.codec import ElevenLabsCodec
 from api.dialects.elevenlabs.messages import (
     MAX_CONTEXTS,
@@ -21,11 +22,8 @@ from api.dialects.elevenlabs.messages import (
 )
 from api.errors import ApiError
 from api.ws_connection import CLOSE_POLICY, ContextError, admitted, close_quietly, serve_session
-from services.access import AccessGate, ApiKeyRecord
-from services.errors import ServiceError
-from services.pipeline.speech import SpeechRequest
-from services.pipeline.synthesis import SamplingOptions, SynthesisRequest
-from services.sessions.ws_outbox import Outbox
+from services.access import ApiKeyRecord
+from services.pipeline.synthesis import SynthesisRequest
 from services.sessions.ws_session import WsSession
 
 logger = logging.getLogger("api.dialects.elevenlabs")
@@ -52,21 +50,10 @@ class _Connection:
         self.services, self.session, self.key = services, session, key
         self.voice_id, self.params, self.output, self.multi = voice_id, params, output, multi
 
-    def speech_request(self, speed: float | None) -> SpeechRequest:
-        settings = self.services.settings
-        return SpeechRequest(text="", voice=self.voice_id, audio_format=self.output.audio_format,
-                             sample_rate=self.output.sample_rate, sampling=SamplingOptions.with_defaults(settings),
-                             stream=True, normalize=self.params.normalize, chunking=True,
-                             speed=None if speed in (None, 1.0) else speed, voice_field="voice_id")
-
     async def synthesis_request(self, speed: float | None) -> SynthesisRequest:
-        speech = self.speech_request(speed)
-        try:
-            self.services.speech.check_available()
-            voice = await self.services.speech.voice(speech, self.key.key_id)
-        except ServiceError as exc:
-            raise ApiError.from_service(exc) from None
-        return self.services.speech.synthesis_request(speech, voice, request_id="")
+        return await synthesis_request(self.services, self.key, voice=self.voice_id,
+                                       audio_format=self.output.audio_format, sample_rate=self.output.sample_rate,
+                                       normalize=self.params.normalize, speed=speed, voice_field="voice_id")
 
     async def handle(self, raw: str) -> str | None:
         msg = parse_client_message(raw)
@@ -130,17 +117,9 @@ async def _serve(websocket: WebSocket, voice_id: str, *, multi: bool) -> None:
         if admission is None:
             return
         key, counted, connection_id = admission
-        settings = services.settings
-        await websocket.accept(headers=[(b"x-request-id", connection_id.encode())])
-        outbox = Outbox(websocket, max_items=settings.stream_queue_chunks, send_timeout_s=settings.send_stall_timeout_s)
-        session = WsSession(
-            services.runtime, outbox,
-            AccessGate(services.access, key, connection_counted=counted,
-                       client_request_id=websocket.scope.get("state", {}).get("client_request_id")),
-            connection_id=connection_id, max_text_chars=settings.max_text_chars,
-            codec=ElevenLabsCodec(absolute_times=params.sync_alignment),
-            serial=not multi, max_open=MAX_CONTEXTS if multi else 1, max_unfinished=MAX_CONTEXTS if multi else 4,
-        )
+        session, outbox = await open_session(
+            websocket, services, key, counted, connection_id, ElevenLabsCodec(absolute_times=params.sync_alignment),
+            max_contexts=MAX_CONTEXTS if multi else 4, multi=multi)
         conn = _Connection(services, session, key, voice_id, params, output, multi=multi)
         try:  # an unknown voice is refused before any text: error, then close 1008
             await conn.synthesis_request(None)

@@ -1,0 +1,48 @@
+"""What every dialect's route needs besides its codec: the one way to make a context's synthesis request (same
+gate, voice resolution and defaults as HTTP) and the one way to open a session on an accepted socket."""
+
+from __future__ import annotations
+
+from fastapi import WebSocket
+
+from api.deps import Services
+from api.errors import ApiError
+from services.access import AccessGate, ApiKeyRecord
+from services.errors import ServiceError
+from services.pipeline.speech import SpeechRequest
+from services.pipeline.synthesis import SamplingOptions, SynthesisRequest
+from services.sessions.codec import SessionCodec
+from services.sessions.ws_outbox import Outbox
+from services.sessions.ws_session import WsSession
+
+
+async def synthesis_request(services: Services, key: ApiKeyRecord, *, voice: str, audio_format: str,
+                            sample_rate: int, normalize: bool = True, speed: float | None = None,
+                            voice_field: str = "voice") -> SynthesisRequest:
+    """A context's settings (its text arrives later); an unknown voice or a server that is not ready raises
+    ApiError with the public code."""
+    settings = services.settings
+    speech = SpeechRequest(text="", voice=voice, audio_format=audio_format, sample_rate=sample_rate,
+                           sampling=SamplingOptions.with_defaults(settings), stream=True, normalize=normalize,
+                           chunking=True, speed=None if speed in (None, 1.0) else speed, voice_field=voice_field)
+    try:
+        services.speech.check_available()
+        resolved = await services.speech.voice(speech, key.key_id)
+    except ServiceError as exc:
+        raise ApiError.from_service(exc) from None
+    return services.speech.synthesis_request(speech, resolved, request_id="")
+
+
+async def open_session(websocket: WebSocket, services: Services, key: ApiKeyRecord, counted: bool,
+                       connection_id: str, codec: SessionCodec, *, max_contexts: int,
+                       multi: bool = True) -> tuple[WsSession, Outbox]:
+    """Accept the socket and build its session: contexts run side by side (`multi`) or one after another."""
+    settings = services.settings
+    await websocket.accept(headers=[(b"x-request-id", connection_id.encode())])
+    outbox = Outbox(websocket, max_items=settings.stream_queue_chunks, send_timeout_s=settings.send_stall_timeout_s)
+    gate = AccessGate(services.access, key, connection_counted=counted,
+                      client_request_id=websocket.scope.get("state", {}).get("client_request_id"))
+    session = WsSession(services.runtime, outbox, gate, connection_id=connection_id,
+                        max_text_chars=settings.max_text_chars, codec=codec, serial=not multi,
+                        max_open=max_contexts if multi else 1, max_unfinished=max_contexts)
+    return session, outbox
