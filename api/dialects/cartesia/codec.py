@@ -9,11 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from api.errors import ERROR_CODES
 from services.sessions.codec import Payload
 from services.sessions.utterance import Utterance
 
-_STATUS = {"VALIDATION_ERROR": 400, "TEXT_TOO_LONG": 400, "VOICE_NOT_FOUND": 404, "INVALID_JSON": 400,
-           "TOO_MANY_CONCURRENT_REQUESTS": 429, "RATE_LIMITED": 429}
 
 
 class CartesiaCodec:
@@ -46,7 +45,7 @@ class CartesiaCodec:
     def error(self, code: str, message: str, param: str | None, u: Utterance | None,
               context_id: str | None) -> Payload:
         cid = u.context_id if u is not None else context_id
-        return {"type": "error", "done": True, "status_code": _STATUS.get(code, 500), "error": message,
+        return {"type": "error", "done": True, "status_code": ERROR_CODES.get(code, (500, ""))[0], "error": message,
                 "code": code, "context_id": cid}
 
     def flushed(self, u: Utterance) -> list[Payload]:

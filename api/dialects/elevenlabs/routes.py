@@ -77,7 +77,7 @@ class _Connection:
             if not self.multi and u is not None:
                 await session.end(context_id=cid)  # stream-input: "" ends the input
             return  # multi-stream-input: a keep-alive, which ends nothing
-        if u is None and text and not msg.close_context:
+        if u is None and text:
             if session.unfinished(cid) is not None:
                 raise ApiError("VALIDATION_ERROR", f"Context '{cid}' was closed; open a new context_id.",
                                param="context_id")
