@@ -131,11 +131,11 @@ async def test_cartesia_errors_cancel_and_done(server: RunningServer) -> None:
                                   "continue": True}))
         await ws.send(json.dumps({**base, "context_id": "x", "voice": voice, "flush": True, "transcript": "",
                                   "continue": True}))
-        flushed = None
-        while flushed is None or not first_chunk:
+        seen: set[str] = set()
+        while not {"flush_done", "chunk"} <= seen:  # the flush is acknowledged and audio of x is flowing
             message = json.loads(await asyncio.wait_for(ws.recv(), 60))
-            flushed = flushed or (message if message["type"] == "flush_done" else None)
-            first_chunk = message["type"] == "chunk"
+            assert message["context_id"] == "x" and message["type"] != "error", message
+            seen.add(message["type"])
         await ws.send(json.dumps({"context_id": "x", "cancel": True}))
         await ws.send(json.dumps({**base, "context_id": "y", "voice": voice, "transcript": "Short. ",
                                   "continue": False}))

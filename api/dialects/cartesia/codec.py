@@ -14,7 +14,6 @@ from services.sessions.codec import Payload
 from services.sessions.utterance import Utterance
 
 
-
 class CartesiaCodec:
     def started(self, u: Utterance) -> list[Payload]:
         return []
