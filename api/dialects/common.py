@@ -3,10 +3,15 @@ gate, voice resolution and defaults as HTTP) and the one way to open a session o
 
 from __future__ import annotations
 
+import json
+from typing import TypeVar
+
 from fastapi import WebSocket
+from pydantic import BaseModel, ValidationError
 
 from api.deps import Services
 from api.errors import ApiError
+from api.ws_connection import ContextError
 from services.access import AccessGate, ApiKeyRecord
 from services.errors import ServiceError
 from services.pipeline.speech import SpeechRequest
@@ -14,6 +19,28 @@ from services.pipeline.synthesis import SamplingOptions, SynthesisRequest
 from services.sessions.codec import SessionCodec
 from services.sessions.ws_outbox import Outbox
 from services.sessions.ws_session import WsSession
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_message(raw: str, model: type[M], *, text_field: str) -> M:
+    """One client frame of a dialect: a JSON object validated by `model`; a refusal names the message's
+    `context_id` so the error reaches the right context (`TEXT_TOO_LONG` when `text_field` is over the limit)."""
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        raise ApiError("INVALID_JSON", "The message is not valid JSON; send one JSON object per text frame.") from None
+    if not isinstance(data, dict):
+        raise ApiError("VALIDATION_ERROR", "A message must be a JSON object.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", ())) or None
+        too_long = field == text_field and first.get("type") == "string_too_long"
+        cid = data.get("context_id") if isinstance(data.get("context_id"), str) else None
+        raise ContextError("TEXT_TOO_LONG" if too_long else "VALIDATION_ERROR",
+                           f"Invalid '{field}': {first.get('msg')}", context_id=cid, param=field) from None
 
 
 async def synthesis_request(services: Services, key: ApiKeyRecord, *, voice: str, audio_format: str,

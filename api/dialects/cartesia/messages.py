@@ -3,14 +3,12 @@ formats."""
 
 from __future__ import annotations
 
-import json
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.errors import ApiError
+from api.dialects.common import parse_message
 from api.schemas import MAX_TEXT_CHARS, SUPPORTED_RATES, reject_control_characters
-from api.ws_connection import ContextError
 
 MAX_CONTEXTS = 5  # unfinished contexts per socket
 
@@ -77,18 +75,4 @@ class ClientMessage(BaseModel):
 
 
 def parse_client_message(raw: str) -> ClientMessage:
-    try:
-        data: Any = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
-        raise ApiError("INVALID_JSON", "The message is not valid JSON; send one JSON object per text frame.") from None
-    if not isinstance(data, dict):
-        raise ApiError("VALIDATION_ERROR", "A message must be a JSON object.")
-    try:
-        return ClientMessage.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first.get("loc", ())) or None
-        code = "TEXT_TOO_LONG" if field == "transcript" and first.get("type") == "string_too_long" else \
-            "VALIDATION_ERROR"
-        cid = data.get("context_id") if isinstance(data.get("context_id"), str) else None
-        raise ContextError(code, f"Invalid '{field}': {first.get('msg')}", context_id=cid, param=field) from None
+    return parse_message(raw, ClientMessage, text_field="transcript")

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from api.dialects.common import parse_message
 from api.errors import ApiError
 from api.schemas import MAX_TEXT_CHARS, SUPPORTED_RATES, reject_control_characters
-from api.ws_connection import ContextError
 from audio.encoders import supported_rates
 
 MAX_CONTEXTS = 5  # per socket, as ElevenLabs documents
@@ -104,17 +103,4 @@ class ClientMessage(BaseModel):
 
 
 def parse_client_message(raw: str) -> ClientMessage:
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
-        raise ApiError("INVALID_JSON", "The message is not valid JSON; send one JSON object per text frame.") from None
-    if not isinstance(data, dict):
-        raise ApiError("VALIDATION_ERROR", "A message must be a JSON object.")
-    try:
-        return ClientMessage.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first.get("loc", ())) or None
-        code = "TEXT_TOO_LONG" if field == "text" and first.get("type") == "string_too_long" else "VALIDATION_ERROR"
-        cid = data.get("context_id") if isinstance(data.get("context_id"), str) else None
-        raise ContextError(code, f"Invalid '{field}': {first.get('msg')}", context_id=cid, param=field) from None
+    return parse_message(raw, ClientMessage, text_field="text")
