@@ -30,10 +30,12 @@ class ElevenLabsCodec:
     def audio(self, u: Utterance, data: bytes) -> list[Payload]:
         start, end = u.last_audio_span
         message = self._ids(u) | {"audio": base64.b64encode(data).decode("ascii"), "isFinal": None}
+        origin = u.codec_state.get("base", 0.0)
         message["alignment"] = self._alignment(u, "chars", end)
         message["normalizedAlignment"] = self._alignment(u, "normalized", end)
-        if message["alignment"] is not None:
-            u.codec_state["base"] = end
+        if message["alignment"] is not None:  # where Pipecat's clock now stands (a span may end past the audio)
+            last = message["alignment"]
+            u.codec_state["base"] = origin + (last["charStartTimesMs"][-1] + last["charDurationsMs"][-1]) / 1000
         return [message]
 
     def timings(self, u: Utterance, event: Any) -> list[Payload]:
