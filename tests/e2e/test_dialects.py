@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 import re
+import subprocess
 import time
 
 import httpx
@@ -150,3 +151,43 @@ async def test_cartesia_errors_cancel_and_done(server: RunningServer) -> None:
                 break
         assert len(audio) % 4 == 0 and len(audio) > 0  # float32 samples
     _wait_idle(server)
+
+
+def _curl(server: RunningServer, path: str, body: dict | None, tmp_path, headers: tuple[str, ...] = ()) -> tuple[int, bytes]:
+    out = tmp_path / "body"
+    args = ["curl", "-s", "-o", str(out), "-w", "%{http_code}", f"{server.base_url}{path}"]
+    for header in headers:
+        args += ["-H", header]
+    if body is not None:
+        args += ["-H", "Content-Type: application/json", "-d", json.dumps(body)]
+    status = subprocess.run(args, check=True, capture_output=True, text=True, timeout=120).stdout
+    return int(status), out.read_bytes()
+
+
+def test_elevenlabs_http_routes_and_voices(server: RunningServer, tmp_path) -> None:
+    status, body = _curl(server, "/v1/voices", None, tmp_path)
+    voices = json.loads(body)["voices"]
+    assert status == 200 and voices[0]["voice_id"] == "default" and voices[0]["category"] == "premade"
+    status, audio = _curl(server, "/v1/text-to-speech/default?output_format=pcm_16000",
+                          {"text": "Hello there.", "voice_settings": {"speed": 1.0, "stability": 0.5}}, tmp_path,
+                          ("xi-api-key: anything",))
+    assert status == 200 and len(audio) > 8000 and len(audio) % 2 == 0
+    status, mp3 = _curl(server, "/v1/text-to-speech/default/stream", {"text": "Hello there."}, tmp_path)
+    assert status == 200 and (mp3[:3] == b"ID3" or mp3[0] == 0xFF)  # mp3_44100_128 by default
+    status, body = _curl(server, "/v1/text-to-speech/nobody", {"text": "Hello."}, tmp_path)
+    assert status in (400, 404) and json.loads(body)["error"]["code"] == "INVALID_SPEAKER"
+    status, body = _curl(server, "/v1/text-to-speech/default?output_format=pcm_1", {"text": "Hello."}, tmp_path)
+    assert status == 400 and json.loads(body)["error"]["param"] == "output_format"
+
+
+def test_cartesia_bytes(server: RunningServer, tmp_path) -> None:
+    request = {"model_id": "sonic-3", "transcript": "Hello there.", "voice": {"mode": "id", "id": "default"},
+               "output_format": {"container": "wav", "sample_rate": 16000}}
+    status, wav = _curl(server, "/tts/bytes", request, tmp_path, ("Cartesia-Version: 2025-04-16",))
+    assert status == 200 and wav[:4] == b"RIFF" and len(wav) > 8000
+    request["output_format"] = {"container": "raw", "encoding": "pcm_mulaw", "sample_rate": 8000}
+    status, ulaw = _curl(server, "/tts/bytes", request, tmp_path)
+    assert status == 200 and len(ulaw) > 4000
+    request["output_format"] = {"container": "raw", "encoding": "pcm_f32le", "sample_rate": 16000}
+    status, body = _curl(server, "/tts/bytes", request, tmp_path)
+    assert status == 400 and json.loads(body)["error"]["code"] == "VALIDATION_ERROR"

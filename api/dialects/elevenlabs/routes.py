@@ -112,8 +112,7 @@ async def _serve(websocket: WebSocket, voice_id: str, *, multi: bool) -> None:
     except ApiError as err:
         await _refuse(websocket, err)
         return
-    fallback_key = websocket.headers.get("xi-api-key") or params.xi_api_key
-    async with admitted(websocket, services, query_key=fallback_key, refuse=_refuse) as admission:
+    async with admitted(websocket, services, query_key=params.xi_api_key, refuse=_refuse) as admission:
         if admission is None:
             return
         key, counted, connection_id = admission
