@@ -4,6 +4,7 @@ gate, voice resolution and defaults as HTTP) and the one way to open a session o
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import TypeVar
 
 from fastapi import WebSocket
@@ -69,7 +70,9 @@ async def open_session(websocket: WebSocket, services: Services, key: ApiKeyReco
     outbox = Outbox(websocket, max_items=settings.stream_queue_chunks, send_timeout_s=settings.send_stall_timeout_s)
     gate = AccessGate(services.access, key, connection_counted=counted,
                       client_request_id=websocket.scope.get("state", {}).get("client_request_id"))
+    continuity = services.speech.continuity  # remembers each context's job, as for our WebSocket
     session = WsSession(services.runtime, outbox, gate, connection_id=connection_id,
                         max_text_chars=settings.max_text_chars, codec=codec, serial=not multi,
-                        max_open=max_contexts if multi else 1, max_unfinished=max_contexts)
+                        max_open=max_contexts if multi else 1, max_unfinished=max_contexts,
+                        on_job=None if continuity is None else partial(continuity.track, key_id=key.key_id))
     return session, outbox

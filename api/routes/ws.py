@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 
 from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
@@ -105,6 +106,8 @@ async def _serve_connection(websocket: WebSocket, services: Services, key: ApiKe
         connection_id=connection_id,
         max_text_chars=settings.max_text_chars,
         format_error=lambda code, message, param: error_envelope(code, message, param=param),
+        on_job=None if services.speech.continuity is None else partial(services.speech.continuity.track,
+                                                                        key_id=key.key_id),
     )
     await serve_session(websocket, session, outbox, idle_s=float(settings.ws_idle_timeout_s),
                         handle=lambda raw: _dispatch(websocket, session, raw, key.key_id))

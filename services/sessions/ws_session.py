@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from services.pipeline.synthesis import SynthesisError, SynthesisRequest
+from services.pipeline.synthesis import SynthesisError, SynthesisJob, SynthesisRequest
 from services.sessions.codec import NativeCodec, Payload, SessionCodec, plain_error
 from services.sessions.utterance import OpenGate, Utterance, UtteranceGate
 from services.sessions.ws_outbox import Outbox
@@ -55,8 +56,11 @@ class WsSession:
         serial: bool = True,
         max_open: int = 1,
         max_unfinished: int = MAX_QUEUED_UTTERANCES,
+        on_job: Callable[[SynthesisJob], None] | None = None,
     ) -> None:
+        """`on_job`: told of each utterance's job when it is created (continuity remembers it)."""
         self.runtime = runtime
+        self.on_job = on_job
         self.outbox = outbox
         self.gate: UtteranceGate = gate or OpenGate()
         self.connection_id = connection_id
@@ -139,6 +143,8 @@ class WsSession:
             await self.reject("VALIDATION_ERROR", f"Cannot synthesise with these settings: {exc}", None,
                               context_id=context_id)
             return None
+        if self.on_job is not None:
+            self.on_job(u.job)
         task = asyncio.create_task(self._run(u, self._tail if self.serial else None), name=f"ws-{u.id}")
         self._running[u.id] = (u, task)
         task.add_done_callback(lambda _t, uid=u.id: self._running.pop(uid, None))
