@@ -9,27 +9,18 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.deps import Grant, SettingsDep, Speech
-from api.dialects.cartesia.messages import GenerationConfig, Voice
+from api.dialects.cartesia.messages import GenerationConfig, Rate, Voice
 from api.routes.tts import ERROR_RESPONSES, respond
-from api.schemas import MAX_TEXT_CHARS, SUPPORTED_RATES, reject_control_characters
+from api.schemas import MAX_TEXT_CHARS, reject_control_characters
 from services.pipeline.speech import SpeechRequest
 from services.pipeline.synthesis import SamplingOptions
 
 router = APIRouter(tags=["cartesia"])
 
 
-class BytesFormat(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class BytesFormat(Rate):
     container: Literal["raw", "wav", "mp3"] = "wav"
     encoding: Literal["pcm_s16le", "pcm_mulaw"] | None = None  # pcm_f32le is streamed (WebSocket) only
-    sample_rate: int = Field(44100)
-
-    @field_validator("sample_rate")
-    @classmethod
-    def _rate(cls, value: int) -> int:
-        if value not in SUPPORTED_RATES:
-            raise ValueError(f"must be one of {list(SUPPORTED_RATES)}")
-        return value
 
     def ours(self) -> tuple[str, int]:
         if self.container == "raw" and self.encoding == "pcm_mulaw":

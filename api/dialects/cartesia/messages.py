@@ -19,10 +19,10 @@ class Voice(BaseModel):
     id: str = Field(..., min_length=1, max_length=128)
 
 
-class OutputFormat(BaseModel):
+class Rate(BaseModel):
+    """`sample_rate`, one of ours (shared by the WebSocket's and /tts/bytes' output formats)."""
+
     model_config = ConfigDict(extra="ignore")
-    container: Literal["raw"] = "raw"
-    encoding: Literal["pcm_s16le", "pcm_f32le", "pcm_mulaw"] = "pcm_f32le"  # the official SDK's default
     sample_rate: int = 44100
 
     @field_validator("sample_rate")
@@ -31,6 +31,11 @@ class OutputFormat(BaseModel):
         if value not in SUPPORTED_RATES:
             raise ValueError(f"must be one of {list(SUPPORTED_RATES)}")
         return value
+
+
+class OutputFormat(Rate):
+    container: Literal["raw"] = "raw"
+    encoding: Literal["pcm_s16le", "pcm_f32le", "pcm_mulaw"] = "pcm_f32le"  # the official SDK's default
 
     @property
     def audio_format(self) -> str:
