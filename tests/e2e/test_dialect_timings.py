@@ -172,3 +172,19 @@ def test_cartesia_sse_chunks_timestamps_and_done(server: RunningServer) -> None:
     bad = httpx.post(f"{server.base_url}/tts/sse", json={**body, "output_format": {"container": "wav"}}, timeout=30)
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "VALIDATION_ERROR"
     _wait_idle(server)
+
+
+def test_elevenlabs_voice_settings_speed_is_our_speed(server: RunningServer) -> None:
+    """`voice_settings.speed` is our speed: 1.1 keeps the style voice's `moderate` label (the same tokens for the
+    same seed) and time-stretches the audio to 1/1.1 of its length; the other settings change nothing."""
+    url = f"{server.base_url}/v1/text-to-speech/default?output_format=pcm_16000"
+
+    def http_audio(settings: dict) -> bytes:
+        answer = httpx.post(url, json={"text": TEXT, "seed": 7, "voice_settings": settings}, timeout=120)
+        assert answer.status_code == 200, answer.text
+        return answer.content
+
+    plain = http_audio({"speed": 1.0})
+    assert len(http_audio({"speed": 1.1})) / len(plain) == pytest.approx(1 / 1.1, abs=0.03)
+    assert http_audio({"speed": 1.0, "stability": 0.1, "similarity_boost": 0.9, "style": 0.5,
+                       "use_speaker_boost": True}) == plain
