@@ -169,6 +169,9 @@ def test_cartesia_sse_chunks_timestamps_and_done(server: RunningServer) -> None:
     plain = _sse_events(server, {**body, "add_timestamps": False,
                                  "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 8000}})
     assert {name for name, _ in plain} == {"chunk", "done"}
+    spoken = _sse_events(server, {**body, "transcript": "I have 3 cats.", "use_normalized_timestamps": True})
+    assert [w for name, e in spoken if name == "timestamps" for w in e["word_timestamps"]["words"]] == [
+        "I", "have", "three", "cats."]
     bad = httpx.post(f"{server.base_url}/tts/sse", json={**body, "output_format": {"container": "wav"}}, timeout=30)
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "VALIDATION_ERROR"
     _wait_idle(server)

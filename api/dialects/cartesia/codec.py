@@ -48,9 +48,10 @@ class CartesiaCodec:
         return [chunk_event(f32(data) if u.codec_state.get("f32") else data, u.context_id)]
 
     def timings(self, u: Utterance, event: Any) -> list[Payload]:
-        if not u.codec_state.get("timestamps") or not event.words:
+        words = event.normalized if u.codec_state.get("normalized") else event.words
+        if not u.codec_state.get("timestamps") or not words:
             return []
-        return [timestamps_event(event.words, u.context_id)]
+        return [timestamps_event(words, u.context_id)]
 
     def progress(self, u: Utterance) -> list[Payload]:
         return []

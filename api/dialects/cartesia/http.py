@@ -52,6 +52,7 @@ class BytesBody(BaseModel):
 class SseBody(BytesBody):
     output_format: OutputFormat = OutputFormat()  # raw only, as on the WebSocket
     add_timestamps: bool = False
+    use_normalized_timestamps: bool = False  # the words the model spoke (numbers spelt out) instead of the text's
     context_id: str | None = Field(None, max_length=128)
 
 
@@ -62,8 +63,8 @@ def _sse_framing(body: SseBody) -> Framing:
         async for item in items:
             if isinstance(item, bytes):
                 event = chunk_event(f32(item) if wide else item, body.context_id)
-            elif item.words:  # a TimestampsEvent (only asked for with add_timestamps)
-                event = timestamps_event(item.words, body.context_id)
+            elif words := (item.normalized if body.use_normalized_timestamps else item.words):  # TimestampsEvent
+                event = timestamps_event(words, body.context_id)
             else:
                 continue
             yield _sse(event)
