@@ -3,6 +3,7 @@ token by token, two turns, the second interrupted mid-sentence."""
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 from pipecat.frames.frames import (
     ErrorFrame,
@@ -15,7 +16,7 @@ from pipecat.frames.frames import (
     TTSTextFrame,
 )
 from pipecat.services.cartesia.tts import CartesiaTTSService
-from pipecat.services.elevenlabs.tts import ElevenLabsTTSService
+from pipecat.services.elevenlabs.tts import ElevenLabsHttpTTSService, ElevenLabsTTSService
 from pipecat.tests.utils import SleepFrame, run_test
 
 from tests.agents.conftest import KEY, Server, llm_tokens
@@ -59,3 +60,18 @@ async def test_pipecat_cartesia_two_turns_and_an_interruption(server: Server) ->
     await _two_turns(server, CartesiaTTSService(api_key=KEY, url=f"{server.ws}/tts/websocket", sample_rate=16000,
                                                 stop_frame_timeout_s=QUIET_S,
                                                 settings=CartesiaTTSService.Settings(voice="default")))
+
+
+async def test_pipecat_elevenlabs_http_stream_with_timestamps(server: Server) -> None:
+    """Pipecat's HTTP client reads `.../stream/with-timestamps` (JSON lines with character alignment)."""
+    async with aiohttp.ClientSession() as http:
+        tts = ElevenLabsHttpTTSService(api_key=KEY, base_url=server.http, aiohttp_session=http, sample_rate=16000,
+                                       settings=ElevenLabsHttpTTSService.Settings(voice="default"))
+        down, up = await run_test(tts, frames_to_send=[*_llm_turn(TURN_1), SleepFrame(sleep=2)])
+    assert not [f for f in (*down, *up) if isinstance(f, ErrorFrame)]
+    assert sum(len(f.audio) for f in down if isinstance(f, TTSAudioRawFrame)) > 16000
+    words = [f for f in down if isinstance(f, TTSTextFrame)]
+    assert " ".join(w.text.strip() for w in words).split() == TURN_1.split(), [w.text for w in words]
+    times = [f.pts for f in words]
+    assert None not in times and times == sorted(times)
+    assert "Traceback" not in server.log_text()
