@@ -49,6 +49,9 @@ def refresh_queue_gauges() -> None:
 
 # Builds a complete answer with timestamps from a Delivery's job (api.timed_delivery.complete_json, bound).
 TimedAnswer = Callable[["Delivery"], Awaitable[dict]]
+# A streamed answer's own framing (a dialect's): its media type, and the body made from the audio pieces and
+# TimestampsEvent items in order (the delivery's `final_status` says how the stream ended).
+Framing = tuple[str, Callable[[AsyncIterator[Any], "Delivery"], AsyncIterator[bytes]]]
 
 
 class Delivery:
@@ -152,7 +155,7 @@ class Delivery:
             self._report("failed", code)
             raise ApiError(code, exc.message, param=exc.param) from exc
 
-    async def streaming_response(self, *, sse: bool = False) -> StreamingResponse:
+    async def streaming_response(self, *, sse: bool = False, framing: Framing | None = None) -> StreamingResponse:
         """Chunked response. Headers go out with the first audio chunk."""
         kind = self.job.request.timestamps
         # With timestamps asked for, TimestampsEvent items travel in order between the audio pieces.
@@ -165,7 +168,10 @@ class Delivery:
                 self._report("disconnected", None)
             raise
         self._mark_first_audio()
-        if sse:
+        if framing is not None:
+            media_type, frame = framing
+            body = frame(self._audio_chunks(first, source), self)
+        elif sse:
             body, media_type = self._sse_body(first, source), "text/event-stream"
         elif kind:
             body, media_type = json_lines(self._audio_chunks(first, source), kind, self), "application/x-ndjson"

@@ -102,22 +102,25 @@ async def admitted(websocket: WebSocket, services: Services, *, query_key: str |
 
 # ---------------------------------------------------------------------------------------------- connection
 async def _read_loop(websocket: WebSocket, session: WsSession, outbox: Outbox, idle_s: float,
-                     handle: Handler) -> str:
-    """Handle client messages until the client leaves ("disconnect"), asks to close ("close") or stays silent
-    too long while nothing is being synthesised ("idle")."""
+                     handle: Handler, first: str | None = None) -> str:
+    """Handle client messages (`first`: one the route already read) until the client leaves ("disconnect"), asks
+    to close ("close") or stays silent too long while nothing is being synthesised ("idle")."""
     while True:
-        silent = time.monotonic() - outbox.last_activity
-        if silent >= idle_s and not session.working:
-            return "idle"
-        wait_s = idle_s - silent if silent < idle_s else idle_s
-        try:
-            message = await asyncio.wait_for(websocket.receive(), timeout=wait_s)
-        except TimeoutError:
-            continue
-        if message["type"] == "websocket.disconnect":
-            return "disconnect"
-        outbox.touch()
-        text = message.get("text")
+        if first is not None:
+            text, first = first, None
+        else:
+            silent = time.monotonic() - outbox.last_activity
+            if silent >= idle_s and not session.working:
+                return "idle"
+            wait_s = idle_s - silent if silent < idle_s else idle_s
+            try:
+                message = await asyncio.wait_for(websocket.receive(), timeout=wait_s)
+            except TimeoutError:
+                continue
+            if message["type"] == "websocket.disconnect":
+                return "disconnect"
+            outbox.touch()
+            text = message.get("text")
         try:
             if text is None:
                 raise ApiError("VALIDATION_ERROR", "Binary messages are not accepted; send JSON text frames.",
@@ -140,11 +143,12 @@ async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
 
 
 async def serve_session(websocket: WebSocket, session: WsSession, outbox: Outbox, *, idle_s: float,
-                        handle: Handler, dialect: str = "native") -> str:
+                        handle: Handler, dialect: str = "native", first: str | None = None) -> str:
     """Run the connection to its end; returns why it ended (disconnect, close, idle, stalled, send_failed,
-    server_error). Every unfinished utterance is aborted and settled before this returns."""
+    server_error). Every unfinished utterance is aborted and settled before this returns. `first`: a client
+    message the route read before the session began (it is handled first)."""
     writer = outbox.start()
-    reader = asyncio.create_task(_read_loop(websocket, session, outbox, idle_s, handle), name="ws-reader")
+    reader = asyncio.create_task(_read_loop(websocket, session, outbox, idle_s, handle, first), name="ws-reader")
     logger.info("websocket_opened", extra={"event": "websocket_opened", "key_id": session.gate.key_id,
                                            "dialect": dialect})
     ending = "disconnect"

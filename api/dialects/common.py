@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from fastapi import WebSocket
 from pydantic import BaseModel, ValidationError
+from starlette.websockets import WebSocketState
 
 from api.deps import Services
 from api.errors import ApiError
@@ -67,7 +68,8 @@ async def open_session(websocket: WebSocket, services: Services, key: ApiKeyReco
                        multi: bool = True) -> tuple[WsSession, Outbox]:
     """Accept the socket and build its session: contexts run side by side (`multi`) or one after another."""
     settings = services.settings
-    await websocket.accept(headers=[(b"x-request-id", connection_id.encode())])
+    if websocket.client_state == WebSocketState.CONNECTING:  # a route that read a first message accepted already
+        await websocket.accept(headers=[(b"x-request-id", connection_id.encode())])
     outbox = Outbox(websocket, max_items=settings.stream_queue_chunks, send_timeout_s=settings.send_stall_timeout_s)
     gate = AccessGate(services.access, key, connection_counted=counted,
                       client_request_id=websocket.scope.get("state", {}).get("client_request_id"))

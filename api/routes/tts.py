@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
 
-from api.delivery import Delivery
+from api.delivery import Delivery, Framing, TimedAnswer
 from api.deps import Grant, SettingsDep, Speech
 from api.form_body import FormAsJsonRoute
 from api.schemas import TTSGenerateRequest
@@ -63,8 +63,10 @@ def _response_headers(opened: OpenedSpeech, speech: SpeechRequest, grant: Access
 
 
 async def respond(request: Request, speech: SpeechRequest, service: SpeechService, grant: AccessGrant, *,
-                  sse: bool = False, captions: str | None = None) -> Response:
-    """Open the job through the speech service, account for it, and answer (streamed, SSE or complete)."""
+                  sse: bool = False, captions: str | None = None, timed: TimedAnswer | None = None,
+                  framing: Framing | None = None) -> Response:
+    """Open the job through the speech service, account for it, and answer (streamed, SSE or complete).
+    `timed` / `framing`: a dialect's own shape of a complete answer with timestamps / of a streamed one."""
     settings = service.settings
     received_at = request.scope.get("state", {}).get("received_at", time.perf_counter())
     try:
@@ -86,8 +88,9 @@ async def respond(request: Request, speech: SpeechRequest, service: SpeechServic
                         stall_timeout_s=settings.send_stall_timeout_s, realtime_pacing=settings.realtime_pacing,
                         gpu_faults=service.gpu_faults, max_buffered_bytes=settings.max_buffered_audio_mb * 2**20)
     if speech.stream or sse:
-        return await delivery.streaming_response(sse=sse)
-    timed = complete_json(speech.timestamps, captions) if speech.timestamps else None
+        return await delivery.streaming_response(sse=sse, framing=framing)
+    if timed is None and speech.timestamps:
+        timed = complete_json(speech.timestamps, captions)
     return await delivery.complete_response(request.receive, timed=timed)
 
 

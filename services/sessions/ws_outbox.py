@@ -109,9 +109,10 @@ class Outbox:
 
     async def close(self) -> None:
         self.closed = True
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
+        if self.task is not None:
+            if not self.task.done():
+                self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)  # also retrieves a failure (kept in .failure)
 
     async def _put(self, queue: asyncio.Queue[_Item], item: _Item) -> None:
         if self.closed:

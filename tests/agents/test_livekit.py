@@ -10,10 +10,9 @@ import pytest
 from livekit.agents import APIConnectOptions
 from livekit.plugins import cartesia, elevenlabs
 
-from tests.agents.conftest import KEY, ROOT, Server, llm_tokens
+from tests.agents.conftest import KEY, Server, llm_tokens
 
 pytestmark = pytest.mark.timeout(600)
-ALIGNER = (ROOT / "core" / "align").is_dir()  # timings need the aligner (issue: timestamps)
 TURN_1 = "Hello there. The weather is lovely today, is it not?"
 TURN_2 = "This second answer is rather long, so that it can be interrupted before it ends. It goes on and on."
 CONN = APIConnectOptions(max_retry=0, timeout=120)
@@ -35,6 +34,14 @@ async def _turn(tts: elevenlabs.TTS | cartesia.TTS, text: str, *, interrupt_afte
     return frames, words
 
 
+def _check_words(words: list, seconds: float) -> None:
+    """The server's word timings, as LiveKit hands them on (TimedString): every word of the turn, in order."""
+    assert "".join(words).split() == TURN_1.split(), words
+    starts = [w.start_time for w in words]
+    assert starts == sorted(starts) and all(w.start_time <= w.end_time for w in words)
+    assert starts[-1] <= seconds + 0.5
+
+
 @pytest.mark.parametrize("encoding", ["mp3_22050_32", "pcm_16000"])
 async def test_livekit_elevenlabs_two_turns_and_an_interruption(server: Server, encoding: str) -> None:
     async with aiohttp.ClientSession() as http:
@@ -45,10 +52,7 @@ async def test_livekit_elevenlabs_two_turns_and_an_interruption(server: Server, 
         seconds = sum(f.duration for f in frames)
         assert 0.5 < seconds < 30  # audio that decodes (LiveKit decodes the MP3 itself)
         assert all(f.sample_rate == int(encoding.split("_")[1]) for f in frames)
-        if ALIGNER:
-            assert words, "no word timings"
-            starts = [w.start_time for w in words]
-            assert starts == sorted(starts) and starts[-1] <= seconds + 0.5
+        _check_words(words, seconds)
         interrupted, _ = await _turn(tts, TURN_2, interrupt_after_frames=3)
         assert len(interrupted) == 3
         again, _ = await _turn(tts, "And a third turn after the interruption.")  # the pool still works
@@ -64,9 +68,7 @@ async def test_livekit_cartesia_two_turns_and_an_interruption(server: Server) ->
         assert frames, server.log_text()[-2000:]
         seconds = sum(f.duration for f in frames)
         assert 0.5 < seconds < 30 and all(f.sample_rate == 24000 for f in frames)
-        if ALIGNER:
-            starts = [w.start_time for w in words]
-            assert starts and starts == sorted(starts)
+        _check_words(words, seconds)
         interrupted, _ = await _turn(tts, TURN_2, interrupt_after_frames=3)
         assert len(interrupted) == 3
         again, _ = await _turn(tts, "And a third turn after the interruption.")

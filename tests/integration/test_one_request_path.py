@@ -1,5 +1,6 @@
 """One request path for every transport: the same request, sent over native HTTP, OpenAI bytes, OpenAI SSE, the
-WebSocket and the ElevenLabs and Cartesia WebSocket dialects, is counted, logged, recorded and charged the same way.
+WebSocket, the ElevenLabs and Cartesia WebSocket dialects and their timed HTTP routes (ElevenLabs
+`stream/with-timestamps`, Cartesia `/tts/sse`), is counted, logged, recorded and charged the same way.
 
 A real uvicorn server with the demo model, keys and credits in the real PostgreSQL, the request log written to
 PostgreSQL, JSON logs read from the server's output. For each transport the test compares:
@@ -161,8 +162,29 @@ def cartesia(server: RunningServer, key: str) -> str:
                       "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": RATE}}])
 
 
+def elevenlabs_timed(server: RunningServer, key: str) -> str:
+    with httpx.stream("POST", f"{server.base_url}/v1/text-to-speech/{VOICE}/stream/with-timestamps",
+                      params={"output_format": f"pcm_{RATE}"}, json={"text": TEXT}, headers={"xi-api-key": key},
+                      timeout=120) as response:
+        assert response.status_code == 200, response.read()
+        lines = [json.loads(line) for line in response.iter_lines() if line]
+    assert b"".join(base64.b64decode(line["audio_base64"]) for line in lines)
+    return response.headers["X-Request-ID"]
+
+
+def cartesia_sse(server: RunningServer, key: str) -> str:
+    body = {"transcript": TEXT, "voice": {"mode": "id", "id": VOICE}, "add_timestamps": True,
+            "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": RATE}}
+    response = httpx.post(f"{server.base_url}/tts/sse", json=body, headers={"X-API-Key": key}, timeout=120)
+    assert response.status_code == 200, response.text
+    events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+    assert events[-1]["type"] == "done" and any(e["type"] == "chunk" for e in events)
+    return response.headers["X-Request-ID"]
+
+
 TRANSPORTS = {"http": native_http, "openai": openai_bytes, "sse": openai_sse, "websocket": websocket,
-              "elevenlabs": elevenlabs, "cartesia": cartesia}
+              "elevenlabs": elevenlabs, "cartesia": cartesia, "elevenlabs_timed": elevenlabs_timed,
+              "cartesia_sse": cartesia_sse}
 
 
 # ------------------------------------------------------------------------------------------------ evidence

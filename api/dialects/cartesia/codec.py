@@ -14,38 +14,57 @@ from services.sessions.codec import Payload
 from services.sessions.utterance import Utterance
 
 
+def f32(data: bytes) -> bytes:
+    """pcm_f32le from our s16le."""
+    return (np.frombuffer(data, "<i2").astype("<f4") / 32768.0).astype("<f4").tobytes()
+
+
+def chunk_event(data: bytes, context_id: str | None) -> Payload:
+    return {"type": "chunk", "data": base64.b64encode(data).decode("ascii"), "done": False, "status_code": 206,
+            "step_time": 0.0, "context_id": context_id}
+
+
+def timestamps_event(words: Any, context_id: str | None) -> Payload:
+    """`words`: WordSpan items, seconds from the start of the context."""
+    return {"type": "timestamps", "done": False, "status_code": 206, "context_id": context_id,
+            "word_timestamps": {"words": [w.text for w in words], "start": [w.start for w in words],
+                                "end": [w.end for w in words]}}
+
+
+def done_event(context_id: str | None) -> Payload:
+    return {"type": "done", "done": True, "status_code": 200, "context_id": context_id}
+
+
+def error_event(code: str, message: str, context_id: str | None) -> Payload:
+    return {"type": "error", "done": True, "status_code": ERROR_CODES.get(code, (500, ""))[0], "error": message,
+            "code": code, "context_id": context_id}
+
+
 class CartesiaCodec:
     def started(self, u: Utterance) -> list[Payload]:
         return []
 
     def audio(self, u: Utterance, data: bytes) -> list[Payload]:
-        if u.codec_state.get("f32"):  # pcm_f32le from our s16le
-            data = (np.frombuffer(data, "<i2").astype("<f4") / 32768.0).astype("<f4").tobytes()
-        return [{"type": "chunk", "data": base64.b64encode(data).decode("ascii"), "done": False,
-                 "status_code": 206, "step_time": 0.0, "context_id": u.context_id}]
+        return [chunk_event(f32(data) if u.codec_state.get("f32") else data, u.context_id)]
 
     def timings(self, u: Utterance, event: Any) -> list[Payload]:
-        if not u.codec_state.get("timestamps") or not event.words:
+        words = event.normalized if u.codec_state.get("normalized") else event.words
+        if not u.codec_state.get("timestamps") or not words:
             return []
-        words = event.words
-        return [{"type": "timestamps", "done": False, "status_code": 206, "context_id": u.context_id,
-                 "word_timestamps": {"words": [w.text for w in words], "start": [w.start for w in words],
-                                     "end": [w.end for w in words]}}]
+        return [timestamps_event(words, u.context_id)]
 
     def progress(self, u: Utterance) -> list[Payload]:
         return []
 
     def done(self, u: Utterance) -> list[Payload]:
-        return [{"type": "done", "done": True, "status_code": 200, "context_id": u.context_id}]
+        return [done_event(u.context_id)]
 
     def ended(self, u: Utterance) -> list[Payload]:
         return []  # the error already says done
 
     def error(self, code: str, message: str, param: str | None, u: Utterance | None,
               context_id: str | None) -> Payload:
-        cid = u.context_id if u is not None else context_id
-        return {"type": "error", "done": True, "status_code": ERROR_CODES.get(code, (500, ""))[0], "error": message,
-                "code": code, "context_id": cid}
+        return error_event(code, message, u.context_id if u is not None else context_id)
 
     def flushed(self, u: Utterance) -> list[Payload]:
         count = u.codec_state["flushes"] = u.codec_state.get("flushes", 0) + 1

@@ -1,15 +1,21 @@
-"""Cartesia's `POST /tts/bytes` on the same request path as ours (`api/routes/tts.py:respond`): the whole answer as
-one file, `wav`, `mp3` or `raw` (`pcm_s16le`, `pcm_mulaw`). Errors use our envelope (see the README)."""
+"""Cartesia's HTTP routes on the same request path as ours (`api/routes/tts.py:respond`): `POST /tts/bytes`, the
+whole answer as one file (`wav`, `mp3` or `raw` with `pcm_s16le`, `pcm_mulaw`), and `POST /tts/sse`, server-sent
+events in the WebSocket's shapes (`chunk`, `timestamps` when `add_timestamps`, then `done`, or `error`). Errors before
+the first event use our envelope (see the README)."""
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from collections.abc import AsyncIterator
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from api.delivery import Delivery, Framing
 from api.deps import Grant, SettingsDep, Speech
-from api.dialects.cartesia.messages import GenerationConfig, Rate, Voice
+from api.dialects.cartesia.codec import chunk_event, done_event, error_event, f32, timestamps_event
+from api.dialects.cartesia.messages import GenerationConfig, OutputFormat, Rate, Voice
 from api.routes.tts import ERROR_RESPONSES, respond
 from api.schemas import MAX_TEXT_CHARS, reject_control_characters
 from services.pipeline.speech import SpeechRequest
@@ -43,12 +49,56 @@ class BytesBody(BaseModel):
         return reject_control_characters(value, "transcript")
 
 
+class SseBody(BytesBody):
+    output_format: OutputFormat = OutputFormat()  # raw only, as on the WebSocket
+    add_timestamps: bool = False
+    use_normalized_timestamps: bool = False  # the words the model spoke (numbers spelt out) instead of the text's
+    context_id: str | None = Field(None, max_length=128)
+
+
+def _sse_framing(body: SseBody) -> Framing:
+    wide = body.output_format.encoding == "pcm_f32le"
+
+    async def events(items: AsyncIterator[Any], delivery: Delivery) -> AsyncIterator[bytes]:
+        async for item in items:
+            if isinstance(item, bytes):
+                event = chunk_event(f32(item) if wide else item, body.context_id)
+            elif words := (item.normalized if body.use_normalized_timestamps else item.words):  # TimestampsEvent
+                event = timestamps_event(words, body.context_id)
+            else:
+                continue
+            yield _sse(event)
+        if delivery.final_status == "completed":
+            yield _sse(done_event(body.context_id))
+        else:
+            code = delivery.job.error.code if delivery.job.error else "STREAMING_ERROR"
+            yield _sse(error_event(code, "The stream ended early.", body.context_id))
+
+    return "text/event-stream", events
+
+
+def _sse(event: dict) -> bytes:
+    return f"event: {event['type']}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
+
+
+def _speech(body: BytesBody, settings: Any, audio_format: str, rate: int, *, stream: bool,
+            timestamps: str | None = None) -> SpeechRequest:
+    speed = body.generation_config.speed if body.generation_config else None
+    return SpeechRequest(text=body.transcript, voice=body.voice.id, audio_format=audio_format, sample_rate=rate,
+                         sampling=SamplingOptions.with_defaults(settings), stream=stream, normalize=True,
+                         chunking=True, speed=None if speed in (None, 1.0) else speed, text_field="transcript",
+                         voice_field="voice.id", timestamps=timestamps)
+
+
+@router.post("/tts/sse", responses=ERROR_RESPONSES, summary="Cartesia: speech as server-sent events")
+async def tts_sse(body: SseBody, request: Request, service: Speech, grant: Grant, settings: SettingsDep) -> Response:
+    output = body.output_format
+    speech = _speech(body, settings, output.audio_format, output.rate, stream=True,
+                     timestamps="word" if body.add_timestamps else None)
+    return await respond(request, speech, service, grant, framing=_sse_framing(body))
+
+
 @router.post("/tts/bytes", responses=ERROR_RESPONSES, summary="Cartesia: speech as one file")
 async def tts_bytes(body: BytesBody, request: Request, service: Speech, grant: Grant, settings: SettingsDep) -> Response:
     audio_format, rate = body.output_format.ours()
-    speed = body.generation_config.speed if body.generation_config else None
-    speech = SpeechRequest(text=body.transcript, voice=body.voice.id, audio_format=audio_format, sample_rate=rate,
-                           sampling=SamplingOptions.with_defaults(settings), stream=False, normalize=True,
-                           chunking=True, speed=None if speed in (None, 1.0) else speed, text_field="transcript",
-                           voice_field="voice.id")
-    return await respond(request, speech, service, grant)
+    return await respond(request, _speech(body, settings, audio_format, rate, stream=False), service, grant)

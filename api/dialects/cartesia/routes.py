@@ -64,7 +64,8 @@ class _Connection:
             u = await session.start(request, context_id=cid)
             if u is None:
                 return  # refused (too many contexts): the session answered
-            u.codec_state.update(f32=output.encoding == "pcm_f32le", timestamps=msg.add_timestamps)
+            u.codec_state.update(f32=output.encoding == "pcm_f32le", timestamps=msg.add_timestamps,
+                                 normalized=msg.use_normalized_timestamps)
         if msg.transcript:
             await session.text(msg.transcript, context_id=cid)
         if msg.flush:

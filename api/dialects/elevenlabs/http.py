@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Grant, Library, OptionalVoiceCaller, Runtime, SettingsDep, Speech
+from api.dialects.elevenlabs import timed
 from api.dialects.elevenlabs.messages import VoiceSettings, parse_output_format
 from api.routes.tts import ERROR_RESPONSES, respond
 from api.schemas import MAX_TEXT_CHARS, reject_control_characters
@@ -30,14 +31,16 @@ class TextToSpeechBody(BaseModel):
     seed: int | None = Field(None, ge=0, le=4_294_967_295)
     apply_text_normalization: str = "auto"
 
-    def to_speech_request(self, settings, voice_id: str, output_format: str, *, stream: bool) -> SpeechRequest:
+    def to_speech_request(self, settings, voice_id: str, output_format: str, *, stream: bool,
+                          timed: bool = False) -> SpeechRequest:
         output = parse_output_format(output_format)
         speed = self.voice_settings.speed if self.voice_settings else None
         return SpeechRequest(text=reject_control_characters(self.text), voice=voice_id,
                              audio_format=output.audio_format, sample_rate=output.sample_rate,
                              sampling=SamplingOptions.with_defaults(settings, seed=self.seed), stream=stream,
                              normalize=self.apply_text_normalization != "off", chunking=True,
-                             speed=None if speed in (None, 1.0) else speed, voice_field="voice_id")
+                             speed=None if speed in (None, 1.0) else speed, voice_field="voice_id",
+                             timestamps="character" if timed else None)
 
 
 @router.post("/v1/text-to-speech/{voice_id}", responses=ERROR_RESPONSES, summary="ElevenLabs: speech as a file")
@@ -54,6 +57,24 @@ async def text_to_speech_stream(voice_id: str, body: TextToSpeechBody, request: 
                                 output_format: str = Query("mp3_44100_128")) -> Response:
     return await respond(request, body.to_speech_request(settings, voice_id, output_format, stream=True), service,
                          grant)
+
+
+@router.post("/v1/text-to-speech/{voice_id}/with-timestamps", responses=ERROR_RESPONSES,
+             summary="ElevenLabs: speech as base64 with character timings")
+async def text_to_speech_with_timestamps(voice_id: str, body: TextToSpeechBody, request: Request, service: Speech,
+                                         grant: Grant, settings: SettingsDep,
+                                         output_format: str = Query("mp3_44100_128")) -> Response:
+    speech = body.to_speech_request(settings, voice_id, output_format, stream=False, timed=True)
+    return await respond(request, speech, service, grant, timed=timed.complete)
+
+
+@router.post("/v1/text-to-speech/{voice_id}/stream/with-timestamps", responses=ERROR_RESPONSES,
+             summary="ElevenLabs: speech streamed as JSON lines with character timings")
+async def text_to_speech_stream_with_timestamps(voice_id: str, body: TextToSpeechBody, request: Request,
+                                                service: Speech, grant: Grant, settings: SettingsDep,
+                                                output_format: str = Query("mp3_44100_128")) -> Response:
+    speech = body.to_speech_request(settings, voice_id, output_format, stream=True, timed=True)
+    return await respond(request, speech, service, grant, framing=timed.FRAMING)
 
 
 @router.get("/v1/voices", summary="ElevenLabs: voices this key can use")

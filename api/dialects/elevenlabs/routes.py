@@ -4,11 +4,13 @@ driver (api/ws_connection.py). What each message means is in the README's Eleven
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
 from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
+from starlette.websockets import WebSocketState
 
 from api.deps import Services, services_of
 from api.dialects.common import open_session, synthesis_request
@@ -37,7 +39,8 @@ def error_message(err: ApiError, context_id: str | None = None) -> str:
 
 async def _refuse(websocket: WebSocket, err: ApiError) -> None:
     """ElevenLabs answers a bad connection in-band: one error message, then close 1008 (policy)."""
-    await websocket.accept()
+    if websocket.client_state == WebSocketState.CONNECTING:
+        await websocket.accept()
     await websocket.send_text(error_message(err))
     await close_quietly(websocket, CLOSE_POLICY, err.code)
 
@@ -113,7 +116,13 @@ async def _serve(websocket: WebSocket, voice_id: str, *, multi: bool) -> None:
     except ApiError as err:
         await _refuse(websocket, err)
         return
-    async with admitted(websocket, services, query_key=params.xi_api_key, refuse=_refuse) as admission:
+    first = None
+    if services.access.authenticator is not None and not _key_sent(websocket, params):
+        first = await _first_message(websocket, float(params.inactivity_timeout))  # older clients' key is in it
+        if first is None:
+            return
+    query_key = params.xi_api_key or (_message_key(first) if first is not None else None)
+    async with admitted(websocket, services, query_key=query_key, refuse=_refuse) as admission:
         if admission is None:
             return
         key, counted, connection_id = admission
@@ -128,7 +137,35 @@ async def _serve(websocket: WebSocket, voice_id: str, *, multi: bool) -> None:
             await close_quietly(websocket, CLOSE_POLICY, err.code)
             return
         await serve_session(websocket, session, outbox, idle_s=float(params.inactivity_timeout),
-                            handle=conn.handle, dialect="elevenlabs")
+                            handle=conn.handle, dialect="elevenlabs", first=first)
+
+
+def _key_sent(websocket: WebSocket, params: ConnectionParams) -> bool:
+    headers = websocket.headers
+    return bool(params.xi_api_key or headers.get("authorization")
+                or headers.get("x-api-key") or headers.get("xi-api-key"))
+
+
+async def _first_message(websocket: WebSocket, timeout_s: float) -> str | None:
+    """No key in the headers or query: accept and read the first message (older clients send `xi_api_key` in
+    it). None when the client left or sent nothing usable in time (it was told why)."""
+    await websocket.accept()
+    try:
+        message = await asyncio.wait_for(websocket.receive(), timeout=timeout_s)
+    except TimeoutError:
+        message = {"type": "websocket.receive", "text": None}
+    if message["type"] == "websocket.disconnect":
+        return None
+    return message.get("text") or ""
+
+
+def _message_key(raw: str) -> str | None:
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    key = data.get("xi_api_key") if isinstance(data, dict) else None
+    return key if isinstance(key, str) and key else None
 
 
 @router.websocket("/v1/text-to-speech/{voice_id}/multi-stream-input")
