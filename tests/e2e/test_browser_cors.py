@@ -9,11 +9,8 @@ exposed. The audio is decoded in the page with decodeAudioData.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,19 +18,12 @@ import pytest
 
 from tests.e2e.conftest import PROJECT_ROOT, RunningServer, start_server, stop_server
 from tests.e2e.test_playground import browser  # noqa: F401 - the same headless Chromium fixture
+from tests.http_stub import static_server
 
 pytestmark = pytest.mark.e2e
 
 KEY = "browser-cors-key"
 PAGES = PROJECT_ROOT / "tests" / "browser"
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".mjs": "text/javascript",
-                      ".js": "text/javascript"}
-
-    def log_message(self, *args) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +32,8 @@ def page_origin() -> Iterator[str]:
         npm = shutil.which("npm")
         assert npm, "npm is needed: scripts/test installs node and npm, then runs `npm ci` in tests/browser"
         subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=PAGES, check=True, timeout=300)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(PAGES)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with static_server(PAGES) as base_url:
+        yield base_url
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import io
 import math
 import time
 import wave
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,23 +20,12 @@ import pytest
 
 from core.clone import MAX_REFERENCE_SECONDS, MIN_REFERENCE_SECONDS
 from tests.e2e.conftest import RunningServer, start_server, stop_server
-from tests.e2e.test_playground import KEY, browser  # noqa: F401 - the same headless Chromium fixture
+from tests.e2e.test_playground import KEY, browser, server  # noqa: F401 - the same fixtures: Chromium, a keyed server
 
 pytestmark = pytest.mark.e2e
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
 SENTENCE = "Hello! This is the playground streaming speech while it is being generated. "
-
-
-@pytest.fixture(scope="module")
-def server(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    env = {"TTS_AUTH_ENABLED": "true", "TTS_API_KEYS": KEY, "TTS_SR_ENABLED": "false",
-           "TTS_VOICE_DIR": str(tmp_path_factory.mktemp("controls-voices"))}
-    running = start_server(demo_model_dir, tmp_path_factory.mktemp("controls") / "server.log", env)
-    try:
-        yield running
-    finally:
-        stop_server(running)
 
 
 def open_page(driver, base_url: str, key: str | None = KEY) -> None:  # noqa: ANN001 - a selenium WebDriver
@@ -248,7 +236,7 @@ def test_a_server_killed_mid_stream_is_reported_and_the_received_audio_downloads
             stop_server(doomed)
 
 
-def test_every_asset_is_served_and_has_no_third_party_address(server: RunningServer) -> None:
+def test_every_asset_is_served_and_has_no_third_party_address(server: RunningServer) -> None:  # noqa: F811
     import re
 
     from api.routes.playground import ASSETS
