@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.cors import install_cors
 from api.deps import Services
 from api.dialects.cartesia import http as cartesia_http
 from api.dialects.cartesia import routes as cartesia_routes
@@ -100,16 +101,7 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
                        uploads={("POST", "/v1/audio/voices"): MAX_UPLOAD_BYTES},
                        hints={"/v1/tts/generate": "A reference recording larger than this goes to POST /v1/audio/voices "
                               "(up to 20 MiB); then name the voice by its id."})
-    if settings.cors_origins:
-        from fastapi.middleware.cors import CORSMiddleware
-
-        app.add_middleware(
-            CORSMiddleware, allow_origins=[o.strip() for o in settings.cors_origins.split(",") if o.strip()],
-            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "X-Server-Request-ID", "X-Sample-Rate", "X-Format", "X-TTFB-ms",
-                            "X-RTF", "X-Audio-Seconds", "X-Normalized-Text", "Retry-After"],
-        )
+    install_cors(app, settings.cors_origins)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(HttpMetricsMiddleware)  # outermost: sees every answer, the middlewares' own refusals too
     return app

@@ -187,7 +187,8 @@ class Settings(BaseSettings):
     )
     key_cache_ttl_s: float = Field(30.0, ge=0, description="API-key lookup cache TTL (revocation latency).")
     cors_origins: str = Field(
-        "", description="Comma-separated browser origins allowed by CORS (e.g. https://app.example.com); empty: no CORS."
+        "", description="Comma-separated browser origins allowed by CORS (e.g. https://app.example.com); empty: no CORS. "
+        "See README \"From a browser\"."
     )
     playground_enabled: bool = Field(
         True, description="Serve the web playground at /playground (and redirect / to it); false: both answer 404.",

@@ -1,5 +1,6 @@
-"""A local HTTP server that answers JSON from a handler function: stands in for a hosted HTTP API (Supabase's
-PostgREST) so the real client library talks to it as it would to the service."""
+"""Local HTTP servers for tests: one answers JSON from a handler function (a stand-in for a hosted HTTP API such as
+Supabase's PostgREST, so the real client library talks to it as it would to the service), one serves static files
+(a page on another origin than the API, for the browser tests)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 # (method, path, query, lower-cased headers, JSON body or None) -> (status, JSON payload or None)
@@ -37,7 +39,31 @@ def json_server(handle: Handle) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    with _serving(Handler) as base_url:
+        yield base_url
+
+
+@contextmanager
+def static_server(directory: Path) -> Iterator[str]:
+    """Serve the files under `directory` (ES modules as JavaScript) on a free loopback port; yields the base URL."""
+
+    class Handler(SimpleHTTPRequestHandler):
+        extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".mjs": "text/javascript",
+                          ".js": "text/javascript"}
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, directory=str(directory), **kwargs)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with _serving(Handler) as base_url:
+        yield base_url
+
+
+@contextmanager
+def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -148,7 +148,7 @@ def test_the_page_records_a_clip_and_clones_a_voice_from_it(server: RunningServe
     WebDriverWait(driver, 10).until(lambda d: note.text.startswith("Recorded"))
     driver.find_element(By.ID, "clone-name").send_keys("Browser voice")
     driver.find_element(By.ID, "clone").click()
-    WebDriverWait(driver, 60).until(lambda d: "Created" in note.text or "Recorded" not in note.text)
+    WebDriverWait(driver, 60).until(lambda d: "…" not in note.text and "Recorded" not in note.text)  # done
     assert note.text.startswith("Created voice_"), note.text
     select = driver.find_element(By.ID, "voice")
     voice_id = select.get_attribute("value")
@@ -210,7 +210,7 @@ def test_the_page_keeps_the_voice_of_a_synthesis(server: RunningServer, browser)
     name.send_keys("Liked one")
     driver.find_element(By.ID, "keep").click()
     status = driver.find_element(By.ID, "keep-status")
-    WebDriverWait(driver, 30).until(lambda d: status.text)
+    WebDriverWait(driver, 30).until(lambda d: status.text and "…" not in status.text)  # past "Keeping the voice…"
     assert status.text.startswith("Kept as voice_"), status.text
     select = driver.find_element(By.ID, "voice")
     voice_id = select.get_attribute("value")

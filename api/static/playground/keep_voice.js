@@ -27,9 +27,18 @@
     const name = el("keep-name").value.trim() || "Kept voice";
     el("keep").disabled = true;
     try {
-      const response = await fetch("/v1/audio/voices", { method: "POST", headers,
-                                                          body: JSON.stringify({ from_request_id: requestId, name }) });
+      note("Keeping the voice…");
+      let response;
+      try {
+        response = await fetch("/v1/audio/voices", { method: "POST", headers,
+                                                     body: JSON.stringify({ from_request_id: requestId, name }) });
+      } catch (_) {
+        note("Keeping the voice failed: could not reach the server (the network is down or the server is not running).",
+             true);
+        return;
+      }
       const body = await response.json().catch(() => ({}));
+      if (response.status === 401 && !key) { note("This server needs an API key: enter your API key above.", true); return; }
       if (!response.ok) {
         const error = body.error || {};
         note(`${response.status} ${error.code || response.statusText}: ${error.message || ""}`, true);
@@ -38,6 +47,7 @@
       const select = el("voice");
       select.add(new Option(`${body.name} (custom)`, body.id));
       select.value = body.id;
+      select.dispatchEvent(new Event("change"));  // voices.js enables "Delete voice" for it
       note(`Kept as ${body.id}; it is now the selected voice.`);
     } finally {
       el("keep").disabled = false;

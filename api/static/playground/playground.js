@@ -1,5 +1,6 @@
 // Spark-TTS playground: streams PCM from POST /v1/tts/generate into Web Audio while it is being generated.
 // No third-party code, no inline script (the page is served with a strict Content-Security-Policy).
+// The helpers at the top (headers, setBusy, responseProblem, networkProblem) are shared with voices.js.
 "use strict";
 
 const EXAMPLES = {
@@ -8,15 +9,21 @@ const EXAMPLES = {
   zh: "你好！我有3个苹果，2024年3月5日，价格是12.5元，增长了50%。",
 };
 const KEY_STORAGE = "spark-tts-playground-api-key";
+const KEY_CODES = new Set(["INVALID_API_KEY", "EXPIRED_API_KEY", "KEY_SUSPENDED"]);
+const PEAK_MS = 10;  // the waveform keeps one peak per 10 ms of audio, so it can redraw the whole utterance cheaply
 
 const $ = (id) => document.getElementById(id);
-const state = {
-  context: null, controller: null, chunks: [], sampleRate: 16000,
-  // Read by the end-to-end test: when audio was first scheduled and when the stream ended (performance.now()).
-  stats: { running: false, done: false, startedAt: null, firstAudioAt: null, streamEndAt: null,
-           streamSamples: 0, scheduledSamples: 0, ttfaMs: null, rtf: null, error: null },
+// One run per Play: its abort controller, the audio sources it scheduled and whether its stream has ended. A new
+// Play or Stop ends the current run; a run that is no longer current never touches the page again.
+const state = { context: null, run: null, chunks: [], peaks: [], sampleRate: 16000 };
+// Read by the end-to-end tests: when audio was first scheduled, when the stream ended, when playback ended
+// (performance.now()), and how many scheduled sources Stop or a new Play cut short.
+const stats = {
+  running: false, done: false, playing: false, startedAt: null, firstAudioAt: null, streamEndAt: null,
+  playbackEndAt: null, streamSamples: 0, scheduledSamples: 0, ttfaMs: null, rtf: null, error: null,
+  outcome: null, stoppedSources: 0, runs: 0, wavePeaks: 0,
 };
-window.playgroundStats = state.stats;
+window.playgroundStats = stats;
 
 function headers(json = true) {
   const h = {};
@@ -26,18 +33,36 @@ function headers(json = true) {
   return h;
 }
 
-function setStatus(text, isError = false) {
-  $("status").textContent = text;
-  $("status").className = isError ? "error" : "";
+function show(element, text, kind = "") {
+  element.textContent = text;
+  element.className = kind;  // "" | "busy" | "error"
 }
 
-async function errorText(response) {
-  try {
-    const body = await response.json();
-    return `${response.status} ${body.error.code}: ${body.error.message}`;
-  } catch (_) {
-    return `${response.status} ${response.statusText}`;
+function setStatus(text, kind = "") { show($("status"), text, kind); }
+
+// Disable a button while its call is under way and say what is happening next to it.
+function setBusy(button, busy) {
+  button.disabled = busy;
+  button.setAttribute("aria-busy", busy ? "true" : "false");
+}
+
+// The words for a refused request: key problems point at the key field, everything else names the error.
+async function responseProblem(response, what) {
+  let error = {};
+  try { error = (await response.json()).error || {}; } catch (_) { /* not our envelope */ }
+  if (response.status === 401 || (response.status === 403 && KEY_CODES.has(error.code))) {
+    if (!sessionStorage.getItem(KEY_STORAGE)) return "This server needs an API key: enter your API key above.";
+    return `The API key was not accepted (${error.message || response.statusText}): enter a valid API key above.`;
   }
+  const detail = error.code ? `${error.code}: ${error.message}` : response.statusText;
+  return `${what} failed: ${response.status} ${detail}`;
+}
+
+function networkProblem(error, what) {
+  if (error && error.name === "TypeError") {
+    return `${what} failed: could not reach the server (the network is down or the server is not running).`;
+  }
+  return `${what} failed: ${error && error.message ? error.message : error}`;
 }
 
 async function loadHealth() {
@@ -51,35 +76,37 @@ async function loadHealth() {
   } catch (_) { /* the page still works without it */ }
 }
 
-async function loadVoices() {
-  const select = $("voice");
-  const response = await fetch("/v1/audio/voices", { headers: headers(false) });
-  if (!response.ok) { setStatus(`Voices: ${await errorText(response)}`, true); return; }
-  const body = await response.json();
-  select.replaceChildren();
-  for (const voice of body.voices) {
-    const option = document.createElement("option");
-    option.value = voice.id;
-    option.textContent = voice.type === "custom" ? `${voice.name} (custom)` : voice.id;
-    option.selected = voice.id === body.default;
-    select.append(option);
+// ----------------------------------------------------------------------------------------- waveform
+function addPeaks(samples) {
+  const block = Math.max(1, Math.round(state.sampleRate * PEAK_MS / 1000));
+  for (let i = 0; i < samples.length; i += block) {
+    let peak = 0;
+    for (let j = i; j < Math.min(samples.length, i + block); j++) peak = Math.max(peak, Math.abs(samples[j]));
+    state.peaks.push(peak);
   }
+  stats.wavePeaks = state.peaks.length;
 }
 
-function drawWave(samples) {
+// The whole utterance so far across the canvas width (it is rescaled as more arrives); no peaks: an empty canvas.
+function drawWave() {
   const canvas = $("wave");
   const g = canvas.getContext("2d");
   g.fillStyle = "#0f1420";
   g.fillRect(0, 0, canvas.width, canvas.height);
+  const peaks = state.peaks;
+  if (!peaks.length) return;
   g.strokeStyle = "#4fd1c5";
   g.beginPath();
-  const step = Math.max(1, Math.floor(samples.length / canvas.width));
-  for (let x = 0; x < canvas.width; x++) {
+  const n = peaks.length;
+  const w = canvas.width;
+  for (let x = 0; x < w; x++) {
+    const from = Math.floor(x * n / w);
+    const to = Math.max(from + 1, Math.floor((x + 1) * n / w));
     let peak = 0;
-    for (let i = x * step; i < Math.min(samples.length, (x + 1) * step); i++) peak = Math.max(peak, Math.abs(samples[i]));
-    const h = peak * canvas.height / 2;
-    g.moveTo(x, canvas.height / 2 - h);
-    g.lineTo(x, canvas.height / 2 + h);
+    for (let i = from; i < to; i++) peak = Math.max(peak, peaks[i]);
+    const h = Math.max(0.5, peak * canvas.height / 2);
+    g.moveTo(x + 0.5, canvas.height / 2 - h);
+    g.lineTo(x + 0.5, canvas.height / 2 + h);
   }
   g.stroke();
 }
@@ -91,29 +118,95 @@ function s16ToFloat(bytes) {
   return out;
 }
 
+// ----------------------------------------------------------------------------------------- play / stop
+function seconds(samples) { return `${(samples / state.sampleRate).toFixed(2)} s`; }
+
+function endRun(run) {
+  run.ended = true;
+  run.controller.abort();
+  for (const source of run.sources) {
+    stats.stoppedSources += 1;
+    try { source.stop(); } catch (_) { /* already ended */ }
+  }
+  run.sources.clear();
+  if (state.run === run) {
+    state.run = null;
+    stats.playing = false;
+    $("stop").disabled = true;
+  }
+}
+
+// Called when a run's stream has ended and each time one of its sources ends: the run is over when both are done.
+function maybeFinished(run) {
+  if (state.run !== run || !run.streamDone || run.sources.size) return;
+  stats.playing = false;
+  stats.playbackEndAt = performance.now();
+  state.run = null;
+  $("stop").disabled = true;
+  if (run.failure) { setStatus(run.failure, "error"); return; }
+  stats.outcome = "done";
+  setStatus(`Done: ${seconds(stats.streamSamples)} of audio.`);
+}
+
+function schedule(run, samples) {
+  const buffer = state.context.createBuffer(1, samples.length, state.sampleRate);
+  buffer.copyToChannel(samples, 0);
+  const source = state.context.createBufferSource();
+  source.buffer = buffer;
+  source.connect(state.context.destination);
+  run.cursor = Math.max(run.cursor, state.context.currentTime + 0.05);
+  source.start(run.cursor);
+  run.cursor += buffer.duration;
+  run.sources.add(source);
+  source.onended = () => { run.sources.delete(source); maybeFinished(run); };
+  stats.scheduledSamples += samples.length;
+  stats.playing = true;
+}
+
 async function play() {
-  const stats = state.stats;
-  Object.assign(stats, { running: true, done: false, startedAt: performance.now(), firstAudioAt: null,
-                         streamEndAt: null, streamSamples: 0, scheduledSamples: 0, ttfaMs: null, rtf: null, error: null });
+  if (state.run) endRun(state.run);  // Play again: what is playing stops first
+  const run = { controller: new AbortController(), sources: new Set(), cursor: 0, streamDone: false, ended: false,
+                failure: null };
+  state.run = run;
+  stats.runs += 1;
+  Object.assign(stats, { running: true, done: false, playing: false, startedAt: performance.now(), firstAudioAt: null,
+                         streamEndAt: null, playbackEndAt: null, streamSamples: 0, scheduledSamples: 0, ttfaMs: null,
+                         rtf: null, error: null, outcome: null });
   $("ttfa").textContent = $("rtf").textContent = $("audio-seconds").textContent = "–";
   state.sampleRate = Number($("rate").value);
   state.chunks = [];
+  state.peaks = [];
+  stats.wavePeaks = 0;
+  drawWave();
   state.context = state.context || new AudioContext();
   await state.context.resume();
-  state.controller = new AbortController();
-  $("play").disabled = true; $("stop").disabled = false; $("download").disabled = true;
-  setStatus("Generating…");
+  $("stop").disabled = false; $("download").disabled = true;
+  setStatus("Generating…", "busy");
+  const speed = Number($("speed").value);
   const body = { text: $("text").value, speaker: $("voice").value || undefined, stream: true, format: "pcm",
-                 sample_rate: state.sampleRate, latency: $("latency").value };
-  let cursor = 0;
+                 sample_rate: state.sampleRate, latency: $("latency").value, speed: speed === 1 ? undefined : speed };
   let carry = new Uint8Array(0);
+  let response = null;
   try {
-    const response = await fetch("/v1/tts/generate", { method: "POST", headers: headers(), body: JSON.stringify(body),
-                                                      signal: state.controller.signal });
-    if (!response.ok) throw new Error(await errorText(response));
+    try {
+      response = await fetch("/v1/tts/generate", { method: "POST", headers: headers(), body: JSON.stringify(body),
+                                                   signal: run.controller.signal });
+    } catch (error) {
+      if (error.name === "AbortError") throw error;
+      throw new Error(networkProblem(error, "Speech"));
+    }
+    if (!response.ok) throw new Error(await responseProblem(response, "Speech"));
     const reader = response.body.getReader();
     for (;;) {
-      const { value, done } = await reader.read();
+      let part;
+      try {
+        part = await reader.read();
+      } catch (error) {
+        if (error.name === "AbortError" || run.ended) throw error;
+        const kept = stats.streamSamples ? ` The ${seconds(stats.streamSamples)} of audio received so far can be downloaded.` : "";
+        throw new Error(`The connection to the server was lost mid-stream (a network failure, or the server went away).${kept}`);
+      }
+      const { value, done } = part;
       if (done) break;
       let bytes = value;
       if (carry.length) { bytes = new Uint8Array(carry.length + value.length); bytes.set(carry); bytes.set(value, carry.length); }
@@ -123,45 +216,55 @@ async function play() {
       const samples = s16ToFloat(bytes.subarray(0, even));
       stats.streamSamples += samples.length;
       state.chunks.push(samples);
-      const buffer = state.context.createBuffer(1, samples.length, state.sampleRate);
-      buffer.copyToChannel(samples, 0);
-      const source = state.context.createBufferSource();
-      source.buffer = buffer;
-      source.connect(state.context.destination);
-      cursor = Math.max(cursor, state.context.currentTime + 0.05);
-      source.start(cursor);
-      cursor += buffer.duration;
-      stats.scheduledSamples += samples.length;
+      schedule(run, samples);
       if (stats.firstAudioAt === null) {
         stats.firstAudioAt = performance.now();
         stats.ttfaMs = stats.firstAudioAt - stats.startedAt;
         $("ttfa").textContent = `${stats.ttfaMs.toFixed(0)} ms`;
       }
-      drawWave(samples);
-      $("audio-seconds").textContent = `${(stats.streamSamples / state.sampleRate).toFixed(2)} s`;
+      setStatus("Playing… (still generating)", "busy");
+      addPeaks(samples);
+      drawWave();
+      $("audio-seconds").textContent = seconds(stats.streamSamples);
     }
     stats.streamEndAt = performance.now();
-    const seconds = stats.streamSamples / state.sampleRate;
-    stats.rtf = seconds > 0 ? (stats.streamEndAt - stats.startedAt) / 1000 / seconds : null;
+    const audioSeconds = stats.streamSamples / state.sampleRate;
+    stats.rtf = audioSeconds > 0 ? (stats.streamEndAt - stats.startedAt) / 1000 / audioSeconds : null;
     $("rtf").textContent = stats.rtf === null ? "–" : stats.rtf.toFixed(3);
-    setStatus(`Done: ${seconds.toFixed(2)} s of audio.`);
     // keep_voice.js offers "Keep this voice" for this request.
     document.dispatchEvent(new CustomEvent("tts:synthesized",
                                            { detail: { requestId: response.headers.get("X-Server-Request-ID") } }));
-    $("download").disabled = state.chunks.length === 0;
+    if (run.sources.size) setStatus("Playing…", "busy");
   } catch (error) {
+    if (state.run !== run) return;  // stopped, or a new Play took over: that one owns the page now
     stats.error = String(error.message || error);
-    setStatus(error.name === "AbortError" ? "Stopped." : stats.error, error.name !== "AbortError");
+    stats.outcome = "failed";
+    run.failure = stats.error;
+    if (!run.sources.size) setStatus(stats.error, "error");  // else said when the received audio has played
+    else setStatus(`Playing what arrived… ${stats.error}`, "error");
   } finally {
-    stats.running = false;
-    stats.done = true;
-    $("play").disabled = false; $("stop").disabled = true;
+    if (state.run === run) {
+      run.streamDone = true;
+      stats.running = false;
+      stats.done = true;
+      $("download").disabled = state.chunks.length === 0;
+      maybeFinished(run);
+    } else if (run.ended) {
+      stats.running = false;
+      stats.done = true;
+    }
   }
 }
 
 function stop() {
-  if (state.controller) state.controller.abort();
-  if (state.context) state.context.suspend().then(() => { state.context = null; });
+  const run = state.run;
+  if (!run) return;
+  endRun(run);
+  stats.running = false;
+  stats.done = true;
+  stats.outcome = "stopped";
+  setStatus(stats.streamSamples ? `Stopped after ${seconds(stats.streamSamples)} of audio.` : "Stopped.");
+  $("download").disabled = state.chunks.length === 0;
 }
 
 function download() {
@@ -185,57 +288,27 @@ function download() {
 }
 
 async function showNormalized() {
-  const response = await fetch("/v1/tts/normalize", { method: "POST", headers: headers(),
-                                                       body: JSON.stringify({ text: $("text").value }) });
-  if (!response.ok) { setStatus(`Normalise: ${await errorText(response)}`, true); return; }
-  const body = await response.json();
-  $("normalized").textContent = `${body.normalized}\n(scripts: ${body.languages.join(", ")})`;
-  const list = $("chunks");
-  list.replaceChildren(...body.chunks.map((chunk) => { const li = document.createElement("li"); li.textContent = chunk; return li; }));
-}
-
-// ----------------------------------------------------------------------------------------- cloning
-let recorded = null;
-
-async function record() {
-  const button = $("record");
-  if (button.dataset.recorder === "on") { state.recorder.stop(); return; }
+  const button = $("normalize");
+  setBusy(button, true);
+  setStatus("Normalising…", "busy");
   try {
-    const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
-    const parts = [];
-    state.recorder = new MediaRecorder(stream);
-    state.recorder.ondataavailable = (e) => parts.push(e.data);
-    state.recorder.onstop = () => {
-      recorded = new Blob(parts, { type: state.recorder.mimeType });
-      stream.getTracks().forEach((t) => t.stop());
-      button.dataset.recorder = "off"; button.textContent = "Record again";
-      $("clone-note").textContent = `Recorded ${(recorded.size / 1024).toFixed(0)} KiB.`;
-    };
-    state.recorder.start();
-    button.dataset.recorder = "on"; button.textContent = "Stop recording";
-  } catch (error) {
-    $("clone-note").textContent = `Recording is not available here: ${error.message}`;
+    let response;
+    try {
+      response = await fetch("/v1/tts/normalize", { method: "POST", headers: headers(),
+                                                     body: JSON.stringify({ text: $("text").value }) });
+    } catch (error) {
+      setStatus(networkProblem(error, "Normalising"), "error");
+      return;
+    }
+    if (!response.ok) { setStatus(await responseProblem(response, "Normalising"), "error"); return; }
+    const body = await response.json();
+    $("normalized").textContent = `${body.normalized}\n(scripts: ${body.languages.join(", ")})`;
+    const list = $("chunks");
+    list.replaceChildren(...body.chunks.map((chunk) => { const li = document.createElement("li"); li.textContent = chunk; return li; }));
+    setStatus(`Normalised: ${body.chunks.length} chunk(s).`);
+  } finally {
+    setBusy(button, false);
   }
-}
-
-async function createVoice() {
-  const file = $("clone-file").files[0] || recorded;
-  const name = $("clone-name").value.trim();
-  if (!file || !name) { $("clone-note").textContent = "Record or choose a clip and give the voice a name."; return; }
-  const form = new FormData();
-  form.append("audio_sample", file, file.name || "reference.webm");
-  form.append("name", name);
-  if ($("clone-transcript").value.trim()) form.append("transcript", $("clone-transcript").value.trim());
-  const response = await fetch("/v1/audio/voices", { method: "POST", headers: headers(false), body: form });
-  if (response.status === 404 || response.status === 405 || response.status === 501) {
-    $("clone-note").textContent = "Voice cloning is not available on this server.";
-    return;
-  }
-  if (!response.ok) { $("clone-note").textContent = await errorText(response); return; }
-  const voice = await response.json();
-  await loadVoices();
-  $("voice").value = voice.id;
-  $("clone-note").textContent = `Created ${voice.id}; it is selected.`;
 }
 
 // ----------------------------------------------------------------------------------------- wiring
@@ -244,7 +317,7 @@ document.addEventListener("DOMContentLoaded", () => {
   key.value = sessionStorage.getItem(KEY_STORAGE) || "";
   key.addEventListener("change", () => {
     if (key.value) sessionStorage.setItem(KEY_STORAGE, key.value); else sessionStorage.removeItem(KEY_STORAGE);
-    loadVoices();
+    document.dispatchEvent(new CustomEvent("playground:key"));  // voices.js reloads the voice list with it
   });
   for (const button of document.querySelectorAll("[data-example]")) {
     button.addEventListener("click", () => { $("text").value = EXAMPLES[button.dataset.example]; });
@@ -253,8 +326,6 @@ document.addEventListener("DOMContentLoaded", () => {
   $("stop").addEventListener("click", stop);
   $("download").addEventListener("click", download);
   $("normalize").addEventListener("click", showNormalized);
-  $("record").addEventListener("click", record);
-  $("clone").addEventListener("click", createVoice);
+  drawWave();
   loadHealth();
-  loadVoices();
 });
