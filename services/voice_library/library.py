@@ -29,6 +29,7 @@ from services.voice_library.records import (
     VoiceRecord,
     VoiceRecordError,
     clean_text,
+    is_custom_voice_id,
     new_voice_id,
 )
 from services.voice_library.references import EncodedReference, References
@@ -146,6 +147,10 @@ class VoiceLibrary:
 
     # ------------------------------------------------------------------ read, list, delete
     async def get(self, voice_id: str, caller: Caller) -> VoiceRecord:
+        # Every stored id is well formed (new_voice_id): anything else (a NUL byte, which PostgreSQL refuses as
+        # text) is simply not found, without asking the store.
+        if not is_custom_voice_id(voice_id):
+            raise voice_not_found(voice_id)
         record = await self.store.get(voice_id)
         if record is None or not (caller.admin or record.owner_key_id == caller.key_id):
             raise voice_not_found(voice_id)
@@ -158,13 +163,15 @@ class VoiceLibrary:
 
     async def delete(self, voice_id: str, caller: Caller) -> None:
         self._recent.pop(voice_id, None)
-        if not await self.store.delete(voice_id, caller.owner_filter):
+        if not is_custom_voice_id(voice_id) or not await self.store.delete(voice_id, caller.owner_filter):
             raise voice_not_found(voice_id)
         logger.info("voice deleted", extra={"voice_id": voice_id, "key_id": caller.key_id, "admin": caller.admin})
 
     # ------------------------------------------------------------------ synthesis
     async def voice_for(self, voice_id: str, key_id: str | None, param: str = "speaker") -> Voice:
         """The stored voice `voice_id` if `key_id` owns it; VOICE_NOT_FOUND (404) otherwise."""
+        if not is_custom_voice_id(voice_id):
+            raise voice_not_found(voice_id, param)
         now = time.monotonic()
         recent = self._recent.get(voice_id)
         if recent is not None and recent[0] > now:
