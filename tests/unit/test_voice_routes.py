@@ -247,7 +247,7 @@ def test_per_request_cloning_json_and_multipart_encode_a_reference_once(client: 
     assert encoder(client).calls == calls  # the same bytes: served from the cache
     exposition = client.get("/metrics").text
     assert 'speaker="reference"' in exposition and "ref_" not in exposition
-    assert 'veena3_tts_reference_encodes_total{outcome="cached"}' in exposition
+    assert "veena3_tts_reference_requests_total" in exposition
     assert not list(client.app.state.services.settings.voice_dir.glob("ref_*"))  # nothing saved
 
 
@@ -333,3 +333,27 @@ def test_a_reference_longer_than_its_transcript_still_speaks(client: TestClient,
         assert response.status_code == 200, response.text
         assert is_wav_with_audio(response.content) or len(response.content) > 44 + 3200
     assert "continuation_without_speech" in caplog.text
+
+
+def test_public_metrics_do_not_tell_whether_a_recording_was_sent_before(client: TestClient) -> None:
+    """Issue 27: a per-outcome reference counter let any key learn whether another had sent a recording. A first
+    encode and a cache hit must move the reference-related samples identically."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def reference_samples() -> dict[tuple, float]:
+        text = client.get("/metrics").text
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in text_string_to_metric_families(text)
+                for s in family.samples if s.name.endswith(("_total", "_count"))  # counts, not timings
+                and ("reference" in s.name or "reference" in str(s.labels))}
+
+    def moved(before: dict, after: dict) -> dict:
+        return {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
+
+    ask = {"text": "Good morning.", "reference_text": "Hello there, a reference.",
+           "reference_audio": base64.b64encode(wav_bytes(voiced(2.0, seed=23))).decode()}
+    before = reference_samples()
+    assert client.post("/v1/tts/generate", headers=A, json=ask).status_code == 200
+    first = moved(before, middle := reference_samples())
+    assert client.post("/v1/tts/generate", headers=B, json=ask).status_code == 200  # another key, same recording
+    second = moved(middle, reference_samples())
+    assert first and first == second
