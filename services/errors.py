@@ -33,6 +33,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "MODEL_NOT_LOADED": (503, "service_unavailable"),
     "SERVICE_UNAVAILABLE": (503, "service_unavailable"),
     "GPU_FAULT": (503, "service_unavailable"),
+    "SERVER_OVERLOADED": (503, "service_unavailable"),
     "GPU_OOM": (503, "service_unavailable"),
     "CLONING_UNAVAILABLE": (501, "server_error"),
     "VOICE_LIBRARY_UNAVAILABLE": (501, "server_error"),

@@ -209,6 +209,10 @@ class Settings(BaseSettings):
     admin_key: str = Field("", description="Key for /v1/tts/debug/* (empty: debug routes disabled).")
     rate_limit_per_minute: int = Field(60, ge=1, description="Default per-key requests per minute.")
     max_concurrent_streams: int = Field(4, ge=1, description="Default per-key concurrent requests.")
+    shed_first_audio_s: float = Field(
+        0.0, ge=0, description="Load shedding: while the oldest admitted request of a process has waited longer than "
+        "this for its first audio, new requests get 503 SERVER_OVERLOADED with Retry-After. 0: off (set it on "
+        "deployments that can send clients elsewhere, e.g. 5).")
     redis_url: str | None = Field(None, description="Redis URL for limits shared across containers.")
     database_url: str | None = Field(None, description="PostgreSQL DSN for the request log, keys and the voice library.")
     supabase_url: str | None = Field(None, description="Supabase project URL (request log sink / keys / voice library).")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from core.voices import time_stretch_for, voice_with_speed
 from services.continuity.service import check_stitched_plan_fits
+from services.pipeline.load_shed import BACKLOG
 from services.pipeline.synthesis import (
     NATIVE_RATE,
     SamplingOptions,
@@ -111,6 +112,7 @@ class SpeechService:
         if not self.runtime.ready:
             raise SynthesisError("MODEL_NOT_LOADED", "The model is not ready yet (state: "
                                  f"{self.runtime.state.value}); retry shortly.", retry_after=5)
+        BACKLOG.check(self.settings.shed_first_audio_s)  # SERVER_OVERLOADED before queueing behind a backlog
 
     def check_text_length(self, text: str) -> None:
         """The deployment's per-request limit (TTS_MAX_TEXT_CHARS), before anything else is looked at."""
