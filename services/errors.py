@@ -27,6 +27,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "EXPIRED_API_KEY": (401, "authentication_error"),
     "KEY_SUSPENDED": (403, "permission_error"),
     "INSUFFICIENT_CREDITS": (403, "permission_error"),
+    "VOICE_LIMIT_REACHED": (403, "permission_error"),
     "FORBIDDEN": (403, "permission_error"),
     "RATE_LIMIT_EXCEEDED": (429, "rate_limit_error"),
     "TOO_MANY_CONCURRENT_REQUESTS": (429, "rate_limit_error"),

@@ -240,6 +240,10 @@ class Settings(BaseSettings):
         5.0, ge=0, description="Synthesis keeps a looked-up custom voice this long (never an absent one); a voice deleted "
         "on another container stops working within it. 0: look it up on every request.",
     )
+    voice_library_max_per_key: int = Field(
+        200, ge=0, description="Custom voices one API key may keep (0: no cap); creating or importing one more answers "
+        "403 VOICE_LIMIT_REACHED before any encode.",
+    )
     clone_max_concurrent_encodes: int = Field(
         2, ge=1, description="Reference encodes (voice creation, per-request cloning) running at once per process; "
         "more wait their turn.",

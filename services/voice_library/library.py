@@ -11,6 +11,7 @@ A delete on this container takes effect at once; on others within that TTL.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -82,6 +83,11 @@ class VoiceLibrary:
         self.store = store
         self.references = references
         self.ttl_s = settings.voice_cache_ttl_s
+        self.max_per_key = settings.voice_library_max_per_key
+        # Count-then-insert is serialised in this process (inserts are rare and quick, encodes run outside it), so
+        # concurrent creates of one key cannot all pass the cap; across containers the overshoot is at most one
+        # voice per container.
+        self._insert_lock = asyncio.Lock()
         self._recent: dict[str, tuple[float, VoiceRecord, Voice]] = {}
 
     @classmethod
@@ -115,6 +121,7 @@ class VoiceLibrary:
         """Encode `audio` and store the voice; nothing is stored unless every step succeeded."""
         new = self._fields(new)
         self._check_ready()
+        await self._check_room(owner)  # before any decode or encode
         self.references.check_available()
         encoded = await self.references.encode(audio, semantic=new.transcript is not None, param="audio_sample")
         return await self._save(new, encoded.tokens, owner, encoded, param="audio_sample")
@@ -124,6 +131,7 @@ class VoiceLibrary:
         """Store a voice whose tokens were made elsewhere (an export from another deployment); no encoder needed."""
         new = self._fields(new)
         self._check_ready()
+        await self._check_room(owner)
         return await self._save(new, tokens, owner, None, param="global_tokens", seconds=reference_seconds,
                                 sha256=audio_sha256)
 
@@ -140,10 +148,17 @@ class VoiceLibrary:
         except VoiceRecordError as exc:
             raise _invalid(exc) from None
         check_voice_fits(self.runtime, record.to_voice(), param)
-        await self.store.insert(record)
+        async with self._insert_lock:
+            await self._check_room(owner)
+            await self.store.insert(record)
         logger.info("voice created", extra={"voice_id": record.voice_id, "key_id": owner,
                                             "continuation": record.continuation})
         return record
+
+    async def _check_room(self, owner: str) -> None:
+        if self.max_per_key and len(await self.store.list(owner)) >= self.max_per_key:
+            raise ServiceError("VOICE_LIMIT_REACHED", f"This API key keeps {self.max_per_key} custom voices, the most "
+                               "allowed; delete one (DELETE /v1/audio/voices/{id}) before adding another.")
 
     # ------------------------------------------------------------------ read, list, delete
     async def get(self, voice_id: str, caller: Caller) -> VoiceRecord:
@@ -160,6 +175,21 @@ class VoiceLibrary:
         if not caller.admin and caller.key_id is None:
             return []
         return await self.store.list(caller.owner_filter)
+
+    async def page(self, caller: Caller, *, limit: int, after: str | None) -> tuple[list[VoiceRecord], str | None]:
+        """At most `limit` voices after the voice `after` (oldest first), and the id to continue after (None: the
+        last page). An `after` this caller cannot see is VALIDATION_ERROR."""
+        voices = await self.list(caller)
+        start = 0
+        if after is not None:
+            ids = [r.voice_id for r in voices]
+            if after not in ids:
+                raise ServiceError("VALIDATION_ERROR", "Invalid 'after': not one of this key's voices; pass the "
+                                   "'next_after' of the previous page.", "after")
+            start = ids.index(after) + 1
+        chunk = voices[start:start + limit]
+        more = start + limit < len(voices)
+        return chunk, (chunk[-1].voice_id if more and chunk else None)
 
     async def delete(self, voice_id: str, caller: Caller) -> None:
         self._recent.pop(voice_id, None)
