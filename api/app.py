@@ -106,5 +106,10 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
                             "X-RTF", "X-Audio-Seconds", "X-Normalized-Text", "Retry-After"],
         )
     app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(HttpMetricsMiddleware)  # outermost: sees every answer, the middlewares' own refusals too
+    app.add_middleware(HttpMetricsMiddleware)  # sees every answer, the middlewares' own refusals too
+    if settings.trusted_proxies:  # outermost: every layer sees the client address the trusted proxy forwarded
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware,
+                           trusted_hosts=[h.strip() for h in settings.trusted_proxies.split(",") if h.strip()])
     return app

@@ -170,6 +170,10 @@ class Settings(BaseSettings):
         description="While the key store is unreachable, a cached key keeps working this long past its TTL; a key "
         "revoked meanwhile works at most TTL + this (60 s by default), then requests get 503.",
     )
+    trusted_proxies: str = Field(
+        "", description="Comma-separated addresses or CIDR ranges of reverse proxies (or *) whose X-Forwarded-For "
+        "names the client; the failed-login throttles count per that client address. Empty: the TCP peer's address.",
+    )
     auth_failures_per_minute: int = Field(
         20, ge=0,
         description="Failed authentications one client address may make per minute before it gets 429 without a "

@@ -89,6 +89,7 @@ class AccessServices:
         self.authenticator = authenticator or (
             build_authenticator(settings, databases=self.databases) if settings.auth_enabled else None)
         self.auth_throttle = FailedAuthThrottle(settings.auth_failures_per_minute)
+        self.admin_throttle = FailedAuthThrottle(settings.auth_failures_per_minute)  # X-Admin-Key guesses
         self.limiter = limiter or build_limiter(settings)
         self.request_logger = request_logger or build_request_logger(settings, databases=self.databases)
         self.monitor = monitor or AudioFlowMonitor.from_settings(settings)
@@ -121,17 +122,20 @@ class AccessServices:
         if self.authenticator is None:
             return anonymous_record()
         address = client_address or "unknown"
-        wait = self.auth_throttle.retry_after(address)
-        if wait is not None:  # this address keeps presenting bad keys: refuse without asking the key store
+        raw = Authenticator.extract_key(headers)
+        wait = self.auth_throttle.retry_after(address, raw)
+        if wait is not None:  # this address (or this key) keeps failing: refuse without asking the key store
             metrics.RATE_LIMITED.labels("failed_auth").inc()
             raise ServiceError("RATE_LIMIT_EXCEEDED", "Too many requests with invalid API keys from this address; "
                                f"retry in {wait} s.", retry_after=wait)
-        raw = Authenticator.extract_key(headers)
         try:
-            return await self.authenticator.authenticate(raw)
+            record = await self.authenticator.authenticate(raw)
+            if raw:
+                self.auth_throttle.succeeded(raw)
+            return record
         except AuthError as exc:
             if exc.status == 401 and raw:
-                self.auth_throttle.failed(address)
+                self.auth_throttle.failed(address, raw)
             raise ServiceError(exc.code, exc.message, status=exc.status,
                                headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None) from None
 
