@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.deps import Services
+from api.deps import Services, check_upload_credentials
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimitMiddleware, HttpMetricsMiddleware, RequestIdMiddleware
 from api.routes import debug, health, normalize, openai_compat, playground, tts, voice_pinning, voices, ws
@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES, timeout_s=settings.body_timeout_s,
                        uploads={("POST", "/v1/audio/voices"): MAX_UPLOAD_BYTES},
+                       check_credentials=check_upload_credentials,
                        hints={"/v1/tts/generate": "A reference recording larger than this goes to POST /v1/audio/voices "
                               "(up to 20 MiB); then name the voice by its id."})
     if settings.cors_origins:

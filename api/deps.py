@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
 from api.errors import ApiError
 from services.access import AccessGrant, AccessServices, Authenticator
@@ -140,7 +141,7 @@ def require_admin(request: Request) -> None:
         raise ApiError("FORBIDDEN", "This route needs the admin key (X-Admin-Key).", status=403)
 
 
-def is_admin_key(request: Request, given: str) -> bool:
+def is_admin_key(request: HTTPConnection, given: str) -> bool:
     """Compare `given` with TTS_ADMIN_KEY under a brute-force throttle: after too many wrong ones from an address
     (or the same wrong one from anywhere), 429 without comparing, so further guesses learn nothing."""
     admin_key = services_of(request).settings.admin_key
@@ -155,6 +156,21 @@ def is_admin_key(request: Request, given: str) -> bool:
         return False
     throttle.succeeded(given)
     return True
+
+
+async def check_upload_credentials(scope: Scope) -> None:
+    """Before an upload's body is read (api.middleware.BodySizeLimitMiddleware): the credentials the route will
+    check, the admin key or an API key, so missing or wrong ones are refused without holding the body."""
+    connection = HTTPConnection(scope)
+    if "x-admin-key" in connection.headers:
+        if not is_admin_key(connection, connection.headers["x-admin-key"]):
+            raise ApiError("FORBIDDEN", "Wrong X-Admin-Key; send an API key instead.", status=403)
+        return
+    address = connection.client.host if connection.client else None
+    try:
+        await services_of(connection).access.authenticate(connection.headers, address)
+    except ServiceError as exc:
+        raise ApiError.from_service(exc) from None
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
