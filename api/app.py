@@ -94,6 +94,8 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES, timeout_s=settings.body_timeout_s,
                        uploads={("POST", "/v1/audio/voices"): MAX_UPLOAD_BYTES},
                        check_credentials=check_upload_credentials,
+                       authenticated={("POST", path) for path in ("/v1/audio/voices", "/v1/tts/generate",
+                                                                  "/v1/audio/speech", "/v1/tts/normalize")},
                        hints={"/v1/tts/generate": "A reference recording larger than this goes to POST /v1/audio/voices "
                               "(up to 20 MiB); then name the voice by its id."})
     if settings.cors_origins:

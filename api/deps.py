@@ -159,7 +159,7 @@ def is_admin_key(request: HTTPConnection, given: str) -> bool:
 
 
 async def check_upload_credentials(scope: Scope) -> None:
-    """Before an upload's body is read (api.middleware.BodySizeLimitMiddleware): the credentials the route will
+    """Before a body is read on a route that needs a key (api.middleware.BodySizeLimitMiddleware): what the route will
     check, the admin key or an API key, so missing or wrong ones are refused without holding the body."""
     connection = HTTPConnection(scope)
     if "x-admin-key" in connection.headers:

@@ -30,11 +30,12 @@ def auth_server(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
         stop_server(running)
 
 
-def headers_only(server: RunningServer, credentials: str) -> tuple[int, dict]:
-    """Send the request line and headers of a 19 MiB multipart upload, no body; read the answer."""
+def headers_only(server: RunningServer, credentials: str, path: str = "/v1/audio/voices",
+                 size: int = SIZE) -> tuple[int, dict]:
+    """Send the request line and headers of a multipart upload (19 MiB), no body; read the answer."""
     url = urlparse(server.base_url)
-    head = (f"POST /v1/audio/voices HTTP/1.1\r\nHost: {url.hostname}\r\n{credentials}"
-            f"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: {SIZE}\r\n\r\n")
+    head = (f"POST {path} HTTP/1.1\r\nHost: {url.hostname}\r\n{credentials}"
+            f"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: {size}\r\n\r\n")
     with socket.create_connection((url.hostname, url.port), timeout=60) as sock:
         sock.sendall(head.encode())
         answer = b""
@@ -58,3 +59,9 @@ def test_an_upload_without_valid_credentials_is_refused_before_its_body(auth_ser
 def test_an_upload_with_a_valid_key_is_read_as_before(auth_server: RunningServer) -> None:
     got, body = headers_only(auth_server, f"Authorization: Bearer {KEY}\r\n")
     assert (got, body["error"]["code"]) == (408, "REQUEST_TIMEOUT")  # it waited for the body it was promised
+
+
+@pytest.mark.parametrize("path", ["/v1/tts/generate", "/v1/audio/speech", "/v1/tts/normalize"])
+def test_every_route_that_needs_a_key_refuses_before_the_body(auth_server: RunningServer, path: str) -> None:
+    got, body = headers_only(auth_server, "Authorization: Bearer wrong-key\r\n", path, size=900_000)
+    assert (got, body["error"]["code"]) == (401, "INVALID_API_KEY")
