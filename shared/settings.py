@@ -248,6 +248,18 @@ class Settings(BaseSettings):
         200, ge=0, description="Custom voices one API key may keep (0: no cap); creating or importing one more answers "
         "403 VOICE_LIMIT_REACHED before any encode.",
     )
+    clone_max_encodes_per_key: int = Field(
+        1, ge=1, description="Reference encodes one API key may have running or waiting at once per process; more get "
+        "429 TOO_MANY_CONCURRENT_REQUESTS with Retry-After (a cached reference needs no encode).",
+    )
+    clone_max_waiting_encodes: int = Field(
+        8, ge=0, description="Reference encodes that may wait for a free encoder per process; more get 503 "
+        "SERVICE_UNAVAILABLE with Retry-After.",
+    )
+    clone_encode_wait_s: float = Field(
+        30.0, gt=0, description="Longest an encode waits for a free encoder before 503 SERVICE_UNAVAILABLE with "
+        "Retry-After.",
+    )
     clone_max_concurrent_encodes: int = Field(
         2, ge=1, description="Reference encodes (voice creation, per-request cloning) running at once per process; "
         "more wait their turn.",

@@ -137,7 +137,7 @@ class SpeechService:
         if speech.reference_audio is not None:
             if self.library is None:
                 raise cloning_unavailable("this server has no voice library")
-            voice = await self.library.reference_voice(speech.reference_audio, speech.reference_text)
+            voice = await self.library.reference_voice(speech.reference_audio, speech.reference_text, key_id=key_id)
             return voice_with_speed(voice, speech.speed)
         name = speech.voice
         if name and not self.runtime.voices.defines(name):

@@ -94,7 +94,9 @@ class VoiceLibrary:
     def from_settings(cls, settings: Settings, runtime: ModelRuntime,
                       databases: DatabaseClients | None = None) -> VoiceLibrary:
         references = References(runtime, max_concurrent=settings.clone_max_concurrent_encodes,
-                                cache_size=settings.clone_reference_cache_size)
+                                cache_size=settings.clone_reference_cache_size,
+                                max_per_key=settings.clone_max_encodes_per_key,
+                                max_waiting=settings.clone_max_waiting_encodes, wait_s=settings.clone_encode_wait_s)
         return cls(settings, runtime, build_voice_store(settings, databases), references)
 
     async def close(self) -> None:
@@ -123,7 +125,8 @@ class VoiceLibrary:
         self._check_ready()
         await self._check_room(owner)  # before any decode or encode
         self.references.check_available()
-        encoded = await self.references.encode(audio, semantic=new.transcript is not None, param="audio_sample")
+        encoded = await self.references.encode(audio, semantic=new.transcript is not None, param="audio_sample",
+                                               key_id=owner)
         return await self._save(new, encoded.tokens, owner, encoded, param="audio_sample")
 
     async def import_voice(self, new: NewVoice, tokens: ReferenceTokens, owner: str, *,
@@ -221,13 +224,14 @@ class VoiceLibrary:
         check_voice_fits(self.runtime, voice, param)
         return voice
 
-    async def reference_voice(self, audio: bytes, transcript: str | None, param: str = "reference_audio") -> Voice:
+    async def reference_voice(self, audio: bytes, transcript: str | None, param: str = "reference_audio",
+                              key_id: str | None = None) -> Voice:
         """A voice for one request from its own reference (not saved; encodings are cached by content)."""
         try:
             transcript = clean_text(transcript, "reference_text", MAX_TRANSCRIPT_CHARS)
         except VoiceRecordError as exc:
             raise _invalid(exc) from None
-        encoded = await self.references.encode(audio, semantic=transcript is not None, param=param)
+        encoded = await self.references.encode(audio, semantic=transcript is not None, param=param, key_id=key_id)
         tokens = encoded.tokens
         continuation = transcript is not None and tokens.semantic_tokens is not None
         voice = Voice(id=f"ref_{encoded.sha256[:16]}", name="Per-request reference", kind="global_tokens",
