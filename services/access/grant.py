@@ -61,6 +61,17 @@ class AccessGrant:
         if self.services is not None:
             await self.services.reserve_credits(self, characters)
 
+    async def check_balance(self) -> None:
+        """Before costly work that precedes the reservation (decoding and encoding a per-request reference): a
+        key with no credits left is refused now, not after the encoder ran. Uses the key record as authenticated
+        (cached for at most the key cache's TTL); the reservation after planning stays the exact check."""
+        if self.services is None or not self.services.ledger.enabled:
+            return
+        balance = self.key.credit_balance
+        if balance is not None and balance <= 0:
+            raise ServiceError("INSUFFICIENT_CREDITS", "This key has no credits left; top it up before cloning a "
+                               "voice from reference audio.", status=403)
+
     def settle(self, report: RequestReport) -> None:
         """The accounting's settle hook: called once when the request ends (any outcome)."""
         if self._finished or self.services is None:

@@ -189,7 +189,8 @@ class SpeechService:
         return plan
 
     async def open(self, speech: SpeechRequest, *, request_id: str, reserve_credits: CreditReserver | None = None,
-                   buffered: bool = False, key_id: str | None = None) -> OpenedSpeech:
+                   buffered: bool = False, key_id: str | None = None,
+                   check_balance: Callable[[], Awaitable[None]] | None = None) -> OpenedSpeech:
         """Gate, resolve (for the key `key_id`), plan and pay; SynthesisError (with the protocol's field names) or
         ServiceError when refused."""
         try:
@@ -197,6 +198,8 @@ class SpeechService:
         except SynthesisError as exc:
             raise _renamed(exc, speech.text_field) from None
         self.check_available()
+        if speech.reference_audio is not None and check_balance is not None:
+            await check_balance()  # a key without credits never reaches the decoder or the encoder
         unstitched = voice = await self.voice(speech, key_id)
         if speech.previous_request_ids:
             voice = await self.stitched(speech, voice, key_id)

@@ -78,3 +78,36 @@ async def test_a_wait_for_the_encoder_has_a_deadline() -> None:
     encoder.release.set()
     await busy
     assert (await refs.encode(audio(2), semantic=False, key_id="b")).tokens  # places given back after a refusal
+
+
+def test_a_key_without_credits_never_reaches_the_encoder(demo_model_dir) -> None:
+    """Credits are checked before a per-request reference is decoded or encoded (a zero-credit key ran the encoder
+    and was refused only after it)."""
+    import base64
+
+    from fastapi.testclient import TestClient
+
+    from api import create_app
+    from services.access import AccessServices, Authenticator, StaticKeyStore
+    from services.deployment.runtime import ModelRuntime
+    from shared.settings import Settings
+    from tests.conftest import wait_in_portal
+
+    settings = Settings(model_dir=demo_model_dir, auth_enabled=True, credits_enabled=True, warmup=False,
+                        log_json=False, sr_enabled=False, rate_limit_per_minute=10_000)
+    store = StaticKeyStore()
+    store.add_plain_key("broke-key", key_id="broke", credit_balance=0)
+    store.add_plain_key("paying-key", key_id="paying", credit_balance=10_000)
+    runtime = ModelRuntime(settings)
+    calls = []
+    runtime.encode_reference = lambda samples, semantic=True: calls.append(1) or fake_tokens(samples, semantic)  # type: ignore[method-assign]
+    access = AccessServices(settings, authenticator=Authenticator(store, ttl_s=30.0))
+    body = {"text": "Good morning.", "reference_audio": base64.b64encode(audio(41)).decode(), "max_tokens": 30}
+    with TestClient(create_app(settings, runtime=runtime, access=access)) as client:
+        wait_in_portal(client, lambda: runtime.ready)
+        refused = client.post("/v1/tts/generate", json=body, headers={"Authorization": "Bearer broke-key"})
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "INSUFFICIENT_CREDITS"
+        assert calls == []  # the encoder never ran for it
+        served = client.post("/v1/tts/generate", json=body, headers={"Authorization": "Bearer paying-key"})
+        assert served.status_code == 200, served.text
+        assert calls == [1]
