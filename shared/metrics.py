@@ -83,7 +83,7 @@ DEMO_MODEL = Gauge(f"{PREFIX}_demo_model", "1 when serving the random-weight dem
 MODEL_LOAD_SECONDS = Gauge(f"{PREFIX}_model_load_seconds", "Seconds spent loading models at start-up.", registry=REGISTRY)
 REQUEST_LOG_QUEUE = Gauge(f"{PREFIX}_request_log_queue_depth", "Request-log records waiting to be written.", registry=REGISTRY)
 REQUEST_LOG_DROPPED = Counter(
-    f"{PREFIX}_request_log_dropped", "Request-log records dropped because the queue was full.", registry=REGISTRY
+    f"{PREFIX}_request_log_dropped", "Request-log records dropped (the queue was full, or the spool could not take them).", registry=REGISTRY
 )
 REQUEST_LOG_SPOOL_RECORDS = Gauge(
     f"{PREFIX}_request_log_spool_records", "Request-log records on disk waiting for the database.", registry=REGISTRY
