@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.cors import install_cors
-from api.deps import Services
+from api.deps import Services, check_upload_credentials
 from api.dialects.cartesia import http as cartesia_http
 from api.dialects.cartesia import routes as cartesia_routes
 from api.dialects.elevenlabs import http as elevenlabs_http
@@ -99,9 +99,17 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES, timeout_s=settings.body_timeout_s,
                        uploads={("POST", "/v1/audio/voices"): MAX_UPLOAD_BYTES},
+                       check_credentials=check_upload_credentials,
+                       authenticated={("POST", path) for path in ("/v1/audio/voices", "/v1/tts/generate",
+                                                                  "/v1/audio/speech", "/v1/tts/normalize")},
                        hints={"/v1/tts/generate": "A reference recording larger than this goes to POST /v1/audio/voices "
                               "(up to 20 MiB); then name the voice by its id."})
     install_cors(app, settings.cors_origins)
     app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(HttpMetricsMiddleware)  # outermost: sees every answer, the middlewares' own refusals too
+    app.add_middleware(HttpMetricsMiddleware)  # sees every answer, the middlewares' own refusals too
+    if settings.trusted_proxies:  # outermost: every layer sees the client address the trusted proxy forwarded
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware,
+                           trusted_hosts=[h.strip() for h in settings.trusted_proxies.split(",") if h.strip()])
     return app

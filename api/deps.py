@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
 from api.errors import ApiError
 from services.access import AccessGrant, AccessServices, Authenticator
@@ -100,9 +101,7 @@ async def voice_caller(
     """The voice library's caller: the admin with `X-Admin-Key` (every voice), else an API key, authenticated,
     rate-limited and holding a concurrency slot for the request as on every route (its own voices)."""
     if "x-admin-key" in request.headers:
-        admin_key = services_of(request).settings.admin_key
-        given = request.headers["x-admin-key"]
-        if not admin_key or not hmac.compare_digest(given.encode(), admin_key.encode()):
+        if not is_admin_key(request, request.headers["x-admin-key"]):
             raise ApiError("FORBIDDEN", "Wrong X-Admin-Key (the admin key is TTS_ADMIN_KEY; with none set there is "
                            "no admin); send an API key instead to manage that key's voices.", status=403)
         yield Caller(key_id=None, admin=True)
@@ -138,8 +137,40 @@ def require_admin(request: Request) -> None:
     if not admin_key:
         raise ApiError("NOT_FOUND", "Debug routes are disabled (set TTS_ADMIN_KEY to enable them).")
     given = request.headers.get("x-admin-key") or Authenticator.extract_key(request.headers) or ""
-    if not hmac.compare_digest(given.encode(), admin_key.encode()):
+    if not is_admin_key(request, given):
         raise ApiError("FORBIDDEN", "This route needs the admin key (X-Admin-Key).", status=403)
+
+
+def is_admin_key(request: HTTPConnection, given: str) -> bool:
+    """Compare `given` with TTS_ADMIN_KEY under a brute-force throttle: after too many wrong ones from an address
+    (or the same wrong one from anywhere), 429 without comparing, so further guesses learn nothing."""
+    admin_key = services_of(request).settings.admin_key
+    throttle = services_of(request).access.admin_throttle
+    address = request.client.host if request.client else "unknown"
+    wait = throttle.retry_after(address, given or None)
+    if wait is not None:
+        raise ApiError("RATE_LIMIT_EXCEEDED", f"Too many wrong admin keys from this address; retry in {wait} s.",
+                       headers={"Retry-After": str(wait)})
+    if not admin_key or not hmac.compare_digest(given.encode(), admin_key.encode()):
+        throttle.failed(address, given or None)
+        return False
+    throttle.succeeded(given)
+    return True
+
+
+async def check_upload_credentials(scope: Scope) -> None:
+    """Before a body is read on a route that needs a key (api.middleware.BodySizeLimitMiddleware): what the route will
+    check, the admin key or an API key, so missing or wrong ones are refused without holding the body."""
+    connection = HTTPConnection(scope)
+    if "x-admin-key" in connection.headers:
+        if not is_admin_key(connection, connection.headers["x-admin-key"]):
+            raise ApiError("FORBIDDEN", "Wrong X-Admin-Key; send an API key instead.", status=403)
+        return
+    address = connection.client.host if connection.client else None
+    try:
+        await services_of(connection).access.authenticate(connection.headers, address)
+    except ServiceError as exc:
+        raise ApiError.from_service(exc) from None
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]

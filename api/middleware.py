@@ -7,10 +7,11 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import error_envelope
+from api.errors import ApiError, error_envelope
 from shared.logging import request_id_var
 from shared.settings import APP_VERSION
 
@@ -68,15 +69,21 @@ class BodySizeLimitMiddleware:
     envelope. The app then reads the buffered body; later receives (disconnect) go to the server as usual.
 
     The cap is `max_bytes`, except on the upload routes named in `uploads` ((method, path) -> cap); `hints` (path ->
-    sentence) adds where a client should send a larger body instead."""
+    sentence) adds where a client should send a larger body instead. On the routes in `authenticated` (those that need
+    an API key) `check_credentials` (raising ApiError) runs first: a request with missing or wrong credentials is
+    answered before one byte of its body is read, so unauthenticated connections hold no body at all."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float = 30.0,
-                 uploads: dict[tuple[str, str], int] | None = None, hints: dict[str, str] | None = None) -> None:
+                 uploads: dict[tuple[str, str], int] | None = None, hints: dict[str, str] | None = None,
+                 check_credentials: Callable[[Scope], Awaitable[None]] | None = None,
+                 authenticated: set[tuple[str, str]] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
         self.uploads = dict(uploads or {})
         self.hints = dict(hints or {})
+        self.check_credentials = check_credentials
+        self.authenticated = set(authenticated or ())
 
     async def _refuse(self, send: Send, status: int, code: str, message: str) -> None:
         body = json.dumps(error_envelope(code, message)).encode()
@@ -93,7 +100,19 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cap = self.uploads.get((scope.get("method", ""), scope.get("path", "")), self.max_bytes)
+        route = (scope.get("method", ""), scope.get("path", ""))
+        if route in self.authenticated and self.check_credentials is not None:
+            try:
+                await self.check_credentials(scope)
+            except ApiError as err:
+                body = json.dumps(err.envelope()).encode()
+                headers = [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
+                await send({"type": "http.response.start", "status": err.status, "headers": [
+                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"), *headers]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        cap = self.uploads.get(route, self.max_bytes)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > cap:
             await self._reject(send, cap, scope.get("path", ""))

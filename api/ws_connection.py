@@ -76,28 +76,42 @@ async def admitted(websocket: WebSocket, services: Services, *, query_key: str |
     open_per_key: dict[str, int] | None = getattr(state, "ws_open_per_key", None)
     if open_per_key is None:
         open_per_key = state.ws_open_per_key = {}
+    key_id: str | None = None  # set once this connection holds a place under the per-key cap
     try:
         key = await _authenticate(websocket, access, query_key)
         cap = settings.ws_max_connections_per_key
+        # Check and take the place with no await in between: concurrent handshakes of one key (100 at once) must
+        # not all see the same count while another await (the rate check) is pending.
         if cap and open_per_key.get(key.key_id, 0) >= cap:
             raise ApiError("TOO_MANY_CONCURRENT_REQUESTS", f"At most {cap} WebSocket connections per API key are "
                            "open at once on this server; close one or reuse it (it carries any number of "
                            "utterances).", headers={"Retry-After": "5"})
+        key_id = key.key_id
+        open_per_key[key_id] = open_per_key.get(key_id, 0) + 1
         counted = await _check_connection_rate(access, key)
     except ApiError as err:
+        _leave(open_per_key, key_id)
         logger.info("websocket refused", extra={"error_code": err.code})
         await refuse(websocket, err)
         yield None
         return
-    open_per_key[key.key_id] = open_per_key.get(key.key_id, 0) + 1
+    except BaseException:
+        _leave(open_per_key, key_id)
+        raise
     try:
         yield key, counted, connection_id
     finally:
-        left = open_per_key.get(key.key_id, 1) - 1
-        if left > 0:
-            open_per_key[key.key_id] = left
-        else:
-            open_per_key.pop(key.key_id, None)
+        _leave(open_per_key, key_id)
+
+
+def _leave(open_per_key: dict[str, int], key_id: str | None) -> None:
+    if key_id is None:
+        return
+    left = open_per_key.get(key_id, 1) - 1
+    if left > 0:
+        open_per_key[key_id] = left
+    else:
+        open_per_key.pop(key_id, None)
 
 
 # ---------------------------------------------------------------------------------------------- connection

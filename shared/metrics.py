@@ -83,7 +83,7 @@ DEMO_MODEL = Gauge(f"{PREFIX}_demo_model", "1 when serving the random-weight dem
 MODEL_LOAD_SECONDS = Gauge(f"{PREFIX}_model_load_seconds", "Seconds spent loading models at start-up.", registry=REGISTRY)
 REQUEST_LOG_QUEUE = Gauge(f"{PREFIX}_request_log_queue_depth", "Request-log records waiting to be written.", registry=REGISTRY)
 REQUEST_LOG_DROPPED = Counter(
-    f"{PREFIX}_request_log_dropped", "Request-log records dropped because the queue was full.", registry=REGISTRY
+    f"{PREFIX}_request_log_dropped", "Request-log records dropped (the queue was full, or the spool could not take them).", registry=REGISTRY
 )
 REQUEST_LOG_SPOOL_RECORDS = Gauge(
     f"{PREFIX}_request_log_spool_records", "Request-log records on disk waiting for the database.", registry=REGISTRY
@@ -109,9 +109,11 @@ METRICS_PUSH_FAILURES = Counter(
 CLIENT_DISCONNECTS = Counter(f"{PREFIX}_client_disconnects", "Clients that went away mid-stream.", registry=REGISTRY)
 STALLED_CLIENTS = Counter(f"{PREFIX}_stalled_clients_cut", "Readers cut off after stalling.", registry=REGISTRY)
 GPU_FAULTS = Counter(f"{PREFIX}_gpu_faults", "GPU faults that marked the container unhealthy.", ["kind"], registry=REGISTRY)
-REFERENCE_ENCODES = Counter(
-    f"{PREFIX}_reference_encodes", "Reference recordings for cloning: encoded, or served from the per-process cache.",
-    ["outcome"], registry=REGISTRY,
+# One count for every reference used, encoded or served from the cache alike: a per-outcome label (or an encoder-only
+# timing) on a public /metrics would tell any key whether a recording had been sent before.
+REFERENCE_REQUESTS = Counter(
+    f"{PREFIX}_reference_requests", "Reference recordings used for cloning (encoded or cached, counted alike).",
+    registry=REGISTRY,
 )
 STAGE_SECONDS = Histogram(
     f"{PREFIX}_stage_seconds", "Compute seconds per pipeline stage call.", ["stage"], buckets=_LATENCY_BUCKETS,

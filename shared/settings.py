@@ -180,6 +180,10 @@ class Settings(BaseSettings):
         description="While the key store is unreachable, a cached key keeps working this long past its TTL; a key "
         "revoked meanwhile works at most TTL + this (60 s by default), then requests get 503.",
     )
+    trusted_proxies: str = Field(
+        "", description="Comma-separated addresses or CIDR ranges of reverse proxies (or *) whose X-Forwarded-For "
+        "names the client; the failed-login throttles count per that client address. Empty: the TCP peer's address.",
+    )
     auth_failures_per_minute: int = Field(
         20, ge=0,
         description="Failed authentications one client address may make per minute before it gets 429 without a "
@@ -220,6 +224,10 @@ class Settings(BaseSettings):
     admin_key: str = Field("", description="Key for /v1/tts/debug/* (empty: debug routes disabled).")
     rate_limit_per_minute: int = Field(60, ge=1, description="Default per-key requests per minute.")
     max_concurrent_streams: int = Field(4, ge=1, description="Default per-key concurrent requests.")
+    shed_first_audio_s: float = Field(
+        0.0, ge=0, description="Load shedding: while the oldest admitted request of a process has waited longer than "
+        "this for its first audio, new requests get 503 SERVER_OVERLOADED with Retry-After. 0: off (set it on "
+        "deployments that can send clients elsewhere, e.g. 5).")
     redis_url: str | None = Field(None, description="Redis URL for limits shared across containers.")
     database_url: str | None = Field(None, description="PostgreSQL DSN for the request log, keys and the voice library.")
     supabase_url: str | None = Field(None, description="Supabase project URL (request log sink / keys / voice library).")
@@ -246,6 +254,22 @@ class Settings(BaseSettings):
     voice_cache_ttl_s: float = Field(
         5.0, ge=0, description="Synthesis keeps a looked-up custom voice this long (never an absent one); a voice deleted "
         "on another container stops working within it. 0: look it up on every request.",
+    )
+    voice_library_max_per_key: int = Field(
+        200, ge=0, description="Custom voices one API key may keep (0: no cap); creating or importing one more answers "
+        "403 VOICE_LIMIT_REACHED before any encode.",
+    )
+    clone_max_encodes_per_key: int = Field(
+        1, ge=1, description="Reference encodes one API key may have running or waiting at once per process; more get "
+        "429 TOO_MANY_CONCURRENT_REQUESTS with Retry-After (a cached reference needs no encode).",
+    )
+    clone_max_waiting_encodes: int = Field(
+        8, ge=0, description="Reference encodes that may wait for a free encoder per process; more get 503 "
+        "SERVICE_UNAVAILABLE with Retry-After.",
+    )
+    clone_encode_wait_s: float = Field(
+        30.0, gt=0, description="Longest an encode waits for a free encoder before 503 SERVICE_UNAVAILABLE with "
+        "Retry-After.",
     )
     clone_max_concurrent_encodes: int = Field(
         2, ge=1, description="Reference encodes (voice creation, per-request cloning) running at once per process; "

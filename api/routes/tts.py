@@ -72,7 +72,7 @@ async def respond(request: Request, speech: SpeechRequest, service: SpeechServic
     try:
         opened = await service.open(speech, request_id=request.scope["state"]["request_id"],
                                     reserve_credits=grant.check_credits, buffered=not (speech.stream or sse),
-                                    key_id=grant.key_id)
+                                    key_id=grant.key_id, check_balance=grant.check_balance)
     except BaseException:
         await grant.abandon()  # refused before any audio work: give back the slot and the credits
         raise

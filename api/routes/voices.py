@@ -6,7 +6,9 @@ A custom voice is visible only to the API key that made it (others get 404); `X-
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import Library, OptionalVoiceCaller, Runtime, Speech, VoiceCallerDep
@@ -17,6 +19,7 @@ from services.pipeline.speech import SpeechService
 from services.voice_library import VoiceLibrary, VoiceRecord
 
 router = APIRouter(tags=["voices"])
+MAX_PAGE = 100
 
 ERRORS = {
     400: {"description": "Bad field or reference audio (not audio, too short or long, silent)"},
@@ -68,12 +71,17 @@ async def keep_voice(kept: VoiceFromRequest, key_id: str, speech: SpeechService,
     return await library.import_voice(kept.to_new_voice(), ReferenceTokens(global_tokens=tokens), key_id)
 
 
-@router.get("/v1/audio/voices", summary="Voices this key can use: built-in and its custom voices")
-async def list_voices(runtime: Runtime, caller: OptionalVoiceCaller, library: Library) -> JSONResponse:
-    builtin = [] if runtime.voices is None else [{**v, "type": "builtin"} for v in runtime.voices.list()]
-    custom = [] if caller is None else await library.list(caller)
+@router.get("/v1/audio/voices", summary="Voices this key can use: built-in and its custom voices, a page at a time")
+async def list_voices(runtime: Runtime, caller: OptionalVoiceCaller, library: Library,
+                      limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="custom voices per page")] = MAX_PAGE,
+                      after: Annotated[str | None, Query(description="the previous page's next_after")] = None,
+                      ) -> JSONResponse:
+    # Built-in voices come with the first page only; custom voices page oldest first.
+    builtin = [] if runtime.voices is None or after else [{**v, "type": "builtin"} for v in runtime.voices.list()]
+    custom, next_after = ([], None) if caller is None else await library.page(caller, limit=limit, after=after)
     admin = caller is not None and caller.admin
     return JSONResponse({"voices": builtin + [VoiceView.of(r, admin=admin).listed() for r in custom],
+                         "next_after": next_after,
                          "default": None if runtime.voices is None else runtime.voices.default_voice_id})
 
 

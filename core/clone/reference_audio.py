@@ -7,7 +7,9 @@ computes for the same file), and the rate is converted with soxr's "VHQ" quality
 
 Every refusal is a `ReferenceAudioError` with a public error code, so the service can answer 4xx naming the
 problem before any model work. Decoding stops as soon as the audio is longer than allowed, so a small file that
-decodes to hours of audio costs no more than the limit.
+decodes to hours of audio costs no more than the limit. Memory is bounded whatever a container or a frame declares:
+the rate is the first decoded frame's, a frame at another rate (FLAC lets each frame carry its own) is refused
+rather than resampled at the wrong ratio, and only rates in [MIN_SOURCE_RATE, MAX_SOURCE_RATE] are accepted.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ MAX_REFERENCE_BYTES = 20 * 2**20
 # A reference whose loudest sample is below -60 dBFS carries no voice; upstream's volume normalisation would
 # amplify its noise floor by up to 100x (it divides by max(peak, 1e-3)).
 SILENCE_PEAK = 1e-3
+# Accepted source rates. Below 4 kHz no speech band survives; above 192 kHz nothing is gained, and the cap bounds the
+# largest decode: 30.5 s x 192 kHz of float64 is 47 MB before the one-shot resample.
+MIN_SOURCE_RATE = 4_000
+MAX_SOURCE_RATE = 192_000
 
 
 class ReferenceAudioError(ValueError):
@@ -66,6 +72,13 @@ def _first_channel(frame) -> np.ndarray:  # noqa: ANN001 - av.AudioFrame
     return (values - 128.0) / 128.0 if name == "u8" else values / scale
 
 
+def _checked_rate(rate: int) -> int:
+    if not MIN_SOURCE_RATE <= rate <= MAX_SOURCE_RATE:
+        raise ReferenceAudioError("INVALID_AUDIO", f"the audio's sample rate is {rate} Hz; accepted rates are "
+                                  f"{MIN_SOURCE_RATE} to {MAX_SOURCE_RATE} Hz")
+    return rate
+
+
 def decode_reference_audio(
     data: bytes,
     *,
@@ -100,16 +113,23 @@ def decode_reference_audio(
         channels = int(stream.codec_context.channels or 0)
         if rate <= 0:
             raise ReferenceAudioError("INVALID_AUDIO", "the audio stream has no sample rate")
-        limit_samples = int((max_seconds + 0.5) * rate)
+        _checked_rate(rate)
         pieces: list[np.ndarray] = []
         total = 0
+        first_rate = 0
         try:
             for frame in container.decode(stream):
+                frame_rate = int(frame.sample_rate or rate)
+                if not first_rate:
+                    first_rate = rate = _checked_rate(frame_rate)
+                elif frame_rate != first_rate:
+                    raise ReferenceAudioError(
+                        "INVALID_AUDIO", f"the sample rate changes mid-stream ({first_rate} Hz, then {frame_rate} Hz);"
+                        " send audio at one sample rate")
                 piece = _first_channel(frame)
                 pieces.append(piece)
                 total += piece.size
-                rate = int(frame.sample_rate or rate)
-                if total > limit_samples:
+                if total > int((max_seconds + 0.5) * rate):
                     raise ReferenceAudioError(
                         "AUDIO_TOO_LONG", f"the reference is longer than {max_seconds:g} s; send {max_seconds:g} s "
                         "or less (6-15 s of clear speech works best)")

@@ -198,16 +198,22 @@ def build_authenticator(settings: Settings, store: KeyStore | None = None,
 
 
 class FailedAuthThrottle:
-    """Per client address: after `limit` failed authentications within a minute, refuse further attempts from
-    that address without asking the key store, until the window has room again. In-process and bounded."""
+    """After `limit` failed authentications within a minute from one client address, or with one key, refuse
+    further attempts from that address (or with that key) without checking them, until the window has room again.
+
+    Throttled by the failing key material too, not only by address: a key that authenticated in this process within
+    `good_ttl_s` is never refused for others' failures at its address (behind a proxy, one address is every user);
+    a key that keeps failing is refused from any address. In-process and bounded."""
 
     def __init__(self, limit: int, window_s: float = 60.0, max_addresses: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, good_ttl_s: float = 600.0) -> None:
         self.limit = limit
         self.window_s = window_s
         self.max_addresses = max_addresses
+        self.good_ttl_s = good_ttl_s
         self._clock = clock
         self._failures: OrderedDict[str, list[float]] = OrderedDict()
+        self._good: OrderedDict[str, float] = OrderedDict()  # hash of a key that authenticated -> when
 
     def _recent(self, address: str) -> list[float]:
         now = self._clock()
@@ -218,15 +224,34 @@ class FailedAuthThrottle:
             self._failures.pop(address, None)
         return times
 
-    def retry_after(self, address: str) -> int | None:
-        """Seconds to wait when `address` is throttled, else None."""
-        times = self._recent(address)
+    def _wait(self, entry: str) -> int | None:
+        times = self._recent(entry)
         if self.limit and len(times) >= self.limit:
             return max(1, int(self.window_s - (self._clock() - times[0])) + 1)
         return None
 
-    def failed(self, address: str) -> None:
-        self._failures.setdefault(address, []).append(self._clock())
-        self._failures.move_to_end(address)
+    def retry_after(self, address: str, key: str | None = None) -> int | None:
+        """Seconds to wait when `address` (or the presented `key`) is throttled, else None."""
+        if key:
+            material = hash_key(key)
+            seen = self._good.get(material)
+            if seen is not None and self._clock() - seen < self.good_ttl_s:
+                return None  # a key in use is not locked out by failures of others at its address
+            wait = self._wait("key:" + material)
+            if wait is not None:
+                return wait
+        return self._wait(address)
+
+    def failed(self, address: str, key: str | None = None) -> None:
+        for entry in (address, *(("key:" + hash_key(key),) if key else ())):
+            self._failures.setdefault(entry, []).append(self._clock())
+            self._failures.move_to_end(entry)
         while len(self._failures) > self.max_addresses:
             self._failures.popitem(last=False)
+
+    def succeeded(self, key: str) -> None:
+        material = hash_key(key)
+        self._good[material] = self._clock()
+        self._good.move_to_end(material)
+        while len(self._good) > self.max_addresses:
+            self._good.popitem(last=False)

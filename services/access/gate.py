@@ -70,7 +70,7 @@ class AccessGate:
                 raise SynthesisError(exc.code, exc.message) from None
         self._grants[utterance_id] = grant
 
-    def settle(self, utterance_id: str, report: RequestReport | None) -> None:
+    def settle(self, utterance_id: str, report: RequestReport | None, billable_characters: int = 0) -> None:
         self._settled.add(utterance_id)
         grant = self._grants.pop(utterance_id, None) or AccessGrant(key=self.key, services=self.access,
                                                                     client_request_id=self.client_request_id)
@@ -80,7 +80,30 @@ class AccessGate:
         if report is None:  # no synthesis happened: give the credits back, write no record
             self.access.spawn(grant.abandon())
             return
-        grant.settle(report)
+        held = grant.reservation.credits if grant.reservation is not None else 0
+        if grant.reservation is None or billable_characters == held:
+            grant.settle(report)
+        else:
+            self.access.spawn(self._true_up(grant, report, billable_characters))
+
+    async def _true_up(self, grant: AccessGrant, report: RequestReport, billable: int) -> None:
+        """Hold exactly the normalised length (what HTTP charges for the same text) before settling: text that
+        normalisation lengthens ("1,000" -> "one thousand") takes the difference from the balance, when the balance
+        still covers it; text it shortens gives the difference back."""
+        assert self.access is not None and grant.reservation is not None
+        ledger, held = self.access.ledger, grant.reservation
+        try:
+            if billable < held.credits:
+                rest = CreditReservation(held.key_id, held.request_id, held.credits - billable, None)
+                held.credits = billable
+                await ledger.release(rest)
+            else:
+                extra = await ledger.reserve(self.key, billable - held.credits, request_id=held.request_id)
+                grant.reservation = _merge([held, extra])
+        except CreditError:
+            pass  # the balance ran out meanwhile: the raw length already held is charged
+        finally:
+            grant.settle(report)
 
 
 def _merge(reservations: list[CreditReservation]) -> CreditReservation | None:

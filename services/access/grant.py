@@ -61,6 +61,17 @@ class AccessGrant:
         if self.services is not None:
             await self.services.reserve_credits(self, characters)
 
+    async def check_balance(self) -> None:
+        """Before costly work that precedes the reservation (decoding and encoding a per-request reference): a
+        key with no credits left is refused now, not after the encoder ran. Uses the key record as authenticated
+        (cached for at most the key cache's TTL); the reservation after planning stays the exact check."""
+        if self.services is None or not self.services.ledger.enabled:
+            return
+        balance = self.key.credit_balance
+        if balance is not None and balance <= 0:
+            raise ServiceError("INSUFFICIENT_CREDITS", "This key has no credits left; top it up before cloning a "
+                               "voice from reference audio.", status=403)
+
     def settle(self, report: RequestReport) -> None:
         """The accounting's settle hook: called once when the request ends (any outcome)."""
         if self._finished or self.services is None:
@@ -89,6 +100,7 @@ class AccessServices:
         self.authenticator = authenticator or (
             build_authenticator(settings, databases=self.databases) if settings.auth_enabled else None)
         self.auth_throttle = FailedAuthThrottle(settings.auth_failures_per_minute)
+        self.admin_throttle = FailedAuthThrottle(settings.auth_failures_per_minute)  # X-Admin-Key guesses
         self.limiter = limiter or build_limiter(settings)
         self.request_logger = request_logger or build_request_logger(settings, databases=self.databases)
         self.monitor = monitor or AudioFlowMonitor.from_settings(settings)
@@ -121,17 +133,20 @@ class AccessServices:
         if self.authenticator is None:
             return anonymous_record()
         address = client_address or "unknown"
-        wait = self.auth_throttle.retry_after(address)
-        if wait is not None:  # this address keeps presenting bad keys: refuse without asking the key store
+        raw = Authenticator.extract_key(headers)
+        wait = self.auth_throttle.retry_after(address, raw)
+        if wait is not None:  # this address (or this key) keeps failing: refuse without asking the key store
             metrics.RATE_LIMITED.labels("failed_auth").inc()
             raise ServiceError("RATE_LIMIT_EXCEEDED", "Too many requests with invalid API keys from this address; "
                                f"retry in {wait} s.", retry_after=wait)
-        raw = Authenticator.extract_key(headers)
         try:
-            return await self.authenticator.authenticate(raw)
+            record = await self.authenticator.authenticate(raw)
+            if raw:
+                self.auth_throttle.succeeded(raw)
+            return record
         except AuthError as exc:
             if exc.status == 401 and raw:
-                self.auth_throttle.failed(address)
+                self.auth_throttle.failed(address, raw)
             raise ServiceError(exc.code, exc.message, status=exc.status,
                                headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None) from None
 

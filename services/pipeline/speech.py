@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from core.voices import time_stretch_for, voice_with_speed
 from services.continuity.service import check_stitched_plan_fits
+from services.pipeline.load_shed import BACKLOG
 from services.pipeline.synthesis import (
     NATIVE_RATE,
     SamplingOptions,
@@ -113,6 +114,7 @@ class SpeechService:
         if not self.runtime.ready:
             raise SynthesisError("MODEL_NOT_LOADED", "The model is not ready yet (state: "
                                  f"{self.runtime.state.value}); retry shortly.", retry_after=5)
+        BACKLOG.check(self.settings.shed_first_audio_s)  # SERVER_OVERLOADED before queueing behind a backlog
 
     def check_text_length(self, text: str) -> None:
         """The deployment's per-request limit (TTS_MAX_TEXT_CHARS), before anything else is looked at."""
@@ -137,7 +139,7 @@ class SpeechService:
         if speech.reference_audio is not None:
             if self.library is None:
                 raise cloning_unavailable("this server has no voice library")
-            voice = await self.library.reference_voice(speech.reference_audio, speech.reference_text)
+            voice = await self.library.reference_voice(speech.reference_audio, speech.reference_text, key_id=key_id)
             return voice_with_speed(voice, speech.speed)
         name = speech.voice
         if name and not self.runtime.voices.defines(name):
@@ -190,7 +192,8 @@ class SpeechService:
         return plan
 
     async def open(self, speech: SpeechRequest, *, request_id: str, reserve_credits: CreditReserver | None = None,
-                   buffered: bool = False, key_id: str | None = None) -> OpenedSpeech:
+                   buffered: bool = False, key_id: str | None = None,
+                   check_balance: Callable[[], Awaitable[None]] | None = None) -> OpenedSpeech:
         """Gate, resolve (for the key `key_id`), plan and pay; SynthesisError (with the protocol's field names) or
         ServiceError when refused."""
         try:
@@ -198,6 +201,8 @@ class SpeechService:
         except SynthesisError as exc:
             raise _renamed(exc, speech.text_field) from None
         self.check_available()
+        if speech.reference_audio is not None and check_balance is not None:
+            await check_balance()  # a key without credits never reaches the decoder or the encoder
         unstitched = voice = await self.voice(speech, key_id)
         if speech.previous_request_ids:
             voice = await self.stitched(speech, voice, key_id)

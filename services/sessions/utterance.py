@@ -29,9 +29,10 @@ class UtteranceGate(Protocol):
     async def admit(self, utterance_id: str) -> None:
         """Before synthesis starts (rate limit, concurrency slot). Raise SynthesisError to refuse."""
 
-    def settle(self, utterance_id: str, report: RequestReport | None) -> None:
+    def settle(self, utterance_id: str, report: RequestReport | None, billable_characters: int = 0) -> None:
         """Exactly once per utterance, whatever happened (report None: it was never admitted, nothing was
-        synthesised); must not raise and must not block."""
+        synthesised); must not raise and must not block. `billable_characters`: the normalised text the model was
+        asked to speak, what HTTP charges for the same text (the pieces were held at their raw length)."""
 
 
 class OpenGate:
@@ -45,7 +46,7 @@ class OpenGate:
     async def admit(self, utterance_id: str) -> None:
         return None
 
-    def settle(self, utterance_id: str, report: RequestReport | None) -> None:
+    def settle(self, utterance_id: str, report: RequestReport | None, billable_characters: int = 0) -> None:
         return None
 
 
@@ -67,6 +68,7 @@ class Utterance:
         self.job = SynthesisJob(runtime, request, incremental=True)
         self.text_parts: list[str] = []
         self.characters = 0
+        self.spoken_characters = 0  # normalised, as fed to the model: what credits count
         self.text_open = True
         self.cancelled = False
         self.stop_reason: str | None = None  # cancelled | disconnected, set before the task is cancelled
@@ -128,6 +130,7 @@ class Utterance:
                 continue  # nothing speakable in this part (only tags or punctuation)
             if self.job.timestamps is not None:
                 self.job.timestamps.add_text(part, " ".join(plan.chunks))
+            self.spoken_characters += len(plan.text)
             for chunk in plan.chunks:
                 self.job.feed_text(chunk)
                 fed += 1
@@ -140,7 +143,7 @@ class Utterance:
         """Synthesis may start: from here on the accounting counts it and settles it through the gate."""
         self.admitted_at = time.perf_counter()
         self.accounting = RequestAccounting(self.job, transport="websocket", clock_origin=self.admitted_at,
-                                            settle=lambda report: gate.settle(self.id, report))
+                                            settle=lambda report: gate.settle(self.id, report, self.spoken_characters))
 
     def note_audio(self, data: bytes) -> None:
         """Count one audio chunk handed to the outbox."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from services.pipeline.flow_monitor import StreamCadence
+from services.pipeline.load_shed import BACKLOG
 from shared import metrics
 
 if TYPE_CHECKING:
@@ -107,6 +108,7 @@ class RequestAccounting:
         metrics.REQUESTS.labels(self.voice_label, self.stream_label, r.audio_format).inc()
         metrics.ACTIVE_STREAMS.inc()
         self._active = True
+        BACKLOG.enter(self)
         logger.info("request_received", extra={
             "event": "request_received", "transport": self.transport, "speaker": self.voice_id,
             "format": r.audio_format, "sample_rate": r.sample_rate, "stream": r.stream,
@@ -118,6 +120,7 @@ class RequestAccounting:
         if self.first_audio_at is not None:
             return False
         self.first_audio_at = time.perf_counter()
+        BACKLOG.leave(self)
         ttfb = self.first_audio_at - self.clock_origin
         metrics.TTFB.labels(self.stream_label).observe(ttfb)
         logger.info("first_audio", extra={"event": "first_audio", "ttfb_ms": round(ttfb * 1000, 1)})
@@ -137,6 +140,7 @@ class RequestAccounting:
         """Record the end once (later calls are ignored); then settle. Never raises."""
         if self.report is not None:
             return None
+        BACKLOG.leave(self)
         if self._active:
             metrics.ACTIVE_STREAMS.dec()
             self._active = False

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import math
 import random
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -147,7 +148,13 @@ class RequestLogger:
             if not self.store_text and record.text is not None:
                 record = replace(record, text=None)
             if self.spool is not None:
-                self.spool.append(record.request_id, record_payload(record))  # on disk before we return
+                try:
+                    self.spool.append(record.request_id, record_payload(record))  # on disk before we return
+                except Exception:  # noqa: BLE001 - a full or unwritable spool: counted and logged, never silent
+                    self._count_dropped(1)
+                    logger.exception("request log spool append failed; record dropped",
+                                     extra={"dropped_id": record.request_id, "dropped_total": self.dropped})
+                    return False
                 self._update_gauge()
                 self._notify()
                 return True
@@ -339,7 +346,14 @@ def build_request_logger(settings: Settings, sink: RequestSink | None = None,
     sink = sink or build_request_sink(settings, databases)
     spool = None
     if settings.request_log_spool_dir is not None and not isinstance(sink, NullSink):
-        spool = RequestSpool(settings.request_log_spool_dir)
+        try:
+            spool = RequestSpool(settings.request_log_spool_dir)
+        except (OSError, sqlite3.Error) as exc:
+            # An unwritable spool must not stop the server: fall back to the in-memory queue (direct writes to the
+            # database, bounded, drops counted), and say so loudly.
+            REQUEST_LOG_ERRORS.labels("spool").inc()
+            logger.error("request log spool unavailable; writing records directly (a crash can lose queued ones)",
+                         extra={"spool": str(settings.request_log_spool_dir), "error_class": type(exc).__name__})
     return RequestLogger(
         sink,
         spool=spool,

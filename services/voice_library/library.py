@@ -11,6 +11,7 @@ A delete on this container takes effect at once; on others within that TTL.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from services.voice_library.records import (
     VoiceRecord,
     VoiceRecordError,
     clean_text,
+    is_custom_voice_id,
     new_voice_id,
 )
 from services.voice_library.references import EncodedReference, References
@@ -81,13 +83,20 @@ class VoiceLibrary:
         self.store = store
         self.references = references
         self.ttl_s = settings.voice_cache_ttl_s
+        self.max_per_key = settings.voice_library_max_per_key
+        # Count-then-insert is serialised in this process (inserts are rare and quick, encodes run outside it), so
+        # concurrent creates of one key cannot all pass the cap; across containers the overshoot is at most one
+        # voice per container.
+        self._insert_lock = asyncio.Lock()
         self._recent: dict[str, tuple[float, VoiceRecord, Voice]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, runtime: ModelRuntime,
                       databases: DatabaseClients | None = None) -> VoiceLibrary:
         references = References(runtime, max_concurrent=settings.clone_max_concurrent_encodes,
-                                cache_size=settings.clone_reference_cache_size)
+                                cache_size=settings.clone_reference_cache_size,
+                                max_per_key=settings.clone_max_encodes_per_key,
+                                max_waiting=settings.clone_max_waiting_encodes, wait_s=settings.clone_encode_wait_s)
         return cls(settings, runtime, build_voice_store(settings, databases), references)
 
     async def close(self) -> None:
@@ -114,8 +123,10 @@ class VoiceLibrary:
         """Encode `audio` and store the voice; nothing is stored unless every step succeeded."""
         new = self._fields(new)
         self._check_ready()
+        await self._check_room(owner)  # before any decode or encode
         self.references.check_available()
-        encoded = await self.references.encode(audio, semantic=new.transcript is not None, param="audio_sample")
+        encoded = await self.references.encode(audio, semantic=new.transcript is not None, param="audio_sample",
+                                               key_id=owner)
         return await self._save(new, encoded.tokens, owner, encoded, param="audio_sample")
 
     async def import_voice(self, new: NewVoice, tokens: ReferenceTokens, owner: str, *,
@@ -123,6 +134,7 @@ class VoiceLibrary:
         """Store a voice whose tokens were made elsewhere (an export from another deployment); no encoder needed."""
         new = self._fields(new)
         self._check_ready()
+        await self._check_room(owner)
         return await self._save(new, tokens, owner, None, param="global_tokens", seconds=reference_seconds,
                                 sha256=audio_sha256)
 
@@ -139,13 +151,24 @@ class VoiceLibrary:
         except VoiceRecordError as exc:
             raise _invalid(exc) from None
         check_voice_fits(self.runtime, record.to_voice(), param)
-        await self.store.insert(record)
+        async with self._insert_lock:
+            await self._check_room(owner)
+            await self.store.insert(record)
         logger.info("voice created", extra={"voice_id": record.voice_id, "key_id": owner,
                                             "continuation": record.continuation})
         return record
 
+    async def _check_room(self, owner: str) -> None:
+        if self.max_per_key and len(await self.store.list(owner)) >= self.max_per_key:
+            raise ServiceError("VOICE_LIMIT_REACHED", f"This API key keeps {self.max_per_key} custom voices, the most "
+                               "allowed; delete one (DELETE /v1/audio/voices/{id}) before adding another.")
+
     # ------------------------------------------------------------------ read, list, delete
     async def get(self, voice_id: str, caller: Caller) -> VoiceRecord:
+        # Every stored id is well formed (new_voice_id): anything else (a NUL byte, which PostgreSQL refuses as
+        # text) is simply not found, without asking the store.
+        if not is_custom_voice_id(voice_id):
+            raise voice_not_found(voice_id)
         record = await self.store.get(voice_id)
         if record is None or not (caller.admin or record.owner_key_id == caller.key_id):
             raise voice_not_found(voice_id)
@@ -156,15 +179,32 @@ class VoiceLibrary:
             return []
         return await self.store.list(caller.owner_filter)
 
+    async def page(self, caller: Caller, *, limit: int, after: str | None) -> tuple[list[VoiceRecord], str | None]:
+        """At most `limit` voices after the voice `after` (oldest first), and the id to continue after (None: the
+        last page). An `after` this caller cannot see is VALIDATION_ERROR."""
+        voices = await self.list(caller)
+        start = 0
+        if after is not None:
+            ids = [r.voice_id for r in voices]
+            if after not in ids:
+                raise ServiceError("VALIDATION_ERROR", "Invalid 'after': not one of this key's voices; pass the "
+                                   "'next_after' of the previous page.", "after")
+            start = ids.index(after) + 1
+        chunk = voices[start:start + limit]
+        more = start + limit < len(voices)
+        return chunk, (chunk[-1].voice_id if more and chunk else None)
+
     async def delete(self, voice_id: str, caller: Caller) -> None:
         self._recent.pop(voice_id, None)
-        if not await self.store.delete(voice_id, caller.owner_filter):
+        if not is_custom_voice_id(voice_id) or not await self.store.delete(voice_id, caller.owner_filter):
             raise voice_not_found(voice_id)
         logger.info("voice deleted", extra={"voice_id": voice_id, "key_id": caller.key_id, "admin": caller.admin})
 
     # ------------------------------------------------------------------ synthesis
     async def voice_for(self, voice_id: str, key_id: str | None, param: str = "speaker") -> Voice:
         """The stored voice `voice_id` if `key_id` owns it; VOICE_NOT_FOUND (404) otherwise."""
+        if not is_custom_voice_id(voice_id):
+            raise voice_not_found(voice_id, param)
         now = time.monotonic()
         recent = self._recent.get(voice_id)
         if recent is not None and recent[0] > now:
@@ -184,13 +224,14 @@ class VoiceLibrary:
         check_voice_fits(self.runtime, voice, param)
         return voice
 
-    async def reference_voice(self, audio: bytes, transcript: str | None, param: str = "reference_audio") -> Voice:
+    async def reference_voice(self, audio: bytes, transcript: str | None, param: str = "reference_audio",
+                              key_id: str | None = None) -> Voice:
         """A voice for one request from its own reference (not saved; encodings are cached by content)."""
         try:
             transcript = clean_text(transcript, "reference_text", MAX_TRANSCRIPT_CHARS)
         except VoiceRecordError as exc:
             raise _invalid(exc) from None
-        encoded = await self.references.encode(audio, semantic=transcript is not None, param=param)
+        encoded = await self.references.encode(audio, semantic=transcript is not None, param=param, key_id=key_id)
         tokens = encoded.tokens
         continuation = transcript is not None and tokens.semantic_tokens is not None
         voice = Voice(id=f"ref_{encoded.sha256[:16]}", name="Per-request reference", kind="global_tokens",

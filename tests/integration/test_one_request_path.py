@@ -27,12 +27,14 @@ import pytest
 from websockets.asyncio.client import connect
 
 from services.access import PostgresKeyStore
+from services.pipeline.text_plan import plan_text
 from tests.e2e.conftest import RunningServer, start_server, stop_server
 from tests.ws_client import speak_once
 
 pytestmark = pytest.mark.integration
 
-TEXT = "Hi there."
+# Normalisation lengthens it ("1,000" -> "one thousand"): every transport must charge the normalised length.
+TEXT = "I owe 1,000."
 VOICE = "fixed"  # a voice with stored global tokens
 RATE = 24_000  # what the OpenAI route answers; the other transports ask for it
 # Timings and ids differ between any two requests; everything else in the row must not.
@@ -243,8 +245,10 @@ def test_the_same_request_is_accounted_alike_on_every_transport(server_and_key, 
 
     reference = seen["http"]
     assert [e for e, _ in reference["events"]] == ["request_received", "first_audio", "request_completed"]
-    assert reference["row"]["status"] == "completed" and reference["row"]["credits_charged"] == len(TEXT)
-    assert reference["charged"] == len(TEXT)
+    spoken = len(plan_text(TEXT, normalize=True, chunking=True, threshold=220, target=170).text)
+    assert spoken > len(TEXT)
+    assert reference["row"]["status"] == "completed" and reference["row"]["credits_charged"] == spoken
+    assert reference["charged"] == spoken
     assert any(name == "veena3_tts_requests_total" and dict(labels) == {
         "speaker": VOICE, "stream": "true", "format": "pcm"} for name, labels in reference["metrics"])
     for name, evidence in seen.items():

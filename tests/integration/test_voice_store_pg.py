@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
+from services.errors import ServiceError
 from services.usage.migrations import SQL_DIR
+from services.voice_library.library import Caller, VoiceLibrary
 from services.voice_library.postgres_store import PostgresVoiceStore
+from shared.settings import Settings
 from tests.unit.test_voice_store import check_store, record
 
 pytestmark = pytest.mark.integration
@@ -42,3 +45,19 @@ async def test_the_migration_is_idempotent_and_row_level_security_is_on(pg_dsn: 
                                "VALUES ('voice_x', 'k', 'n', '{1,2}')")
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize("voice_id", ["voice_\x00", "\x00", "voice_" + "a" * 31 + "\x00", "voice_\ud800"])
+async def test_an_id_postgres_cannot_hold_is_404_not_503(pg_dsn: str, voice_id: str) -> None:
+    """`%00` in a voice id reached PostgreSQL, which refuses NUL in text: the answer was 503 naming a database
+    error. An id no voice can have is not found, on every library route, without a query."""
+    store = PostgresVoiceStore(pg_dsn)
+    library = VoiceLibrary(Settings(voice_cache_ttl_s=0), runtime=None, store=store, references=None)  # type: ignore[arg-type]
+    caller = Caller(key_id="k", admin=False)
+    try:
+        for call in (library.get(voice_id, caller), library.delete(voice_id, caller), library.voice_for(voice_id, "k")):
+            with pytest.raises(ServiceError) as caught:
+                await call
+            assert caught.value.code == "VOICE_NOT_FOUND"  # 404
+    finally:
+        await store.close()

@@ -51,3 +51,35 @@ def test_a_concurrency_refusal_keeps_the_rate_headers_and_uses_no_rate_slot(demo
                  .json()["error"]["code"] for _ in range(6)]
         assert codes == ["MODEL_NOT_LOADED"] * 5 + ["RATE_LIMIT_EXCEEDED"]
         assert asyncio.iscoroutinefunction(lease.release)
+
+
+def test_failed_logins_do_not_lock_out_good_keys_and_the_admin_key_is_throttled(demo_model_dir: Path) -> None:
+    """Issue 27 item 5: after failures from one address (behind a proxy: every user), a key in use there keeps
+    working; the proxy's X-Forwarded-For names the client when TTS_TRUSTED_PROXIES trusts it; one bad key is
+    throttled from any address; wrong X-Admin-Key guesses are throttled too."""
+    settings = Settings(model_dir=demo_model_dir, auth_enabled=True, api_keys="used-key,cold-key", warmup=False,
+                        log_json=False, auth_failures_per_minute=3, rate_limit_per_minute=10_000,
+                        trusted_proxies="*", admin_key="the-admin-key")
+    with TestClient(create_app(settings, runtime=NeverReady(settings))) as client:
+        def code(key: str, client_address: str) -> str:
+            answer = client.post("/v1/tts/generate", json={"text": "hi"},
+                                 headers={"Authorization": f"Bearer {key}", "X-Forwarded-For": client_address})
+            return answer.json()["error"]["code"]  # MODEL_NOT_LOADED: authenticated (the model never loads here)
+
+        assert code("used-key", "10.0.0.1") == "MODEL_NOT_LOADED"
+        assert [code(f"wrong-{i}", "10.0.0.1") for i in range(4)] == ["INVALID_API_KEY"] * 3 + ["RATE_LIMIT_EXCEEDED"]
+        assert code("used-key", "10.0.0.1") == "MODEL_NOT_LOADED"  # a key in use is not locked out
+        assert code("cold-key", "10.0.0.1") == "RATE_LIMIT_EXCEEDED"  # documented: unused keys wait the minute
+        assert code("cold-key", "10.0.0.2") == "MODEL_NOT_LOADED"  # another client behind the same proxy
+
+        # One bad key, many addresses: throttled by the key material.
+        assert [code("leaked-revoked", f"10.0.1.{i}") for i in range(4)] == (
+            ["INVALID_API_KEY"] * 3 + ["RATE_LIMIT_EXCEEDED"])
+
+        def admin(key: str, client_address: str) -> int:
+            return client.get("/v1/tts/debug/stats", headers={"X-Admin-Key": key,
+                                                              "X-Forwarded-For": client_address}).status_code
+
+        assert [admin(f"guess-{i}", "10.0.2.1") for i in range(4)] == [403, 403, 403, 429]
+        assert admin("the-admin-key", "10.0.2.1") == 429  # not even compared while the guesses are throttled
+        assert admin("the-admin-key", "10.0.2.2") == 200

@@ -75,3 +75,29 @@ def test_a_live_process_spool_is_never_adopted(tmp_path: Path) -> None:
         holder.kill()
         holder.wait()
     assert RequestSpool(tmp_path, "after").adopted == 1  # SIGKILLed: its record is taken over
+
+
+def test_an_unwritable_spool_directory_does_not_stop_the_server(tmp_path: Path) -> None:
+    """Issue 27 item 2 (part): an unwritable spool directory stopped the server from starting. It now falls back to
+    the in-memory queue (direct writes), counted as a spool error and logged."""
+    from services.usage.request_log import build_request_logger
+    from shared import metrics
+    from shared.settings import Settings
+
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the spool directory should be")
+    before = metrics.REQUEST_LOG_ERRORS.labels("spool")._value.get()
+    settings = Settings(request_log_spool_dir=blocker / "spool")
+    request_logger = build_request_logger(settings, sink=MemorySink())
+    assert request_logger.spool is None
+    assert metrics.REQUEST_LOG_ERRORS.labels("spool")._value.get() == before + 1
+    assert request_logger.submit(record(1))
+
+
+def test_a_failing_spool_append_is_counted_not_silent(tmp_path: Path) -> None:
+    """10 of 10 records were lost with the dropped counter still 0 when the spool could not be written."""
+    spool = RequestSpool(tmp_path / "spool")
+    request_logger = RequestLogger(MemorySink(), spool=spool)
+    spool.close()  # every append now fails, as on a full or read-only disk
+    assert [request_logger.submit(record(i)) for i in range(10)] == [False] * 10
+    assert request_logger.dropped == 10

@@ -247,7 +247,7 @@ def test_per_request_cloning_json_and_multipart_encode_a_reference_once(client: 
     assert encoder(client).calls == calls  # the same bytes: served from the cache
     exposition = client.get("/metrics").text
     assert 'speaker="reference"' in exposition and "ref_" not in exposition
-    assert 'veena3_tts_reference_encodes_total{outcome="cached"}' in exposition
+    assert "veena3_tts_reference_requests_total" in exposition
     assert not list(client.app.state.services.settings.voice_dir.glob("ref_*"))  # nothing saved
 
 
@@ -333,3 +333,74 @@ def test_a_reference_longer_than_its_transcript_still_speaks(client: TestClient,
         assert response.status_code == 200, response.text
         assert is_wav_with_audio(response.content) or len(response.content) > 44 + 3200
     assert "continuation_without_speech" in caplog.text
+
+
+def test_public_metrics_do_not_tell_whether_a_recording_was_sent_before(client: TestClient) -> None:
+    """Issue 27: a per-outcome reference counter let any key learn whether another had sent a recording. A first
+    encode and a cache hit must move the reference-related samples identically."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def reference_samples() -> dict[tuple, float]:
+        text = client.get("/metrics").text
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in text_string_to_metric_families(text)
+                for s in family.samples if s.name.endswith(("_total", "_count"))  # counts, not timings
+                and ("reference" in s.name or "reference" in str(s.labels))}
+
+    def moved(before: dict, after: dict) -> dict:
+        return {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
+
+    ask = {"text": "Good morning.", "reference_text": "Hello there, a reference.",
+           "reference_audio": base64.b64encode(wav_bytes(voiced(2.0, seed=23))).decode()}
+    before = reference_samples()
+    assert client.post("/v1/tts/generate", headers=A, json=ask).status_code == 200
+    first = moved(before, middle := reference_samples())
+    assert client.post("/v1/tts/generate", headers=B, json=ask).status_code == 200  # another key, same recording
+    second = moved(middle, reference_samples())
+    assert first and first == second
+
+
+def test_a_key_keeps_at_most_its_cap_of_voices_and_lists_them_a_page_at_a_time(client: TestClient,
+                                                                                monkeypatch) -> None:
+    """Issue 27 item 7: a per-key cap on library voices (refused before any encode) and a paged voice list."""
+    created = upload(client, wav_bytes(voiced(3.0, seed=31)), transcript=TRANSCRIPT)
+    assert created.status_code == 201, created.text
+    exported = client.get(f"/v1/audio/voices/{created.json()['id']}", headers=A).json()
+    client.delete(f"/v1/audio/voices/{created.json()['id']}", headers=A)
+    library = client.app.state.services.library
+    existing = [v["id"] for v in client.get("/v1/audio/voices", headers=B).json()["voices"] if v["type"] == "custom"]
+    monkeypatch.setattr(library, "max_per_key", len(existing) + 5)
+    made: list[tuple[dict, str]] = []
+    try:
+        for _ in range(5):
+            answer = client.post("/v1/audio/voices", json=exported, headers=B)
+            assert answer.status_code == 201, answer.text
+            made.append((B, answer.json()["id"]))
+        calls = encoder(client).calls
+        for refused in (client.post("/v1/audio/voices", json=exported, headers=B),
+                        upload(client, wav_bytes(voiced(3.0, seed=32)), headers=B)):
+            assert refused.status_code == 403, refused.text
+            assert refused.json()["error"]["code"] == "VOICE_LIMIT_REACHED"
+        assert encoder(client).calls == calls  # refused before any decode or encode
+        other = client.post("/v1/audio/voices", json=exported, headers=A)  # another key still has room
+        assert other.status_code == 201, other.text
+        made.append((A, other.json()["id"]))
+
+        every = existing + [voice_id for key, voice_id in made if key is B]
+        pages, after = [], None
+        while True:
+            query = {"limit": 2, **({"after": after} if after else {})}
+            page = client.get("/v1/audio/voices", headers=B, params=query).json()
+            assert any(v["type"] == "builtin" for v in page["voices"]) == (after is None)  # built-ins: first page
+            custom = [v["id"] for v in page["voices"] if v["type"] == "custom"]
+            assert len(custom) <= 2
+            pages.append(custom)
+            after = page["next_after"]
+            if after is None:
+                break
+        assert [v for p in pages for v in p] == every and len(pages) == -(-len(every) // 2)
+        for bad in ({"limit": 0}, {"limit": 101}, {"after": "voice_" + "0" * 32}, {"after": other.json()["id"]}):
+            answer = client.get("/v1/audio/voices", headers=B, params=bad)
+            assert answer.status_code == 400 and answer.json()["error"]["code"] == "VALIDATION_ERROR", (bad, answer.text)
+    finally:
+        for key, voice_id in made:
+            client.delete(f"/v1/audio/voices/{voice_id}", headers=key)

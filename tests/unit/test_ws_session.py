@@ -211,7 +211,7 @@ class RecordingGate:
             raise self.refuse
         self.admitted.append(utterance_id)
 
-    def settle(self, utterance_id: str, report: RequestReport | None) -> None:
+    def settle(self, utterance_id: str, report: RequestReport | None, billable_characters: int = 0) -> None:
         self.settled.append((utterance_id, report))
 
     @property

@@ -1,0 +1,85 @@
+"""Load shedding (issue 27 item 8): while the oldest admitted request has waited past TTS_SHED_FIRST_AUDIO_S for its
+first audio, new work gets 503 SERVER_OVERLOADED with Retry-After on HTTP and an error event on the WebSocket; once
+the backlog speaks, requests are served again. The backlog's clock is a test clock: no sleeps, no timings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api import create_app
+from services.deployment.runtime import ModelRuntime
+from services.pipeline.load_shed import BACKLOG, FirstAudioBacklog
+from shared.settings import Settings
+from tests.conftest import wait_in_portal
+
+BODY = {"text": "Hello.", "speaker": "fixed", "format": "pcm", "max_tokens": 30}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(BACKLOG, "clock", clock)
+    return clock
+
+
+@pytest.fixture(scope="module")
+def client(demo_model_dir: Path) -> Iterator[TestClient]:
+    settings = Settings(model_dir=demo_model_dir, auth_enabled=False, warmup=False, log_json=False, sr_enabled=False,
+                        shed_first_audio_s=5.0)
+    runtime = ModelRuntime(settings)
+    with TestClient(create_app(settings, runtime=runtime)) as test_client:
+        wait_in_portal(test_client, lambda: runtime.ready)
+        yield test_client
+
+
+def test_the_backlog_counts_only_requests_waiting_for_first_audio() -> None:
+    clock = Clock()
+    backlog = FirstAudioBacklog(clock)
+    first, second = object(), object()
+    backlog.enter(first)
+    clock.now += 3
+    backlog.enter(second)
+    clock.now += 3
+    assert backlog.oldest_wait_s() == 6.0
+    backlog.check(10.0)  # under the bound: admitted
+    backlog.check(0.0)  # 0: shedding off
+    backlog.leave(first)  # first audio
+    assert backlog.oldest_wait_s() == 3.0 and len(backlog) == 1
+    backlog.leave(second)
+    assert backlog.oldest_wait_s() == 0.0 and len(backlog) == 0
+
+
+def test_http_and_websocket_shed_while_the_backlog_is_past_the_bound(client: TestClient, clock: Clock) -> None:
+    assert client.post("/v1/tts/generate", json=BODY).status_code == 200  # nothing waiting: served
+    assert len(BACKLOG) == 0  # the request left the backlog at its first audio
+
+    stuck = object()  # an admitted request that has not spoken yet
+    BACKLOG.enter(stuck)
+    try:
+        clock.now += 4.0
+        assert client.post("/v1/tts/generate", json=BODY).status_code == 200  # within the bound
+        clock.now += 2.0
+        refused = client.post("/v1/tts/generate", json=BODY)
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == "SERVER_OVERLOADED"
+        assert int(refused.headers["Retry-After"]) >= 1
+        with client.websocket_connect("/v1/tts/ws") as ws:
+            ws.send_text(json.dumps(BODY))  # one-shot
+            event = json.loads(ws.receive_text())
+            assert event["type"] == "error" and event["error"]["code"] == "SERVER_OVERLOADED"
+    finally:
+        BACKLOG.leave(stuck)
+    assert client.post("/v1/tts/generate", json=BODY).status_code == 200  # the backlog spoke: served again
