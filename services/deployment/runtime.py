@@ -207,6 +207,10 @@ class ModelRuntime:
             self.engine = create_engine("vllm", self.checkpoint.llm_dir, self.settings)
         else:
             self.engine = await asyncio.to_thread(create_engine, "transformers", self.checkpoint.llm_dir, self.settings)
+        if self.settings.engine_fault:  # testing only: the generation guards' misbehaving engine
+            from core.llm.faulty import with_fault
+
+            self.engine = with_fault(self.engine, self.settings.engine_fault, self.layout, self.tokenizer)
 
     async def start(self) -> None:
         """Load everything, warm up, and mark ready. Failures are recorded, not raised (health reports them)."""

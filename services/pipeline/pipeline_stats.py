@@ -35,6 +35,11 @@ class PipelineStats:
     preamble_ids: int | None = None
     first_audio_engine_ids: int | None = None
     producer_waits: int = 0
+    # Generation guards (services/pipeline/chunk_guards.py): text chunks generated again, streamed chunks cut,
+    # and every trip as "guard:action". Discarded tries are taken out of the token and sample counts above.
+    chunks_retried: int = 0
+    chunks_cut: int = 0
+    guard_events: list[str] = field(default_factory=list)
     max_queue_depth: int = 0
 
     def as_dict(self) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.guards import Trip
 from core.llm import SamplingConfig
 from core.streaming import LatencyPreference, StreamingConfig, StreamingDecoder
 from core.tokens import TokenParser, TokenStreamError
@@ -36,6 +37,7 @@ from services.deployment.gpu_health import (
 )
 from services.errors import SynthesisError
 from services.pipeline.audio_output import BWE_RATE, NATIVE_RATE, AudioOutput
+from services.pipeline.chunk_guards import ChunkRun, GuardPolicy, fade_out, retry_seed
 from services.pipeline.pipeline_stats import PipelineStats
 from services.pipeline.text_plan import TextPlan, plan_text, prompt_for
 from shared import metrics
@@ -138,7 +140,9 @@ class SynthesisJob:
         self._globals_ready = asyncio.Event()
         if self.global_tokens is not None:
             self._globals_ready.set()
-        self._generation_tasks: list[asyncio.Task] = []
+        self._generation_tasks: dict[int, asyncio.Task] = {}  # text chunk index -> its current try
+        self.guards = GuardPolicy(settings, self.stats, request.request_id)
+        self._runs: dict[int, ChunkRun] = {}
         self._prefetch_task: asyncio.Task | None = None
         self.error: SynthesisError | None = None
         self._samples_queued = 0
@@ -158,34 +162,39 @@ class SynthesisJob:
         return self.chain.encoder.content_type
 
     # ------------------------------------------------------------------ generation (one task per text chunk)
-    def _sampling(self, prompt_len: int, text: str, mode: str) -> SamplingConfig:
+    def _sampling(self, prompt_len: int, run: ChunkRun, mode: str) -> SamplingConfig:
         s = self.request.sampling
         settings = self.runtime.settings
         room = max(16, settings.max_model_len - prompt_len)
-        # Runaway guard: the model sometimes never emits its stop id; a chunk cannot need more than this.
-        text_cap = int(len(text) * settings.max_tokens_per_char) + 100
+        # Runaway cap: the model sometimes never emits its stop id; a chunk cannot need more than this (or than the
+        # length guard's limit, which acts first: it retries or cuts instead of silently truncating).
+        text_cap = max(int(len(run.text) * settings.max_tokens_per_char) + 100, run.guards.length.limit + 1)
         preamble = 2 if mode == "clone" else PREAMBLE_TOKEN_ALLOWANCE
         budget = max(1, min(s.max_tokens + preamble, room, text_cap))
+        seed = draw_seed() if s.seed is None else retry_seed(s.seed, run.attempt)
         return replace(
-            s, max_tokens=budget, seed=s.seed if s.seed is not None else draw_seed(),
+            s, max_tokens=budget, seed=seed,
             stop_token_ids=tuple(self.runtime.layout.stop_token_ids),
             # No allowed_token_ids: vLLM's GPU runner refuses more than 1,024 inside the engine step, which kills
             # the engine (first_contact.md §1). The clone-mode parser drops every non-semantic id instead and
             # counts them (veena3_tts_parser_ignored_tokens_total).
         )
 
-    async def _generate(self, index: int, text: str, out: asyncio.Queue) -> None:
-        """Run the LLM for one text chunk, parse ids as they come, hand semantic ids to `out`."""
+    async def _generate(self, run: ChunkRun, out: asyncio.Queue) -> None:
+        """Run the LLM for one try of a text chunk, parse ids as they come, hand semantic ids to `out`; the
+        guards watch them, and an acting `Trip` ends the try (it goes to `out` in place of the end)."""
         runtime = self.runtime
+        index, text, guards = run.index, run.text, run.guards
         use_globals = self.global_tokens if index > 0 or self.global_tokens is not None else None
         # Unique per generation even when a client reuses an X-Request-ID for concurrent requests.
         request_id = f"{self.request.request_id}-{index}-{uuid.uuid4().hex[:8]}"
         semantic_left = self.request.sampling.max_tokens
+        trip: Trip | None = None
         try:
             # Inside the try: a prompt that cannot be built must reach the decoder waiting on `out` as an error.
             prompt_ids, mode = prompt_for(runtime, text, self.request.voice, use_globals)
             parser = TokenParser(runtime.layout, mode=mode)
-            sampling = self._sampling(len(prompt_ids), text, mode)
+            sampling = self._sampling(len(prompt_ids), run, mode)
             async with asyncio.timeout(runtime.settings.generation_timeout_s):
                 stream = runtime.engine.stream(prompt_ids, sampling, request_id)
                 try:
@@ -202,53 +211,96 @@ class SynthesisJob:
                             self.stats.preamble_ids = generated_before + len(new_ids) - len(semantic)
                         if semantic:
                             semantic_left -= len(semantic)
+                            trip = self.guards.screen_tokens(run, semantic)
+                            if trip is not None:  # an acting guard: nothing after its detection point goes on
+                                semantic = semantic[: max(0, trip.token - run.tokens)]
+                            run.tokens += len(semantic)
                             self.stats.semantic_tokens += len(semantic)
                             # Bounded: when the decoder is held up by a slow reader, generation waits here too.
-                            await out.put(semantic)
-                        if semantic_left <= 0:
-                            break  # max_tokens semantic tokens reached: closing the stream aborts the rest
+                            if semantic:
+                                await out.put(semantic)
+                        if semantic_left <= 0 or trip is not None:
+                            break  # max_tokens reached or a guard tripped: closing the stream aborts the rest
                 finally:
                     await stream.aclose()
-            parser.finish()
+            if trip is None and (trip := guards.finish(stopped=parser.finished or semantic_left <= 0,
+                                                       semantic=run.tokens)) is not None and not trip.acts:
+                self.guards.decide(run, trip)
+                trip = None
+            if trip is None:
+                parser.finish()
             if parser.ignored_count:
                 metrics.PARSER_IGNORED_TOKENS.labels(mode).inc(parser.ignored_count)
-            if self.global_tokens is None:
+            if self.global_tokens is None and trip is None:
                 raise TokenStreamError("generation ended before the 32 global tokens were complete")
-            await out.put(_END)
+            await out.put(_END if trip is None else trip)
         except asyncio.CancelledError:
             raise  # the consumer is cancelling this job; nobody reads `out` any more
         except Exception as exc:
             await out.put(exc)
             raise
 
-    def _start_generation(self, index: int, text: str) -> asyncio.Queue:
+    def _start_generation(self, index: int, text: str, run: ChunkRun | None = None) -> asyncio.Queue:
+        """Start a text chunk's generation, or (`run` given) its next try."""
+        if run is None:
+            run = self._runs[index] = self.guards.new_run(index, text, hold=not self.request.stream)
         out: asyncio.Queue = asyncio.Queue(maxsize=TOKEN_QUEUE_ITEMS)
-        task = asyncio.create_task(self._generate(index, text, out),
-                                   name=f"gen-{self.request.request_id}-{index}")
+        task = asyncio.create_task(self._generate(run, out), name=f"gen-{self.request.request_id}-{index}")
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # exceptions travel through `out`
-        self._generation_tasks.append(task)
+        self._generation_tasks[index] = task
         return out
 
     # ------------------------------------------------------------------ decode + audio chain
-    def _decode_push(self, decoder: StreamingDecoder, semantic: list[int]) -> bytes:
+    def _decode_push(self, run: ChunkRun, decoder: StreamingDecoder, semantic: list[int]) -> bytes:
         started = time.perf_counter()
         chunks = decoder.push(semantic)
         metrics.STAGE_SECONDS.labels("decode").observe(time.perf_counter() - started)
         if chunks and self.stats.first_audio_engine_ids is None:
             self.stats.first_audio_engine_ids = (self.stats.preamble_ids or 0) + decoder.tokens_in
-        return self._chain_chunks(chunks)
+        return self._chain_chunks(run, chunks)
 
-    def _decode_finish(self, decoder: StreamingDecoder) -> bytes:
-        return self._chain_chunks(decoder.finish())
+    def _decode_finish(self, run: ChunkRun, decoder: StreamingDecoder, *, fade: bool = False) -> bytes:
+        chunks = decoder.finish()
+        if fade and chunks:  # a cut at a token guard's detection point
+            chunks[-1] = fade_out(chunks[-1], self.guards.fade_samples)
+        return self._chain_chunks(run, chunks)
 
-    def _chain_chunks(self, chunks: list[np.ndarray]) -> bytes:
+    def _chain_chunks(self, run: ChunkRun, chunks: list[np.ndarray]) -> bytes:
         out = bytearray()
         for chunk in chunks:
+            if run.stop is not None:
+                break
+            chunk = self.guards.screen_audio(run, chunk)
             self.stats.decoded_chunks += 1
             self.stats.decoded_samples += int(chunk.size)
             self.stats.decoded_samples_per_chunk[-1] += int(chunk.size)
-            out += self.chain.push(chunk)
+            run.decoded += int(chunk.size)
+            kept = run.keep_or_hold(chunk)
+            if kept is not None and kept.size:
+                out += self.chain.push(kept)
         return bytes(out)
+
+    def _push_held(self, run: ChunkRun) -> bytes:
+        """A held (non-streamed) chunk passed every guard: its audio goes on."""
+        held, run.held = run.held, []
+        return b"".join(self.chain.push(audio) for audio in held)
+
+    async def _recover(self, run: ChunkRun, trip: Trip, decoder: StreamingDecoder | None) -> asyncio.Queue | None:
+        """After an acting trip: the next try's token queue (retried), or None (cut: the chunk ends here)."""
+        action = run.action or self.guards.decide(run, trip)
+        task = self._generation_tasks.get(run.index)
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if action == "failed":
+            raise self.guards.failure(run, trip)
+        if action == "cut":
+            if decoder is not None and run.action is None:
+                await self._emit(await asyncio.to_thread(self._decode_finish, run, decoder, fade=True))
+            self.guards.account_cut(run)
+            return None
+        self.guards.next_try(run)
+        return self._start_generation(run.index, run.text, run)
 
     async def _emit(self, data: bytes) -> None:
         if not data:
@@ -262,19 +314,30 @@ class SynthesisJob:
         self.stats.max_queue_depth = max(self.stats.max_queue_depth, self.queue.qsize())
 
     async def _decode_text_chunk(self, index: int, tokens: asyncio.Queue) -> None:
+        run: asyncio.Queue | None = tokens
+        self.stats.decoded_samples_per_chunk.append(0)
+        while run is not None:  # one pass per try; a retried try hands over the next try's tokens
+            run = await self._decode_try(self._runs[index], run)
+        self.stats.text_chunks_done += 1
+
+    async def _decode_try(self, run: ChunkRun, tokens: asyncio.Queue) -> asyncio.Queue | None:
+        index = run.index
         # The parser refuses semantic ids before the 32 global tokens, so once anything arrives on this queue the
         # voice is known (controllable mode learns it from the model) or the generation has failed.
         item = await tokens.get()
         if isinstance(item, BaseException):
             raise item
+        if isinstance(item, Trip):
+            return await self._recover(run, item, None)
         if self.global_tokens is None:
             raise TokenStreamError("generation ended before the 32 global tokens were complete")
-        self.stats.global_tokens_per_chunk.append(self.global_tokens)
-        self.stats.decoded_samples_per_chunk.append(0)
+        if not run.started:
+            run.started = True
+            self.stats.global_tokens_per_chunk.append(self.global_tokens)
+            self.chain.start_segment(last=self._text_closed and index == len(self.plan.chunks) - 1)
         d_vector = await asyncio.to_thread(self.runtime.speaker_vector, self.global_tokens)
         decoder = StreamingDecoder(self.runtime.bicodec, d_vector,
                                    self.first_stream_config if index == 0 else self.stream_config)
-        self.chain.start_segment(last=self._text_closed and index == len(self.plan.chunks) - 1)
         while True:
             semantic: list[int] = []
             done = False
@@ -286,19 +349,30 @@ class SynthesisJob:
                     break
                 if isinstance(item, BaseException):
                     raise item
+                if isinstance(item, Trip):  # the try ends here: what came before it is still decoded
+                    done = True
+                    break
                 semantic.extend(item)
                 if tokens.empty() or len(semantic) >= self.stream_config.max_chunk_tokens:
                     break
                 item = tokens.get_nowait()
             if semantic and buffers_only(decoder, len(semantic)):
-                await self._emit(self._decode_push(decoder, semantic))
+                await self._emit(self._decode_push(run, decoder, semantic))
             elif semantic:
-                await self._emit(await asyncio.to_thread(self._decode_push, decoder, semantic))
+                await self._emit(await asyncio.to_thread(self._decode_push, run, decoder, semantic))
+            if run.stop is not None:  # the audio guard tripped
+                return await self._recover(run, run.stop, None)
+            if isinstance(item, Trip):
+                return await self._recover(run, item, decoder)
             if done:
                 break
             item = await tokens.get()
-        await self._emit(await asyncio.to_thread(self._decode_finish, decoder))
-        self.stats.text_chunks_done += 1
+        await self._emit(await asyncio.to_thread(self._decode_finish, run, decoder))
+        if run.stop is not None:
+            return await self._recover(run, run.stop, None)
+        if run.held:
+            await self._emit(await asyncio.to_thread(self._push_held, run))
+        return None
 
     # ------------------------------------------------------------------ text input
     def feed_text(self, text: str) -> None:
@@ -343,10 +417,10 @@ class SynthesisJob:
             prefetch = self._prefetch_task
             if prefetch is not None and not prefetch.done():
                 prefetch.cancel()
-            for task in self._generation_tasks:
+            for task in self._generation_tasks.values():
                 if not task.done():
                     task.cancel()
-            pending = [t for t in (prefetch, *self._generation_tasks) if t is not None]
+            pending = [t for t in (prefetch, *self._generation_tasks.values()) if t is not None]
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
 
