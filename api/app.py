@@ -100,7 +100,8 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "X-Server-Request-ID", "X-Sample-Rate", "X-Format", "X-TTFB-ms",
-                            "X-RTF", "X-Audio-Seconds", "X-Normalized-Text", "Retry-After"],
+                            "X-RTF", "X-Audio-Seconds", "X-Normalized-Text", "X-Chunks-Retried", "X-Chunks-Cut",
+                            "Retry-After"],
         )
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(HttpMetricsMiddleware)  # outermost: sees every answer, the middlewares' own refusals too

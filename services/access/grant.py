@@ -194,7 +194,8 @@ class AccessServices:
             logger.exception("request accounting failed")
 
     def _record(self, grant: AccessGrant, outcome: RequestReport, credits: int) -> RequestRecord:
-        request = outcome.job.request
+        job = outcome.job
+        request = job.request
         sampling = request.sampling
         return RequestRecord(
             request_id=outcome.request_id, client_request_id=grant.client_request_id,
@@ -206,5 +207,6 @@ class AccessServices:
             text=request.text if self.settings.log_request_text else None,
             text_chunked=outcome.job.plan.chunked, error_code=outcome.error_code, ttfb_ms=outcome.ttfb_ms,
             rtf=outcome.rtf, audio_duration_seconds=outcome.audio_seconds, credits_charged=credits,
-            completed_at=utcnow(),
+            completed_at=utcnow(), chunks_retried=job.stats.chunks_retried, chunks_cut=job.stats.chunks_cut,
+            guard_trips=",".join(job.stats.guard_events) or None,
         )

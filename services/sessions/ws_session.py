@@ -248,6 +248,8 @@ class Utterance:
             "model_version": self.model_version,
             "format": self.request.audio_format,
             "sample_rate": self.request.sample_rate,
+            "chunks_retried": self.job.stats.chunks_retried,  # generation guards (README, "Generation guards")
+            "chunks_cut": self.job.stats.chunks_cut,
             **self._normalized(),
         }
 
