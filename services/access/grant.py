@@ -25,7 +25,13 @@ from services.access.rate_limit import (
 )
 from services.errors import ServiceError, status_of
 from services.pipeline.flow_monitor import AudioFlowMonitor
-from services.usage.credits import CreditError, CreditLedger, CreditReservation, settle_credits
+from services.usage.credits import (
+    CreditError,
+    CreditLedger,
+    CreditReservation,
+    settle_credits,
+    undelivered_credits,
+)
 from services.usage.database import DatabaseClients
 from services.usage.request_log import RequestLogger, RequestRecord, build_request_logger, utcnow
 from shared import metrics
@@ -182,7 +188,10 @@ class AccessServices:
             if grant.reservation is not None:
                 error_status = status_of(outcome.error_code) if outcome.error_code else None
                 if settle_credits(outcome.status, error_status, outcome.audio_seconds):
-                    credits = await self.ledger.charge(grant.reservation, audio_seconds=outcome.audio_seconds)
+                    credits = await self.ledger.charge(grant.reservation, audio_seconds=outcome.audio_seconds,
+                                                       undelivered=undelivered_credits(
+                                                           grant.reservation.credits, outcome.job.stats.chars_cut,
+                                                           len(outcome.job.plan.text)))
                 else:
                     await self.ledger.release(grant.reservation)
             job = outcome.job

@@ -77,6 +77,7 @@ class ChunkRun:
     tokens: int = 0  # this try's semantic tokens handed to the decoder
     decoded: int = 0  # this try's decoded 16 kHz samples
     audio_seen: int = 0  # samples the audio guard has seen this try
+    cut: bool = False
 
     def keep_or_hold(self, audio: np.ndarray) -> np.ndarray | None:
         """Decoded audio: returned to go on now, or held (None) until the chunk passes."""
@@ -157,8 +158,10 @@ class GuardPolicy:
         self.stats.guard_events.append(f"{trip.guard}:{action}")
         if action == "retried":
             self.stats.chunks_retried += 1
-        elif action == "cut":
+        elif action == "cut" and not run.cut:
+            run.cut = True
             self.stats.chunks_cut += 1
+            self.stats.chars_cut += len(run.text)
         logger.warning("generation guard tripped", extra={
             "event": "guard_tripped", "guard": trip.guard, "action": action, "text_chunk": run.index,
             "attempt": run.attempt + 1, "token": trip.token, "detail": trip.detail,

@@ -39,6 +39,7 @@ class PipelineStats:
     # and every trip as "guard:action". Discarded tries are taken out of the token and sample counts above.
     chunks_retried: int = 0
     chunks_cut: int = 0
+    chars_cut: int = 0  # characters of the cut chunks (not charged: their audio was not delivered whole)
     guard_events: list[str] = field(default_factory=list)
     max_queue_depth: int = 0
 
