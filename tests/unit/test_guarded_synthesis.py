@@ -88,7 +88,7 @@ async def test_non_streamed_chunks_are_generated_again_and_the_client_gets_the_r
                                               ("runaway:0:0", "length")])
 async def test_a_streamed_chunk_already_playing_is_cut_and_the_next_chunk_keeps_the_voice(
         runtime: ModelRuntime, fault: str, guard: str) -> None:
-    text = LONG_ENGLISH[:400]
+    text = LONG_ENGLISH[:260]
     with misbehaving(runtime, fault):
         job, data = await run(runtime, text, stream=True, voice="default")  # the first chunk picks the voice
     stats = job.stats
@@ -144,7 +144,7 @@ async def test_count_only_guards_change_nothing(runtime: ModelRuntime) -> None:
     assert job.stats.guard_events == ["loop:counted", "length:retried"]  # the other guards still act
 
 
-@pytest.mark.parametrize(("text", "stream"), [(LONG_ENGLISH[:400], True), (LONG_HINDI[:300], False),
+@pytest.mark.parametrize(("text", "stream"), [(LONG_ENGLISH[:300], True), (LONG_HINDI[:200], False),
                                               ("你好，世界。今天天气很好，我们一起去公园散步吧。", True)],
                          ids=["english", "hindi", "mandarin"])
 async def test_normal_generations_trip_nothing(runtime: ModelRuntime, text: str, stream: bool) -> None:
