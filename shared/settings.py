@@ -122,7 +122,7 @@ class Settings(BaseSettings):
     guard_fade_ms: float = Field(20.0, ge=0, le=200, description="Fade-out at the point a streamed chunk is cut.")
     engine_fault: str = Field(
         "", description="Testing only: make the LLM misbehave on purpose, MODE[:K][:TRIES] with MODE loop (repeat "
-        "after K semantic tokens), silence (hold one id after K), runaway (never stop), stop (no speech); TRIES: "
+        "after K semantic tokens), silence (hold one id after K), quiet (alternate ids 0 and 1 after K), runaway (never stop), stop (no speech); TRIES: "
         "the first TRIES generations of each prompt misbehave, then one behaves (0: all). Empty: off.",
     )
 

@@ -82,13 +82,16 @@ class ChunkGuards:
         return self._trip("silence", at // self._samples_per_token,
                           f"audio below {self.config.silence_db:.0f} dBFS for more than {self.allowed_silence_s:.1f} s")
 
-    def finish(self, *, stopped: bool, semantic: int) -> Trip | None:
-        """The engine's stream ended: `stopped` when it emitted its stop id (not cut by a token budget)."""
+    def finish(self, *, stopped: bool, semantic: int, capped: bool = False) -> Trip | None:
+        """The engine's stream ended: `stopped` when it emitted its stop id; `capped` when the request's own
+        max_tokens ended it (the caller's choice: neither too long nor too short)."""
         c = self.config
         found: list[Trip | None] = []
         if c.enabled("empty") and semantic == 0:
             found.append(self._trip("empty", 0, "the chunk ended with no speech token"))
-        if c.enabled("length") and semantic and not stopped:
+        if capped:
+            pass
+        elif c.enabled("length") and semantic and not stopped:
             found.append(self._trip("length", semantic, "the engine reached its token budget without stopping"))
         elif c.enabled("length") and stopped and self.length.too_short():
             found.append(self._trip("length", semantic, f"{semantic} semantic tokens for text expected to need "

@@ -3,6 +3,8 @@
 `FaultyEngine(inner, FaultSpec)` passes the inner engine's stream through until the fault starts, then:
 - `loop`: after K semantic ids, repeats the last `LOOP_PERIOD` of them until the token budget ends the stream;
 - `silence`: after K semantic ids, holds one semantic id (the codec's silence is a held id) until the budget;
+- `quiet`: after K semantic ids, alternates ids 0 and 1 (silence the held-id check cannot see: only the audio
+  detector notices, with a codec where they decode silent);
 - `runaway`: drops the stop id and keeps emitting random semantic ids until the budget (it never stops);
 - `stop`: emits the stop id in place of the first semantic id (a chunk with no speech).
 `tries`: the first `tries` generations of each text misbehave, then one behaves, and so on (0: every one does),
@@ -25,7 +27,7 @@ from core.tokens import TokenKind, VocabLayout
 if TYPE_CHECKING:
     from core.llm.base import LLMEngine, SamplingConfig
 
-FaultMode = Literal["loop", "silence", "runaway", "stop"]
+FaultMode = Literal["loop", "silence", "quiet", "runaway", "stop"]
 LOOP_PERIOD = 25  # semantic ids repeated by `loop` (half a second)
 FAULT_DELTA = 8  # ids per delta once the fault runs
 _REMEMBERED_TEXTS = 4096
@@ -40,9 +42,9 @@ class FaultSpec:
     @classmethod
     def parse(cls, text: str) -> FaultSpec:
         parts = text.split(":")
-        if parts[0] not in ("loop", "silence", "runaway", "stop") or len(parts) > 3:
+        if parts[0] not in ("loop", "silence", "quiet", "runaway", "stop") or len(parts) > 3:
             raise ValueError(f"engine fault {text!r}: expected MODE[:K][:TRIES], MODE one of loop, silence, "
-                             "runaway, stop")
+                             "quiet, runaway, stop")
         numbers = [int(p) for p in parts[1:]]
         if any(n < 0 for n in numbers):
             raise ValueError(f"engine fault {text!r}: K and TRIES must be >= 0")
@@ -129,6 +131,8 @@ class FaultyEngine:
                 delta = [pattern[(i + k) % len(pattern)] for k in range(n)]
             elif spec.mode == "silence":
                 delta = [lay.semantic_id(0)] * n
+            elif spec.mode == "quiet":
+                delta = [lay.semantic_id((i + k) % 2) for k in range(n)]
             else:
                 delta = [lay.semantic_id(int(v)) for v in rng.integers(0, 8192, n)]
             i += n

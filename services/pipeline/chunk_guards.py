@@ -81,6 +81,7 @@ class ChunkRun:
 
     def keep_or_hold(self, audio: np.ndarray) -> np.ndarray | None:
         """Decoded audio: returned to go on now, or held (None) until the chunk passes."""
+        self.decoded += int(audio.size)
         if self.hold:
             self.held.append(audio)
             return None
@@ -109,6 +110,17 @@ class GuardPolicy:
             self.decide(run, trip)
             return None
         return trip
+
+    def screen_end(self, run: ChunkRun, *, stopped: bool, capped: bool) -> Trip | None:
+        """The guards at the engine's end of a try: an acting trip, or None (a count-only trip is only counted)."""
+        trip = run.guards.finish(stopped=stopped, capped=capped, semantic=run.tokens)
+        if trip is not None and not trip.acts:
+            self.decide(run, trip)
+            return None
+        return trip
+
+    def fade_last(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
+        return [*chunks[:-1], fade_out(chunks[-1], self.fade_samples)] if chunks else chunks
 
     def screen_audio(self, run: ChunkRun, chunk: np.ndarray) -> np.ndarray:
         """The audio guard on one decoded piece: what of it may go on. An acting trip sets `run.stop`: a cut keeps

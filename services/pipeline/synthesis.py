@@ -37,7 +37,7 @@ from services.deployment.gpu_health import (
 )
 from services.errors import SynthesisError
 from services.pipeline.audio_output import BWE_RATE, NATIVE_RATE, AudioOutput
-from services.pipeline.chunk_guards import ChunkRun, GuardPolicy, fade_out, retry_seed
+from services.pipeline.chunk_guards import ChunkRun, GuardPolicy, retry_seed
 from services.pipeline.pipeline_stats import PipelineStats
 from services.pipeline.text_plan import TextPlan, plan_text, prompt_for
 from shared import metrics
@@ -184,7 +184,7 @@ class SynthesisJob:
         """Run the LLM for one try of a text chunk, parse ids as they come, hand semantic ids to `out`; the
         guards watch them, and an acting `Trip` ends the try (it goes to `out` in place of the end)."""
         runtime = self.runtime
-        index, text, guards = run.index, run.text, run.guards
+        index, text = run.index, run.text
         use_globals = self.global_tokens if index > 0 or self.global_tokens is not None else None
         # Unique per generation even when a client reuses an X-Request-ID for concurrent requests.
         request_id = f"{self.request.request_id}-{index}-{uuid.uuid4().hex[:8]}"
@@ -223,10 +223,7 @@ class SynthesisJob:
                             break  # max_tokens reached or a guard tripped: closing the stream aborts the rest
                 finally:
                     await stream.aclose()
-            if trip is None and (trip := guards.finish(stopped=parser.finished or semantic_left <= 0,
-                                                       semantic=run.tokens)) is not None and not trip.acts:
-                self.guards.decide(run, trip)
-                trip = None
+            trip = trip or self.guards.screen_end(run, stopped=parser.finished, capped=semantic_left <= 0)
             if trip is None:
                 parser.finish()
             if parser.ignored_count:
@@ -260,10 +257,8 @@ class SynthesisJob:
         return self._chain_chunks(run, chunks)
 
     def _decode_finish(self, run: ChunkRun, decoder: StreamingDecoder, *, fade: bool = False) -> bytes:
-        chunks = decoder.finish()
-        if fade and chunks:  # a cut at a token guard's detection point
-            chunks[-1] = fade_out(chunks[-1], self.guards.fade_samples)
-        return self._chain_chunks(run, chunks)
+        chunks = decoder.finish()  # faded when the chunk is cut at a token guard's detection point
+        return self._chain_chunks(run, self.guards.fade_last(chunks) if fade else chunks)
 
     def _chain_chunks(self, run: ChunkRun, chunks: list[np.ndarray]) -> bytes:
         out = bytearray()
@@ -274,7 +269,6 @@ class SynthesisJob:
             self.stats.decoded_chunks += 1
             self.stats.decoded_samples += int(chunk.size)
             self.stats.decoded_samples_per_chunk[-1] += int(chunk.size)
-            run.decoded += int(chunk.size)
             kept = run.keep_or_hold(chunk)
             if kept is not None and kept.size:
                 out += self.chain.push(kept)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from core.llm.faulty import FaultSpec, with_fault
 from services.deployment.runtime import ModelRuntime
@@ -151,6 +152,58 @@ async def test_normal_generations_trip_nothing(runtime: ModelRuntime, text: str,
     """bench/bench_guards.py runs the wider calibration (50 generations, 10 texts x 5 seeds: no trip)."""
     job, _ = await run(runtime, text, stream=stream, seed=1, voice="default")
     assert job.stats.guard_events == []
+
+
+class SilentIdCodec:
+    """The demo codec with semantic ids 0 and 1 decoding to silence. The released codec's silence is a few ids; the
+    demo's random codec has none (every id decodes to -11..-15 dBFS, measured), so this stands in for it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def decode_with_speaker(self, semantic: torch.Tensor, d_vector: torch.Tensor) -> torch.Tensor:
+        wav = self.inner.decode_with_speaker(semantic, d_vector)
+        silent = (semantic[0] <= 1).repeat_interleave(wav.shape[-1] // semantic.shape[-1])
+        return wav * (~silent).to(wav.dtype)
+
+
+@contextmanager
+def silent_ids(runtime: ModelRuntime) -> Iterator[None]:
+    codec = runtime.bicodec
+    runtime.bicodec = SilentIdCodec(codec)
+    try:
+        yield
+    finally:
+        runtime.bicodec = codec
+
+
+async def test_silent_audio_is_retried_when_held_and_cut_with_a_fade_when_streamed(runtime: ModelRuntime) -> None:
+    """Only the audio detector can see this silence (two ids alternate: no id is held)."""
+    text = f"{TEXT} Quiet please."
+    with silent_ids(runtime), misbehaving(runtime, "quiet:30:1"):
+        held, _ = await run(runtime, text, stream=False)
+        streamed, _ = await run(runtime, text, stream=True)
+    assert held.stats.guard_events == ["silence:retried"]
+    assert streamed.stats.guard_events == ["silence:cut"] and streamed.stats.chunks_cut == 1
+    # The stream keeps its 30 tokens of sound and the silence up to the allowance, then stops (a 20 ms frame's
+    # rounding aside); the faded tail is silent anyway, and nothing after the detection point is sent.
+    allowed = round(streamed._runs[0].guards.allowed_silence_s * 16_000)
+    kept = streamed.stats.output_samples
+    assert 30 * HOP + allowed - 640 <= kept <= 30 * HOP + allowed + 640
+
+
+async def test_concurrent_guarded_jobs_match_their_solo_runs(runtime: ModelRuntime) -> None:
+    texts = [f"{TEXT} Caller {n}." for n in range(3)]
+    with misbehaving(runtime, "loop:40:1"):
+        solo = [await run(runtime, text, stream=False, request_id=f"solo-{n}") for n, text in enumerate(texts)]
+        together = await asyncio.gather(*(run(runtime, text, stream=False, request_id=f"together-{n}")
+                                          for n, text in enumerate(texts)))
+    for (job_a, data_a), (job_b, data_b) in zip(solo, together, strict=True):
+        assert data_a == data_b
+        assert job_a.stats.guard_events == job_b.stats.guard_events == ["loop:retried"]
 
 
 def test_fault_spec_parsing() -> None:

@@ -133,3 +133,9 @@ def test_chunk_guards_modes_and_one_report_per_guard() -> None:
     with pytest.raises(ValueError, match="unknown guard"):
         GuardConfig(modes={"volume": "act"})
     assert set(GUARD_NAMES) == {"length", "loop", "silence", "empty", "alignment"}
+
+
+def test_the_requests_own_max_tokens_is_neither_too_long_nor_too_short() -> None:
+    guards = ChunkGuards("A sentence long enough to need a few seconds of speech, surely.", GuardConfig())
+    assert guards.finish(stopped=False, semantic=40, capped=True) is None
+    assert guards.finish(stopped=True, semantic=0, capped=True).guard == "empty"
