@@ -13,15 +13,14 @@ Each outcome is counted in veena3_tts_guard_trips_total{guard,action} and writte
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from services.access import PostgresKeyStore
 from tests.e2e.conftest import RunningServer, start_server, stop_server
+from tests.integration.conftest import create_credit_key
 from tests.integration.test_one_request_path import _row_and_balance, synthesis_samples, wait_for_row
 from tests.ws_client import speak_once
 
@@ -32,16 +31,7 @@ VOICE = "fixed"  # stored global tokens: every try of a text sends the same prom
 
 
 def _server(pg_dsn: str, model_dir: Path, tmp: Path, fault: str) -> tuple[RunningServer, str, str]:
-    async def create_key() -> tuple[str, str]:
-        store = PostgresKeyStore(pg_dsn)
-        try:
-            raw, record = await store.create_key("guards", key_id=f"guards-{uuid.uuid4().hex[:12]}",
-                                                 credit_balance=10_000)
-        finally:
-            await store.close()
-        return raw, record.key_id
-
-    raw, key_id = asyncio.run(create_key())
+    raw, key_id = create_credit_key(pg_dsn, "guards")
     env = {
         "TTS_AUTH_ENABLED": "true", "TTS_KEY_BACKEND": "postgres", "TTS_DATABASE_URL": pg_dsn,
         "TTS_CREDITS_ENABLED": "true", "TTS_REQUEST_LOG_SINK": "postgres", "TTS_REQUEST_LOG_SPOOL_DIR": str(tmp),
