@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from core.guards import ChunkGuards, GuardConfig, Trip
+from core.guards import GUARD_NAMES, ChunkGuards, GuardConfig, Trip
 from core.guards.chunk import SAMPLES_PER_TOKEN
 from services.errors import SynthesisError
 from shared import metrics
@@ -98,7 +98,8 @@ class GuardPolicy:
         self.fade_samples = round(settings.guard_fade_ms * 16)  # 16 kHz
         self.stats = stats
         self.request_id = request_id
-        self.active = self.config.mode != "off" or any(m != "off" for m in self.config.modes.values())
+        # Audio is held back (non-streamed requests) only where a guard may retry the chunk.
+        self.acting = any(self.config.mode_of(g) == "act" for g in GUARD_NAMES)
 
     def new_run(self, index: int, text: str, *, hold: bool) -> ChunkRun:
         return ChunkRun(index, text, hold, ChunkGuards(text, self.config))

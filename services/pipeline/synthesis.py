@@ -240,7 +240,7 @@ class SynthesisJob:
     def _start_generation(self, index: int, text: str, run: ChunkRun | None = None) -> asyncio.Queue:
         """Start a text chunk's generation, or (`run` given) its next try."""
         if run is None:
-            run = self._runs[index] = self.guards.new_run(index, text, hold=not self.request.stream)
+            run = self._runs[index] = self.guards.new_run(index, text, hold=not self.request.stream and self.guards.acting)
         out: asyncio.Queue = asyncio.Queue(maxsize=TOKEN_QUEUE_ITEMS)
         task = asyncio.create_task(self._generate(run, out), name=f"gen-{self.request.request_id}-{index}")
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # exceptions travel through `out`
