@@ -117,8 +117,9 @@ class FaultyEngine:
                     break
         finally:
             await inner.aclose()  # type: ignore[attr-defined]
-        if not faulting:
-            return  # the text ended before the fault was due
+        if not faulting and spec.mode != "runaway":
+            return  # the text ended before the fault was due (a runaway goes on: an engine may end without
+            # handing out its stop id, vLLM's detokenizer-less streams do)
         if spec.mode == "stop":
             yield [lay.im_end_id]
             return
