@@ -23,6 +23,7 @@ BENCHES: dict[str, str] = {
     "parser": "bench/bench_parser.py",
     "guards": "bench/bench_guards.py",
     "encoders": "bench/bench_encoders.py",
+    "sr_convs": "bench/bench_sr_convs.py",
     "apbwe": "bench/bench_apbwe.py",
     "bicodec": "bench/bench_bicodec.py",
     "clone": "bench/bench_clone.py",

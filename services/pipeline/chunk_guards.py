@@ -13,7 +13,9 @@ A guard in count-only mode is counted and logged (`counted`) and changes nothing
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -44,6 +46,13 @@ def guard_config(settings: Settings) -> GuardConfig:
         silence_db=settings.guard_silence_db, silence_max_s=settings.guard_silence_max_s,
         align_min_score=settings.guard_align_min_score, align_max_missing=settings.guard_align_max_missing,
     )
+
+
+async def stop_task(task: asyncio.Task | None) -> None:
+    """End a tripped try's generation (it may still be running: an audio guard tripped) and wait for it."""
+    if task is not None and not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 def retry_seed(seed: int, attempt: int) -> int:
@@ -79,6 +88,11 @@ class ChunkRun:
     audio_seen: int = 0  # samples the audio guard has seen this try
     cut: bool = False
 
+    def release(self, push: Callable[[np.ndarray], bytes]) -> bytes:
+        """The held audio of a chunk that passed every guard, through `push` (the audio chain)."""
+        held, self.held = self.held, []
+        return b"".join(push(audio) for audio in held)
+
     def keep_or_hold(self, audio: np.ndarray) -> np.ndarray | None:
         """Decoded audio: returned to go on now, or held (None) until the chunk passes."""
         self.decoded += int(audio.size)
@@ -101,8 +115,8 @@ class GuardPolicy:
         # Audio is held back (non-streamed requests) only where a guard may retry the chunk.
         self.acting = any(self.config.mode_of(g) == "act" for g in GUARD_NAMES)
 
-    def new_run(self, index: int, text: str, *, hold: bool) -> ChunkRun:
-        return ChunkRun(index, text, hold, ChunkGuards(text, self.config))
+    def new_run(self, index: int, text: str, *, stream: bool) -> ChunkRun:
+        return ChunkRun(index, text, not stream and self.acting, ChunkGuards(text, self.config))
 
     def screen_tokens(self, run: ChunkRun, semantic: list[int]) -> Trip | None:
         """The token guards on one delta: an acting trip, or None (a count-only trip is only counted)."""

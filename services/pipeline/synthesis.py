@@ -18,7 +18,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,7 @@ import numpy as np
 from core.guards import Trip
 from core.llm import SamplingConfig
 from core.streaming import LatencyPreference, StreamingConfig, StreamingDecoder
-from core.tokens import TokenParser, TokenStreamError
+from core.tokens import NoSpeechError, TokenParser, TokenStreamError
 from services.deployment.gpu_health import (
     GPU_ERROR_MESSAGES,
     GPU_FAULT,
@@ -37,8 +37,9 @@ from services.deployment.gpu_health import (
 )
 from services.errors import SynthesisError
 from services.pipeline.audio_output import BWE_RATE, NATIVE_RATE, AudioOutput
-from services.pipeline.chunk_guards import ChunkRun, GuardPolicy, retry_seed
+from services.pipeline.chunk_guards import ChunkRun, GuardPolicy, retry_seed, stop_task
 from services.pipeline.pipeline_stats import PipelineStats
+from services.pipeline.spoken_tail import SEMANTIC_PER_SECOND, SpokenTail
 from services.pipeline.text_plan import TextPlan, plan_text, prompt_for
 from shared import metrics
 
@@ -78,6 +79,7 @@ class SynthesisRequest:
     unknown_tags: str = "strip"
     latency: LatencyPreference = "balanced"  # the first chunk's schedule (core.streaming.StreamingConfig.for_latency)
     normalize_verbose: bool = False  # hand the normalised text back to the client (header / WebSocket events)
+    time_stretch: float = 1.0  # tempo change applied to the 16 kHz audio (core.voices.time_stretch_for); 1.0: none
 
 
 def draw_seed() -> int:
@@ -127,7 +129,8 @@ class SynthesisJob:
         self.plan = TextPlan(self.plan.text, list(self.plan.chunks), self.plan.chunked)
         self.stats = PipelineStats(text_chunks=len(self.plan.chunks))
         self.chain = AudioOutput(runtime, audio_format=request.audio_format, sample_rate=request.sample_rate,
-                                 stream=request.stream, want_bwe=request.want_sr, stats=self.stats)
+                                 stream=request.stream, want_bwe=request.want_sr, stats=self.stats,
+                                 time_stretch=request.time_stretch)
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=settings.stream_queue_chunks)
         self.stream_config = StreamingConfig.from_settings(settings)
         # The latency preference shapes the stream's first chunk only (its first text chunk): that is the audio the
@@ -148,6 +151,11 @@ class SynthesisJob:
         self._samples_queued = 0
         self._texts: asyncio.Queue[str | None] = asyncio.Queue()
         self._text_closed = False
+        # Continuity (services.continuity): the end of what this job spoke, and hooks awaited once all audio is
+        # made, before the stream ends, so a client that has the whole stream can continue it at once.
+        self.spoken = SpokenTail(int(settings.continuity_prefix_s * SEMANTIC_PER_SECOND))
+        self.on_complete: list[Callable[[SynthesisJob], Awaitable[None]]] = []
+        self.ended = False  # the producer has stopped (any outcome)
         for chunk in self.plan.chunks:
             self._texts.put_nowait(chunk)
         if not incremental:
@@ -166,8 +174,7 @@ class SynthesisJob:
         s = self.request.sampling
         settings = self.runtime.settings
         room = max(16, settings.max_model_len - prompt_len)
-        # Runaway cap: the model sometimes never emits its stop id; a chunk cannot need more than this (or than the
-        # length guard's limit, which acts first: it retries or cuts instead of silently truncating).
+        # Runaway cap: the model sometimes never emits its stop id; the length guard's limit, when higher, acts first.
         text_cap = max(int(len(run.text) * settings.max_tokens_per_char) + 100, run.guards.length.limit + 1)
         preamble = 2 if mode == "clone" else PREAMBLE_TOKEN_ALLOWANCE
         budget = max(1, min(s.max_tokens + preamble, room, text_cap))
@@ -181,55 +188,25 @@ class SynthesisJob:
         )
 
     async def _generate(self, run: ChunkRun, out: asyncio.Queue) -> None:
-        """Run the LLM for one try of a text chunk, parse ids as they come, hand semantic ids to `out`; the
-        guards watch them, and an acting `Trip` ends the try (it goes to `out` in place of the end)."""
-        runtime = self.runtime
-        index, text = run.index, run.text
-        use_globals = self.global_tokens if index > 0 or self.global_tokens is not None else None
-        # Unique per generation even when a client reuses an X-Request-ID for concurrent requests.
-        request_id = f"{self.request.request_id}-{index}-{uuid.uuid4().hex[:8]}"
-        semantic_left = self.request.sampling.max_tokens
-        trip: Trip | None = None
+        """Run the LLM for one try of a text chunk, parse ids as they come, hand semantic ids to `out`; the guards
+        watch them, and an acting `Trip` ends the try (it goes to `out` in place of the end).
+
+        A continuation prompt (a cloned voice with its transcript) that ends before any speech is generated once
+        more as the plain clone prompt (the same 32 global tokens, no reference): the model took the reference as
+        the whole utterance. The demo checkpoint does this whenever the recording is longer than its transcript
+        would take to say (it paces by the prompt's ratio of text to speech ids); nothing was sent for the chunk, so
+        the retry is invisible to the client apart from the voice imitating less closely."""
+        voice = self.request.voice
         try:
-            # Inside the try: a prompt that cannot be built must reach the decoder waiting on `out` as an error.
-            prompt_ids, mode = prompt_for(runtime, text, self.request.voice, use_globals)
-            parser = TokenParser(runtime.layout, mode=mode)
-            sampling = self._sampling(len(prompt_ids), run, mode)
-            async with asyncio.timeout(runtime.settings.generation_timeout_s):
-                stream = runtime.engine.stream(prompt_ids, sampling, request_id)
-                try:
-                    async for new_ids in stream:
-                        generated_before = self.stats.llm_tokens
-                        self.stats.llm_tokens += len(new_ids)
-                        metrics.LLM_TOKENS.inc(len(new_ids))
-                        delta = parser.feed(new_ids)
-                        if delta.global_tokens is not None and self.global_tokens is None:
-                            self.global_tokens = tuple(delta.global_tokens)
-                            self._globals_ready.set()
-                        semantic = list(delta.semantic[:semantic_left])
-                        if semantic and index == 0 and self.stats.preamble_ids is None:
-                            self.stats.preamble_ids = generated_before + len(new_ids) - len(semantic)
-                        if semantic:
-                            semantic_left -= len(semantic)
-                            trip = self.guards.screen_tokens(run, semantic)
-                            if trip is not None:  # an acting guard: nothing after its detection point goes on
-                                semantic = semantic[: max(0, trip.token - run.tokens)]
-                            run.tokens += len(semantic)
-                            self.stats.semantic_tokens += len(semantic)
-                            # Bounded: when the decoder is held up by a slow reader, generation waits here too.
-                            if semantic:
-                                await out.put(semantic)
-                        if semantic_left <= 0 or trip is not None:
-                            break  # max_tokens reached or a guard tripped: closing the stream aborts the rest
-                finally:
-                    await stream.aclose()
-            trip = trip or self.guards.screen_end(run, stopped=parser.finished, capped=semantic_left <= 0)
-            if trip is None:
-                parser.finish()
-            if parser.ignored_count:
-                metrics.PARSER_IGNORED_TOKENS.labels(mode).inc(parser.ignored_count)
-            if self.global_tokens is None and trip is None:
-                raise TokenStreamError("generation ended before the 32 global tokens were complete")
+            try:
+                trip = await self._run_engine(run, voice, out)
+            except NoSpeechError:
+                if not voice.continuation:
+                    raise
+                logger.warning("continuation_without_speech", extra={
+                    "event": "continuation_without_speech", "request_id": self.request.request_id,
+                    "text_chunk": run.index})
+                trip = await self._run_engine(run, replace(voice, reference_text=None, reference_semantic=None), out)
             await out.put(_END if trip is None else trip)
         except asyncio.CancelledError:
             raise  # the consumer is cancelling this job; nobody reads `out` any more
@@ -237,10 +214,60 @@ class SynthesisJob:
             await out.put(exc)
             raise
 
+    async def _run_engine(self, run: ChunkRun, voice: Voice, out: asyncio.Queue) -> Trip | None:
+        runtime = self.runtime
+        index, text = run.index, run.text
+        use_globals = self.global_tokens if index > 0 or self.global_tokens is not None else None
+        # Unique per generation even when a client reuses an X-Request-ID for concurrent requests.
+        request_id = f"{self.request.request_id}-{index}-{uuid.uuid4().hex[:8]}"
+        semantic_left = self.request.sampling.max_tokens
+        trip: Trip | None = None
+        # Inside the caller's try: a prompt that cannot be built must reach the decoder waiting on `out` as an error.
+        prompt_ids, mode = prompt_for(runtime, text, voice, use_globals)
+        parser = TokenParser(runtime.layout, mode=mode)
+        sampling = self._sampling(len(prompt_ids), run, mode)
+        async with asyncio.timeout(runtime.settings.generation_timeout_s):
+            stream = runtime.engine.stream(prompt_ids, sampling, request_id)
+            try:
+                async for new_ids in stream:
+                    generated_before = self.stats.llm_tokens
+                    self.stats.llm_tokens += len(new_ids)
+                    metrics.LLM_TOKENS.inc(len(new_ids))
+                    delta = parser.feed(new_ids)
+                    if delta.global_tokens is not None and self.global_tokens is None:
+                        self.global_tokens = tuple(delta.global_tokens)
+                        self._globals_ready.set()
+                    semantic = list(delta.semantic[:semantic_left])
+                    if semantic and index == 0 and self.stats.preamble_ids is None:
+                        self.stats.preamble_ids = generated_before + len(new_ids) - len(semantic)
+                    if semantic:
+                        semantic_left -= len(semantic)
+                        trip = self.guards.screen_tokens(run, semantic)
+                        if trip is not None:  # an acting guard: nothing after its detection point goes on
+                            semantic = semantic[: max(0, trip.token - run.tokens)]
+                        run.tokens += len(semantic)
+                        self.spoken.add(index, text, semantic)
+                        self.stats.semantic_tokens += len(semantic)
+                        # Bounded: when the decoder is held up by a slow reader, generation waits here too.
+                        if semantic:
+                            await out.put(semantic)
+                    if semantic_left <= 0 or trip is not None:
+                        break  # max_tokens reached or a guard tripped: closing the stream aborts the rest
+            finally:
+                await stream.aclose()
+        if trip is None and not (voice.continuation and run.tokens == 0):  # that case: NoSpeechError, the fallback
+            trip = self.guards.screen_end(run, stopped=parser.finished, capped=semantic_left <= 0)
+        if trip is None:
+            parser.finish()
+        if parser.ignored_count:
+            metrics.PARSER_IGNORED_TOKENS.labels(mode).inc(parser.ignored_count)
+        if self.global_tokens is None and trip is None:
+            raise TokenStreamError("generation ended before the 32 global tokens were complete")
+        return trip
+
     def _start_generation(self, index: int, text: str, run: ChunkRun | None = None) -> asyncio.Queue:
-        """Start a text chunk's generation, or (`run` given) its next try."""
-        if run is None:
-            run = self._runs[index] = self.guards.new_run(index, text, hold=not self.request.stream and self.guards.acting)
+        if run is None:  # a text chunk's first try (else its next)
+            run = self._runs[index] = self.guards.new_run(index, text, stream=self.request.stream)
         out: asyncio.Queue = asyncio.Queue(maxsize=TOKEN_QUEUE_ITEMS)
         task = asyncio.create_task(self._generate(run, out), name=f"gen-{self.request.request_id}-{index}")
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # exceptions travel through `out`
@@ -274,18 +301,10 @@ class SynthesisJob:
                 out += self.chain.push(kept)
         return bytes(out)
 
-    def _push_held(self, run: ChunkRun) -> bytes:
-        """A held (non-streamed) chunk passed every guard: its audio goes on."""
-        held, run.held = run.held, []
-        return b"".join(self.chain.push(audio) for audio in held)
-
     async def _recover(self, run: ChunkRun, trip: Trip, decoder: StreamingDecoder | None) -> asyncio.Queue | None:
         """After an acting trip: the next try's token queue (retried), or None (cut: the chunk ends here)."""
         action = run.action or self.guards.decide(run, trip)
-        task = self._generation_tasks.get(run.index)
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await stop_task(self._generation_tasks.get(run.index))
         if action == "failed":
             raise self.guards.failure(run, trip)
         if action == "cut":
@@ -294,6 +313,7 @@ class SynthesisJob:
             self.guards.account_cut(run)
             return None
         self.guards.next_try(run)
+        self.spoken.restart(run.index)  # what the discarded try spoke is not what the request spoke
         return self._start_generation(run.index, run.text, run)
 
     async def _emit(self, data: bytes) -> None:
@@ -364,8 +384,7 @@ class SynthesisJob:
         await self._emit(await asyncio.to_thread(self._decode_finish, run, decoder))
         if run.stop is not None:
             return await self._recover(run, run.stop, None)
-        if run.held:
-            await self._emit(await asyncio.to_thread(self._push_held, run))
+        await self._emit(await asyncio.to_thread(run.release, self.chain.push))  # a held chunk passed: on it goes
         return None
 
     # ------------------------------------------------------------------ text input
@@ -408,6 +427,7 @@ class SynthesisJob:
                 logger.warning("synthesis failed", exc_info=exc, extra={"error_code": self.error.code})
             await self.queue.put(self.error)
         finally:
+            self.ended = True
             prefetch = self._prefetch_task
             if prefetch is not None and not prefetch.done():
                 prefetch.cancel()
@@ -433,6 +453,8 @@ class SynthesisJob:
         self.stats.generation_done = True
         self.stats.decode_done = True
         await self._emit(await asyncio.to_thread(self.chain.finish))
+        for hook in self.on_complete:
+            await hook(self)
         await self.queue.put(_END)
 
     # ------------------------------------------------------------------ consumer side

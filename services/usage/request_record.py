@@ -40,7 +40,7 @@ class RequestRecord:
     created_at: datetime = field(default_factory=utcnow)
     completed_at: datetime | None = None
     client_request_id: str | None = None  # the client's X-Request-ID (not unique: clients reuse them)
-    chunks_retried: int = 0  # generation guards: text chunks generated again (006_guard_counts.sql)
+    chunks_retried: int = 0  # generation guards: text chunks generated again (007_guard_counts.sql)
     chunks_cut: int = 0  # streamed text chunks cut at a detection point
     guard_trips: str | None = None  # every trip as guard:action, comma-separated
 
