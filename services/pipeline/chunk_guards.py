@@ -79,6 +79,7 @@ class ChunkRun:
     guards: ChunkGuards
     attempt: int = 0
     started: bool = False  # the chunk's audio segment was opened (once, whatever the tries)
+    last: bool = False  # it is the request's last text chunk (known when it started)
     emitted: bool = False  # some of this chunk's audio went to the audio chain
     held: list[np.ndarray] = field(default_factory=list)
     stop: Trip | None = None  # an acting audio-guard trip that ends this try ...
