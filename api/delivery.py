@@ -128,6 +128,7 @@ class Delivery:
             "X-Audio-Seconds": f"{self.audio_seconds:.3f}",
             "X-TTFB-ms": f"{(self.accounting.ttfb_ms or 0.0):.1f}",
             "X-RTF": f"{(report.rtf if report is not None and report.rtf is not None else 0.0):.4f}",
+            **guard_headers(self.job),
         })
         return Response(body, media_type=self.job.content_type, headers=headers)
 
@@ -178,7 +179,7 @@ class Delivery:
         else:
             body, media_type = self._audio_chunks(first, source), self.job.content_type
         headers = dict(self.headers)
-        headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **guard_headers(self.job)})
         return GuardedStreamingResponse(body, media_type=media_type, headers=headers,
                                         stall_timeout_s=self.stall_timeout_s)
 
@@ -233,6 +234,12 @@ class Delivery:
         usage = {"input_tokens": len(self.job.request.text), "output_tokens": self.job.stats.llm_tokens,
                  "total_tokens": len(self.job.request.text) + self.job.stats.llm_tokens}
         yield f"data: {json.dumps({'type': 'speech.audio.done', 'usage': usage})}\n\n".encode()
+
+
+def guard_headers(job: SynthesisJob) -> dict[str, str]:
+    """What the generation guards did: text chunks generated again and streamed chunks cut. A stream's headers
+    leave with its first audio, so they count what happened before it (the request log has the whole count)."""
+    return {"X-Chunks-Retried": str(job.stats.chunks_retried), "X-Chunks-Cut": str(job.stats.chunks_cut)}
 
 
 class ClientStalled(Exception):

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # name -> script, fastest first
 BENCHES: dict[str, str] = {
     "parser": "bench/bench_parser.py",
+    "guards": "bench/bench_guards.py",
     "encoders": "bench/bench_encoders.py",
     "sr_convs": "bench/bench_sr_convs.py",
     "apbwe": "bench/bench_apbwe.py",

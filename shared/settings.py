@@ -82,6 +82,53 @@ class Settings(BaseSettings):
         "(+100); 50 tokens = 1 s of speech, so 6/char allows very slow speech."
     )
 
+    # --- generation guards (deploy/RUNBOOK.md "Generation guards": thresholds, calibration) ------
+    guard_mode: Literal["act", "count", "off"] = Field(
+        "act", description="What a tripped guard does: act (retry the text chunk with a new seed, or cut a streamed "
+        "chunk whose audio was sent), count (metrics and logs only), off (not run).",
+    )
+    guard_modes: dict[str, Literal["act", "count", "off"]] = Field(
+        {}, description='Per-guard overrides of guard_mode, e.g. {"alignment":"count"}; guards: length, loop, '
+        "silence, empty, alignment.",
+    )
+    guard_max_tries: int = Field(
+        3, ge=1, le=10, description="Generations one text chunk may take (the first and its retries) before the "
+        "request fails with GENERATION_FAILED.",
+    )
+    guard_length_max_ratio: float = Field(
+        3.0, gt=1, description="length: a chunk may generate at most this many times the semantic tokens its text "
+        "is expected to need (per-script syllable estimate) plus the slack.",
+    )
+    guard_length_slack_s: float = Field(1.5, ge=0, description="length: seconds of speech added to that limit.")
+    guard_length_min_ratio: float = Field(
+        0.25, ge=0, lt=1, description="length: an engine stop below this share of the expected tokens trips (text "
+        "expected to take at least 2 s only).",
+    )
+    guard_loop_window: int = Field(
+        250, ge=20, description="loop: semantic tokens (50 per second) over which repeated n-grams are counted.",
+    )
+    guard_loop_max_repeat_share: float = Field(
+        0.5, gt=0, le=1, description="loop: trip when this share of the window's 4-grams repeat earlier ones.",
+    )
+    guard_silence_db: float = Field(-50.0, le=0, description="silence: 20 ms frames below this RMS level (dBFS) are silent.")
+    guard_silence_max_s: float = Field(
+        2.0, gt=0, description="silence: longest silent run (or one semantic id held) allowed, plus the longest "
+        "pause the text asks for (an ellipsis 1 s, a sentence end 0.4 s).",
+    )
+    guard_align_min_score: float = Field(
+        0.3, ge=0, le=1, description="alignment (with an aligner loaded): words scored below this are missing.",
+    )
+    guard_align_max_missing: float = Field(
+        0.25, ge=0, le=1, description="alignment: trip when more than this share of a chunk's words is missing (or 3 "
+        "in a row).",
+    )
+    guard_fade_ms: float = Field(20.0, ge=0, le=200, description="Fade-out at the point a streamed chunk is cut.")
+    engine_fault: str = Field(
+        "", description="Testing only: make the LLM misbehave on purpose, MODE[:K][:TRIES] with MODE loop (repeat "
+        "after K semantic tokens), silence (hold one id after K), quiet (alternate ids 0 and 1 after K), runaway (never stop), stop (no speech); TRIES: "
+        "the first TRIES generations of each prompt misbehave, then one behaves (0: all). Empty: off.",
+    )
+
     # --- request defaults and limits ---------------------------------------------------------
     default_speaker: str = Field("default", description="Voice used when a request names none (OpenAI route).")
     finetune_speakers: str = Field(

@@ -25,7 +25,13 @@ from services.access.rate_limit import (
 )
 from services.errors import ServiceError, status_of
 from services.pipeline.flow_monitor import AudioFlowMonitor
-from services.usage.credits import CreditError, CreditLedger, CreditReservation, settle_credits
+from services.usage.credits import (
+    CreditError,
+    CreditLedger,
+    CreditReservation,
+    settle_credits,
+    undelivered_credits,
+)
 from services.usage.database import DatabaseClients
 from services.usage.request_log import RequestLogger, RequestRecord, build_request_logger, utcnow
 from shared import metrics
@@ -197,7 +203,10 @@ class AccessServices:
             if grant.reservation is not None:
                 error_status = status_of(outcome.error_code) if outcome.error_code else None
                 if settle_credits(outcome.status, error_status, outcome.audio_seconds):
-                    credits = await self.ledger.charge(grant.reservation, audio_seconds=outcome.audio_seconds)
+                    credits = await self.ledger.charge(grant.reservation, audio_seconds=outcome.audio_seconds,
+                                                       undelivered=undelivered_credits(
+                                                           grant.reservation.credits, outcome.job.stats.chars_cut,
+                                                           len(outcome.job.plan.text)))
                 else:
                     await self.ledger.release(grant.reservation)
             job = outcome.job
@@ -211,7 +220,8 @@ class AccessServices:
             logger.exception("request accounting failed")
 
     def _record(self, grant: AccessGrant, outcome: RequestReport, credits: int) -> RequestRecord:
-        request = outcome.job.request
+        job = outcome.job
+        request = job.request
         sampling = request.sampling
         return RequestRecord(
             request_id=outcome.request_id, client_request_id=grant.client_request_id,
@@ -223,5 +233,6 @@ class AccessServices:
             text=request.text if self.settings.log_request_text else None,
             text_chunked=outcome.job.plan.chunked, error_code=outcome.error_code, ttfb_ms=outcome.ttfb_ms,
             rtf=outcome.rtf, audio_duration_seconds=outcome.audio_seconds, credits_charged=credits,
-            completed_at=utcnow(),
+            completed_at=utcnow(), chunks_retried=job.stats.chunks_retried, chunks_cut=job.stats.chunks_cut,
+            guard_trips=",".join(job.stats.guard_events) or None,
         )

@@ -222,6 +222,10 @@ class ModelRuntime:
         # health and readiness must answer meanwhile. vLLM's AsyncLLM built without a running loop starts its output
         # handler on the loop of its first request (the serving loop), which is where every request then runs.
         self.engine = await asyncio.to_thread(create_engine, self.settings.engine, self.checkpoint.llm_dir, self.settings)
+        if self.settings.engine_fault:  # testing only: the generation guards' misbehaving engine
+            from core.llm.faulty import with_fault
+
+            self.engine = with_fault(self.engine, self.settings.engine_fault, self.layout, self.tokenizer)
 
     async def start(self) -> None:
         """Load everything, warm up, and mark ready. Failures are recorded, not raised (health reports them)."""

@@ -37,6 +37,12 @@ class PipelineStats:
     preamble_ids: int | None = None
     first_audio_engine_ids: int | None = None
     producer_waits: int = 0
+    # Generation guards (services/pipeline/chunk_guards.py): text chunks generated again, streamed chunks cut,
+    # and every trip as "guard:action". Discarded tries are taken out of the token and sample counts above.
+    chunks_retried: int = 0
+    chunks_cut: int = 0
+    chars_cut: int = 0  # characters of the cut chunks (not charged: their audio was not delivered whole)
+    guard_events: list[str] = field(default_factory=list)
     max_queue_depth: int = 0
 
     def as_dict(self) -> dict[str, Any]:

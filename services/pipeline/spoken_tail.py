@@ -45,6 +45,11 @@ class SpokenTail:
         while len(self._segments) > 1 and total - len(self._segments[0][1]) >= self.max_tokens:
             total -= len(self._segments.pop(0)[1])
 
+    def restart(self, index: int) -> None:
+        """Chunk `index` is generated again (a generation guard tripped): forget what its discarded try spoke."""
+        if index == self._index and self._segments:
+            self._segments[-1][1].clear()
+
     def segments(self) -> list[TailSegment]:
         return [TailSegment(text, tuple(ids)) for text, ids in self._segments if ids and text.strip()]
 

@@ -9,6 +9,10 @@ schedules no more decode work. All model and codec work runs in worker threads, 
 Long text keeps one voice: the first chunk's 32 global tokens condition every later chunk (clone prompt), and
 the next chunk's generation starts as soon as the current chunk's generation is done, while its audio is still
 being decoded and sent.
+
+Longer than 500 lines because each text chunk's flow (generation, the generation guards' retry and cut, decode,
+timestamps, continuity's spoken tail) shares the job's state and order; the guards' decisions live in
+chunk_guards.py, what is left here are the hooks into that flow.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.guards import Trip
 from core.llm import SamplingConfig
 from core.streaming import LatencyPreference, StreamingConfig, StreamingDecoder
 from core.tokens import NoSpeechError, TokenParser, TokenStreamError
@@ -37,6 +42,7 @@ from services.deployment.gpu_health import (
 )
 from services.errors import SynthesisError
 from services.pipeline.audio_output import BWE_RATE, NATIVE_RATE, AudioOutput
+from services.pipeline.chunk_guards import ChunkRun, GuardPolicy, retry_seed, stop_task
 from services.pipeline.pipeline_stats import PipelineStats
 from services.pipeline.spoken_tail import SEMANTIC_PER_SECOND, SpokenTail
 from services.pipeline.text_plan import TextPlan, plan_text, prompt_for
@@ -144,7 +150,9 @@ class SynthesisJob:
         self._globals_ready = asyncio.Event()
         if self.global_tokens is not None:
             self._globals_ready.set()
-        self._generation_tasks: list[asyncio.Task] = []
+        self._generation_tasks: dict[int, asyncio.Task] = {}  # text chunk index -> its current try
+        self.guards = GuardPolicy(settings, self.stats, request.request_id)
+        self._runs: dict[int, ChunkRun] = {}
         self._prefetch_task: asyncio.Task | None = None
         self.error: SynthesisError | None = None
         self._samples_queued = 0
@@ -180,24 +188,26 @@ class SynthesisJob:
         return self.chain.encoder.content_type
 
     # ------------------------------------------------------------------ generation (one task per text chunk)
-    def _sampling(self, prompt_len: int, text: str, mode: str) -> SamplingConfig:
+    def _sampling(self, prompt_len: int, run: ChunkRun, mode: str) -> SamplingConfig:
         s = self.request.sampling
         settings = self.runtime.settings
         room = max(16, settings.max_model_len - prompt_len)
-        # Runaway guard: the model sometimes never emits its stop id; a chunk cannot need more than this.
-        text_cap = int(len(text) * settings.max_tokens_per_char) + 100
+        # Runaway cap: the model sometimes never emits its stop id; the length guard's limit, when higher, acts first.
+        text_cap = max(int(len(run.text) * settings.max_tokens_per_char) + 100, run.guards.length.limit + 1)
         preamble = 2 if mode == "clone" else PREAMBLE_TOKEN_ALLOWANCE
         budget = max(1, min(s.max_tokens + preamble, room, text_cap))
+        seed = draw_seed() if s.seed is None else retry_seed(s.seed, run.attempt)
         return replace(
-            s, max_tokens=budget, seed=s.seed if s.seed is not None else draw_seed(),
+            s, max_tokens=budget, seed=seed,
             stop_token_ids=tuple(self.runtime.layout.stop_token_ids),
             # No allowed_token_ids: vLLM's GPU runner refuses more than 1,024 inside the engine step, which kills
             # the engine (first_contact.md §1). The clone-mode parser drops every non-semantic id instead and
             # counts them (veena3_tts_parser_ignored_tokens_total).
         )
 
-    async def _generate(self, index: int, text: str, out: asyncio.Queue) -> None:
-        """Run the LLM for one text chunk, parse ids as they come, hand semantic ids to `out`.
+    async def _generate(self, run: ChunkRun, out: asyncio.Queue) -> None:
+        """Run the LLM for one try of a text chunk, parse ids as they come, hand semantic ids to `out`; the guards
+        watch them, and an acting `Trip` ends the try (it goes to `out` in place of the end).
 
         A continuation prompt (a cloned voice with its transcript) that ends before any speech is generated once
         more as the plain clone prompt (the same 32 global tokens, no reference): the model took the reference as
@@ -207,31 +217,33 @@ class SynthesisJob:
         voice = self.request.voice
         try:
             try:
-                await self._run_engine(index, text, voice, out)
+                trip = await self._run_engine(run, voice, out)
             except NoSpeechError:
                 if not voice.continuation:
                     raise
                 logger.warning("continuation_without_speech", extra={
                     "event": "continuation_without_speech", "request_id": self.request.request_id,
-                    "text_chunk": index})
-                await self._run_engine(index, text, replace(voice, reference_text=None, reference_semantic=None), out)
-            await out.put(_END)
+                    "text_chunk": run.index})
+                trip = await self._run_engine(run, replace(voice, reference_text=None, reference_semantic=None), out)
+            await out.put(_END if trip is None else trip)
         except asyncio.CancelledError:
             raise  # the consumer is cancelling this job; nobody reads `out` any more
         except Exception as exc:
             await out.put(exc)
             raise
 
-    async def _run_engine(self, index: int, text: str, voice: Voice, out: asyncio.Queue) -> None:
+    async def _run_engine(self, run: ChunkRun, voice: Voice, out: asyncio.Queue) -> Trip | None:
         runtime = self.runtime
+        index, text = run.index, run.text
         use_globals = self.global_tokens if index > 0 or self.global_tokens is not None else None
         # Unique per generation even when a client reuses an X-Request-ID for concurrent requests.
         request_id = f"{self.request.request_id}-{index}-{uuid.uuid4().hex[:8]}"
         semantic_left = self.request.sampling.max_tokens
+        trip: Trip | None = None
         # Inside the caller's try: a prompt that cannot be built must reach the decoder waiting on `out` as an error.
         prompt_ids, mode = prompt_for(runtime, text, voice, use_globals)
         parser = TokenParser(runtime.layout, mode=mode)
-        sampling = self._sampling(len(prompt_ids), text, mode)
+        sampling = self._sampling(len(prompt_ids), run, mode)
         async with asyncio.timeout(runtime.settings.generation_timeout_s):
             stream = runtime.engine.stream(prompt_ids, sampling, request_id)
             try:
@@ -247,51 +259,85 @@ class SynthesisJob:
                     if semantic and index == 0 and self.stats.preamble_ids is None:
                         self.stats.preamble_ids = generated_before + len(new_ids) - len(semantic)
                     if semantic:
-                        self.spoken.add(index, text, semantic)
                         semantic_left -= len(semantic)
+                        trip = self.guards.screen_tokens(run, semantic)
+                        if trip is not None:  # an acting guard: nothing after its detection point goes on
+                            semantic = semantic[: max(0, trip.token - run.tokens)]
+                        run.tokens += len(semantic)
+                        self.spoken.add(index, text, semantic)
                         self.stats.semantic_tokens += len(semantic)
                         # Bounded: when the decoder is held up by a slow reader, generation waits here too.
-                        await out.put(semantic)
-                    if semantic_left <= 0:
-                        break  # max_tokens semantic tokens reached: closing the stream aborts the rest
+                        if semantic:
+                            await out.put(semantic)
+                    if semantic_left <= 0 or trip is not None:
+                        break  # max_tokens reached or a guard tripped: closing the stream aborts the rest
             finally:
                 await stream.aclose()
-        parser.finish()
+        if trip is None and not (voice.continuation and run.tokens == 0):  # that case: NoSpeechError, the fallback
+            trip = self.guards.screen_end(run, stopped=parser.finished, capped=semantic_left <= 0)
+        if trip is None:
+            parser.finish()
         if parser.ignored_count:
             metrics.PARSER_IGNORED_TOKENS.labels(mode).inc(parser.ignored_count)
-        if self.global_tokens is None:
+        if self.global_tokens is None and trip is None:
             raise TokenStreamError("generation ended before the 32 global tokens were complete")
+        return trip
 
-    def _start_generation(self, index: int, text: str) -> asyncio.Queue:
+    def _start_generation(self, index: int, text: str, run: ChunkRun | None = None) -> asyncio.Queue:
+        if run is None:  # a text chunk's first try (else its next)
+            run = self._runs[index] = self.guards.new_run(index, text, stream=self.request.stream)
         out: asyncio.Queue = asyncio.Queue(maxsize=TOKEN_QUEUE_ITEMS)
-        task = asyncio.create_task(self._generate(index, text, out),
-                                   name=f"gen-{self.request.request_id}-{index}")
+        task = asyncio.create_task(self._generate(run, out), name=f"gen-{self.request.request_id}-{index}")
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # exceptions travel through `out`
-        self._generation_tasks.append(task)
+        self._generation_tasks[index] = task
         return out
 
     # ------------------------------------------------------------------ decode + audio chain
-    def _decode_push(self, decoder: StreamingDecoder, semantic: list[int]) -> bytes:
+    def _decode_push(self, run: ChunkRun, decoder: StreamingDecoder, semantic: list[int]) -> bytes:
         started = time.perf_counter()
         chunks = decoder.push(semantic)
         metrics.STAGE_SECONDS.labels("decode").observe(time.perf_counter() - started)
         if chunks and self.stats.first_audio_engine_ids is None:
             self.stats.first_audio_engine_ids = (self.stats.preamble_ids or 0) + decoder.tokens_in
-        return self._chain_chunks(chunks)
+        return self._chain_chunks(run, chunks)
 
-    def _decode_finish(self, decoder: StreamingDecoder) -> bytes:
-        return self._chain_chunks(decoder.finish())
+    def _decode_finish(self, run: ChunkRun, decoder: StreamingDecoder, *, fade: bool = False) -> bytes:
+        chunks = decoder.finish()  # faded when the chunk is cut at a token guard's detection point
+        return self._chain_chunks(run, self.guards.fade_last(chunks) if fade else chunks)
 
-    def _chain_chunks(self, chunks: list[np.ndarray]) -> bytes:
+    def _chain_chunks(self, run: ChunkRun, chunks: list[np.ndarray]) -> bytes:
         out = bytearray()
         for chunk in chunks:
+            if run.stop is not None:
+                break
+            chunk = self.guards.screen_audio(run, chunk)
             self.stats.decoded_chunks += 1
             self.stats.decoded_samples += int(chunk.size)
             self.stats.decoded_samples_per_chunk[-1] += int(chunk.size)
-            if self.timestamps is not None:
-                self._segment_audio.append(chunk)
-            out += self.chain.push(chunk)
+            kept = run.keep_or_hold(chunk)
+            if kept is not None and kept.size:
+                out += self._push_kept(kept)
         return bytes(out)
+
+    def _push_kept(self, audio: np.ndarray) -> bytes:
+        if self.timestamps is not None:
+            self._segment_audio.append(audio)
+        return self.chain.push(audio)
+
+    async def _recover(self, run: ChunkRun, trip: Trip, decoder: StreamingDecoder | None) -> asyncio.Queue | None:
+        """After an acting trip: the next try's token queue (retried), or None (cut: the chunk ends here)."""
+        action = run.action or self.guards.decide(run, trip)
+        await stop_task(self._generation_tasks.get(run.index))
+        if action == "failed":
+            raise self.guards.failure(run, trip)
+        if action == "cut":
+            if decoder is not None and run.action is None:
+                await self._emit(await asyncio.to_thread(self._decode_finish, run, decoder, fade=True))
+            self.guards.account_cut(run)
+            return None
+        self.guards.next_try(run)
+        self.spoken.restart(run.index)  # what the discarded try spoke is not what the request spoke
+        return self._start_generation(run.index, run.text, run)
 
     async def _emit(self, data: bytes) -> None:
         if not data:
@@ -311,22 +357,38 @@ class SynthesisJob:
         self.stats.max_queue_depth = max(self.stats.max_queue_depth, self.queue.qsize())
 
     async def _decode_text_chunk(self, index: int, tokens: asyncio.Queue) -> None:
+        run: asyncio.Queue | None = tokens
+        self.stats.decoded_samples_per_chunk.append(0)
+        while run is not None:  # one pass per try; a retried try hands over the next try's tokens
+            run = await self._decode_try(self._runs[index], run)
+        if self.timestamps is not None and self._runs[index].last:
+            # Held with the chain's tail until the end: a time-stretch may end a few ms short of its ratio.
+            self._last_text = self.plan.chunks[index]
+        elif self.timestamps is not None:
+            await self._release_with_timestamps(self.plan.chunks[index])
+        self.stats.text_chunks_done += 1
+
+    async def _decode_try(self, run: ChunkRun, tokens: asyncio.Queue) -> asyncio.Queue | None:
+        index = run.index
         # The parser refuses semantic ids before the 32 global tokens, so once anything arrives on this queue the
         # voice is known (controllable mode learns it from the model) or the generation has failed.
         item = await tokens.get()
         if isinstance(item, BaseException):
             raise item
+        if isinstance(item, Trip):
+            return await self._recover(run, item, None)
         if self.global_tokens is None:
             raise TokenStreamError("generation ended before the 32 global tokens were complete")
-        self.stats.global_tokens_per_chunk.append(self.global_tokens)
-        self.stats.decoded_samples_per_chunk.append(0)
+        if not run.started:
+            run.started = True
+            self.stats.global_tokens_per_chunk.append(self.global_tokens)
+            run.last = self._text_closed and index == len(self.plan.chunks) - 1
+            self.chain.start_segment(last=run.last)
+            if self.timestamps is not None:
+                self._held, self._segment_audio = [], []
         d_vector = await asyncio.to_thread(self.runtime.speaker_vector, self.global_tokens)
         decoder = StreamingDecoder(self.runtime.bicodec, d_vector,
                                    self.first_stream_config if index == 0 else self.stream_config)
-        last = self._text_closed and index == len(self.plan.chunks) - 1
-        self.chain.start_segment(last=last)
-        if self.timestamps is not None:
-            self._held, self._segment_audio = [], []
         while True:
             semantic: list[int] = []
             done = False
@@ -338,24 +400,29 @@ class SynthesisJob:
                     break
                 if isinstance(item, BaseException):
                     raise item
+                if isinstance(item, Trip):  # the try ends here: what came before it is still decoded
+                    done = True
+                    break
                 semantic.extend(item)
                 if tokens.empty() or len(semantic) >= self.stream_config.max_chunk_tokens:
                     break
                 item = tokens.get_nowait()
             if semantic and buffers_only(decoder, len(semantic)):
-                await self._emit(self._decode_push(decoder, semantic))
+                await self._emit(self._decode_push(run, decoder, semantic))
             elif semantic:
-                await self._emit(await asyncio.to_thread(self._decode_push, decoder, semantic))
+                await self._emit(await asyncio.to_thread(self._decode_push, run, decoder, semantic))
+            if run.stop is not None:  # the audio guard tripped
+                return await self._recover(run, run.stop, None)
+            if isinstance(item, Trip):
+                return await self._recover(run, item, decoder)
             if done:
                 break
             item = await tokens.get()
-        await self._emit(await asyncio.to_thread(self._decode_finish, decoder))
-        if self.timestamps is not None and last:
-            # Held with the chain's tail until the end: a time-stretch may end a few ms short of its ratio.
-            self._last_text = self.plan.chunks[index]
-        elif self.timestamps is not None:
-            await self._release_with_timestamps(self.plan.chunks[index])
-        self.stats.text_chunks_done += 1
+        await self._emit(await asyncio.to_thread(self._decode_finish, run, decoder))
+        if run.stop is not None:
+            return await self._recover(run, run.stop, None)
+        await self._emit(await asyncio.to_thread(run.release, self._push_kept))  # a held chunk passed: on it goes
+        return None
 
     async def _release_with_timestamps(self, text: str, end: float | None = None) -> None:
         """Align the text chunk just decoded (off the event loop), send its words, then the audio held back.
@@ -413,10 +480,10 @@ class SynthesisJob:
             prefetch = self._prefetch_task
             if prefetch is not None and not prefetch.done():
                 prefetch.cancel()
-            for task in self._generation_tasks:
+            for task in self._generation_tasks.values():
                 if not task.done():
                     task.cancel()
-            pending = [t for t in (prefetch, *self._generation_tasks) if t is not None]
+            pending = [t for t in (prefetch, *self._generation_tasks.values()) if t is not None]
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
 

@@ -159,6 +159,8 @@ class NativeCodec:
             "model_version": u.model_version,
             "format": u.request.audio_format,
             "sample_rate": u.request.sample_rate,
+            "chunks_retried": u.job.stats.chunks_retried,  # generation guards (README, "Generation guards")
+            "chunks_cut": u.job.stats.chunks_cut,
             **self._normalized(u),
         }
 

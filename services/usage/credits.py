@@ -98,10 +98,21 @@ class CreditLedger:
             return None
         return fresh.credit_balance if fresh is not None else None
 
-    async def charge(self, reservation: CreditReservation, *, audio_seconds: float | None = None) -> int:
-        """Settle a reservation as used; returns the credits charged (for RequestRecord.credits_charged)."""
+    async def charge(self, reservation: CreditReservation, *, audio_seconds: float | None = None,
+                     undelivered: int = 0) -> int:
+        """Settle a reservation as used; returns the credits charged (for RequestRecord.credits_charged).
+        `undelivered`: credits of text whose audio was not delivered (a streamed chunk cut by a generation guard),
+        given back."""
         reservation.audio_seconds = audio_seconds
         if reservation.state == "held":
+            refund = min(max(0, undelivered), reservation.credits)
+            if refund:
+                try:
+                    await self.store.refund_credits(reservation.key_id, refund)
+                    reservation.credits -= refund
+                except Exception as exc:  # noqa: BLE001 - the charge stands; the refund is logged for follow-up
+                    logger.error("credit refund failed", extra={"key_id": reservation.key_id, "credits": refund,
+                                                                "error_class": type(exc).__name__})
             reservation.state = "charged"
             logger.info(
                 "credits charged",
@@ -142,3 +153,10 @@ def settle_credits(status: str, error_status: int | None, audio_seconds: float) 
     if status == "failed" and (error_status is None or error_status >= 500):
         return False
     return True
+
+
+def undelivered_credits(reserved: int, chars_cut: int, chars_total: int) -> int:
+    """The share of a reservation for text whose audio was cut short by a generation guard (not charged)."""
+    if reserved <= 0 or chars_cut <= 0 or chars_total <= 0:
+        return 0
+    return min(reserved, round(reserved * chars_cut / chars_total))

@@ -40,6 +40,9 @@ class RequestRecord:
     created_at: datetime = field(default_factory=utcnow)
     completed_at: datetime | None = None
     client_request_id: str | None = None  # the client's X-Request-ID (not unique: clients reuse them)
+    chunks_retried: int = 0  # generation guards: text chunks generated again (007_guard_counts.sql)
+    chunks_cut: int = 0  # streamed text chunks cut at a detection point
+    guard_trips: str | None = None  # every trip as guard:action, comma-separated
 
     def to_row(self) -> dict[str, Any]:
         row = asdict(self)
@@ -91,5 +94,8 @@ _PG_TYPES: dict[str, str] = {
     "created_at": "timestamptz",
     "completed_at": "timestamptz",
     "client_request_id": "text",
+    "chunks_retried": "int4",
+    "chunks_cut": "int4",
+    "guard_trips": "text",
 }
 assert set(_PG_TYPES) == set(COLUMNS)

@@ -54,6 +54,22 @@ def pg_dsn() -> str:
     return dsn
 
 
+def create_credit_key(dsn: str, owner: str, credit_balance: int = 10_000) -> tuple[str, str]:
+    """A new API key in PostgreSQL with a credit balance: (the raw key, its key id)."""
+    from services.access import PostgresKeyStore
+
+    async def create() -> tuple[str, str]:
+        store = PostgresKeyStore(dsn)
+        try:
+            raw, record = await store.create_key(owner, key_id=f"{owner}-{uuid.uuid4().hex[:12]}",
+                                                 credit_balance=credit_balance)
+        finally:
+            await store.close()
+        return raw, record.key_id
+
+    return asyncio.run(create())
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     import redis

@@ -16,7 +16,6 @@ import asyncio
 import base64
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,9 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from services.access import PostgresKeyStore
 from services.pipeline.text_plan import plan_text
 from tests.e2e.conftest import RunningServer, start_server, stop_server
+from tests.integration.conftest import create_credit_key
 from tests.ws_client import speak_once
 
 pytestmark = pytest.mark.integration
@@ -50,16 +49,7 @@ EXCLUDED_PREFIXES = ("veena3_tts_http_", "veena3_tts_request_log_", "veena3_tts_
 @pytest.fixture(scope="module")
 def server_and_key(pg_dsn: str, demo_model_dir: Path,
                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, str, str]]:
-    async def create_key() -> tuple[str, str]:
-        store = PostgresKeyStore(pg_dsn)
-        try:
-            raw, record = await store.create_key("one-path", key_id=f"path-{uuid.uuid4().hex[:12]}",
-                                                 credit_balance=10_000)
-        finally:
-            await store.close()
-        return raw, record.key_id
-
-    raw, key_id = asyncio.run(create_key())
+    raw, key_id = create_credit_key(pg_dsn, "one-path")
     env = {
         "TTS_AUTH_ENABLED": "true", "TTS_KEY_BACKEND": "postgres", "TTS_DATABASE_URL": pg_dsn,
         "TTS_CREDITS_ENABLED": "true", "TTS_REQUEST_LOG_SINK": "postgres",

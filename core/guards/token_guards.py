@@ -1,0 +1,103 @@
+"""Detectors over one text chunk's semantic token stream, fed as the engine delivers it (pure, no I/O).
+
+Each `feed` returns the index (0-based, within the chunk's semantic tokens) of the token that tripped it, or None.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+
+
+class LengthLimit:
+    """Far more semantic tokens than the text can need (as they arrive), or far fewer when the engine stops."""
+
+    def __init__(self, expected: int, *, max_ratio: float, slack_tokens: int, min_ratio: float,
+                 min_expected_tokens: int) -> None:
+        self.expected = expected
+        self.limit = int(expected * max_ratio) + slack_tokens
+        self.floor = int(expected * min_ratio) if expected >= min_expected_tokens else 0
+        self.count = 0
+
+    def feed(self, tokens: Sequence[int]) -> int | None:
+        before = self.count
+        self.count += len(tokens)
+        return self.limit if before <= self.limit < self.count else None
+
+    def too_short(self) -> bool:
+        """At the engine's stop: fewer tokens than the text can be spoken in (sentences skipped)."""
+        return 0 < self.count < self.floor
+
+
+class LoopDetector:
+    """The same n-grams repeating: over the last `window` tokens, the share of n-grams already seen in the window.
+
+    Random speech tokens (8,192 ids) almost never repeat a 4-gram; a looping generation repeats nearly all of them.
+    N-grams with fewer than `min_distinct` ids (a held id: silence, a sustained sound) are left to the silence
+    detector. Cost: O(1) per token (a rolling window of n-gram keys and their counts)."""
+
+    def __init__(self, *, ngram: int, min_distinct: int, window: int, min_tokens: int, max_share: float) -> None:
+        self.n, self.min_distinct, self.window = ngram, min_distinct, window
+        self.min_tokens, self.max_share = min_tokens, max_share
+        self._recent: deque[int] = deque(maxlen=ngram)
+        self._keys: deque[tuple[int, ...] | None] = deque()
+        self._counts: dict[tuple[int, ...], int] = {}
+        self._repeats = 0  # n-grams in the window seen earlier in the window
+        self.seen = 0
+        self.worst_share = 0.0
+
+    def feed(self, tokens: Sequence[int]) -> int | None:
+        tripped = None
+        for token in tokens:
+            self._recent.append(int(token))
+            self.seen += 1
+            key = tuple(self._recent) if len(self._recent) == self.n else None
+            if key is not None and len(set(key)) < self.min_distinct:
+                key = None
+            if key is not None:
+                count = self._counts.get(key, 0)
+                self._repeats += count > 0
+                self._counts[key] = count + 1
+            self._keys.append(key)
+            if len(self._keys) > self.window:
+                self._drop(self._keys.popleft())
+            if self.seen >= self.min_tokens:
+                share = self._repeats / len(self._keys)
+                self.worst_share = max(self.worst_share, share)
+                if tripped is None and share >= self.max_share:
+                    tripped = self.seen - 1
+        return tripped
+
+    def _drop(self, key: tuple[int, ...] | None) -> None:
+        if key is None:
+            return
+        count = self._counts[key] - 1
+        if count:
+            # The oldest occurrence leaves: one of the later ones stops being a repeat of it.
+            self._repeats -= 1
+            self._counts[key] = count
+        else:
+            del self._counts[key]
+
+
+class HeldToken:
+    """One semantic id held longer than `max_tokens` (the codec's silence, or a stuck generation)."""
+
+    def __init__(self, max_tokens: int) -> None:
+        self.max_tokens = max_tokens
+        self._last: int | None = None
+        self.run = 0
+        self.longest = 0
+        self.seen = 0
+
+    def feed(self, tokens: Sequence[int]) -> int | None:
+        tripped = None
+        for token in tokens:
+            token = int(token)
+            self.run = self.run + 1 if token == self._last else 1
+            self._last = token
+            self.seen += 1
+            self.longest = max(self.longest, self.run)
+            if tripped is None and self.run == self.max_tokens + 1:
+                tripped = self.seen - 1
+        return tripped
