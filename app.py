@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import modal
+from modal.file_pattern_matcher import FilePatternMatcher
 
 # Standard library only (the download image has no torch): digests, verification, set-aside, target checks.
 from core.weights import (
@@ -61,6 +62,9 @@ GPU_SNAPSHOT = MODAL.snapshot == "gpu"
 from services.deployment.image_pins import IMAGE_PACKAGES, PYTHON_VERSION  # noqa: E402
 
 LOCAL_PACKAGES: tuple[str, ...] = ("api", "core", "processing", "audio", "services", "shared")
+# What of those packages the container gets: Python sources and the files the app serves (api/static/, the
+# playground; pyproject's package-data). Modal's default would ship `.py` files only.
+SHIPPED_FILES_IGNORE = ~FilePatternMatcher("**/*.py", "static/**")
 SERVING_ENV: dict[str, str] = {
     "HF_HUB_OFFLINE": "1",  # weights come from the volume; never reach for the Hub at serving time
     "TOKENIZERS_PARALLELISM": "false",
@@ -78,7 +82,7 @@ serving_image = (
     .apt_install("build-essential")
     .uv_pip_install(*IMAGE_PACKAGES)
     .env(SERVING_ENV)
-    .add_local_python_source(*LOCAL_PACKAGES)  # must stay last: build steps after add_local_* are refused
+    .add_local_python_source(*LOCAL_PACKAGES, ignore=SHIPPED_FILES_IGNORE)  # last: no build step may follow
 )
 DOWNLOAD_PACKAGES: tuple[str, ...] = ("huggingface-hub==2.4.0",)
 download_image = (
@@ -141,7 +145,8 @@ class TTSService:
     """The Modal class: loads the models once per container and serves the FastAPI app (see ContainerLifecycle).
 
     Enter order: `prepare` (sync) -> `load` (async: Modal runs async enter methods on the container's event
-    loop, the loop that then serves the ASGI app, so vLLM's AsyncLLM lives on the serving loop) -> `resume`.
+    loop, the loop that then serves the ASGI app; the engine is built in a worker thread and the warm-up's
+    requests tie vLLM's output handler to this serving loop) -> `resume`.
     TTS_MODAL_SNAPSHOT=cpu snapshots after `prepare` (imports done, no GPU touched); =gpu after `load`.
 
     `TTSService().web.local()` (tests, no Modal): Modal runs only the sync enter methods locally, so `load` is

@@ -15,6 +15,7 @@ from api.middleware import BodySizeLimitMiddleware, HttpMetricsMiddleware, Reque
 from api.routes import debug, health, normalize, openai_compat, playground, tts, voice_pinning, voices, ws
 from core.clone import MAX_REFERENCE_BYTES
 from services.access import AccessServices
+from services.continuity import Continuity
 from services.deployment.gpu_health import GpuFaultDetector
 from services.deployment.metrics_push import MetricsPusher
 from services.deployment.pin_voices import warmup_step_for
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
             if load_task is not None and not load_task.done():
                 load_task.cancel()
             await library.close()
+            await continuity.close()
             await access.close()
             if pusher is not None:  # after the request log's flush (its counters), before the engine goes
                 await pusher.aclose()
@@ -80,8 +82,9 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
     gpu_faults = gpu_faults or GpuFaultDetector(runtime)
     app.state.metrics_pusher = pusher  # Modal's exit closes it too (idempotent), should the lifespan not have run
     library = VoiceLibrary.from_settings(settings, runtime, access.databases)
+    continuity = Continuity.from_settings(settings, runtime, access.databases)
     app.state.services = Services(settings=settings, runtime=runtime, access=access, library=library,
-                                  speech=SpeechService(runtime, settings, gpu_faults, library))
+                                  speech=SpeechService(runtime, settings, gpu_faults, library, continuity))
     install_error_handlers(app)
     if settings.playground_enabled:
         app.include_router(playground.router)

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.form_body import came_as_form
 from services.errors import ERROR_CODES, ServiceError
 
 logger = logging.getLogger("api.errors")
@@ -117,7 +118,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         content_type = request.headers.get("content-type", "")
         body_error = any(e.get("loc", ("",))[0] == "body" for e in exc.errors())
-        if body_error and request.method in ("POST", "PUT", "PATCH") and "json" not in content_type.lower():
+        if (body_error and request.method in ("POST", "PUT", "PATCH") and "json" not in content_type.lower()
+                and not came_as_form(request)):
             shown = content_type or "none"
             return error_response(ApiError(
                 "UNSUPPORTED_MEDIA_TYPE",

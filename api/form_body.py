@@ -17,6 +17,11 @@ from fastapi.routing import APIRoute
 from starlette.datastructures import UploadFile
 
 MAX_FORM_FIELDS = 32
+FORM_BODY_STATE = "form_body"  # request.scope["state"] key: the body came as a form this route accepts
+
+
+def came_as_form(request: Request) -> bool:
+    return bool(request.scope.get("state", {}).get(FORM_BODY_STATE))
 
 
 def is_multipart(request: Request) -> bool:
@@ -25,6 +30,8 @@ def is_multipart(request: Request) -> bool:
 
 async def form_as_json(request: Request) -> Request:
     """The same request with its form re-expressed as a JSON object body."""
+    # Marks the request so a field error answers 400 naming the field, as for JSON (not 415 "send JSON").
+    request.scope.setdefault("state", {})[FORM_BODY_STATE] = True
     data: dict[str, Any] = {}
     async with request.form(max_files=2, max_fields=MAX_FORM_FIELDS) as form:
         for name, value in form.multi_items():

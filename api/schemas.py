@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from api.stitching import StitchingFields
 from audio.encoders import FORMATS, supported_rates
 from core.streaming import LatencyPreference
 from services.pipeline.speech import SpeechRequest
@@ -67,6 +68,10 @@ def output_rate_for(audio_format: str, sample_rate: int | None, output: str | No
     return 48000 if output == "48khz" else 16000
 
 
+SPEED_DESCRIPTION = ("Speaking rate, 0.25-4.0 (1.0: the voice's own). Style voices use the trained speed labels and "
+                     "a time-stretch for the rest of the way; every other voice is time-stretched (see README, Speed).")
+INSTRUCTIONS_DESCRIPTION = ("Accepted for compatibility and ignored: Spark-TTS has no instruction-following input "
+                            "(use a voice, `speed`, or emotion tags such as [excited] in the text).")
 Latency = LatencyPreference  # the streaming decoder's own names (core/streaming.py)
 LATENCY_DESCRIPTION = ("Streams only: how soon the first audio comes. lowest: after 8 engine steps (80 ms first chunk); "
                        "balanced: after 16; exact: after 49, streamed audio within 1e-3 of the offline decode. "
@@ -89,7 +94,7 @@ class SamplingFields(BaseModel):
             repetition_penalty=self.repetition_penalty, seed=self.seed)
 
 
-class TTSGenerateRequest(SamplingFields):
+class TTSGenerateRequest(SamplingFields, StitchingFields):
     """`POST /v1/tts/generate`."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={
@@ -98,6 +103,9 @@ class TTSGenerateRequest(SamplingFields):
 
     text: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS, description="Text to speak (<= 50,000 characters).")
     speaker: str | None = Field(None, min_length=1, max_length=128, description="Voice name or alias; default voice if omitted.")
+    voice: str | None = Field(None, min_length=1, max_length=128, description="The same as `speaker` (OpenAI's name "
+                              "for it); send one of the two.")
+    speed: float | None = Field(None, ge=0.25, le=4.0, description=SPEED_DESCRIPTION)
     stream: bool = Field(False, description="Chunked streaming response when true.")
     format: AudioFormat = Field("wav", description="wav | pcm (s16le) | mp3 | opus (Ogg) | flac | aac (ADTS) | mulaw (8 kHz).")
     output: Literal["16khz", "48khz"] = Field("16khz", description="16khz native, or 48khz via AP-BWE super-resolution.")
@@ -121,12 +129,20 @@ class TTSGenerateRequest(SamplingFields):
     def _text(cls, value: str) -> str:
         return check_text(value)
 
+    @field_validator("voice")
+    @classmethod
+    def _voice(cls, value: str | None, info: ValidationInfo) -> str | None:
+        speaker = info.data.get("speaker")
+        if value is not None and speaker is not None and speaker != value:
+            raise PydanticCustomError("conflict", "is another name for 'speaker'; send one of the two")
+        return value
+
     @field_validator("reference_audio")
     @classmethod
     def _reference(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
-        if info.data.get("speaker") is not None:
+        if info.data.get("speaker") is not None or info.data.get("voice") is not None:
             raise PydanticCustomError("conflict", "send either 'speaker' (a voice) or 'reference_audio' (a recording "
                                       "to clone), not both")
         decode_reference(value)
@@ -150,11 +166,12 @@ class TTSGenerateRequest(SamplingFields):
 
     def to_speech_request(self, settings: Settings) -> SpeechRequest:
         return SpeechRequest(
-            text=self.text, voice=self.speaker, audio_format=self.format, sample_rate=self.output_rate(),
-            sampling=self.to_sampling(settings), stream=self.stream, normalize=self.normalize,
+            text=self.text, voice=self.speaker or self.voice, audio_format=self.format, sample_rate=self.output_rate(),
+            sampling=self.to_sampling(settings), stream=self.stream, normalize=self.normalize, speed=self.speed,
+            voice_field="speaker" if self.voice is None else "voice",
             chunking=self.chunking, normalize_verbose=self.normalize_verbose, latency=self.latency,
             reference_audio=None if self.reference_audio is None else decode_reference(self.reference_audio),
-            reference_text=self.reference_text,
+            reference_text=self.reference_text, **self.stitching(),
         )
 
 
@@ -181,8 +198,11 @@ class OpenAIVoiceRef(BaseModel):
     id: str = Field(..., min_length=1, max_length=128)
 
 
-class OpenAISpeechRequest(BaseModel):
-    """`POST /v1/audio/speech`, OpenAI-compatible."""
+class OpenAISpeechRequest(SamplingFields, StitchingFields):
+    """`POST /v1/audio/speech`, OpenAI-compatible, plus this service's sampling fields (`seed`, `temperature`,
+    `top_k`, `top_p`, `max_tokens`, `repetition_penalty`), `stream`, `latency` and the stitching fields
+    (`previous_request_ids`, `previous_text`, `next_text`); other unknown fields are ignored as OpenAI's own
+    extensions may be sent."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -192,9 +212,12 @@ class OpenAISpeechRequest(BaseModel):
         None, description='Voice id, alias or OpenAI voice name (alloy, ash, ...), or an object {"id": ...}.'
     )
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = Field("mp3", description="Audio format.")
-    speed: float = Field(1.0, ge=0.25, le=4.0, description="Maps to the model's speed label for style voices.")
+    speed: float = Field(1.0, ge=0.25, le=4.0, description=SPEED_DESCRIPTION)
     stream_format: Literal["audio", "sse"] = Field("audio", description="audio: raw bytes; sse: speech.audio.delta events.")
-    instructions: str | None = Field(None, max_length=4096, description="Accepted and ignored (not supported by Spark-TTS).")
+    stream: bool | None = Field(
+        None, description="(An extension.) true: chunked bytes as they are made; false: one complete file. Default: "
+        "a complete file for wav (exact RIFF sizes), streamed for every other format.")
+    instructions: str | None = Field(None, max_length=4096, description=INSTRUCTIONS_DESCRIPTION)
     latency: Latency | None = Field(None, description=LATENCY_DESCRIPTION + " (An extension to OpenAI's API.)")
 
     @field_validator("input")
@@ -213,11 +236,19 @@ class OpenAISpeechRequest(BaseModel):
     def voice_name(self) -> str | None:
         return self.voice.id if isinstance(self.voice, OpenAIVoiceRef) else self.voice
 
+    @property
+    def streamed(self) -> bool:
+        """Bytes as they come (what OpenAI clients read), except a wav nobody asked to stream: that is one complete
+        file whose header carries exact sizes, so readers such as Python's `wave` see its real length."""
+        if self.stream_format == "sse":
+            return True
+        return self.stream if self.stream is not None else self.response_format != "wav"
+
     def to_speech_request(self, settings: Settings) -> SpeechRequest:
-        """Always streamed (OpenAI clients read as it comes), at 24 kHz, with the deployment's sampling."""
+        """At 24 kHz (as OpenAI answers), with the deployment's sampling defaults under the request's fields."""
         return SpeechRequest(
             text=self.input, voice=self.voice_name, audio_format=self.response_format,
-            sample_rate=OPENAI_SAMPLE_RATE, sampling=SamplingOptions.with_defaults(settings), stream=True,
+            sample_rate=OPENAI_SAMPLE_RATE, sampling=self.to_sampling(settings), stream=self.streamed,
             speed=None if self.speed == 1.0 else self.speed, text_field="input", voice_field="voice",
-            latency=self.latency,
+            latency=self.latency, **self.stitching(),
         )

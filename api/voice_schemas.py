@@ -3,6 +3,7 @@ voice as clients see it. Each converts itself; the rules on names and texts are 
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Literal
 
@@ -98,6 +99,40 @@ class VoiceImport(VoiceFields):
     def tokens(self) -> ReferenceTokens:
         semantic = None if self.semantic_tokens is None else tuple(self.semantic_tokens)
         return ReferenceTokens(global_tokens=tuple(self.global_tokens), semantic_tokens=semantic)
+
+
+class VoiceFromRequest(BaseModel):
+    """`POST /v1/audio/voices` as JSON `{"from_request_id", "name"}`: keep the voice a recent synthesis of this key
+    spoke with (its 32 global tokens; services.continuity), with no reference audio and no encoder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    from_request_id: str = Field(..., pattern=r"^[A-Za-z0-9._:-]{1,128}$",
+                                 description="The X-Server-Request-ID of a synthesis this key finished recently.")
+    name: str = Field(..., description=f"Display name, 1-{MAX_NAME_CHARS} characters.")
+    consent: str | None = Field(None, description="A note of consent (stored as given).")
+
+    @field_validator("name", "consent")
+    @classmethod
+    def _texts(cls, value: str | None, info: Any) -> str | None:
+        return _checked(value, info.field_name)
+
+    @classmethod
+    def parse(cls, body: bytes) -> VoiceFromRequest | None:
+        """The body as this model when it names `from_request_id`; None for any other JSON body (an import)."""
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return None  # VoiceImport.parse reports it
+        if not isinstance(data, dict) or "from_request_id" not in data:
+            return None
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise body_validation_error(exc.errors()) from None
+
+    def to_new_voice(self) -> NewVoice:
+        return NewVoice(name=self.name, consent=self.consent)
 
 
 class VoiceView(BaseModel):

@@ -16,7 +16,9 @@ Stream shape, chosen from the prompt as the trained model continues it (specs/sp
 N = round(tokens_per_char x text tokens between `<|start_content|>` and `<|end_content|>`) (one token per
 byte on the demo tokenizer, so about one per character), capped so the whole stream fits `max_tokens`.
 
-Timing: id i of the stream is due at `prefill_s + i / tokens_per_s` after `stream()` is called. The engine
+Timing: id i of the stream is due at `prefill_s + prefill_per_token_s x prompt ids + i / tokens_per_s` after
+`stream()`. A continuation prompt (it already holds `<|start_semantic_token|>` and semantic ids, e.g. a stitched
+request) is continued as the model would: no second marker, and its own semantic ids count as spoken. The engine
 wakes at most every `tick_s` and yields every id that is due, like vLLM handing out one step's worth of
 DELTA output; when the event loop runs late it catches up in one delta instead of slowing down, because a
 real engine keeps generating on its own device whatever the server's loop is doing. How late it ran is
@@ -61,16 +63,20 @@ class PaceConfig:
     prefill_s: float = 0.0
     tick_s: float = 0.02
     seed: int = 0
+    prefill_per_token_s: float = 0.0  # prompt-length-dependent prefill (a stitched prompt's extra ids cost this each)
 
     def __post_init__(self) -> None:
         if self.tokens_per_s <= 0 or self.tokens_per_char <= 0:
             raise ValueError("tokens_per_s and tokens_per_char must be > 0")
-        if self.prefill_s < 0 or self.tick_s < 0:
-            raise ValueError("prefill_s and tick_s must be >= 0")
+        if self.prefill_s < 0 or self.tick_s < 0 or self.prefill_per_token_s < 0:
+            raise ValueError("prefill_s, prefill_per_token_s and tick_s must be >= 0")
 
-    def due_time(self, index: int) -> float:
-        """Seconds after `stream()` at which id `index` (0-based) of the stream is due."""
-        return self.prefill_s + index / self.tokens_per_s
+    def prefill_for(self, prompt_len: int = 0) -> float:
+        return self.prefill_s + self.prefill_per_token_s * prompt_len
+
+    def due_time(self, index: int, prompt_len: int = 0) -> float:
+        """Seconds after `stream()` at which id `index` (0-based) of a stream with this prompt length is due."""
+        return self.prefill_for(prompt_len) + index / self.tokens_per_s
 
 
 @dataclass
@@ -154,8 +160,11 @@ class PacedEngine:
         rng = np.random.default_rng([seed, zlib.crc32(request_id.encode())])
         end_global = lay.marker_id(Marker.END_GLOBAL)
         start_semantic = lay.marker_id(Marker.START_SEMANTIC)
+        prefix = 0  # a continuation prompt's semantic ids (they speak the first part of the content)
         if end_global in prompt_ids:
-            mode, head = "clone", [] if prompt_ids and prompt_ids[-1] == start_semantic else [start_semantic]
+            mode, head = "clone", [start_semantic]
+            if start_semantic in prompt_ids:  # the prompt already opens the semantic block (and may continue it)
+                head, prefix = [], len(prompt_ids) - 1 - list(prompt_ids).index(start_semantic)
         else:
             mode = "controllable" if self._controllable_task in prompt_ids else "speaker"
             head = self._acoustic_head(rng) if mode == "controllable" else []
@@ -163,7 +172,7 @@ class PacedEngine:
                 head.append(lay.marker_id(Marker.START_GLOBAL))
             head.extend(lay.global_id(int(v)) for v in rng.integers(0, 4096, NUM_GLOBAL_TOKENS))
             head.extend([end_global, start_semantic])
-        wanted = max(1, round(self.config.tokens_per_char * self.text_tokens(prompt_ids)))
+        wanted = max(1, round(self.config.tokens_per_char * self.text_tokens(prompt_ids)) - prefix)
         room = sampling.max_tokens - len(head) - 1  # the stop id counts against max_tokens too
         count = max(0, min(wanted, room))
         semantic = [lay.semantic_id(int(v)) for v in rng.integers(0, 8192, count)]
@@ -194,23 +203,20 @@ class PacedEngine:
             mode=plan.mode,
             planned_ids=len(plan.ids),
             semantic_tokens=plan.semantic_tokens,
-            first_semantic_due_s=cfg.due_time(plan.first_semantic_index),
+            first_semantic_due_s=cfg.due_time(plan.first_semantic_index, len(prompt_token_ids)),
         )
         entry = _Active(stats)
         self._active[request_id] = entry
         started = time.perf_counter()
+        prefill = cfg.prefill_for(len(prompt_token_ids))
         sent = 0
         try:
             while sent < len(plan.ids) and not entry.aborted:
                 elapsed = time.perf_counter() - started
-                due = (
-                    0
-                    if elapsed < cfg.prefill_s
-                    else math.floor((elapsed - cfg.prefill_s) * cfg.tokens_per_s) + 1
-                )
+                due = 0 if elapsed < prefill else math.floor((elapsed - prefill) * cfg.tokens_per_s) + 1
                 due = min(due, len(plan.ids))
                 if due > sent:
-                    lag = max(0.0, elapsed - cfg.due_time(due - 1))
+                    lag = max(0.0, elapsed - cfg.due_time(due - 1, len(prompt_token_ids)))
                     stats.max_lag_s = max(stats.max_lag_s, lag)
                     stats.lag_sum_s += lag
                     stats.deltas += 1
@@ -222,7 +228,8 @@ class PacedEngine:
                     continue
                 # A plain sleep per tick (no task per wait): cheap enough for hundreds of streams. abort() is
                 # seen at the next wake-up, at most one token interval (or the prefill) later.
-                await asyncio.sleep(max(cfg.due_time(sent) - (time.perf_counter() - started), cfg.tick_s))
+                await asyncio.sleep(max(cfg.due_time(sent, len(prompt_token_ids)) - (time.perf_counter() - started),
+                                        cfg.tick_s))
             stats.finished = sent >= len(plan.ids)
         finally:
             stats.aborted = not stats.finished

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCHES: dict[str, str] = {
     "parser": "bench/bench_parser.py",
     "encoders": "bench/bench_encoders.py",
+    "sr_convs": "bench/bench_sr_convs.py",
     "apbwe": "bench/bench_apbwe.py",
     "bicodec": "bench/bench_bicodec.py",
     "clone": "bench/bench_clone.py",

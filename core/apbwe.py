@@ -11,7 +11,6 @@ STFT frame grid (80 samples at 16 kHz) so its frames coincide with the offline f
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.checkpoint import CheckpointError
+from core.exact_conv import dense_conv1d, depthwise_conv1d
 from core.sinc_resample import sinc_resample
 
 WEIGHTS_FILE = "g_16kto48k"
@@ -131,9 +131,14 @@ class ConvNeXtBlock(nn.Module):
         self.pwconv2 = nn.Linear(3 * dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T)
-        y = self.dwconv(x).transpose(1, 2)
+        y = depthwise_conv1d(x, self.dwconv.weight, self.dwconv.bias).transpose(1, 2)
         y = self.pwconv2(F.gelu(self.pwconv1(self.norm(y))))  # exact (erf) GELU, as trained
         return x + (self.gamma * y).transpose(1, 2)
+
+
+def _conv(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    # The Conv1d modules only hold the weights (state-dict names); the maths is length-independent (core/exact_conv).
+    return dense_conv1d(x, conv.weight, conv.bias)
 
 
 def _norm_channels(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
@@ -164,8 +169,8 @@ class APBWEGenerator(nn.Module):
 
     def forward(self, logamp: torch.Tensor, pha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, bins, T) each -> (B, bins, T) each; phase wrapped to (-pi, pi]."""
-        a = _norm_channels(self.norm_pre_mag, self.conv_pre_mag(logamp))
-        p = _norm_channels(self.norm_pre_pha, self.conv_pre_pha(pha))
+        a = _norm_channels(self.norm_pre_mag, _conv(self.conv_pre_mag, logamp))
+        p = _norm_channels(self.norm_pre_pha, _conv(self.conv_pre_pha, pha))
         for block_mag, block_pha in zip(self.convnext_mag, self.convnext_pha, strict=True):
             a = a + p
             p = p + a  # uses the already-updated amplitude features, as trained
@@ -235,16 +240,6 @@ class _Frontend:
 # Service object.
 
 
-def _deterministic_cpu_convs(device: torch.device | str):
-    """oneDNN picks convolution algorithms by input length on some CPUs (seen on AVX2 EPYC), so one window's
-    rounding depends on how long it is; the generator's phase output (an atan2 of near-zero values in empty
-    bins) turns that 1e-7 into audible differences, and streamed SR would no longer equal the offline recipe.
-    PyTorch's native CPU convolutions are length-independent (streamed = offline within 1e-7 again)."""
-    if torch.device(device).type == "cpu":
-        return torch.backends.mkldnn.flags(enabled=False)
-    return contextlib.nullcontext()
-
-
 class SuperResolution:
     """AP-BWE 16 kHz -> 48 kHz. `upsample` for whole signals, `stream()` for incremental input."""
 
@@ -302,11 +297,12 @@ class SuperResolution:
         x = torch.from_numpy(np.ascontiguousarray(x16, dtype=np.float32)).to(self.device)
         if n < self._frontend.min_input:
             x = F.pad(x, (0, self._frontend.min_input - n))
-        with _deterministic_cpu_convs(self.device):
-            x48 = self.resample(x)
-            spec = self._frontend.analyse(x48)
-            logamp, pha = self.generator(spec.logamp, spec.pha)
-            y = self._frontend.synthesise(Spectrum(logamp, pha), length=x48.numel())
+        # Every convolution here is length-independent (core/exact_conv), so a window's samples round the same
+        # whatever its length and streamed output equals offline; no process-wide switch is touched.
+        x48 = self.resample(x)
+        spec = self._frontend.analyse(x48)
+        logamp, pha = self.generator(spec.logamp, spec.pha)
+        y = self._frontend.synthesise(Spectrum(logamp, pha), length=x48.numel())
         return y[: n * self.config.ratio].float().cpu().numpy()
 
     # -- public API ---------------------------------------------------------------------------------------

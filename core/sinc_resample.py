@@ -17,6 +17,8 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from core.exact_conv import dense_conv1d
+
 
 @lru_cache(maxsize=16)
 def _kernel(
@@ -61,7 +63,9 @@ def sinc_resample(
     n = shape[-1]
     flat = x.reshape(-1, 1, n)
     padded = F.pad(flat, (width, width + orig))
-    y = F.conv1d(padded, kernel, stride=orig)  # (B, new, steps): one row per output phase
+    # (B, new, steps): one row per output phase. Length-independent rounding (core/exact_conv): AP-BWE's streamed
+    # windows must resample exactly as the offline signal does.
+    y = dense_conv1d(padded, kernel, None, stride=orig, padding=0)
     y = y.transpose(1, 2).reshape(flat.shape[0], -1)
     out_len = math.ceil(new * n / orig)
     return y[:, :out_len].reshape(*shape[:-1], out_len)

@@ -361,6 +361,10 @@ class TokenStreamError(ValueError):
         self.position = position
 
 
+class NoSpeechError(TokenStreamError):
+    """The generation ended well-formed but without a single semantic token: nothing to say."""
+
+
 @dataclass
 class TokenDelta:
     """What one `feed` call found. `global_tokens` is set only in the delta where the 32 just completed."""
@@ -494,7 +498,7 @@ class TokenParser:
                 "(the model did not produce a complete voice)"
             )
         if not self.semantic:
-            raise TokenStreamError("generation ended without any semantic token (no audio to decode)")
+            raise NoSpeechError("generation ended without any semantic token (no audio to decode)")
         return ParseResult(
             semantic=list(self.semantic),
             global_tokens=self.global_tokens,

@@ -348,6 +348,10 @@ class VoiceRegistry:
             name in self.voices or name.casefold() in self._aliases or name.casefold() in self._openai
         )
 
+    def defines(self, name: str) -> bool:
+        """`name` is one of this checkpoint's voice ids or aliases (not merely an OpenAI name mapped to one)."""
+        return name in self.voices or name.casefold() in self._aliases
+
     def __len__(self) -> int:
         return len(self.voices)
 
@@ -383,12 +387,25 @@ def speed_label(speed: float) -> str:
     return "very_high"
 
 
-def voice_with_speed(voice: Voice, speed: float | None) -> Voice:
-    """Copy of `voice` with the speed label for `speed`; None or a near-1.0 speed returns `voice` itself.
+# What each trained speed label is taken to mean as a rate multiplier (the bands' middles). The released model
+# learned labels from bucketed speaking rates, not exact multipliers, so a style voice's rate is approximate.
+LABEL_SPEEDS: dict[str, float] = {"very_low": 0.5, "low": 0.72, "moderate": 1.0, "high": 1.35, "very_high": 1.9}
 
-    Style voices send the label in the controllable prompt; global-token voices send it as the (untrained)
-    clone-mode style label, which only appears when it is not moderate.
-    """
-    if speed is None or speed_label(speed) == "moderate":
+
+def voice_with_speed(voice: Voice, speed: float | None) -> Voice:
+    """Copy of a style voice with the trained speed label nearest `speed`; any other voice, None or a near-1.0
+    speed returns `voice` itself (a clone-mode speed label was never trained: those voices are time-stretched,
+    see `time_stretch_for`)."""
+    if speed is None or voice.kind != "style" or speed_label(speed) == "moderate":
         return voice
     return dataclasses.replace(voice, speed=speed_label(speed))
+
+
+def time_stretch_for(voice: Voice, speed: float | None) -> float:
+    """The tempo change left for the audio after the prompt did what it can: the whole `speed` for voices without
+    a trained speed control, the remainder past the label for style voices (1.0: none)."""
+    if speed is None:
+        return 1.0
+    if voice.kind != "style":
+        return speed
+    return speed / LABEL_SPEEDS[speed_label(speed)]

@@ -3,6 +3,11 @@
     python -m core.weights DIR [--revision REV] [--no-wav2vec2] [--base-url URL] [--verify-only]
     python -m core.weights --sr DIR [--base-url URL]        # AP-BWE 16kto48k (config.json + g_16kto48k)
 
+The hub is `--base-url`, else `TTS_WEIGHTS_BASE_URL`, else `HF_ENDPOINT` (the Hugging Face variable for a mirror),
+else https://huggingface.co. `TTS_WEIGHTS_MANIFEST` names a JSON file {"spark": [...], "sr": [...]} of
+{"path", "size", "sha256"} entries that replaces the pinned file lists, for a mirror serving another checkpoint
+with the same layout (a fine-tune with its own digests); every rule below still applies to it.
+
 Used by Modal's `download` function (app.py) and by people who self-host. Rules:
 - Every digest is a full sha256 (specs/spark_tts.md §1 correction, specs/ap_bwe.md §1-2). A file whose size or
   digest is wrong is moved aside to `NAME.rejected-<first 12 hex of what was found>`, never deleted, and the
@@ -232,19 +237,31 @@ def download_files(root: Path, files: Sequence[ExpectedFile], url_for, *, log=pr
 
 
 def download_spark(root: Path, *, revision: str = SPARK_REVISION, include_wav2vec2: bool = True,
-                   base_url: str = HF_BASE_URL, log=print) -> list[FileReport]:
+                   base_url: str = HF_BASE_URL, log=print,
+                   files: Sequence[ExpectedFile] | None = None) -> list[FileReport]:
     check_target(root, SPARK_REPO, revision)
     write_stamp(root, SPARK_REPO, revision)
-    files = SPARK_FILES + (WAV2VEC2_FILES if include_wav2vec2 else ())
+    files = tuple(SPARK_FILES if files is None else files) + (WAV2VEC2_FILES if include_wav2vec2 else ())
     return download_files(root, files, lambda p: file_url(base_url, SPARK_REPO, revision, p), log=log)
 
 
-def download_apbwe(root: Path, *, base_url: str = HF_BASE_URL, log=print) -> list[FileReport]:
+def download_apbwe(root: Path, *, base_url: str = HF_BASE_URL, log=print,
+                   files: Sequence[ExpectedFile] | None = None) -> list[FileReport]:
     check_target(root, APBWE_REPO, APBWE_REVISION)
     write_stamp(root, APBWE_REPO, APBWE_REVISION)
     return download_files(
-        root, APBWE_FILES, lambda p: file_url(base_url, APBWE_REPO, APBWE_REVISION, f"{APBWE_SUBDIR}/{p}"), log=log
+        root, APBWE_FILES if files is None else files, lambda p: file_url(base_url, APBWE_REPO, APBWE_REVISION, f"{APBWE_SUBDIR}/{p}"), log=log
     )
+
+
+def load_manifest(path: str) -> dict[str, tuple[ExpectedFile, ...]]:
+    """TTS_WEIGHTS_MANIFEST: the file lists to fetch and verify instead of the pinned ones."""
+    try:
+        data = json.loads(Path(path).read_text())
+        return {kind: tuple(ExpectedFile(str(e["path"]), e.get("size"), e.get("sha256")) for e in data[kind])
+                for kind in ("spark", "sr") if kind in data}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise WeightsError(f"TTS_WEIGHTS_MANIFEST {path}: unreadable ({exc})") from exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -253,21 +270,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sr", action="store_true", help="fetch AP-BWE 16kto48k instead of Spark-TTS-0.5B")
     parser.add_argument("--revision", default=SPARK_REVISION, help="Spark-TTS revision (default: the pinned one)")
     parser.add_argument("--no-wav2vec2", action="store_true", help="skip wav2vec2 (only voice cloning needs it)")
-    parser.add_argument("--base-url", default=os.environ.get("TTS_WEIGHTS_BASE_URL", HF_BASE_URL),
+    parser.add_argument("--base-url", default=os.environ.get("TTS_WEIGHTS_BASE_URL")
+                        or os.environ.get("HF_ENDPOINT") or HF_BASE_URL,
                         help="hub or mirror serving <repo>/resolve/<revision>/<path>")
     parser.add_argument("--verify-only", action="store_true", help="check what is there; fetch nothing")
     args = parser.parse_args(argv)
     try:
+        manifest = load_manifest(os.environ["TTS_WEIGHTS_MANIFEST"]) if os.environ.get("TTS_WEIGHTS_MANIFEST") else {}
+        spark_files, sr_files = manifest.get("spark"), manifest.get("sr")
         if args.verify_only:
-            files = APBWE_FILES if args.sr else SPARK_FILES + (() if args.no_wav2vec2 else WAV2VEC2_FILES)
+            files = (sr_files or APBWE_FILES) if args.sr else (spark_files or SPARK_FILES) + (
+                () if args.no_wav2vec2 or manifest else WAV2VEC2_FILES)
             reports = verify_tree(args.directory, files)
         elif args.sr:
-            reports = download_apbwe(args.directory, base_url=args.base_url)
+            reports = download_apbwe(args.directory, base_url=args.base_url, files=sr_files)
         else:
             if args.revision != SPARK_REVISION:
                 print(f"WARNING: revision {args.revision} is not the pinned {SPARK_REVISION}; digests may differ")
-            reports = download_spark(args.directory, revision=args.revision,
-                                     include_wav2vec2=not args.no_wav2vec2, base_url=args.base_url)
+            reports = download_spark(args.directory, revision=args.revision, base_url=args.base_url,
+                                     include_wav2vec2=not args.no_wav2vec2 and not manifest, files=spark_files)
     except WeightsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -20,6 +20,9 @@ Readings (see numbers_en / numbers_hi):
 - A bare 4-digit number is read as a year only after a cue word (in, since, by, सन्, ...) or
   before AD/BC.
 
+Markdown as LLMs write it is read first (emphasis, links, headings, lists, code; processing/markdown.py) and
+emoji are dropped.
+
 Tag-shaped tokens (`[excited]`, `<calm>`, see processing.tags) are never altered. The function is a
 single regex pass plus a few character passes: about a millisecond per sentence, and it never
 raises on any input string.
@@ -37,6 +40,7 @@ from dataclasses import dataclass, field
 
 from processing import numbers_en as en
 from processing import numbers_hi as hi
+from processing.markdown import drop_emoji, read_markdown
 from processing.normalize_symbols import normalize_symbols
 from processing.normalize_zh import normalize_chinese
 from processing.tags import TAG_RE
@@ -681,14 +685,17 @@ def _tidy(text: str, changes: list[tuple[str, str]]) -> str:
     return _REPEAT_RE.sub(sub_repeat, text)
 
 
-def normalize_text(text: str, language: str | None = None) -> NormalizationResult:
-    """Rewrite `text` into speakable words. `language`: None (detect), "en" or "hi" (force numbers)."""
+def normalize_text(text: str, language: str | None = None, *, markdown: bool = True) -> NormalizationResult:
+    """Rewrite `text` into speakable words. `language`: None (detect), "en" or "hi" (force numbers).
+    `markdown=False`: the caller has already read the Markdown (processing.markdown; before tags)."""
     if language in ("auto", "mixed"):
         language = None
     if language is not None and language not in LANGUAGES:
         raise ValueError(f"language must be one of {LANGUAGES} or None, not {language!r}")
     changes: list[tuple[str, str]] = []
-    out = _tidy(_clean_chars(text, changes), changes)
+    if markdown:
+        text = read_markdown(text)
+    out = _tidy(_clean_chars(drop_emoji(text), changes), changes)
     out = normalize_chinese(out, changes)  # numbers in Chinese context first: they are read in Chinese
     out = normalize_symbols(out, changes)  # phones, versions, fractions, URLs, e-mail, symbols (en / hi)
     out = _tidy(_Rewriter(out, language, changes).run(), changes)

@@ -7,7 +7,7 @@ e-mail addresses and stray symbols. Runs after the Chinese pass and before the m
 - fractions `1/2`, `3/4`: "one half", "three quarters", "five eighths"; Hindi आधा, पौना, तीन बटा चार;
 - URLs and e-mail addresses: spoken as people read them ("example dot com slash docs", "anna at mail dot com"),
   query strings included (`?b=1` -> "b equals one"); the scheme (`https://`) is dropped;
-- stray symbols between words: `&` and, `+` plus, `=` equals, `@` at, `#` number (Hindi equivalents).
+- stray symbols between words: `&` and, `+` plus, `=` equals, `@` at, `#` number, `*` times (Hindi equivalents).
 
 Own code: the readings are short tables and a handful of patterns; no library covers phone/URL speech in both
 languages. Patterns have bounded repetition and no nested quantifiers (linear time).
@@ -27,7 +27,7 @@ _FRACTIONS_EN = {(1, 2): "one half", (1, 3): "one third", (2, 3): "two thirds", 
                  (3, 4): "three quarters"}
 _FRACTIONS_HI = {(1, 2): "आधा", (1, 4): "एक चौथाई", (3, 4): "पौना", (1, 3): "एक तिहाई", (2, 3): "दो तिहाई"}
 _SYMBOLS = {"&": ("and", "और"), "+": ("plus", "प्लस"), "=": ("equals", "बराबर"), "@": ("at", "एट"),
-            "#": ("number", "नंबर")}
+            "#": ("number", "नंबर"), "*": ("times", "गुणा")}
 _URL_WORDS = {".": ("dot", "डॉट"), "/": ("slash", "स्लैश"), "?": ("question mark", "प्रश्नचिह्न"),
               "=": ("equals", "बराबर"), "&": ("and", "और"), "-": ("dash", "डैश"), "_": ("underscore", "अंडरस्कोर"),
               ":": ("colon", "कोलन"), "@": ("at", "एट"), "#": ("hash", "हैश"), "%": ("percent", "प्रतिशत"),
@@ -41,7 +41,7 @@ _PATTERN = re.compile(
         r"(?![\w]))",
         r"(?P<ver>(?<![\w.])v?[0-9]{1,4}(?:\.[0-9]{1,4}){2,5}(?![\w.]|\.[0-9]))",
         r"(?P<frac>(?<![\w/.])(?P<fn>[0-9]{1,3})/(?P<fd>[0-9]{1,3})(?![\w/]))",
-        r"(?P<sym>(?<=\s)[&+=@#](?=\s))",
+        r"(?P<sym>(?<=\s)[&+=@#*](?=\s))",
     ))
 )
 # A "phone" match must look like one: 7+ digits in all, and not a plain grouped number or a date/range.

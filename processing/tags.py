@@ -6,7 +6,10 @@ word is 2..32 ASCII letters or underscores. Nothing else in brackets counts: "[1
 
 - A known tag is kept in its canonical bracket form: `[excited]` stays, `<Excited>` becomes
   `[excited]` (lower case), and a legacy closing tag `</excited>` is dropped (brackets have no end).
-- An unknown tag is stripped (default) or refused with `UnknownTagError` (`unknown="reject"`).
+- An unknown tag is not passed to the model as a tag (default) or refused with `UnknownTagError`
+  (`unknown="reject"`): a bracketed word is read as the word (`Press [Enter]` -> "Press Enter", `[foo_bar]` ->
+  "foo bar"), because LLMs and people bracket ordinary words; an unknown angle tag (`<robotic>`, HTML such as `<b>`)
+  is dropped.
 
 `KNOWN_TAGS` is the documented vocabulary: non-verbal sounds a speech model can render and
 speaking styles / emotions. It is deliberately small; add words here, not ad-hoc elsewhere.
@@ -59,7 +62,7 @@ class UnknownTagError(ValueError):
 class TagResult:
     text: str
     tags_found: list[str] = field(default_factory=list)  # known tags kept, canonical names, in order
-    unknown_removed: list[str] = field(default_factory=list)  # unknown tag names stripped, in order
+    unknown_removed: list[str] = field(default_factory=list)  # unknown tag names (no longer tags), in order
 
 
 def is_tag(token: str) -> bool:
@@ -68,7 +71,8 @@ def is_tag(token: str) -> bool:
 
 
 def process_tags(text: str, unknown: Literal["reject", "strip"] = "strip") -> TagResult:
-    """Keep known tags as `[name]`, rewrite legacy `<name>`, strip or reject unknown tags."""
+    """Keep known tags as `[name]`, rewrite legacy `<name>`; unknown tags: `[word]` read as the word and `<word>`
+    dropped, or refused (`unknown="reject"`)."""
     if unknown not in ("reject", "strip"):
         raise ValueError(f"unknown must be 'reject' or 'strip', not {unknown!r}")
     if "[" not in text and "<" not in text:  # fast path: most texts carry no tags
@@ -87,6 +91,8 @@ def process_tags(text: str, unknown: Literal["reject", "strip"] = "strip") -> Ta
             return lead + "[" + name + "]" + trail
         if not known:
             removed.append(name)
+            if bracket_name:  # an ordinary bracketed word: read it
+                return lead + bracket_name.replace("_", " ") + trail
         # Removed: keep one space between the neighbours, none at the text's edges.
         at_edge = m.start() == 0 or m.end() == len(text)
         return "" if at_edge else (" " if lead or trail else "")

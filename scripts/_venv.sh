@@ -13,7 +13,7 @@ quiet_pip() {
 }
 
 ensure_venv() {
-  local extras="$1"
+  local extras="$1"  # "" for serving (scripts/serve), "dev" for the test suite
   if [ ! -x "$PY" ]; then
     echo "[setup] creating $VENV"
     python3 -m venv "$VENV" || return 1
@@ -25,8 +25,8 @@ ensure_venv() {
   fi
   local stamp="$VENV/.installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)-$extras"
   if [ ! -f "$stamp" ]; then
-    echo "[setup] installing the project with extras [$extras]"
-    quiet_pip install -q -e "$ROOT[$extras]" || return 1
+    echo "[setup] installing the project${extras:+ with extras [$extras]}"
+    quiet_pip install -q -e "$ROOT${extras:+[$extras]}" || return 1
     rm -f "$VENV"/.installed-*
     touch "$stamp"
   fi

@@ -34,7 +34,8 @@ class Settings(BaseSettings):
     )
 
     # --- server ------------------------------------------------------------------------------
-    host: str = Field("0.0.0.0", description="Address scripts/serve binds.")
+    host: str = Field("0.0.0.0", description="Address scripts/serve binds: 0.0.0.0, except 127.0.0.1 when it switches "
+                      "auth off itself (demo model, no keys) and TTS_HOST is unset.")
     port: int = Field(8000, description="Port scripts/serve binds.")
     log_level: str = Field("INFO", description="Root log level.")
     log_json: bool = Field(True, description="Emit JSON log lines (false: plain text for a terminal).")
@@ -45,7 +46,9 @@ class Settings(BaseSettings):
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Torch device for BiCodec, AP-BWE and transformers.")
     llm_dtype: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto", description="LLM compute dtype; auto = bfloat16 on GPU, float32 on CPU. float16 is refused (broken model)."
+        "auto", description="LLM compute dtype; auto = bfloat16 on a GPU of compute capability 8.0 or more, float32 on "
+        "older cards (T4, V100: no bfloat16; bfloat16 asked there becomes float32 too) and on CPU. float16 is refused "
+        "(broken model)."
     )
     gpu_memory_utilization: float = Field(
         0.4, gt=0, le=1,
@@ -88,7 +91,8 @@ class Settings(BaseSettings):
     )
     openai_voice_map: dict[str, str] = Field(
         {},
-        description='JSON object overriding which voice an OpenAI voice name uses, e.g. {"alloy": "Asha"}; names not '
+        description='JSON object overriding which voice an OpenAI voice name uses, e.g. {"alloy": "Asha"} or '
+        '{"nova": "voice_3f2a..."} (a custom voice: used for the key that owns it; other keys get 404); names not '
         "given map to a voice of the same gender (see README, Voices).",
     )
     max_text_chars: int = Field(50_000, ge=1, description="Longest accepted text in characters.")
@@ -239,6 +243,18 @@ class Settings(BaseSettings):
     clone_reference_cache_size: int = Field(
         128, ge=0, description="Encoded references kept per process, by SHA-256 of the audio bytes (LRU), so a "
         "reference sent again is not encoded again; 0: no cache.",
+    )
+
+    # --- continuity: request stitching and keeping a voice -----------------------------------
+    continuity_retention_s: float = Field(
+        7200.0, ge=1, description="How long a finished synthesis is remembered (by its X-Server-Request-ID, per API "
+        "key) for previous_request_ids and POST /v1/audio/voices from_request_id: its 32 global tokens, the tail of its "
+        "semantic tokens and the text that tail speaks; never audio. Where the voice library uses PostgreSQL or "
+        "Supabase this store is shared by every container; otherwise it is a per-process cache.",
+    )
+    continuity_prefix_s: float = Field(
+        4.0, ge=3, le=6, description="Seconds of a previous request's speech (semantic tokens, 50 a second, and the "
+        "words they speak) that a stitched request's prompt continues; also how much every request remembers.",
     )
 
     @field_validator("model_dir", "sr_dir", "api_keys_file", "request_log_spool_dir", mode="before")

@@ -1,4 +1,5 @@
-"""OpenAI-compatible routes: `POST /v1/audio/speech`, `GET /v1/models` (`GET /v1/audio/voices`: routes/voices.py)."""
+"""OpenAI-compatible routes: `POST /v1/audio/speech`, `GET /v1/models`, `GET /v1/audio/models` (`GET
+/v1/audio/voices`: routes/voices.py)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,18 @@ async def speech(body: OpenAISpeechRequest, request: Request, service: Speech, g
     return await respond(request, body.to_speech_request(settings), service, grant, sse=body.stream_format == "sse")
 
 
+def _model_list(runtime: Runtime) -> list[dict]:
+    return [{"id": model_id, "object": "model", "created": _CREATED, "owned_by": "spark-tts-service",
+             "root": runtime.model_version} for model_id in MODEL_IDS]
+
+
 @router.get("/v1/models", summary="Models this server offers (OpenAI format)")
 async def models(runtime: Runtime) -> JSONResponse:
-    data = [{"id": model_id, "object": "model", "created": _CREATED, "owned_by": "spark-tts-service",
-             "root": runtime.model_version} for model_id in MODEL_IDS]
-    return JSONResponse({"object": "list", "data": data})
+    return JSONResponse({"object": "list", "data": _model_list(runtime)})
+
+
+@router.get("/v1/audio/models", summary="Speech models (OpenAI list format; Open WebUI reads `models`)")
+async def audio_models(runtime: Runtime) -> JSONResponse:
+    # Open WebUI's OpenAI TTS engine asks `{base}/audio/models` and reads `models`; OpenAI-style clients read `data`.
+    listed = _model_list(runtime)
+    return JSONResponse({"object": "list", "data": listed, "models": listed})

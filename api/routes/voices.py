@@ -1,4 +1,5 @@
-"""The voice library: `POST /v1/audio/voices` (a reference recording as multipart, or an exported voice as JSON),
+"""The voice library: `POST /v1/audio/voices` (a reference recording as multipart, an exported voice as JSON, or the
+voice of a recent synthesis as JSON `{"from_request_id", "name"}`),
 `GET /v1/audio/voices` (built-in voices and the caller's custom ones), `GET` and `DELETE /v1/audio/voices/{id}`.
 
 A custom voice is visible only to the API key that made it (others get 404); `X-Admin-Key` sees and deletes all."""
@@ -8,9 +9,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from api.deps import Library, OptionalVoiceCaller, Runtime, VoiceCallerDep
+from api.deps import Library, OptionalVoiceCaller, Runtime, Speech, VoiceCallerDep
 from api.errors import ApiError
-from api.voice_schemas import AUDIO_FIELD, VoiceImport, VoiceUpload, VoiceView
+from api.voice_schemas import AUDIO_FIELD, VoiceFromRequest, VoiceImport, VoiceUpload, VoiceView
+from core.clone import ReferenceTokens
+from services.pipeline.speech import SpeechService
+from services.voice_library import VoiceLibrary, VoiceRecord
 
 router = APIRouter(tags=["voices"])
 
@@ -26,13 +30,13 @@ _CREATE_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": [AUDIO_FIELD, "name"], "properties": {
         AUDIO_FIELD: {"type": "string", "format": "binary", "description": "1-30 s reference recording"},
         **VoiceUpload.model_json_schema()["properties"]}}},
-    "application/json": {"schema": VoiceImport.model_json_schema()},
+    "application/json": {"schema": {"anyOf": [VoiceImport.model_json_schema(), VoiceFromRequest.model_json_schema()]}},
 }}}
 
 
 @router.post("/v1/audio/voices", status_code=201, responses=ERRORS, openapi_extra=_CREATE_BODY,
              summary="Create a custom voice from a reference recording (multipart) or import one (JSON)")
-async def create_voice(request: Request, caller: VoiceCallerDep, library: Library) -> JSONResponse:
+async def create_voice(request: Request, caller: VoiceCallerDep, library: Library, speech: Speech) -> JSONResponse:
     if caller.key_id is None:
         raise ApiError("FORBIDDEN", "A voice belongs to the API key that creates it: send an API key "
                        "(Authorization: Bearer), not only the admin key.", status=403)
@@ -40,8 +44,10 @@ async def create_voice(request: Request, caller: VoiceCallerDep, library: Librar
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):  # the latter lacks the file
         upload, audio = await VoiceUpload.read(request)
         record = await library.create(upload.to_new_voice(), audio, caller.key_id)
+    elif content_type == "application/json" and (kept := VoiceFromRequest.parse(body := await request.body())):
+        record = await keep_voice(kept, caller.key_id, speech, library)
     elif content_type == "application/json":
-        imported = VoiceImport.parse(await request.body())
+        imported = VoiceImport.parse(body)
         record = await library.import_voice(imported.to_new_voice(), imported.tokens(), caller.key_id,
                                             reference_seconds=imported.reference_seconds,
                                             audio_sha256=imported.audio_sha256)
@@ -51,6 +57,15 @@ async def create_voice(request: Request, caller: VoiceCallerDep, library: Librar
                        "application/json (an exported voice with 'global_tokens').", param="Content-Type")
     return JSONResponse(VoiceView.of(record, admin=caller.admin).to_json(), status_code=201,
                         headers={"Location": f"/v1/audio/voices/{record.voice_id}"})
+
+
+async def keep_voice(kept: VoiceFromRequest, key_id: str, speech: SpeechService, library: VoiceLibrary) -> VoiceRecord:
+    """A voice from a recent synthesis of this key: exactly its 32 global tokens (404 for another key's request)."""
+    if speech.continuity is None:
+        raise ApiError("VALIDATION_ERROR", "Invalid 'from_request_id': this server keeps no recent requests.",
+                       param="from_request_id")
+    tokens = await speech.continuity.keep_voice_tokens(kept.from_request_id, key_id)
+    return await library.import_voice(kept.to_new_voice(), ReferenceTokens(global_tokens=tokens), key_id)
 
 
 @router.get("/v1/audio/voices", summary="Voices this key can use: built-in and its custom voices")

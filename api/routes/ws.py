@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import time
+from functools import partial
 
 from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
@@ -190,6 +191,8 @@ async def _serve_connection(websocket: WebSocket, services: Services, key: ApiKe
         connection_id=connection_id,
         max_text_chars=settings.max_text_chars,
         format_error=lambda code, message, param: error_envelope(code, message, param=param),
+        on_job=None if services.speech.continuity is None else partial(services.speech.continuity.track,
+                                                                        key_id=key.key_id),
     )
     idle_s = float(settings.ws_idle_timeout_s)
     writer = outbox.start()

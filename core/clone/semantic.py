@@ -5,7 +5,8 @@
 `Wav2Vec2ForPreTraining` pickle or safetensors; HF maps either) plus its own feature extractor's per-utterance
 normalisation. BiCodec averages hidden states 11, 14 and 16: in HF's stable-layer-norm encoder hidden_states[k] is
 the output of transformer layer k (no final LayerNorm), so the layers after 16 are dropped (a third of the compute)
-and the three outputs are taken with forward hooks.
+and the three outputs come back from the model call itself (`output_hidden_states`, recorded per call in a context
+variable by HF, so concurrent encodes in several threads never see each other's layers).
 """
 
 from __future__ import annotations
@@ -37,17 +38,11 @@ class Wav2VecFeatures:
             raise ValueError("wav2vec2 must use the stable-layer-norm encoder (do_stable_layer_norm: true), as "
                              "wav2vec2-large-xlsr-53 does; with the other variant hidden state k is not layer k's output")
         del encoder_layers[max(self.layers):]  # later layers never reach the features
+        # The encoder's final LayerNorm only shapes last_hidden_state, which is never read. Without it the last kept
+        # layer's hidden state is its raw output whether or not a transformers version ties it to last_hidden_state.
+        model.encoder.layer_norm = nn.Identity()
         self.model = model.eval()
         self.extractor = extractor
-        self._captured: dict[int, Tensor] = {}
-        for number in self.layers:
-            encoder_layers[number - 1].register_forward_hook(self._capture(number))
-
-    def _capture(self, number: int):  # noqa: ANN202 - a torch hook
-        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-            self._captured[number] = output[0] if isinstance(output, tuple) else output
-
-        return hook
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike[str], device: str | torch.device = "cpu") -> Wav2VecFeatures:
@@ -77,11 +72,19 @@ class Wav2VecFeatures:
         return self.features_from_input(self.normalized_input(samples))
 
     @torch.inference_mode()
+    def layer_outputs(self, input_values: Tensor) -> dict[int, Tensor]:
+        """The outputs of the averaged layers for one normalised input, {layer number: [1, frames, hidden]}.
+
+        Nothing is kept on the shared model: HF records the hidden states of this call in a context variable of its
+        own (per thread), so several threads may encode at once."""
+        hidden = self.model(input_values.to(self.model.device), output_hidden_states=True).hidden_states
+        return {number: hidden[number] for number in self.layers}
+
+    @torch.inference_mode()
     def features_from_input(self, input_values: Tensor) -> Tensor:
-        self._captured.clear()
-        self.model(input_values.to(self.model.device))
+        outputs = self.layer_outputs(input_values)
         # Summed in upstream's order, then divided: (h11 + h14 + h16) / 3.
-        return sum(self._captured[number] for number in self.layers) / len(self.layers)
+        return sum(outputs[number] for number in self.layers) / len(self.layers)
 
 
 class FeatureEncoder(nn.Module):

@@ -16,12 +16,15 @@ Stream contract (both backends):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from shared.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 EngineKind = Literal["transformers", "vllm"]
 
@@ -144,9 +147,27 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+# bfloat16 needs compute capability 8.0 (Ampere); vLLM refuses it below (T4 7.5, V100 7.0, both offered by Modal).
+BF16_MIN_CAPABILITY = (8, 0)
+
+
 def resolve_dtype(dtype: str, device: str) -> str:
-    """`auto` -> bfloat16 on a GPU, float32 on CPU (bf16 on CPU is slow and crashed vLLM-CPU, spec B4)."""
+    """`auto` -> bfloat16 on a GPU that has it, else float32 (bf16 on CPU is slow and crashed vLLM-CPU, spec B4).
+
+    On a card below compute capability 8.0 bfloat16 (asked or automatic) becomes float32: float16, the only other
+    half type, breaks the Spark LLM (check_dtype). The choice is logged when the card decides it."""
     name = check_dtype(dtype)
-    if name != "auto":
+    if not str(device).startswith("cuda"):
+        return "float32" if name == "auto" else name
+    if name == "float32":
         return name
-    return "bfloat16" if str(device).startswith("cuda") else "float32"
+    import torch
+
+    capability = tuple(torch.cuda.get_device_capability(device))
+    if capability >= BF16_MIN_CAPABILITY:
+        return "bfloat16"
+    card = f"{torch.cuda.get_device_name(device)} (compute capability {capability[0]}.{capability[1]})"
+    log = logger.info if name == "auto" else logger.warning
+    log("LLM dtype float32: %s has no bfloat16 and float16 breaks the Spark LLM%s", card,
+        "" if name == "auto" else "; TTS_LLM_DTYPE=bfloat16 overridden")
+    return "float32"

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.llm.base import SamplingConfig, check_dtype, checked_prompt
+from core.llm.base import SamplingConfig, checked_prompt, resolve_dtype
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -22,13 +22,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _model_max_positions(llm_dir: Path) -> int | None:
+def _model_config(llm_dir: Path) -> dict[str, Any]:
     try:
         config = json.loads((llm_dir / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-    value = config.get("max_position_embeddings")
-    return int(value) if isinstance(value, int) else None
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _int_field(config: dict[str, Any], name: str) -> int | None:
+    value = config.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 # Per-request limits of vLLM's GPU model runner (V2, the default on every CUDA GPU), from
@@ -79,11 +83,10 @@ class VLLMEngine:
 
         llm_dir = Path(llm_dir)
         on_cpu = current_platform.is_cpu()
-        dtype = check_dtype(dtype)
-        if dtype == "auto":
-            dtype = "float32" if on_cpu else "bfloat16"
+        dtype = resolve_dtype(dtype, "cpu" if on_cpu else "cuda")
+        config = _model_config(llm_dir)
         # A small demo model may declare fewer positions than the service default; vLLM refuses more.
-        positions = _model_max_positions(llm_dir)
+        positions = _int_field(config, "max_position_embeddings")
         if positions is not None and max_model_len > positions:
             log.info("max_model_len %d capped to the model's %d positions", max_model_len, positions)
             max_model_len = positions
@@ -107,6 +110,9 @@ class VLLMEngine:
 
         # Only our stat logger (disable_log_stats=True keeps vLLM's own logging and Prometheus loggers off).
         self._engine = AsyncLLM.from_engine_args(args, stat_loggers=[stat_logger_factory()])
+        # Prompt ids are checked against this before vLLM sees them: without a tokenizer vLLM does not check, and an
+        # id past the embedding table kills the engine core on CPU (a device-side assert on CUDA) for every request.
+        self._vocab_size = _int_field(config, "vocab_size") or int(self._engine.model_config.get_vocab_size())
         self._active: set[str] = set()
         self._closed = False
 
@@ -123,6 +129,10 @@ class VLLMEngine:
         }
         kwargs.update(overrides)
         return cls(llm_dir, **kwargs)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._vocab_size
 
     @property
     def async_llm(self) -> Any:
@@ -169,7 +179,7 @@ class VLLMEngine:
     async def stream(
         self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str
     ) -> AsyncIterator[list[int]]:
-        prompt = checked_prompt(prompt_token_ids, closed=self._closed)
+        prompt = checked_prompt(prompt_token_ids, closed=self._closed, vocab_size=self._vocab_size)
         if request_id in self._active:
             raise ValueError(f"request id {request_id!r} is already generating")
         params = self.sampling_params(sampling)

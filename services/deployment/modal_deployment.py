@@ -257,8 +257,9 @@ class ContainerLifecycle:
     """What the Modal class does in its container, with Modal left out (so it is testable locally).
 
     prepare: settings (refusing a bad configuration), runtime and GPU fault detector; nothing loaded.
-    load: loads and warms the runtime on the running event loop (vLLM's AsyncLLM binds to it); raises when the
-    runtime ended FAILED; for a GPU snapshot puts vLLM to sleep (level 1: no KV cache, weights offloaded).
+    load: loads and warms the runtime (the engine is built in a worker thread; its requests run on this loop);
+    raises unless the runtime ended READY (a failed load or warm-up never serves, and is never snapshotted); for a
+    GPU snapshot then puts vLLM to sleep (level 1: no KV cache, weights offloaded).
     resume: after a restore, fresh randomness and (GPU snapshot) vLLM woken up.
     web: the FastAPI app around the runtime and the GPU fault detector.
     stop: flush the request log, close the metrics push (final push, group deleted) and shut the engine down (all
@@ -310,9 +311,11 @@ class ContainerLifecycle:
 
     async def load(self) -> None:
         await self.runtime.start()
-        if str(getattr(self.runtime.state, "value", self.runtime.state)) == "failed":
-            # Raising keeps Modal from routing traffic here; it retries with a fresh container.
-            raise RuntimeError(f"model loading failed: {self.runtime.error}")
+        state = str(getattr(self.runtime.state, "value", self.runtime.state))
+        if state != "ready":
+            # Anything but ready (failed, warmup_failed, ...) must not serve: raising keeps Modal from routing traffic
+            # here and it retries with a fresh container. Checked before the sleep, so no snapshot holds the failure.
+            raise RuntimeError(f"model loading ended {state}, not ready: {self.runtime.error}")
         if self.cfg.snapshot == "gpu":
             engine = self.runtime.engine
             if not engine.supports_sleep:

@@ -1,7 +1,8 @@
 """Load and warm every model once, and answer what state the service is in.
 
 The runtime owns the tokenizer, vocabulary layout, voices, LLM engine, BiCodec decoder and (optionally) AP-BWE.
-Loading is blocking and runs in a worker thread at start-up (locally) or in Modal's `@modal.enter`.
+Loading is blocking and runs in worker threads at start-up (locally, and in Modal's `@modal.enter`), so the event
+loop keeps answering health and readiness while models load.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any
 import torch
 
 from core.checkpoint import CheckpointError, SparkCheckpoint, load_spark_checkpoint, load_sr_checkpoint
+from core.numerics import apply_model_numerics
+from services.voice_library.records import is_custom_voice_id
 from shared import metrics
 from shared.settings import APP_VERSION, Settings
 
@@ -91,11 +94,16 @@ class ModelRuntime:
         threads = settings.torch_threads or (1 if self.device == "cpu" else None)
         if threads:
             torch.set_num_threads(threads)
+        # Process-wide float numerics of the codec and SR (TF32 off): once here, never per request.
+        numerics = apply_model_numerics()
+        logger.info("model numerics", extra=numerics)
         self.checkpoint: SparkCheckpoint | None = None
         self.tokenizer: Any = None
         self.layout: Any = None
         self.added_token_ids: frozenset[int] | None = None
         self.voices: Any = None
+        # TTS_OPENAI_VOICE_MAP entries whose target is a custom (library) voice id: OpenAI name (casefolded) -> id.
+        self.openai_custom_voices: dict[str, str] = {}
         self.engine: Any = None
         self.bicodec: Any = None
         self.sr: Any = None
@@ -168,9 +176,12 @@ class ModelRuntime:
                    "voices": self.voices.ids, "sr_dir": str(self.settings.resolved_sr_dir)},
         )
         if self.settings.openai_voice_map:
-            self.voices = self.voices.with_openai_voices(
-                {**self.voices.openai_overrides, **self.settings.openai_voice_map}
-            )
+            # A custom (library) voice id is owned by one key: it is looked up per request (SpeechService.voice),
+            # so only built-in targets go into the registry.
+            mapped = {name.casefold(): target for name, target in self.settings.openai_voice_map.items()}
+            self.openai_custom_voices = {name: t for name, t in mapped.items() if is_custom_voice_id(t)}
+            self.voices = self.voices.with_openai_voices({**self.voices.openai_overrides, **{
+                name: t for name, t in mapped.items() if name not in self.openai_custom_voices}})
         self.bicodec = BiCodecDecoder.from_pretrained(self.checkpoint.bicodec_dir, device=self.device)
         if self.settings.decode_batch_max > 0:
             from services.pipeline.decode_batcher import BatchingDecoder
@@ -202,11 +213,10 @@ class ModelRuntime:
         from core.llm import create_engine
 
         assert self.checkpoint is not None
-        if self.settings.engine == "vllm":
-            # vLLM's AsyncLLM binds to the running loop; build it on the loop thread.
-            self.engine = create_engine("vllm", self.checkpoint.llm_dir, self.settings)
-        else:
-            self.engine = await asyncio.to_thread(create_engine, "transformers", self.checkpoint.llm_dir, self.settings)
+        # Off the event loop, whichever engine: building vLLM takes from seconds (CPU) to minutes (GPU compile), and
+        # health and readiness must answer meanwhile. vLLM's AsyncLLM built without a running loop starts its output
+        # handler on the loop of its first request (the serving loop), which is where every request then runs.
+        self.engine = await asyncio.to_thread(create_engine, self.settings.engine, self.checkpoint.llm_dir, self.settings)
 
     async def start(self) -> None:
         """Load everything, warm up, and mark ready. Failures are recorded, not raised (health reports them)."""

@@ -207,6 +207,9 @@ class AudioFlowMonitor:
         # Crossfades shorten the joined 16 kHz signal by at most `crossfade_samples` per join.
         joins = max(0, s.text_chunks_done - 1)
         joined_min = max(0, s.decoded_samples - self.crossfade_samples * joins)
+        if getattr(s, "time_stretch", 1.0) != 1.0:
+            # `speed` re-times the joined audio on purpose: later stages are judged against what the stretch made.
+            joined_min = getattr(s, "stretched_samples", 0)
         applied = s.sr_chunks > 0 if sr_applied is None else sr_applied
         if applied:
             short("super_resolution", "samples", SR_FACTOR * joined_min, s.sr_samples, self.sr_tolerance)

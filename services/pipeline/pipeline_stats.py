@@ -14,6 +14,8 @@ class PipelineStats:
     semantic_tokens: int = 0
     decoded_chunks: int = 0
     decoded_samples: int = 0
+    time_stretch: float = 1.0  # the tempo change applied after decoding (speed); 1.0: none
+    stretched_samples: int = 0  # 16 kHz samples out of the time-stretch (when there is one)
     sr_chunks: int = 0
     sr_samples: int = 0
     output_samples: int = 0

@@ -18,7 +18,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from core.voices import voice_with_speed
+from core.voices import time_stretch_for, voice_with_speed
+from services.continuity.service import check_stitched_plan_fits
 from services.pipeline.synthesis import (
     NATIVE_RATE,
     SamplingOptions,
@@ -33,6 +34,7 @@ from services.voice_library.references import cloning_unavailable
 if TYPE_CHECKING:
     from core.streaming import LatencyPreference
     from core.voices import Voice
+    from services.continuity import Continuity
     from services.deployment.gpu_health import GpuFaultDetector
     from services.deployment.runtime import ModelRuntime
     from services.voice_library import VoiceLibrary
@@ -64,6 +66,11 @@ class SpeechRequest:
     latency: LatencyPreference | None = None  # None: the deployment's default (TTS_DEFAULT_LATENCY)
     reference_audio: bytes | None = None  # per-request cloning: the reference file's bytes (never with `voice`)
     reference_text: str | None = None  # its transcript (continuation prompt)
+    # Request stitching (services.continuity): continue these earlier requests of the same key (server request ids,
+    # oldest first, at most 3). previous_text / next_text are accepted and never spoken (see services.continuity).
+    previous_request_ids: tuple[str, ...] = ()
+    previous_text: str | None = None
+    next_text: str | None = None
     # How the protocol names these fields, for error messages (OpenAI: `input` and `voice`).
     text_field: str = "text"
     voice_field: str = "speaker"
@@ -90,11 +97,12 @@ class SpeechService:
     """Readiness, voices, planning and credits for one app instance; stateless per request."""
 
     def __init__(self, runtime: ModelRuntime, settings: Settings, gpu_faults: GpuFaultDetector | None = None,
-                 library: VoiceLibrary | None = None) -> None:
+                 library: VoiceLibrary | None = None, continuity: Continuity | None = None) -> None:
         self.runtime = runtime
         self.settings = settings
         self.gpu_faults = gpu_faults
         self.library = library  # custom voices and per-request references; None: neither is offered
+        self.continuity = continuity  # remembers finished requests and stitches; None: neither is offered
 
     def check_available(self) -> None:
         if self.gpu_faults is not None and self.gpu_faults.tripped:
@@ -130,6 +138,9 @@ class SpeechService:
             voice = await self.library.reference_voice(speech.reference_audio, speech.reference_text)
             return voice_with_speed(voice, speech.speed)
         name = speech.voice
+        if name and not self.runtime.voices.defines(name):
+            # TTS_OPENAI_VOICE_MAP may point an OpenAI name (all Pipecat can send) at a custom voice id.
+            name = self.runtime.openai_custom_voices.get(name.casefold(), name)
         if name and is_custom_voice_id(name) and name not in self.runtime.voices:
             if self.library is None:
                 raise voice_not_found(name, speech.voice_field)
@@ -137,20 +148,34 @@ class SpeechService:
             return voice_with_speed(voice, speech.speed)
         return self.resolve_voice(name, speech.speed, speech.voice_field)
 
+    async def stitched(self, speech: SpeechRequest, voice: Voice, key_id: str | None) -> Voice:
+        """`voice` continuing `speech.previous_request_ids` (services.continuity)."""
+        if self.continuity is None:
+            raise SynthesisError("VALIDATION_ERROR", "Invalid 'previous_request_ids': this server keeps no recent "
+                                 "requests.", "previous_request_ids")
+        if speech.reference_audio is not None:
+            raise SynthesisError("VALIDATION_ERROR", "Invalid 'previous_request_ids': a stitched request speaks with "
+                                 "the previous request's voice; leave out the reference audio.", "previous_request_ids")
+        return await self.continuity.stitched_voice(voice, speech.previous_request_ids, key_id,
+                                                    voice_named=speech.voice is not None, voice_field=speech.voice_field)
+
     def synthesis_request(self, speech: SpeechRequest, voice: Voice, request_id: str) -> SynthesisRequest:
         return SynthesisRequest(
             request_id=request_id, text=speech.text, voice=voice, sampling=speech.sampling,
             audio_format=speech.audio_format, sample_rate=speech.sample_rate,
             want_sr=speech.wants_bandwidth_extension, stream=speech.stream, normalize=speech.normalize,
             chunking=speech.chunking, latency=speech.latency or self.settings.default_latency,
-            normalize_verbose=speech.normalize_verbose,
+            normalize_verbose=speech.normalize_verbose, time_stretch=time_stretch_for(voice, speech.speed),
         )
 
-    def plan(self, speech: SpeechRequest, voice: Voice, *, buffered: bool) -> TextPlan:
+    def plan(self, speech: SpeechRequest, voice: Voice, *, buffered: bool, unstitched: Voice | None = None) -> TextPlan:
         """Blocking (normalising and tokenising 50,000 characters takes a while): run it in a worker thread."""
         settings = self.settings
         plan = plan_request_text(speech.text, settings, normalize=speech.normalize, chunking=speech.chunking)
-        check_plan_fits(self.runtime, plan, voice)
+        if unstitched is not None and unstitched is not voice:
+            check_stitched_plan_fits(self.runtime, plan, voice, unstitched)
+        else:
+            check_plan_fits(self.runtime, plan, voice)
         if buffered:
             estimate = estimated_audio_bytes(len(plan.text), speech.audio_format, speech.sample_rate)
             if estimate > settings.max_buffered_audio_mb * 2**20:
@@ -170,15 +195,19 @@ class SpeechService:
         except SynthesisError as exc:
             raise _renamed(exc, speech.text_field) from None
         self.check_available()
-        voice = await self.voice(speech, key_id)
+        unstitched = voice = await self.voice(speech, key_id)
+        if speech.previous_request_ids:
+            voice = await self.stitched(speech, voice, key_id)
         try:
-            plan = await asyncio.to_thread(self.plan, speech, voice, buffered=buffered)
+            plan = await asyncio.to_thread(self.plan, speech, voice, buffered=buffered, unstitched=unstitched)
         except SynthesisError as exc:
             raise _renamed(exc, speech.text_field) from exc.__cause__
         if reserve_credits is not None:
             # Credits count what the model is asked to speak (normalised text: "1,000" costs "one thousand").
             await reserve_credits(len(plan.text))
         job = SynthesisJob(self.runtime, self.synthesis_request(speech, voice, request_id), plan)
+        if self.continuity is not None:
+            self.continuity.track(job, key_id)
         return OpenedSpeech(job=job, plan=plan, voice=voice)
 
 

@@ -18,7 +18,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,7 @@ import numpy as np
 
 from core.llm import SamplingConfig
 from core.streaming import LatencyPreference, StreamingConfig, StreamingDecoder
-from core.tokens import TokenParser, TokenStreamError
+from core.tokens import NoSpeechError, TokenParser, TokenStreamError
 from services.deployment.gpu_health import (
     GPU_ERROR_MESSAGES,
     GPU_FAULT,
@@ -37,6 +37,7 @@ from services.deployment.gpu_health import (
 from services.errors import SynthesisError
 from services.pipeline.audio_output import BWE_RATE, NATIVE_RATE, AudioOutput
 from services.pipeline.pipeline_stats import PipelineStats
+from services.pipeline.spoken_tail import SEMANTIC_PER_SECOND, SpokenTail
 from services.pipeline.text_plan import TextPlan, plan_text, prompt_for
 from shared import metrics
 
@@ -76,6 +77,7 @@ class SynthesisRequest:
     unknown_tags: str = "strip"
     latency: LatencyPreference = "balanced"  # the first chunk's schedule (core.streaming.StreamingConfig.for_latency)
     normalize_verbose: bool = False  # hand the normalised text back to the client (header / WebSocket events)
+    time_stretch: float = 1.0  # tempo change applied to the 16 kHz audio (core.voices.time_stretch_for); 1.0: none
 
 
 def draw_seed() -> int:
@@ -125,7 +127,8 @@ class SynthesisJob:
         self.plan = TextPlan(self.plan.text, list(self.plan.chunks), self.plan.chunked)
         self.stats = PipelineStats(text_chunks=len(self.plan.chunks))
         self.chain = AudioOutput(runtime, audio_format=request.audio_format, sample_rate=request.sample_rate,
-                                 stream=request.stream, want_bwe=request.want_sr, stats=self.stats)
+                                 stream=request.stream, want_bwe=request.want_sr, stats=self.stats,
+                                 time_stretch=request.time_stretch)
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=settings.stream_queue_chunks)
         self.stream_config = StreamingConfig.from_settings(settings)
         # The latency preference shapes the stream's first chunk only (its first text chunk): that is the audio the
@@ -144,6 +147,11 @@ class SynthesisJob:
         self._samples_queued = 0
         self._texts: asyncio.Queue[str | None] = asyncio.Queue()
         self._text_closed = False
+        # Continuity (services.continuity): the end of what this job spoke, and hooks awaited once all audio is
+        # made, before the stream ends, so a client that has the whole stream can continue it at once.
+        self.spoken = SpokenTail(int(settings.continuity_prefix_s * SEMANTIC_PER_SECOND))
+        self.on_complete: list[Callable[[SynthesisJob], Awaitable[None]]] = []
+        self.ended = False  # the producer has stopped (any outcome)
         for chunk in self.plan.chunks:
             self._texts.put_nowait(chunk)
         if not incremental:
@@ -175,51 +183,70 @@ class SynthesisJob:
         )
 
     async def _generate(self, index: int, text: str, out: asyncio.Queue) -> None:
-        """Run the LLM for one text chunk, parse ids as they come, hand semantic ids to `out`."""
-        runtime = self.runtime
-        use_globals = self.global_tokens if index > 0 or self.global_tokens is not None else None
-        # Unique per generation even when a client reuses an X-Request-ID for concurrent requests.
-        request_id = f"{self.request.request_id}-{index}-{uuid.uuid4().hex[:8]}"
-        semantic_left = self.request.sampling.max_tokens
+        """Run the LLM for one text chunk, parse ids as they come, hand semantic ids to `out`.
+
+        A continuation prompt (a cloned voice with its transcript) that ends before any speech is generated once
+        more as the plain clone prompt (the same 32 global tokens, no reference): the model took the reference as
+        the whole utterance. The demo checkpoint does this whenever the recording is longer than its transcript
+        would take to say (it paces by the prompt's ratio of text to speech ids); nothing was sent for the chunk, so
+        the retry is invisible to the client apart from the voice imitating less closely."""
+        voice = self.request.voice
         try:
-            # Inside the try: a prompt that cannot be built must reach the decoder waiting on `out` as an error.
-            prompt_ids, mode = prompt_for(runtime, text, self.request.voice, use_globals)
-            parser = TokenParser(runtime.layout, mode=mode)
-            sampling = self._sampling(len(prompt_ids), text, mode)
-            async with asyncio.timeout(runtime.settings.generation_timeout_s):
-                stream = runtime.engine.stream(prompt_ids, sampling, request_id)
-                try:
-                    async for new_ids in stream:
-                        generated_before = self.stats.llm_tokens
-                        self.stats.llm_tokens += len(new_ids)
-                        metrics.LLM_TOKENS.inc(len(new_ids))
-                        delta = parser.feed(new_ids)
-                        if delta.global_tokens is not None and self.global_tokens is None:
-                            self.global_tokens = tuple(delta.global_tokens)
-                            self._globals_ready.set()
-                        semantic = list(delta.semantic[:semantic_left])
-                        if semantic and index == 0 and self.stats.preamble_ids is None:
-                            self.stats.preamble_ids = generated_before + len(new_ids) - len(semantic)
-                        if semantic:
-                            semantic_left -= len(semantic)
-                            self.stats.semantic_tokens += len(semantic)
-                            # Bounded: when the decoder is held up by a slow reader, generation waits here too.
-                            await out.put(semantic)
-                        if semantic_left <= 0:
-                            break  # max_tokens semantic tokens reached: closing the stream aborts the rest
-                finally:
-                    await stream.aclose()
-            parser.finish()
-            if parser.ignored_count:
-                metrics.PARSER_IGNORED_TOKENS.labels(mode).inc(parser.ignored_count)
-            if self.global_tokens is None:
-                raise TokenStreamError("generation ended before the 32 global tokens were complete")
+            try:
+                await self._run_engine(index, text, voice, out)
+            except NoSpeechError:
+                if not voice.continuation:
+                    raise
+                logger.warning("continuation_without_speech", extra={
+                    "event": "continuation_without_speech", "request_id": self.request.request_id,
+                    "text_chunk": index})
+                await self._run_engine(index, text, replace(voice, reference_text=None, reference_semantic=None), out)
             await out.put(_END)
         except asyncio.CancelledError:
             raise  # the consumer is cancelling this job; nobody reads `out` any more
         except Exception as exc:
             await out.put(exc)
             raise
+
+    async def _run_engine(self, index: int, text: str, voice: Voice, out: asyncio.Queue) -> None:
+        runtime = self.runtime
+        use_globals = self.global_tokens if index > 0 or self.global_tokens is not None else None
+        # Unique per generation even when a client reuses an X-Request-ID for concurrent requests.
+        request_id = f"{self.request.request_id}-{index}-{uuid.uuid4().hex[:8]}"
+        semantic_left = self.request.sampling.max_tokens
+        # Inside the caller's try: a prompt that cannot be built must reach the decoder waiting on `out` as an error.
+        prompt_ids, mode = prompt_for(runtime, text, voice, use_globals)
+        parser = TokenParser(runtime.layout, mode=mode)
+        sampling = self._sampling(len(prompt_ids), text, mode)
+        async with asyncio.timeout(runtime.settings.generation_timeout_s):
+            stream = runtime.engine.stream(prompt_ids, sampling, request_id)
+            try:
+                async for new_ids in stream:
+                    generated_before = self.stats.llm_tokens
+                    self.stats.llm_tokens += len(new_ids)
+                    metrics.LLM_TOKENS.inc(len(new_ids))
+                    delta = parser.feed(new_ids)
+                    if delta.global_tokens is not None and self.global_tokens is None:
+                        self.global_tokens = tuple(delta.global_tokens)
+                        self._globals_ready.set()
+                    semantic = list(delta.semantic[:semantic_left])
+                    if semantic and index == 0 and self.stats.preamble_ids is None:
+                        self.stats.preamble_ids = generated_before + len(new_ids) - len(semantic)
+                    if semantic:
+                        self.spoken.add(index, text, semantic)
+                        semantic_left -= len(semantic)
+                        self.stats.semantic_tokens += len(semantic)
+                        # Bounded: when the decoder is held up by a slow reader, generation waits here too.
+                        await out.put(semantic)
+                    if semantic_left <= 0:
+                        break  # max_tokens semantic tokens reached: closing the stream aborts the rest
+            finally:
+                await stream.aclose()
+        parser.finish()
+        if parser.ignored_count:
+            metrics.PARSER_IGNORED_TOKENS.labels(mode).inc(parser.ignored_count)
+        if self.global_tokens is None:
+            raise TokenStreamError("generation ended before the 32 global tokens were complete")
 
     def _start_generation(self, index: int, text: str) -> asyncio.Queue:
         out: asyncio.Queue = asyncio.Queue(maxsize=TOKEN_QUEUE_ITEMS)
@@ -340,6 +367,7 @@ class SynthesisJob:
                 logger.warning("synthesis failed", exc_info=exc, extra={"error_code": self.error.code})
             await self.queue.put(self.error)
         finally:
+            self.ended = True
             prefetch = self._prefetch_task
             if prefetch is not None and not prefetch.done():
                 prefetch.cancel()
@@ -365,6 +393,8 @@ class SynthesisJob:
         self.stats.generation_done = True
         self.stats.decode_done = True
         await self._emit(await asyncio.to_thread(self.chain.finish))
+        for hook in self.on_complete:
+            await hook(self)
         await self.queue.put(_END)
 
     # ------------------------------------------------------------------ consumer side

@@ -272,8 +272,11 @@ class WsSession:
         max_text_chars: int | None = None,
         progress_every: int = 10,
         format_error: ErrorFormatter = plain_error,
+        on_job: Callable[[SynthesisJob], None] | None = None,
     ) -> None:
+        """`on_job`: told of each utterance's job when it is created (continuity remembers it)."""
         self.runtime = runtime
+        self.on_job = on_job
         self.outbox = outbox
         self.gate: UtteranceGate = gate or OpenGate()
         self.connection_id = connection_id
@@ -337,6 +340,8 @@ class WsSession:
         except (ValueError, SynthesisError) as exc:
             await self.reject("VALIDATION_ERROR", f"Cannot synthesise with these settings: {exc}", None)
             return None
+        if self.on_job is not None:
+            self.on_job(u.job)
         task = asyncio.create_task(self._run(u, self._tail), name=f"ws-{u.id}")
         self._running[u.id] = (u, task)
         task.add_done_callback(lambda _t, uid=u.id: self._running.pop(uid, None))

@@ -71,7 +71,7 @@ FIELD_CASES = [
     ("opus-at-44k", {"text": "Hi.", "format": "opus", "sample_rate": 44100}, 400, "VALIDATION_ERROR",
      "sample_rate", ["opus", "48000"]),
     ("stream-not-bool", {"text": "Hi.", "stream": "maybe"}, 400, "VALIDATION_ERROR", "stream", ["boolean"]),
-    ("unknown-field", {"text": "Hi.", "voice": "alloy"}, 400, "VALIDATION_ERROR", "voice", ["not permitted"]),
+    ("unknown-field", {"text": "Hi.", "voices": "alloy"}, 400, "VALIDATION_ERROR", "voices", ["not permitted"]),
 ]
 
 

@@ -134,7 +134,7 @@ def test_the_page_is_served_with_a_strict_policy_and_no_third_party_requests(ser
     policy = page.headers["content-security-policy"]
     assert "default-src 'none'" in policy and "script-src 'self'" in policy and "connect-src 'self'" in policy
     assert "'unsafe-inline'" not in policy
-    for path in ("/playground", "/playground/playground.js", "/playground/playground.css"):
+    for path in ("/playground", "/playground/playground.js", "/playground/keep_voice.js", "/playground/playground.css"):
         body = httpx.get(f"{server.base_url}{path}", timeout=10).text
         assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", body), path
     assert "<script>" not in page.text and not re.search(r"\son[a-z]+\s*=", page.text)  # no inline code
@@ -151,3 +151,39 @@ def test_the_playground_can_be_switched_off(demo_model_dir: Path) -> None:
     client = TestClient(app)  # no lifespan: nothing is loaded
     assert client.get("/playground").status_code == 404
     assert client.get("/").status_code == 404
+
+
+def test_the_page_keeps_the_voice_of_a_synthesis(server: RunningServer, browser) -> None:
+    """After Play, "Keep this voice" saves the voice the request spoke with (its 32 globals) and selects it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    driver = browser
+    driver.get(f"{server.base_url}/playground")
+    key = driver.find_element(By.ID, "api-key")
+    key.clear()
+    key.send_keys(KEY, Keys.TAB)
+    WebDriverWait(driver, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#voice option")) > 0)
+    assert not driver.find_element(By.ID, "keep-panel").is_displayed()  # nothing to keep yet
+    Select(driver.find_element(By.ID, "voice")).select_by_value("default")  # a style voice: the model invents one
+    text = driver.find_element(By.ID, "text")
+    text.clear()
+    text.send_keys("Keep the voice that says this.")
+    driver.find_element(By.ID, "play").click()
+    WebDriverWait(driver, 120).until(lambda d: d.execute_script("return window.playgroundStats.done"))
+    assert driver.execute_script("return window.playgroundStats.error") is None
+    WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "keep-panel").is_displayed())
+    name = driver.find_element(By.ID, "keep-name")
+    name.clear()
+    name.send_keys("Liked one")
+    driver.find_element(By.ID, "keep").click()
+    status = driver.find_element(By.ID, "keep-status")
+    WebDriverWait(driver, 30).until(lambda d: status.text)
+    assert status.text.startswith("Kept as voice_"), status.text
+    select = driver.find_element(By.ID, "voice")
+    voice_id = select.get_attribute("value")
+    assert select.find_element(By.CSS_SELECTOR, "option:checked").text == "Liked one (custom)"
+    kept = httpx.get(f"{server.base_url}/v1/audio/voices/{voice_id}", headers={"Authorization": f"Bearer {KEY}"})
+    assert kept.status_code == 200 and len(kept.json()["global_tokens"]) == 32 and kept.json()["name"] == "Liked one"
+    assert "semantic_tokens" not in kept.json()  # the voice only, no recording

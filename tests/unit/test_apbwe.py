@@ -106,7 +106,7 @@ def test_stft_features_match_reference(sr, expected):
 
 @needs_tiny
 def test_generator_matches_reference(sr, expected):
-    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):
+    with torch.no_grad():
         logamp, pha = sr.generator(
             torch.from_numpy(expected["logamp_in"])[None], torch.from_numpy(expected["pha_in"])[None]
         )
@@ -289,3 +289,52 @@ def test_long_offline_input_is_processed_in_exact_blocks(tmp_path):
     blocked = SuperResolution(whole.generator, whole.config, offline_block=1600)
     wav = np.random.default_rng(2).uniform(-0.5, 0.5, 9001).astype(np.float32)
     np.testing.assert_allclose(blocked.upsample(wav), whole.upsample(wav), atol=1e-4, rtol=0)
+
+
+def _torch_switches() -> dict[str, object]:
+    """The process-wide switches a model call could flip."""
+    return {
+        "mkldnn": torch.backends.mkldnn.enabled,
+        "cudnn": torch.backends.cudnn.enabled,
+        "cudnn_deterministic": torch.backends.cudnn.deterministic,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "cudnn_tf32": torch.backends.cudnn.allow_tf32,
+        "matmul_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "threads": torch.get_num_threads(),
+    }
+
+
+@needs_tiny
+def test_overlapping_streams_leave_the_process_switches_alone_and_stay_exact(sr, expected):
+    """Several SR streams at once (as concurrent requests run them): no process-wide switch changes at any moment,
+    none is left changed, and each stream still equals the offline result."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    wav = expected["wav16"]
+    offline = sr.upsample(wav)
+    before = _torch_switches()
+    seen: list[dict[str, object]] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.append(_torch_switches())
+
+    def run(seed: int) -> np.ndarray:
+        sizes = _random_sizes(np.random.default_rng(seed), len(wav), 1, 3000)
+        return _stream_all(sr.stream(), wav, sizes)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            results = list(pool.map(run, range(8)))
+    finally:
+        done.set()
+        watcher.join()
+    assert seen and all(switches == before for switches in seen), "a switch changed while streams ran"
+    assert _torch_switches() == before
+    for got in results:
+        np.testing.assert_allclose(got, offline, atol=1e-5, rtol=0)

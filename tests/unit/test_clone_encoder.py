@@ -9,6 +9,8 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import av
 import numpy as np
@@ -103,8 +105,9 @@ def test_semantic_branch_stages(encoder, expected):
     features = encoder.wav2vec2
     assert max_error(features.normalized_input(expected["wav_norm"].astype(np.float64)), expected["w2v_input"]) < 1e-6
     out = features.features_from_input(torch.from_numpy(expected["w2v_input"]))
+    layers = features.layer_outputs(torch.from_numpy(expected["w2v_input"]))
     for index, layer in enumerate((11, 14, 16)):
-        assert max_error(features._captured[layer], expected["w2v_hidden_11_14_16"][index]) < TOLERANCE
+        assert max_error(layers[layer], expected["w2v_hidden_11_14_16"][index]) < TOLERANCE
     assert max_error(out, expected["w2v_features"]) < TOLERANCE
     assert len(features.model.encoder.layers) == 16  # layers 17-24 never influence the features: not run
     semantic = encoder.semantic
@@ -206,6 +209,28 @@ def test_the_demo_checkpoint_clones(demo_model_dir, expected):
     assert len(tokens.global_tokens) == 32 and all(0 <= g < 4096 for g in tokens.global_tokens)
     assert len(tokens.semantic_tokens) == 164 and all(0 <= s < 8192 for s in tokens.semantic_tokens)
     assert encoder.encode(expected["wav"]) == tokens  # deterministic
+
+
+def test_concurrent_encodes_give_each_reference_exactly_its_own_tokens(encoder, expected):
+    """One shared encoder, several threads: every encode gives what that reference gives alone, round after round
+    (the wav2vec2 layers of one call must never reach another's features)."""
+    wav = expected["wav"].astype(np.float64)
+    # Different lengths and content: a mix-up shows as other tokens or another length, never as a near miss.
+    references = [wav[:20_000], wav[8_000:40_000], wav[::-1].copy(), wav[4_000:] * 0.5, wav[:33_333][::-1].copy()]
+    alone = [encoder.encode(reference) for reference in references]
+    assert len({tokens.semantic_tokens for tokens in alone}) == len(references)
+    barrier = threading.Barrier(len(references))
+
+    def encode(index: int):
+        barrier.wait()  # start together so the model calls overlap
+        return index, encoder.encode(references[index])
+
+    rng = np.random.default_rng(7)
+    with ThreadPoolExecutor(max_workers=len(references)) as pool:
+        for _ in range(4):
+            order = rng.permutation(len(references)).tolist()
+            for index, tokens in pool.map(encode, order):
+                assert tokens == alone[index], f"reference {index} got other tokens while encoding concurrently"
 
 
 # ---------------------------------------------------------------------------------------------- edge cases

@@ -214,6 +214,37 @@ def test_image_ships_every_project_package() -> None:
         assert (ROOT / name / "__init__.py").is_file(), name
 
 
+def _image_files(image: object) -> set[str]:
+    """The container paths of every local file an image definition adds, as Modal itself selects them (its mount
+    entries' own file walk, offline; Modal is pinned, so its lazy object graph is a stable thing to read)."""
+    found: set[str] = set()
+    stack, seen = [image], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        for entry in getattr(node, "entries", ()):
+            found.update(str(remote) for _local, remote in entry.get_files_to_upload())
+        deps = getattr(node, "_deps_", None)
+        stack.extend(deps() if callable(deps) else ())
+    return found
+
+
+def test_the_image_ships_every_file_of_the_packages_the_static_files_included() -> None:
+    """api/static/ (the playground) is read at run time: without it / and /playground answer 500 on Modal."""
+    shipped = _image_files(modal_app.serving_image)
+    static = [p for p in (ROOT / "api" / "static").rglob("*") if p.is_file()]
+    assert static, "api/static/ holds the playground"
+    expected = {f"/root/{p.relative_to(ROOT).as_posix()}" for name in modal_app.LOCAL_PACKAGES
+                for p in (ROOT / name).rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
+    assert {f"/root/{p.relative_to(ROOT).as_posix()}" for p in static} <= expected
+    missing = sorted(expected - shipped)
+    assert not missing, f"not in the Modal image: {missing[:5]}"
+    assert not [p for p in shipped if p.endswith(".pyc")]
+
+
 # ------------------------------------------------------------------------------------- container settings
 
 
@@ -303,9 +334,10 @@ class HostEngine:
 class HostRuntime:
     """Stands in for services.deployment.runtime.ModelRuntime: records which event loop loaded it."""
 
-    def __init__(self, settings: object, *, fail: bool = False) -> None:
+    def __init__(self, settings: object, *, fail: bool = False, end_state: str = "ready") -> None:
         self.settings = settings
         self.fail = fail
+        self.end_state = end_state
         self.state = "starting"
         self.error: str | None = None
         self.engine = HostEngine()
@@ -315,9 +347,12 @@ class HostRuntime:
 
     async def start(self) -> None:
         self.start_loop = asyncio.get_running_loop()
-        self.state, self.error = (
-            ("failed", "CheckpointError: /models/x: missing") if self.fail else ("ready", None)
-        )
+        if self.fail:
+            self.state, self.error = "failed", "CheckpointError: /models/x: missing"
+        elif self.end_state == "warmup_failed":
+            self.state, self.error = "warmup_failed", "warm-up failed: RuntimeError: CUDA error: device-side assert"
+        else:
+            self.state, self.error = self.end_state, None
 
     def mark_unhealthy(self, reason: str) -> None:
         self.state, self.error = "unhealthy", reason
@@ -356,8 +391,41 @@ def test_the_engine_is_loaded_on_the_loop_that_then_serves(monkeypatch: pytest.M
 
 async def test_a_failed_load_raises_so_modal_sends_no_traffic(monkeypatch: pytest.MonkeyPatch) -> None:
     host = _host(monkeypatch, runtime_factory=lambda settings: HostRuntime(settings, fail=True))
-    with pytest.raises(RuntimeError, match="model loading failed: CheckpointError"):
+    with pytest.raises(RuntimeError, match="model loading ended failed, not ready: CheckpointError"):
         await host.load()
+
+
+@pytest.mark.parametrize("snapshot", ["off", "gpu"])
+async def test_a_failed_warmup_raises_before_any_sleep_or_snapshot(monkeypatch: pytest.MonkeyPatch,
+                                                                   snapshot: str) -> None:
+    """A warm-up that hit a CUDA error must not become a serving container, nor be put to sleep and snapshotted
+    (every restore would bring the broken state back)."""
+    host = _host(monkeypatch, runtime_factory=lambda settings: HostRuntime(settings, end_state="warmup_failed"))
+    host.cfg = modal_app.ModalConfig(snapshot=snapshot)
+    with pytest.raises(RuntimeError, match="model loading ended warmup_failed, not ready: warm-up failed"):
+        await host.load()
+    assert host.runtime.engine.calls == []  # never put to sleep, so never snapshotted
+
+
+async def test_the_real_runtime_with_a_failing_warmup_never_serves(monkeypatch: pytest.MonkeyPatch,
+                                                                   demo_model_dir: Path) -> None:
+    from services.deployment.runtime import ModelRuntime, RuntimeState
+
+    async def failing_warmup(runtime: object) -> None:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    def runtime_factory(settings) -> ModelRuntime:  # noqa: ANN001 - the container's Settings
+        local = settings.model_copy(update={"engine": "transformers", "device": "cpu", "model_dir": demo_model_dir,
+                                            "sr_enabled": False})
+        return ModelRuntime(local, warmup=failing_warmup)
+
+    host = _host(monkeypatch, runtime_factory=runtime_factory)
+    try:
+        with pytest.raises(RuntimeError, match="ended warmup_failed, not ready: warm-up failed: RuntimeError: CUDA"):
+            await host.load()
+        assert host.runtime.state == RuntimeState.WARMUP_FAILED
+    finally:
+        await host.runtime.shutdown()
 
 
 async def test_gpu_snapshot_sleeps_vllm_before_and_wakes_it_after(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -279,9 +279,9 @@ def test_quotes_punctuation_and_whitespace(text: str, spoken: str):
     assert say(text) == spoken
 
 
-def test_zero_width_joiners_inside_indic_and_emoji_are_kept():
-    text = "क्\u200dष 👨\u200d👩\u200d👧 र\u200cा"
-    assert say(text) == text
+def test_zero_width_joiners_inside_indic_are_kept_and_emoji_dropped_whole():
+    assert say("क्\u200dष 👨\u200d👩\u200d👧 र\u200cा") == "क्\u200dष र\u200cा"
+    assert say("ok 👍🏽 🇮🇳 ❤️ done") == "ok done"
 
 
 # --- tags ---------------------------------------------------------------------------------------
@@ -337,7 +337,6 @@ def test_changes_list_what_was_rewritten():
 @pytest.mark.parametrize(
     "text",
     [
-        "😀🎉🔥 emoji only 👍🏽",
         "مرحبا بالعالم",  # Arabic, right to left
         "שלום עולם",  # Hebrew
         "తెలుగు భాష చాలా అందమైనది",  # Telugu
@@ -352,7 +351,7 @@ def test_other_scripts_pass_through_unchanged(text: str):
 
 
 _OTHER_SCRIPTS = st.text(
-    alphabet=st.sampled_from(list("తెలుగుభాషమరحبابالعالمשלוםעולם😀🎉👍🏽中文 ")), max_size=60
+    alphabet=st.sampled_from(list("తెలుగుభాషమరحبابالعالمשלוםעולם中文 ")), max_size=60
 )
 
 

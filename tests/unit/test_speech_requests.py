@@ -103,6 +103,7 @@ async def test_custom_and_reference_voices_need_the_voice_library() -> None:
 
     class Runtime:
         voices = VoiceRegistry.builtin()
+        openai_custom_voices: dict[str, str] = {}
 
     service = SpeechService(Runtime(), SETTINGS)  # type: ignore[arg-type]
     base = SpeechRequest(text="Hi.", voice=None, audio_format="wav", sample_rate=16000,

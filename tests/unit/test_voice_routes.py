@@ -267,3 +267,69 @@ def test_per_request_refusals(client: TestClient, body: dict, status: int, code:
     assert (error["code"], error["param"]) == (code, param)
     if status == 413:
         assert "POST /v1/audio/voices" in error["message"]
+
+
+@pytest.mark.parametrize(("fields", "param"), [
+    ({"text": "Hi.", "format": "ogg"}, "format"),
+    ({"text": "Hi.", "stream": "maybe"}, "stream"),
+    ({"text": "Hi.", "sample_rate": "12345"}, "sample_rate"),
+    ({"text": "Hi.", "temperature": "hot"}, "temperature"),
+    ({"text": "Hi.", "colour": "blue"}, "colour"),
+    ({"format": "wav"}, "text"),
+])
+def test_a_multipart_body_with_a_bad_field_answers_400_naming_it(client: TestClient, fields: dict,
+                                                                   param: str) -> None:
+    reference = wav_bytes(voiced(2.0, seed=11))
+    response = client.post("/v1/tts/generate", headers=A, files={"reference_audio": ("r.wav", reference)},
+                           data=fields)
+    json_response = client.post("/v1/tts/generate", headers=A, json={
+        **fields, "reference_audio": base64.b64encode(reference).decode()})
+    assert response.status_code == json_response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == json_response.json()["error"]["code"] == "VALIDATION_ERROR"
+    assert response.json()["error"]["param"] == json_response.json()["error"]["param"] == param
+    assert f"'{param}'" in response.json()["error"]["message"]
+
+
+def test_a_multipart_body_on_a_json_only_route_still_answers_415(client: TestClient) -> None:
+    response = client.post("/v1/audio/speech", headers=A, data={"input": "Hi."}, files={"x": ("x", b"1")})
+    assert response.status_code == 415 and response.json()["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+
+
+def test_the_openai_voice_map_points_an_openai_name_at_a_custom_voice_per_key(client: TestClient, demo_model_dir: Path,
+                                                                              voice_dir: Path) -> None:
+    voice_id = upload(client, wav_bytes(voiced(3.0, seed=21))).json()["id"]
+    try:
+        settings = Settings(model_dir=demo_model_dir, auth_enabled=True, api_keys=f"{KEY_A},{KEY_B}",
+                            warmup=False, log_json=False, sr_enabled=False, voice_dir=voice_dir,
+                            default_max_tokens=40, openai_voice_map={"Coral": voice_id, "sage": "fixed"})
+        runtime = ModelRuntime(settings)
+        with TestClient(create_app(settings, runtime=runtime)) as mapped:
+            wait_in_portal(mapped, lambda: runtime.ready)
+            # What Pipecat's OpenAI service sends: one of the 13 names.
+            mine = mapped.post("/v1/audio/speech", headers=A, json={"input": "Hi.", "voice": "coral",
+                                                                     "response_format": "pcm"})
+            assert mine.status_code == 200 and mine.headers["X-Voice"] == voice_id
+            generate = mapped.post("/v1/tts/generate", headers=A, json={"text": "Hi.", "voice": "CORAL"})
+            assert generate.headers["X-Voice"] == voice_id
+            # Another key does not own the voice: the same name is not found for it, as the id itself would be.
+            theirs = mapped.post("/v1/audio/speech", headers=B, json={"input": "Hi.", "voice": "coral"})
+            assert theirs.status_code == 404 and theirs.json()["error"]["code"] == "VOICE_NOT_FOUND"
+            assert theirs.json()["error"]["param"] == "voice"
+            builtin = mapped.post("/v1/audio/speech", headers=B, json={"input": "Hi.", "voice": "sage",
+                                                                        "response_format": "pcm"})
+            assert builtin.status_code == 200 and builtin.headers["X-Voice"] == "fixed"
+    finally:
+        client.delete(f"/v1/audio/voices/{voice_id}", headers=A)
+
+
+def test_a_reference_longer_than_its_transcript_still_speaks(client: TestClient, caplog) -> None:
+    # 8 s of reference against a 24-character transcript: the demo model takes the reference as the whole
+    # utterance and stops at once; the chunk is generated again with the plain clone prompt (same voice).
+    reference = wav_bytes(voiced(8.0, seed=31))
+    for stream in ("false", "true"):
+        response = client.post("/v1/tts/generate", headers=A, files={"reference_audio": ("r.wav", reference)},
+                               data={"text": "Good morning.", "reference_text": "Hello there, this is me.",
+                                     "stream": stream})
+        assert response.status_code == 200, response.text
+        assert is_wav_with_audio(response.content) or len(response.content) > 44 + 3200
+    assert "continuation_without_speech" in caplog.text

@@ -8,9 +8,7 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -18,6 +16,7 @@ from services.voice_library import VoiceRecord, VoiceRecordError, is_custom_voic
 from services.voice_library.file_store import FileVoiceStore
 from services.voice_library.store import VoiceStore, VoiceStoreUnavailable
 from services.voice_library.supabase_store import SupabaseVoiceStore
+from tests.http_stub import json_server
 
 SERVICE_KEY = "sb_secret_test-service-key-0123456789"
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -174,32 +173,13 @@ class FakePostgrest:
 def postgrest() -> Iterator[tuple[FakePostgrest, str]]:
     fake = FakePostgrest()
 
-    class Handler(BaseHTTPRequestHandler):
-        def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            parsed = urlparse(self.path)
-            fake.requests.append((self.command, parsed.path, {k.lower(): v for k, v in self.headers.items()}))
-            status, payload = fake.handle(self.command, parsed.path, parse_qs(parsed.query),
-                                          json.loads(raw) if raw else None)
-            out = b"" if payload is None else json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
+    def handle(method: str, path: str, query: dict[str, list[str]], headers: dict[str, str],
+               body: object) -> tuple[int, object]:
+        fake.requests.append((method, path, headers))
+        return fake.handle(method, path, query, body)
 
-        do_GET = do_POST = do_DELETE = _handle
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield fake, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with json_server(handle) as url:
+        yield fake, url
 
 
 async def test_supabase_store_keeps_the_contract_with_the_service_key(postgrest) -> None:

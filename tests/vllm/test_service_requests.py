@@ -143,3 +143,45 @@ async def test_a_cloned_voice_with_a_transcript_fits_the_gpu_runner(runtime) -> 
     assert len(audio) == 2 * job.stats.sent_samples > 0
     assert_within_gpu_limits(runtime.built_params)
     assert runtime.engine.unfinished_requests() == 0
+
+
+async def test_stitched_continuations_fit_the_gpu_runner_and_are_served_from_the_prefix_cache(runtime) -> None:
+    """Request stitching (services.continuity): the continuation of a previous request (its globals, last words and
+    last semantic ids in the prompt), alone and on every chunk of a long text, stays within the runner's limits; the
+    same continuation sent again (a retry with another seed) finds its prompt in vLLM's prefix cache, counted in
+    veena3_tts_engine_prefix_cache_hits_total."""
+    import dataclasses
+
+    from services.continuity import Continuity, MemoryRecentStore
+    from services.pipeline.text_plan import prompt_for
+    from shared.metrics import PREFIX, REGISTRY
+
+    continuity = Continuity(runtime.settings, runtime, MemoryRecentStore())
+    voice = runtime.voices.resolve("fixed")
+    previous = SynthesisJob(runtime, dataclasses.replace(
+        request(runtime, "The harbour was still asleep that morning, and the boats lay still.", "fixed",
+                max_tokens=200, seed=3), request_id="vllm-previous"))
+    continuity.track(previous, None)
+    await previous.collect()
+    stitched = await continuity.stitched_voice(voice, ["vllm-previous"], None, voice_named=True)
+    assert stitched.global_tokens == voice.global_tokens and stitched.reference_semantic
+
+    def hits() -> float:
+        return REGISTRY.get_sample_value(f"{PREFIX}_engine_prefix_cache_hits_total") or 0.0
+
+    text = "Then the bell rang out across the water."
+    prompt_len = len(prompt_for(runtime, text, stitched, stitched.global_tokens)[0])
+    runtime.built_params.clear()
+    before = hits()
+    for seed in (1, 2):
+        job = SynthesisJob(runtime, dataclasses.replace(request(runtime, text, "fixed", max_tokens=16, seed=seed),
+                                                        voice=stitched, request_id=f"vllm-stitched-{seed}"))
+        assert len(await job.collect()) > 0
+    await asyncio.sleep(0.5)  # the stat logger records after the engine step
+    assert hits() - before >= prompt_len // 2  # the second prompt's full blocks come from the cache
+    job = SynthesisJob(runtime, dataclasses.replace(request(runtime, LONG_ENGLISH[:400], "fixed", max_tokens=16, seed=6),
+                                                    voice=stitched, request_id="vllm-stitched-long"))
+    await job.collect()
+    assert job.stats.text_chunks >= 2 and set(job.stats.global_tokens_per_chunk) == {voice.global_tokens}
+    assert_within_gpu_limits(runtime.built_params)
+    assert runtime.engine.unfinished_requests() == 0

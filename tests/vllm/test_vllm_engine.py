@@ -241,3 +241,47 @@ async def test_vllm_engine_stats_reach_the_service_registry(engine, layout, toke
     assert value("veena3_tts_engine_prefix_cache_hits_total") > 0
     assert REGISTRY.get_sample_value("veena3_tts_engine_kv_cache_usage_ratio") is not None
     assert REGISTRY.get_sample_value("veena3_tts_engine_running_requests") is not None
+
+
+async def test_an_out_of_vocabulary_prompt_id_is_refused_and_the_engine_keeps_serving(
+    engine, layout, short_prompt, llm_dir: Path
+) -> None:
+    """vLLM runs without a tokenizer here, so it does not check prompt ids itself: one past the embedding table
+    killed the engine core (CPU; a device-side assert on CUDA) for that request and every later one. The engine
+    refuses it before vLLM sees it, and the next good request is served. (Last in the module: on an unguarded
+    engine it is fatal to the shared engine.)"""
+    import json
+
+    vocab_size = json.loads((llm_dir / "config.json").read_text(encoding="utf-8"))["vocab_size"]
+    assert engine.vocab_size == vocab_size
+    for n, bad in enumerate((vocab_size, vocab_size + 10_000, -1)):
+        with pytest.raises(ValueError, match="outside the vocabulary"):
+            await collect(engine, [*short_prompt, bad], speech(layout, seed=1, max_tokens=4), f"oov-{n}")
+    assert engine.active_requests() == set()
+    deltas = await collect(engine, short_prompt, speech(layout, seed=5), "after-oov")
+    assert flat(deltas)[-1] in layout.stop_token_ids
+    await wait_idle(engine, within_s=1.0)
+
+
+@pytest.mark.parametrize(("capability", "expected"), [((7, 5), "float32"), ((8, 9), "bfloat16")])
+def test_on_a_simulated_card_the_engine_asks_vllm_for_a_dtype_it_supports(
+    llm_dir: Path, monkeypatch: pytest.MonkeyPatch, capability: tuple[int, int], expected: str
+) -> None:
+    """No GPU here: vLLM's platform says CUDA and torch reports the card's capability; the engine arguments handed
+    to the real AsyncLLM.from_engine_args are captured (vLLM refuses bfloat16 below 8.0: T4, V100)."""
+    from vllm.platforms import current_platform
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    class Captured(Exception):
+        pass
+
+    def capture(args, **kwargs):
+        raise Captured(args)
+
+    monkeypatch.setattr(type(current_platform), "is_cpu", lambda self: False)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "simulated card")
+    monkeypatch.setattr(AsyncLLM, "from_engine_args", staticmethod(capture))
+    with pytest.raises(Captured) as caught:
+        VLLMEngine(llm_dir, dtype="auto")
+    assert caught.value.args[0].dtype == expected

@@ -145,6 +145,9 @@ async function play() {
     stats.rtf = seconds > 0 ? (stats.streamEndAt - stats.startedAt) / 1000 / seconds : null;
     $("rtf").textContent = stats.rtf === null ? "–" : stats.rtf.toFixed(3);
     setStatus(`Done: ${seconds.toFixed(2)} s of audio.`);
+    // keep_voice.js offers "Keep this voice" for this request.
+    document.dispatchEvent(new CustomEvent("tts:synthesized",
+                                           { detail: { requestId: response.headers.get("X-Server-Request-ID") } }));
     $("download").disabled = state.chunks.length === 0;
   } catch (error) {
     stats.error = String(error.message || error);

@@ -1,0 +1,92 @@
+"""Text as LLMs write it: Markdown and emoji turned into what a listener should hear.
+
+`read_markdown(text)` runs before tags and number reading (processing/normalize.py, services/pipeline/text_plan.py):
+- emphasis (`**bold**`, `__bold__`, `*italic*`, `_italic_`, `~~struck~~`): the markers go, the words stay;
+  `2 * 3`, `snake_case` and a lone `*` are not emphasis and are left alone;
+- links `[text](url)` and images `![alt](url)`: the text (or alt) is read, the URL is not; `[ref]: url`
+  definition lines are dropped (`[text][ref]` is left alone: `[excited][laughs]` is two tags); `<https://…>` reads the address;
+- headings (`# Title`), bullets (`- `, `* `, `+ `), numbered items (`1. `, `1) `) and quotes (`> `): the markers
+  go (never read as "number" or a symbol) and a line without closing punctuation gets a period, so the next
+  line is a new sentence rather than a run-on;
+- inline code `` `x` `` is read as its text; fence lines (```` ``` ````) are dropped, their content kept;
+- horizontal rules and table separator rows are dropped; table cells are read separated by commas.
+
+`drop_emoji(text)` removes emoji (pictographs, their skin-tone and variation selectors, joiners inside emoji
+sequences, flags, keycap marks): the released model cannot say them and a name ("thumbs up sign") is rarely what
+was meant. Joiners inside Indic words are kept.
+
+Hand-written rather than a Markdown parser: a parser renders to HTML or a tree and would need a renderer back to
+plain text; the handful of line and inline patterns LLMs use are a few regular expressions, and anything that is
+not clearly Markdown passes through unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+
+_FENCE = re.compile(r"^[ \t]*(```|~~~).*$", re.MULTILINE)
+_RULE = re.compile(r"^[ \t]*([-*_])(?:[ \t]*\1){2,}[ \t]*$", re.MULTILINE)
+_TABLE_SEPARATOR = re.compile(r"^[ \t]*\|?[ \t]*:?-{2,}:?[ \t]*(?:\|[ \t]*:?-{2,}:?[ \t]*)+\|?[ \t]*$", re.MULTILINE)
+_REFERENCE_DEFINITION = re.compile(r"^[ \t]*\[[^\]\n]+\]:[ \t]*\S+.*$", re.MULTILINE)
+_LINE_MARKER = re.compile(r"^[ \t]*(?:#{1,6}[ \t]+|>[ \t]?|[-*+][ \t]+|\d{1,3}[.)][ \t]+)+", re.MULTILINE)
+_CLOSING_HASHES = re.compile(r"[ \t]+#+[ \t]*$")
+_IMAGE_OR_LINK = re.compile(r"!?\[([^\]\n]*)\]\((?:[^()\s]|\([^()\s]*\))*(?:[ \t]+\"[^\"\n]*\")?\)")
+_AUTOLINK = re.compile(r"<((?:https?|ftp)://[^>\s]+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+)>")
+_CODE = re.compile(r"(`+)(?=\S)(.+?)(?<=\S)\1")
+_STRONG = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
+_STRUCK = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
+_EM_STAR = re.compile(r"(?<![\w*])\*(?=[^\s*])([^*\n]+?)(?<=[^\s*])\*(?![\w*])")
+_EM_UNDERSCORE = re.compile(r"(?<![\w_])_(?=[^\s_])([^_\n]+?)(?<=[^\s_])_(?![\w_])")
+_SENTENCE_CLOSE = tuple(".!?:;,।॥。！？；：…")
+
+_EMOJI_CHAR = (
+    "\U0001f000-\U0001faff"  # mahjong .. symbols and pictographs extended-A (flags, skin tones included)
+    "\u2600-\u27bf"  # miscellaneous symbols, dingbats
+    "\u231a\u231b\u23e9-\u23f3\u23f8-\u23fa\u2b05-\u2b07\u2b1b\u2b1c\u2b50\u2b55\u3030\u303d\u3297\u3299"
+)
+_EMOJI_RE = re.compile(
+    f"[{_EMOJI_CHAR}](?:[\ufe0e\ufe0f\u20e3\U000e0020-\U000e007f]|\u200d(?=[{_EMOJI_CHAR}])|[{_EMOJI_CHAR}])*"
+    "|[\ufe0f\u20e3]"  # a stray emoji presentation selector or keycap mark
+)
+
+
+def _inline(text: str) -> str:
+    text = _IMAGE_OR_LINK.sub(r"\1", text)
+    text = _AUTOLINK.sub(r"\1", text)
+    text = _CODE.sub(r"\2", text)
+    for _ in range(2):  # nested emphasis (***both***, **a _b_ c**)
+        text = _STRONG.sub(r"\2", text)
+        text = _STRUCK.sub(r"\1", text)
+        text = _EM_STAR.sub(r"\1", text)
+        text = _EM_UNDERSCORE.sub(r"\1", text)
+    return text
+
+
+def _line(line: str) -> str:
+    """One line, read: block markers gone, inline markup read, and a sentence end where a marker opened it."""
+    table = line.count("|") >= 2 and line.strip().startswith("|")
+    if table:
+        line = ", ".join(cell.strip() for cell in line.strip().strip("|").split("|") if cell.strip())
+    stripped = _LINE_MARKER.sub("", line)
+    marked = table or stripped != line
+    if marked:
+        stripped = _CLOSING_HASHES.sub("", stripped)
+    read = _inline(stripped).rstrip() if marked else _inline(stripped)
+    if marked and read and not read.endswith(_SENTENCE_CLOSE):
+        read += "."
+    return read
+
+
+def read_markdown(text: str) -> str:
+    """`text` with Markdown markup replaced by what it means when read aloud (see the module docstring)."""
+    if not any(mark in text for mark in "*_`#[]>|~-+") and not re.search(r"^\s*\d{1,3}[.)]\s", text, re.MULTILINE):
+        return text
+    text = _FENCE.sub("", text)
+    text = _RULE.sub("", text)
+    text = _TABLE_SEPARATOR.sub("", text)
+    text = _REFERENCE_DEFINITION.sub("", text)
+    return "\n".join(_line(line) for line in text.split("\n"))
+
+
+def drop_emoji(text: str) -> str:
+    return _EMOJI_RE.sub(" ", text) if _EMOJI_RE.search(text) else text
