@@ -36,8 +36,8 @@ def _throughput(step: dict[str, Any]) -> list[str]:
                  + (f" ({aligner['note']})" if aligner.get("note") else ""))
     if aligner.get("ratio_to_decode") is not None:
         lines.append("")
-        lines.append(f"ctc aligner cost: {aligner['ratio_to_decode']:.2f}x BiCodec decode of the same "
-                     f"{aligner['audio_s']:.0f} s ({aligner['model']}).")
+        lines.append(f"ctc aligner cost: {aligner['ratio_to_decode']:.2f}x the {aligner['decoder']} BiCodec decode of "
+                     f"the same {aligner['audio_s']:.0f} s ({aligner['params_m']} M-parameter random Wav2Vec2ForCTC).")
     lines += ["", "Batched decode and SR, per batch (call ms; x real-time for the batch):", "",
               "| stage | precision | batch | call ms | x real-time | max abs err vs fp32 | SNR dB |",
               "|---|---|---:|---:|---:|---:|---:|"]

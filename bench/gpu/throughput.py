@@ -60,7 +60,7 @@ def _demo_cloning(device: str) -> dict[str, Any]:
                       "x_realtime_full": 3.0 / full_s}], "size": "demo"}
 
 
-def _timed(fn, device: str, repeats: int) -> float:  # noqa: ANN001
+def _timed(fn, device: str, repeats: int) -> float:  # noqa: ANN001 - a zero-argument callable
     best = float("inf")
     for _ in range(repeats):
         if device.startswith("cuda"):
@@ -74,30 +74,23 @@ def _timed(fn, device: str, repeats: int) -> float:  # noqa: ANN001
 
 
 def aligner(device: str, quick: bool) -> dict[str, Any]:
-    """The ctc aligner on `seconds` of audio against BiCodec decoding the same seconds, on the same device."""
+    """The ctc aligner (`bench/bench_align.py`'s measurement: a wav2vec2-base-size random Wav2Vec2ForCTC, emissions
+    plus Viterbi on 10 s) against BiCodec decoding the same 10 s, on the same device."""
     try:
-        from core.align import ctc as ctc_align
+        from bench.bench_align import ctc_cost
     except ImportError as exc:
         return {"note": f"the ctc aligner is not available: {exc}"}
-    seconds = 4.0 if quick else 10.0
-    repeats = 1 if quick else 3
-    model = ctc_align.random_model(released=not quick, device=device)
-    audio = 0.1 * torch.randn(int(seconds * 16000)).numpy()
-    words = ["word"] * int(seconds * 2.5)  # ~150 words a minute
-    ctc_align.align_words(model, audio, words)  # warm-up
-    align_s = _timed(lambda: ctc_align.align_words(model, audio, words), device, repeats)
-    config, _ = bicodec_config()
-    decoder = build_bicodec(config, device)
-    tokens = int(seconds * 50)
-    semantic = torch.randint(0, 8192, (1, tokens), device=device)
+    from core.demo.random_bicodec import DEMO_CONFIG
+
+    decoder = build_bicodec(DEMO_CONFIG if quick else bicodec_config()[0], device)
     d_vector = torch.randn(1, decoder.d_vector_dim, device=device)
     with torch.inference_mode():
-        decoder.decode_with_speaker(semantic, d_vector)
-        decode_s = _timed(lambda: decoder.decode_with_speaker(semantic, d_vector), device, repeats)
-    result = {"audio_s": seconds, "align_s": align_s, "decode_s": decode_s, "ratio_to_decode": align_s / decode_s,
-              "x_realtime": seconds / align_s, "model": "released-size random" if not quick else "tiny random"}
-    print(f"  ctc aligner: {seconds:.0f} s of audio in {align_s * 1000:.0f} ms (x{result['x_realtime']:.0f} real-time), "
-          f"{result['ratio_to_decode']:.2f}x the BiCodec decode of the same audio")
+        result = ctc_cost(decoder, d_vector, 1 if quick else 3, device)
+    result["x_realtime"] = result["audio_s"] / (result["ctc_ms"] / 1000)
+    result["decoder"] = "demo-size" if quick else "released"
+    print(f"  ctc aligner: {result['audio_s']:.0f} s of audio in {result['ctc_ms']:.0f} ms "
+          f"(x{result['x_realtime']:.0f} real-time), {result['ratio_to_decode']:.2f}x the {result['decoder']} BiCodec "
+          "decode of the same audio")
     return result
 
 
