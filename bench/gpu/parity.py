@@ -52,7 +52,6 @@ def _row(check: str, reference: np.ndarray, out: np.ndarray, *, atol: float | No
 
 def fixture_rows(fixtures: Path, device: str) -> list[dict[str, Any]]:
     """The upstream reference outputs, recomputed on the device."""
-    from core.apbwe import SuperResolution
     from core.bicodec import BiCodecDecoder
 
     rows = []
