@@ -10,6 +10,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.deps import Services
+from api.dialects.cartesia import http as cartesia_http
+from api.dialects.cartesia import routes as cartesia_routes
+from api.dialects.elevenlabs import http as elevenlabs_http
+from api.dialects.elevenlabs import routes as elevenlabs_routes
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimitMiddleware, HttpMetricsMiddleware, RequestIdMiddleware
 from api.routes import debug, health, normalize, openai_compat, playground, tts, voice_pinning, voices, ws
@@ -89,7 +93,8 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
     if settings.playground_enabled:
         app.include_router(playground.router)
     for router in (health.router, tts.router, normalize.router, openai_compat.router, debug.router,
-                   voice_pinning.router, voices.router, ws.router):
+                   voice_pinning.router, voices.router, ws.router, elevenlabs_routes.router,
+                   elevenlabs_http.router, cartesia_routes.router, cartesia_http.router):
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES, timeout_s=settings.body_timeout_s,
                        uploads={("POST", "/v1/audio/voices"): MAX_UPLOAD_BYTES},

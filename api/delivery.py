@@ -13,14 +13,16 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from api.errors import ApiError
+from api.timed_delivery import event_json, json_lines
 from services.deployment.gpu_health import GpuFaultDetector
 from services.pipeline.synthesis import SynthesisError, SynthesisJob
+from services.pipeline.timestamps import TimestampsEvent
 from services.usage.accounting import EndStatus, RequestAccounting
 from shared import metrics
 
@@ -43,6 +45,10 @@ def refresh_queue_gauges() -> None:
     queues = [job.queue for job in list(_LIVE_JOBS)]
     metrics.QUEUE_DEPTH.set(sum(q.qsize() for q in queues))
     metrics.QUEUE_FILL_RATIO.set(max((q.qsize() / q.maxsize for q in queues if q.maxsize > 0), default=0.0))
+
+
+# Builds a complete answer with timestamps from a Delivery's job (api.timed_delivery.complete_json, bound).
+TimedAnswer = Callable[["Delivery"], Awaitable[dict]]
 
 
 class Delivery:
@@ -79,12 +85,13 @@ class Delivery:
         self.accounting.first_audio()
 
     # ------------------------------------------------------------------ responses
-    async def complete_response(self, receive: Any = None) -> Response:
-        """Non-streaming: the whole file, with exact sizes and the timing headers.
+    async def complete_response(self, receive: Any = None, *, timed: TimedAnswer | None = None) -> Response:
+        """Non-streaming: the whole file, with exact sizes and the timing headers; with `timed` (timestamps asked
+        for), the JSON object it builds from the job's audio and spans instead.
 
         `receive` (the ASGI receive of a request whose body was read): a client that hangs up while the file is
         being made cancels the work, as a streaming client does."""
-        collect = asyncio.ensure_future(self._collect())
+        collect = asyncio.ensure_future(self._collect() if timed is None else timed(self))
         watch = asyncio.ensure_future(_wait_for_disconnect(receive)) if receive is not None else None
         try:
             if watch is not None:
@@ -110,6 +117,9 @@ class Delivery:
         self._report("completed", None)
         report = self.accounting.report
         headers = dict(self.headers)
+        if timed is not None:
+            headers.update({"X-Audio-Seconds": f"{self.audio_seconds:.3f}"})
+            return JSONResponse(body, headers=headers)
         headers.update({
             "X-Audio-Bytes": str(len(body)),
             "X-Audio-Seconds": f"{self.audio_seconds:.3f}",
@@ -132,7 +142,7 @@ class Delivery:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _prefetch(self, source: AsyncIterator[bytes]) -> bytes:
+    async def _prefetch(self, source: AsyncIterator[Any]) -> Any:
         try:
             return await anext(source)
         except StopAsyncIteration:
@@ -144,7 +154,9 @@ class Delivery:
 
     async def streaming_response(self, *, sse: bool = False) -> StreamingResponse:
         """Chunked response. Headers go out with the first audio chunk."""
-        source = self.job.stream_bytes()
+        kind = self.job.request.timestamps
+        # With timestamps asked for, TimestampsEvent items travel in order between the audio pieces.
+        source = self.job.stream_events() if kind else self.job.stream_bytes()
         try:
             first = await self._prefetch(source)
         except BaseException:
@@ -153,10 +165,14 @@ class Delivery:
                 self._report("disconnected", None)
             raise
         self._mark_first_audio()
-        body = self._sse_body(first, source) if sse else self._audio_chunks(first, source)
+        if sse:
+            body, media_type = self._sse_body(first, source), "text/event-stream"
+        elif kind:
+            body, media_type = json_lines(self._audio_chunks(first, source), kind, self), "application/x-ndjson"
+        else:
+            body, media_type = self._audio_chunks(first, source), self.job.content_type
         headers = dict(self.headers)
         headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        media_type = "text/event-stream" if sse else self.job.content_type
         return GuardedStreamingResponse(body, media_type=media_type, headers=headers,
                                         stall_timeout_s=self.stall_timeout_s)
 
@@ -168,15 +184,18 @@ class Delivery:
         if ahead > 1.0:
             await asyncio.sleep(ahead - 1.0)
 
-    async def _audio_chunks(self, first: bytes, source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async def _audio_chunks(self, first: Any, source: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """Audio bytes (and, when asked for, TimestampsEvent items, passed through as they are)."""
         status, code = "failed", "STREAMING_ERROR"
         try:
-            if first:
-                self.accounting.audio_sent()
-                yield first
+            for chunk in ([first] if first else []):
+                if isinstance(chunk, bytes):
+                    self.accounting.audio_sent()
+                yield chunk
             async for chunk in source:
-                await self._paced(chunk)
-                self.accounting.audio_sent()
+                if isinstance(chunk, bytes):
+                    await self._paced(chunk)
+                    self.accounting.audio_sent()
                 yield chunk
             status, code = "completed", None
         except SynthesisError as exc:
@@ -192,8 +211,12 @@ class Delivery:
             finally:
                 self._report(status, code)  # ... but never the release of the slot and the accounting
 
-    async def _sse_body(self, first: bytes, source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async def _sse_body(self, first: Any, source: AsyncIterator[Any]) -> AsyncIterator[bytes]:
         async for chunk in self._audio_chunks(first, source):
+            if isinstance(chunk, TimestampsEvent):  # an event type OpenAI's clients skip
+                timed = {**event_json(chunk, self.job.request.timestamps or "word"), "type": "speech.timestamps"}
+                yield f"data: {json.dumps(timed, ensure_ascii=False)}\n\n".encode()
+                continue
             event = {"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode("ascii")}
             yield f"data: {json.dumps(event)}\n\n".encode()
         if self.final_status != "completed":

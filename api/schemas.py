@@ -117,6 +117,19 @@ class TTSGenerateRequest(SamplingFields, StitchingFields):
     )
     chunking: bool = Field(True, description="Split long text at sentence boundaries (> 220 characters).")
     latency: Latency | None = Field(None, description=LATENCY_DESCRIPTION)
+    timestamps: Literal["word", "character"] | None = Field(
+        None, description="When each word (or character) is heard: a JSON answer (audio base64 + spans), or with "
+        "stream=true JSON lines interleaving timestamps and audio. See README, Timestamps.")
+    captions: Literal["srt", "vtt"] | None = Field(
+        None, description="With timestamps and stream=false: the words as SubRip or WebVTT in `captions`.")
+
+    @field_validator("captions")
+    @classmethod
+    def _captions(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("stream"):
+            raise PydanticCustomError("conflict", "captions come with the complete answer; send stream=false (a "
+                                      "stream with timestamps carries the words themselves)")
+        return value
     reference_audio: str | None = Field(
         None, description="Clone a voice for this request only (not saved): a 1-30 s recording, base64 (a data: URL "
         "prefix is accepted), or the file `reference_audio` of a multipart/form-data body. Not with `speaker`.")
@@ -171,7 +184,8 @@ class TTSGenerateRequest(SamplingFields, StitchingFields):
             voice_field="speaker" if self.voice is None else "voice",
             chunking=self.chunking, normalize_verbose=self.normalize_verbose, latency=self.latency,
             reference_audio=None if self.reference_audio is None else decode_reference(self.reference_audio),
-            reference_text=self.reference_text, **self.stitching(),
+            reference_text=self.reference_text, timestamps=self.timestamps or ("word" if self.captions else None),
+            **self.stitching(),
         )
 
 
@@ -219,6 +233,16 @@ class OpenAISpeechRequest(SamplingFields, StitchingFields):
         "a complete file for wav (exact RIFF sizes), streamed for every other format.")
     instructions: str | None = Field(None, max_length=4096, description=INSTRUCTIONS_DESCRIPTION)
     latency: Latency | None = Field(None, description=LATENCY_DESCRIPTION + " (An extension to OpenAI's API.)")
+    timestamps: Literal["word", "character"] | None = Field(
+        None, description="With stream_format=sse: `speech.timestamps` events before the audio they describe "
+        "(an extension; OpenAI clients skip unknown event types).")
+
+    @field_validator("timestamps")
+    @classmethod
+    def _timestamps(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("stream_format") != "sse":
+            raise PydanticCustomError("conflict", "timestamps travel as SSE events; send stream_format='sse'")
+        return value
 
     @field_validator("input")
     @classmethod
@@ -250,5 +274,5 @@ class OpenAISpeechRequest(SamplingFields, StitchingFields):
             text=self.input, voice=self.voice_name, audio_format=self.response_format,
             sample_rate=OPENAI_SAMPLE_RATE, sampling=self.to_sampling(settings), stream=self.streamed,
             speed=None if self.speed == 1.0 else self.speed, text_field="input", voice_field="voice",
-            latency=self.latency, **self.stitching(),
+            latency=self.latency, timestamps=self.timestamps, **self.stitching(),
         )

@@ -59,6 +59,9 @@ class StartMessage(SamplingFields):
     latency: Latency | None = Field(None, description=LATENCY_DESCRIPTION)
     normalize_verbose: bool = Field(False, description="Add `normalized_text` (what the model is asked to speak) to "
                                     "the `started` and `done` events.")
+    timestamps: Literal["word", "character"] | None = Field(
+        None, description="Send a `timestamps` event (words, or words and characters) before the audio of each "
+        "aligned piece.")
     text: str | None = Field(None, max_length=MAX_TEXT_CHARS, description="First text of the utterance.")
 
     @field_validator("text")
@@ -88,7 +91,7 @@ class StartMessage(SamplingFields):
             text="", voice=self.speaker or self.voice, audio_format=self.format, sample_rate=self.output_rate(),
             sampling=self.to_sampling(settings), stream=True, normalize=self.normalize, chunking=True,
             speed=None if self.speed in (None, 1.0) else self.speed, latency=self.latency,
-            normalize_verbose=self.normalize_verbose,
+            normalize_verbose=self.normalize_verbose, timestamps=self.timestamps,
         )
 
 

@@ -25,6 +25,7 @@ BENCHES: dict[str, str] = {
     "sr_convs": "bench/bench_sr_convs.py",
     "apbwe": "bench/bench_apbwe.py",
     "bicodec": "bench/bench_bicodec.py",
+    "align": "bench/bench_align.py",
     "clone": "bench/bench_clone.py",
     "gpu": "bench/gpu/bench_gpu.py",
     "service": "bench/bench_service.py",

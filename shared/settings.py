@@ -129,6 +129,16 @@ class Settings(BaseSettings):
     chunk_target_chars: int = Field(170, ge=20, description="Target size of each text chunk.")
     crossfade_ms: float = Field(50.0, ge=0, le=500, description="Equal-power crossfade between text chunks.")
 
+    # --- timestamps --------------------------------------------------------------------------
+    align_method: Literal["estimate", "ctc"] = Field(
+        "estimate", description="How word timestamps are found: estimate (pauses + expected word durations, no "
+        "model, near free) or ctc (forced alignment with TTS_ALIGN_CTC_MODEL).",
+    )
+    align_ctc_model: str | None = Field(
+        None, description="Wav2Vec2ForCTC checkpoint directory for the ctc method; per language as "
+        "'en=DIR,zh=DIR,hi=DIR' (a plain DIR serves every language).",
+    )
+
     # --- streaming decode --------------------------------------------------------------------
     stream_first_chunk_tokens: int = Field(25, ge=1, le=400, description="Semantic tokens in the first decoded chunk.")
     stream_max_chunk_tokens: int = Field(200, ge=1, le=1000, description="Largest later decoded chunk.")

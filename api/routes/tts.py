@@ -13,6 +13,7 @@ from api.delivery import Delivery
 from api.deps import Grant, SettingsDep, Speech
 from api.form_body import FormAsJsonRoute
 from api.schemas import TTSGenerateRequest
+from api.timed_delivery import complete_json
 from services.access import AccessGrant
 from services.pipeline.speech import OpenedSpeech, SpeechRequest, SpeechService
 from services.usage.accounting import RequestAccounting
@@ -62,7 +63,7 @@ def _response_headers(opened: OpenedSpeech, speech: SpeechRequest, grant: Access
 
 
 async def respond(request: Request, speech: SpeechRequest, service: SpeechService, grant: AccessGrant, *,
-                  sse: bool = False) -> Response:
+                  sse: bool = False, captions: str | None = None) -> Response:
     """Open the job through the speech service, account for it, and answer (streamed, SSE or complete)."""
     settings = service.settings
     received_at = request.scope.get("state", {}).get("received_at", time.perf_counter())
@@ -86,7 +87,8 @@ async def respond(request: Request, speech: SpeechRequest, service: SpeechServic
                         gpu_faults=service.gpu_faults, max_buffered_bytes=settings.max_buffered_audio_mb * 2**20)
     if speech.stream or sse:
         return await delivery.streaming_response(sse=sse)
-    return await delivery.complete_response(request.receive)
+    timed = complete_json(speech.timestamps, captions) if speech.timestamps else None
+    return await delivery.complete_response(request.receive, timed=timed)
 
 
 # The multipart form of the same body (FormAsJsonRoute): every JSON field as a form field, the reference as a file.
@@ -99,4 +101,4 @@ _FORM_BODY = {"requestBody": {"content": {"multipart/form-data": {"schema": {"ty
              summary="Synthesise speech (streaming or complete file)")
 async def generate(body: TTSGenerateRequest, request: Request, service: Speech, grant: Grant,
                    settings: SettingsDep) -> Response:
-    return await respond(request, body.to_speech_request(settings), service, grant)
+    return await respond(request, body.to_speech_request(settings), service, grant, captions=body.captions)

@@ -74,13 +74,14 @@ class Authenticator:
 
     @staticmethod
     def extract_key(headers: Mapping[str, str]) -> str | None:
-        """The key from `Authorization: Bearer <key>` or else `X-API-Key`; None when absent or blank."""
+        """The key from `Authorization: Bearer <key>`, else `X-API-Key`, else `xi-api-key` (the ElevenLabs
+        dialect's header); None when absent or blank."""
         lowered = {k.lower(): v for k, v in headers.items()}
         auth = (lowered.get("authorization") or "").strip()
         scheme, _, token = auth.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
-        api_key = (lowered.get("x-api-key") or "").strip()
+        api_key = (lowered.get("x-api-key") or lowered.get("xi-api-key") or "").strip()
         return api_key or None
 
     def invalidate(self, raw_key: str | None = None) -> None:

@@ -186,7 +186,9 @@ class AccessServices:
                 else:
                     await self.ledger.release(grant.reservation)
             job = outcome.job
-            self.monitor.record(outcome.request_id, job.stats, outcome.status, outcome.error_code,
+            # The flow monitor knows completed/failed/disconnected; a client's cancel is a stop by the client.
+            flow_status = "disconnected" if outcome.status == "cancelled" else outcome.status
+            self.monitor.record(outcome.request_id, job.stats, flow_status, outcome.error_code,
                                 sr_applied=job.sr_applied, output_rate=job.request.sample_rate,
                                 cadence=outcome.cadence)
             await self.request_logger.submit_async(self._record(grant, outcome, credits))

@@ -107,6 +107,7 @@ class ModelRuntime:
         self.engine: Any = None
         self.bicodec: Any = None
         self.sr: Any = None
+        self.aligner: Any = None  # {language: core.align.ctc.CtcAligner} when TTS_ALIGN_METHOD=ctc
         self.sr_error: str | None = None
         self.model_version = settings.model_version or "unknown"
         self.load_seconds: float | None = None
@@ -189,6 +190,10 @@ class ModelRuntime:
             runners = self.settings.decode_runners or (1 if self.device.startswith("cuda") else (os.cpu_count() or 1))
             self.bicodec = BatchingDecoder(self.bicodec, max_batch=self.settings.decode_batch_max, runners=runners)
         self._load_sr()
+        if self.settings.align_method == "ctc":  # a bad model directory stops start-up: timestamps were asked for
+            from core.align.ctc import load_aligners
+
+            self.aligner = load_aligners(self.settings.align_ctc_model, self.device)
         self.load_seconds = time.perf_counter() - started
 
     def _load_sr(self) -> None:

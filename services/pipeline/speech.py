@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from services.continuity import Continuity
     from services.deployment.gpu_health import GpuFaultDetector
     from services.deployment.runtime import ModelRuntime
+    from services.pipeline.timestamps import TimestampsKind
     from services.voice_library import VoiceLibrary
     from shared.settings import Settings
 
@@ -66,6 +67,7 @@ class SpeechRequest:
     latency: LatencyPreference | None = None  # None: the deployment's default (TTS_DEFAULT_LATENCY)
     reference_audio: bytes | None = None  # per-request cloning: the reference file's bytes (never with `voice`)
     reference_text: str | None = None  # its transcript (continuation prompt)
+    timestamps: TimestampsKind | None = None  # "word" / "character": spans travel with the audio (opt-in)
     # Request stitching (services.continuity): continue these earlier requests of the same key (server request ids,
     # oldest first, at most 3). previous_text / next_text are accepted and never spoken (see services.continuity).
     previous_request_ids: tuple[str, ...] = ()
@@ -166,6 +168,7 @@ class SpeechService:
             want_sr=speech.wants_bandwidth_extension, stream=speech.stream, normalize=speech.normalize,
             chunking=speech.chunking, latency=speech.latency or self.settings.default_latency,
             normalize_verbose=speech.normalize_verbose, time_stretch=time_stretch_for(voice, speech.speed),
+            timestamps=speech.timestamps,
         )
 
     def plan(self, speech: SpeechRequest, voice: Voice, *, buffered: bool, unstitched: Voice | None = None) -> TextPlan:

@@ -14,6 +14,7 @@ being decoded and sent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -39,6 +40,7 @@ from services.pipeline.audio_output import BWE_RATE, NATIVE_RATE, AudioOutput
 from services.pipeline.pipeline_stats import PipelineStats
 from services.pipeline.spoken_tail import SEMANTIC_PER_SECOND, SpokenTail
 from services.pipeline.text_plan import TextPlan, plan_text, prompt_for
+from services.pipeline.timestamps import TimestampsEvent, TimestampsKind, TimestampTrack
 from shared import metrics
 
 if TYPE_CHECKING:
@@ -77,6 +79,7 @@ class SynthesisRequest:
     unknown_tags: str = "strip"
     latency: LatencyPreference = "balanced"  # the first chunk's schedule (core.streaming.StreamingConfig.for_latency)
     normalize_verbose: bool = False  # hand the normalised text back to the client (header / WebSocket events)
+    timestamps: TimestampsKind | None = None  # opt-in: TimestampsEvent items travel with the audio (stream_events)
     time_stretch: float = 1.0  # tempo change applied to the 16 kHz audio (core.voices.time_stretch_for); 1.0: none
 
 
@@ -147,6 +150,17 @@ class SynthesisJob:
         self._samples_queued = 0
         self._texts: asyncio.Queue[str | None] = asyncio.Queue()
         self._text_closed = False
+        # Timestamps (opt-in): a text chunk's audio is held back until its words are aligned, so the words always
+        # travel ahead of the audio that contains them; the 16 kHz segment is kept for the aligner meanwhile.
+        self.timestamps: TimestampTrack | None = None
+        self._held: list[tuple[bytes, int]] | None = None
+        self._segment_audio: list[np.ndarray] = []
+        self._last_text: str | None = None  # the last text chunk, aligned once the chain has finished
+        if request.timestamps is not None:
+            self.timestamps = TimestampTrack(overlap_samples=self.chain.joiner.overlap,
+                                             ctc=getattr(runtime, "aligner", None), time_stretch=request.time_stretch)
+            if not incremental:
+                self.timestamps.add_text(request.text, " ".join(self.plan.chunks))
         # Continuity (services.continuity): the end of what this job spoke, and hooks awaited once all audio is
         # made, before the stream ends, so a client that has the whole stream can continue it at once.
         self.spoken = SpokenTail(int(settings.continuity_prefix_s * SEMANTIC_PER_SECOND))
@@ -274,6 +288,8 @@ class SynthesisJob:
             self.stats.decoded_chunks += 1
             self.stats.decoded_samples += int(chunk.size)
             self.stats.decoded_samples_per_chunk[-1] += int(chunk.size)
+            if self.timestamps is not None:
+                self._segment_audio.append(chunk)
             out += self.chain.push(chunk)
         return bytes(out)
 
@@ -283,6 +299,12 @@ class SynthesisJob:
         # Output samples produced since the last item: the audio this item carries (for playback cadence).
         samples = self.stats.output_samples - self._samples_queued
         self._samples_queued = self.stats.output_samples
+        if self._held is not None:
+            self._held.append((data, samples))
+            return
+        await self._emit_now(data, samples)
+
+    async def _emit_now(self, data: bytes, samples: int) -> None:
         if self.queue.full():
             self.stats.producer_waits += 1
         await self.queue.put((data, samples))
@@ -301,7 +323,10 @@ class SynthesisJob:
         d_vector = await asyncio.to_thread(self.runtime.speaker_vector, self.global_tokens)
         decoder = StreamingDecoder(self.runtime.bicodec, d_vector,
                                    self.first_stream_config if index == 0 else self.stream_config)
-        self.chain.start_segment(last=self._text_closed and index == len(self.plan.chunks) - 1)
+        last = self._text_closed and index == len(self.plan.chunks) - 1
+        self.chain.start_segment(last=last)
+        if self.timestamps is not None:
+            self._held, self._segment_audio = [], []
         while True:
             semantic: list[int] = []
             done = False
@@ -325,7 +350,24 @@ class SynthesisJob:
                 break
             item = await tokens.get()
         await self._emit(await asyncio.to_thread(self._decode_finish, decoder))
+        if self.timestamps is not None and last:
+            # Held with the chain's tail until the end: a time-stretch may end a few ms short of its ratio.
+            self._last_text = self.plan.chunks[index]
+        elif self.timestamps is not None:
+            await self._release_with_timestamps(self.plan.chunks[index])
         self.stats.text_chunks_done += 1
+
+    async def _release_with_timestamps(self, text: str, end: float | None = None) -> None:
+        """Align the text chunk just decoded (off the event loop), send its words, then the audio held back.
+        `end`: the whole output's length, when known (the last chunk): no span goes past it."""
+        assert self.timestamps is not None and self._held is not None
+        audio = np.concatenate(self._segment_audio) if self._segment_audio else np.zeros(0, np.float32)
+        self._segment_audio = []
+        event = await asyncio.to_thread(self.timestamps.align_chunk, audio, text, end)
+        held, self._held = self._held, None
+        await self.queue.put(event)
+        for data, samples in held:
+            await self._emit_now(data, samples)
 
     # ------------------------------------------------------------------ text input
     def feed_text(self, text: str) -> None:
@@ -393,6 +435,8 @@ class SynthesisJob:
         self.stats.generation_done = True
         self.stats.decode_done = True
         await self._emit(await asyncio.to_thread(self.chain.finish))
+        if self._last_text is not None:  # the last chunk's words, now that the audio's true end is known
+            await self._release_with_timestamps(self._last_text, end=self.stats.output_samples / self.request.sample_rate)
         for hook in self.on_complete:
             await hook(self)
         await self.queue.put(_END)
@@ -400,6 +444,14 @@ class SynthesisJob:
     # ------------------------------------------------------------------ consumer side
     async def stream_bytes(self) -> AsyncIterator[bytes]:
         """Encoded audio as it is produced. Raises SynthesisError on failure. Closing it cancels all work."""
+        async with contextlib.aclosing(self.stream_events()) as events:
+            async for item in events:
+                if isinstance(item, bytes):
+                    yield item
+
+    async def stream_events(self) -> AsyncIterator[bytes | TimestampsEvent]:
+        """`stream_bytes` with, when the request asked for timestamps, a TimestampsEvent before the audio of each
+        text chunk (its words' starts are all in audio that follows it)."""
         producer = asyncio.create_task(self._produce(), name=f"synth-{self.request.request_id}")
         try:
             while True:
@@ -409,6 +461,9 @@ class SynthesisJob:
                     return
                 if isinstance(item, SynthesisError):
                     raise item
+                if isinstance(item, TimestampsEvent):
+                    yield item
+                    continue
                 data, samples = item
                 self.stats.sent_chunks += 1
                 self.stats.sent_bytes += len(data)

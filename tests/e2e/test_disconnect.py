@@ -129,12 +129,14 @@ def test_server_keeps_serving_after_a_hang_up(live: LiveServer) -> None:
     assert live.active_requests() == set()
 
 
-def test_hanging_up_on_a_non_streaming_request_stops_its_work(live: LiveServer) -> None:
-    """The client waits 2.5 s for a complete file that takes far longer, then leaves: the work stops too."""
+@pytest.mark.parametrize("extra", [{}, {"timestamps": "word"}], ids=["file", "json-with-timestamps"])
+def test_hanging_up_on_a_non_streaming_request_stops_its_work(live: LiveServer, extra: dict) -> None:
+    """The client waits 2.5 s for a complete file (or JSON answer) that takes far longer, then leaves: the work
+    stops too."""
     import uuid
 
     request_id = f"hangup-{uuid.uuid4().hex[:8]}"
-    body = {"text": LONG_TEXT, "stream": False, "seed": 2}
+    body = {"text": LONG_TEXT, "stream": False, "seed": 2, **extra}
     outcome: list[BaseException] = []
 
     def client() -> None:

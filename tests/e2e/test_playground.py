@@ -98,19 +98,49 @@ def test_the_page_streams_audio_and_shows_its_numbers(server: RunningServer, bro
     assert driver.save_screenshot(str(ARTIFACTS / "playground.png"))
 
 
+def _open_with_key(driver, server: RunningServer) -> None:  # noqa: ANN001 - a selenium WebDriver
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    driver.get(f"{server.base_url}/playground")
+    key = driver.find_element(By.ID, "api-key")
+    key.clear()
+    key.send_keys(KEY, Keys.TAB)
+
+
+def test_the_highlighted_word_follows_the_audio(server: RunningServer, browser) -> None:
+    """Streamed timestamps drive the highlight: it moves from word to word, in order, while the audio plays."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    _open_with_key(driver, server)
+    WebDriverWait(driver, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#voice option")) > 0)
+    text = driver.find_element(By.ID, "text")
+    text.clear()
+    text.send_keys("One two three four five six seven eight.")
+    driver.find_element(By.ID, "play-words").click()
+    WebDriverWait(driver, 180).until(lambda d: d.execute_script("return window.playgroundWords.done"))
+    stats = driver.execute_script("return window.playgroundWords")
+    assert stats["error"] is None, stats
+    assert stats["words"] == 8 and stats["audioSeconds"] > 0.5
+    heard = [(index, t) for index, t in stats["highlights"] if index >= 0]
+    indices = [index for index, _ in heard]
+    assert len(set(indices)) >= 3 and indices == sorted(indices)  # it moved on, word by word, in order
+    assert all(0 <= t <= stats["audioSeconds"] for _, t in heard)  # while the audio was playing
+    assert [el.text for el in driver.find_elements(By.CSS_SELECTOR, "#words span")] == text.get_attribute(
+        "value").split()
+
+
 def test_the_page_records_a_clip_and_clones_a_voice_from_it(server: RunningServer, browser) -> None:
     """The browser's own MediaRecorder upload (WebM/Opus) through the page's form to the voice library."""
     import time
 
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver = browser
-    driver.get(f"{server.base_url}/playground")
-    key = driver.find_element(By.ID, "api-key")
-    key.clear()
-    key.send_keys(KEY, Keys.TAB)
+    _open_with_key(driver, server)
     note = driver.find_element(By.ID, "clone-note")
     driver.find_element(By.ID, "record").click()
     time.sleep(3.0)
@@ -134,7 +164,8 @@ def test_the_page_is_served_with_a_strict_policy_and_no_third_party_requests(ser
     policy = page.headers["content-security-policy"]
     assert "default-src 'none'" in policy and "script-src 'self'" in policy and "connect-src 'self'" in policy
     assert "'unsafe-inline'" not in policy
-    for path in ("/playground", "/playground/playground.js", "/playground/keep_voice.js", "/playground/playground.css"):
+    for path in ("/playground", "/playground/playground.js", "/playground/keep_voice.js", "/playground/playground.css",
+                 "/playground/words.js"):
         body = httpx.get(f"{server.base_url}{path}", timeout=10).text
         assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", body), path
     assert "<script>" not in page.text and not re.search(r"\son[a-z]+\s*=", page.text)  # no inline code

@@ -1,5 +1,5 @@
-"""One request path for every transport: the same request, sent over native HTTP, OpenAI bytes, OpenAI SSE and
-the WebSocket, is counted, logged, recorded and charged the same way.
+"""One request path for every transport: the same request, sent over native HTTP, OpenAI bytes, OpenAI SSE, the
+WebSocket and the ElevenLabs and Cartesia WebSocket dialects, is counted, logged, recorded and charged the same way.
 
 A real uvicorn server with the demo model, keys and credits in the real PostgreSQL, the request log written to
 PostgreSQL, JSON logs read from the server's output. For each transport the test compares:
@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 
 from services.access import PostgresKeyStore
 from tests.e2e.conftest import RunningServer, start_server, stop_server
@@ -128,7 +129,40 @@ def websocket(server: RunningServer, key: str) -> str:
     return event["request_id"]
 
 
-TRANSPORTS = {"http": native_http, "openai": openai_bytes, "sse": openai_sse, "websocket": websocket}
+def _dialect(server: RunningServer, path: str, headers: dict[str, str], messages: list[dict]) -> str:
+    """One context on a dialect's socket; its request id is the connection's X-Request-ID + "-u1"."""
+
+    async def run() -> str:
+        async with connect(server.base_url.replace("http://", "ws://") + path, additional_headers=headers,
+                           max_size=None) as ws:
+            for message in messages:
+                await ws.send(json.dumps(message))
+            audio = b""
+            while True:
+                event = json.loads(await asyncio.wait_for(ws.recv(), 120))
+                assert not event.get("error"), event
+                audio += base64.b64decode(event.get("audio") or event.get("data") or "")
+                if event.get("isFinal") or event.get("type") == "done":
+                    assert audio
+                    return ws.response.headers["x-request-id"] + "-u1"
+
+    return asyncio.run(run())
+
+
+def elevenlabs(server: RunningServer, key: str) -> str:
+    return _dialect(server, f"/v1/text-to-speech/{VOICE}/multi-stream-input?output_format=pcm_{RATE}",
+                    {"xi-api-key": key}, [{"text": " ", "context_id": "c"}, {"text": TEXT, "context_id": "c"},
+                                          {"context_id": "c", "close_context": True}])
+
+
+def cartesia(server: RunningServer, key: str) -> str:
+    return _dialect(server, "/tts/websocket", {"X-API-Key": key, "Cartesia-Version": "2025-04-16"},
+                    [{"context_id": "c", "transcript": TEXT, "continue": False, "voice": {"mode": "id", "id": VOICE},
+                      "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": RATE}}])
+
+
+TRANSPORTS = {"http": native_http, "openai": openai_bytes, "sse": openai_sse, "websocket": websocket,
+              "elevenlabs": elevenlabs, "cartesia": cartesia}
 
 
 # ------------------------------------------------------------------------------------------------ evidence

@@ -1,0 +1,1 @@
+"""Cartesia's text-to-speech dialect (/tts/websocket)."""

@@ -1,0 +1,90 @@
+"""Cartesia's WebSocket route `GET /tts/websocket` over the shared session core. A `context_id` is one
+continuation chain: its first message sets voice, output format and timestamps; `continue: false` ends its input;
+`{"context_id", "cancel": true}` stops it. Auth: `X-API-Key` or `Authorization: Bearer` headers, or `?api_key=`;
+`Cartesia-Version` (header or `cartesia_version` query) is accepted."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, WebSocket
+
+from api.deps import Services, services_of
+from api.dialects.cartesia.codec import CartesiaCodec
+from api.dialects.cartesia.messages import MAX_CONTEXTS, ClientMessage, parse_client_message
+from api.dialects.common import open_session, synthesis_request
+from api.errors import ApiError
+from api.ws_connection import CLOSE_POLICY, ContextError, admitted, close_quietly, serve_session
+from services.access import ApiKeyRecord
+from services.sessions.ws_session import WsSession
+
+router = APIRouter(tags=["cartesia"])
+
+
+async def _refuse(websocket: WebSocket, err: ApiError) -> None:
+    await websocket.accept()
+    await websocket.send_text(json.dumps(CartesiaCodec().error(err.code, err.message, err.param, None, None)))
+    await close_quietly(websocket, CLOSE_POLICY, err.code)
+
+
+class _Connection:
+    def __init__(self, services: Services, session: WsSession, key: ApiKeyRecord) -> None:
+        self.services, self.session, self.key = services, session, key
+
+    async def handle(self, raw: str) -> str | None:
+        msg = parse_client_message(raw)
+        cid = msg.context_id
+        try:
+            await self._message(msg, cid)
+        except ApiError as err:
+            raise ContextError(err.code, err.message, context_id=cid, param=err.param) from None
+        return None
+
+    async def _message(self, msg: ClientMessage, cid: str | None) -> None:
+        session = self.session
+        if msg.cancel:
+            await session.cancel(context_id=cid, every=False, quiet=True)
+            return
+        u = session.utterance(cid)
+        if u is None:
+            if session.unfinished(cid) is not None:
+                raise ApiError("VALIDATION_ERROR", f"Context '{cid}' has ended its input; use a new context_id.",
+                               param="context_id")
+            if msg.voice is None:
+                raise ApiError("VALIDATION_ERROR", "The first message of a context needs 'voice' "
+                               "({\"mode\": \"id\", \"id\": ...}).", param="voice")
+            output = msg.output_format
+            if output is None:
+                raise ApiError("VALIDATION_ERROR", "The first message of a context needs 'output_format'.",
+                               param="output_format")
+            request = await synthesis_request(self.services, self.key, voice=msg.voice.id,
+                                              audio_format=output.audio_format, sample_rate=output.rate,
+                                              speed=msg.wanted_speed(), voice_field="voice.id",
+                                              timestamps="word" if msg.add_timestamps else None)
+            u = await session.start(request, context_id=cid)
+            if u is None:
+                return  # refused (too many contexts): the session answered
+            u.codec_state.update(f32=output.encoding == "pcm_f32le", timestamps=msg.add_timestamps)
+        if msg.transcript:
+            await session.text(msg.transcript, context_id=cid)
+        if msg.flush:
+            await session.flush(context_id=cid)
+        elif msg.max_buffer_delay_ms == 0 and msg.continue_:
+            await session.flush(context_id=cid, quiet=True)  # "generate what you have now"
+        if not msg.continue_:
+            await session.end(context_id=cid)
+
+
+@router.websocket("/tts/websocket")
+async def tts_websocket(websocket: WebSocket) -> None:
+    services = services_of(websocket)
+    async with admitted(websocket, services, query_key=websocket.query_params.get("api_key"),
+                        refuse=_refuse) as admission:
+        if admission is None:
+            return
+        key, counted, connection_id = admission
+        session, outbox = await open_session(websocket, services, key, counted, connection_id, CartesiaCodec(),
+                                             max_contexts=MAX_CONTEXTS)
+        conn = _Connection(services, session, key)
+        await serve_session(websocket, session, outbox, idle_s=float(services.settings.ws_idle_timeout_s),
+                            handle=conn.handle, dialect="cartesia")

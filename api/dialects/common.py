@@ -1,0 +1,79 @@
+"""What every dialect's route needs besides its codec: the one way to make a context's synthesis request (same
+gate, voice resolution and defaults as HTTP) and the one way to open a session on an accepted socket."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from typing import TypeVar
+
+from fastapi import WebSocket
+from pydantic import BaseModel, ValidationError
+
+from api.deps import Services
+from api.errors import ApiError
+from api.ws_connection import ContextError
+from services.access import AccessGate, ApiKeyRecord
+from services.errors import ServiceError
+from services.pipeline.speech import SpeechRequest
+from services.pipeline.synthesis import SamplingOptions, SynthesisRequest
+from services.sessions.codec import SessionCodec
+from services.sessions.ws_outbox import Outbox
+from services.sessions.ws_session import WsSession
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_message(raw: str, model: type[M], *, text_field: str) -> M:
+    """One client frame of a dialect: a JSON object validated by `model`; a refusal names the message's
+    `context_id` so the error reaches the right context (`TEXT_TOO_LONG` when `text_field` is over the limit)."""
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        raise ApiError("INVALID_JSON", "The message is not valid JSON; send one JSON object per text frame.") from None
+    if not isinstance(data, dict):
+        raise ApiError("VALIDATION_ERROR", "A message must be a JSON object.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", ())) or None
+        too_long = field == text_field and first.get("type") == "string_too_long"
+        cid = data.get("context_id") if isinstance(data.get("context_id"), str) else None
+        raise ContextError("TEXT_TOO_LONG" if too_long else "VALIDATION_ERROR",
+                           f"Invalid '{field}': {first.get('msg')}", context_id=cid, param=field) from None
+
+
+async def synthesis_request(services: Services, key: ApiKeyRecord, *, voice: str, audio_format: str,
+                            sample_rate: int, normalize: bool = True, speed: float | None = None,
+                            voice_field: str = "voice", timestamps: str | None = None) -> SynthesisRequest:
+    """A context's settings (its text arrives later); an unknown voice or a server that is not ready raises
+    ApiError with the public code. `timestamps` ("word" | "character"): the aligner's events reach the codec."""
+    settings = services.settings
+    speech = SpeechRequest(text="", voice=voice, audio_format=audio_format, sample_rate=sample_rate,
+                           sampling=SamplingOptions.with_defaults(settings), stream=True, normalize=normalize,
+                           chunking=True, speed=None if speed in (None, 1.0) else speed, voice_field=voice_field,
+                           timestamps=timestamps)
+    try:
+        services.speech.check_available()
+        resolved = await services.speech.voice(speech, key.key_id)
+    except ServiceError as exc:
+        raise ApiError.from_service(exc) from None
+    return services.speech.synthesis_request(speech, resolved, request_id="")
+
+
+async def open_session(websocket: WebSocket, services: Services, key: ApiKeyRecord, counted: bool,
+                       connection_id: str, codec: SessionCodec, *, max_contexts: int,
+                       multi: bool = True) -> tuple[WsSession, Outbox]:
+    """Accept the socket and build its session: contexts run side by side (`multi`) or one after another."""
+    settings = services.settings
+    await websocket.accept(headers=[(b"x-request-id", connection_id.encode())])
+    outbox = Outbox(websocket, max_items=settings.stream_queue_chunks, send_timeout_s=settings.send_stall_timeout_s)
+    gate = AccessGate(services.access, key, connection_counted=counted,
+                      client_request_id=websocket.scope.get("state", {}).get("client_request_id"))
+    continuity = services.speech.continuity  # remembers each context's job, as for our WebSocket
+    session = WsSession(services.runtime, outbox, gate, connection_id=connection_id,
+                        max_text_chars=settings.max_text_chars, codec=codec, serial=not multi,
+                        max_open=max_contexts if multi else 1, max_unfinished=max_contexts,
+                        on_job=None if continuity is None else partial(continuity.track, key_id=key.key_id))
+    return session, outbox

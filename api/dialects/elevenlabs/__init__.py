@@ -1,0 +1,1 @@
+"""ElevenLabs' text-to-speech dialect (multi-stream-input, stream-input, HTTP, voices)."""

@@ -1,0 +1,64 @@
+"""ElevenLabs' HTTP routes on the same request path as ours (`api/routes/tts.py:respond`): `POST
+/v1/text-to-speech/{voice_id}` (a complete file) and `.../stream` (chunked audio), and `GET /v1/voices` in
+ElevenLabs' shape. The key comes from `xi-api-key` (or our headers). Errors use our envelope (see the README)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import Grant, Library, OptionalVoiceCaller, Runtime, SettingsDep, Speech
+from api.dialects.elevenlabs.messages import VoiceSettings, parse_output_format
+from api.routes.tts import ERROR_RESPONSES, respond
+from api.schemas import MAX_TEXT_CHARS, reject_control_characters
+from services.pipeline.speech import SpeechRequest
+from services.pipeline.synthesis import SamplingOptions
+
+router = APIRouter(tags=["elevenlabs"])
+
+
+class TextToSpeechBody(BaseModel):
+    """Only `text`, `voice_settings.speed`, `seed` and `apply_text_normalization` change the speech; `model_id`,
+    `language_code`, `previous_text`, `next_text`, `previous_request_ids`, `next_request_ids` are accepted and
+    ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+    text: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS)
+    model_id: str | None = None
+    voice_settings: VoiceSettings | None = None
+    seed: int | None = Field(None, ge=0, le=4_294_967_295)
+    apply_text_normalization: str = "auto"
+
+    def to_speech_request(self, settings, voice_id: str, output_format: str, *, stream: bool) -> SpeechRequest:
+        output = parse_output_format(output_format)
+        speed = self.voice_settings.speed if self.voice_settings else None
+        return SpeechRequest(text=reject_control_characters(self.text), voice=voice_id,
+                             audio_format=output.audio_format, sample_rate=output.sample_rate,
+                             sampling=SamplingOptions.with_defaults(settings, seed=self.seed), stream=stream,
+                             normalize=self.apply_text_normalization != "off", chunking=True,
+                             speed=None if speed in (None, 1.0) else speed, voice_field="voice_id")
+
+
+@router.post("/v1/text-to-speech/{voice_id}", responses=ERROR_RESPONSES, summary="ElevenLabs: speech as a file")
+async def text_to_speech(voice_id: str, body: TextToSpeechBody, request: Request, service: Speech, grant: Grant,
+                         settings: SettingsDep, output_format: str = Query("mp3_44100_128")) -> Response:
+    return await respond(request, body.to_speech_request(settings, voice_id, output_format, stream=False), service,
+                         grant)
+
+
+@router.post("/v1/text-to-speech/{voice_id}/stream", responses=ERROR_RESPONSES,
+             summary="ElevenLabs: speech streamed")
+async def text_to_speech_stream(voice_id: str, body: TextToSpeechBody, request: Request, service: Speech,
+                                grant: Grant, settings: SettingsDep,
+                                output_format: str = Query("mp3_44100_128")) -> Response:
+    return await respond(request, body.to_speech_request(settings, voice_id, output_format, stream=True), service,
+                         grant)
+
+
+@router.get("/v1/voices", summary="ElevenLabs: voices this key can use")
+async def voices(runtime: Runtime, caller: OptionalVoiceCaller, library: Library) -> JSONResponse:
+    builtin = [] if runtime.voices is None else [(v["id"], v["name"], "premade") for v in runtime.voices.list()]
+    custom = [] if caller is None else [(r.id, r.name, "cloned") for r in await library.list(caller)]
+    return JSONResponse({"voices": [{"voice_id": vid, "name": name, "category": category, "labels": {},
+                                     "settings": None} for vid, name, category in builtin + custom]})

@@ -1,0 +1,141 @@
+"""ElevenLabs' WebSocket routes: `GET /v1/text-to-speech/{voice_id}/multi-stream-input` (up to 5 contexts on one
+socket) and `.../stream-input` (one context), over the shared session core (services/sessions/) and connection
+driver (api/ws_connection.py). What each message means is in the README's ElevenLabs section."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from fastapi import APIRouter, WebSocket
+from pydantic import ValidationError
+
+from api.deps import Services, services_of
+from api.dialects.common import open_session, synthesis_request
+from api.dialects.elevenlabs.codec import ElevenLabsCodec
+from api.dialects.elevenlabs.messages import (
+    MAX_CONTEXTS,
+    ClientMessage,
+    ConnectionParams,
+    OutputFormat,
+    parse_client_message,
+)
+from api.errors import ApiError
+from api.ws_connection import CLOSE_POLICY, ContextError, admitted, close_quietly, serve_session
+from services.access import ApiKeyRecord
+from services.pipeline.synthesis import SynthesisRequest
+from services.sessions.ws_session import WsSession
+
+logger = logging.getLogger("api.dialects.elevenlabs")
+router = APIRouter(tags=["elevenlabs"])
+
+
+def error_message(err: ApiError, context_id: str | None = None) -> str:
+    return json.dumps({"error": err.code.lower(), "message": err.message, "code": err.code,
+                       "contextId": context_id, "context_id": context_id})
+
+
+async def _refuse(websocket: WebSocket, err: ApiError) -> None:
+    """ElevenLabs answers a bad connection in-band: one error message, then close 1008 (policy)."""
+    await websocket.accept()
+    await websocket.send_text(error_message(err))
+    await close_quietly(websocket, CLOSE_POLICY, err.code)
+
+
+class _Connection:
+    """One socket's dialect state: the voice, the output format, and how client messages map to the session."""
+
+    def __init__(self, services: Services, session: WsSession, key: ApiKeyRecord, voice_id: str,
+                 params: ConnectionParams, output: OutputFormat, *, multi: bool) -> None:
+        self.services, self.session, self.key = services, session, key
+        self.voice_id, self.params, self.output, self.multi = voice_id, params, output, multi
+
+    async def synthesis_request(self, speed: float | None) -> SynthesisRequest:
+        return await synthesis_request(self.services, self.key, voice=self.voice_id,
+                                       audio_format=self.output.audio_format, sample_rate=self.output.sample_rate,
+                                       normalize=self.params.normalize, speed=speed, voice_field="voice_id",
+                                       timestamps="character")  # every audio message carries its alignment
+
+    async def handle(self, raw: str) -> str | None:
+        msg = parse_client_message(raw)
+        if msg.close_socket:  # cancels every context at once (LiveKit interrupts this way)
+            await self.session.cancel(every=True, quiet=True)
+            return "close"
+        cid = msg.context_id if self.multi else None
+        try:
+            await self._context_message(msg, cid)
+        except ApiError as err:
+            raise ContextError(err.code, err.message, context_id=cid, param=err.param) from None
+        return None
+
+    async def _context_message(self, msg: ClientMessage, cid: str | None) -> None:
+        session, text = self.session, msg.text
+        u = session.utterance(cid)
+        if msg.close_context and msg.immediate:
+            await session.cancel(context_id=cid, every=False)
+            return
+        if text == "" and not msg.flush and not msg.close_context:
+            if not self.multi and u is not None:
+                await session.end(context_id=cid)  # stream-input: "" ends the input
+            return  # multi-stream-input: a keep-alive, which ends nothing
+        if u is None and text:
+            if session.unfinished(cid) is not None:
+                raise ApiError("VALIDATION_ERROR", f"Context '{cid}' was closed; open a new context_id.",
+                               param="context_id")
+            speed = msg.voice_settings.speed if msg.voice_settings else None
+            u = await session.start(await self.synthesis_request(speed), context_id=cid)
+            if u is None:
+                return  # refused (a sixth context): the session answered
+        if u is None:
+            if msg.close_context and session.unfinished(cid) is not None:
+                return  # already closing
+            if msg.close_context or msg.flush:
+                raise ApiError("VALIDATION_ERROR", f"No open context '{cid}'.", param="context_id")
+            return
+        if text and (text.strip() or u.characters):  # the opener " " carries no speech
+            await session.text(text, context_id=cid)
+        if msg.flush or msg.try_trigger_generation:
+            await session.flush(context_id=cid, quiet=True)
+        if msg.close_context:
+            await session.end(context_id=cid)  # finish what was sent, then isFinal
+
+
+async def _serve(websocket: WebSocket, voice_id: str, *, multi: bool) -> None:
+    services = services_of(websocket)
+    try:
+        params = ConnectionParams.model_validate(dict(websocket.query_params.items()))
+        output = params.output()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", ()))
+        await _refuse(websocket, ApiError("VALIDATION_ERROR", f"Invalid '{field}': {first.get('msg')}", param=field))
+        return
+    except ApiError as err:
+        await _refuse(websocket, err)
+        return
+    async with admitted(websocket, services, query_key=params.xi_api_key, refuse=_refuse) as admission:
+        if admission is None:
+            return
+        key, counted, connection_id = admission
+        session, outbox = await open_session(
+            websocket, services, key, counted, connection_id, ElevenLabsCodec(absolute_times=params.sync_alignment),
+            max_contexts=MAX_CONTEXTS if multi else 4, multi=multi)
+        conn = _Connection(services, session, key, voice_id, params, output, multi=multi)
+        try:  # an unknown voice is refused before any text: error, then close 1008
+            await conn.synthesis_request(None)
+        except ApiError as err:
+            await websocket.send_text(error_message(err))
+            await close_quietly(websocket, CLOSE_POLICY, err.code)
+            return
+        await serve_session(websocket, session, outbox, idle_s=float(params.inactivity_timeout),
+                            handle=conn.handle, dialect="elevenlabs")
+
+
+@router.websocket("/v1/text-to-speech/{voice_id}/multi-stream-input")
+async def multi_stream_input(websocket: WebSocket, voice_id: str) -> None:
+    await _serve(websocket, voice_id, multi=True)
+
+
+@router.websocket("/v1/text-to-speech/{voice_id}/stream-input")
+async def stream_input(websocket: WebSocket, voice_id: str) -> None:
+    await _serve(websocket, voice_id, multi=False)

@@ -1,0 +1,77 @@
+"""Answers that carry timestamps beside the audio (`timestamps: "word" | "character"`).
+
+- complete (`stream: false`, through `Delivery.complete_response(timed=...)`): one JSON object: `audio` (base64 of the whole file), `words`, `normalized_words`
+  (+ `characters`, `normalized_characters` for "character"), and `captions` when `captions` asks for SRT / WebVTT.
+- streamed (`stream: true`): JSON lines (`application/x-ndjson`), in order: `{"type": "timestamps", ...}` for a text
+  chunk, then `{"type": "audio", "audio": base64}` pieces of that chunk, ..., then `{"type": "done"}` (or
+  `{"type": "error", ...}`). JSON lines rather than SSE: the same shape as ElevenLabs' `/stream/with-timestamps`, one
+  object per line for curl and any HTTP client, no event framing needed; OpenAI's SSE route gets an SSE event.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from api.captions import to_srt, to_vtt
+from services.errors import SynthesisError
+from services.pipeline.timestamps import TimestampsEvent
+
+# `delivery` below is api.delivery.Delivery (not imported: that module imports this one).
+
+def event_json(event: TimestampsEvent, kind: str) -> dict:
+    return {"type": "timestamps", **event.to_json(kind)}  # type: ignore[arg-type]
+
+
+def complete_json(kind: str, captions: str | None):  # noqa: ANN201 - an api.delivery.TimedAnswer
+    """The builder of a complete answer with timestamps, for `Delivery.complete_response(timed=...)` (which
+    watches for a hang-up, reports and turns failures into the error envelope)."""
+
+    async def build(delivery: Any) -> dict:
+        return await _complete_json(delivery, kind, captions)
+
+    return build
+
+
+async def _complete_json(delivery: Any, kind: str, captions: str | None) -> dict:
+    """Run the job to the end; the whole file and every span in one object."""
+    audio = bytearray()
+    events: list[TimestampsEvent] = []
+    async for item in delivery.job.stream_events():
+        if isinstance(item, TimestampsEvent):
+            events.append(item)
+            continue
+        delivery.accounting.first_audio()
+        audio += item
+        if delivery.max_buffered_bytes and len(audio) > delivery.max_buffered_bytes:
+            raise SynthesisError(
+                "PAYLOAD_TOO_LARGE", f"The audio exceeds {delivery.max_buffered_bytes // 2**20} MiB, the most a "
+                "complete answer holds; send stream=true for long audio.", "stream")
+    words = [w for e in events for w in e.words]
+    merged = TimestampsEvent(tuple(words), tuple(w for e in events for w in e.normalized))
+    out = {"audio": base64.b64encode(bytes(audio)).decode("ascii"), "content_type": delivery.job.content_type,
+           "audio_seconds": round(delivery.audio_seconds, 3),
+           **merged.to_json(kind)}  # type: ignore[arg-type]
+    if captions == "srt":
+        out["captions"] = to_srt(words)
+    elif captions == "vtt":
+        out["captions"] = to_vtt(words)
+    return out
+
+
+async def json_lines(items: AsyncIterator[bytes | TimestampsEvent], kind: str,
+                     delivery: Any) -> AsyncIterator[bytes]:
+    async for item in items:
+        if isinstance(item, TimestampsEvent):
+            line = event_json(item, kind)
+        else:
+            line = {"type": "audio", "audio": base64.b64encode(item).decode("ascii")}
+        yield (json.dumps(line, ensure_ascii=False) + "\n").encode()
+    if delivery.final_status == "completed":
+        yield b'{"type": "done"}\n'
+    else:
+        code = delivery.job.error.code if delivery.job.error else "STREAMING_ERROR"
+        yield (json.dumps({"type": "error", "error": {"code": code, "message": "The stream ended early."}}) +
+               "\n").encode()

@@ -1,0 +1,177 @@
+"""Driving one streaming connection, whatever its dialect: the read loop with the inactivity timeout, the writer,
+and the orderly end (abort what is unfinished, say why, close with the right code).
+
+Each dialect's route authenticates, builds a `WsSession` with its codec and hands this module a `handle` function
+that turns one text frame into session calls; `handle` returns "close" when the client asked to end the
+connection (ElevenLabs `close_socket`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from fastapi import WebSocket
+
+from api.deps import Services
+from api.errors import ApiError
+from services.access import AccessServices, ApiKeyRecord
+from services.access.rate_limit import rate_refusal
+from services.errors import ServiceError
+from services.sessions.ws_outbox import ClientStalled, Outbox
+from services.sessions.ws_session import WsSession
+
+logger = logging.getLogger("api.ws")
+
+CLOSE_NORMAL, CLOSE_POLICY, CLOSE_ERROR = 1000, 1008, 1011
+Handler = Callable[[str], Awaitable["str | None"]]
+
+
+class ContextError(ApiError):
+    """A refusal about one context of a multi-context dialect (answered with that context's id)."""
+
+    def __init__(self, code: str, message: str, *, context_id: str | None, param: str | None = None) -> None:
+        super().__init__(code, message, param=param)
+        self.context_id = context_id
+
+
+# ---------------------------------------------------------------------------------------------- admission
+async def _authenticate(websocket: WebSocket, access: AccessServices, query_key: str | None) -> ApiKeyRecord:
+    headers = dict(websocket.headers.items())
+    if query_key and not (headers.get("authorization") or headers.get("x-api-key")):
+        headers["x-api-key"] = query_key
+    try:
+        return await access.authenticate(headers, websocket.client.host if websocket.client else None)
+    except ServiceError as exc:
+        raise ApiError.from_service(exc) from None
+
+
+async def _check_connection_rate(access: AccessServices, key: ApiKeyRecord) -> bool:
+    """Count the connection as one request; True when limits apply (the count then covers utterance 1)."""
+    if access.authenticator is None:
+        return False
+    limit = key.rate_limit_per_minute or access.settings.rate_limit_per_minute
+    decision = await access.limiter.check_rate(key.key_id, limit)
+    if not decision.allowed:
+        refusal = rate_refusal(decision)
+        raise ApiError(refusal.code, refusal.message, headers=decision.headers())
+    return True
+
+
+Refuser = Callable[[WebSocket, ApiError], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def admitted(websocket: WebSocket, services: Services, *, query_key: str | None,
+                   refuse: Refuser) -> AsyncIterator[tuple[ApiKeyRecord, bool, str] | None]:
+    """The handshake every dialect shares: the key (headers, or `query_key` for clients that cannot set headers),
+    the per-key connection cap and the per-connection rate check. Yields (key, rate counted, connection id), or
+    None after `refuse` answered in the dialect's shape; the connection counts against its key while inside."""
+    state = websocket.app.state
+    settings, access = services.settings, services.access
+    connection_id = websocket.scope.get("state", {}).get("request_id") or f"ws{id(websocket):x}"
+    open_per_key: dict[str, int] | None = getattr(state, "ws_open_per_key", None)
+    if open_per_key is None:
+        open_per_key = state.ws_open_per_key = {}
+    try:
+        key = await _authenticate(websocket, access, query_key)
+        cap = settings.ws_max_connections_per_key
+        if cap and open_per_key.get(key.key_id, 0) >= cap:
+            raise ApiError("TOO_MANY_CONCURRENT_REQUESTS", f"At most {cap} WebSocket connections per API key are "
+                           "open at once on this server; close one or reuse it (it carries any number of "
+                           "utterances).", headers={"Retry-After": "5"})
+        counted = await _check_connection_rate(access, key)
+    except ApiError as err:
+        logger.info("websocket refused", extra={"error_code": err.code})
+        await refuse(websocket, err)
+        yield None
+        return
+    open_per_key[key.key_id] = open_per_key.get(key.key_id, 0) + 1
+    try:
+        yield key, counted, connection_id
+    finally:
+        left = open_per_key.get(key.key_id, 1) - 1
+        if left > 0:
+            open_per_key[key.key_id] = left
+        else:
+            open_per_key.pop(key.key_id, None)
+
+
+# ---------------------------------------------------------------------------------------------- connection
+async def _read_loop(websocket: WebSocket, session: WsSession, outbox: Outbox, idle_s: float,
+                     handle: Handler) -> str:
+    """Handle client messages until the client leaves ("disconnect"), asks to close ("close") or stays silent
+    too long while nothing is being synthesised ("idle")."""
+    while True:
+        silent = time.monotonic() - outbox.last_activity
+        if silent >= idle_s and not session.working:
+            return "idle"
+        wait_s = idle_s - silent if silent < idle_s else idle_s
+        try:
+            message = await asyncio.wait_for(websocket.receive(), timeout=wait_s)
+        except TimeoutError:
+            continue
+        if message["type"] == "websocket.disconnect":
+            return "disconnect"
+        outbox.touch()
+        text = message.get("text")
+        try:
+            if text is None:
+                raise ApiError("VALIDATION_ERROR", "Binary messages are not accepted; send JSON text frames.",
+                               param="type")
+            if await handle(text) == "close":
+                return "close"
+        except ApiError as err:
+            context_id = err.context_id if isinstance(err, ContextError) else None
+            await session.reject(err.code, err.message, err.param, context_id=context_id)
+        except Exception:  # noqa: BLE001 - a bug handling one message must not end the connection
+            logger.exception("websocket message handling failed")
+            await session.reject("INTERNAL_ERROR", "An internal error occurred; it has been logged.")
+
+
+async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
+    try:
+        await asyncio.wait_for(websocket.close(code, reason), timeout=2.0)
+    except Exception:  # noqa: BLE001 - the socket may already be gone
+        pass
+
+
+async def serve_session(websocket: WebSocket, session: WsSession, outbox: Outbox, *, idle_s: float,
+                        handle: Handler, dialect: str = "native") -> str:
+    """Run the connection to its end; returns why it ended (disconnect, close, idle, stalled, send_failed,
+    server_error). Every unfinished utterance is aborted and settled before this returns."""
+    writer = outbox.start()
+    reader = asyncio.create_task(_read_loop(websocket, session, outbox, idle_s, handle), name="ws-reader")
+    logger.info("websocket_opened", extra={"event": "websocket_opened", "key_id": session.gate.key_id,
+                                           "dialect": dialect})
+    ending = "disconnect"
+    try:
+        await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        if reader.done() and not reader.cancelled():
+            if reader.exception() is not None:
+                logger.error("websocket reader failed", exc_info=reader.exception())
+                ending = "server_error"
+            else:
+                ending = reader.result()
+        elif writer.done():
+            ending = "stalled" if isinstance(outbox.failure, ClientStalled) else "send_failed"
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        await session.close()  # aborts generation of anything unfinished
+        if ending == "idle":
+            await session.reject("IDLE_TIMEOUT", f"No messages for {idle_s:g} s; closing the connection.")
+            await outbox.drain(timeout_s=2.0)
+        await outbox.close()
+        if ending in ("idle", "close"):
+            await close_quietly(websocket, CLOSE_NORMAL, "idle timeout" if ending == "idle" else "closed")
+        elif ending == "stalled":
+            await close_quietly(websocket, CLOSE_POLICY, "client stopped reading")
+        elif ending == "server_error":
+            await close_quietly(websocket, CLOSE_ERROR, "internal error")
+        logger.info("websocket_closed", extra={"event": "websocket_closed", "reason": ending, "dialect": dialect,
+                                               "utterances": session.utterance_count})
+    return ending

@@ -1,0 +1,202 @@
+"""Word timestamps: how accurate `estimate` is on real speech, and what `estimate` and `ctc` cost.
+
+Measures
+- accuracy: espeak-ng speech (English, Hindi, Chinese) made of phrases joined with known pauses
+  (bench/espeak_speech.py); for each phrase the error of its first word's start and last word's end against the
+  phrase's true edges; every word spanned, in order. Also the same speech with the phrases' punctuation removed
+  (pauses the text does not announce: the harder case);
+- estimate's cost: compute per second of audio, as a ratio to the released-size BiCodec decode of the same audio,
+  and as a share of a whole request's CPU time (in-process pipeline on the demo checkpoint, timestamps on);
+- ctc's cost: a released-size (wav2vec2-base, ~94 M parameters) random Wav2Vec2ForCTC, emissions + Viterbi for
+  10 s of audio, as a ratio to the BiCodec decode of the same 10 s.
+
+Usage: .venv/bin/python bench/bench_align.py [--quick] [--device cpu|cuda]
+Prints markdown tables and writes bench/results/align.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_bicodec import MANIFEST, best_time, build_decoder  # noqa: E402
+from bench.espeak_speech import MORE_PHRASES, PHRASES, make_speech  # noqa: E402
+from core.align import align, split_words  # noqa: E402
+from core.align.ctc import CtcAligner, _Vocab  # noqa: E402
+
+TOLERANCE_MS = 60
+CTC_SECONDS = 10.0
+REQUEST_TEXT = ("The quick brown fox jumps over the lazy dog near the river bank, while the morning mist slowly "
+                "lifts. Every day the baker opens his small shop at six and sells fresh bread, warm rolls and cakes.")
+
+
+def accuracy_rows() -> list[dict]:
+    rows = []
+    for language in ("en", "hi", "zh"):
+        for name, table in (("narrative", PHRASES), ("short", MORE_PHRASES), ("unpunctuated", PHRASES)):
+            phrases = table[language]
+            if name == "unpunctuated":
+                phrases = [re.sub(r"[,.!?।，。？]+$", "", p) for p in phrases]
+            speech = make_speech(language, phrases)
+            words = split_words(speech.text)
+            result = align(speech.audio, words)
+            errors, at = [], 0
+            for phrase, start, end in speech.phrases:
+                count = len(split_words(phrase))
+                errors += [abs(result.words[at].start - start), abs(result.words[at + count - 1].end - end)]
+                at += count
+            errors_ms = np.array(errors) * 1000
+            times = [t for w in result.words for t in (w.start, w.end)]
+            rows.append({
+                "language": language, "set": name, "phrases": len(phrases), "words": len(words),
+                "edges": len(errors), "mean_ms": round(float(errors_ms.mean()), 1),
+                "max_ms": round(float(errors_ms.max()), 1),
+                "within_60ms": int((errors_ms <= TOLERANCE_MS).sum()),
+                "all_spanned": all(w.end > w.start for w in result.words),
+                "in_order": [w.text for w in result.words] == words and times == sorted(times),
+            })
+    return rows
+
+
+def estimate_cost(decoder, d, repeats: int, device: str) -> dict:  # noqa: ANN001
+    speech = make_speech("en")
+    words = split_words(speech.text)
+    seconds = len(speech.audio) / 16_000
+    align(speech.audio, words)  # warm-up
+    estimate_s = best_time(lambda: align(speech.audio, words), repeats * 5, "cpu")
+    tokens = torch.randint(0, decoder.semantic_codebook_size, (1, int(seconds * 50))).to(device)
+    decoder.decode_with_speaker(tokens, d)
+    decode_s = best_time(lambda: decoder.decode_with_speaker(tokens, d), repeats, device)
+    return {"audio_s": round(seconds, 2), "estimate_ms": round(estimate_s * 1000, 3),
+            "estimate_ms_per_audio_s": round(estimate_s * 1000 / seconds, 3),
+            "bicodec_decode_ms": round(decode_s * 1000, 1), "ratio_to_decode": round(estimate_s / decode_s, 5)}
+
+
+def request_share() -> dict:
+    """A whole in-process request on the demo checkpoint with timestamps on: CPU time in the aligner / process CPU
+    time of the request."""
+    from core.demo.checkpoint import build_demo_checkpoint
+    from services.deployment.runtime import ModelRuntime
+    from services.pipeline import timestamps as ts
+    from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest
+    from shared.settings import Settings
+
+    model_dir = build_demo_checkpoint(ROOT / "var" / "test-demo-model", seed=0)
+    runtime = ModelRuntime(Settings(model_dir=model_dir, warmup=False, auth_enabled=False, device="cpu",
+                                    sr_enabled=False, log_json=False))
+    spent = [0.0]
+    original = ts.TimestampTrack.align_chunk
+
+    def timed(self, audio, text):  # noqa: ANN001, ANN202
+        started = time.thread_time()
+        try:
+            return original(self, audio, text)
+        finally:
+            spent[0] += time.thread_time() - started
+
+    ts.TimestampTrack.align_chunk = timed  # type: ignore[method-assign]
+
+    async def run() -> tuple[float, float]:
+        await runtime.start()
+        voice = runtime.voices.resolve(runtime.voices.default_voice_id)
+        request = SynthesisRequest(request_id="bench", text=REQUEST_TEXT, voice=voice,
+                                   sampling=SamplingOptions(max_tokens=300, seed=1), audio_format="pcm",
+                                   sample_rate=NATIVE_RATE, stream=True, timestamps="word")
+        await SynthesisJob(runtime, request).collect()  # warm-up
+        spent[0] = 0.0
+        cpu = time.process_time()
+        audio = await SynthesisJob(runtime, request).collect()
+        cpu = time.process_time() - cpu
+        await runtime.shutdown()
+        return cpu, len(audio) / 2 / NATIVE_RATE
+
+    cpu, audio_s = asyncio.run(run())
+    ts.TimestampTrack.align_chunk = original  # type: ignore[method-assign]
+    return {"audio_s": round(audio_s, 2), "request_cpu_s": round(cpu, 3), "align_cpu_ms": round(spent[0] * 1000, 3),
+            "share": round(spent[0] / cpu, 5)}
+
+
+def ctc_cost(decoder, d, repeats: int, device: str) -> dict:  # noqa: ANN001
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+
+    torch.manual_seed(0)
+    model = Wav2Vec2ForCTC(Wav2Vec2Config(vocab_size=32, pad_token_id=0)).eval().to(device)  # base size
+    letters = "abcdefghijklmnopqrstuvwxyz'"
+    vocab = _Vocab({"<pad>": 0, " ": 4, **{c: i + 5 for i, c in enumerate(letters)}}, blank=0, lower=True)
+    aligner = CtcAligner(model, vocab, device=device)
+    audio = (0.1 * np.random.default_rng(0).standard_normal(int(CTC_SECONDS * 16_000))).astype(np.float32)
+    words = split_words(REQUEST_TEXT)
+    aligner.align_batch([(audio, words)])
+    ctc_s = best_time(lambda: aligner.align_batch([(audio, words)]), repeats, device)
+    emissions_s = best_time(lambda: aligner.emissions([audio]), repeats, device)
+    tokens = torch.randint(0, decoder.semantic_codebook_size, (1, int(CTC_SECONDS * 50))).to(device)
+    decoder.decode_with_speaker(tokens, d)
+    decode_s = best_time(lambda: decoder.decode_with_speaker(tokens, d), repeats, device)
+    return {"audio_s": CTC_SECONDS, "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+            "ctc_ms": round(ctc_s * 1000, 1), "emissions_ms": round(emissions_s * 1000, 1),
+            "viterbi_ms": round((ctc_s - emissions_s) * 1000, 1), "bicodec_decode_ms": round(decode_s * 1000, 1),
+            "ratio_to_decode": round(ctc_s / decode_s, 3)}
+
+
+def render(rows: list[dict], estimate: dict, share: dict, ctc: dict, meta: dict) -> str:
+    lines = [f"Word timestamps ({meta['device']}, torch {meta['torch']}, threads {meta['threads']})", "",
+             "| language | phrase set | phrases | words | edges | mean error ms | max error ms | within 60 ms | "
+             "every word spanned, in order |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['language']} | {r['set']} | {r['phrases']} | {r['words']} | {r['edges']} | "
+                     f"{r['mean_ms']} | {r['max_ms']} | {r['within_60ms']}/{r['edges']} | "
+                     f"{'yes' if r['all_spanned'] and r['in_order'] else 'NO'} |")
+    lines += ["", "| cost | value |", "|---|---|",
+              f"| estimate, {estimate['audio_s']} s of speech | {estimate['estimate_ms']} ms "
+              f"({estimate['estimate_ms_per_audio_s']} ms per audio second) |",
+              f"| estimate / BiCodec decode of the same audio (released size) | {estimate['ratio_to_decode']} |",
+              f"| estimate's share of a whole request's CPU time (demo checkpoint, {share['audio_s']} s audio) | "
+              f"{share['share']} ({share['align_cpu_ms']} ms of {share['request_cpu_s']} s) |",
+              f"| ctc ({ctc['params_m']} M-parameter random wav2vec2-base), {ctc['audio_s']} s | {ctc['ctc_ms']} ms "
+              f"(emissions {ctc['emissions_ms']} ms, Viterbi {ctc['viterbi_ms']} ms) |",
+              f"| ctc / BiCodec decode of the same audio (released size) | {ctc['ratio_to_decode']} |"]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="fewer timed runs")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda: BiCodec and the CTC model")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "align.json")
+    args = parser.parse_args()
+    repeats = 2 if args.quick else 3
+    started = time.perf_counter()
+    rows = accuracy_rows()
+    decoder = build_decoder(MANIFEST, args.device)
+    d = decoder.speaker_vector(torch.randint(0, decoder.global_codebook_size, (1, decoder.global_token_count)))
+    with torch.inference_mode():
+        estimate = estimate_cost(decoder, d, repeats, args.device)
+        ctc = ctc_cost(decoder, d, repeats, args.device)
+    share = request_share()
+    device_name = (torch.cuda.get_device_name() if args.device.startswith("cuda")
+                   else f"{platform.machine()}, {os.cpu_count()} cores")
+    meta = {"device": f"{args.device} ({device_name})", "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "repeats": repeats, "wall_s": round(time.perf_counter() - started, 1)}
+    table = render(rows, estimate, share, ctc, meta)
+    print(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"meta": meta, "accuracy": rows, "estimate": estimate, "request": share,
+                                    "ctc": ctc, "table": table}, indent=2, ensure_ascii=False) + "\n")
+    print(f"\nwrote {args.out} ({meta['wall_s']} s)")
+
+
+if __name__ == "__main__":
+    main()

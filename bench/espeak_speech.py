@@ -1,0 +1,66 @@
+"""Real speech with known pauses, made with espeak-ng (a Debian package): phrases are spoken one by one, trimmed to
+their voiced extent and joined with silences of known length, so every phrase's true start and end are known."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import wave
+from dataclasses import dataclass
+
+import numpy as np
+import soxr
+
+RATE = 16_000
+TRIM_LEVEL = 1e-3  # espeak-ng's silence is digital zero; anything above this is speech
+
+PHRASES = {
+    "en": ["The quick brown fox,", "jumps over the lazy dog,", "while the farmer sleeps.",
+           "Every morning the baker,", "sells fresh bread and cakes."],
+    "hi": ["सुबह की ठंडी हवा में,", "गाँव के लोग", "खेतों की ओर चलते हैं।", "बच्चे हँसते हुए,", "स्कूल जाते हैं।"],
+    "zh": ["今天天气很好，", "我们去公园散步，", "然后一起吃午饭。", "孩子们在草地上，", "快乐地玩耍。"],
+}
+# A second set per language: short phrases, numbers said as words, a question.
+MORE_PHRASES = {
+    "en": ["Hello there.", "How are you today?", "I bought twenty five apples,", "and three ripe bananas."],
+    "hi": ["नमस्ते।", "आप कैसे हैं?", "मैंने पच्चीस सेब खरीदे,", "और तीन पके केले।"],
+    "zh": ["你好。", "你今天好吗？", "我买了二十五个苹果，", "还有三根香蕉。"],
+}
+VOICES = {"en": "en", "hi": "hi", "zh": "cmn"}
+PAUSES_S = (0.25, 0.4, 0.3, 0.5)  # between consecutive phrases
+EDGE_S = 0.2  # silence before the first and after the last phrase
+
+
+@dataclass(frozen=True)
+class Speech:
+    audio: np.ndarray  # 16 kHz mono float32
+    text: str  # the phrases joined by spaces
+    phrases: list[tuple[str, float, float]]  # (phrase, true start s, true end s)
+
+
+def espeak(text: str, voice: str) -> np.ndarray:
+    """16 kHz float audio of `text` spoken by espeak-ng, trimmed to its voiced extent."""
+    wav_bytes = subprocess.run(["espeak-ng", "-v", voice, "--stdout", text], capture_output=True, check=True,
+                               timeout=60).stdout
+    with wave.open(io.BytesIO(wav_bytes)) as wav:
+        rate = wav.getframerate()
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), "<i2").astype(np.float32) / 32768
+    audio = np.asarray(soxr.resample(samples, rate, RATE), np.float32)
+    loud = np.flatnonzero(np.abs(audio) > TRIM_LEVEL)
+    return audio[loud[0]: loud[-1] + 1]
+
+
+def make_speech(language: str, phrases: list[str] | None = None, pauses: tuple[float, ...] = PAUSES_S) -> Speech:
+    phrases = phrases or PHRASES[language]
+    parts = [np.zeros(int(EDGE_S * RATE), np.float32)]
+    truth = []
+    at = EDGE_S
+    for index, phrase in enumerate(phrases):
+        clip = espeak(phrase, VOICES[language])
+        truth.append((phrase, at, at + len(clip) / RATE))
+        parts.append(clip)
+        at += len(clip) / RATE
+        gap = pauses[index % len(pauses)] if index < len(phrases) - 1 else EDGE_S
+        parts.append(np.zeros(int(round(gap * RATE)), np.float32))
+        at += int(round(gap * RATE)) / RATE
+    return Speech(np.concatenate(parts), " ".join(phrases), truth)

@@ -1,0 +1,82 @@
+"""The aligner's values: a word's span, a character's span, and one piece of text's alignment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True, slots=True)
+class WordSpan:
+    """One word (as given to the aligner) heard from `start` to `end`, seconds from the audio's start.
+    `score`: the CTC method's mean log-probability of the word's frames (0 best, lower worse); None for estimate."""
+
+    text: str
+    start: float
+    end: float
+    score: float | None = None
+
+    def shifted(self, offset: float) -> WordSpan:
+        return replace(self, start=round(self.start + offset, 3), end=round(self.end + offset, 3))
+
+    def to_json(self) -> dict:
+        out: dict = {"text": self.text, "start": self.start, "end": self.end}
+        if self.score is not None:
+            out["score"] = self.score
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class CharSpan:
+    text: str  # one character
+    start: float
+    end: float
+
+    def to_json(self) -> dict:
+        return {"text": self.text, "start": self.start, "end": self.end}
+
+
+def character_spans(words: tuple[WordSpan, ...] | list[WordSpan]) -> tuple[CharSpan, ...]:
+    """Per character of the words joined by single spaces: a word's time is shared by its letters and digits
+    (punctuation takes none, at the word's edge); a space spans the gap between its two words."""
+    out: list[CharSpan] = []
+    for index, word in enumerate(words):
+        if index:
+            gap_start = words[index - 1].end
+            out.append(CharSpan(" ", gap_start, max(gap_start, word.start)))
+        weights = [1 if ch.isalnum() else 0 for ch in word.text]
+        total = sum(weights) or len(word.text)
+        if not sum(weights):
+            weights = [1] * len(word.text)
+        step = (word.end - word.start) / total if total else 0.0
+        t = word.start
+        for ch, weight in zip(word.text, weights, strict=True):
+            end = t + step * weight
+            out.append(CharSpan(ch, round(t, 3), round(end, 3)))
+            t = end
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Alignment:
+    """Words in order with monotonic, non-overlapping spans inside the audio; `method` says how they were found."""
+
+    words: tuple[WordSpan, ...]
+    method: str
+    duration: float  # seconds of audio aligned
+
+    @property
+    def characters(self) -> tuple[CharSpan, ...]:
+        return character_spans(self.words)
+
+    def shifted(self, offset: float) -> Alignment:
+        return Alignment(tuple(w.shifted(offset) for w in self.words), self.method, self.duration)
+
+    def scaled(self, factor: float) -> Alignment:
+        """Times multiplied by `factor` (audio played `1 / factor` times as fast afterwards)."""
+        if factor == 1.0:
+            return self
+        words = tuple(replace(w, start=round(w.start * factor, 3), end=round(w.end * factor, 3)) for w in self.words)
+        return Alignment(words, self.method, self.duration * factor)
+
+    def to_json(self) -> dict:
+        return {"words": [w.to_json() for w in self.words], "characters": [c.to_json() for c in self.characters]}

@@ -1,0 +1,180 @@
+"""One utterance of a streaming session (a native `start ... end`, an ElevenLabs context, a Cartesia context_id):
+the text buffer cut at sentence ends, the one incremental `SynthesisJob` (one voice, crossfaded joins), and the
+counts and timings of its audio."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+from processing.segmenter import TextSegmenter
+from services.pipeline.synthesis import SynthesisError, SynthesisJob, SynthesisRequest
+from services.pipeline.text_plan import plan_text
+from services.usage.accounting import RequestAccounting, RequestReport
+
+if TYPE_CHECKING:
+    from services.deployment.runtime import ModelRuntime
+
+
+class UtteranceGate(Protocol):
+    """Limits and settlement per utterance (services.access.AccessGate implements it with the access services)."""
+
+    key_id: str | None  # the key the connection authenticated with (logged with each utterance)
+
+    async def charge_text(self, utterance_id: str, characters: int) -> None:
+        """Before text is accepted (credits). Raise SynthesisError to refuse the piece."""
+
+    async def admit(self, utterance_id: str) -> None:
+        """Before synthesis starts (rate limit, concurrency slot). Raise SynthesisError to refuse."""
+
+    def settle(self, utterance_id: str, report: RequestReport | None) -> None:
+        """Exactly once per utterance, whatever happened (report None: it was never admitted, nothing was
+        synthesised); must not raise and must not block."""
+
+
+class OpenGate:
+    """No limits, no settlement (tests; servers without access services)."""
+
+    key_id: str | None = None
+
+    async def charge_text(self, utterance_id: str, characters: int) -> None:
+        return None
+
+    async def admit(self, utterance_id: str) -> None:
+        return None
+
+    def settle(self, utterance_id: str, report: RequestReport | None) -> None:
+        return None
+
+
+class Utterance:
+    """One start ... end: the text buffer, the incremental job, and the timings and counts of its audio."""
+
+    def __init__(self, runtime: ModelRuntime, request: SynthesisRequest, *, max_text_chars: int,
+                 context_id: str | None = None) -> None:
+        settings = runtime.settings
+        self.request = request
+        self.id = request.request_id
+        self.context_id = context_id  # the dialect's name for it (ElevenLabs contextId, Cartesia context_id)
+        self.codec_state: dict[str, Any] = {}  # per-utterance state a codec keeps (offsets, pending timings)
+        self.model_version = runtime.model_version
+        self.max_text_chars = max_text_chars
+        self.threshold = settings.chunking_threshold_chars
+        self.target = settings.chunk_target_chars
+        self.segmenter = TextSegmenter(threshold=self.threshold, target=self.target)
+        self.job = SynthesisJob(runtime, request, incremental=True)
+        self.text_parts: list[str] = []
+        self.characters = 0
+        self.text_open = True
+        self.cancelled = False
+        self.stop_reason: str | None = None  # cancelled | disconnected, set before the task is cancelled
+        self.has_work = asyncio.Event()  # set once text was fed or the utterance ended
+        self.admitted_at: float | None = None
+        self.accounting: RequestAccounting | None = None  # from admission on
+        self.audio_bytes = 0  # handed to the outbox
+        self.chunks = 0
+        self.sent_bytes = 0  # on the wire (after a cancel, queued frames are dropped)
+        self.sent_chunks = 0
+        self.last_audio_span = (0.0, 0.0)
+        self.status: str | None = None  # completed | failed | cancelled | disconnected | refused, once finished
+        self.report: RequestReport | None = None
+
+    # ------------------------------------------------------------------ text
+    def add_text(self, piece: str) -> int:
+        """Buffer a piece; feed the parts that are ready. Returns how many text chunks were fed."""
+        self.check_room(len(piece))
+        self.text_parts.append(piece)
+        self.characters += len(piece)
+        return self._feed(self.segmenter.push(piece))
+
+    def check_room(self, characters: int) -> None:
+        if self.characters + characters > self.max_text_chars:
+            raise SynthesisError(
+                "TEXT_TOO_LONG",
+                f"Invalid 'text': an utterance holds at most {self.max_text_chars} characters "
+                f"({self.characters} received so far); send 'end' and start a new utterance.",
+                "text",
+            )
+
+    def flush(self) -> int:
+        """Synthesise everything buffered now, sentence end or not."""
+        return self._feed(self.segmenter.flush())
+
+    def end(self) -> None:
+        self.flush()
+        self.text_open = False
+        self.job.close_text()
+        self.has_work.set()
+
+    @property
+    def text_chunks(self) -> int:
+        return len(self.job.plan.chunks)
+
+    def _feed(self, parts: list[str]) -> int:
+        fed = 0
+        for part in parts:
+            try:
+                plan = plan_text(
+                    part,
+                    normalize=self.request.normalize,
+                    chunking=self.request.chunking,
+                    threshold=self.threshold,
+                    target=self.target,
+                    unknown_tags=self.request.unknown_tags,
+                )
+            except SynthesisError:
+                continue  # nothing speakable in this part (only tags or punctuation)
+            if self.job.timestamps is not None:
+                self.job.timestamps.add_text(part, " ".join(plan.chunks))
+            for chunk in plan.chunks:
+                self.job.feed_text(chunk)
+                fed += 1
+        if fed:
+            self.has_work.set()
+        return fed
+
+    # ------------------------------------------------------------------ audio accounting
+    def admit(self, gate: UtteranceGate) -> None:
+        """Synthesis may start: from here on the accounting counts it and settles it through the gate."""
+        self.admitted_at = time.perf_counter()
+        self.accounting = RequestAccounting(self.job, transport="websocket", clock_origin=self.admitted_at,
+                                            settle=lambda report: gate.settle(self.id, report))
+
+    def note_audio(self, data: bytes) -> None:
+        """Count one audio chunk handed to the outbox."""
+        self.chunks += 1
+        self.audio_bytes += len(data)
+        # Seconds from the start of the utterance's audio that this chunk covers (codecs place timings with it).
+        end = self.job.stats.sent_samples / float(self.request.sample_rate)
+        self.last_audio_span = (self.last_audio_span[1], end)
+        if self.accounting is not None:
+            self.accounting.first_audio()
+            self.accounting.audio_sent()
+
+    def delivered(self, size: int) -> None:
+        self.sent_bytes += size
+        self.sent_chunks += 1
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.job.stats.output_samples / float(self.request.sample_rate)
+
+    @property
+    def ttfb_ms(self) -> float | None:
+        return None if self.accounting is None else self.accounting.ttfb_ms
+
+    def finish(self, status: str, error: SynthesisError | None) -> None:
+        """Freeze the outcome once (the job's request and plan get the whole text for the request log); an
+        admitted utterance is accounted and settled through its accounting."""
+        if self.status is not None:
+            return
+        self.status = status
+        text = "".join(self.text_parts)
+        self.job.request = replace(self.job.request, text=text)
+        self.job.plan = replace(self.job.plan, text=text, chunked=self.text_chunks > 1)
+        if self.accounting is not None:
+            end = status if status in ("completed", "failed", "cancelled") else "disconnected"
+            self.report = self.accounting.finish(end, error.code if error else None,  # type: ignore[arg-type]
+                                                 chunks_sent=self.chunks, bytes_sent=self.audio_bytes)

@@ -1,0 +1,102 @@
+"""The dialect codecs' alignment clocks, with timings shaped like the aligner's (words and characters in seconds
+from the start of the context) and audio chunks of known spans."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from api.dialects.cartesia.codec import CartesiaCodec
+from api.dialects.elevenlabs.codec import ElevenLabsCodec
+
+
+@dataclass
+class _Utterance:
+    context_id: str = "c"
+    last_audio_span: tuple[float, float] = (0.0, 0.0)
+    codec_state: dict[str, Any] = field(default_factory=dict)
+
+
+def _span(text: str, start: float, end: float) -> SimpleNamespace:
+    return SimpleNamespace(text=text, start=start, end=end)
+
+
+def _event(chars: list[tuple[str, float, float]]) -> SimpleNamespace:
+    spans = [_span(*c) for c in chars]
+    return SimpleNamespace(characters=spans, normalized_characters=spans, words=[])
+
+
+# "hi yo" then "ok": characters from 0.00 to 0.90 s; audio in chunks of 0.25 s
+CHARS_1 = [("h", 0.0, 0.1), ("i", 0.1, 0.2), (" ", 0.2, 0.3), ("y", 0.3, 0.45), ("o", 0.45, 0.6)]
+CHARS_2 = [("o", 0.6, 0.75), ("k", 0.75, 0.9)]
+
+
+def _run(codec: ElevenLabsCodec) -> list[dict]:
+    u = _Utterance()
+    out: list[dict] = []
+    codec.timings(u, _event(CHARS_1))  # type: ignore[arg-type]
+    codec.timings(u, _event(CHARS_2))  # type: ignore[arg-type]
+    for index in range(4):
+        u.last_audio_span = (index * 0.25, (index + 1) * 0.25)
+        out += codec.audio(u, b"\x00\x00" * 10)  # type: ignore[arg-type]
+    out += codec.done(u)  # type: ignore[arg-type]
+    return out
+
+
+def _pipecat_word_starts(messages: list[dict]) -> list[tuple[str, float]]:
+    """Pipecat's reading: times relative to a clock advanced by the end of each message's last character."""
+    clock, words, word, start = 0.0, [], "", None
+    for m in messages:
+        a = m.get("alignment")
+        if not a:
+            continue
+        for ch, s in zip(a["chars"], a["charStartTimesMs"], strict=True):
+            if ch == " ":
+                if word:
+                    words.append((word, start))
+                word, start = "", None
+            else:
+                start = clock + s / 1000 if start is None else start
+                word += ch
+        clock += (a["charStartTimesMs"][-1] + a["charDurationsMs"][-1]) / 1000
+    return words
+
+
+def test_elevenlabs_relative_alignment_keeps_pipecats_clock_on_the_audio() -> None:
+    messages = _run(ElevenLabsCodec(absolute_times=False))
+    assert messages[-1] == {"contextId": "c", "context_id": "c", "isFinal": True}
+    audio = [m for m in messages if m.get("audio")]
+    assert len(audio) == 4 and all(m["contextId"] == m["context_id"] == "c" for m in audio)
+    chars = [c for m in messages if m.get("alignment") for c in m["alignment"]["chars"]]
+    assert "".join(chars).split() == ["hi", "yo", "ok"]  # every character once, the chunks' words kept apart
+    words = _pipecat_word_starts(messages)
+    assert [w for w, _ in words] == ["hi", "yo", "ok"]
+    assert [round(t, 3) for _, t in words] == [0.0, 0.3, 0.6]  # the aligner's starts, unshifted
+    clock = sum((m["alignment"]["charStartTimesMs"][-1] + m["alignment"]["charDurationsMs"][-1]) / 1000
+                for m in messages if m.get("alignment"))
+    assert round(clock, 3) == 1.0  # Pipecat's clock ends where the audio ends
+
+
+def test_elevenlabs_sync_alignment_is_from_the_context_start() -> None:
+    messages = _run(ElevenLabsCodec(absolute_times=True))
+    starts = [s for m in messages if m.get("alignment") for s in m["alignment"]["charStartTimesMs"]]
+    assert starts == sorted(starts) and starts[:2] == [0, 100] and max(starts) <= 1000
+
+
+def test_cartesia_chunks_timestamps_and_f32() -> None:
+    codec, u = CartesiaCodec(), _Utterance(codec_state={"f32": True, "timestamps": True})
+    words = SimpleNamespace(words=[_span("hi", 0.0, 0.2), _span("yo", 0.3, 0.6)])
+    [stamps] = codec.timings(u, words)  # type: ignore[arg-type]
+    assert stamps["type"] == "timestamps" and stamps["context_id"] == "c"
+    assert stamps["word_timestamps"] == {"words": ["hi", "yo"], "start": [0.0, 0.3], "end": [0.2, 0.6]}
+    pcm = np.array([0, 16384, -32768], "<i2").tobytes()
+    [chunk] = codec.audio(u, pcm)  # type: ignore[arg-type]
+    assert chunk["type"] == "chunk" and chunk["done"] is False
+    assert np.frombuffer(base64.b64decode(chunk["data"]), "<f4").tolist() == [0.0, 0.5, -1.0]
+    assert codec.done(u) == [{"type": "done", "done": True, "status_code": 200, "context_id": "c"}]  # type: ignore[arg-type]
+    error = codec.error("INVALID_SPEAKER", "no such voice", "voice", None, "z")
+    assert error["type"] == "error" and error["context_id"] == "z" and error["done"] is True

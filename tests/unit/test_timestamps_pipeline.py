@@ -1,0 +1,95 @@
+"""Timestamps through the synthesis pipeline (demo checkpoint): each text chunk's words arrive before the audio that
+contains their starts, times are monotonic and inside the audio, every written word is covered once, and the audio
+is the same as without timestamps."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.align import split_words
+from services.deployment.runtime import ModelRuntime
+from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest
+from services.pipeline.timestamps import TimestampsEvent, TimestampTrack
+from shared.settings import Settings
+from tests.texts import LONG_ENGLISH
+
+MAX_TOKENS = 40
+
+
+@pytest.fixture(scope="module")
+def runtime(demo_model_dir: Path) -> Iterator[ModelRuntime]:
+    rt = ModelRuntime(Settings(model_dir=demo_model_dir, warmup=False, auth_enabled=False, device="cpu",
+                               sr_enabled=False, log_json=False))
+    asyncio.run(rt.start())
+    assert rt.ready, rt.error
+    yield rt
+    asyncio.run(rt.shutdown())
+
+
+def _request(runtime: ModelRuntime, text: str, timestamps: str | None, *, normalize: bool = True,
+             stream: bool = True, time_stretch: float = 1.0) -> SynthesisRequest:
+    voice = runtime.voices.resolve(runtime.voices.default_voice_id)
+    sampling = SamplingOptions(max_tokens=MAX_TOKENS, seed=3, temperature=0.8, top_k=50, top_p=1.0,
+                               repetition_penalty=1.05)
+    return SynthesisRequest(request_id="ts", text=text, voice=voice, sampling=sampling, audio_format="pcm",
+                            sample_rate=NATIVE_RATE, stream=stream, latency="exact", normalize=normalize,
+                            timestamps=timestamps, time_stretch=time_stretch)  # type: ignore[arg-type]
+
+
+async def _run(job: SynthesisJob) -> tuple[bytes, list[tuple[float, TimestampsEvent]]]:
+    audio = bytearray()
+    events: list[tuple[float, TimestampsEvent]] = []
+    async for item in job.stream_events():
+        if isinstance(item, TimestampsEvent):
+            events.append((len(audio) / 2 / NATIVE_RATE, item))  # seconds of audio already sent
+        else:
+            audio += item
+    return bytes(audio), events
+
+
+@pytest.mark.parametrize(("text", "normalize", "stretch"), [
+    ("I paid $5 on 15/03/2024, [excited] really!", True, 1.0),
+    ("I paid $5 on 15/03/2024, really!", False, 1.0),
+    (LONG_ENGLISH, True, 1.0),
+    (LONG_ENGLISH, True, 1.6),  # speed: the chain time-stretches after the crossfade; times follow
+], ids=["normalised", "raw", "long", "long-faster"])
+async def test_words_arrive_before_their_audio_and_cover_the_text(runtime: ModelRuntime, text: str,
+                                                                  normalize: bool, stretch: float) -> None:
+    job = SynthesisJob(runtime, _request(runtime, text, "word", normalize=normalize, time_stretch=stretch))
+    audio, events = await _run(job)
+    duration = len(audio) / 2 / NATIVE_RATE
+    assert len(events) == len(job.plan.chunks)
+    words = [w for _, e in events for w in e.words]
+    assert [w.text for w in words] == split_words(text)
+    spoken = [w for _, e in events for w in e.normalized]
+    assert len(spoken) >= len([w for w in words if not w.text.startswith("[")])
+    for sent_before, event in events:
+        assert all(w.start >= sent_before - 1e-6 for w in event.words if w.end > w.start)
+    for series in (words, spoken):
+        times = [t for w in series for t in (w.start, w.end)]
+        assert times == sorted(times) and times[0] >= 0 and times[-1] <= duration + 1e-6
+    # The same seed without timestamps: the same audio, no events.
+    plain_audio, plain_events = await _run(SynthesisJob(runtime, _request(runtime, text, None, normalize=normalize,
+                                                                          time_stretch=stretch)))
+    assert plain_events == [] and plain_audio == audio
+
+
+def test_track_places_chunks_on_the_crossfaded_timeline() -> None:
+    track = TimestampTrack(overlap_samples=800)
+    track.add_text("One two. Three $4.", "One two. Three four dollars.")
+    tone = (0.3 * np.sin(np.arange(16_000) / 5)).astype(np.float32)
+    first = track.align_chunk(tone, "One two.")
+    second = track.align_chunk(tone, "Three four dollars.")
+    assert [w.text for w in first.words] == ["One", "two."]
+    assert [w.text for w in second.words] == ["Three", "$4."]
+    assert [w.text for w in second.normalized] == ["Three", "four", "dollars."]
+    # The second chunk starts 50 ms before the first ends (the crossfade); times stay monotonic across the join.
+    assert first.normalized[-1].end == 1.0 and second.normalized[0].start == 1.0
+    assert second.normalized[-1].end == pytest.approx(2.0 - 800 / 16_000, abs=0.001)
+    assert second.words[1].start == second.normalized[1].start and second.words[1].end == second.normalized[2].end
+    assert second.words[-1].end <= 2.0 - 800 / 16_000 + 1e-6
