@@ -28,6 +28,7 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Comp
     return done, results, out
 
 
+@pytest.mark.timeout(1500)  # the module fixture runs every step once (~3 min on an idle 2-core machine)
 def test_every_step_runs_and_writes_its_result(first_run) -> None:  # noqa: ANN001
     done, results, out = first_run
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -67,6 +68,7 @@ def test_every_step_runs_and_writes_its_result(first_run) -> None:  # noqa: ANN0
     assert "not run yet" not in page
 
 
+@pytest.mark.timeout(1500)
 def test_a_later_call_keeps_finished_steps(first_run, tmp_path: Path) -> None:  # noqa: ANN001
     _, results, _ = first_run
     done = _run("--results", str(results), "--out", str(tmp_path), "--steps", "parity,llm", out=tmp_path)
