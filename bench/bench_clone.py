@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "clone.json")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nThe service's reference path (`References.encode`, {lengths[-1]:.0f} s 16-bit WAV, "
           f"{len(reference) / 1e6:.2f} MB): first request {miss_s:.3f} s (decode + full encode), the same bytes again "
           f"{1e3 * hit_s:.2f} ms (SHA-256 + LRU lookup, no encode): {miss_s / hit_s:.0f}x cheaper.")
-    out = ROOT / "bench" / "results" / "clone.json"
+    out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "device": args.device, "torch_threads": torch.get_num_threads(), "repeats": repeats,
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": [asdict(r) for r in rows], "service_miss_s": miss_s, "service_hit_s": hit_s,
         "reference_bytes": len(reference),
     }, indent=2))
-    print(f"\nwrote {out.relative_to(ROOT)}")
+    print(f"\nwrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     return 0
 
 

@@ -269,7 +269,7 @@ def cell_row(cell: Cell, runs: list[Run], plan: Plan, load: float) -> dict[str, 
 async def run_cell(client: httpx.AsyncClient, server: Server, cell: Cell, plan: Plan) -> dict[str, Any]:
     """Concurrency 1: `single_streams` sequential streams; above: `repeats` runs of `min_streams` streams."""
     await configure(client, server, variant=cell.variant)
-    await engine_records(client, server, 0, timeout_s=0)  # drop records of earlier streams
+    before = await engine_records(client, server, 0, timeout_s=0)  # drop records of earlier streams
     single = cell.concurrency == 1
     streams = plan.single_streams if single else plan.min_streams
     spec = LevelSpec(server.url, cell.concurrency, text=plan.text, speaker=VOICES[cell.voice].speaker,
@@ -280,7 +280,21 @@ async def run_cell(client: httpx.AsyncClient, server: Server, cell: Cell, plan: 
     for _ in range(1 if single else plan.repeats):
         level = await run_level(spec, server_pid=server.pid)
         runs.append(Run(level, await engine_records(client, server, len(level.streams))))
-    return cell_row(cell, runs, plan, load)
+    return {**cell_row(cell, runs, plan, load), "batcher": batcher_delta(before.get("batcher"), runs[-1].state.get("batcher"))}
+
+
+def batcher_delta(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The decode batcher's work and queueing during one cell (its counters are cumulative per server)."""
+    if not before or not after:
+        return None
+    added = {k: after[k] - before.get(k, 0) for k in ("calls", "batches", "wait_seconds", "short_window_calls",
+                                                       "short_window_wait_seconds") if k in after}
+    calls, short = added.get("calls", 0), added.get("short_window_calls", 0)
+    return {**added, "mean_batch": calls / added["batches"] if added.get("batches") else None,
+            "mean_wait_ms": 1000 * added.get("wait_seconds", 0) / calls if calls else None,
+            "mean_first_chunk_wait_ms": 1000 * added.get("short_window_wait_seconds", 0) / short if short else None,
+            "max_wait_ms_so_far": 1000 * after.get("max_wait_seconds", 0),
+            "max_first_chunk_wait_ms_so_far": 1000 * after.get("max_short_window_wait_seconds", 0)}
 
 
 async def warm_up(client: httpx.AsyncClient, servers: dict[str, Server], plan: Plan) -> None:
@@ -374,6 +388,7 @@ def summarise(rows: list[dict[str, Any]], snr: dict[str, dict[str, Any]]) -> lis
             "ideal_underruns": {c: by_conc[c]["ideal_underruns"] for c in levels},
             "streams": {c: by_conc[c]["streams"] - by_conc[c]["failed"] for c in levels},
             "first_second_snr_db": snr.get(schedule, {}).get("first_second_snr_db"),
+            "batcher": {c: by_conc[c].get("batcher") for c in levels},
         })
     return out
 

@@ -302,6 +302,11 @@ def _batcher_stats(decoder: Any) -> dict | None:
         "batched_rows": s.batched_rows,
         "model_seconds": s.model_seconds,
         "batch_sizes": {str(k): v for k, v in sorted(s.batch_sizes.items())},
+        "wait_seconds": s.wait_seconds,
+        "max_wait_seconds": s.max_wait_seconds,
+        "short_window_calls": s.short_window_calls,
+        "short_window_wait_seconds": s.short_window_wait_seconds,
+        "max_short_window_wait_seconds": s.max_short_window_wait_seconds,
     }
 
 

@@ -34,6 +34,7 @@ class _Call:
     result: torch.Tensor | None = None
     error: BaseException | None = None
     done: bool = False
+    queued_at: float = field(default_factory=time.perf_counter)
 
     @property
     def length(self) -> int:
@@ -48,16 +49,27 @@ class BatchStats:
     largest_batch: int = 0
     model_seconds: float = 0.0
     batch_sizes: dict[int, int] = field(default_factory=dict)
+    # Queueing: from a call's arrival to the start of the model call that serves it (what a stream's chunk waits
+    # behind other streams' decodes); first chunks are the shortest windows, so they are reported apart.
+    wait_seconds: float = 0.0
+    max_wait_seconds: float = 0.0
+    short_window_wait_seconds: float = 0.0
+    short_window_calls: int = 0
+    max_short_window_wait_seconds: float = 0.0
 
     @property
     def mean_batch(self) -> float:
         return self.calls / self.batches if self.batches else 0.0
 
+    @property
+    def mean_wait_seconds(self) -> float:
+        return self.wait_seconds / self.calls if self.calls else 0.0
+
 
 class BatchingDecoder:
     """A `BiCodecDecoder` stand-in whose `decode_with_speaker` batches concurrent single-row calls."""
 
-    def __init__(self, decoder: Any, max_batch: int = 16, runners: int = 1) -> None:
+    def __init__(self, decoder: Any, max_batch: int = 16, runners: int = 1, short_window: int = 64) -> None:
         """`runners`: model calls allowed at once. 1 on a GPU (kernels serialise anyway); on a CPU with one
         torch thread per call, about the number of cores, so batching never leaves a core idle."""
         if max_batch < 1 or runners < 1:
@@ -66,6 +78,7 @@ class BatchingDecoder:
         self.max_batch = max_batch
         self.runners = runners
         self.stats = BatchStats()
+        self.short_window = short_window  # windows up to this many tokens count as first chunks in the stats
         self._cv = threading.Condition()
         self._waiting: deque[_Call] = deque()
         self._running = 0
@@ -120,6 +133,7 @@ class BatchingDecoder:
 
     def _run(self, batch: list[_Call]) -> None:
         started = time.perf_counter()
+        self._account_waits(batch, started)
         try:
             if len(batch) == 1:
                 out = self.decoder.decode_with_speaker(batch[0].semantic, batch[0].d_vector)
@@ -138,6 +152,18 @@ class BatchingDecoder:
             self._account(len(batch), time.perf_counter() - started)
             for call in batch:
                 call.done = True
+
+    def _account_waits(self, batch: list[_Call], started: float) -> None:
+        with self._cv:
+            s = self.stats
+            for call in batch:
+                wait = started - call.queued_at
+                s.wait_seconds += wait
+                s.max_wait_seconds = max(s.max_wait_seconds, wait)
+                if call.length <= self.short_window:
+                    s.short_window_calls += 1
+                    s.short_window_wait_seconds += wait
+                    s.max_short_window_wait_seconds = max(s.max_short_window_wait_seconds, wait)
 
     def _account(self, size: int, seconds: float) -> None:
         s = self.stats

@@ -72,6 +72,17 @@ def test_different_lengths_are_never_batched_together_and_max_batch_holds() -> N
     assert max(inner.batch_sizes) <= 3
 
 
+def test_queueing_is_counted_for_every_call_and_for_first_chunks_apart() -> None:
+    inner = SlowDecoder(delay_s=0.05)
+    batcher = BatchingDecoder(inner, max_batch=1, short_window=8)  # batch 1: every call but the first waits
+    calls = [(torch.full((1, 4 if i < 2 else 20), i), torch.zeros(1, 3)) for i in range(6)]
+    _concurrently(batcher.decode_with_speaker, calls, workers=6)
+    s = batcher.stats
+    assert s.calls == 6 and s.short_window_calls == 2  # the two 4-token windows are first chunks
+    assert s.wait_seconds > 0 and s.max_wait_seconds >= s.mean_wait_seconds > 0
+    assert s.wait_seconds >= s.short_window_wait_seconds and s.max_wait_seconds >= s.max_short_window_wait_seconds
+
+
 def test_runners_bound_the_model_calls_in_flight() -> None:
     active, peak = 0, 0
     lock = threading.Lock()

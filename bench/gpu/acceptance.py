@@ -1,0 +1,140 @@
+"""GPU acceptance: one command that settles every GPU claim, in resumable steps that each fit one 10-minute call.
+
+    python3 bench/gpu/acceptance.py [--steps parity,throughput,llm,service] [--device cuda] [--quick]
+                                    [--fixtures DIR] [--results DIR] [--out DIR] [--force]
+
+Steps (bench/gpu/README.md has the exact command for each on a lent machine):
+  parity      codec/SR/encoder fixtures on the device, released-size device vs CPU, streamed == offline
+  throughput  batched BiCodec decode and AP-BWE (fp32/tf32/bf16), the cloning encoder, the ctc aligner
+  llm         Qwen2 at the released config (random weights), transformers, bf16: decode-step latency at B 1-64
+  service     the real app, paced engine at the llm step's rate, released-size codec and SR: TTFA, underruns
+Each step writes `<results>/<step>.json` (default bench/results/acceptance/, which travels with the working tree);
+a later call skips a step whose result is there (unless --force), so a step cut off by the call limit is simply
+run again. Every call then rewrites `acceptance.json` and `acceptance.md` (all results so far) under --out
+(default: $OUT when set, else the results folder). The service's own CUDA numerics are applied first, as the
+runtime applies them at start.
+
+On a CPU (`--quick --device cpu`, run by the test suite) every step runs on tiny shapes: that checks the plumbing;
+the figures say nothing about a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from bench.gpu import llm_step, parity, report, service_load, throughput  # noqa: E402
+
+STEPS = ("parity", "throughput", "llm", "service")
+CPU_NOTICE = "CPU: figures say nothing about a GPU"
+DEFAULT_RESULTS = ROOT / "bench" / "results" / "acceptance"
+
+
+def default_fixtures() -> Path | None:
+    """The steering fixtures beside the checkout (here), or the copy the README's command carries (`.fixtures/`)."""
+    for candidate in (ROOT / ".fixtures", ROOT / ".." / "shared" / "fixtures"):
+        if candidate.is_dir():
+            return candidate.resolve()
+    return None
+
+
+def apply_service_numerics(device: str) -> dict[str, Any]:
+    """The CUDA numerics the service sets at start (TF32 off for the codec's and SR's convolutions and matmuls)."""
+    from core.numerics import apply_model_numerics
+
+    return {**apply_model_numerics(), "device": device}
+
+
+def machine(device: str) -> dict[str, Any]:
+    cuda = device.startswith("cuda")
+    return {"device": torch.cuda.get_device_name() if cuda else f"cpu ({platform.machine()}, {os.cpu_count()} cores)",
+            "torch": torch.__version__, "python": platform.python_version(), "cuda": torch.version.cuda if cuda else None}
+
+
+def run_step(name: str, args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
+    if name == "parity":
+        return parity.run(args.device, args.quick, args.fixtures)
+    if name == "throughput":
+        return throughput.run(args.device, args.quick)
+    if name == "llm":
+        return llm_step.run(args.device, args.quick)
+    if name == "service":
+        top = 2 if args.quick else 64
+        rate = llm_step.rate_at(results["llm"]["result"], top) if "llm" in results else None
+        return service_load.run(args.device, args.quick, rate)
+    raise ValueError(name)
+
+
+def load_results(folder: Path) -> dict[str, Any]:
+    found = {}
+    for name in STEPS:
+        path = folder / f"{name}.json"
+        if path.is_file():
+            found[name] = json.loads(path.read_text())
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, from {', '.join(STEPS)}")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="tiny shapes (the CPU plumbing check)")
+    parser.add_argument("--fixtures", type=Path, default=default_fixtures())
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    parser.add_argument("--out", type=Path, default=Path(os.environ["OUT"]) if os.environ.get("OUT") else None)
+    parser.add_argument("--force", action="store_true", help="run steps that already have a result")
+    args = parser.parse_args(argv)
+    steps = [s for s in args.steps.split(",") if s]
+    unknown = sorted(set(steps) - set(STEPS))
+    if unknown:
+        parser.error(f"unknown steps {unknown}; accepted: {', '.join(STEPS)}")
+    cpu = not args.device.startswith("cuda")
+    if cpu:
+        print(CPU_NOTICE)
+    args.results.mkdir(parents=True, exist_ok=True)
+    numerics = apply_service_numerics(args.device)
+    results = load_results(args.results)
+    for name in STEPS:
+        if name not in steps:
+            continue
+        if name in results and not args.force:
+            print(f"== {name}: result from an earlier call kept ({args.results.name}/{name}.json; --force reruns)")
+            continue
+        print(f"== {name}", flush=True)
+        started = time.perf_counter()
+        result = run_step(name, args, results)
+        results[name] = {"machine": machine(args.device), "quick": args.quick, "numerics": numerics,
+                         "wall_s": round(time.perf_counter() - started, 1), "result": result}
+        (args.results / f"{name}.json").write_text(json.dumps(results[name], indent=1, default=str) + "\n")
+        print(f"== {name} done in {results[name]['wall_s']:.0f} s", flush=True)
+    combined = {"steps": results, "missing": [s for s in STEPS if s not in results],
+                "cpu_notice": CPU_NOTICE if cpu else None}
+    markdown = report.markdown(combined)
+    for folder in {args.results, *( [args.out] if args.out else [])}:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "acceptance.json").write_text(json.dumps(combined, indent=1, default=str) + "\n")
+        (folder / "acceptance.md").write_text(markdown)
+    print()
+    print(markdown)
+    if cpu:
+        print(CPU_NOTICE)
+    failed = [r["check"] for r in results.get("parity", {}).get("result", {}).get("rows", []) if r.get("ok") is False]
+    if failed:
+        print(f"PARITY FAILED: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""Acceptance step 3, the LLM step: Qwen2 at Spark-TTS's released config (random weights) under transformers.
+
+vLLM cannot be installed on the lent machine, so this measures the same network with Hugging Face transformers:
+a prompt of `PROMPT_TOKENS` is prefilled once per batch, then `STEPS` single-token decode steps run with the KV
+cache, timed per step for B = 1..64 rows. Per-stream tokens/s = 1 / step latency; the aggregate is B times that.
+
+How it relates to vLLM: transformers runs eagerly (one Python dispatch per kernel, a growing DynamicCache), so its
+step latency is an upper bound on vLLM's, which replays CUDA graphs over a paged KV cache and batches continuously.
+At this model size (0.5 B, memory-bound at small B) vLLM's own published decode figures for Qwen2-0.5B are several
+times these; the projection the service load step uses is therefore conservative: if the service keeps up at the
+transformers rate it keeps up at vLLM's.
+
+Also: bf16 against fp32 logits on the same prompt (the LLM is the one model the service runs in bf16): top-1
+agreement over the decode steps and the largest logit difference.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+# Spark-TTS LLM/config.json (specs/spark_tts.md §1.2): Qwen2.5-0.5B with the speech vocabulary.
+RELEASED = dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+                intermediate_size=4864, vocab_size=166000, max_position_embeddings=32768, rope_theta=1_000_000.0,
+                rms_norm_eps=1e-6, tie_word_embeddings=True, hidden_act="silu")
+QUICK = dict(RELEASED, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+             intermediate_size=128, vocab_size=4096)
+PROMPT_TOKENS = 320  # a voice prompt with one sentence of text
+STEPS = 48  # decode steps timed per batch (about 1 s of speech at 50 tokens/s)
+
+
+def build(config: dict[str, Any], device: str, dtype: torch.dtype) -> torch.nn.Module:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(Qwen2Config(**config, torch_dtype=dtype))
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+@torch.inference_mode()
+def step_latency(model: torch.nn.Module, batch: int, device: str, prompt: int, steps: int) -> dict[str, float]:
+    ids = torch.randint(0, model.config.vocab_size, (batch, prompt), device=device)
+    _sync(device)
+    started = time.perf_counter()
+    out = model(input_ids=ids, use_cache=True)
+    _sync(device)
+    prefill_s = time.perf_counter() - started
+    cache = out.past_key_values
+    token = out.logits[:, -1:].argmax(-1)
+    times = []
+    for _ in range(steps):
+        _sync(device)
+        t0 = time.perf_counter()
+        out = model(input_ids=token, past_key_values=cache, use_cache=True)
+        token = out.logits[:, -1:].argmax(-1)
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+        cache = out.past_key_values
+    times.sort()
+    median = times[len(times) // 2]
+    return {"batch": batch, "prefill_ms": prefill_s * 1000, "step_ms_p50": median * 1000,
+            "step_ms_p90": times[int(len(times) * 0.9)] * 1000,
+            "tokens_per_s_per_stream": 1.0 / median, "tokens_per_s_total": batch / median}
+
+
+@torch.inference_mode()
+def bf16_vs_fp32(config: dict[str, Any], device: str, steps: int) -> dict[str, Any]:
+    fp32 = build(config, device, torch.float32)
+    bf16 = build(config, device, torch.bfloat16)
+    ids = torch.randint(0, config["vocab_size"], (1, 64), device=device, generator=None)
+    agree, max_diff = 0, 0.0
+    for _ in range(steps):
+        a = fp32(input_ids=ids).logits[:, -1].float()
+        b = bf16(input_ids=ids).logits[:, -1].float()
+        agree += int(a.argmax() == b.argmax())
+        max_diff = max(max_diff, float((a - b).abs().max()))
+        ids = torch.cat([ids, a.argmax(-1, keepdim=True)], dim=1)  # follow the fp32 path
+    del fp32, bf16
+    return {"steps": steps, "top1_agreement": agree / steps, "max_logit_diff": max_diff}
+
+
+def run(device: str, quick: bool, batches: list[int] | None = None) -> dict[str, Any]:
+    config = QUICK if quick else RELEASED
+    cuda = device.startswith("cuda")
+    dtype = torch.bfloat16 if cuda else torch.float32  # the service's dtype on a GPU; fp32 on a CPU
+    batches = batches or ([1, 2] if quick else [1, 2, 4, 8, 16, 32, 64])
+    prompt, steps = (32, 4) if quick else (PROMPT_TOKENS, STEPS)
+    model = build(config, device, dtype)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"Qwen2 {'(quick, tiny)' if quick else 'released config'}: {params / 1e6:.0f} M params, {dtype}, "
+          f"prompt {prompt}, {steps} decode steps")
+    step_latency(model, 1, device, prompt, 2)  # warm-up: kernels, allocator
+    rows = []
+    for batch in batches:
+        try:
+            row = step_latency(model, batch, device, prompt, steps)
+        except torch.cuda.OutOfMemoryError:
+            rows.append({"batch": batch, "note": "out of memory"})
+            break
+        rows.append(row)
+        print(f"  B={batch:<3} step p50 {row['step_ms_p50']:7.2f} ms  {row['tokens_per_s_per_stream']:7.1f} tok/s "
+              f"per stream  {row['tokens_per_s_total']:8.0f} tok/s total  prefill {row['prefill_ms']:.1f} ms")
+    del model
+    if cuda:
+        torch.cuda.empty_cache()
+    parity = bf16_vs_fp32(config, device, 4 if quick else 32)
+    print(f"  bf16 vs fp32: top-1 agreement {parity['top1_agreement']:.2f}, max logit diff "
+          f"{parity['max_logit_diff']:.3f}")
+    return {"config": "quick" if quick else "released", "dtype": str(dtype).removeprefix("torch."),
+            "params": params, "rows": rows, "bf16_vs_fp32": parity}
+
+
+def rate_at(result: dict[str, Any], streams: int) -> float | None:
+    """Tokens/s per stream the LLM gives at `streams` concurrent rows (the nearest measured batch at or above)."""
+    measured = [r for r in result.get("rows", []) if "step_ms_p50" in r]
+    above = [r for r in measured if r["batch"] >= streams] or measured[-1:]
+    return min(above, key=lambda r: r["batch"])["tokens_per_s_per_stream"] if above else None

@@ -1,0 +1,107 @@
+"""The acceptance results as one Markdown page (what goes into docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _f(value: Any, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.0f}"
+
+
+def _parity(step: dict[str, Any]) -> list[str]:
+    lines = ["| check | max abs err | SNR dB | tolerance | ok |", "|---|---:|---:|---|---|"]
+    for r in step["result"]["rows"]:
+        ok = "reported" if r.get("tolerance") == "reported" else {True: "yes", False: "**NO**", None: "not run"}[r.get("ok")]
+        lines.append(f"| {r['check']} | {_f(r.get('max_abs_err'), '.1e')} | {_f(r.get('snr_db'), '.1f')} | "
+                     f"{'' if r.get('tolerance') == 'reported' else r.get('tolerance', '')} | {ok}{(' (' + r['note'] + ')') if r.get('note') else ''} |")
+    return lines
+
+
+def _throughput(step: dict[str, Any]) -> list[str]:
+    result = step["result"]
+    streams = result["streams"]
+    lines = ["| stage | precision | real-time streams per device |", "|---|---|---:|"]
+    for mode, value in streams["decode_16k"].items():
+        lines.append(f"| BiCodec decode (16 kHz) | {mode} | {_f(value, '.1f')} |")
+    for mode, value in streams["decode_sr_48k"].items():
+        lines.append(f"| decode + AP-BWE (48 kHz) | {mode} | {_f(value, '.1f')} |")
+    lines.append(f"| cloning encoder (x real-time, longest reference) | fp32 | {_f(streams['clone_encoder_x_realtime'], '.1f')} |")
+    aligner = result.get("aligner", {})
+    lines.append(f"| ctc aligner | fp32 | {_f(streams.get('ctc_aligner_x_realtime'), '.1f')} |"
+                 + (f" ({aligner['note']})" if aligner.get("note") else ""))
+    if aligner.get("ratio_to_decode") is not None:
+        lines.append("")
+        lines.append(f"ctc aligner cost: {aligner['ratio_to_decode']:.2f}x the {aligner['decoder']} BiCodec decode of "
+                     f"the same {aligner['audio_s']:.0f} s ({aligner['params_m']} M-parameter random Wav2Vec2ForCTC).")
+    lines += ["", "Batched decode and SR, per batch (call ms; x real-time for the batch):", "",
+              "| stage | precision | batch | call ms | x real-time | max abs err vs fp32 | SNR dB |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for r in result["codec"]["rows"]:
+        lines.append(f"| {r['stage']} | {r['precision']} | {r['batch']} | {_f(r['ms'], '.1f')} | "
+                     f"{_f(r['x_realtime'], '.1f')} | {_f(r['max_abs_err'], '.1e')} | {_f(r['snr_db'], '.1f')} |")
+    return lines
+
+
+def _llm(step: dict[str, Any]) -> list[str]:
+    result = step["result"]
+    lines = [f"Qwen2 ({result['config']} config, {result['params'] / 1e6:.0f} M params, {result['dtype']}), "
+             "transformers eager with a KV cache:", "",
+             "| batch | step ms p50 | step ms p90 | tokens/s per stream | tokens/s total | prefill ms |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        if "step_ms_p50" not in r:
+            lines.append(f"| {r['batch']} | {r.get('note', '')} | | | | |")
+            continue
+        lines.append(f"| {r['batch']} | {r['step_ms_p50']:.2f} | {r['step_ms_p90']:.2f} | "
+                     f"{r['tokens_per_s_per_stream']:.0f} | {r['tokens_per_s_total']:.0f} | {r['prefill_ms']:.1f} |")
+    parity = result["bf16_vs_fp32"]
+    lines += ["", f"bf16 vs fp32 logits over {parity['steps']} steps: top-1 agreement "
+              f"{parity['top1_agreement']:.2f}, max logit difference {parity['max_logit_diff']:.3f}."]
+    return lines
+
+
+def _service(step: dict[str, Any]) -> list[str]:
+    result = step["result"]
+    if "error" in result:
+        return [f"not measured: {result['error']}"]
+    lines = [f"Paced engine at {result['rate']:.0f} tokens/s per stream"
+             + (" (below real time: streams cannot keep up whatever the service does)" if result["below_realtime"] else "")
+             + ".", "",
+             "| schedule | streams | TTFA p50 ms | TTFA p95 ms | server TTFA p95 ms | underruns (0 / 100 ms) | "
+             "ideal underruns | mean batch | mean wait ms | first-chunk wait ms |",
+             "|---|---:|---:|---:|---:|---|---|---:|---:|---:|"]
+    for r in result["rows"]:
+        under = r.get("underruns") or {}
+        ideal = r.get("ideal_underruns") or {}
+        lines.append(f"| {r['schedule']} | {r['streams']} | {_ms(r['ttfa_p50_s'])} | {_ms(r['ttfa_p95_s'])} | "
+                     f"{_ms(r['server_ttfa_p95_s'])} | {' / '.join(str(v) for v in under.values()) or '-'} | "
+                     f"{' / '.join(str(v) for v in ideal.values()) or '-'} | {_f(r['mean_batch'], '.1f')} | "
+                     f"{_f(r['mean_wait_ms'], '.1f')} | {_f(r['mean_first_chunk_wait_ms'], '.1f')} |")
+    return lines
+
+
+SECTIONS = {"parity": ("Parity on the device", _parity), "throughput": ("Throughput", _throughput),
+            "llm": ("The LLM step", _llm), "service": ("The service under load", _service)}
+
+
+def markdown(combined: dict[str, Any]) -> str:
+    steps = combined["steps"]
+    first = next(iter(steps.values()), None)
+    device = first["machine"]["device"] if first else "-"
+    lines = [f"# GPU acceptance ({device})", ""]
+    if combined.get("cpu_notice"):
+        lines += [f"**{combined['cpu_notice']}.**", ""]
+    for name, (title, render) in SECTIONS.items():
+        lines += [f"## {title}", ""]
+        if name not in steps:
+            lines += ["not run yet", ""]
+            continue
+        step = steps[name]
+        lines += render(step) + ["", f"({step['machine']['device']}, torch {step['machine']['torch']}, "
+                                     f"{step['wall_s']:.0f} s{', quick' if step['quick'] else ''})", ""]
+    return "\n".join(lines)

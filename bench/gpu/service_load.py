@@ -1,0 +1,58 @@
+"""Acceptance step 4, the service under load: the real app with the paced engine at the LLM step's measured rate.
+
+`bench/bench_ttfa.py` serves the product app (`bench/serve_paced.py`: the service's own pipeline, decode batcher,
+SR and delivery; only the LLM is the paced engine) with the released-size codec and SR on the device, and drives
+1, 8, 32 and 64 concurrent streams for the `balanced` and `lowest` schedules. Reported per level: client TTFA
+p50/p95, server TTFA, underruns at 0 and 100 ms of client prebuffer next to a zero-latency service's, and the
+decode batcher's queueing (mean batch, mean wait of all calls and of first chunks).
+
+The engine rate is the transformers step rate at the top concurrency (`llm_step.rate_at`): conservative, since
+vLLM's step is faster than eager transformers'. Below 50 tokens/s (real time for Spark's 50 semantic tokens a
+second) a stream cannot keep up whatever the service does; the row then says so.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+REALTIME_TOKENS_PER_S = 50.0
+
+
+def run(device: str, quick: bool, rate: float | None) -> dict[str, Any]:
+    levels = [1, 2] if quick else [1, 8, 32, 64]
+    rate = rate or 200.0
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "ttfa.json"
+        command = [sys.executable, str(ROOT / "bench" / "bench_ttfa.py"), "--device", "cuda" if device.startswith("cuda") else "cpu",
+                   "--codec", "demo" if quick else "released", "--rates", f"{rate:.1f}",
+                   "--concurrency", ",".join(map(str, levels)), "--schedules", "balanced,lowest",
+                   "--voices", "fixed", "--free-voices", "", "--before-voices", "", "--no-snr", "--no-plot",
+                   "--repeats", "1", "--min-streams", str(max(levels)), "--out", str(out)]
+        if quick:
+            command += ["--quick", "--streams", "1"]
+        print(" ".join(Path(c).name if c.startswith("/") else c for c in command), flush=True)
+        completed = subprocess.run(command, cwd=ROOT, check=False)
+        if completed.returncode != 0 or not out.is_file():
+            return {"error": f"bench_ttfa exited {completed.returncode}", "rate": rate, "levels": levels}
+        result = json.loads(out.read_text())
+    rows = []
+    for entry in result["summary"]:
+        for level in levels:
+            key = str(level) if str(level) in entry["ttfa_p50_s"] else level
+            batcher = (entry.get("batcher") or {}).get(key) or {}
+            rows.append({
+                "schedule": entry["schedule"], "streams": level,
+                "ttfa_p50_s": entry["ttfa_p50_s"].get(key), "ttfa_p95_s": entry["ttfa_p95_s"].get(key),
+                "server_ttfa_p95_s": entry["server_ttfa_p95_s"].get(key),
+                "underruns": entry["underruns"].get(key), "ideal_underruns": entry["ideal_underruns"].get(key),
+                "mean_batch": batcher.get("mean_batch"), "mean_wait_ms": batcher.get("mean_wait_ms"),
+                "mean_first_chunk_wait_ms": batcher.get("mean_first_chunk_wait_ms"),
+            })
+    return {"rate": rate, "below_realtime": rate < REALTIME_TOKENS_PER_S, "levels": levels, "rows": rows,
+            "env": result.get("env", {})}
