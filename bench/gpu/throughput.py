@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -47,30 +46,17 @@ def cloning(device: str, quick: bool) -> dict[str, Any]:
 
 
 def _demo_cloning(device: str) -> dict[str, Any]:
-    from bench.bench_clone import speech_like
+    from bench.bench_clone import best_of, speech_like
     from core.clone.encoder import ReferenceEncoder
     from core.demo.checkpoint import build_demo_checkpoint
 
     encoder = ReferenceEncoder.from_pretrained(build_demo_checkpoint(ROOT / "var" / "test-demo-model", seed=0), device=device)
     audio = speech_like(3.0, 0)
     encoder.encode(audio)
-    full_s = _timed(lambda: encoder.encode(audio), device, 1)
+    full_s = best_of(lambda: encoder.encode(audio), 1, device)
     print(f"  demo-size encoder: 3 s reference in {full_s * 1000:.0f} ms")
     return {"rows": [{"reference_s": 3.0, "full_s": full_s, "full_per_audio_s": full_s / 3.0,
                       "x_realtime_full": 3.0 / full_s}], "size": "demo"}
-
-
-def _timed(fn, device: str, repeats: int) -> float:  # noqa: ANN001 - a zero-argument callable
-    best = float("inf")
-    for _ in range(repeats):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        fn()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - started)
-    return best
 
 
 def aligner(device: str, quick: bool) -> dict[str, Any]:
