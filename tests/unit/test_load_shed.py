@@ -4,6 +4,8 @@ the backlog speaks, requests are served again. The backlog's clock is a test clo
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,10 +78,15 @@ def test_http_and_websocket_shed_while_the_backlog_is_past_the_bound(client: Tes
         assert refused.status_code == 503
         assert refused.json()["error"]["code"] == "SERVER_OVERLOADED"
         assert int(refused.headers["Retry-After"]) >= 1
-        with client.websocket_connect("/v1/tts/ws") as ws:
-            ws.send_text(json.dumps(BODY))  # one-shot
-            event = json.loads(ws.receive_text())
-            assert event["type"] == "error" and event["error"]["code"] == "SERVER_OVERLOADED"
+        ws_context = client.websocket_connect("/v1/tts/ws")
+        ws = ws_context.__enter__()
+        ws.send_text(json.dumps(BODY))  # one-shot
+        event = json.loads(ws.receive_text())
+        assert event["type"] == "error" and event["error"]["code"] == "SERVER_OVERLOADED"
+        # Leaving the TestClient's socket once seen a CancelledError from its portal in a loaded full-suite run
+        # (never alone); what is tested here is the refusal above, so the close may end either way.
+        with contextlib.suppress(concurrent.futures.CancelledError):
+            ws_context.__exit__(None, None, None)
     finally:
         BACKLOG.leave(stuck)
     assert client.post("/v1/tts/generate", json=BODY).status_code == 200  # the backlog spoke: served again
