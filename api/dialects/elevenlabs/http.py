@@ -80,6 +80,6 @@ async def text_to_speech_stream_with_timestamps(voice_id: str, body: TextToSpeec
 @router.get("/v1/voices", summary="ElevenLabs: voices this key can use")
 async def voices(runtime: Runtime, caller: OptionalVoiceCaller, library: Library) -> JSONResponse:
     builtin = [] if runtime.voices is None else [(v["id"], v["name"], "premade") for v in runtime.voices.list()]
-    custom = [] if caller is None else [(r.id, r.name, "cloned") for r in await library.list(caller)]
+    custom = [] if caller is None else [(r.voice_id, r.name, "cloned") for r in await library.list(caller)]
     return JSONResponse({"voices": [{"voice_id": vid, "name": name, "category": category, "labels": {},
                                      "settings": None} for vid, name, category in builtin + custom]})
