@@ -24,7 +24,10 @@ def finetune_server(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
     root = finetune_layout(demo_model_dir, tmp_path_factory.mktemp("ft") / "spark_tts_4speaker",
                            root_config=False, bicodec_config=True)
     log = tmp_path_factory.mktemp("ft-log") / "server.log"
-    running = start_server(root, log, {"TTS_FINETUNE_SPEAKERS": "Asha,Bittu", "TTS_SR_ENABLED": "false"})
+    # Its own voice directory: custom voices other tests leave in the shared default (var/voices) are not its voices.
+    voices = tmp_path_factory.mktemp("ft-voices")
+    running = start_server(root, log, {"TTS_FINETUNE_SPEAKERS": "Asha,Bittu", "TTS_SR_ENABLED": "false",
+                                       "TTS_VOICE_DIR": str(voices)})
     yield running
     stop_server(running)
 
