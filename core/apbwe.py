@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core import exact_stft
 from core.checkpoint import CheckpointError
 from core.exact_conv import dense_conv1d, depthwise_conv1d
 from core.sinc_resample import sinc_resample
@@ -220,20 +221,13 @@ class _Frontend:
         self.min_input = cfg.n_fft // 2 // cfg.ratio + 1
 
     def analyse(self, x48: torch.Tensor) -> Spectrum:
-        c = self.cfg
-        spec = torch.stft(
-            x48, c.n_fft, c.hop_size, c.win_size, self.window,
-            center=True, pad_mode="reflect", normalized=False, onesided=True, return_complex=True,
-        )  # fmt: skip
+        # FFTs of one batch shape (core/exact_stft): a frame rounds the same in a streamed window as offline on a GPU.
+        spec = exact_stft.stft(x48, self.cfg.n_fft, self.cfg.hop_size, self.window)
         return Spectrum(torch.log(spec.abs() + LOG_FLOOR)[None], torch.angle(spec)[None])
 
     def synthesise(self, out: Spectrum, length: int) -> torch.Tensor:
-        c = self.cfg
         spec = torch.polar(torch.exp(out.logamp[0]), out.pha[0])  # the log floor is not subtracted
-        return torch.istft(
-            spec, c.n_fft, c.hop_size, c.win_size, self.window, center=True, normalized=False, onesided=True,
-            length=length,
-        )  # fmt: skip
+        return exact_stft.istft(spec, self.cfg.n_fft, self.cfg.hop_size, self.window, length)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from core import exact_stft  # noqa: E402
 from core.apbwe import LOG_FLOOR, RELEASED_CONFIG, APBWEConfig, SuperResolution, random_generator  # noqa: E402
 from core.bicodec import RELEASED_CONFIG as BICODEC_RELEASED_CONFIG  # noqa: E402
 from core.bicodec import BiCodecDecoder, is_skipped_tensor  # noqa: E402
@@ -146,33 +147,12 @@ def sr_batch(sr: SuperResolution, x16: torch.Tensor) -> torch.Tensor:
     with torch.autocast(x16.device.type, enabled=False):
         x48 = sr.resample(x16.float())
         window = torch.hann_window(c.win_size, periodic=True, device=x16.device)
-        spec = torch.stft(
-            x48,
-            c.n_fft,
-            c.hop_size,
-            c.win_size,
-            window,
-            center=True,
-            pad_mode="reflect",
-            normalized=False,
-            onesided=True,
-            return_complex=True,
-        )
+        spec = exact_stft.stft(x48, c.n_fft, c.hop_size, window)  # the service's own framing (core/exact_stft)
         logamp, pha = torch.log(spec.abs() + LOG_FLOOR), torch.angle(spec)
     logamp_out, pha_out = sr.generator(logamp, pha)
     with torch.autocast(x16.device.type, enabled=False):
         out = torch.polar(torch.exp(logamp_out.float()), pha_out.float())
-        return torch.istft(
-            out,
-            c.n_fft,
-            c.hop_size,
-            c.win_size,
-            window,
-            center=True,
-            normalized=False,
-            onesided=True,
-            length=x48.shape[-1],
-        )
+        return exact_stft.istft(out, c.n_fft, c.hop_size, window, x48.shape[-1])
 
 
 # ---------------------------------------------------------------------------------------------- timing

@@ -4,11 +4,10 @@ vLLM cannot be installed on the lent machine, so this measures the same network 
 a prompt of `PROMPT_TOKENS` is prefilled once per batch, then `STEPS` single-token decode steps run with the KV
 cache, timed per step for B = 1..64 rows. Per-stream tokens/s = 1 / step latency; the aggregate is B times that.
 
-How it relates to vLLM: transformers runs eagerly (one Python dispatch per kernel, a growing DynamicCache), so its
-step latency is an upper bound on vLLM's, which replays CUDA graphs over a paged KV cache and batches continuously.
-At this model size (0.5 B, memory-bound at small B) vLLM's own published decode figures for Qwen2-0.5B are several
-times these; the projection the service load step uses is therefore conservative: if the service keeps up at the
-transformers rate it keeps up at vLLM's.
+How it relates to vLLM: eager transformers dispatches every kernel from Python, so its step latency is mostly
+dispatch overhead (flat in the batch size on the H100). `graph_step_latency` runs the same step over a static KV
+cache as one CUDA graph, which is how vLLM runs a decode step; vLLM adds paged attention and continuous batching.
+The service load step is paced at the graph rate when it was measured, else at the eager rate (conservative).
 
 Also: bf16 against fp32 logits on the same prompt (the LLM is the one model the service runs in bf16): top-1
 agreement over the decode steps and the largest logit difference.
@@ -71,6 +70,57 @@ def step_latency(model: torch.nn.Module, batch: int, device: str, prompt: int, s
 
 
 @torch.inference_mode()
+def graph_step_latency(model: torch.nn.Module, batch: int, device: str, prompt: int, steps: int,
+                       graph: bool = True) -> dict[str, float]:
+    """The same decode step over a static KV cache, replayed as one CUDA graph (`graph=False`: the same static-cache
+    step run eagerly, to check it on a CPU). This is how vLLM runs a decode step (CUDA graphs over a preallocated
+    cache), so its latency is the closer bound: one graph launch instead of ~400 Python kernel dispatches."""
+    from transformers import StaticCache
+
+    cache = StaticCache(config=model.config, max_cache_len=prompt + steps + 8)
+    ids = torch.randint(0, model.config.vocab_size, (batch, prompt), device=device)
+    out = model(input_ids=ids, past_key_values=cache, use_cache=True, cache_position=torch.arange(prompt, device=device))
+    token = out.logits[:, -1:].argmax(-1)
+    position = torch.tensor([prompt], device=device)
+
+    def step() -> torch.Tensor:
+        logits = model(input_ids=token, past_key_values=cache, use_cache=True, cache_position=position,
+                       position_ids=position.expand(batch, 1)).logits
+        return logits[:, -1:].argmax(-1)
+
+    if graph:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up outside the capture, as CUDA graphs require
+            step()
+        torch.cuda.current_stream().wait_stream(side)
+        captured = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(captured):
+            nxt = step()
+        run = captured.replay
+    else:
+        nxt = None
+    tokens, times = [], []
+    for _ in range(steps):
+        _sync(device)
+        t0 = time.perf_counter()
+        if graph:
+            run()
+        else:
+            nxt = step()
+        token.copy_(nxt)
+        position += 1  # the captured kernels read the position and write the cache slot from these tensors
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+        tokens.append(token.clone())
+    times.sort()
+    median = times[len(times) // 2]
+    return {"batch": batch, "step_ms_p50": median * 1000, "step_ms_p90": times[int(len(times) * 0.9)] * 1000,
+            "tokens_per_s_per_stream": 1.0 / median, "tokens_per_s_total": batch / median,
+            "tokens": torch.cat(tokens, dim=1).tolist() if not graph else None}
+
+
+@torch.inference_mode()
 def bf16_vs_fp32(config: dict[str, Any], device: str, steps: int) -> dict[str, Any]:
     fp32 = build(config, device, torch.float32)
     bf16 = build(config, device, torch.bfloat16)
@@ -107,6 +157,19 @@ def run(device: str, quick: bool, batches: list[int] | None = None) -> dict[str,
         rows.append(row)
         print(f"  B={batch:<3} step p50 {row['step_ms_p50']:7.2f} ms  {row['tokens_per_s_per_stream']:7.1f} tok/s "
               f"per stream  {row['tokens_per_s_total']:8.0f} tok/s total  prefill {row['prefill_ms']:.1f} ms")
+    graph_rows = []
+    if cuda:
+        for batch in batches:
+            try:
+                row = graph_step_latency(model, batch, device, prompt, steps)
+            except Exception as exc:  # noqa: BLE001 - the eager rows stand; say why the graph rows are missing
+                graph_rows.append({"batch": batch, "note": f"{type(exc).__name__}: {exc}"[:300]})
+                print(f"  CUDA graph B={batch}: {graph_rows[-1]['note']}")
+                break
+            row.pop("tokens")
+            graph_rows.append(row)
+            print(f"  CUDA graph B={batch:<3} step p50 {row['step_ms_p50']:7.2f} ms  "
+                  f"{row['tokens_per_s_per_stream']:7.1f} tok/s per stream  {row['tokens_per_s_total']:8.0f} tok/s total")
     del model
     if cuda:
         torch.cuda.empty_cache()
@@ -114,11 +177,13 @@ def run(device: str, quick: bool, batches: list[int] | None = None) -> dict[str,
     print(f"  bf16 vs fp32: top-1 agreement {parity['top1_agreement']:.2f}, max logit diff "
           f"{parity['max_logit_diff']:.3f}")
     return {"config": "quick" if quick else "released", "dtype": str(dtype).removeprefix("torch."),
-            "params": params, "rows": rows, "bf16_vs_fp32": parity}
+            "params": params, "rows": rows, "graph_rows": graph_rows, "bf16_vs_fp32": parity}
 
 
 def rate_at(result: dict[str, Any], streams: int) -> float | None:
-    """Tokens/s per stream the LLM gives at `streams` concurrent rows (the nearest measured batch at or above)."""
-    measured = [r for r in result.get("rows", []) if "step_ms_p50" in r]
+    """Tokens/s per stream the LLM gives at `streams` concurrent rows (the nearest measured batch at or above): the
+    CUDA-graph rows when they were measured (how vLLM runs a step), else the eager rows."""
+    measured = [r for r in result.get("graph_rows", []) if "step_ms_p50" in r] or \
+        [r for r in result.get("rows", []) if "step_ms_p50" in r]
     above = [r for r in measured if r["batch"] >= streams] or measured[-1:]
     return min(above, key=lambda r: r["batch"])["tokens_per_s_per_stream"] if above else None

@@ -59,6 +59,17 @@ def _llm(step: dict[str, Any]) -> list[str]:
             continue
         lines.append(f"| {r['batch']} | {r['step_ms_p50']:.2f} | {r['step_ms_p90']:.2f} | "
                      f"{r['tokens_per_s_per_stream']:.0f} | {r['tokens_per_s_total']:.0f} | {r['prefill_ms']:.1f} |")
+    graph = result.get("graph_rows") or []
+    if graph:
+        lines += ["", "The same step over a static KV cache replayed as one CUDA graph (how vLLM runs a decode step; "
+                  "the `service` step is paced at this rate):", "",
+                  "| batch | step ms p50 | step ms p90 | tokens/s per stream | tokens/s total |", "|---:|---:|---:|---:|---:|"]
+        for r in graph:
+            if "step_ms_p50" not in r:
+                lines.append(f"| {r['batch']} | {r.get('note', '')} | | | |")
+                continue
+            lines.append(f"| {r['batch']} | {r['step_ms_p50']:.2f} | {r['step_ms_p90']:.2f} | "
+                         f"{r['tokens_per_s_per_stream']:.0f} | {r['tokens_per_s_total']:.0f} |")
     parity = result["bf16_vs_fp32"]
     lines += ["", f"bf16 vs fp32 logits over {parity['steps']} steps: top-1 agreement "
               f"{parity['top1_agreement']:.2f}, max logit difference {parity['max_logit_diff']:.3f}."]
