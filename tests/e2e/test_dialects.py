@@ -175,9 +175,9 @@ def test_elevenlabs_http_routes_and_voices(server: RunningServer, tmp_path) -> N
     status, mp3 = _curl(server, "/v1/text-to-speech/default/stream", {"text": "Hello there."}, tmp_path)
     assert status == 200 and (mp3[:3] == b"ID3" or mp3[0] == 0xFF)  # mp3_44100_128 by default
     status, body = _curl(server, "/v1/text-to-speech/nobody", {"text": "Hello."}, tmp_path)
-    assert status in (400, 404) and json.loads(body)["error"]["code"] == "INVALID_SPEAKER"
+    assert status in (400, 404) and json.loads(body)["detail"]["code"] == "voice_not_found"  # ElevenLabs' shape
     status, body = _curl(server, "/v1/text-to-speech/default?output_format=pcm_1", {"text": "Hello."}, tmp_path)
-    assert status == 400 and json.loads(body)["error"]["param"] == "output_format"
+    assert status == 400 and json.loads(body)["detail"]["param"] == "output_format"
 
 
 def test_cartesia_bytes(server: RunningServer, tmp_path) -> None:
@@ -190,4 +190,4 @@ def test_cartesia_bytes(server: RunningServer, tmp_path) -> None:
     assert status == 200 and len(ulaw) > 4000
     request["output_format"] = {"container": "raw", "encoding": "pcm_f32le", "sample_rate": 16000}
     status, body = _curl(server, "/tts/bytes", request, tmp_path)
-    assert status == 400 and json.loads(body)["error"]["code"] == "VALIDATION_ERROR"
+    assert status == 400 and json.loads(body)["error_code"] == "validation_error"  # Cartesia's shape
