@@ -12,6 +12,8 @@ from api.dialects.http_errors import DialectErrors, HttpError, status_title
 from api.schemas import MAX_TEXT_CHARS, SUPPORTED_RATES, reject_control_characters
 
 MAX_CONTEXTS = 5  # unfinished contexts per socket
+# How long text without a sentence end waits before it is spoken anyway (Cartesia's default; at most 5000).
+DEFAULT_MAX_BUFFER_DELAY_MS = 3000
 
 
 class Voice(BaseModel):
