@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from processing.segmenter import TextSegmenter
+from processing.ssml import parse_ssml
 from services.pipeline.synthesis import SynthesisError, SynthesisJob, SynthesisRequest
 from services.pipeline.text_plan import plan_text
 from services.usage.accounting import RequestAccounting, RequestReport
@@ -69,6 +70,7 @@ class Utterance:
         # Cartesia's max_buffer_delay_ms: text held for a sentence end is spoken anyway once it has waited this long
         # (None: held until a sentence end, a flush or the end, as our WebSocket and ElevenLabs do).
         self.buffer_delay_s: float | None = None
+        self.ssml = False  # ElevenLabs' enable_ssml_parsing: each cut's SSML read (processing/ssml.py), breaks silent
         self._buffer_due: asyncio.TimerHandle | None = None
         self.text_parts: list[str] = []
         self.characters = 0
@@ -144,26 +146,27 @@ class Utterance:
     def _feed(self, parts: list[str]) -> int:
         fed = 0
         for part in parts:
-            try:
-                plan = plan_text(
-                    part,
-                    normalize=self.request.normalize,
-                    chunking=self.request.chunking,
-                    threshold=self.threshold,
-                    target=self.target,
-                    unknown_tags=self.request.unknown_tags,
-                )
-            except SynthesisError:
-                continue  # nothing speakable in this part (only tags or punctuation)
-            if self.job.timestamps is not None:
-                self.job.timestamps.add_text(part, " ".join(plan.chunks))
-            self.spoken_characters += len(plan.text)
-            for chunk in plan.chunks:
-                self.job.feed_text(chunk)
-                fed += 1
+            for item in parse_ssml(part) if self.ssml else [part]:
+                if isinstance(item, float):
+                    self.job.add_pause(item)  # silence before the next text, or at the end
+                else:
+                    fed += self._feed_text(item)
         if fed:
             self.has_work.set()
         return fed
+
+    def _feed_text(self, part: str) -> int:
+        try:
+            plan = plan_text(part, normalize=self.request.normalize, chunking=self.request.chunking,
+                             threshold=self.threshold, target=self.target, unknown_tags=self.request.unknown_tags)
+        except SynthesisError:
+            return 0  # nothing speakable in this part (only tags or punctuation)
+        if self.job.timestamps is not None:
+            self.job.timestamps.add_text(part, " ".join(plan.chunks))
+        self.spoken_characters += len(plan.text)
+        for chunk in plan.chunks:
+            self.job.feed_text(chunk)
+        return len(plan.chunks)
 
     # ------------------------------------------------------------------ audio accounting
     def admit(self, gate: UtteranceGate) -> None:

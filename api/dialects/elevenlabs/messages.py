@@ -55,7 +55,7 @@ class ConnectionParams(BaseModel):
     model_id: str | None = None  # accepted; there is one model
     language_code: str | None = None  # accepted; the normaliser detects the script
     enable_logging: bool = True  # accepted; the request log is the deployment's choice
-    enable_ssml_parsing: bool = False  # accepted; SSML tags are not parsed
+    enable_ssml_parsing: bool = False  # True: the SSML subset of processing/ssml.py (breaks are silence)
     apply_text_normalization: Literal["auto", "on", "off"] = "auto"
     auto_mode: bool = False  # accepted: text is always cut at sentence ends (and on flush)
     sync_alignment: bool = False  # True: alignment times from the start of the context (see the README)
