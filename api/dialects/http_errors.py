@@ -88,7 +88,7 @@ class DialectErrorsMiddleware:
         try:
             await self.app(scope, receive, reshaping_send)
         except Exception:
-            if not started:
+            if not started or held is not None:  # nothing of an answer has gone out yet
                 error = HttpError(500, "INTERNAL_ERROR", "An internal error occurred; it has been logged.", None,
                                   request_id)
                 await _send_json(send, 500, dialect.http_error(error), [])
