@@ -109,7 +109,8 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
                               "(up to 20 MiB); then name the voice by its id."})
     install_cors(app, settings.cors_origins)
     # Inside the request ids (kept on the re-shaped answer), outside every layer that can refuse.
-    app.add_middleware(DialectErrorsMiddleware, dialects=(elevenlabs_messages.HTTP_ERRORS, cartesia_messages.HTTP_ERRORS))
+    app.add_middleware(DialectErrorsMiddleware,
+                       dialects=(elevenlabs_messages.HTTP_ERRORS, cartesia_messages.HTTP_ERRORS))
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(HttpMetricsMiddleware)  # sees every answer, the middlewares' own refusals too
     if settings.trusted_proxies:  # outermost: every layer sees the client address the trusted proxy forwarded
