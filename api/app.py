@@ -12,9 +12,12 @@ from fastapi import FastAPI
 from api.cors import install_cors
 from api.deps import Services, check_upload_credentials
 from api.dialects.cartesia import http as cartesia_http
+from api.dialects.cartesia import messages as cartesia_messages
 from api.dialects.cartesia import routes as cartesia_routes
 from api.dialects.elevenlabs import http as elevenlabs_http
+from api.dialects.elevenlabs import messages as elevenlabs_messages
 from api.dialects.elevenlabs import routes as elevenlabs_routes
+from api.dialects.http_errors import DialectErrorsMiddleware
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimitMiddleware, HttpMetricsMiddleware, RequestIdMiddleware
 from api.routes import debug, health, normalize, openai_compat, playground, tts, voice_pinning, voices, ws
@@ -105,6 +108,9 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
                        hints={"/v1/tts/generate": "A reference recording larger than this goes to POST /v1/audio/voices "
                               "(up to 20 MiB); then name the voice by its id."})
     install_cors(app, settings.cors_origins)
+    # Inside the request ids (kept on the re-shaped answer), outside every layer that can refuse.
+    app.add_middleware(DialectErrorsMiddleware,
+                       dialects=(elevenlabs_messages.HTTP_ERRORS, cartesia_messages.HTTP_ERRORS))
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(HttpMetricsMiddleware)  # sees every answer, the middlewares' own refusals too
     if settings.trusted_proxies:  # outermost: every layer sees the client address the trusted proxy forwarded

@@ -158,6 +158,7 @@ class SynthesisJob:
         self._samples_queued = 0
         self._texts: asyncio.Queue[str | None] = asyncio.Queue()
         self._text_closed = False
+        self._pauses: dict[int, float] = {}  # text chunk index -> seconds of silence before it (SSML breaks)
         # Timestamps (opt-in): a text chunk's audio is held back until its words are aligned, so the words always
         # travel ahead of the audio that contains them; the 16 kHz segment is kept for the aligner meanwhile.
         self.timestamps: TimestampTrack | None = None
@@ -386,6 +387,7 @@ class SynthesisJob:
             self.chain.start_segment(last=run.last)
             if self.timestamps is not None:
                 self._held, self._segment_audio = [], []
+            await self._emit(await asyncio.to_thread(self._silence, index))
         d_vector = await asyncio.to_thread(self.runtime.speaker_vector, self.global_tokens)
         decoder = StreamingDecoder(self.runtime.bicodec, d_vector,
                                    self.first_stream_config if index == 0 else self.stream_config)
@@ -445,6 +447,20 @@ class SynthesisJob:
         self.stats.text_chunks += 1
         self._texts.put_nowait(text)
 
+    def add_pause(self, seconds: float) -> None:
+        """Silence before the next text chunk fed (or at the end, if none is): an SSML break. It is real zeros in
+        the chain, where that chunk's audio starts, so the previous chunk fades out into it."""
+        index = len(self.plan.chunks)
+        self._pauses[index] = self._pauses.get(index, 0.0) + seconds
+
+    def _silence(self, index: int) -> bytes:
+        seconds = self._pauses.pop(index, 0.0)
+        if seconds <= 0:
+            return b""
+        # Taken before the time-stretch, which shortens it by the speed: so many seconds of output silence.
+        samples = int(round(seconds * NATIVE_RATE * self.request.time_stretch))
+        return self._push_kept(np.zeros(samples, np.float32))
+
     def close_text(self) -> None:
         """No more text will come; the job finishes after the chunks already fed."""
         if not self._text_closed:
@@ -501,6 +517,7 @@ class SynthesisJob:
             index += 1
         self.stats.generation_done = True
         self.stats.decode_done = True
+        await self._emit(await asyncio.to_thread(self._silence, index))  # a break after the last text
         await self._emit(await asyncio.to_thread(self.chain.finish))
         if self._last_text is not None:  # the last chunk's words, now that the audio's true end is known
             await self._release_with_timestamps(self._last_text, end=self.stats.output_samples / self.request.sample_rate)

@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from processing.segmenter import TextSegmenter
+from processing.ssml import parse_ssml
 from services.pipeline.synthesis import SynthesisError, SynthesisJob, SynthesisRequest
 from services.pipeline.text_plan import plan_text
 from services.usage.accounting import RequestAccounting, RequestReport
@@ -66,6 +67,11 @@ class Utterance:
         self.target = settings.chunk_target_chars
         self.segmenter = TextSegmenter(threshold=self.threshold, target=self.target)
         self.job = SynthesisJob(runtime, request, incremental=True)
+        # Cartesia's max_buffer_delay_ms: text held for a sentence end is spoken anyway once it has waited this long
+        # (None: held until a sentence end, a flush or the end, as our WebSocket and ElevenLabs do).
+        self.buffer_delay_s: float | None = None
+        self.ssml = False  # ElevenLabs' enable_ssml_parsing: each cut's SSML read (processing/ssml.py), breaks silent
+        self._buffer_due: asyncio.TimerHandle | None = None
         self.text_parts: list[str] = []
         self.characters = 0
         self.spoken_characters = 0  # normalised, as fed to the model: what credits count
@@ -89,7 +95,9 @@ class Utterance:
         self.check_room(len(piece))
         self.text_parts.append(piece)
         self.characters += len(piece)
-        return self._feed(self.segmenter.push(piece))
+        fed = self._feed(self.segmenter.push(piece))
+        self._arm_buffer_delay(restart=fed > 0)
+        return fed
 
     def check_room(self, characters: int) -> None:
         if self.characters + characters > self.max_text_chars:
@@ -102,7 +110,28 @@ class Utterance:
 
     def flush(self) -> int:
         """Synthesise everything buffered now, sentence end or not."""
+        self._disarm_buffer_delay()
         return self._feed(self.segmenter.flush())
+
+    def _arm_buffer_delay(self, *, restart: bool) -> None:
+        """After text arrived: what the segmenter still holds is flushed `buffer_delay_s` after its first piece
+        (`restart`: a cut just took the older text, so the clock starts again for the rest)."""
+        if self.buffer_delay_s is None:
+            return
+        if restart or not self.segmenter.pending.strip():
+            self._disarm_buffer_delay()
+        if self.segmenter.pending.strip() and self._buffer_due is None:
+            self._buffer_due = asyncio.get_running_loop().call_later(self.buffer_delay_s, self._buffer_delay_due)
+
+    def _buffer_delay_due(self) -> None:
+        self._buffer_due = None
+        if self.text_open and not self.cancelled:
+            self.flush()
+
+    def _disarm_buffer_delay(self) -> None:
+        if self._buffer_due is not None:
+            self._buffer_due.cancel()
+            self._buffer_due = None
 
     def end(self) -> None:
         self.flush()
@@ -117,26 +146,27 @@ class Utterance:
     def _feed(self, parts: list[str]) -> int:
         fed = 0
         for part in parts:
-            try:
-                plan = plan_text(
-                    part,
-                    normalize=self.request.normalize,
-                    chunking=self.request.chunking,
-                    threshold=self.threshold,
-                    target=self.target,
-                    unknown_tags=self.request.unknown_tags,
-                )
-            except SynthesisError:
-                continue  # nothing speakable in this part (only tags or punctuation)
-            if self.job.timestamps is not None:
-                self.job.timestamps.add_text(part, " ".join(plan.chunks))
-            self.spoken_characters += len(plan.text)
-            for chunk in plan.chunks:
-                self.job.feed_text(chunk)
-                fed += 1
+            for item in parse_ssml(part) if self.ssml else [part]:
+                if isinstance(item, float):
+                    self.job.add_pause(item)  # silence before the next text, or at the end
+                else:
+                    fed += self._feed_text(item)
         if fed:
             self.has_work.set()
         return fed
+
+    def _feed_text(self, part: str) -> int:
+        try:
+            plan = plan_text(part, normalize=self.request.normalize, chunking=self.request.chunking,
+                             threshold=self.threshold, target=self.target, unknown_tags=self.request.unknown_tags)
+        except SynthesisError:
+            return 0  # nothing speakable in this part (only tags or punctuation)
+        if self.job.timestamps is not None:
+            self.job.timestamps.add_text(part, " ".join(plan.chunks))
+        self.spoken_characters += len(plan.text)
+        for chunk in plan.chunks:
+            self.job.feed_text(chunk)
+        return len(plan.chunks)
 
     # ------------------------------------------------------------------ audio accounting
     def admit(self, gate: UtteranceGate) -> None:
@@ -173,6 +203,7 @@ class Utterance:
         admitted utterance is accounted and settled through its accounting."""
         if self.status is not None:
             return
+        self._disarm_buffer_delay()
         self.status = status
         text = "".join(self.text_parts)
         self.job.request = replace(self.job.request, text=text)

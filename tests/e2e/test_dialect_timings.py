@@ -115,7 +115,7 @@ def test_elevenlabs_http_with_timestamps(server: RunningServer) -> None:
     spoken, _ = _seconds_alignment(body["normalized_alignment"])
     assert spoken.split()
     bad = httpx.post(f"{server.base_url}/v1/text-to-speech/nobody/with-timestamps", json={"text": TEXT}, timeout=30)
-    assert bad.status_code in (400, 404) and bad.json()["error"]["code"] == "INVALID_SPEAKER"
+    assert bad.status_code in (400, 404) and bad.json()["detail"]["code"] == "voice_not_found"
 
 
 def test_elevenlabs_http_stream_with_timestamps(server: RunningServer) -> None:
@@ -173,7 +173,7 @@ def test_cartesia_sse_chunks_timestamps_and_done(server: RunningServer) -> None:
     assert [w for name, e in spoken if name == "timestamps" for w in e["word_timestamps"]["words"]] == [
         "I", "have", "three", "cats."]
     bad = httpx.post(f"{server.base_url}/tts/sse", json={**body, "output_format": {"container": "wav"}}, timeout=30)
-    assert bad.status_code == 400 and bad.json()["error"]["code"] == "VALIDATION_ERROR"
+    assert bad.status_code == 400 and bad.json()["error_code"] == "validation_error"
     _wait_idle(server)
 
 

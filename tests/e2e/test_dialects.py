@@ -153,6 +153,34 @@ async def test_cartesia_errors_cancel_and_done(server: RunningServer) -> None:
     _wait_idle(server)
 
 
+async def test_cartesia_max_buffer_delay_speaks_a_trailing_clause_without_a_flush(server: RunningServer) -> None:
+    """No flush and no end: the sentence is cut at its end at once, the clause after it (no punctuation) once it
+    has waited max_buffer_delay_ms; each is one text chunk (one timestamps message), spoken once, in order."""
+    base = {"model_id": "sonic-3", "voice": {"mode": "id", "id": "default"}, "add_timestamps": True,
+            "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000}, "context_id": "d"}
+    first, trailing = "Good morning to you all. ", "And then some more"
+    async with _ws(server, "/tts/websocket") as ws:
+        await ws.send(json.dumps({**base, "transcript": first, "continue": True, "max_buffer_delay_ms": 200}))
+        await ws.send(json.dumps({**base, "transcript": trailing, "continue": True}))
+        stamps: list[list[str]] = []
+        audio_after: list[int] = []  # audio chunks seen after each timestamps message
+        while [w for s in stamps for w in s] != (first + trailing).split():
+            message = json.loads(await asyncio.wait_for(ws.recv(), 30))  # main: the clause waits for the end
+            assert message["context_id"] == "d" and message["type"] in ("chunk", "timestamps"), message
+            if message["type"] == "timestamps":
+                stamps.append(message["word_timestamps"]["words"])
+                audio_after.append(0)
+            else:
+                audio_after[-1] += 1
+        assert stamps == [first.split(), trailing.split()]
+        await ws.send(json.dumps({**base, "transcript": "", "continue": False}))
+        while (message := json.loads(await asyncio.wait_for(ws.recv(), 60)))["type"] != "done":
+            assert message["type"] == "chunk", message  # nothing more to say: the rest of the clause's audio
+            audio_after[-1] += 1
+        assert audio_after[0] > 0 and audio_after[-1] > 0
+    _wait_idle(server)
+
+
 def _curl(server: RunningServer, path: str, body: dict | None, tmp_path, headers: tuple[str, ...] = ()) -> tuple[int, bytes]:
     out = tmp_path / "body"
     args = ["curl", "-s", "-o", str(out), "-w", "%{http_code}", f"{server.base_url}{path}"]
@@ -175,9 +203,9 @@ def test_elevenlabs_http_routes_and_voices(server: RunningServer, tmp_path) -> N
     status, mp3 = _curl(server, "/v1/text-to-speech/default/stream", {"text": "Hello there."}, tmp_path)
     assert status == 200 and (mp3[:3] == b"ID3" or mp3[0] == 0xFF)  # mp3_44100_128 by default
     status, body = _curl(server, "/v1/text-to-speech/nobody", {"text": "Hello."}, tmp_path)
-    assert status in (400, 404) and json.loads(body)["error"]["code"] == "INVALID_SPEAKER"
+    assert status in (400, 404) and json.loads(body)["detail"]["code"] == "voice_not_found"  # ElevenLabs' shape
     status, body = _curl(server, "/v1/text-to-speech/default?output_format=pcm_1", {"text": "Hello."}, tmp_path)
-    assert status == 400 and json.loads(body)["error"]["param"] == "output_format"
+    assert status == 400 and json.loads(body)["detail"]["param"] == "output_format"
 
 
 def test_cartesia_bytes(server: RunningServer, tmp_path) -> None:
@@ -190,4 +218,4 @@ def test_cartesia_bytes(server: RunningServer, tmp_path) -> None:
     assert status == 200 and len(ulaw) > 4000
     request["output_format"] = {"container": "raw", "encoding": "pcm_f32le", "sample_rate": 16000}
     status, body = _curl(server, "/tts/bytes", request, tmp_path)
-    assert status == 400 and json.loads(body)["error"]["code"] == "VALIDATION_ERROR"
+    assert status == 400 and json.loads(body)["error_code"] == "validation_error"  # Cartesia's shape

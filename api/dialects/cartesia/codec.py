@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from api.dialects.cartesia.messages import error_code
+from api.dialects.http_errors import status_title
 from api.errors import ERROR_CODES
 from services.sessions.codec import Payload
 from services.sessions.utterance import Utterance
@@ -36,8 +38,11 @@ def done_event(context_id: str | None) -> Payload:
 
 
 def error_event(code: str, message: str, context_id: str | None) -> Payload:
-    return {"type": "error", "done": True, "status_code": ERROR_CODES.get(code, (500, ""))[0], "error": message,
-            "code": code, "context_id": context_id}
+    """Cartesia's documented fields (`error_code`, `title`, `message`) and the older `error` string; `code` is ours."""
+    status = ERROR_CODES.get(code, (500, ""))[0]
+    return {"type": "error", "done": True, "status_code": status, "error_code": error_code(code),
+            "title": status_title(status), "message": message, "error": message, "code": code,
+            "context_id": context_id}
 
 
 class CartesiaCodec:

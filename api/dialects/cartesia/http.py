@@ -1,7 +1,7 @@
 """Cartesia's HTTP routes on the same request path as ours (`api/routes/tts.py:respond`): `POST /tts/bytes`, the
 whole answer as one file (`wav`, `mp3` or `raw` with `pcm_s16le`, `pcm_mulaw`), and `POST /tts/sse`, server-sent
 events in the WebSocket's shapes (`chunk`, `timestamps` when `add_timestamps`, then `done`, or `error`). Errors before
-the first event use our envelope (see the README)."""
+the first event are in Cartesia's shape (`messages.py:http_error`, applied by `api/dialects/http_errors.py`)."""
 
 from __future__ import annotations
 

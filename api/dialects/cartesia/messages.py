@@ -1,16 +1,19 @@
-"""Cartesia's wire vocabulary: the one client message kind (a generation request, or a cancel) and raw output
-formats."""
+"""Cartesia's wire vocabulary: the one client message kind (a generation request, or a cancel), raw output
+formats, and the error body of its HTTP routes."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.dialects.common import parse_message
+from api.dialects.http_errors import DialectErrors, HttpError, status_title
 from api.schemas import MAX_TEXT_CHARS, SUPPORTED_RATES, reject_control_characters
 
 MAX_CONTEXTS = 5  # unfinished contexts per socket
+# How long text without a sentence end waits before it is spoken anyway (Cartesia's default; at most 5000).
+DEFAULT_MAX_BUFFER_DELAY_MS = 3000
 
 
 class Voice(BaseModel):
@@ -81,3 +84,17 @@ class ClientMessage(BaseModel):
 
 def parse_client_message(raw: str) -> ClientMessage:
     return parse_message(raw, ClientMessage, text_field="transcript")
+
+
+def error_code(code: str) -> str:
+    """Ours as Cartesia's machine-readable `error_code` (its documented one where it has one, else ours, lower)."""
+    return {"TOO_MANY_CONCURRENT_REQUESTS": "concurrency_limited"}.get(code, code.lower())
+
+
+def http_error(err: HttpError) -> dict[str, Any]:
+    """Cartesia's HTTP error object (API version 2026-03-01): `error_code`, `title`, `message`, `request_id`."""
+    return {"error_code": error_code(err.code), "title": status_title(err.status), "message": err.message,
+            "request_id": err.request_id}
+
+
+HTTP_ERRORS = DialectErrors("cartesia", lambda path: path.startswith("/tts/"), http_error)

@@ -1,7 +1,9 @@
 """Cartesia's WebSocket route `GET /tts/websocket` over the shared session core. A `context_id` is one
 continuation chain: its first message sets voice, output format and timestamps; `continue: false` ends its input;
-`{"context_id", "cancel": true}` stops it. Auth: `X-API-Key` or `Authorization: Bearer` headers, or `?api_key=`;
-`Cartesia-Version` (header or `cartesia_version` query) is accepted."""
+`{"context_id", "cancel": true}` stops it. Text without a sentence end is spoken `max_buffer_delay_ms` (default
+3000) after its first piece, without a flush (the timer is the session core's: `Utterance.buffer_delay_s`).
+Auth: `X-API-Key` or `Authorization: Bearer` headers, or `?api_key=`; `Cartesia-Version` (header or
+`cartesia_version` query) is accepted."""
 
 from __future__ import annotations
 
@@ -11,7 +13,12 @@ from fastapi import APIRouter, WebSocket
 
 from api.deps import Services, services_of
 from api.dialects.cartesia.codec import CartesiaCodec
-from api.dialects.cartesia.messages import MAX_CONTEXTS, ClientMessage, parse_client_message
+from api.dialects.cartesia.messages import (
+    DEFAULT_MAX_BUFFER_DELAY_MS,
+    MAX_CONTEXTS,
+    ClientMessage,
+    parse_client_message,
+)
 from api.dialects.common import open_session, synthesis_request
 from api.errors import ApiError
 from api.ws_connection import CLOSE_POLICY, ContextError, admitted, close_quietly, serve_session
@@ -66,6 +73,9 @@ class _Connection:
                 return  # refused (too many contexts): the session answered
             u.codec_state.update(f32=output.encoding == "pcm_f32le", timestamps=msg.add_timestamps,
                                  normalized=msg.use_normalized_timestamps)
+            u.buffer_delay_s = DEFAULT_MAX_BUFFER_DELAY_MS / 1000
+        if msg.max_buffer_delay_ms is not None:  # the latest message's value holds for the context
+            u.buffer_delay_s = msg.max_buffer_delay_ms / 1000
         if msg.transcript:
             await session.text(msg.transcript, context_id=cid)
         if msg.flush:

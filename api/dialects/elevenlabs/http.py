@@ -1,6 +1,7 @@
 """ElevenLabs' HTTP routes on the same request path as ours (`api/routes/tts.py:respond`): `POST
 /v1/text-to-speech/{voice_id}` (a complete file) and `.../stream` (chunked audio), and `GET /v1/voices` in
-ElevenLabs' shape. The key comes from `xi-api-key` (or our headers). Errors use our envelope (see the README)."""
+ElevenLabs' shape. The key comes from `xi-api-key` (or our headers). Errors are in ElevenLabs' shape
+(`messages.py:http_error`, applied by `api/dialects/http_errors.py`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""ElevenLabs' wire vocabulary: the query parameters of a connection, the client messages, output formats."""
+"""ElevenLabs' wire vocabulary: the query parameters of a connection, the client messages, output formats, and the
+error body of its HTTP routes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.dialects.common import parse_message
+from api.dialects.http_errors import DialectErrors, HttpError
 from api.errors import ApiError
 from api.schemas import MAX_TEXT_CHARS, SUPPORTED_RATES, reject_control_characters
 from audio.encoders import supported_rates
@@ -53,7 +55,7 @@ class ConnectionParams(BaseModel):
     model_id: str | None = None  # accepted; there is one model
     language_code: str | None = None  # accepted; the normaliser detects the script
     enable_logging: bool = True  # accepted; the request log is the deployment's choice
-    enable_ssml_parsing: bool = False  # accepted; SSML tags are not parsed
+    enable_ssml_parsing: bool = False  # True: the SSML subset of processing/ssml.py (breaks are silence)
     apply_text_normalization: Literal["auto", "on", "off"] = "auto"
     auto_mode: bool = False  # accepted: text is always cut at sentence ends (and on flush)
     sync_alignment: bool = False  # True: alignment times from the start of the context (see the README)
@@ -104,3 +106,49 @@ class ClientMessage(BaseModel):
 
 def parse_client_message(raw: str) -> ClientMessage:
     return parse_message(raw, ClientMessage, text_field="text")
+
+
+# Our codes as ElevenLabs' documented (type, code) pairs (elevenlabs.io/docs/eleven-api/resources/errors).
+_ERRORS: dict[str, tuple[str, str]] = {
+    "VALIDATION_ERROR": ("validation_error", "invalid_parameters"),
+    "TEXT_TOO_LONG": ("validation_error", "text_too_long"),
+    "INVALID_FORMAT": ("validation_error", "invalid_output_format"),
+    "INVALID_SPEAKER": ("not_found", "voice_not_found"),
+    "VOICE_NOT_FOUND": ("not_found", "voice_not_found"),
+    "NOT_FOUND": ("not_found", "not_found"),
+    "INVALID_JSON": ("invalid_request", "malformed_json"),
+    "UNSUPPORTED_MEDIA_TYPE": ("invalid_request", "invalid_content_type"),
+    "PAYLOAD_TOO_LARGE": ("invalid_request", "request_too_large"),
+    "REQUEST_TIMEOUT": ("invalid_request", "bad_request"),
+    "METHOD_NOT_ALLOWED": ("invalid_request", "bad_request"),
+    "INVALID_API_KEY": ("authentication_error", "invalid_api_key"),
+    "EXPIRED_API_KEY": ("authentication_error", "invalid_api_key"),
+    "KEY_SUSPENDED": ("authorization_error", "forbidden"),
+    "FORBIDDEN": ("authorization_error", "forbidden"),
+    "INSUFFICIENT_CREDITS": ("payment_required", "insufficient_credits"),
+    "RATE_LIMIT_EXCEEDED": ("rate_limit_error", "rate_limit_exceeded"),
+    "TOO_MANY_CONCURRENT_REQUESTS": ("rate_limit_error", "concurrent_limit_exceeded"),
+    "SERVER_OVERLOADED": ("rate_limit_error", "system_busy"),
+}
+_BY_STATUS = {400: ("validation_error", "invalid_parameters"), 401: ("authentication_error", "unauthorized"),
+              402: ("payment_required", "insufficient_credits"), 403: ("authorization_error", "forbidden"),
+              404: ("not_found", "not_found"), 409: ("conflict", "conflict"),
+              429: ("rate_limit_error", "rate_limit_exceeded"), 503: ("service_unavailable", "service_unavailable")}
+# `status` is the legacy field older clients match on; the help centre names these two differently from `code`.
+_LEGACY_STATUS = {"insufficient_credits": "quota_exceeded", "text_too_long": "max_character_limit_exceeded"}
+
+
+def http_error(err: HttpError) -> dict[str, Any]:
+    """`{"detail": {"type", "code", "message", "status", "request_id", "param"}}`; the HTTP status stays ours."""
+    error_type, code = _ERRORS.get(err.code) or _BY_STATUS.get(err.status, ("internal_error", "internal_error"))
+    if err.code == "INVALID_API_KEY" and err.message.startswith("No API key"):
+        code = "missing_api_key"
+    return {"detail": {"type": error_type, "code": code, "message": err.message,
+                       "status": _LEGACY_STATUS.get(code, code), "request_id": err.request_id, "param": err.param}}
+
+
+def _is_http_route(path: str) -> bool:
+    return path.startswith("/v1/text-to-speech/") or path == "/v1/voices" or path.startswith("/v1/voices/")
+
+
+HTTP_ERRORS = DialectErrors("elevenlabs", _is_http_route, http_error)

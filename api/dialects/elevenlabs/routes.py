@@ -89,6 +89,7 @@ class _Connection:
             u = await session.start(await self.synthesis_request(speed), context_id=cid)
             if u is None:
                 return  # refused (a sixth context): the session answered
+            u.ssml = self.params.enable_ssml_parsing
         if u is None:
             if msg.close_context and session.unfinished(cid) is not None:
                 return  # already closing

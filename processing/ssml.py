@@ -1,0 +1,63 @@
+"""The SSML subset ElevenLabs documents, read when a client sets `enable_ssml_parsing=true`.
+
+- `<break time="1.5s"/>` (or `"500ms"`) is a pause of that length, at most `MAX_BREAK_S` (ElevenLabs' cap); a break
+  with `strength` instead takes SSML's usual lengths (none 0 ... x-strong 1 s), a bare `<break/>` half a second.
+- `<phoneme alphabet="..." ph="...">word</phoneme>` is read as its word: Spark-TTS takes no phoneme input.
+- Every other tag (`<speak>`, `<prosody>`, `<emphasis>`, `<say-as>`, `<sub>`, `<voice>`, `<lang>`, ...) is dropped
+  and its text kept; XML entities (`&amp;`, `&lt;`) are decoded.
+
+The result is text and pauses in order; the caller speaks the text and puts real silence where the pauses are.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+MAX_BREAK_S = 3.0
+BARE_BREAK_S = 0.5
+STRENGTH_S = {"none": 0.0, "x-weak": 0.1, "weak": 0.25, "medium": 0.5, "strong": 0.75, "x-strong": 1.0}
+
+_TAG = re.compile(r"<\s*(/?)\s*([A-Za-z][\w:.-]*)((?:[^<>\"']|\"[^\"]*\"|'[^']*')*)>")
+_TIME = re.compile(r"""\btime\s*=\s*["']\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s)\s*["']""", re.I)
+_STRENGTH = re.compile(r"""\bstrength\s*=\s*["']\s*([\w-]+)\s*["']""", re.I)
+
+
+def break_seconds(attributes: str) -> float:
+    """The pause a `<break ...>` asks for, capped at MAX_BREAK_S."""
+    time = _TIME.search(attributes)
+    if time is not None:
+        value = float(time.group(1)) / (1000.0 if time.group(2).lower() == "ms" else 1.0)
+    else:
+        strength = _STRENGTH.search(attributes)
+        value = STRENGTH_S.get(strength.group(1).lower(), BARE_BREAK_S) if strength else BARE_BREAK_S
+    return min(max(value, 0.0), MAX_BREAK_S)
+
+
+def parse_ssml(text: str) -> list[str | float]:
+    """Text pieces and pauses (seconds) in order: no empty text, no zero pause, neighbours of one kind merged."""
+    out: list[str | float] = []
+
+    def add(item: str | float) -> None:
+        if isinstance(item, str):
+            if not item:
+                return
+            if out and isinstance(out[-1], str):
+                out[-1] += item
+                return
+        elif item <= 0:
+            return
+        elif out and isinstance(out[-1], float):
+            out[-1] = min(out[-1] + item, MAX_BREAK_S)
+            return
+        out.append(item)
+
+    position = 0
+    for tag in _TAG.finditer(text):
+        add(html.unescape(text[position:tag.start()]))
+        position = tag.end()
+        closing, name, attributes = tag.group(1), tag.group(2).lower(), tag.group(3)
+        if name == "break" and not closing:
+            add(break_seconds(attributes))
+    add(html.unescape(text[position:]))
+    return out
