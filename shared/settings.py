@@ -318,6 +318,11 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Longest an encode waits for a free encoder before 503 SERVICE_UNAVAILABLE with "
         "Retry-After.",
     )
+    clone_encode_deadline_s: float = Field(
+        60.0, gt=0, description="Longest one reference encode may take, waiting for the encoder included: past it "
+        "503 SERVICE_UNAVAILABLE (still waiting) or 504 GENERATION_TIMEOUT (encoding), both with Retry-After; the "
+        "encoder slot is given back at once.",
+    )
     clone_max_concurrent_encodes: int = Field(
         2, ge=1, description="Reference encodes (voice creation, per-request cloning) running at once per process; "
         "more wait their turn.",
