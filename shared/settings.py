@@ -290,6 +290,11 @@ class Settings(BaseSettings):
     request_log_batch_size: int = Field(100, ge=1, description="Rows per insert.")
     request_log_flush_s: float = Field(1.0, gt=0, description="Longest wait before a partial batch is written.")
     credits_enabled: bool = Field(False, description="Charge characters/audio seconds to the key's balance.")
+    credits_outage_allowance: int = Field(
+        2000, ge=0, description="While the key store cannot take a debit, a metered key whose record is cached is "
+        "still served up to min(its cached balance, this) credits per container; the spend is debited once the store "
+        "answers. Past it (or with 0): 503 SERVICE_UNAVAILABLE with Retry-After.",
+    )
 
     # --- voice cloning and the voice library -------------------------------------------------
     voice_store: Literal["auto", "postgres", "supabase", "file", "none"] = Field(

@@ -111,7 +111,8 @@ class AccessServices:
         self.request_logger = request_logger or build_request_logger(settings, databases=self.databases)
         self.monitor = monitor or AudioFlowMonitor.from_settings(settings)
         store = self.authenticator.store if self.authenticator is not None else None
-        self.ledger = CreditLedger(store, enabled=settings.credits_enabled and store is not None)  # type: ignore[arg-type]
+        self.ledger = CreditLedger(store, enabled=settings.credits_enabled and store is not None,  # type: ignore[arg-type]
+                                   outage_allowance=settings.credits_outage_allowance)
         self._tasks: set[asyncio.Task] = set()
 
     async def start(self) -> None:
@@ -186,7 +187,7 @@ class AccessServices:
             grant.reservation = await self.ledger.reserve(grant.key, characters, request_id="")
         except CreditError as exc:
             await self.release(grant)
-            raise ServiceError(exc.code, exc.message, status=exc.status) from None
+            raise ServiceError(exc.code, exc.message, status=exc.status, retry_after=exc.retry_after) from None
 
     async def release(self, grant: AccessGrant) -> None:
         if grant.reservation is not None:
