@@ -65,6 +65,7 @@ class CreditReservation:
     # "outage": admitted against the outage allowance (services/usage/outage_credits.py), owed to the store
     state: Literal["held", "charged", "released", "free", "outage"] = "held"
     audio_seconds: float | None = None
+    debt_id: str | None = None  # an "outage" reservation's debt in `CreditLedger.outage`
 
 
 class CreditLedger:
@@ -86,9 +87,9 @@ class CreditLedger:
         except KeyStoreUnavailable as exc:
             logger.error("credit store unavailable", extra={"key_id": key.key_id, "error": str(exc)})
             if self.outage.admit(key, cost):  # within this key's outage allowance: served, owed to the store
-                request_id = request_id or uuid.uuid4().hex
-                self.outage.record_outage_debit(key, request_id, cost)
-                return CreditReservation(key.key_id, request_id, cost, None, state="outage")
+                debt_id = uuid.uuid4().hex  # one per reservation (a request id may reserve more than once)
+                self.outage.record_outage_debit(key, debt_id, cost)
+                return CreditReservation(key.key_id, request_id, cost, None, state="outage", debt_id=debt_id)
             raise CreditError(
                 "SERVICE_UNAVAILABLE",
                 503,
@@ -120,8 +121,8 @@ class CreditLedger:
         given back."""
         reservation.audio_seconds = audio_seconds
         if reservation.state == "outage":
-            if self.outage.owed(reservation.request_id):  # not taken from the store yet: owe less, not refund
-                reservation.credits = self.outage.reduce(reservation.request_id, max(0, undelivered))
+            if self.outage.owed(reservation.debt_id):  # not taken from the store yet: owe less, not refund
+                reservation.credits = self.outage.reduce(reservation.debt_id, max(0, undelivered))
                 reservation.state = "charged"
             else:  # already debited by a drain: settle as any reservation
                 reservation.state = "held"
@@ -148,8 +149,8 @@ class CreditLedger:
     async def release(self, reservation: CreditReservation) -> None:
         """Give the held credits back (the request failed before producing audio)."""
         if reservation.state == "outage":
-            if self.outage.owed(reservation.request_id):  # never taken from the store: nothing is owed for it
-                self.outage.reduce(reservation.request_id, reservation.credits)
+            if self.outage.owed(reservation.debt_id):  # never taken from the store: nothing is owed for it
+                self.outage.reduce(reservation.debt_id, reservation.credits)
                 reservation.state = "released"
                 return
             reservation.state = "held"  # already debited by a drain: refunded as any reservation

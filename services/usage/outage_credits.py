@@ -37,7 +37,7 @@ class OutageDebts:
 
     def __init__(self, allowance: int) -> None:
         self.allowance = allowance
-        self._debts: dict[str, _Debt] = {}  # request id -> debt not yet debited
+        self._debts: dict[str, _Debt] = {}  # debt id (one per reservation) -> credits not yet debited
         self._spent: dict[str, int] = {}  # key id -> credits spent in this outage, drained or not
         self._drain_lock = asyncio.Lock()
         self.written_off = 0  # credits the balance could not cover when drained (tests, logs)
@@ -49,28 +49,29 @@ class OutageDebts:
         bound = min(key.credit_balance, self.allowance)
         return self._spent.get(key.key_id, 0) + credits <= bound
 
-    def record_outage_debit(self, key: ApiKeyRecord, request_id: str, credits: int) -> None:
-        """Count `credits` against the key's allowance and owe them to the store. One debt per request id."""
-        previous = self._debts.get(request_id)
+    def record_outage_debit(self, key: ApiKeyRecord, debt_id: str, credits: int) -> None:
+        """Count `credits` against the key's allowance and owe them to the store, under `debt_id` (recording the
+        same id again replaces that debt: a retried record is not owed twice)."""
+        previous = self._debts.get(debt_id)
         if previous is not None:
-            self._spent[key.key_id] -= previous.credits
-        self._debts[request_id] = _Debt(key.key_id, key.key_hash, credits)
+            self._spent[previous.key_id] -= previous.credits
+        self._debts[debt_id] = _Debt(key.key_id, key.key_hash, credits)
         self._spent[key.key_id] = self._spent.get(key.key_id, 0) + credits
 
-    def reduce(self, request_id: str, credits: int) -> int:
-        """Owe `credits` less for a request (its refund, by the billing rule); returns the debt left."""
-        debt = self._debts.get(request_id)
+    def reduce(self, debt_id: str | None, credits: int) -> int:
+        """Owe `credits` less on a debt (a refund, by the billing rule); returns what is left of it."""
+        debt = self._debts.get(debt_id or "")
         if debt is None:
             return 0
         taken = min(credits, debt.credits)
         debt.credits -= taken
         self._spent[debt.key_id] = self._spent.get(debt.key_id, 0) - taken
         if debt.credits <= 0:
-            del self._debts[request_id]
+            del self._debts[debt_id or ""]
         return debt.credits
 
-    def owed(self, request_id: str) -> int:
-        debt = self._debts.get(request_id)
+    def owed(self, debt_id: str | None) -> int:
+        debt = self._debts.get(debt_id or "")
         return debt.credits if debt is not None else 0
 
     @property
@@ -83,16 +84,16 @@ class OutageDebts:
         With nothing owed any more the allowances start afresh for the next outage."""
         async with self._drain_lock:
             debited = 0
-            for request_id in list(self._debts):
+            for debt_id in list(self._debts):
                 # Taken out first: while its debit is in flight the request's settlement treats it as debited
                 # (a refund then goes to the store), so nothing is both refunded here and debited there.
-                debt = self._debts.pop(request_id, None)
+                debt = self._debts.pop(debt_id, None)
                 if debt is None:
                     continue
                 try:
                     debited += await self._debit(store, debt)
                 except KeyStoreUnavailable:
-                    self._debts[request_id] = debt
+                    self._debts[debt_id] = debt
                     return debited  # still down: try again later
             if not self._debts:
                 self._spent.clear()

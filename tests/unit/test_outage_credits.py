@@ -87,3 +87,21 @@ async def test_no_allowance_keeps_the_old_answer() -> None:
     with pytest.raises(CreditError) as refused:
         await ledger.reserve(key, 1, "a")
     assert refused.value.status == 503
+
+
+async def test_a_request_id_reserving_twice_owes_both_and_a_shrunk_hold_owes_less() -> None:
+    """A WebSocket utterance reserves under one id more than once, and its true-up releases part of a hold
+    (services/access/gate.py): each reservation is its own debt, and releasing part of one owes that much less."""
+    from services.usage.credits import CreditReservation
+
+    store, key, ledger = setup()
+    store.down = True
+    first = await ledger.reserve(key, 10, "utterance")
+    second = await ledger.reserve(key, 3, "utterance")
+    assert ledger.outage.pending == 13
+    rest = CreditReservation(key.key_id, "utterance", 4, None, state=first.state, debt_id=first.debt_id)
+    await ledger.release(rest)
+    assert await ledger.charge(first) == 6 and await ledger.charge(second) == 3
+    store.down = False
+    await ledger.outage.drain(store)
+    assert await balance(store, key) == 991
