@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import logging
 import threading
@@ -157,21 +158,36 @@ class References:
 
     async def _run(self, data: bytes, digest: str, semantic: bool, param: str | None,
                    place: _Place) -> EncodedReference:
-        """`_encode` in a worker thread; cancelling this abandons it (see `_Place` and `ReferenceEncoder.encode`)."""
+        """`_encode` in a thread of its own (never queued behind abandoned ones in a pool, and it always reports
+        back, so the key's place is always freed); cancelling this abandons it (`_Place`, `ReferenceEncoder.encode`)."""
         loop = asyncio.get_running_loop()
+        answer: asyncio.Future[EncodedReference] = loop.create_future()
         stop = threading.Event()
 
-        def work() -> EncodedReference:
+        def work() -> None:
             try:
-                return self._encode(data, digest, semantic, param, stop)
-            finally:
-                with contextlib.suppress(RuntimeError):  # the loop closed first (shutdown): nothing left to free
-                    loop.call_soon_threadsafe(self._free, place)
+                result, error = self._encode(data, digest, semantic, param, stop), None
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting request below
+                result, error = None, exc
+
+            def deliver() -> None:
+                self._free(place)
+                if answer.done():  # abandoned: the result is dropped
+                    return
+                if error is not None:
+                    answer.set_exception(error)
+                else:
+                    answer.set_result(result)  # type: ignore[arg-type]
+
+            with contextlib.suppress(RuntimeError):  # the loop closed first (shutdown): nothing left to free
+                loop.call_soon_threadsafe(deliver)
 
         place.holders += 1
         place.running = True
+        context = contextvars.copy_context()  # the request id in the thread's log lines
+        threading.Thread(target=context.run, args=(work,), name="reference-encode", daemon=True).start()
         try:
-            return await loop.run_in_executor(None, work)
+            return await answer
         except asyncio.CancelledError:  # the client left, or the deadline passed
             stop.set()
             self.abandoned += 1
