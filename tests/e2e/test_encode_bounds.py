@@ -74,7 +74,8 @@ def live(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     settings = Settings(model_dir=demo_model_dir, warmup=False, auth_enabled=True,
                         api_keys=f"{HOSTILE},{OTHER},{THIRD}", device="cpu", sr_enabled=False, log_json=False,
                         log_level="WARNING", voice_dir=tmp_path_factory.mktemp("voices"), rate_limit_per_minute=10_000,
-                        clone_max_concurrent_encodes=1, clone_encode_wait_s=600, clone_encode_deadline_s=600,
+                        clone_max_concurrent_encodes=1, clone_max_waiting_encodes=1, clone_encode_wait_s=600,
+                        clone_encode_deadline_s=600,
                         default_max_tokens=30)
     runtime = ModelRuntime(settings)
     encoder = HoldingEncoder()
@@ -210,3 +211,28 @@ def test_a_deadline_in_the_queue_answers_503_with_retry_after(live: LiveServer) 
     assert waiting.status_code == 503, waiting.text
     assert waiting.json()["error"]["code"] == "SERVICE_UNAVAILABLE" and waiting.headers["retry-after"] == "10"
     assert outcome["a"].status_code == 201
+
+
+def test_the_per_key_and_queue_limits_answer_429_and_503_with_retry_after(live: LiveServer) -> None:
+    """Over HTTP, before any decode: a key's second encode while its first runs gets 429, and a caller finding the
+    queue (1 here) full gets 503, both with Retry-After in the error envelope."""
+    outcome: dict[str, httpx.Response] = {}
+    hostile = threading.Thread(target=lambda: outcome.update(a=create_voice(live, HOSTILE, hostile_recording(500))))
+    queued = threading.Thread(target=lambda: outcome.update(b=create_voice(live, OTHER, recording(501))))
+    held = live.encoder.held
+    hostile.start()
+    until(lambda: live.encoder.held == held + 1, "the hostile encode is running")
+    queued.start()
+    until(lambda: live.references._waiting == 1, "B waits for the encoder")  # noqa: SLF001
+    try:
+        again = create_voice(live, HOSTILE, recording(502))
+        full = create_voice(live, THIRD, recording(503))
+    finally:
+        live.encoder.release.set()
+        hostile.join(timeout=30)
+        queued.join(timeout=30)
+        live.encoder.release.clear()
+    assert (again.status_code, again.json()["error"]["code"]) == (429, "TOO_MANY_CONCURRENT_REQUESTS")
+    assert (full.status_code, full.json()["error"]["code"]) == (503, "SERVICE_UNAVAILABLE")
+    assert again.headers["retry-after"] == "5" and full.headers["retry-after"] == "10"
+    assert outcome["a"].status_code == 201 and outcome["b"].status_code == 201
