@@ -122,6 +122,11 @@ class AccessServices:
     async def close(self, timeout_s: float = 10.0) -> None:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=timeout_s)
+        if self.ledger.outage.pending:  # debts of a key-store outage: one last try before they are lost
+            try:
+                await asyncio.wait_for(self.ledger.outage.drain(self.ledger.store), timeout=timeout_s)
+            except Exception:  # noqa: BLE001 - shutdown goes on; what is still owed is logged
+                logger.error("outage credits not debited at shutdown", extra={"credits": self.ledger.outage.pending})
         lost = await self.request_logger.close(timeout_s)
         if lost:
             logger.error("request log records lost at shutdown", extra={"lost": lost})
