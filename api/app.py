@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -39,6 +40,10 @@ logger = logging.getLogger("api.app")
 MAX_BODY_BYTES = 1_000_000
 # Voice uploads (POST /v1/audio/voices only): the largest reference file plus the form's other parts.
 MAX_UPLOAD_BYTES = MAX_REFERENCE_BYTES + 64 * 1024
+# The dialects' HTTP routes (their keys come in `xi-api-key`, `X-API-Key` or `Authorization: Bearer`, all of which
+# check_upload_credentials reads): credentials are checked before their bodies are read, as on ours.
+DIALECT_HTTP_ROUTES = (re.compile(r"POST /v1/text-to-speech/[^/]+(/stream)?(/with-timestamps)?"),
+                       re.compile(r"POST /tts/(sse|bytes)"))
 
 
 def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = None,
@@ -105,6 +110,7 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
                        check_credentials=check_upload_credentials,
                        authenticated={("POST", path) for path in ("/v1/audio/voices", "/v1/tts/generate",
                                                                   "/v1/audio/speech", "/v1/tts/normalize")},
+                       authenticated_patterns=DIALECT_HTTP_ROUTES,
                        hints={"/v1/tts/generate": "A reference recording larger than this goes to POST /v1/audio/voices "
                               "(up to 20 MiB); then name the voice by its id."})
     install_cors(app, settings.cors_origins)

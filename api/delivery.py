@@ -18,6 +18,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from api.client_gone import wait_for_disconnect
 from api.errors import ApiError
 from api.timed_delivery import event_json, json_lines
 from services.deployment.gpu_health import GpuFaultDetector
@@ -30,14 +31,6 @@ logger = logging.getLogger("api.delivery")
 
 # Jobs whose audio is being delivered now; the stream-queue gauges are read from them at scrape time.
 _LIVE_JOBS: weakref.WeakSet[SynthesisJob] = weakref.WeakSet()
-
-
-async def _wait_for_disconnect(receive: Any) -> None:
-    """Return when the client hangs up (the request body has already been read, so nothing else arrives)."""
-    while True:
-        message = await receive()
-        if message.get("type") == "http.disconnect":
-            return
 
 
 def refresh_queue_gauges() -> None:
@@ -95,7 +88,7 @@ class Delivery:
         `receive` (the ASGI receive of a request whose body was read): a client that hangs up while the file is
         being made cancels the work, as a streaming client does."""
         collect = asyncio.ensure_future(self._collect() if timed is None else timed(self))
-        watch = asyncio.ensure_future(_wait_for_disconnect(receive)) if receive is not None else None
+        watch = asyncio.ensure_future(wait_for_disconnect(receive)) if receive is not None else None
         try:
             if watch is not None:
                 await asyncio.wait({collect, watch}, return_when=asyncio.FIRST_COMPLETED)

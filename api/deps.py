@@ -108,7 +108,7 @@ async def voice_caller(
         return
     grant = await _grant(request)
     try:
-        yield Caller(key_id=grant.key_id)
+        yield Caller(key_id=grant.key_id, check_balance=grant.check_balance)
     finally:
         await grant.abandon()  # no synthesis: the slot goes back as the request ends
 

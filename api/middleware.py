@@ -7,7 +7,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -70,13 +70,15 @@ class BodySizeLimitMiddleware:
 
     The cap is `max_bytes`, except on the upload routes named in `uploads` ((method, path) -> cap); `hints` (path ->
     sentence) adds where a client should send a larger body instead. On the routes in `authenticated` (those that need
-    an API key) `check_credentials` (raising ApiError) runs first: a request with missing or wrong credentials is
+    an API key; exact (method, path) pairs, or `authenticated_patterns` matched against "METHOD /path" for routes
+    with path parameters, such as the dialects') `check_credentials` (raising ApiError) runs first: a request with missing or wrong credentials is
     answered before one byte of its body is read, so unauthenticated connections hold no body at all."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float = 30.0,
                  uploads: dict[tuple[str, str], int] | None = None, hints: dict[str, str] | None = None,
                  check_credentials: Callable[[Scope], Awaitable[None]] | None = None,
-                 authenticated: set[tuple[str, str]] | None = None) -> None:
+                 authenticated: set[tuple[str, str]] | None = None,
+                 authenticated_patterns: Sequence[re.Pattern[str]] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
@@ -84,6 +86,7 @@ class BodySizeLimitMiddleware:
         self.hints = dict(hints or {})
         self.check_credentials = check_credentials
         self.authenticated = set(authenticated or ())
+        self.authenticated_patterns = tuple(authenticated_patterns)
 
     async def _refuse(self, send: Send, status: int, code: str, message: str) -> None:
         body = json.dumps(error_envelope(code, message)).encode()
@@ -96,12 +99,18 @@ class BodySizeLimitMiddleware:
         hint = f" {self.hints[path]}" if path in self.hints else ""
         await self._refuse(send, 413, "PAYLOAD_TOO_LARGE", f"The request body exceeds {cap} bytes.{hint}")
 
+    def _needs_key(self, route: tuple[str, str]) -> bool:
+        if route in self.authenticated:
+            return True
+        line = f"{route[0]} {route[1]}"
+        return any(pattern.fullmatch(line) for pattern in self.authenticated_patterns)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         route = (scope.get("method", ""), scope.get("path", ""))
-        if route in self.authenticated and self.check_credentials is not None:
+        if self.check_credentials is not None and self._needs_key(route):
             try:
                 await self.check_credentials(scope)
             except ApiError as err:

@@ -23,6 +23,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "AUDIO_SILENT": (400, "invalid_request_error"),
     "METHOD_NOT_ALLOWED": (405, "invalid_request_error"),
     "IDLE_TIMEOUT": (408, "invalid_request_error"),
+    "CLIENT_CLOSED_REQUEST": (499, "invalid_request_error"),  # never read: the client left (access logs show 499)
     "INVALID_API_KEY": (401, "authentication_error"),
     "EXPIRED_API_KEY": (401, "authentication_error"),
     "KEY_SUSPENDED": (403, "permission_error"),

@@ -290,6 +290,11 @@ class Settings(BaseSettings):
     request_log_batch_size: int = Field(100, ge=1, description="Rows per insert.")
     request_log_flush_s: float = Field(1.0, gt=0, description="Longest wait before a partial batch is written.")
     credits_enabled: bool = Field(False, description="Charge characters/audio seconds to the key's balance.")
+    credits_outage_allowance: int = Field(
+        2000, ge=0, description="While the key store cannot take a debit, a metered key whose record is cached is "
+        "still served up to min(its cached balance, this) credits per container; the spend is debited once the store "
+        "answers. Past it (or with 0): 503 SERVICE_UNAVAILABLE with Retry-After.",
+    )
 
     # --- voice cloning and the voice library -------------------------------------------------
     voice_store: Literal["auto", "postgres", "supabase", "file", "none"] = Field(
@@ -317,6 +322,11 @@ class Settings(BaseSettings):
     clone_encode_wait_s: float = Field(
         30.0, gt=0, description="Longest an encode waits for a free encoder before 503 SERVICE_UNAVAILABLE with "
         "Retry-After.",
+    )
+    clone_encode_deadline_s: float = Field(
+        60.0, gt=0, description="Longest one reference encode may take, waiting for the encoder included: past it "
+        "503 SERVICE_UNAVAILABLE (still waiting) or 504 GENERATION_TIMEOUT (encoding), both with Retry-After; the "
+        "encoder slot is given back at once.",
     )
     clone_max_concurrent_encodes: int = Field(
         2, ge=1, description="Reference encodes (voice creation, per-request cloning) running at once per process; "

@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
 
+from api.client_gone import until_client_leaves
 from api.delivery import Delivery, Framing, TimedAnswer
 from api.deps import Grant, SettingsDep, Speech
 from api.form_body import FormAsJsonRoute
@@ -70,9 +71,12 @@ async def respond(request: Request, speech: SpeechRequest, service: SpeechServic
     settings = service.settings
     received_at = request.scope.get("state", {}).get("received_at", time.perf_counter())
     try:
-        opened = await service.open(speech, request_id=request.scope["state"]["request_id"],
-                                    reserve_credits=grant.check_credits, buffered=not (speech.stream or sse),
-                                    key_id=grant.key_id, check_balance=grant.check_balance)
+        opening = service.open(speech, request_id=request.scope["state"]["request_id"],
+                               reserve_credits=grant.check_credits, buffered=not (speech.stream or sse),
+                               key_id=grant.key_id, check_balance=grant.check_balance)
+        # A per-request reference is encoded while opening: a client that hangs up meanwhile frees its encoder slot.
+        opened = await (until_client_leaves(request.receive, opening) if speech.reference_audio is not None
+                        else opening)
     except BaseException:
         await grant.abandon()  # refused before any audio work: give back the slot and the credits
         raise

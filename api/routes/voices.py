@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from api.client_gone import until_client_leaves
 from api.deps import Library, OptionalVoiceCaller, Runtime, Speech, VoiceCallerDep
 from api.errors import ApiError
 from api.voice_schemas import AUDIO_FIELD, VoiceFromRequest, VoiceImport, VoiceUpload, VoiceView
@@ -45,8 +46,12 @@ async def create_voice(request: Request, caller: VoiceCallerDep, library: Librar
                        "(Authorization: Bearer), not only the admin key.", status=403)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):  # the latter lacks the file
+        if caller.check_balance is not None:
+            await caller.check_balance()  # before the upload is decoded or encoded
         upload, audio = await VoiceUpload.read(request)
-        record = await library.create(upload.to_new_voice(), audio, caller.key_id)
+        # A client that hangs up while its recording waits for the encoder or is encoded gives its slot back.
+        record = await until_client_leaves(request.receive, library.create(upload.to_new_voice(), audio,
+                                                                           caller.key_id))
     elif content_type == "application/json" and (kept := VoiceFromRequest.parse(body := await request.body())):
         record = await keep_voice(kept, caller.key_id, speech, library)
     elif content_type == "application/json":

@@ -9,6 +9,7 @@
 
 from core.clone.encoder import (
     CloningUnavailable,
+    EncodeAbandoned,
     ReferenceEncoder,
     ReferenceTokens,
     cloning_unavailable_reason,
@@ -25,6 +26,6 @@ from core.clone.reference_audio import (
 
 __all__ = [
     "ENCODER_SAMPLE_RATE", "MAX_REFERENCE_BYTES", "MAX_REFERENCE_SECONDS", "MIN_REFERENCE_SECONDS",
-    "CloningUnavailable", "ReferenceAudio", "ReferenceAudioError", "ReferenceEncoder", "ReferenceTokens",
+    "CloningUnavailable", "EncodeAbandoned", "ReferenceAudio", "ReferenceAudioError", "ReferenceEncoder", "ReferenceTokens",
     "cloning_unavailable_reason", "decode_reference_audio",
 ]

@@ -13,6 +13,7 @@ file is refused with its name, never half-loaded.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,6 +39,10 @@ ROOT_CONFIG = "config.yaml"
 ROOT_DEFAULTS: dict[str, Any] = {"sample_rate": 16000, "ref_segment_duration": 6, "latent_hop_length": 320,
                                  "volume_normalize": True}
 VOLUME_COEFF = 0.2
+
+
+class EncodeAbandoned(RuntimeError):
+    """Nobody waits for this encode any more (see ReferenceEncoder.encode's `stop`)."""
 
 
 class CloningUnavailable(RuntimeError):
@@ -190,8 +195,19 @@ class ReferenceEncoder:
         ids = self.semantic(features.to(self.device))
         return tuple(int(s) for s in ids[0].tolist())
 
-    def encode(self, samples: np.ndarray, *, semantic: bool = True) -> ReferenceTokens:
-        """`samples`: 16 kHz mono (as `decode_reference_audio` returns, before volume normalisation)."""
+    def encode(self, samples: np.ndarray, *, semantic: bool = True,
+               stop: threading.Event | None = None) -> ReferenceTokens:
+        """`samples`: 16 kHz mono (as `decode_reference_audio` returns, before volume normalisation). `stop`: set by
+        whoever waits for this call when it no longer wants the answer (its client left, its deadline passed);
+        checked between stages, so an abandoned encode costs at most the stage it was in (EncodeAbandoned)."""
         prepared = self.prepare(samples)
-        return ReferenceTokens(global_tokens=self.global_tokens(prepared),
+        _check(stop)
+        globals_ = self.global_tokens(prepared)
+        _check(stop)
+        return ReferenceTokens(global_tokens=globals_,
                                semantic_tokens=self.semantic_tokens(prepared) if semantic else None)
+
+
+def _check(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise EncodeAbandoned("the encode was abandoned")

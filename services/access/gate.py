@@ -94,10 +94,11 @@ class AccessGate:
         ledger, held = self.access.ledger, grant.reservation
         try:
             if billable < held.credits:
-                rest = CreditReservation(held.key_id, held.request_id, held.credits - billable, None)
+                rest = CreditReservation(held.key_id, held.request_id, held.credits - billable, None,
+                                         state=held.state, debt_id=held.debt_id)  # an outage debt shrinks instead
                 held.credits = billable
                 await ledger.release(rest)
-            else:
+            elif held.state != "outage":  # admitted on the outage allowance: the raw length held is what is owed
                 extra = await ledger.reserve(self.key, billable - held.credits, request_id=held.request_id)
                 grant.reservation = _merge([held, extra])
         except CreditError:

@@ -111,7 +111,8 @@ class AccessServices:
         self.request_logger = request_logger or build_request_logger(settings, databases=self.databases)
         self.monitor = monitor or AudioFlowMonitor.from_settings(settings)
         store = self.authenticator.store if self.authenticator is not None else None
-        self.ledger = CreditLedger(store, enabled=settings.credits_enabled and store is not None)  # type: ignore[arg-type]
+        self.ledger = CreditLedger(store, enabled=settings.credits_enabled and store is not None,  # type: ignore[arg-type]
+                                   outage_allowance=settings.credits_outage_allowance)
         self._tasks: set[asyncio.Task] = set()
 
     async def start(self) -> None:
@@ -121,6 +122,11 @@ class AccessServices:
     async def close(self, timeout_s: float = 10.0) -> None:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=timeout_s)
+        if self.ledger.outage.pending:  # debts of a key-store outage: one last try before they are lost
+            try:
+                await asyncio.wait_for(self.ledger.outage.drain(self.ledger.store), timeout=timeout_s)
+            except Exception:  # noqa: BLE001 - shutdown goes on; what is still owed is logged
+                logger.error("outage credits not debited at shutdown", extra={"credits": self.ledger.outage.pending})
         lost = await self.request_logger.close(timeout_s)
         if lost:
             logger.error("request log records lost at shutdown", extra={"lost": lost})
@@ -186,7 +192,7 @@ class AccessServices:
             grant.reservation = await self.ledger.reserve(grant.key, characters, request_id="")
         except CreditError as exc:
             await self.release(grant)
-            raise ServiceError(exc.code, exc.message, status=exc.status) from None
+            raise ServiceError(exc.code, exc.message, status=exc.status, retry_after=exc.retry_after) from None
 
     async def release(self, grant: AccessGrant) -> None:
         if grant.reservation is not None:

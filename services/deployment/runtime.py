@@ -284,8 +284,9 @@ class ModelRuntime:
             return "the model is not loaded"
         return cloning_unavailable_reason(self.checkpoint.root)
 
-    def encode_reference(self, samples: Any, *, semantic: bool = True) -> Any:
-        """Blocking (run it in a worker thread): 16 kHz reference samples -> `core.clone.ReferenceTokens`.
+    def encode_reference(self, samples: Any, *, semantic: bool = True, stop: threading.Event | None = None) -> Any:
+        """Blocking (run it in a worker thread): 16 kHz reference samples -> `core.clone.ReferenceTokens`. `stop`:
+        set when the caller abandons the encode; checked between stages (`core.clone.EncodeAbandoned`).
 
         The encoder loads on first use (wav2vec2 is 1.2 GB; serving stored voices never needs it), once, under a
         lock. Raises `core.clone.CloningUnavailable` when the checkpoint cannot encode."""
@@ -300,7 +301,7 @@ class ModelRuntime:
                 self._reference_encoder = ReferenceEncoder.from_pretrained(self.checkpoint.root, device=self.device)
                 logger.info("reference encoder loaded", extra={"load_seconds": round(time.perf_counter() - started, 2)})
             encoder = self._reference_encoder
-        return encoder.encode(samples, semantic=semantic)
+        return encoder.encode(samples, semantic=semantic, stop=stop)
 
     def mark_unhealthy(self, reason: str) -> None:
         self.state = RuntimeState.UNHEALTHY

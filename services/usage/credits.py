@@ -16,22 +16,26 @@ Flow (credits enabled):
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Literal
 
 from services.access.keys import ApiKeyRecord, KeyStoreUnavailable
 from services.access.stores import KeyStore
+from services.usage.outage_credits import OutageDebts
 
 logger = logging.getLogger("services.usage.credits")
 
 
 class CreditError(Exception):
-    def __init__(self, code: str, status: int, message: str) -> None:
+    def __init__(self, code: str, status: int, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
         self.message = message
+        self.retry_after = retry_after
 
 
 class InsufficientCredits(CreditError):
@@ -58,16 +62,20 @@ class CreditReservation:
     request_id: str
     credits: int
     balance_after: int | None  # None: unlimited key or credits disabled
-    state: Literal["held", "charged", "released", "free"] = "held"
+    # "outage": admitted against the outage allowance (services/usage/outage_credits.py), owed to the store
+    state: Literal["held", "charged", "released", "free", "outage"] = "held"
     audio_seconds: float | None = None
+    debt_id: str | None = None  # an "outage" reservation's debt in `CreditLedger.outage`
 
 
 class CreditLedger:
     """Reserve/charge/release against the key store. With `enabled` False every call is free and local."""
 
-    def __init__(self, store: KeyStore, enabled: bool = True) -> None:
+    def __init__(self, store: KeyStore, enabled: bool = True, outage_allowance: int = 0) -> None:
         self.store = store
         self.enabled = enabled
+        self.outage = OutageDebts(outage_allowance)
+        self._drain: asyncio.Task | None = None
 
     async def reserve(self, key: ApiKeyRecord, text_length: int, request_id: str) -> CreditReservation:
         cost = credits_for_text(text_length)
@@ -78,11 +86,19 @@ class CreditLedger:
             result = await self.store.debit_credits(key.key_id, cost)
         except KeyStoreUnavailable as exc:
             logger.error("credit store unavailable", extra={"key_id": key.key_id, "error": str(exc)})
+            if self.outage.admit(key, cost):  # within this key's outage allowance: served, owed to the store
+                debt_id = uuid.uuid4().hex  # one per reservation (a request id may reserve more than once)
+                self.outage.record_outage_debit(key, debt_id, cost)
+                return CreditReservation(key.key_id, request_id, cost, None, state="outage", debt_id=debt_id)
             raise CreditError(
                 "SERVICE_UNAVAILABLE",
                 503,
                 "Credit balance cannot be checked right now; retry in a few seconds.",
+                retry_after=5,
             ) from None
+        if self.outage.pending and (self._drain is None or self._drain.done()):
+            # The store answers again: debit what was spent during the outage (in the background).
+            self._drain = asyncio.ensure_future(self.outage.drain(self.store))
         if not result.ok:
             logger.info("insufficient credits", extra={"key_id": key.key_id, "needed": cost})
             raise InsufficientCredits(cost, await self._current_balance(key, result.balance))
@@ -104,6 +120,12 @@ class CreditLedger:
         `undelivered`: credits of text whose audio was not delivered (a streamed chunk cut by a generation guard),
         given back."""
         reservation.audio_seconds = audio_seconds
+        if reservation.state == "outage":
+            if self.outage.owed(reservation.debt_id):  # not taken from the store yet: owe less, not refund
+                reservation.credits = self.outage.reduce(reservation.debt_id, max(0, undelivered))
+                reservation.state = "charged"
+            else:  # already debited by a drain: settle as any reservation
+                reservation.state = "held"
         if reservation.state == "held":
             refund = min(max(0, undelivered), reservation.credits)
             if refund:
@@ -126,6 +148,12 @@ class CreditLedger:
 
     async def release(self, reservation: CreditReservation) -> None:
         """Give the held credits back (the request failed before producing audio)."""
+        if reservation.state == "outage":
+            if self.outage.owed(reservation.debt_id):  # never taken from the store: nothing is owed for it
+                self.outage.reduce(reservation.debt_id, reservation.credits)
+                reservation.state = "released"
+                return
+            reservation.state = "held"  # already debited by a drain: refunded as any reservation
         if reservation.state != "held":
             return
         reservation.state = "released"

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -51,6 +52,9 @@ class Caller:
 
     key_id: str | None
     admin: bool = False
+    # The key's credit check (AccessGrant.check_balance), run before an upload is decoded: a key without credits
+    # does not get the encoder.
+    check_balance: Callable[[], Awaitable[None]] | None = field(default=None, compare=False, repr=False)
 
     @property
     def owner_filter(self) -> str | None:
@@ -96,7 +100,8 @@ class VoiceLibrary:
         references = References(runtime, max_concurrent=settings.clone_max_concurrent_encodes,
                                 cache_size=settings.clone_reference_cache_size,
                                 max_per_key=settings.clone_max_encodes_per_key,
-                                max_waiting=settings.clone_max_waiting_encodes, wait_s=settings.clone_encode_wait_s)
+                                max_waiting=settings.clone_max_waiting_encodes, wait_s=settings.clone_encode_wait_s,
+                                deadline_s=settings.clone_encode_deadline_s)
         return cls(settings, runtime, build_voice_store(settings, databases), references)
 
     async def close(self) -> None:

@@ -65,3 +65,28 @@ def test_an_upload_with_a_valid_key_is_read_as_before(auth_server: RunningServer
 def test_every_route_that_needs_a_key_refuses_before_the_body(auth_server: RunningServer, path: str) -> None:
     got, body = headers_only(auth_server, "Authorization: Bearer wrong-key\r\n", path, size=900_000)
     assert (got, body["error"]["code"]) == (401, "INVALID_API_KEY")
+
+
+DIALECT_ROUTES = ["/v1/text-to-speech/alloy", "/v1/text-to-speech/alloy/stream",
+                  "/v1/text-to-speech/alloy/with-timestamps", "/v1/text-to-speech/alloy/stream/with-timestamps",
+                  "/tts/sse", "/tts/bytes"]
+
+
+@pytest.mark.parametrize("path", DIALECT_ROUTES)
+@pytest.mark.parametrize("credentials", ["", "xi-api-key: wrong-key\r\n", "X-API-Key: wrong-key\r\n",
+                                         "Authorization: Bearer wrong-key\r\n"],
+                         ids=["missing", "xi-api-key", "x-api-key", "bearer"])
+def test_the_dialect_routes_refuse_before_the_body(auth_server: RunningServer, path: str, credentials: str) -> None:
+    """The ElevenLabs and Cartesia HTTP routes, with each of their key headers: a wrong or missing key is answered
+    at once, without the 900 kB body it announced (before, the server waited for it: 408)."""
+    got, body = headers_only(auth_server, credentials.replace("wrong-key", f"wrong-{path}"), path, size=900_000)
+    # 429: the failed-login throttle (by address and by key) answers repeated wrong keys, also before the body.
+    assert (got, body["error"]["code"]) in {(401, "INVALID_API_KEY"), (429, "RATE_LIMIT_EXCEEDED")}
+
+
+@pytest.mark.parametrize(("path", "credentials"), [("/v1/text-to-speech/alloy/stream", f"xi-api-key: {KEY}\r\n"),
+                                                   ("/tts/bytes", f"X-API-Key: {KEY}\r\n")])
+def test_a_dialect_route_with_a_valid_key_reads_the_body(auth_server: RunningServer, path: str,
+                                                         credentials: str) -> None:
+    got, body = headers_only(auth_server, credentials, path, size=900_000)
+    assert (got, body["error"]["code"]) == (408, "REQUEST_TIMEOUT")

@@ -34,7 +34,7 @@ def client(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     settings = Settings(model_dir=demo_model_dir, auth_enabled=False, warmup=False, log_json=False, sr_enabled=False,
                         voice_dir=tmp_path_factory.mktemp("voices"), rate_limit_per_minute=10_000)
     runtime = ModelRuntime(settings)
-    runtime.encode_reference = lambda samples, *, semantic=True: fake_tokens(samples, semantic)  # type: ignore
+    runtime.encode_reference = lambda samples, *, semantic=True, stop=None: fake_tokens(samples, semantic)  # type: ignore
     with TestClient(create_app(settings, runtime=runtime)) as test_client:
         wait_in_portal(test_client, lambda: runtime.ready)
         yield test_client

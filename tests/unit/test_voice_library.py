@@ -56,7 +56,7 @@ class FakeRuntime:
     fail: Exception | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def encode_reference(self, samples: np.ndarray, *, semantic: bool = True) -> ReferenceTokens:
+    def encode_reference(self, samples: np.ndarray, *, semantic: bool = True, stop=None) -> ReferenceTokens:
         with self.lock:
             self.calls.append(semantic)
             self.running += 1

@@ -40,7 +40,7 @@ class Encoder:
     def __init__(self) -> None:
         self.calls = 0
 
-    def __call__(self, samples, *, semantic: bool = True):
+    def __call__(self, samples, *, semantic: bool = True, stop=None):
         self.calls += 1
         return fake_tokens(samples, semantic)
 
