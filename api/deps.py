@@ -120,7 +120,7 @@ async def optional_voice_caller(
 ) -> AsyncIterator[Caller | None]:
     """As `voice_caller`, but None for a request with no credentials at all on a server with auth (the voice list
     then shows the built-in voices, as it did before the library existed). A wrong key still gets 401."""
-    credentials = any(name in request.headers for name in ("authorization", "x-api-key", "x-admin-key"))
+    credentials = any(name in request.headers for name in ("authorization", "x-api-key", "xi-api-key", "x-admin-key"))
     if services_of(request).settings.auth_enabled and not credentials:
         yield None
         return

@@ -110,6 +110,8 @@ def test_request_errors_in_the_dialects_shape(client: TestClient, route: tuple) 
                      "invalid_parameters" if eleven else "validation_error")
     assert (error["param"] == "text") if eleven else ("transcript" in error["message"])
     _refusal(_post(client, route, content=b"{not json"), dialect, 400, "malformed_json" if eleven else "invalid_json")
+    # a control character (the fuzz test found it answered 500 on ElevenLabs' routes)
+    _refusal(_post(client, route, text="\x1f"), dialect, 400, "invalid_parameters" if eleven else "validation_error")
     # an unknown voice
     _refusal(_post(client, route, voice="nobody"), dialect, (400, 404),
              "voice_not_found" if eleven else "invalid_speaker", "not_found")
@@ -176,6 +178,10 @@ def test_elevenlabs_voices_refusals(client: TestClient, monkeypatch: pytest.Monk
 
     assert get("key-rich").status_code == 200
     _refusal(get("key-wrong"), "elevenlabs", 401, "invalid_api_key", "authentication_error")
+    # ElevenLabs' own header counts here too: a wrong key is refused, not answered with the built-in voices
+    _refusal(client.get("/v1/voices", headers={"xi-api-key": "key-wrong", "X-Request-ID": CLIENT_ID}), "elevenlabs",
+             401, "invalid_api_key", "authentication_error")
+    assert client.get("/v1/voices", headers={"xi-api-key": "key-rich"}).status_code == 200
     _use_the_limited_keys_minute(client)
     refused = get("key-limited")
     _refusal(refused, "elevenlabs", 429, "rate_limit_exceeded", "rate_limit_error")

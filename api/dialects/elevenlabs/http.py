@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.deps import Grant, Library, OptionalVoiceCaller, Runtime, SettingsDep, Speech
 from api.dialects.elevenlabs import timed
@@ -32,11 +32,17 @@ class TextToSpeechBody(BaseModel):
     seed: int | None = Field(None, ge=0, le=4_294_967_295)
     apply_text_normalization: str = "auto"
 
+    @field_validator("text")
+    @classmethod
+    def _no_control_characters(cls, value: str) -> str:
+        # A validation error (400 in ElevenLabs' shape), not an exception from inside the route (a 500).
+        return reject_control_characters(value)
+
     def to_speech_request(self, settings, voice_id: str, output_format: str, *, stream: bool,
                           timed: bool = False) -> SpeechRequest:
         output = parse_output_format(output_format)
         speed = self.voice_settings.speed if self.voice_settings else None
-        return SpeechRequest(text=reject_control_characters(self.text), voice=voice_id,
+        return SpeechRequest(text=self.text, voice=voice_id,
                              audio_format=output.audio_format, sample_rate=output.sample_rate,
                              sampling=SamplingOptions.with_defaults(settings, seed=self.seed), stream=stream,
                              normalize=self.apply_text_normalization != "off", chunking=True,
