@@ -90,7 +90,7 @@ def _validation_to_api_error(exc: RequestValidationError) -> ApiError:
     detail = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
     ctx_code = (first.get("ctx") or {}).get("error_code") if isinstance(first.get("ctx"), dict) else None
     code = ctx_code if isinstance(ctx_code, str) and ctx_code in ERROR_CODES else "VALIDATION_ERROR"
-    if field in ("text", "input", "transcript") and "at most" in detail and "character" in detail:
+    if field in ("text", "input") and "at most" in detail and "character" in detail:
         code = "TEXT_TOO_LONG"
     message = f"Invalid '{field}': {detail}" if field else detail
     if len(errors) > 1:

@@ -88,8 +88,15 @@ def _check(case: Any, *, reachable: bool) -> None:
         f"{case.method} {case.path} {case.body!r:.300} -> {response.status_code} {response.text[:300]}"
     )
     if response.status_code >= 400:
-        error = response.json()["error"]
-        assert {"message", "type", "param", "code"} <= set(error)
+        body = response.json()
+        if case.path.startswith("/v1/text-to-speech") or case.path == "/v1/voices":  # ElevenLabs' shape
+            error = body["detail"]
+            assert {"message", "type", "param", "code", "status"} <= set(error)
+        elif case.path.startswith("/tts/"):  # Cartesia's shape
+            error = {"code": body["error_code"], "message": body["message"]}
+        else:
+            error = body["error"]
+            assert {"message", "type", "param", "code"} <= set(error)
         assert error["message"] and error["code"]
 
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from api.delivery import Delivery, Framing
 from api.deps import Grant, SettingsDep, Speech
@@ -36,7 +37,7 @@ class BytesFormat(Rate):
 
 class BytesBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    transcript: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS)
+    transcript: str = Field(..., min_length=1)
     model_id: str | None = None  # accepted; there is one model
     voice: Voice
     output_format: BytesFormat = BytesFormat()
@@ -46,6 +47,9 @@ class BytesBody(BaseModel):
     @field_validator("transcript")
     @classmethod
     def _text(cls, value: str) -> str:
+        if len(value) > MAX_TEXT_CHARS:  # TEXT_TOO_LONG (413), as a text over the limit is on every other route
+            raise PydanticCustomError("text_too_long", f"{len(value)} characters long; at most {MAX_TEXT_CHARS} are "
+                                      "accepted", {"error_code": "TEXT_TOO_LONG"})
         return reject_control_characters(value, "transcript")
 
 
