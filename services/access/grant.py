@@ -55,6 +55,7 @@ class AccessGrant:
     accounting: RequestAccounting | None = None  # set once synthesis started: from then on it settles the grant
     client_request_id: str | None = None  # the client's X-Request-ID, kept beside the server's id
     _finished: bool = False
+    _intent: asyncio.Task | None = None  # the intent record's write: the final record waits for it
 
     @property
     def key_id(self) -> str:
@@ -77,6 +78,12 @@ class AccessGrant:
         if balance is not None and balance <= 0:
             raise ServiceError("INSUFFICIENT_CREDITS", "This key has no credits left; top it up before cloning a "
                                "voice from reference audio.", status=403)
+
+    def begin(self, accounting: RequestAccounting) -> None:
+        """The accounting's begin hook: synthesis was admitted, write the durable intent record before work."""
+        if self.services is not None and not self._finished:
+            self._intent = self.services.spawn(
+                self.services.request_logger.intend_async(self.services.intent_record(self, accounting)))
 
     def settle(self, report: RequestReport) -> None:
         """The accounting's settle hook: called once when the request ends (any outcome)."""
@@ -129,10 +136,11 @@ class AccessServices:
             await self.authenticator.store.close()
         await self.databases.close()
 
-    def spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # ------------------------------------------------------------------ per request
     async def authenticate(self, headers: Any, client_address: str | None = None) -> ApiKeyRecord:
@@ -215,9 +223,21 @@ class AccessServices:
             self.monitor.record(outcome.request_id, job.stats, flow_status, outcome.error_code,
                                 sr_applied=job.sr_applied, output_rate=job.request.sample_rate,
                                 cadence=outcome.cadence)
+            if grant._intent is not None:  # the final record replaces the intent, never the other way round
+                await asyncio.wait([grant._intent])
             await self.request_logger.submit_async(self._record(grant, outcome, credits))
         except Exception:  # noqa: BLE001 - accounting must never break the server
             logger.exception("request accounting failed")
+
+    def intent_record(self, grant: AccessGrant, accounting: RequestAccounting) -> RequestRecord:
+        """What is known when synthesis is admitted: recovered as `interrupted` if the process dies before the end."""
+        request = accounting.job.request
+        return RequestRecord(
+            request_id=accounting.request_id, client_request_id=grant.client_request_id, speaker=request.voice.id,
+            text_length=len(request.text), status="in_progress", key_id=grant.key_id, stream=request.stream,
+            format=request.audio_format, sample_rate=request.sample_rate,
+            text=request.text if self.settings.log_request_text else None,
+        )
 
     def _record(self, grant: AccessGrant, outcome: RequestReport, credits: int) -> RequestRecord:
         job = outcome.job

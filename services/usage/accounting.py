@@ -52,6 +52,7 @@ class RequestReport:
 
 
 SettleHook = Callable[[RequestReport], None]
+BeginHook = Callable[["RequestAccounting"], None]  # admitted: write the durable intent record (must not block)
 
 
 class RequestAccounting:
@@ -62,8 +63,9 @@ class RequestAccounting:
     """
 
     def __init__(self, job: SynthesisJob, *, transport: Transport, clock_origin: float,
-                 settle: SettleHook | None = None) -> None:
+                 settle: SettleHook | None = None, begin: BeginHook | None = None) -> None:
         self.job = job
+        self.begin = begin
         self.transport = transport
         self.clock_origin = clock_origin
         self.settle = settle
@@ -114,6 +116,11 @@ class RequestAccounting:
             "format": r.audio_format, "sample_rate": r.sample_rate, "stream": r.stream,
             "text_length": text_length, "text_chunks": self.job.stats.text_chunks, "key_id": key_id, **fields,
         })
+        if self.begin is not None:
+            try:
+                self.begin(self)
+            except Exception:  # noqa: BLE001 - accounting must never break delivery
+                logger.exception("request intent record failed")
 
     def first_audio(self) -> bool:
         """The first audio bytes exist; True the first time."""
