@@ -85,12 +85,13 @@ class AccessGrant:
             self._intent = self.services.spawn(
                 self.services.request_logger.intend_async(self.services.intent_record(self, accounting)))
 
-    def settle(self, report: RequestReport) -> None:
-        """The accounting's settle hook: called once when the request ends (any outcome)."""
+    def settle(self, report: RequestReport) -> asyncio.Task | None:
+        """The accounting's settle hook: called once when the request ends (any outcome). Returns the settlement's
+        task (done once the record is spooled) so a response can wait for it."""
         if self._finished or self.services is None:
-            return
+            return None
         self._finished = True
-        self.services.spawn(self.services.settle(self, report))
+        return self.services.spawn(self.services.settle(self, report))
 
     async def abandon(self) -> None:
         """The request failed before any audio work started: release the slot and the credits."""

@@ -11,6 +11,7 @@ transport is one log field, so one dashboard and one log query cover all of them
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -51,7 +52,7 @@ class RequestReport:
     cadence: dict[str, Any] | None = None
 
 
-SettleHook = Callable[[RequestReport], None]
+SettleHook = Callable[[RequestReport], "asyncio.Future[Any] | None"]  # may return the settlement's task
 BeginHook = Callable[["RequestAccounting"], None]  # admitted: write the durable intent record (must not block)
 
 
@@ -71,6 +72,7 @@ class RequestAccounting:
         self.settle = settle
         self.first_audio_at: float | None = None
         self.report: RequestReport | None = None
+        self.settling: asyncio.Future[Any] | None = None  # the settle hook's task: done once the record is spooled
         self._active = False
         # Streams only: the send timeline (chunk interval/jitter metrics, modelled playback underruns).
         self.cadence = StreamCadence(clock=time.perf_counter) if job.request.stream else None
@@ -165,7 +167,8 @@ class RequestAccounting:
         self._count(report)
         if self.settle is not None:
             try:
-                self.settle(report)
+                settling = self.settle(report)
+                self.settling = settling if isinstance(settling, asyncio.Future) else None
             except Exception:  # noqa: BLE001 - accounting must never break delivery
                 logger.exception("request settlement failed")
         return report
