@@ -34,6 +34,8 @@ from services.usage.credits import (
 )
 from services.usage.database import DatabaseClients
 from services.usage.request_log import RequestLogger, RequestRecord, build_request_logger, utcnow
+from services.usage.shutdown import mark_shutting_down, watch_signals
+from services.usage.shutdown import reset as reset_shutdown
 from shared import metrics
 from shared.settings import Settings
 
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("services.access")
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: AccessServices.open_grants holds the admitted ones
 class AccessGrant:
     """What one request holds: its key, a concurrency slot, a credit reservation and rate-limit headers."""
 
@@ -82,6 +84,7 @@ class AccessGrant:
     def begin(self, accounting: RequestAccounting) -> None:
         """The accounting's begin hook: synthesis was admitted, write the durable intent record before work."""
         if self.services is not None and not self._finished:
+            self.services.open_grants.add(self)
             self._intent = self.services.spawn(
                 self.services.request_logger.intend_async(self.services.intent_record(self, accounting)))
 
@@ -121,14 +124,24 @@ class AccessServices:
         store = self.authenticator.store if self.authenticator is not None else None
         self.ledger = CreditLedger(store, enabled=settings.credits_enabled and store is not None)  # type: ignore[arg-type]
         self._tasks: set[asyncio.Task] = set()
+        self.open_grants: set[AccessGrant] = set()  # admitted, not yet settled: close() waits for them
 
     async def start(self) -> None:
+        reset_shutdown()
+        watch_signals()
         await self.limiter.start()
         await self.request_logger.start()
 
     async def close(self, timeout_s: float = 10.0) -> None:
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=timeout_s)
+        # Streams the server cut at shutdown settle (as `interrupted`, refunded) before the spool closes: wait for
+        # every admitted request to settle, bounded; one still open after that is recovered from its intent record.
+        mark_shutting_down()
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while (self.open_grants or self._tasks) and asyncio.get_running_loop().time() < deadline:
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - asyncio.get_running_loop().time()))
+            else:
+                await asyncio.sleep(0.05)
         lost = await self.request_logger.close(timeout_s)
         if lost:
             logger.error("request log records lost at shutdown", extra={"lost": lost})
@@ -206,6 +219,7 @@ class AccessServices:
     async def settle(self, grant: AccessGrant, outcome: RequestReport) -> None:
         """Settle a finished request: slot, credits, flow monitor, request-log record; never raises."""
         try:
+            self.open_grants.discard(grant)
             if grant.lease is not None:
                 await grant.lease.release()
             credits = 0
@@ -220,7 +234,7 @@ class AccessServices:
                     await self.ledger.release(grant.reservation)
             job = outcome.job
             # The flow monitor knows completed/failed/disconnected; a client's cancel is a stop by the client.
-            flow_status = "disconnected" if outcome.status == "cancelled" else outcome.status
+            flow_status = "disconnected" if outcome.status in ("cancelled", "interrupted") else outcome.status
             self.monitor.record(outcome.request_id, job.stats, flow_status, outcome.error_code,
                                 sr_applied=job.sr_applied, output_rate=job.request.sample_rate,
                                 cadence=outcome.cadence)

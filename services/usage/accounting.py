@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from services.pipeline.flow_monitor import StreamCadence
 from services.pipeline.load_shed import BACKLOG
+from services.usage.shutdown import shutting_down
 from shared import metrics
 
 if TYPE_CHECKING:
@@ -28,10 +29,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("services.usage.accounting")
 
 Transport = Literal["http", "websocket"]
-# completed | failed | cancelled (a WebSocket `cancel`) | disconnected (the client left)
-EndStatus = Literal["completed", "failed", "cancelled", "disconnected"]
+# completed | failed | cancelled (a WebSocket `cancel`) | disconnected (the client left) | interrupted (the server
+# cut it at shutdown: refunded, see services/usage/shutdown.py)
+EndStatus = Literal["completed", "failed", "cancelled", "disconnected", "interrupted"]
 _END_EVENTS = {"completed": "request_completed", "failed": "request_failed", "cancelled": "request_cancelled",
-               "disconnected": "client_disconnected"}
+               "disconnected": "client_disconnected", "interrupted": "request_interrupted"}
 
 
 @dataclass
@@ -149,6 +151,8 @@ class RequestAccounting:
         """Record the end once (later calls are ignored); then settle. Never raises."""
         if self.report is not None:
             return None
+        if status in ("disconnected", "cancelled") and shutting_down():
+            status = "interrupted"  # the server's own cut at shutdown looks like a hang-up; it is not one
         BACKLOG.leave(self)
         if self._active:
             metrics.ACTIVE_STREAMS.dec()

@@ -147,8 +147,9 @@ def settle_credits(status: str, error_status: int | None, audio_seconds: float) 
 
     Completed requests and client hang-ups are charged (the client chose to stop); a request that produced no
     audio, or that ended on a server-side error (5xx: generation failure or timeout, GPU fault, a stream cut by
-    the server) is refunded in full, even when some audio was delivered before the failure."""
-    if audio_seconds <= 0:
+    the server, including `interrupted`: cut by the server's shutdown or left by a process that died) is refunded in
+    full, even when some audio was delivered before the failure."""
+    if audio_seconds <= 0 or status == "interrupted":  # interrupted: cut by the server (shutdown, a dead process)
         return False
     if status == "failed" and (error_status is None or error_status >= 500):
         return False

@@ -100,3 +100,62 @@ def test_kill9_mid_stream_leaves_exactly_one_row_per_request(pg_dsn: str, demo_m
     assert stream_row["request_id"] == stream_ids[0]
     assert stream_row["status"] == "interrupted" and stream_row["credits_charged"] == 0
     assert all(by_client[f"{tag}-{i}"][0]["status"] == "completed" for i in range(4))
+
+
+def test_sigterm_beyond_the_graceful_window_marks_cut_streams_interrupted_once(pg_dsn: str, demo_model_dir: Path,
+                                                                                 tmp_path: Path) -> None:
+    """Issue 27 item 2: SIGTERM with streams longer than the graceful window left 0 of 6 rows, each charged as a
+    client hang-up. Now each cut stream settles as `interrupted` (refunded) before the spool closes, and after a
+    restart has exactly one row."""
+    tag = f"term-{uuid.uuid4().hex[:10]}"
+    env = {"TTS_REQUEST_LOG_SINK": "postgres", "TTS_DATABASE_URL": pg_dsn, "TTS_REQUEST_LOG_FLUSH_S": "0.2",
+           "TTS_REQUEST_LOG_SPOOL_DIR": str(tmp_path / "spool"), "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN": "1"}
+    first = start_server(demo_model_dir, tmp_path / "first.log", env)
+    streams = 3
+    started = threading.Semaphore(0)
+
+    def long_stream(i: int) -> None:
+        body = {"text": LONG_TEXT, "speaker": "fixed", "stream": True, "format": "pcm"}
+        got = False
+        try:
+            with httpx.stream("POST", f"{first.base_url}/v1/tts/generate", json=body, timeout=120,
+                              headers={"X-Request-ID": f"{tag}-{i}"}) as response:
+                for chunk in response.iter_bytes():
+                    if chunk and not got:
+                        got = True
+                        started.release()
+                    time.sleep(0.2)
+        except httpx.HTTPError:
+            pass
+        finally:
+            if not got:
+                started.release()
+
+    readers = [threading.Thread(target=long_stream, args=(i,), daemon=True) for i in range(streams)]
+    try:
+        for reader in readers:
+            reader.start()
+        for _ in range(streams):
+            assert started.acquire(timeout=120)
+    finally:
+        first.process.terminate()  # SIGTERM: the streams outlive the 1 s graceful window
+        first.process.wait(60)
+        for reader in readers:
+            reader.join(10)
+    log = first.log_text()
+    assert "timeout graceful shutdown exceeded" in log
+
+    second = start_server(demo_model_dir, tmp_path / "second.log", env)
+    try:
+        deadline = time.monotonic() + 60
+        found: list[asyncpg.Record] = []
+        while time.monotonic() < deadline and len(found) < streams:
+            found = rows(pg_dsn, tag)
+            time.sleep(0.5)
+        time.sleep(1.0)
+        found = rows(pg_dsn, tag)
+    finally:
+        stop_server(second)
+    assert sorted(r["client_request_id"] for r in found) == [f"{tag}-{i}" for i in range(streams)]
+    assert {r["status"] for r in found} == {"interrupted"} and {r["credits_charged"] for r in found} == {0}
+    assert "request_interrupted" in log  # settled by the first process itself, not only recovered
