@@ -11,7 +11,9 @@ Flow (credits enabled):
      front means concurrent requests of one key cannot overspend it.
   2. After the request: `charge()` when audio was produced (also when the client disconnected midway:
      the work was done), `release()` to give the credits back when it failed before any audio.
-     Both are idempotent; a reservation never settled (process crash) stays charged.
+     Both are idempotent; a reservation never settled (process crash) stays charged, although the crashed request's
+     recovered request-log row (status `interrupted`) says credits_charged 0: the refund owed is not yet applied
+     automatically (issue 27 item 3).
 """
 
 from __future__ import annotations
