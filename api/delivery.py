@@ -28,6 +28,8 @@ from services.usage.accounting import EndStatus, RequestAccounting
 from shared import metrics
 
 logger = logging.getLogger("api.delivery")
+# How long an answer waits for its record to reach the spool (credits settle first; an fsync'd append is ~1 ms).
+RECORD_WAIT_S = 2.0
 
 # Jobs whose audio is being delivered now; the stream-queue gauges are read from them at scrape time.
 _LIVE_JOBS: weakref.WeakSet[SynthesisJob] = weakref.WeakSet()
@@ -71,6 +73,13 @@ class Delivery:
         _LIVE_JOBS.discard(self.job)
         self.accounting.finish(status, error_code)
 
+    async def _recorded(self) -> None:
+        """Wait (bounded) until the finished request's record is in the durable spool, so an answer the client
+        received is never lost to a kill -9 just after it; past the bound the record still follows."""
+        settling = self.accounting.settling
+        if settling is not None:
+            await asyncio.wait({settling}, timeout=RECORD_WAIT_S)
+
     async def _error_code(self, exc: SynthesisError) -> str:
         """A GPU fault also marks the container unhealthy (and, on Modal, asks to be replaced)."""
         if self.gpu_faults is None:
@@ -111,6 +120,7 @@ class Delivery:
                 watch.cancel()
         self.job.stats.sent_chunks = 1
         self._report("completed", None)
+        await self._recorded()
         report = self.accounting.report
         headers = dict(self.headers)
         if timed is not None:
@@ -198,6 +208,8 @@ class Delivery:
                     self.accounting.audio_sent()
                 yield chunk
             status, code = "completed", None
+            self._report(status, code)  # the record is spooled before the body ends (finish runs once)
+            await self._recorded()
         except SynthesisError as exc:
             code = await self._error_code(exc)
             logger.warning("stream ended early", extra={"error_code": code})

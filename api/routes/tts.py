@@ -81,7 +81,8 @@ async def respond(request: Request, speech: SpeechRequest, service: SpeechServic
         await grant.abandon()  # refused before any audio work: give back the slot and the credits
         raise
     job = opened.job
-    accounting = RequestAccounting(job, transport="http", clock_origin=received_at, settle=grant.settle)
+    accounting = RequestAccounting(job, transport="http", clock_origin=received_at, settle=grant.settle,
+                                   begin=grant.begin)
     grant.attach(accounting)
     accounting.started(text_length=len(speech.text), key_id=grant.key_id)
     if speech.normalize_verbose:

@@ -70,6 +70,11 @@ class AccessGate:
                 raise SynthesisError(exc.code, exc.message) from None
         self._grants[utterance_id] = grant
 
+    def begin_hook(self, utterance_id: str):  # noqa: ANN201 - the accounting's begin hook for this utterance
+        """The utterance's intent record is written by its grant when synthesis is admitted."""
+        grant = self._grants.get(utterance_id)
+        return None if grant is None else grant.begin
+
     def settle(self, utterance_id: str, report: RequestReport | None, billable_characters: int = 0) -> None:
         self._settled.add(utterance_id)
         grant = self._grants.pop(utterance_id, None) or AccessGrant(key=self.key, services=self.access,

@@ -34,6 +34,8 @@ from services.usage.credits import (
 )
 from services.usage.database import DatabaseClients
 from services.usage.request_log import RequestLogger, RequestRecord, build_request_logger, utcnow
+from services.usage.shutdown import mark_shutting_down, watch_signals
+from services.usage.shutdown import reset as reset_shutdown
 from shared import metrics
 from shared.settings import Settings
 
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("services.access")
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: AccessServices.open_grants holds the admitted ones
 class AccessGrant:
     """What one request holds: its key, a concurrency slot, a credit reservation and rate-limit headers."""
 
@@ -55,6 +57,7 @@ class AccessGrant:
     accounting: RequestAccounting | None = None  # set once synthesis started: from then on it settles the grant
     client_request_id: str | None = None  # the client's X-Request-ID, kept beside the server's id
     _finished: bool = False
+    _intent: asyncio.Task | None = None  # the intent record's write: the final record waits for it
 
     @property
     def key_id(self) -> str:
@@ -78,12 +81,20 @@ class AccessGrant:
             raise ServiceError("INSUFFICIENT_CREDITS", "This key has no credits left; top it up before cloning a "
                                "voice from reference audio.", status=403)
 
-    def settle(self, report: RequestReport) -> None:
-        """The accounting's settle hook: called once when the request ends (any outcome)."""
+    def begin(self, accounting: RequestAccounting) -> None:
+        """The accounting's begin hook: synthesis was admitted, write the durable intent record before work."""
+        if self.services is not None and not self._finished:
+            self.services.open_grants.add(self)
+            self._intent = self.services.spawn(
+                self.services.request_logger.intend_async(self.services.intent_record(self, accounting)))
+
+    def settle(self, report: RequestReport) -> asyncio.Task | None:
+        """The accounting's settle hook: called once when the request ends (any outcome). Returns the settlement's
+        task (done once the record is spooled) so a response can wait for it."""
         if self._finished or self.services is None:
-            return
+            return None
         self._finished = True
-        self.services.spawn(self.services.settle(self, report))
+        return self.services.spawn(self.services.settle(self, report))
 
     async def abandon(self) -> None:
         """The request failed before any audio work started: release the slot and the credits."""
@@ -114,14 +125,24 @@ class AccessServices:
         self.ledger = CreditLedger(store, enabled=settings.credits_enabled and store is not None,  # type: ignore[arg-type]
                                    outage_allowance=settings.credits_outage_allowance)
         self._tasks: set[asyncio.Task] = set()
+        self.open_grants: set[AccessGrant] = set()  # admitted, not yet settled: close() waits for them
 
     async def start(self) -> None:
+        reset_shutdown()
+        watch_signals()
         await self.limiter.start()
         await self.request_logger.start()
 
     async def close(self, timeout_s: float = 10.0) -> None:
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=timeout_s)
+        # Streams the server cut at shutdown settle (as `interrupted`, refunded) before the spool closes: wait for
+        # every admitted request to settle, bounded; one still open after that is recovered from its intent record.
+        mark_shutting_down()
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while (self.open_grants or self._tasks) and asyncio.get_running_loop().time() < deadline:
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - asyncio.get_running_loop().time()))
+            else:
+                await asyncio.sleep(0.05)
         if self.ledger.outage.pending:  # debts of a key-store outage: one last try before they are lost
             try:
                 await asyncio.wait_for(self.ledger.outage.drain(self.ledger.store), timeout=timeout_s)
@@ -135,10 +156,11 @@ class AccessServices:
             await self.authenticator.store.close()
         await self.databases.close()
 
-    def spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # ------------------------------------------------------------------ per request
     async def authenticate(self, headers: Any, client_address: str | None = None) -> ApiKeyRecord:
@@ -203,6 +225,7 @@ class AccessServices:
     async def settle(self, grant: AccessGrant, outcome: RequestReport) -> None:
         """Settle a finished request: slot, credits, flow monitor, request-log record; never raises."""
         try:
+            self.open_grants.discard(grant)
             if grant.lease is not None:
                 await grant.lease.release()
             credits = 0
@@ -217,13 +240,25 @@ class AccessServices:
                     await self.ledger.release(grant.reservation)
             job = outcome.job
             # The flow monitor knows completed/failed/disconnected; a client's cancel is a stop by the client.
-            flow_status = "disconnected" if outcome.status == "cancelled" else outcome.status
+            flow_status = "disconnected" if outcome.status in ("cancelled", "interrupted") else outcome.status
             self.monitor.record(outcome.request_id, job.stats, flow_status, outcome.error_code,
                                 sr_applied=job.sr_applied, output_rate=job.request.sample_rate,
                                 cadence=outcome.cadence)
+            if grant._intent is not None:  # the final record replaces the intent, never the other way round
+                await asyncio.wait([grant._intent])
             await self.request_logger.submit_async(self._record(grant, outcome, credits))
         except Exception:  # noqa: BLE001 - accounting must never break the server
             logger.exception("request accounting failed")
+
+    def intent_record(self, grant: AccessGrant, accounting: RequestAccounting) -> RequestRecord:
+        """What is known when synthesis is admitted: recovered as `interrupted` if the process dies before the end."""
+        request = accounting.job.request
+        return RequestRecord(
+            request_id=accounting.request_id, client_request_id=grant.client_request_id, speaker=request.voice.id,
+            text_length=len(request.text), status="in_progress", key_id=grant.key_id, stream=request.stream,
+            format=request.audio_format, sample_rate=request.sample_rate,
+            text=request.text if self.settings.log_request_text else None,
+        )
 
     def _record(self, grant: AccessGrant, outcome: RequestReport, credits: int) -> RequestRecord:
         job = outcome.job

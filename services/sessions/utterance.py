@@ -173,7 +173,8 @@ class Utterance:
         """Synthesis may start: from here on the accounting counts it and settles it through the gate."""
         self.admitted_at = time.perf_counter()
         self.accounting = RequestAccounting(self.job, transport="websocket", clock_origin=self.admitted_at,
-                                            settle=lambda report: gate.settle(self.id, report, self.spoken_characters))
+                                            settle=lambda report: gate.settle(self.id, report, self.spoken_characters),
+                                            begin=getattr(gate, "begin_hook", lambda _id: None)(self.id))
 
     def note_audio(self, data: bytes) -> None:
         """Count one audio chunk handed to the outbox."""

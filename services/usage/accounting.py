@@ -11,6 +11,7 @@ transport is one log field, so one dashboard and one log query cover all of them
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from services.pipeline.flow_monitor import StreamCadence
 from services.pipeline.load_shed import BACKLOG
+from services.usage.shutdown import shutting_down
 from shared import metrics
 
 if TYPE_CHECKING:
@@ -27,10 +29,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("services.usage.accounting")
 
 Transport = Literal["http", "websocket"]
-# completed | failed | cancelled (a WebSocket `cancel`) | disconnected (the client left)
-EndStatus = Literal["completed", "failed", "cancelled", "disconnected"]
+# completed | failed | cancelled (a WebSocket `cancel`) | disconnected (the client left) | interrupted (the server
+# cut it at shutdown: refunded, see services/usage/shutdown.py)
+EndStatus = Literal["completed", "failed", "cancelled", "disconnected", "interrupted"]
 _END_EVENTS = {"completed": "request_completed", "failed": "request_failed", "cancelled": "request_cancelled",
-               "disconnected": "client_disconnected"}
+               "disconnected": "client_disconnected", "interrupted": "request_interrupted"}
 
 
 @dataclass
@@ -51,7 +54,8 @@ class RequestReport:
     cadence: dict[str, Any] | None = None
 
 
-SettleHook = Callable[[RequestReport], None]
+SettleHook = Callable[[RequestReport], "asyncio.Future[Any] | None"]  # may return the settlement's task
+BeginHook = Callable[["RequestAccounting"], None]  # admitted: write the durable intent record (must not block)
 
 
 class RequestAccounting:
@@ -62,13 +66,15 @@ class RequestAccounting:
     """
 
     def __init__(self, job: SynthesisJob, *, transport: Transport, clock_origin: float,
-                 settle: SettleHook | None = None) -> None:
+                 settle: SettleHook | None = None, begin: BeginHook | None = None) -> None:
         self.job = job
+        self.begin = begin
         self.transport = transport
         self.clock_origin = clock_origin
         self.settle = settle
         self.first_audio_at: float | None = None
         self.report: RequestReport | None = None
+        self.settling: asyncio.Future[Any] | None = None  # the settle hook's task: done once the record is spooled
         self._active = False
         # Streams only: the send timeline (chunk interval/jitter metrics, modelled playback underruns).
         self.cadence = StreamCadence(clock=time.perf_counter) if job.request.stream else None
@@ -114,6 +120,11 @@ class RequestAccounting:
             "format": r.audio_format, "sample_rate": r.sample_rate, "stream": r.stream,
             "text_length": text_length, "text_chunks": self.job.stats.text_chunks, "key_id": key_id, **fields,
         })
+        if self.begin is not None:
+            try:
+                self.begin(self)
+            except Exception:  # noqa: BLE001 - accounting must never break delivery
+                logger.exception("request intent record failed")
 
     def first_audio(self) -> bool:
         """The first audio bytes exist; True the first time."""
@@ -140,6 +151,8 @@ class RequestAccounting:
         """Record the end once (later calls are ignored); then settle. Never raises."""
         if self.report is not None:
             return None
+        if status in ("disconnected", "cancelled") and shutting_down():
+            status = "interrupted"  # the server's own cut at shutdown looks like a hang-up; it is not one
         BACKLOG.leave(self)
         if self._active:
             metrics.ACTIVE_STREAMS.dec()
@@ -158,7 +171,8 @@ class RequestAccounting:
         self._count(report)
         if self.settle is not None:
             try:
-                self.settle(report)
+                settling = self.settle(report)
+                self.settling = settling if isinstance(settling, asyncio.Future) else None
             except Exception:  # noqa: BLE001 - accounting must never break delivery
                 logger.exception("request settlement failed")
         return report

@@ -11,7 +11,9 @@ Flow (credits enabled):
      front means concurrent requests of one key cannot overspend it.
   2. After the request: `charge()` when audio was produced (also when the client disconnected midway:
      the work was done), `release()` to give the credits back when it failed before any audio.
-     Both are idempotent; a reservation never settled (process crash) stays charged.
+     Both are idempotent; a reservation never settled (process crash) stays charged, although the crashed request's
+     recovered request-log row (status `interrupted`) says credits_charged 0: the refund owed is not yet applied
+     automatically (issue 27 item 3).
 """
 
 from __future__ import annotations
@@ -175,8 +177,9 @@ def settle_credits(status: str, error_status: int | None, audio_seconds: float) 
 
     Completed requests and client hang-ups are charged (the client chose to stop); a request that produced no
     audio, or that ended on a server-side error (5xx: generation failure or timeout, GPU fault, a stream cut by
-    the server) is refunded in full, even when some audio was delivered before the failure."""
-    if audio_seconds <= 0:
+    the server, including `interrupted`: cut by the server's shutdown or left by a process that died) is refunded in
+    full, even when some audio was delivered before the failure."""
+    if audio_seconds <= 0 or status == "interrupted":  # interrupted: cut by the server (shutdown, a dead process)
         return False
     if status == "failed" and (error_status is None or error_status >= 500):
         return False

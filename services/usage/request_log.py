@@ -136,6 +136,19 @@ class RequestLogger:
             REQUEST_LOG_SPOOL_OLDEST.set(self.spool.oldest_age_s())
             REQUEST_LOG_SPOOL_BYTES.set(self.spool.size_bytes())
 
+    async def intend_async(self, record: RequestRecord) -> None:
+        """Spool an admitted request's intent (status in_progress) before work starts; its final record replaces it.
+        Without a spool there is nothing durable to write it to. Never raises."""
+        if self.spool is None:
+            return
+        if not self.store_text and record.text is not None:
+            record = replace(record, text=None)
+        try:
+            await asyncio.to_thread(self.spool.intend, record.request_id, record_payload(record))
+        except Exception:  # noqa: BLE001 - the intent must never fail a request; its final record still comes
+            REQUEST_LOG_ERRORS.labels("spool").inc()
+            logger.exception("request log intent append failed", extra={"request_id": record.request_id})
+
     async def submit_async(self, record: RequestRecord) -> bool:
         """`submit` for callers on the event loop: the spool's fsync'd append (~1 ms) runs in a worker thread."""
         if self.spool is None:

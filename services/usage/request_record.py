@@ -19,7 +19,7 @@ class RequestRecord:
     request_id: str  # the server's id: unique, the idempotency key of every write
     speaker: str
     text_length: int
-    status: str  # completed | failed | cancelled
+    status: str  # completed | failed | cancelled | interrupted (recovered intent of a dead process)
     key_id: str | None = None
     stream: bool = False
     format: str = "wav"

@@ -11,6 +11,12 @@ file in the directory whose lock is free (a previous or crashed process's): it c
 spool and removes them, so nothing waits for a process that will never come back. Replays are idempotent: the
 database insert skips server ids it already has.
 
+Intents: when a request is admitted (credits reserved, before any GPU work) the request log writes an intent row
+(`intend`: status in_progress, intent=1) under the same server id; the final record replaces it (`append`). The
+writer reads only final rows. A process that adopts an orphan spool turns the dead process's intents into final
+records with status `interrupted` (`credits_charged` 0: the server died, not the client, so nothing is billed), so
+after SIGTERM beyond the graceful window, kill -9 or an OOM kill every admitted request has exactly one row.
+
 Why SQLite: in the standard library, crash-safe (the WAL is fsync'd per transaction with synchronous=FULL), and
 indexed by id for acknowledgement; an append-only file would need its own compaction and ack bookkeeping.
 """
@@ -26,7 +32,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import fields
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +64,11 @@ class RequestSpool:
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS spool (server_id TEXT PRIMARY KEY, created REAL NOT NULL, payload TEXT NOT NULL)"
-        )
+        conn.execute("CREATE TABLE IF NOT EXISTS spool (server_id TEXT PRIMARY KEY, created REAL NOT NULL, "
+                     "payload TEXT NOT NULL, intent INTEGER NOT NULL DEFAULT 0)")
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(spool)")}
+        if "intent" not in columns:  # a spool written before intents existed
+            conn.execute("ALTER TABLE spool ADD COLUMN intent INTEGER NOT NULL DEFAULT 0")
         return conn
 
     def _adopt_orphans(self) -> int:
@@ -75,7 +83,8 @@ class RequestSpool:
                     continue  # a live process owns it
                 try:
                     source = self._open(other)
-                    rows = source.execute("SELECT server_id, created, payload FROM spool").fetchall()
+                    rows = [_interrupted(row) for row in
+                            source.execute("SELECT server_id, created, payload, intent FROM spool").fetchall()]
                     source.close()
                 except sqlite3.DatabaseError as exc:
                     logger.error("unreadable request-log spool left in place", extra={"file": str(other),
@@ -83,7 +92,7 @@ class RequestSpool:
                     continue
                 with self._db_lock:
                     self._conn.execute("BEGIN")
-                    self._conn.executemany("INSERT OR IGNORE INTO spool VALUES (?, ?, ?)", rows)
+                    self._conn.executemany("INSERT OR IGNORE INTO spool VALUES (?, ?, ?, 0)", rows)
                     self._conn.execute("COMMIT")
                 for leftover in (other, Path(f"{other}-wal"), Path(f"{other}-shm"), Path(f"{other}.lock")):
                     leftover.unlink(missing_ok=True)
@@ -93,15 +102,25 @@ class RequestSpool:
         return adopted
 
     # ------------------------------------------------------------------------------------------ queue API
-    def append(self, server_id: str, payload: dict[str, Any]) -> None:
+    def intend(self, server_id: str, payload: dict[str, Any]) -> None:
+        """An admitted request's intent row; ignored when its final record is already here."""
         with self._db_lock:
-            self._conn.execute("INSERT OR IGNORE INTO spool VALUES (?, ?, ?)",
+            self._conn.execute("INSERT OR IGNORE INTO spool VALUES (?, ?, ?, 1)",
                                (server_id, time.time(), json.dumps(payload, default=str)))
+
+    def append(self, server_id: str, payload: dict[str, Any]) -> None:
+        """The final record: replaces the intent row; a final record already here is kept (appends are idempotent)."""
+        data = json.dumps(payload, default=str)
+        with self._db_lock:
+            self._conn.execute("BEGIN")
+            self._conn.execute("DELETE FROM spool WHERE server_id = ? AND intent = 1", (server_id,))
+            self._conn.execute("INSERT OR IGNORE INTO spool VALUES (?, ?, ?, 0)", (server_id, time.time(), data))
+            self._conn.execute("COMMIT")
 
     def oldest(self, limit: int) -> list[tuple[str, dict[str, Any]]]:
         with self._db_lock:
             rows = self._conn.execute(
-                "SELECT server_id, payload FROM spool ORDER BY created, server_id LIMIT ?", (limit,)
+                "SELECT server_id, payload FROM spool WHERE intent = 0 ORDER BY created, server_id LIMIT ?", (limit,)
             ).fetchall()
         return [(server_id, json.loads(payload)) for server_id, payload in rows]
 
@@ -114,12 +133,17 @@ class RequestSpool:
             self._conn.execute("COMMIT")
 
     def depth(self) -> int:
+        """Final records waiting for the database (intents of running requests are not counted)."""
         with self._db_lock:
-            return int(self._conn.execute("SELECT count(*) FROM spool").fetchone()[0])
+            return int(self._conn.execute("SELECT count(*) FROM spool WHERE intent = 0").fetchone()[0])
+
+    def in_progress(self) -> int:
+        with self._db_lock:
+            return int(self._conn.execute("SELECT count(*) FROM spool WHERE intent = 1").fetchone()[0])
 
     def oldest_age_s(self) -> float:
         with self._db_lock:
-            created = self._conn.execute("SELECT min(created) FROM spool").fetchone()[0]
+            created = self._conn.execute("SELECT min(created) FROM spool WHERE intent = 0").fetchone()[0]
         return 0.0 if created is None else max(0.0, time.time() - created)
 
     def size_bytes(self) -> int:
@@ -130,6 +154,17 @@ class RequestSpool:
             self._conn.close()
         fcntl.flock(self._lock_file, fcntl.LOCK_UN)
         self._lock_file.close()
+
+
+def _interrupted(row: tuple[str, float, str, int]) -> tuple[str, float, str]:
+    """An adopted row: a dead process's intent becomes its final record, status `interrupted`, nothing charged."""
+    server_id, created, payload, intent = row
+    if not intent:
+        return server_id, created, payload
+    data = json.loads(payload)
+    data.update(status="interrupted", error_code="SERVER_INTERRUPTED", credits_charged=0,
+                completed_at=datetime.now(UTC).isoformat())
+    return server_id, created, json.dumps(data, default=str)
 
 
 def record_payload(record: Any) -> dict[str, Any]:

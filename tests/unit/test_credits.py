@@ -81,3 +81,27 @@ def test_the_billing_rule_refunds_server_failures_and_charges_what_the_client_ch
     assert not settle_credits("failed", 503, 0.5)  # GPU fault mid-stream
     assert settle_credits("failed", 413, 1.0)  # a client error after audio (e.g. buffer cap) is the client's
     assert not settle_credits("completed", None, 0.0)  # no audio, no charge
+
+
+def test_a_stream_the_server_cut_at_shutdown_is_interrupted_and_refunded() -> None:
+    """Issue 27 item 2: uvicorn's cut past the graceful window looked like a client hang-up and was charged."""
+    from types import SimpleNamespace
+
+    from services.usage import shutdown
+    from services.usage.accounting import RequestAccounting
+    from services.usage.credits import settle_credits
+
+    request = SimpleNamespace(request_id="r1", stream=False, audio_format="wav", sample_rate=16000,
+                              voice=SimpleNamespace(id="v", metric_label="v"))
+    job = SimpleNamespace(request=request, stats=SimpleNamespace(output_samples=16000, sent_chunks=1, sent_bytes=10,
+                                                                  text_chunks=1))
+    settled = []
+    try:
+        shutdown.mark_shutting_down()
+        report = RequestAccounting(job, transport="http", clock_origin=0.0, settle=settled.append).finish(
+            "disconnected")
+    finally:
+        shutdown.reset()
+    assert report is not None and report.status == "interrupted" and settled == [report]
+    assert settle_credits("interrupted", None, 1.0) is False  # refunded although audio was delivered
+    assert settle_credits("disconnected", None, 1.0) is True  # a real hang-up is still charged

@@ -101,3 +101,75 @@ def test_a_failing_spool_append_is_counted_not_silent(tmp_path: Path) -> None:
     spool.close()  # every append now fails, as on a full or read-only disk
     assert [request_logger.submit(record(i)) for i in range(10)] == [False] * 10
     assert request_logger.dropped == 10
+
+
+def test_an_intent_is_replaced_by_its_final_record_and_never_written(tmp_path: Path) -> None:
+    """Issue 27 item 2: an admitted request's intent sits in the spool until its final record replaces it; the writer
+    sends only final records, and a late intent never overwrites a final one."""
+    from dataclasses import replace
+
+    async def run() -> None:
+        sink = MemorySink()
+        logger = _logger(sink, RequestSpool(tmp_path, "one"))
+        await logger.start()
+        await logger.intend_async(replace(record(1), status="in_progress"))
+        await logger.intend_async(replace(record(2), status="in_progress"))
+        await asyncio.sleep(0.05)
+        assert sink.rows == {} and logger.pending == 0 and logger.spool.in_progress() == 2
+        assert logger.submit(record(1))
+        for _ in range(100):
+            if sink.rows:
+                break
+            await asyncio.sleep(0.01)
+        assert list(sink.rows) == ["req-1"] and sink.rows["req-1"].status == "completed"
+        assert logger.spool.in_progress() == 1  # req-2 is still running
+        logger.spool.append("req-3", replace(record(3)).to_json_row())
+        logger.spool.intend("req-3", {"late": True})  # a late intent is ignored
+        assert logger.spool.in_progress() == 1
+        await logger.close()
+
+    asyncio.run(run())
+
+
+def test_a_killed_process_intents_are_recovered_once_as_interrupted(tmp_path: Path) -> None:
+    """Issue 27 item 2: kill -9 with requests in flight left no row for them. The next process adopts the dead
+    process's spool: each in-flight request becomes one `interrupted` record (nothing charged), each answered one
+    keeps its final record, and nothing is written twice."""
+    script = (
+        "import pathlib, time\n"
+        "from dataclasses import replace\n"
+        "from services.usage.request_spool import RequestSpool\n"
+        "from tests.unit.test_request_log import record\n"
+        f"s = RequestSpool(pathlib.Path({str(tmp_path)!r}), 'victim')\n"
+        "for i in range(4):\n"
+        "    s.intend(f'req-{i}', replace(record(i), status='in_progress', key_id='k').to_json_row())\n"
+        "for i in range(2):\n"
+        "    s.append(f'req-{i}', replace(record(i), key_id='k', credits_charged=10).to_json_row())\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    victim = subprocess.Popen([sys.executable, "-c", script], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert victim.stdout.readline().strip() == "ready"
+    finally:
+        victim.kill()  # SIGKILL: no shutdown code runs
+        victim.wait()
+
+    async def run() -> MemorySink:
+        sink = MemorySink()
+        logger = _logger(sink, RequestSpool(tmp_path, "restarted"))
+        assert logger.spool.adopted == 4 and logger.spool.in_progress() == 0
+        await logger.start()
+        for _ in range(200):
+            if len(sink.rows) == 4:
+                break
+            await asyncio.sleep(0.01)
+        await logger.close()
+        return sink
+
+    sink = asyncio.run(run())
+    assert {i: r.status for i, r in sink.rows.items()} == {
+        "req-0": "completed", "req-1": "completed", "req-2": "interrupted", "req-3": "interrupted"}
+    assert [sink.rows[f"req-{i}"].credits_charged for i in range(4)] == [10, 10, 0, 0]
+    assert sink.rows["req-2"].error_code == "SERVER_INTERRUPTED" and sink.rows["req-2"].completed_at is not None
+    assert RequestSpool(tmp_path, "again").adopted == 0  # nothing left to replay
