@@ -258,7 +258,15 @@ class AccessServices:
             text_length=len(request.text), status="in_progress", key_id=grant.key_id, stream=request.stream,
             format=request.audio_format, sample_rate=request.sample_rate,
             text=request.text if self.settings.log_request_text else None,
+            # Recovered as `interrupted` (the process died), the reservation taken from the store is given back.
+            refund_credits=self._reserved(grant),
         )
+
+    @staticmethod
+    def _reserved(grant: AccessGrant) -> int:
+        """Credits this request's reservation took from the store (an outage reservation took none yet)."""
+        reservation = grant.reservation
+        return reservation.credits if reservation is not None and reservation.state == "held" else 0
 
     def _record(self, grant: AccessGrant, outcome: RequestReport, credits: int) -> RequestRecord:
         job = outcome.job
@@ -276,4 +284,5 @@ class AccessServices:
             rtf=outcome.rtf, audio_duration_seconds=outcome.audio_seconds, credits_charged=credits,
             completed_at=utcnow(), chunks_retried=job.stats.chunks_retried, chunks_cut=job.stats.chunks_cut,
             guard_trips=",".join(job.stats.guard_events) or None,
+            refund_credits=grant.reservation.refund_owed if grant.reservation is not None else 0,
         )

@@ -11,9 +11,9 @@ Flow (credits enabled):
      front means concurrent requests of one key cannot overspend it.
   2. After the request: `charge()` when audio was produced (also when the client disconnected midway:
      the work was done), `release()` to give the credits back when it failed before any audio.
-     Both are idempotent; a reservation never settled (process crash) stays charged, although the crashed request's
-     recovered request-log row (status `interrupted`) says credits_charged 0: the refund owed is not yet applied
-     automatically (issue 27 item 3).
+     Both are idempotent. A refund the store cannot take (an outage) is owed through the request log: the row's
+     `refund_credits`, applied when the row is first stored (services/usage/request_sinks.py). A process that dies
+     leaves an intent row carrying its whole reservation, recovered as `interrupted` and refunded the same way.
 """
 
 from __future__ import annotations
@@ -68,6 +68,9 @@ class CreditReservation:
     state: Literal["held", "charged", "released", "free", "outage"] = "held"
     audio_seconds: float | None = None
     debt_id: str | None = None  # an "outage" reservation's debt in `CreditLedger.outage`
+    # Credits the key store could not give back live (an outage): the request-log row carries them and its first store
+    # gives them back (RequestRecord.refund_credits, services/usage/request_sinks.py), so no refund is lost.
+    refund_owed: int = 0
 
 
 class CreditLedger:
@@ -133,10 +136,11 @@ class CreditLedger:
             if refund:
                 try:
                     await self.store.refund_credits(reservation.key_id, refund)
-                    reservation.credits -= refund
-                except Exception as exc:  # noqa: BLE001 - the charge stands; the refund is logged for follow-up
-                    logger.error("credit refund failed", extra={"key_id": reservation.key_id, "credits": refund,
-                                                                "error_class": type(exc).__name__})
+                except Exception as exc:  # noqa: BLE001 - owed: the request-log row gives it back when stored
+                    reservation.refund_owed += refund
+                    logger.error("credit refund failed; owed through the request log", extra={
+                        "key_id": reservation.key_id, "credits": refund, "error_class": type(exc).__name__})
+                reservation.credits -= refund
             reservation.state = "charged"
             logger.info(
                 "credits charged",
@@ -161,15 +165,10 @@ class CreditLedger:
         reservation.state = "released"
         try:
             await self.store.refund_credits(reservation.key_id, reservation.credits)
-        except Exception as exc:
-            logger.error(
-                "credit refund failed",
-                extra={
-                    "key_id": reservation.key_id,
-                    "credits": reservation.credits,
-                    "error_class": type(exc).__name__,
-                },
-            )
+        except Exception as exc:  # noqa: BLE001 - owed: the request-log row gives it back when stored
+            reservation.refund_owed += reservation.credits
+            logger.error("credit refund failed; owed through the request log", extra={
+                "key_id": reservation.key_id, "credits": reservation.credits, "error_class": type(exc).__name__})
 
 
 def settle_credits(status: str, error_status: int | None, audio_seconds: float) -> bool:

@@ -54,7 +54,8 @@ def _sqlstate_permanent(sqlstate: str | None) -> bool:
 
 
 class PostgresSink:
-    """Batched `INSERT ... SELECT FROM unnest(...) ON CONFLICT (request_id) DO NOTHING` via asyncpg.
+    """Batched `INSERT ... SELECT FROM unnest(...) ON CONFLICT (request_id) DO NOTHING` via asyncpg; the refunds the
+    newly stored rows carry (`refund_credits`) are added to their keys' balances in the same statement.
 
     The pool is created on first write and keeps no idle connections it does not need; after the server
     restarts, dead connections fail once and the retried batch runs on fresh ones.
@@ -73,8 +74,15 @@ class PostgresSink:
         self._pool = pool or PostgresPool(str(dsn), max_connections=max_connections, command_timeout_s=timeout_s)
         cols = ", ".join(COLUMNS)
         arrays = ", ".join(f"${i}::{_PG_TYPES[c]}[]" for i, c in enumerate(COLUMNS, start=1))
+        # One statement, so atomic: the rows not stored before, then their refunds added to the keys' balances. A
+        # replayed row conflicts, returns nothing and refunds nothing: each refund is applied exactly once.
         self._sql = (
-            f"INSERT INTO {table} ({cols}) SELECT * FROM unnest({arrays}) ON CONFLICT (request_id) DO NOTHING"
+            f"WITH inserted AS (INSERT INTO {table} ({cols}) SELECT * FROM unnest({arrays}) "
+            "ON CONFLICT (request_id) DO NOTHING RETURNING key_id, refund_credits), "
+            "owed AS (SELECT key_id, sum(refund_credits) AS credits FROM inserted "
+            "WHERE refund_credits > 0 AND key_id IS NOT NULL GROUP BY key_id) "
+            "UPDATE api_keys SET credit_balance = api_keys.credit_balance + owed.credits, updated_at = now() "
+            "FROM owed WHERE api_keys.key_id = owed.key_id AND api_keys.credit_balance IS NOT NULL"
         )
 
     async def write(self, records: Sequence[RequestRecord]) -> None:
