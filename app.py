@@ -155,7 +155,7 @@ class TTSService:
 
     @modal.enter(snap=SNAPSHOTS)
     def prepare(self) -> None:
-        self.host = ContainerLifecycle(MODAL, app_factory=_create_app)
+        self.host = ContainerLifecycle(MODAL, app_factory=_create_app, volume_commit=spool_volume.commit)
         self.host.prepare()
 
     @modal.enter(snap=GPU_SNAPSHOT)

@@ -286,6 +286,12 @@ class Settings(BaseSettings):
         description="Durable request-log spool (SQLite, one file per process): a record is on disk as its request "
         "ends and leaves only when the database confirmed it. Empty: in-memory queue only (records can be lost).",
     )
+    request_log_spool_stale_s: float | None = Field(
+        None, gt=0,
+        description="For a spool directory shared by machines (a Modal Volume, where file locks do not cross "
+        "containers): each spool keeps a heartbeat and another's is adopted only when its heartbeat is older than "
+        "this. Set to 60 on Modal; empty: the file lock alone decides (one machine).",
+    )
     request_log_queue_size: int = Field(10_000, ge=1, description="Bounded request-log queue.")
     request_log_batch_size: int = Field(100, ge=1, description="Rows per insert.")
     request_log_flush_s: float = Field(1.0, gt=0, description="Longest wait before a partial batch is written.")

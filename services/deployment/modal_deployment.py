@@ -7,6 +7,7 @@ Standard library only at top level: `import app` must work anywhere (no torch), 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -180,6 +181,12 @@ class ModalConfig:
 
 MODELS_PATH = "/models"
 SPOOL_PATH = "/spool"  # the request-log spool: on a Volume so a replacement container finds what is left
+# A Modal Volume keeps a container's writes only once committed, and has no cross-container file locks. So the
+# container commits its spool every SPOOL_COMMIT_S (heartbeat first, WAL folded in: `RequestSpool.quiesced`) and once
+# more at exit after the request log closed; another container adopts a spool only when its heartbeat is older than
+# SPOOL_STALE_S. A hard kill (OOM) loses at most the last SPOOL_COMMIT_S of records; a clean exit loses none.
+SPOOL_COMMIT_S = 5.0
+SPOOL_STALE_S = 60.0
 VLLM_CACHE_PATH = "/root/.cache/vllm"
 # Slowest sustained synthesis speed a full container is sized for, in characters of text per second of wall
 # time (about real time under load: speech runs ~14-16 characters a second). The accepted text length is capped
@@ -228,6 +235,7 @@ def container_settings(cfg: ModalConfig) -> Settings:
         "engine": "vllm",
         "device": "cuda",
         "request_log_spool_dir": SPOOL_PATH,
+        "request_log_spool_stale_s": SPOOL_STALE_S,
     }
     overrides = {name: value for name, value in defaults.items() if not _env_is_set(env, name)}
     if cfg.snapshot == "gpu":
@@ -262,8 +270,10 @@ class ContainerLifecycle:
     GPU snapshot then puts vLLM to sleep (level 1: no KV cache, weights offloaded).
     resume: after a restore, fresh randomness and (GPU snapshot) vLLM woken up.
     web: the FastAPI app around the runtime and the GPU fault detector.
-    stop: flush the request log, close the metrics push (final push, group deleted) and shut the engine down (all
-    safe after the app's own lifespan shutdown, which does the same).
+    stop: flush the request log, commit the spool's Volume a last time, close the metrics push (final push, group
+    deleted) and shut the engine down (all safe after the app's own lifespan shutdown, which does the same).
+    `volume_commit`: the spool Volume's `commit` (app.py); while the container serves, `load` starts a loop that
+    refreshes the spool's heartbeat and commits every SPOOL_COMMIT_S.
     """
 
     def __init__(
@@ -273,8 +283,13 @@ class ContainerLifecycle:
         runtime_factory: Callable[[Settings], Any] | None = None,
         app_factory: Any = None,  # callable(settings, runtime=, gpu_faults=) with a preload() method (app.py)
         stop_hook: Callable[[], object] | None = None,
+        volume_commit: Callable[[], object] | None = None,
+        commit_every_s: float = SPOOL_COMMIT_S,
     ) -> None:
         self.cfg = cfg
+        self._volume_commit = volume_commit
+        self._commit_every_s = commit_every_s
+        self._commit_task: asyncio.Task | None = None
         self._runtime_factory = runtime_factory
         self._app_factory = app_factory
         self._stop_hook = stop_hook
@@ -310,6 +325,8 @@ class ContainerLifecycle:
         )
 
     async def load(self) -> None:
+        if self._volume_commit is not None:
+            self._commit_task = asyncio.get_running_loop().create_task(self._commit_loop())
         await self.runtime.start()
         state = str(getattr(self.runtime.state, "value", self.runtime.state))
         if state != "ready":
@@ -347,7 +364,30 @@ class ContainerLifecycle:
         self.web_app = web_app
         return web_app
 
+    def _spool(self) -> Any:
+        services = getattr(self.web_app.state, "services", None) if self.web_app is not None else None
+        return services.access.request_logger.spool if services is not None else None
+
+    def commit_spool(self) -> None:
+        """Heartbeat, then commit the Volume with the spool quiesced (no write half done, the WAL folded in)."""
+        spool = self._spool()
+        if spool is None or self._volume_commit is None:
+            return
+        spool.beat()
+        with spool.quiesced():
+            self._volume_commit()
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._commit_every_s)
+            try:
+                await asyncio.to_thread(self.commit_spool)
+            except Exception:  # noqa: BLE001 - the next round tries again; a failed commit must not stop serving
+                logger.exception("request-log spool commit failed")
+
     async def stop(self) -> None:
+        if self._commit_task is not None:
+            self._commit_task.cancel()
         services = getattr(self.web_app.state, "services", None) if self.web_app is not None else None
         request_log = services.access.request_logger if services is not None else None
         if request_log is not None:
@@ -355,6 +395,11 @@ class ContainerLifecycle:
                 await request_log.close()
             except Exception:  # noqa: BLE001 - exiting anyway; say so
                 logger.exception("request log flush failed at exit")
+        if self._volume_commit is not None:
+            try:  # the spool is closed (checkpointed, heartbeat zeroed): what is left survives the container
+                await asyncio.to_thread(self._volume_commit)
+            except Exception:  # noqa: BLE001 - exiting anyway; say so
+                logger.exception("request-log spool commit failed at exit")
         # The lifespan already closed it (final push, group deleted); a second close does nothing.
         pusher = getattr(self.web_app.state, "metrics_pusher", None) if self.web_app is not None else None
         if pusher is not None:

@@ -331,7 +331,7 @@ class RequestLogger:
             except Exception:
                 logger.exception("request log writer failed")
             self._task = None
-        if self.spool is not None:
+        if self.spool is not None and not self.spool.closed:  # a second close (Modal's exit after the lifespan)
             kept = self.spool.depth()
             if kept:
                 logger.warning("request log closed with records still spooled; the next start writes them",
@@ -360,7 +360,7 @@ def build_request_logger(settings: Settings, sink: RequestSink | None = None,
     spool = None
     if settings.request_log_spool_dir is not None and not isinstance(sink, NullSink):
         try:
-            spool = RequestSpool(settings.request_log_spool_dir)
+            spool = RequestSpool(settings.request_log_spool_dir, stale_after_s=settings.request_log_spool_stale_s)
         except (OSError, sqlite3.Error) as exc:
             # An unwritable spool must not stop the server: fall back to the in-memory queue (direct writes to the
             # database, bounded, drops counted), and say so loudly.

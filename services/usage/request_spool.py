@@ -23,6 +23,7 @@ indexed by id for acknowledgement; an append-only file would need its own compac
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -30,7 +31,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,14 +50,22 @@ def instance_name() -> str:
 
 
 class RequestSpool:
-    def __init__(self, directory: Path, instance: str | None = None) -> None:
+    """`stale_after_s`: for a directory shared by machines (a Modal Volume), where a free `flock` does not prove the
+    owner is gone: each spool then keeps a heartbeat file (`<file>.alive`, refreshed by `beat()`, zeroed by
+    `close()`), and another spool is adopted only when its heartbeat is older than this."""
+
+    def __init__(self, directory: Path, instance: str | None = None, *, stale_after_s: float | None = None) -> None:
         self.directory = Path(directory)
+        self.stale_after_s = stale_after_s
+        self._closed = False
         self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / f"{PREFIX}{instance or instance_name()}{SUFFIX}"
         self._lock_file = open(f"{self.path}.lock", "a+")  # noqa: SIM115 - held for the process lifetime
         fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._db_lock = threading.Lock()
         self._conn = self._open(self.path)
+        if stale_after_s is not None:
+            self.beat()
         self.adopted = self._adopt_orphans()
 
     @staticmethod
@@ -76,6 +85,8 @@ class RequestSpool:
         for other in sorted(self.directory.glob(f"{PREFIX}*{SUFFIX}")):
             if other == self.path:
                 continue
+            if not self._owner_gone(other):
+                continue  # its container may be alive: its heartbeat is recent
             with open(f"{other}.lock", "a+") as lock:
                 try:
                     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -94,12 +105,36 @@ class RequestSpool:
                     self._conn.execute("BEGIN")
                     self._conn.executemany("INSERT OR IGNORE INTO spool VALUES (?, ?, ?, 0)", rows)
                     self._conn.execute("COMMIT")
-                for leftover in (other, Path(f"{other}-wal"), Path(f"{other}-shm"), Path(f"{other}.lock")):
+                for leftover in (other, Path(f"{other}-wal"), Path(f"{other}-shm"), Path(f"{other}.lock"),
+                                 Path(f"{other}.alive")):
                     leftover.unlink(missing_ok=True)
                 adopted += len(rows)
         if adopted:
             logger.info("request-log spool adopted records of earlier processes", extra={"records": adopted})
         return adopted
+
+    def _owner_gone(self, other: Path) -> bool:
+        """Without heartbeats the flock decides alone; with them, the other's heartbeat must be stale too."""
+        if self.stale_after_s is None:
+            return True
+        alive = Path(f"{other}.alive")
+        try:
+            last = float(alive.read_text() or 0) if alive.exists() else other.stat().st_mtime
+        except (OSError, ValueError):
+            last = 0.0
+        return time.time() - last > self.stale_after_s
+
+    def beat(self) -> None:
+        """Say this spool's owner is alive (a heartbeat file beside it); call more often than `stale_after_s`."""
+        Path(f"{self.path}.alive").write_text(f"{time.time():.3f}")
+
+    @contextlib.contextmanager
+    def quiesced(self) -> Iterator[None]:
+        """No write in progress and the WAL folded into the database file: a copy of the directory taken now (a
+        Modal Volume commit) holds every record appended so far, consistently."""
+        with self._db_lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            yield
 
     # ------------------------------------------------------------------------------------------ queue API
     def intend(self, server_id: str, payload: dict[str, Any]) -> None:
@@ -149,9 +184,19 @@ class RequestSpool:
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         with self._db_lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._conn.close()
+        if self.stale_after_s is not None:
+            Path(f"{self.path}.alive").write_text("0")  # gone: the next container adopts it at once
         fcntl.flock(self._lock_file, fcntl.LOCK_UN)
         self._lock_file.close()
 
