@@ -40,3 +40,14 @@ def wait_in_portal(client, predicate, timeout_s: float = 60.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
         client.portal.call(asyncio.sleep, 0.1)
+
+
+@pytest.fixture(autouse=True)
+def _not_shutting_down():
+    """The shutdown flag (services/usage/shutdown.py) is process-wide, as a SIGTERM is: an app a test closed must not
+    leave it set for the next test's sessions (which would end their cancelled requests as `interrupted`)."""
+    from services.usage.shutdown import reset
+
+    reset()
+    yield
+    reset()
