@@ -106,6 +106,9 @@ class RequestLogger:
         self.backoff = backoff or Backoff()
         self._sleep = sleep
         self._queue: deque[RequestRecord] = deque()
+        # With a spool: records the spool could not take (a full or failing disk), written directly from memory
+        # rather than lost; bounded by queue_size like the queue without a spool.
+        self._overflow: deque[RequestRecord] = deque()
         self._inflight: list[RequestRecord] = []
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -120,11 +123,15 @@ class RequestLogger:
     def pending(self) -> int:
         """Records not yet written (queued + in flight)."""
         if self.spool is not None:
-            return self.spool.depth()
+            return self._spool_depth() + len(self._overflow)
         return len(self._queue) + len(self._inflight)
 
     def _queued(self) -> int:
-        return self.spool.depth() if self.spool is not None else len(self._queue)
+        return self._spool_depth() + len(self._overflow) if self.spool is not None else len(self._queue)
+
+    def _spool_depth(self) -> int:
+        assert self.spool is not None
+        return 0 if self.spool.closed else self.spool.depth()
 
     def _update_gauge(self) -> None:
         REQUEST_LOG_QUEUE.set(self.pending)
@@ -163,11 +170,17 @@ class RequestLogger:
             if self.spool is not None:
                 try:
                     self.spool.append(record.request_id, record_payload(record))  # on disk before we return
-                except Exception:  # noqa: BLE001 - a full or unwritable spool: counted and logged, never silent
-                    self._count_dropped(1)
-                    logger.exception("request log spool append failed; record dropped",
-                                     extra={"dropped_id": record.request_id, "dropped_total": self.dropped})
-                    return False
+                except Exception:  # noqa: BLE001 - a full or unwritable spool: written directly, counted, logged
+                    REQUEST_LOG_ERRORS.labels("spool").inc()
+                    logger.exception("request log spool append failed; writing the record directly",
+                                     extra={"request_id": record.request_id})
+                    kept = len(self._overflow) < self.queue_size
+                    if not kept:
+                        self._count_dropped(1)
+                        self._overflow.popleft()
+                    self._overflow.append(record)
+                    self._notify()
+                    return kept
                 self._update_gauge()
                 self._notify()
                 return True
@@ -242,7 +255,9 @@ class RequestLogger:
                 await self._wait_for_batch()
                 if not self._queued():
                     continue
-                if self.spool is not None:  # stays on disk until the database confirmed it
+                if self._overflow:  # records the spool could not take: from memory, removed once written
+                    self._inflight = list(self._overflow)[: self.batch_size]
+                elif self.spool is not None:  # stays on disk until the database confirmed it
                     self._inflight = [record_from_payload(RequestRecord, payload)
                                       for _, payload in self.spool.oldest(self.batch_size)]
                 else:
@@ -272,7 +287,10 @@ class RequestLogger:
                         return
                 continue
             self.backoff.reset()
-            if self.spool is not None:
+            if self._overflow and done and self._overflow[0] is done[0]:
+                for _ in done:
+                    self._overflow.popleft()
+            elif self.spool is not None:
                 self.spool.remove([r.request_id for r in done])
             self._inflight = []
             self._update_gauge()
@@ -336,11 +354,17 @@ class RequestLogger:
             if kept:
                 logger.warning("request log closed with records still spooled; the next start writes them",
                                extra={"spooled": kept, "spool": str(self.spool.path)})
+            lost = len(self._overflow)  # records the spool could not take and the database did not get in time
+            if lost:
+                self._count_dropped(lost)
+                logger.error("request log closed with unwritten records the spool could not take",
+                             extra={"lost": lost, "sink": self.sink.name})
+                self._overflow.clear()
             self._update_gauge()
             self.refresh_gauges()
             self.spool.close()
             await self.sink.close()
-            return 0
+            return lost
         lost = self.pending
         if lost:
             self._count_dropped(lost)

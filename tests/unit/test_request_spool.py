@@ -94,13 +94,32 @@ def test_an_unwritable_spool_directory_does_not_stop_the_server(tmp_path: Path) 
     assert request_logger.submit(record(1))
 
 
-def test_a_failing_spool_append_is_counted_not_silent(tmp_path: Path) -> None:
-    """10 of 10 records were lost with the dropped counter still 0 when the spool could not be written."""
-    spool = RequestSpool(tmp_path / "spool")
-    request_logger = RequestLogger(MemorySink(), spool=spool)
-    spool.close()  # every append now fails, as on a full or read-only disk
-    assert [request_logger.submit(record(i)) for i in range(10)] == [False] * 10
-    assert request_logger.dropped == 10
+def test_a_failing_spool_append_writes_the_record_directly(tmp_path: Path) -> None:
+    """10 of 10 records were lost with the dropped counter still 0 when the spool could not be written: now each is
+    counted as a spool error and written to the database from memory, as without a spool."""
+    from shared import metrics
+
+    async def run() -> None:
+        sink = MemorySink()
+        spool = RequestSpool(tmp_path / "spool")
+        request_logger = RequestLogger(sink, batch_size=4, flush_s=0.01, spool=spool)
+        await request_logger.start()
+
+        def full_disk(*args, **kwargs):
+            raise OSError(28, "No space left on device")
+
+        spool.append = full_disk  # every append now fails, as on a full disk
+        before = metrics.REQUEST_LOG_ERRORS.labels("spool")._value.get()
+        assert [request_logger.submit(record(i)) for i in range(10)] == [True] * 10
+        assert metrics.REQUEST_LOG_ERRORS.labels("spool")._value.get() == before + 10
+        for _ in range(100):
+            if len(sink.rows) == 10:
+                break
+            await asyncio.sleep(0.02)
+        assert sorted(sink.rows) == sorted(record(i).request_id for i in range(10))
+        assert request_logger.dropped == 0 and not request_logger._overflow
+
+    asyncio.run(run())
 
 
 def test_an_intent_is_replaced_by_its_final_record_and_never_written(tmp_path: Path) -> None:
