@@ -87,10 +87,12 @@ async def _grant(request: Request) -> AccessGrant:
     access = services_of(request).access
     state = request.scope.get("state", {})
     try:
-        return await access.grant(request.headers, request.client.host if request.client else None,
-                                  state.get("client_request_id"))
+        grant = await access.grant(request.headers, request.client.host if request.client else None,
+                                   state.get("client_request_id"))
     except ServiceError as exc:
         raise ApiError.from_service(exc) from None
+    grant.request_id = state.get("request_id")
+    return grant
 
 
 async def voice_caller(

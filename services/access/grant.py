@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +57,7 @@ class AccessGrant:
     headers: dict[str, str] = field(default_factory=dict)
     accounting: RequestAccounting | None = None  # set once synthesis started: from then on it settles the grant
     client_request_id: str | None = None  # the client's X-Request-ID, kept beside the server's id
+    request_id: str | None = None  # the server's id, where the transport knew it when granting (HTTP)
     _finished: bool = False
     _intent: asyncio.Task | None = None  # the intent record's write: the final record waits for it
 
@@ -219,8 +221,24 @@ class AccessServices:
     async def release(self, grant: AccessGrant) -> None:
         if grant.reservation is not None:
             await self.ledger.release(grant.reservation)
+            if grant.reservation.refund_owed:
+                await self._record_owed_refund(grant)
         if grant.lease is not None:
             await grant.lease.release()
+
+    async def _record_owed_refund(self, grant: AccessGrant) -> None:
+        """A request refused after its credits were reserved, whose refund the key store could not take (it went down
+        in between): it has no intent row, so a row of its own carries the refund, given back when first stored."""
+        reservation = grant.reservation
+        assert reservation is not None
+        try:
+            await self.request_logger.submit_async(RequestRecord(
+                request_id=grant.request_id or f"refund-{uuid.uuid4().hex}", client_request_id=grant.client_request_id,
+                speaker="", text_length=0, status="failed", error_code="NOT_STARTED", key_id=grant.key_id,
+                credits_charged=0, refund_credits=reservation.refund_owed, completed_at=utcnow()))
+        except Exception:  # noqa: BLE001 - never breaks the refusal; the ledger already logged the owed credits
+            logger.exception("owed refund not recorded", extra={"key_id": grant.key_id,
+                                                                "credits": reservation.refund_owed})
 
     async def settle(self, grant: AccessGrant, outcome: RequestReport) -> None:
         """Settle a finished request: slot, credits, flow monitor, request-log record; never raises."""

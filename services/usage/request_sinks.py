@@ -1,4 +1,5 @@
-"""Where request-log records go: PostgreSQL (batched insert via asyncpg), Supabase (PostgREST upsert), or nowhere.
+"""Where request-log records go: PostgreSQL (batched insert via asyncpg), Supabase (an RPC to a SQL function), or
+nowhere.
 
 Every write is idempotent (request_id is unique; duplicates are skipped), so a retried batch never doubles a row.
 A `SinkError` says whether a failure may heal (transient: the records wait) or never will (the row is bad).
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -111,9 +113,19 @@ class PostgresSink:
 
 
 class SupabaseSink:
-    """PostgREST upsert with `Prefer: resolution=ignore-duplicates` on request_id; the sync client runs in a thread."""
+    """The SQL function `tts_store_requests` over RPC (deploy/sql/009_store_requests.sql): like the PostgreSQL sink's
+    statement, it stores the rows not stored before and gives back the refunds they carry in one transaction. The
+    sync client runs in a thread.
+
+    A project whose migrations stop before 009 answers that the function does not exist (PostgREST `PGRST202`): the
+    sink then falls back to a plain upsert (`Prefer: resolution=ignore-duplicates` on request_id), which keeps every
+    row, `refund_credits` included, but gives no refund back; it logs an error naming the migration, and asks for the
+    function again after `RPC_RETRY_S`.
+    """
 
     name = "supabase"
+    FUNCTION = "tts_store_requests"
+    RPC_RETRY_S = 300.0
 
     def __init__(
         self,
@@ -129,6 +141,10 @@ class SupabaseSink:
             client = make_supabase_client(url, key)
         self._client = client
         self._table = table
+        self._rpc_missing_since: float | None = None
+
+    def _store(self, rows: list[dict[str, Any]]) -> None:
+        self._client.rpc(self.FUNCTION, {"p_rows": rows}).execute()
 
     def _upsert(self, rows: list[dict[str, Any]]) -> None:
         from postgrest.types import ReturnMethod
@@ -137,9 +153,25 @@ class SupabaseSink:
             rows, on_conflict="request_id", ignore_duplicates=True, returning=ReturnMethod.minimal
         ).execute()
 
+    def _rpc_usable(self) -> bool:
+        return self._rpc_missing_since is None or time.monotonic() - self._rpc_missing_since > self.RPC_RETRY_S
+
     async def write(self, records: Sequence[RequestRecord]) -> None:
         rows = [r.to_json_row() for r in records]
         try:
+            if self._rpc_usable():
+                try:
+                    await asyncio.to_thread(self._store, rows)
+                    self._rpc_missing_since = None
+                    return
+                except Exception as exc:
+                    if getattr(exc, "code", None) != "PGRST202":  # anything but "no such function"
+                        raise
+                    self._rpc_missing_since = time.monotonic()
+                    logger.error(
+                        "the Supabase project lacks tts_store_requests: request-log rows are upserted without giving "
+                        "back the refunds they carry; apply deploy/sql/009_store_requests.sql",
+                        extra={"sink": self.name})
             await asyncio.to_thread(self._upsert, rows)
         except Exception as exc:
             code = getattr(exc, "code", None)

@@ -1,9 +1,12 @@
 """Refunds survive a key-store outage (issue 27, item 3): a refund the store cannot take live is carried by the
 request's row and given back when that row is first stored, in the same statement; a replay gives nothing twice.
-Real PostgreSQL: the key store, the request log's sink and the spool's recovery of a dead process's intent."""
+Real PostgreSQL: the key store, the request log's sinks (PostgreSQL, and Supabase's RPC answered by the real SQL
+function behind a stand-in PostgREST) and the spool's recovery of a dead process's intent."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,8 +15,11 @@ import pytest
 
 from services.access.stores import PostgresKeyStore
 from services.usage.credits import CreditLedger
+from services.usage.database import make_supabase_client
 from services.usage.request_log import PostgresSink, RequestRecord
+from services.usage.request_sinks import SupabaseSink
 from services.usage.request_spool import RequestSpool, record_from_payload, record_payload
+from tests.http_stub import json_server
 
 pytestmark = pytest.mark.integration
 
@@ -109,3 +115,99 @@ async def test_a_dead_process_reservation_comes_back_with_its_interrupted_row(pg
             adopter.close()
     finally:
         await store.close()
+
+
+def postgrest_over(dsn: str):
+    """A stand-in for Supabase's PostgREST that answers `POST /rest/v1/rpc/tts_store_requests` by running the real SQL
+    function (deploy/sql/009_store_requests.sql) on the test database with the JSON body PostgREST would pass it."""
+
+    async def call(rows: object) -> int:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await conn.fetchval("SELECT tts_store_requests($1::jsonb)", json.dumps(rows))
+        finally:
+            await conn.close()
+
+    def handle(method: str, path: str, query: object, headers: object, body: object) -> tuple[int, object]:
+        if (method, path) != ("POST", "/rest/v1/rpc/tts_store_requests") or not isinstance(body, dict):
+            return 404, {"code": "PGRST202", "message": f"no route {method} {path}"}
+        return 200, asyncio.run(call(body["p_rows"]))
+
+    return json_server(handle)
+
+
+async def test_supabase_rows_give_back_their_refunds_once(pg_dsn: str, unique: str) -> None:
+    """The Supabase sink's write is the SQL function: new rows stored, their refunds given back in the same
+    transaction, a replayed batch storing and refunding nothing (the same rule as the PostgreSQL sink)."""
+    store = PostgresKeyStore(pg_dsn)
+    try:
+        _, key = await store.create_key("refunds", key_id=f"supa-{unique}", credit_balance=1000)
+        ledger = CreditLedger(store)
+        for n in (100, 200, 300):
+            await ledger.reserve(key, n, f"{unique}-{n}")
+        assert await balance(pg_dsn, key.key_id) == 400
+        records = [row(f"{unique}-100", key.key_id, status="completed", charged=100, refund=0),
+                   row(f"{unique}-200", key.key_id, status="failed", charged=0, refund=200),
+                   row(f"{unique}-300", key.key_id, status="completed", charged=180, refund=120)]
+        with postgrest_over(pg_dsn) as url:
+            sink = SupabaseSink(client=make_supabase_client(url, "sb_secret_test-service-key"))
+            await sink.write(records)
+            assert await balance(pg_dsn, key.key_id) == 1000 - await charged_rows(pg_dsn, key.key_id) == 720
+            await sink.write(records)  # a replay: stored once, refunded once
+            await sink.write(records[1:2])
+        assert await balance(pg_dsn, key.key_id) == 720
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            stored = await conn.fetch("SELECT request_id, status, credits_charged, refund_credits, created_at, "
+                                      "completed_at, stream, format FROM tts_requests WHERE key_id = $1 "
+                                      "ORDER BY request_id", key.key_id)
+        finally:
+            await conn.close()
+        assert [(r["request_id"], r["status"], r["credits_charged"], r["refund_credits"]) for r in stored] == [
+            (f"{unique}-100", "completed", 100, 0), (f"{unique}-200", "failed", 0, 200),
+            (f"{unique}-300", "completed", 180, 120)]
+        first = stored[0]
+        assert first["created_at"] == records[0].created_at and first["completed_at"] == records[0].completed_at
+        assert (first["stream"], first["format"]) == (False, "wav")
+    finally:
+        await store.close()
+
+
+async def test_a_refusal_whose_refund_the_store_cannot_take_leaves_a_row_that_gives_it_back(pg_dsn: str,
+                                                                                            unique: str) -> None:
+    """Credits reserved, the request refused before synthesis (no intent row), and the key store gone before the
+    refund: the refusal writes a row of its own carrying the refund, given back when the row is stored."""
+    from services.access import Authenticator
+    from services.access.grant import AccessServices
+    from services.usage.request_log import RequestLogger
+    from shared.settings import Settings
+
+    store = PostgresKeyStore(pg_dsn)
+    sink = PostgresSink(pg_dsn)
+    plain, key = await store.create_key("refunds", key_id=f"refused-{unique}", credit_balance=1000)
+    settings = Settings(auth_enabled=True, credits_enabled=True, log_json=False)
+    access = AccessServices(settings, authenticator=Authenticator(store, ttl_s=30.0),
+                            request_logger=RequestLogger(sink, flush_s=0.05))
+    await access.start()
+    down = PostgresKeyStore(UNREACHABLE)
+    try:
+        grant = await access.grant({"authorization": f"Bearer {plain}"}, "127.0.0.1", "client-7")
+        grant.request_id = f"{unique}-refused"
+        await grant.check_credits(50)
+        assert await balance(pg_dsn, key.key_id) == 950
+        access.ledger.store = down  # the key store goes down between the reservation and the refusal
+        await grant.abandon()
+        assert grant.reservation is not None and grant.reservation.refund_owed == 50
+    finally:
+        await access.close()
+        await down.close()
+        await sink.close()
+        await store.close()
+    assert await balance(pg_dsn, key.key_id) == 1000
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        rows = await conn.fetch("SELECT request_id, client_request_id, status, error_code, credits_charged, "
+                                "refund_credits FROM tts_requests WHERE key_id = $1", key.key_id)
+    finally:
+        await conn.close()
+    assert [tuple(r) for r in rows] == [(f"{unique}-refused", "client-7", "failed", "NOT_STARTED", 0, 50)]

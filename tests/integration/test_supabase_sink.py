@@ -115,7 +115,7 @@ def assert_clean_logs(caplog: pytest.LogCaptureFixture) -> None:
         assert secret not in text
 
 
-async def test_sink_upserts_rows_with_ignore_duplicates(supabase: FakeSupabase, caplog) -> None:
+async def test_sink_stores_rows_through_the_store_function(supabase: FakeSupabase, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     logger = RequestLogger(SupabaseSink(supabase.url, SERVICE_KEY), batch_size=10, flush_s=0.05)
     await logger.start()
@@ -125,22 +125,41 @@ async def test_sink_upserts_rows_with_ignore_duplicates(supabase: FakeSupabase, 
 
     assert len(supabase.requests) == 1
     req = supabase.requests[0]
-    assert (req.method, req.path) == ("POST", "/rest/v1/tts_requests")
-    assert req.query["on_conflict"] == ["request_id"]
+    assert (req.method, req.path) == ("POST", "/rest/v1/rpc/tts_store_requests")
     assert req.headers["apikey"] == SERVICE_KEY
     assert req.headers["authorization"] == f"Bearer {SERVICE_KEY}"
-    prefer = req.headers["prefer"].split(",")
-    assert "resolution=ignore-duplicates" in prefer and "return=minimal" in prefer
     assert req.headers["content-type"].startswith("application/json")
-    assert isinstance(req.body, list) and [row["request_id"] for row in req.body] == [
-        "req-0",
-        "req-1",
-        "req-2",
-    ]
-    row = req.body[0]
+    assert isinstance(req.body, dict) and list(req.body) == ["p_rows"]
+    rows = req.body["p_rows"]
+    assert [row["request_id"] for row in rows] == ["req-0", "req-1", "req-2"]
+    row = rows[0]
     assert row["text"] is None and row["text_length"] == len(SECRET_TEXT)  # text not stored by default
     assert row["rtf"] is None and row["ttfb_ms"] == 420.0 and row["format"] == "mp3" and row["stream"] is True
-    assert row["created_at"].endswith("+00:00")
+    assert row["created_at"].endswith("+00:00") and row["refund_credits"] == 0
+    assert_clean_logs(caplog)
+
+
+async def test_without_the_store_function_rows_are_upserted_and_the_migration_named(supabase: FakeSupabase,
+                                                                                  caplog) -> None:
+    """A project whose migrations stop before 009: every row is still kept (a plain upsert), the error names the
+    migration, and the missing function is not asked for again on every batch."""
+    caplog.set_level(logging.DEBUG)
+    supabase.responses = [(404, {"code": "PGRST202", "message": "Could not find the function", "details": None,
+                                 "hint": None})]
+    logger = RequestLogger(SupabaseSink(supabase.url, SERVICE_KEY), batch_size=2, flush_s=0.05)
+    await logger.start()
+    for i in range(4):
+        logger.submit(record(i))
+    assert await logger.close(timeout=10) == 0
+    paths = [r.path for r in supabase.requests]
+    assert paths == ["/rest/v1/rpc/tts_store_requests", "/rest/v1/tts_requests", "/rest/v1/tts_requests"]
+    upsert = supabase.requests[1]
+    assert upsert.query["on_conflict"] == ["request_id"]
+    prefer = upsert.headers["prefer"].split(",")
+    assert "resolution=ignore-duplicates" in prefer and "return=minimal" in prefer
+    assert [row["request_id"] for r in supabase.requests[1:] for row in r.body] == [f"req-{i}" for i in range(4)]
+    assert logger.written == 4 and logger.dropped == 0
+    assert "009_store_requests.sql" in caplog.text
     assert_clean_logs(caplog)
 
 
@@ -172,7 +191,7 @@ async def test_sink_drops_only_a_row_supabase_rejects(supabase: FakeSupabase) ->
     logger.submit(record(1))
     await logger.close(timeout=10)
     # Batch refused as invalid -> each row alone: row 0 accepted, row 1 rejected and dropped.
-    assert [len(r.body) for r in supabase.requests] == [2, 1, 1]
+    assert [len(r.body["p_rows"]) for r in supabase.requests] == [2, 1, 1]
     assert logger.written == 1 and logger.dropped == 1
 
 
