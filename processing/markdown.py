@@ -4,7 +4,10 @@
 - emphasis (`**bold**`, `__bold__`, `*italic*`, `_italic_`, `~~struck~~`): the markers go, the words stay;
   `2 * 3`, `snake_case` and a lone `*` are not emphasis and are left alone;
 - links `[text](url)` and images `![alt](url)`: the text (or alt) is read, the URL is not; `[ref]: url`
-  definition lines are dropped (`[text][ref]` is left alone: `[excited][laughs]` is two tags); `<https://…>` reads the address;
+  definition lines are dropped when `url` looks like a link (an address, a path, a file or domain name, an
+  anchor), so `[excited]: what a day` is read; `[text][ref]`, `[text][]` and `[ref]` naming a dropped definition
+  read `text`, any other `[a][b]` is left alone (`[excited][laughs]` is two tags);
+  `<https://…>` reads the address;
 - headings (`# Title`), bullets (`- `, `* `, `+ `), numbered items (`1. `, `1) `) and quotes (`> `): the markers
   go (never read as "number" or a symbol) and a line without closing punctuation gets a period, so the next
   line is a new sentence rather than a run-on;
@@ -27,7 +30,13 @@ import re
 _FENCE = re.compile(r"^[ \t]*(```|~~~).*$", re.MULTILINE)
 _RULE = re.compile(r"^[ \t]*([-*_])(?:[ \t]*\1){2,}[ \t]*$", re.MULTILINE)
 _TABLE_SEPARATOR = re.compile(r"^[ \t]*\|?[ \t]*:?-{2,}:?[ \t]*(?:\|[ \t]*:?-{2,}:?[ \t]*)+\|?[ \t]*$", re.MULTILINE)
-_REFERENCE_DEFINITION = re.compile(r"^[ \t]*\[[^\]\n]+\]:[ \t]*\S+.*$", re.MULTILINE)
+# `[label]: destination "optional title"`, dropped only when the destination looks like a link: LLM text such as
+# "[excited]: what a day" or "[Note]:20,000 rows" is speech (CommonMark would even drop the second).
+_LINK_DESTINATION = r"(?:<[^>\s]*[:/.][^>\s]*>|[a-zA-Z][\w+.-]*://\S+|(?:www\.|\.{0,2}/|#)[\w%~./?#&=+-]+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}(?:[/?#]\S*)?)"
+_REFERENCE_DEFINITION = re.compile(
+    rf"^[ \t]*\[([^\]\n]+)\]:[ \t]*{_LINK_DESTINATION}(?:[ \t]+(?:\"[^\"\n]*\"|'[^'\n]*'|\([^)\n]*\)))?[ \t]*$",
+    re.MULTILINE)
+_REFERENCE_LINK = re.compile(r"!?\[([^\]\n]+)\](?:\[([^\]\n]*)\])?")
 _LINE_MARKER = re.compile(r"^[ \t]*(?:#{1,6}[ \t]+|>[ \t]?|[-*+][ \t]+|\d{1,3}[.)][ \t]+)+", re.MULTILINE)
 _CLOSING_HASHES = re.compile(r"[ \t]+#+[ \t]*$")
 _IMAGE_OR_LINK = re.compile(r"!?\[([^\]\n]*)\]\((?:[^()\s]|\([^()\s]*\))*(?:[ \t]+\"[^\"\n]*\")?\)")
@@ -84,7 +93,11 @@ def read_markdown(text: str) -> str:
     text = _FENCE.sub("", text)
     text = _RULE.sub("", text)
     text = _TABLE_SEPARATOR.sub("", text)
+    labels = {m.group(1).strip().lower() for m in _REFERENCE_DEFINITION.finditer(text)}
     text = _REFERENCE_DEFINITION.sub("", text)
+    if labels:  # `[text][label]`, `[text][]` and `[label]` that name a dropped definition: the text is read
+        text = _REFERENCE_LINK.sub(lambda m: m.group(1) if (m.group(2) or m.group(1)).strip().lower() in labels
+                                   else m.group(0), text)
     return "\n".join(_line(line) for line in text.split("\n"))
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from processing.chunking import split_text
-from processing.markdown import read_markdown
+from processing.markdown import drop_emoji, read_markdown
 from processing.normalize import normalize_text
 from processing.prompt import PromptError, build_prompt_ids
 from processing.tags import process_tags
@@ -93,8 +93,8 @@ def check_voice_fits(runtime: ModelRuntime, voice: Voice, param: str = "speaker"
 def plan_text(text: str, *, normalize: bool, chunking: bool, threshold: int, target: int,
               unknown_tags: str = "strip") -> TextPlan:
     """Normalise, resolve emotion tags, and split long text at sentence boundaries."""
-    if normalize:  # Markdown first: a link's `[text](url)` must not reach the tag reader as `[text]`
-        text = read_markdown(text)
+    if normalize:  # Markdown first: a link's `[text](url)` must not reach the tag reader as `[text]`; emoji before
+        text = read_markdown(drop_emoji(text))  # it ("#😀 Title" is a heading once the emoji has gone)
     tag_result = process_tags(text, unknown=unknown_tags)
     cleaned = tag_result.text
     if normalize:

@@ -197,6 +197,13 @@ LLM: list[tuple[str, str, tuple[str, ...]]] = [
     ("llm-bracket-note", "See [Note] below.", ("See Note below.",)),
     ("llm-known-tag", "[laughs] That was **funny**.", ("[laughs] That was funny.",)),
     ("llm-table", "| Name | Age |\n|---|---|\n| Ann | 30 |", ("Name, Age. Ann, thirty.",)),
+    # A `[label]:` line is a link definition only when a link follows; otherwise it is speech (it was dropped whole).
+    ("llm-tag-colon", "[laughs]: We did it!", ("[laughs]: We did it!",)),
+    ("llm-label-colon-number", "[Note]: the total was 20,000.", ("Note: the total was twenty thousand.",)),
+    ("llm-reference-link", 'See [the docs][1].\n\n[1]: https://docs.example.com/page "Docs"', ("See the docs.",)),
+    ("llm-collapsed-reference", "Read [the guide][] now.\n\n[The Guide]: https://g.example.com",
+     ("Read the guide now.",)),
+    ("llm-reference-list", "Sources:\n[1]: https://a.example.org\n[2]: www.b.com", ("Sources:",)),
 ]
 
 ALL = ZH + EN + HI + MIXED

@@ -6,7 +6,7 @@ import re
 import time
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from processing import numbers_en, numbers_hi
@@ -382,6 +382,7 @@ _TOKENS = st.sampled_from(
 
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.tuples(_TOKENS, st.sampled_from(["", " ", "  "])), max_size=25))
+@example([("[excited]", ""), (":", ""), ("20,000", "")])  # read as a Markdown link definition and dropped, once
 def test_property_tricky_token_mixtures(parts: list[tuple[str, str]]):
     text = "".join(token + space for token, space in parts)
     result = normalize_text(text)
