@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 
 from tests.conftest import PROJECT_ROOT
 
@@ -21,6 +25,49 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@dataclass
+class InProcessServer:
+    """uvicorn serving an app in a thread of this process, on its own event loop (so a test can look inside)."""
+
+    loop: asyncio.AbstractEventLoop
+    base_url: str
+    port: int
+
+
+@contextmanager
+def in_process_server(app, name: str) -> Iterator[InProcessServer]:
+    """Serve `app` on a free loopback port in a background thread until ready (/v1/tts/ready 200, at most 120 s);
+    stop it and close its loop on exit."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    loop = asyncio.new_event_loop()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.serve())
+
+    thread = threading.Thread(target=serve, name=name, daemon=True)
+    thread.start()
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert thread.is_alive(), "the in-process server stopped"
+            try:
+                if httpx.get(f"{base_url}/v1/tts/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "in-process server not ready in 120 s"
+            time.sleep(0.2)
+        yield InProcessServer(loop, base_url, port)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        if not loop.is_closed() and not loop.is_running():
+            loop.close()
 
 
 @dataclass

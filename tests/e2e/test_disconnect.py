@@ -15,12 +15,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from api.app import create_app
 from shared.settings import Settings
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import in_process_server
 
 pytestmark = pytest.mark.e2e
 
@@ -55,34 +54,8 @@ def live(demo_model_dir: Path) -> Iterator[LiveServer]:
     settings = Settings(model_dir=demo_model_dir, warmup=True, auth_enabled=False, device="cpu", sr_enabled=False,
                         log_json=False, log_level="WARNING")
     app = create_app(settings)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    loop = asyncio.new_event_loop()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(server.serve())
-
-    thread = threading.Thread(target=serve, name="uvicorn-under-test", daemon=True)
-    thread.start()
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert thread.is_alive(), "the in-process server stopped"
-            try:
-                if httpx.get(f"{base_url}/v1/tts/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "in-process server not ready in 120 s"
-            time.sleep(0.2)
-        yield LiveServer(app, loop, base_url)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        if not loop.is_closed() and not loop.is_running():
-            loop.close()
+    with in_process_server(app, "uvicorn-under-test") as served:
+        yield LiveServer(app, served.loop, served.base_url)
 
 
 def _leftovers(live: LiveServer, request_id: str) -> tuple[set[str], list[str]]:

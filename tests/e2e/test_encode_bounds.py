@@ -8,7 +8,6 @@ up when told to stop. Everything else (routes, auth, decoding, the queue, the so
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import socket
@@ -20,7 +19,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from api.app import create_app
@@ -28,7 +26,7 @@ from core.clone import EncodeAbandoned
 from services.deployment.runtime import ModelRuntime
 from shared.settings import Settings
 from tests.audio_samples import voiced, wav_bytes
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import in_process_server
 from tests.unit.test_voice_library import fake_tokens
 
 pytestmark = pytest.mark.e2e
@@ -81,35 +79,11 @@ def live(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     encoder = HoldingEncoder()
     runtime.encode_reference = encoder  # type: ignore[method-assign]
     app = create_app(settings, runtime=runtime)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    loop = asyncio.new_event_loop()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(server.serve())
-
-    thread = threading.Thread(target=serve, name="uvicorn-encode-bounds", daemon=True)
-    thread.start()
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert thread.is_alive(), "the in-process server stopped"
-            try:
-                if httpx.get(f"{base_url}/v1/tts/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "in-process server not ready in 120 s"
-            time.sleep(0.2)
-        yield LiveServer(app, base_url, port, encoder)
-    finally:
-        encoder.release.set()
-        server.should_exit = True
-        thread.join(timeout=30)
-        if not loop.is_closed() and not loop.is_running():
-            loop.close()
+    with in_process_server(app, "uvicorn-encode-bounds") as served:
+        try:
+            yield LiveServer(app, served.base_url, served.port, encoder)
+        finally:
+            encoder.release.set()  # held encodes end before the server is told to stop
 
 
 def recording(seed: int, seconds: float = 2.0) -> bytes:
