@@ -31,20 +31,24 @@ def row(request_id: str, key_id: str, *, status: str, charged: int, refund: int)
                          credits_charged=charged, refund_credits=refund, completed_at=datetime.now(UTC))
 
 
-async def balance(dsn: str, key_id: str) -> int:
+async def fetch(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    """One query on a connection of its own (the tests' servers and sinks keep their own pools)."""
     conn = await asyncpg.connect(dsn)
     try:
-        return await conn.fetchval("SELECT credit_balance FROM api_keys WHERE key_id = $1", key_id)
+        return await conn.fetch(sql, *args)
     finally:
         await conn.close()
+
+
+async def balance(dsn: str, key_id: str) -> int:
+    [(value,)] = await fetch(dsn, "SELECT credit_balance FROM api_keys WHERE key_id = $1", key_id)
+    return value
 
 
 async def charged_rows(dsn: str, key_id: str) -> int:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetchval("SELECT coalesce(sum(credits_charged), 0) FROM tts_requests WHERE key_id = $1", key_id)
-    finally:
-        await conn.close()
+    [(value,)] = await fetch(dsn, "SELECT coalesce(sum(credits_charged), 0) FROM tts_requests WHERE key_id = $1",
+                             key_id)
+    return value
 
 
 async def test_refunds_the_store_could_not_take_reach_the_balance_once(pg_dsn: str, unique: str) -> None:
@@ -122,11 +126,8 @@ def postgrest_over(dsn: str):
     function (deploy/sql/009_store_requests.sql) on the test database with the JSON body PostgREST would pass it."""
 
     async def call(rows: object) -> int:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return await conn.fetchval("SELECT tts_store_requests($1::jsonb)", json.dumps(rows))
-        finally:
-            await conn.close()
+        [(stored,)] = await fetch(dsn, "SELECT tts_store_requests($1::jsonb)", json.dumps(rows))
+        return stored
 
     def handle(method: str, path: str, query: object, headers: object, body: object) -> tuple[int, object]:
         if (method, path) != ("POST", "/rest/v1/rpc/tts_store_requests") or not isinstance(body, dict):
@@ -156,13 +157,9 @@ async def test_supabase_rows_give_back_their_refunds_once(pg_dsn: str, unique: s
             await sink.write(records)  # a replay: stored once, refunded once
             await sink.write(records[1:2])
         assert await balance(pg_dsn, key.key_id) == 720
-        conn = await asyncpg.connect(pg_dsn)
-        try:
-            stored = await conn.fetch("SELECT request_id, status, credits_charged, refund_credits, created_at, "
-                                      "completed_at, stream, format FROM tts_requests WHERE key_id = $1 "
-                                      "ORDER BY request_id", key.key_id)
-        finally:
-            await conn.close()
+        stored = await fetch(pg_dsn, "SELECT request_id, status, credits_charged, refund_credits, created_at, "
+                             "completed_at, stream, format FROM tts_requests WHERE key_id = $1 ORDER BY request_id",
+                             key.key_id)
         assert [(r["request_id"], r["status"], r["credits_charged"], r["refund_credits"]) for r in stored] == [
             (f"{unique}-100", "completed", 100, 0), (f"{unique}-200", "failed", 0, 200),
             (f"{unique}-300", "completed", 180, 120)]
@@ -204,10 +201,6 @@ async def test_a_refusal_whose_refund_the_store_cannot_take_leaves_a_row_that_gi
         await sink.close()
         await store.close()
     assert await balance(pg_dsn, key.key_id) == 1000
-    conn = await asyncpg.connect(pg_dsn)
-    try:
-        rows = await conn.fetch("SELECT request_id, client_request_id, status, error_code, credits_charged, "
-                                "refund_credits FROM tts_requests WHERE key_id = $1", key.key_id)
-    finally:
-        await conn.close()
+    rows = await fetch(pg_dsn, "SELECT request_id, client_request_id, status, error_code, credits_charged, "
+                       "refund_credits FROM tts_requests WHERE key_id = $1", key.key_id)
     assert [tuple(r) for r in rows] == [(f"{unique}-refused", "client-7", "failed", "NOT_STARTED", 0, 50)]
