@@ -93,8 +93,13 @@ def read_markdown(text: str) -> str:
     text = _FENCE.sub("", text)
     text = _RULE.sub("", text)
     text = _TABLE_SEPARATOR.sub("", text)
-    labels = {m.group(1).strip().lower() for m in _REFERENCE_DEFINITION.finditer(text)}
-    text = _REFERENCE_DEFINITION.sub("", text)
+    labels: set[str] = set()  # of the definitions dropped, collected in the same pass
+
+    def drop_definition(match: re.Match[str]) -> str:
+        labels.add(match.group(1).strip().lower())
+        return ""
+
+    text = _REFERENCE_DEFINITION.sub(drop_definition, text)
     if labels:  # `[text][label]`, `[text][]` and `[label]` that name a dropped definition: the text is read
         text = _REFERENCE_LINK.sub(lambda m: m.group(1) if (m.group(2) or m.group(1)).strip().lower() in labels
                                    else m.group(0), text)

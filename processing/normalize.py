@@ -693,9 +693,10 @@ def normalize_text(text: str, language: str | None = None, *, markdown: bool = T
     if language is not None and language not in LANGUAGES:
         raise ValueError(f"language must be one of {LANGUAGES} or None, not {language!r}")
     changes: list[tuple[str, str]] = []
-    if markdown:  # emoji first: "#😀 20" is a heading once the emoji has gone
-        text = read_markdown(drop_emoji(text))
-    out = _tidy(_clean_chars(drop_emoji(text), changes), changes)
+    text = drop_emoji(text)  # before Markdown: "#😀 20" is a heading once the emoji has gone
+    if markdown:
+        text = read_markdown(text)
+    out = _tidy(_clean_chars(text, changes), changes)
     out = normalize_chinese(out, changes)  # numbers in Chinese context first: they are read in Chinese
     out = normalize_symbols(out, changes)  # phones, versions, fractions, URLs, e-mail, symbols (en / hi)
     out = _tidy(_Rewriter(out, language, changes).run(), changes)
