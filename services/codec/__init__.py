@@ -1,0 +1,13 @@
+"""The one owner of the device's codec work (BiCodec decode and AP-BWE super-resolution).
+
+Streams never call the codec models. They submit windows (`windows.py`) with a deadline, the moment their audio
+would run out at real-time playback, and await the kept audio. `CodecScheduler` (`scheduler.py`) gathers every
+stream's pending windows and runs them earliest-deadline-first as a few batched, bucketed calls on a
+`DeviceRunner` (`runner.py`: the real models in one device thread, or a cost-model stand-in for benchmarks).
+Admission (`admission.py`) asks the scheduler's own measure of headroom whether a new stream fits.
+"""
+
+from services.codec.scheduler import CodecScheduler, SchedulerPolicy, StreamHandle
+from services.codec.windows import DecodeWindow, SRWindow
+
+__all__ = ["CodecScheduler", "DecodeWindow", "SRWindow", "SchedulerPolicy", "StreamHandle"]

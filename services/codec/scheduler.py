@@ -1,0 +1,446 @@
+"""The codec scheduler: every stream's decode and super-resolution windows, run earliest-deadline-first as a few
+batched, bucketed calls on one device.
+
+Why this shape (specs/gpu_serving.md §2-3): per-chunk thread hops, equal-length-only batching and shortest-first
+order made the service carry ~8 streams on a GPU whose codec carries hundreds. Here a stream's window is one
+awaitable; the scheduler owns the order and the batch:
+
+- **Deadline order.** A window's deadline is when its stream's audio runs out at real-time playback
+  (`StreamHandle.deadline`): a new stream's first window gets one from its arrival, so it goes first, and a stream
+  with seconds buffered waits. The most urgent window picks the call's kind (decode or SR) and its length bucket.
+- **Bounded work per call.** A call holds at most `max_call_work` units (rows x bucket length), so no window waits
+  more than one call behind a more urgent one.
+- **Fixed shapes.** Rows are right-padded to a length bucket (the models mask each convolution's input beyond a
+  row's valid length), and, where the runner replays captured graphs, the row count is padded to a batch bucket. A
+  window longer than every bucket runs alone at its exact length (the eager fallback).
+- **No timer.** A lone window runs at once; batches form while a call is in flight. An idle server adds no latency.
+
+The scheduler runs on the event loop and never touches a model: the `DeviceRunner` does (one device thread for the
+real models; a cost-model stand-in on a virtual clock for `bench.simulate`). It keeps the figures admission needs
+(busy ratio, cost per unit of work, deadline misses) and says why a window waits (`why_waiting`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import itertools
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from services.codec.windows import DecodeWindow, SRWindow, WindowKind
+
+logger = logging.getLogger("services.codec.scheduler")
+
+Clock = Callable[[], float]
+
+DEFAULT_DECODE_BUCKETS = (16, 32, 48, 64, 96, 128, 192, 256)
+# 16 kHz input samples, context included: multiples of AP-BWE's 80-sample grid around the windows SRStream makes
+# with the scheduler's block sizes (a 1,600..8,000-sample block plus 880 samples of context on each side).
+DEFAULT_SR_BUCKETS = (3_520, 4_800, 6_400, 8_000, 9_760, 12_800)
+DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
+
+
+@dataclass(frozen=True)
+class SchedulerPolicy:
+    """How calls are shaped. Defaults suit a GPU; `for_cpu()` suits the CPU (no graphs, no batch padding)."""
+
+    decode_buckets: tuple[int, ...] = DEFAULT_DECODE_BUCKETS
+    sr_buckets: tuple[int, ...] = DEFAULT_SR_BUCKETS
+    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
+    max_call_decode_tokens: int = 8_192  # rows x bucket length of one BiCodec call
+    max_call_sr_samples: int = 262_144  # rows x bucket length of one AP-BWE call (16 kHz samples)
+    max_pad_waste: float = 0.5  # a longer row may raise the call's bucket only while padding stays under this share
+    pad_batch: bool = True  # pad the row count to a batch bucket (captured graphs need fixed shapes)
+    max_inflight: int = 1  # calls on the device at once (1 on a GPU: kernels serialise anyway)
+    scan_limit: int = 256  # pending windows looked at per call, in deadline order
+
+    def __post_init__(self) -> None:
+        for name in ("decode_buckets", "sr_buckets", "batch_sizes"):
+            values = getattr(self, name)
+            if not values or list(values) != sorted(set(values)) or values[0] < 1:
+                raise ValueError(f"{name} must be increasing positive integers, got {values}")
+        if self.max_inflight < 1 or self.scan_limit < 1:
+            raise ValueError("max_inflight and scan_limit must be >= 1")
+
+    @classmethod
+    def for_cpu(cls, cores: int = 1) -> SchedulerPolicy:
+        return cls(pad_batch=False, max_inflight=max(1, cores), max_call_decode_tokens=4_096,
+                   max_call_sr_samples=65_536)
+
+    def buckets(self, kind: WindowKind) -> tuple[int, ...]:
+        return self.decode_buckets if kind == "decode" else self.sr_buckets
+
+    def max_work(self, kind: WindowKind) -> int:
+        return self.max_call_decode_tokens if kind == "decode" else self.max_call_sr_samples
+
+    def bucket(self, kind: WindowKind, length: int) -> int | None:
+        """The smallest bucket holding `length`, or None (longer than every bucket: run alone, exact length)."""
+        buckets = self.buckets(kind)
+        i = bisect.bisect_left(buckets, length)
+        return buckets[i] if i < len(buckets) else None
+
+    def batch_bucket(self, rows: int) -> int:
+        if not self.pad_batch:
+            return rows
+        i = bisect.bisect_left(self.batch_sizes, rows)
+        return self.batch_sizes[i] if i < len(self.batch_sizes) else rows
+
+
+@dataclass(frozen=True)
+class Call:
+    """One batched device call: rows of one kind, each padded to `length`, the batch padded to `rows_padded`.
+    `length` is None for the eager fallback (one row at its own length). `true_end`: SR rows at a stream's end."""
+
+    kind: WindowKind
+    windows: tuple[DecodeWindow | SRWindow, ...]
+    length: int | None
+    rows_padded: int
+    true_end: bool = False
+
+    @property
+    def work(self) -> int:
+        """Device work units including padding (what the call costs)."""
+        length = self.length if self.length is not None else max(w.length for w in self.windows)
+        return length * self.rows_padded
+
+    @property
+    def valid_work(self) -> int:
+        return sum(w.length for w in self.windows)
+
+
+class DeviceRunner(Protocol):
+    """Runs one call on the device and returns each row's kept audio (float32), in row order.
+
+    Decode rows: samples [keep_start * hop, keep_end * hop) of the row's window. SR rows: 48 kHz samples
+    [keep_start, keep_end). The runner packs the rows into one host buffer (pinned on CUDA), copies once in and once
+    out, and replays a captured graph for (kind, length, rows_padded) where it has one."""
+
+    async def run(self, call: Call) -> list[np.ndarray]: ...
+
+
+@dataclass(eq=False)
+class _Pending:
+    kind: WindowKind
+    window: DecodeWindow | SRWindow
+    stream: StreamHandle
+    deadline: float
+    seq: int
+    submitted: float
+    future: asyncio.Future[np.ndarray]
+
+
+@dataclass
+class SchedulerStats:
+    calls: int = 0
+    rows: int = 0
+    padded_rows: int = 0
+    work: int = 0  # units including padding
+    valid_work: int = 0
+    busy_seconds: float = 0.0
+    missed_deadlines: int = 0  # rows whose call ended after their deadline
+    eager_calls: int = 0
+    calls_by_kind: dict[str, int] = field(default_factory=lambda: {"decode": 0, "sr": 0})
+    rows_by_kind: dict[str, int] = field(default_factory=lambda: {"decode": 0, "sr": 0})
+    seconds_by_kind: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "sr": 0.0})
+    work_by_kind: dict[str, int] = field(default_factory=lambda: {"decode": 0, "sr": 0})
+
+    def mean_batch(self, kind: WindowKind | None = None) -> float:
+        calls = self.calls if kind is None else self.calls_by_kind[kind]
+        rows = self.rows if kind is None else self.rows_by_kind[kind]
+        return rows / calls if calls else 0.0
+
+    def seconds_per_work(self, kind: WindowKind) -> float | None:
+        work = self.work_by_kind[kind]
+        return self.seconds_by_kind[kind] / work if work else None
+
+
+class StreamHandle:
+    """One stream's place in the scheduler and its playback clock.
+
+    The stream tells the handle each time audio leaves for the client (`note_audio`); the first one starts the
+    clock. `deadline()` is when the client's buffer would run dry at real-time playback; before the first audio it is
+    the stream's arrival, so a newcomer's first window is the most urgent."""
+
+    def __init__(self, scheduler: CodecScheduler, stream_id: int, arrival: float) -> None:
+        self.scheduler = scheduler
+        self.id = stream_id
+        self.arrival = arrival
+        self.first_audio_at: float | None = None
+        self.audio_seconds = 0.0
+        self.closed = False
+
+    def note_audio(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        if self.first_audio_at is None:
+            self.first_audio_at = self.scheduler.clock()
+        self.audio_seconds += seconds
+
+    def deadline(self) -> float:
+        if self.first_audio_at is None:
+            return self.arrival
+        return self.first_audio_at + self.audio_seconds
+
+    def buffered_seconds(self) -> float:
+        """Audio the client holds that it has not played yet (real-time playback from the first audio)."""
+        if self.first_audio_at is None:
+            return 0.0
+        return max(0.0, self.first_audio_at + self.audio_seconds - self.scheduler.clock())
+
+    async def decode(self, window: DecodeWindow) -> np.ndarray:
+        return await self.scheduler.submit(self, "decode", window)
+
+    async def super_resolve(self, window: SRWindow) -> np.ndarray:
+        return await self.scheduler.submit(self, "sr", window)
+
+    async def pace(self, max_ahead_s: float) -> None:
+        """Wait while this stream is more than `max_ahead_s` of audio ahead of its client's playback."""
+        while True:
+            ahead = self.buffered_seconds() - max_ahead_s
+            if ahead <= 0:
+                return
+            await asyncio.sleep(ahead)
+
+    def close(self) -> None:
+        self.scheduler.close_stream(self)
+
+
+class CodecScheduler:
+    """Owns the codec models' device work. Start with `start()` (or `async with`), stop with `aclose()`."""
+
+    def __init__(self, runner: DeviceRunner, policy: SchedulerPolicy | None = None, *,
+                 clock: Clock = time.monotonic, busy_window_s: float = 2.0) -> None:
+        self.runner = runner
+        self.policy = policy or SchedulerPolicy()
+        self.clock = clock
+        self.stats = SchedulerStats()
+        self._pending: list[_Pending] = []
+        self._seq = itertools.count()
+        self._stream_ids = itertools.count(1)
+        self._streams: dict[int, StreamHandle] = {}
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._wake: asyncio.Event | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._busy_window_s = busy_window_s
+        self._recent_calls: deque[tuple[float, float]] = deque()  # (end time, device seconds) within the window
+        self._recent_misses: deque[float] = deque()  # end times of calls that missed a row's deadline
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        if self._loop_task is None or self._loop_task.done():
+            self._wake = asyncio.Event()
+            self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="codec-scheduler")
+
+    async def aclose(self) -> None:
+        task, self._loop_task = self._loop_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        for pending in self._pending:
+            if not pending.future.done():
+                pending.future.set_exception(RuntimeError("the codec scheduler stopped"))
+        self._pending.clear()
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    async def __aenter__(self) -> CodecScheduler:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------------ streams
+    def open_stream(self, arrival: float | None = None) -> StreamHandle:
+        handle = StreamHandle(self, next(self._stream_ids), self.clock() if arrival is None else arrival)
+        self._streams[handle.id] = handle
+        return handle
+
+    def close_stream(self, handle: StreamHandle) -> None:
+        handle.closed = True
+        self._streams.pop(handle.id, None)
+        for pending in self._pending:
+            if pending.stream is handle and not pending.future.done():
+                pending.future.cancel()
+
+    @property
+    def active_streams(self) -> int:
+        return len(self._streams)
+
+    @property
+    def pending_windows(self) -> int:
+        return sum(1 for p in self._pending if not p.future.done())
+
+    # ------------------------------------------------------------------ submitting
+    async def submit(self, stream: StreamHandle, kind: WindowKind, window: DecodeWindow | SRWindow) -> np.ndarray:
+        """Queue one window and wait for its kept audio. Cancelling the caller drops the window (if not yet run)."""
+        if self._loop_task is None:
+            self.start()
+        if stream.closed:
+            raise RuntimeError(f"stream {stream.id} is closed")
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(kind, window, stream, stream.deadline(), next(self._seq), self.clock(), future))
+        assert self._wake is not None
+        self._wake.set()
+        try:
+            return await future
+        finally:
+            if not future.done():
+                future.cancel()  # the caller went away: the planner skips it
+
+    # ------------------------------------------------------------------ planning (pure: tests call it directly)
+    def plan(self) -> Call | None:
+        """The next call: the most urgent window's kind and bucket, then more windows in deadline order while the
+        call's work stays within bounds. Removes the chosen windows from the pending list."""
+        planned = self._plan()
+        return None if planned is None else planned[0]
+
+    def _plan(self) -> tuple[Call, list[_Pending]] | None:
+        self._pending = [p for p in self._pending if not p.future.done()]
+        if not self._pending:
+            return None
+        self._pending.sort(key=lambda p: (p.deadline, p.seq))
+        head = self._pending[0]
+        policy = self.policy
+        kind = head.kind
+        true_end = isinstance(head.window, SRWindow) and head.window.true_end
+        length = None if true_end else policy.bucket(kind, head.window.length)
+        chosen = [head]
+        if length is None:
+            # The eager fallback or a stream's true end: exact length; rows of the same exact length may share it.
+            for p in itertools.islice(self._pending, 1, policy.scan_limit):
+                if (p.kind == kind and p.window.length == head.window.length and self._is_true_end(p) == true_end
+                        and (len(chosen) + 1) * head.window.length <= policy.max_work(kind)):
+                    chosen.append(p)
+        else:
+            valid = head.window.length
+            max_rows = policy.batch_sizes[-1]
+            for p in itertools.islice(self._pending, 1, policy.scan_limit):
+                if len(chosen) >= max_rows:
+                    break
+                if p.kind != kind or self._is_true_end(p):
+                    continue
+                bucket = policy.bucket(kind, p.window.length)
+                if bucket is None:
+                    continue
+                new_length = max(length, bucket)
+                rows = len(chosen) + 1
+                if rows * new_length > policy.max_work(kind):
+                    continue
+                if new_length > length and 1 - (valid + p.window.length) / (rows * new_length) > policy.max_pad_waste:
+                    continue
+                chosen.append(p)
+                length, valid = new_length, valid + p.window.length
+        taken = {id(p) for p in chosen}
+        self._pending = [p for p in self._pending if id(p) not in taken]
+        rows_padded = len(chosen) if length is None else policy.batch_bucket(len(chosen))
+        return Call(kind, tuple(p.window for p in chosen), length, rows_padded, true_end), chosen
+
+    @staticmethod
+    def _is_true_end(p: _Pending) -> bool:
+        return isinstance(p.window, SRWindow) and p.window.true_end
+
+    def why_waiting(self) -> list[tuple[int, WindowKind, float, str]]:
+        """(stream id, kind, seconds to deadline, reason) for each pending window, most urgent first."""
+        now = self.clock()
+        out = []
+        pending = sorted((p for p in self._pending if not p.future.done()), key=lambda p: (p.deadline, p.seq))
+        busy = len(self._inflight) >= self.policy.max_inflight
+        for rank, p in enumerate(pending):
+            reason = "device busy" if busy else ("more urgent windows first" if rank else "next")
+            out.append((p.stream.id, p.kind, p.deadline - now, reason))
+        return out
+
+    # ------------------------------------------------------------------ running
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while len(self._inflight) < self.policy.max_inflight:
+                planned = self._plan()
+                if planned is None:
+                    break
+                call, chosen = planned
+                task = asyncio.get_running_loop().create_task(self._execute(call, chosen))
+                self._inflight.add(task)
+                task.add_done_callback(self._call_done)
+
+    def _call_done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _execute(self, call: Call, chosen: Sequence[_Pending]) -> None:
+        started = self.clock()
+        try:
+            results = await self.runner.run(call)
+        except asyncio.CancelledError:
+            for p in chosen:
+                if not p.future.done():
+                    p.future.cancel()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every row of the call gets the failure
+            for p in chosen:
+                if not p.future.done():
+                    p.future.set_exception(exc)
+            return
+        finally:
+            ended = self.clock()
+            self._account(call, chosen, started, ended)
+        for p, audio in zip(chosen, results, strict=True):
+            if not p.future.done():
+                p.future.set_result(audio)
+
+    def _account(self, call: Call, chosen: Sequence[_Pending], started: float, ended: float) -> None:
+        s = self.stats
+        seconds = max(0.0, ended - started)
+        s.calls += 1
+        s.rows += len(call.windows)
+        s.padded_rows += call.rows_padded - len(call.windows)
+        s.work += call.work
+        s.valid_work += call.valid_work
+        s.busy_seconds += seconds
+        s.eager_calls += call.length is None
+        s.calls_by_kind[call.kind] += 1
+        s.rows_by_kind[call.kind] += len(call.windows)
+        s.seconds_by_kind[call.kind] += seconds
+        s.work_by_kind[call.kind] += call.work
+        missed = sum(1 for p in chosen if ended > p.deadline and p.stream.first_audio_at is not None)
+        s.missed_deadlines += missed
+        self._recent_calls.append((ended, seconds))
+        if missed:
+            self._recent_misses.append(ended)
+        self._trim_recent(ended)
+
+    def _trim_recent(self, now: float) -> None:
+        horizon = now - self._busy_window_s
+        while self._recent_calls and self._recent_calls[0][0] < horizon:
+            self._recent_calls.popleft()
+        while self._recent_misses and self._recent_misses[0] < horizon:
+            self._recent_misses.popleft()
+
+    # ------------------------------------------------------------------ load figures (admission reads these)
+    def busy_ratio(self) -> float:
+        """Share of the last `busy_window_s` the device spent on codec calls (0..max_inflight)."""
+        now = self.clock()
+        self._trim_recent(now)
+        return sum(seconds for _, seconds in self._recent_calls) / self._busy_window_s
+
+    def recent_misses(self) -> int:
+        self._trim_recent(self.clock())
+        return len(self._recent_misses)
+
+    def min_slack(self) -> float:
+        """Seconds to the most urgent deadline among streams already playing (inf when none)."""
+        now = self.clock()
+        slack = [h.deadline() - now for h in self._streams.values() if h.first_audio_at is not None]
+        return min(slack, default=math.inf)

@@ -1,0 +1,67 @@
+"""Typed values between a stream and the codec scheduler: one window of work, one row of a batched call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+WindowKind = Literal["decode", "sr"]
+
+
+@dataclass(frozen=True, eq=False)
+class DecodeWindow:
+    """One BiCodec row: semantic ids with their left context and look-ahead, the voice, and which tokens to keep.
+
+    `ids` were range-checked where they entered (the token parser / `StreamingDecoder`), never again on the device.
+    The result is the audio of tokens [keep_start, keep_end) of the window: (keep_end - keep_start) * hop samples,
+    float32 at 16 kHz."""
+
+    ids: np.ndarray  # int32 [T], T >= 1
+    d_vector: Any  # the voice's d-vector: a torch tensor [D] (or [1, D]) on the codec's device; cached per voice
+    keep_start: int  # tokens, within the window
+    keep_end: int
+
+    def __post_init__(self) -> None:
+        if self.ids.ndim != 1 or self.ids.size == 0:
+            raise ValueError(f"a decode window needs a non-empty 1-D id array, got shape {self.ids.shape}")
+        if not 0 <= self.keep_start <= self.keep_end <= self.ids.size:
+            raise ValueError(f"keep [{self.keep_start}, {self.keep_end}) outside a window of {self.ids.size} ids")
+
+    @property
+    def length(self) -> int:
+        return int(self.ids.size)
+
+    @property
+    def work(self) -> int:
+        """Units of device work (tokens) for cost accounting."""
+        return self.length
+
+
+@dataclass(frozen=True, eq=False)
+class SRWindow:
+    """One AP-BWE row: 16 kHz samples with their context, and which 48 kHz output samples to keep.
+
+    `true_end`: the window ends at the stream's true end (reflect padding at the right edge): it takes its
+    exact-length path and is never right-padded into a bucket. Every other window may be zero-padded on the right
+    (the kept output is bit-identical: specs/gpu_serving.md §2)."""
+
+    samples: np.ndarray  # float32 [S] at 16 kHz, context included
+    keep_start: int  # 48 kHz output samples, within the window's output (3 * S samples)
+    keep_end: int
+    true_end: bool = False
+
+    def __post_init__(self) -> None:
+        if self.samples.ndim != 1:
+            raise ValueError(f"an SR window needs 1-D samples, got shape {self.samples.shape}")
+        if not 0 <= self.keep_start <= self.keep_end:
+            raise ValueError(f"bad keep range [{self.keep_start}, {self.keep_end})")
+
+    @property
+    def length(self) -> int:
+        return int(self.samples.size)
+
+    @property
+    def work(self) -> int:
+        return self.length

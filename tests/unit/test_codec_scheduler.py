@@ -1,0 +1,138 @@
+"""The codec scheduler's decisions: deadline order, newcomers first, bounded and bucketed calls, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from services.codec import CodecScheduler, DecodeWindow, SchedulerPolicy, SRWindow
+from services.codec.scheduler import Call
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class RecordingRunner:
+    """Returns zeros of the kept length; records every call; each call advances the fake clock by `cost`."""
+
+    def __init__(self, clock: FakeClock, cost: float = 0.01, hop: int = 320) -> None:
+        self.clock, self.cost, self.hop = clock, cost, hop
+        self.calls: list[Call] = []
+
+    async def run(self, call: Call) -> list[np.ndarray]:
+        self.calls.append(call)
+        await asyncio.sleep(0)
+        self.clock.now += self.cost
+        out = []
+        for w in call.windows:
+            n = (w.keep_end - w.keep_start) * (self.hop if call.kind == "decode" else 1)
+            out.append(np.full(n, float(w.ids[0]) if call.kind == "decode" else 0.0, np.float32))
+        return out
+
+
+def window(n: int, tag: int = 0) -> DecodeWindow:
+    ids = np.full(n, tag, np.int32)
+    return DecodeWindow(ids=ids, d_vector=None, keep_start=0, keep_end=n)
+
+
+def scheduler(policy: SchedulerPolicy | None = None) -> tuple[CodecScheduler, FakeClock]:
+    clock = FakeClock()
+    return CodecScheduler(RecordingRunner(clock), policy or SchedulerPolicy(), clock=clock), clock
+
+
+async def test_a_newcomers_first_window_goes_before_a_stream_with_audio_buffered() -> None:
+    sched, clock = scheduler()
+    playing = sched.open_stream()
+    playing.note_audio(3.0)  # three seconds buffered: its deadline is three seconds away
+    clock.now += 0.5
+    newcomer = sched.open_stream()
+    sched._pending.clear()
+    loop = asyncio.get_running_loop()
+    sched._wake = asyncio.Event()
+    # Queue both without running the loop, then plan.
+    for handle, tag, n in ((playing, 1, 200), (newcomer, 2, 16)):
+        fut = loop.create_future()
+        from services.codec.scheduler import _Pending
+        sched._pending.append(_Pending("decode", window(n, tag), handle, handle.deadline(), len(sched._pending),
+                                       clock(), fut))
+    policy_call = sched.plan()
+    assert policy_call is not None and policy_call.windows[0].ids[0] == 2
+
+
+async def test_rows_of_different_lengths_share_one_bucketed_call_and_results_return_to_their_streams() -> None:
+    sched, clock = scheduler(SchedulerPolicy(pad_batch=True))
+    async with sched:
+        handles = [sched.open_stream() for _ in range(5)]
+        first = asyncio.gather(*(h.decode(window(20 + i, tag=i)) for i, h in enumerate(handles)))
+        results = await first
+    for i, audio in enumerate(results):
+        assert audio.shape == ((20 + i) * 320,) and np.all(audio == i)
+    runner = sched.runner
+    assert isinstance(runner, RecordingRunner)
+    # Submitted together: one call, rows padded to the 32-token bucket and the row count to the batch bucket 8.
+    assert [len(c.windows) for c in runner.calls] == [5]
+    assert runner.calls[0].length == 32 and runner.calls[0].rows_padded == 8
+
+
+async def test_work_per_call_is_bounded_so_an_urgent_window_waits_at_most_one_call() -> None:
+    policy = SchedulerPolicy(max_call_decode_tokens=256, pad_batch=False)
+    sched, clock = scheduler(policy)
+    async with sched:
+        handles = [sched.open_stream() for _ in range(12)]
+        await asyncio.gather(*(h.decode(window(64)) for h in handles))
+    runner = sched.runner
+    assert all(c.work <= 256 for c in runner.calls)  # type: ignore[attr-defined]
+
+
+async def test_a_window_longer_than_every_bucket_runs_alone_at_its_exact_length() -> None:
+    sched, _ = scheduler(SchedulerPolicy(decode_buckets=(16, 32)))
+    async with sched:
+        h = sched.open_stream()
+        audio = await h.decode(window(40))
+    assert audio.shape == (40 * 320,)
+    call = sched.runner.calls[0]  # type: ignore[attr-defined]
+    assert call.length is None and sched.stats.eager_calls == 1
+
+
+async def test_an_sr_window_at_the_true_end_is_never_padded_into_a_bucket() -> None:
+    sched, _ = scheduler()
+    sr = SRWindow(samples=np.zeros(3_000, np.float32), keep_start=0, keep_end=9_000, true_end=True)
+    sched._wake = asyncio.Event()
+    from services.codec.scheduler import _Pending
+    h = sched.open_stream()
+    sched._pending.append(_Pending("sr", sr, h, h.deadline(), 0, 0.0, asyncio.get_running_loop().create_future()))
+    call = sched.plan()
+    assert call is not None and call.length is None and call.true_end
+
+
+async def test_a_cancelled_caller_drops_its_window_before_it_runs() -> None:
+    sched, _ = scheduler()
+    async with sched:
+        h = sched.open_stream()
+        task = asyncio.create_task(h.decode(window(16)))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        other = sched.open_stream()
+        await other.decode(window(16, tag=3))
+    assert all(c.windows[0].ids[0] == 3 for c in sched.runner.calls[-1:])  # type: ignore[attr-defined]
+
+
+async def test_a_device_failure_reaches_every_row_of_the_call() -> None:
+    class Failing:
+        async def run(self, call: Call) -> list[np.ndarray]:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    sched = CodecScheduler(Failing())
+    async with sched:
+        h = sched.open_stream()
+        with pytest.raises(RuntimeError, match="illegal memory"):
+            await h.decode(window(16))
