@@ -15,3 +15,19 @@ class AdmissionDecision:
     admit: bool
     reason: str  # one sentence for logs, metrics and the refusal's message
     retry_after_s: int = 1
+
+
+class Admission:
+    """Decides whether one more stream fits. `decide()` is called once per new stream (every transport), before any
+    work; `note_tokens(n)` is told of engine tokens as they arrive (the LLM's pace). The rule is being calibrated with
+    `bench.simulate`; until then every stream is admitted."""
+
+    def __init__(self, scheduler: object, *, clock: object = None) -> None:
+        self.scheduler = scheduler
+        self.clock = clock
+
+    def note_tokens(self, count: int) -> None:
+        return None
+
+    def decide(self) -> AdmissionDecision:
+        return AdmissionDecision(True, "admitted")
