@@ -1,13 +1,36 @@
-"""Admission from the scheduler's own measure of headroom: a new stream is admitted only if every stream already
-admitted keeps real time with it. Overload is refused (503 with Retry-After), never spread over everyone.
+"""Admission from measured headroom: a new stream is admitted only while every stream already admitted keeps real
+time. Overload is refused (503 with Retry-After), never spread over everyone.
 
-The decision reads measured figures, not a fixed count: the device's busy share over the last seconds, the
-device cost per stream-second of audio, recent deadline misses and the LLM's pace (tokens per second per
-stream against the 50 real time needs). See `Admission.decide` for the rule."""
+The LLM and the codec share one device, so both are read, and neither by a fixed count:
+
+1. **Deadline misses.** A playing stream whose window finished more than `miss_grace_s` after its audio ran out
+   at real-time playback (the scheduler's `recent_misses`, last `busy_window_s`): the device is already short;
+   refuse. The grace is half the 100 ms prebuffer a client is assumed to hold: the scheduler's deadlines assume
+   none, and a newcomer's second window routinely lands a few ms after its 80 ms first chunk has played.
+2. **The LLM's pace.** Tokens per second per generating request, measured (`note_tokens`, over the last
+   `pace_window_s`, weighted by how many requests were generating), projected for one more request as if the
+   step cost grew in proportion to its rows (conservative: a step's fixed part does not grow). Real time needs
+   `need_tokens_per_s` (50: one semantic token is 20 ms of audio); below that times `pace_margin`, refuse. The
+   pace already carries the codec's share of the device (codec calls delay the engine's steps).
+3. **The codec's share.** The scheduler's busy ratio, projected for one more playing stream; above
+   `max_codec_busy`, refuse: the rest of the device belongs to the LLM. Streams admitted within the last
+   `pace_window_s` are not in the measured share yet (their windows have barely started), so the share is scaled
+   by (streams + 1) / (streams - those): a burst of arrivals cannot all slip in before the measure moves.
+
+Min slack is not a rule: a stream that has just started holds only its first chunk (80 ms on the balanced
+schedule), so a slack threshold would refuse on every newcomer; a stream really running dry is a miss (1).
+Calibrated with `bench.simulate` (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
+import math
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+REALTIME_TOKENS_PER_S = 50.0  # semantic tokens per second of audio
 
 
 @dataclass(frozen=True)
@@ -19,15 +42,91 @@ class AdmissionDecision:
 
 class Admission:
     """Decides whether one more stream fits. `decide()` is called once per new stream (every transport), before any
-    work; `note_tokens(n)` is told of engine tokens as they arrive (the LLM's pace). The rule is being calibrated with
-    `bench.simulate`; until then every stream is admitted."""
+    work; `note_tokens(n)` is told of engine tokens as they arrive (the LLM's pace).
 
-    def __init__(self, scheduler: object, *, clock: object = None) -> None:
+    `scheduler`: the `CodecScheduler` (busy_ratio, recent_misses, active_streams). `generating`: how many requests
+    the engine is generating now (e.g. `lambda: len(engine.active_requests())`); without it the pace rule is off."""
+
+    def __init__(self, scheduler: Any, *, clock: Callable[[], float] | None = None,
+                 generating: Callable[[], int] | None = None, need_tokens_per_s: float = REALTIME_TOKENS_PER_S,
+                 pace_margin: float = 1.5, pace_window_s: float = 1.0, min_pace_sample_s: float = 0.25,
+                 max_codec_busy: float = 0.7, miss_grace_s: float = 0.05, bucket_s: float = 0.05) -> None:
         self.scheduler = scheduler
-        self.clock = clock
+        self.clock = clock or getattr(scheduler, "clock", None) or time.monotonic
+        self.generating = generating
+        self.need_tokens_per_s = need_tokens_per_s
+        self.pace_margin = pace_margin
+        self.pace_window_s = pace_window_s
+        self.min_pace_sample_s = min_pace_sample_s
+        self.max_codec_busy = max_codec_busy
+        self.miss_grace_s = miss_grace_s
+        self._bucket_s = bucket_s
+        # (bucket start, tokens, request-seconds of generation) per bucket_s: O(1) per note_tokens call.
+        self._buckets: deque[list[float]] = deque()
+        self._last_t: float | None = None
+        self._last_generating = 0
+        self.admitted = 0
+        self._admitted_at: deque[float] = deque()  # admissions whose load the measures may not show yet
+        self.refused: dict[str, int] = {}
+
+    # ---------------------------------------------------------------- the LLM's pace
+    def _advance(self) -> float:
+        """Accumulate request-seconds of generation up to now; return now."""
+        now = self.clock()
+        generating = self.generating() if self.generating is not None else 0
+        if self._last_t is not None and now > self._last_t:
+            self._bucket(now)[2] += self._last_generating * (now - self._last_t)
+        self._last_t, self._last_generating = now, generating
+        horizon = now - self.pace_window_s
+        while self._buckets and self._buckets[0][0] + self._bucket_s < horizon:
+            self._buckets.popleft()
+        return now
+
+    def _bucket(self, now: float) -> list[float]:
+        if not self._buckets or now >= self._buckets[-1][0] + self._bucket_s:
+            self._buckets.append([now, 0.0, 0.0])
+        return self._buckets[-1]
 
     def note_tokens(self, count: int) -> None:
-        return None
+        if count <= 0:
+            return
+        now = self._advance()
+        self._bucket(now)[1] += count
 
+    def pace(self) -> float | None:
+        """Measured tokens per second per generating request over the last window (None: too little measured)."""
+        self._advance()
+        tokens = sum(b[1] for b in self._buckets)
+        request_seconds = sum(b[2] for b in self._buckets)
+        if request_seconds < self.min_pace_sample_s:
+            return None
+        return tokens / request_seconds
+
+    # ---------------------------------------------------------------- the rule
     def decide(self) -> AdmissionDecision:
+        misses = self.scheduler.recent_misses(self.miss_grace_s)
+        if misses:
+            return self._refuse("misses", "overloaded: a playing stream missed its audio deadline in the last seconds", 2)
+        now = self.clock()
+        while self._admitted_at and self._admitted_at[0] < now - self.pace_window_s:
+            self._admitted_at.popleft()
+        recent = len(self._admitted_at)  # admitted within the measuring window: not yet in the measures
+        generating = self.generating() if self.generating is not None else 0
+        pace = self.pace() if self.generating is not None else None
+        if pace is not None and generating > 0:
+            projected = pace * generating / (generating + 1)
+            if projected < self.need_tokens_per_s * self.pace_margin:
+                return self._refuse(
+                    "llm_pace", f"overloaded: the LLM gives {pace:.0f} tokens/s per stream to {generating} streams; one more "
+                    f"would leave ~{projected:.0f}, real time needs {self.need_tokens_per_s:.0f} with margin", 1)
+        streams = self.scheduler.active_streams
+        busy = self.scheduler.busy_ratio()
+        if busy * (streams + 1) / max(1, streams - recent) > self.max_codec_busy:
+            return self._refuse("codec_busy", f"overloaded: the codec holds the device {busy:.0%} of the time", 1)
+        self.admitted += 1
+        self._admitted_at.append(now)
         return AdmissionDecision(True, "admitted")
+
+    def _refuse(self, key: str, reason: str, retry_after_s: int) -> AdmissionDecision:
+        self.refused[key] = self.refused.get(key, 0) + 1
+        return AdmissionDecision(False, reason, max(1, math.ceil(retry_after_s)))

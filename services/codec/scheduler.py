@@ -231,7 +231,8 @@ class CodecScheduler:
         self._loop_task: asyncio.Task[None] | None = None
         self._busy_window_s = busy_window_s
         self._recent_calls: deque[tuple[float, float]] = deque()  # (end time, device seconds) within the window
-        self._recent_misses: deque[float] = deque()  # end times of calls that missed a row's deadline
+        # (end time, worst lateness in seconds) of calls that missed a row's deadline, within the window
+        self._recent_misses: deque[tuple[float, float]] = deque()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -414,18 +415,18 @@ class CodecScheduler:
         s.rows_by_kind[call.kind] += len(call.windows)
         s.seconds_by_kind[call.kind] += seconds
         s.work_by_kind[call.kind] += call.work
-        missed = sum(1 for p in chosen if ended > p.deadline and p.stream.first_audio_at is not None)
-        s.missed_deadlines += missed
+        late = [ended - p.deadline for p in chosen if ended > p.deadline and p.stream.first_audio_at is not None]
+        s.missed_deadlines += len(late)
         self._recent_calls.append((ended, seconds))
-        if missed:
-            self._recent_misses.append(ended)
+        if late:
+            self._recent_misses.append((ended, max(late)))
         self._trim_recent(ended)
 
     def _trim_recent(self, now: float) -> None:
         horizon = now - self._busy_window_s
         while self._recent_calls and self._recent_calls[0][0] < horizon:
             self._recent_calls.popleft()
-        while self._recent_misses and self._recent_misses[0] < horizon:
+        while self._recent_misses and self._recent_misses[0][0] < horizon:
             self._recent_misses.popleft()
 
     # ------------------------------------------------------------------ load figures (admission reads these)
@@ -435,9 +436,11 @@ class CodecScheduler:
         self._trim_recent(now)
         return sum(seconds for _, seconds in self._recent_calls) / self._busy_window_s
 
-    def recent_misses(self) -> int:
+    def recent_misses(self, grace_s: float = 0.0) -> int:
+        """Calls in the last `busy_window_s` that ended more than `grace_s` after a playing row's deadline (the
+        deadline assumes no client prebuffer: a client holding 100 ms hears nothing of a 50 ms miss)."""
         self._trim_recent(self.clock())
-        return len(self._recent_misses)
+        return sum(1 for _, late in self._recent_misses if late > grace_s)
 
     def min_slack(self) -> float:
         """Seconds to the most urgent deadline among streams already playing (inf when none)."""

@@ -1,0 +1,1 @@
+"""The live-path simulator's parts: a virtual-time event loop, the stream model and the report (`bench.simulate`)."""

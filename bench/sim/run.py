@@ -1,0 +1,271 @@
+"""One simulated load: streams arrive, ask the real `Admission`, generate on a modelled engine and have their
+windows run by the real `CodecScheduler` on a modelled device, all on a virtual clock.
+
+What is modelled (and nothing else):
+- one device (`DeviceTimeline`): engine steps (every generating request one id per step; newcomers' prefill in
+  the step they join) and codec calls, one at a time, first come first served;
+- the API processes: each stream belongs to one (round robin); a process turns its streams' ids into audio on one
+  GIL at `host_ms.per_audio_second` (charged per token as ids arrive), so ids become usable only when their
+  process got to them;
+- each stream: `preamble_ids` ids before its first semantic id, then ~`audio_seconds` of semantic tokens (50 per
+  second) and a stop id; its decode windows follow the service's schedule (`bench.sim.windows.plan_decode`), its
+  SR windows `SRStream`'s cuts at 48 kHz (`plan_sr`); a window is submitted as soon as its ids are usable, audio
+  goes out in order, each piece told to the stream's `StreamHandle.note_audio` and to a client playing it back
+  (`StreamCadence`, 100 ms prebuffer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bench.sim.windows import PlannedDecode, plan_decode, plan_sr
+from core.streaming import StreamingConfig
+from services.codec.admission import Admission
+from services.codec.cost_model import CostModel, CostModelRunner, DeviceTimeline, StepLoop
+from services.codec.scheduler import CodecScheduler, SchedulerPolicy, StreamHandle
+from services.codec.windows import DecodeWindow, SRWindow
+from services.pipeline.flow_monitor import StreamCadence
+
+TOKENS_PER_SECOND = 50
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    model: CostModel
+    streams: int
+    sample_rate: int = 16_000
+    arrive_within_s: float = 10.0
+    seed: int = 0
+    audio_seconds: float = 10.0  # each stream speaks about this much (uniform +-20%)
+    preamble_ids: int = 40  # ids before the first semantic id (global block of a voice without stored globals)
+    prompt_tokens: int = 200  # prefill per request (~10 s of text plus the prompt's frame)
+    api_processes: int = 1
+    prebuffer_s: float = 0.1
+    latency: str = "balanced"
+    admission: dict[str, Any] = field(default_factory=dict)  # keyword settings for Admission
+    policy: SchedulerPolicy = field(default_factory=SchedulerPolicy)
+
+    def __post_init__(self) -> None:
+        if self.sample_rate not in (16_000, 48_000):
+            raise ValueError("sample_rate must be 16000 or 48000")
+        if self.streams < 1 or self.api_processes < 1:
+            raise ValueError("streams and api_processes must be >= 1")
+
+
+class _Row:
+    """One generating request: ids made by the engine, and ids its API process has handled (usable)."""
+
+    __slots__ = ("prompt_tokens", "total", "generated", "usable", "process", "_need", "_waiter")
+
+    def __init__(self, prompt_tokens: int, total: int, process: int) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.total = total
+        self.generated = 0
+        self.usable = 0
+        self.process = process
+        self._need = 0
+        self._waiter: asyncio.Future[None] | None = None
+
+    def step(self) -> bool:
+        self.generated += 1
+        return self.generated >= self.total
+
+    def deliver(self, count: int) -> None:
+        self.usable += count
+        if self._waiter is not None and self.usable >= self._need and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def wait_usable(self, ids: int) -> None:
+        if self.usable >= ids:
+            return
+        self._need = ids
+        self._waiter = asyncio.get_running_loop().create_future()
+        await self._waiter
+
+
+@dataclass
+class StreamResult:
+    arrival: float
+    admitted: bool
+    reason: str = ""
+    first_audio: float | None = None
+    end: float | None = None
+    audio_seconds: float = 0.0
+    underruns: int = 0
+    underrun_seconds: float = 0.0
+    generation_seconds: float | None = None
+
+
+class Simulation:
+    def __init__(self, config: SimConfig) -> None:
+        self.cfg = config
+        self.rng = np.random.default_rng(config.seed)
+        self.device = DeviceTimeline()
+        self.runner = CostModelRunner(config.model, self.device, noise=False)
+        self.loop = asyncio.get_running_loop()
+        self.scheduler = CodecScheduler(self.runner, config.policy, clock=self.loop.time)
+        self.engine = StepLoop(config.model, self.device, on_step=self._on_step)
+        self.admission = Admission(self.scheduler, clock=self.loop.time, generating=lambda: self.engine.active,
+                                   **config.admission)
+        self.gil_free = [0.0] * config.api_processes
+        self.host_busy = [0.0] * config.api_processes
+        self.stream_config = StreamingConfig(growth=1.5).for_latency(config.latency)  # the service's defaults
+        self.results: list[StreamResult] = []
+        self.started = self.loop.time()
+
+    # ---- the API processes: a step's ids become usable once their process has handled them
+    def _on_step(self, rows: Any) -> None:
+        per_token = self.cfg.model.host_seconds_per_token()
+        by_process: dict[int, list[_Row]] = {}
+        for row in rows:
+            by_process.setdefault(row.process, []).append(row)
+        now = self.loop.time()
+        for process, group in by_process.items():
+            cost = per_token * len(group)
+            start = max(now, self.gil_free[process])
+            self.gil_free[process] = start + cost
+            self.host_busy[process] += cost
+            self.loop.call_at(start + cost, self._deliver, group)
+
+    def _deliver(self, group: list[_Row]) -> None:
+        for row in group:
+            row.deliver(1)
+        self.admission.note_tokens(len(group))
+
+    # ---- one stream
+    async def stream(self, index: int, arrival: float, audio_seconds: float) -> None:
+        await asyncio.sleep(max(0.0, arrival - self.loop.time()))
+        result = StreamResult(arrival=self.loop.time(), admitted=False)
+        self.results.append(result)
+        decision = self.admission.decide()
+        if not decision.admit:
+            result.reason = decision.reason
+            return
+        result.admitted = True
+        tokens = max(1, round(audio_seconds * TOKENS_PER_SECOND))
+        pre = self.cfg.preamble_ids
+        row = _Row(self.cfg.prompt_tokens, pre + tokens + 1, index % self.cfg.api_processes)
+        handle = self.scheduler.open_stream()
+        cadence = StreamCadence(prebuffer_s=self.cfg.prebuffer_s, observe_metrics=False, clock=self.loop.time)
+        self.engine.add(row)
+        plan = plan_decode(self.stream_config, tokens)
+        out: asyncio.Queue[tuple[asyncio.Future[Any] | None, float]] = asyncio.Queue()
+        producers = [asyncio.ensure_future(self._submit_decodes(row, handle, plan, pre, out, result))]
+        try:
+            while True:
+                task, seconds = await out.get()
+                if task is None:
+                    break
+                await task
+                cadence.on_chunk(seconds, self.loop.time())
+                handle.note_audio(seconds)
+                result.audio_seconds += seconds
+                if result.first_audio is None:
+                    result.first_audio = self.loop.time()
+        finally:
+            for p in producers:
+                p.cancel()
+            handle.close()
+        result.end = self.loop.time()
+        result.underruns = cadence.underruns
+        result.underrun_seconds = cadence.underrun_seconds
+
+    async def _submit_decodes(self, row: _Row, handle: StreamHandle, plan: list[PlannedDecode], pre: int,
+                              out: asyncio.Queue[Any], result: StreamResult) -> None:
+        started = self.loop.time()
+        sr = self.cfg.sample_rate == 48_000
+        sr_plan = plan_sr([w.sent_tokens * 320 for w in plan]) if sr else []
+        sr_next = 0
+        for i, w in enumerate(plan):
+            # A final window waits for the stop id (generation ended); the others for their own tokens.
+            await row.wait_usable(row.total if w.final else pre + w.ready_at_tokens)
+            if w.final and result.generation_seconds is None:
+                result.generation_seconds = self.loop.time() - started
+            window = DecodeWindow(np.zeros(w.length, np.int32), None, w.keep_start, w.keep_end)
+            task = asyncio.ensure_future(handle.decode(window))
+            if not sr:
+                out.put_nowait((task, w.sent_tokens / TOKENS_PER_SECOND))
+                continue
+            await task  # SR needs the decoded audio; windows after it are already queued behind
+            while sr_next < len(sr_plan) and sr_plan[sr_next].after_chunk == i:
+                s = sr_plan[sr_next]
+                sr_task = asyncio.ensure_future(handle.super_resolve(
+                    SRWindow(np.zeros(s.length, np.float32), 0, s.out_samples, s.true_end)))
+                out.put_nowait((sr_task, s.out_samples / 48_000))
+                sr_next += 1
+        out.put_nowait((None, 0.0))
+
+    async def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        arrivals = np.sort(self.rng.uniform(0.0, cfg.arrive_within_s, cfg.streams)) if cfg.arrive_within_s > 0 \
+            else np.zeros(cfg.streams)
+        lengths = self.rng.uniform(0.8, 1.2, cfg.streams) * cfg.audio_seconds
+        self.scheduler.start()
+        try:
+            await asyncio.gather(*(self.stream(i, float(a), float(s))
+                                   for i, (a, s) in enumerate(zip(arrivals, lengths, strict=True))))
+        finally:
+            await self.engine.aclose()
+            await self.scheduler.aclose()
+        return self.report()
+
+    def report(self) -> dict[str, Any]:
+        cfg = self.cfg
+        elapsed = max(1e-9, self.loop.time() - self.started)
+        admitted = [r for r in self.results if r.admitted]
+        ttfa = [1000 * (r.first_audio - r.arrival) for r in admitted if r.first_audio is not None]
+        stats = self.scheduler.stats
+        busy = self.device.busy_seconds
+        gen = [r.generation_seconds for r in admitted if r.generation_seconds]
+        return {
+            "cost_model": cfg.model.name,
+            "llm_step_ms": {"fixed": cfg.model.llm_step.fixed, "per_row": cfg.model.llm_step.per_unit},
+            "host_ms_per_audio_second": cfg.model.host_ms_per_audio_second,
+            "sample_rate": cfg.sample_rate,
+            "arrive_within_s": cfg.arrive_within_s,
+            "api_processes": cfg.api_processes,
+            "seed": cfg.seed,
+            "streams_requested": cfg.streams,
+            "streams_admitted": len(admitted),
+            "streams_refused": cfg.streams - len(admitted),
+            "refused_by": dict(self.admission.refused),
+            "ttfa_ms_p50": _pct(ttfa, 50),
+            "ttfa_ms_p95": _pct(ttfa, 95),
+            "ttfa_ms_max": max(ttfa, default=None),
+            "underruns_prebuffer_100ms": sum(1 for r in admitted if r.underruns),
+            "underrun_seconds": round(sum(r.underrun_seconds for r in admitted), 3),
+            "missed_deadlines": stats.missed_deadlines,
+            "gpu_busy_ratio": round(sum(busy.values()) / elapsed, 3),
+            "gpu_busy_seconds": {k: round(v, 3) for k, v in busy.items()},
+            "mean_decode_batch": round(stats.mean_batch("decode"), 2),
+            "mean_sr_batch": round(stats.mean_batch("sr"), 2),
+            "codec_calls": stats.calls,
+            "llm_steps": self.engine.steps,
+            "mean_llm_rows": round(self.engine.row_steps / self.engine.steps, 1) if self.engine.steps else 0.0,
+            "generation_s_p50": _pct(gen, 50, 2),
+            "host_busy_ratio_max": round(max(self.host_busy) / elapsed, 3),
+            "simulated_seconds": round(elapsed, 2),
+        }
+
+
+def _pct(values: list[float], q: float, digits: int = 1) -> float | None:
+    if not values:
+        return None
+    return round(float(np.percentile(values, q)), digits)
+
+
+def simulate(config: SimConfig) -> dict[str, Any]:
+    """Run one load on a fresh virtual-time loop and return its report."""
+    from bench.sim.virtual_loop import run_virtual
+
+    async def main() -> dict[str, Any]:
+        return await Simulation(config).run()
+
+    return run_virtual(main)
+
+
+__all__ = ["SimConfig", "Simulation", "simulate"]

@@ -1,0 +1,92 @@
+"""Simulate many live streams on one modelled device: the real `CodecScheduler` and `Admission` on a virtual clock.
+
+    python -m bench.simulate --cost-model bench/cost_models/h100-tf32.json --streams 64 --sample-rate 16000 \\
+        [--arrive-within 10] [--llm-per-row 0.02] [--host-ms 1.5] [--api-processes 1] --json OUT
+
+Each stream arrives uniformly within `--arrive-within` seconds, asks admission, generates about 10 s of speech on
+a modelled engine and has its decode (and, at 48 kHz, AP-BWE) windows run by the scheduler on a device whose calls
+cost what the cost model says (specs/gpu_serving.md §6; bench/sim/run.py says what is modelled). Prints a table
+and writes the JSON report (at least streams_requested/admitted/refused, ttfa_ms_p50/p95,
+underruns_prebuffer_100ms, gpu_busy_ratio, mean_decode_batch). `--sweep-per-row a,b,c` runs every level at each
+LLM slope instead (the table of streams held against the LLM's per-row cost in docs/benchmarks.md).
+A run of 600 streams takes about a second of CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.sim.run import SimConfig, simulate  # noqa: E402
+from services.codec.cost_model import CostModel  # noqa: E402
+from services.codec.scheduler import SchedulerPolicy  # noqa: E402
+
+COLUMNS = ("llm_per_row", "sample_rate", "streams_requested", "streams_admitted", "streams_refused", "ttfa_ms_p50",
+           "ttfa_ms_p95", "underruns_prebuffer_100ms", "missed_deadlines", "gpu_busy_ratio", "mean_decode_batch",
+           "host_busy_ratio_max")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.simulate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--cost-model", required=True, type=Path, help="JSON cost model (specs/gpu_serving.md §6)")
+    p.add_argument("--streams", required=True, help="streams to offer; a comma list runs several levels")
+    p.add_argument("--sample-rate", type=int, choices=(16000, 48000), default=16000)
+    p.add_argument("--arrive-within", type=float, default=10.0, help="arrivals uniform over this many seconds")
+    p.add_argument("--audio-seconds", type=float, default=10.0, help="speech per stream (+-20%%)")
+    p.add_argument("--preamble-ids", type=int, default=40, help="ids before the first semantic token")
+    p.add_argument("--llm-per-row", type=float, default=None, help="override llm_step_ms.per_row")
+    p.add_argument("--sweep-per-row", default=None, help="comma list of llm_step_ms.per_row values to sweep")
+    p.add_argument("--host-ms", type=float, default=None, help="override host_ms.per_audio_second")
+    p.add_argument("--api-processes", type=int, default=1)
+    p.add_argument("--max-call-decode-tokens", type=int, default=2048,
+                   help="bound on one BiCodec call (rows x bucket): a long call stalls every LLM step behind it")
+    p.add_argument("--no-admission", action="store_true", help="admit every stream (to see what overload does)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, default=None, help="write the report(s) here")
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    base = CostModel.load(args.cost_model).with_overrides(host_ms=args.host_ms)
+    slopes = [float(s) for s in args.sweep_per_row.split(",")] if args.sweep_per_row else [args.llm_per_row]
+    admission: dict[str, Any] = {"pace_margin": 0.0, "max_codec_busy": float("inf"), "miss_grace_s": float("inf")} \
+        if args.no_admission else {}
+    reports = []
+    for slope in slopes:
+        model = base.with_overrides(llm_per_row=slope)
+        for streams in (int(s) for s in str(args.streams).split(",")):
+            cfg = SimConfig(model, streams, sample_rate=args.sample_rate, arrive_within_s=args.arrive_within,
+                            seed=args.seed, audio_seconds=args.audio_seconds, preamble_ids=args.preamble_ids,
+                            api_processes=args.api_processes, admission=admission,
+                            policy=SchedulerPolicy(max_call_decode_tokens=args.max_call_decode_tokens))
+            report = simulate(cfg)
+            report["llm_per_row"] = model.llm_step.per_unit
+            reports.append(report)
+            print_row(report, header=len(reports) == 1)
+    return reports
+
+
+def print_row(report: dict[str, Any], *, header: bool) -> None:
+    if header:
+        print(" | ".join(COLUMNS))
+    print(" | ".join(str(report.get(c)) for c in COLUMNS), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    reports = run(args)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,237 @@
+"""A device cost model and the stand-ins built on it: a BENCHMARK TOOL, never a way to serve.
+
+The cost model (specs/gpu_serving.md §6) says what each device call costs: an LLM step over B rows, a prompt's
+prefill, a BiCodec call of B x T tokens, an AP-BWE call of B x S input samples, each `fixed + per_unit x units`,
+and the API path's CPU time per second of audio. Two users:
+
+- `bench.simulate` drives the real `CodecScheduler` and `Admission` on a virtual clock with these costs;
+- `TTS_DEVICE_COST_MODEL=FILE` makes the real server (demo checkpoint only) replace the engine's steps and the
+  codec's calls with waits of the modelled length (`CostModelRunner` here, `CostModelEngine` in
+  `cost_model_engine.py`), so the wiring (HTTP, parser, scheduler, encoders) is measured on a CPU as if a GPU
+  did the model work.
+
+Both share `DeviceTimeline`: ONE device, one call at a time in arrival order (a GPU serialises kernels), used by
+the engine's steps and the codec's calls alike. Waits are `asyncio.sleep`, so on a virtual clock they cost no
+wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from services.codec.scheduler import Call
+
+HOP = 320  # BiCodec: 16 kHz samples per semantic token
+SR_RATIO = 3  # AP-BWE: 16 kHz in, 48 kHz out
+
+
+@dataclass(frozen=True)
+class Linear:
+    """`fixed + per_unit x units` milliseconds."""
+
+    fixed: float
+    per_unit: float
+
+    def seconds(self, units: float) -> float:
+        return (self.fixed + self.per_unit * units) / 1000.0
+
+
+@dataclass(frozen=True)
+class CostModel:
+    name: str
+    llm_step: Linear  # units: rows in the step
+    llm_prefill: Linear  # units: prompt tokens
+    decode: Linear  # units: rows_padded x length tokens
+    sr: Linear  # units: rows_padded x length 16 kHz input samples
+    host_ms_per_audio_second: float  # CPU of the API path, per process (one GIL)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CostModel:
+        def part(key: str, unit: str) -> Linear:
+            try:
+                entry = data[key]
+                value = Linear(float(entry["fixed"]), float(entry[unit]))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"cost model: '{key}' needs numbers 'fixed' and '{unit}' ({exc})") from exc
+            if value.fixed < 0 or value.per_unit < 0:
+                raise ValueError(f"cost model: '{key}' must not be negative")
+            return value
+
+        try:
+            host = float(data.get("host_ms", {}).get("per_audio_second", 0.0))
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ValueError(f"cost model: 'host_ms.per_audio_second' must be a number ({exc})") from exc
+        return cls(
+            name=str(data.get("name", "unnamed")),
+            llm_step=part("llm_step_ms", "per_row"),
+            llm_prefill=part("llm_prefill_ms", "per_token"),
+            decode=part("decode_ms", "per_token"),
+            sr=part("sr_ms", "per_input_sample"),
+            host_ms_per_audio_second=max(0.0, host),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> CostModel:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"cost model {path}: not a readable JSON file ({exc})") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"cost model {path}: expected a JSON object")
+        return cls.from_dict(data)
+
+    def with_overrides(self, *, llm_per_row: float | None = None, host_ms: float | None = None) -> CostModel:
+        from dataclasses import replace
+
+        out = self
+        if llm_per_row is not None:
+            out = replace(out, llm_step=Linear(out.llm_step.fixed, llm_per_row),
+                          name=f"{out.name} (llm per_row {llm_per_row})")
+        if host_ms is not None:
+            out = replace(out, host_ms_per_audio_second=host_ms)
+        return out
+
+    # ---- what one device call costs
+    def step_seconds(self, rows: int, prefill_tokens: int = 0, prefills: int = 0) -> float:
+        """One engine step over `rows` rows, with the prompts of `prefills` newcomers (`prefill_tokens` in all)
+        processed in the same step (chunked prefill)."""
+        cost = self.llm_step.seconds(rows) if rows else 0.0
+        if prefills:
+            cost += self.llm_prefill.seconds(prefill_tokens)
+        return cost
+
+    def call_seconds(self, call: Call) -> float:
+        return (self.decode if call.kind == "decode" else self.sr).seconds(call.work)
+
+    def host_seconds_per_token(self) -> float:
+        """The API path's CPU per semantic token (50 tokens per second of audio)."""
+        return self.host_ms_per_audio_second / 1000.0 / 50.0
+
+
+class DeviceTimeline:
+    """One device: calls run one at a time, first come first served (`asyncio.Lock` is FIFO). Keeps the busy
+    seconds of each kind of work for the reports."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self.busy_seconds: dict[str, float] = {"llm": 0.0, "decode": 0.0, "sr": 0.0}
+
+    async def use(self, kind: str, seconds: float) -> None:
+        async with self._lock:
+            if seconds > 0:
+                await asyncio.sleep(seconds)
+            self.busy_seconds[kind] = self.busy_seconds.get(kind, 0.0) + seconds
+
+    @property
+    def total_busy(self) -> float:
+        return sum(self.busy_seconds.values())
+
+
+class CostModelRunner:
+    """A stand-in `DeviceRunner`: waits the modelled time on the shared device, then returns rows of the right
+    length (low noise, so encoders and guards see audio rather than digital silence). Not a codec."""
+
+    def __init__(self, model: CostModel, device: DeviceTimeline | None = None, *, hop: int = HOP,
+                 noise: bool = True) -> None:
+        self.model = model
+        self.device = device or DeviceTimeline()
+        self.hop = hop
+        self.noise = noise
+        self._rng = np.random.default_rng(0)
+
+    async def run(self, call: Call) -> list[np.ndarray]:
+        await self.device.use(call.kind, self.model.call_seconds(call))
+        out = []
+        for w in call.windows:
+            n = (w.keep_end - w.keep_start) * (self.hop if call.kind == "decode" else 1)
+            out.append(self._audio(n))
+        return out
+
+    def _audio(self, n: int) -> np.ndarray:
+        if not self.noise:
+            return np.zeros(n, np.float32)
+        return (self._rng.standard_normal(n) * 0.01).astype(np.float32)
+
+    def close(self) -> None:
+        return None
+
+
+class EngineRow(Protocol):
+    """One generating request as the step loop sees it."""
+
+    prompt_tokens: int
+
+    def step(self) -> bool:
+        """One id generated for this row; True when the row has finished (its stop id was the last)."""
+        ...
+
+
+class StepLoop:
+    """The LLM engine's schedule on the device: each step runs every active row once (one id each) and costs
+    `llm_step(rows)`, plus the prefill of the rows that joined since the last step (their first id comes out of
+    that step, as with chunked prefill). A row added while a step runs joins the next one. `on_step(rows)` is
+    told after each step, with the rows that stepped."""
+
+    def __init__(self, model: CostModel, device: DeviceTimeline,
+                 on_step: Callable[[Sequence[EngineRow]], None] | None = None) -> None:
+        self.model = model
+        self.device = device
+        self.on_step = on_step
+        self._rows: list[EngineRow] = []
+        self._new: list[EngineRow] = []
+        self._dropped: set[int] = set()
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.steps = 0
+        self.row_steps = 0
+
+    @property
+    def active(self) -> int:
+        return len(self._rows) + len(self._new)
+
+    def add(self, row: EngineRow) -> None:
+        self._new.append(row)
+        if self._task is None or self._task.done():
+            self._wake = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="cost-model-steps")
+        assert self._wake is not None
+        self._wake.set()
+
+    def drop(self, row: EngineRow) -> None:
+        """Stop generating for `row` (abort): it leaves before the next step."""
+        self._dropped.add(id(row))
+
+    async def aclose(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            if self._dropped:
+                self._rows = [r for r in self._rows if id(r) not in self._dropped]
+                self._new = [r for r in self._new if id(r) not in self._dropped]
+                self._dropped.clear()
+            if not self._rows and not self._new:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            new, self._new = self._new, []
+            rows = self._rows + new
+            cost = self.model.step_seconds(len(rows), sum(r.prompt_tokens for r in new), len(new))
+            await self.device.use("llm", cost)
+            self.steps += 1
+            self.row_steps += len(rows)
+            self._rows = [r for r in rows if id(r) not in self._dropped and not r.step()]
+            if self.on_step is not None:
+                self.on_step(rows)

@@ -1,0 +1,148 @@
+"""bench.simulate: the virtual clock, the window schedule it models, and the behaviour of the real scheduler and
+admission under modelled load (counts and order, never wall timings)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench.sim.run import SimConfig, simulate
+from bench.sim.virtual_loop import DeadlockError, run_virtual
+from bench.sim.windows import plan_decode, plan_sr
+from core.apbwe import SRStream
+from core.streaming import StreamingConfig, StreamingDecoder
+from services.codec.cost_model import CostModel
+
+H100 = {"name": "test", "llm_step_ms": {"fixed": 3.0, "per_row": 0.02},
+        "llm_prefill_ms": {"fixed": 3.0, "per_token": 0.004}, "decode_ms": {"fixed": 2.0, "per_token": 0.018},
+        "sr_ms": {"fixed": 2.0, "per_input_sample": 4.5e-5}, "host_ms": {"per_audio_second": 1.5}}
+
+
+def test_virtual_loop_sleeps_cost_no_wall_time_and_keep_order() -> None:
+    order: list[tuple[str, float]] = []
+
+    async def sleeper(name: str, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        order.append((name, asyncio.get_running_loop().time()))
+
+    async def main() -> None:
+        await asyncio.gather(sleeper("hour", 3600.0), sleeper("ms", 0.001), sleeper("s", 1.0))
+
+    run_virtual(main)
+    assert order == [("ms", pytest.approx(0.001)), ("s", pytest.approx(1.0)), ("hour", pytest.approx(3600.0))]
+
+
+def test_virtual_loop_reports_a_deadlock() -> None:
+    async def main() -> None:
+        await asyncio.get_running_loop().create_future()  # nothing will ever set it
+
+    with pytest.raises(DeadlockError):
+        run_virtual(main)
+
+
+class _RecordingCodec:
+    """Stands in for BiCodec at the schedule's boundary: records each window's length, returns zeros."""
+
+    device = torch.device("cpu")
+    hop_length = 320
+    semantic_codebook_size = 8192
+    d_vector_dim = 4
+
+    def __init__(self) -> None:
+        self.lengths: list[int] = []
+
+    def decode_with_speaker(self, semantic: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        self.lengths.append(int(semantic.shape[1]))
+        return torch.zeros(1, semantic.shape[1] * self.hop_length)
+
+
+@settings(max_examples=40, deadline=None)
+@given(total=st.integers(1, 700), preference=st.sampled_from(["balanced", "lowest", "exact"]),
+       delta=st.integers(1, 7))
+def test_plan_decode_matches_the_streaming_decoder(total: int, preference: str, delta: int) -> None:
+    config = StreamingConfig(growth=1.5).for_latency(preference)
+    codec = _RecordingCodec()
+    decoder = StreamingDecoder(codec, torch.zeros(4), config)  # type: ignore[arg-type]
+    tokens = np.zeros(total, np.int64)
+    sent: list[int] = []
+    for i in range(0, total, delta):
+        sent.extend(c.size // 320 for c in decoder.push(tokens[i:i + delta]))
+    sent.extend(c.size // 320 for c in decoder.finish())
+    plan = plan_decode(config, total)
+    assert [w.length for w in plan] == codec.lengths
+    assert [w.sent_tokens for w in plan] == sent
+    assert sum(w.sent_tokens for w in plan) == total
+
+
+@settings(max_examples=40, deadline=None)
+@given(chunks=st.lists(st.integers(1, 40_000), min_size=1, max_size=12))
+def test_plan_sr_matches_sr_stream(chunks: list[int]) -> None:
+    lengths: list[int] = []
+
+    def enhance_window(x: np.ndarray) -> np.ndarray:
+        lengths.append(int(x.size))
+        return np.zeros(3 * x.size, np.float32)
+
+    sr = SimpleNamespace(grid=80, context=880, config=SimpleNamespace(ratio=3), enhance_window=enhance_window)
+    stream = SRStream(sr, min_block=1_600, max_block=8_000)  # type: ignore[arg-type]
+    out = sum(stream.push(np.zeros(n, np.float32)).size for n in chunks) + stream.finish().size
+    plan = plan_sr(chunks)
+    assert [w.length for w in plan] == lengths
+    assert sum(w.out_samples for w in plan) == out == 3 * sum(chunks)
+    assert [w.true_end for w in plan][-1] is True
+
+
+def _run(streams: int, **kw: object) -> dict:
+    return simulate(SimConfig(CostModel.from_dict(H100), streams, audio_seconds=3.0, **kw))  # type: ignore[arg-type]
+
+
+def test_a_few_streams_are_all_admitted_and_none_runs_dry() -> None:
+    report = _run(4, arrive_within_s=2.0)
+    assert report["streams_admitted"] == 4 and report["streams_refused"] == 0
+    assert report["underruns_prebuffer_100ms"] == 0
+    assert report["ttfa_ms_p50"] is not None and 0 < report["ttfa_ms_p50"] <= report["ttfa_ms_p95"]
+    assert 0 < report["gpu_busy_ratio"] <= 1.0
+    assert report["mean_decode_batch"] >= 1.0
+
+
+def test_overload_is_refused_and_no_admitted_stream_runs_dry() -> None:
+    report = _run(300, arrive_within_s=2.0)
+    assert report["streams_refused"] > 0
+    assert report["streams_admitted"] + report["streams_refused"] == 300
+    assert report["underruns_prebuffer_100ms"] == 0
+
+
+def test_admitting_everything_past_capacity_spreads_the_damage() -> None:
+    report = _run(300, arrive_within_s=2.0,
+                  admission={"pace_margin": 0.0, "max_codec_busy": float("inf"), "miss_grace_s": float("inf")})
+    assert report["streams_refused"] == 0
+    assert report["underruns_prebuffer_100ms"] > 0
+
+
+def test_48khz_streams_run_super_resolution() -> None:
+    report = _run(3, sample_rate=48_000, arrive_within_s=1.0)
+    assert report["streams_admitted"] == 3 and report["underruns_prebuffer_100ms"] == 0
+    assert report["gpu_busy_seconds"]["sr"] > 0 and report["mean_sr_batch"] >= 1.0
+
+
+def test_a_seed_gives_the_same_report() -> None:
+    assert json.dumps(_run(20, seed=7)) == json.dumps(_run(20, seed=7))
+
+
+def test_cost_model_files_parse_and_bad_ones_say_why(tmp_path) -> None:
+    from pathlib import Path
+
+    for path in sorted(Path("bench/cost_models").glob("*.json")):
+        model = CostModel.load(path)
+        assert model.llm_step.fixed > 0 and model.decode.per_unit > 0
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**H100, "decode_ms": {"fixed": 1}}))
+    with pytest.raises(ValueError, match="decode_ms"):
+        CostModel.load(bad)
