@@ -129,6 +129,12 @@ class Settings(BaseSettings):
         "the first TRIES generations of each prompt misbehave, then one behaves (0: all). Empty: off.",
     )
 
+    device_cost_model: Path | None = Field(
+        None, description="Benchmark tool only: a device cost model JSON (bench/cost_models/); the engine's steps and "
+        "the codec's calls become waits of the modelled length on one shared device timeline, returning well-formed "
+        "ids and noise. Refused unless the demo checkpoint is loaded.",
+    )
+
     # --- request defaults and limits ---------------------------------------------------------
     default_speaker: str = Field("default", description="Voice used when a request names none (OpenAI route).")
     finetune_speakers: str = Field(

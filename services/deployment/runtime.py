@@ -105,6 +105,9 @@ class ModelRuntime:
         # TTS_OPENAI_VOICE_MAP entries whose target is a custom (library) voice id: OpenAI name (casefolded) -> id.
         self.openai_custom_voices: dict[str, str] = {}
         self.engine: Any = None
+        # Benchmark tool (TTS_DEVICE_COST_MODEL): the stand-in DeviceRunner the codec scheduler runs on instead of
+        # the models; None when serving for real. See _use_device_cost_model.
+        self.codec_runner: Any = None
         self.bicodec: Any = None
         self.sr: Any = None
         self.aligner: Any = None  # {language: core.align.ctc.CtcAligner} when TTS_ALIGN_METHOD=ctc
@@ -218,6 +221,9 @@ class ModelRuntime:
         from core.llm import create_engine
 
         assert self.checkpoint is not None
+        if self.settings.device_cost_model is not None:
+            self._use_device_cost_model()
+            return
         # Off the event loop, whichever engine: building vLLM takes from seconds (CPU) to minutes (GPU compile), and
         # health and readiness must answer meanwhile. vLLM's AsyncLLM built without a running loop starts its output
         # handler on the loop of its first request (the serving loop), which is where every request then runs.
@@ -226,6 +232,21 @@ class ModelRuntime:
             from core.llm.faulty import with_fault
 
             self.engine = with_fault(self.engine, self.settings.engine_fault, self.layout, self.tokenizer)
+
+    # ---- benchmark tool: a stand-in device timed by a cost model (services/codec/cost_model.py). Kept apart from the
+    # real loading above; it never serves speech.
+    def _use_device_cost_model(self) -> None:
+        if not self.is_demo:
+            raise RuntimeError("TTS_DEVICE_COST_MODEL is a benchmark tool: it runs only with the demo checkpoint "
+                               "(unset TTS_MODEL_DIR), never with real weights")
+        from services.codec.cost_model import CostModel, CostModelRunner, DeviceTimeline
+        from services.codec.cost_model_engine import CostModelEngine
+
+        model = CostModel.load(self.settings.device_cost_model)
+        device = DeviceTimeline()  # one device: the engine's steps and the codec's calls queue on it together
+        self.engine = CostModelEngine.from_tokenizer(self.tokenizer, self.layout, model, device)
+        self.codec_runner = CostModelRunner(model, device)
+        logger.warning("BENCHMARK: engine steps and codec calls are waits from the cost model %s", model.name)
 
     async def start(self) -> None:
         """Load everything, warm up, and mark ready. Failures are recorded, not raised (health reports them)."""

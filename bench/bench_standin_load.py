@@ -1,0 +1,107 @@
+"""The real server on a CPU with a device stand-in: 1 vs N concurrent PCM streams (TTFA ratio, underruns at a
+100 ms prebuffer).
+
+    PYTHONPATH=. .venv/bin/python bench/bench_standin_load.py [--cost-model bench/cost_models/h100-tf32.json] \\
+        [--concurrency 32] [--out bench/results/standin_load.json]
+
+Starts `uvicorn --factory api:create_app` on the demo checkpoint with `TTS_DEVICE_COST_MODEL` (a benchmark tool:
+the engine's steps, and the codec's calls once the codec scheduler runs on `runtime.codec_runner`, become waits of
+the modelled length on one shared device timeline), then `bench/loadgen.py` levels of 1 and N streams. What is left
+over is the wiring's: HTTP, parsing, guards, scheduling, framing, encoding. The goal (issue 38): N=32 starts within
+1.3x (+100 ms) of one alone, with no underrun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.loadgen import LevelSpec, run_level, summarise  # noqa: E402
+
+TEXT = ("The quick brown fox jumps over the lazy dog, then naps in the warm afternoon sun while the children play "
+        "by the river and the old miller counts his sacks of flour.")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(cost_model: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
+    env.update({"TTS_DEVICE_COST_MODEL": str(cost_model), "TTS_AUTH_ENABLED": "false", "TTS_DEVICE": "cpu",
+                "TTS_DEMO_DIR": str(Path(tempfile.gettempdir()) / "tts-standin-demo"), "PYTHONUNBUFFERED": "1"})
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "api:create_app", "--host", "127.0.0.1",
+                                 "--port", str(port), "--no-access-log"], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            if httpx.get(f"{url}/v1/tts/ready", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.terminate()
+    raise RuntimeError(f"server not ready:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+async def levels(url: str, pid: int, concurrency: int) -> list[dict]:
+    rows = []
+    for n in (1, concurrency):
+        spec = LevelSpec(base_url=url, concurrency=n, text=TEXT, sample_rate=16000, prebuffer_s=0.1, stagger_s=0.0)
+        rows.append(summarise(await run_level(spec, server_pid=pid)))
+    return rows
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cost-model", type=Path, default=ROOT / "bench" / "cost_models" / "h100-tf32.json")
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "standin" / "standin_load.json")
+    args = p.parse_args()
+    log = Path(tempfile.gettempdir()) / "tts-standin-server.log"
+    proc, url = start(args.cost_model, log)
+    try:
+        rows = asyncio.run(levels(url, proc.pid, args.concurrency))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    one, many = rows
+    ratio = many["ttfb_p95_s"] / one["ttfb_p50_s"] if one["ttfb_p50_s"] else None
+    goal = 1.3 * one["ttfb_p50_s"] + 0.1 if one["ttfb_p50_s"] else None
+    print("| streams | TTFA p50 ms | TTFA p95 ms | underruns (streams) | CPU s / audio s |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        cpu = r.get("cpu_s_per_audio_s")
+        print(f"| {r['concurrency']} | {1000 * r['ttfb_p50_s']:.0f} | {1000 * r['ttfb_p95_s']:.0f} | "
+              f"{r['underruns']} ({r['streams_with_underruns']}) | {cpu if cpu is None else round(cpu, 4)} |")
+    print(f"p95 at {args.concurrency} / p50 alone: {ratio:.2f}; goal p95 <= {1000 * goal:.0f} ms "
+          f"({'met' if many['ttfb_p95_s'] <= goal and many['underruns'] == 0 else 'NOT met'})")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"cost_model": str(args.cost_model.name), "levels": rows, "ratio_p95_over_p50": ratio},
+                                   indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""The device stand-in (a benchmark tool): well-formed Spark ids from batched steps on one shared device timeline,
+codec calls of the right lengths on the same timeline, and refusal with a real checkpoint. Virtual clock: no wall
+timings."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.sim.virtual_loop import run_virtual
+from core.llm import LLMEngine, SamplingConfig
+from core.tokens import TokenParser, VocabLayout
+from processing.prompt import build_prompt_ids
+from services.codec.cost_model import CostModel, CostModelRunner, DeviceTimeline
+from services.codec.cost_model_engine import CostModelEngine
+from services.codec.scheduler import Call
+from services.codec.windows import DecodeWindow
+
+MODEL = CostModel.from_dict({
+    "name": "t", "llm_step_ms": {"fixed": 3.0, "per_row": 0.5}, "llm_prefill_ms": {"fixed": 1.0, "per_token": 0.0},
+    "decode_ms": {"fixed": 2.0, "per_token": 0.01}, "sr_ms": {"fixed": 2.0, "per_input_sample": 0.0},
+    "host_ms": {"per_audio_second": 0.0}})
+
+
+@pytest.fixture(scope="module")
+def tokenizer(demo_model_dir: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(demo_model_dir / "LLM"))
+
+
+def test_streams_are_well_formed_and_steps_are_batched_on_one_device(tokenizer, demo_model_dir: Path) -> None:
+    from core.voices import VoiceRegistry
+
+    layout = VocabLayout.from_tokenizer(tokenizer)
+    voice = VoiceRegistry.from_file(demo_model_dir / "voices.json").resolve("fixed")
+    prompt, mode = build_prompt_ids(tokenizer, "Hello there.", voice, global_tokens=voice.global_tokens)
+
+    async def main() -> tuple[list[list[int]], float, dict[str, float]]:
+        device = DeviceTimeline()
+        engine = CostModelEngine.from_tokenizer(tokenizer, layout, MODEL, device)
+        assert isinstance(engine, LLMEngine)
+        runner = CostModelRunner(MODEL, device)
+
+        async def collect(rid: str) -> list[int]:
+            return [i async for d in engine.stream(prompt, SamplingConfig(), rid) for i in d]
+
+        window = DecodeWindow(np.zeros(40, np.int32), None, 8, 32)
+        codec = runner.run(Call("decode", (window,), 48, 1))
+        *streams, audio = await asyncio.gather(collect("a"), collect("b"), codec)
+        assert [a.size for a in audio] == [24 * 320]
+        assert engine.active_requests() == set()
+        return streams, asyncio.get_running_loop().time(), device.busy_seconds
+
+    streams, elapsed, busy = run_virtual(main)
+    for ids in streams:
+        assert ids[-1] == layout.im_end_id
+        parser = TokenParser(layout, mode=mode)
+        parser.feed(ids)
+        assert len(parser.finish().semantic) == round(3.5 * len(b"Hello there."))
+    steps = len(streams[0])  # both requests step together: one step per id, two rows each
+    assert busy["llm"] == pytest.approx(steps * MODEL.llm_step.seconds(2) + MODEL.llm_prefill.seconds(len(prompt) * 2))
+    assert busy["decode"] == pytest.approx(MODEL.decode.seconds(48))
+    assert elapsed == pytest.approx(busy["llm"] + busy["decode"])  # one device: nothing overlaps
+
+
+def test_the_stand_in_is_refused_with_real_weights(tmp_path: Path) -> None:
+    from services.deployment.runtime import ModelRuntime
+    from shared.settings import Settings
+
+    runtime = ModelRuntime(Settings(device_cost_model=Path("bench/cost_models/h100-tf32.json"), warmup=False))
+    runtime.checkpoint = type("Checkpoint", (), {"is_demo": False})()  # as loaded from a real model directory
+    with pytest.raises(RuntimeError, match="benchmark tool"):
+        asyncio.run(runtime.create_engine())
