@@ -49,8 +49,8 @@ class Admission:
 
     def __init__(self, scheduler: Any, *, clock: Callable[[], float] | None = None,
                  generating: Callable[[], int] | None = None, need_tokens_per_s: float = REALTIME_TOKENS_PER_S,
-                 pace_margin: float = 1.5, pace_window_s: float = 1.0, min_pace_sample_s: float = 0.25,
-                 max_codec_busy: float = 0.7, miss_grace_s: float = 0.05, bucket_s: float = 0.05) -> None:
+                 pace_margin: float = 1.0, pace_window_s: float = 1.0, min_pace_sample_s: float = 0.25,
+                 max_codec_busy: float = 1.0, miss_grace_s: float = 0.05, bucket_s: float = 0.05) -> None:
         self.scheduler = scheduler
         self.clock = clock or getattr(scheduler, "clock", None) or time.monotonic
         self.generating = generating
