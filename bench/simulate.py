@@ -56,7 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     base = CostModel.load(args.cost_model).with_overrides(host_ms=args.host_ms)
     slopes = [float(s) for s in args.sweep_per_row.split(",")] if args.sweep_per_row else [args.llm_per_row]
-    admission: dict[str, Any] = {"pace_margin": 0.0, "max_codec_busy": float("inf"), "miss_grace_s": float("inf")} \
+    admission: dict[str, Any] = {"pace_margin": 0.0, "max_codec_busy": float("inf"), "miss_grace_s": float("inf"),
+                     "max_codec_share": float("inf"), "ramp_floor": 10**9} \
         if args.no_admission else {}
     reports = []
     for slope in slopes:

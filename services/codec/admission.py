@@ -3,6 +3,10 @@ time. Overload is refused (503 with Retry-After), never spread over everyone.
 
 The LLM and the codec share one device, so both are read, and neither by a fixed count:
 
+0. **Ramp.** Streams admitted within the last `pace_window_s` are not in any measure yet (their windows have barely
+   reached the device). At most as many as the streams older than that (and at least `ramp_floor`) may be that
+   recent: the open streams at most double per window, so a burst of hundreds cannot slip in before the
+   measures move (600 arrivals within 2 s otherwise admitted 181-255 that all underran).
 1. **Deadline misses.** A playing stream whose window finished more than `miss_grace_s` after its audio ran out
    at real-time playback (the scheduler's `recent_misses`, last `busy_window_s`): the device is already short;
    refuse. The grace is half the 100 ms prebuffer a client is assumed to hold: the scheduler's deadlines assume
@@ -12,10 +16,14 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
    step cost grew in proportion to its rows (conservative: a step's fixed part does not grow). Real time needs
    `need_tokens_per_s` (50: one semantic token is 20 ms of audio); below that times `pace_margin`, refuse. The
    pace already carries the codec's share of the device (codec calls delay the engine's steps).
-3. **The codec's share.** The scheduler's busy ratio, projected for one more playing stream; above
+3. **The codec's cost per stream.** Codec device seconds per second of one open stream, measured over the last
+   `codec_window_s`, times the streams open now plus one: above `max_codec_share` of the device, refuse. The
+   streams count is exact at once, so a burst of arrivals is seen before its windows reach the device.
+4. **The codec's share.** The scheduler's busy ratio, projected for one more playing stream; above
    `max_codec_busy`, refuse: the rest of the device belongs to the LLM. Streams admitted within the last
    `pace_window_s` are not in the measured share yet (their windows have barely started), so the share is scaled
-   by (streams + 1) / (streams - those): a burst of arrivals cannot all slip in before the measure moves.
+   by (streams + 1) / (streams - those), at most 2: a burst of arrivals cannot all slip in before the measure
+   moves.
 
 Min slack is not a rule: a stream that has just started holds only its first chunk (80 ms on the balanced
 schedule), so a slack threshold would refuse on every newcomer; a stream really running dry is a miss (1).
@@ -50,7 +58,9 @@ class Admission:
     def __init__(self, scheduler: Any, *, clock: Callable[[], float] | None = None,
                  generating: Callable[[], int] | None = None, need_tokens_per_s: float = REALTIME_TOKENS_PER_S,
                  pace_margin: float = 1.0, pace_window_s: float = 1.0, min_pace_sample_s: float = 0.25,
-                 max_codec_busy: float = 1.0, miss_grace_s: float = 0.05, bucket_s: float = 0.05) -> None:
+                 max_codec_busy: float = 1.0, miss_grace_s: float = 0.05, bucket_s: float = 0.05,
+                 max_codec_share: float = 0.85, codec_window_s: float = 5.0, min_codec_sample_s: float = 5.0,
+                 ramp_floor: int = 16) -> None:
         self.scheduler = scheduler
         self.clock = clock or getattr(scheduler, "clock", None) or time.monotonic
         self.generating = generating
@@ -60,6 +70,14 @@ class Admission:
         self.min_pace_sample_s = min_pace_sample_s
         self.max_codec_busy = max_codec_busy
         self.miss_grace_s = miss_grace_s
+        self.max_codec_share = max_codec_share
+        self.ramp_floor = ramp_floor
+        self.codec_window_s = codec_window_s
+        self.min_codec_sample_s = min_codec_sample_s
+        # (bucket start, stream-seconds open, codec device seconds) per 0.25 s, over codec_window_s
+        self._codec: deque[list[float]] = deque()
+        self._last_streams = 0
+        self._last_codec_s = 0.0
         self._bucket_s = bucket_s
         # (bucket start, tokens, request-seconds of generation) per bucket_s: O(1) per note_tokens call.
         self._buckets: deque[list[float]] = deque()
@@ -74,13 +92,31 @@ class Admission:
         """Accumulate request-seconds of generation up to now; return now."""
         now = self.clock()
         generating = self.generating() if self.generating is not None else 0
+        streams = self.scheduler.active_streams
+        codec_s = float(self.scheduler.stats.busy_seconds)
         if self._last_t is not None and now > self._last_t:
             self._bucket(now)[2] += self._last_generating * (now - self._last_t)
+            if not self._codec or now >= self._codec[-1][0] + 0.25:
+                self._codec.append([now, 0.0, 0.0])
+            self._codec[-1][1] += self._last_streams * (now - self._last_t)
+            self._codec[-1][2] += codec_s - self._last_codec_s
         self._last_t, self._last_generating = now, generating
+        self._last_streams, self._last_codec_s = streams, codec_s
         horizon = now - self.pace_window_s
         while self._buckets and self._buckets[0][0] + self._bucket_s < horizon:
             self._buckets.popleft()
+        while self._codec and self._codec[0][0] + 0.25 < now - self.codec_window_s:
+            self._codec.popleft()
         return now
+
+    def codec_cost(self) -> float | None:
+        """Measured codec device seconds per second of one open stream, over the last codec_window_s (None: fewer
+        than min_codec_sample_s stream-seconds measured)."""
+        self._advance()
+        stream_s = sum(b[1] for b in self._codec)
+        if stream_s < self.min_codec_sample_s:
+            return None
+        return sum(b[2] for b in self._codec) / stream_s
 
     def _bucket(self, now: float) -> list[float]:
         if not self._buckets or now >= self._buckets[-1][0] + self._bucket_s:
@@ -111,6 +147,10 @@ class Admission:
         while self._admitted_at and self._admitted_at[0] < now - self.pace_window_s:
             self._admitted_at.popleft()
         recent = len(self._admitted_at)  # admitted within the measuring window: not yet in the measures
+        streams = self.scheduler.active_streams
+        if recent >= max(self.ramp_floor, streams - recent):
+            return self._refuse("ramp", f"ramping up: {recent} streams admitted in the last "
+                                f"{self.pace_window_s:g} s are not in the measures yet", 1)
         generating = self.generating() if self.generating is not None else 0
         pace = self.pace() if self.generating is not None else None
         if pace is not None and generating > 0:
@@ -119,9 +159,14 @@ class Admission:
                 return self._refuse(
                     "llm_pace", f"overloaded: the LLM gives {pace:.0f} tokens/s per stream to {generating} streams; one more "
                     f"would leave ~{projected:.0f}, real time needs {self.need_tokens_per_s:.0f} with margin", 1)
-        streams = self.scheduler.active_streams
+        cost = self.codec_cost()
+        if cost is not None and cost * (streams + 1) > self.max_codec_share:
+            return self._refuse("codec_cost", f"overloaded: {streams} streams hold the codec ~{cost * streams:.0%} of "
+                                f"the device; one more would pass {self.max_codec_share:.0%}", 1)
         busy = self.scheduler.busy_ratio()
-        if busy * (streams + 1) / max(1, streams - recent) > self.max_codec_busy:
+        # Streams admitted within the window are not in the measure yet; at most they double it (at start-up every
+        # stream is recent and the measure is their first windows alone).
+        if busy * min(2.0, (streams + 1) / max(1, streams - recent)) > self.max_codec_busy:
             return self._refuse("codec_busy", f"overloaded: the codec holds the device {busy:.0%} of the time", 1)
         self.admitted += 1
         self._admitted_at.append(now)

@@ -121,7 +121,8 @@ def test_overload_is_refused_and_no_admitted_stream_runs_dry() -> None:
 
 def test_admitting_everything_past_capacity_spreads_the_damage() -> None:
     report = _run(300, arrive_within_s=2.0,
-                  admission={"pace_margin": 0.0, "max_codec_busy": float("inf"), "miss_grace_s": float("inf")})
+                  admission={"pace_margin": 0.0, "max_codec_busy": float("inf"), "miss_grace_s": float("inf"),
+                     "max_codec_share": float("inf"), "ramp_floor": 10**9})
     assert report["streams_refused"] == 0
     assert report["underruns_prebuffer_100ms"] > 0
 
@@ -146,3 +147,68 @@ def test_cost_model_files_parse_and_bad_ones_say_why(tmp_path) -> None:
     bad.write_text(json.dumps({**H100, "decode_ms": {"fixed": 1}}))
     with pytest.raises(ValueError, match="decode_ms"):
         CostModel.load(bad)
+
+
+class _Scheduler:
+    """The figures Admission reads, set by hand (the scheduler's own are tested in test_codec_scheduler.py)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.active_streams = 0
+        self.busy = 0.0
+        self.misses = 0
+        self.stats = SimpleNamespace(busy_seconds=0.0)
+
+    def clock(self) -> float:
+        return self.now
+
+    def busy_ratio(self) -> float:
+        return self.busy
+
+    def recent_misses(self, grace_s: float = 0.0) -> int:
+        return self.misses
+
+
+def test_admission_refuses_on_misses_pace_and_codec_cost_with_retry_after() -> None:
+    from services.codec.admission import Admission
+
+    sched = _Scheduler()
+    generating = [0]
+    adm = Admission(sched, generating=lambda: generating[0])
+    assert adm.decide().admit
+    sched.misses = 1
+    refused = adm.decide()
+    assert not refused.admit and refused.retry_after_s >= 1 and "missed" in refused.reason
+    sched.misses = 0
+    # The LLM gives 40 tokens/s to each of 10 generating requests: below the 50 real time needs.
+    generating[0] = 10
+    for _ in range(20):
+        sched.now += 0.1
+        adm.note_tokens(40)
+    assert adm.pace() == pytest.approx(40, rel=0.1)
+    assert not adm.decide().admit and adm.refused["llm_pace"] == 1
+    # A fast LLM, but every open stream costs the codec 10% of the device: a 10th would pass 85%.
+    generating[0] = 1
+    sched.active_streams = 9
+    for _ in range(60):
+        sched.now += 0.1
+        sched.stats.busy_seconds += 0.09  # 9 streams x 0.01 s per 0.1 s
+        adm.note_tokens(30)
+    assert adm.codec_cost() == pytest.approx(0.1, rel=0.05)
+    assert not adm.decide().admit and adm.refused["codec_cost"] == 1
+    sched.active_streams = 7
+    assert adm.decide().admit
+
+
+def test_admission_ramps_up_while_new_streams_are_unmeasured() -> None:
+    from services.codec.admission import Admission
+
+    sched = _Scheduler()
+    adm = Admission(sched, ramp_floor=4)
+    decisions = []
+    for _ in range(6):  # six arrivals in the same instant, no stream measured yet
+        decisions.append(adm.decide().admit)
+        sched.active_streams += decisions[-1]
+    assert decisions == [True] * 4 + [False] * 2 and adm.refused["ramp"] == 2
+    sched.now += 1.5  # a window later they are old: as many again may come
+    assert adm.decide().admit
