@@ -5,8 +5,8 @@
         [--concurrency 32] [--out bench/results/standin_load.json]
 
 Starts `uvicorn --factory api:create_app` on the demo checkpoint with `TTS_DEVICE_COST_MODEL` (a benchmark tool:
-the engine's steps, and the codec's calls once the codec scheduler runs on `runtime.codec_runner`, become waits of
-the modelled length on one shared device timeline), then `bench/loadgen.py` levels of 1 and N streams. What is left
+the engine's steps and the codec's calls, through `runtime.codec_runner` or the pipeline's direct model calls,
+become waits of the modelled length on one shared device timeline), then `bench/loadgen.py` levels of 1 and N streams. What is left
 over is the wiring's: HTTP, parsing, guards, scheduling, framing, encoding. The goal (issue 38): N=32 starts within
 1.3x (+100 ms) of one alone, with no underrun.
 """

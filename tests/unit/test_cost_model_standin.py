@@ -75,3 +75,26 @@ def test_the_stand_in_is_refused_with_real_weights(tmp_path: Path) -> None:
     runtime.checkpoint = type("Checkpoint", (), {"is_demo": False})()  # as loaded from a real model directory
     with pytest.raises(RuntimeError, match="benchmark tool"):
         asyncio.run(runtime.create_engine())
+
+
+def test_direct_codec_calls_wait_on_the_same_device_from_worker_threads() -> None:
+    import torch
+
+    from services.codec.cost_model import stand_in_codecs
+
+    inner = type("Codec", (), {"hop_length": 320, "device": "cpu"})()
+    sr_inner = type("SR", (), {"grid": 80, "context": 880, "config": type("C", (), {"ratio": 3})()})()
+
+    async def main() -> None:
+        device = DeviceTimeline()
+        decoder, sr = stand_in_codecs(inner, sr_inner, MODEL, device, asyncio.get_running_loop())
+        wav = await asyncio.to_thread(decoder.decode_with_speaker, torch.zeros(2, 30, dtype=torch.long), None)
+        assert tuple(wav.shape) == (2, 30 * 320) and decoder.hop_length == 320
+        out = await asyncio.to_thread(sr.enhance_window, np.zeros(4000, np.float32))
+        assert out.size == 12_000 and sr.grid == 80
+        assert device.busy_seconds["decode"] == pytest.approx(MODEL.decode.seconds(60))
+        assert device.busy_seconds["sr"] == pytest.approx(MODEL.sr.seconds(4000))
+        with pytest.raises(RuntimeError, match="event loop"):
+            decoder.decode_with_speaker(torch.zeros(1, 4, dtype=torch.long), None)
+
+    asyncio.run(main())
