@@ -247,13 +247,8 @@ class SuperResolution:
     input_rate = 16000
     output_rate = 48000
 
-    def __init__(
-        self,
-        generator: APBWEGenerator,
-        config: APBWEConfig,
-        device: str | torch.device = "cpu",
-        offline_block: int = 30 * 16000,
-    ) -> None:
+    def __init__(self, generator: APBWEGenerator, config: APBWEConfig, device: str | torch.device = "cpu",
+                 offline_block: int = 30 * 16000) -> None:
         self.config = config
         self.device = _resolve_device(device)
         self.generator = generator.to(self.device).eval()
@@ -292,25 +287,18 @@ class SuperResolution:
     @torch.inference_mode()
     def enhance_window(self, x16: np.ndarray) -> np.ndarray:
         """The offline recipe on one window: 16 kHz samples in, exactly 3x as many 48 kHz samples out."""
-        n = len(x16)
-        if n == 0:
-            return np.zeros(0, np.float32)
         x = torch.from_numpy(np.ascontiguousarray(x16, dtype=np.float32)).to(self.device)
-        return self._enhance(x[None])[0].float().cpu().numpy()
+        return self._enhance(x[None])[0].float().cpu().numpy() if x.numel() else np.zeros(0, np.float32)
 
     @torch.inference_mode()
     def enhance_batch(self, x16: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Rows of 16 kHz samples [B, S] -> [B, 3S] at 48 kHz, on the model's device (the caller copies it out).
-
-        Rows shorter than S are right zero-padded by the caller: a row's output away from its padded end (beyond
-        the `context` reach) is bit-identical to `enhance_window` of the row alone, since every op is per row and
-        length-independent (specs/gpu_serving.md §2). A window at a stream's true end is reflect-padded by the
-        STFT at its own end: run it at its exact length (rows of one length may share a call)."""
+        Rows are right zero-padded: a row's output beyond `context` from its padded end equals `enhance_window` of the
+        row alone (every op is per row; bit-identical, or ~1e-8 where a CPU's GEMM rounds by length). A stream's true
+        end is reflect-padded by the STFT: run it at its exact length (rows of one length may share a call)."""
         x = torch.as_tensor(x16).to(self.device, torch.float32, non_blocking=True)
         if x.dim() != 2:
             raise ValueError(f"enhance_batch takes [B, S] samples, got shape {list(x.shape)}")
-        if x.shape[1] == 0:
-            return x.new_zeros(x.shape[0], 0)
         return self._enhance(x)
 
     def _enhance(self, x: torch.Tensor) -> torch.Tensor:  # (B, n) on the device -> (B, 3n)
@@ -333,9 +321,7 @@ class SuperResolution:
         head = stream.push(wav16)
         return np.concatenate([head, stream.finish()])
 
-    def stream(
-        self, min_block: int = 1600, max_block: int = 10 * 16000, context: int | None = None
-    ) -> SRStream:
+    def stream(self, min_block: int = 1600, max_block: int = 10 * 16000, context: int | None = None) -> SRStream:
         return SRStream(self, min_block=min_block, max_block=max_block, context=context)
 
 
