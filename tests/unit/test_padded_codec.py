@@ -4,6 +4,7 @@ row's kept samples, through the real scheduler, for every latency schedule's win
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ DECODE_ATOL = 3e-5
 # AP-BWE rows: right zero-padding changes nothing the kept region reads, but this CPU's GEMMs round a few samples by
 # ~1e-8 at some lengths (seen 1.5e-8 max over random shapes; a grid-aligned bucket often gives 0).
 SR_ATOL = 1e-6
+TINY_BICODEC = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "bicodec_tiny"
 SLOW = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -82,6 +84,22 @@ def test_the_mask_is_what_makes_padding_exact(decoder) -> None:
     unmasked = decoder.decode_padded(ids, np.array([24]), d)[0, : 12 * 320].numpy()
     masked = decoder.decode_padded(ids, np.array([12]), d)[0, : 12 * 320].numpy()
     assert np.abs(masked - alone).max() <= DECODE_ATOL < np.abs(unmasked - alone).max()
+
+
+def test_the_upstream_fixture_decodes_the_same_padded_and_batched() -> None:
+    """The upstream tiny checkpoint's two rows, padded to 160 tokens beside a shorter row: the upstream decode."""
+    if not (TINY_BICODEC / "expected.npz").is_file():
+        pytest.skip(f"BiCodec fixture not found at {TINY_BICODEC}")
+    tiny = BiCodecDecoder.from_pretrained(TINY_BICODEC)
+    expected = dict(np.load(TINY_BICODEC / "expected.npz"))
+    semantic, d = expected["semantic"], torch.from_numpy(expected["d_vector"])
+    n = semantic.shape[1]
+    ids = np.zeros((3, 160), np.int64)
+    ids[:2, :n], ids[2, :60] = semantic, semantic[0, :60]
+    wav = tiny.decode_padded(ids, np.array([n, n, 60]), torch.cat([d, d[:1]]))
+    np.testing.assert_allclose(wav[:2, : n * 320].numpy(), expected["wav"][:, 0], atol=1e-4, rtol=0)
+    short = tiny.decode_with_speaker(torch.from_numpy(semantic[:1, :60]), d[:1])[0]
+    np.testing.assert_allclose(wav[2, : 60 * 320].numpy(), short.numpy(), atol=DECODE_ATOL, rtol=0)
 
 
 def test_decode_padded_refuses_mismatched_shapes(decoder) -> None:
