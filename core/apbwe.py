@@ -207,8 +207,8 @@ def random_generator(cfg: APBWEConfig, seed: int = 0) -> APBWEGenerator:
 
 @dataclass(frozen=True)
 class Spectrum:
-    logamp: torch.Tensor  # (1, bins, T)
-    pha: torch.Tensor  # (1, bins, T)
+    logamp: torch.Tensor  # (B, bins, T)
+    pha: torch.Tensor  # (B, bins, T)
 
 
 class _Frontend:
@@ -217,17 +217,24 @@ class _Frontend:
     def __init__(self, cfg: APBWEConfig, device: torch.device) -> None:
         self.cfg = cfg
         self.window = torch.hann_window(cfg.win_size, periodic=True, device=device)
+        exact_stft.check_nola(self.window, cfg.n_fft, cfg.hop_size)  # once here: no host sync per window
         # torch.stft reflect padding needs more samples than n_fft/2; shorter inputs are zero-padded.
         self.min_input = cfg.n_fft // 2 // cfg.ratio + 1
 
     def analyse(self, x48: torch.Tensor) -> Spectrum:
+        """x48 (N,) or (B, N) -> (B, bins, T) each (B = 1 for a 1-D signal)."""
         # FFTs of one batch shape (core/exact_stft): a frame rounds the same in a streamed window as offline on a GPU.
-        spec = exact_stft.stft(x48, self.cfg.n_fft, self.cfg.hop_size, self.window)
-        return Spectrum(torch.log(spec.abs() + LOG_FLOOR)[None], torch.angle(spec)[None])
+        spec = exact_stft.stft(x48.reshape(-1, x48.shape[-1]), self.cfg.n_fft, self.cfg.hop_size, self.window)
+        return Spectrum(torch.log(spec.abs() + LOG_FLOOR), torch.angle(spec))
 
     def synthesise(self, out: Spectrum, length: int) -> torch.Tensor:
-        spec = torch.polar(torch.exp(out.logamp[0]), out.pha[0])  # the log floor is not subtracted
-        return exact_stft.istft(spec, self.cfg.n_fft, self.cfg.hop_size, self.window, length)
+        """(1, bins, T) -> (length,)."""
+        return self.synthesise_batch(out, length)[0]
+
+    def synthesise_batch(self, out: Spectrum, length: int) -> torch.Tensor:
+        """(B, bins, T) -> (B, length)."""
+        spec = torch.polar(torch.exp(out.logamp), out.pha)  # the log floor is not subtracted
+        return exact_stft.istft(spec, self.cfg.n_fft, self.cfg.hop_size, self.window, length, check=False)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -240,13 +247,8 @@ class SuperResolution:
     input_rate = 16000
     output_rate = 48000
 
-    def __init__(
-        self,
-        generator: APBWEGenerator,
-        config: APBWEConfig,
-        device: str | torch.device = "cpu",
-        offline_block: int = 30 * 16000,
-    ) -> None:
+    def __init__(self, generator: APBWEGenerator, config: APBWEConfig, device: str | torch.device = "cpu",
+                 offline_block: int = 30 * 16000) -> None:
         self.config = config
         self.device = _resolve_device(device)
         self.generator = generator.to(self.device).eval()
@@ -285,10 +287,22 @@ class SuperResolution:
     @torch.inference_mode()
     def enhance_window(self, x16: np.ndarray) -> np.ndarray:
         """The offline recipe on one window: 16 kHz samples in, exactly 3x as many 48 kHz samples out."""
-        n = len(x16)
-        if n == 0:
-            return np.zeros(0, np.float32)
         x = torch.from_numpy(np.ascontiguousarray(x16, dtype=np.float32)).to(self.device)
+        return self._enhance(x[None])[0].float().cpu().numpy() if x.numel() else np.zeros(0, np.float32)
+
+    @torch.inference_mode()
+    def enhance_batch(self, x16: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Rows of 16 kHz samples [B, S] -> [B, 3S] at 48 kHz, on the model's device (the caller copies it out).
+        Rows are right zero-padded: a row's output beyond `context` from its padded end equals `enhance_window` of the
+        row alone (every op is per row; bit-identical, or ~1e-8 where a CPU's GEMM rounds by length). A stream's true
+        end is reflect-padded by the STFT: run it at its exact length (rows of one length may share a call)."""
+        x = torch.as_tensor(x16).to(self.device, torch.float32, non_blocking=True)
+        if x.dim() != 2:
+            raise ValueError(f"enhance_batch takes [B, S] samples, got shape {list(x.shape)}")
+        return self._enhance(x)
+
+    def _enhance(self, x: torch.Tensor) -> torch.Tensor:  # (B, n) on the device -> (B, 3n)
+        n = x.shape[-1]
         if n < self._frontend.min_input:
             x = F.pad(x, (0, self._frontend.min_input - n))
         # Every convolution here is length-independent (core/exact_conv), so a window's samples round the same
@@ -296,8 +310,8 @@ class SuperResolution:
         x48 = self.resample(x)
         spec = self._frontend.analyse(x48)
         logamp, pha = self.generator(spec.logamp, spec.pha)
-        y = self._frontend.synthesise(Spectrum(logamp, pha), length=x48.numel())
-        return y[: n * self.config.ratio].float().cpu().numpy()
+        y = self._frontend.synthesise_batch(Spectrum(logamp, pha), length=x48.shape[-1])
+        return y[:, : n * self.config.ratio]
 
     # -- public API ---------------------------------------------------------------------------------------
 
@@ -307,9 +321,7 @@ class SuperResolution:
         head = stream.push(wav16)
         return np.concatenate([head, stream.finish()])
 
-    def stream(
-        self, min_block: int = 1600, max_block: int = 10 * 16000, context: int | None = None
-    ) -> SRStream:
+    def stream(self, min_block: int = 1600, max_block: int = 10 * 16000, context: int | None = None) -> SRStream:
         return SRStream(self, min_block=min_block, max_block=max_block, context=context)
 
 

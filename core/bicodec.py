@@ -31,6 +31,7 @@ from core.nn import (
     VocosBackbone,
     WNConv1d,
     fold_weight_norms,
+    length_mask,
 )
 
 CONFIG_FILE = "config.yaml"
@@ -183,11 +184,11 @@ class FeaturePrenet(nn.Module):
         self.linear = nn.Linear(dim, cfg.latent_dim)
         self.use_tanh = cfg.prenet_use_tanh
 
-    def forward(self, z_q: Tensor, d_vector: Tensor) -> Tensor:
+    def forward(self, z_q: Tensor, d_vector: Tensor, mask: Tensor | None = None) -> Tensor:
         x = self.linear_pre(z_q.transpose(1, 2)).transpose(1, 2)
         for sampler, backbone in self.downsample:
-            x = backbone(sampler(x))
-        x = self.vocos_backbone(x, d_vector)
+            x = backbone(sampler(x), mask=mask)
+        x = self.vocos_backbone(x, d_vector, mask)
         x = self.linear(x.transpose(1, 2)).transpose(1, 2)
         return torch.tanh(x) if self.use_tanh else x
 
@@ -210,8 +211,16 @@ class DecoderBlock(nn.Module):
             ResidualUnit(out_dim, 9),
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.block(x)
+    def forward(self, x: Tensor, mask_in: Tensor | None = None, mask_out: Tensor | None = None) -> Tensor:
+        """`mask_in` at the input's rate, `mask_out` at the upsampled rate (None: unpadded rows)."""
+        if mask_in is None:
+            return self.block(x)
+        snake, upsample, *residuals = self.block
+        # The transposed conv spreads input step t over outputs up to t * stride + pad: its input is masked too.
+        x = upsample(snake(x).mul_(mask_in))
+        for unit in residuals:
+            x = unit(x, mask_out)
+        return x
 
 
 class WaveGenerator(nn.Module):
@@ -229,8 +238,20 @@ class WaveGenerator(nn.Module):
         layers += [Snake1d(out_dim), WNConv1d(out_dim, 1, 7, padding=3), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model(x)
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """`lengths` [B] (frames): right-padded rows, each convolution's input zeroed beyond its row's length."""
+        if lengths is None:
+            return self.model(x)
+        first, *blocks, snake, last, tanh = self.model
+        steps, rate = x.shape[-1], 1
+        mask = length_mask(lengths, steps)
+        x = first(x * mask)
+        for block in blocks:
+            stride = block.block[1].stride
+            mask_out = length_mask(lengths, steps * rate * stride, rate * stride)
+            x = block(x, mask, mask_out)
+            mask, rate = mask_out, rate * stride
+        return tanh(last(snake(x).mul_(mask)))
 
 
 class SemanticDequantizer(nn.Module):
@@ -416,6 +437,28 @@ class BiCodecDecoder(nn.Module):
         d = d.expand(semantic.shape[0], -1)
         x = self.prenet(self.quantizer(semantic), d) + d.unsqueeze(-1)
         return self.decoder(x).squeeze(1)
+
+    @torch.inference_mode()
+    def decode_padded(self, ids: Any, lengths: Any, d_vector: Any) -> Tensor:
+        """Right-padded rows: ids [B, L] + valid lengths [B] (tokens) + d-vectors [B, D] -> waveform [B, L * hop]
+        on the decoder's device. Row b's first lengths[b] * hop samples equal `decode_with_speaker` of its first
+        lengths[b] ids alone (within ~1e-5: the convolutions round differently at another length); the rest is
+        padding garbage. Every convolution's input is zeroed beyond the row's valid length at that layer's rate,
+        with masks built on the device from `lengths`.
+
+        The serving path (services/codec): no range check and no host sync here; the ids were checked where they
+        entered (core/streaming), and padding positions must hold valid ids (0). Shapes are checked (free)."""
+        ids = torch.as_tensor(ids).to(self.device, torch.long, non_blocking=True)
+        lengths = torch.as_tensor(lengths).to(self.device, torch.long, non_blocking=True)
+        d = torch.as_tensor(d_vector).to(self.device, torch.float32, non_blocking=True)
+        if ids.dim() != 2 or lengths.shape != (ids.shape[0],) or d.shape != (ids.shape[0], self.d_vector_dim):
+            raise ValueError(
+                f"decode_padded takes ids [B, L], lengths [B] and d [B, {self.d_vector_dim}]; got "
+                f"{list(ids.shape)}, {list(lengths.shape)}, {list(d.shape)}"
+            )
+        mask = length_mask(lengths, ids.shape[1])
+        x = self.prenet(self.quantizer(ids), d, mask) + d.unsqueeze(-1)
+        return self.decoder(x, lengths).squeeze(1)
 
     @torch.inference_mode()
     def decode(self, semantic: Tensor, global_tokens: Tensor) -> Tensor:

@@ -41,8 +41,26 @@ def stft(x: Tensor, n_fft: int, hop: int, window: Tensor) -> Tensor:
     return spec.reshape(batch, count, -1).transpose(1, 2).reshape(*lead, n_fft // 2 + 1, count)
 
 
-def istft(spec: Tensor, n_fft: int, hop: int, window: Tensor, length: int) -> Tensor:
-    """complex (..., bins, T) -> (..., length), as `torch.istft(center=True, onesided=True, length=length)`."""
+def check_nola(window: Tensor, n_fft: int, hop: int) -> None:
+    """Refuse a window/hop whose overlap-add has zeros (NOLA). Reads the envelope on the host: call it once per
+    window (at set-up), not per call; `istft(check=False)` then runs without a host sync."""
+    count = 2 * (n_fft // hop) + 2
+    envelope = _envelope(window.detach().cpu(), n_fft, hop, count, (count - 1) * hop)
+    if torch.any(envelope.abs() < 1e-11):
+        raise RuntimeError("istft: the window's overlap-add has zeros (window/hop do not satisfy NOLA)")
+
+
+def _envelope(window: Tensor, n_fft: int, hop: int, count: int, length: int) -> Tensor:
+    win = _padded_window(window, n_fft)
+    fold = dict(output_size=(1, n_fft + hop * (count - 1)), kernel_size=(1, n_fft), stride=(1, hop))
+    envelope = F.fold((win * win).expand(count, n_fft).T[None], **fold)[0, 0, 0]
+    return envelope[n_fft // 2 : n_fft // 2 + length]
+
+
+def istft(spec: Tensor, n_fft: int, hop: int, window: Tensor, length: int, *, check: bool = True) -> Tensor:
+    """complex (..., bins, T) -> (..., length), as `torch.istft(center=True, onesided=True, length=length)`.
+
+    `check=False` skips the NOLA test (a host sync) for callers that ran `check_nola` on their window once."""
     lead, bins, count = spec.shape[:-2], spec.shape[-2], spec.shape[-1]
     rows = spec.reshape(-1, bins, count).transpose(1, 2)  # (B, T, bins)
     batch = rows.shape[0]
@@ -51,12 +69,12 @@ def istft(spec: Tensor, n_fft: int, hop: int, window: Tensor, length: int) -> Te
     total = n_fft + hop * (count - 1)
     fold = dict(output_size=(1, total), kernel_size=(1, n_fft), stride=(1, hop))
     y = F.fold(frames.reshape(batch, count, n_fft).transpose(1, 2), **fold)[:, 0, 0]  # (B, total)
-    envelope = F.fold((win * win).expand(count, n_fft).T[None], **fold)[0, 0, 0]
+    envelope = _envelope(window, n_fft, hop, count, length)
     start = n_fft // 2
-    y, envelope = y[:, start : start + length], envelope[start : start + length]
-    if torch.any(envelope.abs() < 1e-11):
+    y = y[:, start : start + length]
+    if check and torch.any(envelope.abs() < 1e-11):
         raise RuntimeError("istft: the window's overlap-add has zeros (window/hop do not satisfy NOLA)")
-    y = y / envelope
+    y = y / envelope[: y.shape[-1]]
     if y.shape[-1] < length:
         y = F.pad(y, (0, length - y.shape[-1]))
     return y.reshape(*lead, length)

@@ -1,6 +1,11 @@
 """Reusable neural-network blocks of the codecs (the `dac/nn` of this project): weight-normed convolutions, Snake,
 adaptive layer norm, ConvNeXt / Vocos backbone, DAC residual units.
 
+Padded batches: the blocks that hold a temporal convolution take an optional `mask` ([B, 1, T], 1 inside a row's
+valid length, 0 beyond it) and zero that convolution's input with it. Every other op here is pointwise in time, so a
+row right-padded into a longer batch then computes, over its valid length, what it computes alone (a convolution
+reads zeros beyond the valid end either way); the padded tail is garbage and is cut by the caller.
+
 Parameters are created empty: weights always come from a checkpoint (or a random-weight builder), so no init is
 spent here and a tree can be built on the meta device. Parameter names are the released checkpoints' own.
 """
@@ -62,6 +67,17 @@ class WNConv1d(nn.Module):
         return F.conv1d(x, w, self.bias, stride=self.stride, padding=self.padding, dilation=self.dilation)
 
 
+def masked(x: Tensor, mask: Tensor | None) -> Tensor:
+    """x with every time step beyond its row's valid length zeroed (x itself when there is no mask)."""
+    return x if mask is None else x * mask
+
+
+def length_mask(lengths: Tensor, steps: int, rate: int = 1) -> Tensor:
+    """[B, 1, steps] float mask of `lengths * rate` valid steps per row, built on the lengths' device (no sync)."""
+    t = torch.arange(steps, device=lengths.device)
+    return (t < (lengths * rate).unsqueeze(-1)).unsqueeze(1).to(torch.float32)
+
+
 def fold_weight_norms(module: nn.Module) -> None:
     """Fold every weight-normed conv under `module` into one plain weight (after loading `weight_g`/`weight_v`)."""
     for sub in module.modules():
@@ -107,8 +123,8 @@ class ConvNeXtBlock(nn.Module):
         self.pwconv2 = nn.Linear(intermediate_dim, dim)
         self.gamma = empty_parameter(dim)
 
-    def forward(self, x: Tensor, cond: Tensor | None) -> Tensor:  # x [B, C, T]
-        y = self.dwconv(x).transpose(1, 2)
+    def forward(self, x: Tensor, cond: Tensor | None, mask: Tensor | None = None) -> Tensor:  # x [B, C, T]
+        y = self.dwconv(masked(x, mask)).transpose(1, 2)
         y = self.norm(y, cond) if isinstance(self.norm, AdaLayerNorm) else self.norm(y)
         y = self.pwconv2(F.gelu(self.pwconv1(y)))
         return x + (self.gamma * y).transpose(1, 2)
@@ -132,12 +148,12 @@ class VocosBackbone(nn.Module):
         )
         self.final_layer_norm = nn.LayerNorm(dim, eps=1e-6)
 
-    def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
-        x = self.embed(x).transpose(1, 2)
+    def forward(self, x: Tensor, cond: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        x = self.embed(masked(x, mask)).transpose(1, 2)
         x = self.norm(x, cond) if isinstance(self.norm, AdaLayerNorm) else self.norm(x)
         x = x.transpose(1, 2)
         for block in self.convnext:
-            x = block(x, cond)
+            x = block(x, cond, mask)
         return self.final_layer_norm(x.transpose(1, 2)).transpose(1, 2)
 
 
@@ -158,5 +174,10 @@ class ResidualUnit(nn.Module):
             WNConv1d(dim, dim, 1),
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.block(x)
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        if mask is None:
+            return x + self.block(x)
+        snake, conv, snake2, pointwise = self.block
+        # The k7 conv's input is zeroed beyond the valid length (the Snake output is a fresh tensor: in place);
+        # the 1x1 conv is pointwise in time and needs no mask.
+        return x + pointwise(snake2(conv(snake(x).mul_(mask))))

@@ -22,7 +22,8 @@ from core.exact_conv import dense_conv1d
 
 @lru_cache(maxsize=16)
 def _kernel(
-    orig: int, new: int, lowpass_filter_width: int, rolloff: float, dtype: torch.dtype
+    orig: int, new: int, lowpass_filter_width: int, rolloff: float, dtype: torch.dtype,
+    device: torch.device = torch.device("cpu"),
 ) -> tuple[torch.Tensor, int]:
     """Polyphase kernel (new, 1, taps) and the one-sided width in input samples.
 
@@ -39,7 +40,9 @@ def _kernel(
     t = t * math.pi
     sinc = torch.where(t == 0, torch.ones_like(t), t.sin() / t)
     kernel = sinc * (window * (cutoff / orig))
-    return kernel[:, None, :], width
+    # Computed on the CPU (the reference's rounding), copied to the device once per device (cached), never per call:
+    # a per-window copy was a host-to-device transfer on every AP-BWE call and cannot sit inside a CUDA graph.
+    return kernel[:, None, :].to(device), width
 
 
 def sinc_resample(
@@ -56,8 +59,7 @@ def sinc_resample(
         return x
     g = math.gcd(orig_freq, new_freq)
     orig, new = orig_freq // g, new_freq // g
-    kernel, width = _kernel(orig, new, lowpass_filter_width, float(rolloff), x.dtype)
-    kernel = kernel.to(x.device)
+    kernel, width = _kernel(orig, new, lowpass_filter_width, float(rolloff), x.dtype, x.device)
 
     shape = x.shape
     n = shape[-1]

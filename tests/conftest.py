@@ -16,6 +16,19 @@ for _name in list(os.environ):
         del os.environ[_name]
 
 
+# Fixtures that stop or restart a server every test shares: a test using one runs in the serial pass.
+SERIAL_FIXTURES = frozenset({"pg_control"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """scripts/test runs the suite twice: `-m "not serial"` over parallel workers, then `-m serial` alone. A test
+    that stops a shared server (PostgreSQL through pg_control) would fail the other workers' tests meanwhile."""
+    for item in items:
+        if SERIAL_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.serial)
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():

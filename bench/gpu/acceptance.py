@@ -1,6 +1,6 @@
 """GPU acceptance: one command that settles every GPU claim, in resumable steps that each fit one 10-minute call.
 
-    python3 bench/gpu/acceptance.py [--steps parity,throughput,llm,service] [--device cuda] [--quick]
+    python3 bench/gpu/acceptance.py [--steps parity,throughput,llm,service,scheduler] [--device cuda] [--quick]
                                     [--fixtures DIR] [--results DIR] [--out DIR] [--force]
 
 Steps (bench/gpu/README.md has the exact command for each on a lent machine):
@@ -8,6 +8,8 @@ Steps (bench/gpu/README.md has the exact command for each on a lent machine):
   throughput  batched BiCodec decode and AP-BWE (fp32/tf32/bf16), the cloning encoder, the ctc aligner
   llm         Qwen2 at the released config (random weights), transformers, bf16: decode-step latency at B 1-64
   service     the real app, paced engine at the llm step's rate, released-size codec and SR: TTFA, underruns
+  scheduler   the codec scheduler with the real models: padded/batched/graph windows against unpadded and offline
+              for every latency schedule, graph capture time and memory per bucket (bench/gpu/scheduler_step.py)
 Each step writes `<results>/<step>.json` (default bench/results/acceptance/, which travels with the working tree);
 a later call skips a step whose result is there (unless --force), so a step cut off by the call limit is simply
 run again. Every call then rewrites `acceptance.json` and `acceptance.md` (all results so far) under --out
@@ -15,7 +17,8 @@ run again. Every call then rewrites `acceptance.json` and `acceptance.md` (all r
 runtime applies them at start.
 
 On a CPU (`--quick --device cpu`, run by the test suite) every step runs on tiny shapes: that checks the plumbing;
-the figures say nothing about a GPU.
+the figures say nothing about a GPU. A CPU run never touches GPU results: its default results folder is
+bench/results/acceptance-cpu/, and it refuses a results folder (or an --out folder) holding a GPU run's files.
 """
 
 from __future__ import annotations
@@ -34,11 +37,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.gpu import llm_step, parity, report, service_load, throughput  # noqa: E402
+from bench.gpu import llm_step, parity, report, scheduler_step, service_load, throughput  # noqa: E402
 
-STEPS = ("parity", "throughput", "llm", "service")
+STEPS = ("parity", "throughput", "llm", "service", "scheduler")
 CPU_NOTICE = "CPU: figures say nothing about a GPU"
 DEFAULT_RESULTS = ROOT / "bench" / "results" / "acceptance"
+DEFAULT_CPU_RESULTS = ROOT / "bench" / "results" / "acceptance-cpu"  # ignored by git: a CPU run's plumbing check
 
 
 def default_fixtures() -> Path | None:
@@ -73,6 +77,8 @@ def run_step(name: str, args: argparse.Namespace, results: dict[str, Any]) -> di
         top = 2 if args.quick else 64
         rate = llm_step.rate_at(results["llm"]["result"], top) if "llm" in results else None
         return service_load.run(args.device, args.quick, rate)
+    if name == "scheduler":
+        return scheduler_step.run(args.device, args.quick)
     raise ValueError(name)
 
 
@@ -85,13 +91,30 @@ def load_results(folder: Path) -> dict[str, Any]:
     return found
 
 
+def gpu_files(folder: Path) -> list[str]:
+    """Files in `folder` that a GPU run wrote (a step's or the combined page's machine is not a CPU)."""
+    found = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        steps = data.get("steps", {path.stem: data} if "machine" in data else {}) if isinstance(data, dict) else {}
+        if any(not str(s.get("machine", {}).get("device", "cpu")).startswith("cpu") for s in steps.values()
+               if isinstance(s, dict)):
+            found.append(path.name)
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, from {', '.join(STEPS)}")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="tiny shapes (the CPU plumbing check)")
     parser.add_argument("--fixtures", type=Path, default=default_fixtures())
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    parser.add_argument("--results", type=Path, default=None,
+                        help=f"default {DEFAULT_RESULTS.relative_to(ROOT)} (GPU), "
+                             f"{DEFAULT_CPU_RESULTS.relative_to(ROOT)} (CPU)")
     parser.add_argument("--out", type=Path, default=Path(os.environ["OUT"]) if os.environ.get("OUT") else None)
     parser.add_argument("--force", action="store_true", help="run steps that already have a result")
     args = parser.parse_args(argv)
@@ -100,7 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown steps {unknown}; accepted: {', '.join(STEPS)}")
     cpu = not args.device.startswith("cuda")
+    if args.results is None:
+        args.results = DEFAULT_CPU_RESULTS if cpu else DEFAULT_RESULTS
     if cpu:
+        for folder in {args.results, *([args.out] if args.out else [])}:
+            held = gpu_files(folder)
+            if held:  # a CPU run would mix its steps into a GPU run's and rewrite its page with a CPU notice
+                parser.error(f"{folder} holds GPU results ({', '.join(held)}); a CPU run never touches them: "
+                             "give it another --results/--out folder")
         print(CPU_NOTICE)
     args.results.mkdir(parents=True, exist_ok=True)
     numerics = apply_service_numerics(args.device)
@@ -129,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown)
     if cpu:
         print(CPU_NOTICE)
-    failed = [r["check"] for r in results.get("parity", {}).get("result", {}).get("rows", []) if r.get("ok") is False]
+    failed = [r["check"] for step in ("parity", "scheduler")
+              for r in results.get(step, {}).get("result", {}).get("rows", []) if r.get("ok") is False]
     if failed:
         print(f"PARITY FAILED: {', '.join(failed)}")
         return 1

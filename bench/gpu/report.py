@@ -96,8 +96,29 @@ def _service(step: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _scheduler(step: dict[str, Any]) -> list[str]:
+    result = step["result"]
+    lines = [f"{result['streams']} streams at once through `CodecScheduler` + `ModelRunner` ({result['size']}; decode "
+             f"{result['decode_precision']}, AP-BWE {result['sr_precision']}): padded, batched"
+             f"{', graph-replayed' if result['graphs'] else ''} windows against the same streams unpadded and offline.",
+             ""] + _parity(step)
+    summary = result["scheduler"]
+    lines += ["", "Scheduler: " + ", ".join(f"{k} {v}" for k, v in summary.items()) + "."]
+    if result["graphs"]:
+        lines += ["", f"CUDA graphs: {len(result['graphs'])} captured in {result['capture_s']:.1f} s, "
+                  f"{result['pool_mib']:.0f} MiB of pool in all.", "",
+                  "| kind | length | rows | precision | capture s | pool MiB | held MiB | replay ms | eager ms |",
+                  "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+        for g in result["graphs"]:
+            lines.append(f"| {g['kind']} | {g['length']} | {g['rows']} | {g['precision']} | {g['capture_s']:.2f} | "
+                         f"{g['pool_mib']:.1f} | {g['allocated_mib']:.1f} | {_f(g.get('replay_ms'), '.2f')} | "
+                         f"{_f(g.get('eager_ms'), '.2f')} |")
+    return lines
+
+
 SECTIONS = {"parity": ("Parity on the device", _parity), "throughput": ("Throughput", _throughput),
-            "llm": ("The LLM step", _llm), "service": ("The service under load", _service)}
+            "llm": ("The LLM step", _llm), "service": ("The service under load", _service),
+            "scheduler": ("The codec scheduler on the device", _scheduler)}
 
 
 def markdown(combined: dict[str, Any]) -> str:

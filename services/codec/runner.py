@@ -1,74 +1,154 @@
 """Device runners: what executes one scheduler `Call`.
 
-`ModelRunner` runs the real BiCodec and AP-BWE in one dedicated device thread (one hop per call, never per chunk or
-per row). Stand-ins for benchmarks live beside it (`cost_model.py`)."""
+`ModelRunner` runs the real BiCodec and AP-BWE in one dedicated device thread: one thread hop per call (never per
+chunk or per row), one packed host buffer copied in and one copied out per call (pinned and non-blocking on CUDA),
+one host sync per call (the output must reach the host), no range checks (the ids were checked where they entered).
+Rows go through the models' padded batch entry points (`BiCodecDecoder.decode_padded`, `SuperResolution.enhance_batch`):
+rows right-padded to the call's length bucket, each convolution's input masked beyond a row's valid length. On CUDA a
+call whose shape was captured replays its graph (services/codec/graphs.py); any other shape runs eager.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import threading
 from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
+from services.codec.graphs import CodecGraphs, run_decode
 from services.codec.scheduler import Call
 from services.codec.windows import DecodeWindow, SRWindow
 
 
-class ModelRunner:
-    """The real models. Decode rows go through `decoder.decode_padded` when the decoder has it (right-padded rows,
-    each convolution's input masked beyond the row's valid length); otherwise row by row at exact length."""
+class _Staging:
+    """Host buffers of one device thread, grown to the largest call seen and reused (pinned on CUDA: pinning per call
+    costs more than the copy). Reuse is safe because every call ends in a sync after its copy out."""
 
-    def __init__(self, decoder: Any, sr: Any | None = None, *, threads: int = 1) -> None:
+    def __init__(self, pinned: bool) -> None:
+        self.pinned = pinned
+        self._buffers: dict[tuple[str, torch.dtype], Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+        size = int(np.prod(shape))
+        buf = self._buffers.get((name, dtype))
+        if buf is None or buf.numel() < size:
+            buf = torch.empty(max(size, 1), dtype=dtype, pin_memory=self.pinned)
+            self._buffers[(name, dtype)] = buf
+        return buf[:size].view(shape)
+
+
+class ModelRunner:
+    """The real models behind the scheduler's `DeviceRunner` protocol.
+
+    `graphs`: captured CUDA graphs (capture them before serving); None runs every call eager (the CPU, or a GPU
+    without graphs). `threads`: device threads (1 on a GPU: kernels serialise anyway; a CPU may use more)."""
+
+    def __init__(self, decoder: Any, sr: Any | None = None, *, graphs: CodecGraphs | None = None,
+                 threads: int = 1) -> None:
         self.decoder = decoder
         self.sr = sr
+        self.graphs = graphs
         self.hop = int(decoder.hop_length)
+        self.device = torch.device(decoder.device)
+        self.cuda = self.device.type == "cuda"
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="codec-device")
+        self._local = threading.local()
+        self.graph_calls = 0
+        self.eager_calls = 0
 
     async def run(self, call: Call) -> list[np.ndarray]:
         loop = asyncio.get_running_loop()
-        fn = self._decode if call.kind == "decode" else self._super_resolve
-        return await loop.run_in_executor(self._pool, fn, call)
+        return await loop.run_in_executor(self._pool, self.run_sync, call)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # ---- in the device thread
-    def _decode(self, call: Call) -> list[np.ndarray]:
+    @torch.inference_mode()
+    def run_sync(self, call: Call) -> list[np.ndarray]:
+        """Run one call on the calling thread and return each row's kept samples (float32 copies)."""
+        if call.kind == "sr" and self.sr is None:
+            raise RuntimeError("an SR call without a super-resolution model")
+        graph = self.graphs.get(call) if self.graphs is not None else None
+        if call.kind == "decode":
+            out = self._decode(call, graph)
+            scale = self.hop
+        else:
+            out = self._super_resolve(call, graph)
+            scale = 1
+        self.graph_calls += graph is not None
+        self.eager_calls += graph is None
+        return [out[i, w.keep_start * scale : w.keep_end * scale].copy() for i, w in enumerate(call.windows)]
+
+    def _staging(self) -> _Staging:
+        staging = getattr(self._local, "staging", None)
+        if staging is None:
+            staging = self._local.staging = _Staging(pinned=self.cuda)
+        return staging
+
+    def _to_device(self, host: Tensor, static: Tensor | None) -> Tensor:
+        """The one copy in: into a graph's static buffer, or a fresh device tensor (eager)."""
+        if not self.cuda:
+            return host if static is None else static.copy_(host)
+        if static is None:
+            return host.to(self.device, non_blocking=True)
+        return static.copy_(host, non_blocking=True)
+
+    def _to_host(self, result: Tensor, name: str) -> np.ndarray:
+        """The one copy out (and the call's one sync on CUDA)."""
+        if not self.cuda:
+            return result.float().numpy()
+        host = self._staging().get(name, tuple(result.shape), torch.float32)
+        host.copy_(result, non_blocking=True)
+        torch.cuda.current_stream(self.device).synchronize()
+        return host.numpy()
+
+    def _decode(self, call: Call, graph: Any) -> np.ndarray:
         windows: list[DecodeWindow] = list(call.windows)  # type: ignore[arg-type]
-        padded = getattr(self.decoder, "decode_padded", None)
-        if padded is not None and call.length is not None:
-            length = call.length
-            ids = np.zeros((call.rows_padded, length), np.int64)
-            lengths = np.zeros(call.rows_padded, np.int64)
-            for i, w in enumerate(windows):
-                ids[i, : w.length] = w.ids
-                lengths[i] = w.length
-            lengths[len(windows):] = 1  # padding rows: one valid token, output ignored
-            d = torch.stack([torch.as_tensor(w.d_vector).reshape(-1) for w in windows])
-            if call.rows_padded > len(windows):
-                d = torch.cat([d, d[:1].expand(call.rows_padded - len(windows), -1)])
-            wav = padded(ids, lengths, d)  # [rows_padded, length * hop] float32 numpy
+        n = len(windows)
+        length = call.length if call.length is not None else max(w.length for w in windows)
+        rows = call.rows_padded if call.length is not None else n
+        # One packed buffer: ids, then each row's valid length in the last column. Padding rows decode one token
+        # of id 0 (their output is dropped); padding positions hold id 0 (a valid index).
+        packed = self._staging().get("decode_in", (rows, length + 1), torch.long)
+        view = packed.numpy()
+        view.fill(0)
+        for i, w in enumerate(windows):
+            view[i, : w.length] = w.ids
+            view[i, -1] = w.length
+        view[n:, -1] = 1
+        d = torch.stack([torch.as_tensor(w.d_vector, dtype=torch.float32).reshape(-1) for w in windows])
+        d = d.to(self.device, non_blocking=True)
+        if rows > n:
+            d = torch.cat([d, d[:1].expand(rows - n, -1)])
+        if graph is not None:
+            static_packed, static_d = graph.inputs
+            self._to_device(packed, static_packed)
+            static_d.copy_(d)
+            result = graph.replay()
         else:
-            wav = [self._decode_row(w) for w in windows]
-        return [np.ascontiguousarray(wav[i][w.keep_start * self.hop: w.keep_end * self.hop])
-                for i, w in enumerate(windows)]
+            result = run_decode(self.decoder, self._to_device(packed, None), d)
+        return self._to_host(result[:n], "decode_out")
 
-    def _decode_row(self, w: DecodeWindow) -> np.ndarray:
-        semantic = torch.from_numpy(w.ids.astype(np.int64)).reshape(1, -1).to(self.decoder.device)
-        d = torch.as_tensor(w.d_vector).reshape(1, -1)
-        return self.decoder.decode_with_speaker(semantic, d)[0].float().cpu().numpy()
-
-    def _super_resolve(self, call: Call) -> list[np.ndarray]:
-        assert self.sr is not None, "an SR call without a super-resolution model"
+    def _super_resolve(self, call: Call, graph: Any) -> np.ndarray:
         windows: list[SRWindow] = list(call.windows)  # type: ignore[arg-type]
-        batch = getattr(self.sr, "enhance_batch", None)
-        if batch is not None and call.length is not None:
-            x = np.zeros((call.rows_padded, call.length), np.float32)
-            for i, w in enumerate(windows):
-                x[i, : w.length] = w.samples
-            y = batch(x)  # [rows_padded, 3 * length]
+        n = len(windows)
+        if call.length is None and len({w.length for w in windows}) != 1:
+            raise ValueError("an exact-length SR call needs rows of one length (a true end must not be padded)")
+        length = call.length if call.length is not None else windows[0].length
+        rows = call.rows_padded if call.length is not None else n
+        x = self._staging().get("sr_in", (rows, length), torch.float32)
+        view = x.numpy()
+        view.fill(0.0)  # right zero-padding: the kept output is bit-identical (core/apbwe.enhance_batch)
+        for i, w in enumerate(windows):
+            view[i, : w.length] = w.samples
+        if graph is not None:
+            self._to_device(x, graph.inputs[0])
+            result = graph.replay()
         else:
-            y = [self.sr.enhance_window(w.samples) for w in windows]
-        return [np.ascontiguousarray(y[i][w.keep_start: w.keep_end]) for i, w in enumerate(windows)]
+            result = self.sr.enhance_batch(self._to_device(x, None))
+        return self._to_host(result[:n], "sr_out")

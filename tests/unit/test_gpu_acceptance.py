@@ -34,7 +34,7 @@ def test_every_step_runs_and_writes_its_result(first_run) -> None:  # noqa: ANN0
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "CPU: figures say nothing about a GPU" in done.stdout.splitlines()[-1]
     assert sorted(p.name for p in results.glob("*.json")) == sorted(
-        ["parity.json", "throughput.json", "llm.json", "service.json", "acceptance.json"])
+        ["parity.json", "throughput.json", "llm.json", "service.json", "scheduler.json", "acceptance.json"])
     combined = json.loads((out / "acceptance.json").read_text())
     assert combined["missing"] == [] and combined["cpu_notice"]
     steps = combined["steps"]
@@ -62,8 +62,15 @@ def test_every_step_runs_and_writes_its_result(first_run) -> None:  # noqa: ANN0
         ("balanced", 1), ("balanced", 2), ("lowest", 1), ("lowest", 2)]
     assert all(r["ttfa_p50_s"] and r["mean_batch"] is not None for r in service["rows"])
 
+    scheduler = steps["scheduler"]["result"]
+    assert scheduler["all_ok"] and scheduler["graphs"] == []  # a CPU runs eager: no graphs
+    assert {r["check"] for r in scheduler["rows"]} >= {
+        "demo-size scheduler: exact (full context) decode == offline", "demo-size scheduler: lowest decode, batched vs alone",
+        "demo-size scheduler: AP-BWE streams, batched == offline"}
+
     page = (out / "acceptance.md").read_text()
-    for title in ("Parity on the device", "Throughput", "The LLM step", "The service under load"):
+    for title in ("Parity on the device", "Throughput", "The LLM step", "The service under load",
+                  "The codec scheduler on the device"):
         assert f"## {title}" in page
     assert "not run yet" not in page
 
@@ -76,6 +83,31 @@ def test_a_later_call_keeps_finished_steps(first_run, tmp_path: Path) -> None:  
     assert "== parity: result from an earlier call kept" in done.stdout
     assert "== llm: result from an earlier call kept" in done.stdout
     assert json.loads((tmp_path / "acceptance.json").read_text())["missing"] == []
+
+
+def test_a_cpu_run_never_touches_gpu_results(tmp_path: Path) -> None:
+    """A CPU run into a folder holding a GPU run's files is refused, and leaves them byte for byte as they were."""
+    gpu_step = {"machine": {"device": "NVIDIA H100 80GB HBM3"}, "quick": False, "result": {"rows": []}}
+    (tmp_path / "parity.json").write_text(json.dumps(gpu_step))
+    (tmp_path / "acceptance.md").write_text("# GPU acceptance (NVIDIA H100 80GB HBM3)\n")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    done = _run("--results", str(tmp_path), "--steps", "parity", out=tmp_path)
+    assert done.returncode == 2 and "holds GPU results (parity.json)" in done.stderr
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    other = tmp_path / "elsewhere"
+    done = _run("--results", str(other), "--out", str(tmp_path), "--steps", "parity", out=tmp_path)
+    assert done.returncode == 2 and {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_a_cpu_run_defaults_to_its_own_results_folder() -> None:
+    sys.path.insert(0, str(ROOT))
+    from bench.gpu import acceptance
+
+    assert acceptance.DEFAULT_CPU_RESULTS != acceptance.DEFAULT_RESULTS
+    assert acceptance.gpu_files(acceptance.DEFAULT_CPU_RESULTS) == []
+    committed = acceptance.DEFAULT_RESULTS / "parity.json"
+    if committed.is_file():  # the committed H100 run is recognised as GPU results
+        assert "parity.json" in acceptance.gpu_files(acceptance.DEFAULT_RESULTS)
 
 
 def test_an_unknown_step_is_refused(tmp_path: Path) -> None:

@@ -23,7 +23,8 @@ def test_the_totals_line_is_alone_even_after_an_unterminated_exit_message(tmp_pa
 
 def test_scripts_test_ends_with_the_totals_script() -> None:
     lines = [line for line in (PROJECT_ROOT / "scripts" / "test").read_text().splitlines() if line.strip()]
-    assert lines[-2:] == ["python3 scripts/test_totals.py var/pytest-main.log var/pytest-vllm.log var/pytest-agents.log",
+    assert lines[-2:] == ["python3 scripts/test_totals.py var/pytest-main.log var/pytest-serial.log var/pytest-vllm.log "
+                          "var/pytest-agents.log",
                          "exit $status"]
 
 

@@ -1,0 +1,219 @@
+"""Acceptance step `scheduler`: the codec scheduler on the device, with the real models, padded rows and graphs.
+
+Several streams at once run every latency schedule through `CodecScheduler` + `ModelRunner` (rows right-padded to a
+length bucket and batched across streams; on CUDA each bucket a captured graph, decode at `--decode-precision`,
+AP-BWE fp32), each stream in its own thread as the pipeline's streams would. Checked against the same streams run
+unpadded, one window at a time, eager fp32 on the same device (`StreamingDecoder`, `SRStream`), and, for the
+full-context schedule and AP-BWE, against the offline result. Also: capture seconds and memory per graph bucket,
+replay and eager call times, the scheduler's batches. On a CPU (`--quick`) the same plumbing runs eager at demo size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.gpu.bench_gpu import apbwe_config, bicodec_config, build_bicodec, build_sr
+from bench.gpu.parity import STREAM_TOLERANCE, _row
+from core.apbwe import SRStream, SuperResolution
+from core.streaming import StreamingConfig, StreamingDecoder
+from services.codec import CodecScheduler, DecodeWindow, SchedulerPolicy, SRWindow
+from services.codec.graphs import CodecGraphs, GraphPlan
+from services.codec.runner import ModelRunner
+
+TF32_MIN_SNR_DB = 40.0  # tf32 decode graphs against fp32 eager (46 dB measured on random weights, released size)
+
+
+class _Loop:
+    """An event loop in a thread of its own: the scheduler's home; stream threads submit to it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+
+
+class _ScheduledDecoder:
+    """What `StreamingDecoder` sees: each window goes through the scheduler instead of a direct model call."""
+
+    def __init__(self, decoder: Any, loop: _Loop, handle: Any) -> None:
+        self._decoder, self._loop, self._handle = decoder, loop, handle
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._decoder, name)
+
+    def decode_with_speaker(self, semantic: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        ids = semantic[0].cpu().numpy().astype(np.int32)
+        audio = self._loop.call(self._handle.decode(DecodeWindow(ids, d[0], 0, ids.size)))
+        return torch.from_numpy(audio)[None]
+
+
+class _ScheduledSR:
+    """What `SRStream` sees: each window goes through the scheduler (its true end marked by `_EndAwareStream`)."""
+
+    def __init__(self, sr: SuperResolution, loop: _Loop, handle: Any) -> None:
+        self._sr, self._loop, self._handle = sr, loop, handle
+        self.true_end = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sr, name)
+
+    def enhance_window(self, x16: np.ndarray) -> np.ndarray:
+        window = SRWindow(np.ascontiguousarray(x16, np.float32), 0, 3 * len(x16), true_end=self.true_end)
+        return self._loop.call(self._handle.super_resolve(window))
+
+
+class _EndAwareStream(SRStream):
+    def _run(self, start: int, stop: int, window_end: int) -> np.ndarray:
+        # finish() runs the last window to the signal's true end (reflect padding there: never right-padded).
+        self._sr.true_end = self._finished and window_end >= self.samples_in  # type: ignore[attr-defined]
+        return super()._run(start, stop, window_end)
+
+
+def _decode_stream(decoder: Any, d: torch.Tensor, ids: list[int], config: StreamingConfig) -> np.ndarray:
+    streamer = StreamingDecoder(decoder, d, config)
+    parts = []
+    for start in range(0, len(ids), 7):  # deltas of 7 ids, as an engine hands them out
+        parts += streamer.push(ids[start : start + 7])
+    parts += streamer.finish()
+    return np.concatenate(parts)
+
+
+def _sr_stream(sr: Any, wav16: np.ndarray) -> np.ndarray:
+    stream = _EndAwareStream(sr, min_block=1600, max_block=8000)
+    parts = [stream.push(wav16[i : i + 5120]) for i in range(0, wav16.size, 5120)]  # 320 ms chunks
+    parts.append(stream.finish())
+    return np.concatenate(parts)
+
+
+def _policy(quick: bool) -> SchedulerPolicy:
+    if quick:
+        return SchedulerPolicy(decode_buckets=(32, 64, 128, 256), sr_buckets=(3_520, 4_800, 9_760),
+                               batch_sizes=(1, 2, 4), max_call_decode_tokens=512, max_call_sr_samples=20_000)
+    return SchedulerPolicy()
+
+
+def _timed(fn: Any, device: str, repeat: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        began = time.perf_counter()
+        fn()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - began)
+    return best * 1000
+
+
+def _graph_rows(graphs: CodecGraphs, runner: ModelRunner, device: str) -> list[dict[str, Any]]:
+    """Capture figures per bucket, with one replay's and one eager call's time of the same shape."""
+    rows = graphs.table()
+    with torch.inference_mode():
+        for row, graph in zip(rows, sorted(graphs.graphs.values(), key=lambda g: g.key), strict=True):
+            row["replay_ms"] = round(_timed(graph.replay, device), 3)
+            if graph.key.kind == "decode":
+                packed, d = graph.inputs
+                row["eager_ms"] = round(_timed(lambda p=packed, dd=d: runner.decoder.decode_padded(p[:, :-1], p[:, -1], dd), device), 3)
+            else:
+                row["eager_ms"] = round(_timed(lambda x=graph.inputs[0]: runner.sr.enhance_batch(x), device), 3)
+    return rows
+
+
+def run(device: str, quick: bool, *, streams: int | None = None, decode_precision: str = "tf32") -> dict[str, Any]:
+    from core.apbwe import RELEASED_CONFIG as APBWE_RELEASED
+    from core.demo.random_bicodec import DEMO_CONFIG
+
+    cuda = device.startswith("cuda")
+    config = DEMO_CONFIG if quick else bicodec_config()[0]
+    sr_config = dict(APBWE_RELEASED, ConvNeXt_channels=32, ConvNeXt_layers=2) if quick else apbwe_config()[0]
+    size = "demo-size" if quick else "released"
+    streams = streams or (2 if quick else 8)
+    tokens = 60 if quick else 400
+    decoder, sr = build_bicodec(config, device), build_sr(sr_config, device)
+    policy = _policy(quick)
+    graphs = None
+    capture_s = 0.0
+    if cuda:
+        graphs = CodecGraphs(decoder, sr, GraphPlan.from_policy(policy), decode_precision=decode_precision)  # type: ignore[arg-type]
+        began = time.perf_counter()
+        graphs.capture_all()
+        capture_s = time.perf_counter() - began
+        print(f"  captured {len(graphs.graphs)} graphs in {capture_s:.1f} s")
+    runner = ModelRunner(decoder, sr, graphs=graphs)
+    generator = torch.Generator().manual_seed(0)
+    ids = [torch.randint(0, 8192, (tokens,), generator=generator).tolist() for _ in range(streams)]
+    voices = [torch.randn(1, decoder.d_vector_dim, generator=generator).to(device) for _ in range(streams)]
+    loop = _Loop()
+    scheduler = CodecScheduler(runner, policy)
+    loop.call(_start(scheduler))
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=streams)
+    schedules = {"exact (full context)": StreamingConfig(left_context_tokens=68, lookahead_tokens=68),
+                 **{p: StreamingConfig().for_latency(p) for p in ("exact", "balanced", "lowest")}}
+    # tf32 graphs are judged by SNR against fp32; fp32 graphs (and the CPU) by the CPU tests' tolerance.
+    judge: dict[str, Any] = ({"min_snr_db": TF32_MIN_SNR_DB} if cuda and decode_precision == "tf32"
+                             else {"atol": STREAM_TOLERANCE})
+    rows: list[dict[str, Any]] = []
+    try:
+        with torch.inference_mode():
+            offline = [decoder.decode_with_speaker(torch.tensor([i], device=device), v)[0].cpu().numpy()
+                       for i, v in zip(ids, voices, strict=True)]
+        for name, schedule in schedules.items():
+            def one(k: int, schedule: StreamingConfig = schedule) -> np.ndarray:
+                handle = loop.call(_open(scheduler))
+                return _decode_stream(_ScheduledDecoder(decoder, loop, handle), voices[k], ids[k], schedule)
+
+            scheduled = list(pool.map(one, range(streams)))
+            alone = [_decode_stream(decoder, voices[k], ids[k], schedule) for k in range(streams)]
+            rows.append(_row(f"{size} scheduler: {name} decode, batched vs alone", np.concatenate(alone),
+                             np.concatenate(scheduled), **judge))
+            if name.startswith("exact (full"):
+                rows.append(_row(f"{size} scheduler: {name} decode == offline", np.concatenate(offline),
+                                 np.concatenate(scheduled), **judge))
+        wavs = [(o / max(1e-6, float(np.abs(o).max())) * 0.5).astype(np.float32) for o in offline]
+        sr_offline = [sr.upsample(w) for w in wavs]
+
+        def sr_one(k: int) -> np.ndarray:
+            return _sr_stream(_ScheduledSR(sr, loop, loop.call(_open(scheduler))), wavs[k])
+
+        sr_scheduled = list(pool.map(sr_one, range(streams)))
+        rows.append(_row(f"{size} scheduler: AP-BWE streams, batched == offline", np.concatenate(sr_offline),
+                         np.concatenate(sr_scheduled), atol=STREAM_TOLERANCE))
+        stats = scheduler.stats
+        summary = {"calls": dict(stats.calls_by_kind), "rows": dict(stats.rows_by_kind), "padded_rows": stats.padded_rows,
+                   "eager_fallback_calls": stats.eager_calls,
+                   "mean_batch_decode": round(stats.mean_batch("decode"), 2),
+                   "mean_batch_sr": round(stats.mean_batch("sr"), 2),
+                   "graph_calls": runner.graph_calls, "eager_calls": runner.eager_calls}
+        print(f"  {summary}")
+        graph_rows = _graph_rows(graphs, runner, device) if graphs is not None else []
+    finally:
+        loop.call(scheduler.aclose())
+        loop.close()
+        pool.shutdown()
+        runner.close()
+    return {"size": size, "streams": streams, "tokens": tokens, "decode_precision": decode_precision if cuda else "fp32",
+            "sr_precision": "fp32", "graphs": graph_rows, "capture_s": round(capture_s, 2),
+            "pool_mib": round(sum(r["pool_mib"] for r in graph_rows), 1), "scheduler": summary, "rows": rows,
+            "all_ok": all(r["ok"] is not False for r in rows)}
+
+
+async def _start(scheduler: CodecScheduler) -> None:
+    scheduler.start()
+
+
+async def _open(scheduler: CodecScheduler) -> Any:
+    return scheduler.open_stream()
