@@ -70,7 +70,8 @@ class VLLMEngine:
         dtype: str = "auto",
         gpu_memory_utilization: float = 0.85,
         max_model_len: int = 4096,
-        max_num_seqs: int = 64,
+        max_num_seqs: int = 256,
+        stream_interval: int = 1,
         enable_prefix_caching: bool = True,
         enforce_eager: bool = False,
         enable_sleep_mode: bool = False,
@@ -97,6 +98,10 @@ class VLLMEngine:
             gpu_memory_utilization=gpu_memory_utilization,
             max_model_len=max_model_len,
             max_num_seqs=max_num_seqs,
+            # DELTA outputs every `stream_interval` steps (the first and the last at once): at 256 streams one delta
+            # per step per stream is most of the API process's CPU (specs/gpu_serving.md §2); a few steps of
+            # tokens at a time still reach the decoder long before the codec scheduler's deadlines.
+            stream_interval=stream_interval,
             enable_prefix_caching=enable_prefix_caching,
             enforce_eager=enforce_eager or on_cpu,
             enable_sleep_mode=enable_sleep_mode,
@@ -123,6 +128,7 @@ class VLLMEngine:
             "gpu_memory_utilization": settings.gpu_memory_utilization,
             "max_model_len": settings.max_model_len,
             "max_num_seqs": settings.max_num_seqs,
+            "stream_interval": settings.llm_stream_interval,
             "enable_prefix_caching": settings.enable_prefix_caching,
             "enforce_eager": settings.enforce_eager,
             "enable_sleep_mode": settings.vllm_sleep_mode,

@@ -184,6 +184,12 @@ class StreamHandle:
             self.first_audio_at = self.scheduler.clock()
         self.audio_seconds += seconds
 
+    def start_playback(self, at: float) -> None:
+        """Start the playback clock at `at` if no audio has started it yet: a non-streaming job plays "from its
+        arrival", so its windows get deadlines as a stream's would, neither starved nor starving."""
+        if self.first_audio_at is None:
+            self.first_audio_at = at
+
     def deadline(self) -> float:
         if self.first_audio_at is None:
             return self.arrival
@@ -235,15 +241,26 @@ class CodecScheduler:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        if self._loop_task is None or self._loop_task.done():
+        """Start the planning loop on the running event loop (again if it stopped, or ran on a loop now gone:
+        tests run each case on a loop of its own; windows queued on the old loop are dropped)."""
+        loop = asyncio.get_running_loop()
+        task = self._loop_task
+        if task is None or task.done() or task.get_loop() is not loop:
+            if task is not None and task.get_loop() is not loop:
+                self._pending.clear()
+                self._inflight.clear()
             self._wake = asyncio.Event()
             self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="codec-scheduler")
 
     async def aclose(self) -> None:
         task, self._loop_task = self._loop_task, None
-        if task is not None:
+        if task is not None and task.get_loop() is asyncio.get_running_loop():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        elif task is not None:  # started on a loop that is gone: nothing of it can still run here
+            self._pending.clear()
+            self._inflight.clear()
+            return
         for pending in self._pending:
             if not pending.future.done():
                 pending.future.set_exception(RuntimeError("the codec scheduler stopped"))
@@ -282,8 +299,7 @@ class CodecScheduler:
     # ------------------------------------------------------------------ submitting
     async def submit(self, stream: StreamHandle, kind: WindowKind, window: DecodeWindow | SRWindow) -> np.ndarray:
         """Queue one window and wait for its kept audio. Cancelling the caller drops the window (if not yet run)."""
-        if self._loop_task is None:
-            self.start()
+        self.start()  # a no-op while the loop runs here
         if stream.closed:
             raise RuntimeError(f"stream {stream.id} is closed")
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
