@@ -29,7 +29,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -213,7 +213,7 @@ class StreamHandle:
             ahead = self.buffered_seconds() - max_ahead_s
             if ahead <= 0:
                 return
-            await asyncio.sleep(ahead)
+            await self.scheduler.sleep(ahead)
 
     def close(self) -> None:
         self.scheduler.close_stream(self)
@@ -227,6 +227,7 @@ class CodecScheduler:
         self.runner = runner
         self.policy = policy or SchedulerPolicy()
         self.clock = clock
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # pacing's wait (a virtual one in tests)
         self.stats = SchedulerStats()
         self._pending: list[_Pending] = []
         self._seq = itertools.count()
