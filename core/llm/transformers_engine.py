@@ -42,6 +42,7 @@ class _DeltaChannel:
         self._capacity = capacity
         self._interval = interval  # ids per wake-up after the first (vLLM's stream_interval); the end wakes at once
         self._woken = False
+        self._handed = False  # the consumer has had its first ids
         self._cond = threading.Condition()
         self._pending: list[int] = []
         self._done = False
@@ -92,9 +93,13 @@ class _DeltaChannel:
             # Clear before looking: a put after the look schedules a set() that runs after this clear.
             self._ready.clear()
             with self._cond:
-                ids, self._pending = self._pending, []
                 done, error = self._done, self._error
+                # The first ids at once, then at least `interval` at a time (the rest at the end).
+                ids = []
+                if done or not self._handed or len(self._pending) >= self._interval:
+                    ids, self._pending = self._pending, []
                 if ids:
+                    self._handed = True
                     self._cond.notify_all()
             if error is not None:
                 raise error
