@@ -42,8 +42,9 @@ logger = logging.getLogger("services.codec.scheduler")
 Clock = Callable[[], float]
 
 DEFAULT_DECODE_BUCKETS = (16, 32, 48, 64, 96, 128, 192, 256)
-# 16 kHz input samples, context included: multiples of AP-BWE's 80-sample grid around the windows SRStream makes
-# with the scheduler's block sizes (a 1,600..8,000-sample block plus 880 samples of context on each side).
+# 16 kHz input samples, context included: multiples of AP-BWE's 80-sample grid around the windows core.sr_planner
+# makes with the pipeline's block sizes (services/pipeline/audio_output.py SR_MIN_BLOCK..SR_MAX_BLOCK, 1,600..8,000
+# samples, plus 880 samples of context on each side; 880 fewer at a stream's start).
 DEFAULT_SR_BUCKETS = (3_520, 4_800, 6_400, 8_000, 9_760, 12_800)
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
 
