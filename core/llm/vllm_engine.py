@@ -8,6 +8,7 @@ is reliable and CUDA graphs do not exist (`enforce_eager` is forced).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -91,6 +92,11 @@ class VLLMEngine:
         if positions is not None and max_model_len > positions:
             log.info("max_model_len %d capped to the model's %d positions", max_model_len, positions)
             max_model_len = positions
+        interval_arg: dict[str, Any] = {}
+        if "stream_interval" in {f.name for f in dataclasses.fields(AsyncEngineArgs)}:  # 0.32+ (specs/modal_vllm.md B3)
+            interval_arg["stream_interval"] = stream_interval
+        elif stream_interval > 1:
+            log.warning("this vLLM has no stream_interval engine arg; deltas come every step")
         args = AsyncEngineArgs(
             model=str(llm_dir),
             skip_tokenizer_init=True,  # prompts arrive as ids and outputs leave as ids
@@ -101,7 +107,7 @@ class VLLMEngine:
             # DELTA outputs every `stream_interval` steps (the first and the last at once): at 256 streams one delta
             # per step per stream is most of the API process's CPU (specs/gpu_serving.md §2); a few steps of
             # tokens at a time still reach the decoder long before the codec scheduler's deadlines.
-            stream_interval=stream_interval,
+            **interval_arg,
             enable_prefix_caching=enable_prefix_caching,
             enforce_eager=enforce_eager or on_cpu,
             enable_sleep_mode=enable_sleep_mode,
