@@ -14,12 +14,13 @@ concurrency at 16 kHz and 48 kHz (AP-BWE) output and reports, per level:
 
 Optimisation check: one server per variant, all started together, levels alternating between them so every
 variant sees the same background load; the summary prints before/after ratios against the first variant:
-- `baseline`: the product as it was configured before this optimisation (torch's default intra-op threads, one
-  BiCodec call per stream and chunk, chunks growing x2);
-- `threads1`: TTS_TORCH_THREADS=1 (the worker threads of concurrent streams already fill the cores; intra-op
-  threads on top of them oversubscribe the CPU);
-- `batched`: threads1 plus `services.pipeline.decode_batcher.BatchingDecoder` (at most `cores` model calls at once on
-  a CPU, one on a GPU; calls of equal window length queued behind a busy model run as one batch);
+- `baseline`: torch's default intra-op threads, one codec scheduler call at a time (TTS_CODEC_CPU_CALLS=1), chunks
+  growing x2 (every variant's decodes and AP-BWE windows go through the codec scheduler, `services.codec`, which
+  batches streams' windows; the per-stream decode of old is gone from the product);
+- `threads1`: TTS_TORCH_THREADS=1 (the scheduler's calls on one core each; intra-op threads on top of concurrent
+  calls oversubscribe the CPU);
+- `batched`: threads1 plus TTS_CODEC_CPU_CALLS=cores (as many scheduler calls at once as cores on a CPU; one on a
+  GPU);
 - `tuned`: batched plus TTS_STREAM_CHUNK_GROWTH=1.5 (the product's defaults now). With growth 2 and an engine at 100 tokens/s (2x real
   time) every chunk's last look-ahead token arrives exactly when the previous chunk's audio ends, so any
   service delay is an underrun; growth g leaves (1 - g / speed) of each chunk's duration as slack.
@@ -90,9 +91,7 @@ def variant_options(variant: str, device: str) -> tuple[dict[str, str], list[str
     env["TTS_STREAM_CHUNK_GROWTH"] = "1.5" if variant == "tuned" else "2.0"
     if cpu:
         env["TTS_TORCH_THREADS"] = str(torch.get_num_threads()) if variant == "baseline" else "1"
-    if variant in ("batched", "tuned"):
-        runners = (os.cpu_count() or 1) if cpu else 1
-        flags = ["--decode-batch", "16", "--decode-runners", str(runners)]
+    env["TTS_CODEC_CPU_CALLS"] = str(os.cpu_count() or 1) if variant in ("batched", "tuned") else "1"
     return env, flags
 
 
@@ -111,7 +110,6 @@ def spawn_server(
     child_env.update(
         {
             "TTS_MODEL_DIR": str(model_dir),
-            "TTS_DECODE_BATCH_MAX": "0",  # serve_paced wraps BiCodec itself (--decode-batch), per variant
             "TTS_AUTH_ENABLED": "false",
             "TTS_DEVICE": device,
             "PYTHONUNBUFFERED": "1",
@@ -269,7 +267,7 @@ def level_row(
             "ideal_underruns": ideal,
             "engine_lag_p99_s": percentile(lag, 99),
             "realtime": realtime,
-            "batcher": engine.get("batcher"),
+            "scheduler": engine.get("scheduler"),
             "speaker_vector_computations": engine.get("speaker_vector_computations"),
             "per_stream": per_stream,
         }
@@ -383,7 +381,7 @@ def comparison(rows: list[dict[str, Any]], rate: float, before: str = "baseline"
                 "gap_p99_ratio": ratio("gap_p99_s"),
                 "underruns_before": base["underruns"],
                 "underruns_after": after["underruns"],
-                "mean_batch": (after.get("batcher") or {}).get("mean_batch"),
+                "mean_batch": (after.get("scheduler") or {}).get("mean_batch"),
             }
         )
     return out
@@ -581,7 +579,7 @@ def main(argv: list[str] | None = None) -> None:
         "quick": args.quick,
         "wall_s": round(wall, 1),
         "speaker_vector_computations": {v: f.get("speaker_vector_computations") for v, f in final.items()},
-        "batcher": {v: f.get("batcher") for v, f in final.items()},
+        "scheduler": {v: f.get("scheduler") for v, f in final.items()},
     }
     print(
         f"\nService load test: {env_info['model']}; {env_info['machine']}; torch threads "

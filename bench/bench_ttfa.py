@@ -10,7 +10,7 @@ voices alternate within each concurrency level, so they share the background loa
 globals), `style` (a style voice, unpinned), `style-pinned` (the same voice on the pinned server), `prefix` (the
 prompt-prefix voice, unpinned). Codecs: `demo` (the checkpoint's BiCodec) and `free` (`bench.ideal_stream.FreeCodec`:
 silence of the exact length at no cost, BENCH ONLY), which leaves the service's own share of the latency
-(HTTP, parsing, queues, thread hops, the batcher) and removes decode compute. Variants: `now` (the product) and,
+(HTTP, parsing, queues, the codec scheduler) and removes decode compute. Variants: `now` (the product) and,
 for `--before-voices`, `before` (the same server serving as the product did before the TTFA changes: chunks kept
 growing after the short schedule, every chunk's last 50 ms held for a crossfade, a thread hop per engine delta,
 the start-up heap left to the cyclic GC; `bench/serve_paced.py` LEGACY), alternating cell by cell for a before/after in one run.
@@ -280,21 +280,23 @@ async def run_cell(client: httpx.AsyncClient, server: Server, cell: Cell, plan: 
     for _ in range(1 if single else plan.repeats):
         level = await run_level(spec, server_pid=server.pid)
         runs.append(Run(level, await engine_records(client, server, len(level.streams))))
-    return {**cell_row(cell, runs, plan, load), "batcher": batcher_delta(before.get("batcher"), runs[-1].state.get("batcher"))}
+    return {**cell_row(cell, runs, plan, load),
+            "scheduler": scheduler_delta(before.get("scheduler"), runs[-1].state.get("scheduler"))}
 
 
-def batcher_delta(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The decode batcher's work and queueing during one cell (its counters are cumulative per server)."""
+def scheduler_delta(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The codec scheduler's work during one cell (its counters are cumulative per server)."""
     if not before or not after:
         return None
-    added = {k: after[k] - before.get(k, 0) for k in ("calls", "batches", "wait_seconds", "short_window_calls",
-                                                       "short_window_wait_seconds") if k in after}
-    calls, short = added.get("calls", 0), added.get("short_window_calls", 0)
-    return {**added, "mean_batch": calls / added["batches"] if added.get("batches") else None,
-            "mean_wait_ms": 1000 * added.get("wait_seconds", 0) / calls if calls else None,
-            "mean_first_chunk_wait_ms": 1000 * added.get("short_window_wait_seconds", 0) / short if short else None,
-            "max_wait_ms_so_far": 1000 * after.get("max_wait_seconds", 0),
-            "max_first_chunk_wait_ms_so_far": 1000 * after.get("max_short_window_wait_seconds", 0)}
+    added = {k: after[k] - before.get(k, 0) for k in ("calls", "rows", "padded_rows", "eager_calls", "busy_seconds",
+                                                       "missed_deadlines") if k in after}
+    kinds = {kind: {"calls": after["calls_by_kind"][kind] - before["calls_by_kind"].get(kind, 0),
+                    "rows": after["rows_by_kind"][kind] - before["rows_by_kind"].get(kind, 0)}
+             for kind in after.get("calls_by_kind", {})}
+    return {**added, "mean_batch": added["rows"] / added["calls"] if added.get("calls") else None,
+            "mean_decode_batch": (kinds["decode"]["rows"] / kinds["decode"]["calls"]
+                                  if kinds.get("decode", {}).get("calls") else None),
+            "mean_sr_batch": kinds["sr"]["rows"] / kinds["sr"]["calls"] if kinds.get("sr", {}).get("calls") else None}
 
 
 async def warm_up(client: httpx.AsyncClient, servers: dict[str, Server], plan: Plan) -> None:
@@ -388,7 +390,7 @@ def summarise(rows: list[dict[str, Any]], snr: dict[str, dict[str, Any]]) -> lis
             "ideal_underruns": {c: by_conc[c]["ideal_underruns"] for c in levels},
             "streams": {c: by_conc[c]["streams"] - by_conc[c]["failed"] for c in levels},
             "first_second_snr_db": snr.get(schedule, {}).get("first_second_snr_db"),
-            "batcher": {c: by_conc[c].get("batcher") for c in levels},
+            "scheduler": {c: by_conc[c].get("scheduler") for c in levels},
         })
     return out
 

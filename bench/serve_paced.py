@@ -1,7 +1,7 @@
 """Serve the real app with the paced engine in place of the LLM (a subprocess for bench/bench_service.py).
 
     .venv/bin/python bench/serve_paced.py --port 8123 [--rate 100] [--prefill-ms 0] [--tick-ms 20]
-        [--decode-batch N --decode-runners R] [--codec demo|released]
+        [--codec demo|released]
 
 Everything except the LLM is the product: settings come from the environment (TTS_*; set TTS_MODEL_DIR to the
 demo checkpoint, TTS_AUTH_ENABLED=false), the runtime loads tokenizer, voices, BiCodec and AP-BWE and warms
@@ -11,15 +11,14 @@ random weights, for a GPU run where the demo's tiny codecs would understate the 
 - `GET /bench/engine`: the pace config, torch threads, and the per-stream engine records since the last call;
 - `POST /bench/engine`: JSON with any of tokens_per_s, tokens_per_char, prefill_s, tick_s changes the
   schedule of later streams (a rate sweep needs no restart);
-- `POST /bench/variant`: `{"decode_batch": N, "runners": R}` serves later streams with BiCodec decodes
-  batched across streams (`services.pipeline.decode_batcher.BatchingDecoder`, at most N rows, R calls at once) or,
-  with N = 0, one call per stream as the product does today (`--decode-batch` sets it at start);
-  `{"codec": "free"}` swaps BiCodec's decode for `bench.ideal_stream.FreeCodec` (silence of the exact length,
-  no compute; BENCH ONLY, under the same batcher) to separate the service's own scheduling from decode compute,
-  `{"codec": "model"}` restores it;
-  `{"before": ["resume", "holdback", "hops", "gc"]}` serves later requests as the product did before the TTFA changes
+- `POST /bench/variant`: `{"codec": "free"}` swaps BiCodec's decode for `bench.ideal_stream.FreeCodec` (silence of
+  the exact length, no compute; BENCH ONLY, under the same codec scheduler) to separate the service's own scheduling
+  from decode compute, `{"codec": "model"}` restores it;
+  `{"before": ["resume", "holdback", "gc"]}` serves later requests as the product did before the TTFA changes
   (BENCH ONLY, see `LEGACY`), `{"before": []}` as it does now: a before/after in one run on one server;
 - `POST /bench/gc`: times one forced full cyclic-GC collection (the stall a gen-2 collection causes).
+Every decode and AP-BWE window goes through the product's codec scheduler (`services.codec`); `GET /bench/engine`
+returns its cumulative `scheduler` figures (calls, rows, mean batch per kind, busy seconds, missed deadlines).
 `GET /bench/engine` also returns `pipeline`: per settled request its `PipelineStats` step counts (`preamble_ids`,
 `first_audio_engine_ids`, `semantic_tokens`), the server's own time to first audio and send underruns, taken where
 the product settles a request (`AccessServices.settle`, subclassed here), so the bench reads them from the server
@@ -51,27 +50,16 @@ from bench.paced_engine import PaceConfig, PacedEngine  # noqa: E402
 from core.streaming import StreamingConfig  # noqa: E402
 from services.access.grant import AccessServices  # noqa: E402
 from services.deployment.runtime import ModelRuntime  # noqa: E402
-from services.pipeline import synthesis  # noqa: E402
 from services.pipeline.audio_output import AudioOutput  # noqa: E402
-from services.pipeline.decode_batcher import BatchingDecoder  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 
 class PacedRuntime(ModelRuntime):
     """The product runtime, except that its engine is a `PacedEngine` (built after the tokenizer loads)."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        pace: PaceConfig,
-        decode_batch: int = 0,
-        decode_runners: int = 1,
-        codec: str = "demo",
-    ) -> None:
+    def __init__(self, settings: Settings, pace: PaceConfig, codec: str = "demo") -> None:
         super().__init__(settings)
         self.pace = pace
-        self.decode_batch = decode_batch
-        self.decode_runners = decode_runners
         self.codec = codec
         self.raw_bicodec: Any = None
         self.free_codec = False
@@ -85,6 +73,7 @@ class PacedRuntime(ModelRuntime):
             self.bicodec = build_bicodec(bicodec_config()[0], self.device)
             if self.sr is not None:
                 self.sr = build_sr(apbwe_config()[0], self.device)
+            self.build_codec_scheduler()  # over the released-size models
         self.raw_bicodec = self.bicodec
         compute = self.raw_bicodec.speaker_vector
 
@@ -93,20 +82,11 @@ class PacedRuntime(ModelRuntime):
             return compute(tokens)
 
         self.raw_bicodec.speaker_vector = counted
-        self.set_decode_batch(self.decode_batch, self.decode_runners)
-
-    def set_decode_batch(self, max_batch: int, runners: int = 1) -> None:
-        """0: the product's one decode call per stream; N >= 1: batched across streams, N rows at most, with
-        `runners` batches at once."""
-        self.decode_batch = max_batch
-        self.decode_runners = runners
-        model = FreeCodec(self.raw_bicodec) if self.free_codec else self.raw_bicodec
-        self.bicodec = BatchingDecoder(model, max_batch, runners) if max_batch > 0 else model
 
     def set_free_codec(self, free: bool) -> None:
-        """Serve later streams with a decode that costs nothing (bench only), under the same batcher."""
+        """Serve later streams with a decode that costs nothing (bench only), under the same codec scheduler."""
         self.free_codec = free
-        self.set_decode_batch(self.decode_batch, self.decode_runners)
+        self.codec_scheduler.runner.decoder = FreeCodec(self.raw_bicodec) if free else self.raw_bicodec
 
     async def create_engine(self) -> None:
         self.engine = PacedEngine.from_tokenizer(self.tokenizer, self.layout, self.pace)
@@ -134,13 +114,6 @@ def _patch_holdback() -> Callable[[], None]:
     return lambda: setattr(AudioOutput, "start_segment", original)
 
 
-def _patch_hops() -> Callable[[], None]:
-    """Every engine delta is pushed to the decoder in a worker thread, also those that decode nothing."""
-    original = synthesis.buffers_only
-    synthesis.buffers_only = lambda decoder, new_tokens: False  # type: ignore[assignment]
-    return lambda: setattr(synthesis, "buffers_only", original)
-
-
 def _patch_gc() -> Callable[[], None]:
     """The start-up heap stays in the cyclic GC's reach (a full collection walks it all)."""
     gc.unfreeze()
@@ -149,7 +122,7 @@ def _patch_gc() -> Callable[[], None]:
 
 # BENCH ONLY: the product's behaviour before each TTFA change, patched in this process for a before/after.
 LEGACY: dict[str, Callable[[], Callable[[], None]]] = {
-    "resume": _patch_resume, "holdback": _patch_holdback, "hops": _patch_hops, "gc": _patch_gc,
+    "resume": _patch_resume, "holdback": _patch_holdback, "gc": _patch_gc,
 }
 
 
@@ -232,10 +205,9 @@ def add_bench_routes(app: FastAPI, runtime: PacedRuntime, access: RecordingAcces
             "streams": [asdict(s) for s in engine.drain_stats()],
             "pipeline": access.drain(),
             "gc_pauses": gc_pauses.drain(),
-            "decode_batch": runtime.decode_batch,
             "codec": "free" if runtime.free_codec else "model",
             "before": legacy.active,
-            "batcher": _batcher_stats(runtime.bicodec),
+            "scheduler": _scheduler_stats(runtime.codec_scheduler),
             "speaker_vector_computations": runtime.speaker_vector_computations,
             "sr_context_samples": runtime.sr.context if runtime.sr is not None else None,
             "settings": {k: getattr(runtime.settings, k) for k in _REPORTED_SETTINGS},
@@ -255,15 +227,12 @@ def add_bench_routes(app: FastAPI, runtime: PacedRuntime, access: RecordingAcces
             if body["codec"] not in ("free", "model"):
                 return {"error": "codec must be 'free' or 'model'"}
             runtime.set_free_codec(body["codec"] == "free")
-        if "decode_batch" in body:
-            runtime.set_decode_batch(int(body["decode_batch"]), int(body.get("runners", 1)))
         if "before" in body:
             try:
                 legacy.set(list(body["before"]))
             except ValueError as exc:
                 return {"error": str(exc)}
-        return {"decode_batch": runtime.decode_batch, "codec": "free" if runtime.free_codec else "model",
-                "before": legacy.active}
+        return {"codec": "free" if runtime.free_codec else "model", "before": legacy.active}
 
     app.add_api_route("/bench/engine", engine_state, methods=["GET"], include_in_schema=False)
     app.add_api_route("/bench/engine", engine_update, methods=["POST"], include_in_schema=False)
@@ -289,38 +258,24 @@ _REPORTED_SETTINGS = (
 )
 
 
-def _batcher_stats(decoder: Any) -> dict | None:
-    if not isinstance(decoder, BatchingDecoder):
+def _scheduler_stats(scheduler: Any) -> dict | None:
+    """The codec scheduler's cumulative figures (a bench diffs two readings)."""
+    if scheduler is None:
         return None
-    s = decoder.stats
+    s = scheduler.stats
     return {
-        "runners": decoder.runners,
-        "calls": s.calls,
-        "batches": s.batches,
-        "mean_batch": s.mean_batch,
-        "largest_batch": s.largest_batch,
-        "batched_rows": s.batched_rows,
-        "model_seconds": s.model_seconds,
-        "batch_sizes": {str(k): v for k, v in sorted(s.batch_sizes.items())},
-        "wait_seconds": s.wait_seconds,
-        "max_wait_seconds": s.max_wait_seconds,
-        "short_window_calls": s.short_window_calls,
-        "short_window_wait_seconds": s.short_window_wait_seconds,
-        "max_short_window_wait_seconds": s.max_short_window_wait_seconds,
+        "calls": s.calls, "rows": s.rows, "padded_rows": s.padded_rows, "eager_calls": s.eager_calls,
+        "busy_seconds": s.busy_seconds, "missed_deadlines": s.missed_deadlines,
+        "calls_by_kind": dict(s.calls_by_kind), "rows_by_kind": dict(s.rows_by_kind),
+        "seconds_by_kind": dict(s.seconds_by_kind),
+        "mean_batch": s.mean_batch(), "mean_decode_batch": s.mean_batch("decode"), "mean_sr_batch": s.mean_batch("sr"),
+        "busy_ratio": scheduler.busy_ratio(), "active_streams": scheduler.active_streams,
     }
 
 
-def build_app(
-    pace: PaceConfig,
-    settings: Settings | None = None,
-    decode_batch: int = 0,
-    decode_runners: int = 1,
-    codec: str = "demo",
-) -> FastAPI:
+def build_app(pace: PaceConfig, settings: Settings | None = None, codec: str = "demo") -> FastAPI:
     settings = settings or Settings()
-    runtime = PacedRuntime(
-        settings, pace, decode_batch, decode_runners, codec
-    )  # state "starting": the app's lifespan loads and warms it
+    runtime = PacedRuntime(settings, pace, codec)  # state "starting": the app's lifespan loads and warms it
     access = RecordingAccess(settings)
     app = create_app(settings, runtime=runtime, access=access)
     add_bench_routes(app, runtime, access)
@@ -335,8 +290,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokens-per-char", type=float, default=3.5)
     parser.add_argument("--prefill-ms", type=float, default=0.0, help="engine delay before its first id")
     parser.add_argument("--tick-ms", type=float, default=20.0, help="shortest wait between two deltas")
-    parser.add_argument("--decode-batch", type=int, default=0, help="0: per-stream decodes; N: batch up to N")
-    parser.add_argument("--decode-runners", type=int, default=1, help="batched decode calls at once")
     parser.add_argument(
         "--codec",
         choices=("demo", "released"),
@@ -350,9 +303,7 @@ def main(argv: list[str] | None = None) -> None:
         prefill_s=args.prefill_ms / 1000.0,
         tick_s=args.tick_ms / 1000.0,
     )
-    app = build_app(
-        pace, decode_batch=args.decode_batch, decode_runners=args.decode_runners, codec=args.codec
-    )
+    app = build_app(pace, codec=args.codec)
     uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning")
 
 

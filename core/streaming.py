@@ -7,8 +7,9 @@ concatenated chunks equal the offline decode; smaller context trades a small, bo
 The very first chunk needs no left context and the last needs no look-ahead: there the offline decode sees
 zero padding too.
 
-The class is synchronous: each decode is one blocking torch call. The async pipeline runs `push` / `finish`
-in a worker thread.
+`DecodePlanner` is the schedule alone: tokens in, windows (ids with context, what to keep) out, their audio back
+in. The service decodes its windows through the codec scheduler (services/codec), batched with other streams';
+`StreamingDecoder` is the same planner with a direct, blocking decode (offline tools, benchmarks, tests).
 """
 
 from __future__ import annotations
@@ -122,31 +123,43 @@ FIRST_CHUNK_SCHEDULES: dict[str, tuple[int, int, int]] = {"balanced": (8, 8, 4),
 SHORT_SCHEDULE_TOKENS = 50  # the first second of audio; then the full look-ahead (generation runs ahead by then)
 
 
-class StreamingDecoder:
-    """Semantic tokens in (any arrival pattern), float32 mono 16 kHz chunks out; one stream, one voice.
+@dataclass(frozen=True, eq=False)
+class PlannedWindow:
+    """One decode the schedule asks for: `ids` (left context, the chunk, its look-ahead) and which of them to keep,
+    [keep_start, keep_end) within the window. `hold`: tokens at the end of the kept audio held back for the next
+    window's crossfade (a short-schedule chunk). The planner's caller decodes it (directly, or through the codec
+    scheduler as a `DecodeWindow`) and hands the kept audio back to `DecodePlanner.take`, in order."""
 
-    Total output is exactly tokens * hop samples. Counters (`tokens_in`, `chunks_out`, `samples_out`,
-    `decode_calls`, `decode_tokens_total`, `decode_seconds_total`) feed metrics and benchmarks.
+    ids: np.ndarray  # int32 [T], range-checked on entry (`DecodePlanner.push`)
+    keep_start: int
+    keep_end: int
+    hold: int = 0
+
+    @property
+    def kept_tokens(self) -> int:
+        return self.keep_end - self.keep_start
+
+
+class DecodePlanner:
+    """The streaming schedule without the model: semantic tokens in (any arrival pattern), `PlannedWindow`s out;
+    the windows' kept audio back in (`take`), float32 16 kHz chunks out. One stream, one voice.
+
+    Ids are validated once, here, where they enter; nothing downstream checks them again. Total output is exactly
+    tokens * hop samples. Counters (`tokens_in`, `chunks_out`, `samples_out`, `decode_calls`,
+    `decode_tokens_total`) feed metrics and benchmarks.
     """
 
-    def __init__(
-        self, decoder: BiCodecDecoder, d_vector: torch.Tensor, config: StreamingConfig | None = None
-    ) -> None:
-        self.decoder = decoder
+    def __init__(self, config: StreamingConfig | None, *, hop: int, codebook_size: int) -> None:
         self.config = config or StreamingConfig()
-        d = torch.as_tensor(d_vector, dtype=torch.float32)
-        if d.dim() == 1:
-            d = d.unsqueeze(0)
-        if tuple(d.shape) != (1, decoder.d_vector_dim):
-            raise ValueError(f"d_vector must have shape [1, {decoder.d_vector_dim}], got {list(d.shape)}")
-        self.d_vector = d.to(decoder.device)
-        self.hop = decoder.hop_length
-        self._codebook = decoder.semantic_codebook_size
+        self.hop = hop
+        self._codebook = codebook_size
         self._buffer: list[int] = []  # tokens from index `_buffer_start` on (left context + pending)
         self._buffer_start = 0
-        self._emitted = 0  # tokens whose audio has been returned
+        self._emitted = 0  # tokens whose audio has been planned (minus a held overlap)
+        self._planned = 0  # windows planned
         self._chunk = self.config.first_chunk_tokens
         self._held: np.ndarray | None = None  # a short chunk's overlap, waiting for the crossfade
+        self._taken = 0  # windows whose audio came back
         self.short_schedule_tokens = 0
         self._finished = False
         self.tokens_in = 0
@@ -154,11 +167,10 @@ class StreamingDecoder:
         self.samples_out = 0
         self.decode_calls = 0
         self.decode_tokens_total = 0  # tokens run through the decoder, context included
-        self.decode_seconds_total = 0.0
 
     @property
     def pending_tokens(self) -> int:
-        """Tokens received whose audio has not been returned yet."""
+        """Tokens received whose audio has not been planned yet."""
         return self.tokens_in - self._emitted
 
     @property
@@ -167,16 +179,20 @@ class StreamingDecoder:
 
     @property
     def tokens_needed(self) -> int:
-        """Pending tokens the next chunk waits for (its size and look-ahead): a push leaving fewer decodes nothing."""
+        """Pending tokens the next chunk waits for (its size and look-ahead): a push leaving fewer plans nothing."""
         size, short = self._next_chunk()
         return size + (self.config.first_lookahead if short else self.config.lookahead_tokens)
+
+    def buffers_only(self, new_tokens: int) -> bool:
+        """Whether pushing `new_tokens` only buffers them (no window is due)."""
+        return self.pending_tokens + new_tokens < self.tokens_needed
 
     def _next_chunk(self) -> tuple[int, bool]:
         """The next chunk's size, and whether it belongs to the short schedule (the first chunk always does: its
         own look-ahead). The short schedule's later chunks grow like the others: fewer decode calls (each one
         re-reads its context) while the look-ahead builds up."""
         cfg = self.config
-        if self.chunks_out == 0:
+        if self._planned == 0:
             return cfg.first_chunk_tokens, True
         if self._emitted < cfg.warmup_tokens:
             return max(cfg.first_chunk_tokens, min(self._chunk, cfg.warmup_tokens - self._emitted)), True
@@ -189,34 +205,53 @@ class StreamingDecoder:
             return min(cfg.max_chunk_tokens, cfg.resume_chunk_tokens)
         return cfg.next_chunk(self._chunk)
 
-    def push(self, tokens: Sequence[int]) -> list[np.ndarray]:
-        """Add newly generated semantic tokens; return the chunks that are ready now (maybe none)."""
+    def push(self, tokens: Sequence[int]) -> list[PlannedWindow]:
+        """Add newly generated semantic tokens (validated here); return the windows due now (maybe none)."""
         if self._finished:
             raise RuntimeError("push() after finish(): this stream is closed")
         new = self._validate(tokens)
         self._buffer.extend(new)
         self.tokens_in += len(new)
-        out: list[np.ndarray] = []
+        out: list[PlannedWindow] = []
         while self.pending_tokens >= self.tokens_needed:
             size, short = self._next_chunk()
-            out.append(self._emit_short(size) if short else self._emit(size))
+            out.append(self._plan_short(size) if short else self._plan(size))
             self._chunk = self._chunk_after(short)
         self._drop_consumed()
         return out
 
-    def finish(self) -> list[np.ndarray]:
-        """Generation ended: decode and return everything not returned yet. The stream is then closed."""
+    def finish(self) -> list[PlannedWindow]:
+        """Generation ended: the windows for everything not planned yet. The stream is then closed."""
         if self._finished:
             return []
         self._finished = True
-        out: list[np.ndarray] = []
-        # push() leaves fewer than chunk + lookahead pending, so this is normally one call; cap it anyway.
+        out: list[PlannedWindow] = []
+        # push() leaves fewer than chunk + lookahead pending, so this is normally one window; cap it anyway.
         limit = self.config.max_chunk_tokens + self.config.lookahead_tokens
         while self.pending_tokens > 0:
             size = self.pending_tokens if self.pending_tokens <= limit else self.config.max_chunk_tokens
-            out.append(self._emit(size))
+            out.append(self._plan(size))
         self._buffer.clear()
         return out
+
+    def take(self, window: PlannedWindow, audio: np.ndarray) -> np.ndarray:
+        """A window's kept audio ((keep_end - keep_start) * hop samples), in planning order -> the chunk to play:
+        a held overlap is crossfaded in, this window's own overlap (if any) held back."""
+        chunk = np.asarray(audio, dtype=np.float32)
+        if chunk.shape != (window.kept_tokens * self.hop,):
+            raise ValueError(f"a window keeping {window.kept_tokens} tokens needs {window.kept_tokens * self.hop} "
+                             f"samples, got shape {chunk.shape}")
+        if self._held is not None:  # fade from the previous short chunk's guess to this better decode
+            chunk = _crossfade_into(self._held, chunk)
+            self._held = None
+        if window.hold:
+            cut = chunk.shape[0] - window.hold * self.hop
+            self._held = chunk[cut:].copy()
+            chunk = chunk[:cut]
+        self._taken += 1
+        self.chunks_out += 1
+        self.samples_out += chunk.shape[0]
+        return chunk
 
     # ---- internals ------------------------------------------------------------------------------------
 
@@ -233,39 +268,28 @@ class StreamingDecoder:
             )
         return arr.tolist()
 
-    def _emit_short(self, size: int) -> np.ndarray:
-        """A chunk of the short schedule: its own look-ahead; its last overlap tokens are held back and re-decoded
-        by the next chunk, into which they are crossfaded."""
-        chunk = self._emit(size, lookahead=self.config.first_lookahead)
+    def _plan_short(self, size: int) -> PlannedWindow:
+        """A chunk of the short schedule: its own look-ahead; its last overlap tokens are held back and decoded
+        again by the next window, into which they are crossfaded."""
+        window = self._plan(size, lookahead=self.config.first_lookahead)
         self.short_schedule_tokens = self._emitted  # audio up to here may differ from the offline decode
-        overlap = self.config.first_overlap_tokens * self.hop
+        overlap = self.config.first_overlap_tokens
         if overlap:  # push() only: at finish() nothing is held
-            self._held = chunk[-overlap:].copy()
-            self._emitted -= self.config.first_overlap_tokens  # the next chunk decodes these tokens again
-            self.samples_out -= overlap
-            chunk = chunk[:-overlap]
-        return chunk
+            self._emitted -= overlap  # the next window decodes these tokens again
+            window = PlannedWindow(window.ids, window.keep_start, window.keep_end, hold=overlap)
+        return window
 
-    def _emit(self, size: int, *, lookahead: int | None = None) -> np.ndarray:
+    def _plan(self, size: int, *, lookahead: int | None = None) -> PlannedWindow:
         start, end = self._emitted, self._emitted + size
         ctx_start = max(0, start - self.config.left_context_tokens)
         ahead = self.config.lookahead_tokens if lookahead is None else lookahead
         ctx_end = min(self.tokens_in, end + ahead)
-        ids = self._buffer[ctx_start - self._buffer_start : ctx_end - self._buffer_start]
-        semantic = torch.tensor([ids], dtype=torch.long, device=self.decoder.device)
-        began = time.perf_counter()
-        wav = self.decoder.decode_with_speaker(semantic, self.d_vector)[0]
-        chunk = wav[(start - ctx_start) * self.hop : (end - ctx_start) * self.hop].float().cpu().numpy()
-        self.decode_seconds_total += time.perf_counter() - began
-        if self._held is not None:  # fade from the previous short chunk's guess to this better decode
-            chunk = _crossfade_into(self._held, chunk)
-            self._held = None
+        ids = np.asarray(self._buffer[ctx_start - self._buffer_start : ctx_end - self._buffer_start], np.int32)
+        self._planned += 1
         self.decode_calls += 1
-        self.decode_tokens_total += len(ids)
-        self.chunks_out += 1
-        self.samples_out += chunk.shape[0]
+        self.decode_tokens_total += int(ids.size)
         self._emitted = end
-        return chunk
+        return PlannedWindow(ids, start - ctx_start, end - ctx_start)
 
     def _drop_consumed(self) -> None:
         # Keep only what a later chunk can still read as left context.
@@ -273,6 +297,50 @@ class StreamingDecoder:
         if keep_from > self._buffer_start:
             del self._buffer[: keep_from - self._buffer_start]
             self._buffer_start = keep_from
+
+
+class StreamingDecoder:
+    """`DecodePlanner` with a direct, synchronous decode: push tokens, get chunks. For offline tools, benchmarks and
+    tests; the service decodes the planner's windows through the codec scheduler instead
+    (services.pipeline.synthesis).
+    """
+
+    def __init__(
+        self, decoder: BiCodecDecoder, d_vector: torch.Tensor, config: StreamingConfig | None = None
+    ) -> None:
+        self.decoder = decoder
+        d = torch.as_tensor(d_vector, dtype=torch.float32)
+        if d.dim() == 1:
+            d = d.unsqueeze(0)
+        if tuple(d.shape) != (1, decoder.d_vector_dim):
+            raise ValueError(f"d_vector must have shape [1, {decoder.d_vector_dim}], got {list(d.shape)}")
+        self.d_vector = d.to(decoder.device)
+        self.hop = decoder.hop_length
+        self.planner = DecodePlanner(config, hop=self.hop, codebook_size=decoder.semantic_codebook_size)
+        self.config = self.planner.config
+        self.decode_seconds_total = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        # The planner's counters and state (tokens_in, chunks_out, pending_tokens, tokens_needed, finished, ...).
+        if name == "planner":
+            raise AttributeError(name)
+        return getattr(self.planner, name)
+
+    def push(self, tokens: Sequence[int]) -> list[np.ndarray]:
+        """Add newly generated semantic tokens; return the chunks that are ready now (maybe none)."""
+        return [self._decode(w) for w in self.planner.push(tokens)]
+
+    def finish(self) -> list[np.ndarray]:
+        """Generation ended: decode and return everything not returned yet. The stream is then closed."""
+        return [self._decode(w) for w in self.planner.finish()]
+
+    def _decode(self, window: PlannedWindow) -> np.ndarray:
+        semantic = torch.from_numpy(window.ids.astype(np.int64)).reshape(1, -1).to(self.decoder.device)
+        began = time.perf_counter()
+        wav = self.decoder.decode_with_speaker(semantic, self.d_vector)[0]
+        kept = wav[window.keep_start * self.hop : window.keep_end * self.hop].float().cpu().numpy()
+        self.decode_seconds_total += time.perf_counter() - began
+        return self.planner.take(window, kept)
 
 
 def _crossfade_into(held: np.ndarray, chunk: np.ndarray) -> np.ndarray:

@@ -50,13 +50,26 @@ class Settings(BaseSettings):
         "older cards (T4, V100: no bfloat16; bfloat16 asked there becomes float32 too) and on CPU. float16 is refused "
         "(broken model)."
     )
+    # KV cache for 256 streams: Qwen2-0.5B keeps 12 KiB per token (24 layers x K,V x 2 heads x 64 x 2 B), so 256
+    # streams at a typical 1,500 tokens (prompt ~300-600 plus a text chunk's speech) need ~4.5 GiB; vLLM allocates
+    # blocks as sequences grow (max_model_len bounds one sequence, not the reservation). 0.4 of an 80 GB H100 leaves
+    # ~30 GiB of KV (2.5 M tokens, 256 x 4096 = 1 M fits whole); 0.4 of a 24 GB card ~7 GiB (~600 k tokens, ~2,300
+    # per stream at 256), the rest for BiCodec, AP-BWE, their batched calls and the clone encoder.
     gpu_memory_utilization: float = Field(
         0.4, gt=0, le=1,
-        description="vLLM share of GPU memory (weights + KV cache). 0.4 of a 24 GB card holds the 0.5B model and "
-        "64 x 4096 tokens of KV cache and leaves the rest to BiCodec, AP-BWE and the clone encoder (RUNBOOK sizing).",
+        description="vLLM share of GPU memory (weights + KV cache). 0.4 holds the 0.5B model and the KV cache of 256 "
+        "streams (~1,500 tokens each on a 24 GB card, all of 256 x 4096 on an 80 GB one) and leaves the rest to "
+        "BiCodec, AP-BWE and the clone encoder (RUNBOOK sizing).",
     )
     max_model_len: int = Field(4096, ge=256, description="vLLM max sequence length (prompt + generated).")
-    max_num_seqs: int = Field(64, ge=1, description="vLLM max concurrent sequences.")
+    max_num_seqs: int = Field(
+        256, ge=1, description="vLLM max concurrent sequences: the streams one engine serves at once (admission "
+        "refuses past the codec scheduler's headroom first).",
+    )
+    llm_stream_interval: int = Field(
+        4, ge=1, le=64, description="Engine steps per token delta a stream receives (vLLM stream_interval; the "
+        "transformers engine likewise): fewer, larger deltas to parse; the first and last go out at once.",
+    )
     enable_prefix_caching: bool = Field(True, description="vLLM prefix caching (shared voice prompts).")
     enforce_eager: bool = Field(False, description="vLLM: disable CUDA graphs (forced on CPU).")
     vllm_sleep_mode: bool = Field(
@@ -70,12 +83,9 @@ class Settings(BaseSettings):
         None, ge=1, description="torch intra-op threads (unset: 1 on CPU, where concurrent streams' decodes run in "
         "parallel threads and more oversubscribe the cores; torch's default on GPU).",
     )
-    decode_batch_max: int = Field(
-        16, ge=0, description="Batch concurrent streams' BiCodec decodes of equal window length, at most this many "
-        "rows; 0: one call per stream.",
-    )
-    decode_runners: int | None = Field(
-        None, ge=1, description="BiCodec decode calls at once; unset: 1 on a GPU, the CPU core count on a CPU."
+    codec_cpu_calls: int | None = Field(
+        None, ge=1, description="On a CPU: codec scheduler calls (BiCodec/AP-BWE batches) run at once; unset: the core "
+        "count. A GPU runs one at a time.",
     )
     max_tokens_per_char: float = Field(
         6.0, gt=0, description="Runaway guard: a text chunk may generate at most this many tokens per character "
@@ -215,6 +225,10 @@ class Settings(BaseSettings):
 
     # --- delivery ----------------------------------------------------------------------------
     stream_queue_chunks: int = Field(16, ge=1, description="Bounded queue between generation and the socket.")
+    stream_max_ahead_s: float = Field(
+        3.0, gt=0, le=60, description="A streaming reply waits while its audio is this far ahead of what the client "
+        "can have played (real time from its first audio), so an abandoned reply wastes at most about this much.",
+    )
     send_stall_timeout_s: float = Field(30.0, gt=0, description="A reader stalled this long is cut off.")
     realtime_pacing: bool = Field(False, description="Pace sends at playback speed (plus a small lead).")
     frame_ms: int = Field(40, ge=10, le=200, description="Steady frame size of streamed audio.")

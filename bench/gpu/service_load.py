@@ -1,10 +1,10 @@
 """Acceptance step 4, the service under load: the real app with the paced engine at the LLM step's measured rate.
 
-`bench/bench_ttfa.py` serves the product app (`bench/serve_paced.py`: the service's own pipeline, decode batcher,
+`bench/bench_ttfa.py` serves the product app (`bench/serve_paced.py`: the service's own pipeline, codec scheduler,
 SR and delivery; only the LLM is the paced engine) with the released-size codec and SR on the device, and drives
 1, 8, 32 and 64 concurrent streams for the `balanced` and `lowest` schedules. Reported per level: client TTFA
 p50/p95, server TTFA, underruns at 0 and 100 ms of client prebuffer next to a zero-latency service's, and the
-decode batcher's queueing (mean batch, mean wait of all calls and of first chunks).
+codec scheduler's batching (mean rows per decode and per AP-BWE call) and its missed deadlines.
 
 The engine rate is the transformers step rate at the top concurrency (`llm_step.rate_at`): conservative, since
 vLLM's step is faster than eager transformers'. Below 50 tokens/s (real time for Spark's 50 semantic tokens a
@@ -45,14 +45,14 @@ def run(device: str, quick: bool, rate: float | None) -> dict[str, Any]:
     for entry in result["summary"]:
         for level in levels:
             key = str(level) if str(level) in entry["ttfa_p50_s"] else level
-            batcher = (entry.get("batcher") or {}).get(key) or {}
+            scheduler = (entry.get("scheduler") or {}).get(key) or {}
             rows.append({
                 "schedule": entry["schedule"], "streams": level,
                 "ttfa_p50_s": entry["ttfa_p50_s"].get(key), "ttfa_p95_s": entry["ttfa_p95_s"].get(key),
                 "server_ttfa_p95_s": entry["server_ttfa_p95_s"].get(key),
                 "underruns": entry["underruns"].get(key), "ideal_underruns": entry["ideal_underruns"].get(key),
-                "mean_batch": batcher.get("mean_batch"), "mean_wait_ms": batcher.get("mean_wait_ms"),
-                "mean_first_chunk_wait_ms": batcher.get("mean_first_chunk_wait_ms"),
+                "mean_batch": scheduler.get("mean_batch"), "mean_decode_batch": scheduler.get("mean_decode_batch"),
+                "mean_sr_batch": scheduler.get("mean_sr_batch"), "missed_deadlines": scheduler.get("missed_deadlines"),
             })
     return {"rate": rate, "below_realtime": rate < REALTIME_TOKENS_PER_S, "levels": levels, "rows": rows,
             "env": result.get("env", {})}

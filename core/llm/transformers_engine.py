@@ -37,9 +37,12 @@ _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 class _DeltaChannel:
     """Worker thread -> event loop handoff of generated ids; also carries the request's cancel flag."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, capacity: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, capacity: int, interval: int = 1) -> None:
         self._loop = loop
         self._capacity = capacity
+        self._interval = interval  # ids per wake-up after the first (vLLM's stream_interval); the end wakes at once
+        self._woken = False
+        self._handed = False  # the consumer has had its first ids
         self._cond = threading.Condition()
         self._pending: list[int] = []
         self._done = False
@@ -65,7 +68,10 @@ class _DeltaChannel:
             if self._cancelled:
                 return False
             self._pending.append(token_id)
-        self._wake()
+            wake = not self._woken or len(self._pending) >= self._interval
+            self._woken = True
+        if wake:
+            self._wake()
         return True
 
     def finish(self, error: BaseException | None = None) -> None:
@@ -87,9 +93,13 @@ class _DeltaChannel:
             # Clear before looking: a put after the look schedules a set() that runs after this clear.
             self._ready.clear()
             with self._cond:
-                ids, self._pending = self._pending, []
                 done, error = self._done, self._error
+                # The first ids at once, then at least `interval` at a time (the rest at the end).
+                ids = []
+                if done or not self._handed or len(self._pending) >= self._interval:
+                    ids, self._pending = self._pending, []
                 if ids:
+                    self._handed = True
                     self._cond.notify_all()
             if error is not None:
                 raise error
@@ -143,7 +153,8 @@ class TransformersEngine:
     name = "transformers"
 
     def __init__(
-        self, model: torch.nn.Module, *, device: str, max_concurrency: int = 8, max_pending_tokens: int = 1024
+        self, model: torch.nn.Module, *, device: str, max_concurrency: int = 8, max_pending_tokens: int = 1024,
+        stream_interval: int = 1,
     ) -> None:
         self._model = model
         self._device = torch.device(device)
@@ -155,6 +166,7 @@ class TransformersEngine:
             max_workers=max_concurrency, thread_name_prefix="llm-transformers"
         )
         self._max_pending = max_pending_tokens
+        self._stream_interval = max(1, stream_interval)
         self._closed = False
         self.steps_total = 0  # forward steps run (= tokens generated) over the engine's life
 
@@ -183,7 +195,8 @@ class TransformersEngine:
         self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str
     ) -> AsyncIterator[list[int]]:
         prompt = checked_prompt(prompt_token_ids, closed=self._closed, vocab_size=self._vocab_size)
-        request = _Request(_DeltaChannel(asyncio.get_running_loop(), self._max_pending))
+        request = _Request(_DeltaChannel(asyncio.get_running_loop(), self._max_pending,
+                                         self._stream_interval))
         with self._active_lock:
             if request_id in self._active:
                 raise ValueError(f"request id {request_id!r} is already generating")
@@ -292,5 +305,5 @@ def engine_from_settings(llm_dir: str | Path, settings: Settings) -> Transformer
     device = resolve_device(settings.device)
     return TransformersEngine.from_pretrained(
         llm_dir, device=device, dtype=resolve_dtype(settings.llm_dtype, device),
-        max_concurrency=settings.llm_max_concurrency,
+        max_concurrency=settings.llm_max_concurrency, stream_interval=settings.llm_stream_interval,
     )

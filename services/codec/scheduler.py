@@ -29,7 +29,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -42,8 +42,9 @@ logger = logging.getLogger("services.codec.scheduler")
 Clock = Callable[[], float]
 
 DEFAULT_DECODE_BUCKETS = (16, 32, 48, 64, 96, 128, 192, 256)
-# 16 kHz input samples, context included: multiples of AP-BWE's 80-sample grid around the windows SRStream makes
-# with the scheduler's block sizes (a 1,600..8,000-sample block plus 880 samples of context on each side).
+# 16 kHz input samples, context included: multiples of AP-BWE's 80-sample grid around the windows core.sr_planner
+# makes with the pipeline's block sizes (services/pipeline/audio_output.py SR_MIN_BLOCK..SR_MAX_BLOCK, 1,600..8,000
+# samples, plus 880 samples of context on each side; 880 fewer at a stream's start).
 DEFAULT_SR_BUCKETS = (3_520, 4_800, 6_400, 8_000, 9_760, 12_800)
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
 
@@ -184,6 +185,12 @@ class StreamHandle:
             self.first_audio_at = self.scheduler.clock()
         self.audio_seconds += seconds
 
+    def start_playback(self, at: float) -> None:
+        """Start the playback clock at `at` if no audio has started it yet: a non-streaming job plays "from its
+        arrival", so its windows get deadlines as a stream's would, neither starved nor starving."""
+        if self.first_audio_at is None:
+            self.first_audio_at = at
+
     def deadline(self) -> float:
         if self.first_audio_at is None:
             return self.arrival
@@ -207,7 +214,7 @@ class StreamHandle:
             ahead = self.buffered_seconds() - max_ahead_s
             if ahead <= 0:
                 return
-            await asyncio.sleep(ahead)
+            await self.scheduler.sleep(ahead)
 
     def close(self) -> None:
         self.scheduler.close_stream(self)
@@ -221,6 +228,7 @@ class CodecScheduler:
         self.runner = runner
         self.policy = policy or SchedulerPolicy()
         self.clock = clock
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # pacing's wait (a virtual one in tests)
         self.stats = SchedulerStats()
         self._pending: list[_Pending] = []
         self._seq = itertools.count()
@@ -236,15 +244,26 @@ class CodecScheduler:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        if self._loop_task is None or self._loop_task.done():
+        """Start the planning loop on the running event loop (again if it stopped, or ran on a loop now gone:
+        tests run each case on a loop of its own; windows queued on the old loop are dropped)."""
+        loop = asyncio.get_running_loop()
+        task = self._loop_task
+        if task is None or task.done() or task.get_loop() is not loop:
+            if task is not None and task.get_loop() is not loop:
+                self._pending.clear()
+                self._inflight.clear()
             self._wake = asyncio.Event()
             self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="codec-scheduler")
 
     async def aclose(self) -> None:
         task, self._loop_task = self._loop_task, None
-        if task is not None:
+        if task is not None and task.get_loop() is asyncio.get_running_loop():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        elif task is not None:  # started on a loop that is gone: nothing of it can still run here
+            self._pending.clear()
+            self._inflight.clear()
+            return
         for pending in self._pending:
             if not pending.future.done():
                 pending.future.set_exception(RuntimeError("the codec scheduler stopped"))
@@ -283,8 +302,7 @@ class CodecScheduler:
     # ------------------------------------------------------------------ submitting
     async def submit(self, stream: StreamHandle, kind: WindowKind, window: DecodeWindow | SRWindow) -> np.ndarray:
         """Queue one window and wait for its kept audio. Cancelling the caller drops the window (if not yet run)."""
-        if self._loop_task is None:
-            self.start()
+        self.start()  # a no-op while the loop runs here
         if stream.closed:
             raise RuntimeError(f"stream {stream.id} is closed")
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()

@@ -14,7 +14,7 @@ WindowKind = Literal["decode", "sr"]
 class DecodeWindow:
     """One BiCodec row: semantic ids with their left context and look-ahead, the voice, and which tokens to keep.
 
-    `ids` were range-checked where they entered (the token parser / `StreamingDecoder`), never again on the device.
+    `ids` were range-checked where they entered (`core.streaming.DecodePlanner.push`), never again on the device.
     The result is the audio of tokens [keep_start, keep_end) of the window: (keep_end - keep_start) * hop samples,
     float32 at 16 kHz."""
 

@@ -1,6 +1,8 @@
 """Load and warm every model once, and answer what state the service is in.
 
-The runtime owns the tokenizer, vocabulary layout, voices, LLM engine, BiCodec decoder and (optionally) AP-BWE.
+The runtime owns the tokenizer, vocabulary layout, voices, LLM engine, BiCodec decoder and (optionally) AP-BWE,
+and the one codec scheduler (services/codec) through which every stream's decode and super-resolution windows reach
+those two models while serving, with the admission that reads its headroom.
 Loading is blocking and runs in worker threads at start-up (locally, and in Modal's `@modal.enter`), so the event
 loop keeps answering health and readiness while models load.
 """
@@ -111,6 +113,9 @@ class ModelRuntime:
         self.bicodec: Any = None
         self.sr: Any = None
         self.aligner: Any = None  # {language: core.align.ctc.CtcAligner} when TTS_ALIGN_METHOD=ctc
+        # The one room that touches BiCodec and AP-BWE while serving (built once the models load), and admission.
+        self.codec_scheduler: Any = None
+        self.admission: Any = None
         self.sr_error: str | None = None
         self.model_version = settings.model_version or "unknown"
         self.load_seconds: float | None = None
@@ -187,17 +192,32 @@ class ModelRuntime:
             self.voices = self.voices.with_openai_voices({**self.voices.openai_overrides, **{
                 name: t for name, t in mapped.items() if name not in self.openai_custom_voices}})
         self.bicodec = BiCodecDecoder.from_pretrained(self.checkpoint.bicodec_dir, device=self.device)
-        if self.settings.decode_batch_max > 0:
-            from services.pipeline.decode_batcher import BatchingDecoder
-
-            runners = self.settings.decode_runners or (1 if self.device.startswith("cuda") else (os.cpu_count() or 1))
-            self.bicodec = BatchingDecoder(self.bicodec, max_batch=self.settings.decode_batch_max, runners=runners)
         self._load_sr()
+        self.build_codec_scheduler()
         if self.settings.align_method == "ctc":  # a bad model directory stops start-up: timestamps were asked for
             from core.align.ctc import load_aligners
 
             self.aligner = load_aligners(self.settings.align_ctc_model, self.device)
         self.load_seconds = time.perf_counter() - started
+
+    def build_codec_scheduler(self) -> None:
+        """One `CodecScheduler` over the loaded models (replacing any earlier one), and the admission reading it.
+        On a GPU the default policy (one call at a time, fixed shapes); on a CPU one call per core, no batch
+        padding. Its planning loop starts on the serving loop (`start()`), or on the first window submitted."""
+        from services.codec.admission import Admission
+        from services.codec.runner import ModelRunner
+        from services.codec.scheduler import CodecScheduler, SchedulerPolicy
+
+        if self.device.startswith("cuda"):
+            policy = SchedulerPolicy()
+        else:
+            policy = SchedulerPolicy.for_cpu(self.settings.codec_cpu_calls or os.cpu_count() or 1)
+        old = self.codec_scheduler
+        if old is not None:
+            old.runner.close()
+        runner = ModelRunner(self.bicodec, self.sr, threads=policy.max_inflight)
+        self.codec_scheduler = CodecScheduler(runner, policy)
+        self.admission = Admission(self.codec_scheduler)
 
     def _load_sr(self) -> None:
         if not self.settings.sr_enabled:
@@ -255,6 +275,7 @@ class ModelRuntime:
         started = time.perf_counter()
         try:
             await asyncio.to_thread(self.load_models)
+            self.codec_scheduler.start()  # on the serving loop
             await self.create_engine()
             metrics.MODEL_LOADED.set(1)
             if self.settings.warmup and self.warmup_step is not None:
@@ -340,6 +361,9 @@ class ModelRuntime:
                 await engine.shutdown()
             except Exception:  # noqa: BLE001 - shutdown is best effort
                 logger.exception("engine shutdown failed")
+        scheduler = self.codec_scheduler
+        if scheduler is not None:
+            await scheduler.aclose()  # windows still waiting fail; the device thread is kept for a later loop
 
     # ----------------------------------------------------------------------------- health
     def health(self) -> HealthReport:

@@ -1,7 +1,13 @@
-"""The audio end of the pipeline: decoded 16 kHz chunks in, the client's encoded bytes out."""
+"""The audio end of the pipeline: decoded 16 kHz chunks in, the client's encoded bytes out.
+
+Super-resolution goes through the codec scheduler: `core.sr_planner.SRPlanner` cuts the joined 16 kHz audio into
+AP-BWE windows and each one is awaited as `StreamHandle.super_resolve` (batched with other streams' windows on the
+device). The rest (crossfade, time-stretch, resample, framing, encoding) is cheap numpy on the event loop.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -12,14 +18,21 @@ from audio.encoders import create_encoder
 from audio.reframe import FrameBuffer
 from audio.resample import StreamingResampler
 from audio.time_stretch import StreamingTimeStretch
+from core.sr_planner import SRPlan, SRPlanner
+from services.codec.windows import SRWindow
 from services.pipeline.pipeline_stats import PipelineStats
 from shared import metrics
 
 if TYPE_CHECKING:
+    from services.codec.scheduler import StreamHandle
     from services.deployment.runtime import ModelRuntime
 
 NATIVE_RATE = 16_000  # BiCodec's rate
 BWE_RATE = 48_000  # AP-BWE's output rate
+# AP-BWE window blocks (16 kHz samples, before context): with the released model's 880 samples of context each side
+# every window but a stream's true end is 2,480..9,760 samples long, inside services.codec DEFAULT_SR_BUCKETS.
+SR_MIN_BLOCK = 1_600  # 100 ms: the first 48 kHz audio waits for at most this much plus the context
+SR_MAX_BLOCK = 8_000
 
 
 class AudioOutput:
@@ -27,13 +40,20 @@ class AudioOutput:
     resampling to the asked rate, steady frames, the encoder."""
 
     def __init__(self, runtime: ModelRuntime, *, audio_format: str, sample_rate: int, stream: bool,
-                 want_bwe: bool, stats: PipelineStats, time_stretch: float = 1.0) -> None:
+                 want_bwe: bool, stats: PipelineStats, time_stretch: float = 1.0,
+                 handle: StreamHandle | None = None) -> None:
+        """`handle`: the job's place in the codec scheduler, which runs the AP-BWE windows; None: they run here,
+        directly on the model (offline tools and tests without a scheduler)."""
         settings = runtime.settings
         self.stats = stats
+        self.handle = handle
         # `speed` where the prompt could not do it all: on the 16 kHz speech, before super-resolution.
         self.stretch = StreamingTimeStretch(time_stretch) if time_stretch != 1.0 else None
         stats.time_stretch = time_stretch
-        self.bwe_stream = runtime.sr.stream() if (want_bwe and runtime.sr is not None) else None
+        sr = runtime.sr if want_bwe else None
+        self._sr = sr
+        self.bwe_stream = (SRPlanner(grid=sr.grid, context=sr.context, min_block=SR_MIN_BLOCK, max_block=SR_MAX_BLOCK)
+                           if sr is not None else None)
         self.bwe_applied = self.bwe_stream is not None
         source_rate = BWE_RATE if self.bwe_applied else NATIVE_RATE
         self.joiner = ChunkJoiner(int(round(settings.crossfade_ms * NATIVE_RATE / 1000)))
@@ -52,15 +72,27 @@ class AudioOutput:
         if last:
             self.joiner.last_segment()
 
-    def push(self, wav16: np.ndarray) -> bytes:
-        return self._onward(self.joiner.push(wav16), final=False)
+    async def push(self, wav16: np.ndarray) -> bytes:
+        return await self._onward(self.joiner.push(wav16), final=False)
 
-    def finish(self) -> bytes:
-        data = self._onward(self.joiner.finish(), final=True)
+    async def finish(self) -> bytes:
+        data = await self._onward(self.joiner.finish(), final=True)
         self.stats.encode_done = True
         return data
 
-    def _onward(self, joined: np.ndarray, *, final: bool) -> bytes:
+    async def _super_resolve(self, windows: list[SRPlan]) -> np.ndarray:
+        """The windows' kept 48 kHz audio, in order: all submitted at once, so they may share one device call."""
+        if not windows:
+            return np.zeros(0, np.float32)
+        if self.handle is None:
+            assert self._sr is not None
+            parts = [self._sr.enhance_window(w.samples)[w.keep_start: w.keep_end] for w in windows]
+        else:
+            parts = await asyncio.gather(*(self.handle.super_resolve(
+                SRWindow(w.samples, w.keep_start, w.keep_end, true_end=w.true_end)) for w in windows))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    async def _onward(self, joined: np.ndarray, *, final: bool) -> bytes:
         if self.stretch is not None:
             joined = self.stretch.push(joined)
             if final:
@@ -69,9 +101,10 @@ class AudioOutput:
         audio = joined
         if self.bwe_stream is not None:
             started = time.perf_counter()
-            audio = self.bwe_stream.push(joined) if joined.size else np.zeros(0, np.float32)
+            windows = self.bwe_stream.push(joined) if joined.size else []
             if final:
-                audio = np.concatenate([audio, self.bwe_stream.finish()])
+                windows += self.bwe_stream.finish()
+            audio = await self._super_resolve(windows)
             if audio.size:
                 self.stats.sr_chunks += 1
                 self.stats.sr_samples += int(audio.size)

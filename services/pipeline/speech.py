@@ -1,7 +1,8 @@
 """The one entry point to synthesis for every transport: HTTP, OpenAI (bytes or SSE) and WebSocket.
 
 A route turns its protocol model into a `SpeechRequest` (`to_speech_request`), then `SpeechService`:
-1. `check_available()`: refuses while the GPU is faulted or the model is not ready (503 with Retry-After);
+1. `check_available()`: refuses while the GPU is faulted or the model is not ready, and refuses a new stream the
+   codec scheduler has no headroom for (`services.codec.admission`; 503 with Retry-After, every transport);
 2. `voice()`: the voice by id or alias (`resolve_voice`), a custom voice the caller's key owns (the voice
    library), or the request's own reference audio (per-request cloning), at the asked speed, with one error message
    for every route;
@@ -115,6 +116,19 @@ class SpeechService:
             raise SynthesisError("MODEL_NOT_LOADED", "The model is not ready yet (state: "
                                  f"{self.runtime.state.value}); retry shortly.", retry_after=5)
         BACKLOG.check(self.settings.shed_first_audio_s)  # SERVER_OVERLOADED before queueing behind a backlog
+        self.admit()
+
+    def admit(self) -> None:
+        """Overload is refused, not spread: a new stream past the codec scheduler's measured headroom gets
+        SERVER_OVERLOADED (503 with Retry-After; the dialects' own refusal on sockets) and every admitted stream keeps
+        real time."""
+        admission = getattr(self.runtime, "admission", None)
+        if admission is None:
+            return
+        decision = admission.decide()
+        if not decision.admit:
+            raise SynthesisError("SERVER_OVERLOADED", f"This server is at capacity ({decision.reason}); retry "
+                                 "shortly or on another server.", retry_after=max(1, int(decision.retry_after_s)))
 
     def check_text_length(self, text: str) -> None:
         """The deployment's per-request limit (TTS_MAX_TEXT_CHARS), before anything else is looked at."""

@@ -4,7 +4,11 @@ BiCodec decode -> crossfade between chunks -> optional AP-BWE -> resample -> ste
 One `SynthesisJob` per request. A producer task runs the pipeline and puts encoded bytes into a bounded queue;
 the HTTP (or WebSocket) layer drains it. A slow reader fills the queue, which pauses the producer, which stops
 pulling tokens (backpressure). Closing the consumer cancels the producer, which aborts the LLM request and
-schedules no more decode work. All model and codec work runs in worker threads, never on the event loop.
+schedules no more decode work. The job never calls a codec model: it plans decode and super-resolution windows
+(core.streaming.DecodePlanner, core.sr_planner) and awaits them on its `StreamHandle` in the codec scheduler
+(services/codec), which runs every stream's windows earliest-deadline-first in a few batched device calls. The
+handle also keeps the job's playback clock: a streaming job waits (`pace`) while it is more than
+`stream_max_ahead_s` of audio ahead of what its client can have played, so an abandoned reply wastes at most that.
 
 Long text keeps one voice: the first chunk's 32 global tokens condition every later chunk (clone prompt), and
 the next chunk's generation starts as soon as the current chunk's generation is done, while its audio is still
@@ -31,8 +35,9 @@ import numpy as np
 
 from core.guards import Trip
 from core.llm import SamplingConfig
-from core.streaming import LatencyPreference, StreamingConfig, StreamingDecoder
+from core.streaming import DecodePlanner, LatencyPreference, PlannedWindow, StreamingConfig
 from core.tokens import NoSpeechError, TokenParser, TokenStreamError
+from services.codec.windows import DecodeWindow
 from services.deployment.gpu_health import (
     GPU_ERROR_MESSAGES,
     GPU_FAULT,
@@ -51,6 +56,7 @@ from shared import metrics
 
 if TYPE_CHECKING:
     from core.voices import Voice
+    from services.codec.scheduler import StreamHandle
     from services.deployment.runtime import ModelRuntime
 
 logger = logging.getLogger("services.pipeline.synthesis")
@@ -110,10 +116,8 @@ def classify_failure(exc: BaseException) -> SynthesisError:
     return SynthesisError("GENERATION_FAILED", f"Generation failed ({exc.__class__.__name__}).")
 
 
-def buffers_only(decoder: StreamingDecoder, new_tokens: int) -> bool:
-    """Whether pushing `new_tokens` only buffers them (no chunk is due). Most engine deltas do: they are pushed on the
-    event loop, since a thread hop per delta queues behind decodes in the executor and contends for the GIL under
-    load (bench/bench_ttfa.py measured it); pushes that decode go to a worker thread."""
+def buffers_only(decoder: DecodePlanner, new_tokens: int) -> bool:
+    """Whether pushing `new_tokens` only buffers them (no window is due). Most engine deltas do."""
     return decoder.pending_tokens + new_tokens < decoder.tokens_needed
 
 
@@ -135,6 +139,12 @@ class SynthesisJob:
         )
         self.plan = TextPlan(self.plan.text, list(self.plan.chunks), self.plan.chunked)
         self.stats = PipelineStats(text_chunks=len(self.plan.chunks))
+        # The job's place in the codec scheduler: opened when the producer starts (with this arrival time), closed
+        # when it ends, whatever the outcome.
+        self.scheduler = runtime.codec_scheduler
+        self.arrival = self.scheduler.clock()
+        self.handle: StreamHandle | None = None
+        self._d_vector: Any = None  # the voice's d-vector, computed once per job
         self.chain = AudioOutput(runtime, audio_format=request.audio_format, sample_rate=request.sample_rate,
                                  stream=request.stream, want_bwe=request.want_sr, stats=self.stats,
                                  time_stretch=request.time_stretch)
@@ -245,6 +255,7 @@ class SynthesisJob:
         prompt_ids, mode = prompt_for(runtime, text, voice, use_globals)
         parser = TokenParser(runtime.layout, mode=mode)
         sampling = self._sampling(len(prompt_ids), run, mode)
+        admission = getattr(runtime, "admission", None)
         async with asyncio.timeout(runtime.settings.generation_timeout_s):
             stream = runtime.engine.stream(prompt_ids, sampling, request_id)
             try:
@@ -252,6 +263,8 @@ class SynthesisJob:
                     generated_before = self.stats.llm_tokens
                     self.stats.llm_tokens += len(new_ids)
                     metrics.LLM_TOKENS.inc(len(new_ids))
+                    if admission is not None:  # the LLM's pace, one of admission's measures
+                        admission.note_tokens(len(new_ids))
                     delta = parser.feed(new_ids)
                     if delta.global_tokens is not None and self.global_tokens is None:
                         self.global_tokens = tuple(delta.global_tokens)
@@ -294,19 +307,37 @@ class SynthesisJob:
         return out
 
     # ------------------------------------------------------------------ decode + audio chain
-    def _decode_push(self, run: ChunkRun, decoder: StreamingDecoder, semantic: list[int]) -> bytes:
+    async def _pace(self) -> None:
+        """A streaming job waits while it is more than `stream_max_ahead_s` ahead of its client's playback."""
+        if self.request.stream and self.handle is not None:
+            await self.handle.pace(self.runtime.settings.stream_max_ahead_s)
+
+    async def _decode_windows(self, planner: DecodePlanner, windows: list[PlannedWindow]) -> list[np.ndarray]:
+        """The windows' audio from the codec scheduler (submitted together: they may share one device call), taken
+        back by the planner in order (its crossfades)."""
+        if not windows:
+            return []
+        await self._pace()
+        assert self.handle is not None
         started = time.perf_counter()
-        chunks = decoder.push(semantic)
+        d = self._d_vector
+        kept = await asyncio.gather(*(self.handle.decode(DecodeWindow(w.ids, d, w.keep_start, w.keep_end))
+                                      for w in windows))
         metrics.STAGE_SECONDS.labels("decode").observe(time.perf_counter() - started)
+        return [planner.take(w, audio) for w, audio in zip(windows, kept, strict=True)]
+
+    async def _decode_push(self, run: ChunkRun, planner: DecodePlanner, semantic: list[int]) -> bytes:
+        chunks = await self._decode_windows(planner, planner.push(semantic))
         if chunks and self.stats.first_audio_engine_ids is None:
-            self.stats.first_audio_engine_ids = (self.stats.preamble_ids or 0) + decoder.tokens_in
-        return self._chain_chunks(run, chunks)
+            self.stats.first_audio_engine_ids = (self.stats.preamble_ids or 0) + planner.tokens_in
+        return await self._chain_chunks(run, chunks)
 
-    def _decode_finish(self, run: ChunkRun, decoder: StreamingDecoder, *, fade: bool = False) -> bytes:
-        chunks = decoder.finish()  # faded when the chunk is cut at a token guard's detection point
-        return self._chain_chunks(run, self.guards.fade_last(chunks) if fade else chunks)
+    async def _decode_finish(self, run: ChunkRun, planner: DecodePlanner, *, fade: bool = False) -> bytes:
+        chunks = await self._decode_windows(planner, planner.finish())
+        # Faded when the chunk is cut at a token guard's detection point.
+        return await self._chain_chunks(run, self.guards.fade_last(chunks) if fade else chunks)
 
-    def _chain_chunks(self, run: ChunkRun, chunks: list[np.ndarray]) -> bytes:
+    async def _chain_chunks(self, run: ChunkRun, chunks: list[np.ndarray]) -> bytes:
         out = bytearray()
         for chunk in chunks:
             if run.stop is not None:
@@ -317,15 +348,20 @@ class SynthesisJob:
             self.stats.decoded_samples_per_chunk[-1] += int(chunk.size)
             kept = run.keep_or_hold(chunk)
             if kept is not None and kept.size:
-                out += self._push_kept(kept)
+                out += await self._push_kept(kept)
         return bytes(out)
 
-    def _push_kept(self, audio: np.ndarray) -> bytes:
+    async def _push_kept(self, audio: np.ndarray) -> bytes:
         if self.timestamps is not None:
             self._segment_audio.append(audio)
-        return self.chain.push(audio)
+        return await self.chain.push(audio)
 
-    async def _recover(self, run: ChunkRun, trip: Trip, decoder: StreamingDecoder | None) -> asyncio.Queue | None:
+    async def _release_held(self, run: ChunkRun) -> bytes:
+        """The held audio of a chunk that passed every guard, on through the chain."""
+        held, run.held = run.held, []
+        return b"".join([await self._push_kept(audio) for audio in held])
+
+    async def _recover(self, run: ChunkRun, trip: Trip, decoder: DecodePlanner | None) -> asyncio.Queue | None:
         """After an acting trip: the next try's token queue (retried), or None (cut: the chunk ends here)."""
         action = run.action or self.guards.decide(run, trip)
         await stop_task(self._generation_tasks.get(run.index))
@@ -333,7 +369,7 @@ class SynthesisJob:
             raise self.guards.failure(run, trip)
         if action == "cut":
             if decoder is not None and run.action is None:
-                await self._emit(await asyncio.to_thread(self._decode_finish, run, decoder, fade=True))
+                await self._emit(await self._decode_finish(run, decoder, fade=True))
             self.guards.account_cut(run)
             return None
         self.guards.next_try(run)
@@ -352,6 +388,8 @@ class SynthesisJob:
         await self._emit_now(data, samples)
 
     async def _emit_now(self, data: bytes, samples: int) -> None:
+        if self.handle is not None:  # the audio leaves: the playback clock (deadlines, pacing) counts it
+            self.handle.note_audio(samples / self.request.sample_rate)
         if self.queue.full():
             self.stats.producer_waits += 1
         await self.queue.put((data, samples))
@@ -387,10 +425,12 @@ class SynthesisJob:
             self.chain.start_segment(last=run.last)
             if self.timestamps is not None:
                 self._held, self._segment_audio = [], []
-            await self._emit(await asyncio.to_thread(self._silence, index))
-        d_vector = await asyncio.to_thread(self.runtime.speaker_vector, self.global_tokens)
-        decoder = StreamingDecoder(self.runtime.bicodec, d_vector,
-                                   self.first_stream_config if index == 0 else self.stream_config)
+            await self._emit(await self._silence(index))
+        if self._d_vector is None:  # once per job (cached per voice): one model call, off the event loop
+            self._d_vector = await asyncio.to_thread(self.runtime.speaker_vector, self.global_tokens)
+        codec = self.runtime.bicodec
+        decoder = DecodePlanner(self.first_stream_config if index == 0 else self.stream_config,
+                                hop=codec.hop_length, codebook_size=codec.semantic_codebook_size)
         while True:
             semantic: list[int] = []
             done = False
@@ -409,10 +449,8 @@ class SynthesisJob:
                 if tokens.empty() or len(semantic) >= self.stream_config.max_chunk_tokens:
                     break
                 item = tokens.get_nowait()
-            if semantic and buffers_only(decoder, len(semantic)):
-                await self._emit(self._decode_push(run, decoder, semantic))
-            elif semantic:
-                await self._emit(await asyncio.to_thread(self._decode_push, run, decoder, semantic))
+            if semantic:  # planning is cheap bookkeeping; only a due window awaits the scheduler
+                await self._emit(await self._decode_push(run, decoder, semantic))
             if run.stop is not None:  # the audio guard tripped
                 return await self._recover(run, run.stop, None)
             if isinstance(item, Trip):
@@ -420,10 +458,10 @@ class SynthesisJob:
             if done:
                 break
             item = await tokens.get()
-        await self._emit(await asyncio.to_thread(self._decode_finish, run, decoder))
+        await self._emit(await self._decode_finish(run, decoder))
         if run.stop is not None:
             return await self._recover(run, run.stop, None)
-        await self._emit(await asyncio.to_thread(run.release, self._push_kept))  # a held chunk passed: on it goes
+        await self._emit(await self._release_held(run))  # a held chunk passed: on it goes
         return None
 
     async def _release_with_timestamps(self, text: str, end: float | None = None) -> None:
@@ -453,13 +491,13 @@ class SynthesisJob:
         index = len(self.plan.chunks)
         self._pauses[index] = self._pauses.get(index, 0.0) + seconds
 
-    def _silence(self, index: int) -> bytes:
+    async def _silence(self, index: int) -> bytes:
         seconds = self._pauses.pop(index, 0.0)
         if seconds <= 0:
             return b""
         # Taken before the time-stretch, which shortens it by the speed: so many seconds of output silence.
         samples = int(round(seconds * NATIVE_RATE * self.request.time_stretch))
-        return self._push_kept(np.zeros(samples, np.float32))
+        return await self._push_kept(np.zeros(samples, np.float32))
 
     def close_text(self) -> None:
         """No more text will come; the job finishes after the chunks already fed."""
@@ -475,10 +513,18 @@ class SynthesisJob:
         so it overlaps with chunk index-1's decode and delivery. None when no more text will come."""
         await asyncio.gather(self._generation_tasks[index - 1], return_exceptions=True)
         await self._globals_ready.wait()
+        await self._pace()  # no generation far ahead of playback
         text = await self._next_text()
         return None if text is None else self._start_generation(index, text)
 
+    def _open_handle(self) -> None:
+        self.handle = self.scheduler.open_stream(self.arrival)
+        if not self.request.stream:  # no client plays it as it comes: deadlines as if it played from arrival
+            self.handle.start_playback(self.arrival)
+        self.chain.handle = self.handle
+
     async def _produce(self) -> None:
+        self._open_handle()
         try:
             async with asyncio.timeout(self.runtime.settings.request_deadline_s):
                 await self._produce_all()
@@ -493,6 +539,8 @@ class SynthesisJob:
             await self.queue.put(self.error)
         finally:
             self.ended = True
+            if self.handle is not None:
+                self.handle.close()  # windows not yet run are dropped
             prefetch = self._prefetch_task
             if prefetch is not None and not prefetch.done():
                 prefetch.cancel()
@@ -517,8 +565,8 @@ class SynthesisJob:
             index += 1
         self.stats.generation_done = True
         self.stats.decode_done = True
-        await self._emit(await asyncio.to_thread(self._silence, index))  # a break after the last text
-        await self._emit(await asyncio.to_thread(self.chain.finish))
+        await self._emit(await self._silence(index))  # a break after the last text
+        await self._emit(await self.chain.finish())
         if self._last_text is not None:  # the last chunk's words, now that the audio's true end is known
             await self._release_with_timestamps(self._last_text, end=self.stats.output_samples / self.request.sample_rate)
         for hook in self.on_complete:

@@ -192,21 +192,19 @@ def test_a_zero_latency_service_keeps_the_short_schedule_flowing(preference: str
 def test_bench_server_legacy_behaviours_apply_and_undo() -> None:
     from bench.serve_paced import Legacy
     from core.streaming import StreamingConfig
-    from services.pipeline import synthesis
     from services.pipeline.audio_output import AudioOutput
 
-    originals = (StreamingConfig.for_latency, AudioOutput.start_segment, synthesis.buffers_only)
+    originals = (StreamingConfig.for_latency, AudioOutput.start_segment)
     legacy = Legacy()
-    legacy.set(["resume", "holdback", "hops"])
+    legacy.set(["resume", "holdback"])
     try:
         assert StreamingConfig().for_latency("balanced").resume_chunk_tokens is None
-        assert synthesis.buffers_only(None, 1) is False  # type: ignore[arg-type]
-        assert legacy.active == ["holdback", "hops", "resume"]
+        assert legacy.active == ["holdback", "resume"]
         with pytest.raises(ValueError, match="unknown"):
             legacy.set(["nope"])
     finally:
         legacy.set([])
-    assert (StreamingConfig.for_latency, AudioOutput.start_segment, synthesis.buffers_only) == originals
+    assert (StreamingConfig.for_latency, AudioOutput.start_segment) == originals
     assert StreamingConfig().for_latency("balanced").resume_chunk_tokens == 25
 
 

@@ -158,6 +158,8 @@ class SilentIdCodec:
     """The demo codec with semantic ids 0 and 1 decoding to silence. The released codec's silence is a few ids; the
     demo's random codec has none (every id decodes to -11..-15 dBFS, measured), so this stands in for it."""
 
+    decode_padded = None  # row by row through decode_with_speaker (the codec scheduler's runner falls back to it)
+
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
@@ -172,12 +174,12 @@ class SilentIdCodec:
 
 @contextmanager
 def silent_ids(runtime: ModelRuntime) -> Iterator[None]:
-    codec = runtime.bicodec
-    runtime.bicodec = SilentIdCodec(codec)
+    codec, runner = runtime.bicodec, runtime.codec_scheduler.runner  # the scheduler's runner decodes while serving
+    runtime.bicodec = runner.decoder = SilentIdCodec(codec)
     try:
         yield
     finally:
-        runtime.bicodec = codec
+        runtime.bicodec = runner.decoder = codec
 
 
 async def test_silent_audio_is_retried_when_held_and_cut_with_a_fade_when_streamed(runtime: ModelRuntime) -> None:

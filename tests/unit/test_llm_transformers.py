@@ -102,6 +102,22 @@ async def test_streams_new_ids_incrementally(engine: TransformersEngine) -> None
     assert engine.active_requests() == set()
 
 
+async def test_stream_interval_hands_over_ids_a_few_steps_at_a_time(hf_model: torch.nn.Module) -> None:
+    """TTS_LLM_STREAM_INTERVAL, as vLLM's stream_interval: the first id at once, then deltas of at least N ids (the
+    consumer wakes every N steps; it may be slower and find more), the last with what is left. Same ids."""
+    sampling = SamplingConfig(temperature=1.0, top_k=0, top_p=1.0, max_tokens=41, seed=3)
+    plain = TransformersEngine(hf_model, device="cpu")
+    grouped = TransformersEngine(hf_model, device="cpu", stream_interval=4)
+    try:
+        every = await _collect(plain, sampling, "every")
+        deltas = await _collect(grouped, sampling, "grouped")
+    finally:
+        await plain.shutdown()
+        await grouped.shutdown()
+    assert _flat(deltas) == _flat(every)
+    assert len(deltas[0]) >= 1 and all(len(d) >= 4 for d in deltas[1:-1]), [len(d) for d in deltas]
+
+
 async def test_same_seed_same_ids_and_other_seed_differs(engine: TransformersEngine) -> None:
     first = _flat(await _collect(engine, SAMPLED, "a"))
     again = _flat(await _collect(engine, SAMPLED, "b"))

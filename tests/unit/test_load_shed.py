@@ -1,6 +1,7 @@
 """Load shedding (issue 27 item 8): while the oldest admitted request has waited past TTS_SHED_FIRST_AUDIO_S for its
 first audio, new work gets 503 SERVER_OVERLOADED with Retry-After on HTTP and an error event on the WebSocket; once
-the backlog speaks, requests are served again. The backlog's clock is a test clock: no sleeps, no timings."""
+the backlog speaks, requests are served again. The backlog's clock is a test clock: no sleeps, no timings.
+Admission (issue 38): a new stream the codec scheduler's headroom refuses gets the same 503 and error event."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import create_app
+from services.codec.admission import AdmissionDecision
 from services.deployment.runtime import ModelRuntime
 from services.pipeline.load_shed import BACKLOG, FirstAudioBacklog
 from shared.settings import Settings
@@ -44,7 +46,11 @@ def client(demo_model_dir: Path) -> Iterator[TestClient]:
     runtime = ModelRuntime(settings)
     with TestClient(create_app(settings, runtime=runtime)) as test_client:
         wait_in_portal(test_client, lambda: runtime.ready)
+        RUNTIMES.append(runtime)
         yield test_client
+
+
+RUNTIMES: list[ModelRuntime] = []  # the client's runtime, for the admission test
 
 
 def test_the_backlog_counts_only_requests_waiting_for_first_audio() -> None:
@@ -90,3 +96,23 @@ def test_http_and_websocket_shed_while_the_backlog_is_past_the_bound(client: Tes
     finally:
         BACKLOG.leave(stuck)
     assert client.post("/v1/tts/generate", json=BODY).status_code == 200  # the backlog spoke: served again
+
+
+def test_a_stream_admission_refuses_gets_503_with_retry_after_and_the_socket_an_error_event(
+        client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    (runtime,) = RUNTIMES
+    assert runtime.admission is not None and runtime.admission.scheduler is runtime.codec_scheduler
+    monkeypatch.setattr(runtime.admission, "decide", lambda: AdmissionDecision(False, "no codec headroom", 4))
+    refused = client.post("/v1/tts/generate", json=BODY)
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "SERVER_OVERLOADED" and "no codec headroom" in refused.text
+    assert refused.headers["Retry-After"] == "4"
+    ws_context = client.websocket_connect("/v1/tts/ws")
+    ws = ws_context.__enter__()
+    ws.send_text(json.dumps(BODY))
+    event = json.loads(ws.receive_text())
+    assert event["type"] == "error" and event["error"]["code"] == "SERVER_OVERLOADED"
+    with contextlib.suppress(concurrent.futures.CancelledError):
+        ws_context.__exit__(None, None, None)
+    monkeypatch.undo()
+    assert client.post("/v1/tts/generate", json=BODY).status_code == 200  # admitted again

@@ -10,6 +10,7 @@ import io
 import struct
 import wave
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -273,3 +274,85 @@ async def test_a_style_voice_waits_for_its_globals_first(runtime: ModelRuntime,
                                          latency="balanced", voice="default", max_tokens=40))
     await job.collect()
     assert job.stats.preamble_ids is not None and job.stats.preamble_ids >= 33
+
+
+async def test_jobs_decode_through_the_codec_scheduler_and_streams_pace_against_playback(
+        runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One StreamHandle per job, closed at its end; every window a streaming job submits waits for `pace` first
+    (and counts its audio on the playback clock); a non-streaming job plays "from its arrival" and never paces."""
+    scheduler = runtime.codec_scheduler
+    opened: list[Any] = []
+    open_stream = scheduler.open_stream
+
+    def spy(arrival: float | None = None) -> Any:
+        handle = open_stream(arrival)
+        handle.paces = []
+        pace = handle.pace
+
+        async def recorded(bound: float) -> None:
+            handle.paces.append(bound)
+            await pace(bound)
+
+        handle.pace = recorded
+        opened.append(handle)
+        return handle
+
+    monkeypatch.setattr(scheduler, "open_stream", spy)
+    calls = scheduler.stats.calls
+    streamed = SynthesisJob(runtime, _request(runtime, "Pacing the stream.", request_id="paced", stream=True))
+    await streamed.collect()
+    held = SynthesisJob(runtime, _request(runtime, "Not streamed.", request_id="held", stream=False))
+    await held.collect()
+
+    assert len(opened) == 2 and all(h.closed for h in opened) and scheduler.active_streams == 0
+    assert scheduler.stats.calls > calls  # the decodes ran as scheduler calls
+    stream_handle, held_handle = opened
+    assert stream_handle.arrival == streamed.arrival
+    assert len(stream_handle.paces) >= 2  # the first window and the finishing one at least
+    assert set(stream_handle.paces) == {runtime.settings.stream_max_ahead_s}
+    assert stream_handle.audio_seconds == pytest.approx(streamed.stats.output_samples / NATIVE_RATE)
+    assert held_handle.paces == [] and held_handle.first_audio_at == held.arrival
+
+
+@pytest.fixture(scope="module")
+def sr_runtime(demo_model_dir: Path) -> Iterator[ModelRuntime]:
+    rt = ModelRuntime(_settings(demo_model_dir).model_copy(update={"sr_enabled": True}))
+    asyncio.run(rt.start())
+    assert rt.ready and rt.sr is not None, rt.error
+    yield rt
+    asyncio.run(rt.shutdown())
+
+
+async def test_48khz_streams_super_resolve_through_the_scheduler_as_offline(sr_runtime: ModelRuntime) -> None:
+    """Two concurrent 48 kHz streams: their AP-BWE windows go through the codec scheduler (which may batch them) and
+    each output equals the offline upsample of the 16 kHz audio that job fed to super-resolution. (The demo's
+    random AP-BWE turns the 16-bit rounding of its input into ~20 dB of difference, so the input is taken as the job
+    had it, in float.)"""
+    runtime = sr_runtime
+    texts = ["The first caller speaks.", "A second caller at once."]
+    sr_rows, sr_calls = (runtime.codec_scheduler.stats.rows_by_kind["sr"],
+                         runtime.codec_scheduler.stats.calls_by_kind["sr"])
+
+    async def run(text: str, rid: str) -> tuple[np.ndarray, np.ndarray]:
+        request = replace(_request(runtime, text, request_id=rid, stream=True, audio_format="pcm"),
+                          sample_rate=48_000, want_sr=True)
+        job = SynthesisJob(runtime, request)
+        planner, fed = job.chain.bwe_stream, []
+        push = planner.push
+
+        def recording(chunk: np.ndarray) -> list:
+            fed.append(np.array(chunk, np.float32))
+            return push(chunk)
+
+        planner.push = recording
+        data = await job.collect()
+        assert job.sr_applied
+        return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0, np.concatenate(fed)
+
+    results = await asyncio.gather(*(run(t, f"sr48-{i}") for i, t in enumerate(texts)))
+    stats = runtime.codec_scheduler.stats
+    assert stats.rows_by_kind["sr"] > sr_rows and stats.calls_by_kind["sr"] > sr_calls  # through the scheduler
+    for audio48, narrow in results:
+        offline = np.clip(runtime.sr.upsample(narrow), -1.0, 32767 / 32768)
+        assert audio48.shape == offline.shape == (3 * narrow.size,)
+        assert np.abs(audio48 - offline).max() <= 1.5 / 32768  # the 16-bit output's rounding

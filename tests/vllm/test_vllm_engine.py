@@ -115,6 +115,16 @@ async def wait_idle(engine: VLLMEngine, within_s: float) -> None:
         await asyncio.sleep(0.01)
 
 
+async def test_deltas_come_stream_interval_steps_at_a_time(engine, layout, prompt) -> None:
+    """TTS_LLM_STREAM_INTERVAL (engine arg stream_interval, default 4): the first delta at once, then one every N
+    steps, the last with whatever is left; fewer deltas for the API process to parse at 256 streams."""
+    interval = Settings().llm_stream_interval
+    assert interval > 1
+    deltas = await collect(engine, prompt, speech(layout, seed=3), "interval")
+    assert len(deltas) >= 3
+    assert all(len(d) >= interval for d in deltas[1:-1]), [len(d) for d in deltas]
+
+
 async def test_streams_delta_ids_ending_with_the_stop_id(engine, layout, prompt) -> None:
     deltas = await collect(engine, prompt, speech(layout, seed=1), "delta")
     ids = flat(deltas)

@@ -1,0 +1,112 @@
+"""Streaming super-resolution as windows, without the model: 16 kHz samples in, AP-BWE windows out.
+
+The same schedule as `core.apbwe.SRStream` (whose concatenated output equals `SuperResolution.upsample`): a window
+is planned once at least `min_block` new samples have their full right context buffered, covering everything ready,
+at most `max_block` per window; each window carries `context` samples each side (fewer at the signal's start) and
+starts on the STFT frame grid. The caller runs each window's model call (the codec scheduler, batched with other
+streams' windows, or `SuperResolution.enhance_window` directly) and concatenates the kept outputs in order.
+
+The window at the stream's true end is marked (`true_end`): its right edge is the signal's end (reflect padding in
+the STFT), so it must run at its exact length, never right-padded into a bucket. Every other window has its full
+right context and may be zero-padded (the kept output is unchanged: specs/gpu_serving.md §2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+RATIO = 3  # 16 kHz -> 48 kHz
+
+
+@dataclass(frozen=True, eq=False)
+class SRPlan:
+    """One AP-BWE window: 16 kHz input (context included) and which 48 kHz output samples to keep."""
+
+    samples: np.ndarray  # float32 [S]
+    keep_start: int  # 48 kHz samples within the window's 3 * S outputs
+    keep_end: int
+    true_end: bool = False
+
+
+class SRPlanner:
+    """One stream's windows. `grid` and `context` come from the model's config (`SuperResolution.grid`/`.context`:
+    80 and 880 samples for the released AP-BWE). Not thread-safe."""
+
+    def __init__(self, *, grid: int, context: int, min_block: int, max_block: int) -> None:
+        if grid < 1 or context < 0 or context % grid:
+            raise ValueError(f"context ({context}) must be a non-negative multiple of grid ({grid})")
+        self.grid = grid
+        self.context = context
+        self.min_block = max(grid, _round_up(min_block, grid))
+        self.max_block = max(self.min_block, _round_up(max_block, grid))
+        self._pending: list[np.ndarray] = []  # chunks not yet joined into _buf
+        self._buf = np.zeros(0, np.float32)  # input samples from absolute index _buf_start
+        self._buf_start = 0
+        self._done = 0  # absolute input index up to which windows have been planned
+        self._finished = False
+        self.samples_in = 0
+        self.windows = 0
+        self.samples_planned = 0  # 16 kHz samples in windows, context included
+
+    def push(self, chunk16: np.ndarray) -> list[SRPlan]:
+        """Add 16 kHz samples; return the windows whose output is final now (maybe none)."""
+        if self._finished:
+            raise RuntimeError("SRPlanner.push after finish()")
+        chunk = _as_mono_float32(chunk16)
+        if chunk.size:
+            self._pending.append(chunk)
+            self.samples_in += chunk.size
+        out: list[SRPlan] = []
+        while True:
+            ready = (self.samples_in - self.context) // self.grid * self.grid
+            if ready - self._done < self.min_block:
+                break
+            stop = min(ready, self._done + self.max_block)
+            out.append(self._plan(self._done, stop, stop + self.context))
+        return out
+
+    def finish(self) -> list[SRPlan]:
+        """The rest, the last window using the true end of the signal as its right boundary."""
+        if self._finished:
+            return []
+        self._finished = True
+        out: list[SRPlan] = []
+        while self.samples_in - self._done > self.max_block + self.context:
+            stop = self._done + self.max_block
+            out.append(self._plan(self._done, stop, stop + self.context))
+        if self.samples_in > self._done:
+            out.append(self._plan(self._done, self.samples_in, self.samples_in, true_end=True))
+        self._pending, self._buf = [], np.zeros(0, np.float32)
+        return out
+
+    def _plan(self, start: int, stop: int, window_end: int, *, true_end: bool = False) -> SRPlan:
+        """The window over input [start - context, window_end) keeping the output of [start, stop)."""
+        if self._pending:
+            self._buf = np.concatenate([self._buf, *self._pending])
+            self._pending = []
+        a = max(0, start - self.context)
+        b = min(window_end, self.samples_in)
+        samples = np.ascontiguousarray(self._buf[a - self._buf_start : b - self._buf_start])
+        keep_from = max(0, stop - self.context)  # only what the next window's left context needs
+        self._buf = self._buf[keep_from - self._buf_start :].copy()
+        self._buf_start = keep_from
+        self._done = stop
+        self.windows += 1
+        self.samples_planned += b - a
+        return SRPlan(samples, RATIO * (start - a), RATIO * (stop - a), true_end)
+
+
+def _round_up(n: int, step: int) -> int:
+    return -(-int(n) // step) * step
+
+
+def _as_mono_float32(x: np.ndarray) -> np.ndarray:
+    raw = np.asarray(x)
+    if raw.dtype.kind != "f" and raw.size:  # int16 PCM would silently be 32768x too loud
+        raise ValueError(f"expected float samples in [-1, 1], got dtype {raw.dtype}")
+    arr = raw.astype(np.float32, copy=False)
+    if arr.ndim != 1:
+        raise ValueError(f"expected mono 1-D 16 kHz samples, got an array of shape {arr.shape}")
+    return arr
