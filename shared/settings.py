@@ -87,6 +87,10 @@ class Settings(BaseSettings):
         None, ge=1, description="On a CPU: codec scheduler calls (BiCodec/AP-BWE batches) run at once; unset: the core "
         "count. A GPU runs one at a time.",
     )
+    codec_cuda_graphs: bool = Field(
+        True, description="On CUDA: capture one graph per codec call shape (length and batch buckets) at start-up and "
+        "replay them while serving; false runs every call eager (slower, the same audio).",
+    )
     max_tokens_per_char: float = Field(
         6.0, gt=0, description="Runaway guard: a text chunk may generate at most this many tokens per character "
         "(+100); 50 tokens = 1 s of speech, so 6/char allows very slow speech."

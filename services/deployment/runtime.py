@@ -215,9 +215,31 @@ class ModelRuntime:
         old = self.codec_scheduler
         if old is not None:
             old.runner.close()
-        runner = ModelRunner(self.bicodec, self.sr, threads=policy.max_inflight)
+        runner = ModelRunner(self.bicodec, self.sr, threads=policy.max_inflight, graphs=self._capture_graphs(policy))
         self.codec_scheduler = CodecScheduler(runner, policy)
-        self.admission = Admission(self.codec_scheduler)
+        # The LLM's pace counts per generating request; the engine is built after the codec, hence the late lookup.
+        self.admission = Admission(
+            self.codec_scheduler,
+            generating=lambda: len(self.engine.active_requests()) if self.engine is not None else 0)
+
+    def _capture_graphs(self, policy: Any) -> Any:
+        """On CUDA, one captured graph per (kind, length bucket, batch bucket) in one memory pool, before any other
+        device work (capture moves the TF32 switches for its duration). A failed capture serves eager: slower, same
+        audio."""
+        if not (self.device.startswith("cuda") and self.settings.codec_cuda_graphs):
+            return None
+        from services.codec.graphs import CodecGraphs, GraphPlan
+
+        started = time.perf_counter()
+        try:
+            graphs = CodecGraphs(self.bicodec, self.sr, GraphPlan.from_policy(policy))
+            captured = graphs.capture_all()
+        except Exception:  # noqa: BLE001 - graphs are an optimisation; the eager path serves the same audio
+            logger.exception("CUDA graph capture failed; the codec runs eager")
+            return None
+        logger.info("codec graphs captured", extra={"graphs": len(captured),
+                                                    "seconds": round(time.perf_counter() - started, 2)})
+        return graphs
 
     def _load_sr(self) -> None:
         if not self.settings.sr_enabled:
@@ -266,6 +288,7 @@ class ModelRuntime:
         device = DeviceTimeline()  # one device: the engine's steps and the codec's calls queue on it together
         self.engine = CostModelEngine.from_tokenizer(self.tokenizer, self.layout, model, device)
         self.codec_runner = CostModelRunner(model, device)
+        self.codec_scheduler.runner = self.codec_runner  # the scheduler's calls wait on the modelled device
         # Where the pipeline still calls the codec models itself (in worker threads), they wait on the same device.
         self.bicodec, self.sr = stand_in_codecs(self.bicodec, self.sr, model, device, asyncio.get_running_loop())
         logger.warning("BENCHMARK: engine steps and codec calls are waits from the cost model %s", model.name)
