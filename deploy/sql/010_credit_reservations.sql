@@ -144,8 +144,8 @@ BEGIN
             CONTINUE;
         END IF;
         v_new := v_new + 1;
-        IF r.key_id IS NULL THEN
-            CONTINUE;
+        IF r.key_id IS NULL OR NOT EXISTS (SELECT 1 FROM api_keys k WHERE k.key_id = r.key_id) THEN
+            CONTINUE;  -- no key in this database (static keys, anonymous): the process settled it, the row says so
         END IF;
         IF coalesce(r.refund_credits, 0) > 0
            AND NOT EXISTS (SELECT 1 FROM credit_reservations c WHERE c.request_id = r.request_id) THEN
