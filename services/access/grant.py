@@ -153,6 +153,13 @@ class AccessServices:
                 await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - asyncio.get_running_loop().time()))
             else:
                 await asyncio.sleep(0.05)
+        if self.ledger._unsettled:  # live settlements of an outage: one last try before they are lost
+            try:
+                left = await asyncio.wait_for(self.ledger.settle_pending(), timeout=timeout_s)
+            except Exception:  # noqa: BLE001 - shutdown goes on; what is left is logged
+                left = len(self.ledger._unsettled)
+            if left:
+                logger.error("credits not settled at shutdown", extra={"requests": left})
         lost = await self.request_logger.close(timeout_s)
         if lost:
             logger.error("request log records lost at shutdown", extra={"lost": lost})

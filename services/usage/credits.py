@@ -112,6 +112,8 @@ class CreditLedger:
         self.row_settles = row_settles
         self.outage = OutageAllowance(outage_allowance)
         self.retry_delay_s = retry_delay_s
+        self._unsettled: dict[str, tuple[CreditReservation, int]] = {}  # live settlements the store did not take
+        self._settling: asyncio.Task | None = None
 
     async def reserve(self, key: ApiKeyRecord, text_length: int, request_id: str, *,
                       journal: Callable[[], Awaitable[None]] | None = None) -> CreditReservation:
@@ -141,6 +143,8 @@ class CreditLedger:
                                   "Credit balance cannot be checked right now; retry in a few seconds.",
                                   retry_after=5) from None
         self.outage.store_answered()
+        if self._unsettled and (self._settling is None or self._settling.done()):
+            self._settling = asyncio.ensure_future(self.settle_pending())  # the store answers again
         if result.status == "settled":  # the request's row is already stored: nothing more is held for it
             return CreditReservation(key.key_id, request_id, 0, result.balance, state="released")
         if result.status != "held":
@@ -179,18 +183,27 @@ class CreditLedger:
         return claim
 
     async def _settle_live(self, reservation: CreditReservation, claim: int) -> int:
-        for attempt in range(RESERVE_TRIES):
+        """Settle now; a store that cannot answer gets the settlement later (`settle_pending`, tried when a
+        reservation succeeds again and at shutdown): with no row to carry it, it waits in memory."""
+        try:
+            settled = await self.store.settle_credits(reservation.request_id, reservation.key_id, claim,
+                                                      reservation.outage_credits)
+            return settled.charged
+        except KeyStoreUnavailable as exc:
+            self._unsettled[reservation.request_id] = (reservation, claim)
+            logger.error("credits not settled yet: the store is unavailable", extra={
+                "key_id": reservation.key_id, "credits": claim, "error": str(exc)})
+            return claim
+
+    async def settle_pending(self) -> int:
+        """Settle what the store could not take at the end of its requests; returns how many are still waiting."""
+        for request_id, (reservation, claim) in list(self._unsettled.items()):
             try:
-                settled = await self.store.settle_credits(reservation.request_id, reservation.key_id, claim,
-                                                          reservation.outage_credits)
-                return settled.charged
-            except KeyStoreUnavailable as exc:
-                if attempt + 1 == RESERVE_TRIES:
-                    logger.error("credits not settled: the store is unavailable", extra={
-                        "key_id": reservation.key_id, "credits": reservation.debited, "error": str(exc)})
-                    return min(claim, reservation.debited)
-                await asyncio.sleep(self.retry_delay_s * (attempt + 1))
-        raise AssertionError("unreachable")
+                await self.store.settle_credits(request_id, reservation.key_id, claim, reservation.outage_credits)
+            except KeyStoreUnavailable:
+                break
+            self._unsettled.pop(request_id, None)
+        return len(self._unsettled)
 
     async def release(self, reservation: CreditReservation) -> None:
         """Give the held credits back (the request never started). Idempotent; a release the store cannot take

@@ -129,3 +129,16 @@ async def test_blocks_of_one_request_merge_and_are_charged_what_was_used() -> No
     merged.credits = 14  # what the utterance used
     assert await ledger.charge(merged) == 14
     assert await balance(store, key) == 986
+
+
+async def test_a_live_settlement_the_store_cannot_take_waits_and_is_applied_once_it_answers() -> None:
+    """No request-log row to carry it (a key store that is not the log's database): it waits in memory."""
+    store, key, ledger = setup()
+    store.down = True
+    held = await ledger.reserve(key, 10, "a")
+    assert await ledger.charge(held) == 10 and await balance(store, key) == 1000
+    store.down = False
+    await ledger.reserve(key, 5, "b")  # the store answers again: the waiting settlement goes in
+    await ledger._settling  # noqa: SLF001 - the task it started
+    assert await balance(store, key) == 1000 - 10 - 5
+    assert await ledger.settle_pending() == 0 and await balance(store, key) == 985
