@@ -37,6 +37,7 @@ logger = logging.getLogger("services.usage.credits")
 
 # Tries of one reservation id before its outcome counts as unknown (the retries are idempotent: journaled).
 RESERVE_TRIES = 3
+DOWN_HOLD_S = 1.0  # after every try failed: how long later reservations try the store once only
 
 
 class CreditError(Exception):
@@ -114,6 +115,7 @@ class CreditLedger:
         self.retry_delay_s = retry_delay_s
         self._unsettled: dict[str, tuple[CreditReservation, int]] = {}  # live settlements the store did not take
         self._settling: asyncio.Task | None = None
+        self._down_until = 0.0  # loop time until which the store counts as down (one try, not RESERVE_TRIES)
 
     async def reserve(self, key: ApiKeyRecord, text_length: int, request_id: str, *,
                       journal: Callable[[], Awaitable[None]] | None = None) -> CreditReservation:
@@ -126,14 +128,19 @@ class CreditLedger:
         if journal is not None:
             await journal()
         reservation_id = uuid.uuid4().hex
-        for attempt in range(RESERVE_TRIES):
+        loop = asyncio.get_running_loop()
+        # Right after the store failed every try, the next reservations go straight to the allowance for a moment
+        # instead of each waiting out its own retries (a socket's next block must not stall on a known outage).
+        tries = 1 if loop.time() < self._down_until else RESERVE_TRIES
+        for attempt in range(tries):
             try:
                 result = await self.store.reserve_credits(reservation_id, request_id, key.key_id, cost)
                 break
             except KeyStoreUnavailable as exc:
-                if attempt + 1 < RESERVE_TRIES:
+                if attempt + 1 < tries:
                     await asyncio.sleep(self.retry_delay_s * (attempt + 1))
                     continue
+                self._down_until = loop.time() + DOWN_HOLD_S
                 logger.error("credit store unavailable", extra={"key_id": key.key_id, "error": str(exc)})
                 # The outcome is unknown. Should it have committed, it is journaled under this request and the
                 # request's row refunds it (the claim counts it once, on the allowance or not at all).
