@@ -28,6 +28,9 @@ from services.usage.database import PostgresPool, make_supabase_client
 from shared.settings import Settings
 
 logger = logging.getLogger("services.access")
+SETTLED_KEPT = 10_000  # the in-memory journal remembers this many settled request ids
+
+
 @dataclass(frozen=True)
 class Reserved:
     """A reservation's outcome: held (debited and journaled), short (the balance does not cover it), settled (its
@@ -100,7 +103,10 @@ class KeyStore(ABC):
             await self.refund_credits(key_id, debited - keep)
         for rid in taken:
             journal.pop(rid, None)
-        self._settled_requests().add(request_id)
+        settled = self._settled_requests()
+        settled[request_id] = None
+        if len(settled) > SETTLED_KEPT:  # bounded: a late debit is refused by the gate too (services/access/gate.py)
+            del settled[next(iter(settled))]
         if owed:  # the outage spend: taken down to zero at most
             result = await self.debit_credits(key_id, owed)
             if result.ok:
@@ -115,9 +121,10 @@ class KeyStore(ABC):
             self._reservations: dict[str, tuple[str, str, int]] = {}
         return self._reservations
 
-    def _settled_requests(self) -> set[str]:
+    def _settled_requests(self) -> dict[str, None]:
+        """Request ids settled most recently (insertion-ordered), for refusing a debit that arrives after them."""
         if not hasattr(self, "_settled"):
-            self._settled: set[str] = set()
+            self._settled: dict[str, None] = {}
         return self._settled
 
     async def close(self) -> None:  # noqa: B027 - optional hook
