@@ -322,8 +322,12 @@ class Settings(BaseSettings):
     credits_enabled: bool = Field(False, description="Charge characters/audio seconds to the key's balance.")
     credits_outage_allowance: int = Field(
         2000, ge=0, description="While the key store cannot take a debit, a metered key whose record is cached is "
-        "still served up to min(its cached balance, this) credits per container; the spend is debited once the store "
-        "answers. Past it (or with 0): 503 SERVICE_UNAVAILABLE with Retry-After.",
+        "still served up to min(its cached balance, this) credits per container; the spend is taken when the "
+        "request's row is stored. Past it (or with 0): 503 SERVICE_UNAVAILABLE with Retry-After.",
+    )
+    credits_reserve_ahead: int = Field(
+        256, ge=1, description="WebSocket text reserves credits in blocks of at least this many characters (one "
+        "database write per block, not per text frame); what an utterance did not use is refunded when it settles.",
     )
 
     # --- voice cloning and the voice library -------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,7 @@ from services.usage.credits import (
 )
 from services.usage.database import DatabaseClients
 from services.usage.request_log import RequestLogger, RequestRecord, build_request_logger, utcnow
+from services.usage.request_sinks import NullSink
 from services.usage.shutdown import mark_shutting_down, watch_signals
 from services.usage.shutdown import reset as reset_shutdown
 from shared import metrics
@@ -60,6 +62,8 @@ class AccessGrant:
     request_id: str | None = None  # the server's id, where the transport knew it when granting (HTTP)
     _finished: bool = False
     _intent: asyncio.Task | None = None  # the intent record's write: the final record waits for it
+    _journaled: bool = False  # an intent row is spooled (before the first credit was reserved)
+    _reserving: asyncio.Task | None = None  # the credit reservation in flight
 
     @property
     def key_id(self) -> str:
@@ -124,8 +128,12 @@ class AccessServices:
         self.request_logger = request_logger or build_request_logger(settings, databases=self.databases)
         self.monitor = monitor or AudioFlowMonitor.from_settings(settings)
         store = self.authenticator.store if self.authenticator is not None else None
+        sink = getattr(self.request_logger, "sink", None)
+        # The request log writes to the key store's own database: each row's insert settles its request's credits.
+        row_settles = (store is not None and sink is not None and not isinstance(sink, NullSink)
+                       and getattr(sink, "name", None) == store.name and store.name in ("postgres", "supabase"))
         self.ledger = CreditLedger(store, enabled=settings.credits_enabled and store is not None,  # type: ignore[arg-type]
-                                   outage_allowance=settings.credits_outage_allowance)
+                                   outage_allowance=settings.credits_outage_allowance, row_settles=row_settles)
         self._tasks: set[asyncio.Task] = set()
         self.open_grants: set[AccessGrant] = set()  # admitted, not yet settled: close() waits for them
 
@@ -145,11 +153,13 @@ class AccessServices:
                 await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - asyncio.get_running_loop().time()))
             else:
                 await asyncio.sleep(0.05)
-        if self.ledger.outage.pending:  # debts of a key-store outage: one last try before they are lost
+        if self.ledger._unsettled:  # live settlements of an outage: one last try before they are lost
             try:
-                await asyncio.wait_for(self.ledger.outage.drain(self.ledger.store), timeout=timeout_s)
-            except Exception:  # noqa: BLE001 - shutdown goes on; what is still owed is logged
-                logger.error("outage credits not debited at shutdown", extra={"credits": self.ledger.outage.pending})
+                left = await asyncio.wait_for(self.ledger.settle_pending(), timeout=timeout_s)
+            except Exception:  # noqa: BLE001 - shutdown goes on; what is left is logged
+                left = len(self.ledger._unsettled)
+            if left:
+                logger.error("credits not settled at shutdown", extra={"requests": left})
         lost = await self.request_logger.close(timeout_s)
         if lost:
             logger.error("request log records lost at shutdown", extra={"lost": lost})
@@ -212,33 +222,68 @@ class AccessServices:
         return grant
 
     async def reserve_credits(self, grant: AccessGrant, characters: int) -> None:
+        if grant.request_id is None:
+            grant.request_id = f"req-{uuid.uuid4().hex}"
+
+        async def reserve_and_keep() -> None:
+            grant.reservation = await self.ledger.reserve(
+                grant.key, characters, request_id=grant.request_id or "",
+                journal=self._journal(grant.key, grant.request_id or "", grant.client_request_id, grant))
+        # Shielded: a client that leaves while the debit is in flight does not cut it from the grant, and the
+        # release of an abandoned grant waits for it (`release`).
+        grant._reserving = self.spawn(reserve_and_keep())
         try:
-            grant.reservation = await self.ledger.reserve(grant.key, characters, request_id="")
+            await asyncio.shield(grant._reserving)
         except CreditError as exc:
             await self.release(grant)
             raise ServiceError(exc.code, exc.message, status=exc.status, retry_after=exc.retry_after) from None
 
+    async def reserve(self, key: ApiKeyRecord, characters: int, request_id: str, client_request_id: str | None, *,
+                      journaled: Any) -> CreditReservation:
+        """Reserve for `request_id`, its intent row spooled first (once per request: `journaled._journaled`), so a
+        process that dies after the debit leaves a row that settles it."""
+        return await self.ledger.reserve(key, characters, request_id=request_id,
+                                         journal=self._journal(key, request_id, client_request_id, journaled))
+
+    def _journal(self, key: ApiKeyRecord, request_id: str, client_request_id: str | None,
+                 holder: Any) -> Callable[[], Awaitable[None]]:
+        """Spool the request's intent row once (`holder._journaled`), before its first debit."""
+
+        async def journal() -> None:
+            if holder._journaled:
+                return
+            holder._journaled = True
+            await self.request_logger.intend_async(RequestRecord(
+                request_id=request_id, client_request_id=client_request_id, speaker="", text_length=0,
+                status="in_progress", key_id=key.key_id))
+
+        return journal
+
     async def release(self, grant: AccessGrant) -> None:
+        if grant._reserving is not None and not grant._reserving.done():
+            await asyncio.wait([grant._reserving])  # a debit in flight lands in the grant first, then is released
         if grant.reservation is not None:
             await self.ledger.release(grant.reservation)
-            if grant.reservation.refund_owed:
-                await self._record_owed_refund(grant)
+        await self._release_journal(grant, grant.reservation, grant.request_id)
         if grant.lease is not None:
             await grant.lease.release()
 
-    async def _record_owed_refund(self, grant: AccessGrant) -> None:
-        """A request refused after its credits were reserved, whose refund the key store could not take (it went down
-        in between): it has no intent row, so a row of its own carries the refund, given back when first stored."""
-        reservation = grant.reservation
-        assert reservation is not None
+    async def _release_journal(self, holder: Any, reservation: CreditReservation | None,
+                               request_id: str | None) -> None:
+        """A request that never started: its intent row goes once its credits are given back; when the store could
+        not take them back, a row claiming nothing is stored instead, and its settlement gives them back."""
+        if not getattr(holder, "_journaled", False) or request_id is None:
+            return
+        if reservation is None or not reservation.release_owed:
+            await self.request_logger.forget_intent_async(request_id)
+            return
         try:
             await self.request_logger.submit_async(RequestRecord(
-                request_id=grant.request_id or f"refund-{uuid.uuid4().hex}", client_request_id=grant.client_request_id,
-                speaker="", text_length=0, status="failed", error_code="NOT_STARTED", key_id=grant.key_id,
-                credits_charged=0, refund_credits=reservation.refund_owed, completed_at=utcnow()))
-        except Exception:  # noqa: BLE001 - never breaks the refusal; the ledger already logged the owed credits
-            logger.exception("owed refund not recorded", extra={"key_id": grant.key_id,
-                                                                "credits": reservation.refund_owed})
+                request_id=request_id, client_request_id=getattr(holder, "client_request_id", None), speaker="",
+                text_length=0, status="failed", error_code="NOT_STARTED", key_id=reservation.key_id,
+                credits_charged=0, completed_at=utcnow()))
+        except Exception:  # noqa: BLE001 - never breaks the refusal; the intent row still settles it
+            logger.exception("release row not recorded", extra={"key_id": reservation.key_id})
 
     async def settle(self, grant: AccessGrant, outcome: RequestReport) -> None:
         """Settle a finished request: slot, credits, flow monitor, request-log record; never raises."""
@@ -249,13 +294,11 @@ class AccessServices:
             credits = 0
             if grant.reservation is not None:
                 error_status = status_of(outcome.error_code) if outcome.error_code else None
-                if settle_credits(outcome.status, error_status, outcome.audio_seconds):
-                    credits = await self.ledger.charge(grant.reservation, audio_seconds=outcome.audio_seconds,
-                                                       undelivered=undelivered_credits(
-                                                           grant.reservation.credits, outcome.job.stats.chars_cut,
-                                                           len(outcome.job.plan.text)))
-                else:
-                    await self.ledger.release(grant.reservation)
+                charged = settle_credits(outcome.status, error_status, outcome.audio_seconds)
+                credits = await self.ledger.charge(
+                    grant.reservation, audio_seconds=outcome.audio_seconds, refund=not charged,
+                    undelivered=undelivered_credits(grant.reservation.credits, outcome.job.stats.chars_cut,
+                                                    len(outcome.job.plan.text)))
             job = outcome.job
             # The flow monitor knows completed/failed/disconnected; a client's cancel is a stop by the client.
             flow_status = "disconnected" if outcome.status in ("cancelled", "interrupted") else outcome.status
@@ -276,15 +319,9 @@ class AccessServices:
             text_length=len(request.text), status="in_progress", key_id=grant.key_id, stream=request.stream,
             format=request.audio_format, sample_rate=request.sample_rate,
             text=request.text if self.settings.log_request_text else None,
-            # Recovered as `interrupted` (the process died), the reservation taken from the store is given back.
-            refund_credits=self._reserved(grant),
+            # Recovered as `interrupted` (the process died): claims nothing, so its settlement refunds everything
+            # journaled for it.
         )
-
-    @staticmethod
-    def _reserved(grant: AccessGrant) -> int:
-        """Credits this request's reservation took from the store (an outage reservation took none yet)."""
-        reservation = grant.reservation
-        return reservation.credits if reservation is not None and reservation.state == "held" else 0
 
     def _record(self, grant: AccessGrant, outcome: RequestReport, credits: int) -> RequestRecord:
         job = outcome.job
@@ -302,5 +339,6 @@ class AccessServices:
             rtf=outcome.rtf, audio_duration_seconds=outcome.audio_seconds, credits_charged=credits,
             completed_at=utcnow(), chunks_retried=job.stats.chunks_retried, chunks_cut=job.stats.chunks_cut,
             guard_trips=",".join(job.stats.guard_events) or None,
-            refund_credits=grant.reservation.refund_owed if grant.reservation is not None else 0,
+            # What the request spent on the outage allowance: taken when the row is stored, at most the charge.
+            outage_credits=grant.reservation.outage_credits if grant.reservation is not None else 0,
         )

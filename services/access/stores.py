@@ -8,7 +8,7 @@ import logging
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,24 @@ from services.usage.database import PostgresPool, make_supabase_client
 from shared.settings import Settings
 
 logger = logging.getLogger("services.access")
+SETTLED_KEPT = 10_000  # the in-memory journal remembers this many settled request ids
+
+
+@dataclass(frozen=True)
+class Reserved:
+    """A reservation's outcome: held (debited and journaled), short (the balance does not cover it), settled (its
+    request's row is stored: nothing more may be held for it) or unknown_key."""
+
+    status: str
+    balance: int | None
+
+
+@dataclass(frozen=True)
+class Settled:
+    charged: int  # what the request was actually charged (clamped to what its reservations and outage spend took)
+    refunded: int  # what its reservations took beyond that, given back
+
+
 class KeyStore(ABC):
     """Where key records live. Lookups are by hash; credit moves are atomic in the store."""
 
@@ -43,6 +61,71 @@ class KeyStore(ABC):
     @abstractmethod
     async def refund_credits(self, key_id: str, amount: int) -> int | None:
         """Give `amount` back; returns the new balance (None: unlimited or unknown key)."""
+
+    # --- the reservation journal (docs/credits.md). A store without a journal of its own (static, in memory) keeps
+    # it here over debit_credits/refund_credits; PostgreSQL and Supabase keep it in `credit_reservations`
+    # (deploy/sql/010_credit_reservations.sql), in the transaction of each move.
+
+    async def reserve_credits(self, reservation_id: str, request_id: str, key_id: str, amount: int) -> Reserved:
+        """Take `amount` for `request_id` under `reservation_id`; idempotent per reservation id."""
+        journal = self._journal()
+        if reservation_id in journal:
+            return Reserved("held", None)
+        if request_id in self._settled_requests():
+            return Reserved("settled", None)
+        result = await self.debit_credits(key_id, amount)
+        if not result.ok:
+            return Reserved("short", result.balance)
+        journal[reservation_id] = (request_id, key_id, amount)
+        return Reserved("held", result.balance)
+
+    async def release_credits(self, reservation_id: str) -> int:
+        """Give a reservation back (its request never started); idempotent. Returns the credits given back."""
+        entry = self._journal().pop(reservation_id, None)
+        if entry is None:
+            return 0
+        try:
+            await self.refund_credits(entry[1], entry[2])
+        except BaseException:
+            self._journal()[reservation_id] = entry
+            raise
+        return entry[2]
+
+    async def settle_credits(self, request_id: str, key_id: str, charged: int, outage: int) -> Settled:
+        """Settle what `request_id`'s reservations took against `charged` (tts_settle_credits' rule)."""
+        journal = self._journal()
+        taken = {rid: e for rid, e in journal.items() if e[0] == request_id}
+        debited = sum(e[2] for e in taken.values())
+        keep = min(max(charged, 0), debited)
+        owed = max(0, min(charged, debited + max(outage, 0)) - keep)
+        take = 0
+        if debited - keep:
+            await self.refund_credits(key_id, debited - keep)
+        for rid in taken:
+            journal.pop(rid, None)
+        settled = self._settled_requests()
+        settled[request_id] = None
+        if len(settled) > SETTLED_KEPT:  # bounded: a late debit is refused by the gate too (services/access/gate.py)
+            del settled[next(iter(settled))]
+        if owed:  # the outage spend: taken down to zero at most
+            result = await self.debit_credits(key_id, owed)
+            if result.ok:
+                take = owed
+            elif result.balance:
+                part = min(owed, result.balance)
+                take = part if (await self.debit_credits(key_id, part)).ok else 0
+        return Settled(keep + take, debited - keep)
+
+    def _journal(self) -> dict[str, tuple[str, str, int]]:
+        if not hasattr(self, "_reservations"):
+            self._reservations: dict[str, tuple[str, str, int]] = {}
+        return self._reservations
+
+    def _settled_requests(self) -> dict[str, None]:
+        """Request ids settled most recently (insertion-ordered), for refusing a debit that arrives after them."""
+        if not hasattr(self, "_settled"):
+            self._settled: dict[str, None] = {}
+        return self._settled
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         pass
@@ -169,8 +252,11 @@ class PostgresKeyStore(KeyStore):
     async def _run(self, method: str, query: str, *args: Any, idempotent: bool = True) -> Any:
         """Run one statement. A dead pooled connection (the server restarted) gets one retry on a fresh one.
 
-        A statement that must not run twice (credit moves) is not retried itself: the connection is
-        probed first and only the probe is retried, so a reply lost in flight cannot double-charge.
+        A statement that must not run twice is not retried itself: the connection is probed first and only the probe
+        is retried, so a reply lost in flight cannot double-charge. Credit moves go through the journaled functions
+        (tts_reserve_credits & co.), which are idempotent and so retried like reads. Whatever asyncpg raises for a
+        connection in a bad state (InternalClientError "cannot switch to state" after a restart included) becomes
+        KeyStoreUnavailable: the outcome is unknown, and the caller resolves it by asking the journal again.
         """
         import asyncpg
 
@@ -178,6 +264,7 @@ class PostgresKeyStore(KeyStore):
             OSError,
             TimeoutError,
             asyncpg.InterfaceError,
+            asyncpg.InternalClientError,  # the protocol's state machine after a connection broke mid-statement
             asyncpg.PostgresConnectionError,
             asyncpg.exceptions.OperatorInterventionError,  # server shutting down or starting
         )
@@ -196,6 +283,19 @@ class PostgresKeyStore(KeyStore):
                 if attempt == 1:
                     raise KeyStoreUnavailable(f"postgres key store: {type(exc).__name__}") from None
         raise AssertionError("unreachable")
+
+    async def reserve_credits(self, reservation_id: str, request_id: str, key_id: str, amount: int) -> Reserved:
+        row = await self._run("fetchrow", "SELECT o_status, o_balance FROM tts_reserve_credits($1, $2, $3, $4)",
+                              reservation_id, request_id, key_id, amount)
+        return Reserved(row["o_status"], row["o_balance"])
+
+    async def release_credits(self, reservation_id: str) -> int:
+        return int(await self._run("fetchval", "SELECT tts_release_credits($1)", reservation_id) or 0)
+
+    async def settle_credits(self, request_id: str, key_id: str, charged: int, outage: int) -> Settled:
+        row = await self._run("fetchrow", "SELECT o_charged, o_refund FROM tts_settle_credits($1, $2, $3, $4)",
+                              request_id, key_id, charged, outage, idempotent=False)
+        return Settled(int(row["o_charged"]), int(row["o_refund"]))
 
     async def get_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
         row = await self._run("fetchrow", _SELECT_BY_HASH, key_hash)
@@ -297,5 +397,21 @@ class SupabaseKeyStore(KeyStore):
     async def refund_credits(self, key_id: str, amount: int) -> int | None:
         rows = await self._rpc_rows("tts_refund_credits", {"p_key_id": key_id, "p_amount": amount})
         return rows[0].get("credit_balance") if rows else None
+
+    async def reserve_credits(self, reservation_id: str, request_id: str, key_id: str, amount: int) -> Reserved:
+        rows = await self._rpc_rows("tts_reserve_credits", {"p_reservation_id": reservation_id,
+                                                            "p_request_id": request_id, "p_key_id": key_id,
+                                                            "p_amount": amount})
+        return Reserved(rows[0]["o_status"], rows[0].get("o_balance")) if rows else Reserved("unknown_key", None)
+
+    async def release_credits(self, reservation_id: str) -> int:
+        response = await self._call(lambda: self._client.rpc("tts_release_credits",
+                                                             {"p_reservation_id": reservation_id}).execute())
+        return int(response.data or 0)
+
+    async def settle_credits(self, request_id: str, key_id: str, charged: int, outage: int) -> Settled:
+        rows = await self._rpc_rows("tts_settle_credits", {"p_request_id": request_id, "p_key_id": key_id,
+                                                           "p_charged": charged, "p_outage": outage})
+        return Settled(int(rows[0]["o_charged"]), int(rows[0]["o_refund"])) if rows else Settled(0, 0)
 
 

@@ -1,19 +1,23 @@
-"""Credits: what a request costs and taking it from the key's balance.
+"""Credits: what a request costs and the one accounting model that moves them (docs/credits.md).
 
-Unit: 1 credit = 1 character of the request text as the client sent it (before normalisation, so a
-client can predict the price; `len(text)` in Unicode code points). Audio seconds are recorded with the
-charge but not billed. A key whose `credit_balance` is None is unlimited.
+Unit: 1 credit = 1 character of the normalised text the model is asked to speak (`len(text)` in Unicode code
+points). Audio seconds are recorded with the charge but not billed. A key whose `credit_balance` is None is unlimited.
 
-Flow (credits enabled):
-  1. `reserve()` before any GPU work: atomically takes the cost from the balance only if it covers it
-     (PostgreSQL: one conditional UPDATE; Supabase: the SQL function tts_debit_credits; static: in
-     memory). Short balance -> InsufficientCredits (INSUFFICIENT_CREDITS 403). Taking the credits up
-     front means concurrent requests of one key cannot overspend it.
-  2. After the request: `charge()` when audio was produced (also when the client disconnected midway:
-     the work was done), `release()` to give the credits back when it failed before any audio.
-     Both are idempotent. A refund the store cannot take (an outage) is owed through the request log: the row's
-     `refund_credits`, applied when the row is first stored (services/usage/request_sinks.py). A process that dies
-     leaves an intent row carrying its whole reservation, recovered as `interrupted` and refunded the same way.
+reserve -> debit -> record -> settle:
+  1. `reserve()` before the text is worked on. The request's intent row is in the durable spool first (the
+     `journal` callback), then the store debits the credits and journals them under a fresh reservation id in one
+     transaction (PostgreSQL/Supabase: tts_reserve_credits). A lost answer (dropped connection, restart, asyncpg's
+     InternalClientError) is an unknown outcome: the same reservation id is asked again, and the journal says whether
+     it committed. Short balance -> InsufficientCredits (INSUFFICIENT_CREDITS 403).
+  2. The request ends: `charge()` says what it is charged by the billing rule (`settle_credits` below; 0 when it is
+     refunded). The request's row carries that claim and its outage-allowance spend; when the row is first stored
+     the database settles it in the same transaction: journaled credits beyond the claim are refunded, the outage
+     spend is taken (tts_store_requests). A row stored twice settles once. A process that dies leaves the intent row,
+     recovered as `interrupted` (claim 0): its whole reservation is refunded when that row is stored.
+  3. A request that never started (refused after its reservation) is `release()`d by reservation id (idempotent);
+     if the store cannot take the release, a row claiming 0 settles it instead.
+A key store that is not the request log's database (static keys, in memory) settles live at the end instead
+(`KeyStore.settle_credits`, the same rule).
 """
 
 from __future__ import annotations
@@ -21,14 +25,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Literal
 
 from services.access.keys import ApiKeyRecord, KeyStoreUnavailable
 from services.access.stores import KeyStore
-from services.usage.outage_credits import OutageDebts
+from services.usage.outage_credits import OutageAllowance
 
 logger = logging.getLogger("services.usage.credits")
+
+# Tries of one reservation id before its outcome counts as unknown (the retries are idempotent: journaled).
+RESERVE_TRIES = 3
+DOWN_HOLD_S = 1.0  # after every try failed: how long later reservations try the store once only
 
 
 class CreditError(Exception):
@@ -60,54 +69,95 @@ def credits_for_text(text_length: int) -> int:
 
 @dataclass
 class CreditReservation:
+    """Credits held for one request: `credits` in all, `outage_credits` of them on the outage allowance (never
+    debited live), the rest debited and journaled under `reservation_ids`."""
+
     key_id: str
     request_id: str
     credits: int
-    balance_after: int | None  # None: unlimited key or credits disabled
-    # "outage": admitted against the outage allowance (services/usage/outage_credits.py), owed to the store
-    state: Literal["held", "charged", "released", "free", "outage"] = "held"
+    balance_after: int | None  # None: unlimited key, credits disabled, or admitted on the outage allowance
+    state: Literal["held", "charged", "released", "free"] = "held"
     audio_seconds: float | None = None
-    debt_id: str | None = None  # an "outage" reservation's debt in `CreditLedger.outage`
-    # Credits the key store could not give back live (an outage): the request-log row carries them and its first store
-    # gives them back (RequestRecord.refund_credits, services/usage/request_sinks.py), so no refund is lost.
-    refund_owed: int = 0
+    reservation_ids: list[str] = field(default_factory=list)
+    outage_credits: int = 0
+    # True when a release could not reach the store: the credits are still journaled, and a row claiming 0 must be
+    # stored to settle them (AccessServices writes it).
+    release_owed: bool = False
+
+    @property
+    def debited(self) -> int:
+        return self.credits - self.outage_credits
+
+
+def merge_reservations(key_id: str, request_id: str, parts: list[CreditReservation]) -> CreditReservation | None:
+    """One reservation standing for several of one request (a WebSocket utterance reserves in blocks): every part
+    that holds credits counts, whether debited or on the outage allowance."""
+    held = [r for r in parts if r.state == "held"]
+    if not held:
+        return None
+    return CreditReservation(key_id, request_id, sum(r.credits for r in held), held[-1].balance_after,
+                             reservation_ids=[i for r in held for i in r.reservation_ids],
+                             outage_credits=sum(r.outage_credits for r in held))
 
 
 class CreditLedger:
-    """Reserve/charge/release against the key store. With `enabled` False every call is free and local."""
+    """Reserve/charge/release against the key store. With `enabled` False every call is free and local.
 
-    def __init__(self, store: KeyStore, enabled: bool = True, outage_allowance: int = 0) -> None:
+    `row_settles`: the request log writes to the key store's own database, whose row insert settles each request
+    (step 2 of the module doc); otherwise `charge()` settles live."""
+
+    def __init__(self, store: KeyStore, enabled: bool = True, outage_allowance: int = 0, *,
+                 row_settles: bool = False, retry_delay_s: float = 0.1) -> None:
         self.store = store
         self.enabled = enabled
-        self.outage = OutageDebts(outage_allowance)
-        self._drain: asyncio.Task | None = None
+        self.row_settles = row_settles
+        self.outage = OutageAllowance(outage_allowance)
+        self.retry_delay_s = retry_delay_s
+        self._unsettled: dict[str, tuple[CreditReservation, int]] = {}  # live settlements the store did not take
+        self._settling: asyncio.Task | None = None
+        self._down_until = 0.0  # loop time until which the store counts as down (one try, not RESERVE_TRIES)
 
-    async def reserve(self, key: ApiKeyRecord, text_length: int, request_id: str) -> CreditReservation:
+    async def reserve(self, key: ApiKeyRecord, text_length: int, request_id: str, *,
+                      journal: Callable[[], Awaitable[None]] | None = None) -> CreditReservation:
+        """Hold `text_length` credits for `request_id`. `journal`: makes the request's durable record exist before
+        anything is debited (awaited first)."""
         cost = credits_for_text(text_length)
         if not self.enabled or cost == 0 or key.credit_balance is None:
             # Unlimited per the (possibly cached) record: no store round trip on the request path.
             return CreditReservation(key.key_id, request_id, 0, None, state="free")
-        try:
-            result = await self.store.debit_credits(key.key_id, cost)
-        except KeyStoreUnavailable as exc:
-            logger.error("credit store unavailable", extra={"key_id": key.key_id, "error": str(exc)})
-            if self.outage.admit(key, cost):  # within this key's outage allowance: served, owed to the store
-                debt_id = uuid.uuid4().hex  # one per reservation (a request id may reserve more than once)
-                self.outage.record_outage_debit(key, debt_id, cost)
-                return CreditReservation(key.key_id, request_id, cost, None, state="outage", debt_id=debt_id)
-            raise CreditError(
-                "SERVICE_UNAVAILABLE",
-                503,
-                "Credit balance cannot be checked right now; retry in a few seconds.",
-                retry_after=5,
-            ) from None
-        if self.outage.pending and (self._drain is None or self._drain.done()):
-            # The store answers again: debit what was spent during the outage (in the background).
-            self._drain = asyncio.ensure_future(self.outage.drain(self.store))
-        if not result.ok:
+        if journal is not None:
+            await journal()
+        reservation_id = uuid.uuid4().hex
+        loop = asyncio.get_running_loop()
+        # Right after the store failed every try, the next reservations go straight to the allowance for a moment
+        # instead of each waiting out its own retries (a socket's next block must not stall on a known outage).
+        tries = 1 if loop.time() < self._down_until else RESERVE_TRIES
+        for attempt in range(tries):
+            try:
+                result = await self.store.reserve_credits(reservation_id, request_id, key.key_id, cost)
+                break
+            except KeyStoreUnavailable as exc:
+                if attempt + 1 < tries:
+                    await asyncio.sleep(self.retry_delay_s * (attempt + 1))
+                    continue
+                self._down_until = loop.time() + DOWN_HOLD_S
+                logger.error("credit store unavailable", extra={"key_id": key.key_id, "error": str(exc)})
+                # The outcome is unknown. Should it have committed, it is journaled under this request and the
+                # request's row refunds it (the claim counts it once, on the allowance or not at all).
+                if self.outage.admit(key, cost):
+                    return CreditReservation(key.key_id, request_id, cost, None, outage_credits=cost)
+                raise CreditError("SERVICE_UNAVAILABLE", 503,
+                                  "Credit balance cannot be checked right now; retry in a few seconds.",
+                                  retry_after=5) from None
+        self.outage.store_answered()
+        if self._unsettled and (self._settling is None or self._settling.done()):
+            self._settling = asyncio.ensure_future(self.settle_pending())  # the store answers again
+        if result.status == "settled":  # the request's row is already stored: nothing more is held for it
+            return CreditReservation(key.key_id, request_id, 0, result.balance, state="released")
+        if result.status != "held":
             logger.info("insufficient credits", extra={"key_id": key.key_id, "needed": cost})
             raise InsufficientCredits(cost, await self._current_balance(key, result.balance))
-        return CreditReservation(key.key_id, request_id, cost, result.balance)
+        return CreditReservation(key.key_id, request_id, cost, result.balance, reservation_ids=[reservation_id])
 
     async def _current_balance(self, key: ApiKeyRecord, reported: int | None) -> int | None:
         """The balance to quote in a refusal: fresh from the store, not the cached record's."""
@@ -120,55 +170,69 @@ class CreditLedger:
         return fresh.credit_balance if fresh is not None else None
 
     async def charge(self, reservation: CreditReservation, *, audio_seconds: float | None = None,
-                     undelivered: int = 0) -> int:
-        """Settle a reservation as used; returns the credits charged (for RequestRecord.credits_charged).
-        `undelivered`: credits of text whose audio was not delivered (a streamed chunk cut by a generation guard),
-        given back."""
+                     undelivered: int = 0, refund: bool = False) -> int:
+        """Settle a reservation as used (less `undelivered`: credits of text whose audio was cut by a generation
+        guard) or, with `refund`, as refunded; returns the credits charged (RequestRecord.credits_charged). With
+        `row_settles` this is the claim the request's row carries and the database settles; otherwise it is settled
+        live now. Idempotent: a second call returns the first's answer."""
+        if reservation.state == "charged":
+            return reservation.credits
+        if reservation.state != "held":
+            return 0
         reservation.audio_seconds = audio_seconds
-        if reservation.state == "outage":
-            if self.outage.owed(reservation.debt_id):  # not taken from the store yet: owe less, not refund
-                reservation.credits = self.outage.reduce(reservation.debt_id, max(0, undelivered))
-                reservation.state = "charged"
-            else:  # already debited by a drain: settle as any reservation
-                reservation.state = "held"
-        if reservation.state == "held":
-            refund = min(max(0, undelivered), reservation.credits)
-            if refund:
-                try:
-                    await self.store.refund_credits(reservation.key_id, refund)
-                except Exception as exc:  # noqa: BLE001 - owed: the request-log row gives it back when stored
-                    reservation.refund_owed += refund
-                    logger.error("credit refund failed; owed through the request log", extra={
-                        "key_id": reservation.key_id, "credits": refund, "error_class": type(exc).__name__})
-                reservation.credits -= refund
-            reservation.state = "charged"
-            logger.info(
-                "credits charged",
-                extra={
-                    "key_id": reservation.key_id,
-                    "credits": reservation.credits,
-                    "audio_seconds": audio_seconds,
-                },
-            )
-        return reservation.credits if reservation.state == "charged" else 0
+        claim = 0 if refund else max(0, reservation.credits - max(0, undelivered))
+        if not self.row_settles:
+            claim = await self._settle_live(reservation, claim)
+        reservation.state = "charged"
+        reservation.credits = claim
+        logger.info("credits charged", extra={"key_id": reservation.key_id, "credits": claim,
+                                               "audio_seconds": audio_seconds})
+        return claim
+
+    async def _settle_live(self, reservation: CreditReservation, claim: int) -> int:
+        """Settle now; a store that cannot answer gets the settlement later (`settle_pending`, tried when a
+        reservation succeeds again and at shutdown): with no row to carry it, it waits in memory."""
+        try:
+            settled = await self.store.settle_credits(reservation.request_id, reservation.key_id, claim,
+                                                      reservation.outage_credits)
+            return settled.charged
+        except KeyStoreUnavailable as exc:
+            self._unsettled[reservation.request_id] = (reservation, claim)
+            logger.error("credits not settled yet: the store is unavailable", extra={
+                "key_id": reservation.key_id, "credits": claim, "error": str(exc)})
+            return claim
+
+    async def settle_pending(self) -> int:
+        """Settle what the store could not take at the end of its requests; returns how many are still waiting."""
+        for request_id, (reservation, claim) in list(self._unsettled.items()):
+            try:
+                await self.store.settle_credits(request_id, reservation.key_id, claim, reservation.outage_credits)
+            except KeyStoreUnavailable:
+                break
+            self._unsettled.pop(request_id, None)
+        return len(self._unsettled)
 
     async def release(self, reservation: CreditReservation) -> None:
-        """Give the held credits back (the request failed before producing audio)."""
-        if reservation.state == "outage":
-            if self.outage.owed(reservation.debt_id):  # never taken from the store: nothing is owed for it
-                self.outage.reduce(reservation.debt_id, reservation.credits)
-                reservation.state = "released"
-                return
-            reservation.state = "held"  # already debited by a drain: refunded as any reservation
+        """Give the held credits back (the request never started). Idempotent; a release the store cannot take
+        leaves `release_owed` set (a row claiming 0 then settles it)."""
         if reservation.state != "held":
             return
         reservation.state = "released"
-        try:
-            await self.store.refund_credits(reservation.key_id, reservation.credits)
-        except Exception as exc:  # noqa: BLE001 - owed: the request-log row gives it back when stored
-            reservation.refund_owed += reservation.credits
-            logger.error("credit refund failed; owed through the request log", extra={
-                "key_id": reservation.key_id, "credits": reservation.credits, "error_class": type(exc).__name__})
+        if reservation.outage_credits:
+            self.outage.give_back(reservation.key_id, reservation.outage_credits)
+        for reservation_id in list(reservation.reservation_ids):
+            for attempt in range(RESERVE_TRIES):
+                try:
+                    await self.store.release_credits(reservation_id)
+                    reservation.reservation_ids.remove(reservation_id)
+                    break
+                except KeyStoreUnavailable as exc:
+                    if attempt + 1 == RESERVE_TRIES:
+                        reservation.release_owed = True
+                        logger.error("credit release failed; settled by the request's row", extra={
+                            "key_id": reservation.key_id, "error": str(exc)})
+                        break
+                    await asyncio.sleep(self.retry_delay_s * (attempt + 1))
 
 
 def settle_credits(status: str, error_status: int | None, audio_seconds: float) -> bool:

@@ -144,8 +144,8 @@ class RequestLogger:
             REQUEST_LOG_SPOOL_BYTES.set(self.spool.size_bytes())
 
     async def intend_async(self, record: RequestRecord) -> None:
-        """Spool an admitted request's intent (status in_progress) before work starts; its final record replaces it.
-        Without a spool there is nothing durable to write it to. Never raises."""
+        """Spool a request's intent (status in_progress) before credits are reserved and before work starts; its final
+        record replaces it. Without a spool there is nothing durable to write it to. Never raises."""
         if self.spool is None:
             return
         if not self.store_text and record.text is not None:
@@ -155,6 +155,16 @@ class RequestLogger:
         except Exception:  # noqa: BLE001 - the intent must never fail a request; its final record still comes
             REQUEST_LOG_ERRORS.labels("spool").inc()
             logger.exception("request log intent append failed", extra={"request_id": record.request_id})
+
+    async def forget_intent_async(self, request_id: str) -> None:
+        """Drop a request's intent row (it never started and holds no credits). Never raises."""
+        if self.spool is None:
+            return
+        try:
+            await asyncio.to_thread(self.spool.forget_intent, request_id)
+        except Exception:  # noqa: BLE001 - a left intent is recovered as `interrupted`, settling nothing
+            REQUEST_LOG_ERRORS.labels("spool").inc()
+            logger.exception("request log intent removal failed", extra={"request_id": request_id})
 
     async def submit_async(self, record: RequestRecord) -> bool:
         """`submit` for callers on the event loop: the spool's fsync'd append (~1 ms) runs in a worker thread."""

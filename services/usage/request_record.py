@@ -43,10 +43,12 @@ class RequestRecord:
     chunks_retried: int = 0  # generation guards: text chunks generated again (007_guard_counts.sql)
     chunks_cut: int = 0  # streamed text chunks cut at a detection point
     guard_trips: str | None = None  # every trip as guard:action, comma-separated
-    # Credits owed back to the key, given back when this row is first stored (in the same transaction: exactly once,
-    # also after a database outage or a replay): a refund the key store could not take live, or a dead process's
-    # whole reservation (008_refund_credits.sql).
+    # Credits the row's settlement gave back (010_credit_reservations.sql: written by the database when the row is
+    # stored; a process sends 0). A row spooled before 010 carries its owed refund here and gets it back as before.
     refund_credits: int = 0
+    # Credits this request spent on the key-store outage allowance, taken from the balance when the row is stored (at
+    # most what it is charged).
+    outage_credits: int = 0
 
     def to_row(self) -> dict[str, Any]:
         row = asdict(self)
@@ -102,5 +104,6 @@ _PG_TYPES: dict[str, str] = {
     "chunks_cut": "int4",
     "guard_trips": "text",
     "refund_credits": "int8",
+    "outage_credits": "int8",
 }
 assert set(_PG_TYPES) == set(COLUMNS)

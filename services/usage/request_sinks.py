@@ -8,13 +8,14 @@ A `SinkError` says whether a failure may heal (transient: the records wait) or n
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from services.usage.database import DatabaseClients, PostgresPool, make_supabase_client
-from services.usage.request_record import _PG_TYPES, COLUMNS, RequestRecord
+from services.usage.request_record import RequestRecord
 from shared.settings import Settings
 
 logger = logging.getLogger("services.usage.request_log")
@@ -56,8 +57,9 @@ def _sqlstate_permanent(sqlstate: str | None) -> bool:
 
 
 class PostgresSink:
-    """Batched `INSERT ... SELECT FROM unnest(...) ON CONFLICT (request_id) DO NOTHING` via asyncpg; the refunds the
-    newly stored rows carry (`refund_credits`) are added to their keys' balances in the same statement.
+    """The SQL function `tts_store_requests` (deploy/sql/010_credit_reservations.sql), called with the batch as JSON:
+    it stores the rows not stored before and settles each new row's credits in the same transaction, exactly as the
+    Supabase sink's RPC does (one function, so both backends follow one rule).
 
     The pool is created on first write and keeps no idle connections it does not need; after the server
     restarts, dead connections fail once and the retried batch runs on fresh ones.
@@ -72,30 +74,23 @@ class PostgresSink:
         """`pool`: the process's shared pool (services/usage/database.py), closed by its owner; else one of its own."""
         if pool is None and not dsn:
             raise ValueError("PostgresSink needs a DSN or a pool")
+        if table != "tts_requests":
+            raise ValueError("PostgresSink writes tts_requests (through tts_store_requests)")
         self._owns_pool = pool is None
         self._pool = pool or PostgresPool(str(dsn), max_connections=max_connections, command_timeout_s=timeout_s)
-        cols = ", ".join(COLUMNS)
-        arrays = ", ".join(f"${i}::{_PG_TYPES[c]}[]" for i, c in enumerate(COLUMNS, start=1))
-        # One statement, so atomic: the rows not stored before, then their refunds added to the keys' balances. A
-        # replayed row conflicts, returns nothing and refunds nothing: each refund is applied exactly once.
-        self._sql = (
-            f"WITH inserted AS (INSERT INTO {table} ({cols}) SELECT * FROM unnest({arrays}) "
-            "ON CONFLICT (request_id) DO NOTHING RETURNING key_id, refund_credits), "
-            "owed AS (SELECT key_id, sum(refund_credits) AS credits FROM inserted "
-            "WHERE refund_credits > 0 AND key_id IS NOT NULL GROUP BY key_id) "
-            "UPDATE api_keys SET credit_balance = api_keys.credit_balance + owed.credits, updated_at = now() "
-            "FROM owed WHERE api_keys.key_id = owed.key_id AND api_keys.credit_balance IS NOT NULL"
-        )
+        self._sql = "SELECT tts_store_requests($1::jsonb)"
 
     async def write(self, records: Sequence[RequestRecord]) -> None:
         import asyncpg
 
-        rows = [r.to_row() for r in records]
-        columns = [[row[c] for row in rows] for c in COLUMNS]
+        try:
+            payload = json.dumps([r.to_json_row() for r in records])
+        except (TypeError, ValueError) as exc:  # a value JSON cannot carry
+            raise SinkError(f"postgres {type(exc).__name__}", transient=False) from None
         try:
             pool = await self._pool.get()
             async with pool.acquire() as conn:
-                await conn.execute(self._sql, *columns)
+                await conn.execute(self._sql, payload)
         except asyncpg.PostgresError as exc:
             # Only the class and SQLSTATE: the server's detail can quote the failing row.
             raise SinkError(
@@ -113,8 +108,8 @@ class PostgresSink:
 
 
 class SupabaseSink:
-    """The SQL function `tts_store_requests` over RPC (deploy/sql/009_store_requests.sql): like the PostgreSQL sink's
-    statement, it stores the rows not stored before and gives back the refunds they carry in one transaction. The
+    """The SQL function `tts_store_requests` over RPC (deploy/sql/010_credit_reservations.sql), the PostgreSQL sink's
+    function: it stores the rows not stored before and settles their credits in one transaction. The
     sync client runs in a thread.
 
     A project whose migrations stop before 009 answers that the function does not exist (PostgREST `PGRST202`): the

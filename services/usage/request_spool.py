@@ -11,11 +11,14 @@ file in the directory whose lock is free (a previous or crashed process's): it c
 spool and removes them, so nothing waits for a process that will never come back. Replays are idempotent: the
 database insert skips server ids it already has.
 
-Intents: when a request is admitted (credits reserved, before any GPU work) the request log writes an intent row
-(`intend`: status in_progress, intent=1) under the same server id; the final record replaces it (`append`). The
+Intents: before a request's first credit is reserved, and again with its details when it is admitted (before any GPU
+work), the request log writes an intent row (`intend`: status in_progress, intent=1) under the same server id; the
+final record replaces it (`append`). A request refused before it started, whose credits were given back, drops its
+intent (`forget_intent`). The
 writer reads only final rows. A process that adopts an orphan spool turns the dead process's intents into final
-records with status `interrupted` (`credits_charged` 0: the server died, not the client, so nothing is billed), so
-after SIGTERM beyond the graceful window, kill -9 or an OOM kill every admitted request has exactly one row.
+records with status `interrupted` (`credits_charged` 0: the server died, not the client, so nothing is billed, and
+the row's settlement refunds every credit journaled for it), so after SIGTERM beyond the graceful window, kill -9 or
+an OOM kill every request that reserved credits or was admitted has exactly one row.
 
 Why SQLite: in the standard library, crash-safe (the WAL is fsync'd per transaction with synchronous=FULL), and
 indexed by id for acknowledgement; an append-only file would need its own compaction and ack bookkeeping.
@@ -138,10 +141,17 @@ class RequestSpool:
 
     # ------------------------------------------------------------------------------------------ queue API
     def intend(self, server_id: str, payload: dict[str, Any]) -> None:
-        """An admitted request's intent row; ignored when its final record is already here."""
+        """A request's intent row (written before its first credit is reserved, completed when it is admitted):
+        replaces an earlier intent of the same id; ignored when its final record is already here."""
         with self._db_lock:
-            self._conn.execute("INSERT OR IGNORE INTO spool VALUES (?, ?, ?, 1)",
+            self._conn.execute("INSERT INTO spool VALUES (?, ?, ?, 1) ON CONFLICT(server_id) DO UPDATE SET "
+                               "payload = excluded.payload WHERE spool.intent = 1",
                                (server_id, time.time(), json.dumps(payload, default=str)))
+
+    def forget_intent(self, server_id: str) -> None:
+        """A request that never started and holds nothing any more: its intent row goes (a final row stays)."""
+        with self._db_lock:
+            self._conn.execute("DELETE FROM spool WHERE server_id = ? AND intent = 1", (server_id,))
 
     def append(self, server_id: str, payload: dict[str, Any]) -> None:
         """The final record: replaces the intent row; a final record already here is kept (appends are idempotent)."""

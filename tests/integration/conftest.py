@@ -101,7 +101,10 @@ class PostgresControl:
 
     def _run(self, script: str) -> float:
         started = time.perf_counter()
-        subprocess.run([str(ROOT / "scripts" / script)], check=True, capture_output=True, timeout=120)
+        # The server of this DSN, not the default one: tests/conftest.py drops TTS_* variables (TTS_PG_PORT too), so
+        # without this a test run against a private server would stop the shared one.
+        env = {**os.environ, "TTS_PG_PORT": str(urlparse(self.dsn).port or 5432)}
+        subprocess.run([str(ROOT / "scripts" / script)], check=True, capture_output=True, timeout=120, env=env)
         return time.perf_counter() - started
 
     def stop(self) -> float:

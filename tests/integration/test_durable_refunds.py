@@ -1,7 +1,9 @@
-"""Refunds survive a key-store outage (issue 27, item 3): a refund the store cannot take live is carried by the
-request's row and given back when that row is first stored, in the same statement; a replay gives nothing twice.
-Real PostgreSQL: the key store, the request log's sinks (PostgreSQL, and Supabase's RPC answered by the real SQL
-function behind a stand-in PostgREST) and the spool's recovery of a dead process's intent."""
+"""Settlement by the row (issues 27 and 40): every reservation is journaled with its debit
+(credit_reservations), and a request's row settles its journal when first stored, in the same transaction: what was
+taken beyond the row's charge is refunded, a replay moves nothing, a late debit for a stored row is refused, a lost
+answer asked again under the same reservation id debits once. Real PostgreSQL: the key store, the request log's sinks
+(PostgreSQL, and Supabase's RPC answered by the real SQL function behind a stand-in PostgREST) and the spool's
+recovery of a dead process's intent."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ pytestmark = pytest.mark.integration
 UNREACHABLE = "postgresql://tts:tts@127.0.0.1:9/none"  # the key store during an outage: nothing answers
 
 
-def row(request_id: str, key_id: str, *, status: str, charged: int, refund: int) -> RequestRecord:
+def row(request_id: str, key_id: str, *, status: str, charged: int, refund: int = 0) -> RequestRecord:
     return RequestRecord(request_id=request_id, speaker="reet", text_length=10, status=status, key_id=key_id,
                          credits_charged=charged, refund_credits=refund, completed_at=datetime.now(UTC))
 
@@ -51,44 +53,74 @@ async def charged_rows(dsn: str, key_id: str) -> int:
     return value
 
 
-async def test_refunds_the_store_could_not_take_reach_the_balance_once(pg_dsn: str, unique: str) -> None:
-    store, down = PostgresKeyStore(pg_dsn), PostgresKeyStore(UNREACHABLE)
+async def test_rows_settle_their_journaled_reservations_once(pg_dsn: str, unique: str) -> None:
+    store = PostgresKeyStore(pg_dsn)
     try:
         _, key = await store.create_key("refunds", key_id=f"refund-{unique}", credit_balance=1000)
-        live, outage = CreditLedger(store), CreditLedger(down)
+        ledger = CreditLedger(store, row_settles=True)
         records = []
-        # completed: charged in full
-        r = await live.reserve(key, 100, f"{unique}-1")
-        records.append(row(f"{unique}-1", key.key_id, status="completed", charged=await live.charge(r), refund=0))
-        # failed (5xx) while the store is down: the whole reservation is owed back
-        r = await live.reserve(key, 200, f"{unique}-2")
-        await outage.release(r)
-        assert r.refund_owed == 200
-        records.append(row(f"{unique}-2", key.key_id, status="failed", charged=0, refund=r.refund_owed))
-        # a streamed chunk cut by a guard while the store is down: its share is owed back, the rest charged
-        r = await live.reserve(key, 300, f"{unique}-3")
-        charged = await outage.charge(r, undelivered=120)
-        assert (charged, r.refund_owed) == (180, 120)
-        records.append(row(f"{unique}-3", key.key_id, status="completed", charged=charged, refund=r.refund_owed))
-        # failed with the store up: refunded live, nothing owed
-        r = await live.reserve(key, 50, f"{unique}-4")
-        await live.release(r)
-        assert r.refund_owed == 0
-        records.append(row(f"{unique}-4", key.key_id, status="failed", charged=0, refund=0))
-        assert await balance(pg_dsn, key.key_id) == 1000 - 100 - 200 - 300  # the owed 320 are not back yet
+        r = await ledger.reserve(key, 100, f"{unique}-1")  # completed: charged in full
+        records.append(row(f"{unique}-1", key.key_id, status="completed", charged=await ledger.charge(r)))
+        r = await ledger.reserve(key, 200, f"{unique}-2")  # failed (5xx): refunded by its row
+        records.append(row(f"{unique}-2", key.key_id, status="failed", charged=await ledger.charge(r, refund=True)))
+        r = await ledger.reserve(key, 300, f"{unique}-3")  # a streamed chunk cut by a guard: its share refunded
+        records.append(row(f"{unique}-3", key.key_id, status="completed",
+                           charged=await ledger.charge(r, undelivered=120)))
+        r = await ledger.reserve(key, 50, f"{unique}-4")  # never started: released live, no row
+        await ledger.release(r)
+        await ledger.release(r)
+        assert await balance(pg_dsn, key.key_id) == 1000 - 100 - 200 - 300  # the rows are not stored yet
 
         sink = PostgresSink(pg_dsn)
         try:
             await sink.write(records)
             assert await balance(pg_dsn, key.key_id) == 1000 - await charged_rows(pg_dsn, key.key_id) == 720
-            await sink.write(records)  # a replay (the spool sent the batch again): stored once, refunded once
+            await sink.write(records)  # a replay (the spool sent the batch again): stored once, settled once
             await sink.write(records[1:2])
             assert await balance(pg_dsn, key.key_id) == 720
+            late = await store.reserve_credits(f"late-{unique}", f"{unique}-1", key.key_id, 10)
+            assert late.status == "settled" and await balance(pg_dsn, key.key_id) == 720
         finally:
             await sink.close()
+        stored = await fetch(pg_dsn, "SELECT request_id, credits_charged, refund_credits FROM tts_requests "
+                             "WHERE key_id = $1 ORDER BY request_id", key.key_id)
+        assert [tuple(r) for r in stored] == [(f"{unique}-1", 100, 0), (f"{unique}-2", 0, 200),
+                                              (f"{unique}-3", 180, 120)]
+        assert await fetch(pg_dsn, "SELECT 1 FROM credit_reservations WHERE key_id = $1", key.key_id) == []
     finally:
         await store.close()
-        await down.close()
+
+
+async def test_a_reservation_asked_again_under_its_id_debits_once(pg_dsn: str, unique: str) -> None:
+    """The answer to a debit was lost (a dropped connection, a restart): asking again under the same reservation id
+    finds the journal row and debits nothing more."""
+    store = PostgresKeyStore(pg_dsn)
+    try:
+        _, key = await store.create_key("refunds", key_id=f"again-{unique}", credit_balance=100)
+        first = await store.reserve_credits(f"res-{unique}", f"{unique}-r", key.key_id, 30)
+        again = await store.reserve_credits(f"res-{unique}", f"{unique}-r", key.key_id, 30)
+        assert (first.status, again.status) == ("held", "held")
+        assert await balance(pg_dsn, key.key_id) == 70
+        short = await store.reserve_credits(f"res2-{unique}", f"{unique}-r", key.key_id, 71)
+        assert short == type(short)("short", 70)
+        assert await store.release_credits(f"res-{unique}") == 30
+        assert await store.release_credits(f"res-{unique}") == 0
+        assert await balance(pg_dsn, key.key_id) == 100
+    finally:
+        await store.close()
+
+
+async def test_a_row_spooled_before_the_journal_gives_back_its_refund_as_it_says(pg_dsn: str, unique: str) -> None:
+    store = PostgresKeyStore(pg_dsn)
+    sink = PostgresSink(pg_dsn)
+    try:
+        _, key = await store.create_key("refunds", key_id=f"legacy-{unique}", credit_balance=800)
+        await sink.write([row(f"{unique}-old", key.key_id, status="failed", charged=0, refund=200)])
+        await sink.write([row(f"{unique}-old", key.key_id, status="failed", charged=0, refund=200)])
+        assert await balance(pg_dsn, key.key_id) == 1000
+    finally:
+        await sink.close()
+        await store.close()
 
 
 async def test_a_dead_process_reservation_comes_back_with_its_interrupted_row(pg_dsn: str, unique: str,
@@ -96,10 +128,10 @@ async def test_a_dead_process_reservation_comes_back_with_its_interrupted_row(pg
     store = PostgresKeyStore(pg_dsn)
     try:
         _, key = await store.create_key("refunds", key_id=f"dead-{unique}", credit_balance=500)
-        reservation = await CreditLedger(store).reserve(key, 77, f"{unique}-cut")
-        intent = row(f"{unique}-cut", key.key_id, status="in_progress", charged=0, refund=reservation.credits)
+        intent = row(f"{unique}-cut", key.key_id, status="in_progress", charged=0)
         dead = RequestSpool(tmp_path, instance="dead")
-        dead.intend(intent.request_id, record_payload(intent))
+        dead.intend(intent.request_id, record_payload(intent))  # before the debit
+        await CreditLedger(store).reserve(key, 77, f"{unique}-cut")
         dead.close()  # its lock is free: the process is gone
         assert await balance(pg_dsn, key.key_id) == 500 - 77
 
@@ -107,7 +139,7 @@ async def test_a_dead_process_reservation_comes_back_with_its_interrupted_row(pg
         try:
             [(server_id, payload)] = adopter.oldest(10)
             recovered = record_from_payload(RequestRecord, payload)
-            assert (recovered.status, recovered.credits_charged, recovered.refund_credits) == ("interrupted", 0, 77)
+            assert (recovered.status, recovered.credits_charged) == ("interrupted", 0)
             sink = PostgresSink(pg_dsn)
             try:
                 await sink.write([recovered])
@@ -123,7 +155,7 @@ async def test_a_dead_process_reservation_comes_back_with_its_interrupted_row(pg
 
 def postgrest_over(dsn: str):
     """A stand-in for Supabase's PostgREST that answers `POST /rest/v1/rpc/tts_store_requests` by running the real SQL
-    function (deploy/sql/009_store_requests.sql) on the test database with the JSON body PostgREST would pass it."""
+    function (deploy/sql/010_credit_reservations.sql) on the test database with the JSON body PostgREST would pass it."""
 
     async def call(rows: object) -> int:
         [(stored,)] = await fetch(dsn, "SELECT tts_store_requests($1::jsonb)", json.dumps(rows))
@@ -138,8 +170,8 @@ def postgrest_over(dsn: str):
 
 
 async def test_supabase_rows_give_back_their_refunds_once(pg_dsn: str, unique: str) -> None:
-    """The Supabase sink's write is the SQL function: new rows stored, their refunds given back in the same
-    transaction, a replayed batch storing and refunding nothing (the same rule as the PostgreSQL sink)."""
+    """The Supabase sink's write is the SQL function: new rows stored and settled in the same transaction, a
+    replayed batch storing and refunding nothing (the same function as the PostgreSQL sink's)."""
     store = PostgresKeyStore(pg_dsn)
     try:
         _, key = await store.create_key("refunds", key_id=f"supa-{unique}", credit_balance=1000)
@@ -147,9 +179,9 @@ async def test_supabase_rows_give_back_their_refunds_once(pg_dsn: str, unique: s
         for n in (100, 200, 300):
             await ledger.reserve(key, n, f"{unique}-{n}")
         assert await balance(pg_dsn, key.key_id) == 400
-        records = [row(f"{unique}-100", key.key_id, status="completed", charged=100, refund=0),
-                   row(f"{unique}-200", key.key_id, status="failed", charged=0, refund=200),
-                   row(f"{unique}-300", key.key_id, status="completed", charged=180, refund=120)]
+        records = [row(f"{unique}-100", key.key_id, status="completed", charged=100),
+                   row(f"{unique}-200", key.key_id, status="failed", charged=0),
+                   row(f"{unique}-300", key.key_id, status="completed", charged=180)]
         with postgrest_over(pg_dsn) as url:
             sink = SupabaseSink(client=make_supabase_client(url, "sb_secret_test-service-key"))
             await sink.write(records)
@@ -172,8 +204,8 @@ async def test_supabase_rows_give_back_their_refunds_once(pg_dsn: str, unique: s
 
 async def test_a_refusal_whose_refund_the_store_cannot_take_leaves_a_row_that_gives_it_back(pg_dsn: str,
                                                                                             unique: str) -> None:
-    """Credits reserved, the request refused before synthesis (no intent row), and the key store gone before the
-    refund: the refusal writes a row of its own carrying the refund, given back when the row is stored."""
+    """Credits reserved, the request refused before synthesis, and the key store gone before the release: the
+    refusal writes a row claiming nothing, whose settlement gives the reservation back when the row is stored."""
     from services.access import Authenticator
     from services.access.grant import AccessServices
     from services.usage.request_log import RequestLogger
@@ -193,8 +225,9 @@ async def test_a_refusal_whose_refund_the_store_cannot_take_leaves_a_row_that_gi
         await grant.check_credits(50)
         assert await balance(pg_dsn, key.key_id) == 950
         access.ledger.store = down  # the key store goes down between the reservation and the refusal
+        access.ledger.retry_delay_s = 0
         await grant.abandon()
-        assert grant.reservation is not None and grant.reservation.refund_owed == 50
+        assert grant.reservation is not None and grant.reservation.release_owed
     finally:
         await access.close()
         await down.close()

@@ -208,7 +208,8 @@ async def test_key_store_and_credits_through_rpc(supabase: FakeSupabase, caplog)
         "credit_balance": 100,
         "created_at": "2025-01-01T00:00:00+00:00",
     }
-    supabase.rpc_results = {"tts_lookup_api_key": [row], "tts_debit_credits": [{"credit_balance": 70}]}
+    supabase.rpc_results = {"tts_lookup_api_key": [row],
+                            "tts_reserve_credits": [{"o_status": "held", "o_balance": 70}]}
     store = SupabaseKeyStore(client=make_supabase_client(supabase.url, SERVICE_KEY))
     auth = Authenticator(store, ttl_s=30)
 
@@ -224,12 +225,11 @@ async def test_key_store_and_credits_through_rpc(supabase: FakeSupabase, caplog)
     held = await ledger.reserve(key, 30, "req-9")
     assert held.balance_after == 70
     debit = supabase.requests[-1]
-    assert debit.path == "/rest/v1/rpc/tts_debit_credits" and debit.body == {
-        "p_key_id": "key-1",
-        "p_amount": 30,
+    assert debit.path == "/rest/v1/rpc/tts_reserve_credits" and debit.body == {
+        "p_reservation_id": held.reservation_ids[0], "p_request_id": "req-9", "p_key_id": "key-1", "p_amount": 30,
     }
 
-    supabase.rpc_results["tts_debit_credits"] = []  # the function returns no row: balance too low
+    supabase.rpc_results["tts_reserve_credits"] = [{"o_status": "short", "o_balance": 70}]  # balance too low
     with pytest.raises(InsufficientCredits):
         await ledger.reserve(key, 500, "req-10")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.access import StaticKeyStore
 from services.usage.credits import CreditLedger, InsufficientCredits, credits_for_text
@@ -105,3 +107,27 @@ def test_a_stream_the_server_cut_at_shutdown_is_interrupted_and_refunded() -> No
     assert report is not None and report.status == "interrupted" and settled == [report]
     assert settle_credits("interrupted", None, 1.0) is False  # refunded although audio was delivered
     assert settle_credits("disconnected", None, 1.0) is True  # a real hang-up is still charged
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.integers(0, 40), max_size=4), st.integers(0, 40), st.integers(-5, 200)),
+                max_size=8), st.integers(0, 300))
+def test_the_books_balance_whatever_is_reserved_claimed_or_spent_on_the_allowance(requests, initial) -> None:
+    """The settlement rule (the in-memory journal's copy of tts_settle_credits): for any reservations, outage spend
+    and claims, initial - balance == the sum of what the requests were charged, and nothing stays journaled."""
+    from services.access import StaticKeyStore
+
+    async def run() -> None:
+        store = StaticKeyStore()
+        store.add_plain_key("k", key_id="k", credit_balance=initial)
+        charged = 0
+        for n, (parts, outage, claim) in enumerate(requests):
+            for i, amount in enumerate(parts):
+                await store.reserve_credits(f"{n}-{i}", f"r{n}", "k", amount)
+            charged += (await store.settle_credits(f"r{n}", "k", claim, outage)).charged
+            assert (await store.reserve_credits(f"{n}-late", f"r{n}", "k", 1)).status == "settled"
+        record = await store.get_by_hash(store._hash_by_id["k"])
+        assert initial - record.credit_balance == charged and record.credit_balance >= 0
+        assert store._journal() == {}
+
+    asyncio.run(run())

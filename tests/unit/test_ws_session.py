@@ -346,25 +346,7 @@ def test_deeply_nested_json_is_a_client_error() -> None:
     assert info.value.code == "INVALID_JSON" and "nests too deeply" in info.value.message
 
 
-async def test_a_credit_reservation_after_settlement_is_never_left_held() -> None:
-    from services.access import AccessGate, StaticKeyStore
-    from services.usage.credits import CreditLedger
-
-    store = StaticKeyStore()
-    store.add_plain_key("paid", key_id="p", credit_balance=100)
-    key = await store.get_by_hash(store._hash_by_id["p"])
-
-    class Access:
-        ledger = CreditLedger(store, enabled=True)
-        authenticator = None
-
-        def spawn(self, coro):
-            return asyncio.ensure_future(coro)
-
-    gate = AccessGate(Access(), key, connection_counted=True)
-    gate._settled.add("u1")  # the utterance already ended
-    await gate.charge_text("u1", 30)
-    assert gate._reservations == {} and (await store.get_by_hash(store._hash_by_id["p"])).credit_balance == 100
+# The gate's credit blocks (reserved after settlement, cancelled mid-reserve): tests/unit/test_access_gate.py.
 
 
 async def test_normalize_verbose_hands_the_normalised_text_back(runtime: Any) -> None:

@@ -1,0 +1,306 @@
+"""Every credit accounted for under failure (issue 40), the way a payments system is tested: a real server on a real
+PostgreSQL with a fault-injecting proxy between them (tests/integration/fault_proxy.py), and after each scenario, once
+the spool has drained, for every key: initial balance - balance == sum(credits_charged) over its rows, and nothing
+left journaled in credit_reservations.
+
+    TTS_PG_PORT=5547 TTS_SERVICES_DIR=/tmp/tts-services-me bash scripts/start_services   # your own PostgreSQL
+    TTS_PG_PORT=5547 TTS_SERVICES_DIR=/tmp/tts-services-me TTS_TEST_DATABASE_URL=... \\
+        .venv/bin/python -m pytest tests/integration/test_money_faults.py -q
+
+One test restarts PostgreSQL (scripts/stop_postgres, start_postgres on TTS_PG_PORT): run it against a server of your
+own. Scenarios: sockets closed by their clients while a debit waits on a slow database; the database's connections
+dropped and the database restarted under load; a key-store outage spent on the outage allowance, then recovery;
+kill -9 and SIGTERM with an HTTP stream, a native, an ElevenLabs and a Cartesia utterance in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import asyncpg
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.e2e.conftest import RunningServer, start_server, stop_server
+from tests.integration.conftest import create_credit_key
+from tests.integration.fault_proxy import FaultProxy
+
+pytestmark = pytest.mark.integration
+
+INITIAL = 100_000
+LONG = " ".join(f"This is sentence number {i} of a long story that keeps the stream busy." for i in range(30))
+# The ElevenLabs context's text: words only (its alignment estimate has failed on the numbered text, issue of
+# core/align, not of credits; a failed utterance would still balance the books, as a refunded row).
+PLAIN = " ".join("This is one more sentence of a long story that keeps the stream busy." for _ in range(30))
+WORDS = "The quick brown fox jumps over the lazy dog and keeps on running far away"  # no sentence end
+
+
+@dataclass
+class Rig:
+    proxy: FaultProxy
+    dsn: str  # the real database (checks), not through the proxy
+    spool: Path
+    env: dict[str, str]
+    tmp: Path
+    server: RunningServer | None = None
+
+    def start(self, name: str) -> RunningServer:
+        self.server = start_server(DEMO[0], self.tmp / f"{name}.log", self.env)
+        return self.server
+
+    @property
+    def base(self) -> str:
+        assert self.server is not None
+        return self.server.base_url
+
+
+DEMO: list[Path] = []
+
+
+@pytest.fixture(scope="module")
+def rig(pg_dsn: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    DEMO[:] = [demo_model_dir]
+    parsed = urlparse(pg_dsn)
+    proxy = FaultProxy(parsed.hostname or "127.0.0.1", parsed.port or 5432).start()
+    tmp = tmp_path_factory.mktemp("money")
+    env = {"TTS_AUTH_ENABLED": "true", "TTS_KEY_BACKEND": "postgres", "TTS_DATABASE_URL": proxy.dsn(pg_dsn),
+           "TTS_CREDITS_ENABLED": "true", "TTS_REQUEST_LOG_SINK": "postgres", "TTS_REQUEST_LOG_SPOOL_DIR": str(tmp / "spool"),
+           "TTS_REQUEST_LOG_FLUSH_S": "0.2", "TTS_KEY_STALE_IF_ERROR_S": "300", "TTS_VOICE_STORE": "none",
+           "TTS_SR_ENABLED": "false", "TTS_WARMUP": "false", "TTS_CREDITS_RESERVE_AHEAD": "16",
+           "TTS_CREDITS_OUTAGE_ALLOWANCE": "5000", "TTS_MAX_CONCURRENT_STREAMS": "32",
+           "TTS_RATE_LIMIT_PER_MINUTE": "10000", "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN": "1"}
+    rig = Rig(proxy, pg_dsn, tmp / "spool", env, tmp)
+    rig.start("first")
+    yield rig
+    if rig.server is not None:
+        stop_server(rig.server)
+    proxy.stop()
+
+
+# ------------------------------------------------------------------------------------------------ the invariant
+async def books(dsn: str, key_id: str) -> tuple[int, int, int, list[str]]:
+    conn = await asyncpg.connect(dsn, timeout=5)
+    try:
+        balance = await conn.fetchval("SELECT credit_balance FROM api_keys WHERE key_id = $1", key_id)
+        charged = await conn.fetchval("SELECT coalesce(sum(credits_charged), 0) FROM tts_requests "
+                                      "WHERE key_id = $1", key_id)
+        journaled = await conn.fetchval("SELECT count(*) FROM credit_reservations WHERE key_id = $1", key_id)
+        statuses = [r["status"] for r in await conn.fetch("SELECT status FROM tts_requests WHERE key_id = $1",
+                                                          key_id)]
+    finally:
+        await conn.close()
+    return balance, charged, journaled, statuses
+
+
+def assert_books_balance(rig: Rig, key_ids: list[str], timeout_s: float = 40.0) -> dict[str, list[str]]:
+    """Wait for the spool to drain, then: initial - balance == sum(credits_charged), nothing journaled."""
+    deadline = time.monotonic() + timeout_s
+    state: dict[str, tuple[int, int, int, list[str]]] = {}
+    while True:
+        state = {k: asyncio.run(books(rig.dsn, k)) for k in key_ids}
+        if all(INITIAL - b == c and j == 0 for b, c, j, _ in state.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    time.sleep(0.5)  # anything still moving would show now
+    state = {k: asyncio.run(books(rig.dsn, k)) for k in key_ids}
+    for key_id, (balance, charged, journaled, _) in state.items():
+        assert (INITIAL - balance, journaled) == (charged, 0), (key_id, state[key_id])
+    return {k: v[3] for k, v in state.items()}
+
+
+def new_key(rig: Rig, tag: str) -> tuple[str, str]:
+    return create_credit_key(rig.dsn, tag, credit_balance=INITIAL)
+
+
+# ------------------------------------------------------------------------------------------------ traffic
+def ws_url(rig: Rig, path: str) -> str:
+    return rig.base.replace("http://", "ws://") + path
+
+
+async def native_pieces_then_abort(rig: Rig, raw: str, pieces: int, abort_after_s: float) -> None:
+    """One-character text frames, then the client vanishes (TCP abort) while the server is reserving."""
+    ws = await connect(ws_url(rig, "/v1/tts/ws"), additional_headers={"Authorization": f"Bearer {raw}"})
+    await ws.send(json.dumps({"type": "start", "speaker": "fixed", "format": "pcm", "sample_rate": 16000}))
+    for i in range(pieces):
+        await ws.send(json.dumps({"type": "text", "text": WORDS[i % len(WORDS)]}))
+    await asyncio.sleep(abort_after_s)
+    ws.transport.abort()
+
+
+async def native_utterance(rig: Rig, raw: str, text: str, *, wait_audio: bool = True) -> list[str]:
+    """A whole utterance; returns the event types seen (an error's code instead of `error`)."""
+    seen: list[str] = []
+    async with connect(ws_url(rig, "/v1/tts/ws"), additional_headers={"Authorization": f"Bearer {raw}"},
+                       max_size=None) as ws:
+        await ws.send(json.dumps({"type": "start", "speaker": "fixed", "format": "pcm", "sample_rate": 16000}))
+        for word in text.split(" "):
+            await ws.send(json.dumps({"type": "text", "text": word + " "}))
+        await ws.send(json.dumps({"type": "end"}))
+        while wait_audio:
+            message = await asyncio.wait_for(ws.recv(), 120)
+            if isinstance(message, bytes):
+                continue
+            event = json.loads(message)
+            seen.append(event["error"]["code"] if event["type"] == "error" else event["type"])
+            if event["type"] in ("done", "error"):
+                break
+    return seen
+
+
+def http_speak(rig: Rig, raw: str, text: str) -> int:
+    try:
+        answer = httpx.post(f"{rig.base}/v1/tts/generate", timeout=120, headers={"Authorization": f"Bearer {raw}"},
+                            json={"text": text, "speaker": "fixed", "format": "wav"})
+        return answer.status_code
+    except httpx.HTTPError:
+        return 0
+
+
+# ------------------------------------------------------------------------------------------------ scenarios
+def test_clients_gone_while_their_debit_waits_on_a_slow_database(rig: Rig, unique: str) -> None:
+    """Issue 40 item 2: 3 sockets sending one-character frames, closed by their clients while a block's debit waits
+    on 300 ms database answers: the committed debits end up in a row, or back on the balance."""
+    keys = [new_key(rig, f"slow-{unique}-{i}") for i in range(2)]
+    rig.proxy.delay_s = 0.3
+    try:
+        async def run() -> None:
+            await asyncio.gather(*(native_pieces_then_abort(rig, raw, 60, 0.5 + 0.35 * i)
+                                   for i, (raw, _) in enumerate(keys * 2)))
+            await asyncio.sleep(1.5)  # debits still in flight land
+        asyncio.run(run())
+    finally:
+        rig.proxy.delay_s = 0.0
+    assert_books_balance(rig, [k for _, k in keys])
+
+
+def test_dropped_connections_and_a_postgres_restart_under_load(rig: Rig, pg_control, unique: str) -> None:
+    """Issue 40 item 2: connections cut mid-statement and PostgreSQL restarted while HTTP requests and WebSocket
+    utterances reserve and settle: no client sees INTERNAL_ERROR, and the books balance."""
+    if (urlparse(rig.dsn).port or 5432) == 5432:
+        pytest.skip("restarts PostgreSQL: run it against a server of your own (TTS_PG_PORT), not the shared one")
+    raw, key_id = new_key(rig, f"restart-{unique}")
+    results: list[object] = []
+
+    def traffic() -> None:
+        async def many() -> None:
+            for _ in range(3):
+                results.extend(await asyncio.gather(
+                    *(native_utterance(rig, raw, WORDS) for _ in range(3)),
+                    *(asyncio.to_thread(http_speak, rig, raw, "Hello there, how are you?") for _ in range(2)),
+                    return_exceptions=True))
+        asyncio.run(many())
+
+    worker = threading.Thread(target=traffic)
+    worker.start()
+    for _ in range(3):
+        time.sleep(0.7)
+        rig.proxy.drop_all()
+    pg_control.stop()
+    time.sleep(0.5)
+    pg_control.start()
+    rig.proxy.drop_all()
+    worker.join(180)
+    assert not worker.is_alive()
+    flat = [x for r in results if isinstance(r, list) for x in r]
+    assert "INTERNAL_ERROR" not in flat and 500 not in results, results
+    assert_books_balance(rig, [key_id])
+
+
+def test_key_store_outage_on_the_allowance_then_recovery(rig: Rig, unique: str) -> None:
+    """The key store refuses connections: a cached key is served on its outage allowance (HTTP and WebSocket), the
+    spend is carried by the rows and taken when they are stored; a refunded request takes nothing."""
+    raw, key_id = new_key(rig, f"outage-{unique}")
+    assert http_speak(rig, raw, "Warm the key cache.") == 200
+    rig.proxy.refusing = True
+    rig.proxy.drop_all()
+    try:
+        answers = [http_speak(rig, raw, "Spoken while the database is away.") for _ in range(2)]
+        events = asyncio.run(native_utterance(rig, raw, WORDS + "."))
+    finally:
+        rig.proxy.refusing = False
+    assert answers == [200, 200] and events[-1] == "done", (answers, events)
+    assert_books_balance(rig, [key_id], timeout_s=60)
+    balance, charged, _, _ = asyncio.run(books(rig.dsn, key_id))
+    assert charged > 0 and balance < INITIAL  # the outage spend was taken, not forgiven
+
+
+def _in_flight_everywhere(rig: Rig, raw: str) -> threading.Thread:
+    """An HTTP stream, a native, an ElevenLabs and a Cartesia utterance, each past its first audio when returned."""
+    started = threading.Semaphore(0)
+    auth = {"Authorization": f"Bearer {raw}"}
+
+    def http_stream() -> None:
+        try:
+            with httpx.stream("POST", f"{rig.base}/v1/tts/generate", headers=auth, timeout=120,
+                              json={"text": LONG, "speaker": "fixed", "stream": True, "format": "pcm"}) as answer:
+                for i, _ in enumerate(answer.iter_bytes()):
+                    if i == 0:
+                        started.release()
+                    time.sleep(0.2)
+        except httpx.HTTPError:
+            pass
+
+    async def socket(path: str, messages: list[dict]) -> None:
+        try:
+            async with connect(ws_url(rig, path), additional_headers=auth, max_size=None) as ws:
+                for message in messages:
+                    await ws.send(json.dumps(message))
+                first = True
+                while True:
+                    message = await asyncio.wait_for(ws.recv(), 120)
+                    audio = isinstance(message, bytes) or '"audio"' in message or '"chunk"' in message
+                    if first and audio:
+                        first = False
+                        started.release()
+                    await asyncio.sleep(0.2)
+        except (OSError, TimeoutError, ConnectionClosed):  # the server goes away under it
+            pass
+
+    cartesia = {"model_id": "sonic-3", "voice": {"mode": "id", "id": "default"}, "context_id": "c",
+                "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000}}
+
+    async def sockets() -> None:
+        await asyncio.gather(
+            socket("/v1/tts/ws", [{"type": "start", "speaker": "fixed", "format": "pcm", "sample_rate": 16000,
+                                   "text": LONG}, {"type": "end"}]),
+            socket("/v1/text-to-speech/default/multi-stream-input?output_format=pcm_16000",
+                   [{"text": " ", "context_id": "a"}, {"text": PLAIN + " ", "context_id": "a"},
+                    {"context_id": "a", "flush": True}]),
+            socket("/tts/websocket", [{**cartesia, "transcript": LONG, "continue": False}]))
+
+    threads = [threading.Thread(target=http_stream, daemon=True),
+               threading.Thread(target=lambda: asyncio.run(sockets()), daemon=True)]
+    for thread in threads:
+        thread.start()
+    for _ in range(4):
+        assert started.acquire(timeout=120), "a transport never got its first audio"
+    return threads[1]
+
+
+@pytest.mark.parametrize("signal", ["kill", "term"])
+def test_kill_or_sigterm_mid_utterance_on_every_transport(rig: Rig, unique: str, signal: str) -> None:
+    """Issue 40 item 1: kill -9 (or SIGTERM beyond the graceful window) with an utterance in flight on every
+    transport: after a restart, which adopts the spool, every credit taken is in a row or back on the balance."""
+    raw, key_id = new_key(rig, f"{signal}-{unique}")
+    _in_flight_everywhere(rig, raw)
+    balance, _, journaled, _ = asyncio.run(books(rig.dsn, key_id))
+    assert balance < INITIAL and journaled > 0  # credits are held in flight
+    assert rig.server is not None
+    if signal == "kill":
+        rig.server.process.kill()
+    else:
+        rig.server.process.terminate()
+    rig.server.process.wait(60)
+    rig.start(f"after-{signal}")
+    statuses = assert_books_balance(rig, [key_id])
+    # One row per transport: cut by the server (interrupted), or, had one failed before the signal, refunded.
+    assert len(statuses[key_id]) == 4 and set(statuses[key_id]) <= {"interrupted", "failed"}, statuses
