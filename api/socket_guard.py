@@ -1,6 +1,8 @@
 """What keeps one client's sockets from slowing the others (issue 40), for every streaming dialect: a per-address
 cap on sockets (those still without an accepted key, and optionally all), the deadline for a key that comes in the
-first message, and each connection's message budget (services/access/socket_limits.py).
+first message, each connection's message budget (services/access/socket_limits.py), and a cool-down for a key
+whose connection went over its budget: reconnecting must not buy a fresh burst (each closed socket also costs the
+server the frames still in flight, which it reads and drops for up to uvicorn's 10 s close timeout).
 
 The counts are per process (app.state), like the per-key connection cap: each server, each Modal container,
 guards its own event loop. The address is the one TTS_TRUSTED_PROXIES lets through (uvicorn's proxy-headers
@@ -14,6 +16,7 @@ Each follows an error message in the dialect's shape where the socket was accept
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -64,6 +67,25 @@ class SocketGuard:
         self.clock = clock
         self.unauthenticated = AddressSlots(settings.ws_max_unauthenticated_per_address)
         self.connections = AddressSlots(settings.ws_max_connections_per_address)
+        self._cooling: dict[str, float] = {}  # key id -> until when its new sockets are refused
+
+    def penalise(self, key_id: str | None) -> None:
+        """A connection of this key went over its message budget: refuse the key's new sockets for a while."""
+        if key_id is not None and self.settings.ws_flood_penalty_s > 0:
+            self._cooling[key_id] = self.clock() + self.settings.ws_flood_penalty_s
+
+    def check_key(self, key_id: str) -> None:
+        """ApiError (429 with Retry-After) while the key cools down after a flood."""
+        until = self._cooling.get(key_id)
+        if until is None:
+            return
+        left = until - self.clock()
+        if left <= 0:
+            del self._cooling[key_id]
+            return
+        raise ApiError("RATE_LIMIT_EXCEEDED", f"A WebSocket connection of this API key went over its message budget; "
+                       f"new connections are refused for {math.ceil(left)} s.",
+                       headers={"Retry-After": str(math.ceil(left))})
 
     @classmethod
     def of(cls, websocket: WebSocket) -> SocketGuard:

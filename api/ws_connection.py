@@ -104,6 +104,7 @@ async def _admitted(websocket: WebSocket, services: Services, *, query_key: str 
     try:
         key = await _authenticate(websocket, access, query_key)
         slot.authenticated()
+        SocketGuard.of(websocket).check_key(key.key_id)  # a key cooling down after a flood
         cap = settings.ws_max_connections_per_key
         # Check and take the place with no await in between: concurrent handshakes of one key (100 at once) must
         # not all see the same count while another await (the rate check) is pending.
@@ -177,6 +178,9 @@ async def _read_loop(websocket: WebSocket, session: WsSession, outbox: Outbox, i
         except Exception:  # noqa: BLE001 - a bug handling one message must not end the connection
             logger.exception("websocket message handling failed")
             await session.reject("INTERNAL_ERROR", "An internal error occurred; it has been logged.")
+        # One message per turn of the event loop: queued messages are received without suspending, so without
+        # this a flooding socket would handle its whole queue while every other connection waits.
+        await asyncio.sleep(0)
 
 
 async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
@@ -192,7 +196,8 @@ async def serve_session(websocket: WebSocket, session: WsSession, outbox: Outbox
     send_failed, server_error). Every unfinished utterance is aborted and settled before this returns. `first`: a client
     message the route read before the session began (it is handled first)."""
     writer = outbox.start()
-    limiter = SocketGuard.of(websocket).message_limiter()
+    guard = SocketGuard.of(websocket)
+    limiter = guard.message_limiter()
     reader = asyncio.create_task(_read_loop(websocket, session, outbox, idle_s, handle, limiter, first),
                                  name="ws-reader")
     logger.info("websocket_opened", extra={"event": "websocket_opened", "key_id": session.gate.key_id,
@@ -217,6 +222,8 @@ async def serve_session(websocket: WebSocket, session: WsSession, outbox: Outbox
             await outbox.drain(timeout_s=2.0)
         close_code = CLOSE_POLICY
         if ending == "over_budget" and limiter.refused is not None:  # say why, then close 1008 (rate) or 1009 (size)
+            if limiter.refused.kind == "rate":
+                guard.penalise(session.gate.key_id)
             err, close_code = refusal_error(limiter.refused)
             await session.reject(err.code, err.message, err.param)
             await outbox.drain(timeout_s=2.0)

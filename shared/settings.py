@@ -182,6 +182,10 @@ class Settings(BaseSettings):
         1000, ge=1, description="Messages a WebSocket connection may send at once before ws_messages_per_s applies "
         "(an LLM reply streamed word by word, one message per word, fits).",
     )
+    ws_flood_penalty_s: float = Field(
+        10.0, ge=0, description="After one of its WebSocket connections went over its message budget, an API key's new "
+        "WebSocket connections on that server are refused (429, Retry-After) for this many seconds (0: never).",
+    )
     ws_message_chars_per_s: float = Field(
         50_000.0, ge=0, description="Characters of messages per second one WebSocket connection may send beyond one "
         "largest message (0: no limit); past it: RATE_LIMIT_EXCEEDED, then close 1008.",
