@@ -190,6 +190,11 @@ class Settings(BaseSettings):
         50_000.0, ge=0, description="Characters of messages per second one WebSocket connection may send beyond one "
         "largest message (0: no limit); past it: RATE_LIMIT_EXCEEDED, then close 1008.",
     )
+    http_head_timeout_s: float = Field(
+        10.0, ge=0, description="With `--http api.http_protocol:HeadDeadline` (scripts/serve, the images): a request's "
+        "line and headers must arrive within this many seconds of the connection opening or of the previous response, "
+        "else the connection is closed (0: no deadline).",
+    )
     body_timeout_s: float = Field(
         30.0, gt=0, description="A request body must arrive in full within this many seconds (else 408)."
     )

@@ -189,6 +189,7 @@ def test_a_flood_on_the_dialects_gets_their_error_shape(frozen: TestClient) -> N
             ws.send_text(json.dumps({"text": ""}))  # keep-alives: answered by nothing
         seen, code = _closed(ws)
     assert code == 1008 and seen[-1]["error"] == "rate_limit_exceeded"
+    frozen.app.state.socket_guard.clock.now += 10  # past the key's cool-down
     with frozen.websocket_connect(f"/tts/websocket?api_key={KEY}") as ws:
         for _ in range(6):
             ws.send_text(json.dumps({"context_id": "c", "cancel": True}))
@@ -205,3 +206,20 @@ def test_a_message_over_the_size_limit_is_refused_unparsed_then_1009(frozen: Tes
         ws.send_text("x" * 2001)
         seen, code = _closed(ws)
     assert seen[-1]["code"] == "PAYLOAD_TOO_LARGE" and code == 1008
+
+
+def test_a_key_that_flooded_cools_down_before_it_may_connect_again(frozen: TestClient) -> None:
+    clock: Clock = frozen.app.state.socket_guard.clock
+    headers = {"Authorization": f"Bearer {KEY}"}
+    with frozen.websocket_connect("/v1/tts/ws", headers=headers) as ws:
+        for i in range(5):
+            ws.send_text(json.dumps({"type": "ping", "id": i}))
+        assert _closed(ws)[1] == 1008
+    with pytest.raises(WebSocketDenialResponse) as denied, frozen.websocket_connect("/v1/tts/ws", headers=headers):
+        pass
+    assert denied.value.status_code == 429 and denied.value.headers["Retry-After"] == "10"
+    assert "refused for 10 s" in denied.value.json()["error"]["message"]
+    clock.now += 10.0  # TTS_WS_FLOOD_PENALTY_S (default 10) later: welcome again
+    with frozen.websocket_connect("/v1/tts/ws", headers=headers) as ws:
+        ws.send_text(json.dumps({"type": "ping", "id": 1}))
+        assert json.loads(ws.receive_text())["type"] == "pong"
