@@ -21,12 +21,18 @@ import time
 from collections.abc import Callable
 
 from fastapi import WebSocket
+from fastapi.responses import JSONResponse
+from starlette.websockets import WebSocketState
 
 from api.errors import ApiError
 from services.access.socket_limits import AddressSlots, MessageLimiter, MessageRefusal
 from shared.settings import Settings
 
 CLOSE_POLICY, CLOSE_TOO_BIG = 1008, 1009
+
+
+class CoolingDown(ApiError):
+    """The key's new sockets are refused for a while after one of them flooded."""
 
 
 def client_address(websocket: WebSocket) -> str:
@@ -83,7 +89,7 @@ class SocketGuard:
         if left <= 0:
             del self._cooling[key_id]
             return
-        raise ApiError("RATE_LIMIT_EXCEEDED", f"A WebSocket connection of this API key went over its message budget; "
+        raise CoolingDown("RATE_LIMIT_EXCEEDED", f"A WebSocket connection of this API key went over its message budget; "
                        f"new connections are refused for {math.ceil(left)} s.",
                        headers={"Retry-After": str(math.ceil(left))})
 
@@ -118,6 +124,20 @@ class SocketGuard:
         return MessageLimiter(messages_per_s=s.ws_messages_per_s, message_burst=s.ws_message_burst,
                               chars_per_s=s.ws_message_chars_per_s, max_chars=s.ws_max_message_bytes,
                               clock=self.clock)
+
+
+async def deny_cooling(websocket: WebSocket, err: ApiError) -> bool:
+    """Refuse a cooling key's socket in the handshake (HTTP 429, or 403 where the server cannot send a status), even
+    on a dialect that answers other refusals in-band: an accepted socket would be read, frame by frame, until
+    uvicorn's close timeout, and a flooding client keeps writing. False when the socket was already accepted (a key
+    read from the first message): the dialect answers in-band."""
+    if websocket.client_state != WebSocketState.CONNECTING:
+        return False
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(JSONResponse(err.envelope(), err.status, headers=err.headers))
+    else:
+        await websocket.close(CLOSE_POLICY, err.code)
+    return True
 
 
 def refusal_error(refusal: MessageRefusal) -> tuple[ApiError, int]:

@@ -18,7 +18,7 @@ from fastapi import WebSocket
 
 from api.deps import Services
 from api.errors import ApiError
-from api.socket_guard import SocketGuard, SocketSlot, refusal_error
+from api.socket_guard import CoolingDown, SocketGuard, SocketSlot, deny_cooling, refusal_error
 from services.access import AccessServices, ApiKeyRecord
 from services.access.rate_limit import rate_refusal
 from services.access.socket_limits import MessageLimiter
@@ -118,7 +118,8 @@ async def _admitted(websocket: WebSocket, services: Services, *, query_key: str 
     except ApiError as err:
         _leave(open_per_key, key_id)
         logger.info("websocket refused", extra={"error_code": err.code})
-        await refuse(websocket, err)
+        if not (isinstance(err, CoolingDown) and await deny_cooling(websocket, err)):
+            await refuse(websocket, err)
         yield None
         return
     except BaseException:

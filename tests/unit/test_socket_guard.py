@@ -219,6 +219,10 @@ def test_a_key_that_flooded_cools_down_before_it_may_connect_again(frozen: TestC
         pass
     assert denied.value.status_code == 429 and denied.value.headers["Retry-After"] == "10"
     assert "refused for 10 s" in denied.value.json()["error"]["message"]
+    with pytest.raises(WebSocketDenialResponse) as denied, frozen.websocket_connect(EL_PATH, headers={
+            "xi-api-key": KEY}):
+        pass  # a dialect that answers other refusals in-band refuses this one in the handshake too
+    assert denied.value.status_code == 429
     clock.now += 10.0  # TTS_WS_FLOOD_PENALTY_S (default 10) later: welcome again
     with frozen.websocket_connect("/v1/tts/ws", headers=headers) as ws:
         ws.send_text(json.dumps({"type": "ping", "id": 1}))
