@@ -140,6 +140,19 @@ async def deny_cooling(websocket: WebSocket, err: ApiError) -> bool:
     return True
 
 
+def stop_reading(websocket: WebSocket) -> bool:
+    """After the close frame of a flooding connection: close its TCP connection now instead of reading (and
+    dropping) whatever the client still writes until the close handshake ends or uvicorn's 10 s close timeout. The
+    close frame already written is still flushed. Reaches uvicorn's protocol through the ASGI receive callable (it
+    is its bound method unless a middleware wraps it); False, and nothing done, on any other server."""
+    protocol = getattr(websocket._receive, "__self__", None)  # noqa: SLF001 - the one way to the transport
+    transport = getattr(protocol, "transport", None)
+    if transport is None or not hasattr(transport, "is_closing") or transport.is_closing():
+        return False
+    transport.close()
+    return True
+
+
 def refusal_error(refusal: MessageRefusal) -> tuple[ApiError, int]:
     """The error a client is told and the close code that follows."""
     if refusal.kind == "size":

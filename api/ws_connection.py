@@ -18,7 +18,7 @@ from fastapi import WebSocket
 
 from api.deps import Services
 from api.errors import ApiError
-from api.socket_guard import CoolingDown, SocketGuard, SocketSlot, deny_cooling, refusal_error
+from api.socket_guard import CoolingDown, SocketGuard, SocketSlot, deny_cooling, refusal_error, stop_reading
 from services.access import AccessServices, ApiKeyRecord
 from services.access.rate_limit import rate_refusal
 from services.access.socket_limits import MessageLimiter
@@ -234,6 +234,7 @@ async def serve_session(websocket: WebSocket, session: WsSession, outbox: Outbox
         elif ending == "over_budget":
             await close_quietly(websocket, close_code, "message too big" if close_code != CLOSE_POLICY
                                 else "message rate limit exceeded")
+            stop_reading(websocket)
         elif ending == "stalled":
             await close_quietly(websocket, CLOSE_POLICY, "client stopped reading")
         elif ending == "server_error":

@@ -14,6 +14,11 @@ flooding client's CPU does not sit in the measuring client's event loop.
 The frames are "-": text that is accepted and charged but leaves nothing to speak, so A never synthesises and the
 test measures the message path (parsing, limits, credits), not the model's fairness between keys.
 
+Measured here (2 shared cores, money's per-segment credit reservation merged): B alone 0.15-0.17 s, under the flood a
+median of 0.17-0.22 s; the one request that meets A's first wave (8 sockets each handled to the end of its 1000-
+message burst) took 0.73-0.87 s. Without that credit change each frame is a database write, the handler is slower
+than the message limit, A's sockets are never closed, and the last assertion fails.
+
 ALLOWANCE_S: the absolute slack on top of 1.5x. The CI and development machines here have 2 cores, and the
 flooding process takes one of them for itself (the baseline ran without it), so B's request shares a core it had to
 itself before; 0.5 s covers that scheduling noise without hiding a regression like the issue's (0.66 s -> 26-38 s).
@@ -43,7 +48,7 @@ pytestmark = pytest.mark.integration
 SOCKETS_PER_KEY = 8  # A floods at its cap
 FLOOD_S = 60.0  # the flood ends by then whatever happens
 FRAMES_PER_SOCKET = 5_000
-RUNS = 3
+RUNS = 5
 ALLOWANCE_S = 0.5
 REQUEST = {"text": "Hello there, this is key B.", "speaker": "fixed", "seed": 1, "format": "pcm", "max_tokens": 60}
 FLOOD_PATH = "/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000"
@@ -75,6 +80,15 @@ async def _first_audio_s(ws_url: str, key: str) -> float:
                 return time.perf_counter() - started
             event = json.loads(message)
             assert event.get("type") != "error", event
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds a process has used (Linux; 0 elsewhere): how much work the flood made for the server."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _measure(ws_url: str, key: str, runs: int) -> list[float]:
@@ -137,8 +151,8 @@ async def _flood_socket(host: str, port: int, path: str, key: str, stop_at: list
         except (OSError, TimeoutError, asyncio.IncompleteReadError):
             opened = None
         if opened is None:
-            stats["refused_handshakes"] += 1  # the per-key cap or connection rate: try again soon
-            await asyncio.sleep(0.05)
+            stats["refused_handshakes"] += 1  # the cool-down, the per-key cap or connection rate: try again soon
+            await asyncio.sleep(0.1)
             continue
         reader, writer = opened
         stats["connections"] += 1
@@ -190,7 +204,9 @@ def test_a_flooding_key_leaves_another_keys_first_audio_within_1_5x(server: Runn
     native = f"{ws_base}/v1/tts/ws"
 
     _measure(native, key_b, 1)  # warm: the voice, the key cache, the code paths
+    cpu, started_at = _cpu_s(server.process.pid), time.monotonic()
     baseline = statistics.median(_measure(native, key_b, RUNS))
+    cpu_alone = (_cpu_s(server.process.pid) - cpu) / (time.monotonic() - started_at)
 
     ctx = multiprocessing.get_context("spawn")
     started, stop, results = ctx.Event(), ctx.Event(), ctx.Queue()
@@ -199,14 +215,17 @@ def test_a_flooding_key_leaves_another_keys_first_audio_within_1_5x(server: Runn
     flood.start()
     try:
         assert started.wait(60), "the flood did not open a socket"  # B's first request meets the first wave
+        cpu, started_at = _cpu_s(server.process.pid), time.monotonic()
         under_flood = _measure(native, key_b, RUNS)
+        cpu_flood = (_cpu_s(server.process.pid) - cpu) / (time.monotonic() - started_at)
     finally:
         stop.set()
         stats = results.get(timeout=FLOOD_S + 60)
         flood.join(timeout=30)
     flooded = statistics.median(under_flood)
     print(f"\nfirst audio of key B: alone {baseline:.3f} s (median of {RUNS}); under A's flood "
-          f"{flooded:.3f} s ({', '.join(f'{t:.3f}' for t in under_flood)}); flood: {stats}")
+          f"{flooded:.3f} s ({', '.join(f'{t:.3f}' for t in under_flood)}); server CPU {cpu_alone:.2f} -> "
+          f"{cpu_flood:.2f} cores; flood: {stats}")
     assert flooded <= 1.5 * baseline + ALLOWANCE_S, (baseline, under_flood, stats)
     assert stats["frames"] > 0 and stats["connections"] >= SOCKETS_PER_KEY
     assert stats["rate_limited"] >= 1 and stats["close_codes"].get("1008", 0) >= stats["rate_limited"], stats
