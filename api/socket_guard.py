@@ -25,10 +25,13 @@ from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketState
 
 from api.errors import ApiError
+from services.access.keys import anonymous_record
 from services.access.socket_limits import AddressSlots, MessageLimiter, MessageRefusal
 from shared.settings import Settings
 
 CLOSE_POLICY, CLOSE_TOO_BIG = 1008, 1009
+# With auth off every client is this one key: one flooder would lock everybody out, so it never cools down.
+_SHARED_KEY_ID = anonymous_record().key_id
 
 
 class CoolingDown(ApiError):
@@ -77,7 +80,7 @@ class SocketGuard:
 
     def penalise(self, key_id: str | None) -> None:
         """A connection of this key went over its message budget: refuse the key's new sockets for a while."""
-        if key_id is not None and self.settings.ws_flood_penalty_s > 0:
+        if key_id not in (None, _SHARED_KEY_ID) and self.settings.ws_flood_penalty_s > 0:
             self._cooling[key_id] = self.clock() + self.settings.ws_flood_penalty_s
 
     def check_key(self, key_id: str) -> None:
