@@ -18,8 +18,10 @@ from fastapi import WebSocket
 
 from api.deps import Services
 from api.errors import ApiError
+from api.socket_guard import CoolingDown, SocketGuard, SocketSlot, deny_cooling, refusal_error, stop_reading
 from services.access import AccessServices, ApiKeyRecord
 from services.access.rate_limit import rate_refusal
+from services.access.socket_limits import MessageLimiter
 from services.errors import ServiceError
 from services.sessions.ws_outbox import ClientStalled, Outbox
 from services.sessions.ws_session import WsSession
@@ -65,11 +67,33 @@ Refuser = Callable[[WebSocket, ApiError], Awaitable[None]]
 
 
 @contextlib.asynccontextmanager
-async def admitted(websocket: WebSocket, services: Services, *, query_key: str | None,
-                   refuse: Refuser) -> AsyncIterator[tuple[ApiKeyRecord, bool, str] | None]:
-    """The handshake every dialect shares: the key (headers, or `query_key` for clients that cannot set headers),
-    the per-key connection cap and the per-connection rate check. Yields (key, rate counted, connection id), or
-    None after `refuse` answered in the dialect's shape; the connection counts against its key while inside."""
+async def admitted(websocket: WebSocket, services: Services, *, query_key: str | None, refuse: Refuser,
+                   slot: SocketSlot | None = None) -> AsyncIterator[tuple[ApiKeyRecord, bool, str] | None]:
+    """The handshake every dialect shares: the per-address caps (api/socket_guard.py; `slot`: the place a route
+    took itself before reading a first message), the key (headers, or `query_key` for clients that cannot set
+    headers), the per-key connection cap and the per-connection rate check. Yields (key, rate counted, connection
+    id), or None after `refuse` answered in the dialect's shape; the connection counts against its key while
+    inside."""
+    own_slot = None
+    if slot is None:
+        try:
+            slot = own_slot = SocketGuard.of(websocket).enter(websocket)
+        except ApiError as err:
+            logger.info("websocket refused", extra={"error_code": err.code})
+            await refuse(websocket, err)
+            yield None
+            return
+    try:
+        async with _admitted(websocket, services, query_key=query_key, refuse=refuse, slot=slot) as admission:
+            yield admission
+    finally:
+        if own_slot is not None:
+            own_slot.close()
+
+
+@contextlib.asynccontextmanager
+async def _admitted(websocket: WebSocket, services: Services, *, query_key: str | None, refuse: Refuser,
+                    slot: SocketSlot) -> AsyncIterator[tuple[ApiKeyRecord, bool, str] | None]:
     state = websocket.app.state
     settings, access = services.settings, services.access
     connection_id = websocket.scope.get("state", {}).get("request_id") or f"ws{id(websocket):x}"
@@ -79,6 +103,8 @@ async def admitted(websocket: WebSocket, services: Services, *, query_key: str |
     key_id: str | None = None  # set once this connection holds a place under the per-key cap
     try:
         key = await _authenticate(websocket, access, query_key)
+        slot.authenticated()
+        SocketGuard.of(websocket).check_key(key.key_id)  # a key cooling down after a flood
         cap = settings.ws_max_connections_per_key
         # Check and take the place with no await in between: concurrent handshakes of one key (100 at once) must
         # not all see the same count while another await (the rate check) is pending.
@@ -92,7 +118,8 @@ async def admitted(websocket: WebSocket, services: Services, *, query_key: str |
     except ApiError as err:
         _leave(open_per_key, key_id)
         logger.info("websocket refused", extra={"error_code": err.code})
-        await refuse(websocket, err)
+        if not (isinstance(err, CoolingDown) and await deny_cooling(websocket, err)):
+            await refuse(websocket, err)
         yield None
         return
     except BaseException:
@@ -116,12 +143,14 @@ def _leave(open_per_key: dict[str, int], key_id: str | None) -> None:
 
 # ---------------------------------------------------------------------------------------------- connection
 async def _read_loop(websocket: WebSocket, session: WsSession, outbox: Outbox, idle_s: float,
-                     handle: Handler, first: str | None = None) -> str:
+                     handle: Handler, limiter: MessageLimiter, first: str | None = None) -> str:
     """Handle client messages (`first`: one the route already read) until the client leaves ("disconnect"), asks
-    to close ("close") or stays silent too long while nothing is being synthesised ("idle")."""
+    to close ("close"), stays silent too long while nothing is being synthesised ("idle") or goes over its message
+    budget ("over_budget": `limiter.refused` says which; checked before the message is parsed)."""
     while True:
         if first is not None:
             text, first = first, None
+            size = len(text)
         else:
             silent = time.monotonic() - outbox.last_activity
             if silent >= idle_s and not session.working:
@@ -135,6 +164,9 @@ async def _read_loop(websocket: WebSocket, session: WsSession, outbox: Outbox, i
                 return "disconnect"
             outbox.touch()
             text = message.get("text")
+            size = len(text) if text is not None else len(message.get("bytes") or b"")
+        if limiter.check(size) is not None:
+            return "over_budget"
         try:
             if text is None:
                 raise ApiError("VALIDATION_ERROR", "Binary messages are not accepted; send JSON text frames.",
@@ -147,6 +179,9 @@ async def _read_loop(websocket: WebSocket, session: WsSession, outbox: Outbox, i
         except Exception:  # noqa: BLE001 - a bug handling one message must not end the connection
             logger.exception("websocket message handling failed")
             await session.reject("INTERNAL_ERROR", "An internal error occurred; it has been logged.")
+        # One message per turn of the event loop: queued messages are received without suspending, so without
+        # this a flooding socket would handle its whole queue while every other connection waits.
+        await asyncio.sleep(0)
 
 
 async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
@@ -158,11 +193,14 @@ async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
 
 async def serve_session(websocket: WebSocket, session: WsSession, outbox: Outbox, *, idle_s: float,
                         handle: Handler, dialect: str = "native", first: str | None = None) -> str:
-    """Run the connection to its end; returns why it ended (disconnect, close, idle, stalled, send_failed,
-    server_error). Every unfinished utterance is aborted and settled before this returns. `first`: a client
+    """Run the connection to its end; returns why it ended (disconnect, close, idle, over_budget, stalled,
+    send_failed, server_error). Every unfinished utterance is aborted and settled before this returns. `first`: a client
     message the route read before the session began (it is handled first)."""
     writer = outbox.start()
-    reader = asyncio.create_task(_read_loop(websocket, session, outbox, idle_s, handle, first), name="ws-reader")
+    guard = SocketGuard.of(websocket)
+    limiter = guard.message_limiter()
+    reader = asyncio.create_task(_read_loop(websocket, session, outbox, idle_s, handle, limiter, first),
+                                 name="ws-reader")
     logger.info("websocket_opened", extra={"event": "websocket_opened", "key_id": session.gate.key_id,
                                            "dialect": dialect})
     ending = "disconnect"
@@ -183,9 +221,20 @@ async def serve_session(websocket: WebSocket, session: WsSession, outbox: Outbox
         if ending == "idle":
             await session.reject("IDLE_TIMEOUT", f"No messages for {idle_s:g} s; closing the connection.")
             await outbox.drain(timeout_s=2.0)
+        close_code = CLOSE_POLICY
+        if ending == "over_budget" and limiter.refused is not None:  # say why, then close 1008 (rate) or 1009 (size)
+            if limiter.refused.kind == "rate":
+                guard.penalise(session.gate.key_id)
+            err, close_code = refusal_error(limiter.refused)
+            await session.reject(err.code, err.message, err.param)
+            await outbox.drain(timeout_s=2.0)
         await outbox.close()
         if ending in ("idle", "close"):
             await close_quietly(websocket, CLOSE_NORMAL, "idle timeout" if ending == "idle" else "closed")
+        elif ending == "over_budget":
+            await close_quietly(websocket, close_code, "message too big" if close_code != CLOSE_POLICY
+                                else "message rate limit exceeded")
+            stop_reading(websocket)
         elif ending == "stalled":
             await close_quietly(websocket, CLOSE_POLICY, "client stopped reading")
         elif ending == "server_error":

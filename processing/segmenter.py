@@ -61,7 +61,9 @@ class TextSegmenter:
     def _is_abbreviation(self, match: re.Match[str]) -> bool:
         if match.group(0) != ".":
             return False
-        before = self._buffer[: match.start()].rsplit(None, 1)
+        # Only the last 32 characters: an abbreviation is a short word, and the whole prefix would make a message
+        # of many "a. a. a." quadratic.
+        before = self._buffer[max(0, match.start() - 32): match.start()].rsplit(None, 1)
         word = before[-1].lstrip(_LEADING_PUNCT).lower() if before else ""
         return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())
 

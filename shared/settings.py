@@ -178,6 +178,43 @@ class Settings(BaseSettings):
     ws_max_connections_per_key: int = Field(
         8, ge=0, description="WebSocket connections one API key may hold open on one server (0: no cap); more get 429."
     )
+    ws_max_connections_per_address: int = Field(
+        0, ge=0, description="WebSocket connections one client address (TTS_TRUSTED_PROXIES decides which) may hold "
+        "open on one server, keys or not (0: no cap); more are refused with 429.",
+    )
+    ws_max_unauthenticated_per_address: int = Field(
+        32, ge=0, description="WebSocket connections one client address may hold on one server before their key is "
+        "accepted (0: no cap); more are refused with 429.",
+    )
+    ws_auth_deadline_s: float = Field(
+        10.0, gt=0, description="An ElevenLabs connection without a key in its headers or query must send it in its "
+        "first message within this many seconds (whatever its inactivity_timeout), else it is closed 1008.",
+    )
+    ws_max_message_bytes: int = Field(
+        1_000_000, ge=1, description="Largest WebSocket message (checked as characters in the app; scripts/serve and "
+        "the images pass the same number to uvicorn's --ws-max-size as bytes); larger: error, then close 1009.",
+    )
+    ws_messages_per_s: float = Field(
+        100.0, ge=0, description="Messages per second one WebSocket connection may send on average, beyond its "
+        "burst (0: no limit); past it: RATE_LIMIT_EXCEEDED, then close 1008.",
+    )
+    ws_message_burst: int = Field(
+        1000, ge=1, description="Messages a WebSocket connection may send at once before ws_messages_per_s applies "
+        "(an LLM reply streamed word by word, one message per word, fits).",
+    )
+    ws_flood_penalty_s: float = Field(
+        10.0, ge=0, description="After one of its WebSocket connections went over its message budget, an API key's new "
+        "WebSocket connections on that server are refused (429, Retry-After) for this many seconds (0: never).",
+    )
+    ws_message_chars_per_s: float = Field(
+        50_000.0, ge=0, description="Characters of messages per second one WebSocket connection may send beyond one "
+        "largest message (0: no limit); past it: RATE_LIMIT_EXCEEDED, then close 1008.",
+    )
+    http_head_timeout_s: float = Field(
+        10.0, ge=0, description="With `--http api.http_protocol:HeadDeadline` (scripts/serve, the images): a request's "
+        "line and headers must arrive within this many seconds of the connection opening or of the previous response, "
+        "else the connection is closed (0: no deadline).",
+    )
     body_timeout_s: float = Field(
         30.0, gt=0, description="A request body must arrive in full within this many seconds (else 408)."
     )

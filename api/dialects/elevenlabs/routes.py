@@ -23,6 +23,7 @@ from api.dialects.elevenlabs.messages import (
     parse_client_message,
 )
 from api.errors import ApiError
+from api.socket_guard import SocketGuard, SocketSlot, too_big
 from api.ws_connection import CLOSE_POLICY, ContextError, admitted, close_quietly, serve_session
 from services.access import ApiKeyRecord
 from services.pipeline.synthesis import SynthesisRequest
@@ -117,13 +118,27 @@ async def _serve(websocket: WebSocket, voice_id: str, *, multi: bool) -> None:
     except ApiError as err:
         await _refuse(websocket, err)
         return
-    first = None
-    if services.access.authenticator is not None and not _key_sent(websocket, params):
-        first = await _first_message(websocket, float(params.inactivity_timeout))  # older clients' key is in it
-        if first is None:
-            return
+    guard = SocketGuard.of(websocket)
+    try:  # a place under the per-address caps before anything is read (a key in the first message comes later)
+        slot = guard.enter(websocket)
+    except ApiError as err:
+        await _refuse(websocket, err)
+        return
+    with slot:
+        first = None
+        if services.access.authenticator is not None and not _key_sent(websocket, params):
+            # Older clients' key is in the first message: it must come within the auth deadline.
+            first = await _first_message(websocket, guard.auth_wait_s(float(params.inactivity_timeout)),
+                                         services.settings.ws_max_message_bytes)
+            if first is None:
+                return
+        await _serve_admitted(websocket, services, voice_id, params, output, slot, first, multi=multi)
+
+
+async def _serve_admitted(websocket: WebSocket, services: Services, voice_id: str, params: ConnectionParams,
+                          output: OutputFormat, slot: SocketSlot, first: str | None, *, multi: bool) -> None:
     query_key = params.xi_api_key or (_message_key(first) if first is not None else None)
-    async with admitted(websocket, services, query_key=query_key, refuse=_refuse) as admission:
+    async with admitted(websocket, services, query_key=query_key, refuse=_refuse, slot=slot) as admission:
         if admission is None:
             return
         key, counted, connection_id = admission
@@ -147,17 +162,26 @@ def _key_sent(websocket: WebSocket, params: ConnectionParams) -> bool:
                 or headers.get("x-api-key") or headers.get("xi-api-key"))
 
 
-async def _first_message(websocket: WebSocket, timeout_s: float) -> str | None:
+async def _first_message(websocket: WebSocket, timeout_s: float, max_chars: int) -> str | None:
     """No key in the headers or query: accept and read the first message (older clients send `xi_api_key` in
-    it). None when the client left or sent nothing usable in time (it was told why)."""
+    it). None when the client left, sent nothing within `timeout_s` or sent too much to parse before a key (it
+    was told why)."""
     await websocket.accept()
     try:
         message = await asyncio.wait_for(websocket.receive(), timeout=timeout_s)
     except TimeoutError:
-        message = {"type": "websocket.receive", "text": None}
+        await _refuse(websocket, ApiError("INVALID_API_KEY", f"No API key within {timeout_s:g} s of connecting; "
+                                          "send it in the xi-api-key header, the xi_api_key query parameter or "
+                                          "the first message."))
+        return None
     if message["type"] == "websocket.disconnect":
         return None
-    return message.get("text") or ""
+    text = message.get("text") or ""
+    refusal = too_big(len(text), max_chars)
+    if refusal is not None:
+        await _refuse(websocket, refusal)
+        return None
+    return text
 
 
 def _message_key(raw: str) -> str | None:

@@ -1,0 +1,174 @@
+"""What keeps one client's sockets from slowing the others (issue 40), for every streaming dialect: a per-address
+cap on sockets (those still without an accepted key, and optionally all), the deadline for a key that comes in the
+first message, each connection's message budget (services/access/socket_limits.py), and a cool-down for a key
+whose connection went over its budget: reconnecting must not buy a fresh burst (each closed socket also costs the
+server the frames still in flight, which it reads and drops for up to uvicorn's 10 s close timeout).
+
+The counts are per process (app.state), like the per-key connection cap: each server, each Modal container,
+guards its own event loop. The address is the one TTS_TRUSTED_PROXIES lets through (uvicorn's proxy-headers
+middleware rewrites the scope's client), else the TCP peer.
+
+Close codes (README, "Limits on a connection"):
+  1008 policy violation: no key in time, a refused key, a per-address cap, a message rate exceeded;
+  1009 message too big: one message over TTS_WS_MAX_MESSAGE_BYTES.
+Each follows an error message in the dialect's shape where the socket was accepted.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+from fastapi import WebSocket
+from fastapi.responses import JSONResponse
+from starlette.websockets import WebSocketState
+
+from api.errors import ApiError
+from services.access.keys import anonymous_record
+from services.access.socket_limits import AddressSlots, MessageLimiter, MessageRefusal
+from shared.settings import Settings
+
+CLOSE_POLICY, CLOSE_TOO_BIG = 1008, 1009
+# With auth off every client is this one key: one flooder would lock everybody out, so it never cools down.
+_SHARED_KEY_ID = anonymous_record().key_id
+
+
+class CoolingDown(ApiError):
+    """The key's new sockets are refused for a while after one of them flooded."""
+
+
+def client_address(websocket: WebSocket) -> str:
+    return websocket.client.host if websocket.client else "unknown"
+
+
+class SocketSlot:
+    """One socket's places under the per-address caps: the unauthenticated one is given back as soon as its key
+    is accepted (`authenticated`), the other when the socket ends (`close`). Both are idempotent."""
+
+    def __init__(self, guard: SocketGuard, address: str) -> None:
+        self.guard, self.address = guard, address
+        self._pending = self._open = True
+
+    def authenticated(self) -> None:
+        if self._pending:
+            self._pending = False
+            self.guard.unauthenticated.leave(self.address)
+
+    def close(self) -> None:
+        self.authenticated()
+        if self._open:
+            self._open = False
+            self.guard.connections.leave(self.address)
+
+    def __enter__(self) -> SocketSlot:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+class SocketGuard:
+    """The app's socket limits (one per app: `SocketGuard.of(websocket)`)."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.unauthenticated = AddressSlots(settings.ws_max_unauthenticated_per_address)
+        self.connections = AddressSlots(settings.ws_max_connections_per_address)
+        self._cooling: dict[str, float] = {}  # key id -> until when its new sockets are refused
+
+    def penalise(self, key_id: str | None) -> None:
+        """A connection of this key went over its message budget: refuse the key's new sockets for a while."""
+        if key_id not in (None, _SHARED_KEY_ID) and self.settings.ws_flood_penalty_s > 0:
+            self._cooling[key_id] = self.clock() + self.settings.ws_flood_penalty_s
+
+    def check_key(self, key_id: str) -> None:
+        """ApiError (429 with Retry-After) while the key cools down after a flood."""
+        until = self._cooling.get(key_id)
+        if until is None:
+            return
+        left = until - self.clock()
+        if left <= 0:
+            del self._cooling[key_id]
+            return
+        raise CoolingDown("RATE_LIMIT_EXCEEDED", f"A WebSocket connection of this API key went over its message budget; "
+                       f"new connections are refused for {math.ceil(left)} s.",
+                       headers={"Retry-After": str(math.ceil(left))})
+
+    @classmethod
+    def of(cls, websocket: WebSocket) -> SocketGuard:
+        state = websocket.app.state
+        guard = getattr(state, "socket_guard", None)
+        if guard is None:
+            guard = state.socket_guard = cls(state.services.settings)
+        return guard
+
+    def enter(self, websocket: WebSocket) -> SocketSlot:
+        """A place for a new socket under both caps; ApiError (429) when its address holds too many. No await:
+        concurrent handshakes cannot all pass the check before one counts."""
+        address = client_address(websocket)
+        if not self.connections.enter(address):
+            raise _too_many(f"{self.connections.cap} WebSocket connections from this address are open on this "
+                            "server; close one first.")
+        if not self.unauthenticated.enter(address):
+            self.connections.leave(address)
+            raise _too_many(f"{self.unauthenticated.cap} WebSocket connections from this address are waiting for "
+                            "their API key to be accepted; send the key with the handshake (header or query).")
+        return SocketSlot(self, address)
+
+    def auth_wait_s(self, client_timeout_s: float) -> float:
+        """How long a socket may wait for a key sent in its first message: the client's own inactivity timeout,
+        but never longer than TTS_WS_AUTH_DEADLINE_S."""
+        return min(client_timeout_s, self.settings.ws_auth_deadline_s)
+
+    def message_limiter(self) -> MessageLimiter:
+        s = self.settings
+        return MessageLimiter(messages_per_s=s.ws_messages_per_s, message_burst=s.ws_message_burst,
+                              chars_per_s=s.ws_message_chars_per_s, max_chars=s.ws_max_message_bytes,
+                              clock=self.clock)
+
+
+async def deny_cooling(websocket: WebSocket, err: ApiError) -> bool:
+    """Refuse a cooling key's socket in the handshake (HTTP 429, or 403 where the server cannot send a status), even
+    on a dialect that answers other refusals in-band: an accepted socket would be read, frame by frame, until
+    uvicorn's close timeout, and a flooding client keeps writing. False when the socket was already accepted (a key
+    read from the first message): the dialect answers in-band."""
+    if websocket.client_state != WebSocketState.CONNECTING:
+        return False
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(JSONResponse(err.envelope(), err.status, headers=err.headers))
+    else:
+        await websocket.close(CLOSE_POLICY, err.code)
+    return True
+
+
+def stop_reading(websocket: WebSocket) -> bool:
+    """After the close frame of a flooding connection: close its TCP connection now instead of reading (and
+    dropping) whatever the client still writes until the close handshake ends or uvicorn's 10 s close timeout. The
+    close frame already written is still flushed. Reaches uvicorn's protocol through the ASGI receive callable (it
+    is its bound method unless a middleware wraps it); False, and nothing done, on any other server."""
+    protocol = getattr(websocket._receive, "__self__", None)  # noqa: SLF001 - the one way to the transport
+    transport = getattr(protocol, "transport", None)
+    if transport is None or not hasattr(transport, "is_closing") or transport.is_closing():
+        return False
+    transport.close()
+    return True
+
+
+def refusal_error(refusal: MessageRefusal) -> tuple[ApiError, int]:
+    """The error a client is told and the close code that follows."""
+    if refusal.kind == "size":
+        return ApiError("PAYLOAD_TOO_LARGE", refusal.message, param="text"), CLOSE_TOO_BIG
+    return ApiError("RATE_LIMIT_EXCEEDED", refusal.message), CLOSE_POLICY
+
+
+def too_big(size: int, limit: int) -> ApiError | None:
+    """A first message read before the session (the ElevenLabs key): refused unparsed when over the limit."""
+    if size <= limit:
+        return None
+    return ApiError("PAYLOAD_TOO_LARGE", f"A message may hold at most {limit} characters; this one held {size}.")
+
+
+def _too_many(message: str) -> ApiError:
+    return ApiError("TOO_MANY_CONCURRENT_REQUESTS", message, headers={"Retry-After": "5"})

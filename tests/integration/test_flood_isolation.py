@@ -1,0 +1,231 @@
+"""No client slows the others (issue 40 item 5), against a hostile client: key A opens WebSockets up to its per-key
+cap and floods one-character text frames on every one (reconnecting as soon as one is closed), while key B makes
+the same short request it made alone. B's first audio must stay within 1.5x its baseline, plus an allowance, and
+A's sockets must be closed with the message rate limit's error and code 1008.
+
+    export $(scripts/start_services)
+    .venv/bin/python -m pytest tests/integration/test_flood_isolation.py -q
+
+A real uvicorn server (a subprocess, the demo checkpoint on CPU) with keys and credits in the real PostgreSQL, so
+each accepted text frame is charged as in production. The flood is bounded: loopback only, at most FLOOD_S seconds
+and FRAMES_PER_SOCKET frames per socket. It runs in a process of its own (its own interpreter and GIL) so the
+flooding client's CPU does not sit in the measuring client's event loop.
+
+The frames are "-": text that is accepted and charged but leaves nothing to speak, so A never synthesises and the
+test measures the message path (parsing, limits, credits), not the model's fairness between keys.
+
+Measured here (2 shared cores, money's per-segment credit reservation merged): B alone 0.15-0.17 s, under the flood a
+median of 0.17-0.22 s; the one request that meets A's first wave (8 sockets each handled to the end of its 1000-
+message burst) took 0.73-0.87 s. Without that credit change each frame is a database write, the handler is slower
+than the message limit, A's sockets are never closed, and the last assertion fails.
+
+ALLOWANCE_S: the absolute slack on top of 1.5x. The CI and development machines here have 2 cores, and the
+flooding process takes one of them for itself (the baseline ran without it), so B's request shares a core it had to
+itself before; 0.5 s covers that scheduling noise without hiding a regression like the issue's (0.66 s -> 26-38 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import multiprocessing
+import os
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from websockets.asyncio.client import connect
+
+from tests.e2e.conftest import RunningServer, start_server, stop_server
+from tests.integration.conftest import create_credit_key
+
+pytestmark = pytest.mark.integration
+
+SOCKETS_PER_KEY = 8  # A floods at its cap
+FLOOD_S = 60.0  # the flood ends by then whatever happens
+FRAMES_PER_SOCKET = 5_000
+RUNS = 5
+ALLOWANCE_S = 0.5
+REQUEST = {"text": "Hello there, this is key B.", "speaker": "fixed", "seed": 1, "format": "pcm", "max_tokens": 60}
+FLOOD_PATH = "/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000"
+
+
+@pytest.fixture(scope="module")
+def server(pg_dsn: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    env = {
+        "TTS_AUTH_ENABLED": "true",
+        "TTS_KEY_BACKEND": "postgres",
+        "TTS_DATABASE_URL": pg_dsn,
+        "TTS_CREDITS_ENABLED": "true",
+        "TTS_WS_MAX_CONNECTIONS_PER_KEY": str(SOCKETS_PER_KEY),
+        "TTS_LOG_LEVEL": "WARNING",
+    }
+    running = start_server(demo_model_dir, tmp_path_factory.mktemp("flood") / "server.log", env)
+    yield running
+    stop_server(running)
+
+
+async def _first_audio_s(ws_url: str, key: str) -> float:
+    """Seconds from opening the connection to the first audio frame of one short one-shot request."""
+    started = time.perf_counter()
+    async with connect(ws_url, additional_headers={"Authorization": f"Bearer {key}"}, open_timeout=60) as ws:
+        await ws.send(json.dumps(REQUEST))
+        while True:
+            message = await asyncio.wait_for(ws.recv(), timeout=120)
+            if isinstance(message, bytes):
+                return time.perf_counter() - started
+            event = json.loads(message)
+            assert event.get("type") != "error", event
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds a process has used (Linux; 0 elsewhere): how much work the flood made for the server."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measure(ws_url: str, key: str, runs: int) -> list[float]:
+    async def main() -> list[float]:
+        return [await _first_audio_s(ws_url, key) for _ in range(runs)]
+
+    return asyncio.run(main())
+
+
+# ---------------------------------------------------------------------------------------------- the flood
+# The flooding client writes pre-built frames straight to a TCP socket, many per system call, so that it costs
+# next to no CPU itself (the machine's cores are the server's to use) while the server parses every frame.
+BATCH = 250
+
+
+def _client_frame(payload: bytes) -> bytes:
+    """One masked text frame (a client must mask; a zero mask leaves the payload as it is)."""
+    assert len(payload) < 126
+    return bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+
+
+async def _handshake(host: str, port: int, path: str, key: str):
+    reader, writer = await asyncio.open_connection(host, port)
+    nonce = base64.b64encode(os.urandom(16)).decode()
+    writer.write((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: {nonce}\r\nSec-WebSocket-Version: 13\r\nxi-api-key: {key}\r\n\r\n").encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=30)
+    if not head.startswith(b"HTTP/1.1 101"):
+        writer.close()
+        return None
+    return reader, writer
+
+
+async def _server_frames(reader: asyncio.StreamReader, errors: list[dict]) -> int | None:
+    """Read the server's frames until its close; returns the close code (None: the connection just ended)."""
+    try:
+        while True:
+            first, second = await reader.readexactly(2)
+            size = second & 0x7F
+            if size == 126:
+                size = int.from_bytes(await reader.readexactly(2), "big")
+            elif size == 127:
+                size = int.from_bytes(await reader.readexactly(8), "big")
+            payload = await reader.readexactly(size)
+            if first & 0x0F == 0x8:
+                return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+            if first & 0x0F == 0x1 and b"error" in payload:
+                errors.append(json.loads(payload))
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+
+
+async def _flood_socket(host: str, port: int, path: str, key: str, stop_at: list[float], stats: dict,
+                        started) -> None:
+    opener = _client_frame(json.dumps({"text": " ", "context_id": "f"}).encode())
+    batch = _client_frame(json.dumps({"text": "-", "context_id": "f"}).encode()) * BATCH
+    while time.monotonic() < stop_at[0]:
+        try:
+            opened = await _handshake(host, port, path, key)
+        except (OSError, TimeoutError, asyncio.IncompleteReadError):
+            opened = None
+        if opened is None:
+            stats["refused_handshakes"] += 1  # the cool-down, the per-key cap or connection rate: try again soon
+            await asyncio.sleep(0.1)
+            continue
+        reader, writer = opened
+        stats["connections"] += 1
+        started.set()
+        errors: list[dict] = []
+        closed = asyncio.create_task(_server_frames(reader, errors))
+        try:
+            writer.write(opener)
+            for _ in range(FRAMES_PER_SOCKET // BATCH):
+                if time.monotonic() >= stop_at[0] or closed.done():
+                    break
+                writer.write(batch)
+                await writer.drain()
+                stats["frames"] += BATCH
+        except ConnectionError:
+            pass
+        try:
+            code = await asyncio.wait_for(closed, timeout=10)
+        except TimeoutError:
+            code = None
+        writer.close()
+        stats["close_codes"][str(code)] = stats["close_codes"].get(str(code), 0) + 1
+        if any(e.get("code") == "RATE_LIMIT_EXCEEDED" for e in errors):
+            stats["rate_limited"] += 1
+
+
+def _flood(url: str, key: str, duration_s: float, started, stop, results) -> None:
+    """The flooding process: SOCKETS_PER_KEY sockets of key A until `duration_s` passed or the parent set `stop`."""
+    async def main() -> dict:
+        stats = {"connections": 0, "frames": 0, "refused_handshakes": 0, "rate_limited": 0, "close_codes": {}}
+        stop_at = [time.monotonic() + duration_s]
+        where = urlsplit(url)
+        tasks = [asyncio.create_task(_flood_socket(where.hostname, where.port, f"{where.path}?{where.query}", key,
+                                                   stop_at, stats, started)) for _ in range(SOCKETS_PER_KEY)]
+        while not all(t.done() for t in tasks):
+            if stop.is_set():
+                stop_at[0] = 0.0
+            await asyncio.sleep(0.1)
+        await asyncio.gather(*tasks)
+        return stats
+
+    results.put(asyncio.run(main()))
+
+
+def test_a_flooding_key_leaves_another_keys_first_audio_within_1_5x(server: RunningServer, pg_dsn: str) -> None:
+    key_a, _ = create_credit_key(pg_dsn, "flood-a", credit_balance=100_000_000)
+    key_b, _ = create_credit_key(pg_dsn, "flood-b", credit_balance=1_000_000)
+    ws_base = server.base_url.replace("http://", "ws://")
+    native = f"{ws_base}/v1/tts/ws"
+
+    _measure(native, key_b, 1)  # warm: the voice, the key cache, the code paths
+    cpu, started_at = _cpu_s(server.process.pid), time.monotonic()
+    baseline = statistics.median(_measure(native, key_b, RUNS))
+    cpu_alone = (_cpu_s(server.process.pid) - cpu) / (time.monotonic() - started_at)
+
+    ctx = multiprocessing.get_context("spawn")
+    started, stop, results = ctx.Event(), ctx.Event(), ctx.Queue()
+    flood = ctx.Process(target=_flood, args=(ws_base + FLOOD_PATH, key_a, FLOOD_S, started, stop, results),
+                        daemon=True)
+    flood.start()
+    try:
+        assert started.wait(60), "the flood did not open a socket"  # B's first request meets the first wave
+        cpu, started_at = _cpu_s(server.process.pid), time.monotonic()
+        under_flood = _measure(native, key_b, RUNS)
+        cpu_flood = (_cpu_s(server.process.pid) - cpu) / (time.monotonic() - started_at)
+    finally:
+        stop.set()
+        stats = results.get(timeout=FLOOD_S + 60)
+        flood.join(timeout=30)
+    flooded = statistics.median(under_flood)
+    print(f"\nfirst audio of key B: alone {baseline:.3f} s (median of {RUNS}); under A's flood "
+          f"{flooded:.3f} s ({', '.join(f'{t:.3f}' for t in under_flood)}); server CPU {cpu_alone:.2f} -> "
+          f"{cpu_flood:.2f} cores; flood: {stats}")
+    assert flooded <= 1.5 * baseline + ALLOWANCE_S, (baseline, under_flood, stats)
+    assert stats["frames"] > 0 and stats["connections"] >= SOCKETS_PER_KEY
+    assert stats["rate_limited"] >= 1 and stats["close_codes"].get("1008", 0) >= stats["rate_limited"], stats

@@ -1,0 +1,229 @@
+"""No client slows the others (issue 40): each connection's message budget, the per-address caps on sockets and the
+deadline for a key sent in the first message. The limiters with a fake clock; the hooks through the app (TestClient,
+the demo checkpoint) with the guard's clock frozen, so no assertion depends on timing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from starlette.testclient import WebSocketDenialResponse
+from starlette.websockets import WebSocketDisconnect
+
+from api import create_app
+from api.socket_guard import SocketGuard
+from services.access import AccessServices, Authenticator, StaticKeyStore
+from services.access.socket_limits import AddressSlots, MessageLimiter, TokenBucket
+from services.deployment.runtime import ModelRuntime
+from shared.settings import Settings
+from tests.conftest import wait_in_portal
+
+KEY = "socket-guard-key"
+EL_PATH = "/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000&inactivity_timeout=180"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# ---------------------------------------------------------------------------------------------- the limiters
+def test_a_bucket_allows_its_burst_then_its_rate() -> None:
+    clock = Clock()
+    bucket = TokenBucket(rate=10, burst=5, clock=clock)
+    assert [bucket.take() for _ in range(6)] == [True] * 5 + [False]
+    clock.now += 0.25  # 2.5 tokens back
+    assert [bucket.take() for _ in range(3)] == [True, True, False]
+    clock.now += 100  # refills to the burst, never past it
+    assert [bucket.take() for _ in range(6)] == [True] * 5 + [False]
+    assert not bucket.take(6)  # more than the burst never fits
+    assert bucket.tokens == 0  # a refused take spends nothing
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 2), st.floats(0.1, 8)), max_size=60), st.floats(0.5, 50), st.floats(1, 20))
+def test_a_bucket_never_grants_more_than_its_burst_plus_rate_times_time(steps, rate, burst) -> None:
+    clock = Clock()
+    bucket = TokenBucket(rate=rate, burst=burst, clock=clock)
+    granted = 0.0
+    for wait, cost in steps:
+        clock.now += wait
+        if bucket.take(cost):
+            granted += cost
+        assert 0 <= bucket.tokens <= burst
+    assert granted <= burst + rate * (clock.now - 100.0) + 1e-6
+
+
+def test_a_message_limiter_refuses_size_then_rate_and_remembers_the_first_refusal() -> None:
+    clock = Clock()
+    limiter = MessageLimiter(messages_per_s=2, message_burst=3, chars_per_s=100, max_chars=50, clock=clock)
+    refusal = limiter.check(51)
+    assert refusal is not None and refusal.kind == "size" and "50 characters" in refusal.message
+    assert [limiter.check(1) for _ in range(3)] == [None] * 3
+    refused = limiter.check(1)
+    assert refused is not None and refused.kind == "rate" and "messages per second" in refused.message
+    assert limiter.refused is not None and limiter.refused.kind == "size"  # the first one is kept
+    clock.now += 10
+    assert limiter.check(50) is None  # the characters bucket holds one largest message
+    rate = limiter.check(1)
+    assert rate is not None and "characters per second" in rate.message
+
+
+def test_a_message_limiter_with_zero_rates_only_bounds_size() -> None:
+    limiter = MessageLimiter(messages_per_s=0, message_burst=1, chars_per_s=0, max_chars=10, clock=Clock())
+    assert all(limiter.check(10) is None for _ in range(10_000))
+    assert limiter.check(11) is not None
+
+
+def test_address_slots_cap_each_address_and_forget_empty_ones() -> None:
+    slots = AddressSlots(cap=2)
+    assert slots.enter("a") and slots.enter("a") and not slots.enter("a")
+    assert slots.enter("b")  # another address is not affected
+    slots.leave("a")
+    assert slots.enter("a") and slots.held("a") == 2
+    for _ in range(2):
+        slots.leave("a")
+    slots.leave("b")
+    assert len(slots) == 0
+    uncapped = AddressSlots(cap=0)
+    assert all(uncapped.enter("a") for _ in range(1000))
+
+
+# ---------------------------------------------------------------------------------------------- through the app
+@pytest.fixture(scope="module")
+def app_client(demo_model_dir: Path) -> Iterator[tuple[TestClient, Settings]]:
+    settings = Settings(model_dir=demo_model_dir, warmup=False, log_json=False, sr_enabled=False, auth_enabled=True,
+                        ws_auth_deadline_s=0.3, ws_max_unauthenticated_per_address=2, ws_messages_per_s=1,
+                        ws_message_burst=4, ws_message_chars_per_s=1000, ws_max_message_bytes=2000,
+                        rate_limit_per_minute=10_000)
+    store = StaticKeyStore()
+    store.add_plain_key(KEY, key_id="socket-guard")
+    access = AccessServices(settings, authenticator=Authenticator(store, ttl_s=30.0))
+    runtime = ModelRuntime(settings)
+    app = create_app(settings, runtime=runtime, access=access)
+    with TestClient(app) as client:
+        wait_in_portal(client, lambda: runtime.ready)
+        yield client, settings
+
+
+@pytest.fixture
+def frozen(app_client: tuple[TestClient, Settings]) -> Iterator[TestClient]:
+    """The guard's clock stands still: a connection's buckets never refill during a test."""
+    client, settings = app_client
+    client.app.state.socket_guard = SocketGuard(settings, clock=Clock())
+    yield client
+    client.app.state.socket_guard = None
+
+
+def _closed(ws) -> tuple[list[dict], int]:
+    """Messages until the close, and the close code."""
+    seen = []
+    while True:
+        try:
+            seen.append(json.loads(ws.receive_text()))
+        except WebSocketDisconnect as exc:
+            return seen, exc.code
+
+
+def test_a_key_in_the_first_message_must_come_within_the_deadline(frozen: TestClient) -> None:
+    with frozen.websocket_connect(EL_PATH) as ws:  # inactivity_timeout=180, but the key must come in 0.3 s
+        seen, code = _closed(ws)
+    assert code == 1008
+    assert seen[-1]["code"] == "INVALID_API_KEY" and "within 0.3 s" in seen[-1]["message"]
+    assert len(frozen.app.state.socket_guard.unauthenticated) == 0  # its place was given back
+
+
+def test_a_key_in_the_first_message_is_still_accepted(frozen: TestClient) -> None:
+    with frozen.websocket_connect(EL_PATH) as ws:
+        ws.send_text(json.dumps({"text": " ", "xi_api_key": KEY, "context_id": "c"}))
+        ws.send_text(json.dumps({"close_socket": True}))
+        seen, code = _closed(ws)
+    assert code == 1000 and seen == []  # a refused key would be an error message and 1008
+
+
+def test_sockets_waiting_for_a_key_are_capped_per_address(frozen: TestClient) -> None:
+    guard: SocketGuard = frozen.app.state.socket_guard
+    with ExitStack() as stack:
+        waiting = [stack.enter_context(frozen.websocket_connect(EL_PATH)) for _ in range(2)]
+        assert guard.unauthenticated.held("testclient") == 2
+        with frozen.websocket_connect(EL_PATH) as third:
+            seen, code = _closed(third)
+        assert code == 1008 and seen[0]["code"] == "TOO_MANY_CONCURRENT_REQUESTS"
+        with pytest.raises(WebSocketDenialResponse) as denied, frozen.websocket_connect(
+                "/v1/tts/ws", headers={"Authorization": f"Bearer {KEY}"}):
+            pass  # our WebSocket refuses in the handshake, with the HTTP status
+        assert denied.value.status_code == 429
+        for ws in waiting:  # the deadline ends them and gives their places back
+            assert _closed(ws)[1] == 1008
+    assert guard.unauthenticated.held("testclient") == 0
+    with frozen.websocket_connect("/v1/tts/ws", headers={"Authorization": f"Bearer {KEY}"}) as ws:
+        ws.send_text(json.dumps({"type": "ping", "id": 1}))
+        assert json.loads(ws.receive_text())["type"] == "pong"
+        assert guard.unauthenticated.held("testclient") == 0 and guard.connections.held("testclient") == 1
+    assert len(guard.connections) == 0
+
+
+def test_a_message_flood_is_refused_with_an_error_then_1008(frozen: TestClient) -> None:
+    with frozen.websocket_connect("/v1/tts/ws", headers={"Authorization": f"Bearer {KEY}"}) as ws:
+        for i in range(6):  # a burst of 4, and the clock stands still
+            ws.send_text(json.dumps({"type": "ping", "id": i}))
+        seen, code = _closed(ws)
+    assert [m["type"] for m in seen] == ["pong"] * 4 + ["error"]
+    assert seen[-1]["error"]["code"] == "RATE_LIMIT_EXCEEDED" and "messages per second" in seen[-1]["error"]["message"]
+    assert code == 1008
+
+
+def test_a_flood_on_the_dialects_gets_their_error_shape(frozen: TestClient) -> None:
+    path = EL_PATH + f"&xi_api_key={KEY}"
+    with frozen.websocket_connect(path) as ws:
+        for _ in range(6):
+            ws.send_text(json.dumps({"text": ""}))  # keep-alives: answered by nothing
+        seen, code = _closed(ws)
+    assert code == 1008 and seen[-1]["error"] == "rate_limit_exceeded"
+    frozen.app.state.socket_guard.clock.now += 10  # past the key's cool-down
+    with frozen.websocket_connect(f"/tts/websocket?api_key={KEY}") as ws:
+        for _ in range(6):
+            ws.send_text(json.dumps({"context_id": "c", "cancel": True}))
+        seen, code = _closed(ws)
+    assert code == 1008 and seen[-1]["type"] == "error" and "messages per second" in seen[-1]["error"]
+
+
+def test_a_message_over_the_size_limit_is_refused_unparsed_then_1009(frozen: TestClient) -> None:
+    with frozen.websocket_connect("/v1/tts/ws", headers={"Authorization": f"Bearer {KEY}"}) as ws:
+        ws.send_text("[" * 2001)  # never parsed: JSON this deep would be an INVALID_JSON refusal
+        seen, code = _closed(ws)
+    assert seen[-1]["error"]["code"] == "PAYLOAD_TOO_LARGE" and code == 1009
+    with frozen.websocket_connect(EL_PATH) as ws:  # before a key: refused unparsed too
+        ws.send_text("x" * 2001)
+        seen, code = _closed(ws)
+    assert seen[-1]["code"] == "PAYLOAD_TOO_LARGE" and code == 1008
+
+
+def test_a_key_that_flooded_cools_down_before_it_may_connect_again(frozen: TestClient) -> None:
+    clock: Clock = frozen.app.state.socket_guard.clock
+    headers = {"Authorization": f"Bearer {KEY}"}
+    with frozen.websocket_connect("/v1/tts/ws", headers=headers) as ws:
+        for i in range(5):
+            ws.send_text(json.dumps({"type": "ping", "id": i}))
+        assert _closed(ws)[1] == 1008
+    with pytest.raises(WebSocketDenialResponse) as denied, frozen.websocket_connect("/v1/tts/ws", headers=headers):
+        pass
+    assert denied.value.status_code == 429 and denied.value.headers["Retry-After"] == "10"
+    assert "refused for 10 s" in denied.value.json()["error"]["message"]
+    with pytest.raises(WebSocketDenialResponse) as denied, frozen.websocket_connect(EL_PATH, headers={
+            "xi-api-key": KEY}):
+        pass  # a dialect that answers other refusals in-band refuses this one in the handshake too
+    assert denied.value.status_code == 429
+    clock.now += 10.0  # TTS_WS_FLOOD_PENALTY_S (default 10) later: welcome again
+    with frozen.websocket_connect("/v1/tts/ws", headers=headers) as ws:
+        ws.send_text(json.dumps({"type": "ping", "id": 1}))
+        assert json.loads(ws.receive_text())["type"] == "pong"
