@@ -131,6 +131,7 @@ async def _read_loop(websocket: WebSocket, session: WsSession, outbox: Outbox, i
                 message = await asyncio.wait_for(websocket.receive(), timeout=wait_s)
             except TimeoutError:
                 continue
+            session.note_message(time.monotonic())  # a stop this message causes is timed from here
             if message["type"] == "websocket.disconnect":
                 return "disconnect"
             outbox.touch()
@@ -147,6 +148,7 @@ async def _read_loop(websocket: WebSocket, session: WsSession, outbox: Outbox, i
         except Exception:  # noqa: BLE001 - a bug handling one message must not end the connection
             logger.exception("websocket message handling failed")
             await session.reject("INTERNAL_ERROR", "An internal error occurred; it has been logged.")
+        session.note_message(None)
 
 
 async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:

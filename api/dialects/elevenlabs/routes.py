@@ -52,6 +52,7 @@ class _Connection:
                  params: ConnectionParams, output: OutputFormat, *, multi: bool) -> None:
         self.services, self.session, self.key = services, session, key
         self.voice_id, self.params, self.output, self.multi = voice_id, params, output, multi
+        self.unflushed: set[str | None] = set()  # contexts with text sent since their last flush
 
     async def synthesis_request(self, speed: float | None) -> SynthesisRequest:
         return await synthesis_request(self.services, self.key, voice=self.voice_id,
@@ -77,6 +78,12 @@ class _Connection:
         if msg.close_context and msg.immediate:
             await session.cancel(context_id=cid, every=False)
             return
+        if msg.close_context and not text and cid in self.unflushed and u is not None:
+            # Closed with text sent since the last flush: LiveKit's stream closed before its input ended (a
+            # barge-in). A context that is to be finished is flushed first (Pipecat, LiveKit's normal end).
+            self.unflushed.discard(cid)
+            await session.cancel(context_id=cid, every=False, reason="abandoned")
+            return
         if text == "" and not msg.flush and not msg.close_context:
             if not self.multi and u is not None:
                 await session.end(context_id=cid)  # stream-input: "" ends the input
@@ -91,13 +98,16 @@ class _Connection:
                 return  # refused (a sixth context): the session answered
             u.ssml = self.params.enable_ssml_parsing
         if u is None:
-            if msg.close_context and session.unfinished(cid) is not None:
-                return  # already closing
-            if msg.close_context or msg.flush:
+            if msg.close_context:
+                return  # already closing, or never opened (ElevenLabs ignores it too)
+            if msg.flush:
                 raise ApiError("VALIDATION_ERROR", f"No open context '{cid}'.", param="context_id")
             return
         if text and (text.strip() or u.characters):  # the opener " " carries no speech
             await session.text(text, context_id=cid)
+            self.unflushed.add(cid)
+        if msg.flush or msg.try_trigger_generation or msg.close_context:
+            self.unflushed.discard(cid)
         if msg.flush or msg.try_trigger_generation:
             await session.flush(context_id=cid, quiet=True)
         if msg.close_context:
@@ -129,7 +139,7 @@ async def _serve(websocket: WebSocket, voice_id: str, *, multi: bool) -> None:
         key, counted, connection_id = admission
         session, outbox = await open_session(
             websocket, services, key, counted, connection_id, ElevenLabsCodec(absolute_times=params.sync_alignment),
-            max_contexts=MAX_CONTEXTS if multi else 4, multi=multi)
+            max_contexts=MAX_CONTEXTS if multi else 4, multi=multi, dialect="elevenlabs")
         conn = _Connection(services, session, key, voice_id, params, output, multi=multi)
         try:  # an unknown voice is refused before any text: error, then close 1008
             await conn.synthesis_request(None)
