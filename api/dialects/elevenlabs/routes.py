@@ -78,7 +78,7 @@ class _Connection:
         if msg.close_context and msg.immediate:
             await session.cancel(context_id=cid, every=False)
             return
-        if msg.close_context and not text and cid in self.unflushed and u is not None:
+        if msg.close_context and not (text or msg.flush) and cid in self.unflushed and u is not None:
             # Closed with text sent since the last flush: LiveKit's stream closed before its input ended (a
             # barge-in). A context that is to be finished is flushed first (Pipecat, LiveKit's normal end).
             self.unflushed.discard(cid)
