@@ -78,10 +78,13 @@ class Utterance:
         self.text_open = True
         self.cancelled = False
         self.last_message_at = 0.0  # the session's clock at the client's latest message about this utterance
+        self.opened_at = 0.0  # ... at its first message
+        self.first_audio_at: float | None = None  # ... when its first audio chunk went to the outbox
         # cancelled | disconnected | superseded | abandoned | refused, set before the task is cancelled
         self.stop_reason: str | None = None
         self.has_work = asyncio.Event()  # set once text was fed or the utterance ended
         self.admitted_at: float | None = None
+        self.paused = False  # admitted, caught up with its text: its concurrency slot went back until more comes
         self.accounting: RequestAccounting | None = None  # from admission on
         self.audio_bytes = 0  # handed to the outbox
         self.chunks = 0

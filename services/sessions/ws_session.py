@@ -35,6 +35,7 @@ from services.pipeline.synthesis import SynthesisError, SynthesisJob, SynthesisR
 from services.sessions.codec import NativeCodec, Payload, SessionCodec, plain_error
 from services.sessions.utterance import OpenGate, Utterance, UtteranceGate
 from services.sessions.ws_outbox import Outbox
+from shared import metrics
 from shared.logging import request_id_var
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ logger = logging.getLogger("services.sessions.ws_session")
 
 # Utterances one native connection may have unfinished at once (they run one after another).
 MAX_QUEUED_UTTERANCES = 4
+# How often an admitted utterance still taking text is checked for having caught up with it (its slot then goes).
+IDLE_CHECK_S = 0.05
 # How a stop is accounted (request log status): a barge-in or an abandoned context is the client's cancel.
 _STOP_STATUS = {"superseded": "cancelled", "abandoned": "cancelled", "refused": "failed"}
 
@@ -94,6 +97,8 @@ class WsSession:
         self.dialect = dialect
         self._clock = clock
         self.message_at: float | None = None  # when the client message being handled arrived (stop latency)
+        self._idle_shown = (0, 0)  # (idle contexts, idle socket) this session adds to metrics.WS_IDLE
+        self._show_idle()
 
     # ------------------------------------------------------------------ state
     def utterance(self, context_id: str | None = None) -> Utterance | None:
@@ -171,17 +176,22 @@ class WsSession:
         if self.on_job is not None:
             self.on_job(u.job)
         task = asyncio.create_task(self._run(u, self._tail if self.serial else None), name=f"ws-{u.id}")
-        u.last_message_at = self._clock()
+        u.last_message_at = u.opened_at = self._clock()
         self._running[u.id] = (u, task)
-        task.add_done_callback(lambda _t, uid=u.id: self._running.pop(uid, None))
+        task.add_done_callback(lambda _t, uid=u.id: self._finished(uid))
         self._open[context_id] = u
         if self.serial:
             self._tail = task
+        self._show_idle()
         if text:
             await self.text(text, context_id=context_id)
         if end:
             await self.end(context_id=context_id)
         return u
+
+    def _finished(self, utterance_id: str) -> None:
+        self._running.pop(utterance_id, None)
+        self._show_idle()
 
     async def text(self, piece: str, *, context_id: str | None = None) -> None:
         u = await self._require_open("text", context_id)
@@ -191,7 +201,8 @@ class WsSession:
         try:
             u.check_room(len(piece))
             await self.gate.charge_text(u.id, len(piece))
-            u.add_text(piece)
+            if u.add_text(piece):
+                await self._resume(u)
         except SynthesisError as exc:
             await self.reject(exc.code, exc.message, exc.param, utterance=u)
 
@@ -200,7 +211,12 @@ class WsSession:
         if u is None:
             return
         u.last_message_at = self._clock()
-        u.flush()
+        try:
+            if u.flush():
+                await self._resume(u)
+        except SynthesisError as exc:
+            await self.reject(exc.code, exc.message, exc.param, utterance=u)
+            return
         if not quiet:
             await self._reply(self.codec.flushed(u))
 
@@ -254,6 +270,45 @@ class WsSession:
         """The socket is gone (or the client closed it): abort all synthesis (nothing more is sent)."""
         self.closed = True
         await self._stop(list(self._running.values()), "disconnected")
+        self._show_idle()
+
+    # ------------------------------------------------------------------ slots only while generating
+    async def _resume(self, u: Utterance) -> None:
+        """Text was fed to an utterance whose slot went while it waited: take one again (a refusal raises)."""
+        if u.paused:
+            if hasattr(self.gate, "resume"):
+                await self.gate.resume(u.id)
+            u.paused = False
+            self._show_idle()
+
+    async def _release_when_idle(self, u: Utterance) -> None:
+        """While the utterance takes text: once it has generated all it was fed, its concurrency slot goes back
+        (an LLM between sentences, a context left open) until more text comes (`_resume`)."""
+        stats = u.job.stats
+        while u.text_open and not u.cancelled:
+            await asyncio.sleep(IDLE_CHECK_S)
+            if not u.paused and u.text_open and stats.text_chunks_done >= stats.text_chunks:
+                u.paused = True
+                if hasattr(self.gate, "pause"):
+                    await self.gate.pause(u.id)
+                self._show_idle()
+
+    def _show_idle(self) -> None:
+        """metrics.WS_IDLE: this socket's open contexts generating nothing, and the socket when none generates."""
+        generating = idle = 0
+        for u, task in self._running.values():
+            if task.done():
+                continue
+            if u.admitted_at is not None and not u.paused and not u.cancelled:
+                generating += 1
+            elif u.text_open:
+                idle += 1
+        shown = (0, 0) if self.closed else (idle, int(generating == 0))
+        for kind, before, now in (("context", self._idle_shown[0], shown[0]),
+                                  ("socket", self._idle_shown[1], shown[1])):
+            if now != before:
+                metrics.WS_IDLE.labels(self.dialect, kind).inc(now - before)
+        self._idle_shown = shown
 
     # ------------------------------------------------------------------ internals
     async def _reply(self, payloads: list[Payload]) -> None:
@@ -322,6 +377,7 @@ class WsSession:
     async def _run(self, u: Utterance, previous: asyncio.Task[None] | None) -> None:
         token = request_id_var.set(u.id)
         status, error = "refused", None
+        watcher: asyncio.Task[None] | None = None
         try:
             if previous is not None:
                 await asyncio.wait([previous])
@@ -338,12 +394,19 @@ class WsSession:
                 )
             await self.gate.admit(u.id)
             u.admit(self.gate)
+            self._show_idle()
+            if u.text_open:
+                watcher = asyncio.create_task(self._release_when_idle(u), name=f"idle-{u.id}")
             status = "failed"
             assert u.accounting is not None
             u.accounting.started(text_length=u.characters, key_id=self.gate.key_id,
                                  connection_id=self.connection_id)
             await self._send(self.codec.started(u), u)
-            await self._stream(u)
+            try:
+                await self._stream(u)
+            finally:
+                if watcher is not None:
+                    watcher.cancel()
             status = "completed"
             u.finish(status, None)
             await self._send(self.codec.done(u), u)
@@ -361,6 +424,9 @@ class WsSession:
                               *self.codec.ended(u)], u)
         finally:
             u.text_open = False  # text sent after the end (of any kind) gets "no open utterance"
+            if watcher is not None:
+                watcher.cancel()
+            self._log_end(u, status)
             try:
                 u.finish(status, error)  # an admitted utterance settles through its accounting
                 if u.accounting is None:
@@ -368,6 +434,13 @@ class WsSession:
             except Exception:  # noqa: BLE001 - accounting must never break the connection
                 logger.exception("utterance accounting failed")
             request_id_var.reset(token)
+
+    def _log_end(self, u: Utterance, status: str) -> None:
+        """One line per utterance: how it ended and how long its first audio took from its opening message."""
+        first = None if u.first_audio_at is None else round((u.first_audio_at - u.opened_at) * 1000, 1)
+        logger.info("utterance_ended", extra={
+            "event": "utterance_ended", "utterance_id": u.id, "context_id": u.context_id, "status": status,
+            "first_audio_ms": first, "audio_seconds": round(u.audio_seconds, 3), "dialect": self.dialect})
 
     async def _stream(self, u: Utterance) -> None:
         """The one place audio (and, with the aligner, timings) leaves the job for the codec."""
@@ -377,6 +450,8 @@ class WsSession:
                 if not isinstance(chunk, bytes):  # timings travel ahead of the audio they describe
                     await self._send(self.codec.timings(u, chunk), u)
                     continue
+                if u.first_audio_at is None:
+                    u.first_audio_at = self._clock()
                 u.note_audio(chunk)
                 await self._send(self.codec.audio(u, chunk), u)
                 if u.chunks % self.progress_every == 0:

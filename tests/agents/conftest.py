@@ -4,6 +4,7 @@ frameworks, so the server is a subprocess started with `TTS_TEST_SERVER_PYTHON` 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -27,6 +28,26 @@ class Server:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def mark(self) -> int:
+        """Where the log ends now: `events(mark)` reads only what came after."""
+        return self.log.stat().st_size
+
+    def events(self, since: int, name: str) -> list[dict]:
+        """The server's JSON log lines with `event == name` written after `since`, in order."""
+        with open(self.log, "rb") as log:
+            log.seek(since)
+            lines = log.read().decode(errors="replace").splitlines()
+        out = []
+        for line in lines:
+            if f'"{name}"' in line:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if record.get("event") == name:
+                    out.append(record)
+        return out
 
 
 def _python() -> str:
