@@ -124,3 +124,44 @@ async def test_text_with_nothing_to_speak_ends_silently(runtime: Any) -> None:
         assert not [m for m in of(sock, "e") if m.get("error") or m.get("type") == "error"]
         assert gate.statuses == ["refused"]  # never admitted, nothing charged
         await outbox.close()
+
+
+class SlotGate(RecordingGate):
+    """Records when an utterance gives its slot back and takes one again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slots: list[tuple[str, str]] = []
+
+    async def pause(self, utterance_id: str) -> None:
+        self.slots.append(("pause", utterance_id))
+
+    async def resume(self, utterance_id: str) -> None:
+        self.slots.append(("resume", utterance_id))
+
+
+def idle_gauge(kind: str) -> float:
+    from shared import metrics
+
+    return metrics.WS_IDLE.labels("elevenlabs", kind)._value.get()
+
+
+async def test_an_open_context_holds_a_slot_only_while_it_generates(runtime: Any) -> None:
+    gate = SlotGate()
+    contexts, sockets = idle_gauge("context"), idle_gauge("socket")
+    session, sock, outbox, _ = dialect_session(runtime, gate)
+    assert idle_gauge("socket") == sockets + 1  # a socket with nothing to say
+    await session.start(request_for(runtime), context_id="a", text="Hello there, my friend. ")
+    await session.flush(context_id="a", quiet=True)
+    await until(lambda: gate.slots == [("pause", "c1-u1")])  # the LLM thinks: the context waits, slot free
+    assert idle_gauge("context") == contexts + 1 and idle_gauge("socket") == sockets + 1
+    await session.text("How are you today? ", context_id="a")
+    await session.flush(context_id="a", quiet=True)
+    assert gate.slots[1] == ("resume", "c1-u1")
+    assert idle_gauge("context") == contexts and idle_gauge("socket") == sockets
+    await session.end(context_id="a")
+    await until(lambda: final(sock, "a"))
+    await until(lambda: gate.statuses == ["completed"])
+    await session.close()
+    assert (idle_gauge("context"), idle_gauge("socket")) == (contexts, sockets)
+    await outbox.close()
