@@ -128,6 +128,12 @@ class WsSession:
     def utterances(self) -> list[Utterance]:
         return [u for u, _ in self._running.values()]
 
+    async def finished(self, context_id: str | None) -> None:
+        """Wait until every utterance of the context has ended (its last message is queued)."""
+        tasks = [task for u, task in self._running.values() if u.context_id == context_id and not task.done()]
+        if tasks:
+            await asyncio.wait(tasks)
+
     def note_message(self, at: float | None = None) -> None:
         """A client message arrived (None: it has been handled): the time a stop it causes is measured from."""
         self.message_at = at
@@ -440,7 +446,8 @@ class WsSession:
         first = None if u.first_audio_at is None else round((u.first_audio_at - u.opened_at) * 1000, 1)
         logger.info("utterance_ended", extra={
             "event": "utterance_ended", "utterance_id": u.id, "context_id": u.context_id, "status": status,
-            "first_audio_ms": first, "audio_seconds": round(u.audio_seconds, 3), "dialect": self.dialect})
+            "first_audio_ms": first, "audio_seconds": round(u.audio_seconds, 3), "characters": u.characters,
+            "dialect": self.dialect})
 
     async def _stream(self, u: Utterance) -> None:
         """The one place audio (and, with the aligner, timings) leaves the job for the codec."""

@@ -108,3 +108,10 @@ def llm_tokens(text: str) -> list[str]:
         else:
             out.append(piece)
     return out
+
+
+# The next turn's first audio against a fresh turn's: the bound (1.3x) where timings mean something (a
+# dedicated machine: TTS_AGENTS_STRICT_TIMING=1); on a shared CPU host a looser one that still catches a server that
+# keeps generating interrupted turns (their first audio then grows turn after turn).
+STRICT_TIMING = os.environ.get("TTS_AGENTS_STRICT_TIMING") == "1"
+RATIO, MARGIN_MS = (1.3, 100.0) if STRICT_TIMING else (2.0, 1500.0)

