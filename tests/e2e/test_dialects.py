@@ -155,6 +155,15 @@ async def test_elevenlabs_barge_ins_stop_the_interrupted_context(server: Running
     assert {(s["context_id"], s["reason"]) for s in stops} >= {("lk", "abandoned"), ("p1", "superseded")}
 
 
+async def test_elevenlabs_stream_input_closes_after_its_final_message(server: RunningServer) -> None:
+    async with _ws(server, "/v1/text-to-speech/default/stream-input?output_format=pcm_16000") as ws:
+        for message in ({"text": " "}, {"text": "Hello there. "}, {"text": ""}):
+            await ws.send(json.dumps(message))
+        messages, close_code = await _messages_until_closed(ws, 90)
+    assert messages[-1].get("isFinal") is True and close_code == 1000
+    assert any(m.get("audio") for m in messages)
+
+
 async def test_cartesia_errors_cancel_and_done(server: RunningServer) -> None:
     base = {"model_id": "sonic-3", "output_format": {"container": "raw", "encoding": "pcm_f32le", "sample_rate": 16000}}
     async with _ws(server, "/tts/websocket?cartesia_version=2025-04-16") as ws:
