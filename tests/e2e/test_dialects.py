@@ -263,6 +263,8 @@ def test_cartesia_bytes(server: RunningServer, tmp_path) -> None:
                "output_format": {"container": "wav", "sample_rate": 16000}}
     status, wav = _curl(server, "/tts/bytes", request, tmp_path, ("Cartesia-Version: 2025-04-16",))
     assert status == 200 and wav[:4] == b"RIFF" and len(wav) > 8000
+    streamed = httpx.post(f"{server.base_url}/tts/bytes", json=request, timeout=120)
+    assert streamed.headers.get("transfer-encoding") == "chunked" and streamed.content[:4] == b"RIFF"
     request["output_format"] = {"container": "raw", "encoding": "pcm_mulaw", "sample_rate": 8000}
     status, ulaw = _curl(server, "/tts/bytes", request, tmp_path)
     assert status == 200 and len(ulaw) > 4000
