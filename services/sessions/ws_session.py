@@ -230,6 +230,12 @@ class WsSession:
         u = await self._require_open("end", context_id)
         if u is not None:
             u.last_message_at = self._clock()
+            if u.paused and u.segmenter.pending.strip():  # the end speaks what is buffered: a slot again
+                try:
+                    await self._resume(u)
+                except SynthesisError as exc:
+                    await self.reject(exc.code, exc.message, exc.param, utterance=u)
+                    return
             u.end()
             self._open.pop(context_id, None)
 
