@@ -160,6 +160,7 @@ async def _read_loop(websocket: WebSocket, session: WsSession, outbox: Outbox, i
                 message = await asyncio.wait_for(websocket.receive(), timeout=wait_s)
             except TimeoutError:
                 continue
+            session.note_message(time.monotonic())  # a stop this message causes is timed from here
             if message["type"] == "websocket.disconnect":
                 return "disconnect"
             outbox.touch()
@@ -179,6 +180,7 @@ async def _read_loop(websocket: WebSocket, session: WsSession, outbox: Outbox, i
         except Exception:  # noqa: BLE001 - a bug handling one message must not end the connection
             logger.exception("websocket message handling failed")
             await session.reject("INTERNAL_ERROR", "An internal error occurred; it has been logged.")
+        session.note_message(None)
         # One message per turn of the event loop: queued messages are received without suspending, so without
         # this a flooding socket would handle its whole queue while every other connection waits.
         await asyncio.sleep(0)

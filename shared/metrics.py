@@ -63,6 +63,8 @@ CHUNK_JITTER = Histogram(
     registry=REGISTRY,
 )
 ACTIVE_STREAMS = Gauge(f"{PREFIX}_active_streams", "Requests currently producing audio.", registry=REGISTRY)
+WS_IDLE = Gauge(f"{PREFIX}_ws_idle", "Streaming sockets (kind=socket) and open contexts (kind=context) that generate "
+                "nothing now and hold no concurrency slot, per dialect.", ["dialect", "kind"], registry=REGISTRY)
 QUEUE_DEPTH = Gauge(f"{PREFIX}_stream_queue_depth", "Chunks waiting between generation and sending (sum).", registry=REGISTRY)
 QUEUE_FILL_RATIO = Gauge(
     f"{PREFIX}_stream_queue_fill_ratio", "Fullest stream queue as a fraction of its bound.", registry=REGISTRY

@@ -277,6 +277,10 @@ class Settings(BaseSettings):
         60.0, gt=0, description="WebSocket: close a connection after this many seconds with no message either way "
         "while nothing is being synthesised.",
     )
+    ws_supersede_after_s: float = Field(
+        0.5, ge=0, description="ElevenLabs/Cartesia sockets: a context opening this long or longer after an earlier "
+        "unfinished context's last message is a barge-in and stops that context (sooner: a reply queued on purpose).",
+    )
 
     # --- access ------------------------------------------------------------------------------
     auth_enabled: bool = Field(True, description="Require an API key. Off only for local development (logs a warning).")

@@ -65,8 +65,9 @@ async def synthesis_request(services: Services, key: ApiKeyRecord, *, voice: str
 
 async def open_session(websocket: WebSocket, services: Services, key: ApiKeyRecord, counted: bool,
                        connection_id: str, codec: SessionCodec, *, max_contexts: int,
-                       multi: bool = True) -> tuple[WsSession, Outbox]:
-    """Accept the socket and build its session: contexts run side by side (`multi`) or one after another."""
+                       multi: bool = True, dialect: str) -> tuple[WsSession, Outbox]:
+    """Accept the socket and build its session: contexts run side by side (`multi`) or one after another. A
+    context opening after an earlier one's client fell silent about it supersedes it (a barge-in; README)."""
     settings = services.settings
     if websocket.client_state == WebSocketState.CONNECTING:  # a route that read a first message accepted already
         await websocket.accept(headers=[(b"x-request-id", connection_id.encode())])
@@ -77,5 +78,6 @@ async def open_session(websocket: WebSocket, services: Services, key: ApiKeyReco
     session = WsSession(services.runtime, outbox, gate, connection_id=connection_id,
                         max_text_chars=settings.max_text_chars, codec=codec, serial=not multi,
                         max_open=max_contexts if multi else 1, max_unfinished=max_contexts,
-                        on_job=None if continuity is None else partial(continuity.track, key_id=key.key_id))
+                        on_job=None if continuity is None else partial(continuity.track, key_id=key.key_id),
+                        supersede_after_s=settings.ws_supersede_after_s, dialect=dialect)
     return session, outbox

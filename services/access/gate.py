@@ -32,7 +32,8 @@ class AccessGate:
 
     Opening the connection counts one request against the key's per-minute rate, and that count covers the
     first utterance; every later utterance counts one more. Each utterance holds a concurrency slot while it
-    synthesises. Credits (when enabled) are reserved in blocks of at least `credits_reserve_ahead` characters: a text
+    generates: one that caught up with its text gives it back (`pause`) and takes one again when more comes
+    (`resume`). Credits (when enabled) are reserved in blocks of at least `credits_reserve_ahead` characters: a text
     frame the held block covers costs no database write (O(1) here); the next block is reserved when the text
     outgrows it, exactly the missing characters when the balance cannot cover a whole block. Settled once per
     utterance: what it did not use is refunded (docs/credits.md).
@@ -117,6 +118,25 @@ class AccessGate:
             except LimitExceeded as exc:
                 raise SynthesisError(exc.code, exc.message) from None
         self._grants[utterance_id] = grant
+
+    async def pause(self, utterance_id: str) -> None:
+        """The utterance generated everything it was sent and waits for more text: its concurrency slot goes back."""
+        grant = self._grants.get(utterance_id)
+        if grant is not None and grant.lease is not None:
+            lease, grant.lease = grant.lease, None
+            await lease.release()
+
+    async def resume(self, utterance_id: str) -> None:
+        """More text came for a paused utterance: take a slot again (refused like a new stream when none is free)."""
+        grant = self._grants.get(utterance_id)
+        if grant is None or grant.lease is not None or not self.limits_apply:
+            return
+        assert self.access is not None
+        try:
+            grant.lease = await self.access.limiter.acquire_stream(
+                self.key.key_id, self.key.max_concurrent or self.access.settings.max_concurrent_streams)
+        except LimitExceeded as exc:
+            raise SynthesisError(exc.code, exc.message) from None
 
     def begin_hook(self, utterance_id: str):  # noqa: ANN201 - the accounting's begin hook for this utterance
         """The utterance's intent record is written by its grant when synthesis is admitted."""

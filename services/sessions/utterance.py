@@ -77,9 +77,14 @@ class Utterance:
         self.spoken_characters = 0  # normalised, as fed to the model: what credits count
         self.text_open = True
         self.cancelled = False
-        self.stop_reason: str | None = None  # cancelled | disconnected, set before the task is cancelled
+        self.last_message_at = 0.0  # the session's clock at the client's latest message about this utterance
+        self.opened_at = 0.0  # ... at its first message
+        self.first_audio_at: float | None = None  # ... when its first audio chunk went to the outbox
+        # cancelled | disconnected | superseded | abandoned | refused, set before the task is cancelled
+        self.stop_reason: str | None = None
         self.has_work = asyncio.Event()  # set once text was fed or the utterance ended
         self.admitted_at: float | None = None
+        self.paused = False  # admitted, caught up with its text: its concurrency slot went back until more comes
         self.accounting: RequestAccounting | None = None  # from admission on
         self.audio_bytes = 0  # handed to the outbox
         self.chunks = 0
@@ -160,7 +165,9 @@ class Utterance:
             plan = plan_text(part, normalize=self.request.normalize, chunking=self.request.chunking,
                              threshold=self.threshold, target=self.target, unknown_tags=self.request.unknown_tags)
         except SynthesisError:
-            return 0  # nothing speakable in this part (only tags or punctuation)
+            return 0  # nothing speakable in this part (only tags or emoji)
+        if not any(ch.isalnum() for ch in plan.text):
+            return 0  # punctuation only ("...", "!"): the vendors speak nothing for it, nor do we
         if self.job.timestamps is not None:
             self.job.timestamps.add_text(part, " ".join(plan.chunks))
         self.spoken_characters += len(plan.text)

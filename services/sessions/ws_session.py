@@ -12,12 +12,21 @@ the native protocol). Text pieces are buffered by a `processing.segmenter.TextSe
 every cut speaks with the first cut's voice and the joins get the same crossfade as long HTTP text, while audio of
 earlier cuts is already on its way. `serial=True` (native) runs utterances one after another; otherwise (dialects)
 each context runs as soon as it has text, each admitted and accounted on its own.
+
+Work nobody will hear stops (README, "Barge-in"): an explicit cancel, a closed socket, and, on the dialects' sockets
+(`supersede_after_s` set), a context opening while an earlier context of the socket is still unfinished and has
+heard nothing from its client for `supersede_after_s`: the frameworks signal a barge-in that way (Pipecat's
+ElevenLabs client sends nothing when interrupted; LiveKit's pooled clients send nothing once a stream's input has
+ended). A context opening sooner than that after the earlier one's last message is a reply queued on purpose
+(Pipecat's `TTSSpeakFrame` right after an LLM turn) and both are spoken. Every stop is logged (`utterance_stopped`,
+with `stop_ms` from the client message that revealed it to the end of the utterance's task).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -26,6 +35,7 @@ from services.pipeline.synthesis import SynthesisError, SynthesisJob, SynthesisR
 from services.sessions.codec import NativeCodec, Payload, SessionCodec, plain_error
 from services.sessions.utterance import OpenGate, Utterance, UtteranceGate
 from services.sessions.ws_outbox import Outbox
+from shared import metrics
 from shared.logging import request_id_var
 
 if TYPE_CHECKING:
@@ -37,6 +47,10 @@ logger = logging.getLogger("services.sessions.ws_session")
 
 # Utterances one native connection may have unfinished at once (they run one after another).
 MAX_QUEUED_UTTERANCES = 4
+# How often an admitted utterance still taking text is checked for having caught up with it (its slot then goes).
+IDLE_CHECK_S = 0.05
+# How a stop is accounted (request log status): a barge-in or an abandoned context is the client's cancel.
+_STOP_STATUS = {"superseded": "cancelled", "abandoned": "cancelled", "refused": "failed"}
 
 
 class WsSession:
@@ -57,8 +71,12 @@ class WsSession:
         max_open: int = 1,
         max_unfinished: int = MAX_QUEUED_UTTERANCES,
         on_job: Callable[[SynthesisJob], None] | None = None,
+        supersede_after_s: float | None = None,
+        dialect: str = "native",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`on_job`: told of each utterance's job when it is created (continuity remembers it)."""
+        """`on_job`: told of each utterance's job when it is created (continuity remembers it).
+        `supersede_after_s`: a new context stops earlier unfinished contexts silent this long (None: never)."""
         self.runtime = runtime
         self.on_job = on_job
         self.outbox = outbox
@@ -75,6 +93,12 @@ class WsSession:
         self._tail: asyncio.Task[None] | None = None  # serial: the newest utterance's task; the next waits for it
         self._count = 0
         self.closed = False
+        self.supersede_after_s = supersede_after_s
+        self.dialect = dialect
+        self._clock = clock
+        self.message_at: float | None = None  # when the client message being handled arrived (stop latency)
+        self._idle_shown = (0, 0)  # (idle contexts, idle socket) this session adds to metrics.WS_IDLE
+        self._show_idle()
 
     # ------------------------------------------------------------------ state
     def utterance(self, context_id: str | None = None) -> Utterance | None:
@@ -104,6 +128,16 @@ class WsSession:
     def utterances(self) -> list[Utterance]:
         return [u for u, _ in self._running.values()]
 
+    async def finished(self, context_id: str | None) -> None:
+        """Wait until every utterance of the context has ended (its last message is queued)."""
+        tasks = [task for u, task in self._running.values() if u.context_id == context_id and not task.done()]
+        if tasks:
+            await asyncio.wait(tasks)
+
+    def note_message(self, at: float | None = None) -> None:
+        """A client message arrived (None: it has been handled): the time a stop it causes is measured from."""
+        self.message_at = at
+
     def unfinished(self, context_id: str | None) -> Utterance | None:
         """The context's utterance while it is still running (open or synthesising)."""
         for u, task in self._running.values():
@@ -126,6 +160,8 @@ class WsSession:
                 "type", context_id=context_id,
             )
             return None
+        if context_id is not None and self.supersede_after_s is not None:
+            await self._supersede(context_id)
         if len(self._open) >= self.max_open or len(self._running) >= self.max_unfinished:
             what = "utterances" if context_id is None else "contexts"
             await self.reject(
@@ -146,25 +182,33 @@ class WsSession:
         if self.on_job is not None:
             self.on_job(u.job)
         task = asyncio.create_task(self._run(u, self._tail if self.serial else None), name=f"ws-{u.id}")
+        u.last_message_at = u.opened_at = self._clock()
         self._running[u.id] = (u, task)
-        task.add_done_callback(lambda _t, uid=u.id: self._running.pop(uid, None))
+        task.add_done_callback(lambda _t, uid=u.id: self._finished(uid))
         self._open[context_id] = u
         if self.serial:
             self._tail = task
+        self._show_idle()
         if text:
             await self.text(text, context_id=context_id)
         if end:
             await self.end(context_id=context_id)
         return u
 
+    def _finished(self, utterance_id: str) -> None:
+        self._running.pop(utterance_id, None)
+        self._show_idle()
+
     async def text(self, piece: str, *, context_id: str | None = None) -> None:
         u = await self._require_open("text", context_id)
         if u is None:
             return
+        u.last_message_at = self._clock()
         try:
             u.check_room(len(piece))
             await self.gate.charge_text(u.id, len(piece))
-            u.add_text(piece)
+            if u.add_text(piece):
+                await self._resume(u)
         except SynthesisError as exc:
             await self.reject(exc.code, exc.message, exc.param, utterance=u)
 
@@ -172,22 +216,36 @@ class WsSession:
         u = await self._require_open("flush", context_id)
         if u is None:
             return
-        u.flush()
+        u.last_message_at = self._clock()
+        try:
+            if u.flush():
+                await self._resume(u)
+        except SynthesisError as exc:
+            await self.reject(exc.code, exc.message, exc.param, utterance=u)
+            return
         if not quiet:
             await self._reply(self.codec.flushed(u))
 
     async def end(self, *, context_id: str | None = None) -> None:
         u = await self._require_open("end", context_id)
         if u is not None:
+            u.last_message_at = self._clock()
+            if u.paused and u.segmenter.pending.strip():  # the end speaks what is buffered: a slot again
+                try:
+                    await self._resume(u)
+                except SynthesisError as exc:
+                    await self.reject(exc.code, exc.message, exc.param, utterance=u)
+                    return
             u.end()
             self._open.pop(context_id, None)
 
-    async def cancel(self, *, context_id: str | None = None, every: bool = True, quiet: bool = False) -> None:
+    async def cancel(self, *, context_id: str | None = None, every: bool = True, quiet: bool = False,
+                     reason: str = "cancelled") -> None:
         """Stop unfinished utterances now (every one, or only `context_id`'s): queued audio is dropped and
-        generation aborted."""
+        generation aborted. `reason`: cancelled (asked), abandoned (a context closed before its input ended)."""
         targets = [(u, task) for u, task in self._running.values()
                    if not task.done() and (every or u.context_id == context_id)]
-        await self._stop(targets, "cancelled")
+        await self._stop(targets, reason)
         if quiet:
             return
         for u, _ in targets:
@@ -202,17 +260,67 @@ class WsSession:
         self, code: str, message: str, param: str | None = None, *, utterance_id: str | None = None,
         utterance: Utterance | None = None, context_id: str | None = None,
     ) -> None:
-        """An error answering a client message; the connection stays usable."""
+        """An error answering a client message; the connection stays usable. On a dialect's socket a refusal about
+        a context ends that context the way its clients understand: the error, then the context's end marker (a
+        context still taking text is stopped first; one finishing what it was sent keeps going and ends itself)."""
         if utterance is None and utterance_id is not None:
             utterance = next((u for u, _ in self._running.values() if u.id == utterance_id), None)
         if utterance is not None:
             context_id = utterance.context_id
+        ends: list[Payload] = []
+        if context_id is not None and not self.serial:
+            running = utterance if utterance is not None else self.unfinished(context_id)
+            if running is None:
+                ends = context_ended(self.codec, context_id)
+            elif running.text_open:
+                await self._stop([(running, task) for u, task in self._running.values() if u is running], "refused")
+                ends = self.codec.ended(running)
         await self.outbox.reply(self.codec.error(code, message, param, utterance, context_id))  # type: ignore[arg-type]
+        await self._reply(ends)
 
     async def close(self) -> None:
         """The socket is gone (or the client closed it): abort all synthesis (nothing more is sent)."""
         self.closed = True
         await self._stop(list(self._running.values()), "disconnected")
+        self._show_idle()
+
+    # ------------------------------------------------------------------ slots only while generating
+    async def _resume(self, u: Utterance) -> None:
+        """Text was fed to an utterance whose slot went while it waited: take one again (a refusal raises)."""
+        if u.paused:
+            if hasattr(self.gate, "resume"):
+                await self.gate.resume(u.id)
+            u.paused = False
+            self._show_idle()
+
+    async def _release_when_idle(self, u: Utterance) -> None:
+        """While the utterance takes text: once it has generated all it was fed, its concurrency slot goes back
+        (an LLM between sentences, a context left open) until more text comes (`_resume`)."""
+        stats = u.job.stats
+        while u.text_open and not u.cancelled:
+            await asyncio.sleep(IDLE_CHECK_S)
+            if not u.paused and u.text_open and stats.text_chunks_done >= stats.text_chunks:
+                u.paused = True
+                if hasattr(self.gate, "pause"):
+                    await self.gate.pause(u.id)
+                self._show_idle()
+
+    def _show_idle(self) -> None:
+        """metrics.WS_IDLE: this socket's open contexts generating nothing, and the socket when none generates."""
+        generating = idle = 0
+        for u, task in self._running.values():
+            if task.done():
+                continue
+            if u.admitted_at is not None and not u.paused and not u.cancelled:
+                generating += 1
+            elif u.text_open:
+                idle += 1
+        shown = (0, 0) if self.closed else (idle, int(generating == 0))
+        for kind, before, now in (("context", self._idle_shown[0], shown[0]),
+                                  ("socket", self._idle_shown[1], shown[1])):
+            if now != before:
+                metrics.WS_IDLE.labels(self.dialect, kind).inc(now - before)
+        self._idle_shown = shown
 
     # ------------------------------------------------------------------ internals
     async def _reply(self, payloads: list[Payload]) -> None:
@@ -241,7 +349,21 @@ class WsSession:
             await self.reject("VALIDATION_ERROR", message, "type", context_id=context_id)
         return u
 
+    async def _supersede(self, context_id: str) -> None:
+        """A context opens: earlier unfinished contexts whose client has been silent about them for
+        `supersede_after_s` were barged in on (their isFinal/nothing goes out first, their queued audio never)."""
+        assert self.supersede_after_s is not None
+        now = self._clock()
+        targets = [(u, task) for u, task in self._running.values()
+                   if not task.done() and u.context_id != context_id
+                   and now - u.last_message_at >= self.supersede_after_s]
+        if targets:
+            await self._stop(targets, "superseded")
+            for u, _ in targets:
+                await self._reply(self.codec.cancelled(u))
+
     async def _stop(self, targets: list[tuple[Utterance, asyncio.Task[None]]], reason: str) -> None:
+        revealed = self.message_at if self.message_at is not None else self._clock()
         for u, task in targets:
             u.cancelled = True  # the writer drops what is still queued for it
             u.text_open = False
@@ -250,6 +372,16 @@ class WsSession:
             task.cancel()
         if targets:
             await asyncio.wait([task for _, task in targets])
+            for u, _ in targets:
+                if u.status is None:  # cancelled before its task ever ran: settle it here (no report)
+                    u.finish(u.stop_reason or "disconnected", None)
+                    self.gate.settle(u.id, None)
+            stop_ms = round((self._clock() - revealed) * 1000, 1)
+            for u, _ in targets:
+                logger.info("utterance_stopped", extra={
+                    "event": "utterance_stopped", "utterance_id": u.id, "context_id": u.context_id,
+                    "reason": u.stop_reason, "stop_ms": stop_ms, "dialect": self.dialect,
+                    "audio_seconds": round(u.audio_seconds, 3)})
         self._forget_closed()
         if self._tail is not None and self._tail.done():
             self._tail = None
@@ -257,10 +389,15 @@ class WsSession:
     async def _run(self, u: Utterance, previous: asyncio.Task[None] | None) -> None:
         token = request_id_var.set(u.id)
         status, error = "refused", None
+        watcher: asyncio.Task[None] | None = None
         try:
             if previous is not None:
                 await asyncio.wait([previous])
             await u.has_work.wait()
+            if u.text_chunks == 0 and not self.serial:  # emoji or punctuation only: silence, as the vendors do
+                status = "empty"
+                await self._send(self.codec.done(u), u)
+                return
             if u.text_chunks == 0:
                 raise SynthesisError(
                     "VALIDATION_ERROR",
@@ -269,12 +406,19 @@ class WsSession:
                 )
             await self.gate.admit(u.id)
             u.admit(self.gate)
+            self._show_idle()
+            if u.text_open:
+                watcher = asyncio.create_task(self._release_when_idle(u), name=f"idle-{u.id}")
             status = "failed"
             assert u.accounting is not None
             u.accounting.started(text_length=u.characters, key_id=self.gate.key_id,
                                  connection_id=self.connection_id)
             await self._send(self.codec.started(u), u)
-            await self._stream(u)
+            try:
+                await self._stream(u)
+            finally:
+                if watcher is not None:
+                    watcher.cancel()
             status = "completed"
             u.finish(status, None)
             await self._send(self.codec.done(u), u)
@@ -283,7 +427,7 @@ class WsSession:
             await self._send([self.codec.error(exc.code, exc.message, exc.param, u, u.context_id),
                               *self.codec.ended(u)], u)
         except asyncio.CancelledError:
-            status = u.stop_reason or "disconnected"
+            status = _STOP_STATUS.get(u.stop_reason or "", u.stop_reason or "disconnected")
             raise
         except Exception:  # noqa: BLE001 - one utterance's bug must not end the connection
             logger.exception("websocket utterance failed")
@@ -292,6 +436,9 @@ class WsSession:
                               *self.codec.ended(u)], u)
         finally:
             u.text_open = False  # text sent after the end (of any kind) gets "no open utterance"
+            if watcher is not None:
+                watcher.cancel()
+            self._log_end(u, status)
             try:
                 u.finish(status, error)  # an admitted utterance settles through its accounting
                 if u.accounting is None:
@@ -299,6 +446,14 @@ class WsSession:
             except Exception:  # noqa: BLE001 - accounting must never break the connection
                 logger.exception("utterance accounting failed")
             request_id_var.reset(token)
+
+    def _log_end(self, u: Utterance, status: str) -> None:
+        """One line per utterance: how it ended and how long its first audio took from its opening message."""
+        first = None if u.first_audio_at is None else round((u.first_audio_at - u.opened_at) * 1000, 1)
+        logger.info("utterance_ended", extra={
+            "event": "utterance_ended", "utterance_id": u.id, "context_id": u.context_id, "status": status,
+            "first_audio_ms": first, "audio_seconds": round(u.audio_seconds, 3), "characters": u.characters,
+            "dialect": self.dialect})
 
     async def _stream(self, u: Utterance) -> None:
         """The one place audio (and, with the aligner, timings) leaves the job for the codec."""
@@ -308,9 +463,17 @@ class WsSession:
                 if not isinstance(chunk, bytes):  # timings travel ahead of the audio they describe
                     await self._send(self.codec.timings(u, chunk), u)
                     continue
+                if u.first_audio_at is None:
+                    u.first_audio_at = self._clock()
                 u.note_audio(chunk)
                 await self._send(self.codec.audio(u, chunk), u)
                 if u.chunks % self.progress_every == 0:
                     await self._send(self.codec.progress(u), u)
         finally:
             await source.aclose()  # cancels the producer, which aborts generation
+
+
+def context_ended(codec: SessionCodec, context_id: str) -> list[Payload]:
+    """The end marker of a context that has no utterance (refused before it began), where the dialect has one."""
+    marker = getattr(codec, "context_ended", None)
+    return marker(context_id) if marker is not None else []

@@ -4,6 +4,7 @@ frameworks, so the server is a subprocess started with `TTS_TEST_SERVER_PYTHON` 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -27,6 +28,26 @@ class Server:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def mark(self) -> int:
+        """Where the log ends now: `events(mark)` reads only what came after."""
+        return self.log.stat().st_size
+
+    def events(self, since: int, name: str) -> list[dict]:
+        """The server's JSON log lines with `event == name` written after `since`, in order."""
+        with open(self.log, "rb") as log:
+            log.seek(since)
+            lines = log.read().decode(errors="replace").splitlines()
+        out = []
+        for line in lines:
+            if f'"{name}"' in line:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if record.get("event") == name:
+                    out.append(record)
+        return out
 
 
 def _python() -> str:
@@ -87,3 +108,10 @@ def llm_tokens(text: str) -> list[str]:
         else:
             out.append(piece)
     return out
+
+
+# The next turn's first audio against a fresh turn's: the issue's bound (1.3x) where timings mean something (a
+# dedicated machine: TTS_AGENTS_STRICT_TIMING=1); on a shared CPU host a looser one that still catches a server that
+# keeps generating interrupted turns (their first audio then grows turn after turn).
+STRICT_TIMING = os.environ.get("TTS_AGENTS_STRICT_TIMING") == "1"
+RATIO, MARGIN_MS = (1.3, 100.0) if STRICT_TIMING else (2.0, 1500.0)

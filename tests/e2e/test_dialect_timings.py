@@ -26,7 +26,7 @@ async def _elevenlabs_context(server: RunningServer, query: str) -> tuple[bytes,
         await ws.send(json.dumps({"text": " ", "context_id": "a"}))
         for word in WORDS:
             await ws.send(json.dumps({"text": word + " ", "context_id": "a"}))
-        await ws.send(json.dumps({"context_id": "a", "close_context": True}))
+        await ws.send(json.dumps({"context_id": "a", "flush": True, "close_context": True}))
         audio, messages = b"", []
         while not (message := json.loads(await asyncio.wait_for(ws.recv(), 120))).get("isFinal"):
             assert "error" not in message, message

@@ -65,9 +65,9 @@ async def test_elevenlabs_contexts_limits_and_close_socket(server: RunningServer
         await ws.send(json.dumps({"text": "x" * 50_001, "context_id": "long"}))
         too_long = json.loads(await asyncio.wait_for(ws.recv(), 30))
         assert too_long["error"] == "text_too_long" and too_long["contextId"] == "long"
-        await ws.send(json.dumps({"context_id": "ghost", "close_context": True}))
-        ghost = json.loads(await asyncio.wait_for(ws.recv(), 30))
-        assert ghost["error"] == "validation_error" and ghost["contextId"] == "ghost"
+        ended = json.loads(await asyncio.wait_for(ws.recv(), 30))  # a refusal ends its context: Pipecat's turn ends
+        assert ended == {"contextId": "long", "context_id": "long", "isFinal": True}
+        await ws.send(json.dumps({"context_id": "ghost", "close_context": True}))  # never opened: ignored
         await ws.send(json.dumps({"text": "not json"})[:-3])
         assert json.loads(await asyncio.wait_for(ws.recv(), 30))["error"] == "invalid_json"
         for index in range(6):  # a sixth unfinished context is refused, the five others keep going
@@ -82,6 +82,8 @@ async def test_elevenlabs_contexts_limits_and_close_socket(server: RunningServer
                 assert message["context_id"] == message["contextId"]
             if message.get("error"):
                 assert message == {**message, "error": "too_many_concurrent_requests", "contextId": "c5"}
+                ended = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                assert ended == {"contextId": "c5", "context_id": "c5", "isFinal": True}
                 break
         await ws.send(json.dumps({"close_socket": True}))
         await ws.send(json.dumps({"text": "After the close. ", "context_id": "c0"}))  # never answered
@@ -97,6 +99,7 @@ async def test_elevenlabs_close_context_finishes_then_is_final(server: RunningSe
         await ws.send(json.dumps({"text": " ", "context_id": "a", "voice_settings": {"speed": 1.1}}))
         for word in "Hello there, this is the first turn".split():
             await ws.send(json.dumps({"text": word + " ", "context_id": "a"}))
+        await ws.send(json.dumps({"context_id": "a", "flush": True}))  # the final flush: the context is finished
         await ws.send(json.dumps({"context_id": "a", "close_context": True}))
         audio = b""
         while True:
@@ -112,6 +115,53 @@ async def test_elevenlabs_close_context_finishes_then_is_final(server: RunningSe
         await ws.send(json.dumps({"text": "More. ", "context_id": "a", "close_context": True}))
         while not (message := json.loads(await asyncio.wait_for(ws.recv(), 90))).get("isFinal"):
             assert "error" not in message, message
+
+
+async def test_elevenlabs_barge_ins_stop_the_interrupted_context(server: RunningServer) -> None:
+    """LiveKit's interrupted stream: close_context with no final flush stops the context (isFinal at once).
+    Pipecat's barge-in: the next turn's context opens while the earlier one, silent since, still speaks. A context
+    with nothing to speak ends with isFinal alone."""
+    long_text = "This reply is long enough to still be speaking when the user barges in on it. " * 3
+    async with _ws(server, "/v1/text-to-speech/default/multi-stream-input?output_format=pcm_16000") as ws:
+        await ws.send(json.dumps({"text": " ", "context_id": "lk"}))
+        await ws.send(json.dumps({"text": long_text, "context_id": "lk"}))
+        while not json.loads(await asyncio.wait_for(ws.recv(), 90)).get("audio"):
+            pass
+        await ws.send(json.dumps({"context_id": "lk", "close_context": True}))
+        while not (message := json.loads(await asyncio.wait_for(ws.recv(), 10))).get("isFinal"):
+            assert message["contextId"] == "lk" and "error" not in message
+        assert message["contextId"] == "lk"
+        await ws.send(json.dumps({"text": long_text, "context_id": "p1"}))
+        await ws.send(json.dumps({"context_id": "p1", "flush": True}))
+        await ws.send(json.dumps({"context_id": "p1", "close_context": True}))
+        while not json.loads(await asyncio.wait_for(ws.recv(), 90)).get("audio"):
+            pass
+        await asyncio.sleep(0.6)  # the user speaks; the LLM answers
+        await ws.send(json.dumps({"text": "Okay. ", "context_id": "p2"}))
+        await ws.send(json.dumps({"text": "🙂", "context_id": "e", "flush": True, "close_context": True}))
+        await ws.send(json.dumps({"context_id": "p2", "flush": True, "close_context": True}))
+        after: list[dict] = []
+        while not (message := json.loads(await asyncio.wait_for(ws.recv(), 90))).get("isFinal") \
+                or message["contextId"] != "p2":
+            after.append(message)
+        assert not [m for m in after if "error" in m]
+        p1 = [i for i, m in enumerate(after) if m["contextId"] == "p1"]
+        assert p1 and after[p1[-1]].get("isFinal")  # p1 ended before a byte of p2 went out
+        assert p1[-1] < min(i for i, m in enumerate(after) if m["contextId"] == "p2")
+        assert [m for m in after if m["contextId"] == "e"] == [{"contextId": "e", "context_id": "e", "isFinal": True}]
+        await ws.send(json.dumps({"close_socket": True}))
+    _wait_idle(server)
+    stops = [json.loads(line) for line in server.log_text().splitlines() if '"utterance_stopped"' in line]
+    assert {(s["context_id"], s["reason"]) for s in stops} >= {("lk", "abandoned"), ("p1", "superseded")}
+
+
+async def test_elevenlabs_stream_input_closes_after_its_final_message(server: RunningServer) -> None:
+    async with _ws(server, "/v1/text-to-speech/default/stream-input?output_format=pcm_16000") as ws:
+        for message in ({"text": " "}, {"text": "Hello there. "}, {"text": ""}):
+            await ws.send(json.dumps(message))
+        messages, close_code = await _messages_until_closed(ws, 90)
+    assert messages[-1].get("isFinal") is True and close_code == 1000
+    assert any(m.get("audio") for m in messages)
 
 
 async def test_cartesia_errors_cancel_and_done(server: RunningServer) -> None:
@@ -213,6 +263,8 @@ def test_cartesia_bytes(server: RunningServer, tmp_path) -> None:
                "output_format": {"container": "wav", "sample_rate": 16000}}
     status, wav = _curl(server, "/tts/bytes", request, tmp_path, ("Cartesia-Version: 2025-04-16",))
     assert status == 200 and wav[:4] == b"RIFF" and len(wav) > 8000
+    streamed = httpx.post(f"{server.base_url}/tts/bytes", json=request, timeout=120)
+    assert streamed.headers.get("transfer-encoding") == "chunked" and streamed.content[:4] == b"RIFF"
     request["output_format"] = {"container": "raw", "encoding": "pcm_mulaw", "sample_rate": 8000}
     status, ulaw = _curl(server, "/tts/bytes", request, tmp_path)
     assert status == 200 and len(ulaw) > 4000

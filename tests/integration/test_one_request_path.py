@@ -145,7 +145,7 @@ def _dialect(server: RunningServer, path: str, headers: dict[str, str], messages
 def elevenlabs(server: RunningServer, key: str) -> str:
     return _dialect(server, f"/v1/text-to-speech/{VOICE}/multi-stream-input?output_format=pcm_{RATE}",
                     {"xi-api-key": key}, [{"text": " ", "context_id": "c"}, {"text": TEXT, "context_id": "c"},
-                                          {"context_id": "c", "close_context": True}])
+                                          {"context_id": "c", "flush": True, "close_context": True}])
 
 
 def cartesia(server: RunningServer, key: str) -> str:

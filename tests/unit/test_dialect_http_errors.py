@@ -134,8 +134,10 @@ def _use_the_limited_keys_minute(client: TestClient) -> None:
 def test_access_refusals_in_the_dialects_shape(client: TestClient, route: tuple) -> None:
     dialect = route[0]
     eleven = dialect == "elevenlabs"
-    _refusal(_post(client, route, key=None), dialect, 401, "missing_api_key" if eleven else "invalid_api_key",
-             "authentication_error")
+    missing = _refusal(_post(client, route, key=None), dialect, 401,
+                       "missing_api_key" if eleven else "invalid_api_key", "authentication_error")
+    if eleven:
+        assert "xi-api-key" in missing["message"]  # the header ElevenLabs' clients know
     _refusal(_post(client, route, key="key-wrong"), dialect, 401, "invalid_api_key", "authentication_error")
     error = _refusal(_post(client, route, key="key-poor"), dialect, 403,
                      "insufficient_credits", "payment_required")

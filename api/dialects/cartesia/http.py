@@ -1,5 +1,5 @@
-"""Cartesia's HTTP routes on the same request path as ours (`api/routes/tts.py:respond`): `POST /tts/bytes`, the
-whole answer as one file (`wav`, `mp3` or `raw` with `pcm_s16le`, `pcm_mulaw`), and `POST /tts/sse`, server-sent
+"""Cartesia's HTTP routes on the same request path as ours (`api/routes/tts.py:respond`): `POST /tts/bytes`, one
+file (`wav`, `mp3` or `raw` with `pcm_s16le`, `pcm_mulaw`) streamed as it is generated, and `POST /tts/sse`, server-sent
 events in the WebSocket's shapes (`chunk`, `timestamps` when `add_timestamps`, then `done`, or `error`). Errors before
 the first event are in Cartesia's shape (`messages.py:http_error`, applied by `api/dialects/http_errors.py`)."""
 
@@ -102,7 +102,9 @@ async def tts_sse(body: SseBody, request: Request, service: Speech, grant: Grant
     return await respond(request, speech, service, grant, framing=_sse_framing(body))
 
 
-@router.post("/tts/bytes", responses=ERROR_RESPONSES, summary="Cartesia: speech as one file")
+@router.post("/tts/bytes", responses=ERROR_RESPONSES, summary="Cartesia: speech as one streamed file")
 async def tts_bytes(body: BytesBody, request: Request, service: Speech, grant: Grant, settings: SettingsDep) -> Response:
+    """Streamed as it is generated (chunked), as Cartesia does: a WAV's header says 'length unknown'; a client that
+    hangs up stops the generation like on every streamed route."""
     audio_format, rate = body.output_format.ours()
-    return await respond(request, _speech(body, settings, audio_format, rate, stream=False), service, grant)
+    return await respond(request, _speech(body, settings, audio_format, rate, stream=True), service, grant)

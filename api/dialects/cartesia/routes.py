@@ -95,7 +95,7 @@ async def tts_websocket(websocket: WebSocket) -> None:
             return
         key, counted, connection_id = admission
         session, outbox = await open_session(websocket, services, key, counted, connection_id, CartesiaCodec(),
-                                             max_contexts=MAX_CONTEXTS)
+                                             max_contexts=MAX_CONTEXTS, dialect="cartesia")
         conn = _Connection(services, session, key)
         await serve_session(websocket, session, outbox, idle_s=float(services.settings.ws_idle_timeout_s),
                             handle=conn.handle, dialect="cartesia")

@@ -64,7 +64,11 @@ class ElevenLabsCodec:
         return [*out, *self.ended(u)]
 
     def ended(self, u: Utterance) -> list[Payload]:
-        return [self._ids(u) | {"isFinal": True}]
+        return self.context_ended(u.context_id)
+
+    def context_ended(self, context_id: str | None) -> list[Payload]:
+        """isFinal: Pipecat ends the turn on it (it ignores errors), LiveKit releases the context."""
+        return [{"contextId": context_id, "context_id": context_id, "isFinal": True}]
 
     def error(self, code: str, message: str, param: str | None, u: Utterance | None,
               context_id: str | None) -> Payload:

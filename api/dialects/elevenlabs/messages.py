@@ -15,6 +15,12 @@ from api.schemas import MAX_TEXT_CHARS, SUPPORTED_RATES, reject_control_characte
 from audio.encoders import supported_rates
 
 MAX_CONTEXTS = 5  # per socket, as ElevenLabs documents
+# The missing-key message in the words of ElevenLabs' clients (ours names Authorization and X-API-Key).
+MISSING_KEY = "No API key: send it in the 'xi-api-key' header (or 'Authorization: Bearer <key>', or 'X-API-Key')."
+
+
+def ours_to_elevenlabs_message(code: str, message: str) -> str:
+    return MISSING_KEY if code == "INVALID_API_KEY" and message.startswith("No API key") else message
 
 
 @dataclass(frozen=True)
@@ -141,9 +147,10 @@ _LEGACY_STATUS = {"insufficient_credits": "quota_exceeded", "text_too_long": "ma
 def http_error(err: HttpError) -> dict[str, Any]:
     """`{"detail": {"type", "code", "message", "status", "request_id", "param"}}`; the HTTP status stays ours."""
     error_type, code = _ERRORS.get(err.code) or _BY_STATUS.get(err.status, ("internal_error", "internal_error"))
+    message = err.message
     if err.code == "INVALID_API_KEY" and err.message.startswith("No API key"):
-        code = "missing_api_key"
-    return {"detail": {"type": error_type, "code": code, "message": err.message,
+        code, message = "missing_api_key", MISSING_KEY
+    return {"detail": {"type": error_type, "code": code, "message": message,
                        "status": _LEGACY_STATUS.get(code, code), "request_id": err.request_id, "param": err.param}}
 
 

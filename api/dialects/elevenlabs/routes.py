@@ -20,13 +20,15 @@ from api.dialects.elevenlabs.messages import (
     ClientMessage,
     ConnectionParams,
     OutputFormat,
+    ours_to_elevenlabs_message,
     parse_client_message,
 )
 from api.errors import ApiError
 from api.socket_guard import SocketGuard, SocketSlot, too_big
-from api.ws_connection import CLOSE_POLICY, ContextError, admitted, close_quietly, serve_session
+from api.ws_connection import CLOSE_NORMAL, CLOSE_POLICY, ContextError, admitted, close_quietly, serve_session
 from services.access import ApiKeyRecord
 from services.pipeline.synthesis import SynthesisRequest
+from services.sessions.ws_outbox import Outbox
 from services.sessions.ws_session import WsSession
 
 logger = logging.getLogger("api.dialects.elevenlabs")
@@ -34,8 +36,8 @@ router = APIRouter(tags=["elevenlabs"])
 
 
 def error_message(err: ApiError, context_id: str | None = None) -> str:
-    return json.dumps({"error": err.code.lower(), "message": err.message, "code": err.code,
-                       "contextId": context_id, "context_id": context_id})
+    return json.dumps({"error": err.code.lower(), "message": ours_to_elevenlabs_message(err.code, err.message),
+                       "code": err.code, "contextId": context_id, "context_id": context_id})
 
 
 async def _refuse(websocket: WebSocket, err: ApiError) -> None:
@@ -50,9 +52,13 @@ class _Connection:
     """One socket's dialect state: the voice, the output format, and how client messages map to the session."""
 
     def __init__(self, services: Services, session: WsSession, key: ApiKeyRecord, voice_id: str,
-                 params: ConnectionParams, output: OutputFormat, *, multi: bool) -> None:
+                 params: ConnectionParams, output: OutputFormat, *, multi: bool,
+                 websocket: WebSocket | None = None, outbox: Outbox | None = None) -> None:
         self.services, self.session, self.key = services, session, key
         self.voice_id, self.params, self.output, self.multi = voice_id, params, output, multi
+        self.unflushed: set[str | None] = set()  # contexts with text sent since their last flush
+        self.websocket, self.outbox = websocket, outbox
+        self.closing: asyncio.Task[None] | None = None  # stream-input: closes the socket after the final message
 
     async def synthesis_request(self, speed: float | None) -> SynthesisRequest:
         return await synthesis_request(self.services, self.key, voice=self.voice_id,
@@ -78,9 +84,16 @@ class _Connection:
         if msg.close_context and msg.immediate:
             await session.cancel(context_id=cid, every=False)
             return
+        if msg.close_context and not (text or msg.flush) and cid in self.unflushed and u is not None:
+            # Closed with text sent since the last flush: LiveKit's stream closed before its input ended (a
+            # barge-in). A context that is to be finished is flushed first (Pipecat, LiveKit's normal end).
+            self.unflushed.discard(cid)
+            await session.cancel(context_id=cid, every=False, reason="abandoned")
+            return
         if text == "" and not msg.flush and not msg.close_context:
             if not self.multi and u is not None:
                 await session.end(context_id=cid)  # stream-input: "" ends the input
+                self._close_after_final()
             return  # multi-stream-input: a keep-alive, which ends nothing
         if u is None and text:
             if session.unfinished(cid) is not None:
@@ -92,17 +105,33 @@ class _Connection:
                 return  # refused (a sixth context): the session answered
             u.ssml = self.params.enable_ssml_parsing
         if u is None:
-            if msg.close_context and session.unfinished(cid) is not None:
-                return  # already closing
-            if msg.close_context or msg.flush:
+            if msg.close_context:
+                return  # already closing, or never opened (ElevenLabs ignores it too)
+            if msg.flush:
                 raise ApiError("VALIDATION_ERROR", f"No open context '{cid}'.", param="context_id")
             return
         if text and (text.strip() or u.characters):  # the opener " " carries no speech
             await session.text(text, context_id=cid)
+            self.unflushed.add(cid)
+        if msg.flush or msg.try_trigger_generation or msg.close_context:
+            self.unflushed.discard(cid)
         if msg.flush or msg.try_trigger_generation:
             await session.flush(context_id=cid, quiet=True)
         if msg.close_context:
             await session.end(context_id=cid)  # finish what was sent, then isFinal
+            if not self.multi:
+                self._close_after_final()
+
+    def _close_after_final(self) -> None:
+        """stream-input speaks one text: once its isFinal is out, the socket closes (1000), as ElevenLabs does."""
+        if self.closing is None and self.websocket is not None and self.outbox is not None:
+            self.closing = asyncio.create_task(self._close_when_done(), name="stream-input-close")
+
+    async def _close_when_done(self) -> None:
+        assert self.websocket is not None and self.outbox is not None
+        await self.session.finished(None)
+        await self.outbox.drain(timeout_s=5.0)
+        await close_quietly(self.websocket, CLOSE_NORMAL, "done")
 
 
 async def _serve(websocket: WebSocket, voice_id: str, *, multi: bool) -> None:
@@ -144,8 +173,9 @@ async def _serve_admitted(websocket: WebSocket, services: Services, voice_id: st
         key, counted, connection_id = admission
         session, outbox = await open_session(
             websocket, services, key, counted, connection_id, ElevenLabsCodec(absolute_times=params.sync_alignment),
-            max_contexts=MAX_CONTEXTS if multi else 4, multi=multi)
-        conn = _Connection(services, session, key, voice_id, params, output, multi=multi)
+            max_contexts=MAX_CONTEXTS if multi else 4, multi=multi, dialect="elevenlabs")
+        conn = _Connection(services, session, key, voice_id, params, output, multi=multi, websocket=websocket,
+                           outbox=outbox)
         try:  # an unknown voice is refused before any text: error, then close 1008
             await conn.synthesis_request(None)
         except ApiError as err:

@@ -1,0 +1,205 @@
+"""The next turn after a barge-in against a fresh turn: first audio from the turn's first message, as ratios.
+
+Two servers start together on the demo checkpoint (the product app, auth off): `now` (the product) and `before`
+(`TTS_WS_SUPERSEDE_AFTER_S` so large that no context ever supersedes another: the server as it was before the
+barge-in rules, when an interrupted context kept generating). Each runs, on the ElevenLabs and the Cartesia socket,
+the messages Pipecat's clients send (ElevenLabs: `" "` opener, the text a word at a time, `flush`, `close_context`;
+Cartesia: the text a word at a time with `continue`, then `continue: false`), and nothing more on a barge-in (as
+Pipecat's ElevenLabs client and LiveKit's pooled clients do):
+
+- fresh: one turn on an idle socket (after a warm-up turn), its first audio;
+- after barge-in: on one socket, five times within ~30 s, a long turn whose audio has begun is barged in on (the
+  user speaks for `USER_S`), then the next turn opens: its first audio.
+
+Prints a markdown table (median first audio per case, ratio after/fresh, the server's `stop_ms` of the stopped
+contexts) and writes bench/results/barge_in.json. Timings on a shared CPU are noisy: compare the ratios.
+
+    .venv/bin/python bench/bench_barge_in.py [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from websockets.asyncio.client import connect
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_service import _free_port  # noqa: E402
+
+LONG = "This answer is rather long, so that the user can barge in on it well before it ends. It goes on and on."
+SHORT = "Sure, let us talk about something else then."
+USER_S = 0.8  # the user speaks, the LLM answers
+HEARD_S = 1.0  # the barge-in comes this long after the interrupted turn's first audio
+
+
+def start(model_dir: str, log: Path, supersede_after_s: float) -> tuple[subprocess.Popen, int]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
+    env.update({"TTS_MODEL_DIR": model_dir, "TTS_DEVICE": "cpu", "TTS_AUTH_ENABLED": "false", "OMP_NUM_THREADS": "1",
+                "TTS_WS_SUPERSEDE_AFTER_S": str(supersede_after_s), "PYTHONUNBUFFERED": "1"})
+    out = open(log, "wb")  # noqa: SIM115 - the server writes it until it stops
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "api:create_app", "--host", "127.0.0.1",
+                                "--port", str(port), "--no-access-log"], cwd=ROOT, env=env, stdout=out,
+                               stderr=subprocess.STDOUT)
+    return process, port
+
+
+def wait_ready(port: int, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/tts/ready", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"server on {port} not ready")
+
+
+class Dialect:
+    """One socket's messages the way Pipecat's client sends them."""
+
+    def __init__(self, name: str, port: int) -> None:
+        self.name, self.port = name, port
+
+    def url(self) -> str:
+        if self.name == "elevenlabs":
+            return f"ws://127.0.0.1:{self.port}/v1/text-to-speech/default/multi-stream-input?output_format=pcm_16000"
+        return f"ws://127.0.0.1:{self.port}/tts/websocket"
+
+    def turn(self, cid: str, text: str) -> list[dict]:
+        words = [w + " " for w in text.split()]
+        if self.name == "elevenlabs":
+            return [{"text": " ", "context_id": cid}, *({"text": w, "context_id": cid} for w in words),
+                    {"context_id": cid, "flush": True}, {"context_id": cid, "close_context": True}]
+        base = {"model_id": "sonic", "voice": {"mode": "id", "id": "default"}, "context_id": cid,
+                "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000},
+                "max_buffer_delay_ms": 0}
+        return [*({**base, "transcript": w, "continue": True} for w in words),
+                {**base, "transcript": "", "continue": False}]
+
+    @staticmethod
+    def audio_of(message: dict) -> str | None:
+        """The context of an audio message, else None."""
+        if message.get("audio") or message.get("type") == "chunk":
+            return message.get("contextId") or message.get("context_id")
+        return None
+
+
+async def first_audio(ws, dialect: Dialect, cid: str, text: str) -> float:
+    """Send a turn; seconds from its first message to its first audio (other contexts' messages are skipped)."""
+    began = time.monotonic()
+    for message in dialect.turn(cid, text):
+        await ws.send(json.dumps(message))
+    while True:
+        message = json.loads(await asyncio.wait_for(ws.recv(), 120))
+        if dialect.audio_of(message) == cid:
+            return time.monotonic() - began
+
+
+async def drain(ws, dialect: Dialect, cid: str) -> None:
+    """Read until the context's end marker."""
+    while True:
+        message = json.loads(await asyncio.wait_for(ws.recv(), 120))
+        if (message.get("contextId") or message.get("context_id")) != cid:
+            continue
+        if message.get("isFinal") or message.get("type") == "done":
+            return
+
+
+async def fresh_turn(dialect: Dialect, index: int) -> float:
+    async with connect(dialect.url(), max_size=None) as ws:
+        seconds = await first_audio(ws, dialect, f"fresh{index}", SHORT)
+        await drain(ws, dialect, f"fresh{index}")
+        return seconds
+
+
+async def storm(dialect: Dialect, rounds: int) -> list[float]:
+    """Five barge-ins on one socket: each next turn's first audio."""
+    out = []
+    async with connect(dialect.url(), max_size=None) as ws:
+        for index in range(rounds):
+            await first_audio(ws, dialect, f"long{index}", LONG)
+            await asyncio.sleep(HEARD_S + USER_S)  # heard a little, then the user speaks
+            out.append(await first_audio(ws, dialect, f"next{index}", SHORT))
+        await drain(ws, dialect, f"next{rounds - 1}")
+    return out
+
+
+def stop_ms(log: Path) -> list[float]:
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        if '"utterance_stopped"' in line:
+            try:
+                out.append(json.loads(line)["stop_ms"])
+            except (ValueError, KeyError):
+                pass
+    return out
+
+
+async def run(ports: dict[str, int], rounds: int) -> dict:
+    results: dict = {}
+    for dialect_name in ("elevenlabs", "cartesia"):
+        for variant, port in ports.items():  # the variants alternate: they share the background load
+            dialect = Dialect(dialect_name, port)
+            await fresh_turn(dialect, -1)  # warm-up
+            fresh = [await fresh_turn(dialect, i) for i in range(3)]
+            began = time.monotonic()
+            after = await storm(dialect, rounds)
+            results[f"{dialect_name}/{variant}"] = {
+                "fresh_s": fresh, "after_barge_in_s": after, "storm_s": round(time.monotonic() - began, 1),
+                "ratio": statistics.median(after) / statistics.median(fresh)}
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    from core.demo.checkpoint import build_demo_checkpoint
+
+    model_dir = str(build_demo_checkpoint(ROOT / "var" / "test-demo-model", seed=0))
+    tmp = Path(tempfile.mkdtemp(prefix="barge-in-"))
+    servers = {variant: start(model_dir, tmp / f"{variant}.log", after)
+               for variant, after in (("now", 0.5), ("before", 1e9))}
+    try:
+        for _, port in servers.values():
+            wait_ready(port)
+        results = asyncio.run(run({v: port for v, (_, port) in servers.items()}, args.rounds))
+    finally:
+        for process, _ in servers.values():
+            process.terminate()
+            process.wait(timeout=15)
+    results["stop_ms_now"] = stop_ms(tmp / "now.log")
+    print("| socket | server | fresh turn first audio (median s) | next turn after a barge-in (median s) | ratio |"
+          " storm length (s) |")
+    print("|---|---|---|---|---|---|")
+    for case, r in results.items():
+        if case.startswith("stop_ms"):
+            continue
+        dialect, variant = case.split("/")
+        print(f"| {dialect} | {variant} | {statistics.median(r['fresh_s']):.2f} | "
+              f"{statistics.median(r['after_barge_in_s']):.2f} | {r['ratio']:.2f} | {r['storm_s']} |")
+    stops = results["stop_ms_now"]
+    if stops:
+        print(f"\nstopped contexts (now): {len(stops)}, stop_ms max {max(stops):.1f}, median {statistics.median(stops):.1f}")
+    out = ROOT / "bench" / "results" / "barge_in.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nwrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
