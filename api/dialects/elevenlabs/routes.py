@@ -200,7 +200,8 @@ async def _first_message(websocket: WebSocket, timeout_s: float, max_chars: int)
     try:
         message = await asyncio.wait_for(websocket.receive(), timeout=timeout_s)
     except TimeoutError:
-        await _refuse(websocket, ApiError("INVALID_API_KEY", f"No API key within {timeout_s:g} s of connecting; "
+        await _refuse(websocket, ApiError("INVALID_API_KEY", f"The API key did not come within {timeout_s:g} s of "
+                                          "connecting; "
                                           "send it in the xi-api-key header, the xi_api_key query parameter or "
                                           "the first message."))
         return None
