@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -43,6 +44,7 @@ from services.deployment.gpu_health import (
 from services.errors import SynthesisError
 from services.pipeline.audio_output import BWE_RATE, NATIVE_RATE, AudioOutput
 from services.pipeline.chunk_guards import ChunkRun, GuardPolicy, retry_seed, stop_task
+from services.pipeline.optional_steps import run_optional
 from services.pipeline.pipeline_stats import PipelineStats
 from services.pipeline.spoken_tail import SEMANTIC_PER_SECOND, SpokenTail
 from services.pipeline.text_plan import TextPlan, plan_text, prompt_for
@@ -521,8 +523,8 @@ class SynthesisJob:
         await self._emit(await asyncio.to_thread(self.chain.finish))
         if self._last_text is not None:  # the last chunk's words, now that the audio's true end is known
             await self._release_with_timestamps(self._last_text, end=self.stats.output_samples / self.request.sample_rate)
-        for hook in self.on_complete:
-            await hook(self)
+        for hook in self.on_complete:  # optional: a failing hook is logged and counted, the request completes
+            await run_optional("on_complete", partial(hook, self), self.request.request_id)
         await self.queue.put(_END)
 
     # ------------------------------------------------------------------ consumer side
