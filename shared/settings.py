@@ -77,6 +77,15 @@ class Settings(BaseSettings):
     decode_runners: int | None = Field(
         None, ge=1, description="BiCodec decode calls at once; unset: 1 on a GPU, the CPU core count on a CPU."
     )
+    max_audio_s_per_char: float = Field(
+        0.5, gt=0, description="The most speech one request may generate per character of its text (all its chunks "
+        "so far, plus max_audio_slack_s); a generation that would pass it is cut there and charged for what it sent.",
+    )
+    max_audio_slack_s: float = Field(2.0, ge=0, description="Seconds of speech added to that limit once per request.")
+    ssml_max_total_break_s: float = Field(
+        60.0, ge=0, description="The most silence SSML <break> tags may add to one request, all breaks together "
+        "(each is also at most 3 s); breaks beyond it are dropped.",
+    )
     max_tokens_per_char: float = Field(
         6.0, gt=0, description="Runaway guard: a text chunk may generate at most this many tokens per character "
         "(+100); 50 tokens = 1 s of speech, so 6/char allows very slow speech."

@@ -241,7 +241,12 @@ class SynthesisJob:
         use_globals = self.global_tokens if index > 0 or self.global_tokens is not None else None
         # Unique per generation even when a client reuses an X-Request-ID for concurrent requests.
         request_id = f"{self.request.request_id}-{index}-{uuid.uuid4().hex[:8]}"
-        semantic_left = self.request.sampling.max_tokens
+        # The request's speech limit (chunk_guards): what the text so far allows, less what earlier chunks kept.
+        room = self.guards.speech_room(sum(len(c) for c in self.plan.chunks[:index + 1]),
+                                       sum(r.tokens for i, r in self._runs.items() if i < index))
+        if room <= 0:
+            return self.guards.limit_trip(run, 0)
+        semantic_left = min(self.request.sampling.max_tokens, room)
         trip: Trip | None = None
         # Inside the caller's try: a prompt that cannot be built must reach the decoder waiting on `out` as an error.
         prompt_ids, mode = prompt_for(runtime, text, voice, use_globals)
@@ -276,6 +281,8 @@ class SynthesisJob:
                         break  # max_tokens reached or a guard tripped: closing the stream aborts the rest
             finally:
                 await stream.aclose()
+        if trip is None and semantic_left <= 0 and room < self.request.sampling.max_tokens and not parser.finished:
+            trip = self.guards.limit_trip(run, room)  # the speech limit, not the caller's max_tokens, ended it
         if trip is None and not (voice.continuation and run.tokens == 0):  # that case: NoSpeechError, the fallback
             trip = self.guards.screen_end(run, stopped=parser.finished, capped=semantic_left <= 0)
         if trip is None:
@@ -336,6 +343,7 @@ class SynthesisJob:
         if action == "cut":
             if decoder is not None and run.action is None:
                 await self._emit(await asyncio.to_thread(self._decode_finish, run, decoder, fade=True))
+            await self._emit(await asyncio.to_thread(run.release, self._push_kept))  # held: a limit cut keeps it
             self.guards.account_cut(run)
             return None
         self.guards.next_try(run)
