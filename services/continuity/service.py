@@ -137,6 +137,9 @@ class Continuity:
     async def stitched_voice(self, voice: Voice, previous_request_ids: Sequence[str], key_id: str | None, *,
                              voice_named: bool, voice_field: str = "speaker") -> Voice:
         """`voice` continuing the previous requests (oldest first): their globals and the end of their speech."""
+        if len(set(previous_request_ids)) != len(previous_request_ids):  # every route's schema refuses this first
+            raise SynthesisError("VALIDATION_ERROR", f"Invalid '{PARAM}': a request is named twice; name each "
+                                 "previous request once, oldest first.", PARAM)
         records = [await self.find(request_id, key_id) for request_id in previous_request_ids]
         last = records[-1]
         for record in records[:-1]:
