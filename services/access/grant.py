@@ -277,7 +277,7 @@ class AccessServices:
             format=request.audio_format, sample_rate=request.sample_rate,
             text=request.text if self.settings.log_request_text else None,
             # Recovered as `interrupted` (the process died), the reservation taken from the store is given back.
-            refund_credits=self._reserved(grant),
+            refund_credits=self._reserved(grant), transport=accounting.transport,
         )
 
     @staticmethod
@@ -303,4 +303,5 @@ class AccessServices:
             completed_at=utcnow(), chunks_retried=job.stats.chunks_retried, chunks_cut=job.stats.chunks_cut,
             guard_trips=",".join(job.stats.guard_events) or None,
             refund_credits=grant.reservation.refund_owed if grant.reservation is not None else 0,
+            transport=outcome.transport,
         )

@@ -47,6 +47,7 @@ class RequestRecord:
     # also after a database outage or a replay): a refund the key store could not take live, or a dead process's
     # whole reservation (008_refund_credits.sql).
     refund_credits: int = 0
+    transport: str | None = None  # http | websocket: what carried the request (015_request_transport.sql)
 
     def to_row(self) -> dict[str, Any]:
         row = asdict(self)
@@ -102,5 +103,6 @@ _PG_TYPES: dict[str, str] = {
     "chunks_cut": "int4",
     "guard_trips": "text",
     "refund_credits": "int8",
+    "transport": "text",
 }
 assert set(_PG_TYPES) == set(COLUMNS)
