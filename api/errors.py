@@ -138,6 +138,10 @@ def install_error_handlers(app: FastAPI) -> None:
             err = ApiError("PAYLOAD_TOO_LARGE", str(exc.detail))
         elif exc.status_code == 415:
             err = ApiError("UNSUPPORTED_MEDIA_TYPE", str(exc.detail))
+        elif exc.status_code == 400 and isinstance(exc.__cause__, UnicodeError):
+            # FastAPI's body parser: bytes that are not UTF-8 (nor UTF-16/32) are not JSON text (RFC 8259 §8.1)
+            err = ApiError("INVALID_JSON", "The request body is not valid JSON: it is not UTF-8 text; send a JSON "
+                           "object encoded as UTF-8.")
         else:
             code = {400: "VALIDATION_ERROR", 401: "INVALID_API_KEY", 403: "FORBIDDEN", 503: "SERVICE_UNAVAILABLE"}.get(
                 exc.status_code, "INTERNAL_ERROR"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import unicodedata
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from api.stitching import StitchingFields
@@ -59,6 +60,31 @@ def check_rate_for_format(value: int | None, audio_format: str | None) -> int | 
     return value
 
 
+MIN_SPEED, MAX_SPEED = 0.25, 4.0
+
+
+def check_speed(value: object) -> object:
+    """A speed is a finite number: JSON true/false is not 1.0/0.0, and NaN or infinity is named as such (pydantic's
+    range check alone says NaN is "not less than or equal to 4")."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("speed_type", f"must be a number from {MIN_SPEED} to {MAX_SPEED}, not "
+                                  f"{str(value).lower()}")
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value  # pydantic's own message for text that is not a number
+    if isinstance(number, float) and not math.isfinite(number):
+        raise PydanticCustomError("speed_finite", f"must be a finite number from {MIN_SPEED} to {MAX_SPEED}, "
+                                  f"got {value}")
+    return value
+
+
+# Every route's `speed` (the dialects' too): 0.25-4.0, a finite number, never a boolean.
+Speed = Annotated[float, BeforeValidator(check_speed), Field(ge=MIN_SPEED, le=MAX_SPEED)]
+
+
 def output_rate_for(audio_format: str, sample_rate: int | None, output: str | None) -> int:
     """The rate a request asked for: mulaw is always 8 kHz; `sample_rate` overrides the `output` shorthand."""
     if audio_format == "mulaw":
@@ -105,7 +131,7 @@ class TTSGenerateRequest(SamplingFields, StitchingFields):
     speaker: str | None = Field(None, min_length=1, max_length=128, description="Voice name or alias; default voice if omitted.")
     voice: str | None = Field(None, min_length=1, max_length=128, description="The same as `speaker` (OpenAI's name "
                               "for it); send one of the two.")
-    speed: float | None = Field(None, ge=0.25, le=4.0, description=SPEED_DESCRIPTION)
+    speed: Speed | None = Field(None, description=SPEED_DESCRIPTION)
     stream: bool = Field(False, description="Chunked streaming response when true.")
     format: AudioFormat = Field("wav", description="wav | pcm (s16le) | mp3 | opus (Ogg) | flac | aac (ADTS) | mulaw (8 kHz).")
     output: Literal["16khz", "48khz"] = Field("16khz", description="16khz native, or 48khz via AP-BWE super-resolution.")
@@ -226,7 +252,7 @@ class OpenAISpeechRequest(SamplingFields, StitchingFields):
         None, description='Voice id, alias or OpenAI voice name (alloy, ash, ...), or an object {"id": ...}.'
     )
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = Field("mp3", description="Audio format.")
-    speed: float = Field(1.0, ge=0.25, le=4.0, description=SPEED_DESCRIPTION)
+    speed: Speed = Field(1.0, description=SPEED_DESCRIPTION)
     stream_format: Literal["audio", "sse"] = Field("audio", description="audio: raw bytes; sse: speech.audio.delta events.")
     stream: bool | None = Field(
         None, description="(An extension.) true: chunked bytes as they are made; false: one complete file. Default: "

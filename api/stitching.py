@@ -36,6 +36,12 @@ class StitchingFields(BaseModel):
             if not re.match(_REQUEST_ID, request_id):
                 raise PydanticCustomError("request_id", "holds server request ids (X-Server-Request-ID): 1-128 "
                                           "characters of letters, digits and . _ : -")
+        seen: set[str] = set()
+        for request_id in value or []:
+            if request_id in seen:  # its tail would go into the prompt twice
+                raise PydanticCustomError("duplicate_request_id", "names request {request_id} twice; name each "
+                                          "previous request once, oldest first", {"request_id": repr(request_id)})
+            seen.add(request_id)
         return value or None
 
     def stitching(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from api.captions import to_srt, to_vtt
 from services.errors import SynthesisError
+from services.pipeline.optional_steps import compute_optional
 from services.pipeline.timestamps import TimestampsEvent
 
 # `delivery` below is api.delivery.Delivery (not imported: that module imports this one).
@@ -54,10 +55,11 @@ async def _complete_json(delivery: Any, kind: str, captions: str | None) -> dict
     out = {"audio": base64.b64encode(bytes(audio)).decode("ascii"), "content_type": delivery.job.content_type,
            "audio_seconds": round(delivery.audio_seconds, 3),
            **merged.to_json(kind)}  # type: ignore[arg-type]
-    if captions == "srt":
-        out["captions"] = to_srt(words)
-    elif captions == "vtt":
-        out["captions"] = to_vtt(words)
+    if captions in ("srt", "vtt"):  # optional: a failure leaves `captions` null and says so, the audio is kept
+        out["captions"] = compute_optional("captions", lambda: (to_srt if captions == "srt" else to_vtt)(words),
+                                           delivery.job.request.request_id)
+        if out["captions"] is None:
+            out["captions_error"] = "Captions could not be made for this audio; the words' timestamps are complete."
     return out
 
 

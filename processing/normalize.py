@@ -16,7 +16,7 @@ Readings (see numbers_en / numbers_hi):
 - Ungrouped integers of more than 9 digits and integers with a leading zero ("007", phone
   numbers) are read digit by digit; decimals read their fraction digit by digit.
 - Dates are day-first when numeric ("15/03/2024"); English says "March fifteenth, twenty
-  twenty-four", Hindi "पंद्रह मार्च दो हज़ार चौबीस".
+  twenty-four", Hindi "पंद्रह मार्च दो हज़ार चौबीस" (month names and date words: normalize_dates.py).
 - A bare 4-digit number is read as a year only after a cue word (in, since, by, सन्, ...) or
   before AD/BC.
 
@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from processing import numbers_en as en
 from processing import numbers_hi as hi
 from processing.markdown import drop_emoji, read_markdown
+from processing.normalize_dates import MONTH_EN_RE, MONTH_HI_RE, MONTH_LOOKUP, MONTHS_EN, date_words
 from processing.normalize_symbols import normalize_symbols
 from processing.normalize_zh import normalize_chinese
 from processing.tags import TAG_RE
@@ -107,39 +108,6 @@ _NB = r"(?<![0-9])"  # not preceded by a digit
 _NA = r"(?![0-9])"  # not followed by a digit
 _NOT_WORD_BEFORE = rf"(?<![0-9{_LATIN_LETTER}{_DEV_LETTER}])"
 
-_MONTHS_EN = "January February March April May June July August September October November December".split()
-_MONTHS_HI = "जनवरी फ़रवरी मार्च अप्रैल मई जून जुलाई अगस्त सितंबर अक्टूबर नवंबर दिसंबर".split()
-_MONTH_LOOKUP: dict[str, int] = {}
-for _i, _m in enumerate(_MONTHS_EN, 1):
-    _MONTH_LOOKUP[_m.lower()] = _i
-    _MONTH_LOOKUP[_m[:3].lower()] = _i
-_MONTH_LOOKUP["sept"] = 9
-for _i, _variants in enumerate(
-    (
-        ("जनवरी",),
-        ("फ़रवरी", "फरवरी"),
-        ("मार्च",),
-        ("अप्रैल", "अप्रेल"),
-        ("मई",),
-        ("जून",),
-        ("जुलाई",),
-        ("अगस्त",),
-        ("सितंबर", "सितम्बर"),
-        ("अक्टूबर", "अक्तूबर"),
-        ("नवंबर", "नवम्बर"),
-        ("दिसंबर", "दिसम्बर"),
-    ),
-    1,
-):
-    for _v in _variants:
-        _MONTH_LOOKUP[_v] = _i
-_MONTH_EN_RE = (
-    r"(?:January|February|March|April|May|June|July|August|September|October|November|December"
-    r"|(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept|Sep|Oct|Nov|Dec)\.?)"
-)
-_MONTH_HI_RE = (
-    "(?:" + "|".join(sorted((k for k in _MONTH_LOOKUP if not k.isascii()), key=len, reverse=True)) + ")"
-)
 _EN_ORD_SUFFIX = r"(?:st|nd|rd|th)"
 
 # Currency: symbol/code -> (en singular, en plural, en minor sg, en minor pl, hi, hi plural, hi minor sg, hi minor pl)
@@ -241,11 +209,11 @@ _MASTER_RE = re.compile(
             rf"(?P<dmy>{_NB}(?<![0-9][./-])(?P<dmy_d>[0-9]{{1,2}})(?P<sep>[./-])(?P<dmy_m>[0-9]{{1,2}})(?P=sep)"
             rf"(?P<dmy_y>[0-9]{{4}}){_NA}(?![./-][0-9]))",
             # March 15, 2024 / Mar. 15 / March 15th 2024
-            rf"(?P<mdy>(?<![A-Za-z])(?P<mdy_m>{_MONTH_EN_RE})\s+(?P<mdy_d>[0-9]{{1,2}}){_EN_ORD_SUFFIX}?{_NA}"
+            rf"(?P<mdy>(?<![A-Za-z])(?P<mdy_m>{MONTH_EN_RE})\s+(?P<mdy_d>[0-9]{{1,2}}){_EN_ORD_SUFFIX}?{_NA}"
             rf"(?:,?\s+(?P<mdy_y>[0-9]{{4}}){_NA})?(?![A-Za-z0-9]))",
             # 15 March 2024 / 15th of March / 15 मार्च 2024
             rf"(?P<dmonth>{_NB}(?P<dm_d>[0-9]{{1,2}})(?P<dm_suf>{_EN_ORD_SUFFIX})?\s+(?P<dm_of>of\s+)?"
-            rf"(?P<dm_m>{_MONTH_EN_RE}(?![A-Za-z])|{_MONTH_HI_RE}(?![{_DEV_LETTER}]))"
+            rf"(?P<dm_m>{MONTH_EN_RE}(?![A-Za-z])|{MONTH_HI_RE}(?![{_DEV_LETTER}]))"
             rf"(?:,?\s+(?P<dm_y>[0-9]{{4}}){_NA})?)",
             # 10:30, 10:30:15, 10:30 AM
             rf"(?P<time>{_NB}(?<![0-9][:.])(?P<t_h>[0-9]{{1,2}}):(?P<t_m>[0-9]{{2}})(?::(?P<t_s>[0-9]{{2}}))?"
@@ -282,12 +250,12 @@ _MASTER_RE = re.compile(
 
 _YEAR_CUE_EN = re.compile(
     r"(?:\b(?:in|since|from|year|by|until|till|before|after|during|circa|of|to|and|or|"
-    + "|".join(_MONTHS_EN)
+    + "|".join(MONTHS_EN)
     + r")\s+)$",
     re.IGNORECASE,
 )
 _YEAR_CUE_HI = re.compile(
-    r"(?:(?:सन्|सन|वर्ष|साल|ईस्वी|" + "|".join(k for k in _MONTH_LOOKUP if not k.isascii()) + r")\s+)$"
+    r"(?:(?:सन्|सन|वर्ष|साल|ईस्वी|" + "|".join(k for k in MONTH_LOOKUP if not k.isascii()) + r")\s+)$"
 )
 _DIGITS_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _YEAR_AFTER = re.compile(r"\s?(?:AD|BC|BCE|CE|A\.D\.|B\.C\.|ई\.|ईस्वी)(?![A-Za-z])")
@@ -464,17 +432,7 @@ class _Rewriter:
 
     # --- dates -------------------------------------------------------------------------------
     def _date(self, reader: _Reader, day: int, month: int, year: int | None, day_first: bool) -> str | None:
-        if not (1 <= month <= 12 and 1 <= day <= 31):
-            return None
-        if reader.lang == "hi":
-            words = f"{hi.cardinal(day)} {_MONTHS_HI[month - 1]}"
-            return words + (f" {hi.year(year)}" if year is not None else "")
-        month_name = _MONTHS_EN[month - 1]
-        if day_first:
-            words = f"{en.ordinal(day)} {month_name}"
-            return words + (f" {en.year(year)}" if year is not None else "")
-        words = f"{month_name} {en.ordinal(day)}"
-        return words + (f", {en.year(year)}" if year is not None else "")
+        return date_words(reader.lang, day, month, year, day_first=day_first)
 
     def _iso(self, m: re.Match[str], r: _Reader) -> str | None:
         return self._date(r, int(m["iso_d"]), int(m["iso_m"]), int(m["iso_y"]), day_first=False)
@@ -483,13 +441,13 @@ class _Rewriter:
         return self._date(r, int(m["dmy_d"]), int(m["dmy_m"]), int(m["dmy_y"]), day_first=False)
 
     def _mdy(self, m: re.Match[str], r: _Reader) -> str | None:
-        month = _MONTH_LOOKUP[m["mdy_m"].rstrip(".").lower()]
+        month = MONTH_LOOKUP[m["mdy_m"].rstrip(".").lower()]
         year = int(m["mdy_y"]) if m["mdy_y"] else None
         return self._date(r, int(m["mdy_d"]), month, year, day_first=False)
 
     def _dmonth(self, m: re.Match[str], r: _Reader) -> str | None:
         name = m["dm_m"].rstrip(".")
-        month = _MONTH_LOOKUP.get(name.lower(), _MONTH_LOOKUP.get(name))
+        month = MONTH_LOOKUP.get(name.lower(), MONTH_LOOKUP.get(name))
         if month is None:
             return None
         year = int(m["dm_y"]) if m["dm_y"] else None

@@ -4,7 +4,8 @@ e-mail addresses and stray symbols. Runs after the Chinese pass and before the m
 - phone numbers (`555-1234`, `+1 415 555 0100`, `(020) 7946 0958`, `98765 43210`): digit by digit, groups kept
   as pauses (commas), so they are never read as ranges or large numbers;
 - versions and dotted ids (`2.0.1`, `v3.10`): "two point zero point one";
-- fractions `1/2`, `3/4`: "one half", "three quarters", "five eighths"; Hindi आधा, पौना, तीन बटा चार;
+- fractions `1/2`, `3/4`: "one half", "three quarters", "five eighths"; Hindi आधा, पौना, तीन बटा चार; with a
+  zero-padded part (`12/05`) a date instead ("May twelfth", normalize_dates.py);
 - URLs and e-mail addresses: spoken as people read them ("example dot com slash docs", "anna at mail dot com"),
   query strings included (`?b=1` -> "b equals one"); the scheme (`https://`) is dropped;
 - stray symbols between words: `&` and, `+` plus, `=` equals, `@` at, `#` number, `*` times (Hindi equivalents).
@@ -19,6 +20,7 @@ import re
 
 from processing import numbers_en as en
 from processing import numbers_hi as hi
+from processing.normalize_dates import short_date_words
 
 _DEV_RE = re.compile("[\u0900-\u097f]")
 _LATIN_RE = re.compile("[A-Za-z]")
@@ -131,8 +133,9 @@ def normalize_symbols(text: str, changes: list[tuple[str, str]] | None = None) -
             words = _phone(raw, hindi)
         elif kind == "ver":
             words = _version(raw, hindi)
-        elif kind == "frac":
-            words = _fraction(int(match.group("fn")), int(match.group("fd")), hindi)
+        elif kind == "frac":  # `12/05`: a zero-padded part makes it a date (normalize_dates.py)
+            words = short_date_words(match.group("fn"), match.group("fd"), hindi) or _fraction(
+                int(match.group("fn")), int(match.group("fd")), hindi)
         else:
             words = _SYMBOLS[raw][1 if hindi else 0]
         if words is None:

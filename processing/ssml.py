@@ -6,13 +6,17 @@
 - Every other tag (`<speak>`, `<prosody>`, `<emphasis>`, `<say-as>`, `<sub>`, `<voice>`, `<lang>`, ...) is dropped
   and its text kept; XML entities (`&amp;`, `&lt;`) are decoded.
 
-The result is text and pauses in order; the caller speaks the text and puts real silence where the pauses are.
+The result is text and pauses in order; the caller speaks the text and puts real silence where the pauses are,
+through a `BreakBudget` per request: breaks with nothing spoken between them (only punctuation, tags or spaces, or
+split across messages) are one gap of at most `MAX_BREAK_S`, and all gaps of a request together at most its total
+(`TTS_SSML_MAX_TOTAL_BREAK_S`, 60 s by default); silence past either is dropped.
 """
 
 from __future__ import annotations
 
 import html
 import re
+from dataclasses import dataclass, field
 
 MAX_BREAK_S = 3.0
 BARE_BREAK_S = 0.5
@@ -61,3 +65,23 @@ def parse_ssml(text: str) -> list[str | float]:
             add(break_seconds(attributes))
     add(html.unescape(text[position:]))
     return out
+
+
+@dataclass
+class BreakBudget:
+    """The silence SSML breaks may still add to one request (module doc). Feed it the request's items in order:
+    `note_text` for text, `take` for a pause (what may be made of it). A gap ends at text with a letter or digit."""
+
+    total_s: float
+    used_s: float = 0.0
+    _gap_s: float = field(default=0.0, repr=False)
+
+    def note_text(self, text: str) -> None:
+        if any(c.isalnum() for c in text):
+            self._gap_s = 0.0
+
+    def take(self, seconds: float) -> float:
+        granted = max(0.0, min(seconds, MAX_BREAK_S - self._gap_s, self.total_s - self.used_s))
+        self._gap_s += granted
+        self.used_s += granted
+        return granted

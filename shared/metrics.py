@@ -112,6 +112,12 @@ METRICS_PUSH_FAILURES = Counter(
     f"{PREFIX}_metrics_push_failures", "Pushes (push) and group deletes (delete) to the Pushgateway that failed.",
     ["operation"], registry=REGISTRY,
 )
+# Optional steps (continuity's tail, captions, on-complete hooks) that failed after the audio was made: the request
+# still completes (services/pipeline/optional_steps.py); a rising count is a bug to look at, not an outage.
+OPTIONAL_STEP_FAILURES = Counter(
+    f"{PREFIX}_optional_step_failures", "Optional steps that failed while their request completed anyway.", ["step"],
+    registry=REGISTRY,
+)
 CLIENT_DISCONNECTS = Counter(f"{PREFIX}_client_disconnects", "Clients that went away mid-stream.", registry=REGISTRY)
 STALLED_CLIENTS = Counter(f"{PREFIX}_stalled_clients_cut", "Readers cut off after stalling.", registry=REGISTRY)
 GPU_FAULTS = Counter(f"{PREFIX}_gpu_faults", "GPU faults that marked the container unhealthy.", ["kind"], registry=REGISTRY)

@@ -91,6 +91,15 @@ class Settings(BaseSettings):
         True, description="On CUDA: capture one graph per codec call shape (length and batch buckets) at start-up and "
         "replay them while serving; false runs every call eager (slower, the same audio).",
     )
+    max_audio_s_per_char: float = Field(
+        0.5, gt=0, description="The most speech one request may generate per character of its text (all its chunks "
+        "so far, plus max_audio_slack_s); a generation that would pass it is cut there and charged for what it sent.",
+    )
+    max_audio_slack_s: float = Field(2.0, ge=0, description="Seconds of speech added to that limit once per request.")
+    ssml_max_total_break_s: float = Field(
+        60.0, ge=0, description="The most silence SSML <break> tags may add to one request, all breaks together "
+        "(each is also at most 3 s); breaks beyond it are dropped.",
+    )
     max_tokens_per_char: float = Field(
         6.0, gt=0, description="Runaway guard: a text chunk may generate at most this many tokens per character "
         "(+100); 50 tokens = 1 s of speech, so 6/char allows very slow speech."

@@ -31,6 +31,9 @@ ALTER TABLE credit_reservations ENABLE ROW LEVEL SECURITY;
 -- Credits a request spent on the outage allowance (the key store was down when it reserved them): taken from the
 -- balance when its row is stored, at most what it is charged.
 ALTER TABLE tts_requests ADD COLUMN IF NOT EXISTS outage_credits BIGINT NOT NULL DEFAULT 0;
+-- What carried the request, `http` or `websocket` (a WebSocket utterance or dialect context is one row); NULL on rows
+-- written before this column (issue 40, item 8).
+ALTER TABLE tts_requests ADD COLUMN IF NOT EXISTS transport TEXT;
 
 CREATE OR REPLACE FUNCTION tts_reserve_credits(p_reservation_id TEXT, p_request_id TEXT, p_key_id TEXT,
                                                p_amount BIGINT)
@@ -132,13 +135,13 @@ BEGIN
             request_id, key_id, speaker, stream, format, sample_rate, temperature, top_k, top_p, max_tokens,
             repetition_penalty, seed, text_length, text, text_chunked, status, error_code, ttfb_ms, rtf,
             audio_duration_seconds, credits_charged, created_at, completed_at, client_request_id,
-            chunks_retried, chunks_cut, guard_trips, refund_credits, outage_credits)
+            chunks_retried, chunks_cut, guard_trips, refund_credits, outage_credits, transport)
         VALUES (r.request_id, r.key_id, r.speaker, coalesce(r.stream, FALSE), coalesce(r.format, 'wav'),
                 r.sample_rate, r.temperature, r.top_k, r.top_p, r.max_tokens, r.repetition_penalty, r.seed,
                 r.text_length, r.text, coalesce(r.text_chunked, FALSE), r.status, r.error_code, r.ttfb_ms, r.rtf,
                 r.audio_duration_seconds, coalesce(r.credits_charged, 0), coalesce(r.created_at, now()),
                 r.completed_at, r.client_request_id, coalesce(r.chunks_retried, 0), coalesce(r.chunks_cut, 0),
-                r.guard_trips, coalesce(r.refund_credits, 0), coalesce(r.outage_credits, 0))
+                r.guard_trips, coalesce(r.refund_credits, 0), coalesce(r.outage_credits, 0), r.transport)
         ON CONFLICT (request_id) DO NOTHING;
         IF NOT FOUND THEN
             CONTINUE;

@@ -321,6 +321,7 @@ class AccessServices:
             text=request.text if self.settings.log_request_text else None,
             # Recovered as `interrupted` (the process died): claims nothing, so its settlement refunds everything
             # journaled for it.
+            transport=accounting.transport,
         )
 
     def _record(self, grant: AccessGrant, outcome: RequestReport, credits: int) -> RequestRecord:
@@ -341,4 +342,5 @@ class AccessServices:
             guard_trips=",".join(job.stats.guard_events) or None,
             # What the request spent on the outage allowance: taken when the row is stored, at most the charge.
             outage_credits=grant.reservation.outage_credits if grant.reservation is not None else 0,
+            transport=outcome.transport,
         )

@@ -27,8 +27,10 @@ from typing import TYPE_CHECKING
 from services.continuity.records import ANONYMOUS, MAX_TAIL_CHARS, RecentRequest
 from services.continuity.stores import RecentRequestStore, build_recent_store
 from services.errors import ServiceError, SynthesisError
+from services.pipeline.optional_steps import note_failure
 from services.pipeline.spoken_tail import SEMANTIC_PER_SECOND, TailSegment, tail_of
 from services.pipeline.text_plan import REFERENCE_TEXT_ROOM, check_plan_fits, prompt_for
+from shared import metrics
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -104,9 +106,12 @@ class Continuity:
             record = self.record_of(job, owner)
             if record is not None:
                 await asyncio.wait_for(self.store.put(record), STORE_WRITE_TIMEOUT_S)
-        except (ServiceError, TimeoutError, ValueError) as exc:
+        except (ServiceError, TimeoutError, ValueError) as exc:  # the store is down or slow, or a bound refused it
+            metrics.OPTIONAL_STEP_FAILURES.labels("continuity").inc()
             logger.warning("recent request not remembered", extra={"request_id": request_id, "store": self.store.name,
                                                                    "error": type(exc).__name__})
+        except Exception as exc:  # noqa: BLE001 - a bug in the tail: the request's audio exists, it completes anyway
+            note_failure("continuity", exc, request_id)
         finally:
             self._running.pop(request_id, None)
 
@@ -132,6 +137,9 @@ class Continuity:
     async def stitched_voice(self, voice: Voice, previous_request_ids: Sequence[str], key_id: str | None, *,
                              voice_named: bool, voice_field: str = "speaker") -> Voice:
         """`voice` continuing the previous requests (oldest first): their globals and the end of their speech."""
+        if len(set(previous_request_ids)) != len(previous_request_ids):  # every route's schema refuses this first
+            raise SynthesisError("VALIDATION_ERROR", f"Invalid '{PARAM}': a request is named twice; name each "
+                                 "previous request once, oldest first.", PARAM)
         records = [await self.find(request_id, key_id) for request_id in previous_request_ids]
         last = records[-1]
         for record in records[:-1]:

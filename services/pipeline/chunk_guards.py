@@ -9,12 +9,23 @@ Per text chunk, the first `Trip` of an acting guard decides:
 - no try is left and nothing was sent: the request fails with GENERATION_FAILED (`failed`).
 A guard in count-only mode is counted and logged (`counted`) and changes nothing. Every trip is one increment of
 `veena3_tts_guard_trips_total{guard,action}` and one log line; the per-request counts travel in `PipelineStats`.
+
+The request's speech limit (`TTS_MAX_AUDIO_S_PER_CHAR`: generated seconds per character of the text so far, plus
+`TTS_MAX_AUDIO_SLACK_S` once) is not a guard of the text's content but a bound on what a request can make: reaching
+it is always a cut (`audio_limit`), whatever the guard modes, and the chunk's audio so far goes on.
+
+A cut chunk is charged for the characters its sent audio covers (`covered_chars`): its characters in proportion to
+the sent speech over the speech its text is expected to need (core.guards.text_budget), and never fewer than one
+character per `TTS_MAX_AUDIO_S_PER_CHAR` seconds sent, so text written to inflate the estimate or to trip a guard
+still pays for the audio it got at the rate the limit allows. The rest of the chunk's characters (`chars_cut`) are
+not charged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -23,6 +34,7 @@ import numpy as np
 
 from core.guards import GUARD_NAMES, ChunkGuards, GuardConfig, Trip
 from core.guards.chunk import SAMPLES_PER_TOKEN
+from core.guards.text_budget import SEMANTIC_TOKENS_PER_SECOND
 from services.errors import SynthesisError
 from shared import metrics
 
@@ -35,6 +47,22 @@ logger = logging.getLogger("services.pipeline.chunk_guards")
 Action = Literal["retried", "cut", "failed", "counted"]
 # A user seed stays reproducible on retries: try n uses seed + n x this (mod 2^31).
 RETRY_SEED_STRIDE = 1_000_003
+AUDIO_LIMIT = "audio_limit"  # the request's speech limit (module doc): always a cut
+
+
+def covered_chars(characters: int, expected_tokens: int, sent_tokens: float, max_s_per_char: float) -> int:
+    """Characters of a cut chunk of `characters` that `sent_tokens` of its speech cover (module doc): in proportion
+    to its expected tokens, at least one per `max_s_per_char` seconds sent, at most all of them."""
+    if characters <= 0 or sent_tokens <= 0:
+        return 0
+    by_estimate = characters * sent_tokens / max(1, expected_tokens)
+    by_limit = sent_tokens / (max_s_per_char * SEMANTIC_TOKENS_PER_SECOND)
+    return min(characters, max(1, math.ceil(max(by_estimate, by_limit) - 1e-9)))  # sent audio is never free
+
+
+def speech_limit_tokens(characters: int, max_s_per_char: float, slack_s: float) -> int:
+    """The most semantic tokens a request whose text so far has `characters` may generate."""
+    return int((characters * max_s_per_char + slack_s) * SEMANTIC_TOKENS_PER_SECOND)
 
 
 def guard_config(settings: Settings) -> GuardConfig:
@@ -111,6 +139,8 @@ class GuardPolicy:
         self.config = guard_config(settings)
         self.max_tries = settings.guard_max_tries
         self.fade_samples = round(settings.guard_fade_ms * 16)  # 16 kHz
+        self.max_s_per_char = settings.max_audio_s_per_char
+        self.slack_s = settings.max_audio_slack_s
         self.stats = stats
         self.request_id = request_id
         # Audio is held back (non-streamed requests) only where a guard may retry the chunk.
@@ -154,8 +184,22 @@ class GuardPolicy:
         return fade_out(chunk[: max(0, trip.token * SAMPLES_PER_TOKEN - seen)], self.fade_samples)
 
     def account_cut(self, run: ChunkRun) -> None:
-        """Tokens whose audio was dropped at a cut leave the counts (the flow monitor compares the stages)."""
+        """Tokens whose audio was dropped at a cut leave the counts (the flow monitor compares the stages); the
+        characters the sent audio does not cover are not charged (module doc)."""
         self.stats.semantic_tokens -= max(0, run.tokens - run.decoded // SAMPLES_PER_TOKEN)
+        covered = covered_chars(len(run.text), run.guards.expected, run.decoded / SAMPLES_PER_TOKEN,
+                                self.max_s_per_char)
+        self.stats.chars_cut += len(run.text) - covered
+
+    def speech_room(self, characters: int, tokens_before: int) -> int:
+        """Semantic tokens a chunk may still generate under the request's speech limit, given the characters of the
+        text so far (this chunk included) and the tokens the earlier chunks kept."""
+        return max(0, speech_limit_tokens(characters, self.max_s_per_char, self.slack_s) - tokens_before)
+
+    def limit_trip(self, run: ChunkRun, room: int) -> Trip:
+        """The request's speech limit reached in this chunk: a cut at `room` tokens (module doc)."""
+        return Trip(AUDIO_LIMIT, room, f"the request reached its speech limit of {self.max_s_per_char:g} s per "
+                                       f"character (+{self.slack_s:g} s)", acts=True)
 
     def next_try(self, run: ChunkRun) -> None:
         """Discard the try (it leaves the token and sample counts) and set up the next one."""
@@ -172,6 +216,8 @@ class GuardPolicy:
     def decide(self, run: ChunkRun, trip: Trip) -> Action:
         if not trip.acts:
             action: Action = "counted"
+        elif trip.guard == AUDIO_LIMIT:
+            action = "cut"  # a retry would reach the same limit
         elif run.emitted:
             action = "cut"
         elif run.attempt + 1 < self.max_tries:
@@ -189,7 +235,6 @@ class GuardPolicy:
         elif action == "cut" and not run.cut:
             run.cut = True
             self.stats.chunks_cut += 1
-            self.stats.chars_cut += len(run.text)
         logger.warning("generation guard tripped", extra={
             "event": "guard_tripped", "guard": trip.guard, "action": action, "text_chunk": run.index,
             "attempt": run.attempt + 1, "token": trip.token, "detail": trip.detail,

@@ -62,6 +62,8 @@ def cut_segment(segment: TailSegment, room: int) -> TailSegment | None:
     if count <= room:
         return TailSegment(text, segment.semantic)
     start = len(text) - (len(text) * room) // count
+    if start >= len(text):
+        return None  # the room holds less than one character's share of the ids
     # To the next word start; in text written without spaces (wide CJK characters) any character starts one.
     if unicodedata.east_asian_width(text[start]) not in ("W", "F") and text[start - 1] != " ":
         following = text.find(" ", start)

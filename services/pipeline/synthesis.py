@@ -29,6 +29,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -48,6 +49,7 @@ from services.deployment.gpu_health import (
 from services.errors import SynthesisError
 from services.pipeline.audio_output import BWE_RATE, NATIVE_RATE, AudioOutput
 from services.pipeline.chunk_guards import ChunkRun, GuardPolicy, retry_seed, stop_task
+from services.pipeline.optional_steps import run_optional
 from services.pipeline.pipeline_stats import PipelineStats
 from services.pipeline.spoken_tail import SEMANTIC_PER_SECOND, SpokenTail
 from services.pipeline.text_plan import TextPlan, plan_text, prompt_for
@@ -249,7 +251,12 @@ class SynthesisJob:
         use_globals = self.global_tokens if index > 0 or self.global_tokens is not None else None
         # Unique per generation even when a client reuses an X-Request-ID for concurrent requests.
         request_id = f"{self.request.request_id}-{index}-{uuid.uuid4().hex[:8]}"
-        semantic_left = self.request.sampling.max_tokens
+        # The request's speech limit (chunk_guards): what the text so far allows, less what earlier chunks kept.
+        room = self.guards.speech_room(sum(len(c) for c in self.plan.chunks[:index + 1]),
+                                       sum(r.tokens for i, r in self._runs.items() if i < index))
+        if room <= 0:
+            return self.guards.limit_trip(run, 0)
+        semantic_left = min(self.request.sampling.max_tokens, room)
         trip: Trip | None = None
         # Inside the caller's try: a prompt that cannot be built must reach the decoder waiting on `out` as an error.
         prompt_ids, mode = prompt_for(runtime, text, voice, use_globals)
@@ -287,6 +294,8 @@ class SynthesisJob:
                         break  # max_tokens reached or a guard tripped: closing the stream aborts the rest
             finally:
                 await stream.aclose()
+        if trip is None and semantic_left <= 0 and room < self.request.sampling.max_tokens and not parser.finished:
+            trip = self.guards.limit_trip(run, room)  # the speech limit, not the caller's max_tokens, ended it
         if trip is None and not (voice.continuation and run.tokens == 0):  # that case: NoSpeechError, the fallback
             trip = self.guards.screen_end(run, stopped=parser.finished, capped=semantic_left <= 0)
         if trip is None:
@@ -370,6 +379,7 @@ class SynthesisJob:
         if action == "cut":
             if decoder is not None and run.action is None:
                 await self._emit(await self._decode_finish(run, decoder, fade=True))
+            await self._emit(await self._release_held(run))  # held: a limit cut keeps it
             self.guards.account_cut(run)
             return None
         self.guards.next_try(run)
@@ -569,8 +579,8 @@ class SynthesisJob:
         await self._emit(await self.chain.finish())
         if self._last_text is not None:  # the last chunk's words, now that the audio's true end is known
             await self._release_with_timestamps(self._last_text, end=self.stats.output_samples / self.request.sample_rate)
-        for hook in self.on_complete:
-            await hook(self)
+        for hook in self.on_complete:  # optional: a failing hook is logged and counted, the request completes
+            await run_optional("on_complete", partial(hook, self), self.request.request_id)
         await self.queue.put(_END)
 
     # ------------------------------------------------------------------ consumer side

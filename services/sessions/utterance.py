@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from processing.segmenter import TextSegmenter
-from processing.ssml import parse_ssml
+from processing.ssml import BreakBudget, parse_ssml
 from services.pipeline.synthesis import SynthesisError, SynthesisJob, SynthesisRequest
 from services.pipeline.text_plan import plan_text
 from services.usage.accounting import RequestAccounting, RequestReport
@@ -71,6 +71,7 @@ class Utterance:
         # (None: held until a sentence end, a flush or the end, as our WebSocket and ElevenLabs do).
         self.buffer_delay_s: float | None = None
         self.ssml = False  # ElevenLabs' enable_ssml_parsing: each cut's SSML read (processing/ssml.py), breaks silent
+        self.breaks = BreakBudget(settings.ssml_max_total_break_s)  # per gap and per request (processing/ssml.py)
         self._buffer_due: asyncio.TimerHandle | None = None
         self.text_parts: list[str] = []
         self.characters = 0
@@ -153,8 +154,11 @@ class Utterance:
         for part in parts:
             for item in parse_ssml(part) if self.ssml else [part]:
                 if isinstance(item, float):
-                    self.job.add_pause(item)  # silence before the next text, or at the end
+                    pause = self.breaks.take(item)
+                    if pause > 0:
+                        self.job.add_pause(pause)  # silence before the next text, or at the end
                 else:
+                    self.breaks.note_text(item)
                     fed += self._feed_text(item)
         if fed:
             self.has_work.set()

@@ -49,6 +49,7 @@ class RequestRecord:
     # Credits this request spent on the key-store outage allowance, taken from the balance when the row is stored (at
     # most what it is charged).
     outage_credits: int = 0
+    transport: str | None = None  # http | websocket: what carried the request (010_credit_reservations.sql)
 
     def to_row(self) -> dict[str, Any]:
         row = asdict(self)
@@ -105,5 +106,6 @@ _PG_TYPES: dict[str, str] = {
     "guard_trips": "text",
     "refund_credits": "int8",
     "outage_credits": "int8",
+    "transport": "text",
 }
 assert set(_PG_TYPES) == set(COLUMNS)

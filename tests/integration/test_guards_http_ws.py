@@ -4,7 +4,7 @@ keys and credits in the real PostgreSQL, the request log written there.
 - the first generation of each text loops after 40 semantic tokens, the next one is clean: a non-streamed request
   is generated again and says so (`X-Chunks-Retried: 1`); a streamed one (native HTTP, OpenAI, WebSocket) was
   already playing when the loop showed, so it is cut (`chunks_cut` in the WebSocket `done`, the request log)
-  and the cut text is not charged;
+  and charged only for the characters its sent audio covers (issue 40);
 - every generation stops at once (no speech): the request ends with GENERATION_FAILED in the error envelope (HTTP
   500, the WebSocket `error` event) after TTS_GUARD_MAX_TRIES tries, and no credit is taken.
 Each outcome is counted in veena3_tts_guard_trips_total{guard,action} and written to the request-log row.
@@ -19,6 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.guards.text_budget import expected_tokens
+from services.pipeline.chunk_guards import covered_chars
 from tests.e2e.conftest import RunningServer, start_server, stop_server
 from tests.integration.conftest import create_credit_key
 from tests.integration.test_one_request_path import _row_and_balance, synthesis_samples, wait_for_row
@@ -72,12 +74,13 @@ def test_non_streamed_requests_get_the_retried_audio(looping, pg_dsn: str) -> No
     assert trips(server)[("loop", "retried")] >= 1
 
 
-def test_streams_already_playing_are_cut_and_the_cut_text_is_not_charged(looping, pg_dsn: str) -> None:
+def test_streams_already_playing_are_cut_and_charged_for_what_they_sent(looping, pg_dsn: str) -> None:
     server, key, key_id = looping
     auth = {"Authorization": f"Bearer {key}"}
     _, balance = asyncio.run(_row_and_balance(pg_dsn, "-", key_id))
+    text = f"{TEXT} Streamed."
     with httpx.stream("POST", f"{server.base_url}/v1/tts/generate", headers=auth, timeout=120,
-                      json={"text": f"{TEXT} Streamed.", "speaker": VOICE, "stream": True, "format": "pcm"}) as r:
+                      json={"text": text, "speaker": VOICE, "stream": True, "format": "pcm"}) as r:
         assert r.status_code == 200
         audio = b"".join(r.iter_bytes())
         request_id = r.headers["X-Request-ID"]
@@ -85,7 +88,10 @@ def test_streams_already_playing_are_cut_and_the_cut_text_is_not_charged(looping
     assert (row["status"], row["chunks_cut"], row["guard_trips"]) == ("completed", 1, "loop:cut")
     # 40 clean tokens and the loop until it was noticed went out; not the whole budget the loop would have run to.
     assert 40 * 320 * 2 <= len(audio) < 400 * 320 * 2
-    assert row["credits_charged"] == balance - balance_after == 0  # its only chunk was cut
+    # Its only chunk was cut: the characters the sent speech covers are charged, the rest given back.
+    covered = covered_chars(len(text), expected_tokens(text), len(audio) / 2 / 320, 0.5)
+    assert 0 < covered < len(text)
+    assert abs(row["credits_charged"] - covered) <= 1 and row["credits_charged"] == balance - balance_after
 
     # The OpenAI route always streams: the same cut, in its row.
     openai = httpx.post(f"{server.base_url}/v1/audio/speech", headers=auth, timeout=120,

@@ -83,6 +83,10 @@ EN: list[tuple[str, str, tuple[str, ...]]] = [
     ("en-fraction-half", "Add 1/2 cup of sugar.", ("Add one half cup of sugar.",)),
     ("en-fraction-quarters", "About 3/4 of users agree.", ("About three quarters of users agree.",)),
     ("en-fraction-eighths", "Cut 5/8 of an inch.", ("Cut five eighths of an inch.",)),
+    # A zero-padded part is a date, not a fraction (issue 40): day/month as numeric dates with a year are read.
+    ("en-short-date", "The invoice is due 12/05.", ("The invoice is due May twelfth.",)),
+    ("en-short-date-month-day", "Ships 05/25.", ("Ships May twenty-fifth.",)),
+    ("en-unpadded-stays-fraction", "That is 12/5 of it.", ("That is twelve fifths of it.",)),
     ("en-url-query", "See https://x.com/?b=1 today.", ("See x dot com slash question mark b equals one today.",)),
     ("en-url-www", "Visit www.example.com for more.", ("Visit www dot example dot com for more.",)),
     ("en-url-path", "Docs at https://docs.python.org/3/library.", ("Docs at docs dot python dot org slash three slash library.",)),
@@ -126,6 +130,7 @@ HI: list[tuple[str, str, tuple[str, ...]]] = [
     ("hi-phone", "मुझे 98765 43210 पर कॉल करें", ("मुझे नौ आठ सात छह पाँच, चार तीन दो एक शून्य पर कॉल करें",)),
     ("hi-fraction", "आधा यानी 1/2 कप", ("आधा यानी आधा कप",)),
     ("hi-fraction-other", "2/5 हिस्सा", ("दो बटा पाँच हिस्सा",)),
+    ("hi-short-date", "मैं 12/05 को आऊँगा", ("मैं बारह मई को आऊँगा",)),
     ("hi-date", "15/08/1947 को आज़ादी मिली", ("पंद्रह अगस्त उन्नीस सौ सैंतालीस को आज़ादी मिली",)),
     ("hi-year", "सन् 2024 में", ("सन् दो हज़ार चौबीस में",)),
     ("hi-abbr-dr", "डॉ. शर्मा आए", ("डॉक्टर शर्मा आए",)),

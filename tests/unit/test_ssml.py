@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from api import create_app
-from processing.ssml import MAX_BREAK_S, parse_ssml
+from processing.ssml import MAX_BREAK_S, BreakBudget, parse_ssml
 from services.deployment.runtime import ModelRuntime
 from shared.settings import Settings
 from tests.conftest import wait_in_portal
@@ -87,3 +89,86 @@ def test_an_ssml_break_is_silence_of_its_length_and_only_with_the_flag(client: T
     # enable_ssml_parsing=false: the tag is text for the normaliser, as before; no silence is made
     audio, spoken = _speak(client, f'{first} <break time="1.5s"/> {second}', ssml=False)
     assert _longest_zero_run(audio) < int(0.5 * RATE) and "<break" in spoken
+
+
+# --- bounds on silence (issue 40 item 7) and properties of the parser ----------------------------------------
+
+
+def test_breaks_with_only_punctuation_between_are_one_gap_and_a_request_has_a_total() -> None:
+    budget = BreakBudget(total_s=7.0)
+    granted = [budget.take(3.0)]
+    for _ in range(2):
+        budget.note_text(". ")  # punctuation alone does not end the gap
+        granted.append(budget.take(3.0))
+    assert granted == [3.0, 0.0, 0.0]
+    budget.note_text("Words.")
+    assert [budget.take(2.5), budget.take(1.0)] == [2.5, 0.5]
+    budget.note_text("More")
+    assert budget.take(3.0) == 1.0  # the request's 7 s are spent
+    budget.note_text("Again")
+    assert budget.take(3.0) == 0.0 and budget.used_s == 7.0
+
+
+@given(st.lists(st.one_of(st.floats(0, 10), st.sampled_from(["x", ".", " ", "1", "!?"])), max_size=60),
+       st.floats(0, 100))
+def test_a_break_budget_never_grants_more_than_its_bounds(items: list[float | str], total: float) -> None:
+    budget = BreakBudget(total_s=total)
+    gap = granted_total = 0.0
+    for item in items:
+        if isinstance(item, str):
+            budget.note_text(item)
+            gap = 0.0 if any(c.isalnum() for c in item) else gap
+            continue
+        granted = budget.take(item)
+        assert 0.0 <= granted <= item
+        gap += granted
+        granted_total += granted
+        assert gap <= MAX_BREAK_S + 1e-9
+    assert granted_total <= total + 1e-9
+
+
+_SSML_PIECE = st.one_of(
+    st.text(st.sampled_from(list("ab .,&;<>\"'")), max_size=12),
+    st.sampled_from(['<break time="1.5s"/>', "<break/>", '<break time="900ms" />', '<break strength="weak"/>',
+                     '<break time="20s"/>', "<speak>", "</speak>", '<prosody rate="slow">', "</prosody>", "&amp;",
+                     '<phoneme ph="x">', "</phoneme>"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_SSML_PIECE, max_size=20))
+def test_parse_ssml_alternates_text_and_bounded_pauses(pieces: list[str]) -> None:
+    out = parse_ssml("".join(pieces))
+    for item in out:
+        assert (isinstance(item, str) and item) or (isinstance(item, float) and 0 < item <= MAX_BREAK_S)
+    assert all(type(a) is not type(b) for a, b in zip(out, out[1:], strict=False))  # neighbours merged
+    assert "<break" not in "".join(i for i in out if isinstance(i, str))
+
+
+def test_breaks_between_punctuation_stay_within_the_gap_cap_over_the_socket(client: TestClient) -> None:
+    """19,010 characters of `<break time="3s"/>.` made 48 min of audio: now one gap is at most 3 s."""
+    first, second = "Hello there my friend.", "How are you today?"
+    plain, _ = _speak(client, f"{first} {second}", ssml=True)
+    padded, _ = _speak(client, f'{first} ' + '<break time="3s"/>. ' * 6 + second, ssml=True)
+    # 3 s of silence and whatever the model makes of the lone dots (before: 6 x 3 s)
+    assert _longest_zero_run(padded) <= int(MAX_BREAK_S * RATE)
+    assert padded.size - plain.size < int((MAX_BREAK_S + 1.0) * RATE)
+
+
+def test_a_request_has_a_total_silence_cap_over_the_socket(client: TestClient, monkeypatch) -> None:
+    runtime = client.app.state.services.runtime
+    monkeypatch.setattr(runtime, "settings", runtime.settings.model_copy(update={"ssml_max_total_break_s": 2.0}))
+    words = ["One.", "Two.", "Three.", "Four."]
+    broken, _ = _speak(client, ' <break time="1.5s"/> '.join(words), ssml=True)  # 4.5 s asked for
+    assert int(1.8 * RATE) <= _silence(broken) <= int(2.0 * RATE)
+
+
+def _silence(samples: np.ndarray, least: int = RATE // 10) -> int:
+    """Samples in runs of exact zeros at least `least` long (made silence, not quiet speech)."""
+    total = run = 0
+    for value in [*samples, 1]:
+        if value == 0:
+            run += 1
+            continue
+        total += run if run >= least else 0
+        run = 0
+    return total

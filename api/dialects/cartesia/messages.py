@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.dialects.common import parse_message
 from api.dialects.http_errors import DialectErrors, HttpError, status_title
-from api.schemas import MAX_TEXT_CHARS, SUPPORTED_RATES, reject_control_characters
+from api.schemas import MAX_TEXT_CHARS, SUPPORTED_RATES, Speed, reject_control_characters
 
 MAX_CONTEXTS = 5  # unfinished contexts per socket
 # How long text without a sentence end waits before it is spoken anyway (Cartesia's default; at most 5000).
@@ -52,7 +52,7 @@ class OutputFormat(Rate):
 
 class GenerationConfig(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    speed: float | None = Field(None, ge=0.25, le=4.0)  # the others (volume, emotion) are accepted and ignored
+    speed: Speed | None = None  # the others (volume, emotion) are accepted and ignored
 
 
 class ClientMessage(BaseModel):
@@ -69,7 +69,7 @@ class ClientMessage(BaseModel):
     use_normalized_timestamps: bool = False
     max_buffer_delay_ms: int | None = Field(None, ge=0, le=5000)
     generation_config: GenerationConfig | None = None
-    speed: float | None = Field(None, ge=0.25, le=4.0)
+    speed: Speed | None = None
     flush: bool = False
     continue_: bool = Field(False, alias="continue")
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from api.dialects.common import parse_message
 from api.dialects.http_errors import DialectErrors, HttpError
 from api.errors import ApiError
-from api.schemas import MAX_TEXT_CHARS, SUPPORTED_RATES, reject_control_characters
+from api.schemas import MAX_TEXT_CHARS, SUPPORTED_RATES, Speed, reject_control_characters
 from audio.encoders import supported_rates
 
 MAX_CONTEXTS = 5  # per socket, as ElevenLabs documents
@@ -81,7 +81,7 @@ class VoiceSettings(BaseModel):
     """Only `speed` changes the speech (our speed); the others are accepted and ignored."""
 
     model_config = ConfigDict(extra="ignore")
-    speed: float | None = Field(None, ge=0.25, le=4.0)
+    speed: Speed | None = None
     stability: float | None = None
     similarity_boost: float | None = None
     style: float | None = None

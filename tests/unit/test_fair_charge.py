@@ -1,0 +1,122 @@
+"""Fair charge (issue 40): a cut chunk is charged for the characters its sent audio covers, and no request can make
+more speech than TTS_MAX_AUDIO_S_PER_CHAR per character (+ the slack): past it the generation is cut, the request
+completes, and it is charged for what it sent. In-process on the demo checkpoint with a misbehaving engine."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from core.guards.text_budget import expected_tokens
+from core.llm.faulty import with_fault
+from services.deployment.runtime import ModelRuntime
+from services.pipeline.chunk_guards import covered_chars, speech_limit_tokens
+from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest
+from shared.settings import Settings
+
+HOP = 320  # 16 kHz samples per semantic token
+
+
+@given(st.integers(0, 20_000), st.integers(1, 50_000), st.floats(0, 100_000), st.floats(0.01, 5))
+def test_covered_characters_are_bounded_monotone_and_never_free(characters: int, expected: int, sent: float,
+                                                                limit: float) -> None:
+    covered = covered_chars(characters, expected, sent, limit)
+    assert 0 <= covered <= characters
+    assert covered_chars(characters, expected, sent + 50, limit) >= covered  # more audio never costs less
+    if sent >= expected:
+        assert covered == characters  # all the speech the text needs (or more) pays for all of it
+    if characters and sent > 0:
+        assert covered >= 1  # audio is never free
+        assert covered >= min(characters, math.floor(sent / (limit * 50)))  # at least one per `limit` seconds
+
+
+def test_a_one_word_ten_thousand_character_utterance_is_charged_in_full() -> None:
+    """Issue 40 item 4: 140 s of audio for a 10,001-character word gave back every character."""
+    text = "a" * 10_001
+    assert covered_chars(len(text), expected_tokens(text), 140 * 50, 0.5) == len(text)
+    # Even were its estimate far above what it got, 140 s pays for at least 280 characters (0.5 s each).
+    assert covered_chars(len(text), 10**9, 140 * 50, 0.5) >= 280
+
+
+def test_the_speech_limit_grows_with_the_text() -> None:
+    assert speech_limit_tokens(0, 0.5, 2.0) == 100
+    assert speech_limit_tokens(100, 0.5, 2.0) == 2600
+
+
+@pytest.fixture(scope="module")
+def runtime(demo_model_dir: Path) -> Iterator[ModelRuntime]:
+    rt = ModelRuntime(Settings(model_dir=demo_model_dir, warmup=False, auth_enabled=False, device="cpu",
+                               sr_enabled=False, log_json=False))
+    asyncio.run(rt.start())
+    assert rt.ready, rt.error
+    yield rt
+    asyncio.run(rt.shutdown())
+
+
+@contextmanager
+def misbehaving(runtime: ModelRuntime, fault: str, **settings: Any) -> Iterator[None]:
+    engine, config = runtime.engine, runtime.settings
+    runtime.engine = with_fault(engine, fault, runtime.layout, runtime.tokenizer) if fault else engine
+    runtime.settings = config.model_copy(update=settings)
+    try:
+        yield
+    finally:
+        runtime.engine, runtime.settings = engine, config
+
+
+async def run(runtime: ModelRuntime, text: str, *, stream: bool) -> tuple[SynthesisJob, bytes]:
+    job = SynthesisJob(runtime, SynthesisRequest(
+        request_id="fair", text=text, voice=runtime.voices.resolve("fixed"),
+        sampling=SamplingOptions(max_tokens=4000, seed=5, temperature=0.8, top_k=50, top_p=1.0,
+                                 repetition_penalty=1.05),
+        sample_rate=NATIVE_RATE, stream=stream, latency="exact"))
+    return job, await job.collect()
+
+
+TEXT = "The quick brown fox jumps over the lazy dog."
+
+
+@pytest.mark.parametrize("stream", [True, False])
+@pytest.mark.parametrize("mode", ["off", "act"])
+async def test_a_generation_past_the_speech_limit_is_cut_and_the_request_completes(
+        runtime: ModelRuntime, stream: bool, mode: str) -> None:
+    # 0.05 s per character: the 44 characters allow 2.2 s + 0.5 s, far below the runaway's own caps.
+    with misbehaving(runtime, "runaway:0:0", guard_mode=mode, max_audio_s_per_char=0.05, max_audio_slack_s=0.5):
+        job, data = await run(runtime, TEXT, stream=stream)
+    limit = speech_limit_tokens(len(TEXT), 0.05, 0.5)
+    stats = job.stats
+    assert job.error is None and data
+    assert stats.guard_events == ["audio_limit:cut"] and stats.chunks_cut == 1 and stats.chunks_retried == 0
+    assert stats.semantic_tokens == limit and stats.decoded_samples == limit * HOP == stats.output_samples
+    # It sent the most speech its text allows: every character is charged.
+    assert stats.chars_cut == 0
+
+
+async def test_later_chunks_get_their_own_share_of_the_limit(runtime: ModelRuntime) -> None:
+    text = " ".join([TEXT] * 12)  # several chunks
+    with misbehaving(runtime, "runaway:0:0", guard_mode="off", max_audio_s_per_char=0.02, max_audio_slack_s=0.0):
+        job, _ = await run(runtime, text, stream=True)
+    chunks = job.plan.chunks
+    assert len(chunks) >= 2
+    assert job.stats.chunks_cut == len(chunks) and job.stats.text_chunks_done == len(chunks)
+    assert job.stats.semantic_tokens <= speech_limit_tokens(len("".join(chunks)), 0.02, 0.0)
+
+
+async def test_a_streamed_chunk_cut_early_is_charged_for_what_it_sent(runtime: ModelRuntime) -> None:
+    text = f"{TEXT} It was a sunny day, and everyone in the small town was happy to be outside."
+    with misbehaving(runtime, "loop:40:0"):
+        job, _ = await run(runtime, text, stream=True)
+    run_ = job._runs[0]
+    assert job.stats.guard_events == ["loop:cut"]
+    sent_tokens = run_.decoded / HOP
+    covered = covered_chars(len(run_.text), expected_tokens(run_.text), sent_tokens, 0.5)
+    assert 0 < covered < len(run_.text)
+    assert job.stats.chars_cut == len(run_.text) - covered
