@@ -87,6 +87,11 @@ class Settings(BaseSettings):
         None, ge=1, description="On a CPU: codec scheduler calls (BiCodec/AP-BWE batches) run at once; unset: the core "
         "count. A GPU runs one at a time.",
     )
+    admission: Literal["auto", "on", "off"] = Field(
+        "auto", description="Refuse new streams (503 SERVER_OVERLOADED with Retry-After) when the codec scheduler's "
+        "measured headroom says an admitted stream would lose real time. auto: on with a GPU or a device cost model, "
+        "off on a CPU, where the demo model is not real time anyway and refusals would only get in the way.",
+    )
     codec_cuda_graphs: bool = Field(
         True, description="On CUDA: capture one graph per codec call shape (length and batch buckets) at start-up and "
         "replay them while serving; false runs every call eager (slower, the same audio).",

@@ -177,6 +177,9 @@ class StreamHandle:
         self.first_audio_at: float | None = None
         self.audio_seconds = 0.0
         self.closed = False
+        # A listener plays this stream as it comes: a missed deadline is an underrun, which admission must see. A
+        # non-streaming job (start_playback) has deadlines only for ordering: nobody hears it miss one.
+        self.realtime = True
 
     def note_audio(self, seconds: float) -> None:
         if seconds <= 0:
@@ -188,6 +191,7 @@ class StreamHandle:
     def start_playback(self, at: float) -> None:
         """Start the playback clock at `at` if no audio has started it yet: a non-streaming job plays "from its
         arrival", so its windows get deadlines as a stream's would, neither starved nor starving."""
+        self.realtime = False
         if self.first_audio_at is None:
             self.first_audio_at = at
 
@@ -433,7 +437,8 @@ class CodecScheduler:
         s.rows_by_kind[call.kind] += len(call.windows)
         s.seconds_by_kind[call.kind] += seconds
         s.work_by_kind[call.kind] += call.work
-        late = [ended - p.deadline for p in chosen if ended > p.deadline and p.stream.first_audio_at is not None]
+        late = [ended - p.deadline for p in chosen
+                if ended > p.deadline and p.stream.first_audio_at is not None and p.stream.realtime]
         s.missed_deadlines += len(late)
         self._recent_calls.append((ended, seconds))
         if late:
@@ -463,5 +468,5 @@ class CodecScheduler:
     def min_slack(self) -> float:
         """Seconds to the most urgent deadline among streams already playing (inf when none)."""
         now = self.clock()
-        slack = [h.deadline() - now for h in self._streams.values() if h.first_audio_at is not None]
+        slack = [h.deadline() - now for h in self._streams.values() if h.first_audio_at is not None and h.realtime]
         return min(slack, default=math.inf)

@@ -218,9 +218,15 @@ class ModelRuntime:
         runner = ModelRunner(self.bicodec, self.sr, threads=policy.max_inflight, graphs=self._capture_graphs(policy))
         self.codec_scheduler = CodecScheduler(runner, policy)
         # The LLM's pace counts per generating request; the engine is built after the codec, hence the late lookup.
-        self.admission = Admission(
+        self.admission = None if not self._admission_on() else Admission(
             self.codec_scheduler,
             generating=lambda: len(self.engine.active_requests()) if self.engine is not None else 0)
+
+    def _admission_on(self) -> bool:
+        mode = self.settings.admission
+        if mode != "auto":
+            return mode == "on"
+        return self.device.startswith("cuda") or self.settings.device_cost_model is not None
 
     def _capture_graphs(self, policy: Any) -> Any:
         """On CUDA, one captured graph per (kind, length bucket, batch bucket) in one memory pool, before any other

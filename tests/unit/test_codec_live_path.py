@@ -151,6 +151,7 @@ def test_sr_windows_fall_inside_the_scheduler_buckets_at_the_released_context() 
 
 class _NoDecoder:
     hop_length = HOP
+    device = "cpu"
 
 
 class _VirtualSleep:

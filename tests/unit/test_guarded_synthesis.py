@@ -158,8 +158,6 @@ class SilentIdCodec:
     """The demo codec with semantic ids 0 and 1 decoding to silence. The released codec's silence is a few ids; the
     demo's random codec has none (every id decodes to -11..-15 dBFS, measured), so this stands in for it."""
 
-    decode_padded = None  # row by row through decode_with_speaker (the codec scheduler's runner falls back to it)
-
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
@@ -169,6 +167,13 @@ class SilentIdCodec:
     def decode_with_speaker(self, semantic: torch.Tensor, d_vector: torch.Tensor) -> torch.Tensor:
         wav = self.inner.decode_with_speaker(semantic, d_vector)
         silent = (semantic[0] <= 1).repeat_interleave(wav.shape[-1] // semantic.shape[-1])
+        return wav * (~silent).to(wav.dtype)
+
+    def decode_padded(self, ids: torch.Tensor, lengths: torch.Tensor, d_vector: torch.Tensor) -> torch.Tensor:
+        """The codec scheduler's padded batch, with the same silent ids (padding is id 0 past each row's length:
+        silencing it too changes nothing a row keeps)."""
+        wav = self.inner.decode_padded(ids, lengths, d_vector)
+        silent = (torch.as_tensor(ids) <= 1).repeat_interleave(wav.shape[-1] // ids.shape[-1], dim=-1)
         return wav * (~silent).to(wav.dtype)
 
 

@@ -55,7 +55,7 @@ def test_a_tail_cutter_that_raises_leaves_the_request_completed(client: TestClie
     assert client.portal.call(store.get, response.headers["X-Server-Request-ID"]) is None  # not remembered
     # ... and nothing is left "running": a continuation of it is a plain 404, not a 409
     again = generate(client, previous_request_ids=[response.headers["X-Server-Request-ID"]])
-    assert again.status_code == 404 and again.json()["error"]["code"] == "REQUEST_NOT_FOUND"
+    assert again.status_code == 404 and again.json()["error"]["code"] == "REQUEST_NOT_FOUND", again.text
 
 
 def test_an_on_complete_hook_that_raises_is_counted_and_the_stream_ends_cleanly(client: TestClient,
