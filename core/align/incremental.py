@@ -52,8 +52,8 @@ def spread(words: list[str], start: float, end: float) -> list[WordSpan]:
         return []
     units = np.array([expected_units(w) for w in words], np.float64)
     edges = start + (max(end, start) - start) * np.concatenate(([0.0], np.cumsum(units))) / units.sum()
-    return [WordSpan(w, round(float(a), 3), round(float(b), 3)) for w, a, b in zip(words, edges, edges[1:],
-                                                                                    strict=False)]
+    spans = [WordSpan(w, float(a), float(b)) for w, a, b in zip(words, edges, edges[1:], strict=False)]
+    return clamped(spans, start, max(end, start))
 
 
 class IncrementalEstimate:
