@@ -10,9 +10,10 @@ rate and every pause. Here, on each `feed`:
    voiced frames as the offline method does, all but the one ending at the last closed pause unless that pause is
    long (>= 150 ms). Without the offline method's "every word is used" to keep the last group's count honest, the
    rate weighs more there and any punctuation counts alike.
-2. Past the last group, words whose end at the expected rate lies `KEEP_S` before the decoded edge are placed at
-   that rate: all but the word straddling the edge (the guarantee that each word's span reaches the client before
-   it has finished playing needs them now, not at the next pause).
+2. Past the last group, every word the expected rate begins before the decoded edge is placed at that rate, the one
+   straddling the edge up to the edge. Then each word's span is sent with the audio piece in which it
+   begins, so it reaches the client before the word has finished playing whenever the stream is ahead of playback
+   (a word that begins after the last piece's edge ends after it too, and playback has not passed that edge).
 3. `finish` places the words still open on the rest of the audio with the offline method (its full search).
 
 Measured on synthetic speech (bench/bench_timing_latency.py --simulate): mean start error 0.11 s against the offline
@@ -47,7 +48,6 @@ from core.align.types import WordSpan, clamped
 from core.align.units import expected_units, pause_weight
 
 PRIOR_RATE = 4.5  # expected units (syllables) per voiced second before any group was measured
-KEEP_S = 0.05  # words the expected rate ends this close to the decoded edge (the one straddling it) wait
 END_RATE_FACTOR = 4.0  # see `_groups`
 LAST_GROUP_SKIP = 1.0  # see `_groups`
 RATE_MEMORY_S = 2.0  # the prior counts as this many seconds of measured speech when the rate is updated
@@ -124,6 +124,7 @@ class IncrementalEstimate:
 
     # ------------------------------------------------------------------ internals
     def _commit(self, spans: list[WordSpan], count: int) -> list[WordSpan]:
+        """Settle `count` words: monotonic after the last settled word, inside the audio so far."""
         out = clamped(spans, self._floor, self.duration)
         self.placed += count
         if out:
@@ -170,19 +171,22 @@ class IncrementalEstimate:
                     self._learn(float(self.units[first:stop].sum()), len(group) * FRAME_S)
                 self._phrase_word, self._phrase_frame, self._from = stop, p_end, p_end
             timeline = timeline[timeline >= self._phrase_frame]
-        # Past the last cut: the group's words that end, at the expected rate, KEEP_S before the decoded edge.
+        # Past the last cut: every word the expected rate begins before the decoded edge, the one straddling the edge
+        # up to the edge (no span passes the audio). So each word's span is sent with the piece in which it begins.
         if self.placed >= last or not len(timeline):
             return out
-        ends = np.cumsum(self.units[self._phrase_word:last]) / self.rate
-        total = int(np.searchsorted(ends, len(timeline) * FRAME_S - KEEP_S, side="right"))
+        units = self.units[self._phrase_word:last]
+        ends = np.cumsum(units) / self.rate
+        total = int(np.searchsorted(ends - units / self.rate, len(timeline) * FRAME_S, side="left"))
         first, stop = self.placed, self._phrase_word + total
         if stop > first:
-            used = min(len(timeline), max(1, int(round(ends[total - 1] / FRAME_S))))
-            frames = timeline[:used]
+            used = max(1, int(round(ends[total - 1] / FRAME_S)))
+            beyond = np.arange(len(self._db), len(self._db) + max(0, used - len(timeline)))
+            frames = np.concatenate((timeline, beyond))[:used]
             frames = frames[frames >= self._from]
             out += self._commit(_place(self.words[first:stop], self.units[first:stop], frames, at=self._from),
                                 stop - first)
-            self._from = max(self._from, int(timeline[used - 1]) + 1)
+            self._from = max(self._from, int(frames[-1]) + 1 if len(frames) else self._from)
         return out
 
     def _groups(self, timeline: np.ndarray, closed: list[tuple[int, int]]) -> list[tuple[int, tuple[int, int]]]:

@@ -103,11 +103,15 @@ class TimestampTrack:
     # ------------------------------------------------------------------ per text chunk
     def start_segment(self, chunk_text: str) -> None:
         """A text chunk's audio begins (its words: what the model is asked to say for it)."""
-        words = spoken_words_of(chunk_text)
         fade = min(self.overlap, self._produced)
         offset = (self._produced - fade) / SAMPLE_RATE
-        model = self.ctc.get(script_language(chunk_text)) or self.ctc.get("*")
-        self._segment = _Segment(words, offset, model, IncrementalEstimate(words, rate=self._rate))
+        try:
+            words = spoken_words_of(chunk_text)
+            model = self.ctc.get(script_language(chunk_text)) or self.ctc.get("*")
+            self._segment = _Segment(words, offset, model, IncrementalEstimate(words, rate=self._rate))
+        except Exception as exc:  # noqa: BLE001 - the chunk's words are spread at its end
+            self._failed("track", exc)
+            self._segment = _Segment(chunk_text.split(), offset, None, IncrementalEstimate([]), broken=True)
         with self._lock:
             self._pending = []
 
@@ -193,7 +197,10 @@ class TimestampTrack:
             if self.time_scale != 1.0:
                 out = [WordSpan(s.text, round(s.start * self.time_scale, 3), round(s.end * self.time_scale, 3),
                                 s.score) for s in out]
-            normalized = clamped(out, self._spoken_end, end)  # monotonic across the crossfade
+            # Monotonic across the crossfade, and inside the output's true end where that is known; never before what
+            # was already sent (with `speed` the stretcher may end a few ms short of the spans sent while it ran).
+            ceiling = None if end is None else max(end, self._spoken_end)
+            normalized = clamped(out, self._spoken_end, ceiling)
             if normalized:
                 self._spoken_end = normalized[-1].end
             self._spoken.extend(normalized)

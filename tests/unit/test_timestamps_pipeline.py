@@ -73,7 +73,9 @@ async def test_words_cover_the_text_beside_unchanged_audio(runtime: ModelRuntime
     assert len(spoken) >= len([w for w in words if not w.text.startswith("[")])
     for series in (words, spoken):
         times = [t for w in series for t in (w.start, w.end)]
-        assert times == sorted(times) and times[0] >= 0 and times[-1] <= duration + 1e-6
+        # With `speed` the stretcher may end a few ms short of the spans sent while it ran (they cannot be taken back).
+        slack = 0.03 if stretch != 1.0 else 1e-6
+        assert times == sorted(times) and times[0] >= 0 and times[-1] <= duration + slack
     assert job.timestamps is not None and job.timestamps.status == "ok"
     # The same seed without timestamps: the same audio, no events.
     plain_audio, plain_events = await _run(SynthesisJob(runtime, _request(runtime, text, None, normalize=normalize,
@@ -137,3 +139,20 @@ def test_track_places_chunks_on_the_crossfaded_timeline() -> None:
     assert second.normalized[-1].end == pytest.approx(2.0 - 800 / 16_000, abs=0.001)
     assert second.words[1].start == second.normalized[1].start and second.words[1].end == second.normalized[2].end
     assert second.words[-1].end <= 2.0 - 800 / 16_000 + 1e-6
+
+
+def test_track_falls_back_from_a_failing_ctc_model_and_marks_it() -> None:
+    class Broken:
+        def align_batch(self, items: list) -> list:
+            raise RuntimeError("CUDA error: device-side assert triggered")
+
+    track = TimestampTrack(ctc={"*": Broken()})  # type: ignore[dict-item]
+    track.add_text("One two three.", "One two three.")
+    tone = (0.3 * np.sin(np.arange(16_000) / 5)).astype(np.float32)
+    track.start_segment("One two three.")
+    track.on_audio(tone)
+    assert track.settle() is None  # ctc waits for the whole chunk; the audio went on meanwhile
+    event = track.end_segment(end=1.0)
+    assert event is not None and [w.text for w in event.words] == ["One", "two", "three."]
+    assert event.words[-1].end <= 1.0 and track.status == "fallback"
+    assert track.fallbacks == ["ctc: RuntimeError"]
