@@ -16,8 +16,9 @@ rate and every pause. Here, on each `feed`:
    (a word that begins after the last piece's edge ends after it too, and playback has not passed that edge).
 3. `finish` places the words still open on the rest of the audio with the offline method (its full search).
 
-Measured on synthetic speech (bench/bench_timing_latency.py --simulate): mean start error 0.11 s against the offline
-method's 0.05 s on 170-character text chunks; a text chunk's end re-anchors every later chunk.
+Measured on synthetic speech (bench/bench_timing_latency.py --simulate): mean word-start error 101 ms against the
+offline method's 59 ms on 170-character text chunks (a chunk's end re-anchors the next); no word late on a simulated
+playback clock with the engine at twice real time.
 
 The expected rate (units per voiced second) starts from `rate` (a previous text chunk's, or `PRIOR_RATE`) and
 follows the groups cut at pauses. What is placed is never moved: later words start where it ends. The level
