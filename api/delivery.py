@@ -124,7 +124,9 @@ class Delivery:
         report = self.accounting.report
         headers = dict(self.headers)
         if timed is not None:
-            headers.update({"X-Audio-Seconds": f"{self.audio_seconds:.3f}"})
+            track = self.job.timestamps
+            headers.update({"X-Audio-Seconds": f"{self.audio_seconds:.3f}", **guard_headers(self.job),
+                            "X-Timestamps-Status": "fallback" if track is not None and track.fallbacks else "ok"})
             return JSONResponse(body, headers=headers)
         headers.update({
             "X-Audio-Bytes": str(len(body)),

@@ -1,10 +1,14 @@
 """Answers that carry timestamps beside the audio (`timestamps: "word" | "character"`).
 
-- complete (`stream: false`, through `Delivery.complete_response(timed=...)`): one JSON object: `audio` (base64 of the whole file), `words`, `normalized_words`
-  (+ `characters`, `normalized_characters` for "character"), and `captions` when `captions` asks for SRT / WebVTT.
-- streamed (`stream: true`): JSON lines (`application/x-ndjson`), in order: `{"type": "timestamps", ...}` for a text
-  chunk, then `{"type": "audio", "audio": base64}` pieces of that chunk, ..., then `{"type": "done"}` (or
-  `{"type": "error", ...}`). JSON lines rather than SSE: the same shape as ElevenLabs' `/stream/with-timestamps`, one
+- complete (`stream: false`, through `Delivery.complete_response(timed=...)`): one JSON object: `audio` (base64 of the
+  whole file), `words`, `normalized_words` (+ `characters`, `normalized_characters` for "character"), `captions`
+  when `captions` asks for SRT / WebVTT, and `timestamps_status`: "ok", or "fallback" with `timestamps_fallbacks`
+  (what failed: the words are then spread by a simpler method, never missing) - also in `X-Timestamps-Status`.
+  Captions that fail to build are `null` with `captions_error`; the audio is delivered either way (issue 40).
+- streamed (`stream: true`): JSON lines (`application/x-ndjson`): `{"type": "audio", "audio": base64}` pieces as
+  they are made, with `{"type": "timestamps", ...}` lines between them as the aligner settles words (each while its
+  word is still playing: timing never holds audio), then `{"type": "done"}` (+ the fallback fields when any) or
+  `{"type": "error", ...}`. JSON lines rather than SSE: the same shape as ElevenLabs' `/stream/with-timestamps`, one
   object per line for curl and any HTTP client, no event framing needed; OpenAI's SSE route gets an SSE event.
 """
 
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +24,9 @@ from api.captions import to_srt, to_vtt
 from services.errors import SynthesisError
 from services.pipeline.optional_steps import compute_optional
 from services.pipeline.timestamps import TimestampsEvent
+from shared import metrics
+
+logger = logging.getLogger("api.timed_delivery")
 
 # `delivery` below is api.delivery.Delivery (not imported: that module imports this one).
 
@@ -54,13 +62,22 @@ async def _complete_json(delivery: Any, kind: str, captions: str | None) -> dict
     merged = TimestampsEvent(tuple(words), tuple(w for e in events for w in e.normalized))
     out = {"audio": base64.b64encode(bytes(audio)).decode("ascii"), "content_type": delivery.job.content_type,
            "audio_seconds": round(delivery.audio_seconds, 3),
-           **merged.to_json(kind)}  # type: ignore[arg-type]
+           **merged.to_json(kind), **status_fields(delivery.job)}  # type: ignore[arg-type]
     if captions in ("srt", "vtt"):  # optional: a failure leaves `captions` null and says so, the audio is kept
         out["captions"] = compute_optional("captions", lambda: (to_srt if captions == "srt" else to_vtt)(words),
                                            delivery.job.request.request_id)
         if out["captions"] is None:
+            metrics.TIMING_FAILURES.labels("captions").inc()
             out["captions_error"] = "Captions could not be made for this audio; the words' timestamps are complete."
     return out
+
+
+def status_fields(job: Any) -> dict:
+    """`timestamps_status` ("ok" | "fallback") and, on fallback, what failed."""
+    track = getattr(job, "timestamps", None)
+    if track is None or not track.fallbacks:
+        return {"timestamps_status": "ok"}
+    return {"timestamps_status": "fallback", "timestamps_fallbacks": list(track.fallbacks)}
 
 
 async def json_lines(items: AsyncIterator[bytes | TimestampsEvent], kind: str,
@@ -72,7 +89,9 @@ async def json_lines(items: AsyncIterator[bytes | TimestampsEvent], kind: str,
             line = {"type": "audio", "audio": base64.b64encode(item).decode("ascii")}
         yield (json.dumps(line, ensure_ascii=False) + "\n").encode()
     if delivery.final_status == "completed":
-        yield b'{"type": "done"}\n'
+        status = status_fields(delivery.job)
+        done = {"type": "done"} if status["timestamps_status"] == "ok" else {"type": "done", **status}
+        yield (json.dumps(done) + "\n").encode()
     else:
         code = delivery.job.error.code if delivery.job.error else "STREAMING_ERROR"
         yield (json.dumps({"type": "error", "error": {"code": code, "message": "The stream ended early."}}) +

@@ -73,6 +73,10 @@ FRAMES_DROPPED = Counter(f"{PREFIX}_frames_dropped", "Audio frames or chunks dro
 PIPELINE_LOSSES = Counter(
     f"{PREFIX}_pipeline_losses", "Requests where a later stage saw less than an earlier one.", ["stage"], registry=REGISTRY
 )
+TIMING_FAILURES = Counter(
+    f"{PREFIX}_timing_failures", "Timestamp or caption computations that failed; the request went on (stage: align, "
+    "track, captions).", ["stage"], registry=REGISTRY,
+)
 GUARD_TRIPS = Counter(
     f"{PREFIX}_guard_trips", "Generation guards that fired on a text chunk, by guard (length, loop, silence, empty, "
     "alignment) and action (retried, cut, failed, counted).", ["guard", "action"], registry=REGISTRY,

@@ -30,7 +30,7 @@ def align(audio: np.ndarray, words: Sequence[str], *, method: AlignMethod = "est
           ctc: CtcAligner | None = None) -> Alignment:
     """Spans of `words` (in order, as spoken) in `audio` (16 kHz mono float). No words: an empty alignment.
     Thread-safe: no state is kept between calls (the CTC model is only read)."""
-    samples = np.asarray(audio, dtype=np.float32).reshape(-1)
+    samples = np.nan_to_num(np.asarray(audio, dtype=np.float32).reshape(-1), nan=0.0, posinf=1.0, neginf=-1.0)
     words = [w for w in words if w.strip()]
     duration = len(samples) / SAMPLE_RATE
     if not words:

@@ -114,18 +114,24 @@ def _assign(pauses: list[tuple[int, int]], voiced_before: np.ndarray, total_voic
     return chosen
 
 
-def _place(words: list[str], units: np.ndarray, frames: np.ndarray) -> list[WordSpan]:
-    """Share the group's voiced frames (real frame indices, sorted) among its words by expected units."""
-    total = float(units.sum())
-    edges = np.concatenate(([0.0], np.cumsum(units))) * (len(frames) / total)
+def _place(words: list[str], units: np.ndarray, frames: np.ndarray, at: float = 0.0) -> list[WordSpan]:
+    """Share the group's voiced frames (real frame indices, sorted) among its words by expected units. No frames:
+    zero-length spans at frame `at`."""
+    if not words:
+        return []
+    if len(frames) == 0:
+        return [WordSpan(word, round(float(at) * FRAME_S, 3), round(float(at) * FRAME_S, 3)) for word in words]
+    total = float(units.sum()) or 1.0
+    # Clipped: the cumulative sum times len/total may overshoot len(frames) by a rounding error (an IndexError once).
+    edges = np.clip(np.concatenate(([0.0], np.cumsum(units))) * (len(frames) / total), 0.0, float(len(frames)))
     spans = []
     for i, word in enumerate(words):
         a, b = edges[i], edges[i + 1]
         fa = min(int(np.floor(a)), len(frames) - 1)
         start = frames[fa] + (a - fa)
-        fb = max(int(np.ceil(b)), 1)
+        fb = min(max(int(np.ceil(b)), 1), len(frames))
         end = frames[fb - 1] + 1 - (fb - b)
-        spans.append(WordSpan(word, round(start * FRAME_S, 3), round(max(start, end) * FRAME_S, 3)))
+        spans.append(WordSpan(word, round(float(start) * FRAME_S, 3), round(float(max(start, end)) * FRAME_S, 3)))
     return spans
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 
@@ -29,7 +30,8 @@ def clamped(spans, floor: float = 0.0, ceiling: float | None = None) -> list[Wor
     """The spans made monotonic (none starts before the previous one ended, nor before `floor`) and, with
     `ceiling`, none past it; times rounded to the millisecond."""
     out: list[WordSpan] = []
-    top = float("inf") if ceiling is None else ceiling
+    # The ceiling rounded down to the millisecond, so a rounded time never passes it.
+    top = float("inf") if ceiling is None else math.floor(ceiling * 1000 + 1e-9) / 1000
     for span in spans:
         start = min(max(span.start, floor), top)
         end = min(max(span.end, start), top)

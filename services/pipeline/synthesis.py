@@ -171,12 +171,10 @@ class SynthesisJob:
         self._texts: asyncio.Queue[str | None] = asyncio.Queue()
         self._text_closed = False
         self._pauses: dict[int, float] = {}  # text chunk index -> seconds of silence before it (SSML breaks)
-        # Timestamps (opt-in): a text chunk's audio is held back until its words are aligned, so the words always
-        # travel ahead of the audio that contains them; the 16 kHz segment is kept for the aligner meanwhile.
+        # Timestamps (opt-in) never hold audio: the 16 kHz audio going into the chain is handed to the track, and
+        # after each piece is queued the words it settles are queued behind it (services.pipeline.timestamps).
         self.timestamps: TimestampTrack | None = None
-        self._held: list[tuple[bytes, int]] | None = None
-        self._segment_audio: list[np.ndarray] = []
-        self._last_text: str | None = None  # the last text chunk, aligned once the chain has finished
+        self._last_open = False  # the last text chunk's words wait for the chain's true end
         if request.timestamps is not None:
             self.timestamps = TimestampTrack(overlap_samples=self.chain.joiner.overlap,
                                              ctc=getattr(runtime, "aligner", None), time_stretch=request.time_stretch)
@@ -362,7 +360,7 @@ class SynthesisJob:
 
     async def _push_kept(self, audio: np.ndarray) -> bytes:
         if self.timestamps is not None:
-            self._segment_audio.append(audio)
+            self.timestamps.on_audio(audio)
         return await self.chain.push(audio)
 
     async def _release_held(self, run: ChunkRun) -> bytes:
@@ -392,10 +390,9 @@ class SynthesisJob:
         # Output samples produced since the last item: the audio this item carries (for playback cadence).
         samples = self.stats.output_samples - self._samples_queued
         self._samples_queued = self.stats.output_samples
-        if self._held is not None:
-            self._held.append((data, samples))
-            return
         await self._emit_now(data, samples)
+        if self.timestamps is not None and self.request.stream and self.timestamps.has_audio:
+            await self._timings(self.timestamps.settle)  # after the audio: it never waits for the aligner
 
     async def _emit_now(self, data: bytes, samples: int) -> None:
         if self.handle is not None:  # the audio leaves: the playback clock (deadlines, pacing) counts it
@@ -411,10 +408,10 @@ class SynthesisJob:
         while run is not None:  # one pass per try; a retried try hands over the next try's tokens
             run = await self._decode_try(self._runs[index], run)
         if self.timestamps is not None and self._runs[index].last:
-            # Held with the chain's tail until the end: a time-stretch may end a few ms short of its ratio.
-            self._last_text = self.plan.chunks[index]
+            # Ended with the chain's tail: a time-stretch may end a few ms short of its ratio.
+            self._last_open = True
         elif self.timestamps is not None:
-            await self._release_with_timestamps(self.plan.chunks[index])
+            await self._timings(self.timestamps.end_segment)
         self.stats.text_chunks_done += 1
 
     async def _decode_try(self, run: ChunkRun, tokens: asyncio.Queue) -> asyncio.Queue | None:
@@ -434,7 +431,7 @@ class SynthesisJob:
             run.last = self._text_closed and index == len(self.plan.chunks) - 1
             self.chain.start_segment(last=run.last)
             if self.timestamps is not None:
-                self._held, self._segment_audio = [], []
+                self.timestamps.start_segment(self.plan.chunks[index])
             await self._emit(await self._silence(index))
         if self._d_vector is None:  # once per job (cached per voice): one model call, off the event loop
             self._d_vector = await asyncio.to_thread(self.runtime.speaker_vector, self.global_tokens)
@@ -474,17 +471,17 @@ class SynthesisJob:
         await self._emit(await self._release_held(run))  # a held chunk passed: on it goes
         return None
 
-    async def _release_with_timestamps(self, text: str, end: float | None = None) -> None:
-        """Align the text chunk just decoded (off the event loop), send its words, then the audio held back.
-        `end`: the whole output's length, when known (the last chunk): no span goes past it."""
-        assert self.timestamps is not None and self._held is not None
-        audio = np.concatenate(self._segment_audio) if self._segment_audio else np.zeros(0, np.float32)
-        self._segment_audio = []
-        event = await asyncio.to_thread(self.timestamps.align_chunk, audio, text, end)
-        held, self._held = self._held, None
-        await self.queue.put(event)
-        for data, samples in held:
-            await self._emit_now(data, samples)
+    async def _timings(self, step: Callable[..., TimestampsEvent | None], *args: Any) -> None:
+        """Run one step of the timestamp track off the event loop and queue what it settles. A failure here is
+        logged and counted and the audio goes on (the track marks its answer); it never fails the request."""
+        try:
+            event = await asyncio.to_thread(step, *args)
+        except Exception as exc:  # noqa: BLE001 - the track guards itself; this is the last line
+            assert self.timestamps is not None
+            self.timestamps._failed("track", exc)
+            return
+        if event is not None:
+            await self.queue.put(event)
 
     # ------------------------------------------------------------------ text input
     def feed_text(self, text: str) -> None:
@@ -577,8 +574,8 @@ class SynthesisJob:
         self.stats.decode_done = True
         await self._emit(await self._silence(index))  # a break after the last text
         await self._emit(await self.chain.finish())
-        if self._last_text is not None:  # the last chunk's words, now that the audio's true end is known
-            await self._release_with_timestamps(self._last_text, end=self.stats.output_samples / self.request.sample_rate)
+        if self.timestamps is not None:  # the last chunk's words (and any left), now that the true end is known
+            await self._timings(self.timestamps.end_segment, self.stats.output_samples / self.request.sample_rate)
         for hook in self.on_complete:  # optional: a failing hook is logged and counted, the request completes
             await run_optional("on_complete", partial(hook, self), self.request.request_id)
         await self.queue.put(_END)
@@ -592,8 +589,8 @@ class SynthesisJob:
                     yield item
 
     async def stream_events(self) -> AsyncIterator[bytes | TimestampsEvent]:
-        """`stream_bytes` with, when the request asked for timestamps, a TimestampsEvent before the audio of each
-        text chunk (its words' starts are all in audio that follows it)."""
+        """`stream_bytes` with, when the request asked for timestamps, TimestampsEvent items behind the audio: each
+        holds the words the audio sent so far settles (a stream) or a text chunk's words (a complete answer)."""
         producer = asyncio.create_task(self._produce(), name=f"synth-{self.request.request_id}")
         try:
             while True:

@@ -46,7 +46,8 @@ def _check_alignment(alignment: dict) -> None:
 async def test_elevenlabs_alignment_on_a_relative_clock(server: RunningServer) -> None:
     audio, messages = await _elevenlabs_context(server, "")
     aligned = [m for m in messages if m["alignment"] is not None]
-    assert aligned and all(m["normalizedAlignment"] is not None for m in aligned)
+    assert aligned and all((m["alignment"] is None) == (m["normalizedAlignment"] is None) for m in messages)
+    assert messages[0]["audio"]  # the first message carries audio: timing never holds it
     text = "".join(c for m in aligned for c in m["alignment"]["chars"])
     assert text.split() == WORDS  # every character once, in order
     clock = 0.0  # Pipecat's: each message's times from where the previous alignment ended
@@ -132,7 +133,9 @@ def test_elevenlabs_http_stream_with_timestamps(server: RunningServer) -> None:
         for key, values in (line["alignment"] or {}).items():
             merged[key] += values
     got, ends = _seconds_alignment(merged)  # one timeline from the request's start
-    assert got == text and ends[-1] <= len(audio) / 2 / 16000 + 0.05
+    assert got.rstrip() == text and ends[-1] <= len(audio) / 2 / 16000 + 0.05  # each event ends with a space
+    for line in lines:  # both alignments, or neither
+        assert (line["alignment"] is None) == (line["normalized_alignment"] is None), line
     assert sum(line["alignment"] is not None for line in lines) >= 2  # a text chunk's timings ride with its audio
     _wait_idle(server)
 

@@ -1,7 +1,9 @@
 """Timestamps on every transport of a real uvicorn server (demo checkpoint): POST /v1/tts/generate complete (JSON)
 and streamed (JSON lines, read with curl), captions, OpenAI SSE through the official SDK, and the WebSocket. Every
-answer's words are the request's words in order, monotonic, inside the audio, and arrive before the audio that
-holds their starts; with and without normalisation, short and long (chunked) text."""
+answer's words are the request's words in order, monotonic, inside the audio; timing never holds audio (a stream's
+first item is audio, and its words follow the audio as the aligner settles them); with and without normalisation,
+short and long (chunked) text. That each word reaches the client before it has finished playing is checked on a
+simulated clock (tests/unit/test_timing_playback.py); bench/bench_timing_latency.py measures it here."""
 
 from __future__ import annotations
 
@@ -40,7 +42,9 @@ def test_complete_json_answer_with_words_and_characters(server: RunningServer, n
             "normalize": normalize}
     response = httpx.post(f"{server.base_url}/v1/tts/generate", json=body, timeout=300)
     assert response.status_code == 200, response.text
+    assert response.headers["X-Chunks-Retried"] == "0" and response.headers["X-Timestamps-Status"] == "ok"
     answer = response.json()
+    assert answer["timestamps_status"] == "ok"
     audio = base64.b64decode(answer["audio"])
     duration = len(audio) / 2 / RATE
     assert duration > 0 and answer["audio_seconds"] == pytest.approx(duration, abs=0.01)
@@ -71,7 +75,7 @@ def test_captions(server: RunningServer, fmt: str) -> None:
 
 
 @pytest.mark.parametrize("text", [SHORT, LONG_ENGLISH], ids=["short", "long"])
-def test_streamed_json_lines_put_words_before_their_audio(server: RunningServer, text: str) -> None:
+def test_streamed_json_lines_send_audio_first_and_words_beside_it(server: RunningServer, text: str) -> None:
     body = json.dumps({"text": text, "stream": True, "format": "pcm", "max_tokens": 40, "seed": 3,
                        "timestamps": "word"})
     done = subprocess.run(["curl", "-sS", "-N", "--fail-with-body", "-H", "Content-Type: application/json",
@@ -82,6 +86,7 @@ def test_streamed_json_lines_put_words_before_their_audio(server: RunningServer,
     assert b"application/x-ndjson" in head.lower()
     lines = [json.loads(line) for line in payload.decode().splitlines() if line.strip()]
     assert lines[-1] == {"type": "done"}
+    assert lines[0]["type"] == "audio"  # timing never holds the first audio
     sent = 0
     words: list[dict] = []
     for line in lines[:-1]:
@@ -89,11 +94,10 @@ def test_streamed_json_lines_put_words_before_their_audio(server: RunningServer,
             sent += len(base64.b64decode(line["audio"]))
             continue
         assert line["type"] == "timestamps"
-        assert all(w["start"] >= sent / 2 / RATE - 1e-3 for w in line["words"] if w["end"] > w["start"])
         words += line["words"]
     check_words(words, text, sent / 2 / RATE)
     if text is LONG_ENGLISH:
-        assert sum(1 for line in lines if line["type"] == "timestamps") >= 3  # one per text chunk
+        assert sum(1 for line in lines if line["type"] == "timestamps") >= 3  # at least one per text chunk
 
 
 def test_openai_sse_carries_timestamp_events(server: RunningServer) -> None:
@@ -108,6 +112,7 @@ def test_openai_sse_carries_timestamp_events(server: RunningServer) -> None:
                 events.append(json.loads(line.removeprefix("data:").strip()))
     client.close()
     assert events[-1]["type"] == "speech.audio.done"
+    assert events[0]["type"] == "speech.audio.delta"
     sent = 0
     words: list[dict] = []
     for event in events[:-1]:
@@ -115,13 +120,12 @@ def test_openai_sse_carries_timestamp_events(server: RunningServer) -> None:
             sent += len(base64.b64decode(event["audio"]))
         else:
             assert event["type"] == "speech.timestamps"
-            assert all(w["start"] >= sent / 2 / OPENAI_RATE - 1e-3 for w in event["words"] if w["end"] > w["start"])
             words += event["words"]
     check_words(words, LONG_ENGLISH, sent / 2 / OPENAI_RATE)
 
 
 @pytest.mark.parametrize("normalize", [True, False])
-def test_websocket_sends_timestamps_before_the_audio(server: RunningServer, normalize: bool) -> None:
+def test_websocket_sends_audio_first_and_timestamps_beside_it(server: RunningServer, normalize: bool) -> None:
     pieces = ["I paid $5 ", "on 15/03/2024. ", LONG_ENGLISH[:400]]
 
     async def run() -> tuple[list[dict], list[tuple[int, dict]], int]:
@@ -148,8 +152,7 @@ def test_websocket_sends_timestamps_before_the_audio(server: RunningServer, norm
 
     words, received, total = asyncio.run(run())
     assert len(received) >= 2
-    for sent_before, event in received:
-        assert all(w["start"] >= sent_before / 2 / RATE - 1e-3 for w in event["words"] if w["end"] > w["start"])
+    assert received[0][0] > 0  # audio went out before the first timing
     check_words(words, "".join(pieces), total / 2 / RATE)
 
 

@@ -100,3 +100,42 @@ def test_cartesia_chunks_timestamps_and_f32() -> None:
     assert codec.done(u) == [{"type": "done", "done": True, "status_code": 200, "context_id": "c"}]  # type: ignore[arg-type]
     error = codec.error("INVALID_SPEAKER", "no such voice", "voice", None, "z")
     assert error["type"] == "error" and error["context_id"] == "z" and error["done"] is True
+
+
+def _pipecat_clocks(messages: list[dict], key: str) -> list[tuple[str, float]]:
+    return _pipecat_word_starts([{"alignment": m.get(key)} for m in messages])
+
+
+def test_elevenlabs_timings_after_their_audio_keep_both_clocks() -> None:
+    """Timing never holds audio: words settle after their audio went out. They go at once in a message with empty
+    audio, `alignment` and `normalizedAlignment` together, and either field read with Pipecat's running clock gives
+    the aligner's starts (the written "$5" and the spoken "five dollars" cover the same time)."""
+    codec, u = ElevenLabsCodec(absolute_times=False), _Utterance()
+    written = [_span(*c) for c in [("I", 0.0, 0.2), (" ", 0.2, 0.3), ("$", 0.3, 0.3), ("5", 0.3, 0.9)]]
+    spoken = [_span(*c) for c in [("I", 0.0, 0.2), (" ", 0.2, 0.3), ("f", 0.3, 0.4), ("i", 0.4, 0.5), ("v", 0.5, 0.55),
+                                  ("e", 0.55, 0.6), (" ", 0.6, 0.6), ("d", 0.6, 0.9)]]
+    later = [_span(*c) for c in [("o", 1.1, 1.2), ("k", 1.2, 1.4)]]
+    messages: list[dict] = []
+    for index in range(3):  # 0.5 s of audio each, sent before any timing
+        u.last_audio_span = (index * 0.5, (index + 1) * 0.5)
+        messages += codec.audio(u, b"\x00\x00" * 10)  # type: ignore[arg-type]
+    assert all(m["alignment"] is None and m["normalizedAlignment"] is None for m in messages)
+    first = codec.timings(u, SimpleNamespace(characters=written, normalized_characters=spoken))  # type: ignore[arg-type]
+    assert len(first) == 1 and first[0]["audio"] == "" and first[0]["isFinal"] is None
+    second = codec.timings(u, _event([(c.text, c.start, c.end) for c in later]))  # type: ignore[arg-type]
+    messages += first + second + codec.done(u)  # type: ignore[arg-type]
+    for m in messages:
+        assert (m.get("alignment") is None) == (m.get("normalizedAlignment") is None), m
+    assert [(w, round(t, 3)) for w, t in _pipecat_clocks(messages, "alignment")] == [("I", 0.0), ("$5", 0.3),
+                                                                                      ("ok", 1.1)]
+    assert [(w, round(t, 3)) for w, t in _pipecat_clocks(messages, "normalizedAlignment")] == [
+        ("I", 0.0), ("five", 0.3), ("d", 0.6), ("ok", 1.1)]
+
+
+def test_elevenlabs_timings_ahead_of_their_audio_ride_on_it() -> None:
+    codec, u = ElevenLabsCodec(absolute_times=True), _Utterance()
+    assert codec.timings(u, _event(CHARS_1)) == []  # type: ignore[arg-type]  # nothing sent yet: wait for audio
+    u.last_audio_span = (0.0, 0.25)
+    [message] = codec.audio(u, b"\x00\x00")  # type: ignore[arg-type]
+    assert message["alignment"]["chars"] == ["h", "i", " ", "y", "o", " "]
+    assert message["normalizedAlignment"]["chars"] == message["alignment"]["chars"]

@@ -1,6 +1,7 @@
 """Cartesia's server events over the session core. Every event has both a `type` (Pipecat switches on it) and the
 keys LiveKit looks for (`data`, then `done`, then `word_timestamps`), and always a `context_id` (Pipecat indexes
-it). `timestamps` events go before the audio they describe, in seconds from the start of the context."""
+it). `timestamps` events carry words as the aligner settles them, in seconds from the start of the context: after the
+audio that holds them (timing never holds audio), each before its word has finished playing."""
 
 from __future__ import annotations
 

@@ -4,8 +4,14 @@
 Alignment times. Pipecat reads each message's times as relative to a running clock that it advances by the end of
 the message's last character; LiveKit (which asks for `sync_alignment=true`) reads them as seconds from the start
 of the context. So without `sync_alignment` every alignment is relative to the end of the previous alignment sent
-and its last character is stretched to the end of the message's audio (the two clocks then agree); with it, times
-are from the start of the context. Characters go with the audio message in which they start.
+(the codec keeps the same clock); with it, times are from the start of the context.
+
+Timing never holds audio (issue 39): words arrive from the aligner while their audio plays. A timing event rides
+on the next audio message when that audio holds its first character's start; when its audio was already sent it
+goes at once in a message with empty `audio` (both clients skip empty audio and read its alignment). Both fields
+always travel together and cover the same time (an event holds whole written groups with their spoken words), each
+event's characters end with a space so clients complete its last word at once, and the last character of both is
+stretched to the same end so the relative clocks of either field agree.
 """
 
 from __future__ import annotations
@@ -17,6 +23,23 @@ from services.sessions.codec import Payload
 from services.sessions.utterance import Utterance
 
 Span = tuple[str, float, float]  # one character, start and end in seconds from the start of the context
+Timed = tuple[list[Span], list[Span]]  # one event's characters: as sent, as spoken
+
+
+def event_spans(event: Any) -> Timed:
+    """A TimestampsEvent's characters (as sent, as spoken), each ending with a space; neither side empty."""
+    sides = []
+    for chars in (event.characters, event.normalized_characters):
+        spans = [(c.text, c.start, c.end) for c in chars]
+        if spans:
+            spans.append((" ", spans[-1][2], spans[-1][2]))
+        sides.append(spans)
+    written, spoken = sides
+    if not written and spoken:
+        written = [(" ", spoken[0][1], spoken[0][1])]
+    if not spoken and written:
+        spoken = [(" ", written[0][1], written[0][1])]
+    return written, spoken
 
 
 class ElevenLabsCodec:
@@ -28,25 +51,21 @@ class ElevenLabsCodec:
         return []
 
     def audio(self, u: Utterance, data: bytes) -> list[Payload]:
-        start, end = u.last_audio_span
+        end = u.last_audio_span[1]
         message = self._ids(u) | {"audio": base64.b64encode(data).decode("ascii"), "isFinal": None}
-        origin = u.codec_state.get("base", 0.0)
-        message["alignment"] = self._alignment(u, "chars", end)
-        message["normalizedAlignment"] = self._alignment(u, "normalized", end)
-        if message["alignment"] is not None:  # where Pipecat's clock now stands (a span may end past the audio)
-            last = message["alignment"]
-            u.codec_state["base"] = origin + (last["charStartTimesMs"][-1] + last["charDurationsMs"][-1]) / 1000
-        return [message]
+        return [message | self._take(u, end)]
 
     def timings(self, u: Utterance, event: Any) -> list[Payload]:
-        """Spans of the text chunk whose audio follows (services.pipeline.timestamps.TimestampsEvent)."""
-        for key, spans in (("chars", event.characters), ("normalized", event.normalized_characters)):
-            pending: list[Span] = u.codec_state.setdefault(key, [])
-            if u.codec_state.get(f"{key}_any") and spans and spans[0].text != " ":
-                pending.append((" ", spans[0].start, spans[0].start))  # the chunks' words stay apart
-            pending.extend((c.text, c.start, c.end) for c in spans)
-            u.codec_state[f"{key}_any"] = u.codec_state.get(f"{key}_any") or bool(spans)
-        return []
+        """Spans the aligner settled: with the next audio message, or now when their audio has already gone."""
+        written, spoken = event_spans(event)
+        if not written:
+            return []
+        u.codec_state.setdefault("pending", []).append((written, spoken))
+        u.codec_state["any"] = True
+        sent = u.last_audio_span[1]
+        if written[0][1] >= sent:
+            return []
+        return [self._ids(u) | {"audio": "", "isFinal": None} | self._take(u, sent)]
 
     def progress(self, u: Utterance) -> list[Payload]:
         return []
@@ -54,13 +73,9 @@ class ElevenLabsCodec:
     def done(self, u: Utterance) -> list[Payload]:
         out: list[Payload] = []
         end = u.last_audio_span[1]
-        if u.codec_state.get("chars_any"):  # what is left, and a space so the last word completes
-            for key in ("chars", "normalized"):
-                u.codec_state.setdefault(key, []).append((" ", end, end))
-            out.append(self._ids(u) | {"audio": "", "isFinal": None,
-                                       "alignment": self._alignment(u, "chars", end, everything=True),
-                                       "normalizedAlignment": self._alignment(u, "normalized", end,
-                                                                              everything=True)})
+        if u.codec_state.get("any"):  # what is left, and a space at the audio's end: the clock ends with the audio
+            u.codec_state.setdefault("pending", []).append(([(" ", end, end)], [(" ", end, end)]))
+            out.append(self._ids(u) | {"audio": "", "isFinal": None} | self._take(u, end, everything=True))
         return [*out, *self.ended(u)]
 
     def ended(self, u: Utterance) -> list[Payload]:
@@ -89,17 +104,29 @@ class ElevenLabsCodec:
     def _ids(u: Utterance) -> dict[str, Any]:
         return {"contextId": u.context_id, "context_id": u.context_id}  # Pipecat reads the first, LiveKit both
 
-    def _alignment(self, u: Utterance, key: str, end: float, *, everything: bool = False) -> dict[str, Any] | None:
-        pending: list[Span] = u.codec_state.get(key, [])
-        take = len(pending) if everything else next((i for i, s in enumerate(pending) if s[1] >= end),
+    def _take(self, u: Utterance, end: float, *, everything: bool = False) -> dict[str, Any]:
+        """`alignment` and `normalizedAlignment` of the pending events whose first character starts before `end`
+        (all with `everything`): both dicts, or both None."""
+        pending: list[Timed] = u.codec_state.get("pending", [])
+        take = len(pending) if everything else next((i for i, (w, _) in enumerate(pending) if w[0][1] >= end),
                                                     len(pending))
         if take == 0:
-            return None
-        spans, u.codec_state[key] = pending[:take], pending[take:]
+            return {"alignment": None, "normalizedAlignment": None}
+        events, u.codec_state["pending"] = pending[:take], pending[take:]
+        written = [c for w, _ in events for c in w]
+        spoken = [c for _, s in events for c in s]
         origin = 0.0 if self.absolute_times else u.codec_state.get("base", 0.0)
-        starts = [max(0, round((s[1] - origin) * 1000)) for s in spans]
-        ends = [max(starts[i], round((s[2] - origin) * 1000)) for i, s in enumerate(spans)]
-        if not self.absolute_times:
-            ends[-1] = max(ends[-1], round((end - origin) * 1000))  # the span reaches the end of this audio
-        return {"chars": [s[0] for s in spans], "charStartTimesMs": starts,
-                "charDurationsMs": [e - s for s, e in zip(starts, ends, strict=True)]}
+        stop = max(written[-1][2], spoken[-1][2])
+        stop_ms = max(0, round((stop - origin) * 1000))
+        if not self.absolute_times:  # Pipecat's clock moves by the last end of whichever field it reads: the same
+            u.codec_state["base"] = origin + stop_ms / 1000
+        return {"alignment": _fields(written, origin, stop_ms), "normalizedAlignment": _fields(spoken, origin, stop_ms)}
+
+
+def _fields(spans: list[Span], origin: float, stop_ms: int) -> dict[str, Any]:
+    starts = [max(0, round((s[1] - origin) * 1000)) for s in spans]
+    ends = [max(starts[i], round((s[2] - origin) * 1000)) for i, s in enumerate(spans)]
+    ends[-1] = max(ends[-1], stop_ms)
+    starts = [min(st, stop_ms) for st in starts]
+    return {"chars": [s[0] for s in spans], "charStartTimesMs": starts,
+            "charDurationsMs": [e - st for st, e in zip(starts, ends, strict=True)]}

@@ -1,8 +1,10 @@
 """ElevenLabs' answers with timestamps (`.../with-timestamps`, `.../stream/with-timestamps`) over our timestamps
 machinery (`api.timed_delivery`): `audio_base64`, `alignment` (the text as sent) and `normalized_alignment` (the
 words the model spoke), each `{characters, character_start_times_seconds, character_end_times_seconds}`, times in
-seconds from the start of the request's audio. Streamed: one JSON object per line per audio piece; the first piece
-after a text chunk's timings carries that chunk's characters, the others `null` alignments."""
+seconds from the start of the request's audio. Streamed: one JSON object per line per audio piece; timings settled by
+the aligner ride on the next audio line, or go at once on a line with empty `audio_base64` when their audio was
+already sent (timing never holds audio, issue 39); both alignments always together (`codec.event_spans`), `null`
+on lines with none. A last line with empty audio carries whatever is left."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from api.delivery import Delivery, Framing
+from api.dialects.elevenlabs.codec import event_spans
 from api.timed_delivery import complete_json
 from services.pipeline.timestamps import TimestampsEvent
 
@@ -31,20 +34,32 @@ async def complete(delivery: Delivery) -> dict[str, Any]:
 
 
 async def _lines(items: AsyncIterator[Any], delivery: Delivery) -> AsyncIterator[bytes]:
-    pending: dict[str, list[tuple[str, float, float]]] = {"alignment": [], "normalized_alignment": []}
-    seen = {"alignment": False, "normalized_alignment": False}
+    pending: list[tuple[list, list]] = []
+    sent = 0.0  # seconds of audio on lines already written
+    rate = delivery.job.request.sample_rate
+
+    def line(audio: bytes, upto: float | None) -> bytes:
+        nonlocal pending
+        take = len(pending) if upto is None else next((i for i, (w, _) in enumerate(pending) if w[0][1] >= upto),
+                                                      len(pending))
+        events, pending = pending[:take], pending[take:]
+        body = {"audio_base64": base64.b64encode(audio).decode("ascii"),
+                "alignment": alignment([c for w, _ in events for c in w]),
+                "normalized_alignment": alignment([c for _, n in events for c in n])}
+        return (json.dumps(body, ensure_ascii=False) + "\n").encode()
+
     async for item in items:
         if isinstance(item, TimestampsEvent):
-            for key, chars in (("alignment", item.characters), ("normalized_alignment", item.normalized_characters)):
-                if seen[key] and chars and chars[0].text != " ":  # the chunks' words stay apart
-                    pending[key].append((" ", chars[0].start, chars[0].start))
-                pending[key].extend((c.text, c.start, c.end) for c in chars)
-                seen[key] = seen[key] or bool(chars)
+            written, spoken = event_spans(item)
+            if written:
+                pending.append((written, spoken))
+                if written[0][1] < sent:  # its audio is out already: now, on a line of its own
+                    yield line(b"", sent)
             continue
-        line = {"audio_base64": base64.b64encode(item).decode("ascii"),
-                **{key: alignment(spans) for key, spans in pending.items()}}
-        pending = {key: [] for key in pending}
-        yield (json.dumps(line, ensure_ascii=False) + "\n").encode()
+        sent = delivery.job.stats.sent_samples / rate
+        yield line(item, sent)
+    if pending:
+        yield line(b"", None)
     if delivery.final_status != "completed":
         code = delivery.job.error.code if delivery.job.error else "STREAMING_ERROR"
         yield (json.dumps({"error": {"code": code, "message": "The stream ended early."}}) + "\n").encode()
