@@ -27,7 +27,8 @@ class SessionCodec(Protocol):
         alignment to audio messages reads what `timings` stored in `u.codec_state`."""
 
     def timings(self, u: Utterance, event: Any) -> list[Payload]:
-        """Word/character spans of the audio that follows (stream lane, ahead of that audio)."""
+        """Word/character spans settled so far (stream lane, behind the audio they describe; each reaches the client
+        before its word has finished playing)."""
 
     def progress(self, u: Utterance) -> list[Payload]:
         """Every `progress_every` audio chunks."""

@@ -460,7 +460,7 @@ class WsSession:
         source = u.job.stream_events() if u.request.timestamps else u.job.stream_bytes()
         try:
             async for chunk in source:
-                if not isinstance(chunk, bytes):  # timings travel ahead of the audio they describe
+                if not isinstance(chunk, bytes):  # timings follow the audio they describe, as the aligner settles them
                     await self._send(self.codec.timings(u, chunk), u)
                     continue
                 if u.first_audio_at is None:
