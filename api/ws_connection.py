@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import anyio
 from fastapi import WebSocket
 
 from api.deps import Services
@@ -217,30 +218,35 @@ async def serve_session(websocket: WebSocket, session: WsSession, outbox: Outbox
         elif writer.done():
             ending = "stalled" if isinstance(outbox.failure, ClientStalled) else "send_failed"
     finally:
-        reader.cancel()
-        await asyncio.gather(reader, return_exceptions=True)
-        await session.close()  # aborts generation of anything unfinished
-        if ending == "idle":
-            await session.reject("IDLE_TIMEOUT", f"No messages for {idle_s:g} s; closing the connection.")
-            await outbox.drain(timeout_s=2.0)
-        close_code = CLOSE_POLICY
-        if ending == "over_budget" and limiter.refused is not None:  # say why, then close 1008 (rate) or 1009 (size)
-            if limiter.refused.kind == "rate":
-                guard.penalise(session.gate.key_id)
-            err, close_code = refusal_error(limiter.refused)
-            await session.reject(err.code, err.message, err.param)
-            await outbox.drain(timeout_s=2.0)
-        await outbox.close()
-        if ending in ("idle", "close"):
-            await close_quietly(websocket, CLOSE_NORMAL, "idle timeout" if ending == "idle" else "closed")
-        elif ending == "over_budget":
-            await close_quietly(websocket, close_code, "message too big" if close_code != CLOSE_POLICY
-                                else "message rate limit exceeded")
-            stop_reading(websocket)
-        elif ending == "stalled":
-            await close_quietly(websocket, CLOSE_POLICY, "client stopped reading")
-        elif ending == "server_error":
-            await close_quietly(websocket, CLOSE_ERROR, "internal error")
-        logger.info("websocket_closed", extra={"event": "websocket_closed", "reason": ending, "dialect": dialect,
-                                               "utterances": session.utterance_count})
+        # The cleanup runs whole even when the task serving the socket is cancelled meanwhile (a server
+        # shutting down, a test client leaving): otherwise an await in it takes the cancellation, generation of
+        # unfinished utterances is not settled and the cancellation reaches the caller twice. Bounded: every
+        # step below has its own limit.
+        with anyio.CancelScope(shield=True):
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            await session.close()  # aborts generation of anything unfinished
+            if ending == "idle":
+                await session.reject("IDLE_TIMEOUT", f"No messages for {idle_s:g} s; closing the connection.")
+                await outbox.drain(timeout_s=2.0)
+            close_code = CLOSE_POLICY
+            if ending == "over_budget" and limiter.refused is not None:  # say why, then close 1008 (rate) or 1009 (size)
+                if limiter.refused.kind == "rate":
+                    guard.penalise(session.gate.key_id)
+                err, close_code = refusal_error(limiter.refused)
+                await session.reject(err.code, err.message, err.param)
+                await outbox.drain(timeout_s=2.0)
+            await outbox.close()
+            if ending in ("idle", "close"):
+                await close_quietly(websocket, CLOSE_NORMAL, "idle timeout" if ending == "idle" else "closed")
+            elif ending == "over_budget":
+                await close_quietly(websocket, close_code, "message too big" if close_code != CLOSE_POLICY
+                                    else "message rate limit exceeded")
+                stop_reading(websocket)
+            elif ending == "stalled":
+                await close_quietly(websocket, CLOSE_POLICY, "client stopped reading")
+            elif ending == "server_error":
+                await close_quietly(websocket, CLOSE_ERROR, "internal error")
+            logger.info("websocket_closed", extra={"event": "websocket_closed", "reason": ending, "dialect": dialect,
+                                                   "utterances": session.utterance_count})
     return ending
