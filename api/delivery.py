@@ -161,18 +161,37 @@ class Delivery:
             self._report("failed", code)
             raise ApiError(code, exc.message, param=exc.param) from exc
 
-    async def streaming_response(self, *, sse: bool = False, framing: Framing | None = None) -> StreamingResponse:
-        """Chunked response. Headers go out with the first audio chunk."""
+    async def streaming_response(self, receive: Any = None, *, sse: bool = False,
+                                 framing: Framing | None = None) -> Response:
+        """Chunked response. Headers go out with the first audio chunk.
+
+        `receive` (the ASGI receive of a request whose body was read): a client that hangs up before the first audio
+        cancels the work at once; nothing else listens then (the response, which does, starts with that audio)."""
         kind = self.job.request.timestamps
         # With timestamps asked for, TimestampsEvent items travel in order between the audio pieces.
         source = self.job.stream_events() if kind else self.job.stream_bytes()
+        prefetch = asyncio.ensure_future(self._prefetch(source))
+        watch = asyncio.ensure_future(wait_for_disconnect(receive)) if receive is not None else None
         try:
-            first = await self._prefetch(source)
+            if watch is not None:
+                await asyncio.wait({prefetch, watch}, return_when=asyncio.FIRST_COMPLETED)
+                if not prefetch.done():  # the client left first
+                    prefetch.cancel()
+                    await asyncio.gather(prefetch, return_exceptions=True)
+                    await source.aclose()
+                    self._report("disconnected", None)
+                    return Response(status_code=499)  # nobody reads it
+            first = await prefetch
         except BaseException:
+            prefetch.cancel()
+            await asyncio.gather(prefetch, return_exceptions=True)
             await source.aclose()
             if not self.accounting.finished:
                 self._report("disconnected", None)
             raise
+        finally:
+            if watch is not None and not watch.done():
+                watch.cancel()
         self._mark_first_audio()
         if framing is not None:
             media_type, frame = framing

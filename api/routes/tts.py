@@ -93,7 +93,7 @@ async def respond(request: Request, speech: SpeechRequest, service: SpeechServic
                         stall_timeout_s=settings.send_stall_timeout_s, realtime_pacing=settings.realtime_pacing,
                         gpu_faults=service.gpu_faults, max_buffered_bytes=settings.max_buffered_audio_mb * 2**20)
     if speech.stream or sse:
-        return await delivery.streaming_response(sse=sse, framing=framing)
+        return await delivery.streaming_response(request.receive, sse=sse, framing=framing)
     if timed is None and speech.timestamps:
         timed = complete_json(speech.timestamps, captions)
     return await delivery.complete_response(request.receive, timed=timed)
