@@ -84,15 +84,16 @@ def _service(step: dict[str, Any]) -> list[str]:
              + (" (below real time: streams cannot keep up whatever the service does)" if result["below_realtime"] else "")
              + ".", "",
              "| schedule | streams | TTFA p50 ms | TTFA p95 ms | server TTFA p95 ms | underruns (0 / 100 ms) | "
-             "ideal underruns | mean batch | mean wait ms | first-chunk wait ms |",
+             "ideal underruns | mean decode batch | mean SR batch | missed deadlines |",
              "|---|---:|---:|---:|---:|---|---|---:|---:|---:|"]
     for r in result["rows"]:
         under = r.get("underruns") or {}
         ideal = r.get("ideal_underruns") or {}
         lines.append(f"| {r['schedule']} | {r['streams']} | {_ms(r['ttfa_p50_s'])} | {_ms(r['ttfa_p95_s'])} | "
                      f"{_ms(r['server_ttfa_p95_s'])} | {' / '.join(str(v) for v in under.values()) or '-'} | "
-                     f"{' / '.join(str(v) for v in ideal.values()) or '-'} | {_f(r['mean_batch'], '.1f')} | "
-                     f"{_f(r['mean_wait_ms'], '.1f')} | {_f(r['mean_first_chunk_wait_ms'], '.1f')} |")
+                     f"{' / '.join(str(v) for v in ideal.values()) or '-'} | "
+                     f"{_f(r.get('mean_decode_batch', r.get('mean_batch')), '.1f')} | "
+                     f"{_f(r.get('mean_sr_batch'), '.1f')} | {r.get('missed_deadlines', '-')} |")
     return lines
 
 

@@ -67,6 +67,7 @@ def test_normalising_hard_cases_in_any_order_never_raises_and_leaves_no_ascii_di
         parts: list[tuple[str, str]], language: str | None) -> None:
     text = "".join(a + b for a, b in parts)
     result = normalize_text(text, language)
-    assert "[excited]" in result.text or all(p != "[excited]" for p, _ in parts)
+    # A tag right before "(" opens a Markdown link ("[excited](12/05)" reads as its text, "excited"): not a tag.
+    assert "[excited]" in result.text or all(p != "[excited]" or g == "(" for p, g in parts)
     assert not any(c.isascii() and c.isdigit() for c in result.text), (text, result.text)
     assert "/05" not in result.text and "fifths" not in result.text.replace("twelve fifths", "")
