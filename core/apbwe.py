@@ -27,6 +27,7 @@ from core import exact_stft
 from core.checkpoint import CheckpointError
 from core.exact_conv import dense_conv1d, depthwise_conv1d
 from core.sinc_resample import sinc_resample
+from core.sr_planner import SRPlan, SRPlanner
 
 WEIGHTS_FILE = "g_16kto48k"
 CONFIG_FILE = "config.json"
@@ -328,82 +329,56 @@ class SuperResolution:
 class SRStream:
     """Incremental super-resolution whose concatenated output equals `upsample` of the whole input.
 
-    A model call runs once at least `min_block` new samples (16 kHz) have their full right context buffered;
-    it then handles everything ready, at most `max_block` per call. The algorithmic latency is the right
-    context (`context` samples, 55 ms for the released config) plus the wait for a block. Not thread-safe.
+    The windows are `core.sr_planner.SRPlanner`'s (the schedule the serving path hands the codec scheduler); this
+    class runs each one here, at once. A model call runs once at least `min_block` new samples (16 kHz) have their full
+    right context buffered; it then handles everything ready, at most `max_block` per call. The algorithmic latency
+    is the right context (`context` samples, 55 ms for the released config) plus the wait for a block. Not
+    thread-safe.
     """
 
     def __init__(
         self, sr: SuperResolution, min_block: int, max_block: int, context: int | None = None
     ) -> None:
-        grid = sr.grid
         self._sr = sr
-        self._ratio = sr.config.ratio
-        self.grid = grid
-        self.context = sr.context if context is None else context
-        if self.context % grid:
-            raise ValueError(f"context must be a multiple of {grid} samples, got {self.context}")
-        self.min_block = max(grid, _round_up(min_block, grid))
-        self.max_block = max(self.min_block, _round_up(max_block, grid))
-        self._pending: list[np.ndarray] = []  # chunks not yet joined into _buf
-        self._buf = np.zeros(0, np.float32)  # input samples from absolute index _buf_start
-        self._buf_start = 0
-        self._done = 0  # absolute input index up to which output has been returned
-        self._finished = False
-        self.samples_in = 0  # 16 kHz samples pushed
+        self._planner = SRPlanner(grid=sr.grid, context=sr.context if context is None else context,
+                                  min_block=min_block, max_block=max_block)
+        self.grid = self._planner.grid
+        self.context = self._planner.context
+        self.min_block = self._planner.min_block
+        self.max_block = self._planner.max_block
         self.samples_out = 0  # 48 kHz samples returned
-        self.model_calls = 0
-        self.samples_processed = 0  # 16 kHz samples fed to the model, context included
+
+    @property
+    def samples_in(self) -> int:
+        """16 kHz samples pushed."""
+        return self._planner.samples_in
+
+    @property
+    def model_calls(self) -> int:
+        return self._planner.windows
+
+    @property
+    def samples_processed(self) -> int:
+        """16 kHz samples fed to the model, context included."""
+        return self._planner.samples_planned
 
     def push(self, chunk16: np.ndarray) -> np.ndarray:
         """Add 16 kHz samples; return the 48 kHz samples that are final now (possibly none)."""
-        if self._finished:
+        if self._planner.finished:
             raise RuntimeError("SRStream.push after finish()")
-        chunk = _as_mono_float32(chunk16)
-        if chunk.size:
-            self._pending.append(chunk)
-            self.samples_in += chunk.size
-        out: list[np.ndarray] = []
-        while True:
-            ready = (self.samples_in - self.context) // self.grid * self.grid
-            if ready - self._done < self.min_block:
-                break
-            stop = min(ready, self._done + self.max_block)
-            out.append(self._run(self._done, stop, stop + self.context))
-        return _join(out)
+        return self._run(self._planner.push(chunk16))
 
     def finish(self) -> np.ndarray:
         """Flush: the rest of the output, using the true end of the signal as right boundary."""
-        if self._finished:
-            return np.zeros(0, np.float32)
-        self._finished = True
-        out: list[np.ndarray] = []
-        while self.samples_in - self._done > self.max_block + self.context:
-            stop = self._done + self.max_block
-            out.append(self._run(self._done, stop, stop + self.context))
-        if self.samples_in > self._done:
-            out.append(self._run(self._done, self.samples_in, self.samples_in))
-        self._pending, self._buf = [], np.zeros(0, np.float32)
-        return _join(out)
+        return self._run(self._planner.finish())
 
-    def _run(self, start: int, stop: int, window_end: int) -> np.ndarray:
-        """Process input [start - context, window_end) and return the output for [start, stop)."""
-        if self._pending:
-            self._buf = np.concatenate([self._buf, *self._pending])
-            self._pending = []
-        a = max(0, start - self.context)
-        b = min(window_end, self.samples_in)
-        y = self._sr.enhance_window(self._buf[a - self._buf_start : b - self._buf_start])
-        kept = np.ascontiguousarray(y[self._ratio * (start - a) : self._ratio * (stop - a)])
-        # Keep only what the next window's left context needs.
-        keep_from = max(0, stop - self.context)
-        self._buf = self._buf[keep_from - self._buf_start :].copy()
-        self._buf_start = keep_from
-        self._done = stop
-        self.model_calls += 1
-        self.samples_processed += b - a
-        self.samples_out += kept.size
-        return kept
+    def _run(self, windows: list[SRPlan]) -> np.ndarray:
+        out = []
+        for w in windows:
+            kept = np.ascontiguousarray(self._sr.enhance_window(w.samples)[w.keep_start: w.keep_end])
+            self.samples_out += kept.size
+            out.append(kept)
+        return _join(out)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -480,16 +455,6 @@ def _resolve_device(device: str | torch.device) -> torch.device:
 
 def _round_up(n: int, step: int) -> int:
     return -(-int(n) // step) * step
-
-
-def _as_mono_float32(x: np.ndarray) -> np.ndarray:
-    raw = np.asarray(x)
-    if raw.dtype.kind != "f" and raw.size:  # int16 PCM would silently be 32768x too loud
-        raise ValueError(f"expected float samples in [-1, 1], got dtype {raw.dtype}")
-    arr = raw.astype(np.float32, copy=False)
-    if arr.ndim != 1:
-        raise ValueError(f"expected mono 1-D 16 kHz samples, got an array of shape {arr.shape}")
-    return arr
 
 
 def _join(parts: list[np.ndarray]) -> np.ndarray:

@@ -50,6 +50,10 @@ class SRPlanner:
         self.windows = 0
         self.samples_planned = 0  # 16 kHz samples in windows, context included
 
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
     def push(self, chunk16: np.ndarray) -> list[SRPlan]:
         """Add 16 kHz samples; return the windows whose output is final now (maybe none)."""
         if self._finished:
