@@ -21,7 +21,8 @@ import torch
 
 from bench.gpu.bench_gpu import apbwe_config, bicodec_config, build_bicodec, build_sr
 from bench.gpu.parity import STREAM_TOLERANCE, _row
-from core.apbwe import SRStream, SuperResolution
+from core.apbwe import SuperResolution
+from core.sr_planner import SRPlanner
 from core.streaming import StreamingConfig, StreamingDecoder
 from services.codec import CodecScheduler, DecodeWindow, SchedulerPolicy, SRWindow
 from services.codec.graphs import CodecGraphs, GraphPlan
@@ -61,28 +62,6 @@ class _ScheduledDecoder:
         return torch.from_numpy(audio)[None]
 
 
-class _ScheduledSR:
-    """What `SRStream` sees: each window goes through the scheduler (its true end marked by `_EndAwareStream`)."""
-
-    def __init__(self, sr: SuperResolution, loop: _Loop, handle: Any) -> None:
-        self._sr, self._loop, self._handle = sr, loop, handle
-        self.true_end = False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sr, name)
-
-    def enhance_window(self, x16: np.ndarray) -> np.ndarray:
-        window = SRWindow(np.ascontiguousarray(x16, np.float32), 0, 3 * len(x16), true_end=self.true_end)
-        return self._loop.call(self._handle.super_resolve(window))
-
-
-class _EndAwareStream(SRStream):
-    def _run(self, start: int, stop: int, window_end: int) -> np.ndarray:
-        # finish() runs the last window to the signal's true end (reflect padding there: never right-padded).
-        self._sr.true_end = self._finished and window_end >= self.samples_in  # type: ignore[attr-defined]
-        return super()._run(start, stop, window_end)
-
-
 def _decode_stream(decoder: Any, d: torch.Tensor, ids: list[int], config: StreamingConfig) -> np.ndarray:
     streamer = StreamingDecoder(decoder, d, config)
     parts = []
@@ -92,11 +71,13 @@ def _decode_stream(decoder: Any, d: torch.Tensor, ids: list[int], config: Stream
     return np.concatenate(parts)
 
 
-def _sr_stream(sr: Any, wav16: np.ndarray) -> np.ndarray:
-    stream = _EndAwareStream(sr, min_block=1600, max_block=8000)
-    parts = [stream.push(wav16[i : i + 5120]) for i in range(0, wav16.size, 5120)]  # 320 ms chunks
-    parts.append(stream.finish())
-    return np.concatenate(parts)
+def _sr_stream(sr: SuperResolution, loop: _Loop, handle: Any, wav16: np.ndarray) -> np.ndarray:
+    """One stream's AP-BWE through the scheduler: the service's windows (`SRPlanner`, its true end marked, never
+    right-padded), 320 ms of input at a time."""
+    planner = SRPlanner(grid=sr.grid, context=sr.context, min_block=1600, max_block=8000)
+    windows = [w for i in range(0, wav16.size, 5120) for w in planner.push(wav16[i: i + 5120])] + planner.finish()
+    return np.concatenate([loop.call(handle.super_resolve(SRWindow(w.samples, w.keep_start, w.keep_end, w.true_end)))
+                           for w in windows])
 
 
 def _policy(quick: bool) -> SchedulerPolicy:
@@ -187,7 +168,7 @@ def run(device: str, quick: bool, *, streams: int | None = None, decode_precisio
         sr_offline = [sr.upsample(w) for w in wavs]
 
         def sr_one(k: int) -> np.ndarray:
-            return _sr_stream(_ScheduledSR(sr, loop, loop.call(_open(scheduler))), wavs[k])
+            return _sr_stream(sr, loop, loop.call(_open(scheduler)), wavs[k])
 
         sr_scheduled = list(pool.map(sr_one, range(streams)))
         rows.append(_row(f"{size} scheduler: AP-BWE streams, batched == offline", np.concatenate(sr_offline),
