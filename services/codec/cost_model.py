@@ -29,7 +29,6 @@ import numpy as np
 from services.codec.scheduler import Call
 
 HOP = 320  # BiCodec: 16 kHz samples per semantic token
-SR_RATIO = 3  # AP-BWE: 16 kHz in, 48 kHz out
 
 
 @dataclass(frozen=True)
@@ -235,74 +234,3 @@ class StepLoop:
             self._rows = [r for r in rows if id(r) not in self._dropped and not r.step()]
             if self.on_step is not None:
                 self.on_step(rows)
-
-
-class _ThreadWaits:
-    """Blocking waits on the device timeline from a worker thread (the pipeline calls the codec models in threads)."""
-
-    def __init__(self, model: CostModel, device: DeviceTimeline, loop: asyncio.AbstractEventLoop) -> None:
-        self.model = model
-        self.device = device
-        self.loop = loop
-        self._rng = np.random.default_rng(1)
-
-    def wait(self, kind: str, seconds: float) -> None:
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self.loop:
-            raise RuntimeError("a cost-model codec call on the event loop thread would deadlock; call it in a thread")
-        asyncio.run_coroutine_threadsafe(self.device.use(kind, seconds), self.loop).result()
-
-    def noise(self, n: int) -> np.ndarray:
-        return (self._rng.standard_normal(n) * 0.05).astype(np.float32)
-
-
-class CostModelDecoder:
-    """Stands in for BiCodec where the pipeline still calls it directly (until its decodes go through the codec
-    scheduler and `CostModelRunner`): each call waits its modelled time on the shared device, then returns noise of
-    the exact length. Everything else (speaker vectors, sizes) is the wrapped decoder's."""
-
-    def __init__(self, inner: Any, waits: _ThreadWaits) -> None:
-        self.inner = inner
-        self._waits = waits
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.__dict__["inner"], name)
-
-    def decode_with_speaker(self, semantic: Any, d_vector: Any) -> Any:
-        import torch
-
-        rows, tokens = (int(n) for n in semantic.shape)
-        self._waits.wait("decode", self._waits.model.decode.seconds(rows * tokens))
-        hop = int(self.inner.hop_length)
-        return torch.from_numpy(self._waits.noise(rows * tokens * hop).reshape(rows, tokens * hop))
-
-
-class CostModelSR:
-    """Stands in for AP-BWE the same way: `enhance_window` waits its modelled time and returns 3x noise; `stream()`
-    builds the real `SRStream` over this object, so the windows are cut as in serving."""
-
-    def __init__(self, inner: Any, waits: _ThreadWaits) -> None:
-        self.inner = inner
-        self._waits = waits
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.__dict__["inner"], name)
-
-    def enhance_window(self, x16: np.ndarray) -> np.ndarray:
-        self._waits.wait("sr", self._waits.model.sr.seconds(int(np.asarray(x16).size)))
-        return self._waits.noise(SR_RATIO * int(np.asarray(x16).size))
-
-    def stream(self, min_block: int = 1600, max_block: int = 10 * 16000, context: int | None = None) -> Any:
-        from core.apbwe import SRStream
-
-        return SRStream(self, min_block=min_block, max_block=max_block, context=context)  # type: ignore[arg-type]
-
-
-def stand_in_codecs(bicodec: Any, sr: Any, model: CostModel, device: DeviceTimeline,
-                    loop: asyncio.AbstractEventLoop) -> tuple[Any, Any]:
-    """(decoder, sr) that wait on `device` instead of computing; sr stays None when none is loaded."""
-    waits = _ThreadWaits(model, device, loop)
-    return CostModelDecoder(bicodec, waits), (CostModelSR(sr, waits) if sr is not None else None)

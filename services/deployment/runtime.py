@@ -287,16 +287,16 @@ class ModelRuntime:
         if not self.is_demo:
             raise RuntimeError("TTS_DEVICE_COST_MODEL is a benchmark tool: it runs only with the demo checkpoint "
                                "(unset TTS_MODEL_DIR), never with real weights")
-        from services.codec.cost_model import CostModel, CostModelRunner, DeviceTimeline, stand_in_codecs
+        from services.codec.cost_model import CostModel, CostModelRunner, DeviceTimeline
         from services.codec.cost_model_engine import CostModelEngine
 
         model = CostModel.load(self.settings.device_cost_model)
         device = DeviceTimeline()  # one device: the engine's steps and the codec's calls queue on it together
         self.engine = CostModelEngine.from_tokenizer(self.tokenizer, self.layout, model, device)
         self.codec_runner = CostModelRunner(model, device)
-        self.codec_scheduler.runner = self.codec_runner  # the scheduler's calls wait on the modelled device
-        # Where the pipeline still calls the codec models itself (in worker threads), they wait on the same device.
-        self.bicodec, self.sr = stand_in_codecs(self.bicodec, self.sr, model, device, asyncio.get_running_loop())
+        # Every decode and AP-BWE window goes through the scheduler's runner, so this one swap makes them all wait on
+        # the modelled device. The demo models stay loaded for what the pipeline asks them directly (d-vectors, sizes).
+        self.codec_scheduler.runner = self.codec_runner
         logger.warning("BENCHMARK: engine steps and codec calls are waits from the cost model %s", model.name)
 
     async def start(self) -> None:

@@ -1,6 +1,6 @@
 """The device stand-in (a benchmark tool): well-formed Spark ids from batched steps on one shared device timeline,
-codec calls of the right lengths on the same timeline, and refusal with a real checkpoint. Virtual clock: no wall
-timings."""
+codec calls of the right lengths on the same timeline (a real job's decodes among them), and refusal with a real
+checkpoint. Virtual clock where timing matters: no wall timings."""
 
 from __future__ import annotations
 
@@ -77,24 +77,34 @@ def test_the_stand_in_is_refused_with_real_weights(tmp_path: Path) -> None:
         asyncio.run(runtime.create_engine())
 
 
-def test_direct_codec_calls_wait_on_the_same_device_from_worker_threads() -> None:
-    import torch
+def test_a_stand_in_server_sends_every_codec_call_through_the_scheduler_to_the_device(demo_model_dir: Path) -> None:
+    """The runner swap is the whole stand-in on the codec side: the demo models stay as loaded (d-vectors and sizes
+    come from them) and every decode of a real synthesis job is a wait on the shared device."""
+    from core.bicodec import BiCodecDecoder
+    from services.deployment.runtime import ModelRuntime
+    from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest
+    from shared.settings import Settings
 
-    from services.codec.cost_model import stand_in_codecs
+    settings = Settings(model_dir=demo_model_dir, device_cost_model=Path("bench/cost_models/h100-tf32.json"), warmup=False,
+                        auth_enabled=False, device="cpu", sr_enabled=False, log_json=False)
 
-    inner = type("Codec", (), {"hop_length": 320, "device": "cpu"})()
-    sr_inner = type("SR", (), {"grid": 80, "context": 880, "config": type("C", (), {"ratio": 3})()})()
+    async def main() -> tuple[bytes, dict[str, float]]:
+        runtime = ModelRuntime(settings)
+        await runtime.start()
+        try:
+            assert runtime.ready, runtime.error
+            assert type(runtime.bicodec) is BiCodecDecoder
+            assert runtime.codec_scheduler.runner is runtime.codec_runner
+            assert isinstance(runtime.codec_runner, CostModelRunner)
+            request = SynthesisRequest(request_id="standin", text="Hello there.",
+                                       voice=runtime.voices.resolve(runtime.voices.default_voice_id),
+                                       sampling=SamplingOptions.with_defaults(settings, max_tokens=200, seed=0),
+                                       sample_rate=NATIVE_RATE, stream=True)
+            audio = await SynthesisJob(runtime, request).collect()
+            return audio, dict(runtime.codec_runner.device.busy_seconds)
+        finally:
+            await runtime.shutdown()
 
-    async def main() -> None:
-        device = DeviceTimeline()
-        decoder, sr = stand_in_codecs(inner, sr_inner, MODEL, device, asyncio.get_running_loop())
-        wav = await asyncio.to_thread(decoder.decode_with_speaker, torch.zeros(2, 30, dtype=torch.long), None)
-        assert tuple(wav.shape) == (2, 30 * 320) and decoder.hop_length == 320
-        out = await asyncio.to_thread(sr.enhance_window, np.zeros(4000, np.float32))
-        assert out.size == 12_000 and sr.grid == 80
-        assert device.busy_seconds["decode"] == pytest.approx(MODEL.decode.seconds(60))
-        assert device.busy_seconds["sr"] == pytest.approx(MODEL.sr.seconds(4000))
-        with pytest.raises(RuntimeError, match="event loop"):
-            decoder.decode_with_speaker(torch.zeros(1, 4, dtype=torch.long), None)
-
-    asyncio.run(main())
+    audio, busy = asyncio.run(main())
+    assert len(audio) > 0
+    assert busy["llm"] > 0 and busy["decode"] > 0
