@@ -4,23 +4,19 @@ completes, and it is charged for what it sent. In-process on the demo checkpoint
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from core.guards.text_budget import expected_tokens
-from core.llm.faulty import with_fault
 from services.deployment.runtime import ModelRuntime
 from services.pipeline.chunk_guards import covered_chars, speech_limit_tokens
 from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest
-from shared.settings import Settings
+from tests.demo_runtime import demo_runtime, misbehaving
 
 HOP = 320  # 16 kHz samples per semantic token
 
@@ -53,23 +49,8 @@ def test_the_speech_limit_grows_with_the_text() -> None:
 
 @pytest.fixture(scope="module")
 def runtime(demo_model_dir: Path) -> Iterator[ModelRuntime]:
-    rt = ModelRuntime(Settings(model_dir=demo_model_dir, warmup=False, auth_enabled=False, device="cpu",
-                               sr_enabled=False, log_json=False))
-    asyncio.run(rt.start())
-    assert rt.ready, rt.error
-    yield rt
-    asyncio.run(rt.shutdown())
-
-
-@contextmanager
-def misbehaving(runtime: ModelRuntime, fault: str, **settings: Any) -> Iterator[None]:
-    engine, config = runtime.engine, runtime.settings
-    runtime.engine = with_fault(engine, fault, runtime.layout, runtime.tokenizer) if fault else engine
-    runtime.settings = config.model_copy(update=settings)
-    try:
-        yield
-    finally:
-        runtime.engine, runtime.settings = engine, config
+    with demo_runtime(demo_model_dir) as rt:
+        yield rt
 
 
 async def run(runtime: ModelRuntime, text: str, *, stream: bool) -> tuple[SynthesisJob, bytes]:

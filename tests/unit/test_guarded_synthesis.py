@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 import torch
 
-from core.llm.faulty import FaultSpec, with_fault
+from core.llm.faulty import FaultSpec
 from services.deployment.runtime import ModelRuntime
 from services.errors import SynthesisError
 from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest
 from shared import metrics
-from shared.settings import Settings
+from tests.demo_runtime import demo_runtime, misbehaving
 from tests.texts import LONG_ENGLISH, LONG_HINDI
 
 HOP = 320
@@ -28,23 +28,8 @@ HOP = 320
 
 @pytest.fixture(scope="module")
 def runtime(demo_model_dir: Path) -> Iterator[ModelRuntime]:
-    rt = ModelRuntime(Settings(model_dir=demo_model_dir, warmup=False, auth_enabled=False, device="cpu",
-                               sr_enabled=False, log_json=False))
-    asyncio.run(rt.start())
-    assert rt.ready, rt.error
-    yield rt
-    asyncio.run(rt.shutdown())
-
-
-@contextmanager
-def misbehaving(runtime: ModelRuntime, fault: str, **settings: Any) -> Iterator[None]:
-    engine, config = runtime.engine, runtime.settings
-    runtime.engine = with_fault(engine, fault, runtime.layout, runtime.tokenizer) if fault else engine
-    runtime.settings = config.model_copy(update=settings)
-    try:
-        yield
-    finally:
-        runtime.engine, runtime.settings = engine, config
+    with demo_runtime(demo_model_dir) as rt:
+        yield rt
 
 
 def request(runtime: ModelRuntime, text: str, *, stream: bool, seed: int = 5, voice: str = "fixed",

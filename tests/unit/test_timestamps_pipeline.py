@@ -5,7 +5,6 @@ simulated playback clock every word's span is sent before the word has finished 
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from core.align.incremental import IncrementalEstimate
 from services.deployment.runtime import ModelRuntime
 from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest
 from services.pipeline.timestamps import TimestampsEvent, TimestampTrack
-from shared.settings import Settings
+from tests.demo_runtime import demo_runtime
 from tests.texts import LONG_ENGLISH
 
 MAX_TOKENS = 40
@@ -26,12 +25,8 @@ MAX_TOKENS = 40
 
 @pytest.fixture(scope="module")
 def runtime(demo_model_dir: Path) -> Iterator[ModelRuntime]:
-    rt = ModelRuntime(Settings(model_dir=demo_model_dir, warmup=False, auth_enabled=False, device="cpu",
-                               sr_enabled=False, log_json=False))
-    asyncio.run(rt.start())
-    assert rt.ready, rt.error
-    yield rt
-    asyncio.run(rt.shutdown())
+    with demo_runtime(demo_model_dir) as rt:
+        yield rt
 
 
 def _request(runtime: ModelRuntime, text: str, timestamps: str | None, *, normalize: bool = True,
