@@ -20,12 +20,10 @@ import asyncio
 import cProfile
 import io
 import json
-import os
 import pstats
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import LevelSpec, run_level, summarise  # noqa: E402
+from bench.local_server import start_server  # noqa: E402
 
 TEXT = ("The quick brown fox jumps over the lazy dog, then naps in the warm afternoon sun while the children play "
         "by the river and the old miller counts his sacks of flour. ") * 3
@@ -99,33 +98,14 @@ def write_profile(profiler: cProfile.Profile, out: Path) -> None:
 
 
 def start(profile: Path | None) -> tuple[subprocess.Popen, str]:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
-    env.update({"TTS_AUTH_ENABLED": "false", "TTS_DEVICE": "cpu", "TTS_DECODE_BATCH_MAX": "0",
-                "TTS_DEMO_DIR": str(Path(tempfile.gettempdir()) / "tts-host-path-demo"), "PYTHONUNBUFFERED": "1",
-                "PYTHONPATH": str(ROOT)})
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", str(port), str(profile or "")]
+    env = {"TTS_AUTH_ENABLED": "false", "TTS_DEVICE": "cpu", "TTS_DECODE_BATCH_MAX": "0",
+           "TTS_DEMO_DIR": str(Path(tempfile.gettempdir()) / "tts-host-path-demo"), "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": str(ROOT)}
     log = Path(tempfile.gettempdir()) / "tts-host-path-server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            if httpx.get(f"{url}/v1/tts/ready", timeout=2).status_code == 200:
-                httpx.post(f"{url}/bench/variant", json={"codec": "free"}, timeout=10).raise_for_status()
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.terminate()
-    raise RuntimeError("server not ready")
+    proc, url = start_server(lambda port: [sys.executable, str(Path(__file__).resolve()), "--serve", str(port),
+                                           str(profile or "")], env, log)
+    httpx.post(f"{url}/bench/variant", json={"codec": "free"}, timeout=10).raise_for_status()
+    return proc, url
 
 
 async def measure(url: str, pid: int, streams: int, levels: list[int], formats: list[str]) -> list[dict]:

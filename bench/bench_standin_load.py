@@ -5,10 +5,10 @@
         [--concurrency 32] [--out bench/results/standin_load.json]
 
 Starts `uvicorn --factory api:create_app` on the demo checkpoint with `TTS_DEVICE_COST_MODEL` (a benchmark tool:
-the engine's steps and the codec's calls, through `runtime.codec_runner` or the pipeline's direct model calls,
-become waits of the modelled length on one shared device timeline), then `bench/loadgen.py` levels of 1 and N streams. What is left
-over is the wiring's: HTTP, parsing, guards, scheduling, framing, encoding. The goal (issue 38): N=32 starts within
-1.3x (+100 ms) of one alone, with no underrun.
+the engine's steps and the codec's calls, all through `runtime.codec_runner`, become waits of the modelled length on
+one shared device timeline), then `bench/loadgen.py` levels of 1 and N streams. What is left over is the wiring's:
+HTTP, parsing, guards, scheduling, framing, encoding. The goal (issue 38): N=32 starts within 1.3x (+100 ms) of one
+alone, with no underrun.
 """
 
 from __future__ import annotations
@@ -16,53 +16,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import LevelSpec, run_level, summarise  # noqa: E402
+from bench.local_server import start_server  # noqa: E402
 
 TEXT = ("The quick brown fox jumps over the lazy dog, then naps in the warm afternoon sun while the children play "
         "by the river and the old miller counts his sacks of flour.")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start(cost_model: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
-    env.update({"TTS_DEVICE_COST_MODEL": str(cost_model), "TTS_AUTH_ENABLED": "false", "TTS_DEVICE": "cpu",
-                "TTS_DEMO_DIR": str(Path(tempfile.gettempdir()) / "tts-standin-demo"), "PYTHONUNBUFFERED": "1"})
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "api:create_app", "--host", "127.0.0.1",
-                                 "--port", str(port), "--no-access-log"], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            if httpx.get(f"{url}/v1/tts/ready", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.terminate()
-    raise RuntimeError(f"server not ready:\n{log.read_text(errors='replace')[-3000:]}")
+    env = {"TTS_DEVICE_COST_MODEL": str(cost_model), "TTS_AUTH_ENABLED": "false", "TTS_DEVICE": "cpu",
+           "TTS_DEMO_DIR": str(Path(tempfile.gettempdir()) / "tts-standin-demo"), "PYTHONUNBUFFERED": "1"}
+    return start_server(lambda port: [sys.executable, "-m", "uvicorn", "--factory", "api:create_app", "--host",
+                                      "127.0.0.1", "--port", str(port), "--no-access-log"], env, log)
 
 
 async def levels(url: str, pid: int, concurrency: int) -> list[dict]:

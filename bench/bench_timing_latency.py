@@ -36,6 +36,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,20 +84,28 @@ class Run:
 async def http_stream(client: httpx.AsyncClient, timed: bool) -> Run:
     run = Run()
     body = {"text": TEXT, "stream": True, "format": "pcm", "seed": 1, **({"timestamps": "word"} if timed else {})}
+
+    def on_item(item: dict) -> None:
+        if item["type"] == "audio":
+            run.audio(base64.b64decode(item["audio"]))
+        elif item["type"] == "timestamps":
+            run.timing([w["end"] for w in item["words"]])
+
     run.start()
     async with client.stream("POST", "/v1/tts/generate", json=body) as response:
-        if not timed:
-            async for data in response.aiter_bytes():
-                run.audio(data)
-            return run
-        async for line in response.aiter_lines():
-            if line.strip():
-                item = json.loads(line)
-                if item["type"] == "audio":
-                    run.audio(base64.b64decode(item["audio"]))
-                elif item["type"] == "timestamps":
-                    run.timing([w["end"] for w in item["words"]])
+        await read_body(response, run, timed, on_item)
     return run
+
+
+async def read_body(response: httpx.Response, run: Run, timed: bool, on_item: Callable[[dict], None]) -> None:
+    """An HTTP stream's raw audio bytes, or (timed) its JSON lines, each handed to `on_item`."""
+    if not timed:
+        async for data in response.aiter_bytes():
+            run.audio(data)
+        return
+    async for line in response.aiter_lines():
+        if line.strip():
+            on_item(json.loads(line))
 
 
 async def openai_sse(client: httpx.AsyncClient, timed: bool) -> Run:
@@ -141,18 +150,15 @@ async def native_ws(base: str, timed: bool) -> Run:
 async def elevenlabs_http(client: httpx.AsyncClient, timed: bool) -> Run:
     run = Run()
     path = "/v1/text-to-speech/default/stream" + ("/with-timestamps" if timed else "")
+
+    def on_item(item: dict) -> None:
+        run.audio(base64.b64decode(item["audio_base64"]))
+        if item.get("alignment"):
+            run.timing(word_ends(item["alignment"]))
+
     run.start()
     async with client.stream("POST", path + "?output_format=pcm_16000", json={"text": TEXT, "seed": 1}) as response:
-        if not timed:
-            async for data in response.aiter_bytes():
-                run.audio(data)
-            return run
-        async for line in response.aiter_lines():
-            if line.strip():
-                item = json.loads(line)
-                run.audio(base64.b64decode(item["audio_base64"]))
-                if item.get("alignment"):
-                    run.timing(word_ends(item["alignment"]))
+        await read_body(response, run, timed, on_item)
     return run
 
 
