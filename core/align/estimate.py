@@ -43,7 +43,11 @@ def voiced_frames(audio: np.ndarray) -> np.ndarray:
     """Boolean per frame: speech (loud enough), with isolated one-frame blips removed."""
     if len(audio) == 0:
         return np.zeros(0, bool)
-    db = frame_db(audio)
+    return voiced_levels(frame_db(audio))
+
+
+def voiced_levels(db: np.ndarray) -> np.ndarray:
+    """`voiced_frames` from the frames' levels in dB (at least one frame): the incremental aligner keeps levels."""
     loud = np.percentile(db, 95)
     voiced = db > max(loud - RELATIVE_DB, -90.0)
     if len(voiced) >= 3:

@@ -39,11 +39,11 @@ from core.align.estimate import (
     MIN_PAUSE_FRAMES,
     PUNCT_BONUS,
     RATE_WEIGHT,
-    RELATIVE_DB,
     SAMPLE_RATE,
     SKIP_SCALE_S,
     _place,
     estimate_alignment,
+    voiced_levels,
 )
 from core.align.types import WordSpan, clamped
 from core.align.units import expected_units, pause_weight
@@ -132,20 +132,11 @@ class IncrementalEstimate:
             self._floor = out[-1].end
         return out
 
-    def _voiced(self) -> np.ndarray:
-        db = self._db
-        loud = np.percentile(db, 95)
-        voiced = db > max(loud - RELATIVE_DB, -90.0)
-        if len(voiced) >= 3:
-            blip = voiced[1:-1] & ~voiced[:-2] & ~voiced[2:]
-            voiced[1:-1] &= ~blip
-        return voiced
-
     def _settle(self) -> list[WordSpan]:
         last = len(self.words) - 1  # the last word always waits for the end
         if len(self._db) <= self._from:
             return []
-        voiced = self._voiced()
+        voiced = voiced_levels(self._db)
         if self._phrase_frame is None:  # the current group's speech has not begun yet
             begun = np.flatnonzero(voiced[self._from:])
             if not len(begun):
