@@ -1,5 +1,5 @@
-"""In-process pipeline tests' runtime: the demo checkpoint on the CPU (no AP-BWE, no warm-up, no auth), and an
-engine that misbehaves on purpose (core/llm/faulty.py) for as long as a test needs it."""
+"""In-process tests' runtime: the demo checkpoint on the CPU (no AP-BWE, no warm-up, no auth), alone or behind the
+app in a TestClient, and an engine that misbehaves on purpose (core/llm/faulty.py) for as long as a test needs it."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fastapi.testclient import TestClient
+
+from api import create_app
 from core.llm.faulty import with_fault
 from services.deployment.runtime import ModelRuntime
 from shared.settings import Settings
+from tests.conftest import wait_in_portal
 
 
 @contextmanager
@@ -25,6 +29,18 @@ def demo_runtime(model_dir: Path) -> Iterator[ModelRuntime]:
         yield rt
     finally:
         asyncio.run(rt.shutdown())
+
+
+@contextmanager
+def demo_client(model_dir: Path, voice_dir: Path) -> Iterator[TestClient]:
+    """The app in a TestClient once its runtime is ready: short answers (40 tokens), a rate limit no test reaches,
+    saved voices under `voice_dir`."""
+    settings = Settings(model_dir=model_dir, auth_enabled=False, warmup=False, log_json=False, sr_enabled=False,
+                        voice_dir=voice_dir, default_max_tokens=40, rate_limit_per_minute=10_000)
+    runtime = ModelRuntime(settings)
+    with TestClient(create_app(settings, runtime=runtime)) as client:
+        wait_in_portal(client, lambda: runtime.ready)
+        yield client
 
 
 @contextmanager

@@ -12,23 +12,15 @@ from fastapi.testclient import TestClient
 
 import api.timed_delivery
 import services.continuity.service
-from api import create_app
 from services.continuity.service import Continuity
-from services.deployment.runtime import ModelRuntime
 from services.pipeline.spoken_tail import TailSegment
 from shared import metrics
-from shared.settings import Settings
-from tests.conftest import wait_in_portal
+from tests.demo_runtime import demo_client
 
 
 @pytest.fixture(scope="module")
 def client(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    settings = Settings(model_dir=demo_model_dir, auth_enabled=False, warmup=False, log_json=False, sr_enabled=False,
-                        voice_dir=tmp_path_factory.mktemp("voices"), default_max_tokens=40,
-                        rate_limit_per_minute=10_000)
-    runtime = ModelRuntime(settings)
-    with TestClient(create_app(settings, runtime=runtime)) as test_client:
-        wait_in_portal(test_client, lambda: runtime.ready)
+    with demo_client(demo_model_dir, tmp_path_factory.mktemp("voices")) as test_client:
         yield test_client
 
 

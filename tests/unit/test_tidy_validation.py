@@ -9,22 +9,14 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api import create_app
-from services.deployment.runtime import ModelRuntime
-from shared.settings import Settings
-from tests.conftest import wait_in_portal
+from tests.demo_runtime import demo_client
 
 JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture(scope="module")
 def client(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    settings = Settings(model_dir=demo_model_dir, auth_enabled=False, warmup=False, log_json=False, sr_enabled=False,
-                        voice_dir=tmp_path_factory.mktemp("voices"), default_max_tokens=40,
-                        rate_limit_per_minute=10_000)
-    runtime = ModelRuntime(settings)
-    with TestClient(create_app(settings, runtime=runtime)) as test_client:
-        wait_in_portal(test_client, lambda: runtime.ready)
+    with demo_client(demo_model_dir, tmp_path_factory.mktemp("voices")) as test_client:
         yield test_client
 
 
