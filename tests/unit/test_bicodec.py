@@ -20,6 +20,7 @@ from core.bicodec import (
     plan_decode_tensors,
 )
 from core.demo.random_bicodec import DEMO_CONFIG, build_random_state_dict, write_random_checkpoint
+from tests.tiny_models import tiny_bicodec
 
 FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
 TINY_DIR = FIXTURES / "bicodec_tiny"
@@ -28,9 +29,7 @@ MANIFEST = FIXTURES / "bicodec_manifest.json"
 
 @pytest.fixture(scope="module")
 def tiny() -> BiCodecDecoder:
-    if not (TINY_DIR / "model.safetensors").is_file():
-        pytest.skip(f"BiCodec fixture not found at {TINY_DIR} (steering fixtures absent)")
-    return BiCodecDecoder.from_pretrained(TINY_DIR)
+    return tiny_bicodec()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,17 +18,15 @@ from core.streaming import DecodePlanner, StreamingConfig, StreamingDecoder
 from services.codec import CodecScheduler, DecodeWindow, SchedulerPolicy, SRWindow
 from services.codec.runner import ModelRunner
 from services.pipeline.audio_output import SR_MAX_BLOCK, SR_MIN_BLOCK
+from tests.tiny_models import tiny_bicodec
 
-TINY_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "bicodec_tiny"
 HOP = 320
 STREAMS = 4
 
 
 @pytest.fixture(scope="module")
 def model() -> BiCodecDecoder:
-    if not (TINY_DIR / "model.safetensors").is_file():
-        pytest.skip(f"BiCodec fixture not found at {TINY_DIR} (steering fixtures absent)")
-    return BiCodecDecoder.from_pretrained(TINY_DIR)
+    return tiny_bicodec()
 
 
 @pytest.fixture(scope="module")

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from core.bicodec import BiCodecDecoder
 from core.streaming import StreamingConfig, StreamingDecoder
+from tests.tiny_models import tiny_bicodec
 
-TINY_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "bicodec_tiny"
 HOP = 320
 
 
 @pytest.fixture(scope="module")
 def model() -> BiCodecDecoder:
-    if not (TINY_DIR / "model.safetensors").is_file():
-        pytest.skip(f"BiCodec fixture not found at {TINY_DIR} (steering fixtures absent)")
-    return BiCodecDecoder.from_pretrained(TINY_DIR)
+    return tiny_bicodec()
 
 
 @pytest.fixture(scope="module")
