@@ -54,6 +54,12 @@ class FreeCodec:
         rows, tokens = torch.as_tensor(semantic).shape
         return torch.zeros(rows, tokens * self.hop_length)
 
+    def decode_padded(self, ids: Any, lengths: Any, d_vector: Any) -> torch.Tensor:
+        """The codec scheduler's call (ids [B, L] -> [B, L * hop]), the one serving makes: without it `__getattr__`
+        would hand it to the wrapped decoder, which computes. Whatever `decode_with_speaker` returns, padded rows
+        included (a bench that patches that method gets its output here too)."""
+        return self.decode_with_speaker(torch.as_tensor(ids), d_vector)
+
 
 @dataclass(frozen=True)
 class EngineTiming:
