@@ -276,49 +276,26 @@ def simulate(seeds: int = 20) -> dict:
     """Incremental vs offline start errors and simulated lateness (see the module doc)."""
     import numpy as np
 
+    from bench.timing_sim import PlaybackFeed, speech
     from core.align import align
-    from core.align.units import expected_units, pause_weight
     from processing.chunking import split_text
     from services.pipeline.timestamps import TimestampTrack
 
     text = (TEXT + " ") * 6
     chunks = split_text(text, 170)
-    pieces, speed = (25, 50, 100, 200), 0.5
     errors, offline, late, count = [], [], [], 0
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
         rate = rng.uniform(3.7, 5.5)
         track = TimestampTrack()
         track.add_text(text, " ".join(chunks))
-        sent, piece = 0, 0
+        feed = PlaybackFeed(track)
         for index, chunk in enumerate(chunks):
-            parts, truth, t = [np.zeros(int(0.1 * RATE), np.float32)], [], 0.1
-            for word in chunk.split():
-                seconds = expected_units(word) / rate * rng.uniform(0.7, 1.3)
-                n = int(seconds * RATE)
-                parts.append((0.3 * np.sin(2 * np.pi * rng.uniform(100, 300) * np.arange(n) / RATE)).astype(np.float32))
-                truth.append(t + sent / RATE)
-                gap = rng.uniform(0.15, 0.4) if pause_weight(word) else rng.uniform(0.0, 0.04)
-                parts.append(np.zeros(int(gap * RATE), np.float32))
-                t += n / RATE + int(gap * RATE) / RATE
-            audio = np.concatenate(parts)
-            offline += [abs(w.start + sent / RATE - s) for w, s in zip(align(audio, chunk.split()).words, truth,
-                                                                        strict=True)]
-            got = []
-            track.start_segment(chunk)
-            at = 0
-            while at < len(audio):
-                size = pieces[min(piece, len(pieces) - 1)] * 320
-                piece += 1
-                track.on_audio(audio[at:at + size])
-                sent += min(size, len(audio) - at)
-                at += size
-                clock = min(speed * (sent / RATE - pieces[0] * 320 / RATE), sent / RATE)
-                event = track.settle()
-                got += [(clock, w) for w in (event.words if event else ())]
-            clock = min(speed * (sent / RATE - pieces[0] * 320 / RATE), sent / RATE)
-            event = track.end_segment(sent / RATE if index == len(chunks) - 1 else None)
-            got += [(clock, w) for w in (event.words if event else ())]
+            audio, starts = speech(chunk.split(), rate, rng)
+            truth = [s + feed.sent / RATE for s in starts]
+            offline += [abs(w.start + feed.sent / RATE - s) for w, s in zip(align(audio, chunk.split()).words, truth,
+                                                                             strict=True)]
+            got = feed.chunk(chunk, audio, last=index == len(chunks) - 1)
             errors += [abs(w.start - s) for (_, w), s in zip(got, truth, strict=True)]
             late += [c - w.end for c, w in got if c > w.end]
             count += len(got)
