@@ -176,10 +176,12 @@ class Delivery:
             if watch is not None:
                 await asyncio.wait({prefetch, watch}, return_when=asyncio.FIRST_COMPLETED)
                 if not prefetch.done():  # the client left first
+                    hung_up_at = time.perf_counter()
                     prefetch.cancel()
                     await asyncio.gather(prefetch, return_exceptions=True)
                     await source.aclose()
                     self._report("disconnected", None)
+                    log_stopped(hung_up_at)
                     return Response(status_code=499)  # nobody reads it
             first = await prefetch
         except BaseException:
@@ -278,6 +280,13 @@ class ClientStalled(Exception):
 SEND_PIECE_BYTES = 16 * 1024
 
 
+def log_stopped(hung_up_at: float) -> None:
+    """A streamed answer's client hung up: `stream_stopped` with `stop_ms` from the hang-up reaching the server to
+    the end of the job's work (the WebSocket sessions log `utterance_stopped` the same way)."""
+    logger.info("stream_stopped", extra={"event": "stream_stopped", "reason": "disconnected",
+                                         "stop_ms": round((time.perf_counter() - hung_up_at) * 1000, 1)})
+
+
 class GuardedStreamingResponse(StreamingResponse):
     """A StreamingResponse that cuts off a reader that accepts less than SEND_PIECE_BYTES in `stall_timeout_s`.
 
@@ -290,7 +299,12 @@ class GuardedStreamingResponse(StreamingResponse):
         self.stall_timeout_s = stall_timeout_s
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        hung_up_at: list[float] = []
+        finished: list[bool] = []  # the last body message went out: a later hang-up stopped nothing
+
         async def guarded_send(message: Any) -> None:
+            if message.get("type") == "http.response.body" and not message.get("more_body", False):
+                finished.append(True)
             try:
                 body = message.get("body", b"") if message.get("type") == "http.response.body" else b""
                 if len(body) <= SEND_PIECE_BYTES:
@@ -310,8 +324,17 @@ class GuardedStreamingResponse(StreamingResponse):
                 await self.body_iterator.aclose()  # type: ignore[union-attr]
                 raise ClientStalled from None
 
+        async def watched_receive() -> Any:
+            message = await receive()
+            if message.get("type") == "http.disconnect" and not hung_up_at:
+                hung_up_at.append(time.perf_counter())
+            return message
+
         try:
-            await super().__call__(scope, receive, guarded_send)
+            await super().__call__(scope, watched_receive, guarded_send)
         except ClientStalled:
             # Expected, already logged and counted: no traceback. The server closes the unfinished response.
             return
+        finally:
+            if hung_up_at and not finished:  # a hang-up mid-stream: the body (and with it the job) is closed by now
+                log_stopped(hung_up_at[0])

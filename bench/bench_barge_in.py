@@ -13,8 +13,11 @@ Pipecat's ElevenLabs client and LiveKit's pooled clients do):
 
 Prints a markdown table (median first audio per case, ratio after/fresh, the server's `stop_ms` of the stopped
 contexts) and writes bench/results/barge_in.json. Timings on a shared CPU are noisy: compare the ratios.
+`--cost-model bench/cost_models/h100-tf32.json` runs both servers with the device stand-in (`TTS_DEVICE_COST_MODEL`:
+the model's work becomes waits of an H100's length, so what is timed is the server's wiring, as in the agents tier)
+and writes bench/results/barge_in_standin.json.
 
-    .venv/bin/python bench/bench_barge_in.py [--rounds 5]
+    .venv/bin/python bench/bench_barge_in.py [--rounds 5] [--cost-model bench/cost_models/h100-tf32.json]
 """
 
 from __future__ import annotations
@@ -44,11 +47,14 @@ USER_S = 0.8  # the user speaks, the LLM answers
 HEARD_S = 1.0  # the barge-in comes this long after the interrupted turn's first audio
 
 
-def start(model_dir: str, log: Path, supersede_after_s: float) -> tuple[subprocess.Popen, int]:
+def start(model_dir: str, log: Path, supersede_after_s: float,
+          cost_model: Path | None = None) -> tuple[subprocess.Popen, int]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
     env.update({"TTS_MODEL_DIR": model_dir, "TTS_DEVICE": "cpu", "TTS_AUTH_ENABLED": "false", "OMP_NUM_THREADS": "1",
                 "TTS_WS_SUPERSEDE_AFTER_S": str(supersede_after_s), "PYTHONUNBUFFERED": "1"})
+    if cost_model is not None:
+        env["TTS_DEVICE_COST_MODEL"] = str(cost_model)
     out = open(log, "wb")  # noqa: SIM115 - the server writes it until it stops
     process = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "api:create_app", "--host", "127.0.0.1",
                                 "--port", str(port), "--no-access-log"], cwd=ROOT, env=env, stdout=out,
@@ -168,12 +174,14 @@ async def run(ports: dict[str, int], rounds: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--cost-model", type=Path, default=None,
+                        help="run both servers with this device stand-in (a benchmark tool, demo checkpoint only)")
     args = parser.parse_args()
     from core.demo.checkpoint import build_demo_checkpoint
 
     model_dir = str(build_demo_checkpoint(ROOT / "var" / "test-demo-model", seed=0))
     tmp = Path(tempfile.mkdtemp(prefix="barge-in-"))
-    servers = {variant: start(model_dir, tmp / f"{variant}.log", after)
+    servers = {variant: start(model_dir, tmp / f"{variant}.log", after, args.cost_model)
                for variant, after in (("now", 0.5), ("before", 1e9))}
     try:
         for _, port in servers.values():
@@ -196,7 +204,8 @@ def main() -> None:
     stops = results["stop_ms_now"]
     if stops:
         print(f"\nstopped contexts (now): {len(stops)}, stop_ms max {max(stops):.1f}, median {statistics.median(stops):.1f}")
-    out = ROOT / "bench" / "results" / "barge_in.json"
+    out = ROOT / "bench" / "results" / ("barge_in_standin.json" if args.cost_model else "barge_in.json")
+    results["cost_model"] = str(args.cost_model) if args.cost_model else None
     out.write_text(json.dumps(results, indent=2))
     print(f"\nwrote {out.relative_to(ROOT)}")
 

@@ -246,6 +246,12 @@ class Settings(BaseSettings):
     chunking_threshold_chars: int = Field(220, ge=20, description="Texts longer than this (normalised) are split.")
     chunk_target_chars: int = Field(170, ge=20, description="Target size of each text chunk.")
     crossfade_ms: float = Field(50.0, ge=0, le=500, description="Equal-power crossfade between text chunks.")
+    stream_chunk_max_chars: int = Field(
+        120, ge=20, description="WebSocket contexts: a text chunk (one LLM generation) holds at most this many "
+        "characters (~8 s of speech; cut at sentence ends first, then clauses), since an engine such as vLLM "
+        "generates a chunk to its end even while playback pacing holds the audio: an abandoned reply's generation "
+        "runs at most TTS_STREAM_MAX_AHEAD_S plus one such chunk ahead of playback.",
+    )
 
     # --- timestamps --------------------------------------------------------------------------
     align_method: Literal["estimate", "ctc"] = Field(

@@ -292,6 +292,12 @@ class SynthesisJob:
                         break  # max_tokens reached or a guard tripped: closing the stream aborts the rest
             finally:
                 await stream.aclose()
+                if admission is not None:
+                    # The request left the engine: admission integrates its count of generating requests between its
+                    # own calls, so it must look now, or the count it saw last (this request) would be integrated
+                    # over the idle time up to the next request and read as an LLM making no tokens (a second
+                    # stream within ~1 s of an idle spell was refused as overloaded).
+                    admission.pace()
         if trip is None and semantic_left <= 0 and room < self.request.sampling.max_tokens and not parser.finished:
             trip = self.guards.limit_trip(run, room)  # the speech limit, not the caller's max_tokens, ended it
         if trip is None and not (voice.continuation and run.tokens == 0):  # that case: NoSpeechError, the fallback

@@ -63,8 +63,10 @@ class Utterance:
         self.codec_state: dict[str, Any] = {}  # per-utterance state a codec keeps (offsets, pending timings)
         self.model_version = runtime.model_version
         self.max_text_chars = max_text_chars
-        self.threshold = settings.chunking_threshold_chars
-        self.target = settings.chunk_target_chars
+        # Smaller text chunks than HTTP's: the LLM generates a whole chunk however far its audio is ahead of
+        # playback, so the chunk bounds how far an abandoned reply's generation runs ahead (settings).
+        self.threshold = min(settings.chunking_threshold_chars, settings.stream_chunk_max_chars)
+        self.target = min(settings.chunk_target_chars, settings.stream_chunk_max_chars)
         self.segmenter = TextSegmenter(threshold=self.threshold, target=self.target)
         self.job = SynthesisJob(runtime, request, incremental=True)
         # Cartesia's max_buffer_delay_ms: text held for a sentence end is spoken anyway once it has waited this long

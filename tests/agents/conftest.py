@@ -1,12 +1,22 @@
 """The voice-agent tier: the frameworks' own clients (Pipecat, LiveKit Agents) in `.venv-agents` against a real
 server on loopback. The server runs in the project's venv (torch, the demo checkpoint); this venv has only the
-frameworks, so the server is a subprocess started with `TTS_TEST_SERVER_PYTHON` (default: the project's .venv)."""
+frameworks, so the server is a subprocess started with `TTS_TEST_SERVER_PYTHON` (default: the project's .venv).
+
+Two servers, both the real app on the demo checkpoint:
+- `server`: with the device stand-in (`TTS_DEVICE_COST_MODEL`, bench/cost_models/h100-tf32.json: the engine's steps
+  and the codec's calls are waits of an H100's measured length, the audio is noise). The conversations with
+  barge-ins run on it: what their timing bound is about is the server's wiring (sessions, contexts, stops, pacing,
+  encoders), and the demo model's own speed on a shared CPU (first audio 3-10 s) would drown it. Run-ahead pacing
+  (TTS_STREAM_MAX_AHEAD_S) is what holds an interrupted reply here, as on a GPU.
+- `model_server`: the demo model itself (torch on the CPU): the HTTP timestamps test, so that the tier also
+  speaks through the real model, codec and aligner (slow, so no timing is asserted on it)."""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
+import statistics
 import subprocess
 import time
 import urllib.request
@@ -18,6 +28,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "agents-test-key"
+COST_MODEL = ROOT / "bench" / "cost_models" / "h100-tf32.json"
 
 
 @dataclass
@@ -60,17 +71,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def _serve(tmp_path_factory: pytest.TempPathFactory, name: str, extra_env: dict[str, str]) -> Iterator[Server]:
     model_dir = subprocess.run(
         [_python(), "-c", "from core.demo.checkpoint import build_demo_checkpoint; from pathlib import Path; "
          "print(build_demo_checkpoint(Path('var/test-demo-model'), seed=0))"],
         cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
     port = _free_port()
-    log = tmp_path_factory.mktemp("agents") / "server.log"
+    log = tmp_path_factory.mktemp(name) / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
     env.update({"TTS_MODEL_DIR": model_dir, "TTS_DEVICE": "cpu", "TTS_AUTH_ENABLED": "true",
-                "TTS_API_KEYS": KEY, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
+                "TTS_API_KEYS": KEY, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **extra_env})
     with open(log, "wb") as out:
         process = subprocess.Popen([_python(), "-m", "uvicorn", "--factory", "api:create_app", "--host", "127.0.0.1",
                                     "--port", str(port), "--no-access-log"], cwd=ROOT, env=env, stdout=out,
@@ -98,6 +108,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             process.kill()
 
 
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from _serve(tmp_path_factory, "standin", {"TTS_DEVICE_COST_MODEL": str(COST_MODEL)})
+
+
+@pytest.fixture(scope="session")
+def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from _serve(tmp_path_factory, "model", {})
+
+
 def llm_tokens(text: str) -> list[str]:
     """Text the way an LLM streams it: a word (with its leading space) at a time, punctuation split off."""
     out: list[str] = []
@@ -110,8 +130,16 @@ def llm_tokens(text: str) -> list[str]:
     return out
 
 
-# The next turn's first audio against a fresh turn's: the issue's bound (1.3x) where timings mean something (a
-# dedicated machine: TTS_AGENTS_STRICT_TIMING=1); on a shared CPU host a looser one that still catches a server that
-# keeps generating interrupted turns (their first audio then grows turn after turn).
-STRICT_TIMING = os.environ.get("TTS_AGENTS_STRICT_TIMING") == "1"
-RATIO, MARGIN_MS = (1.3, 100.0) if STRICT_TIMING else (2.0, 1500.0)
+# The next turn after a barge-in starts as fast as a fresh turn on the same server: the issue's bound, on the
+# stand-in server. Medians on both sides (several fresh turns on an idle socket, every turn after a barge-in), so
+# one turn that a busy host delays does not decide. (A server that keeps generating interrupted turns fails the
+# stop checks beside it: on the stand-in an interrupted reply is still generating, paced, when the next turn opens.)
+RATIO, MARGIN_MS = 1.3, 100.0
+
+
+def check_next_turns(fresh: list[float], after: list[float]) -> None:
+    """First audio (ms, server side from the context's first message) of the fresh turns and of the turns after a
+    barge-in: median(after) <= 1.3 x median(fresh) + 100 ms."""
+    print("first audio ms, fresh:", fresh, "after barge-ins:", after)
+    assert len(fresh) >= 3 and after, (fresh, after)
+    assert statistics.median(after) <= RATIO * statistics.median(fresh) + MARGIN_MS, (fresh, after)

@@ -5,9 +5,9 @@ gets `close_context` with no final flush; Cartesia's socket is closed when the n
 next turn, a storm of five barge-ins (alternately after and before the input ended) and a last turn.
 
 Checked: the exact word transcript of every whole turn (LiveKit's timed transcript from the server's timings), an
-interrupted turn's words a prefix of its text, every interrupted context the server stopped stopped within 300 ms of
-the message that revealed it, and the next turn's first audio within 1.3x of the fresh turn's (server side, from the
-context's first message; looser on a shared CPU host: conftest.STRICT_TIMING; the bench measures the ratio itself)."""
+interrupted turn's words a prefix of its text, every interrupted context stopped within 300 ms of the message that
+revealed it, and the next turn's first audio within 1.3x (+100 ms) of a fresh turn's (server side, from the
+context's first message; medians: conftest.check_next_turns). On the stand-in server (conftest)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 from livekit.agents import APIConnectOptions
 from livekit.plugins import cartesia, elevenlabs
 
-from tests.agents.conftest import KEY, MARGIN_MS, RATIO, Server, llm_tokens
+from tests.agents.conftest import KEY, Server, check_next_turns, llm_tokens
 
 pytestmark = pytest.mark.timeout(900)
 TURN_1 = "Hello there. The weather is lovely today, is it not?"
@@ -68,6 +68,9 @@ async def _conversation(server: Server, tts, rate: int) -> None:
     seconds = sum(f.duration for f in frames)
     assert 0.5 < seconds < 30 and all(f.sample_rate == rate for f in frames)  # LiveKit decodes the MP3 itself
     _check_words(words, TURN_1, seconds)
+    for _ in range(2):  # more fresh turns (on an idle socket): the bound compares medians
+        frames, words = await _turn(tts, TURN_3)
+        _check_words(words, TURN_3, sum(f.duration for f in frames))
     _, heard = await _turn(tts, TURN_2, interrupt_after_frames=3)
     assert "".join(heard).split() == TURN_2.split()[:len("".join(heard).split())]
     for index in range(STORM + 1):
@@ -76,16 +79,16 @@ async def _conversation(server: Server, tts, rate: int) -> None:
         if index < STORM:
             await _turn(tts, TURN_2, interrupt_after_frames=2, end_input=index % 2 == 0)
     await tts.aclose()
-    stops = server.events(mark, "utterance_stopped")  # interrupted turns still generating when the next began
+    # Every interrupted turn was still generating (paced: ~7 s of audio, at most 3 s ahead of playback) when the
+    # next began, and was stopped in time.
+    stops = server.events(mark, "utterance_stopped")
     print("stops (reason, ms):", [(s["reason"], s["stop_ms"]) for s in stops])
-    assert all(s["stop_ms"] <= STOP_MS for s in stops), [(s["reason"], s["stop_ms"]) for s in stops]
-    # The whole turns (an interrupted turn whose audio was all generated before the next began completed too).
-    completed = [e for e in server.events(mark, "utterance_ended")
-                 if e["status"] == "completed" and e["characters"] < len(TURN_2) - 20]
-    assert len(completed) == STORM + 2, completed
-    fresh, after = completed[0]["first_audio_ms"], [e["first_audio_ms"] for e in completed[1:]]
-    print("first audio ms, fresh:", fresh, "after barge-ins:", after)
-    assert all(ms <= RATIO * fresh + MARGIN_MS for ms in after), (fresh, after)
+    assert len(stops) == STORM + 1 and all(s["stop_ms"] <= STOP_MS for s in stops), \
+        [(s["reason"], s["stop_ms"]) for s in stops]
+    completed = [e for e in server.events(mark, "utterance_ended") if e["status"] == "completed"]
+    assert len(completed) == STORM + 4 and all(e["characters"] < len(TURN_2) - 20 for e in completed), completed
+    first = [e["first_audio_ms"] for e in completed]
+    check_next_turns(first[:3], first[3:])
     assert "Traceback" not in server.log_text()
 
 

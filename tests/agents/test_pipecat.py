@@ -6,8 +6,8 @@ Checked: every completed turn's word transcript is exact, an interrupted turn's 
 audio of an interrupted turn comes after the next turn's audio began, every interrupted context the server stopped
 was stopped within 300 ms of the message that revealed the barge-in (the server's `utterance_stopped` log events),
 and the next turn's first audio (the server's `utterance_ended.first_audio_ms`, from the context's first message)
-is within 1.3x of the fresh turn's (looser on a shared CPU host: conftest.STRICT_TIMING; the bench measures the
-ratio itself)."""
+is within 1.3x (+100 ms) of a fresh turn's (medians: conftest.check_next_turns). The conversations run on the
+stand-in server (conftest: the wiring is what is timed); the HTTP test speaks through the demo model itself."""
 
 from __future__ import annotations
 
@@ -28,18 +28,24 @@ from pipecat.services.cartesia.tts import CartesiaTTSService
 from pipecat.services.elevenlabs.tts import ElevenLabsHttpTTSService, ElevenLabsTTSService
 from pipecat.tests.utils import SleepFrame, run_test
 
-from tests.agents.conftest import KEY, MARGIN_MS, RATIO, Server, llm_tokens
+from tests.agents.conftest import KEY, Server, check_next_turns, llm_tokens
 
 pytestmark = pytest.mark.timeout(900)
 # Pipecat ends a context that sends nothing for this long (default 3 s); the demo model on a shared CPU can take
-# longer than that to its first audio.
+# longer than that to its first audio (the HTTP test).
 QUIET_S = 30.0
 TURN_1 = "Hello there. The weather is lovely today, is it not?"
-TURN_2 = "This second answer is rather long, so that it can be interrupted before it ends. It goes on and on."
+TURN_2 = ("This second answer is rather long, so that it can be interrupted before it ends. It goes on and on, and "
+          "then it goes on a little more.")
 TURN_3 = "Sure, let us talk about something else then."
 SPEAK = "One more thing."
-SETTLE_S = 25.0  # a whole turn is generated on the demo model meanwhile
-BARGE_S = 2.5  # the user barges in this long after the turn began (its audio has started)
+# A whole turn is out meanwhile: on the stand-in a reply runs at most TTS_STREAM_MAX_AHEAD_S (3 s) ahead of
+# playback, so TURN_1 + SPEAK (~5 s of audio) end ~2 s after their first audio.
+SETTLE_S = 6.0
+MODEL_SETTLE_S = 25.0  # the same on the demo model (a shared CPU)
+# The user barges in this long after the turn began: its audio has started, and TURN_2 (~9 s of audio, at most 3 s
+# ahead of playback) is still being generated when the next turn opens, so the server has something to stop.
+BARGE_S = 1.5
 USER_S = 0.8  # the user speaks, the LLM answers: then the next turn begins
 STORM = 5
 STOP_MS = 300.0
@@ -53,17 +59,27 @@ def _barged(text: str) -> list:
     return [*_llm_turn(text), SleepFrame(sleep=BARGE_S), InterruptionFrame(), SleepFrame(sleep=USER_S)]
 
 
-def conversation_frames() -> tuple[list, list[str | None]]:
-    """The frames to send and, per context in order, the text it speaks whole (None: it is interrupted)."""
-    frames = [*_llm_turn(TURN_1), TTSSpeakFrame(SPEAK), SleepFrame(sleep=SETTLE_S), *_barged(TURN_2),
-              *_llm_turn(TURN_3), SleepFrame(sleep=SETTLE_S)]
-    expected: list[str | None] = [TURN_1, SPEAK, None, TURN_3]
+def conversation_frames() -> tuple[list, list[str | None], list[str]]:
+    """The frames to send; per context in order, the text it speaks whole (None: it is interrupted); and per whole
+    context what its first audio is: fresh (an idle socket), queued (right behind the previous reply) or after (the
+    next turn after a barge-in)."""
+    frames = [*_llm_turn(TURN_1), TTSSpeakFrame(SPEAK), SleepFrame(sleep=SETTLE_S)]
+    expected: list[str | None] = [TURN_1, SPEAK]
+    kinds = ["fresh", "queued"]
+    for _ in range(2):  # more fresh turns: the bound compares medians
+        frames += [*_llm_turn(TURN_3), SleepFrame(sleep=SETTLE_S)]
+        expected.append(TURN_3)
+        kinds.append("fresh")
+    frames += [*_barged(TURN_2), *_llm_turn(TURN_3), SleepFrame(sleep=SETTLE_S)]
+    expected += [None, TURN_3]
+    kinds.append("after")
     for _ in range(STORM):
         frames += _barged(TURN_2)
         expected.append(None)
     frames += [*_llm_turn(TURN_3), SleepFrame(sleep=SETTLE_S)]
     expected.append(TURN_3)
-    return frames, expected
+    kinds.append("after")
+    return frames, expected, kinds
 
 
 def per_context(down) -> tuple[list[str], dict[str, list[str]], dict[str, list[int]]]:
@@ -86,7 +102,7 @@ def per_context(down) -> tuple[list[str], dict[str, list[str]], dict[str, list[i
     return order, words, audio
 
 
-def check_conversation(server: Server, mark: int, down, up, expected: list[str | None]) -> None:
+def check_conversation(server: Server, mark: int, down, up, expected: list[str | None], kinds: list[str]) -> None:
     errors = [f for f in (*down, *up) if isinstance(f, ErrorFrame)]
     assert not errors, errors
     order, words, audio = per_context(down)
@@ -105,25 +121,26 @@ def check_conversation(server: Server, mark: int, down, up, expected: list[str |
     for earlier, later in zip(order, order[1:], strict=False):
         if earlier not in spoken and audio.get(later):
             assert max(audio.get(earlier, [-1])) < min(audio[later])
-    # Each interrupted turn was stopped, or had generated everything before the next turn began (a fast host).
+    # Each interrupted turn was still generating (paced) when the next turn opened, and was stopped in time.
     stops = server.events(mark, "utterance_stopped")
     interrupted = [e for e in ended.values() if e["characters"] >= len(TURN_2) - 20]
-    assert len(interrupted) == STORM + 1 and all(e["status"] in ("completed", "cancelled") for e in interrupted)
+    assert len(interrupted) == STORM + 1 and all(e["status"] == "cancelled" for e in interrupted), interrupted
     print("stops (reason, ms):", [(s["reason"], s["stop_ms"]) for s in stops])
-    assert all(s["stop_ms"] <= STOP_MS for s in stops), [(s["reason"], s["stop_ms"]) for s in stops]
+    assert len(stops) == STORM + 1 and all(s["stop_ms"] <= STOP_MS for s in stops), \
+        [(s["reason"], s["stop_ms"]) for s in stops]
     first = [ended[c]["first_audio_ms"] for c in spoken]
-    fresh, after_barge_in = first[0], [ended[c]["first_audio_ms"] for c in spoken[2:]]
-    print("first audio ms, fresh:", fresh, "after barge-ins:", after_barge_in)
-    assert all(ms <= RATIO * fresh + MARGIN_MS for ms in after_barge_in), (fresh, after_barge_in)
+    assert len(first) == len(kinds)
+    check_next_turns([ms for ms, kind in zip(first, kinds, strict=True) if kind == "fresh"],
+                     [ms for ms, kind in zip(first, kinds, strict=True) if kind == "after"])
     assert "Traceback" not in server.log_text()
 
 
 async def _conversation(server: Server, tts) -> None:
-    frames, expected = conversation_frames()
+    frames, expected, kinds = conversation_frames()
     mark = server.mark()
     down, up = await run_test(tts, frames_to_send=frames)
     assert all(f.sample_rate == 16000 for f in down if isinstance(f, TTSAudioRawFrame))
-    check_conversation(server, mark, down, up, expected)
+    check_conversation(server, mark, down, up, expected, kinds)
 
 
 async def test_pipecat_elevenlabs_conversation_with_barge_ins(server: Server) -> None:
@@ -138,15 +155,22 @@ async def test_pipecat_cartesia_conversation_with_barge_ins(server: Server) -> N
                                                    settings=CartesiaTTSService.Settings(voice="default")))
 
 
-async def test_pipecat_elevenlabs_http_stream_with_timestamps(server: Server) -> None:
+@pytest.mark.parametrize("which", ["server", "model_server"])
+async def test_pipecat_elevenlabs_http_stream_with_timestamps(which: str, request: pytest.FixtureRequest) -> None:
     """Pipecat's HTTP client reads `.../stream/with-timestamps` (JSON lines with character alignment): a turn, a
-    turn interrupted (Pipecat hangs up), and the next turn, each with its exact words."""
+    turn interrupted (Pipecat hangs up), and the next turn, each with its exact words; the interrupted request's
+    generation ended within 300 ms of the hang-up reaching the server. On the stand-in the interrupted request is
+    surely still generating (paced) when Pipecat hangs up; on the demo model itself (the one test that speaks
+    through the real model, codec and aligner) it may have finished on a fast host, so a stop is not required."""
+    server: Server = request.getfixturevalue(which)
+    settle = SETTLE_S if which == "server" else MODEL_SETTLE_S
+    mark = server.mark()
     async with aiohttp.ClientSession() as http:
         tts = ElevenLabsHttpTTSService(api_key=KEY, base_url=server.http, aiohttp_session=http, sample_rate=16000,
                                        stop_frame_timeout_s=QUIET_S,
                                        settings=ElevenLabsHttpTTSService.Settings(voice="default"))
-        frames = [*_llm_turn(TURN_1), SleepFrame(sleep=SETTLE_S), *_barged(TURN_2), *_llm_turn(TURN_3),
-                  SleepFrame(sleep=SETTLE_S)]
+        frames = [*_llm_turn(TURN_1), SleepFrame(sleep=settle), *_barged(TURN_2), *_llm_turn(TURN_3),
+                  SleepFrame(sleep=settle)]
         down, up = await run_test(tts, frames_to_send=frames)
     assert not [f for f in (*down, *up) if isinstance(f, ErrorFrame)]
     order, words, _ = per_context(down)
@@ -154,4 +178,8 @@ async def test_pipecat_elevenlabs_http_stream_with_timestamps(server: Server) ->
     assert " ".join(words[order[-1]]).split() == TURN_3.split(), words
     times = [f.pts for f in down if isinstance(f, TTSTextFrame)]
     assert None not in times
+    stops = server.events(mark, "stream_stopped")
+    print("HTTP stops (reason, ms):", [(s["reason"], s["stop_ms"]) for s in stops])
+    assert all(s["stop_ms"] <= STOP_MS for s in stops), stops
+    assert len(stops) == 1 or (which == "model_server" and not stops), stops  # the interrupted request only
     assert "Traceback" not in server.log_text()

@@ -8,8 +8,10 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -116,3 +118,36 @@ def test_a_stream_admission_refuses_gets_503_with_retry_after_and_the_socket_an_
         ws_context.__exit__(None, None, None)
     monkeypatch.undo()
     assert client.post("/v1/tts/generate", json=BODY).status_code == 200  # admitted again
+
+
+def test_admission_sees_a_finished_request_leave_the_engine(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Admission integrates its count of generating requests between its own calls, so a request leaving the engine
+    must be seen leaving: else an idle spell after it reads as a request generating no tokens, and the next stream
+    that comes while another is starting is refused as overloaded (Pipecat's reply queued right after a turn was,
+    on the device stand-in). A test clock: no sleeps."""
+    runtime = RUNTIMES[0]
+    admission = runtime.admission
+    assert admission is not None
+    clock = Clock()
+    clock.now = time.monotonic() + 1000.0  # past what the earlier tests measured on the real clock
+    monkeypatch.setattr(admission, "clock", clock)
+    # A request counts as generating from its stream's start to its end, as vLLM's (and the stand-in's) do; the
+    # demo engine drops it as soon as its thread is done, before its last tokens are read.
+    live = [0]
+    inner = runtime.engine.stream
+
+    async def stream(*args: Any, **kwargs: Any) -> AsyncIterator[list[int]]:
+        live[0] += 1
+        try:
+            async for ids in inner(*args, **kwargs):
+                yield ids
+        finally:
+            live[0] -= 1
+
+    monkeypatch.setattr(runtime.engine, "stream", stream)
+    monkeypatch.setattr(admission, "generating", lambda: live[0])
+    assert client.post("/v1/tts/generate", json=BODY).status_code == 200  # generated, noted, left the engine
+    assert live[0] == 0
+    clock.now += 100.0  # an idle spell
+    live[0] = 1  # a new request has just begun
+    assert admission.pace() is None  # nothing measured in the last window, not "0 tokens/s"

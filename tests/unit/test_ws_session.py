@@ -364,3 +364,23 @@ async def test_normalize_verbose_hands_the_normalised_text_back(runtime: Any) ->
         await asyncio.sleep(0.1)
     assert len(dones) == 2 and "normalized_text" not in dones[1]
     await outbox.close()
+
+
+async def test_a_context_cuts_its_text_chunks_at_the_streaming_cap(runtime: Any) -> None:
+    """The LLM generates a whole text chunk even while playback pacing holds its audio, so a context's chunks hold
+    at most TTS_STREAM_CHUNK_MAX_CHARS characters (cut at clause marks here); shorter sentences stay whole."""
+    from services.sessions.utterance import Utterance
+
+    long = ("The museum is open every day from nine in the morning until six in the evening, except on public "
+            "holidays, when it closes at two, and the guided tours, which start at the main entrance every hour, "
+            "are free for members.")
+    short = "Sure, I can help with that."
+    u = Utterance(runtime, request_for(runtime, request_id="u-cap", stream=True), max_text_chars=5000)
+    for word in (long + " " + short).split(" "):
+        u.add_text(word + " ")
+    u.end()
+    chunks = u.job.plan.chunks
+    cap = runtime.settings.stream_chunk_max_chars
+    assert len(long) > cap and all(len(c) <= cap for c in chunks), chunks
+    assert chunks[-1] == short and all(c.rstrip().endswith((",", ".")) for c in chunks), chunks
+    assert " ".join(chunks).split() == (long + " " + short).split()
