@@ -76,9 +76,9 @@ async def test_rows_of_different_lengths_share_one_bucketed_call_and_results_ret
         assert audio.shape == ((20 + i) * 320,) and np.all(audio == i)
     runner = sched.runner
     assert isinstance(runner, RecordingRunner)
-    # Submitted together: one call, rows padded to the 32-token bucket and the row count to the batch bucket 8.
+    # Submitted together: one call, rows (20-24 tokens) padded to the 24-token bucket, the 5 rows to the batch bucket 6.
     assert [len(c.windows) for c in runner.calls] == [5]
-    assert runner.calls[0].length == 32 and runner.calls[0].rows_padded == 8
+    assert runner.calls[0].length == 24 and runner.calls[0].rows_padded == 6
 
 
 async def test_work_per_call_is_bounded_so_an_urgent_window_waits_at_most_one_call() -> None:
