@@ -174,7 +174,7 @@ def test_admission_refuses_on_misses_pace_and_codec_cost_with_retry_after() -> N
 
     sched = _Scheduler()
     generating = [0]
-    adm = Admission(sched, generating=lambda: generating[0], max_codec_share=0.85)  # (off by default)
+    adm = Admission(sched, generating=lambda: generating[0], max_codec_share=0.85)
     assert adm.decide().admit
     sched.misses = 1
     refused = adm.decide()
