@@ -136,3 +136,10 @@ async def test_a_device_failure_reaches_every_row_of_the_call() -> None:
         h = sched.open_stream()
         with pytest.raises(RuntimeError, match="illegal memory"):
             await h.decode(window(16))
+
+
+def test_default_buckets_pad_three_rows_to_three_and_lengths_to_the_next_eighth() -> None:
+    policy = SchedulerPolicy()
+    assert policy.batch_bucket(3) == 3 and policy.batch_bucket(5) == 6 and policy.batch_bucket(13) == 16
+    assert policy.bucket("decode", 17) == 24 and policy.bucket("decode", 73) == 80
+    assert policy.bucket("decode", 248) == 256 and policy.bucket("decode", 257) is None
