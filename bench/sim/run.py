@@ -50,6 +50,7 @@ class SimConfig:
     api_processes: int = 1
     prebuffer_s: float = 0.1
     latency: str = "balanced"
+    streaming: StreamingConfig | None = None  # the decode schedule before `latency` applies (None: the service's)
     admission: dict[str, Any] = field(default_factory=dict)  # keyword settings for Admission
     policy: SchedulerPolicy = field(default_factory=SchedulerPolicy)
 
@@ -117,7 +118,8 @@ class Simulation:
                                    **config.admission)
         self.gil_free = [0.0] * config.api_processes
         self.host_busy = [0.0] * config.api_processes
-        self.stream_config = StreamingConfig(growth=1.5).for_latency(config.latency)  # the service's defaults
+        base = config.streaming or StreamingConfig(growth=1.5)  # the service's defaults (shared/settings.py stream_*)
+        self.stream_config = base.for_latency(config.latency)
         self.results: list[StreamResult] = []
         self.started = self.loop.time()
 
