@@ -4,9 +4,10 @@ time. Overload is refused (503 with Retry-After), never spread over everyone.
 The LLM and the codec share one device, so both are read, and neither by a fixed count:
 
 0. **Ramp.** Streams admitted within the last `pace_window_s` are not in any measure yet (their windows have barely
-   reached the device). At most as many as the streams older than that (and at least `ramp_floor`) may be that
-   recent: the open streams at most double per window, so a burst of hundreds cannot slip in before the
-   measures move (600 arrivals within 2 s otherwise admitted 181-255 that all underran).
+   reached the device). At most `ramp_share` (0.5) times as many as the streams older than that (and at least
+   `ramp_floor`) may be that recent: the open streams grow at most 1.5x per window, so a burst of hundreds cannot
+   slip in before the measures move (600 arrivals within 2 s otherwise admitted 181-255 that all underran; with 40
+   ids before the first audio, doubling let 35 in within 0.8 s and all of them underran by 10-50 ms).
 1. **Deadline misses.** A playing stream whose window finished more than `miss_grace_s` after its audio ran out
    at real-time playback (the scheduler's `recent_misses`, last `busy_window_s`): the device is already short;
    refuse. The grace is under a third of the 100 ms prebuffer a client is assumed to hold: the scheduler's deadlines
@@ -68,7 +69,7 @@ class Admission:
                  pace_margin: float = 1.0, pace_window_s: float = 1.0, min_pace_sample_s: float = 0.25,
                  max_codec_busy: float = math.inf, miss_grace_s: float = 0.03, bucket_s: float = 0.05,
                  max_codec_share: float = 1.2, codec_window_s: float = 5.0, min_codec_sample_s: float = 5.0,
-                 ramp_floor: int = 16) -> None:
+                 ramp_floor: int = 16, ramp_share: float = 0.5) -> None:
         self.scheduler = scheduler
         self.clock = clock or getattr(scheduler, "clock", None) or time.monotonic
         self.generating = generating
@@ -80,6 +81,7 @@ class Admission:
         self.miss_grace_s = miss_grace_s
         self.max_codec_share = max_codec_share
         self.ramp_floor = ramp_floor
+        self.ramp_share = ramp_share
         self.codec_window_s = codec_window_s
         self.min_codec_sample_s = min_codec_sample_s
         # (bucket start, stream-seconds open, codec device seconds) per 0.25 s, over codec_window_s
@@ -156,7 +158,7 @@ class Admission:
             self._admitted_at.popleft()
         recent = len(self._admitted_at)  # admitted within the measuring window: not yet in the measures
         streams = self.scheduler.active_streams
-        if recent >= max(self.ramp_floor, streams - recent):
+        if recent >= max(self.ramp_floor, self.ramp_share * (streams - recent)):
             return self._refuse("ramp", f"ramping up: {recent} streams admitted in the last "
                                 f"{self.pace_window_s:g} s are not in the measures yet", 1)
         generating = self.generating() if self.generating is not None else 0

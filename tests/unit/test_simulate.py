@@ -232,3 +232,16 @@ def test_admission_defaults_ignore_the_busy_ratio_and_cap_the_codec_cost_at_1_2(
     assert adm.decide().admit
     sched.active_streams = 10
     assert not adm.decide().admit and adm.refused["codec_cost"] == 1
+
+
+def test_admission_ramp_lets_in_half_as_many_new_streams_as_old_ones_per_window() -> None:
+    from services.codec.admission import Admission
+
+    sched = _Scheduler()
+    adm = Admission(sched, ramp_floor=4)
+    sched.active_streams = 20  # opened before this admission object saw them: all "old"
+    decisions = []
+    for _ in range(12):
+        decisions.append(adm.decide().admit)
+        sched.active_streams += decisions[-1]
+    assert decisions == [True] * 10 + [False] * 2 and adm.refused["ramp"] == 2
