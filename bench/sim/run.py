@@ -8,8 +8,8 @@ What is modelled (and nothing else):
   GIL at `host_ms.per_audio_second` (charged per token as ids arrive), so ids become usable only when their
   process got to them;
 - each stream: `preamble_ids` ids before its first semantic id, then ~`audio_seconds` of semantic tokens (50 per
-  second) and a stop id; its decode windows follow the service's schedule (`bench.sim.windows.plan_decode`), its
-  SR windows `SRStream`'s cuts at 48 kHz (`plan_sr`); a window is submitted as soon as its ids are usable, audio
+  second) and a stop id; its ids go, as they become usable, to the service's own planners (`DecodePlanner` with the
+  service's schedule; at 48 kHz `SRPlanner` over the decoded chunks); a window is submitted as soon as planned, audio
   goes out in order, each piece told to the stream's `StreamHandle.note_audio` and to a client playing it back
   (`StreamCadence`, 100 ms prebuffer).
 """
