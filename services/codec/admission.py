@@ -5,7 +5,7 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
 
 0. **Ramp.** Streams admitted within the last `pace_window_s` are not in any measure yet (their windows have barely
    reached the device). At most `ramp_share` (0.5) times as many as the streams older than that (and at least
-   `ramp_floor`) may be that recent: the open streams grow at most 1.5x per window, so a burst of hundreds cannot
+   `ramp_floor`, 32: the goal's own load, 250 arrivals in 10 s, brings 25 a second) may be that recent: the open streams grow at most 1.5x per window, so a burst of hundreds cannot
    slip in before the measures move (600 arrivals within 2 s otherwise admitted 181-255 that all underran; with 40
    ids before the first audio, doubling let 35 in within 0.8 s and all of them underran by 10-50 ms).
 1. **Deadline misses.** A playing stream whose window finished more than `miss_grace_s` after its audio ran out
@@ -30,9 +30,10 @@ Calibrated on the simulated H100 (docs/benchmarks.md, `bench.simulate`): rule 4 
 (`max_codec_busy` = inf) and rule 3's cap is 1.2, above the whole device, on purpose: a stream's first-second windows
 cost ~3.5 decoded tokens per kept one, so while streams ramp up the measured cost per stream overstates what they cost
 later. The old caps (share 0.85, busy 1.0 ramp-scaled) admitted 111 of 250 offered at 16 kHz where the device
-carried 160-200 with no underrun; at 1.2 with the miss rule at a 30 ms grace (of the 100 ms prebuffer), 164 of 250
-and 175 of 600, no admitted stream underran in any case tried (48 kHz, 40 preamble ids, 600 within 2 s); without
-rule 3 at all, 48 kHz streams and the 40-preamble flood underran (19-48 streams).
+carried 160-200 with no underrun; at 1.2 with the miss rule at a 30 ms grace (of the 100 ms prebuffer) and the ramp
+below, 137-149 of 250 and 156-176 of 600 (seeds 0-2), and no admitted stream underran in any case tried (48 kHz, 40
+preamble ids, 600 within 2 s or 30 s, LLM 0.005-0.056 ms/row); without rule 3 at all, 48 kHz streams and the
+40-preamble flood underran (19-48 streams).
 
 Min slack is not a rule: a stream that has just started holds only its first chunk (80 ms on the balanced
 schedule), so a slack threshold would refuse on every newcomer; a stream really running dry is a miss (1).
@@ -69,7 +70,7 @@ class Admission:
                  pace_margin: float = 1.0, pace_window_s: float = 1.0, min_pace_sample_s: float = 0.25,
                  max_codec_busy: float = math.inf, miss_grace_s: float = 0.03, bucket_s: float = 0.05,
                  max_codec_share: float = 1.2, codec_window_s: float = 5.0, min_codec_sample_s: float = 5.0,
-                 ramp_floor: int = 16, ramp_share: float = 0.5) -> None:
+                 ramp_floor: int = 32, ramp_share: float = 0.5) -> None:
         self.scheduler = scheduler
         self.clock = clock or getattr(scheduler, "clock", None) or time.monotonic
         self.generating = generating
