@@ -9,7 +9,7 @@ cost what the cost model says (specs/gpu_serving.md §6; bench/sim/run.py says w
 and writes the JSON report (at least streams_requested/admitted/refused, ttfa_ms_p50/p95,
 underruns_prebuffer_100ms, gpu_busy_ratio, mean_decode_batch). `--sweep-per-row a,b,c` runs every level at each
 LLM slope instead (the table of streams held against the LLM's per-row cost in docs/benchmarks.md).
-A run of 600 streams takes about a second of CPU.
+A run of 600 streams takes a few seconds of CPU.
 """
 
 from __future__ import annotations

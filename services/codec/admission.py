@@ -5,8 +5,9 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
 
 0. **Ramp.** Streams admitted within the last `pace_window_s` are not in any measure yet (their windows have barely
    reached the device). At most `ramp_share` (0.5) times as many as the streams older than that (and at least
-   `ramp_floor`, 32: the goal's own load, 250 arrivals in 10 s, brings 25 a second) may be that recent: the open streams grow at most 1.5x per window, so a burst of hundreds cannot
-   slip in before the measures move (600 arrivals within 2 s otherwise admitted 181-255 that all underran; with 40
+   `ramp_floor`, 32: the goal's own load, 250 arrivals in 10 s, brings 25 a second) may be that recent: past the
+   floor the open streams grow at most 1.5x per window, so a burst of hundreds cannot slip in before the measures
+   move (600 arrivals within 2 s otherwise admitted 181-255 that all underran; with 40
    ids before the first audio, doubling let 35 in within 0.8 s and all of them underran by 10-50 ms).
 1. **Deadline misses.** A playing stream whose window finished more than `miss_grace_s` after its audio ran out
    at real-time playback (the scheduler's `recent_misses`, last `busy_window_s`): the device is already short;
@@ -31,7 +32,7 @@ Calibrated on the simulated H100 (docs/benchmarks.md, `bench.simulate`): rule 4 
 cost ~3.5 decoded tokens per kept one, so while streams ramp up the measured cost per stream overstates what they cost
 later. The old caps (share 0.85, busy 1.0 ramp-scaled) admitted 111 of 250 offered at 16 kHz where the device
 carried 160-200 with no underrun; at 1.2 with the miss rule at a 30 ms grace (of the 100 ms prebuffer) and the ramp
-below, 137-149 of 250 and 156-176 of 600 (seeds 0-2), and no admitted stream underran in any case tried (48 kHz, 40
+(rule 0), 137-149 of 250 and 156-176 of 600 (seeds 0-2), and no admitted stream underran in any case tried (48 kHz, 40
 preamble ids, 600 within 2 s or 30 s, LLM 0.005-0.056 ms/row); without rule 3 at all, 48 kHz streams and the
 40-preamble flood underran (19-48 streams).
 

@@ -12,7 +12,8 @@ awaitable; the scheduler owns the order and the batch:
   more than one call behind a more urgent one.
 - **Fixed shapes.** Rows are right-padded to a length bucket (the models mask each convolution's input beyond a
   row's valid length), and, where the runner replays captured graphs, the row count is padded to a batch bucket. A
-  window longer than every bucket runs alone at its exact length (the eager fallback).
+  row joins a call only while the call's padding stays within `max_pad_waste` (a row left out is the next call's
+  head at the latest). A window longer than every bucket runs alone at its exact length (the eager fallback).
 - **No timer.** A lone window runs at once; batches form while a call is in flight. An idle server adds no latency.
 
 The scheduler runs on the event loop and never touches a model: the `DeviceRunner` does (one device thread for the
