@@ -9,7 +9,7 @@ cost what the cost model says (specs/gpu_serving.md §6; bench/sim/run.py says w
 and writes the JSON report (at least streams_requested/admitted/refused, ttfa_ms_p50/p95,
 underruns_prebuffer_100ms, gpu_busy_ratio, mean_decode_batch). `--sweep-per-row a,b,c` runs every level at each
 LLM slope instead (the table of streams held against the LLM's per-row cost in docs/benchmarks.md).
-A run of 600 streams takes about a second of CPU.
+A run of 600 streams takes a few seconds of CPU.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sample-rate", type=int, choices=(16000, 48000), default=16000)
     p.add_argument("--arrive-within", type=float, default=10.0, help="arrivals uniform over this many seconds")
     p.add_argument("--audio-seconds", type=float, default=10.0, help="speech per stream (+-20%%)")
-    p.add_argument("--preamble-ids", type=int, default=40, help="ids before the first semantic token")
+    p.add_argument("--preamble-ids", type=int, default=1,
+                   help="ids before the first semantic token: 1 for voices with stored globals (global_tokens and "
+                   "cloned voices, built-in style voices once pinned); 40 when the model emits the 32 globals first")
     p.add_argument("--llm-per-row", type=float, default=None, help="override llm_step_ms.per_row")
     p.add_argument("--sweep-per-row", default=None, help="comma list of llm_step_ms.per_row values to sweep")
     p.add_argument("--host-ms", type=float, default=None, help="override host_ms.per_audio_second")

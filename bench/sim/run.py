@@ -8,8 +8,8 @@ What is modelled (and nothing else):
   GIL at `host_ms.per_audio_second` (charged per token as ids arrive), so ids become usable only when their
   process got to them;
 - each stream: `preamble_ids` ids before its first semantic id, then ~`audio_seconds` of semantic tokens (50 per
-  second) and a stop id; its decode windows follow the service's schedule (`bench.sim.windows.plan_decode`), its
-  SR windows `SRStream`'s cuts at 48 kHz (`plan_sr`); a window is submitted as soon as its ids are usable, audio
+  second) and a stop id; its ids go, as they become usable, to the service's own planners (`DecodePlanner` with the
+  service's schedule; at 48 kHz `SRPlanner` over the decoded chunks); a window is submitted as soon as planned, audio
   goes out in order, each piece told to the stream's `StreamHandle.note_audio` and to a client playing it back
   (`StreamCadence`, 100 ms prebuffer).
 """
@@ -22,8 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from bench.sim.windows import PlannedDecode, plan_decode, plan_sr
-from core.streaming import StreamingConfig
+from bench.sim.windows import HOP, SR_CONTEXT, SR_GRID, SR_MAX_BLOCK, SR_MIN_BLOCK
+from core.sr_planner import SRPlan, SRPlanner
+from core.streaming import DecodePlanner, PlannedWindow, StreamingConfig
+from core.tokens import SEMANTIC_CODEBOOK_SIZE as SEMANTIC_CODEBOOK
 from services.codec.admission import Admission
 from services.codec.cost_model import CostModel, CostModelRunner, DeviceTimeline, StepLoop
 from services.codec.scheduler import CodecScheduler, SchedulerPolicy, StreamHandle
@@ -41,11 +43,14 @@ class SimConfig:
     arrive_within_s: float = 10.0
     seed: int = 0
     audio_seconds: float = 10.0  # each stream speaks about this much (uniform +-20%)
-    preamble_ids: int = 40  # ids before the first semantic id (global block of a voice without stored globals)
+    # ids before the first semantic id: 1 for a voice whose 32 global tokens are stored (global_tokens and cloned voices,
+    # and every built-in style voice once pinned: TTS_PIN_VOICES_AT_START); 40 when the model must emit them first
+    preamble_ids: int = 1
     prompt_tokens: int = 200  # prefill per request (~10 s of text plus the prompt's frame)
     api_processes: int = 1
     prebuffer_s: float = 0.1
     latency: str = "balanced"
+    streaming: StreamingConfig | None = None  # the decode schedule before `latency` applies (None: the service's)
     admission: dict[str, Any] = field(default_factory=dict)  # keyword settings for Admission
     policy: SchedulerPolicy = field(default_factory=SchedulerPolicy)
 
@@ -113,7 +118,8 @@ class Simulation:
                                    **config.admission)
         self.gil_free = [0.0] * config.api_processes
         self.host_busy = [0.0] * config.api_processes
-        self.stream_config = StreamingConfig(growth=1.5).for_latency(config.latency)  # the service's defaults
+        base = config.streaming or StreamingConfig(growth=1.5)  # the service's defaults (shared/settings.py stream_*)
+        self.stream_config = base.for_latency(config.latency)
         self.results: list[StreamResult] = []
         self.started = self.loop.time()
 
@@ -152,9 +158,8 @@ class Simulation:
         handle = self.scheduler.open_stream()
         cadence = StreamCadence(prebuffer_s=self.cfg.prebuffer_s, observe_metrics=False, clock=self.loop.time)
         self.engine.add(row)
-        plan = plan_decode(self.stream_config, tokens)
         out: asyncio.Queue[tuple[asyncio.Future[Any] | None, float]] = asyncio.Queue()
-        producers = [asyncio.ensure_future(self._submit_decodes(row, handle, plan, pre, out, result))]
+        producers = [asyncio.ensure_future(self._submit_decodes(row, handle, tokens, pre, out, result))]
         try:
             while True:
                 task, seconds = await out.get()
@@ -174,30 +179,45 @@ class Simulation:
         result.underruns = cadence.underruns
         result.underrun_seconds = cadence.underrun_seconds
 
-    async def _submit_decodes(self, row: _Row, handle: StreamHandle, plan: list[PlannedDecode], pre: int,
+    async def _submit_decodes(self, row: _Row, handle: StreamHandle, tokens: int, pre: int,
                               out: asyncio.Queue[Any], result: StreamResult) -> None:
+        """The service's own planners, fed as the ids become usable: `DecodePlanner` and, at 48 kHz, `SRPlanner`
+        over the decoded chunks."""
         started = self.loop.time()
-        sr = self.cfg.sample_rate == 48_000
-        sr_plan = plan_sr([w.sent_tokens * 320 for w in plan]) if sr else []
-        sr_next = 0
-        for i, w in enumerate(plan):
-            # A final window waits for the stop id (generation ended); the others for their own tokens.
-            await row.wait_usable(row.total if w.final else pre + w.ready_at_tokens)
-            if w.final and result.generation_seconds is None:
-                result.generation_seconds = self.loop.time() - started
-            window = DecodeWindow(np.zeros(w.length, np.int32), None, w.keep_start, w.keep_end)
-            task = asyncio.ensure_future(handle.decode(window))
-            if not sr:
-                out.put_nowait((task, w.sent_tokens / TOKENS_PER_SECOND))
+        planner = DecodePlanner(self.stream_config, hop=HOP, codebook_size=SEMANTIC_CODEBOOK)
+        sr = SRPlanner(grid=SR_GRID, context=SR_CONTEXT, min_block=SR_MIN_BLOCK, max_block=SR_MAX_BLOCK) \
+            if self.cfg.sample_rate == 48_000 else None
+        fed = 0
+        while fed < tokens:
+            await row.wait_usable(pre + fed + 1)
+            usable = min(tokens, row.usable - pre)
+            windows = planner.push(np.zeros(usable - fed, np.int32))
+            fed = usable
+            await self._submit(planner, sr, windows, handle, out, final=False)
+        await row.wait_usable(row.total)  # the stop id: generation ended
+        result.generation_seconds = self.loop.time() - started
+        await self._submit(planner, sr, planner.finish(), handle, out, final=True)
+        out.put_nowait((None, 0.0))
+
+    async def _submit(self, planner: DecodePlanner, sr: SRPlanner | None, windows: list[PlannedWindow],
+                      handle: StreamHandle, out: asyncio.Queue[Any], *, final: bool) -> None:
+        for w in windows:
+            task = asyncio.ensure_future(handle.decode(DecodeWindow(w.ids, None, w.keep_start, w.keep_end)))
+            chunk = planner.take(w, np.zeros(w.kept_tokens * HOP, np.float32))  # the sizes the service plays
+            if sr is None:
+                out.put_nowait((task, chunk.size / 16_000))
                 continue
             await task  # SR needs the decoded audio; windows after it are already queued behind
-            while sr_next < len(sr_plan) and sr_plan[sr_next].after_chunk == i:
-                s = sr_plan[sr_next]
-                sr_task = asyncio.ensure_future(handle.super_resolve(
-                    SRWindow(np.zeros(s.length, np.float32), 0, s.out_samples, s.true_end)))
-                out.put_nowait((sr_task, s.out_samples / 48_000))
-                sr_next += 1
-        out.put_nowait((None, 0.0))
+            for s in sr.push(chunk):
+                out.put_nowait((self._sr(handle, s), (s.keep_end - s.keep_start) / 48_000))
+        if sr is not None and final:
+            for s in sr.finish():
+                out.put_nowait((self._sr(handle, s), (s.keep_end - s.keep_start) / 48_000))
+
+    @staticmethod
+    def _sr(handle: StreamHandle, s: SRPlan) -> asyncio.Future[Any]:
+        return asyncio.ensure_future(handle.super_resolve(
+            SRWindow(np.zeros(s.samples.size, np.float32), s.keep_start, s.keep_end, s.true_end)))
 
     async def run(self) -> dict[str, Any]:
         cfg = self.cfg

@@ -76,9 +76,9 @@ async def test_rows_of_different_lengths_share_one_bucketed_call_and_results_ret
         assert audio.shape == ((20 + i) * 320,) and np.all(audio == i)
     runner = sched.runner
     assert isinstance(runner, RecordingRunner)
-    # Submitted together: one call, rows padded to the 32-token bucket and the row count to the batch bucket 8.
+    # Submitted together: one call, rows (20-24 tokens) padded to the 24-token bucket, the 5 rows to the batch bucket 6.
     assert [len(c.windows) for c in runner.calls] == [5]
-    assert runner.calls[0].length == 32 and runner.calls[0].rows_padded == 8
+    assert runner.calls[0].length == 24 and runner.calls[0].rows_padded == 6
 
 
 async def test_work_per_call_is_bounded_so_an_urgent_window_waits_at_most_one_call() -> None:
@@ -136,3 +136,30 @@ async def test_a_device_failure_reaches_every_row_of_the_call() -> None:
         h = sched.open_stream()
         with pytest.raises(RuntimeError, match="illegal memory"):
             await h.decode(window(16))
+
+
+def test_default_buckets_pad_three_rows_to_three_and_lengths_to_the_next_eighth() -> None:
+    policy = SchedulerPolicy()
+    assert policy.batch_bucket(3) == 3 and policy.batch_bucket(5) == 6 and policy.batch_bucket(13) == 16
+    assert policy.bucket("decode", 17) == 24 and policy.bucket("decode", 73) == 80
+    assert policy.bucket("decode", 248) == 256 and policy.bucket("decode", 257) is None
+
+
+async def test_a_short_row_does_not_ride_in_a_long_bucket_past_the_padding_bound() -> None:
+    from services.codec.scheduler import _Pending
+
+    sched, clock = scheduler()
+    loop = asyncio.get_running_loop()
+    handles = [sched.open_stream() for _ in range(3)]
+    for i, (h, n) in enumerate(zip(handles, (177, 16, 170), strict=True)):  # in deadline order: 177 is the head
+        sched._pending.append(_Pending("decode", window(n, i), h, float(i), i, clock(), loop.create_future()))
+    call = sched.plan()
+    # The 177-token head picks the 192 bucket; the 170-token row fits (waste 10%); the 16-token row would make it 38%.
+    assert call is not None and call.length == 192 and [w.length for w in call.windows] == [177, 170]
+    nxt = sched.plan()
+    assert nxt is not None and nxt.length == 16 and [w.length for w in nxt.windows] == [16]
+    lax = CodecScheduler(sched.runner, SchedulerPolicy(pad_all_rows=False), clock=clock)
+    for i, (h, n) in enumerate(zip(handles, (177, 16, 170), strict=True)):
+        lax._pending.append(_Pending("decode", window(n, i), h, float(i), i, clock(), loop.create_future()))
+    lax_call = lax.plan()
+    assert lax_call is not None and [w.length for w in lax_call.windows] == [177, 16, 170]

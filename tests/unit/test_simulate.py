@@ -174,7 +174,7 @@ def test_admission_refuses_on_misses_pace_and_codec_cost_with_retry_after() -> N
 
     sched = _Scheduler()
     generating = [0]
-    adm = Admission(sched, generating=lambda: generating[0])
+    adm = Admission(sched, generating=lambda: generating[0], max_codec_share=0.85)
     assert adm.decide().admit
     sched.misses = 1
     refused = adm.decide()
@@ -212,3 +212,36 @@ def test_admission_ramps_up_while_new_streams_are_unmeasured() -> None:
     assert decisions == [True] * 4 + [False] * 2 and adm.refused["ramp"] == 2
     sched.now += 1.5  # a window later they are old: as many again may come
     assert adm.decide().admit
+
+
+def test_admission_defaults_ignore_the_busy_ratio_and_cap_the_codec_cost_at_1_2() -> None:
+    from services.codec.admission import Admission
+
+    sched = _Scheduler()
+    adm = Admission(sched)
+    sched.busy = 1.5  # the busy-ratio rule is off by default (calibrated with bench.simulate)
+    assert adm.decide().admit
+    # Every open stream costs the codec 0.12 of the device: 9 open, a 10th projects 1.2 (admitted), an 11th not.
+    sched.active_streams = 9
+    for _ in range(60):
+        sched.now += 0.1
+        sched.stats.busy_seconds += 9 * 0.012
+        adm.note_tokens(30)
+    assert adm.codec_cost() == pytest.approx(0.12, rel=0.05)
+    sched.active_streams = 8
+    assert adm.decide().admit
+    sched.active_streams = 10
+    assert not adm.decide().admit and adm.refused["codec_cost"] == 1
+
+
+def test_admission_ramp_lets_in_half_as_many_new_streams_as_old_ones_per_window() -> None:
+    from services.codec.admission import Admission
+
+    sched = _Scheduler()
+    adm = Admission(sched, ramp_floor=4)
+    sched.active_streams = 20  # opened before this admission object saw them: all "old"
+    decisions = []
+    for _ in range(12):
+        decisions.append(adm.decide().admit)
+        sched.active_streams += decisions[-1]
+    assert decisions == [True] * 10 + [False] * 2 and adm.refused["ramp"] == 2
