@@ -50,6 +50,7 @@ class SimConfig:
     api_processes: int = 1
     prebuffer_s: float = 0.1
     latency: str = "balanced"
+    adaptive_schedule: bool = True  # Admission.first_chunk_schedule picks each newcomer's schedule, as the service does
     streaming: StreamingConfig | None = None  # the decode schedule before `latency` applies (None: the service's)
     admission: dict[str, Any] = field(default_factory=dict)  # keyword settings for Admission
     policy: SchedulerPolicy = field(default_factory=SchedulerPolicy)
@@ -119,6 +120,7 @@ class Simulation:
         self.gil_free = [0.0] * config.api_processes
         self.host_busy = [0.0] * config.api_processes
         base = config.streaming or StreamingConfig(growth=1.5)  # the service's defaults (shared/settings.py stream_*)
+        self.base_config = base
         self.stream_config = base.for_latency(config.latency)
         self.results: list[StreamResult] = []
         self.started = self.loop.time()
@@ -152,6 +154,10 @@ class Simulation:
             result.reason = decision.reason
             return
         result.admitted = True
+        # As the service's synthesis job does: under load a newcomer's first chunk waits for the full look-ahead.
+        latency = self.admission.first_chunk_schedule(self.cfg.latency) if self.cfg.adaptive_schedule \
+            else self.cfg.latency
+        stream_config = self.base_config.for_latency(latency)
         tokens = max(1, round(audio_seconds * TOKENS_PER_SECOND))
         pre = self.cfg.preamble_ids
         row = _Row(self.cfg.prompt_tokens, pre + tokens + 1, index % self.cfg.api_processes)
@@ -159,7 +165,7 @@ class Simulation:
         cadence = StreamCadence(prebuffer_s=self.cfg.prebuffer_s, observe_metrics=False, clock=self.loop.time)
         self.engine.add(row)
         out: asyncio.Queue[tuple[asyncio.Future[Any] | None, float]] = asyncio.Queue()
-        producers = [asyncio.ensure_future(self._submit_decodes(row, handle, tokens, pre, out, result))]
+        producers = [asyncio.ensure_future(self._submit_decodes(row, handle, stream_config, tokens, pre, out, result))]
         try:
             while True:
                 task, seconds = await out.get()
@@ -179,12 +185,12 @@ class Simulation:
         result.underruns = cadence.underruns
         result.underrun_seconds = cadence.underrun_seconds
 
-    async def _submit_decodes(self, row: _Row, handle: StreamHandle, tokens: int, pre: int,
-                              out: asyncio.Queue[Any], result: StreamResult) -> None:
+    async def _submit_decodes(self, row: _Row, handle: StreamHandle, stream_config: StreamingConfig, tokens: int,
+                              pre: int, out: asyncio.Queue[Any], result: StreamResult) -> None:
         """The service's own planners, fed as the ids become usable: `DecodePlanner` and, at 48 kHz, `SRPlanner`
         over the decoded chunks."""
         started = self.loop.time()
-        planner = DecodePlanner(self.stream_config, hop=HOP, codebook_size=SEMANTIC_CODEBOOK)
+        planner = DecodePlanner(stream_config, hop=HOP, codebook_size=SEMANTIC_CODEBOOK)
         sr = SRPlanner(grid=SR_GRID, context=SR_CONTEXT, min_block=SR_MIN_BLOCK, max_block=SR_MAX_BLOCK) \
             if self.cfg.sample_rate == 48_000 else None
         fed = 0
@@ -253,6 +259,7 @@ class Simulation:
             "streams_admitted": len(admitted),
             "streams_refused": cfg.streams - len(admitted),
             "refused_by": dict(self.admission.refused),
+            "long_first_chunks": self.admission.long_first_chunks,
             "ttfa_ms_p50": _pct(ttfa, 50),
             "ttfa_ms_p95": _pct(ttfa, 95),
             "ttfa_ms_max": max(ttfa, default=None),

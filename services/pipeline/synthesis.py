@@ -155,6 +155,9 @@ class SynthesisJob:
         # The latency preference shapes the stream's first chunk only (its first text chunk): that is the audio the
         # listener waits for. Later text chunks, and every non-streaming response, decode with the exact schedule.
         latency = request.latency if request.stream else "exact"
+        admission = getattr(runtime, "admission", None)
+        if admission is not None:  # under load a newcomer's first chunk waits for the full look-ahead (admission.py)
+            latency = admission.first_chunk_schedule(latency)
         self.first_stream_config = self.stream_config.for_latency(latency)
         self.global_tokens: tuple[int, ...] | None = (
             tuple(request.voice.global_tokens) if getattr(request.voice, "global_tokens", None) else None

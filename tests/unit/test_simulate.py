@@ -245,3 +245,35 @@ def test_admission_ramp_lets_in_half_as_many_new_streams_as_old_ones_per_window(
         decisions.append(adm.decide().admit)
         sched.active_streams += decisions[-1]
     assert decisions == [True] * 10 + [False] * 2 and adm.refused["ramp"] == 2
+
+
+def test_under_load_a_newcomer_gets_the_exact_first_chunk_only_while_the_llm_is_well_ahead() -> None:
+    from services.codec.admission import Admission
+
+    sched = _Scheduler()
+    generating = [4]
+    adm = Admission(sched, generating=lambda: generating[0])
+    assert adm.first_chunk_schedule("balanced") == "balanced"  # nothing measured yet
+    sched.active_streams = 9
+    for _ in range(60):  # 9 streams cost the codec 0.9 of the device; the LLM gives each 150 tokens/s
+        sched.now += 0.1
+        sched.stats.busy_seconds += 0.09
+        adm.note_tokens(4 * 15)
+    assert adm.first_chunk_schedule("lowest") == "exact" and adm.long_first_chunks == 1
+    assert adm.first_chunk_schedule("exact") == "exact"
+    sched.active_streams = 6  # 0.7 of the device with one more: under the 0.8 share, the short schedule stays
+    assert adm.first_chunk_schedule("balanced") == "balanced"
+    sched.active_streams = 9
+    for _ in range(20):  # the LLM falls to 60 tokens/s per stream: the exact schedule's second chunk would be late
+        sched.now += 0.1
+        sched.stats.busy_seconds += 0.09
+        adm.note_tokens(4 * 6)
+    assert adm.first_chunk_schedule("balanced") == "balanced" and adm.long_first_chunks == 1
+
+
+def test_the_exact_first_chunk_under_load_carries_more_streams_without_underruns() -> None:
+    fixed = _run(250, adaptive_schedule=False)
+    adaptive = _run(250)
+    assert adaptive["long_first_chunks"] > 0 and fixed["long_first_chunks"] == 0
+    assert adaptive["underruns_prebuffer_100ms"] == 0 and fixed["underruns_prebuffer_100ms"] == 0
+    assert adaptive["streams_admitted"] > fixed["streams_admitted"]
