@@ -188,9 +188,9 @@ async def native_utterance(rig: Rig, raw: str, text: str, *, wait_audio: bool = 
     return seen
 
 
-async def dialect_utterance(rig: Rig, raw: str, dialect: str) -> list[str]:
-    """One short utterance on a dialect's socket, word by word; returns the error codes seen, then "end" once its
-    end marker came (a connection that failed: the exception's name)."""
+async def dialect_utterance(rig: Rig, raw: str, dialect: str, pace_s: float = 0.0) -> list[str]:
+    """One short utterance on a dialect's socket, word by word (`pace_s` apart: its blocks' debits spread out);
+    returns the error codes seen, then "end" once its end marker came (a failed connection: the exception's name)."""
     path, opening, piece, end = DIALECTS[dialect]
     words = WORDS.split(" ")
     seen: list[str] = []
@@ -199,6 +199,7 @@ async def dialect_utterance(rig: Rig, raw: str, dialect: str) -> list[str]:
                            max_size=None) as ws:
             for message in [*opening(words[0] + " "), *(piece(w + " ") for w in words[1:]), *end]:
                 await ws.send(json.dumps(message))
+                await asyncio.sleep(pace_s)
             while True:
                 message = await asyncio.wait_for(ws.recv(), 120)
                 event = json.loads(message) if isinstance(message, str) else {}
@@ -319,35 +320,48 @@ def test_dropped_connections_and_four_postgres_restarts_under_load(rig: Rig, pg_
     # pg_control makes this test serial (tests/conftest.py): no other test's database goes away under it.
     raw, key_id = new_key(rig, f"restart-{unique}")
     results: list[object] = []
+    in_flight = dict.fromkeys([*DIALECTS, "http"], 0)  # requests under way now, by transport
+    met: list[dict[str, int]] = []  # what was under way at each restart
     done = threading.Event()
 
+    async def keep_busy(transport: str) -> None:
+        while not done.is_set():
+            in_flight[transport] += 1
+            try:
+                if transport == "http":
+                    results.append(await asyncio.to_thread(http_speak, rig, raw, "Hello there, how are you?"))
+                else:
+                    results.append(await dialect_utterance(rig, raw, transport, pace_s=0.05))
+            finally:
+                in_flight[transport] -= 1
+
     def traffic() -> None:
-        async def rounds() -> None:
-            while not done.is_set():
-                results.extend(await asyncio.gather(
-                    *(dialect_utterance(rig, raw, d) for d in DIALECTS for _ in range(2)),
-                    *(asyncio.to_thread(http_speak, rig, raw, "Hello there, how are you?") for _ in range(2)),
-                    return_exceptions=True))
-        asyncio.run(rounds())
+        async def everything() -> None:
+            await asyncio.gather(*(keep_busy(t) for t in in_flight for _ in range(2)))
+        asyncio.run(everything())
 
     worker = threading.Thread(target=traffic)
     worker.start()
     for _ in range(2):
         time.sleep(0.7)
         rig.proxy.drop_all()
-    restarts = 0
     for _ in range(RESTARTS):
-        time.sleep(1.0)  # traffic reaches the database again between restarts
+        time.sleep(1.5)  # traffic reaches the database again between restarts
+        met.append(dict(in_flight))
         pg_control.stop()
         time.sleep(0.3)
         pg_control.start()
-        restarts += 1
     done.set()
     worker.join(240)
-    assert not worker.is_alive() and restarts == RESTARTS
+    assert not worker.is_alive()
     flat = [x for r in results if isinstance(r, list) for x in r]
+    statuses = [r for r in results if isinstance(r, int)]
+    print(f"\nunder {RESTARTS} restarts (in flight at each: {met}): HTTP "
+          f"{ {x: statuses.count(x) for x in set(statuses)} }; sockets { {x: flat.count(x) for x in set(flat)} }")
     assert "INTERNAL_ERROR" not in flat and 500 not in results, results
-    assert flat.count("end") >= 2 * len(DIALECTS), results  # the load was real: whole utterances went through
+    # The faults met live traffic: at every restart requests were under way on at least three transports.
+    assert len(met) == RESTARTS and all(sum(n > 0 for n in m.values()) >= 3 for m in met), met
+    assert flat.count("end") >= len(DIALECTS), results  # whole utterances went through
     assert_books_balance(rig, [key_id])
 
 
