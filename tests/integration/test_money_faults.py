@@ -7,10 +7,12 @@ left journaled in credit_reservations.
     TTS_PG_PORT=5547 TTS_SERVICES_DIR=/tmp/tts-services-me TTS_TEST_DATABASE_URL=... \\
         .venv/bin/python -m pytest tests/integration/test_money_faults.py -q
 
-One test restarts PostgreSQL (scripts/stop_postgres, start_postgres on TTS_PG_PORT): run it against a server of your
-own. Scenarios: sockets closed by their clients while a debit waits on a slow database; the database's connections
-dropped and the database restarted under load; a key-store outage spent on the outage allowance, then recovery;
-kill -9 and SIGTERM with an HTTP stream, a native, an ElevenLabs and a Cartesia utterance in flight.
+One test restarts PostgreSQL (scripts/stop_postgres, start_postgres on TTS_PG_PORT) four times: run it against a
+server of your own. Scenarios: sockets closed by their clients while a debit waits on a slow database; sockets the
+server ends while debits wait on a slow database (a stalled reader, a client answering no keepalive ping, the message
+rate limit, an oversized message; native, ElevenLabs and Cartesia); the database's connections dropped and the
+database restarted four times under load on four transports; a key-store outage spent on the outage allowance, then
+recovery; kill -9 and SIGTERM with an HTTP stream, a native, an ElevenLabs and a Cartesia utterance in flight.
 """
 
 from __future__ import annotations
