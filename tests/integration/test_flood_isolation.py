@@ -1,10 +1,10 @@
 """No client slows the others (issue 40 item 5), against a hostile client: key A opens WebSockets up to its per-key
 cap and floods one-character text frames on every one (reconnecting as soon as one is closed), while key B makes
-the same short request it made alone. B's first audio must stay within 1.5x its baseline, plus an allowance, and
-A's sockets must be closed with the message rate limit's error and code 1008.
+the same short request it makes alone. The median of B's first audio under the flood must stay within 1.5x the
+median alone, and A's sockets must be closed with the message rate limit's error and code 1008.
 
     export $(scripts/start_services)
-    .venv/bin/python -m pytest tests/integration/test_flood_isolation.py -q
+    .venv/bin/python -m pytest tests/integration/test_flood_isolation.py -q -s
 
 A real uvicorn server (a subprocess, the demo checkpoint on CPU) with keys and credits in the real PostgreSQL, so
 each accepted text frame is charged as in production. The flood is bounded: loopback only, at most FLOOD_S seconds
@@ -14,14 +14,20 @@ flooding client's CPU does not sit in the measuring client's event loop.
 The frames are "-": text that is accepted and charged but leaves nothing to speak, so A never synthesises and the
 test measures the message path (parsing, limits, credits), not the model's fairness between keys.
 
-Measured here (2 shared cores, money's per-segment credit reservation merged): B alone 0.15-0.17 s, under the flood a
-median of 0.17-0.22 s; the one request that meets A's first wave (8 sockets each handled to the end of its 1000-
-message burst) took 0.73-0.87 s. Without that credit change each frame is a database write, the handler is slower
-than the message limit, A's sockets are never closed, and the last assertion fails.
+The measurement: PAIRS interleaved pairs, one request of B alone (the flood paused, its sockets closed) then one
+under the flood, compared median to median. The machines this runs on have 2 cores shared with other work whose
+load changes by the second (B alone measured 0.10-0.35 s across runs here); a baseline taken before the flood and
+compared with requests taken after it measured that drift, not the flood, which is why an earlier version needed a
+0.5 s allowance. ALLOWANCE_S is 10 ms: two GIL switch intervals (5 ms, the time a thread that wants the GIL may
+wait for its holder), the resolution at which the server's threads take turns.
 
-ALLOWANCE_S: the absolute slack on top of 1.5x. The CI and development machines here have 2 cores, and the
-flooding process takes one of them for itself (the baseline ran without it), so B's request shares a core it had to
-itself before; 0.5 s covers that scheduling noise without hiding a regression like the issue's (0.66 s -> 26-38 s).
+What the flood costs the server (py-spy on the server under this flood; deploy/RUNBOOK.md section 11): the first
+wave, 8 sockets each handled to the end of its 1,000-message burst, keeps the event loop busy for about a second,
+holding the GIL about 38% of the time against 9% for B's generation thread (the demo engine generates in-process):
+frame parsing (uvicorn parses every frame of a 256 KiB read before the app sees the first), handling each message,
+the handshakes. B's one request that meets it takes 3-5x its baseline. Afterwards A's key cools down and its
+reconnects are refused in the handshake (about 1.5 ms of server CPU each, most of it uvicorn's denial response),
+and B is at 1.2-1.5x. The median covers the steady state; the first wave is the one request printed first.
 """
 
 from __future__ import annotations
@@ -49,8 +55,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.serial]
 SOCKETS_PER_KEY = 8  # A floods at its cap
 FLOOD_S = 60.0  # the flood ends by then whatever happens
 FRAMES_PER_SOCKET = 5_000
-RUNS = 5
-ALLOWANCE_S = 0.5
+PAIRS = 9
+PAUSE_S = 0.3
+ALLOWANCE_S = 0.01
 REQUEST = {"text": "Hello there, this is key B.", "speaker": "fixed", "seed": 1, "format": "pcm", "max_tokens": 60}
 FLOOD_PATH = "/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000"
 
@@ -143,10 +150,13 @@ async def _server_frames(reader: asyncio.StreamReader, errors: list[dict]) -> in
 
 
 async def _flood_socket(host: str, port: int, path: str, key: str, stop_at: list[float], stats: dict,
-                        started) -> None:
+                        started, go) -> None:
     opener = _client_frame(json.dumps({"text": " ", "context_id": "f"}).encode())
     batch = _client_frame(json.dumps({"text": "-", "context_id": "f"}).encode()) * BATCH
     while time.monotonic() < stop_at[0]:
+        if not go.is_set():  # paused while key B's baseline is measured
+            await asyncio.sleep(0.02)
+            continue
         try:
             opened = await _handshake(host, port, path, key)
         except (OSError, TimeoutError, asyncio.IncompleteReadError):
@@ -163,7 +173,7 @@ async def _flood_socket(host: str, port: int, path: str, key: str, stop_at: list
         try:
             writer.write(opener)
             for _ in range(FRAMES_PER_SOCKET // BATCH):
-                if time.monotonic() >= stop_at[0] or closed.done():
+                if time.monotonic() >= stop_at[0] or closed.done() or not go.is_set():
                     break
                 writer.write(batch)
                 await writer.drain()
@@ -171,7 +181,7 @@ async def _flood_socket(host: str, port: int, path: str, key: str, stop_at: list
         except ConnectionError:
             pass
         try:
-            code = await asyncio.wait_for(closed, timeout=10)
+            code = await asyncio.wait_for(closed, timeout=10 if go.is_set() else 0.01)
         except TimeoutError:
             code = None
         writer.close()
@@ -180,14 +190,15 @@ async def _flood_socket(host: str, port: int, path: str, key: str, stop_at: list
             stats["rate_limited"] += 1
 
 
-def _flood(url: str, key: str, duration_s: float, started, stop, results) -> None:
-    """The flooding process: SOCKETS_PER_KEY sockets of key A until `duration_s` passed or the parent set `stop`."""
+def _flood(url: str, key: str, duration_s: float, started, stop, results, go) -> None:
+    """The flooding process: SOCKETS_PER_KEY sockets of key A until `duration_s` passed or the parent set `stop`;
+    while `go` is clear its sockets are closed and it waits."""
     async def main() -> dict:
         stats = {"connections": 0, "frames": 0, "refused_handshakes": 0, "rate_limited": 0, "close_codes": {}}
         stop_at = [time.monotonic() + duration_s]
         where = urlsplit(url)
         tasks = [asyncio.create_task(_flood_socket(where.hostname, where.port, f"{where.path}?{where.query}", key,
-                                                   stop_at, stats, started)) for _ in range(SOCKETS_PER_KEY)]
+                                                   stop_at, stats, started, go)) for _ in range(SOCKETS_PER_KEY)]
         while not all(t.done() for t in tasks):
             if stop.is_set():
                 stop_at[0] = 0.0
@@ -203,30 +214,44 @@ def test_a_flooding_key_leaves_another_keys_first_audio_within_1_5x(server: Runn
     key_b, _ = create_credit_key(pg_dsn, "flood-b", credit_balance=1_000_000)
     ws_base = server.base_url.replace("http://", "ws://")
     native = f"{ws_base}/v1/tts/ws"
-
-    _measure(native, key_b, 1)  # warm: the voice, the key cache, the code paths
-    cpu, started_at = _cpu_s(server.process.pid), time.monotonic()
-    baseline = statistics.median(_measure(native, key_b, RUNS))
-    cpu_alone = (_cpu_s(server.process.pid) - cpu) / (time.monotonic() - started_at)
+    _measure(native, key_b, 2)  # warm: the voice, the key cache, the code paths
 
     ctx = multiprocessing.get_context("spawn")
-    started, stop, results = ctx.Event(), ctx.Event(), ctx.Queue()
-    flood = ctx.Process(target=_flood, args=(ws_base + FLOOD_PATH, key_a, FLOOD_S, started, stop, results),
+    started, stop, go, results = ctx.Event(), ctx.Event(), ctx.Event(), ctx.Queue()
+    flood = ctx.Process(target=_flood, args=(ws_base + FLOOD_PATH, key_a, FLOOD_S, started, stop, results, go),
                         daemon=True)
     flood.start()
+    alone: list[float] = []
+    flooded: list[float] = []
+    cpu = {"alone": 0.0, "flooded": 0.0}
     try:
-        assert started.wait(60), "the flood did not open a socket"  # B's first request meets the first wave
-        cpu, started_at = _cpu_s(server.process.pid), time.monotonic()
-        under_flood = _measure(native, key_b, RUNS)
-        cpu_flood = (_cpu_s(server.process.pid) - cpu) / (time.monotonic() - started_at)
+        # Interleaved pairs: each flooded request is measured next to a request alone, so both see the same load
+        # from the rest of the machine (2 shared cores here), and the flood process's interpreter has started
+        # before the first baseline.
+        for pair in range(PAIRS):
+            go.clear()
+            time.sleep(PAUSE_S)  # the flood's sockets are closed and the server is done with them
+            used = _cpu_s(server.process.pid)
+            alone.extend(_measure(native, key_b, 1))
+            cpu["alone"] += _cpu_s(server.process.pid) - used
+            go.set()
+            if pair == 0:
+                assert started.wait(60), "the flood did not open a socket"  # the first wave: 8 sockets at once
+            else:
+                time.sleep(PAUSE_S)  # the flood reconnects (refused while its key cools down) and sends
+            used = _cpu_s(server.process.pid)
+            flooded.extend(_measure(native, key_b, 1))
+            cpu["flooded"] += _cpu_s(server.process.pid) - used
     finally:
+        go.set()
         stop.set()
         stats = results.get(timeout=FLOOD_S + 60)
         flood.join(timeout=30)
-    flooded = statistics.median(under_flood)
-    print(f"\nfirst audio of key B: alone {baseline:.3f} s (median of {RUNS}); under A's flood "
-          f"{flooded:.3f} s ({', '.join(f'{t:.3f}' for t in under_flood)}); server CPU {cpu_alone:.2f} -> "
-          f"{cpu_flood:.2f} cores; flood: {stats}")
-    assert flooded <= 1.5 * baseline + ALLOWANCE_S, (baseline, under_flood, stats)
+    baseline, under = statistics.median(alone), statistics.median(flooded)
+    print(f"\nfirst audio of key B, {PAIRS} interleaved pairs: alone median {baseline:.3f} s "
+          f"({', '.join(f'{t:.3f}' for t in alone)}); under A's flood median {under:.3f} s "
+          f"({', '.join(f'{t:.3f}' for t in flooded)}); server CPU per request {cpu['alone'] / PAIRS:.3f} -> "
+          f"{cpu['flooded'] / PAIRS:.3f} s; flood: {stats}")
+    assert under <= 1.5 * baseline + ALLOWANCE_S, (alone, flooded, stats)
     assert stats["frames"] > 0 and stats["connections"] >= SOCKETS_PER_KEY
     assert stats["rate_limited"] >= 1 and stats["close_codes"].get("1008", 0) >= stats["rate_limited"], stats

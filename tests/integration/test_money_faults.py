@@ -7,10 +7,12 @@ left journaled in credit_reservations.
     TTS_PG_PORT=5547 TTS_SERVICES_DIR=/tmp/tts-services-me TTS_TEST_DATABASE_URL=... \\
         .venv/bin/python -m pytest tests/integration/test_money_faults.py -q
 
-One test restarts PostgreSQL (scripts/stop_postgres, start_postgres on TTS_PG_PORT): run it against a server of your
-own. Scenarios: sockets closed by their clients while a debit waits on a slow database; the database's connections
-dropped and the database restarted under load; a key-store outage spent on the outage allowance, then recovery;
-kill -9 and SIGTERM with an HTTP stream, a native, an ElevenLabs and a Cartesia utterance in flight.
+One test restarts PostgreSQL (scripts/stop_postgres, start_postgres on TTS_PG_PORT) four times: run it against a
+server of your own. Scenarios: sockets closed by their clients while a debit waits on a slow database; sockets the
+server ends while debits wait on a slow database (a stalled reader, a client answering no keepalive ping, the message
+rate limit, an oversized message; native, ElevenLabs and Cartesia); the database's connections dropped and the
+database restarted four times under load on four transports; a key-store outage spent on the outage allowance, then
+recovery; kill -9 and SIGTERM with an HTTP stream, a native, an ElevenLabs and a Cartesia utterance in flight.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.e2e.conftest import RunningServer, start_server, stop_server
 from tests.integration.conftest import create_credit_key
 from tests.integration.fault_proxy import FaultProxy
+from tests.integration.raw_ws import RawSocket
 
 pytestmark = pytest.mark.integration
 
@@ -42,6 +45,22 @@ LONG = " ".join(f"This is sentence number {i} of a long story that keeps the str
 # core/align, not of credits; a failed utterance would still balance the books, as a refunded row).
 PLAIN = " ".join("This is one more sentence of a long story that keeps the stream busy." for _ in range(30))
 WORDS = "The quick brown fox jumps over the lazy dog and keeps on running far away"  # no sentence end
+CARTESIA = {"model_id": "sonic-3", "voice": {"mode": "id", "id": "default"}, "context_id": "c",
+            "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 48000}}
+# Each streaming dialect: its path, how an utterance opens with `text`, one more piece of text, and its end. 48 kHz
+# PCM: a reader that stops reading fills the server's buffers three times sooner than at 16 kHz.
+DIALECTS = {
+    "native": ("/v1/tts/ws",
+               lambda t: [{"type": "start", "speaker": "fixed", "format": "pcm", "sample_rate": 48000, "text": t}],
+               lambda t: {"type": "text", "text": t}, [{"type": "end"}]),
+    "elevenlabs": ("/v1/text-to-speech/default/multi-stream-input?output_format=pcm_48000",
+                   lambda t: [{"text": " ", "context_id": "a"}, {"text": t, "context_id": "a"}],
+                   lambda t: {"text": t, "context_id": "a"},
+                   [{"context_id": "a", "flush": True}, {"context_id": "a", "close_context": True}]),
+    "cartesia": ("/tts/websocket", lambda t: [{**CARTESIA, "transcript": t, "continue": True}],
+                 lambda t: {**CARTESIA, "transcript": t, "continue": True},
+                 [{**CARTESIA, "transcript": "", "continue": False}]),
+}
 
 
 @dataclass
@@ -77,7 +96,14 @@ def rig(pg_dsn: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPathFact
            "TTS_REQUEST_LOG_FLUSH_S": "0.2", "TTS_KEY_STALE_IF_ERROR_S": "300", "TTS_VOICE_STORE": "none",
            "TTS_SR_ENABLED": "false", "TTS_WARMUP": "false", "TTS_CREDITS_RESERVE_AHEAD": "16",
            "TTS_CREDITS_OUTAGE_ALLOWANCE": "5000", "TTS_MAX_CONCURRENT_STREAMS": "32",
-           "TTS_RATE_LIMIT_PER_MINUTE": "10000", "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN": "1"}
+           "TTS_RATE_LIMIT_PER_MINUTE": "10000", "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN": "1",
+           # The server ends sockets within a test's time: a stalled reader after 1 s, a message rate over 10/s
+           # past a burst of 50 (1008), a message over 8,000 characters (1009).
+           "TTS_SEND_STALL_TIMEOUT_S": "1", "TTS_WS_MESSAGES_PER_S": "10", "TTS_WS_MESSAGE_BURST": "50",
+           "TTS_WS_MAX_MESSAGE_BYTES": "8000",
+           # uvicorn's keepalive: a client that answers no ping is closed 1011 after 8 + 8 s (clients of the
+           # websockets library answer pings by themselves; a stalled reader's 1008 comes long before).
+           "UVICORN_WS_PING_INTERVAL": "8", "UVICORN_WS_PING_TIMEOUT": "8"}
     rig = Rig(proxy, pg_dsn, tmp / "spool", env, tmp)
     rig.start("first")
     yield rig
@@ -115,6 +141,14 @@ def assert_books_balance(rig: Rig, key_ids: list[str], timeout_s: float = 40.0) 
     for key_id, (balance, charged, journaled, _) in state.items():
         assert (INITIAL - balance, journaled) == (charged, 0), (key_id, state[key_id])
     return {k: v[3] for k, v in state.items()}
+
+
+def closed_reasons(rig: Rig, key_ids: list[str]) -> list[str]:
+    """Why the server says the keys' sockets ended (its `websocket_closed` log lines)."""
+    assert rig.server is not None
+    lines = [json.loads(line) for line in rig.server.log_text().splitlines() if line.startswith("{")]
+    sockets = {e["request_id"] for e in lines if e.get("event") == "websocket_opened" and e.get("key_id") in key_ids}
+    return sorted(e["reason"] for e in lines if e.get("event") == "websocket_closed" and e["request_id"] in sockets)
 
 
 def new_key(rig: Rig, tag: str) -> tuple[str, str]:
@@ -156,6 +190,33 @@ async def native_utterance(rig: Rig, raw: str, text: str, *, wait_audio: bool = 
     return seen
 
 
+async def dialect_utterance(rig: Rig, raw: str, dialect: str, pace_s: float = 0.0) -> list[str]:
+    """One short utterance on a dialect's socket, word by word (`pace_s` apart: its blocks' debits spread out);
+    returns the error codes seen, then "end" once its end marker came (a failed connection: the exception's name)."""
+    path, opening, piece, end = DIALECTS[dialect]
+    words = WORDS.split(" ")
+    seen: list[str] = []
+    try:
+        async with connect(ws_url(rig, path), additional_headers={"Authorization": f"Bearer {raw}"},
+                           max_size=None) as ws:
+            for message in [*opening(words[0] + " "), *(piece(w + " ") for w in words[1:]), *end]:
+                await ws.send(json.dumps(message))
+                await asyncio.sleep(pace_s)
+            while True:
+                message = await asyncio.wait_for(ws.recv(), 120)
+                event = json.loads(message) if isinstance(message, str) else {}
+                error = event.get("error")
+                code = error.get("code") if isinstance(error, dict) else event.get("code") if error else None
+                if code:
+                    seen.append(code)
+                if event.get("type") in ("done", "error") or event.get("isFinal") is True or event.get("done"):
+                    seen.append("end")
+                    return seen
+    except (OSError, TimeoutError, ConnectionClosed) as exc:
+        seen.append(type(exc).__name__)
+    return seen
+
+
 def http_speak(rig: Rig, raw: str, text: str) -> int:
     try:
         answer = httpx.post(f"{rig.base}/v1/tts/generate", timeout=120, headers={"Authorization": f"Bearer {raw}"},
@@ -173,7 +234,7 @@ def test_clients_gone_while_their_debit_waits_on_a_slow_database(rig: Rig, uniqu
     rig.proxy.delay_s = 0.3
     try:
         async def run() -> None:
-            await asyncio.gather(*(native_pieces_then_abort(rig, raw, 60, 0.5 + 0.35 * i)
+            await asyncio.gather(*(native_pieces_then_abort(rig, raw, 40, 0.5 + 0.35 * i)
                                    for i, (raw, _) in enumerate(keys * 2)))
             await asyncio.sleep(1.5)  # debits still in flight land
         asyncio.run(run())
@@ -182,35 +243,129 @@ def test_clients_gone_while_their_debit_waits_on_a_slow_database(rig: Rig, uniqu
     assert_books_balance(rig, [k for _, k in keys])
 
 
-def test_dropped_connections_and_a_postgres_restart_under_load(rig: Rig, pg_control, unique: str) -> None:
-    """Issue 40 item 2: connections cut mid-statement and PostgreSQL restarted while HTTP requests and WebSocket
-    utterances reserve and settle: no client sees INTERNAL_ERROR, and the books balance."""
+# ------------------------------------------------------------------------------------------------ the server ends it
+PIECE = "and so the story goes "  # 22 characters: past a 16-character block, so every such frame is a debit
+
+
+async def ended_by_the_server(rig: Rig, raw: str, key_id: str, dialect: str, how: str) -> int | None:
+    """A socket the server ends while its text is being debited; returns the server's close code (None: none came).
+
+    stalled: a reader that never reads (raw_ws: a tiny window) while it sends a debit frame every 120 ms until the
+      server has ended the socket: its sends block, and after TTS_SEND_STALL_TIMEOUT_S it gives up (1008) with its
+      reader waiting on a debit (frames queue behind 300 ms answers), so the debit in flight is cut from its socket.
+    keepalive: a client that reads but answers no ping, sending debit frames: uvicorn's keepalive ends the
+      connection (1011, "keepalive ping timeout") under the session, mid-debit likewise. The one 1011 a client can
+      provoke: a failure handling a message is answered INTERNAL_ERROR in-band and the connection stays open.
+    rate: one-character frames at once: each 16th needs a block (a debit), and the message rate limit closes the
+      socket (1008) while earlier blocks are held and generation runs.
+    size: debit frames, then one message over TTS_WS_MAX_MESSAGE_BYTES right behind them (1009)."""
+    path, opening, piece, _ = DIALECTS[dialect]
+    conn = await RawSocket.open(ws_url(rig, path), {"Authorization": f"Bearer {raw}"},
+                                rcvbuf=4096 if how == "stalled" else None)
+    for message in opening(LONG if dialect != "elevenlabs" else PLAIN):
+        conn.send_json(message)
+    if how in ("stalled", "keepalive"):
+        reading = None if how == "stalled" else asyncio.create_task(conn.read_to_close(60, pongs=False))
+        deadline = time.monotonic() + 60
+
+        def ended() -> bool:  # a stalled reader cannot see the close: the server's log says it
+            return reading.done() if reading is not None else bool(closed_reasons(rig, [key_id]))
+
+        while time.monotonic() < deadline and not ended():
+            conn.send_json(piece(PIECE))
+            if not await conn.drain():
+                break
+            await asyncio.sleep(0.12)  # 8 frames a second: under the message rate limit, over the debits' pace
+        if reading is not None:
+            return (await reading)[0]
+    elif how == "rate":
+        for _ in range(400):
+            conn.send_json(piece("a"))
+    else:
+        for _ in range(3):
+            conn.send_json(piece(PIECE))
+        conn.send_json(piece("x" * 9000))
+    await conn.drain()
+    return (await conn.read_to_close(60))[0]
+
+
+@pytest.mark.parametrize("how", ["stalled", "keepalive", "rate", "size"])
+def test_sockets_the_server_ends_while_a_debit_waits_on_a_slow_database(rig: Rig, unique: str, how: str) -> None:
+    """Issue 40 item 2: the server ends a socket (stalled reader, message rate 1008, oversized message 1009) on
+    every dialect at once, with 300 ms database answers: every debit ends up in the utterance's row (charged or
+    refunded) and nothing stays journaled. A fresh key per socket: a rate close cools its key down."""
+    keys = {d: new_key(rig, f"{how}-{d}-{unique}") for d in DIALECTS}
+    rig.proxy.delay_s = 0.3
+    try:
+        async def run() -> list[int | None]:
+            return await asyncio.gather(*(ended_by_the_server(rig, raw, key_id, d, how)
+                                          for d, (raw, key_id) in keys.items()))
+        codes = asyncio.run(run())
+    finally:
+        rig.proxy.delay_s = 0.0
+    expected = {"stalled": (1008, None), "keepalive": (1011,), "rate": (1008,), "size": (1009,)}[how]
+    key_ids = [k for _, k in keys.values()]
+    # keepalive: the connection is gone under the session; its reader sees the end (or its writer a failed send).
+    reason = {"stalled": ("stalled",), "keepalive": ("disconnect", "send_failed"), "rate": ("over_budget",),
+              "size": ("over_budget",)}[how]
+    assert all(code in expected for code in codes), codes
+    assert_books_balance(rig, key_ids)
+    reasons = closed_reasons(rig, key_ids)
+    assert len(reasons) == len(DIALECTS) and set(reasons) <= set(reason), reasons
+
+
+RESTARTS = 4  # the issue's finding: four PostgreSQL restarts, 124 credits lost and 4 clients told INTERNAL_ERROR
+
+
+def test_dropped_connections_and_four_postgres_restarts_under_load(rig: Rig, pg_control, unique: str) -> None:
+    """Issue 40 item 2: connections cut mid-statement, then PostgreSQL stopped and started again four times, while
+    HTTP requests and native, ElevenLabs and Cartesia utterances reserve and settle. A debit whose answer was lost is
+    an unknown outcome, never INTERNAL_ERROR (nor a 500), and the books balance."""
     # pg_control makes this test serial (tests/conftest.py): no other test's database goes away under it.
     raw, key_id = new_key(rig, f"restart-{unique}")
     results: list[object] = []
+    in_flight = dict.fromkeys([*DIALECTS, "http"], 0)  # requests under way now, by transport
+    met: list[dict[str, int]] = []  # what was under way at each restart
+    done = threading.Event()
+
+    async def keep_busy(transport: str) -> None:
+        while not done.is_set():
+            in_flight[transport] += 1
+            try:
+                if transport == "http":
+                    results.append(await asyncio.to_thread(http_speak, rig, raw, "Hello there, how are you?"))
+                else:
+                    results.append(await dialect_utterance(rig, raw, transport, pace_s=0.05))
+            finally:
+                in_flight[transport] -= 1
 
     def traffic() -> None:
-        async def many() -> None:
-            for _ in range(3):
-                results.extend(await asyncio.gather(
-                    *(native_utterance(rig, raw, WORDS) for _ in range(3)),
-                    *(asyncio.to_thread(http_speak, rig, raw, "Hello there, how are you?") for _ in range(2)),
-                    return_exceptions=True))
-        asyncio.run(many())
+        async def everything() -> None:
+            await asyncio.gather(*(keep_busy(t) for t in in_flight for _ in range(2)))
+        asyncio.run(everything())
 
     worker = threading.Thread(target=traffic)
     worker.start()
-    for _ in range(3):
+    for _ in range(2):
         time.sleep(0.7)
         rig.proxy.drop_all()
-    pg_control.stop()
-    time.sleep(0.5)
-    pg_control.start()
-    rig.proxy.drop_all()
-    worker.join(180)
+    for _ in range(RESTARTS):
+        time.sleep(1.5)  # traffic reaches the database again between restarts
+        met.append(dict(in_flight))
+        pg_control.stop()
+        time.sleep(0.3)
+        pg_control.start()
+    done.set()
+    worker.join(240)
     assert not worker.is_alive()
     flat = [x for r in results if isinstance(r, list) for x in r]
+    statuses = [r for r in results if isinstance(r, int)]
+    print(f"\nunder {RESTARTS} restarts (in flight at each: {met}): HTTP "
+          f"{ {x: statuses.count(x) for x in set(statuses)} }; sockets { {x: flat.count(x) for x in set(flat)} }")
     assert "INTERNAL_ERROR" not in flat and 500 not in results, results
+    # The faults met live traffic: at every restart requests were under way on at least three transports.
+    assert len(met) == RESTARTS and all(sum(n > 0 for n in m.values()) >= 3 for m in met), met
+    assert flat.count("end") >= len(DIALECTS), results  # whole utterances went through
     assert_books_balance(rig, [key_id])
 
 
