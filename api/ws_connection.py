@@ -30,6 +30,10 @@ from services.sessions.ws_session import WsSession
 logger = logging.getLogger("api.ws")
 
 CLOSE_NORMAL, CLOSE_POLICY, CLOSE_ERROR = 1000, 1008, 1011
+# Endings where the client did not choose to stop: the server ended the socket (a stalled reader, a broken message
+# rule) or the connection was lost under it (keepalive included). Their unfinished utterances are charged for the
+# audio that reached the socket, not for their whole text (docs/credits.md); a client's close is a hang-up.
+SERVER_ENDED = frozenset({"stalled", "over_budget", "lost", "send_failed"})
 Handler = Callable[[str], Awaitable["str | None"]]
 
 
@@ -145,9 +149,10 @@ def _leave(open_per_key: dict[str, int], key_id: str | None) -> None:
 # ---------------------------------------------------------------------------------------------- connection
 async def _read_loop(websocket: WebSocket, session: WsSession, outbox: Outbox, idle_s: float,
                      handle: Handler, limiter: MessageLimiter, first: str | None = None) -> str:
-    """Handle client messages (`first`: one the route already read) until the client leaves ("disconnect"), asks
-    to close ("close"), stays silent too long while nothing is being synthesised ("idle") or goes over its message
-    budget ("over_budget": `limiter.refused` says which; checked before the message is parsed)."""
+    """Handle client messages (`first`: one the route already read) until the client leaves ("disconnect": its
+    close frame came; "lost": the connection ended without one, `connection_lost`), asks to close ("close"), stays
+    silent too long while nothing is being synthesised ("idle") or goes over its message budget ("over_budget":
+    `limiter.refused` says which; checked before the message is parsed)."""
     while True:
         if first is not None:
             text, first = first, None
@@ -163,7 +168,7 @@ async def _read_loop(websocket: WebSocket, session: WsSession, outbox: Outbox, i
                 continue
             session.note_message(time.monotonic())  # a stop this message causes is timed from here
             if message["type"] == "websocket.disconnect":
-                return "disconnect"
+                return "lost" if connection_lost(message) else "disconnect"
             outbox.touch()
             text = message.get("text")
             size = len(text) if text is not None else len(message.get("bytes") or b"")
@@ -187,6 +192,15 @@ async def _read_loop(websocket: WebSocket, session: WsSession, outbox: Outbox, i
         await asyncio.sleep(0)
 
 
+def connection_lost(message: dict) -> bool:
+    """A `websocket.disconnect` without the client's close frame: the network went, the client vanished, or the
+    server's own keepalive gave up on it (its 1011 looks the same from here). uvicorn's websockets-sansio protocol
+    says so with 1005 and no `reason` (a received close frame always has one, even without a code, as browsers send
+    it); its legacy websockets protocol with 1006."""
+    code = message.get("code")
+    return code == 1006 or (code == 1005 and "reason" not in message)
+
+
 async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
     try:
         await asyncio.wait_for(websocket.close(code, reason), timeout=2.0)
@@ -196,7 +210,7 @@ async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
 
 async def serve_session(websocket: WebSocket, session: WsSession, outbox: Outbox, *, idle_s: float,
                         handle: Handler, dialect: str = "native", first: str | None = None) -> str:
-    """Run the connection to its end; returns why it ended (disconnect, close, idle, over_budget, stalled,
+    """Run the connection to its end; returns why it ended (disconnect, lost, close, idle, over_budget, stalled,
     send_failed, server_error). Every unfinished utterance is aborted and settled before this returns. `first`: a client
     message the route read before the session began (it is handled first)."""
     writer = outbox.start()
@@ -225,7 +239,9 @@ async def serve_session(websocket: WebSocket, session: WsSession, outbox: Outbox
         with anyio.CancelScope(shield=True):
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
-            await session.close()  # aborts generation of anything unfinished
+            # Aborts generation of anything unfinished. A socket the server ended or that was lost (SERVER_ENDED)
+            # charges its utterances only for the audio that reached the socket.
+            await session.close(by_server=ending in SERVER_ENDED)
             if ending == "idle":
                 await session.reject("IDLE_TIMEOUT", f"No messages for {idle_s:g} s; closing the connection.")
                 await outbox.drain(timeout_s=2.0)

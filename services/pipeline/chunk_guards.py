@@ -18,7 +18,9 @@ A cut chunk is charged for the characters its sent audio covers (`covered_chars`
 the sent speech over the speech its text is expected to need (core.guards.text_budget), and never fewer than one
 character per `TTS_MAX_AUDIO_S_PER_CHAR` seconds sent, so text written to inflate the estimate or to trip a guard
 still pays for the audio it got at the rate the limit allows. The rest of the chunk's characters (`chars_cut`) are
-not charged.
+not charged. A stream the server ends early (a WebSocket whose client stopped reading or broke a message rule) is
+charged by the same rule for the audio it handed to the socket (`delivered_chars`): text whose audio never reached
+the socket is not charged.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -58,6 +60,25 @@ def covered_chars(characters: int, expected_tokens: int, sent_tokens: float, max
     by_estimate = characters * sent_tokens / max(1, expected_tokens)
     by_limit = sent_tokens / (max_s_per_char * SEMANTIC_TOKENS_PER_SECOND)
     return min(characters, max(1, math.ceil(max(by_estimate, by_limit) - 1e-9)))  # sent audio is never free
+
+
+def delivered_chars(chunks: Sequence[tuple[int, int, float]], finished: int, delivered_tokens: float,
+                    max_s_per_char: float) -> int:
+    """Characters of a stream the server ended early that its delivered audio covers: `chunks` in order as
+    (characters, expected tokens, tokens generated), the first `finished` of them generated to their end. Whole
+    chunks while the delivered audio spans their speech; the chunk it stops in (or one still generating) is charged
+    like a cut chunk (`covered_chars`); chunks after it, whose audio never reached the socket, are free."""
+    covered, left = 0, max(0.0, delivered_tokens)
+    for index, (characters, expected, made) in enumerate(chunks):
+        if left <= 0:
+            break
+        if index < finished and left >= made:
+            covered += characters if made > 0 else 0  # a finished chunk that made no audio is free
+            left -= made
+            continue
+        covered += covered_chars(characters, expected, left, max_s_per_char)
+        break
+    return covered
 
 
 def speech_limit_tokens(characters: int, max_s_per_char: float, slack_s: float) -> int:

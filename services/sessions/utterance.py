@@ -9,8 +9,11 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from core.guards.chunk import SAMPLES_PER_TOKEN
+from core.guards.text_budget import SEMANTIC_TOKENS_PER_SECOND, expected_tokens
 from processing.segmenter import TextSegmenter
 from processing.ssml import BreakBudget, parse_ssml
+from services.pipeline.chunk_guards import delivered_chars
 from services.pipeline.synthesis import SynthesisError, SynthesisJob, SynthesisRequest
 from services.pipeline.text_plan import plan_text
 from services.usage.accounting import RequestAccounting, RequestReport
@@ -83,7 +86,8 @@ class Utterance:
         self.last_message_at = 0.0  # the session's clock at the client's latest message about this utterance
         self.opened_at = 0.0  # ... at its first message
         self.first_audio_at: float | None = None  # ... when its first audio chunk went to the outbox
-        # cancelled | disconnected | superseded | abandoned | refused, set before the task is cancelled
+        # cancelled | disconnected | ended_by_server | superseded | abandoned | refused, set before the task is
+        # cancelled
         self.stop_reason: str | None = None
         self.has_work = asyncio.Event()  # set once text was fed or the utterance ended
         self.admitted_at: float | None = None
@@ -93,6 +97,8 @@ class Utterance:
         self.chunks = 0
         self.sent_bytes = 0  # on the wire (after a cancel, queued frames are dropped)
         self.sent_chunks = 0
+        self.delivered_s = 0.0  # seconds of its audio (output time) whose frames the socket took
+        self.max_s_per_char = settings.max_audio_s_per_char
         self.last_audio_span = (0.0, 0.0)
         self.status: str | None = None  # completed | failed | cancelled | disconnected | refused, once finished
         self.report: RequestReport | None = None
@@ -186,7 +192,8 @@ class Utterance:
         """Synthesis may start: from here on the accounting counts it and settles it through the gate."""
         self.admitted_at = time.perf_counter()
         self.accounting = RequestAccounting(self.job, transport="websocket", clock_origin=self.admitted_at,
-                                            settle=lambda report: gate.settle(self.id, report, self.spoken_characters),
+                                            settle=lambda report: gate.settle(self.id, report,
+                                                                              self.billable_characters()),
                                             begin=getattr(gate, "begin_hook", lambda _id: None)(self.id))
 
     def note_audio(self, data: bytes) -> None:
@@ -203,6 +210,23 @@ class Utterance:
     def delivered(self, size: int) -> None:
         self.sent_bytes += size
         self.sent_chunks += 1
+
+    def reached(self, seconds: float) -> None:
+        self.delivered_s = max(self.delivered_s, seconds)
+
+    def billable_characters(self) -> int:
+        """What it is charged before the guard-cut share: its normalised text, what HTTP charges; when the server
+        ended it early (`ended_by_server`), only the characters the audio that reached the socket covers, by the
+        cut-chunk rule (services.pipeline.chunk_guards.delivered_chars): text whose audio never got there is free."""
+        if self.stop_reason != "ended_by_server":
+            return self.spoken_characters
+        stats = self.job.stats
+        chunks = [(len(text), expected_tokens(text), samples / SAMPLES_PER_TOKEN)
+                  for text, samples in zip(self.job.plan.chunks, stats.decoded_samples_per_chunk, strict=False)]
+        # Output seconds -> generated (16 kHz) seconds: `speed` shortened the audio by its time-stretch.
+        tokens = self.delivered_s * stats.time_stretch * SEMANTIC_TOKENS_PER_SECOND
+        covered = delivered_chars(chunks, stats.text_chunks_done, tokens, self.max_s_per_char)
+        return min(self.spoken_characters, covered)
 
     @property
     def audio_seconds(self) -> float:

@@ -30,6 +30,9 @@ class Owner(Protocol):
     def delivered(self, size: int) -> None:
         """One of its audio frames (`size` bytes) went out."""
 
+    def reached(self, seconds: float) -> None:
+        """Its audio up to `seconds` is on the socket (what a stream the server ends early is charged for)."""
+
 
 class ClientStalled(Exception):
     """The client accepted nothing for longer than the send timeout."""
@@ -39,6 +42,7 @@ class ClientStalled(Exception):
 class _Item:
     payload: dict[str, Any] | bytes
     owner: Owner | None
+    audio_to: float | None = None  # the owner's audio is on the socket up to here once this item is sent
 
 
 class Outbox:
@@ -84,12 +88,13 @@ class Outbox:
         """Something happened on the connection (a client message): the idle clock restarts."""
         self.last_activity = self._clock()
 
-    async def send(self, payload: dict[str, Any], *, owner: Owner | None = None) -> None:
-        """A JSON event in stream order (after the audio already queued)."""
-        await self._put(self._stream, _Item(payload, owner))
+    async def send(self, payload: dict[str, Any], *, owner: Owner | None = None,
+                   audio_to: float | None = None) -> None:
+        """A JSON event in stream order (after the audio already queued); `audio_to`: see `_Item`."""
+        await self._put(self._stream, _Item(payload, owner, audio_to))
 
-    async def audio(self, data: bytes, *, owner: Owner | None = None) -> None:
-        await self._put(self._stream, _Item(data, owner))
+    async def audio(self, data: bytes, *, owner: Owner | None = None, audio_to: float | None = None) -> None:
+        await self._put(self._stream, _Item(data, owner, audio_to))
 
     async def reply(self, payload: dict[str, Any]) -> None:
         """A JSON answer to a client message; overtakes queued stream items."""
@@ -151,6 +156,8 @@ class Outbox:
                 self.last_activity = self._clock()
                 if item.owner is not None and isinstance(item.payload, bytes):
                     item.owner.delivered(len(item.payload))
+                if item.owner is not None and item.audio_to is not None:
+                    item.owner.reached(item.audio_to)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:

@@ -50,7 +50,10 @@ MAX_QUEUED_UTTERANCES = 4
 # How often an admitted utterance still taking text is checked for having caught up with it (its slot then goes).
 IDLE_CHECK_S = 0.05
 # How a stop is accounted (request log status): a barge-in or an abandoned context is the client's cancel.
-_STOP_STATUS = {"superseded": "cancelled", "abandoned": "cancelled", "refused": "failed"}
+# `ended_by_server` (a stalled reader, a broken message rule) is recorded like a hang-up but charged for the audio
+# that reached the socket only (Utterance.billable_characters).
+_STOP_STATUS = {"superseded": "cancelled", "abandoned": "cancelled", "refused": "failed",
+                "ended_by_server": "disconnected"}
 
 
 class WsSession:
@@ -278,10 +281,12 @@ class WsSession:
         await self.outbox.reply(self.codec.error(code, message, param, utterance, context_id))  # type: ignore[arg-type]
         await self._reply(ends)
 
-    async def close(self) -> None:
-        """The socket is gone (or the client closed it): abort all synthesis (nothing more is sent)."""
+    async def close(self, *, by_server: bool = False) -> None:
+        """The socket is gone (or the client closed it): abort all synthesis (nothing more is sent). `by_server`:
+        the server ended it (a stalled reader, a broken message rule): unfinished utterances are charged for the
+        audio that reached the socket only (docs/credits.md)."""
         self.closed = True
-        await self._stop(list(self._running.values()), "disconnected")
+        await self._stop(list(self._running.values()), "ended_by_server" if by_server else "disconnected")
         self._show_idle()
 
     # ------------------------------------------------------------------ slots only while generating
@@ -327,12 +332,14 @@ class WsSession:
         for payload in payloads:
             await self.outbox.reply(payload)  # type: ignore[arg-type]
 
-    async def _send(self, payloads: list[Payload], u: Utterance) -> None:
-        for payload in payloads:
+    async def _send(self, payloads: list[Payload], u: Utterance, audio_to: float | None = None) -> None:
+        """`audio_to`: the payloads carry the utterance's audio up to here (marked on the last one)."""
+        for i, payload in enumerate(payloads):
+            mark = audio_to if i == len(payloads) - 1 else None
             if isinstance(payload, bytes):
-                await self.outbox.audio(payload, owner=u)
+                await self.outbox.audio(payload, owner=u, audio_to=mark)
             else:
-                await self.outbox.send(payload, owner=u)
+                await self.outbox.send(payload, owner=u, audio_to=mark)
 
     def _forget_closed(self) -> None:
         for cid, u in list(self._open.items()):
@@ -381,7 +388,7 @@ class WsSession:
                 logger.info("utterance_stopped", extra={
                     "event": "utterance_stopped", "utterance_id": u.id, "context_id": u.context_id,
                     "reason": u.stop_reason, "stop_ms": stop_ms, "dialect": self.dialect,
-                    "audio_seconds": round(u.audio_seconds, 3)})
+                    "audio_seconds": round(u.audio_seconds, 3), "audio_delivered_s": round(u.delivered_s, 3)})
         self._forget_closed()
         if self._tail is not None and self._tail.done():
             self._tail = None
@@ -466,7 +473,7 @@ class WsSession:
                 if u.first_audio_at is None:
                     u.first_audio_at = self._clock()
                 u.note_audio(chunk)
-                await self._send(self.codec.audio(u, chunk), u)
+                await self._send(self.codec.audio(u, chunk), u, audio_to=u.last_audio_span[1])
                 if u.chunks % self.progress_every == 0:
                     await self._send(self.codec.progress(u), u)
         finally:

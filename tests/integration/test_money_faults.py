@@ -293,7 +293,8 @@ async def ended_by_the_server(rig: Rig, raw: str, key_id: str, dialect: str, how
 def test_sockets_the_server_ends_while_a_debit_waits_on_a_slow_database(rig: Rig, unique: str, how: str) -> None:
     """Issue 40 item 2: the server ends a socket (stalled reader, message rate 1008, oversized message 1009) on
     every dialect at once, with 300 ms database answers: every debit ends up in the utterance's row (charged or
-    refunded) and nothing stays journaled. A fresh key per socket: a rate close cools its key down."""
+    refunded) and nothing stays journaled. A fresh key per socket: a rate close cools its key down. Fair charge:
+    the utterance the server cut pays for the audio that reached its socket, not for its whole text."""
     keys = {d: new_key(rig, f"{how}-{d}-{unique}") for d in DIALECTS}
     rig.proxy.delay_s = 0.3
     try:
@@ -305,13 +306,47 @@ def test_sockets_the_server_ends_while_a_debit_waits_on_a_slow_database(rig: Rig
         rig.proxy.delay_s = 0.0
     expected = {"stalled": (1008, None), "keepalive": (1011,), "rate": (1008,), "size": (1009,)}[how]
     key_ids = [k for _, k in keys.values()]
-    # keepalive: the connection is gone under the session; its reader sees the end (or its writer a failed send).
-    reason = {"stalled": ("stalled",), "keepalive": ("disconnect", "send_failed"), "rate": ("over_budget",),
+    # keepalive: the connection is gone under the session; its reader sees it lost (1006: no close frame from the
+    # client) or its writer a failed send.
+    reason = {"stalled": ("stalled",), "keepalive": ("lost", "send_failed"), "rate": ("over_budget",),
               "size": ("over_budget",)}[how]
     assert all(code in expected for code in codes), codes
     assert_books_balance(rig, key_ids)
     reasons = closed_reasons(rig, key_ids)
     assert len(reasons) == len(DIALECTS) and set(reasons) <= set(reason), reasons
+    assert_charged_for_the_audio_sent(rig, key_ids)
+
+
+def assert_charged_for_the_audio_sent(rig: Rig, key_ids: list[str]) -> None:
+    """Fair charge (issue 40): an utterance the server ended pays for the audio that reached its socket (the server's
+    `utterance_stopped` line says how much), not for its text: at most what that audio covers at the text's expected
+    pace (core.guards.text_budget; x1.5 and one character of slack: whole text chunks are charged whole however fast
+    the demo model spoke them), at least one character per 0.5 s of it (sent audio is never free)."""
+    from core.guards.text_budget import speech_seconds
+    from processing.normalize import normalize_text
+
+    sentences = [normalize_text(t + ".").text for t in (LONG + " " + PLAIN).split(". ") if t.strip(". ")]
+    pace = max(len(t) / speech_seconds(t) for t in sentences)  # characters per expected second, the fastest
+    assert rig.server is not None
+    lines = [json.loads(line) for line in rig.server.log_text().splitlines() if line.startswith("{")]
+    delivered = {e["utterance_id"]: e["audio_delivered_s"] for e in lines if e.get("event") == "utterance_stopped"}
+    rows = asyncio.run(charged_rows(rig.dsn, key_ids))
+    assert len(rows) == len(key_ids), rows
+    for request_id, charged, text_length in rows:
+        sent_s = delivered[request_id]
+        assert sent_s > 0, (request_id, sent_s)
+        assert int(sent_s / 0.5) <= charged <= 1.5 * pace * sent_s + 1, (request_id, charged, sent_s, text_length)
+        assert charged < text_length / 4  # the finding: 2,370 credits (the whole text) for 3.35 s
+
+
+async def charged_rows(dsn: str, key_ids: list[str]) -> list[tuple[str, int, int]]:
+    conn = await asyncpg.connect(dsn, timeout=5)
+    try:
+        rows = await conn.fetch("SELECT request_id, credits_charged, text_length FROM tts_requests "
+                                "WHERE key_id = ANY($1::text[])", key_ids)
+    finally:
+        await conn.close()
+    return [(r["request_id"], r["credits_charged"], r["text_length"]) for r in rows]
 
 
 RESTARTS = 4  # the issue's finding: four PostgreSQL restarts, 124 credits lost and 4 clients told INTERNAL_ERROR

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from core.guards.text_budget import expected_tokens
 from services.deployment.runtime import ModelRuntime
-from services.pipeline.chunk_guards import covered_chars, speech_limit_tokens
+from services.pipeline.chunk_guards import covered_chars, delivered_chars, speech_limit_tokens
 from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest
 from tests.demo_runtime import demo_runtime, misbehaving
 
@@ -32,6 +32,43 @@ def test_covered_characters_are_bounded_monotone_and_never_free(characters: int,
     if characters and sent > 0:
         assert covered >= 1  # audio is never free
         assert covered >= min(characters, math.floor(sent / (limit * 50)))  # at least one per `limit` seconds
+
+
+CHUNKS = st.lists(st.tuples(st.integers(1, 400), st.integers(1, 2_000), st.floats(0, 3_000)), max_size=8)
+
+
+@given(CHUNKS, st.integers(0, 8), st.floats(0, 20_000), st.floats(0, 5_000))
+def test_a_stream_ended_early_pays_for_the_audio_that_reached_the_socket(
+        chunks: list[tuple[int, int, float]], finished: int, delivered: float, more: float) -> None:
+    """A stream the server ended (a stalled reader, a broken message rule): whole chunks the delivered audio spans,
+    the chunk it stops in by the cut-chunk rule, nothing after it; more audio never costs less; audio is never free."""
+    finished = min(finished, len(chunks))
+    covered = delivered_chars(chunks, finished, delivered, 0.5)
+    assert 0 <= covered <= sum(c for c, _, _ in chunks)
+    assert delivered_chars(chunks, finished, delivered + more, 0.5) >= covered
+    # Never beyond the chunk the delivered audio stops in.
+    reached, left = 0, delivered
+    for characters, _, made in chunks:
+        reached += characters
+        left -= made
+        if left <= 0:
+            break
+    assert covered <= reached
+    if 0 < delivered <= sum(m for _, _, m in chunks):
+        assert covered >= 1  # audio that reached the socket is never free
+    if delivered <= 0:
+        assert covered == 0
+    if finished == len(chunks) and delivered >= sum(m for _, _, m in chunks) + 1:
+        assert covered == sum(c for c, _, m in chunks if m > 0)  # everything was heard: everything is paid
+
+
+def test_a_stalled_utterance_pays_for_its_heard_chunks_not_its_whole_text() -> None:
+    """The finding: a stalled, cut utterance was charged its full text (2,370 credits for 3.35 s of audio). Two
+    chunks of 80 characters generated (4 s each), 3.35 s delivered, 28 more chunks never generated."""
+    chunks = [(80, 200, 200.0), (80, 200, 120.0)] + [(80, 0, 0.0)] * 28
+    covered = delivered_chars(chunks, 1, 3.35 * 50, 0.5)
+    assert covered == math.ceil(80 * 3.35 * 50 / 200) == 67
+    assert delivered_chars(chunks, 1, 5 * 50, 0.5) == 80 + math.ceil(80 * 50 / 200)
 
 
 def test_a_one_word_ten_thousand_character_utterance_is_charged_in_full() -> None:

@@ -202,6 +202,7 @@ class RecordingGate:
         self.admitted: list[str] = []
         self.key_id: str | None = "k-test"
         self.settled: list[tuple[str, RequestReport | None]] = []
+        self.billable: list[int] = []
 
     async def charge_text(self, utterance_id: str, characters: int) -> None:
         self.charged.append(characters)
@@ -213,6 +214,7 @@ class RecordingGate:
 
     def settle(self, utterance_id: str, report: RequestReport | None, billable_characters: int = 0) -> None:
         self.settled.append((utterance_id, report))
+        self.billable.append(billable_characters)
 
     @property
     def statuses(self) -> list[str]:
@@ -321,6 +323,38 @@ async def test_cancel_and_close_abort_generation(runtime: Any) -> None:
         await asyncio.sleep(0.01)
     assert not runtime.engine.active_requests()
     await outbox.close()
+
+
+@pytest.mark.parametrize("by_server", [True, False])
+async def test_a_socket_the_server_ends_charges_only_the_audio_that_reached_it(runtime: Any, by_server: bool) -> None:
+    """Issue 40, fair charge: a reader that stops reading while a long utterance streams, and the server ends the
+    socket (a stall, a broken message rule): the utterance is charged for the characters the audio that reached the
+    socket covers, never for text whose audio never got there (the cut-chunk rule; a hang-up still pays its text)."""
+    gate = RecordingGate()
+    session, sock, outbox = new_session(runtime, gate)
+    text = " ".join(f"Sentence number {i} of a story that goes on for quite a while." for i in range(20))
+    await session.start(request_for(runtime), text=text, end=True)
+    while sum(isinstance(m, bytes) for m in sock.sent) < 2:
+        await asyncio.sleep(0.01)
+    sock.block.clear()  # the client stops reading: frames queue up, generation pauses behind them
+    u = session.utterances()[0]
+    await asyncio.sleep(0.3)
+    await session.close(by_server=by_server)
+    await outbox.close()
+    [billable] = gate.billable
+    received = sum(len(m) for m in sock.sent if isinstance(m, bytes))
+    assert u.delivered_s == pytest.approx(received / 2 / 16000, abs=1e-6)
+    if not by_server:
+        assert billable == u.spoken_characters  # the client left: a hang-up pays its text (README's table)
+        return
+    # Text chunks the received audio reached (crossfades only shorten the audio, so this is generous).
+    reached, heard = 0, received / 2
+    for chunk, samples in zip(u.job.plan.chunks, u.job.stats.decoded_samples_per_chunk, strict=False):
+        reached += len(chunk)
+        heard -= samples
+        if heard <= 0:
+            break
+    assert 1 <= billable <= reached < u.spoken_characters, (billable, reached, u.spoken_characters)
 
 
 async def test_protocol_mistakes_are_answered_not_fatal(runtime: Any) -> None:
