@@ -18,8 +18,8 @@ A cut chunk is charged for the characters its sent audio covers (`covered_chars`
 the sent speech over the speech its text is expected to need (core.guards.text_budget), and never fewer than one
 character per `TTS_MAX_AUDIO_S_PER_CHAR` seconds sent, so text written to inflate the estimate or to trip a guard
 still pays for the audio it got at the rate the limit allows. The rest of the chunk's characters (`chars_cut`) are
-not charged. A stream the server ends early (a WebSocket whose client stopped reading or broke a message rule) is
-charged by the same rule for the audio it handed to the socket (`delivered_chars`): text whose audio never reached
+not charged. A stream the server ends early (a WebSocket whose client stopped reading or broke a message rule, or
+whose connection was lost) is charged by the same rule for the audio it handed to the socket (`delivered_chars`): text whose audio never reached
 the socket is not charged.
 """
 

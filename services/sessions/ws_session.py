@@ -283,8 +283,9 @@ class WsSession:
 
     async def close(self, *, by_server: bool = False) -> None:
         """The socket is gone (or the client closed it): abort all synthesis (nothing more is sent). `by_server`:
-        the server ended it (a stalled reader, a broken message rule): unfinished utterances are charged for the
-        audio that reached the socket only (docs/credits.md)."""
+        the client did not choose to stop (the server ended the socket for a stalled reader or a broken message
+        rule, or the connection was lost): unfinished utterances are charged for the audio that reached the socket
+        only (docs/credits.md)."""
         self.closed = True
         await self._stop(list(self._running.values()), "ended_by_server" if by_server else "disconnected")
         self._show_idle()
