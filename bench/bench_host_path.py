@@ -49,7 +49,7 @@ class FormatSpec(LevelSpec):
         return {**super().body(), "format": self.fmt}
 
 
-def serve(port: int, out: Path | None) -> None:
+def serve(port: int, out: Path | None, tokens_per_s: float) -> None:
     """The server process; under cProfile (event-loop thread) when `out` is given, the stats written at SIGTERM.
 
     The free codec gives quiet noise instead of zeros: zeros trip the silence guard, which cuts the stream and
@@ -71,7 +71,12 @@ def serve(port: int, out: Path | None) -> None:
         return noise[: tokens * self.hop_length].expand(rows, -1)
 
     FreeCodec.decode_with_speaker = decode_with_speaker  # type: ignore[method-assign]
-    app = build_app(PaceConfig(tokens_per_s=1000.0, tick_s=0.0))
+    # What the codec scheduler calls; checked here so a FreeCodec that forwards it to the real model fails loudly.
+    assert "decode_padded" in FreeCodec.__dict__, "FreeCodec must not forward decode_padded to the real decoder"
+    from shared.settings import Settings
+
+    # Deltas as the product's vLLM hands them out (TTS_LLM_STREAM_INTERVAL ids per delta after the first).
+    app = build_app(PaceConfig(tokens_per_s=tokens_per_s, tick_s=0.0, stream_interval=Settings().llm_stream_interval))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # uvicorn re-raises it after its graceful shutdown
     profiler = cProfile.Profile()
     if out is not None:
@@ -98,7 +103,7 @@ def write_profile(profiler: cProfile.Profile, out: Path) -> None:
     out.write_text(report)
 
 
-def start(profile: Path | None) -> tuple[subprocess.Popen, str]:
+def start(profile: Path | None, tokens_per_s: float) -> tuple[subprocess.Popen, str]:
     import socket
 
     with socket.socket() as s:
@@ -108,7 +113,7 @@ def start(profile: Path | None) -> tuple[subprocess.Popen, str]:
     env.update({"TTS_AUTH_ENABLED": "false", "TTS_DEVICE": "cpu", "TTS_DECODE_BATCH_MAX": "0",
                 "TTS_DEMO_DIR": str(Path(tempfile.gettempdir()) / "tts-host-path-demo"), "PYTHONUNBUFFERED": "1",
                 "PYTHONPATH": str(ROOT)})
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", str(port), str(profile or "")]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", str(port), str(profile or ""), str(tokens_per_s)]
     log = Path(tempfile.gettempdir()) / "tts-host-path-server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -128,7 +133,30 @@ def start(profile: Path | None) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("server not ready")
 
 
-async def measure(url: str, pid: int, streams: int, levels: list[int], formats: list[str]) -> list[dict]:
+def idle_cpu_rate(pid: int, seconds: float = 3.0) -> float:
+    """The server's CPU seconds per wall second while it serves nothing (threads, timers, the paced engine)."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    t0, c0 = time.perf_counter(), sum(proc.cpu_times()[:2])
+    time.sleep(seconds)
+    return (sum(proc.cpu_times()[:2]) - c0) / (time.perf_counter() - t0)
+
+
+def fit(rows: list[dict]) -> tuple[float, float] | None:
+    """Least squares CPU = a x wall + b x audio over a format's levels: (a CPU s per wall s, b CPU s per audio s)."""
+    import numpy as np
+
+    if len(rows) < 2:
+        return None
+    x = np.array([[r["wall_s"], r["audio_s"]] for r in rows])
+    y = np.array([r["server_cpu_s"] for r in rows])
+    (a, b), *_ = np.linalg.lstsq(x, y, rcond=None)
+    return float(a), float(b)
+
+
+async def measure(url: str, pid: int, streams: int, levels: list[int], formats: list[str],
+                  idle: float = 0.0) -> list[dict]:
     rows = []
     for fmt in formats:
         for conc in levels:
@@ -137,36 +165,52 @@ async def measure(url: str, pid: int, streams: int, levels: list[int], formats: 
             row = summarise(await run_level(spec, server_pid=pid))
             row["format"] = fmt
             row["cpu_ms_per_audio_s"] = 1000 * row["cpu_s_per_audio_s"] if row["cpu_s_per_audio_s"] else None
+            # Less what the process burns per wall second anyway: the API path's own cost per audio second.
+            row["idle_cpu_per_wall_s"] = idle
+            row["marginal_ms_per_audio_s"] = (1000 * (row["server_cpu_s"] - idle * row["wall_s"]) / row["audio_s"]
+                                              if row["audio_s"] else None)
             rows.append(row)
     return rows
 
 
 def main() -> int:
-    if len(sys.argv) == 4 and sys.argv[1] == "--serve":
-        serve(int(sys.argv[2]), Path(sys.argv[3]) if sys.argv[3] else None)
+    if len(sys.argv) == 5 and sys.argv[1] == "--serve":
+        serve(int(sys.argv[2]), Path(sys.argv[3]) if sys.argv[3] else None, float(sys.argv[4]))
         return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--streams", type=int, default=6, help="requests per level")
     p.add_argument("--concurrency", default="1,4")
     p.add_argument("--format", default="pcm,wav")
     p.add_argument("--profile", type=Path, default=None)
+    p.add_argument("--tokens-per-s", type=float, default=75.0,
+                   help="the engine's ids per second per stream (50 semantic ids are one second of audio)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "host_path" / "host_path.json")
     args = p.parse_args()
-    proc, url = start(args.profile)
+    proc, url = start(args.profile, args.tokens_per_s)
     try:
-        asyncio.run(measure(url, proc.pid, 1, [1], ["pcm"]))  # warm: first-request costs stay out
+        formats = args.format.split(",")
+        asyncio.run(measure(url, proc.pid, 1, [1], formats))  # warm: first-request costs stay out
+        idle = idle_cpu_rate(proc.pid)
         rows = asyncio.run(measure(url, proc.pid, args.streams, [int(c) for c in args.concurrency.split(",")],
-                                   args.format.split(",")))
+                                   formats, idle))
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-    print("| format | concurrency | streams | audio s | server CPU s | CPU ms per audio s |")
-    print("|---|---|---|---|---|---|")
+    print(f"idle server: {1000 * idle:.1f} ms CPU per wall second")
+    print("| format | concurrency | streams | audio s | wall s | server CPU s | CPU ms per audio s | less idle |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['format']} | {r['concurrency']} | {r['streams']} | {r['audio_s']:.1f} | "
-              f"{r['server_cpu_s']:.3f} | {r['cpu_ms_per_audio_s']:.2f} |")
+        print(f"| {r['format']} | {r['concurrency']} | {r['streams']} | {r['audio_s']:.1f} | {r['wall_s']:.2f} | "
+              f"{r['server_cpu_s']:.3f} | {r['cpu_ms_per_audio_s']:.2f} | {r['marginal_ms_per_audio_s']:.2f} |")
+    fits = {}
+    for fmt in formats:
+        ab = fit([r for r in rows if r["format"] == fmt])
+        if ab is not None:
+            fits[fmt] = {"cpu_s_per_wall_s": ab[0], "ms_per_audio_s": 1000 * ab[1]}
+            print(f"fit {fmt}: CPU = {ab[0]:.3f} x wall + {1000 * ab[1]:.2f} ms x audio s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rows, indent=2, default=str) + "\n")
+    args.out.write_text(json.dumps({"idle_cpu_per_wall_s": idle, "fits": fits, "levels": rows}, indent=2,
+                                   default=str) + "\n")
     return 0
 
 

@@ -54,6 +54,11 @@ class FreeCodec:
         rows, tokens = torch.as_tensor(semantic).shape
         return torch.zeros(rows, tokens * self.hop_length)
 
+    def decode_padded(self, ids: torch.Tensor, lengths: torch.Tensor, d_vector: torch.Tensor) -> torch.Tensor:
+        # The codec scheduler's call (services/codec/graphs.run_decode); without it __getattr__ would hand the
+        # call to the wrapped model and the "free" codec would cost a real decode.
+        return self.decode_with_speaker(ids, d_vector)
+
 
 @dataclass(frozen=True)
 class EngineTiming:

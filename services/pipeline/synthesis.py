@@ -334,7 +334,10 @@ class SynthesisJob:
         return [planner.take(w, audio) for w, audio in zip(windows, kept, strict=True)]
 
     async def _decode_push(self, run: ChunkRun, planner: DecodePlanner, semantic: list[int]) -> bytes:
-        chunks = await self._decode_windows(planner, planner.push(semantic))
+        windows = planner.push(semantic)
+        if not windows:  # most engine deltas only buffer: nothing to await, decode or send
+            return b""
+        chunks = await self._decode_windows(planner, windows)
         if chunks and self.stats.first_audio_engine_ids is None:
             self.stats.first_audio_engine_ids = (self.stats.preamble_ids or 0) + planner.tokens_in
         return await self._chain_chunks(run, chunks)
