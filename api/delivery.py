@@ -305,19 +305,21 @@ class GuardedStreamingResponse(StreamingResponse):
         async def guarded_send(message: Any) -> None:
             if message.get("type") == "http.response.body" and not message.get("more_body", False):
                 finished.append(True)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps every send in a new task (one more
+            # event-loop pass per piece); one deadline, moved on after each piece, does the same job.
+            loop = asyncio.get_running_loop()
             try:
                 body = message.get("body", b"") if message.get("type") == "http.response.body" else b""
-                if len(body) <= SEND_PIECE_BYTES:
-                    await asyncio.wait_for(send(message), self.stall_timeout_s)
-                    return
-                more = message.get("more_body", False)
-                for start in range(0, len(body), SEND_PIECE_BYTES):
-                    piece = body[start : start + SEND_PIECE_BYTES]
-                    last = start + SEND_PIECE_BYTES >= len(body)
-                    await asyncio.wait_for(
-                        send({"type": "http.response.body", "body": piece, "more_body": more or not last}),
-                        self.stall_timeout_s,
-                    )
+                async with asyncio.timeout_at(loop.time() + self.stall_timeout_s) as deadline:
+                    if len(body) <= SEND_PIECE_BYTES:
+                        await send(message)
+                        return
+                    more = message.get("more_body", False)
+                    for start in range(0, len(body), SEND_PIECE_BYTES):
+                        piece = body[start : start + SEND_PIECE_BYTES]
+                        last = start + SEND_PIECE_BYTES >= len(body)
+                        deadline.reschedule(loop.time() + self.stall_timeout_s)
+                        await send({"type": "http.response.body", "body": piece, "more_body": more or not last})
             except TimeoutError:
                 metrics.STALLED_CLIENTS.inc()
                 logger.warning("client stalled; cutting it off", extra={"stall_timeout_s": self.stall_timeout_s})

@@ -74,6 +74,10 @@ def check_format_rate(fmt: str, sample_rate: int) -> FormatInfo:
 class AudioEncoder(ABC):
     """Float32 mono samples in, encoded bytes out, incrementally."""
 
+    # True when the bytes depend on each sample alone (pcm, wav, mulaw): pushing frames one by one or joined in
+    # one call gives the same bytes, so the audio chain encodes a whole chunk at once (one call, not one per frame).
+    sample_wise = False
+
     def __init__(self, info: FormatInfo, sample_rate: int, streaming: bool) -> None:
         self.info = info
         self.sample_rate = sample_rate
@@ -94,7 +98,9 @@ class AudioEncoder(ABC):
         """Encode more samples; returns the bytes available now (possibly b"")."""
         if self._done:
             raise RuntimeError(f"{self.format} encoder already flushed or closed")
-        x = np.clip(as_mono_float32(samples), -1.0, 1.0)
+        x = as_mono_float32(samples)
+        x = np.maximum(x, np.float32(-1.0))  # a copy, clipped to [-1, 1] (NaN stays NaN, as with np.clip)
+        np.minimum(x, np.float32(1.0), out=x)
         self.samples_in += len(x)
         out = self._encode(x) if len(x) else b""
         self.bytes_out += len(out)
@@ -130,6 +136,8 @@ class AudioEncoder(ABC):
 class PcmEncoder(AudioEncoder):
     """Raw s16le, no header."""
 
+    sample_wise = True
+
     def _encode(self, x: np.ndarray) -> bytes:
         return float_to_s16le(x)
 
@@ -139,6 +147,8 @@ class PcmEncoder(AudioEncoder):
 
 class MulawEncoder(AudioEncoder):
     """Raw G.711 mu-law bytes (8 kHz telephony), no header."""
+
+    sample_wise = True
 
     def _encode(self, x: np.ndarray) -> bytes:
         return mulaw_encode(x)
@@ -150,6 +160,8 @@ class MulawEncoder(AudioEncoder):
 class WavEncoder(AudioEncoder):
     """Streaming: a 44-byte header with unknown (0xFFFFFFFF) sizes, then PCM as it comes.
     Non-streaming: PCM is collected and the file with exact sizes is returned by `flush()`."""
+
+    sample_wise = True
 
     def __init__(self, info: FormatInfo, sample_rate: int, streaming: bool) -> None:
         super().__init__(info, sample_rate, streaming)

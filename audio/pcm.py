@@ -13,6 +13,9 @@ PCM16_SCALE = 32767.0
 
 def as_mono_float32(samples: np.ndarray) -> np.ndarray:
     """Return `samples` as a contiguous 1-D float32 array (no copy when it already is one)."""
+    if type(samples) is np.ndarray and samples.dtype == np.float32 and samples.ndim == 1 \
+            and samples.flags.c_contiguous:
+        return samples  # the usual case on the serving path, per frame: skip the generic checks
     arr = np.asarray(samples)
     if arr.ndim != 1:
         raise ValueError(f"expected mono audio as a 1-D array, got shape {arr.shape}")
@@ -24,8 +27,11 @@ def as_mono_float32(samples: np.ndarray) -> np.ndarray:
 def float_to_int16(samples: np.ndarray) -> np.ndarray:
     """Scale by 32767, round to nearest, clip to the int16 range (out-of-range input saturates)."""
     x = as_mono_float32(samples)
-    scaled = np.rint(x * np.float32(PCM16_SCALE))
-    return np.clip(scaled, -32768, 32767).astype(np.int16)
+    scaled = x * np.float32(PCM16_SCALE)  # a fresh array: rounded and clipped in place (ufuncs, not np.clip's
+    np.rint(scaled, out=scaled)  # Python-level wrapper, which cost more than the arithmetic on 40 ms frames)
+    np.minimum(scaled, np.float32(32767), out=scaled)
+    np.maximum(scaled, np.float32(-32768), out=scaled)
+    return scaled.astype(np.int16)
 
 
 def int16_to_float(pcm: np.ndarray) -> np.ndarray:
@@ -36,7 +42,7 @@ def int16_to_float(pcm: np.ndarray) -> np.ndarray:
 
 def float_to_s16le(samples: np.ndarray) -> bytes:
     """Float32 samples -> raw s16le bytes."""
-    return float_to_int16(samples).astype("<i2", copy=False).tobytes()
+    return float_to_int16(samples).astype("<i2", copy=False).tobytes()  # no copy on little-endian hosts
 
 
 def s16le_to_float(data: bytes | bytearray | memoryview) -> np.ndarray:

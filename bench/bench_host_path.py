@@ -1,16 +1,22 @@
 """CPU of the API path per second of audio, with a free codec: what one API process (one GIL) spends on parsing,
 guards, framing, encoding and sending while the models cost nothing.
 
-    PYTHONPATH=. .venv/bin/python bench/bench_host_path.py [--streams 6] [--concurrency 1,4] [--format pcm,wav]
-        [--profile bench/results/host_path/profile.txt] [--out bench/results/host_path/host_path.json]
+    PYTHONPATH=. .venv/bin/python bench/bench_host_path.py [--streams 32] [--concurrency 32,64] [--format pcm,wav]
+        [--tokens-per-s 75] [--stream-interval 4] [--profile bench/results/host_path/profile.txt]
+        [--out bench/results/host_path/host_path.json]
 
-Serves the product app (`bench/serve_paced.py`: the demo checkpoint, the paced engine at 1,000 ids/s so tokens are
-never what a request waits for) with BiCodec's decode swapped for `FreeCodec` (quiet noise of the exact length,
-`POST /bench/variant {"codec": "free"}`), then runs `bench/loadgen.py` levels and divides the server process's CPU
-seconds (psutil, every thread) by the audio seconds served. The engine's own bookkeeping stays in the figure (vLLM's
-output handling lives in the API process too). `--profile` serves under cProfile (the event-loop thread) and
-writes the top functions by cumulative and own time. The goal (issue 38): under 1.5 ms per second of audio; the
-cost model's `host_ms.per_audio_second` is this figure.
+Serves the product app (`bench/serve_paced.py`: the demo checkpoint, the paced engine at `--tokens-per-s` per
+stream handing out `--stream-interval` ids per delta as vLLM's stream_interval does) with BiCodec's decode swapped
+for `FreeCodec` (quiet noise of the exact length, `POST /bench/variant {"codec": "free"}`; both the pipeline's and
+the codec scheduler's decode calls), then runs `bench/loadgen.py` levels of streaming HTTP requests and divides the
+server process's CPU seconds (psutil, every thread) by the audio seconds served. The service paces each stream to
+real time (TTS_STREAM_MAX_AHEAD_S), so a level lasts about one request's audio. Also printed: the same less the
+idle server's CPU per wall second, and a fit CPU = a x wall + b x audio per format (b: the cost at the margin). The
+engine's own bookkeeping stays in the figure (vLLM's output handling lives in the API process too).
+`--profile` profiles the event-loop thread (cProfile on CPU time) during the levels only, writes the top functions
+and a table per stage (`STAGES`; cProfile inflates code that calls many builtins, so read it as a map, and
+`bench/bench_host_stages.py` for the synchronous stages' true cost). The goal (issue 38): under 1.5 ms per second of
+audio; the cost model's `host_ms.per_audio_second` is this figure.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import pstats
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import LevelSpec, run_level, summarise  # noqa: E402
 from bench.local_server import start_server  # noqa: E402
+from shared.settings import Settings  # noqa: E402
 
 TEXT = ("The quick brown fox jumps over the lazy dog, then naps in the warm afternoon sun while the children play "
         "by the river and the old miller counts his sacks of flour. ") * 3
@@ -48,7 +56,7 @@ class FormatSpec(LevelSpec):
         return {**super().body(), "format": self.fmt}
 
 
-def serve(port: int, out: Path | None) -> None:
+def serve(port: int, out: Path | None, tokens_per_s: float, interval: int) -> None:
     """The server process; under cProfile (event-loop thread) when `out` is given, the stats written at SIGTERM.
 
     The free codec gives quiet noise instead of zeros: zeros trip the silence guard, which cuts the stream and
@@ -70,11 +78,20 @@ def serve(port: int, out: Path | None) -> None:
         return noise[: tokens * self.hop_length].expand(rows, -1)
 
     FreeCodec.decode_with_speaker = decode_with_speaker  # type: ignore[method-assign]
-    app = build_app(PaceConfig(tokens_per_s=1000.0, tick_s=0.0))
+    # What the codec scheduler calls; checked here so a FreeCodec that forwards it to the real model fails loudly.
+    assert "decode_padded" in FreeCodec.__dict__, "FreeCodec must not forward decode_padded to the real decoder"
+    # Deltas as the product's vLLM hands them out (TTS_LLM_STREAM_INTERVAL ids per delta after the first).
+    app = build_app(PaceConfig(tokens_per_s=tokens_per_s, tick_s=0.0, stream_interval=interval))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # uvicorn re-raises it after its graceful shutdown
-    profiler = cProfile.Profile()
+    # CPU time, not wall time: a coroutine suspended while the loop waits in epoll would otherwise be charged
+    # the wait (cProfile sees no return from a suspended async generator).
+    profiler = cProfile.Profile(time.thread_time)
     if out is not None:
-        profiler.enable()
+        async def toggle(on: bool) -> dict:  # on the event loop's thread, which is the one profiled
+            profiler.enable() if on else profiler.disable()
+            return {"profiling": on}
+
+        app.add_api_route("/bench/profile", toggle, methods=["POST"], include_in_schema=False)
     try:
         uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, log_level="warning")
     finally:
@@ -95,20 +112,104 @@ def write_profile(profiler: cProfile.Profile, out: Path) -> None:
         report = report.replace(prefix, "<python>")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report)
+    profiler.dump_stats(str(out.with_suffix(".prof")))  # for pstats: callers, other sort orders
 
 
-def start(profile: Path | None) -> tuple[subprocess.Popen, str]:
+# The API path's stages, by the file a function lives in (first match wins). A function outside them (numpy, a
+# builtin, most of the standard library) is charged to its callers, in proportion to the time each call took.
+STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("engine stand-in (not the API path)", ("bench/",)),
+    ("parsing", ("core/tokens.py",)),
+    ("guards", ("core/guards/", "services/pipeline/chunk_guards.py", "services/pipeline/spoken_tail.py")),
+    ("decode planning + codec scheduler", ("core/streaming.py", "services/codec/", "concurrent/futures/",
+                                           "threading.py")),
+    ("audio chain (crossfade, resample, frames)", ("audio/crossfade.py", "audio/resample.py", "audio/reframe.py",
+                                                   "services/pipeline/audio_output.py")),
+    ("encoding", ("audio/encoders.py", "audio/pcm.py", "audio/wav.py", "audio/mulaw.py", "/av/")),
+    ("pipeline glue (synthesis job, queues)", ("services/pipeline/", "asyncio/queues.py")),
+    ("HTTP: ASGI, middleware, framing, sending", ("api/", "/starlette/", "/fastapi/", "/uvicorn/", "/anyio/",
+                                                   "/h11/", "/httptools/", "services/access/", "services/usage/")),
+    ("metrics", ("/prometheus_client/", "shared/metrics.py")),
+    ("logging", ("/logging/", "shared/logging")),
+    ("event loop (tasks, futures, timers)", ("asyncio/", "/uvloop/")),
+)
+
+
+def stage_of(filename: str) -> str | None:
+    for name, parts in STAGES:
+        if any(part in filename for part in parts):
+            return name
+    return None
+
+
+def stage_table(prof: Path) -> dict[str, float]:
+    """Own CPU seconds of the profiled thread per stage (`STAGES`), ungrouped functions charged to callers."""
+    stats = pstats.Stats(str(prof)).stats  # type: ignore[attr-defined]
+    memo: dict[Any, dict[str, float]] = {}
+
+    def shares(func: Any, depth: int = 0) -> dict[str, float]:
+        """Where one second of `func`'s own time belongs, as fractions per stage."""
+        if func in memo:
+            return memo[func]
+        stage = stage_of(func[0])
+        if stage is not None:
+            memo[func] = {stage: 1.0}
+            return memo[func]
+        memo[func] = {"other": 1.0}  # a cycle or a dead end
+        callers = stats[func][4] if func in stats else {}
+        weights = {c: v[2] for c, v in callers.items() if v[2] > 0}
+        total = sum(weights.values())
+        if depth > 40 or total <= 0:
+            return memo[func]
+        out: dict[str, float] = {}
+        for caller, weight in weights.items():
+            for name, part in shares(caller, depth + 1).items():
+                out[name] = out.get(name, 0.0) + part * weight / total
+        memo[func] = out
+        return out
+
+    table: dict[str, float] = {}
+    for func, (_cc, _nc, tottime, _ct, _callers) in stats.items():
+        for name, part in shares(func).items():
+            table[name] = table.get(name, 0.0) + tottime * part
+    return table
+
+
+def start(profile: Path | None, tokens_per_s: float, interval: int) -> tuple[subprocess.Popen, str]:
     env = {"TTS_AUTH_ENABLED": "false", "TTS_DEVICE": "cpu", "TTS_DECODE_BATCH_MAX": "0",
            "TTS_DEMO_DIR": str(Path(tempfile.gettempdir()) / "tts-host-path-demo"), "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": str(ROOT)}
     log = Path(tempfile.gettempdir()) / "tts-host-path-server.log"
     proc, url = start_server(lambda port: [sys.executable, str(Path(__file__).resolve()), "--serve", str(port),
-                                           str(profile or "")], env, log)
+                                           str(profile or ""), str(tokens_per_s), str(interval)], env, log)
     httpx.post(f"{url}/bench/variant", json={"codec": "free"}, timeout=10).raise_for_status()
     return proc, url
 
 
-async def measure(url: str, pid: int, streams: int, levels: list[int], formats: list[str]) -> list[dict]:
+def idle_cpu_rate(pid: int, seconds: float = 3.0) -> float:
+    """The server's CPU seconds per wall second while it serves nothing (threads, timers, the paced engine)."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    t0, c0 = time.perf_counter(), sum(proc.cpu_times()[:2])
+    time.sleep(seconds)
+    return (sum(proc.cpu_times()[:2]) - c0) / (time.perf_counter() - t0)
+
+
+def fit(rows: list[dict]) -> tuple[float, float] | None:
+    """Least squares CPU = a x wall + b x audio over a format's levels: (a CPU s per wall s, b CPU s per audio s)."""
+    import numpy as np
+
+    if len(rows) < 2:
+        return None
+    x = np.array([[r["wall_s"], r["audio_s"]] for r in rows])
+    y = np.array([r["server_cpu_s"] for r in rows])
+    (a, b), *_ = np.linalg.lstsq(x, y, rcond=None)
+    return float(a), float(b)
+
+
+async def measure(url: str, pid: int, streams: int, levels: list[int], formats: list[str],
+                  idle: float = 0.0) -> list[dict]:
     rows = []
     for fmt in formats:
         for conc in levels:
@@ -117,36 +218,70 @@ async def measure(url: str, pid: int, streams: int, levels: list[int], formats: 
             row = summarise(await run_level(spec, server_pid=pid))
             row["format"] = fmt
             row["cpu_ms_per_audio_s"] = 1000 * row["cpu_s_per_audio_s"] if row["cpu_s_per_audio_s"] else None
+            # Less what the process burns per wall second anyway: the API path's own cost per audio second.
+            row["idle_cpu_per_wall_s"] = idle
+            row["marginal_ms_per_audio_s"] = (1000 * (row["server_cpu_s"] - idle * row["wall_s"]) / row["audio_s"]
+                                              if row["audio_s"] else None)
             rows.append(row)
     return rows
 
 
 def main() -> int:
-    if len(sys.argv) == 4 and sys.argv[1] == "--serve":
-        serve(int(sys.argv[2]), Path(sys.argv[3]) if sys.argv[3] else None)
+    if len(sys.argv) == 6 and sys.argv[1] == "--serve":
+        serve(int(sys.argv[2]), Path(sys.argv[3]) if sys.argv[3] else None, float(sys.argv[4]), int(sys.argv[5]))
         return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--streams", type=int, default=6, help="requests per level")
-    p.add_argument("--concurrency", default="1,4")
+    p.add_argument("--streams", type=int, default=32, help="requests per level (at least one per concurrent stream)")
+    p.add_argument("--concurrency", default="32,64")
     p.add_argument("--format", default="pcm,wav")
     p.add_argument("--profile", type=Path, default=None)
+    p.add_argument("--tokens-per-s", type=float, default=75.0,
+                   help="the engine's ids per second per stream (50 semantic ids are one second of audio)")
+    p.add_argument("--stream-interval", type=int, default=None,
+                   help="ids per engine delta after the first; default TTS_LLM_STREAM_INTERVAL's default")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "host_path" / "host_path.json")
     args = p.parse_args()
-    proc, url = start(args.profile)
+    interval = args.stream_interval or Settings.model_fields["llm_stream_interval"].default
+    proc, url = start(args.profile, args.tokens_per_s, interval)
     try:
-        asyncio.run(measure(url, proc.pid, 1, [1], ["pcm"]))  # warm: first-request costs stay out
+        formats = args.format.split(",")
+        asyncio.run(measure(url, proc.pid, 1, [1], formats))  # warm: first-request costs stay out
+        idle = idle_cpu_rate(proc.pid)
+        if args.profile:  # the levels only: start-up and warm-up stay out of the stage table
+            httpx.post(f"{url}/bench/profile", params={"on": True}, timeout=10).raise_for_status()
         rows = asyncio.run(measure(url, proc.pid, args.streams, [int(c) for c in args.concurrency.split(",")],
-                                   args.format.split(",")))
+                                   formats, idle))
+        if args.profile:
+            httpx.post(f"{url}/bench/profile", params={"on": False}, timeout=10).raise_for_status()
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-    print("| format | concurrency | streams | audio s | server CPU s | CPU ms per audio s |")
-    print("|---|---|---|---|---|---|")
+    stages: dict[str, float] = {}
+    if args.profile:
+        audio = sum(r["audio_s"] for r in rows)
+        stages = {k: 1000 * v / audio for k, v in sorted(stage_table(args.profile.with_suffix(".prof")).items(),
+                                                         key=lambda kv: -kv[1])}
+        total = sum(stages.values())
+        print("| stage (event-loop thread, under cProfile) | ms per audio s | share |")
+        print("|---|---|---|")
+        for name, ms in stages.items():
+            print(f"| {name} | {ms:.3f} | {ms / total:.0%} |")
+    print(f"idle server: {1000 * idle:.1f} ms CPU per wall second")
+    print("| format | concurrency | streams | audio s | wall s | server CPU s | CPU ms per audio s | less idle |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['format']} | {r['concurrency']} | {r['streams']} | {r['audio_s']:.1f} | "
-              f"{r['server_cpu_s']:.3f} | {r['cpu_ms_per_audio_s']:.2f} |")
+        print(f"| {r['format']} | {r['concurrency']} | {r['streams']} | {r['audio_s']:.1f} | {r['wall_s']:.2f} | "
+              f"{r['server_cpu_s']:.3f} | {r['cpu_ms_per_audio_s']:.2f} | {r['marginal_ms_per_audio_s']:.2f} |")
+    fits = {}
+    for fmt in formats:
+        ab = fit([r for r in rows if r["format"] == fmt])
+        if ab is not None:
+            fits[fmt] = {"cpu_s_per_wall_s": ab[0], "ms_per_audio_s": 1000 * ab[1]}
+            print(f"fit {fmt}: CPU = {ab[0]:.3f} x wall + {1000 * ab[1]:.2f} ms x audio s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rows, indent=2, default=str) + "\n")
+    args.out.write_text(json.dumps({"tokens_per_s": args.tokens_per_s, "stream_interval": interval,
+                                    "idle_cpu_per_wall_s": idle, "fits": fits, "levels": rows,
+                                    "profiled_stages_ms_per_audio_s": stages or None}, indent=2, default=str) + "\n")
     return 0
 
 

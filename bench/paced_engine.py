@@ -20,7 +20,7 @@ Timing: id i of the stream is due at `prefill_s + prefill_per_token_s x prompt i
 `stream()`. A continuation prompt (it already holds `<|start_semantic_token|>` and semantic ids, e.g. a stitched
 request) is continued as the model would: no second marker, and its own semantic ids count as spoken. The engine
 wakes at most every `tick_s` and yields every id that is due, like vLLM handing out one step's worth of
-DELTA output; when the event loop runs late it catches up in one delta instead of slowing down, because a
+DELTA output (or, with `stream_interval` N, at least N ids after the first, as vLLM's engine arg of that name); when the event loop runs late it catches up in one delta instead of slowing down, because a
 real engine keeps generating on its own device whatever the server's loop is doing. How late it ran is
 recorded (`lag`), so a starved event loop shows up in the results instead of hiding in the schedule.
 """
@@ -64,12 +64,15 @@ class PaceConfig:
     tick_s: float = 0.02
     seed: int = 0
     prefill_per_token_s: float = 0.0  # prompt-length-dependent prefill (a stitched prompt's extra ids cost this each)
+    stream_interval: int = 1  # ids per delta after the first, as vLLM's stream_interval (the last delta may be short)
 
     def __post_init__(self) -> None:
         if self.tokens_per_s <= 0 or self.tokens_per_char <= 0:
             raise ValueError("tokens_per_s and tokens_per_char must be > 0")
         if self.prefill_s < 0 or self.tick_s < 0 or self.prefill_per_token_s < 0:
             raise ValueError("prefill_s, prefill_per_token_s and tick_s must be >= 0")
+        if self.stream_interval < 1:
+            raise ValueError("stream_interval must be >= 1")
 
     def prefill_for(self, prompt_len: int = 0) -> float:
         return self.prefill_s + self.prefill_per_token_s * prompt_len
@@ -215,7 +218,9 @@ class PacedEngine:
                 elapsed = time.perf_counter() - started
                 due = 0 if elapsed < prefill else math.floor((elapsed - prefill) * cfg.tokens_per_s) + 1
                 due = min(due, len(plan.ids))
-                if due > sent:
+                # vLLM's stream_interval: the first id at once, then whole groups of ids (the end at once).
+                wanted = 1 if sent == 0 else min(cfg.stream_interval, len(plan.ids) - sent)
+                if due - sent >= wanted:
                     lag = max(0.0, elapsed - cfg.due_time(due - 1, len(prompt_token_ids)))
                     stats.max_lag_s = max(stats.max_lag_s, lag)
                     stats.lag_sum_s += lag
@@ -227,9 +232,11 @@ class PacedEngine:
                     yield delta
                     continue
                 # A plain sleep per tick (no task per wait): cheap enough for hundreds of streams. abort() is
-                # seen at the next wake-up, at most one token interval (or the prefill) later.
-                await asyncio.sleep(max(cfg.due_time(sent, len(prompt_token_ids)) - (time.perf_counter() - started),
-                                        cfg.tick_s))
+                # seen at the next wake-up, at most one token interval (or the prefill) later. A millisecond past
+                # the due time: uvloop's timers round to milliseconds, and a wake-up just before the due time
+                # would spin through zero-length sleeps (the stand-in's CPU, not the service's).
+                await asyncio.sleep(max(cfg.due_time(sent + wanted - 1, len(prompt_token_ids))
+                                        - (time.perf_counter() - started) + 0.001, cfg.tick_s))
             stats.finished = sent >= len(plan.ids)
         finally:
             stats.aborted = not stats.finished

@@ -256,6 +256,10 @@ class DecodePlanner:
     # ---- internals ------------------------------------------------------------------------------------
 
     def _validate(self, tokens: Sequence[int]) -> list[int]:
+        if type(tokens) is list and tokens and all(type(t) is int for t in tokens):
+            # The serving path's case (a parsed engine delta, a few ids): plain ints, checked without numpy.
+            if min(tokens) >= 0 and max(tokens) < self._codebook:
+                return tokens[:]
         arr = np.asarray(tokens)
         if arr.size == 0:
             return []

@@ -45,6 +45,8 @@ class ChunkGuards:
         self.silence = SilenceDetector(sample_rate, level_db=c.silence_db, max_s=self.allowed_silence_s)
         self._samples_per_token = sample_rate // SEMANTIC_TOKENS_PER_SECOND
         self.trips: list[Trip] = []
+        # Looked up once: feed_tokens runs for every engine delta.
+        self._on = {g: c.enabled(g) for g in ("length", "loop", "silence")}
 
     def _trip(self, guard: str, token: int, detail: str) -> Trip | None:
         if any(t.guard == guard for t in self.trips):
@@ -59,18 +61,18 @@ class ChunkGuards:
 
     def feed_tokens(self, tokens: Sequence[int]) -> Trip | None:
         """Semantic ids as the engine delivers them; the first trip (acting ones first) or None."""
-        c = self.config
+        c, on = self.config, self._on
         found: list[Trip | None] = []
-        if c.enabled("length") and (at := self.length.feed(tokens)) is not None:
+        if on["length"] and (at := self.length.feed(tokens)) is not None:
             found.append(self._trip("length", at, f"more than {self.length.limit} semantic tokens for text "
                                                   f"expected to need about {self.expected}"))
-        if c.enabled("loop") and (at := self.loop.feed(tokens)) is not None:
+        if on["loop"] and (at := self.loop.feed(tokens)) is not None:
             found.append(self._trip("loop", at, f"{self.loop.worst_share:.0%} of the last {self.loop.window} "
                                                 f"tokens' {c.loop_ngram}-grams repeat"))
-        if c.enabled("silence") and (at := self.held.feed(tokens)) is not None:
+        if on["silence"] and (at := self.held.feed(tokens)) is not None:
             found.append(self._trip("silence", at, f"one semantic id held for more than "
                                                    f"{self.allowed_silence_s:.1f} s"))
-        return self._first(found)
+        return self._first(found) if found else None
 
     def feed_audio(self, audio: np.ndarray) -> Trip | None:
         """Decoded 16 kHz audio as the decoder delivers it."""

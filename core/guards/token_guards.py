@@ -47,25 +47,34 @@ class LoopDetector:
         self.worst_share = 0.0
 
     def feed(self, tokens: Sequence[int]) -> int | None:
+        # Runs for every engine delta: attributes in locals, written back once at the end.
         tripped = None
+        recent, keys, counts = self._recent, self._keys, self._counts
+        n, min_distinct, window = self.n, self.min_distinct, self.window
+        min_tokens, max_share = self.min_tokens, self.max_share
+        seen, repeats, worst = self.seen, self._repeats, self.worst_share
         for token in tokens:
-            self._recent.append(int(token))
-            self.seen += 1
-            key = tuple(self._recent) if len(self._recent) == self.n else None
-            if key is not None and len(set(key)) < self.min_distinct:
+            recent.append(int(token))
+            seen += 1
+            key = tuple(recent) if len(recent) == n else None
+            if key is not None and len(set(key)) < min_distinct:
                 key = None
             if key is not None:
-                count = self._counts.get(key, 0)
-                self._repeats += count > 0
-                self._counts[key] = count + 1
-            self._keys.append(key)
-            if len(self._keys) > self.window:
-                self._drop(self._keys.popleft())
-            if self.seen >= self.min_tokens:
-                share = self._repeats / len(self._keys)
-                self.worst_share = max(self.worst_share, share)
-                if tripped is None and share >= self.max_share:
-                    tripped = self.seen - 1
+                count = counts.get(key, 0)
+                repeats += count > 0
+                counts[key] = count + 1
+            keys.append(key)
+            if len(keys) > window:
+                self._repeats = repeats
+                self._drop(keys.popleft())
+                repeats = self._repeats
+            if seen >= min_tokens:
+                share = repeats / len(keys)
+                if share > worst:
+                    worst = share
+                if tripped is None and share >= max_share:
+                    tripped = seen - 1
+        self.seen, self._repeats, self.worst_share = seen, repeats, worst
         return tripped
 
     def _drop(self, key: tuple[int, ...] | None) -> None:
@@ -92,12 +101,15 @@ class HeldToken:
 
     def feed(self, tokens: Sequence[int]) -> int | None:
         tripped = None
+        run, last, seen, longest, trip_at = self.run, self._last, self.seen, self.longest, self.max_tokens + 1
         for token in tokens:
             token = int(token)
-            self.run = self.run + 1 if token == self._last else 1
-            self._last = token
-            self.seen += 1
-            self.longest = max(self.longest, self.run)
-            if tripped is None and self.run == self.max_tokens + 1:
-                tripped = self.seen - 1
+            run = run + 1 if token == last else 1
+            last = token
+            seen += 1
+            if run > longest:
+                longest = run
+            if tripped is None and run == trip_at:
+                tripped = seen - 1
+        self.run, self._last, self.seen, self.longest = run, last, seen, longest
         return tripped

@@ -123,6 +123,10 @@ class AudioOutput:
             if tail is not None and len(tail):
                 frames.append(tail)
         out = bytearray()
+        if len(frames) > 1 and self.encoder.sample_wise:  # same bytes, one call instead of one per frame
+            out += self.encoder.push(np.concatenate(frames))
+            self.stats.encoded_frames += len(frames)
+            frames = []
         for frame in frames:
             out += self.encoder.push(frame)
             self.stats.encoded_frames += 1

@@ -34,20 +34,22 @@ class SpokenTail:
         self.max_tokens = max_tokens
         self._segments: list[tuple[str, list[int]]] = []
         self._index: int | None = None
+        self._total = 0  # ids held over all segments (add runs for every engine delta: no re-summing)
 
     def add(self, index: int, text: str, semantic: Sequence[int]) -> None:
         if index != self._index:
             self._segments.append((text, []))
             self._index = index
-        self._segments[-1][1].extend(int(s) for s in semantic)
+        self._segments[-1][1].extend(map(int, semantic))
+        self._total += len(semantic)
         # Drop whole leading chunks the later ones no longer need.
-        total = sum(len(ids) for _, ids in self._segments)
-        while len(self._segments) > 1 and total - len(self._segments[0][1]) >= self.max_tokens:
-            total -= len(self._segments.pop(0)[1])
+        while len(self._segments) > 1 and self._total - len(self._segments[0][1]) >= self.max_tokens:
+            self._total -= len(self._segments.pop(0)[1])
 
     def restart(self, index: int) -> None:
         """Chunk `index` is generated again (a generation guard tripped): forget what its discarded try spoke."""
         if index == self._index and self._segments:
+            self._total -= len(self._segments[-1][1])
             self._segments[-1][1].clear()
 
     def segments(self) -> list[TailSegment]:

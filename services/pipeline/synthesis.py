@@ -54,6 +54,7 @@ from services.pipeline.pipeline_stats import PipelineStats
 from services.pipeline.spoken_tail import SEMANTIC_PER_SECOND, SpokenTail
 from services.pipeline.text_plan import TextPlan, plan_text, prompt_for
 from services.pipeline.timestamps import TimestampsEvent, TimestampsKind, TimestampTrack
+from services.pipeline.token_queue import TokenQueue
 from shared import metrics
 
 if TYPE_CHECKING:
@@ -313,10 +314,10 @@ class SynthesisJob:
             raise TokenStreamError("generation ended before the 32 global tokens were complete")
         return trip
 
-    def _start_generation(self, index: int, text: str, run: ChunkRun | None = None) -> asyncio.Queue:
+    def _start_generation(self, index: int, text: str, run: ChunkRun | None = None) -> TokenQueue:
         if run is None:  # a text chunk's first try (else its next)
             run = self._runs[index] = self.guards.new_run(index, text, stream=self.request.stream)
-        out: asyncio.Queue = asyncio.Queue(maxsize=TOKEN_QUEUE_ITEMS)
+        out = TokenQueue(maxsize=TOKEN_QUEUE_ITEMS)
         task = asyncio.create_task(self._generate(run, out), name=f"gen-{self.request.request_id}-{index}")
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # exceptions travel through `out`
         self._generation_tasks[index] = task
@@ -343,7 +344,10 @@ class SynthesisJob:
         return [planner.take(w, audio) for w, audio in zip(windows, kept, strict=True)]
 
     async def _decode_push(self, run: ChunkRun, planner: DecodePlanner, semantic: list[int]) -> bytes:
-        chunks = await self._decode_windows(planner, planner.push(semantic))
+        windows = planner.push(semantic)
+        if not windows:  # most engine deltas only buffer: nothing to await, decode or send
+            return b""
+        chunks = await self._decode_windows(planner, windows)
         if chunks and self.stats.first_audio_engine_ids is None:
             self.stats.first_audio_engine_ids = (self.stats.preamble_ids or 0) + planner.tokens_in
         return await self._chain_chunks(run, chunks)
@@ -377,7 +381,7 @@ class SynthesisJob:
         held, run.held = run.held, []
         return b"".join([await self._push_kept(audio) for audio in held])
 
-    async def _recover(self, run: ChunkRun, trip: Trip, decoder: DecodePlanner | None) -> asyncio.Queue | None:
+    async def _recover(self, run: ChunkRun, trip: Trip, decoder: DecodePlanner | None) -> TokenQueue | None:
         """After an acting trip: the next try's token queue (retried), or None (cut: the chunk ends here)."""
         action = run.action or self.guards.decide(run, trip)
         await stop_task(self._generation_tasks.get(run.index))
@@ -411,8 +415,8 @@ class SynthesisJob:
         await self.queue.put((data, samples))
         self.stats.max_queue_depth = max(self.stats.max_queue_depth, self.queue.qsize())
 
-    async def _decode_text_chunk(self, index: int, tokens: asyncio.Queue) -> None:
-        run: asyncio.Queue | None = tokens
+    async def _decode_text_chunk(self, index: int, tokens: TokenQueue) -> None:
+        run: TokenQueue | None = tokens
         self.stats.decoded_samples_per_chunk.append(0)
         while run is not None:  # one pass per try; a retried try hands over the next try's tokens
             run = await self._decode_try(self._runs[index], run)
@@ -423,7 +427,7 @@ class SynthesisJob:
             await self._timings(self.timestamps.end_segment)
         self.stats.text_chunks_done += 1
 
-    async def _decode_try(self, run: ChunkRun, tokens: asyncio.Queue) -> asyncio.Queue | None:
+    async def _decode_try(self, run: ChunkRun, tokens: TokenQueue) -> TokenQueue | None:
         index = run.index
         # The parser refuses semantic ids before the 32 global tokens, so once anything arrives on this queue the
         # voice is known (controllable mode learns it from the model) or the generation has failed.
@@ -473,6 +477,8 @@ class SynthesisJob:
                 return await self._recover(run, item, decoder)
             if done:
                 break
+            # Woken when the planner can make a window or the try ends, not for every delta (token_queue.py).
+            await tokens.wait_for_ids(decoder.tokens_needed - decoder.pending_tokens)
             item = await tokens.get()
         await self._emit(await self._decode_finish(run, decoder))
         if run.stop is not None:
@@ -524,7 +530,7 @@ class SynthesisJob:
     async def _next_text(self) -> str | None:
         return await self._texts.get()
 
-    async def _prefetch(self, index: int) -> asyncio.Queue | None:
+    async def _prefetch(self, index: int) -> TokenQueue | None:
         """Start chunk `index`'s generation once chunk index-1 has finished generating and the voice is known,
         so it overlaps with chunk index-1's decode and delivery. None when no more text will come."""
         await asyncio.gather(self._generation_tasks[index - 1], return_exceptions=True)

@@ -235,3 +235,47 @@ def test_ttfa_bench_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert summary["free", "fixed", "now", "exact"]["first_second_snr_db"] > 40
     gc_ms = result["env"]["forced_full_gc_ms"]  # the start-up heap frozen after warm-up: a full collection is short
     assert gc_ms["now"] < gc_ms["before"]
+
+
+def test_stream_interval_hands_out_the_first_id_at_once_then_groups(tokenizer, layout, clone_voice) -> None:
+    """As vLLM's stream_interval: one id first, then deltas of N ids (the last may be short), every id once."""
+    prompt, _ = build_prompt_ids(tokenizer, TEXT, clone_voice, global_tokens=clone_voice.global_tokens)
+    plain = [i for d in asyncio.run(_collect(_engine(tokenizer, layout), prompt, SamplingConfig(), "p")) for i in d]
+    deltas = asyncio.run(_collect(_engine(tokenizer, layout, stream_interval=4), prompt, SamplingConfig(), "p"))
+    assert [i for d in deltas for i in d] == plain
+    assert len(deltas[0]) >= 1 and all(len(d) >= 4 for d in deltas[1:-1]) and deltas[-1]
+    with pytest.raises(ValueError):
+        PaceConfig(stream_interval=0)
+
+
+def test_free_codec_answers_the_schedulers_padded_call_itself() -> None:
+    """The codec scheduler calls decode_padded; a FreeCodec must not hand it to the model it wraps."""
+    import torch
+
+    from bench.ideal_stream import FreeCodec
+
+    class Model:
+        hop_length, semantic_codebook_size, d_vector_dim = 320, 8192, 4
+
+        def decode_padded(self, *args: object) -> torch.Tensor:
+            raise AssertionError("the real model was called")
+
+    out = FreeCodec(Model()).decode_padded(torch.zeros(2, 7, dtype=torch.long), torch.tensor([7, 5]), torch.zeros(2, 4))
+    assert out.shape == (2, 7 * 320)
+
+
+def test_host_stages_bench_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    from bench.bench_host_stages import main as stages_main
+
+    out = tmp_path / "stages.json"
+    argv = sys.argv
+    sys.argv = ["bench_host_stages", "--seconds", "2", "--repeat", "1", "--format", "pcm,wav", "--out", str(out)]
+    try:
+        assert stages_main() == 0
+    finally:
+        sys.argv = argv
+    rows = json.loads(out.read_text())["us_per_audio_s"]
+    assert set(rows) >= {"parsing (TokenParser.feed)", "audio chain + encoding, pcm"}
+    assert "| stage (4 ids per delta) |" in capsys.readouterr().out

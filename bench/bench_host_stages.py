@@ -1,0 +1,159 @@
+"""The API path's synchronous stages, one at a time, in microseconds per second of audio (no server, no profiler).
+
+    PYTHONPATH=. .venv/bin/python bench/bench_host_stages.py [--interval 4] [--seconds 34] [--repeat 5]
+        [--out bench/results/host_path/stages.json]
+
+One stream's worth of work, as the serving path does it: semantic ids arrive in engine deltas of `--interval` ids
+(TTS_LLM_STREAM_INTERVAL); each delta goes through the token parser (`core/tokens.py`), the token guards and the
+spoken tail (`services/pipeline/chunk_guards.py`, `spoken_tail.py`) and the decode planner (`core/streaming.py`);
+each window the planner makes is taken back with quiet noise as its audio (a free codec), screened by the audio guard
+and pushed through `AudioOutput` (crossfade, resample, steady frames, the encoder) for each format. Best of
+`--repeat` runs, CPU time of this thread. What this leaves out, the server bench (`bench/bench_host_path.py`)
+measures as the rest: the event loop, the queue hops between tasks, HTTP framing and the socket, metrics, the engine.
+Run it against an older tree with `PYTHONPATH=<that tree>` to compare stages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))  # after PYTHONPATH: an older tree given there is the one measured
+
+from core.streaming import DecodePlanner, StreamingConfig  # noqa: E402
+from core.tokens import TokenParser, VocabLayout  # noqa: E402
+from services.pipeline.audio_output import AudioOutput  # noqa: E402
+from services.pipeline.chunk_guards import GuardPolicy  # noqa: E402
+from services.pipeline.pipeline_stats import PipelineStats  # noqa: E402
+from services.pipeline.spoken_tail import SpokenTail  # noqa: E402
+from shared.settings import Settings  # noqa: E402
+
+TOKENS_PER_SECOND = 50
+HOP = 320
+TEXT = "The quick brown fox jumps over the lazy dog, then naps in the warm afternoon sun. " * 6
+
+
+def layout() -> VocabLayout:
+    from core.tokens import QWEN_CONTROL_TOKENS, added_tokens
+
+    # The released vocabulary's named part: Qwen's control tokens from 151643, Spark's from 151665.
+    vocab = {text: 151643 + i for i, (text, _) in enumerate(QWEN_CONTROL_TOKENS)}
+    vocab.update({text: 151665 + i for i, text in enumerate(added_tokens())})
+    return VocabLayout.from_vocab(vocab, table_size=166000)
+
+
+def deltas(lay: VocabLayout, tokens: int, interval: int, seed: int = 0) -> list[list[int]]:
+    rng = np.random.default_rng(seed)
+    ids = [lay.semantic_id(int(v)) for v in rng.integers(0, 8192, tokens)]
+    return [ids[i: i + interval] for i in range(0, len(ids), interval)]
+
+
+def timed(run: Callable[[], Any], repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.thread_time()
+        run()
+        best = min(best, time.thread_time() - start)
+    return best
+
+
+def measure(interval: int, seconds: float, repeat: int, formats: list[str]) -> dict[str, float]:
+    settings = Settings()
+    lay = layout()
+    tokens = int(seconds * TOKENS_PER_SECOND)
+    parts = deltas(lay, tokens, interval)
+    semantic_parts = [[int(lay.values[i]) for i in d] for d in parts]
+    config = StreamingConfig.from_settings(settings)
+    noise = (np.random.default_rng(1).standard_normal(HOP * tokens) * 0.05).astype(np.float32)
+
+    def parse() -> None:
+        parser = TokenParser(lay, mode="clone")
+        for d in parts:
+            parser.feed(d)
+
+    def guards() -> None:
+        policy = GuardPolicy(settings, PipelineStats(), "bench")
+        run = policy.new_run(0, TEXT, stream=True)
+        tail = SpokenTail(500)
+        for s in semantic_parts:
+            policy.screen_tokens(run, s)
+            tail.add(0, TEXT, s)
+
+    def windows() -> list[tuple[Any, np.ndarray]]:
+        planner = DecodePlanner(config, hop=HOP, codebook_size=8192)
+        out = []
+        for s in semantic_parts:
+            for w in planner.push(s):
+                out.append((w, planner.take(w, noise[: w.kept_tokens * HOP])))
+        for w in planner.finish():
+            out.append((w, planner.take(w, noise[: w.kept_tokens * HOP])))
+        return out
+
+    chunks = [audio for _, audio in windows()]
+
+    def audio_guard() -> None:
+        policy = GuardPolicy(settings, PipelineStats(), "bench")
+        run = policy.new_run(0, TEXT, stream=True)
+        for c in chunks:
+            policy.screen_audio(run, c)
+
+    def chain(fmt: str) -> Callable[[], None]:
+        runtime = SimpleNamespace(settings=settings, sr=None)
+
+        def go() -> None:
+            async def body() -> None:
+                out = AudioOutput(runtime, audio_format=fmt, sample_rate=16000, stream=True, want_bwe=False,
+                                  stats=PipelineStats())
+                out.start_segment(last=True)
+                for c in chunks:
+                    await out.push(c)
+                await out.finish()
+
+            asyncio.run(body())
+        return go
+
+    loop_cost = timed(lambda: asyncio.run(asyncio.sleep(0)), repeat)  # asyncio.run's own cost, taken off chain()
+    audio_s = tokens / TOKENS_PER_SECOND
+    results = {
+        "parsing (TokenParser.feed)": timed(parse, repeat),
+        "token guards + spoken tail": timed(guards, repeat),
+        "decode planning (push, take)": timed(lambda: windows(), repeat),
+        "audio guard (silence)": timed(audio_guard, repeat),
+    }
+    for fmt in formats:
+        results[f"audio chain + encoding, {fmt}"] = max(0.0, timed(chain(fmt), repeat) - loop_cost)
+    return {name: 1e6 * value / audio_s for name, value in results.items()}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--interval", type=int, default=4, help="ids per engine delta")
+    p.add_argument("--seconds", type=float, default=34.0)
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--format", default="pcm,wav,mp3,opus")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args()
+    rows = measure(args.interval, args.seconds, args.repeat, args.format.split(","))
+    print(f"| stage ({args.interval} ids per delta) | us CPU per audio s |")
+    print("|---|---|")
+    for name, us in rows.items():
+        print(f"| {name} | {us:.0f} |")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"interval": args.interval, "us_per_audio_s": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
