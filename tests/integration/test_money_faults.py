@@ -334,7 +334,9 @@ def assert_charged_for_the_audio_sent(rig: Rig, key_ids: list[str]) -> None:
     assert len(rows) == len(key_ids), rows
     for request_id, charged, text_length in rows:
         sent_s = delivered[request_id]
-        assert sent_s > 0, (request_id, sent_s)
+        if sent_s == 0:  # closed before any audio left (on a loaded machine the rate and size closes come first)
+            assert charged == 0, (request_id, charged)
+            continue
         assert int(sent_s / 0.5) <= charged <= 1.5 * pace * sent_s + 1, (request_id, charged, sent_s, text_length)
         assert charged < text_length / 4  # the finding: 2,370 credits (the whole text) for 3.35 s
 
