@@ -12,7 +12,8 @@ server of your own. Scenarios: sockets closed by their clients while a debit wai
 server ends while debits wait on a slow database (a stalled reader, a client answering no keepalive ping, the message
 rate limit, an oversized message; native, ElevenLabs and Cartesia); the database's connections dropped and the
 database restarted four times under load on four transports; a key-store outage spent on the outage allowance, then
-recovery; kill -9 and SIGTERM with an HTTP stream, a native, an ElevenLabs and a Cartesia utterance in flight.
+recovery; kill -9 and SIGTERM with an HTTP stream, a native, an ElevenLabs and a Cartesia utterance in flight; a
+socket a bug of ours ends (in-process, the failure injected; refunded on every dialect).
 """
 
 from __future__ import annotations
