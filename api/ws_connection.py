@@ -216,6 +216,17 @@ def writer_ending(failure: BaseException | None) -> str:
     return "server_error"
 
 
+def reader_failure_ending(failure: BaseException, writer_failure: BaseException | None) -> str:
+    """The read loop raised. Our failure ("server_error": refunded) unless the connection was dead under it ("lost")
+    or the writer had already stopped for a reason of the client's (that ending): a client must not be able to turn
+    its own stall or hang-up into a refund."""
+    if writer_failure is not None and writer_ending(writer_failure) != "server_error":
+        return writer_ending(writer_failure)
+    if isinstance(failure, (WebSocketDisconnect, OSError)):
+        return "lost"
+    return "server_error"
+
+
 async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
     try:
         await asyncio.wait_for(websocket.close(code, reason), timeout=2.0)
@@ -239,9 +250,11 @@ async def serve_session(websocket: WebSocket, session: WsSession, outbox: Outbox
     try:
         await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
         if reader.done() and not reader.cancelled():
-            if reader.exception() is not None:
-                logger.error("websocket reader failed", exc_info=reader.exception())
-                ending = "server_error"
+            failure = reader.exception()
+            if failure is not None:
+                ending = reader_failure_ending(failure, outbox.failure if writer.done() else None)
+                logger.log(logging.ERROR if ending == "server_error" else logging.WARNING,
+                           "websocket reader failed", exc_info=failure, extra={"reason": ending})
             else:
                 ending = reader.result()
         elif writer.done():

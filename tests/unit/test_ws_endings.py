@@ -16,7 +16,13 @@ from starlette.websockets import WebSocketDisconnect
 
 from api import create_app
 from api.socket_guard import SocketGuard
-from api.ws_connection import SERVER_ENDED, SERVER_FAILED, connection_lost, writer_ending
+from api.ws_connection import (
+    SERVER_ENDED,
+    SERVER_FAILED,
+    connection_lost,
+    reader_failure_ending,
+    writer_ending,
+)
 from processing.normalize import normalize_text
 from services.access import AccessServices, Authenticator, StaticKeyStore
 from services.access.socket_limits import MessageLimiter
@@ -51,6 +57,17 @@ def test_a_writer_stopped_by_our_own_bug_is_a_server_error_not_a_dead_connection
         assert writer_ending(dead) == "send_failed"
     assert writer_ending(TypeError("Object of type bytes is not JSON serializable")) == "server_error"
     assert SERVER_FAILED == {"server_error"}
+
+
+def test_a_reader_failure_is_ours_only_when_the_client_did_not_cause_it() -> None:
+    bug = InjectedBug("a bug of ours")
+    assert reader_failure_ending(bug, None) == "server_error"
+    assert reader_failure_ending(bug, TypeError("cannot encode")) == "server_error"
+    # The connection went under the reader, or the writer had already stopped for the client's reason: no refund.
+    assert reader_failure_ending(ConnectionResetError(), None) == "lost"
+    assert reader_failure_ending(WebSocketDisconnect(1006), None) == "lost"
+    assert reader_failure_ending(bug, ClientStalled()) == "stalled"
+    assert reader_failure_ending(bug, ConnectionResetError()) == "send_failed"
 
 
 # ---------------------------------------------------------------------------------------------- through the app
