@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
 from fastapi import WebSocket
+from starlette.websockets import WebSocketDisconnect
 
 from api.deps import Services
 from api.errors import ApiError
@@ -34,6 +35,9 @@ CLOSE_NORMAL, CLOSE_POLICY, CLOSE_ERROR = 1000, 1008, 1011
 # rule) or the connection was lost under it (keepalive included). Their unfinished utterances are charged for the
 # audio that reached the socket, not for their whole text (docs/credits.md); a client's close is a hang-up.
 SERVER_ENDED = frozenset({"stalled", "over_budget", "lost", "send_failed"})
+# The socket ended on our own failure (the reader or the writer raised on something that is not a dead connection):
+# a 5xx, so its unfinished utterances fail with INTERNAL_ERROR and are charged nothing (README, "Credits").
+SERVER_FAILED = frozenset({"server_error"})
 Handler = Callable[[str], Awaitable["str | None"]]
 
 
@@ -201,6 +205,28 @@ def connection_lost(message: dict) -> bool:
     return code == 1006 or (code == 1005 and "reason" not in message)
 
 
+def writer_ending(failure: BaseException | None) -> str:
+    """Why the writer stopped: the client stopped reading ("stalled"), a send found the connection dead
+    ("send_failed": the ASGI server's disconnect, an OS error, or Starlette refusing to send on a closed socket), or
+    our own bug ("server_error": a payload that cannot be encoded, anything else)."""
+    if isinstance(failure, ClientStalled):
+        return "stalled"
+    if failure is None or isinstance(failure, (WebSocketDisconnect, OSError, RuntimeError)):
+        return "send_failed"
+    return "server_error"
+
+
+def reader_failure_ending(failure: BaseException, writer_failure: BaseException | None) -> str:
+    """The read loop raised. Our failure ("server_error": refunded) unless the connection was dead under it ("lost")
+    or the writer had already stopped for a reason of the client's (that ending): a client must not be able to turn
+    its own stall or hang-up into a refund."""
+    if writer_failure is not None and writer_ending(writer_failure) != "server_error":
+        return writer_ending(writer_failure)
+    if isinstance(failure, (WebSocketDisconnect, OSError)):
+        return "lost"
+    return "server_error"
+
+
 async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
     try:
         await asyncio.wait_for(websocket.close(code, reason), timeout=2.0)
@@ -224,13 +250,15 @@ async def serve_session(websocket: WebSocket, session: WsSession, outbox: Outbox
     try:
         await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
         if reader.done() and not reader.cancelled():
-            if reader.exception() is not None:
-                logger.error("websocket reader failed", exc_info=reader.exception())
-                ending = "server_error"
+            failure = reader.exception()
+            if failure is not None:
+                ending = reader_failure_ending(failure, outbox.failure if writer.done() else None)
+                logger.log(logging.ERROR if ending == "server_error" else logging.WARNING,
+                           "websocket reader failed", exc_info=failure, extra={"reason": ending})
             else:
                 ending = reader.result()
         elif writer.done():
-            ending = "stalled" if isinstance(outbox.failure, ClientStalled) else "send_failed"
+            ending = writer_ending(outbox.failure)
     finally:
         # The cleanup runs whole even when the task serving the socket is cancelled meanwhile (a server
         # shutting down, a test client leaving): otherwise an await in it takes the cancellation, generation of
@@ -241,7 +269,7 @@ async def serve_session(websocket: WebSocket, session: WsSession, outbox: Outbox
             await asyncio.gather(reader, return_exceptions=True)
             # Aborts generation of anything unfinished. A socket the server ended or that was lost (SERVER_ENDED)
             # charges its utterances only for the audio that reached the socket.
-            await session.close(by_server=ending in SERVER_ENDED)
+            await session.close(by_server=ending in SERVER_ENDED, server_error=ending in SERVER_FAILED)
             if ending == "idle":
                 await session.reject("IDLE_TIMEOUT", f"No messages for {idle_s:g} s; closing the connection.")
                 await outbox.drain(timeout_s=2.0)

@@ -86,9 +86,10 @@ class Utterance:
         self.last_message_at = 0.0  # the session's clock at the client's latest message about this utterance
         self.opened_at = 0.0  # ... at its first message
         self.first_audio_at: float | None = None  # ... when its first audio chunk went to the outbox
-        # cancelled | disconnected | ended_by_server | superseded | abandoned | refused, set before the task is
-        # cancelled
+        # cancelled | disconnected | ended_by_server | server_error | superseded | abandoned | refused, set before
+        # the task is cancelled; `stop_error`: the code its row carries when the stop is a failure
         self.stop_reason: str | None = None
+        self.stop_error: SynthesisError | None = None
         self.has_work = asyncio.Event()  # set once text was fed or the utterance ended
         self.admitted_at: float | None = None
         self.paused = False  # admitted, caught up with its text: its concurrency slot went back until more comes
@@ -216,9 +217,12 @@ class Utterance:
 
     def billable_characters(self) -> int:
         """What it is charged before the guard-cut share: its normalised text, what HTTP charges; when the server
-        ended it early (`ended_by_server`), only the characters the audio that reached the socket covers, by the
-        cut-chunk rule (services.pipeline.chunk_guards.delivered_chars): text whose audio never got there is free."""
-        if self.stop_reason != "ended_by_server":
+        ended it early (`ended_by_server`, or a context `refused` mid-way), only the characters the audio that
+        reached the socket covers, by the cut-chunk rule (services.pipeline.chunk_guards.delivered_chars): text whose
+        audio never got there is free. Ended by our own failure (`server_error`): nothing, as a 5xx."""
+        if self.stop_reason == "server_error":
+            return 0
+        if self.stop_reason not in ("ended_by_server", "refused"):
             return self.spoken_characters
         stats = self.job.stats
         chunks = [(len(text), expected_tokens(text), samples / SAMPLES_PER_TOKEN)

@@ -51,9 +51,11 @@ MAX_QUEUED_UTTERANCES = 4
 IDLE_CHECK_S = 0.05
 # How a stop is accounted (request log status): a barge-in or an abandoned context is the client's cancel.
 # `ended_by_server` (a stalled reader, a broken message rule) is recorded like a hang-up but charged for the audio
-# that reached the socket only (Utterance.billable_characters).
+# that reached the socket only (Utterance.billable_characters); so is a context `refused` mid-way (its row carries
+# the refusal's 4xx code). `server_error` (our own failure ended the socket) is a 5xx failure: refunded in full.
 _STOP_STATUS = {"superseded": "cancelled", "abandoned": "cancelled", "refused": "failed",
-                "ended_by_server": "disconnected"}
+                "ended_by_server": "disconnected", "server_error": "failed"}
+SERVER_ERROR = SynthesisError("INTERNAL_ERROR", "An internal error occurred; it has been logged.")
 
 
 class WsSession:
@@ -276,18 +278,23 @@ class WsSession:
             if running is None:
                 ends = context_ended(self.codec, context_id)
             elif running.text_open:
-                await self._stop([(running, task) for u, task in self._running.values() if u is running], "refused")
+                await self._stop([(running, task) for u, task in self._running.values() if u is running], "refused",
+                                 SynthesisError(code, message, param))
                 ends = self.codec.ended(running)
         await self.outbox.reply(self.codec.error(code, message, param, utterance, context_id))  # type: ignore[arg-type]
         await self._reply(ends)
 
-    async def close(self, *, by_server: bool = False) -> None:
+    async def close(self, *, by_server: bool = False, server_error: bool = False) -> None:
         """The socket is gone (or the client closed it): abort all synthesis (nothing more is sent). `by_server`:
         the client did not choose to stop (the server ended the socket for a stalled reader or a broken message
         rule, or the connection was lost): unfinished utterances are charged for the audio that reached the socket
-        only (docs/credits.md)."""
+        only. `server_error`: our own failure ended the socket: they fail with INTERNAL_ERROR (a 5xx) and are
+        charged nothing (docs/credits.md)."""
         self.closed = True
-        await self._stop(list(self._running.values()), "ended_by_server" if by_server else "disconnected")
+        if server_error:
+            await self._stop(list(self._running.values()), "server_error", SERVER_ERROR)
+        else:
+            await self._stop(list(self._running.values()), "ended_by_server" if by_server else "disconnected")
         self._show_idle()
 
     # ------------------------------------------------------------------ slots only while generating
@@ -370,13 +377,15 @@ class WsSession:
             for u, _ in targets:
                 await self._reply(self.codec.cancelled(u))
 
-    async def _stop(self, targets: list[tuple[Utterance, asyncio.Task[None]]], reason: str) -> None:
+    async def _stop(self, targets: list[tuple[Utterance, asyncio.Task[None]]], reason: str,
+                    error: SynthesisError | None = None) -> None:
+        """`error`: the code the stopped utterances' rows carry (a refusal's, or INTERNAL_ERROR)."""
         revealed = self.message_at if self.message_at is not None else self._clock()
         for u, task in targets:
             u.cancelled = True  # the writer drops what is still queued for it
             u.text_open = False
             if u.stop_reason is None:
-                u.stop_reason = reason
+                u.stop_reason, u.stop_error = reason, error
             task.cancel()
         if targets:
             await asyncio.wait([task for _, task in targets])
@@ -436,6 +445,7 @@ class WsSession:
                               *self.codec.ended(u)], u)
         except asyncio.CancelledError:
             status = _STOP_STATUS.get(u.stop_reason or "", u.stop_reason or "disconnected")
+            error = u.stop_error if status == "failed" else None
             raise
         except Exception:  # noqa: BLE001 - one utterance's bug must not end the connection
             logger.exception("websocket utterance failed")

@@ -12,7 +12,8 @@ server of your own. Scenarios: sockets closed by their clients while a debit wai
 server ends while debits wait on a slow database (a stalled reader, a client answering no keepalive ping, the message
 rate limit, an oversized message; native, ElevenLabs and Cartesia); the database's connections dropped and the
 database restarted four times under load on four transports; a key-store outage spent on the outage allowance, then
-recovery; kill -9 and SIGTERM with an HTTP stream, a native, an ElevenLabs and a Cartesia utterance in flight.
+recovery; kill -9 and SIGTERM with an HTTP stream, a native, an ElevenLabs and a Cartesia utterance in flight; a
+socket a bug of ours ends (in-process, the failure injected; refunded on every dialect).
 """
 
 from __future__ import annotations
@@ -495,3 +496,58 @@ def test_kill_or_sigterm_mid_utterance_on_every_transport(rig: Rig, unique: str,
     statuses = assert_books_balance(rig, [key_id])
     # One row per transport: cut by the server (interrupted), or, had one failed before the signal, refunded.
     assert len(statuses[key_id]) == 4 and set(statuses[key_id]) <= {"interrupted", "failed"}, statuses
+
+
+# ------------------------------------------------------------------------------------------------ our own failure
+def test_a_socket_our_own_failure_ends_refunds_its_utterances_on_every_dialect(
+        pg_dsn: str, demo_model_dir: Path, tmp_path: Path, unique: str) -> None:
+    """Fair charge: a bug of ours ends the socket (the read loop raises once audio has gone out; no client can
+    provoke that, so the app runs in-process with the failure injected into its socket guard's message limiter) on
+    the native, ElevenLabs (multi and single) and Cartesia sockets: each utterance's row, settled by PostgreSQL, is
+    failed/INTERNAL_ERROR claiming 0, the balance is back at its top-up and nothing stays journaled."""
+    from fastapi.testclient import TestClient
+
+    from api import create_app
+    from services.deployment.runtime import ModelRuntime
+    from shared.settings import Settings
+    from tests.conftest import wait_in_portal
+    from tests.unit.test_ws_endings import DIALECTS as SOCKETS
+    from tests.unit.test_ws_endings import FaultyGuard, _close_code, _until_audio
+
+    settings = Settings(model_dir=demo_model_dir, auth_enabled=True, key_backend="postgres", database_url=pg_dsn,
+                        credits_enabled=True, request_log_sink="postgres", request_log_spool_dir=tmp_path / "spool",
+                        request_log_flush_s=0.2, voice_store="none", sr_enabled=False, warmup=False, log_json=False,
+                        credits_reserve_ahead=16, rate_limit_per_minute=10_000)
+    keys = {d: create_credit_key(pg_dsn, f"fail-{d}-{unique}", credit_balance=INITIAL) for d in SOCKETS}
+    runtime = ModelRuntime(settings)
+    with TestClient(create_app(settings, runtime=runtime)) as client:
+        wait_in_portal(client, lambda: runtime.ready)
+        guard = client.app.state.socket_guard = FaultyGuard(settings)
+        for dialect, (path, opening, keep, is_audio) in SOCKETS.items():
+            with client.websocket_connect(path.format(key=keys[dialect][0])) as ws:
+                for message in opening:
+                    ws.send_text(json.dumps(message))
+                _until_audio(ws, is_audio)
+                guard.armed = True
+                ws.send_text(json.dumps(keep))
+                assert _close_code(ws) == 1011, dialect
+        deadline = time.monotonic() + 30
+        key_ids = [k for _, k in keys.values()]
+        while time.monotonic() < deadline:  # the rows are stored (and settle) about TTS_REQUEST_LOG_FLUSH_S later
+            state = {k: asyncio.run(books(pg_dsn, k)) for k in key_ids}
+            if all(s[3] and s[2] == 0 for s in state.values()):
+                break
+            time.sleep(0.3)
+    for key_id in key_ids:
+        balance, charged, journaled, statuses = asyncio.run(books(pg_dsn, key_id))
+        assert (balance, charged, journaled, statuses) == (INITIAL, 0, 0, ["failed"]), key_id
+
+    async def codes() -> list[str]:
+        conn = await asyncpg.connect(pg_dsn, timeout=5)
+        try:
+            return [r["error_code"] for r in await conn.fetch(
+                "SELECT error_code FROM tts_requests WHERE key_id = ANY($1::text[])", key_ids)]
+        finally:
+            await conn.close()
+
+    assert asyncio.run(codes()) == ["INTERNAL_ERROR"] * len(key_ids)
