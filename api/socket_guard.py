@@ -16,6 +16,7 @@ Each follows an error message in the dialect's shape where the socket was accept
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -195,10 +196,22 @@ class CoolingGate:
         await self.app(scope, receive, send)
 
 
+@functools.lru_cache(maxsize=64)
+def _denial(retry_after: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """A cooling key's refusal (status, headers, body) exactly as `deny_cooling`'s JSONResponse has them, rendered
+    once per second of cool-down left (the number is the only thing that varies)."""
+    err = _cooling_error(float(retry_after))
+    response = JSONResponse(err.envelope(), err.status, headers=err.headers)
+    return response.status_code, response.raw_headers, bytes(response.body)
+
+
 async def _deny(scope: Scope, receive: Receive, send: Send, err: ApiError) -> None:
     """The handshake refusal `deny_cooling` sends, on the bare ASGI interface."""
     if "websocket.http.response" in scope.get("extensions", {}):
-        await JSONResponse(err.envelope(), err.status, headers=err.headers)(scope, receive, send)
+        status, headers, body = _denial(err.headers["Retry-After"])
+        await send({"type": "websocket.http.response.start", "status": status, "headers": list(headers)})
+        await send({"type": "websocket.http.response.body", "body": body})
+        denial_sent(receive)
     else:
         await receive()  # websocket.connect
         await send({"type": "websocket.close", "code": CLOSE_POLICY, "reason": err.code})
@@ -213,9 +226,22 @@ async def deny_cooling(websocket: WebSocket, err: ApiError) -> bool:
         return False
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         await websocket.send_denial_response(JSONResponse(err.envelope(), err.status, headers=err.headers))
+        denial_sent(websocket._receive)  # noqa: SLF001 - uvicorn's protocol, as in stop_reading
     else:
         await websocket.close(CLOSE_POLICY, err.code)
     return True
+
+
+def denial_sent(receive: Receive) -> None:
+    """After a handshake refused with an HTTP response: tell uvicorn's websockets-sansio protocol the handshake is
+    over. It leaves it open, and then logs "ASGI callable returned without completing handshake" at ERROR for every
+    such refusal (uvicorn 0.54; its wsproto protocol marks it complete; Kludex/uvicorn PR 3138): a false alarm per
+    refused reconnect of a flooding client, and a log record that cost more CPU than the rest of the refusal. Only
+    when the response is out (`close_sent` with an `initial_response`); nothing on any other server."""
+    protocol = getattr(receive, "__self__", None)
+    if (getattr(protocol, "initial_response", None) is not None and getattr(protocol, "close_sent", False)
+            and getattr(protocol, "handshake_complete", True) is False):
+        protocol.handshake_complete = True
 
 
 def stop_reading(websocket: WebSocket) -> bool:
