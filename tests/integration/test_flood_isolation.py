@@ -26,8 +26,10 @@ wave, 8 sockets each handled to the end of its 1,000-message burst, keeps the ev
 holding the GIL about 38% of the time against 9% for B's generation thread (the demo engine generates in-process):
 frame parsing (uvicorn parses every frame of a 256 KiB read before the app sees the first), handling each message,
 the handshakes. B's one request that meets it takes 3-5x its baseline. Afterwards A's key cools down and its
-reconnects are refused in the handshake (about 1.5 ms of server CPU each, most of it uvicorn's denial response),
-and B is at 1.2-1.5x. The median covers the steady state; the first wave is the one request printed first.
+reconnects are refused before routing by api/socket_guard.py's CoolingGate (about 0.4 ms of server CPU each, most of
+it uvicorn's handshake parsing and response; 1.1 ms when the route refused them, bench/bench_flood_cost.py), and B
+is at 1.0-1.45x beside a CPU hog. The median covers the steady state; the first wave is the one request printed
+first.
 """
 
 from __future__ import annotations
