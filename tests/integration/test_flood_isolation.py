@@ -257,3 +257,8 @@ def test_a_flooding_key_leaves_another_keys_first_audio_within_1_5x(server: Runn
     assert under <= 1.5 * baseline + ALLOWANCE_S, (alone, flooded, stats)
     assert stats["frames"] > 0 and stats["connections"] >= SOCKETS_PER_KEY
     assert stats["rate_limited"] >= 1 and stats["close_codes"].get("1008", 0) >= stats["rate_limited"], stats
+    # Every refusal above went out as a denial response (the gate's 429s, a bad key's 401 on the route): uvicorn's
+    # sansio protocol logged each as an incomplete handshake at ERROR until the app marked it complete.
+    where = urlsplit(native)
+    assert asyncio.run(_handshake(where.hostname, where.port, where.path, "not-a-key")) is None
+    assert stats["refused_handshakes"] > 0 and "without completing handshake" not in server.log_text()
