@@ -89,7 +89,11 @@ class SocketGuard:
         """A connection of this key went over its message budget: refuse the key's new sockets for a while.
         `credential`: the hash of the key its handshake carried (`handshake_credential`), if any."""
         if key_id not in (None, _SHARED_KEY_ID) and self.settings.ws_flood_penalty_s > 0:
-            until = self.clock() + self.settings.ws_flood_penalty_s
+            now = self.clock()
+            for cooling in (self._cooling, self._cooling_credentials):  # entries only a lookup would clear
+                for stale in [k for k, until in cooling.items() if until <= now]:
+                    del cooling[stale]
+            until = now + self.settings.ws_flood_penalty_s
             self._cooling[key_id] = until
             if credential is not None:
                 self._cooling_credentials[credential] = until

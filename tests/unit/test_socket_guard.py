@@ -20,7 +20,7 @@ from starlette.websockets import WebSocketDisconnect
 from api import create_app
 from api.socket_guard import SocketGuard, handshake_credential
 from services.access import AccessServices, Authenticator, StaticKeyStore
-from services.access.keys import hash_key
+from services.access.keys import anonymous_record, hash_key
 from services.access.socket_limits import AddressSlots, MessageLimiter, TokenBucket
 from services.deployment.runtime import ModelRuntime
 from shared.settings import Settings
@@ -268,3 +268,22 @@ def test_a_cooling_keys_reconnect_is_refused_before_routing(frozen: TestClient) 
         ws.send_text(json.dumps({"text": " ", "xi_api_key": KEY}))
         seen, code = _closed(ws)
     assert code == 1008 and seen[-1]["error"] == "rate_limit_exceeded"
+
+
+def test_a_cooling_credential_expires_and_is_forgotten() -> None:
+    clock = Clock()
+    guard = SocketGuard(Settings(ws_flood_penalty_s=10), clock=clock)
+    scope = {"type": "websocket", "headers": [(b"authorization", b"Bearer k1")], "query_string": b""}
+    guard.penalise("key-1", hash_key("k1"))
+    assert guard.credential_cooling(scope).headers["Retry-After"] == "10"
+    clock.now += 9.5
+    assert guard.credential_cooling(scope).headers["Retry-After"] == "1"
+    assert guard.credential_cooling({**scope, "headers": [(b"x-api-key", b"k2")]}) is None  # another key
+    clock.now += 0.5
+    assert guard.credential_cooling(scope) is None
+    guard.penalise("key-1", hash_key("k1"))
+    clock.now += 20
+    guard.penalise("key-2", hash_key("k2"))  # the expired entries of key-1 go
+    assert list(guard._cooling) == ["key-2"] and len(guard._cooling_credentials) == 1  # noqa: SLF001
+    guard.penalise(anonymous_record().key_id, hash_key("k3"))  # auth off: the one shared key never cools down
+    assert len(guard._cooling_credentials) == 1  # noqa: SLF001
