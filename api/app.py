@@ -22,6 +22,7 @@ from api.dialects.http_errors import DialectErrorsMiddleware
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimitMiddleware, HttpMetricsMiddleware, RequestIdMiddleware
 from api.routes import debug, health, normalize, openai_compat, playground, tts, voice_pinning, voices, ws
+from api.socket_guard import CoolingGate
 from core.clone import MAX_REFERENCE_BYTES
 from services.access import AccessServices
 from services.continuity import Continuity
@@ -119,6 +120,9 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
                        dialects=(elevenlabs_messages.HTTP_ERRORS, cartesia_messages.HTTP_ERRORS))
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(HttpMetricsMiddleware)  # sees every answer, the middlewares' own refusals too
+    # A flooding key's reconnects are refused before any other layer runs (api/socket_guard.py); inside the proxy
+    # headers, which it does not need (it matches the key, not the address).
+    app.add_middleware(CoolingGate, state=app.state)
     if settings.trusted_proxies:  # outermost: every layer sees the client address the trusted proxy forwarded
         from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 

@@ -16,16 +16,20 @@ Each follows an error message in the dialect's shape where the socket was accept
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
+from urllib.parse import parse_qsl
 
 from fastapi import WebSocket
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketState
 
 from api.errors import ApiError
-from services.access.keys import anonymous_record
+from services.access.authenticator import Authenticator
+from services.access.keys import anonymous_record, hash_key
 from services.access.socket_limits import AddressSlots, MessageLimiter, MessageRefusal
 from shared.settings import Settings
 
@@ -77,11 +81,37 @@ class SocketGuard:
         self.unauthenticated = AddressSlots(settings.ws_max_unauthenticated_per_address)
         self.connections = AddressSlots(settings.ws_max_connections_per_address)
         self._cooling: dict[str, float] = {}  # key id -> until when its new sockets are refused
+        # The same, by the hash of the key a flooding connection presented in its handshake: `CoolingGate` refuses
+        # its reconnects before any routing, parsing or authentication (a flooder reconnects many times a second).
+        self._cooling_credentials: dict[str, float] = {}
 
-    def penalise(self, key_id: str | None) -> None:
-        """A connection of this key went over its message budget: refuse the key's new sockets for a while."""
+    def penalise(self, key_id: str | None, credential: str | None = None) -> None:
+        """A connection of this key went over its message budget: refuse the key's new sockets for a while.
+        `credential`: the hash of the key its handshake carried (`handshake_credential`), if any."""
         if key_id not in (None, _SHARED_KEY_ID) and self.settings.ws_flood_penalty_s > 0:
-            self._cooling[key_id] = self.clock() + self.settings.ws_flood_penalty_s
+            now = self.clock()
+            for cooling in (self._cooling, self._cooling_credentials):  # entries only a lookup would clear
+                for stale in [k for k, until in cooling.items() if until <= now]:
+                    del cooling[stale]
+            until = now + self.settings.ws_flood_penalty_s
+            self._cooling[key_id] = until
+            if credential is not None:
+                self._cooling_credentials[credential] = until
+
+    def credential_cooling(self, scope: Scope) -> CoolingDown | None:
+        """The refusal for a handshake that carries a cooling key, judged from the raw scope alone; None (the
+        route decides) otherwise. O(1) while no key cools down."""
+        if not self._cooling_credentials:
+            return None
+        credential = handshake_credential(scope)
+        until = self._cooling_credentials.get(credential) if credential is not None else None
+        if until is None:
+            return None
+        left = until - self.clock()
+        if left <= 0:
+            del self._cooling_credentials[credential]
+            return None
+        return _cooling_error(left)
 
     def check_key(self, key_id: str) -> None:
         """ApiError (429 with Retry-After) while the key cools down after a flood."""
@@ -92,9 +122,7 @@ class SocketGuard:
         if left <= 0:
             del self._cooling[key_id]
             return
-        raise CoolingDown("RATE_LIMIT_EXCEEDED", f"A WebSocket connection of this API key went over its message budget; "
-                       f"new connections are refused for {math.ceil(left)} s.",
-                       headers={"Retry-After": str(math.ceil(left))})
+        raise _cooling_error(left)
 
     @classmethod
     def of(cls, websocket: WebSocket) -> SocketGuard:
@@ -129,6 +157,70 @@ class SocketGuard:
                               clock=self.clock)
 
 
+def _cooling_error(left_s: float) -> CoolingDown:
+    return CoolingDown("RATE_LIMIT_EXCEEDED", f"A WebSocket connection of this API key went over its message budget; "
+                       f"new connections are refused for {math.ceil(left_s)} s.",
+                       headers={"Retry-After": str(math.ceil(left_s))})
+
+
+def handshake_credential(scope: Scope) -> str | None:
+    """The hash of the API key a WebSocket handshake carries: the headers' key as the authenticator reads it, else
+    a key query parameter (`api_key`, or the ElevenLabs dialect's `xi_api_key`). A handshake whose any one of these
+    is a cooling key's comes from that key's holder, so refusing it on a match is always right."""
+    headers: dict[str, str] = {}
+    for name, value in scope.get("headers") or ():
+        if name in (b"authorization", b"x-api-key", b"xi-api-key"):
+            headers[name.decode("latin-1")] = value.decode("latin-1")
+    raw = Authenticator.extract_key(headers) if headers else None
+    if raw is None:
+        query = scope.get("query_string") or b""
+        if b"api_key=" in query:
+            params = dict(parse_qsl(query.decode("latin-1")))
+            raw = (params.get("api_key") or params.get("xi_api_key") or "").strip() or None
+    return hash_key(raw) if raw is not None else None
+
+
+class CoolingGate:
+    """Pure ASGI, outside every other layer: a WebSocket handshake that carries the key of a connection that just
+    flooded is answered 429 (Retry-After) at once, before routing, query validation, authentication and the
+    middlewares. A flooding client reconnects as fast as it is refused; on the route each refusal cost about
+    twice as much server CPU (bench/bench_flood_cost.py). Anything else passes through untouched; a key the gate
+    cannot see (one sent in the first message) is refused by the route as before."""
+
+    def __init__(self, app: ASGIApp, state: object) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            guard: SocketGuard | None = getattr(self.state, "socket_guard", None)
+            err = guard.credential_cooling(scope) if guard is not None else None
+            if err is not None:
+                await _deny(scope, receive, send, err)
+                return
+        await self.app(scope, receive, send)
+
+
+@functools.lru_cache(maxsize=64)
+def _denial(retry_after: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """A cooling key's refusal (status, headers, body) exactly as `deny_cooling`'s JSONResponse has them, rendered
+    once per second of cool-down left (the number is the only thing that varies)."""
+    err = _cooling_error(float(retry_after))
+    response = JSONResponse(err.envelope(), err.status, headers=err.headers)
+    return response.status_code, response.raw_headers, bytes(response.body)
+
+
+async def _deny(scope: Scope, receive: Receive, send: Send, err: ApiError) -> None:
+    """The handshake refusal `deny_cooling` sends, on the bare ASGI interface."""
+    if "websocket.http.response" in scope.get("extensions", {}):
+        status, headers, body = _denial(err.headers["Retry-After"])
+        await send({"type": "websocket.http.response.start", "status": status, "headers": list(headers)})
+        await send({"type": "websocket.http.response.body", "body": body})
+        denial_sent(receive)
+    else:
+        await receive()  # websocket.connect
+        await send({"type": "websocket.close", "code": CLOSE_POLICY, "reason": err.code})
+
+
 async def deny_cooling(websocket: WebSocket, err: ApiError) -> bool:
     """Refuse a cooling key's socket in the handshake (HTTP 429, or 403 where the server cannot send a status), even
     on a dialect that answers other refusals in-band: an accepted socket would be read, frame by frame, until
@@ -138,9 +230,22 @@ async def deny_cooling(websocket: WebSocket, err: ApiError) -> bool:
         return False
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         await websocket.send_denial_response(JSONResponse(err.envelope(), err.status, headers=err.headers))
+        denial_sent(websocket._receive)  # noqa: SLF001 - uvicorn's protocol, as in stop_reading
     else:
         await websocket.close(CLOSE_POLICY, err.code)
     return True
+
+
+def denial_sent(receive: Receive) -> None:
+    """After a handshake refused with an HTTP response: tell uvicorn's websockets-sansio protocol the handshake is
+    over. It leaves it open, and then logs "ASGI callable returned without completing handshake" at ERROR for every
+    such refusal (uvicorn 0.54; its wsproto protocol marks it complete; Kludex/uvicorn PR 3138): a false alarm per
+    refused reconnect of a flooding client, and a log record that cost more CPU than the rest of the refusal. Only
+    when the response is out (`close_sent` with an `initial_response`); nothing on any other server."""
+    protocol = getattr(receive, "__self__", None)
+    if (getattr(protocol, "initial_response", None) is not None and getattr(protocol, "close_sent", False)
+            and getattr(protocol, "handshake_complete", True) is False):
+        protocol.handshake_complete = True
 
 
 def stop_reading(websocket: WebSocket) -> bool:

@@ -113,6 +113,7 @@ async def _admitted(websocket: WebSocket, services: Services, *, query_key: str 
     try:
         key = await _authenticate(websocket, access, query_key)
         slot.authenticated()
+        websocket.state.key_hash = key.key_hash  # should this connection flood: CoolingGate refuses its reconnects
         SocketGuard.of(websocket).check_key(key.key_id)  # a key cooling down after a flood
         cap = settings.ws_max_connections_per_key
         # Check and take the place with no await in between: concurrent handshakes of one key (100 at once) must
@@ -167,7 +168,10 @@ async def _read_loop(websocket: WebSocket, session: WsSession, outbox: Outbox, i
                 return "idle"
             wait_s = idle_s - silent if silent < idle_s else idle_s
             try:
-                message = await asyncio.wait_for(websocket.receive(), timeout=wait_s)
+                # A deadline on this task, not wait_for's task per message: a message already queued (a client
+                # writing many at once) is then taken without a turn of the event loop and a task of its own.
+                async with asyncio.timeout(wait_s):
+                    message = await websocket.receive()
             except TimeoutError:
                 continue
             session.note_message(time.monotonic())  # a stop this message causes is timed from here
@@ -276,7 +280,7 @@ async def serve_session(websocket: WebSocket, session: WsSession, outbox: Outbox
             close_code = CLOSE_POLICY
             if ending == "over_budget" and limiter.refused is not None:  # say why, then close 1008 (rate) or 1009 (size)
                 if limiter.refused.kind == "rate":
-                    guard.penalise(session.gate.key_id)
+                    guard.penalise(session.gate.key_id, getattr(websocket.state, "key_hash", None))
                 err, close_code = refusal_error(limiter.refused)
                 await session.reject(err.code, err.message, err.param)
                 await outbox.drain(timeout_s=2.0)

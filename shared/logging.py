@@ -60,6 +60,14 @@ class RedactSecretsFilter(logging.Filter):
         return True
 
 
+class _DropDuplicateRejection(logging.Filter):
+    """websockets logs "connection rejected (429 ...)" on uvicorn's logger for every refused handshake, after
+    uvicorn's own line for it (path and status): one line per refusal is enough when a client reconnects in a loop."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "connection rejected (%d %s)"
+
+
 def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
     """Install one stderr handler on the root logger (idempotent)."""
     root = logging.getLogger()
@@ -73,6 +81,11 @@ def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
     root.setLevel(level.upper())
     for noisy in ("uvicorn.access", "httpx", "httpx2", "httpcore", "hpack"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if root.level > logging.INFO:  # uvicorn sets its own loggers to INFO: a refused handshake would log two lines
+        for name in ("uvicorn", "uvicorn.error"):
+            logging.getLogger(name).setLevel(root.level)
+    if not any(isinstance(f, _DropDuplicateRejection) for f in logging.getLogger("uvicorn.error").filters):
+        logging.getLogger("uvicorn.error").addFilter(_DropDuplicateRejection())
     redact = RedactSecretsFilter()
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         target = logging.getLogger(name)

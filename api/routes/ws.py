@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import Services, services_of
 from api.errors import ApiError, error_envelope
+from api.socket_guard import denial_sent
 from api.ws_connection import CLOSE_POLICY, admitted, serve_session
 from api.ws_messages import PingMessage, StartMessage, TextMessage, parse_message
 from services.access import AccessGate, ApiKeyRecord
@@ -37,6 +38,7 @@ async def _refuse(websocket: WebSocket, error: ApiError) -> None:
         await websocket.send_denial_response(
             JSONResponse(error.envelope(), error.status, headers=error.headers)
         )
+        denial_sent(websocket._receive)  # noqa: SLF001 - no false "handshake not completed" error in uvicorn's log
         return
     await websocket.accept()  # no denial extension: say why in-band, then close
     await websocket.send_text(json.dumps({"type": "error", **error.envelope(), "utterance_id": None}))

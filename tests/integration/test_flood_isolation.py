@@ -26,8 +26,10 @@ wave, 8 sockets each handled to the end of its 1,000-message burst, keeps the ev
 holding the GIL about 38% of the time against 9% for B's generation thread (the demo engine generates in-process):
 frame parsing (uvicorn parses every frame of a 256 KiB read before the app sees the first), handling each message,
 the handshakes. B's one request that meets it takes 3-5x its baseline. Afterwards A's key cools down and its
-reconnects are refused in the handshake (about 1.5 ms of server CPU each, most of it uvicorn's denial response),
-and B is at 1.2-1.5x. The median covers the steady state; the first wave is the one request printed first.
+reconnects are refused before routing by api/socket_guard.py's CoolingGate (about 0.4 ms of server CPU each, most of
+it uvicorn's handshake parsing and response; 1.1 ms when the route refused them, bench/bench_flood_cost.py), and B
+is at 1.0-1.45x beside a CPU hog. The median covers the steady state; the first wave is the one request printed
+first.
 """
 
 from __future__ import annotations
@@ -255,3 +257,8 @@ def test_a_flooding_key_leaves_another_keys_first_audio_within_1_5x(server: Runn
     assert under <= 1.5 * baseline + ALLOWANCE_S, (alone, flooded, stats)
     assert stats["frames"] > 0 and stats["connections"] >= SOCKETS_PER_KEY
     assert stats["rate_limited"] >= 1 and stats["close_codes"].get("1008", 0) >= stats["rate_limited"], stats
+    # Every refusal above went out as a denial response (the gate's 429s, a bad key's 401 on the route): uvicorn's
+    # sansio protocol logged each as an incomplete handshake at ERROR until the app marked it complete.
+    where = urlsplit(native)
+    assert asyncio.run(_handshake(where.hostname, where.port, where.path, "not-a-key")) is None
+    assert stats["refused_handshakes"] > 0 and "without completing handshake" not in server.log_text()

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,8 +18,9 @@ from starlette.testclient import WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
 from api import create_app
-from api.socket_guard import SocketGuard
+from api.socket_guard import SocketGuard, handshake_credential
 from services.access import AccessServices, Authenticator, StaticKeyStore
+from services.access.keys import anonymous_record, hash_key
 from services.access.socket_limits import AddressSlots, MessageLimiter, TokenBucket
 from services.deployment.runtime import ModelRuntime
 from shared.settings import Settings
@@ -227,3 +229,61 @@ def test_a_key_that_flooded_cools_down_before_it_may_connect_again(frozen: TestC
     with frozen.websocket_connect("/v1/tts/ws", headers=headers) as ws:
         ws.send_text(json.dumps({"type": "ping", "id": 1}))
         assert json.loads(ws.receive_text())["type"] == "pong"
+
+
+# ---------------------------------------------------------------------------------------------- the cooling gate
+@settings(max_examples=200, deadline=None)
+@given(st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=60),
+       st.sampled_from(["bearer", "x-api-key", "xi-api-key", "api_key", "xi_api_key"]))
+def test_the_gate_reads_the_key_the_route_authenticates(key: str, where: str) -> None:
+    headers, query = [], b""
+    if where == "bearer":
+        headers.append((b"authorization", f"Bearer {key}".encode()))
+    elif where in ("x-api-key", "xi-api-key"):
+        headers.append((where.encode(), key.encode()))
+    else:
+        query = urlencode({"output_format": "pcm_16000", where: key}).encode()
+    scope = {"type": "websocket", "headers": [(b"host", b"x"), *headers], "query_string": query}
+    assert handshake_credential(scope) == hash_key(key)
+    assert handshake_credential({"type": "websocket", "headers": [], "query_string": b"api_key="}) is None
+
+
+def test_a_cooling_keys_reconnect_is_refused_before_routing(frozen: TestClient) -> None:
+    """The gate answers with the route's own refusal, for the key wherever the handshake carries it, before the
+    route (or its absence) is looked at; a socket whose key comes in its first message is refused by the route."""
+    headers = {"Authorization": f"Bearer {KEY}"}
+    with frozen.websocket_connect("/v1/tts/ws", headers=headers) as ws:
+        for i in range(5):
+            ws.send_text(json.dumps({"type": "ping", "id": i}))
+        assert _closed(ws)[1] == 1008
+    guard: SocketGuard = frozen.app.state.socket_guard
+    assert guard.credential_cooling({"type": "websocket", "headers": [(b"x-api-key", KEY.encode())]}) is not None
+    for path, extra in (("/v1/tts/ws", headers), (f"/v1/tts/ws?api_key={KEY}", {}),
+                        (f"{EL_PATH}&xi_api_key={KEY}", {}), ("/no/such/socket", headers)):
+        with pytest.raises(WebSocketDenialResponse) as denied, frozen.websocket_connect(path, headers=extra):
+            pass
+        assert denied.value.status_code == 429 and denied.value.headers["Retry-After"] == "10", path
+        assert denied.value.json()["error"]["code"] == "RATE_LIMIT_EXCEEDED", path
+    with frozen.websocket_connect(EL_PATH) as ws:  # the key in the first message: the route refuses it in-band
+        ws.send_text(json.dumps({"text": " ", "xi_api_key": KEY}))
+        seen, code = _closed(ws)
+    assert code == 1008 and seen[-1]["error"] == "rate_limit_exceeded"
+
+
+def test_a_cooling_credential_expires_and_is_forgotten() -> None:
+    clock = Clock()
+    guard = SocketGuard(Settings(ws_flood_penalty_s=10), clock=clock)
+    scope = {"type": "websocket", "headers": [(b"authorization", b"Bearer k1")], "query_string": b""}
+    guard.penalise("key-1", hash_key("k1"))
+    assert guard.credential_cooling(scope).headers["Retry-After"] == "10"
+    clock.now += 9.5
+    assert guard.credential_cooling(scope).headers["Retry-After"] == "1"
+    assert guard.credential_cooling({**scope, "headers": [(b"x-api-key", b"k2")]}) is None  # another key
+    clock.now += 0.5
+    assert guard.credential_cooling(scope) is None
+    guard.penalise("key-1", hash_key("k1"))
+    clock.now += 20
+    guard.penalise("key-2", hash_key("k2"))  # the expired entries of key-1 go
+    assert list(guard._cooling) == ["key-2"] and len(guard._cooling_credentials) == 1  # noqa: SLF001
+    guard.penalise(anonymous_record().key_id, hash_key("k3"))  # auth off: the one shared key never cools down
+    assert len(guard._cooling_credentials) == 1  # noqa: SLF001

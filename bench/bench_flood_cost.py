@@ -1,0 +1,220 @@
+"""What a flooding WebSocket client costs the server, in server CPU (issue 40, tests/integration/test_flood_isolation.py).
+
+    export $(scripts/start_services)   # the test PostgreSQL: keys and credits as in production
+    .venv/bin/python bench/bench_flood_cost.py [--label NAME] [--handshakes N] [--sockets N]
+
+A real uvicorn server (tests/e2e/conftest.py start_server: the demo checkpoint on CPU, keys in PostgreSQL, credits
+on, the test's per-key cap) and a raw-socket client that writes pre-built frames as the test's flood does. Server
+CPU is read from /proc around each phase, minus the idle server's own CPU over the same wall time:
+
+  1. burst: a fresh key's socket sends its opener and 900 "-" frames (inside the 1,000-message burst): CPU per
+     accepted message.
+  2. flood: a fresh key's socket sends 5,000 frames as fast as it can (the test's socket): CPU for the whole socket
+     until the server closed it (1008), and per frame sent.
+  3. refused: that key now cools down; N handshakes one after another, each refused (429): CPU per refusal.
+
+Writes bench/results/flood_cost/<label>.json and prints the table (docs/benchmarks.md quotes it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.conftest import start_server, stop_server  # noqa: E402
+from tests.integration.conftest import create_credit_key  # noqa: E402
+
+PATH = "/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000"
+BURST_FRAMES = 900
+FLOOD_FRAMES = 5_000
+BATCH = 250
+
+
+def _frame(payload: bytes) -> bytes:
+    """One masked client text frame (a zero mask leaves the payload as it is)."""
+    return bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+
+
+OPENER = _frame(json.dumps({"text": " ", "context_id": "f"}).encode())
+DASH = _frame(json.dumps({"text": "-", "context_id": "f"}).encode())
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds of all the process's threads, in nanoseconds' resolution (/proc/PID/stat counts 10 ms ticks)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            pass  # a thread that ended meanwhile
+    return total / 1e9
+
+
+class Meter:
+    """Server CPU over a phase, less the idle server's CPU rate over the same wall time."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.idle_rate = 0.0
+
+    def calibrate(self, seconds: float = 2.0) -> None:
+        c0, t0 = cpu_s(self.pid), time.monotonic()
+        time.sleep(seconds)
+        self.idle_rate = (cpu_s(self.pid) - c0) / (time.monotonic() - t0)
+
+    async def quiet(self, settle_s: float = 0.3) -> None:
+        """Wait until the server has stopped working (its CPU no longer moves beyond idle)."""
+        last = cpu_s(self.pid)
+        while True:
+            await asyncio.sleep(settle_s)
+            now = cpu_s(self.pid)
+            if now - last <= self.idle_rate * settle_s + 0.002:
+                return
+            last = now
+
+
+async def handshake(port: int, key: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    nonce = base64.b64encode(os.urandom(16)).decode()
+    writer.write((f"GET {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: {nonce}\r\nSec-WebSocket-Version: 13\r\nxi-api-key: {key}\r\n\r\n").encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=30)
+    return reader, writer, head
+
+
+async def close_code(reader: asyncio.StreamReader) -> int | None:
+    try:
+        while True:
+            first, second = await reader.readexactly(2)
+            size = second & 0x7F
+            if size == 126:
+                size = int.from_bytes(await reader.readexactly(2), "big")
+            elif size == 127:
+                size = int.from_bytes(await reader.readexactly(8), "big")
+            payload = await reader.readexactly(size)
+            if first & 0x0F == 0x8:
+                return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+
+
+async def burst(port: int, key: str, meter: Meter) -> float:
+    """CPU per accepted message (the socket stays inside its burst)."""
+    reader, writer, head = await handshake(port, key)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    await meter.quiet()
+    t0, c0 = time.monotonic(), cpu_s(meter.pid)
+    writer.write(OPENER + DASH * BURST_FRAMES)
+    await writer.drain()
+    await meter.quiet()
+    used = cpu_s(meter.pid) - c0 - meter.idle_rate * (time.monotonic() - t0)
+    writer.close()
+    return used / (BURST_FRAMES + 1)
+
+
+async def flood(port: int, key: str, meter: Meter) -> tuple[float, int, int | None]:
+    """CPU for one flooding socket from its handshake until the server is done with it; frames written; close code."""
+    await meter.quiet()
+    t0, c0 = time.monotonic(), cpu_s(meter.pid)
+    reader, writer, head = await handshake(port, key)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    closed = asyncio.create_task(close_code(reader))
+    sent = 0
+    batch = DASH * BATCH
+    try:
+        writer.write(OPENER)
+        while sent < FLOOD_FRAMES and not closed.done():
+            writer.write(batch)
+            await writer.drain()
+            sent += BATCH
+    except ConnectionError:
+        pass
+    code = await asyncio.wait_for(closed, timeout=20)
+    writer.close()
+    await meter.quiet()
+    used = cpu_s(meter.pid) - c0 - meter.idle_rate * (time.monotonic() - t0)
+    return used, sent, code
+
+
+async def refused(port: int, key: str, meter: Meter, count: int) -> tuple[float, str]:
+    """CPU per refused handshake of a cooling key, one after another."""
+    await meter.quiet()
+    t0, c0 = time.monotonic(), cpu_s(meter.pid)
+    status = ""
+    for _ in range(count):
+        reader, writer, head = await handshake(port, key)
+        status = head.split(b"\r\n", 1)[0].decode()
+        await reader.read()  # the server closes the connection after its answer
+        writer.close()
+    await meter.quiet()
+    used = cpu_s(meter.pid) - c0 - meter.idle_rate * (time.monotonic() - t0)
+    return used / count, status
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--label", default="current")
+    parser.add_argument("--handshakes", type=int, default=400)
+    parser.add_argument("--sockets", type=int, default=5, help="flooding sockets (fresh keys), one after another")
+    args = parser.parse_args()
+    dsn = os.environ.get("TTS_TEST_DATABASE_URL")
+    if not dsn:
+        sys.exit("TTS_TEST_DATABASE_URL is not set (export $(scripts/start_services))")
+    from core.demo.checkpoint import build_demo_checkpoint
+    from services.usage.migrations import apply_migrations
+
+    asyncio.run(apply_migrations(dsn))
+    model_dir = build_demo_checkpoint(ROOT / "var" / "test-demo-model", seed=0)
+    env = {"TTS_AUTH_ENABLED": "true", "TTS_KEY_BACKEND": "postgres", "TTS_DATABASE_URL": dsn,
+           "TTS_CREDITS_ENABLED": "true", "TTS_WS_MAX_CONNECTIONS_PER_KEY": "8", "TTS_LOG_LEVEL": "WARNING"}
+    log = Path(tempfile.mkdtemp(prefix="flood-bench-")) / "server.log"
+    server = start_server(model_dir, log, env)
+    port = int(server.base_url.rsplit(":", 1)[1])
+    meter = Meter(server.process.pid)
+    try:
+        meter.calibrate()
+        keys = [create_credit_key(dsn, "flood-bench", credit_balance=100_000_000)[0] for _ in range(2 * args.sockets)]
+
+        async def run() -> dict:
+            await burst(port, keys[-1], meter)  # warm: the key cache, the code paths
+            per_message = [await burst(port, keys[args.sockets + i], meter) for i in range(args.sockets - 1)]
+            floods = [await flood(port, keys[i], meter) for i in range(args.sockets)]
+            per_refusal, status = await refused(port, keys[0], meter, args.handshakes)
+            return {"per_accepted_message_ms": [1e3 * x for x in per_message],
+                    "flood_socket_ms": [1e3 * f[0] for f in floods], "flood_frames_sent": [f[1] for f in floods],
+                    "flood_close_codes": [f[2] for f in floods], "per_refused_handshake_ms": 1e3 * per_refusal,
+                    "refusal_status": status}
+
+        result = asyncio.run(run())
+    finally:
+        stop_server(server)
+    result.update({"label": args.label, "idle_cpu_share": meter.idle_rate, "handshakes": args.handshakes})
+    out = ROOT / "bench" / "results" / "flood_cost" / f"{args.label}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    per_frame = [ms / n for ms, n in zip(result["flood_socket_ms"], result["flood_frames_sent"], strict=True)]
+    print(f"\n{args.label}: server CPU (idle server's {meter.idle_rate:.1%} of a core subtracted)")
+    print("| what | server CPU |")
+    print("|---|---|")
+    print(f"| accepted message (inside the burst) | {statistics.median(result['per_accepted_message_ms']):.3f} ms |")
+    print(f"| flooding socket, handshake to close ({statistics.median(result['flood_frames_sent']):.0f} frames "
+          f"sent, close {result['flood_close_codes']}) | {statistics.median(result['flood_socket_ms']):.0f} ms "
+          f"({statistics.median(per_frame):.3f} ms per frame sent) |")
+    print(f"| refused handshake of a cooling key ({result['refusal_status']}) | "
+          f"{result['per_refused_handshake_ms']:.3f} ms |")
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
