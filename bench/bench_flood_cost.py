@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import statistics
@@ -32,6 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import raw_websocket  # noqa: E402
+from bench.raw_websocket import client_frame, read_until_close  # noqa: E402
 from tests.e2e.conftest import start_server, stop_server  # noqa: E402
 from tests.integration.conftest import create_credit_key  # noqa: E402
 
@@ -41,13 +42,8 @@ FLOOD_FRAMES = 5_000
 BATCH = 250
 
 
-def _frame(payload: bytes) -> bytes:
-    """One masked client text frame (a zero mask leaves the payload as it is)."""
-    return bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
-
-
-OPENER = _frame(json.dumps({"text": " ", "context_id": "f"}).encode())
-DASH = _frame(json.dumps({"text": "-", "context_id": "f"}).encode())
+OPENER = client_frame(json.dumps({"text": " ", "context_id": "f"}).encode())
+DASH = client_frame(json.dumps({"text": "-", "context_id": "f"}).encode())
 
 
 def cpu_s(pid: int) -> float:
@@ -85,28 +81,7 @@ class Meter:
 
 
 async def handshake(port: int, key: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    nonce = base64.b64encode(os.urandom(16)).decode()
-    writer.write((f"GET {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  f"Sec-WebSocket-Key: {nonce}\r\nSec-WebSocket-Version: 13\r\nxi-api-key: {key}\r\n\r\n").encode())
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=30)
-    return reader, writer, head
-
-
-async def close_code(reader: asyncio.StreamReader) -> int | None:
-    try:
-        while True:
-            first, second = await reader.readexactly(2)
-            size = second & 0x7F
-            if size == 126:
-                size = int.from_bytes(await reader.readexactly(2), "big")
-            elif size == 127:
-                size = int.from_bytes(await reader.readexactly(8), "big")
-            payload = await reader.readexactly(size)
-            if first & 0x0F == 0x8:
-                return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return None
+    return await raw_websocket.handshake("127.0.0.1", port, PATH, key)
 
 
 async def burst(port: int, key: str, meter: Meter) -> float:
@@ -129,7 +104,7 @@ async def flood(port: int, key: str, meter: Meter) -> tuple[float, int, int | No
     t0, c0 = time.monotonic(), cpu_s(meter.pid)
     reader, writer, head = await handshake(port, key)
     assert head.startswith(b"HTTP/1.1 101"), head
-    closed = asyncio.create_task(close_code(reader))
+    closed = asyncio.create_task(read_until_close(reader))
     sent = 0
     batch = DASH * BATCH
     try:

@@ -35,7 +35,6 @@ first.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import multiprocessing
 import os
@@ -48,6 +47,8 @@ from urllib.parse import urlsplit
 import pytest
 from websockets.asyncio.client import connect
 
+from bench import raw_websocket
+from bench.raw_websocket import client_frame, read_until_close
 from tests.e2e.conftest import RunningServer, start_server, stop_server
 from tests.integration.conftest import create_credit_key
 
@@ -114,47 +115,19 @@ def _measure(ws_url: str, key: str, runs: int) -> list[float]:
 BATCH = 250
 
 
-def _client_frame(payload: bytes) -> bytes:
-    """One masked text frame (a client must mask; a zero mask leaves the payload as it is)."""
-    assert len(payload) < 126
-    return bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
-
-
 async def _handshake(host: str, port: int, path: str, key: str):
-    reader, writer = await asyncio.open_connection(host, port)
-    nonce = base64.b64encode(os.urandom(16)).decode()
-    writer.write((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  f"Sec-WebSocket-Key: {nonce}\r\nSec-WebSocket-Version: 13\r\nxi-api-key: {key}\r\n\r\n").encode())
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=30)
+    """The open connection (reader, writer) of an accepted upgrade, None when the server refused it."""
+    reader, writer, head = await raw_websocket.handshake(host, port, path, key)
     if not head.startswith(b"HTTP/1.1 101"):
         writer.close()
         return None
     return reader, writer
 
 
-async def _server_frames(reader: asyncio.StreamReader, errors: list[dict]) -> int | None:
-    """Read the server's frames until its close; returns the close code (None: the connection just ended)."""
-    try:
-        while True:
-            first, second = await reader.readexactly(2)
-            size = second & 0x7F
-            if size == 126:
-                size = int.from_bytes(await reader.readexactly(2), "big")
-            elif size == 127:
-                size = int.from_bytes(await reader.readexactly(8), "big")
-            payload = await reader.readexactly(size)
-            if first & 0x0F == 0x8:
-                return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
-            if first & 0x0F == 0x1 and b"error" in payload:
-                errors.append(json.loads(payload))
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return None
-
-
 async def _flood_socket(host: str, port: int, path: str, key: str, stop_at: list[float], stats: dict,
                         started, go) -> None:
-    opener = _client_frame(json.dumps({"text": " ", "context_id": "f"}).encode())
-    batch = _client_frame(json.dumps({"text": "-", "context_id": "f"}).encode()) * BATCH
+    opener = client_frame(json.dumps({"text": " ", "context_id": "f"}).encode())
+    batch = client_frame(json.dumps({"text": "-", "context_id": "f"}).encode()) * BATCH
     while time.monotonic() < stop_at[0]:
         if not go.is_set():  # paused while key B's baseline is measured
             await asyncio.sleep(0.02)
@@ -171,7 +144,7 @@ async def _flood_socket(host: str, port: int, path: str, key: str, stop_at: list
         stats["connections"] += 1
         started.set()
         errors: list[dict] = []
-        closed = asyncio.create_task(_server_frames(reader, errors))
+        closed = asyncio.create_task(read_until_close(reader, errors))
         try:
             writer.write(opener)
             for _ in range(FRAMES_PER_SOCKET // BATCH):

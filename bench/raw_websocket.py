@@ -1,0 +1,49 @@
+"""A bare WebSocket client for flood measurements: pre-built frames written straight to a TCP socket, many per
+system call, so the flooding side costs next to no CPU while the server parses every frame. Used by
+bench/bench_flood_cost.py and tests/integration/test_flood_isolation.py (a real client library would spend more CPU
+per frame than the server it measures)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+
+
+def client_frame(payload: bytes) -> bytes:
+    """One masked client text frame (a client must mask; a zero mask leaves the payload as it is)."""
+    assert len(payload) < 126
+    return bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+
+
+async def handshake(host: str, port: int, path: str, key: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter,
+                                                                        bytes]:
+    """Open a connection and send the upgrade with `key` as `xi-api-key`; returns the response head as well (the
+    caller checks for 101)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    nonce = base64.b64encode(os.urandom(16)).decode()
+    writer.write((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: {nonce}\r\nSec-WebSocket-Version: 13\r\nxi-api-key: {key}\r\n\r\n").encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=30)
+    return reader, writer, head
+
+
+async def read_until_close(reader: asyncio.StreamReader, errors: list[dict] | None = None) -> int | None:
+    """Read the server's frames until its close; returns the close code (None: the connection just ended). Text
+    frames that carry an error event go to `errors`."""
+    try:
+        while True:
+            first, second = await reader.readexactly(2)
+            size = second & 0x7F
+            if size == 126:
+                size = int.from_bytes(await reader.readexactly(2), "big")
+            elif size == 127:
+                size = int.from_bytes(await reader.readexactly(8), "big")
+            payload = await reader.readexactly(size)
+            if first & 0x0F == 0x8:
+                return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+            if errors is not None and first & 0x0F == 0x1 and b"error" in payload:
+                errors.append(json.loads(payload))
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
