@@ -44,8 +44,8 @@ from bench.loadgen import LevelSpec, run_level, summarise  # noqa: E402
 from bench.local_server import start_server  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
-TEXT = ("The quick brown fox jumps over the lazy dog, then naps in the warm afternoon sun while the children play "
-        "by the river and the old miller counts his sacks of flour. ") * 3
+SENTENCE = ("The quick brown fox jumps over the lazy dog, then naps in the warm afternoon sun while the children "
+            "play by the river and the old miller counts his sacks of flour. ")  # ~11 s of audio
 
 
 @dataclass(frozen=True)
@@ -209,11 +209,12 @@ def fit(rows: list[dict]) -> tuple[float, float] | None:
 
 
 async def measure(url: str, pid: int, streams: int, levels: list[int], formats: list[str],
-                  idle: float = 0.0) -> list[dict]:
+                  idle: float = 0.0, repeat: int = 3) -> list[dict]:
     rows = []
     for fmt in formats:
         for conc in levels:
-            spec = FormatSpec(base_url=url, concurrency=conc, text=TEXT, sample_rate=16000, stagger_s=0.0,
+            spec = FormatSpec(base_url=url, concurrency=conc, text=SENTENCE * repeat, sample_rate=16000,
+                              stagger_s=0.0,
                               requests_per_worker=max(1, streams // conc), fmt=fmt)
             row = summarise(await run_level(spec, server_pid=pid))
             row["format"] = fmt
@@ -235,6 +236,8 @@ def main() -> int:
     p.add_argument("--concurrency", default="32,64")
     p.add_argument("--format", default="pcm,wav")
     p.add_argument("--profile", type=Path, default=None)
+    p.add_argument("--repeat", type=int, default=3,
+                   help="the sentence's copies per request (~11 s of audio each; a short run on a shared machine: 1)")
     p.add_argument("--tokens-per-s", type=float, default=75.0,
                    help="the engine's ids per second per stream (50 semantic ids are one second of audio)")
     p.add_argument("--stream-interval", type=int, default=None,
@@ -250,7 +253,7 @@ def main() -> int:
         if args.profile:  # the levels only: start-up and warm-up stay out of the stage table
             httpx.post(f"{url}/bench/profile", params={"on": True}, timeout=10).raise_for_status()
         rows = asyncio.run(measure(url, proc.pid, args.streams, [int(c) for c in args.concurrency.split(",")],
-                                   formats, idle))
+                                   formats, idle, args.repeat))
         if args.profile:
             httpx.post(f"{url}/bench/profile", params={"on": False}, timeout=10).raise_for_status()
     finally:

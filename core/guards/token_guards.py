@@ -47,7 +47,8 @@ class LoopDetector:
         self.worst_share = 0.0
 
     def feed(self, tokens: Sequence[int]) -> int | None:
-        # Runs for every engine delta: attributes in locals, written back once at the end.
+        # Runs for every engine delta: attributes in locals, written back once at the end. The deques' lengths
+        # follow from `seen` (both only grow until full), so no len() per token.
         tripped = None
         recent, keys, counts = self._recent, self._keys, self._counts
         n, min_distinct, window = self.n, self.min_distinct, self.window
@@ -56,37 +57,35 @@ class LoopDetector:
         for token in tokens:
             recent.append(int(token))
             seen += 1
-            key = tuple(recent) if len(recent) == n else None
-            if key is not None and len(set(key)) < min_distinct:
-                key = None
-            if key is not None:
-                count = counts.get(key, 0)
-                repeats += count > 0
-                counts[key] = count + 1
+            key = None
+            if seen >= n:  # `recent` holds a whole n-gram
+                key = tuple(recent)
+                if len(set(key)) < min_distinct:
+                    key = None
+                else:
+                    count = counts.get(key, 0)
+                    if count:
+                        repeats += 1
+                    counts[key] = count + 1
             keys.append(key)
-            if len(keys) > window:
-                self._repeats = repeats
-                self._drop(keys.popleft())
-                repeats = self._repeats
+            if seen > window:  # the oldest n-gram leaves the window
+                old = keys.popleft()
+                if old is not None:
+                    count = counts[old] - 1
+                    if count:
+                        # One of the later occurrences stops being a repeat of it.
+                        repeats -= 1
+                        counts[old] = count
+                    else:
+                        del counts[old]
             if seen >= min_tokens:
-                share = repeats / len(keys)
+                share = repeats / (window if seen > window else seen)
                 if share > worst:
                     worst = share
                 if tripped is None and share >= max_share:
                     tripped = seen - 1
         self.seen, self._repeats, self.worst_share = seen, repeats, worst
         return tripped
-
-    def _drop(self, key: tuple[int, ...] | None) -> None:
-        if key is None:
-            return
-        count = self._counts[key] - 1
-        if count:
-            # The oldest occurrence leaves: one of the later ones stops being a repeat of it.
-            self._repeats -= 1
-            self._counts[key] = count
-        else:
-            del self._counts[key]
 
 
 class HeldToken:

@@ -8,6 +8,11 @@ a speaker-prefix prompt gets `<|start_global_token|>` (unless the prompt ends in
 a clone) gets `<|start_semantic_token|>` unless it holds it; then semantic ids (`tokens_per_char` x the text
 between the content markers) and `<|im_end|>`. Random values, so the audio is noise, as with the demo checkpoint
 it is only allowed with (services/deployment/runtime.py refuses it otherwise).
+
+A stream receives its ids as vLLM hands them out with `stream_interval` (TTS_LLM_STREAM_INTERVAL): the first id at
+once, then a delta each time `stream_interval` ids have been made since the last one, and the rest at the end. The
+API path's CPU per delta is part of what host figures measured against this stand-in count, so its deltas must be
+the size the product's engine gives.
 """
 
 from __future__ import annotations
@@ -28,19 +33,23 @@ END_CONTENT = "<|end_content|>"
 
 
 class _Request:
-    __slots__ = ("prompt_tokens", "ids", "sent", "made", "event")
+    __slots__ = ("prompt_tokens", "ids", "sent", "made", "event", "interval")
 
-    def __init__(self, prompt_tokens: int, ids: list[int]) -> None:
+    def __init__(self, prompt_tokens: int, ids: list[int], interval: int = 1) -> None:
         self.prompt_tokens = prompt_tokens
         self.ids = ids
         self.made = 0
         self.sent = 0
+        self.interval = interval
         self.event = asyncio.Event()
 
     def step(self) -> bool:
         self.made += 1
-        self.event.set()
-        return self.made >= len(self.ids)
+        done = self.made >= len(self.ids)
+        # The stream wakes for the first id, for every `interval` ids not yet handed out, and at the end.
+        if self.made == 1 or done or self.made - self.sent >= self.interval:
+            self.event.set()
+        return done
 
 
 class CostModelEngine:
@@ -50,8 +59,12 @@ class CostModelEngine:
     supports_sleep = False
 
     def __init__(self, layout: VocabLayout, content_ids: tuple[int, int], model: CostModel,
-                 device: DeviceTimeline, *, tokens_per_char: float = 3.5, seed: int = 0) -> None:
+                 device: DeviceTimeline, *, tokens_per_char: float = 3.5, seed: int = 0,
+                 stream_interval: int = 1) -> None:
+        if stream_interval < 1:
+            raise ValueError("stream_interval must be >= 1")
         self.layout = layout
+        self.stream_interval = stream_interval
         self.model = model
         self.device = device
         self.tokens_per_char = tokens_per_char
@@ -102,7 +115,8 @@ class CostModelEngine:
             raise RuntimeError("engine is shut down")
         if request_id in self._active:
             raise ValueError(f"request id {request_id!r} is already generating")
-        request = _Request(len(prompt_token_ids), self.plan(prompt_token_ids, sampling, request_id))
+        request = _Request(len(prompt_token_ids), self.plan(prompt_token_ids, sampling, request_id),
+                           self.stream_interval)
         self._active[request_id] = request
         self._steps.add(request)
         try:

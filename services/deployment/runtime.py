@@ -292,7 +292,8 @@ class ModelRuntime:
 
         model = CostModel.load(self.settings.device_cost_model)
         device = DeviceTimeline()  # one device: the engine's steps and the codec's calls queue on it together
-        self.engine = CostModelEngine.from_tokenizer(self.tokenizer, self.layout, model, device)
+        self.engine = CostModelEngine.from_tokenizer(self.tokenizer, self.layout, model, device,
+                                                     stream_interval=self.settings.llm_stream_interval)
         self.codec_runner = CostModelRunner(model, device)
         # Every decode and AP-BWE window goes through the scheduler's runner, so this one swap makes them all wait on
         # the modelled device. The demo models stay loaded for what the pipeline asks them directly (d-vectors, sizes).

@@ -265,36 +265,45 @@ class SynthesisJob:
         parser = TokenParser(runtime.layout, mode=mode)
         sampling = self._sampling(len(prompt_ids), run, mode)
         admission = getattr(runtime, "admission", None)
+        stats, guards, spoken = self.stats, self.guards, self.spoken
+        # The token counter is a locked metric: counted once per try (at its end) rather than per engine delta.
+        generated_at_start = stats.llm_tokens
         async with asyncio.timeout(runtime.settings.generation_timeout_s):
             stream = runtime.engine.stream(prompt_ids, sampling, request_id)
             try:
                 async for new_ids in stream:
-                    generated_before = self.stats.llm_tokens
-                    self.stats.llm_tokens += len(new_ids)
-                    metrics.LLM_TOKENS.inc(len(new_ids))
+                    count = len(new_ids)
+                    stats.llm_tokens += count
                     if admission is not None:  # the LLM's pace, one of admission's measures
-                        admission.note_tokens(len(new_ids))
+                        admission.note_tokens(count)
                     delta = parser.feed(new_ids)
                     if delta.global_tokens is not None and self.global_tokens is None:
                         self.global_tokens = tuple(delta.global_tokens)
                         self._globals_ready.set()
-                    semantic = list(delta.semantic[:semantic_left])
-                    if semantic and index == 0 and self.stats.preamble_ids is None:
-                        self.stats.preamble_ids = generated_before + len(new_ids) - len(semantic)
+                    semantic = delta.semantic  # a new list per delta, owned by this loop from here on
+                    if len(semantic) > semantic_left:
+                        semantic = semantic[:max(0, semantic_left)]
                     if semantic:
+                        if index == 0 and stats.preamble_ids is None:
+                            stats.preamble_ids = stats.llm_tokens - len(semantic)
                         semantic_left -= len(semantic)
-                        trip = self.guards.screen_tokens(run, semantic)
+                        trip = guards.screen_tokens(run, semantic)
                         if trip is not None:  # an acting guard: nothing after its detection point goes on
                             semantic = semantic[: max(0, trip.token - run.tokens)]
                         run.tokens += len(semantic)
-                        self.spoken.add(index, text, semantic)
-                        self.stats.semantic_tokens += len(semantic)
-                        # Bounded: when the decoder is held up by a slow reader, generation waits here too.
+                        spoken.add(index, text, semantic)
+                        stats.semantic_tokens += len(semantic)
+                        # Bounded: when the decoder is held up by a slow reader, generation waits here too
+                        # (the awaiting `put` only when full: no coroutine per delta otherwise).
                         if semantic:
-                            await out.put(semantic)
+                            try:
+                                out.put_nowait(semantic)
+                            except asyncio.QueueFull:
+                                await out.put(semantic)
                     if semantic_left <= 0 or trip is not None:
                         break  # max_tokens reached or a guard tripped: closing the stream aborts the rest
             finally:
+                metrics.LLM_TOKENS.inc(stats.llm_tokens - generated_at_start)
                 await stream.aclose()
                 if admission is not None:
                     # The request left the engine: admission integrates its count of generating requests between its

@@ -67,6 +67,34 @@ def test_streams_are_well_formed_and_steps_are_batched_on_one_device(tokenizer, 
     assert elapsed == pytest.approx(busy["llm"] + busy["decode"])  # one device: nothing overlaps
 
 
+def test_deltas_come_in_stream_interval_groups_as_vllm_hands_them_out(tokenizer, demo_model_dir: Path) -> None:
+    """TTS_LLM_STREAM_INTERVAL ids per delta (the first id at once, the rest at the end), the same ids as one per
+    delta: host figures measured against the stand-in parse, guard and queue deltas of the product's size."""
+    from core.voices import VoiceRegistry
+
+    layout = VocabLayout.from_tokenizer(tokenizer)
+    voice = VoiceRegistry.from_file(demo_model_dir / "voices.json").resolve("fixed")
+    prompt, _ = build_prompt_ids(tokenizer, "Hello there, how are you today?", voice,
+                                 global_tokens=voice.global_tokens)
+
+    def deltas(interval: int) -> list[list[int]]:
+        async def main() -> list[list[int]]:
+            engine = CostModelEngine.from_tokenizer(tokenizer, layout, MODEL, DeviceTimeline(),
+                                                    stream_interval=interval)
+            return [d async for d in engine.stream(prompt, SamplingConfig(), "a")]
+
+        return run_virtual(main)
+
+    one, four = deltas(1), deltas(4)
+    assert {len(d) for d in one} == {1}
+    assert [i for d in four for i in d] == [i for d in one for i in d]
+    sizes = [len(d) for d in four]
+    assert sizes[0] == 1 and set(sizes[1:-1]) == {4} and 1 <= sizes[-1] <= 4
+    assert len(sizes) == 1 + -(-(len(one) - 1) // 4)
+    with pytest.raises(ValueError, match="stream_interval"):
+        CostModelEngine.from_tokenizer(tokenizer, layout, MODEL, DeviceTimeline(), stream_interval=0)
+
+
 def test_the_stand_in_is_refused_with_real_weights(tmp_path: Path) -> None:
     from services.deployment.runtime import ModelRuntime
     from shared.settings import Settings

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench.bench_guards import calibrate_speech, espeak_speech
 from core.guards import (
@@ -139,3 +141,38 @@ def test_the_requests_own_max_tokens_is_neither_too_long_nor_too_short() -> None
     guards = ChunkGuards("A sentence long enough to need a few seconds of speech, surely.", GuardConfig())
     assert guards.finish(stopped=False, semantic=40, capped=True) is None
     assert guards.finish(stopped=True, semantic=0, capped=True).guard == "empty"
+
+
+def naive_loop_shares(ids: list[int], *, ngram: int, min_distinct: int, window: int) -> list[float]:
+    """The loop detector's share after each id, recomputed from scratch: of the n-grams ending at the last `window`
+    positions (None where there is no whole n-gram or it has too few distinct ids), those seen earlier in the
+    window, over the window's length."""
+    keys = [tuple(ids[i - ngram + 1:i + 1]) if i >= ngram - 1 else None for i in range(len(ids))]
+    keys = [k if k is not None and len(set(k)) >= min_distinct else None for k in keys]
+    shares = []
+    for end in range(1, len(ids) + 1):
+        span = keys[max(0, end - window):end]
+        shares.append(sum(1 for j, k in enumerate(span) if k is not None and k in span[:j]) / len(span))
+    return shares
+
+
+@given(ids=st.lists(st.integers(0, 4), max_size=80), sizes=st.lists(st.integers(1, 9), min_size=1, max_size=5),
+       ngram=st.integers(2, 4), min_distinct=st.integers(1, 3), window=st.integers(3, 30),
+       min_tokens=st.integers(1, 40), max_share=st.sampled_from([0.2, 0.5, 0.9]))
+@settings(max_examples=200, deadline=None)
+def test_the_loop_detector_matches_a_from_scratch_count_whatever_the_deltas(
+        ids: list[int], sizes: list[int], ngram: int, min_distinct: int, window: int, min_tokens: int,
+        max_share: float) -> None:
+    detector = LoopDetector(ngram=ngram, min_distinct=min_distinct, window=window, min_tokens=min_tokens,
+                            max_share=max_share)
+    tripped, start, turn = None, 0, 0
+    while start < len(ids):  # deltas of varying sizes, as the engine hands them out
+        delta = ids[start:start + sizes[turn % len(sizes)]]
+        at = detector.feed(delta)
+        tripped = at if tripped is None else tripped
+        start, turn = start + len(delta), turn + 1
+    shares = naive_loop_shares(ids, ngram=ngram, min_distinct=min_distinct, window=window)
+    counted = shares[min_tokens - 1:]
+    assert detector.worst_share == pytest.approx(max(counted, default=0.0))
+    first = next((i for i, share in enumerate(shares) if i + 1 >= min_tokens and share >= max_share), None)
+    assert tripped == first
