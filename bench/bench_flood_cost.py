@@ -31,8 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import raw_websocket  # noqa: E402
-from bench.raw_websocket import client_frame, read_until_close  # noqa: E402
+from bench import flood_client  # noqa: E402
+from bench.flood_client import client_frame, read_until_close, server_cpu_s  # noqa: E402
 from tests.e2e.conftest import start_server, stop_server  # noqa: E402
 from tests.integration.conftest import create_credit_key  # noqa: E402
 
@@ -46,17 +46,6 @@ OPENER = client_frame(json.dumps({"text": " ", "context_id": "f"}).encode())
 DASH = client_frame(json.dumps({"text": "-", "context_id": "f"}).encode())
 
 
-def cpu_s(pid: int) -> float:
-    """CPU seconds of all the process's threads, in nanoseconds' resolution (/proc/PID/stat counts 10 ms ticks)."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (OSError, IndexError, ValueError):
-            pass  # a thread that ended meanwhile
-    return total / 1e9
-
-
 class Meter:
     """Server CPU over a phase, less the idle server's CPU rate over the same wall time."""
 
@@ -65,23 +54,23 @@ class Meter:
         self.idle_rate = 0.0
 
     def calibrate(self, seconds: float = 2.0) -> None:
-        c0, t0 = cpu_s(self.pid), time.monotonic()
+        c0, t0 = server_cpu_s(self.pid), time.monotonic()
         time.sleep(seconds)
-        self.idle_rate = (cpu_s(self.pid) - c0) / (time.monotonic() - t0)
+        self.idle_rate = (server_cpu_s(self.pid) - c0) / (time.monotonic() - t0)
 
     async def quiet(self, settle_s: float = 0.3) -> None:
         """Wait until the server has stopped working (its CPU no longer moves beyond idle)."""
-        last = cpu_s(self.pid)
+        last = server_cpu_s(self.pid)
         while True:
             await asyncio.sleep(settle_s)
-            now = cpu_s(self.pid)
+            now = server_cpu_s(self.pid)
             if now - last <= self.idle_rate * settle_s + 0.002:
                 return
             last = now
 
 
 async def handshake(port: int, key: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
-    return await raw_websocket.handshake("127.0.0.1", port, PATH, key)
+    return await flood_client.handshake("127.0.0.1", port, PATH, key)
 
 
 async def burst(port: int, key: str, meter: Meter) -> float:
@@ -89,11 +78,11 @@ async def burst(port: int, key: str, meter: Meter) -> float:
     reader, writer, head = await handshake(port, key)
     assert head.startswith(b"HTTP/1.1 101"), head
     await meter.quiet()
-    t0, c0 = time.monotonic(), cpu_s(meter.pid)
+    t0, c0 = time.monotonic(), server_cpu_s(meter.pid)
     writer.write(OPENER + DASH * BURST_FRAMES)
     await writer.drain()
     await meter.quiet()
-    used = cpu_s(meter.pid) - c0 - meter.idle_rate * (time.monotonic() - t0)
+    used = server_cpu_s(meter.pid) - c0 - meter.idle_rate * (time.monotonic() - t0)
     writer.close()
     return used / (BURST_FRAMES + 1)
 
@@ -101,7 +90,7 @@ async def burst(port: int, key: str, meter: Meter) -> float:
 async def flood(port: int, key: str, meter: Meter) -> tuple[float, int, int | None]:
     """CPU for one flooding socket from its handshake until the server is done with it; frames written; close code."""
     await meter.quiet()
-    t0, c0 = time.monotonic(), cpu_s(meter.pid)
+    t0, c0 = time.monotonic(), server_cpu_s(meter.pid)
     reader, writer, head = await handshake(port, key)
     assert head.startswith(b"HTTP/1.1 101"), head
     closed = asyncio.create_task(read_until_close(reader))
@@ -118,14 +107,14 @@ async def flood(port: int, key: str, meter: Meter) -> tuple[float, int, int | No
     code = await asyncio.wait_for(closed, timeout=20)
     writer.close()
     await meter.quiet()
-    used = cpu_s(meter.pid) - c0 - meter.idle_rate * (time.monotonic() - t0)
+    used = server_cpu_s(meter.pid) - c0 - meter.idle_rate * (time.monotonic() - t0)
     return used, sent, code
 
 
 async def refused(port: int, key: str, meter: Meter, count: int) -> tuple[float, str]:
     """CPU per refused handshake of a cooling key, one after another."""
     await meter.quiet()
-    t0, c0 = time.monotonic(), cpu_s(meter.pid)
+    t0, c0 = time.monotonic(), server_cpu_s(meter.pid)
     status = ""
     for _ in range(count):
         reader, writer, head = await handshake(port, key)
@@ -133,7 +122,7 @@ async def refused(port: int, key: str, meter: Meter, count: int) -> tuple[float,
         await reader.read()  # the server closes the connection after its answer
         writer.close()
     await meter.quiet()
-    used = cpu_s(meter.pid) - c0 - meter.idle_rate * (time.monotonic() - t0)
+    used = server_cpu_s(meter.pid) - c0 - meter.idle_rate * (time.monotonic() - t0)
     return used / count, status
 
 

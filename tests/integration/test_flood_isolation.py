@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
-import os
 import statistics
 import time
 from collections.abc import Iterator
@@ -47,8 +46,8 @@ from urllib.parse import urlsplit
 import pytest
 from websockets.asyncio.client import connect
 
-from bench import raw_websocket
-from bench.raw_websocket import client_frame, read_until_close
+from bench import flood_client
+from bench.flood_client import client_frame, read_until_close, server_cpu_s
 from tests.e2e.conftest import RunningServer, start_server, stop_server
 from tests.integration.conftest import create_credit_key
 
@@ -93,15 +92,6 @@ async def _first_audio_s(ws_url: str, key: str) -> float:
             assert event.get("type") != "error", event
 
 
-def _cpu_s(pid: int) -> float:
-    """CPU seconds a process has used (Linux; 0 elsewhere): how much work the flood made for the server."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _measure(ws_url: str, key: str, runs: int) -> list[float]:
     async def main() -> list[float]:
         return [await _first_audio_s(ws_url, key) for _ in range(runs)]
@@ -117,7 +107,7 @@ BATCH = 250
 
 async def _handshake(host: str, port: int, path: str, key: str):
     """The open connection (reader, writer) of an accepted upgrade, None when the server refused it."""
-    reader, writer, head = await raw_websocket.handshake(host, port, path, key)
+    reader, writer, head = await flood_client.handshake(host, port, path, key)
     if not head.startswith(b"HTTP/1.1 101"):
         writer.close()
         return None
@@ -206,17 +196,17 @@ def test_a_flooding_key_leaves_another_keys_first_audio_within_1_5x(server: Runn
         for pair in range(PAIRS):
             go.clear()
             time.sleep(PAUSE_S)  # the flood's sockets are closed and the server is done with them
-            used = _cpu_s(server.process.pid)
+            used = server_cpu_s(server.process.pid)
             alone.extend(_measure(native, key_b, 1))
-            cpu["alone"] += _cpu_s(server.process.pid) - used
+            cpu["alone"] += server_cpu_s(server.process.pid) - used
             go.set()
             if pair == 0:
                 assert started.wait(60), "the flood did not open a socket"  # the first wave: 8 sockets at once
             else:
                 time.sleep(PAUSE_S)  # the flood reconnects (refused while its key cools down) and sends
-            used = _cpu_s(server.process.pid)
+            used = server_cpu_s(server.process.pid)
             flooded.extend(_measure(native, key_b, 1))
-            cpu["flooded"] += _cpu_s(server.process.pid) - used
+            cpu["flooded"] += server_cpu_s(server.process.pid) - used
     finally:
         go.set()
         stop.set()

@@ -1,7 +1,7 @@
-"""A bare WebSocket client for flood measurements: pre-built frames written straight to a TCP socket, many per
-system call, so the flooding side costs next to no CPU while the server parses every frame. Used by
-bench/bench_flood_cost.py and tests/integration/test_flood_isolation.py (a real client library would spend more CPU
-per frame than the server it measures)."""
+"""What a flood measurement needs: a bare WebSocket client (pre-built frames written straight to a TCP socket, many
+per system call, so the flooding side costs next to no CPU while the server parses every frame; a real client
+library would spend more CPU per frame than the server it measures) and the server's CPU time. Used by
+bench/bench_flood_cost.py and tests/integration/test_flood_isolation.py."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import asyncio
 import base64
 import json
 import os
+from pathlib import Path
 
 
 def client_frame(payload: bytes) -> bytes:
@@ -47,3 +48,19 @@ async def read_until_close(reader: asyncio.StreamReader, errors: list[dict] | No
                 errors.append(json.loads(payload))
     except (asyncio.IncompleteReadError, ConnectionError):
         return None
+
+
+def server_cpu_s(pid: int) -> float:
+    """CPU seconds of all of a process's threads at nanosecond resolution (Linux schedstat; /proc/PID/stat counts
+    10 ms ticks, too coarse for a refused handshake). 0 where /proc is missing."""
+    total = 0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return 0.0
+    for task in tasks:
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            pass  # a thread that ended meanwhile
+    return total / 1e9
