@@ -91,6 +91,15 @@ MODEL_LOADED = Gauge(f"{PREFIX}_model_loaded", "1 when the speech models are loa
 SR_READY = Gauge(f"{PREFIX}_sr_ready", "1 when AP-BWE super-resolution is loaded.", registry=REGISTRY)
 DEMO_MODEL = Gauge(f"{PREFIX}_demo_model", "1 when serving the random-weight demo checkpoint.", registry=REGISTRY)
 MODEL_LOAD_SECONDS = Gauge(f"{PREFIX}_model_load_seconds", "Seconds spent loading models at start-up.", registry=REGISTRY)
+# The codec's CUDA graphs (services/codec/graphs.py): captured at start-up within TTS_CODEC_GRAPH_BUDGET_S; planned
+# shapes not captured run eager (same audio, slower). state: planned, captured, failed.
+CODEC_GRAPHS = Gauge(f"{PREFIX}_codec_graphs", "Codec CUDA graphs at start-up, by state (planned, captured, failed).",
+                     ["state"], registry=REGISTRY)
+CODEC_CALLS = Counter(
+    f"{PREFIX}_codec_calls", "Codec device calls on CUDA with graphs on, by path: graph (replayed), uncaptured (a "
+    "planned shape left eager by the capture budget or a failed capture), eager (a shape outside the plan).",
+    ["path"], registry=REGISTRY,
+)
 REQUEST_LOG_QUEUE = Gauge(f"{PREFIX}_request_log_queue_depth", "Request-log records waiting to be written.", registry=REGISTRY)
 REQUEST_LOG_DROPPED = Counter(
     f"{PREFIX}_request_log_dropped", "Request-log records dropped (the queue was full, or the spool could not take them).", registry=REGISTRY

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
         True, description="On CUDA: capture one graph per codec call shape (length and batch buckets) at start-up and "
         "replay them while serving; false runs every call eager (slower, the same audio).",
     )
+    codec_graph_budget_s: float = Field(
+        60.0, ge=0, description="On CUDA: wall seconds start-up may spend capturing codec graphs, the most used shapes "
+        "(fewest rows) first; shapes left over run eager, slower with the same audio (0: no limit).",
+    )
     max_audio_s_per_char: float = Field(
         0.5, gt=0, description="The most speech one request may generate per character of its text (all its chunks "
         "so far, plus max_audio_slack_s); a generation that would pass it is cut there and charged for what it sent.",

@@ -11,15 +11,31 @@ TF32 (46 dB from fp32 on random weights at released size, 2.7x faster: specs/gpu
 (AP-BWE's phase head turns 1e-7 differences into audible ones: core/exact_conv). The eager fallback runs under the
 process switches (fp32), so a shape outside the buckets is fp32 whatever the graphs use.
 
-Capture happens once, before serving (`CodecGraphs.capture_all`). The graphs share one pool and are replayed one at
-a time from the device thread; a graph's static output may share memory with another graph's intermediates, so the
-runner copies a call's output out before the next replay (it does: one copy out and one sync per call).
+Capture happens once, before serving (`CodecGraphs.capture_all`), within a wall-clock budget
+(TTS_CODEC_GRAPH_BUDGET_S): a container that takes minutes to become ready delays every scale-up. The order is
+expected use (`GraphPlan.ordered`): fewest rows first, decode before AP-BWE, shortest first. Calls hold ~1.5-2.5 rows
+in the simulator and 2-7 on an H100 up to 64 streams (docs/benchmarks.md), and a graph saves about the same launch
+overhead per call whatever its size, so the small batch buckets save the most; a large batch call is compute-bound and
+loses little by running eager. Capture stops before the graph that would likely overrun the budget
+(`predict_capture_s`: the last capture of its kind scaled by the work ratio); every shape not captured runs eager. A
+graph whose capture raises is skipped (logged) while the others serve; two failures in a row stop the capture (the
+device is likely in a bad state; the rest run eager).
 
-The plan (which shapes get a graph, which call uses which) is pure and runs on a CPU (tests); capture needs CUDA.
+Memory: the graphs share one pool and are replayed one at a time from the device thread; a graph's static output may
+share memory with another graph's intermediates, so the runner copies a call's output out before the next replay (it
+does: one copy out and one sync per call). Captured smallest first, the pool grows in steps: a larger capture cannot
+reuse smaller blocks freed before it, so the pool may reserve more than the largest capture alone (which largest-first
+order sized once): at worst the sum of the captures' own peaks. Each capture's growth is `CapturedGraph.pool_bytes`;
+their sum is logged and reported in /v1/tts/health (`reserved_mib`). A budget that stops early never grows the pool
+to the largest shapes at all.
+
+The plan (which shapes get a graph, which call uses which, the capture order and when the budget stops it) is pure
+and runs on a CPU (tests, with a fake capture and clock); capture needs CUDA.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,9 +47,19 @@ from torch import Tensor
 
 from services.codec.scheduler import Call, SchedulerPolicy
 from services.codec.windows import WindowKind
+from shared import metrics
+
+logger = logging.getLogger("services.codec.graphs")
 
 Precision = Literal["fp32", "tf32"]
 PRECISIONS: tuple[Precision, ...] = ("fp32", "tf32")
+KIND_ORDER: dict[WindowKind, int] = {"decode": 0, "sr": 1}  # every stream decodes; only 48 kHz ones super-resolve
+MAX_CONSECUTIVE_FAILURES = 2
+
+# Pre-bound children: `get` runs once per device call.
+_CALLS_GRAPH = metrics.CODEC_CALLS.labels(path="graph")
+_CALLS_UNCAPTURED = metrics.CODEC_CALLS.labels(path="uncaptured")
+_CALLS_EAGER = metrics.CODEC_CALLS.labels(path="eager")
 
 
 @dataclass(frozen=True, order=True)
@@ -41,6 +67,13 @@ class GraphKey:
     kind: WindowKind
     length: int  # bucket: tokens (decode) or 16 kHz samples (sr)
     rows: int  # batch bucket
+
+    @property
+    def work(self) -> int:
+        return self.length * self.rows
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.length}x{self.rows}"
 
 
 @dataclass(frozen=True)
@@ -66,8 +99,78 @@ class GraphPlan:
         return key if key in self.keys else None
 
     def ordered(self) -> list[GraphKey]:
-        """Capture order: largest work first, so the shared pool is sized by the first capture and reused after."""
-        return sorted(self.keys, key=lambda k: (-k.length * k.rows, k))
+        """Capture order, by expected use: fewest rows first, then decode before AP-BWE, then shortest first (the
+        module docstring says why)."""
+        return sorted(self.keys, key=lambda k: (k.rows, KIND_ORDER[k.kind], k.length))
+
+
+def predict_capture_s(key: GraphKey, done: Sequence[tuple[GraphKey, float]]) -> float | None:
+    """The likely seconds to capture `key`, from `done` (captured keys and their seconds, in order): the latest capture
+    of its kind, scaled up by the work ratio when `key` is larger, never down. A capture is a fixed cost (launching
+    and recording the kernels, instantiating) plus warm-up runs that grow with the work, so its time grows at most in
+    proportion to the work: an upper bound without noise. None: no capture of this kind yet (nothing to go by)."""
+    for prev, seconds in reversed(done):
+        if prev.kind == key.kind:
+            return seconds * max(1.0, key.work / prev.work)
+    return None
+
+
+@dataclass(frozen=True)
+class CaptureReport:
+    """What one `capture_within` did. `left`: planned shapes not tried (the budget, or repeated failures stopped the
+    capture); they and `failed` run eager."""
+
+    planned: int
+    captured: tuple[GraphKey, ...]
+    failed: tuple[GraphKey, ...]
+    left: tuple[GraphKey, ...]
+    seconds: float
+    budget_s: float  # 0: no limit
+    stopped: Literal["budget", "failures"] | None
+
+    @property
+    def first_eager(self) -> GraphKey | None:
+        """The first planned shape, in capture order, that runs eager (None: every planned shape has a graph)."""
+        eager = self.failed + self.left  # failed shapes were tried, so they come first in the order
+        return eager[0] if eager else None
+
+
+def capture_within(order: Sequence[GraphKey], capture: Callable[[GraphKey], object], *, budget_s: float = 0.0,
+                   clock: Callable[[], float] = time.perf_counter,
+                   max_failures: int = MAX_CONSECUTIVE_FAILURES) -> CaptureReport:
+    """Capture `order` front to back with `capture(key)` until the next capture would likely end past `budget_s`
+    seconds from the start (0: no limit). The first capture of a kind has no estimate: it runs while any budget is
+    left. A capture that raises is logged and skipped; `max_failures` in a row stop the capture."""
+    if budget_s < 0:
+        raise ValueError(f"budget_s must be >= 0 (0: no limit), got {budget_s}")
+    started = clock()
+    done: list[tuple[GraphKey, float]] = []
+    failed: list[GraphKey] = []
+    stopped: Literal["budget", "failures"] | None = None
+    consecutive = 0
+    tried = 0
+    for key in order:
+        if budget_s > 0:
+            elapsed = clock() - started
+            if elapsed >= budget_s or elapsed + (predict_capture_s(key, done) or 0.0) > budget_s:
+                stopped = "budget"
+                break
+        tried += 1
+        began = clock()
+        try:
+            capture(key)
+        except Exception:  # noqa: BLE001 - one shape left eager serves the same audio; the others keep their graphs
+            logger.exception("codec graph capture failed; this shape runs eager", extra={"shape": str(key)})
+            failed.append(key)
+            consecutive += 1
+            if consecutive >= max_failures:
+                stopped = "failures"
+                break
+            continue
+        consecutive = 0
+        done.append((key, clock() - began))
+    return CaptureReport(planned=len(order), captured=tuple(k for k, _ in done), failed=tuple(failed),
+                         left=tuple(order[tried:]), seconds=clock() - started, budget_s=budget_s, stopped=stopped)
 
 
 @contextmanager
@@ -127,23 +230,50 @@ class CodecGraphs:
         self.decoder, self.sr, self.plan, self.device = decoder, sr, plan, device
         self.precision: dict[WindowKind, Precision] = {"decode": decode_precision, "sr": sr_precision}
         self.warmup = warmup
-        self.pool = torch.cuda.graph_pool_handle()
+        self.pool: Any = None  # the shared memory pool, made at the first capture (it needs CUDA)
         self.graphs: dict[GraphKey, CapturedGraph] = {}
+        self.report: CaptureReport | None = None
 
     def get(self, call: Call) -> CapturedGraph | None:
+        """The graph a call replays, or None (eager), counted by path: a planned shape without a graph (left by the
+        budget or a failed capture) is `uncaptured`; a shape outside the plan is `eager`."""
         key = self.plan.key_for(call)
-        return None if key is None else self.graphs.get(key)
+        graph = None if key is None else self.graphs.get(key)
+        (_CALLS_GRAPH if graph is not None else _CALLS_EAGER if key is None else _CALLS_UNCAPTURED).inc()
+        return graph
 
-    def capture_all(self, progress: Callable[[CapturedGraph], None] | None = None) -> list[CapturedGraph]:
-        """Capture every planned shape (before serving: the TF32 switches move while a graph is captured)."""
-        for key in self.plan.ordered():
-            if key.kind == "sr" and self.sr is None:
-                continue
-            if key not in self.graphs:
-                self.graphs[key] = self.capture(key)
-                if progress is not None:
-                    progress(self.graphs[key])
+    def capture_all(self, progress: Callable[[CapturedGraph], None] | None = None, *, budget_s: float = 0.0,
+                    clock: Callable[[], float] = time.perf_counter,
+                    capture: Callable[[GraphKey], CapturedGraph] | None = None) -> list[CapturedGraph]:
+        """Capture the planned shapes in the plan's order (expected use) within `budget_s` wall seconds (0: no limit),
+        before serving (the TF32 switches move while a graph is captured); `self.report` says what was done.
+        `capture` replaces the CUDA capture (tests: a fake one with a fake `clock`)."""
+        capture_one = capture or self.capture
+        order = [k for k in self.plan.ordered() if k not in self.graphs and (k.kind == "decode" or self.sr is not None)]
+
+        def run(key: GraphKey) -> None:
+            self.graphs[key] = graph = capture_one(key)
+            if progress is not None:
+                progress(graph)
+
+        self.report = capture_within(order, run, budget_s=budget_s, clock=clock)
         return [self.graphs[k] for k in self.plan.ordered() if k in self.graphs]
+
+    def status(self) -> dict[str, Any]:
+        """What start-up captured (for the log line and /v1/tts/health)."""
+        report = self.report
+        first = report.first_eager if report is not None else None
+        return {
+            "planned": report.planned if report is not None else len(self.plan.keys),
+            "captured": len(self.graphs),
+            "failed": len(report.failed) if report is not None else 0,
+            "seconds": round(report.seconds, 2) if report is not None else 0.0,
+            "budget_s": report.budget_s if report is not None else None,
+            "stopped": report.stopped if report is not None else None,
+            "first_eager": None if first is None else {"kind": first.kind, "length": first.length, "rows": first.rows},
+            # Growth of the device memory reserved while capturing: the graph pool and the warm-up runs' cache.
+            "reserved_mib": round(sum(g.pool_bytes for g in self.graphs.values()) / 2**20, 1),
+        }
 
     @torch.inference_mode()
     def capture(self, key: GraphKey) -> CapturedGraph:
@@ -153,6 +283,8 @@ class CodecGraphs:
         else:
             inputs = (torch.zeros(key.rows, key.length, device=self.device),)
             body = lambda: self.sr.enhance_batch(inputs[0])  # noqa: E731
+        if self.pool is None:
+            self.pool = torch.cuda.graph_pool_handle()
         precision = self.precision[key.kind]
         torch.cuda.synchronize(self.device)
         reserved, allocated = torch.cuda.memory_reserved(self.device), torch.cuda.memory_allocated(self.device)

@@ -65,6 +65,7 @@ class HealthReport:
     gpu_available: bool
     uptime_seconds: float
     app_version: str
+    codec_graphs: dict[str, Any] | None = None  # start-up's codec CUDA graph capture; None without graphs
     error: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -116,6 +117,8 @@ class ModelRuntime:
         # The one room that touches BiCodec and AP-BWE while serving (built once the models load), and admission.
         self.codec_scheduler: Any = None
         self.admission: Any = None
+        # What start-up's CUDA graph capture did (CodecGraphs.status()); None without graphs (CPU, or switched off).
+        self.codec_graph_status: dict[str, Any] | None = None
         self.sr_error: str | None = None
         self.model_version = settings.model_version or "unknown"
         self.load_seconds: float | None = None
@@ -229,22 +232,30 @@ class ModelRuntime:
         return self.device.startswith("cuda") or self.settings.device_cost_model is not None
 
     def _capture_graphs(self, policy: Any) -> Any:
-        """On CUDA, one captured graph per (kind, length bucket, batch bucket) in one memory pool, before any other
-        device work (capture moves the TF32 switches for its duration). A failed capture serves eager: slower, same
-        audio."""
+        """On CUDA, captured graphs of the codec's call shapes in one memory pool, before any other device work
+        (capture moves the TF32 switches for its duration), the most used first, within TTS_CODEC_GRAPH_BUDGET_S.
+        Shapes not captured (over the budget, or a capture that failed) serve eager: slower, same audio."""
+        self.codec_graph_status = None
         if not (self.device.startswith("cuda") and self.settings.codec_cuda_graphs):
             return None
         from services.codec.graphs import CodecGraphs, GraphPlan
 
-        started = time.perf_counter()
+        kinds = ("decode", "sr") if self.sr is not None else ("decode",)
         try:
-            graphs = CodecGraphs(self.bicodec, self.sr, GraphPlan.from_policy(policy))
-            captured = graphs.capture_all()
+            graphs = CodecGraphs(self.bicodec, self.sr, GraphPlan.from_policy(policy, kinds))
+            graphs.capture_all(budget_s=self.settings.codec_graph_budget_s)
         except Exception:  # noqa: BLE001 - graphs are an optimisation; the eager path serves the same audio
             logger.exception("CUDA graph capture failed; the codec runs eager")
             return None
-        logger.info("codec graphs captured", extra={"graphs": len(captured),
-                                                    "seconds": round(time.perf_counter() - started, 2)})
+        self.codec_graph_status = status = graphs.status()
+        for state in ("planned", "captured", "failed"):
+            metrics.CODEC_GRAPHS.labels(state=state).set(status[state])
+        first = status["first_eager"]
+        left = "none" if first is None else f"{first['kind']} {first['length']} x {first['rows']} rows"
+        budget = f"budget {status['budget_s']:g} s" if status["budget_s"] else "no budget"
+        (logger.warning if status["failed"] else logger.info)(
+            f"codec graphs: captured {status['captured']} of {status['planned']} in {status['seconds']} s ({budget}); "
+            f"first shape left eager: {left}", extra=status)
         return graphs
 
     def _load_sr(self) -> None:
@@ -416,5 +427,6 @@ class ModelRuntime:
             gpu_available=torch.cuda.is_available(),
             uptime_seconds=round(time.monotonic() - self.started_at, 3),
             app_version=APP_VERSION,
+            codec_graphs=self.codec_graph_status,
             error=self.error,
         )
