@@ -2,7 +2,7 @@
 100 ms prebuffer).
 
     PYTHONPATH=. .venv/bin/python bench/bench_standin_load.py [--cost-model bench/cost_models/h100-tf32.json] \\
-        [--concurrency 32] [--out bench/results/standin_load.json]
+        [--concurrency 32] [--admission auto|on|off] [--out bench/results/standin_load.json]
 
 Starts `uvicorn --factory api:create_app` on the demo checkpoint with `TTS_DEVICE_COST_MODEL` (a benchmark tool:
 the engine's steps and the codec's calls, all through `runtime.codec_runner`, become waits of the modelled length on
@@ -31,11 +31,25 @@ TEXT = ("The quick brown fox jumps over the lazy dog, then naps in the warm afte
         "by the river and the old miller counts his sacks of flour.")
 
 
-def start(cost_model: Path, log: Path) -> tuple[subprocess.Popen, str]:
+def start(cost_model: Path, log: Path, admission: str = "auto") -> tuple[subprocess.Popen, str]:
     env = {"TTS_DEVICE_COST_MODEL": str(cost_model), "TTS_AUTH_ENABLED": "false", "TTS_DEVICE": "cpu",
-           "TTS_DEMO_DIR": str(Path(tempfile.gettempdir()) / "tts-standin-demo"), "PYTHONUNBUFFERED": "1"}
+           "TTS_DEMO_DIR": str(Path(tempfile.gettempdir()) / "tts-standin-demo"), "PYTHONUNBUFFERED": "1",
+           "TTS_ADMISSION": admission}
     return start_server(lambda port: [sys.executable, "-m", "uvicorn", "--factory", "api:create_app", "--host",
                                       "127.0.0.1", "--port", str(port), "--no-access-log"], env, log)
+
+
+def first_chunk_schedules(url: str) -> dict[str, float]:
+    """The server's first-chunk schedule decisions, "schedule/reason" -> count (admission's Prometheus counter)."""
+    import httpx
+
+    out = {}
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith("veena3_tts_first_chunk_schedules_total{"):
+            labels, value = line[line.index("{") + 1:].split("}")
+            pairs = dict(part.split("=", 1) for part in labels.split(","))
+            out[f"{pairs['schedule'].strip(chr(34))}/{pairs['reason'].strip(chr(34))}"] = float(value)
+    return out
 
 
 async def levels(url: str, pid: int, concurrency: int) -> list[dict]:
@@ -50,12 +64,15 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cost-model", type=Path, default=ROOT / "bench" / "cost_models" / "h100-tf32.json")
     p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--admission", choices=("auto", "on", "off"), default="auto",
+                   help="TTS_ADMISSION for the server (auto: on with the stand-in), to compare with it off")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "standin" / "standin_load.json")
     args = p.parse_args()
     log = Path(tempfile.gettempdir()) / "tts-standin-server.log"
-    proc, url = start(args.cost_model, log)
+    proc, url = start(args.cost_model, log, args.admission)
     try:
         rows = asyncio.run(levels(url, proc.pid, args.concurrency))
+        schedules = first_chunk_schedules(url)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -70,8 +87,10 @@ def main() -> int:
               f"{r['underruns']} ({r['streams_with_underruns']}) | {cpu if cpu is None else round(cpu, 4)} |")
     print(f"p95 at {args.concurrency} / p50 alone: {ratio:.2f}; goal p95 <= {1000 * goal:.0f} ms "
           f"({'met' if many['ttfb_p95_s'] <= goal and many['underruns'] == 0 else 'NOT met'})")
+    print(f"first-chunk schedules (both levels, schedule/reason): {schedules or 'none (admission off)'}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"cost_model": str(args.cost_model.name), "levels": rows, "ratio_p95_over_p50": ratio},
+    args.out.write_text(json.dumps({"cost_model": str(args.cost_model.name), "levels": rows, "ratio_p95_over_p50": ratio,
+                                    "admission": args.admission, "first_chunk_schedules": schedules},
                                    indent=2, default=str) + "\n")
     return 0
 

@@ -86,6 +86,11 @@ PARSER_IGNORED_TOKENS = Counter(
     "Generated ids the token parser discarded (in clone mode: anything that is not a semantic id).",
     ["mode"], registry=REGISTRY,
 )
+FIRST_CHUNK_SCHEDULES = Counter(
+    f"{PREFIX}_first_chunk_schedules", "First-chunk schedules admission gave streaming jobs, by schedule (balanced, "
+    "lowest, exact) and reason (requested, unmeasured, codec_light, llm_slow, codec_busy: switched to exact).",
+    ["schedule", "reason"], registry=REGISTRY,
+)
 LLM_TOKENS = Counter(f"{PREFIX}_llm_tokens_generated", "Token ids produced by the LLM.", registry=REGISTRY)
 MODEL_LOADED = Gauge(f"{PREFIX}_model_loaded", "1 when the speech models are loaded.", registry=REGISTRY)
 SR_READY = Gauge(f"{PREFIX}_sr_ready", "1 when AP-BWE super-resolution is loaded.", registry=REGISTRY)

@@ -260,6 +260,7 @@ class Simulation:
             "streams_refused": cfg.streams - len(admitted),
             "refused_by": dict(self.admission.refused),
             "long_first_chunks": self.admission.long_first_chunks,
+            "first_chunks": {f"{schedule}/{reason}": n for (schedule, reason), n in self.admission.first_chunks.items()},
             "ttfa_ms_p50": _pct(ttfa, 50),
             "ttfa_ms_p95": _pct(ttfa, 95),
             "ttfa_ms_max": max(ttfa, default=None),

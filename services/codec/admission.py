@@ -18,9 +18,13 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
    step cost grew in proportion to its rows (conservative: a step's fixed part does not grow). Real time needs
    `need_tokens_per_s` (50: one semantic token is 20 ms of audio); below that times `pace_margin`, refuse. The
    pace already carries the codec's share of the device (codec calls delay the engine's steps).
-3. **The codec's cost per stream.** Codec device seconds per second of one open stream, measured over the last
+3. **The codec's cost per stream.** Codec call seconds per second of one open stream, measured over the last
    `codec_window_s`, times the streams open now plus one: above `max_codec_share` of the device, refuse. The
-   streams count is exact at once, so a burst of arrivals is seen before its windows reach the device.
+   streams count is exact at once, so a burst of arrivals is seen before its windows reach the device. A call's
+   seconds run from its dispatch to its end (`CodecScheduler._account`): on a device shared with the engine that is
+   its own work plus the engine's work it queued behind, as a GPU shared with the engine process measures it and as
+   the stand-in's one timeline models it (1.8x the codec's own device seconds in `bench.simulate` at 64-250 streams).
+   The caps below are calibrated on that measure, not on a share of the device alone.
 4. **The codec's share.** The scheduler's busy ratio, projected for one more playing stream; above
    `max_codec_busy`, refuse: the rest of the device belongs to the LLM. Streams admitted within the last
    `pace_window_s` are not in the measured share yet (their windows have barely started), so the share is scaled
@@ -42,12 +46,17 @@ Calibrated with `bench.simulate` (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from shared.metrics import FIRST_CHUNK_SCHEDULES
+
+logger = logging.getLogger("services.codec.admission")
 
 REALTIME_TOKENS_PER_S = 50.0  # semantic tokens per second of audio
 
@@ -88,6 +97,9 @@ class Admission:
         self.short_schedule_share = short_schedule_share
         self.exact_needs_pace = exact_needs_pace
         self.long_first_chunks = 0  # streams that asked for a short first chunk and got the exact schedule
+        # (schedule given, reason) -> count: requested (asked for exact), unmeasured (no codec cost yet), codec_light
+        # (under the share), llm_slow (the LLM is not 2x ahead), codec_busy (switched to exact)
+        self.first_chunks: Counter[tuple[str, str]] = Counter()
         self.codec_window_s = codec_window_s
         self.min_codec_sample_s = min_codec_sample_s
         # (bucket start, stream-seconds open, codec device seconds) per 0.25 s, over codec_window_s
@@ -197,18 +209,31 @@ class Admission:
         for the full look-ahead (first audio ~0.2-0.5 s later on the simulated H100) and the device carries more
         streams in real time: 242 of 250 admitted at 16 kHz with no underrun instead of 137 (docs/benchmarks.md).
         Refusing is the last resort; a later first chunk comes before it."""
+        schedule, reason = self._first_chunk(requested)
+        self.first_chunks[(schedule, reason)] += 1
+        FIRST_CHUNK_SCHEDULES.labels(schedule=schedule, reason=reason).inc()
+        return schedule
+
+    def _first_chunk(self, requested: str) -> tuple[str, str]:
         if requested == "exact":
-            return requested
+            return requested, "requested"
         cost = self.codec_cost()
-        if cost is None or cost * (self.scheduler.active_streams + 1) <= self.short_schedule_share:
-            return requested
+        if cost is None:
+            return requested, "unmeasured"
+        streams = self.scheduler.active_streams
+        share = cost * (streams + 1)
+        if share <= self.short_schedule_share:
+            return requested, "codec_light"
         # The exact schedule's second chunk needs its tokens plus a full look-ahead within the first chunk's
         # playback: only an engine well ahead of real time fills that; a slower one keeps the short schedule.
         pace = self.pace() if self.generating is not None else None
         if pace is None or pace < self.exact_needs_pace * self.need_tokens_per_s:
-            return requested
+            return requested, "llm_slow"
         self.long_first_chunks += 1
-        return "exact"
+        logger.info("first chunk: exact instead of %s: codec %.4f device s per stream-second x (%d streams + 1) = "
+                    "%.2f of the device; the LLM gives %.0f tokens/s per generating request", requested, cost,
+                    streams, share, pace)
+        return "exact", "codec_busy"
 
     def _refuse(self, key: str, reason: str, retry_after_s: int) -> AdmissionDecision:
         self.refused[key] = self.refused.get(key, 0) + 1

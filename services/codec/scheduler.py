@@ -434,6 +434,9 @@ class CodecScheduler:
 
     def _account(self, call: Call, chosen: Sequence[_Pending], started: float, ended: float) -> None:
         s = self.stats
+        # From dispatch to the call's end, not the codec's own device time: on a GPU the engine's kernels run in
+        # between (another process; the device serialises them), and the stand-in's DeviceTimeline makes a call
+        # wait behind the engine's step in progress the same way. Admission's caps are calibrated on this measure.
         seconds = max(0.0, ended - started)
         s.calls += 1
         s.rows += len(call.windows)

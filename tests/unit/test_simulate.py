@@ -149,6 +149,73 @@ def test_cost_model_files_parse_and_bad_ones_say_why(tmp_path) -> None:
         CostModel.load(bad)
 
 
+
+def test_every_first_chunk_decision_is_counted_by_schedule_and_reason() -> None:
+    """Operators see why newcomers got the schedule they got (veena3_tts_first_chunk_schedules): one count per
+    decision, by the first condition that settled it."""
+    from services.codec.admission import Admission
+    from shared.metrics import REGISTRY
+
+    def exported(schedule: str, reason: str) -> float:
+        value = REGISTRY.get_sample_value("veena3_tts_first_chunk_schedules_total",
+                                          {"schedule": schedule, "reason": reason})
+        return value or 0.0
+
+    before = {key: exported(*key) for key in (("balanced", "unmeasured"), ("lowest", "codec_light"),
+                                                ("balanced", "llm_slow"), ("exact", "codec_busy"),
+                                                ("exact", "requested"))}
+    sched = _Scheduler()
+    generating = [4]
+    adm = Admission(sched, generating=lambda: generating[0])
+    assert adm.first_chunk_schedule("balanced") == "balanced"  # no codec cost measured yet
+    sched.active_streams = 5
+    for _ in range(60):  # 5 streams, 0.9 s of codec per second in all; the LLM gives each 40 tokens/s
+        sched.now += 0.1
+        sched.stats.busy_seconds += 0.09
+        adm.note_tokens(4 * 4)
+    sched.active_streams = 2  # 0.18 per stream x 3 = 0.54 of the device with one more: under the 0.8 share
+    assert adm.first_chunk_schedule("lowest") == "lowest"
+    sched.active_streams = 9  # 0.18 x 10 = 1.8: past the share, but the LLM is under 2x real time
+    assert adm.first_chunk_schedule("balanced") == "balanced"
+    for _ in range(10):  # now 150 tokens/s per request
+        sched.now += 0.1
+        sched.stats.busy_seconds += 0.09
+        adm.note_tokens(4 * 15)
+    assert adm.first_chunk_schedule("balanced") == "exact"
+    assert adm.first_chunk_schedule("exact") == "exact"
+    assert adm.first_chunks == {("balanced", "unmeasured"): 1, ("lowest", "codec_light"): 1,
+                                ("balanced", "llm_slow"): 1, ("exact", "codec_busy"): 1, ("exact", "requested"): 1}
+    assert adm.long_first_chunks == 1
+    assert {key: exported(*key) - before[key] for key in before} == {key: 1.0 for key in before}
+
+
+def test_a_codec_call_is_measured_with_its_wait_behind_the_engine_step_in_progress() -> None:
+    """What admission's codec cost reads (scheduler `busy_seconds`): a call's time from dispatch to its end on the
+    shared device, its own service time plus the engine's step it queued behind, as a GPU shared with the engine
+    measures it. The stand-in's timeline keeps the codec's own seconds apart (device.busy_seconds)."""
+    from services.codec.cost_model import CostModelRunner, DeviceTimeline
+    from services.codec.scheduler import CodecScheduler
+    from services.codec.windows import DecodeWindow
+
+    model = CostModel.from_dict(H100)
+    window = DecodeWindow(np.zeros(16, np.int64), None, 0, 16)
+
+    async def main() -> tuple[float, float, float]:
+        loop = asyncio.get_running_loop()
+        device = DeviceTimeline()
+        sched = CodecScheduler(CostModelRunner(model, device, noise=False), clock=loop.time)
+        async with sched:
+            step = asyncio.ensure_future(device.use("llm", 0.008))  # an engine step of 8 ms holds the device
+            await asyncio.sleep(0.001)
+            await sched.open_stream().decode(window)
+            await step
+        return sched.stats.busy_seconds, device.busy_seconds["decode"], model.decode.seconds(16)
+
+    measured, own, modelled = run_virtual(main)
+    assert own == pytest.approx(modelled)
+    assert measured == pytest.approx(0.007 + modelled)  # the 7 ms left of the step, then the call itself
+
+
 class _Scheduler:
     """The figures Admission reads, set by hand (the scheduler's own are tested in test_codec_scheduler.py)."""
 
