@@ -104,8 +104,10 @@ def load_results(folder: Path) -> dict[str, Any]:
 
 
 def stale(name: str, step: dict[str, Any]) -> bool:
-    """A result written by an older kit (its report lacks what this kit measures): the step runs again."""
-    return step.get("schema", 1) < SCHEMA.get(name, 1)
+    """A result written by an older kit (its report lacks what this kit measures), or a service step that failed
+    (e.g. its server was not ready in time): the step runs again."""
+    failed = name in SERVICE_RATES and "error" in (step.get("result") or {})
+    return failed or step.get("schema", 1) < SCHEMA.get(name, 1)
 
 
 def gpu_files(folder: Path) -> list[str]:
