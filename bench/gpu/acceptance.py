@@ -15,8 +15,8 @@ Steps (bench/gpu/README.md has the exact command for each on a lent machine):
   service48   the same at 48 kHz (BiCodec + AP-BWE) at 1, 32, 64 and 200 streams (bench/gpu/service_load.py)
 Each step writes `<results>/<step>.json` (default bench/results/acceptance/, which travels with the working tree);
 a later call skips a step whose result is there (unless --force, or the result is from an older kit: `SCHEMA`), so
-a step cut off by the call limit is simply run again; `--levels` reruns some levels of a service step and merges
-them into its earlier result. Every call then rewrites `acceptance.json` and `acceptance.md` (all results so far) under --out
+a step cut off by the call limit is simply run again; `--levels` reruns those levels of a service step (no --force
+needed) and merges them into its earlier result. Every call then rewrites `acceptance.json` and `acceptance.md` (all results so far) under --out
 (default: $OUT when set, else the results folder). The service's own CUDA numerics are applied first, as the
 runtime applies them at start.
 
@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in STEPS:
         if name not in steps:
             continue
-        if name in results and not args.force and not stale(name, results[name]):
+        rerun = args.force or stale(name, results.get(name, {})) or (args.levels and name in SERVICE_RATES)
+        if name in results and not rerun:
             print(f"== {name}: result from an earlier call kept ({args.results.name}/{name}.json; --force reruns)")
             continue
         print(f"== {name}", flush=True)

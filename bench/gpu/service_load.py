@@ -284,14 +284,17 @@ def run(device: str, quick: bool, sample_rate: int, *, llm: dict[str, Any] | Non
 
 
 def merge_levels(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
-    """A `--levels` rerun: its rows replace the earlier result's rows at the same levels, the rest stay."""
+    """A `--levels` rerun: its rows replace the earlier result's rows of the same levels and schedules, the rest
+    stay."""
     if not old or "rows" not in old or "rows" not in new or old.get("sample_rate") != new.get("sample_rate"):
         return new
     redone = set(new["levels"])
-    rows = [r for r in old["rows"] if r["streams"] not in redone] + new["rows"]
+    schedules = set(new.get("schedules") or [r["schedule"] for r in new["rows"]])
+    rows = [r for r in old["rows"] if r["streams"] not in redone or r["schedule"] not in schedules] + new["rows"]
     rows.sort(key=lambda r: (r["streams"], r["schedule"]))
     plan = {p["streams"]: p for p in [*old.get("plan", []), *new["plan"]]}
     return {**new, "levels": sorted({r["streams"] for r in rows}), "rows": rows,
+            "schedules": sorted({r["schedule"] for r in rows}),
             "plan": [plan[k] for k in sorted(plan)],
             "skipped_levels": sorted((set(old.get("skipped_levels", [])) - redone) | set(new["skipped_levels"])),
             "below_realtime": any(p["below_realtime"] for p in plan.values())}

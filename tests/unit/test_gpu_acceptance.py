@@ -205,8 +205,11 @@ def test_a_levels_rerun_merges_and_an_older_kits_result_is_rerun() -> None:
             {"streams": n, "schedule": "balanced", "tag": tag} for n in levels],
             "plan": [{"streams": n, "below_realtime": False, "tag": tag} for n in levels]}
 
-    merged = merge_levels(result([1, 8, 256], "old"), {**result([256], "new"), "skipped_levels": [128]})
-    assert [(r["streams"], r["tag"]) for r in merged["rows"]] == [(1, "old"), (8, "old"), (256, "new")]
+    old = result([1, 8, 256], "old")
+    old["rows"].append({"streams": 256, "schedule": "lowest", "tag": "old"})
+    merged = merge_levels(old, {**result([256], "new"), "skipped_levels": [128], "schedules": ["balanced"]})
+    assert [(r["streams"], r["schedule"], r["tag"]) for r in merged["rows"]] == [
+        (1, "balanced", "old"), (8, "balanced", "old"), (256, "balanced", "new"), (256, "lowest", "old")]
     assert merged["levels"] == [1, 8, 256] and merged["skipped_levels"] == [128]
     assert acceptance.stale("service", {"result": {}}) and not acceptance.stale("service", {"schema": 2})
     assert not acceptance.stale("parity", {"result": {}})
