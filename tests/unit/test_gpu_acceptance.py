@@ -214,3 +214,16 @@ def test_a_levels_rerun_merges_and_an_older_kits_result_is_rerun() -> None:
     assert acceptance.stale("service", {"result": {}}) and not acceptance.stale("service", {"schema": 2})
     assert not acceptance.stale("parity", {"result": {}})
     assert acceptance.stale("service48", {"schema": 2, "result": {"error": "server not ready in 300 s"}})
+
+
+def test_the_committed_gpu_page_still_renders_with_this_kit() -> None:
+    """The first H100 run's files (one-rate `service`, no `service48`) render under the new sections."""
+    sys.path.insert(0, str(ROOT))
+    from bench.gpu import acceptance, report
+
+    results = acceptance.load_results(acceptance.DEFAULT_RESULTS)
+    if "service" not in results:
+        pytest.skip("no committed GPU service result")
+    page = report.markdown({"steps": results, "missing": []})
+    assert "## The service under load, 16 kHz" in page and "one rate for every level; older kit" in page
+    assert acceptance.stale("service", results["service"])  # so the next GPU call reruns it
