@@ -102,6 +102,7 @@ class Plan:
     stagger_s: float
     prebuffers_s: list[float]
     snr: SnrPlan | None
+    sample_rate: int = 16000  # 48000: BiCodec then AP-BWE super-resolution (the service's 48 kHz path)
 
     def servers(self) -> set[str]:
         return {VOICES[v].server for v in [*self.voices, *self.free_voices]}
@@ -274,7 +275,7 @@ async def run_cell(client: httpx.AsyncClient, server: Server, cell: Cell, plan: 
     streams = plan.single_streams if single else plan.min_streams
     spec = LevelSpec(server.url, cell.concurrency, text=plan.text, speaker=VOICES[cell.voice].speaker,
                      requests_per_worker=max(1, -(-streams // cell.concurrency)), stagger_s=plan.stagger_s,
-                     latency=cell.schedule)
+                     latency=cell.schedule, sample_rate=plan.sample_rate)
     load = os.getloadavg()[0]
     runs = []
     for _ in range(1 if single else plan.repeats):
@@ -305,7 +306,7 @@ async def warm_up(client: httpx.AsyncClient, servers: dict[str, Server], plan: P
         for schedule in plan.schedules:
             server = servers[VOICES[voice].server]
             spec = LevelSpec(server.url, 2, text=plan.text, speaker=VOICES[voice].speaker, stagger_s=0.1,
-                             latency=schedule)
+                             latency=schedule, sample_rate=plan.sample_rate)
             await run_level(spec)
     for server in servers.values():
         await engine_records(client, server, 0, timeout_s=0)
@@ -464,6 +465,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
         stagger_s=args.stagger_s,
         prebuffers_s=[ms / 1000.0 for ms in args.prebuffers_ms],
         snr=snr,
+        sample_rate=args.sample_rate,
     )
 
 
@@ -506,6 +508,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="TTS_DEVICE of the servers")
     parser.add_argument("--codec", choices=("demo", "released"), default="demo",
                         help="the servers' BiCodec/AP-BWE: the demo checkpoint's, or released sizes (random weights)")
+    parser.add_argument("--sample-rate", type=int, choices=(8000, 16000, 22050, 24000, 44100, 48000), default=16000,
+                        help="the streams' output rate (48000: with AP-BWE super-resolution)")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--docs", action="store_true", help="draw the plot into docs/img/ttfa.png (committed)")
     parser.add_argument("--out", type=Path, default=OUT)

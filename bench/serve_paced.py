@@ -16,7 +16,9 @@ random weights, for a GPU run where the demo's tiny codecs would understate the 
   from decode compute, `{"codec": "model"}` restores it;
   `{"before": ["resume", "holdback", "gc"]}` serves later requests as the product did before the TTFA changes
   (BENCH ONLY, see `LEGACY`), `{"before": []}` as it does now: a before/after in one run on one server;
-- `POST /bench/gc`: times one forced full cyclic-GC collection (the stall a gen-2 collection causes).
+- `POST /bench/gc`: times one forced full cyclic-GC collection (the stall a gen-2 collection causes);
+- `GET /bench/device`: the codec runner's cumulative calls and seconds per call shape (`ModelRunner.device_time()`:
+  device-thread seconds, and on CUDA the device's own seconds per call); the GPU kit diffs two readings per level.
 Every decode and AP-BWE window goes through the product's codec scheduler (`services.codec`); `GET /bench/engine`
 returns its cumulative `scheduler` figures (calls, rows, mean batch per kind, busy seconds, missed deadlines).
 `GET /bench/engine` also returns `pipeline`: per settled request its `PipelineStats` step counts (`preamble_ids`,
@@ -64,6 +66,11 @@ class PacedRuntime(ModelRuntime):
         self.raw_bicodec: Any = None
         self.free_codec = False
         self.speaker_vector_computations = 0
+        self._codec_final = codec != "released"  # released: the demo-size codecs are replaced after the product loads
+
+    def build_codec_scheduler(self) -> None:
+        if self._codec_final:  # (no scheduler, and no graph capture, for codecs about to be replaced)
+            super().build_codec_scheduler()
 
     def load_models(self) -> None:
         super().load_models()
@@ -73,7 +80,8 @@ class PacedRuntime(ModelRuntime):
             self.bicodec = build_bicodec(bicodec_config()[0], self.device)
             if self.sr is not None:
                 self.sr = build_sr(apbwe_config()[0], self.device)
-            self.build_codec_scheduler()  # over the released-size models
+            self._codec_final = True
+            self.build_codec_scheduler()  # over the released-size models (on CUDA: their graphs captured here)
         self.raw_bicodec = self.bicodec
         compute = self.raw_bicodec.speaker_vector
 
@@ -242,8 +250,17 @@ def add_bench_routes(app: FastAPI, runtime: PacedRuntime, access: RecordingAcces
         gc.collect()
         return {"full_collection_ms": (time.perf_counter() - started) * 1000, "frozen_objects": gc.get_freeze_count()}
 
+    async def device_time() -> dict:
+        """The codec runner's cumulative per-shape call times (a stand-in runner without them: an empty list)."""
+        scheduler = runtime.codec_scheduler
+        runner = scheduler.runner if scheduler is not None else None
+        reader = getattr(runner, "device_time", None)
+        return {"device": str(runtime.device), "graphs": runner.graphs is not None if reader else None,
+                "shapes": reader() if reader else []}
+
     app.add_api_route("/bench/variant", variant_update, methods=["POST"], include_in_schema=False)
     app.add_api_route("/bench/gc", gc_timing, methods=["POST"], include_in_schema=False)
+    app.add_api_route("/bench/device", device_time, methods=["GET"], include_in_schema=False)
 
 
 _REPORTED_SETTINGS = (

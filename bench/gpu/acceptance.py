@@ -1,18 +1,22 @@
 """GPU acceptance: one command that settles every GPU claim, in resumable steps that each fit one 10-minute call.
 
-    python3 bench/gpu/acceptance.py [--steps parity,throughput,llm,service,scheduler] [--device cuda] [--quick]
-                                    [--fixtures DIR] [--results DIR] [--out DIR] [--force]
+    python3 bench/gpu/acceptance.py [--steps parity,throughput,llm,scheduler,service,service48] [--device cuda]
+                                    [--quick] [--fixtures DIR] [--results DIR] [--out DIR] [--force]
+                                    [--levels 1,8,...] [--schedules balanced,lowest] [--budget-s 400]
 
 Steps (bench/gpu/README.md has the exact command for each on a lent machine):
   parity      codec/SR/encoder fixtures on the device, released-size device vs CPU, streamed == offline
   throughput  batched BiCodec decode and AP-BWE (fp32/tf32/bf16), the cloning encoder, the ctc aligner
   llm         Qwen2 at the released config (random weights), transformers, bf16: decode-step latency at B 1-64
-  service     the real app, paced engine at the llm step's rate, released-size codec and SR: TTFA, underruns
   scheduler   the codec scheduler with the real models: padded/batched/graph windows against unpadded and offline
               for every latency schedule, graph capture time and memory per bucket (bench/gpu/scheduler_step.py)
+  service     the real app at 16 kHz, 1-256 streams, the LLM paced per level at the llm step's CUDA-graph rate,
+              released-size codec: TTFA, underruns, each call shape's device time beside its isolated cost
+  service48   the same at 48 kHz (BiCodec + AP-BWE) at 1, 32, 64 and 200 streams (bench/gpu/service_load.py)
 Each step writes `<results>/<step>.json` (default bench/results/acceptance/, which travels with the working tree);
-a later call skips a step whose result is there (unless --force), so a step cut off by the call limit is simply
-run again. Every call then rewrites `acceptance.json` and `acceptance.md` (all results so far) under --out
+a later call skips a step whose result is there (unless --force, or the result is from an older kit: `SCHEMA`), so
+a step cut off by the call limit is simply run again; `--levels` reruns those levels of a service step (no --force
+needed) and merges them into its earlier result. Every call then rewrites `acceptance.json` and `acceptance.md` (all results so far) under --out
 (default: $OUT when set, else the results folder). The service's own CUDA numerics are applied first, as the
 runtime applies them at start.
 
@@ -39,7 +43,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.gpu import llm_step, parity, report, scheduler_step, service_load, throughput  # noqa: E402
 
-STEPS = ("parity", "throughput", "llm", "service", "scheduler")
+STEPS = ("parity", "throughput", "llm", "scheduler", "service", "service48")
+SERVICE_RATES = {"service": 16000, "service48": 48000}
+SCHEMA = {"service": 2, "service48": 2}  # a step result older than this is rerun (its rows lack the new columns)
 CPU_NOTICE = "CPU: figures say nothing about a GPU"
 DEFAULT_RESULTS = ROOT / "bench" / "results" / "acceptance"
 DEFAULT_CPU_RESULTS = ROOT / "bench" / "results" / "acceptance-cpu"  # ignored by git: a CPU run's plumbing check
@@ -73,13 +79,19 @@ def run_step(name: str, args: argparse.Namespace, results: dict[str, Any]) -> di
         return throughput.run(args.device, args.quick)
     if name == "llm":
         return llm_step.run(args.device, args.quick)
-    if name == "service":
-        top = 2 if args.quick else 64
-        rate = llm_step.rate_at(results["llm"]["result"], top) if "llm" in results else None
-        return service_load.run(args.device, args.quick, rate)
+    if name in SERVICE_RATES:
+        result = service_load.run(
+            args.device, args.quick, SERVICE_RATES[name], llm=_result(results, "llm"),
+            scheduler=_result(results, "scheduler"), throughput=_result(results, "throughput"),
+            levels=args.levels, schedules=args.schedules, budget_s=args.budget_s)
+        return service_load.merge_levels(_result(results, name), result) if args.levels else result
     if name == "scheduler":
         return scheduler_step.run(args.device, args.quick)
     raise ValueError(name)
+
+
+def _result(results: dict[str, Any], name: str) -> dict[str, Any] | None:
+    return results[name]["result"] if name in results else None
 
 
 def load_results(folder: Path) -> dict[str, Any]:
@@ -89,6 +101,13 @@ def load_results(folder: Path) -> dict[str, Any]:
         if path.is_file():
             found[name] = json.loads(path.read_text())
     return found
+
+
+def stale(name: str, step: dict[str, Any]) -> bool:
+    """A result written by an older kit (its report lacks what this kit measures), or a service step that failed
+    (e.g. its server was not ready in time): the step runs again."""
+    failed = name in SERVICE_RATES and "error" in (step.get("result") or {})
+    return failed or step.get("schema", 1) < SCHEMA.get(name, 1)
 
 
 def gpu_files(folder: Path) -> list[str]:
@@ -106,6 +125,10 @@ def gpu_files(folder: Path) -> list[str]:
     return found
 
 
+def _ints(value: str) -> list[int]:
+    return [int(x) for x in value.split(",") if x]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, from {', '.join(STEPS)}")
@@ -117,6 +140,12 @@ def main(argv: list[str] | None = None) -> int:
                              f"{DEFAULT_CPU_RESULTS.relative_to(ROOT)} (CPU)")
     parser.add_argument("--out", type=Path, default=Path(os.environ["OUT"]) if os.environ.get("OUT") else None)
     parser.add_argument("--force", action="store_true", help="run steps that already have a result")
+    parser.add_argument("--levels", type=_ints, default=None,
+                        help="service steps: these stream counts only, merged into the step's earlier result")
+    parser.add_argument("--schedules", type=lambda v: [x for x in v.split(",") if x], default=None,
+                        help="service steps: latency schedules (default balanced,lowest)")
+    parser.add_argument("--budget-s", type=float, default=service_load.BUDGET_S,
+                        help="service steps: skip a level whose expected time passes this many seconds of the step")
     args = parser.parse_args(argv)
     steps = [s for s in args.steps.split(",") if s]
     unknown = sorted(set(steps) - set(STEPS))
@@ -138,14 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     for name in STEPS:
         if name not in steps:
             continue
-        if name in results and not args.force:
+        rerun = args.force or stale(name, results.get(name, {})) or (args.levels and name in SERVICE_RATES)
+        if name in results and not rerun:
             print(f"== {name}: result from an earlier call kept ({args.results.name}/{name}.json; --force reruns)")
             continue
         print(f"== {name}", flush=True)
         started = time.perf_counter()
         result = run_step(name, args, results)
         results[name] = {"machine": machine(args.device), "quick": args.quick, "numerics": numerics,
-                         "wall_s": round(time.perf_counter() - started, 1), "result": result}
+                         "schema": SCHEMA.get(name, 1), "wall_s": round(time.perf_counter() - started, 1),
+                         "result": result}
         (args.results / f"{name}.json").write_text(json.dumps(results[name], indent=1, default=str) + "\n")
         print(f"== {name} done in {results[name]['wall_s']:.0f} s", flush=True)
     combined = {"steps": results, "missing": [s for s in STEPS if s not in results],

@@ -187,3 +187,33 @@ def rate_at(result: dict[str, Any], streams: int) -> float | None:
         [r for r in result.get("rows", []) if "step_ms_p50" in r]
     above = [r for r in measured if r["batch"] >= streams] or measured[-1:]
     return min(above, key=lambda r: r["batch"])["tokens_per_s_per_stream"] if above else None
+
+
+def paced_rate(result: dict[str, Any] | None, streams: int) -> dict[str, Any]:
+    """Tokens/s per stream for `streams` concurrent streams, 1000 / step_ms(streams), from the CUDA-graph rows (how
+    vLLM runs a step): measured at that batch, interpolated linearly between the two measured batches around it, or
+    extrapolated linearly beyond the largest from the two largest (said in `source`). Without graph rows (a CPU, or
+    the capture failed) the eager rows at the nearest batch at or above (`rate_at`); without an `llm` result, 200."""
+    graph = sorted((r for r in (result or {}).get("graph_rows", []) if "step_ms_p50" in r), key=lambda r: r["batch"])
+    if not graph:
+        eager = rate_at(result, streams) if result else None
+        if eager is None:
+            return {"rate": 200.0, "step_ms": None, "source": "no llm result: 200 tokens/s assumed"}
+        return {"rate": eager, "step_ms": 1000.0 / eager, "source": "eager transformers (no CUDA-graph rows)"}
+    points = [(r["batch"], r["step_ms_p50"]) for r in graph]
+    exact = dict(points).get(streams)
+    if exact is not None:
+        step, source = exact, "graph, measured"
+    elif len(points) == 1:
+        step, source = points[0][1], f"graph, the one measured batch ({points[0][0]})"
+    elif streams < points[0][0]:
+        step, source = points[0][1], f"graph, the smallest measured batch ({points[0][0]})"
+    elif streams > points[-1][0]:
+        (b0, s0), (b1, s1) = points[-2], points[-1]
+        step = s1 + (s1 - s0) / (b1 - b0) * (streams - b1)
+        source = f"graph, extrapolated from B={b0},{b1}"
+    else:
+        (b0, s0), (b1, s1) = next((a, b) for a, b in zip(points, points[1:], strict=False) if a[0] < streams < b[0])
+        step = s0 + (s1 - s0) * (streams - b0) / (b1 - b0)
+        source = f"graph, interpolated B={b0}-{b1}"
+    return {"rate": 1000.0 / step, "step_ms": step, "source": source}

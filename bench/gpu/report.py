@@ -62,7 +62,7 @@ def _llm(step: dict[str, Any]) -> list[str]:
     graph = result.get("graph_rows") or []
     if graph:
         lines += ["", "The same step over a static KV cache replayed as one CUDA graph (how vLLM runs a decode step; "
-                  "the `service` step is paced at this rate):", "",
+                  "the service steps pace each level at 1000 / step ms, interpolated):", "",
                   "| batch | step ms p50 | step ms p90 | tokens/s per stream | tokens/s total |", "|---:|---:|---:|---:|---:|"]
         for r in graph:
             if "step_ms_p50" not in r:
@@ -76,22 +76,80 @@ def _llm(step: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _service(step: dict[str, Any]) -> list[str]:
+def _service(step: dict[str, Any], scheduler: dict[str, Any] | None = None) -> list[str]:
+    from bench.gpu.service_load import merge_shapes, shape_table
+
     result = step["result"]
     if "error" in result:
         return [f"not measured: {result['error']}"]
-    lines = [f"Paced engine at {result['rate']:.0f} tokens/s per stream"
+    if "plan" not in result:  # a result of the older kit (one rate for every level, no device time)
+        return _service_v1(result)
+    lines = [f"{result['sample_rate']} Hz, {result['codec']} codec, server ready in "
+             f"{_f(result.get('server_ready_s'), '.0f')} s ({'CUDA graphs' if result.get('graphs') else 'eager'}). "
+             "The LLM paced per level at 1000 / step_ms(N) of the `llm` step (source per level; below 50 tokens/s a "
+             "stream cannot keep up whatever the service does):", "",
+             "| streams | tokens/s per stream | step ms | source | expected s |", "|---:|---:|---:|---|---:|"]
+    for p in result["plan"]:
+        lines.append(f"| {p['streams']} | {p['rate']:.0f}{' **below real time**' if p['below_realtime'] else ''} | "
+                     f"{_f(p['step_ms'], '.2f')} | {p['source']} | {_f(p.get('estimate_s'), '.0f')} |")
+    if result.get("skipped_levels"):
+        lines += ["", f"Skipped (the step's time budget): {', '.join(map(str, result['skipped_levels']))} streams."]
+    lines += ["", "| schedule | streams | clients (failed) | TTFA p50 ms | TTFA p95 ms | server TTFA p95 ms | "
+              "underruns (0 / 100 ms) | ideal underruns | mean decode batch | mean SR batch | missed deadlines | "
+              "codec busy s | in-service / isolated | wall s |",
+              "|---|---:|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        if "error" in r:
+            lines.append(f"| {r['schedule']} | {r['streams']} | {r['error']} | | | | | | | | | | | |")
+            continue
+        table = shape_table(r.get("device_shapes", []), scheduler)
+        ratio = "not measured" if table["weighted_ratio"] is None else f"{table['weighted_ratio']:.2f}x"
+        lines.append(f"| {r['schedule']} | {r['streams']} | {r['clients']} ({r['failed']}) | {_ms(r['ttfa_p50_s'])} | "
+                     f"{_ms(r['ttfa_p95_s'])} | {_ms(r['server_ttfa_p95_s'])} | {_pair(r.get('underruns'))} | "
+                     f"{_pair(r.get('ideal_underruns'))} | {_f(r.get('mean_decode_batch'), '.1f')} | "
+                     f"{_f(r.get('mean_sr_batch'), '.1f')} | {r.get('missed_deadlines', '-')} | "
+                     f"{_f(r.get('busy_seconds'), '.2f')} | {ratio} | {_f(r.get('wall_s'), '.0f')} |")
+    lines += ["", "Each call shape's device time under load beside its isolated cost (the `scheduler` step's replay "
+              "ms of that captured shape; eager ms for an eager call of a bucketed shape; exact-length calls have "
+              "none), top shapes by device time at each level:", "",
+              "| streams | kind | length | rows | mode | calls | in-service ms | device-thread ms | isolated ms | "
+              "ratio |", "|---:|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+    overall = []
+    for level in sorted({r["streams"] for r in result["rows"] if "error" not in r}):
+        shapes = merge_shapes([r.get("device_shapes", []) for r in result["rows"]
+                               if r["streams"] == level and "error" not in r])
+        table = shape_table(shapes, scheduler, top=4)
+        overall.append((level, table))
+        for s in table["rows"]:
+            lines.append(f"| {level} | {s['kind']} | {s['length'] if s['length'] is not None else 'exact'} | "
+                         f"{s['rows']} | {s['mode']} | {s['calls']} | {s['in_service_ms']:.2f} | "
+                         f"{s['thread_ms']:.2f} | {_f(s['isolated_ms'], '.2f') if s['isolated_ms'] else 'not measured'}"
+                         f" | {_f(s['ratio'], '.2f')} |")
+    clock = "the device's own time (CUDA events)" if any(t["device_clock"] for _, t in overall) else \
+        "the device thread's time per call (no CUDA events here)"
+    lines += ["", f"In-service ms: {clock}; device-thread ms: packing, copy in, run, copy out and the sync. "
+              "Work-weighted ratio per level (in-service seconds over calls x isolated seconds, on the shapes with an "
+              "isolated cost; share of the device time covered): "
+              + "; ".join(f"{level}: " + ("not measured" if t["weighted_ratio"] is None else
+                                          f"{t['weighted_ratio']:.2f}x ({t['covered']:.0%})")
+                          for level, t in overall) + "."]
+    return lines
+
+
+def _pair(values: dict[str, Any] | None) -> str:
+    return " / ".join(str(v) for v in (values or {}).values()) or "-"
+
+
+def _service_v1(result: dict[str, Any]) -> list[str]:
+    lines = [f"Paced engine at {result['rate']:.0f} tokens/s per stream (one rate for every level; older kit)"
              + (" (below real time: streams cannot keep up whatever the service does)" if result["below_realtime"] else "")
              + ".", "",
              "| schedule | streams | TTFA p50 ms | TTFA p95 ms | server TTFA p95 ms | underruns (0 / 100 ms) | "
              "ideal underruns | mean decode batch | mean SR batch | missed deadlines |",
              "|---|---:|---:|---:|---:|---|---|---:|---:|---:|"]
     for r in result["rows"]:
-        under = r.get("underruns") or {}
-        ideal = r.get("ideal_underruns") or {}
         lines.append(f"| {r['schedule']} | {r['streams']} | {_ms(r['ttfa_p50_s'])} | {_ms(r['ttfa_p95_s'])} | "
-                     f"{_ms(r['server_ttfa_p95_s'])} | {' / '.join(str(v) for v in under.values()) or '-'} | "
-                     f"{' / '.join(str(v) for v in ideal.values()) or '-'} | "
+                     f"{_ms(r['server_ttfa_p95_s'])} | {_pair(r.get('underruns'))} | {_pair(r.get('ideal_underruns'))} | "
                      f"{_f(r.get('mean_decode_batch', r.get('mean_batch')), '.1f')} | "
                      f"{_f(r.get('mean_sr_batch'), '.1f')} | {r.get('missed_deadlines', '-')} |")
     return lines
@@ -117,9 +175,15 @@ def _scheduler(step: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _with_scheduler(step: dict[str, Any], steps: dict[str, Any]) -> list[str]:
+    return _service(step, steps["scheduler"]["result"] if "scheduler" in steps else None)
+
+
 SECTIONS = {"parity": ("Parity on the device", _parity), "throughput": ("Throughput", _throughput),
-            "llm": ("The LLM step", _llm), "service": ("The service under load", _service),
-            "scheduler": ("The codec scheduler on the device", _scheduler)}
+            "llm": ("The LLM step", _llm), "scheduler": ("The codec scheduler on the device", _scheduler),
+            "service": ("The service under load, 16 kHz", _with_scheduler),
+            "service48": ("The service under load, 48 kHz (BiCodec + AP-BWE)", _with_scheduler)}
+ONE_ARG = {"parity", "throughput", "llm", "scheduler"}
 
 
 def markdown(combined: dict[str, Any]) -> str:
@@ -135,6 +199,6 @@ def markdown(combined: dict[str, Any]) -> str:
             lines += ["not run yet", ""]
             continue
         step = steps[name]
-        lines += render(step) + ["", f"({step['machine']['device']}, torch {step['machine']['torch']}, "
+        lines += (render(step) if name in ONE_ARG else render(step, steps)) + ["", f"({step['machine']['device']}, torch {step['machine']['torch']}, "
                                      f"{step['wall_s']:.0f} s{', quick' if step['quick'] else ''})", ""]
     return "\n".join(lines)

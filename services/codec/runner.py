@@ -6,6 +6,11 @@ one host sync per call (the output must reach the host), no range checks (the id
 Rows go through the models' padded batch entry points (`BiCodecDecoder.decode_padded`, `SuperResolution.enhance_batch`):
 rows right-padded to the call's length bucket, each convolution's input masked beyond a row's valid length. On CUDA a
 call whose shape was captured replays its graph (services/codec/graphs.py); any other shape runs eager.
+
+Per call shape (kind, length bucket, rows padded, graph or eager) the runner also keeps a count and the seconds its
+device thread spent on the calls (packing, copy in, run, copy out, the sync), and on CUDA the device's own time of the
+run between two events: `device_time()` reads it (the GPU kit sets each shape beside its isolated replay cost). One
+dict update per call in a table of the calling device thread's own, so no lock and no effect on the audio.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -59,6 +65,23 @@ class ModelRunner:
         self._local = threading.local()
         self.graph_calls = 0
         self.eager_calls = 0
+        self._time_tables: list[dict[tuple, list[float]]] = []  # one per device thread (each writes only its own)
+
+    def device_time(self) -> list[dict[str, Any]]:
+        """Cumulative calls and seconds per call shape since start: `seconds` in the device thread per call, and on
+        CUDA `device_seconds` of the run itself (CUDA events around the replay or eager model call; else None).
+        `length` None: exact-length calls (one row at its own length, or an SR stream's true end)."""
+        merged: dict[tuple, list[float]] = {}
+        for table in list(self._time_tables):
+            for key, (calls, seconds, device) in list(table.items()):
+                entry = merged.setdefault(key, [0, 0.0, 0.0])
+                entry[0] += calls
+                entry[1] += seconds
+                entry[2] += device
+        return [{"kind": kind, "length": length, "rows": rows, "graph": graph, "calls": int(calls),
+                 "seconds": seconds, "device_seconds": device if self.cuda else None}
+                for (kind, length, rows, graph), (calls, seconds, device) in sorted(
+                    merged.items(), key=lambda item: (item[0][0], item[0][1] or 0, item[0][2], item[0][3]))]
 
     async def run(self, call: Call) -> list[np.ndarray]:
         loop = asyncio.get_running_loop()
@@ -73,16 +96,44 @@ class ModelRunner:
         """Run one call on the calling thread and return each row's kept samples (float32 copies)."""
         if call.kind == "sr" and self.sr is None:
             raise RuntimeError("an SR call without a super-resolution model")
+        started = time.perf_counter()
         graph = self.graphs.get(call) if self.graphs is not None else None
+        events = self._events()
         if call.kind == "decode":
-            out = self._decode(call, graph)
+            out = self._decode(call, graph, events)
             scale = self.hop
         else:
-            out = self._super_resolve(call, graph)
+            out = self._super_resolve(call, graph, events)
             scale = 1
         self.graph_calls += graph is not None
         self.eager_calls += graph is None
-        return [out[i, w.keep_start * scale : w.keep_end * scale].copy() for i, w in enumerate(call.windows)]
+        kept = [out[i, w.keep_start * scale : w.keep_end * scale].copy() for i, w in enumerate(call.windows)]
+        self._count(call, graph is not None, time.perf_counter() - started, events)
+        return kept
+
+    def _count(self, call: Call, graph: bool, seconds: float, events: tuple[Any, Any] | None) -> None:
+        """One dict update in this device thread's own table (events: both done, the call synced after them)."""
+        table = getattr(self._local, "times", None)
+        if table is None:
+            table = self._local.times = {}
+            self._time_tables.append(table)
+        rows = call.rows_padded if call.length is not None else len(call.windows)
+        entry = table.get(key := (call.kind, call.length, rows, graph))
+        if entry is None:
+            entry = table[key] = [0, 0.0, 0.0]
+        entry[0] += 1
+        entry[1] += seconds
+        if events is not None:
+            entry[2] += events[0].elapsed_time(events[1]) / 1000.0
+
+    def _events(self) -> tuple[Any, Any] | None:
+        """This device thread's two timing events (CUDA only), reused call after call."""
+        if not self.cuda:
+            return None
+        events = getattr(self._local, "events", None)
+        if events is None:
+            events = self._local.events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+        return events
 
     def _staging(self) -> _Staging:
         staging = getattr(self._local, "staging", None)
@@ -107,7 +158,7 @@ class ModelRunner:
         torch.cuda.current_stream(self.device).synchronize()
         return host.numpy()
 
-    def _decode(self, call: Call, graph: Any) -> np.ndarray:
+    def _decode(self, call: Call, graph: Any, events: tuple[Any, Any] | None = None) -> np.ndarray:
         windows: list[DecodeWindow] = list(call.windows)  # type: ignore[arg-type]
         n = len(windows)
         length = call.length if call.length is not None else max(w.length for w in windows)
@@ -129,12 +180,16 @@ class ModelRunner:
             static_packed, static_d = graph.inputs
             self._to_device(packed, static_packed)
             static_d.copy_(d)
+            _record(events, 0)
             result = graph.replay()
         else:
-            result = run_decode(self.decoder, self._to_device(packed, None), d)
+            packed_device = self._to_device(packed, None)
+            _record(events, 0)
+            result = run_decode(self.decoder, packed_device, d)
+        _record(events, 1)
         return self._to_host(result[:n], "decode_out")
 
-    def _super_resolve(self, call: Call, graph: Any) -> np.ndarray:
+    def _super_resolve(self, call: Call, graph: Any, events: tuple[Any, Any] | None = None) -> np.ndarray:
         windows: list[SRWindow] = list(call.windows)  # type: ignore[arg-type]
         n = len(windows)
         if call.length is None and len({w.length for w in windows}) != 1:
@@ -148,7 +203,16 @@ class ModelRunner:
             view[i, : w.length] = w.samples
         if graph is not None:
             self._to_device(x, graph.inputs[0])
+            _record(events, 0)
             result = graph.replay()
         else:
-            result = self.sr.enhance_batch(self._to_device(x, None))
+            x_device = self._to_device(x, None)
+            _record(events, 0)
+            result = self.sr.enhance_batch(x_device)
+        _record(events, 1)
         return self._to_host(result[:n], "sr_out")
+
+
+def _record(events: tuple[Any, Any] | None, which: int) -> None:
+    if events is not None:
+        events[which].record()

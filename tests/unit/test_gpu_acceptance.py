@@ -34,7 +34,8 @@ def test_every_step_runs_and_writes_its_result(first_run) -> None:  # noqa: ANN0
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "CPU: figures say nothing about a GPU" in done.stdout.splitlines()[-1]
     assert sorted(p.name for p in results.glob("*.json")) == sorted(
-        ["parity.json", "throughput.json", "llm.json", "service.json", "scheduler.json", "acceptance.json"])
+        ["parity.json", "throughput.json", "llm.json", "service.json", "service48.json", "scheduler.json",
+         "acceptance.json"])
     combined = json.loads((out / "acceptance.json").read_text())
     assert combined["missing"] == [] and combined["cpu_notice"]
     steps = combined["steps"]
@@ -55,12 +56,26 @@ def test_every_step_runs_and_writes_its_result(first_run) -> None:  # noqa: ANN0
     assert [r["batch"] for r in llm["rows"]] == [1, 2] and all(r["tokens_per_s_per_stream"] > 0 for r in llm["rows"])
     assert llm["bf16_vs_fp32"]["steps"] == 4
 
-    service = steps["service"]["result"]
-    assert "error" not in service, service
-    assert service["rate"] == pytest.approx(llm["rows"][-1]["tokens_per_s_per_stream"], rel=1e-6)
-    assert sorted({(r["schedule"], r["streams"]) for r in service["rows"]}) == [
-        ("balanced", 1), ("balanced", 2), ("lowest", 1), ("lowest", 2)]
-    assert all(r["ttfa_p50_s"] and r["mean_batch"] is not None for r in service["rows"])
+    for name, rate in (("service", 16000), ("service48", 48000)):
+        service = steps[name]["result"]
+        assert "error" not in service, service
+        assert steps[name]["schema"] == 2 and service["sample_rate"] == rate and service["skipped_levels"] == []
+        # No CUDA-graph rows on a CPU: each level is paced at the eager rows' rate (raised for a quick run), said so.
+        for plan, batch in zip(service["plan"], (1, 2), strict=True):
+            assert plan["streams"] == batch and "eager transformers" in plan["source"]
+            eager = next(r["tokens_per_s_per_stream"] for r in llm["rows"] if r["batch"] == batch)
+            assert plan["rate"] == pytest.approx(max(eager, 150.0), rel=1e-6) and plan["estimate_s"] > 0
+        schedules = ["balanced", "lowest"] if rate == 16000 else ["balanced"]  # --quick: 48 kHz balanced only
+        assert sorted({(r["schedule"], r["streams"]) for r in service["rows"]}) == [
+            (schedule, n) for schedule in schedules for n in (1, 2)]
+        for r in service["rows"]:
+            assert r["ttfa_p50_s"] and r["mean_batch"] is not None and r["failed"] == 0, r
+            assert r["rate"] == next(p["rate"] for p in service["plan"] if p["streams"] == r["streams"])
+            kinds = {s["kind"] for s in r["device_shapes"]}  # the runner's device time, read through the bench route
+            assert kinds == ({"decode", "sr"} if rate == 48000 else {"decode"}), r["device_shapes"]
+            assert all(s["calls"] > 0 and s["seconds"] > 0 and s["device_seconds"] is None for s in r["device_shapes"])
+            assert sum(s["calls"] for s in r["device_shapes"]) >= (r["busy_seconds"] > 0)
+        assert all(r["mean_sr_batch"] for r in service["rows"]) == (rate == 48000)
 
     scheduler = steps["scheduler"]["result"]
     assert scheduler["all_ok"] and scheduler["graphs"] == []  # a CPU runs eager: no graphs
@@ -69,10 +84,12 @@ def test_every_step_runs_and_writes_its_result(first_run) -> None:  # noqa: ANN0
         "demo-size scheduler: AP-BWE streams, batched == offline"}
 
     page = (out / "acceptance.md").read_text()
-    for title in ("Parity on the device", "Throughput", "The LLM step", "The service under load",
-                  "The codec scheduler on the device"):
+    for title in ("Parity on the device", "Throughput", "The LLM step", "The service under load, 16 kHz",
+                  "The service under load, 48 kHz (BiCodec + AP-BWE)", "The codec scheduler on the device"):
         assert f"## {title}" in page
     assert "not run yet" not in page
+    assert "| in-service ms | device-thread ms | isolated ms |" in page and "| not measured |" in page
+    assert "1: not measured; 2: not measured." in page  # no isolated costs on a CPU (no graphs)
 
 
 @pytest.mark.timeout(1500)
@@ -121,3 +138,92 @@ def test_the_carried_wheels_cover_the_service_and_leave_the_image_torch_alone() 
     names = {spec.split("==")[0] for spec in listed}
     assert {"fastapi", "starlette", "pydantic", "pydantic-settings", "uvicorn", "av", "soxr"} <= names
     assert not names & {"torch", "numpy", "transformers", "httpx", "prometheus-client"}
+
+
+# ---------------------------------------------------------------------------------------------- pure parts, no run
+def _llm(graph: list[tuple[int, float]], eager: list[tuple[int, float]] = ()) -> dict:
+    return {"graph_rows": [{"batch": b, "step_ms_p50": ms} for b, ms in graph],
+            "rows": [{"batch": b, "step_ms_p50": ms, "tokens_per_s_per_stream": 1000 / ms} for b, ms in eager]}
+
+
+def test_each_level_is_paced_at_the_graph_step_rate_interpolated_or_extrapolated() -> None:
+    sys.path.insert(0, str(ROOT))
+    from bench.gpu.llm_step import paced_rate
+
+    llm = _llm([(1, 3.0), (32, 5.0), (64, 7.0)], eager=[(64, 80.0)])
+    assert paced_rate(llm, 32) == {"rate": 200.0, "step_ms": 5.0, "source": "graph, measured"}
+    assert paced_rate(llm, 48)["step_ms"] == pytest.approx(6.0) and "interpolated B=32-64" in paced_rate(llm, 48)["source"]
+    beyond = paced_rate(llm, 256)  # 7 + (7 - 5) / 32 * 192 = 19 ms
+    assert beyond["step_ms"] == pytest.approx(19.0) and beyond["source"] == "graph, extrapolated from B=32,64"
+    assert paced_rate(llm, 256)["rate"] == pytest.approx(1000 / 19)
+    assert paced_rate(_llm([], eager=[(1, 50.0), (64, 80.0)]), 128) == {
+        "rate": 12.5, "step_ms": 80.0, "source": "eager transformers (no CUDA-graph rows)"}
+    assert paced_rate(None, 8)["rate"] == 200.0 and "no llm result" in paced_rate(None, 8)["source"]
+
+
+def test_levels_below_real_time_are_flagged_and_the_plan_has_an_estimate() -> None:
+    sys.path.insert(0, str(ROOT))
+    from bench.gpu import service_load
+
+    plan = service_load.plan_levels([1, 64, 256], _llm([(32, 10.0), (64, 15.0)]), 300.0, schedules=2)
+    assert [p["below_realtime"] for p in plan] == [False, False, True]  # 256: 15 + 5/32*192 = 45 ms, 22 tok/s
+    assert all(p["estimate_s"] > 0 for p in plan) and plan[2]["estimate_s"] > plan[1]["estimate_s"]
+    assert [p["clients"] for p in plan] == [service_load.SINGLE_STREAMS, 64, 256]
+
+
+def test_each_shape_sits_beside_its_isolated_cost_with_a_work_weighted_ratio() -> None:
+    sys.path.insert(0, str(ROOT))
+    from bench.gpu.service_load import merge_shapes, shape_delta, shape_table
+
+    before = [{"kind": "decode", "length": 64, "rows": 8, "graph": True, "calls": 10, "seconds": 1.0,
+               "device_seconds": 0.5}]
+    after = [{**before[0], "calls": 30, "seconds": 2.0, "device_seconds": 0.9},
+             {"kind": "sr", "length": 9760, "rows": 4, "graph": True, "calls": 10, "seconds": 0.4, "device_seconds": 0.3},
+             {"kind": "sr", "length": None, "rows": 1, "graph": False, "calls": 5, "seconds": 0.1, "device_seconds": 0.05}]
+    shapes = shape_delta(before, after)
+    assert [(s["kind"], s["calls"]) for s in shapes] == [("decode", 20), ("sr", 10), ("sr", 5)]
+    assert shapes[0]["device_seconds"] == pytest.approx(0.4)
+    scheduler = {"graphs": [{"kind": "decode", "length": 64, "rows": 8, "replay_ms": 10.0, "eager_ms": 30.0},
+                            {"kind": "sr", "length": 9760, "rows": 4, "replay_ms": 25.0, "eager_ms": 50.0}]}
+    table = shape_table(shapes, scheduler)
+    rows = {(r["kind"], r["length"]): r for r in table["rows"]}
+    assert rows[("decode", 64)]["in_service_ms"] == pytest.approx(20.0) and rows[("decode", 64)]["ratio"] == pytest.approx(2.0)
+    assert rows[("sr", 9760)]["ratio"] == pytest.approx(1.2) and rows[("sr", None)]["isolated_ms"] is None
+    assert table["weighted_ratio"] == pytest.approx((0.4 + 0.3) / (20 * 0.010 + 10 * 0.025))
+    assert table["covered"] == pytest.approx(0.7 / 0.75) and table["device_clock"]
+    assert shape_table(shapes, None)["weighted_ratio"] is None and shape_table(shapes, None)["isolated"] == "not measured"
+    assert merge_shapes([shapes, shapes])[0]["calls"] == 40
+
+
+def test_a_levels_rerun_merges_and_an_older_kits_result_is_rerun() -> None:
+    sys.path.insert(0, str(ROOT))
+    from bench.gpu import acceptance
+    from bench.gpu.service_load import merge_levels
+
+    def result(levels: list[int], tag: str) -> dict:
+        return {"sample_rate": 16000, "levels": levels, "skipped_levels": [], "rows": [
+            {"streams": n, "schedule": "balanced", "tag": tag} for n in levels],
+            "plan": [{"streams": n, "below_realtime": False, "tag": tag} for n in levels]}
+
+    old = result([1, 8, 256], "old")
+    old["rows"].append({"streams": 256, "schedule": "lowest", "tag": "old"})
+    merged = merge_levels(old, {**result([256], "new"), "skipped_levels": [128], "schedules": ["balanced"]})
+    assert [(r["streams"], r["schedule"], r["tag"]) for r in merged["rows"]] == [
+        (1, "balanced", "old"), (8, "balanced", "old"), (256, "balanced", "new"), (256, "lowest", "old")]
+    assert merged["levels"] == [1, 8, 256] and merged["skipped_levels"] == [128]
+    assert acceptance.stale("service", {"result": {}}) and not acceptance.stale("service", {"schema": 2})
+    assert not acceptance.stale("parity", {"result": {}})
+    assert acceptance.stale("service48", {"schema": 2, "result": {"error": "server not ready in 300 s"}})
+
+
+def test_the_committed_gpu_page_still_renders_with_this_kit() -> None:
+    """The first H100 run's files (one-rate `service`, no `service48`) render under the new sections."""
+    sys.path.insert(0, str(ROOT))
+    from bench.gpu import acceptance, report
+
+    results = acceptance.load_results(acceptance.DEFAULT_RESULTS)
+    if "service" not in results:
+        pytest.skip("no committed GPU service result")
+    page = report.markdown({"steps": results, "missing": []})
+    assert "## The service under load, 16 kHz" in page and "one rate for every level; older kit" in page
+    assert acceptance.stale("service", results["service"])  # so the next GPU call reruns it
