@@ -41,23 +41,23 @@ def services_of(connection: HTTPConnection) -> Services:
     return connection.app.state.services
 
 
-def _settings(connection: HTTPConnection) -> Settings:
+async def _settings(connection: HTTPConnection) -> Settings:
     return services_of(connection).settings
 
 
-def _runtime(connection: HTTPConnection) -> ModelRuntime:
+async def _runtime(connection: HTTPConnection) -> ModelRuntime:
     return services_of(connection).runtime
 
 
-def _access(connection: HTTPConnection) -> AccessServices:
+async def _access(connection: HTTPConnection) -> AccessServices:
     return services_of(connection).access
 
 
-def _speech(connection: HTTPConnection) -> SpeechService:
+async def _speech(connection: HTTPConnection) -> SpeechService:
     return services_of(connection).speech
 
 
-def _library(connection: HTTPConnection) -> VoiceLibrary:
+async def _library(connection: HTTPConnection) -> VoiceLibrary:
     return services_of(connection).library
 
 
@@ -133,7 +133,12 @@ async def optional_voice_caller(
         await callers.aclose()
 
 
-def require_admin(request: Request) -> None:
+async def require_admin(request: Request) -> None:
+    """Dependency of the admin routes (async: FastAPI would run a plain def in a worker thread): `check_admin`."""
+    check_admin(request)
+
+
+def check_admin(request: Request) -> None:
     """Admin routes: the admin key in X-Admin-Key or Authorization: Bearer. Disabled when no admin key is set."""
     admin_key = services_of(request).settings.admin_key
     if not admin_key:

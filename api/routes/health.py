@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.delivery import refresh_queue_gauges
-from api.deps import Access, Runtime, SettingsDep, require_admin
+from api.deps import Access, Runtime, SettingsDep, check_admin
 from shared.metrics import render_metrics
 from shared.settings import APP_VERSION
 
@@ -38,7 +38,7 @@ async def ready(runtime: Runtime) -> JSONResponse:
 @router.get("/v1/tts/metrics", summary="Prometheus metrics (text format)")
 async def prometheus_metrics(request: Request, settings: SettingsDep, access: Access) -> Response:
     if settings.metrics_require_admin:
-        require_admin(request)  # TTS_METRICS_REQUIRE_ADMIN: scrape with X-Admin-Key / Bearer admin key
+        check_admin(request)  # TTS_METRICS_REQUIRE_ADMIN: scrape with X-Admin-Key / Bearer admin key
     refresh_queue_gauges()
     access.request_logger.refresh_gauges()
     payload, content_type = render_metrics()

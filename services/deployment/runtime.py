@@ -348,6 +348,10 @@ class ModelRuntime:
         if self.warmup_step is not None:
             await self.warmup_step(self)
 
+    def cached_speaker_vector(self, global_tokens: tuple[int, ...]) -> torch.Tensor | None:
+        """The voice's d-vector if `speaker_vector` already made it (no model call: safe on the event loop)."""
+        return self._speaker_cache.get(global_tokens)
+
     def speaker_vector(self, global_tokens: tuple[int, ...]) -> torch.Tensor:
         """d-vector for 32 global tokens, cached per voice (it depends on nothing else)."""
         cached = self._speaker_cache.get(global_tokens)

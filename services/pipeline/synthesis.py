@@ -455,8 +455,10 @@ class SynthesisJob:
             if self.timestamps is not None:
                 self.timestamps.start_segment(self.plan.chunks[index])
             await self._emit(await self._silence(index))
-        if self._d_vector is None:  # once per job (cached per voice): one model call, off the event loop
-            self._d_vector = await asyncio.to_thread(self.runtime.speaker_vector, self.global_tokens)
+        if self._d_vector is None:  # once per job, cached per voice: a model call off the event loop on a miss only
+            self._d_vector = self.runtime.cached_speaker_vector(self.global_tokens)
+            if self._d_vector is None:
+                self._d_vector = await asyncio.to_thread(self.runtime.speaker_vector, self.global_tokens)
         codec = self.runtime.bicodec
         decoder = DecodePlanner(self.first_stream_config if index == 0 else self.stream_config,
                                 hop=codec.hop_length, codebook_size=codec.semantic_codebook_size)
