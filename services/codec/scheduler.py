@@ -36,6 +36,7 @@ from typing import Protocol
 
 import numpy as np
 
+from services.codec.telemetry import record_call
 from services.codec.windows import DecodeWindow, SRWindow, WindowKind
 
 logger = logging.getLogger("services.codec.scheduler")
@@ -452,6 +453,7 @@ class CodecScheduler:
         late = [ended - p.deadline for p in chosen
                 if ended > p.deadline and p.stream.first_audio_at is not None and p.stream.realtime]
         s.missed_deadlines += len(late)
+        record_call(call, chosen, started, seconds, late)  # Prometheus (telemetry.py): pre-bound children only
         self._recent_calls.append((ended, seconds))
         if late:
             self._recent_misses.append((ended, max(late)))
