@@ -10,8 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from services.codec import CodecScheduler, DecodeWindow, SchedulerPolicy
-from services.codec import telemetry
+from services.codec import CodecScheduler, DecodeWindow, SchedulerPolicy, telemetry
 from services.codec.admission import Admission
 from services.codec.scheduler import Call, _Pending
 from shared.metrics import REGISTRY
@@ -219,7 +218,7 @@ def test_admissions_view_never_moves_a_measure() -> None:
     for look in (False, True):
         clock = FakeClock()
         load = FakeLoad(clock)
-        admission = Admission(load, clock=clock, generating=lambda: load.active_streams)
+        admission = Admission(load, clock=clock, generating=lambda load=load: load.active_streams)
         runs.append(drive(admission, load, clock, look))
         view = admission.view()
     assert runs[0] == runs[1]
