@@ -12,12 +12,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shared import metrics
 
-if TYPE_CHECKING:
-    from services.codec.scheduler import Call, CodecScheduler, _Pending
+# The scheduler imports this module (its per-call hook), so its types are not imported back here: `call` is a
+# scheduler.Call, `chosen` its _Pending rows, `scheduler` a CodecScheduler.
 
 KINDS = ("decode", "sr")
 
@@ -40,7 +40,7 @@ class _KindMetrics:
 _BY_KIND = {kind: _KindMetrics(kind) for kind in KINDS}
 
 
-def record_call(call: Call, chosen: Sequence[_Pending], started: float, seconds: float, late: Sequence[float]) -> None:
+def record_call(call: Any, chosen: Sequence[Any], started: float, seconds: float, late: Sequence[float]) -> None:
     """Count one finished (or failed) device call: its rows, padding, busy seconds, each window's wait from its
     submission to `started`, and the playing rows that ended `late` (seconds past their deadline each)."""
     m = _BY_KIND[call.kind]
@@ -61,7 +61,7 @@ def record_call(call: Call, chosen: Sequence[_Pending], started: float, seconds:
             metrics.CODEC_SCHED_LATENESS.observe(seconds_late)
 
 
-def refresh_gauges(scheduler: CodecScheduler | None, admission: Any = None) -> None:
+def refresh_gauges(scheduler: Any, admission: Any = None) -> None:
     """Set the scheduler's scrape-time gauges (call before rendering /metrics). No scheduler (models not loaded):
     zeros, +Inf slack, NaN for admission's figures."""
     if scheduler is None:
@@ -85,12 +85,12 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def snapshot(scheduler: CodecScheduler, admission: Any = None, *, limit: int = 50) -> dict[str, Any]:
+def snapshot(scheduler: Any, admission: Any = None, *, limit: int = 50) -> dict[str, Any]:
     """The scheduler's figures for the admin route: cumulative stats, the load figures admission reads, admission's
     own view, and why the `limit` most urgent pending windows wait (the whole list is sorted: a debug call only)."""
     waiting = scheduler.why_waiting()
     stats = asdict(scheduler.stats)
-    stats["mean_batch"] = {kind: scheduler.stats.mean_batch(kind) for kind in KINDS}  # type: ignore[arg-type]
+    stats["mean_batch"] = {kind: scheduler.stats.mean_batch(kind) for kind in KINDS}
     return {
         "stats": stats,
         "load": {
