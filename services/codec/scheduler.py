@@ -18,7 +18,8 @@ awaitable; the scheduler owns the order and the batch:
 
 The scheduler runs on the event loop and never touches a model: the `DeviceRunner` does (one device thread for the
 real models; a cost-model stand-in on a virtual clock for `bench.simulate`). It keeps the figures admission needs
-(busy ratio, cost per unit of work, deadline misses) and says why a window waits (`why_waiting`).
+(busy ratio, cost per unit of work, deadline misses), says why a window waits (`why_waiting`), and counts each call
+for Prometheus (`telemetry.record_call`).
 """
 
 from __future__ import annotations
