@@ -105,6 +105,69 @@ CODEC_CALLS = Counter(
     "planned shape left eager by the capture budget or a failed capture), eager (a shape outside the plan).",
     ["path"], registry=REGISTRY,
 )
+# The codec scheduler (services/codec/telemetry.py): counted once per device call on the event loop; the gauges are
+# read from the scheduler at scrape time. kind: decode (BiCodec) or sr (AP-BWE).
+_BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+_WAIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0)
+_MISS_BUCKETS = (0.01, 0.03, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+CODEC_SCHED_CALLS = Counter(
+    f"{PREFIX}_codec_scheduler_calls", "Codec calls the scheduler ran, by kind and shape (bucketed: a length bucket; "
+    "exact: the eager fallback or an SR stream's true end, one exact length).", ["kind", "shape"], registry=REGISTRY,
+)
+CODEC_SCHED_ROWS = Counter(f"{PREFIX}_codec_scheduler_rows", "Windows (rows) run in codec calls, by kind.", ["kind"],
+                           registry=REGISTRY)
+CODEC_SCHED_PADDED_ROWS = Counter(
+    f"{PREFIX}_codec_scheduler_padded_rows", "Empty rows added to reach a batch bucket (captured graphs need fixed "
+    "shapes), by kind.", ["kind"], registry=REGISTRY,
+)
+CODEC_SCHED_BUSY = Counter(
+    f"{PREFIX}_codec_scheduler_busy_seconds", "Seconds from each codec call's dispatch to its end (admission's measure; "
+    "on a GPU shared with the engine it includes engine work the call queued behind), by kind.", ["kind"],
+    registry=REGISTRY,
+)
+CODEC_SCHED_BATCH = Histogram(
+    f"{PREFIX}_codec_scheduler_batch_rows", "Windows per codec call (before batch padding), by kind.", ["kind"],
+    buckets=_BATCH_BUCKETS, registry=REGISTRY,
+)
+CODEC_SCHED_WAIT = Histogram(
+    f"{PREFIX}_codec_scheduler_window_wait_seconds", "Seconds from a window's submission to the start of its call, by "
+    "kind and phase (first: submitted before its stream's first audio, what a newcomer's first audio waits; steady: "
+    "after).", ["kind", "phase"], buckets=_WAIT_BUCKETS, registry=REGISTRY,
+)
+CODEC_SCHED_MISSES = Counter(
+    f"{PREFIX}_codec_scheduler_deadline_misses", "Windows of playing (real-time) streams whose call ended after the "
+    "stream's audio ran out at real-time playback, by kind: an underrun unless the client's buffer covers it.",
+    ["kind"], registry=REGISTRY,
+)
+CODEC_SCHED_LATENESS = Histogram(
+    f"{PREFIX}_codec_scheduler_deadline_miss_seconds", "How late each missed window of a playing stream was; past "
+    "the client's prebuffer (~0.1 s assumed) the listener hears a gap.", buckets=_MISS_BUCKETS, registry=REGISTRY,
+)
+CODEC_SCHED_BUSY_RATIO = Gauge(
+    f"{PREFIX}_codec_scheduler_busy_ratio", "Share of the scheduler's last busy window (2 s) spent in codec calls, at "
+    "scrape time (0..calls in flight at once).", registry=REGISTRY,
+)
+CODEC_SCHED_PENDING = Gauge(f"{PREFIX}_codec_scheduler_pending_windows", "Windows waiting for a codec call.",
+                            registry=REGISTRY)
+CODEC_SCHED_STREAMS = Gauge(f"{PREFIX}_codec_scheduler_open_streams", "Streams open in the codec scheduler.",
+                            registry=REGISTRY)
+CODEC_SCHED_MIN_SLACK = Gauge(
+    f"{PREFIX}_codec_scheduler_min_slack_seconds", "Seconds until the most urgent playing stream's audio runs out "
+    "(+Inf with none playing).", registry=REGISTRY,
+)
+ADMISSION_REFUSALS = Counter(
+    f"{PREFIX}_admission_refusals", "New streams admission refused (503 SERVER_OVERLOADED), by rule (misses, ramp, "
+    "llm_pace, codec_cost, codec_busy).", ["rule"], registry=REGISTRY,
+)
+ADMISSION_CODEC_SHARE = Gauge(
+    f"{PREFIX}_admission_codec_share", "Admission's projected codec share of the device with one more stream "
+    "(measured codec seconds per stream-second x (open streams + 1)); refuses above its cap. NaN: not measured yet.",
+    registry=REGISTRY,
+)
+ADMISSION_LLM_PACE = Gauge(
+    f"{PREFIX}_admission_llm_tokens_per_second", "Admission's measured LLM tokens per second per generating request "
+    "(real time needs 50). NaN: not measured.", registry=REGISTRY,
+)
 REQUEST_LOG_QUEUE = Gauge(f"{PREFIX}_request_log_queue_depth", "Request-log records waiting to be written.", registry=REGISTRY)
 REQUEST_LOG_DROPPED = Counter(
     f"{PREFIX}_request_log_dropped", "Request-log records dropped (the queue was full, or the spool could not take them).", registry=REGISTRY

@@ -1,11 +1,13 @@
-"""Audio-flow debug routes behind the admin key: per-stage counts, losses and recent events."""
+"""Debug routes behind the admin key: audio-flow counts, losses and recent events; the codec scheduler's state."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api.deps import Access, Admin
+from api.deps import Access, Admin, Runtime
+from api.errors import ApiError
+from services.codec import telemetry as codec_telemetry
 
 router = APIRouter(tags=["debug"], dependencies=[Admin])
 
@@ -19,3 +21,14 @@ async def debug_stats(access: Access) -> JSONResponse:
 async def debug_reset(access: Access) -> JSONResponse:
     access.monitor.reset()
     return JSONResponse({"reset": True})
+
+
+@router.get("/v1/tts/debug/scheduler", summary="Codec scheduler: stats, load, admission's view, why windows wait (admin)")
+async def debug_scheduler(runtime: Runtime, limit: int = 50) -> JSONResponse:
+    scheduler = runtime.codec_scheduler
+    if scheduler is None:
+        raise ApiError("MODEL_NOT_LOADED", "No codec scheduler yet: it is built when the models load (state: "
+                       f"{runtime.state.value}).")
+    if not 1 <= limit <= 1000:
+        raise ApiError("VALIDATION_ERROR", f"Invalid 'limit': between 1 and 1000, got {limit}.", param="limit")
+    return JSONResponse(codec_telemetry.snapshot(scheduler, runtime.admission, limit=limit))

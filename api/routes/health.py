@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from api.delivery import refresh_queue_gauges
 from api.deps import Access, Runtime, SettingsDep, check_admin
+from services.codec import telemetry as codec_telemetry
 from shared.metrics import render_metrics
 from shared.settings import APP_VERSION
 
@@ -36,10 +37,11 @@ async def ready(runtime: Runtime) -> JSONResponse:
 
 @router.get("/metrics", include_in_schema=False)
 @router.get("/v1/tts/metrics", summary="Prometheus metrics (text format)")
-async def prometheus_metrics(request: Request, settings: SettingsDep, access: Access) -> Response:
+async def prometheus_metrics(request: Request, settings: SettingsDep, access: Access, runtime: Runtime) -> Response:
     if settings.metrics_require_admin:
         check_admin(request)  # TTS_METRICS_REQUIRE_ADMIN: scrape with X-Admin-Key / Bearer admin key
     refresh_queue_gauges()
+    codec_telemetry.refresh_gauges(runtime.codec_scheduler, runtime.admission)
     access.request_logger.refresh_gauges()
     payload, content_type = render_metrics()
     return Response(payload, media_type=content_type)

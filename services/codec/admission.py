@@ -54,7 +54,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.metrics import FIRST_CHUNK_SCHEDULES
+from shared.metrics import ADMISSION_REFUSALS, FIRST_CHUNK_SCHEDULES
 
 logger = logging.getLogger("services.codec.admission")
 
@@ -235,6 +235,32 @@ class Admission:
                     streams, share, pace)
         return "exact", "codec_busy"
 
+    def view(self) -> dict[str, Any]:
+        """What admission last measured, for operators (metrics, the debug route): read-only, so looking never moves
+        a measure (`codec_cost()` and `pace()` integrate up to now; this reads their windows as they stand)."""
+        now = self.clock()
+        codec = [b for b in self._codec if b[0] + 0.25 >= now - self.codec_window_s]
+        stream_s = sum(b[1] for b in codec)
+        cost = sum(b[2] for b in codec) / stream_s if stream_s >= self.min_codec_sample_s else None
+        buckets = [b for b in self._buckets if b[0] + self._bucket_s >= now - self.pace_window_s]
+        request_s = sum(b[2] for b in buckets)
+        pace = sum(b[1] for b in buckets) / request_s if request_s >= self.min_pace_sample_s else None
+        streams = self.scheduler.active_streams
+        return {
+            "codec_seconds_per_stream_second": cost,
+            "codec_share_with_one_more": None if cost is None else cost * (streams + 1),
+            "max_codec_share": self.max_codec_share,
+            "llm_tokens_per_s_per_request": pace,
+            "need_tokens_per_s": self.need_tokens_per_s,
+            "recent_misses": self.scheduler.recent_misses(self.miss_grace_s),
+            "miss_grace_s": self.miss_grace_s,
+            "admitted_recently": sum(1 for t in self._admitted_at if t >= now - self.pace_window_s),
+            "admitted": self.admitted,
+            "refused": dict(self.refused),
+            "first_chunks": {f"{schedule}/{reason}": n for (schedule, reason), n in self.first_chunks.items()},
+        }
+
     def _refuse(self, key: str, reason: str, retry_after_s: int) -> AdmissionDecision:
         self.refused[key] = self.refused.get(key, 0) + 1
+        ADMISSION_REFUSALS.labels(rule=key).inc()
         return AdmissionDecision(False, reason, max(1, math.ceil(retry_after_s)))

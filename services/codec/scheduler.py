@@ -18,7 +18,8 @@ awaitable; the scheduler owns the order and the batch:
 
 The scheduler runs on the event loop and never touches a model: the `DeviceRunner` does (one device thread for the
 real models; a cost-model stand-in on a virtual clock for `bench.simulate`). It keeps the figures admission needs
-(busy ratio, cost per unit of work, deadline misses) and says why a window waits (`why_waiting`).
+(busy ratio, cost per unit of work, deadline misses), says why a window waits (`why_waiting`), and counts each call
+for Prometheus (`telemetry.record_call`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Protocol
 
 import numpy as np
 
+from services.codec.telemetry import record_call
 from services.codec.windows import DecodeWindow, SRWindow, WindowKind
 
 logger = logging.getLogger("services.codec.scheduler")
@@ -452,6 +454,7 @@ class CodecScheduler:
         late = [ended - p.deadline for p in chosen
                 if ended > p.deadline and p.stream.first_audio_at is not None and p.stream.realtime]
         s.missed_deadlines += len(late)
+        record_call(call, chosen, started, seconds, late)  # Prometheus (telemetry.py): pre-bound children only
         self._recent_calls.append((ended, seconds))
         if late:
             self._recent_misses.append((ended, max(late)))

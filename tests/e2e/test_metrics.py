@@ -324,3 +324,25 @@ def test_streamed_requests_feed_the_cadence_section(client: httpx.Client) -> Non
     assert cadence["streams"] == 1 and cadence["chunks"] >= 2
     assert received > 0
     assert cadence["underruns"] >= 0 and cadence["interval_max_s"] > 0
+
+
+def test_a_streamed_request_shows_in_the_codec_schedulers_route_and_families(client: httpx.Client) -> None:
+    """The real scheduler (demo checkpoint, CPU): one streamed request moves its calls, rows and first-window waits,
+    and the admin route reports it; with nothing pending, no window waits."""
+    before = scrape(client)
+    body = {"text": "The codec scheduler runs these windows.", "speaker": "default", "seed": 5, "format": "pcm",
+            "stream": True}
+    with client.stream("POST", "/v1/tts/generate", json=body) as response:
+        assert response.status_code == 200 and sum(len(piece) for piece in response.iter_bytes()) > 0
+    after = scrape(client)
+    assert (after.total("veena3_tts_codec_scheduler_calls_total")
+            > before.total("veena3_tts_codec_scheduler_calls_total"))
+    first = ("veena3_tts_codec_scheduler_window_wait_seconds_count", {"kind": "decode", "phase": "first"})
+    assert after.get(first[0], **first[1]) > before.get(first[0], **first[1])
+    assert after.get("veena3_tts_codec_scheduler_busy_ratio") >= 0
+    for headers in ({}, {"X-Admin-Key": "wrong"}):
+        assert client.get("/v1/tts/debug/scheduler", headers=headers).status_code == 403
+    view = admin(client, "GET", "/v1/tts/debug/scheduler")
+    assert view["stats"]["calls"] >= 1 and view["stats"]["rows_by_kind"]["decode"] >= 1
+    assert view["waiting"] == [] and view["load"]["pending_windows"] == 0
+    assert set(view["load"]) >= {"busy_ratio", "recent_misses", "min_slack_s", "open_streams", "calls_in_flight"}

@@ -1,0 +1,112 @@
+"""What the codec scheduler shows operators: Prometheus families counted per device call, gauges read at scrape
+time, and a snapshot for the admin route `GET /v1/tts/debug/scheduler`.
+
+Why a module of its own: the scheduler's `_account` runs on the event loop once per device call, so the live path
+gets only pre-bound counter and histogram children (`CallMetrics.record`, a handful of updates plus one per row);
+everything that walks the streams or sorts the pending windows (`refresh_gauges`, `snapshot`) runs when someone
+looks. Nothing here decides anything: reading never moves a measure admission uses.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from shared import metrics
+
+# The scheduler imports this module (its per-call hook), so its types are not imported back here: `call` is a
+# scheduler.Call, `chosen` its _Pending rows, `scheduler` a CodecScheduler.
+
+KINDS = ("decode", "sr")
+
+
+class _KindMetrics:
+    """One kind's pre-bound children: `.labels()` is a dict lookup under a lock, too much per row."""
+
+    def __init__(self, kind: str) -> None:
+        self.bucketed = metrics.CODEC_SCHED_CALLS.labels(kind=kind, shape="bucketed")
+        self.exact = metrics.CODEC_SCHED_CALLS.labels(kind=kind, shape="exact")
+        self.rows = metrics.CODEC_SCHED_ROWS.labels(kind=kind)
+        self.padded = metrics.CODEC_SCHED_PADDED_ROWS.labels(kind=kind)
+        self.busy = metrics.CODEC_SCHED_BUSY.labels(kind=kind)
+        self.batch = metrics.CODEC_SCHED_BATCH.labels(kind=kind)
+        self.wait_first = metrics.CODEC_SCHED_WAIT.labels(kind=kind, phase="first")
+        self.wait_steady = metrics.CODEC_SCHED_WAIT.labels(kind=kind, phase="steady")
+        self.misses = metrics.CODEC_SCHED_MISSES.labels(kind=kind)
+
+
+_BY_KIND = {kind: _KindMetrics(kind) for kind in KINDS}
+
+
+def record_call(call: Any, chosen: Sequence[Any], started: float, seconds: float, late: Sequence[float]) -> None:
+    """Count one finished (or failed) device call: its rows, padding, busy seconds, each window's wait from its
+    submission to `started`, and the playing rows that ended `late` (seconds past their deadline each)."""
+    m = _BY_KIND[call.kind]
+    rows = len(call.windows)
+    (m.exact if call.length is None else m.bucketed).inc()
+    m.rows.inc(rows)
+    if call.rows_padded > rows:
+        m.padded.inc(call.rows_padded - rows)
+    m.busy.inc(seconds)
+    m.batch.observe(rows)
+    for p in chosen:
+        # A window submitted before its stream's first audio left is part of what a newcomer's first audio waits.
+        first = p.stream.first_audio_at is None or p.stream.first_audio_at > p.submitted
+        (m.wait_first if first else m.wait_steady).observe(max(0.0, started - p.submitted))
+    if late:
+        m.misses.inc(len(late))
+        for seconds_late in late:
+            metrics.CODEC_SCHED_LATENESS.observe(seconds_late)
+
+
+def refresh_gauges(scheduler: Any, admission: Any = None) -> None:
+    """Set the scheduler's scrape-time gauges (call before rendering /metrics). No scheduler (models not loaded):
+    zeros, +Inf slack, NaN for admission's figures."""
+    if scheduler is None:
+        metrics.CODEC_SCHED_BUSY_RATIO.set(0.0)
+        metrics.CODEC_SCHED_PENDING.set(0)
+        metrics.CODEC_SCHED_STREAMS.set(0)
+        metrics.CODEC_SCHED_MIN_SLACK.set(math.inf)
+    else:
+        metrics.CODEC_SCHED_BUSY_RATIO.set(scheduler.busy_ratio())
+        metrics.CODEC_SCHED_PENDING.set(scheduler.pending_windows)
+        metrics.CODEC_SCHED_STREAMS.set(scheduler.active_streams)
+        metrics.CODEC_SCHED_MIN_SLACK.set(scheduler.min_slack())
+    view = admission.view() if admission is not None else {}
+    share = view.get("codec_share_with_one_more")
+    pace = view.get("llm_tokens_per_s_per_request")
+    metrics.ADMISSION_CODEC_SHARE.set(math.nan if share is None else share)
+    metrics.ADMISSION_LLM_PACE.set(math.nan if pace is None else pace)
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def snapshot(scheduler: Any, admission: Any = None, *, limit: int = 50) -> dict[str, Any]:
+    """The scheduler's figures for the admin route: cumulative stats, the load figures admission reads, admission's
+    own view, and why the `limit` most urgent pending windows wait (the whole list is sorted: a debug call only)."""
+    waiting = scheduler.why_waiting()
+    stats = asdict(scheduler.stats)
+    stats["mean_batch"] = {kind: scheduler.stats.mean_batch(kind) for kind in KINDS}
+    return {
+        "stats": stats,
+        "load": {
+            "busy_ratio": scheduler.busy_ratio(),
+            "busy_window_s": scheduler._busy_window_s,
+            "recent_misses": scheduler.recent_misses(),
+            "min_slack_s": _finite(scheduler.min_slack()),  # null: no stream playing
+            "open_streams": scheduler.active_streams,
+            "pending_windows": len(waiting),
+            "calls_in_flight": len(scheduler._inflight),
+            "max_inflight": scheduler.policy.max_inflight,
+        },
+        "admission": admission.view() if admission is not None else None,
+        "waiting": [
+            {"stream_id": stream_id, "kind": kind, "seconds_to_deadline": round(slack, 6), "reason": reason}
+            for stream_id, kind, slack, reason in waiting[:limit]
+        ],
+        "waiting_shown": min(limit, len(waiting)),
+    }

@@ -1,0 +1,91 @@
+"""`GET /v1/tts/debug/scheduler`: the admin key's view of the codec scheduler (404 with no admin key, 403 with a
+wrong one, MODEL_NOT_LOADED before the models load), and the scheduler's gauges on /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+from fastapi.testclient import TestClient
+
+from api import create_app
+from services.codec import CodecScheduler, DecodeWindow
+from services.codec.admission import Admission
+from services.codec.scheduler import Call, _Pending
+from services.deployment.runtime import ModelRuntime
+from shared.settings import Settings
+
+ADMIN = "the-admin-key"
+
+
+class NeverReady(ModelRuntime):
+    async def start(self) -> None:  # no models: no codec scheduler unless the test builds one
+        return None
+
+
+class NoDevice:
+    async def run(self, call: Call) -> list[np.ndarray]:
+        raise AssertionError("the route only looks")
+
+
+def settings(demo_model_dir: Path, admin_key: str = "") -> Settings:
+    return Settings(model_dir=demo_model_dir, warmup=False, log_json=False, admin_key=admin_key)
+
+
+def test_the_route_is_hidden_without_an_admin_key(demo_model_dir: Path) -> None:
+    s = settings(demo_model_dir)
+    with TestClient(create_app(s, runtime=NeverReady(s))) as client:
+        answer = client.get("/v1/tts/debug/scheduler", headers={"X-Admin-Key": "anything"})
+    assert answer.status_code == 404 and answer.json()["error"]["code"] == "NOT_FOUND"
+
+
+def test_before_the_models_load_it_says_so_in_the_envelope(demo_model_dir: Path) -> None:
+    s = settings(demo_model_dir, ADMIN)
+    with TestClient(create_app(s, runtime=NeverReady(s))) as client:
+        wrong = client.get("/v1/tts/debug/scheduler", headers={"X-Admin-Key": "not-it"})
+        answer = client.get("/v1/tts/debug/scheduler", headers={"X-Admin-Key": ADMIN})
+        scrape = client.get("/metrics").text
+    assert wrong.status_code == 403 and wrong.json()["error"]["code"] == "FORBIDDEN"
+    assert answer.status_code == 503
+    error = answer.json()["error"]
+    assert error["code"] == "MODEL_NOT_LOADED" and "codec scheduler" in error["message"]
+    assert "veena3_tts_codec_scheduler_min_slack_seconds +Inf" in scrape
+    assert "veena3_tts_codec_scheduler_open_streams 0.0" in scrape
+
+
+def test_the_admin_sees_stats_load_admission_and_why_windows_wait(demo_model_dir: Path) -> None:
+    s = settings(demo_model_dir, ADMIN)
+    runtime = NeverReady(s)
+    scheduler = CodecScheduler(NoDevice())
+    runtime.codec_scheduler = scheduler
+    runtime.admission = Admission(scheduler)
+    loop = asyncio.new_event_loop()  # the windows' futures: never awaited, the route only reads them
+    try:
+        handles = [scheduler.open_stream() for _ in range(60)]
+        handles[0].note_audio(5.0)  # playing, 5 s buffered: the least urgent
+        for seq, h in enumerate(handles):
+            ids = np.zeros(16, np.int32)
+            scheduler._pending.append(_Pending("decode", DecodeWindow(ids, None, 0, 16), h, h.deadline(), seq,
+                                               scheduler.clock(), loop.create_future()))
+        with TestClient(create_app(s, runtime=runtime)) as client:
+            answer = client.get("/v1/tts/debug/scheduler", headers={"Authorization": f"Bearer {ADMIN}"})
+            capped = client.get("/v1/tts/debug/scheduler?limit=3", headers={"X-Admin-Key": ADMIN})
+            bad = client.get("/v1/tts/debug/scheduler?limit=0", headers={"X-Admin-Key": ADMIN})
+            scrape = client.get("/metrics").text
+    finally:
+        loop.close()
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["load"]["open_streams"] == 60 and body["load"]["pending_windows"] == 60
+    assert body["load"]["min_slack_s"] > 4.9
+    assert len(body["waiting"]) == body["waiting_shown"] == 50  # capped at the 50 most urgent
+    assert handles[0].id not in [w["stream_id"] for w in body["waiting"]]
+    assert body["waiting"][0]["reason"] == "next" and body["waiting"][0]["kind"] == "decode"
+    assert body["waiting"][0]["seconds_to_deadline"] < 0  # newcomers: due since they arrived
+    assert body["stats"]["calls"] == 0 and set(body["stats"]["mean_batch"]) == {"decode", "sr"}
+    assert body["admission"]["refused"] == {} and body["admission"]["codec_seconds_per_stream_second"] is None
+    assert [w["stream_id"] for w in capped.json()["waiting"]] == [h.id for h in handles[1:4]]
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "limit"
+    assert "veena3_tts_codec_scheduler_open_streams 60.0" in scrape
+    assert "veena3_tts_codec_scheduler_pending_windows 60.0" in scrape
