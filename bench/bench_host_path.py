@@ -15,7 +15,8 @@ real time (TTS_STREAM_MAX_AHEAD_S), so a level lasts about one request's audio. 
 voice agents speak (`bench/ws_speakers.py`: native, ElevenLabs multi-stream-input, Cartesia; pcm 16 kHz, the text a
 word at a time) in the same server, alternated with HTTP `--rounds` times, each figure also as a ratio to HTTP pcm's
 mean at the same concurrency; `--timestamps` adds the native and Cartesia sockets with word timestamps (`ws+ts`,
-`cartesia+ts`; ElevenLabs always aligns). Server CPU is `/proc/PID/task/*/schedstat` (every thread, nanoseconds;
+`cartesia+ts`; ElevenLabs always aligns), `--deflate` every socket with permessage-deflate (`+deflate`: Pipecat's
+clients offer it, and uvicorn accepts it). Server CPU is `/proc/PID/task/*/schedstat` (every thread, nanoseconds;
 psutil's 10 ms ticks stay in the JSON as `psutil_cpu_s`). Also printed: the same less the
 idle server's CPU per wall second, and a fit CPU = a x wall + b x audio per format (b: the cost at the margin). The
 engine's own bookkeeping stays in the figure (vLLM's output handling lives in the API process too).
@@ -135,7 +136,12 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("audio chain (crossfade, resample, frames)", ("audio/crossfade.py", "audio/resample.py", "audio/reframe.py",
                                                    "services/pipeline/audio_output.py")),
     ("encoding", ("audio/encoders.py", "audio/pcm.py", "audio/wav.py", "audio/mulaw.py", "/av/")),
+    ("alignment (timestamps)", ("core/align/", "services/pipeline/timestamps.py")),
     ("pipeline glue (synthesis job, queues)", ("services/pipeline/", "asyncio/queues.py")),
+    ("socket dialects (messages, JSON, base64)", ("api/dialects/", "api/ws_messages.py", "/json/", "base64.py")),
+    ("socket session, outbox", ("services/sessions/", "api/ws_connection.py", "api/socket_guard.py",
+                                "api/routes/ws.py")),
+    ("socket framing, permessage-deflate", ("/websockets/", "/wsproto/", "/uvicorn/protocols/websockets/")),
     ("HTTP: ASGI, middleware, framing, sending", ("api/", "/starlette/", "/fastapi/", "/uvicorn/", "/anyio/",
                                                    "/h11/", "/httptools/", "services/access/", "services/usage/")),
     ("metrics", ("/prometheus_client/", "shared/metrics.py")),
@@ -145,6 +151,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 def stage_of(filename: str) -> str | None:
+    filename = filename.removeprefix(str(ROOT) + "/")  # a checkout under a folder named like a stage's part
     for name, parts in STAGES:
         if any(part in filename for part in parts):
             return name
@@ -243,13 +250,13 @@ def finish_row(row: dict, transport: str, fmt: str, idle: float) -> dict:
 
 async def measure_socket(url: str, pid: int, transport: str, streams: int, levels: list[int], idle: float = 0.0,
                          repeat: int = 3) -> list[dict]:
-    """`transport` is one of WS_TRANSPORTS, `+ts` for word timestamps."""
-    name, _, ts = transport.partition("+")
+    """`transport` is one of WS_TRANSPORTS, `+ts` for word timestamps, `+deflate` for permessage-deflate."""
+    name, *extras = transport.split("+")
     rows = []
     for conc in levels:
         cpu0, t0 = server_cpu_s(pid), time.process_time()
         level = await run_socket_level(url, name, SENTENCE * repeat, concurrency=conc, streams=max(streams, conc),
-                                       timestamps=ts == "ts")
+                                       timestamps="ts" in extras, deflate="deflate" in extras)
         failed = [h.error for h in level.heard if h.error]
         if failed:
             print(f"{transport}: {len(failed)} failed streams, first: {failed[0]}", file=sys.stderr)
@@ -306,6 +313,8 @@ def main() -> int:
                    help=f"comma-separated: http and any of {', '.join(WS_TRANSPORTS)}")
     p.add_argument("--timestamps", action="store_true",
                    help="also the native and Cartesia sockets with word timestamps (ws+ts, cartesia+ts)")
+    p.add_argument("--deflate", action="store_true",
+                   help="also every socket with permessage-deflate (name+deflate), as Pipecat's clients offer it")
     p.add_argument("--rounds", type=int, default=1, help="times every transport runs, alternated")
     p.add_argument("--profile", type=Path, default=None)
     p.add_argument("--repeat", type=int, default=3,
@@ -323,7 +332,10 @@ def main() -> int:
         transports = args.transport.split(",")
         if args.timestamps:
             transports += [f"{t}+ts" for t in ("ws", "cartesia") if t in transports]
-        unknown = set(transports) - {"http", *WS_TRANSPORTS, "ws+ts", "cartesia+ts"}
+        if args.deflate:
+            transports += [f"{t}+deflate" for t in transports if t != "http"]
+        unknown = {t for t in transports if t != "http" and (t.split("+")[0] not in WS_TRANSPORTS
+                                                              or not set(t.split("+")[1:]) <= {"ts", "deflate"})}
         if unknown:
             p.error(f"unknown transport(s): {', '.join(sorted(unknown))}")
         # warm: first-request costs stay out

@@ -7,7 +7,9 @@ The text goes a word at a time, as an LLM's tokens reach the TTS through Pipecat
 same messages): ElevenLabs: a `" "` opener, the words, `flush`, `close_context`; Cartesia: the words with
 `continue: true`, then an empty transcript with `continue: false`; native: `start`, `text` pieces, `end`.
 Word timestamps: off unless `timestamps` (ElevenLabs always sends its character alignment: its clients read it
-from every audio message, so that transport has no "off").
+from every audio message, so that transport has no "off"). permessage-deflate: off unless `deflate`. Pipecat's
+clients (the `websockets` library's `connect`) offer it by default and uvicorn accepts it, so the server then
+compresses every message; LiveKit's (aiohttp's `ws_connect`) do not offer it, nor does httpx over HTTP.
 """
 
 from __future__ import annotations
@@ -96,12 +98,12 @@ def hear(transport: str, message: str | bytes, heard: Heard) -> bool:
 
 
 async def speak(base_url: str, transport: str, text: str, voice: str, timestamps: bool, index: int,
-                timeout_s: float = 300.0) -> Heard:
+                deflate: bool = False, timeout_s: float = 300.0) -> Heard:
     """One socket, one utterance: send its messages, read until its end."""
     url = base_url.replace("http://", "ws://") + path_of(transport, voice)
     heard = Heard()
     try:
-        async with connect(url, max_size=None, open_timeout=60) as ws:
+        async with connect(url, max_size=None, open_timeout=60, compression="deflate" if deflate else None) as ws:
             for message in turn(transport, text, f"ctx{index}", voice, timestamps):
                 await ws.send(message)
             while not hear(transport, await asyncio.wait_for(ws.recv(), timeout_s), heard):
@@ -128,14 +130,14 @@ class SocketLevel:
 
 
 async def run_socket_level(base_url: str, transport: str, text: str, *, concurrency: int, streams: int,
-                           voice: str = "fixed", timestamps: bool = False) -> SocketLevel:
+                           voice: str = "fixed", timestamps: bool = False, deflate: bool = False) -> SocketLevel:
     """`streams` utterances, `concurrency` at a time (each on its own socket, as one agent call holds one)."""
     heard: list[Heard] = []
     per_worker = max(1, streams // concurrency)
 
     async def worker(w: int) -> None:
         for i in range(per_worker):
-            heard.append(await speak(base_url, transport, text, voice, timestamps, w * per_worker + i))
+            heard.append(await speak(base_url, transport, text, voice, timestamps, w * per_worker + i, deflate))
 
     started = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
