@@ -3,9 +3,11 @@
 (`/tts/websocket`), all asking for 16 kHz s16le. A level runs `streams` utterances over `concurrency` sockets at once
 and returns the audio seconds the clients received; the caller meters the server's CPU around it.
 
-The text goes a word at a time, as an LLM's tokens reach the TTS through Pipecat (bench/bench_barge_in.py sends the
-same messages): ElevenLabs: a `" "` opener, the words, `flush`, `close_context`; Cartesia: the words with
-`continue: true`, then an empty transcript with `continue: false`; native: `start`, `text` pieces, `end`.
+The text goes a word at a time, as an LLM's tokens reach the TTS when a framework streams them (LiveKit does;
+Pipecat sends whole sentences): ElevenLabs: a `" "` opener, the words, `flush`, `close_context` (Pipecat's messages,
+as bench/bench_barge_in.py sends them); Cartesia: the words with `continue: true`, then an empty transcript with
+`continue: false`, the server's default `max_buffer_delay_ms` (text is cut at sentence ends; with Pipecat's 0 each
+word would be a text chunk of its own); native: `start`, `text` pieces, `end`.
 Word timestamps: off unless `timestamps` (ElevenLabs always sends its character alignment: its clients read it
 from every audio message, so that transport has no "off"). permessage-deflate: off unless `deflate`. Pipecat's
 clients (the `websockets` library's `connect`) offer it by default and uvicorn accepts it, so the server then
