@@ -2,7 +2,7 @@
 guards, framing, encoding and sending while the models cost nothing.
 
     PYTHONPATH=. .venv/bin/python bench/bench_host_path.py [--streams 32] [--concurrency 32,64] [--format pcm,wav]
-        [--transport http,ws,elevenlabs,cartesia] [--timestamps] [--rounds 1]
+        [--transport http,ws,elevenlabs,cartesia,ws+whole] [--timestamps] [--deflate] [--rounds 1]
         [--tokens-per-s 75] [--stream-interval 4] [--profile bench/results/host_path/profile.txt]
         [--out bench/results/host_path/host_path.json]
 
@@ -10,14 +10,17 @@ Serves the product app (`bench/serve_paced.py`: the demo checkpoint, the paced e
 stream handing out `--stream-interval` ids per delta as vLLM's stream_interval does) with BiCodec's decode swapped
 for `FreeCodec` (quiet noise of the exact length, `POST /bench/variant {"codec": "free"}`; both the pipeline's and
 the codec scheduler's decode calls), then runs `bench/loadgen.py` levels of streaming HTTP requests and divides the
-server process's CPU seconds (psutil, every thread) by the audio seconds served. The service paces each stream to
-real time (TTS_STREAM_MAX_AHEAD_S), so a level lasts about one request's audio. `--transport` adds the sockets
-voice agents speak (`bench/ws_speakers.py`: native, ElevenLabs multi-stream-input, Cartesia; pcm 16 kHz, the text a
-word at a time) in the same server, alternated with HTTP `--rounds` times, each figure also as a ratio to HTTP pcm's
-mean at the same concurrency; `--timestamps` adds the native and Cartesia sockets with word timestamps (`ws+ts`,
-`cartesia+ts`; ElevenLabs always aligns), `--deflate` every socket with permessage-deflate (`+deflate`: Pipecat's
-clients offer it, and uvicorn accepts it). Server CPU is `/proc/PID/task/*/schedstat` (every thread, nanoseconds;
-psutil's 10 ms ticks stay in the JSON as `psutil_cpu_s`). Also printed: the same less the
+server process's CPU seconds (`/proc/PID/task/*/schedstat`: every thread, nanoseconds; psutil's 10 ms ticks stay in
+the JSON as `psutil_cpu_s`; the event-loop thread's share beside it) by the audio seconds served. The service paces
+each stream to real time (TTS_STREAM_MAX_AHEAD_S), so a level lasts about one request's audio.
+
+`--transport` adds the sockets voice agents speak (`bench/ws_speakers.py`: native `ws`, ElevenLabs'
+multi-stream-input `elevenlabs`, `cartesia`; pcm 16 kHz, the text a word at a time) to the same server, every
+transport in turn, `--rounds` times, with each mean also as a ratio to HTTP pcm's at the same concurrency (one
+sitting: the machine's background load is shared). Modifiers: `+ts` word timestamps (`--timestamps` adds `ws+ts`,
+`cartesia+ts`; ElevenLabs always aligns), `+deflate` permessage-deflate (`--deflate` adds every socket with it:
+Pipecat's clients offer it and uvicorn accepts it), `+whole` the text in one message instead of a word at a time.
+Also printed: the same less the
 idle server's CPU per wall second, and a fit CPU = a x wall + b x audio per format (b: the cost at the margin). The
 engine's own bookkeeping stays in the figure (vLLM's output handling lives in the API process too).
 `--profile` profiles the event-loop thread (cProfile on CPU time) during the levels only, writes the top functions
@@ -252,13 +255,15 @@ def finish_row(row: dict, transport: str, fmt: str, idle: float) -> dict:
 
 async def measure_socket(url: str, pid: int, transport: str, streams: int, levels: list[int], idle: float = 0.0,
                          repeat: int = 3) -> list[dict]:
-    """`transport` is one of WS_TRANSPORTS, `+ts` for word timestamps, `+deflate` for permessage-deflate."""
+    """`transport` is one of WS_TRANSPORTS, `+ts` for word timestamps, `+deflate` for permessage-deflate, `+whole`
+    for the text in one message."""
     name, *extras = transport.split("+")
     rows = []
     for conc in levels:
         cpu0, loop0, t0 = server_cpu_s(pid), server_cpu_s(pid, main_thread_only=True), time.process_time()
         level = await run_socket_level(url, name, SENTENCE * repeat, concurrency=conc, streams=max(streams, conc),
-                                       timestamps="ts" in extras, deflate="deflate" in extras)
+                                       timestamps="ts" in extras, deflate="deflate" in extras,
+                                       whole="whole" in extras)
         failed = [h.error for h in level.heard if h.error]
         if failed:
             print(f"{transport}: {len(failed)} failed streams, first: {failed[0]}", file=sys.stderr)
@@ -313,7 +318,8 @@ def main() -> int:
     p.add_argument("--concurrency", default="32,64")
     p.add_argument("--format", default="pcm,wav", help="HTTP's formats (the sockets ask for pcm)")
     p.add_argument("--transport", default="http",
-                   help=f"comma-separated: http and any of {', '.join(WS_TRANSPORTS)}")
+                   help=f"comma-separated: http and any of {', '.join(WS_TRANSPORTS)}, each with any of +ts "
+                   "(word timestamps), +deflate (permessage-deflate), +whole (the text in one message)")
     p.add_argument("--timestamps", action="store_true",
                    help="also the native and Cartesia sockets with word timestamps (ws+ts, cartesia+ts)")
     p.add_argument("--deflate", action="store_true",
@@ -338,7 +344,7 @@ def main() -> int:
         if args.deflate:
             transports += [f"{t}+deflate" for t in transports if t != "http"]
         unknown = {t for t in transports if t != "http" and (t.split("+")[0] not in WS_TRANSPORTS
-                                                              or not set(t.split("+")[1:]) <= {"ts", "deflate"})}
+                                                              or not set(t.split("+")[1:]) <= {"ts", "deflate", "whole"})}
         if unknown:
             p.error(f"unknown transport(s): {', '.join(sorted(unknown))}")
         # warm: first-request costs stay out

@@ -7,7 +7,8 @@ The text goes a word at a time, as an LLM's tokens reach the TTS when a framewor
 Pipecat sends whole sentences): ElevenLabs: a `" "` opener, the words, `flush`, `close_context` (Pipecat's messages,
 as bench/bench_barge_in.py sends them); Cartesia: the words with `continue: true`, then an empty transcript with
 `continue: false`, the server's default `max_buffer_delay_ms` (text is cut at sentence ends; with Pipecat's 0 each
-word would be a text chunk of its own); native: `start`, `text` pieces, `end`.
+word would be a text chunk of its own); native: `start`, `text` pieces, `end`. `whole`: the text in one message
+instead (what the per-message input costs is the difference).
 Word timestamps: off unless `timestamps` (ElevenLabs always sends its character alignment: its clients read it
 from every audio message, so that transport has no "off"). permessage-deflate: off unless `deflate`. Pipecat's
 clients (the `websockets` library's `connect`) offer it by default and uvicorn accepts it, so the server then
@@ -38,9 +39,10 @@ def path_of(transport: str, voice: str) -> str:
     raise ValueError(f"unknown socket transport {transport!r}; one of {', '.join(WS_TRANSPORTS)}")
 
 
-def turn(transport: str, text: str, context_id: str, voice: str, timestamps: bool = False) -> list[str]:
+def turn(transport: str, text: str, context_id: str, voice: str, timestamps: bool = False,
+         whole: bool = False) -> list[str]:
     """One utterance's client messages, JSON-encoded, in the order a framework sends them."""
-    words = [w + " " for w in text.split()]
+    words = [text.strip() + " "] if whole else [w + " " for w in text.split()]
     if transport == "ws":
         start = {"type": "start", "speaker": voice, "format": "pcm", "sample_rate": 16000,
                  **({"timestamps": "word"} if timestamps else {})}
@@ -100,13 +102,13 @@ def hear(transport: str, message: str | bytes, heard: Heard) -> bool:
 
 
 async def speak(base_url: str, transport: str, text: str, voice: str, timestamps: bool, index: int,
-                deflate: bool = False, timeout_s: float = 300.0) -> Heard:
+                deflate: bool = False, whole: bool = False, timeout_s: float = 300.0) -> Heard:
     """One socket, one utterance: send its messages, read until its end."""
     url = base_url.replace("http://", "ws://") + path_of(transport, voice)
     heard = Heard()
     try:
         async with connect(url, max_size=None, open_timeout=60, compression="deflate" if deflate else None) as ws:
-            for message in turn(transport, text, f"ctx{index}", voice, timestamps):
+            for message in turn(transport, text, f"ctx{index}", voice, timestamps, whole):
                 await ws.send(message)
             while not hear(transport, await asyncio.wait_for(ws.recv(), timeout_s), heard):
                 pass
@@ -132,14 +134,16 @@ class SocketLevel:
 
 
 async def run_socket_level(base_url: str, transport: str, text: str, *, concurrency: int, streams: int,
-                           voice: str = "fixed", timestamps: bool = False, deflate: bool = False) -> SocketLevel:
+                           voice: str = "fixed", timestamps: bool = False, deflate: bool = False,
+                           whole: bool = False) -> SocketLevel:
     """`streams` utterances, `concurrency` at a time (each on its own socket, as one agent call holds one)."""
     heard: list[Heard] = []
     per_worker = max(1, streams // concurrency)
 
     async def worker(w: int) -> None:
         for i in range(per_worker):
-            heard.append(await speak(base_url, transport, text, voice, timestamps, w * per_worker + i, deflate))
+            heard.append(await speak(base_url, transport, text, voice, timestamps, w * per_worker + i, deflate,
+                                     whole))
 
     started = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))

@@ -76,3 +76,12 @@ def test_unknown_transport_is_refused() -> None:
         path_of("sse", "fixed")
     with pytest.raises(ValueError):
         turn("sse", TEXT, "c", "fixed")
+
+
+def test_whole_sends_the_same_text_in_one_piece() -> None:
+    native = [parse_message(m) for m in turn("ws", TEXT, "c", "fixed", whole=True)]
+    assert [k for k, _ in native] == ["start", "text", "end"] and native[1][1].text == TEXT + " "
+    eleven = [parse_elevenlabs(m) for m in turn("elevenlabs", TEXT, "c", "fixed", whole=True)]
+    assert [m.text for m in eleven[:2]] == [" ", TEXT + " "] and eleven[-1].close_context
+    cartesia = [parse_cartesia(m) for m in turn("cartesia", TEXT, "c", "fixed", whole=True)]
+    assert [(m.transcript, m.continue_) for m in cartesia] == [(TEXT + " ", True), ("", False)]
