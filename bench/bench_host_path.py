@@ -20,6 +20,8 @@ transport in turn, `--rounds` times, with each mean also as a ratio to HTTP pcm'
 sitting: the machine's background load is shared). Modifiers: `+ts` word timestamps (`--timestamps` adds `ws+ts`,
 `cartesia+ts`; ElevenLabs always aligns), `+deflate` permessage-deflate (`--deflate` adds every socket with it:
 Pipecat's clients offer it and uvicorn accepts it), `+whole` the text in one message instead of a word at a time.
+`BENCH_INLINE_TIMINGS=1` in the environment (an experiment) runs the timestamp aligner's steps on the event loop
+instead of a worker thread: the difference is what the thread hop costs.
 Also printed: the same less the
 idle server's CPU per wall second, and a fit CPU = a x wall + b x audio per format (b: the cost at the margin). The
 engine's own bookkeeping stays in the figure (vLLM's output handling lives in the API process too).
@@ -91,6 +93,15 @@ def serve(port: int, out: Path | None, tokens_per_s: float, interval: int) -> No
         return noise[: tokens * self.hop_length].expand(rows, -1)
 
     FreeCodec.decode_with_speaker = decode_with_speaker  # type: ignore[method-assign]
+    if os.environ.get("BENCH_INLINE_TIMINGS"):  # an experiment: what the aligner's thread hop per audio piece costs
+        from services.pipeline.synthesis import SynthesisJob
+
+        async def inline_timings(self: SynthesisJob, step: Any, *args: Any) -> None:
+            event = step(*args)  # on the loop: no worker thread, no GIL hand-off (blocks the loop meanwhile)
+            if event is not None:
+                await self.queue.put(event)
+
+        SynthesisJob._timings = inline_timings  # type: ignore[method-assign]
     # What the codec scheduler calls; checked here so a FreeCodec that forwards it to the real model fails loudly.
     assert "decode_padded" in FreeCodec.__dict__, "FreeCodec must not forward decode_padded to the real decoder"
     # Deltas as the product's vLLM hands them out (TTS_LLM_STREAM_INTERVAL ids per delta after the first).
