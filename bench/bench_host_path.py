@@ -152,7 +152,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("encoding", ("audio/encoders.py", "audio/pcm.py", "audio/wav.py", "audio/mulaw.py", "/av/")),
     ("alignment (timestamps)", ("core/align/", "services/pipeline/timestamps.py")),
     ("pipeline glue (synthesis job, queues)", ("services/pipeline/", "asyncio/queues.py")),
-    ("socket dialects (messages, JSON, base64)", ("api/dialects/", "api/ws_messages.py", "/json/", "base64.py")),
+    ("socket dialects; JSON and base64 anywhere", ("api/dialects/", "api/ws_messages.py", "/json/", "base64.py")),
     ("socket session, outbox", ("services/sessions/", "api/ws_connection.py", "api/socket_guard.py",
                                 "api/routes/ws.py")),
     ("socket framing, permessage-deflate", ("/websockets/", "/wsproto/", "/uvicorn/protocols/websockets/")),
