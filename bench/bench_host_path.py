@@ -2,6 +2,7 @@
 guards, framing, encoding and sending while the models cost nothing.
 
     PYTHONPATH=. .venv/bin/python bench/bench_host_path.py [--streams 32] [--concurrency 32,64] [--format pcm,wav]
+        [--transport http,ws,elevenlabs,cartesia,ws+whole] [--timestamps] [--deflate] [--rounds 1]
         [--tokens-per-s 75] [--stream-interval 4] [--profile bench/results/host_path/profile.txt]
         [--out bench/results/host_path/host_path.json]
 
@@ -9,8 +10,19 @@ Serves the product app (`bench/serve_paced.py`: the demo checkpoint, the paced e
 stream handing out `--stream-interval` ids per delta as vLLM's stream_interval does) with BiCodec's decode swapped
 for `FreeCodec` (quiet noise of the exact length, `POST /bench/variant {"codec": "free"}`; both the pipeline's and
 the codec scheduler's decode calls), then runs `bench/loadgen.py` levels of streaming HTTP requests and divides the
-server process's CPU seconds (psutil, every thread) by the audio seconds served. The service paces each stream to
-real time (TTS_STREAM_MAX_AHEAD_S), so a level lasts about one request's audio. Also printed: the same less the
+server process's CPU seconds (`/proc/PID/task/*/schedstat`: every thread, nanoseconds; psutil's 10 ms ticks stay in
+the JSON as `psutil_cpu_s`; the event-loop thread's share beside it) by the audio seconds served. The service paces
+each stream to real time (TTS_STREAM_MAX_AHEAD_S), so a level lasts about one request's audio.
+
+`--transport` adds the sockets voice agents speak (`bench/ws_speakers.py`: native `ws`, ElevenLabs'
+multi-stream-input `elevenlabs`, `cartesia`; pcm 16 kHz, the text a word at a time) to the same server, every
+transport in turn, `--rounds` times, with each mean also as a ratio to HTTP pcm's at the same concurrency (one
+sitting: the machine's background load is shared). Modifiers: `+ts` word timestamps (`--timestamps` adds `ws+ts`,
+`cartesia+ts`; ElevenLabs always aligns), `+deflate` permessage-deflate (`--deflate` adds every socket with it:
+Pipecat's clients offer it and uvicorn accepts it), `+whole` the text in one message instead of a word at a time.
+`BENCH_INLINE_TIMINGS=1` in the environment (an experiment) runs the timestamp aligner's steps on the event loop
+instead of a worker thread: the difference is what the thread hop costs.
+Also printed: the same less the
 idle server's CPU per wall second, and a fit CPU = a x wall + b x audio per format (b: the cost at the margin). The
 engine's own bookkeeping stays in the figure (vLLM's output handling lives in the API process too).
 `--profile` profiles the event-loop thread (cProfile on CPU time) during the levels only, writes the top functions
@@ -26,6 +38,7 @@ import asyncio
 import cProfile
 import io
 import json
+import os
 import pstats
 import subprocess
 import sys
@@ -40,8 +53,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.flood_client import server_cpu_s  # noqa: E402
 from bench.loadgen import LevelSpec, run_level, summarise  # noqa: E402
 from bench.local_server import start_server  # noqa: E402
+from bench.ws_speakers import WS_TRANSPORTS, run_socket_level  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 SENTENCE = ("The quick brown fox jumps over the lazy dog, then naps in the warm afternoon sun while the children "
@@ -78,6 +93,15 @@ def serve(port: int, out: Path | None, tokens_per_s: float, interval: int) -> No
         return noise[: tokens * self.hop_length].expand(rows, -1)
 
     FreeCodec.decode_with_speaker = decode_with_speaker  # type: ignore[method-assign]
+    if os.environ.get("BENCH_INLINE_TIMINGS"):  # an experiment: what the aligner's thread hop per audio piece costs
+        from services.pipeline.synthesis import SynthesisJob
+
+        async def inline_timings(self: SynthesisJob, step: Any, *args: Any) -> None:
+            event = step(*args)  # on the loop: no worker thread, no GIL hand-off (blocks the loop meanwhile)
+            if event is not None:
+                await self.queue.put(event)
+
+        SynthesisJob._timings = inline_timings  # type: ignore[method-assign]
     # What the codec scheduler calls; checked here so a FreeCodec that forwards it to the real model fails loudly.
     assert "decode_padded" in FreeCodec.__dict__, "FreeCodec must not forward decode_padded to the real decoder"
     # Deltas as the product's vLLM hands them out (TTS_LLM_STREAM_INTERVAL ids per delta after the first).
@@ -126,7 +150,12 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("audio chain (crossfade, resample, frames)", ("audio/crossfade.py", "audio/resample.py", "audio/reframe.py",
                                                    "services/pipeline/audio_output.py")),
     ("encoding", ("audio/encoders.py", "audio/pcm.py", "audio/wav.py", "audio/mulaw.py", "/av/")),
+    ("alignment (timestamps)", ("core/align/", "services/pipeline/timestamps.py")),
     ("pipeline glue (synthesis job, queues)", ("services/pipeline/", "asyncio/queues.py")),
+    ("socket dialects; JSON and base64 anywhere", ("api/dialects/", "api/ws_messages.py", "/json/", "base64.py")),
+    ("socket session, outbox", ("services/sessions/", "api/ws_connection.py", "api/socket_guard.py",
+                                "api/routes/ws.py")),
+    ("socket framing, permessage-deflate", ("/websockets/", "/wsproto/", "/uvicorn/protocols/websockets/")),
     ("HTTP: ASGI, middleware, framing, sending", ("api/", "/starlette/", "/fastapi/", "/uvicorn/", "/anyio/",
                                                    "/h11/", "/httptools/", "services/access/", "services/usage/")),
     ("metrics", ("/prometheus_client/", "shared/metrics.py")),
@@ -136,6 +165,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 def stage_of(filename: str) -> str | None:
+    filename = filename.removeprefix(str(ROOT) + "/")  # a checkout under a folder named like a stage's part
     for name, parts in STAGES:
         if any(part in filename for part in parts):
             return name
@@ -176,7 +206,9 @@ def stage_table(prof: Path) -> dict[str, float]:
 
 
 def start(profile: Path | None, tokens_per_s: float, interval: int) -> tuple[subprocess.Popen, str]:
+    # One agent call holds one socket: no per-key or per-address socket cap (all streams share the anonymous key).
     env = {"TTS_AUTH_ENABLED": "false", "TTS_DEVICE": "cpu", "TTS_DECODE_BATCH_MAX": "0",
+           "TTS_WS_MAX_CONNECTIONS_PER_KEY": "0", "TTS_WS_MAX_UNAUTHENTICATED_PER_ADDRESS": "0",
            "TTS_DEMO_DIR": str(Path(tempfile.gettempdir()) / "tts-host-path-demo"), "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": str(ROOT)}
     log = Path(tempfile.gettempdir()) / "tts-host-path-server.log"
@@ -188,12 +220,9 @@ def start(profile: Path | None, tokens_per_s: float, interval: int) -> tuple[sub
 
 def idle_cpu_rate(pid: int, seconds: float = 3.0) -> float:
     """The server's CPU seconds per wall second while it serves nothing (threads, timers, the paced engine)."""
-    import psutil
-
-    proc = psutil.Process(pid)
-    t0, c0 = time.perf_counter(), sum(proc.cpu_times()[:2])
+    t0, c0 = time.perf_counter(), server_cpu_s(pid)
     time.sleep(seconds)
-    return (sum(proc.cpu_times()[:2]) - c0) / (time.perf_counter() - t0)
+    return (server_cpu_s(pid) - c0) / (time.perf_counter() - t0)
 
 
 def fit(rows: list[dict]) -> tuple[float, float] | None:
@@ -216,15 +245,79 @@ async def measure(url: str, pid: int, streams: int, levels: list[int], formats: 
             spec = FormatSpec(base_url=url, concurrency=conc, text=SENTENCE * repeat, sample_rate=16000,
                               stagger_s=0.0,
                               requests_per_worker=max(1, streams // conc), fmt=fmt)
+            cpu0, loop0 = server_cpu_s(pid), server_cpu_s(pid, main_thread_only=True)
             row = summarise(await run_level(spec, server_pid=pid))
-            row["format"] = fmt
-            row["cpu_ms_per_audio_s"] = 1000 * row["cpu_s_per_audio_s"] if row["cpu_s_per_audio_s"] else None
-            # Less what the process burns per wall second anyway: the API path's own cost per audio second.
-            row["idle_cpu_per_wall_s"] = idle
-            row["marginal_ms_per_audio_s"] = (1000 * (row["server_cpu_s"] - idle * row["wall_s"]) / row["audio_s"]
-                                              if row["audio_s"] else None)
-            rows.append(row)
+            row["psutil_cpu_s"], row["server_cpu_s"] = row["server_cpu_s"], server_cpu_s(pid) - cpu0
+            row["loop_cpu_s"] = server_cpu_s(pid, main_thread_only=True) - loop0
+            rows.append(finish_row(row, "http", fmt, idle))
     return rows
+
+
+def finish_row(row: dict, transport: str, fmt: str, idle: float) -> dict:
+    row["transport"], row["format"] = transport, fmt
+    audio = row["audio_s"]
+    row["cpu_ms_per_audio_s"] = 1000 * row["server_cpu_s"] / audio if audio else None
+    row["loop_ms_per_audio_s"] = 1000 * row["loop_cpu_s"] / audio if audio else None  # the event-loop thread
+    # Less what the process burns per wall second anyway: the API path's own cost per audio second.
+    row["idle_cpu_per_wall_s"] = idle
+    row["marginal_ms_per_audio_s"] = 1000 * (row["server_cpu_s"] - idle * row["wall_s"]) / audio if audio else None
+    return row
+
+
+async def measure_socket(url: str, pid: int, transport: str, streams: int, levels: list[int], idle: float = 0.0,
+                         repeat: int = 3) -> list[dict]:
+    """`transport` is one of WS_TRANSPORTS, `+ts` for word timestamps, `+deflate` for permessage-deflate, `+whole`
+    for the text in one message."""
+    name, *extras = transport.split("+")
+    rows = []
+    for conc in levels:
+        cpu0, loop0, t0 = server_cpu_s(pid), server_cpu_s(pid, main_thread_only=True), time.process_time()
+        level = await run_socket_level(url, name, SENTENCE * repeat, concurrency=conc, streams=max(streams, conc),
+                                       timestamps="ts" in extras, deflate="deflate" in extras,
+                                       whole="whole" in extras)
+        failed = [h.error for h in level.heard if h.error]
+        if failed:
+            print(f"{transport}: {len(failed)} failed streams, first: {failed[0]}", file=sys.stderr)
+        row = {"concurrency": conc, "streams": len(level.heard), "failed": level.failed, "wall_s": level.wall_s,
+               "audio_s": level.audio_s, "server_cpu_s": server_cpu_s(pid) - cpu0,
+               "loop_cpu_s": server_cpu_s(pid, main_thread_only=True) - loop0,
+               "client_cpu_s": time.process_time() - t0,
+               "messages_per_audio_s": sum(h.messages for h in level.heard) / level.audio_s if level.audio_s else None,
+               "timing_messages": sum(h.timing_messages for h in level.heard)}
+        rows.append(finish_row(row, transport, "pcm", idle))
+    return rows
+
+
+async def measure_all(url: str, pid: int, transports: list[str], streams: int, levels: list[int],
+                      formats: list[str], idle: float, repeat: int, rounds: int) -> list[dict]:
+    """Every transport in turn, `rounds` times over (alternated: they share the machine's background load)."""
+    rows = []
+    for sitting in range(rounds):
+        for transport in transports:
+            if transport == "http":
+                got = await measure(url, pid, streams, levels, formats, idle, repeat)
+            else:
+                got = await measure_socket(url, pid, transport, streams, levels, idle, repeat)
+            for row in got:
+                row["round"] = sitting
+            rows += got
+    return rows
+
+
+def ratios(rows: list[dict]) -> list[dict]:
+    """Per transport, format and concurrency: the runs' CPU ms per audio s, their mean, and the mean's ratio to HTTP
+    pcm's mean at that concurrency (the same server, the same sitting)."""
+    groups: dict[tuple, list[float]] = {}
+    for r in rows:
+        if r["cpu_ms_per_audio_s"] is not None:
+            groups.setdefault((r["transport"], r["format"], r["concurrency"]), []).append(r["cpu_ms_per_audio_s"])
+    out = []
+    for (transport, fmt, conc), runs in groups.items():
+        base = groups.get(("http", "pcm", conc))
+        mean = sum(runs) / len(runs)
+        out.append({"transport": transport, "format": fmt, "concurrency": conc, "runs_ms_per_audio_s": runs,
+                    "mean_ms_per_audio_s": mean, "ratio_to_http_pcm": mean / (sum(base) / len(base)) if base else None})
+    return out
 
 
 def main() -> int:
@@ -234,7 +327,15 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--streams", type=int, default=32, help="requests per level (at least one per concurrent stream)")
     p.add_argument("--concurrency", default="32,64")
-    p.add_argument("--format", default="pcm,wav")
+    p.add_argument("--format", default="pcm,wav", help="HTTP's formats (the sockets ask for pcm)")
+    p.add_argument("--transport", default="http",
+                   help=f"comma-separated: http and any of {', '.join(WS_TRANSPORTS)}, each with any of +ts "
+                   "(word timestamps), +deflate (permessage-deflate), +whole (the text in one message)")
+    p.add_argument("--timestamps", action="store_true",
+                   help="also the native and Cartesia sockets with word timestamps (ws+ts, cartesia+ts)")
+    p.add_argument("--deflate", action="store_true",
+                   help="also every socket with permessage-deflate (name+deflate), as Pipecat's clients offer it")
+    p.add_argument("--rounds", type=int, default=1, help="times every transport runs, alternated")
     p.add_argument("--profile", type=Path, default=None)
     p.add_argument("--repeat", type=int, default=3,
                    help="the sentence's copies per request (~11 s of audio each; a short run on a shared machine: 1)")
@@ -248,12 +349,23 @@ def main() -> int:
     proc, url = start(args.profile, args.tokens_per_s, interval)
     try:
         formats = args.format.split(",")
-        asyncio.run(measure(url, proc.pid, 1, [1], formats))  # warm: first-request costs stay out
+        transports = args.transport.split(",")
+        if args.timestamps:
+            transports += [f"{t}+ts" for t in ("ws", "cartesia") if t in transports]
+        if args.deflate:
+            transports += [f"{t}+deflate" for t in transports if t != "http"]
+        unknown = {t for t in transports if t != "http" and (t.split("+")[0] not in WS_TRANSPORTS
+                                                              or not set(t.split("+")[1:]) <= {"ts", "deflate", "whole"})}
+        if unknown:
+            p.error(f"unknown transport(s): {', '.join(sorted(unknown))}")
+        # warm: first-request costs stay out
+        asyncio.run(measure_all(url, proc.pid, transports, 1, [1], formats, 0.0, 1, 1))
         idle = idle_cpu_rate(proc.pid)
         if args.profile:  # the levels only: start-up and warm-up stay out of the stage table
             httpx.post(f"{url}/bench/profile", params={"on": True}, timeout=10).raise_for_status()
-        rows = asyncio.run(measure(url, proc.pid, args.streams, [int(c) for c in args.concurrency.split(",")],
-                                   formats, idle, args.repeat))
+        rows = asyncio.run(measure_all(url, proc.pid, transports, args.streams,
+                                       [int(c) for c in args.concurrency.split(",")], formats, idle, args.repeat,
+                                       args.rounds))
         if args.profile:
             httpx.post(f"{url}/bench/profile", params={"on": False}, timeout=10).raise_for_status()
     finally:
@@ -270,20 +382,34 @@ def main() -> int:
         for name, ms in stages.items():
             print(f"| {name} | {ms:.3f} | {ms / total:.0%} |")
     print(f"idle server: {1000 * idle:.1f} ms CPU per wall second")
-    print("| format | concurrency | streams | audio s | wall s | server CPU s | CPU ms per audio s | less idle |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| round | transport | format | concurrency | streams | failed | audio s | wall s | server CPU s | "
+          "CPU ms per audio s | of which event loop | less idle |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['format']} | {r['concurrency']} | {r['streams']} | {r['audio_s']:.1f} | {r['wall_s']:.2f} | "
-              f"{r['server_cpu_s']:.3f} | {r['cpu_ms_per_audio_s']:.2f} | {r['marginal_ms_per_audio_s']:.2f} |")
+        print(f"| {r['round']} | {r['transport']} | {r['format']} | {r['concurrency']} | {r['streams']} | "
+              f"{r['failed']} | {r['audio_s']:.1f} | {r['wall_s']:.2f} | {r['server_cpu_s']:.3f} | "
+              f"{r['cpu_ms_per_audio_s'] or 0:.2f} | {r['loop_ms_per_audio_s'] or 0:.2f} | "
+              f"{r['marginal_ms_per_audio_s'] or 0:.2f} |")
+    summary = ratios(rows)
+    if len(transports) > 1:
+        print("| transport | format | concurrency | runs (CPU ms per audio s) | mean | ratio to HTTP pcm |")
+        print("|---|---|---|---|---|---|")
+        for g in summary:
+            ratio = "-" if g["ratio_to_http_pcm"] is None else f"{g['ratio_to_http_pcm']:.2f}"
+            print(f"| {g['transport']} | {g['format']} | {g['concurrency']} | "
+                  f"{', '.join(f'{v:.2f}' for v in g['runs_ms_per_audio_s'])} | {g['mean_ms_per_audio_s']:.2f} | "
+                  f"{ratio} |")
     fits = {}
     for fmt in formats:
-        ab = fit([r for r in rows if r["format"] == fmt])
+        http = [r for r in rows if r["format"] == fmt and r["transport"] == "http"]
+        ab = fit(http) if len({r["concurrency"] for r in http}) > 1 else None  # one level: no slope to fit
         if ab is not None:
             fits[fmt] = {"cpu_s_per_wall_s": ab[0], "ms_per_audio_s": 1000 * ab[1]}
             print(f"fit {fmt}: CPU = {ab[0]:.3f} x wall + {1000 * ab[1]:.2f} ms x audio s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"tokens_per_s": args.tokens_per_s, "stream_interval": interval,
                                     "idle_cpu_per_wall_s": idle, "fits": fits, "levels": rows,
+                                    "transports": summary, "load_average": list(os.getloadavg()),
                                     "profiled_stages_ms_per_audio_s": stages or None}, indent=2, default=str) + "\n")
     return 0
 

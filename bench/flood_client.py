@@ -50,12 +50,13 @@ async def read_until_close(reader: asyncio.StreamReader, errors: list[dict] | No
         return None
 
 
-def server_cpu_s(pid: int) -> float:
+def server_cpu_s(pid: int, main_thread_only: bool = False) -> float:
     """CPU seconds of all of a process's threads at nanosecond resolution (Linux schedstat; /proc/PID/stat counts
-    10 ms ticks, too coarse for a refused handshake). 0 where /proc is missing."""
+    10 ms ticks, too coarse for a refused handshake). 0 where /proc is missing. `main_thread_only`: the thread
+    whose id is the pid's (uvicorn's event loop)."""
     total = 0
     try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        tasks = [Path(f"/proc/{pid}/task/{pid}")] if main_thread_only else list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return 0.0
     for task in tasks:
