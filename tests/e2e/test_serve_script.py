@@ -58,3 +58,23 @@ def test_a_real_model_dir_or_a_database_key_store_keeps_auth_on(tmp_path: Path, 
         assert response.status_code == 401 and response.json()["error"]["code"] == "INVALID_API_KEY"
     finally:
         _stop(proc)
+
+
+def test_websockets_decline_compression_a_client_offers(tmp_path: Path) -> None:
+    """Pipecat's clients offer permessage-deflate; deflating base64 audio costs the one event loop ~1 ms per audio
+    second, so what ships declines it (TTS_WS_DEFLATE=true accepts it)."""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+
+    async def extensions(port: int) -> list[str]:
+        async with connect(f"ws://127.0.0.1:{port}/v1/tts/ws", compression="deflate") as socket:
+            return [type(e).__name__ for e in socket.protocol.extensions]
+
+    for setting, expected in (("false", []), ("true", ["PerMessageDeflate"])):
+        proc, port = _serve({"TTS_DEMO_DIR": str(tmp_path / "demo"), "TTS_WS_DEFLATE": setting},
+                            tmp_path / f"serve-{setting}.log")
+        try:
+            assert asyncio.run(extensions(port)) == expected, setting
+        finally:
+            _stop(proc)

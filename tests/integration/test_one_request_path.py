@@ -40,10 +40,11 @@ RATE = 24_000  # what the OpenAI route answers; the other transports ask for it
 ROW_FIELDS = ("key_id", "speaker", "stream", "format", "sample_rate", "temperature", "top_k", "top_p", "max_tokens",
               "repetition_penalty", "seed", "text_length", "text_chunked", "status", "error_code", "credits_charged")
 # Synthesis families. Excluded: the HTTP-level route metrics (veena3_tts_http_*, rightly different per route),
-# the request-log writer's and limiter's own, and per-stage work timings (how many decode calls a stream takes
-# depends on how the engine's deltas happen to group, not on the request).
+# the request-log writer's and limiter's own, per-stage work timings (how many decode calls a stream takes
+# depends on how the engine's deltas happen to group, not on the request), and the codec scheduler's and
+# admission's device figures (calls, batch rows, waits, busy share: the same timing, shared by every stream).
 EXCLUDED_PREFIXES = ("veena3_tts_http_", "veena3_tts_request_log_", "veena3_tts_rate_limit",
-                     "veena3_tts_stage_seconds")
+                     "veena3_tts_stage_seconds", "veena3_tts_codec_scheduler_", "veena3_tts_admission_")
 
 
 @pytest.fixture(scope="module")
