@@ -182,6 +182,9 @@ async def elevenlabs_ws(base: str, timed: bool) -> Run:
         run.start()
         await ws.send(json.dumps({"text": " ", "context_id": "a"}))
         await ws.send(json.dumps({"text": TEXT + " ", "context_id": "a"}))
+        # The end of a turn as Pipecat sends it: flush, then close. close_context alone is a barge-in (the server
+        # drops unflushed text: docs/architecture.md), which would leave this context without audio.
+        await ws.send(json.dumps({"context_id": "a", "flush": True}))
         await ws.send(json.dumps({"context_id": "a", "close_context": True}))
         while not (message := json.loads(await ws.recv())).get("isFinal"):
             run.audio(base64.b64decode(message.get("audio") or ""))
