@@ -10,26 +10,22 @@ import numpy as np
 import pytest
 import torch
 
-from core.apbwe import RELEASED_CONFIG, APBWEConfig, SuperResolution, random_generator
+from core.apbwe import SuperResolution
 from core.bicodec import BiCodecDecoder
-from core.demo.random_bicodec import DEMO_CONFIG, build_random_state_dict
 from services.codec import DecodeWindow, SRWindow
 from services.codec.runner import ModelRunner
 from services.codec.scheduler import Call
+from tests.tiny_models import demo_decoder, small_sr
 
 
 @pytest.fixture(scope="module")
 def decoder() -> BiCodecDecoder:
-    model = BiCodecDecoder(DEMO_CONFIG)
-    state = build_random_state_dict(DEMO_CONFIG, seed=3)
-    model.load_decode_state_dict({name: state[name] for name in model.state_dict()})
-    return model
+    return demo_decoder(seed=3)
 
 
 @pytest.fixture(scope="module")
 def sr() -> SuperResolution:
-    cfg = APBWEConfig.from_dict({**RELEASED_CONFIG, "ConvNeXt_channels": 16, "ConvNeXt_layers": 2})
-    return SuperResolution(random_generator(cfg, seed=1), cfg)
+    return small_sr(seed=1)
 
 
 def _window(decoder: BiCodecDecoder, length: int, seed: int) -> DecodeWindow:

@@ -13,14 +13,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.apbwe import RELEASED_CONFIG, APBWEConfig, SuperResolution, random_generator
+from core.apbwe import SuperResolution
 from core.bicodec import BiCodecDecoder
-from core.demo.random_bicodec import DEMO_CONFIG, build_random_state_dict
 from core.streaming import StreamingConfig, StreamingDecoder
 from services.codec import CodecScheduler, DecodeWindow, SchedulerPolicy, SRWindow
 from services.codec.graphs import CodecGraphs, GraphKey, GraphPlan, tf32
 from services.codec.runner import ModelRunner
 from services.codec.scheduler import Call
+from tests.tiny_models import demo_decoder, small_sr
 
 # Padded rows round differently from the row alone (another length and batch: other conv blocking); the masked tail
 # adds nothing (specs/gpu_serving.md §2: 1.0-1.3e-5 at released size). Outputs are tanh-bounded, so this is absolute.
@@ -34,16 +34,12 @@ SLOW = settings(max_examples=6, deadline=None, suppress_health_check=[HealthChec
 
 @pytest.fixture(scope="module")
 def decoder() -> BiCodecDecoder:
-    model = BiCodecDecoder(DEMO_CONFIG)
-    state = build_random_state_dict(DEMO_CONFIG, seed=3)
-    model.load_decode_state_dict({name: state[name] for name in model.state_dict()})
-    return model
+    return demo_decoder(seed=3)
 
 
 @pytest.fixture(scope="module")
 def sr() -> SuperResolution:
-    cfg = APBWEConfig.from_dict({**RELEASED_CONFIG, "ConvNeXt_channels": 16, "ConvNeXt_layers": 2})
-    return SuperResolution(random_generator(cfg, seed=1), cfg)
+    return small_sr(seed=1)
 
 
 def _d(decoder: BiCodecDecoder, seed: int) -> torch.Tensor:
