@@ -84,3 +84,20 @@ def wav_with_codec_tag(tag: int, seconds: float = 2.0, rate: int = 16_000) -> by
     fmt = struct.pack("<HHIIHH", tag, 1, rate, rate * 2, 2, 16)
     body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(payload)) + payload
     return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+# Streamed == offline holds within 1e-4 of full scale (~3 int16 steps), not bit for bit: when two streams' windows
+# meet in the codec scheduler they are batched (rows padded, masked), and float rounding can move a sample one step.
+SAME_AUDIO_STEPS = 4
+
+
+def assert_same_audio(a: bytes, b: bytes, steps: int = SAME_AUDIO_STEPS) -> None:
+    """Two WAV answers hold the same speech: equal length, samples at most `steps` int16 steps apart."""
+
+    def pcm(data: bytes) -> np.ndarray:
+        with wave.open(io.BytesIO(data)) as reader:
+            return np.frombuffer(reader.readframes(reader.getnframes()), dtype="<i2").astype(np.int32)
+
+    left, right = pcm(a), pcm(b)
+    assert left.shape == right.shape
+    assert int(np.abs(left - right).max(initial=0)) <= steps

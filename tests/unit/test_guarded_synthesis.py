@@ -20,6 +20,7 @@ from services.deployment.runtime import ModelRuntime
 from services.errors import SynthesisError
 from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest
 from shared import metrics
+from tests.audio_samples import assert_same_audio
 from tests.demo_runtime import demo_runtime, misbehaving
 from tests.texts import LONG_ENGLISH, LONG_HINDI
 
@@ -194,7 +195,7 @@ async def test_concurrent_guarded_jobs_match_their_solo_runs(runtime: ModelRunti
         together = await asyncio.gather(*(run(runtime, text, stream=False, request_id=f"together-{n}")
                                           for n, text in enumerate(texts)))
     for (job_a, data_a), (job_b, data_b) in zip(solo, together, strict=True):
-        assert data_a == data_b
+        assert_same_audio(data_a, data_b)  # batched with each other's windows: within the codec's tolerance
         assert job_a.stats.guard_events == job_b.stats.guard_events == ["loop:retried"]
 
 
