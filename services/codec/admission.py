@@ -140,11 +140,15 @@ class Admission:
     def codec_cost(self) -> float | None:
         """Measured codec device seconds per second of one open stream, over the last codec_window_s (None: fewer
         than min_codec_sample_s stream-seconds measured)."""
-        self._advance()
-        stream_s = sum(b[1] for b in self._codec)
+        return self._codec_cost_at(self._advance())
+
+    def _codec_cost_at(self, now: float) -> float | None:
+        """`codec_cost` from the windows as they stand (no accumulation: reading it never moves the measure)."""
+        codec = [b for b in self._codec if b[0] + 0.25 >= now - self.codec_window_s]
+        stream_s = sum(b[1] for b in codec)
         if stream_s < self.min_codec_sample_s:
             return None
-        return sum(b[2] for b in self._codec) / stream_s
+        return sum(b[2] for b in codec) / stream_s
 
     def _bucket(self, now: float) -> list[float]:
         if not self._buckets or now >= self._buckets[-1][0] + self._bucket_s:
@@ -159,12 +163,15 @@ class Admission:
 
     def pace(self) -> float | None:
         """Measured tokens per second per generating request over the last window (None: too little measured)."""
-        self._advance()
-        tokens = sum(b[1] for b in self._buckets)
-        request_seconds = sum(b[2] for b in self._buckets)
+        return self._pace_at(self._advance())
+
+    def _pace_at(self, now: float) -> float | None:
+        """`pace` from the windows as they stand (no accumulation: reading it never moves the measure)."""
+        buckets = [b for b in self._buckets if b[0] + self._bucket_s >= now - self.pace_window_s]
+        request_seconds = sum(b[2] for b in buckets)
         if request_seconds < self.min_pace_sample_s:
             return None
-        return tokens / request_seconds
+        return sum(b[1] for b in buckets) / request_seconds
 
     # ---------------------------------------------------------------- the rule
     def decide(self) -> AdmissionDecision:
@@ -239,12 +246,7 @@ class Admission:
         """What admission last measured, for operators (metrics, the debug route): read-only, so looking never moves
         a measure (`codec_cost()` and `pace()` integrate up to now; this reads their windows as they stand)."""
         now = self.clock()
-        codec = [b for b in self._codec if b[0] + 0.25 >= now - self.codec_window_s]
-        stream_s = sum(b[1] for b in codec)
-        cost = sum(b[2] for b in codec) / stream_s if stream_s >= self.min_codec_sample_s else None
-        buckets = [b for b in self._buckets if b[0] + self._bucket_s >= now - self.pace_window_s]
-        request_s = sum(b[2] for b in buckets)
-        pace = sum(b[1] for b in buckets) / request_s if request_s >= self.min_pace_sample_s else None
+        cost, pace = self._codec_cost_at(now), self._pace_at(now)
         streams = self.scheduler.active_streams
         return {
             "codec_seconds_per_stream_second": cost,

@@ -2,7 +2,7 @@
 time, and a snapshot for the admin route `GET /v1/tts/debug/scheduler`.
 
 Why a module of its own: the scheduler's `_account` runs on the event loop once per device call, so the live path
-gets only pre-bound counter and histogram children (`CallMetrics.record`, a handful of updates plus one per row);
+gets only pre-bound counter and histogram children (`record_call`, a handful of updates plus one per row);
 everything that walks the streams or sorts the pending windows (`refresh_gauges`, `snapshot`) runs when someone
 looks. Nothing here decides anything: reading never moves a measure admission uses.
 """
