@@ -43,12 +43,12 @@ if TYPE_CHECKING:
     from services.voice_library import VoiceLibrary
     from shared.settings import Settings
 
-# Bytes per sample of each format, roughly (compressed formats at their usual bitrates), to refuse before any GPU
-# work a non-streaming request whose file could not be buffered; speech runs ~14 characters a second, 12 is slow.
 # Texts up to this long are planned on the event loop (~2.3 us per character here: under 1 ms), longer ones in a
 # worker thread. Under load a hop to a worker costs up to a GIL switch interval (5 ms) of first-audio latency, more
 # than planning a short text takes; planning 50,000 characters on the loop would stall every stream.
 INLINE_PLAN_CHARS = 400
+# Bytes per sample of each format, roughly (compressed formats at their usual bitrates), to refuse before any GPU
+# work a non-streaming request whose file could not be buffered; speech runs ~14 characters a second, 12 is slow.
 _BYTES_PER_SAMPLE = {"wav": 2.0, "pcm": 2.0, "flac": 1.2, "mulaw": 1.0, "mp3": 0.25, "opus": 0.15, "aac": 0.25}
 
 
