@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_service import _free_port  # noqa: E402
+from bench.ws_speakers import turn  # noqa: E402
 
 LONG = "This answer is rather long, so that the user can barge in on it well before it ends. It goes on and on."
 SHORT = "Sure, let us talk about something else then."
@@ -86,16 +87,10 @@ class Dialect:
             return f"ws://127.0.0.1:{self.port}/v1/text-to-speech/default/multi-stream-input?output_format=pcm_16000"
         return f"ws://127.0.0.1:{self.port}/tts/websocket"
 
-    def turn(self, cid: str, text: str) -> list[dict]:
-        words = [w + " " for w in text.split()]
-        if self.name == "elevenlabs":
-            return [{"text": " ", "context_id": cid}, *({"text": w, "context_id": cid} for w in words),
-                    {"context_id": cid, "flush": True}, {"context_id": cid, "close_context": True}]
-        base = {"model_id": "sonic", "voice": {"mode": "id", "id": "default"}, "context_id": cid,
-                "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000},
-                "max_buffer_delay_ms": 0}
-        return [*({**base, "transcript": w, "continue": True} for w in words),
-                {**base, "transcript": "", "continue": False}]
+    def turn(self, cid: str, text: str) -> list[str]:
+        """A turn's messages, JSON-encoded: the text a word at a time (bench/ws_speakers.py), Cartesia with
+        Pipecat's `max_buffer_delay_ms` 0."""
+        return turn(self.name, text, cid, "default", max_buffer_delay_ms=0 if self.name == "cartesia" else None)
 
     @staticmethod
     def audio_of(message: dict) -> str | None:
@@ -109,7 +104,7 @@ async def first_audio(ws, dialect: Dialect, cid: str, text: str) -> float:
     """Send a turn; seconds from its first message to its first audio (other contexts' messages are skipped)."""
     began = time.monotonic()
     for message in dialect.turn(cid, text):
-        await ws.send(json.dumps(message))
+        await ws.send(message)
     while True:
         message = json.loads(await asyncio.wait_for(ws.recv(), 120))
         if dialect.audio_of(message) == cid:

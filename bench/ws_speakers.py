@@ -40,8 +40,9 @@ def path_of(transport: str, voice: str) -> str:
 
 
 def turn(transport: str, text: str, context_id: str, voice: str, timestamps: bool = False,
-         whole: bool = False) -> list[str]:
-    """One utterance's client messages, JSON-encoded, in the order a framework sends them."""
+         whole: bool = False, max_buffer_delay_ms: int | None = None) -> list[str]:
+    """One utterance's client messages, JSON-encoded, in the order a framework sends them. `max_buffer_delay_ms`
+    (Cartesia): Pipecat sends 0 (each message a text chunk of its own); None leaves the server's default."""
     words = [text.strip() + " "] if whole else [w + " " for w in text.split()]
     if transport == "ws":
         start = {"type": "start", "speaker": voice, "format": "pcm", "sample_rate": 16000,
@@ -53,7 +54,8 @@ def turn(transport: str, text: str, context_id: str, voice: str, timestamps: boo
     elif transport == "cartesia":
         base = {"model_id": "sonic", "voice": {"mode": "id", "id": voice}, "context_id": context_id,
                 "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000},
-                "add_timestamps": timestamps}
+                "add_timestamps": timestamps,
+                **({} if max_buffer_delay_ms is None else {"max_buffer_delay_ms": max_buffer_delay_ms})}
         messages = [*({**base, "transcript": w, "continue": True} for w in words),
                     {**base, "transcript": "", "continue": False}]
     else:
