@@ -47,6 +47,7 @@ import httpx  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
 from bench.bench_service import start_server, stop_server  # noqa: E402
+from bench.ws_speakers import turn  # noqa: E402
 
 TEXT = ("Thanks for calling. Your order of three items shipped this morning and should arrive on Thursday. "
         "Is there anything else I can help you with today, or would you like a text message when it is delivered?")
@@ -180,12 +181,10 @@ async def elevenlabs_ws(base: str, timed: bool) -> Run:
     async with connect(base + "/v1/text-to-speech/default/multi-stream-input?output_format=pcm_16000"
                        "&sync_alignment=true", max_size=None) as ws:
         run.start()
-        await ws.send(json.dumps({"text": " ", "context_id": "a"}))
-        await ws.send(json.dumps({"text": TEXT + " ", "context_id": "a"}))
-        # The end of a turn as Pipecat sends it: flush, then close. close_context alone is a barge-in (the server
-        # drops unflushed text: docs/architecture.md), which would leave this context without audio.
-        await ws.send(json.dumps({"context_id": "a", "flush": True}))
-        await ws.send(json.dumps({"context_id": "a", "close_context": True}))
+        # The turn as Pipecat ends it: flush, then close (close_context alone is a barge-in: the server drops
+        # unflushed text, docs/architecture.md, and the context would end without audio).
+        for message in turn("elevenlabs", TEXT, "a", "default", whole=True):
+            await ws.send(message)
         while not (message := json.loads(await ws.recv())).get("isFinal"):
             run.audio(base64.b64decode(message.get("audio") or ""))
             if message.get("alignment"):
