@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,12 +38,46 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
+def _file_stamps(root: Path) -> dict[str, tuple[int, int]]:
+    return {p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 @pytest.fixture(scope="session")
-def demo_model_dir() -> Path:
-    """The demo checkpoint (seed 0), built once under var/ and reused across runs (the build is idempotent)."""
+def demo_model_dir() -> Iterator[Path]:
+    """The demo checkpoint (seed 0), built once under var/ and reused across runs (the build is idempotent).
+
+    Every worker and every server a test starts reads this one directory, so nothing may write into it: a test that
+    lets a server change its model directory (the pin route's `save`) takes `writable_demo_dir` instead. A write
+    fails this session at teardown, naming the files, instead of changing what unrelated servers load."""
     from core.demo.checkpoint import build_demo_checkpoint
 
-    return build_demo_checkpoint(PROJECT_ROOT / "var" / "test-demo-model", seed=0)
+    root = build_demo_checkpoint(PROJECT_ROOT / "var" / "test-demo-model", seed=0)
+    before = _file_stamps(root)
+    yield root
+    after = _file_stamps(root)
+    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+    assert not changed, f"a test wrote into the shared demo checkpoint {root}: {changed}"
+
+
+def private_demo_copy(demo_dir: Path, target: Path) -> Path:
+    """A copy of the demo checkpoint a test may change: small files copied, weights (read, never written) linked."""
+    for source in demo_dir.rglob("*"):
+        if source.is_symlink() or not source.is_file():
+            continue
+        destination = target / source.relative_to(demo_dir)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if source.stat().st_size > 1_000_000:
+            destination.symlink_to(source)
+        else:
+            shutil.copy2(source, destination)
+    return target
+
+
+@pytest.fixture
+def writable_demo_dir(demo_model_dir: Path, tmp_path: Path) -> Path:
+    """This test's own copy of the demo checkpoint (see `private_demo_copy`)."""
+    return private_demo_copy(demo_model_dir, tmp_path / "model")
 
 
 def wait_in_portal(client, predicate, timeout_s: float = 60.0) -> None:

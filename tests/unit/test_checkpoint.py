@@ -15,19 +15,9 @@ FIXTURE_MANIFEST = FIXTURES / "bicodec_manifest.json"
 
 
 @pytest.fixture
-def model_dir(demo_model_dir: Path, tmp_path: Path) -> Path:
-    """A private copy of the demo checkpoint that each test may break (weights linked, not copied)."""
-    target = tmp_path / "model"
-    for source in demo_model_dir.rglob("*"):
-        if source.is_symlink() or not source.is_file():
-            continue
-        destination = target / source.relative_to(demo_model_dir)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        if source.stat().st_size > 1_000_000:
-            destination.symlink_to(source)
-        else:
-            shutil.copy2(source, destination)
-    return target
+def model_dir(writable_demo_dir: Path) -> Path:
+    """A private copy of the demo checkpoint that each test may break."""
+    return writable_demo_dir
 
 
 def expect_error(path_fragment: str, expected: str, root: Path, loader=load_spark_checkpoint) -> None:
