@@ -311,6 +311,15 @@ class CodecScheduler:
     def pending_windows(self) -> int:
         return sum(1 for p in self._pending if not p.future.done())
 
+    @property
+    def calls_in_flight(self) -> int:
+        return len(self._inflight)
+
+    @property
+    def busy_window_s(self) -> float:
+        """The window `busy_ratio` and `recent_misses` look back over."""
+        return self._busy_window_s
+
     # ------------------------------------------------------------------ submitting
     async def submit(self, stream: StreamHandle, kind: WindowKind, window: DecodeWindow | SRWindow) -> np.ndarray:
         """Queue one window and wait for its kept audio. Cancelling the caller drops the window (if not yet run)."""

@@ -95,12 +95,12 @@ def snapshot(scheduler: Any, admission: Any = None, *, limit: int = 50) -> dict[
         "stats": stats,
         "load": {
             "busy_ratio": scheduler.busy_ratio(),
-            "busy_window_s": scheduler._busy_window_s,
+            "busy_window_s": scheduler.busy_window_s,
             "recent_misses": scheduler.recent_misses(),
             "min_slack_s": _finite(scheduler.min_slack()),  # null: no stream playing
             "open_streams": scheduler.active_streams,
             "pending_windows": len(waiting),
-            "calls_in_flight": len(scheduler._inflight),
+            "calls_in_flight": scheduler.calls_in_flight,
             "max_inflight": scheduler.policy.max_inflight,
         },
         "admission": admission.view() if admission is not None else None,
