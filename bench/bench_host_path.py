@@ -44,7 +44,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,14 +60,6 @@ from shared.settings import Settings  # noqa: E402
 
 SENTENCE = ("The quick brown fox jumps over the lazy dog, then naps in the warm afternoon sun while the children "
             "play by the river and the old miller counts his sacks of flour. ")  # ~11 s of audio
-
-
-@dataclass(frozen=True)
-class FormatSpec(LevelSpec):
-    fmt: str = "pcm"
-
-    def body(self) -> dict[str, Any]:
-        return {**super().body(), "format": self.fmt}
 
 
 def serve(port: int, out: Path | None, tokens_per_s: float, interval: int) -> None:
@@ -242,15 +233,24 @@ async def measure(url: str, pid: int, streams: int, levels: list[int], formats: 
     rows = []
     for fmt in formats:
         for conc in levels:
-            spec = FormatSpec(base_url=url, concurrency=conc, text=SENTENCE * repeat, sample_rate=16000,
-                              stagger_s=0.0,
-                              requests_per_worker=max(1, streams // conc), fmt=fmt)
-            cpu0, loop0 = server_cpu_s(pid), server_cpu_s(pid, main_thread_only=True)
+            spec = LevelSpec(base_url=url, concurrency=conc, text=SENTENCE * repeat, sample_rate=16000,
+                             stagger_s=0.0, requests_per_worker=max(1, streams // conc), audio_format=fmt)
+            cpu0, loop0, audio0 = server_cpu_s(pid), server_cpu_s(pid, main_thread_only=True), served_audio_s(url)
             row = summarise(await run_level(spec, server_pid=pid))
             row["psutil_cpu_s"], row["server_cpu_s"] = row["server_cpu_s"], server_cpu_s(pid) - cpu0
             row["loop_cpu_s"] = server_cpu_s(pid, main_thread_only=True) - loop0
+            # The server's own count: the client's reads are s16le only for pcm and wav, not for mp3 or opus.
+            row["client_audio_s"], row["audio_s"] = row["audio_s"], served_audio_s(url) - audio0
             rows.append(finish_row(row, "http", fmt, idle))
     return rows
+
+
+def served_audio_s(url: str) -> float:
+    """Seconds of audio the server has finished serving (`veena3_tts_audio_duration_seconds_sum`)."""
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith("veena3_tts_audio_duration_seconds_sum"):
+            return float(line.split()[-1])
+    return 0.0
 
 
 def finish_row(row: dict, transport: str, fmt: str, idle: float) -> dict:

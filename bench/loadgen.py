@@ -55,13 +55,15 @@ class LevelSpec:
     timeout_s: float = 300.0
     api_key: str | None = None
     latency: str | None = None  # the request's latency preference; None: the server's default
+    audio_format: str = "wav"  # the cadence counts s16le bytes: only wav and pcm streams have meaningful gaps
+
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "text": self.text,
             "speaker": self.speaker,
             "stream": True,
-            "format": "wav",
+            "format": self.audio_format,
             "sample_rate": self.sample_rate,
             "seed": 0,
         }

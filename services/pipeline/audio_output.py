@@ -2,13 +2,16 @@
 
 Super-resolution goes through the codec scheduler: `core.sr_planner.SRPlanner` cuts the joined 16 kHz audio into
 AP-BWE windows and each one is awaited as `StreamHandle.super_resolve` (batched with other streams' windows on the
-device). The rest (crossfade, time-stretch, resample, framing, encoding) is cheap numpy on the event loop.
+device). Crossfade and time-stretch run on the event loop. Resampling, framing and encoding do too for the
+sample-wise formats (pcm, wav, mulaw: ~50 us per second of audio), and in `ENCODE_POOL` for the compressed ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,6 +36,13 @@ BWE_RATE = 48_000  # AP-BWE's output rate
 # every window but a stream's true end is 2,480..9,760 samples long, inside services.codec DEFAULT_SR_BUCKETS.
 SR_MIN_BLOCK = 1_600  # 100 ms: the first 48 kHz audio waits for at most this much plus the context
 SR_MAX_BLOCK = 8_000
+# The compressed formats (PyAV: mp3, opus, aac, flac) cost 1-9 ms of CPU per second of audio, and PyAV lets go of the
+# GIL while it encodes. On the event loop each chunk's encode held every other stream for up to tens of ms, and the
+# codec scheduler read that wait as device time: on the device stand-in, admission refused mp3 streams past 17
+# (docs/benchmarks.md, "Compressed formats off the event loop"). They resample, frame and encode here instead, in
+# parallel on the other cores; a stream's pieces still go one at a time, in order (each push awaits the last).
+ENCODE_POOL = ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                 else os.cpu_count() or 2, thread_name_prefix="encode")  # the cores this process has
 
 
 class AudioOutput:
@@ -109,6 +119,14 @@ class AudioOutput:
                 self.stats.sr_chunks += 1
                 self.stats.sr_samples += int(audio.size)
             metrics.STAGE_SECONDS.labels("super_resolution").observe(time.perf_counter() - started)
+        if self.encoder.sample_wise:
+            return self._encode(audio, final)
+        if not audio.size and not final and self._first_out:
+            return b""  # nothing to resample or encode: no trip to the pool
+        return await asyncio.get_running_loop().run_in_executor(ENCODE_POOL, self._encode, audio, final)
+
+    def _encode(self, audio: np.ndarray, final: bool) -> bytes:
+        """Resample, frame and encode (synchronous: inline for sample-wise formats, in ENCODE_POOL otherwise)."""
         resampled = self.resampler.push(audio) if audio.size else np.zeros(0, np.float32)
         if final:
             resampled = np.concatenate([resampled, self.resampler.finish()])
