@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,17 +118,33 @@ class CostModel:
 
 class DeviceTimeline:
     """One device: calls run one at a time, first come first served (`asyncio.Lock` is FIFO). Keeps the busy
-    seconds of each kind of work for the reports."""
+    seconds of each kind of work for the reports.
+
+    The device keeps its own schedule: a call starts when it arrived or when the call before it ends on that
+    schedule, whichever is later, and the caller sleeps until its scheduled end. On a real clock a sleep wakes late
+    (timer granularity, a busy event loop); counting from the late wake-up instead made every queued call start
+    late, so the stand-in's device fell behind its model (at 17-48 streams on a 2-core machine its codec share read
+    1.4-1.6x the simulator's). A lateness now delays one wake-up, not the calls after it."""
 
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
+        self._free_at = -math.inf  # the scheduled end of the last call (the event loop's clock)
         self.busy_seconds: dict[str, float] = {"llm": 0.0, "decode": 0.0, "sr": 0.0}
 
-    async def use(self, kind: str, seconds: float) -> None:
+    async def use(self, kind: str, seconds: float, *, arrived: float | None = None) -> float:
+        """Run a call of `seconds` that arrived at `arrived` (default: now; a caller with work waiting since its
+        previous call's scheduled end passes that end). Returns the call's scheduled end."""
+        loop = asyncio.get_running_loop()
+        arrived = loop.time() if arrived is None else arrived
+        seconds = max(0.0, seconds)
         async with self._lock:
-            if seconds > 0:
-                await asyncio.sleep(seconds)
+            end = max(arrived, self._free_at) + seconds
+            self._free_at = end
+            delay = end - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
             self.busy_seconds[kind] = self.busy_seconds.get(kind, 0.0) + seconds
+        return end
 
     @property
     def total_busy(self) -> float:
@@ -147,12 +164,18 @@ class CostModelRunner:
         self._rng = np.random.default_rng(0)
 
     async def run(self, call: Call) -> list[np.ndarray]:
-        await self.device.use(call.kind, self.model.call_seconds(call))
+        return (await self.run_timed(call))[0]
+
+    async def run_timed(self, call: Call) -> tuple[list[np.ndarray], float]:
+        """The rows and the call's time on the device's schedule, from its arrival (waiting behind the step in
+        progress included) to its scheduled end: what a device thread would measure (TimedDeviceRunner)."""
+        arrived = asyncio.get_running_loop().time()
+        end = await self.device.use(call.kind, self.model.call_seconds(call))
         out = []
         for w in call.windows:
             n = (w.keep_end - w.keep_start) * (self.hop if call.kind == "decode" else 1)
             out.append(self._audio(n))
-        return out
+        return out, end - arrived
 
     def _audio(self, n: int) -> np.ndarray:
         if not self.noise:
@@ -191,6 +214,7 @@ class StepLoop:
         self._task: asyncio.Task[None] | None = None
         self.steps = 0
         self.row_steps = 0
+        self._last_end: float | None = None  # the last step's scheduled end on the device
 
     @property
     def active(self) -> int:
@@ -228,7 +252,9 @@ class StepLoop:
             new, self._new = self._new, []
             rows = self._rows + new
             cost = self.model.step_seconds(len(rows), sum(r.prompt_tokens for r in new), len(new))
-            await self.device.use("llm", cost)
+            # Rows that stepped last time were ready for this step at that step's scheduled end (the engine runs in
+            # its own process on a GPU: the event loop's lateness in waking this task must not slow it down).
+            self._last_end = await self.device.use("llm", cost, arrived=self._last_end if self._rows else None)
             self.steps += 1
             self.row_steps += len(rows)
             self._rows = [r for r in rows if id(r) not in self._dropped and not r.step()]

@@ -84,8 +84,17 @@ class ModelRunner:
                     merged.items(), key=lambda item: (item[0][0], item[0][1] or 0, item[0][2], item[0][3]))]
 
     async def run(self, call: Call) -> list[np.ndarray]:
+        return (await self.run_timed(call))[0]
+
+    async def run_timed(self, call: Call) -> tuple[list[np.ndarray], float]:
+        """The rows and the seconds the device thread spent on the call (TimedDeviceRunner)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.run_sync, call)
+        return await loop.run_in_executor(self._pool, self._run_timed_sync, call)
+
+    def _run_timed_sync(self, call: Call) -> tuple[list[np.ndarray], float]:
+        started = time.perf_counter()
+        rows = self.run_sync(call)
+        return rows, time.perf_counter() - started
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

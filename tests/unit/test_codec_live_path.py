@@ -50,9 +50,9 @@ class CountingRunner(ModelRunner):
         super().__init__(*args, **kwargs)
         self.rows: list[tuple[str, int]] = []
 
-    async def run(self, call):  # noqa: ANN001, ANN201 - the DeviceRunner protocol
+    async def run_timed(self, call):  # noqa: ANN001, ANN201 - the TimedDeviceRunner protocol (what the scheduler calls)
         self.rows.append((call.kind, len(call.windows)))
-        return await super().run(call)
+        return await super().run_timed(call)
 
 
 async def _stream_through(handle, planner: DecodePlanner, d_vector, tokens: np.ndarray, seed: int) -> np.ndarray:  # noqa: ANN001

@@ -163,3 +163,29 @@ async def test_a_short_row_does_not_ride_in_a_long_bucket_past_the_padding_bound
         lax._pending.append(_Pending("decode", window(n, i), h, float(i), i, clock(), loop.create_future()))
     lax_call = lax.plan()
     assert lax_call is not None and [w.length for w in lax_call.windows] == [177, 16, 170]
+
+
+class LateLoopRunner(RecordingRunner):
+    """A TimedDeviceRunner whose call holds the device `cost` but whose caller resumes `late` seconds after that (a
+    busy event loop): the clock moves by both, the runner reports the device's share."""
+
+    def __init__(self, clock: FakeClock, cost: float, late: float) -> None:
+        super().__init__(clock, cost)
+        self.late = late
+
+    async def run_timed(self, call: Call) -> tuple[list[np.ndarray], float]:
+        rows = await self.run(call)
+        self.clock.now += self.late
+        return rows, self.cost
+
+
+async def test_a_timed_runner_s_device_seconds_are_the_measure_not_the_loop_s_lateness() -> None:
+    clock = FakeClock()
+    sched = CodecScheduler(LateLoopRunner(clock, cost=0.004, late=0.006), SchedulerPolicy(), clock=clock)
+    stream = sched.open_stream()
+    stream.note_audio(0.001)  # playing, 1 ms buffered: the call ends after its deadline
+    async with sched:
+        await stream.decode(window(16))
+    assert sched.stats.busy_seconds == pytest.approx(0.004)  # admission's codec cost reads this
+    assert sched.busy_ratio() == pytest.approx(0.004 / 2.0)
+    assert sched.stats.missed_deadlines == 1  # lateness is judged when the audio reached the stream

@@ -136,3 +136,27 @@ def test_a_stand_in_server_sends_every_codec_call_through_the_scheduler_to_the_d
     audio, busy = asyncio.run(main())
     assert len(audio) > 0
     assert busy["llm"] > 0 and busy["decode"] > 0
+
+
+def test_the_device_keeps_its_own_schedule_when_a_caller_wakes_late() -> None:
+    """Calls queue first come first served; a caller that resumes late (a busy event loop) and says its work was
+    ready at its previous call's scheduled end does not push every later call back by its lateness."""
+
+    async def main() -> tuple[list[float], list[float], float, float]:
+        loop = asyncio.get_running_loop()
+        device = DeviceTimeline()
+        queued = await asyncio.gather(*(device.use("decode", 0.002) for _ in range(3)))  # all arrive at 0
+        back_to_back = [await device.use("llm", 0.003, arrived=queued[-1])]
+        await asyncio.sleep(0.010)  # this caller wakes 10 ms late: ready since back_to_back[0]
+        now = loop.time()
+        for _ in range(3):  # its steps run on the device's schedule, the ones already due at once
+            back_to_back.append(await device.use("llm", 0.003, arrived=back_to_back[-1]))
+        idle_start = loop.time()
+        fresh = await device.use("decode", 0.002)  # nothing was waiting: starts now
+        return queued, back_to_back, now, fresh - idle_start
+
+    queued, steps, woke_at, fresh = run_virtual(main)
+    assert queued == pytest.approx([0.002, 0.004, 0.006])
+    assert steps == pytest.approx([0.009, 0.012, 0.015, 0.018])  # not 0.022, 0.025, 0.028 counted from the wake
+    assert woke_at == pytest.approx(0.019)
+    assert fresh == pytest.approx(0.002)
