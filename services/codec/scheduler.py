@@ -32,12 +32,12 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from services.codec.telemetry import record_call
+from services.codec.telemetry import SchedulerStats, record_call
 from services.codec.windows import DecodeWindow, SRWindow, WindowKind
 
 logger = logging.getLogger("services.codec.scheduler")
@@ -136,11 +136,8 @@ class DeviceRunner(Protocol):
 
 
 class TimedDeviceRunner(DeviceRunner, Protocol):
-    """A runner that also says how long the call held the device, measured where the call runs (the device thread,
-    or the stand-in's device schedule): from its start, waiting behind whatever the device was running (the engine's
-    kernels), to its end. The scheduler prefers this to its own dispatch-to-resume time on the event loop, which
-    also counts how late a busy loop got round to the finished call: that is the loop's load, not the device's, and
-    admission would read it as codec cost (on the stand-in, 2.3-2.8x the modelled codec seconds at 14-21 streams)."""
+    """Also returns the call's seconds measured where it runs (the device thread, the stand-in's schedule), waiting
+    behind the engine included: unlike dispatch-to-resume on the event loop, not a busy loop's lateness."""
 
     async def run_timed(self, call: Call) -> tuple[list[np.ndarray], float]: ...
 
@@ -154,31 +151,6 @@ class _Pending:
     seq: int
     submitted: float
     future: asyncio.Future[np.ndarray]
-
-
-@dataclass
-class SchedulerStats:
-    calls: int = 0
-    rows: int = 0
-    padded_rows: int = 0
-    work: int = 0  # units including padding
-    valid_work: int = 0
-    busy_seconds: float = 0.0
-    missed_deadlines: int = 0  # rows whose call ended after their deadline
-    eager_calls: int = 0
-    calls_by_kind: dict[str, int] = field(default_factory=lambda: {"decode": 0, "sr": 0})
-    rows_by_kind: dict[str, int] = field(default_factory=lambda: {"decode": 0, "sr": 0})
-    seconds_by_kind: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "sr": 0.0})
-    work_by_kind: dict[str, int] = field(default_factory=lambda: {"decode": 0, "sr": 0})
-
-    def mean_batch(self, kind: WindowKind | None = None) -> float:
-        calls = self.calls if kind is None else self.calls_by_kind[kind]
-        rows = self.rows if kind is None else self.rows_by_kind[kind]
-        return rows / calls if calls else 0.0
-
-    def seconds_per_work(self, kind: WindowKind) -> float | None:
-        work = self.work_by_kind[kind]
-        return self.seconds_by_kind[kind] / work if work else None
 
 
 class StreamHandle:
@@ -326,8 +298,7 @@ class CodecScheduler:
         return len(self._inflight)
 
     @property
-    def busy_window_s(self) -> float:
-        """The window `busy_ratio` and `recent_misses` look back over."""
+    def busy_window_s(self) -> float:  # what busy_ratio and recent_misses look back over
         return self._busy_window_s
 
     # ------------------------------------------------------------------ submitting
@@ -436,9 +407,8 @@ class CodecScheduler:
         started = self.clock()
         device_seconds: float | None = None
         try:
-            run_timed = getattr(self.runner, "run_timed", None)  # TimedDeviceRunner
-            if run_timed is not None:
-                results, device_seconds = await run_timed(call)
+            if hasattr(self.runner, "run_timed"):  # a TimedDeviceRunner
+                results, device_seconds = await self.runner.run_timed(call)
             else:
                 results = await self.runner.run(call)
         except asyncio.CancelledError:
@@ -461,12 +431,9 @@ class CodecScheduler:
     def _account(self, call: Call, chosen: Sequence[_Pending], started: float, ended: float,
                  device_seconds: float | None = None) -> None:
         s = self.stats
-        # From the call's start to its end, not the codec's own device time: on a GPU the engine's kernels run in
-        # between (another process; the device serialises them), and the stand-in's DeviceTimeline makes a call
-        # wait behind the engine's step in progress the same way. Admission's caps are calibrated on this measure
-        # (in the simulator, where the event loop is never late). Measured by the runner where it can
-        # (TimedDeviceRunner); else from dispatch to the loop's resuming. Deadlines are judged at `ended`: when the
-        # audio reached the stream.
+        # Start to end with the engine's kernels in between (the device serialises them; the stand-in's timeline
+        # too), as admission's caps were calibrated; by the runner where it can (TimedDeviceRunner), else dispatch to
+        # resume. Deadlines are judged at `ended`, when the audio reached the stream.
         seconds = max(0.0, device_seconds if device_seconds is not None else ended - started)
         s.calls += 1
         s.rows += len(call.windows)

@@ -1,5 +1,6 @@
 """What the codec scheduler shows operators: Prometheus families counted per device call, gauges read at scrape
-time, and a snapshot for the admin route `GET /v1/tts/debug/scheduler`.
+time, a snapshot for the admin route `GET /v1/tts/debug/scheduler`, and the cumulative `SchedulerStats` the
+scheduler keeps (admission reads them too).
 
 Why a module of its own: the scheduler's `_account` runs on the event loop once per device call, so the live path
 gets only pre-bound counter and histogram children (`record_call`, a handful of updates plus one per row);
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from services.codec.windows import WindowKind
 from shared import metrics
 
 # The scheduler imports this module (its per-call hook), so its types are not imported back here: `call` is a
@@ -38,6 +40,33 @@ class _KindMetrics:
 
 
 _BY_KIND = {kind: _KindMetrics(kind) for kind in KINDS}
+
+
+@dataclass
+class SchedulerStats:
+    """The scheduler's cumulative figures (`CodecScheduler.stats`): admission reads them, the debug route shows them."""
+
+    calls: int = 0
+    rows: int = 0
+    padded_rows: int = 0
+    work: int = 0  # units including padding
+    valid_work: int = 0
+    busy_seconds: float = 0.0
+    missed_deadlines: int = 0  # rows whose call ended after their deadline
+    eager_calls: int = 0
+    calls_by_kind: dict[str, int] = field(default_factory=lambda: {"decode": 0, "sr": 0})
+    rows_by_kind: dict[str, int] = field(default_factory=lambda: {"decode": 0, "sr": 0})
+    seconds_by_kind: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "sr": 0.0})
+    work_by_kind: dict[str, int] = field(default_factory=lambda: {"decode": 0, "sr": 0})
+
+    def mean_batch(self, kind: WindowKind | None = None) -> float:
+        calls = self.calls if kind is None else self.calls_by_kind[kind]
+        rows = self.rows if kind is None else self.rows_by_kind[kind]
+        return rows / calls if calls else 0.0
+
+    def seconds_per_work(self, kind: WindowKind) -> float | None:
+        work = self.work_by_kind[kind]
+        return self.seconds_by_kind[kind] / work if work else None
 
 
 def record_call(call: Any, chosen: Sequence[Any], started: float, seconds: float, late: Sequence[float]) -> None:
