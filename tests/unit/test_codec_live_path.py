@@ -18,6 +18,7 @@ from core.streaming import DecodePlanner, StreamingConfig, StreamingDecoder
 from services.codec import CodecScheduler, DecodeWindow, SchedulerPolicy, SRWindow
 from services.codec.runner import ModelRunner
 from services.pipeline.audio_output import SR_MAX_BLOCK, SR_MIN_BLOCK
+from tests.codec_fakes import FakeClock
 from tests.tiny_models import tiny_bicodec
 
 HOP = 320
@@ -162,21 +163,13 @@ class _VirtualSleep:
         self.clock.now += seconds
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class _NullRunner:
     async def run(self, call):  # noqa: ANN001, ANN201
         return [np.zeros(0, np.float32) for _ in call.windows]
 
 
 async def test_a_stream_ahead_of_playback_by_more_than_the_bound_waits() -> None:
-    clock = _Clock()
+    clock = FakeClock(50.0)
     sleep = _VirtualSleep(clock)
     sched = CodecScheduler(_NullRunner(), clock=clock)
     sched.sleep = sleep

@@ -7,39 +7,9 @@ import asyncio
 import numpy as np
 import pytest
 
-from services.codec import CodecScheduler, DecodeWindow, SchedulerPolicy, SRWindow
+from services.codec import CodecScheduler, SchedulerPolicy, SRWindow
 from services.codec.scheduler import Call
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class RecordingRunner:
-    """Returns zeros of the kept length; records every call; each call advances the fake clock by `cost`."""
-
-    def __init__(self, clock: FakeClock, cost: float = 0.01, hop: int = 320) -> None:
-        self.clock, self.cost, self.hop = clock, cost, hop
-        self.calls: list[Call] = []
-
-    async def run(self, call: Call) -> list[np.ndarray]:
-        self.calls.append(call)
-        await asyncio.sleep(0)
-        self.clock.now += self.cost
-        out = []
-        for w in call.windows:
-            n = (w.keep_end - w.keep_start) * (self.hop if call.kind == "decode" else 1)
-            out.append(np.full(n, float(w.ids[0]) if call.kind == "decode" else 0.0, np.float32))
-        return out
-
-
-def window(n: int, tag: int = 0) -> DecodeWindow:
-    ids = np.full(n, tag, np.int32)
-    return DecodeWindow(ids=ids, d_vector=None, keep_start=0, keep_end=n)
+from tests.codec_fakes import FakeClock, RecordingRunner, window
 
 
 def scheduler(policy: SchedulerPolicy | None = None) -> tuple[CodecScheduler, FakeClock]:

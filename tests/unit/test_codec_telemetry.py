@@ -7,41 +7,15 @@ from __future__ import annotations
 import asyncio
 import math
 
-import numpy as np
 import pytest
 
-from services.codec import CodecScheduler, DecodeWindow, SchedulerPolicy, telemetry
+from services.codec import CodecScheduler, SchedulerPolicy, telemetry
 from services.codec.admission import Admission
-from services.codec.scheduler import Call, _Pending
+from services.codec.scheduler import _Pending
 from shared.metrics import REGISTRY
+from tests.codec_fakes import FakeClock, RecordingRunner, window
 
 P = "veena3_tts_"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class CostlyRunner:
-    """Each call takes `cost` seconds of the fake clock; returns silence of the kept length."""
-
-    def __init__(self, clock: FakeClock, cost: float = 0.05) -> None:
-        self.clock, self.cost = clock, cost
-        self.calls: list[Call] = []
-
-    async def run(self, call: Call) -> list[np.ndarray]:
-        self.calls.append(call)
-        await asyncio.sleep(0)
-        self.clock.now += self.cost
-        return [np.zeros((w.keep_end - w.keep_start) * 320, np.float32) for w in call.windows]
-
-
-def window(n: int) -> DecodeWindow:
-    return DecodeWindow(ids=np.zeros(n, np.int32), d_vector=None, keep_start=0, keep_end=n)
 
 
 def value(name: str, **labels: str) -> float:
@@ -61,7 +35,7 @@ class Delta:
 
 def make(policy: SchedulerPolicy | None = None, cost: float = 0.05) -> tuple[CodecScheduler, FakeClock]:
     clock = FakeClock()
-    return CodecScheduler(CostlyRunner(clock, cost), policy or SchedulerPolicy(), clock=clock), clock
+    return CodecScheduler(RecordingRunner(clock, cost), policy or SchedulerPolicy(), clock=clock), clock
 
 
 async def test_a_call_counts_its_rows_padding_batch_size_and_busy_seconds() -> None:
