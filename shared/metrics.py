@@ -121,8 +121,9 @@ CODEC_SCHED_PADDED_ROWS = Counter(
     "shapes), by kind.", ["kind"], registry=REGISTRY,
 )
 CODEC_SCHED_BUSY = Counter(
-    f"{PREFIX}_codec_scheduler_busy_seconds", "Seconds from each codec call's dispatch to its end (admission's measure; "
-    "on a GPU shared with the engine it includes engine work the call queued behind), by kind.", ["kind"],
+    f"{PREFIX}_codec_scheduler_busy_seconds", "Seconds each codec call held the device, measured where it runs (the "
+    "device thread; admission's measure: on a GPU shared with the engine it includes engine work the call queued "
+    "behind), by kind.", ["kind"],
     registry=REGISTRY,
 )
 CODEC_SCHED_BATCH = Histogram(

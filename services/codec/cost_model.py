@@ -123,8 +123,7 @@ class DeviceTimeline:
     The device keeps its own schedule: a call starts when it arrived or when the call before it ends on that
     schedule, whichever is later, and the caller sleeps until its scheduled end. On a real clock a sleep wakes late
     (timer granularity, a busy event loop); counting from the late wake-up instead made every queued call start
-    late, so the stand-in's device fell behind its model (at 17-48 streams on a 2-core machine its codec share read
-    1.4-1.6x the simulator's). A lateness now delays one wake-up, not the calls after it."""
+    late, so the stand-in's device fell behind its model. A lateness now delays one wake-up, not the calls after it."""
 
     def __init__(self) -> None:
         self._lock = asyncio.Lock()

@@ -36,11 +36,11 @@ BWE_RATE = 48_000  # AP-BWE's output rate
 # every window but a stream's true end is 2,480..9,760 samples long, inside services.codec DEFAULT_SR_BUCKETS.
 SR_MIN_BLOCK = 1_600  # 100 ms: the first 48 kHz audio waits for at most this much plus the context
 SR_MAX_BLOCK = 8_000
-# The compressed formats (PyAV: mp3, opus, aac, flac) cost 1-9 ms of CPU per second of audio, and PyAV lets go of the
-# GIL while it encodes. On the event loop each chunk's encode held every other stream for up to tens of ms, and the
-# codec scheduler read that wait as device time: on the device stand-in, admission refused mp3 streams past 17
-# (docs/benchmarks.md, "Compressed formats off the event loop"). They resample, frame and encode here instead, in
-# parallel on the other cores; a stream's pieces still go one at a time, in order (each push awaits the last).
+# The compressed formats (PyAV: mp3, opus, aac, flac) cost 1-10 ms of CPU per second of audio, and PyAV lets go of
+# the GIL while it encodes. On the event loop each chunk's encode held every other stream for up to tens of ms and
+# all encoders shared one core (64 mp3 streams: 7.5 ms of loop CPU per audio second, 1.6 here; docs/benchmarks.md,
+# "Compressed formats off the event loop"). They resample, frame and encode in this pool instead, in parallel on the
+# other cores; a stream's pieces still go one at a time, in order (each push awaits the last).
 ENCODE_POOL = ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                  else os.cpu_count() or 2, thread_name_prefix="encode")  # the cores this process has
 
