@@ -47,16 +47,18 @@ def parse_message(raw: str, model: type[M], *, text_field: str) -> M:
 
 async def synthesis_request(services: Services, key: ApiKeyRecord, *, voice: str, audio_format: str,
                             sample_rate: int, normalize: bool = True, speed: float | None = None,
-                            voice_field: str = "voice", timestamps: str | None = None) -> SynthesisRequest:
+                            voice_field: str = "voice", timestamps: str | None = None,
+                            admit: bool = True) -> SynthesisRequest:
     """A context's settings (its text arrives later); an unknown voice or a server that is not ready raises
-    ApiError with the public code. `timestamps` ("word" | "character"): the aligner's events reach the codec."""
+    ApiError with the public code. `timestamps` ("word" | "character"): the aligner's events reach the codec.
+    `admit=False`: a check at connect that starts no stream, so admission neither counts nor refuses it."""
     settings = services.settings
     speech = SpeechRequest(text="", voice=voice, audio_format=audio_format, sample_rate=sample_rate,
                            sampling=SamplingOptions.with_defaults(settings), stream=True, normalize=normalize,
                            chunking=True, speed=None if speed in (None, 1.0) else speed, voice_field=voice_field,
                            timestamps=timestamps)
     try:
-        services.speech.check_available()
+        services.speech.check_available(admit=admit)
         resolved = await services.speech.voice(speech, key.key_id)
     except ServiceError as exc:
         raise ApiError.from_service(exc) from None

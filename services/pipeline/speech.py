@@ -112,7 +112,10 @@ class SpeechService:
         self.library = library  # custom voices and per-request references; None: neither is offered
         self.continuity = continuity  # remembers finished requests and stitches; None: neither is offered
 
-    def check_available(self) -> None:
+    def check_available(self, *, admit: bool = True) -> None:
+        """Refuse while the GPU is faulted, the model not ready or first audio backlogged; then, with `admit`,
+        ask admission for a new stream. A check that starts no stream (a socket validating its voice at connect)
+        passes `admit=False`: admission counts every stream it lets in, and its ramp refuses past 32 a second."""
         if self.gpu_faults is not None and self.gpu_faults.tripped:
             raise SynthesisError("GPU_FAULT", "This container hit a GPU fault and is being replaced; retry the "
                                  "request.", retry_after=1)
@@ -120,7 +123,8 @@ class SpeechService:
             raise SynthesisError("MODEL_NOT_LOADED", "The model is not ready yet (state: "
                                  f"{self.runtime.state.value}); retry shortly.", retry_after=5)
         BACKLOG.check(self.settings.shed_first_audio_s)  # SERVER_OVERLOADED before queueing behind a backlog
-        self.admit()
+        if admit:
+            self.admit()
 
     def admit(self) -> None:
         """Overload is refused, not spread: a new stream past the codec scheduler's measured headroom gets

@@ -151,3 +151,55 @@ def test_admission_sees_a_finished_request_leave_the_engine(client: TestClient, 
     clock.now += 100.0  # an idle spell
     live[0] = 1  # a new request has just begun
     assert admission.pace() is None  # nothing measured in the last window, not "0 tokens/s"
+
+
+EL_PATH = "/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000"
+
+
+def _say(ws: Any, context_id: str, text: str) -> None:
+    """One reply as Pipecat sends it: the opener, the text, flush, close_context (isFinal ends it)."""
+    for message in ({"text": " ", "context_id": context_id}, {"text": text, "context_id": context_id},
+                    {"context_id": context_id, "flush": True}, {"context_id": context_id, "close_context": True}):
+        ws.send_text(json.dumps(message))
+
+
+def _el_until_final(ws: Any, context_id: str) -> list[dict]:
+    """The context's messages up to its isFinal (a refused context: its error, then isFinal, as Pipecat expects)."""
+    messages = []
+    while True:
+        message = json.loads(ws.receive_text())
+        messages.append(message)
+        if message.get("isFinal") is True and message.get("contextId") == context_id:
+            return messages
+
+
+def test_an_elevenlabs_socket_is_admitted_per_context_not_at_connect(client: TestClient,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pipecat and LiveKit open the ElevenLabs socket when the call starts, long before the first reply. Its check
+    of the voice at connect starts no stream: admission neither counts it (the ramp lets in 32 a second: each agent
+    counted twice halved a burst) nor refuses the connection; each context is admitted once, and while admission
+    refuses, a context gets the dialect's own error and the socket stays open for the next."""
+    (runtime,) = RUNTIMES
+    admission = runtime.admission
+    assert admission is not None
+    before = admission.admitted
+    with client.websocket_connect(EL_PATH) as ws:
+        assert admission.admitted == before  # connected: nothing admitted yet
+        _say(ws, "a", "Hello there.")
+        messages = _el_until_final(ws, "a")
+        assert any(m.get("audio") for m in messages), messages[-3:]
+        assert not any(m.get("error") for m in messages), [m for m in messages if m.get("error")]
+        assert admission.admitted == before + 1  # one context, one admission
+        monkeypatch.setattr(admission, "decide", lambda: AdmissionDecision(False, "no codec headroom", 2))
+        _say(ws, "b", "Hello again.")
+        refused = _el_until_final(ws, "b")
+        assert refused[0]["code"] == "SERVER_OVERLOADED" and refused[0]["contextId"] == "b"
+        monkeypatch.undo()
+        _say(ws, "c", "And once more.")
+        again = _el_until_final(ws, "c")
+        assert any(m.get("audio") for m in again), again  # the same socket: admitted again
+    monkeypatch.setattr(admission, "decide", lambda: AdmissionDecision(False, "no codec headroom", 2))
+    with client.websocket_connect(EL_PATH) as ws:  # connecting while admission refuses: accepted
+        ws.send_text(json.dumps({"text": " ", "context_id": "d"}))  # a context opens with Pipecat's opener
+        assert _el_until_final(ws, "d")[0]["code"] == "SERVER_OVERLOADED"  # (read all: Starlette's test client
+        # waits at exit while server messages are unread)

@@ -60,11 +60,12 @@ class _Connection:
         self.websocket, self.outbox = websocket, outbox
         self.closing: asyncio.Task[None] | None = None  # stream-input: closes the socket after the final message
 
-    async def synthesis_request(self, speed: float | None) -> SynthesisRequest:
+    async def synthesis_request(self, speed: float | None, *, admit: bool = True) -> SynthesisRequest:
         return await synthesis_request(self.services, self.key, voice=self.voice_id,
                                        audio_format=self.output.audio_format, sample_rate=self.output.sample_rate,
                                        normalize=self.params.normalize, speed=speed, voice_field="voice_id",
-                                       timestamps="character")  # every audio message carries its alignment
+                                       timestamps="character",  # every audio message carries its alignment
+                                       admit=admit)
 
     async def handle(self, raw: str) -> str | None:
         msg = parse_client_message(raw)
@@ -176,8 +177,8 @@ async def _serve_admitted(websocket: WebSocket, services: Services, voice_id: st
             max_contexts=MAX_CONTEXTS if multi else 4, multi=multi, dialect="elevenlabs")
         conn = _Connection(services, session, key, voice_id, params, output, multi=multi, websocket=websocket,
                            outbox=outbox)
-        try:  # an unknown voice is refused before any text: error, then close 1008
-            await conn.synthesis_request(None)
+        try:  # an unknown voice is refused before any text: error, then close 1008 (no stream starts: not admitted)
+            await conn.synthesis_request(None, admit=False)
         except ApiError as err:
             await websocket.send_text(error_message(err))
             await close_quietly(websocket, CLOSE_POLICY, err.code)
