@@ -31,10 +31,11 @@ TEXT = ("The quick brown fox jumps over the lazy dog, then naps in the warm afte
         "by the river and the old miller counts his sacks of flour.")
 
 
-def start(cost_model: Path, log: Path, admission: str = "auto") -> tuple[subprocess.Popen, str]:
+def start(cost_model: Path, log: Path, admission: str = "auto",
+          extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     env = {"TTS_DEVICE_COST_MODEL": str(cost_model), "TTS_AUTH_ENABLED": "false", "TTS_DEVICE": "cpu",
            "TTS_DEMO_DIR": str(Path(tempfile.gettempdir()) / "tts-standin-demo"), "PYTHONUNBUFFERED": "1",
-           "TTS_ADMISSION": admission}
+           "TTS_ADMISSION": admission, **(extra_env or {})}
     return start_server(lambda port: [sys.executable, "-m", "uvicorn", "--factory", "api:create_app", "--host",
                                       "127.0.0.1", "--port", str(port), "--no-access-log"], env, log)
 

@@ -71,6 +71,9 @@ class Heard:
     messages: int = 0  # server messages (frames) received for it
     timing_messages: int = 0  # messages that carried timestamps or alignment
     error: str | None = None
+    first_audio_s: float | None = None  # from the first message sent to the first audio received
+    underruns: int = 0  # playback ran dry after it began (`prebuffer_s` after the first audio), real-time playback
+    underrun_s: float = 0.0
 
 
 def hear(transport: str, message: str | bytes, heard: Heard) -> bool:
@@ -104,16 +107,31 @@ def hear(transport: str, message: str | bytes, heard: Heard) -> bool:
 
 
 async def speak(base_url: str, transport: str, text: str, voice: str, timestamps: bool, index: int,
-                deflate: bool = False, whole: bool = False, timeout_s: float = 300.0) -> Heard:
-    """One socket, one utterance: send its messages, read until its end."""
+                deflate: bool = False, whole: bool = False, timeout_s: float = 300.0,
+                prebuffer_s: float = 0.1) -> Heard:
+    """One socket, one utterance: send its messages, read until its end (first audio and underruns as a client
+    playing in real time from `prebuffer_s` after its first audio hears them)."""
+    from services.pipeline.flow_monitor import StreamCadence
+
     url = base_url.replace("http://", "ws://") + path_of(transport, voice)
     heard = Heard()
+    cadence = StreamCadence(prebuffer_s=prebuffer_s, observe_metrics=False)
     try:
         async with connect(url, max_size=None, open_timeout=60, compression="deflate" if deflate else None) as ws:
+            started = time.monotonic()
             for message in turn(transport, text, f"ctx{index}", voice, timestamps, whole):
                 await ws.send(message)
-            while not hear(transport, await asyncio.wait_for(ws.recv(), timeout_s), heard):
-                pass
+            while True:
+                before = heard.audio_bytes
+                ended = hear(transport, await asyncio.wait_for(ws.recv(), timeout_s), heard)
+                if heard.audio_bytes > before:
+                    now = time.monotonic()
+                    if heard.first_audio_s is None:
+                        heard.first_audio_s = now - started
+                    cadence.on_chunk((heard.audio_bytes - before) / BYTES_PER_AUDIO_S, at=now)
+                if ended:
+                    break
+            heard.underruns, heard.underrun_s = cadence.underruns, cadence.underrun_seconds
     except (OSError, TimeoutError, ValueError) as exc:  # websockets' errors are OSError or ValueError subclasses
         heard.error = f"{exc.__class__.__name__}: {exc}"
     except Exception as exc:  # noqa: BLE001 - a closed socket mid-level is a failed stream, not a failed bench
