@@ -27,12 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_standin_load import TEXT, start  # noqa: E402
+from bench.loadgen import percentile  # noqa: E402
 from bench.ws_speakers import run_socket_level  # noqa: E402
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def summarise(transport: str, timestamps: bool, level: Any) -> dict:
@@ -42,7 +38,7 @@ def summarise(transport: str, timestamps: bool, level: Any) -> dict:
         "transport": transport, "timestamps": timestamps, "streams": len(level.heard), "failed": level.failed,
         "errors": sorted({h.error for h in level.heard if h.error})[:3],
         "first_audio_ms_p50": round(statistics.median(first) * 1000, 1) if first else None,
-        "first_audio_ms_p95": round(percentile(first, 0.95) * 1000, 1) if first else None,
+        "first_audio_ms_p95": round(percentile(first, 95) * 1000, 1) if first else None,
         "streams_with_underruns": sum(1 for h in heard if h.underruns),
         "underrun_s": round(sum(h.underrun_s for h in heard), 3),
         "timing_messages": sum(h.timing_messages for h in heard),

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 from websockets.asyncio.client import connect
 
+from services.pipeline.flow_monitor import StreamCadence
+
 WS_TRANSPORTS = ("ws", "elevenlabs", "cartesia")
 BYTES_PER_AUDIO_S = 2 * 16000  # s16le at 16 kHz
 
@@ -111,8 +113,6 @@ async def speak(base_url: str, transport: str, text: str, voice: str, timestamps
                 prebuffer_s: float = 0.1) -> Heard:
     """One socket, one utterance: send its messages, read until its end (first audio and underruns as a client
     playing in real time from `prebuffer_s` after its first audio hears them)."""
-    from services.pipeline.flow_monitor import StreamCadence
-
     url = base_url.replace("http://", "ws://") + path_of(transport, voice)
     heard = Heard()
     cadence = StreamCadence(prebuffer_s=prebuffer_s, observe_metrics=False)
