@@ -20,6 +20,7 @@ transport in turn, `--rounds` times, with each mean also as a ratio to HTTP pcm'
 sitting: the machine's background load is shared). Modifiers: `+ts` word timestamps (`--timestamps` adds `ws+ts`,
 `cartesia+ts`; ElevenLabs always aligns), `+deflate` permessage-deflate (`--deflate` adds every socket with it:
 Pipecat's clients offer it and uvicorn accepts it), `+whole` the text in one message instead of a word at a time.
+`http+speed`: HTTP with every request asking for `--speed` (1.1), which the audio chain time-stretches (WSOLA).
 `BENCH_INLINE_TIMINGS=1` in the environment (an experiment) runs the timestamp aligner's steps on the event loop
 instead of a worker thread: the difference is what the thread hop costs.
 Also printed: the same less the
@@ -229,19 +230,21 @@ def fit(rows: list[dict]) -> tuple[float, float] | None:
 
 
 async def measure(url: str, pid: int, streams: int, levels: list[int], formats: list[str],
-                  idle: float = 0.0, repeat: int = 3) -> list[dict]:
+                  idle: float = 0.0, repeat: int = 3, speed: float | None = None) -> list[dict]:
+    """Streaming HTTP at every format and level; `speed`: every request asks for it (the audio is time-stretched)."""
     rows = []
     for fmt in formats:
         for conc in levels:
             spec = LevelSpec(base_url=url, concurrency=conc, text=SENTENCE * repeat, sample_rate=16000,
-                             stagger_s=0.0, requests_per_worker=max(1, streams // conc), audio_format=fmt)
+                             stagger_s=0.0, requests_per_worker=max(1, streams // conc), audio_format=fmt,
+                             speed=speed)
             cpu0, loop0, audio0 = server_cpu_s(pid), server_cpu_s(pid, main_thread_only=True), served_audio_s(url)
             row = summarise(await run_level(spec, server_pid=pid))
             row["psutil_cpu_s"], row["server_cpu_s"] = row["server_cpu_s"], server_cpu_s(pid) - cpu0
             row["loop_cpu_s"] = server_cpu_s(pid, main_thread_only=True) - loop0
             # The server's own count: the client's reads are s16le only for pcm and wav, not for mp3 or opus.
             row["client_audio_s"], row["audio_s"] = row["audio_s"], served_audio_s(url) - audio0
-            rows.append(finish_row(row, "http", fmt, idle))
+            rows.append(finish_row(row, "http" if speed is None else "http+speed", fmt, idle))
     return rows
 
 
@@ -289,13 +292,14 @@ async def measure_socket(url: str, pid: int, transport: str, streams: int, level
 
 
 async def measure_all(url: str, pid: int, transports: list[str], streams: int, levels: list[int],
-                      formats: list[str], idle: float, repeat: int, rounds: int) -> list[dict]:
+                      formats: list[str], idle: float, repeat: int, rounds: int, speed: float = 1.1) -> list[dict]:
     """Every transport in turn, `rounds` times over (alternated: they share the machine's background load)."""
     rows = []
     for sitting in range(rounds):
         for transport in transports:
-            if transport == "http":
-                got = await measure(url, pid, streams, levels, formats, idle, repeat)
+            if transport in ("http", "http+speed"):
+                got = await measure(url, pid, streams, levels, formats, idle, repeat,
+                                    speed=speed if transport == "http+speed" else None)
             else:
                 got = await measure_socket(url, pid, transport, streams, levels, idle, repeat)
             for row in got:
@@ -329,8 +333,10 @@ def main() -> int:
     p.add_argument("--concurrency", default="32,64")
     p.add_argument("--format", default="pcm,wav", help="HTTP's formats (the sockets ask for pcm)")
     p.add_argument("--transport", default="http",
-                   help=f"comma-separated: http and any of {', '.join(WS_TRANSPORTS)}, each with any of +ts "
-                   "(word timestamps), +deflate (permessage-deflate), +whole (the text in one message)")
+                   help=f"comma-separated: http, http+speed (every request asks for --speed: a time-stretch) and "
+                   f"any of {', '.join(WS_TRANSPORTS)}, each with any of +ts (word timestamps), +deflate "
+                   "(permessage-deflate), +whole (the text in one message)")
+    p.add_argument("--speed", type=float, default=1.1, help="the speed http+speed asks for")
     p.add_argument("--timestamps", action="store_true",
                    help="also the native and Cartesia sockets with word timestamps (ws+ts, cartesia+ts)")
     p.add_argument("--deflate", action="store_true",
@@ -353,19 +359,19 @@ def main() -> int:
         if args.timestamps:
             transports += [f"{t}+ts" for t in ("ws", "cartesia") if t in transports]
         if args.deflate:
-            transports += [f"{t}+deflate" for t in transports if t != "http"]
-        unknown = {t for t in transports if t != "http" and (t.split("+")[0] not in WS_TRANSPORTS
-                                                              or not set(t.split("+")[1:]) <= {"ts", "deflate", "whole"})}
+            transports += [f"{t}+deflate" for t in transports if not t.startswith("http")]
+        unknown = {t for t in transports if t not in ("http", "http+speed")
+                   and (t.split("+")[0] not in WS_TRANSPORTS or not set(t.split("+")[1:]) <= {"ts", "deflate", "whole"})}
         if unknown:
             p.error(f"unknown transport(s): {', '.join(sorted(unknown))}")
         # warm: first-request costs stay out
-        asyncio.run(measure_all(url, proc.pid, transports, 1, [1], formats, 0.0, 1, 1))
+        asyncio.run(measure_all(url, proc.pid, transports, 1, [1], formats, 0.0, 1, 1, args.speed))
         idle = idle_cpu_rate(proc.pid)
         if args.profile:  # the levels only: start-up and warm-up stay out of the stage table
             httpx.post(f"{url}/bench/profile", params={"on": True}, timeout=10).raise_for_status()
         rows = asyncio.run(measure_all(url, proc.pid, transports, args.streams,
                                        [int(c) for c in args.concurrency.split(",")], formats, idle, args.repeat,
-                                       args.rounds))
+                                       args.rounds, args.speed))
         if args.profile:
             httpx.post(f"{url}/bench/profile", params={"on": False}, timeout=10).raise_for_status()
     finally:
@@ -407,7 +413,7 @@ def main() -> int:
             fits[fmt] = {"cpu_s_per_wall_s": ab[0], "ms_per_audio_s": 1000 * ab[1]}
             print(f"fit {fmt}: CPU = {ab[0]:.3f} x wall + {1000 * ab[1]:.2f} ms x audio s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"tokens_per_s": args.tokens_per_s, "stream_interval": interval,
+    args.out.write_text(json.dumps({"tokens_per_s": args.tokens_per_s, "stream_interval": interval, "speed": args.speed,
                                     "idle_cpu_per_wall_s": idle, "fits": fits, "levels": rows,
                                     "transports": summary, "load_average": list(os.getloadavg()),
                                     "profiled_stages_ms_per_audio_s": stages or None}, indent=2, default=str) + "\n")

@@ -2,7 +2,7 @@
 100 ms prebuffer).
 
     PYTHONPATH=. .venv/bin/python bench/bench_standin_load.py [--cost-model bench/cost_models/h100-tf32.json] \\
-        [--concurrency 32] [--admission auto|on|off] [--out bench/results/standin_load.json]
+        [--concurrency 32] [--admission auto|on|off] [--speed 1.1] [--out bench/results/standin_load.json]
 
 Starts `uvicorn --factory api:create_app` on the demo checkpoint with `TTS_DEVICE_COST_MODEL` (a benchmark tool:
 the engine's steps and the codec's calls, all through `runtime.codec_runner`, become waits of the modelled length on
@@ -53,10 +53,11 @@ def first_chunk_schedules(url: str) -> dict[str, float]:
     return out
 
 
-async def levels(url: str, pid: int, concurrency: int) -> list[dict]:
+async def levels(url: str, pid: int, concurrency: int, speed: float | None = None) -> list[dict]:
     rows = []
     for n in (1, concurrency):
-        spec = LevelSpec(base_url=url, concurrency=n, text=TEXT, sample_rate=16000, prebuffer_s=0.1, stagger_s=0.0)
+        spec = LevelSpec(base_url=url, concurrency=n, text=TEXT, sample_rate=16000, prebuffer_s=0.1, stagger_s=0.0,
+                         speed=speed)
         rows.append(summarise(await run_level(spec, server_pid=pid)))
     return rows
 
@@ -67,12 +68,14 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--admission", choices=("auto", "on", "off"), default="auto",
                    help="TTS_ADMISSION for the server (auto: on with the stand-in), to compare with it off")
+    p.add_argument("--speed", type=float, default=None,
+                   help="every request's speed (the audio chain time-stretches it); default: none asked")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "standin" / "standin_load.json")
     args = p.parse_args()
     log = Path(tempfile.gettempdir()) / "tts-standin-server.log"
     proc, url = start(args.cost_model, log, args.admission)
     try:
-        rows = asyncio.run(levels(url, proc.pid, args.concurrency))
+        rows = asyncio.run(levels(url, proc.pid, args.concurrency, args.speed))
         schedules = first_chunk_schedules(url)
     finally:
         proc.terminate()
@@ -91,7 +94,8 @@ def main() -> int:
     print(f"first-chunk schedules (both levels, schedule/reason): {schedules or 'none (admission off)'}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"cost_model": str(args.cost_model.name), "levels": rows, "ratio_p95_over_p50": ratio,
-                                    "admission": args.admission, "first_chunk_schedules": schedules},
+                                    "admission": args.admission, "first_chunk_schedules": schedules,
+                                    "speed": args.speed},
                                    indent=2, default=str) + "\n")
     return 0
 

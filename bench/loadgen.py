@@ -56,6 +56,7 @@ class LevelSpec:
     api_key: str | None = None
     latency: str | None = None  # the request's latency preference; None: the server's default
     audio_format: str = "wav"  # the cadence counts s16le bytes: only wav and pcm streams have meaningful gaps
+    speed: float | None = None  # the request's `speed` (a time-stretch on the audio); None: the voice's own
 
 
     def body(self) -> dict[str, Any]:
@@ -69,6 +70,8 @@ class LevelSpec:
         }
         if self.latency is not None:
             body["latency"] = self.latency
+        if self.speed is not None:
+            body["speed"] = self.speed
         return body
 
 

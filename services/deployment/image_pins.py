@@ -34,7 +34,6 @@ IMAGE_PACKAGES: tuple[str, ...] = (
     "asyncpg==0.32.0",
     "cn2an==0.5.24",  # Chinese number words (processing/normalize_zh.py); pure Python, needs proces
     "proces==0.1.7",
-    "audiotsm==0.1.2",  # streaming time-stretch for `speed` (audio/time_stretch.py); numpy only
 )
 VLLM_VERSION = next(p.split("==", 1)[1] for p in IMAGE_PACKAGES if p.startswith("vllm=="))
 # The official vLLM image of that version (the Docker GPU image builds on it; it already holds vllm and torch).

@@ -2,8 +2,10 @@
 
 Super-resolution goes through the codec scheduler: `core.sr_planner.SRPlanner` cuts the joined 16 kHz audio into
 AP-BWE windows and each one is awaited as `StreamHandle.super_resolve` (batched with other streams' windows on the
-device). Crossfade and time-stretch run on the event loop. Resampling, framing and encoding do too for the
-sample-wise formats (pcm, wav, mulaw: ~50 us per second of audio), and in `ENCODE_POOL` for the compressed ones.
+device). Crossfade and time-stretch run on the event loop (the stretch, ~1 ms of CPU per audio second, is Python
+per 32 ms frame: in a pool thread it fought the loop for the GIL and cost 1.6-2x the CPU; docs/benchmarks.md,
+"Speed"). Resampling, framing and encoding do too for the sample-wise formats (pcm, wav, mulaw: ~50 us per second of
+audio), and in `ENCODE_POOL` for the compressed ones.
 """
 
 from __future__ import annotations
