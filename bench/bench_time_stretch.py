@@ -2,7 +2,7 @@
 `audiotsm`'s WSOLA (what served until 2026-11-24, configured as it was) when that package is installed.
 
     PYTHONPATH=. .venv/bin/python bench/bench_time_stretch.py [--speeds 0.5,0.8,1.1,1.25,1.5,2,3] [--seconds 6]
-        [--out bench/results/time_stretch.json]
+        [--out bench/results/speed/time_stretch.json]
 
 The input is speech-like (a pulse train gliding 110-170 Hz through a syllable-rate envelope, a little noise), pushed
 in 0.5 s pieces as a stream's chunks come; CPU is this thread's process time, best of 3. Level: output RMS over the
@@ -78,7 +78,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--speeds", default="0.5,0.8,1.1,1.25,1.5,2,3")
     p.add_argument("--seconds", type=float, default=6.0)
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "time_stretch.json")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "speed" / "time_stretch.json")
     args = p.parse_args()
     try:
         import audiotsm  # noqa: F401
