@@ -2,7 +2,7 @@
 guards, framing, encoding and sending while the models cost nothing.
 
     PYTHONPATH=. .venv/bin/python bench/bench_host_path.py [--streams 32] [--concurrency 32,64] [--format pcm,wav]
-        [--transport http,ws,elevenlabs,cartesia,ws+whole] [--timestamps] [--deflate] [--rounds 1]
+        [--sample-rate 16000,48000] [--transport http,ws,elevenlabs,cartesia,ws+whole] [--timestamps] [--deflate] [--rounds 1]
         [--tokens-per-s 75] [--stream-interval 4] [--profile bench/results/host_path/profile.txt]
         [--out bench/results/host_path/host_path.json]
 
@@ -230,12 +230,14 @@ def fit(rows: list[dict]) -> tuple[float, float] | None:
 
 
 async def measure(url: str, pid: int, streams: int, levels: list[int], formats: list[str],
-                  idle: float = 0.0, repeat: int = 3, speed: float | None = None) -> list[dict]:
-    """Streaming HTTP at every format and level; `speed`: every request asks for it (the audio is time-stretched)."""
+                  idle: float = 0.0, repeat: int = 3, speed: float | None = None,
+                  rates: tuple[int, ...] = (16000,)) -> list[dict]:
+    """Streaming HTTP at every format, sample rate and level; `speed`: every request asks for it (the audio is
+    time-stretched). 48 kHz goes through AP-BWE's windows (free too: `bench.ideal_stream.FreeSR`)."""
     rows = []
-    for fmt in formats:
+    for fmt, rate in ((f, r) for f in formats for r in rates):
         for conc in levels:
-            spec = LevelSpec(base_url=url, concurrency=conc, text=SENTENCE * repeat, sample_rate=16000,
+            spec = LevelSpec(base_url=url, concurrency=conc, text=SENTENCE * repeat, sample_rate=rate,
                              stagger_s=0.0, requests_per_worker=max(1, streams // conc), audio_format=fmt,
                              speed=speed)
             cpu0, loop0, audio0 = server_cpu_s(pid), server_cpu_s(pid, main_thread_only=True), served_audio_s(url)
@@ -244,6 +246,7 @@ async def measure(url: str, pid: int, streams: int, levels: list[int], formats: 
             row["loop_cpu_s"] = server_cpu_s(pid, main_thread_only=True) - loop0
             # The server's own count: the client's reads are s16le only for pcm and wav, not for mp3 or opus.
             row["client_audio_s"], row["audio_s"] = row["audio_s"], served_audio_s(url) - audio0
+            row["sample_rate"] = rate
             rows.append(finish_row(row, "http" if speed is None else "http+speed", fmt, idle))
     return rows
 
@@ -292,14 +295,15 @@ async def measure_socket(url: str, pid: int, transport: str, streams: int, level
 
 
 async def measure_all(url: str, pid: int, transports: list[str], streams: int, levels: list[int],
-                      formats: list[str], idle: float, repeat: int, rounds: int, speed: float = 1.1) -> list[dict]:
+                      formats: list[str], idle: float, repeat: int, rounds: int, speed: float = 1.1,
+                      rates: tuple[int, ...] = (16000,)) -> list[dict]:
     """Every transport in turn, `rounds` times over (alternated: they share the machine's background load)."""
     rows = []
     for sitting in range(rounds):
         for transport in transports:
             if transport in ("http", "http+speed"):
                 got = await measure(url, pid, streams, levels, formats, idle, repeat,
-                                    speed=speed if transport == "http+speed" else None)
+                                    speed=speed if transport == "http+speed" else None, rates=rates)
             else:
                 got = await measure_socket(url, pid, transport, streams, levels, idle, repeat)
             for row in got:
@@ -314,12 +318,14 @@ def ratios(rows: list[dict]) -> list[dict]:
     groups: dict[tuple, list[float]] = {}
     for r in rows:
         if r["cpu_ms_per_audio_s"] is not None:
-            groups.setdefault((r["transport"], r["format"], r["concurrency"]), []).append(r["cpu_ms_per_audio_s"])
+            key = (r["transport"], r["format"], r.get("sample_rate", 16000), r["concurrency"])
+            groups.setdefault(key, []).append(r["cpu_ms_per_audio_s"])
     out = []
-    for (transport, fmt, conc), runs in groups.items():
-        base = groups.get(("http", "pcm", conc))
+    for (transport, fmt, rate, conc), runs in groups.items():
+        base = groups.get(("http", "pcm", 16000, conc))
         mean = sum(runs) / len(runs)
-        out.append({"transport": transport, "format": fmt, "concurrency": conc, "runs_ms_per_audio_s": runs,
+        out.append({"transport": transport, "format": fmt, "sample_rate": rate, "concurrency": conc,
+                    "runs_ms_per_audio_s": runs,
                     "mean_ms_per_audio_s": mean, "ratio_to_http_pcm": mean / (sum(base) / len(base)) if base else None})
     return out
 
@@ -332,6 +338,8 @@ def main() -> int:
     p.add_argument("--streams", type=int, default=32, help="requests per level (at least one per concurrent stream)")
     p.add_argument("--concurrency", default="32,64")
     p.add_argument("--format", default="pcm,wav", help="HTTP's formats (the sockets ask for pcm)")
+    p.add_argument("--sample-rate", default="16000",
+                   help="HTTP's sample rates, comma-separated (48000: through AP-BWE's windows, the model free too)")
     p.add_argument("--transport", default="http",
                    help=f"comma-separated: http, http+speed (every request asks for --speed: a time-stretch) and "
                    f"any of {', '.join(WS_TRANSPORTS)}, each with any of +ts (word timestamps), +deflate "
@@ -365,13 +373,14 @@ def main() -> int:
         if unknown:
             p.error(f"unknown transport(s): {', '.join(sorted(unknown))}")
         # warm: first-request costs stay out
-        asyncio.run(measure_all(url, proc.pid, transports, 1, [1], formats, 0.0, 1, 1, args.speed))
+        rates = tuple(int(r) for r in args.sample_rate.split(","))
+        asyncio.run(measure_all(url, proc.pid, transports, 1, [1], formats, 0.0, 1, 1, args.speed, rates))
         idle = idle_cpu_rate(proc.pid)
         if args.profile:  # the levels only: start-up and warm-up stay out of the stage table
             httpx.post(f"{url}/bench/profile", params={"on": True}, timeout=10).raise_for_status()
         rows = asyncio.run(measure_all(url, proc.pid, transports, args.streams,
                                        [int(c) for c in args.concurrency.split(",")], formats, idle, args.repeat,
-                                       args.rounds, args.speed))
+                                       args.rounds, args.speed, rates))
         if args.profile:
             httpx.post(f"{url}/bench/profile", params={"on": False}, timeout=10).raise_for_status()
     finally:
@@ -388,26 +397,27 @@ def main() -> int:
         for name, ms in stages.items():
             print(f"| {name} | {ms:.3f} | {ms / total:.0%} |")
     print(f"idle server: {1000 * idle:.1f} ms CPU per wall second")
-    print("| round | transport | format | concurrency | streams | failed | audio s | wall s | server CPU s | "
+    print("| round | transport | format | Hz | concurrency | streams | failed | audio s | wall s | server CPU s | "
           "CPU ms per audio s | of which event loop | less idle |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['round']} | {r['transport']} | {r['format']} | {r['concurrency']} | {r['streams']} | "
+        print(f"| {r['round']} | {r['transport']} | {r['format']} | {r.get('sample_rate', 16000)} | "
+              f"{r['concurrency']} | {r['streams']} | "
               f"{r['failed']} | {r['audio_s']:.1f} | {r['wall_s']:.2f} | {r['server_cpu_s']:.3f} | "
               f"{r['cpu_ms_per_audio_s'] or 0:.2f} | {r['loop_ms_per_audio_s'] or 0:.2f} | "
               f"{r['marginal_ms_per_audio_s'] or 0:.2f} |")
     summary = ratios(rows)
-    if len(transports) > 1:
-        print("| transport | format | concurrency | runs (CPU ms per audio s) | mean | ratio to HTTP pcm |")
-        print("|---|---|---|---|---|---|")
+    if len(transports) > 1 or len(rates) > 1:
+        print("| transport | format | Hz | concurrency | runs (CPU ms per audio s) | mean | ratio to HTTP pcm 16 kHz |")
+        print("|---|---|---|---|---|---|---|")
         for g in summary:
             ratio = "-" if g["ratio_to_http_pcm"] is None else f"{g['ratio_to_http_pcm']:.2f}"
-            print(f"| {g['transport']} | {g['format']} | {g['concurrency']} | "
+            print(f"| {g['transport']} | {g['format']} | {g['sample_rate']} | {g['concurrency']} | "
                   f"{', '.join(f'{v:.2f}' for v in g['runs_ms_per_audio_s'])} | {g['mean_ms_per_audio_s']:.2f} | "
                   f"{ratio} |")
     fits = {}
     for fmt in formats:
-        http = [r for r in rows if r["format"] == fmt and r["transport"] == "http"]
+        http = [r for r in rows if r["format"] == fmt and r["transport"] == "http" and r.get("sample_rate") == 16000]
         ab = fit(http) if len({r["concurrency"] for r in http}) > 1 else None  # one level: no slope to fit
         if ab is not None:
             fits[fmt] = {"cpu_s_per_wall_s": ab[0], "ms_per_audio_s": 1000 * ab[1]}

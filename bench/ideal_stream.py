@@ -6,6 +6,8 @@ wrapped decoder's. `bench/serve_paced.py` can serve with it to show how much of 
 service's own scheduling (HTTP, parsing, queues, thread hops) and how much is decode compute. It is never part
 of the product.
 
+`FreeSR` does the same for AP-BWE's batched call (the 48 kHz host path without the model's compute).
+
 `ideal_arrivals` drives the product's `StreamingDecoder` with a `FreeCodec`, one semantic token at a time at the
 engine's due times, and returns when each chunk's audio would reach a client of a service that adds no time:
 the chunk schedule's and the engine's share of any underrun. `ideal_underruns` counts those underruns with the
@@ -59,6 +61,24 @@ class FreeCodec:
         would hand it to the wrapped decoder, which computes. Whatever `decode_with_speaker` returns, padded rows
         included (a bench that patches that method gets its output here too)."""
         return self.decode_with_speaker(torch.as_tensor(ids), d_vector)
+
+
+class FreeSR:
+    """AP-BWE's batch contract with no compute (bench only): each 16 kHz sample repeated 3x ([B, S] -> [B, 3S]), the
+    real model's length, so the 48 kHz audio chain downstream (resampling, framing, encoding, sending) runs on real
+    sizes. Everything else (`grid`, `context`, ...) is the wrapped model's."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        inner = self.__dict__.get("inner")
+        if inner is None:
+            raise AttributeError(name)
+        return getattr(inner, name)
+
+    def enhance_batch(self, x16: Any) -> torch.Tensor:
+        return torch.repeat_interleave(torch.as_tensor(x16, dtype=torch.float32), 3, dim=-1)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ random weights, for a GPU run where the demo's tiny codecs would understate the 
 - `POST /bench/engine`: JSON with any of tokens_per_s, tokens_per_char, prefill_s, tick_s changes the
   schedule of later streams (a rate sweep needs no restart);
 - `POST /bench/variant`: `{"codec": "free"}` swaps BiCodec's decode for `bench.ideal_stream.FreeCodec` (silence of
-  the exact length, no compute; BENCH ONLY, under the same codec scheduler) to separate the service's own scheduling
+  the exact length, no compute; AP-BWE's batched call for `FreeSR`, each sample repeated 3x; BENCH ONLY, under the same codec scheduler) to separate the service's own scheduling
   from decode compute, `{"codec": "model"}` restores it;
   `{"before": ["resume", "holdback", "gc"]}` serves later requests as the product did before the TTFA changes
   (BENCH ONLY, see `LEGACY`), `{"before": []}` as it does now: a before/after in one run on one server;
@@ -47,7 +47,7 @@ import uvicorn  # noqa: E402
 from fastapi import FastAPI, Request  # noqa: E402
 
 from api.app import create_app  # noqa: E402
-from bench.ideal_stream import FreeCodec  # noqa: E402
+from bench.ideal_stream import FreeCodec, FreeSR  # noqa: E402
 from bench.paced_engine import PaceConfig, PacedEngine  # noqa: E402
 from core.streaming import StreamingConfig  # noqa: E402
 from services.access.grant import AccessServices  # noqa: E402
@@ -94,7 +94,10 @@ class PacedRuntime(ModelRuntime):
     def set_free_codec(self, free: bool) -> None:
         """Serve later streams with a decode that costs nothing (bench only), under the same codec scheduler."""
         self.free_codec = free
-        self.codec_scheduler.runner.decoder = FreeCodec(self.raw_bicodec) if free else self.raw_bicodec
+        runner = self.codec_scheduler.runner
+        runner.decoder = FreeCodec(self.raw_bicodec) if free else self.raw_bicodec
+        if self.sr is not None:  # AP-BWE's windows too (48 kHz requests)
+            runner.sr = FreeSR(self.sr) if free else self.sr
 
     async def create_engine(self) -> None:
         self.engine = PacedEngine.from_tokenizer(self.tokenizer, self.layout, self.pace)

@@ -264,6 +264,23 @@ def test_free_codec_answers_the_schedulers_padded_call_itself() -> None:
     assert out.shape == (2, 7 * 320)
 
 
+def test_free_sr_answers_the_batched_call_itself_at_the_models_length() -> None:
+    """The 48 kHz host path bench: AP-BWE's batched call with no compute, 3x the samples, the model's grid kept."""
+    import torch
+
+    from bench.ideal_stream import FreeSR
+
+    class Model:
+        grid, context = 80, 880
+
+        def enhance_batch(self, *args: object) -> torch.Tensor:
+            raise AssertionError("the real model was called")
+
+    free = FreeSR(Model())
+    out = free.enhance_batch(torch.arange(8, dtype=torch.float32).reshape(2, 4))
+    assert out.shape == (2, 12) and out[0, :3].tolist() == [0.0, 0.0, 0.0] and (free.grid, free.context) == (80, 880)
+
+
 def test_host_stages_bench_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import sys
 
