@@ -49,7 +49,7 @@ MIN_STREAMS = 16  # streams at a level above 1 (one per worker at 16 and above)
 STREAM_IDS = 34 + 217  # global block + semantic ids of `bench_ttfa.TEXT` at 3.5 tokens per character
 AUDIO_S = 217 / 50.0
 SERVER_START_S = 30.0  # load, demo checkpoint, warm-up; plus the graphs' capture (the scheduler step's figure)
-UNMEASURED_CAPTURE_S = 90.0  # assumed when the scheduler step has not run (233 graphs at the released size)
+UNMEASURED_CAPTURE_S = 90.0  # assumed when the scheduler step has not run (195 graphs at the released size)
 BUDGET_S = 400.0  # the step's own wall limit: one device call is 600 s, installs and the llm rate file included
 QUICK_MIN_RATE = 150.0  # --quick: a tiny model's eager rate on a busy CPU says nothing; keep the plumbing run short
 # Real-time streams the device sustains (the throughput step's figures, else these; H100 measured 890 and 229).

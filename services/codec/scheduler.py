@@ -63,7 +63,10 @@ class SchedulerPolicy:
     decode_buckets: tuple[int, ...] = DEFAULT_DECODE_BUCKETS
     sr_buckets: tuple[int, ...] = DEFAULT_SR_BUCKETS
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
-    max_call_decode_tokens: int = 8_192  # rows x bucket length of one BiCodec call
+    # rows x bucket length of one BiCodec call. On a device shared with the engine a long call stalls every LLM step
+    # behind it (8,192 tokens: ~150 ms on the H100 model): 2,048 is what bench.simulate calibrated admission with, and
+    # 4,096 or 8,192 let 4-5 of 248 admitted streams underrun at 0.01 ms/row (docs/benchmarks.md, "Simulator").
+    max_call_decode_tokens: int = 2_048
     max_call_sr_samples: int = 262_144  # rows x bucket length of one AP-BWE call (16 kHz samples)
     max_pad_waste: float = 0.25  # a row joins a call only while the call's padding stays under this share
     pad_all_rows: bool = True  # the bound holds for shorter rows too (False: only for rows that raise the bucket)

@@ -16,7 +16,7 @@ from core.tokens import TokenParser, VocabLayout
 from processing.prompt import build_prompt_ids
 from services.codec.cost_model import CostModel, CostModelRunner, DeviceTimeline
 from services.codec.cost_model_engine import CostModelEngine
-from services.codec.scheduler import Call
+from services.codec.scheduler import Call, SchedulerPolicy
 from services.codec.windows import DecodeWindow
 
 MODEL = CostModel.from_dict({
@@ -124,6 +124,8 @@ def test_a_stand_in_server_sends_every_codec_call_through_the_scheduler_to_the_d
             assert type(runtime.bicodec) is BiCodecDecoder
             assert runtime.codec_scheduler.runner is runtime.codec_runner
             assert isinstance(runtime.codec_runner, CostModelRunner)
+            # The stand-in is a GPU: calls are shaped by the policy a GPU serves with, not this CPU's.
+            assert runtime.codec_scheduler.policy == SchedulerPolicy()
             request = SynthesisRequest(request_id="standin", text="Hello there.",
                                        voice=runtime.voices.resolve(runtime.voices.default_voice_id),
                                        sampling=SamplingOptions.with_defaults(settings, max_tokens=200, seed=0),
