@@ -47,8 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sweep-per-row", default=None, help="comma list of llm_step_ms.per_row values to sweep")
     p.add_argument("--host-ms", type=float, default=None, help="override host_ms.per_audio_second")
     p.add_argument("--api-processes", type=int, default=1)
-    p.add_argument("--max-call-decode-tokens", type=int, default=2048,
-                   help="bound on one BiCodec call (rows x bucket): a long call stalls every LLM step behind it")
+    p.add_argument("--max-call-decode-tokens", type=int, default=SchedulerPolicy().max_call_decode_tokens,
+                   help="bound on one BiCodec call (rows x bucket): a long call stalls every LLM step behind it; "
+                   "default: the service's own")
     p.add_argument("--no-admission", action="store_true", help="admit every stream (to see what overload does)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, help="write the report(s) here")
