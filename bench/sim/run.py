@@ -31,6 +31,7 @@ from services.codec.cost_model import CostModel, CostModelRunner, DeviceTimeline
 from services.codec.scheduler import CodecScheduler, SchedulerPolicy, StreamHandle
 from services.codec.windows import DecodeWindow, SRWindow
 from services.pipeline.flow_monitor import StreamCadence
+from shared.settings import Settings
 
 TOKENS_PER_SECOND = 50
 
@@ -119,7 +120,8 @@ class Simulation:
                                    **config.admission)
         self.gil_free = [0.0] * config.api_processes
         self.host_busy = [0.0] * config.api_processes
-        base = config.streaming or StreamingConfig(growth=1.5)  # the service's defaults (shared/settings.py stream_*)
+        # The service's own schedule (shared/settings.py stream_*, read as the pipeline reads it): what ships.
+        base = config.streaming or StreamingConfig.from_settings(Settings())
         self.base_config = base
         self.stream_config = base.for_latency(config.latency)
         self.results: list[StreamResult] = []
