@@ -1,10 +1,13 @@
-"""How large one codec call may be on the shared device: `python -m bench.sim_call_bounds [--json OUT]`.
+"""How large one codec call may be on the shared device, and how much margin admission keeps:
+`python -m bench.sim_call_bounds [--json OUT]`.
 
 The scheduler bounds a BiCodec call at `max_call_decode_tokens` (rows x length bucket) and an AP-BWE call at
 `max_call_sr_samples`. A long call holds the device, so every engine step waits behind it (an 8,192-token decode is
 ~150 ms in the H100 model). This runs the issue's matrix with admission on (the service's defaults otherwise; H100
 tf32 cost model, host 1.5 ms per audio second, arrivals within 10 s unless said) for each bound, and prints streams
-admitted, streams that underran at a 100 ms prebuffer and the p95 first audio per case and seed. Writes the JSON.
+admitted, streams that underran at a 100 ms prebuffer and the p95 first audio per case and seed. Then the same for
+admission's margins at the default bounds (its codec-cost cap, 1.2, and its miss grace, 30 ms), and with admission
+off. Writes the JSON.
 """
 
 from __future__ import annotations
@@ -47,13 +50,20 @@ def cases(sample_rates: tuple[int, ...]) -> list[Case]:
     return [c for c in out if c.sample_rate in sample_rates]
 
 
-def run_one(args: tuple[str, dict[str, int], Case]) -> dict[str, Any]:
-    label, bounds, case = args
+ADMISSION_OFF = {"pace_margin": 0.0, "max_codec_busy": float("inf"), "miss_grace_s": float("inf"),
+                 "max_codec_share": float("inf"), "ramp_floor": 10**9}
+
+
+def run_one(args: tuple[str, dict[str, Any], Case]) -> dict[str, Any]:
+    label, settings, case = args
+    bounds = {k: v for k, v in settings.items() if k.startswith("max_call_")}
+    admission = settings.get("admission", {})
     model = CostModel.load(COST_MODEL).with_overrides(llm_per_row=case.per_row, host_ms=1.5)
     report = simulate(SimConfig(model, case.streams, sample_rate=case.sample_rate, seed=case.seed,
                                 arrive_within_s=case.within_s, preamble_ids=case.preamble_ids,
-                                policy=SchedulerPolicy(**bounds)))
-    return {"variant": label, "bounds": bounds, "case": case.name, "per_row": case.per_row, "seed": case.seed,
+                                policy=SchedulerPolicy(**bounds), admission=admission))
+    return {"variant": label, "bounds": bounds, "admission": {k: str(v) for k, v in admission.items()},
+            "case": case.name, "per_row": case.per_row, "seed": case.seed,
             "admitted": report["streams_admitted"], "underrunning": report["underruns_prebuffer_100ms"],
             "ttfa_ms_p95": report["ttfa_ms_p95"]}
 
@@ -69,6 +79,10 @@ def main() -> int:
         "decode 8,192 (shipped until 2026-11-24)": ({"max_call_decode_tokens": 8192}, (16000, 48000)),
         "AP-BWE 65,536": ({"max_call_sr_samples": 65_536}, (48000,)),
         "AP-BWE 32,768": ({"max_call_sr_samples": 32_768}, (48000,)),
+        "admission: cost cap 1.25": ({"admission": {"max_codec_share": 1.25}}, (16000, 48000)),
+        "admission: cost cap 1.3": ({"admission": {"max_codec_share": 1.3}}, (16000, 48000)),
+        "admission: miss grace 50 ms": ({"admission": {"miss_grace_s": 0.05}}, (16000, 48000)),
+        "admission off (what the device carries)": ({"admission": ADMISSION_OFF}, (16000,)),
     }
     jobs = [(label, bounds, case) for label, (bounds, rates) in variants.items() for case in cases(rates)]
     with ProcessPoolExecutor(args.workers) as pool:
