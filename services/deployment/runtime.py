@@ -205,13 +205,14 @@ class ModelRuntime:
 
     def build_codec_scheduler(self) -> None:
         """One `CodecScheduler` over the loaded models (replacing any earlier one), and the admission reading it.
-        On a GPU the default policy (one call at a time, fixed shapes); on a CPU one call per core, no batch
-        padding. Its planning loop starts on the serving loop (`start()`), or on the first window submitted."""
+        On a GPU, and for the device stand-in (which models one), the default policy (one call at a time, fixed shapes);
+        on a CPU one call per core, no batch padding. Its planning loop starts on the serving loop (`start()`), or on
+        the first window submitted."""
         from services.codec.admission import Admission
         from services.codec.runner import ModelRunner
         from services.codec.scheduler import CodecScheduler, SchedulerPolicy
 
-        if self.device.startswith("cuda"):
+        if self._serves_a_gpu():
             policy = SchedulerPolicy()
         else:
             policy = SchedulerPolicy.for_cpu(self.settings.codec_cpu_calls or os.cpu_count() or 1)
@@ -229,6 +230,10 @@ class ModelRuntime:
         mode = self.settings.admission
         if mode != "auto":
             return mode == "on"
+        return self._serves_a_gpu()
+
+    def _serves_a_gpu(self) -> bool:
+        """A GPU, or the device stand-in (TTS_DEVICE_COST_MODEL: a benchmark of what a GPU serves)."""
         return self.device.startswith("cuda") or self.settings.device_cost_model is not None
 
     def _capture_graphs(self, policy: Any) -> Any:
@@ -300,7 +305,6 @@ class ModelRuntime:
                                "(unset TTS_MODEL_DIR), never with real weights")
         from services.codec.cost_model import CostModel, CostModelRunner, DeviceTimeline
         from services.codec.cost_model_engine import CostModelEngine
-        from services.codec.scheduler import SchedulerPolicy
 
         model = CostModel.load(self.settings.device_cost_model)
         device = DeviceTimeline()  # one device: the engine's steps and the codec's calls queue on it together
@@ -310,9 +314,6 @@ class ModelRuntime:
         # Every decode and AP-BWE window goes through the scheduler's runner, so this one swap makes them all wait on
         # the modelled device. The demo models stay loaded for what the pipeline asks them directly (d-vectors, sizes).
         self.codec_scheduler.runner = self.codec_runner
-        # The stand-in is a GPU: calls are shaped as on one (one at a time, batch padding, the call bound), not by the
-        # CPU policy `build_codec_scheduler` picked for this machine; what the benches measure is what a GPU serves.
-        self.codec_scheduler.policy = SchedulerPolicy()
         logger.warning("BENCHMARK: engine steps and codec calls are waits from the cost model %s", model.name)
 
     async def start(self) -> None:
