@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.sim.run import SimConfig, simulate
+from bench.sim.run import ADMISSION_OFF, SimConfig, simulate
 from services.codec.cost_model import CostModel
 from services.codec.scheduler import SchedulerPolicy
 
@@ -50,19 +50,35 @@ def cases(sample_rates: tuple[int, ...]) -> list[Case]:
     return [c for c in out if c.sample_rate in sample_rates]
 
 
-ADMISSION_OFF = {"pace_margin": 0.0, "max_codec_busy": float("inf"), "miss_grace_s": float("inf"),
-                 "max_codec_share": float("inf"), "ramp_floor": 10**9}
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    bounds: dict[str, int]  # SchedulerPolicy's max_call_* fields; the rest of the policy is the service's
+    admission: dict[str, Any]  # Admission's keyword settings; empty: the service's
+    sample_rates: tuple[int, ...] = (16000, 48000)
 
 
-def run_one(args: tuple[str, dict[str, Any], Case]) -> dict[str, Any]:
-    label, settings, case = args
-    bounds = {k: v for k, v in settings.items() if k.startswith("max_call_")}
-    admission = settings.get("admission", {})
+VARIANTS = (
+    Variant("decode 2,048 (default)", {"max_call_decode_tokens": 2048}, {}),
+    Variant("decode 4,096", {"max_call_decode_tokens": 4096}, {}),
+    Variant("decode 8,192 (shipped until 2026-11-24)", {"max_call_decode_tokens": 8192}, {}),
+    Variant("AP-BWE 65,536", {"max_call_sr_samples": 65_536}, {}, (48000,)),
+    Variant("AP-BWE 32,768", {"max_call_sr_samples": 32_768}, {}, (48000,)),
+    Variant("admission: cost cap 1.25", {}, {"max_codec_share": 1.25}),
+    Variant("admission: cost cap 1.3", {}, {"max_codec_share": 1.3}),
+    Variant("admission: miss grace 50 ms", {}, {"miss_grace_s": 0.05}),
+    Variant("admission off (what the device carries)", {}, ADMISSION_OFF, (16000,)),
+)
+
+
+def run_one(args: tuple[Variant, Case]) -> dict[str, Any]:
+    variant, case = args
+    bounds, admission = variant.bounds, variant.admission
     model = CostModel.load(COST_MODEL).with_overrides(llm_per_row=case.per_row, host_ms=1.5)
     report = simulate(SimConfig(model, case.streams, sample_rate=case.sample_rate, seed=case.seed,
                                 arrive_within_s=case.within_s, preamble_ids=case.preamble_ids,
                                 policy=SchedulerPolicy(**bounds), admission=admission))
-    return {"variant": label, "bounds": bounds, "admission": {k: str(v) for k, v in admission.items()},
+    return {"variant": variant.label, "bounds": bounds, "admission": {k: str(v) for k, v in admission.items()},
             "case": case.name, "per_row": case.per_row, "seed": case.seed,
             "admitted": report["streams_admitted"], "underrunning": report["underruns_prebuffer_100ms"],
             "ttfa_ms_p95": report["ttfa_ms_p95"]}
@@ -73,18 +89,7 @@ def main() -> int:
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "simulate" / "call-bounds.json")
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args()
-    variants = {
-        "decode 2,048 (default)": ({"max_call_decode_tokens": 2048}, (16000, 48000)),
-        "decode 4,096": ({"max_call_decode_tokens": 4096}, (16000, 48000)),
-        "decode 8,192 (shipped until 2026-11-24)": ({"max_call_decode_tokens": 8192}, (16000, 48000)),
-        "AP-BWE 65,536": ({"max_call_sr_samples": 65_536}, (48000,)),
-        "AP-BWE 32,768": ({"max_call_sr_samples": 32_768}, (48000,)),
-        "admission: cost cap 1.25": ({"admission": {"max_codec_share": 1.25}}, (16000, 48000)),
-        "admission: cost cap 1.3": ({"admission": {"max_codec_share": 1.3}}, (16000, 48000)),
-        "admission: miss grace 50 ms": ({"admission": {"miss_grace_s": 0.05}}, (16000, 48000)),
-        "admission off (what the device carries)": ({"admission": ADMISSION_OFF}, (16000,)),
-    }
-    jobs = [(label, bounds, case) for label, (bounds, rates) in variants.items() for case in cases(rates)]
+    jobs = [(variant, case) for variant in VARIANTS for case in cases(variant.sample_rates)]
     with ProcessPoolExecutor(args.workers) as pool:
         rows = list(pool.map(run_one, jobs))
     print("| bounds | case | LLM ms/row | admitted (seeds) | underrunning | p95 first audio ms |")

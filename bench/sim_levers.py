@@ -13,13 +13,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.sim.run import SimConfig, simulate
+from bench.sim.run import ADMISSION_OFF, SimConfig, simulate
 from services.codec.cost_model import CostModel
 from services.codec.scheduler import SchedulerPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
-OFF = {"pace_margin": 0.0, "max_codec_busy": float("inf"), "miss_grace_s": float("inf"),
-       "max_codec_share": float("inf"), "ramp_floor": 10**9}
 OLD_LENGTHS = (16, 32, 48, 64, 96, 128, 192, 256)
 OLD_BATCHES = (1, 2, 4, 8, 16, 32, 64)
 
@@ -49,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     print("variant | streams | seed | underrunning streams | TTFA p95 ms | decode device s | codec calls | mean batch | LLM steps")
     for name, (policy, preamble) in variants().items():
         for streams, seed in ((int(n), int(s)) for n in args.streams.split(",") for s in args.seeds.split(",")):
-            r = simulate(SimConfig(model, streams, seed=seed, preamble_ids=preamble, admission=OFF,
+            r = simulate(SimConfig(model, streams, seed=seed, preamble_ids=preamble, admission=ADMISSION_OFF,
                                    policy=policy))
             row = {"variant": name, "seed": seed, "streams": streams, "preamble_ids": preamble,
                    "underruns_prebuffer_100ms": r["underruns_prebuffer_100ms"], "ttfa_ms_p95": r["ttfa_ms_p95"],

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.sim.run import SimConfig, simulate  # noqa: E402
+from bench.sim.run import ADMISSION_OFF, SimConfig, simulate  # noqa: E402
 from services.codec.cost_model import CostModel  # noqa: E402
 from services.codec.scheduler import SchedulerPolicy  # noqa: E402
 
@@ -59,9 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     base = CostModel.load(args.cost_model).with_overrides(host_ms=args.host_ms)
     slopes = [float(s) for s in args.sweep_per_row.split(",")] if args.sweep_per_row else [args.llm_per_row]
-    admission: dict[str, Any] = {"pace_margin": 0.0, "max_codec_busy": float("inf"), "miss_grace_s": float("inf"),
-                     "max_codec_share": float("inf"), "ramp_floor": 10**9} \
-        if args.no_admission else {}
+    admission = ADMISSION_OFF if args.no_admission else {}
     reports = []
     for slope in slopes:
         model = base.with_overrides(llm_per_row=slope)

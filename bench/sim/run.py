@@ -34,6 +34,9 @@ from services.pipeline.flow_monitor import StreamCadence
 from shared.settings import Settings
 
 TOKENS_PER_SECOND = 50
+# Admission settings under which every stream is admitted (to see what the device carries, or what overload does).
+ADMISSION_OFF: dict[str, Any] = {"pace_margin": 0.0, "max_codec_busy": float("inf"), "miss_grace_s": float("inf"),
+                                 "max_codec_share": float("inf"), "ramp_floor": 10**9}
 
 
 @dataclass(frozen=True)
