@@ -28,7 +28,20 @@ HOP = 320
 NATIVE_RATE = 16_000
 
 
-class FreeCodec:
+class _Wrapper:
+    """A bench stand-in for a model: attributes it does not set itself (speaker_vector, grid, ...) are the wrapped
+    model's, so only the compute is replaced."""
+
+    inner: Any
+
+    def __getattr__(self, name: str) -> Any:  # only reached for attributes not set on the stand-in
+        inner = self.__dict__.get("inner")
+        if inner is None:
+            raise AttributeError(name)
+        return getattr(inner, name)
+
+
+class FreeCodec(_Wrapper):
     """BiCodec's decode contract with no compute: zeros of the exact output length (bench only)."""
 
     def __init__(
@@ -45,13 +58,6 @@ class FreeCodec:
         self.d_vector_dim = getattr(inner, "d_vector_dim", d_vector_dim)
         self.device = getattr(inner, "device", torch.device("cpu"))
 
-    def __getattr__(self, name: str) -> Any:
-        # Only reached for attributes not set above (speaker_vector, ...): the wrapped decoder's.
-        inner = self.__dict__.get("inner")
-        if inner is None:
-            raise AttributeError(name)
-        return getattr(inner, name)
-
     def decode_with_speaker(self, semantic: torch.Tensor, d_vector: torch.Tensor) -> torch.Tensor:
         rows, tokens = torch.as_tensor(semantic).shape
         return torch.zeros(rows, tokens * self.hop_length)
@@ -63,19 +69,13 @@ class FreeCodec:
         return self.decode_with_speaker(torch.as_tensor(ids), d_vector)
 
 
-class FreeSR:
+class FreeSR(_Wrapper):
     """AP-BWE's batch contract with no compute (bench only): each 16 kHz sample repeated 3x ([B, S] -> [B, 3S]), the
     real model's length, so the 48 kHz audio chain downstream (resampling, framing, encoding, sending) runs on real
     sizes. Everything else (`grid`, `context`, ...) is the wrapped model's."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        inner = self.__dict__.get("inner")
-        if inner is None:
-            raise AttributeError(name)
-        return getattr(inner, name)
 
     def enhance_batch(self, x16: Any) -> torch.Tensor:
         return torch.repeat_interleave(torch.as_tensor(x16, dtype=torch.float32), 3, dim=-1)
