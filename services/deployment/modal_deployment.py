@@ -73,7 +73,9 @@ class ModalConfig:
     """Modal-only knobs (never in shared/settings.py). Each field reads TTS_MODAL_<NAME>; see deploy/RUNBOOK.md."""
 
     app_name: str = "veena3-tts"  # TTS_MODAL_APP_NAME
-    gpu: tuple[str, ...] = ("L40S",)  # TTS_MODAL_GPU: a type, or a fallback list "H100,A100-80GB"
+    # TTS_MODAL_GPU: a type, or a fallback list "H100,A100-80GB". H100: the card the codec scheduler, admission and
+    # the cost model (bench/cost_models/h100-tf32.json) were sized on; another card carries an unmeasured count.
+    gpu: tuple[str, ...] = ("H100",)
     cpu: float = 4.0  # TTS_MODAL_CPU: physical cores requested
     memory_mb: int = 16384  # TTS_MODAL_MEMORY_MB: RAM request in MiB
     min_containers: int = 1  # TTS_MODAL_MIN_CONTAINERS: kept warm even when idle
@@ -84,8 +86,14 @@ class ModalConfig:
     # this bounds the longest request and session; the container's text limit is derived from it (see below).
     timeout: int = 3600
     startup_timeout: int = 1200  # TTS_MODAL_STARTUP_TIMEOUT: model load + vLLM compile + warm-up limit
-    max_inputs: int = 12  # TTS_MODAL_MAX_INPUTS: concurrent requests per container (hard)
-    target_inputs: int = 8  # TTS_MODAL_TARGET_INPUTS: concurrency the autoscaler aims for
+    # Inputs (an HTTP request or a WebSocket connection each) per container. Admission, not this cap, decides how many
+    # streams one GPU carries (it refuses past the measured headroom), so the cap only bounds what the engine and one
+    # API process hold: 128 requests x 2 generations (a long text prefetches its next chunk's) = TTS_MAX_NUM_SEQS
+    # (256). The target is where Modal adds a container: under what the H100 model holds at steady load before
+    # admission starts refusing (~100 concurrent 16 kHz streams at the measured LLM cost, bench/sim_alerts.py), so
+    # containers are added before callers get 503s. 12 / 8 (until 2026-11-24) left a GPU sized for hundreds at 8.
+    max_inputs: int = 128  # TTS_MODAL_MAX_INPUTS: concurrent requests per container (hard)
+    target_inputs: int = 64  # TTS_MODAL_TARGET_INPUTS: concurrency the autoscaler aims for
     snapshot: str = "off"  # TTS_MODAL_SNAPSHOT: off | cpu | gpu (alpha; see RUNBOOK)
     volume: str = "veena3-models"  # TTS_MODAL_VOLUME: model volume, mounted at /models
     secrets: tuple[str, ...] = ("veena3-secrets",)  # TTS_MODAL_SECRETS: comma list of Modal secret names

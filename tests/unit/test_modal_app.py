@@ -92,7 +92,7 @@ def test_import_needs_no_token_and_declares_production_defaults(tmp_path: Path) 
     assert facts["app_name"] == "veena3-tts"
     assert facts["heavy_imports"] == []  # the download image has no torch: app.py must not need it
     opts = facts["options"]
-    assert opts["gpu"] == "L40S"
+    assert opts["gpu"] == "H100"  # the card the scheduler and admission were sized on
     assert opts["cpu"] == 4.0
     assert (opts["min_containers"], opts["max_containers"], opts["buffer_containers"]) == (1, 10, 2)
     assert opts["scaledown_window"] == 180
@@ -102,9 +102,11 @@ def test_import_needs_no_token_and_declares_production_defaults(tmp_path: Path) 
     assert opts["experimental_options"] is None
     assert facts["volumes"] == ["/models", "/spool"]
     assert facts["n_secrets"] == 1
-    assert facts["concurrency"] == {"max_inputs": 12, "target_inputs": 8}
+    # A container takes what one GPU carries (admission refuses past its headroom), not eight streams; the engine's
+    # 256 sequences hold 128 inputs' two generations each.
+    assert facts["concurrency"] == {"max_inputs": 128, "target_inputs": 64}
     # The container re-imports app.py: it must see the same knobs.
-    assert opts["env"]["TTS_MODAL_MAX_INPUTS"] == "12"
+    assert opts["env"]["TTS_MODAL_MAX_INPUTS"] == "128"
     assert opts["env"]["TTS_MODAL_SNAPSHOT"] == "off"
 
 
@@ -143,7 +145,7 @@ def test_memory_snapshot_modes_pass_modals_own_checks(tmp_path: Path, mode: str)
             {"TTS_MODAL_MIN_CONTAINERS": "5", "TTS_MODAL_MAX_CONTAINERS": "2"},
             "exceeds TTS_MODAL_MAX_CONTAINERS",
         ),
-        ({"TTS_MODAL_TARGET_INPUTS": "20"}, "exceeds TTS_MODAL_MAX_INPUTS"),
+        ({"TTS_MODAL_TARGET_INPUTS": "200"}, "exceeds TTS_MODAL_MAX_INPUTS"),
         ({"TTS_MODAL_SCALEDOWN_WINDOW": "1"}, "TTS_MODAL_SCALEDOWN_WINDOW=1 is out of range"),
         ({"TTS_MODAL_TIMEOUT": "two minutes"}, "is not an integer"),
         ({"TTS_MODAL_SNAPSHOT": "always"}, "accepted: off, cpu, gpu"),
