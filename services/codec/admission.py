@@ -16,8 +16,14 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
 2. **The LLM's pace.** Tokens per second per generating request, measured (`note_tokens`, over the last
    `pace_window_s`, weighted by how many requests were generating), projected for one more request as if the
    step cost grew in proportion to its rows (conservative: a step's fixed part does not grow). Real time needs
-   `need_tokens_per_s` (50: one semantic token is 20 ms of audio); below that times `pace_margin`, refuse. The
-   pace already carries the codec's share of the device (codec calls delay the engine's steps).
+   `need_tokens_per_s` (50: one semantic token is 20 ms of audio); below that times `pace_margin` (2), refuse. The
+   pace already carries the codec's share of the device (codec calls delay the engine's steps). Why twice real
+   time: a stream's first seconds need it (the exact first chunk's second chunk, and the balanced schedule's first
+   full-look-ahead chunk after its short second, wait for their tokens plus a look-ahead within the audio already
+   played: `exact_needs_pace`), and an engine let down to real time keeps the device at the edge, where misses
+   refuse in bursts. In `bench.simulate` over six seeds (docs/benchmarks.md, "Sustained overload") a margin of 1
+   let 1-12 of ~1,000 admitted streams underrun in 90 s of three times the device's load at 0.02-0.056 ms/row and 11
+   of 149 in one 600-stream flood; 2 let 5 underrun in all 45 runs together and admitted as many or more.
 3. **The codec's cost per stream.** Codec call seconds per second of one open stream, measured over the last
    `codec_window_s`, times the streams open now plus one: above `max_codec_share` of the device, refuse. The
    streams count is exact at once, so a burst of arrivals is seen before its windows reach the device. A call's
@@ -77,7 +83,7 @@ class Admission:
 
     def __init__(self, scheduler: Any, *, clock: Callable[[], float] | None = None,
                  generating: Callable[[], int] | None = None, need_tokens_per_s: float = REALTIME_TOKENS_PER_S,
-                 pace_margin: float = 1.0, pace_window_s: float = 1.0, min_pace_sample_s: float = 0.25,
+                 pace_margin: float = 2.0, pace_window_s: float = 1.0, min_pace_sample_s: float = 0.25,
                  max_codec_busy: float = math.inf, miss_grace_s: float = 0.03, bucket_s: float = 0.05,
                  max_codec_share: float = 1.2, codec_window_s: float = 5.0, min_codec_sample_s: float = 5.0,
                  ramp_floor: int = 32, ramp_share: float = 0.5, short_schedule_share: float = 0.8,

@@ -254,6 +254,14 @@ def test_admission_refuses_on_misses_pace_and_codec_cost_with_retry_after() -> N
         adm.note_tokens(40)
     assert adm.pace() == pytest.approx(40, rel=0.1)
     assert not adm.decide().admit and adm.refused["llm_pace"] == 1
+    # 90 tokens/s is ahead of real time but under the twice real time a newcomer's first seconds need: refused too;
+    # 120 is admitted.
+    for rate, admitted in ((90, False), (120, True)):
+        for _ in range(20):
+            sched.now += 0.1
+            adm.note_tokens(rate)
+        assert adm.decide().admit is admitted
+    assert adm.refused["llm_pace"] == 2
     # A fast LLM, but every open stream costs the codec 10% of the device: a 10th would pass 85%.
     generating[0] = 1
     sched.active_streams = 9
