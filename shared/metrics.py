@@ -157,7 +157,7 @@ CODEC_SCHED_MIN_SLACK = Gauge(
     "(+Inf with none playing).", registry=REGISTRY,
 )
 ADMISSION_REFUSALS = Counter(
-    f"{PREFIX}_admission_refusals", "New streams admission refused (503 SERVER_OVERLOADED), by rule (misses, ramp, "
+    f"{PREFIX}_admission_refusals", "New streams admission refused (503 SERVER_OVERLOADED), by rule (misses, spacing, ramp, "
     "llm_pace, codec_cost, codec_busy).", ["rule"], registry=REGISTRY,
 )
 ADMISSION_CODEC_SHARE = Gauge(

@@ -13,6 +13,12 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
    at real-time playback (the scheduler's `recent_misses`, last `busy_window_s`): the device is already short;
    refuse. The grace is under a third of the 100 ms prebuffer a client is assumed to hold: the scheduler's deadlines
    assume none, and a newcomer's second window routinely lands a few ms after its 80 ms first chunk has played.
+1b. **Spacing after misses.** For `miss_memory_s` (10 s) after rule 1 refused, while the codec's projected share
+   (rule 3) passes `spacing_share` (0.8) of its cap, at most one new stream per `miss_spacing_s` (50 ms). Why: in
+   sustained overload the streams that ran dry came in clusters (four admitted within 20 ms, all dry a second later,
+   in their first-second windows): each was admitted on measures one admission moves by a single average stream. A
+   burst that has caused no miss never meets this rule; counting newcomers heavier in rule 3 instead refused in
+   every burst (docs/benchmarks.md, "Sustained overload and what the alerts read"; `bench.sim_overload`).
 2. **The LLM's pace.** Tokens per second per generating request, measured (`note_tokens`, over the last
    `pace_window_s`, weighted by how many requests were generating), projected for one more request as if the
    step cost grew in proportion to its rows (conservative: a step's fixed part does not grow). Real time needs
@@ -21,9 +27,9 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
    time: a stream's first seconds need it (the exact first chunk's second chunk, and the balanced schedule's first
    full-look-ahead chunk after its short second, wait for their tokens plus a look-ahead within the audio already
    played: `exact_needs_pace`), and an engine let down to real time keeps the device at the edge, where misses
-   refuse in bursts. In `bench.simulate` over six seeds (docs/benchmarks.md, "Sustained overload") a margin of 1
-   let 1-12 of ~1,000 admitted streams underrun in 90 s of three times the device's load at 0.02-0.056 ms/row and 11
-   of 149 in one 600-stream flood; 2 let 5 underrun in all 45 runs together and admitted as many or more.
+   refuse in bursts. `python -m bench.sim_overload` (63 runs: the goal rows on more seeds, and 90 s of 1.5x and 3x
+   the device's load): a margin of 1 let 72 admitted streams underrun in all (up to 19 in one run, 11 of 149 in one
+   600-stream flood), 2 let 22, and 2 with rule 1b 1; each admitted as many streams or more than the one before.
 3. **The codec's cost per stream.** Codec call seconds per second of one open stream, measured over the last
    `codec_window_s`, times the streams open now plus one: above `max_codec_share` of the device, refuse. The
    streams count is exact at once, so a burst of arrivals is seen before its windows reach the device. A call's
@@ -87,7 +93,8 @@ class Admission:
                  max_codec_busy: float = math.inf, miss_grace_s: float = 0.03, bucket_s: float = 0.05,
                  max_codec_share: float = 1.2, codec_window_s: float = 5.0, min_codec_sample_s: float = 5.0,
                  ramp_floor: int = 32, ramp_share: float = 0.5, short_schedule_share: float = 0.8,
-                 exact_needs_pace: float = 2.0) -> None:
+                 exact_needs_pace: float = 2.0, miss_memory_s: float = 10.0, miss_spacing_s: float = 0.05,
+                 spacing_share: float = 0.8) -> None:
         self.scheduler = scheduler
         self.clock = clock or getattr(scheduler, "clock", None) or time.monotonic
         self.generating = generating
@@ -102,6 +109,8 @@ class Admission:
         self.ramp_share = ramp_share
         self.short_schedule_share = short_schedule_share
         self.exact_needs_pace = exact_needs_pace
+        self.miss_memory_s, self.miss_spacing_s, self.spacing_share = miss_memory_s, miss_spacing_s, spacing_share
+        self._last_miss_refusal = -math.inf  # when rule 1 last refused (rule 1b's memory)
         self.long_first_chunks = 0  # streams that asked for a short first chunk and got the exact schedule
         # (schedule given, reason) -> count: requested (asked for exact), unmeasured (no codec cost yet), codec_light
         # (under the share), llm_slow (the LLM is not 2x ahead), codec_busy (switched to exact)
@@ -183,6 +192,7 @@ class Admission:
     def decide(self) -> AdmissionDecision:
         misses = self.scheduler.recent_misses(self.miss_grace_s)
         if misses:
+            self._last_miss_refusal = self.clock()
             return self._refuse("misses", "overloaded: a playing stream missed its audio deadline in the last seconds", 2)
         now = self.clock()
         while self._admitted_at and self._admitted_at[0] < now - self.pace_window_s:
@@ -204,6 +214,11 @@ class Admission:
         if cost is not None and cost * (streams + 1) > self.max_codec_share:
             return self._refuse("codec_cost", f"overloaded: {streams} streams hold the codec ~{cost * streams:.0%} of "
                                 f"the device; one more would pass {self.max_codec_share:.0%}", 1)
+        if (cost is not None and cost * (streams + 1) > self.spacing_share * self.max_codec_share
+                and now - self._last_miss_refusal < self.miss_memory_s
+                and self._admitted_at and now - self._admitted_at[-1] < self.miss_spacing_s):
+            return self._refuse("spacing", f"near capacity after a missed deadline: one new stream per "
+                                f"{self.miss_spacing_s * 1000:.0f} ms", 1)
         busy = self.scheduler.busy_ratio()
         # Streams admitted within the window are not in the measure yet; at most they double it (at start-up every
         # stream is recent and the measure is their first windows alone).

@@ -275,6 +275,53 @@ def test_admission_refuses_on_misses_pace_and_codec_cost_with_retry_after() -> N
     assert adm.decide().admit
 
 
+def test_after_a_missed_deadline_admission_near_capacity_lets_in_one_stream_at_a_time() -> None:
+    """A cluster admitted within milliseconds on measures one admission moves by one average stream ran dry in
+    sustained overload; after a miss, near the codec's cap, new streams are spaced 50 ms apart. A burst with no miss,
+    a miss long ago or a share far from the cap are not spaced."""
+    from services.codec.admission import Admission
+
+    sched = _Scheduler()
+    adm = Admission(sched, generating=lambda: 0, max_codec_share=1.2, ramp_floor=100)
+    sched.active_streams = 90
+    for _ in range(60):  # 90 open streams cost the codec 1.0 of the device: the 91st projects to ~1.01 of 1.2
+        sched.now += 0.1
+        sched.stats.busy_seconds += 0.1
+        adm.note_tokens(1)
+    assert adm.codec_cost() == pytest.approx(1 / 90, rel=0.05)
+
+    def cluster() -> list[bool]:  # four arrivals within 15 ms
+        out = []
+        for _ in range(4):
+            out.append(adm.decide().admit)
+            sched.active_streams += out[-1]
+            sched.now += 0.005
+        sched.active_streams = 90
+        return out
+
+    assert cluster() == [True] * 4  # no miss yet: a burst is not spaced
+    sched.misses = 1
+    assert not adm.decide().admit and adm.refused["misses"] == 1
+    sched.misses = 0
+    sched.now += 0.1
+    assert cluster() == [True, False, False, False] and adm.refused["spacing"] == 3
+    sched.now += 0.05
+    assert adm.decide().admit  # 50 ms later the next one
+    sched.active_streams = 90
+    for _ in range(100):  # the miss is 10 s old; the load has not moved
+        sched.now += 0.1
+        sched.stats.busy_seconds += 0.1
+        adm.note_tokens(1)
+    assert adm.codec_cost() == pytest.approx(1 / 90, rel=0.05)
+    assert cluster() == [True] * 4
+    sched.misses = 1
+    adm.decide()
+    sched.misses = 0
+    sched.active_streams = 40  # far from the cap: not spaced
+    sched.now += 0.1
+    assert all(adm.decide().admit for _ in range(3))
+
+
 def test_admission_ramps_up_while_new_streams_are_unmeasured() -> None:
     from services.codec.admission import Admission
 
