@@ -13,12 +13,14 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
    at real-time playback (the scheduler's `recent_misses`, last `busy_window_s`): the device is already short;
    refuse. The grace is under a third of the 100 ms prebuffer a client is assumed to hold: the scheduler's deadlines
    assume none, and a newcomer's second window routinely lands a few ms after its 80 ms first chunk has played.
-1b. **Spacing after misses.** For `miss_memory_s` (10 s) after rule 1 refused, while the codec's projected share
-   (rule 3) passes `spacing_share` (0.8) of its cap, at most one new stream per `miss_spacing_s` (50 ms). Why: in
-   sustained overload the streams that ran dry came in clusters (four admitted within 20 ms, all dry a second later,
-   in their first-second windows): each was admitted on measures one admission moves by a single average stream. A
-   burst that has caused no miss never meets this rule; counting newcomers heavier in rule 3 instead refused in
-   every burst (docs/benchmarks.md, "Sustained overload and what the alerts read"; `bench.sim_overload`).
+1b. **Spacing near the limit.** At most one new stream per `spacing_s` (30 ms) while the device is near a limit:
+   the LLM's projected pace (rule 2) under `spacing_pace` (1.1) times the pace it must keep, or, for `miss_memory_s`
+   (10 s) after rule 1 refused, the codec's projected share (rule 3) over `spacing_share` (0.8) of its cap. Why: the
+   streams that ran dry in sustained overload and in floods came in clusters (14 admitted within 130 ms, four within
+   20 ms), all dry about a second later, in their first-second windows: each was admitted on measures one admission
+   moves by a single average stream, while together they slowed the engine (their prefill, their first windows) past
+   what each was admitted on. Away from both limits nothing is spaced. Counting newcomers heavier in rule 3 instead
+   refused in every burst (docs/benchmarks.md, "Sustained overload and what the alerts read"; `bench.sim_overload`).
 2. **The LLM's pace.** Tokens per second per generating request, measured (`note_tokens`, over the last
    `pace_window_s`, weighted by how many requests were generating), projected for one more request as if the
    step cost grew in proportion to its rows (conservative: a step's fixed part does not grow). Real time needs
@@ -93,8 +95,8 @@ class Admission:
                  max_codec_busy: float = math.inf, miss_grace_s: float = 0.03, bucket_s: float = 0.05,
                  max_codec_share: float = 1.2, codec_window_s: float = 5.0, min_codec_sample_s: float = 5.0,
                  ramp_floor: int = 32, ramp_share: float = 0.5, short_schedule_share: float = 0.8,
-                 exact_needs_pace: float = 2.0, miss_memory_s: float = 10.0, miss_spacing_s: float = 0.05,
-                 spacing_share: float = 0.8) -> None:
+                 exact_needs_pace: float = 2.0, spacing_s: float = 0.03, spacing_pace: float = 1.1,
+                 spacing_share: float = 0.8, miss_memory_s: float = 10.0) -> None:
         self.scheduler = scheduler
         self.clock = clock or getattr(scheduler, "clock", None) or time.monotonic
         self.generating = generating
@@ -109,7 +111,8 @@ class Admission:
         self.ramp_share = ramp_share
         self.short_schedule_share = short_schedule_share
         self.exact_needs_pace = exact_needs_pace
-        self.miss_memory_s, self.miss_spacing_s, self.spacing_share = miss_memory_s, miss_spacing_s, spacing_share
+        self.spacing_s, self.spacing_pace, self.spacing_share = spacing_s, spacing_pace, spacing_share
+        self.miss_memory_s = miss_memory_s
         self._last_miss_refusal = -math.inf  # when rule 1 last refused (rule 1b's memory)
         self.long_first_chunks = 0  # streams that asked for a short first chunk and got the exact schedule
         # (schedule given, reason) -> count: requested (asked for exact), unmeasured (no codec cost yet), codec_light
@@ -204,6 +207,7 @@ class Admission:
                                 f"{self.pace_window_s:g} s are not in the measures yet", 1)
         generating = self.generating() if self.generating is not None else 0
         pace = self.pace() if self.generating is not None else None
+        projected = math.inf
         if pace is not None and generating > 0:
             projected = pace * generating / (generating + 1)
             if projected < self.need_tokens_per_s * self.pace_margin:
@@ -214,11 +218,13 @@ class Admission:
         if cost is not None and cost * (streams + 1) > self.max_codec_share:
             return self._refuse("codec_cost", f"overloaded: {streams} streams hold the codec ~{cost * streams:.0%} of "
                                 f"the device; one more would pass {self.max_codec_share:.0%}", 1)
-        if (cost is not None and cost * (streams + 1) > self.spacing_share * self.max_codec_share
-                and now - self._last_miss_refusal < self.miss_memory_s
-                and self._admitted_at and now - self._admitted_at[-1] < self.miss_spacing_s):
-            return self._refuse("spacing", f"near capacity after a missed deadline: one new stream per "
-                                f"{self.miss_spacing_s * 1000:.0f} ms", 1)
+        near_pace = projected < self.spacing_pace * self.need_tokens_per_s * self.pace_margin
+        after_miss = (cost is not None and cost * (streams + 1) > self.spacing_share * self.max_codec_share
+                      and now - self._last_miss_refusal < self.miss_memory_s)
+        if (near_pace or after_miss) and self._admitted_at and now - self._admitted_at[-1] < self.spacing_s:
+            limit = "the LLM's pace" if near_pace else "the codec, after a missed deadline"
+            return self._refuse("spacing", f"near capacity ({limit}): one new stream per "
+                                f"{self.spacing_s * 1000:.0f} ms", 1)
         busy = self.scheduler.busy_ratio()
         # Streams admitted within the window are not in the measure yet; at most they double it (at start-up every
         # stream is recent and the measure is their first windows alone).

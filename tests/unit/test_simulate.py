@@ -275,20 +275,22 @@ def test_admission_refuses_on_misses_pace_and_codec_cost_with_retry_after() -> N
     assert adm.decide().admit
 
 
-def test_after_a_missed_deadline_admission_near_capacity_lets_in_one_stream_at_a_time() -> None:
-    """A cluster admitted within milliseconds on measures one admission moves by one average stream ran dry in
-    sustained overload; after a miss, near the codec's cap, new streams are spaced 50 ms apart. A burst with no miss,
-    a miss long ago or a share far from the cap are not spaced."""
+def test_near_a_limit_admission_lets_in_one_stream_at_a_time() -> None:
+    """Clusters admitted within milliseconds, on measures one admission moves by one average stream, ran dry in
+    sustained overload and floods. Near a limit (the LLM's pace just above its floor; or the codec near its cap after
+    a missed deadline) new streams are spaced 30 ms apart. A burst far from both, or a miss long ago, is not spaced."""
     from services.codec.admission import Admission
 
     sched = _Scheduler()
-    adm = Admission(sched, generating=lambda: 0, max_codec_share=1.2, ramp_floor=100)
+    generating = [0]
+    adm = Admission(sched, generating=lambda: generating[0], max_codec_share=1.2, ramp_floor=100)
     sched.active_streams = 90
-    for _ in range(60):  # 90 open streams cost the codec 1.0 of the device: the 91st projects to ~1.01 of 1.2
-        sched.now += 0.1
-        sched.stats.busy_seconds += 0.1
-        adm.note_tokens(1)
-    assert adm.codec_cost() == pytest.approx(1 / 90, rel=0.05)
+
+    def load(seconds: float, tokens_per_request: float = 0.0) -> None:  # 90 open streams cost the codec 1.0
+        for _ in range(round(seconds / 0.1)):
+            sched.now += 0.1
+            sched.stats.busy_seconds += 0.1
+            adm.note_tokens(round(tokens_per_request * 0.1 * generating[0]) or 1)
 
     def cluster() -> list[bool]:  # four arrivals within 15 ms
         out = []
@@ -299,27 +301,29 @@ def test_after_a_missed_deadline_admission_near_capacity_lets_in_one_stream_at_a
         sched.active_streams = 90
         return out
 
-    assert cluster() == [True] * 4  # no miss yet: a burst is not spaced
+    load(6.0)
+    assert adm.codec_cost() == pytest.approx(1 / 90, rel=0.05)  # the 91st projects to ~1.01 of the 1.2 cap
+    assert cluster() == [True] * 4  # no miss, no LLM limit: a burst is not spaced
     sched.misses = 1
     assert not adm.decide().admit and adm.refused["misses"] == 1
     sched.misses = 0
     sched.now += 0.1
     assert cluster() == [True, False, False, False] and adm.refused["spacing"] == 3
-    sched.now += 0.05
-    assert adm.decide().admit  # 50 ms later the next one
+    sched.now += 0.03
+    assert adm.decide().admit  # 30 ms later the next one
     sched.active_streams = 90
-    for _ in range(100):  # the miss is 10 s old; the load has not moved
-        sched.now += 0.1
-        sched.stats.busy_seconds += 0.1
-        adm.note_tokens(1)
-    assert adm.codec_cost() == pytest.approx(1 / 90, rel=0.05)
+    load(10.0)  # the miss is 10 s old; the load has not moved
     assert cluster() == [True] * 4
-    sched.misses = 1
-    adm.decide()
-    sched.misses = 0
-    sched.active_streams = 40  # far from the cap: not spaced
-    sched.now += 0.1
-    assert all(adm.decide().admit for _ in range(3))
+    # The LLM gives 115 tokens/s to each of 10 requests: one more leaves ~105, above the 100 (twice real time) the
+    # pace rule asks but within 10% of it: spaced.
+    generating[0] = 10
+    load(2.0, tokens_per_request=115)
+    assert adm.pace() == pytest.approx(115, rel=0.05)
+    sched.active_streams = 40  # the codec far from its cap
+    assert cluster() == [True, False, False, False]
+    generating[0] = 1  # one request at 300 tokens/s: one more leaves ~150, far from the limit: not spaced
+    load(2.0, tokens_per_request=300)
+    assert cluster() == [True] * 4
 
 
 def test_admission_ramps_up_while_new_streams_are_unmeasured() -> None:
