@@ -23,7 +23,8 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
    refused in every burst (docs/benchmarks.md, "Sustained overload and what the alerts read"; `bench.sim_overload`).
 2. **The LLM's pace.** Tokens per second per generating request, measured (`note_tokens`, over the last
    `pace_window_s`, weighted by how many requests were generating), projected for one more request as if the
-   step cost grew in proportion to its rows (conservative: a step's fixed part does not grow). Real time needs
+   step cost grew in proportion to its rows (conservative: a step's fixed part does not grow), counted from at least
+   `pace_rows_floor` (32) rows, below which a step is mostly its fixed part. Real time needs
    `need_tokens_per_s` (50: one semantic token is 20 ms of audio); below that times `pace_margin` (2), refuse. The
    pace already carries the codec's share of the device (codec calls delay the engine's steps). Why twice real
    time: a stream's first seconds need it (the exact first chunk's second chunk, and the balanced schedule's first
@@ -96,7 +97,7 @@ class Admission:
                  max_codec_share: float = 1.2, codec_window_s: float = 5.0, min_codec_sample_s: float = 5.0,
                  ramp_floor: int = 32, ramp_share: float = 0.5, short_schedule_share: float = 0.8,
                  exact_needs_pace: float = 2.0, spacing_s: float = 0.03, spacing_pace: float = 1.1,
-                 spacing_share: float = 0.8, miss_memory_s: float = 10.0) -> None:
+                 spacing_share: float = 0.8, miss_memory_s: float = 10.0, pace_rows_floor: int = 32) -> None:
         self.scheduler = scheduler
         self.clock = clock or getattr(scheduler, "clock", None) or time.monotonic
         self.generating = generating
@@ -113,6 +114,7 @@ class Admission:
         self.exact_needs_pace = exact_needs_pace
         self.spacing_s, self.spacing_pace, self.spacing_share = spacing_s, spacing_pace, spacing_share
         self.miss_memory_s = miss_memory_s
+        self.pace_rows_floor = pace_rows_floor
         self._last_miss_refusal = -math.inf  # when rule 1 last refused (rule 1b's memory)
         self.long_first_chunks = 0  # streams that asked for a short first chunk and got the exact schedule
         # (schedule given, reason) -> count: requested (asked for exact), unmeasured (no codec cost yet), codec_light
@@ -209,7 +211,11 @@ class Admission:
         pace = self.pace() if self.generating is not None else None
         projected = math.inf
         if pace is not None and generating > 0:
-            projected = pace * generating / (generating + 1)
+            # One more request as if each step's cost grew in proportion to its rows, counted from at least
+            # `pace_rows_floor` rows: below that a step is mostly its fixed part (H100: 3.0 ms at 1 row, 6.5 at 64),
+            # and a second request would otherwise seem to halve the first's pace on an idle GPU.
+            rows = max(generating, self.pace_rows_floor)
+            projected = pace * rows / (rows + 1)
             if projected < self.need_tokens_per_s * self.pace_margin:
                 return self._refuse(
                     "llm_pace", f"overloaded: the LLM gives {pace:.0f} tokens/s per stream to {generating} streams; one more "
