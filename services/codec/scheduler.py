@@ -154,14 +154,6 @@ class _Pending:
     seq: int
     submitted: float
     future: asyncio.Future[np.ndarray]
-    # Fixed at submission, read on every plan (a plan scans ~40 pending windows at 48 kHz under load):
-    length: int  # the window's length (tokens or 16 kHz samples)
-    bucket: int | None  # the smallest length bucket holding it; None: longer than every bucket, or a true end
-    true_end: bool  # an SR window at its stream's true end: exact length, never padded
-
-
-def _urgency(p: _Pending) -> tuple[float, int]:
-    return p.deadline, p.seq
 
 
 class StreamHandle:
@@ -319,7 +311,7 @@ class CodecScheduler:
         if stream.closed:
             raise RuntimeError(f"stream {stream.id} is closed")
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._enqueue(stream, kind, window, future)
+        self._pending.append(_Pending(kind, window, stream, stream.deadline(), next(self._seq), self.clock(), future))
         assert self._wake is not None
         self._wake.set()
         try:
@@ -327,17 +319,6 @@ class CodecScheduler:
         finally:
             if not future.done():
                 future.cancel()  # the caller went away: the planner skips it
-
-    def _enqueue(self, stream: StreamHandle, kind: WindowKind, window: DecodeWindow | SRWindow,
-                 future: asyncio.Future[np.ndarray], deadline: float | None = None) -> None:
-        """Add one window to the pending list, which stays in deadline order (a deadline is fixed at submission), so
-        a plan never sorts. `deadline`: the stream's own unless given (tests)."""
-        true_end = isinstance(window, SRWindow) and window.true_end
-        length = window.length
-        pending = _Pending(kind, window, stream, stream.deadline() if deadline is None else deadline, next(self._seq),
-                           self.clock(), future, length, None if true_end else self.policy.bucket(kind, length),
-                           true_end)
-        bisect.insort(self._pending, pending, key=_urgency)
 
     # ------------------------------------------------------------------ planning (pure: tests call it directly)
     def plan(self) -> Call | None:
@@ -347,54 +328,58 @@ class CodecScheduler:
         return None if planned is None else planned[0]
 
     def _plan(self) -> tuple[Call, list[_Pending]] | None:
-        # `_pending` is in deadline order (`submit` inserts in order); windows whose caller went away are dropped here.
-        pending = [p for p in self._pending if not p.future.done()]
-        if not pending:
-            self._pending = pending
+        self._pending = [p for p in self._pending if not p.future.done()]
+        if not self._pending:
             return None
-        head = pending[0]
+        self._pending.sort(key=lambda p: (p.deadline, p.seq))
+        head = self._pending[0]
         policy = self.policy
-        kind, true_end = head.kind, head.true_end
-        length = head.bucket
-        max_work = policy.max_work(kind)
+        kind = head.kind
+        true_end = isinstance(head.window, SRWindow) and head.window.true_end
+        length = None if true_end else policy.bucket(kind, head.window.length)
         chosen = [head]
         if length is None:
             # The eager fallback or a stream's true end: exact length; rows of the same exact length may share it.
-            for p in itertools.islice(pending, 1, policy.scan_limit):
-                if (p.kind == kind and p.length == head.length and p.true_end == true_end
-                        and (len(chosen) + 1) * head.length <= max_work):
+            for p in itertools.islice(self._pending, 1, policy.scan_limit):
+                if (p.kind == kind and p.window.length == head.window.length and self._is_true_end(p) == true_end
+                        and (len(chosen) + 1) * head.window.length <= policy.max_work(kind)):
                     chosen.append(p)
         else:
-            valid = head.length
+            valid = head.window.length
             max_rows = policy.batch_sizes[-1]
-            max_pad_waste, pad_all_rows = policy.max_pad_waste, policy.pad_all_rows
-            for p in itertools.islice(pending, 1, policy.scan_limit):
+            for p in itertools.islice(self._pending, 1, policy.scan_limit):
                 if len(chosen) >= max_rows:
                     break
-                bucket = p.bucket
-                if p.kind != kind or bucket is None:  # another kind, a true end, or the eager fallback
+                if p.kind != kind or self._is_true_end(p):
+                    continue
+                bucket = policy.bucket(kind, p.window.length)
+                if bucket is None:
                     continue
                 new_length = max(length, bucket)
                 rows = len(chosen) + 1
-                if rows * new_length > max_work:
+                if rows * new_length > policy.max_work(kind):
                     continue
                 # Padding bounds every row, raising the bucket or not: a 16-token row in a 192-token call would
                 # cost 12x its work (at 250 simulated streams that made calls 1.41x their valid work).
-                waste = 1 - (valid + p.length) / (rows * new_length)
-                if waste > max_pad_waste and (new_length > length or pad_all_rows):
+                waste = 1 - (valid + p.window.length) / (rows * new_length)
+                if waste > policy.max_pad_waste and (new_length > length or policy.pad_all_rows):
                     continue
                 chosen.append(p)
-                length, valid = new_length, valid + p.length
+                length, valid = new_length, valid + p.window.length
         taken = {id(p) for p in chosen}
-        self._pending = [p for p in pending if id(p) not in taken]
+        self._pending = [p for p in self._pending if id(p) not in taken]
         rows_padded = len(chosen) if length is None else policy.batch_bucket(len(chosen))
         return Call(kind, tuple(p.window for p in chosen), length, rows_padded, true_end), chosen
+
+    @staticmethod
+    def _is_true_end(p: _Pending) -> bool:
+        return isinstance(p.window, SRWindow) and p.window.true_end
 
     def why_waiting(self) -> list[tuple[int, WindowKind, float, str]]:
         """(stream id, kind, seconds to deadline, reason) for each pending window, most urgent first."""
         now = self.clock()
         out = []
-        pending = [p for p in self._pending if not p.future.done()]  # in deadline order already
+        pending = sorted((p for p in self._pending if not p.future.done()), key=lambda p: (p.deadline, p.seq))
         busy = len(self._inflight) >= self.policy.max_inflight
         for rank, p in enumerate(pending):
             reason = "device busy" if busy else ("more urgent windows first" if rank else "next")

@@ -11,6 +11,7 @@ import pytest
 
 from services.codec import CodecScheduler, SchedulerPolicy, telemetry
 from services.codec.admission import Admission
+from services.codec.scheduler import _Pending
 from shared.metrics import REGISTRY
 from tests.codec_fakes import FakeClock, RecordingRunner, window
 
@@ -200,9 +201,10 @@ def test_admissions_view_never_moves_a_measure() -> None:
     assert view["admitted"] + sum(view["refused"].values()) == 120
 
 
-def pending(sched: CodecScheduler, handle: object, seconds_ahead: float, loop: asyncio.AbstractEventLoop) -> None:
-    sched._enqueue(handle, "decode", window(16), loop.create_future(),  # type: ignore[arg-type]
-                   deadline=sched.clock() + seconds_ahead)
+def pending(sched: CodecScheduler, handle: object, seconds_ahead: float, seq: int,
+            loop: asyncio.AbstractEventLoop) -> None:
+    sched._pending.append(_Pending("decode", window(16), handle, sched.clock() + seconds_ahead, seq,  # type: ignore[arg-type]
+                                   sched.clock(), loop.create_future()))
 
 
 def test_the_snapshot_lists_the_most_urgent_waiting_windows_first_capped() -> None:
@@ -210,8 +212,8 @@ def test_the_snapshot_lists_the_most_urgent_waiting_windows_first_capped() -> No
     try:
         sched, _ = make()
         handles = [sched.open_stream() for _ in range(3)]
-        for h, ahead in zip(handles, (0.3, 0.1, 0.2), strict=True):
-            pending(sched, h, ahead, loop)
+        for seq, (h, ahead) in enumerate(zip(handles, (0.3, 0.1, 0.2), strict=True)):
+            pending(sched, h, ahead, seq, loop)
         snap = telemetry.snapshot(sched, limit=2)
     finally:
         loop.close()
