@@ -32,7 +32,8 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
    played: `exact_needs_pace`), and an engine let down to real time keeps the device at the edge, where misses
    refuse in bursts. `python -m bench.sim_overload` (63 runs: the goal rows on more seeds, and 90 s of 1.5x and 3x
    the device's load): a margin of 1 let 72 admitted streams underrun in all (up to 19 in one run, 11 of 149 in one
-   600-stream flood), 2 let 22, and 2 with rule 1b 1; each admitted as many streams or more than the one before.
+   600-stream flood), 2 let 22, and 2 with rule 1b none; 2 admitted as many or more than 1, and rule 1b refuses a
+   few percent of a 250-stream burst at a cheap LLM (docs/benchmarks.md).
 3. **The codec's cost per stream.** Codec call seconds per second of one open stream, measured over the last
    `codec_window_s`, times the streams open now plus one: above `max_codec_share` of the device, refuse. The
    streams count is exact at once, so a burst of arrivals is seen before its windows reach the device. A call's
@@ -221,11 +222,12 @@ class Admission:
                     "llm_pace", f"overloaded: the LLM gives {pace:.0f} tokens/s per stream to {generating} streams; one more "
                     f"would leave ~{projected:.0f}, real time needs {self.need_tokens_per_s:.0f} with margin", 1)
         cost = self.codec_cost()
-        if cost is not None and cost * (streams + 1) > self.max_codec_share:
+        share = None if cost is None else cost * (streams + 1)  # the codec's projected share with one more stream
+        if share is not None and share > self.max_codec_share:
             return self._refuse("codec_cost", f"overloaded: {streams} streams hold the codec ~{cost * streams:.0%} of "
                                 f"the device; one more would pass {self.max_codec_share:.0%}", 1)
         near_pace = projected < self.spacing_pace * self.need_tokens_per_s * self.pace_margin
-        after_miss = (cost is not None and cost * (streams + 1) > self.spacing_share * self.max_codec_share
+        after_miss = (share is not None and share > self.spacing_share * self.max_codec_share
                       and now - self._last_miss_refusal < self.miss_memory_s)
         if (near_pace or after_miss) and self._admitted_at and now - self._admitted_at[-1] < self.spacing_s:
             limit = "the LLM's pace" if near_pace else "the codec, after a missed deadline"
