@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 from bench.gpu.bench_gpu import apbwe_config, bicodec_config, build_bicodec, build_sr  # noqa: E402
 from core.apbwe import RELEASED_CONFIG as APBWE_RELEASED  # noqa: E402
 from core.demo.random_bicodec import DEMO_CONFIG  # noqa: E402
+from services.codec.calls import Call  # noqa: E402
 from services.codec.runner import ModelRunner  # noqa: E402
-from services.codec.scheduler import Call  # noqa: E402
 from services.codec.windows import DecodeWindow, SRWindow  # noqa: E402
 
 

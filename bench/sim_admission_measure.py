@@ -20,8 +20,9 @@ from typing import Any
 from bench.sim.run import SimConfig, Simulation
 from bench.sim.virtual_loop import run_virtual
 from services.codec.admission import Admission
+from services.codec.calls import SchedulerPolicy
 from services.codec.cost_model import CostModel
-from services.codec.scheduler import CodecScheduler, SchedulerPolicy
+from services.codec.scheduler import CodecScheduler
 
 ROOT = Path(__file__).resolve().parents[1]
 # name -> (count own seconds, admission settings)

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.sim.run import ADMISSION_OFF, SimConfig, simulate
+from services.codec.calls import SchedulerPolicy
 from services.codec.cost_model import CostModel
-from services.codec.scheduler import SchedulerPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD_LENGTHS = (16, 32, 48, 64, 96, 128, 192, 256)

@@ -359,6 +359,10 @@ class BiCodecDecoder(nn.Module):
     def receptive_field_tokens(self) -> int:
         return receptive_field_tokens(self.config)
 
+    @property
+    def wave_reach_tokens(self) -> int:
+        return wave_reach_tokens(self.config)
+
     # ---- loading ---------------------------------------------------------------------------------------
 
     @classmethod
@@ -443,22 +447,44 @@ class BiCodecDecoder(nn.Module):
         """Right-padded rows: ids [B, L] + valid lengths [B] (tokens) + d-vectors [B, D] -> waveform [B, L * hop]
         on the decoder's device. Row b's first lengths[b] * hop samples equal `decode_with_speaker` of its first
         lengths[b] ids alone (within ~1e-5: the convolutions round differently at another length); the rest is
-        padding garbage. Every convolution's input is zeroed beyond the row's valid length at that layer's rate,
-        with masks built on the device from `lengths`.
+        padding garbage. `decode_rows` with every row at column 0 and the wave generator over the whole row."""
+        ids = torch.as_tensor(ids)
+        lengths = torch.as_tensor(lengths)
+        return self.decode_rows(ids, torch.zeros_like(lengths), lengths, lengths, d_vector, margin=0)
 
-        The serving path (services/codec): no range check and no host sync here; the ids were checked where they
-        entered (core/streaming), and padding positions must hold valid ids (0). Shapes are checked (free)."""
+    @torch.inference_mode()
+    def decode_rows(self, ids: Any, starts: Any, lengths: Any, wave_lengths: Any, d_vector: Any, *,
+                    margin: int) -> Tensor:
+        """Rows placed anywhere in a padded batch, the wave generator run on a span of each (the serving path).
+
+        ids [B, L]: row b's window at columns [starts[b], starts[b] + lengths[b]), id 0 elsewhere (a valid index);
+        d-vectors [B, D]. The prenet reads each window with every convolution's input zeroed outside it, as the
+        window alone would be read. The wave generator, nearly all of the cost (~95% at the released size: the prenet
+        works at the token rate, the wave generator up to 320x it), then runs on columns [margin, L - margin) only:
+        row b's wave span is wave_lengths[b] tokens from column `margin`, each convolution's input zeroed beyond it.
+        Returns [B, (L - 2 * margin) * hop]: row b's first wave_lengths[b] * hop samples are its span's audio. Where
+        the span reaches `wave_reach_tokens` beyond the tokens kept on each side (or ends where the window does),
+        the kept tokens' audio equals the whole window's through `decode_with_speaker` (within ~1e-5: other lengths
+        round differently): the wave generator reads no further (the caller places rows: services/codec/runner.py).
+
+        No range check and no host sync here; the ids were checked where they entered (core/streaming)."""
         ids = torch.as_tensor(ids).to(self.device, torch.long, non_blocking=True)
-        lengths = torch.as_tensor(lengths).to(self.device, torch.long, non_blocking=True)
+        starts, lengths, wave_lengths = (torch.as_tensor(v).to(self.device, torch.long, non_blocking=True)
+                                         for v in (starts, lengths, wave_lengths))
         d = torch.as_tensor(d_vector).to(self.device, torch.float32, non_blocking=True)
-        if ids.dim() != 2 or lengths.shape != (ids.shape[0],) or d.shape != (ids.shape[0], self.d_vector_dim):
+        rows, steps = ids.shape if ids.dim() == 2 else (-1, -1)
+        if (ids.dim() != 2 or d.shape != (rows, self.d_vector_dim) or not 0 <= 2 * margin < steps
+                or any(v.shape != (rows,) for v in (starts, lengths, wave_lengths))):
             raise ValueError(
-                f"decode_padded takes ids [B, L], lengths [B] and d [B, {self.d_vector_dim}]; got "
-                f"{list(ids.shape)}, {list(lengths.shape)}, {list(d.shape)}"
-            )
-        mask = length_mask(lengths, ids.shape[1])
+                f"decode_rows takes ids [B, L], starts, lengths and wave lengths [B], d [B, {self.d_vector_dim}] and "
+                f"0 <= 2 * margin < L; got {list(ids.shape)}, {list(starts.shape)}, {list(lengths.shape)}, "
+                f"{list(wave_lengths.shape)}, {list(d.shape)}, margin {margin}")
+        t = torch.arange(steps, device=ids.device)
+        mask = ((t >= starts.unsqueeze(-1)) & (t < (starts + lengths).unsqueeze(-1))).unsqueeze(1).to(torch.float32)
         x = self.prenet(self.quantizer(ids), d, mask) + d.unsqueeze(-1)
-        return self.decoder(x, lengths).squeeze(1)
+        if margin:
+            x = x[:, :, margin : steps - margin]
+        return self.decoder(x, wave_lengths).squeeze(1)
 
     @torch.inference_mode()
     def decode(self, semantic: Tensor, global_tokens: Tensor) -> Tensor:
@@ -554,7 +580,18 @@ def receptive_field_tokens(cfg: BiCodecDecodeConfig) -> int:
         return 3 + 3 * layers  # embed k7 + one k7 depthwise conv per ConvNeXt block
 
     reach = float(len(cfg.prenet_sample_ratios) * backbone_reach(2) + backbone_reach(cfg.prenet_num_layers))
-    reach += 3  # decoder.model.0, k7 at frame rate
+    return math.ceil(reach + _wave_reach(cfg))
+
+
+def wave_reach_tokens(cfg: BiCodecDecodeConfig) -> int:
+    """Frames on each side of one output frame that the wave generator alone reads (upper bound: 11 at the released
+    config, of the ~68 the whole decoder reads). A span of the prenet's output reaching this far beyond the frames
+    kept gives them exactly the audio the whole window would (`BiCodecDecoder.decode_rows`)."""
+    return math.ceil(_wave_reach(cfg))
+
+
+def _wave_reach(cfg: BiCodecDecodeConfig) -> float:
+    reach = 3.0  # decoder.model.0, k7 at frame rate
     rate = 1
     residual_reach = 3 * (1 + 3 + 9)  # three k7 residual convs, dilations 1, 3, 9
     for kernel, stride in zip(cfg.wave_kernel_sizes, cfg.wave_rates, strict=True):
@@ -562,5 +599,4 @@ def receptive_field_tokens(cfg: BiCodecDecodeConfig) -> int:
         reach += max(pad, kernel - 1 - pad) / stride / rate  # transposed conv, in frames
         rate *= stride
         reach += residual_reach / rate
-    reach += 3 / rate  # final k7 conv
-    return math.ceil(reach)
+    return reach + 3 / rate  # final k7 conv

@@ -160,6 +160,11 @@ ADMISSION_REFUSALS = Counter(
     f"{PREFIX}_admission_refusals", "New streams admission refused (503 SERVER_OVERLOADED), by rule (misses, spacing, ramp, "
     "llm_pace, codec_cost, codec_busy).", ["rule"], registry=REGISTRY,
 )
+ADMISSION_WAIT = Histogram(
+    f"{PREFIX}_admission_wait_seconds", "How long each admitted stream waited for admission (0 for most: a stream "
+    "waits only for a rule that passes by itself, spacing or the ramp, up to TTS_ADMISSION_MAX_WAIT_MS).",
+    buckets=(0.001, 0.01, 0.03, 0.06, 0.1, 0.15, 0.25, 0.5, 1.0), registry=REGISTRY,
+)
 ADMISSION_CODEC_SHARE = Gauge(
     f"{PREFIX}_admission_codec_share", "Admission's projected codec share of the device with one more stream "
     "(measured codec seconds per stream-second x (open streams + 1)); refuses above its cap. NaN: not measured yet.",

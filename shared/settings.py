@@ -92,6 +92,11 @@ class Settings(BaseSettings):
         "measured headroom says an admitted stream would lose real time. auto: on with a GPU or a device cost model, "
         "off on a CPU, where the demo model is not real time anyway and refusals would only get in the way.",
     )
+    admission_max_wait_ms: int = Field(
+        250, ge=0, description="Longest a new stream waits for admission when only a rule that passes by itself "
+        "refuses it (one new stream per 30 ms near a limit; the ramp), instead of a 503; 0 refuses at once. Callers "
+        "wait in arrival order, before any credit is reserved.",
+    )
     codec_cuda_graphs: bool = Field(
         True, description="On CUDA: capture one graph per codec call shape (length and batch buckets) at start-up and "
         "replay them while serving; false runs every call eager (slower, the same audio).",

@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 
 from services.codec import DecodeWindow
-from services.codec.scheduler import Call
+from services.codec.calls import Call
 
 
 class FakeClock:

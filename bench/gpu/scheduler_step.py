@@ -23,9 +23,9 @@ from bench.gpu.bench_gpu import apbwe_config, bicodec_config, build_bicodec, bui
 from bench.gpu.parity import STREAM_TOLERANCE, _row
 from core.apbwe import SuperResolution
 from core.sr_planner import SRPlanner
-from core.streaming import StreamingConfig, StreamingDecoder
+from core.streaming import DecodePlanner, StreamingConfig, StreamingDecoder
 from services.codec import CodecScheduler, DecodeWindow, SchedulerPolicy, SRWindow
-from services.codec.graphs import CodecGraphs, GraphPlan
+from services.codec.graphs import CodecGraphs, GraphPlan, run_decode
 from services.codec.runner import ModelRunner
 
 TF32_MIN_SNR_DB = 40.0  # tf32 decode graphs against fp32 eager (46 dB measured on random weights, released size)
@@ -47,19 +47,22 @@ class _Loop:
         self.thread.join()
 
 
-class _ScheduledDecoder:
-    """What `StreamingDecoder` sees: each window goes through the scheduler instead of a direct model call."""
+def _scheduled_stream(decoder: Any, loop: _Loop, handle: Any, d: torch.Tensor, ids: list[int],
+                      config: StreamingConfig) -> np.ndarray:
+    """One stream as the pipeline runs it: `DecodePlanner`'s windows submitted with their keep ranges, so the
+    scheduler trims each row's wave generator to its kept tokens and reach, pads and batches it with other streams'."""
+    planner = DecodePlanner(config, hop=decoder.hop_length, codebook_size=decoder.semantic_codebook_size)
+    parts = []
 
-    def __init__(self, decoder: Any, loop: _Loop, handle: Any) -> None:
-        self._decoder, self._loop, self._handle = decoder, loop, handle
+    def run(windows: list[Any]) -> None:
+        for w in windows:
+            audio = loop.call(handle.decode(DecodeWindow(w.ids, d[0], w.keep_start, w.keep_end)))
+            parts.append(planner.take(w, audio))
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._decoder, name)
-
-    def decode_with_speaker(self, semantic: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        ids = semantic[0].cpu().numpy().astype(np.int32)
-        audio = self._loop.call(self._handle.decode(DecodeWindow(ids, d[0], 0, ids.size)))
-        return torch.from_numpy(audio)[None]
+    for start in range(0, len(ids), 7):  # deltas of 7 ids, as an engine hands them out
+        run(planner.push(ids[start : start + 7]))
+    run(planner.finish())
+    return np.concatenate(parts)
 
 
 def _decode_stream(decoder: Any, d: torch.Tensor, ids: list[int], config: StreamingConfig) -> np.ndarray:
@@ -80,11 +83,13 @@ def _sr_stream(sr: SuperResolution, loop: _Loop, handle: Any, wav16: np.ndarray)
                            for w in windows])
 
 
-def _policy(quick: bool) -> SchedulerPolicy:
+def _policy(quick: bool, decoder: Any) -> SchedulerPolicy:
+    reach = decoder.wave_reach_tokens  # as the runtime sets it: the wave generator on kept tokens +- its reach
     if quick:
         return SchedulerPolicy(decode_buckets=(32, 64, 128, 256), sr_buckets=(3_520, 4_800, 9_760),
-                               batch_sizes=(1, 2, 4), max_call_decode_tokens=512, max_call_sr_samples=20_000)
-    return SchedulerPolicy()
+                               batch_sizes=(1, 2, 4), max_call_decode_tokens=512, max_call_sr_samples=20_000,
+                               decode_reach=reach)
+    return SchedulerPolicy(decode_reach=reach)
 
 
 def _timed(fn: Any, device: str, repeat: int = 3) -> float:
@@ -108,7 +113,8 @@ def _graph_rows(graphs: CodecGraphs, runner: ModelRunner, device: str) -> list[d
             row["replay_ms"] = round(_timed(graph.replay, device), 3)
             if graph.key.kind == "decode":
                 packed, d = graph.inputs
-                row["eager_ms"] = round(_timed(lambda p=packed, dd=d: runner.decoder.decode_padded(p[:, :-1], p[:, -1], dd), device), 3)
+                row["eager_ms"] = round(_timed(lambda p=packed, dd=d, m=graphs.plan.margin: run_decode(
+                    runner.decoder, p, dd, m), device), 3)
             else:
                 row["eager_ms"] = round(_timed(lambda x=graph.inputs[0]: runner.sr.enhance_batch(x), device), 3)
     return rows
@@ -125,7 +131,7 @@ def run(device: str, quick: bool, *, streams: int | None = None, decode_precisio
     streams = streams or (2 if quick else 8)
     tokens = 60 if quick else 400
     decoder, sr = build_bicodec(config, device), build_sr(sr_config, device)
-    policy = _policy(quick)
+    policy = _policy(quick, decoder)
     graphs = None
     capture_s = 0.0
     if cuda:
@@ -155,7 +161,7 @@ def run(device: str, quick: bool, *, streams: int | None = None, decode_precisio
         for name, schedule in schedules.items():
             def one(k: int, schedule: StreamingConfig = schedule) -> np.ndarray:
                 handle = loop.call(_open(scheduler))
-                return _decode_stream(_ScheduledDecoder(decoder, loop, handle), voices[k], ids[k], schedule)
+                return _scheduled_stream(decoder, loop, handle, voices[k], ids[k], schedule)
 
             scheduled = list(pool.map(one, range(streams)))
             alone = [_decode_stream(decoder, voices[k], ids[k], schedule) for k in range(streams)]
@@ -181,6 +187,8 @@ def run(device: str, quick: bool, *, streams: int | None = None, decode_precisio
                    "graph_calls": runner.graph_calls, "eager_calls": runner.eager_calls}
         print(f"  {summary}")
         graph_rows = _graph_rows(graphs, runner, device) if graphs is not None else []
+        prenet = _prenet_share(decoder, device, decode_precision if cuda else "fp32")
+        print(f"  prenet share of a decoded token: {prenet}")
     finally:
         loop.call(scheduler.aclose())
         loop.close()
@@ -189,7 +197,26 @@ def run(device: str, quick: bool, *, streams: int | None = None, decode_precisio
     return {"size": size, "streams": streams, "tokens": tokens, "decode_precision": decode_precision if cuda else "fp32",
             "sr_precision": "fp32", "graphs": graph_rows, "capture_s": round(capture_s, 2),
             "pool_mib": round(sum(r["pool_mib"] for r in graph_rows), 1), "scheduler": summary, "rows": rows,
+            "prenet_share": prenet,
             "all_ok": all(r["ok"] is not False for r in rows)}
+
+
+def _prenet_share(decoder: Any, device: str, precision: str) -> dict[str, float]:
+    """The prenet's share of a decode's device time per token count (8 rows, eager, at the graphs' precision): the
+    cost model's `decode_ms.prenet_share` (0.05 measured on a CPU at the released size), which prices the prenet's
+    whole windows against the wave generator's trimmed spans."""
+    from services.codec.graphs import tf32
+
+    out = {}
+    with torch.inference_mode(), tf32(precision == "tf32"):
+        d = torch.randn(8, decoder.d_vector_dim, device=device)
+        for tokens in (48, 96, 192):
+            z = decoder.quantizer(torch.randint(0, 8192, (8, tokens), device=device))
+            x = decoder.prenet(z, d) + d.unsqueeze(-1)
+            prenet = _timed(lambda z=z: decoder.prenet(z, d), device)
+            wave = _timed(lambda x=x: decoder.decoder(x), device)
+            out[str(tokens)] = round(prenet / (prenet + wave), 4)
+    return out
 
 
 async def _start(scheduler: CodecScheduler) -> None:

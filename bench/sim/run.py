@@ -27,8 +27,9 @@ from core.sr_planner import SRPlan, SRPlanner
 from core.streaming import DecodePlanner, PlannedWindow, StreamingConfig
 from core.tokens import SEMANTIC_CODEBOOK_SIZE as SEMANTIC_CODEBOOK
 from services.codec.admission import Admission
+from services.codec.calls import SchedulerPolicy
 from services.codec.cost_model import CostModel, CostModelRunner, DeviceTimeline, StepLoop
-from services.codec.scheduler import CodecScheduler, SchedulerPolicy, StreamHandle
+from services.codec.scheduler import CodecScheduler, StreamHandle
 from services.codec.windows import DecodeWindow, SRWindow
 from services.pipeline.flow_monitor import StreamCadence
 from shared.settings import Settings
@@ -36,7 +37,7 @@ from shared.settings import Settings
 TOKENS_PER_SECOND = 50
 # Admission settings under which every stream is admitted (to see what the device carries, or what overload does).
 ADMISSION_OFF: dict[str, Any] = {"pace_margin": 0.0, "max_codec_busy": float("inf"), "miss_grace_s": float("inf"),
-                                 "max_codec_share": float("inf"), "ramp_floor": 10**9}
+                                 "max_codec_share": float("inf"), "ramp_floor": 10**9, "max_wait_s": 0.0}
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ class Simulation:
         await asyncio.sleep(max(0.0, arrival - self.loop.time()))
         result = StreamResult(arrival=self.loop.time(), admitted=False)
         self.results.append(result)
-        decision = self.admission.decide()
+        decision = await self.admission.admit()  # as the service does: a waitable rule holds the caller
         if not decision.admit:
             result.reason = decision.reason
             return
@@ -264,6 +265,7 @@ class Simulation:
             "streams_admitted": len(admitted),
             "streams_refused": cfg.streams - len(admitted),
             "refused_by": dict(self.admission.refused),
+            "admitted_after_waiting": self.admission.waited,
             "long_first_chunks": self.admission.long_first_chunks,
             "first_chunks": {f"{schedule}/{reason}": n for (schedule, reason), n in self.admission.first_chunks.items()},
             "ttfa_ms_p50": _pct(ttfa, 50),

@@ -7,7 +7,8 @@ stream's pending windows and runs them earliest-deadline-first as a few batched,
 Admission (`admission.py`) asks the scheduler's own measure of headroom whether a new stream fits.
 """
 
-from services.codec.scheduler import CodecScheduler, SchedulerPolicy, StreamHandle
+from services.codec.calls import SchedulerPolicy
+from services.codec.scheduler import CodecScheduler, StreamHandle
 from services.codec.windows import DecodeWindow, SRWindow
 
 __all__ = ["CodecScheduler", "DecodeWindow", "SRWindow", "SchedulerPolicy", "StreamHandle"]

@@ -62,19 +62,23 @@ Calibrated with `bench.simulate` (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
 from collections import Counter, deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
-from shared.metrics import ADMISSION_REFUSALS, FIRST_CHUNK_SCHEDULES
+from shared.metrics import ADMISSION_REFUSALS, ADMISSION_WAIT, FIRST_CHUNK_SCHEDULES
 
 logger = logging.getLogger("services.codec.admission")
 
 REALTIME_TOKENS_PER_S = 50.0  # semantic tokens per second of audio
+# admit()'s longest wait for a waitable rule (TTS_ADMISSION_MAX_WAIT_MS; docs/benchmarks.md, "Waiting instead of
+# refusing"): a refusal costs a caller at least Retry-After's second and a new request.
+DEFAULT_MAX_WAIT_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,13 @@ class AdmissionDecision:
     admit: bool
     reason: str  # one sentence for logs, metrics and the refusal's message
     retry_after_s: int = 1
+    rule: str = "admitted"  # the rule that refused (a key of `Admission.refused`), or "admitted"
+    waited_s: float = 0.0  # how long `Admission.admit` held the caller before this answer
+
+
+# Rules that pass again by themselves within a known time, with nothing else changing: spacing (the next 30 ms
+# slot) and the ramp (the oldest recent admission leaving the window). `admit()` waits for them instead of refusing.
+WAITABLE_RULES = frozenset({"spacing", "ramp"})
 
 
 class Admission:
@@ -98,7 +109,8 @@ class Admission:
                  max_codec_share: float = 1.2, codec_window_s: float = 5.0, min_codec_sample_s: float = 5.0,
                  ramp_floor: int = 32, ramp_share: float = 0.5, short_schedule_share: float = 0.8,
                  exact_needs_pace: float = 2.0, spacing_s: float = 0.03, spacing_pace: float = 1.1,
-                 spacing_share: float = 0.8, miss_memory_s: float = 10.0, pace_rows_floor: int = 32) -> None:
+                 spacing_share: float = 0.8, miss_memory_s: float = 10.0, pace_rows_floor: int = 32,
+                 max_wait_s: float = DEFAULT_MAX_WAIT_S) -> None:
         self.scheduler = scheduler
         self.clock = clock or getattr(scheduler, "clock", None) or time.monotonic
         self.generating = generating
@@ -116,6 +128,11 @@ class Admission:
         self.spacing_s, self.spacing_pace, self.spacing_share = spacing_s, spacing_pace, spacing_share
         self.miss_memory_s = miss_memory_s
         self.pace_rows_floor = pace_rows_floor
+        self.max_wait_s = max(0.0, max_wait_s)
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # admit()'s wait (a virtual one in tests)
+        self._queue_lock: asyncio.Lock | None = None
+        self._queue_loop: asyncio.AbstractEventLoop | None = None
+        self.waited = 0  # streams admitted after waiting (admit())
         self._last_miss_refusal = -math.inf  # when rule 1 last refused (rule 1b's memory)
         self.long_first_chunks = 0  # streams that asked for a short first chunk and got the exact schedule
         # (schedule given, reason) -> count: requested (asked for exact), unmeasured (no codec cost yet), codec_light
@@ -196,18 +213,56 @@ class Admission:
 
     # ---------------------------------------------------------------- the rule
     def decide(self) -> AdmissionDecision:
+        """Admit one more stream now or refuse it (counted either way), never waiting: what `admit()` does for a
+        caller that cannot wait."""
+        return self._settle(self._judge()[0], 0.0)
+
+    async def admit(self, max_wait_s: float | None = None) -> AdmissionDecision:
+        """Admit one more stream, waiting up to `max_wait_s` (default `self.max_wait_s`) while only a rule that
+        passes again by itself refuses (spacing, the ramp: `WAITABLE_RULES`), in arrival order; refuse at once on
+        any other rule, or when the wait would run past the bound. Why: a cluster of arrivals near a limit was
+        refused (503, Retry-After 1 s) where 30 ms would have let each in one by one (bench.simulate: every refusal
+        of a 250-stream burst at 0.005-0.02 ms/row was spacing). A caller cancelled while waiting leaves the queue
+        and is neither admitted nor counted."""
+        limit = self.max_wait_s if max_wait_s is None else max(0.0, max_wait_s)
+        started = self.clock()
+        queue = self._queue()
+        if not queue.locked():  # nobody waiting: answer at once when no wait could help
+            decision, wait = self._judge()
+            if decision.admit or wait is None or wait > limit:
+                return self._settle(decision, 0.0)
+        async with queue:  # FIFO: one waiter at a time, the earliest first
+            while True:
+                decision, wait = self._judge()
+                waited = self.clock() - started
+                if decision.admit or wait is None or waited + wait > limit:
+                    return self._settle(decision, waited)
+                await self.sleep(wait)
+
+    def _queue(self) -> asyncio.Lock:
+        """The waiters' queue on the running loop (a lock is bound to one loop; tests run each case on its own)."""
+        loop = asyncio.get_running_loop()
+        if self._queue_loop is not loop:
+            self._queue_lock, self._queue_loop = asyncio.Lock(), loop
+        assert self._queue_lock is not None
+        return self._queue_lock
+
+    def _judge(self) -> tuple[AdmissionDecision, float | None]:
+        """The rules, in order, without counting: the decision, and for a waitable refusal the seconds until its rule
+        may pass (None otherwise)."""
         misses = self.scheduler.recent_misses(self.miss_grace_s)
         if misses:
             self._last_miss_refusal = self.clock()
-            return self._refuse("misses", "overloaded: a playing stream missed its audio deadline in the last seconds", 2)
+            return _refusal("misses", "overloaded: a playing stream missed its audio deadline in the last seconds",
+                            2), None
         now = self.clock()
         while self._admitted_at and self._admitted_at[0] < now - self.pace_window_s:
             self._admitted_at.popleft()
         recent = len(self._admitted_at)  # admitted within the measuring window: not yet in the measures
         streams = self.scheduler.active_streams
         if recent >= max(self.ramp_floor, self.ramp_share * (streams - recent)):
-            return self._refuse("ramp", f"ramping up: {recent} streams admitted in the last "
-                                f"{self.pace_window_s:g} s are not in the measures yet", 1)
+            return _refusal("ramp", f"ramping up: {recent} streams admitted in the last {self.pace_window_s:g} s "
+                            "are not in the measures yet", 1), self._admitted_at[0] + self.pace_window_s - now + 1e-6
         generating = self.generating() if self.generating is not None else 0
         pace = self.pace() if self.generating is not None else None
         projected = math.inf
@@ -218,29 +273,40 @@ class Admission:
             rows = max(generating, self.pace_rows_floor)
             projected = pace * rows / (rows + 1)
             if projected < self.need_tokens_per_s * self.pace_margin:
-                return self._refuse(
-                    "llm_pace", f"overloaded: the LLM gives {pace:.0f} tokens/s per stream to {generating} streams; one more "
-                    f"would leave ~{projected:.0f}, real time needs {self.need_tokens_per_s:.0f} with margin", 1)
+                return _refusal(
+                    "llm_pace", f"overloaded: the LLM gives {pace:.0f} tokens/s per stream to {generating} streams; one "
+                    f"more would leave ~{projected:.0f}, real time needs {self.need_tokens_per_s:.0f} with margin",
+                    1), None
         cost = self.codec_cost()
         share = None if cost is None else cost * (streams + 1)  # the codec's projected share with one more stream
         if share is not None and share > self.max_codec_share:
-            return self._refuse("codec_cost", f"overloaded: {streams} streams hold the codec ~{cost * streams:.0%} of "
-                                f"the device; one more would pass {self.max_codec_share:.0%}", 1)
+            return _refusal("codec_cost", f"overloaded: {streams} streams hold the codec ~{cost * streams:.0%} of "
+                            f"the device; one more would pass {self.max_codec_share:.0%}", 1), None
         near_pace = projected < self.spacing_pace * self.need_tokens_per_s * self.pace_margin
         after_miss = (share is not None and share > self.spacing_share * self.max_codec_share
                       and now - self._last_miss_refusal < self.miss_memory_s)
         if (near_pace or after_miss) and self._admitted_at and now - self._admitted_at[-1] < self.spacing_s:
             limit = "the LLM's pace" if near_pace else "the codec, after a missed deadline"
-            return self._refuse("spacing", f"near capacity ({limit}): one new stream per "
-                                f"{self.spacing_s * 1000:.0f} ms", 1)
+            return _refusal("spacing", f"near capacity ({limit}): one new stream per {self.spacing_s * 1000:.0f} ms",
+                            1), self._admitted_at[-1] + self.spacing_s - now + 1e-6
         busy = self.scheduler.busy_ratio()
         # Streams admitted within the window are not in the measure yet; at most they double it (at start-up every
         # stream is recent and the measure is their first windows alone).
         if busy * min(2.0, (streams + 1) / max(1, streams - recent)) > self.max_codec_busy:
-            return self._refuse("codec_busy", f"overloaded: the codec holds the device {busy:.0%} of the time", 1)
-        self.admitted += 1
-        self._admitted_at.append(now)
-        return AdmissionDecision(True, "admitted")
+            return _refusal("codec_busy", f"overloaded: the codec holds the device {busy:.0%} of the time", 1), None
+        return AdmissionDecision(True, "admitted"), None
+
+    def _settle(self, decision: AdmissionDecision, waited_s: float) -> AdmissionDecision:
+        """Count one final answer (an admission, or a refusal by its rule) with the time its caller waited."""
+        if decision.admit:
+            self.admitted += 1
+            self._admitted_at.append(self.clock())
+            self.waited += waited_s > 0
+            ADMISSION_WAIT.observe(waited_s)
+        else:
+            self.refused[decision.rule] = self.refused.get(decision.rule, 0) + 1
+            ADMISSION_REFUSALS.labels(rule=decision.rule).inc()
+        return replace(decision, waited_s=waited_s) if waited_s else decision
 
     def first_chunk_schedule(self, requested: str) -> str:
         """The first-chunk schedule an admitted stream gets: the one it asked for, or `exact` once the codec's
@@ -297,7 +363,6 @@ class Admission:
             "first_chunks": {f"{schedule}/{reason}": n for (schedule, reason), n in self.first_chunks.items()},
         }
 
-    def _refuse(self, key: str, reason: str, retry_after_s: int) -> AdmissionDecision:
-        self.refused[key] = self.refused.get(key, 0) + 1
-        ADMISSION_REFUSALS.labels(rule=key).inc()
-        return AdmissionDecision(False, reason, max(1, math.ceil(retry_after_s)))
+
+def _refusal(rule: str, reason: str, retry_after_s: int) -> AdmissionDecision:
+    return AdmissionDecision(False, reason, max(1, math.ceil(retry_after_s)), rule)

@@ -27,9 +27,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from services.codec.scheduler import Call
+from services.codec.calls import Call
 
 HOP = 320  # BiCodec: 16 kHz samples per semantic token
+DEFAULT_PRENET_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,14 @@ class CostModel:
     name: str
     llm_step: Linear  # units: rows in the step
     llm_prefill: Linear  # units: prompt tokens
-    decode: Linear  # units: rows_padded x length tokens
+    decode: Linear  # units: rows_padded x length tokens (a whole window's decode per token)
     sr: Linear  # units: rows_padded x length 16 kHz input samples
     host_ms_per_audio_second: float  # CPU of the API path, per process (one GIL)
+    # The prenet's share of a decoded token's cost (the rest is the wave generator's): a call whose wave generator runs
+    # on trimmed spans (`Call.spans`) pays it on every token the prenet reads and the rest on span tokens only.
+    # 0.05: measured on a CPU at the released size (prenet 48-193 ms, wave generator 923-3,826 ms for 48-192
+    # tokens, one thread; by FLOPs 4.4%); the GPU kit measures it on the device (docs/benchmarks.md).
+    decode_prenet_share: float = DEFAULT_PRENET_SHARE
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CostModel:
@@ -68,6 +74,12 @@ class CostModel:
             host = float(data.get("host_ms", {}).get("per_audio_second", 0.0))
         except (AttributeError, TypeError, ValueError) as exc:
             raise ValueError(f"cost model: 'host_ms.per_audio_second' must be a number ({exc})") from exc
+        try:
+            share = float(data["decode_ms"].get("prenet_share", DEFAULT_PRENET_SHARE))
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"cost model: 'decode_ms.prenet_share' must be a number ({exc})") from exc
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"cost model: 'decode_ms.prenet_share' must lie in [0, 1], got {share}")
         return cls(
             name=str(data.get("name", "unnamed")),
             llm_step=part("llm_step_ms", "per_row"),
@@ -75,6 +87,7 @@ class CostModel:
             decode=part("decode_ms", "per_token"),
             sr=part("sr_ms", "per_input_sample"),
             host_ms_per_audio_second=max(0.0, host),
+            decode_prenet_share=share,
         )
 
     @classmethod
@@ -109,7 +122,10 @@ class CostModel:
         return cost
 
     def call_seconds(self, call: Call) -> float:
-        return (self.decode if call.kind == "decode" else self.sr).seconds(call.work)
+        if call.kind != "decode":
+            return self.sr.seconds(call.work)
+        share = self.decode_prenet_share  # whole windows (no margin, spans = windows): `decode.seconds(call.work)`
+        return self.decode.seconds(share * call.prenet_work + (1.0 - share) * call.work)
 
     def host_seconds_per_token(self) -> float:
         """The API path's CPU per semantic token (50 tokens per second of audio)."""

@@ -45,7 +45,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from services.codec.scheduler import Call, SchedulerPolicy
+from services.codec.calls import Call, SchedulerPolicy
 from services.codec.windows import WindowKind
 from shared import metrics
 
@@ -78,9 +78,11 @@ class GraphKey:
 
 @dataclass(frozen=True)
 class GraphPlan:
-    """The shapes that get a graph: every (length bucket, batch size) of a kind whose work fits one call."""
+    """The shapes that get a graph: every (length bucket, batch size) of a kind whose work fits one call. A decode
+    graph's length is its wave spans' bucket; its prenet reads `margin` more columns on each side."""
 
     keys: frozenset[GraphKey]
+    margin: int = 0  # decode: SchedulerPolicy.prenet_margin
 
     @classmethod
     def from_policy(cls, policy: SchedulerPolicy, kinds: Sequence[WindowKind] = ("decode", "sr"),
@@ -88,12 +90,12 @@ class GraphPlan:
         keys = {GraphKey(kind, length, rows)
                 for kind in kinds for length in policy.buckets(kind) for rows in policy.batch_sizes
                 if length * rows <= policy.max_work(kind) and (max_rows is None or rows <= max_rows)}
-        return cls(frozenset(keys))
+        return cls(frozenset(keys), policy.prenet_margin)
 
     def key_for(self, call: Call) -> GraphKey | None:
-        """The graph a call replays, or None: the eager fallback (exact-length call, a stream's true end, or a shape
-        not in the plan)."""
-        if call.length is None or call.true_end:
+        """The graph a call replays, or None: the eager fallback (exact-length call, a stream's true end, a decode
+        call placed with another margin, or a shape not in the plan)."""
+        if call.length is None or call.true_end or (call.kind == "decode" and call.margin != self.margin):
             return None
         key = GraphKey(call.kind, call.length, call.rows_padded)
         return key if key in self.keys else None
@@ -203,17 +205,19 @@ class CapturedGraph:
         return self.output
 
 
-def decode_inputs(decoder: Any, key: GraphKey, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Static inputs of a decode graph: packed ids + lengths [rows, length + 1] int64 (the last column holds each
-    row's valid length) and d-vectors [rows, D]."""
-    packed = torch.zeros(key.rows, key.length + 1, dtype=torch.long, device=device)
-    packed[:, -1] = key.length
+def decode_inputs(decoder: Any, key: GraphKey, device: torch.device, margin: int = 0) -> tuple[Tensor, Tensor]:
+    """Static inputs of a decode graph: packed rows [rows, length + 2 * margin + 3] int64 (`run_decode`'s layout;
+    here every row a whole window from column `margin`) and d-vectors [rows, D]."""
+    packed = torch.zeros(key.rows, key.length + 2 * margin + 3, dtype=torch.long, device=device)
+    packed[:, -3:] = torch.tensor([margin, key.length, key.length])
     return packed, torch.zeros(key.rows, decoder.d_vector_dim, device=device)
 
 
-def run_decode(decoder: Any, packed: Tensor, d: Tensor) -> Tensor:
-    """The decode call on packed rows (graph body and eager path alike)."""
-    return decoder.decode_padded(packed[:, :-1], packed[:, -1], d)
+def run_decode(decoder: Any, packed: Tensor, d: Tensor, margin: int = 0) -> Tensor:
+    """The decode call on packed rows (graph body and eager path alike): each row's ids, then its window's start
+    column, its length and its wave span's length (the span starts at column `margin`):
+    `BiCodecDecoder.decode_rows`."""
+    return decoder.decode_rows(packed[:, :-3], packed[:, -3], packed[:, -2], packed[:, -1], d, margin=margin)
 
 
 class CodecGraphs:
@@ -278,8 +282,9 @@ class CodecGraphs:
     @torch.inference_mode()
     def capture(self, key: GraphKey) -> CapturedGraph:
         if key.kind == "decode":
-            inputs: tuple[Tensor, ...] = decode_inputs(self.decoder, key, self.device)
-            body: Callable[[], Tensor] = lambda: run_decode(self.decoder, *inputs)  # noqa: E731
+            margin = self.plan.margin
+            inputs: tuple[Tensor, ...] = decode_inputs(self.decoder, key, self.device, margin)
+            body: Callable[[], Tensor] = lambda: run_decode(self.decoder, *inputs, margin)  # noqa: E731
         else:
             inputs = (torch.zeros(key.rows, key.length, device=self.device),)
             body = lambda: self.sr.enhance_batch(inputs[0])  # noqa: E731

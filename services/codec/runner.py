@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from services.codec.calls import Call
 from services.codec.graphs import CodecGraphs, run_decode
-from services.codec.scheduler import Call
 from services.codec.windows import DecodeWindow, SRWindow
 
 
@@ -109,14 +109,15 @@ class ModelRunner:
         graph = self.graphs.get(call) if self.graphs is not None else None
         events = self._events()
         if call.kind == "decode":
-            out = self._decode(call, graph, events)
+            out, offsets = self._decode(call, graph, events)
             scale = self.hop
         else:
-            out = self._super_resolve(call, graph, events)
+            out, offsets = self._super_resolve(call, graph, events), [0] * len(call.windows)
             scale = 1
         self.graph_calls += graph is not None
         self.eager_calls += graph is None
-        kept = [out[i, w.keep_start * scale : w.keep_end * scale].copy() for i, w in enumerate(call.windows)]
+        kept = [out[i, (w.keep_start - at) * scale : (w.keep_end - at) * scale].copy()
+                for i, (w, at) in enumerate(zip(call.windows, offsets, strict=True))]
         self._count(call, graph is not None, time.perf_counter() - started, events)
         return kept
 
@@ -167,20 +168,25 @@ class ModelRunner:
         torch.cuda.current_stream(self.device).synchronize()
         return host.numpy()
 
-    def _decode(self, call: Call, graph: Any, events: tuple[Any, Any] | None = None) -> np.ndarray:
+    def _decode(self, call: Call, graph: Any, events: tuple[Any, Any] | None = None) -> tuple[np.ndarray, list[int]]:
+        """The call's audio [rows, wave length * hop] and, per row, the token its output starts at (its wave span's
+        start within the window)."""
         windows: list[DecodeWindow] = list(call.windows)  # type: ignore[arg-type]
         n = len(windows)
-        length = call.length if call.length is not None else max(w.length for w in windows)
+        spans = call.spans or tuple((0, w.length) for w in windows)
+        margin = call.margin
         rows = call.rows_padded if call.length is not None else n
-        # One packed buffer: ids, then each row's valid length in the last column. Padding rows decode one token
+        # One packed buffer (services/codec/graphs.py:run_decode): each window's ids placed so that its wave span
+        # starts at column `margin`, then its start column, length and wave-span length. Padding rows decode one token
         # of id 0 (their output is dropped); padding positions hold id 0 (a valid index).
-        packed = self._staging().get("decode_in", (rows, length + 1), torch.long)
+        packed = self._staging().get("decode_in", (rows, call.row_length + 2 * margin + 3), torch.long)
         view = packed.numpy()
         view.fill(0)
-        for i, w in enumerate(windows):
-            view[i, : w.length] = w.ids
-            view[i, -1] = w.length
-        view[n:, -1] = 1
+        for i, (w, (start, end)) in enumerate(zip(windows, spans, strict=True)):
+            column = margin - start
+            view[i, column : column + w.length] = w.ids
+            view[i, -3:] = (column, w.length, end - start)
+        view[n:, -3:] = (margin, 1, 1)
         d = torch.stack([torch.as_tensor(w.d_vector, dtype=torch.float32).reshape(-1) for w in windows])
         d = d.to(self.device, non_blocking=True)
         if rows > n:
@@ -194,9 +200,9 @@ class ModelRunner:
         else:
             packed_device = self._to_device(packed, None)
             _record(events, 0)
-            result = run_decode(self.decoder, packed_device, d)
+            result = run_decode(self.decoder, packed_device, d, margin)
         _record(events, 1)
-        return self._to_host(result[:n], "decode_out")
+        return self._to_host(result[:n], "decode_out"), [start for start, _ in spans]
 
     def _super_resolve(self, call: Call, graph: Any, events: tuple[Any, Any] | None = None) -> np.ndarray:
         windows: list[SRWindow] = list(call.windows)  # type: ignore[arg-type]

@@ -25,7 +25,6 @@ for Prometheus (`telemetry.record_call`).
 from __future__ import annotations
 
 import asyncio
-import bisect
 import itertools
 import logging
 import math
@@ -33,117 +32,16 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
+from services.codec.calls import Call, DeviceRunner, SchedulerPolicy
 from services.codec.telemetry import SchedulerStats, record_call
 from services.codec.windows import DecodeWindow, SRWindow, WindowKind
 
 logger = logging.getLogger("services.codec.scheduler")
 
 Clock = Callable[[], float]
-
-DEFAULT_DECODE_BUCKETS = (16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256)
-# Lengths every 8 tokens to 64, then every 16 to 128, then every 32: the streaming schedule's windows (16-56 tokens
-# in a stream's first second, 73-248 after) land within ~12% of a bucket. With the batch buckets below, fine
-# buckets cut the decode device time of 200 simulated streams by 19% against (16, 32, 48, 64, 96, 128, 192, 256) x
-# powers of two (docs/benchmarks.md); every shape is a captured graph on CUDA (graphs.py: GraphPlan).
-# 16 kHz input samples, context included: multiples of AP-BWE's 80-sample grid around the windows core.sr_planner
-# makes with the pipeline's block sizes (services/pipeline/audio_output.py SR_MIN_BLOCK..SR_MAX_BLOCK, 1,600..8,000
-# samples, plus 880 samples of context on each side; 880 fewer at a stream's start).
-DEFAULT_SR_BUCKETS = (3_520, 4_800, 6_400, 8_000, 9_760, 12_800)
-DEFAULT_BATCH_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)  # calls hold ~2-3 rows: 3 -> 4 wasted a quarter
-
-
-@dataclass(frozen=True)
-class SchedulerPolicy:
-    """How calls are shaped. Defaults suit a GPU; `for_cpu()` suits the CPU (no graphs, no batch padding)."""
-
-    decode_buckets: tuple[int, ...] = DEFAULT_DECODE_BUCKETS
-    sr_buckets: tuple[int, ...] = DEFAULT_SR_BUCKETS
-    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
-    # rows x bucket length of one BiCodec call. On a device shared with the engine a long call stalls every LLM step
-    # behind it (8,192 tokens: ~150 ms on the H100 model): 2,048 is what bench.simulate calibrated admission with, and
-    # 4,096 or 8,192 let 4-5 of 248 admitted streams underrun at 0.01 ms/row (docs/benchmarks.md, "Simulator").
-    max_call_decode_tokens: int = 2_048
-    max_call_sr_samples: int = 262_144  # rows x bucket length of one AP-BWE call (16 kHz samples)
-    max_pad_waste: float = 0.25  # a row joins a call only while the call's padding stays under this share
-    pad_all_rows: bool = True  # the bound holds for shorter rows too (False: only for rows that raise the bucket)
-    pad_batch: bool = True  # pad the row count to a batch bucket (captured graphs need fixed shapes)
-    max_inflight: int = 1  # calls on the device at once (1 on a GPU: kernels serialise anyway)
-    scan_limit: int = 256  # pending windows looked at per call, in deadline order
-
-    def __post_init__(self) -> None:
-        for name in ("decode_buckets", "sr_buckets", "batch_sizes"):
-            values = getattr(self, name)
-            if not values or list(values) != sorted(set(values)) or values[0] < 1:
-                raise ValueError(f"{name} must be increasing positive integers, got {values}")
-        if self.max_inflight < 1 or self.scan_limit < 1:
-            raise ValueError("max_inflight and scan_limit must be >= 1")
-
-    @classmethod
-    def for_cpu(cls, cores: int = 1) -> SchedulerPolicy:
-        return cls(pad_batch=False, max_inflight=max(1, cores), max_call_decode_tokens=4_096,
-                   max_call_sr_samples=65_536)
-
-    def buckets(self, kind: WindowKind) -> tuple[int, ...]:
-        return self.decode_buckets if kind == "decode" else self.sr_buckets
-
-    def max_work(self, kind: WindowKind) -> int:
-        return self.max_call_decode_tokens if kind == "decode" else self.max_call_sr_samples
-
-    def bucket(self, kind: WindowKind, length: int) -> int | None:
-        """The smallest bucket holding `length`, or None (longer than every bucket: run alone, exact length)."""
-        buckets = self.buckets(kind)
-        i = bisect.bisect_left(buckets, length)
-        return buckets[i] if i < len(buckets) else None
-
-    def batch_bucket(self, rows: int) -> int:
-        if not self.pad_batch:
-            return rows
-        i = bisect.bisect_left(self.batch_sizes, rows)
-        return self.batch_sizes[i] if i < len(self.batch_sizes) else rows
-
-
-@dataclass(frozen=True)
-class Call:
-    """One batched device call: rows of one kind, each padded to `length`, the batch padded to `rows_padded`.
-    `length` is None for the eager fallback (one row at its own length). `true_end`: SR rows at a stream's end."""
-
-    kind: WindowKind
-    windows: tuple[DecodeWindow | SRWindow, ...]
-    length: int | None
-    rows_padded: int
-    true_end: bool = False
-
-    @property
-    def work(self) -> int:
-        """Device work units including padding (what the call costs)."""
-        length = self.length if self.length is not None else max(w.length for w in self.windows)
-        return length * self.rows_padded
-
-    @property
-    def valid_work(self) -> int:
-        return sum(w.length for w in self.windows)
-
-
-class DeviceRunner(Protocol):
-    """Runs one call on the device and returns each row's kept audio (float32), in row order.
-
-    Decode rows: samples [keep_start * hop, keep_end * hop) of the row's window. SR rows: 48 kHz samples
-    [keep_start, keep_end). The runner packs the rows into one host buffer (pinned on CUDA), copies once in and once
-    out, and replays a captured graph for (kind, length, rows_padded) where it has one."""
-
-    async def run(self, call: Call) -> list[np.ndarray]: ...
-
-
-class TimedDeviceRunner(DeviceRunner, Protocol):
-    """Also returns the call's seconds measured where it runs (the device thread, the stand-in's schedule), waiting
-    behind the engine included: unlike dispatch-to-resume on the event loop, not a busy loop's lateness."""
-
-    async def run_timed(self, call: Call) -> tuple[list[np.ndarray], float]: ...
-
 
 @dataclass(eq=False)
 class _Pending:
@@ -154,6 +52,8 @@ class _Pending:
     seq: int
     submitted: float
     future: asyncio.Future[np.ndarray]
+    units: int  # device work units: wave-span tokens (decode) or samples (SR): what buckets and bounds count
+    span: tuple[int, int] | None = None  # decode: the window's wave span (SchedulerPolicy.units)
 
 
 class StreamHandle:
@@ -311,7 +211,7 @@ class CodecScheduler:
         if stream.closed:
             raise RuntimeError(f"stream {stream.id} is closed")
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(kind, window, stream, stream.deadline(), next(self._seq), self.clock(), future))
+        self._enqueue(stream, kind, window, future)
         assert self._wake is not None
         self._wake.set()
         try:
@@ -319,6 +219,14 @@ class CodecScheduler:
         finally:
             if not future.done():
                 future.cancel()  # the caller went away: the planner skips it
+
+    def _enqueue(self, stream: StreamHandle, kind: WindowKind, window: DecodeWindow | SRWindow,
+                 future: asyncio.Future[np.ndarray], deadline: float | None = None) -> None:
+        """Add one window to the pending list with its work units (and wave span) fixed: the stream's deadline
+        unless given (tests)."""
+        units, span = self.policy.units(kind, window)
+        self._pending.append(_Pending(kind, window, stream, stream.deadline() if deadline is None else deadline,
+                                      next(self._seq), self.clock(), future, units, span))
 
     # ------------------------------------------------------------------ planning (pure: tests call it directly)
     def plan(self) -> Call | None:
@@ -336,23 +244,23 @@ class CodecScheduler:
         policy = self.policy
         kind = head.kind
         true_end = isinstance(head.window, SRWindow) and head.window.true_end
-        length = None if true_end else policy.bucket(kind, head.window.length)
+        length = None if true_end else policy.bucket(kind, head.units)
         chosen = [head]
         if length is None:
             # The eager fallback or a stream's true end: exact length; rows of the same exact length may share it.
             for p in itertools.islice(self._pending, 1, policy.scan_limit):
-                if (p.kind == kind and p.window.length == head.window.length and self._is_true_end(p) == true_end
-                        and (len(chosen) + 1) * head.window.length <= policy.max_work(kind)):
+                if (p.kind == kind and p.units == head.units and self._is_true_end(p) == true_end
+                        and (len(chosen) + 1) * head.units <= policy.max_work(kind)):
                     chosen.append(p)
         else:
-            valid = head.window.length
+            valid = head.units
             max_rows = policy.batch_sizes[-1]
             for p in itertools.islice(self._pending, 1, policy.scan_limit):
                 if len(chosen) >= max_rows:
                     break
                 if p.kind != kind or self._is_true_end(p):
                     continue
-                bucket = policy.bucket(kind, p.window.length)
+                bucket = policy.bucket(kind, p.units)
                 if bucket is None:
                     continue
                 new_length = max(length, bucket)
@@ -361,14 +269,18 @@ class CodecScheduler:
                     continue
                 # Padding bounds every row, raising the bucket or not: a 16-token row in a 192-token call would
                 # cost 12x its work (at 250 simulated streams that made calls 1.41x their valid work).
-                waste = 1 - (valid + p.window.length) / (rows * new_length)
+                waste = 1 - (valid + p.units) / (rows * new_length)
                 if waste > policy.max_pad_waste and (new_length > length or policy.pad_all_rows):
                     continue
                 chosen.append(p)
-                length, valid = new_length, valid + p.window.length
+                length, valid = new_length, valid + p.units
         taken = {id(p) for p in chosen}
         self._pending = [p for p in self._pending if id(p) not in taken]
         rows_padded = len(chosen) if length is None else policy.batch_bucket(len(chosen))
+        if kind == "decode":
+            spans = tuple(p.span or (0, p.window.length) for p in chosen)
+            return Call(kind, tuple(p.window for p in chosen), length, rows_padded, true_end, spans,
+                        policy.prenet_margin), chosen
         return Call(kind, tuple(p.window for p in chosen), length, rows_padded, true_end), chosen
 
     @staticmethod

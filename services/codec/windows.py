@@ -38,6 +38,17 @@ class DecodeWindow:
         """Units of device work (tokens) for cost accounting."""
         return self.length
 
+    def wave_span(self, reach: int | None, margin: int) -> tuple[int, int]:
+        """[start, end) of the window's tokens the wave generator must run on (`BiCodecDecoder.decode_rows`): the kept
+        tokens and `reach` more on each side, or up to the window's edge (where the whole window's decode sees its
+        edge too), widened as needed so that at most `margin` tokens of the window lie beyond it on each side (a call
+        places every row's span at column `margin`). None: the whole window (no trim)."""
+        if reach is None:
+            return 0, self.length
+        start = min(max(0, self.keep_start - reach), margin)
+        end = max(min(self.length, self.keep_end + reach), self.length - margin)
+        return start, end
+
 
 @dataclass(frozen=True, eq=False)
 class SRWindow:

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -209,13 +209,16 @@ class ModelRuntime:
         on a CPU one call per core, no batch padding. Its planning loop starts on the serving loop (`start()`), or on
         the first window submitted."""
         from services.codec.admission import Admission
+        from services.codec.calls import SchedulerPolicy
         from services.codec.runner import ModelRunner
-        from services.codec.scheduler import CodecScheduler, SchedulerPolicy
+        from services.codec.scheduler import CodecScheduler
 
         if self._serves_a_gpu():
             policy = SchedulerPolicy()
         else:
             policy = SchedulerPolicy.for_cpu(self.settings.codec_cpu_calls or os.cpu_count() or 1)
+        # The wave generator runs on each window's kept tokens and the loaded decoder's reach, not its whole context.
+        policy = replace(policy, decode_reach=self.bicodec.wave_reach_tokens)
         old = self.codec_scheduler
         if old is not None:
             old.runner.close()
@@ -223,7 +226,7 @@ class ModelRuntime:
         self.codec_scheduler = CodecScheduler(runner, policy)
         # The LLM's pace counts per generating request; the engine is built after the codec, hence the late lookup.
         self.admission = None if not self._admission_on() else Admission(
-            self.codec_scheduler,
+            self.codec_scheduler, max_wait_s=self.settings.admission_max_wait_ms / 1000.0,
             generating=lambda: len(self.engine.active_requests()) if self.engine is not None else 0)
 
     def _admission_on(self) -> bool:

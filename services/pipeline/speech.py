@@ -112,7 +112,7 @@ class SpeechService:
         self.library = library  # custom voices and per-request references; None: neither is offered
         self.continuity = continuity  # remembers finished requests and stitches; None: neither is offered
 
-    def check_available(self, *, admit: bool = True) -> None:
+    async def check_available(self, *, admit: bool = True) -> None:
         """Refuse while the GPU is faulted, the model not ready or first audio backlogged; then, with `admit`,
         ask admission for a new stream. A check that starts no stream (a socket validating its voice at connect)
         passes `admit=False`: admission counts every stream it lets in, and its ramp refuses past 32 a second."""
@@ -124,16 +124,17 @@ class SpeechService:
                                  f"{self.runtime.state.value}); retry shortly.", retry_after=5)
         BACKLOG.check(self.settings.shed_first_audio_s)  # SERVER_OVERLOADED before queueing behind a backlog
         if admit:
-            self.admit()
+            await self.admit()
 
-    def admit(self) -> None:
+    async def admit(self) -> None:
         """Overload is refused, not spread: a new stream past the codec scheduler's measured headroom gets
         SERVER_OVERLOADED (503 with Retry-After; the dialects' own refusal on sockets) and every admitted stream keeps
-        real time."""
+        real time. Near a limit that passes by itself (spacing, the ramp) the caller waits up to
+        TTS_ADMISSION_MAX_WAIT_MS instead (`Admission.admit`), before any credit is reserved."""
         admission = getattr(self.runtime, "admission", None)
         if admission is None:
             return
-        decision = admission.decide()
+        decision = await admission.admit()
         if not decision.admit:
             raise SynthesisError("SERVER_OVERLOADED", f"This server is at capacity ({decision.reason}); retry "
                                  "shortly or on another server.", retry_after=max(1, int(decision.retry_after_s)))
@@ -222,7 +223,7 @@ class SpeechService:
             self.check_text_length(speech.text)
         except SynthesisError as exc:
             raise _renamed(exc, speech.text_field) from None
-        self.check_available()
+        await self.check_available()
         if speech.reference_audio is not None and check_balance is not None:
             await check_balance()  # a key without credits never reaches the decoder or the encoder
         unstitched = voice = await self.voice(speech, key_id)

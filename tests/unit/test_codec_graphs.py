@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.codec import DecodeWindow, SchedulerPolicy, SRWindow
+from services.codec.calls import Call
 from services.codec.graphs import (
     CapturedGraph,
     CodecGraphs,
@@ -21,7 +22,6 @@ from services.codec.graphs import (
     capture_within,
     predict_capture_s,
 )
-from services.codec.scheduler import Call
 from shared import metrics
 
 
@@ -191,7 +191,8 @@ class FakeDecoder:
 def _call(kind: str, length: int, rows: int, *, exact: bool = False) -> Call:
     w: Any = (DecodeWindow(np.zeros(8, np.int32), None, 0, 8) if kind == "decode"
               else SRWindow(np.zeros(3_000, np.float32), 0, 10))
-    return Call(kind, (w,), None if exact else length, rows)  # type: ignore[arg-type]
+    margin = SchedulerPolicy().prenet_margin if kind == "decode" else 0
+    return Call(kind, (w,), None if exact else length, rows, margin=margin)  # type: ignore[arg-type]
 
 
 def _calls(path: str) -> float:

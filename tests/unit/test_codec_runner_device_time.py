@@ -13,8 +13,8 @@ import torch
 from core.apbwe import SuperResolution
 from core.bicodec import BiCodecDecoder
 from services.codec import DecodeWindow, SRWindow
+from services.codec.calls import Call
 from services.codec.runner import ModelRunner
-from services.codec.scheduler import Call
 from tests.tiny_models import demo_decoder, small_sr
 
 

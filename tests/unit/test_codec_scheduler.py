@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from services.codec import CodecScheduler, SchedulerPolicy, SRWindow
-from services.codec.scheduler import Call
+from services.codec.calls import Call
 from tests.codec_fakes import FakeClock, RecordingRunner, window
 
 
@@ -28,10 +28,7 @@ async def test_a_newcomers_first_window_goes_before_a_stream_with_audio_buffered
     sched._wake = asyncio.Event()
     # Queue both without running the loop, then plan.
     for handle, tag, n in ((playing, 1, 200), (newcomer, 2, 16)):
-        fut = loop.create_future()
-        from services.codec.scheduler import _Pending
-        sched._pending.append(_Pending("decode", window(n, tag), handle, handle.deadline(), len(sched._pending),
-                                       clock(), fut))
+        sched._enqueue(handle, "decode", window(n, tag), loop.create_future())
     policy_call = sched.plan()
     assert policy_call is not None and policy_call.windows[0].ids[0] == 2
 
@@ -75,9 +72,8 @@ async def test_an_sr_window_at_the_true_end_is_never_padded_into_a_bucket() -> N
     sched, _ = scheduler()
     sr = SRWindow(samples=np.zeros(3_000, np.float32), keep_start=0, keep_end=9_000, true_end=True)
     sched._wake = asyncio.Event()
-    from services.codec.scheduler import _Pending
     h = sched.open_stream()
-    sched._pending.append(_Pending("sr", sr, h, h.deadline(), 0, 0.0, asyncio.get_running_loop().create_future()))
+    sched._enqueue(h, "sr", sr, asyncio.get_running_loop().create_future())
     call = sched.plan()
     assert call is not None and call.length is None and call.true_end
 
@@ -116,13 +112,11 @@ def test_default_buckets_pad_three_rows_to_three_and_lengths_to_the_next_eighth(
 
 
 async def test_a_short_row_does_not_ride_in_a_long_bucket_past_the_padding_bound() -> None:
-    from services.codec.scheduler import _Pending
-
     sched, clock = scheduler()
     loop = asyncio.get_running_loop()
     handles = [sched.open_stream() for _ in range(3)]
     for i, (h, n) in enumerate(zip(handles, (177, 16, 170), strict=True)):  # in deadline order: 177 is the head
-        sched._pending.append(_Pending("decode", window(n, i), h, float(i), i, clock(), loop.create_future()))
+        sched._enqueue(h, "decode", window(n, i), loop.create_future(), deadline=float(i))
     call = sched.plan()
     # The 177-token head picks the 192 bucket; the 170-token row fits (waste 10%); the 16-token row would make it 38%.
     assert call is not None and call.length == 192 and [w.length for w in call.windows] == [177, 170]
@@ -130,7 +124,7 @@ async def test_a_short_row_does_not_ride_in_a_long_bucket_past_the_padding_bound
     assert nxt is not None and nxt.length == 16 and [w.length for w in nxt.windows] == [16]
     lax = CodecScheduler(sched.runner, SchedulerPolicy(pad_all_rows=False), clock=clock)
     for i, (h, n) in enumerate(zip(handles, (177, 16, 170), strict=True)):
-        lax._pending.append(_Pending("decode", window(n, i), h, float(i), i, clock(), loop.create_future()))
+        lax._enqueue(h, "decode", window(n, i), loop.create_future(), deadline=float(i))
     lax_call = lax.plan()
     assert lax_call is not None and [w.length for w in lax_call.windows] == [177, 16, 170]
 

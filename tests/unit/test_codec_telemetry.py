@@ -11,7 +11,6 @@ import pytest
 
 from services.codec import CodecScheduler, SchedulerPolicy, telemetry
 from services.codec.admission import Admission
-from services.codec.scheduler import _Pending
 from shared.metrics import REGISTRY
 from tests.codec_fakes import FakeClock, RecordingRunner, window
 
@@ -203,8 +202,8 @@ def test_admissions_view_never_moves_a_measure() -> None:
 
 def pending(sched: CodecScheduler, handle: object, seconds_ahead: float, seq: int,
             loop: asyncio.AbstractEventLoop) -> None:
-    sched._pending.append(_Pending("decode", window(16), handle, sched.clock() + seconds_ahead, seq,  # type: ignore[arg-type]
-                                   sched.clock(), loop.create_future()))
+    sched._enqueue(handle, "decode", window(16), loop.create_future(),  # type: ignore[arg-type]
+                   deadline=sched.clock() + seconds_ahead)
 
 
 def test_the_snapshot_lists_the_most_urgent_waiting_windows_first_capped() -> None:

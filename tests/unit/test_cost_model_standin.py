@@ -14,9 +14,9 @@ from bench.sim.virtual_loop import run_virtual
 from core.llm import LLMEngine, SamplingConfig
 from core.tokens import TokenParser, VocabLayout
 from processing.prompt import build_prompt_ids
+from services.codec.calls import Call, SchedulerPolicy
 from services.codec.cost_model import CostModel, CostModelRunner, DeviceTimeline
 from services.codec.cost_model_engine import CostModelEngine
-from services.codec.scheduler import Call, SchedulerPolicy
 from services.codec.windows import DecodeWindow
 
 MODEL = CostModel.from_dict({

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from api import create_app
 from services.codec import CodecScheduler, DecodeWindow
 from services.codec.admission import Admission
-from services.codec.scheduler import Call, _Pending
+from services.codec.calls import Call
 from services.deployment.runtime import ModelRuntime
 from shared.settings import Settings
 
@@ -64,10 +64,9 @@ def test_the_admin_sees_stats_load_admission_and_why_windows_wait(demo_model_dir
     try:
         handles = [scheduler.open_stream() for _ in range(60)]
         handles[0].note_audio(5.0)  # playing, 5 s buffered: the least urgent
-        for seq, h in enumerate(handles):
+        for h in handles:
             ids = np.zeros(16, np.int32)
-            scheduler._pending.append(_Pending("decode", DecodeWindow(ids, None, 0, 16), h, h.deadline(), seq,
-                                               scheduler.clock(), loop.create_future()))
+            scheduler._enqueue(h, "decode", DecodeWindow(ids, None, 0, 16), loop.create_future())
         with TestClient(create_app(s, runtime=runtime)) as client:
             answer = client.get("/v1/tts/debug/scheduler", headers={"Authorization": f"Bearer {ADMIN}"})
             capped = client.get("/v1/tts/debug/scheduler?limit=3", headers={"X-Admin-Key": ADMIN})

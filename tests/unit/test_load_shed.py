@@ -104,7 +104,7 @@ def test_a_stream_admission_refuses_gets_503_with_retry_after_and_the_socket_an_
         client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     (runtime,) = RUNTIMES
     assert runtime.admission is not None and runtime.admission.scheduler is runtime.codec_scheduler
-    monkeypatch.setattr(runtime.admission, "decide", lambda: AdmissionDecision(False, "no codec headroom", 4))
+    monkeypatch.setattr(runtime.admission, "admit", _refusing("no codec headroom", 4))
     refused = client.post("/v1/tts/generate", json=BODY)
     assert refused.status_code == 503
     assert refused.json()["error"]["code"] == "SERVER_OVERLOADED" and "no codec headroom" in refused.text
@@ -156,6 +156,13 @@ def test_admission_sees_a_finished_request_leave_the_engine(client: TestClient, 
 EL_PATH = "/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000"
 
 
+def _refusing(reason: str, retry_after_s: int) -> Any:
+    """`Admission.admit` refusing every stream (what every transport asks)."""
+    async def admit(max_wait_s: float | None = None) -> AdmissionDecision:
+        return AdmissionDecision(False, reason, retry_after_s, "codec_cost")
+    return admit
+
+
 def _say(ws: Any, context_id: str, text: str) -> None:
     """One reply as Pipecat sends it: the opener, the text, flush, close_context (isFinal ends it)."""
     for message in ({"text": " ", "context_id": context_id}, {"text": text, "context_id": context_id},
@@ -190,7 +197,7 @@ def test_an_elevenlabs_socket_is_admitted_per_context_not_at_connect(client: Tes
         assert any(m.get("audio") for m in messages), messages[-3:]
         assert not any(m.get("error") for m in messages), [m for m in messages if m.get("error")]
         assert admission.admitted == before + 1  # one context, one admission
-        monkeypatch.setattr(admission, "decide", lambda: AdmissionDecision(False, "no codec headroom", 2))
+        monkeypatch.setattr(admission, "admit", _refusing("no codec headroom", 2))
         _say(ws, "b", "Hello again.")
         refused = _el_until_final(ws, "b")
         assert refused[0]["code"] == "SERVER_OVERLOADED" and refused[0]["contextId"] == "b"
@@ -198,7 +205,7 @@ def test_an_elevenlabs_socket_is_admitted_per_context_not_at_connect(client: Tes
         _say(ws, "c", "And once more.")
         again = _el_until_final(ws, "c")
         assert any(m.get("audio") for m in again), again  # the same socket: admitted again
-    monkeypatch.setattr(admission, "decide", lambda: AdmissionDecision(False, "no codec headroom", 2))
+    monkeypatch.setattr(admission, "admit", _refusing("no codec headroom", 2))
     with client.websocket_connect(EL_PATH) as ws:  # connecting while admission refuses: accepted
         ws.send_text(json.dumps({"text": " ", "context_id": "d"}))  # a context opens with Pipecat's opener
         assert _el_until_final(ws, "d")[0]["code"] == "SERVER_OVERLOADED"  # (read all: Starlette's test client

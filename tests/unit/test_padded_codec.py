@@ -17,9 +17,9 @@ from core.apbwe import SuperResolution
 from core.bicodec import BiCodecDecoder
 from core.streaming import StreamingConfig, StreamingDecoder
 from services.codec import CodecScheduler, DecodeWindow, SchedulerPolicy, SRWindow
+from services.codec.calls import Call
 from services.codec.graphs import CodecGraphs, GraphKey, GraphPlan, tf32
 from services.codec.runner import ModelRunner
-from services.codec.scheduler import Call
 from tests.tiny_models import demo_decoder, small_sr
 
 # Padded rows round differently from the row alone (another length and batch: other conv blocking); the masked tail
@@ -99,10 +99,13 @@ def test_the_upstream_fixture_decodes_the_same_padded_and_batched() -> None:
 
 
 def test_decode_padded_refuses_mismatched_shapes(decoder) -> None:
-    with pytest.raises(ValueError, match="decode_padded takes ids"):
+    with pytest.raises(ValueError, match="decode_rows takes ids"):
         decoder.decode_padded(np.zeros((2, 8), np.int64), np.array([8]), torch.zeros(2, decoder.d_vector_dim))
-    with pytest.raises(ValueError, match="decode_padded takes ids"):
+    with pytest.raises(ValueError, match="decode_rows takes ids"):
         decoder.decode_padded(np.zeros((2, 8), np.int64), np.array([8, 8]), torch.zeros(2, 3))
+    rows = np.array([0, 0]), np.array([8, 8]), np.array([8, 8]), torch.zeros(2, decoder.d_vector_dim)
+    with pytest.raises(ValueError, match="margin"):  # the wave generator's columns would be empty
+        decoder.decode_rows(np.zeros((2, 8), np.int64), *rows, margin=4)
 
 
 def test_the_offline_api_still_checks_ranges(decoder) -> None:
@@ -169,6 +172,73 @@ def test_runner_returns_each_decode_rows_kept_samples(decoder) -> None:
         assert runner.eager_calls == 2 and runner.graph_calls == 0
     finally:
         runner.close()
+
+
+def _alone(decoder: BiCodecDecoder, w: DecodeWindow) -> np.ndarray:
+    """The window's kept audio from the whole window through both stages (what a trimmed row must equal)."""
+    wav = decoder.decode_with_speaker(torch.from_numpy(w.ids.astype(np.int64))[None], w.d_vector[None])
+    return wav[0, w.keep_start * 320 : w.keep_end * 320].numpy()
+
+
+def _window(decoder: BiCodecDecoder, length: int, keep: tuple[int, int], seed: int) -> DecodeWindow:
+    return DecodeWindow(_ids(length, seed), _d(decoder, seed), keep[0], min(length, keep[0] + keep[1]))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(st.integers(1, 64), st.integers(0, 30), st.integers(0, 40)), min_size=1, max_size=4),
+       margin=st.integers(0, 20), seed=st.integers(0, 99))
+def test_a_rows_wave_generator_on_its_kept_tokens_and_reach_gives_the_whole_windows_audio(decoder, rows, margin,
+                                                                                        seed) -> None:
+    """The wave generator (~95% of a decode) runs on each row's kept tokens +- its reach, the prenet on the whole
+    window, rows of different spans in one padded call: every row's kept audio equals the whole window's decode."""
+    policy = SchedulerPolicy(decode_reach=decoder.wave_reach_tokens, decode_margin=margin, pad_batch=False)
+    windows = tuple(_window(decoder, n, (min(start, n), kept), seed + i) for i, (n, start, kept) in enumerate(rows))
+    spans = tuple(policy.units("decode", w)[1] for w in windows)
+    widest = max(end - start for start, end in spans)
+    runner = ModelRunner(decoder)
+    try:
+        out = runner.run_sync(Call("decode", windows, widest + 3, len(windows), spans=spans, margin=margin))
+    finally:
+        runner.close()
+    for w, got in zip(windows, out, strict=True):
+        np.testing.assert_allclose(got, _alone(decoder, w), atol=DECODE_ATOL, rtol=0)
+
+
+def test_a_reach_shorter_than_the_wave_generators_changes_the_audio(decoder) -> None:
+    """The comparison above can see a wrong reach: 5 tokens short of it, a row with context trimmed differs."""
+    w = _window(decoder, 73, (24, 25), seed=5)  # the service's steady window: 24 context, 25 kept, 24 look-ahead
+    runner = ModelRunner(decoder)
+    try:
+        errors = {}
+        for reach in (decoder.wave_reach_tokens, decoder.wave_reach_tokens - 5):
+            span = w.wave_span(reach, 16)
+            (got,) = runner.run_sync(Call("decode", (w,), span[1] - span[0], 1, spans=(span,), margin=16))
+            errors[reach] = float(np.abs(got - _alone(decoder, w)).max())
+    finally:
+        runner.close()
+    assert errors[decoder.wave_reach_tokens] <= DECODE_ATOL < 100 * DECODE_ATOL < errors[decoder.wave_reach_tokens - 5]
+
+
+def test_the_released_wave_generator_reads_eleven_tokens_each_side_of_the_68_the_decoder_reads() -> None:
+    from core.bicodec import RELEASED_CONFIG, BiCodecDecodeConfig, receptive_field_tokens, wave_reach_tokens
+    from services.codec.calls import DEFAULT_DECODE_REACH
+
+    cfg = BiCodecDecodeConfig.from_dict(RELEASED_CONFIG)
+    assert (wave_reach_tokens(cfg), receptive_field_tokens(cfg)) == (11, 68) == (DEFAULT_DECODE_REACH, 68)
+
+
+@settings(max_examples=300, deadline=None)
+@given(length=st.integers(1, 400), a=st.integers(0, 400), b=st.integers(0, 400), reach=st.integers(0, 80),
+       margin=st.integers(0, 40))
+def test_a_wave_span_covers_the_kept_tokens_and_their_reach_and_leaves_at_most_the_margin(length, a, b, reach,
+                                                                                        margin) -> None:
+    keep_start, keep_end = sorted((min(a, length), min(b, length)))
+    w = DecodeWindow(np.zeros(length, np.int32), None, keep_start, keep_end)
+    start, end = w.wave_span(reach, margin)
+    assert 0 <= start <= keep_start <= keep_end <= end <= length
+    assert start <= max(0, keep_start - reach) and end >= min(length, keep_end + reach)  # the reach, or the edge
+    assert start <= margin and length - end <= margin  # the rest of the window fits the prenet's margins
+    assert w.wave_span(None, margin) == (0, length)
 
 
 def test_runner_returns_each_sr_rows_kept_samples(decoder, sr) -> None:
@@ -258,10 +328,13 @@ def test_a_call_outside_the_plan_falls_back_to_eager() -> None:
                                                  max_call_decode_tokens=64), kinds=("decode", "sr"))
     w = DecodeWindow(np.zeros(10, np.int32), None, 0, 10)
     s = SRWindow(np.zeros(3_000, np.float32), 0, 10)
-    assert plan.key_for(Call("decode", (w,), 16, 2)) == GraphKey("decode", 16, 2)
-    assert plan.key_for(Call("decode", (w,), None, 1)) is None  # longer than every bucket: exact length
-    assert plan.key_for(Call("decode", (w,), 32, 4)) is None  # over the work bound: not captured
-    assert plan.key_for(Call("decode", (w,), 16, 3)) is None  # a row count outside the batch sizes
+    m = plan.margin
+    assert m == SchedulerPolicy().decode_margin  # the prenet's columns beyond the wave spans: part of the shape
+    assert plan.key_for(Call("decode", (w,), 16, 2, margin=m)) == GraphKey("decode", 16, 2)
+    assert plan.key_for(Call("decode", (w,), 16, 2, margin=0)) is None  # placed for another graph's shape
+    assert plan.key_for(Call("decode", (w,), None, 1, margin=m)) is None  # longer than every bucket: exact length
+    assert plan.key_for(Call("decode", (w,), 32, 4, margin=m)) is None  # over the work bound: not captured
+    assert plan.key_for(Call("decode", (w,), 16, 3, margin=m)) is None  # a row count outside the batch sizes
     assert plan.key_for(Call("sr", (s,), 3_520, 1)) == GraphKey("sr", 3_520, 1)
     assert plan.key_for(Call("sr", (s,), 3_520, 1, true_end=True)) is None  # a stream's end keeps its exact path
 
@@ -273,7 +346,7 @@ def test_every_call_the_scheduler_plans_has_a_graph_or_is_eager_by_rule(rows, le
     plan = GraphPlan.from_policy(policy)
     bucket = policy.bucket("decode", length)
     w = DecodeWindow(np.zeros(length, np.int32), None, 0, length)
-    call = Call("decode", (w,) * rows, bucket, policy.batch_bucket(rows))
+    call = Call("decode", (w,) * rows, bucket, policy.batch_bucket(rows), margin=policy.prenet_margin)
     key = plan.key_for(call)
     fits = bucket is not None and bucket * policy.batch_bucket(rows) <= policy.max_call_decode_tokens
     assert (key is not None) == fits

@@ -193,6 +193,7 @@ def test_a_codec_call_is_measured_with_its_wait_behind_the_engine_step_in_progre
     """What admission's codec cost reads (scheduler `busy_seconds`): a call's time from dispatch to its end on the
     shared device, its own service time plus the engine's step it queued behind, as a GPU shared with the engine
     measures it. The stand-in's timeline keeps the codec's own seconds apart (device.busy_seconds)."""
+    from services.codec.calls import Call
     from services.codec.cost_model import CostModelRunner, DeviceTimeline
     from services.codec.scheduler import CodecScheduler
     from services.codec.windows import DecodeWindow
@@ -209,7 +210,9 @@ def test_a_codec_call_is_measured_with_its_wait_behind_the_engine_step_in_progre
             await asyncio.sleep(0.001)
             await sched.open_stream().decode(window)
             await step
-        return sched.stats.busy_seconds, device.busy_seconds["decode"], model.decode.seconds(16)
+        # One row of 16 tokens in the 16 bucket: the wave generator's 16, the prenet's 16 + 2 x 16 margin columns.
+        call = Call("decode", (window,), 16, 1, spans=((0, 16),), margin=sched.policy.prenet_margin)
+        return sched.stats.busy_seconds, device.busy_seconds["decode"], model.call_seconds(call)
 
     measured, own, modelled = run_virtual(main)
     assert own == pytest.approx(modelled)

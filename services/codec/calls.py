@@ -1,0 +1,163 @@
+"""Call shapes: how the codec scheduler shapes its device calls (`SchedulerPolicy`: length and batch buckets, call
+bounds, padding, the decode rows' wave spans), one planned call (`Call`), and what runs it (`DeviceRunner`).
+
+Pure values: the scheduler plans `Call`s with them, the runners (services/codec/runner.py, the cost-model stand-in)
+run them, the graphs (services/codec/graphs.py) are captured per their shapes.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from services.codec.windows import DecodeWindow, SRWindow, WindowKind
+
+DEFAULT_DECODE_BUCKETS = (16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256)
+# Lengths every 8 tokens to 64, then every 16 to 128, then every 32: the streaming schedule's windows (16-56 tokens
+# in a stream's first second, 73-248 after) land within ~12% of a bucket. With the batch buckets below, fine
+# buckets cut the decode device time of 200 simulated streams by 19% against (16, 32, 48, 64, 96, 128, 192, 256) x
+# powers of two (docs/benchmarks.md); every shape is a captured graph on CUDA (graphs.py: GraphPlan).
+# 16 kHz input samples, context included: multiples of AP-BWE's 80-sample grid around the windows core.sr_planner
+# makes with the pipeline's block sizes (services/pipeline/audio_output.py SR_MIN_BLOCK..SR_MAX_BLOCK, 1,600..8,000
+# samples, plus 880 samples of context on each side; 880 fewer at a stream's start).
+DEFAULT_SR_BUCKETS = (3_520, 4_800, 6_400, 8_000, 9_760, 12_800)
+DEFAULT_BATCH_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)  # calls hold ~2-3 rows: 3 -> 4 wasted a quarter
+# The released BiCodec's wave-generator reach in tokens (core.bicodec.wave_reach_tokens; the runtime sets the loaded
+# decoder's own): a decode window's wave generator runs on its kept tokens and this many more on each side, not on
+# all of its context and look-ahead (the prenet, ~5% of the cost, still reads the whole window).
+DEFAULT_DECODE_REACH = 11
+# Prenet columns on each side of a call's wave spans: a window's context beyond its span must fit (24 tokens of
+# context and look-ahead - 11 of reach = 13 at the service's schedule; a longer one widens the span instead).
+DEFAULT_DECODE_MARGIN = 16
+
+
+@dataclass(frozen=True)
+class SchedulerPolicy:
+    """How calls are shaped. Defaults suit a GPU; `for_cpu()` suits the CPU (no graphs, no batch padding)."""
+
+    decode_buckets: tuple[int, ...] = DEFAULT_DECODE_BUCKETS
+    sr_buckets: tuple[int, ...] = DEFAULT_SR_BUCKETS
+    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
+    # rows x bucket length of one BiCodec call. On a device shared with the engine a long call stalls every LLM step
+    # behind it (8,192 tokens: ~150 ms on the H100 model): 2,048 is what bench.simulate calibrated admission with, and
+    # 4,096 or 8,192 let 4-5 of 248 admitted streams underrun at 0.01 ms/row (docs/benchmarks.md, "Simulator").
+    max_call_decode_tokens: int = 2_048
+    max_call_sr_samples: int = 262_144  # rows x bucket length of one AP-BWE call (16 kHz samples)
+    max_pad_waste: float = 0.25  # a row joins a call only while the call's padding stays under this share
+    pad_all_rows: bool = True  # the bound holds for shorter rows too (False: only for rows that raise the bucket)
+    pad_batch: bool = True  # pad the row count to a batch bucket (captured graphs need fixed shapes)
+    max_inflight: int = 1  # calls on the device at once (1 on a GPU: kernels serialise anyway)
+    scan_limit: int = 256  # pending windows looked at per call, in deadline order
+    # Decode rows: the wave generator runs on each window's kept tokens +- `decode_reach` (None: the whole window),
+    # the prenet on the whole window within `decode_margin` columns on each side (DecodeWindow.wave_span). Buckets,
+    # call bounds and padding then count wave-span tokens, the call's cost.
+    decode_reach: int | None = DEFAULT_DECODE_REACH
+    decode_margin: int = DEFAULT_DECODE_MARGIN
+
+    def __post_init__(self) -> None:
+        for name in ("decode_buckets", "sr_buckets", "batch_sizes"):
+            values = getattr(self, name)
+            if not values or list(values) != sorted(set(values)) or values[0] < 1:
+                raise ValueError(f"{name} must be increasing positive integers, got {values}")
+        if self.max_inflight < 1 or self.scan_limit < 1:
+            raise ValueError("max_inflight and scan_limit must be >= 1")
+        if (self.decode_reach is not None and self.decode_reach < 0) or self.decode_margin < 0:
+            raise ValueError("decode_reach and decode_margin must be >= 0")
+
+    @property
+    def prenet_margin(self) -> int:
+        """Prenet columns on each side of a decode call's wave spans (0: whole windows, no trim)."""
+        return 0 if self.decode_reach is None else self.decode_margin
+
+    def units(self, kind: WindowKind, window: DecodeWindow | SRWindow) -> tuple[int, tuple[int, int] | None]:
+        """A window's device work units (decode: its wave span's tokens; SR: its samples) and, for decode, the span."""
+        if kind == "decode" and isinstance(window, DecodeWindow):
+            span = window.wave_span(self.decode_reach, self.prenet_margin)
+            return span[1] - span[0], span
+        return window.length, None
+
+    @classmethod
+    def for_cpu(cls, cores: int = 1) -> SchedulerPolicy:
+        return cls(pad_batch=False, max_inflight=max(1, cores), max_call_decode_tokens=4_096,
+                   max_call_sr_samples=65_536)
+
+    def buckets(self, kind: WindowKind) -> tuple[int, ...]:
+        return self.decode_buckets if kind == "decode" else self.sr_buckets
+
+    def max_work(self, kind: WindowKind) -> int:
+        return self.max_call_decode_tokens if kind == "decode" else self.max_call_sr_samples
+
+    def bucket(self, kind: WindowKind, length: int) -> int | None:
+        """The smallest bucket holding `length`, or None (longer than every bucket: run alone, exact length)."""
+        buckets = self.buckets(kind)
+        i = bisect.bisect_left(buckets, length)
+        return buckets[i] if i < len(buckets) else None
+
+    def batch_bucket(self, rows: int) -> int:
+        if not self.pad_batch:
+            return rows
+        i = bisect.bisect_left(self.batch_sizes, rows)
+        return self.batch_sizes[i] if i < len(self.batch_sizes) else rows
+
+
+@dataclass(frozen=True)
+class Call:
+    """One batched device call: rows of one kind, each padded to `length`, the batch padded to `rows_padded`.
+    `length` is None for the eager fallback (one row at its own length). `true_end`: SR rows at a stream's end.
+
+    Decode rows: `spans[i]` is [start, end) of window i's tokens that the wave generator runs on (`length` is the
+    bucket of these spans); the prenet reads each whole window within `margin` columns on each side of them."""
+
+    kind: WindowKind
+    windows: tuple[DecodeWindow | SRWindow, ...]
+    length: int | None
+    rows_padded: int
+    true_end: bool = False
+    spans: tuple[tuple[int, int], ...] = ()  # decode: one per window (empty: whole windows)
+    margin: int = 0  # decode: prenet columns on each side of the spans
+
+    def units(self, i: int) -> int:
+        """Row i's device work units: its wave span's tokens (decode) or its samples (SR)."""
+        if self.spans:
+            start, end = self.spans[i]
+            return end - start
+        return self.windows[i].length
+
+    @property
+    def row_length(self) -> int:
+        """Every row's length on the device: the bucket, or the longest row's for the eager fallback."""
+        return self.length if self.length is not None else max(self.units(i) for i in range(len(self.windows)))
+
+    @property
+    def work(self) -> int:
+        """Device work units including padding (what the call costs): wave-span tokens for decode."""
+        return self.row_length * self.rows_padded
+
+    @property
+    def prenet_work(self) -> int:
+        """Decode: tokens the prenet reads, padding and margins included."""
+        return (self.row_length + 2 * self.margin) * self.rows_padded
+
+    @property
+    def valid_work(self) -> int:
+        return sum(self.units(i) for i in range(len(self.windows)))
+
+
+class DeviceRunner(Protocol):
+    """Runs one call on the device and returns each row's kept audio (float32), in row order.
+
+    Decode rows: samples [keep_start * hop, keep_end * hop) of the row's window. SR rows: 48 kHz samples
+    [keep_start, keep_end). The runner packs the rows into one host buffer (pinned on CUDA), copies once in and once
+    out, and replays a captured graph for (kind, length, rows_padded) where it has one."""
+
+    async def run(self, call: Call) -> list[np.ndarray]: ...
+
+
+class TimedDeviceRunner(DeviceRunner, Protocol):
+    """Also returns the call's seconds measured where it runs (the device thread, the stand-in's schedule), waiting
+    behind the engine included: unlike dispatch-to-resume on the event loop, not a busy loop's lateness."""
+
+    async def run_timed(self, call: Call) -> tuple[list[np.ndarray], float]: ...
