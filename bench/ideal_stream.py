@@ -57,6 +57,7 @@ class FreeCodec(_Wrapper):
         self.semantic_codebook_size = getattr(inner, "semantic_codebook_size", semantic_codebook_size)
         self.d_vector_dim = getattr(inner, "d_vector_dim", d_vector_dim)
         self.device = getattr(inner, "device", torch.device("cpu"))
+        self.wave_reach_tokens = getattr(inner, "wave_reach_tokens", 11)
 
     def decode_with_speaker(self, semantic: torch.Tensor, d_vector: torch.Tensor) -> torch.Tensor:
         rows, tokens = torch.as_tensor(semantic).shape
@@ -67,6 +68,12 @@ class FreeCodec(_Wrapper):
         would hand it to the wrapped decoder, which computes. Whatever `decode_with_speaker` returns, padded rows
         included (a bench that patches that method gets its output here too)."""
         return self.decode_with_speaker(torch.as_tensor(ids), d_vector)
+
+    def decode_rows(self, ids: Any, starts: Any, lengths: Any, wave_lengths: Any, d_vector: Any, *,
+                    margin: int) -> torch.Tensor:
+        """The scheduler's trimmed call (ids [B, L] -> [B, (L - 2 margin) * hop]), answered here for the same reason."""
+        ids = torch.as_tensor(ids)
+        return self.decode_with_speaker(ids[:, margin : ids.shape[1] - margin], d_vector)
 
 
 class FreeSR(_Wrapper):

@@ -24,14 +24,16 @@ OLD_BATCHES = (1, 2, 4, 8, 16, 32, 64)
 
 def variants() -> dict[str, tuple[SchedulerPolicy, int]]:
     new = SchedulerPolicy(max_call_decode_tokens=2048)
-    old = replace(new, decode_buckets=OLD_LENGTHS, batch_sizes=OLD_BATCHES, max_pad_waste=0.5, pad_all_rows=False)
+    whole = replace(new, decode_reach=None)  # every window whole through the wave generator (until 2026-11-24)
+    old = replace(whole, decode_buckets=OLD_LENGTHS, batch_sizes=OLD_BATCHES, max_pad_waste=0.5, pad_all_rows=False)
     return {
         "before (old buckets, waste 0.5), 40 preamble ids": (old, 40),
         "before, 1 preamble id (stored globals)": (old, 1),
         "+ max_pad_waste 0.25": (replace(old, max_pad_waste=0.25), 1),
         "+ batch buckets 1,2,3,4,6,8,12,...": (replace(old, max_pad_waste=0.25, batch_sizes=new.batch_sizes), 1),
-        "+ length buckets every 8/16/32": (replace(new, pad_all_rows=False), 1),
-        "+ the padding bound for shorter rows too (the new default)": (new, 1),
+        "+ length buckets every 8/16/32": (replace(whole, pad_all_rows=False), 1),
+        "+ the padding bound for shorter rows too": (whole, 1),
+        "+ the wave generator on kept tokens +- its reach (the new default)": (new, 1),
         "new default, no batch padding (CPU-like)": (replace(new, pad_batch=False), 1),
     }
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.sim.run import SimConfig, simulate
+from services.codec.calls import SchedulerPolicy
 from services.codec.cost_model import CostModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,11 +45,11 @@ CASES: list[tuple[tuple[int, float, int, float, int], range]] = [
 ]
 
 
-def run_case(args: tuple[tuple[int, float, int, float, int], int, dict[str, Any]]) -> dict[str, Any]:
-    (rate, per_row, streams, within, preamble), seed, admission = args
+def run_case(args: tuple[tuple[int, float, int, float, int], int, dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
+    (rate, per_row, streams, within, preamble), seed, admission, policy = args
     model = CostModel.load(COST_MODEL).with_overrides(llm_per_row=per_row, host_ms=1.5)
     report = simulate(SimConfig(model, streams, sample_rate=rate, arrive_within_s=within, seed=seed,
-                                preamble_ids=preamble, admission=admission))
+                                preamble_ids=preamble, admission=admission, policy=SchedulerPolicy(**policy)))
     return {"sample_rate": rate, "llm_per_row": per_row, "streams": streams, "within_s": within,
             "preamble_ids": preamble, "seed": seed, "admitted": report["streams_admitted"],
             "underrunning_streams": report["underruns_prebuffer_100ms"], "ttfa_ms_p95": report["ttfa_ms_p95"],
@@ -58,11 +59,13 @@ def run_case(args: tuple[tuple[int, float, int, float, int], int, dict[str, Any]
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--admission", default="{}", help="JSON keyword settings for Admission (default: the service's)")
+    p.add_argument("--policy", default="{}", help="JSON keyword settings for SchedulerPolicy (default: the service's; "
+                   "'{\"decode_reach\": null}' runs whole windows through the wave generator, as before 2026-11-24)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
-    admission = json.loads(args.admission)
-    jobs = [(case, seed, admission) for case, seeds in CASES for seed in seeds]
+    admission, policy = json.loads(args.admission), json.loads(args.policy)
+    jobs = [(case, seed, admission, policy) for case, seeds in CASES for seed in seeds]
     with ProcessPoolExecutor(args.workers) as pool:
         rows = list(pool.map(run_case, jobs))
     by_case: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"cost_model": str(COST_MODEL.relative_to(ROOT)), "host_ms": 1.5,
-                                         "admission": admission, "rows": rows}, indent=1) + "\n")
+                                         "admission": admission, "policy": policy, "rows": rows}, indent=1) + "\n")
     return 0
 
 

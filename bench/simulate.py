@@ -51,6 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="bound on one BiCodec call (rows x bucket): a long call stalls every LLM step behind it; "
                    "default: the service's own")
     p.add_argument("--no-admission", action="store_true", help="admit every stream (to see what overload does)")
+    p.add_argument("--admission", default="{}", help="JSON keyword settings for Admission (default: the service's)")
+    p.add_argument("--policy", default="{}", help="JSON keyword settings for SchedulerPolicy beside the call bound "
+                   "(default: the service's; '{\"decode_reach\": null}': whole windows through the wave generator)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, help="write the report(s) here")
     return p.parse_args(argv)
@@ -59,7 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     base = CostModel.load(args.cost_model).with_overrides(host_ms=args.host_ms)
     slopes = [float(s) for s in args.sweep_per_row.split(",")] if args.sweep_per_row else [args.llm_per_row]
-    admission = ADMISSION_OFF if args.no_admission else {}
+    admission = ADMISSION_OFF if args.no_admission else json.loads(args.admission)
+    policy = json.loads(args.policy)
     reports = []
     for slope in slopes:
         model = base.with_overrides(llm_per_row=slope)
@@ -67,7 +71,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             cfg = SimConfig(model, streams, sample_rate=args.sample_rate, arrive_within_s=args.arrive_within,
                             seed=args.seed, audio_seconds=args.audio_seconds, preamble_ids=args.preamble_ids,
                             api_processes=args.api_processes, admission=admission,
-                            policy=SchedulerPolicy(max_call_decode_tokens=args.max_call_decode_tokens))
+                            policy=SchedulerPolicy(max_call_decode_tokens=args.max_call_decode_tokens, **policy))
             report = simulate(cfg)
             report["llm_per_row"] = model.llm_step.per_unit
             reports.append(report)

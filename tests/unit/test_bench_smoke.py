@@ -260,8 +260,13 @@ def test_free_codec_answers_the_schedulers_padded_call_itself() -> None:
         def decode_padded(self, *args: object) -> torch.Tensor:
             raise AssertionError("the real model was called")
 
+        decode_rows = decode_padded
+
     out = FreeCodec(Model()).decode_padded(torch.zeros(2, 7, dtype=torch.long), torch.tensor([7, 5]), torch.zeros(2, 4))
     assert out.shape == (2, 7 * 320)
+    rows = torch.tensor([2, 0]), torch.tensor([5, 7]), torch.tensor([3, 3]), torch.zeros(2, 4)
+    out = FreeCodec(Model()).decode_rows(torch.zeros(2, 7, dtype=torch.long), *rows, margin=2)
+    assert out.shape == (2, 3 * 320)
 
 
 def test_free_sr_answers_the_batched_call_itself_at_the_models_length() -> None:

@@ -162,6 +162,14 @@ class SilentIdCodec:
         silent = (torch.as_tensor(ids) <= 1).repeat_interleave(wav.shape[-1] // ids.shape[-1], dim=-1)
         return wav * (~silent).to(wav.dtype)
 
+    def decode_rows(self, ids: torch.Tensor, starts: torch.Tensor, lengths: torch.Tensor, wave_lengths: torch.Tensor,
+                    d_vector: torch.Tensor, *, margin: int) -> torch.Tensor:
+        """The scheduler's call: each row's wave span sits at column `margin`, so output frame j is id margin + j."""
+        wav = self.inner.decode_rows(ids, starts, lengths, wave_lengths, d_vector, margin=margin)
+        spoken = torch.as_tensor(ids)[:, margin : ids.shape[-1] - margin]
+        silent = (spoken <= 1).repeat_interleave(wav.shape[-1] // spoken.shape[-1], dim=-1)
+        return wav * (~silent).to(wav.dtype)
+
 
 @contextmanager
 def silent_ids(runtime: ModelRuntime) -> Iterator[None]:
