@@ -162,7 +162,7 @@ ADMISSION_REFUSALS = Counter(
 )
 ADMISSION_WAIT = Histogram(
     f"{PREFIX}_admission_wait_seconds", "How long each admitted stream waited for admission (0 for most: a stream "
-    "waits only for a rule that passes by itself, spacing or the ramp, up to TTS_ADMISSION_MAX_WAIT_MS).",
+    "waits only while the ramp alone refuses it, up to TTS_ADMISSION_MAX_WAIT_MS).",
     buckets=(0.001, 0.01, 0.03, 0.06, 0.1, 0.15, 0.25, 0.5, 1.0), registry=REGISTRY,
 )
 ADMISSION_CODEC_SHARE = Gauge(

@@ -93,8 +93,8 @@ class Settings(BaseSettings):
         "off on a CPU, where the demo model is not real time anyway and refusals would only get in the way.",
     )
     admission_max_wait_ms: int = Field(
-        250, ge=0, description="Longest a new stream waits for admission when only a rule that passes by itself "
-        "refuses it (one new stream per 30 ms near a limit; the ramp), instead of a 503; 0 refuses at once. Callers "
+        250, ge=0, description="Longest a new stream waits for admission when only its ramp refuses it (at most 32 "
+        "new streams, or half as many as the older ones, per second), instead of a 503; 0 refuses at once. Callers "
         "wait in arrival order, before any credit is reserved.",
     )
     codec_cuda_graphs: bool = Field(

@@ -67,7 +67,7 @@ import logging
 import math
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -91,8 +91,13 @@ class AdmissionDecision:
 
 
 # Rules that pass again by themselves within a known time, with nothing else changing: spacing (the next 30 ms
-# slot) and the ramp (the oldest recent admission leaving the window). `admit()` waits for them instead of refusing.
+# slot) and the ramp (the oldest recent admission leaving the window). `admit()` waits out those in `wait_rules`.
 WAITABLE_RULES = frozenset({"spacing", "ramp"})
+# What the service waits out: the ramp only. Waiting out spacing too let a queue of callers in one per 30 ms, where
+# refusing let in the next caller to arrive 30 ms or more after the last (~55 ms apart at three times the device's
+# load): in 90 s of three-fold overload at 48 kHz 6 admitted streams underran (bench.sim_overload, 63 runs; none
+# with the ramp alone), and the p95 first audio of sustained overload rose by ~150 ms (docs/benchmarks.md).
+DEFAULT_WAIT_RULES = frozenset({"ramp"})
 
 
 class Admission:
@@ -110,7 +115,7 @@ class Admission:
                  ramp_floor: int = 32, ramp_share: float = 0.5, short_schedule_share: float = 0.8,
                  exact_needs_pace: float = 2.0, spacing_s: float = 0.03, spacing_pace: float = 1.1,
                  spacing_share: float = 0.8, miss_memory_s: float = 10.0, pace_rows_floor: int = 32,
-                 max_wait_s: float = DEFAULT_MAX_WAIT_S) -> None:
+                 max_wait_s: float = DEFAULT_MAX_WAIT_S, wait_rules: Iterable[str] = DEFAULT_WAIT_RULES) -> None:
         self.scheduler = scheduler
         self.clock = clock or getattr(scheduler, "clock", None) or time.monotonic
         self.generating = generating
@@ -129,6 +134,7 @@ class Admission:
         self.miss_memory_s = miss_memory_s
         self.pace_rows_floor = pace_rows_floor
         self.max_wait_s = max(0.0, max_wait_s)
+        self.wait_rules = frozenset(wait_rules) & WAITABLE_RULES  # the rules admit() waits out (others refuse at once)
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # admit()'s wait (a virtual one in tests)
         self._queue_lock: asyncio.Lock | None = None
         self._queue_loop: asyncio.AbstractEventLoop | None = None
@@ -218,24 +224,24 @@ class Admission:
         return self._settle(self._judge()[0], 0.0)
 
     async def admit(self, max_wait_s: float | None = None) -> AdmissionDecision:
-        """Admit one more stream, waiting up to `max_wait_s` (default `self.max_wait_s`) while only a rule that
-        passes again by itself refuses (spacing, the ramp: `WAITABLE_RULES`), in arrival order; refuse at once on
-        any other rule, or when the wait would run past the bound. Why: a cluster of arrivals near a limit was
-        refused (503, Retry-After 1 s) where 30 ms would have let each in one by one (bench.simulate: every refusal
-        of a 250-stream burst at 0.005-0.02 ms/row was spacing). A caller cancelled while waiting leaves the queue
-        and is neither admitted nor counted."""
+        """Admit one more stream, waiting up to `max_wait_s` (default `self.max_wait_s`) while only a rule in
+        `wait_rules` refuses (the ramp: it passes again by itself when the oldest recent admission leaves its window),
+        in arrival order; refuse at once on any other rule, or when the wait would run past the bound. Why: a flood's
+        callers past the ramp got 503 and Retry-After 1 s where a wait of a few hundred ms would let them in (600
+        arrivals within 2 s: 64 admitted refusing, 84-96 waiting, none underrunning: bench.sim_overload). A caller
+        cancelled while waiting leaves the queue and is neither admitted nor counted."""
         limit = self.max_wait_s if max_wait_s is None else max(0.0, max_wait_s)
         started = self.clock()
         queue = self._queue()
         if not queue.locked():  # nobody waiting: answer at once when no wait could help
             decision, wait = self._judge()
-            if decision.admit or wait is None or wait > limit:
+            if decision.admit or wait is None or decision.rule not in self.wait_rules or wait > limit:
                 return self._settle(decision, 0.0)
         async with queue:  # FIFO: one waiter at a time, the earliest first
             while True:
                 decision, wait = self._judge()
                 waited = self.clock() - started
-                if decision.admit or wait is None or waited + wait > limit:
+                if decision.admit or wait is None or decision.rule not in self.wait_rules or waited + wait > limit:
                     return self._settle(decision, waited)
                 await self.sleep(wait)
 

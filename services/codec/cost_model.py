@@ -224,7 +224,11 @@ class StepLoop:
         self.on_step = on_step
         self._rows: list[EngineRow] = []
         self._new: list[EngineRow] = []
-        self._dropped: set[int] = set()
+        # The dropped rows themselves (compared by identity), never their id(): a row dropped after its last step is
+        # freed, and CPython gives the next request its address; an id remembered here then dropped that request
+        # before its first step (the stall in tests/unit/test_cost_model_standin.py). Held here, a row cannot be freed
+        # until the loop has forgotten it.
+        self._dropped: list[EngineRow] = []
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self.steps = 0
@@ -245,7 +249,7 @@ class StepLoop:
 
     def drop(self, row: EngineRow) -> None:
         """Stop generating for `row` (abort): it leaves before the next step."""
-        self._dropped.add(id(row))
+        self._dropped.append(row)
 
     async def aclose(self) -> None:
         task, self._task = self._task, None
@@ -257,8 +261,8 @@ class StepLoop:
         assert self._wake is not None
         while True:
             if self._dropped:
-                self._rows = [r for r in self._rows if id(r) not in self._dropped]
-                self._new = [r for r in self._new if id(r) not in self._dropped]
+                self._rows = [r for r in self._rows if not _held(r, self._dropped)]
+                self._new = [r for r in self._new if not _held(r, self._dropped)]
                 self._dropped.clear()
             if not self._rows and not self._new:
                 self._wake.clear()
@@ -272,6 +276,11 @@ class StepLoop:
             self._last_end = await self.device.use("llm", cost, arrived=self._last_end if self._rows else None)
             self.steps += 1
             self.row_steps += len(rows)
-            self._rows = [r for r in rows if id(r) not in self._dropped and not r.step()]
+            self._rows = [r for r in rows if not _held(r, self._dropped) and not r.step()]
             if self.on_step is not None:
                 self.on_step(rows)
+
+
+def _held(row: EngineRow, rows: list[EngineRow]) -> bool:
+    """Whether this very row is in `rows` (identity: rows define no equality, and a few are dropped at a time)."""
+    return any(r is row for r in rows)

@@ -1,6 +1,7 @@
-"""Admission waits instead of refusing while only a rule that passes by itself refuses (spacing, the ramp): callers
-are let in one by one, in arrival order, within a bound; any other rule refuses at once. On a virtual clock: order,
-waits and counts, never wall timings."""
+"""Admission waits instead of refusing while only a rule that passes by itself refuses: the ramp, by default (spacing
+can be waited out too, `wait_rules`, the variant bench.sim_overload compares): callers are let in one by one, in
+arrival order, within a bound; any other rule refuses at once. On a virtual clock: order, waits and counts, never wall
+timings."""
 
 from __future__ import annotations
 
@@ -55,9 +56,25 @@ async def _arrive(adm: Admission, after_s: float) -> tuple[AdmissionDecision, fl
     return decision, loop.time()
 
 
-def test_a_cluster_near_a_limit_is_let_in_one_by_one_in_arrival_order() -> None:
-    async def main() -> tuple[list[tuple[AdmissionDecision, float]], float, Admission]:
+def test_near_a_limit_spacing_refuses_at_once_by_default() -> None:
+    """Waiting out spacing admitted a queue of callers one per 30 ms, faster than refusing lets them in, and admitted
+    streams underran in sustained overload (bench.sim_overload): the service refuses them."""
+    async def main() -> tuple[list[AdmissionDecision], float, Admission]:
         adm, _, engine = await _near_the_pace_floor()
+        t0 = asyncio.get_running_loop().time()
+        out = await asyncio.gather(*(_arrive(adm, 0.005 * i) for i in range(4)))
+        engine.cancel()
+        return [d for d, _ in out], asyncio.get_running_loop().time() - t0, adm
+
+    decisions, took, adm = run_virtual(main)
+    assert [d.admit for d in decisions] == [True, False, False, False]
+    assert [d.rule for d in decisions[1:]] == ["spacing"] * 3 and all(d.waited_s == 0 for d in decisions)
+    assert took == pytest.approx(0.015) and adm.refused == {"spacing": 3}
+
+
+def test_with_spacing_waited_out_a_cluster_is_let_in_one_by_one_in_arrival_order() -> None:
+    async def main() -> tuple[list[tuple[AdmissionDecision, float]], float, Admission]:
+        adm, _, engine = await _near_the_pace_floor(wait_rules=("spacing", "ramp"))
         t0 = asyncio.get_running_loop().time()
         out = await asyncio.gather(*(_arrive(adm, 0.005 * i) for i in range(4)))  # four within 15 ms
         engine.cancel()
@@ -75,7 +92,7 @@ def test_a_cluster_near_a_limit_is_let_in_one_by_one_in_arrival_order() -> None:
 
 def test_a_wait_past_the_bound_is_refused_and_counted_once() -> None:
     async def main() -> tuple[list[bool], Admission]:
-        adm, _, engine = await _near_the_pace_floor(max_wait_s=0.04)
+        adm, _, engine = await _near_the_pace_floor(max_wait_s=0.04, wait_rules=("spacing", "ramp"))
         out = await asyncio.gather(*(_arrive(adm, 0.005 * i) for i in range(4)))
         engine.cancel()
         return [d.admit for d, _ in out], adm
@@ -119,7 +136,7 @@ def test_the_ramp_is_waited_out_when_its_oldest_admission_leaves_the_window_in_t
 
 def test_a_caller_that_leaves_while_waiting_is_neither_admitted_nor_counted() -> None:
     async def main() -> tuple[list[Any], Admission]:
-        adm, _, engine = await _near_the_pace_floor()
+        adm, _, engine = await _near_the_pace_floor(wait_rules=("spacing", "ramp"))
         first = await adm.admit()
         gone = asyncio.ensure_future(_arrive(adm, 0.002))
         after = asyncio.ensure_future(_arrive(adm, 0.004))

@@ -162,3 +162,52 @@ def test_the_device_keeps_its_own_schedule_when_a_caller_wakes_late() -> None:
     assert steps == pytest.approx([0.009, 0.012, 0.015, 0.018])  # not 0.022, 0.025, 0.028 counted from the wake
     assert woke_at == pytest.approx(0.019)
     assert fresh == pytest.approx(0.002)
+
+
+class _Row:
+    """One generating request of `ids` ids, as the step loop sees it (its memory is freed when nothing holds it)."""
+
+    __slots__ = ("prompt_tokens", "left")
+
+    def __init__(self, ids: int) -> None:
+        self.prompt_tokens, self.left = 10, ids
+
+    def step(self) -> bool:
+        self.left -= 1
+        return self.left <= 0
+
+
+def test_a_request_dropped_after_it_finished_never_drops_the_next_one_in_its_memory() -> None:
+    """A stream drops its request when it ends, also after the request's last step. The loop once remembered dropped
+    rows by `id()`: once the finished request was freed, the next request often took its address (CPython reuses
+    it), was dropped before its first step and never generated; its context stalled until GENERATION_TIMEOUT (the
+    agents tier's barge-in conversations, 2 in 3 runs on some trees; bench/bench_barge_in.py). Every new request
+    must step to its end, whatever address it gets."""
+    from services.codec.cost_model import StepLoop
+
+    model = CostModel.from_dict({"name": "t", "llm_step_ms": {"fixed": 1.0, "per_row": 0.0},
+                                 "llm_prefill_ms": {"fixed": 0.0, "per_token": 0.0},
+                                 "decode_ms": {"fixed": 1.0, "per_token": 0.0},
+                                 "sr_ms": {"fixed": 1.0, "per_input_sample": 0.0}})
+
+    async def main() -> list[int]:
+        loop = StepLoop(model, DeviceTimeline())
+        loop.add(_Row(10**9))  # another conversation keeps the engine stepping
+        finished = []
+        for _ in range(50):  # each turn: a request runs to its end, is dropped after, freed; the next one starts
+            row = _Row(3)
+            loop.add(row)
+            deadline = loop.steps + 100
+            while row.left > 0 and loop.steps < deadline:
+                await asyncio.sleep(0.0005)
+            finished.append(row.left)
+            steps = loop.steps
+            while loop.steps < steps + 2:  # a step later the loop holds it no more
+                await asyncio.sleep(0.0005)
+            loop.drop(row)  # the stream's `finally`, after its last id
+            del row  # nothing else holds it: its memory is free for the next request
+        await loop.aclose()
+        return finished
+
+    finished = run_virtual(main)
+    assert finished == [0] * 50  # every request generated all its ids
