@@ -25,6 +25,7 @@ for Prometheus (`telemetry.record_call`).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 import logging
 import math
@@ -52,8 +53,15 @@ class _Pending:
     seq: int
     submitted: float
     future: asyncio.Future[np.ndarray]
+    # Fixed at submission and read on every plan (a plan scans ~40 pending windows at 48 kHz under load):
     units: int  # device work units: wave-span tokens (decode) or samples (SR): what buckets and bounds count
-    span: tuple[int, int] | None = None  # decode: the window's wave span (SchedulerPolicy.units)
+    span: tuple[int, int] | None  # decode: the window's wave span (SchedulerPolicy.units)
+    bucket: int | None  # the smallest length bucket holding `units`; None: longer than every bucket, or a true end
+    true_end: bool  # an SR window at its stream's true end: exact length, never padded
+
+
+def _urgency(p: _Pending) -> tuple[float, int]:
+    return p.deadline, p.seq
 
 
 class StreamHandle:
@@ -222,11 +230,15 @@ class CodecScheduler:
 
     def _enqueue(self, stream: StreamHandle, kind: WindowKind, window: DecodeWindow | SRWindow,
                  future: asyncio.Future[np.ndarray], deadline: float | None = None) -> None:
-        """Add one window to the pending list with its work units (and wave span) fixed: the stream's deadline
+        """Add one window to the pending list, which stays in deadline order (a deadline is fixed at submission), so
+        a plan never sorts; its work units, wave span, bucket and true end are fixed here too. The stream's deadline
         unless given (tests)."""
         units, span = self.policy.units(kind, window)
-        self._pending.append(_Pending(kind, window, stream, stream.deadline() if deadline is None else deadline,
-                                      next(self._seq), self.clock(), future, units, span))
+        true_end = isinstance(window, SRWindow) and window.true_end
+        pending = _Pending(kind, window, stream, stream.deadline() if deadline is None else deadline, next(self._seq),
+                           self.clock(), future, units, span, None if true_end else self.policy.bucket(kind, units),
+                           true_end)
+        bisect.insort(self._pending, pending, key=_urgency)
 
     # ------------------------------------------------------------------ planning (pure: tests call it directly)
     def plan(self) -> Call | None:
@@ -236,46 +248,45 @@ class CodecScheduler:
         return None if planned is None else planned[0]
 
     def _plan(self) -> tuple[Call, list[_Pending]] | None:
-        self._pending = [p for p in self._pending if not p.future.done()]
-        if not self._pending:
+        # `_pending` is in deadline order (`_enqueue` inserts in order); windows whose caller went away are dropped here.
+        pending = [p for p in self._pending if not p.future.done()]
+        if not pending:
+            self._pending = pending
             return None
-        self._pending.sort(key=lambda p: (p.deadline, p.seq))
-        head = self._pending[0]
+        head = pending[0]
         policy = self.policy
-        kind = head.kind
-        true_end = isinstance(head.window, SRWindow) and head.window.true_end
-        length = None if true_end else policy.bucket(kind, head.units)
+        kind, true_end, length = head.kind, head.true_end, head.bucket
+        max_work = policy.max_work(kind)
         chosen = [head]
         if length is None:
             # The eager fallback or a stream's true end: exact length; rows of the same exact length may share it.
-            for p in itertools.islice(self._pending, 1, policy.scan_limit):
-                if (p.kind == kind and p.units == head.units and self._is_true_end(p) == true_end
-                        and (len(chosen) + 1) * head.units <= policy.max_work(kind)):
+            for p in itertools.islice(pending, 1, policy.scan_limit):
+                if (p.kind == kind and p.units == head.units and p.true_end == true_end
+                        and (len(chosen) + 1) * head.units <= max_work):
                     chosen.append(p)
         else:
             valid = head.units
             max_rows = policy.batch_sizes[-1]
-            for p in itertools.islice(self._pending, 1, policy.scan_limit):
+            max_pad_waste, pad_all_rows = policy.max_pad_waste, policy.pad_all_rows
+            for p in itertools.islice(pending, 1, policy.scan_limit):
                 if len(chosen) >= max_rows:
                     break
-                if p.kind != kind or self._is_true_end(p):
-                    continue
-                bucket = policy.bucket(kind, p.units)
-                if bucket is None:
+                bucket = p.bucket
+                if p.kind != kind or bucket is None:  # another kind, a true end, or the eager fallback
                     continue
                 new_length = max(length, bucket)
                 rows = len(chosen) + 1
-                if rows * new_length > policy.max_work(kind):
+                if rows * new_length > max_work:
                     continue
                 # Padding bounds every row, raising the bucket or not: a 16-token row in a 192-token call would
                 # cost 12x its work (at 250 simulated streams that made calls 1.41x their valid work).
                 waste = 1 - (valid + p.units) / (rows * new_length)
-                if waste > policy.max_pad_waste and (new_length > length or policy.pad_all_rows):
+                if waste > max_pad_waste and (new_length > length or pad_all_rows):
                     continue
                 chosen.append(p)
                 length, valid = new_length, valid + p.units
-        taken = {id(p) for p in chosen}
-        self._pending = [p for p in self._pending if id(p) not in taken]
+        taken = {id(p) for p in chosen}  # all alive here: their ids are theirs
+        self._pending = [p for p in pending if id(p) not in taken]
         rows_padded = len(chosen) if length is None else policy.batch_bucket(len(chosen))
         if kind == "decode":
             spans = tuple(p.span or (0, p.window.length) for p in chosen)
@@ -283,15 +294,11 @@ class CodecScheduler:
                         policy.prenet_margin), chosen
         return Call(kind, tuple(p.window for p in chosen), length, rows_padded, true_end), chosen
 
-    @staticmethod
-    def _is_true_end(p: _Pending) -> bool:
-        return isinstance(p.window, SRWindow) and p.window.true_end
-
     def why_waiting(self) -> list[tuple[int, WindowKind, float, str]]:
         """(stream id, kind, seconds to deadline, reason) for each pending window, most urgent first."""
         now = self.clock()
         out = []
-        pending = sorted((p for p in self._pending if not p.future.done()), key=lambda p: (p.deadline, p.seq))
+        pending = [p for p in self._pending if not p.future.done()]  # in deadline order already
         busy = len(self._inflight) >= self.policy.max_inflight
         for rank, p in enumerate(pending):
             reason = "device busy" if busy else ("more urgent windows first" if rank else "next")

@@ -6,6 +6,8 @@ import asyncio
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.codec import CodecScheduler, SchedulerPolicy, SRWindow
 from services.codec.calls import Call
@@ -153,3 +155,50 @@ async def test_a_timed_runner_s_device_seconds_are_the_measure_not_the_loop_s_la
     assert sched.stats.busy_seconds == pytest.approx(0.004)  # admission's codec cost reads this
     assert sched.busy_ratio() == pytest.approx(0.004 / 2.0)
     assert sched.stats.missed_deadlines == 1  # lateness is judged when the audio reached the stream
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=st.lists(st.tuples(st.sampled_from(["submit", "cancel", "plan"]), st.integers(0, 5),
+                              st.integers(1, 300), st.booleans()), min_size=1, max_size=60))
+def test_pending_windows_stay_in_deadline_order_through_submits_cancels_and_plans(ops) -> None:
+    """Windows are kept in deadline order as they come (a plan never sorts): whatever the order of submissions,
+    deadlines, cancellations (a hung-up stream, a superseded context) and plans, every plan starts at the most urgent
+    live window, and every window not cancelled is planned exactly once."""
+
+    async def main() -> None:
+        sched, _ = scheduler(SchedulerPolicy(decode_buckets=(16, 64, 256), batch_sizes=(1, 2, 4)))
+        loop = asyncio.get_running_loop()
+        handle = sched.open_stream()
+        live: dict[int, tuple[float, int]] = {}  # window tag -> (deadline, submission order)
+        futures = []
+        planned: list[int] = []
+
+        def plan_all(limit: int) -> None:
+            for _ in range(limit):
+                call = sched.plan()
+                if call is None:
+                    return
+                urgent = min(live.values())
+                tags = [int(w.ids[0]) for w in call.windows]
+                assert live[tags[0]] == urgent  # the head is the most urgent live window
+                planned.extend(tags)
+                for tag in tags:
+                    del live[tag]
+
+        for i, (op, arg, length, flag) in enumerate(ops):
+            if op == "submit":
+                future = loop.create_future()
+                deadline = float(arg) + (0.5 if flag else 0.0)
+                sched._enqueue(handle, "decode", window(length, i), future, deadline=deadline)
+                futures.append((i, future))
+                live[i] = (deadline, i)
+            elif op == "cancel" and futures:
+                tag, future = futures[arg % len(futures)]
+                future.cancel()
+                live.pop(tag, None)
+            elif op == "plan":
+                plan_all(arg)
+        plan_all(10_000)
+        assert live == {} and len(planned) == len(set(planned))
+
+    asyncio.run(main())
