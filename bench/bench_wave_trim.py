@@ -10,7 +10,7 @@ difference between the two paths' audio. Random weights compute what real ones d
 `scheduler` step measures the prenet's share on the device (`prenet_share`), which the cost model prices.
 
 Usage: .venv/bin/python bench/bench_wave_trim.py [--tokens 500] [--reps 3] [--released] [--all]
-Prints a markdown table and writes bench/results/wave_trim.json (wave_trim_released.json with --released).
+Prints a markdown table and writes bench/results/wave_trim/demo.json (released.json with --released).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|" + "---|" * len(columns))
     for row in rows:
         print("| " + " | ".join(str(row[c]) for c in columns) + " |")
-    out = ROOT / "bench" / "results" / ("wave_trim_released.json" if args.released else "wave_trim.json")
+    out = ROOT / "bench" / "results" / "wave_trim" / ("released.json" if args.released else "demo.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"size": "released" if args.released else "demo", "machine": platform.machine(),
                                "processor": platform.processor() or "unknown", "torch": torch.__version__,
