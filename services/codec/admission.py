@@ -8,7 +8,9 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
    `ramp_floor`, 32: the goal's own load, 250 arrivals in 10 s, brings 25 a second) may be that recent: past the
    floor the open streams grow at most 1.5x per window, so a burst of hundreds cannot slip in before the measures
    move (600 arrivals within 2 s otherwise admitted 181-255 that all underran; with 40
-   ids before the first audio, doubling let 35 in within 0.8 s and all of them underran by 10-50 ms).
+   ids before the first audio, doubling let 35 in within 0.8 s and all of them underran by 10-50 ms). The ramp passes
+   by itself as its oldest admission leaves the window, so `admit()` holds a caller it refuses for up to `max_wait_s`
+   (first come, first served) instead of answering 503: 600 arrivals within 2 s, 84-96 admitted instead of 64.
 1. **Deadline misses.** A playing stream whose window finished more than `miss_grace_s` after its audio ran out
    at real-time playback (the scheduler's `recent_misses`, last `busy_window_s`): the device is already short;
    refuse. The grace is under a third of the 100 ms prebuffer a client is assumed to hold: the scheduler's deadlines
@@ -76,8 +78,8 @@ from shared.metrics import ADMISSION_REFUSALS, ADMISSION_WAIT, FIRST_CHUNK_SCHED
 logger = logging.getLogger("services.codec.admission")
 
 REALTIME_TOKENS_PER_S = 50.0  # semantic tokens per second of audio
-# admit()'s longest wait for a waitable rule (TTS_ADMISSION_MAX_WAIT_MS; docs/benchmarks.md, "Waiting instead of
-# refusing"): a refusal costs a caller at least Retry-After's second and a new request.
+# admit()'s longest wait for a waitable rule (TTS_ADMISSION_MAX_WAIT_MS; docs/benchmarks.md, "The wave generator on
+# kept tokens, and waiting out the ramp"): a refusal costs a caller at least Retry-After's second and a new request.
 DEFAULT_MAX_WAIT_S = 0.25
 
 
