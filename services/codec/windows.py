@@ -33,11 +33,6 @@ class DecodeWindow:
     def length(self) -> int:
         return int(self.ids.size)
 
-    @property
-    def work(self) -> int:
-        """Units of device work (tokens) for cost accounting."""
-        return self.length
-
     def wave_span(self, reach: int | None, margin: int) -> tuple[int, int]:
         """[start, end) of the window's tokens the wave generator must run on (`BiCodecDecoder.decode_rows`): the kept
         tokens and `reach` more on each side, or up to the window's edge (where the whole window's decode sees its
@@ -73,6 +68,3 @@ class SRWindow:
     def length(self) -> int:
         return int(self.samples.size)
 
-    @property
-    def work(self) -> int:
-        return self.length
