@@ -136,7 +136,10 @@ class Admission:
         self.miss_memory_s = miss_memory_s
         self.pace_rows_floor = pace_rows_floor
         self.max_wait_s = max(0.0, max_wait_s)
-        self.wait_rules = frozenset(wait_rules) & WAITABLE_RULES  # the rules admit() waits out (others refuse at once)
+        self.wait_rules = frozenset(wait_rules)  # the rules admit() waits out (others refuse at once)
+        if not self.wait_rules <= WAITABLE_RULES:
+            raise ValueError(f"wait_rules: only {sorted(WAITABLE_RULES)} pass by themselves, got "
+                             f"{sorted(self.wait_rules - WAITABLE_RULES)}")
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # admit()'s wait (a virtual one in tests)
         self._queue_lock: asyncio.Lock | None = None
         self._queue_loop: asyncio.AbstractEventLoop | None = None

@@ -119,12 +119,14 @@ class Call:
     spans: tuple[tuple[int, int], ...] = ()  # decode: one per window (empty: whole windows)
     margin: int = 0  # decode: prenet columns on each side of the spans
 
+    def span(self, i: int) -> tuple[int, int]:
+        """Row i's [start, end) on the device: its wave span (decode), else the whole window."""
+        return self.spans[i] if self.spans else (0, self.windows[i].length)
+
     def units(self, i: int) -> int:
         """Row i's device work units: its wave span's tokens (decode) or its samples (SR)."""
-        if self.spans:
-            start, end = self.spans[i]
-            return end - start
-        return self.windows[i].length
+        start, end = self.span(i)
+        return end - start
 
     @property
     def row_length(self) -> int:

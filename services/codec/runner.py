@@ -173,7 +173,7 @@ class ModelRunner:
         start within the window)."""
         windows: list[DecodeWindow] = list(call.windows)  # type: ignore[arg-type]
         n = len(windows)
-        spans = call.spans or tuple((0, w.length) for w in windows)
+        spans = [call.span(i) for i in range(n)]
         margin = call.margin
         rows = call.rows_padded if call.length is not None else n
         # One packed buffer (services/codec/graphs.py:run_decode): each window's ids placed so that its wave span

@@ -149,3 +149,8 @@ def test_a_caller_that_leaves_while_waiting_is_neither_admitted_nor_counted() ->
     (first, gone, (after, _)), adm = run_virtual(main)
     assert first.admit and isinstance(gone, asyncio.CancelledError) and after.admit
     assert adm.admitted == 2 and adm.refused == {}
+
+
+def test_only_rules_that_pass_by_themselves_can_be_waited_out() -> None:
+    with pytest.raises(ValueError, match="pass by themselves"):
+        Admission(_Scheduler(lambda: 0.0), wait_rules=("ramp", "llm_pace"))

@@ -204,6 +204,32 @@ def test_a_rows_wave_generator_on_its_kept_tokens_and_reach_gives_the_whole_wind
         np.testing.assert_allclose(got, _alone(decoder, w), atol=DECODE_ATOL, rtol=0)
 
 
+def test_trimmed_calls_from_several_device_threads_at_once_equal_each_call_alone(decoder) -> None:
+    """The CPU runs one device thread per core on the shared decoder: `decode_rows` keeps nothing of a call on the
+    model (masks and slices are per call), so calls running at once give what each gives alone, bit for bit."""
+    policy = SchedulerPolicy(pad_batch=False)
+    calls = []
+    for k in range(8):
+        windows = tuple(_window(decoder, 30 + 7 * i + k, (min(24, 5 + k), 9 + i), seed=10 * k + i) for i in range(3))
+        spans = tuple(policy.units("decode", w)[1] for w in windows)
+        calls.append(Call("decode", windows, None, 3, spans=spans, margin=policy.prenet_margin))
+    solo = ModelRunner(decoder)
+    shared = ModelRunner(decoder, threads=4)
+    try:
+        alone = [solo.run_sync(c) for c in calls]
+
+        async def together() -> list[list[np.ndarray]]:
+            return await asyncio.gather(*(shared.run(c) for c in calls * 3))
+
+        at_once = asyncio.run(together())
+    finally:
+        solo.close()
+        shared.close()
+    for i, rows in enumerate(at_once):
+        for got, want in zip(rows, alone[i % len(calls)], strict=True):
+            np.testing.assert_array_equal(got, want)
+
+
 def test_a_reach_shorter_than_the_wave_generators_changes_the_audio(decoder) -> None:
     """The comparison above can see a wrong reach: 5 tokens short of it, a row with context trimmed differs."""
     w = _window(decoder, 73, (24, 25), seed=5)  # the service's steady window: 24 context, 25 kept, 24 look-ahead
