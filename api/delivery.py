@@ -276,8 +276,10 @@ class ClientStalled(Exception):
 
 # Body messages go to the socket in pieces of at most this size, each with its own stall deadline: the guard
 # then measures progress (a reader must accept this much per stall timeout), not how long one large item
-# (up to seconds of audio) takes, so a slow but steady reader is never cut off.
-SEND_PIECE_BYTES = 16 * 1024
+# (up to seconds of audio) takes, so a slow but steady reader is never cut off. 64 KB is 0.7 s of 48 kHz pcm (2 s
+# at 16 kHz) against a 30 s stall timeout; each piece passes every middleware's send wrapper, and 16 KB pieces
+# made a 48 kHz stream's chunk 8 sends (docs/benchmarks.md, "The API path at 48 kHz").
+SEND_PIECE_BYTES = 64 * 1024
 
 
 def log_stopped(hung_up_at: float) -> None:

@@ -17,7 +17,7 @@ import av
 import numpy as np
 
 from audio.mulaw import mulaw_encode
-from audio.pcm import as_mono_float32, float_to_s16le
+from audio.pcm import as_mono_float32, unit_float_to_s16le
 from audio.wav import complete_wav, wav_header
 
 _STANDARD_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
@@ -77,6 +77,7 @@ class AudioEncoder(ABC):
     # True when the bytes depend on each sample alone (pcm, wav, mulaw): pushing frames one by one or joined in
     # one call gives the same bytes, so the audio chain encodes a whole chunk at once (one call, not one per frame).
     sample_wise = False
+    clips_itself = False  # `_encode` clips to [-1, 1] on its own (push then skips its clipped copy)
 
     def __init__(self, info: FormatInfo, sample_rate: int, streaming: bool) -> None:
         self.info = info
@@ -99,8 +100,9 @@ class AudioEncoder(ABC):
         if self._done:
             raise RuntimeError(f"{self.format} encoder already flushed or closed")
         x = as_mono_float32(samples)
-        x = np.maximum(x, np.float32(-1.0))  # a copy, clipped to [-1, 1] (NaN stays NaN, as with np.clip)
-        np.minimum(x, np.float32(1.0), out=x)
+        if not self.clips_itself:
+            x = np.maximum(x, np.float32(-1.0))  # a copy, clipped to [-1, 1] (NaN stays NaN, as with np.clip)
+            np.minimum(x, np.float32(1.0), out=x)
         self.samples_in += len(x)
         out = self._encode(x) if len(x) else b""
         self.bytes_out += len(out)
@@ -137,9 +139,10 @@ class PcmEncoder(AudioEncoder):
     """Raw s16le, no header."""
 
     sample_wise = True
+    clips_itself = True
 
     def _encode(self, x: np.ndarray) -> bytes:
-        return float_to_s16le(x)
+        return unit_float_to_s16le(x)
 
     def _finish(self) -> bytes:
         return b""
@@ -162,6 +165,7 @@ class WavEncoder(AudioEncoder):
     Non-streaming: PCM is collected and the file with exact sizes is returned by `flush()`."""
 
     sample_wise = True
+    clips_itself = True
 
     def __init__(self, info: FormatInfo, sample_rate: int, streaming: bool) -> None:
         super().__init__(info, sample_rate, streaming)
@@ -169,7 +173,7 @@ class WavEncoder(AudioEncoder):
         self._parts: list[bytes] = []
 
     def _encode(self, x: np.ndarray) -> bytes:
-        pcm = float_to_s16le(x)
+        pcm = unit_float_to_s16le(x)
         if not self.streaming:
             self._parts.append(pcm)
             return b""

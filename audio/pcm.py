@@ -34,6 +34,19 @@ def float_to_int16(samples: np.ndarray) -> np.ndarray:
     return scaled.astype(np.int16)
 
 
+def unit_float_to_s16le(samples: np.ndarray) -> bytes:
+    """The s16le bytes of `samples` clipped to [-1, 1]: `float_to_s16le(clip(samples, -1, 1))` in two passes fewer
+    (no clipped copy: clipping after the scale to +-32767 is the same, as float32 scaling is monotonic and exact at
+    +-1; NaN stays NaN either way), for the sample-wise encoders on every streamed chunk (48 kHz: 3x the samples)."""
+    x = as_mono_float32(samples)
+    with np.errstate(over="ignore"):  # a huge sample scales to inf, which the clip below takes to 32767
+        scaled = x * np.float32(PCM16_SCALE)
+    np.minimum(scaled, np.float32(PCM16_SCALE), out=scaled)
+    np.maximum(scaled, np.float32(-PCM16_SCALE), out=scaled)
+    np.rint(scaled, out=scaled)
+    return scaled.astype("<i2").tobytes()
+
+
 def int16_to_float(pcm: np.ndarray) -> np.ndarray:
     """Inverse of `float_to_int16` (exact for every value it produces); -32768 maps to -1."""
     arr = np.asarray(pcm, dtype=np.int16)

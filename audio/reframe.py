@@ -31,20 +31,31 @@ class FrameBuffer:
 
     def push(self, samples: np.ndarray) -> list[np.ndarray]:
         """Add samples; returns the complete frames now available (possibly none)."""
+        block = self._whole_frames(samples, private=True)
+        n = self.frame_samples
+        return [block[i : i + n] for i in range(0, len(block), n)]
+
+    def push_joined(self, samples: np.ndarray) -> np.ndarray:
+        """`push`'s frames joined in one array (empty when none is complete), a view of `samples` where it can be:
+        for encoders whose bytes depend on each sample alone, one call per chunk and no split to join again."""
+        return self._whole_frames(samples, private=False)
+
+    def _whole_frames(self, samples: np.ndarray, *, private: bool) -> np.ndarray:
+        """The complete frames with what is held, in one array; what is left over is held (as a copy: the caller may
+        reuse its array). `private`: never a view of `samples`."""
         x = as_mono_float32(samples)
         if len(x) == 0:
-            return []
+            return _EMPTY
         self._pending += len(x)
         if self._pending < self.frame_samples:
-            self._parts.append(x.copy())  # the caller may reuse its array
-            return []
-        buf = np.concatenate((*self._parts, x))  # a private copy: frames may be views of it
+            self._parts.append(x.copy())
+            return _EMPTY
+        buf = np.concatenate((*self._parts, x)) if self._parts or private else x
         n_full = len(buf) // self.frame_samples * self.frame_samples
-        frames = [buf[i : i + self.frame_samples] for i in range(0, n_full, self.frame_samples)]
         rest = buf[n_full:]
-        self._parts = [rest] if len(rest) else []
+        self._parts = [rest if buf is not x else rest.copy()] if len(rest) else []
         self._pending = len(rest)
-        return frames
+        return buf[:n_full]
 
     def flush(self) -> np.ndarray:
         """The remainder as one final short frame (empty when nothing is left)."""

@@ -248,29 +248,46 @@ class CodecScheduler:
         return None if planned is None else planned[0]
 
     def _plan(self) -> tuple[Call, list[_Pending]] | None:
-        # `_pending` is in deadline order (`_enqueue` inserts in order); windows whose caller went away are dropped here.
-        pending = [p for p in self._pending if not p.future.done()]
-        if not pending:
-            self._pending = pending
+        # `_pending` is in deadline order (`_enqueue` inserts in order). Only its head is read: up to `scan_limit`
+        # live windows, and no further once no later row could fit the call (a row never shrinks the call's length).
+        # Windows whose caller went away are dropped as the scan meets them; the rest of the list is left as it is.
+        pending = self._pending
+        n = len(pending)
+        first = 0
+        while first < n and pending[first].future.done():
+            first += 1
+        if first == n:
+            pending.clear()
             return None
-        head = pending[0]
+        head = pending[first]
         policy = self.policy
         kind, true_end, length = head.kind, head.true_end, head.bucket
         max_work = policy.max_work(kind)
+        scan_limit = policy.scan_limit
         chosen = [head]
+        live = 1  # live windows looked at, the head included
+        i = first + 1
         if length is None:
             # The eager fallback or a stream's true end: exact length; rows of the same exact length may share it.
-            for p in itertools.islice(pending, 1, policy.scan_limit):
-                if (p.kind == kind and p.units == head.units and p.true_end == true_end
-                        and (len(chosen) + 1) * head.units <= max_work):
+            units = head.units
+            while i < n and live < scan_limit and (len(chosen) + 1) * units <= max_work:
+                p = pending[i]
+                i += 1
+                if p.future.done():
+                    continue
+                live += 1
+                if p.kind == kind and p.units == units and p.true_end == true_end:
                     chosen.append(p)
         else:
             valid = head.units
             max_rows = policy.batch_sizes[-1]
             max_pad_waste, pad_all_rows = policy.max_pad_waste, policy.pad_all_rows
-            for p in itertools.islice(pending, 1, policy.scan_limit):
-                if len(chosen) >= max_rows:
-                    break
+            while i < n and live < scan_limit and len(chosen) < max_rows and (len(chosen) + 1) * length <= max_work:
+                p = pending[i]
+                i += 1
+                if p.future.done():
+                    continue
+                live += 1
                 bucket = p.bucket
                 if p.kind != kind or bucket is None:  # another kind, a true end, or the eager fallback
                     continue
@@ -286,7 +303,7 @@ class CodecScheduler:
                 chosen.append(p)
                 length, valid = new_length, valid + p.units
         taken = {id(p) for p in chosen}  # all alive here: their ids are theirs
-        self._pending = [p for p in pending if id(p) not in taken]
+        pending[:i] = [p for p in pending[:i] if id(p) not in taken and not p.future.done()]
         rows_padded = len(chosen) if length is None else policy.batch_bucket(len(chosen))
         if kind == "decode":
             spans = tuple(p.span or (0, p.window.length) for p in chosen)

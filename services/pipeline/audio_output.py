@@ -38,6 +38,7 @@ BWE_RATE = 48_000  # AP-BWE's output rate
 # every window but a stream's true end is 2,480..9,760 samples long, inside services.codec DEFAULT_SR_BUCKETS.
 SR_MIN_BLOCK = 1_600  # 100 ms: the first 48 kHz audio waits for at most this much plus the context
 SR_MAX_BLOCK = 8_000
+_EMPTY = np.zeros(0, np.float32)
 # The compressed formats (PyAV: mp3, opus, aac, flac) cost 1-10 ms of CPU per second of audio, and PyAV lets go of
 # the GIL while it encodes. On the event loop each chunk's encode held every other stream for up to tens of ms and
 # all encoders shared one core (64 mp3 streams: 7.5 ms of loop CPU per audio second, 1.6 here; docs/benchmarks.md,
@@ -133,6 +134,8 @@ class AudioOutput:
         if final:
             resampled = np.concatenate([resampled, self.resampler.finish()])
         self.stats.output_samples += int(resampled.size)
+        if self.encoder.sample_wise:
+            return self._encode_joined(resampled, final)
         frames = self.frames.push(resampled) if resampled.size else []
         if self._stream and not self._first_out and not frames and self.frames.pending:
             frames = [self.frames.flush()]  # the first bytes go out at once, even as a short frame
@@ -143,10 +146,6 @@ class AudioOutput:
             if tail is not None and len(tail):
                 frames.append(tail)
         out = bytearray()
-        if len(frames) > 1 and self.encoder.sample_wise:  # same bytes, one call instead of one per frame
-            out += self.encoder.push(np.concatenate(frames))
-            self.stats.encoded_frames += len(frames)
-            frames = []
         for frame in frames:
             out += self.encoder.push(frame)
             self.stats.encoded_frames += 1
@@ -154,3 +153,22 @@ class AudioOutput:
             out += self.encoder.flush()
         self.stats.encoded_bytes += len(out)
         return bytes(out)
+
+    def _encode_joined(self, resampled: np.ndarray, final: bool) -> bytes:
+        """`_encode` for the sample-wise formats (pcm, wav, mulaw): the whole frames in one encoder call, the same
+        bytes as frame by frame, with no split into frames to join again (at 48 kHz a chunk is ~35 frames)."""
+        frames = self.frames
+        block = frames.push_joined(resampled) if resampled.size else _EMPTY
+        count = len(block) // frames.frame_samples
+        if self._stream and not self._first_out and not count and frames.pending:
+            block, count = frames.flush(), 1  # the first bytes go out at once, even as a short frame
+        if count:
+            self._first_out = True
+        if final and frames.pending:
+            block, count = np.concatenate([block, frames.flush()]), count + 1
+        out = self.encoder.push(block) if len(block) else b""
+        if final:
+            out += self.encoder.flush()
+        self.stats.encoded_frames += count
+        self.stats.encoded_bytes += len(out)
+        return out

@@ -8,8 +8,11 @@ import wave
 import av
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
-from audio.pcm import float_to_int16, float_to_s16le, int16_to_float, s16le_to_float
+from audio.pcm import float_to_int16, float_to_s16le, int16_to_float, s16le_to_float, unit_float_to_s16le
 from audio.wav import (
     STREAMING_SIZE,
     WAV_HEADER_BYTES,
@@ -27,6 +30,17 @@ def _sine(n: int, rate: int = 16000, amp: float = 0.5) -> np.ndarray:
 def test_float_to_int16_scales_rounds_and_clips() -> None:
     x = np.array([0.0, 1.0, -1.0, 0.5, 2.0, -3.0, 1e-5, -1e-5], dtype=np.float32)
     assert float_to_int16(x).tolist() == [0, 32767, -32767, 16384, 32767, -32768, 0, 0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(x=hnp.arrays(np.float32, st.integers(0, 300),
+                    elements=st.floats(width=32, allow_nan=False, allow_infinity=True)))
+def test_the_encoders_conversion_is_the_clipped_conversion(x) -> None:
+    """The sample-wise encoders' one-step conversion gives the bytes of clipping to [-1, 1] and then converting, for
+    any float32 input (out of range, infinite, subnormal, exactly +-1 and at the rounding midpoints)."""
+    edges = np.array([1.0, -1.0, 0.5 / 32767, -0.5 / 32767, 1.5 / 32767, np.nextafter(1, 2), -2.0], np.float32)
+    for samples in (x, edges):
+        assert unit_float_to_s16le(samples) == float_to_s16le(np.clip(samples, -1, 1))
 
 
 def test_s16le_round_trip_is_within_half_a_step() -> None:

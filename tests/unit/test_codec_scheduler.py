@@ -202,3 +202,71 @@ def test_pending_windows_stay_in_deadline_order_through_submits_cancels_and_plan
         assert live == {} and len(planned) == len(set(planned))
 
     asyncio.run(main())
+
+
+def _full_scan_plan(pending: list, policy: SchedulerPolicy) -> list:
+    """The planner's rule read over every live window (no early stop): what `_plan` must choose while reading only
+    the head of the list."""
+    live = [p for p in pending if not p.future.done()]
+    if not live:
+        return []
+    head, chosen = live[0], [live[0]]
+    length, valid, max_work = head.bucket, head.units, policy.max_work(head.kind)
+    for p in live[1 : policy.scan_limit]:
+        if length is None:
+            if (p.kind == head.kind and p.units == head.units and p.true_end == head.true_end
+                    and (len(chosen) + 1) * head.units <= max_work):
+                chosen.append(p)
+            continue
+        if len(chosen) >= policy.batch_sizes[-1] or p.kind != head.kind or p.bucket is None:
+            continue
+        new_length, rows = max(length, p.bucket), len(chosen) + 1
+        if rows * new_length > max_work:
+            continue
+        waste = 1 - (valid + p.units) / (rows * new_length)
+        if waste > policy.max_pad_waste and (new_length > length or policy.pad_all_rows):
+            continue
+        chosen.append(p)
+        length, valid = new_length, valid + p.units
+    return chosen
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows=st.lists(st.tuples(st.sampled_from(["decode", "decode", "sr", "sr_end"]),
+                               st.one_of(st.sampled_from([13, 16, 50, 64, 110, 128, 200]), st.integers(1, 300)),
+                               st.integers(0, 20), st.booleans()), min_size=1, max_size=80),
+       max_decode=st.sampled_from([64, 256, 2_048]), scan_limit=st.integers(1, 40), max_rows=st.sampled_from([3, 4, 64]))
+def test_a_plan_reads_only_the_head_yet_chooses_what_a_full_scan_would(rows, max_decode, scan_limit,
+                                                                      max_rows) -> None:
+    """`_plan` stops reading once no later row could fit the call and drops cancelled windows only where it read:
+    every call, and the order of what is left, is what the same rule over the whole list gives (decode and SR rows,
+    true ends, the eager fallback, cancelled windows anywhere, any bound and scan limit)."""
+
+    async def main() -> None:
+        policy = SchedulerPolicy(decode_buckets=(16, 64, 128), sr_buckets=(800, 1_600), batch_sizes=(1, 2, max_rows),
+                                 max_call_decode_tokens=max_decode, max_call_sr_samples=3 * 1_600,
+                                 scan_limit=scan_limit)
+        sched, _ = scheduler(policy)
+        loop = asyncio.get_running_loop()
+        handle = sched.open_stream()
+        for i, (kind, length, deadline, cancelled) in enumerate(rows):
+            future = loop.create_future()
+            if kind == "decode":
+                sched._enqueue(handle, "decode", window(length, i), future, deadline=float(deadline))
+            else:
+                samples = np.full(length * 12, i, np.float32)
+                sched._enqueue(handle, "sr", SRWindow(samples, 0, 3 * samples.size, kind == "sr_end"), future,
+                               deadline=float(deadline))
+            if cancelled:
+                future.cancel()
+        while True:
+            expected = _full_scan_plan(sched._pending, policy)
+            survivors = [p for p in sched._pending if not p.future.done() and p not in expected]
+            planned = sched._plan()
+            if planned is None:
+                assert expected == []
+                break
+            assert planned[1] == expected
+            assert [p for p in sched._pending if not p.future.done()] == survivors
+
+    asyncio.run(main())
