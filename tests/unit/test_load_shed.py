@@ -210,3 +210,76 @@ def test_an_elevenlabs_socket_is_admitted_per_context_not_at_connect(client: Tes
         ws.send_text(json.dumps({"text": " ", "context_id": "d"}))  # a context opens with Pipecat's opener
         assert _el_until_final(ws, "d")[0]["code"] == "SERVER_OVERLOADED"  # (read all: Starlette's test client
         # waits at exit while server messages are unread)
+
+
+def _refusing_once(reason: str) -> tuple[Any, list[int]]:
+    """`Admission.admit` refusing its first call and admitting every later one (admission relents part-way through a
+    turn), and the count of calls."""
+    calls: list[int] = []
+
+    async def admit(max_wait_s: float | None = None) -> AdmissionDecision:
+        calls.append(1)
+        if len(calls) == 1:
+            return AdmissionDecision(False, reason, 1, "ramp")
+        return AdmissionDecision(True, "admitted")
+    return admit, calls
+
+
+CARTESIA_PATH = "/tts/websocket?cartesia_version=2026-03-01"
+CARTESIA_FIELDS = {"model_id": "sonic-2", "voice": {"mode": "id", "id": "fixed"},
+                   "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000}}
+
+
+def _cartesia_until_done(ws: Any, context_id: str) -> list[dict]:
+    messages = []
+    while True:
+        message = json.loads(ws.receive_text())
+        messages.append(message)
+        if message.get("done") is True and message.get("context_id") == context_id:
+            return messages
+
+
+@pytest.mark.parametrize("dialect", ["elevenlabs", "cartesia"])
+def test_a_refused_context_answers_once_and_never_speaks_part_of_its_turn(client: TestClient, dialect: str,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent keeps streaming a turn's text into its context after the refusal (Pipecat reads only isFinal; LiveKit
+    sends each word as the LLM makes it). Admission is asked once for the context, the client gets one error and the
+    context's end (ElevenLabs: isFinal; Cartesia: the error is `done`), and nothing of the turn is spoken even when admission would let a later word in (it would speak the
+    end of the reply without its start). Closing the context forgets it: its id, and the next context, speak."""
+    (runtime,) = RUNTIMES
+    admission = runtime.admission
+    assert admission is not None
+    admit, calls = _refusing_once("ramping up")
+    monkeypatch.setattr(admission, "admit", admit)
+    words = ["Hello", " there,", " how", " are", " you", " today?"]
+    if dialect == "elevenlabs":
+        with client.websocket_connect(EL_PATH) as ws:
+            for message in ({"text": " ", "context_id": "b"}, *({"text": w, "context_id": "b"} for w in words),
+                            {"context_id": "b", "flush": True}, {"context_id": "b", "close_context": True}):
+                ws.send_text(json.dumps(message))
+            _say(ws, "c", "And once more.")  # the next turn, on the same socket
+            messages = _el_until_final(ws, "c")
+            of_b = [m for m in messages if m.get("contextId") == "b"]
+            assert [("error" if m.get("error") else "final" if m.get("isFinal") else "audio") for m in of_b] == [
+                "error", "final"], of_b
+            assert of_b[0]["code"] == "SERVER_OVERLOADED"
+            assert any(m.get("audio") for m in messages if m.get("contextId") == "c")
+            assert len(calls) == 2  # b once (refused), c once
+            _say(ws, "b", "The closed id speaks again.")
+            assert any(m.get("audio") for m in _el_until_final(ws, "b"))
+        return
+    with client.websocket_connect(CARTESIA_PATH) as ws:
+        for i, word in enumerate(words):
+            ws.send_text(json.dumps({"context_id": "b", "transcript": word, "continue": i < len(words) - 1,
+                                     **CARTESIA_FIELDS}))
+        ws.send_text(json.dumps({"context_id": "c", "transcript": "And once more.", "continue": False,
+                                 **CARTESIA_FIELDS}))
+        messages = _cartesia_until_done(ws, "c")
+        of_b = [m for m in messages if m.get("context_id") == "b"]
+        assert [m.get("type") for m in of_b] == ["error"] and of_b[0]["done"] is True, of_b  # Cartesia's error ends it
+        assert of_b[0]["error_code"] == "server_overloaded"
+        assert any(m.get("type") == "chunk" for m in messages if m.get("context_id") == "c")
+        assert len(calls) == 2
+        ws.send_text(json.dumps({"context_id": "b", "transcript": "The ended id speaks again.", "continue": False,
+                                 **CARTESIA_FIELDS}))
+        assert any(m.get("type") == "chunk" for m in _cartesia_until_done(ws, "b"))
