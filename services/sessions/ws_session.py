@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from services.pipeline.synthesis import SynthesisError, SynthesisJob, SynthesisRequest
 from services.sessions.codec import NativeCodec, Payload, SessionCodec, plain_error
+from services.sessions.refused_contexts import RefusedContexts
 from services.sessions.utterance import OpenGate, Utterance, UtteranceGate
 from services.sessions.ws_outbox import Outbox
 from shared import metrics
@@ -56,8 +57,6 @@ IDLE_CHECK_S = 0.05
 _STOP_STATUS = {"superseded": "cancelled", "abandoned": "cancelled", "refused": "failed",
                 "ended_by_server": "disconnected", "server_error": "failed"}
 SERVER_ERROR = SynthesisError("INTERNAL_ERROR", "An internal error occurred; it has been logged.")
-# Contexts whose refusal a connection remembers (the oldest forgotten first): see `WsSession.refused`.
-MAX_REFUSED_CONTEXTS = 64
 
 
 class WsSession:
@@ -99,7 +98,7 @@ class WsSession:
         self._open: dict[str | None, Utterance] = {}  # utterances accepting text, by context id
         self._tail: asyncio.Task[None] | None = None  # serial: the newest utterance's task; the next waits for it
         self._count = 0
-        self._refused: dict[str, None] = {}  # contexts a refusal ended or kept from starting, oldest first
+        self.refused = RefusedContexts()  # contexts a refusal ended: their later messages are dropped until closed
         self.closed = False
         self.supersede_after_s = supersede_after_s
         self.dialect = dialect
@@ -152,25 +151,6 @@ class WsSession:
             if u.context_id == context_id and not task.done():
                 return u
         return None
-
-    def refused(self, context_id: str | None) -> bool:
-        """A refusal ended this context or kept it from starting, and its error and end marker went out. The dialects
-        drop the context's later messages until the client closes it (`forget_refused`): otherwise a context refused
-        at its first words (admission, a full connection) asked again at each later one, and answered each with
-        another error, or was admitted part-way and spoke the end of a reply without its start. Agents keep
-        streaming a turn's text into its context after an error (Pipecat reads only `isFinal`)."""
-        return context_id is not None and context_id in self._refused
-
-    def forget_refused(self, context_id: str | None) -> None:
-        """The client closed a refused context: its id may open a new one."""
-        if context_id is not None:
-            self._refused.pop(context_id, None)
-
-    def _remember_refused(self, context_id: str) -> None:
-        self._refused.pop(context_id, None)
-        self._refused[context_id] = None
-        while len(self._refused) > MAX_REFUSED_CONTEXTS:
-            del self._refused[next(iter(self._refused))]
 
     # ------------------------------------------------------------------ client messages
     async def start(
@@ -283,10 +263,8 @@ class WsSession:
     async def ping(self, message_id: Any = None) -> None:
         await self._reply(self.codec.pong(message_id))
 
-    async def reject(
-        self, code: str, message: str, param: str | None = None, *, utterance_id: str | None = None,
-        utterance: Utterance | None = None, context_id: str | None = None,
-    ) -> None:
+    async def reject(self, code: str, message: str, param: str | None = None, *, utterance_id: str | None = None,
+                     utterance: Utterance | None = None, context_id: str | None = None) -> None:
         """An error answering a client message; the connection stays usable. On a dialect's socket a refusal about
         a context ends that context the way its clients understand: the error, then the context's end marker (a
         context still taking text is stopped first; one finishing what it was sent keeps going and ends itself)."""
@@ -297,14 +275,14 @@ class WsSession:
         ends: list[Payload] = []
         if context_id is not None and not self.serial:
             running = utterance if utterance is not None else self.unfinished(context_id)
+            if running is None or running.text_open:  # the refusal ends the context, or keeps it from starting
+                self.refused.remember(context_id)
             if running is None:
                 ends = context_ended(self.codec, context_id)
-                self._remember_refused(context_id)
             elif running.text_open:
                 await self._stop([(running, task) for u, task in self._running.values() if u is running], "refused",
                                  SynthesisError(code, message, param))
                 ends = self.codec.ended(running)
-                self._remember_refused(context_id)
         await self.outbox.reply(self.codec.error(code, message, param, utterance, context_id))  # type: ignore[arg-type]
         await self._reply(ends)
 

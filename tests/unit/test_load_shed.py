@@ -20,6 +20,7 @@ from api import create_app
 from services.codec.admission import AdmissionDecision
 from services.deployment.runtime import ModelRuntime
 from services.pipeline.load_shed import BACKLOG, FirstAudioBacklog
+from services.sessions.refused_contexts import RefusedContexts
 from shared.settings import Settings
 from tests.conftest import wait_in_portal
 
@@ -283,3 +284,17 @@ def test_a_refused_context_answers_once_and_never_speaks_part_of_its_turn(client
         ws.send_text(json.dumps({"context_id": "b", "transcript": "The ended id speaks again.", "continue": False,
                                  **CARTESIA_FIELDS}))
         assert any(m.get("type") == "chunk" for m in _cartesia_until_done(ws, "b"))
+
+
+def test_a_connection_remembers_a_bounded_number_of_refused_contexts() -> None:
+    """A client that never closes its refused contexts cannot grow the memory: the oldest is forgotten first, and a
+    context remembered again becomes the newest."""
+    refused = RefusedContexts(limit=3)
+    for cid in ("a", "b", "c"):
+        refused.remember(cid)
+    refused.remember("a")
+    refused.remember("d")  # "b" is now the oldest and goes
+    assert [cid in refused for cid in ("a", "b", "c", "d")] == [True, False, True, True]
+    refused.forget("c")
+    refused.forget(None)
+    assert "c" not in refused and None not in refused

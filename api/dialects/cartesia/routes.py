@@ -49,9 +49,9 @@ class _Connection:
 
     async def _message(self, msg: ClientMessage, cid: str | None) -> None:
         session = self.session
-        if session.refused(cid):  # its error and done went out: the rest of the context is dropped
+        if cid in session.refused:  # its error (done) went out: the rest of the context is dropped
             if msg.cancel or not msg.continue_:
-                session.forget_refused(cid)
+                session.refused.forget(cid)
             return
         if msg.cancel:
             await session.cancel(context_id=cid, every=False, quiet=True)

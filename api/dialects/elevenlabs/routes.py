@@ -81,9 +81,9 @@ class _Connection:
 
     async def _context_message(self, msg: ClientMessage, cid: str | None) -> None:
         session, text = self.session, msg.text
-        if session.refused(cid):  # its error and isFinal went out: the rest of the context is dropped
+        if cid in session.refused:  # its error and isFinal went out: the rest of the context is dropped
             if msg.close_context:
-                session.forget_refused(cid)
+                session.refused.forget(cid)
             return
         u = session.utterance(cid)
         if msg.close_context and msg.immediate:
