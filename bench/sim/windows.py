@@ -14,12 +14,11 @@ import math
 from dataclasses import dataclass
 
 from core.streaming import StreamingConfig
+from services.pipeline.audio_output import SR_MAX_BLOCK, SR_MIN_BLOCK  # the service's blocks, one source
 
 HOP = 320  # 16 kHz samples per token
 SR_CONTEXT = 880  # AP-BWE right/left context at the released config (55 ms), on its 80-sample grid
 SR_GRID = 80
-SR_MIN_BLOCK = 1_600
-SR_MAX_BLOCK = 8_000
 
 
 @dataclass(frozen=True)
