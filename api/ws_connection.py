@@ -42,11 +42,14 @@ Handler = Callable[[str], Awaitable["str | None"]]
 
 
 class ContextError(ApiError):
-    """A refusal about one context of a multi-context dialect (answered with that context's id)."""
+    """A refusal about one context of a multi-context dialect (answered with that context's id). `closes`: the refused
+    message ended its context, so the refusal leaves nothing to drop (a retry may use the same id)."""
 
-    def __init__(self, code: str, message: str, *, context_id: str | None, param: str | None = None) -> None:
+    def __init__(self, code: str, message: str, *, context_id: str | None, param: str | None = None,
+                 closes: bool = False) -> None:
         super().__init__(code, message, param=param)
         self.context_id = context_id
+        self.closes = closes
 
 
 # ---------------------------------------------------------------------------------------------- admission
@@ -191,6 +194,8 @@ async def _read_loop(websocket: WebSocket, session: WsSession, outbox: Outbox, i
         except ApiError as err:
             context_id = err.context_id if isinstance(err, ContextError) else None
             await session.reject(err.code, err.message, err.param, context_id=context_id)
+            if isinstance(err, ContextError) and err.closes:
+                session.refused.forget(context_id)
         except Exception:  # noqa: BLE001 - a bug handling one message must not end the connection
             logger.exception("websocket message handling failed")
             await session.reject("INTERNAL_ERROR", "An internal error occurred; it has been logged.")

@@ -4,8 +4,9 @@ gate, voice resolution and defaults as HTTP) and the one way to open a session o
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi import WebSocket
 from pydantic import BaseModel, ValidationError
@@ -25,9 +26,11 @@ from services.sessions.ws_session import WsSession
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse_message(raw: str, model: type[M], *, text_field: str) -> M:
+def parse_message(raw: str, model: type[M], *, text_field: str,
+                  closes: Callable[[dict[str, Any]], bool] = lambda data: False) -> M:
     """One client frame of a dialect: a JSON object validated by `model`; a refusal names the message's
-    `context_id` so the error reaches the right context (`TEXT_TOO_LONG` when `text_field` is over the limit)."""
+    `context_id` so the error reaches the right context (`TEXT_TOO_LONG` when `text_field` is over the limit), and
+    says whether the message ended its context (`closes`, from the raw fields)."""
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, RecursionError):
@@ -42,7 +45,8 @@ def parse_message(raw: str, model: type[M], *, text_field: str) -> M:
         too_long = field == text_field and first.get("type") == "string_too_long"
         cid = data.get("context_id") if isinstance(data.get("context_id"), str) else None
         raise ContextError("TEXT_TOO_LONG" if too_long else "VALIDATION_ERROR",
-                           f"Invalid '{field}': {first.get('msg')}", context_id=cid, param=field) from None
+                           f"Invalid '{field}': {first.get('msg')}", context_id=cid, param=field,
+                           closes=closes(data)) from None
 
 
 async def synthesis_request(services: Services, key: ApiKeyRecord, *, voice: str, audio_format: str,

@@ -17,6 +17,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import create_app
+from api.dialects.cartesia.messages import ends_context as cartesia_ends
+from api.dialects.elevenlabs.messages import ends_context as elevenlabs_ends
 from services.codec.admission import AdmissionDecision
 from services.deployment.runtime import ModelRuntime
 from services.pipeline.load_shed import BACKLOG, FirstAudioBacklog
@@ -298,3 +300,43 @@ def test_a_connection_remembers_a_bounded_number_of_refused_contexts() -> None:
     refused.forget("c")
     refused.forget(None)
     assert "c" not in refused and None not in refused
+
+
+@pytest.mark.parametrize("dialect", ["elevenlabs", "cartesia"])
+def test_a_refused_message_that_ends_its_context_leaves_the_id_free_for_a_retry(client: TestClient, dialect: str,
+                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A context opened and ended in one message (Cartesia's `continue: false`, ElevenLabs' text with
+    `close_context`) and refused has nothing more to drop: the same message sent again, as a client retrying after
+    Retry-After does, is spoken (it was left unanswered when the refusal was remembered)."""
+    (runtime,) = RUNTIMES
+    admission = runtime.admission
+    assert admission is not None
+    admit, calls = _refusing_once("ramping up")
+    monkeypatch.setattr(admission, "admit", admit)
+    if dialect == "elevenlabs":
+        one_shot = json.dumps({"text": "Hello there.", "context_id": "r", "close_context": True})
+        with client.websocket_connect(EL_PATH) as ws:
+            ws.send_text(one_shot)
+            refused = _el_until_final(ws, "r")
+            assert refused[0]["code"] == "SERVER_OVERLOADED" and not any(m.get("audio") for m in refused)
+            ws.send_text(one_shot)
+            assert any(m.get("audio") for m in _el_until_final(ws, "r"))
+    else:
+        one_shot = json.dumps({"context_id": "r", "transcript": "Hello there.", "continue": False, **CARTESIA_FIELDS})
+        with client.websocket_connect(CARTESIA_PATH) as ws:
+            ws.send_text(one_shot)
+            refused = _cartesia_until_done(ws, "r")
+            assert [m["type"] for m in refused] == ["error"] and refused[0]["error_code"] == "server_overloaded"
+            ws.send_text(one_shot)
+            assert any(m.get("type") == "chunk" for m in _cartesia_until_done(ws, "r"))
+    assert len(calls) == 2
+
+
+def test_which_messages_end_their_context_by_the_raw_fields() -> None:
+    """What a refusal of an unparsable message is judged by (the dialects' own defaults: Cartesia's `continue` is
+    false unless sent)."""
+    assert cartesia_ends({"transcript": "Hi"}) and cartesia_ends({"continue": False})
+    assert cartesia_ends({"continue": True, "cancel": True}) and not cartesia_ends({"continue": True})
+    assert cartesia_ends({"continue": "yes"})  # anything but true ends it
+    assert elevenlabs_ends({"close_context": True}) and elevenlabs_ends({"close_socket": True})
+    assert not elevenlabs_ends({"text": "Hi", "flush": True}) and not elevenlabs_ends({"close_context": "true"})

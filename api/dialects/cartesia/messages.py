@@ -83,7 +83,12 @@ class ClientMessage(BaseModel):
 
 
 def parse_client_message(raw: str) -> ClientMessage:
-    return parse_message(raw, ClientMessage, text_field="transcript")
+    return parse_message(raw, ClientMessage, text_field="transcript", closes=ends_context)
+
+
+def ends_context(data: dict[str, Any]) -> bool:
+    """A message ends its context unless it says `continue: true` (Cartesia's default is false), or cancels it."""
+    return data.get("continue") is not True or data.get("cancel") is True
 
 
 def error_code(code: str) -> str:

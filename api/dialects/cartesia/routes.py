@@ -41,10 +41,13 @@ class _Connection:
     async def handle(self, raw: str) -> str | None:
         msg = parse_client_message(raw)
         cid = msg.context_id
+        closes = msg.cancel or not msg.continue_
         try:
             await self._message(msg, cid)
         except ApiError as err:
-            raise ContextError(err.code, err.message, context_id=cid, param=err.param) from None
+            raise ContextError(err.code, err.message, context_id=cid, param=err.param, closes=closes) from None
+        if closes:  # refused by this message (a sixth context): ended by it too, so a retry may use the same id
+            self.session.refused.forget(cid)
         return None
 
     async def _message(self, msg: ClientMessage, cid: str | None) -> None:

@@ -111,7 +111,12 @@ class ClientMessage(BaseModel):
 
 
 def parse_client_message(raw: str) -> ClientMessage:
-    return parse_message(raw, ClientMessage, text_field="text")
+    return parse_message(raw, ClientMessage, text_field="text", closes=ends_context)
+
+
+def ends_context(data: dict[str, Any]) -> bool:
+    """`close_context` (or `close_socket`, every context) ends the message's context."""
+    return data.get("close_context") is True or data.get("close_socket") is True
 
 
 # Our codes as ElevenLabs' documented (type, code) pairs (elevenlabs.io/docs/eleven-api/resources/errors).

@@ -76,7 +76,10 @@ class _Connection:
         try:
             await self._context_message(msg, cid)
         except ApiError as err:
-            raise ContextError(err.code, err.message, context_id=cid, param=err.param) from None
+            raise ContextError(err.code, err.message, context_id=cid, param=err.param,
+                               closes=msg.close_context) from None
+        if msg.close_context:  # refused by this message (a sixth context): ended by it too, so its id may come again
+            self.session.refused.forget(cid)
         return None
 
     async def _context_message(self, msg: ClientMessage, cid: str | None) -> None:
