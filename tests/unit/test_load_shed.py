@@ -173,14 +173,23 @@ def _say(ws: Any, context_id: str, text: str) -> None:
         ws.send_text(json.dumps(message))
 
 
-def _el_until_final(ws: Any, context_id: str) -> list[dict]:
-    """The context's messages up to its isFinal (a refused context: its error, then isFinal, as Pipecat expects)."""
+def _until_end(ws: Any, context_id: str, *, end: str = "isFinal", id_key: str = "contextId") -> list[dict]:
+    """The socket's messages up to the context's end marker (ElevenLabs: `isFinal`, also after a refused context's
+    error, as Pipecat expects; Cartesia: `done`, which its error carries itself)."""
     messages = []
     while True:
         message = json.loads(ws.receive_text())
         messages.append(message)
-        if message.get("isFinal") is True and message.get("contextId") == context_id:
+        if message.get(end) is True and message.get(id_key) == context_id:
             return messages
+
+
+def _el_until_final(ws: Any, context_id: str) -> list[dict]:
+    return _until_end(ws, context_id)
+
+
+def _cartesia_until_done(ws: Any, context_id: str) -> list[dict]:
+    return _until_end(ws, context_id, end="done", id_key="context_id")
 
 
 def test_an_elevenlabs_socket_is_admitted_per_context_not_at_connect(client: TestClient,
@@ -231,15 +240,6 @@ def _refusing_once(reason: str) -> tuple[Any, list[int]]:
 CARTESIA_PATH = "/tts/websocket?cartesia_version=2026-03-01"
 CARTESIA_FIELDS = {"model_id": "sonic-2", "voice": {"mode": "id", "id": "fixed"},
                    "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000}}
-
-
-def _cartesia_until_done(ws: Any, context_id: str) -> list[dict]:
-    messages = []
-    while True:
-        message = json.loads(ws.receive_text())
-        messages.append(message)
-        if message.get("done") is True and message.get("context_id") == context_id:
-            return messages
 
 
 @pytest.mark.parametrize("dialect", ["elevenlabs", "cartesia"])
