@@ -38,7 +38,6 @@ BWE_RATE = 48_000  # AP-BWE's output rate
 # every window but a stream's true end is 2,480..9,760 samples long, inside services.codec DEFAULT_SR_BUCKETS.
 SR_MIN_BLOCK = 1_600  # 100 ms: the first 48 kHz audio waits for at most this much plus the context
 SR_MAX_BLOCK = 8_000
-_EMPTY = np.zeros(0, np.float32)
 # The compressed formats (PyAV: mp3, opus, aac, flac) cost 1-10 ms of CPU per second of audio, and PyAV lets go of
 # the GIL while it encodes. On the event loop each chunk's encode held every other stream for up to tens of ms and
 # all encoders shared one core (64 mp3 streams: 7.5 ms of loop CPU per audio second, 1.6 here; docs/benchmarks.md,
@@ -158,7 +157,7 @@ class AudioOutput:
         """`_encode` for the sample-wise formats (pcm, wav, mulaw): the whole frames in one encoder call, the same
         bytes as frame by frame, with no split into frames to join again (at 48 kHz a chunk is ~35 frames)."""
         frames = self.frames
-        block = frames.push_joined(resampled) if resampled.size else _EMPTY
+        block = frames.push_joined(resampled)  # empty when no frame is complete (or nothing came)
         count = len(block) // frames.frame_samples
         if self._stream and not self._first_out and not count and frames.pending:
             block, count = frames.flush(), 1  # the first bytes go out at once, even as a short frame

@@ -43,19 +43,16 @@ class _Connection:
         cid = msg.context_id
         closes = msg.cancel or not msg.continue_
         try:
-            await self._message(msg, cid)
+            if cid not in self.session.refused:  # a refused context's error (done) went out: the rest is dropped
+                await self._message(msg, cid)
         except ApiError as err:
             raise ContextError(err.code, err.message, context_id=cid, param=err.param, closes=closes) from None
-        if closes:  # refused by this message (a sixth context): ended by it too, so a retry may use the same id
+        if closes:  # the client ended the context (refused or not): its id may open a new one
             self.session.refused.forget(cid)
         return None
 
     async def _message(self, msg: ClientMessage, cid: str | None) -> None:
         session = self.session
-        if cid in session.refused:  # its error (done) went out: the rest of the context is dropped
-            if msg.cancel or not msg.continue_:
-                session.refused.forget(cid)
-            return
         if msg.cancel:
             await session.cancel(context_id=cid, every=False, quiet=True)
             return

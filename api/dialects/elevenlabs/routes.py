@@ -74,20 +74,17 @@ class _Connection:
             return "close"
         cid = msg.context_id if self.multi else None
         try:
-            await self._context_message(msg, cid)
+            if cid not in self.session.refused:  # a refused context's error and isFinal went out: the rest is dropped
+                await self._context_message(msg, cid)
         except ApiError as err:
             raise ContextError(err.code, err.message, context_id=cid, param=err.param,
                                closes=msg.close_context) from None
-        if msg.close_context:  # refused by this message (a sixth context): ended by it too, so its id may come again
+        if msg.close_context:  # the client ended the context (refused or not): its id may open a new one
             self.session.refused.forget(cid)
         return None
 
     async def _context_message(self, msg: ClientMessage, cid: str | None) -> None:
         session, text = self.session, msg.text
-        if cid in session.refused:  # its error and isFinal went out: the rest of the context is dropped
-            if msg.close_context:
-                session.refused.forget(cid)
-            return
         u = session.utterance(cid)
         if msg.close_context and msg.immediate:
             await session.cancel(context_id=cid, every=False)
