@@ -270,7 +270,8 @@ def test_free_codec_answers_the_schedulers_padded_call_itself() -> None:
 
 
 def test_free_sr_answers_the_batched_call_itself_at_the_models_length() -> None:
-    """The 48 kHz host path bench: AP-BWE's batched call with no compute, 3x the samples, the model's grid kept."""
+    """The 48 kHz host path bench: AP-BWE's batched call with no compute (one noise buffer's slice per row), 3x the
+    samples, the model's grid kept."""
     import torch
 
     from bench.ideal_stream import FreeSR
@@ -283,7 +284,10 @@ def test_free_sr_answers_the_batched_call_itself_at_the_models_length() -> None:
 
     free = FreeSR(Model())
     out = free.enhance_batch(torch.arange(8, dtype=torch.float32).reshape(2, 4))
-    assert out.shape == (2, 12) and out[0, :3].tolist() == [0.0, 0.0, 0.0] and (free.grid, free.context) == (80, 880)
+    assert out.shape == (2, 12) and torch.equal(out[0], out[1]) and (free.grid, free.context) == (80, 880)
+    assert 0 < float(out.abs().max()) < 1  # quiet noise: the silence guard and the clip see ordinary audio
+    longer = free.enhance_batch(torch.zeros(3, 40))
+    assert longer.shape == (3, 120) and torch.equal(longer[0, :12], out[0])
 
 
 def test_host_stages_bench_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
