@@ -113,6 +113,10 @@ class StreamHandle:
     async def super_resolve(self, window: SRWindow) -> np.ndarray:
         return await self.scheduler.submit(self, "sr", window)
 
+    async def super_resolve_all(self, windows: Sequence[SRWindow]) -> list[np.ndarray]:
+        """Several windows of this stream at once (a decoded chunk is ~3 AP-BWE windows), their kept audio in order."""
+        return await self.scheduler.submit_many(self, "sr", windows)
+
     async def pace(self, max_ahead_s: float) -> None:
         """Wait while this stream is more than `max_ahead_s` of audio ahead of its client's playback."""
         while True:
@@ -215,18 +219,29 @@ class CodecScheduler:
     # ------------------------------------------------------------------ submitting
     async def submit(self, stream: StreamHandle, kind: WindowKind, window: DecodeWindow | SRWindow) -> np.ndarray:
         """Queue one window and wait for its kept audio. Cancelling the caller drops the window (if not yet run)."""
+        return (await self.submit_many(stream, kind, (window,)))[0]
+
+    async def submit_many(self, stream: StreamHandle, kind: WindowKind,
+                          windows: Sequence[DecodeWindow | SRWindow]) -> list[np.ndarray]:
+        """Queue windows of one stream together and wait for all their kept audio, in order: one wake-up of the
+        planner and no task per window (`asyncio.gather` over `submit` made a task each). Cancelling the caller, or
+        a window's failure, drops those not yet run."""
         self.start()  # a no-op while the loop runs here
         if stream.closed:
             raise RuntimeError(f"stream {stream.id} is closed")
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._enqueue(stream, kind, window, future)
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[np.ndarray]] = []
+        for window in windows:
+            futures.append(loop.create_future())
+            self._enqueue(stream, kind, window, futures[-1])
         assert self._wake is not None
         self._wake.set()
         try:
-            return await future
+            return [await future for future in futures]
         finally:
-            if not future.done():
-                future.cancel()  # the caller went away: the planner skips it
+            for future in futures:
+                if not future.done():
+                    future.cancel()  # the caller went away: the planner skips it
 
     def _enqueue(self, stream: StreamHandle, kind: WindowKind, window: DecodeWindow | SRWindow,
                  future: asyncio.Future[np.ndarray], deadline: float | None = None) -> None:

@@ -100,8 +100,8 @@ class AudioOutput:
             assert self._sr is not None
             parts = [self._sr.enhance_window(w.samples)[w.keep_start: w.keep_end] for w in windows]
         else:
-            parts = await asyncio.gather(*(self.handle.super_resolve(
-                SRWindow(w.samples, w.keep_start, w.keep_end, true_end=w.true_end)) for w in windows))
+            parts = await self.handle.super_resolve_all(
+                [SRWindow(w.samples, w.keep_start, w.keep_end, true_end=w.true_end) for w in windows])
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     async def _onward(self, joined: np.ndarray, *, final: bool) -> bytes:

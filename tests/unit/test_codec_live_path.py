@@ -117,8 +117,8 @@ async def test_super_resolution_windows_batched_across_streams_equal_the_offline
             n = int(burst.integers(300, 6_000))
             windows = planner.push(signal[i: i + n])
             i += n
-            pieces += await asyncio.gather(*(handle.super_resolve(
-                SRWindow(w.samples, w.keep_start, w.keep_end, w.true_end)) for w in windows))
+            pieces += await handle.super_resolve_all(  # a chunk's windows together, as AudioOutput submits them
+                [SRWindow(w.samples, w.keep_start, w.keep_end, w.true_end) for w in windows])
         last = planner.finish()
         assert last and last[-1].true_end and not any(w.true_end for w in last[:-1])
         pieces += await asyncio.gather(*(handle.super_resolve(

@@ -106,6 +106,61 @@ async def test_a_device_failure_reaches_every_row_of_the_call() -> None:
             await h.decode(window(16))
 
 
+async def test_windows_submitted_together_share_one_call_and_come_back_in_order() -> None:
+    sched, _ = scheduler(SchedulerPolicy(pad_batch=False))
+    async with sched:
+        h = sched.open_stream()
+        results = await sched.submit_many(h, "decode", [window(20, 1), window(24, 2), window(22, 3)])
+    assert [(a.size, set(a.tolist())) for a in results] == [(20 * 320, {1.0}), (24 * 320, {2.0}), (22 * 320, {3.0})]
+    assert [[w.ids[0] for w in c.windows] for c in sched.runner.calls] == [[1, 2, 3]]  # type: ignore[attr-defined]
+
+
+class GatedRunner(RecordingRunner):
+    """Holds every call until the test opens the gate."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.gate = asyncio.Event()
+
+    async def run(self, call: Call) -> list[np.ndarray]:
+        await self.gate.wait()
+        return await super().run(call)
+
+
+async def test_a_cancelled_caller_of_several_windows_drops_every_one_not_yet_run() -> None:
+    clock = FakeClock()
+    runner = GatedRunner(clock)
+    sched = CodecScheduler(runner, SchedulerPolicy(max_inflight=1), clock=clock)
+    async with sched:
+        busy = asyncio.create_task(sched.open_stream().decode(window(16, tag=9)))  # holds the one call in flight
+        await asyncio.sleep(0.01)
+        h = sched.open_stream()
+        caller = asyncio.create_task(sched.submit_many(h, "decode", [window(16, 1), window(16, 2), window(16, 3)]))
+        await asyncio.sleep(0.01)
+        assert sched.pending_windows == 3
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        assert sched.pending_windows == 0
+        runner.gate.set()
+        await busy
+        await sched.open_stream().decode(window(16, tag=4))
+    assert [[w.ids[0] for w in c.windows] for c in runner.calls] == [[9], [4]]
+
+
+async def test_a_failed_call_fails_the_windows_submitted_with_it() -> None:
+    class Failing:
+        async def run(self, call: Call) -> list[np.ndarray]:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    sched = CodecScheduler(Failing())
+    async with sched:
+        h = sched.open_stream()
+        with pytest.raises(RuntimeError, match="illegal memory"):
+            await sched.submit_many(h, "decode", [window(16, 1), window(16, 2)])
+        assert sched.pending_windows == 0
+
+
 def test_default_buckets_pad_three_rows_to_three_and_lengths_to_the_next_eighth() -> None:
     policy = SchedulerPolicy()
     assert policy.batch_bucket(3) == 3 and policy.batch_bucket(5) == 6 and policy.batch_bucket(13) == 16
