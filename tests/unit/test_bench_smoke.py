@@ -305,3 +305,22 @@ def test_host_stages_bench_runs(tmp_path: Path, capsys: pytest.CaptureFixture[st
     rows = json.loads(out.read_text())["us_per_audio_s"]
     assert set(rows) >= {"parsing (TokenParser.feed)", "audio chain + encoding, pcm"}
     assert "| stage (4 ids per delta) |" in capsys.readouterr().out
+
+
+def test_sr_submit_bench_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import sys
+
+    from bench.bench_sr_submit import main as submit_main
+
+    out = tmp_path / "sr_submit.json"
+    argv = sys.argv
+    sys.argv = ["bench_sr_submit", "--streams", "4", "--chunks", "3", "--rounds", "1", "--out", str(out)]
+    try:
+        assert submit_main() == 0
+    finally:
+        sys.argv = argv
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["way"] for r in rows] == ["one task each", "together"]
+    assert rows[0]["windows_per_call"] == rows[1]["windows_per_call"]  # the ways differ in submitting only
+    assert "| 0 |" in capsys.readouterr().out
