@@ -12,8 +12,9 @@ server of your own. Scenarios: sockets closed by their clients while a debit wai
 server ends while debits wait on a slow database (a stalled reader, a client answering no keepalive ping, the message
 rate limit, an oversized message; native, ElevenLabs and Cartesia); the database's connections dropped and the
 database restarted four times under load on four transports; a key-store outage spent on the outage allowance, then
-recovery; kill -9 and SIGTERM with an HTTP stream, a native, an ElevenLabs and a Cartesia utterance in flight; a
-socket a bug of ours ends (in-process, the failure injected; refunded on every dialect).
+recovery; kill -9 and SIGTERM with an HTTP stream, a native, an ElevenLabs and a Cartesia utterance in flight; text
+streamed into a refused (sixth) context on ElevenLabs and Cartesia; a socket a bug of ours ends (in-process, the
+failure injected; refunded on every dialect).
 """
 
 from __future__ import annotations
@@ -496,6 +497,95 @@ def test_kill_or_sigterm_mid_utterance_on_every_transport(rig: Rig, unique: str,
     statuses = assert_books_balance(rig, [key_id])
     # One row per transport: cut by the server (interrupted), or, had one failed before the signal, refunded.
     assert len(statuses[key_id]) == 4 and set(statuses[key_id]) <= {"interrupted", "failed"}, statuses
+
+
+# ------------------------------------------------------------------------------------------------ refused contexts
+# One context's messages per dialect: how it opens with text, one more piece, its end, and which field of the
+# server's messages names the context and marks its end.
+CONTEXTS = {
+    "elevenlabs": (DIALECTS["elevenlabs"][0],
+                   lambda c, t: [{"text": " ", "context_id": c}, {"text": t, "context_id": c}],
+                   lambda c, t: {"text": t, "context_id": c},
+                   lambda c: [{"context_id": c, "flush": True}, {"context_id": c, "close_context": True}],
+                   "contextId", "isFinal"),
+    "cartesia": (DIALECTS["cartesia"][0],
+                 lambda c, t: [{**CARTESIA, "context_id": c, "transcript": t, "continue": True}],
+                 lambda c, t: {**CARTESIA, "context_id": c, "transcript": t, "continue": True},
+                 lambda c: [{**CARTESIA, "context_id": c, "transcript": "", "continue": False}],
+                 "context_id", "done"),
+}
+# One debit block each (16 characters at TTS_CREDITS_RESERVE_AHEAD): the five open within the dialects' barge-in
+# window (TTS_WS_SUPERSEDE_AFTER_S), so the sixth is refused rather than taken for a barge-in.
+FIVE = ["Hello there.", "Good morning.", "Nice to see you.", "How are you?", "Thanks a lot."]
+
+
+async def five_contexts(rig: Rig, raw: str, dialect: str, *, refused_pieces: int) -> dict[str, list[str]]:
+    """Five contexts open on one socket (the dialects' limit), then, with `refused_pieces`, a sixth: refused at its
+    opener, its turn streamed into it anyway, a debit's worth of text per piece, as Pipecat and LiveKit keep sending
+    after an error, while the database answers in 300 ms; then the five end, then the sixth. Returns what each
+    context received ("audio", "error", "end"; "late": anything after the five ended)."""
+    path, opening, piece, end, id_key, end_key = CONTEXTS[dialect]
+    got: dict[str, list[str]] = {}
+
+    async def send(ws, messages) -> None:  # noqa: ANN001
+        for message in messages:
+            await ws.send(json.dumps(message))
+
+    async with connect(ws_url(rig, path), additional_headers={"Authorization": f"Bearer {raw}"},
+                       max_size=None) as ws:
+        for i, text in enumerate(FIVE):
+            await send(ws, opening(f"c{i}", text))
+        if refused_pieces:
+            await send(ws, opening("x", PIECE))
+        await asyncio.sleep(0.3)  # the opens are handled (and debited) on a quick database
+        rig.proxy.delay_s = 0.3
+        await send(ws, [piece("x", PIECE) for _ in range(refused_pieces)])
+        for i in range(len(FIVE)):
+            await send(ws, end(f"c{i}"))
+        await send(ws, [*(piece("x", PIECE) for _ in range(refused_pieces)), *(end("x") if refused_pieces else [])])
+        ends = 0
+        while ends < len(FIVE):
+            event = json.loads(await asyncio.wait_for(ws.recv(), 120))
+            context = str(event.get(id_key))
+            kinds = got.setdefault(context, [])
+            if event.get("error") or event.get("type") == "error":
+                kinds.append("error")
+            elif event.get("audio") or event.get("type") == "chunk":
+                kinds.append("audio")
+            if event.get(end_key) is True:  # Cartesia's error carries its own done
+                kinds.append("end")
+                ends += context != "x"
+        await asyncio.sleep(1.0)  # anything the sixth context would still get comes now
+        while True:
+            try:
+                event = json.loads(await asyncio.wait_for(ws.recv(), 0.2))
+            except TimeoutError:
+                break
+            got.setdefault(str(event.get(id_key)), []).append("late")
+    return got
+
+
+@pytest.mark.parametrize("dialect", list(CONTEXTS))
+def test_text_streamed_into_a_refused_context_is_never_charged(rig: Rig, unique: str, dialect: str) -> None:
+    """A sixth context, refused, whose client streams its turn into it anyway (20 debit-sized pieces, with 300 ms
+    database answers): the key pays exactly what the same five contexts cost without it, the books balance, and the
+    refused context gets one error and one end, no audio."""
+    (raw, key_id), (control_raw, control_id) = new_key(rig, f"refused-{dialect}-{unique}"), \
+        new_key(rig, f"refused-control-{dialect}-{unique}")
+    try:
+        got = asyncio.run(five_contexts(rig, raw, dialect, refused_pieces=10))
+        rig.proxy.delay_s = 0.0
+        control = asyncio.run(five_contexts(rig, control_raw, dialect, refused_pieces=0))
+    finally:
+        rig.proxy.delay_s = 0.0
+    assert got.pop("x", []) == ["error", "end"], got
+    for context in (got, control):
+        assert sorted(context) == [f"c{i}" for i in range(5)] and all(
+            "audio" in kinds and kinds[-1] == "end" and "error" not in kinds for kinds in context.values()), context
+    statuses = assert_books_balance(rig, [key_id, control_id])
+    spent = {k: INITIAL - asyncio.run(books(rig.dsn, k))[0] for k in (key_id, control_id)}
+    assert spent[key_id] == spent[control_id] > 0, spent
+    assert sorted(statuses[key_id]) == sorted(statuses[control_id]) == ["completed"] * 5, statuses
 
 
 # ------------------------------------------------------------------------------------------------ our own failure
