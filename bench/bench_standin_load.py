@@ -2,7 +2,8 @@
 100 ms prebuffer).
 
     PYTHONPATH=. .venv/bin/python bench/bench_standin_load.py [--cost-model bench/cost_models/h100-tf32.json] \\
-        [--concurrency 32] [--admission auto|on|off] [--speed 1.1] [--out bench/results/standin_load.json]
+        [--concurrency 32] [--admission auto|on|off] [--speed 1.1] [--sample-rate 16000|48000]
+        [--out bench/results/standin_load.json]
 
 Starts `uvicorn --factory api:create_app` on the demo checkpoint with `TTS_DEVICE_COST_MODEL` (a benchmark tool:
 the engine's steps and the codec's calls, all through `runtime.codec_runner`, become waits of the modelled length on
@@ -53,11 +54,12 @@ def first_chunk_schedules(url: str) -> dict[str, float]:
     return out
 
 
-async def levels(url: str, pid: int, concurrency: int, speed: float | None = None) -> list[dict]:
+async def levels(url: str, pid: int, concurrency: int, speed: float | None = None,
+                 sample_rate: int = 16000) -> list[dict]:
     rows = []
     for n in (1, concurrency):
-        spec = LevelSpec(base_url=url, concurrency=n, text=TEXT, sample_rate=16000, prebuffer_s=0.1, stagger_s=0.0,
-                         speed=speed)
+        spec = LevelSpec(base_url=url, concurrency=n, text=TEXT, sample_rate=sample_rate, prebuffer_s=0.1,
+                         stagger_s=0.0, speed=speed)
         rows.append(summarise(await run_level(spec, server_pid=pid)))
     return rows
 
@@ -70,12 +72,14 @@ def main() -> int:
                    help="TTS_ADMISSION for the server (auto: on with the stand-in), to compare with it off")
     p.add_argument("--speed", type=float, default=None,
                    help="every request's speed (the audio chain time-stretches it); default: none asked")
+    p.add_argument("--sample-rate", type=int, choices=(16000, 48000), default=16000,
+                   help="48000: through AP-BWE's windows (the stand-in's sr_ms) as well")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "standin" / "standin_load.json")
     args = p.parse_args()
     log = Path(tempfile.gettempdir()) / "tts-standin-server.log"
     proc, url = start(args.cost_model, log, args.admission)
     try:
-        rows = asyncio.run(levels(url, proc.pid, args.concurrency, args.speed))
+        rows = asyncio.run(levels(url, proc.pid, args.concurrency, args.speed, args.sample_rate))
         schedules = first_chunk_schedules(url)
     finally:
         proc.terminate()
@@ -95,7 +99,7 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"cost_model": str(args.cost_model.name), "levels": rows, "ratio_p95_over_p50": ratio,
                                     "admission": args.admission, "first_chunk_schedules": schedules,
-                                    "speed": args.speed},
+                                    "speed": args.speed, "sample_rate": args.sample_rate},
                                    indent=2, default=str) + "\n")
     return 0
 

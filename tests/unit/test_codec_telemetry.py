@@ -223,3 +223,12 @@ def test_the_snapshot_lists_the_most_urgent_waiting_windows_first_capped() -> No
     assert snap["waiting"][1]["reason"] == "more urgent windows first"
     assert snap["load"]["min_slack_s"] is None  # nobody playing: null, not Infinity (JSON has none)
     assert snap["admission"] is None and snap["stats"]["calls"] == 0
+
+
+def test_the_batch_histogram_has_an_edge_at_every_batch_size_the_scheduler_pads_to() -> None:
+    """shared/ cannot import services/, so the histogram repeats the scheduler's batch sizes: kept equal here, so each
+    padded call shape counts in a bucket of its own."""
+    from services.codec.calls import DEFAULT_BATCH_SIZES
+    from shared.metrics import _BATCH_BUCKETS
+
+    assert tuple(_BATCH_BUCKETS) == tuple(DEFAULT_BATCH_SIZES)
