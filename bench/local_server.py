@@ -1,12 +1,14 @@
 """Start the service as a child process on a free local port and wait until it is ready (benchmarks that drive a
 real server over HTTP). The child gets this environment without any TTS_* variable, plus what the caller names, so
-a developer's shell settings never leak into a measurement."""
+a developer's shell settings never leak into a measurement; the ones left out are named on stderr, so a variant set
+in the shell is not mistaken for one measured."""
 
 from __future__ import annotations
 
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +29,11 @@ def start_server(argv: Callable[[int], list[str]], env: dict[str, str], log: Pat
     """Run `argv(port)` from the repository root with its output in `log`; return it and its base URL once
     /v1/tts/ready answers 200. Raises with the log's tail when it exits or is not ready within `ready_s`."""
     port = free_port()
+    # The bench's own settings only: a TTS_ variable of the caller's shell would change what is measured unseen.
+    dropped = sorted(k for k in os.environ if k.startswith("TTS_") and k not in env)
+    if dropped:
+        print(f"start_server: not passed to the server (the bench sets its own TTS_ settings): {', '.join(dropped)}",
+              file=sys.stderr)
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
     child_env.update(env)
     with open(log, "wb") as out:

@@ -324,3 +324,18 @@ def test_sr_submit_bench_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert [r["way"] for r in rows] == ["one task each", "together"]
     assert rows[0]["windows_per_call"] == rows[1]["windows_per_call"]  # the ways differ in submitting only
     assert "| 0 |" in capsys.readouterr().out
+
+
+def test_a_bench_server_names_the_shell_settings_it_leaves_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    from bench.local_server import start_server
+
+    monkeypatch.setenv("TTS_SHELL_ONLY", "1")
+    monkeypatch.setenv("TTS_PASSED", "1")
+    argv = [sys.executable, "-c", "import os, sys; sys.exit('TTS_SHELL_ONLY' in os.environ)"]
+    with pytest.raises(RuntimeError, match="exited early"):
+        start_server(lambda port: argv, {"TTS_PASSED": "2"}, tmp_path / "server.log", ready_s=10)
+    err = capsys.readouterr().err
+    assert "TTS_SHELL_ONLY" in err and "TTS_PASSED" not in err
