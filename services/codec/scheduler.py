@@ -237,7 +237,10 @@ class CodecScheduler:
         assert self._wake is not None
         self._wake.set()
         try:
-            return [await future for future in futures]
+            results = []
+            for future in futures:  # a loop, not a comprehension: no coroutine of its own per call (Python 3.11)
+                results.append(await future)
+            return results
         finally:
             for future in futures:
                 if not future.done():
