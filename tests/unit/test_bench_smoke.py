@@ -290,40 +290,25 @@ def test_free_sr_answers_the_batched_call_itself_at_the_models_length() -> None:
     assert longer.shape == (3, 120) and torch.equal(longer[0, :12], out[0])
 
 
-def test_host_stages_bench_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import sys
+@pytest.mark.parametrize(("bench", "args", "header"), [
+    ("bench_host_stages", ["--seconds", "2", "--repeat", "1", "--format", "pcm,wav"], "| stage (4 ids per delta) |"),
+    ("bench_sr_submit", ["--streams", "4", "--chunks", "3", "--rounds", "1"], "| 0 |"),
+])
+def test_cpu_micro_benches_run(bench: str, args: list[str], header: str, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
 
-    from bench.bench_host_stages import main as stages_main
-
-    out = tmp_path / "stages.json"
-    argv = sys.argv
-    sys.argv = ["bench_host_stages", "--seconds", "2", "--repeat", "1", "--format", "pcm,wav", "--out", str(out)]
-    try:
-        assert stages_main() == 0
-    finally:
-        sys.argv = argv
-    rows = json.loads(out.read_text())["us_per_audio_s"]
-    assert set(rows) >= {"parsing (TokenParser.feed)", "audio chain + encoding, pcm"}
-    assert "| stage (4 ids per delta) |" in capsys.readouterr().out
-
-
-def test_sr_submit_bench_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import json
-    import sys
-
-    from bench.bench_sr_submit import main as submit_main
-
-    out = tmp_path / "sr_submit.json"
-    argv = sys.argv
-    sys.argv = ["bench_sr_submit", "--streams", "4", "--chunks", "3", "--rounds", "1", "--out", str(out)]
-    try:
-        assert submit_main() == 0
-    finally:
-        sys.argv = argv
-    rows = json.loads(out.read_text())["rows"]
-    assert [r["way"] for r in rows] == ["one task each", "together"]
-    assert rows[0]["windows_per_call"] == rows[1]["windows_per_call"]  # the ways differ in submitting only
-    assert "| 0 |" in capsys.readouterr().out
+    out = tmp_path / "out.json"
+    monkeypatch.setattr("sys.argv", [bench, *args, "--out", str(out)])
+    assert importlib.import_module(f"bench.{bench}").main() == 0
+    assert header in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    if bench == "bench_host_stages":
+        assert set(result["us_per_audio_s"]) >= {"parsing (TokenParser.feed)", "audio chain + encoding, pcm"}
+    else:
+        rows = result["rows"]
+        assert [r["way"] for r in rows] == ["one task each", "together"]
+        assert rows[0]["windows_per_call"] == rows[1]["windows_per_call"]  # the ways differ in submitting only
 
 
 def test_a_bench_server_names_the_shell_settings_it_leaves_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

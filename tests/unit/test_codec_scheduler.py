@@ -94,16 +94,20 @@ async def test_a_cancelled_caller_drops_its_window_before_it_runs() -> None:
     assert all(c.windows[0].ids[0] == 3 for c in sched.runner.calls[-1:])  # type: ignore[attr-defined]
 
 
-async def test_a_device_failure_reaches_every_row_of_the_call() -> None:
-    class Failing:
-        async def run(self, call: Call) -> list[np.ndarray]:
-            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+class FailingDevice:
+    async def run(self, call: Call) -> list[np.ndarray]:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
-    sched = CodecScheduler(Failing())
+
+async def test_a_device_failure_reaches_every_row_of_the_call_and_every_window_submitted_together() -> None:
+    sched = CodecScheduler(FailingDevice())
     async with sched:
         h = sched.open_stream()
         with pytest.raises(RuntimeError, match="illegal memory"):
             await h.decode(window(16))
+        with pytest.raises(RuntimeError, match="illegal memory"):
+            await sched.submit_many(h, "decode", [window(16, 1), window(16, 2)])
+        assert sched.pending_windows == 0
 
 
 async def test_windows_submitted_together_share_one_call_and_come_back_in_order() -> None:
@@ -146,19 +150,6 @@ async def test_a_cancelled_caller_of_several_windows_drops_every_one_not_yet_run
         await busy
         await sched.open_stream().decode(window(16, tag=4))
     assert [[w.ids[0] for w in c.windows] for c in runner.calls] == [[9], [4]]
-
-
-async def test_a_failed_call_fails_the_windows_submitted_with_it() -> None:
-    class Failing:
-        async def run(self, call: Call) -> list[np.ndarray]:
-            raise RuntimeError("CUDA error: an illegal memory access was encountered")
-
-    sched = CodecScheduler(Failing())
-    async with sched:
-        h = sched.open_stream()
-        with pytest.raises(RuntimeError, match="illegal memory"):
-            await sched.submit_many(h, "decode", [window(16, 1), window(16, 2)])
-        assert sched.pending_windows == 0
 
 
 def test_default_buckets_pad_three_rows_to_three_and_lengths_to_the_next_eighth() -> None:
