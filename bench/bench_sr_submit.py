@@ -27,11 +27,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.sim.windows import SR_CONTEXT  # noqa: E402
 from services.codec import CodecScheduler, SchedulerPolicy, SRWindow  # noqa: E402
 from services.codec.calls import Call  # noqa: E402
+from services.pipeline.audio_output import SR_MAX_BLOCK  # noqa: E402
 
-WINDOW_SAMPLES = 880 + 8_000 + 880
-KEEP = (3 * 880, 3 * (880 + 8_000))
+WINDOW_SAMPLES = SR_CONTEXT + SR_MAX_BLOCK + SR_CONTEXT  # a full block with its context each side
+KEEP = (3 * SR_CONTEXT, 3 * (SR_CONTEXT + SR_MAX_BLOCK))  # 48 kHz output samples kept: the block
 
 
 class InstantDevice:

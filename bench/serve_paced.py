@@ -13,7 +13,8 @@ random weights, for a GPU run where the demo's tiny codecs would understate the 
   schedule of later streams (a rate sweep needs no restart);
 - `POST /bench/variant`: `{"codec": "free"}` swaps BiCodec's decode for `bench.ideal_stream.FreeCodec` (silence of
   the exact length, no compute; AP-BWE's batched call for `FreeSR`, quiet noise of 3x the length, no compute either;
-  BENCH ONLY, under the same codec scheduler) to separate the service's own scheduling from the models' compute, `{"codec": "model"}` restores it;
+  BENCH ONLY, under the same codec scheduler) to separate the service's own scheduling from the models' compute,
+  `{"codec": "model"}` restores it;
   `{"before": ["resume", "holdback", "gc"]}` serves later requests as the product did before the TTFA changes
   (BENCH ONLY, see `LEGACY`), `{"before": []}` as it does now: a before/after in one run on one server;
 - `POST /bench/gc`: times one forced full cyclic-GC collection (the stall a gen-2 collection causes);
