@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     )
     enable_prefix_caching: bool = Field(True, description="vLLM prefix caching (shared voice prompts).")
     enforce_eager: bool = Field(False, description="vLLM: disable CUDA graphs (forced on CPU).")
+    vllm_engine_stats: bool = Field(
+        True, description="vLLM's engine stats (KV-cache use, running/waiting requests, prefix-cache hits, preemptions "
+        "on /metrics). They cost the API process ~5 us of CPU per generated id, ~0.25 ms per second of audio "
+        "(docs/benchmarks.md, 'vLLM's output path'); false drops them and those metrics.",
+    )
     vllm_sleep_mode: bool = Field(
         False, description="vLLM sleep mode (GPU): lets sleep()/wake_up() free and restore memory around snapshots."
     )

@@ -2,9 +2,19 @@
 prefix-cache queries and hits, preemptions.
 
 vLLM calls `record()` on its output-handler loop after every engine step with the scheduler's and the iteration's
-stats (`vllm.v1.metrics.loggers.StatLoggerBase`; the stats classes are not a stable interface, so every field is
-read with a default). Using vLLM's own Prometheus logger instead would register a second, global registry under
-other names; this keeps one registry and one prefix for the dashboard.
+stats (`vllm.v1.metrics.loggers`; the stats classes are not a stable interface, so every field is read with a
+default). Using vLLM's own Prometheus logger instead would register a second, global registry under other names;
+this keeps one registry and one prefix for the dashboard.
+
+The logger is a `PrometheusStatLogger` subclass on purpose: vLLM 0.32 adds its own `PrometheusStatLogger` beside any
+custom logger unless one of them is that class (`StatLoggerManager.__init__`), and `disable_log_stats` does not stop
+it once a custom logger turns stats on. Its metrics went to prometheus_client's global registry, which /metrics never
+serves, and it cost the API process 2-4 us of CPU per generated id (`bench/bench_vllm_output.py`: 20.4-22.4 us per
+id with it, 18.3-18.7 without, 13.3-13.8 with engine stats off altogether; docs/benchmarks.md). Every method vLLM
+calls on a logger is overridden here, so none of the parent's state is ever read; `__init__` registers nothing.
+
+Stats themselves (vLLM's `log_stats`) cost ~5 us per id more: `TTS_VLLM_ENGINE_STATS=false` turns them off and these
+metrics with them.
 """
 
 from __future__ import annotations
@@ -14,8 +24,56 @@ from typing import Any
 from shared import metrics
 
 
+def _record(scheduler_stats: Any, iteration_stats: Any) -> None:
+    if scheduler_stats is not None:
+        metrics.ENGINE_KV_CACHE_USAGE.set(float(getattr(scheduler_stats, "kv_cache_usage", 0.0)))
+        metrics.ENGINE_RUNNING.set(int(getattr(scheduler_stats, "num_running_reqs", 0)))
+        metrics.ENGINE_WAITING.set(int(getattr(scheduler_stats, "num_waiting_reqs", 0)))
+        prefix = getattr(scheduler_stats, "prefix_cache_stats", None)
+        if prefix is not None:
+            metrics.ENGINE_PREFIX_CACHE_QUERIES.inc(max(0, int(getattr(prefix, "queries", 0))))
+            metrics.ENGINE_PREFIX_CACHE_HITS.inc(max(0, int(getattr(prefix, "hits", 0))))
+    if iteration_stats is not None:
+        metrics.ENGINE_PREEMPTIONS.inc(max(0, int(getattr(iteration_stats, "num_preempted_reqs", 0))))
+
+
 def stat_logger_factory() -> Any:
-    """A `StatLoggerFactory` for `AsyncLLM.from_engine_args(stat_loggers=[...])` (imports vLLM)."""
+    """The stat logger class for `AsyncLLM.from_engine_args(stat_loggers=[...])` (imports vLLM): vLLM's one
+    Prometheus logger when this vLLM has that class, else a plain per-engine logger (vLLM's own is then added too)."""
+    try:
+        from vllm.v1.metrics.loggers import PrometheusStatLogger
+    except ImportError:
+        return _per_engine_logger()
+
+    class ServiceStatLogger(PrometheusStatLogger):  # type: ignore[misc,valid-type]
+        """Stands in for vLLM's Prometheus logger (one per AsyncLLM, all engines): writes our registry only."""
+
+        def __init__(self, vllm_config: Any, engine_indexes: list[int] | None = None) -> None:
+            self.engine_indexes = engine_indexes or [0]  # no super(): it would register vLLM's metrics globally
+
+        def record(self, scheduler_stats: Any, iteration_stats: Any, mm_cache_stats: Any = None,
+                   engine_idx: int = 0) -> None:
+            _record(scheduler_stats, iteration_stats)
+
+        def log_engine_initialized(self) -> None:
+            return None
+
+        def log(self) -> None:
+            return None
+
+        def log_metrics_info(self, type: str, config_obj: Any) -> None:  # noqa: A002 (vLLM's parameter name)
+            return None
+
+        def record_sleep_state(self, sleep: int = 0, level: int = 0) -> None:
+            return None
+
+        def record_admission_rejection(self, reason: str) -> None:
+            return None
+
+    return ServiceStatLogger
+
+
+def _per_engine_logger() -> Any:
     from vllm.v1.metrics.loggers import StatLoggerBase
 
     class ServiceStatLogger(StatLoggerBase):
@@ -24,16 +82,7 @@ def stat_logger_factory() -> Any:
 
         def record(self, scheduler_stats: Any, iteration_stats: Any, mm_cache_stats: Any = None,
                    engine_idx: int = 0) -> None:
-            if scheduler_stats is not None:
-                metrics.ENGINE_KV_CACHE_USAGE.set(float(getattr(scheduler_stats, "kv_cache_usage", 0.0)))
-                metrics.ENGINE_RUNNING.set(int(getattr(scheduler_stats, "num_running_reqs", 0)))
-                metrics.ENGINE_WAITING.set(int(getattr(scheduler_stats, "num_waiting_reqs", 0)))
-                prefix = getattr(scheduler_stats, "prefix_cache_stats", None)
-                if prefix is not None:
-                    metrics.ENGINE_PREFIX_CACHE_QUERIES.inc(max(0, int(getattr(prefix, "queries", 0))))
-                    metrics.ENGINE_PREFIX_CACHE_HITS.inc(max(0, int(getattr(prefix, "hits", 0))))
-            if iteration_stats is not None:
-                metrics.ENGINE_PREEMPTIONS.inc(max(0, int(getattr(iteration_stats, "num_preempted_reqs", 0))))
+            _record(scheduler_stats, iteration_stats)
 
         def log_engine_initialized(self) -> None:
             return None

@@ -253,6 +253,18 @@ async def test_vllm_engine_stats_reach_the_service_registry(engine, layout, toke
     assert REGISTRY.get_sample_value("veena3_tts_engine_running_requests") is not None
 
 
+async def test_vllm_keeps_no_stats_logger_of_its_own(engine, layout, short_prompt) -> None:
+    """vLLM 0.32 adds its own PrometheusStatLogger beside a custom stat logger unless that logger is one. Ours is, so
+    the engine's stats reach the service's registry only and vLLM registers nothing in prometheus_client's global
+    registry, which /metrics never serves (its logger there cost ~2-4 us of API-process CPU per generated id)."""
+    import prometheus_client
+
+    await collect(engine, short_prompt, speech(layout, seed=6, max_tokens=8), "one-logger")
+    loggers = engine.async_llm.logger_manager.stat_loggers
+    assert [type(logger).__name__ for logger in loggers] == ["ServiceStatLogger"]
+    assert not [m.name for m in prometheus_client.REGISTRY.collect() if m.name.startswith("vllm")]
+
+
 async def test_an_out_of_vocabulary_prompt_id_is_refused_and_the_engine_keeps_serving(
     engine, layout, short_prompt, llm_dir: Path
 ) -> None:
@@ -295,3 +307,30 @@ def test_on_a_simulated_card_the_engine_asks_vllm_for_a_dtype_it_supports(
     with pytest.raises(Captured) as caught:
         VLLMEngine(llm_dir, dtype="auto")
     assert caught.value.args[0].dtype == expected
+
+
+@pytest.mark.parametrize("engine_stats", [True, False])
+def test_engine_stats_off_asks_vllm_for_no_stats_at_all(
+    llm_dir: Path, monkeypatch: pytest.MonkeyPatch, engine_stats: bool
+) -> None:
+    """TTS_VLLM_ENGINE_STATS=false: no stat logger and disable_log_stats, so vLLM keeps no stats (its log_stats is
+    on whenever any logger is given); on: our one logger, which vLLM takes for its Prometheus logger."""
+    from vllm.v1.engine.async_llm import AsyncLLM
+    from vllm.v1.metrics.loggers import PrometheusStatLogger
+
+    class Captured(Exception):
+        pass
+
+    def capture(args, **kwargs):
+        raise Captured(args, kwargs)
+
+    monkeypatch.setattr(AsyncLLM, "from_engine_args", staticmethod(capture))
+    with pytest.raises(Captured) as caught:
+        VLLMEngine.from_settings(llm_dir, Settings(engine="vllm", vllm_engine_stats=engine_stats))
+    args, kwargs = caught.value.args
+    assert args.disable_log_stats
+    if engine_stats:
+        (logger,) = kwargs["stat_loggers"]
+        assert issubclass(logger, PrometheusStatLogger)
+    else:
+        assert kwargs["stat_loggers"] is None
