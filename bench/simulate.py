@@ -47,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sweep-per-row", default=None, help="comma list of llm_step_ms.per_row values to sweep")
     p.add_argument("--host-ms", type=float, default=None, help="override host_ms.per_audio_second")
     p.add_argument("--api-processes", type=int, default=1)
+    p.add_argument("--stream-interval", type=int, default=None,
+                   help="ids per engine delta after the first (vLLM's stream_interval); default: the service's")
     p.add_argument("--max-call-decode-tokens", type=int, default=SchedulerPolicy().max_call_decode_tokens,
                    help="bound on one BiCodec call (rows x bucket): a long call stalls every LLM step behind it; "
                    "default: the service's own")
@@ -70,8 +72,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         for streams in (int(s) for s in str(args.streams).split(",")):
             cfg = SimConfig(model, streams, sample_rate=args.sample_rate, arrive_within_s=args.arrive_within,
                             seed=args.seed, audio_seconds=args.audio_seconds, preamble_ids=args.preamble_ids,
-                            api_processes=args.api_processes, admission=admission,
-                            policy=SchedulerPolicy(max_call_decode_tokens=args.max_call_decode_tokens, **policy))
+                            api_processes=args.api_processes, stream_interval=args.stream_interval,
+                            admission=admission, policy=SchedulerPolicy(max_call_decode_tokens=args.max_call_decode_tokens, **policy))
             report = simulate(cfg)
             report["llm_per_row"] = model.llm_step.per_unit
             reports.append(report)

@@ -28,7 +28,7 @@ from core.streaming import DecodePlanner, PlannedWindow, StreamingConfig
 from core.tokens import SEMANTIC_CODEBOOK_SIZE as SEMANTIC_CODEBOOK
 from services.codec.admission import Admission
 from services.codec.calls import SchedulerPolicy
-from services.codec.cost_model import CostModel, CostModelRunner, DeviceTimeline, StepLoop
+from services.codec.cost_model import CostModel, CostModelRunner, DeviceTimeline, StepLoop, delta_due
 from services.codec.scheduler import CodecScheduler, StreamHandle
 from services.codec.windows import DecodeWindow, SRWindow
 from services.pipeline.flow_monitor import StreamCadence
@@ -53,6 +53,9 @@ class SimConfig:
     preamble_ids: int = 1
     prompt_tokens: int = 200  # prefill per request (~10 s of text plus the prompt's frame)
     api_processes: int = 1
+    # ids per delta after the first, as vLLM hands them out (stream_interval; the rest at the end): None, the
+    # service's own (TTS_LLM_STREAM_INTERVAL). A stream's planner sees its ids only as whole deltas.
+    stream_interval: int | None = None
     prebuffer_s: float = 0.1
     latency: str = "balanced"
     adaptive_schedule: bool = True  # Admission.first_chunk_schedule picks each newcomer's schedule, as the service does
@@ -65,17 +68,20 @@ class SimConfig:
             raise ValueError("sample_rate must be 16000 or 48000")
         if self.streams < 1 or self.api_processes < 1:
             raise ValueError("streams and api_processes must be >= 1")
+        if self.stream_interval is not None and self.stream_interval < 1:
+            raise ValueError("stream_interval must be >= 1")
 
 
-class _Row:
+class SimRow:
     """One generating request: ids made by the engine, and ids its API process has handled (usable)."""
 
-    __slots__ = ("prompt_tokens", "total", "generated", "usable", "process", "_need", "_waiter")
+    __slots__ = ("prompt_tokens", "total", "generated", "handed", "usable", "process", "_need", "_waiter")
 
     def __init__(self, prompt_tokens: int, total: int, process: int) -> None:
         self.prompt_tokens = prompt_tokens
         self.total = total
         self.generated = 0
+        self.handed = 0  # ids the engine has handed out (in deltas): its API process is handling or has handled them
         self.usable = 0
         self.process = process
         self._need = 0
@@ -84,6 +90,13 @@ class _Row:
     def step(self) -> bool:
         self.generated += 1
         return self.generated >= self.total
+
+    def delta(self, interval: int) -> int:
+        """The ids the engine hands out after this step (`delta_due`: vLLM's stream_interval); 0 between deltas."""
+        if not delta_due(self.generated, self.handed, self.total, interval):
+            return 0
+        count, self.handed = self.generated - self.handed, self.generated
+        return count
 
     def deliver(self, count: int) -> None:
         self.usable += count
@@ -128,27 +141,30 @@ class Simulation:
         base = config.streaming or StreamingConfig.from_settings(Settings())
         self.base_config = base
         self.stream_config = base.for_latency(config.latency)
+        self.stream_interval = config.stream_interval or Settings().llm_stream_interval
         self.results: list[StreamResult] = []
         self.started = self.loop.time()
 
-    # ---- the API processes: a step's ids become usable once their process has handled them
+    # ---- the API processes: a delta's ids become usable once their process has handled them
     def _on_step(self, rows: Any) -> None:
         per_token = self.cfg.model.host_seconds_per_token()
-        by_process: dict[int, list[_Row]] = {}
+        by_process: dict[int, list[tuple[SimRow, int]]] = {}
         for row in rows:
-            by_process.setdefault(row.process, []).append(row)
+            count = row.delta(self.stream_interval)
+            if count:
+                by_process.setdefault(row.process, []).append((row, count))
         now = self.loop.time()
         for process, group in by_process.items():
-            cost = per_token * len(group)
+            cost = per_token * sum(count for _, count in group)
             start = max(now, self.gil_free[process])
             self.gil_free[process] = start + cost
             self.host_busy[process] += cost
             self.loop.call_at(start + cost, self._deliver, group)
 
-    def _deliver(self, group: list[_Row]) -> None:
-        for row in group:
-            row.deliver(1)
-        self.admission.note_tokens(len(group))
+    def _deliver(self, group: list[tuple[SimRow, int]]) -> None:
+        for row, count in group:
+            row.deliver(count)
+        self.admission.note_tokens(sum(count for _, count in group))
 
     # ---- one stream
     async def stream(self, index: int, arrival: float, audio_seconds: float) -> None:
@@ -166,7 +182,7 @@ class Simulation:
         stream_config = self.base_config.for_latency(latency)
         tokens = max(1, round(audio_seconds * TOKENS_PER_SECOND))
         pre = self.cfg.preamble_ids
-        row = _Row(self.cfg.prompt_tokens, pre + tokens + 1, index % self.cfg.api_processes)
+        row = SimRow(self.cfg.prompt_tokens, pre + tokens + 1, index % self.cfg.api_processes)
         handle = self.scheduler.open_stream()
         cadence = StreamCadence(prebuffer_s=self.cfg.prebuffer_s, observe_metrics=False, clock=self.loop.time)
         self.engine.add(row)
@@ -191,7 +207,7 @@ class Simulation:
         result.underruns = cadence.underruns
         result.underrun_seconds = cadence.underrun_seconds
 
-    async def _submit_decodes(self, row: _Row, handle: StreamHandle, stream_config: StreamingConfig, tokens: int,
+    async def _submit_decodes(self, row: SimRow, handle: StreamHandle, stream_config: StreamingConfig, tokens: int,
                               pre: int, out: asyncio.Queue[Any], result: StreamResult) -> None:
         """The service's own planners, fed as the ids become usable: `DecodePlanner` and, at 48 kHz, `SRPlanner`
         over the decoded chunks."""
@@ -260,6 +276,7 @@ class Simulation:
             "sample_rate": cfg.sample_rate,
             "arrive_within_s": cfg.arrive_within_s,
             "api_processes": cfg.api_processes,
+            "stream_interval": self.stream_interval,
             "seed": cfg.seed,
             "streams_requested": cfg.streams,
             "streams_admitted": len(admitted),

@@ -281,6 +281,12 @@ class StepLoop:
                 self.on_step(rows)
 
 
+def delta_due(made: int, handed: int, total: int, interval: int) -> bool:
+    """Whether an engine hands a request its ids after this step, as vLLM's `stream_interval` does: the first id at
+    once, then whenever `interval` ids were made since the last delta, and whatever is left at the end."""
+    return made > handed and (handed == 0 or made >= total or made - handed >= interval)
+
+
 def _held(row: EngineRow, rows: list[EngineRow]) -> bool:
     """Whether this very row is in `rows` (identity: rows define no equality, and a few are dropped at a time)."""
     return any(r is row for r in rows)

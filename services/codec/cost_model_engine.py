@@ -26,7 +26,7 @@ import numpy as np
 
 from core.llm import SamplingConfig
 from core.tokens import NUM_GLOBAL_TOKENS, Marker, VocabLayout
-from services.codec.cost_model import CostModel, DeviceTimeline, StepLoop
+from services.codec.cost_model import CostModel, DeviceTimeline, StepLoop, delta_due
 
 START_CONTENT = "<|start_content|>"
 END_CONTENT = "<|end_content|>"
@@ -45,11 +45,9 @@ class _Request:
 
     def step(self) -> bool:
         self.made += 1
-        done = self.made >= len(self.ids)
-        # The stream wakes for the first id, for every `interval` ids not yet handed out, and at the end.
-        if self.made == 1 or done or self.made - self.sent >= self.interval:
+        if delta_due(self.made, self.sent, len(self.ids), self.interval):
             self.event.set()
-        return done
+        return self.made >= len(self.ids)
 
 
 class CostModelEngine:

@@ -13,12 +13,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.sim.run import SimConfig, simulate
+from bench.sim.run import SimConfig, SimRow, simulate
 from bench.sim.virtual_loop import DeadlockError, run_virtual
 from bench.sim.windows import plan_decode, plan_sr
 from core.apbwe import SRStream
 from core.streaming import StreamingConfig, StreamingDecoder
 from services.codec.cost_model import CostModel
+from shared.settings import Settings
 
 H100 = {"name": "test", "llm_step_ms": {"fixed": 3.0, "per_row": 0.02},
         "llm_prefill_ms": {"fixed": 3.0, "per_token": 0.004}, "decode_ms": {"fixed": 2.0, "per_token": 0.018},
@@ -131,6 +132,36 @@ def test_48khz_streams_run_super_resolution() -> None:
     report = _run(3, sample_rate=48_000, arrive_within_s=1.0)
     assert report["streams_admitted"] == 3 and report["underruns_prebuffer_100ms"] == 0
     assert report["gpu_busy_seconds"]["sr"] > 0 and report["mean_sr_batch"] >= 1.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(total=st.integers(1, 300), interval=st.integers(1, 16))
+def test_a_stream_s_ids_become_usable_in_deltas_as_vllm_hands_them_out(total: int, interval: int) -> None:
+    """stream_interval: the first id at once, then `interval` ids per delta, whatever is left at the end; nothing lost."""
+    row = SimRow(prompt_tokens=10, total=total, process=0)
+    deltas = []
+    done = False
+    while not done:
+        done = row.step()
+        count = row.delta(interval)
+        if count:
+            deltas.append(count)
+    assert sum(deltas) == total and deltas[0] == 1
+    assert all(d == interval for d in deltas[1:-1])
+    assert 1 <= deltas[-1] <= max(1, interval)
+
+
+def test_the_simulator_hands_out_ids_at_the_service_s_stream_interval() -> None:
+    """By default the simulator uses TTS_LLM_STREAM_INTERVAL, as the engine the service ships does; a larger
+    interval holds ids back, so first audio cannot come sooner."""
+    shipped = _run(8, arrive_within_s=1.0)
+    assert shipped["stream_interval"] == Settings().llm_stream_interval
+    wide = _run(8, arrive_within_s=1.0, stream_interval=16)
+    one = _run(8, arrive_within_s=1.0, stream_interval=1)
+    assert one["ttfa_ms_p50"] <= wide["ttfa_ms_p50"]
+    assert wide["underruns_prebuffer_100ms"] == 0 and wide["streams_admitted"] == 8
+    with pytest.raises(ValueError, match="stream_interval"):
+        SimConfig(CostModel.from_dict(H100), 1, stream_interval=0)
 
 
 def test_a_seed_gives_the_same_report() -> None:
