@@ -25,7 +25,9 @@ Pipecat's clients offer it and uvicorn accepts it), `+whole` the text in one mes
 instead of a worker thread: the difference is what the thread hop costs.
 Also printed: the same less the
 idle server's CPU per wall second, and a fit CPU = a x wall + b x audio per format (b: the cost at the margin). The
-engine's own bookkeeping stays in the figure (vLLM's output handling lives in the API process too).
+engine's own bookkeeping stays in the figure (vLLM's output handling lives in the API process too), but the stand-in's
+is far cheaper than vLLM's: `bench/bench_vllm_output.py` measures vLLM's (~10-12 us per generated id plus ~350 us per
+engine step on this CPU), and docs/benchmarks.md adds the two.
 `--profile` profiles the event-loop thread (cProfile on CPU time) during the levels only, writes the top functions
 and a table per stage (`STAGES`; cProfile inflates code that calls many builtins, so read it as a map, and
 `bench/bench_host_stages.py` for the synchronous stages' true cost). The goal (issue 38): under 1.5 ms per second of
