@@ -10,8 +10,11 @@ The logger is a `PrometheusStatLogger` subclass on purpose: vLLM 0.32 adds its o
 custom logger unless one of them is that class (`StatLoggerManager.__init__`), and `disable_log_stats` does not stop
 it once a custom logger turns stats on. Its metrics went to prometheus_client's global registry, which /metrics never
 serves, and it cost the API process 2-4 us of CPU per generated id (`bench/bench_vllm_output.py`: 20.4-22.4 us per
-id with it, 18.3-18.7 without, 13.3-13.8 with engine stats off altogether; docs/benchmarks.md). Every method vLLM
-calls on a logger is overridden here, so none of the parent's state is ever read; `__init__` registers nothing.
+id with it, 18.3-18.7 without, 13.3-13.8 with engine stats off altogether; docs/benchmarks.md). `__init__` registers
+nothing and every public method of the parent is overridden, so none of its state is ever read. The vLLM tier tests
+0.32 (CPU) while the GPU image ships 0.33: a parent with a public method not overridden here (one vLLM might call and
+that would read state never set, failing the output handler) gets the plain per-engine logger instead, and vLLM's
+own logger beside it, as before.
 
 Stats themselves (vLLM's `log_stats`) cost ~5 us per id more: `TTS_VLLM_ENGINE_STATS=false` turns them off and these
 metrics with them.
@@ -19,44 +22,58 @@ metrics with them.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from shared import metrics
 
+log = logging.getLogger(__name__)
 
-def _record(scheduler_stats: Any, iteration_stats: Any) -> None:
-    if scheduler_stats is not None:
-        metrics.ENGINE_KV_CACHE_USAGE.set(float(getattr(scheduler_stats, "kv_cache_usage", 0.0)))
-        metrics.ENGINE_RUNNING.set(int(getattr(scheduler_stats, "num_running_reqs", 0)))
-        metrics.ENGINE_WAITING.set(int(getattr(scheduler_stats, "num_waiting_reqs", 0)))
-        prefix = getattr(scheduler_stats, "prefix_cache_stats", None)
-        if prefix is not None:
-            metrics.ENGINE_PREFIX_CACHE_QUERIES.inc(max(0, int(getattr(prefix, "queries", 0))))
-            metrics.ENGINE_PREFIX_CACHE_HITS.inc(max(0, int(getattr(prefix, "hits", 0))))
-    if iteration_stats is not None:
-        metrics.ENGINE_PREEMPTIONS.inc(max(0, int(getattr(iteration_stats, "num_preempted_reqs", 0))))
+# PrometheusStatLogger's public methods in vLLM 0.32, each overridden below.
+_OVERRIDDEN = frozenset({"record", "log", "log_engine_initialized", "log_metrics_info", "record_sleep_state",
+                         "record_admission_rejection"})
+
+
+class _WritesServiceMetrics:
+    """What both loggers do: the stats onto the service's registry, nothing at start-up."""
+
+    def record(self, scheduler_stats: Any, iteration_stats: Any, mm_cache_stats: Any = None,
+               engine_idx: int = 0) -> None:
+        if scheduler_stats is not None:
+            metrics.ENGINE_KV_CACHE_USAGE.set(float(getattr(scheduler_stats, "kv_cache_usage", 0.0)))
+            metrics.ENGINE_RUNNING.set(int(getattr(scheduler_stats, "num_running_reqs", 0)))
+            metrics.ENGINE_WAITING.set(int(getattr(scheduler_stats, "num_waiting_reqs", 0)))
+            prefix = getattr(scheduler_stats, "prefix_cache_stats", None)
+            if prefix is not None:
+                metrics.ENGINE_PREFIX_CACHE_QUERIES.inc(max(0, int(getattr(prefix, "queries", 0))))
+                metrics.ENGINE_PREFIX_CACHE_HITS.inc(max(0, int(getattr(prefix, "hits", 0))))
+        if iteration_stats is not None:
+            metrics.ENGINE_PREEMPTIONS.inc(max(0, int(getattr(iteration_stats, "num_preempted_reqs", 0))))
+
+    def log_engine_initialized(self) -> None:
+        return None
 
 
 def stat_logger_factory() -> Any:
     """The stat logger class for `AsyncLLM.from_engine_args(stat_loggers=[...])` (imports vLLM): vLLM's one
-    Prometheus logger when this vLLM has that class, else a plain per-engine logger (vLLM's own is then added too)."""
+    Prometheus logger when this vLLM's class has no public method beyond those overridden here, else a plain
+    per-engine logger (vLLM's own is then added too)."""
     try:
         from vllm.v1.metrics.loggers import PrometheusStatLogger
     except ImportError:
         return _per_engine_logger()
+    unknown = {name for name in dir(PrometheusStatLogger)
+               if not name.startswith("_") and callable(getattr(PrometheusStatLogger, name))} - _OVERRIDDEN
+    if unknown:
+        log.warning("vLLM's PrometheusStatLogger has methods this logger does not override (%s): vLLM's own "
+                    "Prometheus logger runs beside the service's", ", ".join(sorted(unknown)))
+        return _per_engine_logger()
 
-    class ServiceStatLogger(PrometheusStatLogger):  # type: ignore[misc,valid-type]
+    class ServiceStatLogger(_WritesServiceMetrics, PrometheusStatLogger):  # type: ignore[misc,valid-type]
         """Stands in for vLLM's Prometheus logger (one per AsyncLLM, all engines): writes our registry only."""
 
         def __init__(self, vllm_config: Any, engine_indexes: list[int] | None = None) -> None:
             self.engine_indexes = engine_indexes or [0]  # no super(): it would register vLLM's metrics globally
-
-        def record(self, scheduler_stats: Any, iteration_stats: Any, mm_cache_stats: Any = None,
-                   engine_idx: int = 0) -> None:
-            _record(scheduler_stats, iteration_stats)
-
-        def log_engine_initialized(self) -> None:
-            return None
 
         def log(self) -> None:
             return None
@@ -76,15 +93,8 @@ def stat_logger_factory() -> Any:
 def _per_engine_logger() -> Any:
     from vllm.v1.metrics.loggers import StatLoggerBase
 
-    class ServiceStatLogger(StatLoggerBase):
+    class ServiceStatLogger(_WritesServiceMetrics, StatLoggerBase):  # type: ignore[misc,valid-type]
         def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
             self.engine_index = engine_index
-
-        def record(self, scheduler_stats: Any, iteration_stats: Any, mm_cache_stats: Any = None,
-                   engine_idx: int = 0) -> None:
-            _record(scheduler_stats, iteration_stats)
-
-        def log_engine_initialized(self) -> None:
-            return None
 
     return ServiceStatLogger

@@ -334,3 +334,23 @@ def test_engine_stats_off_asks_vllm_for_no_stats_at_all(
         assert issubclass(logger, PrometheusStatLogger)
     else:
         assert kwargs["stat_loggers"] is None
+
+
+def test_the_logger_overrides_every_public_method_of_vllms_and_falls_back_when_vllm_adds_one(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service's logger skips PrometheusStatLogger.__init__, so a parent method it inherited would read state
+    never set, inside vLLM's output handler. On this vLLM every public method is its own; a vLLM whose class has
+    one more (the GPU image ships another version) gets the plain per-engine logger, with vLLM's own beside it."""
+    from vllm.v1.metrics.loggers import PrometheusStatLogger, StatLoggerBase
+
+    from core.llm import vllm_stats
+
+    logger = vllm_stats.stat_logger_factory()
+    assert issubclass(logger, PrometheusStatLogger)
+    public = {n for n in dir(PrometheusStatLogger) if not n.startswith("_") and callable(getattr(PrometheusStatLogger, n))}
+    assert public == vllm_stats._OVERRIDDEN
+    assert all(getattr(logger, n) is not getattr(PrometheusStatLogger, n) for n in public)
+    monkeypatch.setattr(PrometheusStatLogger, "record_something_new", lambda self: None, raising=False)
+    fallback = vllm_stats.stat_logger_factory()
+    assert issubclass(fallback, StatLoggerBase) and not issubclass(fallback, PrometheusStatLogger)
