@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from bench.sim.windows import HOP, SR_CONTEXT, SR_GRID  # noqa: E402
 from core.sr_planner import SRPlanner  # noqa: E402
 from core.streaming import DecodePlanner, StreamingConfig  # noqa: E402
+from core.tokens import SEMANTIC_CODEBOOK_SIZE  # noqa: E402
 from services.pipeline.audio_output import SR_MAX_BLOCK, SR_MIN_BLOCK  # noqa: E402
 
 PREBUFFER_S = 0.1
@@ -34,11 +35,11 @@ PREBUFFER_S = 0.1
 
 def pieces(config: StreamingConfig, super_resolve: bool, tokens: int = 250) -> list[tuple[int, float]]:
     """(token after which the piece can go out, its seconds of audio), in order."""
-    planner = DecodePlanner(config, hop=HOP, codebook_size=8192)
+    planner = DecodePlanner(config, hop=HOP, codebook_size=SEMANTIC_CODEBOOK_SIZE)
     sr = SRPlanner(grid=SR_GRID, context=SR_CONTEXT, min_block=SR_MIN_BLOCK, max_block=SR_MAX_BLOCK)
     out: list[tuple[int, float]] = []
     for token in range(1, tokens + 1):
-        for window in planner.push([token % 8192]):
+        for window in planner.push([token % SEMANTIC_CODEBOOK_SIZE]):
             audio = planner.take(window, np.zeros(window.kept_tokens * HOP, np.float32))
             if not super_resolve:
                 out.append((token, audio.size / 16_000))

@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             cfg = SimConfig(model, streams, sample_rate=args.sample_rate, arrive_within_s=args.arrive_within,
                             seed=args.seed, audio_seconds=args.audio_seconds, preamble_ids=args.preamble_ids,
                             api_processes=args.api_processes, stream_interval=args.stream_interval,
-                            admission=admission, policy=SchedulerPolicy(max_call_decode_tokens=args.max_call_decode_tokens, **policy))
+                            admission=admission,
+                            policy=SchedulerPolicy(max_call_decode_tokens=args.max_call_decode_tokens, **policy))
             report = simulate(cfg)
             report["llm_per_row"] = model.llm_step.per_unit
             reports.append(report)

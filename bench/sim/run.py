@@ -138,10 +138,11 @@ class Simulation:
         self.gil_free = [0.0] * config.api_processes
         self.host_busy = [0.0] * config.api_processes
         # The service's own schedule (shared/settings.py stream_*, read as the pipeline reads it): what ships.
-        base = config.streaming or StreamingConfig.from_settings(Settings())
+        settings = Settings()
+        base = config.streaming or StreamingConfig.from_settings(settings)
         self.base_config = base
         self.stream_config = base.for_latency(config.latency)
-        self.stream_interval = config.stream_interval or Settings().llm_stream_interval
+        self.stream_interval = config.stream_interval or settings.llm_stream_interval
         self.results: list[StreamResult] = []
         self.started = self.loop.time()
 
