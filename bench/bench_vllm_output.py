@@ -14,7 +14,10 @@ per engine step; the engine core runs in its own process and is not counted. A f
 the levels separates the per-step part (the output socket, the handler's wake-up) from the per-id part.
 
 Variants, each on its own engine (started fresh, ~15-35 s on CPU):
-- `shipped`: the service's stat logger, which vLLM takes for its one Prometheus logger (core/llm/vllm_stats.py);
+- `shipped`: the service's stat logger, which vLLM takes for its one Prometheus logger (core/llm/vllm_stats.py), and
+  no per-request iteration stats (preemptions come from the scheduler's stats);
+- `request-stats`: the same logger with vLLM's per-request iteration stats kept (the service until the thirteenth
+  session: vLLM updated every request's stats per id for histograms /metrics never showed);
 - `vllm-logger`: a plain per-engine logger, so vLLM adds its own PrometheusStatLogger beside it (the service until
   the twelfth session: its metrics went to a registry /metrics never serves);
 - `no-stats`: `TTS_VLLM_ENGINE_STATS=false` (no logger, vLLM keeps no stats).
@@ -43,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-VARIANTS = ("shipped", "vllm-logger", "no-stats")
+VARIANTS = ("shipped", "request-stats", "vllm-logger", "no-stats")
 PROMPT = list(range(1000, 1100))  # 100 plain ids inside the demo vocabulary: only the output path is measured
 
 
@@ -64,9 +67,17 @@ def start_engine(llm_dir: Path, variant: str, interval: int, max_seqs: int) -> A
 
     settings = Settings(engine="vllm", llm_dtype="auto", max_model_len=2048, max_num_seqs=max_seqs,
                         llm_stream_interval=interval, vllm_engine_stats=variant != "no-stats")
+    import core.llm.vllm_stats as stats
+
+    if variant == "request-stats":
+        skip = stats.skip_request_stats
+        stats.skip_request_stats = lambda async_llm: False  # vLLM keeps updating every request's stats per id
+        try:
+            return VLLMEngine.from_settings(llm_dir, settings)
+        finally:
+            stats.skip_request_stats = skip
     if variant != "vllm-logger":
         return VLLMEngine.from_settings(llm_dir, settings)
-    import core.llm.vllm_stats as stats
 
     shipped = stats.stat_logger_factory
     stats.stat_logger_factory = stats._per_engine_logger  # vLLM then adds its own Prometheus logger beside it
@@ -124,9 +135,10 @@ async def run_variant(llm_dir: Path, variant: str, interval: int, streams: list[
         rows = [await level(engine, n, ids, f"{variant}-{interval}-{n}") for n in streams]
         loggers = getattr(engine.async_llm, "logger_manager", None)
         names = [type(x).__name__ for x in loggers.stat_loggers] if loggers is not None else []
+        request_stats = engine.request_stats
     finally:
         await engine.shutdown()
-    return {"variant": variant, "stream_interval": interval, "stat_loggers": names,
+    return {"variant": variant, "stream_interval": interval, "stat_loggers": names, "request_stats": request_stats,
             "engine_start_and_run_s": round(time.monotonic() - started, 1), "levels": rows, "fit": fit(rows)}
 
 

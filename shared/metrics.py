@@ -230,8 +230,8 @@ ENGINE_PREFIX_CACHE_QUERIES = Counter(f"{PREFIX}_engine_prefix_cache_queries", "
                                       "prefix cache.", registry=REGISTRY)
 ENGINE_PREFIX_CACHE_HITS = Counter(f"{PREFIX}_engine_prefix_cache_hits", "Prompt tokens found in vLLM's prefix cache.",
                                    registry=REGISTRY)
-ENGINE_PREEMPTIONS = Counter(f"{PREFIX}_engine_preemptions", "vLLM requests preempted (KV cache full).",
-                             registry=REGISTRY)
+ENGINE_PREEMPTIONS = Counter(f"{PREFIX}_engine_preemptions", "vLLM requests preempted (KV cache full); with prefix "
+                             "caching on, counted as the scheduler takes them up again.", registry=REGISTRY)
 
 
 def render_metrics() -> tuple[bytes, str]:

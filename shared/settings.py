@@ -74,8 +74,9 @@ class Settings(BaseSettings):
     enforce_eager: bool = Field(False, description="vLLM: disable CUDA graphs (forced on CPU).")
     vllm_engine_stats: bool = Field(
         True, description="vLLM's engine stats (KV-cache use, running/waiting requests, prefix-cache hits, preemptions "
-        "on /metrics). They cost the API process ~5 us of CPU per generated id, ~0.25 ms per second of audio "
-        "(docs/benchmarks.md, 'vLLM's output path'); false drops them and those metrics.",
+        "on /metrics). With prefix caching on they cost the API process ~1 us of CPU per generated id (vLLM's "
+        "per-request stats, which /metrics does not show, are skipped); without it ~4-5 us, ~0.2 ms per second of "
+        "audio (docs/benchmarks.md, 'vLLM's output path'); false drops them and those metrics.",
     )
     vllm_sleep_mode: bool = Field(
         False, description="vLLM sleep mode (GPU): lets sleep()/wake_up() free and restore memory around snapshots."

@@ -118,11 +118,16 @@ class VLLMEngine:
         )
         self.dtype = dtype
         self.max_model_len = max_model_len
-        from core.llm.vllm_stats import stat_logger_factory
+        from core.llm.vllm_stats import preemptions_from_scheduler, skip_request_stats, stat_logger_factory
 
         # Only our stat logger, standing in for vLLM's Prometheus one (core/llm/vllm_stats.py); disable_log_stats keeps
         # vLLM's logging logger off. Without engine stats vLLM keeps none at all (~5 us less CPU per generated id).
-        self._engine = AsyncLLM.from_engine_args(args, stat_loggers=[stat_logger_factory()] if engine_stats else None)
+        # With them, the per-request part nobody reads is skipped where the scheduler counts preemptions itself.
+        from_scheduler = engine_stats and preemptions_from_scheduler(bool(args.enable_prefix_caching))
+        loggers = [stat_logger_factory(preemptions_from_scheduler=from_scheduler)] if engine_stats else None
+        self._engine = AsyncLLM.from_engine_args(args, stat_loggers=loggers)
+        # Whether vLLM still updates every request's stats per id (its TTFT/ITL histograms, which /metrics omits).
+        self.request_stats = engine_stats and not (from_scheduler and skip_request_stats(self._engine))
         # Prompt ids are checked against this before vLLM sees them: without a tokenizer vLLM does not check, and an
         # id past the embedding table kills the engine core on CPU (a device-side assert on CUDA) for every request.
         self._vocab_size = _int_field(config, "vocab_size") or int(self._engine.model_config.get_vocab_size())

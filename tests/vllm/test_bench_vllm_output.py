@@ -26,7 +26,7 @@ def test_the_bench_measures_each_variant_and_vllm_adds_its_own_logger_beside_a_p
     out = tmp_path / "vllm_output.json"
     run = subprocess.run(
         [sys.executable, "bench/bench_vllm_output.py", "--streams", "2", "--ids", "24",
-         "--variants", "vllm-logger,shipped,no-stats", "--out", str(out)],
+         "--variants", "vllm-logger,shipped,request-stats,no-stats", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=580)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     results = {r["variant"]: r for r in json.loads(out.read_text())["results"]}
@@ -35,6 +35,9 @@ def test_the_bench_measures_each_variant_and_vllm_adds_its_own_logger_beside_a_p
     assert results["vllm-logger"]["stat_loggers"] == ["PerEngineStatLoggerAdapter", "PrometheusStatLogger"]
     assert results["shipped"]["stat_loggers"] == ["ServiceStatLogger"]
     assert results["no-stats"]["stat_loggers"] == []
+    # The service skips vLLM's per-request stats; the `request-stats` variant keeps them, as before.
+    assert results["shipped"]["request_stats"] is False and results["request-stats"]["request_stats"] is True
+    assert results["request-stats"]["stat_loggers"] == ["ServiceStatLogger"]
     for result in results.values():
         (level,) = result["levels"]
         assert level["streams"] == 2 and level["ids"] > 0 and level["deltas"] > 0

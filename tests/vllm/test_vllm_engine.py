@@ -265,6 +265,36 @@ async def test_vllm_keeps_no_stats_logger_of_its_own(engine, layout, short_promp
     assert not [m.name for m in prometheus_client.REGISTRY.collect() if m.name.startswith("vllm")]
 
 
+async def test_vllm_updates_no_per_request_stats_yet_every_step_reaches_the_logger(
+    engine, layout, short_prompt, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing /metrics shows reads vLLM's per-request iteration stats (preemptions come from the scheduler's stats,
+    below), so the output handler skips updating them with every id (~2-3 us of API-process CPU per id); the
+    scheduler's stats still reach our logger every step."""
+    from vllm.v1.metrics.stats import IterationStats
+
+    assert engine.request_stats is False
+    updates: list[int] = []
+    update = IterationStats.update_from_output
+    monkeypatch.setattr(IterationStats, "update_from_output",
+                        lambda self, *a, **k: (updates.append(1), update(self, *a, **k))[1])
+    (logger,) = engine.async_llm.logger_manager.stat_loggers
+    assert logger.preemptions_from_scheduler is True
+    steps: list[tuple[bool, int]] = []
+    record = logger.record
+
+    def spy(scheduler_stats, iteration_stats, *a, **k):
+        steps.append((scheduler_stats is not None, getattr(iteration_stats, "num_generation_tokens", 0)))
+        return record(scheduler_stats, iteration_stats, *a, **k)
+
+    monkeypatch.setattr(logger, "record", spy)
+    deltas = await collect(engine, short_prompt, speech(layout, seed=7, max_tokens=12), "no-request-stats")
+    assert len(flat(deltas)) > 1
+    assert updates == []
+    assert len(steps) >= len(flat(deltas)) and all(has_scheduler for has_scheduler, _ in steps)
+    assert all(tokens == 0 for _, tokens in steps)
+
+
 async def test_an_out_of_vocabulary_prompt_id_is_refused_and_the_engine_keeps_serving(
     engine, layout, short_prompt, llm_dir: Path
 ) -> None:
@@ -334,6 +364,33 @@ def test_engine_stats_off_asks_vllm_for_no_stats_at_all(
         assert issubclass(logger, PrometheusStatLogger)
     else:
         assert kwargs["stat_loggers"] is None
+
+
+def test_preemptions_come_from_the_schedulers_stats_only_where_it_keeps_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler counts a preempted request in its prefix-cache stats (`preempted_requests`) only with prefix
+    caching on; without it, or on a vLLM whose output processor or stats differ, the iteration's stats stay on and
+    preemptions are read there. One source at a time, so nothing is counted twice."""
+    from types import SimpleNamespace
+
+    from core.llm import vllm_stats
+    from shared.metrics import REGISTRY
+
+    assert vllm_stats.preemptions_from_scheduler(True) is True
+    assert vllm_stats.preemptions_from_scheduler(False) is False
+
+    def preemptions() -> float:
+        return REGISTRY.get_sample_value("veena3_tts_engine_preemptions_total") or 0.0
+
+    scheduler = SimpleNamespace(kv_cache_usage=0.5, num_running_reqs=3, num_waiting_reqs=1,
+                                prefix_cache_stats=SimpleNamespace(queries=0, hits=0, preempted_requests=2))
+    iteration = SimpleNamespace(num_preempted_reqs=5)
+    for from_scheduler, expected in ((True, 2), (False, 5)):
+        logger = vllm_stats.stat_logger_factory(preemptions_from_scheduler=from_scheduler)(None)
+        before = preemptions()
+        logger.record(scheduler_stats=scheduler, iteration_stats=iteration)
+        assert preemptions() - before == expected
+    monkeypatch.setattr(vllm_stats, "_PROCESS_OUTPUTS_PARAMS", ["self", "outputs", "timestamp", "stats"])
+    assert vllm_stats.preemptions_from_scheduler(True) is False
 
 
 def test_the_logger_overrides_every_public_method_of_vllms_and_falls_back_when_vllm_adds_one(
