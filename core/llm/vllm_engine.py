@@ -98,6 +98,11 @@ class VLLMEngine:
             interval_arg["stream_interval"] = stream_interval
         elif stream_interval > 1:
             log.warning("this vLLM has no stream_interval engine arg; deltas come every step")
+        # On CPU, vLLM's model runner rewinds a seeded request's generator after a partial (chunked) prefill with a
+        # CUDA-only call (`Generator.set_offset`): on a CPU generator it raises inside the engine step and the engine
+        # dies for every request. The service seeds every request, so on CPU no prefill is split (vLLM then raises its
+        # token budget to max_model_len). A burst of long prompts is enough to split one (tests/vllm/test_vllm_bursts.py).
+        cpu_args: dict[str, Any] = {"enable_chunked_prefill": False} if on_cpu else {}
         args = AsyncEngineArgs(
             model=str(llm_dir),
             skip_tokenizer_init=True,  # prompts arrive as ids and outputs leave as ids
@@ -114,7 +119,7 @@ class VLLMEngine:
             enable_sleep_mode=enable_sleep_mode,
             seed=seed,
             disable_log_stats=True,
-            **(extra_engine_args or {}),
+            **{**cpu_args, **(extra_engine_args or {})},
         )
         self.dtype = dtype
         self.max_model_len = max_model_len
