@@ -5,6 +5,7 @@ guards, framing, encoding and sending while the models cost nothing.
         [--sample-rate 16000,48000] [--transport http,ws,elevenlabs,cartesia,ws+whole] [--timestamps] [--deflate] [--rounds 1]
         [--tokens-per-s 75] [--stream-interval 4] [--profile bench/results/host_path/profile.txt]
         [--out bench/results/host_path/host_path.json]
+    .venv-vllm/bin/python bench/bench_host_path.py --engine vllm ...   # the product's vLLM engine instead
 
 Serves the product app (`bench/serve_paced.py`: the demo checkpoint, the paced engine at `--tokens-per-s` per
 stream handing out `--stream-interval` ids per delta as vLLM's stream_interval does) with BiCodec's decode swapped
@@ -27,7 +28,11 @@ Also printed: the same less the
 idle server's CPU per wall second, and a fit CPU = a x wall + b x audio per format (b: the cost at the margin). The
 engine's own bookkeeping stays in the figure (vLLM's output handling lives in the API process too), but the stand-in's
 is far cheaper than vLLM's: `bench/bench_vllm_output.py` measures vLLM's (~10-12 us per generated id plus ~350 us per
-engine step on this CPU), and docs/benchmarks.md adds the two.
+engine step on this CPU), and docs/benchmarks.md adds the two. `--engine vllm` (run with `.venv-vllm`) serves the
+product's own engine instead, vLLM on CPU with the demo checkpoint's LLM (its engine core is another process, not
+counted): the API process then pays vLLM's output path itself. On a CPU that engine makes far fewer ids per second
+than an H100, so streams run slower than real time and each level's wall time stretches; the figure per audio
+second still counts every id's and every delta's work, but less of the pacing's.
 `--profile` profiles the event-loop thread (cProfile on CPU time) during the levels only, writes the top functions
 and a table per stage (`STAGES`; cProfile inflates code that calls many builtins, so read it as a map, and
 `bench/bench_host_stages.py` for the synchronous stages' true cost). The goal (issue 38): under 1.5 ms per second of
@@ -65,7 +70,7 @@ SENTENCE = ("The quick brown fox jumps over the lazy dog, then naps in the warm 
             "play by the river and the old miller counts his sacks of flour. ")  # ~11 s of audio
 
 
-def serve(port: int, out: Path | None, tokens_per_s: float, interval: int) -> None:
+def serve(port: int, out: Path | None, tokens_per_s: float, interval: int, engine: str = "paced") -> None:
     """The server process; under cProfile (event-loop thread) when `out` is given, the stats written at SIGTERM.
 
     The free codec gives quiet noise instead of zeros: zeros trip the silence guard, which cuts the stream and
@@ -99,7 +104,8 @@ def serve(port: int, out: Path | None, tokens_per_s: float, interval: int) -> No
     # What the codec scheduler calls; checked here so a FreeCodec that forwards it to the real model fails loudly.
     assert "decode_padded" in FreeCodec.__dict__, "FreeCodec must not forward decode_padded to the real decoder"
     # Deltas as the product's vLLM hands them out (TTS_LLM_STREAM_INTERVAL ids per delta after the first).
-    app = build_app(PaceConfig(tokens_per_s=tokens_per_s, tick_s=0.0, stream_interval=interval))
+    app = build_app(None if engine == "vllm" else PaceConfig(tokens_per_s=tokens_per_s, tick_s=0.0,
+                                                             stream_interval=interval))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # uvicorn re-raises it after its graceful shutdown
     # CPU time, not wall time: a coroutine suspended while the loop waits in epoll would otherwise be charged
     # the wait (cProfile sees no return from a suspended async generator).
@@ -199,15 +205,21 @@ def stage_table(prof: Path) -> dict[str, float]:
     return table
 
 
-def start(profile: Path | None, tokens_per_s: float, interval: int) -> tuple[subprocess.Popen, str]:
+def start(profile: Path | None, tokens_per_s: float, interval: int,
+          engine: str = "paced") -> tuple[subprocess.Popen, str]:
     # One agent call holds one socket: no per-key or per-address socket cap (all streams share the anonymous key).
     env = {"TTS_AUTH_ENABLED": "false", "TTS_DEVICE": "cpu", "TTS_DECODE_BATCH_MAX": "0",
            "TTS_WS_MAX_CONNECTIONS_PER_KEY": "0", "TTS_WS_MAX_UNAUTHENTICATED_PER_ADDRESS": "0",
            "TTS_DEMO_DIR": str(Path(tempfile.gettempdir()) / "tts-host-path-demo"), "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": str(ROOT)}
+    if engine == "vllm":  # as the vLLM tier runs it on CPU; the stand-in's pace does not apply
+        # On this CPU 64 streams share ~200 ids/s: a stream's 11 s of speech takes minutes, past the 120 s deadline.
+        env.update({"TTS_ENGINE": "vllm", "TTS_LLM_STREAM_INTERVAL": str(interval), "VLLM_CPU_KVCACHE_SPACE": "1",
+                    "TTS_GENERATION_TIMEOUT_S": "900",
+                    "VLLM_ENABLE_V1_MULTIPROCESSING": "1", "TOKENIZERS_PARALLELISM": "false"})
     log = Path(tempfile.gettempdir()) / "tts-host-path-server.log"
     proc, url = start_server(lambda port: [sys.executable, str(Path(__file__).resolve()), "--serve", str(port),
-                                           str(profile or ""), str(tokens_per_s), str(interval)], env, log)
+                                           str(profile or ""), str(tokens_per_s), str(interval), engine], env, log)
     httpx.post(f"{url}/bench/variant", json={"codec": "free"}, timeout=10).raise_for_status()
     return proc, url
 
@@ -333,8 +345,9 @@ def ratios(rows: list[dict]) -> list[dict]:
 
 
 def main() -> int:
-    if len(sys.argv) == 6 and sys.argv[1] == "--serve":
-        serve(int(sys.argv[2]), Path(sys.argv[3]) if sys.argv[3] else None, float(sys.argv[4]), int(sys.argv[5]))
+    if len(sys.argv) == 7 and sys.argv[1] == "--serve":
+        serve(int(sys.argv[2]), Path(sys.argv[3]) if sys.argv[3] else None, float(sys.argv[4]), int(sys.argv[5]),
+              sys.argv[6])
         return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--streams", type=int, default=32, help="requests per level (at least one per concurrent stream)")
@@ -359,10 +372,12 @@ def main() -> int:
                    help="the engine's ids per second per stream (50 semantic ids are one second of audio)")
     p.add_argument("--stream-interval", type=int, default=None,
                    help="ids per engine delta after the first; default TTS_LLM_STREAM_INTERVAL's default")
+    p.add_argument("--engine", choices=("paced", "vllm"), default="paced",
+                   help="paced: the stand-in (--tokens-per-s); vllm: the product's vLLM engine (run with .venv-vllm)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "host_path" / "host_path.json")
     args = p.parse_args()
     interval = args.stream_interval or Settings.model_fields["llm_stream_interval"].default
-    proc, url = start(args.profile, args.tokens_per_s, interval)
+    proc, url = start(args.profile, args.tokens_per_s, interval, args.engine)
     try:
         formats = args.format.split(",")
         transports = args.transport.split(",")
@@ -425,7 +440,8 @@ def main() -> int:
             fits[fmt] = {"cpu_s_per_wall_s": ab[0], "ms_per_audio_s": 1000 * ab[1]}
             print(f"fit {fmt}: CPU = {ab[0]:.3f} x wall + {1000 * ab[1]:.2f} ms x audio s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"tokens_per_s": args.tokens_per_s, "stream_interval": interval, "speed": args.speed,
+    args.out.write_text(json.dumps({"engine": args.engine, "tokens_per_s": args.tokens_per_s if args.engine == "paced"
+                                    else None, "stream_interval": interval, "speed": args.speed,
                                     "idle_cpu_per_wall_s": idle, "fits": fits, "levels": rows,
                                     "transports": summary, "load_average": list(os.getloadavg()),
                                     "profiled_stages_ms_per_audio_s": stages or None}, indent=2, default=str) + "\n")

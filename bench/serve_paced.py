@@ -58,9 +58,10 @@ from shared.settings import Settings  # noqa: E402
 
 
 class PacedRuntime(ModelRuntime):
-    """The product runtime, except that its engine is a `PacedEngine` (built after the tokenizer loads)."""
+    """The product runtime, except that its engine is a `PacedEngine` (built after the tokenizer loads); with no
+    `pace`, the product's own engine (`TTS_ENGINE`: vLLM on the demo checkpoint, for what its output path costs)."""
 
-    def __init__(self, settings: Settings, pace: PaceConfig, codec: str = "demo") -> None:
+    def __init__(self, settings: Settings, pace: PaceConfig | None, codec: str = "demo") -> None:
         super().__init__(settings)
         self.pace = pace
         self.codec = codec
@@ -101,6 +102,9 @@ class PacedRuntime(ModelRuntime):
             runner.sr = FreeSR(self.sr) if free else self.sr
 
     async def create_engine(self) -> None:
+        if self.pace is None:
+            await super().create_engine()
+            return
         self.engine = PacedEngine.from_tokenizer(self.tokenizer, self.layout, self.pace)
 
 
@@ -206,15 +210,17 @@ def add_bench_routes(app: FastAPI, runtime: PacedRuntime, access: RecordingAcces
     gc_pauses = GcPauses()
 
     async def engine_state() -> dict:
-        engine: PacedEngine | None = runtime.engine
+        engine: Any = runtime.engine
         if engine is None:
             return {"ready": False}
+        paced = isinstance(engine, PacedEngine)
         return {
             "ready": runtime.ready,
-            "config": asdict(engine.config),
+            "engine": engine.name,
+            "config": asdict(engine.config) if paced else None,
             "torch_threads": torch.get_num_threads(),
             "active": len(engine.active_requests()),
-            "streams": [asdict(s) for s in engine.drain_stats()],
+            "streams": [asdict(s) for s in engine.drain_stats()] if paced else [],
             "pipeline": access.drain(),
             "gc_pauses": gc_pauses.drain(),
             "codec": "free" if runtime.free_codec else "model",
@@ -229,6 +235,8 @@ def add_bench_routes(app: FastAPI, runtime: PacedRuntime, access: RecordingAcces
         body = await request.json()
         allowed = {"tokens_per_s", "tokens_per_char", "prefill_s", "tick_s"}
         unknown = set(body) - allowed
+        if not isinstance(runtime.engine, PacedEngine):
+            return {"error": f"the {runtime.engine.name} engine has no pace to change"}
         if unknown:
             return {"error": f"unknown fields {sorted(unknown)}; accepted: {sorted(allowed)}"}
         return {"config": asdict(runtime.engine.reconfigure(**body))}
@@ -294,7 +302,7 @@ def _scheduler_stats(scheduler: Any) -> dict | None:
     }
 
 
-def build_app(pace: PaceConfig, settings: Settings | None = None, codec: str = "demo") -> FastAPI:
+def build_app(pace: PaceConfig | None, settings: Settings | None = None, codec: str = "demo") -> FastAPI:
     settings = settings or Settings()
     runtime = PacedRuntime(settings, pace, codec)  # state "starting": the app's lifespan loads and warms it
     access = RecordingAccess(settings)
