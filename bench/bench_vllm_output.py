@@ -79,12 +79,12 @@ def start_engine(llm_dir: Path, variant: str, interval: int, max_seqs: int) -> A
     if variant != "vllm-logger":
         return VLLMEngine.from_settings(llm_dir, settings)
 
-    shipped = stats.stat_logger_factory
-    stats.stat_logger_factory = stats._per_engine_logger  # vLLM then adds its own Prometheus logger beside it
+    shipped = stats._service_logger
+    stats._service_logger = stats._per_engine_logger  # vLLM then adds its own Prometheus logger beside it
     try:
         return VLLMEngine.from_settings(llm_dir, settings)
     finally:
-        stats.stat_logger_factory = shipped
+        stats._service_logger = shipped
 
 
 async def level(engine: Any, streams: int, ids: int, tag: str) -> dict[str, Any]:

@@ -123,12 +123,12 @@ class VLLMEngine:
         )
         self.dtype = dtype
         self.max_model_len = max_model_len
-        from core.llm.vllm_stats import preemptions_from_scheduler, skip_request_stats, stat_logger_factory
+        from core.llm.vllm_stats import scheduler_counts_preemptions, skip_request_stats, stat_logger_factory
 
         # Only our stat logger, standing in for vLLM's Prometheus one (core/llm/vllm_stats.py); disable_log_stats keeps
         # vLLM's logging logger off. Without engine stats vLLM keeps none at all (~5 us less CPU per generated id).
         # With them, the per-request part nobody reads is skipped where the scheduler counts preemptions itself.
-        from_scheduler = engine_stats and preemptions_from_scheduler(bool(args.enable_prefix_caching))
+        from_scheduler = engine_stats and scheduler_counts_preemptions(bool(args.enable_prefix_caching))
         loggers = [stat_logger_factory(preemptions_from_scheduler=from_scheduler)] if engine_stats else None
         self._engine = AsyncLLM.from_engine_args(args, stat_loggers=loggers)
         # Whether vLLM still updates every request's stats per id (its TTFT/ITL histograms, which /metrics omits).

@@ -46,7 +46,7 @@ _OVERRIDDEN = frozenset({"record", "log", "log_engine_initialized", "log_metrics
 _PROCESS_OUTPUTS_PARAMS = ["self", "engine_core_outputs", "engine_core_timestamp", "iteration_stats"]
 
 
-def preemptions_from_scheduler(prefix_caching: bool) -> bool:
+def scheduler_counts_preemptions(prefix_caching: bool) -> bool:
     """Whether this vLLM's scheduler stats count preemptions (prefix caching on, and its `PrefixCacheStats` has
     `preempted_requests`) and its output processor takes the iteration's stats where `skip_request_stats` passes
     none. Then the service reads preemptions there and needs nothing of the per-request stats."""
@@ -70,7 +70,7 @@ def preemptions_from_scheduler(prefix_caching: bool) -> bool:
 def skip_request_stats(async_llm: Any) -> bool:
     """Make the engine's output handler pass no iteration stats to its output processor, so vLLM stops updating every
     running request's stats with every id (nothing the service exports reads them once preemptions come from the
-    scheduler: `preemptions_from_scheduler`). The handler still hands our logger the scheduler's stats and an empty
+    scheduler: `scheduler_counts_preemptions`). The handler still hands our logger the scheduler's stats and an empty
     iteration object each step. Not done while vLLM traces requests (its tracing needs the iteration's stats)."""
     processor = async_llm.output_processor
     if getattr(processor, "tracing_enabled", False):
@@ -113,24 +113,26 @@ def stat_logger_factory(*, preemptions_from_scheduler: bool = False) -> Any:
     """The stat logger class for `AsyncLLM.from_engine_args(stat_loggers=[...])` (imports vLLM): vLLM's one
     Prometheus logger when this vLLM's class has no public method beyond those overridden here, else a plain
     per-engine logger (vLLM's own is then added too). Preemptions are read from the scheduler's prefix-cache stats
-    when asked (`preemptions_from_scheduler()`), else from the iteration's."""
+    when asked (`scheduler_counts_preemptions()`), else from the iteration's."""
+    logger = _service_logger()  # a new class per call: the attribute below is this engine's alone
+    logger.preemptions_from_scheduler = preemptions_from_scheduler
+    return logger
+
+
+def _service_logger() -> Any:
     try:
         from vllm.v1.metrics.loggers import PrometheusStatLogger
     except ImportError:
-        return _per_engine_logger(preemptions_from_scheduler)
+        return _per_engine_logger()
     unknown = {name for name in dir(PrometheusStatLogger)
                if not name.startswith("_") and callable(getattr(PrometheusStatLogger, name))} - _OVERRIDDEN
     if unknown:
         log.warning("vLLM's PrometheusStatLogger has methods this logger does not override (%s): vLLM's own "
                     "Prometheus logger runs beside the service's", ", ".join(sorted(unknown)))
-        return _per_engine_logger(preemptions_from_scheduler)
-
-    from_scheduler = preemptions_from_scheduler
+        return _per_engine_logger()
 
     class ServiceStatLogger(_WritesServiceMetrics, PrometheusStatLogger):  # type: ignore[misc,valid-type]
         """Stands in for vLLM's Prometheus logger (one per AsyncLLM, all engines): writes our registry only."""
-
-        preemptions_from_scheduler = from_scheduler
 
         def __init__(self, vllm_config: Any, engine_indexes: list[int] | None = None) -> None:
             self.engine_indexes = engine_indexes or [0]  # no super(): it would register vLLM's metrics globally
@@ -150,14 +152,10 @@ def stat_logger_factory(*, preemptions_from_scheduler: bool = False) -> Any:
     return ServiceStatLogger
 
 
-def _per_engine_logger(preemptions_from_scheduler: bool = False) -> Any:
+def _per_engine_logger() -> Any:
     from vllm.v1.metrics.loggers import StatLoggerBase
 
-    from_scheduler = preemptions_from_scheduler
-
     class ServiceStatLogger(_WritesServiceMetrics, StatLoggerBase):  # type: ignore[misc,valid-type]
-        preemptions_from_scheduler = from_scheduler
-
         def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
             self.engine_index = engine_index
 

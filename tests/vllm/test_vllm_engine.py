@@ -375,8 +375,8 @@ def test_preemptions_come_from_the_schedulers_stats_only_where_it_keeps_them(mon
     from core.llm import vllm_stats
     from shared.metrics import REGISTRY
 
-    assert vllm_stats.preemptions_from_scheduler(True) is True
-    assert vllm_stats.preemptions_from_scheduler(False) is False
+    assert vllm_stats.scheduler_counts_preemptions(True) is True
+    assert vllm_stats.scheduler_counts_preemptions(False) is False
 
     def preemptions() -> float:
         return REGISTRY.get_sample_value("veena3_tts_engine_preemptions_total") or 0.0
@@ -390,7 +390,7 @@ def test_preemptions_come_from_the_schedulers_stats_only_where_it_keeps_them(mon
         logger.record(scheduler_stats=scheduler, iteration_stats=iteration)
         assert preemptions() - before == expected
     monkeypatch.setattr(vllm_stats, "_PROCESS_OUTPUTS_PARAMS", ["self", "outputs", "timestamp", "stats"])
-    assert vllm_stats.preemptions_from_scheduler(True) is False
+    assert vllm_stats.scheduler_counts_preemptions(True) is False
 
 
 def test_the_logger_overrides_every_public_method_of_vllms_and_falls_back_when_vllm_adds_one(

@@ -61,7 +61,7 @@ def test_a_preempted_request_is_counted_from_either_source(demo_dir: Path, monke
 
     import core.llm.vllm_stats as vllm_stats
 
-    monkeypatch.setattr(vllm_stats, "preemptions_from_scheduler", lambda prefix_caching: False)
+    monkeypatch.setattr(vllm_stats, "scheduler_counts_preemptions", lambda prefix_caching: False)
     request_stats, counts_again, from_iterations = run_on_tiny_kv(demo_dir / "LLM")
     assert request_stats is True  # as before: the iteration's stats, updated per id
     assert counts_again == counts  # greedy: the same ids either way
