@@ -27,7 +27,7 @@ from core import exact_stft
 from core.checkpoint import CheckpointError
 from core.exact_conv import dense_conv1d, depthwise_conv1d
 from core.sinc_resample import sinc_resample
-from core.sr_planner import SRPlan, SRPlanner
+from core.sr_planner import SRPlanner, SRWindow
 
 WEIGHTS_FILE = "g_16kto48k"
 CONFIG_FILE = "config.json"
@@ -372,7 +372,7 @@ class SRStream:
         """Flush: the rest of the output, using the true end of the signal as right boundary."""
         return self._run(self._planner.finish())
 
-    def _run(self, windows: list[SRPlan]) -> np.ndarray:
+    def _run(self, windows: list[SRWindow]) -> np.ndarray:
         out = []
         for w in windows:
             kept = np.ascontiguousarray(self._sr.enhance_window(w.samples)[w.keep_start: w.keep_end])

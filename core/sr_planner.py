@@ -21,13 +21,28 @@ RATIO = 3  # 16 kHz -> 48 kHz
 
 
 @dataclass(frozen=True, eq=False)
-class SRPlan:
-    """One AP-BWE window: 16 kHz input (context included) and which 48 kHz output samples to keep."""
+class SRWindow:
+    """One AP-BWE window (a row of the codec scheduler's SR calls): 16 kHz samples with their context, and which
+    48 kHz output samples to keep.
 
-    samples: np.ndarray  # float32 [S]
-    keep_start: int  # 48 kHz samples within the window's 3 * S outputs
+    `true_end`: the window ends at the stream's true end (reflect padding at the right edge): it takes its
+    exact-length path and is never right-padded into a bucket. Every other window may be zero-padded on the right
+    (the kept output is bit-identical: specs/gpu_serving.md §2)."""
+
+    samples: np.ndarray  # float32 [S] at 16 kHz, context included
+    keep_start: int  # 48 kHz output samples, within the window's output (3 * S samples)
     keep_end: int
     true_end: bool = False
+
+    def __post_init__(self) -> None:
+        if self.samples.ndim != 1:
+            raise ValueError(f"an SR window needs 1-D samples, got shape {self.samples.shape}")
+        if not 0 <= self.keep_start <= self.keep_end:
+            raise ValueError(f"bad keep range [{self.keep_start}, {self.keep_end})")
+
+    @property
+    def length(self) -> int:
+        return int(self.samples.size)
 
 
 class SRPlanner:
@@ -54,7 +69,7 @@ class SRPlanner:
     def finished(self) -> bool:
         return self._finished
 
-    def push(self, chunk16: np.ndarray) -> list[SRPlan]:
+    def push(self, chunk16: np.ndarray) -> list[SRWindow]:
         """Add 16 kHz samples; return the windows whose output is final now (maybe none)."""
         if self._finished:
             raise RuntimeError("SRPlanner.push after finish()")
@@ -62,7 +77,7 @@ class SRPlanner:
         if chunk.size:
             self._pending.append(chunk)
             self.samples_in += chunk.size
-        out: list[SRPlan] = []
+        out: list[SRWindow] = []
         while True:
             ready = (self.samples_in - self.context) // self.grid * self.grid
             if ready - self._done < self.min_block:
@@ -71,12 +86,12 @@ class SRPlanner:
             out.append(self._plan(self._done, stop, stop + self.context))
         return out
 
-    def finish(self) -> list[SRPlan]:
+    def finish(self) -> list[SRWindow]:
         """The rest, the last window using the true end of the signal as its right boundary."""
         if self._finished:
             return []
         self._finished = True
-        out: list[SRPlan] = []
+        out: list[SRWindow] = []
         while self.samples_in - self._done > self.max_block + self.context:
             stop = self._done + self.max_block
             out.append(self._plan(self._done, stop, stop + self.context))
@@ -85,7 +100,7 @@ class SRPlanner:
         self._pending, self._buf = [], np.zeros(0, np.float32)
         return out
 
-    def _plan(self, start: int, stop: int, window_end: int, *, true_end: bool = False) -> SRPlan:
+    def _plan(self, start: int, stop: int, window_end: int, *, true_end: bool = False) -> SRWindow:
         """The window over input [start - context, window_end) keeping the output of [start, stop)."""
         if self._pending:
             self._buf = np.concatenate([self._buf, *self._pending])
@@ -94,12 +109,14 @@ class SRPlanner:
         b = min(window_end, self.samples_in)
         samples = np.ascontiguousarray(self._buf[a - self._buf_start : b - self._buf_start])
         keep_from = max(0, stop - self.context)  # only what the next window's left context needs
-        self._buf = self._buf[keep_from - self._buf_start :].copy()
+        # A view, not a copy: `_buf` is never written in place (the next push's concatenate makes a fresh one, and
+        # frees what came before), so windows and the rest may share it.
+        self._buf = self._buf[keep_from - self._buf_start :]
         self._buf_start = keep_from
         self._done = stop
         self.windows += 1
         self.samples_planned += b - a
-        return SRPlan(samples, RATIO * (start - a), RATIO * (stop - a), true_end)
+        return SRWindow(samples, RATIO * (start - a), RATIO * (stop - a), true_end)
 
 
 def _round_up(n: int, step: int) -> int:

@@ -23,14 +23,14 @@ from typing import Any
 import numpy as np
 
 from bench.sim.windows import HOP, SR_CONTEXT, SR_GRID, SR_MAX_BLOCK, SR_MIN_BLOCK
-from core.sr_planner import SRPlan, SRPlanner
+from core.sr_planner import SRPlanner, SRWindow
 from core.streaming import DecodePlanner, PlannedWindow, StreamingConfig
 from core.tokens import SEMANTIC_CODEBOOK_SIZE as SEMANTIC_CODEBOOK
 from services.codec.admission import Admission
 from services.codec.calls import SchedulerPolicy
 from services.codec.cost_model import CostModel, CostModelRunner, DeviceTimeline, StepLoop, delta_due
 from services.codec.scheduler import CodecScheduler, StreamHandle
-from services.codec.windows import DecodeWindow, SRWindow
+from services.codec.windows import DecodeWindow
 from services.pipeline.flow_monitor import StreamCadence
 from shared.settings import Settings
 
@@ -244,7 +244,7 @@ class Simulation:
                 out.put_nowait((self._sr(handle, s), (s.keep_end - s.keep_start) / 48_000))
 
     @staticmethod
-    def _sr(handle: StreamHandle, s: SRPlan) -> asyncio.Future[Any]:
+    def _sr(handle: StreamHandle, s: SRWindow) -> asyncio.Future[Any]:
         return asyncio.ensure_future(handle.super_resolve(
             SRWindow(np.zeros(s.samples.size, np.float32), s.keep_start, s.keep_end, s.true_end)))
 

@@ -110,6 +110,11 @@ class StreamHandle:
     async def decode(self, window: DecodeWindow) -> np.ndarray:
         return await self.scheduler.submit(self, "decode", window)
 
+    async def decode_all(self, windows: Sequence[DecodeWindow]) -> list[np.ndarray]:
+        """Several decode windows of this stream at once, their kept audio in order (`asyncio.gather` over `decode`
+        made a task per window, and a wake-up of each, for every decoded chunk)."""
+        return await self.scheduler.submit_many(self, "decode", windows)
+
     async def super_resolve(self, window: SRWindow) -> np.ndarray:
         return await self.scheduler.submit(self, "sr", window)
 

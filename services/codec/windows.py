@@ -7,6 +7,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+# An AP-BWE row is the window `SRPlanner` plans: one type from the planner to the device, no copy between them.
+from core.sr_planner import SRWindow
+
+__all__ = ["DecodeWindow", "SRWindow", "WindowKind"]
+
 WindowKind = Literal["decode", "sr"]
 
 
@@ -43,28 +48,3 @@ class DecodeWindow:
         start = min(max(0, self.keep_start - reach), margin)
         end = max(min(self.length, self.keep_end + reach), self.length - margin)
         return start, end
-
-
-@dataclass(frozen=True, eq=False)
-class SRWindow:
-    """One AP-BWE row: 16 kHz samples with their context, and which 48 kHz output samples to keep.
-
-    `true_end`: the window ends at the stream's true end (reflect padding at the right edge): it takes its
-    exact-length path and is never right-padded into a bucket. Every other window may be zero-padded on the right
-    (the kept output is bit-identical: specs/gpu_serving.md §2)."""
-
-    samples: np.ndarray  # float32 [S] at 16 kHz, context included
-    keep_start: int  # 48 kHz output samples, within the window's output (3 * S samples)
-    keep_end: int
-    true_end: bool = False
-
-    def __post_init__(self) -> None:
-        if self.samples.ndim != 1:
-            raise ValueError(f"an SR window needs 1-D samples, got shape {self.samples.shape}")
-        if not 0 <= self.keep_start <= self.keep_end:
-            raise ValueError(f"bad keep range [{self.keep_start}, {self.keep_end})")
-
-    @property
-    def length(self) -> int:
-        return int(self.samples.size)
-

@@ -23,8 +23,7 @@ from audio.encoders import create_encoder
 from audio.reframe import FrameBuffer
 from audio.resample import StreamingResampler
 from audio.time_stretch import StreamingTimeStretch
-from core.sr_planner import SRPlan, SRPlanner
-from services.codec.windows import SRWindow
+from core.sr_planner import SRPlanner, SRWindow
 from services.pipeline.pipeline_stats import PipelineStats
 from shared import metrics
 
@@ -38,6 +37,7 @@ BWE_RATE = 48_000  # AP-BWE's output rate
 # every window but a stream's true end is 2,480..9,760 samples long, inside services.codec DEFAULT_SR_BUCKETS.
 SR_MIN_BLOCK = 1_600  # 100 ms: the first 48 kHz audio waits for at most this much plus the context
 SR_MAX_BLOCK = 8_000
+SR_STAGE_SECONDS = metrics.STAGE_SECONDS.labels("super_resolution")  # bound once: `.labels()` takes a lock per call
 # The compressed formats (PyAV: mp3, opus, aac, flac) cost 1-10 ms of CPU per second of audio, and PyAV lets go of
 # the GIL while it encodes. On the event loop each chunk's encode held every other stream for up to tens of ms and
 # all encoders shared one core (64 mp3 streams: 7.5 ms of loop CPU per audio second, 1.6 here; docs/benchmarks.md,
@@ -92,7 +92,7 @@ class AudioOutput:
         self.stats.encode_done = True
         return data
 
-    async def _super_resolve(self, windows: list[SRPlan]) -> np.ndarray:
+    async def _super_resolve(self, windows: list[SRWindow]) -> np.ndarray:
         """The windows' kept 48 kHz audio, in order: all submitted at once, so they may share one device call."""
         if not windows:
             return np.zeros(0, np.float32)
@@ -100,8 +100,7 @@ class AudioOutput:
             assert self._sr is not None
             parts = [self._sr.enhance_window(w.samples)[w.keep_start: w.keep_end] for w in windows]
         else:
-            parts = await self.handle.super_resolve_all(
-                [SRWindow(w.samples, w.keep_start, w.keep_end, true_end=w.true_end) for w in windows])
+            parts = await self.handle.super_resolve_all(windows)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     async def _onward(self, joined: np.ndarray, *, final: bool) -> bytes:
@@ -120,7 +119,7 @@ class AudioOutput:
             if audio.size:
                 self.stats.sr_chunks += 1
                 self.stats.sr_samples += int(audio.size)
-            metrics.STAGE_SECONDS.labels("super_resolution").observe(time.perf_counter() - started)
+            SR_STAGE_SECONDS.observe(time.perf_counter() - started)
         if self.encoder.sample_wise:
             return self._encode(audio, final)
         if not audio.size and not final and self._first_out:

@@ -72,6 +72,7 @@ PREAMBLE_TOKEN_ALLOWANCE = 64
 # second of audio, so a held-up decoder stops generation soon rather than a whole text chunk later.
 TOKEN_QUEUE_ITEMS = 64
 _END = object()
+DECODE_STAGE_SECONDS = metrics.STAGE_SECONDS.labels("decode")  # bound once: `.labels()` takes a lock per call
 
 
 # The one sampling type from request schema to engine: a request's SamplingConfig carries what the user asked
@@ -347,9 +348,8 @@ class SynthesisJob:
         assert self.handle is not None
         started = time.perf_counter()
         d = self._d_vector
-        kept = await asyncio.gather(*(self.handle.decode(DecodeWindow(w.ids, d, w.keep_start, w.keep_end))
-                                      for w in windows))
-        metrics.STAGE_SECONDS.labels("decode").observe(time.perf_counter() - started)
+        kept = await self.handle.decode_all([DecodeWindow(w.ids, d, w.keep_start, w.keep_end) for w in windows])
+        DECODE_STAGE_SECONDS.observe(time.perf_counter() - started)
         return [planner.take(w, audio) for w, audio in zip(windows, kept, strict=True)]
 
     async def _decode_push(self, run: ChunkRun, planner: DecodePlanner, semantic: list[int]) -> bytes:

@@ -114,7 +114,7 @@ async def test_windows_submitted_together_share_one_call_and_come_back_in_order(
     sched, _ = scheduler(SchedulerPolicy(pad_batch=False))
     async with sched:
         h = sched.open_stream()
-        results = await sched.submit_many(h, "decode", [window(20, 1), window(24, 2), window(22, 3)])
+        results = await h.decode_all([window(20, 1), window(24, 2), window(22, 3)])  # a decoded chunk's windows
     assert [(a.size, set(a.tolist())) for a in results] == [(20 * 320, {1.0}), (24 * 320, {2.0}), (22 * 320, {3.0})]
     assert [[w.ids[0] for w in c.windows] for c in sched.runner.calls] == [[1, 2, 3]]  # type: ignore[attr-defined]
 
