@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # after PYTHONPATH: an older tree given there is the one measured
 
+from bench.sim.windows import SR_CONTEXT, SR_GRID  # noqa: E402
 from core.streaming import DecodePlanner, StreamingConfig  # noqa: E402
 from core.tokens import TokenParser, VocabLayout  # noqa: E402
 from services.codec.scheduler import CodecScheduler  # noqa: E402
@@ -42,7 +43,6 @@ from shared.settings import Settings  # noqa: E402
 
 TOKENS_PER_SECOND = 50
 HOP = 320
-SR_GRID, SR_CONTEXT = 80, 880  # the released AP-BWE's STFT grid and context (16 kHz samples)
 TEXT = "The quick brown fox jumps over the lazy dog, then naps in the warm afternoon sun. " * 6
 
 

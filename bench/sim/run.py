@@ -245,8 +245,7 @@ class Simulation:
 
     @staticmethod
     def _sr(handle: StreamHandle, s: SRWindow) -> asyncio.Future[Any]:
-        return asyncio.ensure_future(handle.super_resolve(
-            SRWindow(np.zeros(s.samples.size, np.float32), s.keep_start, s.keep_end, s.true_end)))
+        return asyncio.ensure_future(handle.super_resolve(s))  # the planner's window as it is (zeros: decoded zeros)
 
     async def run(self) -> dict[str, Any]:
         cfg = self.cfg
