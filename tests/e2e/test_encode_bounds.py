@@ -148,7 +148,10 @@ def test_a_client_that_hangs_up_frees_its_encoder_slot(live: LiveServer, route: 
 
 def test_a_deadline_bounds_each_encode_so_a_hostile_upload_cannot_hold_another_key(live: LiveServer) -> None:
     """Key A's encode never ends and key B queues behind it: at A's deadline A gets 504 with Retry-After, the slot
-    goes to B, and B's voice is created (before, B waited as long as A's encode ran)."""
+    goes to B, and B's voice is created (before, B waited as long as A's encode ran).
+
+    Only A runs under the short deadline: each call reads it as it enters, and B's own 1.5 s would leave it just
+    the moments between the two arrivals to encode once A's slot came back (a loaded CI machine took longer)."""
     live.references.deadline_s = 1.5
     try:
         outcome: dict[str, httpx.Response] = {}
@@ -156,6 +159,7 @@ def test_a_deadline_bounds_each_encode_so_a_hostile_upload_cannot_hold_another_k
         held = live.encoder.held
         hostile.start()
         until(lambda: live.encoder.held == held + 1, "the hostile encode is running")
+        live.references.deadline_s = 600  # B's bound: only A's deadline can end A's hold on the slot
         other = create_voice(live, OTHER, recording(301))
         hostile.join(timeout=30)
     finally:

@@ -143,6 +143,7 @@ async def test_a_deadline_bounds_the_encode_itself_and_frees_the_slot_at_once() 
     cut = await refusal(refs.encode(audio(1), semantic=False, key_id="hostile"))
     assert (cut.code, cut.retry_after) == ("GENERATION_TIMEOUT", 10)
     assert refs.abandoned == 1
+    refs.deadline_s = 60  # the short bound was the hostile call's; the next key's encode must not race it
     assert (await refs.encode(audio(2), semantic=False, key_id="other")).tokens  # the slot was given back
     await until(lambda: encoder.stopped == 1)  # the abandoned thread stopped at its next stage check
     assert len(refs.cache) == 1  # the abandoned result was never kept
