@@ -87,6 +87,11 @@ class ChunkJoiner:
         self._last = False  # no segment follows the current one
         self._finished = False
 
+    @property
+    def holds_output(self) -> bool:
+        """Whether output is held back: a tail for a crossfade, or a new segment's head until its join is known."""
+        return self._mixing or len(self._held) > 0
+
     def start_segment(self) -> None:
         """Mark that further pushes belong to a new segment (to be crossfaded in). Optional before the first."""
         self._check_open()

@@ -53,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="bound on one BiCodec call (rows x bucket): a long call stalls every LLM step behind it; "
                    "default: the service's own")
     p.add_argument("--no-admission", action="store_true", help="admit every stream (to see what overload does)")
+    p.add_argument("--no-sr-lead", action="store_true", help="48 kHz: no lead window (core.sr_planner); the first "
+                   "AP-BWE window waits for its real right context, as before the fifteenth session")
     p.add_argument("--admission", default="{}", help="JSON keyword settings for Admission (default: the service's)")
     p.add_argument("--policy", default="{}", help="JSON keyword settings for SchedulerPolicy beside the call bound "
                    "(default: the service's; '{\"decode_reach\": null}': whole windows through the wave generator)")
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             cfg = SimConfig(model, streams, sample_rate=args.sample_rate, arrive_within_s=args.arrive_within,
                             seed=args.seed, audio_seconds=args.audio_seconds, preamble_ids=args.preamble_ids,
                             api_processes=args.api_processes, stream_interval=args.stream_interval,
-                            admission=admission,
+                            admission=admission, sr_lead=not args.no_sr_lead,
                             policy=SchedulerPolicy(max_call_decode_tokens=args.max_call_decode_tokens, **policy))
             report = simulate(cfg)
             report["llm_per_row"] = model.llm_step.per_unit

@@ -9,6 +9,13 @@ streams' windows, or `SuperResolution.enhance_window` directly) and concatenates
 The window at the stream's true end is marked (`true_end`): its right edge is the signal's end (reflect padding in
 the STFT), so it must run at its exact length, never right-padded into a bucket. Every other window has its full
 right context and may be zero-padded (the kept output is unchanged: specs/gpu_serving.md §2).
+
+The lead window: a stream's first window may take its right context from a guess of what follows (`push(...,
+ahead=)`: the decode schedule's held overlap, decoded again and crossfaded by the next window). Without it the first
+48 kHz audio waits for `min_block` + `context` samples (7.75 tokens), which balanced's first chunk (4 tokens) does not
+give, so it waited for the second decode window: eight engine steps and a decode call more than at 16 kHz. The lead
+window's kept output then differs from the offline upsample where the guess differs from the audio that came (the
+short schedule's first second already may: docs/benchmarks.md); with a right guess it is exact.
 """
 
 from __future__ import annotations
@@ -63,14 +70,19 @@ class SRPlanner:
         self._finished = False
         self.samples_in = 0
         self.windows = 0
+        self.lead_windows = 0  # first windows whose right context was a guess (`push(..., ahead=)`)
         self.samples_planned = 0  # 16 kHz samples in windows, context included
 
     @property
     def finished(self) -> bool:
         return self._finished
 
-    def push(self, chunk16: np.ndarray) -> list[SRWindow]:
-        """Add 16 kHz samples; return the windows whose output is final now (maybe none)."""
+    def push(self, chunk16: np.ndarray, ahead: np.ndarray | None = None) -> list[SRWindow]:
+        """Add 16 kHz samples; return the windows whose output is final now (maybe none).
+
+        `ahead`: a guess of the samples that follow this chunk (never counted as input). While no window has been
+        planned and the rule above plans none, the stream's first window (the lead) keeps every whole grid step
+        received, taking the right context it lacks from the guess, when the guess is long enough."""
         if self._finished:
             raise RuntimeError("SRPlanner.push after finish()")
         chunk = _as_mono_float32(chunk16)
@@ -84,7 +96,22 @@ class SRPlanner:
                 break
             stop = min(ready, self._done + self.max_block)
             out.append(self._plan(self._done, stop, stop + self.context))
+        if not out and ahead is not None and self.windows == 0:
+            lead = self._lead(_as_mono_float32(ahead))
+            if lead is not None:
+                out.append(lead)
         return out
+
+    def _lead(self, ahead: np.ndarray) -> SRWindow | None:
+        """The first window over everything received, its missing right context taken from `ahead`; None when
+        less than a grid step was received or the guess is too short."""
+        stop = min(self.samples_in // self.grid * self.grid, self.max_block)
+        missing = max(0, stop + self.context - self.samples_in)  # right context beyond what was received
+        if stop < self.grid or ahead.size < missing:
+            return None
+        window = self._plan(0, stop, stop + self.context, ahead=ahead[:missing])
+        self.lead_windows += 1
+        return window
 
     def finish(self) -> list[SRWindow]:
         """The rest, the last window using the true end of the signal as its right boundary."""
@@ -100,14 +127,18 @@ class SRPlanner:
         self._pending, self._buf = [], np.zeros(0, np.float32)
         return out
 
-    def _plan(self, start: int, stop: int, window_end: int, *, true_end: bool = False) -> SRWindow:
-        """The window over input [start - context, window_end) keeping the output of [start, stop)."""
+    def _plan(self, start: int, stop: int, window_end: int, *, true_end: bool = False,
+              ahead: np.ndarray | None = None) -> SRWindow:
+        """The window over input [start - context, window_end) keeping the output of [start, stop); `ahead`: guessed
+        samples appended after the input received (a lead window's right context)."""
         if self._pending:
             self._buf = np.concatenate([self._buf, *self._pending])
             self._pending = []
         a = max(0, start - self.context)
         b = min(window_end, self.samples_in)
-        samples = np.ascontiguousarray(self._buf[a - self._buf_start : b - self._buf_start])
+        received = self._buf[a - self._buf_start : b - self._buf_start]
+        samples = np.concatenate([received, ahead]) if ahead is not None and ahead.size \
+            else np.ascontiguousarray(received)
         keep_from = max(0, stop - self.context)  # only what the next window's left context needs
         # A view, not a copy: `_buf` is never written in place (the next push's concatenate makes a fresh one, and
         # frees what came before), so windows and the rest may share it.
@@ -115,7 +146,7 @@ class SRPlanner:
         self._buf_start = keep_from
         self._done = stop
         self.windows += 1
-        self.samples_planned += b - a
+        self.samples_planned += samples.size
         return SRWindow(samples, RATIO * (start - a), RATIO * (stop - a), true_end)
 
 

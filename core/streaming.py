@@ -178,6 +178,13 @@ class DecodePlanner:
         return self._finished
 
     @property
+    def held_audio(self) -> np.ndarray | None:
+        """The last short chunk's held overlap (`hold` tokens of audio), or None: a guess of what follows the audio
+        taken so far, which the next window decodes again and crossfades in (super-resolution's lead window reads
+        it as right context: core.sr_planner)."""
+        return self._held
+
+    @property
     def tokens_needed(self) -> int:
         """Pending tokens the next chunk waits for (its size and look-ahead): a push leaving fewer plans nothing."""
         size, short = self._next_chunk()

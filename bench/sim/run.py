@@ -59,6 +59,7 @@ class SimConfig:
     prebuffer_s: float = 0.1
     latency: str = "balanced"
     adaptive_schedule: bool = True  # Admission.first_chunk_schedule picks each newcomer's schedule, as the service does
+    sr_lead: bool = True  # at 48 kHz, a lead window where Admission.sr_lead allows it, as the service does
     streaming: StreamingConfig | None = None  # the decode schedule before `latency` applies (None: the service's)
     admission: dict[str, Any] = field(default_factory=dict)  # keyword settings for Admission
     policy: SchedulerPolicy = field(default_factory=SchedulerPolicy)
@@ -181,6 +182,9 @@ class Simulation:
         latency = self.admission.first_chunk_schedule(self.cfg.latency) if self.cfg.adaptive_schedule \
             else self.cfg.latency
         stream_config = self.base_config.for_latency(latency)
+        # As the synthesis job asks it: a short first chunk's held overlap as the first AP-BWE window's right context.
+        sr_lead = self.cfg.sr_lead and self.cfg.sample_rate == 48_000 and latency != "exact" \
+            and self.admission.sr_lead()
         tokens = max(1, round(audio_seconds * TOKENS_PER_SECOND))
         pre = self.cfg.preamble_ids
         row = SimRow(self.cfg.prompt_tokens, pre + tokens + 1, index % self.cfg.api_processes)
@@ -188,7 +192,8 @@ class Simulation:
         cadence = StreamCadence(prebuffer_s=self.cfg.prebuffer_s, observe_metrics=False, clock=self.loop.time)
         self.engine.add(row)
         out: asyncio.Queue[tuple[asyncio.Future[Any] | None, float]] = asyncio.Queue()
-        producers = [asyncio.ensure_future(self._submit_decodes(row, handle, stream_config, tokens, pre, out, result))]
+        producers = [asyncio.ensure_future(self._submit_decodes(row, handle, stream_config, tokens, pre, out, result,
+                                                                sr_lead))]
         try:
             while True:
                 task, seconds = await out.get()
@@ -209,7 +214,7 @@ class Simulation:
         result.underrun_seconds = cadence.underrun_seconds
 
     async def _submit_decodes(self, row: SimRow, handle: StreamHandle, stream_config: StreamingConfig, tokens: int,
-                              pre: int, out: asyncio.Queue[Any], result: StreamResult) -> None:
+                              pre: int, out: asyncio.Queue[Any], result: StreamResult, sr_lead: bool) -> None:
         """The service's own planners, fed as the ids become usable: `DecodePlanner` and, at 48 kHz, `SRPlanner`
         over the decoded chunks."""
         started = self.loop.time()
@@ -222,14 +227,14 @@ class Simulation:
             usable = min(tokens, row.usable - pre)
             windows = planner.push(np.zeros(usable - fed, np.int32))
             fed = usable
-            await self._submit(planner, sr, windows, handle, out, final=False)
+            await self._submit(planner, sr, windows, handle, out, final=False, sr_lead=sr_lead)
         await row.wait_usable(row.total)  # the stop id: generation ended
         result.generation_seconds = self.loop.time() - started
         await self._submit(planner, sr, planner.finish(), handle, out, final=True)
         out.put_nowait((None, 0.0))
 
     async def _submit(self, planner: DecodePlanner, sr: SRPlanner | None, windows: list[PlannedWindow],
-                      handle: StreamHandle, out: asyncio.Queue[Any], *, final: bool) -> None:
+                      handle: StreamHandle, out: asyncio.Queue[Any], *, final: bool, sr_lead: bool = False) -> None:
         for w in windows:
             task = asyncio.ensure_future(handle.decode(DecodeWindow(w.ids, None, w.keep_start, w.keep_end)))
             chunk = planner.take(w, np.zeros(w.kept_tokens * HOP, np.float32))  # the sizes the service plays
@@ -237,7 +242,7 @@ class Simulation:
                 out.put_nowait((task, chunk.size / 16_000))
                 continue
             await task  # SR needs the decoded audio; windows after it are already queued behind
-            for s in sr.push(chunk):
+            for s in sr.push(chunk, planner.held_audio if sr_lead else None):  # the lead window, as AudioOutput
                 out.put_nowait((self._sr(handle, s), (s.keep_end - s.keep_start) / 48_000))
         if sr is not None and final:
             for s in sr.finish():
@@ -285,6 +290,7 @@ class Simulation:
             "admitted_after_waiting": self.admission.waited,
             "long_first_chunks": self.admission.long_first_chunks,
             "first_chunks": {f"{schedule}/{reason}": n for (schedule, reason), n in self.admission.first_chunks.items()},
+            "sr_leads": dict(self.admission.sr_leads),
             "ttfa_ms_p50": _pct(ttfa, 50),
             "ttfa_ms_p95": _pct(ttfa, 95),
             "ttfa_ms_max": max(ttfa, default=None),

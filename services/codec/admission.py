@@ -117,6 +117,7 @@ class Admission:
                  ramp_floor: int = 32, ramp_share: float = 0.5, short_schedule_share: float = 0.8,
                  exact_needs_pace: float = 2.0, spacing_s: float = 0.03, spacing_pace: float = 1.1,
                  spacing_share: float = 0.8, miss_memory_s: float = 10.0, pace_rows_floor: int = 32,
+                 sr_lead_needs_pace: float = 3.5,
                  max_wait_s: float = DEFAULT_MAX_WAIT_S, wait_rules: Iterable[str] = DEFAULT_WAIT_RULES) -> None:
         self.scheduler = scheduler
         self.clock = clock or getattr(scheduler, "clock", None) or time.monotonic
@@ -135,6 +136,8 @@ class Admission:
         self.spacing_s, self.spacing_pace, self.spacing_share = spacing_s, spacing_pace, spacing_share
         self.miss_memory_s = miss_memory_s
         self.pace_rows_floor = pace_rows_floor
+        self.sr_lead_needs_pace = sr_lead_needs_pace
+        self.sr_leads: Counter[str] = Counter()  # 48 kHz streams' lead-window decisions: taken, llm_slow
         self.max_wait_s = max(0.0, max_wait_s)
         self.wait_rules = frozenset(wait_rules)  # the rules admit() waits out (others refuse at once)
         if not self.wait_rules <= WAITABLE_RULES:
@@ -354,6 +357,23 @@ class Admission:
                     streams, share, pace)
         return "exact", "codec_busy"
 
+    def sr_lead(self) -> bool:
+        """Whether a new 48 kHz stream's first AP-BWE window may take its right context from the decode schedule's
+        held overlap (core.sr_planner, the lead window): its first audio then leaves with the first decoded chunk,
+        eight engine steps and a decode call sooner, holding 80 ms instead of 185.
+
+        Only while the engine gives each request `sr_lead_needs_pace` (3.5) x real time or more, or is not measured
+        yet: the next piece needs 8 more tokens within those 80 ms of playback (46 ms at 3.5x) plus its decode and
+        AP-BWE calls. A slower engine plays the lead dry at the scheduler's deadlines, and the misses refuse
+        newcomers: in `bench.simulate` at 48 kHz, 600 offered within 10 s at 0.056 ms per LLM row, seeds 0-2, admitted
+        91-107 with a bound of 2.5x or 3x, 105-111 at 3.5x and 104-115 with no lead; 64 within 10 s at 0.02 kept
+        most of the lead's gain at 3.5x (p50 146-155 ms against 170-176 without) and lost it at 4x (172-175)
+        (`python -m bench.sim_sr_lead`, docs/benchmarks.md)."""
+        pace = self.pace() if self.generating is not None else None
+        taken = pace is None or pace >= self.sr_lead_needs_pace * self.need_tokens_per_s
+        self.sr_leads["taken" if taken else "llm_slow"] += 1
+        return taken
+
     def view(self) -> dict[str, Any]:
         """What admission last measured, for operators (metrics, the debug route): read-only, so looking never moves
         a measure (`codec_cost()` and `pace()` integrate up to now; this reads their windows as they stand)."""
@@ -372,6 +392,7 @@ class Admission:
             "admitted": self.admitted,
             "refused": dict(self.refused),
             "first_chunks": {f"{schedule}/{reason}": n for (schedule, reason), n in self.first_chunks.items()},
+            "sr_leads": dict(self.sr_leads),
         }
 
 

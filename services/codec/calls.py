@@ -22,8 +22,10 @@ DEFAULT_DECODE_BUCKETS = (16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192
 # powers of two (docs/benchmarks.md); every shape is a captured graph on CUDA (graphs.py: GraphPlan).
 # 16 kHz input samples, context included: multiples of AP-BWE's 80-sample grid around the windows core.sr_planner
 # makes with the pipeline's block sizes (services/pipeline/audio_output.py SR_MIN_BLOCK..SR_MAX_BLOCK, 1,600..8,000
-# samples, plus 880 samples of context on each side; 880 fewer at a stream's start).
-DEFAULT_SR_BUCKETS = (3_520, 4_800, 6_400, 8_000, 9_760, 12_800)
+# samples, plus 880 samples of context on each side; 880 fewer at a stream's start). 2,240: a stream's lead window
+# (1,280 kept + 880 of guessed context after balanced's first chunk): in 3,520 its 39% padding kept lead windows
+# from sharing calls, and 32 streams starting at once ran 32 one-row calls (bench.simulate).
+DEFAULT_SR_BUCKETS = (2_240, 3_520, 4_800, 6_400, 8_000, 9_760, 12_800)
 DEFAULT_BATCH_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)  # calls hold ~2-3 rows: 3 -> 4 wasted a quarter
 # The released BiCodec's wave-generator reach in tokens (core.bicodec.wave_reach_tokens; the runtime sets the loaded
 # decoder's own): a decode window's wave generator runs on its kept tokens and this many more on each side, not on

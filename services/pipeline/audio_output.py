@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 NATIVE_RATE = 16_000  # BiCodec's rate
 BWE_RATE = 48_000  # AP-BWE's output rate
 # AP-BWE window blocks (16 kHz samples, before context): with the released model's 880 samples of context each side
-# every window but a stream's true end is 2,480..9,760 samples long, inside services.codec DEFAULT_SR_BUCKETS.
+# every window but a stream's true end is 2,480..9,760 samples long, a lead window (core.sr_planner) 960..3,360 (2,160
+# after balanced's first chunk), inside services.codec DEFAULT_SR_BUCKETS.
 SR_MIN_BLOCK = 1_600  # 100 ms: the first 48 kHz audio waits for at most this much plus the context
 SR_MAX_BLOCK = 8_000
 SR_STAGE_SECONDS = metrics.STAGE_SECONDS.labels("super_resolution")  # bound once: `.labels()` takes a lock per call
@@ -53,9 +54,10 @@ class AudioOutput:
 
     def __init__(self, runtime: ModelRuntime, *, audio_format: str, sample_rate: int, stream: bool,
                  want_bwe: bool, stats: PipelineStats, time_stretch: float = 1.0,
-                 handle: StreamHandle | None = None) -> None:
+                 handle: StreamHandle | None = None, sr_lead: bool = False) -> None:
         """`handle`: the job's place in the codec scheduler, which runs the AP-BWE windows; None: they run here,
-        directly on the model (offline tools and tests without a scheduler)."""
+        directly on the model (offline tools and tests without a scheduler). `sr_lead`: the first AP-BWE window may
+        take its right context from a guess passed to `push` (core.sr_planner, the lead window)."""
         settings = runtime.settings
         self.stats = stats
         self.handle = handle
@@ -67,6 +69,7 @@ class AudioOutput:
         self.bwe_stream = (SRPlanner(grid=sr.grid, context=sr.context, min_block=SR_MIN_BLOCK, max_block=SR_MAX_BLOCK)
                            if sr is not None else None)
         self.bwe_applied = self.bwe_stream is not None
+        self.sr_lead = sr_lead and self.bwe_applied and time_stretch == 1.0  # speed reshapes the audio after the guess
         source_rate = BWE_RATE if self.bwe_applied else NATIVE_RATE
         self.joiner = ChunkJoiner(int(round(settings.crossfade_ms * NATIVE_RATE / 1000)))
         self.resampler = StreamingResampler(source_rate, sample_rate)
@@ -84,8 +87,20 @@ class AudioOutput:
         if last:
             self.joiner.last_segment()
 
-    async def push(self, wav16: np.ndarray) -> bytes:
-        return await self._onward(self.joiner.push(wav16), final=False)
+    async def push(self, wav16: np.ndarray, ahead: np.ndarray | None = None) -> bytes:
+        """`ahead`: a guess of the 16 kHz audio after this piece (the decode schedule's held overlap), from which
+        the stream's first AP-BWE window may take its right context (core.sr_planner: the lead window)."""
+        joined = self.joiner.push(wav16)
+        return await self._onward(joined, final=False, ahead=self._sr_ahead(ahead))
+
+    def _sr_ahead(self, ahead: np.ndarray | None) -> np.ndarray | None:
+        """The guess, where it follows what just left the joiner: not once a window ran, not where the stream takes
+        no lead window, and not while the joiner holds a tail back for the next text chunk (a long text: its first
+        piece is 30 ms, too short a lead to be worth an AP-BWE row of its own)."""
+        if ahead is None or not self.sr_lead or self.bwe_stream is None or self.bwe_stream.windows \
+                or self.joiner.holds_output:
+            return None
+        return ahead
 
     async def finish(self) -> bytes:
         data = await self._onward(self.joiner.finish(), final=True)
@@ -103,7 +118,7 @@ class AudioOutput:
             parts = await self.handle.super_resolve_all(windows)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    async def _onward(self, joined: np.ndarray, *, final: bool) -> bytes:
+    async def _onward(self, joined: np.ndarray, *, final: bool, ahead: np.ndarray | None = None) -> bytes:
         if self.stretch is not None:
             joined = self.stretch.push(joined)
             if final:
@@ -112,7 +127,7 @@ class AudioOutput:
         audio = joined
         if self.bwe_stream is not None:
             started = time.perf_counter()
-            windows = self.bwe_stream.push(joined) if joined.size else []
+            windows = self.bwe_stream.push(joined, ahead) if joined.size else []
             if final:
                 windows += self.bwe_stream.finish()
             audio = await self._super_resolve(windows)

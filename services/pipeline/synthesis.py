@@ -149,10 +149,6 @@ class SynthesisJob:
         self.arrival = self.scheduler.clock()
         self.handle: StreamHandle | None = None
         self._d_vector: Any = None  # the voice's d-vector, computed once per job
-        self.chain = AudioOutput(runtime, audio_format=request.audio_format, sample_rate=request.sample_rate,
-                                 stream=request.stream, want_bwe=request.want_sr, stats=self.stats,
-                                 time_stretch=request.time_stretch)
-        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=settings.stream_queue_chunks)
         self.stream_config = StreamingConfig.from_settings(settings)
         # The latency preference shapes the stream's first chunk only (its first text chunk): that is the audio the
         # listener waits for. Later text chunks, and every non-streaming response, decode with the exact schedule.
@@ -161,6 +157,14 @@ class SynthesisJob:
         if admission is not None:  # under load a newcomer's first chunk waits for the full look-ahead (admission.py)
             latency = admission.first_chunk_schedule(latency)
         self.first_stream_config = self.stream_config.for_latency(latency)
+        # At 48 kHz a short first chunk's held overlap may stand in as the first AP-BWE window's right context
+        # (core.sr_planner, the lead window), while the engine is far enough ahead (Admission.sr_lead).
+        sr_lead = request.stream and request.want_sr and latency != "exact" and runtime.sr is not None \
+            and (admission is None or admission.sr_lead())
+        self.chain = AudioOutput(runtime, audio_format=request.audio_format, sample_rate=request.sample_rate,
+                                 stream=request.stream, want_bwe=request.want_sr, stats=self.stats,
+                                 time_stretch=request.time_stretch, sr_lead=sr_lead)
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=settings.stream_queue_chunks)
         self.global_tokens: tuple[int, ...] | None = (
             tuple(request.voice.global_tokens) if getattr(request.voice, "global_tokens", None) else None
         )
@@ -359,16 +363,17 @@ class SynthesisJob:
         chunks = await self._decode_windows(planner, windows)
         if chunks and self.stats.first_audio_engine_ids is None:
             self.stats.first_audio_engine_ids = (self.stats.preamble_ids or 0) + planner.tokens_in
-        return await self._chain_chunks(run, chunks)
+        return await self._chain_chunks(run, chunks, ahead=planner.held_audio)
 
     async def _decode_finish(self, run: ChunkRun, planner: DecodePlanner, *, fade: bool = False) -> bytes:
         chunks = await self._decode_windows(planner, planner.finish())
         # Faded when the chunk is cut at a token guard's detection point.
         return await self._chain_chunks(run, self.guards.fade_last(chunks) if fade else chunks)
 
-    async def _chain_chunks(self, run: ChunkRun, chunks: list[np.ndarray]) -> bytes:
+    async def _chain_chunks(self, run: ChunkRun, chunks: list[np.ndarray], ahead: np.ndarray | None = None) -> bytes:
+        """`ahead`: the decode planner's held overlap after the last chunk (the guess of what follows it)."""
         out = bytearray()
-        for chunk in chunks:
+        for i, chunk in enumerate(chunks):
             if run.stop is not None:
                 break
             chunk = self.guards.screen_audio(run, chunk)
@@ -377,13 +382,14 @@ class SynthesisJob:
             self.stats.decoded_samples_per_chunk[-1] += int(chunk.size)
             kept = run.keep_or_hold(chunk)
             if kept is not None and kept.size:
-                out += await self._push_kept(kept)
+                follows = ahead if i == len(chunks) - 1 and run.stop is None else None  # a cut piece ends here
+                out += await self._push_kept(kept, follows)
         return bytes(out)
 
-    async def _push_kept(self, audio: np.ndarray) -> bytes:
+    async def _push_kept(self, audio: np.ndarray, ahead: np.ndarray | None = None) -> bytes:
         if self.timestamps is not None:
             self.timestamps.on_audio(audio)
-        return await self.chain.push(audio)
+        return await self.chain.push(audio, ahead)
 
     async def _release_held(self, run: ChunkRun) -> bytes:
         """The held audio of a chunk that passed every guard, on through the chain."""

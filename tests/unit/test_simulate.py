@@ -438,6 +438,34 @@ def test_under_load_a_newcomer_gets_the_exact_first_chunk_only_while_the_llm_is_
     assert adm.first_chunk_schedule("balanced") == "balanced" and adm.long_first_chunks == 1
 
 
+def test_a_48khz_newcomer_takes_the_lead_window_only_while_the_llm_is_3_5x_ahead_or_unmeasured() -> None:
+    from services.codec.admission import Admission
+
+    sched = _Scheduler()
+    adm = Admission(sched, generating=lambda: 4)
+    assert adm.sr_lead()  # nothing measured yet: an idle engine, or a burst's first streams
+    for _ in range(20):  # 250 tokens/s per request: 5x real time
+        sched.now += 0.1
+        adm.note_tokens(4 * 25)
+    assert adm.sr_lead()
+    for _ in range(20):  # 150 tokens/s (3x): the 8 tokens after the lead would take 53 ms of its 80
+        sched.now += 0.1
+        adm.note_tokens(4 * 15)
+    assert not adm.sr_lead()
+    assert adm.sr_leads == {"taken": 2, "llm_slow": 1} and adm.view()["sr_leads"] == {"taken": 2, "llm_slow": 1}
+
+
+def test_at_48khz_the_lead_window_brings_first_audio_forward_for_streams_starting_together() -> None:
+    """32 streams at once (the stand-in bound's case): with the lead window every stream's first audio leaves with
+    its first decoded chunk; the lead rows share one AP-BWE call (their bucket: 2,240) and nobody runs dry."""
+    lead = _run(32, sample_rate=48_000, arrive_within_s=0.0)
+    no_lead = _run(32, sample_rate=48_000, arrive_within_s=0.0, sr_lead=False)
+    assert lead["sr_leads"] == {"taken": 32} and no_lead["sr_leads"] == {}
+    assert lead["codec_calls"] <= no_lead["codec_calls"] + 2  # the 32 lead rows shared calls (in 3,520: 32 more)
+    assert lead["ttfa_ms_p95"] < no_lead["ttfa_ms_p50"]
+    assert lead["underruns_prebuffer_100ms"] == no_lead["underruns_prebuffer_100ms"] == 0
+
+
 def test_the_exact_first_chunk_under_load_carries_more_streams_without_underruns() -> None:
     fixed = _run(250, adaptive_schedule=False)
     adaptive = _run(250)

@@ -20,6 +20,7 @@ import torch
 
 from audio.crossfade import crossfade_concat
 from core.tokens import TokenParser
+from services.codec.admission import Admission
 from services.deployment.runtime import ModelRuntime
 from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest
 from shared.settings import Settings
@@ -340,9 +341,9 @@ async def test_48khz_streams_super_resolve_through_the_scheduler_as_offline(sr_r
         planner, fed = job.chain.bwe_stream, []
         push = planner.push
 
-        def recording(chunk: np.ndarray) -> list:
+        def recording(chunk: np.ndarray, ahead: np.ndarray | None = None) -> list:
             fed.append(np.array(chunk, np.float32))
-            return push(chunk)
+            return push(chunk, ahead)
 
         planner.push = recording
         data = await job.collect()
@@ -356,3 +357,59 @@ async def test_48khz_streams_super_resolve_through_the_scheduler_as_offline(sr_r
         offline = np.clip(runtime.sr.upsample(narrow), -1.0, 32767 / 32768)
         assert audio48.shape == offline.shape == (3 * narrow.size,)
         assert np.abs(audio48 - offline).max() <= 1.5 / 32768  # the 16-bit output's rounding
+
+
+async def test_a_48khz_stream_plays_its_first_decoded_chunk_through_a_lead_window(sr_runtime: ModelRuntime,
+                                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Balanced at 48 kHz: the first AP-BWE window takes its right context from the first chunk's held overlap, so
+    the first bytes leave with the first decoded chunk instead of waiting eight engine steps for the second. The
+    lead's kept audio is what AP-BWE gives the received samples with that guess after them; everything after it
+    equals the offline upsample of the audio the job fed to super-resolution."""
+    runtime = sr_runtime
+    monkeypatch.setattr(runtime, "engine", _PacedEngine(runtime.engine, step_s=0.03))
+    request = replace(_request(runtime, "Hello there, how are you today?", request_id="sr48-lead", stream=True,
+                               audio_format="pcm", latency="balanced", voice="fixed", max_tokens=60),
+                      sample_rate=48_000, want_sr=True)
+    job = SynthesisJob(runtime, request)
+    assert job.chain.sr_lead
+    planner, fed, leads = job.chain.bwe_stream, [], []
+    push = planner.push
+
+    def recording(chunk: np.ndarray, ahead: np.ndarray | None = None) -> list:
+        fed.append(np.array(chunk, np.float32))
+        windows = push(chunk, ahead)
+        if planner.lead_windows and not leads:
+            leads.append(windows[0])
+        return windows
+
+    planner.push = recording
+    source = job.stream_bytes()
+    pieces = [await anext(source)]
+    assert job.stats.decoded_chunks == 1 and planner.lead_windows == 1  # the second chunk was 8 steps (240 ms) away
+    pieces += [piece async for piece in source]
+    audio48 = np.frombuffer(b"".join(pieces), dtype="<i2").astype(np.float32) / 32768.0
+    narrow = np.concatenate(fed)
+    lead = leads[0]
+    assert lead.keep_start == 0 and lead.keep_end == 3 * 4 * 320  # balanced keeps 4 of its first 8 tokens
+    rounding = 1.5 / 32768  # the 16-bit output's rounding
+    guessed = np.clip(runtime.sr.upsample(lead.samples)[: lead.keep_end], -1.0, 32767 / 32768)
+    assert np.abs(audio48[: lead.keep_end] - guessed).max() <= rounding
+    offline = np.clip(runtime.sr.upsample(narrow), -1.0, 32767 / 32768)
+    assert audio48.shape == offline.shape
+    assert np.abs(audio48[lead.keep_end:] - offline[lead.keep_end:]).max() <= rounding
+
+
+async def test_a_48khz_stream_takes_no_lead_when_admission_finds_the_engine_slow(sr_runtime: ModelRuntime,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Admission.sr_lead says no (the engine under 3.5x real time): the first window waits for real context."""
+    runtime = sr_runtime
+    admission = Admission(runtime.codec_scheduler, generating=lambda: 1)
+    monkeypatch.setattr(admission, "pace", lambda: 150.0)  # 3x real time: under the lead's 3.5x
+    monkeypatch.setattr(runtime, "admission", admission, raising=False)
+    request = replace(_request(runtime, "Hello there.", request_id="sr48-no-lead", stream=True, audio_format="pcm",
+                               latency="balanced", voice="fixed", max_tokens=40), sample_rate=48_000, want_sr=True)
+    job = SynthesisJob(runtime, request)
+    assert not job.chain.sr_lead
+    await job.collect()
+    assert job.chain.bwe_stream.lead_windows == 0 and job.chain.bwe_stream.windows > 0
+    assert admission.sr_leads == {"llm_slow": 1}
