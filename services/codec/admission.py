@@ -359,8 +359,8 @@ class Admission:
 
     def sr_lead(self) -> bool:
         """Whether a new 48 kHz stream's first AP-BWE window may take its right context from the decode schedule's
-        held overlap (core.sr_planner, the lead window): its first audio then leaves with the first decoded chunk,
-        eight engine steps and a decode call sooner, holding 80 ms instead of 185.
+        held overlap (core.sr_planner, the lead window): its first audio then leaves with the first decoded chunk
+        (token 16 instead of 28, and a decode call sooner), holding 80 ms instead of 265.
 
         Only while the engine gives each request `sr_lead_needs_pace` (3.5) x real time or more, or is not measured
         yet: the next piece needs 8 more tokens within those 80 ms of playback (46 ms at 3.5x) plus its decode and

@@ -35,7 +35,7 @@ NATIVE_RATE = 16_000  # BiCodec's rate
 BWE_RATE = 48_000  # AP-BWE's output rate
 # AP-BWE window blocks (16 kHz samples, before context): with the released model's 880 samples of context each side
 # every window but a stream's true end is 2,480..9,760 samples long, a lead window (core.sr_planner) 960..3,360 (2,160
-# after balanced's first chunk), inside services.codec DEFAULT_SR_BUCKETS.
+# after balanced's first chunk, the joiner's held tail included), inside services.codec DEFAULT_SR_BUCKETS.
 SR_MIN_BLOCK = 1_600  # 100 ms: the first 48 kHz audio waits for at most this much plus the context
 SR_MAX_BLOCK = 8_000
 SR_STAGE_SECONDS = metrics.STAGE_SECONDS.labels("super_resolution")  # bound once: `.labels()` takes a lock per call
@@ -88,19 +88,18 @@ class AudioOutput:
             self.joiner.last_segment()
 
     async def push(self, wav16: np.ndarray, ahead: np.ndarray | None = None) -> bytes:
-        """`ahead`: a guess of the 16 kHz audio after this piece (the decode schedule's held overlap), from which
-        the stream's first AP-BWE window may take its right context (core.sr_planner: the lead window)."""
+        """`ahead`: the decode schedule's held overlap after this piece (a guess of the 16 kHz audio that follows:
+        this text chunk goes on), from which the stream's first AP-BWE window may take its right context
+        (core.sr_planner: the lead window)."""
         joined = self.joiner.push(wav16)
-        return await self._onward(joined, final=False, ahead=self._sr_ahead(ahead))
-
-    def _sr_ahead(self, ahead: np.ndarray | None) -> np.ndarray | None:
-        """The guess, where it follows what just left the joiner: not once a window ran, not where the stream takes
-        no lead window, and not while the joiner holds a tail back for the next text chunk (a long text: its first
-        piece is 30 ms, too short a lead to be worth an AP-BWE row of its own)."""
-        if ahead is None or not self.sr_lead or self.bwe_stream is None or self.bwe_stream.windows \
-                or self.joiner.holds_output:
-            return None
-        return ahead
+        if ahead is None or not self.sr_lead or self.bwe_stream is None or self.bwe_stream.windows:
+            return await self._onward(joined, final=False)
+        held = self.joiner.held_tail  # leaves unchanged with the next push: the text chunk goes on
+        if held is None:
+            return await self._onward(joined, final=False)
+        guess = np.concatenate([held, ahead]) if held.size else ahead
+        final = min(held.size, self.bwe_stream.context)  # a lead keeps at most a context's worth of the held tail
+        return await self._onward(joined, final=False, ahead=guess, ahead_final=final)
 
     async def finish(self) -> bytes:
         data = await self._onward(self.joiner.finish(), final=True)
@@ -118,7 +117,8 @@ class AudioOutput:
             parts = await self.handle.super_resolve_all(windows)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    async def _onward(self, joined: np.ndarray, *, final: bool, ahead: np.ndarray | None = None) -> bytes:
+    async def _onward(self, joined: np.ndarray, *, final: bool, ahead: np.ndarray | None = None,
+                      ahead_final: int = 0) -> bytes:
         if self.stretch is not None:
             joined = self.stretch.push(joined)
             if final:
@@ -127,7 +127,7 @@ class AudioOutput:
         audio = joined
         if self.bwe_stream is not None:
             started = time.perf_counter()
-            windows = self.bwe_stream.push(joined, ahead) if joined.size else []
+            windows = self.bwe_stream.push(joined, ahead, ahead_final) if joined.size else []
             if final:
                 windows += self.bwe_stream.finish()
             audio = await self._super_resolve(windows)

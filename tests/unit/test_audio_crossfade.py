@@ -147,3 +147,17 @@ def test_finished_joiner_refuses_more_audio() -> None:
     joiner.finish()
     with pytest.raises(RuntimeError):
         joiner.push(_noise(5, 0))
+
+
+def test_the_held_tail_leaves_unchanged_with_the_next_push_of_the_same_segment() -> None:
+    """What the 48 kHz lead window relies on (services/pipeline/audio_output.py): while a segment goes on, the tail
+    the joiner holds is what its next push emits first; while a new segment's head is collected it is unknown."""
+    joiner = ChunkJoiner(OVERLAP)
+    a, b, c = _noise(1_280, 1), _noise(2_560, 2), _noise(1_000, 3)
+    out = joiner.push(a)
+    held = joiner.held_tail
+    assert held is not None and np.array_equal(np.concatenate([out, held]), a)
+    assert np.array_equal(joiner.push(b)[: held.size], held)
+    joiner.start_segment()
+    joiner.push(c[:10])
+    assert joiner.held_tail is None  # mixing: the join of the held tail and the new head is not known yet
