@@ -5,16 +5,15 @@ and any guess the windows still tile the signal exactly once, the lead first and
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.apbwe import RELEASED_CONFIG, APBWEConfig, SuperResolution, random_generator
+from core.apbwe import SuperResolution
 from core.sr_planner import RATIO, SRPlanner, SRWindow
 from services.pipeline.audio_output import SR_MAX_BLOCK, SR_MIN_BLOCK
+from tests.tiny_models import small_sr
 
 GRID, CONTEXT = 80, 880  # the released AP-BWE's STFT grid and context
 FIRST = 4 * 320  # balanced's first chunk keeps 4 tokens
@@ -22,10 +21,7 @@ FIRST = 4 * 320  # balanced's first chunk keeps 4 tokens
 
 @pytest.fixture(scope="module")
 def sr() -> SuperResolution:
-    raw = copy.deepcopy(RELEASED_CONFIG)
-    raw["ConvNeXt_channels"], raw["ConvNeXt_layers"] = 32, 2
-    config = APBWEConfig.from_dict(raw)
-    return SuperResolution(random_generator(config, seed=5), config)
+    return small_sr(seed=5)
 
 
 def _planner(sr: SuperResolution | None = None) -> SRPlanner:
