@@ -46,14 +46,14 @@ def summarise(transport: str, timestamps: bool, level: Any) -> dict:
     }
 
 
-async def measure(url: str, streams: int, transports: list[str], rounds: int) -> list[dict]:
+async def measure(url: str, streams: int, transports: list[str], rounds: int, sample_rate: int = 16_000) -> list[dict]:
     rows = []
     for round_index in range(rounds):
         for transport in transports:
             variants = (True,) if transport == "elevenlabs" else (False, True)
             for timestamps in variants:
                 level = await run_socket_level(url, transport, TEXT, concurrency=streams, streams=streams,
-                                               timestamps=timestamps)
+                                               timestamps=timestamps, sample_rate=sample_rate)
                 row = summarise(transport, timestamps, level) | {"round": round_index}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
@@ -84,6 +84,8 @@ def main() -> int:
     p.add_argument("--streams", type=int, default=32, help="sockets at once (the admission ramp admits 32 at once)")
     p.add_argument("--transport", default="ws,cartesia,elevenlabs")
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--sample-rate", type=int, default=16_000, choices=(16_000, 24_000, 44_100),
+                   help="the sockets' pcm rate (above 16 kHz through AP-BWE's windows: the stand-in's sr_ms)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "timed_sockets" / "timed_sockets.json")
     args = p.parse_args()
     log = Path(tempfile.gettempdir()) / "tts-timed-sockets-server.log"
@@ -91,14 +93,14 @@ def main() -> int:
     proc, url = start(args.cost_model, log, extra_env={"TTS_WS_MAX_CONNECTIONS_PER_KEY": "0",
                                                        "TTS_WS_MAX_UNAUTHENTICATED_PER_ADDRESS": "0"})
     try:
-        rows = asyncio.run(measure(url, args.streams, args.transport.split(","), args.rounds))
+        rows = asyncio.run(measure(url, args.streams, args.transport.split(","), args.rounds, args.sample_rate))
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     print(table(rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"cost_model": args.cost_model.name, "streams": args.streams, "rows": rows},
-                                   indent=2) + "\n")
+    args.out.write_text(json.dumps({"cost_model": args.cost_model.name, "streams": args.streams,
+                                    "sample_rate": args.sample_rate, "rows": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0
 

@@ -28,26 +28,30 @@ from websockets.asyncio.client import connect
 from services.pipeline.flow_monitor import StreamCadence
 
 WS_TRANSPORTS = ("ws", "elevenlabs", "cartesia")
-BYTES_PER_AUDIO_S = 2 * 16000  # s16le at 16 kHz
+RATE = 16_000  # the sockets' pcm rate unless asked otherwise (24 kHz is the frameworks' usual: through AP-BWE)
 
 
-def path_of(transport: str, voice: str) -> str:
+def bytes_per_audio_s(sample_rate: int) -> int:
+    return 2 * sample_rate  # s16le mono
+
+
+def path_of(transport: str, voice: str, sample_rate: int = RATE) -> str:
     if transport == "ws":
         return "/v1/tts/ws"
     if transport == "elevenlabs":
-        return f"/v1/text-to-speech/{voice}/multi-stream-input?output_format=pcm_16000"
+        return f"/v1/text-to-speech/{voice}/multi-stream-input?output_format=pcm_{sample_rate}"
     if transport == "cartesia":
         return "/tts/websocket"
     raise ValueError(f"unknown socket transport {transport!r}; one of {', '.join(WS_TRANSPORTS)}")
 
 
 def turn(transport: str, text: str, context_id: str, voice: str, timestamps: bool = False,
-         whole: bool = False, max_buffer_delay_ms: int | None = None) -> list[str]:
+         whole: bool = False, max_buffer_delay_ms: int | None = None, sample_rate: int = RATE) -> list[str]:
     """One utterance's client messages, JSON-encoded, in the order a framework sends them. `max_buffer_delay_ms`
     (Cartesia): Pipecat sends 0 (each message a text chunk of its own); None leaves the server's default."""
     words = [text.strip() + " "] if whole else [w + " " for w in text.split()]
     if transport == "ws":
-        start = {"type": "start", "speaker": voice, "format": "pcm", "sample_rate": 16000,
+        start = {"type": "start", "speaker": voice, "format": "pcm", "sample_rate": sample_rate,
                  **({"timestamps": "word"} if timestamps else {})}
         messages = [start, *({"type": "text", "text": w} for w in words), {"type": "end"}]
     elif transport == "elevenlabs":
@@ -55,7 +59,7 @@ def turn(transport: str, text: str, context_id: str, voice: str, timestamps: boo
                     {"context_id": context_id, "flush": True}, {"context_id": context_id, "close_context": True}]
     elif transport == "cartesia":
         base = {"model_id": "sonic", "voice": {"mode": "id", "id": voice}, "context_id": context_id,
-                "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000},
+                "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": sample_rate},
                 "add_timestamps": timestamps,
                 **({} if max_buffer_delay_ms is None else {"max_buffer_delay_ms": max_buffer_delay_ms})}
         messages = [*({**base, "transcript": w, "continue": True} for w in words),
@@ -110,16 +114,16 @@ def hear(transport: str, message: str | bytes, heard: Heard) -> bool:
 
 async def speak(base_url: str, transport: str, text: str, voice: str, timestamps: bool, index: int,
                 deflate: bool = False, whole: bool = False, timeout_s: float = 300.0,
-                prebuffer_s: float = 0.1) -> Heard:
+                prebuffer_s: float = 0.1, sample_rate: int = RATE) -> Heard:
     """One socket, one utterance: send its messages, read until its end (first audio and underruns as a client
     playing in real time from `prebuffer_s` after its first audio hears them)."""
-    url = base_url.replace("http://", "ws://") + path_of(transport, voice)
+    url = base_url.replace("http://", "ws://") + path_of(transport, voice, sample_rate)
     heard = Heard()
     cadence = StreamCadence(prebuffer_s=prebuffer_s, observe_metrics=False)
     try:
         async with connect(url, max_size=None, open_timeout=60, compression="deflate" if deflate else None) as ws:
             started = time.monotonic()
-            for message in turn(transport, text, f"ctx{index}", voice, timestamps, whole):
+            for message in turn(transport, text, f"ctx{index}", voice, timestamps, whole, sample_rate=sample_rate):
                 await ws.send(message)
             while True:
                 before = heard.audio_bytes
@@ -128,7 +132,7 @@ async def speak(base_url: str, transport: str, text: str, voice: str, timestamps
                     now = time.monotonic()
                     if heard.first_audio_s is None:
                         heard.first_audio_s = now - started
-                    cadence.on_chunk((heard.audio_bytes - before) / BYTES_PER_AUDIO_S, at=now)
+                    cadence.on_chunk((heard.audio_bytes - before) / bytes_per_audio_s(sample_rate), at=now)
                 if ended:
                     break
             heard.underruns, heard.underrun_s = cadence.underruns, cadence.underrun_seconds
@@ -143,10 +147,11 @@ async def speak(base_url: str, transport: str, text: str, voice: str, timestamps
 class SocketLevel:
     wall_s: float
     heard: list[Heard] = field(default_factory=list)
+    sample_rate: int = RATE
 
     @property
     def audio_s(self) -> float:
-        return sum(h.audio_bytes for h in self.heard if h.error is None) / BYTES_PER_AUDIO_S
+        return sum(h.audio_bytes for h in self.heard if h.error is None) / bytes_per_audio_s(self.sample_rate)
 
     @property
     def failed(self) -> int:
@@ -155,7 +160,7 @@ class SocketLevel:
 
 async def run_socket_level(base_url: str, transport: str, text: str, *, concurrency: int, streams: int,
                            voice: str = "fixed", timestamps: bool = False, deflate: bool = False,
-                           whole: bool = False) -> SocketLevel:
+                           whole: bool = False, sample_rate: int = RATE) -> SocketLevel:
     """`streams` utterances, `concurrency` at a time (each on its own socket, as one agent call holds one)."""
     heard: list[Heard] = []
     per_worker = max(1, streams // concurrency)
@@ -163,8 +168,8 @@ async def run_socket_level(base_url: str, transport: str, text: str, *, concurre
     async def worker(w: int) -> None:
         for i in range(per_worker):
             heard.append(await speak(base_url, transport, text, voice, timestamps, w * per_worker + i, deflate,
-                                     whole))
+                                     whole, sample_rate=sample_rate))
 
     started = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
-    return SocketLevel(time.perf_counter() - started, heard)
+    return SocketLevel(time.perf_counter() - started, heard, sample_rate)

@@ -48,6 +48,14 @@ def test_cartesia_turn_continues_then_ends_raw_pcm_16k() -> None:
         assert "".join(m.transcript for m in messages) == TEXT + " "
 
 
+def test_every_dialect_asks_the_rate_it_is_given() -> None:
+    """24 kHz, the frameworks' usual rate (through AP-BWE on the server): each dialect's own rate field says it."""
+    assert parse_message(turn("ws", TEXT, "c", "fixed", sample_rate=24000)[0])[1].output_rate() == 24000
+    assert parse_output_format(path_of("elevenlabs", "fixed", 24000).split("output_format=")[1]).sample_rate == 24000
+    assert {parse_cartesia(m).output_format.sample_rate for m in turn("cartesia", TEXT, "c", "fixed",
+                                                                      sample_rate=24000)} == {24000}
+
+
 def test_hear_counts_audio_and_ends_from_the_servers_own_messages() -> None:
     audio = bytes(range(256)) * 5
     heard = Heard()
