@@ -88,10 +88,9 @@ class ChunkJoiner:
         self._finished = False
 
     @property
-    def held_tail(self) -> np.ndarray | None:
-        """The output held back for a crossfade into a next segment: it leaves unchanged with the next push while
-        the current segment goes on. None while a new segment's head is collected (what leaves next is not known)."""
-        return None if self._mixing else self._held
+    def holds_output(self) -> bool:
+        """Whether output is held back: a tail for a crossfade, or a new segment's head until its join is known."""
+        return self._mixing or len(self._held) > 0
 
     def start_segment(self) -> None:
         """Mark that further pushes belong to a new segment (to be crossfaded in). Optional before the first."""

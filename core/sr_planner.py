@@ -78,14 +78,12 @@ class SRPlanner:
     def finished(self) -> bool:
         return self._finished
 
-    def push(self, chunk16: np.ndarray, ahead: np.ndarray | None = None, ahead_final: int = 0) -> list[SRWindow]:
+    def push(self, chunk16: np.ndarray, ahead: np.ndarray | None = None) -> list[SRWindow]:
         """Add 16 kHz samples; return the windows whose output is final now (maybe none).
 
-        `ahead`: a guess of the samples that follow this chunk (never counted as input), of which the first
-        `ahead_final` (at most `context`) are not a guess: they will come, unchanged, in later pushes (the crossfade
-        joiner's held tail). While no window has been planned and the rule above plans none, the stream's first
-        window (the lead) keeps every whole grid step received or final, taking the right context it lacks from the
-        guess, when the guess is long enough."""
+        `ahead`: a guess of the samples that follow this chunk (never counted as input). While no window has been
+        planned and the rule above plans none, the stream's first window (the lead) keeps every whole grid step
+        received, taking the right context it lacks from the guess, when the guess is long enough."""
         if self._finished:
             raise RuntimeError("SRPlanner.push after finish()")
         chunk = _as_mono_float32(chunk16)
@@ -100,17 +98,15 @@ class SRPlanner:
             stop = min(ready, self._done + self.max_block)
             out.append(self._plan(self._done, stop, stop + self.context))
         if not out and ahead is not None and self.windows == 0:
-            lead = self._lead(_as_mono_float32(ahead), ahead_final)
+            lead = self._lead(_as_mono_float32(ahead))
             if lead is not None:
                 out.append(lead)
         return out
 
-    def _lead(self, ahead: np.ndarray, final: int) -> SRWindow | None:
-        """The first window over everything received or final, its missing right context taken from `ahead`; None
-        when that is less than a grid step or the guess is too short."""
-        if not 0 <= final <= min(self.context, ahead.size):
-            raise ValueError(f"ahead_final must be 0..{self.context} and within the guess, got {final}")
-        stop = min((self.samples_in + final) // self.grid * self.grid, self.max_block)
+    def _lead(self, ahead: np.ndarray) -> SRWindow | None:
+        """The first window over everything received, its missing right context taken from `ahead`; None when
+        less than a grid step was received or the guess is too short."""
+        stop = min(self.samples_in // self.grid * self.grid, self.max_block)
         missing = max(0, stop + self.context - self.samples_in)  # right context beyond what was received
         if stop < self.grid or ahead.size < missing:
             return None
@@ -122,8 +118,6 @@ class SRPlanner:
         """The rest, the last window using the true end of the signal as its right boundary."""
         if self._finished:
             return []
-        if self.samples_in < self._done:  # a lead window kept samples promised final that never came
-            raise RuntimeError(f"finish() with {self.samples_in} samples in, but {self._done} already kept")
         self._finished = True
         out: list[SRWindow] = []
         while self.samples_in - self._done > self.max_block + self.context:
@@ -142,11 +136,11 @@ class SRPlanner:
             self._buf = np.concatenate([self._buf, *self._pending])
             self._pending = []
         a = max(0, start - self.context)
-        b = min(window_end, self.samples_in)  # a lead window: the rest of it is `ahead`
+        b = min(window_end, self.samples_in)
         received = self._buf[a - self._buf_start : b - self._buf_start]
         samples = np.concatenate([received, ahead]) if ahead is not None and ahead.size \
             else np.ascontiguousarray(received)
-        keep_from = max(0, stop - self.context)  # only what the next window's left context needs (<= samples_in)
+        keep_from = max(0, stop - self.context)  # only what the next window's left context needs
         # A view, not a copy: `_buf` is never written in place (the next push's concatenate makes a fresh one, and
         # frees what came before), so windows and the rest may share it.
         self._buf = self._buf[keep_from - self._buf_start :]

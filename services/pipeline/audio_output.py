@@ -35,7 +35,7 @@ NATIVE_RATE = 16_000  # BiCodec's rate
 BWE_RATE = 48_000  # AP-BWE's output rate
 # AP-BWE window blocks (16 kHz samples, before context): with the released model's 880 samples of context each side
 # every window but a stream's true end is 2,480..9,760 samples long, a lead window (core.sr_planner) 960..3,360 (2,160
-# after balanced's first chunk, the joiner's held tail included), inside services.codec DEFAULT_SR_BUCKETS.
+# after balanced's first chunk), inside services.codec DEFAULT_SR_BUCKETS.
 SR_MIN_BLOCK = 1_600  # 100 ms: the first 48 kHz audio waits for at most this much plus the context
 SR_MAX_BLOCK = 8_000
 SR_STAGE_SECONDS = metrics.STAGE_SECONDS.labels("super_resolution")  # bound once: `.labels()` takes a lock per call
@@ -92,14 +92,17 @@ class AudioOutput:
         this text chunk goes on), from which the stream's first AP-BWE window may take its right context
         (core.sr_planner: the lead window)."""
         joined = self.joiner.push(wav16)
+        return await self._onward(joined, final=False, ahead=self._lead_guess(ahead))
+
+    def _lead_guess(self, ahead: np.ndarray | None) -> np.ndarray | None:
+        """The guess where a lead window may take it: not once a window ran, and not while the crossfade joiner holds
+        a tail back for a next text chunk (long texts, and socket utterances whose text is still open). There the
+        lead tried keeping that tail too (it leaves unchanged while the chunk goes on): alone a socket's first
+        audio came 26 ms sooner, but 32 sockets at once at 24 kHz on the stand-in all ran dry, their second piece
+        ~260 ms after the lead instead of ~100 (docs/benchmarks.md), so they keep the first window as it was."""
         if ahead is None or not self.sr_lead or self.bwe_stream is None or self.bwe_stream.windows:
-            return await self._onward(joined, final=False)
-        held = self.joiner.held_tail  # leaves unchanged with the next push: the text chunk goes on
-        if held is None:
-            return await self._onward(joined, final=False)
-        guess = np.concatenate([held, ahead]) if held.size else ahead
-        final = min(held.size, self.bwe_stream.context)  # a lead keeps at most a context's worth of the held tail
-        return await self._onward(joined, final=False, ahead=guess, ahead_final=final)
+            return None
+        return None if self.joiner.holds_output else ahead
 
     async def finish(self) -> bytes:
         data = await self._onward(self.joiner.finish(), final=True)
@@ -117,8 +120,7 @@ class AudioOutput:
             parts = await self.handle.super_resolve_all(windows)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    async def _onward(self, joined: np.ndarray, *, final: bool, ahead: np.ndarray | None = None,
-                      ahead_final: int = 0) -> bytes:
+    async def _onward(self, joined: np.ndarray, *, final: bool, ahead: np.ndarray | None = None) -> bytes:
         if self.stretch is not None:
             joined = self.stretch.push(joined)
             if final:
@@ -127,7 +129,7 @@ class AudioOutput:
         audio = joined
         if self.bwe_stream is not None:
             started = time.perf_counter()
-            windows = self.bwe_stream.push(joined, ahead, ahead_final) if joined.size else []
+            windows = self.bwe_stream.push(joined, ahead) if joined.size else []
             if final:
                 windows += self.bwe_stream.finish()
             audio = await self._super_resolve(windows)

@@ -149,15 +149,12 @@ def test_finished_joiner_refuses_more_audio() -> None:
         joiner.push(_noise(5, 0))
 
 
-def test_the_held_tail_leaves_unchanged_with_the_next_push_of_the_same_segment() -> None:
-    """What the 48 kHz lead window relies on (services/pipeline/audio_output.py): while a segment goes on, the tail
-    the joiner holds is what its next push emits first; while a new segment's head is collected it is unknown."""
+def test_holds_output_says_whether_anything_is_held_back() -> None:
+    """What the 48 kHz lead window asks (services/pipeline/audio_output.py): it is taken only where nothing is."""
     joiner = ChunkJoiner(OVERLAP)
-    a, b, c = _noise(1_280, 1), _noise(2_560, 2), _noise(1_000, 3)
-    out = joiner.push(a)
-    held = joiner.held_tail
-    assert held is not None and np.array_equal(np.concatenate([out, held]), a)
-    assert np.array_equal(joiner.push(b)[: held.size], held)
-    joiner.start_segment()
-    joiner.push(c[:10])
-    assert joiner.held_tail is None  # mixing: the join of the held tail and the new head is not known yet
+    assert not joiner.holds_output
+    joiner.push(_noise(1_280, 1))
+    assert joiner.holds_output  # a tail for a next segment
+    joiner.last_segment()
+    joiner.push(_noise(100, 2))
+    assert not joiner.holds_output  # no segment follows: everything left

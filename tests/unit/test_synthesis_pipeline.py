@@ -341,9 +341,9 @@ async def test_48khz_streams_super_resolve_through_the_scheduler_as_offline(sr_r
         planner, fed = job.chain.bwe_stream, []
         push = planner.push
 
-        def recording(chunk: np.ndarray, ahead: np.ndarray | None = None, ahead_final: int = 0) -> list:
+        def recording(chunk: np.ndarray, ahead: np.ndarray | None = None) -> list:
             fed.append(np.array(chunk, np.float32))
-            return push(chunk, ahead, ahead_final)
+            return push(chunk, ahead)
 
         planner.push = recording
         data = await job.collect()
@@ -364,10 +364,10 @@ async def test_a_48khz_stream_plays_its_first_decoded_chunk_through_a_lead_windo
                                                                                   monkeypatch: pytest.MonkeyPatch,
                                                                                   text: str) -> None:
     """Balanced at 48 kHz: the first AP-BWE window takes its right context from the first chunk's held overlap, so
-    the first bytes leave with the first decoded chunk instead of waiting twelve engine steps for the second (a long
-    text too: the 50 ms the crossfade joiner holds for the next text chunk are kept by the lead, as they leave
-    unchanged). The lead's kept audio is what AP-BWE gives the received samples with that guess after them;
-    everything after it equals the offline upsample of the audio the job fed to super-resolution."""
+    the first bytes leave with the first decoded chunk instead of waiting twelve engine steps for the second. The
+    lead's kept audio is what AP-BWE gives the received samples with that guess after them; everything after it
+    equals the offline upsample of the audio the job fed to super-resolution. A long text takes no lead (the
+    crossfade joiner holds a tail back for its next text chunk) and its audio equals the offline upsample whole."""
     runtime = sr_runtime
     monkeypatch.setattr(runtime, "engine", _PacedEngine(runtime.engine, step_s=0.03))
     request = replace(_request(runtime, text, request_id=f"sr48-lead-{len(text)}", stream=True,
@@ -378,9 +378,9 @@ async def test_a_48khz_stream_plays_its_first_decoded_chunk_through_a_lead_windo
     planner, fed, leads = job.chain.bwe_stream, [], []
     push = planner.push
 
-    def recording(chunk: np.ndarray, ahead: np.ndarray | None = None, ahead_final: int = 0) -> list:
+    def recording(chunk: np.ndarray, ahead: np.ndarray | None = None) -> list:
         fed.append(np.array(chunk, np.float32))
-        windows = push(chunk, ahead, ahead_final)
+        windows = push(chunk, ahead)
         if planner.lead_windows and not leads:
             leads.append(windows[0])
         return windows
@@ -388,21 +388,22 @@ async def test_a_48khz_stream_plays_its_first_decoded_chunk_through_a_lead_windo
     planner.push = recording
     source = job.stream_bytes()
     pieces = [await anext(source)]
-    assert (len(job.plan.chunks) > 1) == (text == LONG_ENGLISH)
-    assert job.stats.decoded_chunks == 1 and planner.lead_windows == 1  # the second chunk: 12 steps (360 ms) away
+    long_text = text == LONG_ENGLISH
+    assert (len(job.plan.chunks) > 1) == long_text
+    if not long_text:
+        assert job.stats.decoded_chunks == 1 and planner.lead_windows == 1  # the second chunk: 12 steps (360 ms) away
     pieces += [piece async for piece in source]
     audio48 = np.frombuffer(b"".join(pieces), dtype="<i2").astype(np.float32) / 32768.0
-    narrow = np.concatenate(fed)
-    lead = leads[0]
-    # Balanced keeps 4 of its first 8 tokens; of a long text's, the joiner holds 800 back, of which the lead keeps up
-    # to the model's context (880 released, 400 in the demo's).
-    held = job.chain.joiner.overlap if text == LONG_ENGLISH else 0
-    assert lead.keep_start == 0 and lead.keep_end == 3 * (4 * 320 - held + min(held, runtime.sr.context))
     rounding = 1.5 / 32768  # the 16-bit output's rounding
+    offline = np.clip(runtime.sr.upsample(np.concatenate(fed)), -1.0, 32767 / 32768)
+    assert audio48.shape == offline.shape
+    if long_text:
+        assert planner.lead_windows == 0 and np.abs(audio48 - offline).max() <= rounding
+        return
+    lead = leads[0]
+    assert lead.keep_start == 0 and lead.keep_end == 3 * 4 * 320  # balanced keeps 4 of its first 8 tokens
     guessed = np.clip(runtime.sr.upsample(lead.samples)[: lead.keep_end], -1.0, 32767 / 32768)
     assert np.abs(audio48[: lead.keep_end] - guessed).max() <= rounding
-    offline = np.clip(runtime.sr.upsample(narrow), -1.0, 32767 / 32768)
-    assert audio48.shape == offline.shape
     assert np.abs(audio48[lead.keep_end:] - offline[lead.keep_end:]).max() <= rounding
 
 
