@@ -72,7 +72,7 @@ def main() -> int:
                    help="TTS_ADMISSION for the server (auto: on with the stand-in), to compare with it off")
     p.add_argument("--speed", type=float, default=None,
                    help="every request's speed (the audio chain time-stretches it); default: none asked")
-    p.add_argument("--sample-rate", type=int, choices=(16000, 48000), default=16000,
+    p.add_argument("--sample-rate", type=int, choices=(16000, 24000, 48000), default=16000,
                    help="48000: through AP-BWE's windows (the stand-in's sr_ms) as well")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "standin" / "standin_load.json")
     args = p.parse_args()
