@@ -220,6 +220,20 @@ def run_decode(decoder: Any, packed: Tensor, d: Tensor, margin: int = 0) -> Tens
     return decoder.decode_rows(packed[:, :-3], packed[:, -3], packed[:, -2], packed[:, -1], d, margin=margin)
 
 
+def graph_body(decoder: Any, sr: Any | None, key: GraphKey, device: torch.device,
+               margin: int = 0) -> tuple[tuple[Tensor, ...], Callable[[], Tensor]]:
+    """A graph's static inputs on `device` and the body captured over them: the call the eager path makes
+    (`run_decode`, `SuperResolution.enhance_batch`). tests/unit/test_graph_bodies.py checks on a CPU that a CUDA
+    capture would accept each body (no host sync, no data-dependent shape, no copy from host memory)."""
+    if key.kind == "decode":
+        packed, d = decode_inputs(decoder, key, device, margin)
+        return (packed, d), lambda: run_decode(decoder, packed, d, margin)
+    if sr is None:
+        raise ValueError(f"{key}: an AP-BWE graph without a super-resolution model")
+    x = torch.zeros(key.rows, key.length, device=device)
+    return (x,), lambda: sr.enhance_batch(x)
+
+
 class CodecGraphs:
     """The captured graphs of one decoder (and optionally one SR model) on one CUDA device."""
 
@@ -281,13 +295,7 @@ class CodecGraphs:
 
     @torch.inference_mode()
     def capture(self, key: GraphKey) -> CapturedGraph:
-        if key.kind == "decode":
-            margin = self.plan.margin
-            inputs: tuple[Tensor, ...] = decode_inputs(self.decoder, key, self.device, margin)
-            body: Callable[[], Tensor] = lambda: run_decode(self.decoder, *inputs, margin)  # noqa: E731
-        else:
-            inputs = (torch.zeros(key.rows, key.length, device=self.device),)
-            body = lambda: self.sr.enhance_batch(inputs[0])  # noqa: E731
+        inputs, body = graph_body(self.decoder, self.sr, key, self.device, self.plan.margin)
         if self.pool is None:
             self.pool = torch.cuda.graph_pool_handle()
         precision = self.precision[key.kind]
