@@ -107,6 +107,11 @@ class Settings(BaseSettings):
         True, description="On CUDA: capture one graph per codec call shape (length and batch buckets) at start-up and "
         "replay them while serving; false runs every call eager (slower, the same audio).",
     )
+    codec_sr_precision: Literal["fp32", "tf32"] = Field(
+        "fp32", description="On CUDA: the AP-BWE graphs' precision. fp32 keeps streamed 48 kHz audio equal to the offline "
+        "upsample within 1e-4; tf32 made AP-BWE calls ~1.8x cheaper on an H100 at 58 dB from fp32 (random weights; "
+        "docs/benchmarks.md). BiCodec decode graphs are tf32 either way; the eager fallback is fp32.",
+    )
     codec_graph_budget_s: float = Field(
         60.0, ge=0, description="On CUDA: wall seconds start-up may spend capturing codec graphs, the most used shapes "
         "(fewest rows) first; shapes left over run eager, slower with the same audio (0: no limit).",

@@ -172,6 +172,29 @@ def _scheduler(step: dict[str, Any]) -> list[str]:
             lines.append(f"| {g['kind']} | {g['length']} | {g['rows']} | {g['precision']} | {g['capture_s']:.2f} | "
                          f"{g['pool_mib']:.1f} | {g['allocated_mib']:.1f} | {_f(g.get('replay_ms'), '.2f')} | "
                          f"{_f(g.get('eager_ms'), '.2f')} |")
+    lines += _sr_tf32(result)
+    return lines
+
+
+def _sr_tf32(result: dict[str, Any]) -> list[str]:
+    """AP-BWE with TF32 graphs (TTS_CODEC_SR_PRECISION=tf32): the streams against offline fp32, and each graph's
+    replay beside its fp32 twin's."""
+    measured = result.get("sr_tf32")
+    if not measured:
+        return []
+    row = measured["row"]
+    lines = ["", f"AP-BWE with {measured['precision']} graphs (`TTS_CODEC_SR_PRECISION=tf32`; the default is fp32): the "
+             f"same streams against the offline fp32 upsample, max |err| {row['max_abs_err']:.2e}, SNR "
+             f"{'inf' if row['snr_db'] is None else row['snr_db']} dB ({row['tolerance']}: {'ok' if row['ok'] else 'BELOW'})."]
+    fp32 = {(g["length"], g["rows"]): g for g in result["graphs"] if g["kind"] == "sr"}
+    if measured["graphs"]:
+        lines += ["", f"Captured in {measured['capture_s']:.1f} s. Replay ms per shape:", "",
+                  "| length | rows | fp32 replay ms | tf32 replay ms | tf32 / fp32 |", "|---:|---:|---:|---:|---:|"]
+        for g in measured["graphs"]:
+            twin = fp32.get((g["length"], g["rows"]), {}).get("replay_ms")
+            ratio = g["replay_ms"] / twin if twin and g.get("replay_ms") else None
+            lines.append(f"| {g['length']} | {g['rows']} | {_f(twin, '.2f')} | {_f(g.get('replay_ms'), '.2f')} | "
+                         f"{_f(ratio, '.2f')} |")
     return lines
 
 

@@ -2,7 +2,8 @@
 
 Several streams at once run every latency schedule through `CodecScheduler` + `ModelRunner` (rows right-padded to a
 length bucket and batched across streams; on CUDA each bucket a captured graph, decode at `--decode-precision`,
-AP-BWE fp32), each stream in its own thread as the pipeline's streams would. Checked against the same streams run
+AP-BWE fp32 as served by default, then AP-BWE again with TF32 graphs: `TTS_CODEC_SR_PRECISION=tf32` measured), each
+stream in its own thread as the pipeline's streams would. Checked against the same streams run
 unpadded, one window at a time, eager fp32 on the same device (`StreamingDecoder`, `SRStream`), and, for the
 full-context schedule and AP-BWE, against the offline result. Also: capture seconds and memory per graph bucket,
 replay and eager call times, the scheduler's batches. On a CPU (`--quick`) the same plumbing runs eager at demo size.
@@ -179,6 +180,7 @@ def run(device: str, quick: bool, *, streams: int | None = None, decode_precisio
         sr_scheduled = list(pool.map(sr_one, range(streams)))
         rows.append(_row(f"{size} scheduler: AP-BWE streams, batched == offline", np.concatenate(sr_offline),
                          np.concatenate(sr_scheduled), atol=STREAM_TOLERANCE))
+        sr_tf32 = _sr_tf32(decoder, sr, policy, pool, wavs, sr_offline, size, device)
         stats = scheduler.stats
         summary = {"calls": dict(stats.calls_by_kind), "rows": dict(stats.rows_by_kind), "padded_rows": stats.padded_rows,
                    "eager_fallback_calls": stats.eager_calls,
@@ -197,8 +199,39 @@ def run(device: str, quick: bool, *, streams: int | None = None, decode_precisio
     return {"size": size, "streams": streams, "tokens": tokens, "decode_precision": decode_precision if cuda else "fp32",
             "sr_precision": "fp32", "graphs": graph_rows, "capture_s": round(capture_s, 2),
             "pool_mib": round(sum(r["pool_mib"] for r in graph_rows), 1), "scheduler": summary, "rows": rows,
-            "prenet_share": prenet,
+            "prenet_share": prenet, "sr_tf32": sr_tf32,
             "all_ok": all(r["ok"] is not False for r in rows)}
+
+
+def _sr_tf32(decoder: Any, sr: SuperResolution, policy: SchedulerPolicy, pool: concurrent.futures.Executor,
+             wavs: list[np.ndarray], sr_offline: list[np.ndarray], size: str, device: str) -> dict[str, Any]:
+    """TTS_CODEC_SR_PRECISION=tf32, measured (the service's default is fp32): the same AP-BWE streams through a
+    scheduler whose SR graphs are captured in TF32, against the offline fp32 upsample, judged by the bar decode's tf32
+    graphs are held to; and each TF32 graph's replay ms (the report sets them beside the fp32 twins'). Apart from
+    `all_ok`: it informs a choice, the default does not depend on it. On a CPU the plumbing runs eager (no TF32)."""
+    cuda = device.startswith("cuda")
+    graphs = CodecGraphs(decoder, sr, GraphPlan.from_policy(policy, ("sr",)), sr_precision="tf32") if cuda else None
+    began = time.perf_counter()
+    if graphs is not None:
+        graphs.capture_all()
+    capture_s = time.perf_counter() - began
+    runner = ModelRunner(decoder, sr, graphs=graphs)
+    loop = _Loop()
+    scheduler = CodecScheduler(runner, policy)
+    loop.call(_start(scheduler))
+    try:
+        streams = list(pool.map(lambda k: _sr_stream(sr, loop, loop.call(_open(scheduler)), wavs[k]),
+                                range(len(wavs))))
+        precision = "tf32" if cuda else "fp32 (a CPU has no TF32)"
+        row = _row(f"{size} scheduler: AP-BWE streams, {precision} graphs vs offline fp32",
+                   np.concatenate(sr_offline), np.concatenate(streams), min_snr_db=TF32_MIN_SNR_DB)
+        graph_rows = _graph_rows(graphs, runner, device) if graphs is not None else []
+    finally:
+        loop.call(scheduler.aclose())
+        loop.close()
+        runner.close()
+    return {"precision": "tf32" if cuda else "fp32", "row": row, "capture_s": round(capture_s, 2),
+            "graphs": graph_rows}
 
 
 def _prenet_share(decoder: Any, device: str, precision: str) -> dict[str, float]:

@@ -7,9 +7,12 @@ longer than every bucket, a stream's true end, a row count outside the batch siz
 
 Precision: a graph also fixes its kernels, so the TF32 switches are set only while a graph is captured and restored
 at once (core/numerics.py keeps them off process-wide); nothing is flipped while serving. Decode graphs default to
-TF32 (46 dB from fp32 on random weights at released size, 2.7x faster: specs/gpu_serving.md §1); SR graphs stay fp32
-(AP-BWE's phase head turns 1e-7 differences into audible ones: core/exact_conv). The eager fallback runs under the
-process switches (fp32), so a shape outside the buckets is fp32 whatever the graphs use.
+TF32 (46 dB from fp32 on random weights at released size, 2.7x faster: specs/gpu_serving.md §1); SR graphs default
+to fp32 (TTS_CODEC_SR_PRECISION): streamed 48 kHz audio then equals the offline upsample within 1e-4, where AP-BWE's
+phase head (an atan2 in empty bins: core/exact_conv) amplifies rounding. TF32 AP-BWE measured 58 dB from fp32 and
+1.8x cheaper per sample on the H100 (random weights); the GPU kit's `scheduler` step measures its graphs against fp32
+ones. The eager fallback runs under the process switches (fp32), so a shape outside the buckets is fp32 whatever the
+graphs use.
 
 Capture happens once, before serving (`CodecGraphs.capture_all`), within a wall-clock budget
 (TTS_CODEC_GRAPH_BUDGET_S): a container that takes minutes to become ready delays every scale-up. The order is
@@ -289,6 +292,7 @@ class CodecGraphs:
             "budget_s": report.budget_s if report is not None else None,
             "stopped": report.stopped if report is not None else None,
             "first_eager": None if first is None else {"kind": first.kind, "length": first.length, "rows": first.rows},
+            "precision": dict(self.precision),  # the captured graphs' (the eager fallback is fp32)
             # Growth of the device memory reserved while capturing: the graph pool and the warm-up runs' cache.
             "reserved_mib": round(sum(g.pool_bytes for g in self.graphs.values()) / 2**20, 1),
         }

@@ -250,7 +250,8 @@ class ModelRuntime:
 
         kinds = ("decode", "sr") if self.sr is not None else ("decode",)
         try:
-            graphs = CodecGraphs(self.bicodec, self.sr, GraphPlan.from_policy(policy, kinds))
+            graphs = CodecGraphs(self.bicodec, self.sr, GraphPlan.from_policy(policy, kinds),
+                                 sr_precision=self.settings.codec_sr_precision)
             graphs.capture_all(budget_s=self.settings.codec_graph_budget_s)
         except Exception:  # noqa: BLE001 - graphs are an optimisation; the eager path serves the same audio
             logger.exception("CUDA graph capture failed; the codec runs eager")
@@ -263,7 +264,8 @@ class ModelRuntime:
         budget = f"budget {status['budget_s']:g} s" if status["budget_s"] else "no budget"
         (logger.warning if status["failed"] else logger.info)(
             f"codec graphs: captured {status['captured']} of {status['planned']} in {status['seconds']} s ({budget}); "
-            f"first shape left eager: {left}", extra=status)
+            f"first shape left eager: {left}; decode {status['precision']['decode']}, AP-BWE {status['precision']['sr']}",
+            extra=status)
         return graphs
 
     def _load_sr(self) -> None:

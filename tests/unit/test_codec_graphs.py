@@ -207,7 +207,7 @@ def test_uncaptured_shapes_run_eager_and_are_counted_apart() -> None:
     assert [g.key for g in captured] == [dec(16, 1), dec(32, 1)]  # SR skipped: no SR model
     assert graphs.status() == {"planned": 6, "captured": 2, "failed": 0, "seconds": 3.0, "budget_s": 3.5,
                                "stopped": "budget", "first_eager": {"kind": "decode", "length": 16, "rows": 2},
-                               "reserved_mib": 2.0}
+                               "precision": {"decode": "tf32", "sr": "fp32"}, "reserved_mib": 2.0}
     before = {p: _calls(p) for p in ("graph", "uncaptured", "eager")}
     assert graphs.get(_call("decode", 32, 1)) is captured[1]
     assert graphs.get(_call("decode", 16, 2)) is None  # planned, left by the budget: eager
@@ -243,6 +243,25 @@ def test_the_runtime_reports_what_it_captured(monkeypatch, caplog) -> None:
         assert metrics.REGISTRY.get_sample_value("veena3_tts_codec_graphs", {"state": state}) == value
     assert "codec graphs: captured 3 of 4 in" in caplog.text and "no budget" in caplog.text
     assert "first shape left eager: decode 32 x 2 rows" in caplog.text
+
+
+@pytest.mark.parametrize("sr_precision", ["fp32", "tf32"])
+def test_the_super_resolution_graphs_take_the_settings_precision(monkeypatch, caplog, sr_precision) -> None:
+    runtime = _runtime(monkeypatch, codec_sr_precision=sr_precision)
+    with caplog.at_level(logging.INFO, logger="services.deployment.runtime"):
+        graphs = runtime._capture_graphs(SchedulerPolicy(decode_buckets=(16,), batch_sizes=(1,)))
+    assert graphs.precision == {"decode": "tf32", "sr": sr_precision}
+    assert runtime.health().codec_graphs["precision"] == {"decode": "tf32", "sr": sr_precision}
+    assert f"decode tf32, AP-BWE {sr_precision}" in caplog.text
+
+
+def test_an_unknown_precision_is_refused_at_start() -> None:
+    from pydantic import ValidationError
+
+    from shared.settings import Settings
+
+    with pytest.raises(ValidationError, match="codec_sr_precision"):
+        Settings(codec_sr_precision="bf16")
 
 
 def test_graphs_switched_off_report_none(monkeypatch) -> None:

@@ -82,8 +82,13 @@ def test_every_step_runs_and_writes_its_result(first_run) -> None:  # noqa: ANN0
     assert {r["check"] for r in scheduler["rows"]} >= {
         "demo-size scheduler: exact (full context) decode == offline", "demo-size scheduler: lowest decode, batched vs alone",
         "demo-size scheduler: AP-BWE streams, batched == offline"}
+    # TTS_CODEC_SR_PRECISION=tf32 measured apart; a CPU runs its plumbing eager in fp32
+    assert scheduler["sr_tf32"]["precision"] == "fp32" and scheduler["sr_tf32"]["graphs"] == []
+    assert scheduler["sr_tf32"]["row"]["ok"] and "fp32 (a CPU has no TF32) graphs vs offline fp32" in \
+        scheduler["sr_tf32"]["row"]["check"]
 
     page = (out / "acceptance.md").read_text()
+    assert "AP-BWE with fp32 graphs (`TTS_CODEC_SR_PRECISION=tf32`; the default is fp32)" in page
     for title in ("Parity on the device", "Throughput", "The LLM step", "The service under load, 16 kHz",
                   "The service under load, 48 kHz (BiCodec + AP-BWE)", "The codec scheduler on the device"):
         assert f"## {title}" in page
@@ -227,3 +232,20 @@ def test_the_committed_gpu_page_still_renders_with_this_kit() -> None:
     page = report.markdown({"steps": results, "missing": []})
     assert "## The service under load, 16 kHz" in page and "one rate for every level; older kit" in page
     assert acceptance.stale("service", results["service"])  # so the next GPU call reruns it
+
+
+def test_the_tf32_super_resolution_graphs_sit_beside_their_fp32_twins() -> None:
+    sys.path.insert(0, str(ROOT))
+    from bench.gpu.report import _sr_tf32
+
+    result = {"graphs": [{"kind": "sr", "length": 9760, "rows": 4, "replay_ms": 8.0},
+                         {"kind": "decode", "length": 64, "rows": 4, "replay_ms": 3.0}],
+              "sr_tf32": {"precision": "tf32", "capture_s": 12.3,
+                          "row": {"max_abs_err": 2.5e-3, "snr_db": 57.9, "tolerance": ">= 40 dB", "ok": True},
+                          "graphs": [{"kind": "sr", "length": 9760, "rows": 4, "replay_ms": 4.4},
+                                     {"kind": "sr", "length": 2240, "rows": 1, "replay_ms": 1.1}]}}
+    page = "\n".join(_sr_tf32(result))
+    assert "AP-BWE with tf32 graphs" in page and "max |err| 2.50e-03, SNR 57.9 dB (>= 40 dB: ok)" in page
+    assert "| 9760 | 4 | 8.00 | 4.40 | 0.55 |" in page  # beside the fp32 twin of the same shape
+    assert "| 2240 | 1 | - | 1.10 | - |" in page  # no twin: no ratio
+    assert _sr_tf32({"graphs": []}) == []  # an older kit's result: nothing said
