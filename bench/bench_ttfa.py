@@ -125,13 +125,15 @@ class Cell:
 
 # ---------------------------------------------------------------------------------------------- servers
 def spawn_servers(model_dir: Path, log_dir: Path, names: set[str], device: str = "cpu",
-                  codec: str = "demo") -> dict[str, Server]:
-    """The product's default configuration (bench_service's `tuned` names it), one server per voice set."""
+                  codec: str = "demo", settings: dict[str, str] | None = None) -> dict[str, Server]:
+    """The product's default configuration (bench_service's `tuned` names it), one server per voice set;
+    `settings`: TTS_* variables set on every server beside it (a measured variant, e.g. the AP-BWE precision)."""
     env, flags = variant_options("tuned", device)
     servers = {}
     for name in sorted(names):
         extra = {"TTS_PIN_VOICES_AT_START": "true"} if name == "pinned" else {}
-        servers[name] = spawn_server(model_dir, log_dir / f"{name}.log", rate=100.0, env={**env, **extra},
+        servers[name] = spawn_server(model_dir, log_dir / f"{name}.log", rate=100.0,
+                                     env={**env, **(settings or {}), **extra},
                                      flags=flags, device=device, codec=codec)
     return servers
 

@@ -268,6 +268,7 @@ def add_bench_routes(app: FastAPI, runtime: PacedRuntime, access: RecordingAcces
         runner = scheduler.runner if scheduler is not None else None
         reader = getattr(runner, "device_time", None)
         return {"device": str(runtime.device), "graphs": runner.graphs is not None if reader else None,
+                "sr_precision": runtime.settings.codec_sr_precision,  # the AP-BWE graphs' (CUDA; the eager path: fp32)
                 "shapes": reader() if reader else []}
 
     app.add_api_route("/bench/variant", variant_update, methods=["POST"], include_in_schema=False)

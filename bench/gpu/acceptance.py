@@ -1,6 +1,7 @@
 """GPU acceptance: one command that settles every GPU claim, in resumable steps that each fit one 10-minute call.
 
-    python3 bench/gpu/acceptance.py [--steps parity,throughput,llm,scheduler,service,service48] [--device cuda]
+    python3 bench/gpu/acceptance.py [--steps parity,throughput,llm,scheduler,service,service48,service48-tf32]
+                                    [--device cuda]
                                     [--quick] [--fixtures DIR] [--results DIR] [--out DIR] [--force]
                                     [--levels 1,8,...] [--schedules balanced,lowest] [--budget-s 400]
 
@@ -13,6 +14,7 @@ Steps (bench/gpu/README.md has the exact command for each on a lent machine):
   service     the real app at 16 kHz, 1-256 streams, the LLM paced per level at the llm step's CUDA-graph rate,
               released-size codec: TTFA, underruns, each call shape's device time beside its isolated cost
   service48   the same at 48 kHz (BiCodec + AP-BWE) at 1, 32, 64 and 200 streams (bench/gpu/service_load.py)
+  service48-tf32  the same with AP-BWE's graphs in TF32 (TTS_CODEC_SR_PRECISION=tf32; the default is fp32)
 Each step writes `<results>/<step>.json` (default bench/results/acceptance/, which travels with the working tree);
 a later call skips a step whose result is there (unless --force, or the result is from an older kit: `SCHEMA`), so
 a step cut off by the call limit is simply run again; `--levels` reruns those levels of a service step (no --force
@@ -43,9 +45,12 @@ sys.path.insert(0, str(ROOT))
 
 from bench.gpu import llm_step, parity, report, scheduler_step, service_load, throughput  # noqa: E402
 
-STEPS = ("parity", "throughput", "llm", "scheduler", "service", "service48")
-SERVICE_RATES = {"service": 16000, "service48": 48000}
-SCHEMA = {"service": 2, "service48": 2}  # a step result older than this is rerun (its rows lack the new columns)
+STEPS = ("parity", "throughput", "llm", "scheduler", "service", "service48", "service48-tf32")
+SERVICE_RATES = {"service": 16000, "service48": 48000, "service48-tf32": 48000}
+# A service step's settings beside the product's defaults: service48-tf32 serves AP-BWE from TF32 graphs (the cost
+# model's AP-BWE slope is TF32's; the service's default is fp32: docs/benchmarks.md, "AP-BWE at the precision served").
+SERVICE_SETTINGS = {"service48-tf32": {"TTS_CODEC_SR_PRECISION": "tf32"}}
+SCHEMA = {"service": 2, "service48": 2, "service48-tf32": 2}  # a step result older than this is rerun
 CPU_NOTICE = "CPU: figures say nothing about a GPU"
 DEFAULT_RESULTS = ROOT / "bench" / "results" / "acceptance"
 DEFAULT_CPU_RESULTS = ROOT / "bench" / "results" / "acceptance-cpu"  # ignored by git: a CPU run's plumbing check
@@ -83,7 +88,8 @@ def run_step(name: str, args: argparse.Namespace, results: dict[str, Any]) -> di
         result = service_load.run(
             args.device, args.quick, SERVICE_RATES[name], llm=_result(results, "llm"),
             scheduler=_result(results, "scheduler"), throughput=_result(results, "throughput"),
-            levels=args.levels, schedules=args.schedules, budget_s=args.budget_s)
+            levels=args.levels, schedules=args.schedules, budget_s=args.budget_s,
+            settings=SERVICE_SETTINGS.get(name))
         return service_load.merge_levels(_result(results, name), result) if args.levels else result
     if name == "scheduler":
         return scheduler_step.run(args.device, args.quick)

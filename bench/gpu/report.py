@@ -205,7 +205,9 @@ def _with_scheduler(step: dict[str, Any], steps: dict[str, Any]) -> list[str]:
 SECTIONS = {"parity": ("Parity on the device", _parity), "throughput": ("Throughput", _throughput),
             "llm": ("The LLM step", _llm), "scheduler": ("The codec scheduler on the device", _scheduler),
             "service": ("The service under load, 16 kHz", _with_scheduler),
-            "service48": ("The service under load, 48 kHz (BiCodec + AP-BWE)", _with_scheduler)}
+            "service48": ("The service under load, 48 kHz (BiCodec + AP-BWE)", _with_scheduler),
+            "service48-tf32": ("The service under load, 48 kHz, AP-BWE graphs in TF32 (`TTS_CODEC_SR_PRECISION=tf32`)",
+                               _with_scheduler)}
 ONE_ARG = {"parity", "throughput", "llm", "scheduler"}
 
 

@@ -228,7 +228,7 @@ def _ms(seconds: float | None) -> str:
 def run(device: str, quick: bool, sample_rate: int, *, llm: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None, throughput: dict[str, Any] | None = None,
         levels: list[int] | None = None, schedules: list[str] | None = None,
-        budget_s: float = BUDGET_S) -> dict[str, Any]:
+        budget_s: float = BUDGET_S, settings: dict[str, str] | None = None) -> dict[str, Any]:
     from bench import bench_ttfa
     from bench.bench_service import DEMO_DIR, stop_server, wait_ready
     from core.demo.checkpoint import build_demo_checkpoint
@@ -257,24 +257,27 @@ def run(device: str, quick: bool, sample_rate: int, *, llm: dict[str, Any] | Non
         before_voices=[], single_streams=plan_rows[0]["clients"], min_streams=MIN_STREAMS, repeats=1, codec=codec,
         text=bench_ttfa.QUICK_TEXT if quick else bench_ttfa.TEXT, stagger_s=0.5, prebuffers_s=[0.0, 0.1], snr=None,
         sample_rate=sample_rate)
-    base = {"sample_rate": sample_rate, "codec": codec, "levels": levels, "schedules": schedules,
+    base = {"sample_rate": sample_rate, "codec": codec, "settings": settings or {}, "levels": levels, "schedules": schedules,
             "plan": plan_rows, "capacity_streams": capacity_streams, "expected_start_s": start_s}
     model_dir = build_demo_checkpoint(DEMO_DIR, seed=0)
     with tempfile.TemporaryDirectory(prefix="acceptance-service-") as tmp:
-        servers = bench_ttfa.spawn_servers(model_dir, Path(tmp), {"plain"}, "cuda" if cuda else "cpu", codec)
+        servers = bench_ttfa.spawn_servers(model_dir, Path(tmp), {"plain"}, "cuda" if cuda else "cpu", codec,
+                                           settings=settings)
         server = servers["plain"]
         try:
             wait_ready([server], timeout_s=max(300.0, 2 * start_s))
             ready_s = time.perf_counter() - started
             print(f"  server ready in {ready_s:.0f} s", flush=True)
-            graphs = httpx.get(f"{server.url}/bench/device", timeout=30).json().get("graphs")
+            device = httpx.get(f"{server.url}/bench/device", timeout=30).json()
+            graphs, sr_precision = device.get("graphs"), device.get("sr_precision")
             rows, skipped = asyncio.run(_drive(server, plan, plan_rows, schedules, budget_s, started))
         except (RuntimeError, httpx.HTTPError) as exc:
             log = server.log_path.read_text(errors="replace")[-2000:] if server.log_path.is_file() else ""
             return {**base, "error": f"{exc}"[:2000], "log_tail": log}
         finally:
             stop_server(server)
-    result = {**base, "server_ready_s": round(ready_s, 1), "graphs": graphs, "rows": rows, "skipped_levels": skipped,
+    result = {**base, "server_ready_s": round(ready_s, 1), "graphs": graphs, "sr_precision": sr_precision,
+              "rows": rows, "skipped_levels": skipped,
               "below_realtime": any(p["below_realtime"] for p in plan_rows)}
     table = shape_table(merge_shapes([r.get("device_shapes", []) for r in rows]), scheduler, top=8)
     print(f"  device time per call shape, all levels ({table['isolated']} isolated costs): "

@@ -34,7 +34,8 @@ def test_every_step_runs_and_writes_its_result(first_run) -> None:  # noqa: ANN0
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "CPU: figures say nothing about a GPU" in done.stdout.splitlines()[-1]
     assert sorted(p.name for p in results.glob("*.json")) == sorted(
-        ["parity.json", "throughput.json", "llm.json", "service.json", "service48.json", "scheduler.json",
+        ["parity.json", "throughput.json", "llm.json", "service.json", "service48.json", "service48-tf32.json",
+         "scheduler.json",
          "acceptance.json"])
     combined = json.loads((out / "acceptance.json").read_text())
     assert combined["missing"] == [] and combined["cpu_notice"]
@@ -56,10 +57,13 @@ def test_every_step_runs_and_writes_its_result(first_run) -> None:  # noqa: ANN0
     assert [r["batch"] for r in llm["rows"]] == [1, 2] and all(r["tokens_per_s_per_stream"] > 0 for r in llm["rows"])
     assert llm["bf16_vs_fp32"]["steps"] == 4
 
-    for name, rate in (("service", 16000), ("service48", 48000)):
+    for name, rate in (("service", 16000), ("service48", 48000), ("service48-tf32", 48000)):
         service = steps[name]["result"]
         assert "error" not in service, service
         assert steps[name]["schema"] == 2 and service["sample_rate"] == rate and service["skipped_levels"] == []
+        # the server took the step's settings (AP-BWE graphs in TF32 for service48-tf32; a CPU has no graphs)
+        assert service["sr_precision"] == ("tf32" if name.endswith("tf32") else "fp32")
+        assert service["settings"] == ({"TTS_CODEC_SR_PRECISION": "tf32"} if name.endswith("tf32") else {})
         # No CUDA-graph rows on a CPU: each level is paced at the eager rows' rate (raised for a quick run), said so.
         for plan, batch in zip(service["plan"], (1, 2), strict=True):
             assert plan["streams"] == batch and "eager transformers" in plan["source"]
@@ -90,7 +94,8 @@ def test_every_step_runs_and_writes_its_result(first_run) -> None:  # noqa: ANN0
     page = (out / "acceptance.md").read_text()
     assert "AP-BWE with fp32 graphs (`TTS_CODEC_SR_PRECISION=tf32`; the default is fp32)" in page
     for title in ("Parity on the device", "Throughput", "The LLM step", "The service under load, 16 kHz",
-                  "The service under load, 48 kHz (BiCodec + AP-BWE)", "The codec scheduler on the device"):
+                  "The service under load, 48 kHz (BiCodec + AP-BWE)", "The codec scheduler on the device",
+                  "The service under load, 48 kHz, AP-BWE graphs in TF32 (`TTS_CODEC_SR_PRECISION=tf32`)"):
         assert f"## {title}" in page
     assert "not run yet" not in page
     assert "| in-service ms | device-thread ms | isolated ms |" in page and "| not measured |" in page
