@@ -57,18 +57,27 @@ class CostModel:
     # 0.05: measured on a CPU at the released size (prenet 48-193 ms, wave generator 923-3,826 ms for 48-192
     # tokens, one thread; by FLOPs 4.4%); the GPU kit measures it on the device (docs/benchmarks.md).
     decode_prenet_share: float = DEFAULT_PRENET_SHARE
+    # An exact-length call (`Call.length` None: a stream's AP-BWE true end, a window longer than every bucket) runs
+    # eager at the process's fp32, launched kernel by kernel: `decode_ms.eager` / `sr_ms.eager` when the file gives
+    # them (the H100 acceptance sweep's fp32 B=1 calls: AP-BWE ~7.5 ms fixed, launch-bound), else the graph figures.
+    decode_eager: Linear | None = None
+    sr_eager: Linear | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CostModel:
-        def part(key: str, unit: str) -> Linear:
+        def part(key: str, unit: str, entry: Any = None) -> Linear:
             try:
-                entry = data[key]
+                entry = data[key] if entry is None else entry
                 value = Linear(float(entry["fixed"]), float(entry[unit]))
             except (KeyError, TypeError, ValueError) as exc:
                 raise ValueError(f"cost model: '{key}' needs numbers 'fixed' and '{unit}' ({exc})") from exc
             if value.fixed < 0 or value.per_unit < 0:
                 raise ValueError(f"cost model: '{key}' must not be negative")
             return value
+
+        def eager(key: str, unit: str) -> Linear | None:
+            entry = data.get(key, {}).get("eager") if isinstance(data.get(key), dict) else None
+            return None if entry is None else part(f"{key}.eager", unit, entry)
 
         try:
             host = float(data.get("host_ms", {}).get("per_audio_second", 0.0))
@@ -88,6 +97,8 @@ class CostModel:
             sr=part("sr_ms", "per_input_sample"),
             host_ms_per_audio_second=max(0.0, host),
             decode_prenet_share=share,
+            decode_eager=eager("decode_ms", "per_token"),
+            sr_eager=eager("sr_ms", "per_input_sample"),
         )
 
     @classmethod
@@ -122,10 +133,12 @@ class CostModel:
         return cost
 
     def call_seconds(self, call: Call) -> float:
+        eager = call.length is None
         if call.kind != "decode":
-            return self.sr.seconds(call.work)
+            return (self.sr_eager if eager and self.sr_eager is not None else self.sr).seconds(call.work)
         share = self.decode_prenet_share  # whole windows (no margin, spans = windows): `decode.seconds(call.work)`
-        return self.decode.seconds(share * call.prenet_work + (1.0 - share) * call.work)
+        cost = self.decode_eager if eager and self.decode_eager is not None else self.decode
+        return cost.seconds(share * call.prenet_work + (1.0 - share) * call.work)
 
     def host_seconds_per_token(self) -> float:
         """The API path's CPU per semantic token (50 tokens per second of audio)."""

@@ -178,6 +178,28 @@ def test_cost_model_files_parse_and_bad_ones_say_why(tmp_path) -> None:
     bad.write_text(json.dumps({**H100, "decode_ms": {"fixed": 1}}))
     with pytest.raises(ValueError, match="decode_ms"):
         CostModel.load(bad)
+    bad.write_text(json.dumps({**H100, "sr_ms": {**H100["sr_ms"], "eager": {"fixed": 7.5}}}))
+    with pytest.raises(ValueError, match="sr_ms.eager"):
+        CostModel.load(bad)
+
+
+def test_an_exact_length_call_costs_the_eager_figures_where_the_model_gives_them() -> None:
+    """A stream's AP-BWE true end (and any shape outside the buckets) runs eager, kernel by kernel at fp32: the
+    served-precision model prices it apart; a model without `eager` prices it as a graph, as before."""
+    from services.codec.calls import Call
+    from services.codec.windows import DecodeWindow, SRWindow
+
+    served = CostModel.load("bench/cost_models/h100-decode-tf32-sr-fp32.json")
+    spec = CostModel.from_dict(H100)
+    end = SRWindow(np.zeros(4_000, np.float32), 0, 12_000, true_end=True)
+    exact = Call("sr", (end,), None, 1, true_end=True)
+    bucketed = Call("sr", (SRWindow(np.zeros(4_000, np.float32), 0, 9_000),), 4_800, 1)
+    assert served.call_seconds(exact) == pytest.approx((7.5 + 8.0e-5 * 4_000) / 1000)
+    assert served.call_seconds(bucketed) == pytest.approx((2.0 + 8.0e-5 * 4_800) / 1000)
+    assert spec.call_seconds(exact) == pytest.approx((2.0 + 4.5e-5 * 4_000) / 1000)
+    window = DecodeWindow(np.zeros(300, np.int32), None, 0, 300)
+    assert served.call_seconds(Call("decode", (window,), None, 1)) == pytest.approx((6.6 + 0.048 * 300) / 1000)
+    assert served.call_seconds(Call("decode", (window,), 512, 1)) == pytest.approx((2.0 + 0.018 * 512) / 1000)
 
 
 
