@@ -8,7 +8,11 @@ streams' windows, or `SuperResolution.enhance_window` directly) and concatenates
 
 The window at the stream's true end is marked (`true_end`): its right edge is the signal's end (reflect padding in
 the STFT), so it must run at its exact length, never right-padded into a bucket. Every other window has its full
-right context and may be zero-padded (the kept output is unchanged: specs/gpu_serving.md §2).
+right context and may be zero-padded (the kept output is unchanged: specs/gpu_serving.md §2). With `end_lengths`
+(the codec scheduler's AP-BWE buckets where it replays graphs), the true end's window reaches further left, to the
+shortest of those lengths that holds it, when the signal's end lies on the grid: more left context leaves the kept
+output as it is (every convolution is length-independent: core/exact_conv), and a window of exactly a bucket's length
+needs no padding, so it rides that bucket's graph with other streams' rows instead of an eager call of its own.
 
 The lead window: a stream's first window may take its right context from a guess of what follows (`push(...,
 ahead=)`: the decode schedule's held overlap, decoded again and crossfaded by the next window). Without it the first
@@ -57,13 +61,19 @@ class SRPlanner:
     """One stream's windows. `grid` and `context` come from the model's config (`SuperResolution.grid`/`.context`:
     80 and 880 samples for the released AP-BWE). Not thread-safe."""
 
-    def __init__(self, *, grid: int, context: int, min_block: int, max_block: int) -> None:
+    def __init__(self, *, grid: int, context: int, min_block: int, max_block: int,
+                 end_lengths: tuple[int, ...] = ()) -> None:
         if grid < 1 or context < 0 or context % grid:
             raise ValueError(f"context ({context}) must be a non-negative multiple of grid ({grid})")
+        if any(n < 1 or n % grid for n in end_lengths):
+            raise ValueError(f"end lengths ({end_lengths}) must be positive multiples of grid ({grid})")
         self.grid = grid
         self.context = context
         self.min_block = max(grid, _round_up(min_block, grid))
         self.max_block = max(self.min_block, _round_up(max_block, grid))
+        self.end_lengths = tuple(sorted(set(end_lengths)))
+        # input samples kept before the next window's start: its left context, or what the longest end length reads
+        self._history = max(self.context, *self.end_lengths) if self.end_lengths else self.context
         self._pending: list[np.ndarray] = []  # chunks not yet joined into _buf
         self._buf = np.zeros(0, np.float32)  # input samples from absolute index _buf_start
         self._buf_start = 0
@@ -124,23 +134,37 @@ class SRPlanner:
             stop = self._done + self.max_block
             out.append(self._plan(self._done, stop, stop + self.context))
         if self.samples_in > self._done:
-            out.append(self._plan(self._done, self.samples_in, self.samples_in, true_end=True))
+            out.append(self._plan(self._done, self.samples_in, self.samples_in, true_end=True,
+                                  start_at=self._end_start()))
         self._pending, self._buf = [], np.zeros(0, np.float32)
         return out
 
+    def _end_start(self) -> int | None:
+        """Where the true end's window starts so that its length is one of `end_lengths` (None: at its left context,
+        the exact length). Only when the end lies on the grid (the window then starts on it, as every window does)
+        and the signal is that long."""
+        if self.samples_in % self.grid:
+            return None
+        needed = self.samples_in - max(0, self._done - self.context)
+        for length in self.end_lengths:
+            if length >= needed:
+                return self.samples_in - length if length <= self.samples_in else None
+        return None
+
     def _plan(self, start: int, stop: int, window_end: int, *, true_end: bool = False,
-              ahead: np.ndarray | None = None) -> SRWindow:
+              ahead: np.ndarray | None = None, start_at: int | None = None) -> SRWindow:
         """The window over input [start - context, window_end) keeping the output of [start, stop); `ahead`: guessed
-        samples appended after the input received (a lead window's right context)."""
+        samples appended after the input received (a lead window's right context); `start_at`: the window starts
+        there instead (further left: a true end shaped to an end length)."""
         if self._pending:
             self._buf = np.concatenate([self._buf, *self._pending])
             self._pending = []
-        a = max(0, start - self.context)
+        a = max(0, start - self.context) if start_at is None else start_at
         b = min(window_end, self.samples_in)
         received = self._buf[a - self._buf_start : b - self._buf_start]
         samples = np.concatenate([received, ahead]) if ahead is not None and ahead.size \
             else np.ascontiguousarray(received)
-        keep_from = max(0, stop - self.context)  # only what the next window's left context needs
+        keep_from = max(0, stop - self._history)  # only what the next window (or a shaped true end) reads
         # A view, not a copy: `_buf` is never written in place (the next push's concatenate makes a fresh one, and
         # frees what came before), so windows and the rest may share it.
         self._buf = self._buf[keep_from - self._buf_start :]

@@ -77,8 +77,10 @@ def _decode_stream(decoder: Any, d: torch.Tensor, ids: list[int], config: Stream
 
 def _sr_stream(sr: SuperResolution, loop: _Loop, handle: Any, wav16: np.ndarray) -> np.ndarray:
     """One stream's AP-BWE through the scheduler: the service's windows (`SRPlanner`, its true end marked, never
-    right-padded), 320 ms of input at a time."""
-    planner = SRPlanner(grid=sr.grid, context=sr.context, min_block=1600, max_block=8000)
+    right-padded, and shaped to a bucket's length where the policy pads batches, so it replays that bucket's graph),
+    320 ms of input at a time."""
+    planner = SRPlanner(grid=sr.grid, context=sr.context, min_block=1600, max_block=8000,
+                        end_lengths=handle.scheduler.policy.sr_end_lengths)
     windows = [w for i in range(0, wav16.size, 5120) for w in planner.push(wav16[i: i + 5120])] + planner.finish()
     return np.concatenate([loop.call(handle.super_resolve(SRWindow(w.samples, w.keep_start, w.keep_end, w.true_end)))
                            for w in windows])

@@ -86,6 +86,17 @@ class SchedulerPolicy:
         return cls(pad_batch=False, max_inflight=max(1, cores), max_call_decode_tokens=4_096,
                    max_call_sr_samples=65_536)
 
+    @property
+    def sr_end_lengths(self) -> tuple[int, ...]:
+        """The lengths a stream's AP-BWE true end is shaped to (core.sr_planner `end_lengths`): with padded batches
+        (graphs), the AP-BWE buckets, so a true end rides a bucket's graph beside other rows; on a CPU none (no graph
+        to ride, and the longer window would only cost compute)."""
+        return self.sr_buckets if self.pad_batch else ()
+
+    def bucket_of_true_end(self, units: int) -> int | None:
+        """A true end's bucket: its own length when that is a bucket (it never takes padding), else None (eager)."""
+        return units if units in self.sr_buckets else None
+
     def buckets(self, kind: WindowKind) -> tuple[int, ...]:
         return self.decode_buckets if kind == "decode" else self.sr_buckets
 

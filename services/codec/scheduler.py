@@ -13,7 +13,9 @@ awaitable; the scheduler owns the order and the batch:
 - **Fixed shapes.** Rows are right-padded to a length bucket (the models mask each convolution's input beyond a
   row's valid length), and, where the runner replays captured graphs, the row count is padded to a batch bucket. A
   row joins a call only while the call's padding stays within `max_pad_waste` (a row left out is the next call's
-  head at the latest). A window longer than every bucket runs alone at its exact length (the eager fallback).
+  head at the latest). A window longer than every bucket runs alone at its exact length (the eager fallback). A
+  stream's AP-BWE true end is never padded: shaped to a bucket's length (core.sr_planner `end_lengths`) it shares
+  that bucket's calls and graph, else it runs at its exact length (rows of one length may share it).
 - **No timer.** A lone window runs at once; batches form while a call is in flight. An idle server adds no latency.
 
 The scheduler runs on the event loop and never touches a model: the `DeviceRunner` does (one device thread for the
@@ -57,7 +59,8 @@ class _Pending:
     units: int  # device work units: wave-span tokens (decode) or samples (SR): what buckets and bounds count
     span: tuple[int, int] | None  # decode: the window's wave span (SchedulerPolicy.units)
     bucket: int | None  # the smallest length bucket holding `units`; None: longer than every bucket, or a true end
-    true_end: bool  # an SR window at its stream's true end: exact length, never padded
+    # of a length no bucket has
+    true_end: bool  # an SR window at its stream's true end: never padded (in a bucket only when exactly its length)
 
 
 def _urgency(p: _Pending) -> tuple[float, int]:
@@ -258,9 +261,9 @@ class CodecScheduler:
         unless given (tests)."""
         units, span = self.policy.units(kind, window)
         true_end = isinstance(window, SRWindow) and window.true_end
+        bucket = self.policy.bucket_of_true_end(units) if true_end else self.policy.bucket(kind, units)
         pending = _Pending(kind, window, stream, stream.deadline() if deadline is None else deadline, next(self._seq),
-                           self.clock(), future, units, span, None if true_end else self.policy.bucket(kind, units),
-                           true_end)
+                           self.clock(), future, units, span, bucket, true_end)
         bisect.insort(self._pending, pending, key=_urgency)
 
     # ------------------------------------------------------------------ planning (pure: tests call it directly)
@@ -284,7 +287,8 @@ class CodecScheduler:
             return None
         head = pending[first]
         policy = self.policy
-        kind, true_end, length = head.kind, head.true_end, head.bucket
+        kind, length = head.kind, head.bucket
+        true_end = head.true_end and length is None  # the call's flag: exact-length true ends (a bucketed one rides)
         max_work = policy.max_work(kind)
         scan_limit = policy.scan_limit
         chosen = [head]
@@ -305,6 +309,7 @@ class CodecScheduler:
             valid = head.units
             max_rows = policy.batch_sizes[-1]
             max_pad_waste, pad_all_rows = policy.max_pad_waste, policy.pad_all_rows
+            pinned = head.true_end  # a true end of exactly a bucket's length: the call's length may not grow
             while i < n and live < scan_limit and len(chosen) < max_rows and (len(chosen) + 1) * length <= max_work:
                 p = pending[i]
                 i += 1
@@ -312,9 +317,11 @@ class CodecScheduler:
                     continue
                 live += 1
                 bucket = p.bucket
-                if p.kind != kind or bucket is None:  # another kind, a true end, or the eager fallback
+                if p.kind != kind or bucket is None:  # another kind, a true end of no bucket's length, or eager
                     continue
                 new_length = max(length, bucket)
+                if (pinned and new_length > length) or (p.true_end and new_length != p.units):
+                    continue  # a true end is never padded: its row must be exactly the call's length
                 rows = len(chosen) + 1
                 if rows * new_length > max_work:
                     continue
@@ -325,6 +332,7 @@ class CodecScheduler:
                     continue
                 chosen.append(p)
                 length, valid = new_length, valid + p.units
+                pinned = pinned or p.true_end
         taken = {id(p) for p in chosen}  # all alive here: their ids are theirs
         pending[:i] = [p for p in pending[:i] if id(p) not in taken and not p.future.done()]
         rows_padded = len(chosen) if length is None else policy.batch_bucket(len(chosen))

@@ -324,12 +324,19 @@ def sr_runtime(demo_model_dir: Path) -> Iterator[ModelRuntime]:
     asyncio.run(rt.shutdown())
 
 
-async def test_48khz_streams_super_resolve_through_the_scheduler_as_offline(sr_runtime: ModelRuntime) -> None:
+@pytest.mark.parametrize("padded", [False, True], ids=["cpu policy", "gpu policy"])
+async def test_48khz_streams_super_resolve_through_the_scheduler_as_offline(sr_runtime: ModelRuntime, padded: bool,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Two concurrent 48 kHz streams: their AP-BWE windows go through the codec scheduler (which may batch them) and
     each output equals the offline upsample of the 16 kHz audio that job fed to super-resolution. (The demo's
     random AP-BWE turns the 16-bit rounding of its input into ~20 dB of difference, so the input is taken as the job
-    had it, in float.)"""
+    had it, in float.) With the GPU's policy (padded batches) each stream's true end is shaped to a bucket's length
+    and rides a bucketed call: no exact-length call is left."""
     runtime = sr_runtime
+    if padded:
+        monkeypatch.setattr(runtime.codec_scheduler, "policy", replace(runtime.codec_scheduler.policy, pad_batch=True))
+    eager_before = runtime.codec_scheduler.stats.eager_calls
+    ends: list[int] = []
     texts = ["The first caller speaks.", "A second caller at once."]
     sr_rows, sr_calls = (runtime.codec_scheduler.stats.rows_by_kind["sr"],
                          runtime.codec_scheduler.stats.calls_by_kind["sr"])
@@ -346,6 +353,14 @@ async def test_48khz_streams_super_resolve_through_the_scheduler_as_offline(sr_r
             return push(chunk, ahead)
 
         planner.push = recording
+        finish = planner.finish
+
+        def finishing() -> list:
+            windows = finish()
+            ends.append(windows[-1].length)
+            return windows
+
+        planner.finish = finishing
         data = await job.collect()
         assert job.sr_applied
         return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0, np.concatenate(fed)
@@ -353,6 +368,11 @@ async def test_48khz_streams_super_resolve_through_the_scheduler_as_offline(sr_r
     results = await asyncio.gather(*(run(t, f"sr48-{i}") for i, t in enumerate(texts)))
     stats = runtime.codec_scheduler.stats
     assert stats.rows_by_kind["sr"] > sr_rows and stats.calls_by_kind["sr"] > sr_calls  # through the scheduler
+    assert len(ends) == 2 and all(n % 80 == 0 for _, narrow in results for n in [narrow.size])  # ends on the grid
+    if padded:
+        assert all(n in runtime.codec_scheduler.policy.sr_buckets for n in ends) and stats.eager_calls == eager_before
+    else:
+        assert stats.eager_calls > eager_before  # each true end at its exact length, as before
     for audio48, narrow in results:
         offline = np.clip(runtime.sr.upsample(narrow), -1.0, 32767 / 32768)
         assert audio48.shape == offline.shape == (3 * narrow.size,)
