@@ -60,6 +60,7 @@ class SimConfig:
     latency: str = "balanced"
     adaptive_schedule: bool = True  # Admission.first_chunk_schedule picks each newcomer's schedule, as the service does
     sr_lead: bool = True  # at 48 kHz, a lead window where Admission.sr_lead allows it, as the service does
+    shape_true_ends: bool = True  # at 48 kHz, true ends shaped to a bucket's length (the policy's sr_end_lengths)
     streaming: StreamingConfig | None = None  # the decode schedule before `latency` applies (None: the service's)
     admission: dict[str, Any] = field(default_factory=dict)  # keyword settings for Admission
     policy: SchedulerPolicy = field(default_factory=SchedulerPolicy)
@@ -220,7 +221,7 @@ class Simulation:
         started = self.loop.time()
         planner = DecodePlanner(stream_config, hop=HOP, codebook_size=SEMANTIC_CODEBOOK)
         sr = SRPlanner(grid=SR_GRID, context=SR_CONTEXT, min_block=SR_MIN_BLOCK, max_block=SR_MAX_BLOCK,
-                       end_lengths=self.cfg.policy.sr_end_lengths) \
+                       end_lengths=self.cfg.policy.sr_end_lengths if self.cfg.shape_true_ends else ()) \
             if self.cfg.sample_rate == 48_000 else None
         fed = 0
         while fed < tokens:
@@ -303,6 +304,7 @@ class Simulation:
             "mean_decode_batch": round(stats.mean_batch("decode"), 2),
             "mean_sr_batch": round(stats.mean_batch("sr"), 2),
             "codec_calls": stats.calls,
+            "eager_codec_calls": stats.eager_calls,  # exact-length calls: no graph on a GPU
             "llm_steps": self.engine.steps,
             "mean_llm_rows": round(self.engine.row_steps / self.engine.steps, 1) if self.engine.steps else 0.0,
             "generation_s_p50": _pct(gen, 50, 2),
