@@ -92,7 +92,7 @@ def run_step(name: str, args: argparse.Namespace, results: dict[str, Any]) -> di
             settings=SERVICE_SETTINGS.get(name))
         return service_load.merge_levels(_result(results, name), result) if args.levels else result
     if name == "scheduler":
-        return scheduler_step.run(args.device, args.quick)
+        return scheduler_step.run(args.device, args.quick, capture_budget_s=args.capture_budget_s)
     raise ValueError(name)
 
 
@@ -152,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="service steps: latency schedules (default balanced,lowest)")
     parser.add_argument("--budget-s", type=float, default=service_load.BUDGET_S,
                         help="service steps: skip a level whose expected time passes this many seconds of the step")
+    parser.add_argument("--capture-budget-s", type=float, default=0.0,
+                        help="scheduler step: stop capturing codec graphs after this many seconds (0: all of them; "
+                             "a first call that ran out of time can rerun with, e.g., 240)")
     args = parser.parse_args(argv)
     steps = [s for s in args.steps.split(",") if s]
     unknown = sorted(set(steps) - set(STEPS))

@@ -164,7 +164,10 @@ def _scheduler(step: dict[str, Any]) -> list[str]:
     summary = result["scheduler"]
     lines += ["", "Scheduler: " + ", ".join(f"{k} {v}" for k, v in summary.items()) + "."]
     if result["graphs"]:
-        lines += ["", f"CUDA graphs: {len(result['graphs'])} captured in {result['capture_s']:.1f} s, "
+        planned = result.get("graphs_planned")
+        of = f" of {planned}" if planned else ""
+        budget = f" (capture budget {result['capture_budget_s']:g} s)" if result.get("capture_budget_s") else ""
+        lines += ["", f"CUDA graphs: {len(result['graphs'])}{of} captured in {result['capture_s']:.1f} s{budget}, "
                   f"{result['pool_mib']:.0f} MiB of pool in all.", "",
                   "| kind | length | rows | precision | capture s | pool MiB | held MiB | replay ms | eager ms |",
                   "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
@@ -188,7 +191,9 @@ def _sr_tf32(result: dict[str, Any]) -> list[str]:
              f"{'inf' if row['snr_db'] is None else row['snr_db']} dB ({row['tolerance']}: {'ok' if row['ok'] else 'BELOW'})."]
     fp32 = {(g["length"], g["rows"]): g for g in result["graphs"] if g["kind"] == "sr"}
     if measured["graphs"]:
-        lines += ["", f"Captured in {measured['capture_s']:.1f} s. Replay ms per shape:", "",
+        left = measured.get("planned", 0) - measured.get("captured", 0)
+        note = f" ({left} of {measured['planned']} shapes left to eager fp32 by the capture budget)" if left > 0 else ""
+        lines += ["", f"Captured in {measured['capture_s']:.1f} s{note}. Replay ms per shape:", "",
                   "| length | rows | fp32 replay ms | tf32 replay ms | tf32 / fp32 |", "|---:|---:|---:|---:|---:|"]
         for g in measured["graphs"]:
             twin = fp32.get((g["length"], g["rows"]), {}).get("replay_ms")

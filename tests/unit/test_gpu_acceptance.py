@@ -245,12 +245,28 @@ def test_the_tf32_super_resolution_graphs_sit_beside_their_fp32_twins() -> None:
 
     result = {"graphs": [{"kind": "sr", "length": 9760, "rows": 4, "replay_ms": 8.0},
                          {"kind": "decode", "length": 64, "rows": 4, "replay_ms": 3.0}],
-              "sr_tf32": {"precision": "tf32", "capture_s": 12.3,
+              "sr_tf32": {"precision": "tf32", "capture_s": 12.3, "planned": 72, "captured": 70,
                           "row": {"max_abs_err": 2.5e-3, "snr_db": 57.9, "tolerance": ">= 40 dB", "ok": True},
                           "graphs": [{"kind": "sr", "length": 9760, "rows": 4, "replay_ms": 4.4},
                                      {"kind": "sr", "length": 2240, "rows": 1, "replay_ms": 1.1}]}}
     page = "\n".join(_sr_tf32(result))
     assert "AP-BWE with tf32 graphs" in page and "max |err| 2.50e-03, SNR 57.9 dB (>= 40 dB: ok)" in page
+    assert "Captured in 12.3 s (2 of 72 shapes left to eager fp32 by the capture budget)" in page
     assert "| 9760 | 4 | 8.00 | 4.40 | 0.55 |" in page  # beside the fp32 twin of the same shape
     assert "| 2240 | 1 | - | 1.10 | - |" in page  # no twin: no ratio
     assert _sr_tf32({"graphs": []}) == []  # an older kit's result: nothing said
+
+
+def test_the_scheduler_page_says_how_many_planned_graphs_a_capture_budget_left_out() -> None:
+    sys.path.insert(0, str(ROOT))
+    from bench.gpu.report import _scheduler
+
+    graph = {"kind": "decode", "length": 16, "rows": 1, "precision": "tf32", "capture_s": 0.5, "pool_mib": 1.0,
+             "allocated_mib": 0.1, "replay_ms": 1.0, "eager_ms": 5.0}
+    result = {"streams": 8, "size": "released", "decode_precision": "tf32", "sr_precision": "fp32", "rows": [],
+              "scheduler": {"calls": 1}, "graphs": [graph], "capture_s": 240.2, "pool_mib": 1.0,
+              "graphs_planned": 207, "capture_budget_s": 240.0}
+    page = "\n".join(_scheduler({"result": result}))
+    assert "CUDA graphs: 1 of 207 captured in 240.2 s (capture budget 240 s)" in page
+    older = {k: v for k, v in result.items() if k not in ("graphs_planned", "capture_budget_s")}
+    assert "CUDA graphs: 1 captured in 240.2 s, " in "\n".join(_scheduler({"result": older}))  # an older kit's file
