@@ -93,10 +93,6 @@ class SchedulerPolicy:
         to ride, and the longer window would only cost compute)."""
         return self.sr_buckets if self.pad_batch else ()
 
-    def bucket_of_true_end(self, units: int) -> int | None:
-        """A true end's bucket: its own length when that is a bucket (it never takes padding), else None (eager)."""
-        return units if units in self.sr_buckets else None
-
     def buckets(self, kind: WindowKind) -> tuple[int, ...]:
         return self.decode_buckets if kind == "decode" else self.sr_buckets
 

@@ -76,8 +76,9 @@ class CostModel:
             return value
 
         def eager(key: str, unit: str) -> Linear | None:
-            entry = data.get(key, {}).get("eager") if isinstance(data.get(key), dict) else None
-            return None if entry is None else part(f"{key}.eager", unit, entry)
+            entry = data.get(key)
+            eager_entry = entry.get("eager") if isinstance(entry, dict) else None
+            return None if eager_entry is None else part(f"{key}.eager", unit, eager_entry)
 
         try:
             host = float(data.get("host_ms", {}).get("per_audio_second", 0.0))

@@ -261,7 +261,9 @@ class CodecScheduler:
         unless given (tests)."""
         units, span = self.policy.units(kind, window)
         true_end = isinstance(window, SRWindow) and window.true_end
-        bucket = self.policy.bucket_of_true_end(units) if true_end else self.policy.bucket(kind, units)
+        bucket = self.policy.bucket(kind, units)
+        if true_end and bucket != units:  # a true end is never padded: bucketed only when it fills one exactly
+            bucket = None
         pending = _Pending(kind, window, stream, stream.deadline() if deadline is None else deadline, next(self._seq),
                            self.clock(), future, units, span, bucket, true_end)
         bisect.insort(self._pending, pending, key=_urgency)
