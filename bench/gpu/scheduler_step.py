@@ -83,7 +83,7 @@ def _sr_stream(sr: SuperResolution, loop: _Loop, handle: Any, wav16: np.ndarray)
     right-padded, and shaped to a bucket's length where the policy pads batches, so it replays that bucket's graph),
     320 ms of input at a time."""
     planner = SRPlanner(grid=sr.grid, context=sr.context, min_block=1600, max_block=8000,
-                        end_lengths=handle.scheduler.policy.sr_end_lengths)
+                        end_lengths=handle.scheduler.policy.sr_end_lengths(sr.grid))
     windows = [w for i in range(0, wav16.size, 5120) for w in planner.push(wav16[i: i + 5120])] + planner.finish()
     return np.concatenate([loop.call(handle.super_resolve(SRWindow(w.samples, w.keep_start, w.keep_end, w.true_end)))
                            for w in windows])

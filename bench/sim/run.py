@@ -221,7 +221,7 @@ class Simulation:
         started = self.loop.time()
         planner = DecodePlanner(stream_config, hop=HOP, codebook_size=SEMANTIC_CODEBOOK)
         sr = SRPlanner(grid=SR_GRID, context=SR_CONTEXT, min_block=SR_MIN_BLOCK, max_block=SR_MAX_BLOCK,
-                       end_lengths=self.cfg.policy.sr_end_lengths if self.cfg.shape_true_ends else ()) \
+                       end_lengths=self.cfg.policy.sr_end_lengths(SR_GRID) if self.cfg.shape_true_ends else ()) \
             if self.cfg.sample_rate == 48_000 else None
         fed = 0
         while fed < tokens:

@@ -86,12 +86,12 @@ class SchedulerPolicy:
         return cls(pad_batch=False, max_inflight=max(1, cores), max_call_decode_tokens=4_096,
                    max_call_sr_samples=65_536)
 
-    @property
-    def sr_end_lengths(self) -> tuple[int, ...]:
+    def sr_end_lengths(self, grid: int) -> tuple[int, ...]:
         """The lengths a stream's AP-BWE true end is shaped to (core.sr_planner `end_lengths`): with padded batches
-        (graphs), the AP-BWE buckets, so a true end rides a bucket's graph beside other rows; on a CPU none (no graph
-        to ride, and the longer window would only cost compute)."""
-        return self.sr_buckets if self.pad_batch else ()
+        (graphs), the AP-BWE buckets on the model's STFT grid (all of them for the released model's 80 samples; an
+        AP-BWE checkpoint with another hop gets those it can start a window on), so a true end rides a bucket's graph
+        beside other rows; on a CPU none (no graph to ride, and the longer window would only cost compute)."""
+        return tuple(n for n in self.sr_buckets if n % grid == 0) if self.pad_batch else ()
 
     def buckets(self, kind: WindowKind) -> tuple[int, ...]:
         return self.decode_buckets if kind == "decode" else self.sr_buckets

@@ -69,7 +69,7 @@ class AudioOutput:
         # The true end shaped to a bucket's length where the codec scheduler (which runs the windows once the job
         # has its handle) replays graphs: it then shares their calls instead of an eager call of its own.
         scheduler = handle.scheduler if handle is not None else getattr(runtime, "codec_scheduler", None)
-        end_lengths = scheduler.policy.sr_end_lengths if scheduler is not None else ()
+        end_lengths = scheduler.policy.sr_end_lengths(sr.grid) if scheduler is not None and sr is not None else ()
         self.bwe_stream = (SRPlanner(grid=sr.grid, context=sr.context, min_block=SR_MIN_BLOCK, max_block=SR_MAX_BLOCK,
                                      end_lengths=end_lengths) if sr is not None else None)
         self.bwe_applied = self.bwe_stream is not None

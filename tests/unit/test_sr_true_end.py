@@ -85,8 +85,16 @@ def test_end_lengths_off_the_grid_are_refused() -> None:
 
 
 def test_only_a_padded_policy_shapes_true_ends() -> None:
-    assert SchedulerPolicy().sr_end_lengths == DEFAULT_SR_BUCKETS
-    assert SchedulerPolicy.for_cpu().sr_end_lengths == ()  # no graph to ride on a CPU: the longer window only costs
+    assert SchedulerPolicy().sr_end_lengths(GRID) == DEFAULT_SR_BUCKETS
+    assert SchedulerPolicy.for_cpu().sr_end_lengths(GRID) == ()  # no graph to ride on a CPU: the longer window only costs
+
+
+def test_an_ap_bwe_with_another_hop_gets_the_end_lengths_on_its_grid() -> None:
+    """A checkpoint's own config sets the grid (hop 100 -> 100 samples): only buckets a window can start on at both
+    ends are end lengths, so its planner is built (it refuses lengths off its grid) and its true ends still ride."""
+    lengths = SchedulerPolicy().sr_end_lengths(100)
+    assert lengths == (4_800, 6_400, 8_000, 12_800)
+    _planner(lengths, grid=100, context=900)  # accepted
 
 
 # ------------------------------------------------------------------------------------------ the scheduler
@@ -152,7 +160,7 @@ async def test_streams_with_shaped_true_ends_batched_in_graph_shapes_equal_the_o
     policy = SchedulerPolicy()
 
     async def stream(handle, signal: np.ndarray, seed: int) -> np.ndarray:  # noqa: ANN001
-        planner = _planner(policy.sr_end_lengths, sr.grid, sr.context)
+        planner = _planner(policy.sr_end_lengths(sr.grid), sr.grid, sr.context)
         burst, i, pieces = np.random.default_rng(seed), 0, []
         while i < signal.size:
             n = int(burst.integers(300, 6_000))
@@ -198,3 +206,22 @@ def test_the_simulator_runs_shaped_true_ends_in_bucketed_calls() -> None:
                                           shape_true_ends=shaped)) for shaped in (True, False)}
     assert reports[True]["eager_codec_calls"] == 0 and reports[False]["eager_codec_calls"] > 0
     assert all(r["streams_admitted"] == 12 and r["underruns_prebuffer_100ms"] == 0 for r in reports.values())
+
+
+async def test_a_48khz_output_builds_for_an_ap_bwe_whose_grid_is_not_80() -> None:
+    """The audio chain of a 48 kHz stream on a GPU-policy scheduler, for a checkpoint with a 100-sample grid: it is
+    built (every bucket off that grid left out of its end lengths) and its true end takes one on the grid."""
+    from types import SimpleNamespace
+
+    from services.pipeline.audio_output import AudioOutput
+    from services.pipeline.pipeline_stats import PipelineStats
+    from shared.settings import Settings
+
+    async with CodecScheduler(RecordingRunner(FakeClock()), SchedulerPolicy()) as sched:
+        runtime = SimpleNamespace(settings=Settings(), sr=SimpleNamespace(grid=100, context=900),
+                                  codec_scheduler=sched)
+        out = AudioOutput(runtime, audio_format="pcm", sample_rate=48_000, stream=True, want_bwe=True,
+                          stats=PipelineStats())
+        assert out.bwe_stream.end_lengths == (4_800, 6_400, 8_000, 12_800)
+        out.bwe_stream.push(np.zeros(20_000, np.float32))
+        assert out.bwe_stream.finish()[-1].length in out.bwe_stream.end_lengths
