@@ -2,7 +2,7 @@
 100 ms prebuffer).
 
     PYTHONPATH=. .venv/bin/python bench/bench_standin_load.py [--cost-model bench/cost_models/h100-tf32.json] \\
-        [--concurrency 32] [--admission auto|on|off] [--speed 1.1] [--sample-rate 16000|48000]
+        [--concurrency 32] [--admission auto|on|off] [--speed 1.1] [--sample-rate 8000|16000|...|48000]
         [--out bench/results/standin_load.json]
 
 Starts `uvicorn --factory api:create_app` on the demo checkpoint with `TTS_DEVICE_COST_MODEL` (a benchmark tool:
@@ -72,8 +72,9 @@ def main() -> int:
                    help="TTS_ADMISSION for the server (auto: on with the stand-in), to compare with it off")
     p.add_argument("--speed", type=float, default=None,
                    help="every request's speed (the audio chain time-stretches it); default: none asked")
-    p.add_argument("--sample-rate", type=int, choices=(16000, 24000, 48000), default=16000,
-                   help="48000: through AP-BWE's windows (the stand-in's sr_ms) as well")
+    p.add_argument("--sample-rate", type=int, choices=(8000, 16000, 22050, 24000, 44100, 48000), default=16000,
+                   help="above 16000: through AP-BWE's windows (the stand-in's sr_ms), then the resampler below 48000; "
+                        "8000: the resampler alone")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "standin" / "standin_load.json")
     args = p.parse_args()
     log = Path(tempfile.gettempdir()) / "tts-standin-server.log"

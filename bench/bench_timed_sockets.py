@@ -84,7 +84,7 @@ def main() -> int:
     p.add_argument("--streams", type=int, default=32, help="sockets at once (the admission ramp admits 32 at once)")
     p.add_argument("--transport", default="ws,cartesia,elevenlabs")
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--sample-rate", type=int, default=16_000, choices=(16_000, 24_000, 44_100),
+    p.add_argument("--sample-rate", type=int, default=16_000, choices=(8_000, 16_000, 22_050, 24_000, 44_100),
                    help="the sockets' pcm rate (above 16 kHz through AP-BWE's windows: the stand-in's sr_ms)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "timed_sockets" / "timed_sockets.json")
     args = p.parse_args()

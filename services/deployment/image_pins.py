@@ -27,6 +27,7 @@ IMAGE_PACKAGES: tuple[str, ...] = (
     "pyyaml==6.0.3",
     "numpy==2.3.5",
     "soxr==1.1.0",
+    "threadpoolctl==3.8.0",  # numpy's BLAS on one thread in the API process (services/deployment/runtime.py)
     "av==19.0.2",
     "prometheus-client==0.26.0",
     "supabase==2.34.1",

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from threadpoolctl import threadpool_limits
 
 from core.checkpoint import CheckpointError, SparkCheckpoint, load_spark_checkpoint, load_sr_checkpoint
 from core.numerics import apply_model_numerics
@@ -97,6 +98,10 @@ class ModelRuntime:
         threads = settings.torch_threads or (1 if self.device == "cpu" else None)
         if threads:
             torch.set_num_threads(threads)
+        # numpy's BLAS on one thread: its products here are small (the output resampler's, audio/polyphase.py), and
+        # a pool of BLAS threads spinning between them doubled the API path's CPU per audio second on the
+        # stand-in, on cores the event loop needs (docs/benchmarks.md, "The output resampler").
+        threadpool_limits(limits=1, user_api="blas")
         # Process-wide float numerics of the codec and SR (TF32 off): once here, never per request.
         numerics = apply_model_numerics()
         logger.info("model numerics", extra=numerics)
