@@ -12,7 +12,10 @@ right context and may be zero-padded (the kept output is unchanged: specs/gpu_se
 (the codec scheduler's AP-BWE buckets where it replays graphs), the true end's window reaches further left, to the
 shortest of those lengths that holds it, when the signal's end lies on the grid: more left context leaves the kept
 output as it is (every convolution is length-independent: core/exact_conv), and a window of exactly a bucket's length
-needs no padding, so it rides that bucket's graph with other streams' rows instead of an eager call of its own.
+needs no padding, so it rides that bucket's graph with other streams' rows instead of an eager call of its own. A
+signal whose end lies off the grid (`speed`'s time-stretch, a cut) is first extended with zeros to the grid (fewer
+than `grid` samples: under 5 ms for the released model) where that lets its end take a bucket: a few milliseconds of
+silence at the very end instead of an eager fp32 call that every other stream's windows wait behind on the device.
 
 The lead window: a stream's first window may take its right context from a guess of what follows (`push(...,
 ahead=)`: the decode schedule's held overlap, decoded again and crossfaded by the next window). Without it the first
@@ -83,6 +86,7 @@ class SRPlanner:
         self.windows = 0
         self.lead_windows = 0  # first windows whose right context was a guess (`push(..., ahead=)`)
         self.samples_planned = 0  # 16 kHz samples in windows, context included
+        self.end_padding = 0  # zeros appended at finish() to bring an off-grid end onto the grid (see above)
 
     @property
     def finished(self) -> bool:
@@ -129,26 +133,34 @@ class SRPlanner:
         if self._finished:
             return []
         self._finished = True
+        pad = -self.samples_in % self.grid
+        if pad and self.end_lengths and self._end_start(self.samples_in + pad) is not None:
+            self._pending.append(np.zeros(pad, np.float32))
+            self.samples_in += pad
+            self.end_padding = pad
         out: list[SRWindow] = []
         while self.samples_in - self._done > self.max_block + self.context:
             stop = self._done + self.max_block
             out.append(self._plan(self._done, stop, stop + self.context))
         if self.samples_in > self._done:
             out.append(self._plan(self._done, self.samples_in, self.samples_in, true_end=True,
-                                  start_at=self._end_start()))
+                                  start_at=self._end_start(self.samples_in)))
         self._pending, self._buf = [], np.zeros(0, np.float32)
         return out
 
-    def _end_start(self) -> int | None:
-        """Where the true end's window starts so that its length is one of `end_lengths` (None: at its left context,
-        the exact length). Only when the end lies on the grid (the window then starts on it, as every window does)
-        and the signal is that long."""
-        if self.samples_in % self.grid:
+    def _end_start(self, end: int) -> int | None:
+        """Where the true end's window starts so that its length is one of `end_lengths`, for a signal ending at
+        `end` (None: at its left context, the exact length). Only when the end lies on the grid (the window then
+        starts on it, as every window does) and the signal is that long."""
+        if end % self.grid:
             return None
-        needed = self.samples_in - max(0, self._done - self.context)
+        done = self._done
+        while end - done > self.max_block + self.context:  # the windows finish() plans before the true end
+            done += self.max_block
+        needed = end - max(0, done - self.context)
         for length in self.end_lengths:
             if length >= needed:
-                return self.samples_in - length if length <= self.samples_in else None
+                return end - length if length <= end else None
         return None
 
     def _plan(self, start: int, stop: int, window_end: int, *, true_end: bool = False,

@@ -48,28 +48,34 @@ def _starts(windows: list[SRWindow]) -> list[int]:
     return starts
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(length=st.integers(1, 60_000), on_grid=st.booleans(), sizes=st.lists(st.integers(1, 12_000), max_size=12))
-def test_the_true_end_takes_a_buckets_length_when_its_end_is_on_the_grid_and_the_rest_is_unchanged(
+def test_the_true_end_takes_a_buckets_length_on_the_grid_and_the_rest_is_unchanged(
         length: int, on_grid: bool, sizes: list[int]) -> None:
     n = max(GRID, length // GRID * GRID) if on_grid else length
-    signal = np.arange(n, dtype=np.float32)  # each sample its own index: a window's samples say where it reads
-    shaped, plain = _windows(_planner(), signal, sizes), _windows(_planner(()), signal, sizes)
+    signal = np.arange(1, n + 1, dtype=np.float32)  # each sample its index + 1: a window's samples say where it reads
+    shaped_planner = _planner()
+    shaped, plain = _windows(shaped_planner, signal, sizes), _windows(_planner(()), signal, sizes)
     assert len(shaped) == len(plain) and [w.true_end for w in shaped] == [w.true_end for w in plain]
     for a, b in zip(shaped[:-1], plain[:-1], strict=True):  # every window but the true end is as before
         assert np.array_equal(a.samples, b.samples) and (a.keep_start, a.keep_end) == (b.keep_start, b.keep_end)
-    # The kept output tiles the signal exactly once, every window a slice of the signal starting on the grid.
-    assert sum(w.keep_end - w.keep_start for w in shaped) == RATIO * n
+    # An end off the grid is extended with zeros to it, by less than a grid step, only where a bucket then holds it.
+    pad = shaped_planner.end_padding
+    assert 0 <= pad < GRID and (pad == 0 or n % GRID)
+    padded = np.concatenate([signal, np.zeros(pad, np.float32)])
+    # The kept output tiles the (padded) signal exactly once, every window a slice of it starting on the grid.
+    assert sum(w.keep_end - w.keep_start for w in shaped) == RATIO * padded.size
     for w, start in zip(shaped, _starts(shaped), strict=True):
         assert start >= 0 and start % GRID == 0
-        assert np.array_equal(w.samples, signal[start: start + w.length])
+        assert np.array_equal(w.samples, padded[start: start + w.length])
     end, exact = shaped[-1], plain[-1]
     assert end.true_end and end.keep_end == RATIO * end.length  # it reaches the signal's end
-    fits = [b for b in DEFAULT_SR_BUCKETS if exact.length <= b <= n]
-    if n % GRID == 0 and fits:
-        assert end.length == fits[0]  # the shortest bucket that holds it
+    needed = exact.length + -n % GRID  # the exact window's reach, its end brought onto the grid
+    fits = [b for b in DEFAULT_SR_BUCKETS if needed <= b <= n + -n % GRID]
+    if fits:
+        assert end.length == fits[0] and pad == -n % GRID  # the shortest bucket that holds it
     else:
-        assert end.length == exact.length  # off the grid or too short: its exact length, as before
+        assert pad == 0 and end.length == exact.length  # too short for every bucket: its exact length, as before
 
 
 def test_a_planner_without_end_lengths_keeps_only_the_context_it_needs() -> None:
@@ -151,13 +157,16 @@ def sr() -> SuperResolution:
 
 
 async def test_streams_with_shaped_true_ends_batched_in_graph_shapes_equal_the_offline_upsample(sr) -> None:
-    """The real model through the scheduler's GPU policy (padded batches, the AP-BWE buckets): true ends on the grid
-    ride bucketed calls beside other rows; one off the grid runs exact. Every stream equals `upsample`."""
+    """The real model through the scheduler's GPU policy (padded batches, the AP-BWE buckets): every true end rides a
+    bucketed call beside other rows; one off the grid is first extended to the grid with zeros, one too short for any
+    bucket runs exact. Every stream equals `upsample` of what it planned (its signal, and those zeros)."""
     runner = _Recording(None, sr)
     rng = np.random.default_rng(9)
-    lengths = (12_320, 30_000, 4_000, 25_600, 12_345)  # the last ends off the grid
+    lengths = (12_320, 30_000, 4_000, 25_600, 12_345, 1_999)  # the last two end off the grid, the last one short
     signals = [(rng.standard_normal(n) * 0.1).astype(np.float32) for n in lengths]
     policy = SchedulerPolicy()
+
+    pads: dict[int, int] = {}  # stream -> the zeros its planner appended
 
     async def stream(handle, signal: np.ndarray, seed: int) -> np.ndarray:  # noqa: ANN001
         planner = _planner(policy.sr_end_lengths(sr.grid), sr.grid, sr.context)
@@ -167,16 +176,19 @@ async def test_streams_with_shaped_true_ends_batched_in_graph_shapes_equal_the_o
             pieces += await handle.super_resolve_all(planner.push(signal[i: i + n]))
             i += n
         pieces += await handle.super_resolve_all(planner.finish())
+        pads[seed] = planner.end_padding
         return np.concatenate(pieces)
 
     async with CodecScheduler(runner, policy) as sched:
         out = await asyncio.gather(*(stream(sched.open_stream(), s, k) for k, s in enumerate(signals)))
     runner.close()
-    for signal, audio in zip(signals, out, strict=True):
-        np.testing.assert_allclose(audio, sr.upsample(signal), atol=1e-5)
+    assert [pads[k] for k in range(len(lengths))] == [0, 0, 0, 0, 55, 0]
+    for k, (signal, audio) in enumerate(zip(signals, out, strict=True)):
+        planned = np.concatenate([signal, np.zeros(pads[k], np.float32)])
+        np.testing.assert_allclose(audio, sr.upsample(planned), atol=1e-5)
     ends = [(call.length, w.length) for call in runner.calls for w in call.windows if w.true_end]
     assert len(ends) == len(lengths)
-    assert sorted(length for length, _ in ends if length is None) == [None]  # only the one off the grid ran exact
+    assert sorted(n for length, n in ends if length is None) == [1_999]  # only the one too short ran exact
     assert all(length == n for length, n in ends if length is not None)  # the others exactly their call's length
 
 

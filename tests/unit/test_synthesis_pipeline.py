@@ -324,26 +324,30 @@ def sr_runtime(demo_model_dir: Path) -> Iterator[ModelRuntime]:
     asyncio.run(rt.shutdown())
 
 
-@pytest.mark.parametrize("padded", [False, True], ids=["cpu policy", "gpu policy"])
+@pytest.mark.parametrize("padded,stretch", [(False, 1.0), (True, 1.0), (True, 1.13)],
+                         ids=["cpu policy", "gpu policy", "gpu policy, speed"])
 async def test_48khz_streams_super_resolve_through_the_scheduler_as_offline(sr_runtime: ModelRuntime, padded: bool,
+                                                                          stretch: float,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Two concurrent 48 kHz streams: their AP-BWE windows go through the codec scheduler (which may batch them) and
     each output equals the offline upsample of the 16 kHz audio that job fed to super-resolution. (The demo's
     random AP-BWE turns the 16-bit rounding of its input into ~20 dB of difference, so the input is taken as the job
     had it, in float.) With the GPU's policy (padded batches) each stream's true end is shaped to a bucket's length
-    and rides a bucketed call: no exact-length call is left."""
+    and rides a bucketed call: no exact-length call is left. With `speed` the time-stretched audio ends off the grid:
+    the planner extends it with zeros to the grid, and the offline upsample of that equals the stream."""
     runtime = sr_runtime
     if padded:
         monkeypatch.setattr(runtime.codec_scheduler, "policy", replace(runtime.codec_scheduler.policy, pad_batch=True))
     eager_before = runtime.codec_scheduler.stats.eager_calls
     ends: list[int] = []
+    pads: dict[str, int] = {}
     texts = ["The first caller speaks.", "A second caller at once."]
     sr_rows, sr_calls = (runtime.codec_scheduler.stats.rows_by_kind["sr"],
                          runtime.codec_scheduler.stats.calls_by_kind["sr"])
 
     async def run(text: str, rid: str) -> tuple[np.ndarray, np.ndarray]:
         request = replace(_request(runtime, text, request_id=rid, stream=True, audio_format="pcm"),
-                          sample_rate=48_000, want_sr=True)
+                          sample_rate=48_000, want_sr=True, time_stretch=stretch)
         job = SynthesisJob(runtime, request)
         planner, fed = job.chain.bwe_stream, []
         push = planner.push
@@ -358,17 +362,24 @@ async def test_48khz_streams_super_resolve_through_the_scheduler_as_offline(sr_r
         def finishing() -> list:
             windows = finish()
             ends.append(windows[-1].length)
+            pads[rid] = planner.end_padding
             return windows
 
         planner.finish = finishing
         data = await job.collect()
         assert job.sr_applied
-        return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0, np.concatenate(fed)
+        narrow = np.concatenate([*fed, np.zeros(pads[rid], np.float32)])  # what was planned, its end padding too
+        return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0, narrow
 
-    results = await asyncio.gather(*(run(t, f"sr48-{i}") for i, t in enumerate(texts)))
+    rids = [f"sr48-{i}" for i in range(len(texts))]
+    results = await asyncio.gather(*(run(t, rid) for t, rid in zip(texts, rids, strict=True)))
     stats = runtime.codec_scheduler.stats
     assert stats.rows_by_kind["sr"] > sr_rows and stats.calls_by_kind["sr"] > sr_calls  # through the scheduler
     assert len(ends) == 2 and all(n % 80 == 0 for _, narrow in results for n in [narrow.size])  # ends on the grid
+    if stretch == 1.0:
+        assert all(pads[rid] == 0 for rid in rids)  # tokens and crossfades keep the end on the grid
+    else:
+        assert all(0 < pads[rid] < 80 for rid in rids)  # the stretch moved it off; zeros bring it back
     if padded:
         assert all(n in runtime.codec_scheduler.policy.sr_buckets for n in ends) and stats.eager_calls == eager_before
     else:
