@@ -1,7 +1,7 @@
 """The API path's synchronous stages, one at a time, in microseconds per second of audio (no server, no profiler).
 
-    PYTHONPATH=. .venv/bin/python bench/bench_host_stages.py [--interval 4] [--seconds 34] [--repeat 5]
-        [--out bench/results/host_path/stages.json]
+    PYTHONPATH=. .venv/bin/python bench/bench_host_stages.py [--interval 4] [--seconds 34] [--repeat 5] [--sr48]
+        [--resampled] [--out bench/results/host_path/stages.json]
 
 One stream's worth of work, as the serving path does it: semantic ids arrive in engine deltas of `--interval` ids
 (TTS_LLM_STREAM_INTERVAL); each delta goes through the token parser (`core/tokens.py`), the token guards and the
@@ -81,7 +81,8 @@ class InstantSR:
         return [self.noise[w.keep_start: w.keep_end].copy() for w in call.windows]
 
 
-def measure(interval: int, seconds: float, repeat: int, formats: list[str], sr48: bool = False) -> dict[str, float]:
+def measure(interval: int, seconds: float, repeat: int, formats: list[str], sr48: bool = False,
+            resampled: bool = False) -> dict[str, float]:
     settings = Settings()
     lay = layout()
     tokens = int(seconds * TOKENS_PER_SECOND)
@@ -121,12 +122,12 @@ def measure(interval: int, seconds: float, repeat: int, formats: list[str], sr48
         for c in chunks:
             policy.screen_audio(run, c)
 
-    def chain(fmt: str) -> Callable[[], None]:
+    def chain(fmt: str, rate: int = 16000) -> Callable[[], None]:
         runtime = SimpleNamespace(settings=settings, sr=None)
 
         def go() -> None:
             async def body() -> None:
-                out = AudioOutput(runtime, audio_format=fmt, sample_rate=16000, stream=True, want_bwe=False,
+                out = AudioOutput(runtime, audio_format=fmt, sample_rate=rate, stream=True, want_bwe=False,
                                   stats=PipelineStats())
                 out.start_segment(last=True)
                 for c in chunks:
@@ -136,16 +137,17 @@ def measure(interval: int, seconds: float, repeat: int, formats: list[str], sr48
             asyncio.run(body())
         return go
 
-    def chain48(fmt: str) -> Callable[[], None]:
+    def chain48(fmt: str, rate: int = 48000) -> Callable[[], None]:
         """The same chunks at 48 kHz: AP-BWE's windows planned, submitted to the real codec scheduler and answered at
-        once by `InstantSR` (its kept rows copied out, as the device thread does), then framed and encoded."""
+        once by `InstantSR` (its kept rows copied out, as the device thread does), then framed and encoded (`rate`
+        below 48 kHz: resampled from 48 kHz first, as the service does for 24 / 22.05 / 44.1 kHz)."""
         runtime = SimpleNamespace(settings=settings, sr=SimpleNamespace(grid=SR_GRID, context=SR_CONTEXT))
 
         def go() -> None:
             async def body() -> None:
                 async with CodecScheduler(InstantSR()) as scheduler:
                     handle = scheduler.open_stream()
-                    out = AudioOutput(runtime, audio_format=fmt, sample_rate=48000, stream=True, want_bwe=True,
+                    out = AudioOutput(runtime, audio_format=fmt, sample_rate=rate, stream=True, want_bwe=True,
                                       stats=PipelineStats(), handle=handle)
                     out.start_segment(last=True)
                     for c in chunks:
@@ -169,6 +171,11 @@ def measure(interval: int, seconds: float, repeat: int, formats: list[str], sr48
     if sr48:
         results["48 kHz: AP-BWE windows through the scheduler, chain + encoding, pcm"] = max(
             0.0, timed(chain48("pcm"), repeat) - loop_cost)
+    if resampled:
+        results["8 kHz: 16 -> 8 kHz resampled, chain + encoding, pcm"] = max(
+            0.0, timed(chain("pcm", 8000), repeat) - loop_cost)
+        results["24 kHz: AP-BWE windows, 48 -> 24 kHz resampled, chain + encoding, pcm"] = max(
+            0.0, timed(chain48("pcm", 24000), repeat) - loop_cost)
     return {name: 1e6 * value / audio_s for name, value in results.items()}
 
 
@@ -180,9 +187,11 @@ def main() -> int:
     p.add_argument("--format", default="pcm,wav,mp3,opus")
     p.add_argument("--sr48", action="store_true",
                    help="also the 48 kHz chain: AP-BWE's windows through the codec scheduler (answered at once), pcm")
+    p.add_argument("--resampled", action="store_true",
+                   help="also pcm at 8 kHz (16 -> 8 kHz) and at 24 kHz (AP-BWE's windows as --sr48, then 48 -> 24 kHz)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
-    rows = measure(args.interval, args.seconds, args.repeat, args.format.split(","), args.sr48)
+    rows = measure(args.interval, args.seconds, args.repeat, args.format.split(","), args.sr48, args.resampled)
     print(f"| stage ({args.interval} ids per delta) | us CPU per audio s |")
     print("|---|---|")
     for name, us in rows.items():
