@@ -324,6 +324,15 @@ def sr_runtime(demo_model_dir: Path) -> Iterator[ModelRuntime]:
     asyncio.run(rt.shutdown())
 
 
+def test_the_runtime_runs_numpy_blas_on_one_thread(sr_runtime: ModelRuntime) -> None:
+    """The output resampler's small products (audio/polyphase.py) on a pool of BLAS threads spinning between them
+    doubled the API path's CPU per audio second: the runtime limits BLAS to one thread when it is built."""
+    from threadpoolctl import threadpool_info
+
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert blas and all(pool["num_threads"] == 1 for pool in blas)
+
+
 @pytest.mark.parametrize("padded,stretch", [(False, 1.0), (True, 1.0), (True, 1.13)],
                          ids=["cpu policy", "gpu policy", "gpu policy, speed"])
 async def test_48khz_streams_super_resolve_through_the_scheduler_as_offline(sr_runtime: ModelRuntime, padded: bool,
