@@ -29,12 +29,14 @@ import numpy as np
 PASSBAND = 0.9  # of the lower rate's Nyquist frequency
 STOPBAND_DB = 80.0
 _BLOCK_OUTPUTS = 32  # outputs per block where L < 32: fewer zero taps per row than larger blocks, few enough rows
+_GROUP_OUTPUTS = 24  # outputs per product where a block holds more (L outputs where L > 32)
 # Blocks per product. The blocks' inputs are a strided view whose rows overlap (S apart, W long), which numpy does not
 # hand to BLAS (it needs rows at least as far apart as they are long) but runs in its own loop; a contiguous copy of
 # 64 blocks at a time (~70 KB: it stays in the cache) goes to BLAS. In the audio chain, where a push is a whole
 # AP-BWE window's output (~800 blocks), that cost 0.57x of one product over the view (docs/benchmarks.md, "The output
 # resampler").
 _BLOCKS_PER_PRODUCT = 64
+_FEW_BLOCKS = 8  # fewer blocks than this in a push: one product over the whole window (a call per group cost more)
 _EMPTY = np.zeros(0, dtype=np.float32)
 
 
@@ -57,8 +59,20 @@ def design_lowpass(up: int, down: int, *, passband: float = PASSBAND,
 
 
 @dataclass(frozen=True)
+class OutputGroup:
+    """Consecutive outputs of a block [first, end) and the inputs they read: `width` inputs from `offset` (in the
+    block's window), through `matrix` [width, end - first]."""
+
+    offset: int
+    width: int
+    first: int
+    end: int
+    matrix: np.ndarray  # float32, read-only
+
+
+@dataclass(frozen=True)
 class BlockPlan:
-    """What every stream converting in_rate -> out_rate shares: the filter's reach and the block matrix [W, B]."""
+    """What every stream converting in_rate -> out_rate shares: the filter's reach and the block's output groups."""
 
     up: int
     down: int
@@ -67,7 +81,8 @@ class BlockPlan:
     rows: int  # outputs per block (B)
     step: int  # inputs between one block's window and the next
     width: int  # inputs per block's window (W)
-    matrix: np.ndarray  # [W, B] float32, read-only
+    matrix: np.ndarray  # [W, B] float32, read-only: the whole block in one product (a push of a few blocks)
+    groups: tuple[OutputGroup, ...]  # the same, a product per group of outputs (a push of many blocks)
 
 
 @functools.lru_cache(maxsize=32)
@@ -87,7 +102,24 @@ def block_plan(in_rate: int, out_rate: int) -> BlockPlan:
     inside = (index >= 0) & (index <= 2 * half)
     matrix = np.ascontiguousarray(np.where(inside, taps[np.clip(index, 0, 2 * half)], 0.0).T, dtype=np.float32)
     matrix.flags.writeable = False
-    return BlockPlan(up, down, half, reach, rows, step, width, matrix)
+    return BlockPlan(up, down, half, reach, rows, step, width, matrix, _output_groups(matrix, inside.T))
+
+
+def _output_groups(matrix: np.ndarray, reads: np.ndarray) -> tuple[OutputGroup, ...]:
+    """The block's outputs in groups of about _GROUP_OUTPUTS, each with only the band of inputs it reads. A block of
+    147 outputs (48 -> 22.05 / 44.1 kHz) spans 2.5x more inputs than each output reads, so one product over the whole
+    window multiplied mostly zeros."""
+    rows = matrix.shape[1]
+    count = max(1, rows // _GROUP_OUTPUTS)
+    bounds = [round(i * rows / count) for i in range(count + 1)]
+    groups = []
+    for first, end in zip(bounds[:-1], bounds[1:], strict=True):
+        read = np.flatnonzero(reads[:, first:end].any(axis=1))
+        lo, hi = int(read[0]), int(read[-1]) + 1
+        part = np.ascontiguousarray(matrix[lo:hi, first:end])
+        part.flags.writeable = False
+        groups.append(OutputGroup(lo, hi - lo, first, end, part))
+    return tuple(groups)
 
 
 class PolyphaseResampler:
@@ -99,7 +131,7 @@ class PolyphaseResampler:
         self.up, self.down = plan.up, plan.down
         self._half, self._reach = plan.half, plan.reach
         self._rows, self._step, self._width = plan.rows, plan.step, plan.width
-        self._matrix = plan.matrix
+        self._matrix, self._groups = plan.matrix, plan.groups
         # The input from index _start on lies in _data[_off:_fill]; zeros follow it to the end of _data (and the
         # signal starts with _reach zeros), so a block that reads past the input reads zeros without a copy.
         self._data = np.zeros(4 * self._width + 4096, dtype=np.float32)
@@ -139,6 +171,16 @@ class PolyphaseResampler:
         self._fill += x.size
         self.samples_in += x.size
 
+    def _products(self, frames: np.ndarray, blocks: int, rows: int) -> np.ndarray:
+        """The blocks' outputs, _BLOCKS_PER_PRODUCT blocks and one output group at a time."""
+        out = np.empty((blocks, rows), dtype=np.float32)
+        for i in range(0, blocks, _BLOCKS_PER_PRODUCT):
+            chunk, into = frames[i: i + _BLOCKS_PER_PRODUCT], out[i: i + _BLOCKS_PER_PRODUCT]
+            for g in self._groups:
+                inputs = np.ascontiguousarray(chunk[:, g.offset: g.offset + g.width])
+                np.matmul(inputs, g.matrix, out=into[:, g.first: g.end])
+        return out
+
     def _emit(self, end: int) -> np.ndarray:
         """Output samples [samples_out, end)."""
         if end <= self.samples_out:
@@ -149,10 +191,10 @@ class PolyphaseResampler:
         lo = self._off + first * step - self._reach - self._start
         frames = np.ndarray((blocks, self._width), dtype=np.float32, buffer=self._data, offset=4 * lo,
                             strides=(4 * step, 4))
-        out = np.empty((blocks, rows), dtype=np.float32)
-        for i in range(0, blocks, _BLOCKS_PER_PRODUCT):
-            part = np.ascontiguousarray(frames[i: i + _BLOCKS_PER_PRODUCT])
-            np.matmul(part, self._matrix, out=out[i: i + _BLOCKS_PER_PRODUCT])
+        if blocks < _FEW_BLOCKS:  # a short push: one product over the whole window, not one per group
+            out = np.ascontiguousarray(frames) @ self._matrix
+        else:
+            out = self._products(frames, blocks, rows)
         out = out.reshape(-1)
         skip = self.samples_out - first * rows
         out = out[skip: skip + end - self.samples_out]

@@ -176,6 +176,8 @@ def measure(interval: int, seconds: float, repeat: int, formats: list[str], sr48
             0.0, timed(chain("pcm", 8000), repeat) - loop_cost)
         results["24 kHz: AP-BWE windows, 48 -> 24 kHz resampled, chain + encoding, pcm"] = max(
             0.0, timed(chain48("pcm", 24000), repeat) - loop_cost)
+        results["22.05 kHz: AP-BWE windows, 48 -> 22.05 kHz resampled, chain + encoding, pcm"] = max(
+            0.0, timed(chain48("pcm", 22050), repeat) - loop_cost)
     return {name: 1e6 * value / audio_s for name, value in results.items()}
 
 
@@ -188,7 +190,8 @@ def main() -> int:
     p.add_argument("--sr48", action="store_true",
                    help="also the 48 kHz chain: AP-BWE's windows through the codec scheduler (answered at once), pcm")
     p.add_argument("--resampled", action="store_true",
-                   help="also pcm at 8 kHz (16 -> 8 kHz) and at 24 kHz (AP-BWE's windows as --sr48, then 48 -> 24 kHz)")
+                   help="also pcm at 8 kHz (16 -> 8 kHz) and at 24 and 22.05 kHz (AP-BWE's windows as --sr48, then "
+                        "48 kHz resampled)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     rows = measure(args.interval, args.seconds, args.repeat, args.format.split(","), args.sr48, args.resampled)

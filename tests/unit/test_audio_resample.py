@@ -149,8 +149,28 @@ def test_filter_design() -> None:
 def test_streams_share_one_read_only_filter() -> None:
     # designed once per conversion (5-7 ms at 22.05 / 44.1 kHz, on the event loop at each stream's start otherwise)
     a, b = PolyphaseResampler(48000, 22050), PolyphaseResampler(48000, 22050)
-    assert a._matrix is b._matrix is block_plan(48000, 22050).matrix
-    assert not a._matrix.flags.writeable
+    assert a._groups is b._groups is block_plan(48000, 22050).groups
+    assert all(not group.matrix.flags.writeable for group in a._groups)
+
+
+@pytest.mark.parametrize("in_rate,out_rate", [(48000, 22050), (48000, 44100), (16000, 22050), (16000, 8000)])
+def test_output_groups_cover_the_block_and_every_tap(in_rate: int, out_rate: int) -> None:
+    # Each output's taps lie in its group's band of inputs: the groups tile the block's outputs once and hold every
+    # nonzero weight of the block's full matrix (rebuilt here from the prototype filter).
+    plan = block_plan(in_rate, out_rate)
+    taps, half = design_lowpass(plan.up, plan.down)
+    weight_sum = sum(float(np.abs(g.matrix).sum()) for g in plan.groups)
+    full = np.zeros((plan.width, plan.rows))
+    for b in range(plan.rows):
+        for j in range(plan.width):
+            k = b * plan.down - (j - plan.reach) * plan.up + half
+            if 0 <= k <= 2 * half:
+                full[j, b] = taps[k]
+    assert plan.groups[0].first == 0 and plan.groups[-1].end == plan.rows
+    assert [g.first for g in plan.groups[1:]] == [g.end for g in plan.groups[:-1]]
+    for g in plan.groups:
+        np.testing.assert_allclose(g.matrix, full[g.offset: g.offset + g.width, g.first: g.end], rtol=1e-6)
+    assert weight_sum == pytest.approx(float(np.abs(full).sum()), rel=1e-5)  # nothing outside the bands
 
 
 def test_equal_rates_pass_through() -> None:
