@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from threadpoolctl import threadpool_limits
 
+from audio.resample import prepare_output_filters
 from core.checkpoint import CheckpointError, SparkCheckpoint, load_spark_checkpoint, load_sr_checkpoint
 from core.numerics import apply_model_numerics
 from services.voice_library.records import is_custom_voice_id
@@ -201,6 +202,7 @@ class ModelRuntime:
                 name: t for name, t in mapped.items() if name not in self.openai_custom_voices}})
         self.bicodec = BiCodecDecoder.from_pretrained(self.checkpoint.bicodec_dir, device=self.device)
         self._load_sr()
+        prepare_output_filters()  # every stream's resampler filter, designed here rather than on its first push
         self.build_codec_scheduler()
         if self.settings.align_method == "ctc":  # a bad model directory stops start-up: timestamps were asked for
             from core.align.ctc import load_aligners

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audio.polyphase import PolyphaseResampler, block_plan, design_lowpass
-from audio.resample import OUTPUT_RATES, StreamingResampler, resample
+from audio.resample import OUTPUT_RATES, StreamingResampler, prepare_output_filters, resample
 
 SOURCE_RATES = (16000, 48000)  # BiCodec's rate, and AP-BWE's
 
@@ -144,6 +144,16 @@ def test_filter_design() -> None:
     with pytest.raises(ValueError):
         design_lowpass(0, 2)
     assert PolyphaseResampler(48000, 24000).output_length(3) == 2
+
+
+def test_start_up_designs_every_output_conversion() -> None:
+    assert prepare_output_filters() == 2 * (len(OUTPUT_RATES) - 1)
+    hits = block_plan.cache_info().hits
+    for source in (16000, 48000):
+        for rate in OUTPUT_RATES:
+            if rate != source:
+                StreamingResampler(source, rate)
+    assert block_plan.cache_info().hits - hits == 2 * (len(OUTPUT_RATES) - 1)  # each stream's filter was ready
 
 
 def test_streams_share_one_read_only_filter() -> None:
