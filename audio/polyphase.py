@@ -29,6 +29,7 @@ import numpy as np
 PASSBAND = 0.9  # of the lower rate's Nyquist frequency
 STOPBAND_DB = 80.0
 _BLOCK_OUTPUTS = 32  # outputs per block where L < 32: fewer zero taps per row than larger blocks, few enough rows
+_MAX_RATIO_TERM = 1000  # L and M of the conversion in lowest terms
 _GROUP_OUTPUTS = 24  # outputs per product where a block holds more (L outputs where L > 32)
 # Blocks per product. The blocks' inputs are a strided view whose rows overlap (S apart, W long), which numpy does not
 # hand to BLAS (it needs rows at least as far apart as they are long) but runs in its own loop; a contiguous copy of
@@ -91,6 +92,9 @@ def block_plan(in_rate: int, out_rate: int) -> BlockPlan:
     5-7 ms, which each new stream would otherwise spend on the event loop."""
     g = math.gcd(in_rate, out_rate)
     up, down = out_rate // g, in_rate // g
+    if max(up, down) > _MAX_RATIO_TERM:  # its prototype filter grows with L and M: 22k taps at 441/160 already
+        raise ValueError(f"{in_rate} -> {out_rate} Hz is {up}/{down} in lowest terms; this resampler takes ratios "
+                         f"whose terms are at most {_MAX_RATIO_TERM} (the service's rates: 441/320 at most)")
     taps, half = design_lowpass(up, down)
     reach = -(-half // up)
     rows = up * max(1, _BLOCK_OUTPUTS // up)

@@ -146,6 +146,15 @@ def test_filter_design() -> None:
     assert PolyphaseResampler(48000, 24000).output_length(3) == 2
 
 
+def test_a_ratio_too_fine_for_a_streaming_filter_is_refused() -> None:
+    with pytest.raises(ValueError, match="lowest terms"):
+        StreamingResampler(48000, 44099)  # 44099/48000: its filter would hold millions of taps
+    with pytest.raises(ValueError, match="lowest terms"):
+        resample(np.zeros(10, np.float32), 1, 48000)
+    assert all(max(block_plan(a, b).up, block_plan(a, b).down) <= 441
+               for a in (16000, 48000) for b in OUTPUT_RATES if a != b)
+
+
 def test_start_up_designs_every_output_conversion() -> None:
     assert prepare_output_filters() == 2 * (len(OUTPUT_RATES) - 1)
     hits = block_plan.cache_info().hits
