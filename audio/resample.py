@@ -1,5 +1,5 @@
 """Sample-rate conversion of the output path, one-shot and streaming (no seams between pushes): the low-delay
-polyphase filter of `audio.polyphase`, which holds back 1-6 ms of a stream where soxr's streaming mode held 14-66 ms
+polyphase filter of `audio.polyphase`, which holds back 1-6 ms of a stream where soxr's streaming mode held 14-128 ms
 (that module says why). Input audio (cloning references) keeps soxr: core/clone/reference_audio.py."""
 
 from __future__ import annotations
