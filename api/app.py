@@ -26,10 +26,10 @@ from api.socket_guard import CoolingGate
 from core.clone import MAX_REFERENCE_BYTES
 from services.access import AccessServices
 from services.continuity import Continuity
-from services.deployment.gpu_health import GpuFaultDetector
 from services.deployment.metrics_push import MetricsPusher
 from services.deployment.pin_voices import warmup_step_for
 from services.deployment.runtime import ModelRuntime
+from services.pipeline.gpu_faults import GpuFaultDetector
 from services.pipeline.speech import SpeechService
 from services.voice_library import VoiceLibrary
 from shared.logging import configure_logging
@@ -95,7 +95,7 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
     )
     gpu_faults = gpu_faults or GpuFaultDetector(runtime)
     app.state.metrics_pusher = pusher  # Modal's exit closes it too (idempotent), should the lifespan not have run
-    library = VoiceLibrary.from_settings(settings, runtime, access.databases)
+    library = VoiceLibrary.from_settings(settings, runtime, runtime, access.databases)
     continuity = Continuity.from_settings(settings, runtime, access.databases)
     app.state.services = Services(settings=settings, runtime=runtime, access=access, library=library,
                                   speech=SpeechService(runtime, settings, gpu_faults, library, continuity))

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from api.client_gone import wait_for_disconnect
 from api.errors import ApiError
 from api.timed_delivery import event_json, json_lines
-from services.deployment.gpu_health import GpuFaultDetector
+from services.pipeline.gpu_faults import GpuFaultDetector
 from services.pipeline.synthesis import SynthesisError, SynthesisJob
 from services.pipeline.timestamps import TimestampsEvent
 from services.usage.accounting import EndStatus, RequestAccounting

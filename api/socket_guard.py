@@ -29,8 +29,8 @@ from starlette.websockets import WebSocketState
 
 from api.errors import ApiError
 from services.access.authenticator import Authenticator
-from services.access.keys import anonymous_record, hash_key
 from services.access.socket_limits import AddressSlots, MessageLimiter, MessageRefusal
+from services.keys.records import anonymous_record, hash_key
 from shared.settings import Settings
 
 CLOSE_POLICY, CLOSE_TOO_BIG = 1008, 1009

@@ -119,10 +119,10 @@ def request_share() -> dict:
         request = SynthesisRequest(request_id="bench", text=REQUEST_TEXT, voice=voice,
                                    sampling=SamplingOptions(max_tokens=300, seed=1), audio_format="pcm",
                                    sample_rate=NATIVE_RATE, stream=True, timestamps="word")
-        await SynthesisJob(runtime, request).collect()  # warm-up
+        await SynthesisJob(runtime.pipeline_resources(), request).collect()  # warm-up
         spent[0] = 0.0
         cpu = time.process_time()
-        audio = await SynthesisJob(runtime, request).collect()
+        audio = await SynthesisJob(runtime.pipeline_resources(), request).collect()
         cpu = time.process_time() - cpu
         await runtime.shutdown()
         return cpu, len(audio) / 2 / NATIVE_RATE

@@ -167,7 +167,7 @@ async def pipeline_cost(model_dir: Path, text: str, mode: str) -> float:
         request = SynthesisRequest(request_id=f"cost-{mode}", text=text, voice=voice, stream=False,
                                    sampling=SamplingOptions(max_tokens=4000, seed=1))
         started = time.process_time()
-        job = SynthesisJob(runtime, request)
+        job = SynthesisJob(runtime.pipeline_resources(), request)
         await job.collect()
         return (time.process_time() - started) / (job.stats.decoded_samples / 16_000)
     finally:

@@ -23,12 +23,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from core.tokens import GLOBAL_CODEBOOK_SIZE, NUM_GLOBAL_TOKENS, SEMANTIC_CODEBOOK_SIZE
+
+# Custom (library) voice ids: `voice_` + 32 hex digits, never a built-in voice's id, alias or OpenAI name.
+VOICE_ID_PREFIX = "voice_"
+_CUSTOM_VOICE_ID = re.compile(r"^voice_[0-9a-f]{32}$")
+
+
+def is_custom_voice_id(name: str | None) -> bool:
+    return name is not None and _CUSTOM_VOICE_ID.match(name) is not None
 
 VoiceKind = Literal["style", "global_tokens", "prompt_prefix"]
 PrefixPlacement = Literal["content", "sequence"]

@@ -67,3 +67,14 @@ class ServiceError(Exception):
 
 class SynthesisError(ServiceError):
     """A synthesis request refused or failed (text, voice, model, GPU)."""
+
+
+def voice_not_found(voice_id: str, param: str | None = None) -> ServiceError:
+    shown = voice_id if len(voice_id) <= 80 else voice_id[:80] + "..."
+    return ServiceError("VOICE_NOT_FOUND", f"No voice {shown!r} for this API key; GET /v1/audio/voices lists the "
+                        "voices it can use.", param)
+
+
+def cloning_unavailable(reason: str) -> ServiceError:
+    return ServiceError("CLONING_UNAVAILABLE", f"Voice cloning is not available on this server: {reason}. Stored "
+                        "voices can still be imported (POST /v1/audio/voices with JSON global_tokens).")

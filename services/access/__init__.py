@@ -9,7 +9,7 @@ from services.access.authenticator import (
 )
 from services.access.gate import AccessGate
 from services.access.grant import AccessGrant, AccessServices
-from services.access.keys import (
+from services.keys.records import (
     KEY_STATUSES,
     MAX_KEY_CHARS,
     ApiKeyRecord,
@@ -22,7 +22,7 @@ from services.access.keys import (
     hash_key,
     utcnow,
 )
-from services.access.stores import (
+from services.keys.stores import (
     KeyStore,
     PostgresKeyStore,
     StaticKeyStore,

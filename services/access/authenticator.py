@@ -23,9 +23,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.access.keys import MAX_KEY_CHARS, ApiKeyRecord, AuthError, hash_key, utcnow
-from services.access.stores import KeyStore, PostgresKeyStore, StaticKeyStore, SupabaseKeyStore
-from services.usage.database import DatabaseClients
+from services.database import DatabaseClients
+from services.keys.records import MAX_KEY_CHARS, ApiKeyRecord, AuthError, hash_key, utcnow
+from services.keys.stores import KeyStore, PostgresKeyStore, StaticKeyStore, SupabaseKeyStore
 from shared.settings import Settings
 
 logger = logging.getLogger("services.access")

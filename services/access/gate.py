@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from services.access.grant import AccessGrant, AccessServices
-from services.access.keys import ApiKeyRecord
 from services.access.rate_limit import LimitExceeded, rate_refusal
 from services.errors import SynthesisError
+from services.keys.records import ApiKeyRecord
 from services.usage.credits import CreditError, CreditReservation, InsufficientCredits, merge_reservations
 
 if TYPE_CHECKING:

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from services.access.authenticator import Authenticator, FailedAuthThrottle, build_authenticator
-from services.access.keys import ApiKeyRecord, AuthError, anonymous_record
 from services.access.rate_limit import (
     Limiter,
     LimitExceeded,
@@ -25,7 +24,9 @@ from services.access.rate_limit import (
     build_limiter,
     rate_refusal,
 )
+from services.database import DatabaseClients
 from services.errors import ServiceError, status_of
+from services.keys.records import ApiKeyRecord, AuthError, anonymous_record
 from services.pipeline.flow_monitor import AudioFlowMonitor
 from services.usage.credits import (
     CreditError,
@@ -34,7 +35,6 @@ from services.usage.credits import (
     settle_credits,
     undelivered_credits,
 )
-from services.usage.database import DatabaseClients
 from services.usage.request_log import RequestLogger, RequestRecord, build_request_logger, utcnow
 from services.usage.request_sinks import NullSink
 from services.usage.shutdown import mark_shutting_down, watch_signals

@@ -3,15 +3,11 @@ voice (`from_request_id`).
 
 - `records`: what is remembered of one request (globals, the end of its speech and its words; no audio);
 - `stores`: PostgreSQL / Supabase (shared by containers) or a per-process cache;
-- `service`: remember, find for a key, build the stitched voice and check its prompt room.
+- `service`: remember, find for a key, build the stitched voice and check its prefix's prompt room.
 """
 
 from services.continuity.records import RecentRequest
-from services.continuity.service import (
-    MAX_PREVIOUS_REQUESTS,
-    Continuity,
-    check_stitched_plan_fits,
-)
+from services.continuity.service import MAX_PREVIOUS_REQUESTS, Continuity
 from services.continuity.stores import (
     MemoryRecentStore,
     PostgresRecentStore,
@@ -22,5 +18,5 @@ from services.continuity.stores import (
 
 __all__ = [
     "MAX_PREVIOUS_REQUESTS", "Continuity", "MemoryRecentStore", "PostgresRecentStore", "RecentRequest",
-    "RecentRequestStore", "SupabaseRecentStore", "build_recent_store", "check_stitched_plan_fits",
+    "RecentRequestStore", "SupabaseRecentStore", "build_recent_store",
 ]

@@ -29,17 +29,16 @@ from services.continuity.stores import RecentRequestStore, build_recent_store
 from services.errors import ServiceError, SynthesisError
 from services.pipeline.optional_steps import note_failure
 from services.pipeline.spoken_tail import SEMANTIC_PER_SECOND, TailSegment, tail_of
-from services.pipeline.text_plan import REFERENCE_TEXT_ROOM, check_plan_fits, prompt_for
+from services.pipeline.text_plan import REFERENCE_TEXT_ROOM, prompt_for
 from shared import metrics
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from core.voices import Voice
-    from services.deployment.runtime import ModelRuntime
+    from services.database import DatabaseClients
+    from services.pipeline.resources import ModelSource, PipelineResources
     from services.pipeline.synthesis import SynthesisJob
-    from services.pipeline.text_plan import TextPlan
-    from services.usage.database import DatabaseClients
     from shared.settings import Settings
 
 logger = logging.getLogger("services.continuity")
@@ -61,9 +60,9 @@ def request_not_found(request_id: str, param: str, retention_s: float) -> Servic
 class Continuity:
     """Remembers finished jobs (`track`), finds them for their key (`find`), and builds stitched voices."""
 
-    def __init__(self, settings: Settings, runtime: ModelRuntime, store: RecentRequestStore) -> None:
+    def __init__(self, settings: Settings, models: ModelSource, store: RecentRequestStore) -> None:
         self.settings = settings
-        self.runtime = runtime
+        self.models = models
         self.store = store
         self.retention = timedelta(seconds=settings.continuity_retention_s)
         self.prefix_tokens = int(settings.continuity_prefix_s * SEMANTIC_PER_SECOND)
@@ -72,9 +71,9 @@ class Continuity:
         self._running: dict[str, tuple[str, SynthesisJob, float]] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings, runtime: ModelRuntime,
+    def from_settings(cls, settings: Settings, models: ModelSource,
                       databases: DatabaseClients | None = None) -> Continuity:
-        return cls(settings, runtime, build_recent_store(settings, databases))
+        return cls(settings, models, build_recent_store(settings, databases))
 
     async def close(self) -> None:
         await self.store.close()
@@ -156,29 +155,15 @@ class Continuity:
         stitched = dataclasses.replace(
             voice, kind="global_tokens", global_tokens=last.global_tokens,
             reference_text=tail.text if tail else None, reference_semantic=tail.semantic if tail else None)
-        check_prefix_fits(self.runtime, stitched)
+        check_prefix_fits(self.models.pipeline_resources(), stitched)
         return stitched
 
 
-def check_prefix_fits(runtime: ModelRuntime, voice: Voice) -> None:
+def check_prefix_fits(resources: PipelineResources, voice: Voice) -> None:
     """The stitched prefix alone must leave room to speak a sentence (only a small TTS_MAX_MODEL_LEN does not)."""
-    ids, _ = prompt_for(runtime, "", voice, voice.global_tokens)
-    room = runtime.settings.max_model_len - len(ids)
+    ids, _ = prompt_for(resources, "", voice, voice.global_tokens)
+    room = resources.settings.max_model_len - len(ids)
     if room < REFERENCE_TEXT_ROOM:
         raise SynthesisError("TEXT_TOO_LONG", f"Invalid '{PARAM}': the previous requests' words and speech take "
-                             f"{len(ids)} of the model's {runtime.settings.max_model_len} prompt tokens, leaving {room} "
+                             f"{len(ids)} of the model's {resources.settings.max_model_len} prompt tokens, leaving {room} "
                              f"(at least {REFERENCE_TEXT_ROOM} are needed); stitch fewer requests.", PARAM)
-
-
-def check_stitched_plan_fits(runtime: ModelRuntime, plan: TextPlan, voice: Voice, unstitched: Voice) -> None:
-    """`check_plan_fits` for a stitched voice; a chunk that fits only without the prefix names `previous_request_ids`."""
-    try:
-        check_plan_fits(runtime, plan, voice)
-    except SynthesisError as exc:
-        try:
-            check_plan_fits(runtime, plan, unstitched)
-        except SynthesisError:
-            raise exc from None
-        raise SynthesisError(exc.code, exc.message.replace("Invalid 'text'", f"Invalid '{PARAM}'")
-                             .replace("enable chunking or send shorter sentences", "stitch fewer requests or send "
-                                      "shorter sentences"), PARAM) from None

@@ -22,7 +22,7 @@ from services.continuity.records import COLUMNS, RecentRequest
 from services.errors import ServiceError
 
 if TYPE_CHECKING:
-    from services.usage.database import DatabaseClients, PostgresPool
+    from services.database import DatabaseClients, PostgresPool
     from shared.settings import Settings
 
 logger = logging.getLogger("services.continuity.stores")

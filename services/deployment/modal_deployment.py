@@ -309,8 +309,8 @@ class ContainerLifecycle:
     def prepare(self) -> None:
         self.settings = container_settings(self.cfg)  # first: a refused configuration fails before any import
 
-        from services.deployment.gpu_health import GpuFaultDetector, modal_stop_fetching_inputs
         from services.deployment.runtime import ModelRuntime
+        from services.pipeline.gpu_faults import GpuFaultDetector, modal_stop_fetching_inputs
 
         if self.cfg.snapshot != "off" and self._app_factory is not None:
             self._app_factory.preload()  # so the memory snapshot already holds the heavy imports

@@ -49,7 +49,7 @@ async def pin(runtime: ModelRuntime, voice_ids: Sequence[str] | None = None, *, 
             sampling=SamplingOptions.with_defaults(runtime.settings, max_tokens=64, seed=seed),
             audio_format="pcm", sample_rate=NATIVE_RATE, stream=False, normalize=False, chunking=False,
         )
-        job = SynthesisJob(runtime, request)
+        job = SynthesisJob(runtime.pipeline_resources(), request)
         await job.collect()
         if job.global_tokens is None:
             raise RuntimeError(f"voice {voice.id!r}: the model produced no global tokens")
@@ -72,16 +72,21 @@ def pinned_voices_document(runtime: ModelRuntime, pinned: dict[str, tuple[int, .
 async def warm_up_and_pin(runtime: ModelRuntime) -> None:
     """The warm-up step with TTS_PIN_VOICES_AT_START: warm up, then pin every voice without stored globals (seed 0,
     the same on every container) and serve the pinned voices, so no request waits for 32 global tokens."""
-    await warmup_pipeline(runtime)
+    await warm_up(runtime)
     pinned = await pin(runtime, seed=0)
     if pinned:
         runtime.voices = VoiceRegistry.from_dict(pinned_voices_document(runtime, pinned))
         logger.info("voices pinned at start", extra={"voices": sorted(pinned)})
 
 
+async def warm_up(runtime: ModelRuntime) -> None:
+    """One short request through the whole pipeline, so the first user request is not the slow one."""
+    await warmup_pipeline(runtime.pipeline_resources())
+
+
 def warmup_step_for(settings: Settings) -> Callable[[ModelRuntime], Awaitable[None]]:
     """What the runtime runs as its warm-up: the plain pipeline warm-up, or warm-up and pinning."""
-    return warm_up_and_pin if settings.pin_voices_at_start else warmup_pipeline
+    return warm_up_and_pin if settings.pin_voices_at_start else warm_up
 
 
 def write_voices_json(path: Path, document: dict) -> None:

@@ -27,7 +27,9 @@ from threadpoolctl import threadpool_limits
 from audio.resample import prepare_output_filters
 from core.checkpoint import CheckpointError, SparkCheckpoint, load_spark_checkpoint, load_sr_checkpoint
 from core.numerics import apply_model_numerics
-from services.voice_library.records import is_custom_voice_id
+from core.voices import is_custom_voice_id
+from services.pipeline.resources import PipelineResources
+from services.pipeline.speaker_vectors import SpeakerVectors
 from shared import metrics
 from shared.settings import APP_VERSION, Settings
 
@@ -128,7 +130,7 @@ class ModelRuntime:
         self.sr_error: str | None = None
         self.model_version = settings.model_version or "unknown"
         self.load_seconds: float | None = None
-        self._speaker_cache: dict[tuple[int, ...], torch.Tensor] = {}
+        self.speaker_vectors: SpeakerVectors | None = None  # d-vectors per voice, made once BiCodec loads
         self._reference_encoder: Any = None
         self._reference_encoder_lock = threading.Lock()
 
@@ -140,6 +142,10 @@ class ModelRuntime:
     @property
     def ready(self) -> bool:
         return self.state == RuntimeState.READY
+
+    @property
+    def state_name(self) -> str:
+        return self.state.value
 
     @property
     def model_loaded(self) -> bool:
@@ -201,6 +207,7 @@ class ModelRuntime:
             self.voices = self.voices.with_openai_voices({**self.voices.openai_overrides, **{
                 name: t for name, t in mapped.items() if name not in self.openai_custom_voices}})
         self.bicodec = BiCodecDecoder.from_pretrained(self.checkpoint.bicodec_dir, device=self.device)
+        self.speaker_vectors = SpeakerVectors(self.bicodec)
         self._load_sr()
         prepare_output_filters()  # every stream's resampler filter, designed here rather than on its first push
         self.build_codec_scheduler()
@@ -365,20 +372,17 @@ class ModelRuntime:
         if self.warmup_step is not None:
             await self.warmup_step(self)
 
-    def cached_speaker_vector(self, global_tokens: tuple[int, ...]) -> torch.Tensor | None:
-        """The voice's d-vector if `speaker_vector` already made it (no model call: safe on the event loop)."""
-        return self._speaker_cache.get(global_tokens)
-
-    def speaker_vector(self, global_tokens: tuple[int, ...]) -> torch.Tensor:
-        """d-vector for 32 global tokens, cached per voice (it depends on nothing else)."""
-        cached = self._speaker_cache.get(global_tokens)
-        if cached is None:
-            tokens = torch.tensor([global_tokens], dtype=torch.long, device=self.bicodec.device)
-            cached = self.bicodec.speaker_vector(tokens)
-            if len(self._speaker_cache) > 1024:
-                self._speaker_cache.clear()
-            self._speaker_cache[global_tokens] = cached
-        return cached
+    def pipeline_resources(self) -> PipelineResources:
+        """What a synthesis job uses, as one typed bundle (the pipeline never holds the runtime). Built per job, so
+        it always names the current engine, scheduler and settings; the objects inside are shared."""
+        if self.engine is None or self.codec_scheduler is None or self.speaker_vectors is None:
+            raise RuntimeError(f"the models are not loaded (state: {self.state.value})")
+        return PipelineResources(
+            settings=self.settings, model_version=self.model_version, engine=self.engine, tokenizer=self.tokenizer,
+            layout=self.layout, added_token_ids=self.added_token_ids or frozenset(), voices=self.voices,
+            openai_custom_voices=self.openai_custom_voices, bicodec=self.bicodec, sr=self.sr,
+            scheduler=self.codec_scheduler, admission=self.admission, aligner=self.aligner,
+            speaker_vectors=self.speaker_vectors)
 
     # ----------------------------------------------------------------------------- voice cloning
     @property

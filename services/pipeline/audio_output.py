@@ -29,7 +29,7 @@ from shared import metrics
 
 if TYPE_CHECKING:
     from services.codec.scheduler import StreamHandle
-    from services.deployment.runtime import ModelRuntime
+    from services.pipeline.resources import PipelineResources
 
 NATIVE_RATE = 16_000  # BiCodec's rate
 BWE_RATE = 48_000  # AP-BWE's output rate
@@ -52,23 +52,23 @@ class AudioOutput:
     """16 kHz float chunks in, encoded bytes out: crossfaded joins, optional AP-BWE bandwidth extension to 48 kHz,
     resampling to the asked rate, steady frames, the encoder."""
 
-    def __init__(self, runtime: ModelRuntime, *, audio_format: str, sample_rate: int, stream: bool,
+    def __init__(self, resources: PipelineResources, *, audio_format: str, sample_rate: int, stream: bool,
                  want_bwe: bool, stats: PipelineStats, time_stretch: float = 1.0,
                  handle: StreamHandle | None = None, sr_lead: bool = False) -> None:
         """`handle`: the job's place in the codec scheduler, which runs the AP-BWE windows; None: they run here,
         directly on the model (offline tools and tests without a scheduler). `sr_lead`: the first AP-BWE window may
         take its right context from a guess passed to `push` (core.sr_planner, the lead window)."""
-        settings = runtime.settings
+        settings = resources.settings
         self.stats = stats
         self.handle = handle
         # `speed` where the prompt could not do it all: on the 16 kHz speech, before super-resolution.
         self.stretch = StreamingTimeStretch(time_stretch) if time_stretch != 1.0 else None
         stats.time_stretch = time_stretch
-        sr = runtime.sr if want_bwe else None
+        sr = resources.sr if want_bwe else None
         self._sr = sr
         # The true end shaped to a bucket's length where the codec scheduler (which runs the windows once the job
         # has its handle) replays graphs: it then shares their calls instead of an eager call of its own.
-        scheduler = handle.scheduler if handle is not None else getattr(runtime, "codec_scheduler", None)
+        scheduler = handle.scheduler if handle is not None else resources.scheduler
         end_lengths = scheduler.policy.sr_end_lengths(sr.grid) if scheduler is not None and sr is not None else ()
         self.bwe_stream = (SRPlanner(grid=sr.grid, context=sr.context, min_block=SR_MIN_BLOCK, max_block=SR_MAX_BLOCK,
                                      end_lengths=end_lengths) if sr is not None else None)

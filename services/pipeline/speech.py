@@ -15,12 +15,12 @@ WebSocket utterances get their text in pieces, so they take steps 1-2 here and p
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from core.voices import time_stretch_for, voice_with_speed
-from services.continuity.service import check_stitched_plan_fits
+from core.voices import is_custom_voice_id, time_stretch_for, voice_with_speed
+from services.errors import cloning_unavailable, voice_not_found
 from services.pipeline.load_shed import BACKLOG
 from services.pipeline.synthesis import (
     NATIVE_RATE,
@@ -29,18 +29,14 @@ from services.pipeline.synthesis import (
     SynthesisJob,
     SynthesisRequest,
 )
-from services.pipeline.text_plan import TextPlan, check_plan_fits, plan_request_text
-from services.voice_library import is_custom_voice_id, voice_not_found
-from services.voice_library.references import cloning_unavailable
+from services.pipeline.text_plan import TextPlan, check_plan_fits, check_stitched_plan_fits, plan_request_text
 
 if TYPE_CHECKING:
     from core.streaming import LatencyPreference
     from core.voices import Voice
-    from services.continuity import Continuity
-    from services.deployment.gpu_health import GpuFaultDetector
-    from services.deployment.runtime import ModelRuntime
+    from services.pipeline.gpu_faults import GpuFaultDetector
+    from services.pipeline.resources import ModelSource
     from services.pipeline.timestamps import TimestampsKind
-    from services.voice_library import VoiceLibrary
     from shared.settings import Settings
 
 # Texts up to this long are planned on the event loop (~2.3 us per character here: under 1 ms), longer ones in a
@@ -101,12 +97,32 @@ class OpenedSpeech:
 CreditReserver = Callable[[int], Awaitable[None]]
 
 
+class CustomVoices(Protocol):
+    """The voice library (services/voice_library) as the pipeline asks it for a voice: it sits above the pipeline
+    and is wired in by the app, never imported here."""
+
+    async def reference_voice(self, audio: bytes, transcript: str | None, param: str = ...,
+                              key_id: str | None = None) -> Voice: ...
+
+    async def voice_for(self, voice_id: str, key_id: str | None, param: str = ...) -> Voice: ...
+
+
+class ContinuityHooks(Protocol):
+    """Continuity (services/continuity) as the pipeline asks it to stitch and to remember; wired in like the
+    voice library."""
+
+    async def stitched_voice(self, voice: Voice, previous_request_ids: Sequence[str], key_id: str | None, *,
+                             voice_named: bool, voice_field: str = ...) -> Voice: ...
+
+    def track(self, job: SynthesisJob, key_id: str | None) -> None: ...
+
+
 class SpeechService:
     """Readiness, voices, planning and credits for one app instance; stateless per request."""
 
-    def __init__(self, runtime: ModelRuntime, settings: Settings, gpu_faults: GpuFaultDetector | None = None,
-                 library: VoiceLibrary | None = None, continuity: Continuity | None = None) -> None:
-        self.runtime = runtime
+    def __init__(self, models: ModelSource, settings: Settings, gpu_faults: GpuFaultDetector | None = None,
+                 library: CustomVoices | None = None, continuity: ContinuityHooks | None = None) -> None:
+        self.models = models
         self.settings = settings
         self.gpu_faults = gpu_faults
         self.library = library  # custom voices and per-request references; None: neither is offered
@@ -119,9 +135,9 @@ class SpeechService:
         if self.gpu_faults is not None and self.gpu_faults.tripped:
             raise SynthesisError("GPU_FAULT", "This container hit a GPU fault and is being replaced; retry the "
                                  "request.", retry_after=1)
-        if not self.runtime.ready:
+        if not self.models.ready:
             raise SynthesisError("MODEL_NOT_LOADED", "The model is not ready yet (state: "
-                                 f"{self.runtime.state.value}); retry shortly.", retry_after=5)
+                                 f"{self.models.state_name}); retry shortly.", retry_after=5)
         BACKLOG.check(self.settings.shed_first_audio_s)  # SERVER_OVERLOADED before queueing behind a backlog
         if admit:
             await self.admit()
@@ -131,7 +147,7 @@ class SpeechService:
         SERVER_OVERLOADED (503 with Retry-After; the dialects' own refusal on sockets) and every admitted stream keeps
         real time. Near a limit that passes by itself (spacing, the ramp) the caller waits up to
         TTS_ADMISSION_MAX_WAIT_MS instead (`Admission.admit`), before any credit is reserved."""
-        admission = getattr(self.runtime, "admission", None)
+        admission = self.models.pipeline_resources().admission
         if admission is None:
             return
         decision = await admission.admit()
@@ -149,7 +165,7 @@ class SpeechService:
     def resolve_voice(self, name: str | None, speed: float | None = None, field: str = "speaker") -> Voice:
         from core.voices import UnknownVoiceError
 
-        voices = self.runtime.voices
+        voices = self.models.pipeline_resources().voices
         try:
             voice = voices.resolve(name or voices.default_voice_id)
         except UnknownVoiceError as exc:
@@ -165,10 +181,11 @@ class SpeechService:
             voice = await self.library.reference_voice(speech.reference_audio, speech.reference_text, key_id=key_id)
             return voice_with_speed(voice, speech.speed)
         name = speech.voice
-        if name and not self.runtime.voices.defines(name):
+        resources = self.models.pipeline_resources()
+        if name and not resources.voices.defines(name):
             # TTS_OPENAI_VOICE_MAP may point an OpenAI name (all Pipecat can send) at a custom voice id.
-            name = self.runtime.openai_custom_voices.get(name.casefold(), name)
-        if name and is_custom_voice_id(name) and name not in self.runtime.voices:
+            name = resources.openai_custom_voices.get(name.casefold(), name)
+        if name and is_custom_voice_id(name) and name not in resources.voices:
             if self.library is None:
                 raise voice_not_found(name, speech.voice_field)
             voice = await self.library.voice_for(name, key_id, speech.voice_field)
@@ -200,10 +217,11 @@ class SpeechService:
         """Blocking (normalising and tokenising 50,000 characters takes a while): run it in a worker thread."""
         settings = self.settings
         plan = plan_request_text(speech.text, settings, normalize=speech.normalize, chunking=speech.chunking)
+        resources = self.models.pipeline_resources()
         if unstitched is not None and unstitched is not voice:
-            check_stitched_plan_fits(self.runtime, plan, voice, unstitched)
+            check_stitched_plan_fits(resources, plan, voice, unstitched)
         else:
-            check_plan_fits(self.runtime, plan, voice)
+            check_plan_fits(resources, plan, voice)
         if buffered:
             estimate = estimated_audio_bytes(len(plan.text), speech.audio_format, speech.sample_rate)
             if estimate > settings.max_buffered_audio_mb * 2**20:
@@ -239,7 +257,7 @@ class SpeechService:
         if reserve_credits is not None:
             # Credits count what the model is asked to speak (normalised text: "1,000" costs "one thousand").
             await reserve_credits(len(plan.text))
-        job = SynthesisJob(self.runtime, self.synthesis_request(speech, voice, request_id), plan)
+        job = SynthesisJob(self.models.pipeline_resources(), self.synthesis_request(speech, voice, request_id), plan)
         if self.continuity is not None:
             self.continuity.track(job, key_id)
         return OpenedSpeech(job=job, plan=plan, voice=voice)

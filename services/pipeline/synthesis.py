@@ -39,16 +39,16 @@ from core.llm import SamplingConfig
 from core.streaming import DecodePlanner, LatencyPreference, PlannedWindow, StreamingConfig
 from core.tokens import NoSpeechError, TokenParser, TokenStreamError
 from services.codec.windows import DecodeWindow
-from services.deployment.gpu_health import (
+from services.errors import SynthesisError
+from services.pipeline.audio_output import BWE_RATE, NATIVE_RATE, AudioOutput
+from services.pipeline.chunk_guards import ChunkRun, GuardPolicy, retry_seed, stop_task
+from services.pipeline.gpu_faults import (
     GPU_ERROR_MESSAGES,
     GPU_FAULT,
     GPU_OOM,
     FaultKind,
     classify_gpu_error,
 )
-from services.errors import SynthesisError
-from services.pipeline.audio_output import BWE_RATE, NATIVE_RATE, AudioOutput
-from services.pipeline.chunk_guards import ChunkRun, GuardPolicy, retry_seed, stop_task
 from services.pipeline.optional_steps import run_optional
 from services.pipeline.pipeline_stats import PipelineStats
 from services.pipeline.spoken_tail import SEMANTIC_PER_SECOND, SpokenTail
@@ -60,7 +60,7 @@ from shared import metrics
 if TYPE_CHECKING:
     from core.voices import Voice
     from services.codec.scheduler import StreamHandle
-    from services.deployment.runtime import ModelRuntime
+    from services.pipeline.resources import PipelineResources
 
 logger = logging.getLogger("services.pipeline.synthesis")
 
@@ -128,12 +128,12 @@ def buffers_only(decoder: DecodePlanner, new_tokens: int) -> bool:
 class SynthesisJob:
     """One request's pipeline. Iterate `stream_bytes()`; read `stats`, `plan`, `sr_applied` for headers/metrics."""
 
-    def __init__(self, runtime: ModelRuntime, request: SynthesisRequest, plan: TextPlan | None = None,
+    def __init__(self, resources: PipelineResources, request: SynthesisRequest, plan: TextPlan | None = None,
                  *, incremental: bool = False) -> None:
         """`incremental=True`: text chunks arrive later through feed_text()/close_text() (WebSocket)."""
-        self.runtime = runtime
+        self.resources = resources
         self.request = request
-        settings = runtime.settings
+        settings = resources.settings
         if incremental:
             plan = plan or TextPlan(text="", chunks=[], chunked=False)
         self.plan = plan or plan_text(
@@ -145,7 +145,7 @@ class SynthesisJob:
         self.stats = PipelineStats(text_chunks=len(self.plan.chunks))
         # The job's place in the codec scheduler: opened when the producer starts (with this arrival time), closed
         # when it ends, whatever the outcome.
-        self.scheduler = runtime.codec_scheduler
+        self.scheduler = resources.scheduler
         self.arrival = self.scheduler.clock()
         self.handle: StreamHandle | None = None
         self._d_vector: Any = None  # the voice's d-vector, computed once per job
@@ -153,15 +153,15 @@ class SynthesisJob:
         # The latency preference shapes the stream's first chunk only (its first text chunk): that is the audio the
         # listener waits for. Later text chunks, and every non-streaming response, decode with the exact schedule.
         latency = request.latency if request.stream else "exact"
-        admission = getattr(runtime, "admission", None)
+        admission = resources.admission
         if admission is not None:  # under load a newcomer's first chunk waits for the full look-ahead (admission.py)
             latency = admission.first_chunk_schedule(latency)
         self.first_stream_config = self.stream_config.for_latency(latency)
         # At 48 kHz a short first chunk's held overlap may stand in as the first AP-BWE window's right context
         # (core.sr_planner, the lead window), while the engine is far enough ahead (Admission.sr_lead).
-        sr_lead = request.stream and request.want_sr and latency != "exact" and runtime.sr is not None \
+        sr_lead = request.stream and request.want_sr and latency != "exact" and resources.sr is not None \
             and (admission is None or admission.sr_lead())
-        self.chain = AudioOutput(runtime, audio_format=request.audio_format, sample_rate=request.sample_rate,
+        self.chain = AudioOutput(resources, audio_format=request.audio_format, sample_rate=request.sample_rate,
                                  stream=request.stream, want_bwe=request.want_sr, stats=self.stats,
                                  time_stretch=request.time_stretch, sr_lead=sr_lead)
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=settings.stream_queue_chunks)
@@ -186,7 +186,7 @@ class SynthesisJob:
         self._last_open = False  # the last text chunk's words wait for the chain's true end
         if request.timestamps is not None:
             self.timestamps = TimestampTrack(overlap_samples=self.chain.joiner.overlap,
-                                             ctc=getattr(runtime, "aligner", None), time_stretch=request.time_stretch)
+                                             ctc=resources.aligner, time_stretch=request.time_stretch)
             if not incremental:
                 self.timestamps.add_text(request.text, " ".join(self.plan.chunks))
         # Continuity (services.continuity): the end of what this job spoke, and hooks awaited once all audio is
@@ -210,7 +210,7 @@ class SynthesisJob:
     # ------------------------------------------------------------------ generation (one task per text chunk)
     def _sampling(self, prompt_len: int, run: ChunkRun, mode: str) -> SamplingConfig:
         s = self.request.sampling
-        settings = self.runtime.settings
+        settings = self.resources.settings
         room = max(16, settings.max_model_len - prompt_len)
         # Runaway cap: the model sometimes never emits its stop id; the length guard's limit, when higher, acts first.
         text_cap = max(int(len(run.text) * settings.max_tokens_per_char) + 100, run.guards.length.limit + 1)
@@ -219,7 +219,7 @@ class SynthesisJob:
         seed = draw_seed() if s.seed is None else retry_seed(s.seed, run.attempt)
         return replace(
             s, max_tokens=budget, seed=seed,
-            stop_token_ids=tuple(self.runtime.layout.stop_token_ids),
+            stop_token_ids=tuple(self.resources.layout.stop_token_ids),
             # No allowed_token_ids: vLLM's GPU runner refuses more than 1,024 inside the engine step, which kills
             # the engine (first_contact.md §1). The clone-mode parser drops every non-semantic id instead and
             # counts them (veena3_tts_parser_ignored_tokens_total).
@@ -253,7 +253,7 @@ class SynthesisJob:
             raise
 
     async def _run_engine(self, run: ChunkRun, voice: Voice, out: asyncio.Queue) -> Trip | None:
-        runtime = self.runtime
+        resources = self.resources
         index, text = run.index, run.text
         use_globals = self.global_tokens if index > 0 or self.global_tokens is not None else None
         # Unique per generation even when a client reuses an X-Request-ID for concurrent requests.
@@ -266,15 +266,15 @@ class SynthesisJob:
         semantic_left = min(self.request.sampling.max_tokens, room)
         trip: Trip | None = None
         # Inside the caller's try: a prompt that cannot be built must reach the decoder waiting on `out` as an error.
-        prompt_ids, mode = prompt_for(runtime, text, voice, use_globals)
-        parser = TokenParser(runtime.layout, mode=mode)
+        prompt_ids, mode = prompt_for(resources, text, voice, use_globals)
+        parser = TokenParser(resources.layout, mode=mode)
         sampling = self._sampling(len(prompt_ids), run, mode)
-        admission = getattr(runtime, "admission", None)
+        admission = resources.admission
         stats, guards, spoken = self.stats, self.guards, self.spoken
         # The token counter is a locked metric: counted once per try (at its end) rather than per engine delta.
         generated_at_start = stats.llm_tokens
-        async with asyncio.timeout(runtime.settings.generation_timeout_s):
-            stream = runtime.engine.stream(prompt_ids, sampling, request_id)
+        async with asyncio.timeout(resources.settings.generation_timeout_s):
+            stream = resources.engine.stream(prompt_ids, sampling, request_id)
             try:
                 async for new_ids in stream:
                     count = len(new_ids)
@@ -341,7 +341,7 @@ class SynthesisJob:
     async def _pace(self) -> None:
         """A streaming job waits while it is more than `stream_max_ahead_s` ahead of its client's playback."""
         if self.request.stream and self.handle is not None:
-            await self.handle.pace(self.runtime.settings.stream_max_ahead_s)
+            await self.handle.pace(self.resources.settings.stream_max_ahead_s)
 
     async def _decode_windows(self, planner: DecodePlanner, windows: list[PlannedWindow]) -> list[np.ndarray]:
         """The windows' audio from the codec scheduler (submitted together: they may share one device call), taken
@@ -462,10 +462,11 @@ class SynthesisJob:
                 self.timestamps.start_segment(self.plan.chunks[index])
             await self._emit(await self._silence(index))
         if self._d_vector is None:  # once per job, cached per voice: a model call off the event loop on a miss only
-            self._d_vector = self.runtime.cached_speaker_vector(self.global_tokens)
+            speakers = self.resources.speaker_vectors
+            self._d_vector = speakers.cached(self.global_tokens)
             if self._d_vector is None:
-                self._d_vector = await asyncio.to_thread(self.runtime.speaker_vector, self.global_tokens)
-        codec = self.runtime.bicodec
+                self._d_vector = await asyncio.to_thread(speakers.compute, self.global_tokens)
+        codec = self.resources.bicodec
         decoder = DecodePlanner(self.first_stream_config if index == 0 else self.stream_config,
                                 hop=codec.hop_length, codebook_size=codec.semantic_codebook_size)
         while True:
@@ -565,7 +566,7 @@ class SynthesisJob:
     async def _produce(self) -> None:
         self._open_handle()
         try:
-            async with asyncio.timeout(self.runtime.settings.request_deadline_s):
+            async with asyncio.timeout(self.resources.settings.request_deadline_s):
                 await self._produce_all()
         except asyncio.CancelledError:
             raise
@@ -651,16 +652,16 @@ class SynthesisJob:
         return b"".join(parts)
 
 
-async def warmup_pipeline(runtime: ModelRuntime) -> None:
+async def warmup_pipeline(resources: PipelineResources) -> None:
     """One short request through every stage (LLM, parser, decoder, SR if loaded, encoder)."""
-    voice = runtime.voices.resolve(runtime.voices.default_voice_id)
-    settings = runtime.settings
+    voice = resources.voices.resolve(resources.voices.default_voice_id)
+    settings = resources.settings
     request = SynthesisRequest(
         request_id="warmup",
         text="Hello.",
         voice=voice,
         sampling=SamplingOptions.with_defaults(settings, max_tokens=min(settings.default_max_tokens, 200), seed=0),
-        audio_format="wav", sample_rate=SR_RATE if runtime.sr is not None else NATIVE_RATE,
-        want_sr=runtime.sr is not None, stream=True,
+        audio_format="wav", sample_rate=SR_RATE if resources.sr is not None else NATIVE_RATE,
+        want_sr=resources.sr is not None, stream=True,
     )
-    await SynthesisJob(runtime, request).collect()
+    await SynthesisJob(resources, request).collect()

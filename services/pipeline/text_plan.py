@@ -19,7 +19,7 @@ from services.errors import SynthesisError
 
 if TYPE_CHECKING:
     from core.voices import Voice
-    from services.deployment.runtime import ModelRuntime
+    from services.pipeline.resources import PipelineResources
     from shared.settings import Settings
 
 logger = logging.getLogger("services.pipeline.text_plan")
@@ -38,35 +38,35 @@ class TextPlan:
 MIN_GENERATION_TOKENS = 16
 
 
-def prompt_for(runtime: ModelRuntime, text: str, voice: Voice,
+def prompt_for(resources: PipelineResources, text: str, voice: Voice,
                global_tokens: tuple[int, ...] | None) -> tuple[list[int], str]:
     """Prompt ids for one text chunk; user text can never contribute a control id (SynthesisError 400)."""
     try:
-        return build_prompt_ids(runtime.tokenizer, text, voice, global_tokens=global_tokens,
-                                added_ids=runtime.added_token_ids)
+        return build_prompt_ids(resources.tokenizer, text, voice, global_tokens=global_tokens,
+                                added_ids=resources.added_token_ids)
     except PromptError as exc:
         raise SynthesisError("VALIDATION_ERROR", f"Invalid 'text': {exc}.", "text") from exc
 
 
-def check_plan_fits(runtime: ModelRuntime, plan: TextPlan, voice: Voice) -> None:
+def check_plan_fits(resources: PipelineResources, plan: TextPlan, voice: Voice) -> None:
     """Refuse, before any GPU work, a text chunk whose prompt leaves the model no room to speak it.
 
     A cloned voice with a transcript repeats its reference (transcript + ~50 semantic ids per second) in every
     chunk's prompt (continuation), so its chunks hold less text; the refusal says how much the reference takes."""
     placeholder = tuple(voice.global_tokens or (0,) * 32)  # later chunks carry 32 globals
-    limit = runtime.settings.max_model_len - MIN_GENERATION_TOKENS
+    limit = resources.settings.max_model_len - MIN_GENERATION_TOKENS
     for index, chunk in enumerate(plan.chunks):
-        ids, _ = prompt_for(runtime, chunk, voice, placeholder if index else voice.global_tokens)
+        ids, _ = prompt_for(resources, chunk, voice, placeholder if index else voice.global_tokens)
         if len(ids) > limit:
             reference = ""
             if voice.continuation:
-                skeleton, _ = prompt_for(runtime, "", voice, voice.global_tokens)
+                skeleton, _ = prompt_for(resources, "", voice, voice.global_tokens)
                 reference = (f" ({len(skeleton)} of them the voice's reference transcript and audio; a shorter "
                              "reference or a voice without a transcript leaves more room)")
             raise SynthesisError(
                 "TEXT_TOO_LONG",
                 f"Invalid 'text': chunk {index + 1} needs {len(ids)} prompt tokens{reference} but the model holds "
-                f"{runtime.settings.max_model_len}; enable chunking or send shorter sentences.",
+                f"{resources.settings.max_model_len}; enable chunking or send shorter sentences.",
                 "text",
             )
 
@@ -75,19 +75,35 @@ def check_plan_fits(runtime: ModelRuntime, plan: TextPlan, voice: Voice) -> None
 REFERENCE_TEXT_ROOM = 256
 
 
-def check_voice_fits(runtime: ModelRuntime, voice: Voice, param: str = "speaker") -> None:
+def check_voice_fits(resources: PipelineResources, voice: Voice, param: str = "speaker") -> None:
     """Refuse a voice whose reference (transcript + semantic ids, repeated in every prompt) leaves the model too
     little room to speak anything (AUDIO_TOO_LONG, 400): only a small TTS_MAX_MODEL_LEN or a long reference does."""
     if not voice.continuation:
         return
-    ids, _ = prompt_for(runtime, "", voice, voice.global_tokens)
-    room = runtime.settings.max_model_len - len(ids)
+    ids, _ = prompt_for(resources, "", voice, voice.global_tokens)
+    room = resources.settings.max_model_len - len(ids)
     if room < REFERENCE_TEXT_ROOM:
         raise SynthesisError(
             "AUDIO_TOO_LONG",
             f"Invalid '{param}': the reference's transcript and audio take {len(ids)} of the model's "
-            f"{runtime.settings.max_model_len} prompt tokens, leaving {room} (at least {REFERENCE_TEXT_ROOM} are "
+            f"{resources.settings.max_model_len} prompt tokens, leaving {room} (at least {REFERENCE_TEXT_ROOM} are "
             "needed to speak a sentence); use a shorter reference or transcript.", param)
+
+
+def check_stitched_plan_fits(resources: PipelineResources, plan: TextPlan, voice: Voice, unstitched: Voice) -> None:
+    """`check_plan_fits` for a stitched voice (services.continuity); a chunk that fits only without the previous
+    requests' prefix names `previous_request_ids`."""
+    try:
+        check_plan_fits(resources, plan, voice)
+    except SynthesisError as exc:
+        try:
+            check_plan_fits(resources, plan, unstitched)
+        except SynthesisError:
+            raise exc from None
+        param = "previous_request_ids"
+        raise SynthesisError(exc.code, exc.message.replace("Invalid 'text'", f"Invalid '{param}'")
+                             .replace("enable chunking or send shorter sentences", "stitch fewer requests or send "
+                                      "shorter sentences"), param) from None
 
 
 def plan_text(text: str, *, normalize: bool, chunking: bool, threshold: int, target: int,

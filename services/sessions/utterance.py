@@ -19,7 +19,7 @@ from services.pipeline.text_plan import plan_text
 from services.usage.accounting import RequestAccounting, RequestReport
 
 if TYPE_CHECKING:
-    from services.deployment.runtime import ModelRuntime
+    from services.pipeline.resources import PipelineResources
 
 
 class UtteranceGate(Protocol):
@@ -57,21 +57,21 @@ class OpenGate:
 class Utterance:
     """One start ... end: the text buffer, the incremental job, and the timings and counts of its audio."""
 
-    def __init__(self, runtime: ModelRuntime, request: SynthesisRequest, *, max_text_chars: int,
+    def __init__(self, resources: PipelineResources, request: SynthesisRequest, *, max_text_chars: int,
                  context_id: str | None = None) -> None:
-        settings = runtime.settings
+        settings = resources.settings
         self.request = request
         self.id = request.request_id
         self.context_id = context_id  # the dialect's name for it (ElevenLabs contextId, Cartesia context_id)
         self.codec_state: dict[str, Any] = {}  # per-utterance state a codec keeps (offsets, pending timings)
-        self.model_version = runtime.model_version
+        self.model_version = resources.model_version
         self.max_text_chars = max_text_chars
         # Smaller text chunks than HTTP's: the LLM generates a whole chunk however far its audio is ahead of
         # playback, so the chunk bounds how far an abandoned reply's generation runs ahead (settings).
         self.threshold = min(settings.chunking_threshold_chars, settings.stream_chunk_max_chars)
         self.target = min(settings.chunk_target_chars, settings.stream_chunk_max_chars)
         self.segmenter = TextSegmenter(threshold=self.threshold, target=self.target)
-        self.job = SynthesisJob(runtime, request, incremental=True)
+        self.job = SynthesisJob(resources, request, incremental=True)
         # Cartesia's max_buffer_delay_ms: text held for a sentence end is spoken anyway once it has waited this long
         # (None: held until a sentence end, a flush or the end, as our WebSocket and ElevenLabs do).
         self.buffer_delay_s: float | None = None

@@ -40,7 +40,7 @@ from shared import metrics
 from shared.logging import request_id_var
 
 if TYPE_CHECKING:
-    from services.deployment.runtime import ModelRuntime
+    from services.pipeline.resources import ModelSource
 
 __all__ = ["MAX_QUEUED_UTTERANCES", "OpenGate", "Utterance", "UtteranceGate", "WsSession", "plain_error"]
 
@@ -64,7 +64,7 @@ class WsSession:
 
     def __init__(
         self,
-        runtime: ModelRuntime,
+        models: ModelSource,
         outbox: Outbox,
         gate: UtteranceGate | None = None,
         *,
@@ -83,12 +83,12 @@ class WsSession:
     ) -> None:
         """`on_job`: told of each utterance's job when it is created (continuity remembers it).
         `supersede_after_s`: a new context stops earlier unfinished contexts silent this long (None: never)."""
-        self.runtime = runtime
+        self.models = models
         self.on_job = on_job
         self.outbox = outbox
         self.gate: UtteranceGate = gate or OpenGate()
         self.connection_id = connection_id
-        self.max_text_chars = max_text_chars or runtime.settings.max_text_chars
+        self.max_text_chars = max_text_chars or models.settings.max_text_chars
         self.progress_every = max(1, progress_every)
         self.codec: SessionCodec = codec or NativeCodec(format_error)
         self.serial = serial
@@ -181,7 +181,7 @@ class WsSession:
         self._count += 1
         request = replace(request, request_id=f"{self.connection_id}-u{self._count}")
         try:
-            u = Utterance(self.runtime, request, max_text_chars=self.max_text_chars, context_id=context_id)
+            u = Utterance(self.models.pipeline_resources(), request, max_text_chars=self.max_text_chars, context_id=context_id)
         except (ValueError, SynthesisError) as exc:
             await self.reject("VALIDATION_ERROR", f"Cannot synthesise with these settings: {exc}", None,
                               context_id=context_id)

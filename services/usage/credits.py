@@ -29,8 +29,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from services.access.keys import ApiKeyRecord, KeyStoreUnavailable
-from services.access.stores import KeyStore
+from services.keys.records import ApiKeyRecord, KeyStoreUnavailable
+from services.keys.stores import KeyStore
 from services.usage.outage_credits import OutageAllowance
 
 logger = logging.getLogger("services.usage.credits")

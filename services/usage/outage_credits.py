@@ -14,7 +14,7 @@ the row is stored is not charged (the row says what was).
 
 from __future__ import annotations
 
-from services.access.keys import ApiKeyRecord
+from services.keys.records import ApiKeyRecord
 
 
 class OutageAllowance:

@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
-from services.usage.database import DatabaseClients
+from services.database import DatabaseClients
 from services.usage.request_record import COLUMNS, RequestRecord, utcnow
 from services.usage.request_sinks import (
     NullSink,

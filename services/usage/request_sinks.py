@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from services.usage.database import DatabaseClients, PostgresPool, make_supabase_client
+from services.database import DatabaseClients, PostgresPool, make_supabase_client
 from services.usage.request_record import RequestRecord
 from shared.settings import Settings
 
@@ -71,7 +71,7 @@ class PostgresSink:
         self, dsn: str | None = None, *, pool: PostgresPool | None = None, max_connections: int = 2,
         timeout_s: float = 10.0, table: str = "tts_requests",
     ):
-        """`pool`: the process's shared pool (services/usage/database.py), closed by its owner; else one of its own."""
+        """`pool`: the process's shared pool (services/database.py), closed by its owner; else one of its own."""
         if pool is None and not dsn:
             raise ValueError("PostgresSink needs a DSN or a pool")
         if table != "tts_requests":
@@ -179,7 +179,7 @@ class SupabaseSink:
 
 
 def build_request_sink(settings: Settings, databases: DatabaseClients | None = None) -> RequestSink:
-    """The configured sink, on the shared database clients when given (services/usage/database.py)."""
+    """The configured sink, on the shared database clients when given (services/database.py)."""
     if settings.request_log_sink == "postgres":
         if not settings.database_url:
             raise ValueError("TTS_REQUEST_LOG_SINK=postgres needs TTS_DATABASE_URL")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.usage.database import DatabaseClients
+from services.database import DatabaseClients
 from services.voice_library.file_store import FileVoiceStore
 from services.voice_library.postgres_store import PostgresVoiceStore
 from services.voice_library.store import NoVoiceStore, VoiceStore
@@ -11,7 +11,7 @@ from shared.settings import Settings
 
 
 def build_voice_store(settings: Settings, databases: DatabaseClients | None = None) -> VoiceStore:
-    """The configured store, on the process's shared database clients when given (services/usage/database.py)."""
+    """The configured store, on the process's shared database clients when given (services/database.py)."""
     kind = settings.resolved_voice_store
     if kind == "postgres":
         if not settings.database_url:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from core.clone import ReferenceTokens
 from core.voices import Voice
-from services.errors import ServiceError
+from services.errors import ServiceError, voice_not_found
 from services.pipeline.text_plan import check_voice_fits
 from services.voice_library.backends import build_voice_store
 from services.voice_library.records import (
@@ -34,13 +34,13 @@ from services.voice_library.records import (
     is_custom_voice_id,
     new_voice_id,
 )
-from services.voice_library.references import EncodedReference, References
+from services.voice_library.references import EncodedReference, ReferenceEncoding, References
 from services.voice_library.store import NoVoiceStore, VoiceStore
 from shared.settings import Settings
 
 if TYPE_CHECKING:
-    from services.deployment.runtime import ModelRuntime
-    from services.usage.database import DatabaseClients
+    from services.database import DatabaseClients
+    from services.pipeline.resources import ModelSource
 
 logger = logging.getLogger("services.voice_library")
 _CACHE_MAX = 1024
@@ -70,20 +70,14 @@ class NewVoice:
     consent: str | None = None
 
 
-def voice_not_found(voice_id: str, param: str | None = None) -> ServiceError:
-    shown = voice_id if len(voice_id) <= 80 else voice_id[:80] + "..."
-    return ServiceError("VOICE_NOT_FOUND", f"No voice {shown!r} for this API key; GET /v1/audio/voices lists the "
-                        "voices it can use.", param)
-
-
 def _invalid(exc: VoiceRecordError) -> ServiceError:
     return ServiceError("VALIDATION_ERROR", f"Invalid '{exc.field}': {exc.message}", exc.field)
 
 
 class VoiceLibrary:
-    def __init__(self, settings: Settings, runtime: ModelRuntime, store: VoiceStore, references: References) -> None:
+    def __init__(self, settings: Settings, models: ModelSource, store: VoiceStore, references: References) -> None:
         self.settings = settings
-        self.runtime = runtime
+        self.models = models
         self.store = store
         self.references = references
         self.ttl_s = settings.voice_cache_ttl_s
@@ -95,14 +89,14 @@ class VoiceLibrary:
         self._recent: dict[str, tuple[float, VoiceRecord, Voice]] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings, runtime: ModelRuntime,
+    def from_settings(cls, settings: Settings, models: ModelSource, encoder: ReferenceEncoding,
                       databases: DatabaseClients | None = None) -> VoiceLibrary:
-        references = References(runtime, max_concurrent=settings.clone_max_concurrent_encodes,
+        references = References(encoder, max_concurrent=settings.clone_max_concurrent_encodes,
                                 cache_size=settings.clone_reference_cache_size,
                                 max_per_key=settings.clone_max_encodes_per_key,
                                 max_waiting=settings.clone_max_waiting_encodes, wait_s=settings.clone_encode_wait_s,
                                 deadline_s=settings.clone_encode_deadline_s)
-        return cls(settings, runtime, build_voice_store(settings, databases), references)
+        return cls(settings, models, build_voice_store(settings, databases), references)
 
     async def close(self) -> None:
         await self.store.close()
@@ -111,9 +105,9 @@ class VoiceLibrary:
     def _check_ready(self) -> None:
         if isinstance(self.store, NoVoiceStore):  # before any encode: the voice could not be kept
             raise self.store.refuse()
-        if not self.runtime.ready:
+        if not self.models.ready:
             raise ServiceError("MODEL_NOT_LOADED", "The model is not ready yet (state: "
-                               f"{self.runtime.state.value}); retry shortly.", retry_after=5)
+                               f"{self.models.state_name}); retry shortly.", retry_after=5)
 
     @staticmethod
     def _fields(new: NewVoice) -> NewVoice:
@@ -147,7 +141,7 @@ class VoiceLibrary:
                     param: str, seconds: float | None = None, sha256: str | None = None) -> VoiceRecord:
         try:
             record = VoiceRecord(
-                voice_id=new_voice_id(self.runtime.voices), name=new.name, owner_key_id=owner,
+                voice_id=new_voice_id(self.models.pipeline_resources().voices), name=new.name, owner_key_id=owner,
                 global_tokens=tokens.global_tokens, created_at=datetime.now(UTC), semantic_tokens=tokens.semantic_tokens,
                 transcript=new.transcript, consent=new.consent,
                 reference_seconds=encoded.seconds if encoded is not None else seconds,
@@ -155,7 +149,7 @@ class VoiceLibrary:
             )
         except VoiceRecordError as exc:
             raise _invalid(exc) from None
-        check_voice_fits(self.runtime, record.to_voice(), param)
+        check_voice_fits(self.models.pipeline_resources(), record.to_voice(), param)
         async with self._insert_lock:
             await self._check_room(owner)
             await self.store.insert(record)
@@ -226,7 +220,7 @@ class VoiceLibrary:
                 self._recent[voice_id] = (now + self.ttl_s, record, voice)
         if record.owner_key_id != key_id:
             raise voice_not_found(voice_id, param)
-        check_voice_fits(self.runtime, voice, param)
+        check_voice_fits(self.models.pipeline_resources(), voice, param)
         return voice
 
     async def reference_voice(self, audio: bytes, transcript: str | None, param: str = "reference_audio",
@@ -242,5 +236,5 @@ class VoiceLibrary:
         voice = Voice(id=f"ref_{encoded.sha256[:16]}", name="Per-request reference", kind="global_tokens",
                       source="reference", global_tokens=tokens.global_tokens, reference_text=transcript if continuation else None,
                       reference_semantic=tokens.semantic_tokens if continuation else None)
-        check_voice_fits(self.runtime, voice, param)
+        check_voice_fits(self.models.pipeline_resources(), voice, param)
         return voice

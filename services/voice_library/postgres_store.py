@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.usage.database import PostgresPool
+from services.database import PostgresPool
 from services.voice_library.records import COLUMNS, VoiceRecord
 from services.voice_library.store import VoiceStore, VoiceStoreUnavailable
 
@@ -16,7 +16,7 @@ class PostgresVoiceStore(VoiceStore):
     name = "postgres"
 
     def __init__(self, dsn: str | None = None, *, pool: PostgresPool | None = None) -> None:
-        """`pool`: the process's shared pool (services/usage/database.py), closed by its owner; else one of its own."""
+        """`pool`: the process's shared pool (services/database.py), closed by its owner; else one of its own."""
         if pool is None and not dsn:
             raise ValueError("PostgresVoiceStore needs a DSN or a pool")
         self._owns_pool = pool is None

@@ -14,10 +14,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from core.voices import GLOBAL_CODEBOOK_SIZE, NUM_GLOBAL_TOKENS, SEMANTIC_CODEBOOK_SIZE, Voice
+from core.voices import (
+    GLOBAL_CODEBOOK_SIZE,
+    NUM_GLOBAL_TOKENS,
+    SEMANTIC_CODEBOOK_SIZE,
+    VOICE_ID_PREFIX,
+    Voice,
+    is_custom_voice_id,
+)
 
-VOICE_ID_PREFIX = "voice_"
-_VOICE_ID = re.compile(r"^voice_[0-9a-f]{32}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_NAME_CHARS = 64
 MAX_TRANSCRIPT_CHARS = 1000  # the transcript is repeated in every text chunk's prompt
@@ -42,10 +47,6 @@ def new_voice_id(taken: Container[str] = ()) -> str:
         voice_id = VOICE_ID_PREFIX + secrets.token_hex(16)
         if voice_id not in taken:
             return voice_id
-
-
-def is_custom_voice_id(name: str | None) -> bool:
-    return bool(name) and _VOICE_ID.match(name) is not None  # type: ignore[arg-type]
 
 
 def clean_text(value: str | None, field: str, max_chars: int, *, required: bool = False) -> str | None:

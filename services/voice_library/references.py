@@ -1,8 +1,8 @@
 """Reference audio -> tokens, for saved voices and per-request cloning alike.
 
-Decoding (`core.clone.decode_reference_audio`) and encoding (`ModelRuntime.encode_reference`) are blocking: both run
-in a worker thread, at most `TTS_CLONE_MAX_CONCURRENT_ENCODES` at a time per process (the rest wait their turn), each
-within `TTS_CLONE_ENCODE_DEADLINE_S` (queue wait and encode together); an encode whose caller is cancelled (its
+Decoding (`core.clone.decode_reference_audio`) and encoding (`ReferenceEncoding.encode_reference`, the runtime's)
+are blocking: both run in a worker thread, at most `TTS_CLONE_MAX_CONCURRENT_ENCODES` at a time per process (the
+rest wait their turn), each within `TTS_CLONE_ENCODE_DEADLINE_S` (queue wait and encode together); an encode whose caller is cancelled (its
 client left) gives its slot back at once and its thread stops at the next stage boundary.
 Results are kept in a bounded LRU keyed by the SHA-256 of the uploaded bytes and whether semantic tokens were
 needed, so a client that sends the same reference with every request pays for one encode.
@@ -20,7 +20,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from core.clone import (
     CloningUnavailable,
@@ -30,11 +30,11 @@ from core.clone import (
     decode_reference_audio,
 )
 from core.voices import GLOBAL_CODEBOOK_SIZE, NUM_GLOBAL_TOKENS
-from services.errors import ServiceError
+from services.errors import ServiceError, cloning_unavailable
 from shared import metrics
 
 if TYPE_CHECKING:
-    from services.deployment.runtime import ModelRuntime
+    import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -80,11 +80,6 @@ class ReferenceCache:
         return len(self._items)
 
 
-def cloning_unavailable(reason: str) -> ServiceError:
-    return ServiceError("CLONING_UNAVAILABLE", f"Voice cloning is not available on this server: {reason}. Stored "
-                        "voices can still be imported (POST /v1/audio/voices with JSON global_tokens).")
-
-
 class _Place:
     """One encode's place in its key's count. It is held by the encode's turn and, while one runs, by its worker
     thread: a thread abandoned mid-stage (client gone, deadline passed) keeps its key's place until it stops, so
@@ -96,12 +91,22 @@ class _Place:
         self.running = False  # a worker thread was started for this encode
 
 
+class ReferenceEncoding(Protocol):
+    """What encodes a reference on this server (the runtime: wav2vec2 + BiCodec's encoders, loaded on first use)."""
+
+    @property
+    def cloning_unavailable_reason(self) -> str | None: ...
+
+    def encode_reference(self, samples: np.ndarray, *, semantic: bool = True,
+                         stop: threading.Event | None = None) -> ReferenceTokens: ...
+
+
 class References:
     """Encodes references for one app: a per-process limit on concurrent encodes and the LRU above."""
 
-    def __init__(self, runtime: ModelRuntime, *, max_concurrent: int, cache_size: int, max_per_key: int = 1,
+    def __init__(self, encoder: ReferenceEncoding, *, max_concurrent: int, cache_size: int, max_per_key: int = 1,
                  max_waiting: int = 8, wait_s: float = 30.0, deadline_s: float = 60.0) -> None:
-        self.runtime = runtime
+        self.encoder = encoder
         self.cache = ReferenceCache(cache_size)
         self._slots = asyncio.Semaphore(max_concurrent)
         self.max_per_key = max_per_key
@@ -115,7 +120,7 @@ class References:
 
     def check_available(self) -> None:
         """501 CLONING_UNAVAILABLE when this checkpoint cannot encode references."""
-        reason = self.runtime.cloning_unavailable_reason
+        reason = self.encoder.cloning_unavailable_reason
         if reason is not None:
             raise cloning_unavailable(reason)
 
@@ -238,7 +243,7 @@ class References:
         if stop.is_set():  # abandoned while decoding: the model never runs for it
             raise EncodeAbandoned("the encode was abandoned")
         try:
-            tokens = self.runtime.encode_reference(audio.samples, semantic=semantic, stop=stop)
+            tokens = self.encoder.encode_reference(audio.samples, semantic=semantic, stop=stop)
         except CloningUnavailable as exc:
             raise cloning_unavailable(str(exc)) from None
         tokens = check_tokens(tokens, semantic)

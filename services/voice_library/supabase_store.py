@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from services.usage.database import make_supabase_client
+from services.database import make_supabase_client
 from services.voice_library.records import VoiceRecord
 from services.voice_library.store import VoiceStore, VoiceStoreUnavailable
 

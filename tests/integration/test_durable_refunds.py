@@ -15,9 +15,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from services.access.stores import PostgresKeyStore
+from services.database import make_supabase_client
+from services.keys.stores import PostgresKeyStore
 from services.usage.credits import CreditLedger
-from services.usage.database import make_supabase_client
 from services.usage.request_log import PostgresSink, RequestRecord
 from services.usage.request_sinks import SupabaseSink
 from services.usage.request_spool import RequestSpool, record_from_payload, record_payload

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 
 from api import create_app
 from services.continuity import PostgresRecentStore, RecentRequest
+from services.database import PostgresPool
 from services.deployment.runtime import ModelRuntime
-from services.usage.database import PostgresPool
 from services.usage.migrations import SQL_DIR
 from shared.settings import Settings
 from tests.conftest import wait_in_portal

@@ -16,6 +16,20 @@ ALLOWED = {
     "audio": {"shared"},
     "shared": set(),
 }
+# services/ sub-packages (and its top modules), top to bottom: each imports only what stands below it, so none
+# imports another that imports it back (docs/architecture.md, "services/").
+SERVICE_LAYERS = (
+    "deployment",  # the composition root: loads the models, builds the bundle, Modal's lifecycle
+    "sessions",  # WebSocket sessions over the pipeline
+    "access",  # keys checked, limits, what a request holds and settles
+    "usage",  # credits, the request log, accounting
+    "continuity",  # recent requests, stitching (reaches the pipeline's ContinuityHooks)
+    "voice_library",  # custom voices, reference encodes (reaches the pipeline's CustomVoices)
+    "pipeline",  # one request's synthesis, through PipelineResources
+    "codec",  # the device's owner: the codec scheduler, admission
+    "keys",  # API-key records and their stores
+    "database", "errors",  # plain modules every room may use
+)
 MAX_LINES = 500
 # A longer module says why in its docstring, with these words.
 LONG_MODULE_MARKER = "Longer than 500 lines because"
@@ -56,6 +70,32 @@ def test_imports_point_down() -> None:
             if target_layer != layer and target_layer not in ALLOWED[layer]:
                 wrong.append(f"{name} -> {target}")
     assert not wrong, wrong
+
+
+def test_service_subpackages_import_one_way() -> None:
+    modules = product_modules()
+    rank = {name: i for i, name in enumerate(SERVICE_LAYERS)}
+    wrong = []
+    for name, path in modules.items():
+        parts = name.split(".")
+        if parts[0] != "services" or len(parts) < 2:
+            continue
+        assert parts[1] in rank, f"{name}: add its room to SERVICE_LAYERS"
+        for target in imports_of(path, modules):
+            target_parts = target.split(".")
+            if target_parts[0] != "services" or len(target_parts) < 2 or target_parts[1] == parts[1]:
+                continue
+            if rank[target_parts[1]] <= rank[parts[1]]:
+                wrong.append(f"{name} -> {target}")
+    assert not wrong, wrong
+
+
+def test_the_pipeline_never_holds_the_runtime() -> None:
+    """The pipeline and the rooms above it get `PipelineResources` / `ModelSource`, never `ModelRuntime`."""
+    holders = [name for name, path in product_modules().items()
+               if name.startswith("services.") and not name.startswith("services.deployment")
+               and "ModelRuntime" in path.read_text(encoding="utf-8")]
+    assert not holders, holders
 
 
 def test_no_import_cycles() -> None:

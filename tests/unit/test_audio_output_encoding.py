@@ -14,7 +14,7 @@ from services.pipeline.audio_output import AudioOutput
 from services.pipeline.pipeline_stats import PipelineStats
 from shared.settings import Settings
 
-RUNTIME = SimpleNamespace(settings=Settings(), sr=None)  # what AudioOutput reads: settings, and no AP-BWE
+RESOURCES = SimpleNamespace(settings=Settings(), sr=None, scheduler=None)  # what AudioOutput reads: no AP-BWE, no scheduler
 
 
 def chunks(seed: int = 0) -> list[np.ndarray]:
@@ -24,7 +24,7 @@ def chunks(seed: int = 0) -> list[np.ndarray]:
 
 
 def output(fmt: str, rate: int) -> AudioOutput:
-    return AudioOutput(RUNTIME, audio_format=fmt, sample_rate=rate, stream=True, want_bwe=False,
+    return AudioOutput(RESOURCES, audio_format=fmt, sample_rate=rate, stream=True, want_bwe=False,
                        stats=PipelineStats())
 
 

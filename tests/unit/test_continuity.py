@@ -276,7 +276,7 @@ async def test_a_running_request_is_409_and_an_expired_one_404(demo_model_dir: P
         now = [datetime.now(UTC)]
         service = Continuity(settings, runtime, MemoryRecentStore(clock=lambda: now[0]))
         voice = runtime.voices.resolve("fixed")
-        job = SynthesisJob(runtime, SynthesisRequest(request_id="run1", text="Hello there.", voice=voice,
+        job = SynthesisJob(runtime.pipeline_resources(), SynthesisRequest(request_id="run1", text="Hello there.", voice=voice,
                                                      sampling=SamplingOptions.with_defaults(settings, seed=1,
                                                                                             max_tokens=30)))
         service.track(job, None)
@@ -294,7 +294,7 @@ async def test_a_running_request_is_409_and_an_expired_one_404(demo_model_dir: P
             await service.find("run1", None)
         assert expired.value.code == "REQUEST_NOT_FOUND" and "2 h" in expired.value.message
         # A cancelled job is never remembered and stops reading as running.
-        cancelled = SynthesisJob(runtime, SynthesisRequest(request_id="run2", text="Hello.", voice=voice,
+        cancelled = SynthesisJob(runtime.pipeline_resources(), SynthesisRequest(request_id="run2", text="Hello.", voice=voice,
                                                            sampling=SamplingOptions.with_defaults(settings, seed=1)))
         service.track(cancelled, None)
         stream = cancelled.stream_bytes()
@@ -318,7 +318,7 @@ def test_segments_of_one_websocket_utterance_keep_the_first_segments_voice(clien
                                sampling=SamplingOptions.with_defaults(runtime.settings, seed=8, max_tokens=30))
 
     async def run() -> SynthesisJob:
-        job = SynthesisJob(runtime, request, incremental=True)
+        job = SynthesisJob(runtime.pipeline_resources(), request, incremental=True)
         job.feed_text("First segment arrives.")
         job.feed_text("Then the second one.")
         job.feed_text("And a third.")

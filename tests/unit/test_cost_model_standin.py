@@ -130,7 +130,7 @@ def test_a_stand_in_server_sends_every_codec_call_through_the_scheduler_to_the_d
                                        voice=runtime.voices.resolve(runtime.voices.default_voice_id),
                                        sampling=SamplingOptions.with_defaults(settings, max_tokens=200, seed=0),
                                        sample_rate=NATIVE_RATE, stream=True)
-            audio = await SynthesisJob(runtime, request).collect()
+            audio = await SynthesisJob(runtime.pipeline_resources(), request).collect()
             return audio, dict(runtime.codec_runner.device.busy_seconds)
         finally:
             await runtime.shutdown()

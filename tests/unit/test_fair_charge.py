@@ -91,7 +91,7 @@ def runtime(demo_model_dir: Path) -> Iterator[ModelRuntime]:
 
 
 async def run(runtime: ModelRuntime, text: str, *, stream: bool) -> tuple[SynthesisJob, bytes]:
-    job = SynthesisJob(runtime, SynthesisRequest(
+    job = SynthesisJob(runtime.pipeline_resources(), SynthesisRequest(
         request_id="fair", text=text, voice=runtime.voices.resolve("fixed"),
         sampling=SamplingOptions(max_tokens=4000, seed=5, temperature=0.8, top_k=50, top_p=1.0,
                                  repetition_penalty=1.05),

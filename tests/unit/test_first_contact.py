@@ -59,7 +59,7 @@ def _job(rt: ModelRuntime, text: str, voice: str, seed: int | None, max_tokens: 
         sampling=SamplingOptions(0.8, 50, 1.0, max_tokens, 1.05, seed=seed),
         audio_format="pcm", sample_rate=NATIVE_RATE, stream=False,
     )
-    return SynthesisJob(rt, request)
+    return SynthesisJob(rt.pipeline_resources(), request)
 
 
 @pytest.mark.parametrize("voice", ["default", "fixed", "narrator"])  # style, global_tokens, speaker prefix

@@ -1,4 +1,4 @@
-"""The Modal wiring (app.py) and the GPU fault detector (services/deployment/gpu_health.py).
+"""The Modal wiring (app.py) and the GPU fault detector (services/pipeline/gpu_faults.py).
 
 No Modal token, no network: Modal objects are lazy until deploy, so importing app.py and reading what it
 declares is enough to catch a wrong knob, a deprecated parameter or an image pin that cannot resolve with vLLM.
@@ -26,9 +26,9 @@ from packaging.version import Version
 
 import app as modal_app
 from core.weights import ExpectedFile
-from services.deployment import gpu_health
 from services.deployment import modal_deployment as deployment
-from services.deployment.gpu_health import (
+from services.pipeline import gpu_faults
+from services.pipeline.gpu_faults import (
     GPU_FAULT,
     GPU_OOM,
     FaultKind,
@@ -809,7 +809,7 @@ def test_modal_stop_hook_calls_stop_fetching_inputs(monkeypatch: pytest.MonkeyPa
 
     calls: list[float] = []
     monkeypatch.setattr(modal.experimental, "stop_fetching_inputs", lambda: calls.append(time.monotonic()))
-    gpu_health.modal_stop_fetching_inputs()
+    gpu_faults.modal_stop_fetching_inputs()
     deadline = time.monotonic() + 5
     while not calls and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -817,8 +817,8 @@ def test_modal_stop_hook_calls_stop_fetching_inputs(monkeypatch: pytest.MonkeyPa
 
 
 def test_modal_stop_hook_outside_a_container_only_logs(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level("WARNING", logger="services.deployment.gpu_health")
-    gpu_health.modal_stop_fetching_inputs()  # the real Modal call raises outside a container; must not escape
+    caplog.set_level("WARNING", logger="services.pipeline.gpu_faults")
+    gpu_faults.modal_stop_fetching_inputs()  # the real Modal call raises outside a container; must not escape
     deadline = time.monotonic() + 10
 
     def logged() -> bool:
@@ -831,9 +831,9 @@ def test_modal_stop_hook_outside_a_container_only_logs(caplog: pytest.LogCapture
 
 def test_default_stop_hook_is_modal_only_inside_modal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MODAL_IS_REMOTE", raising=False)
-    assert gpu_health.default_stop_hook() is not gpu_health.modal_stop_fetching_inputs
+    assert gpu_faults.default_stop_hook() is not gpu_faults.modal_stop_fetching_inputs
     monkeypatch.setenv("MODAL_IS_REMOTE", "1")
-    assert gpu_health.default_stop_hook() is gpu_health.modal_stop_fetching_inputs
+    assert gpu_faults.default_stop_hook() is gpu_faults.modal_stop_fetching_inputs
 
 
 def test_timeout_and_text_limit_agree(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from services.access import StaticKeyStore
-from services.access.keys import KeyStoreUnavailable
+from services.keys.records import KeyStoreUnavailable
 from services.usage.credits import CreditError, CreditLedger, merge_reservations
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from services.continuity import RecentRequest, SupabaseRecentStore
 from services.continuity.stores import RecentStoreUnavailable
-from services.usage.database import make_supabase_client
+from services.database import make_supabase_client
 from tests.http_stub import json_server
 
 SERVICE_KEY = "sb_secret_test-service-key-0123456789"

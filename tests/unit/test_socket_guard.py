@@ -20,9 +20,9 @@ from starlette.websockets import WebSocketDisconnect
 from api import create_app
 from api.socket_guard import SocketGuard, handshake_credential
 from services.access import AccessServices, Authenticator, StaticKeyStore
-from services.access.keys import anonymous_record, hash_key
 from services.access.socket_limits import AddressSlots, MessageLimiter, TokenBucket
 from services.deployment.runtime import ModelRuntime
+from services.keys.records import anonymous_record, hash_key
 from shared.settings import Settings
 from tests.conftest import wait_in_portal
 

@@ -230,9 +230,8 @@ async def test_a_48khz_output_builds_for_an_ap_bwe_whose_grid_is_not_80() -> Non
     from shared.settings import Settings
 
     async with CodecScheduler(RecordingRunner(FakeClock()), SchedulerPolicy()) as sched:
-        runtime = SimpleNamespace(settings=Settings(), sr=SimpleNamespace(grid=100, context=900),
-                                  codec_scheduler=sched)
-        out = AudioOutput(runtime, audio_format="pcm", sample_rate=48_000, stream=True, want_bwe=True,
+        resources = SimpleNamespace(settings=Settings(), sr=SimpleNamespace(grid=100, context=900), scheduler=sched)
+        out = AudioOutput(resources, audio_format="pcm", sample_rate=48_000, stream=True, want_bwe=True,
                           stats=PipelineStats())
         assert out.bwe_stream.end_lengths == (4_800, 6_400, 8_000, 12_800)
         out.bwe_stream.push(np.zeros(20_000, np.float32))

@@ -67,7 +67,7 @@ def _pcm_of_wav(data: bytes) -> np.ndarray:
 @pytest.mark.parametrize("text", [LONG_ENGLISH, LONG_HINDI], ids=["english", "hindi"])
 async def test_long_text_keeps_one_voice_and_crossfades_chunks(runtime: ModelRuntime, text: str) -> None:
     assert len(text) > 220
-    job = SynthesisJob(runtime, _request(runtime, text, request_id=f"long-{len(text)}"))
+    job = SynthesisJob(runtime.pipeline_resources(), _request(runtime, text, request_id=f"long-{len(text)}"))
     data = await job.collect()
 
     chunks = len(job.plan.chunks)
@@ -94,9 +94,9 @@ async def test_long_text_keeps_one_voice_and_crossfades_chunks(runtime: ModelRun
 
 async def test_streaming_equals_non_streaming_for_the_same_seed(runtime: ModelRuntime) -> None:
     text = LONG_ENGLISH[:400]
-    streamed_job = SynthesisJob(runtime, _request(runtime, text, request_id="eq-stream", stream=True, seed=11))
+    streamed_job = SynthesisJob(runtime.pipeline_resources(), _request(runtime, text, request_id="eq-stream", stream=True, seed=11))
     pieces = [piece async for piece in streamed_job.stream_bytes()]
-    complete = await SynthesisJob(runtime, _request(runtime, text, request_id="eq-file", seed=11)).collect()
+    complete = await SynthesisJob(runtime.pipeline_resources(), _request(runtime, text, request_id="eq-file", seed=11)).collect()
 
     streamed = b"".join(pieces)
     assert len(pieces) > 2, "streaming should deliver audio in several pieces"
@@ -139,13 +139,13 @@ async def test_streamed_pipeline_matches_offline_decode(runtime: ModelRuntime,
     monkeypatch.setattr(runtime, "engine", recorder)
     max_tokens = 90  # long enough for several streamed decode chunks per text chunk
     text = LONG_ENGLISH[:420]
-    job = SynthesisJob(runtime, _request(runtime, text, request_id="offline", stream=True, max_tokens=max_tokens))
+    job = SynthesisJob(runtime.pipeline_resources(), _request(runtime, text, request_id="offline", stream=True, max_tokens=max_tokens))
     streamed = _pcm_of_wav_stream(b"".join([piece async for piece in job.stream_bytes()]))
     assert job.stats.decoded_chunks > len(job.plan.chunks)
 
     # Offline: every text chunk's semantic tokens decoded in one call, then the same crossfaded join.
     globals_ = job.stats.global_tokens_per_chunk[0]
-    d_vector = runtime.speaker_vector(globals_)
+    d_vector = runtime.speaker_vectors.compute(globals_)
     segments = []
     for index in range(len(job.plan.chunks)):
         parser = TokenParser(runtime.layout, mode="controllable" if index == 0 else "clone")
@@ -175,7 +175,7 @@ def _pcm_of_wav_stream(data: bytes) -> np.ndarray:
 @pytest.mark.parametrize("max_tokens", [1, 5, 33])
 async def test_max_tokens_counts_semantic_tokens(runtime: ModelRuntime, max_tokens: int) -> None:
     # Below ~39 the engine used to stop inside the voice preamble (32 global tokens): a 500 for a valid request.
-    job = SynthesisJob(runtime, _request(runtime, "Hello there, how are you today?", request_id=f"mt-{max_tokens}",
+    job = SynthesisJob(runtime.pipeline_resources(), _request(runtime, "Hello there, how are you today?", request_id=f"mt-{max_tokens}",
                                          max_tokens=max_tokens))
     pcm = _pcm_of_wav(await job.collect())
     assert job.stats.semantic_tokens == max_tokens
@@ -196,13 +196,13 @@ async def test_max_tokens_counts_semantic_tokens(runtime: ModelRuntime, max_toke
     ids=["top_p-5e-324", "top_p-1e-45", "hot", "near-greedy", "greedy", "penalty-0.5", "penalty-2"],
 )
 async def test_sampling_at_the_accepted_bounds_produces_audio(runtime: ModelRuntime, sampling: dict) -> None:
-    job = SynthesisJob(runtime, _request(runtime, "Edge cases.", request_id="bounds", max_tokens=8, **sampling))
+    job = SynthesisJob(runtime.pipeline_resources(), _request(runtime, "Edge cases.", request_id="bounds", max_tokens=8, **sampling))
     pcm = _pcm_of_wav(await job.collect())
     assert len(pcm) == job.stats.semantic_tokens * HOP > 0
 
 
 async def test_closing_the_stream_aborts_generation_and_leaves_no_task(runtime: ModelRuntime) -> None:
-    job = SynthesisJob(runtime, _request(runtime, LONG_ENGLISH, request_id="closeme", stream=True, max_tokens=2000))
+    job = SynthesisJob(runtime.pipeline_resources(), _request(runtime, LONG_ENGLISH, request_id="closeme", stream=True, max_tokens=2000))
     stream = job.stream_bytes()
     first = await anext(stream)
     assert first[:4] == b"RIFF"
@@ -245,7 +245,7 @@ class _PacedEngine:
 async def test_first_audio_after_few_engine_steps_for_a_voice_with_known_globals(
         runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch, latency: str, most_steps: int) -> None:
     monkeypatch.setattr(runtime, "engine", _PacedEngine(runtime.engine))
-    job = SynthesisJob(runtime, _request(runtime, "Hello there, how are you today?", request_id=f"steps-{latency}",
+    job = SynthesisJob(runtime.pipeline_resources(), _request(runtime, "Hello there, how are you today?", request_id=f"steps-{latency}",
                                          stream=True, latency=latency, voice="fixed", max_tokens=40))
     source = job.stream_bytes()
     first = await anext(source)
@@ -259,7 +259,7 @@ async def test_a_single_text_chunk_holds_no_audio_back_for_a_crossfade(runtime: 
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """No later text chunk will be crossfaded in, so each decoded chunk leaves whole (no 50 ms tail waits)."""
     monkeypatch.setattr(runtime, "engine", _PacedEngine(runtime.engine, step_s=0.01))
-    job = SynthesisJob(runtime, _request(runtime, "Hello there, how are you today?", request_id="no-holdback",
+    job = SynthesisJob(runtime.pipeline_resources(), _request(runtime, "Hello there, how are you today?", request_id="no-holdback",
                                          stream=True, latency="balanced", voice="fixed", max_tokens=40,
                                          audio_format="pcm"))
     source = job.stream_bytes()
@@ -271,7 +271,7 @@ async def test_a_single_text_chunk_holds_no_audio_back_for_a_crossfade(runtime: 
 async def test_a_style_voice_waits_for_its_globals_first(runtime: ModelRuntime,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The model emits 32 globals (and markers) before any semantic token: the steps the known-globals path saves."""
-    job = SynthesisJob(runtime, _request(runtime, "Hello there.", request_id="steps-style", stream=True,
+    job = SynthesisJob(runtime.pipeline_resources(), _request(runtime, "Hello there.", request_id="steps-style", stream=True,
                                          latency="balanced", voice="default", max_tokens=40))
     await job.collect()
     assert job.stats.preamble_ids is not None and job.stats.preamble_ids >= 33
@@ -300,9 +300,9 @@ async def test_jobs_decode_through_the_codec_scheduler_and_streams_pace_against_
 
     monkeypatch.setattr(scheduler, "open_stream", spy)
     calls = scheduler.stats.calls
-    streamed = SynthesisJob(runtime, _request(runtime, "Pacing the stream.", request_id="paced", stream=True))
+    streamed = SynthesisJob(runtime.pipeline_resources(), _request(runtime, "Pacing the stream.", request_id="paced", stream=True))
     await streamed.collect()
-    held = SynthesisJob(runtime, _request(runtime, "Not streamed.", request_id="held", stream=False))
+    held = SynthesisJob(runtime.pipeline_resources(), _request(runtime, "Not streamed.", request_id="held", stream=False))
     await held.collect()
 
     assert len(opened) == 2 and all(h.closed for h in opened) and scheduler.active_streams == 0
@@ -357,7 +357,7 @@ async def test_48khz_streams_super_resolve_through_the_scheduler_as_offline(sr_r
     async def run(text: str, rid: str) -> tuple[np.ndarray, np.ndarray]:
         request = replace(_request(runtime, text, request_id=rid, stream=True, audio_format="pcm"),
                           sample_rate=48_000, want_sr=True, time_stretch=stretch)
-        job = SynthesisJob(runtime, request)
+        job = SynthesisJob(runtime.pipeline_resources(), request)
         planner, fed = job.chain.bwe_stream, []
         push = planner.push
 
@@ -413,7 +413,7 @@ async def test_a_48khz_stream_plays_its_first_decoded_chunk_through_a_lead_windo
     request = replace(_request(runtime, text, request_id=f"sr48-lead-{len(text)}", stream=True,
                                audio_format="pcm", latency="balanced", voice="fixed", max_tokens=60),
                       sample_rate=48_000, want_sr=True)
-    job = SynthesisJob(runtime, request)
+    job = SynthesisJob(runtime.pipeline_resources(), request)
     assert job.chain.sr_lead
     planner, fed, leads = job.chain.bwe_stream, [], []
     push = planner.push
@@ -456,7 +456,7 @@ async def test_a_48khz_stream_takes_no_lead_when_admission_finds_the_engine_slow
     monkeypatch.setattr(runtime, "admission", admission, raising=False)
     request = replace(_request(runtime, "Hello there.", request_id="sr48-no-lead", stream=True, audio_format="pcm",
                                latency="balanced", voice="fixed", max_tokens=40), sample_rate=48_000, want_sr=True)
-    job = SynthesisJob(runtime, request)
+    job = SynthesisJob(runtime.pipeline_resources(), request)
     assert not job.chain.sr_lead
     await job.collect()
     assert job.chain.bwe_stream.lead_windows == 0 and job.chain.bwe_stream.windows > 0

@@ -9,7 +9,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -40,14 +39,15 @@ def fake_tokens(samples: np.ndarray, semantic: bool) -> ReferenceTokens:
 
 @dataclass
 class FakeRuntime:
-    """What the library uses of ModelRuntime; `encode_reference` is the fake above, counting its calls."""
+    """What the library uses of ModelRuntime (a ModelSource and a ReferenceEncoding); `encode_reference` is the fake
+    above, counting its calls. `pipeline_resources()` is itself: it carries what the prompt checks read."""
 
     settings: Settings = field(default_factory=Settings)
     tokenizer: Any = TOKENIZER
     added_token_ids: Any = None
     voices: VoiceRegistry = field(default_factory=VoiceRegistry.builtin)
     ready: bool = True
-    state: Any = field(default_factory=lambda: SimpleNamespace(value="ready"))
+    state_name: str = "ready"
     cloning_unavailable_reason: str | None = None
     calls: list[bool] = field(default_factory=list)
     delay_s: float = 0.0
@@ -55,6 +55,9 @@ class FakeRuntime:
     most_running: int = 0
     fail: Exception | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def pipeline_resources(self) -> FakeRuntime:
+        return self
 
     def encode_reference(self, samples: np.ndarray, *, semantic: bool = True, stop=None) -> ReferenceTokens:
         with self.lock:
@@ -74,7 +77,7 @@ class FakeRuntime:
 def make_library(directory: Path, runtime: FakeRuntime | None = None, **settings: Any) -> VoiceLibrary:
     runtime = runtime or FakeRuntime()
     runtime.settings = Settings(voice_dir=directory, **settings)
-    return VoiceLibrary.from_settings(runtime.settings, runtime)  # type: ignore[arg-type]
+    return VoiceLibrary.from_settings(runtime.settings, runtime, runtime)  # type: ignore[arg-type]
 
 
 def audio(seconds: float = 3.0, seed: int = 0) -> bytes:
@@ -96,7 +99,7 @@ async def test_create_encodes_once_and_stores_the_voice_for_its_key(tmp_path: Pa
     assert await library.get(record.voice_id, A) == record
     plain = await library.create(NewVoice("No transcript"), audio(seed=1), "key_a")
     assert plain.semantic_tokens is None and plain.transcript is None  # semantic ids only when they will be used
-    assert library.runtime.calls == [True, False]  # type: ignore[attr-defined]
+    assert library.models.calls == [True, False]  # type: ignore[attr-defined]
 
 
 async def test_other_keys_get_404_and_the_admin_sees_and_deletes_everything(tmp_path: Path) -> None:
@@ -117,7 +120,7 @@ async def test_other_keys_get_404_and_the_admin_sees_and_deletes_everything(tmp_
 
 async def test_a_repeated_reference_costs_one_encode_and_the_lru_is_bounded(tmp_path: Path) -> None:
     library = make_library(tmp_path, clone_reference_cache_size=2)
-    calls = library.runtime.calls  # type: ignore[attr-defined]
+    calls = library.models.calls  # type: ignore[attr-defined]
     first = await library.reference_voice(audio(), "Hello there, this is me.")
     again = await library.reference_voice(audio(), "Hello there, this is me.")
     assert first == again and first.continuation and first.id.startswith("ref_") and calls == [True]

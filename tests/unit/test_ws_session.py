@@ -409,7 +409,7 @@ async def test_a_context_cuts_its_text_chunks_at_the_streaming_cap(runtime: Any)
             "holidays, when it closes at two, and the guided tours, which start at the main entrance every hour, "
             "are free for members.")
     short = "Sure, I can help with that."
-    u = Utterance(runtime, request_for(runtime, request_id="u-cap", stream=True), max_text_chars=5000)
+    u = Utterance(runtime.pipeline_resources(), request_for(runtime, request_id="u-cap", stream=True), max_text_chars=5000)
     for word in (long + " " + short).split(" "):
         u.add_text(word + " ")
     u.end()

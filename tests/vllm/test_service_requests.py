@@ -87,14 +87,14 @@ async def test_the_service_guard_uses_the_installed_limits() -> None:
 @pytest.mark.parametrize("voice", ["default", "fixed", "narrator"])  # style, global_tokens, speaker prefix
 async def test_every_voice_kind_fits_the_gpu_runner(runtime, voice: str) -> None:
     runtime.built_params.clear()
-    audio = await SynthesisJob(runtime, request(runtime, "Hello there.", voice)).collect()
+    audio = await SynthesisJob(runtime.pipeline_resources(), request(runtime, "Hello there.", voice)).collect()
     assert len(audio) > 0
     assert_within_gpu_limits(runtime.built_params)
 
 
 async def test_a_two_chunk_text_in_a_global_tokens_voice_end_to_end(runtime) -> None:
     runtime.built_params.clear()
-    job = SynthesisJob(runtime, request(runtime, LONG_ENGLISH[:400], "fixed", max_tokens=16, seed=4))
+    job = SynthesisJob(runtime.pipeline_resources(), request(runtime, LONG_ENGLISH[:400], "fixed", max_tokens=16, seed=4))
     audio = await job.collect()
     assert job.stats.text_chunks >= 2 and job.stats.text_chunks_done == job.stats.text_chunks
     assert len(set(job.stats.global_tokens_per_chunk)) == 1  # one voice across chunks
@@ -106,7 +106,7 @@ async def test_a_two_chunk_text_in_a_global_tokens_voice_end_to_end(runtime) -> 
 
 async def test_websocket_style_segments_and_continuation_chunks_fit(runtime) -> None:
     runtime.built_params.clear()
-    job = SynthesisJob(runtime, request(runtime, "", "default", max_tokens=12), incremental=True)
+    job = SynthesisJob(runtime.pipeline_resources(), request(runtime, "", "default", max_tokens=12), incremental=True)
     job.feed_text("First sentence arrives.")
     job.feed_text("Then another one follows.")
     job.close_text()
@@ -135,7 +135,7 @@ async def test_a_cloned_voice_with_a_transcript_fits_the_gpu_runner(runtime) -> 
                   global_tokens=tokens.global_tokens, reference_text=transcript.strip(),
                   reference_semantic=tokens.semantic_tokens)
     runtime.built_params.clear()
-    job = SynthesisJob(runtime, dataclasses.replace(
+    job = SynthesisJob(runtime.pipeline_resources(), dataclasses.replace(
         request(runtime, LONG_ENGLISH[:400], "fixed", max_tokens=16, seed=5), voice=voice))
     audio = await job.collect()
     assert job.stats.text_chunks >= 2 and job.stats.text_chunks_done == job.stats.text_chunks
@@ -158,7 +158,7 @@ async def test_stitched_continuations_fit_the_gpu_runner_and_are_served_from_the
 
     continuity = Continuity(runtime.settings, runtime, MemoryRecentStore())
     voice = runtime.voices.resolve("fixed")
-    previous = SynthesisJob(runtime, dataclasses.replace(
+    previous = SynthesisJob(runtime.pipeline_resources(), dataclasses.replace(
         request(runtime, "The harbour was still asleep that morning, and the boats lay still.", "fixed",
                 max_tokens=200, seed=3), request_id="vllm-previous"))
     continuity.track(previous, None)
@@ -174,12 +174,12 @@ async def test_stitched_continuations_fit_the_gpu_runner_and_are_served_from_the
     runtime.built_params.clear()
     before = hits()
     for seed in (1, 2):
-        job = SynthesisJob(runtime, dataclasses.replace(request(runtime, text, "fixed", max_tokens=16, seed=seed),
+        job = SynthesisJob(runtime.pipeline_resources(), dataclasses.replace(request(runtime, text, "fixed", max_tokens=16, seed=seed),
                                                         voice=stitched, request_id=f"vllm-stitched-{seed}"))
         assert len(await job.collect()) > 0
     await asyncio.sleep(0.5)  # the stat logger records after the engine step
     assert hits() - before >= prompt_len // 2  # the second prompt's full blocks come from the cache
-    job = SynthesisJob(runtime, dataclasses.replace(request(runtime, LONG_ENGLISH[:400], "fixed", max_tokens=16, seed=6),
+    job = SynthesisJob(runtime.pipeline_resources(), dataclasses.replace(request(runtime, LONG_ENGLISH[:400], "fixed", max_tokens=16, seed=6),
                                                     voice=stitched, request_id="vllm-stitched-long"))
     await job.collect()
     assert job.stats.text_chunks >= 2 and set(job.stats.global_tokens_per_chunk) == {voice.global_tokens}

@@ -13,7 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from services.access.keys import (
+from services.database import PostgresPool, make_supabase_client
+from services.keys.records import (
     RECORD_COLUMNS,
     ApiKeyRecord,
     DebitResult,
@@ -24,7 +25,6 @@ from services.access.keys import (
     hash_key,
     utcnow,
 )
-from services.usage.database import PostgresPool, make_supabase_client
 from shared.settings import Settings
 
 logger = logging.getLogger("services.access")
@@ -239,7 +239,7 @@ class PostgresKeyStore(KeyStore):
 
     def __init__(self, dsn: str | None = None, *, pool: PostgresPool | None = None, max_connections: int = 4,
                  timeout_s: float = 5.0) -> None:
-        """`pool`: the process's shared pool (services/usage/database.py), closed by its owner; else one of its own."""
+        """`pool`: the process's shared pool (services/database.py), closed by its owner; else one of its own."""
         if pool is None and not dsn:
             raise ValueError("PostgresKeyStore needs a DSN or a pool")
         self._owns_pool = pool is None

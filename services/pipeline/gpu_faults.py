@@ -28,7 +28,7 @@ from typing import Protocol
 
 from shared import metrics
 
-logger = logging.getLogger("services.deployment.gpu_health")
+logger = logging.getLogger("services.pipeline.gpu_faults")
 
 GPU_FAULT = "GPU_FAULT"
 GPU_OOM = "GPU_OOM"
