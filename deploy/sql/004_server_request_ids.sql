@@ -1,4 +1,4 @@
--- Server-generated request ids (issue: client-controlled keys). `request_id` now always holds the server's id
+-- Server-generated request ids. `request_id` now always holds the server's id
 -- (unique: the idempotency key of retried and replayed writes); the client's X-Request-ID, which clients may
 -- reuse, is kept in its own column. Idempotent.
 

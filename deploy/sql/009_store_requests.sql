@@ -1,4 +1,4 @@
--- tts_store_requests: the Supabase request-log sink's write (issue 27, item 3). PostgREST cannot insert rows and
+-- tts_store_requests: the Supabase request-log sink's write. PostgREST cannot insert rows and
 -- update another table in one request, so the sink calls this function over RPC (POST /rest/v1/rpc/tts_store_requests
 -- {"p_rows": [...]}) and it does what the PostgreSQL sink's single statement does: store the rows not stored before
 -- (request_id is the idempotency key) and add the refunds those new rows carry (`refund_credits`, 008) to their

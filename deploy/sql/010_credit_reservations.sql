@@ -1,4 +1,4 @@
--- Credit reservations (issue 40): one accounting model for reserving, debiting and recording credits.
+-- Credit reservations: one accounting model for reserving, debiting and recording credits.
 --
 --   reserve  tts_reserve_credits(reservation_id, request_id, key_id, amount): takes `amount` from the balance and
 --            journals it in credit_reservations, in one transaction. Idempotent per reservation id: a retry after an
@@ -32,7 +32,7 @@ ALTER TABLE credit_reservations ENABLE ROW LEVEL SECURITY;
 -- balance when its row is stored, at most what it is charged.
 ALTER TABLE tts_requests ADD COLUMN IF NOT EXISTS outage_credits BIGINT NOT NULL DEFAULT 0;
 -- What carried the request, `http` or `websocket` (a WebSocket utterance or dialect context is one row); NULL on rows
--- written before this column (issue 40, item 8).
+-- written before this column.
 ALTER TABLE tts_requests ADD COLUMN IF NOT EXISTS transport TEXT;
 
 CREATE OR REPLACE FUNCTION tts_reserve_credits(p_reservation_id TEXT, p_request_id TEXT, p_key_id TEXT,

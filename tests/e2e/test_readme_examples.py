@@ -1,7 +1,8 @@
-"""Every README example that talks to a server runs as written against a real server on the demo checkpoint.
+"""Every example of the README and the API pages that talks to a server runs as written against a real server on
+the demo checkpoint.
 
-The fenced `bash` and `python` blocks are taken from README.md (any block that names localhost:8000, plus the
-`python -m core.clone` one). What is substituted, and nothing else: `localhost:8000` becomes this server's
+The fenced `bash` and `python` blocks are taken from README.md and the API reference pages (docs/api/, in the order
+of EXAMPLE_PAGES: any block that names localhost:8000, plus the `python -m core.clone` one). What is substituted, and nothing else: `localhost:8000` becomes this server's
 127.0.0.1 port; the placeholders a reader fills in are filled the same way (`$KEY` in the environment, the
 recordings `me.wav`, `reference.wav` and `clip.webm` as files in the working directory, `MODEL_DIR` as the demo
 checkpoint, `voice_3f2a…` as the id the create example answered). curl runs with a `.curlrc` of `--fail-with-body`
@@ -28,19 +29,22 @@ from tests.e2e.conftest import RunningServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
-README = PROJECT_ROOT / "README.md"
+# README first, then the API pages; the voice library's create example comes before the examples that use its id.
+EXAMPLE_PAGES = [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs" / "api").glob("*.md"))]
 PLACEHOLDER_VOICE = "voice_3f2a…"
 
 
-def readme_examples() -> list[tuple[int, str, str]]:
-    """(line, language, code) of every block that talks to a server or runs the clone CLI."""
-    text = README.read_text(encoding="utf-8")
+def readme_examples() -> list[tuple[str, str, str]]:
+    """(page:line, language, code) of every block that talks to a server or runs the clone CLI."""
     out = []
-    for match in re.finditer(r"^( *)```(\w*)\n(.*?)^\1```", text, re.S | re.M):
-        indent, language, body = match.groups()
-        if language in ("bash", "python") and ("localhost:8000" in body or "python -m core.clone" in body):
-            code = "\n".join(line[len(indent):] for line in body.splitlines())
-            out.append((text[: match.start()].count("\n") + 1, language, code))
+    for page in EXAMPLE_PAGES:
+        text = page.read_text(encoding="utf-8")
+        for match in re.finditer(r"^( *)```(\w*)\n(.*?)^\1```", text, re.S | re.M):
+            indent, language, body = match.groups()
+            if language in ("bash", "python") and ("localhost:8000" in body or "python -m core.clone" in body):
+                code = "\n".join(line[len(indent):] for line in body.splitlines())
+                where = f"{page.relative_to(PROJECT_ROOT)} line {text[: match.start()].count(chr(10)) + 1}"
+                out.append((where, language, code))
     return out
 
 
@@ -93,9 +97,8 @@ def test_every_readme_example_runs_as_written(server: RunningServer, workdir: Pa
     env = _env(workdir)
     voice_id = None
     ran = 0
-    for line, language, code in readme_examples():
+    for where, language, code in readme_examples():
         code = code.replace("localhost:8000", f"127.0.0.1:{port}")
-        where = f"README.md line {line}"
         if language == "python":
             result = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True,
                                     text=True, timeout=300)

@@ -21,7 +21,7 @@ compared with requests taken after it measured that drift, not the flood, which 
 0.5 s allowance. ALLOWANCE_S is 10 ms: two GIL switch intervals (5 ms, the time a thread that wants the GIL may
 wait for its holder), the resolution at which the server's threads take turns.
 
-What the flood costs the server (py-spy on the server under this flood; deploy/RUNBOOK.md section 11): the first
+What the flood costs the server (py-spy on the server under this flood; docs/operate/runbook.md section 11): the first
 wave, 8 sockets each handled to the end of its 1,000-message burst, keeps the event loop busy for about a second,
 holding the GIL about 38% of the time against 9% for B's generation thread (the demo engine generates in-process):
 frame parsing (uvicorn parses every frame of a 256 KiB read before the app sees the first), handling each message,

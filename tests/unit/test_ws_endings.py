@@ -1,4 +1,4 @@
-"""How a WebSocket ended decides what its unfinished utterances pay (docs/credits.md, "A socket the server ends"):
+"""How a WebSocket ended decides what its unfinished utterances pay (docs/api/credits.md, "A socket the server ends"):
 the client's own close is a hang-up; a connection lost without its close frame (the network, a vanished client, the
 server's keepalive) or ended by the server is charged for the audio that reached the socket."""
 

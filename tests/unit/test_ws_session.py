@@ -345,7 +345,7 @@ async def test_a_socket_the_server_ends_charges_only_the_audio_that_reached_it(r
     received = sum(len(m) for m in sock.sent if isinstance(m, bytes))
     assert u.delivered_s == pytest.approx(received / 2 / 16000, abs=1e-6)
     if not by_server:
-        assert billable == u.spoken_characters  # the client left: a hang-up pays its text (README's table)
+        assert billable == u.spoken_characters  # the client left: a hang-up pays its text (docs/api/credits.md)
         return
     # Text chunks the received audio reached (crossfades only shorten the audio, so this is generous).
     reached, heard = 0, received / 2
