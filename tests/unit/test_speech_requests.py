@@ -59,10 +59,13 @@ def test_one_voice_error_for_every_transport() -> None:
 
             raise UnknownVoiceError(name, ["default"])
 
-    class Runtime:
+    class Models:  # a ModelSource whose bundle carries only the voices
         voices = Voices()
 
-    service = SpeechService(Runtime(), SETTINGS)  # type: ignore[arg-type]
+        def pipeline_resources(self) -> Models:
+            return self
+
+    service = SpeechService(Models(), SETTINGS)  # type: ignore[arg-type]
     with pytest.raises(SynthesisError) as info:
         service.resolve_voice("nobody", field="voice")
     assert info.value.code == "INVALID_SPEAKER" and info.value.param == "voice"
@@ -101,11 +104,14 @@ async def test_custom_and_reference_voices_need_the_voice_library() -> None:
     from services.pipeline.speech import SpeechRequest
     from services.voice_library import new_voice_id
 
-    class Runtime:
+    class Models:  # a ModelSource whose bundle carries only the voices
         voices = VoiceRegistry.builtin()
         openai_custom_voices: dict[str, str] = {}
 
-    service = SpeechService(Runtime(), SETTINGS)  # type: ignore[arg-type]
+        def pipeline_resources(self) -> Models:
+            return self
+
+    service = SpeechService(Models(), SETTINGS)  # type: ignore[arg-type]
     base = SpeechRequest(text="Hi.", voice=None, audio_format="wav", sample_rate=16000,
                          sampling=SamplingOptions.with_defaults(SETTINGS), voice_field="voice")
     assert (await service.voice(base, "key_a")).id == "default"
