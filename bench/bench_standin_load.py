@@ -5,11 +5,11 @@
         [--concurrency 32] [--admission auto|on|off] [--speed 1.1] [--sample-rate 8000|16000|...|48000]
         [--out bench/results/standin_load.json]
 
-Starts `uvicorn --factory api:create_app` on the demo checkpoint with `TTS_DEVICE_COST_MODEL` (a benchmark tool:
-the engine's steps and the codec's calls, all through `runtime.codec_runner`, become waits of the modelled length on
-one shared device timeline), then `bench/loadgen.py` levels of 1 and N streams. What is left over is the wiring's:
-HTTP, parsing, guards, scheduling, framing, encoding. The goal (issue 38): N=32 starts within 1.3x (+100 ms) of one
-alone, with no underrun.
+Starts the stand-in server (`python -m bench.standin.serve --cost-model ...`, the demo checkpoint: the engine's steps
+and the codec's calls, all through `runtime.codec_runner`, become waits of the modelled length on one shared device
+timeline), then `bench/loadgen.py` levels of 1 and N streams. What is left over is the wiring's:
+HTTP, parsing, guards, scheduling, framing, encoding. The goal: N=32 starts within 1.3x (+100 ms) of one alone,
+with no underrun.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import standin_command, start_server  # noqa: E402
 from bench.loadgen import LevelSpec, run_level, summarise  # noqa: E402
-from bench.local_server import start_server  # noqa: E402
 
 TEXT = ("The quick brown fox jumps over the lazy dog, then naps in the warm afternoon sun while the children play "
         "by the river and the old miller counts his sacks of flour.")
@@ -34,11 +34,12 @@ TEXT = ("The quick brown fox jumps over the lazy dog, then naps in the warm afte
 
 def start(cost_model: Path, log: Path, admission: str = "auto",
           extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    env = {"TTS_DEVICE_COST_MODEL": str(cost_model), "TTS_AUTH_ENABLED": "false", "TTS_DEVICE": "cpu",
+    """The stand-in server (bench/harness.py, `standin_command`) on the demo checkpoint, ready: its process and URL."""
+    env = {"TTS_AUTH_ENABLED": "false", "TTS_DEVICE": "cpu",
            "TTS_DEMO_DIR": str(Path(tempfile.gettempdir()) / "tts-standin-demo"), "PYTHONUNBUFFERED": "1",
            "TTS_ADMISSION": admission, **(extra_env or {})}
-    return start_server(lambda port: [sys.executable, "-m", "uvicorn", "--factory", "api:create_app", "--host",
-                                      "127.0.0.1", "--port", str(port), "--no-access-log"], env, log)
+    server = start_server(standin_command(cost_model), env, log)
+    return server.process, server.url
 
 
 def first_chunk_schedules(url: str) -> dict[str, float]:

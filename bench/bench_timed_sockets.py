@@ -3,7 +3,7 @@
     PYTHONPATH=. .venv/bin/python bench/bench_timed_sockets.py [--streams 32] [--transport ws,cartesia]
         [--rounds 2] [--out bench/results/timed_sockets/timed_sockets.json]
 
-One server with the device stand-in (`TTS_DEVICE_COST_MODEL`, h100-tf32: the engine and the codec cost modelled time
+One server with the device stand-in (bench/standin, h100-tf32: the engine and the codec cost modelled time
 on one timeline), then, per round and transport: `--streams` sockets at once speaking a ~11 s sentence a word at a
 time (`bench/ws_speakers.py`: the messages Pipecat and LiveKit send), without timestamps and with them, alternated.
 Per variant: first audio (from the first message sent, p50 / p95), streams that ran dry after first audio with a

@@ -19,9 +19,9 @@ from typing import Any
 
 from bench.sim.run import SimConfig, Simulation
 from bench.sim.virtual_loop import run_virtual
+from bench.standin.cost_model import CostModel
 from services.codec.admission import Admission
 from services.codec.calls import SchedulerPolicy
-from services.codec.cost_model import CostModel
 from services.codec.scheduler import CodecScheduler
 
 ROOT = Path(__file__).resolve().parents[1]

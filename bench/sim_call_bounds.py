@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.sim.run import ADMISSION_OFF, SimConfig, simulate
+from bench.standin.cost_model import CostModel
 from services.codec.calls import SchedulerPolicy
-from services.codec.cost_model import CostModel
 
 ROOT = Path(__file__).resolve().parents[1]
 COST_MODEL = ROOT / "bench" / "cost_models" / "h100-tf32.json"

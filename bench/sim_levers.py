@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.sim.run import ADMISSION_OFF, SimConfig, simulate
+from bench.standin.cost_model import CostModel
 from services.codec.calls import SchedulerPolicy
-from services.codec.cost_model import CostModel
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD_LENGTHS = (16, 32, 48, 64, 96, 128, 192, 256)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.sim.run import SimConfig, simulate
-from services.codec.cost_model import CostModel
+from bench.standin.cost_model import CostModel
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "bench" / "cost_models"

@@ -9,7 +9,8 @@
 - `stop`: emits the stop id in place of the first semantic id (a chunk with no speech).
 `tries`: the first `tries` generations of each text misbehave, then one behaves, and so on (0: every one does),
 so a retried chunk can succeed; the text is the prompt's content ids, so a retry with the voice's global tokens
-counts as the same text. Selected by TTS_ENGINE_FAULT (`MODE[:K][:TRIES]`); never set it in production.
+counts as the same text. A spec is `MODE[:K][:TRIES]`; a server serves with it through
+`python -m bench.standin.serve --fault SPEC`.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ class FaultyEngine:
 
 
 def with_fault(engine: LLMEngine, fault: str, layout: VocabLayout, tokenizer: Any) -> LLMEngine:
-    """`engine` wrapped by TTS_ENGINE_FAULT (empty: unchanged)."""
+    """`engine` wrapped by the fault `MODE[:K][:TRIES]` (empty: unchanged)."""
     if not fault:
         return engine
     ids = tokenizer.convert_tokens_to_ids(["<|start_content|>", "<|end_content|>"])

@@ -1,11 +1,11 @@
 """A device cost model and the stand-ins built on it: a BENCHMARK TOOL, never a way to serve.
 
-The cost model (specs/gpu_serving.md §6) says what each device call costs: an LLM step over B rows, a prompt's
+The cost model says what each device call costs: an LLM step over B rows, a prompt's
 prefill, a BiCodec call of B x T tokens, an AP-BWE call of B x S input samples, each `fixed + per_unit x units`,
 and the API path's CPU time per second of audio. Two users:
 
 - `bench.simulate` drives the real `CodecScheduler` and `Admission` on a virtual clock with these costs;
-- `TTS_DEVICE_COST_MODEL=FILE` makes the real server (demo checkpoint only) replace the engine's steps and the
+- `python -m bench.standin.serve --cost-model FILE` makes the real server (demo checkpoint only) replace the engine's steps and the
   codec's calls with waits of the modelled length (`CostModelRunner` here, `CostModelEngine` in
   `cost_model_engine.py`), so the wiring (HTTP, parser, scheduler, encoders) is measured on a CPU as if a GPU
   did the model work.

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from bench.standin.cost_model import CostModel, DeviceTimeline, StepLoop, delta_due
 from core.llm import SamplingConfig
 from core.tokens import NUM_GLOBAL_TOKENS, Marker, VocabLayout
-from services.codec.cost_model import CostModel, DeviceTimeline, StepLoop, delta_due
 
 START_CONTENT = "<|start_content|>"
 END_CONTENT = "<|end_content|>"
