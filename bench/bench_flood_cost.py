@@ -1,4 +1,4 @@
-"""What a flooding WebSocket client costs the server, in server CPU (issue 40, tests/integration/test_flood_isolation.py).
+"""What a flooding WebSocket client costs the server, in server CPU (tests/integration/test_flood_isolation.py).
 
     export $(scripts/start_services)   # the test PostgreSQL: keys and credits as in production
     .venv/bin/python bench/bench_flood_cost.py [--label NAME] [--handshakes N] [--sockets N]

@@ -35,7 +35,7 @@ than an H100, so streams run slower than real time and each level's wall time st
 second still counts every id's and every delta's work, but less of the pacing's.
 `--profile` profiles the event-loop thread (cProfile on CPU time) during the levels only, writes the top functions
 and a table per stage (`STAGES`; cProfile inflates code that calls many builtins, so read it as a map, and
-`bench/bench_host_stages.py` for the synchronous stages' true cost). The goal (issue 38): under 1.5 ms per second of
+`bench/bench_host_stages.py` for the synchronous stages' true cost). The goal: under 1.5 ms per second of
 audio; the cost model's `host_ms.per_audio_second` is this figure.
 """
 

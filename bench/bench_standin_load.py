@@ -3,7 +3,7 @@
 
     PYTHONPATH=. .venv/bin/python bench/bench_standin_load.py [--cost-model bench/cost_models/h100-tf32.json] \\
         [--concurrency 32] [--admission auto|on|off] [--speed 1.1] [--sample-rate 8000|16000|...|48000]
-        [--out bench/results/standin_load.json]
+        [--out bench/results/standin_load/RATE.json]
 
 Starts the stand-in server (`python -m bench.standin.serve --cost-model ...`, the demo checkpoint: the engine's steps
 and the codec's calls, all through `runtime.codec_runner`, become waits of the modelled length on one shared device
@@ -76,8 +76,9 @@ def main() -> int:
     p.add_argument("--sample-rate", type=int, choices=(8000, 16000, 22050, 24000, 44100, 48000), default=16000,
                    help="above 16000: through AP-BWE's windows (the stand-in's sr_ms), then the resampler below 48000; "
                         "8000: the resampler alone")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "standin" / "standin_load.json")
+    p.add_argument("--out", type=Path, default=None, help="default bench/results/standin_load/RATE.json")
     args = p.parse_args()
+    args.out = args.out or ROOT / "bench" / "results" / "standin_load" / f"{args.sample_rate}.json"
     log = Path(tempfile.gettempdir()) / "tts-standin-server.log"
     proc, url = start(args.cost_model, log, args.admission)
     try:

@@ -1,7 +1,7 @@
 """Voice-agent sockets under load with word timestamps on and off: what timing costs the listeners.
 
     PYTHONPATH=. .venv/bin/python bench/bench_timed_sockets.py [--streams 32] [--transport ws,cartesia]
-        [--rounds 2] [--out bench/results/timed_sockets/timed_sockets.json]
+        [--rounds 2] [--out bench/results/timed_sockets/RATE.json]
 
 One server with the device stand-in (bench/standin, h100-tf32: the engine and the codec cost modelled time
 on one timeline), then, per round and transport: `--streams` sockets at once speaking a ~11 s sentence a word at a
@@ -86,8 +86,9 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--sample-rate", type=int, default=16_000, choices=(8_000, 16_000, 22_050, 24_000, 44_100),
                    help="the sockets' pcm rate (above 16 kHz through AP-BWE's windows: the stand-in's sr_ms)")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "timed_sockets" / "timed_sockets.json")
+    p.add_argument("--out", type=Path, default=None, help="default bench/results/timed_sockets/RATE.json")
     args = p.parse_args()
+    args.out = args.out or ROOT / "bench" / "results" / "timed_sockets" / f"{args.sample_rate}.json"
     log = Path(tempfile.gettempdir()) / "tts-timed-sockets-server.log"
     # One agent call holds one socket: no per-key or per-address socket cap (every stream is the anonymous key).
     proc, url = start(args.cost_model, log, extra_env={"TTS_WS_MAX_CONNECTIONS_PER_KEY": "0",
