@@ -6,7 +6,7 @@ captures AP-BWE in fp32 and runs a stream's true end eager unless it is shaped t
 (host 1.5 ms per audio second, admission on) at each LLM slope and seed under three cases: the spec's model, the
 served model with true ends at their exact length (`SimConfig.shape_true_ends=False`),
 and the served model as the service runs now. Prints streams held (mean and range over the seeds), underrunning
-streams and p95 first audio per case, and writes every run (docs/benchmarks.md, "AP-BWE at the precision served").
+streams and p95 first audio per case, and writes every run (docs/benchmarks.md, "48 kHz at the AP-BWE precision served").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A stream's AP-BWE true end rides a bucket's graph: the planner shapes the last window to a bucket's length (more
 left context, which leaves the kept output as it is), and the scheduler puts such a window only in a call of exactly
 its length, beside other streams' rows, never padded. Until then every stream's last window ran as an eager call of
-its own (fp32, kernel by kernel: docs/benchmarks.md, "AP-BWE at the precision served")."""
+its own (fp32, kernel by kernel: docs/benchmarks.md, "48 kHz at the AP-BWE precision served")."""
 
 from __future__ import annotations
 
