@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import standin_command, start_server  # noqa: E402
+from bench.harness import standin_command, start_server, write_results  # noqa: E402
 from bench.loadgen import LevelSpec, run_level, summarise  # noqa: E402
 
 TEXT = ("The quick brown fox jumps over the lazy dog, then naps in the warm afternoon sun while the children play "
@@ -99,11 +98,9 @@ def main() -> int:
     print(f"p95 at {args.concurrency} / p50 alone: {ratio:.2f}; goal p95 <= {1000 * goal:.0f} ms "
           f"({'met' if many['ttfb_p95_s'] <= goal and many['underruns'] == 0 else 'NOT met'})")
     print(f"first-chunk schedules (both levels, schedule/reason): {schedules or 'none (admission off)'}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"cost_model": str(args.cost_model.name), "levels": rows, "ratio_p95_over_p50": ratio,
-                                    "admission": args.admission, "first_chunk_schedules": schedules,
-                                    "speed": args.speed, "sample_rate": args.sample_rate},
-                                   indent=2, default=str) + "\n")
+    write_results(args.out, {"cost_model": str(args.cost_model.name), "levels": rows, "ratio_p95_over_p50": ratio,
+                             "admission": args.admission, "first_chunk_schedules": schedules, "speed": args.speed,
+                             "sample_rate": args.sample_rate})
     return 0
 
 

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_standin_load import TEXT, start  # noqa: E402
+from bench.harness import write_results  # noqa: E402
 from bench.loadgen import percentile  # noqa: E402
 from bench.ws_speakers import run_socket_level  # noqa: E402
 
@@ -99,10 +100,8 @@ def main() -> int:
         proc.terminate()
         proc.wait(timeout=30)
     print(table(rows))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"cost_model": args.cost_model.name, "streams": args.streams,
-                                    "sample_rate": args.sample_rate, "rows": rows}, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, {"cost_model": args.cost_model.name, "streams": args.streams,
+                             "sample_rate": args.sample_rate, "rows": rows})
     return 0
 
 
