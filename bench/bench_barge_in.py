@@ -1,8 +1,8 @@
 """The next turn after a barge-in against a fresh turn: first audio from the turn's first message, as ratios.
 
-Two servers start together on the demo checkpoint (the product app, auth off): `now` (the product) and `before`
-(`TTS_WS_SUPERSEDE_AFTER_S` so large that no context ever supersedes another: the server as it was before the
-barge-in rules, when an interrupted context kept generating). Each runs, on the ElevenLabs and the Cartesia socket,
+Two servers start together on the demo checkpoint (the product app, auth off): `supersede` (the product) and
+`no_supersede` (`TTS_WS_SUPERSEDE_AFTER_S` so large that no context ever supersedes another: an interrupted context
+keeps generating). Each runs, on the ElevenLabs and the Cartesia socket,
 the messages Pipecat's clients send (ElevenLabs: `" "` opener, the text a word at a time, `flush`, `close_context`;
 Cartesia: the text a word at a time with `continue`, then `continue: false`), and nothing more on a barge-in (as
 Pipecat's ElevenLabs client and LiveKit's pooled clients do):
@@ -12,10 +12,10 @@ Pipecat's ElevenLabs client and LiveKit's pooled clients do):
   user speaks for `USER_S`), then the next turn opens: its first audio.
 
 Prints a markdown table (median first audio per case, ratio after/fresh, the server's `stop_ms` of the stopped
-contexts) and writes bench/results/barge_in.json. Timings on a shared CPU are noisy: compare the ratios.
-`--cost-model bench/cost_models/h100-tf32.json` runs both servers with the device stand-in (`TTS_DEVICE_COST_MODEL`:
-the model's work becomes waits of an H100's length, so what is timed is the server's wiring, as in the agents tier)
-and writes bench/results/barge_in_standin.json.
+contexts) and writes bench/results/barge_in/demo.json. Timings on a shared CPU are noisy: compare the ratios.
+`--cost-model bench/cost_models/h100-tf32.json` runs both servers with the device stand-in (bench/standin: the
+model's work becomes waits of an H100's length, so what is timed is the server's wiring, as in the agents tier) and
+writes bench/results/barge_in/standin.json.
 
     .venv/bin/python bench/bench_barge_in.py [--rounds 5] [--cost-model bench/cost_models/h100-tf32.json]
 """
@@ -25,13 +25,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from websockets.asyncio.client import connect
@@ -39,41 +36,21 @@ from websockets.asyncio.client import connect
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_service import _free_port  # noqa: E402
+from bench.harness import (  # noqa: E402
+    DEMO_DIR,
+    RESULTS,
+    app_command,
+    demo_env,
+    standin_command,
+    start_server,
+    write_results,
+)
 from bench.ws_speakers import turn  # noqa: E402
 
 LONG = "This answer is rather long, so that the user can barge in on it well before it ends. It goes on and on."
 SHORT = "Sure, let us talk about something else then."
 USER_S = 0.8  # the user speaks, the LLM answers
 HEARD_S = 1.0  # the barge-in comes this long after the interrupted turn's first audio
-
-
-def start(model_dir: str, log: Path, supersede_after_s: float,
-          cost_model: Path | None = None) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
-    env.update({"TTS_MODEL_DIR": model_dir, "TTS_DEVICE": "cpu", "TTS_AUTH_ENABLED": "false", "OMP_NUM_THREADS": "1",
-                "TTS_WS_SUPERSEDE_AFTER_S": str(supersede_after_s), "PYTHONUNBUFFERED": "1"})
-    if cost_model is not None:
-        env["TTS_DEVICE_COST_MODEL"] = str(cost_model)
-    out = open(log, "wb")  # noqa: SIM115 - the server writes it until it stops
-    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "api:create_app", "--host", "127.0.0.1",
-                                "--port", str(port), "--no-access-log"], cwd=ROOT, env=env, stdout=out,
-                               stderr=subprocess.STDOUT)
-    return process, port
-
-
-def wait_ready(port: int, timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/tts/ready", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"server on {port} not ready")
 
 
 class Dialect:
@@ -174,19 +151,19 @@ def main() -> None:
     args = parser.parse_args()
     from core.demo.checkpoint import build_demo_checkpoint
 
-    model_dir = str(build_demo_checkpoint(ROOT / "var" / "test-demo-model", seed=0))
+    model_dir = build_demo_checkpoint(DEMO_DIR, seed=0)
     tmp = Path(tempfile.mkdtemp(prefix="barge-in-"))
-    servers = {variant: start(model_dir, tmp / f"{variant}.log", after, args.cost_model)
-               for variant, after in (("now", 0.5), ("before", 1e9))}
+    command = standin_command(args.cost_model) if args.cost_model else app_command
+    servers = {}
     try:
-        for _, port in servers.values():
-            wait_ready(port)
-        results = asyncio.run(run({v: port for v, (_, port) in servers.items()}, args.rounds))
+        for variant, after in (("supersede", 0.5), ("no_supersede", 1e9)):
+            env = demo_env(model_dir, OMP_NUM_THREADS="1", TTS_WS_SUPERSEDE_AFTER_S=str(after))
+            servers[variant] = start_server(command, env, tmp / f"{variant}.log")
+        results = asyncio.run(run({v: server.port for v, server in servers.items()}, args.rounds))
     finally:
-        for process, _ in servers.values():
-            process.terminate()
-            process.wait(timeout=15)
-    results["stop_ms_now"] = stop_ms(tmp / "now.log")
+        for server in servers.values():
+            server.stop()
+    results["stop_ms_supersede"] = stop_ms(tmp / "supersede.log")
     print("| socket | server | fresh turn first audio (median s) | next turn after a barge-in (median s) | ratio |"
           " storm length (s) |")
     print("|---|---|---|---|---|---|")
@@ -196,13 +173,12 @@ def main() -> None:
         dialect, variant = case.split("/")
         print(f"| {dialect} | {variant} | {statistics.median(r['fresh_s']):.2f} | "
               f"{statistics.median(r['after_barge_in_s']):.2f} | {r['ratio']:.2f} | {r['storm_s']} |")
-    stops = results["stop_ms_now"]
+    stops = results["stop_ms_supersede"]
     if stops:
-        print(f"\nstopped contexts (now): {len(stops)}, stop_ms max {max(stops):.1f}, median {statistics.median(stops):.1f}")
-    out = ROOT / "bench" / "results" / ("barge_in_standin.json" if args.cost_model else "barge_in.json")
+        print(f"\nstopped contexts (supersede): {len(stops)}, stop_ms max {max(stops):.1f}, "
+              f"median {statistics.median(stops):.1f}")
     results["cost_model"] = str(args.cost_model) if args.cost_model else None
-    out.write_text(json.dumps(results, indent=2))
-    print(f"\nwrote {out.relative_to(ROOT)}")
+    write_results(RESULTS / "barge_in" / ("standin.json" if args.cost_model else "demo.json"), results)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
-"""What a flooding WebSocket client costs the server, in server CPU (issue 40, tests/integration/test_flood_isolation.py).
+"""What a flooding WebSocket client costs the server, in server CPU (tests/integration/test_flood_isolation.py).
 
     export $(scripts/start_services)   # the test PostgreSQL: keys and credits as in production
     .venv/bin/python bench/bench_flood_cost.py [--label NAME] [--handshakes N] [--sockets N]
 
-A real uvicorn server (tests/e2e/conftest.py start_server: the demo checkpoint on CPU, keys in PostgreSQL, credits
+A real uvicorn server (bench/harness.py: the demo checkpoint on CPU, keys in PostgreSQL, credits
 on, the test's per-key cap) and a raw-socket client that writes pre-built frames as the test's flood does. Server
 CPU is read from /proc around each phase, minus the idle server's own CPU over the same wall time:
 
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import flood_client  # noqa: E402
 from bench.flood_client import client_frame, read_until_close, server_cpu_s  # noqa: E402
-from tests.e2e.conftest import start_server, stop_server  # noqa: E402
+from bench.harness import app_command, demo_env, start_server, stop_server  # noqa: E402
 from tests.integration.conftest import create_credit_key  # noqa: E402
 
 PATH = "/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000"
@@ -140,11 +140,12 @@ def main() -> None:
 
     asyncio.run(apply_migrations(dsn))
     model_dir = build_demo_checkpoint(ROOT / "var" / "test-demo-model", seed=0)
-    env = {"TTS_AUTH_ENABLED": "true", "TTS_KEY_BACKEND": "postgres", "TTS_DATABASE_URL": dsn,
-           "TTS_CREDITS_ENABLED": "true", "TTS_WS_MAX_CONNECTIONS_PER_KEY": "8", "TTS_LOG_LEVEL": "WARNING"}
+    env = demo_env(model_dir, TTS_AUTH_ENABLED="true", TTS_KEY_BACKEND="postgres", TTS_DATABASE_URL=dsn,
+                   TTS_CREDITS_ENABLED="true", TTS_WS_MAX_CONNECTIONS_PER_KEY="8", TTS_LOG_LEVEL="WARNING",
+                   OMP_NUM_THREADS="1")
     log = Path(tempfile.mkdtemp(prefix="flood-bench-")) / "server.log"
-    server = start_server(model_dir, log, env)
-    port = int(server.base_url.rsplit(":", 1)[1])
+    server = start_server(app_command, env, log)
+    port = server.port
     meter = Meter(server.process.pid)
     try:
         meter.calibrate()

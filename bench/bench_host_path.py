@@ -35,7 +35,7 @@ than an H100, so streams run slower than real time and each level's wall time st
 second still counts every id's and every delta's work, but less of the pacing's.
 `--profile` profiles the event-loop thread (cProfile on CPU time) during the levels only, writes the top functions
 and a table per stage (`STAGES`; cProfile inflates code that calls many builtins, so read it as a map, and
-`bench/bench_host_stages.py` for the synchronous stages' true cost). The goal (issue 38): under 1.5 ms per second of
+`bench/bench_host_stages.py` for the synchronous stages' true cost). The goal: under 1.5 ms per second of
 audio; the cost model's `host_ms.per_audio_second` is this figure.
 """
 
@@ -61,8 +61,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.flood_client import server_cpu_s  # noqa: E402
+from bench.harness import start_server  # noqa: E402
 from bench.loadgen import LevelSpec, run_level, summarise  # noqa: E402
-from bench.local_server import start_server  # noqa: E402
 from bench.ws_speakers import WS_TRANSPORTS, run_socket_level  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
@@ -208,7 +208,7 @@ def stage_table(prof: Path) -> dict[str, float]:
 def start(profile: Path | None, tokens_per_s: float, interval: int,
           engine: str = "paced") -> tuple[subprocess.Popen, str]:
     # One agent call holds one socket: no per-key or per-address socket cap (all streams share the anonymous key).
-    env = {"TTS_AUTH_ENABLED": "false", "TTS_DEVICE": "cpu", "TTS_DECODE_BATCH_MAX": "0",
+    env = {"TTS_AUTH_ENABLED": "false", "TTS_DEVICE": "cpu",
            "TTS_WS_MAX_CONNECTIONS_PER_KEY": "0", "TTS_WS_MAX_UNAUTHENTICATED_PER_ADDRESS": "0",
            "TTS_DEMO_DIR": str(Path(tempfile.gettempdir()) / "tts-host-path-demo"), "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": str(ROOT)}
@@ -218,8 +218,9 @@ def start(profile: Path | None, tokens_per_s: float, interval: int,
                     "TTS_GENERATION_TIMEOUT_S": "900",
                     "VLLM_ENABLE_V1_MULTIPROCESSING": "1", "TOKENIZERS_PARALLELISM": "false"})
     log = Path(tempfile.gettempdir()) / "tts-host-path-server.log"
-    proc, url = start_server(lambda port: [sys.executable, str(Path(__file__).resolve()), "--serve", str(port),
-                                           str(profile or ""), str(tokens_per_s), str(interval), engine], env, log)
+    server = start_server(lambda port: [sys.executable, str(Path(__file__).resolve()), "--serve", str(port),
+                                        str(profile or ""), str(tokens_per_s), str(interval), engine], env, log)
+    proc, url = server.process, server.url
     httpx.post(f"{url}/bench/variant", json={"codec": "free"}, timeout=10).raise_for_status()
     return proc, url
 

@@ -1,7 +1,7 @@
 """The API path's synchronous stages, one at a time, in microseconds per second of audio (no server, no profiler).
 
     PYTHONPATH=. .venv/bin/python bench/bench_host_stages.py [--interval 4] [--seconds 34] [--repeat 5] [--sr48]
-        [--resampled] [--out bench/results/host_path/stages.json]
+        [--resampled] [--out bench/results/host_stages/stages.json]
 
 One stream's worth of work, as the serving path does it: semantic ids arrive in engine deltas of `--interval` ids
 (TTS_LLM_STREAM_INTERVAL); each delta goes through the token parser (`core/tokens.py`), the token guards and the
@@ -192,7 +192,7 @@ def main() -> int:
     p.add_argument("--resampled", action="store_true",
                    help="also pcm at 8 kHz (16 -> 8 kHz) and at 24 and 22.05 kHz (AP-BWE's windows as --sr48, then "
                         "48 kHz resampled)")
-    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--out", type=Path, default=None, help="a JSON file (e.g. bench/results/host_stages/stages.json)")
     args = p.parse_args()
     rows = measure(args.interval, args.seconds, args.repeat, args.format.split(","), args.sr48, args.resampled)
     print(f"| stage ({args.interval} ids per delta) | us CPU per audio s |")

@@ -3,7 +3,7 @@
     PYTHONPATH=. .venv/bin/python bench/bench_mixed_formats.py [--listeners 16] [--compressed 48] [--format mp3]
         [--rounds 2] [--out bench/results/mixed_formats/mixed.json]
 
-One server with the device stand-in (`TTS_DEVICE_COST_MODEL`, h100-tf32: the engine and the codec cost modelled
+One server with the device stand-in (bench/standin, h100-tf32: the engine and the codec cost modelled
 time on one timeline), then, per round: `--listeners` streaming 16 kHz WAV requests alone (a burst), and the same
 burst again `--lead-s` after `--compressed` streaming requests in `--format` at 24 kHz (OpenAI's mp3 rate) started.
 A compressed encoder costs several ms of CPU per second of audio (docs/benchmarks.md: mp3 ~9, opus ~4); where it

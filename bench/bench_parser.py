@@ -5,7 +5,7 @@
 Streams are controllable-mode outputs (acoustic block, 32 globals, N semantic tokens, <|im_end|>) of 100,
 1,000 and 10,000 ids, fed in deltas of 1..8 ids (seeded), as an engine streams them. The incremental parser
 (`core.tokens.TokenParser`) should cost the same per token at every length. For contrast, the naive approach
-that the service's users once ran (decode the whole id list to text and regex it after every delta, spec §4
+that the service's users once ran (decode the whole id list to text and regex it after every delta,
 upstream parsing) is timed on 100 and 1,000 ids: its per-token cost grows with the length (O(n^2) total).
 Prints a markdown table and writes bench/results/parser.json.
 """

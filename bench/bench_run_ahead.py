@@ -8,7 +8,7 @@ max_ahead + that chunk's speech past playback. This prints each case's chunks wi
 target 170) and with the streaming cap (`TTS_STREAM_CHUNK_MAX_CHARS`), and writes bench/results/run_ahead.json.
 
 Speech per character: 3.5 semantic tokens (50 per second), ~14 characters a second, the rate the device stand-in's
-engine uses (services/codec/cost_model_engine.py); a real voice varies around it.
+engine uses (bench/standin/cost_model_engine.py); a real voice varies around it.
 
     PYTHONPATH=. .venv/bin/python bench/bench_run_ahead.py
 """

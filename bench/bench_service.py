@@ -38,7 +38,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,33 +52,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import harness  # noqa: E402
+from bench.harness import DEMO_DIR, Server, demo_env, paced_command, stop_server, wait_ready  # noqa: E402
 from bench.loadgen import LevelResult, LevelSpec, percentile, run_level, summarise  # noqa: E402
 from services.pipeline.flow_monitor import StreamCadence  # noqa: E402
 
 VARIANTS = ("baseline", "threads1", "batched", "tuned")
-DEMO_DIR = ROOT / "var" / "test-demo-model"
 HOP = 320
 NATIVE_RATE = 16000
 
 
 # ---------------------------------------------------------------------------------------------- server
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def variant_options(variant: str, device: str) -> tuple[dict[str, str], list[str]]:
     """Environment and serve_paced.py flags of a variant (see the module doc)."""
     if variant not in VARIANTS:
@@ -95,101 +78,17 @@ def variant_options(variant: str, device: str) -> tuple[dict[str, str], list[str
     return env, flags
 
 
-def spawn_server(
-    model_dir: Path,
-    log_path: Path,
-    *,
-    rate: float,
-    env: dict[str, str],
-    flags: list[str],
-    device: str,
-    codec: str,
-) -> Server:
-    port = _free_port()
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
-    child_env.update(
-        {
-            "TTS_MODEL_DIR": str(model_dir),
-            "TTS_AUTH_ENABLED": "false",
-            "TTS_DEVICE": device,
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    child_env.update(env)
-    log = open(log_path, "wb")  # noqa: SIM115 - the child owns it until it exits
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "serve_paced.py"),
-            "--port",
-            str(port),
-            "--rate",
-            str(rate),
-            "--codec",
-            codec,
-            *flags,
-        ],
-        cwd=ROOT,
-        env=child_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    log.close()
-    return Server(f"http://127.0.0.1:{port}", process, log_path)
+def spawn_server(model_dir: Path, log_path: Path, *, rate: float, env: dict[str, str], flags: list[str],
+                 device: str, codec: str) -> Server:
+    """One serve_paced.py server on a free port (bench/harness.py), not yet ready."""
+    return harness.spawn_server(paced_command(rate, codec, flags), demo_env(model_dir, device, **env), log_path)
 
 
-def wait_ready(servers: list[Server], timeout_s: float = 300.0) -> None:
-    """Block until every server answers /v1/tts/ready with 200 (models loaded, warm-up done)."""
-    deadline = time.monotonic() + timeout_s
-    pending = list(servers)
-    while pending:
-        if time.monotonic() > deadline:
-            raise RuntimeError(
-                f"server not ready in {timeout_s:.0f} s:\n"
-                f"{pending[0].log_path.read_text(errors='replace')[-3000:]}"
-            )
-        for server in list(pending):
-            if server.process.poll() is not None:
-                raise RuntimeError(
-                    f"server exited early:\n{server.log_path.read_text(errors='replace')[-3000:]}"
-                )
-            try:
-                if httpx.get(f"{server.url}/v1/tts/ready", timeout=2).status_code == 200:
-                    pending.remove(server)
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.3)
-
-
-def start_server(
-    model_dir: Path,
-    log_path: Path,
-    *,
-    rate: float = 100.0,
-    env: dict[str, str] | None = None,
-    flags: list[str] | None = None,
-    device: str = "cpu",
-    codec: str = "demo",
-) -> Server:
+def start_server(model_dir: Path, log_path: Path, *, rate: float = 100.0, env: dict[str, str] | None = None,
+                 flags: list[str] | None = None, device: str = "cpu", codec: str = "demo") -> Server:
     """One serve_paced.py server on a free port, ready (used by tests and ad-hoc runs)."""
-    server = spawn_server(
-        model_dir, log_path, rate=rate, env=env or {}, flags=flags or [], device=device, codec=codec
-    )
-    try:
-        wait_ready([server])
-    except BaseException:
-        stop_server(server)
-        raise
-    return server
-
-
-def stop_server(server: Server) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait(timeout=15)
+    return harness.start_server(paced_command(rate, codec, flags or []), demo_env(model_dir, device, **(env or {})),
+                                log_path)
 
 
 # -------------------------------------------------------------------------------------- an ideal service

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="2 repetitions (run_all --quick)")
+    parser.add_argument("--quick", action="store_true", help="2 repetitions (python -m bench all --quick)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "sr_convs.json")
     args = parser.parse_args(argv)
     if args.quick:

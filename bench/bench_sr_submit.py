@@ -1,9 +1,9 @@
 """CPU per AP-BWE window on the event loop: a decoded chunk's windows submitted one task each (`asyncio.gather` over
-`StreamHandle.super_resolve`, what `AudioOutput` did until the eleventh session) against together
+`StreamHandle.super_resolve`) against together
 (`StreamHandle.super_resolve_all`, one planner wake-up and no task per window).
 
     PYTHONPATH=. .venv/bin/python bench/bench_sr_submit.py [--streams 64] [--chunks 200] [--rounds 3]
-        [--out bench/results/host_path_s11/sr_submit.json]
+        [--out bench/results/host_stages/sr_submit.json]
 
 The real `CodecScheduler` with a device that answers at once (zeros of each window's kept length, no compute), so
 what is left is the submitting, planning and answering. Each stream submits `--chunks` chunks of three windows of
@@ -68,7 +68,7 @@ def main() -> int:
     p.add_argument("--streams", type=int, default=64)
     p.add_argument("--chunks", type=int, default=200)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "host_path_s11" / "sr_submit.json")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "host_stages" / "sr_submit.json")
     args = p.parse_args()
     rows = []
     for round_ in range(args.rounds):

@@ -3,20 +3,19 @@
 
     PYTHONPATH=. .venv/bin/python bench/bench_standin_load.py [--cost-model bench/cost_models/h100-tf32.json] \\
         [--concurrency 32] [--admission auto|on|off] [--speed 1.1] [--sample-rate 8000|16000|...|48000]
-        [--out bench/results/standin_load.json]
+        [--out bench/results/standin_load/RATE.json]
 
-Starts `uvicorn --factory api:create_app` on the demo checkpoint with `TTS_DEVICE_COST_MODEL` (a benchmark tool:
-the engine's steps and the codec's calls, all through `runtime.codec_runner`, become waits of the modelled length on
-one shared device timeline), then `bench/loadgen.py` levels of 1 and N streams. What is left over is the wiring's:
-HTTP, parsing, guards, scheduling, framing, encoding. The goal (issue 38): N=32 starts within 1.3x (+100 ms) of one
-alone, with no underrun.
+Starts the stand-in server (`python -m bench.standin.serve --cost-model ...`, the demo checkpoint: the engine's steps
+and the codec's calls, all through `runtime.codec_runner`, become waits of the modelled length on one shared device
+timeline), then `bench/loadgen.py` levels of 1 and N streams. What is left over is the wiring's:
+HTTP, parsing, guards, scheduling, framing, encoding. The goal: N=32 starts within 1.3x (+100 ms) of one alone,
+with no underrun.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import subprocess
 import sys
 import tempfile
@@ -25,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import standin_command, start_server, write_results  # noqa: E402
 from bench.loadgen import LevelSpec, run_level, summarise  # noqa: E402
-from bench.local_server import start_server  # noqa: E402
 
 TEXT = ("The quick brown fox jumps over the lazy dog, then naps in the warm afternoon sun while the children play "
         "by the river and the old miller counts his sacks of flour.")
@@ -34,11 +33,12 @@ TEXT = ("The quick brown fox jumps over the lazy dog, then naps in the warm afte
 
 def start(cost_model: Path, log: Path, admission: str = "auto",
           extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    env = {"TTS_DEVICE_COST_MODEL": str(cost_model), "TTS_AUTH_ENABLED": "false", "TTS_DEVICE": "cpu",
+    """The stand-in server (bench/harness.py, `standin_command`) on the demo checkpoint, ready: its process and URL."""
+    env = {"TTS_AUTH_ENABLED": "false", "TTS_DEVICE": "cpu",
            "TTS_DEMO_DIR": str(Path(tempfile.gettempdir()) / "tts-standin-demo"), "PYTHONUNBUFFERED": "1",
            "TTS_ADMISSION": admission, **(extra_env or {})}
-    return start_server(lambda port: [sys.executable, "-m", "uvicorn", "--factory", "api:create_app", "--host",
-                                      "127.0.0.1", "--port", str(port), "--no-access-log"], env, log)
+    server = start_server(standin_command(cost_model), env, log)
+    return server.process, server.url
 
 
 def first_chunk_schedules(url: str) -> dict[str, float]:
@@ -75,8 +75,9 @@ def main() -> int:
     p.add_argument("--sample-rate", type=int, choices=(8000, 16000, 22050, 24000, 44100, 48000), default=16000,
                    help="above 16000: through AP-BWE's windows (the stand-in's sr_ms), then the resampler below 48000; "
                         "8000: the resampler alone")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "standin" / "standin_load.json")
+    p.add_argument("--out", type=Path, default=None, help="default bench/results/standin_load/RATE.json")
     args = p.parse_args()
+    args.out = args.out or ROOT / "bench" / "results" / "standin_load" / f"{args.sample_rate}.json"
     log = Path(tempfile.gettempdir()) / "tts-standin-server.log"
     proc, url = start(args.cost_model, log, args.admission)
     try:
@@ -97,11 +98,9 @@ def main() -> int:
     print(f"p95 at {args.concurrency} / p50 alone: {ratio:.2f}; goal p95 <= {1000 * goal:.0f} ms "
           f"({'met' if many['ttfb_p95_s'] <= goal and many['underruns'] == 0 else 'NOT met'})")
     print(f"first-chunk schedules (both levels, schedule/reason): {schedules or 'none (admission off)'}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"cost_model": str(args.cost_model.name), "levels": rows, "ratio_p95_over_p50": ratio,
-                                    "admission": args.admission, "first_chunk_schedules": schedules,
-                                    "speed": args.speed, "sample_rate": args.sample_rate},
-                                   indent=2, default=str) + "\n")
+    write_results(args.out, {"cost_model": str(args.cost_model.name), "levels": rows, "ratio_p95_over_p50": ratio,
+                             "admission": args.admission, "first_chunk_schedules": schedules, "speed": args.speed,
+                             "sample_rate": args.sample_rate})
     return 0
 
 

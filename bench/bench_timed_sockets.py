@@ -1,9 +1,9 @@
 """Voice-agent sockets under load with word timestamps on and off: what timing costs the listeners.
 
     PYTHONPATH=. .venv/bin/python bench/bench_timed_sockets.py [--streams 32] [--transport ws,cartesia]
-        [--rounds 2] [--out bench/results/timed_sockets/timed_sockets.json]
+        [--rounds 2] [--out bench/results/timed_sockets/RATE.json]
 
-One server with the device stand-in (`TTS_DEVICE_COST_MODEL`, h100-tf32: the engine and the codec cost modelled time
+One server with the device stand-in (bench/standin, h100-tf32: the engine and the codec cost modelled time
 on one timeline), then, per round and transport: `--streams` sockets at once speaking a ~11 s sentence a word at a
 time (`bench/ws_speakers.py`: the messages Pipecat and LiveKit send), without timestamps and with them, alternated.
 Per variant: first audio (from the first message sent, p50 / p95), streams that ran dry after first audio with a
@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_standin_load import TEXT, start  # noqa: E402
+from bench.harness import write_results  # noqa: E402
 from bench.loadgen import percentile  # noqa: E402
 from bench.ws_speakers import run_socket_level  # noqa: E402
 
@@ -86,8 +87,9 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--sample-rate", type=int, default=16_000, choices=(8_000, 16_000, 22_050, 24_000, 44_100),
                    help="the sockets' pcm rate (above 16 kHz through AP-BWE's windows: the stand-in's sr_ms)")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "timed_sockets" / "timed_sockets.json")
+    p.add_argument("--out", type=Path, default=None, help="default bench/results/timed_sockets/RATE.json")
     args = p.parse_args()
+    args.out = args.out or ROOT / "bench" / "results" / "timed_sockets" / f"{args.sample_rate}.json"
     log = Path(tempfile.gettempdir()) / "tts-timed-sockets-server.log"
     # One agent call holds one socket: no per-key or per-address socket cap (every stream is the anonymous key).
     proc, url = start(args.cost_model, log, extra_env={"TTS_WS_MAX_CONNECTIONS_PER_KEY": "0",
@@ -98,10 +100,8 @@ def main() -> int:
         proc.terminate()
         proc.wait(timeout=30)
     print(table(rows))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"cost_model": args.cost_model.name, "streams": args.streams,
-                                    "sample_rate": args.sample_rate, "rows": rows}, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, {"cost_model": args.cost_model.name, "streams": args.streams,
+                             "sample_rate": args.sample_rate, "rows": rows})
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Timing never holds audio (issue 39): first audio with and without timestamps on every transport, and whether each
+"""Timing never holds audio: first audio with and without timestamps on every transport, and whether each
 word's span reached the client before the word had finished playing.
 
 One real server (`bench/serve_paced.py`: the product app on the demo checkpoint, the LLM replaced by the paced engine

@@ -51,7 +51,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_service import DEMO_DIR, Server, spawn_server, stop_server, variant_options, wait_ready  # noqa: E402
+from bench.bench_service import spawn_server, variant_options  # noqa: E402
+from bench.harness import DEMO_DIR, Server, stop_server, wait_ready  # noqa: E402
 from bench.ideal_stream import EngineTiming, ideal_arrivals, ideal_first_audio_s, underruns  # noqa: E402
 from bench.loadgen import LevelResult, LevelSpec, percentile, run_level  # noqa: E402
 from bench.serve_paced import LEGACY  # noqa: E402

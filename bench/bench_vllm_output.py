@@ -16,10 +16,10 @@ the levels separates the per-step part (the output socket, the handler's wake-up
 Variants, each on its own engine (started fresh, ~15-35 s on CPU):
 - `shipped`: the service's stat logger, which vLLM takes for its one Prometheus logger (core/llm/vllm_stats.py), and
   no per-request iteration stats (preemptions come from the scheduler's stats);
-- `request-stats`: the same logger with vLLM's per-request iteration stats kept (the service until the thirteenth
-  session: vLLM updated every request's stats per id for histograms /metrics never showed);
-- `vllm-logger`: a plain per-engine logger, so vLLM adds its own PrometheusStatLogger beside it (the service until
-  the twelfth session: its metrics went to a registry /metrics never serves);
+- `request-stats`: the same logger with vLLM's per-request iteration stats kept (vLLM then updates every request's
+  stats per id, for histograms /metrics never shows);
+- `vllm-logger`: a plain per-engine logger, so vLLM adds its own PrometheusStatLogger beside it (its metrics go to a
+  registry /metrics never serves);
 - `no-stats`: `TTS_VLLM_ENGINE_STATS=false` (no logger, vLLM keeps no stats).
 On a shared 2-core machine the engine core competes for the cores; read ratios within one run.
 """

@@ -1,14 +1,14 @@
 """Why 48 kHz starts later than 16 kHz, from the schedules alone: the service's own `DecodePlanner` (balanced first
 chunk) and, at 48 kHz, `SRPlanner` with AP-BWE's released grid, context and the service's block sizes.
 
-    PYTHONPATH=. .venv/bin/python bench/first_audio_48k.py [--out bench/results/live_path_s11/first_audio_48k.json]
+    PYTHONPATH=. .venv/bin/python bench/first_audio_48k.py [--out bench/results/first_audio_48k/first_audio_48k.json]
 
 Semantic ids arrive one at a time at a steady engine rate (100 tokens/s is admission's floor, twice real time); each
 decode window's kept audio goes out, at 48 kHz through the SR windows it completes. For each schedule and rate: the
 token (and time) of the first audio, the length of the first piece, and the smallest margin of any piece before a
 client playing from first audio + 100 ms would run dry. Decode and AP-BWE calls cost nothing here: the device's
 latency comes on top of every figure, so a margin of a few ms is an underrun in service. `48k, balanced, lead` is
-the service's since the fifteenth session while admission measures the engine at 3.5x real time or more (175 tokens/s;
+the service's while admission measures the engine at 3.5x real time or more (175 tokens/s;
 `Admission.sr_lead`): the first AP-BWE window takes its right context from the first chunk's held overlap
 (core.sr_planner). `48k, first chunk 12` is a variant (8 tokens kept at once, enough for the first AP-BWE window),
 tried and not shipped.
@@ -67,7 +67,7 @@ def margins(schedule: list[tuple[int, float]], rate: float) -> dict[str, float]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rates", default="100,150,175,250", help="engine tokens per second per stream")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "live_path_s15" / "first_audio_48k.json")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "first_audio_48k" / "first_audio_48k.json")
     args = p.parse_args()
     balanced = StreamingConfig().for_latency("balanced")
     cases = {"16k, balanced": (balanced, False, False), "48k, balanced": (balanced, True, False),

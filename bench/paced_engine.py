@@ -5,7 +5,7 @@ model: it follows the `core.llm.LLMEngine` contract (deltas of new ids, stop id 
 abort / aclose stop it, `active_requests`) so the real parser, streaming decoder, SR, encoders and HTTP layer
 run unchanged, and whatever time is left over between the engine's schedule and the audio is the service's.
 
-Stream shape, chosen from the prompt as the trained model continues it (specs/spark_tts.md §3.1, §9):
+Stream shape, chosen from the prompt as the trained model continues it:
 - clone prompt (holds `<|end_global_token|>`): `<|start_semantic_token|>` (unless the prompt already ends in
   it), N semantic ids, `<|im_end|>`;
 - controllable prompt (holds `<|task_controllable_tts|>`, e.g. a style voice): `<|start_acoustic_token|>`, a

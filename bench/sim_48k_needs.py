@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.sim.run import ADMISSION_OFF, SimConfig, simulate
-from services.codec.cost_model import CostModel, Linear
+from bench.standin.cost_model import CostModel, Linear
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"AP-BWE fp32 (served)": "h100-decode-tf32-sr-fp32.json", "AP-BWE TF32": "h100-tf32.json"}

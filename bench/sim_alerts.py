@@ -6,7 +6,8 @@
 H100 tf32 cost model, host 1.5 ms per audio second) at steady loads: arrivals spread evenly over `--arrive-s` (90 s)
 at a rate that offers a given number of concurrent 10 s streams, from half of what the device holds to three times
 it, and reads both counters over the steady middle (`--window`, 30-80 s), as a 5-minute `rate()` would. Prints one
-row per case and writes the JSON; the alert in alerts.yml is chosen from it (docs/benchmarks.md, "Sustained overload and what the alerts read").
+row per case and writes the JSON; the alert in alerts.yml is chosen from it (docs/benchmarks.md, "What the capacity
+alerts read").
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.sim.run import SimConfig, Simulation
-from services.codec.cost_model import CostModel
+from bench.standin.cost_model import CostModel
 
 ROOT = Path(__file__).resolve().parents[1]
 COST_MODEL = ROOT / "bench" / "cost_models" / "h100-tf32.json"

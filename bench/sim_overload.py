@@ -1,10 +1,9 @@
 """Does any admitted stream underrun, in bursts and in sustained overload? `python -m bench.sim_overload [--json OUT]`.
 
-The issue's goal rows (`bench.simulate`) put every arrival within 10 s and were checked on seeds 0-2. This runs them on
-more seeds beside 90 s of steady arrivals at 1.5x and 3x what the device holds (H100 tf32 cost model, host 1.5 ms
+The goal rows (`bench.simulate`) put every arrival within 10 s on seeds 0-2. This runs them on more seeds beside 90 s of steady arrivals at 1.5x and 3x what the device holds (H100 tf32 cost model, host 1.5 ms
 per audio second, the service's admission unless `--admission` overrides its keyword settings), and prints, per case,
-the streams admitted and the streams that underran at a 100 ms prebuffer, seed by seed. docs/benchmarks.md,
-"Sustained overload and what the alerts read", has the results before and after admission's changes.
+the streams admitted and the streams that underran at a 100 ms prebuffer, seed by seed (docs/benchmarks.md, "Bursts
+and sustained overload").
 """
 
 from __future__ import annotations
@@ -17,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.sim.run import SimConfig, simulate
+from bench.standin.cost_model import CostModel
 from services.codec.calls import SchedulerPolicy
-from services.codec.cost_model import CostModel
 
 ROOT = Path(__file__).resolve().parents[1]
 COST_MODEL = ROOT / "bench" / "cost_models" / "h100-tf32.json"

@@ -4,9 +4,9 @@ The spec's H100 model (`h100-tf32.json`) prices AP-BWE at the TF32 slope and exa
 captures AP-BWE in fp32 and runs a stream's true end eager unless it is shaped to a bucket's length
 (`h100-decode-tf32-sr-fp32.json`: the fp32 slope and eager figures). This offers 200 streams at 48 kHz within 10 s
 (host 1.5 ms per audio second, admission on) at each LLM slope and seed under three cases: the spec's model, the
-served model with true ends at their exact length (`SimConfig.shape_true_ends=False`: before the sixteenth session),
+served model with true ends at their exact length (`SimConfig.shape_true_ends=False`),
 and the served model as the service runs now. Prints streams held (mean and range over the seeds), underrunning
-streams and p95 first audio per case, and writes every run (docs/benchmarks.md, "AP-BWE at the precision served").
+streams and p95 first audio per case, and writes every run (docs/benchmarks.md, "48 kHz at the AP-BWE precision served").
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.sim.run import SimConfig, simulate
-from services.codec.cost_model import CostModel
+from bench.standin.cost_model import CostModel
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "bench" / "cost_models"

@@ -5,7 +5,7 @@
 
 Each stream arrives uniformly within `--arrive-within` seconds, asks admission, generates about 10 s of speech on
 a modelled engine and has its decode (and, at 48 kHz, AP-BWE) windows run by the scheduler on a device whose calls
-cost what the cost model says (specs/gpu_serving.md §6; bench/sim/run.py says what is modelled). Prints a table
+cost what the cost model says (bench/sim/run.py says what is modelled). Prints a table
 and writes the JSON report (at least streams_requested/admitted/refused, ttfa_ms_p50/p95,
 underruns_prebuffer_100ms, gpu_busy_ratio, mean_decode_batch). `--sweep-per-row a,b,c` runs every level at each
 LLM slope instead (the table of streams held against the LLM's per-row cost in docs/benchmarks.md).
@@ -25,8 +25,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.sim.run import ADMISSION_OFF, SimConfig, simulate  # noqa: E402
+from bench.standin.cost_model import CostModel  # noqa: E402
 from services.codec.calls import SchedulerPolicy  # noqa: E402
-from services.codec.cost_model import CostModel  # noqa: E402
 
 COLUMNS = ("llm_per_row", "sample_rate", "streams_requested", "streams_admitted", "streams_refused", "ttfa_ms_p50",
            "ttfa_ms_p95", "underruns_prebuffer_100ms", "missed_deadlines", "gpu_busy_ratio", "mean_decode_batch",
@@ -35,7 +35,7 @@ COLUMNS = ("llm_per_row", "sample_rate", "streams_requested", "streams_admitted"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.simulate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--cost-model", required=True, type=Path, help="JSON cost model (specs/gpu_serving.md §6)")
+    p.add_argument("--cost-model", required=True, type=Path, help="JSON cost model (bench/cost_models/)")
     p.add_argument("--streams", required=True, help="streams to offer; a comma list runs several levels")
     p.add_argument("--sample-rate", type=int, choices=(16000, 48000), default=16000)
     p.add_argument("--arrive-within", type=float, default=10.0, help="arrivals uniform over this many seconds")
@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "default: the service's own")
     p.add_argument("--no-admission", action="store_true", help="admit every stream (to see what overload does)")
     p.add_argument("--no-sr-lead", action="store_true", help="48 kHz: no lead window (core.sr_planner); the first "
-                   "AP-BWE window waits for its real right context, as before the fifteenth session")
+                   "AP-BWE window waits for its real right context")
     p.add_argument("--admission", default="{}", help="JSON keyword settings for Admission (default: the service's)")
     p.add_argument("--policy", default="{}", help="JSON keyword settings for SchedulerPolicy beside the call bound "
                    "(default: the service's; '{\"decode_reach\": null}': whole windows through the wave generator)")

@@ -1,5 +1,5 @@
 """In-process tests' runtime: the demo checkpoint on the CPU (no AP-BWE, no warm-up, no auth), alone or behind the
-app in a TestClient, and an engine that misbehaves on purpose (core/llm/faulty.py) for as long as a test needs it."""
+app in a TestClient, and an engine that misbehaves on purpose (bench/standin/faulty_engine.py) for as long as a test needs it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from api import create_app
-from core.llm.faulty import with_fault
+from bench.standin.faulty_engine import with_fault
 from services.deployment.runtime import ModelRuntime
 from shared.settings import Settings
 from tests.conftest import wait_in_portal
@@ -45,7 +45,7 @@ def demo_client(model_dir: Path, voice_dir: Path) -> Iterator[TestClient]:
 
 @contextmanager
 def misbehaving(runtime: ModelRuntime, fault: str, **settings: Any) -> Iterator[None]:
-    """`runtime` with a faulty engine (`fault` as in core/llm/faulty.py; "" keeps the engine) and `settings`
+    """`runtime` with a faulty engine (`fault` as in bench/standin/faulty_engine.py; "" keeps the engine) and `settings`
     overridden; both restored on exit."""
     engine, config = runtime.engine, runtime.settings
     runtime.engine = with_fault(engine, fault, runtime.layout, runtime.tokenizer) if fault else engine

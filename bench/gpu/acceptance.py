@@ -48,7 +48,7 @@ from bench.gpu import llm_step, parity, report, scheduler_step, service_load, th
 STEPS = ("parity", "throughput", "llm", "scheduler", "service", "service48", "service48-tf32")
 SERVICE_RATES = {"service": 16000, "service48": 48000, "service48-tf32": 48000}
 # A service step's settings beside the product's defaults: service48-tf32 serves AP-BWE from TF32 graphs (the cost
-# model's AP-BWE slope is TF32's; the service's default is fp32: docs/benchmarks.md, "AP-BWE at the precision served").
+# model's AP-BWE slope is TF32's; the service's default is fp32: docs/benchmarks.md, "48 kHz at the AP-BWE precision served").
 SERVICE_SETTINGS = {"service48-tf32": {"TTS_CODEC_SR_PRECISION": "tf32"}}
 SCHEMA = {"service": 2, "service48": 2, "service48-tf32": 2}  # a step result older than this is rerun
 CPU_NOTICE = "CPU: figures say nothing about a GPU"

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-# Spark-TTS LLM/config.json (specs/spark_tts.md §1.2): Qwen2.5-0.5B with the speech vocabulary.
+# Spark-TTS LLM/config.json: Qwen2.5-0.5B with the speech vocabulary.
 RELEASED = dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
                 intermediate_size=4864, vocab_size=166000, max_position_embeddings=32768, rope_theta=1_000_000.0,
                 rms_norm_eps=1e-6, tie_word_embeddings=True, hidden_act="silu")

@@ -230,7 +230,7 @@ def run(device: str, quick: bool, sample_rate: int, *, llm: dict[str, Any] | Non
         levels: list[int] | None = None, schedules: list[str] | None = None,
         budget_s: float = BUDGET_S, settings: dict[str, str] | None = None) -> dict[str, Any]:
     from bench import bench_ttfa
-    from bench.bench_service import DEMO_DIR, stop_server, wait_ready
+    from bench.harness import DEMO_DIR, stop_server, wait_ready
     from core.demo.checkpoint import build_demo_checkpoint
 
     started = time.perf_counter()

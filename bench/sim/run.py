@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 
 from bench.sim.windows import HOP, SR_CONTEXT, SR_GRID, SR_MAX_BLOCK, SR_MIN_BLOCK
+from bench.standin.cost_model import CostModel, CostModelRunner, DeviceTimeline, StepLoop, delta_due
 from core.sr_planner import SRPlanner, SRWindow
 from core.streaming import DecodePlanner, PlannedWindow, StreamingConfig
 from core.tokens import SEMANTIC_CODEBOOK_SIZE as SEMANTIC_CODEBOOK
 from services.codec.admission import Admission
 from services.codec.calls import SchedulerPolicy
-from services.codec.cost_model import CostModel, CostModelRunner, DeviceTimeline, StepLoop, delta_due
 from services.codec.scheduler import CodecScheduler, StreamHandle
 from services.codec.windows import DecodeWindow
 from services.pipeline.flow_monitor import StreamCadence

@@ -88,11 +88,18 @@ class ModelRuntime:
 
     `warmup`: one request through the whole pipeline (services.pipeline.synthesis.warmup_pipeline), injected by whoever
     builds the runtime so this module does not depend on the pipeline it serves; None skips warm-up.
+    `engine_factory` and `codec_runner_factory`: stand-ins for benchmarks and tests (bench/standin), called with the
+    loaded runtime; the first builds the LLM engine (off the event loop) in place of `core.llm.create_engine`, the
+    second the device runner every codec call goes through in place of the models. None when serving for real.
     """
 
-    def __init__(self, settings: Settings, *, warmup: WarmupStep | None = None) -> None:
+    def __init__(self, settings: Settings, *, warmup: WarmupStep | None = None,
+                 engine_factory: Callable[[ModelRuntime], Any] | None = None,
+                 codec_runner_factory: Callable[[ModelRuntime], Any] | None = None) -> None:
         self.settings = settings
         self.warmup_step = warmup
+        self.engine_factory = engine_factory
+        self.codec_runner_factory = codec_runner_factory
         self.state = RuntimeState.STARTING
         self.error: str | None = None
         self.started_at = time.monotonic()
@@ -116,8 +123,7 @@ class ModelRuntime:
         # TTS_OPENAI_VOICE_MAP entries whose target is a custom (library) voice id: OpenAI name (casefolded) -> id.
         self.openai_custom_voices: dict[str, str] = {}
         self.engine: Any = None
-        # Benchmark tool (TTS_DEVICE_COST_MODEL): the stand-in DeviceRunner the codec scheduler runs on instead of
-        # the models; None when serving for real. See _use_device_cost_model.
+        # The stand-in DeviceRunner the codec scheduler runs on instead of the models (`codec_runner_factory`).
         self.codec_runner: Any = None
         self.bicodec: Any = None
         self.sr: Any = None
@@ -250,8 +256,8 @@ class ModelRuntime:
         return self._serves_a_gpu()
 
     def _serves_a_gpu(self) -> bool:
-        """A GPU, or the device stand-in (TTS_DEVICE_COST_MODEL: a benchmark of what a GPU serves)."""
-        return self.device.startswith("cuda") or self.settings.device_cost_model is not None
+        """A GPU, or a stand-in device runner (a benchmark of what a GPU serves)."""
+        return self.device.startswith("cuda") or self.codec_runner_factory is not None
 
     def _capture_graphs(self, policy: Any) -> Any:
         """On CUDA, captured graphs of the codec's call shapes in one memory pool, before any other device work
@@ -304,36 +310,19 @@ class ModelRuntime:
         from core.llm import create_engine
 
         assert self.checkpoint is not None
-        if self.settings.device_cost_model is not None:
-            self._use_device_cost_model()
-            return
+        if self.codec_runner_factory is not None:
+            # Every decode and AP-BWE window goes through the scheduler's runner, so this one swap moves them all to
+            # the stand-in. The loaded models stay for what the pipeline asks them directly (d-vectors, sizes).
+            self.codec_runner = self.codec_runner_factory(self)
+            self.codec_scheduler.runner = self.codec_runner
         # Off the event loop, whichever engine: building vLLM takes from seconds (CPU) to minutes (GPU compile), and
         # health and readiness must answer meanwhile. vLLM's AsyncLLM built without a running loop starts its output
         # handler on the loop of its first request (the serving loop), which is where every request then runs.
-        self.engine = await asyncio.to_thread(create_engine, self.settings.engine, self.checkpoint.llm_dir, self.settings)
-        if self.settings.engine_fault:  # testing only: the generation guards' misbehaving engine
-            from core.llm.faulty import with_fault
-
-            self.engine = with_fault(self.engine, self.settings.engine_fault, self.layout, self.tokenizer)
-
-    # ---- benchmark tool: a stand-in device timed by a cost model (services/codec/cost_model.py). Kept apart from the
-    # real loading above; it never serves speech.
-    def _use_device_cost_model(self) -> None:
-        if not self.is_demo:
-            raise RuntimeError("TTS_DEVICE_COST_MODEL is a benchmark tool: it runs only with the demo checkpoint "
-                               "(unset TTS_MODEL_DIR), never with real weights")
-        from services.codec.cost_model import CostModel, CostModelRunner, DeviceTimeline
-        from services.codec.cost_model_engine import CostModelEngine
-
-        model = CostModel.load(self.settings.device_cost_model)
-        device = DeviceTimeline()  # one device: the engine's steps and the codec's calls queue on it together
-        self.engine = CostModelEngine.from_tokenizer(self.tokenizer, self.layout, model, device,
-                                                     stream_interval=self.settings.llm_stream_interval)
-        self.codec_runner = CostModelRunner(model, device)
-        # Every decode and AP-BWE window goes through the scheduler's runner, so this one swap makes them all wait on
-        # the modelled device. The demo models stay loaded for what the pipeline asks them directly (d-vectors, sizes).
-        self.codec_scheduler.runner = self.codec_runner
-        logger.warning("BENCHMARK: engine steps and codec calls are waits from the cost model %s", model.name)
+        if self.engine_factory is not None:
+            self.engine = await asyncio.to_thread(self.engine_factory, self)
+        else:
+            self.engine = await asyncio.to_thread(create_engine, self.settings.engine, self.checkpoint.llm_dir,
+                                                  self.settings)
 
     async def start(self) -> None:
         """Load everything, warm up, and mark ready. Failures are recorded, not raised (health reports them)."""

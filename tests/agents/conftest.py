@@ -3,8 +3,9 @@ server on loopback. The server runs in the project's venv (torch, the demo check
 frameworks, so the server is a subprocess started with `TTS_TEST_SERVER_PYTHON` (default: the project's .venv).
 
 Two servers, both the real app on the demo checkpoint:
-- `server`: with the device stand-in (`TTS_DEVICE_COST_MODEL`, bench/cost_models/h100-tf32.json: the engine's steps
-  and the codec's calls are waits of an H100's measured length, the audio is noise). The conversations with
+- `server`: with the device stand-in (`python -m bench.standin.serve --cost-model
+  bench/cost_models/h100-tf32.json`: the engine's steps and the codec's calls are waits of an H100's measured
+  length, the audio is noise). The conversations with
   barge-ins run on it: what their timing bound is about is the server's wiring (sessions, contexts, stops, pacing,
   encoders), and the demo model's own speed on a shared CPU (first audio 3-10 s) would drown it. Run-ahead pacing
   (TTS_STREAM_MAX_AHEAD_S) is what holds an interrupted reply here, as on a GPU.
@@ -71,7 +72,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _serve(tmp_path_factory: pytest.TempPathFactory, name: str, extra_env: dict[str, str]) -> Iterator[Server]:
+def _serve(tmp_path_factory: pytest.TempPathFactory, name: str, extra_env: dict[str, str],
+           standin: list[str] | None = None) -> Iterator[Server]:
     model_dir = subprocess.run(
         [_python(), "-c", "from core.demo.checkpoint import build_demo_checkpoint; from pathlib import Path; "
          "print(build_demo_checkpoint(Path('var/test-demo-model'), seed=0))"],
@@ -82,9 +84,11 @@ def _serve(tmp_path_factory: pytest.TempPathFactory, name: str, extra_env: dict[
     env.update({"TTS_MODEL_DIR": model_dir, "TTS_DEVICE": "cpu", "TTS_AUTH_ENABLED": "true",
                 "TTS_API_KEYS": KEY, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **extra_env})
     with open(log, "wb") as out:
-        process = subprocess.Popen([_python(), "-m", "uvicorn", "--factory", "api:create_app", "--host", "127.0.0.1",
-                                    "--port", str(port), "--no-access-log"], cwd=ROOT, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT)
+        # The plain app, or with stand-ins injected (bench/standin/serve.py)
+        command = (["-m", "uvicorn", "--factory", "api:create_app", "--no-access-log"] if standin is None
+                   else ["-m", "bench.standin.serve", *standin])
+        process = subprocess.Popen([_python(), *command, "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT,
+                                   env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 240
         while True:
@@ -113,7 +117,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # Admission off: it reads the stand-in device's deadline misses, and on a shared CI machine the event loop's lag
     # reads as misses of the modelled GPU (a run beside a CPU hog refused contexts as SERVER_OVERLOADED). This tier
     # tests conversations; admission is tested on a virtual clock (tests/unit/test_simulate.py, bench.simulate).
-    yield from _serve(tmp_path_factory, "standin", {"TTS_DEVICE_COST_MODEL": str(COST_MODEL), "TTS_ADMISSION": "off"})
+    yield from _serve(tmp_path_factory, "standin", {"TTS_ADMISSION": "off"}, ["--cost-model", str(COST_MODEL)])
 
 
 @pytest.fixture(scope="session")

@@ -96,9 +96,11 @@ class RunningServer:
 
 def start_server(
     model_dir: Path, log_path: Path, env_overrides: dict[str, str] | None = None, timeout_s: float = 180.0,
-    *, wait_ready: bool = True,
+    *, wait_ready: bool = True, standin: list[str] | None = None,
 ) -> RunningServer:
-    """`wait_ready=False`: return as soon as the server answers /v1/tts/health at all (any status)."""
+    """`wait_ready=False`: return as soon as the server answers /v1/tts/health at all (any status).
+    `standin`: serve with stand-ins injected (`python -m bench.standin.serve` with these arguments, e.g.
+    `["--fault", "loop:40:1"]`) instead of the plain app."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_") or k.startswith("TTS_TEST_")}
     env.update(
@@ -113,18 +115,9 @@ def start_server(
     env.update(env_overrides or {})
     log_file = open(log_path, "wb")  # noqa: SIM115 - closed when the server stops
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "api:create_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-        ],
+        [sys.executable, "-m", "uvicorn", "--factory", "api:create_app", "--host", "127.0.0.1", "--port", str(port),
+         "--no-access-log"] if standin is None else
+        [sys.executable, "-m", "bench.standin.serve", "--host", "127.0.0.1", "--port", str(port), *standin],
         cwd=PROJECT_ROOT,
         env=env,
         stdout=log_file,

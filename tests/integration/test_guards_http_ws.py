@@ -1,5 +1,5 @@
-"""Generation guards over the wire: a real uvicorn server whose engine misbehaves on purpose (TTS_ENGINE_FAULT),
-keys and credits in the real PostgreSQL, the request log written there.
+"""Generation guards over the wire: a real uvicorn server whose engine misbehaves on purpose
+(`python -m bench.standin.serve --fault`), keys and credits in the real PostgreSQL, the request log written there.
 
 - the first generation of each text loops after 40 semantic tokens, the next one is clean: a non-streamed request
   is generated again and says so (`X-Chunks-Retried: 1`); a streamed one (native HTTP, OpenAI, WebSocket) was
@@ -37,9 +37,9 @@ def _server(pg_dsn: str, model_dir: Path, tmp: Path, fault: str) -> tuple[Runnin
     env = {
         "TTS_AUTH_ENABLED": "true", "TTS_KEY_BACKEND": "postgres", "TTS_DATABASE_URL": pg_dsn,
         "TTS_CREDITS_ENABLED": "true", "TTS_REQUEST_LOG_SINK": "postgres", "TTS_REQUEST_LOG_SPOOL_DIR": str(tmp),
-        "TTS_SR_ENABLED": "false", "TTS_WARMUP": "false", "TTS_ENGINE_FAULT": fault, "TTS_GUARD_MAX_TRIES": "2",
+        "TTS_SR_ENABLED": "false", "TTS_WARMUP": "false", "TTS_GUARD_MAX_TRIES": "2",
     }
-    return start_server(model_dir, tmp / "server.log", env), raw, key_id
+    return start_server(model_dir, tmp / "server.log", env, standin=["--fault", fault]), raw, key_id
 
 
 @pytest.fixture(scope="module")

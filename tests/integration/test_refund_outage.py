@@ -1,6 +1,7 @@
 """Refunds owed while PostgreSQL is down (issue 27 item 3), against a real server on real PostgreSQL: WebSocket
-utterances reserve their credits with the database up, the database stops, their synthesis fails (TTS_ENGINE_FAULT:
-every generation stops at once -> GENERATION_FAILED, a 5xx, refunded in full) and the refund cannot be taken. Once the
+utterances reserve their credits with the database up, the database stops, their synthesis fails (the fault engine,
+`--fault stop:0:0`: every generation stops at once -> GENERATION_FAILED, a 5xx, refunded in full) and the refund
+cannot be taken. Once the
 database is back and the spool drained, the balance is the initial one minus the sum of credits_charged over the
 key's rows, each refund applied once.
 
@@ -37,8 +38,8 @@ def failing_server(pg_dsn: str, demo_model_dir: Path, tmp_path_factory: pytest.T
     env = {"TTS_AUTH_ENABLED": "true", "TTS_KEY_BACKEND": "postgres", "TTS_DATABASE_URL": pg_dsn,
            "TTS_CREDITS_ENABLED": "true", "TTS_REQUEST_LOG_SINK": "postgres", "TTS_REQUEST_LOG_SPOOL_DIR": str(tmp),
            "TTS_KEY_STALE_IF_ERROR_S": "300", "TTS_VOICE_STORE": "none", "TTS_SR_ENABLED": "false",
-           "TTS_WARMUP": "false", "TTS_ENGINE_FAULT": "stop:0:0", "TTS_GUARD_MAX_TRIES": "2"}
-    server = start_server(demo_model_dir, tmp / "server.log", env)
+           "TTS_WARMUP": "false", "TTS_GUARD_MAX_TRIES": "2"}
+    server = start_server(demo_model_dir, tmp / "server.log", env, standin=["--fault", "stop:0:0"])
     yield server
     stop_server(server)
 

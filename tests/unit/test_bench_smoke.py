@@ -323,7 +323,7 @@ def test_a_bench_server_names_the_shell_settings_it_leaves_out(tmp_path: Path, m
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     import sys
 
-    from bench.local_server import start_server
+    from bench.harness import start_server
 
     monkeypatch.setenv("TTS_SHELL_ONLY", "1")
     monkeypatch.setenv("TTS_PASSED", "1")

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 from bench.sim.virtual_loop import run_virtual
+from bench.standin import runtime_factories
+from bench.standin.cost_model import CostModel, CostModelRunner, DeviceTimeline
+from bench.standin.cost_model_engine import CostModelEngine
 from core.llm import LLMEngine, SamplingConfig
 from core.tokens import TokenParser, VocabLayout
 from processing.prompt import build_prompt_ids
 from services.codec.calls import Call, SchedulerPolicy
-from services.codec.cost_model import CostModel, CostModelRunner, DeviceTimeline
-from services.codec.cost_model_engine import CostModelEngine
 from services.codec.windows import DecodeWindow
 
 MODEL = CostModel.from_dict({
@@ -99,10 +100,19 @@ def test_the_stand_in_is_refused_with_real_weights(tmp_path: Path) -> None:
     from services.deployment.runtime import ModelRuntime
     from shared.settings import Settings
 
-    runtime = ModelRuntime(Settings(device_cost_model=Path("bench/cost_models/h100-tf32.json"), warmup=False))
+    runtime = ModelRuntime(Settings(warmup=False), **runtime_factories("bench/cost_models/h100-tf32.json"))
     runtime.checkpoint = type("Checkpoint", (), {"is_demo": False})()  # as loaded from a real model directory
     with pytest.raises(RuntimeError, match="benchmark tool"):
         asyncio.run(runtime.create_engine())
+
+
+def test_the_factories_inject_what_was_asked_and_a_bad_fault_fails_first() -> None:
+    assert runtime_factories() == {}
+    assert set(runtime_factories(fault="loop:40:1")) == {"engine_factory"}
+    assert set(runtime_factories("bench/cost_models/h100-tf32.json", "stop:0:0")) == {
+        "engine_factory", "codec_runner_factory"}
+    with pytest.raises(ValueError, match="MODE"):
+        runtime_factories(fault="sulk")
 
 
 def test_a_stand_in_server_sends_every_codec_call_through_the_scheduler_to_the_device(demo_model_dir: Path) -> None:
@@ -113,11 +123,11 @@ def test_a_stand_in_server_sends_every_codec_call_through_the_scheduler_to_the_d
     from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest
     from shared.settings import Settings
 
-    settings = Settings(model_dir=demo_model_dir, device_cost_model=Path("bench/cost_models/h100-tf32.json"), warmup=False,
-                        auth_enabled=False, device="cpu", sr_enabled=False, log_json=False)
+    settings = Settings(model_dir=demo_model_dir, warmup=False, auth_enabled=False, device="cpu", sr_enabled=False,
+                        log_json=False)
 
     async def main() -> tuple[bytes, dict[str, float]]:
-        runtime = ModelRuntime(settings)
+        runtime = ModelRuntime(settings, **runtime_factories("bench/cost_models/h100-tf32.json"))
         await runtime.start()
         try:
             assert runtime.ready, runtime.error
@@ -183,7 +193,7 @@ def test_a_request_dropped_after_it_finished_never_drops_the_next_one_in_its_mem
     it), was dropped before its first step and never generated; its context stalled until GENERATION_TIMEOUT (the
     agents tier's barge-in conversations, 2 in 3 runs on some trees; bench/bench_barge_in.py). Every new request
     must step to its end, whatever address it gets."""
-    from services.codec.cost_model import StepLoop
+    from bench.standin.cost_model import StepLoop
 
     model = CostModel.from_dict({"name": "t", "llm_step_ms": {"fixed": 1.0, "per_row": 0.0},
                                  "llm_prefill_ms": {"fixed": 0.0, "per_token": 0.0},

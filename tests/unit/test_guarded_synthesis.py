@@ -1,5 +1,5 @@
 """The pipeline's recovery from tripped generation guards, in-process on the demo checkpoint with an engine that
-misbehaves on purpose (core/llm/faulty.py): a non-streamed chunk is generated again and the client gets the
+misbehaves on purpose (bench/standin/faulty_engine.py): a non-streamed chunk is generated again and the client gets the
 retried audio; a streamed chunk whose audio was sent is cut and the next chunk keeps the voice; a chunk whose every
 try trips fails the request with GENERATION_FAILED; count-only guards change nothing; normal generations trip
 nothing."""
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import torch
 
-from core.llm.faulty import FaultSpec
+from bench.standin.faulty_engine import FaultSpec
 from services.deployment.runtime import ModelRuntime
 from services.errors import SynthesisError
 from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from bench.sim.run import SimConfig, SimRow, simulate
 from bench.sim.virtual_loop import DeadlockError, run_virtual
 from bench.sim.windows import plan_decode, plan_sr
+from bench.standin.cost_model import CostModel
 from core.apbwe import SRStream
 from core.streaming import StreamingConfig, StreamingDecoder
-from services.codec.cost_model import CostModel
 from shared.settings import Settings
 
 H100 = {"name": "test", "llm_step_ms": {"fixed": 3.0, "per_row": 0.02},
@@ -246,8 +246,8 @@ def test_a_codec_call_is_measured_with_its_wait_behind_the_engine_step_in_progre
     """What admission's codec cost reads (scheduler `busy_seconds`): a call's time from dispatch to its end on the
     shared device, its own service time plus the engine's step it queued behind, as a GPU shared with the engine
     measures it. The stand-in's timeline keeps the codec's own seconds apart (device.busy_seconds)."""
+    from bench.standin.cost_model import CostModelRunner, DeviceTimeline
     from services.codec.calls import Call
-    from services.codec.cost_model import CostModelRunner, DeviceTimeline
     from services.codec.scheduler import CodecScheduler
     from services.codec.windows import DecodeWindow
 

@@ -1,7 +1,7 @@
 """A stream's AP-BWE true end rides a bucket's graph: the planner shapes the last window to a bucket's length (more
 left context, which leaves the kept output as it is), and the scheduler puts such a window only in a call of exactly
 its length, beside other streams' rows, never padded. Until then every stream's last window ran as an eager call of
-its own (fp32, kernel by kernel: docs/benchmarks.md, "AP-BWE at the precision served")."""
+its own (fp32, kernel by kernel: docs/benchmarks.md, "48 kHz at the AP-BWE precision served")."""
 
 from __future__ import annotations
 
@@ -211,7 +211,7 @@ def test_the_simulator_runs_shaped_true_ends_in_bucketed_calls() -> None:
     """`bench.simulate` models what the service runs: with the GPU policy no AP-BWE true end is left eager (the
     served-precision cost model prices an eager call at ~4x a graph's fixed cost), unless shaping is turned off."""
     from bench.sim.run import SimConfig, simulate
-    from services.codec.cost_model import CostModel
+    from bench.standin.cost_model import CostModel
 
     model = CostModel.load("bench/cost_models/h100-decode-tf32-sr-fp32.json").with_overrides(host_ms=1.5)
     reports = {shaped: simulate(SimConfig(model, 12, sample_rate=48_000, audio_seconds=3.0, arrive_within_s=1.0,

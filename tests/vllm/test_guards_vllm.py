@@ -3,7 +3,8 @@ its stop id (measured: 800 of 800 ids, all of them repeats of its prompt, none s
 runs to its token budget with no speech; the guards notice, the chunk is generated again with a new seed and,
 every try failing the same way, the request ends with GENERATION_FAILED. (Temperature 4, which also makes it run
 long, is refused by vLLM.) A normal generation trips nothing, and the misbehaving-engine wrapper
-(TTS_ENGINE_FAULT) works around the real vLLM engine too: a looping chunk is retried, a runaway stream is cut.
+(bench/standin/faulty_engine.py) works around the real vLLM engine too: a looping chunk is retried, a runaway stream
+is cut.
 
 Run with `.venv-vllm/bin/python -m pytest tests/vllm/test_guards_vllm.py -q` (scripts/test runs the tier).
 """
@@ -19,7 +20,7 @@ pytest.importorskip("vllm", reason="vLLM is not importable here; run this tier w
 
 import pytest_asyncio  # noqa: E402
 
-from core.llm.faulty import with_fault  # noqa: E402
+from bench.standin.faulty_engine import with_fault  # noqa: E402
 from services.deployment.runtime import ModelRuntime  # noqa: E402
 from services.errors import SynthesisError  # noqa: E402
 from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest  # noqa: E402

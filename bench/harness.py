@@ -1,0 +1,155 @@
+"""What every bench that drives a server shares: start the service on a free local port, wait until it is ready,
+stop it, and write the bench's results.
+
+Three ways to serve, all the product app on whatever checkpoint `TTS_MODEL_DIR` names:
+- `app_command`: the service exactly as `uvicorn --factory api:create_app` serves it;
+- `standin_command`: with stand-ins injected (`python -m bench.standin.serve`): the device cost model
+  (`cost_model`, engine steps and codec calls as waits of a GPU's measured length) and/or the fault engine;
+- `paced_command`: `bench/serve_paced.py`, the LLM replaced by the paced engine, with its bench-only routes.
+
+The child gets this process's environment without any TTS_* variable, plus what the caller names, so a developer's
+shell settings never leak into a measurement; the ones left out are named on stderr, so a variant set in the shell
+is not mistaken for one measured. Load itself is driven by each bench (bench/loadgen.py for HTTP and WebSocket
+streams, bench/ws_speakers.py for the dialect sockets).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+DEMO_DIR = ROOT / "var" / "test-demo-model"
+COST_MODELS = ROOT / "bench" / "cost_models"
+H100 = COST_MODELS / "h100-tf32.json"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str  # http://127.0.0.1:PORT
+    process: subprocess.Popen
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def stop(self) -> None:
+        stop_server(self)
+
+
+def app_command(port: int) -> list[str]:
+    return [sys.executable, "-m", "uvicorn", "--factory", "api:create_app", "--host", "127.0.0.1", "--port", str(port),
+            "--no-access-log"]
+
+
+def standin_command(cost_model: Path | str | None = None, fault: str = "") -> Callable[[int], list[str]]:
+    def command(port: int) -> list[str]:
+        return [sys.executable, "-m", "bench.standin.serve", "--host", "127.0.0.1", "--port", str(port),
+                *(["--cost-model", str(cost_model)] if cost_model else []), *(["--fault", fault] if fault else [])]
+    return command
+
+
+def paced_command(rate: float = 100.0, codec: str = "demo", flags: Iterable[str] = ()) -> Callable[[int], list[str]]:
+    def command(port: int) -> list[str]:
+        return [sys.executable, str(ROOT / "bench" / "serve_paced.py"), "--port", str(port), "--rate", str(rate),
+                "--codec", codec, *flags]
+    return command
+
+
+def demo_env(model_dir: Path | str = DEMO_DIR, device: str = "cpu", **settings: str) -> dict[str, str]:
+    """A bench server's settings: the checkpoint, the device, no auth, unbuffered logs, plus `settings`."""
+    return {"TTS_MODEL_DIR": str(model_dir), "TTS_DEVICE": device, "TTS_AUTH_ENABLED": "false",
+            "PYTHONUNBUFFERED": "1", **settings}
+
+
+def spawn_server(command: Callable[[int], list[str]], env: dict[str, str], log: Path) -> Server:
+    """Start `command(port)` from the repository root with its output in `log`; do not wait (see wait_ready)."""
+    port = free_port()
+    # The bench's own settings only: a TTS_ variable of the caller's shell would change what is measured unseen.
+    dropped = sorted(k for k in os.environ if k.startswith("TTS_") and k not in env)
+    if dropped:
+        print(f"start_server: not passed to the server (the bench sets its own TTS_ settings): {', '.join(dropped)}",
+              file=sys.stderr)
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
+    child_env.update(env)
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command(port), cwd=ROOT, env=child_env, stdout=out, stderr=subprocess.STDOUT)
+    return Server(f"http://127.0.0.1:{port}", process, log)
+
+
+def wait_ready(servers: list[Server], timeout_s: float = 300.0) -> None:
+    """Block until every server answers /v1/tts/ready with 200 (models loaded, warm-up done). Raises with the log's
+    tail when one exits or is not ready in time."""
+    deadline = time.monotonic() + timeout_s
+    pending = list(servers)
+    while pending:
+        for server in list(pending):
+            if server.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{server.log_path.read_text(errors='replace')[-3000:]}")
+            try:
+                if httpx.get(f"{server.url}/v1/tts/ready", timeout=2).status_code == 200:
+                    pending.remove(server)
+            except httpx.HTTPError:
+                pass
+        if pending and time.monotonic() > deadline:
+            raise RuntimeError(f"server not ready in {timeout_s:.0f} s:\n"
+                               f"{pending[0].log_path.read_text(errors='replace')[-3000:]}")
+        if pending:
+            time.sleep(0.3)
+
+
+def start_server(command: Callable[[int], list[str]], env: dict[str, str], log: Path,
+                 ready_s: float = 300.0) -> Server:
+    """`spawn_server`, then `wait_ready`; stopped again if it does not get ready."""
+    server = spawn_server(command, env, log)
+    try:
+        wait_ready([server], ready_s)
+    except BaseException:
+        stop_server(server)
+        raise
+    return server
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait(timeout=15)
+
+
+def results_path(folder: str, name: str) -> Path:
+    """bench/results/FOLDER/NAME: a folder per measurement, holding its latest run."""
+    path = RESULTS / folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_results(path: Path, result: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    return path

@@ -1,0 +1,306 @@
+"""A device cost model and the stand-ins built on it: a BENCHMARK TOOL, never a way to serve.
+
+The cost model says what each device call costs: an LLM step over B rows, a prompt's
+prefill, a BiCodec call of B x T tokens, an AP-BWE call of B x S input samples, each `fixed + per_unit x units`,
+and the API path's CPU time per second of audio. Two users:
+
+- `bench.simulate` drives the real `CodecScheduler` and `Admission` on a virtual clock with these costs;
+- `python -m bench.standin.serve --cost-model FILE` makes the real server (demo checkpoint only) replace the engine's steps and the
+  codec's calls with waits of the modelled length (`CostModelRunner` here, `CostModelEngine` in
+  `cost_model_engine.py`), so the wiring (HTTP, parser, scheduler, encoders) is measured on a CPU as if a GPU
+  did the model work.
+
+Both share `DeviceTimeline`: ONE device, one call at a time in arrival order (a GPU serialises kernels), used by
+the engine's steps and the codec's calls alike. Waits are `asyncio.sleep`, so on a virtual clock they cost no
+wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from services.codec.calls import Call
+
+HOP = 320  # BiCodec: 16 kHz samples per semantic token
+DEFAULT_PRENET_SHARE = 0.05
+
+
+@dataclass(frozen=True)
+class Linear:
+    """`fixed + per_unit x units` milliseconds."""
+
+    fixed: float
+    per_unit: float
+
+    def seconds(self, units: float) -> float:
+        return (self.fixed + self.per_unit * units) / 1000.0
+
+
+@dataclass(frozen=True)
+class CostModel:
+    name: str
+    llm_step: Linear  # units: rows in the step
+    llm_prefill: Linear  # units: prompt tokens
+    decode: Linear  # units: rows_padded x length tokens (a whole window's decode per token)
+    sr: Linear  # units: rows_padded x length 16 kHz input samples
+    host_ms_per_audio_second: float  # CPU of the API path, per process (one GIL)
+    # The prenet's share of a decoded token's cost (the rest is the wave generator's): a call whose wave generator runs
+    # on trimmed spans (`Call.spans`) pays it on every token the prenet reads and the rest on span tokens only.
+    # 0.05: measured on a CPU at the released size (prenet 48-193 ms, wave generator 923-3,826 ms for 48-192
+    # tokens, one thread; by FLOPs 4.4%); the GPU kit measures it on the device (docs/benchmarks.md).
+    decode_prenet_share: float = DEFAULT_PRENET_SHARE
+    # An exact-length call (`Call.length` None: a stream's AP-BWE true end, a window longer than every bucket) runs
+    # eager at the process's fp32, launched kernel by kernel: `decode_ms.eager` / `sr_ms.eager` when the file gives
+    # them (the H100 acceptance sweep's fp32 B=1 calls: AP-BWE ~7.5 ms fixed, launch-bound), else the graph figures.
+    decode_eager: Linear | None = None
+    sr_eager: Linear | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CostModel:
+        def part(key: str, unit: str, entry: Any = None) -> Linear:
+            try:
+                entry = data[key] if entry is None else entry
+                value = Linear(float(entry["fixed"]), float(entry[unit]))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"cost model: '{key}' needs numbers 'fixed' and '{unit}' ({exc})") from exc
+            if value.fixed < 0 or value.per_unit < 0:
+                raise ValueError(f"cost model: '{key}' must not be negative")
+            return value
+
+        def eager(key: str, unit: str) -> Linear | None:
+            entry = data.get(key)
+            eager_entry = entry.get("eager") if isinstance(entry, dict) else None
+            return None if eager_entry is None else part(f"{key}.eager", unit, eager_entry)
+
+        try:
+            host = float(data.get("host_ms", {}).get("per_audio_second", 0.0))
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ValueError(f"cost model: 'host_ms.per_audio_second' must be a number ({exc})") from exc
+        try:
+            share = float(data["decode_ms"].get("prenet_share", DEFAULT_PRENET_SHARE))
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"cost model: 'decode_ms.prenet_share' must be a number ({exc})") from exc
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"cost model: 'decode_ms.prenet_share' must lie in [0, 1], got {share}")
+        return cls(
+            name=str(data.get("name", "unnamed")),
+            llm_step=part("llm_step_ms", "per_row"),
+            llm_prefill=part("llm_prefill_ms", "per_token"),
+            decode=part("decode_ms", "per_token"),
+            sr=part("sr_ms", "per_input_sample"),
+            host_ms_per_audio_second=max(0.0, host),
+            decode_prenet_share=share,
+            decode_eager=eager("decode_ms", "per_token"),
+            sr_eager=eager("sr_ms", "per_input_sample"),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> CostModel:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"cost model {path}: not a readable JSON file ({exc})") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"cost model {path}: expected a JSON object")
+        return cls.from_dict(data)
+
+    def with_overrides(self, *, llm_per_row: float | None = None, host_ms: float | None = None) -> CostModel:
+        from dataclasses import replace
+
+        out = self
+        if llm_per_row is not None:
+            out = replace(out, llm_step=Linear(out.llm_step.fixed, llm_per_row),
+                          name=f"{out.name} (llm per_row {llm_per_row})")
+        if host_ms is not None:
+            out = replace(out, host_ms_per_audio_second=host_ms)
+        return out
+
+    # ---- what one device call costs
+    def step_seconds(self, rows: int, prefill_tokens: int = 0, prefills: int = 0) -> float:
+        """One engine step over `rows` rows, with the prompts of `prefills` newcomers (`prefill_tokens` in all)
+        processed in the same step (chunked prefill)."""
+        cost = self.llm_step.seconds(rows) if rows else 0.0
+        if prefills:
+            cost += self.llm_prefill.seconds(prefill_tokens)
+        return cost
+
+    def call_seconds(self, call: Call) -> float:
+        eager = call.length is None
+        if call.kind != "decode":
+            return (self.sr_eager if eager and self.sr_eager is not None else self.sr).seconds(call.work)
+        share = self.decode_prenet_share  # whole windows (no margin, spans = windows): `decode.seconds(call.work)`
+        cost = self.decode_eager if eager and self.decode_eager is not None else self.decode
+        return cost.seconds(share * call.prenet_work + (1.0 - share) * call.work)
+
+    def host_seconds_per_token(self) -> float:
+        """The API path's CPU per semantic token (50 tokens per second of audio)."""
+        return self.host_ms_per_audio_second / 1000.0 / 50.0
+
+
+class DeviceTimeline:
+    """One device: calls run one at a time, first come first served (`asyncio.Lock` is FIFO). Keeps the busy
+    seconds of each kind of work for the reports.
+
+    The device keeps its own schedule: a call starts when it arrived or when the call before it ends on that
+    schedule, whichever is later, and the caller sleeps until its scheduled end. On a real clock a sleep wakes late
+    (timer granularity, a busy event loop); counting from the late wake-up instead made every queued call start
+    late, so the stand-in's device fell behind its model. A lateness now delays one wake-up, not the calls after it."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._free_at = -math.inf  # the scheduled end of the last call (the event loop's clock)
+        self.busy_seconds: dict[str, float] = {"llm": 0.0, "decode": 0.0, "sr": 0.0}
+
+    async def use(self, kind: str, seconds: float, *, arrived: float | None = None) -> float:
+        """Run a call of `seconds` that arrived at `arrived` (default: now; a caller with work waiting since its
+        previous call's scheduled end passes that end). Returns the call's scheduled end."""
+        loop = asyncio.get_running_loop()
+        arrived = loop.time() if arrived is None else arrived
+        seconds = max(0.0, seconds)
+        async with self._lock:
+            end = max(arrived, self._free_at) + seconds
+            self._free_at = end
+            delay = end - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.busy_seconds[kind] = self.busy_seconds.get(kind, 0.0) + seconds
+        return end
+
+    @property
+    def total_busy(self) -> float:
+        return sum(self.busy_seconds.values())
+
+
+class CostModelRunner:
+    """A stand-in `DeviceRunner`: waits the modelled time on the shared device, then returns rows of the right
+    length (low noise, so encoders and guards see audio rather than digital silence). Not a codec."""
+
+    def __init__(self, model: CostModel, device: DeviceTimeline | None = None, *, hop: int = HOP,
+                 noise: bool = True) -> None:
+        self.model = model
+        self.device = device or DeviceTimeline()
+        self.hop = hop
+        self.noise = noise
+        self._rng = np.random.default_rng(0)
+
+    async def run(self, call: Call) -> list[np.ndarray]:
+        return (await self.run_timed(call))[0]
+
+    async def run_timed(self, call: Call) -> tuple[list[np.ndarray], float]:
+        """The rows and the call's time on the device's schedule, from its arrival (waiting behind the step in
+        progress included) to its scheduled end: what a device thread would measure (TimedDeviceRunner)."""
+        arrived = asyncio.get_running_loop().time()
+        end = await self.device.use(call.kind, self.model.call_seconds(call))
+        out = []
+        for w in call.windows:
+            n = (w.keep_end - w.keep_start) * (self.hop if call.kind == "decode" else 1)
+            out.append(self._audio(n))
+        return out, end - arrived
+
+    def _audio(self, n: int) -> np.ndarray:
+        if not self.noise:
+            return np.zeros(n, np.float32)
+        return (self._rng.standard_normal(n) * 0.01).astype(np.float32)
+
+    def close(self) -> None:
+        return None
+
+
+class EngineRow(Protocol):
+    """One generating request as the step loop sees it."""
+
+    prompt_tokens: int
+
+    def step(self) -> bool:
+        """One id generated for this row; True when the row has finished (its stop id was the last)."""
+        ...
+
+
+class StepLoop:
+    """The LLM engine's schedule on the device: each step runs every active row once (one id each) and costs
+    `llm_step(rows)`, plus the prefill of the rows that joined since the last step (their first id comes out of
+    that step, as with chunked prefill). A row added while a step runs joins the next one. `on_step(rows)` is
+    told after each step, with the rows that stepped."""
+
+    def __init__(self, model: CostModel, device: DeviceTimeline,
+                 on_step: Callable[[Sequence[EngineRow]], None] | None = None) -> None:
+        self.model = model
+        self.device = device
+        self.on_step = on_step
+        self._rows: list[EngineRow] = []
+        self._new: list[EngineRow] = []
+        # The dropped rows themselves (compared by identity), never their id(): a row dropped after its last step is
+        # freed, and CPython gives the next request its address; an id remembered here then dropped that request
+        # before its first step (the stall in tests/unit/test_cost_model_standin.py). Held here, a row cannot be freed
+        # until the loop has forgotten it.
+        self._dropped: list[EngineRow] = []
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.steps = 0
+        self.row_steps = 0
+        self._last_end: float | None = None  # the last step's scheduled end on the device
+
+    @property
+    def active(self) -> int:
+        return len(self._rows) + len(self._new)
+
+    def add(self, row: EngineRow) -> None:
+        self._new.append(row)
+        if self._task is None or self._task.done():
+            self._wake = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="cost-model-steps")
+        assert self._wake is not None
+        self._wake.set()
+
+    def drop(self, row: EngineRow) -> None:
+        """Stop generating for `row` (abort): it leaves before the next step."""
+        self._dropped.append(row)
+
+    async def aclose(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            if self._dropped:
+                self._rows = [r for r in self._rows if not _held(r, self._dropped)]
+                self._new = [r for r in self._new if not _held(r, self._dropped)]
+                self._dropped.clear()
+            if not self._rows and not self._new:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            new, self._new = self._new, []
+            rows = self._rows + new
+            cost = self.model.step_seconds(len(rows), sum(r.prompt_tokens for r in new), len(new))
+            # Rows that stepped last time were ready for this step at that step's scheduled end (the engine runs in
+            # its own process on a GPU: the event loop's lateness in waking this task must not slow it down).
+            self._last_end = await self.device.use("llm", cost, arrived=self._last_end if self._rows else None)
+            self.steps += 1
+            self.row_steps += len(rows)
+            self._rows = [r for r in rows if not _held(r, self._dropped) and not r.step()]
+            if self.on_step is not None:
+                self.on_step(rows)
+
+
+def delta_due(made: int, handed: int, total: int, interval: int) -> bool:
+    """Whether an engine hands a request its ids after this step, as vLLM's `stream_interval` does: the first id at
+    once, then whenever `interval` ids were made since the last delta, and whatever is left at the end."""
+    return made > handed and (handed == 0 or made >= total or made - handed >= interval)
+
+
+def _held(row: EngineRow, rows: list[EngineRow]) -> bool:
+    """Whether this very row is in `rows` (identity: rows define no equality, and a few are dropped at a time)."""
+    return any(r is row for r in rows)

@@ -1,0 +1,51 @@
+"""The service with stand-ins injected: the app of `uvicorn --factory api:create_app`, nothing else changed.
+
+    python -m bench.standin.serve --port 8000 --cost-model bench/cost_models/h100-tf32.json
+    python -m bench.standin.serve --port 8000 --fault loop:40:1
+
+Settings come from the environment (TTS_*) as for the normal server. `--cost-model` (or TTS_DEVICE_COST_MODEL)
+serves on the device stand-in, `--fault` (or TTS_ENGINE_FAULT) wraps the engine in the fault engine; both
+variables are read here and taken out of the environment, so the service's settings never see them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+COST_MODEL_VAR = "TTS_DEVICE_COST_MODEL"
+FAULT_VAR = "TTS_ENGINE_FAULT"
+
+
+def build_app(cost_model: str | None, fault: str):  # noqa: ANN201 - a FastAPI app
+    from api.app import create_app
+    from bench.standin import runtime_factories
+    from services.deployment.runtime import ModelRuntime
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    return create_app(settings, runtime=ModelRuntime(settings, **runtime_factories(cost_model, fault)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--cost-model", default=os.environ.pop(COST_MODEL_VAR, None) or None,
+                        help=f"device cost model JSON (bench/cost_models/); default ${COST_MODEL_VAR}")
+    parser.add_argument("--fault", default=os.environ.pop(FAULT_VAR, ""),
+                        help=f"engine fault MODE[:K][:TRIES] (bench/standin/faulty_engine.py); default ${FAULT_VAR}")
+    args = parser.parse_args(argv)
+    import uvicorn
+
+    uvicorn.run(build_app(args.cost_model, args.fault), host=args.host, port=args.port, access_log=False)
+
+
+if __name__ == "__main__":
+    main()
