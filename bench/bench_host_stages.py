@@ -123,11 +123,11 @@ def measure(interval: int, seconds: float, repeat: int, formats: list[str], sr48
             policy.screen_audio(run, c)
 
     def chain(fmt: str, rate: int = 16000) -> Callable[[], None]:
-        runtime = SimpleNamespace(settings=settings, sr=None)
+        resources = SimpleNamespace(settings=settings, sr=None, scheduler=None)  # what AudioOutput reads
 
         def go() -> None:
             async def body() -> None:
-                out = AudioOutput(runtime, audio_format=fmt, sample_rate=rate, stream=True, want_bwe=False,
+                out = AudioOutput(resources, audio_format=fmt, sample_rate=rate, stream=True, want_bwe=False,
                                   stats=PipelineStats())
                 out.start_segment(last=True)
                 for c in chunks:
@@ -141,13 +141,14 @@ def measure(interval: int, seconds: float, repeat: int, formats: list[str], sr48
         """The same chunks at 48 kHz: AP-BWE's windows planned, submitted to the real codec scheduler and answered at
         once by `InstantSR` (its kept rows copied out, as the device thread does), then framed and encoded (`rate`
         below 48 kHz: resampled from 48 kHz first, as the service does for 24 / 22.05 / 44.1 kHz)."""
-        runtime = SimpleNamespace(settings=settings, sr=SimpleNamespace(grid=SR_GRID, context=SR_CONTEXT))
+        resources = SimpleNamespace(settings=settings, sr=SimpleNamespace(grid=SR_GRID, context=SR_CONTEXT),
+                                    scheduler=None)
 
         def go() -> None:
             async def body() -> None:
                 async with CodecScheduler(InstantSR()) as scheduler:
                     handle = scheduler.open_stream()
-                    out = AudioOutput(runtime, audio_format=fmt, sample_rate=rate, stream=True, want_bwe=True,
+                    out = AudioOutput(resources, audio_format=fmt, sample_rate=rate, stream=True, want_bwe=True,
                                       stats=PipelineStats(), handle=handle)
                     out.start_segment(last=True)
                     for c in chunks:

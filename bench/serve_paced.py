@@ -54,6 +54,7 @@ from core.streaming import StreamingConfig  # noqa: E402
 from services.access.grant import AccessServices  # noqa: E402
 from services.deployment.runtime import ModelRuntime  # noqa: E402
 from services.pipeline.audio_output import AudioOutput  # noqa: E402
+from services.pipeline.speaker_vectors import SpeakerVectors  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 
@@ -80,6 +81,7 @@ class PacedRuntime(ModelRuntime):
             from bench.gpu.bench_gpu import apbwe_config, bicodec_config, build_bicodec, build_sr
 
             self.bicodec = build_bicodec(bicodec_config()[0], self.device)
+            self.speaker_vectors = SpeakerVectors(self.bicodec)
             if self.sr is not None:
                 self.sr = build_sr(apbwe_config()[0], self.device)
             self._codec_final = True
