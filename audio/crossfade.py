@@ -47,7 +47,8 @@ def equal_power_ramps(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _mix(tail: np.ndarray, head: np.ndarray) -> np.ndarray:
     fade_out, fade_in = equal_power_ramps(len(tail))
-    return tail * fade_out + head * fade_in
+    mixed: np.ndarray = tail * fade_out + head * fade_in
+    return mixed
 
 
 def crossfade_join(a: np.ndarray, b: np.ndarray, overlap: int) -> np.ndarray:

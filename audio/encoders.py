@@ -12,6 +12,7 @@ import io
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import cast
 
 import av
 import numpy as np
@@ -248,8 +249,11 @@ class PyAVEncoder(AudioEncoder):
         if streaming:
             # libav already flushes its IO buffer after each packet for a non-seekable sink; say so explicitly.
             options["flush_packets"] = "1"
-        self._container = av.open(self._sink, mode="w", format=spec.container, options=options)
-        self._stream = self._container.add_stream(spec.codec, rate=sample_rate)
+        self._container: av.container.OutputContainer | None = av.open(
+            self._sink, mode="w", format=spec.container, options=options
+        )
+        # Every spec names an audio codec; PyAV types a stream added by codec name as any kind of stream.
+        self._stream = cast(av.AudioStream, self._container.add_stream(spec.codec, rate=sample_rate))
         self._stream.layout = "mono"
         rate = bitrate or default_bitrate(info.name, sample_rate)
         if rate:
@@ -268,11 +272,13 @@ class PyAVEncoder(AudioEncoder):
 
     def _finish(self) -> bytes:
         self._mux(None)  # drains the codec (and PyAV's frame-size FIFO), padding the last frame
+        assert self._container is not None  # flush calls _finish once, before _release
         self._container.close()  # writes the trailer
         self._container = None
         return self._drain(final=True)
 
     def _mux(self, frame: av.AudioFrame | None) -> None:
+        assert self._container is not None  # push and flush refuse an encoder already flushed or closed
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
 

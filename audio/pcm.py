@@ -51,7 +51,8 @@ def unit_float_to_s16le(samples: np.ndarray) -> bytes:
 def int16_to_float(pcm: np.ndarray) -> np.ndarray:
     """Inverse of `float_to_int16` (exact for every value it produces); -32768 maps to -1."""
     arr = np.asarray(pcm, dtype=np.int16)
-    return np.maximum(arr.astype(np.float32) / np.float32(PCM16_SCALE), np.float32(-1.0))
+    samples: np.ndarray = np.maximum(arr.astype(np.float32) / np.float32(PCM16_SCALE), np.float32(-1.0))
+    return samples
 
 
 def float_to_s16le(samples: np.ndarray) -> bytes:

@@ -196,7 +196,7 @@ class PolyphaseResampler:
         frames = np.ndarray((blocks, self._width), dtype=np.float32, buffer=self._data, offset=4 * lo,
                             strides=(4 * step, 4))
         if blocks < _FEW_BLOCKS:  # a short push: one product over the whole window, not one per group
-            out = np.ascontiguousarray(frames) @ self._matrix
+            out: np.ndarray = np.ascontiguousarray(frames) @ self._matrix
         else:
             out = self._products(frames, blocks, rows)
         out = out.reshape(-1)

@@ -10,10 +10,9 @@ WAV_HEADER_BYTES = 44
 # Unknown-length marker used by OpenAI, ffmpeg (pipe output) and others; readers then read to EOF.
 STREAMING_SIZE = 0xFFFFFFFF
 
-_FORMAT_TAGS = {"pcm": 1, "mulaw": 7}
-_DEFAULT_BITS = {"pcm": 16, "mulaw": 8}
-
 WavFormat = Literal["pcm", "mulaw"]
+_FORMAT_TAGS: dict[WavFormat, int] = {"pcm": 1, "mulaw": 7}
+_DEFAULT_BITS = {"pcm": 16, "mulaw": 8}
 # RIFF id, size, WAVE, fmt chunk (16 bytes: tag, channels, rate, byte rate, block align, bits), data id, size.
 _HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")
 

@@ -135,7 +135,8 @@ class ConvNeXtBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T)
         y = depthwise_conv1d(x, self.dwconv.weight, self.dwconv.bias).transpose(1, 2)
         y = self.pwconv2(F.gelu(self.pwconv1(self.norm(y))))  # exact (erf) GELU, as trained
-        return x + (self.gamma * y).transpose(1, 2)
+        out: torch.Tensor = x + (self.gamma * y).transpose(1, 2)
+        return out
 
 
 def _conv(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
@@ -144,7 +145,8 @@ def _conv(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
 
 
 def _norm_channels(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
-    return norm(x.transpose(1, 2)).transpose(1, 2)
+    normed: torch.Tensor = norm(x.transpose(1, 2)).transpose(1, 2)
+    return normed
 
 
 class APBWEGenerator(nn.Module):
@@ -405,10 +407,10 @@ def load_generator_weights(generator: APBWEGenerator, path: Path) -> None:
     for name, shape in expected.items():
         if name not in state:
             raise SRCheckpointError(f"{path}: tensor '{name}' is missing; expected shape {list(shape)}")
-        found = tuple(state[name].shape)
-        if found != shape:
+        actual = tuple(state[name].shape)
+        if actual != shape:
             raise SRCheckpointError(
-                f"{path}: tensor '{name}' has shape {list(found)}; the config expects {list(shape)}"
+                f"{path}: tensor '{name}' has shape {list(actual)}; the config expects {list(shape)}"
             )
     unexpected = sorted(set(state) - set(expected))
     if unexpected:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,9 @@ from core.nn import (
     fold_weight_norms,
     length_mask,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.safetensors"
@@ -186,16 +189,18 @@ class FeaturePrenet(nn.Module):
 
     def forward(self, z_q: Tensor, d_vector: Tensor, mask: Tensor | None = None) -> Tensor:
         x = self.linear_pre(z_q.transpose(1, 2)).transpose(1, 2)
-        for sampler, backbone in self.downsample:
+        # Each stage is a (sampler, backbone) ModuleList; torch types a ModuleList's items as plain Modules.
+        for sampler, backbone in cast(Iterable[nn.ModuleList], self.downsample):
             x = backbone(sampler(x), mask=mask)
         x = self.vocos_backbone(x, d_vector, mask)
-        x = self.linear(x.transpose(1, 2)).transpose(1, 2)
-        return torch.tanh(x) if self.use_tanh else x
+        out: Tensor = self.linear(x.transpose(1, 2)).transpose(1, 2)
+        return torch.tanh(out) if self.use_tanh else out
 
 
 class DecoderBlock(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, kernel_size: int, stride: int) -> None:
         super().__init__()
+        self.stride = stride
         self.block = nn.Sequential(
             Snake1d(in_dim),
             WNConv1d(
@@ -214,7 +219,8 @@ class DecoderBlock(nn.Module):
     def forward(self, x: Tensor, mask_in: Tensor | None = None, mask_out: Tensor | None = None) -> Tensor:
         """`mask_in` at the input's rate, `mask_out` at the upsampled rate (None: unpadded rows)."""
         if mask_in is None:
-            return self.block(x)
+            out: Tensor = self.block(x)
+            return out
         snake, upsample, *residuals = self.block
         # The transposed conv spreads input step t over outputs up to t * stride + pad: its input is masked too.
         x = upsample(snake(x).mul_(mask_in))
@@ -241,17 +247,19 @@ class WaveGenerator(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """`lengths` [B] (frames): right-padded rows, each convolution's input zeroed beyond its row's length."""
         if lengths is None:
-            return self.model(x)
+            wave: Tensor = self.model(x)
+            return wave
         first, *blocks, snake, last, tanh = self.model
         steps, rate = x.shape[-1], 1
         mask = length_mask(lengths, steps)
         x = first(x * mask)
-        for block in blocks:
-            stride = block.block[1].stride
+        for block in cast(list[DecoderBlock], blocks):
+            stride = block.stride
             mask_out = length_mask(lengths, steps * rate * stride, rate * stride)
             x = block(x, mask, mask_out)
             mask, rate = mask_out, rate * stride
-        return tanh(last(snake(x).mul_(mask)))
+        wave = tanh(last(snake(x).mul_(mask)))
+        return wave
 
 
 class SemanticDequantizer(nn.Module):
@@ -268,7 +276,8 @@ class SemanticDequantizer(nn.Module):
         )
 
     def forward(self, semantic: Tensor) -> Tensor:  # [B, T] -> [B, latent, T]
-        return self.out_project(F.embedding(semantic, self.codebook.weight).transpose(1, 2))
+        z_q: Tensor = self.out_project(F.embedding(semantic, self.codebook.weight).transpose(1, 2))
+        return z_q
 
 
 class FSQProjection(nn.Module):
@@ -290,7 +299,8 @@ class FSQProjection(nn.Module):
 
     def forward(self, indices: Tensor) -> Tensor:  # [B, N] -> [B, N, latent]
         # One quantizer: its residual scale (levels - 1) ** 0 is 1.
-        return self.project_out(self.codes(indices))
+        latents: Tensor = self.project_out(self.codes(indices))
+        return latents
 
 
 class SpeakerDetokenizer(nn.Module):
@@ -304,7 +314,8 @@ class SpeakerDetokenizer(nn.Module):
     def forward(self, global_tokens: Tensor) -> Tensor:  # [B, N] -> [B, D]
         latents = self.quantizer(global_tokens)  # [B, N, latent]
         # Flatten channel-major (index = channel * N + token), as upstream's [B, latent, N].reshape does.
-        return self.project(latents.transpose(1, 2).reshape(latents.shape[0], -1))
+        d_vector: Tensor = self.project(latents.transpose(1, 2).reshape(latents.shape[0], -1))
+        return d_vector
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -419,12 +430,14 @@ class BiCodecDecoder(nn.Module):
     @torch.inference_mode()
     def quantize_semantic(self, semantic: Tensor) -> Tensor:
         """Semantic ids [B, T] -> z_q [B, latent, T]."""
-        return self.quantizer(self._check_semantic(semantic))
+        z_q: Tensor = self.quantizer(self._check_semantic(semantic))
+        return z_q
 
     @torch.inference_mode()
     def speaker_vector(self, global_tokens: Tensor) -> Tensor:
         """32 global ids ([B, 32] or [B, 1, 32]) -> d-vector [B, D]. Depends only on the voice; cache it."""
-        return self.speaker_encoder(self._check_global(global_tokens))
+        d_vector: Tensor = self.speaker_encoder(self._check_global(global_tokens))
+        return d_vector
 
     @torch.inference_mode()
     def decode_with_speaker(self, semantic: Tensor, d_vector: Tensor) -> Tensor:
@@ -440,10 +453,12 @@ class BiCodecDecoder(nn.Module):
             )
         d = d.expand(semantic.shape[0], -1)
         x = self.prenet(self.quantizer(semantic), d) + d.unsqueeze(-1)
-        return self.decoder(x).squeeze(1)
+        wave: Tensor = self.decoder(x).squeeze(1)
+        return wave
 
     @torch.inference_mode()
-    def decode_padded(self, ids: Any, lengths: Any, d_vector: Any) -> Tensor:
+    def decode_padded(self, ids: Tensor | np.ndarray, lengths: Tensor | np.ndarray,
+                      d_vector: Tensor | np.ndarray) -> Tensor:
         """Right-padded rows: ids [B, L] + valid lengths [B] (tokens) + d-vectors [B, D] -> waveform [B, L * hop]
         on the decoder's device. Row b's first lengths[b] * hop samples equal `decode_with_speaker` of its first
         lengths[b] ids alone (within ~1e-5: the convolutions round differently at another length); the rest is
@@ -453,8 +468,8 @@ class BiCodecDecoder(nn.Module):
         return self.decode_rows(ids, torch.zeros_like(lengths), lengths, lengths, d_vector, margin=0)
 
     @torch.inference_mode()
-    def decode_rows(self, ids: Any, starts: Any, lengths: Any, wave_lengths: Any, d_vector: Any, *,
-                    margin: int) -> Tensor:
+    def decode_rows(self, ids: Tensor | np.ndarray, starts: Tensor | np.ndarray, lengths: Tensor | np.ndarray,
+                    wave_lengths: Tensor | np.ndarray, d_vector: Tensor | np.ndarray, *, margin: int) -> Tensor:
         """Rows placed anywhere in a padded batch, the wave generator run on a span of each (the serving path).
 
         ids [B, L]: row b's window at columns [starts[b], starts[b] + lengths[b]), id 0 elsewhere (a valid index);
@@ -484,7 +499,8 @@ class BiCodecDecoder(nn.Module):
         x = self.prenet(self.quantizer(ids), d, mask) + d.unsqueeze(-1)
         if margin:
             x = x[:, :, margin : steps - margin]
-        return self.decoder(x, wave_lengths).squeeze(1)
+        wave: Tensor = self.decoder(x, wave_lengths).squeeze(1)
+        return wave
 
     @torch.inference_mode()
     def decode(self, semantic: Tensor, global_tokens: Tensor) -> Tensor:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -46,7 +47,7 @@ class SparkCheckpoint:
 @dataclass(frozen=True)
 class SRCheckpoint:
     root: Path
-    config: dict
+    config: dict[str, Any]
     weights: Path
 
 
@@ -56,7 +57,7 @@ def _require_file(path: Path, what: str) -> Path:
     return path
 
 
-def _load_yaml_mapping(path: Path) -> dict:
+def _load_yaml_mapping(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -66,7 +67,7 @@ def _load_yaml_mapping(path: Path) -> dict:
     return data
 
 
-def _load_json_mapping(path: Path) -> dict:
+def _load_json_mapping(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -12,6 +12,8 @@ sums each output sample's frames in frame order. Same maths as `torch.stft`/`tor
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -24,7 +26,7 @@ def _padded_window(window: Tensor, n_fft: int) -> Tensor:
     return F.pad(window, (left, n_fft - window.numel() - left))
 
 
-def _tiled(fn, frames: Tensor) -> Tensor:  # noqa: ANN001 - an FFT over the last axis of (count, n) rows
+def _tiled(fn: Callable[[Tensor], Tensor], frames: Tensor) -> Tensor:  # an FFT over the last axis of (count, n) rows
     count = frames.shape[0]
     tiles = max(1, -(-count // FRAME_TILE))
     padded = F.pad(frames, (0, 0, 0, tiles * FRAME_TILE - count))

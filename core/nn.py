@@ -29,7 +29,8 @@ def fold_weight_norm_tensor(weight_g: Tensor, weight_v: Tensor) -> Tensor:
     Axis 0 is the output channel of a Conv1d and the *input* channel of a ConvTranspose1d.
     """
     norm = weight_v.norm(p=2, dim=tuple(range(1, weight_v.dim())), keepdim=True)
-    return weight_v * (weight_g / norm)
+    weight: Tensor = weight_v * (weight_g / norm)
+    return weight
 
 
 class WNConv1d(nn.Module):
@@ -109,7 +110,8 @@ class AdaLayerNorm(nn.Module):
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:  # x [B, T, C], cond [B, D]
         x = F.layer_norm(x, (self.dim,), eps=self.eps)
-        return x * self.scale(cond).unsqueeze(1) + self.shift(cond).unsqueeze(1)
+        y: Tensor = x * self.scale(cond).unsqueeze(1) + self.shift(cond).unsqueeze(1)
+        return y
 
 
 class ConvNeXtBlock(nn.Module):
@@ -127,7 +129,8 @@ class ConvNeXtBlock(nn.Module):
         y = self.dwconv(masked(x, mask)).transpose(1, 2)
         y = self.norm(y, cond) if isinstance(self.norm, AdaLayerNorm) else self.norm(y)
         y = self.pwconv2(F.gelu(self.pwconv1(y)))
-        return x + (self.gamma * y).transpose(1, 2)
+        out: Tensor = x + (self.gamma * y).transpose(1, 2)
+        return out
 
 
 class VocosBackbone(nn.Module):
@@ -154,7 +157,8 @@ class VocosBackbone(nn.Module):
         x = x.transpose(1, 2)
         for block in self.convnext:
             x = block(x, cond, mask)
-        return self.final_layer_norm(x.transpose(1, 2)).transpose(1, 2)
+        out: Tensor = self.final_layer_norm(x.transpose(1, 2)).transpose(1, 2)
+        return out
 
 
 class UnitRatioSampling(nn.Module):
@@ -176,8 +180,10 @@ class ResidualUnit(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         if mask is None:
-            return x + self.block(x)
+            out: Tensor = x + self.block(x)
+            return out
         snake, conv, snake2, pointwise = self.block
         # The k7 conv's input is zeroed beyond the valid length (the Snake output is a fresh tensor: in place);
         # the 1x1 conv is pointwise in time and needs no mask.
-        return x + pointwise(snake2(conv(snake(x).mul_(mask))))
+        out = x + pointwise(snake2(conv(snake(x).mul_(mask))))
+        return out

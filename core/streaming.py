@@ -277,7 +277,8 @@ class DecodePlanner:
             raise ValueError(
                 f"semantic token value {int(bad[0])} out of range; accepted 0..{self._codebook - 1}"
             )
-        return arr.tolist()
+        ids: list[int] = arr.tolist()
+        return ids
 
     def _plan_short(self, size: int) -> PlannedWindow:
         """A chunk of the short schedule: its own look-ahead; its last overlap tokens are held back and decoded

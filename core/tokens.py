@@ -233,12 +233,12 @@ class VocabLayout:
             entries.append((vocab[semantic_token(s)], TokenKind.SEMANTIC, s, 0))
         for marker, text in _MARKER_STRINGS.items():
             entries.append((vocab[text], TokenKind.MARKER, int(marker), 0))
-        for family, which in (("pitch_value", Acoustic.PITCH), ("speed_value", Acoustic.SPEED)):
+        for family, family_kind in (("pitch_value", Acoustic.PITCH), ("speed_value", Acoustic.SPEED)):
             count = dict(ADDED_TOKEN_FAMILIES)[family]
             for v in range(count):
                 token_id = vocab.get(f"<|{family}_{v}|>")
                 if token_id is not None:
-                    entries.append((token_id, TokenKind.ACOUSTIC, v, int(which)))
+                    entries.append((token_id, TokenKind.ACOUSTIC, v, int(family_kind)))
         max_id = max(max(e[0] for e in entries), max((i for i in vocab.values()), default=0))
         size = max(table_size or 0, max_id + 1)
         kinds = np.zeros(size, dtype=np.uint8)

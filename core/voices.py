@@ -186,14 +186,15 @@ class Voice:
     def from_dict(cls, data: Mapping[str, Any]) -> Voice:
         if not isinstance(data, Mapping):
             raise VoiceConfigError(f"each voice must be a JSON object, got {type(data).__name__}")
-        voice_id = data.get("id")
+        # Unchecked JSON values (id, kind): Voice.__post_init__ checks every field and names the bad one.
+        voice_id: Any = data.get("id")
         unknown = sorted(set(data) - _VOICE_KEYS)
         if unknown:
             raise VoiceConfigError(
                 f"voice {voice_id!r}: unknown keys {unknown}; accepted: {sorted(_VOICE_KEYS)}"
             )
         tokens = data.get("global_tokens")
-        kind = data.get("kind") or (
+        kind: Any = data.get("kind") or (
             "global_tokens" if tokens is not None and not data.get("prompt_prefix")
             else "prompt_prefix" if data.get("prompt_prefix") else "style"
         )  # fmt: skip

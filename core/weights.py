@@ -29,7 +29,7 @@ import shutil
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -225,7 +225,8 @@ def fetch(url: str, dest: Path, *, timeout_s: float = 60.0) -> None:
     os.replace(part, dest)
 
 
-def download_files(root: Path, files: Sequence[ExpectedFile], url_for, *, log=print) -> list[FileReport]:
+def download_files(root: Path, files: Sequence[ExpectedFile], url_for: Callable[[str], str], *,
+                   log: Callable[[str], None] = print) -> list[FileReport]:
     """Fetch each file that is not already verified, then verify everything (bad files are set aside)."""
     for item in files:
         if verify_file(root, item).ok:
@@ -237,7 +238,7 @@ def download_files(root: Path, files: Sequence[ExpectedFile], url_for, *, log=pr
 
 
 def download_spark(root: Path, *, revision: str = SPARK_REVISION, include_wav2vec2: bool = True,
-                   base_url: str = HF_BASE_URL, log=print,
+                   base_url: str = HF_BASE_URL, log: Callable[[str], None] = print,
                    files: Sequence[ExpectedFile] | None = None) -> list[FileReport]:
     check_target(root, SPARK_REPO, revision)
     write_stamp(root, SPARK_REPO, revision)
@@ -245,7 +246,7 @@ def download_spark(root: Path, *, revision: str = SPARK_REVISION, include_wav2ve
     return download_files(root, files, lambda p: file_url(base_url, SPARK_REPO, revision, p), log=log)
 
 
-def download_apbwe(root: Path, *, base_url: str = HF_BASE_URL, log=print,
+def download_apbwe(root: Path, *, base_url: str = HF_BASE_URL, log: Callable[[str], None] = print,
                    files: Sequence[ExpectedFile] | None = None) -> list[FileReport]:
     check_target(root, APBWE_REPO, APBWE_REVISION)
     write_stamp(root, APBWE_REPO, APBWE_REVISION)

@@ -37,6 +37,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from processing import numbers_en as en
 from processing import numbers_hi as hi
@@ -275,12 +276,20 @@ _HI_QUARTERS: dict[int, Callable[[int], str]] = {
 }
 
 
+class _DigitsAndYears(Protocol):
+    """What the reader uses of the numbers_en and numbers_hi modules, which both provide it."""
+
+    def digits(self, s: str) -> str: ...
+
+    def year(self, y: int) -> str: ...
+
+
 class _Reader:
     """Number reading in one language; the English and Hindi readers share this interface."""
 
     def __init__(self, lang: str) -> None:
         self.lang = lang
-        self.mod = hi if lang == "hi" else en
+        self.mod: _DigitsAndYears = hi if lang == "hi" else en
 
     def integer(self, raw: str, spoken_digits_ok: bool = True) -> str:
         """A (possibly comma-grouped) integer string. Codes and phone numbers are read digit by digit."""

@@ -56,7 +56,7 @@ def _hindi_context(text: str, start: int, end: int) -> bool:
 
 
 def _digit_words(digits: str, hindi: bool) -> str:
-    return (hi if hindi else en).digits(digits)
+    return hi.digits(digits) if hindi else en.digits(digits)
 
 
 def _phone(raw: str, hindi: bool) -> str | None:

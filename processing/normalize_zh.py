@@ -63,7 +63,8 @@ _MASTER = re.compile(
 
 
 def _digits(raw: str) -> str:
-    return cn2an.an2cn(re.sub(r"[^0-9]", "", raw), "direct")
+    words: str = cn2an.an2cn(re.sub(r"[^0-9]", "", raw), "direct")
+    return words
 
 
 def _cardinal(raw: str) -> str:
@@ -72,12 +73,14 @@ def _cardinal(raw: str) -> str:
     whole = plain.split(".", 1)[0]
     if "," not in raw and (len(whole) > 8 or (len(whole) > 1 and whole.startswith("0"))):
         return _digits(plain) if "." not in plain else "点".join(_digits(p) for p in plain.split("."))
-    return cn2an.an2cn(plain, "low")
+    words: str = cn2an.an2cn(plain, "low")
+    return words
 
 
 def _part(raw: str) -> str:
     """A date or time part: 03 -> 三."""
-    return cn2an.an2cn(str(int(raw)), "low")
+    words: str = cn2an.an2cn(str(int(raw)), "low")
+    return words
 
 
 def _count(raw: str, following: str) -> str:

@@ -194,6 +194,7 @@ def speaker_prompt(text: str, prefix: SpeakerPrefix) -> str:
 
 
 class _Encoder(Protocol):
+    # An HF tokenizer returns the ids; a raw `tokenizers.Tokenizer` an Encoding that holds them in `.ids`.
     def encode(self, text: str, add_special_tokens: bool = ...) -> Any: ...
 
 
@@ -213,14 +214,30 @@ def encode_prompt(tokenizer: _Encoder, prompt: str) -> list[int]:
 class VoiceLike(Protocol):
     """The fields of `core.voices.Voice` the prompt needs (duck-typed: processing does not import core)."""
 
-    gender: str | None
-    pitch: str
-    speed: str
-    global_tokens: Sequence[int] | None
-    prompt_prefix: str | None
-    prefix_placement: str
-    reference_text: str | None
-    reference_semantic: Sequence[int] | None
+    # Read-only members: a frozen Voice satisfies them.
+    @property
+    def gender(self) -> str | None: ...
+
+    @property
+    def pitch(self) -> str: ...
+
+    @property
+    def speed(self) -> str: ...
+
+    @property
+    def global_tokens(self) -> Sequence[int] | None: ...
+
+    @property
+    def prompt_prefix(self) -> str | None: ...
+
+    @property
+    def prefix_placement(self) -> PrefixPlacement: ...
+
+    @property
+    def reference_text(self) -> str | None: ...
+
+    @property
+    def reference_semantic(self) -> Sequence[int] | None: ...
 
 
 ParseMode = Literal["controllable", "clone"]
@@ -240,7 +257,7 @@ def build_prompt(
     text chunk: transcript + text in the content, then the reference's semantic ids after that marker.
     """
     prefix = (
-        SpeakerPrefix(voice.prompt_prefix, voice.prefix_placement)  # type: ignore[arg-type]
+        SpeakerPrefix(voice.prompt_prefix, voice.prefix_placement)
         if voice.prompt_prefix is not None else None
     )
     tokens = global_tokens if global_tokens is not None else voice.global_tokens

@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core.align.estimate import SAMPLE_RATE, estimate_alignment
 from core.align.types import Alignment, WordSpan
+
+if TYPE_CHECKING:  # transformers is imported when a model is loaded, not with this module
+    from transformers import Wav2Vec2ForCTC
 
 
 class CtcModelError(ValueError):
@@ -102,7 +107,7 @@ class _Vocab:
 class CtcAligner:
     """A loaded Wav2Vec2ForCTC; `align_batch` is safe from several threads (the model is only read)."""
 
-    def __init__(self, model, vocab: _Vocab, *, device: str = "cpu", normalize: bool = True) -> None:  # noqa: ANN001
+    def __init__(self, model: Wav2Vec2ForCTC, vocab: _Vocab, *, device: str = "cpu", normalize: bool = True) -> None:
         self.model = model
         self.vocab = vocab
         self.device = device
@@ -119,7 +124,8 @@ class CtcAligner:
         if not (path / "config.json").is_file() or not vocab_file.is_file():
             raise CtcModelError(f"{path} is not a Wav2Vec2ForCTC directory (config.json and vocab.json needed)")
         try:
-            model = Wav2Vec2ForCTC.from_pretrained(str(path)).to(device).eval()
+            # transformers types `to` on PreTrainedModel as taking the model again: its own stubs are wrong here.
+            model = Wav2Vec2ForCTC.from_pretrained(str(path)).to(device).eval()  # type: ignore[arg-type]
             ids = json.loads(vocab_file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise CtcModelError(f"cannot load the ctc model from {path}: {exc}") from exc
@@ -154,7 +160,8 @@ class CtcAligner:
             logits = self.model(torch.from_numpy(batch).to(self.device),
                                 attention_mask=torch.from_numpy(mask).to(self.device)).logits
             log_probs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
-            frames = self.model._get_feat_extract_output_lengths(torch.tensor(lengths)).tolist()
+            # transformers annotates the lengths as LongTensor, a type torch.tensor's stubs never return.
+            frames = self.model._get_feat_extract_output_lengths(torch.tensor(lengths)).tolist()  # type: ignore[arg-type]
         return [log_probs[i, : int(n)] for i, n in enumerate(frames)]
 
     def align_batch(self, items: list[tuple[np.ndarray, list[str]]]) -> list[Alignment]:
@@ -170,7 +177,7 @@ class CtcAligner:
         return out
 
 
-def align_emissions(log_probs: np.ndarray, words: list[str], encode, blank: int,  # noqa: ANN001
+def align_emissions(log_probs: np.ndarray, words: list[str], encode: Callable[[str], list[int]], blank: int,
                     duration: float) -> Alignment:
     """Word spans from emissions: the forced path's frames of each word's characters, in seconds."""
     tokens = [encode(w) for w in words]

@@ -35,7 +35,7 @@ def frame_db(audio: np.ndarray) -> np.ndarray:
     n = -(-len(audio) // FRAME)
     padded = np.zeros(n * FRAME, np.float32)
     padded[: len(audio)] = audio
-    power = np.mean(np.square(padded.reshape(n, FRAME), dtype=np.float64), axis=1)
+    power: np.ndarray = np.mean(np.square(padded.reshape(n, FRAME), dtype=np.float64), axis=1)
     return 10.0 * np.log10(power + 1e-12)
 
 
@@ -49,7 +49,7 @@ def voiced_frames(audio: np.ndarray) -> np.ndarray:
 def voiced_levels(db: np.ndarray) -> np.ndarray:
     """`voiced_frames` from the frames' levels in dB (at least one frame): the incremental aligner keeps levels."""
     loud = np.percentile(db, 95)
-    voiced = db > max(loud - RELATIVE_DB, -90.0)
+    voiced: np.ndarray = db > max(loud - RELATIVE_DB, -90.0)
     if len(voiced) >= 3:
         blip = voiced[1:-1] & ~voiced[:-2] & ~voiced[2:]
         voiced[1:-1] &= ~blip
@@ -160,7 +160,7 @@ def estimate_alignment(audio: np.ndarray, words: list[str]) -> Alignment:
     bonus = np.array([0.0] + [pause_weight(w) for w in words])  # bonus[j]: boundary before word j
     chosen = _assign(pauses, voiced_before, len(timeline) * FRAME_S, cumulative, bonus)
     # Groups: words between chosen pauses, each with the speech frames between those pauses.
-    spans: list[WordSpan] = []
+    spans = []
     word_start, frame_start = 0, first
     for k in sorted(chosen):
         j = chosen[k]

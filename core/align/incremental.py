@@ -83,8 +83,6 @@ class IncrementalEstimate:
         self._from = 0  # first frame not owned by a settled word
         self._phrase_word = 0  # the current group's first word (groups end at pauses)
         self._phrase_frame: int | None = None  # the current group's first speech frame
-        self._phrase_word = 0  # the current group's first word (groups end at pauses)
-        self._phrase_frame: int | None = None  # the current group's first speech frame
         self._floor = 0.0  # end of the last settled word (seconds)
 
     @property

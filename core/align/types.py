@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 
@@ -19,14 +20,14 @@ class WordSpan:
     def shifted(self, offset: float) -> WordSpan:
         return replace(self, start=round(self.start + offset, 3), end=round(self.end + offset, 3))
 
-    def to_json(self) -> dict:
-        out: dict = {"text": self.text, "start": self.start, "end": self.end}
+    def to_json(self) -> dict[str, str | float]:
+        out: dict[str, str | float] = {"text": self.text, "start": self.start, "end": self.end}
         if self.score is not None:
             out["score"] = self.score
         return out
 
 
-def clamped(spans, floor: float = 0.0, ceiling: float | None = None) -> list[WordSpan]:  # noqa: ANN001
+def clamped(spans: Iterable[WordSpan], floor: float = 0.0, ceiling: float | None = None) -> list[WordSpan]:
     """The spans made monotonic (none starts before the previous one ended, nor before `floor`) and, with
     `ceiling`, none past it; times rounded to the millisecond."""
     out: list[WordSpan] = []
@@ -46,7 +47,7 @@ class CharSpan:
     start: float
     end: float
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, str | float]:
         return {"text": self.text, "start": self.start, "end": self.end}
 
 
@@ -93,5 +94,5 @@ class Alignment:
         words = tuple(replace(w, start=round(w.start * factor, 3), end=round(w.end * factor, 3)) for w in self.words)
         return Alignment(words, self.method, self.duration * factor)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, list[dict[str, str | float]]]:
         return {"words": [w.to_json() for w in self.words], "characters": [c.to_json() for c in self.characters]}

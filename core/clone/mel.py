@@ -75,6 +75,9 @@ class MelConfig:
 class MagnitudeMel(nn.Module):
     """Waveform [B, N] -> magnitude mel [B, n_mels, 1 + N // hop] (centred frames)."""
 
+    window: Tensor
+    filterbank: Tensor
+
     def __init__(self, config: MelConfig) -> None:
         super().__init__()
         self.config = config

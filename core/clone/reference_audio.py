@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soxr
+
+if TYPE_CHECKING:  # av is imported when a reference is decoded, not with this module
+    import av
 
 ENCODER_SAMPLE_RATE = 16_000
 MIN_REFERENCE_SECONDS = 1.0
@@ -56,7 +60,7 @@ class ReferenceAudio:
         return self.samples.size / ENCODER_SAMPLE_RATE
 
 
-def _first_channel(frame) -> np.ndarray:  # noqa: ANN001 - av.AudioFrame
+def _first_channel(frame: av.AudioFrame) -> np.ndarray:
     """Channel 0 of a decoded frame as float64 in [-1, 1], whatever the sample format."""
     data = frame.to_ndarray()
     planar = frame.format.is_planar
@@ -100,7 +104,7 @@ def decode_reference_audio(
         raise ReferenceAudioError("INVALID_AUDIO", "the file is not audio in a known container "
                                   "(accepted: WAV, FLAC, MP3, Ogg/Opus/Vorbis, M4A/AAC, WebM)") from exc
     with container:
-        streams = [s for s in container.streams if s.type == "audio"]
+        streams = container.streams.audio
         if not streams:
             raise ReferenceAudioError("INVALID_AUDIO", "the file holds no audio stream")
         stream = streams[0]

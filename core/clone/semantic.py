@@ -12,8 +12,8 @@ variable by HF, so concurrent encodes in several threads never see each other's 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ from torch import Tensor, nn
 
 from core.nn import UnitRatioSampling, VocosBackbone, WNConv1d
 
+if TYPE_CHECKING:  # transformers is imported when a model is loaded, not with this module
+    from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
 # hidden_states indices upstream averages (`extract_wav2vec2_features`): outputs of layers 11, 14 and 16.
 WAV2VEC2_LAYERS = (11, 14, 16)
 
@@ -29,7 +32,8 @@ WAV2VEC2_LAYERS = (11, 14, 16)
 class Wav2VecFeatures:
     """Waveform (16 kHz) -> mean of the three wav2vec2 layer outputs [1, frames, hidden]."""
 
-    def __init__(self, model: Any, extractor: Any, layers: Sequence[int] = WAV2VEC2_LAYERS) -> None:
+    def __init__(self, model: Wav2Vec2Model, extractor: Wav2Vec2FeatureExtractor,
+                 layers: Sequence[int] = WAV2VEC2_LAYERS) -> None:
         self.layers = tuple(layers)
         encoder_layers = model.encoder.layers
         if len(encoder_layers) < max(self.layers):
@@ -40,7 +44,7 @@ class Wav2VecFeatures:
         del encoder_layers[max(self.layers):]  # later layers never reach the features
         # The encoder's final LayerNorm only shapes last_hidden_state, which is never read. Without it the last kept
         # layer's hidden state is its raw output whether or not a transformers version ties it to last_hidden_state.
-        model.encoder.layer_norm = nn.Identity()
+        model.encoder.layer_norm = nn.Identity()  # type: ignore[assignment]  # typed LayerNorm; any Module serves
         self.model = model.eval()
         self.extractor = extractor
 
@@ -56,7 +60,8 @@ class Wav2VecFeatures:
         hf_logging.disable_progress_bar()
         try:
             extractor = Wav2Vec2FeatureExtractor.from_pretrained(str(directory))
-            model = Wav2Vec2Model.from_pretrained(str(directory), dtype=torch.float32).to(device)
+            # transformers types `to` on PreTrainedModel as taking the model again: its own stubs are wrong here.
+            model = Wav2Vec2Model.from_pretrained(str(directory), dtype=torch.float32).to(device)  # type: ignore[arg-type]
         finally:
             hf_logging.set_verbosity(verbosity)
             hf_logging.enable_progress_bar()
@@ -64,7 +69,7 @@ class Wav2VecFeatures:
 
     def normalized_input(self, samples: np.ndarray) -> Tensor:
         """The extractor's per-utterance (x - mean) / sqrt(var + 1e-7), in float32 as it computes it."""
-        values = self.extractor(samples, sampling_rate=16000, return_tensors="pt").input_values
+        values: Tensor = self.extractor(samples, sampling_rate=16000, return_tensors="pt").input_values
         return values.to(torch.float32)
 
     @torch.inference_mode()
@@ -83,8 +88,10 @@ class Wav2VecFeatures:
     @torch.inference_mode()
     def features_from_input(self, input_values: Tensor) -> Tensor:
         outputs = self.layer_outputs(input_values)
-        # Summed in upstream's order, then divided: (h11 + h14 + h16) / 3.
-        return sum(outputs[number] for number in self.layers) / len(self.layers)
+        # Summed in upstream's order, then divided: (h11 + h14 + h16) / 3. The layers are never empty, so the sum
+        # (which starts from the int 0) is a tensor.
+        summed = cast(Tensor, sum(outputs[number] for number in self.layers))
+        return summed / len(self.layers)
 
 
 class FeatureEncoder(nn.Module):
@@ -104,9 +111,11 @@ class FeatureEncoder(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         x = self.encoder(features)
-        for sampler, backbone in self.downsample:
+        # Each stage is a (sampler, backbone) ModuleList; torch types a ModuleList's items as plain Modules.
+        for sampler, backbone in cast(Iterable[nn.ModuleList], self.downsample):
             x = backbone(sampler(x))
-        return self.project(x.transpose(1, 2)).transpose(1, 2)
+        latent: Tensor = self.project(x.transpose(1, 2)).transpose(1, 2)
+        return latent
 
 
 class SemanticQuantizer(nn.Module):
@@ -119,7 +128,8 @@ class SemanticQuantizer(nn.Module):
         self.codebook = nn.Embedding(size, dim, _weight=torch.empty(size, dim), _freeze=True)
 
     def project(self, latent: Tensor) -> Tensor:
-        return self.in_project(latent)
+        projected: Tensor = self.in_project(latent)
+        return projected
 
     def forward(self, latent: Tensor) -> Tensor:  # [B, D, T] -> [B, T]
         projected = F.normalize(self.project(latent).transpose(1, 2), dim=-1)  # [B, T, dim]
@@ -136,4 +146,5 @@ class SemanticTokenizer(nn.Module):
         self.quantizer = SemanticQuantizer(quantizer_config)
 
     def forward(self, features: Tensor) -> Tensor:
-        return self.quantizer(self.encoder(features.transpose(1, 2)))
+        ids: Tensor = self.quantizer(self.encoder(features.transpose(1, 2)))
+        return ids

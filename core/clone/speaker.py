@@ -10,8 +10,9 @@ is never used to make tokens and is not built; `project` and `quantizer.project_
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,9 @@ UNUSED_PREFIXES = (
 class BatchNorm(nn.Module):
     """Eval-mode BatchNorm1d over channels with the stored running statistics (`num_batches_tracked` ignored)."""
 
+    running_mean: Tensor
+    running_var: Tensor
+
     def __init__(self, channels: int, eps: float = 1e-5) -> None:
         super().__init__()
         self.eps = eps
@@ -57,7 +61,8 @@ class ConvReluBN(nn.Module):
         self.bn = BatchNorm(out_channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.bn(F.relu(self.conv(x)))
+        out: Tensor = self.bn(F.relu(self.conv(x)))
+        return out
 
 
 class Res2Conv(nn.Module):
@@ -106,7 +111,8 @@ class SERes2Block(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.se_res2block(x)
+        out: Tensor = x + self.se_res2block(x)
+        return out
 
 
 @dataclass(frozen=True)
@@ -188,7 +194,8 @@ class CrossAttention(nn.Module):
         q, k, v = heads(self.to_q(latents)), heads(k), heads(v)
         weights = (q @ k.transpose(-1, -2) * PERCEIVER_HEAD_DIM**-0.5).softmax(dim=-1)
         out = (weights @ v).transpose(1, 2).reshape(batch, queries, -1)
-        return self.to_out(out)
+        attended: Tensor = self.to_out(out)
+        return attended
 
 
 class GegluFeedForward(nn.Sequential):
@@ -233,10 +240,12 @@ class PerceiverResampler(nn.Module):
     def forward(self, frames: Tensor) -> Tensor:
         context = self.proj_context(frames)
         latents = self.latents.unsqueeze(0).expand(frames.shape[0], -1, -1)
-        for attention, feedforward in self.layers:
+        # Each layer is an (attention, feedforward) ModuleList; torch types a ModuleList's items as plain Modules.
+        for attention, feedforward in cast(Iterable[nn.ModuleList], self.layers):
             latents = attention(latents, context) + latents
             latents = feedforward(latents) + latents
-        return self.norm(latents)
+        normed: Tensor = self.norm(latents)
+        return normed
 
 
 class FsqTokenizer(nn.Module):
@@ -246,6 +255,10 @@ class FsqTokenizer(nn.Module):
     L; the rounded level plus L // 2 is the digit, and index = sum(digit_k * prod(L_0..L_{k-1}))."""
 
     BOUND_EPS = 1e-3
+    half_level: Tensor
+    offset: Tensor
+    half_width: Tensor
+    basis: Tensor
 
     def __init__(self, latent_dim: int, levels: Sequence[int]) -> None:
         super().__init__()
@@ -262,7 +275,7 @@ class FsqTokenizer(nn.Module):
         self.register_buffer("basis", torch.tensor(basis, dtype=torch.int64, device="cpu"), persistent=False)
 
     def bounded(self, latents: Tensor) -> Tensor:
-        z = self.project_in(latents)
+        z: Tensor = self.project_in(latents)
         shift = (self.offset / self.half_level).atanh()
         return (z + shift).tanh() * self.half_level - self.offset
 
@@ -284,7 +297,9 @@ class SpeakerTokenizer(nn.Module):
         self.quantizer = FsqTokenizer(widths.latent_dim, fsq_levels)
 
     def latents(self, mel: Tensor) -> Tensor:
-        return self.perceiver_sampler(self.speaker_encoder(mel).transpose(1, 2))
+        latents: Tensor = self.perceiver_sampler(self.speaker_encoder(mel).transpose(1, 2))
+        return latents
 
     def forward(self, mel: Tensor) -> Tensor:
-        return self.quantizer(self.latents(mel))
+        ids: Tensor = self.quantizer(self.latents(mel))
+        return ids

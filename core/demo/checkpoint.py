@@ -48,6 +48,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -71,6 +72,9 @@ from core.tokens import (
     global_token,
     semantic_token,
 )
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 FORMAT_VERSION = 2  # 2: the BiCodec encode half and wav2vec2-large-xlsr-53/ (voice cloning)
 MARKER_FILE = ".demo_build.json"
@@ -105,7 +109,7 @@ def _byte_symbols() -> list[str]:
     return [symbols[b] for b in range(256)]
 
 
-def build_tokenizer():  # -> tokenizers.Tokenizer (imported lazily: only the builder needs it)
+def build_tokenizer() -> Tokenizer:  # tokenizers is imported lazily: only the builder needs it
     """The demo tokenizer with the released id layout (see module doc)."""
     from tokenizers import (
         AddedToken,
@@ -142,7 +146,7 @@ def build_tokenizer():  # -> tokenizers.Tokenizer (imported lazily: only the bui
     return tok
 
 
-def _tokenizer_config() -> dict:
+def _tokenizer_config() -> dict[str, Any]:
     return {
         "tokenizer_class": "Qwen2Tokenizer",
         "bos_token": None,
@@ -252,7 +256,8 @@ def _embedding(seed: int) -> torch.Tensor:
 
 
 def _rope_freq(pair: int) -> float:
-    return ROPE_THETA ** (-2 * pair / HEAD_DIM)
+    freq: float = ROPE_THETA ** (-2 * pair / HEAD_DIM)
+    return freq
 
 
 def _grammar_weights(seed: int) -> dict[str, torch.Tensor]:
@@ -361,7 +366,7 @@ def _grammar_weights(seed: int) -> dict[str, torch.Tensor]:
     return {name: t.to(torch.float32).contiguous() for name, t in w.items()}
 
 
-def _llm_config() -> dict:
+def _llm_config() -> dict[str, Any]:
     return {
         "architectures": ["Qwen2ForCausalLM"],
         "model_type": "qwen2",
@@ -393,7 +398,7 @@ def _llm_config() -> dict:
 # voices and the directory
 
 
-def demo_voices(seed: int) -> dict:
+def demo_voices(seed: int) -> dict[str, Any]:
     """voices.json content: style voices, one fixed-voice (32 global tokens) and one prompt-prefix voice."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x7015]))
     fixed = [int(x) for x in rng.integers(0, 4096, size=NUM_GLOBAL_TOKENS)]
@@ -463,7 +468,7 @@ def demo_voices(seed: int) -> dict:
     }
 
 
-def _root_config(seed: int) -> dict:
+def _root_config(seed: int) -> dict[str, Any]:
     return {
         "sample_rate": 16000,
         "ref_segment_duration": 6,
@@ -474,7 +479,7 @@ def _root_config(seed: int) -> dict:
     }
 
 
-def _write_json(path: Path, data: dict) -> None:
+def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 

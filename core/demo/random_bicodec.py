@@ -115,6 +115,7 @@ class _RandomFill:
             w = module.weight
             fan_in = w.shape[1] * (w.shape[2] if w.dim() == 3 else 1)
             out[p + "weight"] = self.normal(w.shape, 1.0 / math.sqrt(fan_in))
+            assert module.bias is not None, f"{p}: every Linear and Conv1d of the tree has a bias"
             out[p + "bias"] = self.normal(module.bias.shape, 0.01)
         elif isinstance(module, nn.Embedding):
             out[p + "weight"] = self.normal(module.weight.shape)
@@ -135,7 +136,9 @@ def build_random_state_dict(config: Mapping[str, Any], seed: int,
     for name, module in model.named_modules():
         prefix = f"{name}." if name else ""
         if isinstance(module, ConvNeXtBlock):
-            n_layers = len(model.get_submodule(name.rsplit(".convnext.", 1)[0]).convnext)
+            backbone = model.get_submodule(name.rsplit(".convnext.", 1)[0])
+            assert isinstance(backbone, VocosBackbone), f"{name} sits outside a VocosBackbone"
+            n_layers = len(backbone.convnext)
             fill.module(prefix, module, out, num_layers=n_layers)
         elif not isinstance(module, AdaLayerNorm) and _owner_is_adanorm(model, name):
             continue  # AdaLayerNorm fills its own Linear children

@@ -75,7 +75,7 @@ class SamplingConfig:
         values = {name: getattr(settings, f"default_{name}")
                   for name in ("temperature", "top_k", "top_p", "max_tokens", "repetition_penalty")}
         values.update({name: value for name, value in given.items() if value is not None})
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)
 
     @property
     def greedy(self) -> bool:

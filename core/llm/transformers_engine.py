@@ -22,13 +22,15 @@ from collections.abc import AsyncIterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 
 from core.llm.base import SamplingConfig, check_dtype, checked_prompt, resolve_device, resolve_dtype
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
     from shared.settings import Settings
 
 _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -111,7 +113,7 @@ class _DeltaChannel:
 @dataclass
 class _Request:
     channel: _DeltaChannel
-    future: Future | None = None
+    future: Future[None] | None = None
 
 
 def sample_next(
@@ -153,12 +155,13 @@ class TransformersEngine:
     name = "transformers"
 
     def __init__(
-        self, model: torch.nn.Module, *, device: str, max_concurrency: int = 8, max_pending_tokens: int = 1024,
+        self, model: PreTrainedModel, *, device: str, max_concurrency: int = 8, max_pending_tokens: int = 1024,
         stream_interval: int = 1,
     ) -> None:
         self._model = model
         self._device = torch.device(device)
-        self._vocab_size = int(model.get_input_embeddings().weight.shape[0])
+        # The input embedding's weight ([vocab, hidden]); torch types a submodule's attribute as Tensor | Module.
+        self._vocab_size = int(cast(torch.Tensor, model.get_input_embeddings().weight).shape[0])
         self._model_lock = threading.Lock()
         self._active_lock = threading.Lock()
         self._active: dict[str, _Request] = {}
@@ -180,7 +183,8 @@ class TransformersEngine:
         from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(str(llm_dir), dtype=_TORCH_DTYPES[name])
-        model.to(device).eval()
+        # transformers types `to` on PreTrainedModel as taking the model again: its own stubs are wrong here.
+        model.to(device).eval()  # type: ignore[arg-type]
         return cls(model, device=device, **kwargs)
 
     @property

@@ -131,7 +131,7 @@ def _service_logger() -> Any:
                     "Prometheus logger runs beside the service's", ", ".join(sorted(unknown)))
         return _per_engine_logger()
 
-    class ServiceStatLogger(_WritesServiceMetrics, PrometheusStatLogger):  # type: ignore[misc,valid-type]
+    class ServiceStatLogger(_WritesServiceMetrics, PrometheusStatLogger):
         """Stands in for vLLM's Prometheus logger (one per AsyncLLM, all engines): writes our registry only."""
 
         def __init__(self, vllm_config: Any, engine_indexes: list[int] | None = None) -> None:
@@ -155,7 +155,7 @@ def _service_logger() -> Any:
 def _per_engine_logger() -> Any:
     from vllm.v1.metrics.loggers import StatLoggerBase
 
-    class ServiceStatLogger(_WritesServiceMetrics, StatLoggerBase):  # type: ignore[misc,valid-type]
+    class ServiceStatLogger(_WritesServiceMetrics, StatLoggerBase):
         def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
             self.engine_index = engine_index
 
