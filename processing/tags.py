@@ -70,7 +70,10 @@ def is_tag(token: str) -> bool:
     return TAG_RE.fullmatch(token) is not None
 
 
-def process_tags(text: str, unknown: Literal["reject", "strip"] = "strip") -> TagResult:
+UnknownTags = Literal["reject", "strip"]  # what becomes of a tag the model was not trained on
+
+
+def process_tags(text: str, unknown: UnknownTags = "strip") -> TagResult:
     """Keep known tags as `[name]`, rewrite legacy `<name>`; unknown tags: `[word]` read as the word and `<word>`
     dropped, or refused (`unknown="reject"`)."""
     if unknown not in ("reject", "strip"):

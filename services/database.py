@@ -61,8 +61,10 @@ class DatabaseClients:
     @property
     def supabase(self) -> Any:
         """The Supabase client (created on first use; the import is heavy)."""
-        if self._supabase is None and self._supabase_args is not None and all(self._supabase_args):
-            self._supabase = make_supabase_client(*self._supabase_args)
+        if self._supabase is None and self._supabase_args is not None:
+            url, key = self._supabase_args
+            if url and key:
+                self._supabase = make_supabase_client(url, key)
         return self._supabase
 
     async def close(self) -> None:

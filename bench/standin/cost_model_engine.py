@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import numpy as np
@@ -108,7 +108,7 @@ class CostModelEngine:
         return out[: sampling.max_tokens]
 
     async def stream(self, prompt_token_ids: list[int], sampling: SamplingConfig,
-                     request_id: str) -> AsyncIterator[list[int]]:
+                     request_id: str) -> AsyncGenerator[list[int], None]:
         if self._closed:
             raise RuntimeError("engine is shut down")
         if request_id in self._active:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -84,7 +84,7 @@ class FaultyEngine:
         tries = self.spec.tries
         return tries == 0 or seen % (tries + 1) < tries
 
-    def stream(self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str) -> AsyncIterator[list[int]]:
+    def stream(self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str) -> AsyncGenerator[list[int], None]:
         if not self.misbehaves(list(prompt_token_ids)):
             return self.inner.stream(prompt_token_ids, sampling, request_id)
         return self._faulty(prompt_token_ids, sampling, request_id)
@@ -92,7 +92,7 @@ class FaultyEngine:
     def _is_semantic(self, token: int) -> bool:
         return 0 <= token < self.layout.table_size and self.layout.kinds[token] == TokenKind.SEMANTIC
 
-    async def _faulty(self, prompt: list[int], sampling: SamplingConfig, request_id: str) -> AsyncIterator[list[int]]:
+    async def _faulty(self, prompt: list[int], sampling: SamplingConfig, request_id: str) -> AsyncGenerator[list[int], None]:
         spec, lay = self.spec, self.layout
         stops = {lay.im_end_id, lay.end_semantic_id}
         emitted = 0

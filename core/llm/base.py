@@ -17,7 +17,7 @@ Stream contract (both backends):
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
@@ -88,7 +88,7 @@ class LLMEngine(Protocol):
 
     def stream(
         self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str
-    ) -> AsyncIterator[list[int]]:
+    ) -> AsyncGenerator[list[int], None]:
         """Yield lists of new token ids; closing or cancelling the iterator aborts generation."""
         ...
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,7 +197,7 @@ class TransformersEngine:
 
     async def stream(
         self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str
-    ) -> AsyncIterator[list[int]]:
+    ) -> AsyncGenerator[list[int], None]:
         prompt = checked_prompt(prompt_token_ids, closed=self._closed, vocab_size=self._vocab_size)
         request = _Request(_DeltaChannel(asyncio.get_running_loop(), self._max_pending,
                                          self._stream_interval))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -203,7 +203,7 @@ class VLLMEngine:
 
     async def stream(
         self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str
-    ) -> AsyncIterator[list[int]]:
+    ) -> AsyncGenerator[list[int], None]:
         prompt = checked_prompt(prompt_token_ids, closed=self._closed, vocab_size=self._vocab_size)
         if request_id in self._active:
             raise ValueError(f"request id {request_id!r} is already generating")

@@ -28,6 +28,7 @@ from services.database import DatabaseClients
 from services.errors import ServiceError, status_of
 from services.keys.records import ApiKeyRecord, AuthError, anonymous_record
 from services.pipeline.flow_monitor import AudioFlowMonitor
+from services.pipeline.flow_monitor import Outcome as FlowOutcome
 from services.usage.credits import (
     CreditError,
     CreditLedger,
@@ -301,7 +302,8 @@ class AccessServices:
                                                     len(outcome.job.plan.text)))
             job = outcome.job
             # The flow monitor knows completed/failed/disconnected; a client's cancel is a stop by the client.
-            flow_status = "disconnected" if outcome.status in ("cancelled", "interrupted") else outcome.status
+            flow_status: FlowOutcome = ("completed" if outcome.status == "completed" else
+                                        "failed" if outcome.status == "failed" else "disconnected")
             self.monitor.record(outcome.request_id, job.stats, flow_status, outcome.error_code,
                                 sr_applied=job.sr_applied, output_rate=job.request.sample_rate,
                                 cadence=outcome.cadence)

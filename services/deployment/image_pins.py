@@ -11,6 +11,7 @@ for CPython 3.12 / manylinux_2_28 x86_64; pyproject.toml's ranges must admit eve
 from __future__ import annotations
 
 import sys
+from collections.abc import Set as AbstractSet
 
 PYTHON_VERSION = "3.12"
 IMAGE_PACKAGES: tuple[str, ...] = (
@@ -41,7 +42,7 @@ VLLM_VERSION = next(p.split("==", 1)[1] for p in IMAGE_PACKAGES if p.startswith(
 VLLM_DOCKER_IMAGE = f"vllm/vllm-openai:v{VLLM_VERSION}"
 
 
-def requirements(without: set[str] = frozenset()) -> list[str]:
+def requirements(without: AbstractSet[str] = frozenset()) -> list[str]:
     """The pins as requirements lines, leaving out the packages named (by distribution name)."""
     return [p for p in IMAGE_PACKAGES if p.split("==", 1)[0].split("[", 1)[0] not in without]
 

@@ -267,8 +267,9 @@ class ModelRuntime:
         if not (self.device.startswith("cuda") and self.settings.codec_cuda_graphs):
             return None
         from services.codec.graphs import CodecGraphs, GraphPlan
+        from services.codec.windows import WindowKind
 
-        kinds = ("decode", "sr") if self.sr is not None else ("decode",)
+        kinds: tuple[WindowKind, ...] = ("decode", "sr") if self.sr is not None else ("decode",)
         try:
             graphs = CodecGraphs(self.bicodec, self.sr, GraphPlan.from_policy(policy, kinds),
                                  sr_precision=self.settings.codec_sr_precision)

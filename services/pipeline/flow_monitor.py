@@ -163,11 +163,12 @@ class AudioFlowMonitor:
         self._totals: Counter[str] = Counter()
         self._completed_totals: Counter[str] = Counter()
         self._losses: Counter[str] = Counter()
-        self._missing: dict[str, Counter[str]] = {}
+        self._missing: dict[str, dict[str, float]] = {}  # stage -> unit -> what went missing
         self._lossy_requests = 0
         self._cut: dict[str, Counter[str]] = {}
         self._undelivered_bytes = 0
-        self._cadence: Counter[str] = Counter()
+        self._cadence: dict[str, float] = dict.fromkeys(
+            ("streams", "chunks", "underruns", "underrun_seconds", "streams_with_underruns"), 0)
         self._cadence_max_interval = 0.0
         self._events.clear()
 
@@ -259,8 +260,9 @@ class AudioFlowMonitor:
         undelivered = max(0, stats.encoded_bytes - stats.sent_bytes)
 
         def event(kind: str, sf: Shortfall) -> FlowEvent:
-            extra = {"error_code": error_code, "undelivered_bytes": undelivered, "missing": sf.missing}
-            return FlowEvent(stamp, request_id, outcome, kind, **asdict(sf), **extra)
+            return FlowEvent(stamp, request_id, outcome, kind, stage=sf.stage, unit=sf.unit, expected=sf.expected,
+                             actual=sf.actual, missing=sf.missing, error_code=error_code,
+                             undelivered_bytes=undelivered)
 
         if outcome == "completed":
             per_stage: dict[str, Shortfall] = {}
@@ -283,7 +285,8 @@ class AudioFlowMonitor:
                 self._lossy_requests += 1 if events else 0
                 for ev in events:
                     self._losses[ev.stage] += 1
-                    self._missing.setdefault(ev.stage, Counter())[ev.unit] += ev.missing
+                    units = self._missing.setdefault(ev.stage, {})
+                    units[ev.unit] = units.get(ev.unit, 0) + ev.missing
             else:
                 self._cut.setdefault(outcome, Counter())[events[0].stage] += 1
                 self._undelivered_bytes += undelivered

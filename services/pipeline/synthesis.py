@@ -27,7 +27,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -59,6 +59,7 @@ from shared import metrics
 
 if TYPE_CHECKING:
     from core.voices import Voice
+    from processing.tags import UnknownTags
     from services.codec.scheduler import StreamHandle
     from services.pipeline.resources import PipelineResources
 
@@ -92,7 +93,7 @@ class SynthesisRequest:
     stream: bool = True
     normalize: bool = True
     chunking: bool = True
-    unknown_tags: str = "strip"
+    unknown_tags: UnknownTags = "strip"
     latency: LatencyPreference = "balanced"  # the first chunk's schedule (core.streaming.StreamingConfig.for_latency)
     normalize_verbose: bool = False  # hand the normalised text back to the client (header / WebSocket events)
     timestamps: TimestampsKind | None = None  # opt-in: TimestampsEvent items travel with the audio (stream_events)
@@ -166,7 +167,7 @@ class SynthesisJob:
                                  time_stretch=request.time_stretch, sr_lead=sr_lead)
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=settings.stream_queue_chunks)
         self.global_tokens: tuple[int, ...] | None = (
-            tuple(request.voice.global_tokens) if getattr(request.voice, "global_tokens", None) else None
+            tuple(request.voice.global_tokens) if request.voice.global_tokens else None
         )
         self._globals_ready = asyncio.Event()
         if self.global_tokens is not None:
@@ -614,14 +615,14 @@ class SynthesisJob:
         await self.queue.put(_END)
 
     # ------------------------------------------------------------------ consumer side
-    async def stream_bytes(self) -> AsyncIterator[bytes]:
+    async def stream_bytes(self) -> AsyncGenerator[bytes, None]:
         """Encoded audio as it is produced. Raises SynthesisError on failure. Closing it cancels all work."""
         async with contextlib.aclosing(self.stream_events()) as events:
             async for item in events:
                 if isinstance(item, bytes):
                     yield item
 
-    async def stream_events(self) -> AsyncIterator[bytes | TimestampsEvent]:
+    async def stream_events(self) -> AsyncGenerator[bytes | TimestampsEvent, None]:
         """`stream_bytes` with, when the request asked for timestamps, TimestampsEvent items behind the audio: each
         holds the words the audio sent so far settles (a stream) or a text chunk's words (a complete answer)."""
         producer = asyncio.create_task(self._produce(), name=f"synth-{self.request.request_id}")

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 from processing.chunking import split_text
 from processing.markdown import drop_emoji, read_markdown
 from processing.normalize import normalize_text
-from processing.prompt import PromptError, build_prompt_ids
-from processing.tags import process_tags
+from processing.prompt import ParseMode, PromptError, build_prompt_ids
+from processing.tags import UnknownTags, process_tags
 from services.errors import SynthesisError
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ MIN_GENERATION_TOKENS = 16
 
 
 def prompt_for(resources: PipelineResources, text: str, voice: Voice,
-               global_tokens: tuple[int, ...] | None) -> tuple[list[int], str]:
+               global_tokens: tuple[int, ...] | None) -> tuple[list[int], ParseMode]:
     """Prompt ids for one text chunk; user text can never contribute a control id (SynthesisError 400)."""
     try:
         return build_prompt_ids(resources.tokenizer, text, voice, global_tokens=global_tokens,
@@ -107,7 +107,7 @@ def check_stitched_plan_fits(resources: PipelineResources, plan: TextPlan, voice
 
 
 def plan_text(text: str, *, normalize: bool, chunking: bool, threshold: int, target: int,
-              unknown_tags: str = "strip") -> TextPlan:
+              unknown_tags: UnknownTags = "strip") -> TextPlan:
     """Normalise, resolve emotion tags, and split long text at sentence boundaries."""
     if normalize:  # Markdown first: a link's `[text](url)` must not reach the tag reader as `[text]`; emoji before
         text = read_markdown(drop_emoji(text))  # it ("#😀 Title" is a heading once the emoji has gone)

@@ -20,7 +20,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -247,12 +247,8 @@ class _Segment:
     offset: float
     model: CtcAligner | None
     inc: IncrementalEstimate
-    audio: list[np.ndarray] | None = None
+    audio: list[np.ndarray] = field(default_factory=list)
     broken: bool = False
-
-    def __post_init__(self) -> None:
-        if self.audio is None:
-            self.audio = []
 
 
 def length_s(audio: np.ndarray) -> float:

@@ -23,7 +23,7 @@ class TokenQueue(asyncio.Queue):
 
     # asyncio.Queue's storage hooks: every put and get goes through them.
     def _put(self, item: Any) -> None:
-        super()._put(item)  # type: ignore[misc]
+        super()._put(item)
         if type(item) is list:
             self.ids += len(item)
         else:
@@ -33,7 +33,7 @@ class TokenQueue(asyncio.Queue):
             waiter.set_result(None)
 
     def _get(self) -> Any:
-        item = super()._get()  # type: ignore[misc]
+        item = super()._get()
         if type(item) is list:
             self.ids -= len(item)
         else:

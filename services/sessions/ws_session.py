@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from services.pipeline.synthesis import SynthesisError, SynthesisJob, SynthesisRequest
@@ -191,7 +192,7 @@ class WsSession:
         task = asyncio.create_task(self._run(u, self._tail if self.serial else None), name=f"ws-{u.id}")
         u.last_message_at = u.opened_at = self._clock()
         self._running[u.id] = (u, task)
-        task.add_done_callback(lambda _t, uid=u.id: self._finished(uid))
+        task.add_done_callback(partial(self._finished, u.id))
         self._open[context_id] = u
         if self.serial:
             self._tail = task
@@ -202,7 +203,7 @@ class WsSession:
             await self.end(context_id=context_id)
         return u
 
-    def _finished(self, utterance_id: str) -> None:
+    def _finished(self, utterance_id: str, _task: asyncio.Task[None] | None = None) -> None:
         self._running.pop(utterance_id, None)
         self._show_idle()
 

@@ -12,6 +12,7 @@ A delete on this container takes effect at once; on others within that TTL.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -173,12 +174,12 @@ class VoiceLibrary:
             raise voice_not_found(voice_id)
         return record
 
-    async def list(self, caller: Caller) -> list[VoiceRecord]:
+    async def list(self, caller: Caller) -> builtins.list[VoiceRecord]:
         if not caller.admin and caller.key_id is None:
             return []
         return await self.store.list(caller.owner_filter)
 
-    async def page(self, caller: Caller, *, limit: int, after: str | None) -> tuple[list[VoiceRecord], str | None]:
+    async def page(self, caller: Caller, *, limit: int, after: str | None) -> tuple[builtins.list[VoiceRecord], str | None]:
         """At most `limit` voices after the voice `after` (oldest first), and the id to continue after (None: the
         last page). An `after` this caller cannot see is VALIDATION_ERROR."""
         voices = await self.list(caller)
