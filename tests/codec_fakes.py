@@ -55,6 +55,25 @@ class RecordingRunner:
         return out
 
 
+class GatedRunner(RecordingRunner):
+    """Holds every codec call until the test opens `gate`, and every model call while `model_gate` is closed (open
+    at first)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.gate = asyncio.Event()
+        self.model_gate = asyncio.Event()
+        self.model_gate.set()
+
+    async def run(self, call: Call) -> list[np.ndarray]:
+        await self.gate.wait()
+        return await super().run(call)
+
+    async def run_model_call(self, fn: Callable[[], T]) -> tuple[T, float]:
+        await self.model_gate.wait()
+        return await super().run_model_call(fn)
+
+
 def window(n: int, tag: int = 0) -> DecodeWindow:
     """A decode window of `n` ids, all `tag`, every token kept."""
     return DecodeWindow(ids=np.full(n, tag, np.int32), d_vector=None, keep_start=0, keep_end=n)
