@@ -43,6 +43,9 @@ class RecordingRunner:
         self.log.append("model")
         return result, self.model_cost
 
+    def close(self) -> None:
+        return None
+
     async def run(self, call: Call) -> list[np.ndarray]:
         self.calls.append(call)
         self.log.append(int(call.windows[0].ids[0]) if call.kind == "decode" else -1)

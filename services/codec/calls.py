@@ -185,8 +185,10 @@ class DeviceRunner(Protocol):
     rows_padded) where it has one.
 
     `run_model_call`: `fn`'s result, run where the codec calls run (its work on the device finished when it returns,
-    so the seconds are its own)."""
+    so the seconds are its own). `close`: stop its device threads (a runner replaced by another)."""
 
     async def run_timed(self, call: Call) -> tuple[list[np.ndarray], float]: ...
 
     async def run_model_call(self, fn: Callable[[], T]) -> tuple[T, float]: ...
+
+    def close(self) -> None: ...

@@ -6,7 +6,7 @@ order made the service carry ~8 streams on a GPU whose codec carries hundreds. H
 awaitable; the scheduler owns the order and the batch:
 
 - **Deadline order.** A window's deadline is when its stream's audio runs out at real-time playback
-  (`StreamHandle.deadline`): a new stream's first window gets one from its arrival, so it goes first, and a stream
+  (its playback clock's `deadline()`): a new stream's first window gets one from its arrival, so it goes first, and a stream
   with seconds buffered waits. The most urgent window picks the call's kind (decode or SR) and its length bucket.
 - **Bounded work per call.** A call holds at most `max_call_work` units (rows x bucket length), so no window waits
   more than one call behind a more urgent one.
@@ -17,7 +17,6 @@ awaitable; the scheduler owns the order and the batch:
   stream's AP-BWE true end is never padded: shaped to a bucket's length (core.sr_planner `end_lengths`) it shares
   that bucket's calls and graph, else it runs at its exact length (rows of one length may share it).
 - **No timer.** A lone window runs at once; batches form while a call is in flight. An idle server adds no latency.
-
 - **Model calls beside the windows.** A voice's speaker vector, a cloning reference's encode and the CTC aligner
   run on the same device: `run_model_call` queues one with a deadline `SchedulerPolicy.model_call_slack_s` after its
   submission, so it waits behind every window due sooner (a newcomer's first window, a stream about to run dry) and
@@ -220,7 +219,8 @@ class CodecScheduler:
             self._model_calls.clear()
             self._inflight.clear()
             return
-        for waiting in (*self._pending, *self._model_calls):
+        queued: list[_Pending | _ModelCall] = [*self._pending, *self._model_calls]
+        for waiting in queued:
             if not waiting.future.done():
                 waiting.future.set_exception(RuntimeError("the codec scheduler stopped"))
         self._pending.clear()
@@ -459,7 +459,8 @@ class CodecScheduler:
         call, most urgent first. The reason is the one recorded when the scheduler last decided (`WaitReason`)."""
         now = self.clock()
         busy = len(self._inflight) >= self.policy.max_inflight
-        waiting = sorted((w for w in (*self._pending, *self._model_calls) if not w.future.done()), key=_urgency)
+        queued: list[_Pending | _ModelCall] = [*self._pending, *self._model_calls]
+        waiting = sorted((w for w in queued if not w.future.done()), key=_urgency)
         out: list[tuple[int | None, WindowKind | ModelCallKind, float, WaitReason]] = []
         for w in waiting:
             reason: WaitReason

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from services.codec.calls import MODEL_CALL_KINDS
+from services.codec.calls import MODEL_CALL_KINDS, ModelCallKind
 from services.codec.windows import WindowKind
 from shared import metrics
 
@@ -95,7 +95,7 @@ def record_call(call: Any, chosen: Sequence[Any], started: float, seconds: float
             metrics.CODEC_SCHED_LATENESS.observe(seconds_late)
 
 
-def record_model_call(kind: str, waited: float, seconds: float) -> None:
+def record_model_call(kind: ModelCallKind, waited: float, seconds: float) -> None:
     """Count one model call run beside the windows: its wait from submission to start, and its device seconds."""
     _MODEL_CALL_WAIT[kind].observe(max(0.0, waited))
     _MODEL_CALL_SECONDS[kind].observe(seconds)

@@ -34,6 +34,9 @@ class NoDevice:
     async def run_model_call(self, fn: Callable[[], Any]) -> tuple[Any, float]:
         raise AssertionError("the route only looks")
 
+    def close(self) -> None:
+        return None
+
 
 def settings(demo_model_dir: Path, admin_key: str = "") -> Settings:
     return Settings(model_dir=demo_model_dir, warmup=False, log_json=False, admin_key=admin_key)
