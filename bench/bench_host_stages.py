@@ -77,8 +77,8 @@ class InstantSR:
     def __init__(self) -> None:
         self.noise = (np.random.default_rng(2).standard_normal(3 * 16_000) * 0.05).astype(np.float32)
 
-    async def run(self, call: Any) -> list[np.ndarray]:
-        return [self.noise[w.keep_start: w.keep_end].copy() for w in call.windows]
+    async def run_timed(self, call: Any) -> tuple[list[np.ndarray], float]:
+        return [self.noise[w.keep_start: w.keep_end].copy() for w in call.windows], 0.0
 
 
 def measure(interval: int, seconds: float, repeat: int, formats: list[str], sr48: bool = False,

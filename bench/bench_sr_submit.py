@@ -39,8 +39,8 @@ KEEP = (3 * SR_CONTEXT, 3 * (SR_CONTEXT + SR_MAX_BLOCK))  # 48 kHz output sample
 class InstantDevice:
     """Answers every call at once with zeros of each row's kept length (bench only: no model, no compute)."""
 
-    async def run(self, call: Call) -> list[np.ndarray]:
-        return [np.zeros(w.keep_end - w.keep_start, np.float32) for w in call.windows]
+    async def run_timed(self, call: Call) -> tuple[list[np.ndarray], float]:
+        return [np.zeros(w.keep_end - w.keep_start, np.float32) for w in call.windows], 0.0
 
 
 async def one_round(streams: int, chunks: int, together: bool) -> tuple[float, float]:

@@ -145,9 +145,20 @@ CODEC_SCHED_LATENESS = Histogram(
     f"{PREFIX}_codec_scheduler_deadline_miss_seconds", "How late each missed window of a playing stream was; past "
     "the client's prebuffer (~0.1 s assumed) the listener hears a gap.", buckets=_MISS_BUCKETS, registry=REGISTRY,
 )
+CODEC_SCHED_MODEL_CALL_SECONDS = Histogram(
+    f"{PREFIX}_codec_scheduler_model_call_seconds", "Seconds each model call run beside the codec windows held the "
+    "device (measured where it runs, as a codec call's busy seconds; counted in the busy ratio and admission's codec "
+    "cost), by kind: speaker (a voice's speaker vector), reference (a cloning reference's encode), align (CTC).",
+    ["kind"], buckets=_WAIT_BUCKETS, registry=REGISTRY,
+)
+CODEC_SCHED_MODEL_CALL_WAIT = Histogram(
+    f"{PREFIX}_codec_scheduler_model_call_wait_seconds", "Seconds from a model call's submission to its start (it "
+    "waits in deadline order behind the windows due sooner), by kind.", ["kind"], buckets=_WAIT_BUCKETS,
+    registry=REGISTRY,
+)
 CODEC_SCHED_BUSY_RATIO = Gauge(
-    f"{PREFIX}_codec_scheduler_busy_ratio", "Share of the scheduler's last busy window (2 s) spent in codec calls, at "
-    "scrape time (0..calls in flight at once).", registry=REGISTRY,
+    f"{PREFIX}_codec_scheduler_busy_ratio", "Share of the scheduler's last busy window (2 s) spent in codec calls and "
+    "the model calls beside them, at scrape time (0..calls in flight at once).", registry=REGISTRY,
 )
 CODEC_SCHED_PENDING = Gauge(f"{PREFIX}_codec_scheduler_pending_windows", "Windows waiting for a codec call.",
                             registry=REGISTRY)

@@ -10,7 +10,7 @@ What is modelled (and nothing else):
 - each stream: `preamble_ids` ids before its first semantic id, then ~`audio_seconds` of semantic tokens (50 per
   second) and a stop id; its ids go, as they become usable, to the service's own planners (`DecodePlanner` with the
   service's schedule; at 48 kHz `SRPlanner` over the decoded chunks); a window is submitted as soon as planned, audio
-  goes out in order, each piece told to the stream's `StreamHandle.note_audio` and to a client playing it back
+  goes out in order, each piece told to the stream's `PlaybackClock.note_audio` and to a client playing it back
   (`StreamCadence`, 100 ms prebuffer).
 """
 
@@ -29,6 +29,7 @@ from core.streaming import DecodePlanner, PlannedWindow, StreamingConfig
 from core.tokens import SEMANTIC_CODEBOOK_SIZE as SEMANTIC_CODEBOOK
 from services.codec.admission import Admission
 from services.codec.calls import SchedulerPolicy
+from services.codec.playback import PlaybackClock
 from services.codec.scheduler import CodecScheduler, StreamHandle
 from services.codec.windows import DecodeWindow
 from services.pipeline.flow_monitor import StreamCadence
@@ -189,7 +190,8 @@ class Simulation:
         tokens = max(1, round(audio_seconds * TOKENS_PER_SECOND))
         pre = self.cfg.preamble_ids
         row = SimRow(self.cfg.prompt_tokens, pre + tokens + 1, index % self.cfg.api_processes)
-        handle = self.scheduler.open_stream()
+        playback = PlaybackClock(self.loop.time(), clock=self.scheduler.clock)
+        handle = self.scheduler.open_stream(playback)
         cadence = StreamCadence(prebuffer_s=self.cfg.prebuffer_s, observe_metrics=False, clock=self.loop.time)
         self.engine.add(row)
         out: asyncio.Queue[tuple[asyncio.Future[Any] | None, float]] = asyncio.Queue()
@@ -202,7 +204,7 @@ class Simulation:
                     break
                 await task
                 cadence.on_chunk(seconds, self.loop.time())
-                handle.note_audio(seconds)
+                playback.note_audio(seconds)
                 result.audio_seconds += seconds
                 if result.first_audio is None:
                     result.first_audio = self.loop.time()

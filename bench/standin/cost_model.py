@@ -20,15 +20,17 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from services.codec.calls import Call
 
+_T = TypeVar("_T")
 HOP = 320  # BiCodec: 16 kHz samples per semantic token
 DEFAULT_PRENET_SHARE = 0.05
 
@@ -197,7 +199,7 @@ class CostModelRunner:
 
     async def run_timed(self, call: Call) -> tuple[list[np.ndarray], float]:
         """The rows and the call's time on the device's schedule, from its arrival (waiting behind the step in
-        progress included) to its scheduled end: what a device thread would measure (TimedDeviceRunner)."""
+        progress included) to its scheduled end: what a device thread would measure (`DeviceRunner`)."""
         arrived = asyncio.get_running_loop().time()
         end = await self.device.use(call.kind, self.model.call_seconds(call))
         out = []
@@ -205,6 +207,13 @@ class CostModelRunner:
             n = (w.keep_end - w.keep_start) * (self.hop if call.kind == "decode" else 1)
             out.append(self._audio(n))
         return out, end - arrived
+
+    async def run_model_call(self, fn: Callable[[], _T]) -> tuple[_T, float]:
+        """A model call the cost model does not model (the demo models' speaker vectors): run as it is, in a worker
+        thread, its wall seconds its cost (`DeviceRunner`)."""
+        started = time.perf_counter()
+        result = await asyncio.to_thread(fn)
+        return result, time.perf_counter() - started
 
     def _audio(self, n: int) -> np.ndarray:
         if not self.noise:

@@ -4,11 +4,16 @@ Streams never call the codec models. They submit windows (`windows.py`) with a d
 would run out at real-time playback, and await the kept audio. `CodecScheduler` (`scheduler.py`) gathers every
 stream's pending windows and runs them earliest-deadline-first as a few batched, bucketed calls on a
 `DeviceRunner` (`runner.py`: the real models in one device thread, or a cost-model stand-in for benchmarks).
-Admission (`admission.py`) asks the scheduler's own measure of headroom whether a new stream fits.
+The other model calls on the serving device (speaker vectors, reference encodes, CTC alignment) run through it too
+(`CodecScheduler.run_model_call`). Admission (`admission.py`) asks the scheduler's own measure of headroom whether a
+new stream fits. A stream's playback clock and pacing belong to delivery (`playback.py`): the scheduler reads its
+deadline.
 """
 
-from services.codec.calls import SchedulerPolicy
+from services.codec.calls import ModelCallKind, SchedulerPolicy
+from services.codec.playback import PlaybackClock
 from services.codec.scheduler import CodecScheduler, StreamHandle
 from services.codec.windows import DecodeWindow, SRWindow
 
-__all__ = ["CodecScheduler", "DecodeWindow", "SRWindow", "SchedulerPolicy", "StreamHandle"]
+__all__ = ["CodecScheduler", "DecodeWindow", "ModelCallKind", "PlaybackClock", "SRWindow", "SchedulerPolicy",
+           "StreamHandle"]

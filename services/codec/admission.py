@@ -36,7 +36,8 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
    the device's load): a margin of 1 let 72 admitted streams underrun in all (up to 19 in one run, 11 of 149 in one
    600-stream flood), 2 let 22, and 2 with rule 1b none; 2 admitted as many or more than 1, and rule 1b refuses a
    few percent of a 250-stream burst at a cheap LLM (docs/benchmarks.md).
-3. **The codec's cost per stream.** Codec call seconds per second of one open stream, measured over the last
+3. **The codec's cost per stream.** The scheduler's call seconds (codec calls, and the model calls it runs beside
+   them: speaker vectors, reference encodes, CTC alignment) per second of one open stream, measured over the last
    `codec_window_s`, times the streams open now plus one: above `max_codec_share` of the device, refuse. The
    streams count is exact at once, so a burst of arrivals is seen before its windows reach the device. A call's
    seconds run from its dispatch to its end (`CodecScheduler._account`): on a device shared with the engine that is

@@ -1,5 +1,6 @@
 """Call shapes: how the codec scheduler shapes its device calls (`SchedulerPolicy`: length and batch buckets, call
-bounds, padding, the decode rows' wave spans), one planned call (`Call`), and what runs it (`DeviceRunner`).
+bounds, padding, the decode rows' wave spans, the model calls' slack), one planned call (`Call`), and what runs it
+(`DeviceRunner`).
 
 Pure values: the scheduler plans `Call`s with them, the runners (services/codec/runner.py, the cost-model stand-in)
 run them, the graphs (services/codec/graphs.py) are captured per their shapes.
@@ -8,12 +9,20 @@ run them, the graphs (services/codec/graphs.py) are captured per their shapes.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol, TypeVar
 
 import numpy as np
 
 from services.codec.windows import DecodeWindow, SRWindow, WindowKind
+
+T = TypeVar("T")
+
+# Model calls the scheduler runs beside the codec windows, on the same device thread: a voice's BiCodec speaker
+# vector, a cloning reference's encode (wav2vec2 + BiCodec encoder), the CTC aligner's wav2vec2.
+ModelCallKind = Literal["speaker", "reference", "align"]
+MODEL_CALL_KINDS: tuple[ModelCallKind, ...] = ("speaker", "reference", "align")
 
 DEFAULT_DECODE_BUCKETS = (16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256)
 # Lengths every 8 tokens to 64, then every 16 to 128, then every 32: the streaming schedule's windows (16-56 tokens
@@ -58,6 +67,11 @@ class SchedulerPolicy:
     # call bounds and padding then count wave-span tokens, the call's cost.
     decode_reach: int | None = DEFAULT_DECODE_REACH
     decode_margin: int = DEFAULT_DECODE_MARGIN
+    # A model call (`CodecScheduler.run_model_call`) is due this long after its submission and waits in deadline order
+    # with the windows: every window due before that goes first (a newcomer's first window is due at its arrival,
+    # a playing stream's when its listener runs dry), and no stream of windows holds it back longer. A stream holding
+    # more than this much audio can spare the tens of milliseconds a model call holds the device.
+    model_call_slack_s: float = 0.25
 
     def __post_init__(self) -> None:
         for name in ("decode_buckets", "sr_buckets", "batch_sizes"):
@@ -68,6 +82,8 @@ class SchedulerPolicy:
             raise ValueError("max_inflight and scan_limit must be >= 1")
         if (self.decode_reach is not None and self.decode_reach < 0) or self.decode_margin < 0:
             raise ValueError("decode_reach and decode_margin must be >= 0")
+        if self.model_call_slack_s < 0:
+            raise ValueError("model_call_slack_s must be >= 0")
 
     @property
     def prenet_margin(self) -> int:
@@ -158,17 +174,21 @@ class Call:
 
 
 class DeviceRunner(Protocol):
-    """Runs one call on the device and returns each row's kept audio (float32), in row order.
+    """What runs the scheduler's device work: codec calls and the model calls beside them, one at a time per device
+    thread (`SchedulerPolicy.max_inflight` of them at most), each with the seconds it held the device measured where
+    it runs (the device thread, the stand-in's schedule): waiting behind the engine included, unlike
+    dispatch-to-resume on the event loop, which would count a busy loop's lateness as device time.
 
-    Decode rows: samples [keep_start * hop, keep_end * hop) of the row's window. SR rows: 48 kHz samples
-    [keep_start, keep_end). The runner packs the rows into one host buffer (pinned on CUDA), copies once in and once
-    out, and replays a captured graph for (kind, length, rows_padded) where it has one."""
+    `run_timed`: each row's kept audio (float32), in row order. Decode rows: samples [keep_start * hop, keep_end *
+    hop) of the row's window. SR rows: 48 kHz samples [keep_start, keep_end). The runner packs the rows into one host
+    buffer (pinned on CUDA), copies once in and once out, and replays a captured graph for (kind, length,
+    rows_padded) where it has one.
 
-    async def run(self, call: Call) -> list[np.ndarray]: ...
-
-
-class TimedDeviceRunner(DeviceRunner, Protocol):
-    """Also returns the call's seconds measured where it runs (the device thread, the stand-in's schedule), waiting
-    behind the engine included: unlike dispatch-to-resume on the event loop, not a busy loop's lateness."""
+    `run_model_call`: `fn`'s result, run where the codec calls run (its work on the device finished when it returns,
+    so the seconds are its own). `close`: stop its device threads (a runner replaced by another)."""
 
     async def run_timed(self, call: Call) -> tuple[list[np.ndarray], float]: ...
+
+    async def run_model_call(self, fn: Callable[[], T]) -> tuple[T, float]: ...
+
+    def close(self) -> None: ...

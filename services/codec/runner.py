@@ -1,4 +1,4 @@
-"""Device runners: what executes one scheduler `Call`.
+"""Device runners: what executes one scheduler `Call`, and the model calls the scheduler runs beside them.
 
 `ModelRunner` runs the real BiCodec and AP-BWE in one dedicated device thread: one thread hop per call (never per
 chunk or per row), one packed host buffer copied in and one copied out per call (pinned and non-blocking on CUDA),
@@ -11,6 +11,9 @@ Per call shape (kind, length bucket, rows padded, graph or eager) the runner als
 device thread spent on the calls (packing, copy in, run, copy out, the sync), and on CUDA the device's own time of the
 run between two events: `device_time()` reads it (the GPU kit sets each shape beside its isolated replay cost). One
 dict update per call in a table of the calling device thread's own, so no lock and no effect on the audio.
+
+`run_model_call` runs a blocking model call (a speaker vector, a reference encode, an alignment) in the same device
+threads, between codec calls, ending in a sync on CUDA.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import asyncio
 import concurrent.futures
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -28,6 +32,8 @@ from torch import Tensor
 from services.codec.calls import Call
 from services.codec.graphs import CodecGraphs, run_decode
 from services.codec.windows import DecodeWindow, SRWindow
+
+T = TypeVar("T")
 
 
 class _Staging:
@@ -84,10 +90,11 @@ class ModelRunner:
                     merged.items(), key=lambda item: (item[0][0], item[0][1] or 0, item[0][2], item[0][3]))]
 
     async def run(self, call: Call) -> list[np.ndarray]:
+        """The rows alone (tools and tests; the scheduler calls `run_timed`)."""
         return (await self.run_timed(call))[0]
 
     async def run_timed(self, call: Call) -> tuple[list[np.ndarray], float]:
-        """The rows and the seconds the device thread spent on the call (TimedDeviceRunner)."""
+        """The rows and the seconds the device thread spent on the call (`DeviceRunner`)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._run_timed_sync, call)
 
@@ -95,6 +102,19 @@ class ModelRunner:
         started = time.perf_counter()
         rows = self.run_sync(call)
         return rows, time.perf_counter() - started
+
+    async def run_model_call(self, fn: Callable[[], T]) -> tuple[T, float]:
+        """`fn`'s result and the seconds it held a device thread (`DeviceRunner`): a model call beside the codec calls,
+        in the same threads, so on a GPU it never overlaps one."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._model_call_sync, fn)
+
+    def _model_call_sync(self, fn: Callable[[], T]) -> tuple[T, float]:
+        started = time.perf_counter()
+        result = fn()
+        if self.cuda:  # its kernels end here: its seconds are its own, and the next codec call does not wait on them
+            torch.cuda.current_stream(self.device).synchronize()
+        return result, time.perf_counter() - started
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

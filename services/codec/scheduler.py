@@ -6,7 +6,7 @@ order made the service carry ~8 streams on a GPU whose codec carries hundreds. H
 awaitable; the scheduler owns the order and the batch:
 
 - **Deadline order.** A window's deadline is when its stream's audio runs out at real-time playback
-  (`StreamHandle.deadline`): a new stream's first window gets one from its arrival, so it goes first, and a stream
+  (its playback clock's `deadline()`): a new stream's first window gets one from its arrival, so it goes first, and a stream
   with seconds buffered waits. The most urgent window picks the call's kind (decode or SR) and its length bucket.
 - **Bounded work per call.** A call holds at most `max_call_work` units (rows x bucket length), so no window waits
   more than one call behind a more urgent one.
@@ -17,11 +17,21 @@ awaitable; the scheduler owns the order and the batch:
   stream's AP-BWE true end is never padded: shaped to a bucket's length (core.sr_planner `end_lengths`) it shares
   that bucket's calls and graph, else it runs at its exact length (rows of one length may share it).
 - **No timer.** A lone window runs at once; batches form while a call is in flight. An idle server adds no latency.
+- **Model calls beside the windows.** A voice's speaker vector, a cloning reference's encode and the CTC aligner
+  run on the same device: `run_model_call` queues one with a deadline `SchedulerPolicy.model_call_slack_s` after its
+  submission, so it waits behind every window due sooner (a newcomer's first window, a stream about to run dry) and
+  behind no window due later; it runs alone, on the runner's device thread, and its seconds count as the codec
+  calls' do.
 
 The scheduler runs on the event loop and never touches a model: the `DeviceRunner` does (one device thread for the
 real models; a cost-model stand-in on a virtual clock for `bench.simulate`). It keeps the figures admission needs
-(busy ratio, cost per unit of work, deadline misses), says why a window waits (`why_waiting`), and counts each call
-for Prometheus (`telemetry.record_call`).
+(busy ratio, cost per unit of work, deadline misses), records why each window waits when it decides
+(`why_waiting`), and counts each call for Prometheus (`telemetry.record_call`, `telemetry.record_model_call`). A
+stream's playback clock and pacing belong to delivery (`playback.PlaybackClock`): the scheduler reads a stream's
+deadline from it and never paces.
+
+Longer than 500 lines because the planner, the model-call queue, the wait reasons and the accounting share the
+pending lists and the device slots: apart, each would reach into the others' state on every call.
 """
 
 from __future__ import annotations
@@ -33,18 +43,27 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
-from services.codec.calls import Call, DeviceRunner, SchedulerPolicy
-from services.codec.telemetry import SchedulerStats, record_call
-from services.codec.windows import DecodeWindow, SRWindow, WindowKind
+from services.codec.calls import Call, DeviceRunner, ModelCallKind, SchedulerPolicy
+from services.codec.telemetry import SchedulerStats, record_call, record_model_call
+from services.codec.windows import (
+    DecodeWindow,
+    FixedDeadline,
+    SRWindow,
+    StreamDeadline,
+    WaitReason,
+    WindowKind,
+)
 
 logger = logging.getLogger("services.codec.scheduler")
 
 Clock = Callable[[], float]
+T = TypeVar("T")
 
 @dataclass(eq=False)
 class _Pending:
@@ -61,54 +80,37 @@ class _Pending:
     bucket: int | None  # the smallest length bucket holding `units`; None: longer than every bucket, or a true end
     # of a length no bucket has
     true_end: bool  # an SR window at its stream's true end: never padded (in a bucket only when exactly its length)
+    first: bool  # submitted before its stream's first audio left: part of what a newcomer's first audio waits
+    # Why it was left out of the last plan that looked at it (`decided`: that plan's number)
+    waiting: WaitReason = "queued"
+    decided: int = 0
 
 
-def _urgency(p: _Pending) -> tuple[float, int]:
+@dataclass(eq=False)
+class _ModelCall:
+    kind: ModelCallKind
+    fn: Callable[[], Any]
+    deadline: float
+    seq: int
+    submitted: float
+    future: asyncio.Future[Any]
+
+
+def _urgency(p: _Pending | _ModelCall) -> tuple[float, int]:
     return p.deadline, p.seq
 
 
+_NOT_RUN = object()  # a model call's result when its caller went away before a device thread took it
+
+
 class StreamHandle:
-    """One stream's place in the scheduler and its playback clock.
+    """One stream's place in the scheduler: its windows go in through here, ordered by its `playback` deadline."""
 
-    The stream tells the handle each time audio leaves for the client (`note_audio`); the first one starts the
-    clock. `deadline()` is when the client's buffer would run dry at real-time playback; before the first audio it is
-    the stream's arrival, so a newcomer's first window is the most urgent."""
-
-    def __init__(self, scheduler: CodecScheduler, stream_id: int, arrival: float) -> None:
+    def __init__(self, scheduler: CodecScheduler, stream_id: int, playback: StreamDeadline) -> None:
         self.scheduler = scheduler
         self.id = stream_id
-        self.arrival = arrival
-        self.first_audio_at: float | None = None
-        self.audio_seconds = 0.0
+        self.playback = playback
         self.closed = False
-        # A listener plays this stream as it comes: a missed deadline is an underrun, which admission must see. A
-        # non-streaming job (start_playback) has deadlines only for ordering: nobody hears it miss one.
-        self.realtime = True
-
-    def note_audio(self, seconds: float) -> None:
-        if seconds <= 0:
-            return
-        if self.first_audio_at is None:
-            self.first_audio_at = self.scheduler.clock()
-        self.audio_seconds += seconds
-
-    def start_playback(self, at: float) -> None:
-        """Start the playback clock at `at` if no audio has started it yet: a non-streaming job plays "from its
-        arrival", so its windows get deadlines as a stream's would, neither starved nor starving."""
-        self.realtime = False
-        if self.first_audio_at is None:
-            self.first_audio_at = at
-
-    def deadline(self) -> float:
-        if self.first_audio_at is None:
-            return self.arrival
-        return self.first_audio_at + self.audio_seconds
-
-    def buffered_seconds(self) -> float:
-        """Audio the client holds that it has not played yet (real-time playback from the first audio)."""
-        if self.first_audio_at is None:
-            return 0.0
-        return max(0.0, self.first_audio_at + self.audio_seconds - self.scheduler.clock())
 
     async def decode(self, window: DecodeWindow) -> np.ndarray:
         return await self.scheduler.submit(self, "decode", window)
@@ -125,14 +127,6 @@ class StreamHandle:
         """Several windows of this stream at once (a decoded chunk is ~3 AP-BWE windows), their kept audio in order."""
         return await self.scheduler.submit_many(self, "sr", windows)
 
-    async def pace(self, max_ahead_s: float) -> None:
-        """Wait while this stream is more than `max_ahead_s` of audio ahead of its client's playback."""
-        while True:
-            ahead = self.buffered_seconds() - max_ahead_s
-            if ahead <= 0:
-                return
-            await self.scheduler.sleep(ahead)
-
     def close(self) -> None:
         self.scheduler.close_stream(self)
 
@@ -145,10 +139,10 @@ class CodecScheduler:
         self.runner = runner
         self.policy = policy or SchedulerPolicy()
         self.clock = clock
-        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # pacing's wait (a virtual one in tests)
         self.stats = SchedulerStats()
         self._pending: list[_Pending] = []
-        self._seq = itertools.count()
+        self._model_calls: list[_ModelCall] = []  # in deadline order, like `_pending`
+        self._seq = 0  # submissions so far: each window's and model call's place in line
         self._stream_ids = itertools.count(1)
         self._streams: dict[int, StreamHandle] = {}
         self._inflight: set[asyncio.Task[None]] = set()
@@ -158,16 +152,22 @@ class CodecScheduler:
         self._recent_calls: deque[tuple[float, float]] = deque()  # (end time, device seconds) within the window
         # (end time, worst lateness in seconds) of calls that missed a row's deadline, within the window
         self._recent_misses: deque[tuple[float, float]] = deque()
+        # The last decision (a plan, or a model call taking the device): its number, the submissions it saw, and why
+        # the work it did not look at waits. A window the plan looked at and left out carries its own reason.
+        self._decisions = 0
+        self._decided_seq = 0
+        self._unreached: WaitReason = "deadline_order"
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         """Start the planning loop on the running event loop (again if it stopped, or ran on a loop now gone:
-        tests run each case on a loop of its own; windows queued on the old loop are dropped)."""
+        tests run each case on a loop of its own; work queued on the old loop is dropped)."""
         loop = asyncio.get_running_loop()
         task = self._loop_task
         if task is None or task.done() or task.get_loop() is not loop:
             if task is not None and task.get_loop() is not loop:
                 self._pending.clear()
+                self._model_calls.clear()
                 self._inflight.clear()
             self._wake = asyncio.Event()
             self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="codec-scheduler")
@@ -179,12 +179,15 @@ class CodecScheduler:
             await asyncio.gather(task, return_exceptions=True)
         elif task is not None:  # started on a loop that is gone: nothing of it can still run here
             self._pending.clear()
+            self._model_calls.clear()
             self._inflight.clear()
             return
-        for pending in self._pending:
-            if not pending.future.done():
-                pending.future.set_exception(RuntimeError("the codec scheduler stopped"))
+        queued: list[_Pending | _ModelCall] = [*self._pending, *self._model_calls]
+        for waiting in queued:
+            if not waiting.future.done():
+                waiting.future.set_exception(RuntimeError("the codec scheduler stopped"))
         self._pending.clear()
+        self._model_calls.clear()
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
 
@@ -196,8 +199,10 @@ class CodecScheduler:
         await self.aclose()
 
     # ------------------------------------------------------------------ streams
-    def open_stream(self, arrival: float | None = None) -> StreamHandle:
-        handle = StreamHandle(self, next(self._stream_ids), self.clock() if arrival is None else arrival)
+    def open_stream(self, playback: StreamDeadline | None = None) -> StreamHandle:
+        """A stream whose windows are ordered by `playback`'s deadline (delivery's `PlaybackClock`); None: every
+        window due at the opening (a stream nobody plays as it comes)."""
+        handle = StreamHandle(self, next(self._stream_ids), playback or FixedDeadline(self.clock()))
         self._streams[handle.id] = handle
         return handle
 
@@ -215,6 +220,10 @@ class CodecScheduler:
     @property
     def pending_windows(self) -> int:
         return sum(1 for p in self._pending if not p.future.done())
+
+    @property
+    def pending_model_calls(self) -> int:
+        return sum(1 for m in self._model_calls if not m.future.done())
 
     @property
     def calls_in_flight(self) -> int:
@@ -254,6 +263,10 @@ class CodecScheduler:
                 if not future.done():
                     future.cancel()  # the caller went away: the planner skips it
 
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
     def _enqueue(self, stream: StreamHandle, kind: WindowKind, window: DecodeWindow | SRWindow,
                  future: asyncio.Future[np.ndarray], deadline: float | None = None) -> None:
         """Add one window to the pending list, which stays in deadline order (a deadline is fixed at submission), so
@@ -264,9 +277,31 @@ class CodecScheduler:
         bucket = self.policy.bucket(kind, units)
         if true_end and bucket != units:  # a true end is never padded: bucketed only when it fills one exactly
             bucket = None
-        pending = _Pending(kind, window, stream, stream.deadline() if deadline is None else deadline, next(self._seq),
-                           self.clock(), future, units, span, bucket, true_end)
+        playback = stream.playback
+        pending = _Pending(kind, window, stream, playback.deadline() if deadline is None else deadline,
+                           self._next_seq(), self.clock(), future, units, span, bucket, true_end,
+                           not playback.started)
         bisect.insort(self._pending, pending, key=_urgency)
+
+    async def run_model_call(self, kind: ModelCallKind, fn: Callable[[], T]) -> T:
+        """Run `fn`, a blocking model call on the serving device (a speaker vector, a reference encode, an
+        alignment), as the scheduler's own device work: on the runner's device thread, alone, between codec calls,
+        in deadline order with the windows (due `SchedulerPolicy.model_call_slack_s` after now), its device seconds
+        counted in the busy ratio and the cost admission reads. Cancelling the caller before a device thread takes
+        the call means it never runs; once it runs it finishes (a thread cannot be stopped) and its result is
+        dropped. `fn`'s exception reaches the caller."""
+        self.start()
+        now = self.clock()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        call = _ModelCall(kind, fn, now + self.policy.model_call_slack_s, self._next_seq(), now, future)
+        bisect.insort(self._model_calls, call, key=_urgency)
+        assert self._wake is not None
+        self._wake.set()
+        try:
+            return await future
+        finally:
+            if not future.done():
+                future.cancel()
 
     # ------------------------------------------------------------------ planning (pure: tests call it directly)
     def plan(self) -> Call | None:
@@ -279,6 +314,7 @@ class CodecScheduler:
         # `_pending` is in deadline order (`_enqueue` inserts in order). Only its head is read: up to `scan_limit`
         # live windows, and no further once no later row could fit the call (a row never shrinks the call's length).
         # Windows whose caller went away are dropped as the scan meets them; the rest of the list is left as it is.
+        # Each live window the scan reads and leaves out is told why; those it never reaches wait for `_unreached`.
         pending = self._pending
         n = len(pending)
         first = 0
@@ -287,6 +323,9 @@ class CodecScheduler:
         if first == n:
             pending.clear()
             return None
+        self._decisions += 1
+        decision = self._decisions
+        self._decided_seq = self._seq
         head = pending[first]
         policy = self.policy
         kind, length = head.kind, head.bucket
@@ -296,6 +335,7 @@ class CodecScheduler:
         chosen = [head]
         live = 1  # live windows looked at, the head included
         i = first + 1
+        reason: WaitReason
         if length is None:
             # The eager fallback or a stream's true end: exact length; rows of the same exact length may share it.
             units = head.units
@@ -305,8 +345,15 @@ class CodecScheduler:
                 if p.future.done():
                     continue
                 live += 1
-                if p.kind == kind and p.units == units and p.true_end == true_end:
+                if p.kind != kind:
+                    reason = "other_kind"
+                elif p.units == units and p.true_end == true_end:
                     chosen.append(p)
+                    continue
+                else:
+                    reason = "length_mismatch"
+                p.waiting, p.decided = reason, decision
+            full = (len(chosen) + 1) * units > max_work
         else:
             valid = head.units
             max_rows = policy.batch_sizes[-1]
@@ -319,22 +366,32 @@ class CodecScheduler:
                     continue
                 live += 1
                 bucket = p.bucket
-                if p.kind != kind or bucket is None:  # another kind, a true end of no bucket's length, or eager
+                if p.kind != kind:
+                    p.waiting, p.decided = "other_kind", decision
+                    continue
+                if bucket is None:  # a true end of no bucket's length, or longer than every bucket: exact length
+                    p.waiting, p.decided = "length_mismatch", decision
                     continue
                 new_length = max(length, bucket)
                 if (pinned and new_length > length) or (p.true_end and new_length != p.units):
+                    p.waiting, p.decided = "length_mismatch", decision
                     continue  # a true end is never padded: its row must be exactly the call's length
                 rows = len(chosen) + 1
                 if rows * new_length > max_work:
+                    p.waiting, p.decided = "work_bound", decision
                     continue
                 # Padding bounds every row, raising the bucket or not: a 16-token row in a 192-token call would
                 # cost 12x its work (at 250 simulated streams that made calls 1.41x their valid work).
                 waste = 1 - (valid + p.units) / (rows * new_length)
                 if waste > max_pad_waste and (new_length > length or pad_all_rows):
+                    p.waiting, p.decided = "padding_bound", decision
                     continue
                 chosen.append(p)
                 length, valid = new_length, valid + p.units
                 pinned = pinned or p.true_end
+            full = len(chosen) >= max_rows or (len(chosen) + 1) * length > max_work
+        # What the scan did not reach waits behind a full call, or behind the more urgent windows it read.
+        self._unreached = "work_bound" if full and live < scan_limit else "deadline_order"
         taken = {id(p) for p in chosen}  # all alive here: their ids are theirs
         pending[:i] = [p for p in pending[:i] if id(p) not in taken and not p.future.done()]
         rows_padded = len(chosen) if length is None else policy.batch_bucket(len(chosen))
@@ -344,29 +401,58 @@ class CodecScheduler:
                         policy.prenet_margin), chosen
         return Call(kind, tuple(p.window for p in chosen), length, rows_padded, true_end), chosen
 
-    def why_waiting(self) -> list[tuple[int, WindowKind, float, str]]:
-        """(stream id, kind, seconds to deadline, reason) for each pending window, most urgent first."""
+    def _next_model_call(self) -> _ModelCall | None:
+        """The most urgent model call whose caller still waits, if it is due before every pending window (cancelled
+        ones met on the way are dropped); it leaves the queue. Each window then waits in deadline order."""
+        calls = self._model_calls
+        while calls and calls[0].future.done():
+            calls.pop(0)
+        if not calls:
+            return None
+        head = next((p for p in self._pending if not p.future.done()), None)
+        if head is not None and _urgency(head) < _urgency(calls[0]):
+            return None
+        self._decisions += 1
+        self._decided_seq = self._seq
+        self._unreached = "deadline_order"
+        return calls.pop(0)
+
+    def why_waiting(self) -> list[tuple[int | None, WindowKind | ModelCallKind, float, WaitReason]]:
+        """(stream id, or None for a model call; kind; seconds to deadline; reason) for each pending window and model
+        call, most urgent first. The reason is the one recorded when the scheduler last decided (`WaitReason`)."""
         now = self.clock()
-        out = []
-        pending = [p for p in self._pending if not p.future.done()]  # in deadline order already
         busy = len(self._inflight) >= self.policy.max_inflight
-        for rank, p in enumerate(pending):
-            reason = "device busy" if busy else ("more urgent windows first" if rank else "next")
-            out.append((p.stream.id, p.kind, p.deadline - now, reason))
+        queued: list[_Pending | _ModelCall] = [*self._pending, *self._model_calls]
+        waiting = sorted((w for w in queued if not w.future.done()), key=_urgency)
+        out: list[tuple[int | None, WindowKind | ModelCallKind, float, WaitReason]] = []
+        for w in waiting:
+            reason: WaitReason
+            if isinstance(w, _Pending) and w.decided == self._decisions:
+                reason = w.waiting
+            elif w.seq <= self._decided_seq:  # there at the last decision, which did not reach it
+                reason = self._unreached if isinstance(w, _Pending) else "deadline_order"
+            else:
+                reason = "device_busy" if busy else "queued"
+            stream_id = w.stream.id if isinstance(w, _Pending) else None
+            out.append((stream_id, w.kind, w.deadline - now, reason))
         return out
 
     # ------------------------------------------------------------------ running
     async def _run(self) -> None:
         assert self._wake is not None
+        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
             self._wake.clear()
             while len(self._inflight) < self.policy.max_inflight:
-                planned = self._plan()
-                if planned is None:
-                    break
-                call, chosen = planned
-                task = asyncio.get_running_loop().create_task(self._execute(call, chosen))
+                model_call = self._next_model_call()
+                if model_call is not None:
+                    task = loop.create_task(self._execute_model_call(model_call))
+                else:
+                    planned = self._plan()
+                    if planned is None:
+                        break
+                    task = loop.create_task(self._execute(*planned))
                 self._inflight.add(task)
                 task.add_done_callback(self._call_done)
 
@@ -379,10 +465,7 @@ class CodecScheduler:
         started = self.clock()
         device_seconds: float | None = None
         try:
-            if hasattr(self.runner, "run_timed"):  # a TimedDeviceRunner
-                results, device_seconds = await self.runner.run_timed(call)
-            else:
-                results = await self.runner.run(call)
+            results, device_seconds = await self.runner.run_timed(call)
         except asyncio.CancelledError:
             for p in chosen:
                 if not p.future.done():
@@ -400,12 +483,37 @@ class CodecScheduler:
             if not p.future.done():
                 p.future.set_result(audio)
 
+    async def _execute_model_call(self, call: _ModelCall) -> None:
+        future = call.future
+
+        def guarded() -> Any:
+            # Read from the device thread: a cancelled future stays cancelled, so a stale read only runs a call
+            # whose result is then dropped.
+            return _NOT_RUN if future.cancelled() else call.fn()
+
+        started = self.clock()
+        device_seconds: float | None = None
+        result: Any = _NOT_RUN
+        try:
+            result, device_seconds = await self.runner.run_model_call(guarded)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the caller gets the model's failure
+            if not future.done():
+                future.set_exception(exc)
+        finally:
+            if result is not _NOT_RUN or device_seconds is None:  # it ran (or failed): it held the device
+                self._account_model_call(call, started, self.clock(), device_seconds)
+        if result is not _NOT_RUN and not future.done():
+            future.set_result(result)
+
     def _account(self, call: Call, chosen: Sequence[_Pending], started: float, ended: float,
                  device_seconds: float | None = None) -> None:
         s = self.stats
         # Start to end with the engine's kernels in between (the device serialises them; the stand-in's timeline
-        # too), as admission's caps were calibrated; by the runner where it can (TimedDeviceRunner), else dispatch to
-        # resume. Deadlines are judged at `ended`, when the audio reached the stream.
+        # too), as admission's caps were calibrated: measured by the runner where the call runs; dispatch to resume
+        # when the call failed. Deadlines are judged at `ended`, when the audio reached the stream.
         seconds = max(0.0, device_seconds if device_seconds is not None else ended - started)
         s.calls += 1
         s.rows += len(call.windows)
@@ -418,13 +526,25 @@ class CodecScheduler:
         s.rows_by_kind[call.kind] += len(call.windows)
         s.seconds_by_kind[call.kind] += seconds
         s.work_by_kind[call.kind] += call.work
-        late = [ended - p.deadline for p in chosen
-                if ended > p.deadline and p.stream.first_audio_at is not None and p.stream.realtime]
+        late = [ended - p.deadline for p in chosen if ended > p.deadline and p.stream.playback.heard]
         s.missed_deadlines += len(late)
         record_call(call, chosen, started, seconds, late)  # Prometheus (telemetry.py): pre-bound children only
         self._recent_calls.append((ended, seconds))
         if late:
             self._recent_misses.append((ended, max(late)))
+        self._trim_recent(ended)
+
+    def _account_model_call(self, call: _ModelCall, started: float, ended: float,
+                            device_seconds: float | None) -> None:
+        """A model call's device seconds count as a codec call's do (busy ratio, the cost per stream admission
+        reads); it has no rows, no work units and no listener to miss."""
+        s = self.stats
+        seconds = max(0.0, device_seconds if device_seconds is not None else ended - started)
+        s.busy_seconds += seconds
+        s.model_calls_by_kind[call.kind] += 1
+        s.model_seconds_by_kind[call.kind] += seconds
+        record_model_call(call.kind, started - call.submitted, seconds)
+        self._recent_calls.append((ended, seconds))
         self._trim_recent(ended)
 
     def _trim_recent(self, now: float) -> None:
@@ -436,7 +556,8 @@ class CodecScheduler:
 
     # ------------------------------------------------------------------ load figures (admission reads these)
     def busy_ratio(self) -> float:
-        """Share of the last `busy_window_s` the device spent on codec calls (0..max_inflight)."""
+        """Share of the last `busy_window_s` the device spent on the scheduler's calls, codec and model calls
+        (0..max_inflight)."""
         now = self.clock()
         self._trim_recent(now)
         return sum(seconds for _, seconds in self._recent_calls) / self._busy_window_s
@@ -450,5 +571,5 @@ class CodecScheduler:
     def min_slack(self) -> float:
         """Seconds to the most urgent deadline among streams already playing (inf when none)."""
         now = self.clock()
-        slack = [h.deadline() - now for h in self._streams.values() if h.first_audio_at is not None and h.realtime]
+        slack = [h.playback.deadline() - now for h in self._streams.values() if h.playback.heard]
         return min(slack, default=math.inf)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from services.codec.calls import MODEL_CALL_KINDS, ModelCallKind
 from services.codec.windows import WindowKind
 from shared import metrics
 
@@ -40,6 +41,8 @@ class _KindMetrics:
 
 
 _BY_KIND = {kind: _KindMetrics(kind) for kind in KINDS}
+_MODEL_CALL_SECONDS = {kind: metrics.CODEC_SCHED_MODEL_CALL_SECONDS.labels(kind=kind) for kind in MODEL_CALL_KINDS}
+_MODEL_CALL_WAIT = {kind: metrics.CODEC_SCHED_MODEL_CALL_WAIT.labels(kind=kind) for kind in MODEL_CALL_KINDS}
 
 
 @dataclass
@@ -51,13 +54,16 @@ class SchedulerStats:
     padded_rows: int = 0
     work: int = 0  # units including padding
     valid_work: int = 0
-    busy_seconds: float = 0.0
+    busy_seconds: float = 0.0  # codec calls' and model calls' device seconds (admission's codec cost reads it)
     missed_deadlines: int = 0  # rows whose call ended after their deadline
     eager_calls: int = 0
     calls_by_kind: dict[str, int] = field(default_factory=lambda: {"decode": 0, "sr": 0})
     rows_by_kind: dict[str, int] = field(default_factory=lambda: {"decode": 0, "sr": 0})
     seconds_by_kind: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "sr": 0.0})
     work_by_kind: dict[str, int] = field(default_factory=lambda: {"decode": 0, "sr": 0})
+    # Model calls run beside the windows (`CodecScheduler.run_model_call`), by kind: speaker, reference, align
+    model_calls_by_kind: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MODEL_CALL_KINDS, 0))
+    model_seconds_by_kind: dict[str, float] = field(default_factory=lambda: dict.fromkeys(MODEL_CALL_KINDS, 0.0))
 
     def mean_batch(self, kind: WindowKind | None = None) -> float:
         calls = self.calls if kind is None else self.calls_by_kind[kind]
@@ -82,12 +88,17 @@ def record_call(call: Any, chosen: Sequence[Any], started: float, seconds: float
     m.batch.observe(rows)
     for p in chosen:
         # A window submitted before its stream's first audio left is part of what a newcomer's first audio waits.
-        first = p.stream.first_audio_at is None or p.stream.first_audio_at > p.submitted
-        (m.wait_first if first else m.wait_steady).observe(max(0.0, started - p.submitted))
+        (m.wait_first if p.first else m.wait_steady).observe(max(0.0, started - p.submitted))
     if late:
         m.misses.inc(len(late))
         for seconds_late in late:
             metrics.CODEC_SCHED_LATENESS.observe(seconds_late)
+
+
+def record_model_call(kind: ModelCallKind, waited: float, seconds: float) -> None:
+    """Count one model call run beside the windows: its wait from submission to start, and its device seconds."""
+    _MODEL_CALL_WAIT[kind].observe(max(0.0, waited))
+    _MODEL_CALL_SECONDS[kind].observe(seconds)
 
 
 def refresh_gauges(scheduler: Any, admission: Any = None) -> None:
@@ -116,8 +127,12 @@ def _finite(value: float) -> float | None:
 
 def snapshot(scheduler: Any, admission: Any = None, *, limit: int = 50) -> dict[str, Any]:
     """The scheduler's figures for the admin route: cumulative stats, the load figures admission reads, admission's
-    own view, and why the `limit` most urgent pending windows wait (the whole list is sorted: a debug call only)."""
+    own view, and why the `limit` most urgent pending windows and model calls wait (the whole list is sorted: a
+    debug call only; `stream_id` null: a model call)."""
     waiting = scheduler.why_waiting()
+    by_reason: dict[str, int] = {}
+    for _, _, _, reason in waiting:
+        by_reason[reason] = by_reason.get(reason, 0) + 1
     stats = asdict(scheduler.stats)
     stats["mean_batch"] = {kind: scheduler.stats.mean_batch(kind) for kind in KINDS}
     return {
@@ -128,7 +143,8 @@ def snapshot(scheduler: Any, admission: Any = None, *, limit: int = 50) -> dict[
             "recent_misses": scheduler.recent_misses(),
             "min_slack_s": _finite(scheduler.min_slack()),  # null: no stream playing
             "open_streams": scheduler.active_streams,
-            "pending_windows": len(waiting),
+            "pending_windows": scheduler.pending_windows,
+            "pending_model_calls": scheduler.pending_model_calls,
             "calls_in_flight": scheduler.calls_in_flight,
             "max_inflight": scheduler.policy.max_inflight,
         },
@@ -138,4 +154,5 @@ def snapshot(scheduler: Any, admission: Any = None, *, limit: int = 50) -> dict[
             for stream_id, kind, slack, reason in waiting[:limit]
         ],
         "waiting_shown": min(limit, len(waiting)),
+        "waiting_by_reason": by_reason,
     }

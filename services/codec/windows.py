@@ -1,18 +1,66 @@
-"""Typed values between a stream and the codec scheduler: one window of work, one row of a batched call."""
+"""Typed values between a stream and the codec scheduler: one window of work (one row of a batched call), what the
+scheduler reads of the stream's playback (`StreamDeadline`), and why a window waits (`WaitReason`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
 # An AP-BWE row is the window `SRPlanner` plans: one type from the planner to the device, no copy between them.
 from core.sr_planner import SRWindow
 
-__all__ = ["DecodeWindow", "SRWindow", "WindowKind"]
+__all__ = ["WAIT_REASONS", "DecodeWindow", "FixedDeadline", "SRWindow", "StreamDeadline", "WaitReason", "WindowKind"]
 
 WindowKind = Literal["decode", "sr"]
+
+# Why a window (or a model call) waits, recorded when the scheduler decides:
+# - queued: no plan has looked at it yet, and a device slot is free (the planner runs on the loop's next turn);
+# - device_busy: it came while every device slot (`max_inflight`) held a call, so no plan has looked at it yet;
+# - deadline_order: more urgent work went first: the last plan's scan stopped (`scan_limit`) before reaching it, or
+#   a model call (or, for a model call, a window) due sooner took the device;
+# - other_kind: the call's kind (decode or SR, the most urgent window's) is not its kind;
+# - length_mismatch: its length cannot share the call's: an exact-length call (the eager fallback, an SR true end)
+#   and a row of another length, a true end that would be padded, an exact-length row and a bucketed call;
+# - padding_bound: joining would push the call's padding past `max_pad_waste`;
+# - work_bound: joining would pass the call's work bound (`max_call_*`) or its most rows, or the call filled up
+#   before the plan reached it.
+WaitReason = Literal["queued", "device_busy", "deadline_order", "other_kind", "length_mismatch", "padding_bound",
+                     "work_bound"]
+WAIT_REASONS: tuple[WaitReason, ...] = ("queued", "device_busy", "deadline_order", "other_kind", "length_mismatch",
+                                        "padding_bound", "work_bound")
+
+
+class StreamDeadline(Protocol):
+    """What the scheduler reads of a stream's playback (delivery owns it: `playback.PlaybackClock`)."""
+
+    def deadline(self) -> float:
+        """When the stream's listener runs dry at real-time playback (before its first audio: its arrival)."""
+        ...
+
+    @property
+    def started(self) -> bool:
+        """Its first audio has left (a window submitted before that is part of what the first audio waits)."""
+        ...
+
+    @property
+    def heard(self) -> bool:
+        """A listener plays it as it comes and has started: a window finished after its deadline is an underrun."""
+        ...
+
+
+class FixedDeadline:
+    """A stream nobody plays as it comes: every window is due at `at` (a benchmark's or a tool's stream)."""
+
+    started = False
+    heard = False
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def deadline(self) -> float:
+        return self.at
 
 
 @dataclass(frozen=True, eq=False)

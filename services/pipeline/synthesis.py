@@ -6,9 +6,10 @@ the HTTP (or WebSocket) layer drains it. A slow reader fills the queue, which pa
 pulling tokens (backpressure). Closing the consumer cancels the producer, which aborts the LLM request and
 schedules no more decode work. The job never calls a codec model: it plans decode and super-resolution windows
 (core.streaming.DecodePlanner, core.sr_planner) and awaits them on its `StreamHandle` in the codec scheduler
-(services/codec), which runs every stream's windows earliest-deadline-first in a few batched device calls. The
-handle also keeps the job's playback clock: a streaming job waits (`pace`) while it is more than
-`stream_max_ahead_s` of audio ahead of what its client can have played, so an abandoned reply wastes at most that.
+(services/codec), which runs every stream's windows earliest-deadline-first in a few batched device calls, ordered
+by the job's playback clock (`PlaybackClock`, which the job keeps): a streaming job waits (`pace`) while it is more
+than `stream_max_ahead_s` of audio ahead of what its client can have played, so an abandoned reply wastes at most
+that.
 
 Long text keeps one voice: the first chunk's 32 global tokens condition every later chunk (clone prompt), and
 the next chunk's generation starts as soon as the current chunk's generation is done, while its audio is still
@@ -38,6 +39,7 @@ from core.guards import Trip
 from core.llm import SamplingConfig
 from core.streaming import DecodePlanner, LatencyPreference, PlannedWindow, StreamingConfig
 from core.tokens import NoSpeechError, TokenParser, TokenStreamError
+from services.codec.playback import PlaybackClock
 from services.codec.windows import DecodeWindow
 from services.errors import SynthesisError
 from services.pipeline.audio_output import BWE_RATE, NATIVE_RATE, AudioOutput
@@ -149,6 +151,7 @@ class SynthesisJob:
         self.scheduler = resources.scheduler
         self.arrival = self.scheduler.clock()
         self.handle: StreamHandle | None = None
+        self.playback: PlaybackClock | None = None  # the client's playback: the handle's deadlines, and pacing
         self._d_vector: Any = None  # the voice's d-vector, computed once per job
         self.stream_config = StreamingConfig.from_settings(settings)
         # The latency preference shapes the stream's first chunk only (its first text chunk): that is the audio the
@@ -341,8 +344,8 @@ class SynthesisJob:
     # ------------------------------------------------------------------ decode + audio chain
     async def _pace(self) -> None:
         """A streaming job waits while it is more than `stream_max_ahead_s` ahead of its client's playback."""
-        if self.request.stream and self.handle is not None:
-            await self.handle.pace(self.resources.settings.stream_max_ahead_s)
+        if self.request.stream and self.playback is not None:
+            await self.playback.pace(self.resources.settings.stream_max_ahead_s)
 
     async def _decode_windows(self, planner: DecodePlanner, windows: list[PlannedWindow]) -> list[np.ndarray]:
         """The windows' audio from the codec scheduler (submitted together: they may share one device call), taken
@@ -424,8 +427,8 @@ class SynthesisJob:
             await self._timings(self.timestamps.settle)  # after the audio: it never waits for the aligner
 
     async def _emit_now(self, data: bytes, samples: int) -> None:
-        if self.handle is not None:  # the audio leaves: the playback clock (deadlines, pacing) counts it
-            self.handle.note_audio(samples / self.request.sample_rate)
+        if self.playback is not None:  # the audio leaves: the playback clock (deadlines, pacing) counts it
+            self.playback.note_audio(samples / self.request.sample_rate)
         if self.queue.full():
             self.stats.producer_waits += 1
         await self.queue.put((data, samples))
@@ -559,9 +562,10 @@ class SynthesisJob:
         return None if text is None else self._start_generation(index, text)
 
     def _open_handle(self) -> None:
-        self.handle = self.scheduler.open_stream(self.arrival)
+        self.playback = PlaybackClock(self.arrival, clock=self.scheduler.clock)
         if not self.request.stream:  # no client plays it as it comes: deadlines as if it played from arrival
-            self.handle.start_playback(self.arrival)
+            self.playback.start_playback(self.arrival)
+        self.handle = self.scheduler.open_stream(self.playback)
         self.chain.handle = self.handle
 
     async def _produce(self) -> None:

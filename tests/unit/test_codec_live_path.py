@@ -15,7 +15,7 @@ from core.apbwe import RELEASED_CONFIG, APBWEConfig, SuperResolution, random_gen
 from core.bicodec import BiCodecDecoder
 from core.sr_planner import SRPlanner
 from core.streaming import DecodePlanner, StreamingConfig, StreamingDecoder
-from services.codec import CodecScheduler, DecodeWindow, SchedulerPolicy, SRWindow
+from services.codec import CodecScheduler, DecodeWindow, PlaybackClock, SchedulerPolicy, SRWindow
 from services.codec.runner import ModelRunner
 from services.pipeline.audio_output import SR_MAX_BLOCK, SR_MIN_BLOCK
 from tests.codec_fakes import FakeClock
@@ -51,7 +51,7 @@ class CountingRunner(ModelRunner):
         super().__init__(*args, **kwargs)
         self.rows: list[tuple[str, int]] = []
 
-    async def run_timed(self, call):  # noqa: ANN001, ANN201 - the TimedDeviceRunner protocol (what the scheduler calls)
+    async def run_timed(self, call):  # noqa: ANN001, ANN201 - the DeviceRunner protocol (what the scheduler calls)
         self.rows.append((call.kind, len(call.windows)))
         return await super().run_timed(call)
 
@@ -163,27 +163,20 @@ class _VirtualSleep:
         self.clock.now += seconds
 
 
-class _NullRunner:
-    async def run(self, call):  # noqa: ANN001, ANN201
-        return [np.zeros(0, np.float32) for _ in call.windows]
-
-
 async def test_a_stream_ahead_of_playback_by_more_than_the_bound_waits() -> None:
     clock = FakeClock(50.0)
     sleep = _VirtualSleep(clock)
-    sched = CodecScheduler(_NullRunner(), clock=clock)
-    sched.sleep = sleep
-    handle = sched.open_stream()
-    await handle.pace(3.0)  # nothing played yet: nothing to wait for
-    handle.note_audio(2.0)
-    await handle.pace(3.0)  # 2 s ahead: within the bound
+    playback = PlaybackClock(clock(), clock=clock, sleep=sleep)
+    await playback.pace(3.0)  # nothing played yet: nothing to wait for
+    playback.note_audio(2.0)
+    await playback.pace(3.0)  # 2 s ahead: within the bound
     assert sleep.slept == []
-    handle.note_audio(5.0)  # 7 s sent at t=50: the client holds 7 s
+    playback.note_audio(5.0)  # 7 s sent at t=50: the client holds 7 s
     clock.now += 1.0  # it has played 1 s of it: 6 s ahead
-    await handle.pace(3.0)
-    assert sum(sleep.slept) == pytest.approx(3.0) and handle.buffered_seconds() == pytest.approx(3.0)
-    # A non-streaming job plays "from arrival": its deadlines run from then on.
-    late = sched.open_stream(arrival=40.0)
+    await playback.pace(3.0)
+    assert sum(sleep.slept) == pytest.approx(3.0) and playback.buffered_seconds() == pytest.approx(3.0)
+    # A non-streaming job plays "from arrival": its deadlines run from then on, and nobody hears it miss one.
+    late = PlaybackClock(40.0, clock=clock)
     late.start_playback(40.0)
     late.note_audio(4.0)
-    assert late.deadline() == 44.0
+    assert late.deadline() == 44.0 and late.started and not late.heard

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from services.codec import CodecScheduler, SchedulerPolicy, SRWindow
 from services.codec.calls import Call
-from tests.codec_fakes import FakeClock, RecordingRunner, window
+from tests.codec_fakes import FakeClock, RecordingRunner, played, window
 
 
 def scheduler(policy: SchedulerPolicy | None = None) -> tuple[CodecScheduler, FakeClock]:
@@ -21,8 +21,8 @@ def scheduler(policy: SchedulerPolicy | None = None) -> tuple[CodecScheduler, Fa
 
 async def test_a_newcomers_first_window_goes_before_a_stream_with_audio_buffered() -> None:
     sched, clock = scheduler()
-    playing = sched.open_stream()
-    playing.note_audio(3.0)  # three seconds buffered: its deadline is three seconds away
+    playing, playback = played(sched)
+    playback.note_audio(3.0)  # three seconds buffered: its deadline is three seconds away
     clock.now += 0.5
     newcomer = sched.open_stream()
     sched._pending.clear()
@@ -94,13 +94,13 @@ async def test_a_cancelled_caller_drops_its_window_before_it_runs() -> None:
     assert all(c.windows[0].ids[0] == 3 for c in sched.runner.calls[-1:])  # type: ignore[attr-defined]
 
 
-class FailingDevice:
+class FailingDevice(RecordingRunner):
     async def run(self, call: Call) -> list[np.ndarray]:
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
 
 async def test_a_device_failure_reaches_every_row_of_the_call_and_every_window_submitted_together() -> None:
-    sched = CodecScheduler(FailingDevice())
+    sched = CodecScheduler(FailingDevice(FakeClock()))
     async with sched:
         h = sched.open_stream()
         with pytest.raises(RuntimeError, match="illegal memory"):
@@ -178,7 +178,7 @@ async def test_a_short_row_does_not_ride_in_a_long_bucket_past_the_padding_bound
 
 
 class LateLoopRunner(RecordingRunner):
-    """A TimedDeviceRunner whose call holds the device `cost` but whose caller resumes `late` seconds after that (a
+    """A runner whose call holds the device `cost` but whose caller resumes `late` seconds after that (a
     busy event loop): the clock moves by both, the runner reports the device's share."""
 
     def __init__(self, clock: FakeClock, cost: float, late: float) -> None:
@@ -194,8 +194,8 @@ class LateLoopRunner(RecordingRunner):
 async def test_a_timed_runner_s_device_seconds_are_the_measure_not_the_loop_s_lateness() -> None:
     clock = FakeClock()
     sched = CodecScheduler(LateLoopRunner(clock, cost=0.004, late=0.006), SchedulerPolicy(), clock=clock)
-    stream = sched.open_stream()
-    stream.note_audio(0.001)  # playing, 1 ms buffered: the call ends after its deadline
+    stream, playback = played(sched)
+    playback.note_audio(0.001)  # playing, 1 ms buffered: the call ends after its deadline
     async with sched:
         await stream.decode(window(16))
     assert sched.stats.busy_seconds == pytest.approx(0.004)  # admission's codec cost reads this

@@ -12,7 +12,7 @@ import pytest
 from services.codec import CodecScheduler, SchedulerPolicy, telemetry
 from services.codec.admission import Admission
 from shared.metrics import REGISTRY
-from tests.codec_fakes import FakeClock, RecordingRunner, window
+from tests.codec_fakes import FakeClock, RecordingRunner, played, window
 
 P = "veena3_tts_"
 
@@ -73,8 +73,8 @@ async def test_a_newcomers_first_window_and_a_playing_streams_window_wait_in_the
               ("codec_scheduler_window_wait_seconds_sum", {"kind": "decode", "phase": "steady"}))
     sched, _ = make()
     async with sched:
-        playing = sched.open_stream()
-        playing.note_audio(3.0)  # 3 s buffered: its window waits behind the newcomer's
+        playing, playback = played(sched)
+        playback.note_audio(3.0)  # 3 s buffered: its window waits behind the newcomer's
         newcomer = sched.open_stream()
         # 16 and 200 tokens cannot share a call (padding past max_pad_waste): two calls, the newcomer's first.
         await asyncio.gather(newcomer.decode(window(16)), playing.decode(window(200)))
@@ -90,11 +90,11 @@ async def test_a_window_submitted_before_first_audio_stays_first_even_if_audio_s
               ("codec_scheduler_window_wait_seconds_count", {"kind": "decode", "phase": "steady"}))
     sched, clock = make()
     async with sched:
-        h = sched.open_stream()
+        h, playback = played(sched)
         a = asyncio.ensure_future(h.decode(window(16)))
         b = asyncio.ensure_future(h.decode(window(200)))  # its own call, after a's
         await a
-        h.note_audio(0.5)  # a's audio left: b was submitted before it
+        playback.note_audio(0.5)  # a's audio left: b was submitted before it
         await b
         await h.decode(window(16))  # after the first audio: steady
     assert d() == [2, 1]
@@ -106,12 +106,12 @@ async def test_only_playing_realtime_streams_count_deadline_misses() -> None:
               ("codec_scheduler_deadline_miss_seconds_sum", {}))
     sched, clock = make(cost=0.05)
     async with sched:
-        listener = sched.open_stream()
-        listener.note_audio(0.02)  # 20 ms buffered; a 50 ms call ends 30 ms after it runs dry
+        listener, playback = played(sched)
+        playback.note_audio(0.02)  # 20 ms buffered; a 50 ms call ends 30 ms after it runs dry
         await listener.decode(window(16))
-        batch_job = sched.open_stream()
-        batch_job.start_playback(clock())  # nobody hears a non-streaming job miss
-        batch_job.note_audio(0.01)
+        batch_job, batch_playback = played(sched)
+        batch_playback.start_playback(clock())  # nobody hears a non-streaming job miss
+        batch_playback.note_audio(0.01)
         await batch_job.decode(window(16))
         await sched.open_stream().decode(window(16))  # no audio yet: its deadline orders, nobody is listening
     misses, count, late = d()
@@ -125,8 +125,8 @@ async def test_scrape_gauges_read_the_schedulers_load() -> None:
 
     sched, clock = make(cost=0.05)
     async with sched:
-        playing = sched.open_stream()
-        playing.note_audio(2.0)
+        playing, playback = played(sched)
+        playback.note_audio(2.0)
         await playing.decode(window(16))
         sched.open_stream()  # open, not playing
     telemetry.refresh_gauges(sched)
@@ -219,8 +219,8 @@ def test_the_snapshot_lists_the_most_urgent_waiting_windows_first_capped() -> No
     assert snap["load"]["pending_windows"] == 3 and snap["waiting_shown"] == 2
     assert [w["stream_id"] for w in snap["waiting"]] == [handles[1].id, handles[2].id]
     assert snap["waiting"][0] == {"stream_id": handles[1].id, "kind": "decode", "seconds_to_deadline": 0.1,
-                                  "reason": "next"}
-    assert snap["waiting"][1]["reason"] == "more urgent windows first"
+                                  "reason": "queued"}  # no plan has looked at them, and the device is free
+    assert snap["waiting_by_reason"] == {"queued": 3}
     assert snap["load"]["min_slack_s"] is None  # nobody playing: null, not Infinity (JSON has none)
     assert snap["admission"] is None and snap["stats"]["calls"] == 0
 

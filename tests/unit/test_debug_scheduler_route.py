@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from fastapi.testclient import TestClient
 
 from api import create_app
-from services.codec import CodecScheduler, DecodeWindow
+from services.codec import CodecScheduler, DecodeWindow, PlaybackClock
 from services.codec.admission import Admission
 from services.codec.calls import Call
 from services.deployment.runtime import ModelRuntime
@@ -26,8 +28,14 @@ class NeverReady(ModelRuntime):
 
 
 class NoDevice:
-    async def run(self, call: Call) -> list[np.ndarray]:
+    async def run_timed(self, call: Call) -> tuple[list[np.ndarray], float]:
         raise AssertionError("the route only looks")
+
+    async def run_model_call(self, fn: Callable[[], Any]) -> tuple[Any, float]:
+        raise AssertionError("the route only looks")
+
+    def close(self) -> None:
+        return None
 
 
 def settings(demo_model_dir: Path, admin_key: str = "") -> Settings:
@@ -65,8 +73,9 @@ def test_the_admin_sees_stats_load_admission_and_why_windows_wait(demo_model_dir
     runtime.admission = Admission(scheduler)
     loop = asyncio.new_event_loop()  # the windows' futures: never awaited, the route only reads them
     try:
-        handles = [scheduler.open_stream() for _ in range(60)]
-        handles[0].note_audio(5.0)  # playing, 5 s buffered: the least urgent
+        first = PlaybackClock(scheduler.clock(), clock=scheduler.clock)
+        handles = [scheduler.open_stream(first)] + [scheduler.open_stream() for _ in range(59)]
+        first.note_audio(5.0)  # playing, 5 s buffered: the least urgent
         for h in handles:
             ids = np.zeros(16, np.int32)
             scheduler._enqueue(h, "decode", DecodeWindow(ids, None, 0, 16), loop.create_future())
@@ -83,7 +92,9 @@ def test_the_admin_sees_stats_load_admission_and_why_windows_wait(demo_model_dir
     assert 4.99 < body["load"]["min_slack_s"] <= 5.0
     assert len(body["waiting"]) == body["waiting_shown"] == 50  # capped at the 50 most urgent
     assert handles[0].id not in [w["stream_id"] for w in body["waiting"]]
-    assert body["waiting"][0]["reason"] == "next" and body["waiting"][0]["kind"] == "decode"
+    # queued: no plan has looked at them yet (the planner has not run), and the device is free
+    assert body["waiting"][0]["reason"] == "queued" and body["waiting"][0]["kind"] == "decode"
+    assert body["waiting_by_reason"] == {"queued": 60} and body["load"]["pending_model_calls"] == 0
     assert body["waiting"][0]["seconds_to_deadline"] < 0  # newcomers: due since they arrived
     assert body["stats"]["calls"] == 0 and set(body["stats"]["mean_batch"]) == {"decode", "sr"}
     assert body["admission"]["refused"] == {} and body["admission"]["codec_seconds_per_stream_second"] is None

@@ -279,22 +279,23 @@ async def test_a_style_voice_waits_for_its_globals_first(runtime: ModelRuntime,
 
 async def test_jobs_decode_through_the_codec_scheduler_and_streams_pace_against_playback(
         runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
-    """One StreamHandle per job, closed at its end; every window a streaming job submits waits for `pace` first
-    (and counts its audio on the playback clock); a non-streaming job plays "from its arrival" and never paces."""
+    """One StreamHandle per job, closed at its end, ordered by the job's playback clock; every window a streaming job
+    submits waits for the clock's `pace` first (and counts its audio on it); a non-streaming job plays "from its
+    arrival" and never paces."""
     scheduler = runtime.codec_scheduler
     opened: list[Any] = []
     open_stream = scheduler.open_stream
 
-    def spy(arrival: float | None = None) -> Any:
-        handle = open_stream(arrival)
-        handle.paces = []
-        pace = handle.pace
+    def spy(playback: Any = None) -> Any:
+        handle = open_stream(playback)
+        playback.paces = []
+        pace = playback.pace
 
         async def recorded(bound: float) -> None:
-            handle.paces.append(bound)
+            playback.paces.append(bound)
             await pace(bound)
 
-        handle.pace = recorded
+        playback.pace = recorded
         opened.append(handle)
         return handle
 
@@ -307,12 +308,12 @@ async def test_jobs_decode_through_the_codec_scheduler_and_streams_pace_against_
 
     assert len(opened) == 2 and all(h.closed for h in opened) and scheduler.active_streams == 0
     assert scheduler.stats.calls > calls  # the decodes ran as scheduler calls
-    stream_handle, held_handle = opened
-    assert stream_handle.arrival == streamed.arrival
-    assert len(stream_handle.paces) >= 2  # the first window and the finishing one at least
-    assert set(stream_handle.paces) == {runtime.settings.stream_max_ahead_s}
-    assert stream_handle.audio_seconds == pytest.approx(streamed.stats.output_samples / NATIVE_RATE)
-    assert held_handle.paces == [] and held_handle.first_audio_at == held.arrival
+    stream_playback, held_playback = (h.playback for h in opened)
+    assert stream_playback is streamed.playback and stream_playback.arrival == streamed.arrival
+    assert len(stream_playback.paces) >= 2  # the first window and the finishing one at least
+    assert set(stream_playback.paces) == {runtime.settings.stream_max_ahead_s}
+    assert stream_playback.audio_seconds == pytest.approx(streamed.stats.output_samples / NATIVE_RATE)
+    assert held_playback.paces == [] and held_playback.first_audio_at == held.arrival
 
 
 @pytest.fixture(scope="module")
