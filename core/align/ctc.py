@@ -104,6 +104,10 @@ class _Vocab:
         return [self.ids[ch] for ch in text if ch in self.ids and self.ids[ch] != self.blank]
 
 
+def _now(forward: Callable[[], list[np.ndarray]]) -> list[np.ndarray]:
+    return forward()
+
+
 class CtcAligner:
     """A loaded Wav2Vec2ForCTC; `align_batch` is safe from several threads (the model is only read)."""
 
@@ -113,6 +117,9 @@ class CtcAligner:
         self.device = device
         self.normalize = normalize
         self._lock = threading.Lock()  # one forward pass at a time per model: batches are the unit of work
+        # How a forward pass reaches the device: at once here (offline tools); while serving, the runtime hands it to
+        # the codec scheduler, the device's one owner (`run_forward` is called from a worker thread).
+        self.run_forward: Callable[[Callable[[], list[np.ndarray]]], list[np.ndarray]] = _now
 
     @classmethod
     def load(cls, directory: Path | str, device: str = "cpu") -> CtcAligner:
@@ -156,13 +163,17 @@ class CtcAligner:
                 x = (x - x.mean()) / np.sqrt(x.var() + 1e-7)
             batch[i, : len(x)] = x
             mask[i, : len(x)] = 1
-        with self._lock, torch.inference_mode():
-            logits = self.model(torch.from_numpy(batch).to(self.device),
-                                attention_mask=torch.from_numpy(mask).to(self.device)).logits
-            log_probs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
-            # transformers annotates the lengths as LongTensor, a type torch.tensor's stubs never return.
-            frames = self.model._get_feat_extract_output_lengths(torch.tensor(lengths)).tolist()  # type: ignore[arg-type]
-        return [log_probs[i, : int(n)] for i, n in enumerate(frames)]
+
+        def forward() -> list[np.ndarray]:
+            with self._lock, torch.inference_mode():
+                logits = self.model(torch.from_numpy(batch).to(self.device),
+                                    attention_mask=torch.from_numpy(mask).to(self.device)).logits
+                log_probs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+                # transformers annotates the lengths as LongTensor, a type torch.tensor's stubs never return.
+                frames = self.model._get_feat_extract_output_lengths(torch.tensor(lengths)).tolist()  # type: ignore[arg-type]
+            return [log_probs[i, : int(n)] for i, n in enumerate(frames)]
+
+        return self.run_forward(forward)
 
     def align_batch(self, items: list[tuple[np.ndarray, list[str]]]) -> list[Alignment]:
         """Each (16 kHz audio, words) aligned; the model sees the whole batch at once."""

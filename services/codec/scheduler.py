@@ -172,6 +172,15 @@ class CodecScheduler:
             self._wake = asyncio.Event()
             self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="codec-scheduler")
 
+    @property
+    def serving_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the planning loop runs on, while it runs (worker threads hand model calls to it)."""
+        task = self._loop_task
+        if task is None or task.done():
+            return None
+        loop = task.get_loop()
+        return loop if loop.is_running() else None
+
     async def aclose(self) -> None:
         task, self._loop_task = self._loop_task, None
         if task is not None and task.get_loop() is asyncio.get_running_loop():

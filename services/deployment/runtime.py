@@ -18,9 +18,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
@@ -28,6 +30,7 @@ from audio.resample import prepare_output_filters
 from core.checkpoint import CheckpointError, SparkCheckpoint, load_spark_checkpoint, load_sr_checkpoint
 from core.numerics import apply_model_numerics
 from core.voices import is_custom_voice_id
+from services.codec.thread_calls import ModelCallAbandoned, run_from_thread
 from services.pipeline.resources import PipelineResources
 from services.pipeline.speaker_vectors import SpeakerVectors
 from shared import metrics
@@ -221,7 +224,12 @@ class ModelRuntime:
             from core.align.ctc import load_aligners
 
             self.aligner = load_aligners(self.settings.align_ctc_model, self.device)
+            for aligner in self.aligner.values():  # forward passes run as the scheduler's device work
+                aligner.run_forward = self._align_on_device
         self.load_seconds = time.perf_counter() - started
+
+    def _align_on_device(self, forward: Callable[[], list[np.ndarray]]) -> list[np.ndarray]:
+        return run_from_thread(self.codec_scheduler, "align", forward)
 
     def build_codec_scheduler(self) -> None:
         """One `CodecScheduler` over the loaded models (replacing any earlier one), and the admission reading it.
@@ -390,7 +398,7 @@ class ModelRuntime:
 
         The encoder loads on first use (wav2vec2 is 1.2 GB; serving stored voices never needs it), once, under a
         lock. Raises `core.clone.CloningUnavailable` when the checkpoint cannot encode."""
-        from core.clone import CloningUnavailable, ReferenceEncoder
+        from core.clone import CloningUnavailable, EncodeAbandoned, ReferenceEncoder
 
         with self._reference_encoder_lock:
             if self._reference_encoder is None:
@@ -401,7 +409,12 @@ class ModelRuntime:
                 self._reference_encoder = ReferenceEncoder.from_pretrained(self.checkpoint.root, device=self.device)
                 logger.info("reference encoder loaded", extra={"load_seconds": round(time.perf_counter() - started, 2)})
             encoder = self._reference_encoder
-        return encoder.encode(samples, semantic=semantic, stop=stop)
+        # The encoder loads outside the scheduler (seconds, once); each encode is the scheduler's device work.
+        try:
+            return run_from_thread(self.codec_scheduler, "reference",
+                                   partial(encoder.encode, samples, semantic=semantic, stop=stop), stop=stop)
+        except ModelCallAbandoned as exc:
+            raise EncodeAbandoned(str(exc)) from None
 
     def mark_unhealthy(self, reason: str) -> None:
         self.state = RuntimeState.UNHEALTHY

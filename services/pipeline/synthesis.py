@@ -465,11 +465,12 @@ class SynthesisJob:
             if self.timestamps is not None:
                 self.timestamps.start_segment(self.plan.chunks[index])
             await self._emit(await self._silence(index))
-        if self._d_vector is None:  # once per job, cached per voice: a model call off the event loop on a miss only
+        if self._d_vector is None:  # once per job, cached per voice; a miss is a model call the scheduler runs
             speakers = self.resources.speaker_vectors
             self._d_vector = speakers.cached(self.global_tokens)
-            if self._d_vector is None:
-                self._d_vector = await asyncio.to_thread(speakers.compute, self.global_tokens)
+            if self._d_vector is None:  # a model call: the scheduler runs it on the device, between codec calls
+                self._d_vector = await self.scheduler.run_model_call(
+                    "speaker", partial(speakers.compute, self.global_tokens))
         codec = self.resources.bicodec
         decoder = DecodePlanner(self.first_stream_config if index == 0 else self.stream_config,
                                 hop=codec.hop_length, codebook_size=codec.semantic_codebook_size)
