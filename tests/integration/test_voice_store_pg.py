@@ -52,7 +52,7 @@ async def test_an_id_postgres_cannot_hold_is_404_not_503(pg_dsn: str, voice_id: 
     """`%00` in a voice id reached PostgreSQL, which refuses NUL in text: the answer was 503 naming a database
     error. An id no voice can have is not found, on every library route, without a query."""
     store = PostgresVoiceStore(pg_dsn)
-    library = VoiceLibrary(Settings(voice_cache_ttl_s=0), runtime=None, store=store, references=None)  # type: ignore[arg-type]
+    library = VoiceLibrary(Settings(voice_cache_ttl_s=0), models=None, store=store, references=None)  # type: ignore[arg-type]
     caller = Caller(key_id="k", admin=False)
     try:
         for call in (library.get(voice_id, caller), library.delete(voice_id, caller), library.voice_for(voice_id, "k")):
