@@ -223,7 +223,7 @@ async def _first_message(websocket: WebSocket, timeout_s: float, max_chars: int)
 def _message_key(raw: str) -> str | None:
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # ValueError: malformed, or an integer over Python's digit limit
         return None
     key = data.get("xi_api_key") if isinstance(data, dict) else None
     return key if isinstance(key, str) and key else None
