@@ -93,6 +93,9 @@ class AccessGrant:
             self.services.open_grants.add(self)
             self._intent = self.services.spawn(
                 self.services.request_logger.intend_async(self.services.intent_record(self, accounting)))
+            logger_ = self.services.request_logger
+            accounting.on_progress = lambda seconds, text: logger_.note_progress(
+                accounting.request_id, audio_seconds=seconds, text=text)
 
     def settle(self, report: RequestReport) -> asyncio.Task | None:
         """The accounting's settle hook: called once when the request ends (any outcome). Returns the settlement's
