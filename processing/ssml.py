@@ -6,6 +6,9 @@
 - Every other tag (`<speak>`, `<prosody>`, `<emphasis>`, `<say-as>`, `<sub>`, `<voice>`, `<lang>`, ...) is dropped
   and its text kept; XML entities (`&amp;`, `&lt;`) are decoded.
 
+Text that arrives in pieces (a WebSocket) is read by `SsmlReader` before it is cut into sentences, so a tag split
+across pieces or longer than a cut is never spoken or charged as text.
+
 The result is text and pauses in order; the caller speaks the text and puts real silence where the pauses are,
 through a `BreakBudget` per request: breaks with nothing spoken between them (only punctuation, tags or spaces, or
 split across messages) are one gap of at most `MAX_BREAK_S`, and all gaps of a request together at most its total
@@ -25,6 +28,13 @@ STRENGTH_S = {"none": 0.0, "x-weak": 0.1, "weak": 0.25, "medium": 0.5, "strong":
 _TAG = re.compile(r"<\s*(/?)\s*([A-Za-z][\w:.-]*)((?:[^<>\"']|\"[^\"]*\"|'[^']*')*)>")
 _TIME = re.compile(r"""\btime\s*=\s*["']\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s)\s*["']""", re.I)
 _STRENGTH = re.compile(r"""\bstrength\s*=\s*["']\s*([\w-]+)\s*["']""", re.I)
+
+
+# The start of a tag still waiting for its ">" ("<", "</", "<break time=..."), or of an entity waiting for its ";".
+_UNFINISHED_TAG = re.compile(r"<\s*/?\s*(?:[A-Za-z][^<>]*)?")
+_UNFINISHED_ENTITY = re.compile(r"&[#\w]{0,12}$")
+# An unclosed "<" is held for its ">" at most this long; past it, it is text.
+MAX_TAG_CHARS = 1024
 
 
 def break_seconds(attributes: str) -> float:
@@ -65,6 +75,36 @@ def parse_ssml(text: str) -> list[str | float]:
             add(break_seconds(attributes))
     add(html.unescape(text[position:]))
     return out
+
+
+class SsmlReader:
+    """SSML arriving in pieces: `push` returns the items (`parse_ssml`) of everything up to an unfinished tag or
+    entity at the end, which waits for the next piece; `flush` returns the rest (an unclosed "<" is text)."""
+
+    def __init__(self) -> None:
+        self._carry = ""
+
+    def push(self, piece: str) -> list[str | float]:
+        text = self._carry + piece
+        cut = _unfinished_start(text)
+        self._carry = text[cut:]
+        return parse_ssml(text[:cut])
+
+    def flush(self) -> list[str | float]:
+        text, self._carry = self._carry, ""
+        return parse_ssml(text)
+
+
+def _unfinished_start(text: str) -> int:
+    """Where an unfinished tag or entity at the end of `text` starts (len(text): none)."""
+    cut = len(text)
+    start = text.rfind("<")
+    if start >= 0 and len(text) - start <= MAX_TAG_CHARS and _UNFINISHED_TAG.fullmatch(text, start):
+        cut = start
+    entity = _UNFINISHED_ENTITY.search(text, max(0, len(text) - 14))
+    if entity is not None:
+        cut = min(cut, entity.start())
+    return cut
 
 
 @dataclass
