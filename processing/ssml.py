@@ -12,16 +12,22 @@ across pieces or longer than a cut is never spoken or charged as text.
 The result is text and pauses in order; the caller speaks the text and puts real silence where the pauses are,
 through a `BreakBudget` per request: breaks with nothing spoken between them (only punctuation, tags or spaces, or
 split across messages) are one gap of at most `MAX_BREAK_S`, and all gaps of a request together at most its total
-(`TTS_SSML_MAX_TOTAL_BREAK_S`, 60 s by default); silence past either is dropped.
+(`TTS_SSML_MAX_TOTAL_BREAK_S`, 60 s by default); and all requests of one API key together at most
+`MAX_BREAK_S_PER_MINUTE` a minute (`SilenceWindow`); silence past any of them is dropped.
 """
 
 from __future__ import annotations
 
 import html
 import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 MAX_BREAK_S = 3.0
+# Break silence one API key may add a minute, all its requests together (refilled evenly: a token bucket).
+MAX_BREAK_S_PER_MINUTE = 120.0
 BARE_BREAK_S = 0.5
 STRENGTH_S = {"none": 0.0, "x-weak": 0.1, "weak": 0.25, "medium": 0.5, "strong": 0.75, "x-strong": 1.0}
 
@@ -107,13 +113,56 @@ def _unfinished_start(text: str) -> int:
     return cut
 
 
+class SilenceWindow:
+    """The break silence one API key may still add: `per_minute` seconds, refilled evenly over a minute."""
+
+    def __init__(self, per_minute: float = MAX_BREAK_S_PER_MINUTE,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self.level = per_minute
+        self.at = clock()
+
+    def take(self, seconds: float) -> float:
+        now = self.clock()
+        self.level = min(self.per_minute, self.level + (now - self.at) * self.per_minute / 60.0)
+        self.at = now
+        granted = max(0.0, min(seconds, self.level))
+        self.level -= granted
+        return granted
+
+
+class SilenceWindows:
+    """One `SilenceWindow` per API key, the least recently used forgotten past `capacity` (a forgotten key starts
+    full again: at most one extra minute's silence for a key idle that long)."""
+
+    def __init__(self, capacity: int = 10_000, per_minute: float = MAX_BREAK_S_PER_MINUTE) -> None:
+        self.capacity = capacity
+        self.per_minute = per_minute
+        self._windows: OrderedDict[str, SilenceWindow] = OrderedDict()
+
+    def of(self, key_id: str) -> SilenceWindow:
+        window = self._windows.get(key_id)
+        if window is None:
+            window = self._windows[key_id] = SilenceWindow(self.per_minute)
+            while len(self._windows) > self.capacity:
+                self._windows.popitem(last=False)
+        self._windows.move_to_end(key_id)
+        return window
+
+
+KEY_SILENCE = SilenceWindows()  # the process's windows (its event loop touches them; no lock)
+
+
 @dataclass
 class BreakBudget:
     """The silence SSML breaks may still add to one request (module doc). Feed it the request's items in order:
-    `note_text` for text, `take` for a pause (what may be made of it). A gap ends at text with a letter or digit."""
+    `note_text` for text, `take` for a pause (what may be made of it). A gap ends at text with a letter or digit.
+    `window`: the request's key's `SilenceWindow`, shared with its other requests."""
 
     total_s: float
     used_s: float = 0.0
+    window: SilenceWindow | None = None
     _gap_s: float = field(default=0.0, repr=False)
 
     def note_text(self, text: str) -> None:
@@ -122,6 +171,8 @@ class BreakBudget:
 
     def take(self, seconds: float) -> float:
         granted = max(0.0, min(seconds, MAX_BREAK_S - self._gap_s, self.total_s - self.used_s))
+        if self.window is not None and granted > 0:
+            granted = self.window.take(granted)
         self._gap_s += granted
         self.used_s += granted
         return granted

@@ -194,3 +194,25 @@ def test_a_break_where_the_stream_cut_falls_is_never_spoken_nor_charged(client: 
     broken, spoken = _speak(client, text, ssml=True)
     assert "break" not in spoken and "time" not in spoken and "<" not in spoken
     assert _longest_zero_run(broken) >= int(1.4 * RATE)
+
+
+def test_a_keys_break_silence_is_bounded_per_minute_across_its_requests() -> None:
+    """Sixty contexts a minute of breaks made an hour of audio a minute: the silence one key's requests may add
+    together refills at MAX_BREAK_S_PER_MINUTE a minute, on a simulated clock."""
+    from processing.ssml import SilenceWindow, SilenceWindows
+
+    now = [0.0]
+    window = SilenceWindow(per_minute=10.0, clock=lambda: now[0])
+    granted = []
+    for _ in range(6):  # six requests, each asking for one 3 s gap, all at once
+        budget = BreakBudget(total_s=60.0, window=window)
+        granted.append(budget.take(3.0))
+    assert granted == [3.0, 3.0, 3.0, 1.0, 0.0, 0.0]
+    now[0] = 30.0  # half a minute later: half the minute's silence is back
+    assert BreakBudget(total_s=60.0, window=window).take(MAX_BREAK_S) == 3.0
+    assert window.take(9.0) == pytest.approx(2.0)
+    windows = SilenceWindows(capacity=2)
+    assert windows.of("a") is windows.of("a") and windows.of("a") is not windows.of("b")
+    first = windows.of("a")
+    windows.of("b"), windows.of("c")  # "a" is the least recently used: forgotten
+    assert windows.of("a") is not first
