@@ -223,13 +223,14 @@ class Utterance:
         self.delivered_s = max(self.delivered_s, seconds)
 
     def billable_characters(self) -> int:
-        """What it is charged before the guard-cut share: its normalised text, what HTTP charges; when the server
-        ended it early (`ended_by_server`, or a context `refused` mid-way), only the characters the audio that
-        reached the socket covers, by the cut-chunk rule (services.pipeline.chunk_guards.delivered_chars): text whose
-        audio never got there is free. Ended by our own failure (`server_error`): nothing, as a 5xx."""
+        """What it is charged before the guard-cut share: its normalised text, what HTTP charges; when the socket
+        ended under it (the server ended it, `ended_by_server`; the client closed it, `disconnected`: a clean close
+        and a reset after the same audio cost the same) or a context was `refused` mid-way, only the characters the
+        audio that reached the socket covers, by the cut-chunk rule (services.pipeline.chunk_guards.delivered_chars):
+        text whose audio never got there is free. Ended by our own failure (`server_error`): nothing, as a 5xx."""
         if self.stop_reason == "server_error":
             return 0
-        if self.stop_reason not in ("ended_by_server", "refused"):
+        if self.stop_reason not in ("ended_by_server", "disconnected", "refused"):
             return self.spoken_characters
         stats = self.job.stats
         chunks = [(len(text), expected_tokens(text), samples / SAMPLES_PER_TOKEN)
