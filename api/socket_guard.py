@@ -47,12 +47,13 @@ def client_address(websocket: WebSocket) -> str:
 
 
 class SocketSlot:
-    """One socket's places under the per-address caps: the unauthenticated one is given back as soon as its key
-    is accepted (`authenticated`), the other when the socket ends (`close`). Both are idempotent."""
+    """One socket's places under the per-address caps: the unauthenticated one (`pending`: held only by a socket
+    whose key is still to come) is given back as soon as its key is accepted (`authenticated`), the other when the
+    socket ends (`close`). Both are idempotent."""
 
-    def __init__(self, guard: SocketGuard, address: str) -> None:
+    def __init__(self, guard: SocketGuard, address: str, *, pending: bool = True) -> None:
         self.guard, self.address = guard, address
-        self._pending = self._open = True
+        self._pending, self._open = pending, True
 
     def authenticated(self) -> None:
         if self._pending:
@@ -134,16 +135,20 @@ class SocketGuard:
 
     def enter(self, websocket: WebSocket) -> SocketSlot:
         """A place for a new socket under both caps; ApiError (429) when its address holds too many. No await:
-        concurrent handshakes cannot all pass the check before one counts."""
+        concurrent handshakes cannot all pass the check before one counts. A socket whose handshake carries a key
+        (header or query) takes no unauthenticated place: its key is checked before the socket is accepted (a wrong
+        one is refused, under the failed-key throttle), so keyless sockets waiting on a shared address (a NAT, a
+        proxy that names no client) never lock out a keyed client."""
         address = client_address(websocket)
+        keyed = handshake_credential(websocket.scope) is not None
         if not self.connections.enter(address):
             raise _too_many(f"{self.connections.cap} WebSocket connections from this address are open on this "
                             "server; close one first.")
-        if not self.unauthenticated.enter(address):
+        if not keyed and not self.unauthenticated.enter(address):
             self.connections.leave(address)
             raise _too_many(f"{self.unauthenticated.cap} WebSocket connections from this address are waiting for "
                             "their API key to be accepted; send the key with the handshake (header or query).")
-        return SocketSlot(self, address)
+        return SocketSlot(self, address, pending=not keyed)
 
     def auth_wait_s(self, client_timeout_s: float) -> float:
         """How long a socket may wait for a key sent in its first message: the client's own inactivity timeout,

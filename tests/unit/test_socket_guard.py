@@ -160,10 +160,22 @@ def test_sockets_waiting_for_a_key_are_capped_per_address(frozen: TestClient) ->
         with frozen.websocket_connect(EL_PATH) as third:
             seen, code = _closed(third)
         assert code == 1008 and seen[0]["code"] == "TOO_MANY_CONCURRENT_REQUESTS"
-        with pytest.raises(WebSocketDenialResponse) as denied, frozen.websocket_connect(
-                "/v1/tts/ws", headers={"Authorization": f"Bearer {KEY}"}):
+        with pytest.raises(WebSocketDenialResponse) as denied, frozen.websocket_connect("/v1/tts/ws"):
             pass  # our WebSocket refuses in the handshake, with the HTTP status
         assert denied.value.status_code == 429
+        # A socket with its key in the handshake takes no unauthenticated place: keyless sockets filling an
+        # address's cap (a NAT, a proxy that names no client) never lock out a keyed client there.
+        with frozen.websocket_connect("/v1/tts/ws", headers={"Authorization": f"Bearer {KEY}"}) as keyed:
+            keyed.send_text(json.dumps({"type": "ping", "id": 1}))
+            assert json.loads(keyed.receive_text())["type"] == "pong"
+        with frozen.websocket_connect(f"{EL_PATH}&xi_api_key={KEY}") as keyed:
+            keyed.send_text(json.dumps({"close_socket": True}))
+            assert _closed(keyed) == ([], 1000)
+        with pytest.raises(WebSocketDenialResponse) as wrong, frozen.websocket_connect(
+                "/v1/tts/ws", headers={"Authorization": "Bearer wrong-key"}):
+            pass  # a wrong key is refused in its handshake all the same
+        assert wrong.value.status_code == 401
+        assert guard.unauthenticated.held("testclient") == 2
         for ws in waiting:  # the deadline ends them and gives their places back
             assert _closed(ws)[1] == 1008
     assert guard.unauthenticated.held("testclient") == 0
