@@ -250,7 +250,7 @@ async def serve_session(websocket: WebSocket, session: WsSession, outbox: Outbox
     message the route read before the session began (it is handled first)."""
     writer = outbox.start()
     guard = SocketGuard.of(websocket)
-    limiter = guard.message_limiter()
+    limiter = guard.message_limiter(session.gate.key_id)
     reader = asyncio.create_task(_read_loop(websocket, session, outbox, idle_s, handle, limiter, first),
                                  name="ws-reader")
     logger.info("websocket_opened", extra={"event": "websocket_opened", "key_id": session.gate.key_id,

@@ -106,8 +106,8 @@ class FaultyGuard(SocketGuard):
 
     armed = False
 
-    def message_limiter(self) -> MessageLimiter:
-        guard, limiter = self, super().message_limiter()
+    def message_limiter(self, key_id: str | None = None) -> MessageLimiter:
+        guard, limiter = self, super().message_limiter(key_id)
         check = limiter.check
 
         def failing(size: int):  # noqa: ANN202 - MessageLimiter.check's own signature
