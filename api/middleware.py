@@ -142,13 +142,14 @@ class BodySizeLimitMiddleware:
                 await send({"type": "http.response.body", "body": body})
                 return
         cap = self.uploads.get(route, self.max_bytes)
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
+        request_headers = dict(scope.get("headers") or [])
+        declared = request_headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > cap:
             # A client waiting for "100 Continue" has sent nothing: refuse at once. Any other is sending its body
             # now; read and drop what fits in the drain allowance, so closing the socket resets nothing it still
             # has to read (most clients read a response only once their body is sent).
-            if b"100-continue" not in headers.get(b"expect", b"").lower() and int(declared) <= cap + MAX_DRAIN_BYTES:
+            expects_continue = b"100-continue" in request_headers.get(b"expect", b"").lower()
+            if not expects_continue and int(declared) <= cap + MAX_DRAIN_BYTES:
                 if not await self._drain(receive, 0, cap + MAX_DRAIN_BYTES, time.monotonic() + self.timeout_s):
                     return
             await self._reject(send, cap, scope.get("path", ""))
