@@ -9,12 +9,19 @@ at `client_header_timeout`. A head is also capped at MAX_HEAD_BYTES (h11 caps it
 default parser when installed, does not cap it at all). A request body has its own deadline in the app (TTS_BODY_TIMEOUT_S, 408), and a
 WebSocket its own limits once upgraded (api/socket_guard.py).
 
+One client address may also hold at most MAX_CONNECTIONS_PER_ADDRESS connections at once (a further one is closed
+as it opens, before it takes a place under `--limit-concurrency`), so one address cannot take the process's whole
+connection ceiling with slow heads; the addresses TTS_TRUSTED_PROXIES names (a proxy carries many clients) are not
+capped, and `*` turns the cap off.
+
 Only for a direct exposure: behind Modal or a reverse proxy the edge reads the head before anything reaches us.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -27,6 +34,35 @@ except ImportError:  # httptools is an optional extra of uvicorn
     _Base = H11Protocol  # type: ignore[assignment,misc]
 
 
+# Connections one client address may hold open on this process (a browser opens 6 per host; a NAT many more).
+MAX_CONNECTIONS_PER_ADDRESS = 256
+_open_per_address: dict[str, int] = {}  # this process's connections by peer address (the event loop's thread only)
+
+
+@functools.lru_cache(maxsize=8)
+def _trusted(proxies: str) -> tuple[bool, tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]]:
+    """(trust every address, the networks named) of a TTS_TRUSTED_PROXIES value."""
+    names = [name.strip() for name in proxies.split(",") if name.strip()]
+    networks = []
+    for name in names:
+        try:
+            networks.append(ipaddress.ip_network(name, strict=False))
+        except ValueError:
+            continue  # a host name: uvicorn's own matching applies to it, not this cap
+    return "*" in names, tuple(networks)
+
+
+def _capped(address: str) -> bool:
+    everyone, networks = _trusted(get_settings().trusted_proxies)
+    if everyone:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return True
+    return not any(ip in network for network in networks)
+
+
 class _HeadDeadlineMixin:
     """Closes the connection when no complete request head arrived in time. A new request is seen as a new
     `cycle` (uvicorn makes one once the head is parsed); an upgraded connection belongs to another protocol."""
@@ -35,6 +71,7 @@ class _HeadDeadlineMixin:
     transport: asyncio.Transport
     cycle: Any
     head_timeout_s: float | None = None  # None: TTS_HTTP_HEAD_TIMEOUT_S
+    max_connections_per_address: int | None = None  # None: MAX_CONNECTIONS_PER_ADDRESS
     MAX_HEAD_BYTES = 64 * 1024  # a request line and headers; browsers send a few KiB
 
     def data_received(self, data: bytes) -> None:
@@ -47,6 +84,17 @@ class _HeadDeadlineMixin:
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
         self._head_timer: asyncio.TimerHandle | None = None
+        self._address: str | None = None
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else None
+        cap = self.max_connections_per_address if self.max_connections_per_address is not None \
+            else MAX_CONNECTIONS_PER_ADDRESS
+        if address is not None and cap > 0 and _capped(address):
+            if _open_per_address.get(address, 0) >= cap:
+                transport.close()  # this address holds its share of the process's connections
+                return
+            _open_per_address[address] = _open_per_address.get(address, 0) + 1
+            self._address = address
         self._arm_head_deadline()
 
     def on_response_complete(self) -> None:
@@ -55,7 +103,23 @@ class _HeadDeadlineMixin:
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_deadline()
+        self._leave_address()
         super().connection_lost(exc)  # type: ignore[misc]
+
+    def handle_websocket_upgrade(self, *args: Any) -> None:
+        # The transport goes to the WebSocket protocol, whose end this one never hears of: its place is given back
+        # now (a socket has its own per-address caps, api/socket_guard.py).
+        self._leave_address()
+        super().handle_websocket_upgrade(*args)  # type: ignore[misc]
+
+    def _leave_address(self) -> None:
+        address, self._address = getattr(self, "_address", None), None
+        if address is not None:
+            left = _open_per_address.get(address, 0) - 1
+            if left > 0:
+                _open_per_address[address] = left
+            else:
+                _open_per_address.pop(address, None)
 
     def _arm_head_deadline(self) -> None:
         self._cancel_head_deadline()

@@ -16,6 +16,9 @@ from shared.logging import request_id_var
 from shared.settings import APP_VERSION
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# What is read and dropped of a body over its cap before the 413 is sent: the rest of a moderately oversized body
+# (a client that reads its response only after sending gets the 413, not a reset); a larger one is cut short.
+MAX_DRAIN_BYTES = 16 * 2**20
 
 
 def new_request_id() -> str:
@@ -99,6 +102,23 @@ class BodySizeLimitMiddleware:
         hint = f" {self.hints[path]}" if path in self.hints else ""
         await self._refuse(send, 413, "PAYLOAD_TOO_LARGE", f"The request body exceeds {cap} bytes.{hint}")
 
+    @staticmethod
+    async def _drain(receive: Receive, received: int, limit: int, deadline: float) -> bool:
+        """Read and drop the rest of a refused body (`received` bytes of it read so far): until its end, `limit`
+        bytes in all, or the body deadline, whichever comes first. False when the client went away."""
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                while received <= limit:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return False
+                    received += len(message.get("body", b""))
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            pass  # a slow sender is answered now; closing may then reset it, as it would any over-long body
+        return True
+
     def _needs_key(self, route: tuple[str, str]) -> bool:
         if route in self.authenticated:
             return True
@@ -122,12 +142,21 @@ class BodySizeLimitMiddleware:
                 await send({"type": "http.response.body", "body": body})
                 return
         cap = self.uploads.get(route, self.max_bytes)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        request_headers = dict(scope.get("headers") or [])
+        declared = request_headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > cap:
+            # A client waiting for "100 Continue" has sent nothing: refuse at once. Any other is sending its body
+            # now; read and drop what fits in the drain allowance, so closing the socket resets nothing it still
+            # has to read (most clients read a response only once their body is sent).
+            expects_continue = b"100-continue" in request_headers.get(b"expect", b"").lower()
+            if not expects_continue and int(declared) <= cap + MAX_DRAIN_BYTES:
+                if not await self._drain(receive, 0, cap + MAX_DRAIN_BYTES, time.monotonic() + self.timeout_s):
+                    return
             await self._reject(send, cap, scope.get("path", ""))
             return
         chunks: list[bytes] = []
         received = 0
+        started = time.monotonic()
         try:
             async with asyncio.timeout(self.timeout_s):
                 while True:
@@ -137,14 +166,19 @@ class BodySizeLimitMiddleware:
                     body = message.get("body", b"")
                     received += len(body)
                     if received > cap:
-                        await self._reject(send, cap, scope.get("path", ""))
-                        return
+                        break
                     chunks.append(body)
                     if not message.get("more_body", False):
                         break
         except TimeoutError:
             await self._refuse(send, 408, "REQUEST_TIMEOUT",
                                f"The request body did not arrive within {self.timeout_s:g} s; send it at once.")
+            return
+        if received > cap:
+            more = message.get("more_body", False)
+            if more and not await self._drain(receive, received, cap + MAX_DRAIN_BYTES, started + self.timeout_s):
+                return
+            await self._reject(send, cap, scope.get("path", ""))
             return
         buffered: Message | None = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 

@@ -29,11 +29,15 @@ from starlette.websockets import WebSocketState
 
 from api.errors import ApiError
 from services.access.authenticator import Authenticator
-from services.access.socket_limits import AddressSlots, MessageLimiter, MessageRefusal
+from services.access.socket_limits import AddressSlots, KeyBuckets, MessageLimiter, MessageRefusal
 from services.keys.records import anonymous_record, hash_key
 from shared.settings import Settings
 
 CLOSE_POLICY, CLOSE_TOO_BIG = 1008, 1009
+# A key's connections together may send the burst of this many connections at once (several sockets starting an LLM
+# reply each fit), then the rate of every connection its per-key cap allows: a key flooding on all its sockets, or
+# reconnecting, buys no more than that, so the event loop's time for other keys stays bounded.
+KEY_BURST_CONNECTIONS = 2
 # With auth off every client is this one key: one flooder would lock everybody out, so it never cools down.
 _SHARED_KEY_ID = anonymous_record().key_id
 
@@ -47,12 +51,13 @@ def client_address(websocket: WebSocket) -> str:
 
 
 class SocketSlot:
-    """One socket's places under the per-address caps: the unauthenticated one is given back as soon as its key
-    is accepted (`authenticated`), the other when the socket ends (`close`). Both are idempotent."""
+    """One socket's places under the per-address caps: the unauthenticated one (`pending`: held only by a socket
+    whose key is still to come) is given back as soon as its key is accepted (`authenticated`), the other when the
+    socket ends (`close`). Both are idempotent."""
 
-    def __init__(self, guard: SocketGuard, address: str) -> None:
+    def __init__(self, guard: SocketGuard, address: str, *, pending: bool = True) -> None:
         self.guard, self.address = guard, address
-        self._pending = self._open = True
+        self._pending, self._open = pending, True
 
     def authenticated(self) -> None:
         if self._pending:
@@ -80,6 +85,8 @@ class SocketGuard:
         self.clock = clock
         self.unauthenticated = AddressSlots(settings.ws_max_unauthenticated_per_address)
         self.connections = AddressSlots(settings.ws_max_connections_per_address)
+        self.key_messages = KeyBuckets(settings.ws_messages_per_s * max(1, settings.ws_max_connections_per_key),
+                                       settings.ws_message_burst * KEY_BURST_CONNECTIONS, clock=clock)
         self._cooling: dict[str, float] = {}  # key id -> until when its new sockets are refused
         # The same, by the hash of the key a flooding connection presented in its handshake: `CoolingGate` refuses
         # its reconnects before any routing, parsing or authentication (a flooder reconnects many times a second).
@@ -134,27 +141,35 @@ class SocketGuard:
 
     def enter(self, websocket: WebSocket) -> SocketSlot:
         """A place for a new socket under both caps; ApiError (429) when its address holds too many. No await:
-        concurrent handshakes cannot all pass the check before one counts."""
+        concurrent handshakes cannot all pass the check before one counts. A socket whose handshake carries a key
+        (header or query) takes no unauthenticated place: its key is checked before the socket is accepted (a wrong
+        one is refused, under the failed-key throttle), so keyless sockets waiting on a shared address (a NAT, a
+        proxy that names no client) never lock out a keyed client."""
         address = client_address(websocket)
+        keyed = handshake_credential(websocket.scope) is not None
         if not self.connections.enter(address):
             raise _too_many(f"{self.connections.cap} WebSocket connections from this address are open on this "
                             "server; close one first.")
-        if not self.unauthenticated.enter(address):
+        if not keyed and not self.unauthenticated.enter(address):
             self.connections.leave(address)
             raise _too_many(f"{self.unauthenticated.cap} WebSocket connections from this address are waiting for "
                             "their API key to be accepted; send the key with the handshake (header or query).")
-        return SocketSlot(self, address)
+        return SocketSlot(self, address, pending=not keyed)
 
     def auth_wait_s(self, client_timeout_s: float) -> float:
         """How long a socket may wait for a key sent in its first message: the client's own inactivity timeout,
         but never longer than TTS_WS_AUTH_DEADLINE_S."""
         return min(client_timeout_s, self.settings.ws_auth_deadline_s)
 
-    def message_limiter(self) -> MessageLimiter:
+    def message_limiter(self, key_id: str | None = None) -> MessageLimiter:
+        """One connection's budget; with `key_id`, also its key's bucket shared by all the key's connections (not
+        with auth off, where every client is one key)."""
         s = self.settings
+        shared = (self.key_messages.of(key_id) if key_id not in (None, _SHARED_KEY_ID) and s.ws_messages_per_s > 0
+                  else None)
         return MessageLimiter(messages_per_s=s.ws_messages_per_s, message_burst=s.ws_message_burst,
                               chars_per_s=s.ws_message_chars_per_s, max_chars=s.ws_max_message_bytes,
-                              clock=self.clock)
+                              clock=self.clock, key_bucket=shared)
 
 
 def _cooling_error(left_s: float) -> CoolingDown:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 from starlette.datastructures import UploadFile
 
@@ -83,8 +83,9 @@ class VoiceImport(VoiceFields):
 
     model_config = ConfigDict(extra="ignore")
 
-    global_tokens: list[int] = Field(..., min_length=32, max_length=32, description="The voice: 32 ids, 0..4095.")
-    semantic_tokens: list[int] | None = Field(
+    # StrictInt: a JSON `true` is no token id (lax validation would read it as 1).
+    global_tokens: list[StrictInt] = Field(..., min_length=32, max_length=32, description="The voice: 32 ids, 0..4095.")
+    semantic_tokens: list[StrictInt] | None = Field(
         None, max_length=MAX_SEMANTIC_TOKENS, description="The reference's semantic ids (0..8191); used with a transcript.")
     reference_seconds: float | None = Field(None, ge=0, le=3600)
     audio_sha256: str | None = Field(None, pattern="^[0-9a-f]{64}$")

@@ -32,8 +32,8 @@ logger = logging.getLogger("api.ws")
 
 CLOSE_NORMAL, CLOSE_POLICY, CLOSE_ERROR = 1000, 1008, 1011
 # Endings where the client did not choose to stop: the server ended the socket (a stalled reader, a broken message
-# rule) or the connection was lost under it (keepalive included). Their unfinished utterances are charged for the
-# audio that reached the socket, not for their whole text (docs/credits.md); a client's close is a hang-up.
+# rule) or the connection was lost under it (keepalive included). Their unfinished utterances, like those of a socket
+# the client closed, are charged for the audio that reached the socket, not for their whole text (docs/credits.md).
 SERVER_ENDED = frozenset({"stalled", "over_budget", "lost", "send_failed"})
 # The socket ended on our own failure (the reader or the writer raised on something that is not a dead connection):
 # a 5xx, so its unfinished utterances fail with INTERNAL_ERROR and are charged nothing (README, "Credits").
@@ -250,7 +250,7 @@ async def serve_session(websocket: WebSocket, session: WsSession, outbox: Outbox
     message the route read before the session began (it is handled first)."""
     writer = outbox.start()
     guard = SocketGuard.of(websocket)
-    limiter = guard.message_limiter()
+    limiter = guard.message_limiter(session.gate.key_id)
     reader = asyncio.create_task(_read_loop(websocket, session, outbox, idle_s, handle, limiter, first),
                                  name="ws-reader")
     logger.info("websocket_opened", extra={"event": "websocket_opened", "key_id": session.gate.key_id,

@@ -162,6 +162,8 @@ def parse_message(raw: str) -> tuple[str, BaseModel]:
         ) from None
     except RecursionError:  # hostile nesting ([[[[...]]]]): a client error, not a server fault
         raise ApiError("INVALID_JSON", "The message nests too deeply; send a flat JSON object.") from None
+    except ValueError as exc:  # an integer over Python's digit limit (sys.get_int_max_str_digits)
+        raise ApiError("INVALID_JSON", f"The message holds a number too long to read ({exc}).") from None
     if not isinstance(data, dict):
         raise ApiError(
             "VALIDATION_ERROR", "A message must be a JSON object with a 'type' field.", param="type"
@@ -174,8 +176,8 @@ def parse_message(raw: str) -> tuple[str, BaseModel]:
             return "oneshot", StartMessage.model_validate(data)
         except ValidationError as exc:
             raise _validation_error(exc, "start") from None
-    if kind not in _MODELS:
-        shown = "missing" if kind is None else repr(kind)
+    if not isinstance(kind, str) or kind not in _MODELS:  # a list or object is no name either (unhashable)
+        shown = "missing" if kind is None else repr(kind)[:40]
         raise ApiError(
             "VALIDATION_ERROR",
             f"Unknown message type ({shown}); accepted: {', '.join(MESSAGE_TYPES)}.",

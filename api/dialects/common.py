@@ -33,8 +33,9 @@ def parse_message(raw: str, model: type[M], *, text_field: str,
     says whether the message ended its context (`closes`, from the raw fields)."""
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
-        raise ApiError("INVALID_JSON", "The message is not valid JSON; send one JSON object per text frame.") from None
+    except (ValueError, RecursionError):  # ValueError: malformed, or an integer over Python's digit limit
+        raise ApiError("INVALID_JSON", "The message is not valid JSON (or holds a number too long to read); send "
+                       "one JSON object per text frame.") from None
     if not isinstance(data, dict):
         raise ApiError("VALIDATION_ERROR", "A message must be a JSON object.")
     try:

@@ -8,11 +8,16 @@ from core.guards.alignment import AlignmentVerdict, check_alignment
 from core.guards.audio_guards import SilenceDetector
 from core.guards.chunk import ChunkGuards, Trip
 from core.guards.config import GUARD_MODES, GUARD_NAMES, GuardConfig, GuardMode, GuardName
-from core.guards.text_budget import expected_tokens, requested_pause_seconds, speech_seconds
+from core.guards.text_budget import (
+    expected_tokens,
+    longest_spaced_word,
+    requested_pause_seconds,
+    speech_seconds,
+)
 from core.guards.token_guards import HeldToken, LengthLimit, LoopDetector
 
 __all__ = [
     "GUARD_MODES", "GUARD_NAMES", "AlignmentVerdict", "ChunkGuards", "GuardConfig", "GuardMode", "GuardName",
     "HeldToken", "LengthLimit", "LoopDetector", "SilenceDetector", "Trip", "check_alignment", "expected_tokens",
-    "requested_pause_seconds", "speech_seconds",
+    "longest_spaced_word", "requested_pause_seconds", "speech_seconds",
 ]

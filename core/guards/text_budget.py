@@ -66,6 +66,16 @@ def requested_pause_seconds(text: str) -> float:
     return 0.2 if _COMMA.search(text) else 0.0
 
 
+# Letters of the alphabets written with spaces between words (Latin, IPA, Greek, Cyrillic, Armenian; Vietnamese):
+# scripts such as Thai or Han run words together, so a long letter run there is ordinary text.
+_SPACED_ALPHABET_WORD = re.compile(r"[A-Za-z\u00c0-\u024f\u0250-\u052f\u0531-\u0587\u1e00-\u1eff]+")
+
+
+def longest_spaced_word(text: str) -> int:
+    """Letters in the longest word of a space-separated alphabet (0 when there is none)."""
+    return max((len(word) for word in _SPACED_ALPHABET_WORD.findall(text)), default=0)
+
+
 def expected_tokens(text: str) -> int:
     """Expected semantic tokens for `text` (at least 1)."""
     return max(1, round(speech_seconds(text) * SEMANTIC_TOKENS_PER_SECOND))

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from core.guards import speech_seconds
 from services.access.authenticator import Authenticator, FailedAuthThrottle, build_authenticator
 from services.access.rate_limit import (
     Limiter,
@@ -33,6 +34,8 @@ from services.usage.credits import (
     CreditError,
     CreditLedger,
     CreditReservation,
+    audio_floor_credits,
+    merge_reservations,
     settle_credits,
     undelivered_credits,
 )
@@ -94,6 +97,9 @@ class AccessGrant:
             self.services.open_grants.add(self)
             self._intent = self.services.spawn(
                 self.services.request_logger.intend_async(self.services.intent_record(self, accounting)))
+            logger_ = self.services.request_logger
+            accounting.on_progress = lambda seconds, text: logger_.note_progress(
+                accounting.request_id, audio_seconds=seconds, text=text)
 
     def settle(self, report: RequestReport) -> asyncio.Task | None:
         """The accounting's settle hook: called once when the request ends (any outcome). Returns the settlement's
@@ -296,10 +302,13 @@ class AccessServices:
             if grant.reservation is not None:
                 error_status = status_of(outcome.error_code) if outcome.error_code else None
                 charged = settle_credits(outcome.status, error_status, outcome.audio_seconds)
+                undelivered = undelivered_credits(grant.reservation.credits, outcome.job.stats.chars_cut,
+                                                  len(outcome.job.plan.text))
+                if charged:
+                    undelivered = await self._audio_floor(grant, outcome, undelivered)
                 credits = await self.ledger.charge(
                     grant.reservation, audio_seconds=outcome.audio_seconds, refund=not charged,
-                    undelivered=undelivered_credits(grant.reservation.credits, outcome.job.stats.chars_cut,
-                                                    len(outcome.job.plan.text)))
+                    undelivered=undelivered)
             job = outcome.job
             # The flow monitor knows completed/failed/disconnected; a client's cancel is a stop by the client.
             flow_status: FlowOutcome = ("completed" if outcome.status == "completed" else
@@ -312,6 +321,31 @@ class AccessServices:
             await self.request_logger.submit_async(self._record(grant, outcome, credits))
         except Exception:  # noqa: BLE001 - accounting must never break the server
             logger.exception("request accounting failed")
+
+    async def _audio_floor(self, grant: AccessGrant, outcome: RequestReport, undelivered: int) -> int:
+        """The charge floor for the audio a charged request delivered (`audio_floor_credits`): when its text's
+        price (less `undelivered`) is under it, the difference is reserved from the balance while it covers it, and
+        settled by the row like any debit. Returns the `undelivered` credits to charge the reservation with."""
+        reservation = grant.reservation
+        if reservation is None or reservation.state != "held":
+            return undelivered
+        job = outcome.job
+        delivered_s = min(outcome.audio_seconds, job.stats.sent_samples / float(job.request.sample_rate))
+        text = job.plan.text
+        floor = audio_floor_credits(delivered_s, len(text), speech_seconds(text))
+        if floor <= reservation.credits - max(0, undelivered):
+            return undelivered
+        if floor > reservation.credits:
+            try:
+                extra = await self.ledger.reserve(grant.key, floor - reservation.credits,
+                                                  request_id=reservation.request_id)
+                grant.reservation = reservation = merge_reservations(
+                    reservation.key_id, reservation.request_id, [reservation, extra]) or reservation
+            except CreditError:
+                pass  # the balance cannot cover the floor: what is held is charged
+        logger.info("audio charge floor", extra={"key_id": reservation.key_id, "credits": min(floor,
+                    reservation.credits), "audio_seconds": round(delivered_s, 3)})
+        return max(0, reservation.credits - floor)
 
     def intent_record(self, grant: AccessGrant, accounting: RequestAccounting) -> RequestRecord:
         """What is known when synthesis is admitted: recovered as `interrupted` if the process dies before the end."""

@@ -2,7 +2,10 @@
 
   - `TokenBucket`: a rate with a burst; `take(cost)` answers at once, O(1), with no I/O.
   - `MessageLimiter`: one connection's messages per second and characters per second (two buckets), plus the
-    largest single message. Checked before a message is parsed, so a refused message costs nothing more.
+    largest single message, and optionally its key's message bucket shared by all the key's connections (so
+    several sockets, or reconnecting, buy no more burst). Checked before a message is parsed, so a refused message
+    costs nothing more.
+  - `KeyBuckets`: those shared buckets, one per API key, the least recently used forgotten past a capacity.
   - `AddressSlots`: how many sockets each client address holds (those not yet authenticated, and all of them),
     with a cap. Per process: each server (each Modal container) counts its own sockets; a shared count would put
     a network round trip in front of every handshake.
@@ -13,6 +16,7 @@ All take a `clock` so tests drive them with a fake one.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -57,8 +61,9 @@ class MessageLimiter:
     outright. A rate of 0 turns that bucket off."""
 
     def __init__(self, *, messages_per_s: float, message_burst: int, chars_per_s: float, max_chars: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, key_bucket: TokenBucket | None = None) -> None:
         self.max_chars = max_chars
+        self.key_bucket = key_bucket  # the key's messages, all its connections together (KeyBuckets)
         self.messages_per_s, self.chars_per_s = messages_per_s, chars_per_s
         self._messages = TokenBucket(messages_per_s, max(1, message_burst), clock) if messages_per_s > 0 else None
         self._chars = TokenBucket(chars_per_s, max(1, max_chars), clock) if chars_per_s > 0 else None
@@ -82,7 +87,30 @@ class MessageLimiter:
         if self._chars is not None and not self._chars.take(size):
             return MessageRefusal("rate", f"More than {self.chars_per_s:g} characters per second on this "
                                           "connection; send text at the pace it is produced.")
+        if self.key_bucket is not None and not self.key_bucket.take(1):
+            return MessageRefusal("rate", f"More than {self.key_bucket.rate:g} messages per second on this API "
+                                          "key's connections together (after their burst allowance); send text in "
+                                          "fewer, larger pieces.")
         return None
+
+
+class KeyBuckets:
+    """One message bucket per API key, shared by all its connections on this server and kept across reconnects:
+    `rate` a second up to `burst`. The least recently used past `capacity` is forgotten (it starts full again)."""
+
+    def __init__(self, rate: float, burst: float, capacity: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self.capacity, self._clock = rate, burst, capacity, clock
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def of(self, key_id: str) -> TokenBucket:
+        bucket = self._buckets.get(key_id)
+        if bucket is None:
+            bucket = self._buckets[key_id] = TokenBucket(self.rate, self.burst, self._clock)
+            while len(self._buckets) > self.capacity:
+                self._buckets.popitem(last=False)
+        self._buckets.move_to_end(key_id)
+        return bucket
 
 
 class AddressSlots:

@@ -29,7 +29,13 @@ from services.pipeline.synthesis import (
     SynthesisJob,
     SynthesisRequest,
 )
-from services.pipeline.text_plan import TextPlan, check_plan_fits, check_stitched_plan_fits, plan_request_text
+from services.pipeline.text_plan import (
+    TextPlan,
+    check_plan_fits,
+    check_stitched_plan_fits,
+    check_words_speakable,
+    plan_request_text,
+)
 
 if TYPE_CHECKING:
     from core.streaming import LatencyPreference
@@ -222,6 +228,7 @@ class SpeechService:
             check_stitched_plan_fits(resources, plan, voice, unstitched)
         else:
             check_plan_fits(resources, plan, voice)
+        check_words_speakable(plan)
         if buffered:
             estimate = estimated_audio_bytes(len(plan.text), speech.audio_format, speech.sample_rate)
             if estimate > settings.max_buffered_audio_mb * 2**20:

@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from core.guards import longest_spaced_word
 from processing.chunking import split_text
 from processing.markdown import drop_emoji, read_markdown
 from processing.normalize import normalize_text
@@ -33,6 +34,10 @@ class TextPlan:
     chunks: list[str]
     chunked: bool
 
+
+# Letters in the longest word the model is asked to speak, in an alphabet written with spaces: the longest words in
+# use have about 45; a longer run ("aaaa...") has no pronunciation, so every try at it trips a guard.
+MAX_WORD_LETTERS = 64
 
 # Fewest tokens a chunk must be able to generate after its prompt (about a third of a second of speech).
 MIN_GENERATION_TOKENS = 16
@@ -138,3 +143,12 @@ def plan_request_text(text: str, settings: Settings, *, normalize: bool, chunkin
         raise SynthesisError("TEXT_TOO_LONG", f"Invalid 'text': {len(plan.chunks)} text chunks; at most "
                              f"{settings.max_text_chunks} per request. Split the text over several requests.", "text")
     return plan
+
+
+def check_words_speakable(plan: TextPlan) -> None:
+    """Refuse, before any GPU work, a word no try can speak (VALIDATION_ERROR, 400): the client's text, not a fault."""
+    longest = longest_spaced_word(plan.text)
+    if longest > MAX_WORD_LETTERS:
+        raise SynthesisError("VALIDATION_ERROR", f"Invalid 'text': it holds a word of {longest} letters, which the "
+                             f"model cannot speak; at most {MAX_WORD_LETTERS} letters per word (separate words with "
+                             "spaces).", "text")

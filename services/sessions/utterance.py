@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from core.guards.chunk import SAMPLES_PER_TOKEN
 from core.guards.text_budget import SEMANTIC_TOKENS_PER_SECOND, expected_tokens
 from processing.segmenter import TextSegmenter
-from processing.ssml import BreakBudget, parse_ssml
+from processing.ssml import BreakBudget, SsmlReader
 from services.pipeline.chunk_guards import delivered_chars
 from services.pipeline.synthesis import SynthesisError, SynthesisJob, SynthesisRequest
 from services.pipeline.text_plan import plan_text
@@ -75,7 +75,8 @@ class Utterance:
         # Cartesia's max_buffer_delay_ms: text held for a sentence end is spoken anyway once it has waited this long
         # (None: held until a sentence end, a flush or the end, as our WebSocket and ElevenLabs do).
         self.buffer_delay_s: float | None = None
-        self.ssml = False  # ElevenLabs' enable_ssml_parsing: each cut's SSML read (processing/ssml.py), breaks silent
+        self.ssml = False  # ElevenLabs' enable_ssml_parsing: SSML read before the cuts (processing/ssml.py), breaks silent
+        self.ssml_reader = SsmlReader()
         self.breaks = BreakBudget(settings.ssml_max_total_break_s)  # per gap and per request (processing/ssml.py)
         self._buffer_due: asyncio.TimerHandle | None = None
         self.text_parts: list[str] = []
@@ -110,7 +111,7 @@ class Utterance:
         self.check_room(len(piece))
         self.text_parts.append(piece)
         self.characters += len(piece)
-        fed = self._feed(self.segmenter.push(piece))
+        fed = self._feed_ssml(self.ssml_reader.push(piece)) if self.ssml else self._feed(self.segmenter.push(piece))
         self._arm_buffer_delay(restart=fed > 0)
         return fed
 
@@ -126,7 +127,8 @@ class Utterance:
     def flush(self) -> int:
         """Synthesise everything buffered now, sentence end or not."""
         self._disarm_buffer_delay()
-        return self._feed(self.segmenter.flush())
+        fed = self._feed_ssml(self.ssml_reader.flush()) if self.ssml else 0
+        return fed + self._feed(self.segmenter.flush())
 
     def _arm_buffer_delay(self, *, restart: bool) -> None:
         """After text arrived: what the segmenter still holds is flushed `buffer_delay_s` after its first piece
@@ -158,17 +160,22 @@ class Utterance:
     def text_chunks(self) -> int:
         return len(self.job.plan.chunks)
 
-    def _feed(self, parts: list[str]) -> int:
+    def _feed_ssml(self, items: list[str | float]) -> int:
+        """SSML's text goes to the segmenter; a break first sends the text before it, then its silence."""
         fed = 0
-        for part in parts:
-            for item in parse_ssml(part) if self.ssml else [part]:
-                if isinstance(item, float):
-                    pause = self.breaks.take(item)
-                    if pause > 0:
-                        self.job.add_pause(pause)  # silence before the next text, or at the end
-                else:
-                    self.breaks.note_text(item)
-                    fed += self._feed_text(item)
+        for item in items:
+            if isinstance(item, float):
+                fed += self._feed(self.segmenter.flush())
+                pause = self.breaks.take(item)
+                if pause > 0:
+                    self.job.add_pause(pause)  # silence before the next text, or at the end
+            else:
+                self.breaks.note_text(item)
+                fed += self._feed(self.segmenter.push(item))
+        return fed
+
+    def _feed(self, parts: list[str]) -> int:
+        fed = sum(self._feed_text(part) for part in parts)
         if fed:
             self.has_work.set()
         return fed
@@ -216,13 +223,14 @@ class Utterance:
         self.delivered_s = max(self.delivered_s, seconds)
 
     def billable_characters(self) -> int:
-        """What it is charged before the guard-cut share: its normalised text, what HTTP charges; when the server
-        ended it early (`ended_by_server`, or a context `refused` mid-way), only the characters the audio that
-        reached the socket covers, by the cut-chunk rule (services.pipeline.chunk_guards.delivered_chars): text whose
-        audio never got there is free. Ended by our own failure (`server_error`): nothing, as a 5xx."""
+        """What it is charged before the guard-cut share: its normalised text, what HTTP charges; when the socket
+        ended under it (the server ended it, `ended_by_server`; the client closed it, `disconnected`: a clean close
+        and a reset after the same audio cost the same) or a context was `refused` mid-way, only the characters the
+        audio that reached the socket covers, by the cut-chunk rule (services.pipeline.chunk_guards.delivered_chars):
+        text whose audio never got there is free. Ended by our own failure (`server_error`): nothing, as a 5xx."""
         if self.stop_reason == "server_error":
             return 0
-        if self.stop_reason not in ("ended_by_server", "refused"):
+        if self.stop_reason not in ("ended_by_server", "disconnected", "refused"):
             return self.spoken_characters
         stats = self.job.stats
         chunks = [(len(text), expected_tokens(text), samples / SAMPLES_PER_TOKEN)

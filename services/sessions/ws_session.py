@@ -290,8 +290,8 @@ class WsSession:
     async def close(self, *, by_server: bool = False, server_error: bool = False) -> None:
         """The socket is gone (or the client closed it): abort all synthesis (nothing more is sent). `by_server`:
         the client did not choose to stop (the server ended the socket for a stalled reader or a broken message
-        rule, or the connection was lost): unfinished utterances are charged for the audio that reached the socket
-        only. `server_error`: our own failure ended the socket: they fail with INTERNAL_ERROR (a 5xx) and are
+        rule, or the connection was lost); either way unfinished utterances are charged for the audio that reached
+        the socket only (`Utterance.billable_characters`). `server_error`: our own failure ended the socket: they fail with INTERNAL_ERROR (a 5xx) and are
         charged nothing (docs/credits.md)."""
         self.closed = True
         if server_error:

@@ -18,6 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from core.guards.chunk import SAMPLES_PER_TOKEN
+from core.guards.text_budget import SEMANTIC_TOKENS_PER_SECOND, expected_tokens
+from services.pipeline.chunk_guards import delivered_chars
 from services.pipeline.flow_monitor import StreamCadence
 from services.pipeline.load_shed import BACKLOG
 from services.usage.shutdown import shutting_down
@@ -56,6 +59,11 @@ class RequestReport:
 
 SettleHook = Callable[[RequestReport], "asyncio.Future[Any] | None"]  # may return the settlement's task
 BeginHook = Callable[["RequestAccounting"], None]  # admitted: write the durable intent record (must not block)
+# Audio delivered so far: (seconds, the text it covers), noted on the intent record (must not block).
+ProgressHook = Callable[[float, str], None]
+# Delivered audio between two progress notes: an interrupted request's row is at most this far behind what was heard,
+# for one small spool write per second of audio.
+PROGRESS_STEP_S = 1.0
 
 
 class RequestAccounting:
@@ -79,6 +87,8 @@ class RequestAccounting:
         # Streams only: the send timeline (chunk interval/jitter metrics, modelled playback underruns).
         self.cadence = StreamCadence(clock=time.perf_counter) if job.request.stream else None
         self._samples_seen = 0
+        self.on_progress: ProgressHook | None = None  # set by the begin hook
+        self._next_progress_s = 0.0
 
     @property
     def request_id(self) -> str:
@@ -138,13 +148,40 @@ class RequestAccounting:
         return True
 
     def audio_sent(self) -> None:
-        """Audio left for the client (handed to the server or the socket's writer): feed the cadence model."""
+        """Audio left for the client (handed to the server or the socket's writer): feed the cadence model, and
+        note what has been delivered once per PROGRESS_STEP_S of audio."""
+        if self.on_progress is not None and self.report is None:
+            seconds = self.job.stats.sent_samples / float(self.job.request.sample_rate)
+            if seconds >= self._next_progress_s and seconds > 0:
+                self._next_progress_s = seconds + PROGRESS_STEP_S
+                try:
+                    self.on_progress(seconds, self.delivered_text(seconds))
+                except Exception:  # noqa: BLE001 - accounting must never break delivery
+                    logger.exception("request progress note failed")
         if self.cadence is None:
             return
         sent = self.job.stats.sent_samples
         self.cadence.on_chunk((sent - self._samples_seen) / float(self.job.request.sample_rate),
                               at=time.perf_counter())
         self._samples_seen = sent
+
+    def delivered_text(self, seconds: float) -> str:
+        """The text `seconds` of delivered audio cover, by the charge's cut-chunk rule (whole chunks while the audio
+        spans their speech, a share of the chunk it stops in; services.pipeline.chunk_guards.delivered_chars)."""
+        job, stats = self.job, self.job.stats
+        chunks = list(job.plan.chunks)
+        made = [(len(text), expected_tokens(text), samples / SAMPLES_PER_TOKEN)
+                for text, samples in zip(chunks, stats.decoded_samples_per_chunk, strict=False)]
+        # Output seconds -> generated seconds: `speed` shortened the audio by its time-stretch.
+        tokens = seconds * stats.time_stretch * SEMANTIC_TOKENS_PER_SECOND
+        left = delivered_chars(made, stats.text_chunks_done, tokens, job.guards.max_s_per_char)
+        parts: list[str] = []
+        for text in chunks:
+            if left <= 0:
+                break
+            parts.append(text[:left])
+            left -= len(text)
+        return " ".join(parts)
 
     def finish(self, status: EndStatus, error_code: str | None = None, *, chunks_sent: int | None = None,
                bytes_sent: int | None = None) -> RequestReport | None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,15 @@ from services.keys.stores import KeyStore
 from services.usage.outage_credits import OutageAllowance
 
 logger = logging.getLogger("services.usage.credits")
+
+# The charge floor for audio (`audio_floor_credits`): a request may make this many times the audio its text is
+# expected to take at an ordinary pace in its own script (core.guards.text_budget) at its character price; audio
+# past it (SSML breaks, slow speed, pauses) costs at that rate, so 1 credit buys at most this many times the audio of
+# plain speech.
+AUDIO_RATIO = 1.5
+# The least a charged request pays per second of audio it delivered, whatever its text (breaks around one letter).
+# Below plain speech in every script (about 14 credits a second in English, 4.5 in Chinese): it binds only on markup.
+MIN_CREDITS_PER_AUDIO_SECOND = 3.0
 
 # Tries of one reservation id before its outcome counts as unknown (the retries are idempotent: journaled).
 RESERVE_TRIES = 3
@@ -247,6 +257,18 @@ def settle_credits(status: str, error_status: int | None, audio_seconds: float) 
     if status == "failed" and (error_status is None or error_status >= 500):
         return False
     return True
+
+
+def audio_floor_credits(audio_seconds: float, characters: int, expected_seconds: float, *,
+                        ratio: float = AUDIO_RATIO, min_per_second: float = MIN_CREDITS_PER_AUDIO_SECOND) -> int:
+    """The least a charged request pays for `audio_seconds` of delivered audio (docs/api/credits.md, "One price
+    for audio"): at its text's own rate (`characters` over `ratio` x the `expected_seconds` its text takes at an
+    ordinary pace), never below `min_per_second`. Plain speech stays under its character price; audio that markup
+    stretched (breaks, slow speed, pauses) pays for the time it takes."""
+    if audio_seconds <= 0:
+        return 0
+    text_rate = characters / (ratio * expected_seconds) if characters > 0 and expected_seconds > 0 else 0.0
+    return math.ceil(audio_seconds * max(min_per_second, text_rate) - 1e-9)
 
 
 def undelivered_credits(reserved: int, chars_cut: int, chars_total: int) -> int:

@@ -28,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from services.database import DatabaseClients
 from services.usage.request_record import COLUMNS, RequestRecord, utcnow
@@ -118,6 +119,10 @@ class RequestLogger:
         self.written = 0
         self.write_failures = 0
         self._last_drop_log = -math.inf
+        # Progress notes (note_progress): the latest note per request not yet written, and the requests whose note
+        # is being written (one write in flight per request; a newer note replaces one still waiting).
+        self._progress: dict[str, dict[str, Any]] = {}
+        self._progress_writers: dict[str, asyncio.Task[None]] = {}
 
     @property
     def pending(self) -> int:
@@ -155,6 +160,32 @@ class RequestLogger:
         except Exception:  # noqa: BLE001 - the intent must never fail a request; its final record still comes
             REQUEST_LOG_ERRORS.labels("spool").inc()
             logger.exception("request log intent append failed", extra={"request_id": record.request_id})
+
+    def note_progress(self, request_id: str, *, audio_seconds: float, text: str) -> None:
+        """What a running request has delivered so far (the audio seconds, the text that audio covers), noted on
+        its intent row so a row recovered as `interrupted` says what the client heard. Call on the event loop; the
+        write runs in a worker thread, one at a time per request. Never raises."""
+        if self.spool is None:
+            return
+        note: dict[str, Any] = {"audio_duration_seconds": round(audio_seconds, 3), "text_length": len(text)}
+        if self.store_text:
+            note["text"] = text
+        self._progress[request_id] = note
+        if request_id not in self._progress_writers:
+            self._progress_writers[request_id] = asyncio.get_running_loop().create_task(
+                self._write_progress(request_id))
+
+    async def _write_progress(self, request_id: str) -> None:
+        assert self.spool is not None
+        try:
+            while (note := self._progress.pop(request_id, None)) is not None:
+                await asyncio.to_thread(self.spool.progress, request_id, note)
+        except Exception:  # noqa: BLE001 - a lost note leaves the row as the intent said; the final row is whole
+            REQUEST_LOG_ERRORS.labels("spool").inc()
+            logger.exception("request progress note failed", extra={"request_id": request_id})
+        finally:
+            self._progress.pop(request_id, None)
+            self._progress_writers.pop(request_id, None)
 
     async def forget_intent_async(self, request_id: str) -> None:
         """Drop a request's intent row (it never started and holds no credits). Never raises."""

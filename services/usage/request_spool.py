@@ -20,6 +20,10 @@ records with status `interrupted` (`credits_charged` 0: the server died, not the
 the row's settlement refunds every credit journaled for it), so after SIGTERM beyond the graceful window, kill -9 or
 an OOM kill every request that reserved credits or was admitted has exactly one row.
 
+Progress: while a request delivers audio, the request log notes on its intent row what has been delivered so far
+(`progress`: the audio seconds and the text that audio covers), at most once per second of audio and one write in
+flight per request, so an `interrupted` row says what the client heard.
+
 Why SQLite: in the standard library, crash-safe (the WAL is fsync'd per transaction with synchronous=FULL), and
 indexed by id for acknowledgement; an append-only file would need its own compaction and ack bookkeeping.
 """
@@ -81,6 +85,8 @@ class RequestSpool:
         columns = {row[1] for row in conn.execute("PRAGMA table_info(spool)")}
         if "intent" not in columns:  # a spool written before intents existed
             conn.execute("ALTER TABLE spool ADD COLUMN intent INTEGER NOT NULL DEFAULT 0")
+        if "progress" not in columns:  # a spool written before progress notes existed
+            conn.execute("ALTER TABLE spool ADD COLUMN progress TEXT")
         return conn
 
     def _adopt_orphans(self) -> int:
@@ -97,8 +103,8 @@ class RequestSpool:
                     continue  # a live process owns it
                 try:
                     source = self._open(other)
-                    rows = [_interrupted(row) for row in
-                            source.execute("SELECT server_id, created, payload, intent FROM spool").fetchall()]
+                    rows = [_interrupted(row) for row in source.execute(
+                        "SELECT server_id, created, payload, intent, progress FROM spool").fetchall()]
                     source.close()
                 except sqlite3.DatabaseError as exc:
                     logger.error("unreadable request-log spool left in place", extra={"file": str(other),
@@ -106,7 +112,7 @@ class RequestSpool:
                     continue
                 with self._db_lock:
                     self._conn.execute("BEGIN")
-                    self._conn.executemany("INSERT OR IGNORE INTO spool VALUES (?, ?, ?, 0)", rows)
+                    self._conn.executemany("INSERT OR IGNORE INTO spool VALUES (?, ?, ?, 0, NULL)", rows)
                     self._conn.execute("COMMIT")
                 for leftover in (other, Path(f"{other}-wal"), Path(f"{other}-shm"), Path(f"{other}.lock"),
                                  Path(f"{other}.alive")):
@@ -144,9 +150,16 @@ class RequestSpool:
         """A request's intent row (written before its first credit is reserved, completed when it is admitted):
         replaces an earlier intent of the same id; ignored when its final record is already here."""
         with self._db_lock:
-            self._conn.execute("INSERT INTO spool VALUES (?, ?, ?, 1) ON CONFLICT(server_id) DO UPDATE SET "
+            self._conn.execute("INSERT INTO spool VALUES (?, ?, ?, 1, NULL) ON CONFLICT(server_id) DO UPDATE SET "
                                "payload = excluded.payload WHERE spool.intent = 1",
                                (server_id, time.time(), json.dumps(payload, default=str)))
+
+    def progress(self, server_id: str, delivered: dict[str, Any]) -> None:
+        """What a running request has delivered so far, noted on its intent row (replacing the last note); read
+        only when the row is recovered as `interrupted`. Ignored without an intent row."""
+        with self._db_lock:
+            self._conn.execute("UPDATE spool SET progress = ? WHERE server_id = ? AND intent = 1",
+                               (json.dumps(delivered, default=str), server_id))
 
     def forget_intent(self, server_id: str) -> None:
         """A request that never started and holds nothing any more: its intent row goes (a final row stays)."""
@@ -159,7 +172,7 @@ class RequestSpool:
         with self._db_lock:
             self._conn.execute("BEGIN")
             self._conn.execute("DELETE FROM spool WHERE server_id = ? AND intent = 1", (server_id,))
-            self._conn.execute("INSERT OR IGNORE INTO spool VALUES (?, ?, ?, 0)", (server_id, time.time(), data))
+            self._conn.execute("INSERT OR IGNORE INTO spool VALUES (?, ?, ?, 0, NULL)", (server_id, time.time(), data))
             self._conn.execute("COMMIT")
 
     def oldest(self, limit: int) -> list[tuple[str, dict[str, Any]]]:
@@ -211,12 +224,15 @@ class RequestSpool:
         self._lock_file.close()
 
 
-def _interrupted(row: tuple[str, float, str, int]) -> tuple[str, float, str]:
-    """An adopted row: a dead process's intent becomes its final record, status `interrupted`, nothing charged."""
-    server_id, created, payload, intent = row
+def _interrupted(row: tuple[str, float, str, int, str | None]) -> tuple[str, float, str]:
+    """An adopted row: a dead process's intent becomes its final record, status `interrupted`, nothing charged, with
+    what it had delivered (its last progress note: audio seconds, the text that audio covers)."""
+    server_id, created, payload, intent, progress = row
     if not intent:
         return server_id, created, payload
     data = json.loads(payload)
+    if progress:
+        data.update(json.loads(progress))
     data.update(status="interrupted", error_code="SERVER_INTERRUPTED", credits_charged=0,
                 completed_at=datetime.now(UTC).isoformat())
     return server_id, created, json.dumps(data, default=str)

@@ -226,7 +226,7 @@ class VoiceLibrary:
 
     async def reference_voice(self, audio: bytes, transcript: str | None, param: str = "reference_audio",
                               key_id: str | None = None) -> Voice:
-        """A voice for one request from its own reference (not saved; encodings are cached by content)."""
+        """A voice for one request from its own reference (not saved; encodings are cached per key, by content)."""
         try:
             transcript = clean_text(transcript, "reference_text", MAX_TRANSCRIPT_CHARS)
         except VoiceRecordError as exc:

@@ -4,8 +4,9 @@ Decoding (`core.clone.decode_reference_audio`) and encoding (`ReferenceEncoding.
 are blocking: both run in a worker thread, at most `TTS_CLONE_MAX_CONCURRENT_ENCODES` at a time per process (the
 rest wait their turn), each within `TTS_CLONE_ENCODE_DEADLINE_S` (queue wait and encode together); an encode whose caller is cancelled (its
 client left) gives its slot back at once and its thread stops at the next stage boundary.
-Results are kept in a bounded LRU keyed by the SHA-256 of the uploaded bytes and whether semantic tokens were
-needed, so a client that sends the same reference with every request pays for one encode.
+Results are kept in a bounded LRU keyed by the API key, the SHA-256 of the uploaded bytes and whether semantic
+tokens were needed, so a client that sends the same reference with every request pays for one encode, and no key's
+request answers faster because another key sent the same recording (a hit would tell it someone had).
 """
 
 from __future__ import annotations
@@ -53,26 +54,28 @@ def audio_sha256(data: bytes) -> str:
 
 
 class ReferenceCache:
-    """Bounded LRU of encoded references. Touched only from the event loop thread (no lock needed)."""
+    """Bounded LRU of encoded references, private to each API key (`owner`; "" for internal callers). Touched only
+    from the event loop thread (no lock needed)."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._items: OrderedDict[tuple[str, bool], EncodedReference] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str, bool], EncodedReference] = OrderedDict()
 
-    def get(self, sha256: str, semantic: bool) -> EncodedReference | None:
+    def get(self, owner: str, sha256: str, semantic: bool) -> EncodedReference | None:
         """An entry with semantic tokens also answers a request that needs only the globals."""
-        for key in ((sha256, semantic), (sha256, True)):
+        for key in ((owner, sha256, semantic), (owner, sha256, True)):
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
                 return found
         return None
 
-    def put(self, semantic: bool, value: EncodedReference) -> None:
+    def put(self, owner: str, semantic: bool, value: EncodedReference) -> None:
         if self.capacity <= 0:
             return
-        self._items[(value.sha256, semantic)] = value
-        self._items.move_to_end((value.sha256, semantic))
+        key = (owner, value.sha256, semantic)
+        self._items[key] = value
+        self._items.move_to_end(key)
         while len(self._items) > self.capacity:
             self._items.popitem(last=False)
 
@@ -134,16 +137,17 @@ class References:
         api/client_gone.py) gives the slot back at once; the worker thread stops at its next stage and its
         result is dropped."""
         digest = audio_sha256(data)
+        owner = key_id or ""  # "": no key named (internal callers): only the global limits apply
         metrics.REFERENCE_REQUESTS.inc()
-        cached = self.cache.get(digest, semantic)
+        cached = self.cache.get(owner, digest, semantic)
         if cached is not None:
             return cached
         self.check_available()
-        place = _Place(key_id or "")  # "": no key named (internal callers): only the global limits apply
+        place = _Place(owner)
         try:
             async with asyncio.timeout(self.deadline_s):
                 async with self._turn(place):
-                    cached = self.cache.get(digest, semantic)  # encoded by another request while this one waited
+                    cached = self.cache.get(owner, digest, semantic)  # encoded by this key while it waited
                     if cached is not None:
                         return cached
                     self.encodes += 1
@@ -151,7 +155,7 @@ class References:
                     result = await self._run(data, digest, semantic, param, place)
                     # Logged, not a metric: encoder-only timings on /metrics would reveal cache hits.
                     logger.info("reference encoded", extra={"seconds": round(time.perf_counter() - started, 3)})
-                    self.cache.put(semantic, result)
+                    self.cache.put(owner, semantic, result)
                     return result
         except TimeoutError:
             if place.running:

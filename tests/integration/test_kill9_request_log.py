@@ -31,8 +31,9 @@ def rows(dsn: str, tag: str) -> list[asyncpg.Record]:
     async def query() -> list[asyncpg.Record]:
         conn = await asyncpg.connect(dsn, timeout=5)
         try:
-            return await conn.fetch("SELECT request_id, client_request_id, status, credits_charged FROM tts_requests "
-                                    "WHERE client_request_id LIKE $1", f"{tag}-%")
+            return await conn.fetch("SELECT request_id, client_request_id, status, credits_charged, text_length, "
+                                    "audio_duration_seconds FROM tts_requests WHERE client_request_id LIKE $1",
+                                    f"{tag}-%")
         finally:
             await conn.close()
 
@@ -99,6 +100,8 @@ def test_kill9_mid_stream_leaves_exactly_one_row_per_request(pg_dsn: str, demo_m
     stream_row = by_client[f"{tag}-stream"][0]
     assert stream_row["request_id"] == stream_ids[0]
     assert stream_row["status"] == "interrupted" and stream_row["credits_charged"] == 0
+    # Its audio had reached the client before the kill: the row says what was delivered (the last progress note).
+    assert stream_row["audio_duration_seconds"] > 0 and stream_row["text_length"] > 0
     assert all(by_client[f"{tag}-{i}"][0]["status"] == "completed" for i in range(4))
 
 

@@ -138,3 +138,32 @@ async def test_a_streamed_chunk_cut_early_is_charged_for_what_it_sent(runtime: M
     covered = covered_chars(len(run_.text), expected_tokens(run_.text), sent_tokens, 0.5)
     assert 0 < covered < len(run_.text)
     assert job.stats.chars_cut == len(run_.text) - covered
+
+
+def test_a_clean_close_and_a_reset_after_the_same_audio_cost_the_same(runtime: ModelRuntime) -> None:
+    """The same utterance cost 966 credits when the client closed the socket after hearing 1.43 s and 21 when it
+    reset the connection: both pay for the audio that reached the socket now (the cut-chunk rule); an explicit
+    cancel is still a hang-up, charged every character spoken."""
+    import asyncio
+
+    from services.sessions.utterance import Utterance
+    from tests.texts import LONG_ENGLISH
+
+    async def charge(reason: str) -> tuple[int, int]:
+        request = SynthesisRequest(request_id=f"u-{reason}", text="", voice=runtime.voices.resolve("fixed"),
+                                   sampling=SamplingOptions(0.8, 50, 1.0, 4096, 1.05, seed=1),
+                                   sample_rate=NATIVE_RATE, stream=True)
+        u = Utterance(runtime.pipeline_resources(), request, max_text_chars=50_000)
+        u.add_text(LONG_ENGLISH)
+        u.flush()
+        stats = u.job.stats
+        stats.decoded_samples_per_chunk = [expected_tokens(c) * HOP for c in u.job.plan.chunks[:2]]
+        stats.text_chunks_done = 1  # the first chunk generated, the second under way
+        u.delivered_s = 1.43
+        u.stop_reason = reason
+        return u.billable_characters(), u.spoken_characters
+
+    charges = {reason: asyncio.run(charge(reason)) for reason in ("disconnected", "ended_by_server", "cancelled")}
+    spoken = charges["cancelled"][1]
+    assert charges["disconnected"][0] == charges["ended_by_server"][0] < spoken // 4
+    assert charges["disconnected"][0] > 0 and charges["cancelled"][0] == spoken

@@ -96,3 +96,51 @@ def test_an_endless_head_is_cut_off_at_its_size_cap(port: int) -> None:
             answer = sock.recv(1024)
             assert answer == b"" or answer.startswith(b"HTTP/1.1 4")  # h11 refuses at its own 16 KiB cap
             raise ConnectionResetError  # closed without a reset: as good
+
+
+@pytest.fixture(params=[HeadDeadline, H11HeadDeadline], ids=["default", "h11"])
+def capped_port(request: pytest.FixtureRequest) -> Iterator[int]:
+    """Two connections per address; a head deadline far beyond the socket timeout, so only the cap closes one."""
+    protocol = type("Capped", (request.param,), {"head_timeout_s": 60.0, "max_connections_per_address": 2})
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, http=protocol, log_level="warning",
+                                           timeout_keep_alive=30))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    yield port
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _until_released() -> None:
+    """The server (a thread of this process) has seen the closed connections end."""
+    from api.http_protocol import _open_per_address
+
+    for _ in range(500):
+        if not _open_per_address:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"connections still counted: {_open_per_address}")
+
+
+def _served(sock: socket.socket) -> bool:
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    return sock.recv(1024).startswith(b"HTTP/1.1 200")
+
+
+def test_one_address_holds_at_most_its_share_of_connections(capped_port: int) -> None:
+    """4,300 slow-head connections from one address filled --limit-concurrency and others got 503: an address past
+    its cap has its next connection closed as it opens; a place comes back when one of its connections ends, and a
+    WebSocket gives its place back at the upgrade."""
+    with _open(capped_port) as first, _open(capped_port) as second:
+        with _open(capped_port) as third:
+            assert third.recv(1024) == b""  # closed at once, without an answer
+        assert _served(first) and _served(second)  # the two it holds are served
+    _until_released()
+    with connect(f"ws://127.0.0.1:{capped_port}/", open_timeout=5) as ws:  # an upgraded connection ...
+        with _open(capped_port) as a, _open(capped_port) as b:  # ... holds no place meanwhile
+            assert _served(a) and _served(b)
+        ws.send("still here")
+        assert ws.recv(timeout=5) == "still here"

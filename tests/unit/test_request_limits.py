@@ -67,3 +67,27 @@ def test_a_non_streaming_file_too_large_to_buffer_is_refused_before_any_gpu_work
             assert runtime.engine.steps == tokens_before
         streamed = client.post("/v1/tts/generate", json={"text": "Short.", "max_tokens": 5})
         assert streamed.status_code == 200
+
+
+def test_a_word_the_model_cannot_speak_is_a_400_before_any_gpu_work(demo_model_dir: Path) -> None:
+    """Ten thousand letters without a space (cut into chunks of one "word" each) trip a guard on every try: the text
+    is refused as the client's, naming it, instead of failing with a 500 after the tries."""
+    settings = _settings(demo_model_dir)
+    runtime = ModelRuntime(settings)
+    with TestClient(create_app(settings, runtime=runtime)) as client:
+        wait_in_portal(client, lambda: runtime.ready)
+        response = client.post("/v1/tts/generate", json={"text": "a" * 10000, "stream": False})
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert (error["code"], error["param"]) == ("VALIDATION_ERROR", "text") and "10000 letters" in error["message"]
+        assert runtime.engine.active_requests() == set()
+
+
+def test_only_spaced_alphabets_have_a_longest_word() -> None:
+    from core.guards import longest_spaced_word
+    from services.pipeline.text_plan import MAX_WORD_LETTERS
+
+    assert longest_spaced_word("Pneumonoultramicroscopicsilicovolcanoconiosis is long.") == 45 < MAX_WORD_LETTERS
+    assert longest_spaced_word("这是一个很长的句子" * 40) == 0  # Han runs words together
+    assert longest_spaced_word("ภาษาไทยเขียนติดกัน" * 10) == 0  # so does Thai
+    assert longest_spaced_word("Ж" * 70 + " ok") == 70

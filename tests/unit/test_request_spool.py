@@ -192,3 +192,70 @@ def test_a_killed_process_intents_are_recovered_once_as_interrupted(tmp_path: Pa
     assert [sink.rows[f"req-{i}"].credits_charged for i in range(4)] == [10, 10, 0, 0]
     assert sink.rows["req-2"].error_code == "SERVER_INTERRUPTED" and sink.rows["req-2"].completed_at is not None
     assert RequestSpool(tmp_path, "again").adopted == 0  # nothing left to replay
+
+
+def test_a_killed_process_interrupted_rows_say_what_was_delivered(tmp_path: Path) -> None:
+    """An interrupted row carries the last progress note of its request (audio seconds delivered and the text that
+    audio covers), not the intent's empty text and no audio; a request with no note keeps its intent's fields."""
+    script = (
+        "import asyncio, pathlib, time\n"
+        "from dataclasses import replace\n"
+        "from services.usage.request_log import RequestLogger\n"
+        "from services.usage.request_spool import RequestSpool\n"
+        "from tests.unit.test_request_log import MemorySink, record\n"
+        f"s = RequestSpool(pathlib.Path({str(tmp_path)!r}), 'victim')\n"
+        "log = RequestLogger(MemorySink(), spool=s, store_text=True)\n"
+        "for i in range(2):\n"
+        "    s.intend(f'req-{i}', replace(record(i), status='in_progress', key_id='k', text_length=0).to_json_row())\n"
+        "async def deliver():\n"
+        "    for seconds, text in ((1.0, 'Hello'), (2.2, 'Hello there'), (3.4, 'Hello there, friend')):\n"
+        "        log.note_progress('req-0', audio_seconds=seconds, text=text)\n"
+        "    while log._progress_writers:\n"
+        "        await asyncio.sleep(0.01)\n"
+        "asyncio.run(deliver())\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    victim = subprocess.Popen([sys.executable, "-c", script], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert victim.stdout.readline().strip() == "ready"
+    finally:
+        victim.kill()  # SIGKILL: no shutdown code runs
+        victim.wait()
+
+    async def run() -> MemorySink:
+        sink = MemorySink()
+        logger = _logger(sink, RequestSpool(tmp_path, "restarted"))
+        assert logger.spool.adopted == 2
+        await logger.start()
+        for _ in range(200):
+            if len(sink.rows) == 2:
+                break
+            await asyncio.sleep(0.01)
+        await logger.close()
+        return sink
+
+    rows = asyncio.run(run()).rows
+    delivered, quiet = rows["req-0"], rows["req-1"]
+    assert (delivered.status, delivered.credits_charged) == ("interrupted", 0)
+    assert (delivered.audio_duration_seconds, delivered.text_length, delivered.text) == (3.4, 19,
+                                                                                         "Hello there, friend")
+    assert quiet.status == "interrupted" and quiet.text_length == 0 and not quiet.audio_duration_seconds
+
+
+def test_progress_notes_leave_out_the_text_unless_it_is_stored(tmp_path: Path) -> None:
+    spool = RequestSpool(tmp_path, "one")
+    spool.intend("req", {"request_id": "req", "status": "in_progress"})
+
+    async def note() -> None:
+        logger = RequestLogger(MemorySink(), spool=spool)  # store_text off (the default)
+        logger.note_progress("req", audio_seconds=1.5, text="secret words")
+        while logger._progress_writers:  # noqa: SLF001 - waiting for the one write
+            await asyncio.sleep(0.01)
+
+    asyncio.run(note())
+    [(_, _, payload, intent, progress)] = spool._conn.execute("SELECT * FROM spool").fetchall()  # noqa: SLF001
+    assert intent == 1 and "secret" not in progress and '"text_length": 12' in progress
+    spool.append("req", {"request_id": "req", "status": "completed"})
+    spool.progress("req", {"audio_duration_seconds": 9.0})  # after the final record: nothing to note on
+    assert spool.oldest(5) == [("req", {"request_id": "req", "status": "completed"})]

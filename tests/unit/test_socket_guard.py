@@ -86,6 +86,28 @@ def test_a_message_limiter_with_zero_rates_only_bounds_size() -> None:
     assert limiter.check(11) is not None
 
 
+def test_a_keys_connections_share_one_burst_that_reconnecting_does_not_refill() -> None:
+    """One key flooding on its eight sockets, reconnecting whenever cut off, pushed a burst per socket per reconnect
+    and stalled every other key's requests. Its connections now share one key bucket (two connections' burst, every
+    allowed connection's rate) that outlives them; another key has its own."""
+    clock = Clock()
+    guard = SocketGuard(Settings(ws_messages_per_s=10, ws_message_burst=100, ws_max_connections_per_key=8),
+                        clock=clock)
+    sockets = [guard.message_limiter("flooder") for _ in range(8)]
+    allowed = 0
+    for limiter in sockets:  # each sends a full connection burst at once
+        allowed += sum(limiter.check(1) is None for _ in range(100))
+    assert allowed == 200  # the key's burst, not 8 x 100
+    again = guard.message_limiter("flooder")  # a reconnect: no fresh burst
+    assert again.check(1) is not None and "this API key's connections together" in again.refused.message
+    other = guard.message_limiter("someone-else")
+    assert all(other.check(1) is None for _ in range(100))  # untouched by the flood
+    clock.now += 1.0  # one second: every allowed connection's rate comes back to the key (8 x 10)
+    assert sum(again.check(1) is None for _ in range(200)) == 80
+    anonymous = SocketGuard(Settings(ws_messages_per_s=10, ws_message_burst=100), clock=clock)
+    assert anonymous.message_limiter(anonymous_record().key_id).key_bucket is None  # auth off: one shared key
+
+
 def test_address_slots_cap_each_address_and_forget_empty_ones() -> None:
     slots = AddressSlots(cap=2)
     assert slots.enter("a") and slots.enter("a") and not slots.enter("a")
@@ -160,10 +182,22 @@ def test_sockets_waiting_for_a_key_are_capped_per_address(frozen: TestClient) ->
         with frozen.websocket_connect(EL_PATH) as third:
             seen, code = _closed(third)
         assert code == 1008 and seen[0]["code"] == "TOO_MANY_CONCURRENT_REQUESTS"
-        with pytest.raises(WebSocketDenialResponse) as denied, frozen.websocket_connect(
-                "/v1/tts/ws", headers={"Authorization": f"Bearer {KEY}"}):
+        with pytest.raises(WebSocketDenialResponse) as denied, frozen.websocket_connect("/v1/tts/ws"):
             pass  # our WebSocket refuses in the handshake, with the HTTP status
         assert denied.value.status_code == 429
+        # A socket with its key in the handshake takes no unauthenticated place: keyless sockets filling an
+        # address's cap (a NAT, a proxy that names no client) never lock out a keyed client there.
+        with frozen.websocket_connect("/v1/tts/ws", headers={"Authorization": f"Bearer {KEY}"}) as keyed:
+            keyed.send_text(json.dumps({"type": "ping", "id": 1}))
+            assert json.loads(keyed.receive_text())["type"] == "pong"
+        with frozen.websocket_connect(f"{EL_PATH}&xi_api_key={KEY}") as keyed:
+            keyed.send_text(json.dumps({"close_socket": True}))
+            assert _closed(keyed) == ([], 1000)
+        with pytest.raises(WebSocketDenialResponse) as wrong, frozen.websocket_connect(
+                "/v1/tts/ws", headers={"Authorization": "Bearer wrong-key"}):
+            pass  # a wrong key is refused in its handshake all the same
+        assert wrong.value.status_code == 401
+        assert guard.unauthenticated.held("testclient") == 2
         for ws in waiting:  # the deadline ends them and gives their places back
             assert _closed(ws)[1] == 1008
     assert guard.unauthenticated.held("testclient") == 0

@@ -172,3 +172,47 @@ def _silence(samples: np.ndarray, least: int = RATE // 10) -> int:
         total += run if run >= least else 0
         run = 0
     return total
+
+
+def test_ssml_arriving_in_pieces_is_read_before_it_is_cut() -> None:
+    from processing.ssml import SsmlReader
+
+    reader = SsmlReader()
+    assert reader.push("Hello <break ti") == ["Hello "]  # the tag waits for its end
+    assert reader.push('me="1s"/> there &am') == [1.0, " there "]
+    assert reader.push("p; more") == ["& more"]
+    assert reader.push("3 < 4 and x <") == ["3 < 4 and x "]  # "< 4" is no tag; a bare "<" at the end waits
+    assert reader.flush() == ["<"]  # never closed: text
+    assert reader.push("a <b" + "c" * 2000) == ["a <b" + "c" * 2000]  # past MAX_TAG_CHARS: text, not held
+
+
+def test_a_break_where_the_stream_cut_falls_is_never_spoken_nor_charged(client: TestClient) -> None:
+    """A run-on message longer than a stream chunk (120 characters) is cut between words; a tag there used to be
+    cut in two and read aloud ("break time three s") and charged as text. SSML is read before the cut now."""
+    words = "one two three four five six seven eight nine ten " * 2  # 100 characters, no sentence end
+    text = words + 'and then <break time="1.5s"/> after the pause we go on speaking for a while longer'
+    broken, spoken = _speak(client, text, ssml=True)
+    assert "break" not in spoken and "time" not in spoken and "<" not in spoken
+    assert _longest_zero_run(broken) >= int(1.4 * RATE)
+
+
+def test_a_keys_break_silence_is_bounded_per_minute_across_its_requests() -> None:
+    """Sixty contexts a minute of breaks made an hour of audio a minute: the silence one key's requests may add
+    together refills at MAX_BREAK_S_PER_MINUTE a minute, on a simulated clock."""
+    from processing.ssml import SilenceWindow, SilenceWindows
+
+    now = [0.0]
+    window = SilenceWindow(per_minute=10.0, clock=lambda: now[0])
+    granted = []
+    for _ in range(6):  # six requests, each asking for one 3 s gap, all at once
+        budget = BreakBudget(total_s=60.0, window=window)
+        granted.append(budget.take(3.0))
+    assert granted == [3.0, 3.0, 3.0, 1.0, 0.0, 0.0]
+    now[0] = 30.0  # half a minute later: half the minute's silence is back
+    assert BreakBudget(total_s=60.0, window=window).take(MAX_BREAK_S) == 3.0
+    assert window.take(9.0) == pytest.approx(2.0)
+    windows = SilenceWindows(capacity=2)
+    assert windows.of("a") is windows.of("a") and windows.of("a") is not windows.of("b")
+    first = windows.of("a")
+    windows.of("b"), windows.of("c")  # "a" is the least recently used: forgotten
+    assert windows.of("a") is not first

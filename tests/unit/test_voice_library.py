@@ -131,9 +131,25 @@ async def test_a_repeated_reference_costs_one_encode_and_the_lru_is_bounded(tmp_
     assert len(library.references.cache) == 2
     await library.reference_voice(audio(), None)
     assert calls == [True, False, False, False]
-    # A saved voice made from the same bytes reuses the encoding as well.
-    await library.create(NewVoice("x"), audio(seed=2), "key_a")
-    assert len(calls) == 4
+    # A saved voice made from bytes its key sent before reuses the encoding as well.
+    await library.reference_voice(audio(seed=3), None, key_id="key_a")
+    await library.create(NewVoice("x"), audio(seed=3), "key_a")
+    assert len(calls) == 5
+
+
+async def test_one_keys_request_never_hits_another_keys_cached_reference(tmp_path: Path) -> None:
+    """The cache is private to each key: key B sending a recording key A already used is encoded afresh (a hit
+    would answer faster and tell B that someone on this server had used that recording)."""
+    library = make_library(tmp_path)
+    calls = library.models.calls  # type: ignore[attr-defined]
+    first = await library.reference_voice(audio(), "Hello there, this is me.", key_id="key_a")
+    assert calls == [True]
+    theirs = await library.reference_voice(audio(), "Hello there, this is me.", key_id="key_b")
+    assert calls == [True, True] and theirs.global_tokens == first.global_tokens
+    await library.create(NewVoice("b's"), audio(), "key_b")  # B's own entry now answers B
+    await library.reference_voice(audio(), None)  # an internal caller (no key) has its own entries too
+    assert calls == [True, True, False]
+    assert len(library.references.cache) == 3
 
 
 async def test_encodes_run_in_threads_at_most_n_at_a_time(tmp_path: Path) -> None:

@@ -156,6 +156,8 @@ BAD_UPLOADS = [
     ("plain text body", lambda: {"content": b"name=x", "headers": {**A, "Content-Type": "text/plain"}}, 415,
      "UNSUPPORTED_MEDIA_TYPE", "Content-Type"),
     ("bad import", lambda: {"json": {"name": "x", "global_tokens": [1, 2]}}, 400, "VALIDATION_ERROR", "global_tokens"),
+    ("booleans as tokens", lambda: {"json": {"name": "x", "global_tokens": [True] * 32}}, 400, "VALIDATION_ERROR",
+     "global_tokens.0"),
     ("wrong key", lambda: {"files": {"audio_sample": ("a.wav", wav_bytes(voiced(3.0)))}, "data": {"name": "x"},
                            "headers": {"Authorization": "Bearer nope"}}, 401, "INVALID_API_KEY", None),
     ("admin key only", lambda: {"files": {"audio_sample": ("a.wav", wav_bytes(voiced(3.0)))}, "data": {"name": "x"},

@@ -106,8 +106,8 @@ class FaultyGuard(SocketGuard):
 
     armed = False
 
-    def message_limiter(self) -> MessageLimiter:
-        guard, limiter = self, super().message_limiter()
+    def message_limiter(self, key_id: str | None = None) -> MessageLimiter:
+        guard, limiter = self, super().message_limiter(key_id)
         check = limiter.check
 
         def failing(size: int):  # noqa: ANN202 - MessageLimiter.check's own signature
@@ -242,8 +242,9 @@ def test_a_server_error_mid_utterance_refunds_it_on_every_dialect(app: App, dial
 
 
 @pytest.mark.parametrize("dialect", ["native", "cartesia"])
-def test_the_clients_own_close_after_audio_is_a_hang_up_charged_every_character(app: App, dialect: str) -> None:
-    """The control: the same utterance, the client closes the socket itself: cancelled, its spoken text charged."""
+def test_the_clients_own_close_after_audio_pays_for_its_delivered_audio(app: App, dialect: str) -> None:
+    """The control: the same utterance, the client closes the socket itself: cancelled, charged like a lost
+    connection for the text its delivered audio covers, never more than its spoken text."""
     raw, key_id = app.new_key()
     path, opening, _, is_audio = DIALECTS[dialect]
     with app.client.websocket_connect(path.format(key=raw)) as ws:

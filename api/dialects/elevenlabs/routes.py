@@ -26,6 +26,7 @@ from api.dialects.elevenlabs.messages import (
 from api.errors import ApiError
 from api.socket_guard import SocketGuard, SocketSlot, too_big
 from api.ws_connection import CLOSE_NORMAL, CLOSE_POLICY, ContextError, admitted, close_quietly, serve_session
+from processing.ssml import KEY_SILENCE
 from services.access import ApiKeyRecord
 from services.pipeline.synthesis import SynthesisRequest
 from services.sessions.ws_outbox import Outbox
@@ -109,6 +110,7 @@ class _Connection:
             if u is None:
                 return  # refused (a sixth context): the session answered
             u.ssml = self.params.enable_ssml_parsing
+            u.breaks.window = KEY_SILENCE.of(self.key.key_id)  # break silence per key per minute (processing/ssml.py)
         if u is None:
             if msg.close_context:
                 return  # already closing, or never opened (ElevenLabs ignores it too)
@@ -223,7 +225,7 @@ async def _first_message(websocket: WebSocket, timeout_s: float, max_chars: int)
 def _message_key(raw: str) -> str | None:
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # ValueError: malformed, or an integer over Python's digit limit
         return None
     key = data.get("xi_api_key") if isinstance(data, dict) else None
     return key if isinstance(key, str) and key else None
