@@ -118,6 +118,10 @@ class _Connection:
         if text and (text.strip() or u.characters):  # the opener " " carries no speech
             await session.text(text, context_id=cid)
             self.unflushed.add(cid)
+            if self.params.auto_mode and text.strip():
+                # auto_mode: each message is a complete sentence or phrase (ElevenLabs' documentation), spoken at
+                # once. Only a flush or close the client sent marks the context finished (`unflushed`).
+                await session.flush(context_id=cid, quiet=True)
         if msg.flush or msg.try_trigger_generation or msg.close_context:
             self.unflushed.discard(cid)
         if msg.flush or msg.try_trigger_generation:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from api.delivery import Delivery, Framing
-from api.dialects.elevenlabs.codec import event_spans
+from api.dialects.elevenlabs.codec import event_spans, last_characters
 from api.timed_delivery import complete_json
 from services.pipeline.timestamps import TimestampsEvent
 
@@ -48,10 +48,12 @@ async def _lines(items: AsyncIterator[Any], delivery: Delivery) -> AsyncIterator
                 "normalized_alignment": alignment([c for _, n in events for c in n])}
         return (json.dumps(body, ensure_ascii=False) + "\n").encode()
 
+    before = ("", "")  # the last characters sent (event_spans puts a space between words written apart)
     async for item in items:
         if isinstance(item, TimestampsEvent):
-            written, spoken = event_spans(item)
+            written, spoken = event_spans(item, before)
             if written:
+                before = last_characters((written, spoken), before)
                 pending.append((written, spoken))
                 if written[0][1] < sent:  # its audio is out already: now, on a line of its own
                     yield line(b"", sent)
