@@ -86,8 +86,8 @@ class Utterance:
         self.last_message_at = 0.0  # the session's clock at the client's latest message about this utterance
         self.opened_at = 0.0  # ... at its first message
         self.first_audio_at: float | None = None  # ... when its first audio chunk went to the outbox
-        # cancelled | disconnected | ended_by_server | server_error | superseded | abandoned | refused, set before
-        # the task is cancelled; `stop_error`: the code its row carries when the stop is a failure
+        # cancelled | disconnected | ended_by_server | server_error | superseded | abandoned | interrupted | refused,
+        # set before the task is cancelled; `stop_error`: the code its row carries when the stop is a failure
         self.stop_reason: str | None = None
         self.stop_error: SynthesisError | None = None
         self.has_work = asyncio.Event()  # set once text was fed or the utterance ended

@@ -54,8 +54,8 @@ IDLE_CHECK_S = 0.05
 # `ended_by_server` (a stalled reader, a broken message rule) is recorded like a hang-up but charged for the audio
 # that reached the socket only (Utterance.billable_characters); so is a context `refused` mid-way (its row carries
 # the refusal's 4xx code). `server_error` (our own failure ended the socket) is a 5xx failure: refunded in full.
-_STOP_STATUS = {"superseded": "cancelled", "abandoned": "cancelled", "refused": "failed",
-                "ended_by_server": "disconnected", "server_error": "failed"}
+_STOP_STATUS = {"superseded": "cancelled", "abandoned": "cancelled", "interrupted": "cancelled",
+                "refused": "failed", "ended_by_server": "disconnected", "server_error": "failed"}
 SERVER_ERROR = SynthesisError("INTERNAL_ERROR", "An internal error occurred; it has been logged.")
 
 
@@ -167,8 +167,7 @@ class WsSession:
                 "type", context_id=context_id,
             )
             return None
-        if context_id is not None and self.supersede_after_s is not None:
-            await self._supersede(context_id)
+        await self.supersede(context_id)  # the route did so before admission; a no-op by now
         if len(self._open) >= self.max_open or len(self._running) >= self.max_unfinished:
             what = "utterances" if context_id is None else "contexts"
             await self.reject(
@@ -249,7 +248,8 @@ class WsSession:
     async def cancel(self, *, context_id: str | None = None, every: bool = True, quiet: bool = False,
                      reason: str = "cancelled") -> None:
         """Stop unfinished utterances now (every one, or only `context_id`'s): queued audio is dropped and
-        generation aborted. `reason`: cancelled (asked), abandoned (a context closed before its input ended)."""
+        generation aborted. `reason`: cancelled (asked), abandoned (a context closed before its input ended),
+        interrupted (a context closed again while it still generates)."""
         targets = [(u, task) for u, task in self._running.values()
                    if not task.done() and (every or u.context_id == context_id)]
         await self._stop(targets, reason)
@@ -366,10 +366,13 @@ class WsSession:
             await self.reject("VALIDATION_ERROR", message, "type", context_id=context_id)
         return u
 
-    async def _supersede(self, context_id: str) -> None:
+    async def supersede(self, context_id: str | None) -> None:
         """A context opens: earlier unfinished contexts whose client has been silent about them for
-        `supersede_after_s` were barged in on (their isFinal/nothing goes out first, their queued audio never)."""
-        assert self.supersede_after_s is not None
+        `supersede_after_s` were barged in on (their isFinal/nothing goes out first, their queued audio never).
+        The routes call it before the new context asks admission, so the reply it interrupts never counts against
+        it; `start` calls it again."""
+        if context_id is None or self.supersede_after_s is None:
+            return
         now = self._clock()
         targets = [(u, task) for u, task in self._running.values()
                    if not task.done() and u.context_id != context_id

@@ -68,6 +68,7 @@ class _Connection:
             if output is None:
                 raise ApiError("VALIDATION_ERROR", "The first message of a context needs 'output_format'.",
                                param="output_format")
+            await session.supersede(cid)  # the reply this turn interrupts stops before admission counts it
             request = await synthesis_request(self.services, self.key, voice=msg.voice.id,
                                               audio_format=output.audio_format, sample_rate=output.rate,
                                               speed=msg.wanted_speed(), voice_field="voice.id",

@@ -105,13 +105,18 @@ class _Connection:
                 raise ApiError("VALIDATION_ERROR", f"Context '{cid}' was closed; open a new context_id.",
                                param="context_id")
             speed = msg.voice_settings.speed if msg.voice_settings else None
+            await session.supersede(cid)  # the reply this turn interrupts stops before admission counts it
             u = await session.start(await self.synthesis_request(speed), context_id=cid)
             if u is None:
                 return  # refused (a sixth context): the session answered
             u.ssml = self.params.enable_ssml_parsing
         if u is None:
             if msg.close_context:
-                return  # already closing, or never opened (ElevenLabs ignores it too)
+                if session.unfinished(cid) is not None:
+                    # Closed already and still generating: Pipecat closes an interrupted context again at a
+                    # barge-in (its end-of-turn close went out earlier), so the rest of the reply is unwanted.
+                    await session.cancel(context_id=cid, every=False, reason="interrupted")
+                return  # never opened, or finished (ElevenLabs ignores it too)
             if msg.flush:
                 raise ApiError("VALIDATION_ERROR", f"No open context '{cid}'.", param="context_id")
             return

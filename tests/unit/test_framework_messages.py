@@ -1,0 +1,200 @@
+"""What the voice-agent frameworks send, message by message, and what the dialect routes do with it (no server,
+no model): Pipecat 1.14's ElevenLabs client sends one sentence per message with no space between them and
+`auto_mode=true`, and closes an interrupted context a second time at a barge-in; the alignment keeps words apart as
+the text had them and adds nothing (docs/voice-agents.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from types import SimpleNamespace
+from typing import Any
+
+from api.dialects.elevenlabs.codec import ElevenLabsCodec
+from api.dialects.elevenlabs.messages import ConnectionParams, parse_output_format
+from api.dialects.elevenlabs.routes import _Connection
+from core.align import WordSpan, character_spans
+from processing.segmenter import TextSegmenter
+from services.sessions.refused_contexts import RefusedContexts
+
+
+# ---------------------------------------------------------------------------------------------- segmenter
+def test_a_sentence_sent_without_trailing_space_is_cut_when_the_next_one_begins() -> None:
+    seg = TextSegmenter()
+    assert seg.push("Okay, Bravo here.") == []  # the buffer's end: "here." might still become "here.com"
+    assert seg.push("This reply is short.") == ["Okay, Bravo here."]
+    assert seg.flush() == ["This reply is short."]
+
+
+def test_pieces_that_continue_a_word_are_not_cut() -> None:
+    seg = TextSegmenter(min_words=1)
+    for pieces in (["It costs 3.", "5 dollars today"], ["Visit example.", "com for more"],
+                   ["See e.g.", "This one"]):
+        assert [p for piece in pieces for p in seg.push(piece)] == [], pieces
+        seg.flush()
+
+
+# ---------------------------------------------------------------------------------------------- ElevenLabs route
+class FakeSession:
+    """Records what the route asks of the session core (the core's own behaviour has its tests)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.refused = RefusedContexts()
+        self.open: dict[str | None, Any] = {}
+        self.running: dict[str | None, Any] = {}
+
+    def utterance(self, cid: str | None) -> Any:
+        return self.open.get(cid)
+
+    def unfinished(self, cid: str | None) -> Any:
+        return self.running.get(cid)
+
+    async def supersede(self, cid: str | None) -> None:
+        self.calls.append(("supersede", cid))
+
+    async def start(self, request: Any, *, context_id: str | None) -> Any:
+        self.calls.append(("start", context_id))
+        u = SimpleNamespace(characters=0, ssml=False)
+        self.open[context_id] = self.running[context_id] = u
+        return u
+
+    async def text(self, text: str, *, context_id: str | None) -> None:
+        self.calls.append(("text", context_id, text))
+        self.open[context_id].characters += len(text)
+
+    async def flush(self, *, context_id: str | None, quiet: bool = False) -> None:
+        self.calls.append(("flush", context_id))
+
+    async def end(self, *, context_id: str | None) -> None:
+        self.calls.append(("end", context_id))
+        self.open.pop(context_id, None)
+
+    async def cancel(self, *, context_id: str | None = None, every: bool = True, quiet: bool = False,
+                     reason: str = "cancelled") -> None:
+        self.calls.append(("cancel", context_id, reason))
+        self.open.pop(context_id, None)
+        self.running.pop(context_id, None)
+
+
+def connection(query: dict[str, str]) -> tuple[_Connection, FakeSession]:
+    session = FakeSession()
+    params = ConnectionParams.model_validate(query)
+    conn = _Connection(SimpleNamespace(), session, SimpleNamespace(), "v", params,  # type: ignore[arg-type]
+                       parse_output_format("pcm_24000"), multi=True)
+
+    async def request(speed: float | None, *, admit: bool = True) -> Any:
+        session.calls.append(("admit", admit))
+        return object()
+
+    conn.synthesis_request = request  # type: ignore[method-assign]
+    return conn, session
+
+
+def send(conn: _Connection, *messages: dict[str, Any]) -> None:
+    async def run() -> None:
+        for message in messages:
+            await conn.handle(json.dumps(message))
+
+    asyncio.run(run())
+
+
+def pipecat_turn(cid: str) -> list[dict[str, Any]]:
+    """Pipecat 1.14's ElevenLabs client, one LLM turn: open, a sentence per message, flush, close."""
+    return [{"text": " ", "context_id": cid, "voice_settings": {"speed": 1.0}},
+            {"text": "Okay, Bravo here.", "context_id": cid}, {"text": "This reply is short.", "context_id": cid},
+            {"context_id": cid, "flush": True}, {"context_id": cid, "close_context": True}]
+
+
+def test_auto_mode_speaks_each_message_at_once() -> None:
+    conn, session = connection({"auto_mode": "true"})
+    send(conn, *pipecat_turn("t1"))
+    assert [c for c in session.calls if c[0] in ("text", "flush", "end")] == [
+        ("text", "t1", "Okay, Bravo here."), ("flush", "t1"), ("text", "t1", "This reply is short."),
+        ("flush", "t1"), ("flush", "t1"), ("end", "t1")]
+
+
+def test_without_auto_mode_text_waits_for_a_sentence_end_or_flush() -> None:
+    conn, session = connection({})
+    send(conn, *pipecat_turn("t1")[:3])
+    assert [c[0] for c in session.calls if c[0] in ("text", "flush")] == ["text", "text"]
+
+
+def test_closing_a_closed_context_that_still_generates_interrupts_it() -> None:
+    """Pipecat at a barge-in: close_context again for the interrupted context (closed at the end of its turn)."""
+    conn, session = connection({"auto_mode": "true"})
+    send(conn, *pipecat_turn("t1"))
+    assert ("cancel", "t1", "interrupted") not in session.calls  # the turn's own close finishes it
+    send(conn, {"context_id": "t1", "close_context": True})
+    assert session.calls[-1] == ("cancel", "t1", "interrupted")
+    send(conn, {"context_id": "t1", "close_context": True})  # finished: nothing more to stop
+    assert session.calls[-1] == ("cancel", "t1", "interrupted") and session.calls.count(session.calls[-1]) == 1
+
+
+def test_a_turn_interrupted_before_its_flush_is_abandoned_even_with_auto_mode() -> None:
+    conn, session = connection({"auto_mode": "true"})
+    send(conn, *pipecat_turn("t1")[:3], {"context_id": "t1", "close_context": True})
+    assert session.calls[-1] == ("cancel", "t1", "abandoned")
+
+
+def test_a_new_context_supersedes_the_interrupted_one_before_admission() -> None:
+    conn, session = connection({})
+    send(conn, *pipecat_turn("t1")[:2], *pipecat_turn("t2")[:2])
+    kinds = [c for c in session.calls if c[0] in ("supersede", "admit", "start")]
+    assert kinds == [("supersede", "t1"), ("admit", True), ("start", "t1"),
+                     ("supersede", "t2"), ("admit", True), ("start", "t2")]
+
+
+# ---------------------------------------------------------------------------------------------- alignment
+def _event(words: list[tuple[str, float, float]]) -> SimpleNamespace:
+    spans = tuple(WordSpan(w, s, e) for w, s, e in words)
+    chars = character_spans(spans)
+    return SimpleNamespace(characters=chars, normalized_characters=chars)
+
+
+def _context_chars(events: list[SimpleNamespace]) -> str:
+    codec = ElevenLabsCodec(absolute_times=True)
+    u = SimpleNamespace(context_id="c", last_audio_span=(0.0, 0.0), codec_state={})
+    messages = []
+    for event in events:
+        messages += codec.timings(u, event)  # type: ignore[arg-type]
+        u.last_audio_span = (0.0, 10.0)
+        messages += codec.audio(u, b"\x00\x00")  # type: ignore[arg-type]
+    messages += codec.done(u)  # type: ignore[arg-type]
+    return "".join(c for m in messages if m.get("alignment") for c in m["alignment"]["chars"])
+
+
+def test_han_alignment_has_no_spaces_the_text_did_not_have() -> None:
+    events = [_event([("你", 0.0, 0.2), ("好，", 0.2, 0.4)]), _event([("我", 0.5, 0.7), ("是", 0.7, 0.9)]),
+              _event([("Bravo.", 1.0, 1.5)])]
+    assert _context_chars(events) == "你好，我是 Bravo."
+
+
+def test_sentences_sent_without_a_space_keep_their_words_apart_and_nothing_is_added() -> None:
+    events = [_event([("Okay,", 0.0, 0.3), ("Bravo", 0.3, 0.6), ("here.", 0.6, 0.9)]),
+              _event([("This", 1.0, 1.2), ("reply.", 1.2, 1.6)])]
+    assert _context_chars(events) == "Okay, Bravo here. This reply."
+
+
+# ---------------------------------------------------------------------------------------------- refusals
+def test_every_admission_refusal_is_logged_with_its_rule(caplog: Any) -> None:
+    from services.codec.admission import AdmissionDecision
+    from services.pipeline.speech import SpeechService
+    from services.pipeline.synthesis import SynthesisError
+
+    class Refusing:
+        async def admit(self) -> AdmissionDecision:
+            return AdmissionDecision(False, "first audio would be late", 2, rule="llm_pace")
+
+    models = SimpleNamespace(pipeline_resources=lambda: SimpleNamespace(admission=Refusing()))
+    speech = SpeechService.__new__(SpeechService)
+    speech.models = models  # type: ignore[assignment]
+    caplog.set_level("WARNING", logger="services.pipeline.speech")
+    try:
+        asyncio.run(speech.admit())
+    except SynthesisError as exc:
+        assert exc.code == "SERVER_OVERLOADED"
+    else:
+        raise AssertionError("admitted")
+    [record] = [r for r in caplog.records if r.getMessage() == "admission_refused"]
+    assert record.rule == "llm_pace"  # type: ignore[attr-defined]
