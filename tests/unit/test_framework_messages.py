@@ -198,3 +198,31 @@ def test_every_admission_refusal_is_logged_with_its_rule(caplog: Any) -> None:
         raise AssertionError("admitted")
     [record] = [r for r in caplog.records if r.getMessage() == "admission_refused"]
     assert record.rule == "llm_pace"  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------------------------- Cartesia route
+def test_a_refused_cartesia_context_is_answered_done_after_its_final_message() -> None:
+    """LiveKit reads the refusal's `done` as the end only once its own input ended: its final `continue: false`
+    gets `done` again, so the turn ends at once instead of at a timeout."""
+    from api.dialects.cartesia.messages import IDLE_TIMEOUT_S
+    from api.dialects.cartesia.routes import _Connection as CartesiaConnection
+
+    replies: list[dict[str, Any]] = []
+    session = FakeSession()
+    session.outbox = SimpleNamespace(reply=lambda payload: _append(replies, payload))  # type: ignore[attr-defined]
+    session.refused.remember("lk1")  # refused while LiveKit was still sending the turn's text
+    conn = CartesiaConnection(SimpleNamespace(), session, SimpleNamespace())  # type: ignore[arg-type]
+
+    async def run() -> None:
+        for message in ({"context_id": "lk1", "transcript": "more words ", "continue": True},
+                        {"context_id": "lk1", "transcript": " ", "continue": False}):
+            await conn.handle(json.dumps(message))
+
+    asyncio.run(run())
+    assert replies == [{"type": "done", "done": True, "status_code": 200, "context_id": "lk1"}]
+    assert "lk1" not in session.refused and not session.calls  # nothing else reached the session
+    assert IDLE_TIMEOUT_S == 300  # Cartesia's (and LiveKit's pool's) 5 minutes
+
+
+async def _append(replies: list[dict[str, Any]], payload: dict[str, Any]) -> None:
+    replies.append(payload)
