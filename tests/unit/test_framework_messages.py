@@ -226,3 +226,37 @@ def test_a_refused_cartesia_context_is_answered_done_after_its_final_message() -
 
 async def _append(replies: list[dict[str, Any]], payload: dict[str, Any]) -> None:
     replies.append(payload)
+
+
+# ---------------------------------------------------------------------------------------------- HTTP with timestamps
+def test_stream_with_timestamps_lines_stay_short_and_add_no_characters() -> None:
+    """Pipecat's HTTP reader refuses a line over 524,288 bytes: a long audio piece goes over several lines, the
+    first carrying the timings; the alignment joined over the lines is the text, with no space added at its end."""
+    import base64
+
+    from api.dialects.elevenlabs.timed import FRAMING, LINE_AUDIO_BYTES
+    from services.pipeline.timestamps import TimestampsEvent
+
+    audio = bytes(range(256)) * 4000  # ~10.7 s of 24 kHz PCM in one piece
+    stats = SimpleNamespace(sent_samples=len(audio) // 2)
+    delivery = SimpleNamespace(job=SimpleNamespace(request=SimpleNamespace(sample_rate=24000), stats=stats,
+                                                   error=None), final_status="completed")
+    words = (WordSpan("Okay,", 0.0, 0.4), WordSpan("Bravo", 0.4, 0.8))
+    later = (WordSpan("here.", 0.8, 1.2),)
+
+    async def items() -> Any:
+        yield TimestampsEvent(words, words)
+        yield audio
+        yield TimestampsEvent(later, later)
+
+    async def collect() -> list[bytes]:
+        return [line async for line in FRAMING[1](items(), delivery)]  # type: ignore[arg-type]
+
+    lines = asyncio.run(collect())
+    assert all(len(line) < 524_288 // 2 for line in lines)
+    bodies = [json.loads(line) for line in lines]
+    assert b"".join(base64.b64decode(b["audio_base64"]) for b in bodies) == audio
+    assert len([b for b in bodies if b["audio_base64"]]) == -(-len(audio) // LINE_AUDIO_BYTES)
+    assert bodies[0]["alignment"] is not None and bodies[1]["alignment"] is None
+    characters = "".join(c for b in bodies if b["alignment"] for c in b["alignment"]["characters"])
+    assert characters == "Okay, Bravo here."
