@@ -260,3 +260,33 @@ def test_stream_with_timestamps_lines_stay_short_and_add_no_characters() -> None
     assert bodies[0]["alignment"] is not None and bodies[1]["alignment"] is None
     characters = "".join(c for b in bodies if b["alignment"] for c in b["alignment"]["characters"])
     assert characters == "Okay, Bravo here."
+
+
+# ---------------------------------------------------------------------------------------------- the log
+def test_uvicorns_lines_are_json_too() -> None:
+    """uvicorn installs plain-text handlers on its loggers before the app starts; the app's logging takes them over."""
+    import io
+    import logging.config
+
+    import uvicorn.config
+
+    from shared.logging import configure_logging
+
+    logging.config.dictConfig(uvicorn.config.LOGGING_CONFIG)
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        configure_logging("INFO", json_lines=True)
+        [handler] = [h for h in root.handlers if getattr(h, "_tts_handler", False)]
+        stream = io.StringIO()
+        handler.setStream(stream)  # type: ignore[attr-defined]
+        logging.getLogger("uvicorn.error").info("Started server process [%d]", 7)
+        logging.getLogger("uvicorn").info("Uvicorn running")
+        lines = stream.getvalue().splitlines()
+        assert [json.loads(line)["message"] for line in lines] == ["Started server process [7]", "Uvicorn running"]
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in saved[0]:
+            root.addHandler(h)
+        root.setLevel(saved[1])
