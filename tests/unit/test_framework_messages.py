@@ -290,3 +290,31 @@ def test_uvicorns_lines_are_json_too() -> None:
         for h in saved[0]:
             root.addHandler(h)
         root.setLevel(saved[1])
+
+
+# ---------------------------------------------------------------------------------------------- pacing
+def test_tokens_made_while_waiting_for_playback_go_out_in_paced_groups() -> None:
+    """While a streaming job waits for playback the engine keeps generating; what it made meanwhile is decoded in
+    groups of at most half TTS_STREAM_MAX_AHEAD_S, each waiting with its own audio counted, so the client holds at
+    most about the setting (not the setting plus one message of several seconds)."""
+    import numpy as np
+
+    from core.guards.chunk import SAMPLES_PER_TOKEN
+    from core.streaming import PlannedWindow
+    from services.pipeline.audio_output import NATIVE_RATE
+    from services.pipeline.synthesis import SynthesisJob
+
+    tokens = round(0.5 * NATIVE_RATE / SAMPLES_PER_TOKEN)  # 0.5 s of audio per window
+    windows = [PlannedWindow(np.zeros(tokens, np.int32), 0, tokens) for _ in range(10)]
+
+    def groups(stream: bool) -> list[list[float]]:
+        job = SimpleNamespace(request=SimpleNamespace(stream=stream, time_stretch=1.0),
+                              resources=SimpleNamespace(settings=SimpleNamespace(stream_max_ahead_s=3.0)))
+        job._window_seconds = lambda w: SynthesisJob._window_seconds(job, w)  # type: ignore[arg-type]
+        return [[job._window_seconds(w) for w in group]
+                for group in SynthesisJob._paced_groups(job, windows)]  # type: ignore[arg-type]
+
+    paced = groups(True)
+    assert [len(g) for g in paced] == [3, 3, 3, 1] and [len(g) for g in groups(False)] == [10]
+    # Each group waits until the client holds at most 3 s less the group's audio: never more than 3 s after it.
+    assert all(sum(g) <= 1.5 + 1e-9 for g in paced)

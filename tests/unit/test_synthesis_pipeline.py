@@ -310,7 +310,10 @@ async def test_jobs_decode_through_the_codec_scheduler_and_streams_pace_against_
     stream_handle, held_handle = opened
     assert stream_handle.arrival == streamed.arrival
     assert len(stream_handle.paces) >= 2  # the first window and the finishing one at least
-    assert set(stream_handle.paces) == {runtime.settings.stream_max_ahead_s}
+    # Each group of windows waits with its own audio counted (the next text chunk's generation with none): the
+    # client holds at most about the setting.
+    limit = runtime.settings.stream_max_ahead_s
+    assert all(0 <= bound <= limit for bound in stream_handle.paces) and min(stream_handle.paces) < limit
     assert stream_handle.audio_seconds == pytest.approx(streamed.stats.output_samples / NATIVE_RATE)
     assert held_handle.paces == [] and held_handle.first_audio_at == held.arrival
 
