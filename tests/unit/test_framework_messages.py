@@ -318,3 +318,29 @@ def test_tokens_made_while_waiting_for_playback_go_out_in_paced_groups() -> None
     assert [len(g) for g in paced] == [3, 3, 3, 1] and [len(g) for g in groups(False)] == [10]
     # Each group waits until the client holds at most 3 s less the group's audio: never more than 3 s after it.
     assert all(sum(g) <= 1.5 + 1e-9 for g in paced)
+
+
+def test_text_refused_mid_turn_gets_one_error_not_a_second_for_its_flush() -> None:
+    """Out of credits at a piece of text: the refusal (error, end marker) ends the context; the same message's
+    flush (Pipecat's Cartesia client sends `max_buffer_delay_ms: 0` on every message) or close is not answered with
+    a second, spurious error ("No open context ... for 'flush'")."""
+    from api.dialects.cartesia.routes import _Connection as CartesiaConnection
+
+    class Broke(FakeSession):
+        async def text(self, text: str, *, context_id: str | None) -> None:
+            self.calls.append(("text", context_id, text))
+            self.refused.remember(context_id)  # type: ignore[arg-type]
+            self.open.pop(context_id, None)
+
+    session = Broke()
+    session.open["p"] = session.running["p"] = SimpleNamespace(characters=0, buffer_delay_s=None, codec_state={})
+    conn = CartesiaConnection(SimpleNamespace(), session, SimpleNamespace())  # type: ignore[arg-type]
+    asyncio.run(conn.handle(json.dumps({"context_id": "p", "transcript": "More words.", "continue": False,
+                                        "max_buffer_delay_ms": 0, "flush": True})))
+    assert session.calls == [("text", "p", "More words.")]
+
+    el, session = connection({"auto_mode": "true"})
+    send(el, {"text": " ", "context_id": "q"})
+    session.text = Broke.text.__get__(session)  # type: ignore[method-assign]
+    send(el, {"text": "More words.", "context_id": "q", "flush": True})
+    assert session.calls[-1] == ("text", "q", "More words.")

@@ -89,6 +89,8 @@ class _Connection:
             u.buffer_delay_s = msg.max_buffer_delay_ms / 1000
         if msg.transcript:
             await session.text(msg.transcript, context_id=cid)
+            if cid in session.refused:  # the text was refused (credits): the error ended it, nothing more to answer
+                return
         if msg.flush:
             await session.flush(context_id=cid)
         elif msg.max_buffer_delay_ms == 0 and msg.continue_:

@@ -122,6 +122,8 @@ class _Connection:
             return
         if text and (text.strip() or u.characters):  # the opener " " carries no speech
             await session.text(text, context_id=cid)
+            if cid in session.refused:  # the text was refused (credits): the error and isFinal ended it
+                return
             self.unflushed.add(cid)
             if self.params.auto_mode and text.strip():
                 # auto_mode: each message is a complete sentence or phrase (ElevenLabs' documentation), spoken at
