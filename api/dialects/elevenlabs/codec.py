@@ -78,7 +78,6 @@ class ElevenLabsCodec:
             return []
         u.codec_state["last"] = last_characters((written, spoken), before)
         u.codec_state.setdefault("pending", []).append((written, spoken))
-        u.codec_state["any"] = True
         sent = u.last_audio_span[1]
         if written[0][1] >= sent:
             return []
