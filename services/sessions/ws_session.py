@@ -16,8 +16,9 @@ each context runs as soon as it has text, each admitted and accounted on its own
 Work nobody will hear stops (README, "Barge-in"): an explicit cancel, a closed socket, and, on the dialects' sockets
 (`supersede_after_s` set), a context opening while an earlier context of the socket is still unfinished and has
 heard nothing from its client for `supersede_after_s`: LiveKit's pooled clients signal a barge-in that way (they send
-nothing once a stream's input has ended; Pipecat 1.14 closes the context again, which the route cancels). A context opening sooner than that after the earlier one's last message is a reply queued on purpose
-(Pipecat's `TTSSpeakFrame` right after an LLM turn) and both are spoken. Every stop is logged (`utterance_stopped`,
+nothing once a stream's input has ended; Pipecat 1.14 closes the context again, which the route cancels). A context
+opening sooner than that after the earlier one's last message is a reply queued on purpose (Pipecat's
+`TTSSpeakFrame` right after an LLM turn) and both are spoken. Every stop is logged (`utterance_stopped`,
 with `stop_ms` from the client message that revealed it to the end of the utterance's task).
 """
 
