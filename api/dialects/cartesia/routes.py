@@ -50,7 +50,7 @@ class _Connection:
             elif closes and not msg.cancel:
                 # LiveKit reads `done` as the end only once its own input has ended, so the error it got while still
                 # sending was not the end for it: the context's final message is answered with `done` again.
-                await self.session.outbox.reply(done_event(cid))
+                await self.session.outbox.reply(done_event(cid))  # type: ignore[arg-type]
         except ApiError as err:
             raise ContextError(err.code, err.message, context_id=cid, param=err.param, closes=closes) from None
         if closes:  # the client ended the context (refused or not): its id may open a new one
