@@ -15,6 +15,7 @@ WebSocket utterances get their text in pieces, so they take steps 1-2 here and p
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
     from services.pipeline.resources import ModelSource
     from services.pipeline.timestamps import TimestampsKind
     from shared.settings import Settings
+
+logger = logging.getLogger("services.pipeline.speech")
 
 # Texts up to this long are planned on the event loop (~2.3 us per character here: under 1 ms), longer ones in a
 # worker thread. Under load a hop to a worker costs up to a GIL switch interval (5 ms) of first-audio latency, more
@@ -158,6 +161,10 @@ class SpeechService:
             return
         decision = await admission.admit()
         if not decision.admit:
+            # Every refusal with its rule (the metric counts them; the log says which stream and why).
+            logger.warning("admission_refused", extra={"event": "admission_refused", "rule": decision.rule,
+                                                       "reason": decision.reason,
+                                                       "retry_after_s": decision.retry_after_s})
             raise SynthesisError("SERVER_OVERLOADED", f"This server is at capacity ({decision.reason}); retry "
                                  "shortly or on another server.", retry_after=max(1, int(decision.retry_after_s)))
 

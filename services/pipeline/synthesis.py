@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.guards import Trip
+from core.guards.chunk import SAMPLES_PER_TOKEN
 from core.llm import SamplingConfig
 from core.streaming import DecodePlanner, LatencyPreference, PlannedWindow, StreamingConfig
 from core.tokens import NoSpeechError, TokenParser, TokenStreamError
@@ -342,23 +343,47 @@ class SynthesisJob:
         return out
 
     # ------------------------------------------------------------------ decode + audio chain
-    async def _pace(self) -> None:
-        """A streaming job waits while it is more than `stream_max_ahead_s` ahead of its client's playback."""
+    async def _pace(self, upcoming_s: float = 0.0) -> None:
+        """A streaming job waits until its client, playing in real time, would hold at most `stream_max_ahead_s`
+        of its audio once `upcoming_s` more (what it is about to send) arrives."""
         if self.request.stream and self.playback is not None:
-            await self.playback.pace(self.resources.settings.stream_max_ahead_s)
+            await self.playback.pace(max(0.0, self.resources.settings.stream_max_ahead_s - upcoming_s))
+
+    def _window_seconds(self, window: PlannedWindow) -> float:
+        return window.kept_tokens * SAMPLES_PER_TOKEN / NATIVE_RATE / self.request.time_stretch
+
+    def _paced_groups(self, windows: list[PlannedWindow]) -> list[list[PlannedWindow]]:
+        """A streaming job's windows in groups of at most half `stream_max_ahead_s` of audio each (at least one
+        window): while it waited for playback the engine kept generating, and the tokens it made meanwhile must not
+        reach the client as one message of several seconds. A job that is not paced decodes them together."""
+        if not self.request.stream:
+            return [windows]
+        step = self.resources.settings.stream_max_ahead_s / 2
+        groups: list[list[PlannedWindow]] = [[]]
+        seconds = 0.0
+        for window in windows:
+            length = self._window_seconds(window)
+            if groups[-1] and seconds + length > step:
+                groups.append([])
+                seconds = 0.0
+            groups[-1].append(window)
+            seconds += length
+        return groups
 
     async def _decode_windows(self, planner: DecodePlanner, windows: list[PlannedWindow]) -> list[np.ndarray]:
-        """The windows' audio from the codec scheduler (submitted together: they may share one device call), taken
-        back by the planner in order (its crossfades)."""
-        if not windows:
-            return []
-        await self._pace()
-        assert self.handle is not None
-        started = time.perf_counter()
-        d = self._d_vector
-        kept = await self.handle.decode_all([DecodeWindow(w.ids, d, w.keep_start, w.keep_end) for w in windows])
-        DECODE_STAGE_SECONDS.observe(time.perf_counter() - started)
-        return [planner.take(w, audio) for w, audio in zip(windows, kept, strict=True)]
+        """The windows' audio from the codec scheduler (a group submitted together: they may share one device call),
+        taken back by the planner in order (its crossfades); each group waits for playback with its own audio
+        counted (`_pace`), so the client never holds much more than `stream_max_ahead_s`."""
+        out: list[np.ndarray] = []
+        for group in self._paced_groups(windows) if windows else []:
+            await self._pace(sum(self._window_seconds(w) for w in group))
+            assert self.handle is not None
+            started = time.perf_counter()
+            d = self._d_vector
+            kept = await self.handle.decode_all([DecodeWindow(w.ids, d, w.keep_start, w.keep_end) for w in group])
+            DECODE_STAGE_SECONDS.observe(time.perf_counter() - started)
+            out += [planner.take(w, audio) for w, audio in zip(group, kept, strict=True)]
+        return out
 
     async def _decode_push(self, run: ChunkRun, planner: DecodePlanner, semantic: list[int]) -> bytes:
         windows = planner.push(semantic)

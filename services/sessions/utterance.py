@@ -9,6 +9,9 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
+
+from audio.encoders import create_encoder
 from core.guards.chunk import SAMPLES_PER_TOKEN
 from core.guards.text_budget import SEMANTIC_TOKENS_PER_SECOND, expected_tokens
 from processing.segmenter import TextSegmenter
@@ -20,6 +23,12 @@ from services.usage.accounting import RequestAccounting, RequestReport
 
 if TYPE_CHECKING:
     from services.pipeline.resources import PipelineResources
+
+
+# Seconds of silence a dialect's context with nothing to speak (emoji, punctuation) gets before its end marker:
+# Pipecat counts a context that ends without audio as a failure (three in a row disable the service), and over HTTP
+# punctuation alone gets about this much audio.
+NOTHING_TO_SPEAK_S = 0.3
 
 
 class UtteranceGate(Protocol):
@@ -87,8 +96,8 @@ class Utterance:
         self.last_message_at = 0.0  # the session's clock at the client's latest message about this utterance
         self.opened_at = 0.0  # ... at its first message
         self.first_audio_at: float | None = None  # ... when its first audio chunk went to the outbox
-        # cancelled | disconnected | ended_by_server | server_error | superseded | abandoned | refused, set before
-        # the task is cancelled; `stop_error`: the code its row carries when the stop is a failure
+        # cancelled | disconnected | ended_by_server | server_error | superseded | abandoned | interrupted | refused,
+        # set before the task is cancelled; `stop_error`: the code its row carries when the stop is a failure
         self.stop_reason: str | None = None
         self.stop_error: SynthesisError | None = None
         self.has_work = asyncio.Event()  # set once text was fed or the utterance ended
@@ -194,6 +203,15 @@ class Utterance:
         for chunk in plan.chunks:
             self.job.feed_text(chunk)
         return len(plan.chunks)
+
+    def silence(self) -> bytes:
+        """`NOTHING_TO_SPEAK_S` of silence in the output format (a context that had nothing to speak)."""
+        encoder = create_encoder(self.request.audio_format, self.request.sample_rate, streaming=True)
+        try:
+            samples = np.zeros(round(NOTHING_TO_SPEAK_S * self.request.sample_rate), np.float32)
+            return encoder.push(samples) + encoder.flush()
+        finally:
+            encoder.close()
 
     # ------------------------------------------------------------------ audio accounting
     def admit(self, gate: UtteranceGate) -> None:

@@ -15,10 +15,10 @@ each context runs as soon as it has text, each admitted and accounted on its own
 
 Work nobody will hear stops (README, "Barge-in"): an explicit cancel, a closed socket, and, on the dialects' sockets
 (`supersede_after_s` set), a context opening while an earlier context of the socket is still unfinished and has
-heard nothing from its client for `supersede_after_s`: the frameworks signal a barge-in that way (Pipecat's
-ElevenLabs client sends nothing when interrupted; LiveKit's pooled clients send nothing once a stream's input has
-ended). A context opening sooner than that after the earlier one's last message is a reply queued on purpose
-(Pipecat's `TTSSpeakFrame` right after an LLM turn) and both are spoken. Every stop is logged (`utterance_stopped`,
+heard nothing from its client for `supersede_after_s`: LiveKit's pooled clients signal a barge-in that way (they send
+nothing once a stream's input has ended; Pipecat 1.14 closes the context again, which the route cancels). A context
+opening sooner than that after the earlier one's last message is a reply queued on purpose (Pipecat's
+`TTSSpeakFrame` right after an LLM turn) and both are spoken. Every stop is logged (`utterance_stopped`,
 with `stop_ms` from the client message that revealed it to the end of the utterance's task).
 """
 
@@ -55,8 +55,8 @@ IDLE_CHECK_S = 0.05
 # `ended_by_server` (a stalled reader, a broken message rule) is recorded like a hang-up but charged for the audio
 # that reached the socket only (Utterance.billable_characters); so is a context `refused` mid-way (its row carries
 # the refusal's 4xx code). `server_error` (our own failure ended the socket) is a 5xx failure: refunded in full.
-_STOP_STATUS = {"superseded": "cancelled", "abandoned": "cancelled", "refused": "failed",
-                "ended_by_server": "disconnected", "server_error": "failed"}
+_STOP_STATUS = {"superseded": "cancelled", "abandoned": "cancelled", "interrupted": "cancelled",
+                "refused": "failed", "ended_by_server": "disconnected", "server_error": "failed"}
 SERVER_ERROR = SynthesisError("INTERNAL_ERROR", "An internal error occurred; it has been logged.")
 
 
@@ -168,8 +168,7 @@ class WsSession:
                 "type", context_id=context_id,
             )
             return None
-        if context_id is not None and self.supersede_after_s is not None:
-            await self._supersede(context_id)
+        await self.supersede(context_id)  # the route did so before admission; a no-op by now
         if len(self._open) >= self.max_open or len(self._running) >= self.max_unfinished:
             what = "utterances" if context_id is None else "contexts"
             await self.reject(
@@ -249,8 +248,8 @@ class WsSession:
 
     async def cancel(self, *, context_id: str | None = None, every: bool = True, quiet: bool = False,
                      reason: str = "cancelled") -> None:
-        """Stop unfinished utterances now (every one, or only `context_id`'s): queued audio is dropped and
-        generation aborted. `reason`: cancelled (asked), abandoned (a context closed before its input ended)."""
+        """Stop unfinished utterances now (every one, or only `context_id`'s): queued audio is dropped and generation
+        aborted. `reason`: cancelled (asked), abandoned (closed before its input ended), interrupted (closed again)."""
         targets = [(u, task) for u, task in self._running.values()
                    if not task.done() and (every or u.context_id == context_id)]
         await self._stop(targets, reason)
@@ -367,10 +366,12 @@ class WsSession:
             await self.reject("VALIDATION_ERROR", message, "type", context_id=context_id)
         return u
 
-    async def _supersede(self, context_id: str) -> None:
+    async def supersede(self, context_id: str | None) -> None:
         """A context opens: earlier unfinished contexts whose client has been silent about them for
-        `supersede_after_s` were barged in on (their isFinal/nothing goes out first, their queued audio never)."""
-        assert self.supersede_after_s is not None
+        `supersede_after_s` were barged in on (their isFinal/nothing goes out first, their queued audio never). The
+        routes call it before admission, so the reply a turn interrupts never counts against it."""
+        if context_id is None or self.supersede_after_s is None:
+            return
         now = self._clock()
         targets = [(u, task) for u, task in self._running.values()
                    if not task.done() and u.context_id != context_id
@@ -414,9 +415,9 @@ class WsSession:
             if previous is not None:
                 await asyncio.wait([previous])
             await u.has_work.wait()
-            if u.text_chunks == 0 and not self.serial:  # emoji or punctuation only: silence, as the vendors do
+            if u.text_chunks == 0 and not self.serial:  # emoji or punctuation only: a short silence, then the end
                 status = "empty"
-                await self._send(self.codec.done(u), u)
+                await self._send([*self.codec.audio(u, u.silence()), *self.codec.done(u)], u)
                 return
             if u.text_chunks == 0:
                 raise SynthesisError(

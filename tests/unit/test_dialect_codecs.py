@@ -48,7 +48,8 @@ def _run(codec: ElevenLabsCodec) -> list[dict]:
 
 
 def _pipecat_word_starts(messages: list[dict]) -> list[tuple[str, float]]:
-    """Pipecat's reading: times relative to a clock advanced by the end of each message's last character."""
+    """Pipecat's reading: times relative to a clock advanced by the end of each message's last character; a word
+    completes at the next space, the last one at the context's end (Pipecat completes what is left there)."""
     clock, words, word, start = 0.0, [], "", None
     for m in messages:
         a = m.get("alignment")
@@ -63,7 +64,7 @@ def _pipecat_word_starts(messages: list[dict]) -> list[tuple[str, float]]:
                 start = clock + s / 1000 if start is None else start
                 word += ch
         clock += (a["charStartTimesMs"][-1] + a["charDurationsMs"][-1]) / 1000
-    return words
+    return words + ([(word, start)] if word else [])
 
 
 def test_elevenlabs_relative_alignment_keeps_pipecats_clock_on_the_audio() -> None:
@@ -78,7 +79,7 @@ def test_elevenlabs_relative_alignment_keeps_pipecats_clock_on_the_audio() -> No
     assert [round(t, 3) for _, t in words] == [0.0, 0.3, 0.6]  # the aligner's starts, unshifted
     clock = sum((m["alignment"]["charStartTimesMs"][-1] + m["alignment"]["charDurationsMs"][-1]) / 1000
                 for m in messages if m.get("alignment"))
-    assert round(clock, 3) == 1.0  # Pipecat's clock ends where the audio ends
+    assert round(clock, 3) == 0.9  # Pipecat's clock ends with the last character (no space is added after it)
 
 
 def test_elevenlabs_sync_alignment_is_from_the_context_start() -> None:
@@ -137,5 +138,5 @@ def test_elevenlabs_timings_ahead_of_their_audio_ride_on_it() -> None:
     assert codec.timings(u, _event(CHARS_1)) == []  # type: ignore[arg-type]  # nothing sent yet: wait for audio
     u.last_audio_span = (0.0, 0.25)
     [message] = codec.audio(u, b"\x00\x00")  # type: ignore[arg-type]
-    assert message["alignment"]["chars"] == ["h", "i", " ", "y", "o", " "]
+    assert message["alignment"]["chars"] == ["h", "i", " ", "y", "o"]  # nothing the text did not have
     assert message["normalizedAlignment"]["chars"] == message["alignment"]["chars"]

@@ -311,7 +311,10 @@ async def test_jobs_decode_through_the_codec_scheduler_and_streams_pace_against_
     stream_playback, held_playback = (h.playback for h in opened)
     assert stream_playback is streamed.playback and stream_playback.arrival == streamed.arrival
     assert len(stream_playback.paces) >= 2  # the first window and the finishing one at least
-    assert set(stream_playback.paces) == {runtime.settings.stream_max_ahead_s}
+    # Each group of windows waits with its own audio counted (the next text chunk's generation with none): the
+    # client holds at most about the setting.
+    limit = runtime.settings.stream_max_ahead_s
+    assert all(0 <= bound <= limit for bound in stream_playback.paces) and min(stream_playback.paces) < limit
     assert stream_playback.audio_seconds == pytest.approx(streamed.stats.output_samples / NATIVE_RATE)
     assert held_playback.paces == [] and held_playback.first_audio_at == held.arrival
 

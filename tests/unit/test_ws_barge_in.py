@@ -1,6 +1,7 @@
 """The barge-in rules of a dialect's socket, on the session core with the demo model and a simulated clock: a
 context opening after an earlier one's client fell silent stops it; one opening right after (a reply queued on
-purpose) lets both speak; a refusal and a text with nothing to speak end their context with its end marker."""
+purpose) lets both speak; a refusal ends its context with its end marker, a text with nothing to speak with a short
+silence and its end marker."""
 
 from __future__ import annotations
 
@@ -115,13 +116,24 @@ async def test_a_refusal_ends_the_context_with_its_end_marker(runtime: Any) -> N
     await outbox.close()
 
 
-async def test_text_with_nothing_to_speak_ends_silently(runtime: Any) -> None:
-    for codec, marker in ((ElevenLabsCodec(absolute_times=False), "isFinal"), (CartesiaCodec(), "done")):
+async def test_text_with_nothing_to_speak_ends_with_a_short_silence(runtime: Any) -> None:
+    """Pipecat counts a context that ends without audio as a failure (three in a row disable it): emoji or
+    punctuation alone get NOTHING_TO_SPEAK_S of silence, then the end marker; nothing is charged."""
+    import base64
+
+    from services.sessions.utterance import NOTHING_TO_SPEAK_S
+
+    for codec, marker, key in ((ElevenLabsCodec(absolute_times=False), "isFinal", "audio"),
+                               (CartesiaCodec(), "done", "data")):
         gate = RecordingGate()
         session, sock, outbox, _ = dialect_session(runtime, gate, codec)
-        await session.start(request_for(runtime), context_id="e", text="🙂 ... !!", end=True)
+        request = request_for(runtime)
+        await session.start(request, context_id="e", text="🙂 ... !!", end=True)
         await until(lambda: any(m.get(marker) is True for m in of(sock, "e")))  # noqa: B023
         assert not [m for m in of(sock, "e") if m.get("error") or m.get("type") == "error"]
+        audio = b"".join(base64.b64decode(m[key]) for m in of(sock, "e") if m.get(key))
+        assert audio == bytes(len(audio)) and len(audio) == round(NOTHING_TO_SPEAK_S * request.sample_rate) * 2
+        assert of(sock, "e")[-1].get(marker) is True
         assert gate.statuses == ["refused"]  # never admitted, nothing charged
         await outbox.close()
 
