@@ -10,6 +10,8 @@ import pytest
 
 from bench.bench_service import main as bench_service_main
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.mark.e2e
 def test_service_bench_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,6 +12,8 @@ import pytest
 
 from tests.unit.test_gpu_acceptance import run_acceptance
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path, Path]:

@@ -17,6 +17,8 @@ from services.deployment.metrics_push import MetricsPusher, PushTarget
 from shared.settings import Settings
 from tests.unit.test_metrics_push import registry_with, target
 
+pytestmark = pytest.mark.integration
+
 
 class Recorder(ThreadingHTTPServer):
     """Answers every PUT/DELETE with 200 and records (method, path, Authorization, body)."""

@@ -11,6 +11,8 @@ import pytest
 
 import app as modal_app
 
+pytestmark = pytest.mark.integration
+
 
 def test_fetch_copies_a_container_path_and_downloads_a_url(tmp_path: Path) -> None:
     source = tmp_path / "upload" / "g_16kto48k"

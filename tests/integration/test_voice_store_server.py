@@ -15,6 +15,8 @@ from services.voice_library.supabase_store import SupabaseVoiceStore
 from tests.http_stub import json_server
 from tests.unit.test_voice_store import check_store, record
 
+pytestmark = pytest.mark.integration
+
 SERVICE_KEY = "sb_secret_test-service-key-0123456789"
 
 

@@ -19,6 +19,8 @@ from core import weights
 from core.weights import ExpectedFile
 from tests.conftest import PROJECT_ROOT
 
+pytestmark = pytest.mark.integration
+
 
 class RangeHandler(http.server.SimpleHTTPRequestHandler):
     """Serves files under `directory` with `Range: bytes=N-` support, counting requests and ranges."""
