@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import http.server
 import json
 import os
 import subprocess
@@ -508,31 +507,6 @@ def test_download_uses_the_full_spec_digests() -> None:
     assert paths["BiCodec/model.safetensors"].sha256.startswith("e9940cd4")
     assert all(f.sha256 is None or len(f.sha256) == 64 for f in modal_app.SPARK_FILES + modal_app.APBWE_FILES)
     assert modal_app.SPARK_REVISION == "642071559bfc6346c2359d19dcb6be3f9dd8a05d"
-
-
-def test_fetch_copies_a_container_path_and_downloads_a_url(tmp_path: Path) -> None:
-    source = tmp_path / "upload" / "g_16kto48k"
-    _write(source, b"weights")
-    modal_app.fetch_to(str(source), tmp_path / "sr" / "g_16kto48k")
-    assert (tmp_path / "sr" / "g_16kto48k").read_bytes() == b"weights"
-    with pytest.raises(FileNotFoundError, match="modal volume put"):
-        modal_app.fetch_to(str(tmp_path / "nope"), tmp_path / "sr" / "x")
-    with pytest.raises(ValueError, match="expected an http"):
-        modal_app.fetch_to("ftp://example.invalid/x", tmp_path / "sr" / "x")
-
-    handler = type("H", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), lambda *a: handler(*a, directory=str(source.parent))
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/g_16kto48k"
-        modal_app.fetch_to(url, tmp_path / "dl" / "g_16kto48k")
-    finally:
-        server.shutdown()
-    assert (tmp_path / "dl" / "g_16kto48k").read_bytes() == b"weights"
-    assert [p.name for p in (tmp_path / "dl").iterdir()] == ["g_16kto48k"]  # no temp file left behind
 
 
 class FakeVolume:
