@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,7 +34,7 @@ from services.pipeline.gpu_faults import GpuFaultDetector
 from services.pipeline.speech import SpeechService
 from services.voice_library import VoiceLibrary
 from shared.logging import configure_logging
-from shared.settings import APP_VERSION, Settings, get_settings
+from shared.settings import APP_VERSION, Settings, get_settings, unknown_variables
 
 logger = logging.getLogger("api.app")
 
@@ -53,6 +54,9 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
     created and loaded in the background at start-up, and readiness answers 503 until it is warm."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    # A mistyped TTS_ variable would otherwise be ignored in silence (warned, not refused: it changes nothing).
+    for variable, meant in unknown_variables(os.environ):
+        logger.warning("%s names no setting and is ignored%s", variable, f" (did you mean {meant}?)" if meant else "")
     runtime = runtime or ModelRuntime(settings)
     if runtime.warmup_step is None:
         runtime.warmup_step = warmup_step_for(settings)
