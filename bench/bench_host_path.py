@@ -64,7 +64,7 @@ from bench.flood_client import server_cpu_s  # noqa: E402
 from bench.harness import start_server  # noqa: E402
 from bench.loadgen import LevelSpec, run_level, summarise  # noqa: E402
 from bench.ws_speakers import WS_TRANSPORTS, run_socket_level  # noqa: E402
-from shared.settings import Settings  # noqa: E402
+from shared.settings import FIELDS  # noqa: E402
 
 SENTENCE = ("The quick brown fox jumps over the lazy dog, then naps in the warm afternoon sun while the children "
             "play by the river and the old miller counts his sacks of flour. ")  # ~11 s of audio
@@ -377,7 +377,7 @@ def main() -> int:
                    help="paced: the stand-in (--tokens-per-s); vllm: the product's vLLM engine (run with .venv-vllm)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "host_path" / "host_path.json")
     args = p.parse_args()
-    interval = args.stream_interval or Settings.model_fields["llm_stream_interval"].default
+    interval = args.stream_interval or FIELDS["llm_stream_interval"].default
     proc, url = start(args.profile, args.tokens_per_s, interval, args.engine)
     try:
         formats = args.format.split(",")

@@ -178,7 +178,7 @@ def _ideal(schedule: StreamingConfig, timing: EngineTiming) -> tuple[tuple[float
 
 def schedule_of(settings: dict[str, Any], preference: str, variant: str = "now") -> StreamingConfig:
     """The first text chunk's schedule the server uses for a latency preference (its own settings)."""
-    schedule = StreamingConfig.from_settings(SimpleNamespace(**settings)).for_latency(preference)  # type: ignore[arg-type]
+    schedule = StreamingConfig.from_settings(SimpleNamespace(stream=SimpleNamespace(**settings))).for_latency(preference)  # type: ignore[arg-type]
     return replace(schedule, resume_chunk_tokens=None) if variant == "before" else schedule
 
 

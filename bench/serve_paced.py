@@ -55,7 +55,7 @@ from services.access.grant import AccessServices  # noqa: E402
 from services.deployment.runtime import ModelRuntime  # noqa: E402
 from services.pipeline.audio_output import AudioOutput  # noqa: E402
 from services.pipeline.speaker_vectors import SpeakerVectors  # noqa: E402
-from shared.settings import Settings  # noqa: E402
+from shared.settings import FIELD_GROUP, Settings  # noqa: E402
 
 
 class PacedRuntime(ModelRuntime):
@@ -230,7 +230,7 @@ def add_bench_routes(app: FastAPI, runtime: PacedRuntime, access: RecordingAcces
             "scheduler": _scheduler_stats(runtime.codec_scheduler),
             "speaker_vector_computations": runtime.speaker_vector_computations,
             "sr_context_samples": runtime.sr.context if runtime.sr is not None else None,
-            "settings": {k: getattr(runtime.settings, k) for k in _REPORTED_SETTINGS},
+            "settings": {k: getattr(getattr(runtime.settings, FIELD_GROUP[k]), k) for k in _REPORTED_SETTINGS},
         }
 
     async def engine_update(request: Request) -> dict:
@@ -270,7 +270,7 @@ def add_bench_routes(app: FastAPI, runtime: PacedRuntime, access: RecordingAcces
         runner = scheduler.runner if scheduler is not None else None
         reader = getattr(runner, "device_time", None)
         return {"device": str(runtime.device), "graphs": runner.graphs is not None if reader else None,
-                "sr_precision": runtime.settings.codec_sr_precision,  # the AP-BWE graphs' (CUDA; the eager path: fp32)
+                "sr_precision": runtime.settings.codec.codec_sr_precision,  # the AP-BWE graphs' (CUDA; the eager path: fp32)
                 "shapes": reader() if reader else []}
 
     app.add_api_route("/bench/variant", variant_update, methods=["POST"], include_in_schema=False)

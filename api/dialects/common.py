@@ -78,13 +78,13 @@ async def open_session(websocket: WebSocket, services: Services, key: ApiKeyReco
     settings = services.settings
     if websocket.client_state == WebSocketState.CONNECTING:  # a route that read a first message accepted already
         await websocket.accept(headers=[(b"x-request-id", connection_id.encode())])
-    outbox = Outbox(websocket, max_items=settings.stream_queue_chunks, send_timeout_s=settings.send_stall_timeout_s)
+    outbox = Outbox(websocket, max_items=settings.stream.stream_queue_chunks, send_timeout_s=settings.stream.send_stall_timeout_s)
     gate = AccessGate(services.access, key, connection_counted=counted,
                       client_request_id=websocket.scope.get("state", {}).get("client_request_id"))
     continuity = services.speech.continuity  # remembers each context's job, as for our WebSocket
     session = WsSession(services.runtime, outbox, gate, connection_id=connection_id,
-                        max_text_chars=settings.max_text_chars, codec=codec, serial=not multi,
+                        max_text_chars=settings.limits.max_text_chars, codec=codec, serial=not multi,
                         max_open=max_contexts if multi else 1, max_unfinished=max_contexts,
                         on_job=None if continuity is None else partial(continuity.track, key_id=key.key_id),
-                        supersede_after_s=settings.ws_supersede_after_s, dialect=dialect)
+                        supersede_after_s=settings.websocket.ws_supersede_after_s, dialect=dialect)
     return session, outbox

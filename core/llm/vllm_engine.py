@@ -142,15 +142,15 @@ class VLLMEngine:
     @classmethod
     def from_settings(cls, llm_dir: str | Path, settings: Settings, **overrides: Any) -> VLLMEngine:
         kwargs: dict[str, Any] = {
-            "dtype": settings.llm_dtype,
-            "gpu_memory_utilization": settings.gpu_memory_utilization,
-            "max_model_len": settings.max_model_len,
-            "max_num_seqs": settings.max_num_seqs,
-            "stream_interval": settings.llm_stream_interval,
-            "enable_prefix_caching": settings.enable_prefix_caching,
-            "enforce_eager": settings.enforce_eager,
-            "enable_sleep_mode": settings.vllm_sleep_mode,
-            "engine_stats": settings.vllm_engine_stats,
+            "dtype": settings.llm.llm_dtype,
+            "gpu_memory_utilization": settings.llm.gpu_memory_utilization,
+            "max_model_len": settings.llm.max_model_len,
+            "max_num_seqs": settings.llm.max_num_seqs,
+            "stream_interval": settings.llm.llm_stream_interval,
+            "enable_prefix_caching": settings.llm.enable_prefix_caching,
+            "enforce_eager": settings.llm.enforce_eager,
+            "enable_sleep_mode": settings.llm.vllm_sleep_mode,
+            "engine_stats": settings.llm.vllm_engine_stats,
         }
         kwargs.update(overrides)
         return cls(llm_dir, **kwargs)

@@ -64,8 +64,8 @@ class Continuity:
         self.settings = settings
         self.models = models
         self.store = store
-        self.retention = timedelta(seconds=settings.continuity_retention_s)
-        self.prefix_tokens = int(settings.continuity_prefix_s * SEMANTIC_PER_SECOND)
+        self.retention = timedelta(seconds=settings.continuity.continuity_retention_s)
+        self.prefix_tokens = int(settings.continuity.continuity_prefix_s * SEMANTIC_PER_SECOND)
         # Jobs of this process not yet remembered: a lookup for one of these says "still running" (409). A job that
         # never ran (its request failed after planning) counts as running for at most the request deadline.
         self._running: dict[str, tuple[str, SynthesisJob, float]] = {}
@@ -115,7 +115,7 @@ class Continuity:
             self._running.pop(request_id, None)
 
     def _is_running(self, job: SynthesisJob, tracked_at: float) -> bool:
-        return not job.ended and time.monotonic() - tracked_at < self.settings.request_deadline_s
+        return not job.ended and time.monotonic() - tracked_at < self.settings.limits.request_deadline_s
 
     # ------------------------------------------------------------------ find
     async def find(self, request_id: str, key_id: str | None, param: str = PARAM) -> RecentRequest:
@@ -125,7 +125,7 @@ class Continuity:
                                "continue it once its audio has ended.", param)
         record = await self.store.get(request_id)
         if record is None or not record.owned_by(key_id):
-            raise request_not_found(request_id, param, self.settings.continuity_retention_s)
+            raise request_not_found(request_id, param, self.settings.continuity.continuity_retention_s)
         return record
 
     async def keep_voice_tokens(self, request_id: str, key_id: str | None) -> tuple[int, ...]:
@@ -162,8 +162,8 @@ class Continuity:
 def check_prefix_fits(resources: PipelineResources, voice: Voice) -> None:
     """The stitched prefix alone must leave room to speak a sentence (only a small TTS_MAX_MODEL_LEN does not)."""
     ids, _ = prompt_for(resources, "", voice, voice.global_tokens)
-    room = resources.settings.max_model_len - len(ids)
+    room = resources.settings.llm.max_model_len - len(ids)
     if room < REFERENCE_TEXT_ROOM:
         raise SynthesisError("TEXT_TOO_LONG", f"Invalid '{PARAM}': the previous requests' words and speech take "
-                             f"{len(ids)} of the model's {resources.settings.max_model_len} prompt tokens, leaving {room} "
+                             f"{len(ids)} of the model's {resources.settings.llm.max_model_len} prompt tokens, leaving {room} "
                              f"(at least {REFERENCE_TEXT_ROOM} are needed); stitch fewer requests.", PARAM)

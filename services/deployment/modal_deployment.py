@@ -237,21 +237,21 @@ def _env_is_set(environ: Mapping[str, str], field: str) -> bool:
 
 def check_container_settings(settings: Settings) -> None:
     """Refuse configurations that must not take traffic on Modal (raises DeploymentConfigError)."""
-    if not settings.auth_enabled:
+    if not settings.access.auth_enabled:
         raise DeploymentConfigError(
             "TTS_AUTH_ENABLED=false is refused on Modal: the endpoint is public. Remove it from the secret / "
             "environment (auth can only be switched off for local development)."
         )
-    if settings.key_backend == "static" and not settings.api_keys.strip() and settings.api_keys_file is None:
+    if settings.access.key_backend == "static" and not settings.access.api_keys.strip() and settings.access.api_keys_file is None:
         raise DeploymentConfigError(
             "no API keys configured: every request would get 401. Set TTS_API_KEYS (comma-separated) in the "
             "Modal secret, or TTS_KEY_BACKEND=postgres|supabase with TTS_DATABASE_URL or TTS_SUPABASE_URL/KEY."
         )
-    if settings.key_backend == "postgres" and not settings.database_url:
+    if settings.access.key_backend == "postgres" and not settings.databases.database_url:
         raise DeploymentConfigError("TTS_KEY_BACKEND=postgres needs TTS_DATABASE_URL in the Modal secret")
-    if settings.key_backend == "supabase" and not (settings.supabase_url and settings.supabase_key):
+    if settings.access.key_backend == "supabase" and not (settings.databases.supabase_url and settings.databases.supabase_key):
         raise DeploymentConfigError("TTS_KEY_BACKEND=supabase needs TTS_SUPABASE_URL and TTS_SUPABASE_KEY")
-    if settings.voice_store == "file":
+    if settings.voices.voice_store == "file":
         raise DeploymentConfigError(
             "TTS_VOICE_STORE=file is refused on Modal: a container's files vanish when it stops and no other container "
             "sees them, so saved voices would be lost. Use postgres or supabase (or none: no saved voices)."
@@ -275,17 +275,17 @@ def container_settings(cfg: ModalConfig) -> Settings:
     if cfg.snapshot == "gpu":
         overrides["vllm_sleep_mode"] = True  # vLLM must release its KV cache before the GPU snapshot
     settings = Settings(**overrides)
-    if settings.voice_store == "auto" and settings.resolved_voice_store == "file":
+    if settings.voices.voice_store == "auto" and settings.resolved_voice_store == "file":
         # auto would keep voices in the container's own files (lost on scale-down, invisible to the others).
         logger.warning("no database for the voice library: voices cannot be saved on this deployment (per-request "
                        "cloning still works); set TTS_DATABASE_URL or TTS_SUPABASE_URL/KEY to keep them")
         settings = settings.model_copy(update={"voice_store": "none"})
     check_container_settings(settings)
     longest = cfg.timeout * MIN_CHARS_PER_SECOND
-    if settings.max_text_chars > longest:
+    if settings.limits.max_text_chars > longest:
         logger.warning(
             "text limit lowered to what the Modal timeout allows",
-            extra={"max_text_chars": longest, "configured": settings.max_text_chars, "timeout_s": cfg.timeout},
+            extra={"max_text_chars": longest, "configured": settings.limits.max_text_chars, "timeout_s": cfg.timeout},
         )
         settings = settings.model_copy(update={"max_text_chars": longest})
     return settings
@@ -352,8 +352,8 @@ class ContainerLifecycle:
         logger.info(
             "container configured",
             extra={
-                "model_dir": str(self.settings.model_dir),
-                "engine": self.settings.engine,
+                "model_dir": str(self.settings.model.model_dir),
+                "engine": self.settings.llm.engine,
                 "snapshot": self.cfg.snapshot,
             },
         )

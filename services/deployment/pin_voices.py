@@ -86,7 +86,7 @@ async def warm_up(runtime: ModelRuntime) -> None:
 
 def warmup_step_for(settings: Settings) -> Callable[[ModelRuntime], Awaitable[None]]:
     """What the runtime runs as its warm-up: the plain pipeline warm-up, or warm-up and pinning."""
-    return warm_up_and_pin if settings.pin_voices_at_start else warm_up
+    return warm_up_and_pin if settings.deployment.pin_voices_at_start else warm_up
 
 
 def write_voices_json(path: Path, document: dict) -> None:

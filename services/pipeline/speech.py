@@ -147,7 +147,7 @@ class SpeechService:
         if not self.models.ready:
             raise SynthesisError("MODEL_NOT_LOADED", "The model is not ready yet (state: "
                                  f"{self.models.state_name}); retry shortly.", retry_after=5)
-        BACKLOG.check(self.settings.shed_first_audio_s)  # SERVER_OVERLOADED before queueing behind a backlog
+        BACKLOG.check(self.settings.access.shed_first_audio_s)  # SERVER_OVERLOADED before queueing behind a backlog
         if admit:
             await self.admit()
 
@@ -170,7 +170,7 @@ class SpeechService:
 
     def check_text_length(self, text: str) -> None:
         """The deployment's per-request limit (TTS_MAX_TEXT_CHARS), before anything else is looked at."""
-        limit = self.settings.max_text_chars
+        limit = self.settings.limits.max_text_chars
         if len(text) > limit:
             raise SynthesisError("TEXT_TOO_LONG", f"Invalid 'text': at most {limit} characters per request on this "
                                  f"deployment, got {len(text)}; split the text.", "text")
@@ -221,7 +221,7 @@ class SpeechService:
             request_id=request_id, text=speech.text, voice=voice, sampling=speech.sampling,
             audio_format=speech.audio_format, sample_rate=speech.sample_rate,
             want_sr=speech.wants_bandwidth_extension, stream=speech.stream, normalize=speech.normalize,
-            chunking=speech.chunking, latency=speech.latency or self.settings.default_latency,
+            chunking=speech.chunking, latency=speech.latency or self.settings.stream.default_latency,
             normalize_verbose=speech.normalize_verbose, time_stretch=time_stretch_for(voice, speech.speed),
             timestamps=speech.timestamps,
         )
@@ -238,11 +238,11 @@ class SpeechService:
         check_words_speakable(plan)
         if buffered:
             estimate = estimated_audio_bytes(len(plan.text), speech.audio_format, speech.sample_rate)
-            if estimate > settings.max_buffered_audio_mb * 2**20:
+            if estimate > settings.limits.max_buffered_audio_mb * 2**20:
                 raise SynthesisError(
                     "PAYLOAD_TOO_LARGE",
                     f"Invalid 'stream': this text makes about {estimate // 2**20} MiB of {speech.audio_format} "
-                    f"audio, more than a non-streaming response holds ({settings.max_buffered_audio_mb} MiB); "
+                    f"audio, more than a non-streaming response holds ({settings.limits.max_buffered_audio_mb} MiB); "
                     "send stream=true.", "stream")
         return plan
 

@@ -142,7 +142,7 @@ class SynthesisJob:
             plan = plan or TextPlan(text="", chunks=[], chunked=False)
         self.plan = plan or plan_text(
             request.text, normalize=request.normalize, chunking=request.chunking,
-            threshold=settings.chunking_threshold_chars, target=settings.chunk_target_chars,
+            threshold=settings.text.chunking_threshold_chars, target=settings.text.chunk_target_chars,
             unknown_tags=request.unknown_tags,
         )
         self.plan = TextPlan(self.plan.text, list(self.plan.chunks), self.plan.chunked)
@@ -169,7 +169,7 @@ class SynthesisJob:
         self.chain = AudioOutput(resources, audio_format=request.audio_format, sample_rate=request.sample_rate,
                                  stream=request.stream, want_bwe=request.want_sr, stats=self.stats,
                                  time_stretch=request.time_stretch, sr_lead=sr_lead)
-        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=settings.stream_queue_chunks)
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=settings.stream.stream_queue_chunks)
         self.global_tokens: tuple[int, ...] | None = (
             tuple(request.voice.global_tokens) if request.voice.global_tokens else None
         )
@@ -196,7 +196,7 @@ class SynthesisJob:
                 self.timestamps.add_text(request.text, " ".join(self.plan.chunks))
         # Continuity (services.continuity): the end of what this job spoke, and hooks awaited once all audio is
         # made, before the stream ends, so a client that has the whole stream can continue it at once.
-        self.spoken = SpokenTail(int(settings.continuity_prefix_s * SEMANTIC_PER_SECOND))
+        self.spoken = SpokenTail(int(settings.continuity.continuity_prefix_s * SEMANTIC_PER_SECOND))
         self.on_complete: list[Callable[[SynthesisJob], Awaitable[None]]] = []
         self.ended = False  # the producer has stopped (any outcome)
         for chunk in self.plan.chunks:
@@ -216,9 +216,9 @@ class SynthesisJob:
     def _sampling(self, prompt_len: int, run: ChunkRun, mode: str) -> SamplingConfig:
         s = self.request.sampling
         settings = self.resources.settings
-        room = max(16, settings.max_model_len - prompt_len)
+        room = max(16, settings.llm.max_model_len - prompt_len)
         # Runaway cap: the model sometimes never emits its stop id; the length guard's limit, when higher, acts first.
-        text_cap = max(int(len(run.text) * settings.max_tokens_per_char) + 100, run.guards.length.limit + 1)
+        text_cap = max(int(len(run.text) * settings.guards.max_tokens_per_char) + 100, run.guards.length.limit + 1)
         preamble = 2 if mode == "clone" else PREAMBLE_TOKEN_ALLOWANCE
         budget = max(1, min(s.max_tokens + preamble, room, text_cap))
         seed = draw_seed() if s.seed is None else retry_seed(s.seed, run.attempt)
@@ -278,7 +278,7 @@ class SynthesisJob:
         stats, guards, spoken = self.stats, self.guards, self.spoken
         # The token counter is a locked metric: counted once per try (at its end) rather than per engine delta.
         generated_at_start = stats.llm_tokens
-        async with asyncio.timeout(resources.settings.generation_timeout_s):
+        async with asyncio.timeout(resources.settings.limits.generation_timeout_s):
             stream = resources.engine.stream(prompt_ids, sampling, request_id)
             try:
                 async for new_ids in stream:
@@ -347,7 +347,7 @@ class SynthesisJob:
         """A streaming job waits until its client, playing in real time, would hold at most `stream_max_ahead_s`
         of its audio once `upcoming_s` more (what it is about to send) arrives."""
         if self.request.stream and self.playback is not None:
-            await self.playback.pace(max(0.0, self.resources.settings.stream_max_ahead_s - upcoming_s))
+            await self.playback.pace(max(0.0, self.resources.settings.stream.stream_max_ahead_s - upcoming_s))
 
     def _window_seconds(self, window: PlannedWindow) -> float:
         return window.kept_tokens * SAMPLES_PER_TOKEN / NATIVE_RATE / self.request.time_stretch
@@ -358,7 +358,7 @@ class SynthesisJob:
         reach the client as one message of several seconds. A job that is not paced decodes them together."""
         if not self.request.stream:
             return [windows]
-        step = self.resources.settings.stream_max_ahead_s / 2
+        step = self.resources.settings.stream.stream_max_ahead_s / 2
         groups: list[list[PlannedWindow]] = [[]]
         seconds = 0.0
         for window in windows:
@@ -597,7 +597,7 @@ class SynthesisJob:
     async def _produce(self) -> None:
         self._open_handle()
         try:
-            async with asyncio.timeout(self.resources.settings.request_deadline_s):
+            async with asyncio.timeout(self.resources.settings.limits.request_deadline_s):
                 await self._produce_all()
         except asyncio.CancelledError:
             raise
@@ -691,7 +691,7 @@ async def warmup_pipeline(resources: PipelineResources) -> None:
         request_id="warmup",
         text="Hello.",
         voice=voice,
-        sampling=SamplingOptions.with_defaults(settings, max_tokens=min(settings.default_max_tokens, 200), seed=0),
+        sampling=SamplingOptions.with_defaults(settings, max_tokens=min(settings.sampling.default_max_tokens, 200), seed=0),
         audio_format="wav", sample_rate=SR_RATE if resources.sr is not None else NATIVE_RATE,
         want_sr=resources.sr is not None, stream=True,
     )

@@ -77,8 +77,8 @@ class Utterance:
         self.max_text_chars = max_text_chars
         # Smaller text chunks than HTTP's: the LLM generates a whole chunk however far its audio is ahead of
         # playback, so the chunk bounds how far an abandoned reply's generation runs ahead (settings).
-        self.threshold = min(settings.chunking_threshold_chars, settings.stream_chunk_max_chars)
-        self.target = min(settings.chunk_target_chars, settings.stream_chunk_max_chars)
+        self.threshold = min(settings.text.chunking_threshold_chars, settings.text.stream_chunk_max_chars)
+        self.target = min(settings.text.chunk_target_chars, settings.text.stream_chunk_max_chars)
         self.segmenter = TextSegmenter(threshold=self.threshold, target=self.target)
         self.job = SynthesisJob(resources, request, incremental=True)
         # Cartesia's max_buffer_delay_ms: text held for a sentence end is spoken anyway once it has waited this long
@@ -86,7 +86,7 @@ class Utterance:
         self.buffer_delay_s: float | None = None
         self.ssml = False  # ElevenLabs' enable_ssml_parsing: SSML read before the cuts (processing/ssml.py), breaks silent
         self.ssml_reader = SsmlReader()
-        self.breaks = BreakBudget(settings.ssml_max_total_break_s)  # per gap and per request (processing/ssml.py)
+        self.breaks = BreakBudget(settings.limits.ssml_max_total_break_s)  # per gap and per request (processing/ssml.py)
         self._buffer_due: asyncio.TimerHandle | None = None
         self.text_parts: list[str] = []
         self.characters = 0
@@ -109,7 +109,7 @@ class Utterance:
         self.sent_bytes = 0  # on the wire (after a cancel, queued frames are dropped)
         self.sent_chunks = 0
         self.delivered_s = 0.0  # seconds of its audio (output time) whose frames the socket took
-        self.max_s_per_char = settings.max_audio_s_per_char
+        self.max_s_per_char = settings.limits.max_audio_s_per_char
         self.last_audio_span = (0.0, 0.0)
         self.status: str | None = None  # completed | failed | cancelled | disconnected | refused, once finished
         self.report: RequestReport | None = None

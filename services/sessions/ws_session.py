@@ -89,7 +89,7 @@ class WsSession:
         self.outbox = outbox
         self.gate: UtteranceGate = gate or OpenGate()
         self.connection_id = connection_id
-        self.max_text_chars = max_text_chars or models.settings.max_text_chars
+        self.max_text_chars = max_text_chars or models.settings.limits.max_text_chars
         self.progress_every = max(1, progress_every)
         self.codec: SessionCodec = codec or NativeCodec(format_error)
         self.serial = serial

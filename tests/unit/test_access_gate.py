@@ -34,7 +34,7 @@ class Access:
 
     def __init__(self, store: StaticKeyStore, block: int) -> None:
         self.ledger = CreditLedger(store, enabled=True)
-        self.settings = SimpleNamespace(credits_reserve_ahead=block)
+        self.settings = SimpleNamespace(usage=SimpleNamespace(credits_reserve_ahead=block))
         self.tasks: set[asyncio.Task] = set()
 
     def spawn(self, coro):

@@ -309,7 +309,7 @@ def test_tokens_made_while_waiting_for_playback_go_out_in_paced_groups() -> None
 
     def groups(stream: bool) -> list[list[float]]:
         job = SimpleNamespace(request=SimpleNamespace(stream=stream, time_stretch=1.0),
-                              resources=SimpleNamespace(settings=SimpleNamespace(stream_max_ahead_s=3.0)))
+                              resources=SimpleNamespace(settings=SimpleNamespace(stream=SimpleNamespace(stream_max_ahead_s=3.0))))
         job._window_seconds = lambda w: SynthesisJob._window_seconds(job, w)  # type: ignore[arg-type]
         return [[job._window_seconds(w) for w in group]
                 for group in SynthesisJob._paced_groups(job, windows)]  # type: ignore[arg-type]

@@ -260,10 +260,10 @@ def clean_tts_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 def test_container_settings_point_at_the_volume_and_vllm(clean_tts_env: pytest.MonkeyPatch) -> None:
     clean_tts_env.setenv("TTS_API_KEYS", "k1")
     settings = deployment.container_settings(modal_app.ModalConfig())
-    assert str(settings.model_dir) == "/models/Spark-TTS-0.5B"
-    assert str(settings.sr_dir) == "/models/ap_bwe/16kto48k"
-    assert (settings.engine, settings.device) == ("vllm", "cuda")
-    assert settings.auth_enabled
+    assert str(settings.model.model_dir) == "/models/Spark-TTS-0.5B"
+    assert str(settings.model.sr_dir) == "/models/ap_bwe/16kto48k"
+    assert (settings.llm.engine, settings.model.device) == ("vllm", "cuda")
+    assert settings.access.auth_enabled
 
 
 def test_container_settings_let_explicit_tts_variables_win(clean_tts_env: pytest.MonkeyPatch) -> None:
@@ -271,9 +271,9 @@ def test_container_settings_let_explicit_tts_variables_win(clean_tts_env: pytest
     clean_tts_env.setenv("TTS_ENGINE", "transformers")
     clean_tts_env.setenv("TTS_MODEL_DIR", "/tmp/demo")
     settings = deployment.container_settings(modal_app.ModalConfig())
-    assert settings.engine == "transformers"
-    assert str(settings.model_dir) == "/tmp/demo"
-    assert settings.device == "cuda"
+    assert settings.llm.engine == "transformers"
+    assert str(settings.model.model_dir) == "/tmp/demo"
+    assert settings.model.device == "cuda"
 
 
 def test_auth_cannot_be_switched_off_on_modal(clean_tts_env: pytest.MonkeyPatch) -> None:
@@ -304,12 +304,12 @@ def test_voices_are_never_kept_in_a_containers_own_files(clean_tts_env: pytest.M
 
 
 def test_gpu_snapshot_needs_the_vllm_sleep_mode_setting(clean_tts_env: pytest.MonkeyPatch) -> None:
-    from shared.settings import Settings
+    from shared.settings import FIELDS
 
     clean_tts_env.setenv("TTS_API_KEYS", "k1")
     cfg = modal_app.ModalConfig(snapshot="gpu")
-    if "vllm_sleep_mode" in Settings.model_fields:
-        assert deployment.container_settings(cfg).vllm_sleep_mode is True
+    if "vllm_sleep_mode" in FIELDS:
+        assert deployment.container_settings(cfg).llm.vllm_sleep_mode is True
     else:
         with pytest.raises(deployment.DeploymentConfigError, match="TTS_VLLM_SLEEP_MODE"):
             deployment.container_settings(cfg)
@@ -816,8 +816,8 @@ def test_timeout_and_text_limit_agree(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(key, value)
     cfg = modal_app.ModalConfig(timeout=600)
     settings = deployment.container_settings(cfg)
-    assert settings.max_text_chars == 600 * deployment.MIN_CHARS_PER_SECOND < 50_000
-    assert deployment.container_settings(modal_app.ModalConfig()).max_text_chars == 50_000  # 1 h covers 50k
+    assert settings.limits.max_text_chars == 600 * deployment.MIN_CHARS_PER_SECOND < 50_000
+    assert deployment.container_settings(modal_app.ModalConfig()).limits.max_text_chars == 50_000  # 1 h covers 50k
 
 
 def test_model_volume_is_never_created_implicitly_and_compile_threads_only_with_snapshots() -> None:

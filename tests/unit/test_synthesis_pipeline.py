@@ -80,7 +80,7 @@ async def test_long_text_keeps_one_voice_and_crossfades_chunks(runtime: ModelRun
     assert all(g == stats.global_tokens_per_chunk[0] for g in stats.global_tokens_per_chunk)
     # Every chunk was spoken (none came back empty) and decoded in whole tokens.
     per_chunk = stats.decoded_samples_per_chunk
-    overlap = round(runtime.settings.crossfade_ms * NATIVE_RATE / 1000)
+    overlap = round(runtime.settings.text.crossfade_ms * NATIVE_RATE / 1000)
     assert len(per_chunk) == chunks
     assert all(n > overlap and n % HOP == 0 and n <= MAX_TOKENS * HOP for n in per_chunk)
     assert sum(per_chunk) == stats.decoded_samples == stats.semantic_tokens * HOP
@@ -155,7 +155,7 @@ async def test_streamed_pipeline_matches_offline_decode(runtime: ModelRuntime,
         semantic = parser.semantic[:max_tokens]
         wav = runtime.bicodec.decode_with_speaker(torch.tensor([semantic]), d_vector)[0].numpy()
         segments.append(wav)
-    overlap = round(runtime.settings.crossfade_ms * NATIVE_RATE / 1000)
+    overlap = round(runtime.settings.text.crossfade_ms * NATIVE_RATE / 1000)
     offline = crossfade_concat(segments, overlap)
 
     assert len(streamed) == len(offline) == job.stats.output_samples
@@ -313,7 +313,7 @@ async def test_jobs_decode_through_the_codec_scheduler_and_streams_pace_against_
     assert len(stream_playback.paces) >= 2  # the first window and the finishing one at least
     # Each group of windows waits with its own audio counted (the next text chunk's generation with none): the
     # client holds at most about the setting.
-    limit = runtime.settings.stream_max_ahead_s
+    limit = runtime.settings.stream.stream_max_ahead_s
     assert all(0 <= bound <= limit for bound in stream_playback.paces) and min(stream_playback.paces) < limit
     assert stream_playback.audio_seconds == pytest.approx(streamed.stats.output_samples / NATIVE_RATE)
     assert held_playback.paces == [] and held_playback.first_audio_at == held.arrival

@@ -250,7 +250,7 @@ def test_per_request_cloning_json_and_multipart_encode_a_reference_once(client: 
     exposition = client.get("/metrics").text
     assert 'speaker="reference"' in exposition and "ref_" not in exposition
     assert "veena3_tts_reference_requests_total" in exposition
-    assert not list(client.app.state.services.settings.voice_dir.glob("ref_*"))  # nothing saved
+    assert not list(client.app.state.services.settings.voices.voice_dir.glob("ref_*"))  # nothing saved
 
 
 @pytest.mark.parametrize(("body", "status", "code", "param"), [

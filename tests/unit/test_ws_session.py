@@ -231,7 +231,7 @@ def request_for(runtime: Any, **overrides: Any) -> SynthesisRequest:
         audio_format="pcm",
         sample_rate=16000,
         sampling=SamplingOptions(
-            s.default_temperature, s.default_top_k, s.default_top_p, 400, s.default_repetition_penalty, seed=1
+            s.sampling.default_temperature, s.sampling.default_top_k, s.sampling.default_top_p, 400, s.sampling.default_repetition_penalty, seed=1
         ),
     )
     fields.update(overrides)
@@ -412,7 +412,7 @@ async def test_a_context_cuts_its_text_chunks_at_the_streaming_cap(runtime: Any)
         u.add_text(word + " ")
     u.end()
     chunks = u.job.plan.chunks
-    cap = runtime.settings.stream_chunk_max_chars
+    cap = runtime.settings.text.stream_chunk_max_chars
     assert len(long) > cap and all(len(c) <= cap for c in chunks), chunks
     assert chunks[-1] == short and all(c.rstrip().endswith((",", ".")) for c in chunks), chunks
     assert " ".join(chunks).split() == (long + " " + short).split()

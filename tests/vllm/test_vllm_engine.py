@@ -118,7 +118,7 @@ async def wait_idle(engine: VLLMEngine, within_s: float) -> None:
 async def test_deltas_come_stream_interval_steps_at_a_time(engine, layout, prompt) -> None:
     """TTS_LLM_STREAM_INTERVAL (engine arg stream_interval, default 4): the first delta at once, then one every N
     steps, the last with whatever is left; fewer deltas for the API process to parse at 256 streams."""
-    interval = Settings().llm_stream_interval
+    interval = Settings().llm.llm_stream_interval
     assert interval > 1
     deltas = await collect(engine, prompt, speech(layout, seed=3), "interval")
     assert len(deltas) >= 3

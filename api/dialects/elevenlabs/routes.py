@@ -176,7 +176,7 @@ async def _serve(websocket: WebSocket, voice_id: str, *, multi: bool) -> None:
         if services.access.authenticator is not None and not _key_sent(websocket, params):
             # Older clients' key is in the first message: it must come within the auth deadline.
             first = await _first_message(websocket, guard.auth_wait_s(float(params.inactivity_timeout)),
-                                         services.settings.ws_max_message_bytes)
+                                         services.settings.websocket.ws_max_message_bytes)
             if first is None:
                 return
         await _serve_admitted(websocket, services, voice_id, params, output, slot, first, multi=multi)
