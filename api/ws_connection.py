@@ -1,7 +1,7 @@
 """Driving one streaming connection, whatever its dialect: the read loop with the inactivity timeout, the writer,
 and the orderly end (abort what is unfinished, say why, close with the right code).
 
-Each dialect's route authenticates, builds a `WsSession` with its codec and hands this module a `handle` function
+Each dialect's route authenticates, builds a `WsSession` with its wire format and hands this module a `handle` function
 that turns one text frame into session calls; `handle` returns "close" when the client asked to end the
 connection (ElevenLabs `close_socket`).
 """

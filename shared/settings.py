@@ -544,21 +544,6 @@ class DeploymentSettings(_Group):
     )
 
 
-class TestingSettings(_Group):
-    """Test and benchmark stand-ins; never set on a deployment."""
-
-    engine_fault: str = Field(
-        "", description="Testing only: make the LLM misbehave on purpose, MODE[:K][:TRIES] with MODE loop (repeat "
-        "after K semantic tokens), silence (hold one id after K), quiet (alternate ids 0 and 1 after K), runaway (never stop), stop (no speech); TRIES: "
-        "the first TRIES generations of each prompt misbehave, then one behaves (0: all). Empty: off.",
-    )
-    device_cost_model: Path | None = Field(
-        None, description="Benchmark tool only: a device cost model JSON (bench/cost_models/); the engine's steps and "
-        "the codec's calls become waits of the modelled length on one shared device timeline, returning well-formed "
-        "ids and noise. Refused unless the demo checkpoint is loaded.",
-    )
-
-
 class Settings(BaseSettings):
     """All configuration, one group per concern. The settings table in the docs is generated from the groups."""
 
@@ -579,7 +564,6 @@ class Settings(BaseSettings):
     voices: VoiceSettings = Field(default_factory=VoiceSettings)
     continuity: ContinuitySettings = Field(default_factory=ContinuitySettings)
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
-    testing: TestingSettings = Field(default_factory=TestingSettings)
 
     @classmethod
     def settings_customise_sources(

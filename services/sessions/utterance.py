@@ -72,7 +72,7 @@ class Utterance:
         self.request = request
         self.id = request.request_id
         self.context_id = context_id  # the dialect's name for it (ElevenLabs contextId, Cartesia context_id)
-        self.codec_state: dict[str, Any] = {}  # per-utterance state a codec keeps (offsets, pending timings)
+        self.wire_state: dict[str, Any] = {}  # per-utterance state a wire format keeps (offsets, pending timings)
         self.model_version = resources.model_version
         self.max_text_chars = max_text_chars
         # Smaller text chunks than HTTP's: the LLM generates a whole chunk however far its audio is ahead of
@@ -226,7 +226,7 @@ class Utterance:
         """Count one audio chunk handed to the outbox."""
         self.chunks += 1
         self.audio_bytes += len(data)
-        # Seconds from the start of the utterance's audio that this chunk covers (codecs place timings with it).
+        # Seconds from the start of the utterance's audio that this chunk covers (wire formats place timings with it).
         end = self.job.stats.sent_samples / float(self.request.sample_rate)
         self.last_audio_span = (self.last_audio_span[1], end)
         if self.accounting is not None:

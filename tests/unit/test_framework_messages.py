@@ -10,9 +10,9 @@ import json
 from types import SimpleNamespace
 from typing import Any
 
-from api.dialects.elevenlabs.codec import ElevenLabsCodec
 from api.dialects.elevenlabs.messages import ConnectionParams, parse_output_format
 from api.dialects.elevenlabs.routes import _Connection
+from api.dialects.elevenlabs.wire import ElevenLabsWire
 from core.align import WordSpan, character_spans
 from processing.segmenter import TextSegmenter
 from services.sessions.refused_contexts import RefusedContexts
@@ -153,14 +153,14 @@ def _event(words: list[tuple[str, float, float]]) -> SimpleNamespace:
 
 
 def _context_chars(events: list[SimpleNamespace]) -> str:
-    codec = ElevenLabsCodec(absolute_times=True)
-    u = SimpleNamespace(context_id="c", last_audio_span=(0.0, 0.0), codec_state={})
+    wire = ElevenLabsWire(absolute_times=True)
+    u = SimpleNamespace(context_id="c", last_audio_span=(0.0, 0.0), wire_state={})
     messages = []
     for event in events:
-        messages += codec.timings(u, event)  # type: ignore[arg-type]
+        messages += wire.timings(u, event)  # type: ignore[arg-type]
         u.last_audio_span = (0.0, 10.0)
-        messages += codec.audio(u, b"\x00\x00")  # type: ignore[arg-type]
-    messages += codec.done(u)  # type: ignore[arg-type]
+        messages += wire.audio(u, b"\x00\x00")  # type: ignore[arg-type]
+    messages += wire.done(u)  # type: ignore[arg-type]
     return "".join(c for m in messages if m.get("alignment") for c in m["alignment"]["chars"])
 
 
@@ -333,7 +333,7 @@ def test_text_refused_mid_turn_gets_one_error_not_a_second_for_its_flush() -> No
             self.open.pop(context_id, None)
 
     session = Broke()
-    session.open["p"] = session.running["p"] = SimpleNamespace(characters=0, buffer_delay_s=None, codec_state={})
+    session.open["p"] = session.running["p"] = SimpleNamespace(characters=0, buffer_delay_s=None, wire_state={})
     conn = CartesiaConnection(SimpleNamespace(), session, SimpleNamespace())  # type: ignore[arg-type]
     asyncio.run(conn.handle(json.dumps({"context_id": "p", "transcript": "More words.", "continue": False,
                                         "max_buffer_delay_ms": 0, "flush": True})))

@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from api.dialects.cartesia.codec import CartesiaCodec
-from api.dialects.elevenlabs.codec import ElevenLabsCodec
+from api.dialects.cartesia.wire import CartesiaWire
+from api.dialects.elevenlabs.wire import ElevenLabsWire
 from services.pipeline.synthesis import SynthesisError
 from services.sessions.ws_outbox import Outbox
 from services.sessions.ws_session import WsSession
@@ -27,11 +27,11 @@ class Clock:
         return self.now
 
 
-def dialect_session(runtime: Any, gate: Any, codec: Any = None) -> tuple[WsSession, FakeSocket, Outbox, Clock]:
+def dialect_session(runtime: Any, gate: Any, wire: Any = None) -> tuple[WsSession, FakeSocket, Outbox, Clock]:
     sock, clock = FakeSocket(), Clock()
     outbox = Outbox(sock, max_items=4)
     outbox.start()
-    session = WsSession(runtime, outbox, gate, connection_id="c1", codec=codec or ElevenLabsCodec(absolute_times=False),
+    session = WsSession(runtime, outbox, gate, connection_id="c1", wire=wire or ElevenLabsWire(absolute_times=False),
                         serial=False, max_open=5, max_unfinished=5, supersede_after_s=0.5, dialect="elevenlabs",
                         clock=clock)
     return session, sock, outbox, clock
@@ -123,10 +123,10 @@ async def test_text_with_nothing_to_speak_ends_with_a_short_silence(runtime: Any
 
     from services.sessions.utterance import NOTHING_TO_SPEAK_S
 
-    for codec, marker, key in ((ElevenLabsCodec(absolute_times=False), "isFinal", "audio"),
-                               (CartesiaCodec(), "done", "data")):
+    for wire, marker, key in ((ElevenLabsWire(absolute_times=False), "isFinal", "audio"),
+                               (CartesiaWire(), "done", "data")):
         gate = RecordingGate()
-        session, sock, outbox, _ = dialect_session(runtime, gate, codec)
+        session, sock, outbox, _ = dialect_session(runtime, gate, wire)
         request = request_for(runtime)
         await session.start(request, context_id="e", text="🙂 ... !!", end=True)
         await until(lambda: any(m.get(marker) is True for m in of(sock, "e")))  # noqa: B023

@@ -46,7 +46,7 @@ class OutputFormat(Rate):
 
     @property
     def audio_format(self) -> str:
-        """Ours: pcm_mulaw is our mulaw (8 kHz); both PCM encodings are made from our s16le (f32 by the codec)."""
+        """Ours: pcm_mulaw is our mulaw (8 kHz); both PCM encodings are made from our s16le (f32 by the wire format)."""
         return "mulaw" if self.encoding == "pcm_mulaw" else "pcm"
 
     @property

@@ -13,7 +13,6 @@ import json
 from fastapi import APIRouter, WebSocket
 
 from api.deps import Services, services_of
-from api.dialects.cartesia.codec import CartesiaCodec, done_event
 from api.dialects.cartesia.messages import (
     DEFAULT_MAX_BUFFER_DELAY_MS,
     IDLE_TIMEOUT_S,
@@ -21,6 +20,7 @@ from api.dialects.cartesia.messages import (
     ClientMessage,
     parse_client_message,
 )
+from api.dialects.cartesia.wire import CartesiaWire, done_event
 from api.dialects.common import open_session, synthesis_request
 from api.errors import ApiError
 from api.ws_connection import CLOSE_POLICY, ContextError, admitted, close_quietly, serve_session
@@ -32,7 +32,7 @@ router = APIRouter(tags=["cartesia"])
 
 async def _refuse(websocket: WebSocket, err: ApiError) -> None:
     await websocket.accept()
-    await websocket.send_text(json.dumps(CartesiaCodec().error(err.code, err.message, err.param, None, None)))
+    await websocket.send_text(json.dumps(CartesiaWire().error(err.code, err.message, err.param, None, None)))
     await close_quietly(websocket, CLOSE_POLICY, err.code)
 
 
@@ -82,7 +82,7 @@ class _Connection:
             u = await session.start(request, context_id=cid)
             if u is None:
                 return  # refused (too many contexts): the session answered
-            u.codec_state.update(f32=output.encoding == "pcm_f32le", timestamps=msg.add_timestamps,
+            u.wire_state.update(f32=output.encoding == "pcm_f32le", timestamps=msg.add_timestamps,
                                  normalized=msg.use_normalized_timestamps)
             u.buffer_delay_s = DEFAULT_MAX_BUFFER_DELAY_MS / 1000
         if msg.max_buffer_delay_ms is not None:  # the latest message's value holds for the context
@@ -107,7 +107,7 @@ async def tts_websocket(websocket: WebSocket) -> None:
         if admission is None:
             return
         key, counted, connection_id = admission
-        session, outbox = await open_session(websocket, services, key, counted, connection_id, CartesiaCodec(),
+        session, outbox = await open_session(websocket, services, key, counted, connection_id, CartesiaWire(),
                                              max_contexts=MAX_CONTEXTS, dialect="cartesia")
         conn = _Connection(services, session, key)
         await serve_session(websocket, session, outbox, idle_s=IDLE_TIMEOUT_S,

@@ -14,7 +14,6 @@ from starlette.websockets import WebSocketState
 
 from api.deps import Services, services_of
 from api.dialects.common import open_session, synthesis_request
-from api.dialects.elevenlabs.codec import ElevenLabsCodec
 from api.dialects.elevenlabs.messages import (
     MAX_CONTEXTS,
     ClientMessage,
@@ -23,6 +22,7 @@ from api.dialects.elevenlabs.messages import (
     ours_to_elevenlabs_message,
     parse_client_message,
 )
+from api.dialects.elevenlabs.wire import ElevenLabsWire
 from api.errors import ApiError
 from api.socket_guard import SocketGuard, SocketSlot, too_big
 from api.ws_connection import CLOSE_NORMAL, CLOSE_POLICY, ContextError, admitted, close_quietly, serve_session
@@ -190,7 +190,7 @@ async def _serve_admitted(websocket: WebSocket, services: Services, voice_id: st
             return
         key, counted, connection_id = admission
         session, outbox = await open_session(
-            websocket, services, key, counted, connection_id, ElevenLabsCodec(absolute_times=params.sync_alignment),
+            websocket, services, key, counted, connection_id, ElevenLabsWire(absolute_times=params.sync_alignment),
             max_contexts=MAX_CONTEXTS if multi else 4, multi=multi, dialect="elevenlabs")
         conn = _Connection(services, session, key, voice_id, params, output, multi=multi, websocket=websocket,
                            outbox=outbox)

@@ -4,7 +4,7 @@ words the model spoke), each `{characters, character_start_times_seconds, charac
 seconds from the start of the request's audio. Streamed: one JSON object per line per audio piece (a long piece
 over several lines of `LINE_AUDIO_BYTES` at most); timings settled by the aligner ride on the next audio line, or
 go at once on a line with empty `audio_base64` when their audio was already sent (timing never holds audio, issue
-39); both alignments always together (`codec.event_spans`), `null` on lines with none. A last line with empty audio
+39); both alignments always together (`wire.event_spans`), `null` on lines with none. A last line with empty audio
 carries whatever is left."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from api.delivery import Delivery, Framing
-from api.dialects.elevenlabs.codec import event_spans, last_characters
+from api.dialects.elevenlabs.wire import event_spans, last_characters
 from api.timed_delivery import complete_json
 from services.pipeline.timestamps import TimestampsEvent
 

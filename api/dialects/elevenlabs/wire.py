@@ -4,7 +4,7 @@
 Alignment times. Pipecat reads each message's times as relative to a running clock that it advances by the end of
 the message's last character; LiveKit (which asks for `sync_alignment=true`) reads them as seconds from the start
 of the context. So without `sync_alignment` every alignment is relative to the end of the previous alignment sent
-(the codec keeps the same clock); with it, times are from the start of the context.
+(the wire format keeps the same clock); with it, times are from the start of the context.
 
 Timing never holds audio (issue 39): words arrive from the aligner while their audio plays. A timing event rides
 on the next audio message when that audio holds its first character's start; when its audio was already sent it
@@ -26,8 +26,8 @@ import base64
 from typing import Any
 
 from core.align.types import spaced
-from services.sessions.codec import Payload
 from services.sessions.utterance import Utterance
+from services.sessions.wire import Payload
 
 Span = tuple[str, float, float]  # one character, start and end in seconds from the start of the context
 Timed = tuple[list[Span], list[Span]]  # one event's characters: as sent, as spoken
@@ -57,7 +57,7 @@ def last_characters(timed: Timed, before: tuple[str, str]) -> tuple[str, str]:
                  for side, last in ((written, before[0]), (spoken, before[1])))
 
 
-class ElevenLabsCodec:
+class ElevenLabsWire:
     def __init__(self, *, absolute_times: bool) -> None:
         self.absolute_times = absolute_times
 
@@ -72,12 +72,12 @@ class ElevenLabsCodec:
 
     def timings(self, u: Utterance, event: Any) -> list[Payload]:
         """Spans the aligner settled: with the next audio message, or now when their audio has already gone."""
-        before = u.codec_state.get("last", ("", ""))
+        before = u.wire_state.get("last", ("", ""))
         written, spoken = event_spans(event, before)
         if not written:
             return []
-        u.codec_state["last"] = last_characters((written, spoken), before)
-        u.codec_state.setdefault("pending", []).append((written, spoken))
+        u.wire_state["last"] = last_characters((written, spoken), before)
+        u.wire_state.setdefault("pending", []).append((written, spoken))
         sent = u.last_audio_span[1]
         if written[0][1] >= sent:
             return []
@@ -89,7 +89,7 @@ class ElevenLabsCodec:
     def done(self, u: Utterance) -> list[Payload]:
         out: list[Payload] = []
         end = u.last_audio_span[1]
-        if u.codec_state.get("pending"):  # what is left (the last character ends with the audio)
+        if u.wire_state.get("pending"):  # what is left (the last character ends with the audio)
             out.append(self._ids(u) | {"audio": "", "isFinal": None} | self._take(u, end, everything=True,
                                                                                    until=end))
         return [*out, *self.ended(u)]
@@ -124,19 +124,19 @@ class ElevenLabsCodec:
               until: float = 0.0) -> dict[str, Any]:
         """`alignment` and `normalizedAlignment` of the pending events whose first character starts before `end`
         (all with `everything`): both dicts, or both None. Their last characters end at `until` or later."""
-        pending: list[Timed] = u.codec_state.get("pending", [])
+        pending: list[Timed] = u.wire_state.get("pending", [])
         take = len(pending) if everything else next((i for i, (w, _) in enumerate(pending) if w[0][1] >= end),
                                                     len(pending))
         if take == 0:
             return {"alignment": None, "normalizedAlignment": None}
-        events, u.codec_state["pending"] = pending[:take], pending[take:]
+        events, u.wire_state["pending"] = pending[:take], pending[take:]
         written = [c for w, _ in events for c in w]
         spoken = [c for _, s in events for c in s]
-        origin = 0.0 if self.absolute_times else u.codec_state.get("base", 0.0)
+        origin = 0.0 if self.absolute_times else u.wire_state.get("base", 0.0)
         stop = max(written[-1][2], spoken[-1][2], until)
         stop_ms = max(0, round((stop - origin) * 1000))
         if not self.absolute_times:  # Pipecat's clock moves by the last end of whichever field it reads: the same
-            u.codec_state["base"] = origin + stop_ms / 1000
+            u.wire_state["base"] = origin + stop_ms / 1000
         return {"alignment": _fields(written, origin, stop_ms), "normalizedAlignment": _fields(spoken, origin, stop_ms)}
 
 
