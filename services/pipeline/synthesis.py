@@ -75,6 +75,9 @@ PREAMBLE_TOKEN_ALLOWANCE = 64
 # Parsed deltas waiting between one generation and its decoder (an engine delta is usually 1-8 ids): about a
 # second of audio, so a held-up decoder stops generation soon rather than a whole text chunk later.
 TOKEN_QUEUE_ITEMS = 64
+# Audio a paced stream's client still holds when its next window is asked for: time for the window to be decoded and
+# sent under load before playback reaches the end (`python -m bench standin_load`: 32 streams, none underrun).
+PACE_FLOOR_S = 0.5
 _END = object()
 DECODE_STAGE_SECONDS = metrics.STAGE_SECONDS.labels("decode")  # bound once: `.labels()` takes a lock per call
 
@@ -345,9 +348,12 @@ class SynthesisJob:
     # ------------------------------------------------------------------ decode + audio chain
     async def _pace(self, upcoming_s: float = 0.0) -> None:
         """A streaming job waits until its client, playing in real time, would hold at most `stream_max_ahead_s`
-        of its audio once `upcoming_s` more (what it is about to send) arrives."""
+        of its audio once `upcoming_s` more (what it is about to send) arrives, but never until the client holds
+        less than `PACE_FLOOR_S`: a window longer than the setting (steady windows reach 4 s) must be decoded and
+        sent while the client still plays, or it runs dry. The client holds at most max(setting, window + floor)."""
         if self.request.stream and self.playback is not None:
-            await self.playback.pace(max(0.0, self.resources.settings.stream.stream_max_ahead_s - upcoming_s))
+            bound = max(PACE_FLOOR_S, self.resources.settings.stream.stream_max_ahead_s - upcoming_s)
+            await self.playback.pace(bound)
 
     def _window_seconds(self, window: PlannedWindow) -> float:
         return window.kept_tokens * SAMPLES_PER_TOKEN / NATIVE_RATE / self.request.time_stretch

@@ -22,7 +22,7 @@ from audio.crossfade import crossfade_concat
 from core.tokens import TokenParser
 from services.codec.admission import Admission
 from services.deployment.runtime import ModelRuntime
-from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest
+from services.pipeline.synthesis import NATIVE_RATE, PACE_FLOOR_S, SamplingOptions, SynthesisJob, SynthesisRequest
 from shared.settings import Settings
 from tests.texts import LONG_ENGLISH, LONG_HINDI
 
@@ -314,7 +314,7 @@ async def test_jobs_decode_through_the_codec_scheduler_and_streams_pace_against_
     # Each group of windows waits with its own audio counted (the next text chunk's generation with none): the
     # client holds at most about the setting.
     limit = runtime.settings.stream.stream_max_ahead_s
-    assert all(0 <= bound <= limit for bound in stream_playback.paces) and min(stream_playback.paces) < limit
+    assert all(PACE_FLOOR_S <= bound <= limit for bound in stream_playback.paces) and min(stream_playback.paces) < limit
     assert stream_playback.audio_seconds == pytest.approx(streamed.stats.output_samples / NATIVE_RATE)
     assert held_playback.paces == [] and held_playback.first_audio_at == held.arrival
 
@@ -465,3 +465,20 @@ async def test_a_48khz_stream_takes_no_lead_when_admission_finds_the_engine_slow
     await job.collect()
     assert job.chain.bwe_stream.lead_windows == 0 and job.chain.bwe_stream.windows > 0
     assert admission.sr_leads == {"llm_slow": 1}
+
+
+async def test_a_window_longer_than_the_pacing_limit_is_asked_for_before_the_client_runs_dry() -> None:
+    """Steady decode windows reach 4 s, longer than TTS_STREAM_MAX_AHEAD_S (3 s): pacing waits until the client holds
+    `PACE_FLOOR_S`, not until it has nothing left (32 streams underran on the stand-in that way)."""
+    from types import SimpleNamespace
+
+    asked: list[float] = []
+
+    async def pace(bound: float) -> None:
+        asked.append(bound)
+
+    job = SimpleNamespace(request=SimpleNamespace(stream=True), playback=SimpleNamespace(pace=pace),
+                          resources=SimpleNamespace(settings=Settings(stream_max_ahead_s=3.0)))
+    await SynthesisJob._pace(job, 4.0)  # type: ignore[arg-type]
+    await SynthesisJob._pace(job, 1.0)  # type: ignore[arg-type]
+    assert asked == [PACE_FLOOR_S, 2.0]
