@@ -22,7 +22,13 @@ from audio.crossfade import crossfade_concat
 from core.tokens import TokenParser
 from services.codec.admission import Admission
 from services.deployment.runtime import ModelRuntime
-from services.pipeline.synthesis import NATIVE_RATE, PACE_FLOOR_S, SamplingOptions, SynthesisJob, SynthesisRequest
+from services.pipeline.synthesis import (
+    NATIVE_RATE,
+    PACE_FLOOR_S,
+    SamplingOptions,
+    SynthesisJob,
+    SynthesisRequest,
+)
 from shared.settings import Settings
 from tests.texts import LONG_ENGLISH, LONG_HINDI
 
