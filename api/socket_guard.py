@@ -1,4 +1,4 @@
-"""What keeps one client's sockets from slowing the others (issue 40), for every streaming dialect: a per-address
+"""What keeps one client's sockets from slowing the others, for every streaming dialect: a per-address
 cap on sockets (those still without an accepted key, and optionally all), the deadline for a key that comes in the
 first message, each connection's message budget (services/access/socket_limits.py), and a cool-down for a key
 whose connection went over its budget: reconnecting must not buy a fresh burst (each closed socket also costs the
@@ -200,7 +200,7 @@ class CoolingGate:
     flooded is answered 429 (Retry-After) at once, before routing, query validation, authentication and the
     middlewares. A flooding client reconnects as fast as it is refused; on the route each refusal cost about
     twice as much server CPU (bench/bench_flood_cost.py). Anything else passes through untouched; a key the gate
-    cannot see (one sent in the first message) is refused by the route as before."""
+    cannot see (one sent in the first message) is refused by the route."""
 
     def __init__(self, app: ASGIApp, state: object) -> None:
         self.app, self.state = app, state

@@ -18,7 +18,7 @@ each stream to real time (TTS_STREAM_MAX_AHEAD_S), so a level lasts about one re
 `--transport` adds the sockets voice agents speak (`bench/ws_speakers.py`: native `ws`, ElevenLabs'
 multi-stream-input `elevenlabs`, `cartesia`; pcm 16 kHz, the text a word at a time) to the same server, every
 transport in turn, `--rounds` times, with each mean also as a ratio to HTTP pcm's at the same concurrency (one
-sitting: the machine's background load is shared). Modifiers: `+ts` word timestamps (`--timestamps` adds `ws+ts`,
+run: the machine's background load is shared). Modifiers: `+ts` word timestamps (`--timestamps` adds `ws+ts`,
 `cartesia+ts`; ElevenLabs always aligns), `+deflate` permessage-deflate (`--deflate` adds every socket with it:
 Pipecat's clients offer it and uvicorn accepts it), `+whole` the text in one message instead of a word at a time.
 `http+speed`: HTTP with every request asking for `--speed` (1.1), which the audio chain time-stretches (WSOLA).
@@ -314,7 +314,7 @@ async def measure_all(url: str, pid: int, transports: list[str], streams: int, l
                       rates: tuple[int, ...] = (16000,)) -> list[dict]:
     """Every transport in turn, `rounds` times over (alternated: they share the machine's background load)."""
     rows = []
-    for sitting in range(rounds):
+    for round_no in range(rounds):
         for transport in transports:
             if transport in ("http", "http+speed"):
                 got = await measure(url, pid, streams, levels, formats, idle, repeat,
@@ -322,14 +322,14 @@ async def measure_all(url: str, pid: int, transports: list[str], streams: int, l
             else:
                 got = await measure_socket(url, pid, transport, streams, levels, idle, repeat)
             for row in got:
-                row["round"] = sitting
+                row["round"] = round_no
             rows += got
     return rows
 
 
 def ratios(rows: list[dict]) -> list[dict]:
     """Per transport, format and concurrency: the runs' CPU ms per audio s, their mean, and the mean's ratio to HTTP
-    pcm's mean at that concurrency (the same server, the same sitting)."""
+    pcm's mean at that concurrency (the same server, the same run)."""
     groups: dict[tuple, list[float]] = {}
     for r in rows:
         if r["cpu_ms_per_audio_s"] is not None:

@@ -15,8 +15,8 @@ random weights, for a GPU run where the demo's tiny codecs would understate the 
   the exact length, no compute; AP-BWE's batched call for `FreeSR`, quiet noise of 3x the length, no compute either;
   BENCH ONLY, under the same codec scheduler) to separate the service's own scheduling from the models' compute,
   `{"codec": "model"}` restores it;
-  `{"before": ["resume", "holdback", "gc"]}` serves later requests as the product did before the TTFA changes
-  (BENCH ONLY, see `LEGACY`), `{"before": []}` as it does now: a before/after in one run on one server;
+  `{"before": ["resume", "holdback", "gc"]}` serves later requests without the product's first-audio techniques
+  (BENCH ONLY, see `LEGACY`), `{"before": []}` with them: both compared in one run on one server;
 - `POST /bench/gc`: times one forced full cyclic-GC collection (the stall a gen-2 collection causes);
 - `GET /bench/device`: the codec runner's cumulative calls and seconds per call shape (`ModelRunner.device_time()`:
   device-thread seconds, and on CUDA the device's own seconds per call); the GPU kit diffs two readings per level.
@@ -138,14 +138,14 @@ def _patch_gc() -> Callable[[], None]:
     return gc.freeze
 
 
-# BENCH ONLY: the product's behaviour before each TTFA change, patched in this process for a before/after.
+# BENCH ONLY: each first-audio technique undone, patched in this process so both ways run on one server.
 LEGACY: dict[str, Callable[[], Callable[[], None]]] = {
     "resume": _patch_resume, "holdback": _patch_holdback, "gc": _patch_gc,
 }
 
 
 class Legacy:
-    """Which legacy behaviours this bench server applies now (each patch undone when it is dropped)."""
+    """Which `LEGACY` patches this bench server applies now (each patch undone when it is dropped)."""
 
     def __init__(self) -> None:
         self._undo: dict[str, Callable[[], None]] = {}

@@ -1,4 +1,4 @@
-"""Chunked BiCodec decoding while the LLM is still generating (spec §5.6, §9).
+"""Chunked BiCodec decoding while the LLM is still generating (docs/reference/spark-tts.md#bicodec-decode).
 
 BiCodec is fully convolutional and nothing mixes statistics across time, so a span of tokens can be decoded
 on its own: decode it together with some left context and look-ahead tokens, then keep only the span's

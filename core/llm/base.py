@@ -129,7 +129,8 @@ def checked_prompt(prompt_token_ids: list[int], *, closed: bool, vocab_size: int
 
 
 def check_dtype(dtype: str) -> str:
-    """Normalise a dtype name; refuse float16, which breaks the Spark LLM (spec §1.2)."""
+    """Normalise a dtype name; refuse float16, which breaks the Spark LLM
+    (docs/reference/spark-tts.md#checkpoint-layout)."""
     name = str(dtype).removeprefix("torch.").lower()
     if name in ("float16", "half", "fp16"):
         raise ValueError(

@@ -3,11 +3,12 @@ request can continue it (request stitching: `previous_request_ids`) or keep its 
 `POST /v1/audio/voices {"from_request_id"}`).
 
 Stitching: the new request speaks with the previous request's exact globals, and its prompt is Spark's continuation
-prompt (spec §3.2 c) with the previous request's last `TTS_CONTINUITY_PREFIX_S` seconds as the reference: those words
-before the new text in the content, their semantic ids after `<|start_semantic_token|>`. The model goes on from
-there, so tempo and pitch carry over; only the new tokens are decoded. Several previous requests (oldest first, at
-most 3) give their tails in order, cut to the same bound from the end. A previous request that is unknown, expired,
-another key's, failed or still running is refused (404 / 409 naming `previous_request_ids`), never skipped.
+prompt (docs/reference/spark-tts.md#prompts) with the previous request's last `TTS_CONTINUITY_PREFIX_S` seconds as the
+reference: those words before the new text in the content, their semantic ids after `<|start_semantic_token|>`. The
+model goes on from there, so tempo and pitch carry over; only the new tokens are decoded. Several previous requests
+(oldest first, at most 3) give their tails in order, cut to the same bound from the end. A previous request that is
+unknown, expired, another key's, failed or still running is refused (404 / 409 naming `previous_request_ids`), never
+skipped.
 
 `previous_text` and `next_text` are accepted and never spoken: the Spark prompt has no slot for text that is not
 spoken (all content text is read out), and text without its speech tokens cannot condition the continuation. With

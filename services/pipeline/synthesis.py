@@ -108,7 +108,8 @@ class SynthesisRequest:
 
 def draw_seed() -> int:
     """A fresh seed for a request that gave none. vLLM seeds unseeded requests from the engine seed, so without
-    this every fresh container would repeat the same sequence of "random" voices (first_contact.md §5)."""
+    this every fresh container would repeat the same sequence of "random" voices
+    (docs/reference/spark-tts.md#sampling)."""
     return secrets.randbelow(2**31)
 
 
@@ -229,8 +230,8 @@ class SynthesisJob:
             s, max_tokens=budget, seed=seed,
             stop_token_ids=tuple(self.resources.layout.stop_token_ids),
             # No allowed_token_ids: vLLM's GPU runner refuses more than 1,024 inside the engine step, which kills
-            # the engine (first_contact.md §1). The clone-mode parser drops every non-semantic id instead and
-            # counts them (veena3_tts_parser_ignored_tokens_total).
+            # the engine (docs/reference/modal-vllm.md#per-request-limits-of-the-gpu-runner). The clone-mode parser
+            # drops every non-semantic id instead and counts them (veena3_tts_parser_ignored_tokens_total).
         )
 
     async def _generate(self, run: ChunkRun, out: asyncio.Queue) -> None:

@@ -1,4 +1,4 @@
-"""No client slows the others (issue 40 item 5), against a hostile client: key A opens WebSockets up to its per-key
+"""No client slows the others, against a hostile client: key A opens WebSockets up to its per-key
 cap and floods one-character text frames on every one (reconnecting as soon as one is closed), while key B makes
 the same short request it makes alone. The median of B's first audio under the flood must stay within 1.5x the
 median alone, and A's sockets must be closed with the message rate limit's error and code 1008.

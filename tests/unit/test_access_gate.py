@@ -1,4 +1,4 @@
-"""The WebSocket gate's credits (issue 40): text reserved in blocks, not per frame; a block in flight when the
+"""The WebSocket gate's credits: text reserved in blocks, not per frame; a block in flight when the
 socket's task is cancelled still lands in the utterance's accounting; nothing is held after settlement."""
 
 from __future__ import annotations

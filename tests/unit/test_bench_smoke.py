@@ -83,7 +83,8 @@ def test_controllable_prompt_starts_with_acoustic_values_then_32_globals(
     assert mode == "controllable"
     engine = _engine(tokenizer, layout)
     ids = [i for d in asyncio.run(_collect(engine, prompt, SamplingConfig(), "r")) for i in d]
-    # As the trained model continues a controllable prompt (spec §3.1): acoustic block, then the global block.
+    # As the trained model continues a controllable prompt: acoustic block, then the global block
+    # (docs/reference/spark-tts.md#prompts).
     assert ids[0] == layout.marker_id(Marker.START_ACOUSTIC) and ids[3] == layout.marker_id(Marker.END_ACOUSTIC)
     assert [layout.kind(i) for i in ids[1:3]] == [TokenKind.ACOUSTIC, TokenKind.ACOUSTIC]
     assert [int(layout.acoustic[i]) for i in ids[1:3]] == [Acoustic.PITCH, Acoustic.SPEED]

@@ -1,7 +1,7 @@
-"""Load shedding (issue 27 item 8): while the oldest admitted request has waited past TTS_SHED_FIRST_AUDIO_S for its
+"""Load shedding: while the oldest admitted request has waited past TTS_SHED_FIRST_AUDIO_S for its
 first audio, new work gets 503 SERVER_OVERLOADED with Retry-After on HTTP and an error event on the WebSocket; once
 the backlog speaks, requests are served again. The backlog's clock is a test clock: no sleeps, no timings.
-Admission (issue 38): a new stream the codec scheduler's headroom refuses gets the same 503 and error event."""
+Admission: a new stream the codec scheduler's headroom refuses gets the same 503 and error event."""
 
 from __future__ import annotations
 

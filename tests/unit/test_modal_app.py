@@ -39,7 +39,7 @@ from shared import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# vLLM 0.33.0's published requirements (specs/modal_vllm.md B0, from its PyPI metadata).
+# vLLM 0.33.0's published requirements (docs/reference/modal-vllm.md#packaging, from its PyPI metadata).
 VLLM_033_PYTHON = SpecifierSet(">=3.11,<3.15")
 VLLM_033_REQUIRES = {
     "torch": SpecifierSet("==2.14.0"),
@@ -95,7 +95,8 @@ def test_import_needs_no_token_and_declares_production_defaults(tmp_path: Path) 
     assert opts["cpu"] == 4.0
     assert (opts["min_containers"], opts["max_containers"], opts["buffer_containers"]) == (1, 10, 2)
     assert opts["scaledown_window"] == 180
-    assert opts["timeout"] == 3600  # one input = one stream or WebSocket session (first_contact.md §4)
+    # One input = one stream or WebSocket session (docs/reference/modal-vllm.md#decorators).
+    assert opts["timeout"] == 3600
     assert opts["startup_timeout"] >= 600  # first boot compiles vLLM graphs
     assert opts["enable_memory_snapshot"] is False
     assert opts["experimental_options"] is None

@@ -78,7 +78,7 @@ def test_a_live_process_spool_is_never_adopted(tmp_path: Path) -> None:
 
 
 def test_an_unwritable_spool_directory_does_not_stop_the_server(tmp_path: Path) -> None:
-    """Issue 27 item 2 (part): an unwritable spool directory stopped the server from starting. It now falls back to
+    """An unwritable spool directory stopped the server from starting. It now falls back to
     the in-memory queue (direct writes), counted as a spool error and logged."""
     from services.usage.request_log import build_request_logger
     from shared import metrics
@@ -123,7 +123,7 @@ def test_a_failing_spool_append_writes_the_record_directly(tmp_path: Path) -> No
 
 
 def test_an_intent_is_replaced_by_its_final_record_and_never_written(tmp_path: Path) -> None:
-    """Issue 27 item 2: an admitted request's intent sits in the spool until its final record replaces it; the writer
+    """An admitted request's intent sits in the spool until its final record replaces it; the writer
     sends only final records, and a late intent never overwrites a final one."""
     from dataclasses import replace
 
@@ -151,7 +151,7 @@ def test_an_intent_is_replaced_by_its_final_record_and_never_written(tmp_path: P
 
 
 def test_a_killed_process_intents_are_recovered_once_as_interrupted(tmp_path: Path) -> None:
-    """Issue 27 item 2: kill -9 with requests in flight left no row for them. The next process adopts the dead
+    """Kill -9 with requests in flight left no row for them. The next process adopts the dead
     process's spool: each in-flight request becomes one `interrupted` record (nothing charged), each answered one
     keeps its final record, and nothing is written twice."""
     script = (

@@ -327,7 +327,7 @@ async def test_cancel_and_close_abort_generation(runtime: Any) -> None:
 
 @pytest.mark.parametrize("by_server", [True, False])
 async def test_a_socket_the_server_ends_charges_only_the_audio_that_reached_it(runtime: Any, by_server: bool) -> None:
-    """Issue 40, fair charge: a reader that stops reading while a long utterance streams, and the server ends the
+    """Fair charge: a reader that stops reading while a long utterance streams, and the server ends the
     socket (a stall, a broken message rule) or the client closes it: the utterance is charged for the characters the
     audio that reached the socket covers, never for text whose audio never got there (the cut-chunk rule; one price
     for a clean close and a reset)."""

@@ -39,7 +39,8 @@ MAX_MODEL_LEN = 2048
 
 
 def controllable_prompt(tokenizer, text: str) -> list[int]:
-    """Spec §3.2(a): the model itself generates pitch/speed, the 32 globals, then semantic tokens."""
+    """A controllable prompt (docs/reference/spark-tts.md#prompts): the model itself generates pitch/speed, the 32
+    globals, then semantic tokens."""
     style = "<|gender_1|><|pitch_label_2|><|speed_label_2|>"
     prompt = (
         f"{TASK_TOKENS['controllable_tts']}{START_CONTENT}{text}{END_CONTENT}"

@@ -6,7 +6,7 @@ the message's last character; LiveKit (which asks for `sync_alignment=true`) rea
 of the context. So without `sync_alignment` every alignment is relative to the end of the previous alignment sent
 (the wire format keeps the same clock); with it, times are from the start of the context.
 
-Timing never holds audio (issue 39): words arrive from the aligner while their audio plays. A timing event rides
+Timing never holds audio: words arrive from the aligner while their audio plays. A timing event rides
 on the next audio message when that audio holds its first character's start; when its audio was already sent it
 goes at once in a message with empty `audio` (both clients skip empty audio and read its alignment). Both fields
 always travel together and cover the same time (an event holds whole written groups with their spoken words), and
