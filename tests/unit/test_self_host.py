@@ -141,3 +141,13 @@ def test_the_cpu_image_turns_auth_on_when_keys_are_given() -> None:
     assert _cpu_entrypoint_auth(TTS_KEY_BACKEND="postgres") is None
     assert _cpu_entrypoint_auth(TTS_MODEL_DIR="/models/spark") is None  # a real model: on (warns without keys)
     assert _cpu_entrypoint_auth(TTS_AUTH_ENABLED="true") == "true"
+
+
+def test_the_compose_comments_name_the_migrations_there_are() -> None:
+    migrations = sorted(p.name[:3] for p in (ROOT / "deploy" / "sql").glob("*.sql"))
+    text = (DOCKER / "compose.yaml").read_text()
+    ranges = re.findall(r"\b(\d{3})\.\.(\d{3})\b", text)
+    assert ranges, "compose.yaml names the migrations it applies"
+    for first, last in ranges:
+        assert (first, last) == (migrations[0], migrations[-1]), f"compose.yaml says {first}..{last}; deploy/sql has " \
+            f"{migrations[0]}..{migrations[-1]}"
