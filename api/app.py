@@ -48,6 +48,28 @@ DIALECT_HTTP_ROUTES = (re.compile(r"POST /v1/text-to-speech/[^/]+(/stream)?(/wit
                        re.compile(r"POST /tts/(sse|bytes)"))
 
 
+def playground_url(settings: Settings) -> str | None:
+    """The address a browser on this machine opens for the playground (`/` redirects to it); None when it is off.
+    A wildcard bind address is no place to browse to, so it is shown as localhost."""
+    if not settings.deployment.playground_enabled:
+        return None
+    host = settings.deployment.host
+    host = "localhost" if host in ("", "0.0.0.0", "::", "[::]") else f"[{host}]" if ":" in host else host
+    return f"http://{host}:{settings.deployment.port}/"
+
+
+def missing_keys_warning(settings: Settings, demo: bool) -> str | None:
+    """The line to log when auth is on and no key exists: every request would get 401, which looks like a broken
+    server. The demo checkpoint is left out: without keys, scripts/serve switches auth off for it."""
+    access = settings.access
+    if demo or not access.auth_enabled or access.key_backend != "static" or access.api_keys_file is not None:
+        return None
+    if any(key.strip() for key in access.api_keys.split(",")):
+        return None
+    return ("NO API KEYS: auth is on and no key is configured, so every request will get 401; add keys with "
+            "TTS_API_KEYS=key1,key2 (or TTS_API_KEYS_FILE), or set TTS_AUTH_ENABLED=false on a trusted network")
+
+
 def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = None,
                access: AccessServices | None = None, gpu_faults: GpuFaultDetector | None = None) -> FastAPI:
     """Build the app. A given `runtime` is used as is (Modal loads it in @modal.enter); otherwise one is
@@ -64,16 +86,32 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
     # TTS_METRICS_PUSH_URL: push to a Pushgateway (Modal's containers cannot be scraped one by one); None = off.
     pusher = MetricsPusher.from_settings(settings)
 
+    def warn_if_no_keys() -> None:
+        line = missing_keys_warning(settings, runtime.is_demo)
+        if line is not None:
+            logger.warning(line)
+
+    async def start_runtime() -> None:
+        await runtime.start()
+        if runtime.checkpoint is not None:  # whether it is the demo is known once the checkpoint is read
+            warn_if_no_keys()
+        url = playground_url(settings)
+        # The last start-up line, so the address is what a newcomer sees when the log goes quiet.
+        if url is not None and runtime.ready:
+            logger.info("ready: open the playground at %s", url)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not settings.access.auth_enabled:
             logger.warning("AUTHENTICATION IS DISABLED (TTS_AUTH_ENABLED=false): anyone can use this server")
+        elif runtime.checkpoint is not None:  # loaded before the app (Modal): the checkpoint is known now
+            warn_if_no_keys()
         await access.start()
         if pusher is not None:
             pusher.start()
         load_task = None
         if runtime.state.value == "starting":
-            load_task = asyncio.create_task(runtime.start(), name="runtime-start")
+            load_task = asyncio.create_task(start_runtime(), name="runtime-start")
         app.state.load_task = load_task
         try:
             yield

@@ -19,7 +19,8 @@ ALLOWED_REQUEST_HEADERS = ("Authorization", "X-API-Key", "Content-Type", "Accept
 EXPOSED_HEADERS = ("X-Request-ID", "X-Server-Request-ID", "X-App-Version", "X-Model-Version", "X-Voice",
                    "X-SR-Applied", "X-Sample-Rate", "X-Format", "X-Stream", "X-Text-Chunked", "X-Chunking-Enabled",
                    "X-Normalized-Text", "X-Normalized-Text-Truncated", "X-Audio-Bytes", "X-Audio-Seconds",
-                   "X-TTFB-ms", "X-RTF", "X-Chunks-Retried", "X-Chunks-Cut", "X-Timestamps-Status", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
+                   "X-TTFB-ms", "X-RTF", "X-Chunks-Retried", "X-Chunks-Cut", "X-Timestamps-Status", "X-Ignored-Fields",
+                   "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
                    "Retry-After", "Content-Disposition")
 
 

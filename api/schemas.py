@@ -104,6 +104,50 @@ LATENCY_DESCRIPTION = ("Streams only: how soon the first audio comes. lowest: af
                        "Default: the deployment's TTS_DEFAULT_LATENCY (balanced).")
 
 
+# The languages Spark-TTS-0.5B was trained to speak (docs/reference/spark-tts.md), and the names clients send for
+# them: ISO 639-1/2/3 codes, a BCP 47 tag's first subtag (en-US, zh-Hans) or the English name.
+SPOKEN_LANGUAGES = {"en": "English", "zh": "Chinese"}
+_LANGUAGE_NAMES = {"en": "en", "eng": "en", "english": "en",
+                   "zh": "zh", "zho": "zh", "chi": "zh", "cmn": "zh", "chinese": "zh", "mandarin": "zh"}
+LANGUAGE_DESCRIPTION = ("The text's language: en or zh (also en-US, zh-CN, English, Chinese, ...), the two Spark-TTS "
+                        "speaks; any other is a 400. Optional: numbers and dates are read by the script around them.")
+
+
+def check_language(value: str | None) -> str | None:
+    """`en` or `zh` for a name of English or Chinese; any other language is refused with what the model speaks."""
+    if value is None:
+        return None
+    primary = value.strip().lower().replace("_", "-").split("-")[0]
+    if primary in _LANGUAGE_NAMES:
+        return _LANGUAGE_NAMES[primary]
+    spoken = " and ".join(f"{name} ({code})" for code, name in SPOKEN_LANGUAGES.items())
+    hint = " (Hindi text is normalised, but the model has no Hindi voice)" if primary in ("hi", "hin", "hindi") else ""
+    raise PydanticCustomError("unsupported_language", f"the model speaks {spoken}, not {value!r}{hint}; send one of "
+                              "those, or leave 'language' out")
+
+
+class LanguageField(BaseModel):
+    """`language`, on every HTTP synthesis body: checked, then the normaliser reads each span by its own script."""
+
+    language: str | None = Field(None, max_length=64, description=LANGUAGE_DESCRIPTION)
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str | None) -> str | None:
+        return check_language(value)
+
+
+class IgnoredFields(BaseModel):
+    """Unknown fields on both HTTP synthesis bodies: accepted, left unused and named in X-Ignored-Fields, so a client
+    built for another server (or a newer OpenAI API) keeps working; a near miss of a known field is refused as a
+    misspelling (api/routes/tts.py, unknown_fields)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    def ignored_fields(self) -> list[str]:
+        return sorted(self.model_extra or {})
+
+
 class SamplingFields(BaseModel):
     """Sampling fields every synthesis message shares; `to_sampling` merges the deployment's defaults (once)."""
 
@@ -120,10 +164,10 @@ class SamplingFields(BaseModel):
             repetition_penalty=self.repetition_penalty, seed=self.seed)
 
 
-class TTSGenerateRequest(SamplingFields, StitchingFields):
-    """`POST /v1/tts/generate`."""
+class TTSGenerateRequest(SamplingFields, StitchingFields, LanguageField, IgnoredFields):
+    """`POST /v1/tts/generate`; unknown fields are ignored and named in X-Ignored-Fields (IgnoredFields)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
+    model_config = ConfigDict(extra="allow", json_schema_extra={
         "example": {"text": "Hello there! [excited] This is Spark-TTS.", "speaker": "default", "stream": True}
     })
 
@@ -238,13 +282,13 @@ class OpenAIVoiceRef(BaseModel):
     id: str = Field(..., min_length=1, max_length=128)
 
 
-class OpenAISpeechRequest(SamplingFields, StitchingFields):
+class OpenAISpeechRequest(SamplingFields, StitchingFields, LanguageField, IgnoredFields):
     """`POST /v1/audio/speech`, OpenAI-compatible, plus this service's sampling fields (`seed`, `temperature`,
-    `top_k`, `top_p`, `max_tokens`, `repetition_penalty`), `stream`, `latency` and the stitching fields
-    (`previous_request_ids`, `previous_text`, `next_text`); other unknown fields are ignored as OpenAI's own
-    extensions may be sent."""
+    `top_k`, `top_p`, `max_tokens`, `repetition_penalty`), `stream`, `latency`, `language` and the stitching fields
+    (`previous_request_ids`, `previous_text`, `next_text`); other unknown fields are ignored and named in
+    X-Ignored-Fields, as on `/v1/tts/generate`."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")
 
     model: str = Field("spark-tts", max_length=128, description="Accepted for compatibility (tts-1, tts-1-hd, spark-tts).")
     input: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS, description="Text to speak.")

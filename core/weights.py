@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import json
 import os
 import shutil
@@ -84,6 +85,10 @@ APBWE_FILES: tuple[ExpectedFile, ...] = (
 
 class WeightsError(RuntimeError):
     """The download cannot go ahead, or files failed verification (the message says which and why)."""
+
+
+class HubUnreachableError(WeightsError):
+    """The hub or mirror did not answer (no network, refused, timed out); the message names the URL and why."""
 
 
 @dataclass(frozen=True)
@@ -218,10 +223,15 @@ def fetch(url: str, dest: Path, *, timeout_s: float = 60.0) -> None:
             os.replace(part, dest)
             return
         raise WeightsError(f"{url}: HTTP {exc.code}") from exc
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:  # no route, refused, DNS, timeout
+        raise HubUnreachableError(f"{url}: {getattr(exc, 'reason', None) or exc}") from exc
     with response:
         resumed = offset and response.status == 206
         with part.open("ab" if resumed else "wb") as handle:
-            shutil.copyfileobj(response, handle, length=BLOCK)
+            try:
+                shutil.copyfileobj(response, handle, length=BLOCK)
+            except (http.client.HTTPException, ConnectionError, TimeoutError) as exc:  # the part file is kept
+                raise HubUnreachableError(f"{url}: connection lost ({exc})") from exc
     os.replace(part, dest)
 
 
@@ -290,6 +300,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"WARNING: revision {args.revision} is not the pinned {SPARK_REVISION}; digests may differ")
             reports = download_spark(args.directory, revision=args.revision, base_url=args.base_url,
                                      include_wav2vec2=not args.no_wav2vec2 and not manifest, files=spark_files)
+    except HubUnreachableError as exc:
+        # One line, no traceback: the usual cause is a machine without access to huggingface.co.
+        print(f"error: cannot reach the hub ({exc}); set HF_ENDPOINT (or --base-url) to a mirror, or copy the files "
+              "from a machine that has them and check them with --verify-only", file=sys.stderr)
+        return 2
     except WeightsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

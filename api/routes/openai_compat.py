@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import Grant, Runtime, SettingsDep, Speech
-from api.routes.tts import ERROR_RESPONSES, respond
+from api.routes.tts import ERROR_RESPONSES, name_ignored_fields, respond, unknown_fields
 from api.schemas import OpenAISpeechRequest
 
 router = APIRouter(tags=["openai"])
@@ -21,7 +21,9 @@ _CREATED = int(time.time())
 @router.post("/v1/audio/speech", responses=ERROR_RESPONSES, summary="OpenAI-compatible speech (audio bytes or SSE)")
 async def speech(body: OpenAISpeechRequest, request: Request, service: Speech, grant: Grant,
                  settings: SettingsDep) -> Response:
-    return await respond(request, body.to_speech_request(settings), service, grant, sse=body.stream_format == "sse")
+    ignored = unknown_fields(body)
+    return name_ignored_fields(await respond(request, body.to_speech_request(settings), service, grant,
+                                             sse=body.stream_format == "sse"), ignored)
 
 
 def _model_list(runtime: Runtime) -> list[dict]:

@@ -3,6 +3,7 @@ recording to clone); `respond` is every HTTP route's adapter."""
 
 from __future__ import annotations
 
+import difflib
 import logging
 import time
 from urllib.parse import quote
@@ -12,8 +13,9 @@ from fastapi import APIRouter, Request, Response
 from api.client_gone import until_client_leaves
 from api.delivery import Delivery, Framing, TimedAnswer
 from api.deps import Grant, SettingsDep, Speech
+from api.errors import ApiError
 from api.form_body import FormAsJsonRoute
-from api.schemas import TTSGenerateRequest
+from api.schemas import IgnoredFields, TTSGenerateRequest
 from api.timed_delivery import complete_json
 from services.access import AccessGrant
 from services.pipeline.speech import OpenedSpeech, SpeechRequest, SpeechService
@@ -99,6 +101,25 @@ async def respond(request: Request, speech: SpeechRequest, service: SpeechServic
     return await delivery.complete_response(request.receive, timed=timed)
 
 
+def unknown_fields(body: IgnoredFields) -> list[str]:
+    """The body's fields this route does not know: ignored and named in X-Ignored-Fields, except a near miss of a
+    known field (`voices`, `sped`), which is a misspelling and refused with the name it was meant to be."""
+    names = body.ignored_fields()
+    for name in names:
+        meant = difflib.get_close_matches(name, list(type(body).model_fields), n=1, cutoff=0.8)
+        if meant:
+            raise ApiError("VALIDATION_ERROR", f"Field '{name}' is not permitted: no such field (did you mean "
+                           f"'{meant[0]}'?)", param=name)
+    return names
+
+
+def name_ignored_fields(response: Response, ignored: list[str]) -> Response:
+    """X-Ignored-Fields: the fields accepted and left unused, comma-separated (percent-encoded, at most 1,000)."""
+    if ignored:
+        response.headers["X-Ignored-Fields"] = ",".join(quote(name, safe="") for name in ignored)[:1000]
+    return response
+
+
 # The multipart form of the same body (FormAsJsonRoute): every JSON field as a form field, the reference as a file.
 _FORM_BODY = {"requestBody": {"content": {"multipart/form-data": {"schema": {"type": "object", "properties": {
     "text": {"type": "string"}, "reference_audio": {"type": "string", "format": "binary"},
@@ -109,4 +130,6 @@ _FORM_BODY = {"requestBody": {"content": {"multipart/form-data": {"schema": {"ty
              summary="Synthesise speech (streaming or complete file)")
 async def generate(body: TTSGenerateRequest, request: Request, service: Speech, grant: Grant,
                    settings: SettingsDep) -> Response:
-    return await respond(request, body.to_speech_request(settings), service, grant, captions=body.captions)
+    ignored = unknown_fields(body)
+    return name_ignored_fields(await respond(request, body.to_speech_request(settings), service, grant,
+                                             captions=body.captions), ignored)

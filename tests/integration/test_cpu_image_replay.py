@@ -57,6 +57,7 @@ def test_the_cpu_image_installs_and_serves_from_a_fresh_virtualenv(tmp_path: Pat
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     image_root = "/app"
     entry: list[str] = []
+    command: list[str] = []
     for word, rest in steps:
         rest = rest.replace(image_root, str(app_dir))
         if word == "WORKDIR":
@@ -80,13 +81,15 @@ def test_the_cpu_image_installs_and_serves_from_a_fresh_virtualenv(tmp_path: Pat
             env.update(env_of([(word, rest)]))
         elif word == "ENTRYPOINT":
             entry = json.loads(rest)
+        elif word == "CMD":
+            command = json.loads(rest)
     # The installed package is the image's copy, not this repository (a non-editable install into the venv).
     where = subprocess.run([str(python), "-c", "import api, core.clone; print(api.__file__)"], cwd=tmp_path, env=env,
                            capture_output=True, text=True, check=True).stdout.strip()
     assert str(venv) in where, where
 
     port = free_port()
-    command = replay_command(entry, python)
+    command = entry + replay_command(command, python)  # the entry point wraps the server command
     command[command.index("0.0.0.0")] = "127.0.0.1"
     command[command.index("8000")] = str(port)
     log = tmp_path / "server.log"

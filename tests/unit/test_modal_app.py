@@ -826,3 +826,16 @@ def test_model_volume_is_never_created_implicitly_and_compile_threads_only_with_
     assert "Volume.from_name(MODAL.volume)" in source
     assert modal_app.SERVING_ENV["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn"
     assert "TORCHINDUCTOR_COMPILE_THREADS" not in modal_app.SERVING_ENV  # snapshots are off by default
+
+
+def test_the_modal_extra_is_the_deploy_client_alone_and_dev_includes_it() -> None:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    modal_extra = [Requirement(d) for d in extras["modal"]]
+    assert [r.name for r in modal_extra] == ["modal"] and str(modal_extra[0].specifier).startswith("==")
+    dev = [Requirement(d) for d in extras["dev"]]
+    assert any(r.name == "spark-tts-service" and r.extras == {"modal"} for r in dev)  # one pin, in [modal]
+    assert not any(r.name == "modal" for r in dev)
+    # `modal deploy app.py` imports app.py on the deploying machine: nothing beyond the standard library and modal.
+    loaded = subprocess.run([sys.executable, "-c", "import sys, app; print(' '.join(sys.modules))"], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=True)
+    assert not {"torch", "fastapi", "pydantic", "numpy", "transformers"} & set(loaded.stdout.split())

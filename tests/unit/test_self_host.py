@@ -5,6 +5,7 @@ tests/integration/test_cpu_image_replay.py."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -57,7 +58,9 @@ def test_dockerfiles_copy_the_project_and_serve_it_with_a_readiness_check(name: 
         assert (ROOT / source).exists(), f"{name} copies {source}, which does not exist"
     assert project_packages() <= copied
     entry = json.loads(next(rest for word, rest in steps if word == "ENTRYPOINT"))
-    assert entry[1:5] == ["-m", "uvicorn", "--factory", "api:create_app"] and "0.0.0.0" in entry
+    entry += next((json.loads(rest) for word, rest in steps if word == "CMD"), [])  # a wrapper's command
+    start = entry.index("uvicorn") - 1
+    assert entry[start:start + 4] == ["-m", "uvicorn", "--factory", "api:create_app"] and "0.0.0.0" in entry
     health = next(rest for word, rest in steps if word == "HEALTHCHECK")
     assert "/v1/tts/ready" in health
     for key in env_of(steps):
@@ -115,3 +118,36 @@ def test_the_compose_stack_wires_service_redis_postgres_prometheus_and_grafana(t
     promtool = shutil.which("promtool")
     assert promtool, "promtool (Debian prometheus) is installed by scripts/test"
     subprocess.run([promtool, "check", "config", str(local)], check=True, capture_output=True)
+
+
+def _cpu_entrypoint_auth(**env: str) -> str | None:
+    """TTS_AUTH_ENABLED as the CPU image's entry point hands it to the server, under the image's ENV plus `env`."""
+    steps = instructions(DOCKER / "Dockerfile.cpu")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
+    done = subprocess.run(["sh", str(DOCKER / "cpu-entrypoint.sh"), sys.executable, "-c",
+                           "import os; print(os.environ.get('TTS_AUTH_ENABLED', '<unset>'))"],
+                          env={**base, **env_of(steps), **env}, capture_output=True, text=True, check=True, timeout=30)
+    value = done.stdout.strip().splitlines()[-1]
+    return None if value == "<unset>" else value
+
+
+def test_the_cpu_image_turns_auth_on_when_keys_are_given() -> None:
+    steps = instructions(DOCKER / "Dockerfile.cpu")
+    assert "TTS_AUTH_ENABLED" not in env_of(steps)  # the entry point decides, so a key given at `docker run` counts
+    assert json.loads(next(rest for word, rest in steps if word == "ENTRYPOINT")) == ["sh", "/app/cpu-entrypoint.sh"]
+    assert _cpu_entrypoint_auth() == "false"  # the built-in demo, no key: off (published on loopback only)
+    assert _cpu_entrypoint_auth(TTS_API_KEYS="k1") is None  # on: the setting's default
+    assert _cpu_entrypoint_auth(TTS_API_KEYS_FILE="/keys.json") is None
+    assert _cpu_entrypoint_auth(TTS_KEY_BACKEND="postgres") is None
+    assert _cpu_entrypoint_auth(TTS_MODEL_DIR="/models/spark") is None  # a real model: on (warns without keys)
+    assert _cpu_entrypoint_auth(TTS_AUTH_ENABLED="true") == "true"
+
+
+def test_the_compose_comments_name_the_migrations_there_are() -> None:
+    migrations = sorted(p.name[:3] for p in (ROOT / "deploy" / "sql").glob("*.sql"))
+    text = (DOCKER / "compose.yaml").read_text()
+    ranges = re.findall(r"\b(\d{3})\.\.(\d{3})\b", text)
+    assert ranges, "compose.yaml names the migrations it applies"
+    for first, last in ranges:
+        assert (first, last) == (migrations[0], migrations[-1]), f"compose.yaml says {first}..{last}; deploy/sql has " \
+            f"{migrations[0]}..{migrations[-1]}"

@@ -53,3 +53,24 @@ def test_download_refuses_a_directory_holding_a_finetune_or_another_revision(tmp
     weights.write_stamp(other, weights.SPARK_REPO, "0" * 40)
     with pytest.raises(WeightsError, match="refusing to write"):
         weights.download_spark(other, base_url="http://127.0.0.1:9", log=lambda m: None)
+
+
+def test_an_unreachable_hub_fails_in_one_line_with_the_way_out(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:  # a loopback port nothing listens on: the connection is refused at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{port}", "PYTHONPATH": str(Path(weights.__file__).parents[1])}
+    env.pop("TTS_WEIGHTS_BASE_URL", None)
+    env.pop("TTS_WEIGHTS_MANIFEST", None)
+    done = subprocess.run([sys.executable, "-m", "core.weights", str(tmp_path / "model")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"127.0.0.1:{port}" in lines[0]
+    assert "HF_ENDPOINT" in lines[0] and "mirror" in lines[0] and "--verify-only" in lines[0]
