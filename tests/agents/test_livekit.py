@@ -129,3 +129,19 @@ async def test_livekit_cartesia_refused_turn_ends_without_a_timeout(server: Serv
         frames, words = await _turn(tts, TURN_3)
         _check_words(words, TURN_3, sum(f.duration for f in frames))
         await tts.aclose()
+
+
+async def test_livekit_elevenlabs_turn_after_the_socket_idled_out(server: Server) -> None:
+    """The server closes an ElevenLabs socket after the client's `inactivity_timeout` with nothing sent either way
+    (lowered to 2 s here in place of LiveKit's 180 s, so no minute is slept): LiveKit's pool notices the closed
+    connection and the next turn, on a new one, is spoken whole, with no error and no traceback on the server."""
+    async with aiohttp.ClientSession() as http:
+        tts = elevenlabs.TTS(api_key=KEY, base_url=f"{server.http}/v1", voice_id="default", encoding="pcm_16000",
+                             inactivity_timeout=2, http_session=http)
+        frames, words = await _turn(tts, TURN_3)
+        _check_words(words, TURN_3, sum(f.duration for f in frames))
+        await asyncio.sleep(3.0)  # past the socket's inactivity timeout: the server has closed it
+        frames, words = await _turn(tts, TURN_1)
+        _check_words(words, TURN_1, sum(f.duration for f in frames))
+        await tts.aclose()
+    assert "Traceback" not in server.log_text()
