@@ -18,7 +18,7 @@ import pytest
 from livekit.agents import APIConnectOptions, APIError, APITimeoutError
 from livekit.plugins import cartesia, elevenlabs
 
-from tests.agents.conftest import KEY, Server, check_next_turns, llm_tokens
+from tests.agents.conftest import BROKE_KEY, KEY, Server, check_next_turns, llm_tokens
 
 pytestmark = pytest.mark.timeout(900)
 TURN_1 = "Hello there. The weather is lovely today, is it not?"
@@ -145,3 +145,27 @@ async def test_livekit_elevenlabs_turn_after_the_socket_idled_out(server: Server
         _check_words(words, TURN_1, sum(f.duration for f in frames))
         await tts.aclose()
     assert "Traceback" not in server.log_text()
+
+
+@pytest.mark.parametrize("dialect", ["elevenlabs", "cartesia"])
+async def test_livekit_out_of_credits_fails_each_turn_with_its_own_error(credits_server: Server, dialect: str) -> None:
+    """A key with no credits: each of two turns in a row fails at once with LiveKit's own API error (not its
+    timeout), and a turn with a funded key on the same server is then spoken whole."""
+    async with aiohttp.ClientSession() as http:
+        for _ in range(2):
+            if dialect == "elevenlabs":
+                broke = elevenlabs.TTS(api_key=BROKE_KEY, base_url=f"{credits_server.http}/v1", voice_id="default",
+                                       encoding="pcm_16000", http_session=http)
+            else:
+                broke = cartesia.TTS(api_key=BROKE_KEY, base_url=credits_server.http, voice="default",
+                                     http_session=http)
+            with pytest.raises(APIError) as failure:
+                await _turn(broke, TURN_3)
+            assert not isinstance(failure.value, APITimeoutError), failure.value
+            await broke.aclose()
+        tts = elevenlabs.TTS(api_key=KEY, base_url=f"{credits_server.http}/v1", voice_id="default",
+                             encoding="pcm_16000", http_session=http)
+        frames, words = await _turn(tts, TURN_3)
+        _check_words(words, TURN_3, sum(f.duration for f in frames))
+        await tts.aclose()
+    assert "Traceback" not in credits_server.log_text()
