@@ -4,7 +4,8 @@
     python -m bench NAME [ARGS...]       # run one (ARGS go to the bench; --help shows its own)
     python -m bench all [--quick] [--only parser,service]   # the suite, one process per bench, then a summary
 
-Run from the repository root with the project's venv (vllm_output and `host_path --engine vllm`: `.venv-vllm`).
+Run from the repository root with the project's venv (vllm_output and `host_path --engine vllm`: `.venv-vllm`;
+pipecat_first_audio: the agents venv, see its docstring).
 Each bench prints markdown tables and writes its results under bench/results/ (docs/benchmarks.md quotes them).
 """
 
@@ -54,6 +55,8 @@ BENCHES: dict[str, Bench] = {
     "ttfa": Bench("bench_ttfa.py", "time to first audio per schedule, voice, rate, concurrency", suite=True),
     "timing": Bench("bench_timing_latency.py", "first audio with and without word timestamps, per transport"),
     "barge_in": Bench("bench_barge_in.py", "the next turn after a barge-in against a fresh turn"),
+    "pipecat_first_audio": Bench("bench_pipecat_first_audio.py",
+                                 "Pipecat's ElevenLabs against Cartesia first audio at 20 and 50 LLM tokens/s"),
     "standin_load": Bench("bench_standin_load.py", "1 against N streams on the device stand-in: first audio, underruns"),
     "timed_sockets": Bench("bench_timed_sockets.py", "voice-agent sockets on the stand-in, timestamps off and on"),
     "mixed_formats": Bench("bench_mixed_formats.py", "PCM listeners beside compressed streams on the stand-in"),

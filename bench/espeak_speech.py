@@ -1,5 +1,7 @@
 """Real speech with known pauses, made with espeak-ng (a Debian package): phrases are spoken one by one, trimmed to
-their voiced extent and joined with silences of known length, so every phrase's true start and end are known."""
+their voiced extent and joined with silences of known length, so every phrase's true start and end are known.
+`edge_errors` measures an alignment against them, `streamed` runs the incremental aligner the way the pipeline
+feeds it."""
 
 from __future__ import annotations
 
@@ -10,6 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import soxr
+
+from core.align.incremental import IncrementalEstimate
+from core.align.types import WordSpan
+from core.align.units import split_words
 
 RATE = 16_000
 TRIM_LEVEL = 1e-3  # espeak-ng's silence is digital zero; anything above this is speech
@@ -64,3 +70,30 @@ def make_speech(language: str, phrases: list[str] | None = None, pauses: tuple[f
         parts.append(np.zeros(int(round(gap * RATE)), np.float32))
         at += int(round(gap * RATE)) / RATE
     return Speech(np.concatenate(parts), " ".join(phrases), truth)
+
+
+# The streaming decoder's pieces (core.streaming's schedule): 25, 50, 100, then 200 tokens of 20 ms.
+PIECES_S = (0.5, 1.0, 2.0, 4.0)
+
+
+def streamed(audio: np.ndarray, words: list[str]) -> list[WordSpan]:
+    """The incremental aligner's spans, fed the audio in the decoder's pieces, then finished."""
+    aligner = IncrementalEstimate(words)
+    spans: list[WordSpan] = []
+    at, piece = 0, 0
+    while at < len(audio):
+        size = int(PIECES_S[min(piece, len(PIECES_S) - 1)] * RATE)
+        spans += aligner.feed(audio[at:at + size])
+        at, piece = at + size, piece + 1
+    return spans + aligner.finish()
+
+
+def edge_errors(speech: Speech, spans: list[WordSpan]) -> list[float]:
+    """Seconds between each phrase's true start and its first word's start, and its true end and its last word's end
+    (the word-group boundaries a pause makes)."""
+    errors, at = [], 0
+    for phrase, start, end in speech.phrases:
+        count = len(split_words(phrase))
+        errors += [abs(spans[at].start - start), abs(spans[at + count - 1].end - end)]
+        at += count
+    return errors

@@ -6,23 +6,29 @@ rate and every pause. Here, on each `feed`:
 
 1. Closed pauses (silent runs of at least `MIN_PAUSE_FRAMES` with speech after them) in the unsettled audio: the
    offline method's search over them (`_groups`), with the expected rate in place of the whole text's and the number
-   of words free, segments the open words into groups ending at chosen pauses. Its groups are placed on their
-   voiced frames as the offline method does, all but the one ending at the last closed pause unless that pause is
-   long (>= 150 ms). Without the offline method's "every word is used" to keep the last group's count honest, the
-   rate weighs more there and any punctuation counts alike.
-2. Past the last group, every word the expected rate begins before the decoded edge is placed at that rate, the one
-   straddling the edge up to the edge. Then each word's span is sent with the audio piece in which it
-   begins, so it reaches the client before the word has finished playing whenever the stream is ahead of playback
-   (a word that begins after the last piece's edge ends after it too, and playback has not passed that edge).
+   of words free, segments the open words into groups ending at chosen pauses (the segmentation may end at any
+   closed pause; punctuation inside a group costs its bonus, as it does offline). Its groups are placed on their
+   voiced frames as the offline method does, all but the last, which is kept when its pause is long (>= 150 ms) or
+   it ends on punctuation. Without the offline method's "every word is used" to keep the last group's count honest,
+   the rate weighs more there and any punctuation counts alike. Until a group has measured the speaker the rate is
+   searched as well, around the prior: groups must agree with one another rather than with the prior.
+2. Past the last group, every word the expected rate begins before the last speech frame is placed at that rate,
+   the one straddling the decoded edge up to the edge, but never a word ending in punctuation nor any after it (a
+   rate a little off would carry words across the pause; the search decides those) unless the speech has stopped
+   at the edge for a pause's length, when that word ends where the speech stopped. Each word's span is sent with
+   the audio piece in which it begins or with the pause after it, so it reaches the client before the word has
+   finished playing whenever the stream is ahead of playback.
 3. `finish` places the words still open on the rest of the audio with the offline method (its full search).
 
-Measured on synthetic speech (bench/bench_timing_latency.py --simulate): mean word-start error 101 ms against the
-offline method's 59 ms on 170-character text chunks (a chunk's end re-anchors the next); no word late on a simulated
-playback clock with the engine at twice real time.
+Measured on synthetic speech (bench/bench_timing_latency.py --simulate): mean word-start error 105 ms against the
+offline method's 61 ms on 170-character text chunks (a chunk's end re-anchors the next); no word late on a simulated
+playback clock with the engine at twice real time. On espeak-ng speech with known pauses at punctuation
+(bench/bench_align.py) the phrases' edges are within 20 ms, streamed or not; pauses the text does not announce,
+from a voice far slower than the prior, can still carry words across a pause.
 
-The expected rate (units per voiced second) starts from `rate` (a previous text chunk's, or `PRIOR_RATE`) and
-follows the groups cut at pauses. What is placed is never moved: later words start where it ends. The level
-threshold (95th percentile of the frames so far) only decides pauses in audio not yet settled.
+The expected rate (units per voiced second) starts from `rate` (a previous text chunk's measured rate, or
+`PRIOR_RATE`) and follows the groups cut at pauses. What is placed is never moved: later words start where it ends.
+The level threshold (95th percentile of the frames so far) only decides pauses in audio not yet settled.
 
 Never raises on any audio or words: the offline method's result, or words spread evenly (`spread`), in the worst
 case (`core.align.estimate` has the same property, tested with Hypothesis).
@@ -51,7 +57,10 @@ from core.align.units import expected_units, pause_weight
 PRIOR_RATE = 4.5  # expected units (syllables) per voiced second before any group was measured
 END_RATE_FACTOR = 4.0  # see `_groups`
 LAST_GROUP_SKIP = 1.0  # see `_groups`
-RATE_MEMORY_S = 2.0  # the prior counts as this many seconds of measured speech when the rate is updated
+UNMEASURED_RATES = 15  # see `_groups`
+UNMEASURED_RATE_SPAN = 0.8  # the rates searched span the prior times e^-0.8..e^0.8 (2.0-10 units/s)
+RATE_PRIOR_WEIGHT = 1.0
+RATE_MEMORY_S = 0.5  # the prior counts as this many seconds of measured speech when the rate is updated
 
 
 def spread(words: list[str], start: float, end: float) -> list[WordSpan]:
@@ -71,7 +80,8 @@ class IncrementalEstimate:
     def __init__(self, words: list[str], *, rate: float | None = None) -> None:
         self.words = [w for w in words if w.strip()]
         self.units = np.array([expected_units(w) for w in self.words], np.float64)
-        self.rate = rate if rate and np.isfinite(rate) and rate > 0 else PRIOR_RATE
+        self._given = bool(rate and np.isfinite(rate) and rate > 0)  # a previous text chunk measured the speaker
+        self.rate = rate if rate and self._given else PRIOR_RATE
         self._prior = self.rate
         self._measured_units = 0.0
         self._measured_s = 0.0
@@ -142,14 +152,19 @@ class IncrementalEstimate:
             self._phrase_frame = self._from + int(begun[0])
         start = self._phrase_frame
         speech = np.flatnonzero(voiced[start:]) + start
+        if not len(speech):  # the level threshold follows the audio: the group's start may no longer count as speech
+            return []
         pauses = [(int(speech[g]) + 1, int(speech[g + 1])) for g in np.flatnonzero(np.diff(speech) > MIN_PAUSE_FRAMES)]
         in_pause = np.zeros(len(voiced), bool)
         for a, b in pauses:
             in_pause[a:b] = True
-        timeline = np.flatnonzero(~in_pause[start:]) + start  # the open group's speech frames, pauses left out
+        # The open group's speech frames, pauses left out; silence at the decoded edge is left out too, being a
+        # pause that has not closed yet (placing words by rate there would put the next phrase's words before it).
+        timeline = np.flatnonzero(~in_pause[start:int(speech[-1]) + 1]) + start
         out: list[WordSpan] = []
         closed = [(a, b) for a, b in pauses if a >= self._from]  # where a group may still end
         if closed and self.placed < last:
+            measured = self.measured
             for stop, (p_start, p_end) in self._groups(timeline, closed):
                 first = self.placed
                 group = timeline[(timeline >= self._phrase_frame) & (timeline < p_start)]
@@ -157,26 +172,46 @@ class IncrementalEstimate:
                     rest = group[group >= self._from]
                     out += self._commit(_place(self.words[first:stop], self.units[first:stop], rest, at=self._from),
                                         stop - first)
-                if first == self._phrase_word:  # a group partly settled by rate would teach the rate back to itself
-                    self._learn(float(self.units[first:stop].sum()), len(group) * FRAME_S)
+                # A group settled by rate up to its end would teach the rate back to itself; one the search gave
+                # more words than the rate had settled, or found with the rate free, measures the speaker.
+                if first == self._phrase_word or stop > first or not measured:
+                    self._learn(float(self.units[self._phrase_word:stop].sum()), len(group) * FRAME_S)
                 self._phrase_word, self._phrase_frame, self._from = stop, p_end, p_end
             timeline = timeline[timeline >= self._phrase_frame]
+            # A long pause the search left open (the speaker not measured yet) may still end a group: words are
+            # placed by rate only up to it, not across it.
+            uncut = [a for a, b in closed if a >= self._phrase_frame and (b - a) * FRAME_S >= SKIP_SCALE_S]
+            if uncut:
+                timeline = timeline[timeline < uncut[0]]
         # Past the last cut: every word the expected rate begins before the decoded edge, the one straddling the edge
         # up to the edge (no span passes the audio). So each word's span is sent with the piece in which it begins.
+        # Never a word ending in punctuation, nor any after it: a pause is likeliest there, and only the search over
+        # closed pauses may say whether the speaker paused there (a rate slightly off would otherwise carry words
+        # across the pause). Except when the speech has stopped at the edge for a pause's length: then the first
+        # such word ends where the speech stopped, and waits no longer for the speech after the pause.
         if self.placed >= last or not len(timeline):
             return out
         units = self.units[self._phrase_word:last]
         ends = np.cumsum(units) / self.rate
         total = int(np.searchsorted(ends - units / self.rate, len(timeline) * FRAME_S, side="left"))
         first, stop = self.placed, self._phrase_word + total
+        used = max(1, int(round(ends[total - 1] / FRAME_S))) if total else 0
+        marks = [k for k in range(first, stop) if pause_weight(self.words[k])]
+        if marks:
+            stopped = timeline[-1] == speech[-1] and len(voiced) - 1 - speech[-1] >= MIN_PAUSE_FRAMES
+            stop = marks[0] + 1 if stopped else marks[0]
+            used = len(timeline) if stopped else max(1, int(round(ends[stop - self._phrase_word - 1] / FRAME_S)))
         if stop > first:
-            used = max(1, int(round(ends[total - 1] / FRAME_S)))
-            beyond = np.arange(len(self._db), len(self._db) + max(0, used - len(timeline)))
+            if timeline[-1] + 1 == len(self._db):  # speech reaches the decoded edge: the straddler runs past it
+                beyond = np.arange(len(self._db), len(self._db) + max(0, used - len(timeline)))
+            else:  # silence at the edge may be the pause that ends the group: no word is placed in it
+                beyond = np.zeros(0, np.int64)
             frames = np.concatenate((timeline, beyond))[:used]
             frames = frames[frames >= self._from]
             out += self._commit(_place(self.words[first:stop], self.units[first:stop], frames, at=self._from),
                                 stop - first)
-            self._from = max(self._from, int(frames[-1]) + 1 if len(frames) else self._from)
+            # The straddler's span ends at the decoded edge (clamped), so the audio past it is not yet owned.
+            self._from = max(self._from, min(int(frames[-1]) + 1, len(self._db)) if len(frames) else self._from)
         return out
 
     def _groups(self, timeline: np.ndarray, closed: list[tuple[int, int]]) -> list[tuple[int, tuple[int, int]]]:
@@ -184,8 +219,14 @@ class IncrementalEstimate:
 
         The offline method's search (`estimate._assign`) over the open group's start and the closed pauses, with
         the expected rate in place of the whole text's and the number of words free: the best segmentation of some
-        prefix of the open words that ends at the last closed pause. Its groups are kept but the last, which is
-        kept only when its pause is long enough to end a group whatever follows (skipping it would cost >= 1)."""
+        prefix of the open words that ends at a closed pause (those after it are then inside the open group). Its
+        groups are kept but the last, which is kept only when its pause is long enough to end a group whatever
+        follows (skipping it would cost >= 1) or the group ends on punctuation.
+
+        Until the speaker is measured the rate is searched too (`UNMEASURED_RATES` around the prior, the prior's
+        distance costing `RATE_PRIOR_WEIGHT` per squared log ratio), so the groups agree with one another on a rate
+        rather than with the prior (a voice may speak at half the prior's rate), and a sentence end counts no more
+        than a comma."""
         base = self._phrase_word
         n = len(self.words) - 1 - base  # open words a group may take (one is left for the speech after)
         low = max(1, self.placed - base)  # the first group holds at least the words already settled in it
@@ -196,9 +237,52 @@ class IncrementalEstimate:
         cumulative = np.concatenate(([0.0], np.cumsum(self.units[base:base + n])))
         bonus = np.array([0.0] + [pause_weight(w) for w in self.words[base:base + n]])
         units = cumulative[None, :] - cumulative[:, None]  # units[j', j]: words j'..j-1
+        measured = self.measured
+        if not measured:  # with the rate free, a sentence end counting double would pull groups past commas
+            bonus = np.minimum(bonus, 1.0)
+        if measured:
+            rates = np.array([self.rate])
+        else:
+            rates = self.rate * np.exp(np.linspace(-UNMEASURED_RATE_SPAN, UNMEASURED_RATE_SPAN, UNMEASURED_RATES))
+        # The segmentation may end at any closed pause: the later ones are then inside the open group (a short
+        # gap inside a word is no group's end), costing what skipping them costs.
+        after = np.concatenate((np.cumsum(skip[::-1])[::-1], [0.0]))  # after[b]: skipping the pauses past node b
+        best: tuple[float, int, np.ndarray, np.ndarray] | None = None
+        for rate in rates:
+            cost, back = self._search(positions, skip, units, bonus, low, n, float(rate))
+            ends = cost.min(axis=1) + after
+            ends[0] = np.inf  # no group at all: nothing to cut
+            node = int(np.argmin(ends))
+            total = float(ends[node]) + RATE_PRIOR_WEIGHT * float(np.log(rate / self.rate)) ** 2
+            if np.isfinite(total) and (best is None or total < best[0]):
+                best = (total, node, cost, back)
+        if best is None:
+            return []
+        _, node, cost, back = best
+        last_skip = skip[node - 1]
+        chosen: list[tuple[int, tuple[int, int]]] = []
+        j = int(np.argmin(cost[node]))
+        while node > 0:
+            chosen.append((base + j, closed[node - 1]))
+            node, j = (int(x) for x in back[node, j])
+        chosen.reverse()
+        # The last group is kept when its pause is long, or when it ends on punctuation (a pause expected there).
+        if not chosen or last_skip >= LAST_GROUP_SKIP or pause_weight(self.words[chosen[-1][0] - 1]):
+            return chosen
+        return chosen[:-1]
+
+    @staticmethod
+    def _search(positions: np.ndarray, skip: np.ndarray, units: np.ndarray, bonus: np.ndarray, low: int, n: int,
+                rate: float) -> tuple[np.ndarray, np.ndarray]:
+        """`_groups`' dynamic programme at one rate: cost[node, j] of the best segmentation of words[:j] ending at
+        the node, and its back pointers (previous node, previous boundary)."""
         with np.errstate(divide="ignore", invalid="ignore"):
-            expected = np.where(units > 0, np.log(np.maximum(units, 1e-9) / self.rate), np.inf)
-        nodes = len(closed) + 1
+            expected = np.where(units > 0, np.log(np.maximum(units, 1e-9) / rate), np.inf)
+        # Punctuation inside a group (spoken without a pause) costs its bonus: the offline search, which uses every
+        # word, gets this from the bonus alone; with the number of words free, skipping marks would be free.
+        marks = np.concatenate(([0.0], np.cumsum(bonus)))  # marks[m]: the bonus of boundaries 0..m-1
+        inside = PUNCT_BONUS * np.maximum(marks[None, :-1] - marks[1:, None], 0.0)  # [j', j]: boundaries j'+1..j-1
+        nodes = len(positions)
         cost = np.full((nodes, n + 1), np.inf)
         cost[0, 0] = 0.0
         back = np.zeros((nodes, n + 1, 2), np.int64)
@@ -207,11 +291,11 @@ class IncrementalEstimate:
                 duration = positions[b] - positions[a]
                 if duration <= 0 or not np.isfinite(cost[a]).any():
                     continue
-                inside = skip[a:b - 1].sum()  # the pauses between nodes a and b are inside the group
+                skipped = skip[a:b - 1].sum()  # the pauses between nodes a and b are inside the group
                 # A group ending at the last closed pause has no words after it to keep its count honest (the
                 # offline search must use every word): there the rate weighs more against the punctuation bonus.
                 weight = RATE_WEIGHT * (END_RATE_FACTOR if b == nodes - 1 else 1.0)
-                group = weight * np.square(np.log(duration) - expected)
+                group = weight * np.square(np.log(duration) - expected) + inside
                 if a == 0:
                     group[:, :low] = np.inf
                 total = cost[a][:, None] + group
@@ -219,19 +303,16 @@ class IncrementalEstimate:
                 # At the last pause any punctuation counts alike: a sentence end a few words on must not win over
                 # the comma the rate points at (the offline search is kept honest by the words after it).
                 ends_here = np.minimum(bonus, 1.0) if b == nodes - 1 else bonus
-                best = total[prev, np.arange(n + 1)] + inside - PUNCT_BONUS * ends_here
+                best = total[prev, np.arange(n + 1)] + skipped - PUNCT_BONUS * ends_here
                 better = best < cost[b]
                 cost[b] = np.where(better, best, cost[b])
                 back[b][better] = np.stack((np.full(better.sum(), a), prev[better]), axis=1)
-        if not np.isfinite(cost[-1]).any():
-            return []
-        chosen: list[tuple[int, tuple[int, int]]] = []
-        node, j = nodes - 1, int(np.argmin(cost[-1]))
-        while node > 0:
-            chosen.append((base + j, closed[node - 1]))
-            node, j = (int(x) for x in back[node, j])
-        chosen.reverse()
-        return chosen if skip[-1] >= LAST_GROUP_SKIP else chosen[:-1]
+        return cost, back
+
+    @property
+    def measured(self) -> bool:
+        """Whether the rate is the speaker's: measured on a group here, or given by a previous text chunk."""
+        return self._given or self._measured_s > 0
 
     def _learn(self, units: float, seconds: float) -> None:
         """Follow the speaker's rate from groups cut at pauses (the prior weighs RATE_MEMORY_S seconds)."""

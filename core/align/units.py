@@ -6,9 +6,9 @@ is a word of its own, as the issue and Cartesia/ElevenLabs clients expect for Ch
 the word it follows (or precedes, when it opens the token), so joining the words with spaces gives the text back
 up to spacing.
 
-Expected duration, in syllable-like units: English (any Latin-script word) counts vowel groups, a Han character is
-one syllable, Devanagari counts aksharas (a consonant cluster with its vowel, or an independent vowel); digits
-(un-normalised text) count as about a syllable and a half each; other scripts a syllable per three letters.
+Expected duration, in syllable-like units: English (any Latin-script word) counts letters, three a unit; a Han
+character is one syllable, Devanagari counts aksharas (a consonant cluster with its vowel, or an independent vowel);
+digits (un-normalised text) count as about a syllable and a half each; other scripts a syllable per three letters.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ _HAN_RE = re.compile(f"[{_HAN}]")
 # One Han character, or a run of anything else; punctuation right after a Han character rides with it.
 _PIECE_RE = re.compile(rf"[{_HAN}][^\w{_HAN}]*|[^{_HAN}]+")
 _WORDY_RE = re.compile(r"\w")
-_LATIN_VOWELS_RE = re.compile(r"[aeiouy]+")
 _DEV_CONSONANT = "\u0915-\u0939\u0958-\u095f\u0978-\u097f"
 _DEV_INDEPENDENT_VOWEL_RE = re.compile("[\u0904-\u0914\u0960\u0961\u0972-\u0977]")
 _DEV_AKSHARA_CONSONANT_RE = re.compile(f"[{_DEV_CONSONANT}]\u093c?(?!\u094d)")  # not followed by a virama
 _DEV_RE = re.compile("[\u0900-\u097f]")
 _LATIN_RE = re.compile("[A-Za-z\u00c0-\u024f]")
+LETTERS_PER_SYLLABLE = 3.0  # English averages about three letters a syllable: units stay syllable-sized
 _QUOTES_AND_BRACKETS = "\"'\u201c\u201d\u2018\u2019()[]{}\u00ab\u00bb\u300c\u300d\u300e\u300f\uff08\uff09"
 
 
@@ -45,14 +45,6 @@ def split_words(text: str) -> list[str]:
     return words
 
 
-def _english_syllables(word: str) -> int:
-    w = word.lower()
-    groups = len(_LATIN_VOWELS_RE.findall(w))
-    if w.endswith("e") and not w.endswith(("le", "ee", "ye")) and groups > 1:
-        groups -= 1  # a silent final e
-    return max(1, groups)
-
-
 def expected_units(word: str) -> float:
     """Expected spoken length of one word, in syllables (relative: only ratios matter)."""
     if _HAN_RE.search(word):
@@ -62,7 +54,9 @@ def expected_units(word: str) -> float:
         units += len(_DEV_AKSHARA_CONSONANT_RE.findall(word)) + len(_DEV_INDEPENDENT_VOWEL_RE.findall(word))
     latin = "".join(_LATIN_RE.findall(word))
     if latin:
-        units += _english_syllables(latin)
+        # Letters, not vowel groups: spoken length follows the sounds ("strengths" is one syllable of eight
+        # sounds), and letters count those closer than syllables do.
+        units += len(latin) / LETTERS_PER_SYLLABLE
     digits = sum(ch.isdigit() for ch in word)
     units += 1.5 * digits
     if units == 0:

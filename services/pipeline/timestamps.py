@@ -163,7 +163,7 @@ class TimestampTrack:
         length = int(audio.size)
         self._produced += length - min(self.overlap, self._produced, length)
         spans = self._finish(segment, audio)
-        if segment.inc.placed and segment.model is None and not segment.broken:
+        if segment.inc.placed and segment.inc.measured and segment.model is None and not segment.broken:
             self._rate = segment.inc.rate
         return self._event(spans, segment, end=end, last=True)
 

@@ -14,6 +14,7 @@ Two servers, both the real app on the demo checkpoint:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -118,6 +119,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # reads as misses of the modelled GPU (a run beside a CPU hog refused contexts as SERVER_OVERLOADED). This tier
     # tests conversations; admission is tested on a virtual clock (tests/unit/test_simulate.py, bench.simulate).
     yield from _serve(tmp_path_factory, "standin", {"TTS_ADMISSION": "off"}, ["--cost-model", str(COST_MODEL)])
+
+
+BROKE_KEY = "agents-broke-key"  # on `credits_server`: a key with no credits left
+
+
+@pytest.fixture(scope="session")
+def credits_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The stand-in server with credits charged: `BROKE_KEY` has a balance of 0, so every turn is refused as out of
+    credits (`KEY` is unlimited)."""
+    keys = tmp_path_factory.mktemp("keys") / "keys.json"
+    keys.write_text(json.dumps([{"key_id": "broke", "key_hash": hashlib.sha256(BROKE_KEY.encode()).hexdigest(),
+                                 "credit_balance": 0}]))
+    yield from _serve(tmp_path_factory, "credits", {"TTS_ADMISSION": "off", "TTS_CREDITS_ENABLED": "true",
+                                                    "TTS_API_KEYS_FILE": str(keys)},
+                      ["--cost-model", str(COST_MODEL)])
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ import pytest
 from livekit.agents import APIConnectOptions, APIError, APITimeoutError
 from livekit.plugins import cartesia, elevenlabs
 
-from tests.agents.conftest import KEY, Server, check_next_turns, llm_tokens
+from tests.agents.conftest import BROKE_KEY, KEY, Server, check_next_turns, llm_tokens
 
 pytestmark = pytest.mark.timeout(900)
 TURN_1 = "Hello there. The weather is lovely today, is it not?"
@@ -129,3 +129,43 @@ async def test_livekit_cartesia_refused_turn_ends_without_a_timeout(server: Serv
         frames, words = await _turn(tts, TURN_3)
         _check_words(words, TURN_3, sum(f.duration for f in frames))
         await tts.aclose()
+
+
+async def test_livekit_elevenlabs_turn_after_the_socket_idled_out(server: Server) -> None:
+    """The server closes an ElevenLabs socket after the client's `inactivity_timeout` with nothing sent either way
+    (lowered to 2 s here in place of LiveKit's 180 s, so no minute is slept): LiveKit's pool notices the closed
+    connection and the next turn, on a new one, is spoken whole, with no error and no traceback on the server."""
+    async with aiohttp.ClientSession() as http:
+        tts = elevenlabs.TTS(api_key=KEY, base_url=f"{server.http}/v1", voice_id="default", encoding="pcm_16000",
+                             inactivity_timeout=2, http_session=http)
+        frames, words = await _turn(tts, TURN_3)
+        _check_words(words, TURN_3, sum(f.duration for f in frames))
+        await asyncio.sleep(3.0)  # past the socket's inactivity timeout: the server has closed it
+        frames, words = await _turn(tts, TURN_1)
+        _check_words(words, TURN_1, sum(f.duration for f in frames))
+        await tts.aclose()
+    assert "Traceback" not in server.log_text()
+
+
+@pytest.mark.parametrize("dialect", ["elevenlabs", "cartesia"])
+async def test_livekit_out_of_credits_fails_each_turn_with_its_own_error(credits_server: Server, dialect: str) -> None:
+    """A key with no credits: each of two turns in a row fails at once with LiveKit's own API error (not its
+    timeout), and a turn with a funded key on the same server is then spoken whole."""
+    async with aiohttp.ClientSession() as http:
+        for _ in range(2):
+            if dialect == "elevenlabs":
+                broke = elevenlabs.TTS(api_key=BROKE_KEY, base_url=f"{credits_server.http}/v1", voice_id="default",
+                                       encoding="pcm_16000", http_session=http)
+            else:
+                broke = cartesia.TTS(api_key=BROKE_KEY, base_url=credits_server.http, voice="default",
+                                     http_session=http)
+            with pytest.raises(APIError) as failure:
+                await _turn(broke, TURN_3)
+            assert not isinstance(failure.value, APITimeoutError), failure.value
+            await broke.aclose()
+        tts = elevenlabs.TTS(api_key=KEY, base_url=f"{credits_server.http}/v1", voice_id="default",
+                             encoding="pcm_16000", http_session=http)
+        frames, words = await _turn(tts, TURN_3)
+        _check_words(words, TURN_3, sum(f.duration for f in frames))
+        await tts.aclose()
+    assert "Traceback" not in credits_server.log_text()

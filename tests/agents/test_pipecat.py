@@ -28,7 +28,7 @@ from pipecat.services.cartesia.tts import CartesiaTTSService
 from pipecat.services.elevenlabs.tts import ElevenLabsHttpTTSService, ElevenLabsTTSService
 from pipecat.tests.utils import SleepFrame, run_test
 
-from tests.agents.conftest import KEY, Server, check_next_turns, llm_tokens
+from tests.agents.conftest import BROKE_KEY, KEY, Server, check_next_turns, llm_tokens
 
 pytestmark = pytest.mark.timeout(900)
 # Pipecat ends a context that sends nothing for this long (default 3 s); the demo model on a shared CPU can take
@@ -200,3 +200,63 @@ async def test_pipecat_elevenlabs_http_stream_with_timestamps(which: str, reques
     assert all(s["stop_ms"] <= STOP_MS for s in stops), stops
     assert len(stops) == 1 or (which == "model_server" and not stops), stops  # the interrupted request only
     assert "Traceback" not in server.log_text()
+
+
+# (seconds after the turn's tokens until the user barges in, seconds the user then speaks): before the first audio
+# (which comes ~180 ms after the first sentence on the stand-in), early, late, and a long user turn; then a turn
+# spoken whole.
+BARGES = ((0.1, 0.8), (0.7, 0.8), (2.5, 0.8), (1.5, 6.0))
+
+
+async def test_pipecat_elevenlabs_barge_ins_at_any_time(server: Server) -> None:
+    """Barge-ins before the first audio, at 0.7 s and 2.5 s, and one followed by a 6 s user turn: every interrupted
+    turn's words are a prefix of its text, none of its audio comes after the next turn's began, every stop the
+    server made came within 300 ms of the message that revealed it, and the last turn is spoken whole."""
+    tts = ElevenLabsTTSService(api_key=KEY, url=server.ws, sample_rate=16000, stop_frame_timeout_s=QUIET_S,
+                               settings=ElevenLabsTTSService.Settings(voice="default"))
+    frames = [f for barge_s, user_s in BARGES
+              for f in (*_llm_turn(TURN_2), SleepFrame(sleep=barge_s), InterruptionFrame(), SleepFrame(sleep=user_s))]
+    frames += [*_llm_turn(TURN_3), SleepFrame(sleep=SETTLE_S)]
+    mark = server.mark()
+    down, up = await run_test(tts, frames_to_send=frames)
+    assert not [f for f in (*down, *up) if isinstance(f, ErrorFrame)]
+    order, words, audio = per_context(down)
+    assert " ".join(words[order[-1]]).split() == TURN_3.split(), words
+    for context in order[:-1]:
+        heard = " ".join(words.get(context, [])).split()
+        assert heard == TURN_2.split()[:len(heard)], heard
+    for earlier, later in zip(order, order[1:], strict=False):
+        if audio.get(later):
+            assert max(audio.get(earlier, [-1])) < min(audio[later])
+    stops = server.events(mark, "utterance_stopped")
+    print("stops (reason, ms):", [(s["reason"], s["stop_ms"]) for s in stops])
+    assert all(s["stop_ms"] <= STOP_MS for s in stops), [(s["reason"], s["stop_ms"]) for s in stops]
+    ended = server.events(mark, "utterance_ended")
+    print("ended (status, characters, context):", [(e["status"], e["characters"], e["context_id"]) for e in ended],
+          "contexts with audio:", order)
+    assert [e["status"] for e in ended][-1] == "completed" and len(ended) == len(BARGES) + 1, ended
+    assert "Traceback" not in server.log_text()
+
+
+@pytest.mark.parametrize("dialect", ["elevenlabs", "cartesia"])
+async def test_pipecat_out_of_credits_is_one_error_per_turn(credits_server: Server, dialect: str) -> None:
+    """A key with no credits: each of two turns in a row is refused, promptly (the turn ends long before Pipecat's
+    quiet-context timeout), with no audio. ElevenLabs: one error per turn, Pipecat's own "completed with no audio"
+    (it ignores ElevenLabs' error messages). Cartesia: the server's INSUFFICIENT_CREDITS once per turn, and Pipecat's
+    "completed with no audio" beside it (Pipecat adds that for every context without audio)."""
+    if dialect == "elevenlabs":
+        tts = ElevenLabsTTSService(api_key=BROKE_KEY, url=credits_server.ws, sample_rate=16000,
+                                   stop_frame_timeout_s=QUIET_S, settings=ElevenLabsTTSService.Settings(voice="default"))
+    else:
+        tts = CartesiaTTSService(api_key=BROKE_KEY, url=f"{credits_server.ws}/tts/websocket", sample_rate=16000,
+                                 stop_frame_timeout_s=QUIET_S, settings=CartesiaTTSService.Settings(voice="default"))
+    frames = [f for _ in range(2) for f in (*_llm_turn(TURN_3), SleepFrame(sleep=2.0))]
+    down, up = await run_test(tts, frames_to_send=frames)
+    errors = [f.error for f in (*down, *up) if isinstance(f, ErrorFrame)]
+    print("errors:", errors)
+    silent = [e for e in errors if "completed with no audio" in e]
+    refused = [e for e in errors if "INSUFFICIENT_CREDITS" in e]
+    assert len(silent) == 2 and len(refused) == (0 if dialect == "elevenlabs" else 2), errors
+    assert len(errors) == len(silent) + len(refused), errors
+    assert not [f for f in down if isinstance(f, TTSAudioRawFrame)]
+    assert "Traceback" not in credits_server.log_text()

@@ -56,11 +56,12 @@ def test_estimate_snaps_group_boundaries_to_pauses() -> None:
         assert abs(got - want) <= 0.02, (got, want)
 
 
-def test_estimate_without_pauses_shares_time_by_syllables() -> None:
+def test_estimate_without_pauses_shares_time_by_expected_units() -> None:
     audio = _tone(1.2)
-    result = align(audio, ["a", "wonderful", "day"])
+    result = align(audio, ["day", "wonderful", "a"])  # 1, 3 and 0.5 units (English: three letters a unit)
     durations = [w.end - w.start for w in result.words]
     assert durations[1] == pytest.approx(3 * durations[0], abs=0.03)
+    assert durations[1] == pytest.approx(6 * durations[2], abs=0.03)
     assert result.words[0].start == 0.0 and result.words[-1].end == pytest.approx(1.2, abs=0.001)
 
 
