@@ -50,7 +50,7 @@ async def _synthesis_request(services: Services, msg: StartMessage, key_id: str)
     text comes in pieces later."""
     speech = msg.to_speech_request(services.settings)
     try:
-        await services.speech.check_available()
+        await services.speech.check_available(key_id=key_id)
         voice = await services.speech.voice(speech, key_id)
     except ServiceError as exc:
         raise ApiError.from_service(exc) from None

@@ -134,10 +134,11 @@ class SpeechService:
         self.library = library  # custom voices and per-request references; None: neither is offered
         self.continuity = continuity  # remembers finished requests and stitches; None: neither is offered
 
-    async def check_available(self, *, admit: bool = True) -> None:
+    async def check_available(self, *, admit: bool = True, key_id: str | None = None) -> None:
         """Refuse while the GPU is faulted, the model not ready or first audio backlogged; then, with `admit`,
-        ask admission for a new stream. A check that starts no stream (a socket validating its voice at connect)
-        passes `admit=False`: admission counts every stream it lets in, and its ramp refuses past 32 a second."""
+        ask admission for a new stream of the key `key_id`. A check that starts no stream (a socket validating its
+        voice at connect) passes `admit=False`: admission counts every stream it lets in, and its ramp refuses past
+        32 a second."""
         if self.gpu_faults is not None and self.gpu_faults.tripped:
             raise SynthesisError("GPU_FAULT", "This container hit a GPU fault and is being replaced; retry the "
                                  "request.", retry_after=1)
@@ -146,17 +147,18 @@ class SpeechService:
                                  f"{self.models.state_name}); retry shortly.", retry_after=5)
         BACKLOG.check(self.settings.shed_first_audio_s)  # SERVER_OVERLOADED before queueing behind a backlog
         if admit:
-            await self.admit()
+            await self.admit(key_id)
 
-    async def admit(self) -> None:
+    async def admit(self, key_id: str | None = None) -> None:
         """Overload is refused, not spread: a new stream past the codec scheduler's measured headroom gets
         SERVER_OVERLOADED (503 with Retry-After; the dialects' own refusal on sockets) and every admitted stream keeps
         real time. Near a limit that passes by itself (spacing, the ramp) the caller waits up to
-        TTS_ADMISSION_MAX_WAIT_MS instead (`Admission.admit`), before any credit is reserved."""
+        TTS_ADMISSION_MAX_WAIT_MS instead (`Admission.admit`), before any credit is reserved. When the device is
+        short, the key over its share is the one refused (`key_id`; services.codec.admission, "Each key's share")."""
         admission = self.models.pipeline_resources().admission
         if admission is None:
             return
-        decision = await admission.admit()
+        decision = await admission.admit(key=key_id)
         if not decision.admit:
             raise SynthesisError("SERVER_OVERLOADED", f"This server is at capacity ({decision.reason}); retry "
                                  "shortly or on another server.", retry_after=max(1, int(decision.retry_after_s)))
@@ -248,7 +250,7 @@ class SpeechService:
             self.check_text_length(speech.text)
         except SynthesisError as exc:
             raise _renamed(exc, speech.text_field) from None
-        await self.check_available()
+        await self.check_available(key_id=key_id)
         if speech.reference_audio is not None and check_balance is not None:
             await check_balance()  # a key without credits never reaches the decoder or the encoder
         unstitched = voice = await self.voice(speech, key_id)
