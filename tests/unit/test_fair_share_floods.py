@@ -1,0 +1,106 @@
+"""A key within its share is never refused while another floods (services/codec/admission.py, "Each key's share"),
+against the real app on the demo checkpoint with admission on: key A makes streams while the device keeps up, then
+the device is short (the scheduler reports a missed deadline, as A's in-limit synthesis flood made it on the device
+stand-in); A is refused SERVER_OVERLOADED with Retry-After, key B is admitted on HTTP, the native socket and the
+ElevenLabs socket, and the refusals are counted by rule and key class. Behaviour only: the timing effect of each
+flood on another key is measured by `python -m bench fair_share` (docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api import create_app
+from services.access import AccessServices, Authenticator, StaticKeyStore
+from services.deployment.runtime import ModelRuntime
+from services.usage.request_log import RequestLogger
+from shared.metrics import ADMISSION_REFUSALS
+from shared.settings import Settings
+from tests.conftest import wait_in_portal
+from tests.unit.test_ws_endings import Rows
+
+BODY = {"text": "Hello.", "speaker": "fixed", "format": "pcm", "max_tokens": 30}
+
+
+@pytest.fixture(scope="module")
+def app(demo_model_dir: Path) -> Iterator[tuple[TestClient, ModelRuntime]]:
+    settings = Settings(model_dir=demo_model_dir, warmup=False, log_json=False, sr_enabled=False, auth_enabled=True,
+                        credits_enabled=True, rate_limit_per_minute=10_000, request_log_flush_s=0.05,
+                        default_top_k=1, default_max_tokens=30, guard_mode="off", admission="on")
+    store = StaticKeyStore()
+    store.add_plain_key("flood-key", key_id="flood", credit_balance=100_000)
+    store.add_plain_key("victim-key", key_id="victim", credit_balance=100_000)
+    access = AccessServices(settings, authenticator=Authenticator(store, ttl_s=30.0),
+                            request_logger=RequestLogger(Rows(), flush_s=0.05))  # type: ignore[arg-type]
+    runtime = ModelRuntime(settings)
+    with TestClient(create_app(settings, runtime=runtime, access=access)) as client:
+        wait_in_portal(client, lambda: runtime.ready)
+        yield client, runtime
+
+
+def _http(client: TestClient, key: str) -> Any:
+    return client.post("/v1/tts/generate", json=BODY, headers={"Authorization": f"Bearer {key}"})
+
+
+def _native(client: TestClient, key: str) -> list[dict]:
+    """One utterance on our socket; its JSON events (audio frames dropped)."""
+    events = []
+    with client.websocket_connect(f"/v1/tts/ws?api_key={key}") as ws:
+        for message in ({"type": "start", "speaker": "fixed", "format": "pcm", "sample_rate": 16000},
+                        {"type": "text", "text": "Hello."}, {"type": "end"}):
+            ws.send_text(json.dumps(message))
+        while True:
+            message = ws.receive()
+            if message.get("text"):
+                events.append(json.loads(message["text"]))
+                if events[-1].get("type") in ("done", "error"):
+                    return events
+
+
+def _elevenlabs(client: TestClient, key: str) -> list[dict]:
+    """One context on the ElevenLabs socket; its messages up to isFinal."""
+    path = f"/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000&xi_api_key={key}"
+    messages = []
+    with client.websocket_connect(path) as ws:
+        for message in ({"text": " ", "context_id": "c"}, {"text": "Hello.", "context_id": "c", "flush": True},
+                        {"context_id": "c", "close_context": True}):
+            ws.send_text(json.dumps(message))
+        while not (message := json.loads(ws.receive_text())).get("isFinal"):
+            messages.append(message)
+        ws.send_text(json.dumps({"close_socket": True}))
+    return messages
+
+
+def _refusals(key_class: str) -> float:
+    return ADMISSION_REFUSALS.labels(rule="misses", key_class=key_class)._value.get()  # noqa: SLF001
+
+
+def test_the_flooding_key_is_refused_and_the_other_key_never_is(app, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    client, runtime = app
+    scheduler, admission = runtime.codec_scheduler, runtime.admission
+    assert scheduler is not None and admission is not None
+    monkeypatch.setattr(scheduler, "recent_misses", lambda grace_s=0.0: 0)  # the device keeps up
+    for _ in range(12):  # A's streams while it does
+        assert _http(client, "flood-key").status_code == 200
+    monkeypatch.setattr(scheduler, "recent_misses", lambda grace_s=0.0: 1)  # now it is short
+    over_before = _refusals("over_share")
+    victim = []
+    for _ in range(3):  # A keeps asking; B interleaves on every transport
+        flooded = _http(client, "flood-key")
+        assert flooded.status_code == 503 and flooded.headers["retry-after"] == "2"
+        assert flooded.json()["error"]["code"] == "SERVER_OVERLOADED"
+        victim.append(_http(client, "victim-key").status_code)
+        native = _native(client, "victim-key")
+        assert native[-1]["type"] == "done", native[-3:]
+        eleven = _elevenlabs(client, "victim-key")
+        assert any(m.get("audio") for m in eleven) and not any(m.get("error") for m in eleven), eleven[-3:]
+    assert victim == [200, 200, 200]
+    # The first of A's refusals came while no other key held a share (the rule refuses as always); the rest, after
+    # B's admissions, are A's over its share; B's nine streams stayed within theirs.
+    assert _refusals("over_share") - over_before == 2
+    assert admission.within_share_admitted == 9
