@@ -67,7 +67,7 @@ async def synthesis_request(services: Services, key: ApiKeyRecord, *, voice: str
         resolved = await services.speech.voice(speech, key.key_id)
     except ServiceError as exc:
         raise ApiError.from_service(exc) from None
-    return services.speech.synthesis_request(speech, resolved, request_id="")
+    return services.speech.synthesis_request(speech, resolved, request_id="", key_id=key.key_id)
 
 
 async def open_session(websocket: WebSocket, services: Services, key: ApiKeyRecord, counted: bool,

@@ -211,14 +211,18 @@ class SpeechService:
         return await self.continuity.stitched_voice(voice, speech.previous_request_ids, key_id,
                                                     voice_named=speech.voice is not None, voice_field=speech.voice_field)
 
-    def synthesis_request(self, speech: SpeechRequest, voice: Voice, request_id: str) -> SynthesisRequest:
+    def synthesis_request(self, speech: SpeechRequest, voice: Voice, request_id: str,
+                          key_id: str | None = None) -> SynthesisRequest:
+        """The job's request; a voice built from the key's own recordings (custom, reference, a stitched tail) has its
+        prompts cached under that key only (`cache_scope`)."""
+        private = voice.source != "builtin" or voice.reference_semantic is not None
         return SynthesisRequest(
             request_id=request_id, text=speech.text, voice=voice, sampling=speech.sampling,
             audio_format=speech.audio_format, sample_rate=speech.sample_rate,
             want_sr=speech.wants_bandwidth_extension, stream=speech.stream, normalize=speech.normalize,
             chunking=speech.chunking, latency=speech.latency or self.settings.default_latency,
             normalize_verbose=speech.normalize_verbose, time_stretch=time_stretch_for(voice, speech.speed),
-            timestamps=speech.timestamps,
+            timestamps=speech.timestamps, cache_scope=f"key:{key_id}" if private and key_id else None,
         )
 
     def plan(self, speech: SpeechRequest, voice: Voice, *, buffered: bool, unstitched: Voice | None = None) -> TextPlan:
@@ -266,7 +270,8 @@ class SpeechService:
         if reserve_credits is not None:
             # Credits count what the model is asked to speak (normalised text: "1,000" costs "one thousand").
             await reserve_credits(len(plan.text))
-        job = SynthesisJob(self.models.pipeline_resources(), self.synthesis_request(speech, voice, request_id), plan)
+        job = SynthesisJob(self.models.pipeline_resources(), self.synthesis_request(speech, voice, request_id,
+                                                                                        key_id), plan)
         if self.continuity is not None:
             self.continuity.track(job, key_id)
         return OpenedSpeech(job=job, plan=plan, voice=voice)

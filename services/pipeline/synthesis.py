@@ -100,6 +100,9 @@ class SynthesisRequest:
     normalize_verbose: bool = False  # hand the normalised text back to the client (header / WebSocket events)
     timestamps: TimestampsKind | None = None  # opt-in: TimestampsEvent items travel with the audio (stream_events)
     time_stretch: float = 1.0  # tempo change applied to the 16 kHz audio (core.voices.time_stretch_for); 1.0: none
+    # The engine's prefix-cache scope for this request's prompts (SamplingConfig.cache_salt): the key, for a voice
+    # built from that key's recordings (custom, reference, a stitched tail); None: shared.
+    cache_scope: str | None = None
 
 
 def draw_seed() -> int:
@@ -222,7 +225,7 @@ class SynthesisJob:
         budget = max(1, min(s.max_tokens + preamble, room, text_cap))
         seed = draw_seed() if s.seed is None else retry_seed(s.seed, run.attempt)
         return replace(
-            s, max_tokens=budget, seed=seed,
+            s, max_tokens=budget, seed=seed, cache_salt=self.request.cache_scope,
             stop_token_ids=tuple(self.resources.layout.stop_token_ids),
             # No allowed_token_ids: vLLM's GPU runner refuses more than 1,024 inside the engine step, which kills
             # the engine (first_contact.md §1). The clone-mode parser drops every non-semantic id instead and
