@@ -104,3 +104,28 @@ def test_the_flooding_key_is_refused_and_the_other_key_never_is(app, monkeypatch
     # B's admissions, are A's over its share; B's nine streams stayed within theirs.
     assert _refusals("over_share") - over_before == 2
     assert admission.within_share_admitted == 9
+
+
+def test_a_wrong_key_handshake_flood_never_refuses_a_good_key_from_the_same_address(
+        app, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """Wrong-key handshakes from one address are throttled (429 once it keeps failing, before the key store); a key
+    in use behind the same address (a NAT, a proxy) is still served on every transport (FailedAuthThrottle: a key
+    that authenticated within the last 10 minutes is never refused for others' failures at its address)."""
+    from starlette.testclient import WebSocketDenialResponse
+
+    client, runtime = app
+    # The device keeps up (a miss left by a loaded machine would refuse for reasons this test is not about).
+    monkeypatch.setattr(runtime.codec_scheduler, "recent_misses", lambda grace_s=0.0: 0)
+    assert _http(client, "victim-key").status_code == 200  # the key is in use
+    statuses: dict[int, int] = {}
+    for _ in range(60):
+        try:
+            with client.websocket_connect("/v1/tts/ws?api_key=sk-not-a-key"):
+                pass
+        except WebSocketDenialResponse as denial:
+            statuses[denial.status_code] = statuses.get(denial.status_code, 0) + 1
+    assert set(statuses) <= {401, 429} and statuses.get(429, 0) > 0, statuses  # throttled, never accepted
+    assert _http(client, "victim-key").status_code == 200
+    assert _native(client, "victim-key")[-1]["type"] == "done"
+    eleven = _elevenlabs(client, "victim-key")
+    assert any(m.get("audio") for m in eleven) and not any(m.get("error") for m in eleven), eleven[-3:]
