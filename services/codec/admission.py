@@ -60,17 +60,16 @@ preamble ids, 600 within 2 s or 30 s, LLM 0.005-0.056 ms/row); without rule 3 at
 40-preamble flood underran (19-48 streams).
 
 **Each key's share.** When a rule above refuses, the device is short, and who is refused follows each key's share:
-a key's load is the streams it was admitted within the last `share_window_s` (10 s), its fair share the total over
-the keys with any (the asking key counted). A key over its share is refused by the rule (key class `over_share` in
-`admission_refusals_total`); a key within its share is admitted past the rule while another key is over its own, so
-the key that makes the device short is the one refused, and refused until its admissions fall back. With no key
-over its share (one key alone, or keys alike), the rule refuses as it always does (`within_share`). Why admissions in
-a window, not open streams or device seconds: admission is the one place every stream of every transport passes with
-its key, and a stream's first second is its dearest (its first windows decode ~3.5 tokens per kept one), so a flood
-of short streams (a one-character + flush loop on four sockets) costs the device by its admissions, where its open
-streams at any moment stay few; a window needs no end-of-stream hook on every transport, and a count that ages out
-cannot lock a key out for good. Long streams of one key count once each: a key holding many long streams is not
-over its share unless it also starts more than the others.
+a key's load is its streams open in the codec scheduler now (`streams_by_owner`: from its job's first window to its
+end), and the fair share is the open streams over the keys holding any (the asking key counted). A key over its
+share is refused by the rule (key class `over_share` in `admission_refusals_total`); a key within its share is
+admitted past the rule while another key is over its own, so the key that makes the device short is the one
+refused, until its streams end. With no key over its share (one key alone, or keys alike), the rule refuses as it
+always does (`within_share`). Why streams open now: they are what holds the device (rule 3 prices the device by
+them), they are exact at once, and the scheduler releases them when a job ends on every transport. A history of
+admissions counts a key that asked often, one request at a time, against it: on the device stand-in, 10 s of
+admissions refused such a key when another began a synthesis flood on four sockets (docs/benchmarks.md). Device
+seconds have no owner: the scheduler's calls batch many streams' windows.
 
 Min slack is not a rule: a stream that has just started holds only its first chunk (80 ms on the balanced
 schedule), so a slack threshold would refuse on every newcomer; a stream really running dry is a miss (1).
@@ -133,7 +132,7 @@ class Admission:
                  ramp_floor: int = 32, ramp_share: float = 0.5, short_schedule_share: float = 0.8,
                  exact_needs_pace: float = 2.0, spacing_s: float = 0.03, spacing_pace: float = 1.1,
                  spacing_share: float = 0.8, miss_memory_s: float = 10.0, pace_rows_floor: int = 32,
-                 sr_lead_needs_pace: float = 3.5, share_window_s: float = 10.0,
+                 sr_lead_needs_pace: float = 3.5,
                  max_wait_s: float = DEFAULT_MAX_WAIT_S, wait_rules: Iterable[str] = DEFAULT_WAIT_RULES) -> None:
         self.scheduler = scheduler
         self.clock = clock or getattr(scheduler, "clock", None) or time.monotonic
@@ -182,8 +181,6 @@ class Admission:
         self.admitted = 0
         self._admitted_at: deque[float] = deque()  # admissions whose load the measures may not show yet
         self.refused: dict[str, int] = {}
-        self.share_window_s = share_window_s
-        self._by_key: dict[str, deque[float]] = {}  # key id -> its admissions within share_window_s
         # (rule, key class) -> refusals; and streams of a key within its share admitted past a refusing rule
         self.refused_by_class: Counter[tuple[str, str]] = Counter()
         self.within_share_admitted = 0
@@ -250,7 +247,7 @@ class Admission:
     def decide(self, key: str | None = None) -> AdmissionDecision:
         """Admit one more stream of `key` now or refuse it (counted either way), never waiting: what `admit()` does
         for a caller that cannot wait."""
-        return self._settle(self._judge(key)[0], 0.0, key)
+        return self._settle(self._judge(key)[0], 0.0)
 
     async def admit(self, max_wait_s: float | None = None, key: str | None = None) -> AdmissionDecision:
         """Admit one more stream, waiting up to `max_wait_s` (default `self.max_wait_s`) while only a rule in
@@ -268,13 +265,13 @@ class Admission:
         # behind the over-share key's waiters.
         if decision.key_class == "within_share" and decision.admit or not queue.locked() and (
                 decision.admit or wait is None or decision.rule not in self.wait_rules or wait > limit):
-            return self._settle(decision, 0.0, key)
+            return self._settle(decision, 0.0)
         async with queue:  # FIFO: one waiter at a time, the earliest first
             while True:
                 decision, wait = self._judge(key)
                 waited = self.clock() - started
                 if decision.admit or wait is None or decision.rule not in self.wait_rules or waited + wait > limit:
-                    return self._settle(decision, waited, key)
+                    return self._settle(decision, waited)
                 await self.sleep(wait)
 
     def _queue(self) -> asyncio.Lock:
@@ -298,17 +295,12 @@ class Admission:
         return replace(decision, key_class="over_share" if over else "within_share"), wait
 
     def _share(self, key: str | None) -> tuple[bool, bool]:
-        """(whether `key` is over its share, whether another key is over its own): a key's load is its admissions
-        within share_window_s, the fair share their total over the keys holding any, the asking key counted."""
-        horizon = self.clock() - self.share_window_s
-        for name in list(self._by_key):
-            times = self._by_key[name]
-            while times and times[0] < horizon:
-                times.popleft()
-            if not times:
-                del self._by_key[name]
+        """(whether `key` is over its share, whether another key is over its own): a key's load is its streams open
+        in the scheduler, the fair share their total over the keys holding any, the asking key counted. A scheduler
+        that does not count streams per key (a stand-in of the tests) leaves every key within its share."""
         asking = key or ""
-        counts = {name: len(times) for name, times in self._by_key.items()}
+        by_owner = getattr(self.scheduler, "streams_by_owner", None)
+        counts = +Counter(by_owner()) if by_owner is not None else Counter[str]()  # keys holding any
         fair = sum(counts.values()) / len(counts.keys() | {asking})
         return (counts.get(asking, 0) > fair,
                 any(n > fair for name, n in counts.items() if name != asking))
@@ -361,14 +353,12 @@ class Admission:
             return _refusal("codec_busy", f"overloaded: the codec holds the device {busy:.0%} of the time", 1), None
         return AdmissionDecision(True, "admitted"), None
 
-    def _settle(self, decision: AdmissionDecision, waited_s: float, key: str | None) -> AdmissionDecision:
+    def _settle(self, decision: AdmissionDecision, waited_s: float) -> AdmissionDecision:
         """Count one final answer (an admission, or a refusal by its rule and key class) with the time its caller
         waited."""
         if decision.admit:
-            now = self.clock()
             self.admitted += 1
-            self._admitted_at.append(now)
-            self._by_key.setdefault(key or "", deque()).append(now)
+            self._admitted_at.append(self.clock())
             self.within_share_admitted += decision.key_class == "within_share"
             self.waited += waited_s > 0
             ADMISSION_WAIT.observe(waited_s)
@@ -449,7 +439,6 @@ class Admission:
             "refused": dict(self.refused),
             "refused_by_key_class": {f"{rule}/{cls}": n for (rule, cls), n in self.refused_by_class.items()},
             "within_share_admitted": self.within_share_admitted,
-            "keys_admitted_recently": len(self._by_key),
             "first_chunks": {f"{schedule}/{reason}": n for (schedule, reason), n in self.first_chunks.items()},
             "sr_leads": dict(self.sr_leads),
         }

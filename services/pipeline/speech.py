@@ -222,7 +222,7 @@ class SpeechService:
             want_sr=speech.wants_bandwidth_extension, stream=speech.stream, normalize=speech.normalize,
             chunking=speech.chunking, latency=speech.latency or self.settings.default_latency,
             normalize_verbose=speech.normalize_verbose, time_stretch=time_stretch_for(voice, speech.speed),
-            timestamps=speech.timestamps, cache_scope=f"key:{key_id}" if private and key_id else None,
+            timestamps=speech.timestamps, cache_scope=f"key:{key_id}" if private and key_id else None, key_id=key_id,
         )
 
     def plan(self, speech: SpeechRequest, voice: Voice, *, buffered: bool, unstitched: Voice | None = None) -> TextPlan:

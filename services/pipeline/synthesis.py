@@ -103,6 +103,7 @@ class SynthesisRequest:
     # The engine's prefix-cache scope for this request's prompts (SamplingConfig.cache_salt): the key, for a voice
     # built from that key's recordings (custom, reference, a stitched tail); None: shared.
     cache_scope: str | None = None
+    key_id: str | None = None  # the API key it serves: its codec stream counts toward that key's share (admission)
 
 
 def draw_seed() -> int:
@@ -569,7 +570,7 @@ class SynthesisJob:
         self.playback = PlaybackClock(self.arrival, clock=self.scheduler.clock)
         if not self.request.stream:  # no client plays it as it comes: deadlines as if it played from arrival
             self.playback.start_playback(self.arrival)
-        self.handle = self.scheduler.open_stream(self.playback)
+        self.handle = self.scheduler.open_stream(self.playback, owner=self.request.key_id)
         self.chain.handle = self.handle
 
     async def _produce(self) -> None:

@@ -1,11 +1,12 @@
 """Each key's share of admission (services/codec/admission.py, "Each key's share"): when the device is short, the key
-over its share is refused and a key within its share is let in while another is over its own; with no key over its
-share a refusing rule refuses as it always did. On a virtual clock with a fake scheduler: decisions, order and
-counts, never wall timings."""
+over its share of the open streams is refused and a key within its share is let in while another is over its own;
+with no key over its share a refusing rule refuses as it always did. On a virtual clock with a fake scheduler:
+decisions, order and counts, never wall timings."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,19 +16,24 @@ from shared.metrics import ADMISSION_REFUSALS
 
 
 class _Scheduler:
-    """The figures Admission reads; `misses` > 0 is a device already short (rule 1 refuses)."""
+    """The figures Admission reads; `misses` > 0 is a device already short (rule 1 refuses); `owners`: open streams
+    per key."""
 
     def __init__(self, clock: Any) -> None:
         self.clock = clock
         self.active_streams = 4
         self.misses = 0
         self.stats = SimpleNamespace(busy_seconds=0.0)
+        self.owners: Counter[str] = Counter()
 
     def busy_ratio(self) -> float:
         return 0.0
 
     def recent_misses(self, grace_s: float = 0.0) -> int:
         return self.misses
+
+    def streams_by_owner(self) -> Counter[str]:
+        return Counter(self.owners)
 
 
 class _Clock:
@@ -45,49 +51,65 @@ def _admission(**settings: Any) -> tuple[Admission, _Scheduler, _Clock]:
 
 
 def test_a_short_device_refuses_the_key_over_its_share_and_admits_the_one_within() -> None:
-    adm, sched, clock = _admission()
-    for _ in range(6):  # the flooding key's streams, admitted while the device kept up
+    adm, sched, _ = _admission()
+    for _ in range(6):  # the flooding key's streams, admitted while the device kept up, still open
         assert adm.decide("flood").admit
-        clock.now += 0.1
+        sched.owners["flood"] += 1
     sched.misses = 1  # its streams now miss their deadlines: the device is short
-    alone = adm.decide("flood")  # no other key yet: the rule refuses as it always did
+    alone = adm.decide("flood")  # no other key holds a stream: the rule refuses as it always did
     assert (alone.admit, alone.rule, alone.key_class) == (False, "misses", "within_share")
-    victim = [adm.decide("victim") for _ in range(3)]
+    victim = []
+    for _ in range(3):
+        victim.append(adm.decide("victim"))
+        sched.owners["victim"] += 1
     assert all(d.admit and d.key_class == "within_share" for d in victim)
     flood = adm.decide("flood")
     assert (flood.admit, flood.rule, flood.key_class, flood.retry_after_s) == (False, "misses", "over_share", 2)
-    assert adm.refused_by_class[("misses", "over_share")] >= 1
+    assert adm.refused_by_class == Counter({("misses", "within_share"): 1, ("misses", "over_share"): 1})
     assert adm.within_share_admitted == 3
-    assert adm.view()["refused_by_key_class"]["misses/over_share"] >= 1
+    assert adm.view()["refused_by_key_class"] == {"misses/within_share": 1, "misses/over_share": 1}
 
 
-def test_with_one_key_alone_a_short_device_refuses_as_it_always_did() -> None:
+def test_a_key_that_asked_often_one_at_a_time_is_within_its_share_when_another_opens_many() -> None:
+    """B made a request every 0.2 s for a minute, one open at a time; A opens four at once and the device is short:
+    A is over its share, B is not."""
+    adm, sched, clock = _admission()
+    for _ in range(300):
+        assert adm.decide("steady").admit
+        clock.now += 0.2
+    for _ in range(4):
+        assert adm.decide("flood").admit
+    sched.owners.update({"flood": 4, "steady": 1})
+    sched.misses = 1
+    assert all(adm.decide("steady").admit for _ in range(2))
+    assert adm.decide("flood").key_class == "over_share"
+    sched.owners["flood"] = 1  # the flood's streams ended but one: nobody is over its share, the rule refuses alike
+    assert not adm.decide("steady").admit and not adm.decide("flood").admit
+
+
+def test_with_one_key_alone_or_keys_alike_a_short_device_refuses_as_it_always_did() -> None:
     adm, sched, _ = _admission()
-    assert adm.decide("only").admit
+    sched.owners.update({"only": 1})
     sched.misses = 1
     decision = adm.decide("only")
     assert (decision.admit, decision.rule, decision.key_class) == (False, "misses", "within_share")
-    assert adm.decide(None).admit is True  # keyless is a key of its own: "only" is over the share of two
-    assert not adm.decide(None).admit  # one each now: nobody is over, the rule refuses
+    assert adm.decide(None).admit  # keyless is a key of its own, with nothing open: "only" is over the share of two
+    sched.owners.update({"": 1})
+    assert not adm.decide(None).admit and not adm.decide("only").admit  # one each: nobody is over, both refused
+    assert adm.decide("third").admit  # a key with none is within its share while the two are over its own
 
 
-def test_keys_alike_are_refused_alike_and_the_share_ages_out() -> None:
-    adm, sched, clock = _admission(share_window_s=10.0)
-    for key in ("a", "b", "a", "b"):
-        assert adm.decide(key).admit
-    sched.misses = 1
-    assert [adm.decide(k).admit for k in ("a", "b")] == [False, False]  # two each: neither is over
-    assert adm.decide("c").admit  # a third key with none is within its share while a and b are over its own
-    clock.now += 10.5  # every admission is out of the window: no key holds any share
-    assert not adm.decide("b").admit and not adm.decide("a").admit
+def test_a_scheduler_without_owners_leaves_every_key_within_its_share() -> None:
+    sched = SimpleNamespace(active_streams=4, stats=SimpleNamespace(busy_seconds=0.0), busy_ratio=lambda: 0.0,
+                            recent_misses=lambda grace_s=0.0: 1)
+    adm = Admission(sched, clock=_Clock(), ramp_floor=1000)
+    assert [adm.decide(k).key_class for k in ("a", "b")] == ["within_share", "within_share"]
 
 
 def test_the_refusal_metric_names_rule_and_key_class_never_the_key() -> None:
     adm, sched, _ = _admission()
-    for _ in range(3):
-        adm.decide("secret-key-id")
+    sched.owners.update({"secret-key-id": 3, "other": 1})
     sched.misses = 1
-    adm.decide("other")
     before = ADMISSION_REFUSALS.labels(rule="misses", key_class="over_share")._value.get()  # noqa: SLF001
     assert not adm.decide("secret-key-id").admit
     assert ADMISSION_REFUSALS.labels(rule="misses", key_class="over_share")._value.get() == before + 1  # noqa: SLF001
@@ -106,6 +128,7 @@ def test_under_a_ramp_the_victim_does_not_queue_behind_the_flood_and_is_admitted
         adm = Admission(sched, clock=loop.time, ramp_floor=4, max_wait_s=0.25)
         for _ in range(4):  # the flood fills the ramp; it passes again 1 s later
             assert (await adm.admit(key="flood")).admit
+        sched.owners.update({"flood": 4})
         await asyncio.sleep(0.8)
         out: list[tuple[str, AdmissionDecision, float]] = []
         t0 = loop.time()

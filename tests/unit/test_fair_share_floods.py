@@ -1,12 +1,13 @@
 """A key within its share is never refused while another floods (services/codec/admission.py, "Each key's share"),
-against the real app on the demo checkpoint with admission on: key A makes streams while the device keeps up, then
-the device is short (the scheduler reports a missed deadline, as A's in-limit synthesis flood made it on the device
-stand-in); A is refused SERVER_OVERLOADED with Retry-After, key B is admitted on HTTP, the native socket and the
-ElevenLabs socket, and the refusals are counted by rule and key class. Behaviour only: the timing effect of each
+against the real app on the demo checkpoint with admission on: key A holds four streams open on an ElevenLabs socket,
+then the device is short (the scheduler reports a missed deadline, as A's in-limit synthesis flood made it on the
+device stand-in); A's next requests are refused SERVER_OVERLOADED with Retry-After, key B is admitted on HTTP, the
+native socket and the ElevenLabs socket, and the refusals are counted by rule and key class. Behaviour only: the timing effect of each
 flood on another key is measured by `python -m bench fair_share` (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from api import create_app
 from services.access import AccessServices, Authenticator, StaticKeyStore
@@ -31,7 +33,8 @@ BODY = {"text": "Hello.", "speaker": "fixed", "format": "pcm", "max_tokens": 30}
 def app(demo_model_dir: Path) -> Iterator[tuple[TestClient, ModelRuntime]]:
     settings = Settings(model_dir=demo_model_dir, warmup=False, log_json=False, sr_enabled=False, auth_enabled=True,
                         credits_enabled=True, rate_limit_per_minute=10_000, request_log_flush_s=0.05,
-                        default_top_k=1, default_max_tokens=30, guard_mode="off", admission="on")
+                        default_top_k=1, default_max_tokens=30, guard_mode="off", admission="on",
+                        max_concurrent_streams=8)
     store = StaticKeyStore()
     store.add_plain_key("flood-key", key_id="flood", credit_balance=100_000)
     store.add_plain_key("victim-key", key_id="victim", credit_balance=100_000)
@@ -76,6 +79,14 @@ def _elevenlabs(client: TestClient, key: str) -> list[dict]:
     return messages
 
 
+def _drain(ws: Any) -> None:
+    """Read a socket's messages until the server closes it (Starlette's test client waits while some are unread)."""
+    with contextlib.suppress(WebSocketDisconnect):
+        while True:
+            if ws.receive()["type"] == "websocket.close":
+                return
+
+
 def _refusals(key_class: str) -> float:
     return ADMISSION_REFUSALS.labels(rule="misses", key_class=key_class)._value.get()  # noqa: SLF001
 
@@ -85,25 +96,45 @@ def test_the_flooding_key_is_refused_and_the_other_key_never_is(app, monkeypatch
     scheduler, admission = runtime.codec_scheduler, runtime.admission
     assert scheduler is not None and admission is not None
     monkeypatch.setattr(scheduler, "recent_misses", lambda grace_s=0.0: 0)  # the device keeps up
-    for _ in range(12):  # A's streams while it does
-        assert _http(client, "flood-key").status_code == 200
-    monkeypatch.setattr(scheduler, "recent_misses", lambda grace_s=0.0: 1)  # now it is short
-    over_before = _refusals("over_share")
-    victim = []
-    for _ in range(3):  # A keeps asking; B interleaves on every transport
-        flooded = _http(client, "flood-key")
-        assert flooded.status_code == 503 and flooded.headers["retry-after"] == "2"
-        assert flooded.json()["error"]["code"] == "SERVER_OVERLOADED"
-        victim.append(_http(client, "victim-key").status_code)
-        native = _native(client, "victim-key")
-        assert native[-1]["type"] == "done", native[-3:]
-        eleven = _elevenlabs(client, "victim-key")
-        assert any(m.get("audio") for m in eleven) and not any(m.get("error") for m in eleven), eleven[-3:]
-    assert victim == [200, 200, 200]
-    # The first of A's refusals came while no other key held a share (the rule refuses as always); the rest, after
-    # B's admissions, are A's over its share; B's nine streams stayed within theirs.
-    assert _refusals("over_share") - over_before == 2
-    assert admission.within_share_admitted == 9
+    path = "/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000&xi_api_key=flood-key"
+    with client.websocket_connect(path) as flood:
+        for cid in ("a", "b", "c", "d"):  # A's four contexts speak and stay open: four streams held
+            for message in ({"text": " ", "context_id": cid}, {"text": "Hello.", "context_id": cid, "flush": True}):
+                flood.send_text(json.dumps(message))
+        wait_in_portal(client, lambda: scheduler.streams_by_owner()["flood"] == 4, timeout_s=30)
+        monkeypatch.setattr(scheduler, "recent_misses", lambda grace_s=0.0: 1)  # now the device is short
+        over_before, within_before = _refusals("over_share"), admission.within_share_admitted
+        within_refused_before = _refusals("within_share")
+        victim = []
+        for _ in range(3):  # A asks for more; B, one stream at a time, on every transport
+            flooded = _http(client, "flood-key")
+            assert flooded.status_code == 503 and flooded.headers["retry-after"] == "2"
+            assert flooded.json()["error"]["code"] == "SERVER_OVERLOADED"
+            victim.append(_http(client, "victim-key").status_code)
+            native = _native(client, "victim-key")
+            assert native[-1]["type"] == "done", native[-3:]
+            eleven = _elevenlabs(client, "victim-key")
+            assert any(m.get("audio") for m in eleven) and not any(m.get("error") for m in eleven), eleven[-3:]
+        assert victim == [200, 200, 200]
+        # While B held nothing open, A's four were all the device's streams: A was refused by the rule as anyone
+        # would be (within_share); every stream of B was admitted past it.
+        assert _refusals("within_share") - within_refused_before == 3 and _refusals("over_share") == over_before
+        assert admission.within_share_admitted - within_before == 9
+        held = "/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000&xi_api_key=victim-key"
+        with client.websocket_connect(held) as victim_ws:  # B holds one stream: A's four are over the share of two
+            for message in ({"text": " ", "context_id": "v"}, {"text": "Hello.", "context_id": "v", "flush": True}):
+                victim_ws.send_text(json.dumps(message))
+            wait_in_portal(client, lambda: scheduler.streams_by_owner()["victim"] == 1, timeout_s=30)
+            assert _http(client, "flood-key").status_code == 503
+            assert _refusals("over_share") - over_before == 1
+            victim_ws.send_text(json.dumps({"close_socket": True}))
+            _drain(victim_ws)
+        flood.send_text(json.dumps({"close_socket": True}))
+        _drain(flood)
+        wait_in_portal(client, lambda: scheduler.streams_by_owner()["flood"] == 0, timeout_s=30)
+    # A's streams ended: nobody is over its share, and a short device refuses B as it would anyone.
+    refused = _http(client, "victim-key")
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "SERVER_OVERLOADED"
 
 
 def test_a_wrong_key_handshake_flood_never_refuses_a_good_key_from_the_same_address(
