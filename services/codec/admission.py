@@ -61,15 +61,19 @@ preamble ids, 600 within 2 s or 30 s, LLM 0.005-0.056 ms/row); without rule 3 at
 
 **Each key's share.** When a rule above refuses, the device is short, and who is refused follows each key's share:
 a key's load is its streams open in the codec scheduler now (`streams_by_owner`: from its job's first window to its
-end), and the fair share is the open streams over the keys holding any (the asking key counted). A key over its
-share is refused by the rule (key class `over_share` in `admission_refusals_total`); a key within its share is
-admitted past the rule while another key is over its own, so the key that makes the device short is the one
-refused, until its streams end. With no key over its share (one key alone, or keys alike), the rule refuses as it
-always does (`within_share`). Why streams open now: they are what holds the device (rule 3 prices the device by
-them), they are exact at once, and the scheduler releases them when a job ends on every transport. A history of
-admissions counts a key that asked often, one request at a time, against it: on the device stand-in, 10 s of
-admissions refused such a key when another began a synthesis flood on four sockets (docs/benchmarks.md). Device
-seconds have no owner: the scheduler's calls batch many streams' windows.
+end) plus the streams admission refused it within the last `pace_window_s`; the fair share is the keys' total load
+over the keys holding any (the asking key counted). A key over its share is refused by the rule (key class
+`over_share` in `admission_refusals_total`); a key within its share is admitted past the rule while another key is
+over its own, so the key that makes the device short is the one refused, for as long as it keeps asking. With no key
+over its share (one key alone, or keys alike), the rule refuses as it always does (`within_share`). Why this load:
+open streams are what holds the device (rule 3 prices the device by them), exact at once and released when a job
+ends on every transport; the refusals of the last second are the demand the device did not take, which a flood of
+short streams keeps up while few of them are open (a one-character + flush loop on four sockets asks again the
+moment it is refused). An admitted ask is already an open stream, so a client asking one request at a time, however
+often, holds one. On the device stand-in, open streams alone let a victim be refused 16 times in 316 while the flood
+held no stream between its refused asks, and counting 10 s of admissions held a key's steady use against it
+(docs/benchmarks.md, `flood_fairness`). Device seconds have no owner: the scheduler's calls batch many streams'
+windows.
 
 Min slack is not a rule: a stream that has just started holds only its first chunk (80 ms on the balanced
 schedule), so a slack threshold would refuse on every newcomer; a stream really running dry is a miss (1).
@@ -184,6 +188,7 @@ class Admission:
         # (rule, key class) -> refusals; and streams of a key within its share admitted past a refusing rule
         self.refused_by_class: Counter[tuple[str, str]] = Counter()
         self.within_share_admitted = 0
+        self._refused_at: dict[str, deque[float]] = {}  # key id ("" keyless) -> its refusals within pace_window_s
 
     # ---------------------------------------------------------------- the LLM's pace
     def _advance(self) -> float:
@@ -247,7 +252,7 @@ class Admission:
     def decide(self, key: str | None = None) -> AdmissionDecision:
         """Admit one more stream of `key` now or refuse it (counted either way), never waiting: what `admit()` does
         for a caller that cannot wait."""
-        return self._settle(self._judge(key)[0], 0.0)
+        return self._settle(self._judge(key)[0], 0.0, key)
 
     async def admit(self, max_wait_s: float | None = None, key: str | None = None) -> AdmissionDecision:
         """Admit one more stream, waiting up to `max_wait_s` (default `self.max_wait_s`) while only a rule in
@@ -265,13 +270,13 @@ class Admission:
         # behind the over-share key's waiters.
         if decision.key_class == "within_share" and decision.admit or not queue.locked() and (
                 decision.admit or wait is None or decision.rule not in self.wait_rules or wait > limit):
-            return self._settle(decision, 0.0)
+            return self._settle(decision, 0.0, key)
         async with queue:  # FIFO: one waiter at a time, the earliest first
             while True:
                 decision, wait = self._judge(key)
                 waited = self.clock() - started
                 if decision.admit or wait is None or decision.rule not in self.wait_rules or waited + wait > limit:
-                    return self._settle(decision, waited)
+                    return self._settle(decision, waited, key)
                 await self.sleep(wait)
 
     def _queue(self) -> asyncio.Lock:
@@ -296,11 +301,15 @@ class Admission:
 
     def _share(self, key: str | None) -> tuple[bool, bool]:
         """(whether `key` is over its share, whether another key is over its own): a key's load is its streams open
-        in the scheduler, the fair share their total over the keys holding any, the asking key counted. A scheduler
-        that does not count streams per key (a stand-in of the tests) leaves every key within its share."""
+        in the scheduler plus its refusals within pace_window_s, the fair share their total over the keys holding
+        any, the asking key counted. A scheduler that does not count streams per key (a stand-in of the tests)
+        leaves the refusals alone."""
         asking = key or ""
         by_owner = getattr(self.scheduler, "streams_by_owner", None)
-        counts = +Counter(by_owner()) if by_owner is not None else Counter[str]()  # keys holding any
+        counts = Counter(by_owner()) if by_owner is not None else Counter[str]()
+        self._forget_old_refusals()
+        counts.update({name: len(times) for name, times in self._refused_at.items()})
+        counts = +counts  # the keys holding any
         fair = sum(counts.values()) / len(counts.keys() | {asking})
         return (counts.get(asking, 0) > fair,
                 any(n > fair for name, n in counts.items() if name != asking))
@@ -353,9 +362,19 @@ class Admission:
             return _refusal("codec_busy", f"overloaded: the codec holds the device {busy:.0%} of the time", 1), None
         return AdmissionDecision(True, "admitted"), None
 
-    def _settle(self, decision: AdmissionDecision, waited_s: float) -> AdmissionDecision:
+    def _forget_old_refusals(self) -> None:
+        """Drop refusals older than pace_window_s: O(keys refused within it)."""
+        horizon = self.clock() - self.pace_window_s
+        for name in list(self._refused_at):
+            times = self._refused_at[name]
+            while times and times[0] < horizon:
+                times.popleft()
+            if not times:
+                del self._refused_at[name]
+
+    def _settle(self, decision: AdmissionDecision, waited_s: float, key: str | None) -> AdmissionDecision:
         """Count one final answer (an admission, or a refusal by its rule and key class) with the time its caller
-        waited."""
+        waited; a refusal also counts toward its key's share."""
         if decision.admit:
             self.admitted += 1
             self._admitted_at.append(self.clock())
@@ -366,6 +385,8 @@ class Admission:
             self.refused[decision.rule] = self.refused.get(decision.rule, 0) + 1
             self.refused_by_class[(decision.rule, decision.key_class)] += 1
             ADMISSION_REFUSALS.labels(rule=decision.rule, key_class=decision.key_class).inc()
+            self._forget_old_refusals()
+            self._refused_at.setdefault(key or "", deque()).append(self.clock())
         return replace(decision, waited_s=waited_s) if waited_s else decision
 
     def first_chunk_schedule(self, requested: str) -> str:
@@ -439,6 +460,7 @@ class Admission:
             "refused": dict(self.refused),
             "refused_by_key_class": {f"{rule}/{cls}": n for (rule, cls), n in self.refused_by_class.items()},
             "within_share_admitted": self.within_share_admitted,
+            "keys_refused_recently": len(self._refused_at),
             "first_chunks": {f"{schedule}/{reason}": n for (schedule, reason), n in self.first_chunks.items()},
             "sr_leads": dict(self.sr_leads),
         }
