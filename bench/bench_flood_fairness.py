@@ -2,10 +2,10 @@
 keys (the behaviour is tested: tests/unit/test_fair_share_floods.py, test_socket_guard.py, test_admission_share.py).
 
     export $(scripts/start_services)   # the test PostgreSQL: keys and credits as in production
-    python -m bench flood_fairness [--seconds 30] [--label NAME]
+    python -m bench flood_fairness [--seconds 30] [--label NAME] [--cost-model bench/cost_models/h100-tf32.json]
 
-A real uvicorn server (bench/harness.py: the demo checkpoint on CPU, keys in PostgreSQL, credits on, 8 sockets per
-key). Key B makes one short one-shot request on our socket after another and times its first audio; key A (or a
+A real uvicorn server (bench/harness.py: the demo checkpoint on CPU, or with `--cost-model` the device stand-in with
+admission on; keys in PostgreSQL, credits on, 8 sockets per key). Key B makes one short one-shot request on our socket after another and times its first audio; key A (or a
 client with wrong keys) floods from a process of its own (its own interpreter and GIL). Per flood, B is measured
 alone for half of `--seconds` (the flood not started), then under the flood for `--seconds`:
 
@@ -40,7 +40,15 @@ sys.path.insert(0, str(ROOT))
 
 from bench import flood_client  # noqa: E402
 from bench.flood_client import client_frame, read_until_close  # noqa: E402
-from bench.harness import app_command, demo_env, results_path, start_server, stop_server, write_results  # noqa: E402
+from bench.harness import (  # noqa: E402
+    app_command,
+    demo_env,
+    results_path,
+    standin_command,
+    start_server,
+    stop_server,
+    write_results,
+)
 
 REQUEST = {"text": "Hello there, this is key B.", "speaker": "fixed", "seed": 1, "format": "pcm", "max_tokens": 60}
 EL_PATH = "/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000"
@@ -219,6 +227,9 @@ def main() -> None:
     parser.add_argument("--label", default="current")
     parser.add_argument("--seconds", type=float, default=30.0, help="each flood's length (the baseline: half)")
     parser.add_argument("--only", default=",".join(FLOODS), help="floods to run, comma-separated")
+    parser.add_argument("--cost-model", default=None,
+                        help="serve on the device stand-in with this cost model (bench/cost_models/h100-tf32.json), "
+                        "admission on; default: the demo engine on CPU")
     args = parser.parse_args()
     dsn = os.environ.get("TTS_TEST_DATABASE_URL")
     if not dsn:
@@ -232,8 +243,9 @@ def main() -> None:
     env = demo_env(model_dir, TTS_AUTH_ENABLED="true", TTS_KEY_BACKEND="postgres", TTS_DATABASE_URL=dsn,
                    TTS_CREDITS_ENABLED="true", TTS_WS_MAX_CONNECTIONS_PER_KEY=str(SOCKETS_PER_KEY),
                    TTS_RATE_LIMIT_PER_MINUTE=str(RATE_LIMIT_PER_MINUTE), TTS_LOG_LEVEL="WARNING",
-                   OMP_NUM_THREADS="1")
-    server = start_server(app_command, env, Path(tempfile.mkdtemp(prefix="fairness-bench-")) / "server.log")
+                   OMP_NUM_THREADS="1", **({"TTS_ADMISSION": "on"} if args.cost_model else {}))
+    command = standin_command(args.cost_model) if args.cost_model else app_command
+    server = start_server(command, env, Path(tempfile.mkdtemp(prefix="fairness-bench-")) / "server.log")
     native = server.url.replace("http://", "ws://") + "/v1/tts/ws"
     rows: list[dict[str, Any]] = []
     ctx = multiprocessing.get_context("spawn")
@@ -265,7 +277,9 @@ def main() -> None:
     finally:
         stop_server(server)
     write_results(results_path("flood_fairness", f"{args.label}.json"),
-                  {"label": args.label, "seconds": args.seconds, "cpus": os.cpu_count(), "floods": rows})
+                  {"label": args.label, "seconds": args.seconds, "cpus": os.cpu_count(),
+                   "server": f"device stand-in ({args.cost_model})" if args.cost_model else "demo engine on CPU",
+                   "floods": rows})
     print(f"\n{args.label}: key B's first audio (our socket, one-shot) under each flood over B alone, "
           f"{args.seconds:g} s per flood")
     print("| flood | B alone median / p90 | B under the flood median / p90 | median ratio | p90 ratio | B refused | "
