@@ -74,7 +74,8 @@ SERVING_ENV: dict[str, str] = {
     "VLLM_WORKER_MULTIPROC_METHOD": "spawn",
 }
 if SNAPSHOTS:
-    SERVING_ENV["TORCHINDUCTOR_COMPILE_THREADS"] = "1"  # snapshot-safe compile (specs/modal_vllm.md A1e)
+    # Snapshot-safe compile (docs/reference/modal-vllm.md#memory-snapshots).
+    SERVING_ENV["TORCHINDUCTOR_COMPILE_THREADS"] = "1"
 
 serving_image = (
     modal.Image.debian_slim(python_version=PYTHON_VERSION)
@@ -93,7 +94,8 @@ download_image = (
 )
 
 app = modal.App(MODAL.app_name)
-# Never create the model volume implicitly: a typo would serve from an empty volume (first_contact.md §4).
+# Never create the model volume implicitly: a typo would serve from an empty volume
+# (docs/reference/modal-vllm.md#decorators).
 models_volume = modal.Volume.from_name(MODAL.volume)
 # Each container spools to its own file (named by its Modal task id) on this shared Volume; a starting container
 # adopts the files of containers that are gone (services/usage/request_spool.py). Created on first deploy.

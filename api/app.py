@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,7 +34,7 @@ from services.pipeline.gpu_faults import GpuFaultDetector
 from services.pipeline.speech import SpeechService
 from services.voice_library import VoiceLibrary
 from shared.logging import configure_logging
-from shared.settings import APP_VERSION, Settings, get_settings
+from shared.settings import APP_VERSION, Settings, get_settings, unknown_variables
 
 logger = logging.getLogger("api.app")
 
@@ -52,7 +53,10 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
     """Build the app. A given `runtime` is used as is (Modal loads it in @modal.enter); otherwise one is
     created and loaded in the background at start-up, and readiness answers 503 until it is warm."""
     settings = settings or get_settings()
-    configure_logging(settings.log_level, settings.log_json)
+    configure_logging(settings.deployment.log_level, settings.deployment.log_json)
+    # A mistyped TTS_ variable would otherwise be ignored in silence (warned, not refused: it changes nothing).
+    for variable, meant in unknown_variables(os.environ):
+        logger.warning("%s names no setting and is ignored%s", variable, f" (did you mean {meant}?)" if meant else "")
     runtime = runtime or ModelRuntime(settings)
     if runtime.warmup_step is None:
         runtime.warmup_step = warmup_step_for(settings)
@@ -62,7 +66,7 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if not settings.auth_enabled:
+        if not settings.access.auth_enabled:
             logger.warning("AUTHENTICATION IS DISABLED (TTS_AUTH_ENABLED=false): anyone can use this server")
         await access.start()
         if pusher is not None:
@@ -89,9 +93,9 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
         description="Streaming text-to-speech with Spark-TTS (vLLM + BiCodec + AP-BWE).",
         lifespan=lifespan,
         # Public deployments may hide the schema and the interactive docs (TTS_DOCS_ENABLED=false).
-        docs_url="/docs" if settings.docs_enabled else None,
-        redoc_url="/redoc" if settings.docs_enabled else None,
-        openapi_url="/openapi.json" if settings.docs_enabled else None,
+        docs_url="/docs" if settings.deployment.docs_enabled else None,
+        redoc_url="/redoc" if settings.deployment.docs_enabled else None,
+        openapi_url="/openapi.json" if settings.deployment.docs_enabled else None,
     )
     gpu_faults = gpu_faults or GpuFaultDetector(runtime)
     app.state.metrics_pusher = pusher  # Modal's exit closes it too (idempotent), should the lifespan not have run
@@ -100,13 +104,13 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
     app.state.services = Services(settings=settings, runtime=runtime, access=access, library=library,
                                   speech=SpeechService(runtime, settings, gpu_faults, library, continuity))
     install_error_handlers(app)
-    if settings.playground_enabled:
+    if settings.deployment.playground_enabled:
         app.include_router(playground.router)
     for router in (health.router, tts.router, normalize.router, openai_compat.router, debug.router,
                    voice_pinning.router, voices.router, ws.router, elevenlabs_routes.router,
                    elevenlabs_http.router, cartesia_routes.router, cartesia_http.router):
         app.include_router(router)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES, timeout_s=settings.body_timeout_s,
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES, timeout_s=settings.limits.body_timeout_s,
                        uploads={("POST", "/v1/audio/voices"): MAX_UPLOAD_BYTES},
                        check_credentials=check_upload_credentials,
                        authenticated={("POST", path) for path in ("/v1/audio/voices", "/v1/tts/generate",
@@ -114,7 +118,7 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
                        authenticated_patterns=DIALECT_HTTP_ROUTES,
                        hints={"/v1/tts/generate": "A reference recording larger than this goes to POST /v1/audio/voices "
                               "(up to 20 MiB); then name the voice by its id."})
-    install_cors(app, settings.cors_origins)
+    install_cors(app, settings.deployment.cors_origins)
     # Inside the request ids (kept on the re-shaped answer), outside every layer that can refuse.
     app.add_middleware(DialectErrorsMiddleware,
                        dialects=(elevenlabs_messages.HTTP_ERRORS, cartesia_messages.HTTP_ERRORS))
@@ -123,9 +127,9 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
     # A flooding key's reconnects are refused before any other layer runs (api/socket_guard.py); inside the proxy
     # headers, which it does not need (it matches the key, not the address).
     app.add_middleware(CoolingGate, state=app.state)
-    if settings.trusted_proxies:  # outermost: every layer sees the client address the trusted proxy forwarded
+    if settings.access.trusted_proxies:  # outermost: every layer sees the client address the trusted proxy forwarded
         from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
         app.add_middleware(ProxyHeadersMiddleware,
-                           trusted_hosts=[h.strip() for h in settings.trusted_proxies.split(",") if h.strip()])
+                           trusted_hosts=[h.strip() for h in settings.access.trusted_proxies.split(",") if h.strip()])
     return app

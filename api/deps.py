@@ -123,7 +123,7 @@ async def optional_voice_caller(
     """As `voice_caller`, but None for a request with no credentials at all on a server with auth (the voice list
     then shows the built-in voices, as it did before the library existed). A wrong key still gets 401."""
     credentials = any(name in request.headers for name in ("authorization", "x-api-key", "xi-api-key", "x-admin-key"))
-    if services_of(request).settings.auth_enabled and not credentials:
+    if services_of(request).settings.access.auth_enabled and not credentials:
         yield None
         return
     callers = voice_caller(request)
@@ -140,7 +140,7 @@ async def require_admin(request: Request) -> None:
 
 def check_admin(request: Request) -> None:
     """Admin routes: the admin key in X-Admin-Key or Authorization: Bearer. Disabled when no admin key is set."""
-    admin_key = services_of(request).settings.admin_key
+    admin_key = services_of(request).settings.access.admin_key
     if not admin_key:
         raise ApiError("NOT_FOUND", "Debug routes are disabled (set TTS_ADMIN_KEY to enable them).")
     given = request.headers.get("x-admin-key") or Authenticator.extract_key(request.headers) or ""
@@ -151,7 +151,7 @@ def check_admin(request: Request) -> None:
 def is_admin_key(request: HTTPConnection, given: str) -> bool:
     """Compare `given` with TTS_ADMIN_KEY under a brute-force throttle: after too many wrong ones from an address
     (or the same wrong one from anywhere), 429 without comparing, so further guesses learn nothing."""
-    admin_key = services_of(request).settings.admin_key
+    admin_key = services_of(request).settings.access.admin_key
     throttle = services_of(request).access.admin_throttle
     address = request.client.host if request.client else "unknown"
     wait = throttle.retry_after(address, given or None)

@@ -53,7 +53,7 @@ def _trusted(proxies: str) -> tuple[bool, tuple[ipaddress.IPv4Network | ipaddres
 
 
 def _capped(address: str) -> bool:
-    everyone, networks = _trusted(get_settings().trusted_proxies)
+    everyone, networks = _trusted(get_settings().access.trusted_proxies)
     if everyone:
         return False
     try:
@@ -125,7 +125,7 @@ class _HeadDeadlineMixin:
         self._cancel_head_deadline()
         if self.transport.is_closing():
             return
-        timeout = self.head_timeout_s if self.head_timeout_s is not None else get_settings().http_head_timeout_s
+        timeout = self.head_timeout_s if self.head_timeout_s is not None else get_settings().limits.http_head_timeout_s
         self._head_cycle, self._head_bytes = self.cycle, 0
         if timeout > 0:
             self._head_timer = self.loop.call_later(timeout, self._head_late, self.cycle)

@@ -1,4 +1,4 @@
-"""What keeps one client's sockets from slowing the others (issue 40), for every streaming dialect: a per-address
+"""What keeps one client's sockets from slowing the others, for every streaming dialect: a per-address
 cap on sockets (those still without an accepted key, and optionally all), the deadline for a key that comes in the
 first message, each connection's message budget (services/access/socket_limits.py), and a cool-down for a key
 whose connection went over its budget: reconnecting must not buy a fresh burst (each closed socket also costs the
@@ -83,10 +83,10 @@ class SocketGuard:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.clock = clock
-        self.unauthenticated = AddressSlots(settings.ws_max_unauthenticated_per_address)
-        self.connections = AddressSlots(settings.ws_max_connections_per_address)
-        self.key_messages = KeyBuckets(settings.ws_messages_per_s * max(1, settings.ws_max_connections_per_key),
-                                       settings.ws_message_burst * KEY_BURST_CONNECTIONS, clock=clock)
+        self.unauthenticated = AddressSlots(settings.websocket.ws_max_unauthenticated_per_address)
+        self.connections = AddressSlots(settings.websocket.ws_max_connections_per_address)
+        self.key_messages = KeyBuckets(settings.websocket.ws_messages_per_s * max(1, settings.websocket.ws_max_connections_per_key),
+                                       settings.websocket.ws_message_burst * KEY_BURST_CONNECTIONS, clock=clock)
         self._cooling: dict[str, float] = {}  # key id -> until when its new sockets are refused
         # The same, by the hash of the key a flooding connection presented in its handshake: `CoolingGate` refuses
         # its reconnects before any routing, parsing or authentication (a flooder reconnects many times a second).
@@ -95,12 +95,12 @@ class SocketGuard:
     def penalise(self, key_id: str | None, credential: str | None = None) -> None:
         """A connection of this key went over its message budget: refuse the key's new sockets for a while.
         `credential`: the hash of the key its handshake carried (`handshake_credential`), if any."""
-        if key_id not in (None, _SHARED_KEY_ID) and self.settings.ws_flood_penalty_s > 0:
+        if key_id not in (None, _SHARED_KEY_ID) and self.settings.websocket.ws_flood_penalty_s > 0:
             now = self.clock()
             for cooling in (self._cooling, self._cooling_credentials):  # entries only a lookup would clear
                 for stale in [k for k, until in cooling.items() if until <= now]:
                     del cooling[stale]
-            until = now + self.settings.ws_flood_penalty_s
+            until = now + self.settings.websocket.ws_flood_penalty_s
             self._cooling[key_id] = until
             if credential is not None:
                 self._cooling_credentials[credential] = until
@@ -159,16 +159,16 @@ class SocketGuard:
     def auth_wait_s(self, client_timeout_s: float) -> float:
         """How long a socket may wait for a key sent in its first message: the client's own inactivity timeout,
         but never longer than TTS_WS_AUTH_DEADLINE_S."""
-        return min(client_timeout_s, self.settings.ws_auth_deadline_s)
+        return min(client_timeout_s, self.settings.websocket.ws_auth_deadline_s)
 
     def message_limiter(self, key_id: str | None = None) -> MessageLimiter:
         """One connection's budget; with `key_id`, also its key's bucket shared by all the key's connections (not
         with auth off, where every client is one key)."""
         s = self.settings
-        shared = (self.key_messages.of(key_id) if key_id not in (None, _SHARED_KEY_ID) and s.ws_messages_per_s > 0
+        shared = (self.key_messages.of(key_id) if key_id not in (None, _SHARED_KEY_ID) and s.websocket.ws_messages_per_s > 0
                   else None)
-        return MessageLimiter(messages_per_s=s.ws_messages_per_s, message_burst=s.ws_message_burst,
-                              chars_per_s=s.ws_message_chars_per_s, max_chars=s.ws_max_message_bytes,
+        return MessageLimiter(messages_per_s=s.websocket.ws_messages_per_s, message_burst=s.websocket.ws_message_burst,
+                              chars_per_s=s.websocket.ws_message_chars_per_s, max_chars=s.websocket.ws_max_message_bytes,
                               clock=self.clock, key_bucket=shared)
 
 
@@ -200,7 +200,7 @@ class CoolingGate:
     flooded is answered 429 (Retry-After) at once, before routing, query validation, authentication and the
     middlewares. A flooding client reconnects as fast as it is refused; on the route each refusal cost about
     twice as much server CPU (bench/bench_flood_cost.py). Anything else passes through untouched; a key the gate
-    cannot see (one sent in the first message) is refused by the route as before."""
+    cannot see (one sent in the first message) is refused by the route."""
 
     def __init__(self, app: ASGIApp, state: object) -> None:
         self.app, self.state = app, state

@@ -4,7 +4,7 @@
   whole file), `words`, `normalized_words` (+ `characters`, `normalized_characters` for "character"), `captions`
   when `captions` asks for SRT / WebVTT, and `timestamps_status`: "ok", or "fallback" with `timestamps_fallbacks`
   (what failed: the words are then spread by a simpler method, never missing) - also in `X-Timestamps-Status`.
-  Captions that fail to build are `null` with `captions_error`; the audio is delivered either way (issue 40).
+  Captions that fail to build are `null` with `captions_error`; the audio is delivered either way.
 - streamed (`stream: true`): JSON lines (`application/x-ndjson`): `{"type": "audio", "audio": base64}` pieces as
   they are made, with `{"type": "timestamps", ...}` lines between them as the aligner settles words (each while its
   word is still playing: timing never holds audio), then `{"type": "done"}` (+ the fallback fields when any) or

@@ -1,7 +1,7 @@
 """Driving one streaming connection, whatever its dialect: the read loop with the inactivity timeout, the writer,
 and the orderly end (abort what is unfinished, say why, close with the right code).
 
-Each dialect's route authenticates, builds a `WsSession` with its codec and hands this module a `handle` function
+Each dialect's route authenticates, builds a `WsSession` with its wire format and hands this module a `handle` function
 that turns one text frame into session calls; `handle` returns "close" when the client asked to end the
 connection (ElevenLabs `close_socket`).
 """
@@ -67,7 +67,7 @@ async def _check_connection_rate(access: AccessServices, key: ApiKeyRecord) -> b
     """Count the connection as one request; True when limits apply (the count then covers utterance 1)."""
     if access.authenticator is None:
         return False
-    limit = key.rate_limit_per_minute or access.settings.rate_limit_per_minute
+    limit = key.rate_limit_per_minute or access.settings.access.rate_limit_per_minute
     decision = await access.limiter.check_rate(key.key_id, limit)
     if not decision.allowed:
         refusal = rate_refusal(decision)
@@ -118,7 +118,7 @@ async def _admitted(websocket: WebSocket, services: Services, *, query_key: str 
         slot.authenticated()
         websocket.state.key_hash = key.key_hash  # should this connection flood: CoolingGate refuses its reconnects
         SocketGuard.of(websocket).check_key(key.key_id)  # a key cooling down after a flood
-        cap = settings.ws_max_connections_per_key
+        cap = settings.websocket.ws_max_connections_per_key
         # Check and take the place with no await in between: concurrent handshakes of one key (100 at once) must
         # not all see the same count while another await (the rate check) is pending.
         if cap and open_per_key.get(key.key_id, 0) >= cap:

@@ -3,7 +3,7 @@
 `create_encoder(fmt, rate).push(samples)` returns the bytes that exist now (possibly b""), `flush()` the
 rest including trailers. wav / pcm / mulaw are written here; flac, mp3, opus (Ogg) and aac (ADTS) go
 through PyAV into an in-memory sink that is drained after every push, so bytes leave as soon as the
-codec and muxer produce them. In streaming mode nothing holds more than a codec frame or an Ogg page.
+encoder and muxer produce them. In streaming mode nothing holds more than an encoder frame or an Ogg page.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ class AudioEncoder(ABC):
         return out
 
     def close(self) -> None:
-        """Abandon the stream (client went away): free codec resources without producing trailers."""
+        """Abandon the stream (client went away): free the encoder's resources without producing trailers."""
         if not self._done:
             self._done = True
             self._release()
@@ -213,7 +213,7 @@ class _Sink:
 @dataclass(frozen=True)
 class _AVSpec:
     container: str
-    codec: str
+    encoder: str  # PyAV's name for the format's encoder ("codec" in FFmpeg's terms; here "codec" means BiCodec)
     container_options: dict[str, str]
 
 
@@ -252,8 +252,8 @@ class PyAVEncoder(AudioEncoder):
         self._container: av.container.OutputContainer | None = av.open(
             self._sink, mode="w", format=spec.container, options=options
         )
-        # Every spec names an audio codec; PyAV types a stream added by codec name as any kind of stream.
-        self._stream = cast(av.AudioStream, self._container.add_stream(spec.codec, rate=sample_rate))
+        # Every spec names an audio encoder; PyAV types a stream added by that name as any kind of stream.
+        self._stream = cast(av.AudioStream, self._container.add_stream(spec.encoder, rate=sample_rate))
         self._stream.layout = "mono"
         rate = bitrate or default_bitrate(info.name, sample_rate)
         if rate:
@@ -271,7 +271,7 @@ class PyAVEncoder(AudioEncoder):
         return self._drain(final=False)
 
     def _finish(self) -> bytes:
-        self._mux(None)  # drains the codec (and PyAV's frame-size FIFO), padding the last frame
+        self._mux(None)  # drains the encoder (and PyAV's frame-size FIFO), padding the last frame
         assert self._container is not None  # flush calls _finish once, before _release
         self._container.close()  # writes the trailer
         self._container = None

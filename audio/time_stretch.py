@@ -6,9 +6,9 @@ are laid every `hop_out` samples, each cut from the input near where the tempo p
 along) at the shift, within +-128 samples (one pitch period down to 125 Hz), whose waveform best continues the frame
 before, so periods line up and the pitch stays. Hann windows, overlap-added and divided by their summed weight.
 
-Our own, not `audiotsm` (which this replaced, 2026-11-24): that library (no release since 2017) does the same
-algorithm with per-frame bookkeeping in Python that made 60% of its cost; a stretched stream cost 3.3-3.7x the CPU of
-the rest of its path on the event loop (docs/benchmarks.md, "Speed"). Here a frame is one correlation and a few
+Our own, not `audiotsm`: that library (no release since 2017) does the same algorithm with per-frame bookkeeping in
+Python that makes 60% of its cost; with it a stretched stream costs 3.3-3.7x the CPU of the rest of its path on the
+event loop (bench/bench_time_stretch.py; docs/benchmarks.md, "Speed"). Here a frame is one correlation and a few
 slices. Numbers that keep every speed right: the output hop is at most 512 / speed, so the input hop never outgrows a
 frame (above 2x a fixed half-frame hop would skip input), and frames are placed on the exact fractional input grid,
 so the duration is the input's / speed to a sample. Output is the same whatever the input's chunking (tested), so a

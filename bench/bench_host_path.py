@@ -18,7 +18,7 @@ each stream to real time (TTS_STREAM_MAX_AHEAD_S), so a level lasts about one re
 `--transport` adds the sockets voice agents speak (`bench/ws_speakers.py`: native `ws`, ElevenLabs'
 multi-stream-input `elevenlabs`, `cartesia`; pcm 16 kHz, the text a word at a time) to the same server, every
 transport in turn, `--rounds` times, with each mean also as a ratio to HTTP pcm's at the same concurrency (one
-sitting: the machine's background load is shared). Modifiers: `+ts` word timestamps (`--timestamps` adds `ws+ts`,
+run: the machine's background load is shared). Modifiers: `+ts` word timestamps (`--timestamps` adds `ws+ts`,
 `cartesia+ts`; ElevenLabs always aligns), `+deflate` permessage-deflate (`--deflate` adds every socket with it:
 Pipecat's clients offer it and uvicorn accepts it), `+whole` the text in one message instead of a word at a time.
 `http+speed`: HTTP with every request asking for `--speed` (1.1), which the audio chain time-stretches (WSOLA).
@@ -64,7 +64,7 @@ from bench.flood_client import server_cpu_s  # noqa: E402
 from bench.harness import start_server  # noqa: E402
 from bench.loadgen import LevelSpec, run_level, summarise  # noqa: E402
 from bench.ws_speakers import WS_TRANSPORTS, run_socket_level  # noqa: E402
-from shared.settings import Settings  # noqa: E402
+from shared.settings import FIELDS  # noqa: E402
 
 SENTENCE = ("The quick brown fox jumps over the lazy dog, then naps in the warm afternoon sun while the children "
             "play by the river and the old miller counts his sacks of flour. ")  # ~11 s of audio
@@ -314,7 +314,7 @@ async def measure_all(url: str, pid: int, transports: list[str], streams: int, l
                       rates: tuple[int, ...] = (16000,)) -> list[dict]:
     """Every transport in turn, `rounds` times over (alternated: they share the machine's background load)."""
     rows = []
-    for sitting in range(rounds):
+    for round_no in range(rounds):
         for transport in transports:
             if transport in ("http", "http+speed"):
                 got = await measure(url, pid, streams, levels, formats, idle, repeat,
@@ -322,14 +322,14 @@ async def measure_all(url: str, pid: int, transports: list[str], streams: int, l
             else:
                 got = await measure_socket(url, pid, transport, streams, levels, idle, repeat)
             for row in got:
-                row["round"] = sitting
+                row["round"] = round_no
             rows += got
     return rows
 
 
 def ratios(rows: list[dict]) -> list[dict]:
     """Per transport, format and concurrency: the runs' CPU ms per audio s, their mean, and the mean's ratio to HTTP
-    pcm's mean at that concurrency (the same server, the same sitting)."""
+    pcm's mean at that concurrency (the same server, the same run)."""
     groups: dict[tuple, list[float]] = {}
     for r in rows:
         if r["cpu_ms_per_audio_s"] is not None:
@@ -377,7 +377,7 @@ def main() -> int:
                    help="paced: the stand-in (--tokens-per-s); vllm: the product's vLLM engine (run with .venv-vllm)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "host_path" / "host_path.json")
     args = p.parse_args()
-    interval = args.stream_interval or Settings.model_fields["llm_stream_interval"].default
+    interval = args.stream_interval or FIELDS["llm_stream_interval"].default
     proc, url = start(args.profile, args.tokens_per_s, interval, args.engine)
     try:
         formats = args.format.split(",")

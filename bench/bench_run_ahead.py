@@ -27,7 +27,7 @@ from services.pipeline.text_plan import plan_text  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 SECONDS_PER_CHAR = 3.5 / 50.0
-MAX_AHEAD_S = Settings().stream_max_ahead_s
+MAX_AHEAD_S = Settings().stream.stream_max_ahead_s
 
 REPLY = ("Sure, I can help with that. Your order shipped yesterday and should arrive by Thursday afternoon. "
          "If it does not, just call us back and we will send a replacement right away.")
@@ -58,10 +58,10 @@ def chunks(text: str, streamed: bool, threshold: int, target: int) -> list[str]:
 
 def main() -> int:
     settings = Settings()
-    cap = settings.stream_chunk_max_chars
-    configs = [("HTTP sizes (220/170)", settings.chunking_threshold_chars, settings.chunk_target_chars),
-               (f"streaming cap {cap}", min(settings.chunking_threshold_chars, cap),
-                min(settings.chunk_target_chars, cap))]
+    cap = settings.text.stream_chunk_max_chars
+    configs = [("HTTP sizes (220/170)", settings.text.chunking_threshold_chars, settings.text.chunk_target_chars),
+               (f"streaming cap {cap}", min(settings.text.chunking_threshold_chars, cap),
+                min(settings.text.chunk_target_chars, cap))]
     rows = []
     print("| case | chunking | chunks (characters) | largest chunk (s of speech) | run-ahead bound (s) |")
     print("|---|---|---|---|---|")

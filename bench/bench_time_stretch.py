@@ -1,5 +1,5 @@
 """The time-stretch alone: CPU per second of audio, duration and level, ours (`audio/time_stretch.py`) beside
-`audiotsm`'s WSOLA (what served until 2026-11-24, configured as it was) when that package is installed.
+`audiotsm`'s WSOLA (the same algorithm, with our frame length) when that package is installed.
 
     PYTHONPATH=. .venv/bin/python bench/bench_time_stretch.py [--speeds 0.5,0.8,1.1,1.25,1.5,2,3] [--seconds 6]
         [--out bench/results/speed/time_stretch.json]
@@ -44,7 +44,7 @@ def ours(samples: np.ndarray, speed: float) -> np.ndarray:
 
 
 def audiotsm_wsola(samples: np.ndarray, speed: float) -> np.ndarray:
-    """audiotsm as audio/time_stretch.py configured it until 2026-11-24, pushed piece by piece."""
+    """audiotsm's WSOLA with audio/time_stretch.py's frame length, pushed piece by piece."""
     from audiotsm import wsola
     from audiotsm.io.array import ArrayReader, ArrayWriter
 

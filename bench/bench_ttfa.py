@@ -6,14 +6,14 @@ model does: style voices emit 4 acoustic ids and the 34-id global block before s
 block). Two servers start together: `plain` (voices as shipped) and `pinned` (`TTS_PIN_VOICES_AT_START=true`).
 
 Cells: engine rate x codec x voice x schedule (`exact` / `balanced` / `lowest`) x concurrency; the schedules and
-voices alternate within each concurrency level, so they share the background load. Voices: `fixed` (stored
-globals), `style` (a style voice, unpinned), `style-pinned` (the same voice on the pinned server), `prefix` (the
-prompt-prefix voice, unpinned). Codecs: `demo` (the checkpoint's BiCodec) and `free` (`bench.ideal_stream.FreeCodec`:
-silence of the exact length at no cost, BENCH ONLY), which leaves the service's own share of the latency
-(HTTP, parsing, queues, the codec scheduler) and removes decode compute. Variants: `now` (the product) and,
-for `--before-voices`, `before` (the same server serving as the product did before the TTFA changes: chunks kept
-growing after the short schedule, every chunk's last 50 ms held for a crossfade, a thread hop per engine delta,
-the start-up heap left to the cyclic GC; `bench/serve_paced.py` LEGACY), alternating cell by cell for a before/after in one run.
+voices alternate within each concurrency level, so they share the background load. Voices: `fixed` (stored globals),
+`style` (a style voice, unpinned), `style-pinned` (the same voice on the pinned server), `prefix` (the prompt-prefix
+voice, unpinned). Codecs: `demo` (the checkpoint's BiCodec) and `free` (`bench.ideal_stream.FreeCodec`: silence of the
+exact length at no cost, BENCH ONLY), which leaves the service's own share of the latency (HTTP, parsing, queues, the
+codec scheduler) and removes decode compute. Variants: `now` (the product) and, for `--before-voices`, `before` (the
+same server without the first-audio techniques: chunks keep growing after the short schedule, every chunk's last 50 ms
+held for a crossfade, a thread hop per engine delta, the start-up heap left to the cyclic GC; `bench/serve_paced.py`
+LEGACY), alternating cell by cell so both share one run.
 
 Per cell: steps before audio (engine ids before the first audio chunk, from each request's `PipelineStats`), the
 client's TTFA p50/p95, the ideal TTFA of a service that adds no time (the due time of that step), playback
@@ -94,7 +94,7 @@ class Plan:
     schedules: list[str]
     voices: list[str]  # run with the servers' codec
     free_voices: list[str]  # run with the free codec
-    before_voices: list[str]  # also run as the product was before the TTFA changes (both codecs)
+    before_voices: list[str]  # also run without the first-audio techniques (both codecs)
     single_streams: int  # sequential streams at concurrency 1
     min_streams: int  # streams per level above 1 (several per worker when the level is small)
     repeats: int  # runs per cell above concurrency 1
@@ -178,7 +178,7 @@ def _ideal(schedule: StreamingConfig, timing: EngineTiming) -> tuple[tuple[float
 
 def schedule_of(settings: dict[str, Any], preference: str, variant: str = "now") -> StreamingConfig:
     """The first text chunk's schedule the server uses for a latency preference (its own settings)."""
-    schedule = StreamingConfig.from_settings(SimpleNamespace(**settings)).for_latency(preference)  # type: ignore[arg-type]
+    schedule = StreamingConfig.from_settings(SimpleNamespace(stream=SimpleNamespace(**settings))).for_latency(preference)  # type: ignore[arg-type]
     return replace(schedule, resume_chunk_tokens=None) if variant == "before" else schedule
 
 
@@ -497,7 +497,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--free-voices", type=names(list(VOICES)), default=None,
                         help="voices with the free codec (default fixed; empty: none)")
     parser.add_argument("--before-voices", type=names(list(VOICES)), default=None,
-                        help="voices also served as before the TTFA changes (default fixed; --quick: none)")
+                        help="voices also served without the first-audio techniques (default fixed; --quick: none)")
     parser.add_argument("--streams", type=int, default=None, help="sequential streams at concurrency 1")
     parser.add_argument("--min-streams", type=int, default=None, help="streams per level above 1")
     parser.add_argument("--repeats", type=int, default=None, help="runs per cell above concurrency 1 (default 3)")

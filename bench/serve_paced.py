@@ -15,8 +15,8 @@ random weights, for a GPU run where the demo's tiny codecs would understate the 
   the exact length, no compute; AP-BWE's batched call for `FreeSR`, quiet noise of 3x the length, no compute either;
   BENCH ONLY, under the same codec scheduler) to separate the service's own scheduling from the models' compute,
   `{"codec": "model"}` restores it;
-  `{"before": ["resume", "holdback", "gc"]}` serves later requests as the product did before the TTFA changes
-  (BENCH ONLY, see `LEGACY`), `{"before": []}` as it does now: a before/after in one run on one server;
+  `{"before": ["resume", "holdback", "gc"]}` serves later requests without the product's first-audio techniques
+  (BENCH ONLY, see `LEGACY`), `{"before": []}` with them: both compared in one run on one server;
 - `POST /bench/gc`: times one forced full cyclic-GC collection (the stall a gen-2 collection causes);
 - `GET /bench/device`: the codec runner's cumulative calls and seconds per call shape (`ModelRunner.device_time()`:
   device-thread seconds, and on CUDA the device's own seconds per call); the GPU kit diffs two readings per level.
@@ -55,7 +55,7 @@ from services.access.grant import AccessServices  # noqa: E402
 from services.deployment.runtime import ModelRuntime  # noqa: E402
 from services.pipeline.audio_output import AudioOutput  # noqa: E402
 from services.pipeline.speaker_vectors import SpeakerVectors  # noqa: E402
-from shared.settings import Settings  # noqa: E402
+from shared.settings import FIELD_GROUP, Settings  # noqa: E402
 
 
 class PacedRuntime(ModelRuntime):
@@ -138,14 +138,14 @@ def _patch_gc() -> Callable[[], None]:
     return gc.freeze
 
 
-# BENCH ONLY: the product's behaviour before each TTFA change, patched in this process for a before/after.
+# BENCH ONLY: each first-audio technique undone, patched in this process so both ways run on one server.
 LEGACY: dict[str, Callable[[], Callable[[], None]]] = {
     "resume": _patch_resume, "holdback": _patch_holdback, "gc": _patch_gc,
 }
 
 
 class Legacy:
-    """Which legacy behaviours this bench server applies now (each patch undone when it is dropped)."""
+    """Which `LEGACY` patches this bench server applies now (each patch undone when it is dropped)."""
 
     def __init__(self) -> None:
         self._undo: dict[str, Callable[[], None]] = {}
@@ -230,7 +230,7 @@ def add_bench_routes(app: FastAPI, runtime: PacedRuntime, access: RecordingAcces
             "scheduler": _scheduler_stats(runtime.codec_scheduler),
             "speaker_vector_computations": runtime.speaker_vector_computations,
             "sr_context_samples": runtime.sr.context if runtime.sr is not None else None,
-            "settings": {k: getattr(runtime.settings, k) for k in _REPORTED_SETTINGS},
+            "settings": {k: getattr(getattr(runtime.settings, FIELD_GROUP[k]), k) for k in _REPORTED_SETTINGS},
         }
 
     async def engine_update(request: Request) -> dict:
@@ -270,7 +270,7 @@ def add_bench_routes(app: FastAPI, runtime: PacedRuntime, access: RecordingAcces
         runner = scheduler.runner if scheduler is not None else None
         reader = getattr(runner, "device_time", None)
         return {"device": str(runtime.device), "graphs": runner.graphs is not None if reader else None,
-                "sr_precision": runtime.settings.codec_sr_precision,  # the AP-BWE graphs' (CUDA; the eager path: fp32)
+                "sr_precision": runtime.settings.codec.codec_sr_precision,  # the AP-BWE graphs' (CUDA; the eager path: fp32)
                 "shapes": reader() if reader else []}
 
     app.add_api_route("/bench/variant", variant_update, methods=["POST"], include_in_schema=False)

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--admission", default="{}", help="JSON keyword settings for Admission (default: the service's)")
     p.add_argument("--policy", default="{}", help="JSON keyword settings for SchedulerPolicy (default: the service's; "
-                   "'{\"decode_reach\": null}' runs whole windows through the wave generator, as before 2026-11-24)")
+                   "'{\"decode_reach\": null}' runs whole windows through the wave generator)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)

@@ -1,8 +1,8 @@
 """AP-BWE speech super-resolution, 16 kHz -> 48 kHz, offline and streaming.
 
-The pipeline (spec `ap_bwe.md` §3): windowed-sinc x3 upsampling -> centred STFT (n_fft 1024, hop 80, win 320)
--> log amplitude and phase -> generator (two ConvNeXt streams that exchange features) -> iSTFT of the predicted
-amplitude and phase, trimmed to exactly 3N samples.
+The pipeline (docs/reference/ap-bwe.md#signal-path): windowed-sinc x3 upsampling -> centred STFT (n_fft 1024, hop 80,
+win 320) -> log amplitude and phase -> generator (two ConvNeXt streams that exchange features) -> iSTFT of the
+predicted amplitude and phase, trimmed to exactly 3N samples.
 
 The generator is non-causal with a finite receptive field, so streaming is exact: each model call sees enough
 left and right context that the samples it keeps equal the offline result, and every window starts on the

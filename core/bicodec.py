@@ -1,4 +1,4 @@
-"""BiCodec decode path: semantic ids + 32 global ids -> 16 kHz waveform (spec §5, §6).
+"""BiCodec decode path: semantic ids + 32 global ids -> 16 kHz waveform (docs/reference/spark-tts.md#bicodec-decode).
 
 Only the detokenize half of the codec is built. The module tree mirrors the released checkpoint, so
 `state_dict()` names and shapes are the file's own (319 tensors at the released config); weight-normed
@@ -55,8 +55,9 @@ SKIP_PREFIXES: tuple[str, ...] = (
 )
 
 
-# The released `BiCodec/config.yaml` (specs/spark_tts.md §1.3; fixtures/bicodec_manifest.json). Fine-tunes are
-# often copied without it: when the file is missing and the weights' shapes match this config, it is used.
+# The released `BiCodec/config.yaml` (docs/reference/spark-tts.md#checkpoint-layout; fixtures/bicodec_manifest.json).
+# Fine-tunes are often copied without it: when the file is missing and the weights' shapes match this config, it
+# is used.
 RELEASED_CONFIG: dict[str, Any] = {
     "audio_tokenizer": {
         "mel_params": {"sample_rate": 16000, "n_fft": 1024, "win_length": 640, "hop_length": 320,

@@ -1,4 +1,5 @@
-"""Find and validate a Spark-TTS model directory. Two layouts are accepted (specs/first_contact.md §2):
+"""Find and validate a Spark-TTS model directory. Two layouts are accepted
+(docs/reference/spark-tts.md#the-fine-tune-layout):
 
 - "released" (Spark-TTS-0.5B): root `config.yaml`, `LLM/` (HF Qwen2 + tokenizer), `BiCodec/`.
 - "finetune": the HF LLM files at the root (`config.json`, `model.safetensors` or shards, `tokenizer.json`), as

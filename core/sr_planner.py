@@ -6,16 +6,17 @@ at most `max_block` per window; each window carries `context` samples each side 
 starts on the STFT frame grid. The caller runs each window's model call (the codec scheduler, batched with other
 streams' windows, or `SuperResolution.enhance_window` directly) and concatenates the kept outputs in order.
 
-The window at the stream's true end is marked (`true_end`): its right edge is the signal's end (reflect padding in
-the STFT), so it must run at its exact length, never right-padded into a bucket. Every other window has its full
-right context and may be zero-padded (the kept output is unchanged: specs/gpu_serving.md §2). With `end_lengths`
-(the codec scheduler's AP-BWE buckets where it replays graphs), the true end's window reaches further left, to the
-shortest of those lengths that holds it, when the signal's end lies on the grid: more left context leaves the kept
-output as it is (every convolution is length-independent: core/exact_conv), and a window of exactly a bucket's length
-needs no padding, so it rides that bucket's graph with other streams' rows instead of an eager call of its own. A
-signal whose end lies off the grid (`speed`'s time-stretch, a cut) is first extended with zeros to the grid (fewer
-than `grid` samples: under 5 ms for the released model) where that lets its end take a bucket: a few milliseconds of
-silence at the very end instead of an eager fp32 call that every other stream's windows wait behind on the device.
+The window at the stream's true end is marked (`true_end`): its right edge is the signal's end (reflect padding in the
+STFT), so it must run at its exact length, never right-padded into a bucket. Every other window has its full right
+context and may be zero-padded (the kept output is unchanged: docs/reference/gpu-serving.md#right-padding-is-exact).
+With `end_lengths` (the codec scheduler's AP-BWE buckets where it replays graphs), the true end's window reaches
+further left, to the shortest of those lengths that holds it, when the signal's end lies on the grid: more left
+context leaves the kept output as it is (every convolution is length-independent: core/exact_conv), and a window of
+exactly a bucket's length needs no padding, so it rides that bucket's graph with other streams' rows instead of an
+eager call of its own. A signal whose end lies off the grid (`speed`'s time-stretch, a cut) is first extended with
+zeros to the grid (fewer than `grid` samples: under 5 ms for the released model) where that lets its end take a
+bucket: a few milliseconds of silence at the very end instead of an eager fp32 call that every other stream's windows
+wait behind on the device.
 
 The lead window: a stream's first window may take its right context from a guess of what follows (`push(...,
 ahead=)`: the decode schedule's held overlap, decoded again and crossfaded by the next window). Without it the first
@@ -42,7 +43,7 @@ class SRWindow:
 
     `true_end`: the window ends at the stream's true end (reflect padding at the right edge): it takes its
     exact-length path and is never right-padded into a bucket. Every other window may be zero-padded on the right
-    (the kept output is bit-identical: specs/gpu_serving.md §2)."""
+    (the kept output is bit-identical: docs/reference/gpu-serving.md#right-padding-is-exact)."""
 
     samples: np.ndarray  # float32 [S] at 16 kHz, context included
     keep_start: int  # 48 kHz output samples, within the window's output (3 * S samples)

@@ -1,4 +1,4 @@
-"""Chunked BiCodec decoding while the LLM is still generating (spec §5.6, §9).
+"""Chunked BiCodec decoding while the LLM is still generating (docs/reference/spark-tts.md#bicodec-decode).
 
 BiCodec is fully convolutional and nothing mixes statistics across time, so a span of tokens can be decoded
 on its own: decode it together with some left context and look-ahead tokens, then keep only the span's
@@ -106,11 +106,11 @@ class StreamingConfig:
     def from_settings(cls, settings: Any) -> StreamingConfig:
         """Read the `stream_*` fields of the service Settings (duck-typed to keep core free of it)."""
         return cls(
-            first_chunk_tokens=settings.stream_first_chunk_tokens,
-            max_chunk_tokens=settings.stream_max_chunk_tokens,
-            growth=settings.stream_chunk_growth,
-            left_context_tokens=settings.stream_left_context_tokens,
-            lookahead_tokens=settings.stream_lookahead_tokens,
+            first_chunk_tokens=settings.stream.stream_first_chunk_tokens,
+            max_chunk_tokens=settings.stream.stream_max_chunk_tokens,
+            growth=settings.stream.stream_chunk_growth,
+            left_context_tokens=settings.stream.stream_left_context_tokens,
+            lookahead_tokens=settings.stream.stream_lookahead_tokens,
         )
 
     def next_chunk(self, current: int) -> int:

@@ -1,9 +1,10 @@
 """Spark-TTS vocabulary layout and the incremental parser of generated token ids.
 
 `VocabLayout` is built once from a tokenizer (or a plain `token string -> id` mapping) by looking up the
-token strings of spec §2; ids are never hard-coded. It turns every id into (kind, value) through two flat
-tables, so parsing a generated id costs two list look-ups and never decodes text (spec §4, and the O(n^2)
-"decode everything + regex every step" bug the service's users hit before).
+token strings of docs/reference/spark-tts.md#token-ids; ids are never hard-coded. It turns every id into (kind, value)
+through two flat tables, so parsing a generated id costs two list look-ups and never decodes text
+(docs/reference/spark-tts.md#parsing-the-output; decoding everything and matching a regex at every step would be
+O(n^2)).
 
 `TokenParser` consumes the ids an engine streams (deltas of any size) and reports, per delta, the new
 semantic values, the 32 global tokens when they have just completed, and whether a stop id arrived.
@@ -116,7 +117,8 @@ STRUCTURAL_TOKENS: tuple[str, ...] = (
     END_SEMANTIC,
 )
 
-# Families of `add_tokens` in the released order (spec §2): (name pattern prefix, count).
+# Families of `add_tokens` in the released order, as (name pattern prefix, count)
+# (docs/reference/spark-tts.md#token-ids).
 ADDED_TOKEN_FAMILIES: tuple[tuple[str, int], ...] = (
     ("bicodec_global", GLOBAL_CODEBOOK_SIZE),
     ("bicodec_semantic", SEMANTIC_CODEBOOK_SIZE),
@@ -295,7 +297,8 @@ class VocabLayout:
 
     @property
     def stop_token_ids(self) -> tuple[int, int]:
-        """Generation stops on `<|im_end|>` (what the model learned) or `<|end_semantic_token|>` (spec §3.1)."""
+        """Generation stops on `<|im_end|>` (what the model learned) or `<|end_semantic_token|>`
+        (docs/reference/spark-tts.md#prompts)."""
         return (self.im_end_id, self.end_semantic_id)
 
     def kind(self, token_id: int) -> TokenKind:

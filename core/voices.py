@@ -10,9 +10,9 @@ Kinds:
   clone prompt, with a gender a controllable prompt, with neither the model emits the 32 globals itself.
 
 A voice with global tokens may also carry its reference recording's transcript (`reference_text`) and semantic
-tokens (`reference_semantic`, 0..8191, 50 per second): with both, every prompt is the continuation prompt (spec §3.2
-c), which imitates the reference more closely than the globals alone. Cloned voices (services/voice_library) are
-such voices.
+tokens (`reference_semantic`, 0..8191, 50 per second): with both, every prompt is the continuation prompt
+(docs/reference/spark-tts.md#prompts), which imitates the reference more closely than the globals alone. Cloned voices
+(services/voice_library) are such voices.
 
 Names: `resolve` matches voice ids exactly (case-sensitive), then aliases case-insensitively, then OpenAI voice
 names (alloy, ash, ...; see OPENAI_VOICE_GENDERS). An unknown name raises `UnknownVoiceError`, whose message lists
@@ -325,9 +325,10 @@ class VoiceRegistry:
 
     @classmethod
     def for_finetune(cls, speakers: Iterable[str] = ()) -> VoiceRegistry:
-        """Voices for a fine-tune without voices.json, in the recipe's trained format (first_contact.md §2):
-        one `"{speaker}: "` prefix voice per speaker, or, with none named, one voice with no prefix (a
-        single-speaker fine-tune). Never the controllable style voices, which such a model never saw."""
+        """Voices for a fine-tune without voices.json, in the recipe's trained format
+        (docs/reference/spark-tts.md#the-fine-tune-layout): one `"{speaker}: "` prefix voice per speaker, or, with
+        none named, one voice with no prefix (a single-speaker fine-tune). Never the controllable style voices, which
+        such a model never saw."""
         names = [s.strip() for s in speakers if s.strip()]
         if not names:
             voices = [{"id": "default", "name": "Default", "kind": "prompt_prefix", "prompt_prefix": "",

@@ -9,9 +9,9 @@ else https://huggingface.co. `TTS_WEIGHTS_MANIFEST` names a JSON file {"spark": 
 with the same layout (a fine-tune with its own digests); every rule below still applies to it.
 
 Used by Modal's `download` function (app.py) and by people who self-host. Rules:
-- Every digest is a full sha256 (specs/spark_tts.md §1 correction, specs/ap_bwe.md §1-2). A file whose size or
-  digest is wrong is moved aside to `NAME.rejected-<first 12 hex of what was found>`, never deleted, and the
-  report says which digest was expected and which was found.
+- Every digest is a full sha256 (docs/reference/spark-tts.md#checkpoint-layout, docs/reference/ap-bwe.md). A file
+  whose size or digest is wrong is moved aside to `NAME.rejected-<first 12 hex of what was found>`, never deleted, and
+  the report says which digest was expected and which was found.
 - A download into a directory that already holds another checkpoint (a fine-tune's root weights, or a
   `.weights.json` stamp naming another repository or revision) is refused before anything is written.
 - Downloads resume: a partial `NAME.part` is continued with an HTTP Range request; a complete, verified file is
@@ -36,7 +36,7 @@ from pathlib import Path
 SPARK_REPO = "SparkAudio/Spark-TTS-0.5B"
 SPARK_REVISION = "642071559bfc6346c2359d19dcb6be3f9dd8a05d"
 HF_BASE_URL = "https://huggingface.co"
-APBWE_REPO = "rsxdalv/AP-BWE"  # third-party mirror, claimed byte-identical (specs/ap_bwe.md)
+APBWE_REPO = "rsxdalv/AP-BWE"  # third-party mirror, claimed byte-identical (docs/reference/ap-bwe.md)
 APBWE_REVISION = "main"
 APBWE_SUBDIR = "weights/16kto48k"
 STAMP = ".weights.json"
@@ -56,8 +56,8 @@ class ExpectedFile:
             raise ValueError(f"{self.path}: sha256 must be the full 64 hex characters")
 
 
-# specs/spark_tts.md §1 at SPARK_REVISION. The small LLM/tokenizer and config files are published only with
-# abbreviated digests: their sizes are checked, and the loader validates their content.
+# docs/reference/spark-tts.md#checkpoint-layout at SPARK_REVISION. The small LLM/tokenizer and config files are
+# published only with abbreviated digests: their sizes are checked, and the loader validates their content.
 SPARK_FILES: tuple[ExpectedFile, ...] = (
     ExpectedFile("config.yaml", 169, "49a07abffcdfb5358e91eda83b1f4f8068f54b0a4e1ef1ef6ac22d9a312a7ae3"),
     ExpectedFile("LLM/config.json", 658, None),

@@ -1,4 +1,4 @@
-"""Spark-TTS prompt strings (spec §3.2) and their token ids.
+"""Spark-TTS prompt strings and their token ids (docs/reference/spark-tts.md#prompts).
 
 The strings are concatenated with no separators, exactly as upstream builds them:
 - controllable: `<|task_controllable_tts|><|start_content|>{text}<|end_content|>`
@@ -134,7 +134,7 @@ def join_reference_text(reference_text: str, text: str) -> str:
     """Transcript + target text; a space between them unless one is already there or text starts with CJK.
 
     Upstream joins with nothing, which can fuse BPE tokens across the join (".Actions" -> one id) and
-    makes the model misread the text (spec §3.2 c pitfall).
+    makes the model misread the text (docs/reference/spark-tts.md#prompts).
     """
     if not reference_text or not text:
         return reference_text + text
@@ -151,7 +151,8 @@ def _wrap(task: str, content: str, rest: str, prefix: SpeakerPrefix | None) -> s
 
 
 def controllable_prompt(text: str, style: StyleLabels, prefix: SpeakerPrefix | None = None) -> str:
-    """Voice creation from gender/pitch/speed labels (spec §3.2 a). Parse the output in "controllable" mode."""
+    """Voice creation from gender/pitch/speed labels (docs/reference/spark-tts.md#prompts). Parse the output in
+    "controllable" mode."""
     if style.gender is None:
         raise PromptError("a controllable prompt needs a gender (female or male)")
     labels = f"{START_STYLE_LABEL}{style.tokens()}{END_STYLE_LABEL}"
@@ -168,7 +169,8 @@ def clone_prompt(
     start_semantic: bool = False,
     prefix: SpeakerPrefix | None = None,
 ) -> str:
-    """Speak `text` in the voice of 32 global tokens (spec §3.2 b/c). Parse the output in "clone" mode.
+    """Speak `text` in the voice of 32 global tokens (docs/reference/spark-tts.md#prompts). Parse the output in
+    "clone" mode.
 
     `reference_text` + `reference_semantic` give the continuation prompt (c), which always ends with
     `<|start_semantic_token|>` and the reference tokens. `style` adds pitch/speed labels when either is
@@ -201,7 +203,8 @@ class _Encoder(Protocol):
 def encode_prompt(tokenizer: _Encoder, prompt: str) -> list[int]:
     """Token ids of a prompt string, from an HF tokenizer or a raw `tokenizers.Tokenizer`.
 
-    Qwen2 adds no BOS; `add_special_tokens=False` makes that explicit (spec §8: FlashTTS does the same).
+    Qwen2 adds no BOS; `add_special_tokens=False` makes that explicit (docs/reference/spark-tts.md#prompts; FlashTTS
+    does the same).
     """
     encoded = tokenizer.encode(prompt, add_special_tokens=False)
     return list(getattr(encoded, "ids", encoded))
@@ -251,10 +254,11 @@ def build_prompt(
     `global_tokens` (e.g. captured from the first chunk of a long text) override the voice's own and make it a
     clone prompt, so every chunk keeps the same voice. Otherwise: stored globals -> clone prompt; a gender ->
     controllable prompt; only a speaker prefix -> speaker prompt (the model emits the globals).
-    A clone prompt ends with `<|start_semantic_token|>`: the trained sequence continues there (first_contact.md
-    §2), so the first generated id is already a semantic token (one engine step fewer before the first audio).
-    A voice with its reference's transcript and semantic ids gets the continuation prompt (spec §3.2 c) for every
-    text chunk: transcript + text in the content, then the reference's semantic ids after that marker.
+    A clone prompt ends with `<|start_semantic_token|>`: the trained sequence continues there
+    (docs/reference/spark-tts.md#the-fine-tune-layout), so the first generated id is already a semantic token (one
+    engine step fewer before the first audio). A voice with its reference's transcript and semantic ids gets the
+    continuation prompt (docs/reference/spark-tts.md#prompts) for every text chunk: transcript + text in the content,
+    then the reference's semantic ids after that marker.
     """
     prefix = (
         SpeakerPrefix(voice.prompt_prefix, voice.prefix_placement)

@@ -14,10 +14,13 @@ _UNSPACED_END = re.compile(r"[\u3002\uff01\uff1f\u0964\u0965]+[" + _CLOSERS + r"
 # A period after these words is an abbreviation, not the end of a sentence.
 _ABBREVIATIONS = frozenset({"mr", "mrs", "ms", "dr", "prof", "st", "sr", "jr", "vs", "e.g", "i.e", "mt"})
 _LEADING_PUNCT = "\"'\u201c\u2018([{\u00ab"
+# A piece that ends a sentence (Pipecat sends one sentence per message, with no space between them).
+_ENDS_SENTENCE = re.compile(r"[.!?\u2026\u0964\u0965\u06d4]+[" + _CLOSERS + r"]*$")
 
 
 class TextSegmenter:
-    """Buffers text pieces (concatenated verbatim) and returns the parts that are ready to synthesise.
+    """Buffers text pieces (concatenated verbatim, except that a piece starting a new sentence right after one
+    that ended a sentence is joined with a space) and returns the parts that are ready to synthesise.
 
     A part is ready when the buffer holds complete sentences that together are at least `min_words` words
     (or `min_chars` characters, for scripts without spaces): everything up to the last such sentence end is
@@ -40,6 +43,8 @@ class TextSegmenter:
         return self._buffer
 
     def push(self, piece: str) -> list[str]:
+        if self._starts_next_sentence(piece):
+            self._buffer += " "  # "here." + "This": the pieces were two sentences, apart as words too
         self._buffer += piece
         parts: list[str] = []
         end = self._last_sentence_end()
@@ -55,6 +60,15 @@ class TextSegmenter:
         return self._whole(text)
 
     # ------------------------------------------------------------------ internals
+    def _starts_next_sentence(self, piece: str) -> bool:
+        """The buffer ends a sentence and `piece` begins the next with no whitespace between: a sentence end all
+        the same when the piece starts with a capital or a letter of a script without case ("3." + "5" and
+        "example." + "com" stay one word)."""
+        if not piece or not self._buffer or not _ENDS_SENTENCE.search(self._buffer[-8:]):
+            return False
+        first = piece[0]
+        return first.isalpha() and not first.islower()
+
     def _long_enough(self, text: str) -> bool:
         return len(text.split()) >= self.min_words or len("".join(text.split())) >= self.min_chars
 

@@ -1,48 +1,46 @@
-"""Print the settings tables of docs/operate/settings.md from the one settings class, one table per concern
-(python scripts/settings_table.py; --write PAGE rewrites the page between its markers)."""
+"""Print the settings tables of docs/operate/settings.md: one per group of shared/settings.py and one for the Modal
+deployment's TTS_MODAL_* variables (python scripts/settings_table.py; --write PAGE rewrites the page between its
+markers)."""
 
 from __future__ import annotations
 
-import re
+import dataclasses
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.settings import Settings  # noqa: E402
+from services.deployment.modal_deployment import ModalConfig  # noqa: E402
+from shared.settings import GROUPS  # noqa: E402
 
-SETTINGS_SOURCE = Path(__file__).resolve().parents[1] / "shared" / "settings.py"
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "operate" / "settings.md"
+HEADER = ["| env var | default | meaning |", "|---|---|---|"]
 
 
-def concerns() -> dict[str, str]:
-    """Each field's concern: the `# --- name ---` comment above it in shared/settings.py (its parenthesis dropped)."""
-    found: dict[str, str] = {}
-    concern = "other"
-    for line in SETTINGS_SOURCE.read_text(encoding="utf-8").splitlines():
-        heading = re.match(r"^\s+# -{3} (.+?) -{3,}\s*$", line)
-        if heading:
-            concern = re.sub(r"\s*\(.*\)\s*", "", heading.group(1)).strip()
-            continue
-        field = re.match(r"^    (\w+)\s*:", line)
-        if field and field.group(1) in Settings.model_fields:
-            found[field.group(1)] = concern
-    return found
+def _shown(default: Any) -> str:
+    if isinstance(default, tuple):  # ModalConfig's lists, as the variable spells them
+        default = ",".join(default)
+    return "(unset)" if default is None or default == "" else f"`{default}`"
 
 
 def settings_table() -> str:
-    groups: dict[str, list[str]] = {}
-    where = concerns()
-    for name, field in Settings.model_fields.items():
-        default = field.default
-        shown = "(unset)" if default is None or default == "" else f"`{default}`"
-        row = f"| `TTS_{name.upper()}` | {shown} | {field.description or ''} |"
-        groups.setdefault(where.get(name, "other"), []).append(row)
-    parts = []
-    for concern, rows in groups.items():
-        parts.append(f"## {concern[0].upper()}{concern[1:]}\n\n| env var | default | meaning |\n|---|---|---|\n"
-                     + "\n".join(rows))
-    return "\n\n".join(parts)
+    sections = []
+    for group, model in GROUPS.items():
+        rows = [f"## `{group}`: {(model.__doc__ or '').strip().rstrip('.')}", "",
+                f"Read in code as `settings.{group}.<name>`.", "", *HEADER]
+        for name, field in model.model_fields.items():
+            rows.append(f"| `TTS_{name.upper()}` | {_shown(field.default)} | {field.description or ''} |")
+        sections.append("\n".join(rows))
+    rows = ["## Modal deployment", "",
+            "Read by `modal deploy app.py` on the machine that deploys (services/deployment/modal_deployment.py, "
+            "`ModalConfig`) and handed to the container; the service's own settings above come from the Modal "
+            "secret.", "", *HEADER]
+    for field in dataclasses.fields(ModalConfig):
+        rows.append(f"| `TTS_MODAL_{field.name.upper()}` | {_shown(field.default)} | "
+                    f"{field.metadata.get('description', '')} |")
+    sections.append("\n".join(rows))
+    return "\n\n".join(sections)
 
 
 START, END = "<!-- SETTINGS-TABLE -->", "<!-- /SETTINGS-TABLE -->"

@@ -51,11 +51,11 @@ class DatabaseClients:
     """What the settings ask for: the PostgreSQL pool and/or the Supabase client, built once, shared."""
 
     def __init__(self, settings: Settings) -> None:
-        users = (settings.key_backend, settings.request_log_sink, settings.resolved_voice_store)
+        users = (settings.access.key_backend, settings.usage.request_log_sink, settings.resolved_voice_store)
         uses_postgres = "postgres" in users
         uses_supabase = "supabase" in users
-        self.postgres = PostgresPool(settings.database_url) if uses_postgres and settings.database_url else None
-        self._supabase_args = (settings.supabase_url, settings.supabase_key) if uses_supabase else None
+        self.postgres = PostgresPool(settings.databases.database_url) if uses_postgres and settings.databases.database_url else None
+        self._supabase_args = (settings.databases.supabase_url, settings.databases.supabase_key) if uses_supabase else None
         self._supabase: Any = None
 
     @property

@@ -89,6 +89,10 @@ def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
     redact = RedactSecretsFilter()
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         target = logging.getLogger(name)
+        if json_lines:  # uvicorn's own plain-text handlers: its lines go through the root's JSON handler instead
+            for own in list(target.handlers):
+                target.removeHandler(own)
+            target.propagate = True
         if not any(isinstance(f, RedactSecretsFilter) for f in target.filters):
             target.addFilter(redact)
     handler.addFilter(redact)

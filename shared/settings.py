@@ -1,23 +1,39 @@
-"""The service's one settings class. Every knob reads an environment variable `TTS_<FIELD>`."""
+"""The service's settings, grouped by concern. Every setting reads one environment variable, `TTS_<NAME>`.
+
+Code reads a setting through its group, `settings.llm.max_model_len`; its variable keeps the flat name,
+TTS_MAX_MODEL_LEN, whatever group it sits in, so a name is unique across all groups. The constructor and
+`model_copy(update=...)` take the flat names too (`Settings(max_text_chars=5)` sets `settings.limits.max_text_chars`)
+and refuse a name that is no setting. A TTS_ variable that names no setting is reported at start-up
+(`unknown_variables`, warned about by api.create_app) with the setting it most probably meant.
+
+Longer than 500 lines because each setting carries its description here, where the settings table is generated
+from (scripts/settings_table.py): one place to read what a knob does.
+"""
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Self
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 APP_VERSION = "0.1.0"
 
 
-class Settings(BaseSettings):
-    """All configuration. The README's settings table is generated from these descriptions."""
+class _Group(BaseModel):
+    """One concern's settings. Unknown names are refused; `model_` names (model_dir) are ours, not pydantic's."""
 
-    model_config = SettingsConfigDict(env_prefix="TTS_", env_file=None, extra="ignore", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    # --- model files -------------------------------------------------------------------------
+
+class ModelSettings(_Group):
+    """Model files and the device they run on."""
+
     model_dir: Path | None = Field(
         None,
         description="Directory laid out like the released Spark-TTS-0.5B (config.yaml, LLM/, BiCodec/). "
@@ -27,24 +43,38 @@ class Settings(BaseSettings):
         None,
         description="AP-BWE 16->48 kHz directory (config.json + g_16kto48k). Unset: <model_dir>/16kto48k if present.",
     )
+    sr_enabled: bool = Field(True, description="Load AP-BWE when its directory exists (48 kHz output).")
     demo_dir: Path = Field(Path("var/demo_model"), description="Where the demo checkpoint is built when model_dir is unset.")
     demo_seed: int = Field(0, description="Seed for the demo checkpoint's random weights.")
     model_version: str | None = Field(
         None, description="Version string reported in X-Model-Version; default derives from the model directory."
     )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Torch device for BiCodec, AP-BWE and transformers.")
+    torch_threads: int | None = Field(
+        None, ge=1, description="torch intra-op threads (unset: 1 on CPU, where concurrent streams' decodes run in "
+        "parallel threads and more oversubscribe the cores; torch's default on GPU).",
+    )
 
-    # --- server ------------------------------------------------------------------------------
-    host: str = Field("0.0.0.0", description="Address scripts/serve binds: 0.0.0.0, except 127.0.0.1 when it switches "
-                      "auth off itself (demo model, no keys) and TTS_HOST is unset.")
-    port: int = Field(8000, description="Port scripts/serve binds.")
-    log_level: str = Field("INFO", description="Root log level.")
-    log_json: bool = Field(True, description="Emit JSON log lines (false: plain text for a terminal).")
+    @field_validator("model_dir", "sr_dir", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value in ("", None) else value
 
-    # --- engines -----------------------------------------------------------------------------
+    @property
+    def resolved_model_dir(self) -> Path:
+        return self.model_dir if self.model_dir is not None else self.demo_dir
+
+    @property
+    def resolved_sr_dir(self) -> Path:
+        return self.sr_dir if self.sr_dir is not None else self.resolved_model_dir / "16kto48k"
+
+
+class LLMSettings(_Group):
+    """The LLM engine that generates speech tokens (vLLM or transformers)."""
+
     engine: Literal["transformers", "vllm"] = Field(
         "transformers", description="LLM backend: transformers (CPU/GPU, local default) or vllm."
     )
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Torch device for BiCodec, AP-BWE and transformers.")
     llm_dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="LLM compute dtype; auto = bfloat16 on a GPU of compute capability 8.0 or more, float32 on "
         "older cards (T4, V100: no bfloat16; bfloat16 asked there becomes float32 too) and on CPU. float16 is refused "
@@ -84,24 +114,14 @@ class Settings(BaseSettings):
     llm_max_concurrency: int = Field(
         8, ge=1, description="transformers engine: requests generating at once (they take turns step by step)."
     )
-    warmup: bool = Field(True, description="Run one generation at start-up before reporting ready.")
-    torch_threads: int | None = Field(
-        None, ge=1, description="torch intra-op threads (unset: 1 on CPU, where concurrent streams' decodes run in "
-        "parallel threads and more oversubscribe the cores; torch's default on GPU).",
-    )
+
+
+class CodecSettings(_Group):
+    """The codec scheduler (BiCodec and AP-BWE on the device) and admission, which refuses what it cannot carry."""
+
     codec_cpu_calls: int | None = Field(
         None, ge=1, description="On a CPU: codec scheduler calls (BiCodec/AP-BWE batches) run at once; unset: the core "
         "count. A GPU runs one at a time.",
-    )
-    admission: Literal["auto", "on", "off"] = Field(
-        "auto", description="Refuse new streams (503 SERVER_OVERLOADED with Retry-After) when the codec scheduler's "
-        "measured headroom says an admitted stream would lose real time. auto: on with a GPU or a device cost model, "
-        "off on a CPU, where the demo model is not real time anyway and refusals would only get in the way.",
-    )
-    admission_max_wait_ms: int = Field(
-        250, ge=0, description="Longest a new stream waits for admission when only its ramp refuses it (at most 32 "
-        "new streams, or half as many as the older ones, per second), instead of a 503; 0 refuses at once. Callers "
-        "wait in arrival order, before any credit is reserved.",
     )
     codec_cuda_graphs: bool = Field(
         True, description="On CUDA: capture one graph per codec call shape (length and batch buckets) at start-up and "
@@ -116,21 +136,171 @@ class Settings(BaseSettings):
         60.0, ge=0, description="On CUDA: wall seconds start-up may spend capturing codec graphs, the most used shapes "
         "(fewest rows) first; shapes left over run eager, slower with the same audio (0: no limit).",
     )
+    admission: Literal["auto", "on", "off"] = Field(
+        "auto", description="Refuse new streams (503 SERVER_OVERLOADED with Retry-After) when the codec scheduler's "
+        "measured headroom says an admitted stream would lose real time. auto: on with a GPU or a device cost model, "
+        "off on a CPU, where the demo model is not real time anyway and refusals would only get in the way.",
+    )
+    admission_max_wait_ms: int = Field(
+        250, ge=0, description="Longest a new stream waits for admission when only its ramp refuses it (at most 32 "
+        "new streams, or half as many as the older ones, per second), instead of a 503; 0 refuses at once. Callers "
+        "wait in arrival order, before any credit is reserved.",
+    )
+
+
+class SamplingSettings(_Group):
+    """Sampling a request gets for the parameters it leaves out."""
+
+    default_temperature: float = Field(0.8, description="Sampling temperature when a request omits it.")
+    default_top_k: int = Field(50, description="top_k when a request omits it.")
+    default_top_p: float = Field(1.0, description="top_p when a request omits it.")
+    default_max_tokens: int = Field(4096, description="max_tokens when a request omits it.")
+    default_repetition_penalty: float = Field(1.05, description="repetition_penalty when a request omits it.")
+
+
+class LimitsSettings(_Group):
+    """Bounds on one request: its text, its audio and its time."""
+
+    max_text_chars: int = Field(50_000, ge=1, description="Longest accepted text in characters.")
+    max_normalized_chars: int = Field(
+        120_000, ge=1,
+        description="Longest text after normalisation (digits expand up to ~6x); longer requests get 413.",
+    )
+    max_text_chunks: int = Field(
+        600, ge=1, description="Most text chunks one request may be split into; more get 413 (split the request)."
+    )
+    ssml_max_total_break_s: float = Field(
+        60.0, ge=0, description="The most silence SSML <break> tags may add to one request, all breaks together "
+        "(each is also at most 3 s); breaks beyond it are dropped.",
+    )
     max_audio_s_per_char: float = Field(
         0.5, gt=0, description="The most speech one request may generate per character of its text (all its chunks "
         "so far, plus max_audio_slack_s); a generation that would pass it is cut there and charged for what it sent.",
     )
     max_audio_slack_s: float = Field(2.0, ge=0, description="Seconds of speech added to that limit once per request.")
-    ssml_max_total_break_s: float = Field(
-        60.0, ge=0, description="The most silence SSML <break> tags may add to one request, all breaks together "
-        "(each is also at most 3 s); breaks beyond it are dropped.",
+    max_buffered_audio_mb: int = Field(
+        64, ge=1, description="Largest non-streaming response in MiB; larger requests get 413 and are told to stream."
     )
-    max_tokens_per_char: float = Field(
-        6.0, gt=0, description="Runaway guard: a text chunk may generate at most this many tokens per character "
-        "(+100); 50 tokens = 1 s of speech, so 6/char allows very slow speech."
+    http_head_timeout_s: float = Field(
+        10.0, ge=0, description="With `--http api.http_protocol:HeadDeadline` (scripts/serve, the images): a request's "
+        "line and headers must arrive within this many seconds of the connection opening or of the previous response, "
+        "else the connection is closed (0: no deadline).",
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="A request body must arrive in full within this many seconds (else 408)."
+    )
+    request_deadline_s: float = Field(
+        3000.0, gt=0,
+        description="Whole-request deadline (all text chunks); past it: 504 GENERATION_TIMEOUT, or a stream ends cleanly "
+        "and is recorded. Below the Modal input timeout so the record is always written.",
+    )
+    generation_timeout_s: float = Field(120.0, gt=0, description="Per text-chunk generation deadline (504 after).")
+
+
+class TextSettings(_Group):
+    """How a text is cut into chunks and joined again, and how its words are timed."""
+
+    chunking_threshold_chars: int = Field(220, ge=20, description="Texts longer than this (normalised) are split.")
+    chunk_target_chars: int = Field(170, ge=20, description="Target size of each text chunk.")
+    stream_chunk_max_chars: int = Field(
+        120, ge=20, description="WebSocket contexts: a text chunk (one LLM generation) holds at most this many "
+        "characters (~8 s of speech; cut at sentence ends first, then clauses), since an engine such as vLLM "
+        "generates a chunk to its end even while playback pacing holds the audio: an abandoned reply's generation "
+        "runs at most TTS_STREAM_MAX_AHEAD_S plus one such chunk ahead of playback.",
+    )
+    crossfade_ms: float = Field(50.0, ge=0, le=500, description="Equal-power crossfade between text chunks.")
+    align_method: Literal["estimate", "ctc"] = Field(
+        "estimate", description="How word timestamps are found: estimate (pauses + expected word durations, no "
+        "model, near free) or ctc (forced alignment with TTS_ALIGN_CTC_MODEL).",
+    )
+    align_ctc_model: str | None = Field(
+        None, description="Wav2Vec2ForCTC checkpoint directory for the ctc method; per language as "
+        "'en=DIR,zh=DIR,hi=DIR' (a plain DIR serves every language).",
     )
 
-    # --- generation guards (deploy/RUNBOOK.md "Generation guards": thresholds, calibration) ------
+
+class StreamSettings(_Group):
+    """Decoded chunk sizes, the first-audio schedule and delivery to the client."""
+
+    stream_first_chunk_tokens: int = Field(25, ge=1, le=400, description="Semantic tokens in the first decoded chunk.")
+    stream_max_chunk_tokens: int = Field(200, ge=1, le=1000, description="Largest later decoded chunk.")
+    stream_chunk_growth: float = Field(
+        1.5, ge=1.0, description="Each chunk is this many times the previous one (1.5 measured fewer underruns than 2).",
+    )
+    stream_left_context_tokens: int = Field(24, ge=0, le=200, description="Tokens of left context per chunk decode.")
+    stream_lookahead_tokens: int = Field(
+        24, ge=0, le=200,
+        description="Tokens of look-ahead per chunk decode (24 keeps streamed audio within 1e-3 / 40 dB of offline).",
+    )
+    default_latency: Literal["lowest", "balanced", "exact"] = Field(
+        "balanced", description="First-chunk schedule of a stream when the request names none: lowest (8 engine "
+        "steps before audio), balanced (16), exact (49; streamed audio within 1e-3 of offline). See docs/benchmarks.md.",
+    )
+    stream_queue_chunks: int = Field(16, ge=1, description="Bounded queue between generation and the socket.")
+    stream_max_ahead_s: float = Field(
+        3.0, gt=0, le=60, description="A streaming reply waits while its audio is this far ahead of what the client "
+        "can have played (real time from its first audio), so an abandoned reply wastes at most about this much.",
+    )
+    send_stall_timeout_s: float = Field(30.0, gt=0, description="A reader stalled this long is cut off.")
+    realtime_pacing: bool = Field(False, description="Pace sends at playback speed (plus a small lead).")
+    frame_ms: int = Field(40, ge=10, le=200, description="Steady frame size of streamed audio.")
+
+
+class WebSocketSettings(_Group):
+    """WebSocket connections: caps per key and address, message budgets, timeouts."""
+
+    ws_max_connections_per_key: int = Field(
+        8, ge=0, description="WebSocket connections one API key may hold open on one server (0: no cap); more get 429."
+    )
+    ws_max_connections_per_address: int = Field(
+        0, ge=0, description="WebSocket connections one client address (TTS_TRUSTED_PROXIES decides which) may hold "
+        "open on one server, keys or not (0: no cap); more are refused with 429.",
+    )
+    ws_max_unauthenticated_per_address: int = Field(
+        32, ge=0, description="WebSocket connections one client address may hold on one server before their key is "
+        "accepted (0: no cap); more are refused with 429.",
+    )
+    ws_auth_deadline_s: float = Field(
+        10.0, gt=0, description="An ElevenLabs connection without a key in its headers or query must send it in its "
+        "first message within this many seconds (whatever its inactivity_timeout), else it is closed 1008.",
+    )
+    ws_max_message_bytes: int = Field(
+        1_000_000, ge=1, description="Largest WebSocket message (checked as characters in the app; scripts/serve and "
+        "the images pass the same number to uvicorn's --ws-max-size as bytes); larger: error, then close 1009.",
+    )
+    ws_deflate: bool = Field(
+        False, description="scripts/serve: let uvicorn accept WebSocket permessage-deflate (the images never do). "
+        "Compressing base64 audio costs ~1 ms of the event loop per audio second for ~1/3 fewer bytes.",
+    )
+    ws_messages_per_s: float = Field(
+        100.0, ge=0, description="Messages per second one WebSocket connection may send on average, beyond its "
+        "burst (0: no limit); past it: RATE_LIMIT_EXCEEDED, then close 1008.",
+    )
+    ws_message_burst: int = Field(
+        1000, ge=1, description="Messages a WebSocket connection may send at once before ws_messages_per_s applies "
+        "(an LLM reply streamed word by word, one message per word, fits).",
+    )
+    ws_flood_penalty_s: float = Field(
+        10.0, ge=0, description="After one of its WebSocket connections went over its message budget, an API key's new "
+        "WebSocket connections on that server are refused (429, Retry-After) for this many seconds (0: never).",
+    )
+    ws_message_chars_per_s: float = Field(
+        50_000.0, ge=0, description="Characters of messages per second one WebSocket connection may send beyond one "
+        "largest message (0: no limit); past it: RATE_LIMIT_EXCEEDED, then close 1008.",
+    )
+    ws_idle_timeout_s: float = Field(
+        60.0, gt=0, description="WebSocket: close a connection after this many seconds with no message either way "
+        "while nothing is being synthesised.",
+    )
+    ws_supersede_after_s: float = Field(
+        0.5, ge=0, description="ElevenLabs/Cartesia sockets: a context opening this long or longer after an earlier "
+        "unfinished context's last message is a barge-in and stops that context (sooner: a reply queued on purpose).",
+    )
+
+
+class GuardSettings(_Group):
+    """Generation guards (deploy/RUNBOOK.md "Generation guards": thresholds, calibration)."""
+
     guard_mode: Literal["act", "count", "off"] = Field(
         "act", description="What a tripped guard does: act (retry the text chunk with a new seed, or cut a streamed "
         "chunk whose audio was sent), count (metrics and logs only), off (not run).",
@@ -171,166 +341,20 @@ class Settings(BaseSettings):
         "in a row).",
     )
     guard_fade_ms: float = Field(20.0, ge=0, le=200, description="Fade-out at the point a streamed chunk is cut.")
-    engine_fault: str = Field(
-        "", description="Testing only: make the LLM misbehave on purpose, MODE[:K][:TRIES] with MODE loop (repeat "
-        "after K semantic tokens), silence (hold one id after K), quiet (alternate ids 0 and 1 after K), runaway (never stop), stop (no speech); TRIES: "
-        "the first TRIES generations of each prompt misbehave, then one behaves (0: all). Empty: off.",
+    max_tokens_per_char: float = Field(
+        6.0, gt=0, description="Runaway guard: a text chunk may generate at most this many tokens per character "
+        "(+100); 50 tokens = 1 s of speech, so 6/char allows very slow speech."
     )
 
-    device_cost_model: Path | None = Field(
-        None, description="Benchmark tool only: a device cost model JSON (bench/cost_models/); the engine's steps and "
-        "the codec's calls become waits of the modelled length on one shared device timeline, returning well-formed "
-        "ids and noise. Refused unless the demo checkpoint is loaded.",
-    )
 
-    # --- request defaults and limits ---------------------------------------------------------
-    default_speaker: str = Field("default", description="Voice used when a request names none (OpenAI route).")
-    finetune_speakers: str = Field(
-        "",
-        description='Comma-separated speaker names of a fine-tune served without voices.json: each becomes a voice '
-        'prompted as "{speaker}: {text}" (the fine-tuning recipe\'s format). Empty: one voice with no prefix.',
-    )
-    openai_voice_map: dict[str, str] = Field(
-        {},
-        description='JSON object overriding which voice an OpenAI voice name uses, e.g. {"alloy": "Asha"} or '
-        '{"nova": "voice_3f2a..."} (a custom voice: used for the key that owns it; other keys get 404); names not '
-        "given map to a voice of the same gender (see README, Voices).",
-    )
-    max_text_chars: int = Field(50_000, ge=1, description="Longest accepted text in characters.")
-    max_normalized_chars: int = Field(
-        120_000, ge=1,
-        description="Longest text after normalisation (digits expand up to ~6x); longer requests get 413.",
-    )
-    max_text_chunks: int = Field(
-        600, ge=1, description="Most text chunks one request may be split into; more get 413 (split the request)."
-    )
-    default_temperature: float = Field(0.8, description="Sampling temperature when a request omits it.")
-    default_top_k: int = Field(50, description="top_k when a request omits it.")
-    default_top_p: float = Field(1.0, description="top_p when a request omits it.")
-    default_max_tokens: int = Field(4096, description="max_tokens when a request omits it.")
-    default_repetition_penalty: float = Field(1.05, description="repetition_penalty when a request omits it.")
-    ws_max_connections_per_key: int = Field(
-        8, ge=0, description="WebSocket connections one API key may hold open on one server (0: no cap); more get 429."
-    )
-    ws_max_connections_per_address: int = Field(
-        0, ge=0, description="WebSocket connections one client address (TTS_TRUSTED_PROXIES decides which) may hold "
-        "open on one server, keys or not (0: no cap); more are refused with 429.",
-    )
-    ws_max_unauthenticated_per_address: int = Field(
-        32, ge=0, description="WebSocket connections one client address may hold on one server before their key is "
-        "accepted (0: no cap); more are refused with 429.",
-    )
-    ws_auth_deadline_s: float = Field(
-        10.0, gt=0, description="An ElevenLabs connection without a key in its headers or query must send it in its "
-        "first message within this many seconds (whatever its inactivity_timeout), else it is closed 1008.",
-    )
-    ws_max_message_bytes: int = Field(
-        1_000_000, ge=1, description="Largest WebSocket message (checked as characters in the app; scripts/serve and "
-        "the images pass the same number to uvicorn's --ws-max-size as bytes); larger: error, then close 1009.",
-    )
-    ws_deflate: bool = Field(
-        False, description="scripts/serve: let uvicorn accept WebSocket permessage-deflate (the images never do). "
-        "Compressing base64 audio costs ~1 ms of the event loop per audio second for ~1/3 fewer bytes.",
-    )
-    ws_messages_per_s: float = Field(
-        100.0, ge=0, description="Messages per second one WebSocket connection may send on average, beyond its "
-        "burst (0: no limit); past it: RATE_LIMIT_EXCEEDED, then close 1008.",
-    )
-    ws_message_burst: int = Field(
-        1000, ge=1, description="Messages a WebSocket connection may send at once before ws_messages_per_s applies "
-        "(an LLM reply streamed word by word, one message per word, fits).",
-    )
-    ws_flood_penalty_s: float = Field(
-        10.0, ge=0, description="After one of its WebSocket connections went over its message budget, an API key's new "
-        "WebSocket connections on that server are refused (429, Retry-After) for this many seconds (0: never).",
-    )
-    ws_message_chars_per_s: float = Field(
-        50_000.0, ge=0, description="Characters of messages per second one WebSocket connection may send beyond one "
-        "largest message (0: no limit); past it: RATE_LIMIT_EXCEEDED, then close 1008.",
-    )
-    http_head_timeout_s: float = Field(
-        10.0, ge=0, description="With `--http api.http_protocol:HeadDeadline` (scripts/serve, the images): a request's "
-        "line and headers must arrive within this many seconds of the connection opening or of the previous response, "
-        "else the connection is closed (0: no deadline).",
-    )
-    body_timeout_s: float = Field(
-        30.0, gt=0, description="A request body must arrive in full within this many seconds (else 408)."
-    )
-    request_deadline_s: float = Field(
-        3000.0, gt=0,
-        description="Whole-request deadline (all text chunks); past it: 504 GENERATION_TIMEOUT, or a stream ends cleanly "
-        "and is recorded. Below the Modal input timeout so the record is always written.",
-    )
-    max_buffered_audio_mb: int = Field(
-        64, ge=1, description="Largest non-streaming response in MiB; larger requests get 413 and are told to stream."
-    )
-    generation_timeout_s: float = Field(120.0, gt=0, description="Per text-chunk generation deadline (504 after).")
+class AccessSettings(_Group):
+    """Who may use the service and how much: API keys, rate limits, load shedding."""
 
-    # --- long text ---------------------------------------------------------------------------
-    chunking_threshold_chars: int = Field(220, ge=20, description="Texts longer than this (normalised) are split.")
-    chunk_target_chars: int = Field(170, ge=20, description="Target size of each text chunk.")
-    crossfade_ms: float = Field(50.0, ge=0, le=500, description="Equal-power crossfade between text chunks.")
-    stream_chunk_max_chars: int = Field(
-        120, ge=20, description="WebSocket contexts: a text chunk (one LLM generation) holds at most this many "
-        "characters (~8 s of speech; cut at sentence ends first, then clauses), since an engine such as vLLM "
-        "generates a chunk to its end even while playback pacing holds the audio: an abandoned reply's generation "
-        "runs at most TTS_STREAM_MAX_AHEAD_S plus one such chunk ahead of playback.",
-    )
-
-    # --- timestamps --------------------------------------------------------------------------
-    align_method: Literal["estimate", "ctc"] = Field(
-        "estimate", description="How word timestamps are found: estimate (pauses + expected word durations, no "
-        "model, near free) or ctc (forced alignment with TTS_ALIGN_CTC_MODEL).",
-    )
-    align_ctc_model: str | None = Field(
-        None, description="Wav2Vec2ForCTC checkpoint directory for the ctc method; per language as "
-        "'en=DIR,zh=DIR,hi=DIR' (a plain DIR serves every language).",
-    )
-
-    # --- streaming decode --------------------------------------------------------------------
-    stream_first_chunk_tokens: int = Field(25, ge=1, le=400, description="Semantic tokens in the first decoded chunk.")
-    stream_max_chunk_tokens: int = Field(200, ge=1, le=1000, description="Largest later decoded chunk.")
-    stream_chunk_growth: float = Field(
-        1.5, ge=1.0, description="Each chunk is this many times the previous one (1.5 measured fewer underruns than 2).",
-    )
-    stream_left_context_tokens: int = Field(24, ge=0, le=200, description="Tokens of left context per chunk decode.")
-    stream_lookahead_tokens: int = Field(
-        24, ge=0, le=200,
-        description="Tokens of look-ahead per chunk decode (24 keeps streamed audio within 1e-3 / 40 dB of offline).",
-    )
-    default_latency: Literal["lowest", "balanced", "exact"] = Field(
-        "balanced", description="First-chunk schedule of a stream when the request names none: lowest (8 engine "
-        "steps before audio), balanced (16), exact (49; streamed audio within 1e-3 of offline). See docs/benchmarks.md.",
-    )
-    pin_voices_at_start: bool = Field(
-        False, description="After warm-up, pin every voice without stored global tokens (seed 0, the same on every "
-        "container), so style voices also skip the ~35 global-token steps before their first audio.",
-    )
-    sr_enabled: bool = Field(True, description="Load AP-BWE when its directory exists (48 kHz output).")
-
-    # --- delivery ----------------------------------------------------------------------------
-    stream_queue_chunks: int = Field(16, ge=1, description="Bounded queue between generation and the socket.")
-    stream_max_ahead_s: float = Field(
-        3.0, gt=0, le=60, description="A streaming reply waits while its audio is this far ahead of what the client "
-        "can have played (real time from its first audio), so an abandoned reply wastes at most about this much.",
-    )
-    send_stall_timeout_s: float = Field(30.0, gt=0, description="A reader stalled this long is cut off.")
-    realtime_pacing: bool = Field(False, description="Pace sends at playback speed (plus a small lead).")
-    frame_ms: int = Field(40, ge=10, le=200, description="Steady frame size of streamed audio.")
-    ws_idle_timeout_s: float = Field(
-        60.0, gt=0, description="WebSocket: close a connection after this many seconds with no message either way "
-        "while nothing is being synthesised.",
-    )
-    ws_supersede_after_s: float = Field(
-        0.5, ge=0, description="ElevenLabs/Cartesia sockets: a context opening this long or longer after an earlier "
-        "unfinished context's last message is a barge-in and stops that context (sooner: a reply queued on purpose).",
-    )
-
-    # --- access ------------------------------------------------------------------------------
     auth_enabled: bool = Field(True, description="Require an API key. Off only for local development (logs a warning).")
     api_keys: str = Field("", description="Comma-separated plain keys for the static backend (hashed at load).")
     api_keys_file: Path | None = Field(None, description="JSON file of static key records (sha256 hashes).")
     key_backend: Literal["static", "postgres", "supabase"] = Field("static", description="Where API keys live.")
+    key_cache_ttl_s: float = Field(30.0, ge=0, description="API-key lookup cache TTL (revocation latency).")
     key_stale_if_error_s: float = Field(
         30.0, ge=0,
         description="While the key store is unreachable, a cached key keeps working this long past its TTL; a key "
@@ -345,38 +369,6 @@ class Settings(BaseSettings):
         description="Failed authentications one client address may make per minute before it gets 429 without a "
         "key-store lookup (0: no limit).",
     )
-    key_cache_ttl_s: float = Field(30.0, ge=0, description="API-key lookup cache TTL (revocation latency).")
-    cors_origins: str = Field(
-        "", description="Comma-separated browser origins allowed by CORS (e.g. https://app.example.com); empty: no CORS. "
-        "See README \"From a browser\"."
-    )
-    playground_enabled: bool = Field(
-        True, description="Serve the web playground at /playground (and redirect / to it); false: both answer 404.",
-    )
-    docs_enabled: bool = Field(True, description="Serve /docs, /redoc and /openapi.json (off for public deployments).")
-    metrics_require_admin: bool = Field(
-        False, description="/metrics and /v1/tts/metrics need the admin key (public deployments; Prometheus sends it)."
-    )
-    metrics_push_url: str = Field(
-        "", description="Prometheus Pushgateway URL (http(s)://[user:password@]host:port) this process pushes its "
-        "whole registry to, grouped by job and instance, and deletes its group from at shutdown: fleet-correct "
-        "metrics on Modal (RUNBOOK §5). Empty: no push (Prometheus scrapes /metrics).",
-    )
-    metrics_push_interval_s: float = Field(
-        5.0, gt=0, description="Seconds between pushes; keep it at or below the gateway's scrape interval.",
-    )
-    metrics_push_job: str = Field(
-        "veena3-tts", min_length=1, description="The `job` label of the pushed group (the alerts and dashboard "
-        "filter on it).",
-    )
-    metrics_push_instance: str = Field(
-        "", description="The `instance` label of the pushed group; empty: the Modal task id (MODAL_TASK_ID), else "
-        "hostname-pid. Must differ between processes, or their pushes overwrite each other.",
-    )
-    metrics_push_linger_s: float = Field(
-        5.0, ge=0, description="At shutdown, seconds the final push stays on the gateway before the group is "
-        "deleted, so Prometheus scrapes the last requests' counts; keep it at or above the gateway's scrape interval.",
-    )
     admin_key: str = Field("", description="Key for /v1/tts/debug/* (empty: debug routes disabled).")
     rate_limit_per_minute: int = Field(60, ge=1, description="Default per-key requests per minute.")
     max_concurrent_streams: int = Field(4, ge=1, description="Default per-key concurrent requests.")
@@ -384,10 +376,25 @@ class Settings(BaseSettings):
         0.0, ge=0, description="Load shedding: while the oldest admitted request of a process has waited longer than "
         "this for its first audio, new requests get 503 SERVER_OVERLOADED with Retry-After. 0: off (set it on "
         "deployments that can send clients elsewhere, e.g. 5).")
+
+    @field_validator("api_keys_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value in ("", None) else value
+
+
+class DatabaseSettings(_Group):
+    """The shared stores that keys, the request log, voices and continuity use."""
+
     redis_url: str | None = Field(None, description="Redis URL for limits shared across containers.")
     database_url: str | None = Field(None, description="PostgreSQL DSN for the request log, keys and the voice library.")
     supabase_url: str | None = Field(None, description="Supabase project URL (request log sink / keys / voice library).")
     supabase_key: str | None = Field(None, description="Supabase service key.")
+
+
+class UsageSettings(_Group):
+    """The request log and credits."""
+
     request_log_sink: Literal["none", "postgres", "supabase"] = Field("none", description="Request log destination.")
     log_request_text: bool = Field(False, description="Store the request text in the request log.")
     request_log_spool_dir: Path | None = Field(
@@ -415,7 +422,26 @@ class Settings(BaseSettings):
         "database write per block, not per text frame); what an utterance did not use is refunded when it settles.",
     )
 
-    # --- voice cloning and the voice library -------------------------------------------------
+    @field_validator("request_log_spool_dir", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value in ("", None) else value
+
+
+class VoiceSettings(_Group):
+    """Voices: built-in names, the voice library and reference cloning."""
+
+    finetune_speakers: str = Field(
+        "",
+        description='Comma-separated speaker names of a fine-tune served without voices.json: each becomes a voice '
+        'prompted as "{speaker}: {text}" (the fine-tuning recipe\'s format). Empty: one voice with no prefix.',
+    )
+    openai_voice_map: dict[str, str] = Field(
+        {},
+        description='JSON object overriding which voice an OpenAI voice name uses, e.g. {"alloy": "Asha"} or '
+        '{"nova": "voice_3f2a..."} (a custom voice: used for the key that owns it; other keys get 404); names not '
+        "given map to a voice of the same gender (see README, Voices).",
+    )
     voice_store: Literal["auto", "postgres", "supabase", "file", "none"] = Field(
         "auto", description="Where custom (cloned) voices live. auto: postgres when TTS_DATABASE_URL is set, else "
         "supabase when TTS_SUPABASE_URL and TTS_SUPABASE_KEY are, else file (one server only: files are not shared; "
@@ -456,7 +482,10 @@ class Settings(BaseSettings):
         "reference sent again is not encoded again; 0: no cache.",
     )
 
-    # --- continuity: request stitching and keeping a voice -----------------------------------
+
+class ContinuitySettings(_Group):
+    """Request stitching, and keeping the voice of an earlier request."""
+
     continuity_retention_s: float = Field(
         7200.0, ge=1, description="How long a finished synthesis is remembered (by its X-Server-Request-ID, per API "
         "key) for previous_request_ids and POST /v1/audio/voices from_request_id: its 32 global tokens, the tail of its "
@@ -468,30 +497,197 @@ class Settings(BaseSettings):
         "words they speak) that a stitched request's prompt continues; also how much every request remembers.",
     )
 
-    @field_validator("model_dir", "sr_dir", "api_keys_file", "request_log_spool_dir", mode="before")
+
+class DeploymentSettings(_Group):
+    """The server process: address, logs, start-up, what it exposes, metrics."""
+
+    host: str = Field("0.0.0.0", description="Address scripts/serve binds: 0.0.0.0, except 127.0.0.1 when it switches "
+                      "auth off itself (demo model, no keys) and TTS_HOST is unset.")
+    port: int = Field(8000, description="Port scripts/serve binds.")
+    log_level: str = Field("INFO", description="Root log level.")
+    log_json: bool = Field(True, description="Emit JSON log lines (false: plain text for a terminal).")
+    warmup: bool = Field(True, description="Run one generation at start-up before reporting ready.")
+    pin_voices_at_start: bool = Field(
+        False, description="After warm-up, pin every voice without stored global tokens (seed 0, the same on every "
+        "container), so style voices also skip the ~35 global-token steps before their first audio.",
+    )
+    cors_origins: str = Field(
+        "", description="Comma-separated browser origins allowed by CORS (e.g. https://app.example.com); empty: no CORS. "
+        "See README \"From a browser\"."
+    )
+    docs_enabled: bool = Field(True, description="Serve /docs, /redoc and /openapi.json (off for public deployments).")
+    playground_enabled: bool = Field(
+        True, description="Serve the web playground at /playground (and redirect / to it); false: both answer 404.",
+    )
+    metrics_require_admin: bool = Field(
+        False, description="/metrics and /v1/tts/metrics need the admin key (public deployments; Prometheus sends it)."
+    )
+    metrics_push_url: str = Field(
+        "", description="Prometheus Pushgateway URL (http(s)://[user:password@]host:port) this process pushes its "
+        "whole registry to, grouped by job and instance, and deletes its group from at shutdown: fleet-correct "
+        "metrics on Modal (RUNBOOK §5). Empty: no push (Prometheus scrapes /metrics).",
+    )
+    metrics_push_interval_s: float = Field(
+        5.0, gt=0, description="Seconds between pushes; keep it at or below the gateway's scrape interval.",
+    )
+    metrics_push_job: str = Field(
+        "veena3-tts", min_length=1, description="The `job` label of the pushed group (the alerts and dashboard "
+        "filter on it).",
+    )
+    metrics_push_instance: str = Field(
+        "", description="The `instance` label of the pushed group; empty: the Modal task id (MODAL_TASK_ID), else "
+        "hostname-pid. Must differ between processes, or their pushes overwrite each other.",
+    )
+    metrics_push_linger_s: float = Field(
+        5.0, ge=0, description="At shutdown, seconds the final push stays on the gateway before the group is "
+        "deleted, so Prometheus scrapes the last requests' counts; keep it at or above the gateway's scrape interval.",
+    )
+
+
+class Settings(BaseSettings):
+    """All configuration, one group per concern. The settings table in the docs is generated from the groups."""
+
+    model_config = SettingsConfigDict(env_prefix="TTS_", env_file=None, extra="ignore", protected_namespaces=())
+
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    codec: CodecSettings = Field(default_factory=CodecSettings)
+    sampling: SamplingSettings = Field(default_factory=SamplingSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    text: TextSettings = Field(default_factory=TextSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
+    websocket: WebSocketSettings = Field(default_factory=WebSocketSettings)
+    guards: GuardSettings = Field(default_factory=GuardSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)
+    databases: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    usage: UsageSettings = Field(default_factory=UsageSettings)
+    voices: VoiceSettings = Field(default_factory=VoiceSettings)
+    continuity: ContinuitySettings = Field(default_factory=ContinuitySettings)
+    deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
+
     @classmethod
-    def _empty_is_none(cls, value: object) -> object:
-        return None if value in ("", None) else value
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Keyword arguments first, then the flat TTS_<NAME> variables; the stock source would read one variable
+        # per group (TTS_LLM as JSON), which is not how this service is configured.
+        return init_settings, _FlatEnvironment(settings_cls)
 
-    @property
-    def using_demo_model(self) -> bool:
-        return self.model_dir is None
+    @model_validator(mode="before")
+    @classmethod
+    def _route_flat_names(cls, data: Any) -> Any:
+        """Put each flat name (max_text_chars=5) into its group; a flat name wins over the same name in a group
+        given whole, as a keyword argument wins over the environment."""
+        if not isinstance(data, Mapping):
+            return data
+        routed: dict[str, Any] = {}
+        flat: dict[str, dict[str, Any]] = {}
+        for key, value in data.items():
+            if key in GROUPS:
+                routed[key] = value
+            elif key in FIELD_GROUP:
+                flat.setdefault(FIELD_GROUP[key], {})[key] = value
+            else:
+                raise TypeError(f"Settings() got {key!r}, which is no setting{_did_you_mean(key)}")
+        for group, values in flat.items():
+            given = routed.get(group, {})
+            if isinstance(given, BaseModel):
+                given = {name: getattr(given, name) for name in type(given).model_fields}
+            routed[group] = {**given, **values}
+        return routed
 
-    @property
-    def resolved_model_dir(self) -> Path:
-        return self.model_dir if self.model_dir is not None else self.demo_dir
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy with `update` applied; it takes flat names (max_text_chars) like the constructor, and does not
+        validate them (as pydantic's model_copy). Groups are copied too, so changing the copy leaves this one."""
+        grouped: dict[str, dict[str, Any]] = {}
+        whole: dict[str, Any] = {}
+        for key, value in (update or {}).items():
+            if key in GROUPS:
+                whole[key] = value
+            elif key in FIELD_GROUP:
+                grouped.setdefault(FIELD_GROUP[key], {})[key] = value
+            else:
+                raise TypeError(f"model_copy got {key!r}, which is no setting{_did_you_mean(key)}")
+        groups: dict[str, Any] = {}
+        for group in GROUPS:
+            base = whole.get(group, getattr(self, group))
+            groups[group] = base.model_copy(update=grouped.get(group), deep=deep)
+        return super().model_copy(update=groups, deep=deep)
 
     @property
     def resolved_voice_store(self) -> Literal["postgres", "supabase", "file", "none"]:
-        if self.voice_store != "auto":
-            return self.voice_store
-        if self.database_url:
+        if self.voices.voice_store != "auto":
+            return self.voices.voice_store
+        if self.databases.database_url:
             return "postgres"
-        return "supabase" if self.supabase_url and self.supabase_key else "file"
+        return "supabase" if self.databases.supabase_url and self.databases.supabase_key else "file"
 
-    @property
-    def resolved_sr_dir(self) -> Path:
-        return self.sr_dir if self.sr_dir is not None else self.resolved_model_dir / "16kto48k"
+
+# group name -> its model; flat setting name -> its group; flat setting name -> its field (default, description).
+GROUPS: dict[str, type[_Group]] = {name: field.annotation for name, field in Settings.model_fields.items()}  # type: ignore[misc]
+FIELD_GROUP: dict[str, str] = {name: group for group, model in GROUPS.items() for name in model.model_fields}
+FIELDS: dict[str, FieldInfo] = {name: GROUPS[group].model_fields[name] for name, group in FIELD_GROUP.items()}
+
+
+class _FlatEnvironment(PydanticBaseSettingsSource):
+    """TTS_<NAME> for every setting of every group (case-insensitive, JSON for dict fields), as {group: {name: value}}."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        self._groups = {
+            group: EnvSettingsSource(model, env_prefix="TTS_", case_sensitive=False)  # type: ignore[arg-type]
+            for group, model in GROUPS.items()
+        }
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads each group whole
+
+    def __call__(self) -> dict[str, Any]:
+        return {group: values for group, source in self._groups.items() if (values := source())}
+
+
+# TTS_ variables the settings do not hold but the project reads elsewhere, so start-up does not report them.
+# TTS_MODAL_* belong to the Modal deployment (services/deployment/modal_deployment.py, checked where `modal deploy`
+# reads them); TTS_TEST_* to the test suite.
+OTHER_PREFIXES = ("TTS_MODAL_", "TTS_TEST_")
+OTHER_VARIABLES = frozenset({
+    "TTS_WEIGHTS_BASE_URL", "TTS_WEIGHTS_MANIFEST",  # core/weights.py
+    "TTS_PG_PORT", "TTS_PG_USER", "TTS_PG_PASSWORD", "TTS_PG_DB",  # scripts/start_services
+    "TTS_REDIS_PORT", "TTS_REDIS_DB", "TTS_SERVICES_DIR",
+    "TTS_SKIP_VLLM", "TTS_SKIP_AGENTS", "TTS_TORCH_SPEC",  # scripts/test, scripts/_venv.sh
+    "TTS_DOCKERFILE", "TTS_MODELS", "TTS_MONITORING_BIND",  # deploy/docker/compose.yaml
+})
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """(variable, the setting's variable it most probably meant, or None) for each TTS_ variable in `environ` that
+    names no setting and nothing else the project reads."""
+    found = []
+    for key in sorted(environ):
+        name = key.upper()
+        if not name.startswith("TTS_") or name[4:].lower() in FIELD_GROUP or name in OTHER_VARIABLES:
+            continue
+        if name.startswith(OTHER_PREFIXES):
+            continue
+        close = closest_setting(name[4:].lower())
+        found.append((key, f"TTS_{close.upper()}" if close else None))
+    return found
+
+
+def closest_setting(name: str) -> str | None:
+    """The setting `name` most probably meant; None when none is close (a removed setting, another tool's)."""
+    close = difflib.get_close_matches(name, sorted(FIELD_GROUP), n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def _did_you_mean(name: str) -> str:
+    close = closest_setting(name)
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 @lru_cache(maxsize=1)

@@ -1,6 +1,6 @@
-"""Lay the demo checkpoint out the way fine-tunes are saved (specs/first_contact.md §2): the HF LLM files at the
-root, `BiCodec/` beside them, optionally no root `config.yaml` and no `BiCodec/config.yaml`, no voices.json."""
-
+"""Lay the demo checkpoint out the way fine-tunes are saved (docs/reference/spark-tts.md#the-fine-tune-layout): the HF
+LLM files at the root, `BiCodec/` beside them, optionally no root `config.yaml` and no `BiCodec/config.yaml`, no
+voices.json."""
 from __future__ import annotations
 
 import shutil

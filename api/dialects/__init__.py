@@ -1,2 +1,2 @@
-"""Streaming dialects other than our own: each is a thin codec (message models, event shapes, routes) over the
+"""Streaming dialects other than our own: each is a thin wire format (message models, event shapes, routes) over the
 session core in services/sessions/."""

@@ -1,4 +1,4 @@
-"""What every dialect's route needs besides its codec: the one way to make a context's synthesis request (same
+"""What every dialect's route needs besides its wire format: the one way to make a context's synthesis request (same
 gate, voice resolution and defaults as HTTP) and the one way to open a session on an accepted socket."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from services.access import AccessGate, ApiKeyRecord
 from services.errors import ServiceError
 from services.pipeline.speech import SpeechRequest
 from services.pipeline.synthesis import SamplingOptions, SynthesisRequest
-from services.sessions.codec import SessionCodec
+from services.sessions.wire import SessionWire
 from services.sessions.ws_outbox import Outbox
 from services.sessions.ws_session import WsSession
 
@@ -55,7 +55,7 @@ async def synthesis_request(services: Services, key: ApiKeyRecord, *, voice: str
                             voice_field: str = "voice", timestamps: str | None = None,
                             admit: bool = True) -> SynthesisRequest:
     """A context's settings (its text arrives later); an unknown voice or a server that is not ready raises
-    ApiError with the public code. `timestamps` ("word" | "character"): the aligner's events reach the codec.
+    ApiError with the public code. `timestamps` ("word" | "character"): the aligner's events reach the wire format.
     `admit=False`: a check at connect that starts no stream, so admission neither counts nor refuses it."""
     settings = services.settings
     speech = SpeechRequest(text="", voice=voice, audio_format=audio_format, sample_rate=sample_rate,
@@ -71,20 +71,20 @@ async def synthesis_request(services: Services, key: ApiKeyRecord, *, voice: str
 
 
 async def open_session(websocket: WebSocket, services: Services, key: ApiKeyRecord, counted: bool,
-                       connection_id: str, codec: SessionCodec, *, max_contexts: int,
+                       connection_id: str, wire: SessionWire, *, max_contexts: int,
                        multi: bool = True, dialect: str) -> tuple[WsSession, Outbox]:
     """Accept the socket and build its session: contexts run side by side (`multi`) or one after another. A
     context opening after an earlier one's client fell silent about it supersedes it (a barge-in; README)."""
     settings = services.settings
     if websocket.client_state == WebSocketState.CONNECTING:  # a route that read a first message accepted already
         await websocket.accept(headers=[(b"x-request-id", connection_id.encode())])
-    outbox = Outbox(websocket, max_items=settings.stream_queue_chunks, send_timeout_s=settings.send_stall_timeout_s)
+    outbox = Outbox(websocket, max_items=settings.stream.stream_queue_chunks, send_timeout_s=settings.stream.send_stall_timeout_s)
     gate = AccessGate(services.access, key, connection_counted=counted,
                       client_request_id=websocket.scope.get("state", {}).get("client_request_id"))
     continuity = services.speech.continuity  # remembers each context's job, as for our WebSocket
     session = WsSession(services.runtime, outbox, gate, connection_id=connection_id,
-                        max_text_chars=settings.max_text_chars, codec=codec, serial=not multi,
+                        max_text_chars=settings.limits.max_text_chars, wire=wire, serial=not multi,
                         max_open=max_contexts if multi else 1, max_unfinished=max_contexts,
                         on_job=None if continuity is None else partial(continuity.track, key_id=key.key_id),
-                        supersede_after_s=settings.ws_supersede_after_s, dialect=dialect)
+                        supersede_after_s=settings.websocket.ws_supersede_after_s, dialect=dialect)
     return session, outbox

@@ -55,7 +55,7 @@ class DialectErrorsMiddleware:
 
     def _dialect(self, scope: Scope) -> DialectErrors | None:
         if scope["type"] != "http":
-            return None  # WebSocket refusals are in-band, in each dialect's codec
+            return None  # WebSocket refusals are in-band, in each dialect's wire format
         path = scope.get("path", "")
         return next((d for d in self.dialects if d.matches(path)), None)
 

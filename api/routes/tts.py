@@ -90,8 +90,8 @@ async def respond(request: Request, speech: SpeechRequest, service: SpeechServic
         logger.debug("normalized_text", extra={"event": "normalized_text", "normalized": opened.plan.text,
                                                "text_chunks": len(opened.plan.chunks)})
     delivery = Delivery(job, accounting, headers=_response_headers(opened, speech, grant, job.resources.model_version),
-                        stall_timeout_s=settings.send_stall_timeout_s, realtime_pacing=settings.realtime_pacing,
-                        gpu_faults=service.gpu_faults, max_buffered_bytes=settings.max_buffered_audio_mb * 2**20)
+                        stall_timeout_s=settings.stream.send_stall_timeout_s, realtime_pacing=settings.stream.realtime_pacing,
+                        gpu_faults=service.gpu_faults, max_buffered_bytes=settings.limits.max_buffered_audio_mb * 2**20)
     if speech.stream or sse:
         return await delivery.streaming_response(request.receive, sse=sse, framing=framing)
     if timed is None and speech.timestamps:

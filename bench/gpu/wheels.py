@@ -5,7 +5,7 @@
 
 Which packages: every distribution imported when the service-under-load step starts (`bench/serve_paced.py`, the
 product app, and `bench/bench_ttfa.py`), found by importing them here, minus what the lent image already has
-(`GPU_IMAGE`, from the device tool's KINDS.md, 2026-11-17). Versions are this venv's, as cp312 manylinux wheels (the
+(`GPU_IMAGE`, the lent machine's package list). Versions are this venv's, as cp312 manylinux wheels (the
 lent machine runs Python 3.12). The lent image's own torch/numpy/transformers are kept: the service's ranges accept
 them. The total must stay well inside the 64 MiB the device tool carries (about 40 MB today, mostly PyAV).
 """

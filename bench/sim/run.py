@@ -145,7 +145,7 @@ class Simulation:
         base = config.streaming or StreamingConfig.from_settings(settings)
         self.base_config = base
         self.stream_config = base.for_latency(config.latency)
-        self.stream_interval = config.stream_interval or settings.llm_stream_interval
+        self.stream_interval = config.stream_interval or settings.llm.llm_stream_interval
         self.results: list[StreamResult] = []
         self.started = self.loop.time()
 

@@ -54,14 +54,14 @@ class DeviceStandin:
         _refuse_real_weights(runtime)
         logger.warning("BENCHMARK: engine steps and codec calls are waits from the cost model %s", self.model.name)
         return CostModelEngine.from_tokenizer(runtime.tokenizer, runtime.layout, self.model, self.device,
-                                              stream_interval=runtime.settings.llm_stream_interval)
+                                              stream_interval=runtime.settings.llm.llm_stream_interval)
 
 
 def _product_engine(runtime: ModelRuntime) -> Any:
     from core.llm import create_engine
 
     assert runtime.checkpoint is not None
-    return create_engine(runtime.settings.engine, runtime.checkpoint.llm_dir, runtime.settings)
+    return create_engine(runtime.settings.llm.engine, runtime.checkpoint.llm_dir, runtime.settings)
 
 
 def runtime_factories(cost_model: Path | str | None = None, fault: str = "") -> dict[str, Callable[[Any], Any]]:

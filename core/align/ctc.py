@@ -8,7 +8,7 @@ piece in a batch); the path search runs on the CPU per piece, O(frames x tokens)
 
 Text becomes the model's characters (lower- or upper-cased to match the vocabulary; characters it does not know are
 left out: romanise first for a Latin-only model). A word with no known character gets a zero-length span where it
-falls. Each word's `score` is the mean log-probability of its frames on the best path (0 best; issue 31's guards).
+falls. Each word's `score` is the mean log-probability of its frames on the best path (0 best; core/guards reads it).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
@@ -51,12 +52,24 @@ class CharSpan:
         return {"text": self.text, "start": self.start, "end": self.end}
 
 
+# Ideographs, kana and CJK/full-width punctuation: text in these scripts has no spaces between its words.
+_UNSPACED = re.compile("[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uff00-\uffef]")
+
+
+def spaced(before: str, after: str) -> bool:
+    """Whether two timed words are written with a space between them: not where both sides are Han, kana or CJK
+    punctuation (`core.align.units.split_words` cuts such text into one word per character). Between Han and
+    Latin text the space stays (the words do not say whether the text had one; "你好 world" is common)."""
+    return bool(before and after) and not (_UNSPACED.match(before[-1]) and _UNSPACED.match(after[0]))
+
+
 def character_spans(words: tuple[WordSpan, ...] | list[WordSpan]) -> tuple[CharSpan, ...]:
-    """Per character of the words joined by single spaces: a word's time is shared by its letters and digits
-    (punctuation takes none, at the word's edge); a space spans the gap between its two words."""
+    """Per character of the words joined as written (a single space, none between Han characters): a word's time
+    is shared by its letters and digits (punctuation takes none, at the word's edge); a space spans the gap between
+    its two words."""
     out: list[CharSpan] = []
     for index, word in enumerate(words):
-        if index:
+        if index and spaced(words[index - 1].text, word.text):
             gap_start = words[index - 1].end
             out.append(CharSpan(" ", gap_start, max(gap_start, word.start)))
         weights = [1 if ch.isalnum() else 0 for ch in word.text]

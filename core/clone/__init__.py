@@ -1,5 +1,6 @@
 """Voice cloning: reference audio -> the 32 global (speaker) tokens and the reference's semantic tokens
-(spec §7), with our own implementation of BiCodec's encode half, checkpoint-compatible.
+(docs/reference/spark-tts.md#bicodec-encode-reference-audio-to-voice-tokens), with our own implementation of BiCodec's
+encode half, checkpoint-compatible.
 
 - `reference_audio`: decode any common file to 16 kHz mono and refuse what cannot be a reference;
 - `encoder.ReferenceEncoder`: volume normalisation, speaker branch (mel -> ECAPA-TDNN -> perceiver -> FSQ) and

@@ -1,5 +1,6 @@
 """The reference encoder: 16 kHz reference audio -> 32 global tokens (+ the reference's semantic tokens), as
-upstream `BiCodecTokenizer.tokenize` computes them (spec §7), loaded from a Spark-TTS model directory.
+upstream `BiCodecTokenizer.tokenize` computes them
+(docs/reference/spark-tts.md#bicodec-encode-reference-audio-to-voice-tokens), loaded from a Spark-TTS model directory.
 
 Steps: volume normalisation when the root `config.yaml` says `volume_normalize` (default true, the released value);
 the speaker branch on the first 6 s (tiled when shorter): magnitude mel -> ECAPA -> perceiver -> FSQ; the semantic
@@ -35,7 +36,8 @@ from core.nn import fold_weight_norms
 WAV2VEC2_DIR = "wav2vec2-large-xlsr-53"
 BICODEC_DIR = "BiCodec"
 ROOT_CONFIG = "config.yaml"
-# The four root `config.yaml` keys upstream's tokenizer reads, with the released values (spec §1.1).
+# The four root `config.yaml` keys upstream's tokenizer reads, with the released values
+# (docs/reference/spark-tts.md#checkpoint-layout).
 ROOT_DEFAULTS: dict[str, Any] = {"sample_rate": 16000, "ref_segment_duration": 6, "latent_hop_length": 320,
                                  "volume_normalize": True}
 VOLUME_COEFF = 0.2

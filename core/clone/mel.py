@@ -1,4 +1,5 @@
-"""Magnitude mel spectrogram with torchaudio's `MelSpectrogram` semantics, written in torch (spec §7.4).
+"""Magnitude mel spectrogram with torchaudio's `MelSpectrogram` semantics, written in torch
+(docs/reference/spark-tts.md#bicodec-encode-reference-audio-to-voice-tokens).
 
 BiCodec's speaker branch was trained on `torchaudio.transforms.MelSpectrogram(sr, n_fft, win_length, hop_length,
 f_min, f_max, n_mels=..., power=1, norm="slaney", mel_scale="slaney")`. torchaudio is not a dependency of this

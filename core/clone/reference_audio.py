@@ -1,5 +1,5 @@
 """Reference audio for voice cloning: any common container/codec -> 16 kHz mono float, checked for what the
-encoder needs (spec §7.1).
+encoder needs (docs/reference/spark-tts.md#bicodec-encode-reference-audio-to-voice-tokens).
 
 Decoding is PyAV (libav): WAV, FLAC, MP3, Ogg/Opus/Vorbis, AAC/M4A and the WebM/Opus a browser's MediaRecorder
 writes all go through one path. Like upstream, channel 0 is kept (a downmix would change the tokens upstream

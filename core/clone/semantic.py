@@ -1,5 +1,6 @@
-"""The semantic branch of BiCodec's encode half (spec §7.3): wav2vec2 features -> BiCodec `encoder` ->
-`quantizer.in_project` -> cosine-nearest codebook row -> semantic ids in 0..8191 (50 per second).
+"""The semantic branch of BiCodec's encode half
+(docs/reference/spark-tts.md#bicodec-encode-reference-audio-to-voice-tokens): wav2vec2 features -> BiCodec `encoder`
+-> `quantizer.in_project` -> cosine-nearest codebook row -> semantic ids in 0..8191 (50 per second).
 
 `Wav2VecFeatures` is HF transformers' `Wav2Vec2Model` (the checkpoint's `wav2vec2-large-xlsr-53/`, released as a
 `Wav2Vec2ForPreTraining` pickle or safetensors; HF maps either) plus its own feature extractor's per-utterance

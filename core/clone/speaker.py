@@ -1,5 +1,6 @@
-"""The speaker branch of BiCodec's encode half (spec §7.4): magnitude mel -> ECAPA-TDNN frame features ->
-perceiver resampler (32 latents) -> FSQ -> 32 global ids in 0..4095.
+"""The speaker branch of BiCodec's encode half
+(docs/reference/spark-tts.md#bicodec-encode-reference-audio-to-voice-tokens): magnitude mel -> ECAPA-TDNN frame
+features -> perceiver resampler (32 latents) -> FSQ -> 32 global ids in 0..4095.
 
 The module tree mirrors `speaker_encoder.*` of the released `BiCodec/model.safetensors`, so `state_dict()` names
 are the file's own. Widths are read from the tensors, not assumed: upstream hard-codes ECAPA's 512 channels and its

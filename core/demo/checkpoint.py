@@ -3,14 +3,16 @@
 `python -m core.demo.checkpoint OUT_DIR [--seed N]` or `build_demo_checkpoint(out_dir, seed)`.
 
 What it holds (about 50 MB, built in a few seconds, byte-identical for a seed):
-- `config.yaml`: the four keys inference reads (spec §1.1) plus `demo: true` and `demo_seed`.
+- `config.yaml`: the four keys inference reads (docs/reference/spark-tts.md#checkpoint-layout) plus `demo: true` and
+  `demo_seed`.
 - `LLM/`: a Qwen2 config with the real vocab_size (166000), tied embeddings and head_dim 64 (vLLM's CPU
   backend refuses smaller heads), but hidden 64, one head, two layers; float32 `model.safetensors` with
   the standard HF tensor names and no `lm_head`. The tokenizer has the real id layout: a byte-level
   base vocabulary (byte b -> id b, fillers up to 151642; no merges, so text costs one token per UTF-8
-  byte), the 22 Qwen2.5 control tokens at 151643..151664, then the 13,493 Spark tokens in spec §2 order
-  (added as non-special, matched atomically). eos `<|im_end|>`, pad `<|endoftext|>`, no BOS.
-  No `generation_config.json` is written: callers pass sampling explicitly (spec §3.3).
+  byte), the 22 Qwen2.5 control tokens at 151643..151664, then the 13,493 Spark tokens in the released order
+  (docs/reference/spark-tts.md#token-ids) (added as non-special, matched atomically). eos `<|im_end|>`, pad
+  `<|endoftext|>`, no BOS. No `generation_config.json` is written: callers pass sampling explicitly
+  (docs/reference/spark-tts.md#sampling).
 - `BiCodec/` (both halves, so the demo clones voices) and `16kto48k/`: random weights from `core.demo.random_bicodec`
   / `core.apbwe`; `wav2vec2-large-xlsr-53/`: a tiny random HF Wav2Vec2Model (`core.demo.random_wav2vec2`).
 - `voices.json`: demo voices of every kind (see core/voices.py for the format).

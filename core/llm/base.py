@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -76,8 +76,12 @@ class SamplingConfig:
     @classmethod
     def with_defaults(cls, settings: Settings, **given: float | int | None) -> SamplingConfig:
         """A request's sampling: the fields it gave, the deployment's defaults (TTS_DEFAULT_*) for the rest."""
-        values = {name: getattr(settings, f"default_{name}")
-                  for name in ("temperature", "top_k", "top_p", "max_tokens", "repetition_penalty")}
+        defaults = settings.sampling
+        values: dict[str, Any] = {
+            "temperature": defaults.default_temperature, "top_k": defaults.default_top_k,
+            "top_p": defaults.default_top_p, "max_tokens": defaults.default_max_tokens,
+            "repetition_penalty": defaults.default_repetition_penalty,
+        }
         values.update({name: value for name, value in given.items() if value is not None})
         return cls(**values)
 
@@ -129,7 +133,8 @@ def checked_prompt(prompt_token_ids: list[int], *, closed: bool, vocab_size: int
 
 
 def check_dtype(dtype: str) -> str:
-    """Normalise a dtype name; refuse float16, which breaks the Spark LLM (spec §1.2)."""
+    """Normalise a dtype name; refuse float16, which breaks the Spark LLM
+    (docs/reference/spark-tts.md#checkpoint-layout)."""
     name = str(dtype).removeprefix("torch.").lower()
     if name in ("float16", "half", "fp16"):
         raise ValueError(

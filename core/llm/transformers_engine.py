@@ -306,8 +306,8 @@ class TransformersEngine:
 
 def engine_from_settings(llm_dir: str | Path, settings: Settings) -> TransformersEngine:
     """The registry's builder (core/llm/__init__.py)."""
-    device = resolve_device(settings.device)
+    device = resolve_device(settings.model.device)
     return TransformersEngine.from_pretrained(
-        llm_dir, device=device, dtype=resolve_dtype(settings.llm_dtype, device),
-        max_concurrency=settings.llm_max_concurrency, stream_interval=settings.llm_stream_interval,
+        llm_dir, device=device, dtype=resolve_dtype(settings.llm.llm_dtype, device),
+        max_concurrency=settings.llm.llm_max_concurrency, stream_interval=settings.llm.llm_stream_interval,
     )

@@ -1,8 +1,8 @@
 """The vLLM backend: `AsyncLLM` (V1) streaming DELTA token ids, no tokenizer, no detokenization.
 
 vLLM is imported lazily (inside methods), so this module imports on machines without it. Facts used
-here are in specs/modal_vllm.md B1-B4: `generate()` aborts the request itself when its iterator is
-closed or its task cancelled; `abort(external_id)` works with the caller's id; on CPU only float32
+here are in docs/reference/modal-vllm.md (#streaming-token-ids, #vllm-on-cpu): `generate()` aborts the request itself
+when its iterator is closed or its task cancelled; `abort(external_id)` works with the caller's id; on CPU only float32
 is reliable and CUDA graphs do not exist (`enforce_eager` is forced).
 """
 
@@ -94,7 +94,8 @@ class VLLMEngine:
             log.info("max_model_len %d capped to the model's %d positions", max_model_len, positions)
             max_model_len = positions
         interval_arg: dict[str, Any] = {}
-        if "stream_interval" in {f.name for f in dataclasses.fields(AsyncEngineArgs)}:  # 0.32+ (specs/modal_vllm.md B3)
+        # `stream_interval` is an engine argument from vLLM 0.32 (docs/reference/modal-vllm.md#streaming-token-ids).
+        if "stream_interval" in {f.name for f in dataclasses.fields(AsyncEngineArgs)}:
             interval_arg["stream_interval"] = stream_interval
         elif stream_interval > 1:
             log.warning("this vLLM has no stream_interval engine arg; deltas come every step")
@@ -111,8 +112,9 @@ class VLLMEngine:
             max_model_len=max_model_len,
             max_num_seqs=max_num_seqs,
             # DELTA outputs every `stream_interval` steps (the first and the last at once): at 256 streams one delta
-            # per step per stream is most of the API process's CPU (specs/gpu_serving.md §2); a few steps of
-            # tokens at a time still reach the decoder long before the codec scheduler's deadlines.
+            # per step per stream is most of the API process's CPU
+            # (docs/reference/gpu-serving.md#host-cpu-per-stream); a few steps of tokens at a time still reach the
+            # decoder long before the codec scheduler's deadlines.
             **interval_arg,
             enable_prefix_caching=enable_prefix_caching,
             enforce_eager=enforce_eager or on_cpu,
@@ -142,15 +144,15 @@ class VLLMEngine:
     @classmethod
     def from_settings(cls, llm_dir: str | Path, settings: Settings, **overrides: Any) -> VLLMEngine:
         kwargs: dict[str, Any] = {
-            "dtype": settings.llm_dtype,
-            "gpu_memory_utilization": settings.gpu_memory_utilization,
-            "max_model_len": settings.max_model_len,
-            "max_num_seqs": settings.max_num_seqs,
-            "stream_interval": settings.llm_stream_interval,
-            "enable_prefix_caching": settings.enable_prefix_caching,
-            "enforce_eager": settings.enforce_eager,
-            "enable_sleep_mode": settings.vllm_sleep_mode,
-            "engine_stats": settings.vllm_engine_stats,
+            "dtype": settings.llm.llm_dtype,
+            "gpu_memory_utilization": settings.llm.gpu_memory_utilization,
+            "max_model_len": settings.llm.max_model_len,
+            "max_num_seqs": settings.llm.max_num_seqs,
+            "stream_interval": settings.llm.llm_stream_interval,
+            "enable_prefix_caching": settings.llm.enable_prefix_caching,
+            "enforce_eager": settings.llm.enforce_eager,
+            "enable_sleep_mode": settings.llm.vllm_sleep_mode,
+            "engine_stats": settings.llm.vllm_engine_stats,
         }
         kwargs.update(overrides)
         return cls(llm_dir, **kwargs)

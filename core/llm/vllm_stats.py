@@ -14,7 +14,7 @@ id with it, 18.3-18.7 without, 13.3-13.8 with engine stats off altogether; docs/
 nothing and every public method of the parent is overridden, so none of its state is ever read. The vLLM tier tests
 0.32 (CPU) while the GPU image ships 0.33: a parent with a public method not overridden here (one vLLM might call and
 that would read state never set, failing the output handler) gets the plain per-engine logger instead, and vLLM's
-own logger beside it, as before.
+own logger beside it.
 
 vLLM's stats come in two parts: the scheduler's, one object per engine step made in the engine core (KV use, running
 and waiting requests, prefix-cache counts), and the iteration's, built in the API process by updating every running

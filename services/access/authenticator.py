@@ -178,23 +178,23 @@ class Authenticator:
 
 
 def build_key_store(settings: Settings, databases: DatabaseClients | None = None) -> KeyStore:
-    """The store named by `settings.key_backend`, on the shared database clients when given."""
-    if settings.key_backend == "postgres":
-        if not settings.database_url:
+    """The store named by `settings.access.key_backend`, on the shared database clients when given."""
+    if settings.access.key_backend == "postgres":
+        if not settings.databases.database_url:
             raise ValueError("TTS_KEY_BACKEND=postgres needs TTS_DATABASE_URL")
-        return PostgresKeyStore(settings.database_url, pool=databases.postgres if databases is not None else None)
-    if settings.key_backend == "supabase":
-        if not settings.supabase_url or not settings.supabase_key:
+        return PostgresKeyStore(settings.databases.database_url, pool=databases.postgres if databases is not None else None)
+    if settings.access.key_backend == "supabase":
+        if not settings.databases.supabase_url or not settings.databases.supabase_key:
             raise ValueError("TTS_KEY_BACKEND=supabase needs TTS_SUPABASE_URL and TTS_SUPABASE_KEY")
-        return SupabaseKeyStore(settings.supabase_url, settings.supabase_key,
+        return SupabaseKeyStore(settings.databases.supabase_url, settings.databases.supabase_key,
                                 client=databases.supabase if databases is not None else None)
     return StaticKeyStore.from_settings(settings)
 
 
 def build_authenticator(settings: Settings, store: KeyStore | None = None,
                         databases: DatabaseClients | None = None) -> Authenticator:
-    return Authenticator(store or build_key_store(settings, databases), ttl_s=settings.key_cache_ttl_s,
-                         stale_if_error_s=settings.key_stale_if_error_s)
+    return Authenticator(store or build_key_store(settings, databases), ttl_s=settings.access.key_cache_ttl_s,
+                         stale_if_error_s=settings.access.key_stale_if_error_s)
 
 
 class FailedAuthThrottle:

@@ -64,7 +64,7 @@ class AccessGate:
             held.used += characters
             return
         missing = held.used + characters - held.covered
-        block = max(missing, self.access.settings.credits_reserve_ahead)
+        block = max(missing, self.access.settings.usage.credits_reserve_ahead)
         try:
             try:
                 part = await self._reserve(utterance_id, held, block)
@@ -106,14 +106,14 @@ class AccessGate:
             if self._covered:
                 self._covered = False
             else:
-                limit = self.key.rate_limit_per_minute or settings.rate_limit_per_minute
+                limit = self.key.rate_limit_per_minute or settings.access.rate_limit_per_minute
                 decision = await self.access.limiter.check_rate(self.key.key_id, limit)
                 if not decision.allowed:
                     refusal = rate_refusal(decision)
                     raise SynthesisError(refusal.code, refusal.message)
             try:
                 grant.lease = await self.access.limiter.acquire_stream(
-                    self.key.key_id, self.key.max_concurrent or settings.max_concurrent_streams
+                    self.key.key_id, self.key.max_concurrent or settings.access.max_concurrent_streams
                 )
             except LimitExceeded as exc:
                 raise SynthesisError(exc.code, exc.message) from None
@@ -134,7 +134,7 @@ class AccessGate:
         assert self.access is not None
         try:
             grant.lease = await self.access.limiter.acquire_stream(
-                self.key.key_id, self.key.max_concurrent or self.access.settings.max_concurrent_streams)
+                self.key.key_id, self.key.max_concurrent or self.access.settings.access.max_concurrent_streams)
         except LimitExceeded as exc:
             raise SynthesisError(exc.code, exc.message) from None
 

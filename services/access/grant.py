@@ -128,9 +128,9 @@ class AccessServices:
         self.databases = DatabaseClients(settings)
         self._owns_authenticator = authenticator is None
         self.authenticator = authenticator or (
-            build_authenticator(settings, databases=self.databases) if settings.auth_enabled else None)
-        self.auth_throttle = FailedAuthThrottle(settings.auth_failures_per_minute)
-        self.admin_throttle = FailedAuthThrottle(settings.auth_failures_per_minute)  # X-Admin-Key guesses
+            build_authenticator(settings, databases=self.databases) if settings.access.auth_enabled else None)
+        self.auth_throttle = FailedAuthThrottle(settings.access.auth_failures_per_minute)
+        self.admin_throttle = FailedAuthThrottle(settings.access.auth_failures_per_minute)  # X-Admin-Key guesses
         self.limiter = limiter or build_limiter(settings)
         self.request_logger = request_logger or build_request_logger(settings, databases=self.databases)
         self.monitor = monitor or AudioFlowMonitor.from_settings(settings)
@@ -139,8 +139,8 @@ class AccessServices:
         # The request log writes to the key store's own database: each row's insert settles its request's credits.
         row_settles = (store is not None and sink is not None and not isinstance(sink, NullSink)
                        and getattr(sink, "name", None) == store.name and store.name in ("postgres", "supabase"))
-        self.ledger = CreditLedger(store, enabled=settings.credits_enabled and store is not None,  # type: ignore[arg-type]
-                                   outage_allowance=settings.credits_outage_allowance, row_settles=row_settles)
+        self.ledger = CreditLedger(store, enabled=settings.usage.credits_enabled and store is not None,  # type: ignore[arg-type]
+                                   outage_allowance=settings.usage.credits_outage_allowance, row_settles=row_settles)
         self._tasks: set[asyncio.Task] = set()
         self.open_grants: set[AccessGrant] = set()  # admitted, not yet settled: close() waits for them
 
@@ -213,12 +213,12 @@ class AccessServices:
         # 429 carries only Retry-After (X-RateLimit-* always describe the per-minute limit).
         try:
             grant.lease = await self.limiter.acquire_stream(
-                key.key_id, key.max_concurrent or self.settings.max_concurrent_streams
+                key.key_id, key.max_concurrent or self.settings.access.max_concurrent_streams
             )
         except LimitExceeded as exc:
             retry = exc.decision.headers().get("Retry-After", "1")
             raise ServiceError(exc.code, exc.message, headers={"Retry-After": retry}) from None
-        rate_limit = key.rate_limit_per_minute or self.settings.rate_limit_per_minute
+        rate_limit = key.rate_limit_per_minute or self.settings.access.rate_limit_per_minute
         decision: RateDecision = await self.limiter.check_rate(key.key_id, rate_limit)
         grant.headers.update({k: v for k, v in decision.headers().items() if k != "Retry-After"})
         if not decision.allowed:
@@ -354,7 +354,7 @@ class AccessServices:
             request_id=accounting.request_id, client_request_id=grant.client_request_id, speaker=request.voice.id,
             text_length=len(request.text), status="in_progress", key_id=grant.key_id, stream=request.stream,
             format=request.audio_format, sample_rate=request.sample_rate,
-            text=request.text if self.settings.log_request_text else None,
+            text=request.text if self.settings.usage.log_request_text else None,
             # Recovered as `interrupted` (the process died): claims nothing, so its settlement refunds everything
             # journaled for it.
             transport=accounting.transport,
@@ -371,7 +371,7 @@ class AccessServices:
             stream=request.stream, format=request.audio_format, sample_rate=request.sample_rate,
             temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,
             max_tokens=sampling.max_tokens, repetition_penalty=sampling.repetition_penalty, seed=sampling.seed,
-            text=request.text if self.settings.log_request_text else None,
+            text=request.text if self.settings.usage.log_request_text else None,
             text_chunked=outcome.job.plan.chunked, error_code=outcome.error_code, ttfb_ms=outcome.ttfb_ms,
             rtf=outcome.rtf, audio_duration_seconds=outcome.audio_seconds, credits_charged=credits,
             completed_at=utcnow(), chunks_retried=job.stats.chunks_retried, chunks_cut=job.stats.chunks_cut,

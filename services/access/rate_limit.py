@@ -462,7 +462,7 @@ class FallbackLimiter:
 
 def build_limiter(settings: Settings) -> Limiter:
     """Redis with per-container fallback when `redis_url` is set, else in-process (gauge 0)."""
-    if settings.redis_url:
-        return FallbackLimiter(RedisLimiter.from_url(settings.redis_url))
+    if settings.databases.redis_url:
+        return FallbackLimiter(RedisLimiter.from_url(settings.databases.redis_url))
     RATE_LIMIT_BACKEND_UP.set(0)
     return InProcessLimiter()

@@ -1,4 +1,4 @@
-"""Limits on what one client can make a server do with sockets, so that no client slows the others (issue 40).
+"""Limits on what one client can make a server do with sockets, so that no client slows the others.
 
   - `TokenBucket`: a rate with a burst; `take(cost)` answers at once, O(1), with no I/O.
   - `MessageLimiter`: one connection's messages per second and characters per second (two buckets), plus the

@@ -53,8 +53,8 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
 Calibrated on the simulated H100 (docs/benchmarks.md, `bench.simulate`): rule 4 is off by default
 (`max_codec_busy` = inf) and rule 3's cap is 1.2, above the whole device, on purpose: a stream's first-second windows
 cost ~3.5 decoded tokens per kept one, so while streams ramp up the measured cost per stream overstates what they cost
-later. The old caps (share 0.85, busy 1.0 ramp-scaled) admitted 111 of 250 offered at 16 kHz where the device
-carried 160-200 with no underrun; at 1.2 with the miss rule at a 30 ms grace (of the 100 ms prebuffer) and the ramp
+later. Tighter caps (share 0.85, busy 1.0 ramp-scaled) admit 111 of 250 offered at 16 kHz where the device
+carries 160-200 with no underrun; at 1.2 with the miss rule at a 30 ms grace (of the 100 ms prebuffer) and the ramp
 (rule 0), 137-149 of 250 and 156-176 of 600 (seeds 0-2), and no admitted stream underran in any case tried (48 kHz, 40
 preamble ids, 600 within 2 s or 30 s, LLM 0.005-0.056 ms/row); without rule 3 at all, 48 kHz streams and the
 40-preamble flood underran (19-48 streams).

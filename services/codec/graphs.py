@@ -1,18 +1,18 @@
 """CUDA graphs for the codec calls: one per (kind, length bucket, batch bucket), all in one memory pool.
 
 Why: an eager BiCodec call launches ~480 kernels and an AP-BWE window ~900, each from Python under one GIL
-(specs/gpu_serving.md §2); a replayed graph launches them in one go. A graph fixes its shapes, so the scheduler pads
-rows to a length bucket and the row count to a batch bucket (services/codec/scheduler.py); any other shape (a window
-longer than every bucket, a stream's true end, a row count outside the batch sizes) runs eager.
+(docs/reference/gpu-serving.md#eager-launch-cost); a replayed graph launches them in one go. A graph fixes its shapes,
+so the scheduler pads rows to a length bucket and the row count to a batch bucket (services/codec/scheduler.py); any
+other shape (a window longer than every bucket, a stream's true end, a row count outside the batch sizes) runs eager.
 
-Precision: a graph also fixes its kernels, so the TF32 switches are set only while a graph is captured and restored
-at once (core/numerics.py keeps them off process-wide); nothing is flipped while serving. Decode graphs default to
-TF32 (46 dB from fp32 on random weights at released size, 2.7x faster: specs/gpu_serving.md §1); SR graphs default
-to fp32 (TTS_CODEC_SR_PRECISION): streamed 48 kHz audio then equals the offline upsample within 1e-4, where AP-BWE's
-phase head (an atan2 in empty bins: core/exact_conv) amplifies rounding. TF32 AP-BWE measured 58 dB from fp32 and
-1.8x cheaper per sample on the H100 (random weights); the GPU kit's `scheduler` step measures its graphs against fp32
-ones. The eager fallback runs under the process switches (fp32), so a shape outside the buckets is fp32 whatever the
-graphs use.
+Precision: a graph also fixes its kernels, so the TF32 switches are set only while a graph is captured and restored at
+once (core/numerics.py keeps them off process-wide); nothing is flipped while serving. Decode graphs default to TF32
+(46 dB from fp32 on random weights at released size, 2.7x faster: docs/benchmarks.md, "GPU acceptance"); SR graphs
+default to fp32 (TTS_CODEC_SR_PRECISION): streamed 48 kHz audio then equals the offline upsample within 1e-4, where
+AP-BWE's phase head (an atan2 in empty bins: core/exact_conv) amplifies rounding. TF32 AP-BWE measured 58 dB from fp32
+and 1.8x cheaper per sample on the H100 (random weights); the GPU kit's `scheduler` step measures its graphs against
+fp32 ones. The eager fallback runs under the process switches (fp32), so a shape outside the buckets is fp32 whatever
+the graphs use.
 
 Capture happens once, before serving (`CodecGraphs.capture_all`), within a wall-clock budget
 (TTS_CODEC_GRAPH_BUDGET_S): a container that takes minutes to become ready delays every scale-up. The order is

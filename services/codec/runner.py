@@ -243,6 +243,7 @@ class ModelRunner:
         else:
             x_device = self._to_device(x, None)
             _record(events, 0)
+            assert self.sr is not None  # run_sync refuses an SR call without the model
             result = self.sr.enhance_batch(x_device)
         _record(events, 1)
         return self._to_host(result[:n], "sr_out")

@@ -1,9 +1,9 @@
 """The codec scheduler: every stream's decode and super-resolution windows, run earliest-deadline-first as a few
 batched, bucketed calls on one device.
 
-Why this shape (specs/gpu_serving.md §2-3): per-chunk thread hops, equal-length-only batching and shortest-first
-order made the service carry ~8 streams on a GPU whose codec carries hundreds. Here a stream's window is one
-awaitable; the scheduler owns the order and the batch:
+Why this shape (docs/reference/gpu-serving.md#scheduling-the-codec): per-chunk thread hops, equal-length-only
+batching and shortest-first order hold a service to ~8 streams on a GPU whose codec carries hundreds. Here a stream's
+window is one awaitable; the scheduler owns the order and the batch:
 
 - **Deadline order.** A window's deadline is when its stream's audio runs out at real-time playback
   (its playback clock's `deadline()`): a new stream's first window gets one from its arrival, so it goes first, and a stream

@@ -3,11 +3,12 @@ request can continue it (request stitching: `previous_request_ids`) or keep its 
 `POST /v1/audio/voices {"from_request_id"}`).
 
 Stitching: the new request speaks with the previous request's exact globals, and its prompt is Spark's continuation
-prompt (spec §3.2 c) with the previous request's last `TTS_CONTINUITY_PREFIX_S` seconds as the reference: those words
-before the new text in the content, their semantic ids after `<|start_semantic_token|>`. The model goes on from
-there, so tempo and pitch carry over; only the new tokens are decoded. Several previous requests (oldest first, at
-most 3) give their tails in order, cut to the same bound from the end. A previous request that is unknown, expired,
-another key's, failed or still running is refused (404 / 409 naming `previous_request_ids`), never skipped.
+prompt (docs/reference/spark-tts.md#prompts) with the previous request's last `TTS_CONTINUITY_PREFIX_S` seconds as the
+reference: those words before the new text in the content, their semantic ids after `<|start_semantic_token|>`. The
+model goes on from there, so tempo and pitch carry over; only the new tokens are decoded. Several previous requests
+(oldest first, at most 3) give their tails in order, cut to the same bound from the end. A previous request that is
+unknown, expired, another key's, failed or still running is refused (404 / 409 naming `previous_request_ids`), never
+skipped.
 
 `previous_text` and `next_text` are accepted and never spoken: the Spark prompt has no slot for text that is not
 spoken (all content text is read out), and text without its speech tokens cannot condition the continuation. With
@@ -64,8 +65,8 @@ class Continuity:
         self.settings = settings
         self.models = models
         self.store = store
-        self.retention = timedelta(seconds=settings.continuity_retention_s)
-        self.prefix_tokens = int(settings.continuity_prefix_s * SEMANTIC_PER_SECOND)
+        self.retention = timedelta(seconds=settings.continuity.continuity_retention_s)
+        self.prefix_tokens = int(settings.continuity.continuity_prefix_s * SEMANTIC_PER_SECOND)
         # Jobs of this process not yet remembered: a lookup for one of these says "still running" (409). A job that
         # never ran (its request failed after planning) counts as running for at most the request deadline.
         self._running: dict[str, tuple[str, SynthesisJob, float]] = {}
@@ -115,7 +116,7 @@ class Continuity:
             self._running.pop(request_id, None)
 
     def _is_running(self, job: SynthesisJob, tracked_at: float) -> bool:
-        return not job.ended and time.monotonic() - tracked_at < self.settings.request_deadline_s
+        return not job.ended and time.monotonic() - tracked_at < self.settings.limits.request_deadline_s
 
     # ------------------------------------------------------------------ find
     async def find(self, request_id: str, key_id: str | None, param: str = PARAM) -> RecentRequest:
@@ -125,7 +126,7 @@ class Continuity:
                                "continue it once its audio has ended.", param)
         record = await self.store.get(request_id)
         if record is None or not record.owned_by(key_id):
-            raise request_not_found(request_id, param, self.settings.continuity_retention_s)
+            raise request_not_found(request_id, param, self.settings.continuity.continuity_retention_s)
         return record
 
     async def keep_voice_tokens(self, request_id: str, key_id: str | None) -> tuple[int, ...]:
@@ -162,8 +163,8 @@ class Continuity:
 def check_prefix_fits(resources: PipelineResources, voice: Voice) -> None:
     """The stitched prefix alone must leave room to speak a sentence (only a small TTS_MAX_MODEL_LEN does not)."""
     ids, _ = prompt_for(resources, "", voice, voice.global_tokens)
-    room = resources.settings.max_model_len - len(ids)
+    room = resources.settings.llm.max_model_len - len(ids)
     if room < REFERENCE_TEXT_ROOM:
         raise SynthesisError("TEXT_TOO_LONG", f"Invalid '{PARAM}': the previous requests' words and speech take "
-                             f"{len(ids)} of the model's {resources.settings.max_model_len} prompt tokens, leaving {room} "
+                             f"{len(ids)} of the model's {resources.settings.llm.max_model_len} prompt tokens, leaving {room} "
                              f"(at least {REFERENCE_TEXT_ROOM} are needed); stitch fewer requests.", PARAM)

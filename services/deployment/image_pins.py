@@ -4,8 +4,9 @@
     python services/deployment/image_pins.py [--without vllm,torch]   # requirements lines, one per package
 
 Image: vLLM 0.33 pins torch==2.14.0 and needs fastapi[standard]>=0.133,<0.137 and transformers>=5.16.1,<5.21
-(specs/modal_vllm.md B0). The rest are exact versions from a resolve of this list together with vllm==0.33.0
-for CPython 3.12 / manylinux_2_28 x86_64; pyproject.toml's ranges must admit every one of them (unit-tested).
+(docs/reference/modal-vllm.md#packaging). The rest are exact versions from a resolve of this list together with
+vllm==0.33.0 for CPython 3.12 / manylinux_2_28 x86_64; pyproject.toml's ranges must admit every one of them
+(unit-tested).
 """
 
 from __future__ import annotations

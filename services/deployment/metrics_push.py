@@ -58,7 +58,7 @@ class PushTarget:
     def from_settings(cls, settings: Settings) -> PushTarget | None:
         """None when pushing is off (TTS_METRICS_PUSH_URL empty). Raises ValueError on a URL that is not http(s),
         without repeating it (it may hold a password)."""
-        raw = settings.metrics_push_url.strip()
+        raw = settings.deployment.metrics_push_url.strip()
         if not raw:
             return None
         parts = urlsplit(raw)
@@ -68,10 +68,10 @@ class PushTarget:
         netloc = f"{host}:{parts.port}" if parts.port else host
         return cls(
             url=urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", "")),
-            job=settings.metrics_push_job,
-            instance=settings.metrics_push_instance.strip() or instance_name(),
-            interval_s=settings.metrics_push_interval_s,
-            linger_s=settings.metrics_push_linger_s,
+            job=settings.deployment.metrics_push_job,
+            instance=settings.deployment.metrics_push_instance.strip() or instance_name(),
+            interval_s=settings.deployment.metrics_push_interval_s,
+            linger_s=settings.deployment.metrics_push_linger_s,
             username=unquote(parts.username) if parts.username is not None else None,
             password=unquote(parts.password) if parts.password is not None else None,
         )

@@ -8,10 +8,11 @@ Standard library only at top level: `import app` must work anywhere (no torch), 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,39 +69,52 @@ def _env_list(environ: Mapping[str, str], name: str, default: str) -> tuple[str,
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+def _knob(default: Any, description: str) -> Any:
+    """A ModalConfig field with the description the settings table prints (scripts/settings_table.py)."""
+    return field(default=default, metadata={"description": description})
+
+
 @dataclass(frozen=True)
 class ModalConfig:
     """Modal-only knobs (never in shared/settings.py). Each field reads TTS_MODAL_<NAME>; see deploy/RUNBOOK.md."""
 
-    app_name: str = "veena3-tts"  # TTS_MODAL_APP_NAME
-    # TTS_MODAL_GPU: a type, or a fallback list "H100,A100-80GB". H100: the card the codec scheduler, admission and
-    # the cost model (bench/cost_models/h100-tf32.json) were sized on; another card carries an unmeasured count.
-    gpu: tuple[str, ...] = ("H100",)
-    cpu: float = 4.0  # TTS_MODAL_CPU: physical cores requested
-    memory_mb: int = 16384  # TTS_MODAL_MEMORY_MB: RAM request in MiB
-    min_containers: int = 1  # TTS_MODAL_MIN_CONTAINERS: kept warm even when idle
-    max_containers: int = 10  # TTS_MODAL_MAX_CONTAINERS: hard ceiling
-    buffer_containers: int = 2  # TTS_MODAL_BUFFER_CONTAINERS: idle extras kept while under load
-    scaledown_window: int = 180  # TTS_MODAL_SCALEDOWN_WINDOW: idle seconds before a container stops (2..3600)
-    # TTS_MODAL_TIMEOUT: per-input limit in seconds. One HTTP stream or one WebSocket connection is one input, so
-    # this bounds the longest request and session; the container's text limit is derived from it (see below).
-    timeout: int = 3600
-    startup_timeout: int = 1200  # TTS_MODAL_STARTUP_TIMEOUT: model load + vLLM compile + warm-up limit
+    app_name: str = _knob("veena3-tts", "Modal app name (the request-log spool volume is named after it).")
+    # H100: the card the codec scheduler, admission and the cost model (bench/cost_models/h100-tf32.json) were sized
+    # on; another card carries an unmeasured count.
+    gpu: tuple[str, ...] = _knob(("H100",), "GPU type; a comma list (H100,A100-80GB) is a fallback order. H100 is "
+                                 "what the codec scheduler, admission and the cost model were sized on; on another "
+                                 "card size the inputs from its own measure (deploy/RUNBOOK.md).")
+    cpu: float = _knob(4.0, "Physical cores requested.")
+    memory_mb: int = _knob(16384, "RAM request in MiB.")
+    min_containers: int = _knob(1, "Containers kept warm even when idle (0: scale to zero, cold starts).")
+    max_containers: int = _knob(10, "Hard ceiling on containers.")
+    buffer_containers: int = _knob(2, "Idle extra containers kept while under load.")
+    scaledown_window: int = _knob(180, "Idle seconds before a container stops (2..3600).")
+    # One HTTP stream or one WebSocket connection is one input, so this bounds the longest request and session; the
+    # container's text limit is derived from it (MIN_CHARS_PER_SECOND below).
+    timeout: int = _knob(3600, "Per-input limit in seconds: one HTTP stream or one WebSocket connection is one input "
+                         "and is cut at this time. The container lowers TTS_MAX_TEXT_CHARS to timeout x 14 "
+                         "characters/s when it would allow longer texts.")
+    startup_timeout: int = _knob(1200, "Seconds for model load + vLLM compile + warm-up.")
     # Inputs (an HTTP request or a WebSocket connection each) per container. Admission, not this cap, decides how many
     # streams one GPU carries (it refuses past the measured headroom), so the cap only bounds what the engine and one
     # API process hold: 128 requests x 2 generations (a long text prefetches its next chunk's) = TTS_MAX_NUM_SEQS
     # (256). The target is where Modal adds a container: under what the H100 model holds at steady load before
     # admission starts refusing (~100 concurrent 16 kHz streams at the measured LLM cost, bench/sim_alerts.py), so
-    # containers are added before callers get 503s. 12 / 8 (until 2026-11-24) left a GPU sized for hundreds at 8.
-    max_inputs: int = 128  # TTS_MODAL_MAX_INPUTS: concurrent requests per container (hard)
-    target_inputs: int = 64  # TTS_MODAL_TARGET_INPUTS: concurrency the autoscaler aims for
-    snapshot: str = "off"  # TTS_MODAL_SNAPSHOT: off | cpu | gpu (alpha; see RUNBOOK)
-    volume: str = "veena3-models"  # TTS_MODAL_VOLUME: model volume, mounted at /models
-    secrets: tuple[str, ...] = ("veena3-secrets",)  # TTS_MODAL_SECRETS: comma list of Modal secret names
-    model_subdir: str = "Spark-TTS-0.5B"  # TTS_MODAL_MODEL_SUBDIR: checkpoint directory inside the volume
-    sr_subdir: str = "ap_bwe/16kto48k"  # TTS_MODAL_SR_SUBDIR: AP-BWE directory inside the volume
-    region: tuple[str, ...] = ()  # TTS_MODAL_REGION: comma list; empty = anywhere
-    vllm_cache_volume: str = ""  # TTS_MODAL_VLLM_CACHE_VOLUME: volume for vLLM compile caches; "" = none
+    # containers are added before callers get 503s.
+    max_inputs: int = _knob(128, "Concurrent requests per container (hard cap; a WebSocket connection is one, idle "
+                            "or not).")
+    target_inputs: int = _knob(64, "Concurrency the autoscaler aims for before adding containers.")
+    snapshot: str = _knob("off", "Memory snapshots: off, cpu or gpu (alpha; deploy/RUNBOOK.md).")
+    volume: str = _knob("veena3-models", "Model volume, mounted at /models; never created by a deploy (a mistyped "
+                        "name fails it).")
+    secrets: tuple[str, ...] = _knob(("veena3-secrets",), "Comma list of Modal secret names (the service's TTS_* "
+                                     "settings).")
+    model_subdir: str = _knob("Spark-TTS-0.5B", "Checkpoint directory inside the volume.")
+    sr_subdir: str = _knob("ap_bwe/16kto48k", "AP-BWE directory inside the volume.")
+    region: tuple[str, ...] = _knob((), "Comma list of regions, e.g. us-east; empty: anywhere.")
+    vllm_cache_volume: str = _knob("", "Volume for vLLM's compile cache (/root/.cache/vllm): faster cold starts; "
+                                   "empty: none.")
 
     def __post_init__(self) -> None:
         if not self.gpu:
@@ -125,8 +139,20 @@ class ModalConfig:
                 raise DeploymentConfigError(f"{name}={sub!r} must be a relative path inside the volume")
 
     @classmethod
+    def variables(cls) -> dict[str, str]:
+        """TTS_MODAL_<NAME> -> field name, for every field."""
+        return {f"TTS_MODAL_{f.name.upper()}": f.name for f in fields(cls)}
+
+    @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ModalConfig:
         env = os.environ if environ is None else environ
+        known = sorted(name.removeprefix("TTS_MODAL_") for name in cls.variables())
+        for key in sorted(env):  # a mistyped knob would otherwise deploy with the default, silently
+            name = key.upper()
+            if name.startswith("TTS_MODAL_") and name.removeprefix("TTS_MODAL_") not in known:
+                close = difflib.get_close_matches(name.removeprefix("TTS_MODAL_"), known, n=1, cutoff=0.75)
+                logger.warning("%s names no Modal setting and is ignored%s", key,
+                               f" (did you mean TTS_MODAL_{close[0]}?)" if close else "")
         d = cls()
         return cls(
             app_name=_env_str(env, "TTS_MODAL_APP_NAME", d.app_name),
@@ -211,21 +237,21 @@ def _env_is_set(environ: Mapping[str, str], field: str) -> bool:
 
 def check_container_settings(settings: Settings) -> None:
     """Refuse configurations that must not take traffic on Modal (raises DeploymentConfigError)."""
-    if not settings.auth_enabled:
+    if not settings.access.auth_enabled:
         raise DeploymentConfigError(
             "TTS_AUTH_ENABLED=false is refused on Modal: the endpoint is public. Remove it from the secret / "
             "environment (auth can only be switched off for local development)."
         )
-    if settings.key_backend == "static" and not settings.api_keys.strip() and settings.api_keys_file is None:
+    if settings.access.key_backend == "static" and not settings.access.api_keys.strip() and settings.access.api_keys_file is None:
         raise DeploymentConfigError(
             "no API keys configured: every request would get 401. Set TTS_API_KEYS (comma-separated) in the "
             "Modal secret, or TTS_KEY_BACKEND=postgres|supabase with TTS_DATABASE_URL or TTS_SUPABASE_URL/KEY."
         )
-    if settings.key_backend == "postgres" and not settings.database_url:
+    if settings.access.key_backend == "postgres" and not settings.databases.database_url:
         raise DeploymentConfigError("TTS_KEY_BACKEND=postgres needs TTS_DATABASE_URL in the Modal secret")
-    if settings.key_backend == "supabase" and not (settings.supabase_url and settings.supabase_key):
+    if settings.access.key_backend == "supabase" and not (settings.databases.supabase_url and settings.databases.supabase_key):
         raise DeploymentConfigError("TTS_KEY_BACKEND=supabase needs TTS_SUPABASE_URL and TTS_SUPABASE_KEY")
-    if settings.voice_store == "file":
+    if settings.voices.voice_store == "file":
         raise DeploymentConfigError(
             "TTS_VOICE_STORE=file is refused on Modal: a container's files vanish when it stops and no other container "
             "sees them, so saved voices would be lost. Use postgres or supabase (or none: no saved voices)."
@@ -249,17 +275,17 @@ def container_settings(cfg: ModalConfig) -> Settings:
     if cfg.snapshot == "gpu":
         overrides["vllm_sleep_mode"] = True  # vLLM must release its KV cache before the GPU snapshot
     settings = Settings(**overrides)
-    if settings.voice_store == "auto" and settings.resolved_voice_store == "file":
+    if settings.voices.voice_store == "auto" and settings.resolved_voice_store == "file":
         # auto would keep voices in the container's own files (lost on scale-down, invisible to the others).
         logger.warning("no database for the voice library: voices cannot be saved on this deployment (per-request "
                        "cloning still works); set TTS_DATABASE_URL or TTS_SUPABASE_URL/KEY to keep them")
         settings = settings.model_copy(update={"voice_store": "none"})
     check_container_settings(settings)
     longest = cfg.timeout * MIN_CHARS_PER_SECOND
-    if settings.max_text_chars > longest:
+    if settings.limits.max_text_chars > longest:
         logger.warning(
             "text limit lowered to what the Modal timeout allows",
-            extra={"max_text_chars": longest, "configured": settings.max_text_chars, "timeout_s": cfg.timeout},
+            extra={"max_text_chars": longest, "configured": settings.limits.max_text_chars, "timeout_s": cfg.timeout},
         )
         settings = settings.model_copy(update={"max_text_chars": longest})
     return settings
@@ -326,8 +352,8 @@ class ContainerLifecycle:
         logger.info(
             "container configured",
             extra={
-                "model_dir": str(self.settings.model_dir),
-                "engine": self.settings.engine,
+                "model_dir": str(self.settings.model.model_dir),
+                "engine": self.settings.llm.engine,
                 "snapshot": self.cfg.snapshot,
             },
         )

@@ -2,12 +2,13 @@
 
     python -m services.deployment.pin_voices MODEL_DIR [--voices Asha,Bittu] [--seed 0] [--out MODEL_DIR/voices.json]
 
-A style or speaker-prefix voice lets the model choose the 32 global (timbre) tokens on every request, so its
-timbre drifts between requests and every request waits ~34 decode steps for them. Pinned, the voice's prompt
-carries those globals: for a fine-tuned speaker that is exactly the trained sequence
+A style or speaker-prefix voice lets the model choose the 32 global (timbre) tokens on every request, so its timbre
+drifts between requests and every request waits ~34 decode steps for them. Pinned, the voice's prompt carries those
+globals: for a fine-tuned speaker that is exactly the trained sequence
 `<|task_tts|><|start_content|>Name: text<|end_content|><|start_global_token|>{32 globals}<|end_global_token|>`
-(specs/first_contact.md §2), one timbre on every request and no global-token steps. Uses the engine the settings
-name (TTS_ENGINE; vLLM on a GPU, transformers on a CPU). Voices that already have globals are left as they are.
+(docs/reference/spark-tts.md#the-fine-tune-layout), one timbre on every request and no global-token steps. Uses the
+engine the settings name (TTS_ENGINE; vLLM on a GPU, transformers on a CPU). Voices that already have globals are
+left as they are.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ async def warm_up(runtime: ModelRuntime) -> None:
 
 def warmup_step_for(settings: Settings) -> Callable[[ModelRuntime], Awaitable[None]]:
     """What the runtime runs as its warm-up: the plain pipeline warm-up, or warm-up and pinning."""
-    return warm_up_and_pin if settings.pin_voices_at_start else warm_up
+    return warm_up_and_pin if settings.deployment.pin_voices_at_start else warm_up
 
 
 def write_voices_json(path: Path, document: dict) -> None:

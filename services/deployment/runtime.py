@@ -106,9 +106,9 @@ class ModelRuntime:
         self.state = RuntimeState.STARTING
         self.error: str | None = None
         self.started_at = time.monotonic()
-        self.device = resolve_device(settings.device)
+        self.device = resolve_device(settings.model.device)
         # Must happen before asyncio's worker threads exist: set_num_threads does not reach running threads.
-        threads = settings.torch_threads or (1 if self.device == "cpu" else None)
+        threads = settings.model.torch_threads or (1 if self.device == "cpu" else None)
         if threads:
             torch.set_num_threads(threads)
         # numpy's BLAS on one thread: its products here are small (the output resampler's, audio/polyphase.py), and
@@ -137,7 +137,7 @@ class ModelRuntime:
         # What start-up's CUDA graph capture did (CodecGraphs.status()); None without graphs (CPU, or switched off).
         self.codec_graph_status: dict[str, Any] | None = None
         self.sr_error: str | None = None
-        self.model_version = settings.model_version or "unknown"
+        self.model_version = settings.model.model_version or "unknown"
         self.load_seconds: float | None = None
         self.speaker_vectors: SpeakerVectors | None = None  # d-vectors per voice, made once BiCodec loads
         self._reference_encoder: Any = None
@@ -165,11 +165,11 @@ class ModelRuntime:
         return self.sr is not None
 
     def _model_dir(self) -> Path:
-        if self.settings.model_dir is not None:
-            return self.settings.model_dir
+        if self.settings.model.model_dir is not None:
+            return self.settings.model.model_dir
         from core.demo.checkpoint import build_demo_checkpoint
 
-        return build_demo_checkpoint(self.settings.demo_dir, seed=self.settings.demo_seed)
+        return build_demo_checkpoint(self.settings.model.demo_dir, seed=self.settings.model.demo_seed)
 
     def load_models(self) -> None:
         """Blocking: validate the directory and load tokenizer, voices, BiCodec and AP-BWE (not the LLM engine)."""
@@ -187,9 +187,9 @@ class ModelRuntime:
                 "Serving the DEMO checkpoint: random weights, the audio will be noise. "
                 "Point TTS_MODEL_DIR at a Spark-TTS-0.5B directory for real speech."
             )
-            self.model_version = self.settings.model_version or f"demo-{self.settings.demo_seed}"
+            self.model_version = self.settings.model.model_version or f"demo-{self.settings.model.demo_seed}"
         else:
-            self.model_version = self.settings.model_version or f"spark-tts/{self.checkpoint.name}"
+            self.model_version = self.settings.model.model_version or f"spark-tts/{self.checkpoint.name}"
         metrics.DEMO_MODEL.set(1 if self.checkpoint.is_demo else 0)
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.checkpoint.llm_dir))
         self.layout = VocabLayout.from_tokenizer(self.tokenizer)
@@ -198,7 +198,7 @@ class ModelRuntime:
         if self.checkpoint.voices_file is not None:
             self.voices = VoiceRegistry.from_file(self.checkpoint.voices_file)
         elif self.checkpoint.layout == "finetune":
-            self.voices = VoiceRegistry.for_finetune(self.settings.finetune_speakers.split(","))
+            self.voices = VoiceRegistry.for_finetune(self.settings.voices.finetune_speakers.split(","))
         else:
             self.voices = VoiceRegistry.builtin()
         logger.info(
@@ -206,12 +206,12 @@ class ModelRuntime:
             extra={"layout": self.checkpoint.layout, "llm_dir": str(self.checkpoint.llm_dir),
                    "bicodec_dir": str(self.checkpoint.bicodec_dir),
                    "voices_file": str(self.checkpoint.voices_file) if self.checkpoint.voices_file else None,
-                   "voices": self.voices.ids, "sr_dir": str(self.settings.resolved_sr_dir)},
+                   "voices": self.voices.ids, "sr_dir": str(self.settings.model.resolved_sr_dir)},
         )
-        if self.settings.openai_voice_map:
+        if self.settings.voices.openai_voice_map:
             # A custom (library) voice id is owned by one key: it is looked up per request (SpeechService.voice),
             # so only built-in targets go into the registry.
-            mapped = {name.casefold(): target for name, target in self.settings.openai_voice_map.items()}
+            mapped = {name.casefold(): target for name, target in self.settings.voices.openai_voice_map.items()}
             self.openai_custom_voices = {name: t for name, t in mapped.items() if is_custom_voice_id(t)}
             self.voices = self.voices.with_openai_voices({**self.voices.openai_overrides, **{
                 name: t for name, t in mapped.items() if name not in self.openai_custom_voices}})
@@ -220,10 +220,10 @@ class ModelRuntime:
         self._load_sr()
         prepare_output_filters()  # every stream's resampler filter, designed here rather than on its first push
         self.build_codec_scheduler()
-        if self.settings.align_method == "ctc":  # a bad model directory stops start-up: timestamps were asked for
+        if self.settings.text.align_method == "ctc":  # a bad model directory stops start-up: timestamps were asked for
             from core.align.ctc import load_aligners
 
-            self.aligner = load_aligners(self.settings.align_ctc_model, self.device)
+            self.aligner = load_aligners(self.settings.text.align_ctc_model, self.device)
             for aligner in self.aligner.values():  # forward passes run as the scheduler's device work
                 aligner.run_forward = self._align_on_device
         self.load_seconds = time.perf_counter() - started
@@ -244,7 +244,7 @@ class ModelRuntime:
         if self._serves_a_gpu():
             policy = SchedulerPolicy()
         else:
-            policy = SchedulerPolicy.for_cpu(self.settings.codec_cpu_calls or os.cpu_count() or 1)
+            policy = SchedulerPolicy.for_cpu(self.settings.codec.codec_cpu_calls or os.cpu_count() or 1)
         # The wave generator runs on each window's kept tokens and the loaded decoder's reach, not its whole context.
         policy = replace(policy, decode_reach=self.bicodec.wave_reach_tokens)
         old = self.codec_scheduler
@@ -254,11 +254,11 @@ class ModelRuntime:
         self.codec_scheduler = CodecScheduler(runner, policy)
         # The LLM's pace counts per generating request; the engine is built after the codec, hence the late lookup.
         self.admission = None if not self._admission_on() else Admission(
-            self.codec_scheduler, max_wait_s=self.settings.admission_max_wait_ms / 1000.0,
+            self.codec_scheduler, max_wait_s=self.settings.codec.admission_max_wait_ms / 1000.0,
             generating=lambda: len(self.engine.active_requests()) if self.engine is not None else 0)
 
     def _admission_on(self) -> bool:
-        mode = self.settings.admission
+        mode = self.settings.codec.admission
         if mode != "auto":
             return mode == "on"
         return self._serves_a_gpu()
@@ -272,7 +272,7 @@ class ModelRuntime:
         (capture moves the TF32 switches for its duration), the most used first, within TTS_CODEC_GRAPH_BUDGET_S.
         Shapes not captured (over the budget, or a capture that failed) serve eager: slower, same audio."""
         self.codec_graph_status = None
-        if not (self.device.startswith("cuda") and self.settings.codec_cuda_graphs):
+        if not (self.device.startswith("cuda") and self.settings.codec.codec_cuda_graphs):
             return None
         from services.codec.graphs import CodecGraphs, GraphPlan
         from services.codec.windows import WindowKind
@@ -280,8 +280,8 @@ class ModelRuntime:
         kinds: tuple[WindowKind, ...] = ("decode", "sr") if self.sr is not None else ("decode",)
         try:
             graphs = CodecGraphs(self.bicodec, self.sr, GraphPlan.from_policy(policy, kinds),
-                                 sr_precision=self.settings.codec_sr_precision)
-            graphs.capture_all(budget_s=self.settings.codec_graph_budget_s)
+                                 sr_precision=self.settings.codec.codec_sr_precision)
+            graphs.capture_all(budget_s=self.settings.codec.codec_graph_budget_s)
         except Exception:  # noqa: BLE001 - graphs are an optimisation; the eager path serves the same audio
             logger.exception("CUDA graph capture failed; the codec runs eager")
             return None
@@ -298,11 +298,11 @@ class ModelRuntime:
         return graphs
 
     def _load_sr(self) -> None:
-        if not self.settings.sr_enabled:
+        if not self.settings.model.sr_enabled:
             self.sr_error = "disabled by TTS_SR_ENABLED=false"
             metrics.SR_READY.set(0)
             return
-        sr_dir = self.settings.resolved_sr_dir
+        sr_dir = self.settings.model.resolved_sr_dir
         try:
             from core.apbwe import SuperResolution
 
@@ -330,7 +330,7 @@ class ModelRuntime:
         if self.engine_factory is not None:
             self.engine = await asyncio.to_thread(self.engine_factory, self)
         else:
-            self.engine = await asyncio.to_thread(create_engine, self.settings.engine, self.checkpoint.llm_dir,
+            self.engine = await asyncio.to_thread(create_engine, self.settings.llm.engine, self.checkpoint.llm_dir,
                                                   self.settings)
 
     async def start(self) -> None:
@@ -341,7 +341,7 @@ class ModelRuntime:
             self.codec_scheduler.start()  # on the serving loop
             await self.create_engine()
             metrics.MODEL_LOADED.set(1)
-            if self.settings.warmup and self.warmup_step is not None:
+            if self.settings.deployment.warmup and self.warmup_step is not None:
                 self.state = RuntimeState.WARMING
                 try:
                     await self.warmup()
@@ -357,7 +357,7 @@ class ModelRuntime:
             logger.info(
                 "runtime ready",
                 extra={"load_seconds": round(self.load_seconds, 2), "model_version": self.model_version,
-                       "engine": self.settings.engine, "device": self.device, "sr_ready": self.sr_ready},
+                       "engine": self.settings.llm.engine, "device": self.device, "sr_ready": self.sr_ready},
             )
         except Exception as exc:  # noqa: BLE001 - any load failure must surface in health, not crash the server
             self.state = RuntimeState.FAILED
@@ -437,7 +437,7 @@ class ModelRuntime:
     # ----------------------------------------------------------------------------- health
     def health(self) -> HealthReport:
         if self.state == RuntimeState.READY:
-            status = "degraded" if (self.sr is None and self.settings.sr_enabled) else "healthy"
+            status = "degraded" if (self.sr is None and self.settings.model.sr_enabled) else "healthy"
         elif self.state in (RuntimeState.FAILED, RuntimeState.UNHEALTHY, RuntimeState.STOPPED):
             status = "unhealthy"
         else:
@@ -450,7 +450,7 @@ class ModelRuntime:
             demo_model=self.is_demo,
             sr_ready=self.sr_ready,
             sr_error=self.sr_error,
-            engine=self.settings.engine,
+            engine=self.settings.llm.engine,
             device=self.device,
             gpu_available=torch.cuda.is_available(),
             uptime_seconds=round(time.monotonic() - self.started_at, 3),

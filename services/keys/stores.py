@@ -184,8 +184,8 @@ class StaticKeyStore(KeyStore):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StaticKeyStore:
-        store = cls.from_file(settings.api_keys_file) if settings.api_keys_file else cls()
-        for raw in settings.api_keys.split(","):
+        store = cls.from_file(settings.access.api_keys_file) if settings.access.api_keys_file else cls()
+        for raw in settings.access.api_keys.split(","):
             if raw.strip():
                 store.add_plain_key(raw.strip(), owner="static")
         return store

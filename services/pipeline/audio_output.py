@@ -75,9 +75,9 @@ class AudioOutput:
         self.bwe_applied = self.bwe_stream is not None
         self.sr_lead = sr_lead and self.bwe_applied and time_stretch == 1.0  # speed reshapes the audio after the guess
         source_rate = BWE_RATE if self.bwe_applied else NATIVE_RATE
-        self.joiner = ChunkJoiner(int(round(settings.crossfade_ms * NATIVE_RATE / 1000)))
+        self.joiner = ChunkJoiner(int(round(settings.text.crossfade_ms * NATIVE_RATE / 1000)))
         self.resampler = StreamingResampler(source_rate, sample_rate)
-        self.frames = FrameBuffer(max(1, sample_rate * settings.frame_ms // 1000))
+        self.frames = FrameBuffer(max(1, sample_rate * settings.stream.frame_ms // 1000))
         self.encoder = create_encoder(audio_format, sample_rate, streaming=stream)
         self._stream = stream
         self._first_out = False

@@ -88,12 +88,12 @@ def speech_limit_tokens(characters: int, max_s_per_char: float, slack_s: float) 
 
 def guard_config(settings: Settings) -> GuardConfig:
     return GuardConfig(
-        mode=settings.guard_mode, modes=dict(settings.guard_modes),
-        length_max_ratio=settings.guard_length_max_ratio, length_slack_s=settings.guard_length_slack_s,
-        length_min_ratio=settings.guard_length_min_ratio, loop_window=settings.guard_loop_window,
-        loop_min_tokens=min(100, settings.guard_loop_window), loop_max_repeat_share=settings.guard_loop_max_repeat_share,
-        silence_db=settings.guard_silence_db, silence_max_s=settings.guard_silence_max_s,
-        align_min_score=settings.guard_align_min_score, align_max_missing=settings.guard_align_max_missing,
+        mode=settings.guards.guard_mode, modes=dict(settings.guards.guard_modes),
+        length_max_ratio=settings.guards.guard_length_max_ratio, length_slack_s=settings.guards.guard_length_slack_s,
+        length_min_ratio=settings.guards.guard_length_min_ratio, loop_window=settings.guards.guard_loop_window,
+        loop_min_tokens=min(100, settings.guards.guard_loop_window), loop_max_repeat_share=settings.guards.guard_loop_max_repeat_share,
+        silence_db=settings.guards.guard_silence_db, silence_max_s=settings.guards.guard_silence_max_s,
+        align_min_score=settings.guards.guard_align_min_score, align_max_missing=settings.guards.guard_align_max_missing,
     )
 
 
@@ -158,10 +158,10 @@ class GuardPolicy:
 
     def __init__(self, settings: Settings, stats: PipelineStats, request_id: str) -> None:
         self.config = guard_config(settings)
-        self.max_tries = settings.guard_max_tries
-        self.fade_samples = round(settings.guard_fade_ms * 16)  # 16 kHz
-        self.max_s_per_char = settings.max_audio_s_per_char
-        self.slack_s = settings.max_audio_slack_s
+        self.max_tries = settings.guards.guard_max_tries
+        self.fade_samples = round(settings.guards.guard_fade_ms * 16)  # 16 kHz
+        self.max_s_per_char = settings.limits.max_audio_s_per_char
+        self.slack_s = settings.limits.max_audio_slack_s
         self.stats = stats
         self.request_id = request_id
         # Audio is held back (non-streamed requests) only where a guard may retry the chunk.

@@ -153,7 +153,7 @@ class AudioFlowMonitor:
     @classmethod
     def from_settings(cls, settings: Any) -> AudioFlowMonitor:
         return cls(
-            crossfade_samples=round(NATIVE_RATE * settings.crossfade_ms / 1000.0), frame_ms=settings.frame_ms
+            crossfade_samples=round(NATIVE_RATE * settings.text.crossfade_ms / 1000.0), frame_ms=settings.stream.frame_ms
         )
 
     def _reset_state(self) -> None:

@@ -15,6 +15,7 @@ WebSocket utterances get their text in pieces, so they take steps 1-2 here and p
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
     from services.pipeline.resources import ModelSource
     from services.pipeline.timestamps import TimestampsKind
     from shared.settings import Settings
+
+logger = logging.getLogger("services.pipeline.speech")
 
 # Texts up to this long are planned on the event loop (~2.3 us per character here: under 1 ms), longer ones in a
 # worker thread. Under load a hop to a worker costs up to a GIL switch interval (5 ms) of first-audio latency, more
@@ -145,7 +148,7 @@ class SpeechService:
         if not self.models.ready:
             raise SynthesisError("MODEL_NOT_LOADED", "The model is not ready yet (state: "
                                  f"{self.models.state_name}); retry shortly.", retry_after=5)
-        BACKLOG.check(self.settings.shed_first_audio_s)  # SERVER_OVERLOADED before queueing behind a backlog
+        BACKLOG.check(self.settings.access.shed_first_audio_s)  # SERVER_OVERLOADED before queueing behind a backlog
         if admit:
             await self.admit(key_id)
 
@@ -160,12 +163,16 @@ class SpeechService:
             return
         decision = await admission.admit(key=key_id)
         if not decision.admit:
+            # Every refusal with its rule (the metric counts them; the log says which stream and why).
+            logger.warning("admission_refused", extra={"event": "admission_refused", "rule": decision.rule,
+                                                       "reason": decision.reason,
+                                                       "retry_after_s": decision.retry_after_s})
             raise SynthesisError("SERVER_OVERLOADED", f"This server is at capacity ({decision.reason}); retry "
                                  "shortly or on another server.", retry_after=max(1, int(decision.retry_after_s)))
 
     def check_text_length(self, text: str) -> None:
         """The deployment's per-request limit (TTS_MAX_TEXT_CHARS), before anything else is looked at."""
-        limit = self.settings.max_text_chars
+        limit = self.settings.limits.max_text_chars
         if len(text) > limit:
             raise SynthesisError("TEXT_TOO_LONG", f"Invalid 'text': at most {limit} characters per request on this "
                                  f"deployment, got {len(text)}; split the text.", "text")
@@ -220,7 +227,7 @@ class SpeechService:
             request_id=request_id, text=speech.text, voice=voice, sampling=speech.sampling,
             audio_format=speech.audio_format, sample_rate=speech.sample_rate,
             want_sr=speech.wants_bandwidth_extension, stream=speech.stream, normalize=speech.normalize,
-            chunking=speech.chunking, latency=speech.latency or self.settings.default_latency,
+            chunking=speech.chunking, latency=speech.latency or self.settings.stream.default_latency,
             normalize_verbose=speech.normalize_verbose, time_stretch=time_stretch_for(voice, speech.speed),
             timestamps=speech.timestamps, cache_scope=f"key:{key_id}" if private and key_id else None, key_id=key_id,
         )
@@ -237,11 +244,11 @@ class SpeechService:
         check_words_speakable(plan)
         if buffered:
             estimate = estimated_audio_bytes(len(plan.text), speech.audio_format, speech.sample_rate)
-            if estimate > settings.max_buffered_audio_mb * 2**20:
+            if estimate > settings.limits.max_buffered_audio_mb * 2**20:
                 raise SynthesisError(
                     "PAYLOAD_TOO_LARGE",
                     f"Invalid 'stream': this text makes about {estimate // 2**20} MiB of {speech.audio_format} "
-                    f"audio, more than a non-streaming response holds ({settings.max_buffered_audio_mb} MiB); "
+                    f"audio, more than a non-streaming response holds ({settings.limits.max_buffered_audio_mb} MiB); "
                     "send stream=true.", "stream")
         return plan
 

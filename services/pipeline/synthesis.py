@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.guards import Trip
+from core.guards.chunk import SAMPLES_PER_TOKEN
 from core.llm import SamplingConfig
 from core.streaming import DecodePlanner, LatencyPreference, PlannedWindow, StreamingConfig
 from core.tokens import NoSpeechError, TokenParser, TokenStreamError
@@ -74,6 +75,9 @@ PREAMBLE_TOKEN_ALLOWANCE = 64
 # Parsed deltas waiting between one generation and its decoder (an engine delta is usually 1-8 ids): about a
 # second of audio, so a held-up decoder stops generation soon rather than a whole text chunk later.
 TOKEN_QUEUE_ITEMS = 64
+# Audio a paced stream's client still holds when its next window is asked for: time for the window to be decoded and
+# sent under load before playback reaches the end (`python -m bench standin_load`: 32 streams, none underrun).
+PACE_FLOOR_S = 0.5
 _END = object()
 DECODE_STAGE_SECONDS = metrics.STAGE_SECONDS.labels("decode")  # bound once: `.labels()` takes a lock per call
 
@@ -108,7 +112,8 @@ class SynthesisRequest:
 
 def draw_seed() -> int:
     """A fresh seed for a request that gave none. vLLM seeds unseeded requests from the engine seed, so without
-    this every fresh container would repeat the same sequence of "random" voices (first_contact.md §5)."""
+    this every fresh container would repeat the same sequence of "random" voices
+    (docs/reference/spark-tts.md#sampling)."""
     return secrets.randbelow(2**31)
 
 
@@ -145,7 +150,7 @@ class SynthesisJob:
             plan = plan or TextPlan(text="", chunks=[], chunked=False)
         self.plan = plan or plan_text(
             request.text, normalize=request.normalize, chunking=request.chunking,
-            threshold=settings.chunking_threshold_chars, target=settings.chunk_target_chars,
+            threshold=settings.text.chunking_threshold_chars, target=settings.text.chunk_target_chars,
             unknown_tags=request.unknown_tags,
         )
         self.plan = TextPlan(self.plan.text, list(self.plan.chunks), self.plan.chunked)
@@ -172,7 +177,7 @@ class SynthesisJob:
         self.chain = AudioOutput(resources, audio_format=request.audio_format, sample_rate=request.sample_rate,
                                  stream=request.stream, want_bwe=request.want_sr, stats=self.stats,
                                  time_stretch=request.time_stretch, sr_lead=sr_lead)
-        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=settings.stream_queue_chunks)
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=settings.stream.stream_queue_chunks)
         self.global_tokens: tuple[int, ...] | None = (
             tuple(request.voice.global_tokens) if request.voice.global_tokens else None
         )
@@ -199,7 +204,7 @@ class SynthesisJob:
                 self.timestamps.add_text(request.text, " ".join(self.plan.chunks))
         # Continuity (services.continuity): the end of what this job spoke, and hooks awaited once all audio is
         # made, before the stream ends, so a client that has the whole stream can continue it at once.
-        self.spoken = SpokenTail(int(settings.continuity_prefix_s * SEMANTIC_PER_SECOND))
+        self.spoken = SpokenTail(int(settings.continuity.continuity_prefix_s * SEMANTIC_PER_SECOND))
         self.on_complete: list[Callable[[SynthesisJob], Awaitable[None]]] = []
         self.ended = False  # the producer has stopped (any outcome)
         for chunk in self.plan.chunks:
@@ -219,9 +224,9 @@ class SynthesisJob:
     def _sampling(self, prompt_len: int, run: ChunkRun, mode: str) -> SamplingConfig:
         s = self.request.sampling
         settings = self.resources.settings
-        room = max(16, settings.max_model_len - prompt_len)
+        room = max(16, settings.llm.max_model_len - prompt_len)
         # Runaway cap: the model sometimes never emits its stop id; the length guard's limit, when higher, acts first.
-        text_cap = max(int(len(run.text) * settings.max_tokens_per_char) + 100, run.guards.length.limit + 1)
+        text_cap = max(int(len(run.text) * settings.guards.max_tokens_per_char) + 100, run.guards.length.limit + 1)
         preamble = 2 if mode == "clone" else PREAMBLE_TOKEN_ALLOWANCE
         budget = max(1, min(s.max_tokens + preamble, room, text_cap))
         seed = draw_seed() if s.seed is None else retry_seed(s.seed, run.attempt)
@@ -229,8 +234,8 @@ class SynthesisJob:
             s, max_tokens=budget, seed=seed, cache_salt=self.request.cache_scope,
             stop_token_ids=tuple(self.resources.layout.stop_token_ids),
             # No allowed_token_ids: vLLM's GPU runner refuses more than 1,024 inside the engine step, which kills
-            # the engine (first_contact.md §1). The clone-mode parser drops every non-semantic id instead and
-            # counts them (veena3_tts_parser_ignored_tokens_total).
+            # the engine (docs/reference/modal-vllm.md#per-request-limits-of-the-gpu-runner). The clone-mode parser
+            # drops every non-semantic id instead and counts them (veena3_tts_parser_ignored_tokens_total).
         )
 
     async def _generate(self, run: ChunkRun, out: asyncio.Queue) -> None:
@@ -281,7 +286,7 @@ class SynthesisJob:
         stats, guards, spoken = self.stats, self.guards, self.spoken
         # The token counter is a locked metric: counted once per try (at its end) rather than per engine delta.
         generated_at_start = stats.llm_tokens
-        async with asyncio.timeout(resources.settings.generation_timeout_s):
+        async with asyncio.timeout(resources.settings.limits.generation_timeout_s):
             stream = resources.engine.stream(prompt_ids, sampling, request_id)
             try:
                 async for new_ids in stream:
@@ -346,23 +351,50 @@ class SynthesisJob:
         return out
 
     # ------------------------------------------------------------------ decode + audio chain
-    async def _pace(self) -> None:
-        """A streaming job waits while it is more than `stream_max_ahead_s` ahead of its client's playback."""
+    async def _pace(self, upcoming_s: float = 0.0) -> None:
+        """A streaming job waits until its client, playing in real time, would hold at most `stream_max_ahead_s`
+        of its audio once `upcoming_s` more (what it is about to send) arrives, but never until the client holds
+        less than `PACE_FLOOR_S`: a window longer than the setting (steady windows reach 4 s) must be decoded and
+        sent while the client still plays, or it runs dry. The client holds at most max(setting, window + floor)."""
         if self.request.stream and self.playback is not None:
-            await self.playback.pace(self.resources.settings.stream_max_ahead_s)
+            bound = max(PACE_FLOOR_S, self.resources.settings.stream.stream_max_ahead_s - upcoming_s)
+            await self.playback.pace(bound)
+
+    def _window_seconds(self, window: PlannedWindow) -> float:
+        return window.kept_tokens * SAMPLES_PER_TOKEN / NATIVE_RATE / self.request.time_stretch
+
+    def _paced_groups(self, windows: list[PlannedWindow]) -> list[list[PlannedWindow]]:
+        """A streaming job's windows in groups of at most half `stream_max_ahead_s` of audio each (at least one
+        window): while it waited for playback the engine kept generating, and the tokens it made meanwhile must not
+        reach the client as one message of several seconds. A job that is not paced decodes them together."""
+        if not self.request.stream:
+            return [windows]
+        step = self.resources.settings.stream.stream_max_ahead_s / 2
+        groups: list[list[PlannedWindow]] = [[]]
+        seconds = 0.0
+        for window in windows:
+            length = self._window_seconds(window)
+            if groups[-1] and seconds + length > step:
+                groups.append([])
+                seconds = 0.0
+            groups[-1].append(window)
+            seconds += length
+        return groups
 
     async def _decode_windows(self, planner: DecodePlanner, windows: list[PlannedWindow]) -> list[np.ndarray]:
-        """The windows' audio from the codec scheduler (submitted together: they may share one device call), taken
-        back by the planner in order (its crossfades)."""
-        if not windows:
-            return []
-        await self._pace()
-        assert self.handle is not None
-        started = time.perf_counter()
-        d = self._d_vector
-        kept = await self.handle.decode_all([DecodeWindow(w.ids, d, w.keep_start, w.keep_end) for w in windows])
-        DECODE_STAGE_SECONDS.observe(time.perf_counter() - started)
-        return [planner.take(w, audio) for w, audio in zip(windows, kept, strict=True)]
+        """The windows' audio from the codec scheduler (a group submitted together: they may share one device call),
+        taken back by the planner in order (its crossfades); each group waits for playback with its own audio
+        counted (`_pace`), so the client never holds much more than `stream_max_ahead_s`."""
+        out: list[np.ndarray] = []
+        for group in self._paced_groups(windows) if windows else []:
+            await self._pace(sum(self._window_seconds(w) for w in group))
+            assert self.handle is not None
+            started = time.perf_counter()
+            d = self._d_vector
+            kept = await self.handle.decode_all([DecodeWindow(w.ids, d, w.keep_start, w.keep_end) for w in group])
+            DECODE_STAGE_SECONDS.observe(time.perf_counter() - started)
+            out += [planner.take(w, audio) for w, audio in zip(group, kept, strict=True)]
+        return out
 
     async def _decode_push(self, run: ChunkRun, planner: DecodePlanner, semantic: list[int]) -> bytes:
         windows = planner.push(semantic)
@@ -576,7 +608,7 @@ class SynthesisJob:
     async def _produce(self) -> None:
         self._open_handle()
         try:
-            async with asyncio.timeout(self.resources.settings.request_deadline_s):
+            async with asyncio.timeout(self.resources.settings.limits.request_deadline_s):
                 await self._produce_all()
         except asyncio.CancelledError:
             raise
@@ -670,7 +702,7 @@ async def warmup_pipeline(resources: PipelineResources) -> None:
         request_id="warmup",
         text="Hello.",
         voice=voice,
-        sampling=SamplingOptions.with_defaults(settings, max_tokens=min(settings.default_max_tokens, 200), seed=0),
+        sampling=SamplingOptions.with_defaults(settings, max_tokens=min(settings.sampling.default_max_tokens, 200), seed=0),
         audio_format="wav", sample_rate=SR_RATE if resources.sr is not None else NATIVE_RATE,
         want_sr=resources.sr is not None, stream=True,
     )

@@ -59,7 +59,7 @@ def check_plan_fits(resources: PipelineResources, plan: TextPlan, voice: Voice) 
     A cloned voice with a transcript repeats its reference (transcript + ~50 semantic ids per second) in every
     chunk's prompt (continuation), so its chunks hold less text; the refusal says how much the reference takes."""
     placeholder = tuple(voice.global_tokens or (0,) * 32)  # later chunks carry 32 globals
-    limit = resources.settings.max_model_len - MIN_GENERATION_TOKENS
+    limit = resources.settings.llm.max_model_len - MIN_GENERATION_TOKENS
     for index, chunk in enumerate(plan.chunks):
         ids, _ = prompt_for(resources, chunk, voice, placeholder if index else voice.global_tokens)
         if len(ids) > limit:
@@ -71,7 +71,7 @@ def check_plan_fits(resources: PipelineResources, plan: TextPlan, voice: Voice) 
             raise SynthesisError(
                 "TEXT_TOO_LONG",
                 f"Invalid 'text': chunk {index + 1} needs {len(ids)} prompt tokens{reference} but the model holds "
-                f"{resources.settings.max_model_len}; enable chunking or send shorter sentences.",
+                f"{resources.settings.llm.max_model_len}; enable chunking or send shorter sentences.",
                 "text",
             )
 
@@ -86,12 +86,12 @@ def check_voice_fits(resources: PipelineResources, voice: Voice, param: str = "s
     if not voice.continuation:
         return
     ids, _ = prompt_for(resources, "", voice, voice.global_tokens)
-    room = resources.settings.max_model_len - len(ids)
+    room = resources.settings.llm.max_model_len - len(ids)
     if room < REFERENCE_TEXT_ROOM:
         raise SynthesisError(
             "AUDIO_TOO_LONG",
             f"Invalid '{param}': the reference's transcript and audio take {len(ids)} of the model's "
-            f"{resources.settings.max_model_len} prompt tokens, leaving {room} (at least {REFERENCE_TEXT_ROOM} are "
+            f"{resources.settings.llm.max_model_len} prompt tokens, leaving {room} (at least {REFERENCE_TEXT_ROOM} are "
             "needed to speak a sentence); use a shorter reference or transcript.", param)
 
 
@@ -135,13 +135,13 @@ def plan_text(text: str, *, normalize: bool, chunking: bool, threshold: int, tar
 def plan_request_text(text: str, settings: Settings, *, normalize: bool, chunking: bool) -> TextPlan:
     """`plan_text` with the per-request limits every route shares: normalised length and chunk count."""
     plan = plan_text(text, normalize=normalize, chunking=chunking,
-                     threshold=settings.chunking_threshold_chars, target=settings.chunk_target_chars)
-    if len(plan.text) > settings.max_normalized_chars:
+                     threshold=settings.text.chunking_threshold_chars, target=settings.text.chunk_target_chars)
+    if len(plan.text) > settings.limits.max_normalized_chars:
         raise SynthesisError("TEXT_TOO_LONG", f"Invalid 'text': {len(plan.text)} characters after normalisation "
-                             f"(numbers spelled out); at most {settings.max_normalized_chars}.", "text")
-    if len(plan.chunks) > settings.max_text_chunks:
+                             f"(numbers spelled out); at most {settings.limits.max_normalized_chars}.", "text")
+    if len(plan.chunks) > settings.limits.max_text_chunks:
         raise SynthesisError("TEXT_TOO_LONG", f"Invalid 'text': {len(plan.chunks)} text chunks; at most "
-                             f"{settings.max_text_chunks} per request. Split the text over several requests.", "text")
+                             f"{settings.limits.max_text_chunks} per request. Split the text over several requests.", "text")
     return plan
 
 

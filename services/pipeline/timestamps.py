@@ -1,5 +1,5 @@
 """Timestamps beside the audio, never ahead of it: a text chunk's audio flows as it is decoded while the words it
-settles follow it in the job's output queue, each well before it has finished playing (issue 39).
+settles follow it in the job's output queue, each well before it has finished playing.
 
 `TimestampTrack` is one request's state: the written->spoken map (`processing.spoken_map`), the crossfaded timeline
 (where each text chunk's audio starts in the output), the chunk being aligned incrementally

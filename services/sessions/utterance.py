@@ -9,6 +9,9 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
+
+from audio.encoders import create_encoder
 from core.guards.chunk import SAMPLES_PER_TOKEN
 from core.guards.text_budget import SEMANTIC_TOKENS_PER_SECOND, expected_tokens, longest_spaced_word
 from processing.segmenter import TextSegmenter
@@ -20,6 +23,12 @@ from services.usage.accounting import RequestAccounting, RequestReport
 
 if TYPE_CHECKING:
     from services.pipeline.resources import PipelineResources
+
+
+# Seconds of silence a dialect's context with nothing to speak (emoji, punctuation) gets before its end marker:
+# Pipecat counts a context that ends without audio as a failure (three in a row disable the service), and over HTTP
+# punctuation alone gets about this much audio.
+NOTHING_TO_SPEAK_S = 0.3
 
 
 class UtteranceGate(Protocol):
@@ -63,13 +72,13 @@ class Utterance:
         self.request = request
         self.id = request.request_id
         self.context_id = context_id  # the dialect's name for it (ElevenLabs contextId, Cartesia context_id)
-        self.codec_state: dict[str, Any] = {}  # per-utterance state a codec keeps (offsets, pending timings)
+        self.wire_state: dict[str, Any] = {}  # per-utterance state a wire format keeps (offsets, pending timings)
         self.model_version = resources.model_version
         self.max_text_chars = max_text_chars
         # Smaller text chunks than HTTP's: the LLM generates a whole chunk however far its audio is ahead of
         # playback, so the chunk bounds how far an abandoned reply's generation runs ahead (settings).
-        self.threshold = min(settings.chunking_threshold_chars, settings.stream_chunk_max_chars)
-        self.target = min(settings.chunk_target_chars, settings.stream_chunk_max_chars)
+        self.threshold = min(settings.text.chunking_threshold_chars, settings.text.stream_chunk_max_chars)
+        self.target = min(settings.text.chunk_target_chars, settings.text.stream_chunk_max_chars)
         self.segmenter = TextSegmenter(threshold=self.threshold, target=self.target)
         self.job = SynthesisJob(resources, request, incremental=True)
         # Cartesia's max_buffer_delay_ms: text held for a sentence end is spoken anyway once it has waited this long
@@ -77,7 +86,7 @@ class Utterance:
         self.buffer_delay_s: float | None = None
         self.ssml = False  # ElevenLabs' enable_ssml_parsing: SSML read before the cuts (processing/ssml.py), breaks silent
         self.ssml_reader = SsmlReader()
-        self.breaks = BreakBudget(settings.ssml_max_total_break_s)  # per gap and per request (processing/ssml.py)
+        self.breaks = BreakBudget(settings.limits.ssml_max_total_break_s)  # per gap and per request (processing/ssml.py)
         self._buffer_due: asyncio.TimerHandle | None = None
         self.text_parts: list[str] = []
         self._word_tail = ""  # the text's last MAX_WORD_LETTERS + 1 characters: a word may span pieces
@@ -88,8 +97,8 @@ class Utterance:
         self.last_message_at = 0.0  # the session's clock at the client's latest message about this utterance
         self.opened_at = 0.0  # ... at its first message
         self.first_audio_at: float | None = None  # ... when its first audio chunk went to the outbox
-        # cancelled | disconnected | ended_by_server | server_error | superseded | abandoned | refused, set before
-        # the task is cancelled; `stop_error`: the code its row carries when the stop is a failure
+        # cancelled | disconnected | ended_by_server | server_error | superseded | abandoned | interrupted | refused,
+        # set before the task is cancelled; `stop_error`: the code its row carries when the stop is a failure
         self.stop_reason: str | None = None
         self.stop_error: SynthesisError | None = None
         self.has_work = asyncio.Event()  # set once text was fed or the utterance ended
@@ -101,7 +110,7 @@ class Utterance:
         self.sent_bytes = 0  # on the wire (after a cancel, queued frames are dropped)
         self.sent_chunks = 0
         self.delivered_s = 0.0  # seconds of its audio (output time) whose frames the socket took
-        self.max_s_per_char = settings.max_audio_s_per_char
+        self.max_s_per_char = settings.limits.max_audio_s_per_char
         self.last_audio_span = (0.0, 0.0)
         self.status: str | None = None  # completed | failed | cancelled | disconnected | refused, once finished
         self.report: RequestReport | None = None
@@ -208,6 +217,15 @@ class Utterance:
             self.job.feed_text(chunk)
         return len(plan.chunks)
 
+    def silence(self) -> bytes:
+        """`NOTHING_TO_SPEAK_S` of silence in the output format (a context that had nothing to speak)."""
+        encoder = create_encoder(self.request.audio_format, self.request.sample_rate, streaming=True)
+        try:
+            samples = np.zeros(round(NOTHING_TO_SPEAK_S * self.request.sample_rate), np.float32)
+            return encoder.push(samples) + encoder.flush()
+        finally:
+            encoder.close()
+
     # ------------------------------------------------------------------ audio accounting
     def admit(self, gate: UtteranceGate) -> None:
         """Synthesis may start: from here on the accounting counts it and settles it through the gate."""
@@ -221,7 +239,7 @@ class Utterance:
         """Count one audio chunk handed to the outbox."""
         self.chunks += 1
         self.audio_bytes += len(data)
-        # Seconds from the start of the utterance's audio that this chunk covers (codecs place timings with it).
+        # Seconds from the start of the utterance's audio that this chunk covers (wire formats place timings with it).
         end = self.job.stats.sent_samples / float(self.request.sample_rate)
         self.last_audio_span = (self.last_audio_span[1], end)
         if self.accounting is not None:

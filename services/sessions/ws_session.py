@@ -2,9 +2,8 @@
 streaming dialect (our WebSocket, ElevenLabs multi-stream-input, Cartesia /tts/websocket).
 
 Independent of the web framework and of the wire format. The API layer authenticates, parses client messages and
-calls a `WsSession`; the session reaches the socket only through an `Outbox` (one writer task, bounded, so a slow
-reader pauses synthesis), writes every event through a `SessionCodec` (services/sessions/codec.py: the dialect's
-shapes) and reaches limits/accounting only through an `UtteranceGate`.
+calls a `WsSession`, which reaches the socket only through an `Outbox` (one writer task, bounded: a slow reader
+pauses synthesis), writes events through a `SessionWire` (wire.py) and reaches limits only through an `UtteranceGate`.
 
 An utterance (a native `start ... end`, an ElevenLabs context, a Cartesia context_id) has a context id (None for
 the native protocol). Text pieces are buffered by a `processing.segmenter.TextSegmenter` and cut at sentence ends
@@ -15,10 +14,10 @@ each context runs as soon as it has text, each admitted and accounted on its own
 
 Work nobody will hear stops (README, "Barge-in"): an explicit cancel, a closed socket, and, on the dialects' sockets
 (`supersede_after_s` set), a context opening while an earlier context of the socket is still unfinished and has
-heard nothing from its client for `supersede_after_s`: the frameworks signal a barge-in that way (Pipecat's
-ElevenLabs client sends nothing when interrupted; LiveKit's pooled clients send nothing once a stream's input has
-ended). A context opening sooner than that after the earlier one's last message is a reply queued on purpose
-(Pipecat's `TTSSpeakFrame` right after an LLM turn) and both are spoken. Every stop is logged (`utterance_stopped`,
+heard nothing from its client for `supersede_after_s`: LiveKit's pooled clients signal a barge-in that way (they send
+nothing once a stream's input has ended; Pipecat 1.14 closes the context again, which the route cancels). A context
+opening sooner than that after the earlier one's last message is a reply queued on purpose (Pipecat's
+`TTSSpeakFrame` right after an LLM turn) and both are spoken. Every stop is logged (`utterance_stopped`,
 with `stop_ms` from the client message that revealed it to the end of the utterance's task).
 """
 
@@ -33,9 +32,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from services.pipeline.synthesis import SynthesisError, SynthesisJob, SynthesisRequest
-from services.sessions.codec import NativeCodec, Payload, SessionCodec, plain_error
 from services.sessions.refused_contexts import RefusedContexts
 from services.sessions.utterance import OpenGate, Utterance, UtteranceGate
+from services.sessions.wire import NativeWire, Payload, SessionWire, plain_error
 from services.sessions.ws_outbox import Outbox
 from shared import metrics
 from shared.logging import request_id_var
@@ -55,13 +54,13 @@ IDLE_CHECK_S = 0.05
 # `ended_by_server` (a stalled reader, a broken message rule) is recorded like a hang-up but charged for the audio
 # that reached the socket only (Utterance.billable_characters); so is a context `refused` mid-way (its row carries
 # the refusal's 4xx code). `server_error` (our own failure ended the socket) is a 5xx failure: refunded in full.
-_STOP_STATUS = {"superseded": "cancelled", "abandoned": "cancelled", "refused": "failed",
-                "ended_by_server": "disconnected", "server_error": "failed"}
+_STOP_STATUS = {"superseded": "cancelled", "abandoned": "cancelled", "interrupted": "cancelled",
+                "refused": "failed", "ended_by_server": "disconnected", "server_error": "failed"}
 SERVER_ERROR = SynthesisError("INTERNAL_ERROR", "An internal error occurred; it has been logged.")
 
 
 class WsSession:
-    """One connection's utterances. Every public method answers the client itself (through the codec)."""
+    """One connection's utterances. Every public method answers the client itself (through its wire format)."""
 
     def __init__(
         self,
@@ -73,7 +72,7 @@ class WsSession:
         max_text_chars: int | None = None,
         progress_every: int = 10,
         format_error: Any = plain_error,
-        codec: SessionCodec | None = None,
+        wire: SessionWire | None = None,
         serial: bool = True,
         max_open: int = 1,
         max_unfinished: int = MAX_QUEUED_UTTERANCES,
@@ -89,9 +88,9 @@ class WsSession:
         self.outbox = outbox
         self.gate: UtteranceGate = gate or OpenGate()
         self.connection_id = connection_id
-        self.max_text_chars = max_text_chars or models.settings.max_text_chars
+        self.max_text_chars = max_text_chars or models.settings.limits.max_text_chars
         self.progress_every = max(1, progress_every)
-        self.codec: SessionCodec = codec or NativeCodec(format_error)
+        self.wire: SessionWire = wire or NativeWire(format_error)
         self.serial = serial
         self.max_open = max(1, max_open)
         self.max_unfinished = max(self.max_open, max_unfinished)
@@ -168,8 +167,7 @@ class WsSession:
                 "type", context_id=context_id,
             )
             return None
-        if context_id is not None and self.supersede_after_s is not None:
-            await self._supersede(context_id)
+        await self.supersede(context_id)  # the route did so before admission; a no-op by now
         if len(self._open) >= self.max_open or len(self._running) >= self.max_unfinished:
             what = "utterances" if context_id is None else "contexts"
             await self.reject(
@@ -233,7 +231,7 @@ class WsSession:
             await self.reject(exc.code, exc.message, exc.param, utterance=u)
             return
         if not quiet:
-            await self._reply(self.codec.flushed(u))
+            await self._reply(self.wire.flushed(u))
 
     async def end(self, *, context_id: str | None = None) -> None:
         u = await self._require_open("end", context_id)
@@ -250,20 +248,20 @@ class WsSession:
 
     async def cancel(self, *, context_id: str | None = None, every: bool = True, quiet: bool = False,
                      reason: str = "cancelled") -> None:
-        """Stop unfinished utterances now (every one, or only `context_id`'s): queued audio is dropped and
-        generation aborted. `reason`: cancelled (asked), abandoned (a context closed before its input ended)."""
+        """Stop unfinished utterances now (every one, or only `context_id`'s): queued audio is dropped and generation
+        aborted. `reason`: cancelled (asked), abandoned (closed before its input ended), interrupted (closed again)."""
         targets = [(u, task) for u, task in self._running.values()
                    if not task.done() and (every or u.context_id == context_id)]
         await self._stop(targets, reason)
         if quiet:
             return
         for u, _ in targets:
-            await self._reply(self.codec.cancelled(u))
+            await self._reply(self.wire.cancelled(u))
         if not targets:
-            await self._reply(self.codec.cancelled(None))
+            await self._reply(self.wire.cancelled(None))
 
     async def ping(self, message_id: Any = None) -> None:
-        await self._reply(self.codec.pong(message_id))
+        await self._reply(self.wire.pong(message_id))
 
     async def reject(self, code: str, message: str, param: str | None = None, *, utterance_id: str | None = None,
                      utterance: Utterance | None = None, context_id: str | None = None) -> None:
@@ -280,12 +278,12 @@ class WsSession:
             if running is None or running.text_open:  # the refusal ends the context, or keeps it from starting
                 self.refused.remember(context_id)
             if running is None:
-                ends = context_ended(self.codec, context_id)
+                ends = context_ended(self.wire, context_id)
             elif running.text_open:
                 await self._stop([(running, task) for u, task in self._running.values() if u is running], "refused",
                                  SynthesisError(code, message, param))
-                ends = self.codec.ended(running)
-        await self.outbox.reply(self.codec.error(code, message, param, utterance, context_id))  # type: ignore[arg-type]
+                ends = self.wire.ended(running)
+        await self.outbox.reply(self.wire.error(code, message, param, utterance, context_id))  # type: ignore[arg-type]
         await self._reply(ends)
 
     async def close(self, *, by_server: bool = False, server_error: bool = False) -> None:
@@ -368,10 +366,12 @@ class WsSession:
             await self.reject("VALIDATION_ERROR", message, "type", context_id=context_id)
         return u
 
-    async def _supersede(self, context_id: str) -> None:
+    async def supersede(self, context_id: str | None) -> None:
         """A context opens: earlier unfinished contexts whose client has been silent about them for
-        `supersede_after_s` were barged in on (their isFinal/nothing goes out first, their queued audio never)."""
-        assert self.supersede_after_s is not None
+        `supersede_after_s` were barged in on (their isFinal/nothing goes out first, their queued audio never). The
+        routes call it before admission, so the reply a turn interrupts never counts against it."""
+        if context_id is None or self.supersede_after_s is None:
+            return
         now = self._clock()
         targets = [(u, task) for u, task in self._running.values()
                    if not task.done() and u.context_id != context_id
@@ -379,7 +379,7 @@ class WsSession:
         if targets:
             await self._stop(targets, "superseded")
             for u, _ in targets:
-                await self._reply(self.codec.cancelled(u))
+                await self._reply(self.wire.cancelled(u))
 
     async def _stop(self, targets: list[tuple[Utterance, asyncio.Task[None]]], reason: str,
                     error: SynthesisError | None = None) -> None:
@@ -415,9 +415,9 @@ class WsSession:
             if previous is not None:
                 await asyncio.wait([previous])
             await u.has_work.wait()
-            if u.text_chunks == 0 and not self.serial:  # emoji or punctuation only: silence, as the vendors do
+            if u.text_chunks == 0 and not self.serial:  # emoji or punctuation only: a short silence, then the end
                 status = "empty"
-                await self._send(self.codec.done(u), u)
+                await self._send([*self.wire.audio(u, u.silence()), *self.wire.done(u)], u)
                 return
             if u.text_chunks == 0:
                 raise SynthesisError(
@@ -434,7 +434,7 @@ class WsSession:
             assert u.accounting is not None
             u.accounting.started(text_length=u.characters, key_id=self.gate.key_id,
                                  connection_id=self.connection_id)
-            await self._send(self.codec.started(u), u)
+            await self._send(self.wire.started(u), u)
             try:
                 await self._stream(u)
             finally:
@@ -442,11 +442,11 @@ class WsSession:
                     watcher.cancel()
             status = "completed"
             u.finish(status, None)
-            await self._send(self.codec.done(u), u)
+            await self._send(self.wire.done(u), u)
         except SynthesisError as exc:
             error = exc
-            await self._send([self.codec.error(exc.code, exc.message, exc.param, u, u.context_id),
-                              *self.codec.ended(u)], u)
+            await self._send([self.wire.error(exc.code, exc.message, exc.param, u, u.context_id),
+                              *self.wire.ended(u)], u)
         except asyncio.CancelledError:
             status = _STOP_STATUS.get(u.stop_reason or "", u.stop_reason or "disconnected")
             error = u.stop_error if status == "failed" else None
@@ -454,8 +454,8 @@ class WsSession:
         except Exception:  # noqa: BLE001 - one utterance's bug must not end the connection
             logger.exception("websocket utterance failed")
             error = SynthesisError("INTERNAL_ERROR", "An internal error occurred; it has been logged.")
-            await self._send([self.codec.error(error.code, error.message, None, u, u.context_id),
-                              *self.codec.ended(u)], u)
+            await self._send([self.wire.error(error.code, error.message, None, u, u.context_id),
+                              *self.wire.ended(u)], u)
         finally:
             u.text_open = False  # text sent after the end (of any kind) gets "no open utterance"
             if watcher is not None:
@@ -478,24 +478,24 @@ class WsSession:
             "dialect": self.dialect})
 
     async def _stream(self, u: Utterance) -> None:
-        """The one place audio (and, with the aligner, timings) leaves the job for the codec."""
+        """The one place audio (and, with the aligner, timings) leaves the job for the wire format."""
         source = u.job.stream_events() if u.request.timestamps else u.job.stream_bytes()
         try:
             async for chunk in source:
                 if not isinstance(chunk, bytes):  # timings follow the audio they describe, as the aligner settles them
-                    await self._send(self.codec.timings(u, chunk), u)
+                    await self._send(self.wire.timings(u, chunk), u)
                     continue
                 if u.first_audio_at is None:
                     u.first_audio_at = self._clock()
                 u.note_audio(chunk)
-                await self._send(self.codec.audio(u, chunk), u, audio_to=u.last_audio_span[1])
+                await self._send(self.wire.audio(u, chunk), u, audio_to=u.last_audio_span[1])
                 if u.chunks % self.progress_every == 0:
-                    await self._send(self.codec.progress(u), u)
+                    await self._send(self.wire.progress(u), u)
         finally:
             await source.aclose()  # cancels the producer, which aborts generation
 
 
-def context_ended(codec: SessionCodec, context_id: str) -> list[Payload]:
+def context_ended(wire: SessionWire, context_id: str) -> list[Payload]:
     """The end marker of a context that has no utterance (refused before it began), where the dialect has one."""
-    marker = getattr(codec, "context_ended", None)
+    marker = getattr(wire, "context_ended", None)
     return marker(context_id) if marker is not None else []

@@ -423,20 +423,20 @@ def build_request_logger(settings: Settings, sink: RequestSink | None = None,
                          databases: DatabaseClients | None = None) -> RequestLogger:
     sink = sink or build_request_sink(settings, databases)
     spool = None
-    if settings.request_log_spool_dir is not None and not isinstance(sink, NullSink):
+    if settings.usage.request_log_spool_dir is not None and not isinstance(sink, NullSink):
         try:
-            spool = RequestSpool(settings.request_log_spool_dir, stale_after_s=settings.request_log_spool_stale_s)
+            spool = RequestSpool(settings.usage.request_log_spool_dir, stale_after_s=settings.usage.request_log_spool_stale_s)
         except (OSError, sqlite3.Error) as exc:
             # An unwritable spool must not stop the server: fall back to the in-memory queue (direct writes to the
             # database, bounded, drops counted), and say so loudly.
             REQUEST_LOG_ERRORS.labels("spool").inc()
             logger.error("request log spool unavailable; writing records directly (a crash can lose queued ones)",
-                         extra={"spool": str(settings.request_log_spool_dir), "error_class": type(exc).__name__})
+                         extra={"spool": str(settings.usage.request_log_spool_dir), "error_class": type(exc).__name__})
     return RequestLogger(
         sink,
         spool=spool,
-        queue_size=settings.request_log_queue_size,
-        batch_size=settings.request_log_batch_size,
-        flush_s=settings.request_log_flush_s,
-        store_text=settings.log_request_text,
+        queue_size=settings.usage.request_log_queue_size,
+        batch_size=settings.usage.request_log_batch_size,
+        flush_s=settings.usage.request_log_flush_s,
+        store_text=settings.usage.log_request_text,
     )

@@ -44,7 +44,8 @@ class RequestRecord:
     chunks_cut: int = 0  # streamed text chunks cut at a detection point
     guard_trips: str | None = None  # every trip as guard:action, comma-separated
     # Credits the row's settlement gave back (010_credit_reservations.sql: written by the database when the row is
-    # stored; a process sends 0). A row spooled before 010 carries its owed refund here and gets it back as before.
+    # stored; a process sends 0). A row that carries its owed refund here (spooled by a process without reservations)
+    # is paid it when stored (009).
     refund_credits: int = 0
     # Credits this request spent on the key-store outage allowance, taken from the balance when the row is stored (at
     # most what it is charged).

@@ -180,12 +180,12 @@ class SupabaseSink:
 
 def build_request_sink(settings: Settings, databases: DatabaseClients | None = None) -> RequestSink:
     """The configured sink, on the shared database clients when given (services/database.py)."""
-    if settings.request_log_sink == "postgres":
-        if not settings.database_url:
+    if settings.usage.request_log_sink == "postgres":
+        if not settings.databases.database_url:
             raise ValueError("TTS_REQUEST_LOG_SINK=postgres needs TTS_DATABASE_URL")
         pool = databases.postgres if databases is not None else None
-        return PostgresSink(settings.database_url, pool=pool)
-    if settings.request_log_sink == "supabase":
+        return PostgresSink(settings.databases.database_url, pool=pool)
+    if settings.usage.request_log_sink == "supabase":
         client = databases.supabase if databases is not None else None
-        return SupabaseSink(settings.supabase_url, settings.supabase_key, client=client)
+        return SupabaseSink(settings.databases.supabase_url, settings.databases.supabase_key, client=client)
     return NullSink()

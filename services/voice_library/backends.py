@@ -14,13 +14,13 @@ def build_voice_store(settings: Settings, databases: DatabaseClients | None = No
     """The configured store, on the process's shared database clients when given (services/database.py)."""
     kind = settings.resolved_voice_store
     if kind == "postgres":
-        if not settings.database_url:
+        if not settings.databases.database_url:
             raise ValueError("TTS_VOICE_STORE=postgres needs TTS_DATABASE_URL")
         pool = databases.postgres if databases is not None else None
-        return PostgresVoiceStore(settings.database_url, pool=pool)
+        return PostgresVoiceStore(settings.databases.database_url, pool=pool)
     if kind == "supabase":
         client = databases.supabase if databases is not None else None
-        return SupabaseVoiceStore(settings.supabase_url, settings.supabase_key, client=client)
+        return SupabaseVoiceStore(settings.databases.supabase_url, settings.databases.supabase_key, client=client)
     if kind == "none":
         return NoVoiceStore()
-    return FileVoiceStore(settings.voice_dir)
+    return FileVoiceStore(settings.voices.voice_dir)

@@ -81,8 +81,8 @@ class VoiceLibrary:
         self.models = models
         self.store = store
         self.references = references
-        self.ttl_s = settings.voice_cache_ttl_s
-        self.max_per_key = settings.voice_library_max_per_key
+        self.ttl_s = settings.voices.voice_cache_ttl_s
+        self.max_per_key = settings.voices.voice_library_max_per_key
         # Count-then-insert is serialised in this process (inserts are rare and quick, encodes run outside it), so
         # concurrent creates of one key cannot all pass the cap; across containers the overshoot is at most one
         # voice per container.
@@ -92,11 +92,11 @@ class VoiceLibrary:
     @classmethod
     def from_settings(cls, settings: Settings, models: ModelSource, encoder: ReferenceEncoding,
                       databases: DatabaseClients | None = None) -> VoiceLibrary:
-        references = References(encoder, max_concurrent=settings.clone_max_concurrent_encodes,
-                                cache_size=settings.clone_reference_cache_size,
-                                max_per_key=settings.clone_max_encodes_per_key,
-                                max_waiting=settings.clone_max_waiting_encodes, wait_s=settings.clone_encode_wait_s,
-                                deadline_s=settings.clone_encode_deadline_s)
+        references = References(encoder, max_concurrent=settings.voices.clone_max_concurrent_encodes,
+                                cache_size=settings.voices.clone_reference_cache_size,
+                                max_per_key=settings.voices.clone_max_encodes_per_key,
+                                max_waiting=settings.voices.clone_max_waiting_encodes, wait_s=settings.voices.clone_encode_wait_s,
+                                deadline_s=settings.voices.clone_encode_deadline_s)
         return cls(settings, models, build_voice_store(settings, databases), references)
 
     async def close(self) -> None:

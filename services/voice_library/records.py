@@ -76,7 +76,7 @@ def _ids(values: Sequence[Any], field: str, size: int) -> tuple[int, ...]:
 @dataclass(frozen=True)
 class VoiceRecord:
     """One custom voice. `global_tokens` is the voice; `semantic_tokens` + `transcript` (both or neither used) make
-    every prompt a continuation of the reference recording (spec §3.2 c)."""
+    every prompt a continuation of the reference recording (docs/reference/spark-tts.md#prompts)."""
 
     voice_id: str
     name: str

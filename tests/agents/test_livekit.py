@@ -15,7 +15,7 @@ import asyncio
 
 import aiohttp
 import pytest
-from livekit.agents import APIConnectOptions
+from livekit.agents import APIConnectOptions, APIError, APITimeoutError
 from livekit.plugins import cartesia, elevenlabs
 
 from tests.agents.conftest import KEY, Server, check_next_turns, llm_tokens
@@ -104,3 +104,28 @@ async def test_livekit_cartesia_conversation_with_barge_ins(server: Server) -> N
     async with aiohttp.ClientSession() as http:
         tts = cartesia.TTS(api_key=KEY, base_url=server.http, voice="default", http_session=http)  # pcm_s16le 24k
         await _conversation(server, tts, 24000)
+
+
+async def test_livekit_cartesia_refused_turn_ends_without_a_timeout(server: Server) -> None:
+    """A context refused while LiveKit is still sending its turn (an unknown voice): LiveKit ignores the error's
+    `done` until its own input ended, so its final `continue: false` is answered with `done` again. The turn ends at
+    once with LiveKit's own error for a turn without audio (not its timeout), and the next turn is spoken whole."""
+    async with aiohttp.ClientSession() as http:
+        refused = cartesia.TTS(api_key=KEY, base_url=server.http, voice="no-such-voice", http_session=http)
+        stream = refused.stream(conn_options=APIConnectOptions(max_retry=0, timeout=20))
+        stream.push_text("Hello there. ")
+        stream.flush()  # the first sentence goes out; the refusal comes back while the turn is still being sent
+        await asyncio.sleep(0.3)
+        for token in llm_tokens(TURN_3):
+            stream.push_text(token)
+        stream.end_input()
+        with pytest.raises(APIError) as failure:
+            async for _ in stream:
+                pass
+        await stream.aclose()
+        assert not isinstance(failure.value, APITimeoutError) and "no audio frames" in str(failure.value)
+        await refused.aclose()
+        tts = cartesia.TTS(api_key=KEY, base_url=server.http, voice="default", http_session=http)
+        frames, words = await _turn(tts, TURN_3)
+        _check_words(words, TURN_3, sum(f.duration for f in frames))
+        await tts.aclose()

@@ -155,6 +155,23 @@ async def test_pipecat_cartesia_conversation_with_barge_ins(server: Server) -> N
                                                    settings=CartesiaTTSService.Settings(voice="default")))
 
 
+async def test_pipecat_elevenlabs_emoji_turns_keep_the_service(server: Server) -> None:
+    """Pipecat counts every context that completes without audio and writes the service off after three in a row:
+    three emoji-only replies get a short silence each, so no error is reported and the next turn is spoken whole.
+    The turns' sentences come one message each, unspaced, with auto_mode (Pipecat's defaults): each is cut there."""
+    tts = ElevenLabsTTSService(api_key=KEY, url=server.ws, sample_rate=16000, stop_frame_timeout_s=QUIET_S,
+                               settings=ElevenLabsTTSService.Settings(voice="default"))
+    frames = [f for _ in range(3) for f in (*_llm_turn("🙂 🎉"), SleepFrame(sleep=1.0))]
+    frames += [*_llm_turn(TURN_1), SleepFrame(sleep=SETTLE_S)]
+    mark = server.mark()
+    down, up = await run_test(tts, frames_to_send=frames)
+    assert not [f for f in (*down, *up) if isinstance(f, ErrorFrame)]
+    order, words, _ = per_context(down)
+    assert " ".join(words[order[-1]]).split() == TURN_1.split(), words
+    ended = server.events(mark, "utterance_ended")
+    assert [e["status"] for e in ended] == ["empty"] * 3 + ["completed"], ended
+
+
 @pytest.mark.parametrize("which", ["server", "model_server"])
 async def test_pipecat_elevenlabs_http_stream_with_timestamps(which: str, request: pytest.FixtureRequest) -> None:
     """Pipecat's HTTP client reads `.../stream/with-timestamps` (JSON lines with character alignment): a turn, a

@@ -227,7 +227,7 @@ def test_slow_reader_pauses_the_producer_and_loses_nothing(live: InProcessServer
 
     request = {"text": " ".join(SENTENCES), "speaker": "default", "seed": 11, "stream": True, "format": "pcm"}
     reference = fast_read(live, request)
-    bound = live.settings.stream_queue_chunks
+    bound = live.settings.stream.stream_queue_chunks
     engine = live.runtime.engine
     process = psutil.Process()
 
@@ -312,7 +312,7 @@ def test_stalled_reader_is_cut_off_and_generation_aborted(live: InProcessServer,
 
     stall_s = 2.0
     settings = live.app.state.services.settings
-    previous, settings.send_stall_timeout_s = settings.send_stall_timeout_s, stall_s
+    previous, settings.stream.send_stall_timeout_s = settings.stream.send_stall_timeout_s, stall_s
     engine = live.runtime.engine
     cut_before = counter("veena3_tts_stalled_clients_cut_total")
     disconnects_before = counter("veena3_tts_client_disconnects_total")
@@ -353,7 +353,7 @@ def test_stalled_reader_is_cut_off_and_generation_aborted(live: InProcessServer,
         _, complete = stream.body()
     finally:
         stream.close()
-        settings.send_stall_timeout_s = previous
+        settings.stream.send_stall_timeout_s = previous
 
     print(
         f"\nstalled reader: cut {cut_after:.1f} s after the request (stall timeout {stall_s} s); "

@@ -56,7 +56,7 @@ async def test_elevenlabs_alignment_on_a_relative_clock(server: RunningServer) -
             _check_alignment(message[key])
         last = message["alignment"]
         clock += last["charStartTimesMs"][-1] + last["charDurationsMs"][-1]
-    assert clock == pytest.approx(len(audio) / 2 / 16, abs=100)  # the clock ends at the end of the audio (ms)
+    assert 0 < clock <= len(audio) / 2 / 16 + 100  # the clock ends with the last word, inside the audio (ms)
     _wait_idle(server)
 
 
@@ -133,7 +133,7 @@ def test_elevenlabs_http_stream_with_timestamps(server: RunningServer) -> None:
         for key, values in (line["alignment"] or {}).items():
             merged[key] += values
     got, ends = _seconds_alignment(merged)  # one timeline from the request's start
-    assert got.rstrip() == text and ends[-1] <= len(audio) / 2 / 16000 + 0.05  # each event ends with a space
+    assert got == text and ends[-1] <= len(audio) / 2 / 16000 + 0.05  # the text, nothing added
     for line in lines:  # both alignments, or neither
         assert (line["alignment"] is None) == (line["normalized_alignment"] is None), line
     assert sum(line["alignment"] is not None for line in lines) >= 2  # a text chunk's timings ride with its audio

@@ -1,4 +1,4 @@
-"""Encoding is bounded and fair against a real uvicorn server (issue 27 item 4): a client that hangs up while its
+"""Encoding is bounded and fair against a real uvicorn server: a client that hangs up while its
 reference waits for the encoder or is encoded gives its slot back at once, and a deadline bounds each encode, so
 one key's endless upload cannot hold another key's voice creation.
 

@@ -1,6 +1,6 @@
 """A fine-tune laid out as the recipe saves it (HF LLM files at the root, BiCodec/ beside them, no voices.json)
 is served by a real uvicorn server: ready, its speakers listed, audio streamed with curl, OpenAI voice names
-answered. Built from the demo checkpoint (specs/first_contact.md §2)."""
+answered. Built from the demo checkpoint (docs/reference/spark-tts.md#the-fine-tune-layout)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 39: an HTTP hang-up on any streamed route ends its generation and frees its slot within 300 ms.
+"""An HTTP hang-up on any streamed route ends its generation and frees its slot within 300 ms.
 
 One real uvicorn server (in-process, on the demo checkpoint) serves every streamed HTTP route; for each, a raw
 socket sends the request and hangs up (a) right after the first body bytes and (b) before any byte of the answer

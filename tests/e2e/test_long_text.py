@@ -27,8 +27,8 @@ CROSSFADE_SAMPLES = 800  # 50 ms at 16 kHz
 
 def _expected_chunks(text: str) -> int:
     settings = Settings()
-    plan = plan_text(text, normalize=True, chunking=True, threshold=settings.chunking_threshold_chars,
-                     target=settings.chunk_target_chars)
+    plan = plan_text(text, normalize=True, chunking=True, threshold=settings.text.chunking_threshold_chars,
+                     target=settings.text.chunk_target_chars)
     return len(plan.chunks)
 
 

@@ -123,13 +123,13 @@ def test_scrape_counts_streaming_non_streaming_and_failed_requests(
 
     # Fails once synthesis started: the whole-request deadline passes while the model is still speaking.
     # (A prompt longer than the model context is refused with 413 before any work, so it cannot serve here.)
-    previous, live.settings.request_deadline_s = live.settings.request_deadline_s, 0.3
+    previous, live.settings.limits.request_deadline_s = live.settings.limits.request_deadline_s, 0.3
     try:
         failed = client.post(
             "/v1/tts/generate", json={"text": "The committee met again on Thursday.", "speaker": "default"}
         )
     finally:
-        live.settings.request_deadline_s = previous
+        live.settings.limits.request_deadline_s = previous
     assert failed.status_code == 504 and failed.json()["error"]["code"] == "GENERATION_TIMEOUT", failed.text
 
     monitor = live.app.state.services.access.monitor
@@ -296,7 +296,7 @@ def test_a_lossy_stage_shows_in_debug_stats_until_reset(
         patch.setattr(synthesis, "FrameBuffer", FrameDroppingBuffer)
         lossy = client.post("/v1/tts/generate", json=body)
     assert good.status_code == lossy.status_code == 200
-    frame_bytes = 2 * 16_000 * live.settings.frame_ms // 1000
+    frame_bytes = 2 * 16_000 * live.settings.stream.frame_ms // 1000
     assert len(good.content) - len(lossy.content) == frame_bytes  # the audio really is 40 ms short
 
     wait_for(lambda: admin(client, "GET", "/v1/tts/debug/stats")["requests"]["completed"] == 2)

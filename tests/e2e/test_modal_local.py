@@ -2,8 +2,8 @@
 
 `.local()` runs the class's sync enter method (`prepare`: settings, the auth refusal, the GPU fault detector)
 and returns the FastAPI app; Modal skips async enter methods locally, so the app's lifespan loads the runtime
-(specs/modal_vllm.md A2). Settings come from the environment as on Modal (there from the secret): the demo
-checkpoint, the transformers engine on CPU, a static test key.
+(docs/reference/modal-vllm.md#testing-without-a-token). Settings come from the environment as on Modal (there from
+the secret): the demo checkpoint, the transformers engine on CPU, a static test key.
 
 Skips, with the reason, while the pieces this drives are still missing (the synthesis route, or modules the
 runtime imports); once they exist the tests run in full.

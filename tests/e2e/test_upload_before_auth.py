@@ -1,4 +1,4 @@
-"""Bounded before authentication (issue 27 item 6), against a real uvicorn server: an upload with missing or wrong
+"""Bounded before authentication, against a real uvicorn server: an upload with missing or wrong
 credentials is answered before its body is read. The client sends only the headers of a 19 MiB upload and waits:
 the server answers 401/403 at once (before, it waited for the body: 408 after TTS_BODY_TIMEOUT_S, or buffered
 19 MiB for each of 40 such uploads and kept 0.8 GB)."""

@@ -39,11 +39,6 @@ LONG_TEXT = " ".join(
 )
 
 
-class _WsSettings(Settings):
-    # Until shared.settings grows this field; the route reads it with getattr.
-    ws_idle_timeout_s: float = IDLE_S
-
-
 @dataclass
 class InProcessServer:
     app: Any
@@ -61,8 +56,9 @@ class InProcessServer:
 
 @pytest.fixture(scope="module")
 def ws_server(demo_model_dir: Path) -> Iterator[InProcessServer]:
-    settings = _WsSettings(
+    settings = Settings(
         model_dir=demo_model_dir,
+        ws_idle_timeout_s=IDLE_S,
         device="cpu",
         warmup=False,
         sr_enabled=False,

@@ -1,4 +1,4 @@
-"""Metered keys during a PostgreSQL outage (issue 27 item 7), against a real server on real PostgreSQL: a metered
+"""Metered keys during a PostgreSQL outage, against a real server on real PostgreSQL: a metered
 key whose record is cached is served up to its outage allowance, then gets 503 with Retry-After; once the database
 is back, its balance reflects what it spent during the outage.
 

@@ -1,4 +1,4 @@
-"""Settlement by the row (issues 27 and 40): every reservation is journaled with its debit
+"""Settlement by the row: every reservation is journaled with its debit
 (credit_reservations), and a request's row settles its journal when first stored, in the same transaction: what was
 taken beyond the row's charge is refunded, a replay moves nothing, a late debit for a stored row is refused, a lost
 answer asked again under the same reservation id debits once. Real PostgreSQL: the key store, the request log's sinks

@@ -1,4 +1,4 @@
-"""Fleet-correct metrics (issue 19): two servers push to a real Pushgateway, a real Prometheus scrapes it with the
+"""Fleet-correct metrics: two servers push to a real Pushgateway, a real Prometheus scrapes it with the
 repository's `honor_labels` job and also scrapes both servers' /metrics directly (the ground truth). The dashboard's
 own queries (requests/s, TTFB p95, error ratio, gauges) give the same answers through either path, and the sums equal
 the requests sent. Then one server gets SIGTERM: its group leaves the gateway, instant gauge sums drop it, and

@@ -4,7 +4,7 @@
 - the first generation of each text loops after 40 semantic tokens, the next one is clean: a non-streamed request
   is generated again and says so (`X-Chunks-Retried: 1`); a streamed one (native HTTP, OpenAI, WebSocket) was
   already playing when the loop showed, so it is cut (`chunks_cut` in the WebSocket `done`, the request log)
-  and charged only for the characters its sent audio covers (issue 40);
+  and charged only for the characters its sent audio covers;
 - every generation stops at once (no speech): the request ends with GENERATION_FAILED in the error envelope (HTTP
   500, the WebSocket `error` event) after TTS_GUARD_MAX_TRIES tries, and no credit is taken.
 Each outcome is counted in veena3_tts_guard_trips_total{guard,action} and written to the request-log row.

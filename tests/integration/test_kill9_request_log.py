@@ -4,7 +4,7 @@ admitted request is in `tts_requests` exactly once, the cut stream marked `inter
     export $(scripts/start_services env)
     .venv/bin/python -m pytest tests/integration/test_kill9_request_log.py -q
 
-Issue 27 item 2: before intent records, the stream had no row at all and the answered requests' rows could be lost
+Before intent records, the stream had no row at all and the answered requests' rows could be lost
 (their record was spooled after the response). PostgreSQL stays up throughout.
 """
 
@@ -107,7 +107,7 @@ def test_kill9_mid_stream_leaves_exactly_one_row_per_request(pg_dsn: str, demo_m
 
 def test_sigterm_beyond_the_graceful_window_marks_cut_streams_interrupted_once(pg_dsn: str, demo_model_dir: Path,
                                                                                  tmp_path: Path) -> None:
-    """Issue 27 item 2: SIGTERM with streams longer than the graceful window left 0 of 6 rows, each charged as a
+    """SIGTERM with streams longer than the graceful window left 0 of 6 rows, each charged as a
     client hang-up. Now each cut stream settles as `interrupted` (refunded) before the spool closes, and after a
     restart has exactly one row."""
     tag = f"term-{uuid.uuid4().hex[:10]}"

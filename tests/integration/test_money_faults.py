@@ -1,4 +1,4 @@
-"""Every credit accounted for under failure (issue 40), the way a payments system is tested: a real server on a real
+"""Every credit accounted for under failure, the way a payments system is tested: a real server on a real
 PostgreSQL with a fault-injecting proxy between them (tests/integration/fault_proxy.py), and after each scenario, once
 the spool has drained, for every key: initial balance - balance == sum(credits_charged) over its rows, and nothing
 left journaled in credit_reservations.
@@ -230,7 +230,7 @@ def http_speak(rig: Rig, raw: str, text: str) -> int:
 
 # ------------------------------------------------------------------------------------------------ scenarios
 def test_clients_gone_while_their_debit_waits_on_a_slow_database(rig: Rig, unique: str) -> None:
-    """Issue 40 item 2: 3 sockets sending one-character frames, closed by their clients while a block's debit waits
+    """3 sockets sending one-character frames, closed by their clients while a block's debit waits
     on 300 ms database answers: the committed debits end up in a row, or back on the balance."""
     keys = [new_key(rig, f"slow-{unique}-{i}") for i in range(2)]
     rig.proxy.delay_s = 0.3
@@ -293,7 +293,7 @@ async def ended_by_the_server(rig: Rig, raw: str, key_id: str, dialect: str, how
 
 @pytest.mark.parametrize("how", ["stalled", "keepalive", "rate", "size"])
 def test_sockets_the_server_ends_while_a_debit_waits_on_a_slow_database(rig: Rig, unique: str, how: str) -> None:
-    """Issue 40 item 2: the server ends a socket (stalled reader, message rate 1008, oversized message 1009) on
+    """The server ends a socket (stalled reader, message rate 1008, oversized message 1009) on
     every dialect at once, with 300 ms database answers: every debit ends up in the utterance's row (charged or
     refunded) and nothing stays journaled. A fresh key per socket: a rate close cools its key down. Fair charge:
     the utterance the server cut pays for the audio that reached its socket, not for its whole text."""
@@ -320,7 +320,7 @@ def test_sockets_the_server_ends_while_a_debit_waits_on_a_slow_database(rig: Rig
 
 
 def assert_charged_for_the_audio_sent(rig: Rig, key_ids: list[str]) -> None:
-    """Fair charge (issue 40): an utterance the server ended pays for the audio that reached its socket (the server's
+    """Fair charge: an utterance the server ended pays for the audio that reached its socket (the server's
     `utterance_stopped` line says how much), not for its text: at most what that audio covers at the text's expected
     pace (core.guards.text_budget; x1.5 and one character of slack: whole text chunks are charged whole however fast
     the demo model spoke them), at least one character per 0.5 s of it (sent audio is never free)."""
@@ -357,7 +357,7 @@ RESTARTS = 4  # the issue's finding: four PostgreSQL restarts, 124 credits lost 
 
 
 def test_dropped_connections_and_four_postgres_restarts_under_load(rig: Rig, pg_control, unique: str) -> None:
-    """Issue 40 item 2: connections cut mid-statement, then PostgreSQL stopped and started again four times, while
+    """Connections cut mid-statement, then PostgreSQL stopped and started again four times, while
     HTTP requests and native, ElevenLabs and Cartesia utterances reserve and settle. A debit whose answer was lost is
     an unknown outcome, never INTERNAL_ERROR (nor a 500), and the books balance."""
     # pg_control makes this test serial (tests/conftest.py): no other test's database goes away under it.
@@ -481,7 +481,7 @@ def _in_flight_everywhere(rig: Rig, raw: str) -> threading.Thread:
 
 @pytest.mark.parametrize("signal", ["kill", "term"])
 def test_kill_or_sigterm_mid_utterance_on_every_transport(rig: Rig, unique: str, signal: str) -> None:
-    """Issue 40 item 1: kill -9 (or SIGTERM beyond the graceful window) with an utterance in flight on every
+    """kill -9 (or SIGTERM beyond the graceful window) with an utterance in flight on every
     transport: after a restart, which adopts the spool, every credit taken is in a row or back on the balance."""
     raw, key_id = new_key(rig, f"{signal}-{unique}")
     _in_flight_everywhere(rig, raw)

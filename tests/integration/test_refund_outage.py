@@ -1,4 +1,4 @@
-"""Refunds owed while PostgreSQL is down (issue 27 item 3), against a real server on real PostgreSQL: WebSocket
+"""Refunds owed while PostgreSQL is down, against a real server on real PostgreSQL: WebSocket
 utterances reserve their credits with the database up, the database stops, their synthesis fails (the fault engine,
 `--fault stop:0:0`: every generation stops at once -> GENERATION_FAILED, a 5xx, refunded in full) and the refund
 cannot be taken. Once the

@@ -1,4 +1,4 @@
-"""The request log's `transport` column (issue 40, item 8; deploy/sql/010_credit_reservations.sql) in a real
+"""The request log's `transport` column (deploy/sql/010_credit_reservations.sql) in a real
 PostgreSQL: written by the PostgreSQL sink's insert and by the Supabase sink's store function alike."""
 
 from __future__ import annotations

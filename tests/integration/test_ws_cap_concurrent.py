@@ -1,4 +1,4 @@
-"""The WebSocket cap per key holds under concurrent handshakes (issue 27 item 7): 100 handshakes at once, a cap of 4,
+"""The WebSocket cap per key holds under concurrent handshakes: 100 handshakes at once, a cap of 4,
 the connection rate counted in the real Redis (an await between the cap's check and its count let 100 of 100 in)."""
 
 from __future__ import annotations

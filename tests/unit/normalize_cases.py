@@ -83,7 +83,7 @@ EN: list[tuple[str, str, tuple[str, ...]]] = [
     ("en-fraction-half", "Add 1/2 cup of sugar.", ("Add one half cup of sugar.",)),
     ("en-fraction-quarters", "About 3/4 of users agree.", ("About three quarters of users agree.",)),
     ("en-fraction-eighths", "Cut 5/8 of an inch.", ("Cut five eighths of an inch.",)),
-    # A zero-padded part is a date, not a fraction (issue 40): day/month as numeric dates with a year are read.
+    # A zero-padded part is a date, not a fraction: day/month as numeric dates with a year are read.
     ("en-short-date", "The invoice is due 12/05.", ("The invoice is due May twelfth.",)),
     ("en-short-date-month-day", "Ships 05/25.", ("Ships May twenty-fifth.",)),
     ("en-unpadded-stays-fraction", "That is 12/5 of it.", ("That is twelve fifths of it.",)),

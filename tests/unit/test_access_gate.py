@@ -1,4 +1,4 @@
-"""The WebSocket gate's credits (issue 40): text reserved in blocks, not per frame; a block in flight when the
+"""The WebSocket gate's credits: text reserved in blocks, not per frame; a block in flight when the
 socket's task is cancelled still lands in the utterance's accounting; nothing is held after settlement."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class Access:
 
     def __init__(self, store: StaticKeyStore, block: int) -> None:
         self.ledger = CreditLedger(store, enabled=True)
-        self.settings = SimpleNamespace(credits_reserve_ahead=block)
+        self.settings = SimpleNamespace(usage=SimpleNamespace(credits_reserve_ahead=block))
         self.tasks: set[asyncio.Task] = set()
 
     def spawn(self, coro):

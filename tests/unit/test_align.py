@@ -121,7 +121,7 @@ def test_cli_prints_json_and_refuses_bad_input(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert [w["text"] for w in out["words"]] == ["你", "好", "world"]
-    assert [c["text"] for c in out["characters"]] == list("你 好 world")
+    assert [c["text"] for c in out["characters"]] == list("你好 world")  # no space between Han characters
     assert all(0 <= w["start"] <= w["end"] <= 1.3 for w in out["words"])
 
     for args, reason in (((str(tmp_path / "missing.wav"), "hi"), "no such audio file"),

@@ -1,4 +1,4 @@
-"""Property tests for the aligner's placement (issue 39/40): any audio (noise, silence, clicks, gated tones, even
+"""Property tests for the aligner's placement: any audio (noise, silence, clicks, gated tones, even
 non-finite samples) and any words (none, one, punctuation only, hundreds) give every word a span, in order, monotonic
 and inside the audio; never an exception. The same for the incremental estimate fed in pieces of any size, and for
 `_place`, the step that once raised an IndexError on a rounding overshoot."""

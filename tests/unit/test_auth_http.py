@@ -54,7 +54,7 @@ def test_a_concurrency_refusal_keeps_the_rate_headers_and_uses_no_rate_slot(demo
 
 
 def test_failed_logins_do_not_lock_out_good_keys_and_the_admin_key_is_throttled(demo_model_dir: Path) -> None:
-    """Issue 27 item 5: after failures from one address (behind a proxy: every user), a key in use there keeps
+    """After failures from one address (behind a proxy: every user), a key in use there keeps
     working; the proxy's X-Forwarded-For names the client when TTS_TRUSTED_PROXIES trusts it; one bad key is
     throttled from any address; wrong X-Admin-Key guesses are throttled too."""
     settings = Settings(model_dir=demo_model_dir, auth_enabled=True, api_keys="used-key,cold-key", warmup=False,

@@ -1,4 +1,5 @@
-"""The service benchmark: the paced engine keeps the LLM engine contract, and the bench runs end to end."""
+"""The service benchmark in-process: the paced engine keeps the LLM engine contract, the ideal-stream figures, and
+the CPU-only benches. The benches that start servers run in tests/integration/test_bench_smoke_server.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from bench.bench_service import ideal_underruns
-from bench.bench_service import main as bench_service_main
 from bench.paced_engine import PaceConfig, PacedEngine
 from core.llm import LLMEngine, SamplingConfig
 from core.tokens import TokenParser, VocabLayout
@@ -83,7 +83,8 @@ def test_controllable_prompt_starts_with_acoustic_values_then_32_globals(
     assert mode == "controllable"
     engine = _engine(tokenizer, layout)
     ids = [i for d in asyncio.run(_collect(engine, prompt, SamplingConfig(), "r")) for i in d]
-    # As the trained model continues a controllable prompt (spec §3.1): acoustic block, then the global block.
+    # As the trained model continues a controllable prompt: acoustic block, then the global block
+    # (docs/reference/spark-tts.md#prompts).
     assert ids[0] == layout.marker_id(Marker.START_ACOUSTIC) and ids[3] == layout.marker_id(Marker.END_ACOUSTIC)
     assert [layout.kind(i) for i in ids[1:3]] == [TokenKind.ACOUSTIC, TokenKind.ACOUSTIC]
     assert [int(layout.acoustic[i]) for i in ids[1:3]] == [Acoustic.PITCH, Acoustic.SPEED]
@@ -153,23 +154,6 @@ def test_ideal_service_underruns_only_when_the_engine_is_too_slow() -> None:
     assert ideal_underruns(300, 0.02, 50.0, cfg, holdback_samples=0, prebuffer_s=0.0) > 0
 
 
-@pytest.mark.e2e
-def test_service_bench_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "service.json"
-    bench_service_main([
-        "--quick", "--concurrency", "2", "--sample-rates", "16000", "--variants", "baseline",
-        "--min-streams", "2", "--text", "Hello there.", "--rate", "400", "--no-plots", "--out", str(out),
-    ])  # fmt: skip
-    printed = capsys.readouterr().out
-    assert "| variant | out Hz |" in printed and "Total wall time" in printed
-    result = json.loads(out.read_text())
-    (level,) = result["levels"]
-    assert level["streams"] == 2 and level["failed"] == 0
-    assert level["ttfb_p50_s"] > 0 and level["audio_s"] > 0
-    assert level["service_added_p50_s"] is not None  # engine records were joined to the client's streams
-    assert level["cpu_s_per_audio_s"] is not None and level["stages"]["decode"]["calls"] > 0
-
-
 @pytest.mark.parametrize("preference", ["balanced", "lowest"])
 def test_a_zero_latency_service_keeps_the_short_schedule_flowing(preference: str) -> None:
     """At 100 tokens/s (2x real time) the chunk after the short schedule arrives in time now; before the chunk size
@@ -206,35 +190,6 @@ def test_bench_server_legacy_behaviours_apply_and_undo() -> None:
         legacy.set([])
     assert (StreamingConfig.for_latency, AudioOutput.start_segment) == originals
     assert StreamingConfig().for_latency("balanced").resume_chunk_tokens == 25
-
-
-@pytest.mark.e2e
-def test_ttfa_bench_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from bench.bench_ttfa import main as bench_ttfa_main
-
-    out = tmp_path / "ttfa.json"
-    bench_ttfa_main([
-        "--quick", "--rates", "400", "--concurrency", "1,2", "--schedules", "exact,balanced",
-        "--voices", "fixed,style,style-pinned", "--free-voices", "fixed", "--before-voices", "fixed",
-        "--streams", "1", "--min-streams", "2", "--repeats", "1", "--text", "Hello there.",
-        "--snr-config", "demo", "--snr-tokens", "60", "--snr-seeds", "1", "--no-plot", "--out", str(out),
-    ])  # fmt: skip
-    printed = capsys.readouterr().out
-    assert "| tok/s | codec | voice |" in printed and "Total wall time" in printed
-    result = json.loads(out.read_text())
-    rows = {(r["codec"], r["voice"], r["variant"], r["schedule"], r["concurrency"]): r for r in result["rows"]}
-    assert len(rows) == 2 * 2 * (4 + 2)  # schedules x levels x (demo: 3 voices + fixed before; free: now, before)
-    assert all(r["failed"] == 0 and r["ttfa_p50_s"] > 0 for r in rows.values())
-    # Steps before audio come from the server: a style voice first generates 39 ids (acoustic + global block).
-    fixed, style = rows["demo", "fixed", "now", "balanced", 1], rows["demo", "style", "now", "balanced", 1]
-    assert fixed["preamble_ids"] == 0 and style["preamble_ids"] == 39
-    assert fixed["steps_before_audio"] >= 16 and style["steps_before_audio"] >= 39 + 16
-    assert rows["demo", "style-pinned", "now", "balanced", 1]["preamble_ids"] == 0  # pinned at start
-    assert fixed["server_ttfa_p50_s"] is not None and fixed["ideal_ttfa_s"] == pytest.approx(15 / 400)
-    summary = {(s["codec"], s["voice"], s["variant"], s["schedule"]): s for s in result["summary"]}
-    assert summary["free", "fixed", "now", "exact"]["first_second_snr_db"] > 40
-    gc_ms = result["env"]["forced_full_gc_ms"]  # the start-up heap frozen after warm-up: a full collection is short
-    assert gc_ms["now"] < gc_ms["before"]
 
 
 def test_stream_interval_hands_out_the_first_id_at_once_then_groups(tokenizer, layout, clone_voice) -> None:
@@ -317,18 +272,3 @@ def test_cpu_only_benches_run(bench: str, args: list[str], header: str, check, t
     assert header in capsys.readouterr().out
     result = json.loads(out.read_text())
     assert check(result), result
-
-
-def test_a_bench_server_names_the_shell_settings_it_leaves_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
-    import sys
-
-    from bench.harness import start_server
-
-    monkeypatch.setenv("TTS_SHELL_ONLY", "1")
-    monkeypatch.setenv("TTS_PASSED", "1")
-    argv = [sys.executable, "-c", "import os, sys; sys.exit('TTS_SHELL_ONLY' in os.environ)"]
-    with pytest.raises(RuntimeError, match="exited early"):
-        start_server(lambda port: argv, {"TTS_PASSED": "2"}, tmp_path / "server.log", ready_s=10)
-    err = capsys.readouterr().err
-    assert "TTS_SHELL_ONLY" in err and "TTS_PASSED" not in err

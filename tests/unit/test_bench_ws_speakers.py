@@ -9,11 +9,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from api.dialects.cartesia.codec import chunk_event, done_event, timestamps_event
 from api.dialects.cartesia.messages import parse_client_message as parse_cartesia
-from api.dialects.elevenlabs.codec import ElevenLabsCodec
+from api.dialects.cartesia.wire import chunk_event, done_event, timestamps_event
 from api.dialects.elevenlabs.messages import parse_client_message as parse_elevenlabs
 from api.dialects.elevenlabs.messages import parse_output_format
+from api.dialects.elevenlabs.wire import ElevenLabsWire
 from api.ws_messages import parse_message
 from bench.ws_speakers import WS_TRANSPORTS, Heard, hear, path_of, turn
 
@@ -64,8 +64,8 @@ def test_hear_counts_audio_and_ends_from_the_servers_own_messages() -> None:
     assert hear("cartesia", json.dumps(done_event("c")), heard)
     assert (heard.audio_bytes, heard.timing_messages, heard.error) == (len(audio), 1, None)
 
-    u = SimpleNamespace(context_id="c", last_audio_span=(0.0, 0.04), codec_state={})
-    codec = ElevenLabsCodec(absolute_times=False)
+    u = SimpleNamespace(context_id="c", last_audio_span=(0.0, 0.04), wire_state={})
+    codec = ElevenLabsWire(absolute_times=False)
     heard = Heard()
     for message in codec.audio(u, audio) + codec.context_ended("c"):
         done = hear("elevenlabs", json.dumps(message), heard)

@@ -32,8 +32,8 @@ def _words(chunks: list[str]) -> list[str]:
 
 def test_defaults_match_the_service_settings():
     defaults = Settings()
-    assert DEFAULT_MAX_CHARS == defaults.chunk_target_chars == 170
-    assert DEFAULT_THRESHOLD == defaults.chunking_threshold_chars == 220
+    assert DEFAULT_MAX_CHARS == defaults.text.chunk_target_chars == 170
+    assert DEFAULT_THRESHOLD == defaults.text.chunking_threshold_chars == 220
 
 
 def test_short_text_is_one_chunk_and_blank_text_none():

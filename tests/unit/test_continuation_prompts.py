@@ -1,5 +1,5 @@
-"""Cloned voices with a transcript: the continuation prompt (spec §3.2 c) for every text chunk, its exact ids, and
-the refusals when the reference leaves the model no room (before any GPU work)."""
+"""Cloned voices with a transcript: the continuation prompt (docs/reference/spark-tts.md#prompts) for every text
+chunk, its exact ids, and the refusals when the reference leaves the model no room (before any GPU work)."""
 
 from __future__ import annotations
 

@@ -289,7 +289,7 @@ async def test_a_running_request_is_409_and_an_expired_one_404(demo_model_dir: P
             await service.find("run1", "key_b")
         assert other.value.code == "REQUEST_NOT_FOUND"
         # From the real now: the record's expiry counts from when the job finished, which a loaded machine makes late.
-        now[0] = datetime.now(UTC) + timedelta(seconds=settings.continuity_retention_s + 1)
+        now[0] = datetime.now(UTC) + timedelta(seconds=settings.continuity.continuity_retention_s + 1)
         with pytest.raises(ServiceError) as expired:
             await service.find("run1", None)
         assert expired.value.code == "REQUEST_NOT_FOUND" and "2 h" in expired.value.message

@@ -86,7 +86,7 @@ def test_the_billing_rule_refunds_server_failures_and_charges_what_the_client_ch
 
 
 def test_a_stream_the_server_cut_at_shutdown_is_interrupted_and_refunded() -> None:
-    """Issue 27 item 2: uvicorn's cut past the graceful window looked like a client hang-up and was charged."""
+    """Uvicorn's cut past the graceful window looked like a client hang-up and was charged."""
     from types import SimpleNamespace
 
     from services.usage import shutdown

@@ -1,4 +1,4 @@
-"""Encoding is bounded and fair (issue 27 item 4): one key's encodes cannot fill the encoder queue, the queue is
+"""Encoding is bounded and fair: one key's encodes cannot fill the encoder queue, the queue is
 bounded, and a wait for the encoder has a deadline. A held encoder (an event the test releases) stands in for a
 slow hostile upload; everything else is the real References class with real decoding."""
 

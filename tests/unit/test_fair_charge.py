@@ -1,4 +1,4 @@
-"""Fair charge (issue 40): a cut chunk is charged for the characters its sent audio covers, and no request can make
+"""Fair charge: a cut chunk is charged for the characters its sent audio covers, and no request can make
 more speech than TTS_MAX_AUDIO_S_PER_CHAR per character (+ the slack): past it the generation is cut, the request
 completes, and it is charged for what it sent. In-process on the demo checkpoint with a misbehaving engine."""
 
@@ -72,7 +72,7 @@ def test_a_stalled_utterance_pays_for_its_heard_chunks_not_its_whole_text() -> N
 
 
 def test_a_one_word_ten_thousand_character_utterance_is_charged_in_full() -> None:
-    """Issue 40 item 4: 140 s of audio for a 10,001-character word gave back every character."""
+    """140 s of audio for a 10,001-character word gave back every character."""
     text = "a" * 10_001
     assert covered_chars(len(text), expected_tokens(text), 140 * 50, 0.5) == len(text)
     # Even were its estimate far above what it got, 140 s pays for at least 280 characters (0.5 s each).

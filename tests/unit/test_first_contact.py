@@ -1,4 +1,5 @@
-"""What real checkpoints and the GPU engine need (specs/first_contact.md), on the demo checkpoint in-process:
+"""What real checkpoints and the GPU engine need (docs/reference/spark-tts.md, docs/reference/modal-vllm.md), on
+the demo checkpoint in-process:
 every request the pipeline builds fits vLLM's GPU-runner limits, unseeded requests get a fresh seed each (two
 fresh runtimes give different audio, seeded requests repeat), OpenAI voice names resolve on any checkpoint."""
 

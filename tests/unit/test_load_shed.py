@@ -1,7 +1,7 @@
-"""Load shedding (issue 27 item 8): while the oldest admitted request has waited past TTS_SHED_FIRST_AUDIO_S for its
+"""Load shedding: while the oldest admitted request has waited past TTS_SHED_FIRST_AUDIO_S for its
 first audio, new work gets 503 SERVER_OVERLOADED with Retry-After on HTTP and an error event on the WebSocket; once
 the backlog speaks, requests are served again. The backlog's clock is a test clock: no sleeps, no timings.
-Admission (issue 38): a new stream the codec scheduler's headroom refuses gets the same 503 and error event."""
+Admission: a new stream the codec scheduler's headroom refuses gets the same 503 and error event."""
 
 from __future__ import annotations
 
@@ -255,7 +255,7 @@ def test_a_refused_context_answers_once_and_never_speaks_part_of_its_turn(client
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """An agent keeps streaming a turn's text into its context after the refusal (Pipecat reads only isFinal; LiveKit
     sends each word as the LLM makes it). Admission is asked once for the context, the client gets one error and the
-    context's end (ElevenLabs: isFinal; Cartesia: the error is `done`), and nothing of the turn is spoken even when admission would let a later word in (it would speak the
+    context's end (ElevenLabs: isFinal; Cartesia: the error is `done`, and its final message gets `done`), and nothing of the turn is spoken even when admission would let a later word in (it would speak the
     end of the reply without its start). Closing the context forgets it: its id, and the next context, speak."""
     (runtime,) = RUNTIMES
     admission = runtime.admission
@@ -287,7 +287,8 @@ def test_a_refused_context_answers_once_and_never_speaks_part_of_its_turn(client
                                  **CARTESIA_FIELDS}))
         messages = _cartesia_until_done(ws, "c")
         of_b = [m for m in messages if m.get("context_id") == "b"]
-        assert [m.get("type") for m in of_b] == ["error"] and of_b[0]["done"] is True, of_b  # Cartesia's error ends it
+        # Cartesia's error ends it; its final `continue: false` gets `done` (LiveKit ends the turn only on that)
+        assert [m.get("type") for m in of_b] == ["error", "done"] and of_b[0]["done"] is True, of_b
         assert of_b[0]["error_code"] == "server_overloaded"
         assert any(m.get("type") == "chunk" for m in messages if m.get("context_id") == "c")
         assert len(calls) == 2

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import http.server
 import json
 import os
 import subprocess
@@ -40,7 +39,7 @@ from shared import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# vLLM 0.33.0's published requirements (specs/modal_vllm.md B0, from its PyPI metadata).
+# vLLM 0.33.0's published requirements (docs/reference/modal-vllm.md#packaging, from its PyPI metadata).
 VLLM_033_PYTHON = SpecifierSet(">=3.11,<3.15")
 VLLM_033_REQUIRES = {
     "torch": SpecifierSet("==2.14.0"),
@@ -96,7 +95,8 @@ def test_import_needs_no_token_and_declares_production_defaults(tmp_path: Path) 
     assert opts["cpu"] == 4.0
     assert (opts["min_containers"], opts["max_containers"], opts["buffer_containers"]) == (1, 10, 2)
     assert opts["scaledown_window"] == 180
-    assert opts["timeout"] == 3600  # one input = one stream or WebSocket session (first_contact.md §4)
+    # One input = one stream or WebSocket session (docs/reference/modal-vllm.md#decorators).
+    assert opts["timeout"] == 3600
     assert opts["startup_timeout"] >= 600  # first boot compiles vLLM graphs
     assert opts["enable_memory_snapshot"] is False
     assert opts["experimental_options"] is None
@@ -261,10 +261,10 @@ def clean_tts_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 def test_container_settings_point_at_the_volume_and_vllm(clean_tts_env: pytest.MonkeyPatch) -> None:
     clean_tts_env.setenv("TTS_API_KEYS", "k1")
     settings = deployment.container_settings(modal_app.ModalConfig())
-    assert str(settings.model_dir) == "/models/Spark-TTS-0.5B"
-    assert str(settings.sr_dir) == "/models/ap_bwe/16kto48k"
-    assert (settings.engine, settings.device) == ("vllm", "cuda")
-    assert settings.auth_enabled
+    assert str(settings.model.model_dir) == "/models/Spark-TTS-0.5B"
+    assert str(settings.model.sr_dir) == "/models/ap_bwe/16kto48k"
+    assert (settings.llm.engine, settings.model.device) == ("vllm", "cuda")
+    assert settings.access.auth_enabled
 
 
 def test_container_settings_let_explicit_tts_variables_win(clean_tts_env: pytest.MonkeyPatch) -> None:
@@ -272,9 +272,9 @@ def test_container_settings_let_explicit_tts_variables_win(clean_tts_env: pytest
     clean_tts_env.setenv("TTS_ENGINE", "transformers")
     clean_tts_env.setenv("TTS_MODEL_DIR", "/tmp/demo")
     settings = deployment.container_settings(modal_app.ModalConfig())
-    assert settings.engine == "transformers"
-    assert str(settings.model_dir) == "/tmp/demo"
-    assert settings.device == "cuda"
+    assert settings.llm.engine == "transformers"
+    assert str(settings.model.model_dir) == "/tmp/demo"
+    assert settings.model.device == "cuda"
 
 
 def test_auth_cannot_be_switched_off_on_modal(clean_tts_env: pytest.MonkeyPatch) -> None:
@@ -305,12 +305,12 @@ def test_voices_are_never_kept_in_a_containers_own_files(clean_tts_env: pytest.M
 
 
 def test_gpu_snapshot_needs_the_vllm_sleep_mode_setting(clean_tts_env: pytest.MonkeyPatch) -> None:
-    from shared.settings import Settings
+    from shared.settings import FIELDS
 
     clean_tts_env.setenv("TTS_API_KEYS", "k1")
     cfg = modal_app.ModalConfig(snapshot="gpu")
-    if "vllm_sleep_mode" in Settings.model_fields:
-        assert deployment.container_settings(cfg).vllm_sleep_mode is True
+    if "vllm_sleep_mode" in FIELDS:
+        assert deployment.container_settings(cfg).llm.vllm_sleep_mode is True
     else:
         with pytest.raises(deployment.DeploymentConfigError, match="TTS_VLLM_SLEEP_MODE"):
             deployment.container_settings(cfg)
@@ -508,31 +508,6 @@ def test_download_uses_the_full_spec_digests() -> None:
     assert paths["BiCodec/model.safetensors"].sha256.startswith("e9940cd4")
     assert all(f.sha256 is None or len(f.sha256) == 64 for f in modal_app.SPARK_FILES + modal_app.APBWE_FILES)
     assert modal_app.SPARK_REVISION == "642071559bfc6346c2359d19dcb6be3f9dd8a05d"
-
-
-def test_fetch_copies_a_container_path_and_downloads_a_url(tmp_path: Path) -> None:
-    source = tmp_path / "upload" / "g_16kto48k"
-    _write(source, b"weights")
-    modal_app.fetch_to(str(source), tmp_path / "sr" / "g_16kto48k")
-    assert (tmp_path / "sr" / "g_16kto48k").read_bytes() == b"weights"
-    with pytest.raises(FileNotFoundError, match="modal volume put"):
-        modal_app.fetch_to(str(tmp_path / "nope"), tmp_path / "sr" / "x")
-    with pytest.raises(ValueError, match="expected an http"):
-        modal_app.fetch_to("ftp://example.invalid/x", tmp_path / "sr" / "x")
-
-    handler = type("H", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), lambda *a: handler(*a, directory=str(source.parent))
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/g_16kto48k"
-        modal_app.fetch_to(url, tmp_path / "dl" / "g_16kto48k")
-    finally:
-        server.shutdown()
-    assert (tmp_path / "dl" / "g_16kto48k").read_bytes() == b"weights"
-    assert [p.name for p in (tmp_path / "dl").iterdir()] == ["g_16kto48k"]  # no temp file left behind
 
 
 class FakeVolume:
@@ -842,8 +817,8 @@ def test_timeout_and_text_limit_agree(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(key, value)
     cfg = modal_app.ModalConfig(timeout=600)
     settings = deployment.container_settings(cfg)
-    assert settings.max_text_chars == 600 * deployment.MIN_CHARS_PER_SECOND < 50_000
-    assert deployment.container_settings(modal_app.ModalConfig()).max_text_chars == 50_000  # 1 h covers 50k
+    assert settings.limits.max_text_chars == 600 * deployment.MIN_CHARS_PER_SECOND < 50_000
+    assert deployment.container_settings(modal_app.ModalConfig()).limits.max_text_chars == 50_000  # 1 h covers 50k
 
 
 def test_model_volume_is_never_created_implicitly_and_compile_threads_only_with_snapshots() -> None:

@@ -1,4 +1,4 @@
-"""Optional steps never fail finished work (issue 40): a failing continuation tail, on-complete hook or caption builder
+"""Optional steps never fail finished work: a failing continuation tail, on-complete hook or caption builder
 leaves the request completed with all its audio, logged and counted in veena3_tts_optional_step_failures_total."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Metered keys during a key-store outage (issue 27 item 7, issue 40): served within a bounded allowance; what they
+"""Metered keys during a key-store outage: served within a bounded allowance; what they
 spent on it is taken when the request settles, at most what it is charged, and nothing when it is refunded. A real
 StaticKeyStore that can be switched off stands in for the database here (it settles live, by the same rule as
 tts_settle_credits); tests/integration/test_money_faults.py runs the same against real PostgreSQL behind a proxy."""

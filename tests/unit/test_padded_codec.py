@@ -23,7 +23,8 @@ from services.codec.runner import ModelRunner
 from tests.tiny_models import demo_decoder, small_sr
 
 # Padded rows round differently from the row alone (another length and batch: other conv blocking); the masked tail
-# adds nothing (specs/gpu_serving.md §2: 1.0-1.3e-5 at released size). Outputs are tanh-bounded, so this is absolute.
+# adds nothing (1.0-1.3e-5 at released size: docs/reference/gpu-serving.md#right-padding-is-exact). Outputs are
+# tanh-bounded, so this is absolute.
 DECODE_ATOL = 3e-5
 # AP-BWE rows: right zero-padding changes nothing the kept region reads, but this CPU's GEMMs round a few samples by
 # ~1e-8 at some lengths (seen 1.5e-8 max over random shapes; a grid-aligned bucket often gives 0).

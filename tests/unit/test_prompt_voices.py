@@ -1,4 +1,4 @@
-"""Prompt strings (spec §3.2), their token ids, and the voices registry."""
+"""Prompt strings (docs/reference/spark-tts.md#prompts), their token ids, and the voices registry."""
 
 from __future__ import annotations
 
@@ -134,7 +134,7 @@ def test_controllable_prompt_ids_use_single_ids_for_control_tokens(tokenizer):
 def test_clone_prompt_ids(tokenizer):
     ids = encode_prompt(tokenizer, clone_prompt("ok", GLOBALS))
     assert ids == [165137, 165146, *b"ok", 165152, 165150, *(151665 + g for g in GLOBALS), 165156]
-    # The documented length: text tokens + 37 (spec §3.2, derived).
+    # The documented length: text tokens + 37 (docs/reference/spark-tts.md#prompts).
     assert len(ids) == 2 + 37
 
 

@@ -1,6 +1,6 @@
 """Hostile reference audio cannot make the decoder allocate: hand-built FLAC files whose frames declare their own
 sample rate, channel count and block size, and WAV headers that lie, are each refused or decoded within a bounded
-amount of memory (issue 27 item 1: a 135-byte FLAC whose last frame said 16 Hz took a server from 0.6 to 4.1 GB)."""
+amount of memory (a 135-byte FLAC whose last frame said 16 Hz took a server from 0.6 to 4.1 GB)."""
 
 from __future__ import annotations
 

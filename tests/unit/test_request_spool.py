@@ -78,7 +78,7 @@ def test_a_live_process_spool_is_never_adopted(tmp_path: Path) -> None:
 
 
 def test_an_unwritable_spool_directory_does_not_stop_the_server(tmp_path: Path) -> None:
-    """Issue 27 item 2 (part): an unwritable spool directory stopped the server from starting. It now falls back to
+    """An unwritable spool directory stopped the server from starting. It now falls back to
     the in-memory queue (direct writes), counted as a spool error and logged."""
     from services.usage.request_log import build_request_logger
     from shared import metrics
@@ -123,7 +123,7 @@ def test_a_failing_spool_append_writes_the_record_directly(tmp_path: Path) -> No
 
 
 def test_an_intent_is_replaced_by_its_final_record_and_never_written(tmp_path: Path) -> None:
-    """Issue 27 item 2: an admitted request's intent sits in the spool until its final record replaces it; the writer
+    """An admitted request's intent sits in the spool until its final record replaces it; the writer
     sends only final records, and a late intent never overwrites a final one."""
     from dataclasses import replace
 
@@ -151,7 +151,7 @@ def test_an_intent_is_replaced_by_its_final_record_and_never_written(tmp_path: P
 
 
 def test_a_killed_process_intents_are_recovered_once_as_interrupted(tmp_path: Path) -> None:
-    """Issue 27 item 2: kill -9 with requests in flight left no row for them. The next process adopts the dead
+    """Kill -9 with requests in flight left no row for them. The next process adopts the dead
     process's spool: each in-flight request becomes one `interrupted` record (nothing charged), each answered one
     keeps its final record, and nothing is written twice."""
     script = (
@@ -167,31 +167,47 @@ def test_a_killed_process_intents_are_recovered_once_as_interrupted(tmp_path: Pa
         "print('ready', flush=True)\n"
         "time.sleep(60)\n"
     )
-    victim = subprocess.Popen([sys.executable, "-c", script], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert victim.stdout.readline().strip() == "ready"
-    finally:
-        victim.kill()  # SIGKILL: no shutdown code runs
-        victim.wait()
-
-    async def run() -> MemorySink:
-        sink = MemorySink()
-        logger = _logger(sink, RequestSpool(tmp_path, "restarted"))
-        assert logger.spool.adopted == 4 and logger.spool.in_progress() == 0
-        await logger.start()
-        for _ in range(200):
-            if len(sink.rows) == 4:
-                break
-            await asyncio.sleep(0.01)
-        await logger.close()
-        return sink
-
-    sink = asyncio.run(run())
+    _kill_after_ready(script)
+    sink = _replayed(tmp_path, rows=4)
+    assert sink.adopted == 4 and sink.in_progress == 0
     assert {i: r.status for i, r in sink.rows.items()} == {
         "req-0": "completed", "req-1": "completed", "req-2": "interrupted", "req-3": "interrupted"}
     assert [sink.rows[f"req-{i}"].credits_charged for i in range(4)] == [10, 10, 0, 0]
     assert sink.rows["req-2"].error_code == "SERVER_INTERRUPTED" and sink.rows["req-2"].completed_at is not None
     assert RequestSpool(tmp_path, "again").adopted == 0  # nothing left to replay
+
+
+def _kill_after_ready(script: str) -> None:
+    """Run `script` in a process of its own until it prints "ready", then SIGKILL it: no shutdown code runs."""
+    victim = subprocess.Popen([sys.executable, "-c", script], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert victim.stdout is not None and victim.stdout.readline().strip() == "ready"
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+class _Replayed(MemorySink):
+    adopted = 0  # intents the restarted spool took over
+    in_progress = 0  # of them, still counted as running once adopted
+
+
+def _replayed(tmp_path: Path, *, rows: int) -> _Replayed:
+    """What a restarted process's request log stores from the spool a killed one left (`rows` of them)."""
+
+    async def run() -> _Replayed:
+        sink = _Replayed()
+        logger = _logger(sink, RequestSpool(tmp_path, "restarted"))
+        sink.adopted, sink.in_progress = logger.spool.adopted, logger.spool.in_progress()
+        await logger.start()
+        for _ in range(200):
+            if len(sink.rows) == rows:
+                break
+            await asyncio.sleep(0.01)
+        await logger.close()
+        return sink
+
+    return asyncio.run(run())
 
 
 def test_a_killed_process_interrupted_rows_say_what_was_delivered(tmp_path: Path) -> None:
@@ -216,26 +232,10 @@ def test_a_killed_process_interrupted_rows_say_what_was_delivered(tmp_path: Path
         "print('ready', flush=True)\n"
         "time.sleep(60)\n"
     )
-    victim = subprocess.Popen([sys.executable, "-c", script], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert victim.stdout.readline().strip() == "ready"
-    finally:
-        victim.kill()  # SIGKILL: no shutdown code runs
-        victim.wait()
-
-    async def run() -> MemorySink:
-        sink = MemorySink()
-        logger = _logger(sink, RequestSpool(tmp_path, "restarted"))
-        assert logger.spool.adopted == 2
-        await logger.start()
-        for _ in range(200):
-            if len(sink.rows) == 2:
-                break
-            await asyncio.sleep(0.01)
-        await logger.close()
-        return sink
-
-    rows = asyncio.run(run()).rows
+    _kill_after_ready(script)
+    sink = _replayed(tmp_path, rows=2)
+    assert sink.adopted == 2
+    rows = sink.rows
     delivered, quiet = rows["req-0"], rows["req-1"]
     assert (delivered.status, delivered.credits_charged) == ("interrupted", 0)
     assert (delivered.audio_duration_seconds, delivered.text_length, delivered.text) == (3.4, 19,

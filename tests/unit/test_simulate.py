@@ -155,7 +155,7 @@ def test_the_simulator_hands_out_ids_at_the_service_s_stream_interval() -> None:
     """By default the simulator uses TTS_LLM_STREAM_INTERVAL, as the engine the service ships does; a larger
     interval holds ids back, so first audio cannot come sooner."""
     shipped = _run(8, arrive_within_s=1.0)
-    assert shipped["stream_interval"] == Settings().llm_stream_interval
+    assert shipped["stream_interval"] == Settings().llm.llm_stream_interval
     wide = _run(8, arrive_within_s=1.0, stream_interval=16)
     one = _run(8, arrive_within_s=1.0, stream_interval=1)
     assert one["ttfa_ms_p50"] <= wide["ttfa_ms_p50"]

@@ -1,4 +1,4 @@
-"""No client slows the others (issue 40): each connection's message budget, the per-address caps on sockets and the
+"""No client slows the others: each connection's message budget, the per-address caps on sockets and the
 deadline for a key sent in the first message. The limiters with a fake clock; the hooks through the app (TestClient,
 the demo checkpoint) with the guard's clock frozen, so no assertion depends on timing."""
 

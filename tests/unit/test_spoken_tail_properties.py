@@ -13,7 +13,7 @@ _SEGMENT = st.builds(TailSegment, _TEXT, st.lists(st.integers(0, 8191), max_size
 
 
 def test_a_room_smaller_than_one_characters_share_is_nothing_not_an_error() -> None:
-    """Issue 40 item 3: 195 ids for a long text and a room of 150 ids left a start index past the text's end."""
+    """195 ids for a long text and a room of 150 ids left a start index past the text's end."""
     long = TailSegment("x" * 2000, (5,) * 195)
     assert cut_segment(long, 150) is None or len(cut_segment(long, 150).semantic) <= 150
     assert cut_segment(TailSegment("y" * 400, (1,) * 195), 0) is None

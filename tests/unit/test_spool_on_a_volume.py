@@ -1,4 +1,4 @@
-"""The request-log spool on a Modal Volume (issue 27): a Volume keeps a container's writes only once committed and has
+"""The request-log spool on a Modal Volume: a Volume keeps a container's writes only once committed and has
 no cross-container file locks. Tested at the adapter: `ContainerLifecycle` with a stand-in for the Volume's `commit`
 (it copies the spool directory to what "the next container" mounts), and heartbeat-based adoption in RequestSpool."""
 

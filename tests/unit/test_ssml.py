@@ -91,7 +91,7 @@ def test_an_ssml_break_is_silence_of_its_length_and_only_with_the_flag(client: T
     assert _longest_zero_run(audio) < int(0.5 * RATE) and "<break" in spoken
 
 
-# --- bounds on silence (issue 40 item 7) and properties of the parser ----------------------------------------
+# --- bounds on silence and properties of the parser ----------------------------------------------------------
 
 
 def test_breaks_with_only_punctuation_between_are_one_gap_and_a_request_has_a_total() -> None:

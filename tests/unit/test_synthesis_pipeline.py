@@ -22,7 +22,13 @@ from audio.crossfade import crossfade_concat
 from core.tokens import TokenParser
 from services.codec.admission import Admission
 from services.deployment.runtime import ModelRuntime
-from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest
+from services.pipeline.synthesis import (
+    NATIVE_RATE,
+    PACE_FLOOR_S,
+    SamplingOptions,
+    SynthesisJob,
+    SynthesisRequest,
+)
 from shared.settings import Settings
 from tests.texts import LONG_ENGLISH, LONG_HINDI
 
@@ -80,7 +86,7 @@ async def test_long_text_keeps_one_voice_and_crossfades_chunks(runtime: ModelRun
     assert all(g == stats.global_tokens_per_chunk[0] for g in stats.global_tokens_per_chunk)
     # Every chunk was spoken (none came back empty) and decoded in whole tokens.
     per_chunk = stats.decoded_samples_per_chunk
-    overlap = round(runtime.settings.crossfade_ms * NATIVE_RATE / 1000)
+    overlap = round(runtime.settings.text.crossfade_ms * NATIVE_RATE / 1000)
     assert len(per_chunk) == chunks
     assert all(n > overlap and n % HOP == 0 and n <= MAX_TOKENS * HOP for n in per_chunk)
     assert sum(per_chunk) == stats.decoded_samples == stats.semantic_tokens * HOP
@@ -155,7 +161,7 @@ async def test_streamed_pipeline_matches_offline_decode(runtime: ModelRuntime,
         semantic = parser.semantic[:max_tokens]
         wav = runtime.bicodec.decode_with_speaker(torch.tensor([semantic]), d_vector)[0].numpy()
         segments.append(wav)
-    overlap = round(runtime.settings.crossfade_ms * NATIVE_RATE / 1000)
+    overlap = round(runtime.settings.text.crossfade_ms * NATIVE_RATE / 1000)
     offline = crossfade_concat(segments, overlap)
 
     assert len(streamed) == len(offline) == job.stats.output_samples
@@ -311,7 +317,10 @@ async def test_jobs_decode_through_the_codec_scheduler_and_streams_pace_against_
     stream_playback, held_playback = (h.playback for h in opened)
     assert stream_playback is streamed.playback and stream_playback.arrival == streamed.arrival
     assert len(stream_playback.paces) >= 2  # the first window and the finishing one at least
-    assert set(stream_playback.paces) == {runtime.settings.stream_max_ahead_s}
+    # Each group of windows waits with its own audio counted (the next text chunk's generation with none): the
+    # client holds at most about the setting.
+    limit = runtime.settings.stream.stream_max_ahead_s
+    assert all(PACE_FLOOR_S <= bound <= limit for bound in stream_playback.paces) and min(stream_playback.paces) < limit
     assert stream_playback.audio_seconds == pytest.approx(streamed.stats.output_samples / NATIVE_RATE)
     assert held_playback.paces == [] and held_playback.first_audio_at == held.arrival
 
@@ -462,3 +471,20 @@ async def test_a_48khz_stream_takes_no_lead_when_admission_finds_the_engine_slow
     await job.collect()
     assert job.chain.bwe_stream.lead_windows == 0 and job.chain.bwe_stream.windows > 0
     assert admission.sr_leads == {"llm_slow": 1}
+
+
+async def test_a_window_longer_than_the_pacing_limit_is_asked_for_before_the_client_runs_dry() -> None:
+    """Steady decode windows reach 4 s, longer than TTS_STREAM_MAX_AHEAD_S (3 s): pacing waits until the client holds
+    `PACE_FLOOR_S`, not until it has nothing left (32 streams underran on the stand-in that way)."""
+    from types import SimpleNamespace
+
+    asked: list[float] = []
+
+    async def pace(bound: float) -> None:
+        asked.append(bound)
+
+    job = SimpleNamespace(request=SimpleNamespace(stream=True), playback=SimpleNamespace(pace=pace),
+                          resources=SimpleNamespace(settings=Settings(stream_max_ahead_s=3.0)))
+    await SynthesisJob._pace(job, 4.0)  # type: ignore[arg-type]
+    await SynthesisJob._pace(job, 1.0)  # type: ignore[arg-type]
+    assert asked == [PACE_FLOOR_S, 2.0]

@@ -1,4 +1,4 @@
-"""Property tests of the text functions that take user-shaped input (issue 40): the streaming segmenter (text in any
+"""Property tests of the text functions that take user-shaped input: the streaming segmenter (text in any
 pieces), short numeric dates against fractions, and the normaliser on text built from its own hard cases."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 40's smaller items, through the real app: a NaN speed is named as such, `speed: true` is refused, a repeated
+"""Small request checks, through the real app: a NaN speed is named as such, `speed: true` is refused, a repeated
 previous request id is refused, and a body that is not UTF-8 is INVALID_JSON (ElevenLabs' `malformed_json`)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 40: computing timestamps or captions never fails a request whose audio exists. Through the real app
+"""Computing timestamps or captions never fails a request whose audio exists. Through the real app
 (demo checkpoint): a failing aligner gives words spread evenly and marks the answer (`timestamps_status`,
 `timestamps_fallbacks`, `X-Timestamps-Status`); failing captions are `null` with `captions_error`; the audio and
 the guards' headers are there either way."""

@@ -1,4 +1,4 @@
-"""The timing guarantee of issue 39 on a simulated clock: every word's span is sent before the word has finished
+"""The timing guarantee on a simulated clock: every word's span is sent before the word has finished
 playing, counting real-time playback from the first audio byte.
 
 Synthetic speech goes through a `TimestampTrack` the way the pipeline feeds it, text chunks as the planner cuts them,

@@ -1,4 +1,5 @@
-"""Vocabulary layout (spec §2 ids) and the incremental token parser (spec §4)."""
+"""Vocabulary layout (docs/reference/spark-tts.md#token-ids) and the incremental token parser
+(docs/reference/spark-tts.md#parsing-the-output)."""
 
 from __future__ import annotations
 

@@ -250,7 +250,7 @@ def test_per_request_cloning_json_and_multipart_encode_a_reference_once(client: 
     exposition = client.get("/metrics").text
     assert 'speaker="reference"' in exposition and "ref_" not in exposition
     assert "veena3_tts_reference_requests_total" in exposition
-    assert not list(client.app.state.services.settings.voice_dir.glob("ref_*"))  # nothing saved
+    assert not list(client.app.state.services.settings.voices.voice_dir.glob("ref_*"))  # nothing saved
 
 
 @pytest.mark.parametrize(("body", "status", "code", "param"), [
@@ -338,7 +338,7 @@ def test_a_reference_longer_than_its_transcript_still_speaks(client: TestClient,
 
 
 def test_public_metrics_do_not_tell_whether_a_recording_was_sent_before(client: TestClient) -> None:
-    """Issue 27: a per-outcome reference counter let any key learn whether another had sent a recording. A first
+    """A per-outcome reference counter let any key learn whether another had sent a recording. A first
     encode and a cache hit must move the reference-related samples identically."""
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -363,7 +363,7 @@ def test_public_metrics_do_not_tell_whether_a_recording_was_sent_before(client: 
 
 def test_a_key_keeps_at_most_its_cap_of_voices_and_lists_them_a_page_at_a_time(client: TestClient,
                                                                                 monkeypatch) -> None:
-    """Issue 27 item 7: a per-key cap on library voices (refused before any encode) and a paged voice list."""
+    """A per-key cap on library voices (refused before any encode) and a paged voice list."""
     created = upload(client, wav_bytes(voiced(3.0, seed=31)), transcript=TRANSCRIPT)
     assert created.status_code == 201, created.text
     exported = client.get(f"/v1/audio/voices/{created.json()['id']}", headers=A).json()

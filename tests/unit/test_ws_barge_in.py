@@ -1,14 +1,15 @@
 """The barge-in rules of a dialect's socket, on the session core with the demo model and a simulated clock: a
 context opening after an earlier one's client fell silent stops it; one opening right after (a reply queued on
-purpose) lets both speak; a refusal and a text with nothing to speak end their context with its end marker."""
+purpose) lets both speak; a refusal ends its context with its end marker, a text with nothing to speak with a short
+silence and its end marker."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from api.dialects.cartesia.codec import CartesiaCodec
-from api.dialects.elevenlabs.codec import ElevenLabsCodec
+from api.dialects.cartesia.wire import CartesiaWire
+from api.dialects.elevenlabs.wire import ElevenLabsWire
 from services.pipeline.synthesis import SynthesisError
 from services.sessions.ws_outbox import Outbox
 from services.sessions.ws_session import WsSession
@@ -26,11 +27,11 @@ class Clock:
         return self.now
 
 
-def dialect_session(runtime: Any, gate: Any, codec: Any = None) -> tuple[WsSession, FakeSocket, Outbox, Clock]:
+def dialect_session(runtime: Any, gate: Any, wire: Any = None) -> tuple[WsSession, FakeSocket, Outbox, Clock]:
     sock, clock = FakeSocket(), Clock()
     outbox = Outbox(sock, max_items=4)
     outbox.start()
-    session = WsSession(runtime, outbox, gate, connection_id="c1", codec=codec or ElevenLabsCodec(absolute_times=False),
+    session = WsSession(runtime, outbox, gate, connection_id="c1", wire=wire or ElevenLabsWire(absolute_times=False),
                         serial=False, max_open=5, max_unfinished=5, supersede_after_s=0.5, dialect="elevenlabs",
                         clock=clock)
     return session, sock, outbox, clock
@@ -115,13 +116,24 @@ async def test_a_refusal_ends_the_context_with_its_end_marker(runtime: Any) -> N
     await outbox.close()
 
 
-async def test_text_with_nothing_to_speak_ends_silently(runtime: Any) -> None:
-    for codec, marker in ((ElevenLabsCodec(absolute_times=False), "isFinal"), (CartesiaCodec(), "done")):
+async def test_text_with_nothing_to_speak_ends_with_a_short_silence(runtime: Any) -> None:
+    """Pipecat counts a context that ends without audio as a failure (three in a row disable it): emoji or
+    punctuation alone get NOTHING_TO_SPEAK_S of silence, then the end marker; nothing is charged."""
+    import base64
+
+    from services.sessions.utterance import NOTHING_TO_SPEAK_S
+
+    for wire, marker, key in ((ElevenLabsWire(absolute_times=False), "isFinal", "audio"),
+                               (CartesiaWire(), "done", "data")):
         gate = RecordingGate()
-        session, sock, outbox, _ = dialect_session(runtime, gate, codec)
-        await session.start(request_for(runtime), context_id="e", text="🙂 ... !!", end=True)
+        session, sock, outbox, _ = dialect_session(runtime, gate, wire)
+        request = request_for(runtime)
+        await session.start(request, context_id="e", text="🙂 ... !!", end=True)
         await until(lambda: any(m.get(marker) is True for m in of(sock, "e")))  # noqa: B023
         assert not [m for m in of(sock, "e") if m.get("error") or m.get("type") == "error"]
+        audio = b"".join(base64.b64decode(m[key]) for m in of(sock, "e") if m.get(key))
+        assert audio == bytes(len(audio)) and len(audio) == round(NOTHING_TO_SPEAK_S * request.sample_rate) * 2
+        assert of(sock, "e")[-1].get(marker) is True
         assert gate.statuses == ["refused"]  # never admitted, nothing charged
         await outbox.close()
 

@@ -222,7 +222,7 @@ def _close_code(ws) -> int:  # noqa: ANN001
 
 @pytest.mark.parametrize("dialect", list(DIALECTS))
 def test_a_server_error_mid_utterance_refunds_it_on_every_dialect(app: App, dialect: str) -> None:
-    """Issue 40: the socket ended by our own failure (the read loop raised) under an utterance that has sent audio:
+    """The socket ended by our own failure (the read loop raised) under an utterance that has sent audio:
     its row is a 5xx failure (failed, INTERNAL_ERROR) charged nothing, as an HTTP request failing on a server error
     is, and its whole reservation comes back; the client sees 1011."""
     raw, key_id = app.new_key()

@@ -231,7 +231,7 @@ def request_for(runtime: Any, **overrides: Any) -> SynthesisRequest:
         audio_format="pcm",
         sample_rate=16000,
         sampling=SamplingOptions(
-            s.default_temperature, s.default_top_k, s.default_top_p, 400, s.default_repetition_penalty, seed=1
+            s.sampling.default_temperature, s.sampling.default_top_k, s.sampling.default_top_p, 400, s.sampling.default_repetition_penalty, seed=1
         ),
     )
     fields.update(overrides)
@@ -327,7 +327,7 @@ async def test_cancel_and_close_abort_generation(runtime: Any) -> None:
 
 @pytest.mark.parametrize("by_server", [True, False])
 async def test_a_socket_the_server_ends_charges_only_the_audio_that_reached_it(runtime: Any, by_server: bool) -> None:
-    """Issue 40, fair charge: a reader that stops reading while a long utterance streams, and the server ends the
+    """Fair charge: a reader that stops reading while a long utterance streams, and the server ends the
     socket (a stall, a broken message rule) or the client closes it: the utterance is charged for the characters the
     audio that reached the socket covers, never for text whose audio never got there (the cut-chunk rule; one price
     for a clean close and a reset)."""
@@ -412,7 +412,7 @@ async def test_a_context_cuts_its_text_chunks_at_the_streaming_cap(runtime: Any)
         u.add_text(word + " ")
     u.end()
     chunks = u.job.plan.chunks
-    cap = runtime.settings.stream_chunk_max_chars
+    cap = runtime.settings.text.stream_chunk_max_chars
     assert len(long) > cap and all(len(c) <= cap for c in chunks), chunks
     assert chunks[-1] == short and all(c.rstrip().endswith((",", ".")) for c in chunks), chunks
     assert " ".join(chunks).split() == (long + " " + short).split()

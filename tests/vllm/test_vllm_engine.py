@@ -39,7 +39,8 @@ MAX_MODEL_LEN = 2048
 
 
 def controllable_prompt(tokenizer, text: str) -> list[int]:
-    """Spec §3.2(a): the model itself generates pitch/speed, the 32 globals, then semantic tokens."""
+    """A controllable prompt (docs/reference/spark-tts.md#prompts): the model itself generates pitch/speed, the 32
+    globals, then semantic tokens."""
     style = "<|gender_1|><|pitch_label_2|><|speed_label_2|>"
     prompt = (
         f"{TASK_TOKENS['controllable_tts']}{START_CONTENT}{text}{END_CONTENT}"
@@ -118,7 +119,7 @@ async def wait_idle(engine: VLLMEngine, within_s: float) -> None:
 async def test_deltas_come_stream_interval_steps_at_a_time(engine, layout, prompt) -> None:
     """TTS_LLM_STREAM_INTERVAL (engine arg stream_interval, default 4): the first delta at once, then one every N
     steps, the last with whatever is left; fewer deltas for the API process to parse at 256 streams."""
-    interval = Settings().llm_stream_interval
+    interval = Settings().llm.llm_stream_interval
     assert interval > 1
     deltas = await collect(engine, prompt, speech(layout, seed=3), "interval")
     assert len(deltas) >= 3

@@ -15,8 +15,8 @@ from pydantic_core import PydanticCustomError
 
 from api.delivery import Delivery, Framing
 from api.deps import Grant, SettingsDep, Speech
-from api.dialects.cartesia.codec import chunk_event, done_event, error_event, f32, timestamps_event
 from api.dialects.cartesia.messages import GenerationConfig, OutputFormat, Rate, Voice
+from api.dialects.cartesia.wire import chunk_event, done_event, error_event, f32, timestamps_event
 from api.routes.tts import ERROR_RESPONSES, respond
 from api.schemas import MAX_TEXT_CHARS, reject_control_characters
 from services.pipeline.speech import SpeechRequest

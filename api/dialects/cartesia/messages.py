@@ -14,6 +14,10 @@ from api.schemas import MAX_TEXT_CHARS, SUPPORTED_RATES, Speed, reject_control_c
 MAX_CONTEXTS = 5  # unfinished contexts per socket
 # How long text without a sentence end waits before it is spoken anyway (Cartesia's default; at most 5000).
 DEFAULT_MAX_BUFFER_DELAY_MS = 3000
+# A socket with no message either way lives this long, as Cartesia's own do (LiveKit's pool keeps one 300 s): closing
+# sooner breaks the pool's next turn. The per-key connection cap (TTS_WS_MAX_CONNECTIONS_PER_KEY) bounds how many
+# idle sockets one key holds.
+IDLE_TIMEOUT_S = 300.0
 
 
 class Voice(BaseModel):
@@ -42,7 +46,7 @@ class OutputFormat(Rate):
 
     @property
     def audio_format(self) -> str:
-        """Ours: pcm_mulaw is our mulaw (8 kHz); both PCM encodings are made from our s16le (f32 by the codec)."""
+        """Ours: pcm_mulaw is our mulaw (8 kHz); both PCM encodings are made from our s16le (f32 by the wire format)."""
         return "mulaw" if self.encoding == "pcm_mulaw" else "pcm"
 
     @property

@@ -1,7 +1,8 @@
 """Cartesia's WebSocket route `GET /tts/websocket` over the shared session core. A `context_id` is one
 continuation chain: its first message sets voice, output format and timestamps; `continue: false` ends its input;
 `{"context_id", "cancel": true}` stops it. Text without a sentence end is spoken `max_buffer_delay_ms` (default
-3000) after its first piece, without a flush (the timer is the session core's: `Utterance.buffer_delay_s`).
+3000) after its first piece, without a flush (the timer is the session core's: `Utterance.buffer_delay_s`). An idle
+socket lives `IDLE_TIMEOUT_S` (Cartesia's 5 minutes).
 Auth: `X-API-Key` or `Authorization: Bearer` headers, or `?api_key=`; `Cartesia-Version` (header or
 `cartesia_version` query) is accepted."""
 
@@ -12,13 +13,14 @@ import json
 from fastapi import APIRouter, WebSocket
 
 from api.deps import Services, services_of
-from api.dialects.cartesia.codec import CartesiaCodec
 from api.dialects.cartesia.messages import (
     DEFAULT_MAX_BUFFER_DELAY_MS,
+    IDLE_TIMEOUT_S,
     MAX_CONTEXTS,
     ClientMessage,
     parse_client_message,
 )
+from api.dialects.cartesia.wire import CartesiaWire, done_event
 from api.dialects.common import open_session, synthesis_request
 from api.errors import ApiError
 from api.ws_connection import CLOSE_POLICY, ContextError, admitted, close_quietly, serve_session
@@ -30,7 +32,7 @@ router = APIRouter(tags=["cartesia"])
 
 async def _refuse(websocket: WebSocket, err: ApiError) -> None:
     await websocket.accept()
-    await websocket.send_text(json.dumps(CartesiaCodec().error(err.code, err.message, err.param, None, None)))
+    await websocket.send_text(json.dumps(CartesiaWire().error(err.code, err.message, err.param, None, None)))
     await close_quietly(websocket, CLOSE_POLICY, err.code)
 
 
@@ -45,6 +47,10 @@ class _Connection:
         try:
             if cid not in self.session.refused:  # a refused context's error (done) went out: the rest is dropped
                 await self._message(msg, cid)
+            elif closes and not msg.cancel:
+                # LiveKit reads `done` as the end only once its own input has ended, so the error it got while still
+                # sending was not the end for it: the context's final message is answered with `done` again.
+                await self.session.outbox.reply(done_event(cid))  # type: ignore[arg-type]
         except ApiError as err:
             raise ContextError(err.code, err.message, context_id=cid, param=err.param, closes=closes) from None
         if closes:  # the client ended the context (refused or not): its id may open a new one
@@ -68,6 +74,7 @@ class _Connection:
             if output is None:
                 raise ApiError("VALIDATION_ERROR", "The first message of a context needs 'output_format'.",
                                param="output_format")
+            await session.supersede(cid)  # the reply this turn interrupts stops before admission counts it
             request = await synthesis_request(self.services, self.key, voice=msg.voice.id,
                                               audio_format=output.audio_format, sample_rate=output.rate,
                                               speed=msg.wanted_speed(), voice_field="voice.id",
@@ -75,13 +82,15 @@ class _Connection:
             u = await session.start(request, context_id=cid)
             if u is None:
                 return  # refused (too many contexts): the session answered
-            u.codec_state.update(f32=output.encoding == "pcm_f32le", timestamps=msg.add_timestamps,
+            u.wire_state.update(f32=output.encoding == "pcm_f32le", timestamps=msg.add_timestamps,
                                  normalized=msg.use_normalized_timestamps)
             u.buffer_delay_s = DEFAULT_MAX_BUFFER_DELAY_MS / 1000
         if msg.max_buffer_delay_ms is not None:  # the latest message's value holds for the context
             u.buffer_delay_s = msg.max_buffer_delay_ms / 1000
         if msg.transcript:
             await session.text(msg.transcript, context_id=cid)
+            if cid in session.refused:  # the text was refused (credits): the error ended it, nothing more to answer
+                return
         if msg.flush:
             await session.flush(context_id=cid)
         elif msg.max_buffer_delay_ms == 0 and msg.continue_:
@@ -98,8 +107,8 @@ async def tts_websocket(websocket: WebSocket) -> None:
         if admission is None:
             return
         key, counted, connection_id = admission
-        session, outbox = await open_session(websocket, services, key, counted, connection_id, CartesiaCodec(),
+        session, outbox = await open_session(websocket, services, key, counted, connection_id, CartesiaWire(),
                                              max_contexts=MAX_CONTEXTS, dialect="cartesia")
         conn = _Connection(services, session, key)
-        await serve_session(websocket, session, outbox, idle_s=float(services.settings.ws_idle_timeout_s),
+        await serve_session(websocket, session, outbox, idle_s=IDLE_TIMEOUT_S,
                             handle=conn.handle, dialect="cartesia")

@@ -63,7 +63,7 @@ class ConnectionParams(BaseModel):
     enable_logging: bool = True  # accepted; the request log is the deployment's choice
     enable_ssml_parsing: bool = False  # True: the SSML subset of processing/ssml.py (breaks are silence)
     apply_text_normalization: Literal["auto", "on", "off"] = "auto"
-    auto_mode: bool = False  # accepted: text is always cut at sentence ends (and on flush)
+    auto_mode: bool = False  # True: each message is a complete sentence, spoken at once (as if flushed)
     sync_alignment: bool = False  # True: alignment times from the start of the context (see the README)
     inactivity_timeout: int = Field(20, ge=1, le=180)
     xi_api_key: str | None = None  # older clients send the key here

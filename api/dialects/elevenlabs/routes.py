@@ -14,7 +14,6 @@ from starlette.websockets import WebSocketState
 
 from api.deps import Services, services_of
 from api.dialects.common import open_session, synthesis_request
-from api.dialects.elevenlabs.codec import ElevenLabsCodec
 from api.dialects.elevenlabs.messages import (
     MAX_CONTEXTS,
     ClientMessage,
@@ -23,6 +22,7 @@ from api.dialects.elevenlabs.messages import (
     ours_to_elevenlabs_message,
     parse_client_message,
 )
+from api.dialects.elevenlabs.wire import ElevenLabsWire
 from api.errors import ApiError
 from api.socket_guard import SocketGuard, SocketSlot, too_big
 from api.ws_connection import CLOSE_NORMAL, CLOSE_POLICY, ContextError, admitted, close_quietly, serve_session
@@ -106,6 +106,7 @@ class _Connection:
                 raise ApiError("VALIDATION_ERROR", f"Context '{cid}' was closed; open a new context_id.",
                                param="context_id")
             speed = msg.voice_settings.speed if msg.voice_settings else None
+            await session.supersede(cid)  # the reply this turn interrupts stops before admission counts it
             u = await session.start(await self.synthesis_request(speed), context_id=cid)
             if u is None:
                 return  # refused (a sixth context): the session answered
@@ -113,13 +114,23 @@ class _Connection:
             u.breaks.window = KEY_SILENCE.of(self.key.key_id)  # break silence per key per minute (processing/ssml.py)
         if u is None:
             if msg.close_context:
-                return  # already closing, or never opened (ElevenLabs ignores it too)
+                if session.unfinished(cid) is not None:
+                    # Closed already and still generating: Pipecat closes an interrupted context again at a
+                    # barge-in (its end-of-turn close went out earlier), so the rest of the reply is unwanted.
+                    await session.cancel(context_id=cid, every=False, reason="interrupted")
+                return  # never opened, or finished (ElevenLabs ignores it too)
             if msg.flush:
                 raise ApiError("VALIDATION_ERROR", f"No open context '{cid}'.", param="context_id")
             return
         if text and (text.strip() or u.characters):  # the opener " " carries no speech
             await session.text(text, context_id=cid)
+            if cid in session.refused:  # the text was refused (credits): the error and isFinal ended it
+                return
             self.unflushed.add(cid)
+            if self.params.auto_mode and text.strip():
+                # auto_mode: each message is a complete sentence or phrase (ElevenLabs' documentation), spoken at
+                # once. Only a flush or close the client sent marks the context finished (`unflushed`).
+                await session.flush(context_id=cid, quiet=True)
         if msg.flush or msg.try_trigger_generation or msg.close_context:
             self.unflushed.discard(cid)
         if msg.flush or msg.try_trigger_generation:
@@ -165,7 +176,7 @@ async def _serve(websocket: WebSocket, voice_id: str, *, multi: bool) -> None:
         if services.access.authenticator is not None and not _key_sent(websocket, params):
             # Older clients' key is in the first message: it must come within the auth deadline.
             first = await _first_message(websocket, guard.auth_wait_s(float(params.inactivity_timeout)),
-                                         services.settings.ws_max_message_bytes)
+                                         services.settings.websocket.ws_max_message_bytes)
             if first is None:
                 return
         await _serve_admitted(websocket, services, voice_id, params, output, slot, first, multi=multi)
@@ -179,7 +190,7 @@ async def _serve_admitted(websocket: WebSocket, services: Services, voice_id: st
             return
         key, counted, connection_id = admission
         session, outbox = await open_session(
-            websocket, services, key, counted, connection_id, ElevenLabsCodec(absolute_times=params.sync_alignment),
+            websocket, services, key, counted, connection_id, ElevenLabsWire(absolute_times=params.sync_alignment),
             max_contexts=MAX_CONTEXTS if multi else 4, multi=multi, dialect="elevenlabs")
         conn = _Connection(services, session, key, voice_id, params, output, multi=multi, websocket=websocket,
                            outbox=outbox)

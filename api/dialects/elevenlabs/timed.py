@@ -1,10 +1,11 @@
 """ElevenLabs' answers with timestamps (`.../with-timestamps`, `.../stream/with-timestamps`) over our timestamps
 machinery (`api.timed_delivery`): `audio_base64`, `alignment` (the text as sent) and `normalized_alignment` (the
 words the model spoke), each `{characters, character_start_times_seconds, character_end_times_seconds}`, times in
-seconds from the start of the request's audio. Streamed: one JSON object per line per audio piece; timings settled by
-the aligner ride on the next audio line, or go at once on a line with empty `audio_base64` when their audio was
-already sent (timing never holds audio, issue 39); both alignments always together (`codec.event_spans`), `null`
-on lines with none. A last line with empty audio carries whatever is left."""
+seconds from the start of the request's audio. Streamed: one JSON object per line per audio piece (a long piece
+over several lines of `LINE_AUDIO_BYTES` at most); timings settled by the aligner ride on the next audio line, or
+go at once on a line with empty `audio_base64` when their audio was already sent (timing never holds audio, issue
+39); both alignments always together (`wire.event_spans`), `null` on lines with none. A last line with empty audio
+carries whatever is left."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from api.delivery import Delivery, Framing
-from api.dialects.elevenlabs.codec import event_spans
+from api.dialects.elevenlabs.wire import event_spans, last_characters
 from api.timed_delivery import complete_json
 from services.pipeline.timestamps import TimestampsEvent
 
@@ -33,6 +34,11 @@ async def complete(delivery: Delivery) -> dict[str, Any]:
                for name, key in (("alignment", "characters"), ("normalized_alignment", "normalized_characters"))}}
 
 
+# Audio bytes on one line at most: 128 KiB of base64, far under what clients read as one line (Pipecat's reader
+# stops at 512 KiB and loses the rest of the turn). A multiple of 6 keeps 16-bit samples whole and base64 unpadded.
+LINE_AUDIO_BYTES = 6 * 16384
+
+
 async def _lines(items: AsyncIterator[Any], delivery: Delivery) -> AsyncIterator[bytes]:
     pending: list[tuple[list, list]] = []
     sent = 0.0  # seconds of audio on lines already written
@@ -48,16 +54,19 @@ async def _lines(items: AsyncIterator[Any], delivery: Delivery) -> AsyncIterator
                 "normalized_alignment": alignment([c for _, n in events for c in n])}
         return (json.dumps(body, ensure_ascii=False) + "\n").encode()
 
+    before = ("", "")  # the last characters sent (event_spans puts a space between words written apart)
     async for item in items:
         if isinstance(item, TimestampsEvent):
-            written, spoken = event_spans(item)
+            written, spoken = event_spans(item, before)
             if written:
+                before = last_characters((written, spoken), before)
                 pending.append((written, spoken))
                 if written[0][1] < sent:  # its audio is out already: now, on a line of its own
                     yield line(b"", sent)
             continue
         sent = delivery.job.stats.sent_samples / rate
-        yield line(item, sent)
+        for start in range(0, max(len(item), 1), LINE_AUDIO_BYTES):
+            yield line(item[start:start + LINE_AUDIO_BYTES], sent)  # the first line takes the timings
     if pending:
         yield line(b"", None)
     if delivery.final_status != "completed":

@@ -13,8 +13,8 @@ import numpy as np
 from api.dialects.cartesia.messages import error_code
 from api.dialects.http_errors import status_title
 from api.errors import ERROR_CODES
-from services.sessions.codec import Payload
 from services.sessions.utterance import Utterance
+from services.sessions.wire import Payload
 
 
 def f32(data: bytes) -> bytes:
@@ -46,16 +46,16 @@ def error_event(code: str, message: str, context_id: str | None) -> Payload:
             "context_id": context_id}
 
 
-class CartesiaCodec:
+class CartesiaWire:
     def started(self, u: Utterance) -> list[Payload]:
         return []
 
     def audio(self, u: Utterance, data: bytes) -> list[Payload]:
-        return [chunk_event(f32(data) if u.codec_state.get("f32") else data, u.context_id)]
+        return [chunk_event(f32(data) if u.wire_state.get("f32") else data, u.context_id)]
 
     def timings(self, u: Utterance, event: Any) -> list[Payload]:
-        words = event.normalized if u.codec_state.get("normalized") else event.words
-        if not u.codec_state.get("timestamps") or not words:
+        words = event.normalized if u.wire_state.get("normalized") else event.words
+        if not u.wire_state.get("timestamps") or not words:
             return []
         return [timestamps_event(words, u.context_id)]
 
@@ -73,7 +73,7 @@ class CartesiaCodec:
         return error_event(code, message, u.context_id if u is not None else context_id)
 
     def flushed(self, u: Utterance) -> list[Payload]:
-        count = u.codec_state["flushes"] = u.codec_state.get("flushes", 0) + 1
+        count = u.wire_state["flushes"] = u.wire_state.get("flushes", 0) + 1
         return [{"type": "flush_done", "flush_done": True, "flush_id": count, "done": False, "status_code": 206,
                  "context_id": u.context_id}]
 

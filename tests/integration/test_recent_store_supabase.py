@@ -14,6 +14,8 @@ from services.continuity.stores import RecentStoreUnavailable
 from services.database import make_supabase_client
 from tests.http_stub import json_server
 
+pytestmark = pytest.mark.integration
+
 SERVICE_KEY = "sb_secret_test-service-key-0123456789"
 GLOBALS = tuple(range(100, 132))
 

@@ -10,15 +10,15 @@ from typing import Any
 
 import numpy as np
 
-from api.dialects.cartesia.codec import CartesiaCodec
-from api.dialects.elevenlabs.codec import ElevenLabsCodec
+from api.dialects.cartesia.wire import CartesiaWire
+from api.dialects.elevenlabs.wire import ElevenLabsWire
 
 
 @dataclass
 class _Utterance:
     context_id: str = "c"
     last_audio_span: tuple[float, float] = (0.0, 0.0)
-    codec_state: dict[str, Any] = field(default_factory=dict)
+    wire_state: dict[str, Any] = field(default_factory=dict)
 
 
 def _span(text: str, start: float, end: float) -> SimpleNamespace:
@@ -35,20 +35,21 @@ CHARS_1 = [("h", 0.0, 0.1), ("i", 0.1, 0.2), (" ", 0.2, 0.3), ("y", 0.3, 0.45), 
 CHARS_2 = [("o", 0.6, 0.75), ("k", 0.75, 0.9)]
 
 
-def _run(codec: ElevenLabsCodec) -> list[dict]:
+def _run(wire: ElevenLabsWire) -> list[dict]:
     u = _Utterance()
     out: list[dict] = []
-    codec.timings(u, _event(CHARS_1))  # type: ignore[arg-type]
-    codec.timings(u, _event(CHARS_2))  # type: ignore[arg-type]
+    wire.timings(u, _event(CHARS_1))  # type: ignore[arg-type]
+    wire.timings(u, _event(CHARS_2))  # type: ignore[arg-type]
     for index in range(4):
         u.last_audio_span = (index * 0.25, (index + 1) * 0.25)
-        out += codec.audio(u, b"\x00\x00" * 10)  # type: ignore[arg-type]
-    out += codec.done(u)  # type: ignore[arg-type]
+        out += wire.audio(u, b"\x00\x00" * 10)  # type: ignore[arg-type]
+    out += wire.done(u)  # type: ignore[arg-type]
     return out
 
 
 def _pipecat_word_starts(messages: list[dict]) -> list[tuple[str, float]]:
-    """Pipecat's reading: times relative to a clock advanced by the end of each message's last character."""
+    """Pipecat's reading: times relative to a clock advanced by the end of each message's last character; a word
+    completes at the next space, the last one at the context's end (Pipecat completes what is left there)."""
     clock, words, word, start = 0.0, [], "", None
     for m in messages:
         a = m.get("alignment")
@@ -63,11 +64,11 @@ def _pipecat_word_starts(messages: list[dict]) -> list[tuple[str, float]]:
                 start = clock + s / 1000 if start is None else start
                 word += ch
         clock += (a["charStartTimesMs"][-1] + a["charDurationsMs"][-1]) / 1000
-    return words
+    return words + ([(word, start)] if word else [])
 
 
 def test_elevenlabs_relative_alignment_keeps_pipecats_clock_on_the_audio() -> None:
-    messages = _run(ElevenLabsCodec(absolute_times=False))
+    messages = _run(ElevenLabsWire(absolute_times=False))
     assert messages[-1] == {"contextId": "c", "context_id": "c", "isFinal": True}
     audio = [m for m in messages if m.get("audio")]
     assert len(audio) == 4 and all(m["contextId"] == m["context_id"] == "c" for m in audio)
@@ -78,27 +79,27 @@ def test_elevenlabs_relative_alignment_keeps_pipecats_clock_on_the_audio() -> No
     assert [round(t, 3) for _, t in words] == [0.0, 0.3, 0.6]  # the aligner's starts, unshifted
     clock = sum((m["alignment"]["charStartTimesMs"][-1] + m["alignment"]["charDurationsMs"][-1]) / 1000
                 for m in messages if m.get("alignment"))
-    assert round(clock, 3) == 1.0  # Pipecat's clock ends where the audio ends
+    assert round(clock, 3) == 0.9  # Pipecat's clock ends with the last character (no space is added after it)
 
 
 def test_elevenlabs_sync_alignment_is_from_the_context_start() -> None:
-    messages = _run(ElevenLabsCodec(absolute_times=True))
+    messages = _run(ElevenLabsWire(absolute_times=True))
     starts = [s for m in messages if m.get("alignment") for s in m["alignment"]["charStartTimesMs"]]
     assert starts == sorted(starts) and starts[:2] == [0, 100] and max(starts) <= 1000
 
 
 def test_cartesia_chunks_timestamps_and_f32() -> None:
-    codec, u = CartesiaCodec(), _Utterance(codec_state={"f32": True, "timestamps": True})
+    wire, u = CartesiaWire(), _Utterance(wire_state={"f32": True, "timestamps": True})
     words = SimpleNamespace(words=[_span("hi", 0.0, 0.2), _span("yo", 0.3, 0.6)])
-    [stamps] = codec.timings(u, words)  # type: ignore[arg-type]
+    [stamps] = wire.timings(u, words)  # type: ignore[arg-type]
     assert stamps["type"] == "timestamps" and stamps["context_id"] == "c"
     assert stamps["word_timestamps"] == {"words": ["hi", "yo"], "start": [0.0, 0.3], "end": [0.2, 0.6]}
     pcm = np.array([0, 16384, -32768], "<i2").tobytes()
-    [chunk] = codec.audio(u, pcm)  # type: ignore[arg-type]
+    [chunk] = wire.audio(u, pcm)  # type: ignore[arg-type]
     assert chunk["type"] == "chunk" and chunk["done"] is False
     assert np.frombuffer(base64.b64decode(chunk["data"]), "<f4").tolist() == [0.0, 0.5, -1.0]
-    assert codec.done(u) == [{"type": "done", "done": True, "status_code": 200, "context_id": "c"}]  # type: ignore[arg-type]
-    error = codec.error("INVALID_SPEAKER", "no such voice", "voice", None, "z")
+    assert wire.done(u) == [{"type": "done", "done": True, "status_code": 200, "context_id": "c"}]  # type: ignore[arg-type]
+    error = wire.error("INVALID_SPEAKER", "no such voice", "voice", None, "z")
     assert error["type"] == "error" and error["context_id"] == "z" and error["done"] is True
 
 
@@ -110,7 +111,7 @@ def test_elevenlabs_timings_after_their_audio_keep_both_clocks() -> None:
     """Timing never holds audio: words settle after their audio went out. They go at once in a message with empty
     audio, `alignment` and `normalizedAlignment` together, and either field read with Pipecat's running clock gives
     the aligner's starts (the written "$5" and the spoken "five dollars" cover the same time)."""
-    codec, u = ElevenLabsCodec(absolute_times=False), _Utterance()
+    wire, u = ElevenLabsWire(absolute_times=False), _Utterance()
     written = [_span(*c) for c in [("I", 0.0, 0.2), (" ", 0.2, 0.3), ("$", 0.3, 0.3), ("5", 0.3, 0.9)]]
     spoken = [_span(*c) for c in [("I", 0.0, 0.2), (" ", 0.2, 0.3), ("f", 0.3, 0.4), ("i", 0.4, 0.5), ("v", 0.5, 0.55),
                                   ("e", 0.55, 0.6), (" ", 0.6, 0.6), ("d", 0.6, 0.9)]]
@@ -118,12 +119,12 @@ def test_elevenlabs_timings_after_their_audio_keep_both_clocks() -> None:
     messages: list[dict] = []
     for index in range(3):  # 0.5 s of audio each, sent before any timing
         u.last_audio_span = (index * 0.5, (index + 1) * 0.5)
-        messages += codec.audio(u, b"\x00\x00" * 10)  # type: ignore[arg-type]
+        messages += wire.audio(u, b"\x00\x00" * 10)  # type: ignore[arg-type]
     assert all(m["alignment"] is None and m["normalizedAlignment"] is None for m in messages)
-    first = codec.timings(u, SimpleNamespace(characters=written, normalized_characters=spoken))  # type: ignore[arg-type]
+    first = wire.timings(u, SimpleNamespace(characters=written, normalized_characters=spoken))  # type: ignore[arg-type]
     assert len(first) == 1 and first[0]["audio"] == "" and first[0]["isFinal"] is None
-    second = codec.timings(u, _event([(c.text, c.start, c.end) for c in later]))  # type: ignore[arg-type]
-    messages += first + second + codec.done(u)  # type: ignore[arg-type]
+    second = wire.timings(u, _event([(c.text, c.start, c.end) for c in later]))  # type: ignore[arg-type]
+    messages += first + second + wire.done(u)  # type: ignore[arg-type]
     for m in messages:
         assert (m.get("alignment") is None) == (m.get("normalizedAlignment") is None), m
     assert [(w, round(t, 3)) for w, t in _pipecat_clocks(messages, "alignment")] == [("I", 0.0), ("$5", 0.3),
@@ -133,9 +134,9 @@ def test_elevenlabs_timings_after_their_audio_keep_both_clocks() -> None:
 
 
 def test_elevenlabs_timings_ahead_of_their_audio_ride_on_it() -> None:
-    codec, u = ElevenLabsCodec(absolute_times=True), _Utterance()
-    assert codec.timings(u, _event(CHARS_1)) == []  # type: ignore[arg-type]  # nothing sent yet: wait for audio
+    wire, u = ElevenLabsWire(absolute_times=True), _Utterance()
+    assert wire.timings(u, _event(CHARS_1)) == []  # type: ignore[arg-type]  # nothing sent yet: wait for audio
     u.last_audio_span = (0.0, 0.25)
-    [message] = codec.audio(u, b"\x00\x00")  # type: ignore[arg-type]
-    assert message["alignment"]["chars"] == ["h", "i", " ", "y", "o", " "]
+    [message] = wire.audio(u, b"\x00\x00")  # type: ignore[arg-type]
+    assert message["alignment"]["chars"] == ["h", "i", " ", "y", "o"]  # nothing the text did not have
     assert message["normalizedAlignment"]["chars"] == message["alignment"]["chars"]

@@ -4,14 +4,20 @@
 Alignment times. Pipecat reads each message's times as relative to a running clock that it advances by the end of
 the message's last character; LiveKit (which asks for `sync_alignment=true`) reads them as seconds from the start
 of the context. So without `sync_alignment` every alignment is relative to the end of the previous alignment sent
-(the codec keeps the same clock); with it, times are from the start of the context.
+(the wire format keeps the same clock); with it, times are from the start of the context.
 
-Timing never holds audio (issue 39): words arrive from the aligner while their audio plays. A timing event rides
+Timing never holds audio: words arrive from the aligner while their audio plays. A timing event rides
 on the next audio message when that audio holds its first character's start; when its audio was already sent it
 goes at once in a message with empty `audio` (both clients skip empty audio and read its alignment). Both fields
-always travel together and cover the same time (an event holds whole written groups with their spoken words), each
-event's characters end with a space so clients complete its last word at once, and the last character of both is
-stretched to the same end so the relative clocks of either field agree.
+always travel together and cover the same time (an event holds whole written groups with their spoken words), and
+the last character of both is stretched to the same end so the relative clocks of either field agree.
+
+Characters. Joined over a context, `alignment` is the text as sent with its words apart: one space where the text
+had whitespace, none between Han characters, nothing added at the end. Where a client's messages are sentences
+sent with nothing between them ("Okay, Bravo here." then "This reply…", Pipecat) the sentences were cut there and
+spoken as separate words, so the alignment has a space there too ("here. This"): both clients find words by
+spaces, and the sentence the client sent was apart in meaning. A space between two events leads the later one, so a
+client completes an event's last word when the next event (or the end of the context) comes.
 """
 
 from __future__ import annotations
@@ -19,20 +25,22 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from services.sessions.codec import Payload
+from core.align.types import spaced
 from services.sessions.utterance import Utterance
+from services.sessions.wire import Payload
 
 Span = tuple[str, float, float]  # one character, start and end in seconds from the start of the context
 Timed = tuple[list[Span], list[Span]]  # one event's characters: as sent, as spoken
 
 
-def event_spans(event: Any) -> Timed:
-    """A TimestampsEvent's characters (as sent, as spoken), each ending with a space; neither side empty."""
+def event_spans(event: Any, before: tuple[str, str] = ("", "")) -> Timed:
+    """A TimestampsEvent's characters (as sent, as spoken); neither side empty. `before`: the last character each
+    side of the stream sent so far ("" at its start): a space leads the event where the words are written apart."""
     sides = []
-    for chars in (event.characters, event.normalized_characters):
+    for chars, last in zip((event.characters, event.normalized_characters), before, strict=True):
         spans = [(c.text, c.start, c.end) for c in chars]
-        if spans:
-            spans.append((" ", spans[-1][2], spans[-1][2]))
+        if spans and spaced(last, spans[0][0]):
+            spans.insert(0, (" ", spans[0][1], spans[0][1]))
         sides.append(spans)
     written, spoken = sides
     if not written and spoken:
@@ -42,7 +50,14 @@ def event_spans(event: Any) -> Timed:
     return written, spoken
 
 
-class ElevenLabsCodec:
+def last_characters(timed: Timed, before: tuple[str, str]) -> tuple[str, str]:
+    """`before` for the event after `timed` (a side that is only a space keeps the character before it)."""
+    written, spoken = timed
+    return tuple(side[-1][0] if side and side[-1][0].strip() else last  # type: ignore[return-value]
+                 for side, last in ((written, before[0]), (spoken, before[1])))
+
+
+class ElevenLabsWire:
     def __init__(self, *, absolute_times: bool) -> None:
         self.absolute_times = absolute_times
 
@@ -57,11 +72,12 @@ class ElevenLabsCodec:
 
     def timings(self, u: Utterance, event: Any) -> list[Payload]:
         """Spans the aligner settled: with the next audio message, or now when their audio has already gone."""
-        written, spoken = event_spans(event)
+        before = u.wire_state.get("last", ("", ""))
+        written, spoken = event_spans(event, before)
         if not written:
             return []
-        u.codec_state.setdefault("pending", []).append((written, spoken))
-        u.codec_state["any"] = True
+        u.wire_state["last"] = last_characters((written, spoken), before)
+        u.wire_state.setdefault("pending", []).append((written, spoken))
         sent = u.last_audio_span[1]
         if written[0][1] >= sent:
             return []
@@ -73,9 +89,9 @@ class ElevenLabsCodec:
     def done(self, u: Utterance) -> list[Payload]:
         out: list[Payload] = []
         end = u.last_audio_span[1]
-        if u.codec_state.get("any"):  # what is left, and a space at the audio's end: the clock ends with the audio
-            u.codec_state.setdefault("pending", []).append(([(" ", end, end)], [(" ", end, end)]))
-            out.append(self._ids(u) | {"audio": "", "isFinal": None} | self._take(u, end, everything=True))
+        if u.wire_state.get("pending"):  # what is left (the last character ends with the audio)
+            out.append(self._ids(u) | {"audio": "", "isFinal": None} | self._take(u, end, everything=True,
+                                                                                   until=end))
         return [*out, *self.ended(u)]
 
     def ended(self, u: Utterance) -> list[Payload]:
@@ -104,22 +120,23 @@ class ElevenLabsCodec:
     def _ids(u: Utterance) -> dict[str, Any]:
         return {"contextId": u.context_id, "context_id": u.context_id}  # Pipecat reads the first, LiveKit both
 
-    def _take(self, u: Utterance, end: float, *, everything: bool = False) -> dict[str, Any]:
+    def _take(self, u: Utterance, end: float, *, everything: bool = False,
+              until: float = 0.0) -> dict[str, Any]:
         """`alignment` and `normalizedAlignment` of the pending events whose first character starts before `end`
-        (all with `everything`): both dicts, or both None."""
-        pending: list[Timed] = u.codec_state.get("pending", [])
+        (all with `everything`): both dicts, or both None. Their last characters end at `until` or later."""
+        pending: list[Timed] = u.wire_state.get("pending", [])
         take = len(pending) if everything else next((i for i, (w, _) in enumerate(pending) if w[0][1] >= end),
                                                     len(pending))
         if take == 0:
             return {"alignment": None, "normalizedAlignment": None}
-        events, u.codec_state["pending"] = pending[:take], pending[take:]
+        events, u.wire_state["pending"] = pending[:take], pending[take:]
         written = [c for w, _ in events for c in w]
         spoken = [c for _, s in events for c in s]
-        origin = 0.0 if self.absolute_times else u.codec_state.get("base", 0.0)
-        stop = max(written[-1][2], spoken[-1][2])
+        origin = 0.0 if self.absolute_times else u.wire_state.get("base", 0.0)
+        stop = max(written[-1][2], spoken[-1][2], until)
         stop_ms = max(0, round((stop - origin) * 1000))
         if not self.absolute_times:  # Pipecat's clock moves by the last end of whichever field it reads: the same
-            u.codec_state["base"] = origin + stop_ms / 1000
+            u.wire_state["base"] = origin + stop_ms / 1000
         return {"alignment": _fields(written, origin, stop_ms), "normalizedAlignment": _fields(spoken, origin, stop_ms)}
 
 

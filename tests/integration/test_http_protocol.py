@@ -16,6 +16,8 @@ from websockets.sync.client import connect
 from api.http_protocol import H11HeadDeadline, HeadDeadline
 from tests.e2e.conftest import free_port
 
+pytestmark = pytest.mark.integration
+
 DEADLINE_S = 0.5
 
 

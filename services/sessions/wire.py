@@ -1,8 +1,8 @@
 """How a session's events are written on the wire: the one place a streaming dialect differs.
 
 The session core (`WsSession`) decides *what* happens (an utterance started, audio, timings, done, an error, a
-cancel); a `SessionCodec` turns each of those into the dialect's payloads (JSON objects, or bytes for binary
-frames). `NativeCodec` is our own protocol (README, WebSocket section); the ElevenLabs and Cartesia codecs live in
+cancel); a `SessionWire` turns each of those into the dialect's payloads (JSON objects, or bytes for binary
+frames). `NativeWire` is our own protocol (README, WebSocket section); the ElevenLabs and Cartesia wire formats live in
 api/dialects/. Every method returns a list, so a dialect may send nothing (no `started` in ElevenLabs) or two
 messages for one event.
 """
@@ -18,13 +18,13 @@ from services.sessions.utterance import Utterance
 Payload = dict[str, Any] | bytes
 
 
-class SessionCodec(Protocol):
+class SessionWire(Protocol):
     def started(self, u: Utterance) -> list[Payload]:
         """Synthesis of the utterance was admitted and begins (stream lane)."""
 
     def audio(self, u: Utterance, data: bytes) -> list[Payload]:
-        """One encoded audio chunk (stream lane). The single place timings meet audio: a codec that attaches
-        alignment to audio messages reads what `timings` stored in `u.codec_state`."""
+        """One encoded audio chunk (stream lane). The single place timings meet audio: a wire format that attaches
+        alignment to audio messages reads what `timings` stored in `u.wire_state`."""
 
     def timings(self, u: Utterance, event: Any) -> list[Payload]:
         """Word/character spans settled so far (stream lane, behind the audio they describe; each reaches the client
@@ -60,7 +60,7 @@ def plain_error(code: str, message: str, param: str | None) -> dict[str, Any]:
     return {"error": {"message": message, "type": "server_error", "param": param, "code": code}}
 
 
-class NativeCodec:
+class NativeWire:
     """Our protocol: `started`, binary audio frames, `progress`, `done` with the HTTP headers' figures, `error`
     with the HTTP envelope, `flushed`, `cancelled`, `pong`."""
 
