@@ -134,6 +134,12 @@ class Utterance:
                 "text",
             )
 
+    def check_text(self, piece: str) -> None:
+        """Refuse a piece before it is charged: over the utterance's length (`check_room`) or holding a word no try
+        can speak (`check_words`)."""
+        self.check_room(len(piece))
+        self.check_words(piece)
+
     def check_words(self, piece: str) -> None:
         """Refuse, before it is charged or spoken, text holding a word no try can speak (VALIDATION_ERROR), as HTTP
         does per request (`check_words_speakable`): per utterance, across its pieces. Read on the text as sent: a
