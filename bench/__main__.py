@@ -62,6 +62,7 @@ BENCHES: dict[str, Bench] = {
     "mixed_formats": Bench("bench_mixed_formats.py", "PCM listeners beside compressed streams on the stand-in"),
     "host_path": Bench("bench_host_path.py", "the API path's CPU per audio second, per transport and format"),
     "flood_cost": Bench("bench_flood_cost.py", "what a flooding WebSocket client costs the server (PostgreSQL)"),
+    "flood_fairness": Bench("bench_flood_fairness.py", "another key's first audio under each flood, as ratios"),
     # the device on a virtual clock
     "simulate": Bench("-m bench.simulate", "many streams on a modelled device: the real scheduler and admission"),
     "sim_overload": Bench("-m bench.sim_overload", "bursts and sustained overload: does an admitted stream underrun"),

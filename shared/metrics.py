@@ -170,7 +170,8 @@ CODEC_SCHED_MIN_SLACK = Gauge(
 )
 ADMISSION_REFUSALS = Counter(
     f"{PREFIX}_admission_refusals", "New streams admission refused (503 SERVER_OVERLOADED), by rule (misses, spacing, ramp, "
-    "llm_pace, codec_cost, codec_busy).", ["rule"], registry=REGISTRY,
+    "llm_pace, codec_cost, codec_busy) and the asking key's class against its share (over_share, within_share).",
+    ["rule", "key_class"], registry=REGISTRY,
 )
 ADMISSION_WAIT = Histogram(
     f"{PREFIX}_admission_wait_seconds", "How long each admitted stream waited for admission (0 for most: a stream "

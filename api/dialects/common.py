@@ -63,11 +63,11 @@ async def synthesis_request(services: Services, key: ApiKeyRecord, *, voice: str
                            chunking=True, speed=None if speed in (None, 1.0) else speed, voice_field=voice_field,
                            timestamps=timestamps)
     try:
-        await services.speech.check_available(admit=admit)
+        await services.speech.check_available(admit=admit, key_id=key.key_id)
         resolved = await services.speech.voice(speech, key.key_id)
     except ServiceError as exc:
         raise ApiError.from_service(exc) from None
-    return services.speech.synthesis_request(speech, resolved, request_id="")
+    return services.speech.synthesis_request(speech, resolved, request_id="", key_id=key.key_id)
 
 
 async def open_session(websocket: WebSocket, services: Services, key: ApiKeyRecord, counted: bool,

@@ -50,11 +50,11 @@ async def _synthesis_request(services: Services, msg: StartMessage, key_id: str)
     text comes in pieces later."""
     speech = msg.to_speech_request(services.settings)
     try:
-        await services.speech.check_available()
+        await services.speech.check_available(key_id=key_id)
         voice = await services.speech.voice(speech, key_id)
     except ServiceError as exc:
         raise ApiError.from_service(exc) from None
-    return services.speech.synthesis_request(speech, voice, request_id="")
+    return services.speech.synthesis_request(speech, voice, request_id="", key_id=key_id)
 
 
 async def _dispatch(websocket: WebSocket, session: WsSession, raw: str, key_id: str) -> str | None:

@@ -50,6 +50,10 @@ class SamplingConfig:
     # Restrict sampling to these ids (None: the whole vocabulary). Clone-mode generation allows only semantic
     # tokens, their start marker and the stop ids, so no stray text or control token can enter the stream.
     allowed_token_ids: tuple[int, ...] | None = None
+    # The prefix cache's scope (vLLM's cache_salt): prompts under different salts never share cached blocks, so a
+    # prompt built from one key's recording is not answered faster for another key that sends the same one. None:
+    # shared (built-in voices, whose prompts every key may use). Engines without a prefix cache ignore it.
+    cache_salt: str | None = None
 
     def __post_init__(self) -> None:
         if self.temperature < 0:

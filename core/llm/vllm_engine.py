@@ -192,10 +192,12 @@ class VLLMEngine:
             output_kind=RequestOutputKind.DELTA,
         )
 
-    async def _engine_input(self, prompt_token_ids: list[int]) -> Any:
+    async def _engine_input(self, prompt_token_ids: list[int], cache_salt: str | None = None) -> Any:
         from vllm.inputs import TokensPrompt
 
         prompt = TokensPrompt(prompt_token_ids=prompt_token_ids)
+        if cache_salt is not None:  # blocks hashed under the salt: no prefix hit across scopes (SamplingConfig)
+            prompt["cache_salt"] = cache_salt
         renderer = getattr(self._engine, "renderer", None)
         render = getattr(renderer, "render_cmpl_async", None)
         if render is None:  # older vLLM: raw prompts are the API
@@ -212,7 +214,7 @@ class VLLMEngine:
         params = self.sampling_params(sampling)
         self._active.add(request_id)
         try:
-            outputs = self._engine.generate(await self._engine_input(prompt), params, request_id)
+            outputs = self._engine.generate(await self._engine_input(prompt, sampling.cache_salt), params, request_id)
             try:
                 async for out in outputs:
                     completion = out.outputs[0]

@@ -59,6 +59,22 @@ carries 160-200 with no underrun; at 1.2 with the miss rule at a 30 ms grace (of
 preamble ids, 600 within 2 s or 30 s, LLM 0.005-0.056 ms/row); without rule 3 at all, 48 kHz streams and the
 40-preamble flood underran (19-48 streams).
 
+**Each key's share.** When a rule above refuses, the device is short, and who is refused follows each key's share:
+a key's load is its streams open in the codec scheduler now (`streams_by_owner`: from its job's first window to its
+end) plus the streams admission refused it within the last `pace_window_s`; the fair share is the keys' total load
+over the keys holding any (the asking key counted). A key over its share is refused by the rule (key class
+`over_share` in `admission_refusals_total`); a key within its share is admitted past the rule while another key is
+over its own, so the key that makes the device short is the one refused, for as long as it keeps asking. With no key
+over its share (one key alone, or keys alike), the rule refuses as it always does (`within_share`). Why this load:
+open streams are what holds the device (rule 3 prices the device by them), exact at once and released when a job
+ends on every transport; the refusals of the last second are the demand the device did not take, which a flood of
+short streams keeps up while few of them are open (a one-character + flush loop on four sockets asks again the
+moment it is refused). An admitted ask is already an open stream, so a client asking one request at a time, however
+often, holds one. On the device stand-in, open streams alone let a victim be refused 16 times in 316 while the flood
+held no stream between its refused asks, and counting 10 s of admissions held a key's steady use against it
+(docs/benchmarks.md, `flood_fairness`). Device seconds have no owner: the scheduler's calls batch many streams'
+windows.
+
 Min slack is not a rule: a stream that has just started holds only its first chunk (80 ms on the balanced
 schedule), so a slack threshold would refuse on every newcomer; a stream really running dry is a miss (1).
 Calibrated with `bench.simulate` (docs/benchmarks.md)."""
@@ -91,6 +107,8 @@ class AdmissionDecision:
     retry_after_s: int = 1
     rule: str = "admitted"  # the rule that refused (a key of `Admission.refused`), or "admitted"
     waited_s: float = 0.0  # how long `Admission.admit` held the caller before this answer
+    # over_share | within_share: the asking key against its share ("" while no rule refused: shares were not read)
+    key_class: str = ""
 
 
 # Rules that pass again by themselves within a known time, with nothing else changing: spacing (the next 30 ms
@@ -167,6 +185,10 @@ class Admission:
         self.admitted = 0
         self._admitted_at: deque[float] = deque()  # admissions whose load the measures may not show yet
         self.refused: dict[str, int] = {}
+        # (rule, key class) -> refusals; and streams of a key within its share admitted past a refusing rule
+        self.refused_by_class: Counter[tuple[str, str]] = Counter()
+        self.within_share_admitted = 0
+        self._refused_at: dict[str, deque[float]] = {}  # key id ("" keyless) -> its refusals within pace_window_s
 
     # ---------------------------------------------------------------- the LLM's pace
     def _advance(self) -> float:
@@ -227,31 +249,34 @@ class Admission:
         return sum(b[1] for b in buckets) / request_seconds
 
     # ---------------------------------------------------------------- the rule
-    def decide(self) -> AdmissionDecision:
-        """Admit one more stream now or refuse it (counted either way), never waiting: what `admit()` does for a
-        caller that cannot wait."""
-        return self._settle(self._judge()[0], 0.0)
+    def decide(self, key: str | None = None) -> AdmissionDecision:
+        """Admit one more stream of `key` now or refuse it (counted either way), never waiting: what `admit()` does
+        for a caller that cannot wait."""
+        return self._settle(self._judge(key)[0], 0.0, key)
 
-    async def admit(self, max_wait_s: float | None = None) -> AdmissionDecision:
+    async def admit(self, max_wait_s: float | None = None, key: str | None = None) -> AdmissionDecision:
         """Admit one more stream, waiting up to `max_wait_s` (default `self.max_wait_s`) while only a rule in
         `wait_rules` refuses (the ramp: it passes again by itself when the oldest recent admission leaves its window),
         in arrival order; refuse at once on any other rule, or when the wait would run past the bound. Why: a flood's
         callers past the ramp got 503 and Retry-After 1 s where a wait of a few hundred ms would let them in (600
         arrivals within 2 s: 64 admitted refusing, 84-96 waiting, none underrunning: bench.sim_overload). A caller
-        cancelled while waiting leaves the queue and is neither admitted nor counted."""
+        cancelled while waiting leaves the queue and is neither admitted nor counted. `key`: the API key asking
+        (None: keyless, counted as one key), for its share."""
         limit = self.max_wait_s if max_wait_s is None else max(0.0, max_wait_s)
         started = self.clock()
         queue = self._queue()
-        if not queue.locked():  # nobody waiting: answer at once when no wait could help
-            decision, wait = self._judge()
-            if decision.admit or wait is None or decision.rule not in self.wait_rules or wait > limit:
-                return self._settle(decision, 0.0)
+        decision, wait = self._judge(key)
+        # Nobody waiting: answer at once when no wait could help. A key let in past a rule by its share does not queue
+        # behind the over-share key's waiters.
+        if decision.key_class == "within_share" and decision.admit or not queue.locked() and (
+                decision.admit or wait is None or decision.rule not in self.wait_rules or wait > limit):
+            return self._settle(decision, 0.0, key)
         async with queue:  # FIFO: one waiter at a time, the earliest first
             while True:
-                decision, wait = self._judge()
+                decision, wait = self._judge(key)
                 waited = self.clock() - started
                 if decision.admit or wait is None or decision.rule not in self.wait_rules or waited + wait > limit:
-                    return self._settle(decision, waited)
+                    return self._settle(decision, waited, key)
                 await self.sleep(wait)
 
     def _queue(self) -> asyncio.Lock:
@@ -262,9 +287,35 @@ class Admission:
         assert self._queue_lock is not None
         return self._queue_lock
 
-    def _judge(self) -> tuple[AdmissionDecision, float | None]:
-        """The rules, in order, without counting: the decision, and for a waitable refusal the seconds until its rule
-        may pass (None otherwise)."""
+    def _judge(self, key: str | None) -> tuple[AdmissionDecision, float | None]:
+        """The rules, then the asking key's share when one refuses (module doc, "Each key's share"), without
+        counting: the decision, and for a waitable refusal the seconds until its rule may pass (None otherwise)."""
+        decision, wait = self._rules()
+        if decision.admit:
+            return decision, None
+        over, others_over = self._share(key)
+        if not over and others_over:
+            return AdmissionDecision(True, f"admitted within its share past {decision.rule}",
+                                     key_class="within_share"), None
+        return replace(decision, key_class="over_share" if over else "within_share"), wait
+
+    def _share(self, key: str | None) -> tuple[bool, bool]:
+        """(whether `key` is over its share, whether another key is over its own): a key's load is its streams open
+        in the scheduler plus its refusals within pace_window_s, the fair share their total over the keys holding
+        any, the asking key counted. A scheduler that does not count streams per key (a stand-in of the tests)
+        leaves the refusals alone."""
+        asking = key or ""
+        by_owner = getattr(self.scheduler, "streams_by_owner", None)
+        counts = Counter(by_owner()) if by_owner is not None else Counter[str]()
+        self._forget_old_refusals()
+        counts.update({name: len(times) for name, times in self._refused_at.items()})
+        counts = +counts  # the keys holding any
+        fair = sum(counts.values()) / len(counts.keys() | {asking})
+        return (counts.get(asking, 0) > fair,
+                any(n > fair for name, n in counts.items() if name != asking))
+
+    def _rules(self) -> tuple[AdmissionDecision, float | None]:
+        """The device's rules, in order, for any key."""
         misses = self.scheduler.recent_misses(self.miss_grace_s)
         if misses:
             self._last_miss_refusal = self.clock()
@@ -311,16 +362,31 @@ class Admission:
             return _refusal("codec_busy", f"overloaded: the codec holds the device {busy:.0%} of the time", 1), None
         return AdmissionDecision(True, "admitted"), None
 
-    def _settle(self, decision: AdmissionDecision, waited_s: float) -> AdmissionDecision:
-        """Count one final answer (an admission, or a refusal by its rule) with the time its caller waited."""
+    def _forget_old_refusals(self) -> None:
+        """Drop refusals older than pace_window_s: O(keys refused within it)."""
+        horizon = self.clock() - self.pace_window_s
+        for name in list(self._refused_at):
+            times = self._refused_at[name]
+            while times and times[0] < horizon:
+                times.popleft()
+            if not times:
+                del self._refused_at[name]
+
+    def _settle(self, decision: AdmissionDecision, waited_s: float, key: str | None) -> AdmissionDecision:
+        """Count one final answer (an admission, or a refusal by its rule and key class) with the time its caller
+        waited; a refusal also counts toward its key's share."""
         if decision.admit:
             self.admitted += 1
             self._admitted_at.append(self.clock())
+            self.within_share_admitted += decision.key_class == "within_share"
             self.waited += waited_s > 0
             ADMISSION_WAIT.observe(waited_s)
         else:
             self.refused[decision.rule] = self.refused.get(decision.rule, 0) + 1
-            ADMISSION_REFUSALS.labels(rule=decision.rule).inc()
+            self.refused_by_class[(decision.rule, decision.key_class)] += 1
+            ADMISSION_REFUSALS.labels(rule=decision.rule, key_class=decision.key_class).inc()
+            self._forget_old_refusals()
+            self._refused_at.setdefault(key or "", deque()).append(self.clock())
         return replace(decision, waited_s=waited_s) if waited_s else decision
 
     def first_chunk_schedule(self, requested: str) -> str:
@@ -392,6 +458,9 @@ class Admission:
             "admitted_recently": sum(1 for t in self._admitted_at if t >= now - self.pace_window_s),
             "admitted": self.admitted,
             "refused": dict(self.refused),
+            "refused_by_key_class": {f"{rule}/{cls}": n for (rule, cls), n in self.refused_by_class.items()},
+            "within_share_admitted": self.within_share_admitted,
+            "keys_refused_recently": len(self._refused_at),
             "first_chunks": {f"{schedule}/{reason}": n for (schedule, reason), n in self.first_chunks.items()},
             "sr_leads": dict(self.sr_leads),
         }

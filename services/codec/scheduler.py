@@ -42,7 +42,7 @@ import itertools
 import logging
 import math
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -106,10 +106,12 @@ _NOT_RUN = object()  # a model call's result when its caller went away before a 
 class StreamHandle:
     """One stream's place in the scheduler: its windows go in through here, ordered by its `playback` deadline."""
 
-    def __init__(self, scheduler: CodecScheduler, stream_id: int, playback: StreamDeadline) -> None:
+    def __init__(self, scheduler: CodecScheduler, stream_id: int, playback: StreamDeadline,
+                 owner: str | None = None) -> None:
         self.scheduler = scheduler
         self.id = stream_id
         self.playback = playback
+        self.owner = owner  # the API key whose stream this is (admission's share per key), None: keyless
         self.closed = False
 
     async def decode(self, window: DecodeWindow) -> np.ndarray:
@@ -208,10 +210,10 @@ class CodecScheduler:
         await self.aclose()
 
     # ------------------------------------------------------------------ streams
-    def open_stream(self, playback: StreamDeadline | None = None) -> StreamHandle:
+    def open_stream(self, playback: StreamDeadline | None = None, owner: str | None = None) -> StreamHandle:
         """A stream whose windows are ordered by `playback`'s deadline (delivery's `PlaybackClock`); None: every
-        window due at the opening (a stream nobody plays as it comes)."""
-        handle = StreamHandle(self, next(self._stream_ids), playback or FixedDeadline(self.clock()))
+        window due at the opening (a stream nobody plays as it comes). `owner`: the key it serves."""
+        handle = StreamHandle(self, next(self._stream_ids), playback or FixedDeadline(self.clock()), owner)
         self._streams[handle.id] = handle
         return handle
 
@@ -225,6 +227,10 @@ class CodecScheduler:
     @property
     def active_streams(self) -> int:
         return len(self._streams)
+
+    def streams_by_owner(self) -> Counter[str]:
+        """Open streams per key ("" for keyless ones): admission's share per key reads it when the device is short."""
+        return Counter(handle.owner or "" for handle in self._streams.values())
 
     @property
     def pending_windows(self) -> int:

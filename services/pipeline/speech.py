@@ -137,10 +137,11 @@ class SpeechService:
         self.library = library  # custom voices and per-request references; None: neither is offered
         self.continuity = continuity  # remembers finished requests and stitches; None: neither is offered
 
-    async def check_available(self, *, admit: bool = True) -> None:
+    async def check_available(self, *, admit: bool = True, key_id: str | None = None) -> None:
         """Refuse while the GPU is faulted, the model not ready or first audio backlogged; then, with `admit`,
-        ask admission for a new stream. A check that starts no stream (a socket validating its voice at connect)
-        passes `admit=False`: admission counts every stream it lets in, and its ramp refuses past 32 a second."""
+        ask admission for a new stream of the key `key_id`. A check that starts no stream (a socket validating its
+        voice at connect) passes `admit=False`: admission counts every stream it lets in, and its ramp refuses past
+        32 a second."""
         if self.gpu_faults is not None and self.gpu_faults.tripped:
             raise SynthesisError("GPU_FAULT", "This container hit a GPU fault and is being replaced; retry the "
                                  "request.", retry_after=1)
@@ -149,17 +150,18 @@ class SpeechService:
                                  f"{self.models.state_name}); retry shortly.", retry_after=5)
         BACKLOG.check(self.settings.access.shed_first_audio_s)  # SERVER_OVERLOADED before queueing behind a backlog
         if admit:
-            await self.admit()
+            await self.admit(key_id)
 
-    async def admit(self) -> None:
+    async def admit(self, key_id: str | None = None) -> None:
         """Overload is refused, not spread: a new stream past the codec scheduler's measured headroom gets
         SERVER_OVERLOADED (503 with Retry-After; the dialects' own refusal on sockets) and every admitted stream keeps
         real time. Near a limit that passes by itself (spacing, the ramp) the caller waits up to
-        TTS_ADMISSION_MAX_WAIT_MS instead (`Admission.admit`), before any credit is reserved."""
+        TTS_ADMISSION_MAX_WAIT_MS instead (`Admission.admit`), before any credit is reserved. When the device is
+        short, the key over its share is the one refused (`key_id`; services.codec.admission, "Each key's share")."""
         admission = self.models.pipeline_resources().admission
         if admission is None:
             return
-        decision = await admission.admit()
+        decision = await admission.admit(key=key_id)
         if not decision.admit:
             # Every refusal with its rule (the metric counts them; the log says which stream and why).
             logger.warning("admission_refused", extra={"event": "admission_refused", "rule": decision.rule,
@@ -216,14 +218,18 @@ class SpeechService:
         return await self.continuity.stitched_voice(voice, speech.previous_request_ids, key_id,
                                                     voice_named=speech.voice is not None, voice_field=speech.voice_field)
 
-    def synthesis_request(self, speech: SpeechRequest, voice: Voice, request_id: str) -> SynthesisRequest:
+    def synthesis_request(self, speech: SpeechRequest, voice: Voice, request_id: str,
+                          key_id: str | None = None) -> SynthesisRequest:
+        """The job's request; a voice built from the key's own recordings (custom, reference, a stitched tail) has its
+        prompts cached under that key only (`cache_scope`)."""
+        private = voice.source != "builtin" or voice.reference_semantic is not None
         return SynthesisRequest(
             request_id=request_id, text=speech.text, voice=voice, sampling=speech.sampling,
             audio_format=speech.audio_format, sample_rate=speech.sample_rate,
             want_sr=speech.wants_bandwidth_extension, stream=speech.stream, normalize=speech.normalize,
             chunking=speech.chunking, latency=speech.latency or self.settings.stream.default_latency,
             normalize_verbose=speech.normalize_verbose, time_stretch=time_stretch_for(voice, speech.speed),
-            timestamps=speech.timestamps,
+            timestamps=speech.timestamps, cache_scope=f"key:{key_id}" if private and key_id else None, key_id=key_id,
         )
 
     def plan(self, speech: SpeechRequest, voice: Voice, *, buffered: bool, unstitched: Voice | None = None) -> TextPlan:
@@ -255,7 +261,7 @@ class SpeechService:
             self.check_text_length(speech.text)
         except SynthesisError as exc:
             raise _renamed(exc, speech.text_field) from None
-        await self.check_available()
+        await self.check_available(key_id=key_id)
         if speech.reference_audio is not None and check_balance is not None:
             await check_balance()  # a key without credits never reaches the decoder or the encoder
         unstitched = voice = await self.voice(speech, key_id)
@@ -271,7 +277,8 @@ class SpeechService:
         if reserve_credits is not None:
             # Credits count what the model is asked to speak (normalised text: "1,000" costs "one thousand").
             await reserve_credits(len(plan.text))
-        job = SynthesisJob(self.models.pipeline_resources(), self.synthesis_request(speech, voice, request_id), plan)
+        job = SynthesisJob(self.models.pipeline_resources(), self.synthesis_request(speech, voice, request_id,
+                                                                                        key_id), plan)
         if self.continuity is not None:
             self.continuity.track(job, key_id)
         return OpenedSpeech(job=job, plan=plan, voice=voice)

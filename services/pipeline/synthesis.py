@@ -104,6 +104,10 @@ class SynthesisRequest:
     normalize_verbose: bool = False  # hand the normalised text back to the client (header / WebSocket events)
     timestamps: TimestampsKind | None = None  # opt-in: TimestampsEvent items travel with the audio (stream_events)
     time_stretch: float = 1.0  # tempo change applied to the 16 kHz audio (core.voices.time_stretch_for); 1.0: none
+    # The engine's prefix-cache scope for this request's prompts (SamplingConfig.cache_salt): the key, for a voice
+    # built from that key's recordings (custom, reference, a stitched tail); None: shared.
+    cache_scope: str | None = None
+    key_id: str | None = None  # the API key it serves: its codec stream counts toward that key's share (admission)
 
 
 def draw_seed() -> int:
@@ -227,7 +231,7 @@ class SynthesisJob:
         budget = max(1, min(s.max_tokens + preamble, room, text_cap))
         seed = draw_seed() if s.seed is None else retry_seed(s.seed, run.attempt)
         return replace(
-            s, max_tokens=budget, seed=seed,
+            s, max_tokens=budget, seed=seed, cache_salt=self.request.cache_scope,
             stop_token_ids=tuple(self.resources.layout.stop_token_ids),
             # No allowed_token_ids: vLLM's GPU runner refuses more than 1,024 inside the engine step, which kills
             # the engine (docs/reference/modal-vllm.md#per-request-limits-of-the-gpu-runner). The clone-mode parser
@@ -598,7 +602,7 @@ class SynthesisJob:
         self.playback = PlaybackClock(self.arrival, clock=self.scheduler.clock)
         if not self.request.stream:  # no client plays it as it comes: deadlines as if it played from arrival
             self.playback.start_playback(self.arrival)
-        self.handle = self.scheduler.open_stream(self.playback)
+        self.handle = self.scheduler.open_stream(self.playback, owner=self.request.key_id)
         self.chain.handle = self.handle
 
     async def _produce(self) -> None:

@@ -13,12 +13,12 @@ import numpy as np
 
 from audio.encoders import create_encoder
 from core.guards.chunk import SAMPLES_PER_TOKEN
-from core.guards.text_budget import SEMANTIC_TOKENS_PER_SECOND, expected_tokens
+from core.guards.text_budget import SEMANTIC_TOKENS_PER_SECOND, expected_tokens, longest_spaced_word
 from processing.segmenter import TextSegmenter
 from processing.ssml import BreakBudget, SsmlReader
 from services.pipeline.chunk_guards import delivered_chars
 from services.pipeline.synthesis import SynthesisError, SynthesisJob, SynthesisRequest
-from services.pipeline.text_plan import plan_text
+from services.pipeline.text_plan import MAX_WORD_LETTERS, plan_text
 from services.usage.accounting import RequestAccounting, RequestReport
 
 if TYPE_CHECKING:
@@ -89,6 +89,7 @@ class Utterance:
         self.breaks = BreakBudget(settings.limits.ssml_max_total_break_s)  # per gap and per request (processing/ssml.py)
         self._buffer_due: asyncio.TimerHandle | None = None
         self.text_parts: list[str] = []
+        self._word_tail = ""  # the text's last MAX_WORD_LETTERS + 1 characters: a word may span pieces
         self.characters = 0
         self.spoken_characters = 0  # normalised, as fed to the model: what credits count
         self.text_open = True
@@ -132,6 +133,24 @@ class Utterance:
                 f"({self.characters} received so far); send 'end' and start a new utterance.",
                 "text",
             )
+
+    def check_text(self, piece: str) -> None:
+        """Refuse a piece before it is charged: over the utterance's length (`check_room`) or holding a word no try
+        can speak (`check_words`)."""
+        self.check_room(len(piece))
+        self.check_words(piece)
+
+    def check_words(self, piece: str) -> None:
+        """Refuse, before it is charged or spoken, text holding a word no try can speak (VALIDATION_ERROR), as HTTP
+        does per request (`check_words_speakable`): per utterance, across its pieces. Read on the text as sent: a
+        word longer than the bound needs that many letters in a row, so the tail kept is enough."""
+        joined = self._word_tail + piece
+        longest = longest_spaced_word(joined)
+        if longest > MAX_WORD_LETTERS:
+            raise SynthesisError("VALIDATION_ERROR", f"Invalid 'text': it holds a word of {longest} letters or more, "
+                                 f"which the model cannot speak; at most {MAX_WORD_LETTERS} letters per word "
+                                 "(separate words with spaces).", "text")
+        self._word_tail = joined[-(MAX_WORD_LETTERS + 1):]
 
     def flush(self) -> int:
         """Synthesise everything buffered now, sentence end or not."""

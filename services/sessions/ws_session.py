@@ -211,7 +211,7 @@ class WsSession:
             return
         u.last_message_at = self._clock()
         try:
-            u.check_room(len(piece))
+            u.check_text(piece)
             await self.gate.charge_text(u.id, len(piece))
             if u.add_text(piece):
                 await self._resume(u)

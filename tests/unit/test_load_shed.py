@@ -161,7 +161,7 @@ EL_PATH = "/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000"
 
 def _refusing(reason: str, retry_after_s: int) -> Any:
     """`Admission.admit` refusing every stream (what every transport asks)."""
-    async def admit(max_wait_s: float | None = None) -> AdmissionDecision:
+    async def admit(max_wait_s: float | None = None, key: str | None = None) -> AdmissionDecision:
         return AdmissionDecision(False, reason, retry_after_s, "codec_cost")
     return admit
 
@@ -237,7 +237,7 @@ def _refusing_once(reason: str) -> tuple[Any, list[int]]:
     turn), and the count of calls."""
     calls: list[int] = []
 
-    async def admit(max_wait_s: float | None = None) -> AdmissionDecision:
+    async def admit(max_wait_s: float | None = None, key: str | None = None) -> AdmissionDecision:
         calls.append(1)
         if len(calls) == 1:
             return AdmissionDecision(False, reason, 1, "ramp")
