@@ -606,8 +606,8 @@ class SynthesisJob:
         self.chain.handle = self.handle
 
     async def _produce(self) -> None:
-        self._open_handle()
         try:
+            self._open_handle()  # inside: a stream the scheduler cannot open fails the job, never hangs its reader
             async with asyncio.timeout(self.resources.settings.limits.request_deadline_s):
                 await self._produce_all()
         except asyncio.CancelledError:

@@ -26,6 +26,7 @@ from services.pipeline.synthesis import (
     NATIVE_RATE,
     PACE_FLOOR_S,
     SamplingOptions,
+    SynthesisError,
     SynthesisJob,
     SynthesisRequest,
 )
@@ -488,3 +489,16 @@ async def test_a_window_longer_than_the_pacing_limit_is_asked_for_before_the_cli
     await SynthesisJob._pace(job, 4.0)  # type: ignore[arg-type]
     await SynthesisJob._pace(job, 1.0)  # type: ignore[arg-type]
     assert asked == [PACE_FLOOR_S, 2.0]
+
+
+async def test_a_stream_the_scheduler_cannot_open_fails_the_job_instead_of_hanging(
+        runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
+    job = SynthesisJob(runtime.pipeline_resources(), _request(runtime, "Hello.", request_id="no-handle", stream=True))
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the scheduler is closed")
+
+    monkeypatch.setattr(job.scheduler, "open_stream", refuse)
+    with pytest.raises(SynthesisError) as failed:
+        await asyncio.wait_for(job.collect(), 10)
+    assert failed.value.code == "GENERATION_FAILED"
