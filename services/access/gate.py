@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,7 @@ from services.keys.records import ApiKeyRecord
 from services.usage.credits import CreditError, CreditReservation, InsufficientCredits, merge_reservations
 
 if TYPE_CHECKING:
-    from services.usage.accounting import RequestReport
+    from services.usage.accounting import RequestAccounting, RequestReport
 
 
 @dataclass
@@ -138,8 +139,9 @@ class AccessGate:
         except LimitExceeded as exc:
             raise SynthesisError(exc.code, exc.message) from None
 
-    def begin_hook(self, utterance_id: str):  # noqa: ANN201 - the accounting's begin hook for this utterance
-        """The utterance's intent record is written by its grant when synthesis is admitted."""
+    def begin_hook(self, utterance_id: str) -> Callable[[RequestAccounting], None] | None:
+        """The accounting's begin hook for this utterance: its grant writes the intent record when synthesis is
+        admitted."""
         grant = self._grants.get(utterance_id)
         return None if grant is None else grant.begin
 

@@ -88,9 +88,12 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.metrics import ADMISSION_REFUSALS, ADMISSION_WAIT, FIRST_CHUNK_SCHEDULES
+
+if TYPE_CHECKING:
+    from core.streaming import LatencyPreference
 
 logger = logging.getLogger("services.codec.admission")
 
@@ -389,7 +392,7 @@ class Admission:
             self._refused_at.setdefault(key or "", deque()).append(self.clock())
         return replace(decision, waited_s=waited_s) if waited_s else decision
 
-    def first_chunk_schedule(self, requested: str) -> str:
+    def first_chunk_schedule(self, requested: LatencyPreference) -> LatencyPreference:
         """The first-chunk schedule an admitted stream gets: the one it asked for, or `exact` once the codec's
         measured cost per stream times the streams open plus one passes `short_schedule_share` of the device.
 
@@ -403,7 +406,7 @@ class Admission:
         FIRST_CHUNK_SCHEDULES.labels(schedule=schedule, reason=reason).inc()
         return schedule
 
-    def _first_chunk(self, requested: str) -> tuple[str, str]:
+    def _first_chunk(self, requested: LatencyPreference) -> tuple[LatencyPreference, str]:
         if requested == "exact":
             return requested, "requested"
         cost = self.codec_cost()

@@ -14,12 +14,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from core.checkpoint import CheckpointError, load_spark_checkpoint, load_sr_checkpoint
+from core.checkpoint import CheckpointError, SparkCheckpoint, load_spark_checkpoint, load_sr_checkpoint
 from core.voices import VoiceConfigError, VoiceRegistry
 from processing.prompt import PromptError, build_prompt
 
 
-def _voices(checkpoint, speakers: Sequence[str]) -> VoiceRegistry:
+def _voices(checkpoint: SparkCheckpoint, speakers: Sequence[str]) -> VoiceRegistry:
     if checkpoint.voices_file is not None:
         return VoiceRegistry.from_file(checkpoint.voices_file)
     if checkpoint.layout == "finetune":
