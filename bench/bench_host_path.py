@@ -145,7 +145,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("engine stand-in (not the API path)", ("bench/",)),
     ("parsing", ("core/tokens.py",)),
     ("guards", ("core/guards/", "services/pipeline/chunk_guards.py", "services/pipeline/spoken_tail.py")),
-    ("decode planning + codec scheduler", ("core/streaming.py", "services/codec/", "concurrent/futures/",
+    ("decode planning + codec scheduler", ("core/streaming.py", "services/device/", "concurrent/futures/",
                                            "threading.py")),
     ("audio chain (crossfade, resample, frames)", ("audio/crossfade.py", "audio/resample.py", "audio/reframe.py",
                                                    "services/pipeline/audio_output.py")),

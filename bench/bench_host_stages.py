@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:
 from bench.sim.windows import SR_CONTEXT, SR_GRID  # noqa: E402
 from core.streaming import DecodePlanner, StreamingConfig  # noqa: E402
 from core.tokens import TokenParser, VocabLayout  # noqa: E402
-from services.codec.scheduler import CodecScheduler  # noqa: E402
+from services.device.scheduler import CodecScheduler  # noqa: E402
 from services.pipeline.audio_output import AudioOutput  # noqa: E402
 from services.pipeline.chunk_guards import GuardPolicy  # noqa: E402
 from services.pipeline.pipeline_stats import PipelineStats  # noqa: E402

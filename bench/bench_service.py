@@ -15,7 +15,7 @@ concurrency at 16 kHz and 48 kHz (AP-BWE) output and reports, per level:
 Optimisation check: one server per variant, all started together, levels alternating between them so every
 variant sees the same background load; the summary prints before/after ratios against the first variant:
 - `baseline`: torch's default intra-op threads, one codec scheduler call at a time (TTS_CODEC_CPU_CALLS=1), chunks
-  growing x2 (every variant's decodes and AP-BWE windows go through the codec scheduler, `services.codec`, which
+  growing x2 (every variant's decodes and AP-BWE windows go through the codec scheduler, `services.device`, which
   batches streams' windows; the per-stream decode of old is gone from the product);
 - `threads1`: TTS_TORCH_THREADS=1 (the scheduler's calls on one core each; intra-op threads on top of concurrent
   calls oversubscribe the CPU);

@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.sim.windows import SR_CONTEXT  # noqa: E402
-from services.codec import CodecScheduler, SchedulerPolicy, SRWindow  # noqa: E402
-from services.codec.calls import Call  # noqa: E402
+from services.device import CodecScheduler, SchedulerPolicy, SRWindow  # noqa: E402
+from services.device.calls import Call  # noqa: E402
 from services.pipeline.audio_output import SR_MAX_BLOCK  # noqa: E402
 
 WINDOW_SAMPLES = SR_CONTEXT + SR_MAX_BLOCK + SR_CONTEXT  # a full block with its context each side

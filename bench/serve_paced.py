@@ -20,7 +20,7 @@ random weights, for a GPU run where the demo's tiny codecs would understate the 
 - `POST /bench/gc`: times one forced full cyclic-GC collection (the stall a gen-2 collection causes);
 - `GET /bench/device`: the codec runner's cumulative calls and seconds per call shape (`ModelRunner.device_time()`:
   device-thread seconds, and on CUDA the device's own seconds per call); the GPU kit diffs two readings per level.
-Every decode and AP-BWE window goes through the product's codec scheduler (`services.codec`); `GET /bench/engine`
+Every decode and AP-BWE window goes through the product's codec scheduler (`services.device`); `GET /bench/engine`
 returns its cumulative `scheduler` figures (calls, rows, mean batch per kind, busy seconds, missed deadlines).
 `GET /bench/engine` also returns `pipeline`: per settled request its `PipelineStats` step counts (`preamble_ids`,
 `first_audio_engine_ids`, `semantic_tokens`), the server's own time to first audio and send underruns, taken where

@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.sim.run import SimConfig, simulate
 from bench.standin.cost_model import CostModel
-from services.codec.calls import SchedulerPolicy
+from services.device.calls import SchedulerPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 COST_MODEL = ROOT / "bench" / "cost_models" / "h100-tf32.json"

@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
 
 from bench.sim.run import ADMISSION_OFF, SimConfig, simulate  # noqa: E402
 from bench.standin.cost_model import CostModel  # noqa: E402
-from services.codec.calls import SchedulerPolicy  # noqa: E402
+from services.device.calls import SchedulerPolicy  # noqa: E402
 
 COLUMNS = ("llm_per_row", "sample_rate", "streams_requested", "streams_admitted", "streams_refused", "ttfa_ms_p50",
            "ttfa_ms_p95", "underruns_prebuffer_100ms", "missed_deadlines", "gpu_busy_ratio", "mean_decode_batch",

@@ -481,7 +481,7 @@ class BiCodecDecoder(nn.Module):
         Returns [B, (L - 2 * margin) * hop]: row b's first wave_lengths[b] * hop samples are its span's audio. Where
         the span reaches `wave_reach_tokens` beyond the tokens kept on each side (or ends where the window does),
         the kept tokens' audio equals the whole window's through `decode_with_speaker` (within ~1e-5: other lengths
-        round differently): the wave generator reads no further (the caller places rows: services/codec/runner.py).
+        round differently): the wave generator reads no further (the caller places rows: services/device/runner.py).
 
         No range check and no host sync here; the ids were checked where they entered (core/streaming)."""
         ids = torch.as_tensor(ids).to(self.device, torch.long, non_blocking=True)

@@ -8,7 +8,7 @@ The very first chunk needs no left context and the last needs no look-ahead: the
 zero padding too.
 
 `DecodePlanner` is the schedule alone: tokens in, windows (ids with context, what to keep) out, their audio back
-in. The service decodes its windows through the codec scheduler (services/codec), batched with other streams';
+in. The service decodes its windows through the codec scheduler (services/device), batched with other streams';
 `StreamingDecoder` is the same planner with a direct, blocking decode (offline tools, benchmarks, tests).
 """
 

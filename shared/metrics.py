@@ -96,7 +96,7 @@ MODEL_LOADED = Gauge(f"{PREFIX}_model_loaded", "1 when the speech models are loa
 SR_READY = Gauge(f"{PREFIX}_sr_ready", "1 when AP-BWE super-resolution is loaded.", registry=REGISTRY)
 DEMO_MODEL = Gauge(f"{PREFIX}_demo_model", "1 when serving the random-weight demo checkpoint.", registry=REGISTRY)
 MODEL_LOAD_SECONDS = Gauge(f"{PREFIX}_model_load_seconds", "Seconds spent loading models at start-up.", registry=REGISTRY)
-# The codec's CUDA graphs (services/codec/graphs.py): captured at start-up within TTS_CODEC_GRAPH_BUDGET_S; planned
+# The codec's CUDA graphs (services/device/graphs.py): captured at start-up within TTS_CODEC_GRAPH_BUDGET_S; planned
 # shapes not captured run eager (same audio, slower). state: planned, captured, failed.
 CODEC_GRAPHS = Gauge(f"{PREFIX}_codec_graphs", "Codec CUDA graphs at start-up, by state (planned, captured, failed).",
                      ["state"], registry=REGISTRY)
@@ -105,9 +105,9 @@ CODEC_CALLS = Counter(
     "planned shape left eager by the capture budget or a failed capture), eager (a shape outside the plan).",
     ["path"], registry=REGISTRY,
 )
-# The codec scheduler (services/codec/telemetry.py): counted once per device call on the event loop; the gauges are
+# The codec scheduler (services/device/telemetry.py): counted once per device call on the event loop; the gauges are
 # read from the scheduler at scrape time. kind: decode (BiCodec) or sr (AP-BWE).
-# services.codec.calls.DEFAULT_BATCH_SIZES (shared/ cannot import services/; a test keeps them equal)
+# services.device.calls.DEFAULT_BATCH_SIZES (shared/ cannot import services/; a test keeps them equal)
 _BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 _WAIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0)
 _MISS_BUCKETS = (0.01, 0.03, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)

@@ -9,8 +9,8 @@ from typing import TypeVar
 
 import numpy as np
 
-from services.codec import CodecScheduler, DecodeWindow, PlaybackClock, StreamHandle
-from services.codec.calls import Call
+from services.device import CodecScheduler, DecodeWindow, PlaybackClock, StreamHandle
+from services.device.calls import Call
 
 T = TypeVar("T")
 

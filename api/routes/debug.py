@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import Access, Admin, Runtime
 from api.errors import ApiError
-from services.codec import telemetry as codec_telemetry
+from services.device import telemetry as codec_telemetry
 
 router = APIRouter(tags=["debug"], dependencies=[Admin])
 

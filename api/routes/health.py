@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from api.delivery import refresh_queue_gauges
 from api.deps import Access, Runtime, SettingsDep, check_admin
-from services.codec import telemetry as codec_telemetry
+from services.device import telemetry as codec_telemetry
 from shared.metrics import render_metrics
 from shared.settings import APP_VERSION
 

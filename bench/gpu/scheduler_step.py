@@ -25,9 +25,9 @@ from bench.gpu.parity import STREAM_TOLERANCE, _row
 from core.apbwe import SuperResolution
 from core.sr_planner import SRPlanner
 from core.streaming import DecodePlanner, StreamingConfig, StreamingDecoder
-from services.codec import CodecScheduler, DecodeWindow, SchedulerPolicy, SRWindow
-from services.codec.graphs import CodecGraphs, GraphPlan, run_decode
-from services.codec.runner import ModelRunner
+from services.device import CodecScheduler, DecodeWindow, SchedulerPolicy, SRWindow
+from services.device.graphs import CodecGraphs, GraphPlan, run_decode
+from services.device.runner import ModelRunner
 
 TF32_MIN_SNR_DB = 40.0  # tf32 decode graphs against fp32 eager (46 dB measured on random weights, released size)
 # The TF32 AP-BWE twins are a second capture beside the measured one: bounded, so the step fits its 10-minute call
@@ -247,7 +247,7 @@ def _prenet_share(decoder: Any, device: str, precision: str) -> dict[str, float]
     """The prenet's share of a decode's device time per token count (8 rows, eager, at the graphs' precision): the
     cost model's `decode_ms.prenet_share` (0.05 measured on a CPU at the released size), which prices the prenet's
     whole windows against the wave generator's trimmed spans."""
-    from services.codec.graphs import tf32
+    from services.device.graphs import tf32
 
     out = {}
     with torch.inference_mode(), tf32(precision == "tf32"):

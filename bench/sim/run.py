@@ -27,11 +27,11 @@ from bench.standin.cost_model import CostModel, CostModelRunner, DeviceTimeline,
 from core.sr_planner import SRPlanner, SRWindow
 from core.streaming import DecodePlanner, PlannedWindow, StreamingConfig
 from core.tokens import SEMANTIC_CODEBOOK_SIZE as SEMANTIC_CODEBOOK
-from services.codec.admission import Admission
-from services.codec.calls import SchedulerPolicy
-from services.codec.playback import PlaybackClock
-from services.codec.scheduler import CodecScheduler, StreamHandle
-from services.codec.windows import DecodeWindow
+from services.device.admission import Admission
+from services.device.calls import SchedulerPolicy
+from services.device.playback import PlaybackClock
+from services.device.scheduler import CodecScheduler, StreamHandle
+from services.device.windows import DecodeWindow
 from services.pipeline.flow_monitor import StreamCadence
 from shared.settings import Settings
 

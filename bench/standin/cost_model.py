@@ -28,7 +28,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from services.codec.calls import Call
+from services.device.calls import Call
 
 _T = TypeVar("_T")
 HOP = 320  # BiCodec: 16 kHz samples per semantic token

@@ -1,7 +1,7 @@
 """Load and warm every model once, and answer what state the service is in.
 
 The runtime owns the tokenizer, vocabulary layout, voices, LLM engine, BiCodec decoder and (optionally) AP-BWE,
-and the one codec scheduler (services/codec) through which every stream's decode and super-resolution windows reach
+and the one codec scheduler (services/device) through which every stream's decode and super-resolution windows reach
 those two models while serving, with the admission that reads its headroom.
 Loading is blocking and runs in worker threads at start-up (locally, and in Modal's `@modal.enter`), so the event
 loop keeps answering health and readiness while models load.
@@ -30,7 +30,7 @@ from audio.resample import prepare_output_filters
 from core.checkpoint import CheckpointError, SparkCheckpoint, load_spark_checkpoint, load_sr_checkpoint
 from core.numerics import apply_model_numerics
 from core.voices import is_custom_voice_id
-from services.codec.thread_calls import ModelCallAbandoned, run_from_thread
+from services.device.thread_calls import ModelCallAbandoned, run_from_thread
 from services.pipeline.resources import PipelineResources
 from services.pipeline.speaker_vectors import SpeakerVectors
 from shared import metrics
@@ -236,10 +236,10 @@ class ModelRuntime:
         On a GPU, and for the device stand-in (which models one), the default policy (one call at a time, fixed shapes);
         on a CPU one call per core, no batch padding. Its planning loop starts on the serving loop (`start()`), or on
         the first window submitted."""
-        from services.codec.admission import Admission
-        from services.codec.calls import SchedulerPolicy
-        from services.codec.runner import ModelRunner
-        from services.codec.scheduler import CodecScheduler
+        from services.device.admission import Admission
+        from services.device.calls import SchedulerPolicy
+        from services.device.runner import ModelRunner
+        from services.device.scheduler import CodecScheduler
 
         if self._serves_a_gpu():
             policy = SchedulerPolicy()
@@ -274,8 +274,8 @@ class ModelRuntime:
         self.codec_graph_status = None
         if not (self.device.startswith("cuda") and self.settings.codec.codec_cuda_graphs):
             return None
-        from services.codec.graphs import CodecGraphs, GraphPlan
-        from services.codec.windows import WindowKind
+        from services.device.graphs import CodecGraphs, GraphPlan
+        from services.device.windows import WindowKind
 
         kinds: tuple[WindowKind, ...] = ("decode", "sr") if self.sr is not None else ("decode",)
         try:

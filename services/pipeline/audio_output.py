@@ -28,14 +28,14 @@ from services.pipeline.pipeline_stats import PipelineStats
 from shared import metrics
 
 if TYPE_CHECKING:
-    from services.codec.scheduler import StreamHandle
+    from services.device.scheduler import StreamHandle
     from services.pipeline.resources import PipelineResources
 
 NATIVE_RATE = 16_000  # BiCodec's rate
 BWE_RATE = 48_000  # AP-BWE's output rate
 # AP-BWE window blocks (16 kHz samples, before context): with the released model's 880 samples of context each side
 # every window but a stream's true end is 2,480..9,760 samples long, a lead window (core.sr_planner) 960..3,360 (2,160
-# after balanced's first chunk), inside services.codec DEFAULT_SR_BUCKETS.
+# after balanced's first chunk), inside services.device DEFAULT_SR_BUCKETS.
 SR_MIN_BLOCK = 1_600  # 100 ms: the first 48 kHz audio waits for at most this much plus the context
 SR_MAX_BLOCK = 8_000
 SR_STAGE_SECONDS = metrics.STAGE_SECONDS.labels("super_resolution")  # bound once: `.labels()` takes a lock per call

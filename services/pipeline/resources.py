@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from core.llm.base import LLMEngine
     from core.tokens import VocabLayout
     from core.voices import VoiceRegistry
-    from services.codec.admission import Admission
-    from services.codec.scheduler import CodecScheduler
+    from services.device.admission import Admission
+    from services.device.scheduler import CodecScheduler
     from services.pipeline.speaker_vectors import SpeakerVectors
     from shared.settings import Settings
 

@@ -2,7 +2,7 @@
 
 A route turns its protocol model into a `SpeechRequest` (`to_speech_request`), then `SpeechService`:
 1. `check_available()`: refuses while the GPU is faulted or the model is not ready, and refuses a new stream the
-   codec scheduler has no headroom for (`services.codec.admission`; 503 with Retry-After, every transport);
+   codec scheduler has no headroom for (`services.device.admission`; 503 with Retry-After, every transport);
 2. `voice()`: the voice by id or alias (`resolve_voice`), a custom voice the caller's key owns (the voice
    library), or the request's own reference audio (per-request cloning), at the asked speed, with one error message
    for every route;
@@ -157,7 +157,7 @@ class SpeechService:
         SERVER_OVERLOADED (503 with Retry-After; the dialects' own refusal on sockets) and every admitted stream keeps
         real time. Near a limit that passes by itself (spacing, the ramp) the caller waits up to
         TTS_ADMISSION_MAX_WAIT_MS instead (`Admission.admit`), before any credit is reserved. When the device is
-        short, the key over its share is the one refused (`key_id`; services.codec.admission, "Each key's share")."""
+        short, the key over its share is the one refused (`key_id`; services.device.admission, "Each key's share")."""
         admission = self.models.pipeline_resources().admission
         if admission is None:
             return

@@ -6,7 +6,7 @@ the HTTP (or WebSocket) layer drains it. A slow reader fills the queue, which pa
 pulling tokens (backpressure). Closing the consumer cancels the producer, which aborts the LLM request and
 schedules no more decode work. The job never calls a codec model: it plans decode and super-resolution windows
 (core.streaming.DecodePlanner, core.sr_planner) and awaits them on its `StreamHandle` in the codec scheduler
-(services/codec), which runs every stream's windows earliest-deadline-first in a few batched device calls, ordered
+(services/device), which runs every stream's windows earliest-deadline-first in a few batched device calls, ordered
 by the job's playback clock (`PlaybackClock`, which the job keeps): a streaming job waits (`pace`) while it is more
 than `stream_max_ahead_s` of audio ahead of what its client can have played, so an abandoned reply wastes at most
 that.
@@ -40,8 +40,8 @@ from core.guards.chunk import SAMPLES_PER_TOKEN
 from core.llm import SamplingConfig
 from core.streaming import DecodePlanner, LatencyPreference, PlannedWindow, StreamingConfig
 from core.tokens import NoSpeechError, TokenParser, TokenStreamError
-from services.codec.playback import PlaybackClock
-from services.codec.windows import DecodeWindow
+from services.device.playback import PlaybackClock
+from services.device.windows import DecodeWindow
 from services.errors import SynthesisError
 from services.pipeline.audio_output import BWE_RATE, NATIVE_RATE, AudioOutput
 from services.pipeline.chunk_guards import ChunkRun, GuardPolicy, retry_seed, stop_task
@@ -63,7 +63,7 @@ from shared import metrics
 if TYPE_CHECKING:
     from core.voices import Voice
     from processing.tags import UnknownTags
-    from services.codec.scheduler import StreamHandle
+    from services.device.scheduler import StreamHandle
     from services.pipeline.resources import PipelineResources
 
 logger = logging.getLogger("services.pipeline.synthesis")

@@ -1,4 +1,4 @@
-"""Each key's share of admission (services/codec/admission.py, "Each key's share"): when the device is short, the key
+"""Each key's share of admission (services/device/admission.py, "Each key's share"): when the device is short, the key
 over its share of the open streams is refused and a key within its share is let in while another is over its own;
 with no key over its share a refusing rule refuses as it always did. On a virtual clock with a fake scheduler:
 decisions, order and counts, never wall timings."""
@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from bench.sim.virtual_loop import run_virtual
-from services.codec.admission import Admission, AdmissionDecision
+from services.device.admission import Admission, AdmissionDecision
 from shared.metrics import ADMISSION_REFUSALS
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bench.sim.virtual_loop import run_virtual
-from services.codec.admission import Admission, AdmissionDecision
+from services.device.admission import Admission, AdmissionDecision
 
 
 class _Scheduler:

@@ -26,7 +26,7 @@ SERVICE_LAYERS = (
     "continuity",  # recent requests, stitching (reaches the pipeline's ContinuityHooks)
     "voice_library",  # custom voices, reference encodes (reaches the pipeline's CustomVoices)
     "pipeline",  # one request's synthesis, through PipelineResources
-    "codec",  # the device's owner: the codec scheduler, admission
+    "device",  # the device's one owner: the codec scheduler, admission
     "keys",  # API-key records and their stores
     "database", "errors",  # plain modules every room may use
 )

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.codec import DecodeWindow, SchedulerPolicy, SRWindow
-from services.codec.calls import Call
-from services.codec.graphs import (
+from services.device import DecodeWindow, SchedulerPolicy, SRWindow
+from services.device.calls import Call
+from services.device.graphs import (
     CapturedGraph,
     CodecGraphs,
     GraphKey,

@@ -15,8 +15,8 @@ from core.apbwe import RELEASED_CONFIG, APBWEConfig, SuperResolution, random_gen
 from core.bicodec import BiCodecDecoder
 from core.sr_planner import SRPlanner
 from core.streaming import DecodePlanner, StreamingConfig, StreamingDecoder
-from services.codec import CodecScheduler, DecodeWindow, PlaybackClock, SchedulerPolicy, SRWindow
-from services.codec.runner import ModelRunner
+from services.device import CodecScheduler, DecodeWindow, PlaybackClock, SchedulerPolicy, SRWindow
+from services.device.runner import ModelRunner
 from services.pipeline.audio_output import SR_MAX_BLOCK, SR_MIN_BLOCK
 from tests.codec_fakes import FakeClock
 from tests.tiny_models import tiny_bicodec

@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from services.codec import CodecScheduler, SchedulerPolicy
-from services.codec.admission import Admission
-from services.codec.runner import ModelRunner
+from services.device import CodecScheduler, SchedulerPolicy
+from services.device.admission import Admission
+from services.device.runner import ModelRunner
 from shared.metrics import REGISTRY
 from tests.codec_fakes import FakeClock, GatedRunner, RecordingRunner, played, window
 

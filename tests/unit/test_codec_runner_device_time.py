@@ -12,9 +12,9 @@ import torch
 
 from core.apbwe import SuperResolution
 from core.bicodec import BiCodecDecoder
-from services.codec import DecodeWindow, SRWindow
-from services.codec.calls import Call
-from services.codec.runner import ModelRunner
+from services.device import DecodeWindow, SRWindow
+from services.device.calls import Call
+from services.device.runner import ModelRunner
 from tests.tiny_models import demo_decoder, small_sr
 
 

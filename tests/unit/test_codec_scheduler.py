@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.codec import CodecScheduler, SchedulerPolicy, SRWindow
-from services.codec.calls import Call
+from services.device import CodecScheduler, SchedulerPolicy, SRWindow
+from services.device.calls import Call
 from tests.codec_fakes import FakeClock, RecordingRunner, played, window
 
 

@@ -9,8 +9,8 @@ import math
 
 import pytest
 
-from services.codec import CodecScheduler, SchedulerPolicy, telemetry
-from services.codec.admission import Admission
+from services.device import CodecScheduler, SchedulerPolicy, telemetry
+from services.device.admission import Admission
 from shared.metrics import REGISTRY
 from tests.codec_fakes import FakeClock, RecordingRunner, played, window
 
@@ -228,7 +228,7 @@ def test_the_snapshot_lists_the_most_urgent_waiting_windows_first_capped() -> No
 def test_the_batch_histogram_has_an_edge_at_every_batch_size_the_scheduler_pads_to() -> None:
     """shared/ cannot import services/, so the histogram repeats the scheduler's batch sizes: kept equal here, so each
     padded call shape counts in a bucket of its own."""
-    from services.codec.calls import DEFAULT_BATCH_SIZES
+    from services.device.calls import DEFAULT_BATCH_SIZES
     from shared.metrics import _BATCH_BUCKETS
 
     assert tuple(_BATCH_BUCKETS) == tuple(DEFAULT_BATCH_SIZES)

@@ -8,7 +8,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from services.codec import CodecScheduler, SchedulerPolicy, SRWindow
+from services.device import CodecScheduler, SchedulerPolicy, SRWindow
 from tests.codec_fakes import FakeClock, GatedRunner, RecordingRunner, window
 
 

@@ -17,8 +17,8 @@ from bench.standin.cost_model_engine import CostModelEngine
 from core.llm import LLMEngine, SamplingConfig
 from core.tokens import TokenParser, VocabLayout
 from processing.prompt import build_prompt_ids
-from services.codec.calls import Call, SchedulerPolicy
-from services.codec.windows import DecodeWindow
+from services.device.calls import Call, SchedulerPolicy
+from services.device.windows import DecodeWindow
 
 MODEL = CostModel.from_dict({
     "name": "t", "llm_step_ms": {"fixed": 3.0, "per_row": 0.5}, "llm_prefill_ms": {"fixed": 1.0, "per_token": 0.0},

@@ -13,10 +13,10 @@ import numpy as np
 from fastapi.testclient import TestClient
 
 from api import create_app
-from services.codec import CodecScheduler, DecodeWindow, PlaybackClock
-from services.codec.admission import Admission
-from services.codec.calls import Call
 from services.deployment.runtime import ModelRuntime
+from services.device import CodecScheduler, DecodeWindow, PlaybackClock
+from services.device.admission import Admission
+from services.device.calls import Call
 from shared.settings import Settings
 
 ADMIN = "the-admin-key"

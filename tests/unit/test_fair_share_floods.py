@@ -1,4 +1,4 @@
-"""A key within its share is never refused while another floods (services/codec/admission.py, "Each key's share"),
+"""A key within its share is never refused while another floods (services/device/admission.py, "Each key's share"),
 against the real app on the demo checkpoint with admission on: key A holds four streams open on an ElevenLabs socket,
 then the device is short (the scheduler reports a missed deadline, as A's in-limit synthesis flood made it on the
 device stand-in); A's next requests are refused SERVER_OVERLOADED with Retry-After, key B is admitted on HTTP, the

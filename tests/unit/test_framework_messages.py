@@ -178,7 +178,7 @@ def test_sentences_sent_without_a_space_keep_their_words_apart_and_nothing_is_ad
 
 # ---------------------------------------------------------------------------------------------- refusals
 def test_every_admission_refusal_is_logged_with_its_rule(caplog: Any) -> None:
-    from services.codec.admission import AdmissionDecision
+    from services.device.admission import AdmissionDecision
     from services.pipeline.speech import SpeechService
     from services.pipeline.synthesis import SynthesisError
 

@@ -23,8 +23,8 @@ from core.apbwe import APBWEConfig, SuperResolution, random_generator
 from core.bicodec import RELEASED_CONFIG as BICODEC_RELEASED
 from core.bicodec import BiCodecDecoder
 from core.demo.random_bicodec import DEMO_CONFIG
-from services.codec.calls import DEFAULT_DECODE_MARGIN
-from services.codec.graphs import GraphKey, graph_body
+from services.device.calls import DEFAULT_DECODE_MARGIN
+from services.device.graphs import GraphKey, graph_body
 
 META = torch.device("meta")
 # Ops that read tensor values on the host or size their output by them (on CUDA: a sync, illegal while capturing).

@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 from api import create_app
 from api.dialects.cartesia.messages import ends_context as cartesia_ends
 from api.dialects.elevenlabs.messages import ends_context as elevenlabs_ends
-from services.codec.admission import AdmissionDecision
 from services.deployment.runtime import ModelRuntime
+from services.device.admission import AdmissionDecision
 from services.pipeline.load_shed import BACKLOG, FirstAudioBacklog
 from services.sessions.refused_contexts import RefusedContexts
 from shared.settings import Settings

@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from core.apbwe import SuperResolution
 from core.bicodec import BiCodecDecoder
 from core.streaming import StreamingConfig, StreamingDecoder
-from services.codec import CodecScheduler, DecodeWindow, SchedulerPolicy, SRWindow
-from services.codec.calls import Call
-from services.codec.graphs import CodecGraphs, GraphKey, GraphPlan, tf32
-from services.codec.runner import ModelRunner
+from services.device import CodecScheduler, DecodeWindow, SchedulerPolicy, SRWindow
+from services.device.calls import Call
+from services.device.graphs import CodecGraphs, GraphKey, GraphPlan, tf32
+from services.device.runner import ModelRunner
 from tests.tiny_models import demo_decoder, small_sr
 
 # Padded rows round differently from the row alone (another length and batch: other conv blocking); the masked tail
@@ -248,7 +248,7 @@ def test_a_reach_shorter_than_the_wave_generators_changes_the_audio(decoder) -> 
 
 def test_the_released_wave_generator_reads_eleven_tokens_each_side_of_the_68_the_decoder_reads() -> None:
     from core.bicodec import RELEASED_CONFIG, BiCodecDecodeConfig, receptive_field_tokens, wave_reach_tokens
-    from services.codec.calls import DEFAULT_DECODE_REACH
+    from services.device.calls import DEFAULT_DECODE_REACH
 
     cfg = BiCodecDecodeConfig.from_dict(RELEASED_CONFIG)
     assert (wave_reach_tokens(cfg), receptive_field_tokens(cfg)) == (11, 68) == (DEFAULT_DECODE_REACH, 68)

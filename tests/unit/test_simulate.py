@@ -186,8 +186,8 @@ def test_cost_model_files_parse_and_bad_ones_say_why(tmp_path) -> None:
 def test_an_exact_length_call_costs_the_eager_figures_where_the_model_gives_them() -> None:
     """A stream's AP-BWE true end (and any shape outside the buckets) runs eager, kernel by kernel at fp32: the
     served-precision model prices it apart; a model without `eager` prices it as a graph, as before."""
-    from services.codec.calls import Call
-    from services.codec.windows import DecodeWindow, SRWindow
+    from services.device.calls import Call
+    from services.device.windows import DecodeWindow, SRWindow
 
     served = CostModel.load("bench/cost_models/h100-decode-tf32-sr-fp32.json")
     spec = CostModel.from_dict(H100)
@@ -206,7 +206,7 @@ def test_an_exact_length_call_costs_the_eager_figures_where_the_model_gives_them
 def test_every_first_chunk_decision_is_counted_by_schedule_and_reason() -> None:
     """Operators see why newcomers got the schedule they got (veena3_tts_first_chunk_schedules): one count per
     decision, by the first condition that settled it."""
-    from services.codec.admission import Admission
+    from services.device.admission import Admission
     from shared.metrics import REGISTRY
 
     def exported(schedule: str, reason: str) -> float:
@@ -247,9 +247,9 @@ def test_a_codec_call_is_measured_with_its_wait_behind_the_engine_step_in_progre
     shared device, its own service time plus the engine's step it queued behind, as a GPU shared with the engine
     measures it. The stand-in's timeline keeps the codec's own seconds apart (device.busy_seconds)."""
     from bench.standin.cost_model import CostModelRunner, DeviceTimeline
-    from services.codec.calls import Call
-    from services.codec.scheduler import CodecScheduler
-    from services.codec.windows import DecodeWindow
+    from services.device.calls import Call
+    from services.device.scheduler import CodecScheduler
+    from services.device.windows import DecodeWindow
 
     model = CostModel.from_dict(H100)
     window = DecodeWindow(np.zeros(16, np.int64), None, 0, 16)
@@ -293,7 +293,7 @@ class _Scheduler:
 
 
 def test_admission_refuses_on_misses_pace_and_codec_cost_with_retry_after() -> None:
-    from services.codec.admission import Admission
+    from services.device.admission import Admission
 
     sched = _Scheduler()
     generating = [0]
@@ -342,7 +342,7 @@ def test_near_a_limit_admission_lets_in_one_stream_at_a_time() -> None:
     """Clusters admitted within milliseconds, on measures one admission moves by one average stream, ran dry in
     sustained overload and floods. Near a limit (the LLM's pace just above its floor; or the codec near its cap after
     a missed deadline) new streams are spaced 30 ms apart. A burst far from both, or a miss long ago, is not spaced."""
-    from services.codec.admission import Admission
+    from services.device.admission import Admission
 
     sched = _Scheduler()
     generating = [0]
@@ -390,7 +390,7 @@ def test_near_a_limit_admission_lets_in_one_stream_at_a_time() -> None:
 
 
 def test_admission_ramps_up_while_new_streams_are_unmeasured() -> None:
-    from services.codec.admission import Admission
+    from services.device.admission import Admission
 
     sched = _Scheduler()
     adm = Admission(sched, ramp_floor=4)
@@ -404,7 +404,7 @@ def test_admission_ramps_up_while_new_streams_are_unmeasured() -> None:
 
 
 def test_admission_defaults_ignore_the_busy_ratio_and_cap_the_codec_cost_at_1_2() -> None:
-    from services.codec.admission import Admission
+    from services.device.admission import Admission
 
     sched = _Scheduler()
     adm = Admission(sched)
@@ -424,7 +424,7 @@ def test_admission_defaults_ignore_the_busy_ratio_and_cap_the_codec_cost_at_1_2(
 
 
 def test_admission_ramp_lets_in_half_as_many_new_streams_as_old_ones_per_window() -> None:
-    from services.codec.admission import Admission
+    from services.device.admission import Admission
 
     sched = _Scheduler()
     adm = Admission(sched, ramp_floor=4)
@@ -437,7 +437,7 @@ def test_admission_ramp_lets_in_half_as_many_new_streams_as_old_ones_per_window(
 
 
 def test_under_load_a_newcomer_gets_the_exact_first_chunk_only_while_the_llm_is_well_ahead() -> None:
-    from services.codec.admission import Admission
+    from services.device.admission import Admission
 
     sched = _Scheduler()
     generating = [4]
@@ -461,7 +461,7 @@ def test_under_load_a_newcomer_gets_the_exact_first_chunk_only_while_the_llm_is_
 
 
 def test_a_48khz_newcomer_takes_the_lead_window_only_while_the_llm_is_3_5x_ahead_or_unmeasured() -> None:
-    from services.codec.admission import Admission
+    from services.device.admission import Admission
 
     sched = _Scheduler()
     adm = Admission(sched, generating=lambda: 4)

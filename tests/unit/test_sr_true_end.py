@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from core.apbwe import SuperResolution
 from core.sr_planner import RATIO, SRPlanner, SRWindow
-from services.codec import CodecScheduler, SchedulerPolicy
-from services.codec.calls import DEFAULT_SR_BUCKETS
-from services.codec.graphs import GraphPlan
-from services.codec.runner import ModelRunner
+from services.device import CodecScheduler, SchedulerPolicy
+from services.device.calls import DEFAULT_SR_BUCKETS
+from services.device.graphs import GraphPlan
+from services.device.runner import ModelRunner
 from services.pipeline.audio_output import SR_MAX_BLOCK, SR_MIN_BLOCK
 from tests.codec_fakes import FakeClock, RecordingRunner
 from tests.tiny_models import small_sr

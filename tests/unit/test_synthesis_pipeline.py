@@ -20,8 +20,8 @@ import torch
 
 from audio.crossfade import crossfade_concat
 from core.tokens import TokenParser
-from services.codec.admission import Admission
 from services.deployment.runtime import ModelRuntime
+from services.device.admission import Admission
 from services.pipeline.synthesis import (
     NATIVE_RATE,
     PACE_FLOOR_S,

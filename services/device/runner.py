@@ -5,7 +5,7 @@ chunk or per row), one packed host buffer copied in and one copied out per call 
 one host sync per call (the output must reach the host), no range checks (the ids were checked where they entered).
 Rows go through the models' padded batch entry points (`BiCodecDecoder.decode_padded`, `SuperResolution.enhance_batch`):
 rows right-padded to the call's length bucket, each convolution's input masked beyond a row's valid length. On CUDA a
-call whose shape was captured replays its graph (services/codec/graphs.py); any other shape runs eager.
+call whose shape was captured replays its graph (services/device/graphs.py); any other shape runs eager.
 
 Per call shape (kind, length bucket, rows padded, graph or eager) the runner also keeps a count and the seconds its
 device thread spent on the calls (packing, copy in, run, copy out, the sync), and on CUDA the device's own time of the
@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from services.codec.calls import Call
-from services.codec.graphs import CodecGraphs, run_decode
-from services.codec.windows import DecodeWindow, SRWindow
+from services.device.calls import Call
+from services.device.graphs import CodecGraphs, run_decode
+from services.device.windows import DecodeWindow, SRWindow
 
 T = TypeVar("T")
 
@@ -196,7 +196,7 @@ class ModelRunner:
         spans = [call.span(i) for i in range(n)]
         margin = call.margin
         rows = call.rows_padded if call.length is not None else n
-        # One packed buffer (services/codec/graphs.py:run_decode): each window's ids placed so that its wave span
+        # One packed buffer (services/device/graphs.py:run_decode): each window's ids placed so that its wave span
         # starts at column `margin`, then its start column, length and wave-span length. Padding rows decode one token
         # of id 0 (their output is dropped); padding positions hold id 0 (a valid index).
         packed = self._staging().get("decode_in", (rows, call.row_length + 2 * margin + 3), torch.long)

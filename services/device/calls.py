@@ -2,8 +2,8 @@
 bounds, padding, the decode rows' wave spans, the model calls' slack), one planned call (`Call`), and what runs it
 (`DeviceRunner`).
 
-Pure values: the scheduler plans `Call`s with them, the runners (services/codec/runner.py, the cost-model stand-in)
-run them, the graphs (services/codec/graphs.py) are captured per their shapes.
+Pure values: the scheduler plans `Call`s with them, the runners (services/device/runner.py, the cost-model stand-in)
+run them, the graphs (services/device/graphs.py) are captured per their shapes.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Literal, Protocol, TypeVar
 
 import numpy as np
 
-from services.codec.windows import DecodeWindow, SRWindow, WindowKind
+from services.device.windows import DecodeWindow, SRWindow, WindowKind
 
 T = TypeVar("T")
 

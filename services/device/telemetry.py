@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from services.codec.calls import MODEL_CALL_KINDS, ModelCallKind
-from services.codec.windows import WindowKind
+from services.device.calls import MODEL_CALL_KINDS, ModelCallKind
+from services.device.windows import WindowKind
 from shared import metrics
 
 # The scheduler imports this module (its per-call hook), so its types are not imported back here: `call` is a

@@ -13,10 +13,10 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from services.codec.calls import ModelCallKind
+from services.device.calls import ModelCallKind
 
 if TYPE_CHECKING:
-    from services.codec.scheduler import CodecScheduler
+    from services.device.scheduler import CodecScheduler
 
 T = TypeVar("T")
 POLL_S = 0.05  # how often a waiting thread looks at its stop event

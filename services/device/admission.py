@@ -95,7 +95,7 @@ from shared.metrics import ADMISSION_REFUSALS, ADMISSION_WAIT, FIRST_CHUNK_SCHED
 if TYPE_CHECKING:
     from core.streaming import LatencyPreference
 
-logger = logging.getLogger("services.codec.admission")
+logger = logging.getLogger("services.device.admission")
 
 REALTIME_TOKENS_PER_S = 50.0  # semantic tokens per second of audio
 # admit()'s longest wait for a waitable rule (TTS_ADMISSION_MAX_WAIT_MS; docs/benchmarks.md, "The wave generator on

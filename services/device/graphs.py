@@ -2,7 +2,7 @@
 
 Why: an eager BiCodec call launches ~480 kernels and an AP-BWE window ~900, each from Python under one GIL
 (docs/reference/gpu-serving.md#eager-launch-cost); a replayed graph launches them in one go. A graph fixes its shapes,
-so the scheduler pads rows to a length bucket and the row count to a batch bucket (services/codec/scheduler.py); any
+so the scheduler pads rows to a length bucket and the row count to a batch bucket (services/device/scheduler.py); any
 other shape (a window longer than every bucket, a stream's true end, a row count outside the batch sizes) runs eager.
 
 Precision: a graph also fixes its kernels, so the TF32 switches are set only while a graph is captured and restored at
@@ -48,11 +48,11 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from services.codec.calls import Call, SchedulerPolicy
-from services.codec.windows import WindowKind
+from services.device.calls import Call, SchedulerPolicy
+from services.device.windows import WindowKind
 from shared import metrics
 
-logger = logging.getLogger("services.codec.graphs")
+logger = logging.getLogger("services.device.graphs")
 
 Precision = Literal["fp32", "tf32"]
 PRECISIONS: tuple[Precision, ...] = ("fp32", "tf32")

@@ -49,9 +49,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from services.codec.calls import Call, DeviceRunner, ModelCallKind, SchedulerPolicy
-from services.codec.telemetry import SchedulerStats, record_call, record_model_call
-from services.codec.windows import (
+from services.device.calls import Call, DeviceRunner, ModelCallKind, SchedulerPolicy
+from services.device.telemetry import SchedulerStats, record_call, record_model_call
+from services.device.windows import (
     DecodeWindow,
     FixedDeadline,
     SRWindow,
@@ -60,7 +60,7 @@ from services.codec.windows import (
     WindowKind,
 )
 
-logger = logging.getLogger("services.codec.scheduler")
+logger = logging.getLogger("services.device.scheduler")
 
 Clock = Callable[[], float]
 T = TypeVar("T")
