@@ -90,7 +90,9 @@ download_image = (
     modal.Image.debian_slim(python_version=PYTHON_VERSION)
     .uv_pip_install(*DOWNLOAD_PACKAGES)
     .env({"HF_XET_HIGH_PERFORMANCE": "1"})
-    .add_local_python_source("core", "services")  # core.weights, services.deployment.modal_deployment (standard library only)
+    .add_local_python_source(
+        "core", "services"
+    )  # core.weights, services.deployment.modal_deployment (standard library only)
 )
 
 app = modal.App(MODAL.app_name)
@@ -124,6 +126,7 @@ CLS_OPTIONS: dict[str, Any] = {
     "region": list(MODAL.region) or None,
 }
 CONCURRENCY: dict[str, int] = {"max_inputs": MODAL.max_inputs, "target_inputs": MODAL.target_inputs}
+
 
 class _AppFactory:
     """api.create_app, imported inside the container only (it imports torch)."""

@@ -44,8 +44,10 @@ MAX_BODY_BYTES = 1_000_000
 MAX_UPLOAD_BYTES = MAX_REFERENCE_BYTES + 64 * 1024
 # The dialects' HTTP routes (their keys come in `xi-api-key`, `X-API-Key` or `Authorization: Bearer`, all of which
 # check_upload_credentials reads): credentials are checked before their bodies are read, as on ours.
-DIALECT_HTTP_ROUTES = (re.compile(r"POST /v1/text-to-speech/[^/]+(/stream)?(/with-timestamps)?"),
-                       re.compile(r"POST /tts/(sse|bytes)"))
+DIALECT_HTTP_ROUTES = (
+    re.compile(r"POST /v1/text-to-speech/[^/]+(/stream)?(/with-timestamps)?"),
+    re.compile(r"POST /tts/(sse|bytes)"),
+)
 
 
 def playground_url(settings: Settings) -> str | None:
@@ -66,19 +68,27 @@ def missing_keys_warning(settings: Settings, demo: bool) -> str | None:
         return None
     if any(key.strip() for key in access.api_keys.split(",")):
         return None
-    return ("NO API KEYS: auth is on and no key is configured, so every request will get 401; add keys with "
-            "TTS_API_KEYS=key1,key2 (or TTS_API_KEYS_FILE), or set TTS_AUTH_ENABLED=false on a trusted network")
+    return (
+        "NO API KEYS: auth is on and no key is configured, so every request will get 401; add keys with "
+        "TTS_API_KEYS=key1,key2 (or TTS_API_KEYS_FILE), or set TTS_AUTH_ENABLED=false on a trusted network"
+    )
 
 
-def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = None,
-               access: AccessServices | None = None, gpu_faults: GpuFaultDetector | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    runtime: ModelRuntime | None = None,
+    access: AccessServices | None = None,
+    gpu_faults: GpuFaultDetector | None = None,
+) -> FastAPI:
     """Build the app. A given `runtime` is used as is (Modal loads it in @modal.enter); otherwise one is
     created and loaded in the background at start-up, and readiness answers 503 until it is warm."""
     settings = settings or get_settings()
     configure_logging(settings.deployment.log_level, settings.deployment.log_json)
     # A mistyped TTS_ variable would otherwise be ignored in silence (warned, not refused: it changes nothing).
     for variable, meant in unknown_variables(os.environ):
-        logger.warning("%s names no setting and is ignored%s", variable, f" (did you mean {meant}?)" if meant else "")
+        logger.warning(
+            "%s names no setting and is ignored%s", variable, f" (did you mean {meant}?)" if meant else ""
+        )
     runtime = runtime or ModelRuntime(settings)
     if runtime.warmup_step is None:
         runtime.warmup_step = warmup_step_for(settings)
@@ -136,38 +146,69 @@ def create_app(settings: Settings | None = None, runtime: ModelRuntime | None = 
         openapi_url="/openapi.json" if settings.deployment.docs_enabled else None,
     )
     gpu_faults = gpu_faults or GpuFaultDetector(runtime)
-    app.state.metrics_pusher = pusher  # Modal's exit closes it too (idempotent), should the lifespan not have run
+    app.state.metrics_pusher = (
+        pusher  # Modal's exit closes it too (idempotent), should the lifespan not have run
+    )
     library = VoiceLibrary.from_settings(settings, runtime, runtime, access.databases)
     continuity = Continuity.from_settings(settings, runtime, access.databases)
-    app.state.services = Services(settings=settings, runtime=runtime, access=access, library=library,
-                                  speech=SpeechService(runtime, settings, gpu_faults, library, continuity))
+    app.state.services = Services(
+        settings=settings,
+        runtime=runtime,
+        access=access,
+        library=library,
+        speech=SpeechService(runtime, settings, gpu_faults, library, continuity),
+    )
     install_error_handlers(app)
     if settings.deployment.playground_enabled:
         app.include_router(playground.router)
-    for router in (health.router, tts.router, normalize.router, openai_compat.router, debug.router,
-                   voice_pinning.router, voices.router, ws.router, elevenlabs_routes.router,
-                   elevenlabs_http.router, cartesia_routes.router, cartesia_http.router):
+    for router in (
+        health.router,
+        tts.router,
+        normalize.router,
+        openai_compat.router,
+        debug.router,
+        voice_pinning.router,
+        voices.router,
+        ws.router,
+        elevenlabs_routes.router,
+        elevenlabs_http.router,
+        cartesia_routes.router,
+        cartesia_http.router,
+    ):
         app.include_router(router)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES, timeout_s=settings.limits.body_timeout_s,
-                       uploads={("POST", "/v1/audio/voices"): MAX_UPLOAD_BYTES},
-                       check_credentials=check_upload_credentials,
-                       authenticated={("POST", path) for path in ("/v1/audio/voices", "/v1/tts/generate",
-                                                                  "/v1/audio/speech", "/v1/tts/normalize")},
-                       authenticated_patterns=DIALECT_HTTP_ROUTES,
-                       hints={"/v1/tts/generate": "A reference recording larger than this goes to POST /v1/audio/voices "
-                              "(up to 20 MiB); then name the voice by its id."})
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=MAX_BODY_BYTES,
+        timeout_s=settings.limits.body_timeout_s,
+        uploads={("POST", "/v1/audio/voices"): MAX_UPLOAD_BYTES},
+        check_credentials=check_upload_credentials,
+        authenticated={
+            ("POST", path)
+            for path in ("/v1/audio/voices", "/v1/tts/generate", "/v1/audio/speech", "/v1/tts/normalize")
+        },
+        authenticated_patterns=DIALECT_HTTP_ROUTES,
+        hints={
+            "/v1/tts/generate": "A reference recording larger than this goes to POST /v1/audio/voices "
+            "(up to 20 MiB); then name the voice by its id."
+        },
+    )
     install_cors(app, settings.deployment.cors_origins)
     # Inside the request ids (kept on the re-shaped answer), outside every layer that can refuse.
-    app.add_middleware(DialectErrorsMiddleware,
-                       dialects=(elevenlabs_messages.HTTP_ERRORS, cartesia_messages.HTTP_ERRORS))
+    app.add_middleware(
+        DialectErrorsMiddleware, dialects=(elevenlabs_messages.HTTP_ERRORS, cartesia_messages.HTTP_ERRORS)
+    )
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(HttpMetricsMiddleware)  # sees every answer, the middlewares' own refusals too
     # A flooding key's reconnects are refused before any other layer runs (api/socket_guard.py); inside the proxy
     # headers, which it does not need (it matches the key, not the address).
     app.add_middleware(CoolingGate, state=app.state)
-    if settings.access.trusted_proxies:  # outermost: every layer sees the client address the trusted proxy forwarded
+    if (
+        settings.access.trusted_proxies
+    ):  # outermost: every layer sees the client address the trusted proxy forwarded
         from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-        app.add_middleware(ProxyHeadersMiddleware,
-                           trusted_hosts=[h.strip() for h in settings.access.trusted_proxies.split(",") if h.strip()])
+        app.add_middleware(
+            ProxyHeadersMiddleware,
+            trusted_hosts=[h.strip() for h in settings.access.trusted_proxies.split(",") if h.strip()],
+        )
     return app

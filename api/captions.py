@@ -37,8 +37,10 @@ def _clock(seconds: float, separator: str) -> str:
 
 
 def to_srt(words: Sequence[WordSpan]) -> str:
-    blocks = [f"{i}\n{_clock(a, ',')} --> {_clock(b, ',')}\n{text}\n"
-              for i, (a, b, text) in enumerate(_cues(words), 1)]
+    blocks = [
+        f"{i}\n{_clock(a, ',')} --> {_clock(b, ',')}\n{text}\n"
+        for i, (a, b, text) in enumerate(_cues(words), 1)
+    ]
     return "\n".join(blocks)
 
 

@@ -24,7 +24,9 @@ async def wait_for_disconnect(receive: Any) -> None:
 
 def client_gone() -> ServiceError:
     # Nobody reads this answer; 499 (the client closed the request) is what the access log shows.
-    return ServiceError("CLIENT_CLOSED_REQUEST", "The client closed the connection before the answer was ready.")
+    return ServiceError(
+        "CLIENT_CLOSED_REQUEST", "The client closed the connection before the answer was ready."
+    )
 
 
 async def until_client_leaves(receive: Any, work: Awaitable[T]) -> T:

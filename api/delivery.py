@@ -52,9 +52,17 @@ Framing = tuple[str, Callable[[AsyncIterator[Any], "Delivery"], AsyncIterator[by
 class Delivery:
     """Wraps one job: streams or collects its audio and tells the request's accounting what happened."""
 
-    def __init__(self, job: SynthesisJob, accounting: RequestAccounting, *, headers: dict[str, str],
-                 stall_timeout_s: float = 30.0, realtime_pacing: bool = False,
-                 gpu_faults: GpuFaultDetector | None = None, max_buffered_bytes: int = 0) -> None:
+    def __init__(
+        self,
+        job: SynthesisJob,
+        accounting: RequestAccounting,
+        *,
+        headers: dict[str, str],
+        stall_timeout_s: float = 30.0,
+        realtime_pacing: bool = False,
+        gpu_faults: GpuFaultDetector | None = None,
+        max_buffered_bytes: int = 0,
+    ) -> None:
         self.job = job
         self.accounting = accounting
         self.max_buffered_bytes = max_buffered_bytes  # non-streaming responses only; 0 = no cap
@@ -125,16 +133,23 @@ class Delivery:
         headers = dict(self.headers)
         if timed is not None:
             track = self.job.timestamps
-            headers.update({"X-Audio-Seconds": f"{self.audio_seconds:.3f}", **guard_headers(self.job),
-                            "X-Timestamps-Status": "fallback" if track is not None and track.fallbacks else "ok"})
+            headers.update(
+                {
+                    "X-Audio-Seconds": f"{self.audio_seconds:.3f}",
+                    **guard_headers(self.job),
+                    "X-Timestamps-Status": "fallback" if track is not None and track.fallbacks else "ok",
+                }
+            )
             return JSONResponse(body, headers=headers)
-        headers.update({
-            "X-Audio-Bytes": str(len(body)),
-            "X-Audio-Seconds": f"{self.audio_seconds:.3f}",
-            "X-TTFB-ms": f"{(self.accounting.ttfb_ms or 0.0):.1f}",
-            "X-RTF": f"{(report.rtf if report is not None and report.rtf is not None else 0.0):.4f}",
-            **guard_headers(self.job),
-        })
+        headers.update(
+            {
+                "X-Audio-Bytes": str(len(body)),
+                "X-Audio-Seconds": f"{self.audio_seconds:.3f}",
+                "X-TTFB-ms": f"{(self.accounting.ttfb_ms or 0.0):.1f}",
+                "X-RTF": f"{(report.rtf if report is not None and report.rtf is not None else 0.0):.4f}",
+                **guard_headers(self.job),
+            }
+        )
         return Response(body, media_type=self.job.content_type, headers=headers)
 
     async def _collect(self) -> bytes:
@@ -147,7 +162,9 @@ class Delivery:
                 raise SynthesisError(
                     "PAYLOAD_TOO_LARGE",
                     f"The audio exceeds {self.max_buffered_bytes // 2**20} MiB, the most a non-streaming response "
-                    "holds; send stream=true for long audio.", "stream")
+                    "holds; send stream=true for long audio.",
+                    "stream",
+                )
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -161,8 +178,9 @@ class Delivery:
             self._report("failed", code)
             raise ApiError(code, exc.message, param=exc.param) from exc
 
-    async def streaming_response(self, receive: Any = None, *, sse: bool = False,
-                                 framing: Framing | None = None) -> Response:
+    async def streaming_response(
+        self, receive: Any = None, *, sse: bool = False, framing: Framing | None = None
+    ) -> Response:
         """Chunked response. Headers go out with the first audio chunk.
 
         `receive` (the ASGI receive of a request whose body was read): a client that hangs up before the first audio
@@ -201,13 +219,17 @@ class Delivery:
         elif sse:
             body, media_type = self._sse_body(first, source), "text/event-stream"
         elif kind:
-            body, media_type = json_lines(self._audio_chunks(first, source), kind, self), "application/x-ndjson"
+            body, media_type = (
+                json_lines(self._audio_chunks(first, source), kind, self),
+                "application/x-ndjson",
+            )
         else:
             body, media_type = self._audio_chunks(first, source), self.job.content_type
         headers = dict(self.headers)
         headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **guard_headers(self.job)})
-        return GuardedStreamingResponse(body, media_type=media_type, headers=headers,
-                                        stall_timeout_s=self.stall_timeout_s)
+        return GuardedStreamingResponse(
+            body, media_type=media_type, headers=headers, stall_timeout_s=self.stall_timeout_s
+        )
 
     async def _paced(self, chunk: bytes) -> None:
         """Optional real-time pacing: never run more than ~1 s ahead of playback."""
@@ -221,7 +243,7 @@ class Delivery:
         """Audio bytes (and, when asked for, TimestampsEvent items, passed through as they are)."""
         status, code = "failed", "STREAMING_ERROR"
         try:
-            for chunk in ([first] if first else []):
+            for chunk in [first] if first else []:
                 if isinstance(chunk, bytes):
                     self.accounting.audio_sent()
                 yield chunk
@@ -242,25 +264,38 @@ class Delivery:
         finally:
             self.final_status = status
             try:
-                await source.aclose()  # a second cancellation (a hang-up during pacing) can interrupt this ...
+                await (
+                    source.aclose()
+                )  # a second cancellation (a hang-up during pacing) can interrupt this ...
             finally:
                 self._report(status, code)  # ... but never the release of the slot and the accounting
 
     async def _sse_body(self, first: Any, source: AsyncIterator[Any]) -> AsyncIterator[bytes]:
         async for chunk in self._audio_chunks(first, source):
             if isinstance(chunk, TimestampsEvent):  # an event type OpenAI's clients skip
-                timed = {**event_json(chunk, self.job.request.timestamps or "word"), "type": "speech.timestamps"}
+                timed = {
+                    **event_json(chunk, self.job.request.timestamps or "word"),
+                    "type": "speech.timestamps",
+                }
                 yield f"data: {json.dumps(timed, ensure_ascii=False)}\n\n".encode()
                 continue
             event = {"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode("ascii")}
             yield f"data: {json.dumps(event)}\n\n".encode()
         if self.final_status != "completed":
-            error = {"type": "error", "error": {"code": self.job.error.code if self.job.error else "STREAMING_ERROR",
-                                                "message": "The audio stream ended early."}}
+            error = {
+                "type": "error",
+                "error": {
+                    "code": self.job.error.code if self.job.error else "STREAMING_ERROR",
+                    "message": "The audio stream ended early.",
+                },
+            }
             yield f"data: {json.dumps(error)}\n\n".encode()
             return
-        usage = {"input_tokens": len(self.job.request.text), "output_tokens": self.job.stats.llm_tokens,
-                 "total_tokens": len(self.job.request.text) + self.job.stats.llm_tokens}
+        usage = {
+            "input_tokens": len(self.job.request.text),
+            "output_tokens": self.job.stats.llm_tokens,
+            "total_tokens": len(self.job.request.text) + self.job.stats.llm_tokens,
+        }
         yield f"data: {json.dumps({'type': 'speech.audio.done', 'usage': usage})}\n\n".encode()
 
 
@@ -285,8 +320,14 @@ SEND_PIECE_BYTES = 64 * 1024
 def log_stopped(hung_up_at: float) -> None:
     """A streamed answer's client hung up: `stream_stopped` with `stop_ms` from the hang-up reaching the server to
     the end of the job's work (the WebSocket sessions log `utterance_stopped` the same way)."""
-    logger.info("stream_stopped", extra={"event": "stream_stopped", "reason": "disconnected",
-                                         "stop_ms": round((time.perf_counter() - hung_up_at) * 1000, 1)})
+    logger.info(
+        "stream_stopped",
+        extra={
+            "event": "stream_stopped",
+            "reason": "disconnected",
+            "stop_ms": round((time.perf_counter() - hung_up_at) * 1000, 1),
+        },
+    )
 
 
 class GuardedStreamingResponse(StreamingResponse):
@@ -321,10 +362,14 @@ class GuardedStreamingResponse(StreamingResponse):
                         piece = body[start : start + SEND_PIECE_BYTES]
                         last = start + SEND_PIECE_BYTES >= len(body)
                         deadline.reschedule(loop.time() + self.stall_timeout_s)
-                        await send({"type": "http.response.body", "body": piece, "more_body": more or not last})
+                        await send(
+                            {"type": "http.response.body", "body": piece, "more_body": more or not last}
+                        )
             except TimeoutError:
                 metrics.STALLED_CLIENTS.inc()
-                logger.warning("client stalled; cutting it off", extra={"stall_timeout_s": self.stall_timeout_s})
+                logger.warning(
+                    "client stalled; cutting it off", extra={"stall_timeout_s": self.stall_timeout_s}
+                )
                 await self.body_iterator.aclose()  # type: ignore[union-attr]
                 raise ClientStalled from None
 
@@ -340,5 +385,7 @@ class GuardedStreamingResponse(StreamingResponse):
             # Expected, already logged and counted: no traceback. The server closes the unfinished response.
             return
         finally:
-            if hung_up_at and not finished:  # a hang-up mid-stream: the body (and with it the job) is closed by now
+            if (
+                hung_up_at and not finished
+            ):  # a hang-up mid-stream: the body (and with it the job) is closed by now
                 log_stopped(hung_up_at[0])

@@ -87,8 +87,9 @@ async def _grant(request: Request) -> AccessGrant:
     access = services_of(request).access
     state = request.scope.get("state", {})
     try:
-        grant = await access.grant(request.headers, request.client.host if request.client else None,
-                                   state.get("client_request_id"))
+        grant = await access.grant(
+            request.headers, request.client.host if request.client else None, state.get("client_request_id")
+        )
     except ServiceError as exc:
         raise ApiError.from_service(exc) from None
     grant.request_id = state.get("request_id")
@@ -104,8 +105,12 @@ async def voice_caller(
     rate-limited and holding a concurrency slot for the request as on every route (its own voices)."""
     if "x-admin-key" in request.headers:
         if not is_admin_key(request, request.headers["x-admin-key"]):
-            raise ApiError("FORBIDDEN", "Wrong X-Admin-Key (the admin key is TTS_ADMIN_KEY; with none set there is "
-                           "no admin); send an API key instead to manage that key's voices.", status=403)
+            raise ApiError(
+                "FORBIDDEN",
+                "Wrong X-Admin-Key (the admin key is TTS_ADMIN_KEY; with none set there is "
+                "no admin); send an API key instead to manage that key's voices.",
+                status=403,
+            )
         yield Caller(key_id=None, admin=True)
         return
     grant = await _grant(request)
@@ -122,7 +127,9 @@ async def optional_voice_caller(
 ) -> AsyncIterator[Caller | None]:
     """As `voice_caller`, but None for a request with no credentials at all on a server with auth (the voice list
     then shows the built-in voices, as it did before the library existed). A wrong key still gets 401."""
-    credentials = any(name in request.headers for name in ("authorization", "x-api-key", "xi-api-key", "x-admin-key"))
+    credentials = any(
+        name in request.headers for name in ("authorization", "x-api-key", "xi-api-key", "x-admin-key")
+    )
     if services_of(request).settings.access.auth_enabled and not credentials:
         yield None
         return
@@ -156,8 +163,11 @@ def is_admin_key(request: HTTPConnection, given: str) -> bool:
     address = request.client.host if request.client else "unknown"
     wait = throttle.retry_after(address, given or None)
     if wait is not None:
-        raise ApiError("RATE_LIMIT_EXCEEDED", f"Too many wrong admin keys from this address; retry in {wait} s.",
-                       headers={"Retry-After": str(wait)})
+        raise ApiError(
+            "RATE_LIMIT_EXCEEDED",
+            f"Too many wrong admin keys from this address; retry in {wait} s.",
+            headers={"Retry-After": str(wait)},
+        )
     if not admin_key or not hmac.compare_digest(given.encode(), admin_key.encode()):
         throttle.failed(address, given or None)
         return False

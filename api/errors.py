@@ -20,6 +20,7 @@ from services.errors import ERROR_CODES, ServiceError
 
 logger = logging.getLogger("api.errors")
 
+
 class ApiError(Exception):
     """Raise anywhere under a route to answer with the envelope."""
 
@@ -53,7 +54,9 @@ class ApiError(Exception):
         return error_envelope(self.code, self.message, param=self.param, error_type=self.error_type)
 
 
-def error_envelope(code: str, message: str, *, param: str | None = None, error_type: str | None = None) -> dict:
+def error_envelope(
+    code: str, message: str, *, param: str | None = None, error_type: str | None = None
+) -> dict:
     if error_type is None:
         error_type = ERROR_CODES.get(code, (500, "server_error"))[1]
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
@@ -102,7 +105,9 @@ def _validation_to_api_error(exc: RequestValidationError) -> ApiError:
 
 def body_validation_error(errors: list[dict[str, Any]]) -> ApiError:
     """A body's validation errors (pydantic's, `loc` relative to the body) as the envelope a JSON body's get."""
-    return _validation_to_api_error(RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]))
+    return _validation_to_api_error(
+        RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors])
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -118,34 +123,50 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         content_type = request.headers.get("content-type", "")
         body_error = any(e.get("loc", ("",))[0] == "body" for e in exc.errors())
-        if (body_error and request.method in ("POST", "PUT", "PATCH") and "json" not in content_type.lower()
-                and not came_as_form(request)):
+        if (
+            body_error
+            and request.method in ("POST", "PUT", "PATCH")
+            and "json" not in content_type.lower()
+            and not came_as_form(request)
+        ):
             shown = content_type or "none"
-            return error_response(ApiError(
-                "UNSUPPORTED_MEDIA_TYPE",
-                f"Invalid 'Content-Type': {shown}; send the body as JSON with Content-Type: application/json.",
-                param="Content-Type",
-            ))
+            return error_response(
+                ApiError(
+                    "UNSUPPORTED_MEDIA_TYPE",
+                    f"Invalid 'Content-Type': {shown}; send the body as JSON with Content-Type: application/json.",
+                    param="Content-Type",
+                )
+            )
         return error_response(_validation_to_api_error(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
-            err = ApiError("NOT_FOUND", f"No route {request.method} {request.url.path}. See /docs for the API.")
+            err = ApiError(
+                "NOT_FOUND", f"No route {request.method} {request.url.path}. See /docs for the API."
+            )
         elif exc.status_code == 405:
-            err = ApiError("METHOD_NOT_ALLOWED", f"Method {request.method} is not allowed on {request.url.path}.")
+            err = ApiError(
+                "METHOD_NOT_ALLOWED", f"Method {request.method} is not allowed on {request.url.path}."
+            )
         elif exc.status_code == 413:
             err = ApiError("PAYLOAD_TOO_LARGE", str(exc.detail))
         elif exc.status_code == 415:
             err = ApiError("UNSUPPORTED_MEDIA_TYPE", str(exc.detail))
         elif exc.status_code == 400 and isinstance(exc.__cause__, UnicodeError):
             # FastAPI's body parser: bytes that are not UTF-8 (nor UTF-16/32) are not JSON text (RFC 8259 §8.1)
-            err = ApiError("INVALID_JSON", "The request body is not valid JSON: it is not UTF-8 text; send a JSON "
-                           "object encoded as UTF-8.")
-        else:
-            code = {400: "VALIDATION_ERROR", 401: "INVALID_API_KEY", 403: "FORBIDDEN", 503: "SERVICE_UNAVAILABLE"}.get(
-                exc.status_code, "INTERNAL_ERROR"
+            err = ApiError(
+                "INVALID_JSON",
+                "The request body is not valid JSON: it is not UTF-8 text; send a JSON "
+                "object encoded as UTF-8.",
             )
+        else:
+            code = {
+                400: "VALIDATION_ERROR",
+                401: "INVALID_API_KEY",
+                403: "FORBIDDEN",
+                503: "SERVICE_UNAVAILABLE",
+            }.get(exc.status_code, "INTERNAL_ERROR")
             err = ApiError(code, str(exc.detail), status=exc.status_code)
         return error_response(err, dict(exc.headers or {}))
 

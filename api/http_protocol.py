@@ -36,7 +36,9 @@ except ImportError:  # httptools is an optional extra of uvicorn
 
 # Connections one client address may hold open on this process (a browser opens 6 per host; a NAT many more).
 MAX_CONNECTIONS_PER_ADDRESS = 256
-_open_per_address: dict[str, int] = {}  # this process's connections by peer address (the event loop's thread only)
+_open_per_address: dict[
+    str, int
+] = {}  # this process's connections by peer address (the event loop's thread only)
 
 
 @functools.lru_cache(maxsize=8)
@@ -87,8 +89,11 @@ class _HeadDeadlineMixin:
         self._address: str | None = None
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) and peer else None
-        cap = self.max_connections_per_address if self.max_connections_per_address is not None \
+        cap = (
+            self.max_connections_per_address
+            if self.max_connections_per_address is not None
             else MAX_CONNECTIONS_PER_ADDRESS
+        )
         if address is not None and cap > 0 and _capped(address):
             if _open_per_address.get(address, 0) >= cap:
                 transport.close()  # this address holds its share of the process's connections
@@ -125,7 +130,11 @@ class _HeadDeadlineMixin:
         self._cancel_head_deadline()
         if self.transport.is_closing():
             return
-        timeout = self.head_timeout_s if self.head_timeout_s is not None else get_settings().limits.http_head_timeout_s
+        timeout = (
+            self.head_timeout_s
+            if self.head_timeout_s is not None
+            else get_settings().limits.http_head_timeout_s
+        )
         self._head_cycle, self._head_bytes = self.cycle, 0
         if timeout > 0:
             self._head_timer = self.loop.call_later(timeout, self._head_late, self.cycle)

@@ -77,11 +77,17 @@ class BodySizeLimitMiddleware:
     with path parameters, such as the dialects') `check_credentials` (raising ApiError) runs first: a request with missing or wrong credentials is
     answered before one byte of its body is read, so unauthenticated connections hold no body at all."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float = 30.0,
-                 uploads: dict[tuple[str, str], int] | None = None, hints: dict[str, str] | None = None,
-                 check_credentials: Callable[[Scope], Awaitable[None]] | None = None,
-                 authenticated: set[tuple[str, str]] | None = None,
-                 authenticated_patterns: Sequence[re.Pattern[str]] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        timeout_s: float = 30.0,
+        uploads: dict[tuple[str, str], int] | None = None,
+        hints: dict[str, str] | None = None,
+        check_credentials: Callable[[Scope], Awaitable[None]] | None = None,
+        authenticated: set[tuple[str, str]] | None = None,
+        authenticated_patterns: Sequence[re.Pattern[str]] = (),
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
@@ -93,9 +99,17 @@ class BodySizeLimitMiddleware:
 
     async def _refuse(self, send: Send, status: int, code: str, message: str) -> None:
         body = json.dumps(error_envelope(code, message)).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def _reject(self, send: Send, cap: int, path: str) -> None:
@@ -136,9 +150,18 @@ class BodySizeLimitMiddleware:
             except ApiError as err:
                 body = json.dumps(err.envelope()).encode()
                 headers = [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
-                await send({"type": "http.response.start", "status": err.status, "headers": [
-                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"), *headers]})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": err.status,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close"),
+                            *headers,
+                        ],
+                    }
+                )
                 await send({"type": "http.response.body", "body": body})
                 return
         cap = self.uploads.get(route, self.max_bytes)
@@ -150,7 +173,9 @@ class BodySizeLimitMiddleware:
             # has to read (most clients read a response only once their body is sent).
             expects_continue = b"100-continue" in request_headers.get(b"expect", b"").lower()
             if not expects_continue and int(declared) <= cap + MAX_DRAIN_BYTES:
-                if not await self._drain(receive, 0, cap + MAX_DRAIN_BYTES, time.monotonic() + self.timeout_s):
+                if not await self._drain(
+                    receive, 0, cap + MAX_DRAIN_BYTES, time.monotonic() + self.timeout_s
+                ):
                     return
             await self._reject(send, cap, scope.get("path", ""))
             return
@@ -171,12 +196,18 @@ class BodySizeLimitMiddleware:
                     if not message.get("more_body", False):
                         break
         except TimeoutError:
-            await self._refuse(send, 408, "REQUEST_TIMEOUT",
-                               f"The request body did not arrive within {self.timeout_s:g} s; send it at once.")
+            await self._refuse(
+                send,
+                408,
+                "REQUEST_TIMEOUT",
+                f"The request body did not arrive within {self.timeout_s:g} s; send it at once.",
+            )
             return
         if received > cap:
             more = message.get("more_body", False)
-            if more and not await self._drain(receive, received, cap + MAX_DRAIN_BYTES, started + self.timeout_s):
+            if more and not await self._drain(
+                receive, received, cap + MAX_DRAIN_BYTES, started + self.timeout_s
+            ):
                 return
             await self._reject(send, cap, scope.get("path", ""))
             return

@@ -43,7 +43,9 @@ def reject_control_characters(value: str, field: str = "text") -> str:
 def check_text(value: str, field: str = "text") -> str:
     """Reject blank text and control characters."""
     if not value.strip():
-        raise PydanticCustomError("blank_text", f"'{field}' must contain something to speak; it is empty or whitespace")
+        raise PydanticCustomError(
+            "blank_text", f"'{field}' must contain something to speak; it is empty or whitespace"
+        )
     return reject_control_characters(value, field)
 
 
@@ -55,8 +57,10 @@ def check_rate_for_format(value: int | None, audio_format: str | None) -> int | 
         raise PydanticCustomError("bad_rate", f"must be one of {list(SUPPORTED_RATES)}, got {value}")
     if audio_format in FORMATS and value not in supported_rates(audio_format):
         offered = [rate for rate in SUPPORTED_RATES if rate in supported_rates(audio_format)]
-        raise PydanticCustomError("bad_rate", f"{value} is not valid with format {audio_format} (accepted: "
-                                  f"{', '.join(map(str, offered))})")
+        raise PydanticCustomError(
+            "bad_rate",
+            f"{value} is not valid with format {audio_format} (accepted: {', '.join(map(str, offered))})",
+        )
     return value
 
 
@@ -67,8 +71,9 @@ def check_speed(value: object) -> object:
     """A speed is a finite number: JSON true/false is not 1.0/0.0, and NaN or infinity is named as such (pydantic's
     range check alone says NaN is "not less than or equal to 4")."""
     if isinstance(value, bool):
-        raise PydanticCustomError("speed_type", f"must be a number from {MIN_SPEED} to {MAX_SPEED}, not "
-                                  f"{str(value).lower()}")
+        raise PydanticCustomError(
+            "speed_type", f"must be a number from {MIN_SPEED} to {MAX_SPEED}, not {str(value).lower()}"
+        )
     number = value
     if isinstance(value, str):
         try:
@@ -76,8 +81,9 @@ def check_speed(value: object) -> object:
         except ValueError:
             return value  # pydantic's own message for text that is not a number
     if isinstance(number, float) and not math.isfinite(number):
-        raise PydanticCustomError("speed_finite", f"must be a finite number from {MIN_SPEED} to {MAX_SPEED}, "
-                                  f"got {value}")
+        raise PydanticCustomError(
+            "speed_finite", f"must be a finite number from {MIN_SPEED} to {MAX_SPEED}, got {value}"
+        )
     return value
 
 
@@ -94,23 +100,40 @@ def output_rate_for(audio_format: str, sample_rate: int | None, output: str | No
     return 48000 if output == "48khz" else 16000
 
 
-SPEED_DESCRIPTION = ("Speaking rate, 0.25-4.0 (1.0: the voice's own). Style voices use the trained speed labels and "
-                     "a time-stretch for the rest of the way; every other voice is time-stretched (see README, Speed).")
-INSTRUCTIONS_DESCRIPTION = ("Accepted for compatibility and ignored: Spark-TTS has no instruction-following input "
-                            "(use a voice, `speed`, or emotion tags such as [excited] in the text).")
+SPEED_DESCRIPTION = (
+    "Speaking rate, 0.25-4.0 (1.0: the voice's own). Style voices use the trained speed labels and "
+    "a time-stretch for the rest of the way; every other voice is time-stretched (see README, Speed)."
+)
+INSTRUCTIONS_DESCRIPTION = (
+    "Accepted for compatibility and ignored: Spark-TTS has no instruction-following input "
+    "(use a voice, `speed`, or emotion tags such as [excited] in the text)."
+)
 Latency = LatencyPreference  # the streaming decoder's own names (core/streaming.py)
-LATENCY_DESCRIPTION = ("Streams only: how soon the first audio comes. lowest: after 8 engine steps (80 ms first chunk); "
-                       "balanced: after 16; exact: after 49, streamed audio within 1e-3 of the offline decode. "
-                       "Default: the deployment's TTS_DEFAULT_LATENCY (balanced).")
+LATENCY_DESCRIPTION = (
+    "Streams only: how soon the first audio comes. lowest: after 8 engine steps (80 ms first chunk); "
+    "balanced: after 16; exact: after 49, streamed audio within 1e-3 of the offline decode. "
+    "Default: the deployment's TTS_DEFAULT_LATENCY (balanced)."
+)
 
 
 # The languages Spark-TTS-0.5B was trained to speak (docs/reference/spark-tts.md), and the names clients send for
 # them: ISO 639-1/2/3 codes, a BCP 47 tag's first subtag (en-US, zh-Hans) or the English name.
 SPOKEN_LANGUAGES = {"en": "English", "zh": "Chinese"}
-_LANGUAGE_NAMES = {"en": "en", "eng": "en", "english": "en",
-                   "zh": "zh", "zho": "zh", "chi": "zh", "cmn": "zh", "chinese": "zh", "mandarin": "zh"}
-LANGUAGE_DESCRIPTION = ("The text's language: en or zh (also en-US, zh-CN, English, Chinese, ...), the two Spark-TTS "
-                        "speaks; any other is a 400. Optional: numbers and dates are read by the script around them.")
+_LANGUAGE_NAMES = {
+    "en": "en",
+    "eng": "en",
+    "english": "en",
+    "zh": "zh",
+    "zho": "zh",
+    "chi": "zh",
+    "cmn": "zh",
+    "chinese": "zh",
+    "mandarin": "zh",
+}
+LANGUAGE_DESCRIPTION = (
+    "The text's language: en or zh (also en-US, zh-CN, English, Chinese, ...), the two Spark-TTS "
+    "speaks; any other is a 400. Optional: numbers and dates are read by the script around them."
+)
 
 
 def check_language(value: str | None) -> str | None:
@@ -121,9 +144,15 @@ def check_language(value: str | None) -> str | None:
     if primary in _LANGUAGE_NAMES:
         return _LANGUAGE_NAMES[primary]
     spoken = " and ".join(f"{name} ({code})" for code, name in SPOKEN_LANGUAGES.items())
-    hint = " (Hindi text is normalised, but the model has no Hindi voice)" if primary in ("hi", "hin", "hindi") else ""
-    raise PydanticCustomError("unsupported_language", f"the model speaks {spoken}, not {value!r}{hint}; send one of "
-                              "those, or leave 'language' out")
+    hint = (
+        " (Hindi text is normalised, but the model has no Hindi voice)"
+        if primary in ("hi", "hin", "hindi")
+        else ""
+    )
+    raise PydanticCustomError(
+        "unsupported_language",
+        f"the model speaks {spoken}, not {value!r}{hint}; send one of those, or leave 'language' out",
+    )
 
 
 class LanguageField(BaseModel):
@@ -151,61 +180,107 @@ class IgnoredFields(BaseModel):
 class SamplingFields(BaseModel):
     """Sampling fields every synthesis message shares; `to_sampling` merges the deployment's defaults (once)."""
 
-    temperature: float | None = Field(None, ge=0.0, le=2.0, description="Sampling temperature (0 = greedy). Default 0.8.")
+    temperature: float | None = Field(
+        None, ge=0.0, le=2.0, description="Sampling temperature (0 = greedy). Default 0.8."
+    )
     top_k: int | None = Field(None, ge=1, le=1000, description="Top-k sampling. Default 50.")
     top_p: float | None = Field(None, gt=0.0, le=1.0, description="Nucleus sampling. Default 1.0.")
-    max_tokens: int | None = Field(None, ge=1, le=8192, description="Most semantic tokens per text chunk (50 = 1 s). Default 4096.")
-    repetition_penalty: float | None = Field(None, ge=0.5, le=2.0, description="Repetition penalty. Default 1.05.")
+    max_tokens: int | None = Field(
+        None, ge=1, le=8192, description="Most semantic tokens per text chunk (50 = 1 s). Default 4096."
+    )
+    repetition_penalty: float | None = Field(
+        None, ge=0.5, le=2.0, description="Repetition penalty. Default 1.05."
+    )
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Seed for reproducible output.")
 
     def to_sampling(self, settings: Settings) -> SamplingOptions:
         return SamplingOptions.with_defaults(
-            settings, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, max_tokens=self.max_tokens,
-            repetition_penalty=self.repetition_penalty, seed=self.seed)
+            settings,
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            max_tokens=self.max_tokens,
+            repetition_penalty=self.repetition_penalty,
+            seed=self.seed,
+        )
 
 
 class TTSGenerateRequest(SamplingFields, StitchingFields, LanguageField, IgnoredFields):
     """`POST /v1/tts/generate`; unknown fields are ignored and named in X-Ignored-Fields (IgnoredFields)."""
 
-    model_config = ConfigDict(extra="allow", json_schema_extra={
-        "example": {"text": "Hello there! [excited] This is Spark-TTS.", "speaker": "default", "stream": True}
-    })
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "example": {
+                "text": "Hello there! [excited] This is Spark-TTS.",
+                "speaker": "default",
+                "stream": True,
+            }
+        },
+    )
 
-    text: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS, description="Text to speak (<= 50,000 characters).")
-    speaker: str | None = Field(None, min_length=1, max_length=128, description="Voice name or alias; default voice if omitted.")
-    voice: str | None = Field(None, min_length=1, max_length=128, description="The same as `speaker` (OpenAI's name "
-                              "for it); send one of the two.")
+    text: str = Field(
+        ..., min_length=1, max_length=MAX_TEXT_CHARS, description="Text to speak (<= 50,000 characters)."
+    )
+    speaker: str | None = Field(
+        None, min_length=1, max_length=128, description="Voice name or alias; default voice if omitted."
+    )
+    voice: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="The same as `speaker` (OpenAI's name for it); send one of the two.",
+    )
     speed: Speed | None = Field(None, description=SPEED_DESCRIPTION)
     stream: bool = Field(False, description="Chunked streaming response when true.")
-    format: AudioFormat = Field("wav", description="wav | pcm (s16le) | mp3 | opus (Ogg) | flac | aac (ADTS) | mulaw (8 kHz).")
-    output: Literal["16khz", "48khz"] = Field("16khz", description="16khz native, or 48khz via AP-BWE super-resolution.")
-    sample_rate: int | None = Field(None, description=f"Output rate, one of {SUPPORTED_RATES}; overrides `output`.")
+    format: AudioFormat = Field(
+        "wav", description="wav | pcm (s16le) | mp3 | opus (Ogg) | flac | aac (ADTS) | mulaw (8 kHz)."
+    )
+    output: Literal["16khz", "48khz"] = Field(
+        "16khz", description="16khz native, or 48khz via AP-BWE super-resolution."
+    )
+    sample_rate: int | None = Field(
+        None, description=f"Output rate, one of {SUPPORTED_RATES}; overrides `output`."
+    )
     normalize: bool = Field(True, description="Expand numbers, currency, dates, abbreviations to words.")
     normalize_verbose: bool = Field(
-        False, description="Return the normalised text in X-Normalized-Text (percent-encoded, first 2,000 characters) "
+        False,
+        description="Return the normalised text in X-Normalized-Text (percent-encoded, first 2,000 characters) "
         "and log it at DEBUG level.",
     )
     chunking: bool = Field(True, description="Split long text at sentence boundaries (> 220 characters).")
     latency: Latency | None = Field(None, description=LATENCY_DESCRIPTION)
     timestamps: Literal["word", "character"] | None = Field(
-        None, description="When each word (or character) is heard: a JSON answer (audio base64 + spans), or with "
-        "stream=true JSON lines interleaving timestamps and audio. See README, Timestamps.")
+        None,
+        description="When each word (or character) is heard: a JSON answer (audio base64 + spans), or with "
+        "stream=true JSON lines interleaving timestamps and audio. See README, Timestamps.",
+    )
     captions: Literal["srt", "vtt"] | None = Field(
-        None, description="With timestamps and stream=false: the words as SubRip or WebVTT in `captions`.")
+        None, description="With timestamps and stream=false: the words as SubRip or WebVTT in `captions`."
+    )
 
     @field_validator("captions")
     @classmethod
     def _captions(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and info.data.get("stream"):
-            raise PydanticCustomError("conflict", "captions come with the complete answer; send stream=false (a "
-                                      "stream with timestamps carries the words themselves)")
+            raise PydanticCustomError(
+                "conflict",
+                "captions come with the complete answer; send stream=false (a "
+                "stream with timestamps carries the words themselves)",
+            )
         return value
+
     reference_audio: str | None = Field(
-        None, description="Clone a voice for this request only (not saved): a 1-30 s recording, base64 (a data: URL "
-        "prefix is accepted), or the file `reference_audio` of a multipart/form-data body. Not with `speaker`.")
+        None,
+        description="Clone a voice for this request only (not saved): a 1-30 s recording, base64 (a data: URL "
+        "prefix is accepted), or the file `reference_audio` of a multipart/form-data body. Not with `speaker`.",
+    )
     reference_text: str | None = Field(
-        None, max_length=MAX_TRANSCRIPT_CHARS, description="What `reference_audio` says: every prompt then continues "
-        "the reference (closer imitation).")
+        None,
+        max_length=MAX_TRANSCRIPT_CHARS,
+        description="What `reference_audio` says: every prompt then continues "
+        "the reference (closer imitation).",
+    )
 
     @field_validator("text")
     @classmethod
@@ -226,8 +301,10 @@ class TTSGenerateRequest(SamplingFields, StitchingFields, LanguageField, Ignored
         if value is None:
             return None
         if info.data.get("speaker") is not None or info.data.get("voice") is not None:
-            raise PydanticCustomError("conflict", "send either 'speaker' (a voice) or 'reference_audio' (a recording "
-                                      "to clone), not both")
+            raise PydanticCustomError(
+                "conflict",
+                "send either 'speaker' (a voice) or 'reference_audio' (a recording to clone), not both",
+            )
         decode_reference(value)
         return value
 
@@ -249,12 +326,21 @@ class TTSGenerateRequest(SamplingFields, StitchingFields, LanguageField, Ignored
 
     def to_speech_request(self, settings: Settings) -> SpeechRequest:
         return SpeechRequest(
-            text=self.text, voice=self.speaker or self.voice, audio_format=self.format, sample_rate=self.output_rate(),
-            sampling=self.to_sampling(settings), stream=self.stream, normalize=self.normalize, speed=self.speed,
+            text=self.text,
+            voice=self.speaker or self.voice,
+            audio_format=self.format,
+            sample_rate=self.output_rate(),
+            sampling=self.to_sampling(settings),
+            stream=self.stream,
+            normalize=self.normalize,
+            speed=self.speed,
             voice_field="speaker" if self.voice is None else "voice",
-            chunking=self.chunking, normalize_verbose=self.normalize_verbose, latency=self.latency,
+            chunking=self.chunking,
+            normalize_verbose=self.normalize_verbose,
+            latency=self.latency,
             reference_audio=None if self.reference_audio is None else decode_reference(self.reference_audio),
-            reference_text=self.reference_text, timestamps=self.timestamps or ("word" if self.captions else None),
+            reference_text=self.reference_text,
+            timestamps=self.timestamps or ("word" if self.captions else None),
             **self.stitching(),
         )
 
@@ -267,8 +353,11 @@ def decode_reference(value: str) -> bytes:
     try:
         data = base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
     except (binascii.Error, ValueError):
-        raise PydanticCustomError("base64", "is not valid base64; send the recording's bytes base64-encoded, or the "
-                                  "file as multipart/form-data") from None
+        raise PydanticCustomError(
+            "base64",
+            "is not valid base64; send the recording's bytes base64-encoded, or the "
+            "file as multipart/form-data",
+        ) from None
     if not data:
         raise PydanticCustomError("empty", "is empty; send a 1-30 s recording")
     return data
@@ -290,22 +379,34 @@ class OpenAISpeechRequest(SamplingFields, StitchingFields, LanguageField, Ignore
 
     model_config = ConfigDict(extra="allow")
 
-    model: str = Field("spark-tts", max_length=128, description="Accepted for compatibility (tts-1, tts-1-hd, spark-tts).")
+    model: str = Field(
+        "spark-tts", max_length=128, description="Accepted for compatibility (tts-1, tts-1-hd, spark-tts)."
+    )
     input: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS, description="Text to speak.")
     voice: str | OpenAIVoiceRef | None = Field(
         None, description='Voice id, alias or OpenAI voice name (alloy, ash, ...), or an object {"id": ...}.'
     )
-    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = Field("mp3", description="Audio format.")
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = Field(
+        "mp3", description="Audio format."
+    )
     speed: Speed = Field(1.0, description=SPEED_DESCRIPTION)
-    stream_format: Literal["audio", "sse"] = Field("audio", description="audio: raw bytes; sse: speech.audio.delta events.")
+    stream_format: Literal["audio", "sse"] = Field(
+        "audio", description="audio: raw bytes; sse: speech.audio.delta events."
+    )
     stream: bool | None = Field(
-        None, description="(An extension.) true: chunked bytes as they are made; false: one complete file. Default: "
-        "a complete file for wav (exact RIFF sizes), streamed for every other format.")
+        None,
+        description="(An extension.) true: chunked bytes as they are made; false: one complete file. Default: "
+        "a complete file for wav (exact RIFF sizes), streamed for every other format.",
+    )
     instructions: str | None = Field(None, max_length=4096, description=INSTRUCTIONS_DESCRIPTION)
-    latency: Latency | None = Field(None, description=LATENCY_DESCRIPTION + " (An extension to OpenAI's API.)")
+    latency: Latency | None = Field(
+        None, description=LATENCY_DESCRIPTION + " (An extension to OpenAI's API.)"
+    )
     timestamps: Literal["word", "character"] | None = Field(
-        None, description="With stream_format=sse: `speech.timestamps` events before the audio they describe "
-        "(an extension; OpenAI clients skip unknown event types).")
+        None,
+        description="With stream_format=sse: `speech.timestamps` events before the audio they describe "
+        "(an extension; OpenAI clients skip unknown event types).",
+    )
 
     @field_validator("timestamps")
     @classmethod
@@ -341,8 +442,16 @@ class OpenAISpeechRequest(SamplingFields, StitchingFields, LanguageField, Ignore
     def to_speech_request(self, settings: Settings) -> SpeechRequest:
         """At 24 kHz (as OpenAI answers), with the deployment's sampling defaults under the request's fields."""
         return SpeechRequest(
-            text=self.input, voice=self.voice_name, audio_format=self.response_format,
-            sample_rate=OPENAI_SAMPLE_RATE, sampling=self.to_sampling(settings), stream=self.streamed,
-            speed=None if self.speed == 1.0 else self.speed, text_field="input", voice_field="voice",
-            latency=self.latency, timestamps=self.timestamps, **self.stitching(),
+            text=self.input,
+            voice=self.voice_name,
+            audio_format=self.response_format,
+            sample_rate=OPENAI_SAMPLE_RATE,
+            sampling=self.to_sampling(settings),
+            stream=self.streamed,
+            speed=None if self.speed == 1.0 else self.speed,
+            text_field="input",
+            voice_field="voice",
+            latency=self.latency,
+            timestamps=self.timestamps,
+            **self.stitching(),
         )

@@ -85,8 +85,11 @@ class SocketGuard:
         self.clock = clock
         self.unauthenticated = AddressSlots(settings.websocket.ws_max_unauthenticated_per_address)
         self.connections = AddressSlots(settings.websocket.ws_max_connections_per_address)
-        self.key_messages = KeyBuckets(settings.websocket.ws_messages_per_s * max(1, settings.websocket.ws_max_connections_per_key),
-                                       settings.websocket.ws_message_burst * KEY_BURST_CONNECTIONS, clock=clock)
+        self.key_messages = KeyBuckets(
+            settings.websocket.ws_messages_per_s * max(1, settings.websocket.ws_max_connections_per_key),
+            settings.websocket.ws_message_burst * KEY_BURST_CONNECTIONS,
+            clock=clock,
+        )
         self._cooling: dict[str, float] = {}  # key id -> until when its new sockets are refused
         # The same, by the hash of the key a flooding connection presented in its handshake: `CoolingGate` refuses
         # its reconnects before any routing, parsing or authentication (a flooder reconnects many times a second).
@@ -148,12 +151,16 @@ class SocketGuard:
         address = client_address(websocket)
         keyed = handshake_credential(websocket.scope) is not None
         if not self.connections.enter(address):
-            raise _too_many(f"{self.connections.cap} WebSocket connections from this address are open on this "
-                            "server; close one first.")
+            raise _too_many(
+                f"{self.connections.cap} WebSocket connections from this address are open on this "
+                "server; close one first."
+            )
         if not keyed and not self.unauthenticated.enter(address):
             self.connections.leave(address)
-            raise _too_many(f"{self.unauthenticated.cap} WebSocket connections from this address are waiting for "
-                            "their API key to be accepted; send the key with the handshake (header or query).")
+            raise _too_many(
+                f"{self.unauthenticated.cap} WebSocket connections from this address are waiting for "
+                "their API key to be accepted; send the key with the handshake (header or query)."
+            )
         return SocketSlot(self, address, pending=not keyed)
 
     def auth_wait_s(self, client_timeout_s: float) -> float:
@@ -165,17 +172,28 @@ class SocketGuard:
         """One connection's budget; with `key_id`, also its key's bucket shared by all the key's connections (not
         with auth off, where every client is one key)."""
         s = self.settings
-        shared = (self.key_messages.of(key_id) if key_id not in (None, _SHARED_KEY_ID) and s.websocket.ws_messages_per_s > 0
-                  else None)
-        return MessageLimiter(messages_per_s=s.websocket.ws_messages_per_s, message_burst=s.websocket.ws_message_burst,
-                              chars_per_s=s.websocket.ws_message_chars_per_s, max_chars=s.websocket.ws_max_message_bytes,
-                              clock=self.clock, key_bucket=shared)
+        shared = (
+            self.key_messages.of(key_id)
+            if key_id not in (None, _SHARED_KEY_ID) and s.websocket.ws_messages_per_s > 0
+            else None
+        )
+        return MessageLimiter(
+            messages_per_s=s.websocket.ws_messages_per_s,
+            message_burst=s.websocket.ws_message_burst,
+            chars_per_s=s.websocket.ws_message_chars_per_s,
+            max_chars=s.websocket.ws_max_message_bytes,
+            clock=self.clock,
+            key_bucket=shared,
+        )
 
 
 def _cooling_error(left_s: float) -> CoolingDown:
-    return CoolingDown("RATE_LIMIT_EXCEEDED", f"A WebSocket connection of this API key went over its message budget; "
-                       f"new connections are refused for {math.ceil(left_s)} s.",
-                       headers={"Retry-After": str(math.ceil(left_s))})
+    return CoolingDown(
+        "RATE_LIMIT_EXCEEDED",
+        f"A WebSocket connection of this API key went over its message budget; "
+        f"new connections are refused for {math.ceil(left_s)} s.",
+        headers={"Retry-After": str(math.ceil(left_s))},
+    )
 
 
 def handshake_credential(scope: Scope) -> str | None:
@@ -258,8 +276,11 @@ def denial_sent(receive: Receive) -> None:
     refused reconnect of a flooding client, and a log record that cost more CPU than the rest of the refusal. Only
     when the response is out (`close_sent` with an `initial_response`); nothing on any other server."""
     protocol = getattr(receive, "__self__", None)
-    if (getattr(protocol, "initial_response", None) is not None and getattr(protocol, "close_sent", False)
-            and getattr(protocol, "handshake_complete", True) is False):
+    if (
+        getattr(protocol, "initial_response", None) is not None
+        and getattr(protocol, "close_sent", False)
+        and getattr(protocol, "handshake_complete", True) is False
+    ):
         protocol.handshake_complete = True
 
 
@@ -287,7 +308,9 @@ def too_big(size: int, limit: int) -> ApiError | None:
     """A first message read before the session (the ElevenLabs key): refused unparsed when over the limit."""
     if size <= limit:
         return None
-    return ApiError("PAYLOAD_TOO_LARGE", f"A message may hold at most {limit} characters; this one held {size}.")
+    return ApiError(
+        "PAYLOAD_TOO_LARGE", f"A message may hold at most {limit} characters; this one held {size}."
+    )
 
 
 def _too_many(message: str) -> ApiError:

@@ -30,6 +30,7 @@ logger = logging.getLogger("api.timed_delivery")
 
 # `delivery` below is api.delivery.Delivery (not imported: that module imports this one).
 
+
 def event_json(event: TimestampsEvent, kind: str) -> dict:
     return {"type": "timestamps", **event.to_json(kind)}  # type: ignore[arg-type]
 
@@ -56,19 +57,34 @@ async def _complete_json(delivery: Any, kind: str, captions: str | None) -> dict
         audio += item
         if delivery.max_buffered_bytes and len(audio) > delivery.max_buffered_bytes:
             raise SynthesisError(
-                "PAYLOAD_TOO_LARGE", f"The audio exceeds {delivery.max_buffered_bytes // 2**20} MiB, the most a "
-                "complete answer holds; send stream=true for long audio.", "stream")
+                "PAYLOAD_TOO_LARGE",
+                f"The audio exceeds {delivery.max_buffered_bytes // 2**20} MiB, the most a "
+                "complete answer holds; send stream=true for long audio.",
+                "stream",
+            )
     words = [w for e in events for w in e.words]
     merged = TimestampsEvent(tuple(words), tuple(w for e in events for w in e.normalized))
-    out = {"audio": base64.b64encode(bytes(audio)).decode("ascii"), "content_type": delivery.job.content_type,
-           "audio_seconds": round(delivery.audio_seconds, 3),
-           **merged.to_json(kind), **status_fields(delivery.job)}  # type: ignore[arg-type]
-    if captions in ("srt", "vtt"):  # optional: a failure leaves `captions` null and says so, the audio is kept
-        out["captions"] = compute_optional("captions", lambda: (to_srt if captions == "srt" else to_vtt)(words),
-                                           delivery.job.request.request_id)
+    out = {
+        "audio": base64.b64encode(bytes(audio)).decode("ascii"),
+        "content_type": delivery.job.content_type,
+        "audio_seconds": round(delivery.audio_seconds, 3),
+        **merged.to_json(kind),  # type: ignore[arg-type]
+        **status_fields(delivery.job),
+    }
+    if captions in (
+        "srt",
+        "vtt",
+    ):  # optional: a failure leaves `captions` null and says so, the audio is kept
+        out["captions"] = compute_optional(
+            "captions",
+            lambda: (to_srt if captions == "srt" else to_vtt)(words),
+            delivery.job.request.request_id,
+        )
         if out["captions"] is None:
             metrics.TIMING_FAILURES.labels("captions").inc()
-            out["captions_error"] = "Captions could not be made for this audio; the words' timestamps are complete."
+            out["captions_error"] = (
+                "Captions could not be made for this audio; the words' timestamps are complete."
+            )
     return out
 
 
@@ -80,8 +96,9 @@ def status_fields(job: Any) -> dict:
     return {"timestamps_status": "fallback", "timestamps_fallbacks": list(track.fallbacks)}
 
 
-async def json_lines(items: AsyncIterator[bytes | TimestampsEvent], kind: str,
-                     delivery: Any) -> AsyncIterator[bytes]:
+async def json_lines(
+    items: AsyncIterator[bytes | TimestampsEvent], kind: str, delivery: Any
+) -> AsyncIterator[bytes]:
     async for item in items:
         if isinstance(item, TimestampsEvent):
             line = event_json(item, kind)
@@ -94,5 +111,7 @@ async def json_lines(items: AsyncIterator[bytes | TimestampsEvent], kind: str,
         yield (json.dumps(done) + "\n").encode()
     else:
         code = delivery.job.error.code if delivery.job.error else "STREAMING_ERROR"
-        yield (json.dumps({"type": "error", "error": {"code": code, "message": "The stream ended early."}}) +
-               "\n").encode()
+        yield (
+            json.dumps({"type": "error", "error": {"code": code, "message": "The stream ended early."}})
+            + "\n"
+        ).encode()

@@ -39,9 +39,13 @@ def _checked(value: str | None, field: str) -> str | None:
 class VoiceFields(BaseModel):
     name: str = Field(..., description=f"Display name, 1-{MAX_NAME_CHARS} characters.")
     transcript: str | None = Field(
-        None, description=f"What the reference says (at most {MAX_TRANSCRIPT_CHARS} characters). With it, every prompt "
-        "continues the reference (closer imitation; the transcript and reference are repeated in every prompt).")
-    consent: str | None = Field(None, description="A note of the speaker's consent to being cloned (stored as given).")
+        None,
+        description=f"What the reference says (at most {MAX_TRANSCRIPT_CHARS} characters). With it, every prompt "
+        "continues the reference (closer imitation; the transcript and reference are repeated in every prompt).",
+    )
+    consent: str | None = Field(
+        None, description="A note of the speaker's consent to being cloned (stored as given)."
+    )
 
     @field_validator("name", "transcript", "consent")
     @classmethod
@@ -63,11 +67,19 @@ class VoiceUpload(VoiceFields):
             upload = form.get(AUDIO_FIELD)
             fields = {k: v for k, v in form.multi_items() if k != AUDIO_FIELD}
             if upload is None:
-                raise ApiError("VALIDATION_ERROR", f"Field '{AUDIO_FIELD}' is required: the reference recording as a "
-                               "file (WAV, FLAC, MP3, Ogg/Opus, M4A or WebM; 1-30 s).", param=AUDIO_FIELD)
+                raise ApiError(
+                    "VALIDATION_ERROR",
+                    f"Field '{AUDIO_FIELD}' is required: the reference recording as a "
+                    "file (WAV, FLAC, MP3, Ogg/Opus, M4A or WebM; 1-30 s).",
+                    param=AUDIO_FIELD,
+                )
             if not isinstance(upload, UploadFile):
-                raise ApiError("VALIDATION_ERROR", f"Invalid '{AUDIO_FIELD}': send the recording as a file part "
-                               "(filename set), not as a text field.", param=AUDIO_FIELD)
+                raise ApiError(
+                    "VALIDATION_ERROR",
+                    f"Invalid '{AUDIO_FIELD}': send the recording as a file part "
+                    "(filename set), not as a text field.",
+                    param=AUDIO_FIELD,
+                )
             if any(not isinstance(v, str) for v in fields.values()):
                 raise ApiError("VALIDATION_ERROR", f"Only '{AUDIO_FIELD}' may be a file.")
             audio = await upload.read()
@@ -84,9 +96,14 @@ class VoiceImport(VoiceFields):
     model_config = ConfigDict(extra="ignore")
 
     # StrictInt: a JSON `true` is no token id (lax validation would read it as 1).
-    global_tokens: list[StrictInt] = Field(..., min_length=32, max_length=32, description="The voice: 32 ids, 0..4095.")
+    global_tokens: list[StrictInt] = Field(
+        ..., min_length=32, max_length=32, description="The voice: 32 ids, 0..4095."
+    )
     semantic_tokens: list[StrictInt] | None = Field(
-        None, max_length=MAX_SEMANTIC_TOKENS, description="The reference's semantic ids (0..8191); used with a transcript.")
+        None,
+        max_length=MAX_SEMANTIC_TOKENS,
+        description="The reference's semantic ids (0..8191); used with a transcript.",
+    )
     reference_seconds: float | None = Field(None, ge=0, le=3600)
     audio_sha256: str | None = Field(None, pattern="^[0-9a-f]{64}$")
 
@@ -108,8 +125,11 @@ class VoiceFromRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    from_request_id: str = Field(..., pattern=r"^[A-Za-z0-9._:-]{1,128}$",
-                                 description="The X-Server-Request-ID of a synthesis this key finished recently.")
+    from_request_id: str = Field(
+        ...,
+        pattern=r"^[A-Za-z0-9._:-]{1,128}$",
+        description="The X-Server-Request-ID of a synthesis this key finished recently.",
+    )
     name: str = Field(..., description=f"Display name, 1-{MAX_NAME_CHARS} characters.")
     consent: str | None = Field(None, description="A note of consent (stored as given).")
 
@@ -155,20 +175,33 @@ class VoiceView(BaseModel):
 
     @classmethod
     def of(cls, record: VoiceRecord, *, admin: bool = False) -> VoiceView:
-        return cls(id=record.voice_id, name=record.name, created_at=record.created_at,
-                   reference_seconds=record.reference_seconds, has_transcript=record.transcript is not None,
-                   global_tokens=list(record.global_tokens),
-                   semantic_tokens=None if record.semantic_tokens is None else list(record.semantic_tokens),
-                   transcript=record.transcript, consent=record.consent, audio_sha256=record.audio_sha256,
-                   owner_key_id=record.owner_key_id if admin else None)
+        return cls(
+            id=record.voice_id,
+            name=record.name,
+            created_at=record.created_at,
+            reference_seconds=record.reference_seconds,
+            has_transcript=record.transcript is not None,
+            global_tokens=list(record.global_tokens),
+            semantic_tokens=None if record.semantic_tokens is None else list(record.semantic_tokens),
+            transcript=record.transcript,
+            consent=record.consent,
+            audio_sha256=record.audio_sha256,
+            owner_key_id=record.owner_key_id if admin else None,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
 
     def listed(self) -> dict[str, Any]:
         """The entry in `GET /v1/audio/voices`: the built-in entries' keys plus the facts that fit a list."""
-        entry = {"id": self.id, "name": self.name, "type": self.type, "created_at": self.to_json()["created_at"],
-                 "reference_seconds": self.reference_seconds, "has_transcript": self.has_transcript}
+        entry = {
+            "id": self.id,
+            "name": self.name,
+            "type": self.type,
+            "created_at": self.to_json()["created_at"],
+            "reference_seconds": self.reference_seconds,
+            "has_transcript": self.has_transcript,
+        }
         if self.owner_key_id is not None:
             entry["owner_key_id"] = self.owner_key_id
         return entry

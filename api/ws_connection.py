@@ -45,8 +45,15 @@ class ContextError(ApiError):
     """A refusal about one context of a multi-context dialect (answered with that context's id). `closes`: the refused
     message ended its context, so the refusal leaves nothing to drop (a retry may use the same id)."""
 
-    def __init__(self, code: str, message: str, *, context_id: str | None, param: str | None = None,
-                 closes: bool = False) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        context_id: str | None,
+        param: str | None = None,
+        closes: bool = False,
+    ) -> None:
         super().__init__(code, message, param=param)
         self.context_id = context_id
         self.closes = closes
@@ -79,8 +86,14 @@ Refuser = Callable[[WebSocket, ApiError], Awaitable[None]]
 
 
 @contextlib.asynccontextmanager
-async def admitted(websocket: WebSocket, services: Services, *, query_key: str | None, refuse: Refuser,
-                   slot: SocketSlot | None = None) -> AsyncIterator[tuple[ApiKeyRecord, bool, str] | None]:
+async def admitted(
+    websocket: WebSocket,
+    services: Services,
+    *,
+    query_key: str | None,
+    refuse: Refuser,
+    slot: SocketSlot | None = None,
+) -> AsyncIterator[tuple[ApiKeyRecord, bool, str] | None]:
     """The handshake every dialect shares: the per-address caps (api/socket_guard.py; `slot`: the place a route
     took itself before reading a first message), the key (headers, or `query_key` for clients that cannot set
     headers), the per-key connection cap and the per-connection rate check. Yields (key, rate counted, connection
@@ -104,8 +117,9 @@ async def admitted(websocket: WebSocket, services: Services, *, query_key: str |
 
 
 @contextlib.asynccontextmanager
-async def _admitted(websocket: WebSocket, services: Services, *, query_key: str | None, refuse: Refuser,
-                    slot: SocketSlot) -> AsyncIterator[tuple[ApiKeyRecord, bool, str] | None]:
+async def _admitted(
+    websocket: WebSocket, services: Services, *, query_key: str | None, refuse: Refuser, slot: SocketSlot
+) -> AsyncIterator[tuple[ApiKeyRecord, bool, str] | None]:
     state = websocket.app.state
     settings, access = services.settings, services.access
     connection_id = websocket.scope.get("state", {}).get("request_id") or f"ws{id(websocket):x}"
@@ -116,15 +130,21 @@ async def _admitted(websocket: WebSocket, services: Services, *, query_key: str 
     try:
         key = await _authenticate(websocket, access, query_key)
         slot.authenticated()
-        websocket.state.key_hash = key.key_hash  # should this connection flood: CoolingGate refuses its reconnects
+        websocket.state.key_hash = (
+            key.key_hash
+        )  # should this connection flood: CoolingGate refuses its reconnects
         SocketGuard.of(websocket).check_key(key.key_id)  # a key cooling down after a flood
         cap = settings.websocket.ws_max_connections_per_key
         # Check and take the place with no await in between: concurrent handshakes of one key (100 at once) must
         # not all see the same count while another await (the rate check) is pending.
         if cap and open_per_key.get(key.key_id, 0) >= cap:
-            raise ApiError("TOO_MANY_CONCURRENT_REQUESTS", f"At most {cap} WebSocket connections per API key are "
-                           "open at once on this server; close one or reuse it (it carries any number of "
-                           "utterances).", headers={"Retry-After": "5"})
+            raise ApiError(
+                "TOO_MANY_CONCURRENT_REQUESTS",
+                f"At most {cap} WebSocket connections per API key are "
+                "open at once on this server; close one or reuse it (it carries any number of "
+                "utterances).",
+                headers={"Retry-After": "5"},
+            )
         key_id = key.key_id
         open_per_key[key_id] = open_per_key.get(key_id, 0) + 1
         counted = await _check_connection_rate(access, key)
@@ -155,8 +175,15 @@ def _leave(open_per_key: dict[str, int], key_id: str | None) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- connection
-async def _read_loop(websocket: WebSocket, session: WsSession, outbox: Outbox, idle_s: float,
-                     handle: Handler, limiter: MessageLimiter, first: str | None = None) -> str:
+async def _read_loop(
+    websocket: WebSocket,
+    session: WsSession,
+    outbox: Outbox,
+    idle_s: float,
+    handle: Handler,
+    limiter: MessageLimiter,
+    first: str | None = None,
+) -> str:
     """Handle client messages (`first`: one the route already read) until the client leaves ("disconnect": its
     close frame came; "lost": the connection ended without one, `connection_lost`), asks to close ("close"), stays
     silent too long while nothing is being synthesised ("idle") or goes over its message budget ("over_budget":
@@ -187,8 +214,11 @@ async def _read_loop(websocket: WebSocket, session: WsSession, outbox: Outbox, i
             return "over_budget"
         try:
             if text is None:
-                raise ApiError("VALIDATION_ERROR", "Binary messages are not accepted; send JSON text frames.",
-                               param="type")
+                raise ApiError(
+                    "VALIDATION_ERROR",
+                    "Binary messages are not accepted; send JSON text frames.",
+                    param="type",
+                )
             if await handle(text) == "close":
                 return "close"
         except ApiError as err:
@@ -243,18 +273,29 @@ async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
         pass
 
 
-async def serve_session(websocket: WebSocket, session: WsSession, outbox: Outbox, *, idle_s: float,
-                        handle: Handler, dialect: str = "native", first: str | None = None) -> str:
+async def serve_session(
+    websocket: WebSocket,
+    session: WsSession,
+    outbox: Outbox,
+    *,
+    idle_s: float,
+    handle: Handler,
+    dialect: str = "native",
+    first: str | None = None,
+) -> str:
     """Run the connection to its end; returns why it ended (disconnect, lost, close, idle, over_budget, stalled,
     send_failed, server_error). Every unfinished utterance is aborted and settled before this returns. `first`: a client
     message the route read before the session began (it is handled first)."""
     writer = outbox.start()
     guard = SocketGuard.of(websocket)
     limiter = guard.message_limiter(session.gate.key_id)
-    reader = asyncio.create_task(_read_loop(websocket, session, outbox, idle_s, handle, limiter, first),
-                                 name="ws-reader")
-    logger.info("websocket_opened", extra={"event": "websocket_opened", "key_id": session.gate.key_id,
-                                           "dialect": dialect})
+    reader = asyncio.create_task(
+        _read_loop(websocket, session, outbox, idle_s, handle, limiter, first), name="ws-reader"
+    )
+    logger.info(
+        "websocket_opened",
+        extra={"event": "websocket_opened", "key_id": session.gate.key_id, "dialect": dialect},
+    )
     ending = "disconnect"
     try:
         await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
@@ -262,8 +303,12 @@ async def serve_session(websocket: WebSocket, session: WsSession, outbox: Outbox
             failure = reader.exception()
             if failure is not None:
                 ending = reader_failure_ending(failure, outbox.failure if writer.done() else None)
-                logger.log(logging.ERROR if ending == "server_error" else logging.WARNING,
-                           "websocket reader failed", exc_info=failure, extra={"reason": ending})
+                logger.log(
+                    logging.ERROR if ending == "server_error" else logging.WARNING,
+                    "websocket reader failed",
+                    exc_info=failure,
+                    extra={"reason": ending},
+                )
             else:
                 ending = reader.result()
         elif writer.done():
@@ -283,7 +328,9 @@ async def serve_session(websocket: WebSocket, session: WsSession, outbox: Outbox
                 await session.reject("IDLE_TIMEOUT", f"No messages for {idle_s:g} s; closing the connection.")
                 await outbox.drain(timeout_s=2.0)
             close_code = CLOSE_POLICY
-            if ending == "over_budget" and limiter.refused is not None:  # say why, then close 1008 (rate) or 1009 (size)
+            if (
+                ending == "over_budget" and limiter.refused is not None
+            ):  # say why, then close 1008 (rate) or 1009 (size)
                 if limiter.refused.kind == "rate":
                     guard.penalise(session.gate.key_id, getattr(websocket.state, "key_hash", None))
                 err, close_code = refusal_error(limiter.refused)
@@ -293,13 +340,23 @@ async def serve_session(websocket: WebSocket, session: WsSession, outbox: Outbox
             if ending in ("idle", "close"):
                 await close_quietly(websocket, CLOSE_NORMAL, "idle timeout" if ending == "idle" else "closed")
             elif ending == "over_budget":
-                await close_quietly(websocket, close_code, "message too big" if close_code != CLOSE_POLICY
-                                    else "message rate limit exceeded")
+                await close_quietly(
+                    websocket,
+                    close_code,
+                    "message too big" if close_code != CLOSE_POLICY else "message rate limit exceeded",
+                )
                 stop_reading(websocket)
             elif ending == "stalled":
                 await close_quietly(websocket, CLOSE_POLICY, "client stopped reading")
             elif ending == "server_error":
                 await close_quietly(websocket, CLOSE_ERROR, "internal error")
-            logger.info("websocket_closed", extra={"event": "websocket_closed", "reason": ending, "dialect": dialect,
-                                                   "utterances": session.utterance_count})
+            logger.info(
+                "websocket_closed",
+                extra={
+                    "event": "websocket_closed",
+                    "reason": ending,
+                    "dialect": dialect,
+                    "utterances": session.utterance_count,
+                },
+            )
     return ending

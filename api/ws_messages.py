@@ -54,14 +54,24 @@ class StartMessage(SamplingFields):
         None, description="Shorthand for sample_rate 16000 / 48000."
     )
     normalize: bool = Field(True, description="Expand numbers, currency, dates, abbreviations to words.")
-    speed: float | None = Field(None, ge=0.25, le=4.0, description="Speaking speed as in /v1/audio/speech "
-                                "(maps to the model's speed label for style voices).")
+    speed: float | None = Field(
+        None,
+        ge=0.25,
+        le=4.0,
+        description="Speaking speed as in /v1/audio/speech "
+        "(maps to the model's speed label for style voices).",
+    )
     latency: Latency | None = Field(None, description=LATENCY_DESCRIPTION)
-    normalize_verbose: bool = Field(False, description="Add `normalized_text` (what the model is asked to speak) to "
-                                    "the `started` and `done` events.")
+    normalize_verbose: bool = Field(
+        False,
+        description="Add `normalized_text` (what the model is asked to speak) to "
+        "the `started` and `done` events.",
+    )
     timestamps: Literal["word", "character"] | None = Field(
-        None, description="Send a `timestamps` event (words, or words and characters) before the audio of each "
-        "aligned piece.")
+        None,
+        description="Send a `timestamps` event (words, or words and characters) before the audio of each "
+        "aligned piece.",
+    )
     text: str | None = Field(None, max_length=MAX_TEXT_CHARS, description="First text of the utterance.")
 
     @field_validator("text")
@@ -88,10 +98,18 @@ class StartMessage(SamplingFields):
     def to_speech_request(self, settings: Settings) -> SpeechRequest:
         """The utterance's settings; its text arrives later, piece by piece."""
         return SpeechRequest(
-            text="", voice=self.speaker or self.voice, audio_format=self.format, sample_rate=self.output_rate(),
-            sampling=self.to_sampling(settings), stream=True, normalize=self.normalize, chunking=True,
-            speed=None if self.speed in (None, 1.0) else self.speed, latency=self.latency,
-            normalize_verbose=self.normalize_verbose, timestamps=self.timestamps,
+            text="",
+            voice=self.speaker or self.voice,
+            audio_format=self.format,
+            sample_rate=self.output_rate(),
+            sampling=self.to_sampling(settings),
+            stream=True,
+            normalize=self.normalize,
+            chunking=True,
+            speed=None if self.speed in (None, 1.0) else self.speed,
+            latency=self.latency,
+            normalize_verbose=self.normalize_verbose,
+            timestamps=self.timestamps,
         )
 
 

@@ -213,7 +213,9 @@ class _Sink:
 @dataclass(frozen=True)
 class _AVSpec:
     container: str
-    encoder: str  # PyAV's name for the format's encoder ("codec" in FFmpeg's terms; here "codec" means BiCodec)
+    encoder: (
+        str  # PyAV's name for the format's encoder ("codec" in FFmpeg's terms; here "codec" means BiCodec)
+    )
     container_options: dict[str, str]
 
 

@@ -13,8 +13,12 @@ PCM16_SCALE = 32767.0
 
 def as_mono_float32(samples: np.ndarray) -> np.ndarray:
     """Return `samples` as a contiguous 1-D float32 array (no copy when it already is one)."""
-    if type(samples) is np.ndarray and samples.dtype == np.float32 and samples.ndim == 1 \
-            and samples.flags.c_contiguous:
+    if (
+        type(samples) is np.ndarray
+        and samples.dtype == np.float32
+        and samples.ndim == 1
+        and samples.flags.c_contiguous
+    ):
         return samples  # the usual case on the serving path, per frame: skip the generic checks
     arr = np.asarray(samples)
     if arr.ndim != 1:
@@ -44,7 +48,9 @@ def unit_float_to_s16le(samples: np.ndarray) -> bytes:
         scaled = x * np.float32(PCM16_SCALE)
     np.clip(scaled, np.float32(-PCM16_SCALE), np.float32(PCM16_SCALE), out=scaled)  # one pass for both bounds
     pcm = np.empty(scaled.shape, "<i2")
-    np.rint(scaled, out=pcm, casting="unsafe")  # rounded and cast in one pass (exact: the values are whole now)
+    np.rint(
+        scaled, out=pcm, casting="unsafe"
+    )  # rounded and cast in one pass (exact: the values are whole now)
     return pcm.tobytes()
 
 

@@ -28,7 +28,9 @@ import numpy as np
 
 PASSBAND = 0.9  # of the lower rate's Nyquist frequency
 STOPBAND_DB = 80.0
-_BLOCK_OUTPUTS = 32  # outputs per block where L < 32: fewer zero taps per row than larger blocks, few enough rows
+_BLOCK_OUTPUTS = (
+    32  # outputs per block where L < 32: fewer zero taps per row than larger blocks, few enough rows
+)
 _MAX_RATIO_TERM = 1000  # L and M of the conversion in lowest terms
 _GROUP_OUTPUTS = 24  # outputs per product where a block holds more (L outputs where L > 32)
 # Blocks per product. The blocks' inputs are a strided view whose rows overlap (S apart, W long), which numpy does not
@@ -37,12 +39,15 @@ _GROUP_OUTPUTS = 24  # outputs per product where a block holds more (L outputs w
 # AP-BWE window's output (~800 blocks), that cost 0.57x of one product over the view (docs/benchmarks.md, "The output
 # resampler").
 _BLOCKS_PER_PRODUCT = 64
-_FEW_BLOCKS = 8  # fewer blocks than this in a push: one product over the whole window (a call per group cost more)
+_FEW_BLOCKS = (
+    8  # fewer blocks than this in a push: one product over the whole window (a call per group cost more)
+)
 _EMPTY = np.zeros(0, dtype=np.float32)
 
 
-def design_lowpass(up: int, down: int, *, passband: float = PASSBAND,
-                   stopband_db: float = STOPBAND_DB) -> tuple[np.ndarray, int]:
+def design_lowpass(
+    up: int, down: int, *, passband: float = PASSBAND, stopband_db: float = STOPBAND_DB
+) -> tuple[np.ndarray, int]:
     """The prototype filter at the upsampled rate (`up` x the input rate): taps h[-K..K] (float64, gain `up`) and K.
 
     Kaiser's formulas for the length and the window's beta (Oppenheim and Schafer, 7.6); the cut-off midway through
@@ -92,9 +97,13 @@ def block_plan(in_rate: int, out_rate: int) -> BlockPlan:
     5-7 ms, which each new stream would otherwise spend on the event loop."""
     g = math.gcd(in_rate, out_rate)
     up, down = out_rate // g, in_rate // g
-    if max(up, down) > _MAX_RATIO_TERM:  # its prototype filter grows with L and M: 22k taps at 441/160 already
-        raise ValueError(f"{in_rate} -> {out_rate} Hz is {up}/{down} in lowest terms; this resampler takes ratios "
-                         f"whose terms are at most {_MAX_RATIO_TERM} (the service's rates: 441/320 at most)")
+    if (
+        max(up, down) > _MAX_RATIO_TERM
+    ):  # its prototype filter grows with L and M: 22k taps at 441/160 already
+        raise ValueError(
+            f"{in_rate} -> {out_rate} Hz is {up}/{down} in lowest terms; this resampler takes ratios "
+            f"whose terms are at most {_MAX_RATIO_TERM} (the service's rates: 441/320 at most)"
+        )
     taps, half = design_lowpass(up, down)
     reach = -(-half // up)
     rows = up * max(1, _BLOCK_OUTPUTS // up)
@@ -104,7 +113,9 @@ def block_plan(in_rate: int, out_rate: int) -> BlockPlan:
     j = np.arange(width)[None, :]
     index = b * down - (j - reach) * up + half  # tap index of input j for the block's output b
     inside = (index >= 0) & (index <= 2 * half)
-    matrix = np.ascontiguousarray(np.where(inside, taps[np.clip(index, 0, 2 * half)], 0.0).T, dtype=np.float32)
+    matrix = np.ascontiguousarray(
+        np.where(inside, taps[np.clip(index, 0, 2 * half)], 0.0).T, dtype=np.float32
+    )
     matrix.flags.writeable = False
     return BlockPlan(up, down, half, reach, rows, step, width, matrix, _output_groups(matrix, inside.T))
 
@@ -167,11 +178,13 @@ class PolyphaseResampler:
     def _append(self, x: np.ndarray) -> None:
         room = self._fill + x.size + self._step + self._width  # the blocks read at most this far
         if room > self._data.size:  # move the live input to the front of a (larger) zeroed array
-            live = self._data[self._off:self._fill]
-            data = np.zeros(max(2 * (live.size + x.size) + 2 * self._width, self._data.size), dtype=np.float32)
-            data[:live.size] = live
+            live = self._data[self._off : self._fill]
+            data = np.zeros(
+                max(2 * (live.size + x.size) + 2 * self._width, self._data.size), dtype=np.float32
+            )
+            data[: live.size] = live
             self._data, self._off, self._fill = data, 0, live.size
-        self._data[self._fill:self._fill + x.size] = x
+        self._data[self._fill : self._fill + x.size] = x
         self._fill += x.size
         self.samples_in += x.size
 
@@ -179,10 +192,10 @@ class PolyphaseResampler:
         """The blocks' outputs, _BLOCKS_PER_PRODUCT blocks and one output group at a time."""
         out = np.empty((blocks, rows), dtype=np.float32)
         for i in range(0, blocks, _BLOCKS_PER_PRODUCT):
-            chunk, into = frames[i: i + _BLOCKS_PER_PRODUCT], out[i: i + _BLOCKS_PER_PRODUCT]
+            chunk, into = frames[i : i + _BLOCKS_PER_PRODUCT], out[i : i + _BLOCKS_PER_PRODUCT]
             for g in self._groups:
-                inputs = np.ascontiguousarray(chunk[:, g.offset: g.offset + g.width])
-                np.matmul(inputs, g.matrix, out=into[:, g.first: g.end])
+                inputs = np.ascontiguousarray(chunk[:, g.offset : g.offset + g.width])
+                np.matmul(inputs, g.matrix, out=into[:, g.first : g.end])
         return out
 
     def _emit(self, end: int) -> np.ndarray:
@@ -193,15 +206,16 @@ class PolyphaseResampler:
         first = self.samples_out // rows
         blocks = -(-end // rows) - first
         lo = self._off + first * step - self._reach - self._start
-        frames = np.ndarray((blocks, self._width), dtype=np.float32, buffer=self._data, offset=4 * lo,
-                            strides=(4 * step, 4))
+        frames = np.ndarray(
+            (blocks, self._width), dtype=np.float32, buffer=self._data, offset=4 * lo, strides=(4 * step, 4)
+        )
         if blocks < _FEW_BLOCKS:  # a short push: one product over the whole window, not one per group
             out: np.ndarray = np.ascontiguousarray(frames) @ self._matrix
         else:
             out = self._products(frames, blocks, rows)
         out = out.reshape(-1)
         skip = self.samples_out - first * rows
-        out = out[skip: skip + end - self.samples_out]
+        out = out[skip : skip + end - self.samples_out]
         self.samples_out = end
         drop = (end // rows) * step - self._reach - self._start  # inputs no later block reads
         if drop > 0:

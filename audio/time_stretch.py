@@ -24,7 +24,9 @@ import numpy as np
 FRAME_SAMPLES = 512
 SEARCH = 128  # how far a frame may move from its place on the tempo's grid, each way
 MIN_SPEED, MAX_SPEED = 0.25, 4.0
-_WINDOW = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(FRAME_SAMPLES) / FRAME_SAMPLES)).astype(np.float32)  # periodic
+_WINDOW = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(FRAME_SAMPLES) / FRAME_SAMPLES)).astype(
+    np.float32
+)  # periodic
 
 
 class StreamingTimeStretch:
@@ -61,7 +63,9 @@ class StreamingTimeStretch:
         if self._end is None:
             self._end = self._skip + round(self._received / self.speed)
             last = -(-self._end // self.hop_out)  # frames up to this one cover the whole output
-            needed = round(last * self.hop_in) + 2 * SEARCH + 2 * FRAME_SAMPLES  # their inputs, with room to search
+            needed = (
+                round(last * self.hop_in) + 2 * SEARCH + 2 * FRAME_SAMPLES
+            )  # their inputs, with room to search
             pad = needed - (self._input_at + self._input.size)
             if pad > 0:
                 self._input = np.concatenate([self._input, np.zeros(pad, np.float32)])
@@ -88,12 +92,12 @@ class StreamingTimeStretch:
                 lo, hi = max(place - SEARCH, 0), place + SEARCH
                 if max(hi, follow) + n > have:
                     break
-                natural = x[follow - x_at: follow - x_at + n]
-                scores = np.correlate(x[lo - x_at: hi + n - x_at], natural, "valid")
+                natural = x[follow - x_at : follow - x_at + n]
+                scores = np.correlate(x[lo - x_at : hi + n - x_at], natural, "valid")
                 start = lo + int(np.argmax(scores))
             out = k * hop_out - self._sum_at
-            self._sum[out: out + n] += x[start - x_at: start - x_at + n] * _WINDOW
-            self._weight[out: out + n] += _WINDOW
+            self._sum[out : out + n] += x[start - x_at : start - x_at + n] * _WINDOW
+            self._weight[out : out + n] += _WINDOW
             previous = start
             k += 1
         self._next_frame, self._previous = k, previous

@@ -31,44 +31,85 @@ class Bench:
 
 BENCHES: dict[str, Bench] = {
     # components, no server
-    "parser": Bench("bench_parser.py", "incremental token parser against decode-and-regex, per id", suite=True),
+    "parser": Bench(
+        "bench_parser.py", "incremental token parser against decode-and-regex, per id", suite=True
+    ),
     "guards": Bench("bench_guards.py", "generation guards: false alarms and cost", suite=True),
     "encoders": Bench("bench_encoders.py", "streaming encoders and resampler, CPU s per audio s", suite=True),
-    "resampler": Bench("bench_resampler.py", "the output resampler against soxr: held back, first chunk, CPU"),
+    "resampler": Bench(
+        "bench_resampler.py", "the output resampler against soxr: held back, first chunk, CPU"
+    ),
     "normalize": Bench("bench_normalize.py", "text normalisation: time per length, adversarial inputs"),
-    "sr_convs": Bench("bench_sr_convs.py", "AP-BWE's length-independent convolutions against torch's", suite=True),
-    "apbwe": Bench("bench_apbwe.py", "AP-BWE 16->48 kHz at the released size, offline and streaming", suite=True),
-    "bicodec": Bench("bench_bicodec.py", "BiCodec decode at the released size, chunked against offline", suite=True),
-    "align": Bench("bench_align.py", "word timestamps: accuracy on espeak-ng speech, cost of estimate and ctc",
-                   suite=True),
-    "clone": Bench("bench_clone.py", "voice-cloning encode at the released size, and the cache hit", suite=True),
-    "first_chunk": Bench("bench_first_chunk.py", "what a short first chunk costs in accuracy (released BiCodec)"),
+    "sr_convs": Bench(
+        "bench_sr_convs.py", "AP-BWE's length-independent convolutions against torch's", suite=True
+    ),
+    "apbwe": Bench(
+        "bench_apbwe.py", "AP-BWE 16->48 kHz at the released size, offline and streaming", suite=True
+    ),
+    "bicodec": Bench(
+        "bench_bicodec.py", "BiCodec decode at the released size, chunked against offline", suite=True
+    ),
+    "align": Bench(
+        "bench_align.py",
+        "word timestamps: accuracy on espeak-ng speech, cost of estimate and ctc",
+        suite=True,
+    ),
+    "clone": Bench(
+        "bench_clone.py", "voice-cloning encode at the released size, and the cache hit", suite=True
+    ),
+    "first_chunk": Bench(
+        "bench_first_chunk.py", "what a short first chunk costs in accuracy (released BiCodec)"
+    ),
     "first_audio_48k": Bench("first_audio_48k.py", "why 48 kHz starts later, from the schedules alone"),
-    "run_ahead": Bench("bench_run_ahead.py", "how far an abandoned reply's generation runs ahead of playback"),
+    "run_ahead": Bench(
+        "bench_run_ahead.py", "how far an abandoned reply's generation runs ahead of playback"
+    ),
     "time_stretch": Bench("bench_time_stretch.py", "the time-stretch alone: CPU, duration, level"),
     "host_stages": Bench("bench_host_stages.py", "the API path's synchronous stages, us per audio second"),
     "sr_submit": Bench("bench_sr_submit.py", "AP-BWE windows submitted one task each against together"),
     "stitching": Bench("bench_stitching.py", "what request stitching costs first audio (paced engine)"),
-    "vllm_output": Bench("bench_vllm_output.py", "vLLM's output path in the API process, per id (.venv-vllm)"),
+    "vllm_output": Bench(
+        "bench_vllm_output.py", "vLLM's output path in the API process, per id (.venv-vllm)"
+    ),
     # the real server (bench/harness.py starts it)
-    "service": Bench("bench_service.py", "the HTTP service under concurrent streams, paced engine", suite=True),
+    "service": Bench(
+        "bench_service.py", "the HTTP service under concurrent streams, paced engine", suite=True
+    ),
     "ttfa": Bench("bench_ttfa.py", "time to first audio per schedule, voice, rate, concurrency", suite=True),
     "timing": Bench("bench_timing_latency.py", "first audio with and without word timestamps, per transport"),
     "barge_in": Bench("bench_barge_in.py", "the next turn after a barge-in against a fresh turn"),
-    "pipecat_first_audio": Bench("bench_pipecat_first_audio.py",
-                                 "Pipecat's ElevenLabs against Cartesia first audio at 20 and 50 LLM tokens/s"),
-    "standin_load": Bench("bench_standin_load.py", "1 against N streams on the device stand-in: first audio, underruns"),
-    "timed_sockets": Bench("bench_timed_sockets.py", "voice-agent sockets on the stand-in, timestamps off and on"),
-    "mixed_formats": Bench("bench_mixed_formats.py", "PCM listeners beside compressed streams on the stand-in"),
+    "pipecat_first_audio": Bench(
+        "bench_pipecat_first_audio.py",
+        "Pipecat's ElevenLabs against Cartesia first audio at 20 and 50 LLM tokens/s",
+    ),
+    "standin_load": Bench(
+        "bench_standin_load.py", "1 against N streams on the device stand-in: first audio, underruns"
+    ),
+    "timed_sockets": Bench(
+        "bench_timed_sockets.py", "voice-agent sockets on the stand-in, timestamps off and on"
+    ),
+    "mixed_formats": Bench(
+        "bench_mixed_formats.py", "PCM listeners beside compressed streams on the stand-in"
+    ),
     "host_path": Bench("bench_host_path.py", "the API path's CPU per audio second, per transport and format"),
-    "flood_cost": Bench("bench_flood_cost.py", "what a flooding WebSocket client costs the server (PostgreSQL)"),
-    "flood_fairness": Bench("bench_flood_fairness.py", "another key's first audio under each flood, as ratios"),
+    "flood_cost": Bench(
+        "bench_flood_cost.py", "what a flooding WebSocket client costs the server (PostgreSQL)"
+    ),
+    "flood_fairness": Bench(
+        "bench_flood_fairness.py", "another key's first audio under each flood, as ratios"
+    ),
     # the device on a virtual clock
-    "simulate": Bench("-m bench.simulate", "many streams on a modelled device: the real scheduler and admission"),
-    "sim_overload": Bench("-m bench.sim_overload", "bursts and sustained overload: does an admitted stream underrun"),
+    "simulate": Bench(
+        "-m bench.simulate", "many streams on a modelled device: the real scheduler and admission"
+    ),
+    "sim_overload": Bench(
+        "-m bench.sim_overload", "bursts and sustained overload: does an admitted stream underrun"
+    ),
     "sim_alerts": Bench("-m bench.sim_alerts", "what the capacity alerts read at steady load"),
     "sim_sr_lead": Bench("-m bench.sim_sr_lead", "the 48 kHz lead window with and without"),
-    "sim_sr_precision": Bench("-m bench.sim_sr_precision", "200 streams at 48 kHz at the AP-BWE precision served"),
+    "sim_sr_precision": Bench(
+        "-m bench.sim_sr_precision", "200 streams at 48 kHz at the AP-BWE precision served"
+    ),
     "sim_48k_needs": Bench("-m bench.sim_48k_needs", "what 200 streams at 48 kHz need from the device"),
     # a GPU (bench/gpu/README.md)
     "gpu": Bench("gpu/bench_gpu.py", "batched BiCodec and AP-BWE throughput, fp32 / tf32 / bf16", suite=True),
@@ -84,8 +125,11 @@ def command(name: str, args: list[str]) -> list[str]:
 
 
 def run(name: str, args: list[str]) -> int:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(
-        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+    }
     return subprocess.run(command(name, args), cwd=ROOT, env=env, check=False).returncode
 
 
@@ -94,7 +138,9 @@ def suite(argv: list[str]) -> int:
     names = [n for n, b in BENCHES.items() if b.suite]
     parser = argparse.ArgumentParser(prog="python -m bench all", description=suite.__doc__)
     parser.add_argument("--quick", action="store_true", help="pass --quick to every bench")
-    parser.add_argument("--only", type=lambda s: s.split(","), default=None, help=f"subset of {', '.join(names)}")
+    parser.add_argument(
+        "--only", type=lambda s: s.split(","), default=None, help=f"subset of {', '.join(names)}"
+    )
     args = parser.parse_args(argv)
     chosen = args.only or names
     unknown = [n for n in chosen if n not in names]
@@ -119,8 +165,15 @@ def suite(argv: list[str]) -> int:
 def listing() -> str:
     width = max(map(len, BENCHES))
     lines = [f"  {name:<{width}}  {bench.what}" for name, bench in BENCHES.items()]
-    return "\n".join([__doc__.strip(), "", "benches:", *lines, f"  {'all':<{width}}  the suite: "
-                      + ", ".join(n for n, b in BENCHES.items() if b.suite)])
+    return "\n".join(
+        [
+            __doc__.strip(),
+            "",
+            "benches:",
+            *lines,
+            f"  {'all':<{width}}  the suite: " + ", ".join(n for n, b in BENCHES.items() if b.suite),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,8 +40,10 @@ from core.align.ctc import CtcAligner, _Vocab  # noqa: E402
 
 TOLERANCE_MS = 60
 CTC_SECONDS = 10.0
-REQUEST_TEXT = ("The quick brown fox jumps over the lazy dog near the river bank, while the morning mist slowly "
-                "lifts. Every day the baker opens his small shop at six and sells fresh bread, warm rolls and cakes.")
+REQUEST_TEXT = (
+    "The quick brown fox jumps over the lazy dog near the river bank, while the morning mist slowly "
+    "lifts. Every day the baker opens his small shop at six and sells fresh bread, warm rolls and cakes."
+)
 
 
 def accuracy_rows() -> list[dict]:
@@ -56,19 +58,29 @@ def accuracy_rows() -> list[dict]:
             speech = make_speech(language, phrases)
             words = split_words(speech.text)
             for method in ("whole", "streamed"):
-                spans = list(align(speech.audio, words).words) if method == "whole" else streamed(speech.audio, words)
+                spans = (
+                    list(align(speech.audio, words).words)
+                    if method == "whole"
+                    else streamed(speech.audio, words)
+                )
                 errors_ms = np.array(edge_errors(speech, spans)) * 1000
                 times = [t for w in spans for t in (w.start, w.end)]
-                rows.append({
-                    "language": language, "method": method, "set": name, "phrases": len(phrases),
-                    "words": len(words), "edges": len(errors_ms),
-                    "p50_ms": round(float(np.percentile(errors_ms, 50)), 1),
-                    "p90_ms": round(float(np.percentile(errors_ms, 90)), 1),
-                    "max_ms": round(float(errors_ms.max()), 1),
-                    "within_60ms": int((errors_ms <= TOLERANCE_MS).sum()),
-                    "all_spanned": all(w.end > w.start for w in spans),
-                    "in_order": [w.text for w in spans] == words and times == sorted(times),
-                })
+                rows.append(
+                    {
+                        "language": language,
+                        "method": method,
+                        "set": name,
+                        "phrases": len(phrases),
+                        "words": len(words),
+                        "edges": len(errors_ms),
+                        "p50_ms": round(float(np.percentile(errors_ms, 50)), 1),
+                        "p90_ms": round(float(np.percentile(errors_ms, 90)), 1),
+                        "max_ms": round(float(errors_ms.max()), 1),
+                        "within_60ms": int((errors_ms <= TOLERANCE_MS).sum()),
+                        "all_spanned": all(w.end > w.start for w in spans),
+                        "in_order": [w.text for w in spans] == words and times == sorted(times),
+                    }
+                )
     return rows
 
 
@@ -81,9 +93,13 @@ def estimate_cost(decoder, d, repeats: int, device: str) -> dict:  # noqa: ANN00
     tokens = torch.randint(0, decoder.semantic_codebook_size, (1, int(seconds * 50))).to(device)
     decoder.decode_with_speaker(tokens, d)
     decode_s = best_time(lambda: decoder.decode_with_speaker(tokens, d), repeats, device)
-    return {"audio_s": round(seconds, 2), "estimate_ms": round(estimate_s * 1000, 3),
-            "estimate_ms_per_audio_s": round(estimate_s * 1000 / seconds, 3),
-            "bicodec_decode_ms": round(decode_s * 1000, 1), "ratio_to_decode": round(estimate_s / decode_s, 5)}
+    return {
+        "audio_s": round(seconds, 2),
+        "estimate_ms": round(estimate_s * 1000, 3),
+        "estimate_ms_per_audio_s": round(estimate_s * 1000 / seconds, 3),
+        "bicodec_decode_ms": round(decode_s * 1000, 1),
+        "ratio_to_decode": round(estimate_s / decode_s, 5),
+    }
 
 
 def request_share() -> dict:
@@ -96,8 +112,16 @@ def request_share() -> dict:
     from shared.settings import Settings
 
     model_dir = build_demo_checkpoint(ROOT / "var" / "test-demo-model", seed=0)
-    runtime = ModelRuntime(Settings(model_dir=model_dir, warmup=False, auth_enabled=False, device="cpu",
-                                    sr_enabled=False, log_json=False))
+    runtime = ModelRuntime(
+        Settings(
+            model_dir=model_dir,
+            warmup=False,
+            auth_enabled=False,
+            device="cpu",
+            sr_enabled=False,
+            log_json=False,
+        )
+    )
     spent = [0.0]
     # The pipeline's two blocking steps of the track (settle after each audio piece, end_segment per text chunk).
     originals = {name: getattr(ts.TimestampTrack, name) for name in ("settle", "end_segment")}
@@ -109,6 +133,7 @@ def request_share() -> dict:
                 return method(self, *args)
             finally:
                 spent[0] += time.thread_time() - started
+
         return timed
 
     for name, method in originals.items():
@@ -117,9 +142,16 @@ def request_share() -> dict:
     async def run() -> tuple[float, float]:
         await runtime.start()
         voice = runtime.voices.resolve(runtime.voices.default_voice_id)
-        request = SynthesisRequest(request_id="bench", text=REQUEST_TEXT, voice=voice,
-                                   sampling=SamplingOptions(max_tokens=300, seed=1), audio_format="pcm",
-                                   sample_rate=NATIVE_RATE, stream=True, timestamps="word")
+        request = SynthesisRequest(
+            request_id="bench",
+            text=REQUEST_TEXT,
+            voice=voice,
+            sampling=SamplingOptions(max_tokens=300, seed=1),
+            audio_format="pcm",
+            sample_rate=NATIVE_RATE,
+            stream=True,
+            timestamps="word",
+        )
         await SynthesisJob(runtime.pipeline_resources(), request).collect()  # warm-up
         spent[0] = 0.0
         cpu = time.process_time()
@@ -131,8 +163,12 @@ def request_share() -> dict:
     cpu, audio_s = asyncio.run(run())
     for name, method in originals.items():
         setattr(ts.TimestampTrack, name, method)
-    return {"audio_s": round(audio_s, 2), "request_cpu_s": round(cpu, 3), "align_cpu_ms": round(spent[0] * 1000, 3),
-            "share": round(spent[0] / cpu, 5)}
+    return {
+        "audio_s": round(audio_s, 2),
+        "request_cpu_s": round(cpu, 3),
+        "align_cpu_ms": round(spent[0] * 1000, 3),
+        "share": round(spent[0] / cpu, 5),
+    }
 
 
 def ctc_cost(decoder, d, repeats: int, device: str) -> dict:  # noqa: ANN001
@@ -151,35 +187,51 @@ def ctc_cost(decoder, d, repeats: int, device: str) -> dict:  # noqa: ANN001
     tokens = torch.randint(0, decoder.semantic_codebook_size, (1, int(CTC_SECONDS * 50))).to(device)
     decoder.decode_with_speaker(tokens, d)
     decode_s = best_time(lambda: decoder.decode_with_speaker(tokens, d), repeats, device)
-    return {"audio_s": CTC_SECONDS, "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
-            "ctc_ms": round(ctc_s * 1000, 1), "emissions_ms": round(emissions_s * 1000, 1),
-            "viterbi_ms": round((ctc_s - emissions_s) * 1000, 1), "bicodec_decode_ms": round(decode_s * 1000, 1),
-            "ratio_to_decode": round(ctc_s / decode_s, 3)}
+    return {
+        "audio_s": CTC_SECONDS,
+        "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+        "ctc_ms": round(ctc_s * 1000, 1),
+        "emissions_ms": round(emissions_s * 1000, 1),
+        "viterbi_ms": round((ctc_s - emissions_s) * 1000, 1),
+        "bicodec_decode_ms": round(decode_s * 1000, 1),
+        "ratio_to_decode": round(ctc_s / decode_s, 3),
+    }
 
 
 def render_accuracy(rows: list[dict], meta: dict) -> str:
-    lines = [f"Word timestamps ({meta['device']}, torch {meta['torch']}, threads {meta['threads']})", "",
-             "Phrase-edge errors (ms) on espeak-ng speech, the estimate method aligned whole and streamed:", "",
-             "| language | method | phrase set | phrases | words | edges | p50 | p90 | max | within 60 ms | "
-             "every word spanned, in order |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Word timestamps ({meta['device']}, torch {meta['torch']}, threads {meta['threads']})",
+        "",
+        "Phrase-edge errors (ms) on espeak-ng speech, the estimate method aligned whole and streamed:",
+        "",
+        "| language | method | phrase set | phrases | words | edges | p50 | p90 | max | within 60 ms | "
+        "every word spanned, in order |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['language']} | {r['method']} | {r['set']} | {r['phrases']} | {r['words']} | "
-                     f"{r['edges']} | {r['p50_ms']} | {r['p90_ms']} | {r['max_ms']} | "
-                     f"{r['within_60ms']}/{r['edges']} | {'yes' if r['all_spanned'] and r['in_order'] else 'NO'} |")
+        lines.append(
+            f"| {r['language']} | {r['method']} | {r['set']} | {r['phrases']} | {r['words']} | "
+            f"{r['edges']} | {r['p50_ms']} | {r['p90_ms']} | {r['max_ms']} | "
+            f"{r['within_60ms']}/{r['edges']} | {'yes' if r['all_spanned'] and r['in_order'] else 'NO'} |"
+        )
     return "\n".join(lines)
 
 
 def render(rows: list[dict], estimate: dict, share: dict, ctc: dict, meta: dict) -> str:
     lines = [render_accuracy(rows, meta)]
-    lines += ["", "| cost | value |", "|---|---|",
-              f"| estimate, {estimate['audio_s']} s of speech | {estimate['estimate_ms']} ms "
-              f"({estimate['estimate_ms_per_audio_s']} ms per audio second) |",
-              f"| estimate / BiCodec decode of the same audio (released size) | {estimate['ratio_to_decode']} |",
-              f"| estimate's share of a whole request's CPU time (demo checkpoint, {share['audio_s']} s audio) | "
-              f"{share['share']} ({share['align_cpu_ms']} ms of {share['request_cpu_s']} s) |",
-              f"| ctc ({ctc['params_m']} M-parameter random wav2vec2-base), {ctc['audio_s']} s | {ctc['ctc_ms']} ms "
-              f"(emissions {ctc['emissions_ms']} ms, Viterbi {ctc['viterbi_ms']} ms) |",
-              f"| ctc / BiCodec decode of the same audio (released size) | {ctc['ratio_to_decode']} |"]
+    lines += [
+        "",
+        "| cost | value |",
+        "|---|---|",
+        f"| estimate, {estimate['audio_s']} s of speech | {estimate['estimate_ms']} ms "
+        f"({estimate['estimate_ms_per_audio_s']} ms per audio second) |",
+        f"| estimate / BiCodec decode of the same audio (released size) | {estimate['ratio_to_decode']} |",
+        f"| estimate's share of a whole request's CPU time (demo checkpoint, {share['audio_s']} s audio) | "
+        f"{share['share']} ({share['align_cpu_ms']} ms of {share['request_cpu_s']} s) |",
+        f"| ctc ({ctc['params_m']} M-parameter random wav2vec2-base), {ctc['audio_s']} s | {ctc['ctc_ms']} ms "
+        f"(emissions {ctc['emissions_ms']} ms, Viterbi {ctc['viterbi_ms']} ms) |",
+        f"| ctc / BiCodec decode of the same audio (released size) | {ctc['ratio_to_decode']} |",
+    ]
     return "\n".join(lines)
 
 
@@ -187,38 +239,68 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="fewer timed runs")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda: BiCodec and the CTC model")
-    parser.add_argument("--accuracy-only", action="store_true", help="the espeak-ng accuracy table alone (seconds)")
+    parser.add_argument(
+        "--accuracy-only", action="store_true", help="the espeak-ng accuracy table alone (seconds)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "align.json")
     args = parser.parse_args()
     repeats = 2 if args.quick else 3
     started = time.perf_counter()
     rows = accuracy_rows()
     if args.accuracy_only:
-        meta = {"device": "cpu", "torch": torch.__version__, "threads": torch.get_num_threads(),
-                "wall_s": round(time.perf_counter() - started, 1)}
+        meta = {
+            "device": "cpu",
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "wall_s": round(time.perf_counter() - started, 1),
+        }
         table = render_accuracy(rows, meta)
         print(table)
         out = args.out.with_name("align_accuracy.json") if args.out.name == "align.json" else args.out
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"meta": meta, "accuracy": rows, "table": table}, indent=2, ensure_ascii=False)
-                       + "\n")
+        out.write_text(
+            json.dumps({"meta": meta, "accuracy": rows, "table": table}, indent=2, ensure_ascii=False) + "\n"
+        )
         print(f"\nwrote {out}")
         return
     decoder = build_decoder(MANIFEST, args.device)
-    d = decoder.speaker_vector(torch.randint(0, decoder.global_codebook_size, (1, decoder.global_token_count)))
+    d = decoder.speaker_vector(
+        torch.randint(0, decoder.global_codebook_size, (1, decoder.global_token_count))
+    )
     with torch.inference_mode():
         estimate = estimate_cost(decoder, d, repeats, args.device)
         ctc = ctc_cost(decoder, d, repeats, args.device)
     share = request_share()
-    device_name = (torch.cuda.get_device_name() if args.device.startswith("cuda")
-                   else f"{platform.machine()}, {os.cpu_count()} cores")
-    meta = {"device": f"{args.device} ({device_name})", "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "repeats": repeats, "wall_s": round(time.perf_counter() - started, 1)}
+    device_name = (
+        torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else f"{platform.machine()}, {os.cpu_count()} cores"
+    )
+    meta = {
+        "device": f"{args.device} ({device_name})",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "repeats": repeats,
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
     table = render(rows, estimate, share, ctc, meta)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "accuracy": rows, "estimate": estimate, "request": share,
-                                    "ctc": ctc, "table": table}, indent=2, ensure_ascii=False) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {
+                "meta": meta,
+                "accuracy": rows,
+                "estimate": estimate,
+                "request": share,
+                "ctc": ctc,
+                "table": table,
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+        + "\n"
+    )
     print(f"\nwrote {args.out} ({meta['wall_s']} s)")
 
 

@@ -47,7 +47,9 @@ from bench.harness import (  # noqa: E402
 )
 from bench.ws_speakers import turn  # noqa: E402
 
-LONG = "This answer is rather long, so that the user can barge in on it well before it ends. It goes on and on."
+LONG = (
+    "This answer is rather long, so that the user can barge in on it well before it ends. It goes on and on."
+)
 SHORT = "Sure, let us talk about something else then."
 USER_S = 0.8  # the user speaks, the LLM answers
 HEARD_S = 1.0  # the barge-in comes this long after the interrupted turn's first audio
@@ -67,7 +69,9 @@ class Dialect:
     def turn(self, cid: str, text: str) -> list[str]:
         """A turn's messages, JSON-encoded: the text a word at a time (bench/ws_speakers.py), Cartesia with
         Pipecat's `max_buffer_delay_ms` 0."""
-        return turn(self.name, text, cid, "default", max_buffer_delay_ms=0 if self.name == "cartesia" else None)
+        return turn(
+            self.name, text, cid, "default", max_buffer_delay_ms=0 if self.name == "cartesia" else None
+        )
 
     @staticmethod
     def audio_of(message: dict) -> str | None:
@@ -138,16 +142,23 @@ async def run(ports: dict[str, int], rounds: int) -> dict:
             began = time.monotonic()
             after = await storm(dialect, rounds)
             results[f"{dialect_name}/{variant}"] = {
-                "fresh_s": fresh, "after_barge_in_s": after, "storm_s": round(time.monotonic() - began, 1),
-                "ratio": statistics.median(after) / statistics.median(fresh)}
+                "fresh_s": fresh,
+                "after_barge_in_s": after,
+                "storm_s": round(time.monotonic() - began, 1),
+                "ratio": statistics.median(after) / statistics.median(fresh),
+            }
     return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--cost-model", type=Path, default=None,
-                        help="run both servers with this device stand-in (a benchmark tool, demo checkpoint only)")
+    parser.add_argument(
+        "--cost-model",
+        type=Path,
+        default=None,
+        help="run both servers with this device stand-in (a benchmark tool, demo checkpoint only)",
+    )
     args = parser.parse_args()
     from core.demo.checkpoint import build_demo_checkpoint
 
@@ -164,19 +175,25 @@ def main() -> None:
         for server in servers.values():
             server.stop()
     results["stop_ms_supersede"] = stop_ms(tmp / "supersede.log")
-    print("| socket | server | fresh turn first audio (median s) | next turn after a barge-in (median s) | ratio |"
-          " storm length (s) |")
+    print(
+        "| socket | server | fresh turn first audio (median s) | next turn after a barge-in (median s) | ratio |"
+        " storm length (s) |"
+    )
     print("|---|---|---|---|---|---|")
     for case, r in results.items():
         if case.startswith("stop_ms"):
             continue
         dialect, variant = case.split("/")
-        print(f"| {dialect} | {variant} | {statistics.median(r['fresh_s']):.2f} | "
-              f"{statistics.median(r['after_barge_in_s']):.2f} | {r['ratio']:.2f} | {r['storm_s']} |")
+        print(
+            f"| {dialect} | {variant} | {statistics.median(r['fresh_s']):.2f} | "
+            f"{statistics.median(r['after_barge_in_s']):.2f} | {r['ratio']:.2f} | {r['storm_s']} |"
+        )
     stops = results["stop_ms_supersede"]
     if stops:
-        print(f"\nstopped contexts (supersede): {len(stops)}, stop_ms max {max(stops):.1f}, "
-              f"median {statistics.median(stops):.1f}")
+        print(
+            f"\nstopped contexts (supersede): {len(stops)}, stop_ms max {max(stops):.1f}, "
+            f"median {statistics.median(stops):.1f}"
+        )
     results["cost_model"] = str(args.cost_model) if args.cost_model else None
     write_results(RESULTS / "barge_in" / ("standin.json" if args.cost_model else "demo.json"), results)
 

@@ -74,14 +74,29 @@ def released_encoder(device: str, seed: int = 0) -> ReferenceEncoder:
         fold_weight_norms(module)
         module.requires_grad_(False).eval()
     torch.manual_seed(seed)
-    w2v_config = Wav2Vec2Config(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
-                                conv_dim=(512,) * 7, feat_extract_norm="layer", do_stable_layer_norm=True,
-                                conv_bias=True, layer_norm_eps=1e-5)
+    w2v_config = Wav2Vec2Config(
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        intermediate_size=4096,
+        conv_dim=(512,) * 7,
+        feat_extract_norm="layer",
+        do_stable_layer_norm=True,
+        conv_bias=True,
+        layer_norm_eps=1e-5,
+    )
     w2v = Wav2Vec2Model(w2v_config).eval().to(device)
-    extractor = Wav2Vec2FeatureExtractor(**{k: v for k, v in PREPROCESSOR_CONFIG.items() if k != "feature_extractor_type"})
-    return ReferenceEncoder(root_config={}, mel=MagnitudeMel(MelConfig.from_dict(config["mel_params"])).to(device),
-                            speaker=speaker.to(device), semantic=semantic.to(device),
-                            wav2vec2=Wav2VecFeatures(w2v, extractor), device=torch.device(device))
+    extractor = Wav2Vec2FeatureExtractor(
+        **{k: v for k, v in PREPROCESSOR_CONFIG.items() if k != "feature_extractor_type"}
+    )
+    return ReferenceEncoder(
+        root_config={},
+        mel=MagnitudeMel(MelConfig.from_dict(config["mel_params"])).to(device),
+        speaker=speaker.to(device),
+        semantic=semantic.to(device),
+        wav2vec2=Wav2VecFeatures(w2v, extractor),
+        device=torch.device(device),
+    )
 
 
 def speech_like(seconds: float, seed: int) -> np.ndarray:
@@ -120,8 +135,22 @@ class EncoderRuntime:
 def wav_bytes(samples: np.ndarray) -> bytes:
     """16-bit mono WAV at 16 kHz, as a client uploads it."""
     pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
-    header = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(pcm), b"WAVE", b"fmt ", 16, 1, 1, 16000, 32000, 2,
-                         16, b"data", len(pcm))
+    header = struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + len(pcm),
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,
+        1,
+        16000,
+        32000,
+        2,
+        16,
+        b"data",
+        len(pcm),
+    )
     return header + pcm
 
 
@@ -166,29 +195,57 @@ def main(argv: list[str] | None = None) -> int:
         global_s = best_of(lambda a=audio: encoder.encode(a, semantic=False), repeats, args.device)
         full_s = best_of(lambda a=audio: encoder.encode(a, semantic=True), repeats, args.device)
         tokens = encoder.encode(audio, semantic=True).semantic_tokens or ()
-        rows.append(Row(seconds, global_s, full_s, global_s / seconds, full_s / seconds,
-                        (full_s - global_s) / full_s, len(tokens)))
+        rows.append(
+            Row(
+                seconds,
+                global_s,
+                full_s,
+                global_s / seconds,
+                full_s / seconds,
+                (full_s - global_s) / full_s,
+                len(tokens),
+            )
+        )
     reference = wav_bytes(speech_like(lengths[-1], 9))
     miss_s, hit_s = service_cache_path(encoder, reference)
 
-    print(f"\n## Voice-cloning encode, released size, {args.device}, torch threads {torch.get_num_threads()}, "
-          f"load avg {os.getloadavg()[0]:.1f} (built in {build_s:.1f} s)\n")
-    print("| reference s | global-only s | full s | global s / audio s | full s / audio s | wav2vec2 share | semantic tokens |")
+    print(
+        f"\n## Voice-cloning encode, released size, {args.device}, torch threads {torch.get_num_threads()}, "
+        f"load avg {os.getloadavg()[0]:.1f} (built in {build_s:.1f} s)\n"
+    )
+    print(
+        "| reference s | global-only s | full s | global s / audio s | full s / audio s | wav2vec2 share | semantic tokens |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r.reference_s:.0f} | {r.global_s:.3f} | {r.full_s:.3f} | {r.global_per_audio_s:.4f} | "
-              f"{r.full_per_audio_s:.4f} | {100 * r.wav2vec2_share:.0f}% | {r.semantic_tokens} |")
-    print(f"\nThe service's reference path (`References.encode`, {lengths[-1]:.0f} s 16-bit WAV, "
-          f"{len(reference) / 1e6:.2f} MB): first request {miss_s:.3f} s (decode + full encode), the same bytes again "
-          f"{1e3 * hit_s:.2f} ms (SHA-256 + LRU lookup, no encode): {miss_s / hit_s:.0f}x cheaper.")
+        print(
+            f"| {r.reference_s:.0f} | {r.global_s:.3f} | {r.full_s:.3f} | {r.global_per_audio_s:.4f} | "
+            f"{r.full_per_audio_s:.4f} | {100 * r.wav2vec2_share:.0f}% | {r.semantic_tokens} |"
+        )
+    print(
+        f"\nThe service's reference path (`References.encode`, {lengths[-1]:.0f} s 16-bit WAV, "
+        f"{len(reference) / 1e6:.2f} MB): first request {miss_s:.3f} s (decode + full encode), the same bytes again "
+        f"{1e3 * hit_s:.2f} ms (SHA-256 + LRU lookup, no encode): {miss_s / hit_s:.0f}x cheaper."
+    )
     out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "device": args.device, "torch_threads": torch.get_num_threads(), "repeats": repeats,
-        "machine": platform.machine(), "cpu_count": os.cpu_count(), "load_avg": os.getloadavg()[0],
-        "rows": [asdict(r) for r in rows], "service_miss_s": miss_s, "service_hit_s": hit_s,
-        "reference_bytes": len(reference),
-    }, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "device": args.device,
+                "torch_threads": torch.get_num_threads(),
+                "repeats": repeats,
+                "machine": platform.machine(),
+                "cpu_count": os.cpu_count(),
+                "load_avg": os.getloadavg()[0],
+                "rows": [asdict(r) for r in rows],
+                "service_miss_s": miss_s,
+                "service_hit_s": hit_s,
+                "reference_bytes": len(reference),
+            },
+            indent=2,
+        )
+    )
     print(f"\nwrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     return 0
 

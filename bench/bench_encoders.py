@@ -131,7 +131,9 @@ def main() -> None:
     for r in enc_rows:
         print(f"| {r.format} | {r.sample_rate} | {r.cpu_s_per_audio_s:.5f} | {r.x_realtime:,.0f} | "
               f"{r.kbps:.1f} | {r.first_bytes_after_ms:.0f} ms |")  # fmt: skip
-    print(f"\nStreamingResampler (polyphase; bench/bench_resampler.py sets it beside soxr): {FRAME_MS} ms pushes\n")
+    print(
+        f"\nStreamingResampler (polyphase; bench/bench_resampler.py sets it beside soxr): {FRAME_MS} ms pushes\n"
+    )
     print("| in -> out | CPU s / audio s | x realtime |")
     print("|---|---:|---:|")
     for r in rs_rows:

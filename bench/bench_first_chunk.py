@@ -34,10 +34,14 @@ SCHEDULES: dict[str, StreamingConfig] = {
     "exact (25 + 24)": BASE.for_latency("exact"),
     "balanced (8 + 8, overlap 4)": BASE.for_latency("balanced"),
     "lowest (6 + 2, overlap 2)": BASE.for_latency("lowest"),
-    "10 + 6, overlap 2": StreamingConfig(first_chunk_tokens=10, first_lookahead_tokens=6, first_overlap_tokens=2),
+    "10 + 6, overlap 2": StreamingConfig(
+        first_chunk_tokens=10, first_lookahead_tokens=6, first_overlap_tokens=2
+    ),
     "10 + 4, no overlap": StreamingConfig(first_chunk_tokens=10, first_lookahead_tokens=4),
     "6 + 2, no overlap": StreamingConfig(first_chunk_tokens=6, first_lookahead_tokens=2),
-    "8 + 8, overlap 4": StreamingConfig(first_chunk_tokens=8, first_lookahead_tokens=8, first_overlap_tokens=4),
+    "8 + 8, overlap 4": StreamingConfig(
+        first_chunk_tokens=8, first_lookahead_tokens=8, first_overlap_tokens=4
+    ),
 }
 
 
@@ -46,7 +50,9 @@ def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
     return float("inf") if noise == 0 else 10 * np.log10(float((reference**2).sum()) / noise)
 
 
-def run(config_name: str, tokens: int, seeds: int, schedules: dict[str, StreamingConfig] | None = None) -> list[dict]:
+def run(
+    config_name: str, tokens: int, seeds: int, schedules: dict[str, StreamingConfig] | None = None
+) -> list[dict]:
     """One row per schedule (default: SCHEDULES); bench_ttfa.py passes the latency presets only."""
     cfg = RELEASED_CONFIG if config_name == "released" else DEMO_CONFIG
     decoder = BiCodecDecoder(cfg)
@@ -75,11 +81,17 @@ def run(config_name: str, tokens: int, seeds: int, schedules: dict[str, Streamin
             first_second.append(snr_db(reference[window], streamed[window]))
             max_err.append(float(np.abs(reference[window] - streamed[window]).max()))
             whole.append(snr_db(reference, streamed))
-        rows.append({
-            "schedule": name, "config": asdict(schedule), "steps_before_first_audio": schedule.tokens_before_first_audio,
-            "first_chunk_ms": first_audio_tokens * 20, "first_second_snr_db": min(first_second),
-            "first_second_max_abs": max(max_err), "whole_snr_db": min(whole),
-        })
+        rows.append(
+            {
+                "schedule": name,
+                "config": asdict(schedule),
+                "steps_before_first_audio": schedule.tokens_before_first_audio,
+                "first_chunk_ms": first_audio_tokens * 20,
+                "first_second_snr_db": min(first_second),
+                "first_second_max_abs": max(max_err),
+                "whole_snr_db": min(whole),
+            }
+        )
     return rows
 
 
@@ -91,18 +103,27 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = run(args.config, args.tokens, args.seeds)
-    print(f"First-chunk schedules, {args.config} codec size, random weights (pessimistic), worst of {args.seeds} "
-          f"seeds, {args.tokens} tokens\n")
-    print("| schedule | engine steps before first audio | first chunk | SNR first 1 s | max abs first 1 s | "
-          "SNR whole |")
+    print(
+        f"First-chunk schedules, {args.config} codec size, random weights (pessimistic), worst of {args.seeds} "
+        f"seeds, {args.tokens} tokens\n"
+    )
+    print(
+        "| schedule | engine steps before first audio | first chunk | SNR first 1 s | max abs first 1 s | "
+        "SNR whole |"
+    )
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['schedule']} | {r['steps_before_first_audio']} | {r['first_chunk_ms']} ms | "
-              f"{r['first_second_snr_db']:.1f} dB | {r['first_second_max_abs']:.2e} | {r['whole_snr_db']:.1f} dB |")
+        print(
+            f"| {r['schedule']} | {r['steps_before_first_audio']} | {r['first_chunk_ms']} ms | "
+            f"{r['first_second_snr_db']:.1f} dB | {r['first_second_max_abs']:.2e} | {r['whole_snr_db']:.1f} dB |"
+        )
     out = ROOT / "bench" / "results" / "first_chunk.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"config": args.config, "tokens": args.tokens, "seeds": args.seeds, "rows": rows},
-                              indent=2))
+    out.write_text(
+        json.dumps(
+            {"config": args.config, "tokens": args.tokens, "seeds": args.seeds, "rows": rows}, indent=2
+        )
+    )
     print(f"\nwrote {out.relative_to(ROOT)}")
 
 

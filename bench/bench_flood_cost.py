@@ -130,7 +130,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--label", default="current")
     parser.add_argument("--handshakes", type=int, default=400)
-    parser.add_argument("--sockets", type=int, default=5, help="flooding sockets (fresh keys), one after another")
+    parser.add_argument(
+        "--sockets", type=int, default=5, help="flooding sockets (fresh keys), one after another"
+    )
     args = parser.parse_args()
     dsn = os.environ.get("TTS_TEST_DATABASE_URL")
     if not dsn:
@@ -140,26 +142,40 @@ def main() -> None:
 
     asyncio.run(apply_migrations(dsn))
     model_dir = build_demo_checkpoint(ROOT / "var" / "test-demo-model", seed=0)
-    env = demo_env(model_dir, TTS_AUTH_ENABLED="true", TTS_KEY_BACKEND="postgres", TTS_DATABASE_URL=dsn,
-                   TTS_CREDITS_ENABLED="true", TTS_WS_MAX_CONNECTIONS_PER_KEY="8", TTS_LOG_LEVEL="WARNING",
-                   OMP_NUM_THREADS="1")
+    env = demo_env(
+        model_dir,
+        TTS_AUTH_ENABLED="true",
+        TTS_KEY_BACKEND="postgres",
+        TTS_DATABASE_URL=dsn,
+        TTS_CREDITS_ENABLED="true",
+        TTS_WS_MAX_CONNECTIONS_PER_KEY="8",
+        TTS_LOG_LEVEL="WARNING",
+        OMP_NUM_THREADS="1",
+    )
     log = Path(tempfile.mkdtemp(prefix="flood-bench-")) / "server.log"
     server = start_server(app_command, env, log)
     port = server.port
     meter = Meter(server.process.pid)
     try:
         meter.calibrate()
-        keys = [create_credit_key(dsn, "flood-bench", credit_balance=100_000_000)[0] for _ in range(2 * args.sockets)]
+        keys = [
+            create_credit_key(dsn, "flood-bench", credit_balance=100_000_000)[0]
+            for _ in range(2 * args.sockets)
+        ]
 
         async def run() -> dict:
             await burst(port, keys[-1], meter)  # warm: the key cache, the code paths
             per_message = [await burst(port, keys[args.sockets + i], meter) for i in range(args.sockets - 1)]
             floods = [await flood(port, keys[i], meter) for i in range(args.sockets)]
             per_refusal, status = await refused(port, keys[0], meter, args.handshakes)
-            return {"per_accepted_message_ms": [1e3 * x for x in per_message],
-                    "flood_socket_ms": [1e3 * f[0] for f in floods], "flood_frames_sent": [f[1] for f in floods],
-                    "flood_close_codes": [f[2] for f in floods], "per_refused_handshake_ms": 1e3 * per_refusal,
-                    "refusal_status": status}
+            return {
+                "per_accepted_message_ms": [1e3 * x for x in per_message],
+                "flood_socket_ms": [1e3 * f[0] for f in floods],
+                "flood_frames_sent": [f[1] for f in floods],
+                "flood_close_codes": [f[2] for f in floods],
+                "per_refused_handshake_ms": 1e3 * per_refusal,
+                "refusal_status": status,
+            }
 
         result = asyncio.run(run())
     finally:
@@ -172,12 +188,18 @@ def main() -> None:
     print(f"\n{args.label}: server CPU (idle server's {meter.idle_rate:.1%} of a core subtracted)")
     print("| what | server CPU |")
     print("|---|---|")
-    print(f"| accepted message (inside the burst) | {statistics.median(result['per_accepted_message_ms']):.3f} ms |")
-    print(f"| flooding socket, handshake to close ({statistics.median(result['flood_frames_sent']):.0f} frames "
-          f"sent, close {result['flood_close_codes']}) | {statistics.median(result['flood_socket_ms']):.0f} ms "
-          f"({statistics.median(per_frame):.3f} ms per frame sent) |")
-    print(f"| refused handshake of a cooling key ({result['refusal_status']}) | "
-          f"{result['per_refused_handshake_ms']:.3f} ms |")
+    print(
+        f"| accepted message (inside the burst) | {statistics.median(result['per_accepted_message_ms']):.3f} ms |"
+    )
+    print(
+        f"| flooding socket, handshake to close ({statistics.median(result['flood_frames_sent']):.0f} frames "
+        f"sent, close {result['flood_close_codes']}) | {statistics.median(result['flood_socket_ms']):.0f} ms "
+        f"({statistics.median(per_frame):.3f} ms per frame sent) |"
+    )
+    print(
+        f"| refused handshake of a cooling key ({result['refusal_status']}) | "
+        f"{result['per_refused_handshake_ms']:.3f} ms |"
+    )
     print(f"wrote {out.relative_to(ROOT)}")
 
 

@@ -50,7 +50,13 @@ from bench.harness import (  # noqa: E402
     write_results,
 )
 
-REQUEST = {"text": "Hello there, this is key B.", "speaker": "fixed", "seed": 1, "format": "pcm", "max_tokens": 60}
+REQUEST = {
+    "text": "Hello there, this is key B.",
+    "speaker": "fixed",
+    "seed": 1,
+    "format": "pcm",
+    "max_tokens": 60,
+}
 EL_PATH = "/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000"
 WRONG_KEY_PATH = "/v1/tts/ws?api_key=sk-not-a-key"  # refused 401 before the upgrade
 SOCKETS_PER_KEY = 8
@@ -129,8 +135,11 @@ async def _synthesis_socket(port: int, key: str, stop: Any, stats: dict, index: 
             while not stop.is_set():
                 cid = f"s{index}-{n}"
                 n += 1
-                for message in ({"text": " ", "context_id": cid}, {"text": "a", "context_id": cid, "flush": True},
-                                {"context_id": cid, "close_context": True}):
+                for message in (
+                    {"text": " ", "context_id": cid},
+                    {"text": "a", "context_id": cid, "flush": True},
+                    {"context_id": cid, "close_context": True},
+                ):
                     writer.write(client_frame(json.dumps(message).encode()))
                 await writer.drain()
                 error = None
@@ -154,7 +163,9 @@ async def _synthesis_socket(port: int, key: str, stop: Any, stats: dict, index: 
 async def _handshake_loop(port: int, stop: Any, stats: dict) -> None:
     while not stop.is_set():
         try:
-            reader, writer, head = await flood_client.handshake("127.0.0.1", port, WRONG_KEY_PATH, "sk-not-a-key")
+            reader, writer, head = await flood_client.handshake(
+                "127.0.0.1", port, WRONG_KEY_PATH, "sk-not-a-key"
+            )
             status = head.split(b" ", 2)[1].decode()
             await reader.read()  # the server closes after its answer
             writer.close()
@@ -165,9 +176,18 @@ async def _handshake_loop(port: int, stop: Any, stats: dict) -> None:
 
 def _flood(kind: str, port: int, key: str, stop: Any, results: Any) -> None:
     """The flooding process: `kind`'s tasks until the parent sets `stop`; puts its counts on `results`."""
+
     async def main() -> dict:
-        stats: dict[str, Any] = {"connections": 0, "frames": 0, "contexts": 0, "refused_handshakes": 0,
-                                 "failed_handshakes": 0, "close_codes": {}, "errors": {}, "statuses": {}}
+        stats: dict[str, Any] = {
+            "connections": 0,
+            "frames": 0,
+            "contexts": 0,
+            "refused_handshakes": 0,
+            "failed_handshakes": 0,
+            "close_codes": {},
+            "errors": {},
+            "statuses": {},
+        }
         if kind == "message":
             tasks = [_message_socket(port, key, stop, stats) for _ in range(SOCKETS_PER_KEY)]
         elif kind == "synthesis":
@@ -199,6 +219,7 @@ async def _first_audio_s(url: str, key: str) -> float | str:
 
 def _measure(url: str, key: str, seconds: float) -> tuple[list[float], dict[str, int]]:
     """B's requests one after another for `seconds`: first-audio times, and refusals by code."""
+
     async def main() -> tuple[list[float], dict[str, int]]:
         times: list[float] = []
         refused: dict[str, int] = {}
@@ -225,11 +246,16 @@ def _p90(values: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--label", default="current")
-    parser.add_argument("--seconds", type=float, default=30.0, help="each flood's length (the baseline: half)")
+    parser.add_argument(
+        "--seconds", type=float, default=30.0, help="each flood's length (the baseline: half)"
+    )
     parser.add_argument("--only", default=",".join(FLOODS), help="floods to run, comma-separated")
-    parser.add_argument("--cost-model", default=None,
-                        help="serve on the device stand-in with this cost model (bench/cost_models/h100-tf32.json), "
-                        "admission on; default: the demo engine on CPU")
+    parser.add_argument(
+        "--cost-model",
+        default=None,
+        help="serve on the device stand-in with this cost model (bench/cost_models/h100-tf32.json), "
+        "admission on; default: the demo engine on CPU",
+    )
     args = parser.parse_args()
     dsn = os.environ.get("TTS_TEST_DATABASE_URL")
     if not dsn:
@@ -240,10 +266,18 @@ def main() -> None:
 
     asyncio.run(apply_migrations(dsn))
     model_dir = build_demo_checkpoint(ROOT / "var" / "test-demo-model", seed=0)
-    env = demo_env(model_dir, TTS_AUTH_ENABLED="true", TTS_KEY_BACKEND="postgres", TTS_DATABASE_URL=dsn,
-                   TTS_CREDITS_ENABLED="true", TTS_WS_MAX_CONNECTIONS_PER_KEY=str(SOCKETS_PER_KEY),
-                   TTS_RATE_LIMIT_PER_MINUTE=str(RATE_LIMIT_PER_MINUTE), TTS_LOG_LEVEL="WARNING",
-                   OMP_NUM_THREADS="1", **({"TTS_ADMISSION": "on"} if args.cost_model else {}))
+    env = demo_env(
+        model_dir,
+        TTS_AUTH_ENABLED="true",
+        TTS_KEY_BACKEND="postgres",
+        TTS_DATABASE_URL=dsn,
+        TTS_CREDITS_ENABLED="true",
+        TTS_WS_MAX_CONNECTIONS_PER_KEY=str(SOCKETS_PER_KEY),
+        TTS_RATE_LIMIT_PER_MINUTE=str(RATE_LIMIT_PER_MINUTE),
+        TTS_LOG_LEVEL="WARNING",
+        OMP_NUM_THREADS="1",
+        **({"TTS_ADMISSION": "on"} if args.cost_model else {}),
+    )
     command = standin_command(args.cost_model) if args.cost_model else app_command
     server = start_server(command, env, Path(tempfile.mkdtemp(prefix="fairness-bench-")) / "server.log")
     native = server.url.replace("http://", "ws://") + "/v1/tts/ws"
@@ -264,32 +298,55 @@ def main() -> None:
             stats = results.get(timeout=60)
             flood.join(timeout=30)
             time.sleep(2.0)  # the server finishes the flood's last sockets
-            row = {"flood": kind, "alone_s": alone, "under_s": under, "alone_refused": alone_refused,
-                   "under_refused": under_refused, "flood_stats": stats,
-                   "median_alone_s": statistics.median(alone), "median_under_s": statistics.median(under),
-                   "p90_alone_s": _p90(alone), "p90_under_s": _p90(under)}
+            row = {
+                "flood": kind,
+                "alone_s": alone,
+                "under_s": under,
+                "alone_refused": alone_refused,
+                "under_refused": under_refused,
+                "flood_stats": stats,
+                "median_alone_s": statistics.median(alone),
+                "median_under_s": statistics.median(under),
+                "p90_alone_s": _p90(alone),
+                "p90_under_s": _p90(under),
+            }
             row["median_ratio"] = row["median_under_s"] / row["median_alone_s"]
             row["p90_ratio"] = row["p90_under_s"] / row["p90_alone_s"]
             rows.append(row)
-            print(f"{kind}: B alone n={len(alone)} median {row['median_alone_s']:.3f} p90 {row['p90_alone_s']:.3f}; "
-                  f"under n={len(under)} median {row['median_under_s']:.3f} p90 {row['p90_under_s']:.3f}; "
-                  f"flood {stats}", flush=True)
+            print(
+                f"{kind}: B alone n={len(alone)} median {row['median_alone_s']:.3f} p90 {row['p90_alone_s']:.3f}; "
+                f"under n={len(under)} median {row['median_under_s']:.3f} p90 {row['p90_under_s']:.3f}; "
+                f"flood {stats}",
+                flush=True,
+            )
     finally:
         stop_server(server)
-    write_results(results_path("flood_fairness", f"{args.label}.json"),
-                  {"label": args.label, "seconds": args.seconds, "cpus": os.cpu_count(),
-                   "server": f"device stand-in ({args.cost_model})" if args.cost_model else "demo engine on CPU",
-                   "floods": rows})
-    print(f"\n{args.label}: key B's first audio (our socket, one-shot) under each flood over B alone, "
-          f"{args.seconds:g} s per flood")
-    print("| flood | B alone median / p90 | B under the flood median / p90 | median ratio | p90 ratio | B refused | "
-          "the flood |")
+    write_results(
+        results_path("flood_fairness", f"{args.label}.json"),
+        {
+            "label": args.label,
+            "seconds": args.seconds,
+            "cpus": os.cpu_count(),
+            "server": f"device stand-in ({args.cost_model})" if args.cost_model else "demo engine on CPU",
+            "floods": rows,
+        },
+    )
+    print(
+        f"\n{args.label}: key B's first audio (our socket, one-shot) under each flood over B alone, "
+        f"{args.seconds:g} s per flood"
+    )
+    print(
+        "| flood | B alone median / p90 | B under the flood median / p90 | median ratio | p90 ratio | B refused | "
+        "the flood |"
+    )
     print("|---|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['flood']} | {row['median_alone_s']:.3f} / {row['p90_alone_s']:.3f} s | "
-              f"{row['median_under_s']:.3f} / {row['p90_under_s']:.3f} s | {row['median_ratio']:.2f}x | "
-              f"{row['p90_ratio']:.2f}x | {sum(row['under_refused'].values())} of "
-              f"{len(row['under_s']) + sum(row['under_refused'].values())} | {_flood_summary(row['flood_stats'])} |")
+        print(
+            f"| {row['flood']} | {row['median_alone_s']:.3f} / {row['p90_alone_s']:.3f} s | "
+            f"{row['median_under_s']:.3f} / {row['p90_under_s']:.3f} s | {row['median_ratio']:.2f}x | "
+            f"{row['p90_ratio']:.2f}x | {sum(row['under_refused'].values())} of "
+            f"{len(row['under_s']) + sum(row['under_refused'].values())} | {_flood_summary(row['flood_stats'])} |"
+        )
 
 
 def _flood_summary(stats: dict[str, Any]) -> str:

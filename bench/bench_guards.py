@@ -38,22 +38,31 @@ from core.guards.text_budget import SEMANTIC_TOKENS_PER_SECOND  # noqa: E402
 
 # (espeak-ng voice, sentences): each language's text as the service would see it after normalisation.
 SPEECH_TEXTS: dict[str, tuple[str, list[str]]] = {
-    "en": ("en", [
-        "The quick brown fox jumps over the lazy dog, and then it runs away into the forest.",
-        "Good morning. Your appointment is confirmed for Tuesday at three in the afternoon.",
-        "Well... I am not sure that is what she meant, but we can ask her tomorrow.",
-        "Please hold while I transfer your call to the next available representative.",
-    ]),
-    "hi": ("hi", [
-        "नमस्ते, आज मौसम बहुत अच्छा है और हम सब पार्क में घूमने जा रहे हैं।",
-        "आपकी बुकिंग मंगलवार दोपहर तीन बजे के लिए पक्की हो गई है।",
-        "कृपया लाइन पर बने रहें, हम आपकी कॉल अगले प्रतिनिधि को भेज रहे हैं।",
-    ]),
-    "zh": ("cmn", [
-        "今天天气很好，我们一起去公园散步吧。",
-        "您的预约已经确认，时间是星期二下午三点。",
-        "请稍等，我们正在为您转接下一位客服代表。",
-    ]),
+    "en": (
+        "en",
+        [
+            "The quick brown fox jumps over the lazy dog, and then it runs away into the forest.",
+            "Good morning. Your appointment is confirmed for Tuesday at three in the afternoon.",
+            "Well... I am not sure that is what she meant, but we can ask her tomorrow.",
+            "Please hold while I transfer your call to the next available representative.",
+        ],
+    ),
+    "hi": (
+        "hi",
+        [
+            "नमस्ते, आज मौसम बहुत अच्छा है और हम सब पार्क में घूमने जा रहे हैं।",
+            "आपकी बुकिंग मंगलवार दोपहर तीन बजे के लिए पक्की हो गई है।",
+            "कृपया लाइन पर बने रहें, हम आपकी कॉल अगले प्रतिनिधि को भेज रहे हैं।",
+        ],
+    ),
+    "zh": (
+        "cmn",
+        [
+            "今天天气很好，我们一起去公园散步吧。",
+            "您的预约已经确认，时间是星期二下午三点。",
+            "请稍等，我们正在为您转接下一位客服代表。",
+        ],
+    ),
 }
 RATES_WPM = (120, 175, 230)  # slow, espeak's default, fast
 
@@ -62,16 +71,20 @@ def espeak_speech(text: str, voice: str, wpm: int = 175) -> np.ndarray:
     """16 kHz float32 speech from espeak-ng."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "speech.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(path), text], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(path), text], check=True, capture_output=True
+        )
         with wave.open(str(path)) as wav:
             rate = wav.getframerate()
             pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
     return resample(pcm, rate, 16_000).astype(np.float32)
 
 
-def calibrate_speech(config: GuardConfig, texts: dict[str, tuple[str, list[str]]] = SPEECH_TEXTS,
-                     rates: tuple[int, ...] = RATES_WPM) -> list[dict]:
+def calibrate_speech(
+    config: GuardConfig,
+    texts: dict[str, tuple[str, list[str]]] = SPEECH_TEXTS,
+    rates: tuple[int, ...] = RATES_WPM,
+) -> list[dict]:
     """Per utterance: longest silence vs allowance, length ratio vs the guard's range, whether anything tripped."""
     rows = []
     for language, (voice, sentences) in texts.items():
@@ -79,29 +92,47 @@ def calibrate_speech(config: GuardConfig, texts: dict[str, tuple[str, list[str]]
             for text in sentences:
                 audio = espeak_speech(text, voice, wpm)
                 guards = ChunkGuards(text, config)
-                tripped = [t.guard for t in [guards.feed_audio(piece) for piece in np.array_split(audio, 7)] if t]
+                tripped = [
+                    t.guard for t in [guards.feed_audio(piece) for piece in np.array_split(audio, 7)] if t
+                ]
                 tokens = round(audio.size / 16_000 * SEMANTIC_TOKENS_PER_SECOND)
                 ratio = tokens / guards.expected
                 if tokens > guards.length.limit or (tokens < guards.length.floor):
                     tripped.append("length")
-                rows.append({
-                    "language": language, "wpm": wpm, "seconds": round(audio.size / 16_000, 2),
-                    "expected_s": round(speech_seconds(text), 2), "length_ratio": round(ratio, 2),
-                    "longest_silence_s": round(guards.silence.longest * 0.02, 2),
-                    "silence_allowed_s": round(guards.allowed_silence_s, 2), "tripped": tripped,
-                })
+                rows.append(
+                    {
+                        "language": language,
+                        "wpm": wpm,
+                        "seconds": round(audio.size / 16_000, 2),
+                        "expected_s": round(speech_seconds(text), 2),
+                        "length_ratio": round(ratio, 2),
+                        "longest_silence_s": round(guards.silence.longest * 0.02, 2),
+                        "silence_allowed_s": round(guards.allowed_silence_s, 2),
+                        "tripped": tripped,
+                    }
+                )
     return rows
 
 
-async def demo_generations(model_dir: Path, texts: list[str], seeds: list[int]) -> list[tuple[str, list[int], bool]]:
+async def demo_generations(
+    model_dir: Path, texts: list[str], seeds: list[int]
+) -> list[tuple[str, list[int], bool]]:
     """(text, semantic ids, stopped) for each text and seed, from the demo model's normal generation."""
     from core.tokens import TokenParser
     from services.deployment.runtime import ModelRuntime
     from services.pipeline.text_plan import prompt_for
     from shared.settings import Settings
 
-    runtime = ModelRuntime(Settings(model_dir=model_dir, warmup=False, auth_enabled=False, device="cpu",
-                                    sr_enabled=False, log_json=False))
+    runtime = ModelRuntime(
+        Settings(
+            model_dir=model_dir,
+            warmup=False,
+            auth_enabled=False,
+            device="cpu",
+            sr_enabled=False,
+            log_json=False,
+        )
+    )
     await runtime.start()
     out = []
     try:
@@ -111,8 +142,15 @@ async def demo_generations(model_dir: Path, texts: list[str], seeds: list[int]) 
                 from core.llm import SamplingConfig
 
                 prompt, mode = prompt_for(runtime, text, voice, tuple(voice.global_tokens))
-                sampling = SamplingConfig(temperature=0.8, top_k=50, top_p=1.0, max_tokens=4000, seed=seed,
-                                          repetition_penalty=1.05, stop_token_ids=runtime.layout.stop_token_ids)
+                sampling = SamplingConfig(
+                    temperature=0.8,
+                    top_k=50,
+                    top_p=1.0,
+                    max_tokens=4000,
+                    seed=seed,
+                    repetition_penalty=1.05,
+                    stop_token_ids=runtime.layout.stop_token_ids,
+                )
                 parser = TokenParser(runtime.layout, mode=mode)
                 async for ids in runtime.engine.stream(prompt, sampling, f"cal-{seed}-{len(out)}"):
                     parser.feed(ids)
@@ -126,13 +164,24 @@ def calibrate_tokens(config: GuardConfig, generations: list[tuple[str, list[int]
     rows = []
     for text, semantic, stopped in generations:
         guards = ChunkGuards(text, config)
-        tripped = [t.guard for t in [guards.feed_tokens(semantic[i:i + 8]) for i in range(0, len(semantic), 8)] if t]
+        tripped = [
+            t.guard
+            for t in [guards.feed_tokens(semantic[i : i + 8]) for i in range(0, len(semantic), 8)]
+            if t
+        ]
         end = guards.finish(stopped=stopped, semantic=len(semantic))
         if end is not None:
             tripped.append(end.guard)
-        rows.append({"chars": len(text), "tokens": len(semantic), "length_ratio": round(len(semantic) / guards.expected, 2),
-                     "loop_worst_share": round(guards.loop.worst_share, 3), "longest_held": guards.held.longest,
-                     "tripped": tripped})
+        rows.append(
+            {
+                "chars": len(text),
+                "tokens": len(semantic),
+                "length_ratio": round(len(semantic) / guards.expected, 2),
+                "loop_worst_share": round(guards.loop.worst_share, 3),
+                "longest_held": guards.held.longest,
+                "tripped": tripped,
+            }
+        )
     return rows
 
 
@@ -146,9 +195,9 @@ def detector_cost(config: GuardConfig, seconds: float = 60.0, repeats: int = 3) 
         guards = ChunkGuards("x " * 400, config)
         started = time.process_time()
         for i in range(0, len(tokens), 4):
-            guards.feed_tokens(tokens[i:i + 4])
+            guards.feed_tokens(tokens[i : i + 4])
         for i in range(0, audio.size, 16_000):  # about one decode call's audio per second (50-200 tokens)
-            guards.feed_audio(audio[i:i + 16_000])
+            guards.feed_audio(audio[i : i + 16_000])
         best = min(best, time.process_time() - started)
     return best / seconds
 
@@ -159,13 +208,27 @@ async def pipeline_cost(model_dir: Path, text: str, mode: str) -> float:
     from services.pipeline.synthesis import SamplingOptions, SynthesisJob, SynthesisRequest
     from shared.settings import Settings
 
-    runtime = ModelRuntime(Settings(model_dir=model_dir, warmup=False, auth_enabled=False, device="cpu",
-                                    sr_enabled=False, log_json=False, guard_mode=mode))
+    runtime = ModelRuntime(
+        Settings(
+            model_dir=model_dir,
+            warmup=False,
+            auth_enabled=False,
+            device="cpu",
+            sr_enabled=False,
+            log_json=False,
+            guard_mode=mode,
+        )
+    )
     await runtime.start()
     try:
         voice = runtime.voices.resolve("fixed")
-        request = SynthesisRequest(request_id=f"cost-{mode}", text=text, voice=voice, stream=False,
-                                   sampling=SamplingOptions(max_tokens=4000, seed=1))
+        request = SynthesisRequest(
+            request_id=f"cost-{mode}",
+            text=text,
+            voice=voice,
+            stream=False,
+            sampling=SamplingOptions(max_tokens=4000, seed=1),
+        )
         started = time.process_time()
         job = SynthesisJob(runtime.pipeline_resources(), request)
         await job.collect()
@@ -188,40 +251,62 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = build_demo_checkpoint(args.model_dir, seed=0)
     config = GuardConfig()
     speech = calibrate_speech(config, rates=RATES_WPM[1:2] if args.quick else RATES_WPM)
-    print(f"{'lang':4} {'wpm':>4} {'secs':>5} {'expect':>6} {'ratio':>5} {'silence':>7} {'allowed':>7} tripped")
+    print(
+        f"{'lang':4} {'wpm':>4} {'secs':>5} {'expect':>6} {'ratio':>5} {'silence':>7} {'allowed':>7} tripped"
+    )
     for r in speech:
-        print(f"{r['language']:4} {r['wpm']:>4} {r['seconds']:>5} {r['expected_s']:>6} {r['length_ratio']:>5} "
-              f"{r['longest_silence_s']:>7} {r['silence_allowed_s']:>7} {','.join(r['tripped']) or '-'}")
+        print(
+            f"{r['language']:4} {r['wpm']:>4} {r['seconds']:>5} {r['expected_s']:>6} {r['length_ratio']:>5} "
+            f"{r['longest_silence_s']:>7} {r['silence_allowed_s']:>7} {','.join(r['tripped']) or '-'}"
+        )
     texts = [s for _, sentences in SPEECH_TEXTS.values() for s in sentences]
     seeds = [1, 2] if args.quick else [1, 2, 3, 4, 5]
     generations = asyncio.run(demo_generations(model_dir, texts, seeds))
     tokens = calibrate_tokens(config, generations)
     print(f"\n{'chars':>5} {'tokens':>6} {'ratio':>5} {'loop':>5} {'held':>4} tripped")
     for r in tokens:
-        print(f"{r['chars']:>5} {r['tokens']:>6} {r['length_ratio']:>5} {r['loop_worst_share']:>5} "
-              f"{r['longest_held']:>4} {','.join(r['tripped']) or '-'}")
+        print(
+            f"{r['chars']:>5} {r['tokens']:>6} {r['length_ratio']:>5} {r['loop_worst_share']:>5} "
+            f"{r['longest_held']:>4} {','.join(r['tripped']) or '-'}"
+        )
     per_audio_s = detector_cost(config)
     text = " ".join(SPEECH_TEXTS["en"][1])
     pipeline_off = asyncio.run(pipeline_cost(model_dir, text, "off"))
     pipeline_act = asyncio.run(pipeline_cost(model_dir, text, "act"))
-    cost = {"detector_cpu_s_per_audio_s": per_audio_s, "share_of_one_core": per_audio_s,
-            "pipeline_cpu_s_per_audio_s_guards_off": pipeline_off, "pipeline_cpu_s_per_audio_s_guards_on": pipeline_act,
-            "detector_share_of_pipeline": per_audio_s / pipeline_off}
-    print(f"\ndetectors: {per_audio_s * 1000:.3f} ms CPU per audio second = {per_audio_s:.4%} of a core; "
-          f"pipeline (guards off) {pipeline_off:.3f} s CPU per audio second: detectors add "
-          f"{per_audio_s / pipeline_off:.3%} (whole job with guards on: {pipeline_act:.3f} s)")
+    cost = {
+        "detector_cpu_s_per_audio_s": per_audio_s,
+        "share_of_one_core": per_audio_s,
+        "pipeline_cpu_s_per_audio_s_guards_off": pipeline_off,
+        "pipeline_cpu_s_per_audio_s_guards_on": pipeline_act,
+        "detector_share_of_pipeline": per_audio_s / pipeline_off,
+    }
+    print(
+        f"\ndetectors: {per_audio_s * 1000:.3f} ms CPU per audio second = {per_audio_s:.4%} of a core; "
+        f"pipeline (guards off) {pipeline_off:.3f} s CPU per audio second: detectors add "
+        f"{per_audio_s / pipeline_off:.3%} (whole job with guards on: {pipeline_act:.3f} s)"
+    )
     summary = {
-        "speech_false_alarms": sum(bool(r["tripped"]) for r in speech), "speech_utterances": len(speech),
-        "speech_length_ratio_range": [min(r["length_ratio"] for r in speech), max(r["length_ratio"] for r in speech)],
+        "speech_false_alarms": sum(bool(r["tripped"]) for r in speech),
+        "speech_utterances": len(speech),
+        "speech_length_ratio_range": [
+            min(r["length_ratio"] for r in speech),
+            max(r["length_ratio"] for r in speech),
+        ],
         "speech_longest_silence_s": max(r["longest_silence_s"] for r in speech),
-        "demo_false_alarms": sum(bool(r["tripped"]) for r in tokens), "demo_generations": len(tokens),
-        "demo_length_ratio_range": [min(r["length_ratio"] for r in tokens), max(r["length_ratio"] for r in tokens)],
+        "demo_false_alarms": sum(bool(r["tripped"]) for r in tokens),
+        "demo_generations": len(tokens),
+        "demo_length_ratio_range": [
+            min(r["length_ratio"] for r in tokens),
+            max(r["length_ratio"] for r in tokens),
+        ],
         "demo_loop_worst_share": max(r["loop_worst_share"] for r in tokens),
         "demo_longest_held": max(r["longest_held"] for r in tokens),
     }
     print("\n" + json.dumps(summary))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"summary": summary, "cost": cost, "speech": speech, "demo": tokens}, indent=1))
+    args.out.write_text(
+        json.dumps({"summary": summary, "cost": cost, "speech": speech, "demo": tokens}, indent=1)
+    )
     return 0 if summary["speech_false_alarms"] == summary["demo_false_alarms"] == 0 else 1
 
 

@@ -66,8 +66,10 @@ from bench.loadgen import LevelSpec, run_level, summarise  # noqa: E402
 from bench.ws_speakers import WS_TRANSPORTS, run_socket_level  # noqa: E402
 from shared.settings import FIELDS  # noqa: E402
 
-SENTENCE = ("The quick brown fox jumps over the lazy dog, then naps in the warm afternoon sun while the children "
-            "play by the river and the old miller counts his sacks of flour. ")  # ~11 s of audio
+SENTENCE = (
+    "The quick brown fox jumps over the lazy dog, then naps in the warm afternoon sun while the children "
+    "play by the river and the old miller counts his sacks of flour. "
+)  # ~11 s of audio
 
 
 def serve(port: int, out: Path | None, tokens_per_s: float, interval: int, engine: str = "paced") -> None:
@@ -92,7 +94,9 @@ def serve(port: int, out: Path | None, tokens_per_s: float, interval: int, engin
         return noise[: tokens * self.hop_length].expand(rows, -1)
 
     FreeCodec.decode_with_speaker = decode_with_speaker  # type: ignore[method-assign]
-    if os.environ.get("BENCH_INLINE_TIMINGS"):  # an experiment: what the aligner's thread hop per audio piece costs
+    if os.environ.get(
+        "BENCH_INLINE_TIMINGS"
+    ):  # an experiment: what the aligner's thread hop per audio piece costs
         from services.pipeline.synthesis import SynthesisJob
 
         async def inline_timings(self: SynthesisJob, step: Any, *args: Any) -> None:
@@ -102,15 +106,21 @@ def serve(port: int, out: Path | None, tokens_per_s: float, interval: int, engin
 
         SynthesisJob._timings = inline_timings  # type: ignore[method-assign]
     # What the codec scheduler calls; checked here so a FreeCodec that forwards it to the real model fails loudly.
-    assert "decode_padded" in FreeCodec.__dict__, "FreeCodec must not forward decode_padded to the real decoder"
+    assert "decode_padded" in FreeCodec.__dict__, (
+        "FreeCodec must not forward decode_padded to the real decoder"
+    )
     # Deltas as the product's vLLM hands them out (TTS_LLM_STREAM_INTERVAL ids per delta after the first).
-    app = build_app(None if engine == "vllm" else PaceConfig(tokens_per_s=tokens_per_s, tick_s=0.0,
-                                                             stream_interval=interval))
+    app = build_app(
+        None
+        if engine == "vllm"
+        else PaceConfig(tokens_per_s=tokens_per_s, tick_s=0.0, stream_interval=interval)
+    )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # uvicorn re-raises it after its graceful shutdown
     # CPU time, not wall time: a coroutine suspended while the loop waits in epoll would otherwise be charged
     # the wait (cProfile sees no return from a suspended async generator).
     profiler = cProfile.Profile(time.thread_time)
     if out is not None:
+
         async def toggle(on: bool) -> dict:  # on the event loop's thread, which is the one profiled
             profiler.enable() if on else profiler.disable()
             return {"profiling": on}
@@ -145,19 +155,40 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("engine stand-in (not the API path)", ("bench/",)),
     ("parsing", ("core/tokens.py",)),
     ("guards", ("core/guards/", "services/pipeline/chunk_guards.py", "services/pipeline/spoken_tail.py")),
-    ("decode planning + codec scheduler", ("core/streaming.py", "services/device/", "concurrent/futures/",
-                                           "threading.py")),
-    ("audio chain (crossfade, resample, frames)", ("audio/crossfade.py", "audio/resample.py", "audio/reframe.py",
-                                                   "services/pipeline/audio_output.py")),
+    (
+        "decode planning + codec scheduler",
+        ("core/streaming.py", "services/device/", "concurrent/futures/", "threading.py"),
+    ),
+    (
+        "audio chain (crossfade, resample, frames)",
+        ("audio/crossfade.py", "audio/resample.py", "audio/reframe.py", "services/pipeline/audio_output.py"),
+    ),
     ("encoding", ("audio/encoders.py", "audio/pcm.py", "audio/wav.py", "audio/mulaw.py", "/av/")),
     ("alignment (timestamps)", ("core/align/", "services/pipeline/timestamps.py")),
     ("pipeline glue (synthesis job, queues)", ("services/pipeline/", "asyncio/queues.py")),
-    ("socket dialects; JSON and base64 anywhere", ("api/dialects/", "api/ws_messages.py", "/json/", "base64.py")),
-    ("socket session, outbox", ("services/sessions/", "api/ws_connection.py", "api/socket_guard.py",
-                                "api/routes/ws.py")),
+    (
+        "socket dialects; JSON and base64 anywhere",
+        ("api/dialects/", "api/ws_messages.py", "/json/", "base64.py"),
+    ),
+    (
+        "socket session, outbox",
+        ("services/sessions/", "api/ws_connection.py", "api/socket_guard.py", "api/routes/ws.py"),
+    ),
     ("socket framing, permessage-deflate", ("/websockets/", "/wsproto/", "/uvicorn/protocols/websockets/")),
-    ("HTTP: ASGI, middleware, framing, sending", ("api/", "/starlette/", "/fastapi/", "/uvicorn/", "/anyio/",
-                                                   "/h11/", "/httptools/", "services/access/", "services/usage/")),
+    (
+        "HTTP: ASGI, middleware, framing, sending",
+        (
+            "api/",
+            "/starlette/",
+            "/fastapi/",
+            "/uvicorn/",
+            "/anyio/",
+            "/h11/",
+            "/httptools/",
+            "services/access/",
+            "services/usage/",
+        ),
+    ),
     ("metrics", ("/prometheus_client/", "shared/metrics.py")),
     ("logging", ("/logging/", "shared/logging")),
     ("event loop (tasks, futures, timers)", ("asyncio/", "/uvloop/")),
@@ -205,21 +236,46 @@ def stage_table(prof: Path) -> dict[str, float]:
     return table
 
 
-def start(profile: Path | None, tokens_per_s: float, interval: int,
-          engine: str = "paced") -> tuple[subprocess.Popen, str]:
+def start(
+    profile: Path | None, tokens_per_s: float, interval: int, engine: str = "paced"
+) -> tuple[subprocess.Popen, str]:
     # One agent call holds one socket: no per-key or per-address socket cap (all streams share the anonymous key).
-    env = {"TTS_AUTH_ENABLED": "false", "TTS_DEVICE": "cpu",
-           "TTS_WS_MAX_CONNECTIONS_PER_KEY": "0", "TTS_WS_MAX_UNAUTHENTICATED_PER_ADDRESS": "0",
-           "TTS_DEMO_DIR": str(Path(tempfile.gettempdir()) / "tts-host-path-demo"), "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": str(ROOT)}
+    env = {
+        "TTS_AUTH_ENABLED": "false",
+        "TTS_DEVICE": "cpu",
+        "TTS_WS_MAX_CONNECTIONS_PER_KEY": "0",
+        "TTS_WS_MAX_UNAUTHENTICATED_PER_ADDRESS": "0",
+        "TTS_DEMO_DIR": str(Path(tempfile.gettempdir()) / "tts-host-path-demo"),
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": str(ROOT),
+    }
     if engine == "vllm":  # as the vLLM tier runs it on CPU; the stand-in's pace does not apply
         # On this CPU 64 streams share ~200 ids/s: a stream's 11 s of speech takes minutes, past the 120 s deadline.
-        env.update({"TTS_ENGINE": "vllm", "TTS_LLM_STREAM_INTERVAL": str(interval), "VLLM_CPU_KVCACHE_SPACE": "1",
-                    "TTS_GENERATION_TIMEOUT_S": "900",
-                    "VLLM_ENABLE_V1_MULTIPROCESSING": "1", "TOKENIZERS_PARALLELISM": "false"})
+        env.update(
+            {
+                "TTS_ENGINE": "vllm",
+                "TTS_LLM_STREAM_INTERVAL": str(interval),
+                "VLLM_CPU_KVCACHE_SPACE": "1",
+                "TTS_GENERATION_TIMEOUT_S": "900",
+                "VLLM_ENABLE_V1_MULTIPROCESSING": "1",
+                "TOKENIZERS_PARALLELISM": "false",
+            }
+        )
     log = Path(tempfile.gettempdir()) / "tts-host-path-server.log"
-    server = start_server(lambda port: [sys.executable, str(Path(__file__).resolve()), "--serve", str(port),
-                                        str(profile or ""), str(tokens_per_s), str(interval), engine], env, log)
+    server = start_server(
+        lambda port: [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--serve",
+            str(port),
+            str(profile or ""),
+            str(tokens_per_s),
+            str(interval),
+            engine,
+        ],
+        env,
+        log,
+    )
     proc, url = server.process, server.url
     httpx.post(f"{url}/bench/variant", json={"codec": "free"}, timeout=10).raise_for_status()
     return proc, url
@@ -244,18 +300,37 @@ def fit(rows: list[dict]) -> tuple[float, float] | None:
     return float(a), float(b)
 
 
-async def measure(url: str, pid: int, streams: int, levels: list[int], formats: list[str],
-                  idle: float = 0.0, repeat: int = 3, speed: float | None = None,
-                  rates: tuple[int, ...] = (16000,)) -> list[dict]:
+async def measure(
+    url: str,
+    pid: int,
+    streams: int,
+    levels: list[int],
+    formats: list[str],
+    idle: float = 0.0,
+    repeat: int = 3,
+    speed: float | None = None,
+    rates: tuple[int, ...] = (16000,),
+) -> list[dict]:
     """Streaming HTTP at every format, sample rate and level; `speed`: every request asks for it (the audio is
     time-stretched). 48 kHz goes through AP-BWE's windows (free too: `bench.ideal_stream.FreeSR`)."""
     rows = []
     for fmt, rate in ((f, r) for f in formats for r in rates):
         for conc in levels:
-            spec = LevelSpec(base_url=url, concurrency=conc, text=SENTENCE * repeat, sample_rate=rate,
-                             stagger_s=0.0, requests_per_worker=max(1, streams // conc), audio_format=fmt,
-                             speed=speed)
-            cpu0, loop0, audio0 = server_cpu_s(pid), server_cpu_s(pid, main_thread_only=True), served_audio_s(url)
+            spec = LevelSpec(
+                base_url=url,
+                concurrency=conc,
+                text=SENTENCE * repeat,
+                sample_rate=rate,
+                stagger_s=0.0,
+                requests_per_worker=max(1, streams // conc),
+                audio_format=fmt,
+                speed=speed,
+            )
+            cpu0, loop0, audio0 = (
+                server_cpu_s(pid),
+                server_cpu_s(pid, main_thread_only=True),
+                served_audio_s(url),
+            )
             row = summarise(await run_level(spec, server_pid=pid))
             row["psutil_cpu_s"], row["server_cpu_s"] = row["server_cpu_s"], server_cpu_s(pid) - cpu0
             row["loop_cpu_s"] = server_cpu_s(pid, main_thread_only=True) - loop0
@@ -281,44 +356,81 @@ def finish_row(row: dict, transport: str, fmt: str, idle: float) -> dict:
     row["loop_ms_per_audio_s"] = 1000 * row["loop_cpu_s"] / audio if audio else None  # the event-loop thread
     # Less what the process burns per wall second anyway: the API path's own cost per audio second.
     row["idle_cpu_per_wall_s"] = idle
-    row["marginal_ms_per_audio_s"] = 1000 * (row["server_cpu_s"] - idle * row["wall_s"]) / audio if audio else None
+    row["marginal_ms_per_audio_s"] = (
+        1000 * (row["server_cpu_s"] - idle * row["wall_s"]) / audio if audio else None
+    )
     return row
 
 
-async def measure_socket(url: str, pid: int, transport: str, streams: int, levels: list[int], idle: float = 0.0,
-                         repeat: int = 3) -> list[dict]:
+async def measure_socket(
+    url: str, pid: int, transport: str, streams: int, levels: list[int], idle: float = 0.0, repeat: int = 3
+) -> list[dict]:
     """`transport` is one of WS_TRANSPORTS, `+ts` for word timestamps, `+deflate` for permessage-deflate, `+whole`
     for the text in one message."""
     name, *extras = transport.split("+")
     rows = []
     for conc in levels:
         cpu0, loop0, t0 = server_cpu_s(pid), server_cpu_s(pid, main_thread_only=True), time.process_time()
-        level = await run_socket_level(url, name, SENTENCE * repeat, concurrency=conc, streams=max(streams, conc),
-                                       timestamps="ts" in extras, deflate="deflate" in extras,
-                                       whole="whole" in extras)
+        level = await run_socket_level(
+            url,
+            name,
+            SENTENCE * repeat,
+            concurrency=conc,
+            streams=max(streams, conc),
+            timestamps="ts" in extras,
+            deflate="deflate" in extras,
+            whole="whole" in extras,
+        )
         failed = [h.error for h in level.heard if h.error]
         if failed:
             print(f"{transport}: {len(failed)} failed streams, first: {failed[0]}", file=sys.stderr)
-        row = {"concurrency": conc, "streams": len(level.heard), "failed": level.failed, "wall_s": level.wall_s,
-               "audio_s": level.audio_s, "server_cpu_s": server_cpu_s(pid) - cpu0,
-               "loop_cpu_s": server_cpu_s(pid, main_thread_only=True) - loop0,
-               "client_cpu_s": time.process_time() - t0,
-               "messages_per_audio_s": sum(h.messages for h in level.heard) / level.audio_s if level.audio_s else None,
-               "timing_messages": sum(h.timing_messages for h in level.heard)}
+        row = {
+            "concurrency": conc,
+            "streams": len(level.heard),
+            "failed": level.failed,
+            "wall_s": level.wall_s,
+            "audio_s": level.audio_s,
+            "server_cpu_s": server_cpu_s(pid) - cpu0,
+            "loop_cpu_s": server_cpu_s(pid, main_thread_only=True) - loop0,
+            "client_cpu_s": time.process_time() - t0,
+            "messages_per_audio_s": sum(h.messages for h in level.heard) / level.audio_s
+            if level.audio_s
+            else None,
+            "timing_messages": sum(h.timing_messages for h in level.heard),
+        }
         rows.append(finish_row(row, transport, "pcm", idle))
     return rows
 
 
-async def measure_all(url: str, pid: int, transports: list[str], streams: int, levels: list[int],
-                      formats: list[str], idle: float, repeat: int, rounds: int, speed: float = 1.1,
-                      rates: tuple[int, ...] = (16000,)) -> list[dict]:
+async def measure_all(
+    url: str,
+    pid: int,
+    transports: list[str],
+    streams: int,
+    levels: list[int],
+    formats: list[str],
+    idle: float,
+    repeat: int,
+    rounds: int,
+    speed: float = 1.1,
+    rates: tuple[int, ...] = (16000,),
+) -> list[dict]:
     """Every transport in turn, `rounds` times over (alternated: they share the machine's background load)."""
     rows = []
     for round_no in range(rounds):
         for transport in transports:
             if transport in ("http", "http+speed"):
-                got = await measure(url, pid, streams, levels, formats, idle, repeat,
-                                    speed=speed if transport == "http+speed" else None, rates=rates)
+                got = await measure(
+                    url,
+                    pid,
+                    streams,
+                    levels,
+                    formats,
+                    idle,
+                    repeat,
+                    speed=speed if transport == "http+speed" else None,
+                    rates=rates,
+                )
             else:
                 got = await measure_socket(url, pid, transport, streams, levels, idle, repeat)
             for row in got:
@@ -339,42 +451,85 @@ def ratios(rows: list[dict]) -> list[dict]:
     for (transport, fmt, rate, conc), runs in groups.items():
         base = groups.get(("http", "pcm", 16000, conc))
         mean = sum(runs) / len(runs)
-        out.append({"transport": transport, "format": fmt, "sample_rate": rate, "concurrency": conc,
-                    "runs_ms_per_audio_s": runs,
-                    "mean_ms_per_audio_s": mean, "ratio_to_http_pcm": mean / (sum(base) / len(base)) if base else None})
+        out.append(
+            {
+                "transport": transport,
+                "format": fmt,
+                "sample_rate": rate,
+                "concurrency": conc,
+                "runs_ms_per_audio_s": runs,
+                "mean_ms_per_audio_s": mean,
+                "ratio_to_http_pcm": mean / (sum(base) / len(base)) if base else None,
+            }
+        )
     return out
 
 
 def main() -> int:
     if len(sys.argv) == 7 and sys.argv[1] == "--serve":
-        serve(int(sys.argv[2]), Path(sys.argv[3]) if sys.argv[3] else None, float(sys.argv[4]), int(sys.argv[5]),
-              sys.argv[6])
+        serve(
+            int(sys.argv[2]),
+            Path(sys.argv[3]) if sys.argv[3] else None,
+            float(sys.argv[4]),
+            int(sys.argv[5]),
+            sys.argv[6],
+        )
         return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--streams", type=int, default=32, help="requests per level (at least one per concurrent stream)")
+    p.add_argument(
+        "--streams", type=int, default=32, help="requests per level (at least one per concurrent stream)"
+    )
     p.add_argument("--concurrency", default="32,64")
     p.add_argument("--format", default="pcm,wav", help="HTTP's formats (the sockets ask for pcm)")
-    p.add_argument("--sample-rate", default="16000",
-                   help="HTTP's sample rates, comma-separated (48000: through AP-BWE's windows, the model free too)")
-    p.add_argument("--transport", default="http",
-                   help=f"comma-separated: http, http+speed (every request asks for --speed: a time-stretch) and "
-                   f"any of {', '.join(WS_TRANSPORTS)}, each with any of +ts (word timestamps), +deflate "
-                   "(permessage-deflate), +whole (the text in one message)")
+    p.add_argument(
+        "--sample-rate",
+        default="16000",
+        help="HTTP's sample rates, comma-separated (48000: through AP-BWE's windows, the model free too)",
+    )
+    p.add_argument(
+        "--transport",
+        default="http",
+        help=f"comma-separated: http, http+speed (every request asks for --speed: a time-stretch) and "
+        f"any of {', '.join(WS_TRANSPORTS)}, each with any of +ts (word timestamps), +deflate "
+        "(permessage-deflate), +whole (the text in one message)",
+    )
     p.add_argument("--speed", type=float, default=1.1, help="the speed http+speed asks for")
-    p.add_argument("--timestamps", action="store_true",
-                   help="also the native and Cartesia sockets with word timestamps (ws+ts, cartesia+ts)")
-    p.add_argument("--deflate", action="store_true",
-                   help="also every socket with permessage-deflate (name+deflate), as Pipecat's clients offer it")
+    p.add_argument(
+        "--timestamps",
+        action="store_true",
+        help="also the native and Cartesia sockets with word timestamps (ws+ts, cartesia+ts)",
+    )
+    p.add_argument(
+        "--deflate",
+        action="store_true",
+        help="also every socket with permessage-deflate (name+deflate), as Pipecat's clients offer it",
+    )
     p.add_argument("--rounds", type=int, default=1, help="times every transport runs, alternated")
     p.add_argument("--profile", type=Path, default=None)
-    p.add_argument("--repeat", type=int, default=3,
-                   help="the sentence's copies per request (~11 s of audio each; a short run on a shared machine: 1)")
-    p.add_argument("--tokens-per-s", type=float, default=75.0,
-                   help="the engine's ids per second per stream (50 semantic ids are one second of audio)")
-    p.add_argument("--stream-interval", type=int, default=None,
-                   help="ids per engine delta after the first; default TTS_LLM_STREAM_INTERVAL's default")
-    p.add_argument("--engine", choices=("paced", "vllm"), default="paced",
-                   help="paced: the stand-in (--tokens-per-s); vllm: the product's vLLM engine (run with .venv-vllm)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="the sentence's copies per request (~11 s of audio each; a short run on a shared machine: 1)",
+    )
+    p.add_argument(
+        "--tokens-per-s",
+        type=float,
+        default=75.0,
+        help="the engine's ids per second per stream (50 semantic ids are one second of audio)",
+    )
+    p.add_argument(
+        "--stream-interval",
+        type=int,
+        default=None,
+        help="ids per engine delta after the first; default TTS_LLM_STREAM_INTERVAL's default",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("paced", "vllm"),
+        default="paced",
+        help="paced: the stand-in (--tokens-per-s); vllm: the product's vLLM engine (run with .venv-vllm)",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "host_path" / "host_path.json")
     args = p.parse_args()
     interval = args.stream_interval or FIELDS["llm_stream_interval"].default
@@ -386,8 +541,15 @@ def main() -> int:
             transports += [f"{t}+ts" for t in ("ws", "cartesia") if t in transports]
         if args.deflate:
             transports += [f"{t}+deflate" for t in transports if not t.startswith("http")]
-        unknown = {t for t in transports if t not in ("http", "http+speed")
-                   and (t.split("+")[0] not in WS_TRANSPORTS or not set(t.split("+")[1:]) <= {"ts", "deflate", "whole"})}
+        unknown = {
+            t
+            for t in transports
+            if t not in ("http", "http+speed")
+            and (
+                t.split("+")[0] not in WS_TRANSPORTS
+                or not set(t.split("+")[1:]) <= {"ts", "deflate", "whole"}
+            )
+        }
         if unknown:
             p.error(f"unknown transport(s): {', '.join(sorted(unknown))}")
         # warm: first-request costs stay out
@@ -396,9 +558,21 @@ def main() -> int:
         idle = idle_cpu_rate(proc.pid)
         if args.profile:  # the levels only: start-up and warm-up stay out of the stage table
             httpx.post(f"{url}/bench/profile", params={"on": True}, timeout=10).raise_for_status()
-        rows = asyncio.run(measure_all(url, proc.pid, transports, args.streams,
-                                       [int(c) for c in args.concurrency.split(",")], formats, idle, args.repeat,
-                                       args.rounds, args.speed, rates))
+        rows = asyncio.run(
+            measure_all(
+                url,
+                proc.pid,
+                transports,
+                args.streams,
+                [int(c) for c in args.concurrency.split(",")],
+                formats,
+                idle,
+                args.repeat,
+                args.rounds,
+                args.speed,
+                rates,
+            )
+        )
         if args.profile:
             httpx.post(f"{url}/bench/profile", params={"on": False}, timeout=10).raise_for_status()
     finally:
@@ -407,45 +581,73 @@ def main() -> int:
     stages: dict[str, float] = {}
     if args.profile:
         audio = sum(r["audio_s"] for r in rows)
-        stages = {k: 1000 * v / audio for k, v in sorted(stage_table(args.profile.with_suffix(".prof")).items(),
-                                                         key=lambda kv: -kv[1])}
+        stages = {
+            k: 1000 * v / audio
+            for k, v in sorted(stage_table(args.profile.with_suffix(".prof")).items(), key=lambda kv: -kv[1])
+        }
         total = sum(stages.values())
         print("| stage (event-loop thread, under cProfile) | ms per audio s | share |")
         print("|---|---|---|")
         for name, ms in stages.items():
             print(f"| {name} | {ms:.3f} | {ms / total:.0%} |")
     print(f"idle server: {1000 * idle:.1f} ms CPU per wall second")
-    print("| round | transport | format | Hz | concurrency | streams | failed | audio s | wall s | server CPU s | "
-          "CPU ms per audio s | of which event loop | less idle |")
+    print(
+        "| round | transport | format | Hz | concurrency | streams | failed | audio s | wall s | server CPU s | "
+        "CPU ms per audio s | of which event loop | less idle |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['round']} | {r['transport']} | {r['format']} | {r.get('sample_rate', 16000)} | "
-              f"{r['concurrency']} | {r['streams']} | "
-              f"{r['failed']} | {r['audio_s']:.1f} | {r['wall_s']:.2f} | {r['server_cpu_s']:.3f} | "
-              f"{r['cpu_ms_per_audio_s'] or 0:.2f} | {r['loop_ms_per_audio_s'] or 0:.2f} | "
-              f"{r['marginal_ms_per_audio_s'] or 0:.2f} |")
+        print(
+            f"| {r['round']} | {r['transport']} | {r['format']} | {r.get('sample_rate', 16000)} | "
+            f"{r['concurrency']} | {r['streams']} | "
+            f"{r['failed']} | {r['audio_s']:.1f} | {r['wall_s']:.2f} | {r['server_cpu_s']:.3f} | "
+            f"{r['cpu_ms_per_audio_s'] or 0:.2f} | {r['loop_ms_per_audio_s'] or 0:.2f} | "
+            f"{r['marginal_ms_per_audio_s'] or 0:.2f} |"
+        )
     summary = ratios(rows)
     if len(transports) > 1 or len(rates) > 1:
-        print("| transport | format | Hz | concurrency | runs (CPU ms per audio s) | mean | ratio to HTTP pcm 16 kHz |")
+        print(
+            "| transport | format | Hz | concurrency | runs (CPU ms per audio s) | mean | ratio to HTTP pcm 16 kHz |"
+        )
         print("|---|---|---|---|---|---|---|")
         for g in summary:
             ratio = "-" if g["ratio_to_http_pcm"] is None else f"{g['ratio_to_http_pcm']:.2f}"
-            print(f"| {g['transport']} | {g['format']} | {g['sample_rate']} | {g['concurrency']} | "
-                  f"{', '.join(f'{v:.2f}' for v in g['runs_ms_per_audio_s'])} | {g['mean_ms_per_audio_s']:.2f} | "
-                  f"{ratio} |")
+            print(
+                f"| {g['transport']} | {g['format']} | {g['sample_rate']} | {g['concurrency']} | "
+                f"{', '.join(f'{v:.2f}' for v in g['runs_ms_per_audio_s'])} | {g['mean_ms_per_audio_s']:.2f} | "
+                f"{ratio} |"
+            )
     fits = {}
     for fmt in formats:
-        http = [r for r in rows if r["format"] == fmt and r["transport"] == "http" and r.get("sample_rate") == 16000]
+        http = [
+            r
+            for r in rows
+            if r["format"] == fmt and r["transport"] == "http" and r.get("sample_rate") == 16000
+        ]
         ab = fit(http) if len({r["concurrency"] for r in http}) > 1 else None  # one level: no slope to fit
         if ab is not None:
             fits[fmt] = {"cpu_s_per_wall_s": ab[0], "ms_per_audio_s": 1000 * ab[1]}
             print(f"fit {fmt}: CPU = {ab[0]:.3f} x wall + {1000 * ab[1]:.2f} ms x audio s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"engine": args.engine, "tokens_per_s": args.tokens_per_s if args.engine == "paced"
-                                    else None, "stream_interval": interval, "speed": args.speed,
-                                    "idle_cpu_per_wall_s": idle, "fits": fits, "levels": rows,
-                                    "transports": summary, "load_average": list(os.getloadavg()),
-                                    "profiled_stages_ms_per_audio_s": stages or None}, indent=2, default=str) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {
+                "engine": args.engine,
+                "tokens_per_s": args.tokens_per_s if args.engine == "paced" else None,
+                "stream_interval": interval,
+                "speed": args.speed,
+                "idle_cpu_per_wall_s": idle,
+                "fits": fits,
+                "levels": rows,
+                "transports": summary,
+                "load_average": list(os.getloadavg()),
+                "profiled_stages_ms_per_audio_s": stages or None,
+            },
+            indent=2,
+            default=str,
+        )
+        + "\n"
+    )
     return 0
 
 

@@ -58,7 +58,7 @@ def layout() -> VocabLayout:
 def deltas(lay: VocabLayout, tokens: int, interval: int, seed: int = 0) -> list[list[int]]:
     rng = np.random.default_rng(seed)
     ids = [lay.semantic_id(int(v)) for v in rng.integers(0, 8192, tokens)]
-    return [ids[i: i + interval] for i in range(0, len(ids), interval)]
+    return [ids[i : i + interval] for i in range(0, len(ids), interval)]
 
 
 def timed(run: Callable[[], Any], repeat: int) -> float:
@@ -78,11 +78,17 @@ class InstantSR:
         self.noise = (np.random.default_rng(2).standard_normal(3 * 16_000) * 0.05).astype(np.float32)
 
     async def run_timed(self, call: Any) -> tuple[list[np.ndarray], float]:
-        return [self.noise[w.keep_start: w.keep_end].copy() for w in call.windows], 0.0
+        return [self.noise[w.keep_start : w.keep_end].copy() for w in call.windows], 0.0
 
 
-def measure(interval: int, seconds: float, repeat: int, formats: list[str], sr48: bool = False,
-            resampled: bool = False) -> dict[str, float]:
+def measure(
+    interval: int,
+    seconds: float,
+    repeat: int,
+    formats: list[str],
+    sr48: bool = False,
+    resampled: bool = False,
+) -> dict[str, float]:
     settings = Settings()
     lay = layout()
     tokens = int(seconds * TOKENS_PER_SECOND)
@@ -127,29 +133,44 @@ def measure(interval: int, seconds: float, repeat: int, formats: list[str], sr48
 
         def go() -> None:
             async def body() -> None:
-                out = AudioOutput(resources, audio_format=fmt, sample_rate=rate, stream=True, want_bwe=False,
-                                  stats=PipelineStats())
+                out = AudioOutput(
+                    resources,
+                    audio_format=fmt,
+                    sample_rate=rate,
+                    stream=True,
+                    want_bwe=False,
+                    stats=PipelineStats(),
+                )
                 out.start_segment(last=True)
                 for c in chunks:
                     await out.push(c)
                 await out.finish()
 
             asyncio.run(body())
+
         return go
 
     def chain48(fmt: str, rate: int = 48000) -> Callable[[], None]:
         """The same chunks at 48 kHz: AP-BWE's windows planned, submitted to the real codec scheduler and answered at
         once by `InstantSR` (its kept rows copied out, as the device thread does), then framed and encoded (`rate`
         below 48 kHz: resampled from 48 kHz first, as the service does for 24 / 22.05 / 44.1 kHz)."""
-        resources = SimpleNamespace(settings=settings, sr=SimpleNamespace(grid=SR_GRID, context=SR_CONTEXT),
-                                    scheduler=None)
+        resources = SimpleNamespace(
+            settings=settings, sr=SimpleNamespace(grid=SR_GRID, context=SR_CONTEXT), scheduler=None
+        )
 
         def go() -> None:
             async def body() -> None:
                 async with CodecScheduler(InstantSR()) as scheduler:
                     handle = scheduler.open_stream()
-                    out = AudioOutput(resources, audio_format=fmt, sample_rate=rate, stream=True, want_bwe=True,
-                                      stats=PipelineStats(), handle=handle)
+                    out = AudioOutput(
+                        resources,
+                        audio_format=fmt,
+                        sample_rate=rate,
+                        stream=True,
+                        want_bwe=True,
+                        stats=PipelineStats(),
+                        handle=handle,
+                    )
                     out.start_segment(last=True)
                     for c in chunks:
                         await out.push(c)
@@ -157,9 +178,12 @@ def measure(interval: int, seconds: float, repeat: int, formats: list[str], sr48
                     handle.close()
 
             asyncio.run(body())
+
         return go
 
-    loop_cost = timed(lambda: asyncio.run(asyncio.sleep(0)), repeat)  # asyncio.run's own cost, taken off chain()
+    loop_cost = timed(
+        lambda: asyncio.run(asyncio.sleep(0)), repeat
+    )  # asyncio.run's own cost, taken off chain()
     audio_s = tokens / TOKENS_PER_SECOND
     results = {
         "parsing (TokenParser.feed)": timed(parse, repeat),
@@ -171,14 +195,18 @@ def measure(interval: int, seconds: float, repeat: int, formats: list[str], sr48
         results[f"audio chain + encoding, {fmt}"] = max(0.0, timed(chain(fmt), repeat) - loop_cost)
     if sr48:
         results["48 kHz: AP-BWE windows through the scheduler, chain + encoding, pcm"] = max(
-            0.0, timed(chain48("pcm"), repeat) - loop_cost)
+            0.0, timed(chain48("pcm"), repeat) - loop_cost
+        )
     if resampled:
         results["8 kHz: 16 -> 8 kHz resampled, chain + encoding, pcm"] = max(
-            0.0, timed(chain("pcm", 8000), repeat) - loop_cost)
+            0.0, timed(chain("pcm", 8000), repeat) - loop_cost
+        )
         results["24 kHz: AP-BWE windows, 48 -> 24 kHz resampled, chain + encoding, pcm"] = max(
-            0.0, timed(chain48("pcm", 24000), repeat) - loop_cost)
+            0.0, timed(chain48("pcm", 24000), repeat) - loop_cost
+        )
         results["22.05 kHz: AP-BWE windows, 48 -> 22.05 kHz resampled, chain + encoding, pcm"] = max(
-            0.0, timed(chain48("pcm", 22050), repeat) - loop_cost)
+            0.0, timed(chain48("pcm", 22050), repeat) - loop_cost
+        )
     return {name: 1e6 * value / audio_s for name, value in results.items()}
 
 
@@ -188,14 +216,24 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=34.0)
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--format", default="pcm,wav,mp3,opus")
-    p.add_argument("--sr48", action="store_true",
-                   help="also the 48 kHz chain: AP-BWE's windows through the codec scheduler (answered at once), pcm")
-    p.add_argument("--resampled", action="store_true",
-                   help="also pcm at 8 kHz (16 -> 8 kHz) and at 24 and 22.05 kHz (AP-BWE's windows as --sr48, then "
-                        "48 kHz resampled)")
-    p.add_argument("--out", type=Path, default=None, help="a JSON file (e.g. bench/results/host_stages/stages.json)")
+    p.add_argument(
+        "--sr48",
+        action="store_true",
+        help="also the 48 kHz chain: AP-BWE's windows through the codec scheduler (answered at once), pcm",
+    )
+    p.add_argument(
+        "--resampled",
+        action="store_true",
+        help="also pcm at 8 kHz (16 -> 8 kHz) and at 24 and 22.05 kHz (AP-BWE's windows as --sr48, then "
+        "48 kHz resampled)",
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, help="a JSON file (e.g. bench/results/host_stages/stages.json)"
+    )
     args = p.parse_args()
-    rows = measure(args.interval, args.seconds, args.repeat, args.format.split(","), args.sr48, args.resampled)
+    rows = measure(
+        args.interval, args.seconds, args.repeat, args.format.split(","), args.sr48, args.resampled
+    )
     print(f"| stage ({args.interval} ids per delta) | us CPU per audio s |")
     print("|---|---|")
     for name, us in rows.items():

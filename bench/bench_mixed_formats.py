@@ -30,12 +30,22 @@ from bench.loadgen import LevelSpec, run_level, summarise  # noqa: E402
 
 
 def listener_spec(url: str, n: int) -> LevelSpec:
-    return LevelSpec(base_url=url, concurrency=n, text=TEXT, sample_rate=16000, prebuffer_s=0.1, stagger_s=0.0)
+    return LevelSpec(
+        base_url=url, concurrency=n, text=TEXT, sample_rate=16000, prebuffer_s=0.1, stagger_s=0.0
+    )
 
 
-async def mixed(url: str, pid: int, listeners: int, compressed: int, fmt: str, lead_s: float) -> dict[str, Any]:
-    load = LevelSpec(base_url=url, concurrency=compressed, text=TEXT + " " + TEXT, sample_rate=24000,
-                     stagger_s=lead_s, audio_format=fmt)
+async def mixed(
+    url: str, pid: int, listeners: int, compressed: int, fmt: str, lead_s: float
+) -> dict[str, Any]:
+    load = LevelSpec(
+        base_url=url,
+        concurrency=compressed,
+        text=TEXT + " " + TEXT,
+        sample_rate=24000,
+        stagger_s=lead_s,
+        audio_format=fmt,
+    )
 
     async def listeners_later() -> dict[str, Any]:
         await asyncio.sleep(lead_s)
@@ -43,8 +53,10 @@ async def mixed(url: str, pid: int, listeners: int, compressed: int, fmt: str, l
 
     load_level, heard = await asyncio.gather(run_level(load, server_pid=pid), listeners_later())
     background = summarise(load_level)
-    return {"listeners": heard, "compressed": {k: background[k] for k in ("streams", "failed", "ttfb_p50_s",
-                                                                         "ttfb_p95_s")}}
+    return {
+        "listeners": heard,
+        "compressed": {k: background[k] for k in ("streams", "failed", "ttfb_p50_s", "ttfb_p95_s")},
+    }
 
 
 def ms(value: float | None) -> str:
@@ -63,7 +75,9 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         await run_level(listener_spec(url, 2), server_pid=process.pid)  # warm-up
         for round_ in range(args.rounds):
             alone = summarise(await run_level(listener_spec(url, args.listeners), server_pid=process.pid))
-            with_load = await mixed(url, process.pid, args.listeners, args.compressed, args.format, args.lead_s)
+            with_load = await mixed(
+                url, process.pid, args.listeners, args.compressed, args.format, args.lead_s
+            )
             rows.append({"round": round_, "alone": alone, **with_load})
     finally:
         process.terminate()
@@ -72,16 +86,20 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    print(f"| round | listeners' TTFA p50 / p95 alone (ms) | with {args.compressed} {args.format} streams (ms) | "
-          "p95 ratio | underruns alone / with | longest gap alone / with (ms) | "
-          f"{args.format} streams' TTFA p50 / p95 (ms) | failed |")
+    print(
+        f"| round | listeners' TTFA p50 / p95 alone (ms) | with {args.compressed} {args.format} streams (ms) | "
+        "p95 ratio | underruns alone / with | longest gap alone / with (ms) | "
+        f"{args.format} streams' TTFA p50 / p95 (ms) | failed |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         a, w, c = row["alone"], row["listeners"], row["compressed"]
-        print(f"| {row['round']} | {ms(a['ttfb_p50_s'])} / {ms(a['ttfb_p95_s'])} | {ms(w['ttfb_p50_s'])} / "
-              f"{ms(w['ttfb_p95_s'])} | {ratio(w['ttfb_p95_s'], a['ttfb_p95_s'])} | {a['underruns']} / "
-              f"{w['underruns']} | {ms(a['gap_max_s'])} / {ms(w['gap_max_s'])} | {ms(c['ttfb_p50_s'])} / "
-              f"{ms(c['ttfb_p95_s'])} | {a['failed'] + w['failed'] + c['failed']} |")
+        print(
+            f"| {row['round']} | {ms(a['ttfb_p50_s'])} / {ms(a['ttfb_p95_s'])} | {ms(w['ttfb_p50_s'])} / "
+            f"{ms(w['ttfb_p95_s'])} | {ratio(w['ttfb_p95_s'], a['ttfb_p95_s'])} | {a['underruns']} / "
+            f"{w['underruns']} | {ms(a['gap_max_s'])} / {ms(w['gap_max_s'])} | {ms(c['ttfb_p50_s'])} / "
+            f"{ms(c['ttfb_p95_s'])} | {a['failed'] + w['failed'] + c['failed']} |"
+        )
 
 
 def main() -> None:
@@ -97,7 +115,9 @@ def main() -> None:
     rows = asyncio.run(run(args))
     print_table(rows, args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rounds": rows}, indent=1))
+    args.out.write_text(
+        json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rounds": rows}, indent=1)
+    )
 
 
 if __name__ == "__main__":

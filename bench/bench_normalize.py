@@ -54,12 +54,24 @@ def main() -> None:
     for length in (200, 2_000, 20_000, 50_000):
         text = (REAL * (length // len(REAL) + 1))[:length]
         seconds = time_per_call(text, args.repeat)
-        rows.append({"input": "real sentences", "chars": length, "ms": seconds * 1000,
-                     "us_per_200_chars": seconds * 1e6 * 200 / length})
+        rows.append(
+            {
+                "input": "real sentences",
+                "chars": length,
+                "ms": seconds * 1000,
+                "us_per_200_chars": seconds * 1e6 * 200 / length,
+            }
+        )
     for name, text in ADVERSARIAL.items():
         seconds = time_per_call(text, max(1, args.repeat // 2))
-        rows.append({"input": f"adversarial: {name}", "chars": len(text), "ms": seconds * 1000,
-                     "us_per_200_chars": seconds * 1e6 * 200 / len(text)})
+        rows.append(
+            {
+                "input": f"adversarial: {name}",
+                "chars": len(text),
+                "ms": seconds * 1000,
+                "us_per_200_chars": seconds * 1e6 * 200 / len(text),
+            }
+        )
     print("| input | characters | time | µs per 200 characters |")
     print("|---|---|---|---|")
     for r in rows:

@@ -82,10 +82,20 @@ def turn_frames(pace: float) -> list:
 
 def make_tts(name: str, ws: str) -> object:
     if name == "elevenlabs":
-        return ElevenLabsTTSService(api_key=KEY, url=ws, sample_rate=16000, stop_frame_timeout_s=QUIET_S,
-                                    settings=ElevenLabsTTSService.Settings(voice="default"))
-    return CartesiaTTSService(api_key=KEY, url=f"{ws}/tts/websocket", sample_rate=16000, stop_frame_timeout_s=QUIET_S,
-                              settings=CartesiaTTSService.Settings(voice="default"))
+        return ElevenLabsTTSService(
+            api_key=KEY,
+            url=ws,
+            sample_rate=16000,
+            stop_frame_timeout_s=QUIET_S,
+            settings=ElevenLabsTTSService.Settings(voice="default"),
+        )
+    return CartesiaTTSService(
+        api_key=KEY,
+        url=f"{ws}/tts/websocket",
+        sample_rate=16000,
+        stop_frame_timeout_s=QUIET_S,
+        settings=CartesiaTTSService.Settings(voice="default"),
+    )
 
 
 async def measure(name: str, ws: str, pace: float, turns: int) -> list[float]:
@@ -94,9 +104,15 @@ async def measure(name: str, ws: str, pace: float, turns: int) -> list[float]:
     observer = FirstAudio(tts)
     frames = [f for _ in range(turns + 1) for f in turn_frames(pace)]
     await run_test(tts, frames_to_send=frames, observers=[observer])
-    got = [(audio - token) / 1e6 for token, audio in observer.turns[1:] if token is not None and audio is not None]
+    got = [
+        (audio - token) / 1e6
+        for token, audio in observer.turns[1:]
+        if token is not None and audio is not None
+    ]
     if len(got) != turns:
-        raise RuntimeError(f"{name} at {pace} tokens/s: {len(got)} of {turns} turns had audio ({observer.turns})")
+        raise RuntimeError(
+            f"{name} at {pace} tokens/s: {len(got)} of {turns} turns had audio ({observer.turns})"
+        )
     return got
 
 
@@ -109,10 +125,16 @@ class _Folders:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--turns", type=int, default=5, help="timed turns per client and pace (after a warm-up)")
+    parser.add_argument(
+        "--turns", type=int, default=5, help="timed turns per client and pace (after a warm-up)"
+    )
     parser.add_argument("--quick", action="store_true", help="3 turns")
-    parser.add_argument("--admission", action="store_true", help="admission on (off by default, as in the agents "
-                        "tier: on a shared CPU the event loop's lag reads as the modelled GPU's misses)")
+    parser.add_argument(
+        "--admission",
+        action="store_true",
+        help="admission on (off by default, as in the agents "
+        "tier: on a shared CPU the event loop's lag reads as the modelled GPU's misses)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "pipecat_first_audio.json")
     args = parser.parse_args()
     turns = 3 if args.quick else args.turns
@@ -124,24 +146,46 @@ def main() -> None:
     try:
         for pace in PACES:
             for name in ("elevenlabs", "cartesia"):
-                results.setdefault(name, {})[str(int(pace))] = asyncio.run(measure(name, server.ws, pace, turns))
+                results.setdefault(name, {})[str(int(pace))] = asyncio.run(
+                    measure(name, server.ws, pace, turns)
+                )
     finally:
         serving.close()
-    lines = ["Pipecat 1.14 first audio of a two-sentence reply (ms, median of "
-             f"{turns} turns; the stand-in server, admission {'on' if args.admission else 'off'})", "",
-             "| LLM tokens/s | ElevenLabs | Cartesia | ElevenLabs / Cartesia |", "|---|---|---|---|"]
+    lines = [
+        "Pipecat 1.14 first audio of a two-sentence reply (ms, median of "
+        f"{turns} turns; the stand-in server, admission {'on' if args.admission else 'off'})",
+        "",
+        "| LLM tokens/s | ElevenLabs | Cartesia | ElevenLabs / Cartesia |",
+        "|---|---|---|---|",
+    ]
     rows = []
     for pace in PACES:
         key = str(int(pace))
-        eleven, cartesia = statistics.median(results["elevenlabs"][key]), statistics.median(results["cartesia"][key])
-        rows.append({"tokens_per_s": pace, "elevenlabs_ms": round(eleven, 1), "cartesia_ms": round(cartesia, 1),
-                     "ratio": round(eleven / cartesia, 2)})
+        eleven, cartesia = (
+            statistics.median(results["elevenlabs"][key]),
+            statistics.median(results["cartesia"][key]),
+        )
+        rows.append(
+            {
+                "tokens_per_s": pace,
+                "elevenlabs_ms": round(eleven, 1),
+                "cartesia_ms": round(cartesia, 1),
+                "ratio": round(eleven / cartesia, 2),
+            }
+        )
         lines.append(f"| {key} | {eleven:.0f} | {cartesia:.0f} | {eleven / cartesia:.2f} |")
     table = "\n".join(lines)
     print(table)
-    meta = {"turns": turns, "admission": args.admission, "reply": REPLY, "wall_s": round(time.perf_counter() - started)}
+    meta = {
+        "turns": turns,
+        "admission": args.admission,
+        "reply": REPLY,
+        "wall_s": round(time.perf_counter() - started),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "rows": rows, "turns_ms": results, "table": table}, indent=2) + "\n")
+    args.out.write_text(
+        json.dumps({"meta": meta, "rows": rows, "turns_ms": results, "table": table}, indent=2) + "\n"
+    )
     print(f"\nwrote {args.out}")
 
 

@@ -31,8 +31,15 @@ sys.path.insert(0, str(ROOT))
 from audio.polyphase import PolyphaseResampler  # noqa: E402
 
 # (from, to): 16 kHz is BiCodec's rate (8 kHz: telephony; the rest when AP-BWE is not loaded), 48 kHz AP-BWE's
-CONVERSIONS = [(16000, 8000), (48000, 24000), (48000, 22050), (48000, 44100), (48000, 8000), (16000, 24000),
-               (16000, 48000)]
+CONVERSIONS = [
+    (16000, 8000),
+    (48000, 24000),
+    (48000, 22050),
+    (48000, 44100),
+    (48000, 8000),
+    (16000, 24000),
+    (16000, 48000),
+]
 
 
 class Soxr:
@@ -52,7 +59,7 @@ def measure(kind: str, in_rate: int, out_rate: int) -> dict:
     x = (rng.standard_normal(in_rate * 10) * 0.1).astype(np.float32)
     r, got, step = make(in_rate, out_rate), 0, in_rate // 100
     for i in range(100):
-        got += len(r.push(x[i * step:(i + 1) * step]))
+        got += len(r.push(x[i * step : (i + 1) * step]))
     held_ms = (out_rate - got) / out_rate * 1000
     first = len(make(in_rate, out_rate).push(x[: in_rate * 8 // 100])) / out_rate * 1000
     cpu = {}
@@ -63,11 +70,17 @@ def measure(kind: str, in_rate: int, out_rate: int) -> dict:
             r = make(in_rate, out_rate)
             t = time.perf_counter()
             for i in range(0, len(x), n):
-                r.push(x[i:i + n])
+                r.push(x[i : i + n])
             best = min(best, (time.perf_counter() - t) / 10)
         cpu[f"us_per_audio_s_{piece_ms}ms_pushes"] = round(best * 1e6, 1)
-    return {"resampler": kind, "from": in_rate, "to": out_rate, "held_ms": round(held_ms, 2),
-            "first_chunk_80ms_out_ms": round(first, 2), **cpu}
+    return {
+        "resampler": kind,
+        "from": in_rate,
+        "to": out_rate,
+        "held_ms": round(held_ms, 2),
+        "first_chunk_80ms_out_ms": round(first, 2),
+        **cpu,
+    }
 
 
 def main() -> int:
@@ -75,16 +88,30 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=ROOT / "bench/results/resampler/resampler.json")
     args = p.parse_args()
     rows = [measure(kind, a, b) for a, b in CONVERSIONS for kind in KINDS]
-    print("| from -> to | resampler | held back, ms | out of an 80 ms first chunk, ms | CPU us per audio s (1 s / 100 ms / "
-          "20 ms pushes) |")
+    print(
+        "| from -> to | resampler | held back, ms | out of an 80 ms first chunk, ms | CPU us per audio s (1 s / 100 ms / "
+        "20 ms pushes) |"
+    )
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['from']} -> {r['to']} | {r['resampler']} | {r['held_ms']} | {r['first_chunk_80ms_out_ms']} | "
-              f"{r['us_per_audio_s_1000ms_pushes']} / {r['us_per_audio_s_100ms_pushes']} / "
-              f"{r['us_per_audio_s_20ms_pushes']} |")
+        print(
+            f"| {r['from']} -> {r['to']} | {r['resampler']} | {r['held_ms']} | {r['first_chunk_80ms_out_ms']} | "
+            f"{r['us_per_audio_s_1000ms_pushes']} / {r['us_per_audio_s_100ms_pushes']} / "
+            f"{r['us_per_audio_s_20ms_pushes']} |"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": platform.machine(), "cpus": os.cpu_count(), "soxr": soxr.__version__,
-                                    "numpy": np.__version__, "rows": rows}, indent=1))
+    args.out.write_text(
+        json.dumps(
+            {
+                "machine": platform.machine(),
+                "cpus": os.cpu_count(),
+                "soxr": soxr.__version__,
+                "numpy": np.__version__,
+                "rows": rows,
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {args.out}")
     return 0
 

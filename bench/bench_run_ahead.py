@@ -29,12 +29,16 @@ from shared.settings import Settings  # noqa: E402
 SECONDS_PER_CHAR = 3.5 / 50.0
 MAX_AHEAD_S = Settings().stream.stream_max_ahead_s
 
-REPLY = ("Sure, I can help with that. Your order shipped yesterday and should arrive by Thursday afternoon. "
-         "If it does not, just call us back and we will send a replacement right away.")
-LONG_SENTENCE = ("The museum is open every day from nine in the morning until six in the evening, except on public "
-                 "holidays, when it closes at two, and the guided tours, which start at the main entrance every hour, "
-                 "are free for members.")
-PARAGRAPH = (REPLY + " " + LONG_SENTENCE)
+REPLY = (
+    "Sure, I can help with that. Your order shipped yesterday and should arrive by Thursday afternoon. "
+    "If it does not, just call us back and we will send a replacement right away."
+)
+LONG_SENTENCE = (
+    "The museum is open every day from nine in the morning until six in the evening, except on public "
+    "holidays, when it closes at two, and the guided tours, which start at the main entrance every hour, "
+    "are free for members."
+)
+PARAGRAPH = REPLY + " " + LONG_SENTENCE
 CASES = [  # (name, text, streamed token by token like an LLM or sent in one message)
     ("LLM reply, 3 sentences, token by token", REPLY, True),
     ("one 200-character sentence, token by token", LONG_SENTENCE, True),
@@ -59,9 +63,14 @@ def chunks(text: str, streamed: bool, threshold: int, target: int) -> list[str]:
 def main() -> int:
     settings = Settings()
     cap = settings.text.stream_chunk_max_chars
-    configs = [("HTTP sizes (220/170)", settings.text.chunking_threshold_chars, settings.text.chunk_target_chars),
-               (f"streaming cap {cap}", min(settings.text.chunking_threshold_chars, cap),
-                min(settings.text.chunk_target_chars, cap))]
+    configs = [
+        ("HTTP sizes (220/170)", settings.text.chunking_threshold_chars, settings.text.chunk_target_chars),
+        (
+            f"streaming cap {cap}",
+            min(settings.text.chunking_threshold_chars, cap),
+            min(settings.text.chunk_target_chars, cap),
+        ),
+    ]
     rows = []
     print("| case | chunking | chunks (characters) | largest chunk (s of speech) | run-ahead bound (s) |")
     print("|---|---|---|---|---|")
@@ -69,15 +78,24 @@ def main() -> int:
         for label, threshold, target in configs:
             sizes = [len(c) for c in chunks(text, streamed, threshold, target)]
             largest = max(sizes) * SECONDS_PER_CHAR
-            row = {"case": name, "chunking": label, "chunk_chars": sizes, "largest_chunk_s": round(largest, 1),
-                   "run_ahead_bound_s": round(MAX_AHEAD_S + largest, 1)}
+            row = {
+                "case": name,
+                "chunking": label,
+                "chunk_chars": sizes,
+                "largest_chunk_s": round(largest, 1),
+                "run_ahead_bound_s": round(MAX_AHEAD_S + largest, 1),
+            }
             rows.append(row)
-            print(f"| {name} | {label} | {', '.join(map(str, sizes))} | {row['largest_chunk_s']} | "
-                  f"{row['run_ahead_bound_s']} |")
+            print(
+                f"| {name} | {label} | {', '.join(map(str, sizes))} | {row['largest_chunk_s']} | "
+                f"{row['run_ahead_bound_s']} |"
+            )
     out = ROOT / "bench" / "results" / "run_ahead.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"seconds_per_char": SECONDS_PER_CHAR, "max_ahead_s": MAX_AHEAD_S, "rows": rows},
-                              indent=1) + "\n")
+    out.write_text(
+        json.dumps({"seconds_per_char": SECONDS_PER_CHAR, "max_ahead_s": MAX_AHEAD_S, "rows": rows}, indent=1)
+        + "\n"
+    )
     return 0
 
 

@@ -78,17 +78,36 @@ def variant_options(variant: str, device: str) -> tuple[dict[str, str], list[str
     return env, flags
 
 
-def spawn_server(model_dir: Path, log_path: Path, *, rate: float, env: dict[str, str], flags: list[str],
-                 device: str, codec: str) -> Server:
+def spawn_server(
+    model_dir: Path,
+    log_path: Path,
+    *,
+    rate: float,
+    env: dict[str, str],
+    flags: list[str],
+    device: str,
+    codec: str,
+) -> Server:
     """One serve_paced.py server on a free port (bench/harness.py), not yet ready."""
-    return harness.spawn_server(paced_command(rate, codec, flags), demo_env(model_dir, device, **env), log_path)
+    return harness.spawn_server(
+        paced_command(rate, codec, flags), demo_env(model_dir, device, **env), log_path
+    )
 
 
-def start_server(model_dir: Path, log_path: Path, *, rate: float = 100.0, env: dict[str, str] | None = None,
-                 flags: list[str] | None = None, device: str = "cpu", codec: str = "demo") -> Server:
+def start_server(
+    model_dir: Path,
+    log_path: Path,
+    *,
+    rate: float = 100.0,
+    env: dict[str, str] | None = None,
+    flags: list[str] | None = None,
+    device: str = "cpu",
+    codec: str = "demo",
+) -> Server:
     """One serve_paced.py server on a free port, ready (used by tests and ad-hoc runs)."""
-    return harness.start_server(paced_command(rate, codec, flags or []), demo_env(model_dir, device, **(env or {})),
-                                log_path)
+    return harness.start_server(
+        paced_command(rate, codec, flags or []), demo_env(model_dir, device, **(env or {})), log_path
+    )
 
 
 # -------------------------------------------------------------------------------------- an ideal service

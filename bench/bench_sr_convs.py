@@ -41,7 +41,9 @@ def _torch_convs() -> contextlib.AbstractContextManager[None]:
     @contextlib.contextmanager
     def swapped():
         saved = apbwe.depthwise_conv1d, apbwe._conv
-        apbwe.depthwise_conv1d = lambda x, w, b: F.conv1d(x, w, b, padding=w.shape[-1] // 2, groups=w.shape[0])
+        apbwe.depthwise_conv1d = lambda x, w, b: F.conv1d(
+            x, w, b, padding=w.shape[-1] // 2, groups=w.shape[0]
+        )
         apbwe._conv = lambda conv, x: conv(x)
         try:
             yield
@@ -86,18 +88,38 @@ def main(argv: list[str] | None = None) -> None:
             onednn_off = _best(forward, args.reps)
         with _torch_convs():
             onednn_on = _best(forward, args.reps)
-        rows.append({"window_s": seconds, "exact_ms": exact * 1e3, "onednn_off_ms": onednn_off * 1e3,
-                     "onednn_on_ms": onednn_on * 1e3, "onednn_off_over_exact": onednn_off / exact,
-                     "onednn_on_over_exact": onednn_on / exact})
+        rows.append(
+            {
+                "window_s": seconds,
+                "exact_ms": exact * 1e3,
+                "onednn_off_ms": onednn_off * 1e3,
+                "onednn_on_ms": onednn_on * 1e3,
+                "onednn_off_over_exact": onednn_off / exact,
+                "onednn_on_over_exact": onednn_on / exact,
+            }
+        )
     print(f"threads {args.threads}, best of {args.reps}\n")
     print("| window | exact | torch, oneDNN off (before) | torch, oneDNN on |")
     print("|---|---|---|---|")
     for r in rows:
-        print(f"| {r['window_s']} s | {r['exact_ms']:.0f} ms | {r['onednn_off_ms']:.0f} ms "
-              f"({r['onednn_off_over_exact']:.2f}x) | {r['onednn_on_ms']:.0f} ms ({r['onednn_on_over_exact']:.2f}x) |")
+        print(
+            f"| {r['window_s']} s | {r['exact_ms']:.0f} ms | {r['onednn_off_ms']:.0f} ms "
+            f"({r['onednn_off_over_exact']:.2f}x) | {r['onednn_on_ms']:.0f} ms ({r['onednn_on_over_exact']:.2f}x) |"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "threads": args.threads,
-                                    "torch": torch.__version__, "rows": rows}, indent=2) + "\n", encoding="utf-8")
+    args.out.write_text(
+        json.dumps(
+            {
+                "machine": platform.processor() or platform.machine(),
+                "threads": args.threads,
+                "torch": torch.__version__,
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
 
 
 if __name__ == "__main__":

@@ -74,15 +74,23 @@ def main() -> int:
     for round_ in range(args.rounds):
         for together in (False, True):
             us, batch = asyncio.run(one_round(args.streams, args.chunks, together))
-            rows.append({"round": round_, "way": "together" if together else "one task each", "us_per_window": us,
-                         "windows_per_call": batch})
+            rows.append(
+                {
+                    "round": round_,
+                    "way": "together" if together else "one task each",
+                    "us_per_window": us,
+                    "windows_per_call": batch,
+                }
+            )
     print("| round | one task each: us CPU per window (windows per call) | together | ratio |")
     print("|---|---|---|---|")
     for round_ in range(args.rounds):
         each, together = (r for r in rows if r["round"] == round_)
-        print(f"| {round_} | {each['us_per_window']:.1f} ({each['windows_per_call']:.1f}) "
-              f"| {together['us_per_window']:.1f} ({together['windows_per_call']:.1f}) "
-              f"| {together['us_per_window'] / each['us_per_window']:.2f} |")
+        print(
+            f"| {round_} | {each['us_per_window']:.1f} ({each['windows_per_call']:.1f}) "
+            f"| {together['us_per_window']:.1f} ({together['windows_per_call']:.1f}) "
+            f"| {together['us_per_window'] / each['us_per_window']:.2f} |"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"streams": args.streams, "chunks": args.chunks, "rows": rows}, indent=2))
     return 0

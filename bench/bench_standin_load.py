@@ -27,16 +27,24 @@ sys.path.insert(0, str(ROOT))
 from bench.harness import standin_command, start_server, write_results  # noqa: E402
 from bench.loadgen import LevelSpec, run_level, summarise  # noqa: E402
 
-TEXT = ("The quick brown fox jumps over the lazy dog, then naps in the warm afternoon sun while the children play "
-        "by the river and the old miller counts his sacks of flour.")
+TEXT = (
+    "The quick brown fox jumps over the lazy dog, then naps in the warm afternoon sun while the children play "
+    "by the river and the old miller counts his sacks of flour."
+)
 
 
-def start(cost_model: Path, log: Path, admission: str = "auto",
-          extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+def start(
+    cost_model: Path, log: Path, admission: str = "auto", extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str]:
     """The stand-in server (bench/harness.py, `standin_command`) on the demo checkpoint, ready: its process and URL."""
-    env = {"TTS_AUTH_ENABLED": "false", "TTS_DEVICE": "cpu",
-           "TTS_DEMO_DIR": str(Path(tempfile.gettempdir()) / "tts-standin-demo"), "PYTHONUNBUFFERED": "1",
-           "TTS_ADMISSION": admission, **(extra_env or {})}
+    env = {
+        "TTS_AUTH_ENABLED": "false",
+        "TTS_DEVICE": "cpu",
+        "TTS_DEMO_DIR": str(Path(tempfile.gettempdir()) / "tts-standin-demo"),
+        "PYTHONUNBUFFERED": "1",
+        "TTS_ADMISSION": admission,
+        **(extra_env or {}),
+    }
     server = start_server(standin_command(cost_model), env, log)
     return server.process, server.url
 
@@ -48,18 +56,26 @@ def first_chunk_schedules(url: str) -> dict[str, float]:
     out = {}
     for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
         if line.startswith("veena3_tts_first_chunk_schedules_total{"):
-            labels, value = line[line.index("{") + 1:].split("}")
+            labels, value = line[line.index("{") + 1 :].split("}")
             pairs = dict(part.split("=", 1) for part in labels.split(","))
             out[f"{pairs['schedule'].strip(chr(34))}/{pairs['reason'].strip(chr(34))}"] = float(value)
     return out
 
 
-async def levels(url: str, pid: int, concurrency: int, speed: float | None = None,
-                 sample_rate: int = 16000) -> list[dict]:
+async def levels(
+    url: str, pid: int, concurrency: int, speed: float | None = None, sample_rate: int = 16000
+) -> list[dict]:
     rows = []
     for n in (1, concurrency):
-        spec = LevelSpec(base_url=url, concurrency=n, text=TEXT, sample_rate=sample_rate, prebuffer_s=0.1,
-                         stagger_s=0.0, speed=speed)
+        spec = LevelSpec(
+            base_url=url,
+            concurrency=n,
+            text=TEXT,
+            sample_rate=sample_rate,
+            prebuffer_s=0.1,
+            stagger_s=0.0,
+            speed=speed,
+        )
         rows.append(summarise(await run_level(spec, server_pid=pid)))
     return rows
 
@@ -68,13 +84,26 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cost-model", type=Path, default=ROOT / "bench" / "cost_models" / "h100-tf32.json")
     p.add_argument("--concurrency", type=int, default=32)
-    p.add_argument("--admission", choices=("auto", "on", "off"), default="auto",
-                   help="TTS_ADMISSION for the server (auto: on with the stand-in), to compare with it off")
-    p.add_argument("--speed", type=float, default=None,
-                   help="every request's speed (the audio chain time-stretches it); default: none asked")
-    p.add_argument("--sample-rate", type=int, choices=(8000, 16000, 22050, 24000, 44100, 48000), default=16000,
-                   help="above 16000: through AP-BWE's windows (the stand-in's sr_ms), then the resampler below 48000; "
-                        "8000: the resampler alone")
+    p.add_argument(
+        "--admission",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="TTS_ADMISSION for the server (auto: on with the stand-in), to compare with it off",
+    )
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=None,
+        help="every request's speed (the audio chain time-stretches it); default: none asked",
+    )
+    p.add_argument(
+        "--sample-rate",
+        type=int,
+        choices=(8000, 16000, 22050, 24000, 44100, 48000),
+        default=16000,
+        help="above 16000: through AP-BWE's windows (the stand-in's sr_ms), then the resampler below 48000; "
+        "8000: the resampler alone",
+    )
     p.add_argument("--out", type=Path, default=None, help="default bench/results/standin_load/RATE.json")
     args = p.parse_args()
     args.out = args.out or ROOT / "bench" / "results" / "standin_load" / f"{args.sample_rate}.json"
@@ -93,14 +122,27 @@ def main() -> int:
     print("|---|---|---|---|---|")
     for r in rows:
         cpu = r.get("cpu_s_per_audio_s")
-        print(f"| {r['concurrency']} | {1000 * r['ttfb_p50_s']:.0f} | {1000 * r['ttfb_p95_s']:.0f} | "
-              f"{r['underruns']} ({r['streams_with_underruns']}) | {cpu if cpu is None else round(cpu, 4)} |")
-    print(f"p95 at {args.concurrency} / p50 alone: {ratio:.2f}; goal p95 <= {1000 * goal:.0f} ms "
-          f"({'met' if many['ttfb_p95_s'] <= goal and many['underruns'] == 0 else 'NOT met'})")
+        print(
+            f"| {r['concurrency']} | {1000 * r['ttfb_p50_s']:.0f} | {1000 * r['ttfb_p95_s']:.0f} | "
+            f"{r['underruns']} ({r['streams_with_underruns']}) | {cpu if cpu is None else round(cpu, 4)} |"
+        )
+    print(
+        f"p95 at {args.concurrency} / p50 alone: {ratio:.2f}; goal p95 <= {1000 * goal:.0f} ms "
+        f"({'met' if many['ttfb_p95_s'] <= goal and many['underruns'] == 0 else 'NOT met'})"
+    )
     print(f"first-chunk schedules (both levels, schedule/reason): {schedules or 'none (admission off)'}")
-    write_results(args.out, {"cost_model": str(args.cost_model.name), "levels": rows, "ratio_p95_over_p50": ratio,
-                             "admission": args.admission, "first_chunk_schedules": schedules, "speed": args.speed,
-                             "sample_rate": args.sample_rate})
+    write_results(
+        args.out,
+        {
+            "cost_model": str(args.cost_model.name),
+            "levels": rows,
+            "ratio_p95_over_p50": ratio,
+            "admission": args.admission,
+            "first_chunk_schedules": schedules,
+            "speed": args.speed,
+            "sample_rate": args.sample_rate,
+        },
+    )
     return 0
 
 

@@ -50,9 +50,15 @@ async def first_audio(runtime: ModelRuntime, request: SynthesisRequest) -> tuple
 
 
 def request(runtime: ModelRuntime, request_id: str, text: str, voice, seed: int) -> SynthesisRequest:
-    return SynthesisRequest(request_id=request_id, text=text, voice=voice, audio_format="pcm",
-                            sample_rate=NATIVE_RATE, stream=True,
-                            sampling=SamplingOptions.with_defaults(runtime.settings, seed=seed))
+    return SynthesisRequest(
+        request_id=request_id,
+        text=text,
+        voice=voice,
+        audio_format="pcm",
+        sample_rate=NATIVE_RATE,
+        stream=True,
+        sampling=SamplingOptions.with_defaults(runtime.settings, seed=seed),
+    )
 
 
 def prompt_build_s(runtime: ModelRuntime, voice, global_tokens, rounds: int = 50) -> float:
@@ -69,26 +75,42 @@ async def run(args: argparse.Namespace) -> dict:
     from core.demo.checkpoint import build_demo_checkpoint
 
     model_dir = build_demo_checkpoint(ROOT / "var" / "bench-demo-model", seed=0)
-    settings = Settings(model_dir=model_dir, warmup=False, auth_enabled=False, sr_enabled=False, log_json=False,
-                        log_level="WARNING", continuity_prefix_s=args.prefix_s)
+    settings = Settings(
+        model_dir=model_dir,
+        warmup=False,
+        auth_enabled=False,
+        sr_enabled=False,
+        log_json=False,
+        log_level="WARNING",
+        continuity_prefix_s=args.prefix_s,
+    )
     runtime = ModelRuntime(settings)
     await runtime.start()
-    pace = PaceConfig(tokens_per_s=args.rate, prefill_s=args.prefill_ms / 1000, tick_s=args.tick_ms / 1000,
-                      prefill_per_token_s=args.prefill_per_token_ms / 1000)
+    pace = PaceConfig(
+        tokens_per_s=args.rate,
+        prefill_s=args.prefill_ms / 1000,
+        tick_s=args.tick_ms / 1000,
+        prefill_per_token_s=args.prefill_per_token_ms / 1000,
+    )
     await runtime.engine.shutdown()
     runtime.engine = PacedEngine.from_tokenizer(runtime.tokenizer, runtime.layout, pace)
     continuity = Continuity(settings, runtime, MemoryRecentStore())
     voice = runtime.voices.resolve("fixed")
     rows: dict[str, list[tuple[float, int]]] = {"unstitched": [], "stitched": []}
     try:
-        previous = SynthesisJob(runtime.pipeline_resources(), request(runtime, "previous", PREVIOUS, voice, 1))
+        previous = SynthesisJob(
+            runtime.pipeline_resources(), request(runtime, "previous", PREVIOUS, voice, 1)
+        )
         continuity.track(previous, None)
         await previous.collect()
         stitched_voice = await continuity.stitched_voice(voice, ["previous"], None, voice_named=True)
-        extra_ids = (len(prompt_for(runtime, TEXT, stitched_voice, stitched_voice.global_tokens)[0])
-                     - len(prompt_for(runtime, TEXT, voice, voice.global_tokens)[0]))
-        build_s = {kind: prompt_build_s(runtime, used, voice.global_tokens)
-                   for kind, used in (("unstitched", voice), ("stitched", stitched_voice))}
+        extra_ids = len(prompt_for(runtime, TEXT, stitched_voice, stitched_voice.global_tokens)[0]) - len(
+            prompt_for(runtime, TEXT, voice, voice.global_tokens)[0]
+        )
+        build_s = {
+            kind: prompt_build_s(runtime, used, voice.global_tokens)
+            for kind, used in (("unstitched", voice), ("stitched", stitched_voice))
+        }
         await first_audio(runtime, request(runtime, "warm", TEXT, voice, 0))
         for i in range(args.repeats):
             for kind, used in (("unstitched", voice), ("stitched", stitched_voice)):
@@ -98,16 +120,29 @@ async def run(args: argparse.Namespace) -> dict:
         await runtime.shutdown()
     extra_prefill_s = extra_ids * pace.prefill_per_token_s
     extra_build_s = build_s["stitched"] - build_s["unstitched"]
-    summary = {kind: {"ttfa_p50_ms": 1000 * statistics.median(t for t, _ in values),
-                      "ttfa_max_ms": 1000 * max(t for t, _ in values),
-                      "steps_before_audio": sorted({s for _, s in values})} for kind, values in rows.items()}
+    summary = {
+        kind: {
+            "ttfa_p50_ms": 1000 * statistics.median(t for t, _ in values),
+            "ttfa_max_ms": 1000 * max(t for t, _ in values),
+            "steps_before_audio": sorted({s for _, s in values}),
+        }
+        for kind, values in rows.items()
+    }
     difference_ms = summary["stitched"]["ttfa_p50_ms"] - summary["unstitched"]["ttfa_p50_ms"]
-    return {"repeats": args.repeats, "rate_tokens_per_s": args.rate, "prefix_s": args.prefix_s,
-            "prefill_ms": args.prefill_ms, "prefill_per_token_ms": args.prefill_per_token_ms,
-            "extra_prompt_ids": extra_ids, "extra_prefill_ms": 1000 * extra_prefill_s,
-            "extra_prompt_build_ms": 1000 * extra_build_s, "stitched_minus_unstitched_p50_ms": difference_ms,
-            "within_extra_prefill_build_and_tick": difference_ms <= 1000 * (extra_prefill_s + extra_build_s + pace.tick_s),
-            "cells": summary}
+    return {
+        "repeats": args.repeats,
+        "rate_tokens_per_s": args.rate,
+        "prefix_s": args.prefix_s,
+        "prefill_ms": args.prefill_ms,
+        "prefill_per_token_ms": args.prefill_per_token_ms,
+        "extra_prompt_ids": extra_ids,
+        "extra_prefill_ms": 1000 * extra_prefill_s,
+        "extra_prompt_build_ms": 1000 * extra_build_s,
+        "stitched_minus_unstitched_p50_ms": difference_ms,
+        "within_extra_prefill_build_and_tick": difference_ms
+        <= 1000 * (extra_prefill_s + extra_build_s + pace.tick_s),
+        "cells": summary,
+    }
 
 
 def main() -> None:
@@ -117,17 +152,25 @@ def main() -> None:
     parser.add_argument("--prefix-s", type=float, default=4.0, help="TTS_CONTINUITY_PREFIX_S")
     parser.add_argument("--prefill-ms", type=float, default=20.0, help="fixed prefill per request")
     parser.add_argument("--prefill-per-token-ms", type=float, default=0.1, help="prefill per prompt id")
-    parser.add_argument("--tick-ms", type=float, default=2.0, help="the engine's wake-up interval (its time grain)")
+    parser.add_argument(
+        "--tick-ms", type=float, default=2.0, help="the engine's wake-up interval (its time grain)"
+    )
     args = parser.parse_args()
     result = asyncio.run(run(args))
-    print(f"extra prompt ids: {result['extra_prompt_ids']}, extra prefill: {result['extra_prefill_ms']:.1f} ms, extra "
-          f"prompt build (tokenising the prefix): {result['extra_prompt_build_ms']:.1f} ms\n")
+    print(
+        f"extra prompt ids: {result['extra_prompt_ids']}, extra prefill: {result['extra_prefill_ms']:.1f} ms, extra "
+        f"prompt build (tokenising the prefix): {result['extra_prompt_build_ms']:.1f} ms\n"
+    )
     print("| request | TTFA p50 (ms) | TTFA max (ms) | engine ids before audio |")
     print("|---|---|---|---|")
     for kind, cell in result["cells"].items():
-        print(f"| {kind} | {cell['ttfa_p50_ms']:.1f} | {cell['ttfa_max_ms']:.1f} | {cell['steps_before_audio']} |")
-    print(f"\nstitched - unstitched (p50): {result['stitched_minus_unstitched_p50_ms']:.1f} ms; within extra prefill "
-          f"+ prompt build + one tick: {result['within_extra_prefill_build_and_tick']}")
+        print(
+            f"| {kind} | {cell['ttfa_p50_ms']:.1f} | {cell['ttfa_max_ms']:.1f} | {cell['steps_before_audio']} |"
+        )
+    print(
+        f"\nstitched - unstitched (p50): {result['stitched_minus_unstitched_p50_ms']:.1f} ms; within extra prefill "
+        f"+ prompt build + one tick: {result['within_extra_prefill_build_and_tick']}"
+    )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
 

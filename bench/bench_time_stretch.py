@@ -39,7 +39,7 @@ def speech_like(seconds: float) -> np.ndarray:
 
 def ours(samples: np.ndarray, speed: float) -> np.ndarray:
     stretch = StreamingTimeStretch(speed)
-    parts = [stretch.push(samples[i:i + PIECE]) for i in range(0, samples.size, PIECE)]
+    parts = [stretch.push(samples[i : i + PIECE]) for i in range(0, samples.size, PIECE)]
     return np.concatenate([*parts, stretch.finish()])
 
 
@@ -48,11 +48,15 @@ def audiotsm_wsola(samples: np.ndarray, speed: float) -> np.ndarray:
     from audiotsm import wsola
     from audiotsm.io.array import ArrayReader, ArrayWriter
 
-    tsm = wsola(1, speed=speed, frame_length=FRAME_SAMPLES,
-                synthesis_hop=min(FRAME_SAMPLES // 2, int(FRAME_SAMPLES / speed)))
+    tsm = wsola(
+        1,
+        speed=speed,
+        frame_length=FRAME_SAMPLES,
+        synthesis_hop=min(FRAME_SAMPLES // 2, int(FRAME_SAMPLES / speed)),
+    )
     writer = ArrayWriter(1)
     for i in range(0, samples.size, PIECE):
-        reader = ArrayReader(samples[i:i + PIECE].reshape(1, -1))
+        reader = ArrayReader(samples[i : i + PIECE].reshape(1, -1))
         finished = False
         while not (finished and reader.empty):
             tsm.read_from(reader)
@@ -69,9 +73,14 @@ def measure(fn, samples: np.ndarray, speed: float) -> dict:  # noqa: ANN001
         started = time.process_time()
         out = fn(samples, speed)
         best = min(best, time.process_time() - started)
-    rms = float(np.sqrt(np.mean(out.astype(np.float64) ** 2)) / np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
-    return {"ms_per_audio_s": 1000 * best / (samples.size / RATE), "duration_ratio": samples.size / out.size / speed,
-            "level_ratio": rms}
+    rms = float(
+        np.sqrt(np.mean(out.astype(np.float64) ** 2)) / np.sqrt(np.mean(samples.astype(np.float64) ** 2))
+    )
+    return {
+        "ms_per_audio_s": 1000 * best / (samples.size / RATE),
+        "duration_ratio": samples.size / out.size / speed,
+        "level_ratio": rms,
+    }
 
 
 def main() -> int:
@@ -93,17 +102,29 @@ def main() -> int:
         if have_audiotsm:
             row["audiotsm"] = measure(audiotsm_wsola, samples, speed)
         rows.append(row)
-    print("| speed | ours: ms CPU per audio s | duration x speed / input | level | audiotsm: ms per audio s | "
-          "duration | level | ours / audiotsm CPU |")
+    print(
+        "| speed | ours: ms CPU per audio s | duration x speed / input | level | audiotsm: ms per audio s | "
+        "duration | level | ours / audiotsm CPU |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         o, a = r["ours"], r.get("audiotsm")
-        other = (f"{a['ms_per_audio_s']:.2f} | {a['duration_ratio']:.4f} | {a['level_ratio']:.3f} | "
-                 f"{o['ms_per_audio_s'] / a['ms_per_audio_s']:.2f}") if a else "- | - | - | -"
-        print(f"| {r['speed']} | {o['ms_per_audio_s']:.2f} | {o['duration_ratio']:.4f} | {o['level_ratio']:.3f} | "
-              f"{other} |")
+        other = (
+            (
+                f"{a['ms_per_audio_s']:.2f} | {a['duration_ratio']:.4f} | {a['level_ratio']:.3f} | "
+                f"{o['ms_per_audio_s'] / a['ms_per_audio_s']:.2f}"
+            )
+            if a
+            else "- | - | - | -"
+        )
+        print(
+            f"| {r['speed']} | {o['ms_per_audio_s']:.2f} | {o['duration_ratio']:.4f} | {o['level_ratio']:.3f} | "
+            f"{other} |"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"seconds": args.seconds, "piece_samples": PIECE, "rows": rows}, indent=2) + "\n")
+    args.out.write_text(
+        json.dumps({"seconds": args.seconds, "piece_samples": PIECE, "rows": rows}, indent=2) + "\n"
+    )
     return 0
 
 

@@ -49,8 +49,10 @@ from websockets.asyncio.client import connect  # noqa: E402
 from bench.bench_service import start_server, stop_server  # noqa: E402
 from bench.ws_speakers import turn  # noqa: E402
 
-TEXT = ("Thanks for calling. Your order of three items shipped this morning and should arrive on Thursday. "
-        "Is there anything else I can help you with today, or would you like a text message when it is delivered?")
+TEXT = (
+    "Thanks for calling. Your order of three items shipped this morning and should arrive on Thursday. "
+    "Is there anything else I can help you with today, or would you like a text message when it is delivered?"
+)
 RATE = 16_000  # every transport asks for 16 kHz 16-bit PCM (f32 nowhere), so bytes / 32000 = seconds
 TRANSPORTS = ("http", "openai-sse", "ws", "elevenlabs-http", "elevenlabs-ws", "cartesia-ws", "cartesia-sse")
 
@@ -84,7 +86,13 @@ class Run:
 # ------------------------------------------------------------------------------------------------ transports
 async def http_stream(client: httpx.AsyncClient, timed: bool) -> Run:
     run = Run()
-    body = {"text": TEXT, "stream": True, "format": "pcm", "seed": 1, **({"timestamps": "word"} if timed else {})}
+    body = {
+        "text": TEXT,
+        "stream": True,
+        "format": "pcm",
+        "seed": 1,
+        **({"timestamps": "word"} if timed else {}),
+    }
 
     def on_item(item: dict) -> None:
         if item["type"] == "audio":
@@ -111,8 +119,14 @@ async def read_body(response: httpx.Response, run: Run, timed: bool, on_item: Ca
 
 async def openai_sse(client: httpx.AsyncClient, timed: bool) -> Run:
     run = Run()
-    body = {"model": "tts-1", "voice": "alloy", "input": TEXT, "response_format": "pcm", "stream_format": "sse",
-            **({"timestamps": "word"} if timed else {})}
+    body = {
+        "model": "tts-1",
+        "voice": "alloy",
+        "input": TEXT,
+        "response_format": "pcm",
+        "stream_format": "sse",
+        **({"timestamps": "word"} if timed else {}),
+    }
     rate_scale = 24_000 / RATE  # OpenAI's pcm is 24 kHz
     run.start()
     async with client.stream("POST", "/v1/audio/speech", json=body) as response:
@@ -132,8 +146,11 @@ async def native_ws(base: str, timed: bool) -> Run:
     run = Run()
     async with connect(base + "/v1/tts/ws", max_size=None) as ws:
         run.start()
-        await ws.send(json.dumps({"type": "start", "format": "pcm", "seed": 1,
-                                  **({"timestamps": "word"} if timed else {})}))
+        await ws.send(
+            json.dumps(
+                {"type": "start", "format": "pcm", "seed": 1, **({"timestamps": "word"} if timed else {})}
+            )
+        )
         await ws.send(json.dumps({"type": "text", "text": TEXT}))
         await ws.send(json.dumps({"type": "end"}))
         while True:
@@ -158,7 +175,9 @@ async def elevenlabs_http(client: httpx.AsyncClient, timed: bool) -> Run:
             run.timing(word_ends(item["alignment"]))
 
     run.start()
-    async with client.stream("POST", path + "?output_format=pcm_16000", json={"text": TEXT, "seed": 1}) as response:
+    async with client.stream(
+        "POST", path + "?output_format=pcm_16000", json={"text": TEXT, "seed": 1}
+    ) as response:
         await read_body(response, run, timed, on_item)
     return run
 
@@ -178,8 +197,10 @@ def word_ends(alignment: dict) -> list[float]:
 
 async def elevenlabs_ws(base: str, timed: bool) -> Run:
     run = Run()
-    async with connect(base + "/v1/text-to-speech/default/multi-stream-input?output_format=pcm_16000"
-                       "&sync_alignment=true", max_size=None) as ws:
+    async with connect(
+        base + "/v1/text-to-speech/default/multi-stream-input?output_format=pcm_16000&sync_alignment=true",
+        max_size=None,
+    ) as ws:
         run.start()
         # The turn as Pipecat ends it: flush, then close (close_context alone is a barge-in: the server drops
         # unflushed text, docs/architecture.md, and the context would end without audio).
@@ -189,17 +210,32 @@ async def elevenlabs_ws(base: str, timed: bool) -> Run:
             run.audio(base64.b64decode(message.get("audio") or ""))
             if message.get("alignment"):
                 a = message["alignment"]
-                run.timing(word_ends({"characters": a["chars"], "character_end_times_seconds": [
-                    (s + d) / 1000 for s, d in zip(a["charStartTimesMs"], a["charDurationsMs"], strict=True)]}))
+                run.timing(
+                    word_ends(
+                        {
+                            "characters": a["chars"],
+                            "character_end_times_seconds": [
+                                (s + d) / 1000
+                                for s, d in zip(a["charStartTimesMs"], a["charDurationsMs"], strict=True)
+                            ],
+                        }
+                    )
+                )
         await ws.send(json.dumps({"close_socket": True}))
     return run
 
 
 async def cartesia_ws(base: str, timed: bool) -> Run:
     run = Run()
-    message = {"model_id": "sonic-3", "voice": {"mode": "id", "id": "default"}, "context_id": "t",
-               "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": RATE},
-               "add_timestamps": timed, "transcript": TEXT, "continue": False}
+    message = {
+        "model_id": "sonic-3",
+        "voice": {"mode": "id", "id": "default"},
+        "context_id": "t",
+        "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": RATE},
+        "add_timestamps": timed,
+        "transcript": TEXT,
+        "continue": False,
+    }
     async with connect(base + "/tts/websocket", max_size=None) as ws:
         run.start()
         await ws.send(json.dumps(message))
@@ -213,11 +249,17 @@ async def cartesia_ws(base: str, timed: bool) -> Run:
 
 async def cartesia_sse(client: httpx.AsyncClient, timed: bool) -> Run:
     run = Run()
-    body = {"model_id": "sonic-3", "transcript": TEXT, "voice": {"mode": "id", "id": "default"},
-            "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": RATE},
-            "add_timestamps": timed}
+    body = {
+        "model_id": "sonic-3",
+        "transcript": TEXT,
+        "voice": {"mode": "id", "id": "default"},
+        "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": RATE},
+        "add_timestamps": timed,
+    }
     run.start()
-    async with client.stream("POST", "/tts/sse", json=body, headers={"Cartesia-Version": "2025-04-16"}) as response:
+    async with client.stream(
+        "POST", "/tts/sse", json=body, headers={"Cartesia-Version": "2025-04-16"}
+    ) as response:
         async for line in response.aiter_lines():
             if line.startswith("data: "):
                 event = json.loads(line[6:])
@@ -260,16 +302,18 @@ async def measure(base: str, runs: int, transports: tuple[str, ...]) -> list[dic
                 words += on.words
             without, with_ = statistics.median(plain), statistics.median(timed)
             late = [played - end for played, end in words if played > end]
-            rows.append({
-                "transport": transport,
-                "first_audio_ms_without": round(without * 1000, 1),
-                "first_audio_ms_with": round(with_ * 1000, 1),
-                "ratio": round(with_ / without, 3),
-                "meets_target": with_ <= 1.3 * without + 0.1,
-                "words": len(words),
-                "words_late": len(late),
-                "worst_late_ms": round(max(late) * 1000, 1) if late else 0.0,
-            })
+            rows.append(
+                {
+                    "transport": transport,
+                    "first_audio_ms_without": round(without * 1000, 1),
+                    "first_audio_ms_with": round(with_ * 1000, 1),
+                    "ratio": round(with_ / without, 3),
+                    "meets_target": with_ <= 1.3 * without + 0.1,
+                    "words": len(words),
+                    "words_late": len(late),
+                    "worst_late_ms": round(max(late) * 1000, 1) if late else 0.0,
+                }
+            )
             print(f"{transport}: {rows[-1]}", flush=True)
     return rows
 
@@ -295,35 +339,52 @@ def simulate(seeds: int = 20) -> dict:
         for index, chunk in enumerate(chunks):
             audio, starts = speech(chunk.split(), rate, rng)
             truth = [s + feed.sent / RATE for s in starts]
-            offline += [abs(w.start + feed.sent / RATE - s) for w, s in zip(align(audio, chunk.split()).words, truth,
-                                                                             strict=True)]
+            offline += [
+                abs(w.start + feed.sent / RATE - s)
+                for w, s in zip(align(audio, chunk.split()).words, truth, strict=True)
+            ]
             got = feed.chunk(chunk, audio, last=index == len(chunks) - 1)
             errors += [abs(w.start - s) for (_, w), s in zip(got, truth, strict=True)]
             late += [c - w.end for c, w in got if c > w.end]
             count += len(got)
-    return {"seeds": seeds, "words": count, "incremental_start_error_ms": round(float(np.mean(errors)) * 1000, 1),
-            "offline_start_error_ms": round(float(np.mean(offline)) * 1000, 1),
-            "incremental_p90_error_ms": round(float(np.percentile(errors, 90)) * 1000, 1),
-            "offline_p90_error_ms": round(float(np.percentile(offline, 90)) * 1000, 1),
-            "words_late_at_2x": len(late), "worst_late_ms": round(max(late, default=0.0) * 1000, 1)}
+    return {
+        "seeds": seeds,
+        "words": count,
+        "incremental_start_error_ms": round(float(np.mean(errors)) * 1000, 1),
+        "offline_start_error_ms": round(float(np.mean(offline)) * 1000, 1),
+        "incremental_p90_error_ms": round(float(np.percentile(errors, 90)) * 1000, 1),
+        "offline_p90_error_ms": round(float(np.percentile(offline, 90)) * 1000, 1),
+        "words_late_at_2x": len(late),
+        "worst_late_ms": round(max(late, default=0.0) * 1000, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3, help="runs per transport and variant (medians are reported)")
+    parser.add_argument(
+        "--runs", type=int, default=3, help="runs per transport and variant (medians are reported)"
+    )
     parser.add_argument("--rate", type=float, default=100.0, help="paced engine: semantic tokens per second")
     parser.add_argument("--transports", default=",".join(TRANSPORTS))
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--simulate", action="store_true", help="aligner accuracy and lateness on synthetic speech")
+    parser.add_argument(
+        "--simulate", action="store_true", help="aligner accuracy and lateness on synthetic speech"
+    )
     args = parser.parse_args(argv)
     results = ROOT / "bench" / "results"
     if args.simulate:
         figures = simulate()
         print("| | incremental | offline |\n|---|---|---|")
-        print(f"| mean start error (ms) | {figures['incremental_start_error_ms']} | {figures['offline_start_error_ms']} |")
-        print(f"| p90 start error (ms) | {figures['incremental_p90_error_ms']} | {figures['offline_p90_error_ms']} |")
-        print(f"\nwords late on the simulated clock (engine 2x real time): {figures['words_late_at_2x']} of "
-              f"{figures['words']} (worst {figures['worst_late_ms']} ms)")
+        print(
+            f"| mean start error (ms) | {figures['incremental_start_error_ms']} | {figures['offline_start_error_ms']} |"
+        )
+        print(
+            f"| p90 start error (ms) | {figures['incremental_p90_error_ms']} | {figures['offline_p90_error_ms']} |"
+        )
+        print(
+            f"\nwords late on the simulated clock (engine 2x real time): {figures['words_late_at_2x']} of "
+            f"{figures['words']} (worst {figures['worst_late_ms']} ms)"
+        )
         out = args.out or results / "timing_accuracy.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(figures, indent=2) + "\n")
@@ -339,15 +400,21 @@ def main(argv: list[str] | None = None) -> None:
         rows = asyncio.run(measure(server.url, args.runs, tuple(args.transports.split(","))))
     finally:
         stop_server(server)
-    print("\n| transport | first audio without (ms) | with timing (ms) | ratio | <= 1.3x + 100 ms | words late "
-          "on the playback clock | worst late (ms) |")
+    print(
+        "\n| transport | first audio without (ms) | with timing (ms) | ratio | <= 1.3x + 100 ms | words late "
+        "on the playback clock | worst late (ms) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['transport']} | {r['first_audio_ms_without']} | {r['first_audio_ms_with']} | {r['ratio']} | "
-              f"{'yes' if r['meets_target'] else 'NO'} | {r['words_late']} / {r['words']} | {r['worst_late_ms']} |")
+        print(
+            f"| {r['transport']} | {r['first_audio_ms_without']} | {r['first_audio_ms_with']} | {r['ratio']} | "
+            f"{'yes' if r['meets_target'] else 'NO'} | {r['words_late']} / {r['words']} | {r['worst_late_ms']} |"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"rate_tokens_per_s": args.rate, "runs": args.runs, "text": TEXT,
-                                    "rows": rows}, indent=2) + "\n")
+    args.out.write_text(
+        json.dumps({"rate_tokens_per_s": args.rate, "runs": args.runs, "text": TEXT, "rows": rows}, indent=2)
+        + "\n"
+    )
     print(f"\nwrote {args.out}")
 
 

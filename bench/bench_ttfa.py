@@ -125,22 +125,40 @@ class Cell:
 
 
 # ---------------------------------------------------------------------------------------------- servers
-def spawn_servers(model_dir: Path, log_dir: Path, names: set[str], device: str = "cpu",
-                  codec: str = "demo", settings: dict[str, str] | None = None) -> dict[str, Server]:
+def spawn_servers(
+    model_dir: Path,
+    log_dir: Path,
+    names: set[str],
+    device: str = "cpu",
+    codec: str = "demo",
+    settings: dict[str, str] | None = None,
+) -> dict[str, Server]:
     """The product's default configuration (bench_service's `tuned` names it), one server per voice set;
     `settings`: TTS_* variables set on every server beside it (a measured variant, e.g. the AP-BWE precision)."""
     env, flags = variant_options("tuned", device)
     servers = {}
     for name in sorted(names):
         extra = {"TTS_PIN_VOICES_AT_START": "true"} if name == "pinned" else {}
-        servers[name] = spawn_server(model_dir, log_dir / f"{name}.log", rate=100.0,
-                                     env={**env, **(settings or {}), **extra},
-                                     flags=flags, device=device, codec=codec)
+        servers[name] = spawn_server(
+            model_dir,
+            log_dir / f"{name}.log",
+            rate=100.0,
+            env={**env, **(settings or {}), **extra},
+            flags=flags,
+            device=device,
+            codec=codec,
+        )
     return servers
 
 
-async def configure(client: httpx.AsyncClient, server: Server, *, rate: float | None = None, codec: str | None = None,
-                    variant: str | None = None) -> None:
+async def configure(
+    client: httpx.AsyncClient,
+    server: Server,
+    *,
+    rate: float | None = None,
+    codec: str | None = None,
+    variant: str | None = None,
+) -> None:
     if rate is not None:
         (await client.post(f"{server.url}/bench/engine", json={"tokens_per_s": rate})).raise_for_status()
     body: dict[str, Any] = {}
@@ -153,7 +171,9 @@ async def configure(client: httpx.AsyncClient, server: Server, *, rate: float | 
         raise RuntimeError(f"bench server refused {body}: {answer['error']}")
 
 
-async def engine_records(client: httpx.AsyncClient, server: Server, expected: int, timeout_s: float = 5.0) -> dict:
+async def engine_records(
+    client: httpx.AsyncClient, server: Server, expected: int, timeout_s: float = 5.0
+) -> dict:
     """Engine and pipeline records since the last call; waits until `expected` requests have been settled (the
     flow monitor records a request just after its last byte)."""
     state = (await client.get(f"{server.url}/bench/engine")).json()
@@ -165,8 +185,11 @@ async def engine_records(client: httpx.AsyncClient, server: Server, expected: in
         state["pipeline"] += more["pipeline"]
         for gen, pauses in more["gc_pauses"].items():
             seen = state["gc_pauses"][gen]
-            seen.update(count=seen["count"] + pauses["count"], total_s=seen["total_s"] + pauses["total_s"],
-                        max_s=max(seen["max_s"], pauses["max_s"]))
+            seen.update(
+                count=seen["count"] + pauses["count"],
+                total_s=seen["total_s"] + pauses["total_s"],
+                max_s=max(seen["max_s"], pauses["max_s"]),
+            )
     return state
 
 
@@ -178,7 +201,9 @@ def _ideal(schedule: StreamingConfig, timing: EngineTiming) -> tuple[tuple[float
 
 def schedule_of(settings: dict[str, Any], preference: str, variant: str = "now") -> StreamingConfig:
     """The first text chunk's schedule the server uses for a latency preference (its own settings)."""
-    schedule = StreamingConfig.from_settings(SimpleNamespace(stream=SimpleNamespace(**settings))).for_latency(preference)  # type: ignore[arg-type]
+    schedule = StreamingConfig.from_settings(SimpleNamespace(stream=SimpleNamespace(**settings))).for_latency(
+        preference
+    )  # type: ignore[arg-type]
     return replace(schedule, resume_chunk_tokens=None) if variant == "before" else schedule
 
 
@@ -188,8 +213,14 @@ def _engine_record(records: list[dict[str, Any]], request_id: str | None) -> dic
     return next((r for r in records if request_id and r["request_id"].startswith(prefix)), None)
 
 
-def stream_figures(stream: Any, record: dict[str, Any] | None, served: dict[str, Any] | None,
-                   schedule: StreamingConfig, rate: float, prebuffers: list[float]) -> dict[str, Any]:
+def stream_figures(
+    stream: Any,
+    record: dict[str, Any] | None,
+    served: dict[str, Any] | None,
+    schedule: StreamingConfig,
+    rate: float,
+    prebuffers: list[float],
+) -> dict[str, Any]:
     """One stream: TTFA (client and server), its ideal, and underruns measured and ideal at each prebuffer."""
     item: dict[str, Any] = {"ok": stream.ok, "ttfa_s": stream.ttfb_s}
     if served is not None and served["server_ttfa_ms"] is not None:
@@ -213,10 +244,21 @@ class Run:
     state: dict[str, Any]
 
 
-def run_streams(run: Run, schedule: StreamingConfig, rate: float, prebuffers: list[float]) -> list[dict[str, Any]]:
+def run_streams(
+    run: Run, schedule: StreamingConfig, rate: float, prebuffers: list[float]
+) -> list[dict[str, Any]]:
     served = {p["request_id"]: p for p in run.state["pipeline"]}
-    return [stream_figures(s, _engine_record(run.state["streams"], s.request_id), served.get(s.request_id or ""),
-                           schedule, rate, prebuffers) for s in run.level.streams]
+    return [
+        stream_figures(
+            s,
+            _engine_record(run.state["streams"], s.request_id),
+            served.get(s.request_id or ""),
+            schedule,
+            rate,
+            prebuffers,
+        )
+        for s in run.level.streams
+    ]
 
 
 def _merged_gc(runs: list[Run]) -> dict[str, dict[str, float]]:
@@ -224,8 +266,11 @@ def _merged_gc(runs: list[Run]) -> dict[str, dict[str, float]]:
     for run in runs:
         for gen, p in run.state["gc_pauses"].items():
             seen = out.setdefault(gen, {"count": 0, "max_s": 0.0, "total_s": 0.0})
-            seen.update(count=seen["count"] + p["count"], total_s=seen["total_s"] + p["total_s"],
-                        max_s=max(seen["max_s"], p["max_s"]))
+            seen.update(
+                count=seen["count"] + p["count"],
+                total_s=seen["total_s"] + p["total_s"],
+                max_s=max(seen["max_s"], p["max_s"]),
+            )
     return out
 
 
@@ -237,8 +282,10 @@ def cell_row(cell: Cell, runs: list[Run], plan: Plan, load: float) -> dict[str, 
     """A cell's figures over all its runs (streams pooled; p95 also per run, since one burst of other jobs on this
     shared box can stall a whole run)."""
     schedule = schedule_of(runs[0].state["settings"], cell.schedule, cell.variant)
-    per_run = [[s for s in run_streams(r, schedule, cell.rate, plan.prebuffers_s) if s["ok"] and s["ttfa_s"]]
-               for r in runs]
+    per_run = [
+        [s for s in run_streams(r, schedule, cell.rate, plan.prebuffers_s) if s["ok"] and s["ttfa_s"]]
+        for r in runs
+    ]
     ok = [s for streams in per_run for s in streams]
     ttfa = [s["ttfa_s"] for s in ok]
     server = [s["server_ttfa_s"] for s in ok if "server_ttfa_s" in s]
@@ -254,15 +301,26 @@ def cell_row(cell: Cell, runs: list[Run], plan: Plan, load: float) -> dict[str, 
         return {str(pb): sum(s.get(key, {}).get(str(pb), 0) for s in ok) for pb in plan.prebuffers_s}
 
     return {
-        **asdict(cell), "load_1min": load, "runs": len(runs), "streams": streams, "failed": streams - len(ok),
-        "steps_before_audio": _median(steps), "steps_max": max(steps, default=None),
-        "preamble_ids": _median(preamble), "nominal_steps": schedule.tokens_before_first_audio,
-        "ttfa_p50_s": percentile(ttfa, 50), "ttfa_p95_s": percentile(ttfa, 95),
-        "ttfa_p95_runs_s": run_p95, "ttfa_p95_median_run_s": _median(run_p95),
-        "server_ttfa_p50_s": percentile(server, 50), "server_ttfa_p95_s": percentile(server, 95),
+        **asdict(cell),
+        "load_1min": load,
+        "runs": len(runs),
+        "streams": streams,
+        "failed": streams - len(ok),
+        "steps_before_audio": _median(steps),
+        "steps_max": max(steps, default=None),
+        "preamble_ids": _median(preamble),
+        "nominal_steps": schedule.tokens_before_first_audio,
+        "ttfa_p50_s": percentile(ttfa, 50),
+        "ttfa_p95_s": percentile(ttfa, 95),
+        "ttfa_p95_runs_s": run_p95,
+        "ttfa_p95_median_run_s": _median(run_p95),
+        "server_ttfa_p50_s": percentile(server, 50),
+        "server_ttfa_p95_s": percentile(server, 95),
         "ideal_ttfa_s": _median([s["ideal_ttfa_s"] for s in ok if "ideal_ttfa_s" in s]),
-        "service_added_p50_s": percentile(added, 50), "service_added_p95_s": percentile(added, 95),
-        "underruns": total("underruns"), "ideal_underruns": total("ideal_underruns"),
+        "service_added_p50_s": percentile(added, 50),
+        "service_added_p95_s": percentile(added, 95),
+        "underruns": total("underruns"),
+        "ideal_underruns": total("ideal_underruns"),
         "engine_lag_p95_s": percentile([s["engine_max_lag_s"] for s in ok if "engine_max_lag_s" in s], 95),
         "cpu_s_per_audio_s": sum(cpu) / audio if audio and None not in cpu else None,  # type: ignore[arg-type]
         "gc_pauses": _merged_gc(runs),
@@ -276,31 +334,55 @@ async def run_cell(client: httpx.AsyncClient, server: Server, cell: Cell, plan: 
     before = await engine_records(client, server, 0, timeout_s=0)  # drop records of earlier streams
     single = cell.concurrency == 1
     streams = plan.single_streams if single else plan.min_streams
-    spec = LevelSpec(server.url, cell.concurrency, text=plan.text, speaker=VOICES[cell.voice].speaker,
-                     requests_per_worker=max(1, -(-streams // cell.concurrency)), stagger_s=plan.stagger_s,
-                     latency=cell.schedule, sample_rate=plan.sample_rate)
+    spec = LevelSpec(
+        server.url,
+        cell.concurrency,
+        text=plan.text,
+        speaker=VOICES[cell.voice].speaker,
+        requests_per_worker=max(1, -(-streams // cell.concurrency)),
+        stagger_s=plan.stagger_s,
+        latency=cell.schedule,
+        sample_rate=plan.sample_rate,
+    )
     load = os.getloadavg()[0]
     runs = []
     for _ in range(1 if single else plan.repeats):
         level = await run_level(spec, server_pid=server.pid)
         runs.append(Run(level, await engine_records(client, server, len(level.streams))))
-    return {**cell_row(cell, runs, plan, load),
-            "scheduler": scheduler_delta(before.get("scheduler"), runs[-1].state.get("scheduler"))}
+    return {
+        **cell_row(cell, runs, plan, load),
+        "scheduler": scheduler_delta(before.get("scheduler"), runs[-1].state.get("scheduler")),
+    }
 
 
 def scheduler_delta(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any] | None:
     """The codec scheduler's work during one cell (its counters are cumulative per server)."""
     if not before or not after:
         return None
-    added = {k: after[k] - before.get(k, 0) for k in ("calls", "rows", "padded_rows", "eager_calls", "busy_seconds",
-                                                       "missed_deadlines") if k in after}
-    kinds = {kind: {"calls": after["calls_by_kind"][kind] - before["calls_by_kind"].get(kind, 0),
-                    "rows": after["rows_by_kind"][kind] - before["rows_by_kind"].get(kind, 0)}
-             for kind in after.get("calls_by_kind", {})}
-    return {**added, "mean_batch": added["rows"] / added["calls"] if added.get("calls") else None,
-            "mean_decode_batch": (kinds["decode"]["rows"] / kinds["decode"]["calls"]
-                                  if kinds.get("decode", {}).get("calls") else None),
-            "mean_sr_batch": kinds["sr"]["rows"] / kinds["sr"]["calls"] if kinds.get("sr", {}).get("calls") else None}
+    added = {
+        k: after[k] - before.get(k, 0)
+        for k in ("calls", "rows", "padded_rows", "eager_calls", "busy_seconds", "missed_deadlines")
+        if k in after
+    }
+    kinds = {
+        kind: {
+            "calls": after["calls_by_kind"][kind] - before["calls_by_kind"].get(kind, 0),
+            "rows": after["rows_by_kind"][kind] - before["rows_by_kind"].get(kind, 0),
+        }
+        for kind in after.get("calls_by_kind", {})
+    }
+    return {
+        **added,
+        "mean_batch": added["rows"] / added["calls"] if added.get("calls") else None,
+        "mean_decode_batch": (
+            kinds["decode"]["rows"] / kinds["decode"]["calls"]
+            if kinds.get("decode", {}).get("calls")
+            else None
+        ),
+        "mean_sr_batch": kinds["sr"]["rows"] / kinds["sr"]["calls"]
+        if kinds.get("sr", {}).get("calls")
+        else None,
+    }
 
 
 async def warm_up(client: httpx.AsyncClient, servers: dict[str, Server], plan: Plan) -> None:
@@ -308,8 +390,15 @@ async def warm_up(client: httpx.AsyncClient, servers: dict[str, Server], plan: P
     for voice in dict.fromkeys([*plan.voices, *plan.free_voices]):
         for schedule in plan.schedules:
             server = servers[VOICES[voice].server]
-            spec = LevelSpec(server.url, 2, text=plan.text, speaker=VOICES[voice].speaker, stagger_s=0.1,
-                             latency=schedule, sample_rate=plan.sample_rate)
+            spec = LevelSpec(
+                server.url,
+                2,
+                text=plan.text,
+                speaker=VOICES[voice].speaker,
+                stagger_s=0.1,
+                latency=schedule,
+                sample_rate=plan.sample_rate,
+            )
             await run_level(spec)
     for server in servers.values():
         await engine_records(client, server, 0, timeout_s=0)
@@ -326,15 +415,20 @@ async def run_plan(servers: dict[str, Server], plan: Plan) -> list[dict[str, Any
                 for server in servers.values():
                     await configure(client, server, rate=rate, codec=codec)
                 for conc in plan.concurrency:
-                    for schedule in plan.schedules:  # alternate: every schedule, voice and variant sees the same load
+                    for (
+                        schedule
+                    ) in plan.schedules:  # alternate: every schedule, voice and variant sees the same load
                         for voice, variant in plan.cases(codec):
                             cell = Cell(rate, codec, voice, variant, schedule, conc)
                             row = await run_cell(client, servers[VOICES[voice].server], cell, plan)
                             rows.append(row)
-                            print(f"  {rate:.0f} tok/s {codec:>4} {voice:>12} {variant:>6} {schedule:>8} x{conc:<3} "
-                                  f"TTFA p50/p95 {_ms(row['ttfa_p50_s'])}/{_ms(row['ttfa_p95_s'])} ms, steps "
-                                  f"{row['steps_before_audio']}, underruns {row['underruns']} "
-                                  f"(ideal {row['ideal_underruns']}), load {row['load_1min']:.1f}", flush=True)
+                            print(
+                                f"  {rate:.0f} tok/s {codec:>4} {voice:>12} {variant:>6} {schedule:>8} x{conc:<3} "
+                                f"TTFA p50/p95 {_ms(row['ttfa_p50_s'])}/{_ms(row['ttfa_p95_s'])} ms, steps "
+                                f"{row['steps_before_audio']}, underruns {row['underruns']} "
+                                f"(ideal {row['ideal_underruns']}), load {row['load_1min']:.1f}",
+                                flush=True,
+                            )
         for server in servers.values():
             await configure(client, server, rate=plan.rates[0], codec=plan.codec, variant="now")
     return rows
@@ -357,8 +451,10 @@ def first_boundary_snr(plan: SnrPlan, schedules: list[str]) -> dict[str, dict[st
     from bench.bench_first_chunk import run
 
     presets = {name: StreamingConfig().for_latency(name) for name in schedules}  # type: ignore[arg-type]
-    return {row["schedule"]: {**row, "codec_config": plan.config, "seeds": plan.seeds, "tokens": plan.tokens}
-            for row in run(plan.config, plan.tokens, plan.seeds, presets)}
+    return {
+        row["schedule"]: {**row, "codec_config": plan.config, "seeds": plan.seeds, "tokens": plan.tokens}
+        for row in run(plan.config, plan.tokens, plan.seeds, presets)
+    }
 
 
 def summarise(rows: list[dict[str, Any]], snr: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -366,7 +462,9 @@ def summarise(rows: list[dict[str, Any]], snr: dict[str, dict[str, Any]]) -> lis
     level against the 1-stream p50 (the issue's target: within 1.5x)."""
     keyed: dict[tuple, dict[int, dict[str, Any]]] = {}
     for r in rows:
-        keyed.setdefault((r["rate"], r["codec"], r["voice"], r["variant"], r["schedule"]), {})[r["concurrency"]] = r
+        keyed.setdefault((r["rate"], r["codec"], r["voice"], r["variant"], r["schedule"]), {})[
+            r["concurrency"]
+        ] = r
     out = []
     for (rate, codec, voice, variant, schedule), by_conc in keyed.items():
         levels = sorted(by_conc)
@@ -375,27 +473,35 @@ def summarise(rows: list[dict[str, Any]], snr: dict[str, dict[str, Any]]) -> lis
         def ratio(a: float | None, b: float | None) -> float | None:
             return a / b if a and b else None
 
-        out.append({
-            "rate": rate, "codec": codec, "voice": voice, "variant": variant, "schedule": schedule,
-            "steps_before_audio": single["steps_before_audio"], "nominal_steps": single["nominal_steps"],
-            "preamble_ids": single["preamble_ids"], "ideal_ttfa_s": single["ideal_ttfa_s"],
-            "ttfa_p50_s": {c: by_conc[c]["ttfa_p50_s"] for c in levels},
-            "ttfa_p95_s": {c: by_conc[c]["ttfa_p95_s"] for c in levels},
-            "ttfa_p95_median_run_s": {c: by_conc[c]["ttfa_p95_median_run_s"] for c in levels},
-            "server_ttfa_p50_s": {c: by_conc[c]["server_ttfa_p50_s"] for c in levels},
-            "server_ttfa_p95_s": {c: by_conc[c]["server_ttfa_p95_s"] for c in levels},
-            "cpu_s_per_audio_s": {c: by_conc[c]["cpu_s_per_audio_s"] for c in levels},
-            "gen2_gc_max_s": max(by_conc[c]["gc_pauses"].get("2", {}).get("max_s", 0.0) for c in levels),
-            "top_concurrency": levels[-1],
-            "p95_over_single_p50": ratio(top["ttfa_p95_s"], single["ttfa_p50_s"]),
-            "median_run_p95_over_single_p50": ratio(top["ttfa_p95_median_run_s"], single["ttfa_p50_s"]),
-            "server_p95_over_single_p50": ratio(top["server_ttfa_p95_s"], single["server_ttfa_p50_s"]),
-            "underruns": {c: by_conc[c]["underruns"] for c in levels},
-            "ideal_underruns": {c: by_conc[c]["ideal_underruns"] for c in levels},
-            "streams": {c: by_conc[c]["streams"] - by_conc[c]["failed"] for c in levels},
-            "first_second_snr_db": snr.get(schedule, {}).get("first_second_snr_db"),
-            "scheduler": {c: by_conc[c].get("scheduler") for c in levels},
-        })
+        out.append(
+            {
+                "rate": rate,
+                "codec": codec,
+                "voice": voice,
+                "variant": variant,
+                "schedule": schedule,
+                "steps_before_audio": single["steps_before_audio"],
+                "nominal_steps": single["nominal_steps"],
+                "preamble_ids": single["preamble_ids"],
+                "ideal_ttfa_s": single["ideal_ttfa_s"],
+                "ttfa_p50_s": {c: by_conc[c]["ttfa_p50_s"] for c in levels},
+                "ttfa_p95_s": {c: by_conc[c]["ttfa_p95_s"] for c in levels},
+                "ttfa_p95_median_run_s": {c: by_conc[c]["ttfa_p95_median_run_s"] for c in levels},
+                "server_ttfa_p50_s": {c: by_conc[c]["server_ttfa_p50_s"] for c in levels},
+                "server_ttfa_p95_s": {c: by_conc[c]["server_ttfa_p95_s"] for c in levels},
+                "cpu_s_per_audio_s": {c: by_conc[c]["cpu_s_per_audio_s"] for c in levels},
+                "gen2_gc_max_s": max(by_conc[c]["gc_pauses"].get("2", {}).get("max_s", 0.0) for c in levels),
+                "top_concurrency": levels[-1],
+                "p95_over_single_p50": ratio(top["ttfa_p95_s"], single["ttfa_p50_s"]),
+                "median_run_p95_over_single_p50": ratio(top["ttfa_p95_median_run_s"], single["ttfa_p50_s"]),
+                "server_p95_over_single_p50": ratio(top["server_ttfa_p95_s"], single["server_ttfa_p50_s"]),
+                "underruns": {c: by_conc[c]["underruns"] for c in levels},
+                "ideal_underruns": {c: by_conc[c]["ideal_underruns"] for c in levels},
+                "streams": {c: by_conc[c]["streams"] - by_conc[c]["failed"] for c in levels},
+                "first_second_snr_db": snr.get(schedule, {}).get("first_second_snr_db"),
+                "scheduler": {c: by_conc[c].get("scheduler") for c in levels},
+            }
+        )
     return out
 
 
@@ -411,48 +517,73 @@ def print_summary(summary: list[dict[str, Any]], plan: Plan) -> None:
     """The headline table: steps, TTFA by concurrency, the spread, underruns (measured and ideal), SNR."""
     levels = plan.concurrency
     p95_cols = " | ".join(f"p95 at {c}" for c in levels[1:])
-    pbs = " | ".join(f"underruns at {'/'.join(map(str, levels))}, {pb * 1000:.0f} ms prebuffer: measured (ideal)"
-                     for pb in plan.prebuffers_s)
-    print(f"| tok/s | codec | voice | variant | schedule | steps before audio (schedule) | ideal TTFA ms | TTFA p50 at 1 | {p95_cols} | "
-          f"p95 at {levels[-1]} / p50 at 1 | {pbs} | SNR first s dB |")
+    pbs = " | ".join(
+        f"underruns at {'/'.join(map(str, levels))}, {pb * 1000:.0f} ms prebuffer: measured (ideal)"
+        for pb in plan.prebuffers_s
+    )
+    print(
+        f"| tok/s | codec | voice | variant | schedule | steps before audio (schedule) | ideal TTFA ms | TTFA p50 at 1 | {p95_cols} | "
+        f"p95 at {levels[-1]} / p50 at 1 | {pbs} | SNR first s dB |"
+    )
     print("|" + "---|" * (10 + len(levels[1:]) + len(plan.prebuffers_s)))
     for s in summary:
         p95 = " | ".join(_ms(s["ttfa_p95_s"].get(c)) for c in levels[1:])
-        runs = " | ".join("/".join(f"{s['underruns'][c][str(pb)]} ({s['ideal_underruns'][c][str(pb)]})"
-                                   for c in levels if c in s["underruns"]) for pb in plan.prebuffers_s)
+        runs = " | ".join(
+            "/".join(
+                f"{s['underruns'][c][str(pb)]} ({s['ideal_underruns'][c][str(pb)]})"
+                for c in levels
+                if c in s["underruns"]
+            )
+            for pb in plan.prebuffers_s
+        )
         snr = "-" if s["first_second_snr_db"] is None else f"{s['first_second_snr_db']:.1f}"
         steps = "-" if s["steps_before_audio"] is None else f"{s['steps_before_audio']:g}"
-        if s["preamble_ids"] is not None:  # the schedule's own count next to it (deltas of several ids round up)
+        if (
+            s["preamble_ids"] is not None
+        ):  # the schedule's own count next to it (deltas of several ids round up)
             steps += f" ({s['preamble_ids'] + s['nominal_steps']:g})"
-        print(f"| {s['rate']:.0f} | {s['codec']} | {s['voice']} | {s['variant']} | {s['schedule']} | {steps} | "
-              f"{_ms(s['ideal_ttfa_s'])} | {_ms(s['ttfa_p50_s'].get(levels[0]))} | {p95} | "
-              f"{_x(s['p95_over_single_p50'])} | {runs} | {snr} |")
+        print(
+            f"| {s['rate']:.0f} | {s['codec']} | {s['voice']} | {s['variant']} | {s['schedule']} | {steps} | "
+            f"{_ms(s['ideal_ttfa_s'])} | {_ms(s['ttfa_p50_s'].get(levels[0]))} | {p95} | "
+            f"{_x(s['p95_over_single_p50'])} | {runs} | {snr} |"
+        )
 
 
 def print_spread(summary: list[dict[str, Any]], plan: Plan, voice: str = "fixed") -> None:
     """Where the top level's p95 goes: client vs server, per run, CPU, GC pauses."""
     top = plan.concurrency[-1]
-    print(f"| tok/s | codec | variant | schedule | p50 at 1 (client / server) | p95 at {top}: pooled / median run / "
-          f"server | p95 / 1-stream p50: pooled / median run / server | CPU s per audio s at {top} | "
-          "largest gen-2 GC pause |")
+    print(
+        f"| tok/s | codec | variant | schedule | p50 at 1 (client / server) | p95 at {top}: pooled / median run / "
+        f"server | p95 / 1-stream p50: pooled / median run / server | CPU s per audio s at {top} | "
+        "largest gen-2 GC pause |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for s in summary:
         if s["voice"] != voice or top not in s["ttfa_p95_s"]:
             continue
         cpu = s["cpu_s_per_audio_s"].get(top)
-        print(f"| {s['rate']:.0f} | {s['codec']} | {s['variant']} | {s['schedule']} | "
-              f"{_ms(s['ttfa_p50_s'][plan.concurrency[0]])} / {_ms(s['server_ttfa_p50_s'][plan.concurrency[0]])} | "
-              f"{_ms(s['ttfa_p95_s'][top])} / {_ms(s['ttfa_p95_median_run_s'][top])} / "
-              f"{_ms(s['server_ttfa_p95_s'][top])} | {_x(s['p95_over_single_p50'])} / "
-              f"{_x(s['median_run_p95_over_single_p50'])} / {_x(s['server_p95_over_single_p50'])} | "
-              f"{'-' if cpu is None else f'{cpu:.3f}'} | {_ms(s['gen2_gc_max_s'])} ms |")
+        print(
+            f"| {s['rate']:.0f} | {s['codec']} | {s['variant']} | {s['schedule']} | "
+            f"{_ms(s['ttfa_p50_s'][plan.concurrency[0]])} / {_ms(s['server_ttfa_p50_s'][plan.concurrency[0]])} | "
+            f"{_ms(s['ttfa_p95_s'][top])} / {_ms(s['ttfa_p95_median_run_s'][top])} / "
+            f"{_ms(s['server_ttfa_p95_s'][top])} | {_x(s['p95_over_single_p50'])} / "
+            f"{_x(s['median_run_p95_over_single_p50'])} / {_x(s['server_p95_over_single_p50'])} | "
+            f"{'-' if cpu is None else f'{cpu:.3f}'} | {_ms(s['gen2_gc_max_s'])} ms |"
+        )
 
 
 # ---------------------------------------------------------------------------------------------- main
 def build_plan(args: argparse.Namespace) -> Plan:
     quick = args.quick
-    snr = None if args.no_snr else SnrPlan(args.snr_config or ("demo" if quick else "released"),
-                                           args.snr_tokens or (100 if quick else 200), args.snr_seeds or (1 if quick else 2))
+    snr = (
+        None
+        if args.no_snr
+        else SnrPlan(
+            args.snr_config or ("demo" if quick else "released"),
+            args.snr_tokens or (100 if quick else 200),
+            args.snr_seeds or (1 if quick else 2),
+        )
+    )
     return Plan(
         rates=args.rates or ([200.0] if quick else [100.0, 200.0]),
         concurrency=args.concurrency or ([1, 8] if quick else [1, 8, 32]),
@@ -486,21 +617,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             if bad:
                 raise argparse.ArgumentTypeError(f"unknown {bad}; accepted: {', '.join(choices)}")
             return out
+
         return parse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="200 tok/s, 1 and 8 streams, fixed and style (~2 min)")
-    parser.add_argument("--rates", type=floats, default=None, help="engine tokens/s per stream (default 100,200)")
-    parser.add_argument("--concurrency", type=ints, default=None, help="levels (default 1,8,32); the first is the base")
+    parser.add_argument(
+        "--quick", action="store_true", help="200 tok/s, 1 and 8 streams, fixed and style (~2 min)"
+    )
+    parser.add_argument(
+        "--rates", type=floats, default=None, help="engine tokens/s per stream (default 100,200)"
+    )
+    parser.add_argument(
+        "--concurrency", type=ints, default=None, help="levels (default 1,8,32); the first is the base"
+    )
     parser.add_argument("--schedules", type=names(PREFERENCES), default=None)
-    parser.add_argument("--voices", type=names(list(VOICES)), default=None, help="voices with the servers' codec")
-    parser.add_argument("--free-voices", type=names(list(VOICES)), default=None,
-                        help="voices with the free codec (default fixed; empty: none)")
-    parser.add_argument("--before-voices", type=names(list(VOICES)), default=None,
-                        help="voices also served without the first-audio techniques (default fixed; --quick: none)")
+    parser.add_argument(
+        "--voices", type=names(list(VOICES)), default=None, help="voices with the servers' codec"
+    )
+    parser.add_argument(
+        "--free-voices",
+        type=names(list(VOICES)),
+        default=None,
+        help="voices with the free codec (default fixed; empty: none)",
+    )
+    parser.add_argument(
+        "--before-voices",
+        type=names(list(VOICES)),
+        default=None,
+        help="voices also served without the first-audio techniques (default fixed; --quick: none)",
+    )
     parser.add_argument("--streams", type=int, default=None, help="sequential streams at concurrency 1")
     parser.add_argument("--min-streams", type=int, default=None, help="streams per level above 1")
-    parser.add_argument("--repeats", type=int, default=None, help="runs per cell above concurrency 1 (default 3)")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="runs per cell above concurrency 1 (default 3)"
+    )
     parser.add_argument("--text", default=None)
     parser.add_argument("--stagger-s", type=float, default=0.5, help="spread of a level's first requests")
     parser.add_argument("--prebuffers-ms", type=floats, default=[0.0, 100.0], help="client prebuffers")
@@ -509,12 +659,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--snr-seeds", type=int, default=None)
     parser.add_argument("--no-snr", action="store_true")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="TTS_DEVICE of the servers")
-    parser.add_argument("--codec", choices=("demo", "released"), default="demo",
-                        help="the servers' BiCodec/AP-BWE: the demo checkpoint's, or released sizes (random weights)")
-    parser.add_argument("--sample-rate", type=int, choices=(8000, 16000, 22050, 24000, 44100, 48000), default=16000,
-                        help="the streams' output rate (48000: with AP-BWE super-resolution)")
+    parser.add_argument(
+        "--codec",
+        choices=("demo", "released"),
+        default="demo",
+        help="the servers' BiCodec/AP-BWE: the demo checkpoint's, or released sizes (random weights)",
+    )
+    parser.add_argument(
+        "--sample-rate",
+        type=int,
+        choices=(8000, 16000, 22050, 24000, 44100, 48000),
+        default=16000,
+        help="the streams' output rate (48000: with AP-BWE super-resolution)",
+    )
     parser.add_argument("--no-plot", action="store_true")
-    parser.add_argument("--docs", action="store_true", help="draw the plot into docs/img/ttfa.png (committed)")
+    parser.add_argument(
+        "--docs", action="store_true", help="draw the plot into docs/img/ttfa.png (committed)"
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     return parser.parse_args(argv)
 
@@ -530,7 +691,9 @@ def main(argv: list[str] | None = None) -> None:
         servers = spawn_servers(model_dir, Path(tmp), plan.servers(), args.device, args.codec)
         try:
             wait_ready(list(servers.values()))
-            settings = httpx.get(f"{next(iter(servers.values())).url}/bench/engine", timeout=30).json()["settings"]
+            settings = httpx.get(f"{next(iter(servers.values())).url}/bench/engine", timeout=30).json()[
+                "settings"
+            ]
             rows = asyncio.run(run_plan(servers, plan))
             gc_ms = asyncio.run(forced_gc_ms(next(iter(servers.values()))))
         finally:
@@ -541,24 +704,35 @@ def main(argv: list[str] | None = None) -> None:
     summary = summarise(rows, snr)
     env = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared with other jobs)",
-        "python": platform.python_version(), "settings": settings,
+        "python": platform.python_version(),
+        "settings": settings,
         "load_avg_at_start": [round(x, 2) for x in load_at_start],
         "load_avg_after_serving": [round(x, 2) for x in load_after_serving],
         "forced_full_gc_ms": gc_ms,
-        "wall_s": round(time.perf_counter() - started, 1), "quick": args.quick, "device": args.device,
+        "wall_s": round(time.perf_counter() - started, 1),
+        "quick": args.quick,
+        "device": args.device,
         "codec": args.codec,
     }
-    print(f"\nTTFA: demo checkpoint ({args.codec} codecs, {args.device}), paced engine; {env['machine']}; load avg {load_at_start[0]:.2f} at start, "
-          f"{load_after_serving[0]:.2f} after serving; text {len(plan.text)} chars; stagger {plan.stagger_s} s\n")
+    print(
+        f"\nTTFA: demo checkpoint ({args.codec} codecs, {args.device}), paced engine; {env['machine']}; load avg {load_at_start[0]:.2f} at start, "
+        f"{load_after_serving[0]:.2f} after serving; text {len(plan.text)} chars; stagger {plan.stagger_s} s\n"
+    )
     print_summary(summary, plan)
-    print(f"\nThe {plan.concurrency[-1]}-stream spread, voice fixed (client TTFA includes the load generator's own "
-          "delays on this shared box; server: request in -> first audio handed to the server):\n")
+    print(
+        f"\nThe {plan.concurrency[-1]}-stream spread, voice fixed (client TTFA includes the load generator's own "
+        "delays on this shared box; server: request in -> first audio handed to the server):\n"
+    )
     print_spread(summary, plan)
-    print(f"\nOne forced full GC collection on the bench server: {gc_ms['before']} ms with the start-up heap in reach "
-          f"(before), {gc_ms['now']} ms with it frozen after warm-up (now)")
+    print(
+        f"\nOne forced full GC collection on the bench server: {gc_ms['before']} ms with the start-up heap in reach "
+        f"(before), {gc_ms['now']} ms with it frozen after warm-up (now)"
+    )
     if snr:
-        print(f"\nSNR: first second vs the offline decode, {plan.snr.config} codec size, random weights (pessimistic), "
-              f"worst of {plan.snr.seeds} seeds, {plan.snr.tokens} tokens")
+        print(
+            f"\nSNR: first second vs the offline decode, {plan.snr.config} codec size, random weights (pessimistic), "
+            f"worst of {plan.snr.seeds} seeds, {plan.snr.tokens} tokens"
+        )
     print(f"\nTotal wall time {env['wall_s']:.0f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     result = {"env": env, "plan": asdict(plan), "summary": summary, "snr": snr, "rows": rows}

@@ -65,8 +65,14 @@ def start_engine(llm_dir: Path, variant: str, interval: int, max_seqs: int) -> A
     from core.llm.vllm_engine import VLLMEngine
     from shared.settings import Settings
 
-    settings = Settings(engine="vllm", llm_dtype="auto", max_model_len=2048, max_num_seqs=max_seqs,
-                        llm_stream_interval=interval, vllm_engine_stats=variant != "no-stats")
+    settings = Settings(
+        engine="vllm",
+        llm_dtype="auto",
+        max_model_len=2048,
+        max_num_seqs=max_seqs,
+        llm_stream_interval=interval,
+        vllm_engine_stats=variant != "no-stats",
+    )
     import core.llm.vllm_stats as stats
 
     if variant == "request-stats":
@@ -109,10 +115,19 @@ async def level(engine: Any, streams: int, ids: int, tag: str) -> dict[str, Any]
     total = sum(n for _, n in results)
     net = max(0.0, cpu - idle * wall)
     steps = max(n for _, n in results)  # every request steps once per engine step until it ends
-    return {"streams": streams, "wall_s": round(wall, 2), "ids": total, "deltas": deltas, "steps": steps,
-            "cpu_s": round(cpu, 4), "idle_cpu_per_wall_s": round(idle, 5), "net_cpu_s": round(net, 4),
-            "us_per_id": round(1e6 * net / max(1, total), 2), "us_per_delta": round(1e6 * net / max(1, deltas), 2),
-            "ids_per_s": round(total / wall, 1)}
+    return {
+        "streams": streams,
+        "wall_s": round(wall, 2),
+        "ids": total,
+        "deltas": deltas,
+        "steps": steps,
+        "cpu_s": round(cpu, 4),
+        "idle_cpu_per_wall_s": round(idle, 5),
+        "net_cpu_s": round(net, 4),
+        "us_per_id": round(1e6 * net / max(1, total), 2),
+        "us_per_delta": round(1e6 * net / max(1, deltas), 2),
+        "ids_per_s": round(total / wall, 1),
+    }
 
 
 def fit(rows: list[dict[str, Any]]) -> dict[str, float] | None:
@@ -127,7 +142,9 @@ def fit(rows: list[dict[str, Any]]) -> dict[str, float] | None:
     return {"us_per_step": round(1e6 * float(per_step), 1), "us_per_id": round(1e6 * float(per_id), 2)}
 
 
-async def run_variant(llm_dir: Path, variant: str, interval: int, streams: list[int], ids: int) -> dict[str, Any]:
+async def run_variant(
+    llm_dir: Path, variant: str, interval: int, streams: list[int], ids: int
+) -> dict[str, Any]:
     started = time.monotonic()
     engine = await asyncio.to_thread(start_engine, llm_dir, variant, interval, max(streams))
     try:
@@ -138,17 +155,28 @@ async def run_variant(llm_dir: Path, variant: str, interval: int, streams: list[
         request_stats = engine.request_stats
     finally:
         await engine.shutdown()
-    return {"variant": variant, "stream_interval": interval, "stat_loggers": names, "request_stats": request_stats,
-            "engine_start_and_run_s": round(time.monotonic() - started, 1), "levels": rows, "fit": fit(rows)}
+    return {
+        "variant": variant,
+        "stream_interval": interval,
+        "stat_loggers": names,
+        "request_stats": request_stats,
+        "engine_start_and_run_s": round(time.monotonic() - started, 1),
+        "levels": rows,
+        "fit": fit(rows),
+    }
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--streams", default="4,16,48", help="requests at a time, one level each")
-    p.add_argument("--intervals", default="4", help="stream_interval values (each a fresh engine per variant)")
+    p.add_argument(
+        "--intervals", default="4", help="stream_interval values (each a fresh engine per variant)"
+    )
     p.add_argument("--ids", type=int, default=400, help="ids each request may generate")
     p.add_argument("--variants", default=",".join(VARIANTS))
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "vllm_output" / "vllm_output.json")
+    p.add_argument(
+        "--out", type=Path, default=ROOT / "bench" / "results" / "vllm_output" / "vllm_output.json"
+    )
     args = p.parse_args()
     variants = args.variants.split(",")
     if set(variants) - set(VARIANTS):
@@ -162,14 +190,20 @@ def main() -> int:
         for interval in (int(i) for i in args.intervals.split(",")):
             for variant in variants:
                 results.append(asyncio.run(run_variant(llm_dir, variant, interval, streams, args.ids)))
-    print("| variant | interval | streams | ids | deltas | API-process CPU s | us per id | us per delta | ids/s |")
+    print(
+        "| variant | interval | streams | ids | deltas | API-process CPU s | us per id | us per delta | ids/s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         for row in r["levels"]:
-            print(f"| {r['variant']} | {r['stream_interval']} | {row['streams']} | {row['ids']} | {row['deltas']} | "
-                  f"{row['net_cpu_s']:.3f} | {row['us_per_id']:.1f} | {row['us_per_delta']:.1f} | {row['ids_per_s']:.0f} |")
+            print(
+                f"| {r['variant']} | {r['stream_interval']} | {row['streams']} | {row['ids']} | {row['deltas']} | "
+                f"{row['net_cpu_s']:.3f} | {row['us_per_id']:.1f} | {row['us_per_delta']:.1f} | {row['ids_per_s']:.0f} |"
+            )
     for r in results:
-        print(f"{r['variant']} (interval {r['stream_interval']}): fit {r['fit']}; loggers {r['stat_loggers']}")
+        print(
+            f"{r['variant']} (interval {r['stream_interval']}): fit {r['fit']}; loggers {r['stat_loggers']}"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"results": results, "load_average": os.getloadavg()}, indent=1))
     print(f"wrote {args.out}")

@@ -21,8 +21,13 @@ RATE = 16_000
 TRIM_LEVEL = 1e-3  # espeak-ng's silence is digital zero; anything above this is speech
 
 PHRASES = {
-    "en": ["The quick brown fox,", "jumps over the lazy dog,", "while the farmer sleeps.",
-           "Every morning the baker,", "sells fresh bread and cakes."],
+    "en": [
+        "The quick brown fox,",
+        "jumps over the lazy dog,",
+        "while the farmer sleeps.",
+        "Every morning the baker,",
+        "sells fresh bread and cakes.",
+    ],
     "hi": ["सुबह की ठंडी हवा में,", "गाँव के लोग", "खेतों की ओर चलते हैं।", "बच्चे हँसते हुए,", "स्कूल जाते हैं।"],
     "zh": ["今天天气很好，", "我们去公园散步，", "然后一起吃午饭。", "孩子们在草地上，", "快乐地玩耍。"],
 }
@@ -46,17 +51,20 @@ class Speech:
 
 def espeak(text: str, voice: str) -> np.ndarray:
     """16 kHz float audio of `text` spoken by espeak-ng, trimmed to its voiced extent."""
-    wav_bytes = subprocess.run(["espeak-ng", "-v", voice, "--stdout", text], capture_output=True, check=True,
-                               timeout=60).stdout
+    wav_bytes = subprocess.run(
+        ["espeak-ng", "-v", voice, "--stdout", text], capture_output=True, check=True, timeout=60
+    ).stdout
     with wave.open(io.BytesIO(wav_bytes)) as wav:
         rate = wav.getframerate()
         samples = np.frombuffer(wav.readframes(wav.getnframes()), "<i2").astype(np.float32) / 32768
     audio = np.asarray(soxr.resample(samples, rate, RATE), np.float32)
     loud = np.flatnonzero(np.abs(audio) > TRIM_LEVEL)
-    return audio[loud[0]: loud[-1] + 1]
+    return audio[loud[0] : loud[-1] + 1]
 
 
-def make_speech(language: str, phrases: list[str] | None = None, pauses: tuple[float, ...] = PAUSES_S) -> Speech:
+def make_speech(
+    language: str, phrases: list[str] | None = None, pauses: tuple[float, ...] = PAUSES_S
+) -> Speech:
     phrases = phrases or PHRASES[language]
     parts = [np.zeros(int(EDGE_S * RATE), np.float32)]
     truth = []
@@ -83,7 +91,7 @@ def streamed(audio: np.ndarray, words: list[str]) -> list[WordSpan]:
     at, piece = 0, 0
     while at < len(audio):
         size = int(PIECES_S[min(piece, len(PIECES_S) - 1)] * RATE)
-        spans += aligner.feed(audio[at:at + size])
+        spans += aligner.feed(audio[at : at + size])
         at, piece = at + size, piece + 1
     return spans + aligner.finish()
 

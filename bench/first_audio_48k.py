@@ -36,8 +36,9 @@ from services.pipeline.audio_output import SR_MAX_BLOCK, SR_MIN_BLOCK  # noqa: E
 PREBUFFER_S = 0.1
 
 
-def pieces(config: StreamingConfig, super_resolve: bool, tokens: int = 250, *,
-           lead: bool = False) -> list[tuple[int, float]]:
+def pieces(
+    config: StreamingConfig, super_resolve: bool, tokens: int = 250, *, lead: bool = False
+) -> list[tuple[int, float]]:
     """(token after which the piece can go out, its seconds of audio), in order. `lead`: the first AP-BWE window may
     be a lead window, as AudioOutput asks it."""
     planner = DecodePlanner(config, hop=HOP, codebook_size=SEMANTIC_CODEBOOK_SIZE)
@@ -60,19 +61,28 @@ def margins(schedule: list[tuple[int, float]], rate: float) -> dict[str, float]:
     for token, seconds in schedule:
         worst = min(worst, first_s + PREBUFFER_S + played - token / rate)
         played += seconds
-    return {"first_audio_token": schedule[0][0], "first_audio_ms": 1000 * first_s,
-            "first_piece_ms": 1000 * schedule[0][1], "min_margin_ms": 1000 * worst}
+    return {
+        "first_audio_token": schedule[0][0],
+        "first_audio_ms": 1000 * first_s,
+        "first_piece_ms": 1000 * schedule[0][1],
+        "min_margin_ms": 1000 * worst,
+    }
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rates", default="100,150,175,250", help="engine tokens per second per stream")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "first_audio_48k" / "first_audio_48k.json")
+    p.add_argument(
+        "--out", type=Path, default=ROOT / "bench" / "results" / "first_audio_48k" / "first_audio_48k.json"
+    )
     args = p.parse_args()
     balanced = StreamingConfig().for_latency("balanced")
-    cases = {"16k, balanced": (balanced, False, False), "48k, balanced": (balanced, True, False),
-             "48k, balanced, lead": (balanced, True, True),
-             "48k, first chunk 12": (replace(balanced, first_chunk_tokens=12), True, False)}
+    cases = {
+        "16k, balanced": (balanced, False, False),
+        "48k, balanced": (balanced, True, False),
+        "48k, balanced, lead": (balanced, True, True),
+        "48k, first chunk 12": (replace(balanced, first_chunk_tokens=12), True, False),
+    }
     rows = []
     print("| schedule | tokens/s | first audio: token (ms) | first piece ms | least margin ms |")
     print("|---|---|---|---|---|")
@@ -81,8 +91,10 @@ def main() -> int:
         for rate in (float(r) for r in args.rates.split(",")):
             row = {"schedule": name, "tokens_per_s": rate, **margins(schedule, rate)}
             rows.append(row)
-            print(f"| {name} | {rate:.0f} | {row['first_audio_token']} ({row['first_audio_ms']:.0f}) | "
-                  f"{row['first_piece_ms']:.0f} | {row['min_margin_ms']:.0f} |")
+            print(
+                f"| {name} | {rate:.0f} | {row['first_audio_token']} ({row['first_audio_ms']:.0f}) | "
+                f"{row['first_piece_ms']:.0f} | {row['min_margin_ms']:.0f} |"
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"prebuffer_s": PREBUFFER_S, "rows": rows}, indent=2) + "\n")
     return 0

@@ -18,14 +18,19 @@ def client_frame(payload: bytes) -> bytes:
     return bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
 
 
-async def handshake(host: str, port: int, path: str, key: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter,
-                                                                        bytes]:
+async def handshake(
+    host: str, port: int, path: str, key: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
     """Open a connection and send the upgrade with `key` as `xi-api-key`; returns the response head as well (the
     caller checks for 101)."""
     reader, writer = await asyncio.open_connection(host, port)
     nonce = base64.b64encode(os.urandom(16)).decode()
-    writer.write((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  f"Sec-WebSocket-Key: {nonce}\r\nSec-WebSocket-Version: 13\r\nxi-api-key: {key}\r\n\r\n").encode())
+    writer.write(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {nonce}\r\nSec-WebSocket-Version: 13\r\nxi-api-key: {key}\r\n\r\n"
+        ).encode()
+    )
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=30)
     return reader, writer, head
 
@@ -56,7 +61,11 @@ def server_cpu_s(pid: int, main_thread_only: bool = False) -> float:
     whose id is the pid's (uvicorn's event loop)."""
     total = 0
     try:
-        tasks = [Path(f"/proc/{pid}/task/{pid}")] if main_thread_only else list(Path(f"/proc/{pid}/task").iterdir())
+        tasks = (
+            [Path(f"/proc/{pid}/task/{pid}")]
+            if main_thread_only
+            else list(Path(f"/proc/{pid}/task").iterdir())
+        )
     except OSError:
         return 0.0
     for task in tasks:

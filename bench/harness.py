@@ -60,28 +60,65 @@ class Server:
 
 
 def app_command(port: int) -> list[str]:
-    return [sys.executable, "-m", "uvicorn", "--factory", "api:create_app", "--host", "127.0.0.1", "--port", str(port),
-            "--no-access-log"]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "api:create_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+    ]
 
 
 def standin_command(cost_model: Path | str | None = None, fault: str = "") -> Callable[[int], list[str]]:
     def command(port: int) -> list[str]:
-        return [sys.executable, "-m", "bench.standin.serve", "--host", "127.0.0.1", "--port", str(port),
-                *(["--cost-model", str(cost_model)] if cost_model else []), *(["--fault", fault] if fault else [])]
+        return [
+            sys.executable,
+            "-m",
+            "bench.standin.serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *(["--cost-model", str(cost_model)] if cost_model else []),
+            *(["--fault", fault] if fault else []),
+        ]
+
     return command
 
 
-def paced_command(rate: float = 100.0, codec: str = "demo", flags: Iterable[str] = ()) -> Callable[[int], list[str]]:
+def paced_command(
+    rate: float = 100.0, codec: str = "demo", flags: Iterable[str] = ()
+) -> Callable[[int], list[str]]:
     def command(port: int) -> list[str]:
-        return [sys.executable, str(ROOT / "bench" / "serve_paced.py"), "--port", str(port), "--rate", str(rate),
-                "--codec", codec, *flags]
+        return [
+            sys.executable,
+            str(ROOT / "bench" / "serve_paced.py"),
+            "--port",
+            str(port),
+            "--rate",
+            str(rate),
+            "--codec",
+            codec,
+            *flags,
+        ]
+
     return command
 
 
 def demo_env(model_dir: Path | str = DEMO_DIR, device: str = "cpu", **settings: str) -> dict[str, str]:
     """A bench server's settings: the checkpoint, the device, no auth, unbuffered logs, plus `settings`."""
-    return {"TTS_MODEL_DIR": str(model_dir), "TTS_DEVICE": device, "TTS_AUTH_ENABLED": "false",
-            "PYTHONUNBUFFERED": "1", **settings}
+    return {
+        "TTS_MODEL_DIR": str(model_dir),
+        "TTS_DEVICE": device,
+        "TTS_AUTH_ENABLED": "false",
+        "PYTHONUNBUFFERED": "1",
+        **settings,
+    }
 
 
 def spawn_server(command: Callable[[int], list[str]], env: dict[str, str], log: Path) -> Server:
@@ -90,12 +127,16 @@ def spawn_server(command: Callable[[int], list[str]], env: dict[str, str], log: 
     # The bench's own settings only: a TTS_ variable of the caller's shell would change what is measured unseen.
     dropped = sorted(k for k in os.environ if k.startswith("TTS_") and k not in env)
     if dropped:
-        print(f"start_server: not passed to the server (the bench sets its own TTS_ settings): {', '.join(dropped)}",
-              file=sys.stderr)
+        print(
+            f"start_server: not passed to the server (the bench sets its own TTS_ settings): {', '.join(dropped)}",
+            file=sys.stderr,
+        )
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
     child_env.update(env)
     with open(log, "wb") as out:
-        process = subprocess.Popen(command(port), cwd=ROOT, env=child_env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command(port), cwd=ROOT, env=child_env, stdout=out, stderr=subprocess.STDOUT
+        )
     return Server(f"http://127.0.0.1:{port}", process, log)
 
 
@@ -107,21 +148,26 @@ def wait_ready(servers: list[Server], timeout_s: float = 300.0) -> None:
     while pending:
         for server in list(pending):
             if server.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{server.log_path.read_text(errors='replace')[-3000:]}")
+                raise RuntimeError(
+                    f"server exited early:\n{server.log_path.read_text(errors='replace')[-3000:]}"
+                )
             try:
                 if httpx.get(f"{server.url}/v1/tts/ready", timeout=2).status_code == 200:
                     pending.remove(server)
             except httpx.HTTPError:
                 pass
         if pending and time.monotonic() > deadline:
-            raise RuntimeError(f"server not ready in {timeout_s:.0f} s:\n"
-                               f"{pending[0].log_path.read_text(errors='replace')[-3000:]}")
+            raise RuntimeError(
+                f"server not ready in {timeout_s:.0f} s:\n"
+                f"{pending[0].log_path.read_text(errors='replace')[-3000:]}"
+            )
         if pending:
             time.sleep(0.3)
 
 
-def start_server(command: Callable[[int], list[str]], env: dict[str, str], log: Path,
-                 ready_s: float = 300.0) -> Server:
+def start_server(
+    command: Callable[[int], list[str]], env: dict[str, str], log: Path, ready_s: float = 300.0
+) -> Server:
     """`spawn_server`, then `wait_ready`; stopped again if it does not get ready."""
     server = spawn_server(command, env, log)
     try:

@@ -70,8 +70,9 @@ class FreeCodec(_Wrapper):
         included (a bench that patches that method gets its output here too)."""
         return self.decode_with_speaker(torch.as_tensor(ids), d_vector)
 
-    def decode_rows(self, ids: Any, starts: Any, lengths: Any, wave_lengths: Any, d_vector: Any, *,
-                    margin: int) -> torch.Tensor:
+    def decode_rows(
+        self, ids: Any, starts: Any, lengths: Any, wave_lengths: Any, d_vector: Any, *, margin: int
+    ) -> torch.Tensor:
         """The scheduler's trimmed call (ids [B, L] -> [B, (L - 2 margin) * hop]), answered here for the same reason."""
         ids = torch.as_tensor(ids)
         return self.decode_with_speaker(ids[:, margin : ids.shape[1] - margin], d_vector)

@@ -58,7 +58,6 @@ class LevelSpec:
     audio_format: str = "wav"  # the cadence counts s16le bytes: only wav and pcm streams have meaningful gaps
     speed: float | None = None  # the request's `speed` (a time-stretch on the audio); None: the voice's own
 
-
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "text": self.text,

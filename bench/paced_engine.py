@@ -47,8 +47,10 @@ END_CONTENT = "<|end_content|>"
 
 def acoustic_ids(layout: VocabLayout, which: Acoustic) -> list[int]:
     """Ids of one acoustic value family (pitch_value_0.., speed_value_0..), indexed by value."""
-    found = {int(layout.values[i]): int(i) for i in np.flatnonzero(
-        (layout.kinds == TokenKind.ACOUSTIC) & (layout.acoustic == int(which)))}
+    found = {
+        int(layout.values[i]): int(i)
+        for i in np.flatnonzero((layout.kinds == TokenKind.ACOUSTIC) & (layout.acoustic == int(which)))
+    }
     if not found:
         raise ValueError(f"the vocabulary has no {which.name.lower()} value tokens")
     return [found[v] for v in sorted(found)]
@@ -63,8 +65,12 @@ class PaceConfig:
     prefill_s: float = 0.0
     tick_s: float = 0.02
     seed: int = 0
-    prefill_per_token_s: float = 0.0  # prompt-length-dependent prefill (a stitched prompt's extra ids cost this each)
-    stream_interval: int = 1  # ids per delta after the first, as vLLM's stream_interval (the last delta may be short)
+    prefill_per_token_s: float = (
+        0.0  # prompt-length-dependent prefill (a stitched prompt's extra ids cost this each)
+    )
+    stream_interval: int = (
+        1  # ids per delta after the first, as vLLM's stream_interval (the last delta may be short)
+    )
 
     def __post_init__(self) -> None:
         if self.tokens_per_s <= 0 or self.tokens_per_char <= 0:
@@ -166,7 +172,9 @@ class PacedEngine:
         prefix = 0  # a continuation prompt's semantic ids (they speak the first part of the content)
         if end_global in prompt_ids:
             mode, head = "clone", [start_semantic]
-            if start_semantic in prompt_ids:  # the prompt already opens the semantic block (and may continue it)
+            if (
+                start_semantic in prompt_ids
+            ):  # the prompt already opens the semantic block (and may continue it)
                 head, prefix = [], len(prompt_ids) - 1 - list(prompt_ids).index(start_semantic)
         else:
             mode = "controllable" if self._controllable_task in prompt_ids else "speaker"
@@ -188,8 +196,12 @@ class PacedEngine:
     def _acoustic_head(self, rng: np.random.Generator) -> list[int]:
         """What a controllable generation starts with: the pitch and speed values the model picks."""
         lay = self.layout
-        return [lay.marker_id(Marker.START_ACOUSTIC), self._pitch_ids[int(rng.integers(len(self._pitch_ids)))],
-                self._speed_ids[int(rng.integers(len(self._speed_ids)))], lay.marker_id(Marker.END_ACOUSTIC)]
+        return [
+            lay.marker_id(Marker.START_ACOUSTIC),
+            self._pitch_ids[int(rng.integers(len(self._pitch_ids)))],
+            self._speed_ids[int(rng.integers(len(self._speed_ids)))],
+            lay.marker_id(Marker.END_ACOUSTIC),
+        ]
 
     # ------------------------------------------------------------------ LLMEngine
     async def stream(
@@ -240,8 +252,9 @@ class PacedEngine:
                 # seen at the next wake-up, at most one token interval (or the prefill) later. A millisecond past
                 # the due time: uvloop's timers round to milliseconds, and a wake-up just before the due time
                 # would spin through zero-length sleeps (the stand-in's CPU, not the service's).
-                await asyncio.sleep(max(cfg.due_time(sent + wanted - 1, prompt_len)
-                                        - (clock() - started) + 0.001, cfg.tick_s))
+                await asyncio.sleep(
+                    max(cfg.due_time(sent + wanted - 1, prompt_len) - (clock() - started) + 0.001, cfg.tick_s)
+                )
             stats.finished = sent >= len(plan.ids)
         finally:
             stats.aborted = not stats.finished

@@ -93,11 +93,22 @@ def draw(result: dict[str, Any], key: str, path: Path) -> None:
     plt.close(fig)
 
 
-def _ttfa_points(rows: list[dict[str, Any]], rate: float, codec: str, voice: str, schedule: str,
-                 key: str, variant: str = "now") -> tuple[list[int], list[float]]:
-    picked = sorted((r["concurrency"], r[key] * 1000) for r in rows if r[key] is not None and
-                    (r["rate"], r["codec"], r["voice"], r["schedule"], r.get("variant", "now"))
-                    == (rate, codec, voice, schedule, variant))
+def _ttfa_points(
+    rows: list[dict[str, Any]],
+    rate: float,
+    codec: str,
+    voice: str,
+    schedule: str,
+    key: str,
+    variant: str = "now",
+) -> tuple[list[int], list[float]]:
+    picked = sorted(
+        (r["concurrency"], r[key] * 1000)
+        for r in rows
+        if r[key] is not None
+        and (r["rate"], r["codec"], r["voice"], r["schedule"], r.get("variant", "now"))
+        == (rate, codec, voice, schedule, variant)
+    )
     return [c for c, _ in picked], [v for _, v in picked]
 
 
@@ -108,8 +119,9 @@ def draw_ttfa(result: dict[str, Any], path: Path, voice: str = "fixed") -> None:
     rates = sorted({r["rate"] for r in rows})
     codecs = sorted({r["codec"] for r in rows if r["voice"] == voice}, key=lambda c: c == "free")  # free last
     schedules = list(dict.fromkeys(r["schedule"] for r in rows))
-    fig, axes = plt.subplots(len(rates), len(codecs), figsize=(5.5 * len(codecs), 3.8 * len(rates)),
-                             squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        len(rates), len(codecs), figsize=(5.5 * len(codecs), 3.8 * len(rates)), squeeze=False, sharey=True
+    )
     for ax_row, rate in zip(axes, rates, strict=True):
         for ax, codec in zip(ax_row, codecs, strict=True):
             for i, schedule in enumerate(schedules):
@@ -123,7 +135,15 @@ def draw_ttfa(result: dict[str, Any], path: Path, voice: str = "fixed") -> None:
                 ax.axhline(1.5 * p50[0], color=color, linestyle=":", linewidth=1)
                 old_conc, old_p95 = _ttfa_points(rows, rate, codec, voice, schedule, "ttfa_p95_s", "before")
                 if old_conc:
-                    ax.plot(old_conc, old_p95, "x-", color=color, linewidth=0.8, alpha=0.4, label=f"{schedule} p95 before")
+                    ax.plot(
+                        old_conc,
+                        old_p95,
+                        "x-",
+                        color=color,
+                        linewidth=0.8,
+                        alpha=0.4,
+                        label=f"{schedule} p95 before",
+                    )
             levels = sorted({r["concurrency"] for r in rows})
             ax.set_xscale("log", base=2)
             ax.set_xticks(levels, [str(c) for c in levels])
@@ -139,8 +159,11 @@ def draw_ttfa(result: dict[str, Any], path: Path, voice: str = "fixed") -> None:
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(schedules) * 3 // 2 + 1, fontsize=7)
     env = result.get("env", {})
-    fig.suptitle(f"TTFA, voice '{voice}' (dotted: 1.5x the 1-stream p50); {env.get('machine', '')}, load avg "
-                 f"{env.get('load_avg_at_start', ['?'])[0]} at start", fontsize=9)
+    fig.suptitle(
+        f"TTFA, voice '{voice}' (dotted: 1.5x the 1-stream p50); {env.get('machine', '')}, load avg "
+        f"{env.get('load_avg_at_start', ['?'])[0]} at start",
+        fontsize=9,
+    )
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -69,7 +69,9 @@ class PacedRuntime(ModelRuntime):
         self.raw_bicodec: Any = None
         self.free_codec = False
         self.speaker_vector_computations = 0
-        self._codec_final = codec != "released"  # released: the demo-size codecs are replaced after the product loads
+        self._codec_final = (
+            codec != "released"
+        )  # released: the demo-size codecs are replaced after the product loads
 
     def build_codec_scheduler(self) -> None:
         if self._codec_final:  # (no scheduler, and no graph capture, for codecs about to be replaced)
@@ -140,7 +142,9 @@ def _patch_gc() -> Callable[[], None]:
 
 # BENCH ONLY: each first-audio technique undone, patched in this process so both ways run on one server.
 LEGACY: dict[str, Callable[[], Callable[[], None]]] = {
-    "resume": _patch_resume, "holdback": _patch_holdback, "gc": _patch_gc,
+    "resume": _patch_resume,
+    "holdback": _patch_holdback,
+    "gc": _patch_gc,
 }
 
 
@@ -179,7 +183,10 @@ class GcPauses:
             self.pauses[info["generation"]].append(time.perf_counter() - self._started)
 
     def drain(self) -> dict[str, dict[str, float]]:
-        out = {str(g): {"count": len(p), "max_s": max(p, default=0.0), "total_s": sum(p)} for g, p in self.pauses.items()}
+        out = {
+            str(g): {"count": len(p), "max_s": max(p, default=0.0), "total_s": sum(p)}
+            for g, p in self.pauses.items()
+        }
         self.pauses = {0: [], 1: [], 2: []}
         return out
 
@@ -193,12 +200,19 @@ class RecordingAccess(AccessServices):
 
     async def settle(self, grant: Any, outcome: Any) -> None:
         stats = outcome.job.stats
-        self.requests.append({
-            "request_id": outcome.request_id, "status": outcome.status, "server_ttfa_ms": outcome.ttfb_ms,
-            "preamble_ids": stats.preamble_ids, "first_audio_engine_ids": stats.first_audio_engine_ids,
-            "semantic_tokens": stats.semantic_tokens,
-            "server_underruns": (outcome.cadence or {}).get("underruns"),  # the server's sends, no prebuffer
-        })
+        self.requests.append(
+            {
+                "request_id": outcome.request_id,
+                "status": outcome.status,
+                "server_ttfa_ms": outcome.ttfb_ms,
+                "preamble_ids": stats.preamble_ids,
+                "first_audio_engine_ids": stats.first_audio_engine_ids,
+                "semantic_tokens": stats.semantic_tokens,
+                "server_underruns": (outcome.cadence or {}).get(
+                    "underruns"
+                ),  # the server's sends, no prebuffer
+            }
+        )
         await super().settle(grant, outcome)
 
     def drain(self) -> list[dict[str, Any]]:
@@ -230,7 +244,9 @@ def add_bench_routes(app: FastAPI, runtime: PacedRuntime, access: RecordingAcces
             "scheduler": _scheduler_stats(runtime.codec_scheduler),
             "speaker_vector_computations": runtime.speaker_vector_computations,
             "sr_context_samples": runtime.sr.context if runtime.sr is not None else None,
-            "settings": {k: getattr(getattr(runtime.settings, FIELD_GROUP[k]), k) for k in _REPORTED_SETTINGS},
+            "settings": {
+                k: getattr(getattr(runtime.settings, FIELD_GROUP[k]), k) for k in _REPORTED_SETTINGS
+            },
         }
 
     async def engine_update(request: Request) -> dict:
@@ -258,20 +274,27 @@ def add_bench_routes(app: FastAPI, runtime: PacedRuntime, access: RecordingAcces
 
     app.add_api_route("/bench/engine", engine_state, methods=["GET"], include_in_schema=False)
     app.add_api_route("/bench/engine", engine_update, methods=["POST"], include_in_schema=False)
+
     async def gc_timing() -> dict:
         """One forced full collection, timed (it stops the event loop: call it between levels only)."""
         started = time.perf_counter()
         gc.collect()
-        return {"full_collection_ms": (time.perf_counter() - started) * 1000, "frozen_objects": gc.get_freeze_count()}
+        return {
+            "full_collection_ms": (time.perf_counter() - started) * 1000,
+            "frozen_objects": gc.get_freeze_count(),
+        }
 
     async def device_time() -> dict:
         """The codec runner's cumulative per-shape call times (a stand-in runner without them: an empty list)."""
         scheduler = runtime.codec_scheduler
         runner = scheduler.runner if scheduler is not None else None
         reader = getattr(runner, "device_time", None)
-        return {"device": str(runtime.device), "graphs": runner.graphs is not None if reader else None,
-                "sr_precision": runtime.settings.codec.codec_sr_precision,  # the AP-BWE graphs' (CUDA; the eager path: fp32)
-                "shapes": reader() if reader else []}
+        return {
+            "device": str(runtime.device),
+            "graphs": runner.graphs is not None if reader else None,
+            "sr_precision": runtime.settings.codec.codec_sr_precision,  # the AP-BWE graphs' (CUDA; the eager path: fp32)
+            "shapes": reader() if reader else [],
+        }
 
     app.add_api_route("/bench/variant", variant_update, methods=["POST"], include_in_schema=False)
     app.add_api_route("/bench/gc", gc_timing, methods=["POST"], include_in_schema=False)
@@ -296,12 +319,20 @@ def _scheduler_stats(scheduler: Any) -> dict | None:
         return None
     s = scheduler.stats
     return {
-        "calls": s.calls, "rows": s.rows, "padded_rows": s.padded_rows, "eager_calls": s.eager_calls,
-        "busy_seconds": s.busy_seconds, "missed_deadlines": s.missed_deadlines,
-        "calls_by_kind": dict(s.calls_by_kind), "rows_by_kind": dict(s.rows_by_kind),
+        "calls": s.calls,
+        "rows": s.rows,
+        "padded_rows": s.padded_rows,
+        "eager_calls": s.eager_calls,
+        "busy_seconds": s.busy_seconds,
+        "missed_deadlines": s.missed_deadlines,
+        "calls_by_kind": dict(s.calls_by_kind),
+        "rows_by_kind": dict(s.rows_by_kind),
         "seconds_by_kind": dict(s.seconds_by_kind),
-        "mean_batch": s.mean_batch(), "mean_decode_batch": s.mean_batch("decode"), "mean_sr_batch": s.mean_batch("sr"),
-        "busy_ratio": scheduler.busy_ratio(), "active_streams": scheduler.active_streams,
+        "mean_batch": s.mean_batch(),
+        "mean_decode_batch": s.mean_batch("decode"),
+        "mean_sr_batch": s.mean_batch("sr"),
+        "busy_ratio": scheduler.busy_ratio(),
+        "active_streams": scheduler.active_streams,
     }
 
 

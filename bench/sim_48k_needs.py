@@ -32,13 +32,23 @@ SEEDS = (0, 1)
 def run_one(job: tuple[str, float, bool, int]) -> dict[str, Any]:
     model_name, fixed, admission_on, seed = job
     model = CostModel.load(ROOT / "bench" / "cost_models" / MODELS[model_name]).with_overrides(host_ms=1.5)
-    model = replace(model, llm_step=Linear(fixed, PER_ROW), name=f"{model.name} (step {fixed} + {PER_ROW}/row)")
-    report = simulate(SimConfig(model, 200, sample_rate=48_000, seed=seed,
-                                admission={} if admission_on else ADMISSION_OFF))
-    return {"model": model_name, "step_fixed_ms": fixed, "admission": admission_on, "seed": seed,
-            "admitted": report["streams_admitted"], "underrunning": report["underruns_prebuffer_100ms"],
-            "ttfa_ms_p95": report["ttfa_ms_p95"], "refused_by": report["refused_by"],
-            "gpu_busy_seconds": report["gpu_busy_seconds"]}
+    model = replace(
+        model, llm_step=Linear(fixed, PER_ROW), name=f"{model.name} (step {fixed} + {PER_ROW}/row)"
+    )
+    report = simulate(
+        SimConfig(model, 200, sample_rate=48_000, seed=seed, admission={} if admission_on else ADMISSION_OFF)
+    )
+    return {
+        "model": model_name,
+        "step_fixed_ms": fixed,
+        "admission": admission_on,
+        "seed": seed,
+        "admitted": report["streams_admitted"],
+        "underrunning": report["underruns_prebuffer_100ms"],
+        "ttfa_ms_p95": report["ttfa_ms_p95"],
+        "refused_by": report["refused_by"],
+        "gpu_busy_seconds": report["gpu_busy_seconds"],
+    }
 
 
 def main() -> int:
@@ -49,15 +59,20 @@ def main() -> int:
     jobs = list(itertools.product(MODELS, STEP_FIXED_MS, (True, False), SEEDS))
     with ProcessPoolExecutor(args.workers) as pool:
         rows = list(pool.map(run_one, jobs))
-    print("| AP-BWE | engine step, fixed ms | admission on: held / underrunning / p95 ms | admission off: held / "
-          "underrunning / p95 ms |")
+    print(
+        "| AP-BWE | engine step, fixed ms | admission on: held / underrunning / p95 ms | admission off: held / "
+        "underrunning / p95 ms |"
+    )
     print("|---|---|---|---|")
     for model_name, fixed in itertools.product(MODELS, STEP_FIXED_MS):
         cells = []
         for on in (True, False):
-            runs = [r for r in rows if (r["model"], r["step_fixed_ms"], r["admission"]) == (model_name, fixed, on)]
-            held, under, p95 = (sum(r[key] for r in runs) / len(runs)
-                                for key in ("admitted", "underrunning", "ttfa_ms_p95"))
+            runs = [
+                r for r in rows if (r["model"], r["step_fixed_ms"], r["admission"]) == (model_name, fixed, on)
+            ]
+            held, under, p95 = (
+                sum(r[key] for r in runs) / len(runs) for key in ("admitted", "underrunning", "ttfa_ms_p95")
+            )
             cells.append(f"{held:.0f} / {under:.0f} / {p95:.0f}")
         print(f"| {model_name} | {fixed} | {cells[0]} | {cells[1]} |")
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -50,8 +50,14 @@ def run_case(case: Case) -> dict[str, Any]:
     from bench.sim.virtual_loop import run_virtual
 
     model = CostModel.load(COST_MODEL).with_overrides(llm_per_row=case.per_row, host_ms=1.5)
-    cfg = SimConfig(model, case.streams, sample_rate=case.sample_rate, arrive_within_s=case.arrive_s,
-                    seed=case.seed, audio_seconds=AUDIO_S)
+    cfg = SimConfig(
+        model,
+        case.streams,
+        sample_rate=case.sample_rate,
+        arrive_within_s=case.arrive_s,
+        seed=case.seed,
+        audio_seconds=AUDIO_S,
+    )
     start, end = case.window
 
     async def main() -> dict[str, Any]:
@@ -61,19 +67,31 @@ def run_case(case: Case) -> dict[str, Any]:
         async def read_at(name: str, at: float) -> None:  # what a scrape at `at` would read
             await asyncio.sleep(max(0.0, sim.started + at - sim.loop.time()))
             refused = sum(sim.admission.refused.values()) - sim.admission.refused.get("ramp", 0)
-            marks[name] = (sim.loop.time(), sim.scheduler.stats.busy_seconds, refused, sim.scheduler.active_streams)
+            marks[name] = (
+                sim.loop.time(),
+                sim.scheduler.stats.busy_seconds,
+                refused,
+                sim.scheduler.active_streams,
+            )
 
         readers = [asyncio.ensure_future(read_at("start", start)), asyncio.ensure_future(read_at("end", end))]
         report = await sim.run()
         await asyncio.gather(*readers)
         (t0, busy0, refused0, open0), (t1, busy1, refused1, open1) = marks["start"], marks["end"]
         seconds = t1 - t0
-        return {"sample_rate": case.sample_rate, "llm_per_row": case.per_row, "holds": case.holds,
-                "load": case.load, "streams_offered": case.streams, "streams_admitted": report["streams_admitted"],
-                "underrunning_streams": report["underruns_prebuffer_100ms"], "open_streams": [open0, open1],
-                "busy_rate": round((busy1 - busy0) / seconds, 3),
-                "refusals_per_s": round((refused1 - refused0) / seconds, 3),
-                "refused_by": report["refused_by"]}
+        return {
+            "sample_rate": case.sample_rate,
+            "llm_per_row": case.per_row,
+            "holds": case.holds,
+            "load": case.load,
+            "streams_offered": case.streams,
+            "streams_admitted": report["streams_admitted"],
+            "underrunning_streams": report["underruns_prebuffer_100ms"],
+            "open_streams": [open0, open1],
+            "busy_rate": round((busy1 - busy0) / seconds, 3),
+            "refusals_per_s": round((refused1 - refused0) / seconds, 3),
+            "refused_by": report["refused_by"],
+        }
 
     return run_virtual(main)
 
@@ -87,10 +105,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     window = tuple(float(x) for x in args.window.split(","))
-    cases = [Case(rate, per_row, holds, load, args.arrive_s, window, int(seed))  # type: ignore[arg-type]
-             for rate, per_row, holds in SETTINGS for load in LOADS for seed in args.seeds.split(",")]
-    columns = ("sample_rate", "llm_per_row", "load", "streams_offered", "streams_admitted", "underrunning_streams",
-               "busy_rate", "refusals_per_s")
+    cases = [
+        Case(rate, per_row, holds, load, args.arrive_s, window, int(seed))  # type: ignore[arg-type]
+        for rate, per_row, holds in SETTINGS
+        for load in LOADS
+        for seed in args.seeds.split(",")
+    ]
+    columns = (
+        "sample_rate",
+        "llm_per_row",
+        "load",
+        "streams_offered",
+        "streams_admitted",
+        "underrunning_streams",
+        "busy_rate",
+        "refusals_per_s",
+    )
     print(" | ".join(columns))
     rows = []
     with ProcessPoolExecutor(args.workers) as pool:
@@ -99,8 +129,19 @@ def main(argv: list[str] | None = None) -> int:
             print(" | ".join(str(row[c]) for c in columns), flush=True)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"cost_model": str(COST_MODEL.relative_to(ROOT)), "host_ms": 1.5,
-                                         "arrive_s": args.arrive_s, "window_s": window, "rows": rows}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "cost_model": str(COST_MODEL.relative_to(ROOT)),
+                    "host_ms": 1.5,
+                    "arrive_s": args.arrive_s,
+                    "window_s": window,
+                    "rows": rows,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 0
 
 

@@ -44,22 +44,48 @@ CASES: list[tuple[tuple[int, float, int, float, int], range]] = [
 ]
 
 
-def run_case(args: tuple[tuple[int, float, int, float, int], int, dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
+def run_case(
+    args: tuple[tuple[int, float, int, float, int], int, dict[str, Any], dict[str, Any]],
+) -> dict[str, Any]:
     (rate, per_row, streams, within, preamble), seed, admission, policy = args
     model = CostModel.load(COST_MODEL).with_overrides(llm_per_row=per_row, host_ms=1.5)
-    report = simulate(SimConfig(model, streams, sample_rate=rate, arrive_within_s=within, seed=seed,
-                                preamble_ids=preamble, admission=admission, policy=SchedulerPolicy(**policy)))
-    return {"sample_rate": rate, "llm_per_row": per_row, "streams": streams, "within_s": within,
-            "preamble_ids": preamble, "seed": seed, "admitted": report["streams_admitted"],
-            "underrunning_streams": report["underruns_prebuffer_100ms"], "ttfa_ms_p95": report["ttfa_ms_p95"],
-            "refused_by": report["refused_by"]}
+    report = simulate(
+        SimConfig(
+            model,
+            streams,
+            sample_rate=rate,
+            arrive_within_s=within,
+            seed=seed,
+            preamble_ids=preamble,
+            admission=admission,
+            policy=SchedulerPolicy(**policy),
+        )
+    )
+    return {
+        "sample_rate": rate,
+        "llm_per_row": per_row,
+        "streams": streams,
+        "within_s": within,
+        "preamble_ids": preamble,
+        "seed": seed,
+        "admitted": report["streams_admitted"],
+        "underrunning_streams": report["underruns_prebuffer_100ms"],
+        "ttfa_ms_p95": report["ttfa_ms_p95"],
+        "refused_by": report["refused_by"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--admission", default="{}", help="JSON keyword settings for Admission (default: the service's)")
-    p.add_argument("--policy", default="{}", help="JSON keyword settings for SchedulerPolicy (default: the service's; "
-                   "'{\"decode_reach\": null}' runs whole windows through the wave generator)")
+    p.add_argument(
+        "--admission", default="{}", help="JSON keyword settings for Admission (default: the service's)"
+    )
+    p.add_argument(
+        "--policy",
+        default="{}",
+        help="JSON keyword settings for SchedulerPolicy (default: the service's; "
+        "'{\"decode_reach\": null}' runs whole windows through the wave generator)",
+    )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
@@ -69,20 +95,37 @@ def main(argv: list[str] | None = None) -> int:
         rows = list(pool.map(run_case, jobs))
     by_case: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        by_case[(row["sample_rate"], row["llm_per_row"], row["streams"], row["within_s"], row["preamble_ids"])].append(row)
-    print("| Hz | ms/row | offered | within s | preamble ids | admitted (per seed) | underrunning streams | p95 first audio ms |")
+        by_case[
+            (row["sample_rate"], row["llm_per_row"], row["streams"], row["within_s"], row["preamble_ids"])
+        ].append(row)
+    print(
+        "| Hz | ms/row | offered | within s | preamble ids | admitted (per seed) | underrunning streams | p95 first audio ms |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for (rate, per_row, streams, within, preamble), case_rows in by_case.items():
-        print(f"| {rate} | {per_row} | {streams} | {within:g} | {preamble} | "
-              f"{', '.join(str(r['admitted']) for r in case_rows)} | "
-              f"{', '.join(str(r['underrunning_streams']) for r in case_rows)} | "
-              f"{', '.join(str(r['ttfa_ms_p95']) for r in case_rows)} |")
+        print(
+            f"| {rate} | {per_row} | {streams} | {within:g} | {preamble} | "
+            f"{', '.join(str(r['admitted']) for r in case_rows)} | "
+            f"{', '.join(str(r['underrunning_streams']) for r in case_rows)} | "
+            f"{', '.join(str(r['ttfa_ms_p95']) for r in case_rows)} |"
+        )
     total = sum(r["underrunning_streams"] for r in rows)
     print(f"underrunning streams in all {len(rows)} runs: {total}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"cost_model": str(COST_MODEL.relative_to(ROOT)), "host_ms": 1.5,
-                                         "admission": admission, "policy": policy, "rows": rows}, indent=1) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "cost_model": str(COST_MODEL.relative_to(ROOT)),
+                    "host_ms": 1.5,
+                    "admission": admission,
+                    "policy": policy,
+                    "rows": rows,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
     return 0
 
 

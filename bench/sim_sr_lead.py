@@ -51,7 +51,12 @@ CASES = (
 )
 
 
-BOUND_CASES = (CASES[3], CASES[4], CASES[6], CASES[8])  # 64 within 10 s (0.02, 0.056), 200 (0.02), 600 (0.056)
+BOUND_CASES = (
+    CASES[3],
+    CASES[4],
+    CASES[6],
+    CASES[8],
+)  # 64 within 10 s (0.02, 0.056), 200 (0.02), 600 (0.056)
 BOUNDS = (2.5, 3.0, 3.5, 4.0)
 
 
@@ -59,13 +64,32 @@ def run_one(args: tuple[bool, Case, int, float | None]) -> dict[str, Any]:
     lead, case, seed, bound = args
     model = CostModel.load(COST_MODEL).with_overrides(llm_per_row=case.per_row, host_ms=1.5)
     admission = {} if bound is None else {"sr_lead_needs_pace": bound}
-    report = simulate(SimConfig(model, case.streams, sample_rate=48_000, seed=seed, arrive_within_s=case.within_s,
-                                sr_lead=lead, admission=admission))
-    return {"lead": lead, "pace_bound": bound, "case": case.name, "streams": case.streams, "per_row": case.per_row, "seed": seed,
-            "ttfa_ms_p50": report["ttfa_ms_p50"], "ttfa_ms_p95": report["ttfa_ms_p95"],
-            "admitted": report["streams_admitted"], "underrunning": report["underruns_prebuffer_100ms"],
-            "missed_deadlines": report["missed_deadlines"], "sr_leads": report["sr_leads"],
-            "sr_device_s": report["gpu_busy_seconds"]["sr"]}
+    report = simulate(
+        SimConfig(
+            model,
+            case.streams,
+            sample_rate=48_000,
+            seed=seed,
+            arrive_within_s=case.within_s,
+            sr_lead=lead,
+            admission=admission,
+        )
+    )
+    return {
+        "lead": lead,
+        "pace_bound": bound,
+        "case": case.name,
+        "streams": case.streams,
+        "per_row": case.per_row,
+        "seed": seed,
+        "ttfa_ms_p50": report["ttfa_ms_p50"],
+        "ttfa_ms_p95": report["ttfa_ms_p95"],
+        "admitted": report["streams_admitted"],
+        "underrunning": report["underruns_prebuffer_100ms"],
+        "missed_deadlines": report["missed_deadlines"],
+        "sr_leads": report["sr_leads"],
+        "sr_device_s": report["gpu_busy_seconds"]["sr"],
+    }
 
 
 def main() -> int:
@@ -79,23 +103,34 @@ def main() -> int:
         rows = list(pool.map(run_one, jobs))
     by_bound = [r for r in rows if r["pace_bound"] is not None]
     rows = [r for r in rows if r["pace_bound"] is None]
-    print("| case | LLM ms/row | lead | p50 / p95 first audio ms (seeds) | admitted | underrunning | missed deadlines |")
+    print(
+        "| case | LLM ms/row | lead | p50 / p95 first audio ms (seeds) | admitted | underrunning | missed deadlines |"
+    )
     print("|---|---|---|---|---|---|---|")
-    for (case, per_row, lead), group in itertools.groupby(rows, key=lambda r: (r["case"], r["per_row"], r["lead"])):
+    for (case, per_row, lead), group in itertools.groupby(
+        rows, key=lambda r: (r["case"], r["per_row"], r["lead"])
+    ):
         g = list(group)
         ttfa = ", ".join(f"{round(r['ttfa_ms_p50'] or 0)} / {round(r['ttfa_ms_p95'] or 0)}" for r in g)
-        print(f"| {case} | {per_row} | {'yes' if lead else 'no'} | {ttfa} | {', '.join(str(r['admitted']) for r in g)}"
-              f" | {', '.join(str(r['underrunning']) for r in g)} | {', '.join(str(r['missed_deadlines']) for r in g)} |")
-    print("\n| case | LLM ms/row | lead's pace bound (x real time) | p50 / p95 ms (seeds) | admitted | leads taken | "
-          "missed deadlines |")
+        print(
+            f"| {case} | {per_row} | {'yes' if lead else 'no'} | {ttfa} | {', '.join(str(r['admitted']) for r in g)}"
+            f" | {', '.join(str(r['underrunning']) for r in g)} | {', '.join(str(r['missed_deadlines']) for r in g)} |"
+        )
+    print(
+        "\n| case | LLM ms/row | lead's pace bound (x real time) | p50 / p95 ms (seeds) | admitted | leads taken | "
+        "missed deadlines |"
+    )
     print("|---|---|---|---|---|---|---|")
-    for (case, per_row, bound), group in itertools.groupby(by_bound, key=lambda r: (r["case"], r["per_row"],
-                                                                                   r["pace_bound"])):
+    for (case, per_row, bound), group in itertools.groupby(
+        by_bound, key=lambda r: (r["case"], r["per_row"], r["pace_bound"])
+    ):
         g = list(group)
         ttfa = ", ".join(f"{round(r['ttfa_ms_p50'] or 0)} / {round(r['ttfa_ms_p95'] or 0)}" for r in g)
-        print(f"| {case} | {per_row} | {bound} | {ttfa} | {', '.join(str(r['admitted']) for r in g)} | "
-              f"{', '.join(str(r['sr_leads'].get('taken', 0)) for r in g)} | "
-              f"{', '.join(str(r['missed_deadlines']) for r in g)} |")
+        print(
+            f"| {case} | {per_row} | {bound} | {ttfa} | {', '.join(str(r['admitted']) for r in g)} | "
+            f"{', '.join(str(r['sr_leads'].get('taken', 0)) for r in g)} | "
+            f"{', '.join(str(r['missed_deadlines']) for r in g)} |"
+        )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"with_and_without": rows, "pace_bound": by_bound}, indent=2) + "\n")
     return 0

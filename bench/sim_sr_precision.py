@@ -36,9 +36,16 @@ def run_one(job: tuple[str, float, int]) -> dict[str, Any]:
     file, shaped = CASES[case]
     model = CostModel.load(MODELS / file).with_overrides(llm_per_row=per_row, host_ms=1.5)
     report = simulate(SimConfig(model, 200, sample_rate=48_000, seed=seed, shape_true_ends=shaped))
-    return {"case": case, "per_row": per_row, "seed": seed, "admitted": report["streams_admitted"],
-            "underrunning": report["underruns_prebuffer_100ms"], "ttfa_ms_p95": report["ttfa_ms_p95"],
-            "sr_device_s": report["gpu_busy_seconds"]["sr"], "eager_codec_calls": report["eager_codec_calls"]}
+    return {
+        "case": case,
+        "per_row": per_row,
+        "seed": seed,
+        "admitted": report["streams_admitted"],
+        "underrunning": report["underruns_prebuffer_100ms"],
+        "ttfa_ms_p95": report["ttfa_ms_p95"],
+        "sr_device_s": report["gpu_busy_seconds"]["sr"],
+        "eager_codec_calls": report["eager_codec_calls"],
+    }
 
 
 def main() -> int:
@@ -49,7 +56,9 @@ def main() -> int:
     jobs = [(case, per_row, seed) for case in CASES for per_row in PER_ROW for seed in SEEDS]
     with ProcessPoolExecutor(args.workers) as pool:
         rows = list(pool.map(run_one, jobs))
-    print("| llm ms/row | " + " | ".join(f"held: {case}" for case in CASES) + " | underrunning | p95 ms (now) |")
+    print(
+        "| llm ms/row | " + " | ".join(f"held: {case}" for case in CASES) + " | underrunning | p95 ms (now) |"
+    )
     print("|---|" + "---|" * (len(CASES) + 2))
     for per_row in PER_ROW:
         cells, under, p95 = [], 0, []
@@ -61,8 +70,16 @@ def main() -> int:
             p95 = [r["ttfa_ms_p95"] for r in runs]  # the last case's: the service as it runs now
         print(f"| {per_row} | " + " | ".join(cells) + f" | {under} | {min(p95):.0f}-{max(p95):.0f} |")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"cases": {k: {"cost_model": f, "true_ends_shaped": s} for k, (f, s) in
-                                               CASES.items()}, "rows": rows}, indent=1) + "\n")
+    args.json.write_text(
+        json.dumps(
+            {
+                "cases": {k: {"cost_model": f, "true_ends_shaped": s} for k, (f, s) in CASES.items()},
+                "rows": rows,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(f"wrote {args.json}")
     return 0
 

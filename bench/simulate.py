@@ -28,9 +28,20 @@ from bench.sim.run import ADMISSION_OFF, SimConfig, simulate  # noqa: E402
 from bench.standin.cost_model import CostModel  # noqa: E402
 from services.device.calls import SchedulerPolicy  # noqa: E402
 
-COLUMNS = ("llm_per_row", "sample_rate", "streams_requested", "streams_admitted", "streams_refused", "ttfa_ms_p50",
-           "ttfa_ms_p95", "underruns_prebuffer_100ms", "missed_deadlines", "gpu_busy_ratio", "mean_decode_batch",
-           "host_busy_ratio_max")
+COLUMNS = (
+    "llm_per_row",
+    "sample_rate",
+    "streams_requested",
+    "streams_admitted",
+    "streams_refused",
+    "ttfa_ms_p50",
+    "ttfa_ms_p95",
+    "underruns_prebuffer_100ms",
+    "missed_deadlines",
+    "gpu_busy_ratio",
+    "mean_decode_batch",
+    "host_busy_ratio_max",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,26 +49,52 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cost-model", required=True, type=Path, help="JSON cost model (bench/cost_models/)")
     p.add_argument("--streams", required=True, help="streams to offer; a comma list runs several levels")
     p.add_argument("--sample-rate", type=int, choices=(16000, 48000), default=16000)
-    p.add_argument("--arrive-within", type=float, default=10.0, help="arrivals uniform over this many seconds")
+    p.add_argument(
+        "--arrive-within", type=float, default=10.0, help="arrivals uniform over this many seconds"
+    )
     p.add_argument("--audio-seconds", type=float, default=10.0, help="speech per stream (+-20%%)")
-    p.add_argument("--preamble-ids", type=int, default=1,
-                   help="ids before the first semantic token: 1 for voices with stored globals (global_tokens and "
-                   "cloned voices, built-in style voices once pinned); 40 when the model emits the 32 globals first")
+    p.add_argument(
+        "--preamble-ids",
+        type=int,
+        default=1,
+        help="ids before the first semantic token: 1 for voices with stored globals (global_tokens and "
+        "cloned voices, built-in style voices once pinned); 40 when the model emits the 32 globals first",
+    )
     p.add_argument("--llm-per-row", type=float, default=None, help="override llm_step_ms.per_row")
     p.add_argument("--sweep-per-row", default=None, help="comma list of llm_step_ms.per_row values to sweep")
     p.add_argument("--host-ms", type=float, default=None, help="override host_ms.per_audio_second")
     p.add_argument("--api-processes", type=int, default=1)
-    p.add_argument("--stream-interval", type=int, default=None,
-                   help="ids per engine delta after the first (vLLM's stream_interval); default: the service's")
-    p.add_argument("--max-call-decode-tokens", type=int, default=SchedulerPolicy().max_call_decode_tokens,
-                   help="bound on one BiCodec call (rows x bucket): a long call stalls every LLM step behind it; "
-                   "default: the service's own")
-    p.add_argument("--no-admission", action="store_true", help="admit every stream (to see what overload does)")
-    p.add_argument("--no-sr-lead", action="store_true", help="48 kHz: no lead window (core.sr_planner); the first "
-                   "AP-BWE window waits for its real right context")
-    p.add_argument("--admission", default="{}", help="JSON keyword settings for Admission (default: the service's)")
-    p.add_argument("--policy", default="{}", help="JSON keyword settings for SchedulerPolicy beside the call bound "
-                   "(default: the service's; '{\"decode_reach\": null}': whole windows through the wave generator)")
+    p.add_argument(
+        "--stream-interval",
+        type=int,
+        default=None,
+        help="ids per engine delta after the first (vLLM's stream_interval); default: the service's",
+    )
+    p.add_argument(
+        "--max-call-decode-tokens",
+        type=int,
+        default=SchedulerPolicy().max_call_decode_tokens,
+        help="bound on one BiCodec call (rows x bucket): a long call stalls every LLM step behind it; "
+        "default: the service's own",
+    )
+    p.add_argument(
+        "--no-admission", action="store_true", help="admit every stream (to see what overload does)"
+    )
+    p.add_argument(
+        "--no-sr-lead",
+        action="store_true",
+        help="48 kHz: no lead window (core.sr_planner); the first "
+        "AP-BWE window waits for its real right context",
+    )
+    p.add_argument(
+        "--admission", default="{}", help="JSON keyword settings for Admission (default: the service's)"
+    )
+    p.add_argument(
+        "--policy",
+        default="{}",
+        help="JSON keyword settings for SchedulerPolicy beside the call bound "
+        "(default: the service's; '{\"decode_reach\": null}': whole windows through the wave generator)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, help="write the report(s) here")
     return p.parse_args(argv)
@@ -72,11 +109,20 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     for slope in slopes:
         model = base.with_overrides(llm_per_row=slope)
         for streams in (int(s) for s in str(args.streams).split(",")):
-            cfg = SimConfig(model, streams, sample_rate=args.sample_rate, arrive_within_s=args.arrive_within,
-                            seed=args.seed, audio_seconds=args.audio_seconds, preamble_ids=args.preamble_ids,
-                            api_processes=args.api_processes, stream_interval=args.stream_interval,
-                            admission=admission, sr_lead=not args.no_sr_lead,
-                            policy=SchedulerPolicy(max_call_decode_tokens=args.max_call_decode_tokens, **policy))
+            cfg = SimConfig(
+                model,
+                streams,
+                sample_rate=args.sample_rate,
+                arrive_within_s=args.arrive_within,
+                seed=args.seed,
+                audio_seconds=args.audio_seconds,
+                preamble_ids=args.preamble_ids,
+                api_processes=args.api_processes,
+                stream_interval=args.stream_interval,
+                admission=admission,
+                sr_lead=not args.no_sr_lead,
+                policy=SchedulerPolicy(max_call_decode_tokens=args.max_call_decode_tokens, **policy),
+            )
             report = simulate(cfg)
             report["llm_per_row"] = model.llm_step.per_unit
             reports.append(report)

@@ -29,7 +29,9 @@ def speech(words: list[str], rate: float, rng: np.random.Generator) -> tuple[np.
     parts, starts, t = [np.zeros(int(0.1 * RATE), np.float32)], [], 0.1
     for word in words:
         n = int(expected_units(word) / rate * rng.uniform(0.7, 1.3) * RATE)
-        parts.append((0.3 * np.sin(2 * np.pi * rng.uniform(100, 300) * np.arange(n) / RATE)).astype(np.float32))
+        parts.append(
+            (0.3 * np.sin(2 * np.pi * rng.uniform(100, 300) * np.arange(n) / RATE)).astype(np.float32)
+        )
         starts.append(t)
         gap = int((rng.uniform(0.15, 0.4) if pause_weight(word) else rng.uniform(0.0, 0.04)) * RATE)
         parts.append(np.zeros(gap, np.float32))
@@ -57,7 +59,7 @@ class PlaybackFeed:
         while at < len(audio):
             size = self.pieces[min(self._piece, len(self.pieces) - 1)] * HOP
             self._piece += 1
-            self.track.on_audio(audio[at:at + size])
+            self.track.on_audio(audio[at : at + size])
             self.sent += min(size, len(audio) - at)
             at += size
             event = self.track.settle()  # right after the piece was queued

@@ -28,7 +28,9 @@ from websockets.asyncio.client import connect
 from services.pipeline.flow_monitor import StreamCadence
 
 WS_TRANSPORTS = ("ws", "elevenlabs", "cartesia")
-RATE = 16_000  # the sockets' pcm rate unless asked otherwise (24 kHz is the frameworks' usual: through AP-BWE)
+RATE = (
+    16_000  # the sockets' pcm rate unless asked otherwise (24 kHz is the frameworks' usual: through AP-BWE)
+)
 
 
 def bytes_per_audio_s(sample_rate: int) -> int:
@@ -45,25 +47,48 @@ def path_of(transport: str, voice: str, sample_rate: int = RATE) -> str:
     raise ValueError(f"unknown socket transport {transport!r}; one of {', '.join(WS_TRANSPORTS)}")
 
 
-def turn(transport: str, text: str, context_id: str, voice: str, timestamps: bool = False,
-         whole: bool = False, max_buffer_delay_ms: int | None = None, sample_rate: int = RATE) -> list[str]:
+def turn(
+    transport: str,
+    text: str,
+    context_id: str,
+    voice: str,
+    timestamps: bool = False,
+    whole: bool = False,
+    max_buffer_delay_ms: int | None = None,
+    sample_rate: int = RATE,
+) -> list[str]:
     """One utterance's client messages, JSON-encoded, in the order a framework sends them. `max_buffer_delay_ms`
     (Cartesia): Pipecat sends 0 (each message a text chunk of its own); None leaves the server's default."""
     words = [text.strip() + " "] if whole else [w + " " for w in text.split()]
     if transport == "ws":
-        start = {"type": "start", "speaker": voice, "format": "pcm", "sample_rate": sample_rate,
-                 **({"timestamps": "word"} if timestamps else {})}
+        start = {
+            "type": "start",
+            "speaker": voice,
+            "format": "pcm",
+            "sample_rate": sample_rate,
+            **({"timestamps": "word"} if timestamps else {}),
+        }
         messages = [start, *({"type": "text", "text": w} for w in words), {"type": "end"}]
     elif transport == "elevenlabs":
-        messages = [{"text": " ", "context_id": context_id}, *({"text": w, "context_id": context_id} for w in words),
-                    {"context_id": context_id, "flush": True}, {"context_id": context_id, "close_context": True}]
+        messages = [
+            {"text": " ", "context_id": context_id},
+            *({"text": w, "context_id": context_id} for w in words),
+            {"context_id": context_id, "flush": True},
+            {"context_id": context_id, "close_context": True},
+        ]
     elif transport == "cartesia":
-        base = {"model_id": "sonic", "voice": {"mode": "id", "id": voice}, "context_id": context_id,
-                "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": sample_rate},
-                "add_timestamps": timestamps,
-                **({} if max_buffer_delay_ms is None else {"max_buffer_delay_ms": max_buffer_delay_ms})}
-        messages = [*({**base, "transcript": w, "continue": True} for w in words),
-                    {**base, "transcript": "", "continue": False}]
+        base = {
+            "model_id": "sonic",
+            "voice": {"mode": "id", "id": voice},
+            "context_id": context_id,
+            "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": sample_rate},
+            "add_timestamps": timestamps,
+            **({} if max_buffer_delay_ms is None else {"max_buffer_delay_ms": max_buffer_delay_ms}),
+        }
+        messages = [
+            *({**base, "transcript": w, "continue": True} for w in words),
+            {**base, "transcript": "", "continue": False},
+        ]
     else:
         raise ValueError(f"unknown socket transport {transport!r}")
     return [json.dumps(m) for m in messages]
@@ -78,7 +103,9 @@ class Heard:
     timing_messages: int = 0  # messages that carried timestamps or alignment
     error: str | None = None
     first_audio_s: float | None = None  # from the first message sent to the first audio received
-    underruns: int = 0  # playback ran dry after it began (`prebuffer_s` after the first audio), real-time playback
+    underruns: int = (
+        0  # playback ran dry after it began (`prebuffer_s` after the first audio), real-time playback
+    )
     underrun_s: float = 0.0
 
 
@@ -112,18 +139,32 @@ def hear(transport: str, message: str | bytes, heard: Heard) -> bool:
     return kind in ("done", "error")
 
 
-async def speak(base_url: str, transport: str, text: str, voice: str, timestamps: bool, index: int,
-                deflate: bool = False, whole: bool = False, timeout_s: float = 300.0,
-                prebuffer_s: float = 0.1, sample_rate: int = RATE) -> Heard:
+async def speak(
+    base_url: str,
+    transport: str,
+    text: str,
+    voice: str,
+    timestamps: bool,
+    index: int,
+    deflate: bool = False,
+    whole: bool = False,
+    timeout_s: float = 300.0,
+    prebuffer_s: float = 0.1,
+    sample_rate: int = RATE,
+) -> Heard:
     """One socket, one utterance: send its messages, read until its end (first audio and underruns as a client
     playing in real time from `prebuffer_s` after its first audio hears them)."""
     url = base_url.replace("http://", "ws://") + path_of(transport, voice, sample_rate)
     heard = Heard()
     cadence = StreamCadence(prebuffer_s=prebuffer_s, observe_metrics=False)
     try:
-        async with connect(url, max_size=None, open_timeout=60, compression="deflate" if deflate else None) as ws:
+        async with connect(
+            url, max_size=None, open_timeout=60, compression="deflate" if deflate else None
+        ) as ws:
             started = time.monotonic()
-            for message in turn(transport, text, f"ctx{index}", voice, timestamps, whole, sample_rate=sample_rate):
+            for message in turn(
+                transport, text, f"ctx{index}", voice, timestamps, whole, sample_rate=sample_rate
+            ):
                 await ws.send(message)
             while True:
                 before = heard.audio_bytes
@@ -136,7 +177,11 @@ async def speak(base_url: str, transport: str, text: str, voice: str, timestamps
                 if ended:
                     break
             heard.underruns, heard.underrun_s = cadence.underruns, cadence.underrun_seconds
-    except (OSError, TimeoutError, ValueError) as exc:  # websockets' errors are OSError or ValueError subclasses
+    except (
+        OSError,
+        TimeoutError,
+        ValueError,
+    ) as exc:  # websockets' errors are OSError or ValueError subclasses
         heard.error = f"{exc.__class__.__name__}: {exc}"
     except Exception as exc:  # noqa: BLE001 - a closed socket mid-level is a failed stream, not a failed bench
         heard.error = f"{exc.__class__.__name__}: {exc}"
@@ -158,17 +203,38 @@ class SocketLevel:
         return sum(1 for h in self.heard if h.error is not None)
 
 
-async def run_socket_level(base_url: str, transport: str, text: str, *, concurrency: int, streams: int,
-                           voice: str = "fixed", timestamps: bool = False, deflate: bool = False,
-                           whole: bool = False, sample_rate: int = RATE) -> SocketLevel:
+async def run_socket_level(
+    base_url: str,
+    transport: str,
+    text: str,
+    *,
+    concurrency: int,
+    streams: int,
+    voice: str = "fixed",
+    timestamps: bool = False,
+    deflate: bool = False,
+    whole: bool = False,
+    sample_rate: int = RATE,
+) -> SocketLevel:
     """`streams` utterances, `concurrency` at a time (each on its own socket, as one agent call holds one)."""
     heard: list[Heard] = []
     per_worker = max(1, streams // concurrency)
 
     async def worker(w: int) -> None:
         for i in range(per_worker):
-            heard.append(await speak(base_url, transport, text, voice, timestamps, w * per_worker + i, deflate,
-                                     whole, sample_rate=sample_rate))
+            heard.append(
+                await speak(
+                    base_url,
+                    transport,
+                    text,
+                    voice,
+                    timestamps,
+                    w * per_worker + i,
+                    deflate,
+                    whole,
+                    sample_rate=sample_rate,
+                )
+            )
 
     started = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))

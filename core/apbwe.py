@@ -250,8 +250,13 @@ class SuperResolution:
     input_rate = 16000
     output_rate = 48000
 
-    def __init__(self, generator: APBWEGenerator, config: APBWEConfig, device: str | torch.device = "cpu",
-                 offline_block: int = 30 * 16000) -> None:
+    def __init__(
+        self,
+        generator: APBWEGenerator,
+        config: APBWEConfig,
+        device: str | torch.device = "cpu",
+        offline_block: int = 30 * 16000,
+    ) -> None:
         self.config = config
         self.device = _resolve_device(device)
         self.generator = generator.to(self.device).eval()
@@ -324,7 +329,9 @@ class SuperResolution:
         head = stream.push(wav16)
         return np.concatenate([head, stream.finish()])
 
-    def stream(self, min_block: int = 1600, max_block: int = 10 * 16000, context: int | None = None) -> SRStream:
+    def stream(
+        self, min_block: int = 1600, max_block: int = 10 * 16000, context: int | None = None
+    ) -> SRStream:
         return SRStream(self, min_block=min_block, max_block=max_block, context=context)
 
 
@@ -342,8 +349,12 @@ class SRStream:
         self, sr: SuperResolution, min_block: int, max_block: int, context: int | None = None
     ) -> None:
         self._sr = sr
-        self._planner = SRPlanner(grid=sr.grid, context=sr.context if context is None else context,
-                                  min_block=min_block, max_block=max_block)
+        self._planner = SRPlanner(
+            grid=sr.grid,
+            context=sr.context if context is None else context,
+            min_block=min_block,
+            max_block=max_block,
+        )
         self.grid = self._planner.grid
         self.context = self._planner.context
         self.min_block = self._planner.min_block
@@ -377,7 +388,7 @@ class SRStream:
     def _run(self, windows: list[SRWindow]) -> np.ndarray:
         out = []
         for w in windows:
-            kept = np.ascontiguousarray(self._sr.enhance_window(w.samples)[w.keep_start: w.keep_end])
+            kept = np.ascontiguousarray(self._sr.enhance_window(w.samples)[w.keep_start : w.keep_end])
             self.samples_out += kept.size
             out.append(kept)
         return _join(out)

@@ -458,8 +458,9 @@ class BiCodecDecoder(nn.Module):
         return wave
 
     @torch.inference_mode()
-    def decode_padded(self, ids: Tensor | np.ndarray, lengths: Tensor | np.ndarray,
-                      d_vector: Tensor | np.ndarray) -> Tensor:
+    def decode_padded(
+        self, ids: Tensor | np.ndarray, lengths: Tensor | np.ndarray, d_vector: Tensor | np.ndarray
+    ) -> Tensor:
         """Right-padded rows: ids [B, L] + valid lengths [B] (tokens) + d-vectors [B, D] -> waveform [B, L * hop]
         on the decoder's device. Row b's first lengths[b] * hop samples equal `decode_with_speaker` of its first
         lengths[b] ids alone (within ~1e-5: the convolutions round differently at another length); the rest is
@@ -469,8 +470,16 @@ class BiCodecDecoder(nn.Module):
         return self.decode_rows(ids, torch.zeros_like(lengths), lengths, lengths, d_vector, margin=0)
 
     @torch.inference_mode()
-    def decode_rows(self, ids: Tensor | np.ndarray, starts: Tensor | np.ndarray, lengths: Tensor | np.ndarray,
-                    wave_lengths: Tensor | np.ndarray, d_vector: Tensor | np.ndarray, *, margin: int) -> Tensor:
+    def decode_rows(
+        self,
+        ids: Tensor | np.ndarray,
+        starts: Tensor | np.ndarray,
+        lengths: Tensor | np.ndarray,
+        wave_lengths: Tensor | np.ndarray,
+        d_vector: Tensor | np.ndarray,
+        *,
+        margin: int,
+    ) -> Tensor:
         """Rows placed anywhere in a padded batch, the wave generator run on a span of each (the serving path).
 
         ids [B, L]: row b's window at columns [starts[b], starts[b] + lengths[b]), id 0 elsewhere (a valid index);
@@ -485,18 +494,29 @@ class BiCodecDecoder(nn.Module):
 
         No range check and no host sync here; the ids were checked where they entered (core/streaming)."""
         ids = torch.as_tensor(ids).to(self.device, torch.long, non_blocking=True)
-        starts, lengths, wave_lengths = (torch.as_tensor(v).to(self.device, torch.long, non_blocking=True)
-                                         for v in (starts, lengths, wave_lengths))
+        starts, lengths, wave_lengths = (
+            torch.as_tensor(v).to(self.device, torch.long, non_blocking=True)
+            for v in (starts, lengths, wave_lengths)
+        )
         d = torch.as_tensor(d_vector).to(self.device, torch.float32, non_blocking=True)
         rows, steps = ids.shape if ids.dim() == 2 else (-1, -1)
-        if (ids.dim() != 2 or d.shape != (rows, self.d_vector_dim) or not 0 <= 2 * margin < steps
-                or any(v.shape != (rows,) for v in (starts, lengths, wave_lengths))):
+        if (
+            ids.dim() != 2
+            or d.shape != (rows, self.d_vector_dim)
+            or not 0 <= 2 * margin < steps
+            or any(v.shape != (rows,) for v in (starts, lengths, wave_lengths))
+        ):
             raise ValueError(
                 f"decode_rows takes ids [B, L], starts, lengths and wave lengths [B], d [B, {self.d_vector_dim}] and "
                 f"0 <= 2 * margin < L; got {list(ids.shape)}, {list(starts.shape)}, {list(lengths.shape)}, "
-                f"{list(wave_lengths.shape)}, {list(d.shape)}, margin {margin}")
+                f"{list(wave_lengths.shape)}, {list(d.shape)}, margin {margin}"
+            )
         t = torch.arange(steps, device=ids.device)
-        mask = ((t >= starts.unsqueeze(-1)) & (t < (starts + lengths).unsqueeze(-1))).unsqueeze(1).to(torch.float32)
+        mask = (
+            ((t >= starts.unsqueeze(-1)) & (t < (starts + lengths).unsqueeze(-1)))
+            .unsqueeze(1)
+            .to(torch.float32)
+        )
         x = self.prenet(self.quantizer(ids), d, mask) + d.unsqueeze(-1)
         if margin:
             x = x[:, :, margin : steps - margin]

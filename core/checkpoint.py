@@ -19,9 +19,22 @@ from typing import Any
 
 import yaml
 
-LLM_REQUIRED_CONFIG_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+LLM_REQUIRED_CONFIG_KEYS = (
+    "model_type",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "vocab_size",
+)
 BICODEC_SECTIONS = ("quantizer", "speaker_encoder", "prenet", "decoder")
-APBWE_REQUIRED_KEYS = ("n_fft", "hop_size", "win_size", "hr_sampling_rate", "lr_sampling_rate", "ConvNeXt_channels")
+APBWE_REQUIRED_KEYS = (
+    "n_fft",
+    "hop_size",
+    "win_size",
+    "hr_sampling_rate",
+    "lr_sampling_rate",
+    "ConvNeXt_channels",
+)
 
 
 class CheckpointError(ValueError):
@@ -62,9 +75,13 @@ def _load_yaml_mapping(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise CheckpointError(f"{path}: not valid YAML ({exc.__class__.__name__}); expected a YAML mapping") from exc
+        raise CheckpointError(
+            f"{path}: not valid YAML ({exc.__class__.__name__}); expected a YAML mapping"
+        ) from exc
     if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a YAML mapping at the top level, found {type(data).__name__}")
+        raise CheckpointError(
+            f"{path}: expected a YAML mapping at the top level, found {type(data).__name__}"
+        )
     return data
 
 
@@ -88,21 +105,29 @@ def _llm_weight_files(directory: Path) -> list[str]:
 
 def _validate_llm(llm_dir: Path) -> None:
     if not llm_dir.is_dir():
-        raise CheckpointError(f"{llm_dir}: missing; expected the LLM/ directory (HF Qwen2 checkpoint and tokenizer)")
+        raise CheckpointError(
+            f"{llm_dir}: missing; expected the LLM/ directory (HF Qwen2 checkpoint and tokenizer)"
+        )
     config = _load_json_mapping(_require_file(llm_dir / "config.json", "the Qwen2 config.json"))
     missing = [k for k in LLM_REQUIRED_CONFIG_KEYS if k not in config]
     if missing:
         raise CheckpointError(f"{llm_dir / 'config.json'}: missing keys {missing}; expected a Qwen2 config")
     if config.get("model_type") != "qwen2":
-        raise CheckpointError(f"{llm_dir / 'config.json'}: model_type is {config.get('model_type')!r}; expected 'qwen2'")
+        raise CheckpointError(
+            f"{llm_dir / 'config.json'}: model_type is {config.get('model_type')!r}; expected 'qwen2'"
+        )
     if not _llm_weight_files(llm_dir):
-        raise CheckpointError(f"{llm_dir / 'model.safetensors'}: missing; expected the LLM weights in safetensors")
+        raise CheckpointError(
+            f"{llm_dir / 'model.safetensors'}: missing; expected the LLM weights in safetensors"
+        )
     _require_file(llm_dir / "tokenizer.json", "the fast tokenizer with the Spark-TTS added tokens")
 
 
 def _validate_bicodec(bicodec_dir: Path) -> None:
     if not bicodec_dir.is_dir():
-        raise CheckpointError(f"{bicodec_dir}: missing; expected the BiCodec/ directory (config.yaml + model.safetensors)")
+        raise CheckpointError(
+            f"{bicodec_dir}: missing; expected the BiCodec/ directory (config.yaml + model.safetensors)"
+        )
     config_path = bicodec_dir / "config.yaml"
     if config_path.is_file():
         config = _load_yaml_mapping(config_path)
@@ -132,7 +157,9 @@ def load_spark_checkpoint(root: Path | str) -> SparkCheckpoint:
     """Validate `root` and return where each part lives. Raises CheckpointError naming the bad file."""
     root = Path(root)
     if not root.is_dir():
-        raise CheckpointError(f"{root}: not a directory; expected a Spark-TTS model directory (TTS_MODEL_DIR)")
+        raise CheckpointError(
+            f"{root}: not a directory; expected a Spark-TTS model directory (TTS_MODEL_DIR)"
+        )
     root_weights = _llm_weight_files(root)
     has_llm_dir = (root / "LLM").is_dir()
     if has_llm_dir and root_weights:
@@ -143,7 +170,9 @@ def load_spark_checkpoint(root: Path | str) -> SparkCheckpoint:
     root_config_path = root / "config.yaml"
     if root_weights:
         layout, llm_dir = "finetune", root
-        sample_rate, is_demo = _root_sample_rate(root_config_path) if root_config_path.is_file() else (16000, False)
+        sample_rate, is_demo = (
+            _root_sample_rate(root_config_path) if root_config_path.is_file() else (16000, False)
+        )
     else:
         layout, llm_dir = "released", root / "LLM"
         if not has_llm_dir:
@@ -186,5 +215,7 @@ def load_sr_checkpoint(root: Path | str) -> SRCheckpoint:
         raise CheckpointError(
             f"{config_path}: rates {config['lr_sampling_rate']}->{config['hr_sampling_rate']}; expected 16000->48000"
         )
-    weights = _require_file(root / "g_16kto48k", "the generator checkpoint (torch.save {'generator': state_dict})")
+    weights = _require_file(
+        root / "g_16kto48k", "the generator checkpoint (torch.save {'generator': state_dict})"
+    )
     return SRCheckpoint(root=root, config=config, weights=weights)

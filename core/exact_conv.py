@@ -25,18 +25,24 @@ def depthwise_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """`nn.Conv1d(C, C, K, padding=K // 2, groups=C)` on x (B, C, T); weight (C, 1, K), K odd."""
     channels, _, size = weight.shape
     if size % 2 == 0 or x.shape[1] != channels:
-        raise ValueError(f"depthwise_conv1d: weight {tuple(weight.shape)} does not fit input {tuple(x.shape)}")
+        raise ValueError(
+            f"depthwise_conv1d: weight {tuple(weight.shape)} does not fit input {tuple(x.shape)}"
+        )
     steps = x.shape[-1]
     w = weight[:, 0, :].unsqueeze(-1)  # (C, K, 1)
     y: Tensor | None = None
     for k, view in enumerate(_taps(F.pad(x, (size // 2, size // 2)), size, 1, steps)):
-        term = view * w[:, k]  # separate multiply and add: no fused op whose rounding differs from its tail loop
+        term = (
+            view * w[:, k]
+        )  # separate multiply and add: no fused op whose rounding differs from its tail loop
         y = term if y is None else y + term
     assert y is not None
     return y if bias is None else y + bias.unsqueeze(-1)
 
 
-def dense_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int = 1, padding: int | None = None) -> Tensor:
+def dense_conv1d(
+    x: Tensor, weight: Tensor, bias: Tensor | None, stride: int = 1, padding: int | None = None
+) -> Tensor:
     """`nn.Conv1d(Cin, Cout, K, stride, padding)` on x (B, Cin, T); weight (Cout, Cin, K); padding None = K // 2.
 
     One (Cout, Cin) x (Cin, steps) product per tap, summed tap by tap."""

@@ -26,7 +26,9 @@ def _padded_window(window: Tensor, n_fft: int) -> Tensor:
     return F.pad(window, (left, n_fft - window.numel() - left))
 
 
-def _tiled(fn: Callable[[Tensor], Tensor], frames: Tensor) -> Tensor:  # an FFT over the last axis of (count, n) rows
+def _tiled(
+    fn: Callable[[Tensor], Tensor], frames: Tensor
+) -> Tensor:  # an FFT over the last axis of (count, n) rows
     count = frames.shape[0]
     tiles = max(1, -(-count // FRAME_TILE))
     padded = F.pad(frames, (0, 0, 0, tiles * FRAME_TILE - count))

@@ -139,8 +139,14 @@ class VocosBackbone(nn.Module):
     `input_channels` defaults to `dim` (the prenet's backbones); the encoder's first backbone reads wav2vec2 features.
     """
 
-    def __init__(self, dim: int, intermediate_dim: int, num_layers: int, condition_dim: int | None,
-                 input_channels: int | None = None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        intermediate_dim: int,
+        num_layers: int,
+        condition_dim: int | None,
+        input_channels: int | None = None,
+    ) -> None:
         super().__init__()
         self.embed = nn.Conv1d(input_channels or dim, dim, kernel_size=7, padding=3)
         self.norm: nn.Module = (

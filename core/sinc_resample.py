@@ -22,7 +22,11 @@ from core.exact_conv import dense_conv1d
 
 @lru_cache(maxsize=16)
 def _kernel(
-    orig: int, new: int, lowpass_filter_width: int, rolloff: float, dtype: torch.dtype,
+    orig: int,
+    new: int,
+    lowpass_filter_width: int,
+    rolloff: float,
+    dtype: torch.dtype,
     device: torch.device = torch.device("cpu"),
 ) -> tuple[torch.Tensor, int]:
     """Polyphase kernel (new, 1, taps) and the one-sided width in input samples.

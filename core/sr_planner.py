@@ -65,8 +65,9 @@ class SRPlanner:
     """One stream's windows. `grid` and `context` come from the model's config (`SuperResolution.grid`/`.context`:
     80 and 880 samples for the released AP-BWE). Not thread-safe."""
 
-    def __init__(self, *, grid: int, context: int, min_block: int, max_block: int,
-                 end_lengths: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self, *, grid: int, context: int, min_block: int, max_block: int, end_lengths: tuple[int, ...] = ()
+    ) -> None:
         if grid < 1 or context < 0 or context % grid:
             raise ValueError(f"context ({context}) must be a non-negative multiple of grid ({grid})")
         if any(n < 1 or n % grid for n in end_lengths):
@@ -144,8 +145,15 @@ class SRPlanner:
             stop = self._done + self.max_block
             out.append(self._plan(self._done, stop, stop + self.context))
         if self.samples_in > self._done:
-            out.append(self._plan(self._done, self.samples_in, self.samples_in, true_end=True,
-                                  start_at=self._end_start(self.samples_in)))
+            out.append(
+                self._plan(
+                    self._done,
+                    self.samples_in,
+                    self.samples_in,
+                    true_end=True,
+                    start_at=self._end_start(self.samples_in),
+                )
+            )
         self._pending, self._buf = [], np.zeros(0, np.float32)
         return out
 
@@ -164,8 +172,16 @@ class SRPlanner:
                 return end - length if length <= end else None
         return None
 
-    def _plan(self, start: int, stop: int, window_end: int, *, true_end: bool = False,
-              ahead: np.ndarray | None = None, start_at: int | None = None) -> SRWindow:
+    def _plan(
+        self,
+        start: int,
+        stop: int,
+        window_end: int,
+        *,
+        true_end: bool = False,
+        ahead: np.ndarray | None = None,
+        start_at: int | None = None,
+    ) -> SRWindow:
         """The window over input [start - context, window_end) keeping the output of [start, stop); `ahead`: guessed
         samples appended after the input received (a lead window's right context); `start_at`: the window starts
         there instead (further left: a true end shaped to an end length)."""
@@ -175,8 +191,11 @@ class SRPlanner:
         a = max(0, start - self.context) if start_at is None else start_at
         b = min(window_end, self.samples_in)
         received = self._buf[a - self._buf_start : b - self._buf_start]
-        samples = np.concatenate([received, ahead]) if ahead is not None and ahead.size \
+        samples = (
+            np.concatenate([received, ahead])
+            if ahead is not None and ahead.size
             else np.ascontiguousarray(received)
+        )
         keep_from = max(0, stop - self._history)  # only what the next window (or a shaped true end) reads
         # A view, not a copy: `_buf` is never written in place (the next push's concatenate makes a fresh one, and
         # frees what came before), so windows and the rest may share it.

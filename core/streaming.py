@@ -73,7 +73,9 @@ class StreamingConfig:
         if self.resume_chunk_tokens is not None and self.resume_chunk_tokens < 1:
             raise ValueError("resume_chunk_tokens must be >= 1")
         if self.warmup_tokens and 2 * self.first_overlap_tokens > self.first_chunk_tokens:
-            raise ValueError("with warmup_tokens, first_chunk_tokens must be at least twice first_overlap_tokens")
+            raise ValueError(
+                "with warmup_tokens, first_chunk_tokens must be at least twice first_overlap_tokens"
+            )
 
     @property
     def first_lookahead(self) -> int:
@@ -95,12 +97,23 @@ class StreamingConfig:
         docs/benchmarks.md has each one's error against the offline decode at the released codec size.
         """
         if preference == "exact":
-            return replace(self, first_lookahead_tokens=None, first_overlap_tokens=0, warmup_tokens=0,
-                           resume_chunk_tokens=None)
+            return replace(
+                self,
+                first_lookahead_tokens=None,
+                first_overlap_tokens=0,
+                warmup_tokens=0,
+                resume_chunk_tokens=None,
+            )
         first, lookahead, overlap = FIRST_CHUNK_SCHEDULES[preference]
         overlap = min(overlap, first // 2, self.left_context_tokens)
-        return replace(self, first_chunk_tokens=first, first_lookahead_tokens=lookahead, first_overlap_tokens=overlap,
-                       warmup_tokens=SHORT_SCHEDULE_TOKENS, resume_chunk_tokens=self.first_chunk_tokens)
+        return replace(
+            self,
+            first_chunk_tokens=first,
+            first_lookahead_tokens=lookahead,
+            first_overlap_tokens=overlap,
+            warmup_tokens=SHORT_SCHEDULE_TOKENS,
+            resume_chunk_tokens=self.first_chunk_tokens,
+        )
 
     @classmethod
     def from_settings(cls, settings: Any) -> StreamingConfig:
@@ -120,7 +133,9 @@ class StreamingConfig:
 # Chosen with bench/bench_first_chunk.py (docs/benchmarks.md).
 # preference -> (short chunk tokens, their look-ahead, tokens of each crossfaded into the next chunk's decode).
 FIRST_CHUNK_SCHEDULES: dict[str, tuple[int, int, int]] = {"balanced": (8, 8, 4), "lowest": (6, 2, 2)}
-SHORT_SCHEDULE_TOKENS = 50  # the first second of audio; then the full look-ahead (generation runs ahead by then)
+SHORT_SCHEDULE_TOKENS = (
+    50  # the first second of audio; then the full look-ahead (generation runs ahead by then)
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -246,8 +261,10 @@ class DecodePlanner:
         a held overlap is crossfaded in, this window's own overlap (if any) held back."""
         chunk = np.asarray(audio, dtype=np.float32)
         if chunk.shape != (window.kept_tokens * self.hop,):
-            raise ValueError(f"a window keeping {window.kept_tokens} tokens needs {window.kept_tokens * self.hop} "
-                             f"samples, got shape {chunk.shape}")
+            raise ValueError(
+                f"a window keeping {window.kept_tokens} tokens needs {window.kept_tokens * self.hop} "
+                f"samples, got shape {chunk.shape}"
+            )
         if self._held is not None:  # fade from the previous short chunk's guess to this better decode
             chunk = _crossfade_into(self._held, chunk)
             self._held = None
@@ -296,7 +313,9 @@ class DecodePlanner:
         ctx_start = max(0, start - self.config.left_context_tokens)
         ahead = self.config.lookahead_tokens if lookahead is None else lookahead
         ctx_end = min(self.tokens_in, end + ahead)
-        ids = np.asarray(self._buffer[ctx_start - self._buffer_start : ctx_end - self._buffer_start], np.int32)
+        ids = np.asarray(
+            self._buffer[ctx_start - self._buffer_start : ctx_end - self._buffer_start], np.int32
+        )
         self._planned += 1
         self.decode_calls += 1
         self.decode_tokens_total += int(ids.size)

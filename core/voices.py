@@ -39,6 +39,7 @@ _CUSTOM_VOICE_ID = re.compile(r"^voice_[0-9a-f]{32}$")
 def is_custom_voice_id(name: str | None) -> bool:
     return name is not None and _CUSTOM_VOICE_ID.match(name) is not None
 
+
 VoiceKind = Literal["style", "global_tokens", "prompt_prefix"]
 PrefixPlacement = Literal["content", "sequence"]
 VoiceSource = Literal["builtin", "custom", "reference"]
@@ -113,7 +114,9 @@ class Voice:
                     f"{where}: {key} {getattr(self, key)!r} unknown; accepted: {', '.join(LEVELS)}"
                 )
         if self.source not in ("builtin", "custom", "reference"):
-            raise VoiceConfigError(f"{where}: source {self.source!r} unknown; accepted: builtin, custom, reference")
+            raise VoiceConfigError(
+                f"{where}: source {self.source!r} unknown; accepted: builtin, custom, reference"
+            )
         if self.prefix_placement not in ("content", "sequence"):
             raise VoiceConfigError(f"{where}: prefix_placement must be 'content' or 'sequence'")
         if self.global_tokens is not None:
@@ -136,13 +139,18 @@ class Voice:
     def _check_reference(self, where: str) -> None:
         semantic = self.reference_semantic
         if semantic is not None and not all(
-            isinstance(s, int) and not isinstance(s, bool) and 0 <= s < SEMANTIC_CODEBOOK_SIZE for s in semantic
+            isinstance(s, int) and not isinstance(s, bool) and 0 <= s < SEMANTIC_CODEBOOK_SIZE
+            for s in semantic
         ):
-            raise VoiceConfigError(f"{where}: reference_semantic must be integers in 0..{SEMANTIC_CODEBOOK_SIZE - 1}")
+            raise VoiceConfigError(
+                f"{where}: reference_semantic must be integers in 0..{SEMANTIC_CODEBOOK_SIZE - 1}"
+            )
         if self.reference_text is not None and not isinstance(self.reference_text, str):
             raise VoiceConfigError(f"{where}: reference_text must be a string")
         if (semantic is not None or self.reference_text is not None) and self.global_tokens is None:
-            raise VoiceConfigError(f"{where}: a reference transcript or reference_semantic needs global_tokens")
+            raise VoiceConfigError(
+                f"{where}: a reference transcript or reference_semantic needs global_tokens"
+            )
 
     @property
     def metric_label(self) -> str:
@@ -331,11 +339,26 @@ class VoiceRegistry:
         such a model never saw."""
         names = [s.strip() for s in speakers if s.strip()]
         if not names:
-            voices = [{"id": "default", "name": "Default", "kind": "prompt_prefix", "prompt_prefix": "",
-                       "description": "The fine-tune's own voice (no speaker prefix)."}]
+            voices = [
+                {
+                    "id": "default",
+                    "name": "Default",
+                    "kind": "prompt_prefix",
+                    "prompt_prefix": "",
+                    "description": "The fine-tune's own voice (no speaker prefix).",
+                }
+            ]
         else:
-            voices = [{"id": n, "name": n, "kind": "prompt_prefix", "prompt_prefix": f"{n}: ",
-                       "description": f"Fine-tuned speaker {n}."} for n in names]
+            voices = [
+                {
+                    "id": n,
+                    "name": n,
+                    "kind": "prompt_prefix",
+                    "prompt_prefix": f"{n}: ",
+                    "description": f"Fine-tuned speaker {n}.",
+                }
+                for n in names
+            ]
         return cls.from_dict({"format": FORMAT_VERSION, "default": voices[0]["id"], "voices": voices})
 
     @classmethod
@@ -400,7 +423,13 @@ def speed_label(speed: float) -> str:
 
 # What each trained speed label is taken to mean as a rate multiplier (the bands' middles). The released model
 # learned labels from bucketed speaking rates, not exact multipliers, so a style voice's rate is approximate.
-LABEL_SPEEDS: dict[str, float] = {"very_low": 0.5, "low": 0.72, "moderate": 1.0, "high": 1.35, "very_high": 1.9}
+LABEL_SPEEDS: dict[str, float] = {
+    "very_low": 0.5,
+    "low": 0.72,
+    "moderate": 1.0,
+    "high": 1.35,
+    "very_high": 1.9,
+}
 
 
 def voice_with_speed(voice: Voice, speed: float | None) -> Voice:

@@ -79,7 +79,9 @@ WAV2VEC2_FILES: tuple[ExpectedFile, ...] = (
 )  # fmt: skip
 APBWE_FILES: tuple[ExpectedFile, ...] = (
     ExpectedFile("config.json", 515, "d722dcda233d6b00669cc37fa1286d9a49ad8d18082f28c20f895303e706852e"),
-    ExpectedFile("g_16kto48k", 119_097_961, "305a05dcab7dc29ffba09d32692d7a34550fc8fbdf338013641ff5d39a3cb285"),
+    ExpectedFile(
+        "g_16kto48k", 119_097_961, "305a05dcab7dc29ffba09d32692d7a34550fc8fbdf338013641ff5d39a3cb285"
+    ),
 )
 
 
@@ -144,11 +146,19 @@ def set_aside(root: Path, report: FileReport) -> FileReport:
     found = report.sha256 or sha256_file(path)
     target = path.with_name(f"{path.name}.rejected-{found[:12]}")
     os.replace(path, target)
-    return FileReport(report.path, report.size, report.status, found, report.expected_sha256,
-                      target.relative_to(root).as_posix())
+    return FileReport(
+        report.path,
+        report.size,
+        report.status,
+        found,
+        report.expected_sha256,
+        target.relative_to(root).as_posix(),
+    )
 
 
-def verify_tree(root: Path, expected: Sequence[ExpectedFile], *, set_aside_bad: bool = True) -> list[FileReport]:
+def verify_tree(
+    root: Path, expected: Sequence[ExpectedFile], *, set_aside_bad: bool = True
+) -> list[FileReport]:
     """Reports for the expected files (bad ones moved aside), then every other file under `root` (sizes)."""
     reports = [verify_file(root, item) for item in expected]
     if set_aside_bad:
@@ -157,7 +167,12 @@ def verify_tree(root: Path, expected: Sequence[ExpectedFile], *, set_aside_bad: 
     if root.is_dir():
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             rel = path.relative_to(root).as_posix()
-            if rel not in known and rel != STAMP and not rel.startswith(".cache/") and not rel.endswith(".part"):
+            if (
+                rel not in known
+                and rel != STAMP
+                and not rel.startswith(".cache/")
+                and not rel.endswith(".part")
+            ):
                 reports.append(FileReport(rel, path.stat().st_size, "stored (no reference)"))
     return reports
 
@@ -191,7 +206,9 @@ def check_target(root: Path, repo: str, revision: str) -> None:
                 "over it (choose another directory)"
             )
         return
-    root_weights = sorted(p.name for p in root.glob("*.safetensors")) + sorted(p.name for p in root.glob("*.bin"))
+    root_weights = sorted(p.name for p in root.glob("*.safetensors")) + sorted(
+        p.name for p in root.glob("*.bin")
+    )
     if root_weights or (root / "config.json").is_file():
         found = ", ".join(root_weights) or "config.json"
         raise WeightsError(
@@ -223,7 +240,11 @@ def fetch(url: str, dest: Path, *, timeout_s: float = 60.0) -> None:
             os.replace(part, dest)
             return
         raise WeightsError(f"{url}: HTTP {exc.code}") from exc
-    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:  # no route, refused, DNS, timeout
+    except (
+        urllib.error.URLError,
+        http.client.HTTPException,
+        OSError,
+    ) as exc:  # no route, refused, DNS, timeout
         raise HubUnreachableError(f"{url}: {getattr(exc, 'reason', None) or exc}") from exc
     with response:
         resumed = offset and response.status == 206
@@ -235,8 +256,13 @@ def fetch(url: str, dest: Path, *, timeout_s: float = 60.0) -> None:
     os.replace(part, dest)
 
 
-def download_files(root: Path, files: Sequence[ExpectedFile], url_for: Callable[[str], str], *,
-                   log: Callable[[str], None] = print) -> list[FileReport]:
+def download_files(
+    root: Path,
+    files: Sequence[ExpectedFile],
+    url_for: Callable[[str], str],
+    *,
+    log: Callable[[str], None] = print,
+) -> list[FileReport]:
     """Fetch each file that is not already verified, then verify everything (bad files are set aside)."""
     for item in files:
         if verify_file(root, item).ok:
@@ -247,21 +273,35 @@ def download_files(root: Path, files: Sequence[ExpectedFile], url_for: Callable[
     return verify_tree(root, files)
 
 
-def download_spark(root: Path, *, revision: str = SPARK_REVISION, include_wav2vec2: bool = True,
-                   base_url: str = HF_BASE_URL, log: Callable[[str], None] = print,
-                   files: Sequence[ExpectedFile] | None = None) -> list[FileReport]:
+def download_spark(
+    root: Path,
+    *,
+    revision: str = SPARK_REVISION,
+    include_wav2vec2: bool = True,
+    base_url: str = HF_BASE_URL,
+    log: Callable[[str], None] = print,
+    files: Sequence[ExpectedFile] | None = None,
+) -> list[FileReport]:
     check_target(root, SPARK_REPO, revision)
     write_stamp(root, SPARK_REPO, revision)
     files = tuple(SPARK_FILES if files is None else files) + (WAV2VEC2_FILES if include_wav2vec2 else ())
     return download_files(root, files, lambda p: file_url(base_url, SPARK_REPO, revision, p), log=log)
 
 
-def download_apbwe(root: Path, *, base_url: str = HF_BASE_URL, log: Callable[[str], None] = print,
-                   files: Sequence[ExpectedFile] | None = None) -> list[FileReport]:
+def download_apbwe(
+    root: Path,
+    *,
+    base_url: str = HF_BASE_URL,
+    log: Callable[[str], None] = print,
+    files: Sequence[ExpectedFile] | None = None,
+) -> list[FileReport]:
     check_target(root, APBWE_REPO, APBWE_REVISION)
     write_stamp(root, APBWE_REPO, APBWE_REVISION)
     return download_files(
-        root, APBWE_FILES if files is None else files, lambda p: file_url(base_url, APBWE_REPO, APBWE_REVISION, f"{APBWE_SUBDIR}/{p}"), log=log
+        root,
+        APBWE_FILES if files is None else files,
+        lambda p: file_url(base_url, APBWE_REPO, APBWE_REVISION, f"{APBWE_SUBDIR}/{p}"),
+        log=log,
     )
 
 
@@ -269,8 +309,11 @@ def load_manifest(path: str) -> dict[str, tuple[ExpectedFile, ...]]:
     """TTS_WEIGHTS_MANIFEST: the file lists to fetch and verify instead of the pinned ones."""
     try:
         data = json.loads(Path(path).read_text())
-        return {kind: tuple(ExpectedFile(str(e["path"]), e.get("size"), e.get("sha256")) for e in data[kind])
-                for kind in ("spark", "sr") if kind in data}
+        return {
+            kind: tuple(ExpectedFile(str(e["path"]), e.get("size"), e.get("sha256")) for e in data[kind])
+            for kind in ("spark", "sr")
+            if kind in data
+        }
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise WeightsError(f"TTS_WEIGHTS_MANIFEST {path}: unreadable ({exc})") from exc
 
@@ -279,31 +322,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.weights", description=__doc__.split("\n\n")[0])
     parser.add_argument("directory", type=Path, help="target directory (created if missing)")
     parser.add_argument("--sr", action="store_true", help="fetch AP-BWE 16kto48k instead of Spark-TTS-0.5B")
-    parser.add_argument("--revision", default=SPARK_REVISION, help="Spark-TTS revision (default: the pinned one)")
-    parser.add_argument("--no-wav2vec2", action="store_true", help="skip wav2vec2 (only voice cloning needs it)")
-    parser.add_argument("--base-url", default=os.environ.get("TTS_WEIGHTS_BASE_URL")
-                        or os.environ.get("HF_ENDPOINT") or HF_BASE_URL,
-                        help="hub or mirror serving <repo>/resolve/<revision>/<path>")
+    parser.add_argument(
+        "--revision", default=SPARK_REVISION, help="Spark-TTS revision (default: the pinned one)"
+    )
+    parser.add_argument(
+        "--no-wav2vec2", action="store_true", help="skip wav2vec2 (only voice cloning needs it)"
+    )
+    parser.add_argument(
+        "--base-url",
+        default=os.environ.get("TTS_WEIGHTS_BASE_URL") or os.environ.get("HF_ENDPOINT") or HF_BASE_URL,
+        help="hub or mirror serving <repo>/resolve/<revision>/<path>",
+    )
     parser.add_argument("--verify-only", action="store_true", help="check what is there; fetch nothing")
     args = parser.parse_args(argv)
     try:
-        manifest = load_manifest(os.environ["TTS_WEIGHTS_MANIFEST"]) if os.environ.get("TTS_WEIGHTS_MANIFEST") else {}
+        manifest = (
+            load_manifest(os.environ["TTS_WEIGHTS_MANIFEST"])
+            if os.environ.get("TTS_WEIGHTS_MANIFEST")
+            else {}
+        )
         spark_files, sr_files = manifest.get("spark"), manifest.get("sr")
         if args.verify_only:
-            files = (sr_files or APBWE_FILES) if args.sr else (spark_files or SPARK_FILES) + (
-                () if args.no_wav2vec2 or manifest else WAV2VEC2_FILES)
+            files = (
+                (sr_files or APBWE_FILES)
+                if args.sr
+                else (spark_files or SPARK_FILES) + (() if args.no_wav2vec2 or manifest else WAV2VEC2_FILES)
+            )
             reports = verify_tree(args.directory, files)
         elif args.sr:
             reports = download_apbwe(args.directory, base_url=args.base_url, files=sr_files)
         else:
             if args.revision != SPARK_REVISION:
-                print(f"WARNING: revision {args.revision} is not the pinned {SPARK_REVISION}; digests may differ")
-            reports = download_spark(args.directory, revision=args.revision, base_url=args.base_url,
-                                     include_wav2vec2=not args.no_wav2vec2 and not manifest, files=spark_files)
+                print(
+                    f"WARNING: revision {args.revision} is not the pinned {SPARK_REVISION}; digests may differ"
+                )
+            reports = download_spark(
+                args.directory,
+                revision=args.revision,
+                base_url=args.base_url,
+                include_wav2vec2=not args.no_wav2vec2 and not manifest,
+                files=spark_files,
+            )
     except HubUnreachableError as exc:
         # One line, no traceback: the usual cause is a machine without access to huggingface.co.
-        print(f"error: cannot reach the hub ({exc}); set HF_ENDPOINT (or --base-url) to a mirror, or copy the files "
-              "from a machine that has them and check them with --verify-only", file=sys.stderr)
+        print(
+            f"error: cannot reach the hub ({exc}); set HF_ENDPOINT (or --base-url) to a mirror, or copy the files "
+            "from a machine that has them and check them with --verify-only",
+            file=sys.stderr,
+        )
         return 2
     except WeightsError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -29,13 +29,16 @@ import re
 
 _FENCE = re.compile(r"^[ \t]*(```|~~~).*$", re.MULTILINE)
 _RULE = re.compile(r"^[ \t]*([-*_])(?:[ \t]*\1){2,}[ \t]*$", re.MULTILINE)
-_TABLE_SEPARATOR = re.compile(r"^[ \t]*\|?[ \t]*:?-{2,}:?[ \t]*(?:\|[ \t]*:?-{2,}:?[ \t]*)+\|?[ \t]*$", re.MULTILINE)
+_TABLE_SEPARATOR = re.compile(
+    r"^[ \t]*\|?[ \t]*:?-{2,}:?[ \t]*(?:\|[ \t]*:?-{2,}:?[ \t]*)+\|?[ \t]*$", re.MULTILINE
+)
 # `[label]: destination "optional title"`, dropped only when the destination looks like a link: LLM text such as
 # "[excited]: what a day" or "[Note]:20,000 rows" is speech (CommonMark would even drop the second).
 _LINK_DESTINATION = r"(?:<[^>\s]*[:/.][^>\s]*>|[a-zA-Z][\w+.-]*://\S+|(?:www\.|\.{0,2}/|#)[\w%~./?#&=+-]+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}(?:[/?#]\S*)?)"
 _REFERENCE_DEFINITION = re.compile(
     rf"^[ \t]*\[([^\]\n]+)\]:[ \t]*{_LINK_DESTINATION}(?:[ \t]+(?:\"[^\"\n]*\"|'[^'\n]*'|\([^)\n]*\)))?[ \t]*$",
-    re.MULTILINE)
+    re.MULTILINE,
+)
 _REFERENCE_LINK = re.compile(r"!?\[([^\]\n]+)\](?:\[([^\]\n]*)\])?")
 _LINE_MARKER = re.compile(r"^[ \t]*(?:#{1,6}[ \t]+|>[ \t]?|[-*+][ \t]+|\d{1,3}[.)][ \t]+)+", re.MULTILINE)
 _CLOSING_HASHES = re.compile(r"[ \t]+#+[ \t]*$")
@@ -88,7 +91,9 @@ def _line(line: str) -> str:
 
 def read_markdown(text: str) -> str:
     """`text` with Markdown markup replaced by what it means when read aloud (see the module docstring)."""
-    if not any(mark in text for mark in "*_`#[]>|~-+") and not re.search(r"^\s*\d{1,3}[.)]\s", text, re.MULTILINE):
+    if not any(mark in text for mark in "*_`#[]>|~-+") and not re.search(
+        r"^\s*\d{1,3}[.)]\s", text, re.MULTILINE
+    ):
         return text
     text = _FENCE.sub("", text)
     text = _RULE.sub("", text)
@@ -101,8 +106,9 @@ def read_markdown(text: str) -> str:
 
     text = _REFERENCE_DEFINITION.sub(drop_definition, text)
     if labels:  # `[text][label]`, `[text][]` and `[label]` that name a dropped definition: the text is read
-        text = _REFERENCE_LINK.sub(lambda m: m.group(1) if (m.group(2) or m.group(1)).strip().lower() in labels
-                                   else m.group(0), text)
+        text = _REFERENCE_LINK.sub(
+            lambda m: m.group(1) if (m.group(2) or m.group(1)).strip().lower() in labels else m.group(0), text
+        )
     return "\n".join(_line(line) for line in text.split("\n"))
 
 

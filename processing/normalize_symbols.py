@@ -25,33 +25,57 @@ from processing.normalize_dates import short_date_words
 _DEV_RE = re.compile("[\u0900-\u097f]")
 _LATIN_RE = re.compile("[A-Za-z]")
 
-_FRACTIONS_EN = {(1, 2): "one half", (1, 3): "one third", (2, 3): "two thirds", (1, 4): "one quarter",
-                 (3, 4): "three quarters"}
+_FRACTIONS_EN = {
+    (1, 2): "one half",
+    (1, 3): "one third",
+    (2, 3): "two thirds",
+    (1, 4): "one quarter",
+    (3, 4): "three quarters",
+}
 _FRACTIONS_HI = {(1, 2): "आधा", (1, 4): "एक चौथाई", (3, 4): "पौना", (1, 3): "एक तिहाई", (2, 3): "दो तिहाई"}
-_SYMBOLS = {"&": ("and", "और"), "+": ("plus", "प्लस"), "=": ("equals", "बराबर"), "@": ("at", "एट"),
-            "#": ("number", "नंबर"), "*": ("times", "गुणा")}
-_URL_WORDS = {".": ("dot", "डॉट"), "/": ("slash", "स्लैश"), "?": ("question mark", "प्रश्नचिह्न"),
-              "=": ("equals", "बराबर"), "&": ("and", "और"), "-": ("dash", "डैश"), "_": ("underscore", "अंडरस्कोर"),
-              ":": ("colon", "कोलन"), "@": ("at", "एट"), "#": ("hash", "हैश"), "%": ("percent", "प्रतिशत"),
-              "+": ("plus", "प्लस"), "~": ("tilde", "टिल्डे")}
+_SYMBOLS = {
+    "&": ("and", "और"),
+    "+": ("plus", "प्लस"),
+    "=": ("equals", "बराबर"),
+    "@": ("at", "एट"),
+    "#": ("number", "नंबर"),
+    "*": ("times", "गुणा"),
+}
+_URL_WORDS = {
+    ".": ("dot", "डॉट"),
+    "/": ("slash", "स्लैश"),
+    "?": ("question mark", "प्रश्नचिह्न"),
+    "=": ("equals", "बराबर"),
+    "&": ("and", "और"),
+    "-": ("dash", "डैश"),
+    "_": ("underscore", "अंडरस्कोर"),
+    ":": ("colon", "कोलन"),
+    "@": ("at", "एट"),
+    "#": ("hash", "हैश"),
+    "%": ("percent", "प्रतिशत"),
+    "+": ("plus", "प्लस"),
+    "~": ("tilde", "टिल्डे"),
+}
 
 _PATTERN = re.compile(
-    "|".join((
-        r"(?P<email>(?<![\w.])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,8}(?![\w@]))",
-        r"(?P<url>(?<![\w@])(?:https?://|www\.)[^\s<>\"'\u0900-\u097f]{1,2000}?(?=[.,!?;:)\]]?(?:\s|$)))",
-        r"(?P<phone>(?<![\w+])(?:\+[0-9]{1,3}[ -]?)?(?:\([0-9]{2,5}\)[ -]?)?[0-9]{2,5}(?:[ -][0-9]{2,5}){1,4}"
-        r"(?![\w]))",
-        r"(?P<ver>(?<![\w.])v?[0-9]{1,4}(?:\.[0-9]{1,4}){2,5}(?![\w.]|\.[0-9]))",
-        r"(?P<frac>(?<![\w/.])(?P<fn>[0-9]{1,3})/(?P<fd>[0-9]{1,3})(?![\w/]))",
-        r"(?P<sym>(?<=\s)[&+=@#*](?=\s))",
-    ))
+    "|".join(
+        (
+            r"(?P<email>(?<![\w.])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,8}(?![\w@]))",
+            r"(?P<url>(?<![\w@])(?:https?://|www\.)[^\s<>\"'\u0900-\u097f]{1,2000}?(?=[.,!?;:)\]]?(?:\s|$)))",
+            r"(?P<phone>(?<![\w+])(?:\+[0-9]{1,3}[ -]?)?(?:\([0-9]{2,5}\)[ -]?)?[0-9]{2,5}(?:[ -][0-9]{2,5}){1,4}"
+            r"(?![\w]))",
+            r"(?P<ver>(?<![\w.])v?[0-9]{1,4}(?:\.[0-9]{1,4}){2,5}(?![\w.]|\.[0-9]))",
+            r"(?P<frac>(?<![\w/.])(?P<fn>[0-9]{1,3})/(?P<fd>[0-9]{1,3})(?![\w/]))",
+            r"(?P<sym>(?<=\s)[&+=@#*](?=\s))",
+        )
+    )
 )
 # A "phone" match must look like one: 7+ digits in all, and not a plain grouped number or a date/range.
 _MIN_PHONE_DIGITS = 7
 
 
 def _hindi_context(text: str, start: int, end: int) -> bool:
-    window = text[max(0, start - 40): start] + text[end: end + 40]  # around the match, not the match itself
+    window = text[max(0, start - 40) : start] + text[end : end + 40]  # around the match, not the match itself
     return len(_DEV_RE.findall(window)) > len(_LATIN_RE.findall(window))
 
 
@@ -80,8 +104,12 @@ def _phone(raw: str, hindi: bool) -> str | None:
 def _version(raw: str, hindi: bool) -> str:
     point = " पॉइंट " if hindi else " point "
     body = raw[1:] if raw[:1] in "vV" else raw
-    parts = [(hi if hindi else en).cardinal(int(p)) if not (len(p) > 1 and p.startswith("0"))
-             else _digit_words(p, hindi) for p in body.split(".")]
+    parts = [
+        (hi if hindi else en).cardinal(int(p))
+        if not (len(p) > 1 and p.startswith("0"))
+        else _digit_words(p, hindi)
+        for p in body.split(".")
+    ]
     return ("वर्ज़न " if hindi else "version ") * (raw[:1] in "vV") + point.join(parts)
 
 
@@ -106,7 +134,9 @@ def _spell_address(raw: str, hindi: bool) -> str:
         if piece in _URL_WORDS:
             out.append(_URL_WORDS[piece][index])
         elif piece.isdigit():
-            out.append(_digit_words(piece, hindi) if len(piece) > 2 else (hi if hindi else en).cardinal(int(piece)))
+            out.append(
+                _digit_words(piece, hindi) if len(piece) > 2 else (hi if hindi else en).cardinal(int(piece))
+            )
         else:
             out.append(piece)
     return " ".join(out)
@@ -135,12 +165,13 @@ def normalize_symbols(text: str, changes: list[tuple[str, str]] | None = None) -
             words = _version(raw, hindi)
         elif kind == "frac":  # `12/05`: a zero-padded part makes it a date (normalize_dates.py)
             words = short_date_words(match.group("fn"), match.group("fd"), hindi) or _fraction(
-                int(match.group("fn")), int(match.group("fd")), hindi)
+                int(match.group("fn")), int(match.group("fd")), hindi
+            )
         else:
             words = _SYMBOLS[raw][1 if hindi else 0]
         if words is None:
             continue
-        out.append(text[last: match.start()])
+        out.append(text[last : match.start()])
         out.append(words)
         if changes is not None:
             changes.append((raw, words))

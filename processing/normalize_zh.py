@@ -31,33 +31,53 @@ _LETTER_RE = re.compile(r"[^\W\d_]")
 _NON_CJK_LETTER_RE = re.compile("[A-Za-z\u00c0-\u024f\u0900-\u097f]")
 
 # Measure words after which 2 is read 两.
-_LIANG_BEFORE = set("个只本位条张件次天岁名台辆双对杯碗瓶块颗头匹所家间层份种点年周斤公米")  # not 月: 2月 is February
+_LIANG_BEFORE = set(
+    "个只本位条张件次天岁名台辆双对杯碗瓶块颗头匹所家间层份种点年周斤公米"
+)  # not 月: 2月 is February
 _CURRENCY_PREFIX = {"¥": "元", "￥": "元", "$": "美元", "€": "欧元", "£": "英镑", "₹": "卢比"}
 _UNITS = {
-    "km": "公里", "kg": "千克", "cm": "厘米", "mm": "毫米", "ml": "毫升", "mg": "毫克", "kb": "千字节",
-    "mb": "兆字节", "gb": "吉字节", "tb": "太字节", "g": "克", "m": "米", "l": "升", "℃": "摄氏度", "°c": "摄氏度",
-    "°": "度", "h": "小时", "s": "秒", "min": "分钟",
+    "km": "公里",
+    "kg": "千克",
+    "cm": "厘米",
+    "mm": "毫米",
+    "ml": "毫升",
+    "mg": "毫克",
+    "kb": "千字节",
+    "mb": "兆字节",
+    "gb": "吉字节",
+    "tb": "太字节",
+    "g": "克",
+    "m": "米",
+    "l": "升",
+    "℃": "摄氏度",
+    "°c": "摄氏度",
+    "°": "度",
+    "h": "小时",
+    "s": "秒",
+    "min": "分钟",
 }
 _UNIT_ALT = "|".join(sorted((re.escape(u) for u in _UNITS), key=len, reverse=True))
 
 _INT = r"[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+"
 _NUM = rf"(?:{_INT})(?:\.[0-9]+)?"
 _MASTER = re.compile(
-    "|".join((
-        r"(?P<date>(?P<dy>[0-9]{4})年(?:(?P<dm>[0-9]{1,2})月(?:(?P<dd>[0-9]{1,2})(?P<dsuf>[日号]))?)?)",
-        r"(?P<md>(?P<mm>[0-9]{1,2})月(?P<md_d>[0-9]{1,2})(?P<mdsuf>[日号]))",
-        r"(?P<iso>(?<![0-9])(?P<iy>[0-9]{4})[-/.](?P<im>[0-9]{1,2})[-/.](?P<id>[0-9]{1,2})(?![0-9]))",
-        r"(?P<time>(?<![0-9])(?P<th>[0-9]{1,2}):(?P<tm>[0-9]{2})(?::(?P<ts>[0-9]{2}))?(?![0-9]))",
-        r"(?P<phone>(?<![0-9])(?:\+?86[- ]?)?1[3-9][0-9]{9}(?![0-9])|(?<![0-9])0[0-9]{2,3}-[0-9]{7,8}(?![0-9]))",
-        rf"(?P<money>(?P<cur>[¥￥$€£₹])\s?(?P<amt>{_NUM}))",
-        rf"(?P<pct>(?P<pv>{_NUM})\s?[%％])",
-        r"(?P<ver>(?<![0-9.])[0-9]+(?:\.[0-9]+){2,5}(?![0-9.]))",
-        r"(?P<frac>(?<![0-9/])(?P<fn>[0-9]{1,6})/(?P<fd>[0-9]{1,6})(?![0-9/]))",
-        rf"(?P<range>(?P<ra>{_NUM})\s?[-~～–—]\s?(?P<rb>{_NUM})(?![0-9]))",
-        rf"(?P<neg>(?<![0-9])[-−](?P<nv>{_NUM})(?P<nu>{_UNIT_ALT})?(?![A-Za-z0-9]))",
-        rf"(?P<unit>(?P<uv>{_NUM})\s?(?P<u>{_UNIT_ALT})(?![A-Za-z]))",
-        rf"(?P<num>{_NUM})",
-    )),
+    "|".join(
+        (
+            r"(?P<date>(?P<dy>[0-9]{4})年(?:(?P<dm>[0-9]{1,2})月(?:(?P<dd>[0-9]{1,2})(?P<dsuf>[日号]))?)?)",
+            r"(?P<md>(?P<mm>[0-9]{1,2})月(?P<md_d>[0-9]{1,2})(?P<mdsuf>[日号]))",
+            r"(?P<iso>(?<![0-9])(?P<iy>[0-9]{4})[-/.](?P<im>[0-9]{1,2})[-/.](?P<id>[0-9]{1,2})(?![0-9]))",
+            r"(?P<time>(?<![0-9])(?P<th>[0-9]{1,2}):(?P<tm>[0-9]{2})(?::(?P<ts>[0-9]{2}))?(?![0-9]))",
+            r"(?P<phone>(?<![0-9])(?:\+?86[- ]?)?1[3-9][0-9]{9}(?![0-9])|(?<![0-9])0[0-9]{2,3}-[0-9]{7,8}(?![0-9]))",
+            rf"(?P<money>(?P<cur>[¥￥$€£₹])\s?(?P<amt>{_NUM}))",
+            rf"(?P<pct>(?P<pv>{_NUM})\s?[%％])",
+            r"(?P<ver>(?<![0-9.])[0-9]+(?:\.[0-9]+){2,5}(?![0-9.]))",
+            r"(?P<frac>(?<![0-9/])(?P<fn>[0-9]{1,6})/(?P<fd>[0-9]{1,6})(?![0-9/]))",
+            rf"(?P<range>(?P<ra>{_NUM})\s?[-~～–—]\s?(?P<rb>{_NUM})(?![0-9]))",
+            rf"(?P<neg>(?<![0-9])[-−](?P<nv>{_NUM})(?P<nu>{_UNIT_ALT})?(?![A-Za-z0-9]))",
+            rf"(?P<unit>(?P<uv>{_NUM})\s?(?P<u>{_UNIT_ALT})(?![A-Za-z]))",
+            rf"(?P<num>{_NUM})",
+        )
+    ),
     re.IGNORECASE,
 )
 
@@ -116,7 +136,7 @@ def is_chinese_context(text: str, start: int, end: int, mostly: bool | None = No
 def _read(match: re.Match[str], text: str) -> str:
     kind = match.lastgroup
     g = match.group
-    following = text[match.end(): match.end() + 1]
+    following = text[match.end() : match.end() + 1]
     if g("date"):
         out = _digits(g("dy")) + "年"
         if g("dm"):
@@ -130,8 +150,11 @@ def _read(match: re.Match[str], text: str) -> str:
         return f"{_digits(g('iy'))}年{_part(g('im'))}月{_part(g('id'))}日"
     if g("time"):
         minutes = int(g("tm"))
-        out = f"{_part(g('th'))}点" + ("整" if minutes == 0 and not g("ts") else
-                                       ("零" if 0 < minutes < 10 else "") + f"{_part(g('tm'))}分")
+        out = f"{_part(g('th'))}点" + (
+            "整"
+            if minutes == 0 and not g("ts")
+            else ("零" if 0 < minutes < 10 else "") + f"{_part(g('tm'))}分"
+        )
         if g("ts"):
             out += f"{_part(g('ts'))}秒"
         return out
@@ -185,7 +208,7 @@ def normalize_chinese(text: str, changes: list[tuple[str, str]] | None = None) -
         if match.start() < last or not is_chinese_context(text, match.start(), match.end(), mostly):
             continue
         words = _read(match, text)
-        out.append(text[last: match.start()])
+        out.append(text[last : match.start()])
         out.append(words)
         if changes is not None:
             changes.append((match.group(0), words))

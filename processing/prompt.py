@@ -262,7 +262,8 @@ def build_prompt(
     """
     prefix = (
         SpeakerPrefix(voice.prompt_prefix, voice.prefix_placement)
-        if voice.prompt_prefix is not None else None
+        if voice.prompt_prefix is not None
+        else None
     )
     tokens = global_tokens if global_tokens is not None else voice.global_tokens
     if tokens is not None:
@@ -271,8 +272,15 @@ def build_prompt(
         reference_semantic = getattr(voice, "reference_semantic", None)
         if reference_text is None or reference_semantic is None:
             reference_text = reference_semantic = None  # continuation needs both
-        return clone_prompt(text, tokens, style=style, prefix=prefix, start_semantic=True,
-                            reference_text=reference_text, reference_semantic=reference_semantic), "clone"
+        return clone_prompt(
+            text,
+            tokens,
+            style=style,
+            prefix=prefix,
+            start_semantic=True,
+            reference_text=reference_text,
+            reference_semantic=reference_semantic,
+        ), "clone"
     if voice.gender is not None:
         return controllable_prompt(
             text, StyleLabels(voice.gender, voice.pitch, voice.speed), prefix
@@ -285,7 +293,11 @@ def build_prompt(
 
 
 def build_prompt_ids(
-    tokenizer: _Encoder, text: str, voice: VoiceLike, *, global_tokens: Sequence[int] | None = None,
+    tokenizer: _Encoder,
+    text: str,
+    voice: VoiceLike,
+    *,
+    global_tokens: Sequence[int] | None = None,
     added_ids: frozenset[int] | None = None,
 ) -> tuple[list[int], ParseMode]:
     """`build_prompt` then `encode_prompt`: the ids to send to the engine, and the parse mode.

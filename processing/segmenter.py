@@ -77,7 +77,7 @@ class TextSegmenter:
             return False
         # Only the last 32 characters: an abbreviation is a short word, and the whole prefix would make a message
         # of many "a. a. a." quadratic.
-        before = self._buffer[max(0, match.start() - 32): match.start()].rsplit(None, 1)
+        before = self._buffer[max(0, match.start() - 32) : match.start()].rsplit(None, 1)
         word = before[-1].lstrip(_LEADING_PUNCT).lower() if before else ""
         return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())
 

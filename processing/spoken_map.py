@@ -58,7 +58,7 @@ def _split_group(written: list[str], spoken: list[str]) -> list[TokenGroup]:
         if sum(counts) == len(spoken) and all(counts):
             groups, at = [], 0
             for word, count in zip(written, counts, strict=True):
-                groups.append(TokenGroup((word,), tuple(spoken[at:at + count])))
+                groups.append(TokenGroup((word,), tuple(spoken[at : at + count])))
                 at += count
             return groups
     return [TokenGroup(tuple(written), tuple(spoken))]
@@ -69,12 +69,17 @@ def spoken_map(written_text: str, spoken_text: str) -> SpokenMap:
     say for it), in order; every word of either text is in exactly one group."""
     written = split_words(written_text)
     spoken = spoken_words_of(spoken_text)
-    matcher = difflib.SequenceMatcher(None, [_fold(w) for w in written], [_fold(w) for w in spoken], autojunk=False)
+    matcher = difflib.SequenceMatcher(
+        None, [_fold(w) for w in written], [_fold(w) for w in spoken], autojunk=False
+    )
     groups: list[TokenGroup] = []
     orphans: list[str] = []  # spoken words no written word accounts for: they join a neighbouring group
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op == "equal":
-            pairs = [TokenGroup((written[i],), (spoken[j],)) for i, j in zip(range(i1, i2), range(j1, j2), strict=True)]
+            pairs = [
+                TokenGroup((written[i],), (spoken[j],))
+                for i, j in zip(range(i1, i2), range(j1, j2), strict=True)
+            ]
             if orphans:
                 pairs[0] = TokenGroup(pairs[0].written, (*orphans, *pairs[0].spoken))
                 orphans = []
@@ -88,8 +93,8 @@ def spoken_map(written_text: str, spoken_text: str) -> SpokenMap:
         else:  # replace or delete
             groups += _split_group(written[i1:i2], [*orphans, *spoken[j1:j2]])
             orphans = []
-    if orphans:  # only spoken words and no written word at all: nothing to hang them on but a group of their own
+    if (
+        orphans
+    ):  # only spoken words and no written word at all: nothing to hang them on but a group of their own
         groups.append(TokenGroup((), tuple(orphans)))
     return SpokenMap(tuple(groups))
-
-

@@ -74,7 +74,7 @@ def parse_ssml(text: str) -> list[str | float]:
 
     position = 0
     for tag in _TAG.finditer(text):
-        add(html.unescape(text[position:tag.start()]))
+        add(html.unescape(text[position : tag.start()]))
         position = tag.end()
         closing, name, attributes = tag.group(1), tag.group(2).lower(), tag.group(3)
         if name == "break" and not closing:
@@ -116,8 +116,9 @@ def _unfinished_start(text: str) -> int:
 class SilenceWindow:
     """The break silence one API key may still add: `per_minute` seconds, refilled evenly over a minute."""
 
-    def __init__(self, per_minute: float = MAX_BREAK_S_PER_MINUTE,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, per_minute: float = MAX_BREAK_S_PER_MINUTE, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.per_minute = per_minute
         self.clock = clock
         self.level = per_minute

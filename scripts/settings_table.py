@@ -27,18 +27,30 @@ def _shown(default: Any) -> str:
 def settings_table() -> str:
     sections = []
     for group, model in GROUPS.items():
-        rows = [f"## `{group}`: {(model.__doc__ or '').strip().rstrip('.')}", "",
-                f"Read in code as `settings.{group}.<name>`.", "", *HEADER]
+        rows = [
+            f"## `{group}`: {(model.__doc__ or '').strip().rstrip('.')}",
+            "",
+            f"Read in code as `settings.{group}.<name>`.",
+            "",
+            *HEADER,
+        ]
         for name, field in model.model_fields.items():
             rows.append(f"| `TTS_{name.upper()}` | {_shown(field.default)} | {field.description or ''} |")
         sections.append("\n".join(rows))
-    rows = ["## Modal deployment", "",
-            "Read by `modal deploy app.py` on the machine that deploys (services/deployment/modal_deployment.py, "
-            "`ModalConfig`) and handed to the container; the service's own settings above come from the Modal "
-            "secret.", "", *HEADER]
+    rows = [
+        "## Modal deployment",
+        "",
+        "Read by `modal deploy app.py` on the machine that deploys (services/deployment/modal_deployment.py, "
+        "`ModalConfig`) and handed to the container; the service's own settings above come from the Modal "
+        "secret.",
+        "",
+        *HEADER,
+    ]
     for field in dataclasses.fields(ModalConfig):
-        rows.append(f"| `TTS_MODAL_{field.name.upper()}` | {_shown(field.default)} | "
-                    f"{field.metadata.get('description', '')} |")
+        rows.append(
+            f"| `TTS_MODAL_{field.name.upper()}` | {_shown(field.default)} | "
+            f"{field.metadata.get('description', '')} |"
+        )
     sections.append("\n".join(rows))
     return "\n\n".join(sections)
 

@@ -19,11 +19,14 @@ class PostgresPool:
     """A lazily created asyncpg pool. `min_size=0`: no idle connections kept that are not needed; after the server
     restarts, dead connections fail once and the caller's retry runs on fresh ones."""
 
-    def __init__(self, dsn: str, *, max_connections: int = 6, timeout_s: float = 5.0,
-                 command_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, dsn: str, *, max_connections: int = 6, timeout_s: float = 5.0, command_timeout_s: float = 10.0
+    ) -> None:
         self.dsn = dsn
         self.max_connections = max_connections
-        self.timeout_s = timeout_s  # to get a connection: an outage answers quickly (auth falls back to its cache)
+        self.timeout_s = (
+            timeout_s  # to get a connection: an outage answers quickly (auth falls back to its cache)
+        )
         self.command_timeout_s = command_timeout_s
         self._pool: Any = None
         self._lock = asyncio.Lock()
@@ -35,7 +38,10 @@ class PostgresPool:
             async with self._lock:
                 if self._pool is None:
                     self._pool = await asyncpg.create_pool(
-                        self.dsn, min_size=0, max_size=self.max_connections, timeout=self.timeout_s,
+                        self.dsn,
+                        min_size=0,
+                        max_size=self.max_connections,
+                        timeout=self.timeout_s,
                         command_timeout=self.command_timeout_s,
                     )
         return self._pool
@@ -54,8 +60,14 @@ class DatabaseClients:
         users = (settings.access.key_backend, settings.usage.request_log_sink, settings.resolved_voice_store)
         uses_postgres = "postgres" in users
         uses_supabase = "supabase" in users
-        self.postgres = PostgresPool(settings.databases.database_url) if uses_postgres and settings.databases.database_url else None
-        self._supabase_args = (settings.databases.supabase_url, settings.databases.supabase_key) if uses_supabase else None
+        self.postgres = (
+            PostgresPool(settings.databases.database_url)
+            if uses_postgres and settings.databases.database_url
+            else None
+        )
+        self._supabase_args = (
+            (settings.databases.supabase_url, settings.databases.supabase_key) if uses_supabase else None
+        )
         self._supabase: Any = None
 
     @property

@@ -23,7 +23,10 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "AUDIO_SILENT": (400, "invalid_request_error"),
     "METHOD_NOT_ALLOWED": (405, "invalid_request_error"),
     "IDLE_TIMEOUT": (408, "invalid_request_error"),
-    "CLIENT_CLOSED_REQUEST": (499, "invalid_request_error"),  # never read: the client left (access logs show 499)
+    "CLIENT_CLOSED_REQUEST": (
+        499,
+        "invalid_request_error",
+    ),  # never read: the client left (access logs show 499)
     "INVALID_API_KEY": (401, "authentication_error"),
     "EXPIRED_API_KEY": (401, "authentication_error"),
     "KEY_SUSPENDED": (403, "permission_error"),
@@ -54,8 +57,16 @@ def status_of(code: str) -> int:
 class ServiceError(Exception):
     """A refusal or failure with an error code from the public contract (see api/errors.py)."""
 
-    def __init__(self, code: str, message: str, param: str | None = None, *, retry_after: int | None = None,
-                 status: int | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        param: str | None = None,
+        *,
+        retry_after: int | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -71,10 +82,16 @@ class SynthesisError(ServiceError):
 
 def voice_not_found(voice_id: str, param: str | None = None) -> ServiceError:
     shown = voice_id if len(voice_id) <= 80 else voice_id[:80] + "..."
-    return ServiceError("VOICE_NOT_FOUND", f"No voice {shown!r} for this API key; GET /v1/audio/voices lists the "
-                        "voices it can use.", param)
+    return ServiceError(
+        "VOICE_NOT_FOUND",
+        f"No voice {shown!r} for this API key; GET /v1/audio/voices lists the voices it can use.",
+        param,
+    )
 
 
 def cloning_unavailable(reason: str) -> ServiceError:
-    return ServiceError("CLONING_UNAVAILABLE", f"Voice cloning is not available on this server: {reason}. Stored "
-                        "voices can still be imported (POST /v1/audio/voices with JSON global_tokens).")
+    return ServiceError(
+        "CLONING_UNAVAILABLE",
+        f"Voice cloning is not available on this server: {reason}. Stored "
+        "voices can still be imported (POST /v1/audio/voices with JSON global_tokens).",
+    )

@@ -20,7 +20,8 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -54,7 +55,9 @@ class RedactSecretsFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.args:
-            record.args = tuple(_SECRET_QUERY.sub(r"\1=***", a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(
+                _SECRET_QUERY.sub(r"\1=***", a) if isinstance(a, str) else a for a in record.args
+            )
         if isinstance(record.msg, str):
             record.msg = _SECRET_QUERY.sub(r"\1=***", record.msg)
         return True
@@ -81,7 +84,9 @@ def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
     root.setLevel(level.upper())
     for noisy in ("uvicorn.access", "httpx", "httpx2", "httpcore", "hpack"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    if root.level > logging.INFO:  # uvicorn sets its own loggers to INFO: a refused handshake would log two lines
+    if (
+        root.level > logging.INFO
+    ):  # uvicorn sets its own loggers to INFO: a refused handshake would log two lines
         for name in ("uvicorn", "uvicorn.error"):
             logging.getLogger(name).setLevel(root.level)
     if not any(isinstance(f, _DropDuplicateRejection) for f in logging.getLogger("uvicorn.error").filters):
@@ -89,7 +94,9 @@ def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
     redact = RedactSecretsFilter()
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         target = logging.getLogger(name)
-        if json_lines:  # uvicorn's own plain-text handlers: its lines go through the root's JSON handler instead
+        if (
+            json_lines
+        ):  # uvicorn's own plain-text handlers: its lines go through the root's JSON handler instead
             for own in list(target.handlers):
                 target.removeHandler(own)
             target.propagate = True

@@ -34,8 +34,15 @@ def wav_bytes(samples: np.ndarray, rate: int = 16_000, channels: int = 1) -> byt
     return buffer.getvalue()
 
 
-def encoded(samples: np.ndarray, rate: int, container: str, codec: str, *, out_rate: int | None = None,
-            channels: int = 1) -> bytes:
+def encoded(
+    samples: np.ndarray,
+    rate: int,
+    container: str,
+    codec: str,
+    *,
+    out_rate: int | None = None,
+    channels: int = 1,
+) -> bytes:
     """`samples` (mono float at `rate`) encoded with PyAV into `container`/`codec` (e.g. webm/libopus, mp3/libmp3lame,
     ipod/aac)."""
     import av
@@ -82,7 +89,15 @@ def wav_with_codec_tag(tag: int, seconds: float = 2.0, rate: int = 16_000) -> by
 
     payload = (voiced(seconds, rate) * 32767).astype("<i2").tobytes()
     fmt = struct.pack("<HHIIHH", tag, 1, rate, rate * 2, 2, 16)
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(payload)) + payload
+    body = (
+        b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + b"data"
+        + struct.pack("<I", len(payload))
+        + payload
+    )
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 

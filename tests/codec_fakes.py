@@ -28,7 +28,9 @@ class RecordingRunner:
     its device seconds. Decode rows come back filled with their first id (a window's tag), SR rows with zeros, each of
     its kept length. `log`: every codec call (its first row's tag) and model call ("model"), in the order they ran."""
 
-    def __init__(self, clock: FakeClock, cost: float = 0.01, hop: int = 320, model_cost: float = 0.02) -> None:
+    def __init__(
+        self, clock: FakeClock, cost: float = 0.01, hop: int = 320, model_cost: float = 0.02
+    ) -> None:
         self.clock, self.cost, self.hop, self.model_cost = clock, cost, hop, model_cost
         self.calls: list[Call] = []
         self.log: list[int | str] = []

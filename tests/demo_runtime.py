@@ -21,8 +21,16 @@ from tests.conftest import wait_in_portal
 @contextmanager
 def demo_runtime(model_dir: Path) -> Iterator[ModelRuntime]:
     """A started, ready runtime (a module-scoped fixture's body), shut down on exit."""
-    rt = ModelRuntime(Settings(model_dir=model_dir, warmup=False, auth_enabled=False, device="cpu",
-                               sr_enabled=False, log_json=False))
+    rt = ModelRuntime(
+        Settings(
+            model_dir=model_dir,
+            warmup=False,
+            auth_enabled=False,
+            device="cpu",
+            sr_enabled=False,
+            log_json=False,
+        )
+    )
     asyncio.run(rt.start())
     try:
         assert rt.ready, rt.error
@@ -35,8 +43,16 @@ def demo_runtime(model_dir: Path) -> Iterator[ModelRuntime]:
 def demo_client(model_dir: Path, voice_dir: Path) -> Iterator[TestClient]:
     """The app in a TestClient once its runtime is ready: short answers (40 tokens), a rate limit no test reaches,
     saved voices under `voice_dir`."""
-    settings = Settings(model_dir=model_dir, auth_enabled=False, warmup=False, log_json=False, sr_enabled=False,
-                        voice_dir=voice_dir, default_max_tokens=40, rate_limit_per_minute=10_000)
+    settings = Settings(
+        model_dir=model_dir,
+        auth_enabled=False,
+        warmup=False,
+        log_json=False,
+        sr_enabled=False,
+        voice_dir=voice_dir,
+        default_max_tokens=40,
+        rate_limit_per_minute=10_000,
+    )
     runtime = ModelRuntime(settings)
     with TestClient(create_app(settings, runtime=runtime)) as client:
         wait_in_portal(client, lambda: runtime.ready)

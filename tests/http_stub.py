@@ -25,8 +25,13 @@ def json_server(handle: Handle) -> Iterator[str]:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             parsed = urlparse(self.path)
-            status, payload = handle(self.command, parsed.path, parse_qs(parsed.query),
-                                     {k.lower(): v for k, v in self.headers.items()}, json.loads(raw) if raw else None)
+            status, payload = handle(
+                self.command,
+                parsed.path,
+                parse_qs(parsed.query),
+                {k.lower(): v for k, v in self.headers.items()},
+                json.loads(raw) if raw else None,
+            )
             out = b"" if payload is None else json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -48,8 +53,11 @@ def static_server(directory: Path) -> Iterator[str]:
     """Serve the files under `directory` (ES modules as JavaScript) on a free loopback port; yields the base URL."""
 
     class Handler(SimpleHTTPRequestHandler):
-        extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".mjs": "text/javascript",
-                          ".js": "text/javascript"}
+        extensions_map = {
+            **SimpleHTTPRequestHandler.extensions_map,
+            ".mjs": "text/javascript",
+            ".js": "text/javascript",
+        }
 
         def __init__(self, *args: object, **kwargs: object) -> None:
             super().__init__(*args, directory=str(directory), **kwargs)

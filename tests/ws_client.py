@@ -9,7 +9,9 @@ import json
 from websockets.asyncio.client import connect
 
 
-def speak_once(base_url: str, headers: dict[str, str], start: dict, timeout_s: float = 120.0) -> tuple[dict, bytes]:
+def speak_once(
+    base_url: str, headers: dict[str, str], start: dict, timeout_s: float = 120.0
+) -> tuple[dict, bytes]:
     """The final event and the audio bytes of one utterance (blocking; runs its own event loop)."""
 
     async def run() -> tuple[dict, bytes]:

@@ -26,16 +26,24 @@ from services.sessions.ws_session import WsSession
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse_message(raw: str, model: type[M], *, text_field: str,
-                  closes: Callable[[dict[str, Any]], bool] = lambda data: False) -> M:
+def parse_message(
+    raw: str,
+    model: type[M],
+    *,
+    text_field: str,
+    closes: Callable[[dict[str, Any]], bool] = lambda data: False,
+) -> M:
     """One client frame of a dialect: a JSON object validated by `model`; a refusal names the message's
     `context_id` so the error reaches the right context (`TEXT_TOO_LONG` when `text_field` is over the limit), and
     says whether the message ended its context (`closes`, from the raw fields)."""
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):  # ValueError: malformed, or an integer over Python's digit limit
-        raise ApiError("INVALID_JSON", "The message is not valid JSON (or holds a number too long to read); send "
-                       "one JSON object per text frame.") from None
+        raise ApiError(
+            "INVALID_JSON",
+            "The message is not valid JSON (or holds a number too long to read); send "
+            "one JSON object per text frame.",
+        ) from None
     if not isinstance(data, dict):
         raise ApiError("VALIDATION_ERROR", "A message must be a JSON object.")
     try:
@@ -45,23 +53,45 @@ def parse_message(raw: str, model: type[M], *, text_field: str,
         field = ".".join(str(p) for p in first.get("loc", ())) or None
         too_long = field == text_field and first.get("type") == "string_too_long"
         cid = data.get("context_id") if isinstance(data.get("context_id"), str) else None
-        raise ContextError("TEXT_TOO_LONG" if too_long else "VALIDATION_ERROR",
-                           f"Invalid '{field}': {first.get('msg')}", context_id=cid, param=field,
-                           closes=closes(data)) from None
+        raise ContextError(
+            "TEXT_TOO_LONG" if too_long else "VALIDATION_ERROR",
+            f"Invalid '{field}': {first.get('msg')}",
+            context_id=cid,
+            param=field,
+            closes=closes(data),
+        ) from None
 
 
-async def synthesis_request(services: Services, key: ApiKeyRecord, *, voice: str, audio_format: str,
-                            sample_rate: int, normalize: bool = True, speed: float | None = None,
-                            voice_field: str = "voice", timestamps: str | None = None,
-                            admit: bool = True) -> SynthesisRequest:
+async def synthesis_request(
+    services: Services,
+    key: ApiKeyRecord,
+    *,
+    voice: str,
+    audio_format: str,
+    sample_rate: int,
+    normalize: bool = True,
+    speed: float | None = None,
+    voice_field: str = "voice",
+    timestamps: str | None = None,
+    admit: bool = True,
+) -> SynthesisRequest:
     """A context's settings (its text arrives later); an unknown voice or a server that is not ready raises
     ApiError with the public code. `timestamps` ("word" | "character"): the aligner's events reach the wire format.
     `admit=False`: a check at connect that starts no stream, so admission neither counts nor refuses it."""
     settings = services.settings
-    speech = SpeechRequest(text="", voice=voice, audio_format=audio_format, sample_rate=sample_rate,
-                           sampling=SamplingOptions.with_defaults(settings), stream=True, normalize=normalize,
-                           chunking=True, speed=None if speed in (None, 1.0) else speed, voice_field=voice_field,
-                           timestamps=timestamps)
+    speech = SpeechRequest(
+        text="",
+        voice=voice,
+        audio_format=audio_format,
+        sample_rate=sample_rate,
+        sampling=SamplingOptions.with_defaults(settings),
+        stream=True,
+        normalize=normalize,
+        chunking=True,
+        speed=None if speed in (None, 1.0) else speed,
+        voice_field=voice_field,
+        timestamps=timestamps,
+    )
     try:
         await services.speech.check_available(admit=admit, key_id=key.key_id)
         resolved = await services.speech.voice(speech, key.key_id)
@@ -70,21 +100,49 @@ async def synthesis_request(services: Services, key: ApiKeyRecord, *, voice: str
     return services.speech.synthesis_request(speech, resolved, request_id="", key_id=key.key_id)
 
 
-async def open_session(websocket: WebSocket, services: Services, key: ApiKeyRecord, counted: bool,
-                       connection_id: str, wire: SessionWire, *, max_contexts: int,
-                       multi: bool = True, dialect: str) -> tuple[WsSession, Outbox]:
+async def open_session(
+    websocket: WebSocket,
+    services: Services,
+    key: ApiKeyRecord,
+    counted: bool,
+    connection_id: str,
+    wire: SessionWire,
+    *,
+    max_contexts: int,
+    multi: bool = True,
+    dialect: str,
+) -> tuple[WsSession, Outbox]:
     """Accept the socket and build its session: contexts run side by side (`multi`) or one after another. A
     context opening after an earlier one's client fell silent about it supersedes it (a barge-in; README)."""
     settings = services.settings
-    if websocket.client_state == WebSocketState.CONNECTING:  # a route that read a first message accepted already
+    if (
+        websocket.client_state == WebSocketState.CONNECTING
+    ):  # a route that read a first message accepted already
         await websocket.accept(headers=[(b"x-request-id", connection_id.encode())])
-    outbox = Outbox(websocket, max_items=settings.stream.stream_queue_chunks, send_timeout_s=settings.stream.send_stall_timeout_s)
-    gate = AccessGate(services.access, key, connection_counted=counted,
-                      client_request_id=websocket.scope.get("state", {}).get("client_request_id"))
+    outbox = Outbox(
+        websocket,
+        max_items=settings.stream.stream_queue_chunks,
+        send_timeout_s=settings.stream.send_stall_timeout_s,
+    )
+    gate = AccessGate(
+        services.access,
+        key,
+        connection_counted=counted,
+        client_request_id=websocket.scope.get("state", {}).get("client_request_id"),
+    )
     continuity = services.speech.continuity  # remembers each context's job, as for our WebSocket
-    session = WsSession(services.runtime, outbox, gate, connection_id=connection_id,
-                        max_text_chars=settings.limits.max_text_chars, wire=wire, serial=not multi,
-                        max_open=max_contexts if multi else 1, max_unfinished=max_contexts,
-                        on_job=None if continuity is None else partial(continuity.track, key_id=key.key_id),
-                        supersede_after_s=settings.websocket.ws_supersede_after_s, dialect=dialect)
+    session = WsSession(
+        services.runtime,
+        outbox,
+        gate,
+        connection_id=connection_id,
+        max_text_chars=settings.limits.max_text_chars,
+        wire=wire,
+        serial=not multi,
+        max_open=max_contexts if multi else 1,
+        max_unfinished=max_contexts,
+        on_job=None if continuity is None else partial(continuity.track, key_id=key.key_id),
+        supersede_after_s=settings.websocket.ws_supersede_after_s,
+        dialect=dialect,
+    )
     return session, outbox

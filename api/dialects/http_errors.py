@@ -89,27 +89,44 @@ class DialectErrorsMiddleware:
             await self.app(scope, receive, reshaping_send)
         except Exception:
             if not started or held is not None:  # nothing of an answer has gone out yet
-                error = HttpError(500, "INTERNAL_ERROR", "An internal error occurred; it has been logged.", None,
-                                  request_id)
+                error = HttpError(
+                    500, "INTERNAL_ERROR", "An internal error occurred; it has been logged.", None, request_id
+                )
                 await _send_json(send, 500, dialect.http_error(error), [])
             raise
 
-    async def _send_error(self, send: Send, dialect: DialectErrors, start: Message, body: bytes,
-                          request_id: str) -> None:
+    async def _send_error(
+        self, send: Send, dialect: DialectErrors, start: Message, body: bytes, request_id: str
+    ) -> None:
         status = start["status"]
         error = _from_envelope(status, body, request_id)
         if error is None:
             await send(start)
             await send({"type": "http.response.body", "body": body})
             return
-        kept = [(k, v) for k, v in start.get("headers") or [] if k.lower() not in (b"content-length", b"content-type")]
+        kept = [
+            (k, v)
+            for k, v in start.get("headers") or []
+            if k.lower() not in (b"content-length", b"content-type")
+        ]
         await _send_json(send, status, dialect.http_error(error), kept)
 
 
-async def _send_json(send: Send, status: int, payload: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
+async def _send_json(
+    send: Send, status: int, payload: dict[str, Any], headers: list[tuple[bytes, bytes]]
+) -> None:
     body = json.dumps(payload, ensure_ascii=False).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        *headers, (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                *headers,
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -119,4 +136,3 @@ def status_title(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Error"
-

@@ -23,12 +23,19 @@ async def debug_reset(access: Access) -> JSONResponse:
     return JSONResponse({"reset": True})
 
 
-@router.get("/v1/tts/debug/scheduler", summary="Codec scheduler: stats, load, admission's view, why windows wait (admin)")
+@router.get(
+    "/v1/tts/debug/scheduler",
+    summary="Codec scheduler: stats, load, admission's view, why windows wait (admin)",
+)
 async def debug_scheduler(runtime: Runtime, limit: int = 50) -> JSONResponse:
     scheduler = runtime.codec_scheduler
     if scheduler is None:
-        raise ApiError("MODEL_NOT_LOADED", "No codec scheduler yet: it is built when the models load (state: "
-                       f"{runtime.state.value}).")
+        raise ApiError(
+            "MODEL_NOT_LOADED",
+            f"No codec scheduler yet: it is built when the models load (state: {runtime.state.value}).",
+        )
     if not 1 <= limit <= 1000:
-        raise ApiError("VALIDATION_ERROR", f"Invalid 'limit': between 1 and 1000, got {limit}.", param="limit")
+        raise ApiError(
+            "VALIDATION_ERROR", f"Invalid 'limit': between 1 and 1000, got {limit}.", param="limit"
+        )
     return JSONResponse(codec_telemetry.snapshot(scheduler, runtime.admission, limit=limit))

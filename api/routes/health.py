@@ -37,7 +37,9 @@ async def ready(runtime: Runtime) -> JSONResponse:
 
 @router.get("/metrics", include_in_schema=False)
 @router.get("/v1/tts/metrics", summary="Prometheus metrics (text format)")
-async def prometheus_metrics(request: Request, settings: SettingsDep, access: Access, runtime: Runtime) -> Response:
+async def prometheus_metrics(
+    request: Request, settings: SettingsDep, access: Access, runtime: Runtime
+) -> Response:
     if settings.deployment.metrics_require_admin:
         check_admin(request)  # TTS_METRICS_REQUIRE_ADMIN: scrape with X-Admin-Key / Bearer admin key
     refresh_queue_gauges()

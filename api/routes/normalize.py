@@ -37,7 +37,11 @@ class NormalizeRequest(BaseModel):
 @router.post("/v1/tts/normalize", summary="The normalised text and chunks the model would speak (no audio)")
 async def normalize(body: NormalizeRequest, grant: Grant, settings: SettingsDep) -> JSONResponse:
     if len(body.text) > settings.limits.max_text_chars:
-        raise ApiError("TEXT_TOO_LONG", f"Invalid 'text': at most {settings.limits.max_text_chars} characters.", param="text")
+        raise ApiError(
+            "TEXT_TOO_LONG",
+            f"Invalid 'text': at most {settings.limits.max_text_chars} characters.",
+            param="text",
+        )
     plan = await asyncio.to_thread(  # a refusal (SynthesisError) answers in the envelope through its handler
         plan_request_text, body.text, settings, normalize=body.normalize, chunking=body.chunking
     )

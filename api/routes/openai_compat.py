@@ -18,17 +18,32 @@ MODEL_IDS = ("spark-tts", "tts-1", "tts-1-hd")
 _CREATED = int(time.time())
 
 
-@router.post("/v1/audio/speech", responses=ERROR_RESPONSES, summary="OpenAI-compatible speech (audio bytes or SSE)")
-async def speech(body: OpenAISpeechRequest, request: Request, service: Speech, grant: Grant,
-                 settings: SettingsDep) -> Response:
+@router.post(
+    "/v1/audio/speech", responses=ERROR_RESPONSES, summary="OpenAI-compatible speech (audio bytes or SSE)"
+)
+async def speech(
+    body: OpenAISpeechRequest, request: Request, service: Speech, grant: Grant, settings: SettingsDep
+) -> Response:
     ignored = unknown_fields(body)
-    return name_ignored_fields(await respond(request, body.to_speech_request(settings), service, grant,
-                                             sse=body.stream_format == "sse"), ignored)
+    return name_ignored_fields(
+        await respond(
+            request, body.to_speech_request(settings), service, grant, sse=body.stream_format == "sse"
+        ),
+        ignored,
+    )
 
 
 def _model_list(runtime: Runtime) -> list[dict]:
-    return [{"id": model_id, "object": "model", "created": _CREATED, "owned_by": "spark-tts-service",
-             "root": runtime.model_version} for model_id in MODEL_IDS]
+    return [
+        {
+            "id": model_id,
+            "object": "model",
+            "created": _CREATED,
+            "owned_by": "spark-tts-service",
+            "root": runtime.model_version,
+        }
+        for model_id in MODEL_IDS
+    ]
 
 
 @router.get("/v1/models", summary="Models this server offers (OpenAI format)")

@@ -17,8 +17,13 @@ from api.errors import ApiError
 router = APIRouter(include_in_schema=False)
 
 STATIC = Path(__file__).resolve().parents[1] / "static" / "playground"
-ASSETS = {"playground.js": "text/javascript", "keep_voice.js": "text/javascript", "voices.js": "text/javascript",
-          "words.js": "text/javascript", "playground.css": "text/css"}
+ASSETS = {
+    "playground.js": "text/javascript",
+    "keep_voice.js": "text/javascript",
+    "voices.js": "text/javascript",
+    "words.js": "text/javascript",
+    "playground.css": "text/css",
+}
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' blob: data:; "
     "media-src 'self' blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"

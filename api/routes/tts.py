@@ -35,7 +35,9 @@ ERROR_RESPONSES = {
     504: {"description": "Generation timed out"},
 }
 
-NORMALIZED_HEADER_MAX_CHARS = 2000  # of the normalised text, before percent-encoding (headers stay < 8 KB or so)
+NORMALIZED_HEADER_MAX_CHARS = (
+    2000  # of the normalised text, before percent-encoding (headers stay < 8 KB or so)
+)
 
 
 def normalized_text_headers(text: str) -> dict[str, str]:
@@ -48,8 +50,9 @@ def normalized_text_headers(text: str) -> dict[str, str]:
     return headers
 
 
-def _response_headers(opened: OpenedSpeech, speech: SpeechRequest, grant: AccessGrant,
-                      model_version: str) -> dict[str, str]:
+def _response_headers(
+    opened: OpenedSpeech, speech: SpeechRequest, grant: AccessGrant, model_version: str
+) -> dict[str, str]:
     plan = opened.plan
     return {
         "X-Model-Version": model_version,
@@ -65,35 +68,62 @@ def _response_headers(opened: OpenedSpeech, speech: SpeechRequest, grant: Access
     }
 
 
-async def respond(request: Request, speech: SpeechRequest, service: SpeechService, grant: AccessGrant, *,
-                  sse: bool = False, captions: str | None = None, timed: TimedAnswer | None = None,
-                  framing: Framing | None = None) -> Response:
+async def respond(
+    request: Request,
+    speech: SpeechRequest,
+    service: SpeechService,
+    grant: AccessGrant,
+    *,
+    sse: bool = False,
+    captions: str | None = None,
+    timed: TimedAnswer | None = None,
+    framing: Framing | None = None,
+) -> Response:
     """Open the job through the speech service, account for it, and answer (streamed, SSE or complete).
     `timed` / `framing`: a dialect's own shape of a complete answer with timestamps / of a streamed one."""
     settings = service.settings
     received_at = request.scope.get("state", {}).get("received_at", time.perf_counter())
     try:
-        opening = service.open(speech, request_id=request.scope["state"]["request_id"],
-                               reserve_credits=grant.check_credits, buffered=not (speech.stream or sse),
-                               key_id=grant.key_id, check_balance=grant.check_balance)
+        opening = service.open(
+            speech,
+            request_id=request.scope["state"]["request_id"],
+            reserve_credits=grant.check_credits,
+            buffered=not (speech.stream or sse),
+            key_id=grant.key_id,
+            check_balance=grant.check_balance,
+        )
         # A per-request reference is encoded while opening: a client that hangs up meanwhile frees its encoder slot.
-        opened = await (until_client_leaves(request.receive, opening) if speech.reference_audio is not None
-                        else opening)
+        opened = await (
+            until_client_leaves(request.receive, opening) if speech.reference_audio is not None else opening
+        )
     except BaseException:
         await grant.abandon()  # refused before any audio work: give back the slot and the credits
         raise
     job = opened.job
-    accounting = RequestAccounting(job, transport="http", clock_origin=received_at, settle=grant.settle,
-                                   begin=grant.begin)
+    accounting = RequestAccounting(
+        job, transport="http", clock_origin=received_at, settle=grant.settle, begin=grant.begin
+    )
     grant.attach(accounting)
     accounting.started(text_length=len(speech.text), key_id=grant.key_id)
     if speech.normalize_verbose:
         # Opted in by the client: the only place the service logs (normalised) request text.
-        logger.debug("normalized_text", extra={"event": "normalized_text", "normalized": opened.plan.text,
-                                               "text_chunks": len(opened.plan.chunks)})
-    delivery = Delivery(job, accounting, headers=_response_headers(opened, speech, grant, job.resources.model_version),
-                        stall_timeout_s=settings.stream.send_stall_timeout_s, realtime_pacing=settings.stream.realtime_pacing,
-                        gpu_faults=service.gpu_faults, max_buffered_bytes=settings.limits.max_buffered_audio_mb * 2**20)
+        logger.debug(
+            "normalized_text",
+            extra={
+                "event": "normalized_text",
+                "normalized": opened.plan.text,
+                "text_chunks": len(opened.plan.chunks),
+            },
+        )
+    delivery = Delivery(
+        job,
+        accounting,
+        headers=_response_headers(opened, speech, grant, job.resources.model_version),
+        stall_timeout_s=settings.stream.send_stall_timeout_s,
+        realtime_pacing=settings.stream.realtime_pacing,
+        gpu_faults=service.gpu_faults,
+        max_buffered_bytes=settings.limits.max_buffered_audio_mb * 2**20,
+    )
     if speech.stream or sse:
         return await delivery.streaming_response(request.receive, sse=sse, framing=framing)
     if timed is None and speech.timestamps:
@@ -108,8 +138,11 @@ def unknown_fields(body: IgnoredFields) -> list[str]:
     for name in names:
         meant = difflib.get_close_matches(name, list(type(body).model_fields), n=1, cutoff=0.8)
         if meant:
-            raise ApiError("VALIDATION_ERROR", f"Field '{name}' is not permitted: no such field (did you mean "
-                           f"'{meant[0]}'?)", param=name)
+            raise ApiError(
+                "VALIDATION_ERROR",
+                f"Field '{name}' is not permitted: no such field (did you mean '{meant[0]}'?)",
+                param=name,
+            )
     return names
 
 
@@ -121,15 +154,36 @@ def name_ignored_fields(response: Response, ignored: list[str]) -> Response:
 
 
 # The multipart form of the same body (FormAsJsonRoute): every JSON field as a form field, the reference as a file.
-_FORM_BODY = {"requestBody": {"content": {"multipart/form-data": {"schema": {"type": "object", "properties": {
-    "text": {"type": "string"}, "reference_audio": {"type": "string", "format": "binary"},
-    "reference_text": {"type": "string"}}, "additionalProperties": True}}}}}
+_FORM_BODY = {
+    "requestBody": {
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "text": {"type": "string"},
+                        "reference_audio": {"type": "string", "format": "binary"},
+                        "reference_text": {"type": "string"},
+                    },
+                    "additionalProperties": True,
+                }
+            }
+        }
+    }
+}
 
 
-@router.post("/v1/tts/generate", responses=ERROR_RESPONSES, openapi_extra=_FORM_BODY,
-             summary="Synthesise speech (streaming or complete file)")
-async def generate(body: TTSGenerateRequest, request: Request, service: Speech, grant: Grant,
-                   settings: SettingsDep) -> Response:
+@router.post(
+    "/v1/tts/generate",
+    responses=ERROR_RESPONSES,
+    openapi_extra=_FORM_BODY,
+    summary="Synthesise speech (streaming or complete file)",
+)
+async def generate(
+    body: TTSGenerateRequest, request: Request, service: Speech, grant: Grant, settings: SettingsDep
+) -> Response:
     ignored = unknown_fields(body)
-    return name_ignored_fields(await respond(request, body.to_speech_request(settings), service, grant,
-                                             captions=body.captions), ignored)
+    return name_ignored_fields(
+        await respond(request, body.to_speech_request(settings), service, grant, captions=body.captions),
+        ignored,
+    )

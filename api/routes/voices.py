@@ -30,73 +30,141 @@ ERRORS = {
     415: {"description": "Unsupported audio codec or body type"},
     501: {"description": "This checkpoint cannot encode references (import still works)"},
 }
-_CREATE_BODY = {"requestBody": {"required": True, "content": {
-    "multipart/form-data": {"schema": {"type": "object", "required": [AUDIO_FIELD, "name"], "properties": {
-        AUDIO_FIELD: {"type": "string", "format": "binary", "description": "1-30 s reference recording"},
-        **VoiceUpload.model_json_schema()["properties"]}}},
-    "application/json": {"schema": {"anyOf": [VoiceImport.model_json_schema(), VoiceFromRequest.model_json_schema()]}},
-}}}
+_CREATE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": [AUDIO_FIELD, "name"],
+                    "properties": {
+                        AUDIO_FIELD: {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "1-30 s reference recording",
+                        },
+                        **VoiceUpload.model_json_schema()["properties"],
+                    },
+                }
+            },
+            "application/json": {
+                "schema": {"anyOf": [VoiceImport.model_json_schema(), VoiceFromRequest.model_json_schema()]}
+            },
+        },
+    }
+}
 
 
-@router.post("/v1/audio/voices", status_code=201, responses=ERRORS, openapi_extra=_CREATE_BODY,
-             summary="Create a custom voice from a reference recording (multipart) or import one (JSON)")
-async def create_voice(request: Request, caller: VoiceCallerDep, library: Library, speech: Speech) -> JSONResponse:
+@router.post(
+    "/v1/audio/voices",
+    status_code=201,
+    responses=ERRORS,
+    openapi_extra=_CREATE_BODY,
+    summary="Create a custom voice from a reference recording (multipart) or import one (JSON)",
+)
+async def create_voice(
+    request: Request, caller: VoiceCallerDep, library: Library, speech: Speech
+) -> JSONResponse:
     if caller.key_id is None:
-        raise ApiError("FORBIDDEN", "A voice belongs to the API key that creates it: send an API key "
-                       "(Authorization: Bearer), not only the admin key.", status=403)
+        raise ApiError(
+            "FORBIDDEN",
+            "A voice belongs to the API key that creates it: send an API key "
+            "(Authorization: Bearer), not only the admin key.",
+            status=403,
+        )
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):  # the latter lacks the file
+    if content_type in (
+        "multipart/form-data",
+        "application/x-www-form-urlencoded",
+    ):  # the latter lacks the file
         if caller.check_balance is not None:
             await caller.check_balance()  # before the upload is decoded or encoded
         upload, audio = await VoiceUpload.read(request)
         # A client that hangs up while its recording waits for the encoder or is encoded gives its slot back.
-        record = await until_client_leaves(request.receive, library.create(upload.to_new_voice(), audio,
-                                                                           caller.key_id))
-    elif content_type == "application/json" and (kept := VoiceFromRequest.parse(body := await request.body())):
+        record = await until_client_leaves(
+            request.receive, library.create(upload.to_new_voice(), audio, caller.key_id)
+        )
+    elif content_type == "application/json" and (
+        kept := VoiceFromRequest.parse(body := await request.body())
+    ):
         record = await keep_voice(kept, caller.key_id, speech, library)
     elif content_type == "application/json":
         imported = VoiceImport.parse(body)
-        record = await library.import_voice(imported.to_new_voice(), imported.tokens(), caller.key_id,
-                                            reference_seconds=imported.reference_seconds,
-                                            audio_sha256=imported.audio_sha256)
+        record = await library.import_voice(
+            imported.to_new_voice(),
+            imported.tokens(),
+            caller.key_id,
+            reference_seconds=imported.reference_seconds,
+            audio_sha256=imported.audio_sha256,
+        )
     else:
-        raise ApiError("UNSUPPORTED_MEDIA_TYPE", f"Invalid 'Content-Type': {content_type or 'none'}; send "
-                       f"multipart/form-data (file '{AUDIO_FIELD}', 'name', optional 'transcript' and 'consent') or "
-                       "application/json (an exported voice with 'global_tokens').", param="Content-Type")
-    return JSONResponse(VoiceView.of(record, admin=caller.admin).to_json(), status_code=201,
-                        headers={"Location": f"/v1/audio/voices/{record.voice_id}"})
+        raise ApiError(
+            "UNSUPPORTED_MEDIA_TYPE",
+            f"Invalid 'Content-Type': {content_type or 'none'}; send "
+            f"multipart/form-data (file '{AUDIO_FIELD}', 'name', optional 'transcript' and 'consent') or "
+            "application/json (an exported voice with 'global_tokens').",
+            param="Content-Type",
+        )
+    return JSONResponse(
+        VoiceView.of(record, admin=caller.admin).to_json(),
+        status_code=201,
+        headers={"Location": f"/v1/audio/voices/{record.voice_id}"},
+    )
 
 
-async def keep_voice(kept: VoiceFromRequest, key_id: str, speech: SpeechService, library: VoiceLibrary) -> VoiceRecord:
+async def keep_voice(
+    kept: VoiceFromRequest, key_id: str, speech: SpeechService, library: VoiceLibrary
+) -> VoiceRecord:
     """A voice from a recent synthesis of this key: exactly its 32 global tokens (404 for another key's request)."""
     if speech.continuity is None:
-        raise ApiError("VALIDATION_ERROR", "Invalid 'from_request_id': this server keeps no recent requests.",
-                       param="from_request_id")
+        raise ApiError(
+            "VALIDATION_ERROR",
+            "Invalid 'from_request_id': this server keeps no recent requests.",
+            param="from_request_id",
+        )
     tokens = await speech.continuity.keep_voice_tokens(kept.from_request_id, key_id)
     return await library.import_voice(kept.to_new_voice(), ReferenceTokens(global_tokens=tokens), key_id)
 
 
-@router.get("/v1/audio/voices", summary="Voices this key can use: built-in and its custom voices, a page at a time")
-async def list_voices(runtime: Runtime, caller: OptionalVoiceCaller, library: Library,
-                      limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="custom voices per page")] = MAX_PAGE,
-                      after: Annotated[str | None, Query(description="the previous page's next_after")] = None,
-                      ) -> JSONResponse:
+@router.get(
+    "/v1/audio/voices", summary="Voices this key can use: built-in and its custom voices, a page at a time"
+)
+async def list_voices(
+    runtime: Runtime,
+    caller: OptionalVoiceCaller,
+    library: Library,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="custom voices per page")] = MAX_PAGE,
+    after: Annotated[str | None, Query(description="the previous page's next_after")] = None,
+) -> JSONResponse:
     # Built-in voices come with the first page only; custom voices page oldest first.
-    builtin = [] if runtime.voices is None or after else [{**v, "type": "builtin"} for v in runtime.voices.list()]
-    custom, next_after = ([], None) if caller is None else await library.page(caller, limit=limit, after=after)
+    builtin = (
+        [] if runtime.voices is None or after else [{**v, "type": "builtin"} for v in runtime.voices.list()]
+    )
+    custom, next_after = (
+        ([], None) if caller is None else await library.page(caller, limit=limit, after=after)
+    )
     admin = caller is not None and caller.admin
-    return JSONResponse({"voices": builtin + [VoiceView.of(r, admin=admin).listed() for r in custom],
-                         "next_after": next_after,
-                         "default": None if runtime.voices is None else runtime.voices.default_voice_id})
+    return JSONResponse(
+        {
+            "voices": builtin + [VoiceView.of(r, admin=admin).listed() for r in custom],
+            "next_after": next_after,
+            "default": None if runtime.voices is None else runtime.voices.default_voice_id,
+        }
+    )
 
 
-@router.get("/v1/audio/voices/{voice_id}", responses=ERRORS, summary="One custom voice, with its tokens (export)")
+@router.get(
+    "/v1/audio/voices/{voice_id}", responses=ERRORS, summary="One custom voice, with its tokens (export)"
+)
 async def get_voice(voice_id: str, caller: VoiceCallerDep, library: Library) -> JSONResponse:
     record = await library.get(voice_id, caller)
     return JSONResponse(VoiceView.of(record, admin=caller.admin).to_json())
 
 
-@router.delete("/v1/audio/voices/{voice_id}", status_code=204, responses=ERRORS, summary="Delete a custom voice")
+@router.delete(
+    "/v1/audio/voices/{voice_id}", status_code=204, responses=ERRORS, summary="Delete a custom voice"
+)
 async def delete_voice(voice_id: str, caller: VoiceCallerDep, library: Library) -> Response:
     await library.delete(voice_id, caller)
     return Response(status_code=204)

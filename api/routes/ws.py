@@ -88,8 +88,9 @@ async def tts_websocket(websocket: WebSocket) -> None:
             await _serve_connection(websocket, services, key, counted, connection_id)
 
 
-async def _serve_connection(websocket: WebSocket, services: Services, key: ApiKeyRecord, counted: bool,
-                            connection_id: str) -> None:
+async def _serve_connection(
+    websocket: WebSocket, services: Services, key: ApiKeyRecord, counted: bool, connection_id: str
+) -> None:
     settings, access = services.settings, services.access
     await websocket.accept(
         headers=[
@@ -98,18 +99,30 @@ async def _serve_connection(websocket: WebSocket, services: Services, key: ApiKe
         ]
     )
     outbox = Outbox(
-        websocket, max_items=settings.stream.stream_queue_chunks, send_timeout_s=settings.stream.send_stall_timeout_s
+        websocket,
+        max_items=settings.stream.stream_queue_chunks,
+        send_timeout_s=settings.stream.send_stall_timeout_s,
     )
     session = WsSession(
         services.runtime,
         outbox,
-        AccessGate(access, key, connection_counted=counted,
-                   client_request_id=websocket.scope.get("state", {}).get("client_request_id")),
+        AccessGate(
+            access,
+            key,
+            connection_counted=counted,
+            client_request_id=websocket.scope.get("state", {}).get("client_request_id"),
+        ),
         connection_id=connection_id,
         max_text_chars=settings.limits.max_text_chars,
         format_error=lambda code, message, param: error_envelope(code, message, param=param),
-        on_job=None if services.speech.continuity is None else partial(services.speech.continuity.track,
-                                                                        key_id=key.key_id),
+        on_job=None
+        if services.speech.continuity is None
+        else partial(services.speech.continuity.track, key_id=key.key_id),
     )
-    await serve_session(websocket, session, outbox, idle_s=float(settings.websocket.ws_idle_timeout_s),
-                        handle=lambda raw: _dispatch(websocket, session, raw, key.key_id))
+    await serve_session(
+        websocket,
+        session,
+        outbox,
+        idle_s=float(settings.websocket.ws_idle_timeout_s),
+        handle=lambda raw: _dispatch(websocket, session, raw, key.key_id),
+    )

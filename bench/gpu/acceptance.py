@@ -53,7 +53,9 @@ SERVICE_SETTINGS = {"service48-tf32": {"TTS_CODEC_SR_PRECISION": "tf32"}}
 SCHEMA = {"service": 2, "service48": 2, "service48-tf32": 2}  # a step result older than this is rerun
 CPU_NOTICE = "CPU: figures say nothing about a GPU"
 DEFAULT_RESULTS = ROOT / "bench" / "results" / "acceptance"
-DEFAULT_CPU_RESULTS = ROOT / "bench" / "results" / "acceptance-cpu"  # ignored by git: a CPU run's plumbing check
+DEFAULT_CPU_RESULTS = (
+    ROOT / "bench" / "results" / "acceptance-cpu"
+)  # ignored by git: a CPU run's plumbing check
 
 
 def default_fixtures() -> Path | None:
@@ -73,8 +75,14 @@ def apply_service_numerics(device: str) -> dict[str, Any]:
 
 def machine(device: str) -> dict[str, Any]:
     cuda = device.startswith("cuda")
-    return {"device": torch.cuda.get_device_name() if cuda else f"cpu ({platform.machine()}, {os.cpu_count()} cores)",
-            "torch": torch.__version__, "python": platform.python_version(), "cuda": torch.version.cuda if cuda else None}
+    return {
+        "device": torch.cuda.get_device_name()
+        if cuda
+        else f"cpu ({platform.machine()}, {os.cpu_count()} cores)",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cuda": torch.version.cuda if cuda else None,
+    }
 
 
 def run_step(name: str, args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
@@ -86,10 +94,17 @@ def run_step(name: str, args: argparse.Namespace, results: dict[str, Any]) -> di
         return llm_step.run(args.device, args.quick)
     if name in SERVICE_RATES:
         result = service_load.run(
-            args.device, args.quick, SERVICE_RATES[name], llm=_result(results, "llm"),
-            scheduler=_result(results, "scheduler"), throughput=_result(results, "throughput"),
-            levels=args.levels, schedules=args.schedules, budget_s=args.budget_s,
-            settings=SERVICE_SETTINGS.get(name))
+            args.device,
+            args.quick,
+            SERVICE_RATES[name],
+            llm=_result(results, "llm"),
+            scheduler=_result(results, "scheduler"),
+            throughput=_result(results, "throughput"),
+            levels=args.levels,
+            schedules=args.schedules,
+            budget_s=args.budget_s,
+            settings=SERVICE_SETTINGS.get(name),
+        )
         return service_load.merge_levels(_result(results, name), result) if args.levels else result
     if name == "scheduler":
         return scheduler_step.run(args.device, args.quick, capture_budget_s=args.capture_budget_s)
@@ -124,9 +139,16 @@ def gpu_files(folder: Path) -> list[str]:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        steps = data.get("steps", {path.stem: data} if "machine" in data else {}) if isinstance(data, dict) else {}
-        if any(not str(s.get("machine", {}).get("device", "cpu")).startswith("cpu") for s in steps.values()
-               if isinstance(s, dict)):
+        steps = (
+            data.get("steps", {path.stem: data} if "machine" in data else {})
+            if isinstance(data, dict)
+            else {}
+        )
+        if any(
+            not str(s.get("machine", {}).get("device", "cpu")).startswith("cpu")
+            for s in steps.values()
+            if isinstance(s, dict)
+        ):
             found.append(path.name)
     return found
 
@@ -141,20 +163,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="tiny shapes (the CPU plumbing check)")
     parser.add_argument("--fixtures", type=Path, default=default_fixtures())
-    parser.add_argument("--results", type=Path, default=None,
-                        help=f"default {DEFAULT_RESULTS.relative_to(ROOT)} (GPU), "
-                             f"{DEFAULT_CPU_RESULTS.relative_to(ROOT)} (CPU)")
-    parser.add_argument("--out", type=Path, default=Path(os.environ["OUT"]) if os.environ.get("OUT") else None)
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help=f"default {DEFAULT_RESULTS.relative_to(ROOT)} (GPU), "
+        f"{DEFAULT_CPU_RESULTS.relative_to(ROOT)} (CPU)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path(os.environ["OUT"]) if os.environ.get("OUT") else None
+    )
     parser.add_argument("--force", action="store_true", help="run steps that already have a result")
-    parser.add_argument("--levels", type=_ints, default=None,
-                        help="service steps: these stream counts only, merged into the step's earlier result")
-    parser.add_argument("--schedules", type=lambda v: [x for x in v.split(",") if x], default=None,
-                        help="service steps: latency schedules (default balanced,lowest)")
-    parser.add_argument("--budget-s", type=float, default=service_load.BUDGET_S,
-                        help="service steps: skip a level whose expected time passes this many seconds of the step")
-    parser.add_argument("--capture-budget-s", type=float, default=0.0,
-                        help="scheduler step: stop capturing codec graphs after this many seconds (0: all of them; "
-                             "a first call that ran out of time can rerun with, e.g., 240)")
+    parser.add_argument(
+        "--levels",
+        type=_ints,
+        default=None,
+        help="service steps: these stream counts only, merged into the step's earlier result",
+    )
+    parser.add_argument(
+        "--schedules",
+        type=lambda v: [x for x in v.split(",") if x],
+        default=None,
+        help="service steps: latency schedules (default balanced,lowest)",
+    )
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=service_load.BUDGET_S,
+        help="service steps: skip a level whose expected time passes this many seconds of the step",
+    )
+    parser.add_argument(
+        "--capture-budget-s",
+        type=float,
+        default=0.0,
+        help="scheduler step: stop capturing codec graphs after this many seconds (0: all of them; "
+        "a first call that ran out of time can rerun with, e.g., 240)",
+    )
     args = parser.parse_args(argv)
     steps = [s for s in args.steps.split(",") if s]
     unknown = sorted(set(steps) - set(STEPS))
@@ -167,8 +211,10 @@ def main(argv: list[str] | None = None) -> int:
         for folder in {args.results, *([args.out] if args.out else [])}:
             held = gpu_files(folder)
             if held:  # a CPU run would mix its steps into a GPU run's and rewrite its page with a CPU notice
-                parser.error(f"{folder} holds GPU results ({', '.join(held)}); a CPU run never touches them: "
-                             "give it another --results/--out folder")
+                parser.error(
+                    f"{folder} holds GPU results ({', '.join(held)}); a CPU run never touches them: "
+                    "give it another --results/--out folder"
+                )
         print(CPU_NOTICE)
     args.results.mkdir(parents=True, exist_ok=True)
     numerics = apply_service_numerics(args.device)
@@ -178,20 +224,30 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rerun = args.force or stale(name, results.get(name, {})) or (args.levels and name in SERVICE_RATES)
         if name in results and not rerun:
-            print(f"== {name}: result from an earlier call kept ({args.results.name}/{name}.json; --force reruns)")
+            print(
+                f"== {name}: result from an earlier call kept ({args.results.name}/{name}.json; --force reruns)"
+            )
             continue
         print(f"== {name}", flush=True)
         started = time.perf_counter()
         result = run_step(name, args, results)
-        results[name] = {"machine": machine(args.device), "quick": args.quick, "numerics": numerics,
-                         "schema": SCHEMA.get(name, 1), "wall_s": round(time.perf_counter() - started, 1),
-                         "result": result}
+        results[name] = {
+            "machine": machine(args.device),
+            "quick": args.quick,
+            "numerics": numerics,
+            "schema": SCHEMA.get(name, 1),
+            "wall_s": round(time.perf_counter() - started, 1),
+            "result": result,
+        }
         (args.results / f"{name}.json").write_text(json.dumps(results[name], indent=1, default=str) + "\n")
         print(f"== {name} done in {results[name]['wall_s']:.0f} s", flush=True)
-    combined = {"steps": results, "missing": [s for s in STEPS if s not in results],
-                "cpu_notice": CPU_NOTICE if cpu else None}
+    combined = {
+        "steps": results,
+        "missing": [s for s in STEPS if s not in results],
+        "cpu_notice": CPU_NOTICE if cpu else None,
+    }
     markdown = report.markdown(combined)
-    for folder in {args.results, *( [args.out] if args.out else [])}:
+    for folder in {args.results, *([args.out] if args.out else [])}:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "acceptance.json").write_text(json.dumps(combined, indent=1, default=str) + "\n")
         (folder / "acceptance.md").write_text(markdown)
@@ -199,8 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown)
     if cpu:
         print(CPU_NOTICE)
-    failed = [r["check"] for step in ("parity", "scheduler")
-              for r in results.get(step, {}).get("result", {}).get("rows", []) if r.get("ok") is False]
+    failed = [
+        r["check"]
+        for step in ("parity", "scheduler")
+        for r in results.get(step, {}).get("result", {}).get("rows", [])
+        if r.get("ok") is False
+    ]
     if failed:
         print(f"PARITY FAILED: {', '.join(failed)}")
         return 1

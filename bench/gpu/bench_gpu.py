@@ -147,7 +147,9 @@ def sr_batch(sr: SuperResolution, x16: torch.Tensor) -> torch.Tensor:
     with torch.autocast(x16.device.type, enabled=False):
         x48 = sr.resample(x16.float())
         window = torch.hann_window(c.win_size, periodic=True, device=x16.device)
-        spec = exact_stft.stft(x48, c.n_fft, c.hop_size, window)  # the service's own framing (core/exact_stft)
+        spec = exact_stft.stft(
+            x48, c.n_fft, c.hop_size, window
+        )  # the service's own framing (core/exact_stft)
         logamp, pha = torch.log(spec.abs() + LOG_FLOOR), torch.angle(spec)
     logamp_out, pha_out = sr.generator(logamp, pha)
     with torch.autocast(x16.device.type, enabled=False):

@@ -21,11 +21,28 @@ from typing import Any
 import torch
 
 # Spark-TTS LLM/config.json: Qwen2.5-0.5B with the speech vocabulary.
-RELEASED = dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
-                intermediate_size=4864, vocab_size=166000, max_position_embeddings=32768, rope_theta=1_000_000.0,
-                rms_norm_eps=1e-6, tie_word_embeddings=True, hidden_act="silu")
-QUICK = dict(RELEASED, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-             intermediate_size=128, vocab_size=4096)
+RELEASED = dict(
+    hidden_size=896,
+    num_hidden_layers=24,
+    num_attention_heads=14,
+    num_key_value_heads=2,
+    intermediate_size=4864,
+    vocab_size=166000,
+    max_position_embeddings=32768,
+    rope_theta=1_000_000.0,
+    rms_norm_eps=1e-6,
+    tie_word_embeddings=True,
+    hidden_act="silu",
+)
+QUICK = dict(
+    RELEASED,
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=128,
+    vocab_size=4096,
+)
 PROMPT_TOKENS = 320  # a voice prompt with one sentence of text
 STEPS = 48  # decode steps timed per batch (about 1 s of speech at 50 tokens/s)
 
@@ -44,7 +61,9 @@ def _sync(device: str) -> None:
 
 
 @torch.inference_mode()
-def step_latency(model: torch.nn.Module, batch: int, device: str, prompt: int, steps: int) -> dict[str, float]:
+def step_latency(
+    model: torch.nn.Module, batch: int, device: str, prompt: int, steps: int
+) -> dict[str, float]:
     ids = torch.randint(0, model.config.vocab_size, (batch, prompt), device=device)
     _sync(device)
     started = time.perf_counter()
@@ -64,14 +83,20 @@ def step_latency(model: torch.nn.Module, batch: int, device: str, prompt: int, s
         cache = out.past_key_values
     times.sort()
     median = times[len(times) // 2]
-    return {"batch": batch, "prefill_ms": prefill_s * 1000, "step_ms_p50": median * 1000,
-            "step_ms_p90": times[int(len(times) * 0.9)] * 1000,
-            "tokens_per_s_per_stream": 1.0 / median, "tokens_per_s_total": batch / median}
+    return {
+        "batch": batch,
+        "prefill_ms": prefill_s * 1000,
+        "step_ms_p50": median * 1000,
+        "step_ms_p90": times[int(len(times) * 0.9)] * 1000,
+        "tokens_per_s_per_stream": 1.0 / median,
+        "tokens_per_s_total": batch / median,
+    }
 
 
 @torch.inference_mode()
-def graph_step_latency(model: torch.nn.Module, batch: int, device: str, prompt: int, steps: int,
-                       graph: bool = True) -> dict[str, float]:
+def graph_step_latency(
+    model: torch.nn.Module, batch: int, device: str, prompt: int, steps: int, graph: bool = True
+) -> dict[str, float]:
     """The same decode step over a static KV cache, replayed as one CUDA graph (`graph=False`: the same static-cache
     step run eagerly, to check it on a CPU). This is how vLLM runs a decode step (CUDA graphs over a preallocated
     cache), so its latency is the closer bound: one graph launch instead of ~400 Python kernel dispatches."""
@@ -79,13 +104,23 @@ def graph_step_latency(model: torch.nn.Module, batch: int, device: str, prompt: 
 
     cache = StaticCache(config=model.config, max_cache_len=prompt + steps + 8)
     ids = torch.randint(0, model.config.vocab_size, (batch, prompt), device=device)
-    out = model(input_ids=ids, past_key_values=cache, use_cache=True, cache_position=torch.arange(prompt, device=device))
+    out = model(
+        input_ids=ids,
+        past_key_values=cache,
+        use_cache=True,
+        cache_position=torch.arange(prompt, device=device),
+    )
     token = out.logits[:, -1:].argmax(-1)
     position = torch.tensor([prompt], device=device)
 
     def step() -> torch.Tensor:
-        logits = model(input_ids=token, past_key_values=cache, use_cache=True, cache_position=position,
-                       position_ids=position.expand(batch, 1)).logits
+        logits = model(
+            input_ids=token,
+            past_key_values=cache,
+            use_cache=True,
+            cache_position=position,
+            position_ids=position.expand(batch, 1),
+        ).logits
         return logits[:, -1:].argmax(-1)
 
     if graph:
@@ -115,9 +150,14 @@ def graph_step_latency(model: torch.nn.Module, batch: int, device: str, prompt: 
         tokens.append(token.clone())
     times.sort()
     median = times[len(times) // 2]
-    return {"batch": batch, "step_ms_p50": median * 1000, "step_ms_p90": times[int(len(times) * 0.9)] * 1000,
-            "tokens_per_s_per_stream": 1.0 / median, "tokens_per_s_total": batch / median,
-            "tokens": torch.cat(tokens, dim=1).tolist() if not graph else None}
+    return {
+        "batch": batch,
+        "step_ms_p50": median * 1000,
+        "step_ms_p90": times[int(len(times) * 0.9)] * 1000,
+        "tokens_per_s_per_stream": 1.0 / median,
+        "tokens_per_s_total": batch / median,
+        "tokens": torch.cat(tokens, dim=1).tolist() if not graph else None,
+    }
 
 
 @torch.inference_mode()
@@ -144,8 +184,10 @@ def run(device: str, quick: bool, batches: list[int] | None = None) -> dict[str,
     prompt, steps = (32, 4) if quick else (PROMPT_TOKENS, STEPS)
     model = build(config, device, dtype)
     params = sum(p.numel() for p in model.parameters())
-    print(f"Qwen2 {'(quick, tiny)' if quick else 'released config'}: {params / 1e6:.0f} M params, {dtype}, "
-          f"prompt {prompt}, {steps} decode steps")
+    print(
+        f"Qwen2 {'(quick, tiny)' if quick else 'released config'}: {params / 1e6:.0f} M params, {dtype}, "
+        f"prompt {prompt}, {steps} decode steps"
+    )
     step_latency(model, 1, device, prompt, 2)  # warm-up: kernels, allocator
     rows = []
     for batch in batches:
@@ -155,8 +197,10 @@ def run(device: str, quick: bool, batches: list[int] | None = None) -> dict[str,
             rows.append({"batch": batch, "note": "out of memory"})
             break
         rows.append(row)
-        print(f"  B={batch:<3} step p50 {row['step_ms_p50']:7.2f} ms  {row['tokens_per_s_per_stream']:7.1f} tok/s "
-              f"per stream  {row['tokens_per_s_total']:8.0f} tok/s total  prefill {row['prefill_ms']:.1f} ms")
+        print(
+            f"  B={batch:<3} step p50 {row['step_ms_p50']:7.2f} ms  {row['tokens_per_s_per_stream']:7.1f} tok/s "
+            f"per stream  {row['tokens_per_s_total']:8.0f} tok/s total  prefill {row['prefill_ms']:.1f} ms"
+        )
     graph_rows = []
     if cuda:
         for batch in batches:
@@ -168,23 +212,34 @@ def run(device: str, quick: bool, batches: list[int] | None = None) -> dict[str,
                 break
             row.pop("tokens")
             graph_rows.append(row)
-            print(f"  CUDA graph B={batch:<3} step p50 {row['step_ms_p50']:7.2f} ms  "
-                  f"{row['tokens_per_s_per_stream']:7.1f} tok/s per stream  {row['tokens_per_s_total']:8.0f} tok/s total")
+            print(
+                f"  CUDA graph B={batch:<3} step p50 {row['step_ms_p50']:7.2f} ms  "
+                f"{row['tokens_per_s_per_stream']:7.1f} tok/s per stream  {row['tokens_per_s_total']:8.0f} tok/s total"
+            )
     del model
     if cuda:
         torch.cuda.empty_cache()
     parity = bf16_vs_fp32(config, device, 4 if quick else 32)
-    print(f"  bf16 vs fp32: top-1 agreement {parity['top1_agreement']:.2f}, max logit diff "
-          f"{parity['max_logit_diff']:.3f}")
-    return {"config": "quick" if quick else "released", "dtype": str(dtype).removeprefix("torch."),
-            "params": params, "rows": rows, "graph_rows": graph_rows, "bf16_vs_fp32": parity}
+    print(
+        f"  bf16 vs fp32: top-1 agreement {parity['top1_agreement']:.2f}, max logit diff "
+        f"{parity['max_logit_diff']:.3f}"
+    )
+    return {
+        "config": "quick" if quick else "released",
+        "dtype": str(dtype).removeprefix("torch."),
+        "params": params,
+        "rows": rows,
+        "graph_rows": graph_rows,
+        "bf16_vs_fp32": parity,
+    }
 
 
 def rate_at(result: dict[str, Any], streams: int) -> float | None:
     """Tokens/s per stream the LLM gives at `streams` concurrent rows (the nearest measured batch at or above): the
     CUDA-graph rows when they were measured (how vLLM runs a step), else the eager rows."""
-    measured = [r for r in result.get("graph_rows", []) if "step_ms_p50" in r] or \
-        [r for r in result.get("rows", []) if "step_ms_p50" in r]
+    measured = [r for r in result.get("graph_rows", []) if "step_ms_p50" in r] or [
+        r for r in result.get("rows", []) if "step_ms_p50" in r
+    ]
     above = [r for r in measured if r["batch"] >= streams] or measured[-1:]
     return min(above, key=lambda r: r["batch"])["tokens_per_s_per_stream"] if above else None
 
@@ -194,7 +249,9 @@ def paced_rate(result: dict[str, Any] | None, streams: int) -> dict[str, Any]:
     vLLM runs a step): measured at that batch, interpolated linearly between the two measured batches around it, or
     extrapolated linearly beyond the largest from the two largest (said in `source`). Without graph rows (a CPU, or
     the capture failed) the eager rows at the nearest batch at or above (`rate_at`); without an `llm` result, 200."""
-    graph = sorted((r for r in (result or {}).get("graph_rows", []) if "step_ms_p50" in r), key=lambda r: r["batch"])
+    graph = sorted(
+        (r for r in (result or {}).get("graph_rows", []) if "step_ms_p50" in r), key=lambda r: r["batch"]
+    )
     if not graph:
         eager = rate_at(result, streams) if result else None
         if eager is None:
@@ -213,7 +270,9 @@ def paced_rate(result: dict[str, Any] | None, streams: int) -> dict[str, Any]:
         step = s1 + (s1 - s0) / (b1 - b0) * (streams - b1)
         source = f"graph, extrapolated from B={b0},{b1}"
     else:
-        (b0, s0), (b1, s1) = next((a, b) for a, b in zip(points, points[1:], strict=False) if a[0] < streams < b[0])
+        (b0, s0), (b1, s1) = next(
+            (a, b) for a, b in zip(points, points[1:], strict=False) if a[0] < streams < b[0]
+        )
         step = s0 + (s1 - s0) * (streams - b0) / (b1 - b0)
         source = f"graph, interpolated B={b0}-{b1}"
     return {"rate": 1000.0 / step, "step_ms": step, "source": source}

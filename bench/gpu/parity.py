@@ -25,7 +25,9 @@ from core.streaming import StreamingConfig, StreamingDecoder
 # Device against CPU fp32 on the same random released-size weights: both run fp32 with TF32 off, so the only
 # difference is kernel order; 60 dB SNR is ~0.1% error, far below audibility and far above what TF32 gives (~40 dB).
 DEVICE_VS_CPU_MIN_SNR_DB = 60.0
-STREAM_TOLERANCE = 1e-4  # streamed vs offline, the CPU tests' tolerance (tests/unit/test_streaming_decoder.py)
+STREAM_TOLERANCE = (
+    1e-4  # streamed vs offline, the CPU tests' tolerance (tests/unit/test_streaming_decoder.py)
+)
 
 
 def _err(reference: np.ndarray, out: np.ndarray) -> tuple[float, float]:
@@ -38,15 +40,30 @@ def _err(reference: np.ndarray, out: np.ndarray) -> tuple[float, float]:
     return float(np.max(np.abs(diff))) if n else 0.0, snr
 
 
-def _row(check: str, reference: np.ndarray, out: np.ndarray, *, atol: float | None = None,
-         min_snr_db: float | None = None, note: str = "") -> dict[str, Any]:
+def _row(
+    check: str,
+    reference: np.ndarray,
+    out: np.ndarray,
+    *,
+    atol: float | None = None,
+    min_snr_db: float | None = None,
+    note: str = "",
+) -> dict[str, Any]:
     max_abs, snr = _err(reference, out)
     ok = (atol is None or max_abs <= atol) and (min_snr_db is None or snr >= min_snr_db)
     if np.asarray(reference).size != np.asarray(out).size:
         ok, note = False, f"length {np.asarray(out).size} != {np.asarray(reference).size}"
-    row = {"check": check, "max_abs_err": max_abs, "snr_db": None if math.isinf(snr) else round(snr, 1),
-           "tolerance": f"<= {atol:g}" if atol is not None else f">= {min_snr_db:g} dB", "ok": bool(ok), "note": note}
-    print(f"  {'ok ' if ok else 'BAD'} {check:44} max|err| {max_abs:.2e}  SNR {row['snr_db']} dB  ({row['tolerance']})")
+    row = {
+        "check": check,
+        "max_abs_err": max_abs,
+        "snr_db": None if math.isinf(snr) else round(snr, 1),
+        "tolerance": f"<= {atol:g}" if atol is not None else f">= {min_snr_db:g} dB",
+        "ok": bool(ok),
+        "note": note,
+    }
+    print(
+        f"  {'ok ' if ok else 'BAD'} {check:44} max|err| {max_abs:.2e}  SNR {row['snr_db']} dB  ({row['tolerance']})"
+    )
     return row
 
 
@@ -60,8 +77,10 @@ def fixture_rows(fixtures: Path, device: str) -> list[dict[str, Any]]:
         expected = dict(np.load(tiny / "expected.npz"))
         decoder = BiCodecDecoder.from_pretrained(tiny).to(device)
         with torch.inference_mode():
-            wav = decoder.decode(torch.from_numpy(expected["semantic"]).to(device),
-                                 torch.from_numpy(expected["global_tokens"]).to(device))
+            wav = decoder.decode(
+                torch.from_numpy(expected["semantic"]).to(device),
+                torch.from_numpy(expected["global_tokens"]).to(device),
+            )
         rows.append(_row("fixture: BiCodec decode", expected["wav"][:, 0], wav.cpu().numpy(), atol=1e-4))
     apbwe = fixtures / "apbwe_tiny"
     if (apbwe / "expected.npz").is_file():
@@ -72,7 +91,9 @@ def fixture_rows(fixtures: Path, device: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _spectrum_error(logamp: np.ndarray, pha: np.ndarray, ref_logamp: np.ndarray, ref_pha: np.ndarray) -> float:
+def _spectrum_error(
+    logamp: np.ndarray, pha: np.ndarray, ref_logamp: np.ndarray, ref_pha: np.ndarray
+) -> float:
     """Complex-spectrum error relative to its peak: where the spectrum is near the log floor, amplitude and phase
     are ill-conditioned, so the stage is compared as tests/unit/test_apbwe.py compares it."""
     ours = (np.exp(logamp) - 1e-4) * np.exp(1j * pha)
@@ -92,15 +113,29 @@ def _apbwe_fixture_rows(directory: Path, device: str) -> list[dict[str, Any]]:
     with torch.inference_mode():
         wav48 = sr.resample(torch.from_numpy(expected["wav16"]).to(on)).cpu().numpy()
         rows.append(_row("fixture: AP-BWE resampler", expected["wav48_sinc"], wav48, atol=1e-4))
-        logamp, pha = sr.generator(torch.from_numpy(expected["logamp_in"])[None].to(on),
-                                   torch.from_numpy(expected["pha_in"])[None].to(on))
+        logamp, pha = sr.generator(
+            torch.from_numpy(expected["logamp_in"])[None].to(on),
+            torch.from_numpy(expected["pha_in"])[None].to(on),
+        )
         logamp, pha = logamp[0].cpu().numpy(), pha[0].cpu().numpy()
-        rows.append(_row("fixture: AP-BWE generator log-amplitude", expected["logamp_out"], logamp, atol=1e-4))
+        rows.append(
+            _row("fixture: AP-BWE generator log-amplitude", expected["logamp_out"], logamp, atol=1e-4)
+        )
         error = _spectrum_error(logamp, pha, expected["logamp_out"], expected["pha_out"])
-        rows.append({"check": "fixture: AP-BWE generator complex spectrum", "max_abs_err": error, "snr_db": None,
-                     "tolerance": "<= 1e-05 of peak", "ok": error <= 1e-5, "note": ""})
-        out = Spectrum(torch.from_numpy(expected["logamp_out"])[None].to(on),
-                       torch.from_numpy(expected["pha_out"])[None].to(on))
+        rows.append(
+            {
+                "check": "fixture: AP-BWE generator complex spectrum",
+                "max_abs_err": error,
+                "snr_db": None,
+                "tolerance": "<= 1e-05 of peak",
+                "ok": error <= 1e-5,
+                "note": "",
+            }
+        )
+        out = Spectrum(
+            torch.from_numpy(expected["logamp_out"])[None].to(on),
+            torch.from_numpy(expected["pha_out"])[None].to(on),
+        )
         y = sr._frontend.synthesise(out, length=3 * expected["wav16"].size).cpu().numpy()
         reference = expected["wav48_out"]  # upstream's iSTFT drops the last 3N mod 80 samples
         rows.append(_row("fixture: AP-BWE synthesis", reference, y[: reference.size], atol=1e-4))
@@ -127,9 +162,16 @@ def _encode_fixture_rows(directory: Path, device: str) -> list[dict[str, Any]]:
         want = np.asarray(expected[name]).ravel()
         have = np.asarray(got).ravel()
         same = int(np.sum(want[: have.size] == have[: want.size])) if have.size == want.size else 0
-        rows.append({"check": f"fixture: encoder {name}", "max_abs_err": None, "snr_db": None,
-                     "tolerance": "exact", "ok": have.size == want.size and same == want.size,
-                     "note": f"{same}/{want.size} equal"})
+        rows.append(
+            {
+                "check": f"fixture: encoder {name}",
+                "max_abs_err": None,
+                "snr_db": None,
+                "tolerance": "exact",
+                "ok": have.size == want.size and same == want.size,
+                "note": f"{same}/{want.size} equal",
+            }
+        )
         print(f"  {'ok ' if rows[-1]['ok'] else 'BAD'} fixture: encoder {name:28} {rows[-1]['note']}")
     return rows
 
@@ -166,21 +208,46 @@ def released_rows(device: str, quick: bool) -> list[dict[str, Any]]:
         reference = cpu.decode_with_speaker(semantic, d_vector)[0].numpy()
         offline = on_device.decode_with_speaker(semantic.to(device), d_vector.to(device))[0].cpu().numpy()
         if device != "cpu":
-            rows.append(_row(f"{size} BiCodec: device vs CPU fp32", reference, offline,
-                             min_snr_db=DEVICE_VS_CPU_MIN_SNR_DB))
+            rows.append(
+                _row(
+                    f"{size} BiCodec: device vs CPU fp32",
+                    reference,
+                    offline,
+                    min_snr_db=DEVICE_VS_CPU_MIN_SNR_DB,
+                )
+            )
         exact = StreamingConfig(left_context_tokens=68, lookahead_tokens=68)
-        rows.append(_row(f"{size} BiCodec: streamed (full context) == offline", offline,
-                         _stream(on_device, d_vector, ids, exact), atol=STREAM_TOLERANCE))
+        rows.append(
+            _row(
+                f"{size} BiCodec: streamed (full context) == offline",
+                offline,
+                _stream(on_device, d_vector, ids, exact),
+                atol=STREAM_TOLERANCE,
+            )
+        )
         for preference in ("balanced", "lowest"):
             schedule = StreamingConfig().for_latency(preference)
             streamed = _stream(on_device, d_vector, ids, schedule)
             if device != "cpu":
-                rows.append(_row(f"{size} BiCodec: {preference} stream, device vs CPU", _stream(cpu, d_vector, ids, schedule),
-                                 streamed, min_snr_db=DEVICE_VS_CPU_MIN_SNR_DB))
+                rows.append(
+                    _row(
+                        f"{size} BiCodec: {preference} stream, device vs CPU",
+                        _stream(cpu, d_vector, ids, schedule),
+                        streamed,
+                        min_snr_db=DEVICE_VS_CPU_MIN_SNR_DB,
+                    )
+                )
             _, snr = _err(offline, streamed)
-            rows.append({"check": f"{size} BiCodec: {preference} stream vs offline (the design's distance)",
-                         "max_abs_err": None, "snr_db": round(snr, 1), "tolerance": "reported", "ok": None,
-                         "note": "random weights: pessimistic"})
+            rows.append(
+                {
+                    "check": f"{size} BiCodec: {preference} stream vs offline (the design's distance)",
+                    "max_abs_err": None,
+                    "snr_db": round(snr, 1),
+                    "tolerance": "reported",
+                    "ok": None,
+                    "note": "random weights: pessimistic",
+                }
+            )
 
     sr_cpu = build_sr(sr_config, "cpu")
     wav16 = (reference / max(1e-6, float(np.max(np.abs(reference)))) * 0.5).astype(np.float32)
@@ -192,12 +259,20 @@ def released_rows(device: str, quick: bool) -> list[dict[str, Any]]:
     stream = sr_device.stream()
     parts = [stream.push(wav16[i : i + 5120]) for i in range(0, wav16.size, 5120)]  # 320 ms chunks
     parts.append(stream.finish())
-    rows.append(_row(f"{size} AP-BWE: streamed == offline", sr_offline, np.concatenate(parts), atol=STREAM_TOLERANCE))
+    rows.append(
+        _row(f"{size} AP-BWE: streamed == offline", sr_offline, np.concatenate(parts), atol=STREAM_TOLERANCE)
+    )
     return rows
 
 
-def _sr_device_rows(size: str, sr_cpu, sr_device, wav16: np.ndarray, sr_reference: np.ndarray,  # noqa: ANN001
-                    sr_offline: np.ndarray) -> list[dict[str, Any]]:
+def _sr_device_rows(
+    size: str,
+    sr_cpu,
+    sr_device,
+    wav16: np.ndarray,
+    sr_reference: np.ndarray,  # noqa: ANN001
+    sr_offline: np.ndarray,
+) -> list[dict[str, Any]]:
     """AP-BWE on the device against the CPU. The generator reads the phase of the empty 8-24 kHz band, which is
     rounding noise, so with random weights the whole chain's output moves far for a 1e-6 change of its input (the
     CPU's own figure is measured here): the stages are compared on identical inputs (pass/fail), the chain is
@@ -205,21 +280,41 @@ def _sr_device_rows(size: str, sr_cpu, sr_device, wav16: np.ndarray, sr_referenc
     rows = []
     with torch.inference_mode():
         x48 = sr_cpu.resample(torch.from_numpy(wav16))
-        rows.append(_row(f"{size} AP-BWE resampler: device vs CPU", x48.numpy(),
-                         sr_device.resample(torch.from_numpy(wav16).to(sr_device.device)).cpu().numpy(),
-                         min_snr_db=DEVICE_VS_CPU_MIN_SNR_DB))
+        rows.append(
+            _row(
+                f"{size} AP-BWE resampler: device vs CPU",
+                x48.numpy(),
+                sr_device.resample(torch.from_numpy(wav16).to(sr_device.device)).cpu().numpy(),
+                min_snr_db=DEVICE_VS_CPU_MIN_SNR_DB,
+            )
+        )
         spec = sr_cpu.analyse(x48)
         logamp, _ = sr_cpu.generator(spec.logamp, spec.pha)
-        logamp_device, _ = sr_device.generator(spec.logamp.to(sr_device.device), spec.pha.to(sr_device.device))
-        rows.append(_row(f"{size} AP-BWE generator (same spectra): device vs CPU, log-amplitude", logamp.numpy(),
-                         logamp_device.cpu().numpy(), min_snr_db=DEVICE_VS_CPU_MIN_SNR_DB))
+        logamp_device, _ = sr_device.generator(
+            spec.logamp.to(sr_device.device), spec.pha.to(sr_device.device)
+        )
+        rows.append(
+            _row(
+                f"{size} AP-BWE generator (same spectra): device vs CPU, log-amplitude",
+                logamp.numpy(),
+                logamp_device.cpu().numpy(),
+                min_snr_db=DEVICE_VS_CPU_MIN_SNR_DB,
+            )
+        )
     perturbed = (wav16 * (1 + 1e-6 * np.random.default_rng(1).standard_normal(wav16.size))).astype(np.float32)
     _, conditioning = _err(sr_reference, sr_cpu.upsample(perturbed))
     _, chain = _err(sr_reference, sr_offline)
-    rows.append({"check": f"{size} AP-BWE whole chain: device vs CPU", "max_abs_err": None, "snr_db": round(chain, 1),
-                 "tolerance": "reported", "ok": None,
-                 "note": f"conditioning: a 1e-6 relative input change moves the CPU's own output to {conditioning:.1f} "
-                         "dB (random weights read the empty band's phase)"})
+    rows.append(
+        {
+            "check": f"{size} AP-BWE whole chain: device vs CPU",
+            "max_abs_err": None,
+            "snr_db": round(chain, 1),
+            "tolerance": "reported",
+            "ok": None,
+            "note": f"conditioning: a 1e-6 relative input change moves the CPU's own output to {conditioning:.1f} "
+            "dB (random weights read the empty band's phase)",
+        }
+    )
     return rows
 
 

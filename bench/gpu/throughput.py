@@ -50,13 +50,24 @@ def _demo_cloning(device: str) -> dict[str, Any]:
     from core.clone.encoder import ReferenceEncoder
     from core.demo.checkpoint import build_demo_checkpoint
 
-    encoder = ReferenceEncoder.from_pretrained(build_demo_checkpoint(ROOT / "var" / "test-demo-model", seed=0), device=device)
+    encoder = ReferenceEncoder.from_pretrained(
+        build_demo_checkpoint(ROOT / "var" / "test-demo-model", seed=0), device=device
+    )
     audio = speech_like(3.0, 0)
     encoder.encode(audio)
     full_s = best_of(lambda: encoder.encode(audio), 1, device)
     print(f"  demo-size encoder: 3 s reference in {full_s * 1000:.0f} ms")
-    return {"rows": [{"reference_s": 3.0, "full_s": full_s, "full_per_audio_s": full_s / 3.0,
-                      "x_realtime_full": 3.0 / full_s}], "size": "demo"}
+    return {
+        "rows": [
+            {
+                "reference_s": 3.0,
+                "full_s": full_s,
+                "full_per_audio_s": full_s / 3.0,
+                "x_realtime_full": 3.0 / full_s,
+            }
+        ],
+        "size": "demo",
+    }
 
 
 def aligner(device: str, quick: bool) -> dict[str, Any]:
@@ -74,9 +85,11 @@ def aligner(device: str, quick: bool) -> dict[str, Any]:
         result = ctc_cost(decoder, d_vector, 1 if quick else 3, device)
     result["x_realtime"] = result["audio_s"] / (result["ctc_ms"] / 1000)
     result["decoder"] = "demo-size" if quick else "released"
-    print(f"  ctc aligner: {result['audio_s']:.0f} s of audio in {result['ctc_ms']:.0f} ms "
-          f"(x{result['x_realtime']:.0f} real-time), {result['ratio_to_decode']:.2f}x the {result['decoder']} BiCodec "
-          "decode of the same audio")
+    print(
+        f"  ctc aligner: {result['audio_s']:.0f} s of audio in {result['ctc_ms']:.0f} ms "
+        f"(x{result['x_realtime']:.0f} real-time), {result['ratio_to_decode']:.2f}x the {result['decoder']} BiCodec "
+        "decode of the same audio"
+    )
     return result
 
 

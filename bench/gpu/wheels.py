@@ -21,15 +21,69 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 # What the lent image holds that the service imports (lower-case distribution names).
 GPU_IMAGE = {
-    "torch", "numpy", "transformers", "tokenizers", "safetensors", "huggingface-hub", "hf-xet", "pyyaml", "httpx",
-    "httpcore", "h11", "anyio", "idna", "certifi", "sniffio", "prometheus-client", "psutil", "click", "rich",
-    "pygments", "markdown-it-py", "mdurl", "tqdm", "typing-extensions", "filelock", "fsspec", "packaging", "regex",
-    "requests", "urllib3", "jinja2", "markupsafe", "uvloop", "protobuf", "charset-normalizer", "sympy", "mpmath",
-    "networkx", "triton", "setuptools", "zipp", "attrs", "yarl", "multidict", "frozenlist", "aiohttp", "aiosignal",
-    "propcache", "aiohappyeyeballs", "wrapt", "six", "python-dateutil", "msgpack", "cuda-bindings", "cuda-pathfinder",
+    "torch",
+    "numpy",
+    "transformers",
+    "tokenizers",
+    "safetensors",
+    "huggingface-hub",
+    "hf-xet",
+    "pyyaml",
+    "httpx",
+    "httpcore",
+    "h11",
+    "anyio",
+    "idna",
+    "certifi",
+    "sniffio",
+    "prometheus-client",
+    "psutil",
+    "click",
+    "rich",
+    "pygments",
+    "markdown-it-py",
+    "mdurl",
+    "tqdm",
+    "typing-extensions",
+    "filelock",
+    "fsspec",
+    "packaging",
+    "regex",
+    "requests",
+    "urllib3",
+    "jinja2",
+    "markupsafe",
+    "uvloop",
+    "protobuf",
+    "charset-normalizer",
+    "sympy",
+    "mpmath",
+    "networkx",
+    "triton",
+    "setuptools",
+    "zipp",
+    "attrs",
+    "yarl",
+    "multidict",
+    "frozenlist",
+    "aiohttp",
+    "aiosignal",
+    "propcache",
+    "aiohappyeyeballs",
+    "wrapt",
+    "six",
+    "python-dateutil",
+    "msgpack",
+    "cuda-bindings",
+    "cuda-pathfinder",
 }
-PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
-             "manylinux1_x86_64"]
+PLATFORMS = [
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux1_x86_64",
+]
 
 
 def needed() -> list[str]:
@@ -63,11 +117,30 @@ def main(argv: list[str] | None = None) -> int:
     args.dest.mkdir(exist_ok=True)
     platform_flags = [flag for p in PLATFORMS for flag in ("--platform", p)]
     for spec in packages:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                        "--python-version", "3.12", "--implementation", "cp", *platform_flags, "-d", str(args.dest),
-                        spec], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--python-version",
+                "3.12",
+                "--implementation",
+                "cp",
+                *platform_flags,
+                "-d",
+                str(args.dest),
+                spec,
+            ],
+            check=True,
+        )
     total = sum(p.stat().st_size for p in args.dest.glob("*.whl"))
-    print(f"{len(packages)} wheels, {total / 2**20:.1f} MiB in {args.dest.name}/ (the device tool carries 64 MiB)")
+    print(
+        f"{len(packages)} wheels, {total / 2**20:.1f} MiB in {args.dest.name}/ (the device tool carries 64 MiB)"
+    )
     return 0
 
 

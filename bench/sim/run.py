@@ -37,8 +37,14 @@ from shared.settings import Settings
 
 TOKENS_PER_SECOND = 50
 # Admission settings under which every stream is admitted (to see what the device carries, or what overload does).
-ADMISSION_OFF: dict[str, Any] = {"pace_margin": 0.0, "max_codec_busy": float("inf"), "miss_grace_s": float("inf"),
-                                 "max_codec_share": float("inf"), "ramp_floor": 10**9, "max_wait_s": 0.0}
+ADMISSION_OFF: dict[str, Any] = {
+    "pace_margin": 0.0,
+    "max_codec_busy": float("inf"),
+    "miss_grace_s": float("inf"),
+    "max_codec_share": float("inf"),
+    "ramp_floor": 10**9,
+    "max_wait_s": 0.0,
+}
 
 
 @dataclass(frozen=True)
@@ -59,10 +65,16 @@ class SimConfig:
     stream_interval: int | None = None
     prebuffer_s: float = 0.1
     latency: str = "balanced"
-    adaptive_schedule: bool = True  # Admission.first_chunk_schedule picks each newcomer's schedule, as the service does
+    adaptive_schedule: bool = (
+        True  # Admission.first_chunk_schedule picks each newcomer's schedule, as the service does
+    )
     sr_lead: bool = True  # at 48 kHz, a lead window where Admission.sr_lead allows it, as the service does
-    shape_true_ends: bool = True  # at 48 kHz, true ends shaped to a bucket's length (the policy's sr_end_lengths)
-    streaming: StreamingConfig | None = None  # the decode schedule before `latency` applies (None: the service's)
+    shape_true_ends: bool = (
+        True  # at 48 kHz, true ends shaped to a bucket's length (the policy's sr_end_lengths)
+    )
+    streaming: StreamingConfig | None = (
+        None  # the decode schedule before `latency` applies (None: the service's)
+    )
     admission: dict[str, Any] = field(default_factory=dict)  # keyword settings for Admission
     policy: SchedulerPolicy = field(default_factory=SchedulerPolicy)
 
@@ -84,7 +96,9 @@ class SimRow:
         self.prompt_tokens = prompt_tokens
         self.total = total
         self.generated = 0
-        self.handed = 0  # ids the engine has handed out (in deltas): its API process is handling or has handled them
+        self.handed = (
+            0  # ids the engine has handed out (in deltas): its API process is handling or has handled them
+        )
         self.usable = 0
         self.process = process
         self._need = 0
@@ -136,8 +150,9 @@ class Simulation:
         self.loop = asyncio.get_running_loop()
         self.scheduler = CodecScheduler(self.runner, config.policy, clock=self.loop.time)
         self.engine = StepLoop(config.model, self.device, on_step=self._on_step)
-        self.admission = Admission(self.scheduler, clock=self.loop.time, generating=lambda: self.engine.active,
-                                   **config.admission)
+        self.admission = Admission(
+            self.scheduler, clock=self.loop.time, generating=lambda: self.engine.active, **config.admission
+        )
         self.gil_free = [0.0] * config.api_processes
         self.host_busy = [0.0] * config.api_processes
         # The service's own schedule (shared/settings.py stream_*, read as the pipeline reads it): what ships.
@@ -181,12 +196,19 @@ class Simulation:
             return
         result.admitted = True
         # As the service's synthesis job does: under load a newcomer's first chunk waits for the full look-ahead.
-        latency = self.admission.first_chunk_schedule(self.cfg.latency) if self.cfg.adaptive_schedule \
+        latency = (
+            self.admission.first_chunk_schedule(self.cfg.latency)
+            if self.cfg.adaptive_schedule
             else self.cfg.latency
+        )
         stream_config = self.base_config.for_latency(latency)
         # As the synthesis job asks it: a short first chunk's held overlap as the first AP-BWE window's right context.
-        sr_lead = self.cfg.sr_lead and self.cfg.sample_rate == 48_000 and latency != "exact" \
+        sr_lead = (
+            self.cfg.sr_lead
+            and self.cfg.sample_rate == 48_000
+            and latency != "exact"
             and self.admission.sr_lead()
+        )
         tokens = max(1, round(audio_seconds * TOKENS_PER_SECOND))
         pre = self.cfg.preamble_ids
         row = SimRow(self.cfg.prompt_tokens, pre + tokens + 1, index % self.cfg.api_processes)
@@ -195,8 +217,11 @@ class Simulation:
         cadence = StreamCadence(prebuffer_s=self.cfg.prebuffer_s, observe_metrics=False, clock=self.loop.time)
         self.engine.add(row)
         out: asyncio.Queue[tuple[asyncio.Future[Any] | None, float]] = asyncio.Queue()
-        producers = [asyncio.ensure_future(self._submit_decodes(row, handle, stream_config, tokens, pre, out, result,
-                                                                sr_lead))]
+        producers = [
+            asyncio.ensure_future(
+                self._submit_decodes(row, handle, stream_config, tokens, pre, out, result, sr_lead)
+            )
+        ]
         try:
             while True:
                 task, seconds = await out.get()
@@ -216,15 +241,32 @@ class Simulation:
         result.underruns = cadence.underruns
         result.underrun_seconds = cadence.underrun_seconds
 
-    async def _submit_decodes(self, row: SimRow, handle: StreamHandle, stream_config: StreamingConfig, tokens: int,
-                              pre: int, out: asyncio.Queue[Any], result: StreamResult, sr_lead: bool) -> None:
+    async def _submit_decodes(
+        self,
+        row: SimRow,
+        handle: StreamHandle,
+        stream_config: StreamingConfig,
+        tokens: int,
+        pre: int,
+        out: asyncio.Queue[Any],
+        result: StreamResult,
+        sr_lead: bool,
+    ) -> None:
         """The service's own planners, fed as the ids become usable: `DecodePlanner` and, at 48 kHz, `SRPlanner`
         over the decoded chunks."""
         started = self.loop.time()
         planner = DecodePlanner(stream_config, hop=HOP, codebook_size=SEMANTIC_CODEBOOK)
-        sr = SRPlanner(grid=SR_GRID, context=SR_CONTEXT, min_block=SR_MIN_BLOCK, max_block=SR_MAX_BLOCK,
-                       end_lengths=self.cfg.policy.sr_end_lengths(SR_GRID) if self.cfg.shape_true_ends else ()) \
-            if self.cfg.sample_rate == 48_000 else None
+        sr = (
+            SRPlanner(
+                grid=SR_GRID,
+                context=SR_CONTEXT,
+                min_block=SR_MIN_BLOCK,
+                max_block=SR_MAX_BLOCK,
+                end_lengths=self.cfg.policy.sr_end_lengths(SR_GRID) if self.cfg.shape_true_ends else (),
+            )
+            if self.cfg.sample_rate == 48_000
+            else None
+        )
         fed = 0
         while fed < tokens:
             await row.wait_usable(pre + fed + 1)
@@ -237,8 +279,17 @@ class Simulation:
         await self._submit(planner, sr, planner.finish(), handle, out, final=True)
         out.put_nowait((None, 0.0))
 
-    async def _submit(self, planner: DecodePlanner, sr: SRPlanner | None, windows: list[PlannedWindow],
-                      handle: StreamHandle, out: asyncio.Queue[Any], *, final: bool, sr_lead: bool = False) -> None:
+    async def _submit(
+        self,
+        planner: DecodePlanner,
+        sr: SRPlanner | None,
+        windows: list[PlannedWindow],
+        handle: StreamHandle,
+        out: asyncio.Queue[Any],
+        *,
+        final: bool,
+        sr_lead: bool = False,
+    ) -> None:
         for w in windows:
             task = asyncio.ensure_future(handle.decode(DecodeWindow(w.ids, None, w.keep_start, w.keep_end)))
             chunk = planner.take(w, np.zeros(w.kept_tokens * HOP, np.float32))  # the sizes the service plays
@@ -246,7 +297,9 @@ class Simulation:
                 out.put_nowait((task, chunk.size / 16_000))
                 continue
             await task  # SR needs the decoded audio; windows after it are already queued behind
-            for s in sr.push(chunk, planner.held_audio if sr_lead else None):  # the lead window, as AudioOutput
+            for s in sr.push(
+                chunk, planner.held_audio if sr_lead else None
+            ):  # the lead window, as AudioOutput
                 out.put_nowait((self._sr(handle, s), (s.keep_end - s.keep_start) / 48_000))
         if sr is not None and final:
             for s in sr.finish():
@@ -254,17 +307,26 @@ class Simulation:
 
     @staticmethod
     def _sr(handle: StreamHandle, s: SRWindow) -> asyncio.Future[Any]:
-        return asyncio.ensure_future(handle.super_resolve(s))  # the planner's window as it is (zeros: decoded zeros)
+        return asyncio.ensure_future(
+            handle.super_resolve(s)
+        )  # the planner's window as it is (zeros: decoded zeros)
 
     async def run(self) -> dict[str, Any]:
         cfg = self.cfg
-        arrivals = np.sort(self.rng.uniform(0.0, cfg.arrive_within_s, cfg.streams)) if cfg.arrive_within_s > 0 \
+        arrivals = (
+            np.sort(self.rng.uniform(0.0, cfg.arrive_within_s, cfg.streams))
+            if cfg.arrive_within_s > 0
             else np.zeros(cfg.streams)
+        )
         lengths = self.rng.uniform(0.8, 1.2, cfg.streams) * cfg.audio_seconds
         self.scheduler.start()
         try:
-            await asyncio.gather(*(self.stream(i, float(a), float(s))
-                                   for i, (a, s) in enumerate(zip(arrivals, lengths, strict=True))))
+            await asyncio.gather(
+                *(
+                    self.stream(i, float(a), float(s))
+                    for i, (a, s) in enumerate(zip(arrivals, lengths, strict=True))
+                )
+            )
         finally:
             await self.engine.aclose()
             await self.scheduler.aclose()
@@ -293,7 +355,9 @@ class Simulation:
             "refused_by": dict(self.admission.refused),
             "admitted_after_waiting": self.admission.waited,
             "long_first_chunks": self.admission.long_first_chunks,
-            "first_chunks": {f"{schedule}/{reason}": n for (schedule, reason), n in self.admission.first_chunks.items()},
+            "first_chunks": {
+                f"{schedule}/{reason}": n for (schedule, reason), n in self.admission.first_chunks.items()
+            },
             "sr_leads": dict(self.admission.sr_leads),
             "ttfa_ms_p50": _pct(ttfa, 50),
             "ttfa_ms_p95": _pct(ttfa, 95),
@@ -308,7 +372,9 @@ class Simulation:
             "codec_calls": stats.calls,
             "eager_codec_calls": stats.eager_calls,  # exact-length calls: no graph on a GPU
             "llm_steps": self.engine.steps,
-            "mean_llm_rows": round(self.engine.row_steps / self.engine.steps, 1) if self.engine.steps else 0.0,
+            "mean_llm_rows": round(self.engine.row_steps / self.engine.steps, 1)
+            if self.engine.steps
+            else 0.0,
             "generation_s_p50": _pct(gen, 50, 2),
             "host_busy_ratio_max": round(max(self.host_busy) / elapsed, 3),
             "simulated_seconds": round(elapsed, 2),

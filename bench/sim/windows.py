@@ -29,7 +29,9 @@ class PlannedDecode:
     keep_start: int  # tokens within the window whose audio goes out
     keep_end: int
     final: bool  # decoded at finish() (generation ended)
-    sent_tokens: int  # audio this window sends (a short chunk's overlap is held back and sent by the next one)
+    sent_tokens: (
+        int  # audio this window sends (a short chunk's overlap is held back and sent by the next one)
+    )
 
     @property
     def length(self) -> int:
@@ -93,8 +95,14 @@ class PlannedSR:
     true_end: bool
 
 
-def plan_sr(chunk_samples: list[int], *, context: int = SR_CONTEXT, grid: int = SR_GRID,
-            min_block: int = SR_MIN_BLOCK, max_block: int = SR_MAX_BLOCK) -> list[PlannedSR]:
+def plan_sr(
+    chunk_samples: list[int],
+    *,
+    context: int = SR_CONTEXT,
+    grid: int = SR_GRID,
+    min_block: int = SR_MIN_BLOCK,
+    max_block: int = SR_MAX_BLOCK,
+) -> list[PlannedSR]:
     """Every AP-BWE window `SRStream` runs when decoded chunks of these sizes (16 kHz samples) are pushed one by
     one and then finished: a block runs once `min_block` new samples have their full right context, at most
     `max_block` per call; at the end the rest, the last window at the true end."""

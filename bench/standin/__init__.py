@@ -27,8 +27,10 @@ logger = logging.getLogger("bench.standin")
 
 def _refuse_real_weights(runtime: ModelRuntime) -> None:
     if not runtime.is_demo:
-        raise RuntimeError("the device stand-in is a benchmark tool: it runs only with the demo checkpoint "
-                           "(unset TTS_MODEL_DIR), never with real weights")
+        raise RuntimeError(
+            "the device stand-in is a benchmark tool: it runs only with the demo checkpoint "
+            "(unset TTS_MODEL_DIR), never with real weights"
+        )
 
 
 class DeviceStandin:
@@ -52,9 +54,16 @@ class DeviceStandin:
         from bench.standin.cost_model_engine import CostModelEngine
 
         _refuse_real_weights(runtime)
-        logger.warning("BENCHMARK: engine steps and codec calls are waits from the cost model %s", self.model.name)
-        return CostModelEngine.from_tokenizer(runtime.tokenizer, runtime.layout, self.model, self.device,
-                                              stream_interval=runtime.settings.llm.llm_stream_interval)
+        logger.warning(
+            "BENCHMARK: engine steps and codec calls are waits from the cost model %s", self.model.name
+        )
+        return CostModelEngine.from_tokenizer(
+            runtime.tokenizer,
+            runtime.layout,
+            self.model,
+            self.device,
+            stream_interval=runtime.settings.llm.llm_stream_interval,
+        )
 
 
 def _product_engine(runtime: ModelRuntime) -> Any:
@@ -64,7 +73,9 @@ def _product_engine(runtime: ModelRuntime) -> Any:
     return create_engine(runtime.settings.llm.engine, runtime.checkpoint.llm_dir, runtime.settings)
 
 
-def runtime_factories(cost_model: Path | str | None = None, fault: str = "") -> dict[str, Callable[[Any], Any]]:
+def runtime_factories(
+    cost_model: Path | str | None = None, fault: str = ""
+) -> dict[str, Callable[[Any], Any]]:
     """`ModelRuntime` keyword arguments: the device stand-in when `cost_model` names a cost model JSON
     (bench/cost_models/), the engine (the product's, or the stand-in's) wrapped by `fault` (`MODE[:K][:TRIES]`,
     see faulty_engine.py) when given. Empty: the product as it serves."""

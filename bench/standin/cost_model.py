@@ -120,8 +120,11 @@ class CostModel:
 
         out = self
         if llm_per_row is not None:
-            out = replace(out, llm_step=Linear(out.llm_step.fixed, llm_per_row),
-                          name=f"{out.name} (llm per_row {llm_per_row})")
+            out = replace(
+                out,
+                llm_step=Linear(out.llm_step.fixed, llm_per_row),
+                name=f"{out.name} (llm per_row {llm_per_row})",
+            )
         if host_ms is not None:
             out = replace(out, host_ms_per_audio_second=host_ms)
         return out
@@ -139,7 +142,9 @@ class CostModel:
         eager = call.length is None
         if call.kind != "decode":
             return (self.sr_eager if eager and self.sr_eager is not None else self.sr).seconds(call.work)
-        share = self.decode_prenet_share  # whole windows (no margin, spans = windows): `decode.seconds(call.work)`
+        share = (
+            self.decode_prenet_share
+        )  # whole windows (no margin, spans = windows): `decode.seconds(call.work)`
         cost = self.decode_eager if eager and self.decode_eager is not None else self.decode
         return cost.seconds(share * call.prenet_work + (1.0 - share) * call.work)
 
@@ -186,8 +191,9 @@ class CostModelRunner:
     """A stand-in `DeviceRunner`: waits the modelled time on the shared device, then returns rows of the right
     length (low noise, so encoders and guards see audio rather than digital silence). Not a codec."""
 
-    def __init__(self, model: CostModel, device: DeviceTimeline | None = None, *, hop: int = HOP,
-                 noise: bool = True) -> None:
+    def __init__(
+        self, model: CostModel, device: DeviceTimeline | None = None, *, hop: int = HOP, noise: bool = True
+    ) -> None:
         self.model = model
         self.device = device or DeviceTimeline()
         self.hop = hop
@@ -240,8 +246,12 @@ class StepLoop:
     that step, as with chunked prefill). A row added while a step runs joins the next one. `on_step(rows)` is
     told after each step, with the rows that stepped."""
 
-    def __init__(self, model: CostModel, device: DeviceTimeline,
-                 on_step: Callable[[Sequence[EngineRow]], None] | None = None) -> None:
+    def __init__(
+        self,
+        model: CostModel,
+        device: DeviceTimeline,
+        on_step: Callable[[Sequence[EngineRow]], None] | None = None,
+    ) -> None:
         self.model = model
         self.device = device
         self.on_step = on_step
@@ -296,7 +306,9 @@ class StepLoop:
             cost = self.model.step_seconds(len(rows), sum(r.prompt_tokens for r in new), len(new))
             # Rows that stepped last time were ready for this step at that step's scheduled end (the engine runs in
             # its own process on a GPU: the event loop's lateness in waking this task must not slow it down).
-            self._last_end = await self.device.use("llm", cost, arrived=self._last_end if self._rows else None)
+            self._last_end = await self.device.use(
+                "llm", cost, arrived=self._last_end if self._rows else None
+            )
             self.steps += 1
             self.row_steps += len(rows)
             self._rows = [r for r in rows if not _held(r, self._dropped) and not r.step()]

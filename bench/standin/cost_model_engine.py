@@ -56,9 +56,17 @@ class CostModelEngine:
     name = "cost-model"
     supports_sleep = False
 
-    def __init__(self, layout: VocabLayout, content_ids: tuple[int, int], model: CostModel,
-                 device: DeviceTimeline, *, tokens_per_char: float = 3.5, seed: int = 0,
-                 stream_interval: int = 1) -> None:
+    def __init__(
+        self,
+        layout: VocabLayout,
+        content_ids: tuple[int, int],
+        model: CostModel,
+        device: DeviceTimeline,
+        *,
+        tokens_per_char: float = 3.5,
+        seed: int = 0,
+        stream_interval: int = 1,
+    ) -> None:
         if stream_interval < 1:
             raise ValueError("stream_interval must be >= 1")
         self.layout = layout
@@ -73,8 +81,9 @@ class CostModelEngine:
         self._closed = False
 
     @classmethod
-    def from_tokenizer(cls, tokenizer: Any, layout: VocabLayout, model: CostModel, device: DeviceTimeline,
-                       **kw: Any) -> CostModelEngine:
+    def from_tokenizer(
+        cls, tokenizer: Any, layout: VocabLayout, model: CostModel, device: DeviceTimeline, **kw: Any
+    ) -> CostModelEngine:
         ids = tokenizer.convert_tokens_to_ids([START_CONTENT, END_CONTENT])
         if any(i is None or i < 0 for i in ids):
             raise ValueError(f"tokenizer lacks {START_CONTENT} / {END_CONTENT}")
@@ -107,14 +116,16 @@ class CostModelEngine:
             out.append(lay.im_end_id)
         return out[: sampling.max_tokens]
 
-    async def stream(self, prompt_token_ids: list[int], sampling: SamplingConfig,
-                     request_id: str) -> AsyncGenerator[list[int], None]:
+    async def stream(
+        self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str
+    ) -> AsyncGenerator[list[int], None]:
         if self._closed:
             raise RuntimeError("engine is shut down")
         if request_id in self._active:
             raise ValueError(f"request id {request_id!r} is already generating")
-        request = _Request(len(prompt_token_ids), self.plan(prompt_token_ids, sampling, request_id),
-                           self.stream_interval)
+        request = _Request(
+            len(prompt_token_ids), self.plan(prompt_token_ids, sampling, request_id), self.stream_interval
+        )
         self._active[request_id] = request
         self._steps.add(request)
         try:
@@ -122,7 +133,7 @@ class CostModelEngine:
                 await request.event.wait()
                 request.event.clear()
                 if request.made > request.sent:
-                    delta = request.ids[request.sent:request.made]
+                    delta = request.ids[request.sent : request.made]
                     request.sent = request.made
                     yield delta
         finally:

@@ -44,8 +44,10 @@ class FaultSpec:
     def parse(cls, text: str) -> FaultSpec:
         parts = text.split(":")
         if parts[0] not in ("loop", "silence", "quiet", "runaway", "stop") or len(parts) > 3:
-            raise ValueError(f"engine fault {text!r}: expected MODE[:K][:TRIES], MODE one of loop, silence, "
-                             "quiet, runaway, stop")
+            raise ValueError(
+                f"engine fault {text!r}: expected MODE[:K][:TRIES], MODE one of loop, silence, "
+                "quiet, runaway, stop"
+            )
         numbers = [int(p) for p in parts[1:]]
         if any(n < 0 for n in numbers):
             raise ValueError(f"engine fault {text!r}: K and TRIES must be >= 0")
@@ -55,7 +57,9 @@ class FaultSpec:
 class FaultyEngine:
     """`LLMEngine` wrapper (module doc); everything but `stream` is the inner engine's."""
 
-    def __init__(self, inner: LLMEngine, spec: FaultSpec, layout: VocabLayout, content_ids: tuple[int, int]) -> None:
+    def __init__(
+        self, inner: LLMEngine, spec: FaultSpec, layout: VocabLayout, content_ids: tuple[int, int]
+    ) -> None:
         self.inner = inner
         self.spec = spec
         self.layout = layout
@@ -63,14 +67,16 @@ class FaultyEngine:
         self._content = content_ids
         self._generations: OrderedDict[tuple[int, ...], int] = OrderedDict()
 
-    def __getattr__(self, name: str) -> Any:  # abort, active_requests, shutdown, sleep, wake_up, supports_sleep
+    def __getattr__(
+        self, name: str
+    ) -> Any:  # abort, active_requests, shutdown, sleep, wake_up, supports_sleep
         return getattr(self.inner, name)
 
     def _text_key(self, prompt: list[int]) -> tuple[int, ...]:
         start, end = self._content
         try:
             i = prompt.index(start)
-            return tuple(prompt[i + 1: prompt.index(end, i + 1)])
+            return tuple(prompt[i + 1 : prompt.index(end, i + 1)])
         except ValueError:
             return tuple(prompt)
 
@@ -84,7 +90,9 @@ class FaultyEngine:
         tries = self.spec.tries
         return tries == 0 or seen % (tries + 1) < tries
 
-    def stream(self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str) -> AsyncGenerator[list[int], None]:
+    def stream(
+        self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str
+    ) -> AsyncGenerator[list[int], None]:
         if not self.misbehaves(list(prompt_token_ids)):
             return self.inner.stream(prompt_token_ids, sampling, request_id)
         return self._faulty(prompt_token_ids, sampling, request_id)
@@ -92,7 +100,9 @@ class FaultyEngine:
     def _is_semantic(self, token: int) -> bool:
         return 0 <= token < self.layout.table_size and self.layout.kinds[token] == TokenKind.SEMANTIC
 
-    async def _faulty(self, prompt: list[int], sampling: SamplingConfig, request_id: str) -> AsyncGenerator[list[int], None]:
+    async def _faulty(
+        self, prompt: list[int], sampling: SamplingConfig, request_id: str
+    ) -> AsyncGenerator[list[int], None]:
         spec, lay = self.spec, self.layout
         stops = {lay.im_end_id, lay.end_semantic_id}
         emitted = 0
@@ -104,8 +114,10 @@ class FaultyEngine:
                 out: list[int] = []
                 for token in delta:
                     semantic = self._is_semantic(token)
-                    if (semantic and (spec.mode == "stop" or (spec.mode != "runaway" and len(kept) >= spec.after))) \
-                            or (token in stops and spec.mode == "runaway"):
+                    if (
+                        semantic
+                        and (spec.mode == "stop" or (spec.mode != "runaway" and len(kept) >= spec.after))
+                    ) or (token in stops and spec.mode == "runaway"):
                         faulting = True
                         break
                     out.append(token)

@@ -37,10 +37,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--cost-model", default=os.environ.pop(COST_MODEL_VAR, None) or None,
-                        help=f"device cost model JSON (bench/cost_models/); default ${COST_MODEL_VAR}")
-    parser.add_argument("--fault", default=os.environ.pop(FAULT_VAR, ""),
-                        help=f"engine fault MODE[:K][:TRIES] (bench/standin/faulty_engine.py); default ${FAULT_VAR}")
+    parser.add_argument(
+        "--cost-model",
+        default=os.environ.pop(COST_MODEL_VAR, None) or None,
+        help=f"device cost model JSON (bench/cost_models/); default ${COST_MODEL_VAR}",
+    )
+    parser.add_argument(
+        "--fault",
+        default=os.environ.pop(FAULT_VAR, ""),
+        help=f"engine fault MODE[:K][:TRIES] (bench/standin/faulty_engine.py); default ${FAULT_VAR}",
+    )
     args = parser.parse_args(argv)
     import uvicorn
 

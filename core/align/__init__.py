@@ -19,15 +19,29 @@ from core.align.units import expected_units, split_words
 if TYPE_CHECKING:
     from core.align.ctc import CtcAligner
 
-__all__ = ["Alignment", "AlignMethod", "CharSpan", "SAMPLE_RATE", "WordSpan", "align", "character_spans",
-           "expected_units", "split_words"]
+__all__ = [
+    "Alignment",
+    "AlignMethod",
+    "CharSpan",
+    "SAMPLE_RATE",
+    "WordSpan",
+    "align",
+    "character_spans",
+    "expected_units",
+    "split_words",
+]
 
 AlignMethod = Literal["estimate", "ctc"]
 METHODS: tuple[str, ...] = ("estimate", "ctc")
 
 
-def align(audio: np.ndarray, words: Sequence[str], *, method: AlignMethod = "estimate",
-          ctc: CtcAligner | None = None) -> Alignment:
+def align(
+    audio: np.ndarray,
+    words: Sequence[str],
+    *,
+    method: AlignMethod = "estimate",
+    ctc: CtcAligner | None = None,
+) -> Alignment:
     """Spans of `words` (in order, as spoken) in `audio` (16 kHz mono float). No words: an empty alignment.
     Thread-safe: no state is kept between calls (the CTC model is only read)."""
     samples = np.nan_to_num(np.asarray(audio, dtype=np.float32).reshape(-1), nan=0.0, posinf=1.0, neginf=-1.0)

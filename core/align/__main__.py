@@ -16,13 +16,21 @@ MAX_AUDIO_SECONDS = 3600.0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.align", description=__doc__.split(":", 1)[1].strip())
+    parser = argparse.ArgumentParser(
+        prog="python -m core.align", description=__doc__.split(":", 1)[1].strip()
+    )
     parser.add_argument("audio", help="an audio file (WAV, FLAC, MP3, Ogg, ...), any rate; mono or channel 0")
     parser.add_argument("text", help="the text that was spoken")
-    parser.add_argument("--language", choices=("en", "zh", "hi"), default="en",
-                        help="picks the CTC model among per-language ones (estimate reads the script)")
+    parser.add_argument(
+        "--language",
+        choices=("en", "zh", "hi"),
+        default="en",
+        help="picks the CTC model among per-language ones (estimate reads the script)",
+    )
     parser.add_argument("--method", choices=("estimate", "ctc"), default="estimate")
-    parser.add_argument("--model", help="a Wav2Vec2ForCTC checkpoint directory (ctc; default: TTS_ALIGN_CTC_MODEL)")
+    parser.add_argument(
+        "--model", help="a Wav2Vec2ForCTC checkpoint directory (ctc; default: TTS_ALIGN_CTC_MODEL)"
+    )
     args = parser.parse_args(argv)
     from core.clone.reference_audio import ReferenceAudioError, decode_reference_audio
 
@@ -33,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     if not words:
         parser.exit(2, "python -m core.align: error: TEXT has no words\n")
     try:
-        audio = decode_reference_audio(path.read_bytes(), min_seconds=1 / SAMPLE_RATE, max_seconds=MAX_AUDIO_SECONDS,
-                                       max_bytes=2**31)
+        audio = decode_reference_audio(
+            path.read_bytes(), min_seconds=1 / SAMPLE_RATE, max_seconds=MAX_AUDIO_SECONDS, max_bytes=2**31
+        )
     except ReferenceAudioError as exc:
         parser.exit(2, f"python -m core.align: error: {args.audio}: {exc}\n")
     ctc = None

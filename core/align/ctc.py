@@ -51,8 +51,10 @@ def load_aligners(setting: str | None, device: str = "cpu") -> dict[str, CtcAlig
         raise CtcModelError("TTS_ALIGN_METHOD=ctc needs TTS_ALIGN_CTC_MODEL (a Wav2Vec2ForCTC directory)")
     if "=" not in setting:
         return {"*": CtcAligner.load(setting, device)}
-    return {language: CtcAligner.load(model_dir_for(setting, language), device)
-            for language in (part.split("=", 1)[0].strip() for part in setting.split(",") if "=" in part)}
+    return {
+        language: CtcAligner.load(model_dir_for(setting, language), device)
+        for language in (part.split("=", 1)[0].strip() for part in setting.split(",") if "=" in part)
+    }
 
 
 def forced_path(log_probs: np.ndarray, targets: list[int], blank: int) -> tuple[np.ndarray, float]:
@@ -111,7 +113,9 @@ def _now(forward: Callable[[], list[np.ndarray]]) -> list[np.ndarray]:
 class CtcAligner:
     """A loaded Wav2Vec2ForCTC; `align_batch` is safe from several threads (the model is only read)."""
 
-    def __init__(self, model: Wav2Vec2ForCTC, vocab: _Vocab, *, device: str = "cpu", normalize: bool = True) -> None:
+    def __init__(
+        self, model: Wav2Vec2ForCTC, vocab: _Vocab, *, device: str = "cpu", normalize: bool = True
+    ) -> None:
         self.model = model
         self.vocab = vocab
         self.device = device
@@ -129,7 +133,9 @@ class CtcAligner:
         path = Path(directory)
         vocab_file = path / "vocab.json"
         if not (path / "config.json").is_file() or not vocab_file.is_file():
-            raise CtcModelError(f"{path} is not a Wav2Vec2ForCTC directory (config.json and vocab.json needed)")
+            raise CtcModelError(
+                f"{path} is not a Wav2Vec2ForCTC directory (config.json and vocab.json needed)"
+            )
         try:
             # transformers types `to` on PreTrainedModel as taking the model again: its own stubs are wrong here.
             model = Wav2Vec2ForCTC.from_pretrained(str(path)).to(device).eval()  # type: ignore[arg-type]
@@ -138,7 +144,9 @@ class CtcAligner:
             raise CtcModelError(f"cannot load the ctc model from {path}: {exc}") from exc
         if isinstance(next(iter(ids.values()), None), dict):  # a per-language vocab: take its only entry
             ids = next(iter(ids.values()))
-        blank = int(model.config.pad_token_id if model.config.pad_token_id is not None else ids.get("<pad>", 0))
+        blank = int(
+            model.config.pad_token_id if model.config.pad_token_id is not None else ids.get("<pad>", 0)
+        )
         letters = [k for k in ids if len(k) == 1 and k.isalpha()]
         lower = sum(k.islower() for k in letters) >= sum(k.isupper() for k in letters)
         if "|" in ids:
@@ -166,8 +174,10 @@ class CtcAligner:
 
         def forward() -> list[np.ndarray]:
             with self._lock, torch.inference_mode():
-                logits = self.model(torch.from_numpy(batch).to(self.device),
-                                    attention_mask=torch.from_numpy(mask).to(self.device)).logits
+                logits = self.model(
+                    torch.from_numpy(batch).to(self.device),
+                    attention_mask=torch.from_numpy(mask).to(self.device),
+                ).logits
                 log_probs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
                 # transformers annotates the lengths as LongTensor, a type torch.tensor's stubs never return.
                 frames = self.model._get_feat_extract_output_lengths(torch.tensor(lengths)).tolist()  # type: ignore[arg-type]
@@ -181,15 +191,19 @@ class CtcAligner:
         out = []
         for log_probs, (audio, words) in zip(emissions, items, strict=True):
             try:
-                out.append(align_emissions(log_probs, words, self.vocab.encode, self.vocab.blank,
-                                           len(audio) / SAMPLE_RATE))
+                out.append(
+                    align_emissions(
+                        log_probs, words, self.vocab.encode, self.vocab.blank, len(audio) / SAMPLE_RATE
+                    )
+                )
             except ValueError:  # more characters than frames: no CTC path exists; place the words by estimate
                 out.append(estimate_alignment(audio, words))
         return out
 
 
-def align_emissions(log_probs: np.ndarray, words: list[str], encode: Callable[[str], list[int]], blank: int,
-                    duration: float) -> Alignment:
+def align_emissions(
+    log_probs: np.ndarray, words: list[str], encode: Callable[[str], list[int]], blank: int, duration: float
+) -> Alignment:
     """Word spans from emissions: the forced path's frames of each word's characters, in seconds."""
     tokens = [encode(w) for w in words]
     flat = [t for word in tokens for t in word]

@@ -65,8 +65,13 @@ def find_pauses(voiced: np.ndarray) -> list[tuple[int, int]]:
     return [(int(idx[g]) + 1, int(idx[g + 1])) for g in gaps]
 
 
-def _assign(pauses: list[tuple[int, int]], voiced_before: np.ndarray, total_voiced: float,
-            cumulative: np.ndarray, bonus: np.ndarray) -> dict[int, int]:
+def _assign(
+    pauses: list[tuple[int, int]],
+    voiced_before: np.ndarray,
+    total_voiced: float,
+    cumulative: np.ndarray,
+    bonus: np.ndarray,
+) -> dict[int, int]:
     """pause index -> word boundary j (between word j-1 and j, 1 <= j <= n-1), strictly increasing.
 
     A dynamic programme over groups: nodes are the speech start, the pauses and the speech end; a group runs from
@@ -78,7 +83,9 @@ def _assign(pauses: list[tuple[int, int]], voiced_before: np.ndarray, total_voic
         return {}
     k_count = len(pauses)
     rate = total_voiced / cumulative[-1]  # voiced seconds per unit
-    positions = np.concatenate(([0.0], voiced_before, [total_voiced]))  # node i: 0 start, 1..K pauses, K+1 end
+    positions = np.concatenate(
+        ([0.0], voiced_before, [total_voiced])
+    )  # node i: 0 start, 1..K pauses, K+1 end
     skip = np.concatenate(([0.0], [((b - a) * FRAME_S / SKIP_SCALE_S) ** 2 for a, b in pauses], [0.0]))
     units = cumulative[None, :] - cumulative[:, None]  # units[j', j]: words j'..j-1
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -100,7 +107,7 @@ def _assign(pauses: list[tuple[int, int]], voiced_before: np.ndarray, total_voic
             duration = positions[b] - positions[a]
             if duration <= 0:
                 continue
-            inside = skip[a + 1:b].sum()
+            inside = skip[a + 1 : b].sum()
             group = RATE_WEIGHT * np.square(np.log(duration) - log_units)  # [j', j]; inf where j <= j'
             total = cost[a][:, None] + group
             best_prev = np.argmin(total, axis=0)
@@ -124,10 +131,14 @@ def _place(words: list[str], units: np.ndarray, frames: np.ndarray, at: float = 
     if not words:
         return []
     if len(frames) == 0:
-        return [WordSpan(word, round(float(at) * FRAME_S, 3), round(float(at) * FRAME_S, 3)) for word in words]
+        return [
+            WordSpan(word, round(float(at) * FRAME_S, 3), round(float(at) * FRAME_S, 3)) for word in words
+        ]
     total = float(units.sum()) or 1.0
     # Clipped: the cumulative sum times len/total may overshoot len(frames) by a rounding error (an IndexError once).
-    edges = np.clip(np.concatenate(([0.0], np.cumsum(units))) * (len(frames) / total), 0.0, float(len(frames)))
+    edges = np.clip(
+        np.concatenate(([0.0], np.cumsum(units))) * (len(frames) / total), 0.0, float(len(frames))
+    )
     spans = []
     for i, word in enumerate(words):
         a, b = edges[i], edges[i + 1]
@@ -135,7 +146,9 @@ def _place(words: list[str], units: np.ndarray, frames: np.ndarray, at: float = 
         start = frames[fa] + (a - fa)
         fb = min(max(int(np.ceil(b)), 1), len(frames))
         end = frames[fb - 1] + 1 - (fb - b)
-        spans.append(WordSpan(word, round(float(start) * FRAME_S, 3), round(float(max(start, end)) * FRAME_S, 3)))
+        spans.append(
+            WordSpan(word, round(float(start) * FRAME_S, 3), round(float(max(start, end)) * FRAME_S, 3))
+        )
     return spans
 
 
@@ -155,7 +168,9 @@ def estimate_alignment(audio: np.ndarray, words: list[str]) -> Alignment:
     for start, end in pauses:
         in_pause[start:end] = True
     timeline = np.flatnonzero(~in_pause[first:last]) + first  # frames that count as speech
-    voiced_before = np.array([np.count_nonzero(timeline < start) for start, _ in pauses], np.float64) * FRAME_S
+    voiced_before = (
+        np.array([np.count_nonzero(timeline < start) for start, _ in pauses], np.float64) * FRAME_S
+    )
     cumulative = np.concatenate(([0.0], np.cumsum(units)))
     bonus = np.array([0.0] + [pause_weight(w) for w in words])  # bonus[j]: boundary before word j
     chosen = _assign(pauses, voiced_before, len(timeline) * FRAME_S, cumulative, bonus)

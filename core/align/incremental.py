@@ -80,7 +80,9 @@ class IncrementalEstimate:
     def __init__(self, words: list[str], *, rate: float | None = None) -> None:
         self.words = [w for w in words if w.strip()]
         self.units = np.array([expected_units(w) for w in self.words], np.float64)
-        self._given = bool(rate and np.isfinite(rate) and rate > 0)  # a previous text chunk measured the speaker
+        self._given = bool(
+            rate and np.isfinite(rate) and rate > 0
+        )  # a previous text chunk measured the speaker
         self.rate = rate if rate and self._given else PRIOR_RATE
         self._prior = self.rate
         self._measured_units = 0.0
@@ -111,21 +113,21 @@ class IncrementalEstimate:
         if whole:
             frames = data[: whole * FRAME].reshape(whole, FRAME).astype(np.float64)
             self._db = np.concatenate((self._db, 10.0 * np.log10(np.mean(np.square(frames), axis=1) + 1e-12)))
-        self._tail = data[whole * FRAME:]
+        self._tail = data[whole * FRAME :]
         if not settle or self.placed >= len(self.words) - 1:
             return []  # the last word waits for the end
         return self._settle()
 
     def finish(self) -> list[WordSpan]:
         """The words not settled yet, on the rest of the audio (offline search there)."""
-        rest = self.words[self.placed:]
+        rest = self.words[self.placed :]
         if not rest:
             return []
         end = self.duration
         start = min(self._from * FRAME_S, end)
         audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
         try:
-            spans = list(estimate_alignment(audio[int(round(start * SAMPLE_RATE)):], rest).words)
+            spans = list(estimate_alignment(audio[int(round(start * SAMPLE_RATE)) :], rest).words)
             spans = [s.shifted(start) for s in spans]
         except Exception:  # noqa: BLE001 - timing must never fail the request; the even spread cannot fail
             spans = spread(rest, start, end)
@@ -146,21 +148,26 @@ class IncrementalEstimate:
             return []
         voiced = voiced_levels(self._db)
         if self._phrase_frame is None:  # the current group's speech has not begun yet
-            begun = np.flatnonzero(voiced[self._from:])
+            begun = np.flatnonzero(voiced[self._from :])
             if not len(begun):
                 return []
             self._phrase_frame = self._from + int(begun[0])
         start = self._phrase_frame
         speech = np.flatnonzero(voiced[start:]) + start
-        if not len(speech):  # the level threshold follows the audio: the group's start may no longer count as speech
+        if not len(
+            speech
+        ):  # the level threshold follows the audio: the group's start may no longer count as speech
             return []
-        pauses = [(int(speech[g]) + 1, int(speech[g + 1])) for g in np.flatnonzero(np.diff(speech) > MIN_PAUSE_FRAMES)]
+        pauses = [
+            (int(speech[g]) + 1, int(speech[g + 1]))
+            for g in np.flatnonzero(np.diff(speech) > MIN_PAUSE_FRAMES)
+        ]
         in_pause = np.zeros(len(voiced), bool)
         for a, b in pauses:
             in_pause[a:b] = True
         # The open group's speech frames, pauses left out; silence at the decoded edge is left out too, being a
         # pause that has not closed yet (placing words by rate there would put the next phrase's words before it).
-        timeline = np.flatnonzero(~in_pause[start:int(speech[-1]) + 1]) + start
+        timeline = np.flatnonzero(~in_pause[start : int(speech[-1]) + 1]) + start
         out: list[WordSpan] = []
         closed = [(a, b) for a, b in pauses if a >= self._from]  # where a group may still end
         if closed and self.placed < last:
@@ -168,14 +175,18 @@ class IncrementalEstimate:
             for stop, (p_start, p_end) in self._groups(timeline, closed):
                 first = self.placed
                 group = timeline[(timeline >= self._phrase_frame) & (timeline < p_start)]
-                if stop > first:  # the words not settled by rate yet share the group's frames after the settled ones
+                if (
+                    stop > first
+                ):  # the words not settled by rate yet share the group's frames after the settled ones
                     rest = group[group >= self._from]
-                    out += self._commit(_place(self.words[first:stop], self.units[first:stop], rest, at=self._from),
-                                        stop - first)
+                    out += self._commit(
+                        _place(self.words[first:stop], self.units[first:stop], rest, at=self._from),
+                        stop - first,
+                    )
                 # A group settled by rate up to its end would teach the rate back to itself; one the search gave
                 # more words than the rate had settled, or found with the rate free, measures the speaker.
                 if first == self._phrase_word or stop > first or not measured:
-                    self._learn(float(self.units[self._phrase_word:stop].sum()), len(group) * FRAME_S)
+                    self._learn(float(self.units[self._phrase_word : stop].sum()), len(group) * FRAME_S)
                 self._phrase_word, self._phrase_frame, self._from = stop, p_end, p_end
             timeline = timeline[timeline >= self._phrase_frame]
             # A long pause the search left open (the speaker not measured yet) may still end a group: words are
@@ -191,7 +202,7 @@ class IncrementalEstimate:
         # such word ends where the speech stopped, and waits no longer for the speech after the pause.
         if self.placed >= last or not len(timeline):
             return out
-        units = self.units[self._phrase_word:last]
+        units = self.units[self._phrase_word : last]
         ends = np.cumsum(units) / self.rate
         total = int(np.searchsorted(ends - units / self.rate, len(timeline) * FRAME_S, side="left"))
         first, stop = self.placed, self._phrase_word + total
@@ -200,21 +211,30 @@ class IncrementalEstimate:
         if marks:
             stopped = timeline[-1] == speech[-1] and len(voiced) - 1 - speech[-1] >= MIN_PAUSE_FRAMES
             stop = marks[0] + 1 if stopped else marks[0]
-            used = len(timeline) if stopped else max(1, int(round(ends[stop - self._phrase_word - 1] / FRAME_S)))
+            used = (
+                len(timeline) if stopped else max(1, int(round(ends[stop - self._phrase_word - 1] / FRAME_S)))
+            )
         if stop > first:
-            if timeline[-1] + 1 == len(self._db):  # speech reaches the decoded edge: the straddler runs past it
+            if timeline[-1] + 1 == len(
+                self._db
+            ):  # speech reaches the decoded edge: the straddler runs past it
                 beyond = np.arange(len(self._db), len(self._db) + max(0, used - len(timeline)))
             else:  # silence at the edge may be the pause that ends the group: no word is placed in it
                 beyond = np.zeros(0, np.int64)
             frames = np.concatenate((timeline, beyond))[:used]
             frames = frames[frames >= self._from]
-            out += self._commit(_place(self.words[first:stop], self.units[first:stop], frames, at=self._from),
-                                stop - first)
+            out += self._commit(
+                _place(self.words[first:stop], self.units[first:stop], frames, at=self._from), stop - first
+            )
             # The straddler's span ends at the decoded edge (clamped), so the audio past it is not yet owned.
-            self._from = max(self._from, min(int(frames[-1]) + 1, len(self._db)) if len(frames) else self._from)
+            self._from = max(
+                self._from, min(int(frames[-1]) + 1, len(self._db)) if len(frames) else self._from
+            )
         return out
 
-    def _groups(self, timeline: np.ndarray, closed: list[tuple[int, int]]) -> list[tuple[int, tuple[int, int]]]:
+    def _groups(
+        self, timeline: np.ndarray, closed: list[tuple[int, int]]
+    ) -> list[tuple[int, tuple[int, int]]]:
         """The groups the closed pauses settle: (word index the group ends before, its pause), in order.
 
         The offline method's search (`estimate._assign`) over the open group's start and the closed pauses, with
@@ -234,8 +254,8 @@ class IncrementalEstimate:
             return []
         positions = np.concatenate(([0.0], [np.count_nonzero(timeline < a) * FRAME_S for a, _ in closed]))
         skip = np.array([((b - a) * FRAME_S / SKIP_SCALE_S) ** 2 for a, b in closed])
-        cumulative = np.concatenate(([0.0], np.cumsum(self.units[base:base + n])))
-        bonus = np.array([0.0] + [pause_weight(w) for w in self.words[base:base + n]])
+        cumulative = np.concatenate(([0.0], np.cumsum(self.units[base : base + n])))
+        bonus = np.array([0.0] + [pause_weight(w) for w in self.words[base : base + n]])
         units = cumulative[None, :] - cumulative[:, None]  # units[j', j]: words j'..j-1
         measured = self.measured
         if not measured:  # with the rate free, a sentence end counting double would pull groups past commas
@@ -243,10 +263,14 @@ class IncrementalEstimate:
         if measured:
             rates = np.array([self.rate])
         else:
-            rates = self.rate * np.exp(np.linspace(-UNMEASURED_RATE_SPAN, UNMEASURED_RATE_SPAN, UNMEASURED_RATES))
+            rates = self.rate * np.exp(
+                np.linspace(-UNMEASURED_RATE_SPAN, UNMEASURED_RATE_SPAN, UNMEASURED_RATES)
+            )
         # The segmentation may end at any closed pause: the later ones are then inside the open group (a short
         # gap inside a word is no group's end), costing what skipping them costs.
-        after = np.concatenate((np.cumsum(skip[::-1])[::-1], [0.0]))  # after[b]: skipping the pauses past node b
+        after = np.concatenate(
+            (np.cumsum(skip[::-1])[::-1], [0.0])
+        )  # after[b]: skipping the pauses past node b
         best: tuple[float, int, np.ndarray, np.ndarray] | None = None
         for rate in rates:
             cost, back = self._search(positions, skip, units, bonus, low, n, float(rate))
@@ -272,8 +296,15 @@ class IncrementalEstimate:
         return chosen[:-1]
 
     @staticmethod
-    def _search(positions: np.ndarray, skip: np.ndarray, units: np.ndarray, bonus: np.ndarray, low: int, n: int,
-                rate: float) -> tuple[np.ndarray, np.ndarray]:
+    def _search(
+        positions: np.ndarray,
+        skip: np.ndarray,
+        units: np.ndarray,
+        bonus: np.ndarray,
+        low: int,
+        n: int,
+        rate: float,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """`_groups`' dynamic programme at one rate: cost[node, j] of the best segmentation of words[:j] ending at
         the node, and its back pointers (previous node, previous boundary)."""
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -281,7 +312,9 @@ class IncrementalEstimate:
         # Punctuation inside a group (spoken without a pause) costs its bonus: the offline search, which uses every
         # word, gets this from the bonus alone; with the number of words free, skipping marks would be free.
         marks = np.concatenate(([0.0], np.cumsum(bonus)))  # marks[m]: the bonus of boundaries 0..m-1
-        inside = PUNCT_BONUS * np.maximum(marks[None, :-1] - marks[1:, None], 0.0)  # [j', j]: boundaries j'+1..j-1
+        inside = PUNCT_BONUS * np.maximum(
+            marks[None, :-1] - marks[1:, None], 0.0
+        )  # [j', j]: boundaries j'+1..j-1
         nodes = len(positions)
         cost = np.full((nodes, n + 1), np.inf)
         cost[0, 0] = 0.0
@@ -291,7 +324,7 @@ class IncrementalEstimate:
                 duration = positions[b] - positions[a]
                 if duration <= 0 or not np.isfinite(cost[a]).any():
                     continue
-                skipped = skip[a:b - 1].sum()  # the pauses between nodes a and b are inside the group
+                skipped = skip[a : b - 1].sum()  # the pauses between nodes a and b are inside the group
                 # A group ending at the last closed pause has no words after it to keep its count honest (the
                 # offline search must use every word): there the rate weighs more against the punctuation bonus.
                 weight = RATE_WEIGHT * (END_RATE_FACTOR if b == nodes - 1 else 1.0)

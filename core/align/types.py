@@ -104,8 +104,13 @@ class Alignment:
         """Times multiplied by `factor` (audio played `1 / factor` times as fast afterwards)."""
         if factor == 1.0:
             return self
-        words = tuple(replace(w, start=round(w.start * factor, 3), end=round(w.end * factor, 3)) for w in self.words)
+        words = tuple(
+            replace(w, start=round(w.start * factor, 3), end=round(w.end * factor, 3)) for w in self.words
+        )
         return Alignment(words, self.method, self.duration * factor)
 
     def to_json(self) -> dict[str, list[dict[str, str | float]]]:
-        return {"words": [w.to_json() for w in self.words], "characters": [c.to_json() for c in self.characters]}
+        return {
+            "words": [w.to_json() for w in self.words],
+            "characters": [c.to_json() for c in self.characters],
+        }

@@ -79,7 +79,7 @@ def pause_weight(word: str) -> float:
 
 
 def script_language(text: str) -> str:
-    """"zh" when the text has Han characters, "hi" when it has Devanagari, else "en" (picks a per-language model)."""
+    """ "zh" when the text has Han characters, "hi" when it has Devanagari, else "en" (picks a per-language model)."""
     if _HAN_RE.search(text):
         return "zh"
     if _DEV_RE.search(text):

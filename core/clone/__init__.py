@@ -26,7 +26,16 @@ from core.clone.reference_audio import (
 )
 
 __all__ = [
-    "ENCODER_SAMPLE_RATE", "MAX_REFERENCE_BYTES", "MAX_REFERENCE_SECONDS", "MIN_REFERENCE_SECONDS",
-    "CloningUnavailable", "EncodeAbandoned", "ReferenceAudio", "ReferenceAudioError", "ReferenceEncoder", "ReferenceTokens",
-    "cloning_unavailable_reason", "decode_reference_audio",
+    "ENCODER_SAMPLE_RATE",
+    "MAX_REFERENCE_BYTES",
+    "MAX_REFERENCE_SECONDS",
+    "MIN_REFERENCE_SECONDS",
+    "CloningUnavailable",
+    "EncodeAbandoned",
+    "ReferenceAudio",
+    "ReferenceAudioError",
+    "ReferenceEncoder",
+    "ReferenceTokens",
+    "cloning_unavailable_reason",
+    "decode_reference_audio",
 ]

@@ -20,9 +20,15 @@ from core.clone.reference_audio import ReferenceAudioError, decode_reference_aud
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.clone", description=__doc__.splitlines()[0])
-    parser.add_argument("model_dir", type=Path, help="Spark-TTS model directory (BiCodec/, wav2vec2-large-xlsr-53/)")
-    parser.add_argument("audio", type=Path, help="reference recording (WAV, FLAC, MP3, Ogg, M4A, WebM; 1-30 s)")
-    parser.add_argument("--transcript", default=None, help="what the reference says (for continuation prompts)")
+    parser.add_argument(
+        "model_dir", type=Path, help="Spark-TTS model directory (BiCodec/, wav2vec2-large-xlsr-53/)"
+    )
+    parser.add_argument(
+        "audio", type=Path, help="reference recording (WAV, FLAC, MP3, Ogg, M4A, WebM; 1-30 s)"
+    )
+    parser.add_argument(
+        "--transcript", default=None, help="what the reference says (for continuation prompts)"
+    )
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     args = parser.parse_args(argv)
     try:
@@ -38,8 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CloningUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = {"global_tokens": list(tokens.global_tokens), "semantic_tokens": list(tokens.semantic_tokens or ()),
-           "reference_seconds": round(reference.duration_s, 3)}
+    out = {
+        "global_tokens": list(tokens.global_tokens),
+        "semantic_tokens": list(tokens.semantic_tokens or ()),
+        "reference_seconds": round(reference.duration_s, 3),
+    }
     if args.transcript is not None:
         out["transcript"] = args.transcript
     print(json.dumps(out))

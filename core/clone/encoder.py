@@ -38,8 +38,12 @@ BICODEC_DIR = "BiCodec"
 ROOT_CONFIG = "config.yaml"
 # The four root `config.yaml` keys upstream's tokenizer reads, with the released values
 # (docs/reference/spark-tts.md#checkpoint-layout).
-ROOT_DEFAULTS: dict[str, Any] = {"sample_rate": 16000, "ref_segment_duration": 6, "latent_hop_length": 320,
-                                 "volume_normalize": True}
+ROOT_DEFAULTS: dict[str, Any] = {
+    "sample_rate": 16000,
+    "ref_segment_duration": 6,
+    "latent_hop_length": 320,
+    "volume_normalize": True,
+}
 VOLUME_COEFF = 0.2
 
 
@@ -114,13 +118,17 @@ def load_encode_tensors(module: nn.Module, weights: Path, prefix: str) -> None:
         missing = sorted(prefix + n for n in expected if prefix + n not in names)
         if missing:
             more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
-            raise CloningUnavailable(f"{weights}: lacks the encoder tensor(s) {missing[:3]}{more}; voice cloning "
-                                     "needs the full BiCodec checkpoint (the released file has them)")
+            raise CloningUnavailable(
+                f"{weights}: lacks the encoder tensor(s) {missing[:3]}{more}; voice cloning "
+                "needs the full BiCodec checkpoint (the released file has them)"
+            )
         for name, shape in expected.items():
             tensor = f.get_tensor(prefix + name)
             if tuple(tensor.shape) != shape:
-                raise CloningUnavailable(f"{weights}: tensor {prefix + name} has shape {list(tensor.shape)}, "
-                                         f"expected {list(shape)}")
+                raise CloningUnavailable(
+                    f"{weights}: tensor {prefix + name} has shape {list(tensor.shape)}, "
+                    f"expected {list(shape)}"
+                )
             state[name] = tensor.to(torch.float32)
     module.load_state_dict(state, strict=True, assign=True)
     fold_weight_norms(module)
@@ -136,11 +144,21 @@ class ReferenceEncoder:
     """Loaded once per process (lazily: wav2vec2 is 1.2 GB and only cloning needs it). Thread-safe for calls
     that do not overlap; the service runs one encode at a time per encoder."""
 
-    def __init__(self, *, root_config: Mapping[str, Any], mel: MagnitudeMel, speaker: SpeakerTokenizer,
-                 semantic: SemanticTokenizer, wav2vec2: Wav2VecFeatures, device: torch.device) -> None:
+    def __init__(
+        self,
+        *,
+        root_config: Mapping[str, Any],
+        mel: MagnitudeMel,
+        speaker: SpeakerTokenizer,
+        semantic: SemanticTokenizer,
+        wav2vec2: Wav2VecFeatures,
+        device: torch.device,
+    ) -> None:
         config = {**ROOT_DEFAULTS, **root_config}
         if int(config["sample_rate"]) != 16000:
-            raise CloningUnavailable(f"root config sample_rate {config['sample_rate']}: only 16000 is supported")
+            raise CloningUnavailable(
+                f"root config sample_rate {config['sample_rate']}: only 16000 is supported"
+            )
         self.volume_normalize = bool(config["volume_normalize"])
         hop = int(config["latent_hop_length"])
         self.clip_samples = int(16000 * float(config["ref_segment_duration"])) // hop * hop
@@ -150,7 +168,9 @@ class ReferenceEncoder:
         self.load_seconds: float | None = None
 
     @classmethod
-    def from_pretrained(cls, model_dir: str | os.PathLike[str], device: str | torch.device = "cpu") -> ReferenceEncoder:
+    def from_pretrained(
+        cls, model_dir: str | os.PathLike[str], device: str | torch.device = "cpu"
+    ) -> ReferenceEncoder:
         started = time.perf_counter()
         root = Path(model_dir)
         reason = cloning_unavailable_reason(root)
@@ -158,13 +178,17 @@ class ReferenceEncoder:
             raise CloningUnavailable(reason)
         root_config = _read_yaml(root / ROOT_CONFIG) if (root / ROOT_CONFIG).is_file() else {}
         bicodec_config_path = root / BICODEC_DIR / CONFIG_FILE
-        config = unwrap_config(_read_yaml(bicodec_config_path) if bicodec_config_path.is_file() else RELEASED_CONFIG)
+        config = unwrap_config(
+            _read_yaml(bicodec_config_path) if bicodec_config_path.is_file() else RELEASED_CONFIG
+        )
         weights = root / BICODEC_DIR / WEIGHTS_FILE
         device = torch.device(device)
         try:
             widths = SpeakerWidths.from_shapes(_tensor_shapes(weights, "speaker_encoder."))
         except KeyError as exc:
-            raise CloningUnavailable(f"{weights}: {exc.args[0]}; voice cloning needs the full BiCodec checkpoint") from exc
+            raise CloningUnavailable(
+                f"{weights}: {exc.args[0]}; voice cloning needs the full BiCodec checkpoint"
+            ) from exc
         with torch.device("meta"):
             speaker = SpeakerTokenizer(widths, config["speaker_encoder"]["fsq_levels"])
             semantic = SemanticTokenizer(config["encoder"], config["quantizer"])
@@ -172,11 +196,18 @@ class ReferenceEncoder:
         load_encode_tensors(semantic, weights, "")
         mel = MagnitudeMel(MelConfig.from_dict(config["mel_params"]))
         if mel.config.num_mels != widths.mel_bins:
-            raise CloningUnavailable(f"{bicodec_config_path}: num_mels {mel.config.num_mels} but the speaker encoder "
-                                     f"reads {widths.mel_bins} mel bins")
-        encoder = cls(root_config=root_config, mel=mel.to(device), speaker=speaker.to(device),
-                      semantic=semantic.to(device), wav2vec2=Wav2VecFeatures.from_pretrained(root / WAV2VEC2_DIR, device),
-                      device=device)
+            raise CloningUnavailable(
+                f"{bicodec_config_path}: num_mels {mel.config.num_mels} but the speaker encoder "
+                f"reads {widths.mel_bins} mel bins"
+            )
+        encoder = cls(
+            root_config=root_config,
+            mel=mel.to(device),
+            speaker=speaker.to(device),
+            semantic=semantic.to(device),
+            wav2vec2=Wav2VecFeatures.from_pretrained(root / WAV2VEC2_DIR, device),
+            device=device,
+        )
         encoder.load_seconds = time.perf_counter() - started
         return encoder
 
@@ -197,8 +228,9 @@ class ReferenceEncoder:
         ids = self.semantic(features.to(self.device))
         return tuple(int(s) for s in ids[0].tolist())
 
-    def encode(self, samples: np.ndarray, *, semantic: bool = True,
-               stop: threading.Event | None = None) -> ReferenceTokens:
+    def encode(
+        self, samples: np.ndarray, *, semantic: bool = True, stop: threading.Event | None = None
+    ) -> ReferenceTokens:
         """`samples`: 16 kHz mono (as `decode_reference_audio` returns, before volume normalisation). `stop`: set by
         whoever waits for this call when it no longer wants the answer (its client left, its deadline passed);
         checked between stages, so an abandoned encode costs at most the stage it was in (EncodeAbandoned)."""
@@ -206,8 +238,9 @@ class ReferenceEncoder:
         _check(stop)
         globals_ = self.global_tokens(prepared)
         _check(stop)
-        return ReferenceTokens(global_tokens=globals_,
-                               semantic_tokens=self.semantic_tokens(prepared) if semantic else None)
+        return ReferenceTokens(
+            global_tokens=globals_, semantic_tokens=self.semantic_tokens(prepared) if semantic else None
+        )
 
 
 def _check(stop: threading.Event | None) -> None:

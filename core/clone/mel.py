@@ -66,9 +66,12 @@ class MelConfig:
     def from_dict(cls, params: Mapping[str, Any]) -> MelConfig:
         f_max = params.get("mel_fmax")
         return cls(
-            sample_rate=int(params["sample_rate"]), n_fft=int(params["n_fft"]),
-            win_length=int(params.get("win_length") or params["n_fft"]), hop_length=int(params["hop_length"]),
-            f_min=float(params.get("mel_fmin", 0.0)), f_max=None if f_max is None else float(f_max),
+            sample_rate=int(params["sample_rate"]),
+            n_fft=int(params["n_fft"]),
+            win_length=int(params.get("win_length") or params["n_fft"]),
+            hop_length=int(params["hop_length"]),
+            f_min=float(params.get("mel_fmin", 0.0)),
+            f_max=None if f_max is None else float(f_max),
             num_mels=int(params["num_mels"]),
         )
 
@@ -93,8 +96,16 @@ class MagnitudeMel(nn.Module):
     def forward(self, waveform: Tensor) -> Tensor:
         c = self.config
         spectrum = torch.stft(
-            waveform, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length, window=self.window,
-            center=True, pad_mode="reflect", normalized=False, onesided=True, return_complex=True,
+            waveform,
+            n_fft=c.n_fft,
+            hop_length=c.hop_length,
+            win_length=c.win_length,
+            window=self.window,
+            center=True,
+            pad_mode="reflect",
+            normalized=False,
+            onesided=True,
+            return_complex=True,
         )
         magnitude = spectrum.abs()  # [B, n_freqs, frames]
         return torch.matmul(magnitude.transpose(-1, -2), self.filterbank).transpose(-1, -2)

@@ -71,15 +71,20 @@ def _first_channel(frame: av.AudioFrame) -> np.ndarray:
         return np.asarray(channel, dtype=np.float64)
     scale = {"u8": 128.0, "s16": 32768.0, "s32": 2147483648.0, "s64": 9223372036854775808.0}.get(name)
     if scale is None:
-        raise ReferenceAudioError("UNSUPPORTED_AUDIO_FORMAT", f"sample format {frame.format.name} is not supported")
+        raise ReferenceAudioError(
+            "UNSUPPORTED_AUDIO_FORMAT", f"sample format {frame.format.name} is not supported"
+        )
     values = np.asarray(channel, dtype=np.float64)
     return (values - 128.0) / 128.0 if name == "u8" else values / scale
 
 
 def _checked_rate(rate: int) -> int:
     if not MIN_SOURCE_RATE <= rate <= MAX_SOURCE_RATE:
-        raise ReferenceAudioError("INVALID_AUDIO", f"the audio's sample rate is {rate} Hz; accepted rates are "
-                                  f"{MIN_SOURCE_RATE} to {MAX_SOURCE_RATE} Hz")
+        raise ReferenceAudioError(
+            "INVALID_AUDIO",
+            f"the audio's sample rate is {rate} Hz; accepted rates are "
+            f"{MIN_SOURCE_RATE} to {MAX_SOURCE_RATE} Hz",
+        )
     return rate
 
 
@@ -95,14 +100,19 @@ def decode_reference_audio(
 
     if len(data) > max_bytes:
         raise ReferenceAudioError(
-            "PAYLOAD_TOO_LARGE", f"the audio file is {len(data)} bytes; at most {max_bytes} bytes are accepted")
+            "PAYLOAD_TOO_LARGE",
+            f"the audio file is {len(data)} bytes; at most {max_bytes} bytes are accepted",
+        )
     if not data:
         raise ReferenceAudioError("INVALID_AUDIO", "the audio file is empty")
     try:
         container = av.open(io.BytesIO(data), mode="r")
     except (av.error.FFmpegError, ValueError, OSError) as exc:
-        raise ReferenceAudioError("INVALID_AUDIO", "the file is not audio in a known container "
-                                  "(accepted: WAV, FLAC, MP3, Ogg/Opus/Vorbis, M4A/AAC, WebM)") from exc
+        raise ReferenceAudioError(
+            "INVALID_AUDIO",
+            "the file is not audio in a known container "
+            "(accepted: WAV, FLAC, MP3, Ogg/Opus/Vorbis, M4A/AAC, WebM)",
+        ) from exc
     with container:
         streams = container.streams.audio
         if not streams:
@@ -110,8 +120,10 @@ def decode_reference_audio(
         stream = streams[0]
         if stream.codec_context is None:  # libav knows the container but has no decoder for this codec
             tag = f"codec tag {stream.codec_tag!r}" if getattr(stream, "codec_tag", None) else "unknown codec"
-            raise ReferenceAudioError("UNSUPPORTED_AUDIO_FORMAT", f"the audio codec ({tag}) is not supported; "
-                                      "send WAV, FLAC, MP3, Opus, Vorbis or AAC")
+            raise ReferenceAudioError(
+                "UNSUPPORTED_AUDIO_FORMAT",
+                f"the audio codec ({tag}) is not supported; send WAV, FLAC, MP3, Opus, Vorbis or AAC",
+            )
         codec_name = stream.codec_context.name
         rate = int(stream.codec_context.sample_rate or 0)
         channels = int(stream.codec_context.channels or 0)
@@ -128,37 +140,56 @@ def decode_reference_audio(
                     first_rate = rate = _checked_rate(frame_rate)
                 elif frame_rate != first_rate:
                     raise ReferenceAudioError(
-                        "INVALID_AUDIO", f"the sample rate changes mid-stream ({first_rate} Hz, then {frame_rate} Hz);"
-                        " send audio at one sample rate")
+                        "INVALID_AUDIO",
+                        f"the sample rate changes mid-stream ({first_rate} Hz, then {frame_rate} Hz);"
+                        " send audio at one sample rate",
+                    )
                 piece = _first_channel(frame)
                 pieces.append(piece)
                 total += piece.size
                 if total > int((max_seconds + 0.5) * rate):
                     raise ReferenceAudioError(
-                        "AUDIO_TOO_LONG", f"the reference is longer than {max_seconds:g} s; send {max_seconds:g} s "
-                        "or less (6-15 s of clear speech works best)")
+                        "AUDIO_TOO_LONG",
+                        f"the reference is longer than {max_seconds:g} s; send {max_seconds:g} s "
+                        "or less (6-15 s of clear speech works best)",
+                    )
         except ReferenceAudioError:
             raise
         except av.error.DecoderNotFoundError as exc:
-            raise ReferenceAudioError("UNSUPPORTED_AUDIO_FORMAT",
-                                      f"the audio codec {codec_name!r} is not supported") from exc
+            raise ReferenceAudioError(
+                "UNSUPPORTED_AUDIO_FORMAT", f"the audio codec {codec_name!r} is not supported"
+            ) from exc
         except (av.error.FFmpegError, ValueError) as exc:
             if not pieces:
-                raise ReferenceAudioError("INVALID_AUDIO", f"the audio could not be decoded ({codec_name})") from exc
+                raise ReferenceAudioError(
+                    "INVALID_AUDIO", f"the audio could not be decoded ({codec_name})"
+                ) from exc
             # A truncated upload: keep what decoded, as players do; the length checks below still apply.
     samples = np.concatenate(pieces) if pieces else np.zeros(0)
     if not np.all(np.isfinite(samples)):
         raise ReferenceAudioError("INVALID_AUDIO", "the audio holds NaN or infinite samples")
     if rate != ENCODER_SAMPLE_RATE and samples.size:
-        samples = np.asarray(soxr.resample(samples, rate, ENCODER_SAMPLE_RATE, quality="VHQ"), dtype=np.float64)
+        samples = np.asarray(
+            soxr.resample(samples, rate, ENCODER_SAMPLE_RATE, quality="VHQ"), dtype=np.float64
+        )
     duration = samples.size / ENCODER_SAMPLE_RATE
     if duration < min_seconds:
-        raise ReferenceAudioError("AUDIO_TOO_SHORT", f"the reference is {duration:.2f} s long; at least "
-                                  f"{min_seconds:g} s of speech is needed (6-15 s works best)")
+        raise ReferenceAudioError(
+            "AUDIO_TOO_SHORT",
+            f"the reference is {duration:.2f} s long; at least "
+            f"{min_seconds:g} s of speech is needed (6-15 s works best)",
+        )
     if duration > max_seconds:
-        raise ReferenceAudioError("AUDIO_TOO_LONG", f"the reference is {duration:.1f} s long; send {max_seconds:g} s "
-                                  "or less (6-15 s of clear speech works best)")
+        raise ReferenceAudioError(
+            "AUDIO_TOO_LONG",
+            f"the reference is {duration:.1f} s long; send {max_seconds:g} s "
+            "or less (6-15 s of clear speech works best)",
+        )
     if float(np.max(np.abs(samples))) < SILENCE_PEAK:
-        raise ReferenceAudioError("AUDIO_SILENT", "the reference is silent (its loudest sample is below -60 dBFS); "
-                                  "record closer to the microphone")
-    return ReferenceAudio(samples=samples, source_sample_rate=rate, source_channels=channels, codec=codec_name)
+        raise ReferenceAudioError(
+            "AUDIO_SILENT",
+            "the reference is silent (its loudest sample is below -60 dBFS); record closer to the microphone",
+        )
+    return ReferenceAudio(
+        samples=samples, source_sample_rate=rate, source_channels=channels, codec=codec_name
+    )

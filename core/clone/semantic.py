@@ -33,16 +33,22 @@ WAV2VEC2_LAYERS = (11, 14, 16)
 class Wav2VecFeatures:
     """Waveform (16 kHz) -> mean of the three wav2vec2 layer outputs [1, frames, hidden]."""
 
-    def __init__(self, model: Wav2Vec2Model, extractor: Wav2Vec2FeatureExtractor,
-                 layers: Sequence[int] = WAV2VEC2_LAYERS) -> None:
+    def __init__(
+        self,
+        model: Wav2Vec2Model,
+        extractor: Wav2Vec2FeatureExtractor,
+        layers: Sequence[int] = WAV2VEC2_LAYERS,
+    ) -> None:
         self.layers = tuple(layers)
         encoder_layers = model.encoder.layers
         if len(encoder_layers) < max(self.layers):
             raise ValueError(f"wav2vec2 has {len(encoder_layers)} layers; layer {max(self.layers)} is needed")
         if not getattr(model.config, "do_stable_layer_norm", False):
-            raise ValueError("wav2vec2 must use the stable-layer-norm encoder (do_stable_layer_norm: true), as "
-                             "wav2vec2-large-xlsr-53 does; with the other variant hidden state k is not layer k's output")
-        del encoder_layers[max(self.layers):]  # later layers never reach the features
+            raise ValueError(
+                "wav2vec2 must use the stable-layer-norm encoder (do_stable_layer_norm: true), as "
+                "wav2vec2-large-xlsr-53 does; with the other variant hidden state k is not layer k's output"
+            )
+        del encoder_layers[max(self.layers) :]  # later layers never reach the features
         # The encoder's final LayerNorm only shapes last_hidden_state, which is never read. Without it the last kept
         # layer's hidden state is its raw output whether or not a transformers version ties it to last_hidden_state.
         model.encoder.layer_norm = nn.Identity()  # type: ignore[assignment]  # typed LayerNorm; any Module serves
@@ -50,7 +56,9 @@ class Wav2VecFeatures:
         self.extractor = extractor
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike[str], device: str | torch.device = "cpu") -> Wav2VecFeatures:
+    def from_pretrained(
+        cls, directory: str | os.PathLike[str], device: str | torch.device = "cpu"
+    ) -> Wav2VecFeatures:
         from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
         from transformers.utils import logging as hf_logging
 
@@ -103,11 +111,15 @@ class FeatureEncoder(nn.Module):
         dim, inter = int(config["vocos_dim"]), int(config["vocos_intermediate_dim"])
         ratios = [int(r) for r in config.get("sample_ratios", [1, 1])]
         if any(r != 1 for r in ratios):
-            raise ValueError(f"encoder sample_ratios {ratios}: only ratio 1 (the released value) is supported")
-        self.encoder = VocosBackbone(dim, inter, int(config["vocos_num_layers"]), None,
-                                     input_channels=int(config["input_channels"]))
+            raise ValueError(
+                f"encoder sample_ratios {ratios}: only ratio 1 (the released value) is supported"
+            )
+        self.encoder = VocosBackbone(
+            dim, inter, int(config["vocos_num_layers"]), None, input_channels=int(config["input_channels"])
+        )
         self.downsample = nn.ModuleList(
-            nn.ModuleList([UnitRatioSampling(), VocosBackbone(dim, inter, 2, None)]) for _ in ratios)
+            nn.ModuleList([UnitRatioSampling(), VocosBackbone(dim, inter, 2, None)]) for _ in ratios
+        )
         self.project = nn.Linear(dim, int(config["out_channels"]))
 
     def forward(self, features: Tensor) -> Tensor:
@@ -124,7 +136,11 @@ class SemanticQuantizer(nn.Module):
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__()
-        size, dim, latent = int(config["codebook_size"]), int(config["codebook_dim"]), int(config["input_dim"])
+        size, dim, latent = (
+            int(config["codebook_size"]),
+            int(config["codebook_dim"]),
+            int(config["input_dim"]),
+        )
         self.in_project: nn.Module = WNConv1d(latent, dim, 1) if dim != latent else nn.Identity()
         self.codebook = nn.Embedding(size, dim, _weight=torch.empty(size, dim), _freeze=True)
 

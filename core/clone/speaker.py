@@ -29,8 +29,11 @@ RES2_DILATIONS = (2, 3, 4)
 PERCEIVER_HEAD_DIM = 64
 # Tensors of the speaker encoder that token extraction never reads (x-vector head, decode-side projections).
 UNUSED_PREFIXES = (
-    ECAPA_PREFIX + "pool.", ECAPA_PREFIX + "bn.", ECAPA_PREFIX + "linear.",
-    "speaker_encoder.project.", "speaker_encoder.quantizer.project_out.",
+    ECAPA_PREFIX + "pool.",
+    ECAPA_PREFIX + "bn.",
+    ECAPA_PREFIX + "linear.",
+    "speaker_encoder.project.",
+    "speaker_encoder.quantizer.project_out.",
 )
 
 
@@ -49,7 +52,9 @@ class BatchNorm(nn.Module):
         self.register_buffer("running_var", torch.empty(channels))
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return F.batch_norm(
+            x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+        )
 
 
 class ConvReluBN(nn.Module):
@@ -57,8 +62,13 @@ class ConvReluBN(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, dilation: int = 1) -> None:
         super().__init__()
-        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, padding=dilation * (kernel_size - 1) // 2,
-                              dilation=dilation)
+        self.conv = nn.Conv1d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            padding=dilation * (kernel_size - 1) // 2,
+            dilation=dilation,
+        )
         self.bn = BatchNorm(out_channels)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -74,7 +84,9 @@ class Res2Conv(nn.Module):
         super().__init__()
         self.width = channels // scale
         self.convs = nn.ModuleList(
-            nn.Conv1d(self.width, self.width, 3, padding=dilation, dilation=dilation) for _ in range(scale - 1))
+            nn.Conv1d(self.width, self.width, 3, padding=dilation, dilation=dilation)
+            for _ in range(scale - 1)
+        )
         self.bns = nn.ModuleList(BatchNorm(self.width) for _ in range(scale - 1))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -107,7 +119,9 @@ class SERes2Block(nn.Module):
     def __init__(self, channels: int, dilation: int, se_bottleneck: int) -> None:
         super().__init__()
         self.se_res2block = nn.Sequential(
-            ConvReluBN(channels, channels), Res2Conv(channels, dilation), ConvReluBN(channels, channels),
+            ConvReluBN(channels, channels),
+            Res2Conv(channels, dilation),
+            ConvReluBN(channels, channels),
             SqueezeExcite(channels, se_bottleneck),
         )
 
@@ -145,13 +159,16 @@ class SpeakerWidths:
         while PERCEIVER_PREFIX + f"layers.{depth}.0.to_q.weight" in shapes:
             depth += 1
         return cls(
-            mel_bins=int(layer1[1]), ecapa_channels=int(layer1[0]),
+            mel_bins=int(layer1[1]),
+            ecapa_channels=int(layer1[0]),
             ecapa_latent=int(shape(ECAPA_PREFIX + "conv.weight")[0]),
             se_bottleneck=int(shape(ECAPA_PREFIX + "layer2.se_res2block.3.linear1.weight")[0]),
-            latent_dim=int(latents[1]), token_num=int(latents[0]),
+            latent_dim=int(latents[1]),
+            token_num=int(latents[0]),
             perceiver_inner=int(shape(PERCEIVER_PREFIX + "layers.0.0.to_q.weight")[0]),
             feedforward_inner=int(shape(PERCEIVER_PREFIX + "layers.0.1.2.weight")[1]),
-            depth=depth, fsq_dims=int(shape("speaker_encoder.quantizer.project_in.weight")[0]),
+            depth=depth,
+            fsq_dims=int(shape("speaker_encoder.quantizer.project_in.weight")[0]),
         )
 
 
@@ -232,8 +249,12 @@ class PerceiverResampler(nn.Module):
         self.proj_context = nn.Linear(w.ecapa_latent, w.latent_dim)
         self.latents = empty_parameter(w.token_num, w.latent_dim)
         self.layers = nn.ModuleList(
-            nn.ModuleList([CrossAttention(w.latent_dim, w.perceiver_inner),
-                           GegluFeedForward(w.latent_dim, w.feedforward_inner)])
+            nn.ModuleList(
+                [
+                    CrossAttention(w.latent_dim, w.perceiver_inner),
+                    GegluFeedForward(w.latent_dim, w.feedforward_inner),
+                ]
+            )
             for _ in range(w.depth)
         )
         self.norm = RMSNorm(w.latent_dim)
@@ -291,7 +312,9 @@ class SpeakerTokenizer(nn.Module):
     def __init__(self, widths: SpeakerWidths, fsq_levels: Sequence[int]) -> None:
         super().__init__()
         if len(fsq_levels) != widths.fsq_dims:
-            raise ValueError(f"config fsq_levels has {len(fsq_levels)} levels but project_in makes {widths.fsq_dims}")
+            raise ValueError(
+                f"config fsq_levels has {len(fsq_levels)} levels but project_in makes {widths.fsq_dims}"
+            )
         self.widths = widths
         self.speaker_encoder = EcapaTdnn(widths)
         self.perceiver_sampler = PerceiverResampler(widths)

@@ -497,7 +497,9 @@ def _write_tree(root: Path, seed: int) -> None:
     _write_json(llm / "tokenizer_config.json", _tokenizer_config())
     _write_json(llm / "special_tokens_map.json", {"eos_token": IM_END, "pad_token": "<|endoftext|>"})
     random_bicodec.write_random_checkpoint(root / "BiCodec", random_bicodec.DEMO_CONFIG, seed)
-    write_random_wav2vec2(root / "wav2vec2-large-xlsr-53", random_bicodec.DEMO_CONFIG["encoder"]["input_channels"], seed)
+    write_random_wav2vec2(
+        root / "wav2vec2-large-xlsr-53", random_bicodec.DEMO_CONFIG["encoder"]["input_channels"], seed
+    )
     apbwe.write_random_checkpoint(root / "16kto48k", seed=seed)
     _write_json(root / "voices.json", demo_voices(seed))
 

@@ -123,8 +123,9 @@ class _RandomFill:
             out[p + "gamma"] = self.uniform(module.gamma.shape, 0.5, 1.5) / num_layers
 
 
-def build_random_state_dict(config: Mapping[str, Any], seed: int,
-                            speaker_widths: Mapping[str, int] | None = None) -> dict[str, Tensor]:
+def build_random_state_dict(
+    config: Mapping[str, Any], seed: int, speaker_widths: Mapping[str, int] | None = None
+) -> dict[str, Tensor]:
     """Random tensors for the whole released tree in its naming (weight_g / weight_v): the decode half and the
     encode half (so the demo can clone voices). Deterministic for a seed. `speaker_widths`: ECAPA / perceiver
     widths (DEMO_SPEAKER_WIDTHS by default; RELEASED_SPEAKER_WIDTHS for the released size)."""
@@ -161,10 +162,17 @@ def _owner_is_adanorm(model: nn.Module, name: str) -> bool:
 # ECAPA and perceiver widths are not config keys (upstream hard-codes 512 / 1536 / 128 / 8 heads); the loader reads
 # them from the tensor shapes, so the demo picks small ones: 32 channels (Res2 width 4), latent 96, one head of 64.
 DEMO_SPEAKER_WIDTHS = {"ecapa_channels": 32, "ecapa_latent": 96, "se_bottleneck": 16, "perceiver_inner": 64}
-RELEASED_SPEAKER_WIDTHS = {"ecapa_channels": 512, "ecapa_latent": 1536, "se_bottleneck": 128, "perceiver_inner": 512}
+RELEASED_SPEAKER_WIDTHS = {
+    "ecapa_channels": 512,
+    "ecapa_latent": 1536,
+    "se_bottleneck": 128,
+    "perceiver_inner": 512,
+}
 
 
-def _encoder_side_tensors(cfg: Mapping[str, Any], fill: _RandomFill, w: Mapping[str, int]) -> dict[str, Tensor]:
+def _encoder_side_tensors(
+    cfg: Mapping[str, Any], fill: _RandomFill, w: Mapping[str, int]
+) -> dict[str, Tensor]:
     """Every encode-side tensor a released file holds, so the demo can clone voices: the speaker encoder
     (ECAPA-TDNN with BatchNorm statistics and its x-vector head, perceiver, FSQ project_in), the feature encoder,
     the quantizer's in_project and code statistics, and two postnet tensors (training only)."""
@@ -174,13 +182,22 @@ def _encoder_side_tensors(cfg: Mapping[str, Any], fill: _RandomFill, w: Mapping[
     spk = cfg["speaker_encoder"]
     latent = int(spk["latent_dim"])
     widths = SpeakerWidths(
-        mel_bins=int(cfg["mel_params"]["num_mels"]), ecapa_channels=w["ecapa_channels"],
-        ecapa_latent=w["ecapa_latent"], se_bottleneck=w["se_bottleneck"], latent_dim=latent,
-        token_num=int(spk["token_num"]), perceiver_inner=w["perceiver_inner"],
-        feedforward_inner=int(latent * 4 * 2 / 3), depth=2, fsq_dims=len(spk["fsq_levels"]))
+        mel_bins=int(cfg["mel_params"]["num_mels"]),
+        ecapa_channels=w["ecapa_channels"],
+        ecapa_latent=w["ecapa_latent"],
+        se_bottleneck=w["se_bottleneck"],
+        latent_dim=latent,
+        token_num=int(spk["token_num"]),
+        perceiver_inner=w["perceiver_inner"],
+        feedforward_inner=int(latent * 4 * 2 / 3),
+        depth=2,
+        fsq_dims=len(spk["fsq_levels"]),
+    )
     with torch.device("meta"):
-        trees = {"speaker_encoder.": SpeakerTokenizer(widths, spk["fsq_levels"]),
-                 "": SemanticTokenizer(cfg["encoder"], cfg["quantizer"])}
+        trees = {
+            "speaker_encoder.": SpeakerTokenizer(widths, spk["fsq_levels"]),
+            "": SemanticTokenizer(cfg["encoder"], cfg["quantizer"]),
+        }
     out: dict[str, Tensor] = {}
     for root, tree in trees.items():
         for name, module in tree.named_modules():
@@ -195,18 +212,26 @@ def _encoder_side_tensors(cfg: Mapping[str, Any], fill: _RandomFill, w: Mapping[
             elif isinstance(module, RMSNorm):
                 out[prefix + "gamma"] = fill.uniform(module.gamma.shape, 0.8, 1.2)
             elif isinstance(module, nn.Linear) and module.bias is None:
-                out[prefix + "weight"] = fill.normal(module.weight.shape, 1.0 / math.sqrt(module.weight.shape[1]))
-            elif isinstance(module, GegluFeedForward | nn.ModuleList | nn.Sequential) or _owner_is_wnconv(tree, name):
+                out[prefix + "weight"] = fill.normal(
+                    module.weight.shape, 1.0 / math.sqrt(module.weight.shape[1])
+                )
+            elif isinstance(module, GegluFeedForward | nn.ModuleList | nn.Sequential) or _owner_is_wnconv(
+                tree, name
+            ):
                 continue
             else:
                 fill.module(prefix, module, out, num_layers=2)
         if root:
             out[root + "perceiver_sampler.latents"] = fill.normal((widths.token_num, latent), 1.0)
-    expected = {f"speaker_encoder.{n}": tuple(t.shape) for n, t in trees["speaker_encoder."].state_dict().items()}
+    expected = {
+        f"speaker_encoder.{n}": tuple(t.shape) for n, t in trees["speaker_encoder."].state_dict().items()
+    }
     expected.update({n: tuple(t.shape) for n, t in trees[""].state_dict().items()})
     covered = {n: tuple(t.shape) for n, t in out.items() if not n.endswith("num_batches_tracked")}
     if covered != expected:
-        raise RuntimeError(f"random fill does not cover the encode tree: {sorted(set(expected) ^ set(covered))[:5]}")
+        raise RuntimeError(
+            f"random fill does not cover the encode tree: {sorted(set(expected) ^ set(covered))[:5]}"
+        )
     # Also in a released file, never read by encode or decode.
     ecapa = "speaker_encoder.speaker_encoder."
     pooled = 2 * widths.ecapa_latent
@@ -234,13 +259,17 @@ def _postnet_tensors(post: Mapping[str, Any], fill: _RandomFill) -> dict[str, Te
     with torch.device("meta"):
         tree = nn.Module()
         tree.linear_pre = nn.Linear(int(post["input_channels"]), dim)
-        tree.downsample = nn.ModuleList(nn.ModuleList([UnitRatioSampling(), VocosBackbone(dim, inter, 2, None)])
-                                        for _ in post.get("sample_ratios", [1, 1]))
+        tree.downsample = nn.ModuleList(
+            nn.ModuleList([UnitRatioSampling(), VocosBackbone(dim, inter, 2, None)])
+            for _ in post.get("sample_ratios", [1, 1])
+        )
         tree.vocos_backbone = VocosBackbone(dim, inter, int(post["vocos_num_layers"]), None)
         tree.linear = nn.Linear(dim, int(post["out_channels"]))
     out: dict[str, Tensor] = {}
     for name, module in tree.named_modules():
-        fill.module(f"postnet.{name}." if name else "postnet.", module, out, num_layers=int(post["vocos_num_layers"]))
+        fill.module(
+            f"postnet.{name}." if name else "postnet.", module, out, num_layers=int(post["vocos_num_layers"])
+        )
     return out
 
 

@@ -28,10 +28,20 @@ def write_random_wav2vec2(out_dir: Path, hidden_size: int, seed: int) -> None:
     from transformers.utils import logging as hf_logging
 
     config = Wav2Vec2Config(
-        hidden_size=hidden_size, num_hidden_layers=24, num_attention_heads=2, intermediate_size=2 * hidden_size,
-        conv_dim=(16,) * 7, conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2),
-        conv_bias=True, feat_extract_norm="layer", do_stable_layer_norm=True, num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=4, layer_norm_eps=1e-5, architectures=["Wav2Vec2ForPreTraining"],
+        hidden_size=hidden_size,
+        num_hidden_layers=24,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden_size,
+        conv_dim=(16,) * 7,
+        conv_kernel=(10, 3, 3, 3, 3, 2, 2),
+        conv_stride=(5, 2, 2, 2, 2, 2, 2),
+        conv_bias=True,
+        feat_extract_norm="layer",
+        do_stable_layer_norm=True,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        layer_norm_eps=1e-5,
+        architectures=["Wav2Vec2ForPreTraining"],
     )
     torch.manual_seed(seed)
     model = Wav2Vec2Model(config).eval()
@@ -42,4 +52,6 @@ def write_random_wav2vec2(out_dir: Path, hidden_size: int, seed: int) -> None:
     finally:
         hf_logging.enable_progress_bar()
     (out_dir / "model.safetensors").chmod(0o644)  # safetensors creates it owner-only
-    (out_dir / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR_CONFIG, indent=2) + "\n", encoding="utf-8")
+    (out_dir / "preprocessor_config.json").write_text(
+        json.dumps(PREPROCESSOR_CONFIG, indent=2) + "\n", encoding="utf-8"
+    )

@@ -17,7 +17,21 @@ from core.guards.text_budget import (
 from core.guards.token_guards import HeldToken, LengthLimit, LoopDetector
 
 __all__ = [
-    "GUARD_MODES", "GUARD_NAMES", "AlignmentVerdict", "ChunkGuards", "GuardConfig", "GuardMode", "GuardName",
-    "HeldToken", "LengthLimit", "LoopDetector", "SilenceDetector", "Trip", "check_alignment", "expected_tokens",
-    "longest_spaced_word", "requested_pause_seconds", "speech_seconds",
+    "GUARD_MODES",
+    "GUARD_NAMES",
+    "AlignmentVerdict",
+    "ChunkGuards",
+    "GuardConfig",
+    "GuardMode",
+    "GuardName",
+    "HeldToken",
+    "LengthLimit",
+    "LoopDetector",
+    "SilenceDetector",
+    "Trip",
+    "check_alignment",
+    "expected_tokens",
+    "longest_spaced_word",
+    "requested_pause_seconds",
+    "speech_seconds",
 ]

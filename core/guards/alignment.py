@@ -17,8 +17,9 @@ class AlignmentVerdict:
     tripped: bool
 
 
-def check_alignment(scores: Sequence[float], *, min_score: float, max_missing: float,
-                    max_missing_run: int) -> AlignmentVerdict:
+def check_alignment(
+    scores: Sequence[float], *, min_score: float, max_missing: float, max_missing_run: int
+) -> AlignmentVerdict:
     """Trip when more than `max_missing` of the words, or `max_missing_run` words in a row, were not found."""
     missing = tuple(i for i, score in enumerate(scores) if not score >= min_score)  # NaN counts as missing
     longest = run = 0

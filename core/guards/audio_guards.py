@@ -24,10 +24,13 @@ class SilenceDetector:
         self.longest = 0
 
     def feed(self, audio: np.ndarray) -> int | None:
-        data = np.concatenate([self._carry, np.asarray(audio, np.float32).ravel()]) if self._carry.size \
+        data = (
+            np.concatenate([self._carry, np.asarray(audio, np.float32).ravel()])
+            if self._carry.size
             else np.asarray(audio, np.float32).ravel()
+        )
         whole = data.size // self.frame
-        self._carry = data[whole * self.frame:].copy()
+        self._carry = data[whole * self.frame :].copy()
         if not whole:
             return None
         frames = data[: whole * self.frame].reshape(whole, self.frame)

@@ -35,12 +35,20 @@ class ChunkGuards:
         self.text = text
         self.expected = expected_tokens(text)
         self.allowed_silence_s = c.silence_max_s + requested_pause_seconds(text)
-        self.length = LengthLimit(self.expected, max_ratio=c.length_max_ratio,
-                                  slack_tokens=round(c.length_slack_s * SEMANTIC_TOKENS_PER_SECOND),
-                                  min_ratio=c.length_min_ratio,
-                                  min_expected_tokens=round(c.length_min_expected_s * SEMANTIC_TOKENS_PER_SECOND))
-        self.loop = LoopDetector(ngram=c.loop_ngram, min_distinct=c.loop_min_distinct, window=c.loop_window,
-                                 min_tokens=c.loop_min_tokens, max_share=c.loop_max_repeat_share)
+        self.length = LengthLimit(
+            self.expected,
+            max_ratio=c.length_max_ratio,
+            slack_tokens=round(c.length_slack_s * SEMANTIC_TOKENS_PER_SECOND),
+            min_ratio=c.length_min_ratio,
+            min_expected_tokens=round(c.length_min_expected_s * SEMANTIC_TOKENS_PER_SECOND),
+        )
+        self.loop = LoopDetector(
+            ngram=c.loop_ngram,
+            min_distinct=c.loop_min_distinct,
+            window=c.loop_window,
+            min_tokens=c.loop_min_tokens,
+            max_share=c.loop_max_repeat_share,
+        )
         self.held = HeldToken(round(self.allowed_silence_s * SEMANTIC_TOKENS_PER_SECOND))
         self.silence = SilenceDetector(sample_rate, level_db=c.silence_db, max_s=self.allowed_silence_s)
         self._samples_per_token = sample_rate // SEMANTIC_TOKENS_PER_SECOND
@@ -64,14 +72,29 @@ class ChunkGuards:
         c, on = self.config, self._on
         found: list[Trip | None] = []
         if on["length"] and (at := self.length.feed(tokens)) is not None:
-            found.append(self._trip("length", at, f"more than {self.length.limit} semantic tokens for text "
-                                                  f"expected to need about {self.expected}"))
+            found.append(
+                self._trip(
+                    "length",
+                    at,
+                    f"more than {self.length.limit} semantic tokens for text "
+                    f"expected to need about {self.expected}",
+                )
+            )
         if on["loop"] and (at := self.loop.feed(tokens)) is not None:
-            found.append(self._trip("loop", at, f"{self.loop.worst_share:.0%} of the last {self.loop.window} "
-                                                f"tokens' {c.loop_ngram}-grams repeat"))
+            found.append(
+                self._trip(
+                    "loop",
+                    at,
+                    f"{self.loop.worst_share:.0%} of the last {self.loop.window} "
+                    f"tokens' {c.loop_ngram}-grams repeat",
+                )
+            )
         if on["silence"] and (at := self.held.feed(tokens)) is not None:
-            found.append(self._trip("silence", at, f"one semantic id held for more than "
-                                                   f"{self.allowed_silence_s:.1f} s"))
+            found.append(
+                self._trip(
+                    "silence", at, f"one semantic id held for more than {self.allowed_silence_s:.1f} s"
+                )
+            )
         return self._first(found) if found else None
 
     def feed_audio(self, audio: np.ndarray) -> Trip | None:
@@ -81,8 +104,11 @@ class ChunkGuards:
         at = self.silence.feed(audio)
         if at is None:
             return None
-        return self._trip("silence", at // self._samples_per_token,
-                          f"audio below {self.config.silence_db:.0f} dBFS for more than {self.allowed_silence_s:.1f} s")
+        return self._trip(
+            "silence",
+            at // self._samples_per_token,
+            f"audio below {self.config.silence_db:.0f} dBFS for more than {self.allowed_silence_s:.1f} s",
+        )
 
     def finish(self, *, stopped: bool, semantic: int, capped: bool = False) -> Trip | None:
         """The engine's stream ended: `stopped` when it emitted its stop id; `capped` when the request's own
@@ -94,10 +120,17 @@ class ChunkGuards:
         if capped:
             pass
         elif c.enabled("length") and semantic and not stopped:
-            found.append(self._trip("length", semantic, "the engine reached its token budget without stopping"))
+            found.append(
+                self._trip("length", semantic, "the engine reached its token budget without stopping")
+            )
         elif c.enabled("length") and stopped and self.length.too_short():
-            found.append(self._trip("length", semantic, f"{semantic} semantic tokens for text expected to need "
-                                                        f"about {self.expected}"))
+            found.append(
+                self._trip(
+                    "length",
+                    semantic,
+                    f"{semantic} semantic tokens for text expected to need about {self.expected}",
+                )
+            )
         return self._first(found)
 
     def check_alignment(self, scores: Sequence[float]) -> Trip | None:
@@ -105,9 +138,16 @@ class ChunkGuards:
         c = self.config
         if not c.enabled("alignment"):
             return None
-        verdict = check_alignment(scores, min_score=c.align_min_score, max_missing=c.align_max_missing,
-                                  max_missing_run=c.align_max_missing_run)
+        verdict = check_alignment(
+            scores,
+            min_score=c.align_min_score,
+            max_missing=c.align_max_missing,
+            max_missing_run=c.align_max_missing_run,
+        )
         if not verdict.tripped:
             return None
-        return self._trip("alignment", self.length.count, f"{len(verdict.missing)} of {verdict.words} words not "
-                                                          f"found in the audio")
+        return self._trip(
+            "alignment",
+            self.length.count,
+            f"{len(verdict.missing)} of {verdict.words} words not found in the audio",
+        )

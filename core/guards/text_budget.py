@@ -20,9 +20,11 @@ SEMANTIC_TOKENS_PER_SECOND = 50  # BiCodec: one semantic token per 20 ms
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 # Indic consonants and independent vowels (Devanagari, Bengali, Gurmukhi, Gujarati, Oriya, Tamil, Telugu, Kannada,
 # Malayalam share the layout: 0x05-0x14 vowels, 0x15-0x39 consonants in each 128-code-point block).
-_INDIC_BASE = re.compile(r"[\u0904-\u0914\u0915-\u0939\u0958-\u0961\u0985-\u0994\u0995-\u09b9\u0a05-\u0a14"
-                         r"\u0a15-\u0a39\u0a85-\u0a94\u0a95-\u0ab9\u0b05-\u0b14\u0b15-\u0b39\u0b85-\u0b94"
-                         r"\u0b95-\u0bb9\u0c05-\u0c14\u0c15-\u0c39\u0c85-\u0c94\u0c95-\u0cb9\u0d05-\u0d14\u0d15-\u0d39]")
+_INDIC_BASE = re.compile(
+    r"[\u0904-\u0914\u0915-\u0939\u0958-\u0961\u0985-\u0994\u0995-\u09b9\u0a05-\u0a14"
+    r"\u0a15-\u0a39\u0a85-\u0a94\u0a95-\u0ab9\u0b05-\u0b14\u0b15-\u0b39\u0b85-\u0b94"
+    r"\u0b95-\u0bb9\u0c05-\u0c14\u0c15-\u0c39\u0c85-\u0c94\u0c95-\u0cb9\u0d05-\u0d14\u0d15-\u0d39]"
+)
 _VIRAMA = re.compile(r"[\u094d\u09cd\u0a4d\u0acd\u0b4d\u0bcd\u0c4d\u0ccd\u0d4d]")
 _VOWEL_GROUP = re.compile(r"[aeiouyàáâãäåæèéêëìíîïòóôõöøùúûüýœаеёиоуыэюяіїєαεηιουω]+", re.IGNORECASE)
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
@@ -51,10 +53,18 @@ def speech_seconds(text: str) -> float:
         else:
             other += len(word)
     other += sum(c.isdigit() for c in text)
-    pauses = 0.4 * len(_SENTENCE_END.findall(text)) + 0.2 * len(_COMMA.findall(text)) \
+    pauses = (
+        0.4 * len(_SENTENCE_END.findall(text))
+        + 0.2 * len(_COMMA.findall(text))
         + 0.6 * len(_ELLIPSIS.findall(text))
-    return (cjk / CJK_SYLLABLES_PER_S + indic / INDIC_SYLLABLES_PER_S
-            + alphabet_syllables / ALPHABET_SYLLABLES_PER_S + other * OTHER_CHAR_S + pauses)
+    )
+    return (
+        cjk / CJK_SYLLABLES_PER_S
+        + indic / INDIC_SYLLABLES_PER_S
+        + alphabet_syllables / ALPHABET_SYLLABLES_PER_S
+        + other * OTHER_CHAR_S
+        + pauses
+    )
 
 
 def requested_pause_seconds(text: str) -> float:

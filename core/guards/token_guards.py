@@ -12,8 +12,15 @@ from collections.abc import Sequence
 class LengthLimit:
     """Far more semantic tokens than the text can need (as they arrive), or far fewer when the engine stops."""
 
-    def __init__(self, expected: int, *, max_ratio: float, slack_tokens: int, min_ratio: float,
-                 min_expected_tokens: int) -> None:
+    def __init__(
+        self,
+        expected: int,
+        *,
+        max_ratio: float,
+        slack_tokens: int,
+        min_ratio: float,
+        min_expected_tokens: int,
+    ) -> None:
         self.expected = expected
         self.limit = int(expected * max_ratio) + slack_tokens
         self.floor = int(expected * min_ratio) if expected >= min_expected_tokens else 0
@@ -36,7 +43,9 @@ class LoopDetector:
     N-grams with fewer than `min_distinct` ids (a held id: silence, a sustained sound) are left to the silence
     detector. Cost: O(1) per token (a rolling window of n-gram keys and their counts)."""
 
-    def __init__(self, *, ngram: int, min_distinct: int, window: int, min_tokens: int, max_share: float) -> None:
+    def __init__(
+        self, *, ngram: int, min_distinct: int, window: int, min_tokens: int, max_share: float
+    ) -> None:
         self.n, self.min_distinct, self.window = ngram, min_distinct, window
         self.min_tokens, self.max_share = min_tokens, max_share
         self._recent: deque[int] = deque(maxlen=ngram)

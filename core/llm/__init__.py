@@ -26,8 +26,15 @@ if TYPE_CHECKING:
     from shared.settings import Settings
 
 __all__ = [
-    "GREEDY_TEMPERATURE", "EngineKind", "LLMEngine", "SamplingConfig", "check_dtype", "checked_prompt",
-    "create_engine", "resolve_device", "resolve_dtype",
+    "GREEDY_TEMPERATURE",
+    "EngineKind",
+    "LLMEngine",
+    "SamplingConfig",
+    "check_dtype",
+    "checked_prompt",
+    "create_engine",
+    "resolve_device",
+    "resolve_dtype",
 ]
 
 # engine kind -> (module, builder function name); the builder takes (llm_dir, settings).

@@ -78,8 +78,10 @@ class SamplingConfig:
         """A request's sampling: the fields it gave, the deployment's defaults (TTS_DEFAULT_*) for the rest."""
         defaults = settings.sampling
         values: dict[str, Any] = {
-            "temperature": defaults.default_temperature, "top_k": defaults.default_top_k,
-            "top_p": defaults.default_top_p, "max_tokens": defaults.default_max_tokens,
+            "temperature": defaults.default_temperature,
+            "top_k": defaults.default_top_k,
+            "top_p": defaults.default_top_p,
+            "max_tokens": defaults.default_max_tokens,
             "repetition_penalty": defaults.default_repetition_penalty,
         }
         values.update({name: value for name, value in given.items() if value is not None})
@@ -177,6 +179,9 @@ def resolve_dtype(dtype: str, device: str) -> str:
         return "bfloat16"
     card = f"{torch.cuda.get_device_name(device)} (compute capability {capability[0]}.{capability[1]})"
     log = logger.info if name == "auto" else logger.warning
-    log("LLM dtype float32: %s has no bfloat16 and float16 breaks the Spark LLM%s", card,
-        "" if name == "auto" else "; TTS_LLM_DTYPE=bfloat16 overridden")
+    log(
+        "LLM dtype float32: %s has no bfloat16 and float16 breaks the Spark LLM%s",
+        card,
+        "" if name == "auto" else "; TTS_LLM_DTYPE=bfloat16 overridden",
+    )
     return "float32"

@@ -42,7 +42,9 @@ class _DeltaChannel:
     def __init__(self, loop: asyncio.AbstractEventLoop, capacity: int, interval: int = 1) -> None:
         self._loop = loop
         self._capacity = capacity
-        self._interval = interval  # ids per wake-up after the first (vLLM's stream_interval); the end wakes at once
+        self._interval = (
+            interval  # ids per wake-up after the first (vLLM's stream_interval); the end wakes at once
+        )
         self._woken = False
         self._handed = False  # the consumer has had its first ids
         self._cond = threading.Condition()
@@ -117,7 +119,10 @@ class _Request:
 
 
 def sample_next(
-    logits: torch.Tensor, seen: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator,
+    logits: torch.Tensor,
+    seen: torch.Tensor,
+    sampling: SamplingConfig,
+    generator: torch.Generator,
     banned: torch.Tensor | None = None,
 ) -> int:
     """Pick the next id from one row of float32 logits [V]; `seen` marks prompt + generated ids and
@@ -155,7 +160,12 @@ class TransformersEngine:
     name = "transformers"
 
     def __init__(
-        self, model: PreTrainedModel, *, device: str, max_concurrency: int = 8, max_pending_tokens: int = 1024,
+        self,
+        model: PreTrainedModel,
+        *,
+        device: str,
+        max_concurrency: int = 8,
+        max_pending_tokens: int = 1024,
         stream_interval: int = 1,
     ) -> None:
         self._model = model
@@ -199,8 +209,9 @@ class TransformersEngine:
         self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str
     ) -> AsyncGenerator[list[int], None]:
         prompt = checked_prompt(prompt_token_ids, closed=self._closed, vocab_size=self._vocab_size)
-        request = _Request(_DeltaChannel(asyncio.get_running_loop(), self._max_pending,
-                                         self._stream_interval))
+        request = _Request(
+            _DeltaChannel(asyncio.get_running_loop(), self._max_pending, self._stream_interval)
+        )
         with self._active_lock:
             if request_id in self._active:
                 raise ValueError(f"request id {request_id!r} is already generating")
@@ -308,6 +319,9 @@ def engine_from_settings(llm_dir: str | Path, settings: Settings) -> Transformer
     """The registry's builder (core/llm/__init__.py)."""
     device = resolve_device(settings.model.device)
     return TransformersEngine.from_pretrained(
-        llm_dir, device=device, dtype=resolve_dtype(settings.llm.llm_dtype, device),
-        max_concurrency=settings.llm.llm_max_concurrency, stream_interval=settings.llm.llm_stream_interval,
+        llm_dir,
+        device=device,
+        dtype=resolve_dtype(settings.llm.llm_dtype, device),
+        max_concurrency=settings.llm.llm_max_concurrency,
+        stream_interval=settings.llm.llm_stream_interval,
     )

@@ -187,7 +187,9 @@ class VLLMEngine:
             repetition_penalty=sampling.repetition_penalty,
             seed=sampling.seed,
             stop_token_ids=list(sampling.stop_token_ids),
-            allowed_token_ids=None if sampling.allowed_token_ids is None else list(sampling.allowed_token_ids),
+            allowed_token_ids=None
+            if sampling.allowed_token_ids is None
+            else list(sampling.allowed_token_ids),
             detokenize=False,
             output_kind=RequestOutputKind.DELTA,
         )
@@ -196,7 +198,9 @@ class VLLMEngine:
         from vllm.inputs import TokensPrompt
 
         prompt = TokensPrompt(prompt_token_ids=prompt_token_ids)
-        if cache_salt is not None:  # blocks hashed under the salt: no prefix hit across scopes (SamplingConfig)
+        if (
+            cache_salt is not None
+        ):  # blocks hashed under the salt: no prefix hit across scopes (SamplingConfig)
             prompt["cache_salt"] = cache_salt
         renderer = getattr(self._engine, "renderer", None)
         render = getattr(renderer, "render_cmpl_async", None)
@@ -214,7 +218,9 @@ class VLLMEngine:
         params = self.sampling_params(sampling)
         self._active.add(request_id)
         try:
-            outputs = self._engine.generate(await self._engine_input(prompt, sampling.cache_salt), params, request_id)
+            outputs = self._engine.generate(
+                await self._engine_input(prompt, sampling.cache_salt), params, request_id
+            )
             try:
                 async for out in outputs:
                     completion = out.outputs[0]

@@ -38,8 +38,16 @@ from shared import metrics
 log = logging.getLogger(__name__)
 
 # PrometheusStatLogger's public methods in vLLM 0.32, each overridden below.
-_OVERRIDDEN = frozenset({"record", "log", "log_engine_initialized", "log_metrics_info", "record_sleep_state",
-                         "record_admission_rejection"})
+_OVERRIDDEN = frozenset(
+    {
+        "record",
+        "log",
+        "log_engine_initialized",
+        "log_metrics_info",
+        "record_sleep_state",
+        "record_admission_rejection",
+    }
+)
 
 
 # The first parameters of vLLM 0.32's `OutputProcessor.process_outputs`, which `skip_request_stats` relies on.
@@ -58,11 +66,19 @@ def scheduler_counts_preemptions(prefix_caching: bool) -> bool:
     except ImportError:
         return False
     params = list(inspect.signature(OutputProcessor.process_outputs).parameters)
-    fields = {f.name for f in dataclasses.fields(PrefixCacheStats)} if dataclasses.is_dataclass(PrefixCacheStats) \
+    fields = (
+        {f.name for f in dataclasses.fields(PrefixCacheStats)}
+        if dataclasses.is_dataclass(PrefixCacheStats)
         else set()
-    if params[:len(_PROCESS_OUTPUTS_PARAMS)] != _PROCESS_OUTPUTS_PARAMS or "preempted_requests" not in fields:
-        log.warning("this vLLM's output processor or prefix-cache stats differ from 0.32's: its per-request stats stay "
-                    "on (~2-3 us of CPU per generated id) and preemptions are read from them")
+    )
+    if (
+        params[: len(_PROCESS_OUTPUTS_PARAMS)] != _PROCESS_OUTPUTS_PARAMS
+        or "preempted_requests" not in fields
+    ):
+        log.warning(
+            "this vLLM's output processor or prefix-cache stats differ from 0.32's: its per-request stats stay "
+            "on (~2-3 us of CPU per generated id) and preemptions are read from them"
+        )
         return False
     return True
 
@@ -77,8 +93,12 @@ def skip_request_stats(async_llm: Any) -> bool:
         return False
     process = processor.process_outputs
 
-    def process_without_request_stats(engine_core_outputs: Any, engine_core_timestamp: Any = None,
-                                      iteration_stats: Any = None, **kwargs: Any) -> Any:
+    def process_without_request_stats(
+        engine_core_outputs: Any,
+        engine_core_timestamp: Any = None,
+        iteration_stats: Any = None,
+        **kwargs: Any,
+    ) -> Any:
         return process(engine_core_outputs, engine_core_timestamp, None, **kwargs)
 
     processor.process_outputs = process_without_request_stats
@@ -90,8 +110,9 @@ class _WritesServiceMetrics:
 
     preemptions_from_scheduler = False  # else from the iteration's stats
 
-    def record(self, scheduler_stats: Any, iteration_stats: Any, mm_cache_stats: Any = None,
-               engine_idx: int = 0) -> None:
+    def record(
+        self, scheduler_stats: Any, iteration_stats: Any, mm_cache_stats: Any = None, engine_idx: int = 0
+    ) -> None:
         if scheduler_stats is not None:
             metrics.ENGINE_KV_CACHE_USAGE.set(float(getattr(scheduler_stats, "kv_cache_usage", 0.0)))
             metrics.ENGINE_RUNNING.set(int(getattr(scheduler_stats, "num_running_reqs", 0)))
@@ -124,18 +145,26 @@ def _service_logger() -> Any:
         from vllm.v1.metrics.loggers import PrometheusStatLogger
     except ImportError:
         return _per_engine_logger()
-    unknown = {name for name in dir(PrometheusStatLogger)
-               if not name.startswith("_") and callable(getattr(PrometheusStatLogger, name))} - _OVERRIDDEN
+    unknown = {
+        name
+        for name in dir(PrometheusStatLogger)
+        if not name.startswith("_") and callable(getattr(PrometheusStatLogger, name))
+    } - _OVERRIDDEN
     if unknown:
-        log.warning("vLLM's PrometheusStatLogger has methods this logger does not override (%s): vLLM's own "
-                    "Prometheus logger runs beside the service's", ", ".join(sorted(unknown)))
+        log.warning(
+            "vLLM's PrometheusStatLogger has methods this logger does not override (%s): vLLM's own "
+            "Prometheus logger runs beside the service's",
+            ", ".join(sorted(unknown)),
+        )
         return _per_engine_logger()
 
     class ServiceStatLogger(_WritesServiceMetrics, PrometheusStatLogger):
         """Stands in for vLLM's Prometheus logger (one per AsyncLLM, all engines): writes our registry only."""
 
         def __init__(self, vllm_config: Any, engine_indexes: list[int] | None = None) -> None:
-            self.engine_indexes = engine_indexes or [0]  # no super(): it would register vLLM's metrics globally
+            self.engine_indexes = engine_indexes or [
+                0
+            ]  # no super(): it would register vLLM's metrics globally
 
         def log(self) -> None:
             return None

@@ -13,6 +13,7 @@ Outcomes (code, HTTP status):
 Credits: 1 credit = 1 character of request text (see services/usage/credits.py). `credit_balance` None means
 unlimited.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -182,19 +183,28 @@ def build_key_store(settings: Settings, databases: DatabaseClients | None = None
     if settings.access.key_backend == "postgres":
         if not settings.databases.database_url:
             raise ValueError("TTS_KEY_BACKEND=postgres needs TTS_DATABASE_URL")
-        return PostgresKeyStore(settings.databases.database_url, pool=databases.postgres if databases is not None else None)
+        return PostgresKeyStore(
+            settings.databases.database_url, pool=databases.postgres if databases is not None else None
+        )
     if settings.access.key_backend == "supabase":
         if not settings.databases.supabase_url or not settings.databases.supabase_key:
             raise ValueError("TTS_KEY_BACKEND=supabase needs TTS_SUPABASE_URL and TTS_SUPABASE_KEY")
-        return SupabaseKeyStore(settings.databases.supabase_url, settings.databases.supabase_key,
-                                client=databases.supabase if databases is not None else None)
+        return SupabaseKeyStore(
+            settings.databases.supabase_url,
+            settings.databases.supabase_key,
+            client=databases.supabase if databases is not None else None,
+        )
     return StaticKeyStore.from_settings(settings)
 
 
-def build_authenticator(settings: Settings, store: KeyStore | None = None,
-                        databases: DatabaseClients | None = None) -> Authenticator:
-    return Authenticator(store or build_key_store(settings, databases), ttl_s=settings.access.key_cache_ttl_s,
-                         stale_if_error_s=settings.access.key_stale_if_error_s)
+def build_authenticator(
+    settings: Settings, store: KeyStore | None = None, databases: DatabaseClients | None = None
+) -> Authenticator:
+    return Authenticator(
+        store or build_key_store(settings, databases),
+        ttl_s=settings.access.key_cache_ttl_s,
+        stale_if_error_s=settings.access.key_stale_if_error_s,
+    )
 
 
 class FailedAuthThrottle:
@@ -205,8 +215,14 @@ class FailedAuthThrottle:
     `good_ttl_s` is never refused for others' failures at its address (behind a proxy, one address is every user);
     a key that keeps failing is refused from any address. In-process and bounded."""
 
-    def __init__(self, limit: int, window_s: float = 60.0, max_addresses: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic, good_ttl_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        limit: int,
+        window_s: float = 60.0,
+        max_addresses: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+        good_ttl_s: float = 600.0,
+    ) -> None:
         self.limit = limit
         self.window_s = window_s
         self.max_addresses = max_addresses

@@ -40,8 +40,14 @@ class AccessGate:
     utterance: what it did not use is refunded (docs/credits.md).
     """
 
-    def __init__(self, access: AccessServices | None, key: ApiKeyRecord, *, connection_counted: bool,
-                 client_request_id: str | None = None) -> None:
+    def __init__(
+        self,
+        access: AccessServices | None,
+        key: ApiKeyRecord,
+        *,
+        connection_counted: bool,
+        client_request_id: str | None = None,
+    ) -> None:
         self.access = access
         self.key = key
         self.key_id: str | None = key.key_id
@@ -86,7 +92,9 @@ class AccessGate:
         access = self.access
 
         async def reserve_and_keep() -> CreditReservation:
-            part = await access.reserve(self.key, credits, utterance_id, self.client_request_id, journaled=held)
+            part = await access.reserve(
+                self.key, credits, utterance_id, self.client_request_id, journaled=held
+            )
             if utterance_id in self._settled:  # settled while the block was being reserved: give it back
                 await access.ledger.release(part)
                 return CreditReservation(part.key_id, part.request_id, 0, None, state="released")
@@ -99,8 +107,12 @@ class AccessGate:
         return await asyncio.shield(task)
 
     async def admit(self, utterance_id: str) -> None:
-        grant = AccessGrant(key=self.key, services=self.access, client_request_id=self.client_request_id,
-                            request_id=utterance_id)
+        grant = AccessGrant(
+            key=self.key,
+            services=self.access,
+            client_request_id=self.client_request_id,
+            request_id=utterance_id,
+        )
         if self.limits_apply:
             assert self.access is not None
             settings = self.access.settings
@@ -135,7 +147,8 @@ class AccessGate:
         assert self.access is not None
         try:
             grant.lease = await self.access.limiter.acquire_stream(
-                self.key.key_id, self.key.max_concurrent or self.access.settings.access.max_concurrent_streams)
+                self.key.key_id, self.key.max_concurrent or self.access.settings.access.max_concurrent_streams
+            )
         except LimitExceeded as exc:
             raise SynthesisError(exc.code, exc.message) from None
 
@@ -148,9 +161,12 @@ class AccessGate:
     def settle(self, utterance_id: str, report: RequestReport | None, billable_characters: int = 0) -> None:
         self._settled.add(utterance_id)
         held = self._held.pop(utterance_id, _Held())
-        grant = self._grants.pop(utterance_id, None) or AccessGrant(key=self.key, services=self.access,
-                                                                    client_request_id=self.client_request_id,
-                                                                    request_id=utterance_id)
+        grant = self._grants.pop(utterance_id, None) or AccessGrant(
+            key=self.key,
+            services=self.access,
+            client_request_id=self.client_request_id,
+            request_id=utterance_id,
+        )
         grant._journaled = grant._journaled or held._journaled
         grant.reservation = merge_reservations(self.key.key_id, utterance_id, held.parts)
         if self.access is None:
@@ -182,7 +198,9 @@ class AccessGate:
         assert self.access is not None and grant.reservation is not None
         held = grant.reservation
         try:
-            extra = await self.access.ledger.reserve(self.key, billable - held.credits, request_id=held.request_id)
+            extra = await self.access.ledger.reserve(
+                self.key, billable - held.credits, request_id=held.request_id
+            )
             merged = merge_reservations(held.key_id, held.request_id, [held, extra])
             grant.reservation = merged or held
         except CreditError:

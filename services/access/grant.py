@@ -61,7 +61,9 @@ class AccessGrant:
     lease: StreamLease | None = None
     reservation: CreditReservation | None = None
     headers: dict[str, str] = field(default_factory=dict)
-    accounting: RequestAccounting | None = None  # set once synthesis started: from then on it settles the grant
+    accounting: RequestAccounting | None = (
+        None  # set once synthesis started: from then on it settles the grant
+    )
     client_request_id: str | None = None  # the client's X-Request-ID, kept beside the server's id
     request_id: str | None = None  # the server's id, where the transport knew it when granting (HTTP)
     _finished: bool = False
@@ -88,18 +90,23 @@ class AccessGrant:
             return
         balance = self.key.credit_balance
         if balance is not None and balance <= 0:
-            raise ServiceError("INSUFFICIENT_CREDITS", "This key has no credits left; top it up before cloning a "
-                               "voice from reference audio.", status=403)
+            raise ServiceError(
+                "INSUFFICIENT_CREDITS",
+                "This key has no credits left; top it up before cloning a voice from reference audio.",
+                status=403,
+            )
 
     def begin(self, accounting: RequestAccounting) -> None:
         """The accounting's begin hook: synthesis was admitted, write the durable intent record before work."""
         if self.services is not None and not self._finished:
             self.services.open_grants.add(self)
             self._intent = self.services.spawn(
-                self.services.request_logger.intend_async(self.services.intent_record(self, accounting)))
+                self.services.request_logger.intend_async(self.services.intent_record(self, accounting))
+            )
             logger_ = self.services.request_logger
             accounting.on_progress = lambda seconds, text: logger_.note_progress(
-                accounting.request_id, audio_seconds=seconds, text=text)
+                accounting.request_id, audio_seconds=seconds, text=text
+            )
 
     def settle(self, report: RequestReport) -> asyncio.Task | None:
         """The accounting's settle hook: called once when the request ends (any outcome). Returns the settlement's
@@ -120,27 +127,45 @@ class AccessGrant:
 class AccessServices:
     """Authenticator, limiter, credit ledger, request logger and flow monitor of one app instance."""
 
-    def __init__(self, settings: Settings, *, authenticator: Authenticator | None = None,
-                 limiter: Limiter | None = None, request_logger: RequestLogger | None = None,
-                 monitor: AudioFlowMonitor | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        authenticator: Authenticator | None = None,
+        limiter: Limiter | None = None,
+        request_logger: RequestLogger | None = None,
+        monitor: AudioFlowMonitor | None = None,
+    ) -> None:
         self.settings = settings
         # One PostgreSQL pool / Supabase client for the key store and the request log (closed in close()).
         self.databases = DatabaseClients(settings)
         self._owns_authenticator = authenticator is None
         self.authenticator = authenticator or (
-            build_authenticator(settings, databases=self.databases) if settings.access.auth_enabled else None)
+            build_authenticator(settings, databases=self.databases) if settings.access.auth_enabled else None
+        )
         self.auth_throttle = FailedAuthThrottle(settings.access.auth_failures_per_minute)
-        self.admin_throttle = FailedAuthThrottle(settings.access.auth_failures_per_minute)  # X-Admin-Key guesses
+        self.admin_throttle = FailedAuthThrottle(
+            settings.access.auth_failures_per_minute
+        )  # X-Admin-Key guesses
         self.limiter = limiter or build_limiter(settings)
         self.request_logger = request_logger or build_request_logger(settings, databases=self.databases)
         self.monitor = monitor or AudioFlowMonitor.from_settings(settings)
         store = self.authenticator.store if self.authenticator is not None else None
         sink = getattr(self.request_logger, "sink", None)
         # The request log writes to the key store's own database: each row's insert settles its request's credits.
-        row_settles = (store is not None and sink is not None and not isinstance(sink, NullSink)
-                       and getattr(sink, "name", None) == store.name and store.name in ("postgres", "supabase"))
-        self.ledger = CreditLedger(store, enabled=settings.usage.credits_enabled and store is not None,  # type: ignore[arg-type]
-                                   outage_allowance=settings.usage.credits_outage_allowance, row_settles=row_settles)
+        row_settles = (
+            store is not None
+            and sink is not None
+            and not isinstance(sink, NullSink)
+            and getattr(sink, "name", None) == store.name
+            and store.name in ("postgres", "supabase")
+        )
+        self.ledger = CreditLedger(
+            store,  # type: ignore[arg-type]  # None only with credits off, when the ledger never reads it
+            enabled=settings.usage.credits_enabled and store is not None,
+            outage_allowance=settings.usage.credits_outage_allowance,
+            row_settles=row_settles,
+        )
         self._tasks: set[asyncio.Task] = set()
         self.open_grants: set[AccessGrant] = set()  # admitted, not yet settled: close() waits for them
 
@@ -157,7 +182,9 @@ class AccessServices:
         deadline = asyncio.get_running_loop().time() + timeout_s
         while (self.open_grants or self._tasks) and asyncio.get_running_loop().time() < deadline:
             if self._tasks:
-                await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - asyncio.get_running_loop().time()))
+                await asyncio.wait(
+                    set(self._tasks), timeout=max(0.0, deadline - asyncio.get_running_loop().time())
+                )
             else:
                 await asyncio.sleep(0.05)
         if self.ledger._unsettled:  # live settlements of an outage: one last try before they are lost
@@ -190,8 +217,11 @@ class AccessServices:
         wait = self.auth_throttle.retry_after(address, raw)
         if wait is not None:  # this address (or this key) keeps failing: refuse without asking the key store
             metrics.RATE_LIMITED.labels("failed_auth").inc()
-            raise ServiceError("RATE_LIMIT_EXCEEDED", "Too many requests with invalid API keys from this address; "
-                               f"retry in {wait} s.", retry_after=wait)
+            raise ServiceError(
+                "RATE_LIMIT_EXCEEDED",
+                f"Too many requests with invalid API keys from this address; retry in {wait} s.",
+                retry_after=wait,
+            )
         try:
             record = await self.authenticator.authenticate(raw)
             if raw:
@@ -200,10 +230,16 @@ class AccessServices:
         except AuthError as exc:
             if exc.status == 401 and raw:
                 self.auth_throttle.failed(address, raw)
-            raise ServiceError(exc.code, exc.message, status=exc.status,
-                               headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None) from None
+            raise ServiceError(
+                exc.code,
+                exc.message,
+                status=exc.status,
+                headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None,
+            ) from None
 
-    async def grant(self, headers: Any, client_address: str | None, client_request_id: str | None) -> AccessGrant:
+    async def grant(
+        self, headers: Any, client_address: str | None, client_request_id: str | None
+    ) -> AccessGrant:
         """Authenticate, take a concurrency slot, count the request against the key's rate."""
         key = await self.authenticate(headers, client_address)
         grant = AccessGrant(key=key, services=self, client_request_id=client_request_id)
@@ -234,8 +270,12 @@ class AccessServices:
 
         async def reserve_and_keep() -> None:
             grant.reservation = await self.ledger.reserve(
-                grant.key, characters, request_id=grant.request_id or "",
-                journal=self._journal(grant.key, grant.request_id or "", grant.client_request_id, grant))
+                grant.key,
+                characters,
+                request_id=grant.request_id or "",
+                journal=self._journal(grant.key, grant.request_id or "", grant.client_request_id, grant),
+            )
+
         # Shielded: a client that leaves while the debit is in flight does not cut it from the grant, and the
         # release of an abandoned grant waits for it (`release`).
         grant._reserving = self.spawn(reserve_and_keep())
@@ -243,40 +283,64 @@ class AccessServices:
             await asyncio.shield(grant._reserving)
         except CreditError as exc:
             await self.release(grant)
-            raise ServiceError(exc.code, exc.message, status=exc.status, retry_after=exc.retry_after) from None
+            raise ServiceError(
+                exc.code, exc.message, status=exc.status, retry_after=exc.retry_after
+            ) from None
 
-    async def reserve(self, key: ApiKeyRecord, characters: int, request_id: str, client_request_id: str | None, *,
-                      journaled: Any) -> CreditReservation:
+    async def reserve(
+        self,
+        key: ApiKeyRecord,
+        characters: int,
+        request_id: str,
+        client_request_id: str | None,
+        *,
+        journaled: Any,
+    ) -> CreditReservation:
         """Reserve for `request_id`, its intent row spooled first (once per request: `journaled._journaled`), so a
         process that dies after the debit leaves a row that settles it."""
-        return await self.ledger.reserve(key, characters, request_id=request_id,
-                                         journal=self._journal(key, request_id, client_request_id, journaled))
+        return await self.ledger.reserve(
+            key,
+            characters,
+            request_id=request_id,
+            journal=self._journal(key, request_id, client_request_id, journaled),
+        )
 
-    def _journal(self, key: ApiKeyRecord, request_id: str, client_request_id: str | None,
-                 holder: Any) -> Callable[[], Awaitable[None]]:
+    def _journal(
+        self, key: ApiKeyRecord, request_id: str, client_request_id: str | None, holder: Any
+    ) -> Callable[[], Awaitable[None]]:
         """Spool the request's intent row once (`holder._journaled`), before its first debit."""
 
         async def journal() -> None:
             if holder._journaled:
                 return
             holder._journaled = True
-            await self.request_logger.intend_async(RequestRecord(
-                request_id=request_id, client_request_id=client_request_id, speaker="", text_length=0,
-                status="in_progress", key_id=key.key_id))
+            await self.request_logger.intend_async(
+                RequestRecord(
+                    request_id=request_id,
+                    client_request_id=client_request_id,
+                    speaker="",
+                    text_length=0,
+                    status="in_progress",
+                    key_id=key.key_id,
+                )
+            )
 
         return journal
 
     async def release(self, grant: AccessGrant) -> None:
         if grant._reserving is not None and not grant._reserving.done():
-            await asyncio.wait([grant._reserving])  # a debit in flight lands in the grant first, then is released
+            await asyncio.wait(
+                [grant._reserving]
+            )  # a debit in flight lands in the grant first, then is released
         if grant.reservation is not None:
             await self.ledger.release(grant.reservation)
         await self._release_journal(grant, grant.reservation, grant.request_id)
         if grant.lease is not None:
             await grant.lease.release()
 
-    async def _release_journal(self, holder: Any, reservation: CreditReservation | None,
-                               request_id: str | None) -> None:
+    async def _release_journal(
+        self, holder: Any, reservation: CreditReservation | None, request_id: str | None
+    ) -> None:
         """A request that never started: its intent row goes once its credits are given back; when the store could
         not take them back, a row claiming nothing is stored instead, and its settlement gives them back."""
         if not getattr(holder, "_journaled", False) or request_id is None:
@@ -285,10 +349,19 @@ class AccessServices:
             await self.request_logger.forget_intent_async(request_id)
             return
         try:
-            await self.request_logger.submit_async(RequestRecord(
-                request_id=request_id, client_request_id=getattr(holder, "client_request_id", None), speaker="",
-                text_length=0, status="failed", error_code="NOT_STARTED", key_id=reservation.key_id,
-                credits_charged=0, completed_at=utcnow()))
+            await self.request_logger.submit_async(
+                RequestRecord(
+                    request_id=request_id,
+                    client_request_id=getattr(holder, "client_request_id", None),
+                    speaker="",
+                    text_length=0,
+                    status="failed",
+                    error_code="NOT_STARTED",
+                    key_id=reservation.key_id,
+                    credits_charged=0,
+                    completed_at=utcnow(),
+                )
+            )
         except Exception:  # noqa: BLE001 - never breaks the refusal; the intent row still settles it
             logger.exception("release row not recorded", extra={"key_id": reservation.key_id})
 
@@ -302,20 +375,35 @@ class AccessServices:
             if grant.reservation is not None:
                 error_status = status_of(outcome.error_code) if outcome.error_code else None
                 charged = settle_credits(outcome.status, error_status, outcome.audio_seconds)
-                undelivered = undelivered_credits(grant.reservation.credits, outcome.job.stats.chars_cut,
-                                                  len(outcome.job.plan.text))
+                undelivered = undelivered_credits(
+                    grant.reservation.credits, outcome.job.stats.chars_cut, len(outcome.job.plan.text)
+                )
                 if charged:
                     undelivered = await self._audio_floor(grant, outcome, undelivered)
                 credits = await self.ledger.charge(
-                    grant.reservation, audio_seconds=outcome.audio_seconds, refund=not charged,
-                    undelivered=undelivered)
+                    grant.reservation,
+                    audio_seconds=outcome.audio_seconds,
+                    refund=not charged,
+                    undelivered=undelivered,
+                )
             job = outcome.job
             # The flow monitor knows completed/failed/disconnected; a client's cancel is a stop by the client.
-            flow_status: FlowOutcome = ("completed" if outcome.status == "completed" else
-                                        "failed" if outcome.status == "failed" else "disconnected")
-            self.monitor.record(outcome.request_id, job.stats, flow_status, outcome.error_code,
-                                sr_applied=job.sr_applied, output_rate=job.request.sample_rate,
-                                cadence=outcome.cadence)
+            flow_status: FlowOutcome = (
+                "completed"
+                if outcome.status == "completed"
+                else "failed"
+                if outcome.status == "failed"
+                else "disconnected"
+            )
+            self.monitor.record(
+                outcome.request_id,
+                job.stats,
+                flow_status,
+                outcome.error_code,
+                sr_applied=job.sr_applied,
+                output_rate=job.request.sample_rate,
+                cadence=outcome.cadence,
+            )
             if grant._intent is not None:  # the final record replaces the intent, never the other way round
                 await asyncio.wait([grant._intent])
             await self.request_logger.submit_async(self._record(grant, outcome, credits))
@@ -337,23 +425,38 @@ class AccessServices:
             return undelivered
         if floor > reservation.credits:
             try:
-                extra = await self.ledger.reserve(grant.key, floor - reservation.credits,
-                                                  request_id=reservation.request_id)
-                grant.reservation = reservation = merge_reservations(
-                    reservation.key_id, reservation.request_id, [reservation, extra]) or reservation
+                extra = await self.ledger.reserve(
+                    grant.key, floor - reservation.credits, request_id=reservation.request_id
+                )
+                grant.reservation = reservation = (
+                    merge_reservations(reservation.key_id, reservation.request_id, [reservation, extra])
+                    or reservation
+                )
             except CreditError:
                 pass  # the balance cannot cover the floor: what is held is charged
-        logger.info("audio charge floor", extra={"key_id": reservation.key_id, "credits": min(floor,
-                    reservation.credits), "audio_seconds": round(delivered_s, 3)})
+        logger.info(
+            "audio charge floor",
+            extra={
+                "key_id": reservation.key_id,
+                "credits": min(floor, reservation.credits),
+                "audio_seconds": round(delivered_s, 3),
+            },
+        )
         return max(0, reservation.credits - floor)
 
     def intent_record(self, grant: AccessGrant, accounting: RequestAccounting) -> RequestRecord:
         """What is known when synthesis is admitted: recovered as `interrupted` if the process dies before the end."""
         request = accounting.job.request
         return RequestRecord(
-            request_id=accounting.request_id, client_request_id=grant.client_request_id, speaker=request.voice.id,
-            text_length=len(request.text), status="in_progress", key_id=grant.key_id, stream=request.stream,
-            format=request.audio_format, sample_rate=request.sample_rate,
+            request_id=accounting.request_id,
+            client_request_id=grant.client_request_id,
+            speaker=request.voice.id,
+            text_length=len(request.text),
+            status="in_progress",
+            key_id=grant.key_id,
+            stream=request.stream,
+            format=request.audio_format,
+            sample_rate=request.sample_rate,
             text=request.text if self.settings.usage.log_request_text else None,
             # Recovered as `interrupted` (the process died): claims nothing, so its settlement refunds everything
             # journaled for it.
@@ -365,16 +468,31 @@ class AccessServices:
         request = job.request
         sampling = request.sampling
         return RequestRecord(
-            request_id=outcome.request_id, client_request_id=grant.client_request_id,
-            speaker=request.voice.id, text_length=len(request.text),
-            status={"disconnected": "cancelled"}.get(outcome.status, outcome.status), key_id=grant.key_id,
-            stream=request.stream, format=request.audio_format, sample_rate=request.sample_rate,
-            temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,
-            max_tokens=sampling.max_tokens, repetition_penalty=sampling.repetition_penalty, seed=sampling.seed,
+            request_id=outcome.request_id,
+            client_request_id=grant.client_request_id,
+            speaker=request.voice.id,
+            text_length=len(request.text),
+            status={"disconnected": "cancelled"}.get(outcome.status, outcome.status),
+            key_id=grant.key_id,
+            stream=request.stream,
+            format=request.audio_format,
+            sample_rate=request.sample_rate,
+            temperature=sampling.temperature,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens,
+            repetition_penalty=sampling.repetition_penalty,
+            seed=sampling.seed,
             text=request.text if self.settings.usage.log_request_text else None,
-            text_chunked=outcome.job.plan.chunked, error_code=outcome.error_code, ttfb_ms=outcome.ttfb_ms,
-            rtf=outcome.rtf, audio_duration_seconds=outcome.audio_seconds, credits_charged=credits,
-            completed_at=utcnow(), chunks_retried=job.stats.chunks_retried, chunks_cut=job.stats.chunks_cut,
+            text_chunked=outcome.job.plan.chunked,
+            error_code=outcome.error_code,
+            ttfb_ms=outcome.ttfb_ms,
+            rtf=outcome.rtf,
+            audio_duration_seconds=outcome.audio_seconds,
+            credits_charged=credits,
+            completed_at=utcnow(),
+            chunks_retried=job.stats.chunks_retried,
+            chunks_cut=job.stats.chunks_cut,
             guard_trips=",".join(job.stats.guard_events) or None,
             # What the request spent on the outage allowance: taken when the row is stored, at most the charge.
             outage_credits=grant.reservation.outage_credits if grant.reservation is not None else 0,

@@ -60,12 +60,22 @@ class MessageLimiter:
     `max_chars`, so the largest allowed message always fits a full bucket); a message over `max_chars` is refused
     outright. A rate of 0 turns that bucket off."""
 
-    def __init__(self, *, messages_per_s: float, message_burst: int, chars_per_s: float, max_chars: int,
-                 clock: Callable[[], float] = time.monotonic, key_bucket: TokenBucket | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        messages_per_s: float,
+        message_burst: int,
+        chars_per_s: float,
+        max_chars: int,
+        clock: Callable[[], float] = time.monotonic,
+        key_bucket: TokenBucket | None = None,
+    ) -> None:
         self.max_chars = max_chars
         self.key_bucket = key_bucket  # the key's messages, all its connections together (KeyBuckets)
         self.messages_per_s, self.chars_per_s = messages_per_s, chars_per_s
-        self._messages = TokenBucket(messages_per_s, max(1, message_burst), clock) if messages_per_s > 0 else None
+        self._messages = (
+            TokenBucket(messages_per_s, max(1, message_burst), clock) if messages_per_s > 0 else None
+        )
         self._chars = TokenBucket(chars_per_s, max(1, max_chars), clock) if chars_per_s > 0 else None
         self.refused: MessageRefusal | None = None  # the first refusal (the connection ends with it)
 
@@ -78,19 +88,31 @@ class MessageLimiter:
 
     def _verdict(self, size: int) -> MessageRefusal | None:
         if self.max_chars and size > self.max_chars:
-            return MessageRefusal("size", f"A message may hold at most {self.max_chars} characters; this one held "
-                                          f"{size}. Send long text in several messages.")
+            return MessageRefusal(
+                "size",
+                f"A message may hold at most {self.max_chars} characters; this one held "
+                f"{size}. Send long text in several messages.",
+            )
         if self._messages is not None and not self._messages.take(1):
-            return MessageRefusal("rate", f"More than {self.messages_per_s:g} messages per second on this "
-                                          "connection (after its burst allowance); send text in fewer, larger "
-                                          "pieces.")
+            return MessageRefusal(
+                "rate",
+                f"More than {self.messages_per_s:g} messages per second on this "
+                "connection (after its burst allowance); send text in fewer, larger "
+                "pieces.",
+            )
         if self._chars is not None and not self._chars.take(size):
-            return MessageRefusal("rate", f"More than {self.chars_per_s:g} characters per second on this "
-                                          "connection; send text at the pace it is produced.")
+            return MessageRefusal(
+                "rate",
+                f"More than {self.chars_per_s:g} characters per second on this "
+                "connection; send text at the pace it is produced.",
+            )
         if self.key_bucket is not None and not self.key_bucket.take(1):
-            return MessageRefusal("rate", f"More than {self.key_bucket.rate:g} messages per second on this API "
-                                          "key's connections together (after their burst allowance); send text in "
-                                          "fewer, larger pieces.")
+            return MessageRefusal(
+                "rate",
+                f"More than {self.key_bucket.rate:g} messages per second on this API "
+                "key's connections together (after their burst allowance); send text in "
+                "fewer, larger pieces.",
+            )
         return None
 
 
@@ -98,8 +120,9 @@ class KeyBuckets:
     """One message bucket per API key, shared by all its connections on this server and kept across reconnects:
     `rate` a second up to `burst`. The least recently used past `capacity` is forgotten (it starts full again)."""
 
-    def __init__(self, rate: float, burst: float, capacity: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate: float, burst: float, capacity: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.rate, self.burst, self.capacity, self._clock = rate, burst, capacity, clock
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 

@@ -17,6 +17,12 @@ from services.continuity.stores import (
 )
 
 __all__ = [
-    "MAX_PREVIOUS_REQUESTS", "Continuity", "MemoryRecentStore", "PostgresRecentStore", "RecentRequest",
-    "RecentRequestStore", "SupabaseRecentStore", "build_recent_store",
+    "MAX_PREVIOUS_REQUESTS",
+    "Continuity",
+    "MemoryRecentStore",
+    "PostgresRecentStore",
+    "RecentRequest",
+    "RecentRequestStore",
+    "SupabaseRecentStore",
+    "build_recent_store",
 ]

@@ -55,7 +55,9 @@ def request_not_found(request_id: str, param: str, retention_s: float) -> Servic
         "REQUEST_NOT_FOUND",
         f"Invalid '{param}': no finished request {shown!r} for this API key. Use the X-Server-Request-ID of a "
         f"request this key completed in the last {retention_s / 3600:g} h (a failed request, another key's, or one "
-        "still running on another server is not found).", param)
+        "still running on another server is not found).",
+        param,
+    )
 
 
 class Continuity:
@@ -72,8 +74,9 @@ class Continuity:
         self._running: dict[str, tuple[str, SynthesisJob, float]] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings, models: ModelSource,
-                      databases: DatabaseClients | None = None) -> Continuity:
+    def from_settings(
+        cls, settings: Settings, models: ModelSource, databases: DatabaseClients | None = None
+    ) -> Continuity:
         return cls(settings, models, build_recent_store(settings, databases))
 
     async def close(self) -> None:
@@ -95,10 +98,16 @@ class Continuity:
         if tail is not None and len(tail.text) > MAX_TAIL_CHARS:
             tail = None  # not a transcript of a few seconds; keep the voice only
         now = datetime.now(UTC)
-        return RecentRequest(request_id=job.request.request_id, owner_key_id=owner, voice_id=job.request.voice.id,
-                             global_tokens=tuple(job.global_tokens), tail_text=tail.text if tail else None,
-                             tail_semantic=tail.semantic if tail else None, created_at=now,
-                             expires_at=now + self.retention)
+        return RecentRequest(
+            request_id=job.request.request_id,
+            owner_key_id=owner,
+            voice_id=job.request.voice.id,
+            global_tokens=tuple(job.global_tokens),
+            tail_text=tail.text if tail else None,
+            tail_semantic=tail.semantic if tail else None,
+            created_at=now,
+            expires_at=now + self.retention,
+        )
 
     async def _remember(self, owner: str, job: SynthesisJob) -> None:
         request_id = job.request.request_id
@@ -106,10 +115,16 @@ class Continuity:
             record = self.record_of(job, owner)
             if record is not None:
                 await asyncio.wait_for(self.store.put(record), STORE_WRITE_TIMEOUT_S)
-        except (ServiceError, TimeoutError, ValueError) as exc:  # the store is down or slow, or a bound refused it
+        except (
+            ServiceError,
+            TimeoutError,
+            ValueError,
+        ) as exc:  # the store is down or slow, or a bound refused it
             metrics.OPTIONAL_STEP_FAILURES.labels("continuity").inc()
-            logger.warning("recent request not remembered", extra={"request_id": request_id, "store": self.store.name,
-                                                                   "error": type(exc).__name__})
+            logger.warning(
+                "recent request not remembered",
+                extra={"request_id": request_id, "store": self.store.name, "error": type(exc).__name__},
+            )
         except Exception as exc:  # noqa: BLE001 - a bug in the tail: the request's audio exists, it completes anyway
             note_failure("continuity", exc, request_id)
         finally:
@@ -121,9 +136,17 @@ class Continuity:
     # ------------------------------------------------------------------ find
     async def find(self, request_id: str, key_id: str | None, param: str = PARAM) -> RecentRequest:
         running = self._running.get(request_id)
-        if running is not None and self._is_running(running[1], running[2]) and running[0] == (key_id or ANONYMOUS):
-            raise ServiceError("REQUEST_NOT_FINISHED", f"Invalid '{param}': request {request_id!r} is still running; "
-                               "continue it once its audio has ended.", param)
+        if (
+            running is not None
+            and self._is_running(running[1], running[2])
+            and running[0] == (key_id or ANONYMOUS)
+        ):
+            raise ServiceError(
+                "REQUEST_NOT_FINISHED",
+                f"Invalid '{param}': request {request_id!r} is still running; "
+                "continue it once its audio has ended.",
+                param,
+            )
         record = await self.store.get(request_id)
         if record is None or not record.owned_by(key_id):
             raise request_not_found(request_id, param, self.settings.continuity.continuity_retention_s)
@@ -134,28 +157,54 @@ class Continuity:
         return (await self.find(request_id, key_id, "from_request_id")).global_tokens
 
     # ------------------------------------------------------------------ stitch
-    async def stitched_voice(self, voice: Voice, previous_request_ids: Sequence[str], key_id: str | None, *,
-                             voice_named: bool, voice_field: str = "speaker") -> Voice:
+    async def stitched_voice(
+        self,
+        voice: Voice,
+        previous_request_ids: Sequence[str],
+        key_id: str | None,
+        *,
+        voice_named: bool,
+        voice_field: str = "speaker",
+    ) -> Voice:
         """`voice` continuing the previous requests (oldest first): their globals and the end of their speech."""
-        if len(set(previous_request_ids)) != len(previous_request_ids):  # every route's schema refuses this first
-            raise SynthesisError("VALIDATION_ERROR", f"Invalid '{PARAM}': a request is named twice; name each "
-                                 "previous request once, oldest first.", PARAM)
+        if len(set(previous_request_ids)) != len(
+            previous_request_ids
+        ):  # every route's schema refuses this first
+            raise SynthesisError(
+                "VALIDATION_ERROR",
+                f"Invalid '{PARAM}': a request is named twice; name each "
+                "previous request once, oldest first.",
+                PARAM,
+            )
         records = [await self.find(request_id, key_id) for request_id in previous_request_ids]
         last = records[-1]
         for record in records[:-1]:
             if record.global_tokens != last.global_tokens:
-                raise SynthesisError("VALIDATION_ERROR", f"Invalid '{PARAM}': requests {record.request_id!r} and "
-                                     f"{last.request_id!r} spoke with different voices; stitch one voice's requests.",
-                                     PARAM)
+                raise SynthesisError(
+                    "VALIDATION_ERROR",
+                    f"Invalid '{PARAM}': requests {record.request_id!r} and "
+                    f"{last.request_id!r} spoke with different voices; stitch one voice's requests.",
+                    PARAM,
+                )
         if voice_named and voice.id != last.voice_id:
-            raise SynthesisError("VALIDATION_ERROR", f"Invalid '{voice_field}': request {last.request_id!r} spoke "
-                                 f"with voice {last.voice_id!r}, not {voice.id!r}; name that voice or leave "
-                                 f"'{voice_field}' out.", voice_field)
-        tails = [TailSegment(r.tail_text, r.tail_semantic) for r in records if r.tail_text and r.tail_semantic]
+            raise SynthesisError(
+                "VALIDATION_ERROR",
+                f"Invalid '{voice_field}': request {last.request_id!r} spoke "
+                f"with voice {last.voice_id!r}, not {voice.id!r}; name that voice or leave "
+                f"'{voice_field}' out.",
+                voice_field,
+            )
+        tails = [
+            TailSegment(r.tail_text, r.tail_semantic) for r in records if r.tail_text and r.tail_semantic
+        ]
         tail = tail_of(tails, self.prefix_tokens)
         stitched = dataclasses.replace(
-            voice, kind="global_tokens", global_tokens=last.global_tokens,
-            reference_text=tail.text if tail else None, reference_semantic=tail.semantic if tail else None)
+            voice,
+            kind="global_tokens",
+            global_tokens=last.global_tokens,
+            reference_text=tail.text if tail else None,
+            reference_semantic=tail.semantic if tail else None,
+        )
         check_prefix_fits(self.models.pipeline_resources(), stitched)
         return stitched
 
@@ -165,6 +214,10 @@ def check_prefix_fits(resources: PipelineResources, voice: Voice) -> None:
     ids, _ = prompt_for(resources, "", voice, voice.global_tokens)
     room = resources.settings.llm.max_model_len - len(ids)
     if room < REFERENCE_TEXT_ROOM:
-        raise SynthesisError("TEXT_TOO_LONG", f"Invalid '{PARAM}': the previous requests' words and speech take "
-                             f"{len(ids)} of the model's {resources.settings.llm.max_model_len} prompt tokens, leaving {room} "
-                             f"(at least {REFERENCE_TEXT_ROOM} are needed); stitch fewer requests.", PARAM)
+        raise SynthesisError(
+            "TEXT_TOO_LONG",
+            f"Invalid '{PARAM}': the previous requests' words and speech take "
+            f"{len(ids)} of the model's {resources.settings.llm.max_model_len} prompt tokens, leaving {room} "
+            f"(at least {REFERENCE_TEXT_ROOM} are needed); stitch fewer requests.",
+            PARAM,
+        )

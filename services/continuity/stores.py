@@ -34,8 +34,11 @@ PURGE_INTERVAL_S = 60.0
 
 class RecentStoreUnavailable(ServiceError):
     def __init__(self, store: str, detail: str) -> None:
-        super().__init__("SERVICE_UNAVAILABLE", f"The store of recent requests ({store}) is unreachable ({detail}); "
-                         "retry shortly.", retry_after=5)
+        super().__init__(
+            "SERVICE_UNAVAILABLE",
+            f"The store of recent requests ({store}) is unreachable ({detail}); retry shortly.",
+            retry_after=5,
+        )
 
 
 class RecentRequestStore(ABC):
@@ -58,7 +61,9 @@ class MemoryRecentStore(RecentRequestStore):
 
     name = "memory"
 
-    def __init__(self, max_requests: int = MEMORY_MAX_REQUESTS, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self, max_requests: int = MEMORY_MAX_REQUESTS, clock: Callable[[], datetime] | None = None
+    ) -> None:
         self.max_requests = max_requests
         self._clock = clock or (lambda: datetime.now(UTC))
         self._records: OrderedDict[str, RecentRequest] = OrderedDict()
@@ -112,14 +117,21 @@ class PostgresRecentStore(_Purging):
     async def put(self, record: RecentRequest) -> None:
         row = record.to_row()
         placeholders = ", ".join(f"${i}" for i in range(1, len(COLUMNS) + 1))
-        await self._run("execute", f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({placeholders}) "
-                        "ON CONFLICT (request_id) DO NOTHING", *(row[c] for c in COLUMNS))
+        await self._run(
+            "execute",
+            f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({placeholders}) "
+            "ON CONFLICT (request_id) DO NOTHING",
+            *(row[c] for c in COLUMNS),
+        )
         if self._purge_due():
             await self._run("execute", f"DELETE FROM {TABLE} WHERE expires_at <= now()")
 
     async def get(self, request_id: str) -> RecentRequest | None:
-        row = await self._run("fetchrow", f"SELECT {', '.join(COLUMNS)} FROM {TABLE} "
-                              "WHERE request_id = $1 AND expires_at > now()", request_id)
+        row = await self._run(
+            "fetchrow",
+            f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE request_id = $1 AND expires_at > now()",
+            request_id,
+        )
         return None if row is None else RecentRequest.from_row(dict(row))
 
 
@@ -136,8 +148,9 @@ class SupabaseRecentStore(_Purging):
         try:
             response = await asyncio.to_thread(fn)
         except Exception as exc:  # the error may echo row data: report only its class and PostgREST code
-            raise RecentStoreUnavailable(self.name, f"{type(exc).__name__} {getattr(exc, 'code', '') or ''}".strip()) \
-                from None
+            raise RecentStoreUnavailable(
+                self.name, f"{type(exc).__name__} {getattr(exc, 'code', '') or ''}".strip()
+            ) from None
         data = response.data if response is not None else None
         return [data] if isinstance(data, dict) else list(data or [])
 
@@ -146,17 +159,34 @@ class SupabaseRecentStore(_Purging):
 
         row = record.to_json_row()
         table = self._client.table(TABLE)
-        await self._call(lambda: table.upsert(row, on_conflict="request_id", ignore_duplicates=True,
-                                              returning=ReturnMethod.minimal).execute())
+        await self._call(
+            lambda: table.upsert(
+                row, on_conflict="request_id", ignore_duplicates=True, returning=ReturnMethod.minimal
+            ).execute()
+        )
         if self._purge_due():
             now = datetime.now(UTC).isoformat()
-            await self._call(lambda: self._client.table(TABLE).delete(returning=ReturnMethod.minimal)
-                             .lte("expires_at", now).execute())
+            await self._call(
+                lambda: (
+                    self._client.table(TABLE)
+                    .delete(returning=ReturnMethod.minimal)
+                    .lte("expires_at", now)
+                    .execute()
+                )
+            )
 
     async def get(self, request_id: str) -> RecentRequest | None:
         now = datetime.now(UTC).isoformat()
-        rows = await self._call(lambda: self._client.table(TABLE).select("*").eq("request_id", request_id)
-                                .gt("expires_at", now).limit(1).execute())
+        rows = await self._call(
+            lambda: (
+                self._client.table(TABLE)
+                .select("*")
+                .eq("request_id", request_id)
+                .gt("expires_at", now)
+                .limit(1)
+                .execute()
+            )
+        )
         return RecentRequest.from_row(rows[0]) if rows else None
 
 

@@ -27,7 +27,9 @@ def _voices(checkpoint: SparkCheckpoint, speakers: Sequence[str]) -> VoiceRegist
     return VoiceRegistry.builtin()
 
 
-def diagnose(model_dir: Path, sr_dir: Path | None = None, speakers: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+def diagnose(
+    model_dir: Path, sr_dir: Path | None = None, speakers: Sequence[str] = ()
+) -> tuple[list[str], list[str]]:
     """(report lines, problems with fixes)."""
     lines: list[str] = []
     problems: list[str] = []
@@ -36,7 +38,8 @@ def diagnose(model_dir: Path, sr_dir: Path | None = None, speakers: Sequence[str
     except CheckpointError as exc:
         return lines, [f"{exc}"]
     lines += [
-        f"layout:      {checkpoint.layout}" + (" (demo checkpoint: random weights, noise)" if checkpoint.is_demo else ""),
+        f"layout:      {checkpoint.layout}"
+        + (" (demo checkpoint: random weights, noise)" if checkpoint.is_demo else ""),
         f"LLM:         {checkpoint.llm_dir}",
         f"BiCodec:     {checkpoint.bicodec_dir}",
         f"root config: {checkpoint.root_config_file or 'absent (16 kHz assumed)'}",
@@ -62,8 +65,10 @@ def diagnose(model_dir: Path, sr_dir: Path | None = None, speakers: Sequence[str
                 "trained on several speakers, set TTS_FINETUNE_SPEAKERS=Name1,Name2 (recipe format 'Name: text')"
             )
         if checkpoint.layout == "finetune" and any(v.kind == "style" for v in voices.voices.values()):
-            problems.append("style (controllable) voices on a fine-tune: its recipe never trained that prompt; "
-                            "use prompt_prefix voices")
+            problems.append(
+                "style (controllable) voices on a fine-tune: its recipe never trained that prompt; "
+                "use prompt_prefix voices"
+            )
         lines.append(f"voices ({len(voices)}; default {voices.default_voice_id}):")
         for voice in voices.voices.values():
             try:
@@ -79,18 +84,26 @@ def diagnose(model_dir: Path, sr_dir: Path | None = None, speakers: Sequence[str
         load_sr_checkpoint(sr_root)
         lines.append(f"AP-BWE:      {sr_root} (48 kHz super-resolution available)")
     except CheckpointError as exc:
-        lines.append(f"AP-BWE:      unavailable ({exc}); 48 kHz output is resampled (health: degraded). "
-                     "Fix: TTS_SR_DIR=<dir with config.json + g_16kto48k> or python -m core.weights --sr DIR")
+        lines.append(
+            f"AP-BWE:      unavailable ({exc}); 48 kHz output is resampled (health: degraded). "
+            "Fix: TTS_SR_DIR=<dir with config.json + g_16kto48k> or python -m core.weights --sr DIR"
+        )
     return lines, problems
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.deployment.doctor", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m services.deployment.doctor", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("model_dir", type=Path)
-    parser.add_argument("--sr-dir", type=Path, default=None, help="AP-BWE directory (default MODEL_DIR/16kto48k)")
+    parser.add_argument(
+        "--sr-dir", type=Path, default=None, help="AP-BWE directory (default MODEL_DIR/16kto48k)"
+    )
     parser.add_argument("--speakers", default="", help="comma list, as TTS_FINETUNE_SPEAKERS")
     args = parser.parse_args(argv)
-    lines, problems = diagnose(args.model_dir, args.sr_dir, [s for s in args.speakers.split(",") if s.strip()])
+    lines, problems = diagnose(
+        args.model_dir, args.sr_dir, [s for s in args.speakers.split(",") if s.strip()]
+    )
     print("\n".join(lines))
     if problems:
         print(f"\n{len(problems)} problem(s):")

@@ -63,7 +63,9 @@ class PushTarget:
             return None
         parts = urlsplit(raw)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("TTS_METRICS_PUSH_URL must look like http(s)://[user:password@]host[:port][/prefix]")
+            raise ValueError(
+                "TTS_METRICS_PUSH_URL must look like http(s)://[user:password@]host[:port][/prefix]"
+            )
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         netloc = f"{host}:{parts.port}" if parts.port else host
         return cls(
@@ -80,8 +82,12 @@ class PushTarget:
 class MetricsPusher:
     """Pushes `registry` to one gateway group on a thread; `close` ends with a final push and a delete."""
 
-    def __init__(self, target: PushTarget, registry: CollectorRegistry = metrics.REGISTRY,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        target: PushTarget,
+        registry: CollectorRegistry = metrics.REGISTRY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.target = target
         self._registry = registry
         self._clock = clock
@@ -100,23 +106,39 @@ class MetricsPusher:
     # ------------------------------------------------------------------ one HTTP call each
     def push(self) -> bool:
         """PUT the whole registry (the group's previous series are replaced). True when the gateway took it."""
-        return self._call("push", lambda: push_to_gateway(
-            self.target.url, self.target.job, self._registry, grouping_key={"instance": self.target.instance},
-            timeout=PUSH_TIMEOUT_S, handler=self._handler,
-        ))
+        return self._call(
+            "push",
+            lambda: push_to_gateway(
+                self.target.url,
+                self.target.job,
+                self._registry,
+                grouping_key={"instance": self.target.instance},
+                timeout=PUSH_TIMEOUT_S,
+                handler=self._handler,
+            ),
+        )
 
     def delete(self) -> bool:
         """DELETE this process's group, so it is no longer summed as a live container."""
-        return self._call("delete", lambda: delete_from_gateway(
-            self.target.url, self.target.job, grouping_key={"instance": self.target.instance},
-            timeout=PUSH_TIMEOUT_S, handler=self._handler,
-        ))
+        return self._call(
+            "delete",
+            lambda: delete_from_gateway(
+                self.target.url,
+                self.target.job,
+                grouping_key={"instance": self.target.instance},
+                timeout=PUSH_TIMEOUT_S,
+                handler=self._handler,
+            ),
+        )
 
-    def _handler(self, url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
-                 data: bytes) -> Callable[[], None]:
+    def _handler(
+        self, url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes
+    ) -> Callable[[], None]:
         if self.target.username is None:
             return default_handler(url, method, timeout, headers, data)
-        return basic_auth_handler(url, method, timeout, headers, data, self.target.username, self.target.password)
+        return basic_auth_handler(
+            url, method, timeout, headers, data, self.target.username, self.target.password
+        )
 
     def _call(self, operation: str, call: Callable[[], None]) -> bool:
         with self._http:
@@ -127,9 +149,14 @@ class MetricsPusher:
                 now = self._clock()
                 if self._last_logged is None or now - self._last_logged >= LOG_EVERY_S:
                     self._last_logged = now
-                    logger.warning("metrics push failed", extra={
-                        "operation": operation, "gateway": self.target.url, "error": f"{type(exc).__name__}: {exc}",
-                    })
+                    logger.warning(
+                        "metrics push failed",
+                        extra={
+                            "operation": operation,
+                            "gateway": self.target.url,
+                            "error": f"{type(exc).__name__}: {exc}",
+                        },
+                    )
                 return False
         return True
 
@@ -138,10 +165,15 @@ class MetricsPusher:
         if self._thread is None and not self._closed:
             self._thread = threading.Thread(target=self._run, name="metrics-push", daemon=True)
             self._thread.start()
-            logger.info("pushing metrics", extra={
-                "gateway": self.target.url, "job": self.target.job, "instance": self.target.instance,
-                "interval_s": self.target.interval_s,
-            })
+            logger.info(
+                "pushing metrics",
+                extra={
+                    "gateway": self.target.url,
+                    "job": self.target.job,
+                    "instance": self.target.instance,
+                    "interval_s": self.target.interval_s,
+                },
+            )
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -161,7 +193,9 @@ class MetricsPusher:
         if self.push() and self.target.linger_s > 0:
             time.sleep(self.target.linger_s)
         deleted = self.delete()
-        logger.info("metrics push stopped", extra={"instance": self.target.instance, "group_deleted": deleted})
+        logger.info(
+            "metrics push stopped", extra={"instance": self.target.instance, "group_deleted": deleted}
+        )
 
     async def aclose(self) -> None:
         """`close` off the event loop."""

@@ -81,9 +81,12 @@ class ModalConfig:
     app_name: str = _knob("veena3-tts", "Modal app name (the request-log spool volume is named after it).")
     # H100: the card the codec scheduler, admission and the cost model (bench/cost_models/h100-tf32.json) were sized
     # on; another card carries an unmeasured count.
-    gpu: tuple[str, ...] = _knob(("H100",), "GPU type; a comma list (H100,A100-80GB) is a fallback order. H100 is "
-                                 "what the codec scheduler, admission and the cost model were sized on; on another "
-                                 "card size the inputs from its own measure (deploy/RUNBOOK.md).")
+    gpu: tuple[str, ...] = _knob(
+        ("H100",),
+        "GPU type; a comma list (H100,A100-80GB) is a fallback order. H100 is "
+        "what the codec scheduler, admission and the cost model were sized on; on another "
+        "card size the inputs from its own measure (deploy/RUNBOOK.md).",
+    )
     cpu: float = _knob(4.0, "Physical cores requested.")
     memory_mb: int = _knob(16384, "RAM request in MiB.")
     min_containers: int = _knob(1, "Containers kept warm even when idle (0: scale to zero, cold starts).")
@@ -92,9 +95,12 @@ class ModalConfig:
     scaledown_window: int = _knob(180, "Idle seconds before a container stops (2..3600).")
     # One HTTP stream or one WebSocket connection is one input, so this bounds the longest request and session; the
     # container's text limit is derived from it (MIN_CHARS_PER_SECOND below).
-    timeout: int = _knob(3600, "Per-input limit in seconds: one HTTP stream or one WebSocket connection is one input "
-                         "and is cut at this time. The container lowers TTS_MAX_TEXT_CHARS to timeout x 14 "
-                         "characters/s when it would allow longer texts.")
+    timeout: int = _knob(
+        3600,
+        "Per-input limit in seconds: one HTTP stream or one WebSocket connection is one input "
+        "and is cut at this time. The container lowers TTS_MAX_TEXT_CHARS to timeout x 14 "
+        "characters/s when it would allow longer texts.",
+    )
     startup_timeout: int = _knob(1200, "Seconds for model load + vLLM compile + warm-up.")
     # Inputs (an HTTP request or a WebSocket connection each) per container. Admission, not this cap, decides how many
     # streams one GPU carries (it refuses past the measured headroom), so the cap only bounds what the engine and one
@@ -102,19 +108,24 @@ class ModalConfig:
     # (256). The target is where Modal adds a container: under what the H100 model holds at steady load before
     # admission starts refusing (~100 concurrent 16 kHz streams at the measured LLM cost, bench/sim_alerts.py), so
     # containers are added before callers get 503s.
-    max_inputs: int = _knob(128, "Concurrent requests per container (hard cap; a WebSocket connection is one, idle "
-                            "or not).")
+    max_inputs: int = _knob(
+        128, "Concurrent requests per container (hard cap; a WebSocket connection is one, idle or not)."
+    )
     target_inputs: int = _knob(64, "Concurrency the autoscaler aims for before adding containers.")
     snapshot: str = _knob("off", "Memory snapshots: off, cpu or gpu (alpha; deploy/RUNBOOK.md).")
-    volume: str = _knob("veena3-models", "Model volume, mounted at /models; never created by a deploy (a mistyped "
-                        "name fails it).")
-    secrets: tuple[str, ...] = _knob(("veena3-secrets",), "Comma list of Modal secret names (the service's TTS_* "
-                                     "settings).")
+    volume: str = _knob(
+        "veena3-models",
+        "Model volume, mounted at /models; never created by a deploy (a mistyped name fails it).",
+    )
+    secrets: tuple[str, ...] = _knob(
+        ("veena3-secrets",), "Comma list of Modal secret names (the service's TTS_* settings)."
+    )
     model_subdir: str = _knob("Spark-TTS-0.5B", "Checkpoint directory inside the volume.")
     sr_subdir: str = _knob("ap_bwe/16kto48k", "AP-BWE directory inside the volume.")
     region: tuple[str, ...] = _knob((), "Comma list of regions, e.g. us-east; empty: anywhere.")
-    vllm_cache_volume: str = _knob("", "Volume for vLLM's compile cache (/root/.cache/vllm): faster cold starts; "
-                                   "empty: none.")
+    vllm_cache_volume: str = _knob(
+        "", "Volume for vLLM's compile cache (/root/.cache/vllm): faster cold starts; empty: none."
+    )
 
     def __post_init__(self) -> None:
         if not self.gpu:
@@ -151,8 +162,11 @@ class ModalConfig:
             name = key.upper()
             if name.startswith("TTS_MODAL_") and name.removeprefix("TTS_MODAL_") not in known:
                 close = difflib.get_close_matches(name.removeprefix("TTS_MODAL_"), known, n=1, cutoff=0.75)
-                logger.warning("%s names no Modal setting and is ignored%s", key,
-                               f" (did you mean TTS_MODAL_{close[0]}?)" if close else "")
+                logger.warning(
+                    "%s names no Modal setting and is ignored%s",
+                    key,
+                    f" (did you mean TTS_MODAL_{close[0]}?)" if close else "",
+                )
         d = cls()
         return cls(
             app_name=_env_str(env, "TTS_MODAL_APP_NAME", d.app_name),
@@ -242,14 +256,20 @@ def check_container_settings(settings: Settings) -> None:
             "TTS_AUTH_ENABLED=false is refused on Modal: the endpoint is public. Remove it from the secret / "
             "environment (auth can only be switched off for local development)."
         )
-    if settings.access.key_backend == "static" and not settings.access.api_keys.strip() and settings.access.api_keys_file is None:
+    if (
+        settings.access.key_backend == "static"
+        and not settings.access.api_keys.strip()
+        and settings.access.api_keys_file is None
+    ):
         raise DeploymentConfigError(
             "no API keys configured: every request would get 401. Set TTS_API_KEYS (comma-separated) in the "
             "Modal secret, or TTS_KEY_BACKEND=postgres|supabase with TTS_DATABASE_URL or TTS_SUPABASE_URL/KEY."
         )
     if settings.access.key_backend == "postgres" and not settings.databases.database_url:
         raise DeploymentConfigError("TTS_KEY_BACKEND=postgres needs TTS_DATABASE_URL in the Modal secret")
-    if settings.access.key_backend == "supabase" and not (settings.databases.supabase_url and settings.databases.supabase_key):
+    if settings.access.key_backend == "supabase" and not (
+        settings.databases.supabase_url and settings.databases.supabase_key
+    ):
         raise DeploymentConfigError("TTS_KEY_BACKEND=supabase needs TTS_SUPABASE_URL and TTS_SUPABASE_KEY")
     if settings.voices.voice_store == "file":
         raise DeploymentConfigError(
@@ -277,15 +297,21 @@ def container_settings(cfg: ModalConfig) -> Settings:
     settings = Settings(**overrides)
     if settings.voices.voice_store == "auto" and settings.resolved_voice_store == "file":
         # auto would keep voices in the container's own files (lost on scale-down, invisible to the others).
-        logger.warning("no database for the voice library: voices cannot be saved on this deployment (per-request "
-                       "cloning still works); set TTS_DATABASE_URL or TTS_SUPABASE_URL/KEY to keep them")
+        logger.warning(
+            "no database for the voice library: voices cannot be saved on this deployment (per-request "
+            "cloning still works); set TTS_DATABASE_URL or TTS_SUPABASE_URL/KEY to keep them"
+        )
         settings = settings.model_copy(update={"voice_store": "none"})
     check_container_settings(settings)
     longest = cfg.timeout * MIN_CHARS_PER_SECOND
     if settings.limits.max_text_chars > longest:
         logger.warning(
             "text limit lowered to what the Modal timeout allows",
-            extra={"max_text_chars": longest, "configured": settings.limits.max_text_chars, "timeout_s": cfg.timeout},
+            extra={
+                "max_text_chars": longest,
+                "configured": settings.limits.max_text_chars,
+                "timeout_s": cfg.timeout,
+            },
         )
         settings = settings.model_copy(update={"max_text_chars": longest})
     return settings

@@ -38,17 +38,24 @@ logger = logging.getLogger("services.deployment.pin_voices")
 PIN_TEXT = "Hello, this is my voice."
 
 
-async def pin(runtime: ModelRuntime, voice_ids: Sequence[str] | None = None, *, seed: int = 0,
-              text: str = PIN_TEXT) -> dict[str, tuple[int, ...]]:
+async def pin(
+    runtime: ModelRuntime, voice_ids: Sequence[str] | None = None, *, seed: int = 0, text: str = PIN_TEXT
+) -> dict[str, tuple[int, ...]]:
     """Generate once per voice without stored globals; return {voice id: its 32 global tokens}."""
     pinned: dict[str, tuple[int, ...]] = {}
     for voice in runtime.voices.voices.values():
         if voice.global_tokens is not None or (voice_ids and voice.id not in voice_ids):
             continue
         request = SynthesisRequest(
-            request_id=f"pin-{voice.id}", text=text, voice=voice,
+            request_id=f"pin-{voice.id}",
+            text=text,
+            voice=voice,
             sampling=SamplingOptions.with_defaults(runtime.settings, max_tokens=64, seed=seed),
-            audio_format="pcm", sample_rate=NATIVE_RATE, stream=False, normalize=False, chunking=False,
+            audio_format="pcm",
+            sample_rate=NATIVE_RATE,
+            stream=False,
+            normalize=False,
+            chunking=False,
         )
         job = SynthesisJob(runtime.pipeline_resources(), request)
         await job.collect()
@@ -95,7 +102,9 @@ def write_voices_json(path: Path, document: dict) -> None:
 
 
 async def _run(model_dir: Path, voice_ids: list[str], seed: int, out: Path) -> int:
-    settings = Settings(model_dir=model_dir, warmup=False, sr_enabled=False, auth_enabled=False, log_json=False)
+    settings = Settings(
+        model_dir=model_dir, warmup=False, sr_enabled=False, auth_enabled=False, log_json=False
+    )
     runtime = ModelRuntime(settings)  # no warm-up: the pinning generation itself is the first request
     await runtime.start()
     if not runtime.ready:
@@ -114,11 +123,17 @@ async def _run(model_dir: Path, voice_ids: list[str], seed: int, out: Path) -> i
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.deployment.pin_voices", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m services.deployment.pin_voices", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("model_dir", type=Path)
-    parser.add_argument("--voices", default="", help="comma list of voice ids (default: every unpinned voice)")
+    parser.add_argument(
+        "--voices", default="", help="comma list of voice ids (default: every unpinned voice)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="sampling seed of the pinning generation")
-    parser.add_argument("--out", type=Path, default=None, help="where to write (default MODEL_DIR/voices.json)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="where to write (default MODEL_DIR/voices.json)"
+    )
     args = parser.parse_args(argv)
     voice_ids = [v.strip() for v in args.voices.split(",") if v.strip()]
     return asyncio.run(_run(args.model_dir, voice_ids, args.seed, args.out or args.model_dir / "voices.json"))

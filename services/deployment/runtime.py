@@ -16,11 +16,10 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
-from enum import StrEnum
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -30,24 +29,18 @@ from audio.resample import prepare_output_filters
 from core.checkpoint import CheckpointError, SparkCheckpoint, load_spark_checkpoint, load_sr_checkpoint
 from core.numerics import apply_model_numerics
 from core.voices import is_custom_voice_id
+from services.deployment.health import HealthReport, RuntimeState
+from services.device.calls import SchedulerPolicy
 from services.device.thread_calls import ModelCallAbandoned, run_from_thread
 from services.pipeline.resources import PipelineResources
 from services.pipeline.speaker_vectors import SpeakerVectors
 from shared import metrics
 from shared.settings import APP_VERSION, Settings
 
+if TYPE_CHECKING:
+    from services.device.graphs import CodecGraphs
+
 logger = logging.getLogger("services.deployment.runtime")
-
-
-class RuntimeState(StrEnum):
-    STARTING = "starting"
-    LOADING = "loading"
-    WARMING = "warming"
-    READY = "ready"
-    FAILED = "failed"
-    WARMUP_FAILED = "warmup_failed"
-    UNHEALTHY = "unhealthy"
-    STOPPED = "stopped"
 
 
 def freeze_startup_heap() -> None:
@@ -56,25 +49,6 @@ def freeze_startup_heap() -> None:
     (bench/bench_ttfa.py saw it in TTFA p95). They live as long as the process; refcounting still frees them."""
     gc.collect()
     gc.freeze()
-
-
-@dataclass
-class HealthReport:
-    status: str
-    state: str
-    model_loaded: bool
-    model_version: str
-    demo_model: bool
-    sr_ready: bool
-    sr_error: str | None
-    engine: str
-    device: str
-    gpu_available: bool
-    uptime_seconds: float
-    app_version: str
-    codec_graphs: dict[str, Any] | None = None  # start-up's codec CUDA graph capture; None without graphs
-    error: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_device(setting: str) -> str:
@@ -96,9 +70,14 @@ class ModelRuntime:
     second the device runner every codec call goes through in place of the models. None when serving for real.
     """
 
-    def __init__(self, settings: Settings, *, warmup: WarmupStep | None = None,
-                 engine_factory: Callable[[ModelRuntime], Any] | None = None,
-                 codec_runner_factory: Callable[[ModelRuntime], Any] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        warmup: WarmupStep | None = None,
+        engine_factory: Callable[[ModelRuntime], Any] | None = None,
+        codec_runner_factory: Callable[[ModelRuntime], Any] | None = None,
+    ) -> None:
         self.settings = settings
         self.warmup_step = warmup
         self.engine_factory = engine_factory
@@ -203,24 +182,36 @@ class ModelRuntime:
             self.voices = VoiceRegistry.builtin()
         logger.info(
             "checkpoint resolved",
-            extra={"layout": self.checkpoint.layout, "llm_dir": str(self.checkpoint.llm_dir),
-                   "bicodec_dir": str(self.checkpoint.bicodec_dir),
-                   "voices_file": str(self.checkpoint.voices_file) if self.checkpoint.voices_file else None,
-                   "voices": self.voices.ids, "sr_dir": str(self.settings.model.resolved_sr_dir)},
+            extra={
+                "layout": self.checkpoint.layout,
+                "llm_dir": str(self.checkpoint.llm_dir),
+                "bicodec_dir": str(self.checkpoint.bicodec_dir),
+                "voices_file": str(self.checkpoint.voices_file) if self.checkpoint.voices_file else None,
+                "voices": self.voices.ids,
+                "sr_dir": str(self.settings.model.resolved_sr_dir),
+            },
         )
         if self.settings.voices.openai_voice_map:
             # A custom (library) voice id is owned by one key: it is looked up per request (SpeechService.voice),
             # so only built-in targets go into the registry.
-            mapped = {name.casefold(): target for name, target in self.settings.voices.openai_voice_map.items()}
+            mapped = {
+                name.casefold(): target for name, target in self.settings.voices.openai_voice_map.items()
+            }
             self.openai_custom_voices = {name: t for name, t in mapped.items() if is_custom_voice_id(t)}
-            self.voices = self.voices.with_openai_voices({**self.voices.openai_overrides, **{
-                name: t for name, t in mapped.items() if name not in self.openai_custom_voices}})
+            self.voices = self.voices.with_openai_voices(
+                {
+                    **self.voices.openai_overrides,
+                    **{name: t for name, t in mapped.items() if name not in self.openai_custom_voices},
+                }
+            )
         self.bicodec = BiCodecDecoder.from_pretrained(self.checkpoint.bicodec_dir, device=self.device)
         self.speaker_vectors = SpeakerVectors(self.bicodec)
         self._load_sr()
         prepare_output_filters()  # every stream's resampler filter, designed here rather than on its first push
         self.build_codec_scheduler()
-        if self.settings.text.align_method == "ctc":  # a bad model directory stops start-up: timestamps were asked for
+        if (
+            self.settings.text.align_method == "ctc"
+        ):  # a bad model directory stops start-up: timestamps were asked for
             from core.align.ctc import load_aligners
 
             self.aligner = load_aligners(self.settings.text.align_ctc_model, self.device)
@@ -237,7 +228,6 @@ class ModelRuntime:
         on a CPU one call per core, no batch padding. Its planning loop starts on the serving loop (`start()`), or on
         the first window submitted."""
         from services.device.admission import Admission
-        from services.device.calls import SchedulerPolicy
         from services.device.runner import ModelRunner
         from services.device.scheduler import CodecScheduler
 
@@ -250,12 +240,20 @@ class ModelRuntime:
         old = self.codec_scheduler
         if old is not None:
             old.runner.close()
-        runner = ModelRunner(self.bicodec, self.sr, threads=policy.max_inflight, graphs=self._capture_graphs(policy))
+        runner = ModelRunner(
+            self.bicodec, self.sr, threads=policy.max_inflight, graphs=self._capture_graphs(policy)
+        )
         self.codec_scheduler = CodecScheduler(runner, policy)
         # The LLM's pace counts per generating request; the engine is built after the codec, hence the late lookup.
-        self.admission = None if not self._admission_on() else Admission(
-            self.codec_scheduler, max_wait_s=self.settings.codec.admission_max_wait_ms / 1000.0,
-            generating=lambda: len(self.engine.active_requests()) if self.engine is not None else 0)
+        self.admission = (
+            None
+            if not self._admission_on()
+            else Admission(
+                self.codec_scheduler,
+                max_wait_s=self.settings.codec.admission_max_wait_ms / 1000.0,
+                generating=lambda: len(self.engine.active_requests()) if self.engine is not None else 0,
+            )
+        )
 
     def _admission_on(self) -> bool:
         mode = self.settings.codec.admission
@@ -267,34 +265,21 @@ class ModelRuntime:
         """A GPU, or a stand-in device runner (a benchmark of what a GPU serves)."""
         return self.device.startswith("cuda") or self.codec_runner_factory is not None
 
-    def _capture_graphs(self, policy: Any) -> Any:
-        """On CUDA, captured graphs of the codec's call shapes in one memory pool, before any other device work
-        (capture moves the TF32 switches for its duration), the most used first, within TTS_CODEC_GRAPH_BUDGET_S.
-        Shapes not captured (over the budget, or a capture that failed) serve eager: slower, same audio."""
+    def _capture_graphs(self, policy: SchedulerPolicy) -> CodecGraphs | None:
+        """On CUDA (unless switched off), the codec's call shapes captured as graphs (services/device/graphs.py)."""
         self.codec_graph_status = None
         if not (self.device.startswith("cuda") and self.settings.codec.codec_cuda_graphs):
             return None
-        from services.device.graphs import CodecGraphs, GraphPlan
-        from services.device.windows import WindowKind
+        from services.device.graphs import capture_codec_graphs
 
-        kinds: tuple[WindowKind, ...] = ("decode", "sr") if self.sr is not None else ("decode",)
-        try:
-            graphs = CodecGraphs(self.bicodec, self.sr, GraphPlan.from_policy(policy, kinds),
-                                 sr_precision=self.settings.codec.codec_sr_precision)
-            graphs.capture_all(budget_s=self.settings.codec.codec_graph_budget_s)
-        except Exception:  # noqa: BLE001 - graphs are an optimisation; the eager path serves the same audio
-            logger.exception("CUDA graph capture failed; the codec runs eager")
-            return None
-        self.codec_graph_status = status = graphs.status()
-        for state in ("planned", "captured", "failed"):
-            metrics.CODEC_GRAPHS.labels(state=state).set(status[state])
-        first = status["first_eager"]
-        left = "none" if first is None else f"{first['kind']} {first['length']} x {first['rows']} rows"
-        budget = f"budget {status['budget_s']:g} s" if status["budget_s"] else "no budget"
-        (logger.warning if status["failed"] else logger.info)(
-            f"codec graphs: captured {status['captured']} of {status['planned']} in {status['seconds']} s ({budget}); "
-            f"first shape left eager: {left}; decode {status['precision']['decode']}, AP-BWE {status['precision']['sr']}",
-            extra=status)
+        graphs = capture_codec_graphs(
+            self.bicodec,
+            self.sr,
+            policy,
+            sr_precision=self.settings.codec.codec_sr_precision,
+            budget_s=self.settings.codec.codec_graph_budget_s,
+        )
+        self.codec_graph_status = graphs.status() if graphs is not None else None
         return graphs
 
     def _load_sr(self) -> None:
@@ -312,7 +297,10 @@ class ModelRuntime:
         except (CheckpointError, RuntimeError, OSError, KeyError, ValueError) as exc:
             self.sr = None
             self.sr_error = str(exc)
-            logger.warning("AP-BWE super-resolution unavailable; 48 kHz requests are resampled", extra={"reason": str(exc)})
+            logger.warning(
+                "AP-BWE super-resolution unavailable; 48 kHz requests are resampled",
+                extra={"reason": str(exc)},
+            )
         metrics.SR_READY.set(1 if self.sr is not None else 0)
 
     async def create_engine(self) -> None:
@@ -330,8 +318,9 @@ class ModelRuntime:
         if self.engine_factory is not None:
             self.engine = await asyncio.to_thread(self.engine_factory, self)
         else:
-            self.engine = await asyncio.to_thread(create_engine, self.settings.llm.engine, self.checkpoint.llm_dir,
-                                                  self.settings)
+            self.engine = await asyncio.to_thread(
+                create_engine, self.settings.llm.engine, self.checkpoint.llm_dir, self.settings
+            )
 
     async def start(self) -> None:
         """Load everything, warm up, and mark ready. Failures are recorded, not raised (health reports them)."""
@@ -356,8 +345,13 @@ class ModelRuntime:
             self.state = RuntimeState.READY
             logger.info(
                 "runtime ready",
-                extra={"load_seconds": round(self.load_seconds, 2), "model_version": self.model_version,
-                       "engine": self.settings.llm.engine, "device": self.device, "sr_ready": self.sr_ready},
+                extra={
+                    "load_seconds": round(self.load_seconds, 2),
+                    "model_version": self.model_version,
+                    "engine": self.settings.llm.engine,
+                    "device": self.device,
+                    "sr_ready": self.sr_ready,
+                },
             )
         except Exception as exc:  # noqa: BLE001 - any load failure must surface in health, not crash the server
             self.state = RuntimeState.FAILED
@@ -376,11 +370,21 @@ class ModelRuntime:
         if self.engine is None or self.codec_scheduler is None or self.speaker_vectors is None:
             raise RuntimeError(f"the models are not loaded (state: {self.state.value})")
         return PipelineResources(
-            settings=self.settings, model_version=self.model_version, engine=self.engine, tokenizer=self.tokenizer,
-            layout=self.layout, added_token_ids=self.added_token_ids or frozenset(), voices=self.voices,
-            openai_custom_voices=self.openai_custom_voices, bicodec=self.bicodec, sr=self.sr,
-            scheduler=self.codec_scheduler, admission=self.admission, aligner=self.aligner,
-            speaker_vectors=self.speaker_vectors)
+            settings=self.settings,
+            model_version=self.model_version,
+            engine=self.engine,
+            tokenizer=self.tokenizer,
+            layout=self.layout,
+            added_token_ids=self.added_token_ids or frozenset(),
+            voices=self.voices,
+            openai_custom_voices=self.openai_custom_voices,
+            bicodec=self.bicodec,
+            sr=self.sr,
+            scheduler=self.codec_scheduler,
+            admission=self.admission,
+            aligner=self.aligner,
+            speaker_vectors=self.speaker_vectors,
+        )
 
     # ----------------------------------------------------------------------------- voice cloning
     @property
@@ -392,7 +396,9 @@ class ModelRuntime:
             return "the model is not loaded"
         return cloning_unavailable_reason(self.checkpoint.root)
 
-    def encode_reference(self, samples: Any, *, semantic: bool = True, stop: threading.Event | None = None) -> Any:
+    def encode_reference(
+        self, samples: Any, *, semantic: bool = True, stop: threading.Event | None = None
+    ) -> Any:
         """Blocking (run it in a worker thread): 16 kHz reference samples -> `core.clone.ReferenceTokens`. `stop`:
         set when the caller abandons the encode; checked between stages (`core.clone.EncodeAbandoned`).
 
@@ -406,13 +412,22 @@ class ModelRuntime:
                     raise CloningUnavailable("the model is not loaded")
                 # from_pretrained checks the files (cloning_unavailable_reason) and every tensor it reads.
                 started = time.perf_counter()
-                self._reference_encoder = ReferenceEncoder.from_pretrained(self.checkpoint.root, device=self.device)
-                logger.info("reference encoder loaded", extra={"load_seconds": round(time.perf_counter() - started, 2)})
+                self._reference_encoder = ReferenceEncoder.from_pretrained(
+                    self.checkpoint.root, device=self.device
+                )
+                logger.info(
+                    "reference encoder loaded",
+                    extra={"load_seconds": round(time.perf_counter() - started, 2)},
+                )
             encoder = self._reference_encoder
         # The encoder loads outside the scheduler (seconds, once); each encode is the scheduler's device work.
         try:
-            return run_from_thread(self.codec_scheduler, "reference",
-                                   partial(encoder.encode, samples, semantic=semantic, stop=stop), stop=stop)
+            return run_from_thread(
+                self.codec_scheduler,
+                "reference",
+                partial(encoder.encode, samples, semantic=semantic, stop=stop),
+                stop=stop,
+            )
         except ModelCallAbandoned as exc:
             raise EncodeAbandoned(str(exc)) from None
 

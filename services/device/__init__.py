@@ -16,5 +16,12 @@ from services.device.playback import PlaybackClock
 from services.device.scheduler import CodecScheduler, StreamHandle
 from services.device.windows import DecodeWindow, SRWindow
 
-__all__ = ["CodecScheduler", "DecodeWindow", "ModelCallKind", "PlaybackClock", "SRWindow", "SchedulerPolicy",
-           "StreamHandle"]
+__all__ = [
+    "CodecScheduler",
+    "DecodeWindow",
+    "ModelCallKind",
+    "PlaybackClock",
+    "SRWindow",
+    "SchedulerPolicy",
+    "StreamHandle",
+]

@@ -59,21 +59,8 @@ carries 160-200 with no underrun; at 1.2 with the miss rule at a 30 ms grace (of
 preamble ids, 600 within 2 s or 30 s, LLM 0.005-0.056 ms/row); without rule 3 at all, 48 kHz streams and the
 40-preamble flood underran (19-48 streams).
 
-**Each key's share.** When a rule above refuses, the device is short, and who is refused follows each key's share:
-a key's load is its streams open in the codec scheduler now (`streams_by_owner`: from its job's first window to its
-end) plus the streams admission refused it within the last `pace_window_s`; the fair share is the keys' total load
-over the keys holding any (the asking key counted). A key over its share is refused by the rule (key class
-`over_share` in `admission_refusals_total`); a key within its share is admitted past the rule while another key is
-over its own, so the key that makes the device short is the one refused, for as long as it keeps asking. With no key
-over its share (one key alone, or keys alike), the rule refuses as it always does (`within_share`). Why this load:
-open streams are what holds the device (rule 3 prices the device by them), exact at once and released when a job
-ends on every transport; the refusals of the last second are the demand the device did not take, which a flood of
-short streams keeps up while few of them are open (a one-character + flush loop on four sockets asks again the
-moment it is refused). An admitted ask is already an open stream, so a client asking one request at a time, however
-often, holds one. On the device stand-in, open streams alone let a victim be refused 16 times in 316 while the flood
-held no stream between its refused asks, and counting 10 s of admissions held a key's steady use against it
-(docs/benchmarks.md, `flood_fairness`). Device seconds have no owner: the scheduler's calls batch many streams'
-windows.
+**Each key's share.** When a rule above refuses, the device is short, and who is refused follows each key's share
+(`key_share.py`): the key over its share is refused first, a key within its share is admitted past the rule.
 
 Min slack is not a rule: a stream that has just started holds only its first chunk (80 ms on the balanced
 schedule), so a slack threshold would refuse on every newcomer; a stream really running dry is a miss (1).
@@ -90,6 +77,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from services.device.key_share import KeyShares
 from shared.metrics import ADMISSION_REFUSALS, ADMISSION_WAIT, FIRST_CHUNK_SCHEDULES
 
 if TYPE_CHECKING:
@@ -131,16 +119,35 @@ class Admission:
     `scheduler`: the `CodecScheduler` (busy_ratio, recent_misses, active_streams). `generating`: how many requests
     the engine is generating now (e.g. `lambda: len(engine.active_requests())`); without it the pace rule is off."""
 
-    def __init__(self, scheduler: Any, *, clock: Callable[[], float] | None = None,
-                 generating: Callable[[], int] | None = None, need_tokens_per_s: float = REALTIME_TOKENS_PER_S,
-                 pace_margin: float = 2.0, pace_window_s: float = 1.0, min_pace_sample_s: float = 0.25,
-                 max_codec_busy: float = math.inf, miss_grace_s: float = 0.03, bucket_s: float = 0.05,
-                 max_codec_share: float = 1.2, codec_window_s: float = 5.0, min_codec_sample_s: float = 5.0,
-                 ramp_floor: int = 32, ramp_share: float = 0.5, short_schedule_share: float = 0.8,
-                 exact_needs_pace: float = 2.0, spacing_s: float = 0.03, spacing_pace: float = 1.1,
-                 spacing_share: float = 0.8, miss_memory_s: float = 10.0, pace_rows_floor: int = 32,
-                 sr_lead_needs_pace: float = 3.5,
-                 max_wait_s: float = DEFAULT_MAX_WAIT_S, wait_rules: Iterable[str] = DEFAULT_WAIT_RULES) -> None:
+    def __init__(
+        self,
+        scheduler: Any,
+        *,
+        clock: Callable[[], float] | None = None,
+        generating: Callable[[], int] | None = None,
+        need_tokens_per_s: float = REALTIME_TOKENS_PER_S,
+        pace_margin: float = 2.0,
+        pace_window_s: float = 1.0,
+        min_pace_sample_s: float = 0.25,
+        max_codec_busy: float = math.inf,
+        miss_grace_s: float = 0.03,
+        bucket_s: float = 0.05,
+        max_codec_share: float = 1.2,
+        codec_window_s: float = 5.0,
+        min_codec_sample_s: float = 5.0,
+        ramp_floor: int = 32,
+        ramp_share: float = 0.5,
+        short_schedule_share: float = 0.8,
+        exact_needs_pace: float = 2.0,
+        spacing_s: float = 0.03,
+        spacing_pace: float = 1.1,
+        spacing_share: float = 0.8,
+        miss_memory_s: float = 10.0,
+        pace_rows_floor: int = 32,
+        sr_lead_needs_pace: float = 3.5,
+        max_wait_s: float = DEFAULT_MAX_WAIT_S,
+        wait_rules: Iterable[str] = DEFAULT_WAIT_RULES,
+    ) -> None:
         self.scheduler = scheduler
         self.clock = clock or getattr(scheduler, "clock", None) or time.monotonic
         self.generating = generating
@@ -163,9 +170,13 @@ class Admission:
         self.max_wait_s = max(0.0, max_wait_s)
         self.wait_rules = frozenset(wait_rules)  # the rules admit() waits out (others refuse at once)
         if not self.wait_rules <= WAITABLE_RULES:
-            raise ValueError(f"wait_rules: only {sorted(WAITABLE_RULES)} pass by themselves, got "
-                             f"{sorted(self.wait_rules - WAITABLE_RULES)}")
-        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # admit()'s wait (a virtual one in tests)
+            raise ValueError(
+                f"wait_rules: only {sorted(WAITABLE_RULES)} pass by themselves, got "
+                f"{sorted(self.wait_rules - WAITABLE_RULES)}"
+            )
+        self.sleep: Callable[[float], Awaitable[None]] = (
+            asyncio.sleep
+        )  # admit()'s wait (a virtual one in tests)
         self._queue_lock: asyncio.Lock | None = None
         self._queue_loop: asyncio.AbstractEventLoop | None = None
         self.waited = 0  # streams admitted after waiting (admit())
@@ -191,7 +202,7 @@ class Admission:
         # (rule, key class) -> refusals; and streams of a key within its share admitted past a refusing rule
         self.refused_by_class: Counter[tuple[str, str]] = Counter()
         self.within_share_admitted = 0
-        self._refused_at: dict[str, deque[float]] = {}  # key id ("" keyless) -> its refusals within pace_window_s
+        self.shares = KeyShares(self.clock, self.pace_window_s)
 
     # ---------------------------------------------------------------- the LLM's pace
     def _advance(self) -> float:
@@ -271,14 +282,23 @@ class Admission:
         decision, wait = self._judge(key)
         # Nobody waiting: answer at once when no wait could help. A key let in past a rule by its share does not queue
         # behind the over-share key's waiters.
-        if decision.key_class == "within_share" and decision.admit or not queue.locked() and (
-                decision.admit or wait is None or decision.rule not in self.wait_rules or wait > limit):
+        if (
+            decision.key_class == "within_share"
+            and decision.admit
+            or not queue.locked()
+            and (decision.admit or wait is None or decision.rule not in self.wait_rules or wait > limit)
+        ):
             return self._settle(decision, 0.0, key)
         async with queue:  # FIFO: one waiter at a time, the earliest first
             while True:
                 decision, wait = self._judge(key)
                 waited = self.clock() - started
-                if decision.admit or wait is None or decision.rule not in self.wait_rules or waited + wait > limit:
+                if (
+                    decision.admit
+                    or wait is None
+                    or decision.rule not in self.wait_rules
+                    or waited + wait > limit
+                ):
                     return self._settle(decision, waited, key)
                 await self.sleep(wait)
 
@@ -296,42 +316,36 @@ class Admission:
         decision, wait = self._rules()
         if decision.admit:
             return decision, None
-        over, others_over = self._share(key)
+        by_owner = getattr(
+            self.scheduler, "streams_by_owner", None
+        )  # a test's stand-in may not count per key
+        over, others_over = self.shares.judge(key, by_owner() if by_owner is not None else {})
         if not over and others_over:
-            return AdmissionDecision(True, f"admitted within its share past {decision.rule}",
-                                     key_class="within_share"), None
+            return AdmissionDecision(
+                True, f"admitted within its share past {decision.rule}", key_class="within_share"
+            ), None
         return replace(decision, key_class="over_share" if over else "within_share"), wait
-
-    def _share(self, key: str | None) -> tuple[bool, bool]:
-        """(whether `key` is over its share, whether another key is over its own): a key's load is its streams open
-        in the scheduler plus its refusals within pace_window_s, the fair share their total over the keys holding
-        any, the asking key counted. A scheduler that does not count streams per key (a stand-in of the tests)
-        leaves the refusals alone."""
-        asking = key or ""
-        by_owner = getattr(self.scheduler, "streams_by_owner", None)
-        counts = Counter(by_owner()) if by_owner is not None else Counter[str]()
-        self._forget_old_refusals()
-        counts.update({name: len(times) for name, times in self._refused_at.items()})
-        counts = +counts  # the keys holding any
-        fair = sum(counts.values()) / len(counts.keys() | {asking})
-        return (counts.get(asking, 0) > fair,
-                any(n > fair for name, n in counts.items() if name != asking))
 
     def _rules(self) -> tuple[AdmissionDecision, float | None]:
         """The device's rules, in order, for any key."""
         misses = self.scheduler.recent_misses(self.miss_grace_s)
         if misses:
             self._last_miss_refusal = self.clock()
-            return _refusal("misses", "overloaded: a playing stream missed its audio deadline in the last seconds",
-                            2), None
+            return _refusal(
+                "misses", "overloaded: a playing stream missed its audio deadline in the last seconds", 2
+            ), None
         now = self.clock()
         while self._admitted_at and self._admitted_at[0] < now - self.pace_window_s:
             self._admitted_at.popleft()
         recent = len(self._admitted_at)  # admitted within the measuring window: not yet in the measures
         streams = self.scheduler.active_streams
         if recent >= max(self.ramp_floor, self.ramp_share * (streams - recent)):
-            return _refusal("ramp", f"ramping up: {recent} streams admitted in the last {self.pace_window_s:g} s "
-                            "are not in the measures yet", 1), self._admitted_at[0] + self.pace_window_s - now + 1e-6
+            return _refusal(
+                "ramp",
+                f"ramping up: {recent} streams admitted in the last {self.pace_window_s:g} s "
+                "are not in the measures yet",
+                1,
+            ), self._admitted_at[0] + self.pace_window_s - now + 1e-6
         generating = self.generating() if self.generating is not None else 0
         pace = self.pace() if self.generating is not None else None
         projected = math.inf
@@ -343,37 +357,41 @@ class Admission:
             projected = pace * rows / (rows + 1)
             if projected < self.need_tokens_per_s * self.pace_margin:
                 return _refusal(
-                    "llm_pace", f"overloaded: the LLM gives {pace:.0f} tokens/s per stream to {generating} streams; one "
+                    "llm_pace",
+                    f"overloaded: the LLM gives {pace:.0f} tokens/s per stream to {generating} streams; one "
                     f"more would leave ~{projected:.0f}, real time needs {self.need_tokens_per_s:.0f} with margin",
-                    1), None
+                    1,
+                ), None
         cost = self.codec_cost()
-        share = None if cost is None else cost * (streams + 1)  # the codec's projected share with one more stream
+        share = (
+            None if cost is None else cost * (streams + 1)
+        )  # the codec's projected share with one more stream
         if share is not None and share > self.max_codec_share:
-            return _refusal("codec_cost", f"overloaded: {streams} streams hold the codec ~{cost * streams:.0%} of "
-                            f"the device; one more would pass {self.max_codec_share:.0%}", 1), None
+            return _refusal(
+                "codec_cost",
+                f"overloaded: {streams} streams hold the codec ~{cost * streams:.0%} of "
+                f"the device; one more would pass {self.max_codec_share:.0%}",
+                1,
+            ), None
         near_pace = projected < self.spacing_pace * self.need_tokens_per_s * self.pace_margin
-        after_miss = (share is not None and share > self.spacing_share * self.max_codec_share
-                      and now - self._last_miss_refusal < self.miss_memory_s)
+        after_miss = (
+            share is not None
+            and share > self.spacing_share * self.max_codec_share
+            and now - self._last_miss_refusal < self.miss_memory_s
+        )
         if (near_pace or after_miss) and self._admitted_at and now - self._admitted_at[-1] < self.spacing_s:
             limit = "the LLM's pace" if near_pace else "the codec, after a missed deadline"
-            return _refusal("spacing", f"near capacity ({limit}): one new stream per {self.spacing_s * 1000:.0f} ms",
-                            1), self._admitted_at[-1] + self.spacing_s - now + 1e-6
+            return _refusal(
+                "spacing", f"near capacity ({limit}): one new stream per {self.spacing_s * 1000:.0f} ms", 1
+            ), self._admitted_at[-1] + self.spacing_s - now + 1e-6
         busy = self.scheduler.busy_ratio()
         # Streams admitted within the window are not in the measure yet; at most they double it (at start-up every
         # stream is recent and the measure is their first windows alone).
         if busy * min(2.0, (streams + 1) / max(1, streams - recent)) > self.max_codec_busy:
-            return _refusal("codec_busy", f"overloaded: the codec holds the device {busy:.0%} of the time", 1), None
+            return _refusal(
+                "codec_busy", f"overloaded: the codec holds the device {busy:.0%} of the time", 1
+            ), None
         return AdmissionDecision(True, "admitted"), None
-
-    def _forget_old_refusals(self) -> None:
-        """Drop refusals older than pace_window_s: O(keys refused within it)."""
-        horizon = self.clock() - self.pace_window_s
-        for name in list(self._refused_at):
-            times = self._refused_at[name]
-            while times and times[0] < horizon:
-                times.popleft()
-            if not times:
-                del self._refused_at[name]
 
     def _settle(self, decision: AdmissionDecision, waited_s: float, key: str | None) -> AdmissionDecision:
         """Count one final answer (an admission, or a refusal by its rule and key class) with the time its caller
@@ -388,8 +406,7 @@ class Admission:
             self.refused[decision.rule] = self.refused.get(decision.rule, 0) + 1
             self.refused_by_class[(decision.rule, decision.key_class)] += 1
             ADMISSION_REFUSALS.labels(rule=decision.rule, key_class=decision.key_class).inc()
-            self._forget_old_refusals()
-            self._refused_at.setdefault(key or "", deque()).append(self.clock())
+            self.shares.note_refusal(key)
         return replace(decision, waited_s=waited_s) if waited_s else decision
 
     def first_chunk_schedule(self, requested: LatencyPreference) -> LatencyPreference:
@@ -422,9 +439,15 @@ class Admission:
         if pace is None or pace < self.exact_needs_pace * self.need_tokens_per_s:
             return requested, "llm_slow"
         self.long_first_chunks += 1
-        logger.info("first chunk: exact instead of %s: codec %.4f device s per stream-second x (%d streams + 1) = "
-                    "%.2f of the device; the LLM gives %.0f tokens/s per generating request", requested, cost,
-                    streams, share, pace)
+        logger.info(
+            "first chunk: exact instead of %s: codec %.4f device s per stream-second x (%d streams + 1) = "
+            "%.2f of the device; the LLM gives %.0f tokens/s per generating request",
+            requested,
+            cost,
+            streams,
+            share,
+            pace,
+        )
         return "exact", "codec_busy"
 
     def sr_lead(self) -> bool:
@@ -463,8 +486,10 @@ class Admission:
             "refused": dict(self.refused),
             "refused_by_key_class": {f"{rule}/{cls}": n for (rule, cls), n in self.refused_by_class.items()},
             "within_share_admitted": self.within_share_admitted,
-            "keys_refused_recently": len(self._refused_at),
-            "first_chunks": {f"{schedule}/{reason}": n for (schedule, reason), n in self.first_chunks.items()},
+            "keys_refused_recently": self.shares.keys_refused_recently(),
+            "first_chunks": {
+                f"{schedule}/{reason}": n for (schedule, reason), n in self.first_chunks.items()
+            },
             "sr_leads": dict(self.sr_leads),
         }
 

@@ -35,7 +35,20 @@ DEFAULT_DECODE_BUCKETS = (16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192
 # (1,280 kept + 880 of guessed context after balanced's first chunk): in 3,520 its 39% padding kept lead windows
 # from sharing calls, and 32 streams starting at once ran 32 one-row calls (bench.simulate).
 DEFAULT_SR_BUCKETS = (2_240, 3_520, 4_800, 6_400, 8_000, 9_760, 12_800)
-DEFAULT_BATCH_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)  # calls hold ~2-3 rows: 3 -> 4 wasted a quarter
+DEFAULT_BATCH_SIZES = (
+    1,
+    2,
+    3,
+    4,
+    6,
+    8,
+    12,
+    16,
+    24,
+    32,
+    48,
+    64,
+)  # calls hold ~2-3 rows: 3 -> 4 wasted a quarter
 # The released BiCodec's wave-generator reach in tokens (core.bicodec.wave_reach_tokens; the runtime sets the loaded
 # decoder's own): a decode window's wave generator runs on its kept tokens and this many more on each side, not on
 # all of its context and look-ahead (the prenet, ~5% of the cost, still reads the whole window).
@@ -58,7 +71,9 @@ class SchedulerPolicy:
     max_call_decode_tokens: int = 2_048
     max_call_sr_samples: int = 262_144  # rows x bucket length of one AP-BWE call (16 kHz samples)
     max_pad_waste: float = 0.25  # a row joins a call only while the call's padding stays under this share
-    pad_all_rows: bool = True  # the bound holds for shorter rows too (False: only for rows that raise the bucket)
+    pad_all_rows: bool = (
+        True  # the bound holds for shorter rows too (False: only for rows that raise the bucket)
+    )
     pad_batch: bool = True  # pad the row count to a batch bucket (captured graphs need fixed shapes)
     max_inflight: int = 1  # calls on the device at once (1 on a GPU: kernels serialise anyway)
     scan_limit: int = 256  # pending windows looked at per call, in deadline order
@@ -99,8 +114,12 @@ class SchedulerPolicy:
 
     @classmethod
     def for_cpu(cls, cores: int = 1) -> SchedulerPolicy:
-        return cls(pad_batch=False, max_inflight=max(1, cores), max_call_decode_tokens=4_096,
-                   max_call_sr_samples=65_536)
+        return cls(
+            pad_batch=False,
+            max_inflight=max(1, cores),
+            max_call_decode_tokens=4_096,
+            max_call_sr_samples=65_536,
+        )
 
     def sr_end_lengths(self, grid: int) -> tuple[int, ...]:
         """The lengths a stream's AP-BWE true end is shaped to (core.sr_planner `end_lengths`): with padded batches
@@ -156,7 +175,9 @@ class Call:
     @property
     def row_length(self) -> int:
         """Every row's length on the device: the bucket, or the longest row's for the eager fallback."""
-        return self.length if self.length is not None else max(self.units(i) for i in range(len(self.windows)))
+        return (
+            self.length if self.length is not None else max(self.units(i) for i in range(len(self.windows)))
+        )
 
     @property
     def work(self) -> int:

@@ -56,7 +56,10 @@ logger = logging.getLogger("services.device.graphs")
 
 Precision = Literal["fp32", "tf32"]
 PRECISIONS: tuple[Precision, ...] = ("fp32", "tf32")
-KIND_ORDER: dict[WindowKind, int] = {"decode": 0, "sr": 1}  # every stream decodes; only 48 kHz ones super-resolve
+KIND_ORDER: dict[WindowKind, int] = {
+    "decode": 0,
+    "sr": 1,
+}  # every stream decodes; only 48 kHz ones super-resolve
 MAX_CONSECUTIVE_FAILURES = 2
 
 # Pre-bound children: `get` runs once per device call.
@@ -88,11 +91,19 @@ class GraphPlan:
     margin: int = 0  # decode: SchedulerPolicy.prenet_margin
 
     @classmethod
-    def from_policy(cls, policy: SchedulerPolicy, kinds: Sequence[WindowKind] = ("decode", "sr"),
-                    max_rows: int | None = None) -> GraphPlan:
-        keys = {GraphKey(kind, length, rows)
-                for kind in kinds for length in policy.buckets(kind) for rows in policy.batch_sizes
-                if length * rows <= policy.max_work(kind) and (max_rows is None or rows <= max_rows)}
+    def from_policy(
+        cls,
+        policy: SchedulerPolicy,
+        kinds: Sequence[WindowKind] = ("decode", "sr"),
+        max_rows: int | None = None,
+    ) -> GraphPlan:
+        keys = {
+            GraphKey(kind, length, rows)
+            for kind in kinds
+            for length in policy.buckets(kind)
+            for rows in policy.batch_sizes
+            if length * rows <= policy.max_work(kind) and (max_rows is None or rows <= max_rows)
+        }
         return cls(frozenset(keys), policy.prenet_margin)
 
     def key_for(self, call: Call) -> GraphKey | None:
@@ -140,9 +151,14 @@ class CaptureReport:
         return eager[0] if eager else None
 
 
-def capture_within(order: Sequence[GraphKey], capture: Callable[[GraphKey], object], *, budget_s: float = 0.0,
-                   clock: Callable[[], float] = time.perf_counter,
-                   max_failures: int = MAX_CONSECUTIVE_FAILURES) -> CaptureReport:
+def capture_within(
+    order: Sequence[GraphKey],
+    capture: Callable[[GraphKey], object],
+    *,
+    budget_s: float = 0.0,
+    clock: Callable[[], float] = time.perf_counter,
+    max_failures: int = MAX_CONSECUTIVE_FAILURES,
+) -> CaptureReport:
     """Capture `order` front to back with `capture(key)` until the next capture would likely end past `budget_s`
     seconds from the start (0: no limit). The first capture of a kind has no estimate: it runs while any budget is
     left. A capture that raises is logged and skipped; `max_failures` in a row stop the capture."""
@@ -174,8 +190,15 @@ def capture_within(order: Sequence[GraphKey], capture: Callable[[GraphKey], obje
             continue
         consecutive = 0
         done.append((key, clock() - began))
-    return CaptureReport(planned=len(order), captured=tuple(k for k, _ in done), failed=tuple(failed),
-                         left=tuple(order[tried:]), seconds=clock() - started, budget_s=budget_s, stopped=stopped)
+    return CaptureReport(
+        planned=len(order),
+        captured=tuple(k for k, _ in done),
+        failed=tuple(failed),
+        left=tuple(order[tried:]),
+        seconds=clock() - started,
+        budget_s=budget_s,
+        stopped=stopped,
+    )
 
 
 @contextmanager
@@ -208,7 +231,9 @@ class CapturedGraph:
         return self.output
 
 
-def decode_inputs(decoder: Any, key: GraphKey, device: torch.device, margin: int = 0) -> tuple[Tensor, Tensor]:
+def decode_inputs(
+    decoder: Any, key: GraphKey, device: torch.device, margin: int = 0
+) -> tuple[Tensor, Tensor]:
     """Static inputs of a decode graph: packed rows [rows, length + 2 * margin + 3] int64 (`run_decode`'s layout;
     here every row a whole window from column `margin`) and d-vectors [rows, D]."""
     packed = torch.zeros(key.rows, key.length + 2 * margin + 3, dtype=torch.long, device=device)
@@ -223,8 +248,9 @@ def run_decode(decoder: Any, packed: Tensor, d: Tensor, margin: int = 0) -> Tens
     return decoder.decode_rows(packed[:, :-3], packed[:, -3], packed[:, -2], packed[:, -1], d, margin=margin)
 
 
-def graph_body(decoder: Any, sr: Any | None, key: GraphKey, device: torch.device,
-               margin: int = 0) -> tuple[tuple[Tensor, ...], Callable[[], Tensor]]:
+def graph_body(
+    decoder: Any, sr: Any | None, key: GraphKey, device: torch.device, margin: int = 0
+) -> tuple[tuple[Tensor, ...], Callable[[], Tensor]]:
     """A graph's static inputs on `device` and the body captured over them: the call the eager path makes
     (`run_decode`, `SuperResolution.enhance_batch`). tests/unit/test_graph_bodies.py checks on a CPU that a CUDA
     capture would accept each body (no host sync, no data-dependent shape, no copy from host memory)."""
@@ -240,8 +266,16 @@ def graph_body(decoder: Any, sr: Any | None, key: GraphKey, device: torch.device
 class CodecGraphs:
     """The captured graphs of one decoder (and optionally one SR model) on one CUDA device."""
 
-    def __init__(self, decoder: Any, sr: Any | None, plan: GraphPlan, *, decode_precision: Precision = "tf32",
-                 sr_precision: Precision = "fp32", warmup: int = 2) -> None:
+    def __init__(
+        self,
+        decoder: Any,
+        sr: Any | None,
+        plan: GraphPlan,
+        *,
+        decode_precision: Precision = "tf32",
+        sr_precision: Precision = "fp32",
+        warmup: int = 2,
+    ) -> None:
         device = torch.device(decoder.device)
         if device.type != "cuda":
             raise ValueError(f"CUDA graphs need a CUDA device; the decoder is on {device}")
@@ -263,14 +297,23 @@ class CodecGraphs:
         (_CALLS_GRAPH if graph is not None else _CALLS_EAGER if key is None else _CALLS_UNCAPTURED).inc()
         return graph
 
-    def capture_all(self, progress: Callable[[CapturedGraph], None] | None = None, *, budget_s: float = 0.0,
-                    clock: Callable[[], float] = time.perf_counter,
-                    capture: Callable[[GraphKey], CapturedGraph] | None = None) -> list[CapturedGraph]:
+    def capture_all(
+        self,
+        progress: Callable[[CapturedGraph], None] | None = None,
+        *,
+        budget_s: float = 0.0,
+        clock: Callable[[], float] = time.perf_counter,
+        capture: Callable[[GraphKey], CapturedGraph] | None = None,
+    ) -> list[CapturedGraph]:
         """Capture the planned shapes in the plan's order (expected use) within `budget_s` wall seconds (0: no limit),
         before serving (the TF32 switches move while a graph is captured); `self.report` says what was done.
         `capture` replaces the CUDA capture (tests: a fake one with a fake `clock`)."""
         capture_one = capture or self.capture
-        order = [k for k in self.plan.ordered() if k not in self.graphs and (k.kind == "decode" or self.sr is not None)]
+        order = [
+            k
+            for k in self.plan.ordered()
+            if k not in self.graphs and (k.kind == "decode" or self.sr is not None)
+        ]
 
         def run(key: GraphKey) -> None:
             self.graphs[key] = graph = capture_one(key)
@@ -291,7 +334,9 @@ class CodecGraphs:
             "seconds": round(report.seconds, 2) if report is not None else 0.0,
             "budget_s": report.budget_s if report is not None else None,
             "stopped": report.stopped if report is not None else None,
-            "first_eager": None if first is None else {"kind": first.kind, "length": first.length, "rows": first.rows},
+            "first_eager": None
+            if first is None
+            else {"kind": first.kind, "length": first.length, "rows": first.rows},
             "precision": dict(self.precision),  # the captured graphs' (the eager fallback is fp32)
             # Growth of the device memory reserved while capturing: the graph pool and the warm-up runs' cache.
             "reserved_mib": round(sum(g.pool_bytes for g in self.graphs.values()) / 2**20, 1),
@@ -304,7 +349,10 @@ class CodecGraphs:
             self.pool = torch.cuda.graph_pool_handle()
         precision = self.precision[key.kind]
         torch.cuda.synchronize(self.device)
-        reserved, allocated = torch.cuda.memory_reserved(self.device), torch.cuda.memory_allocated(self.device)
+        reserved, allocated = (
+            torch.cuda.memory_reserved(self.device),
+            torch.cuda.memory_allocated(self.device),
+        )
         started = time.perf_counter()
         with tf32(precision == "tf32"):
             side = torch.cuda.Stream(self.device)
@@ -317,13 +365,56 @@ class CodecGraphs:
             with torch.cuda.graph(graph, pool=self.pool):
                 output = body()
         torch.cuda.synchronize(self.device)
-        return CapturedGraph(key, precision, graph, inputs, output, time.perf_counter() - started,
-                             torch.cuda.memory_reserved(self.device) - reserved,
-                             torch.cuda.memory_allocated(self.device) - allocated)
+        return CapturedGraph(
+            key,
+            precision,
+            graph,
+            inputs,
+            output,
+            time.perf_counter() - started,
+            torch.cuda.memory_reserved(self.device) - reserved,
+            torch.cuda.memory_allocated(self.device) - allocated,
+        )
 
     def table(self) -> list[dict[str, Any]]:
         """One row per captured graph: shape, precision, capture seconds, memory (for the GPU kit's report)."""
-        return [{"kind": g.key.kind, "length": g.key.length, "rows": g.key.rows, "precision": g.precision,
-                 "capture_s": round(g.capture_s, 4), "pool_mib": round(g.pool_bytes / 2**20, 2),
-                 "allocated_mib": round(g.allocated_bytes / 2**20, 2)}
-                for g in sorted(self.graphs.values(), key=lambda g: g.key)]
+        return [
+            {
+                "kind": g.key.kind,
+                "length": g.key.length,
+                "rows": g.key.rows,
+                "precision": g.precision,
+                "capture_s": round(g.capture_s, 4),
+                "pool_mib": round(g.pool_bytes / 2**20, 2),
+                "allocated_mib": round(g.allocated_bytes / 2**20, 2),
+            }
+            for g in sorted(self.graphs.values(), key=lambda g: g.key)
+        ]
+
+
+def capture_codec_graphs(
+    bicodec: Any, sr: Any | None, policy: SchedulerPolicy, *, sr_precision: Precision, budget_s: float
+) -> CodecGraphs | None:
+    """The codec's call shapes captured in one memory pool, before any other device work (capture moves the TF32
+    switches for its duration), the most used first, within `budget_s` (TTS_CODEC_GRAPH_BUDGET_S). Shapes not
+    captured (over the budget, or a capture that failed) serve eager: slower, same audio; None when capture failed
+    as a whole."""
+    kinds: tuple[WindowKind, ...] = ("decode", "sr") if sr is not None else ("decode",)
+    try:
+        graphs = CodecGraphs(bicodec, sr, GraphPlan.from_policy(policy, kinds), sr_precision=sr_precision)
+        graphs.capture_all(budget_s=budget_s)
+    except Exception:  # noqa: BLE001 - graphs are an optimisation; the eager path serves the same audio
+        logger.exception("CUDA graph capture failed; the codec runs eager")
+        return None
+    status = graphs.status()
+    for state in ("planned", "captured", "failed"):
+        metrics.CODEC_GRAPHS.labels(state=state).set(status[state])
+    first = status["first_eager"]
+    left = "none" if first is None else f"{first['kind']} {first['length']} x {first['rows']} rows"
+    budget = f"budget {status['budget_s']:g} s" if status["budget_s"] else "no budget"
+    (logger.warning if status["failed"] else logger.info)(
+        f"codec graphs: captured {status['captured']} of {status['planned']} in {status['seconds']} s ({budget}); "
+        f"first shape left eager: {left}; decode {status['precision']['decode']}, AP-BWE {status['precision']['sr']}",
+        extra=status,
+    )
+    return graphs

@@ -19,8 +19,13 @@ class PlaybackClock:
     the most urgent. `clock` must be the codec scheduler's (deadlines are compared with its clock); `sleep` is
     pacing's wait (a virtual one in tests)."""
 
-    def __init__(self, arrival: float, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        arrival: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.arrival = arrival
         self.clock = clock
         self.sleep = sleep

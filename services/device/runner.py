@@ -59,19 +59,24 @@ class ModelRunner:
     `graphs`: captured CUDA graphs (capture them before serving); None runs every call eager (the CPU, or a GPU
     without graphs). `threads`: device threads (1 on a GPU: kernels serialise anyway; a CPU may use more)."""
 
-    def __init__(self, decoder: Any, sr: Any | None = None, *, graphs: CodecGraphs | None = None,
-                 threads: int = 1) -> None:
+    def __init__(
+        self, decoder: Any, sr: Any | None = None, *, graphs: CodecGraphs | None = None, threads: int = 1
+    ) -> None:
         self.decoder = decoder
         self.sr = sr
         self.graphs = graphs
         self.hop = int(decoder.hop_length)
         self.device = torch.device(decoder.device)
         self.cuda = self.device.type == "cuda"
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="codec-device")
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="codec-device"
+        )
         self._local = threading.local()
         self.graph_calls = 0
         self.eager_calls = 0
-        self._time_tables: list[dict[tuple, list[float]]] = []  # one per device thread (each writes only its own)
+        self._time_tables: list[
+            dict[tuple, list[float]]
+        ] = []  # one per device thread (each writes only its own)
 
     def device_time(self) -> list[dict[str, Any]]:
         """Cumulative calls and seconds per call shape since start: `seconds` in the device thread per call, and on
@@ -84,10 +89,20 @@ class ModelRunner:
                 entry[0] += calls
                 entry[1] += seconds
                 entry[2] += device
-        return [{"kind": kind, "length": length, "rows": rows, "graph": graph, "calls": int(calls),
-                 "seconds": seconds, "device_seconds": device if self.cuda else None}
-                for (kind, length, rows, graph), (calls, seconds, device) in sorted(
-                    merged.items(), key=lambda item: (item[0][0], item[0][1] or 0, item[0][2], item[0][3]))]
+        return [
+            {
+                "kind": kind,
+                "length": length,
+                "rows": rows,
+                "graph": graph,
+                "calls": int(calls),
+                "seconds": seconds,
+                "device_seconds": device if self.cuda else None,
+            }
+            for (kind, length, rows, graph), (calls, seconds, device) in sorted(
+                merged.items(), key=lambda item: (item[0][0], item[0][1] or 0, item[0][2], item[0][3])
+            )
+        ]
 
     async def run(self, call: Call) -> list[np.ndarray]:
         """The rows alone (tools and tests; the scheduler calls `run_timed`)."""
@@ -112,7 +127,9 @@ class ModelRunner:
     def _model_call_sync(self, fn: Callable[[], T]) -> tuple[T, float]:
         started = time.perf_counter()
         result = fn()
-        if self.cuda:  # its kernels end here: its seconds are its own, and the next codec call does not wait on them
+        if (
+            self.cuda
+        ):  # its kernels end here: its seconds are its own, and the next codec call does not wait on them
             torch.cuda.current_stream(self.device).synchronize()
         return result, time.perf_counter() - started
 
@@ -136,8 +153,10 @@ class ModelRunner:
             scale = 1
         self.graph_calls += graph is not None
         self.eager_calls += graph is None
-        kept = [out[i, (w.keep_start - at) * scale : (w.keep_end - at) * scale].copy()
-                for i, (w, at) in enumerate(zip(call.windows, offsets, strict=True))]
+        kept = [
+            out[i, (w.keep_start - at) * scale : (w.keep_end - at) * scale].copy()
+            for i, (w, at) in enumerate(zip(call.windows, offsets, strict=True))
+        ]
         self._count(call, graph is not None, time.perf_counter() - started, events)
         return kept
 
@@ -162,7 +181,10 @@ class ModelRunner:
             return None
         events = getattr(self._local, "events", None)
         if events is None:
-            events = self._local.events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+            events = self._local.events = (
+                torch.cuda.Event(enable_timing=True),
+                torch.cuda.Event(enable_timing=True),
+            )
         return events
 
     def _staging(self) -> _Staging:
@@ -188,7 +210,9 @@ class ModelRunner:
         torch.cuda.current_stream(self.device).synchronize()
         return host.numpy()
 
-    def _decode(self, call: Call, graph: Any, events: tuple[Any, Any] | None = None) -> tuple[np.ndarray, list[int]]:
+    def _decode(
+        self, call: Call, graph: Any, events: tuple[Any, Any] | None = None
+    ) -> tuple[np.ndarray, list[int]]:
         """The call's audio [rows, wave length * hop] and, per row, the token its output starts at (its wave span's
         start within the window)."""
         windows: list[DecodeWindow] = list(call.windows)  # type: ignore[arg-type]
@@ -228,7 +252,9 @@ class ModelRunner:
         windows: list[SRWindow] = list(call.windows)  # type: ignore[arg-type]
         n = len(windows)
         if call.length is None and len({w.length for w in windows}) != 1:
-            raise ValueError("an exact-length SR call needs rows of one length (a true end must not be padded)")
+            raise ValueError(
+                "an exact-length SR call needs rows of one length (a true end must not be padded)"
+            )
         length = call.length if call.length is not None else windows[0].length
         rows = call.rows_padded if call.length is not None else n
         x = self._staging().get("sr_in", (rows, length), torch.float32)

@@ -65,6 +65,7 @@ logger = logging.getLogger("services.device.scheduler")
 Clock = Callable[[], float]
 T = TypeVar("T")
 
+
 @dataclass(eq=False)
 class _Pending:
     kind: WindowKind
@@ -77,9 +78,13 @@ class _Pending:
     # Fixed at submission and read on every plan (a plan scans ~40 pending windows at 48 kHz under load):
     units: int  # device work units: wave-span tokens (decode) or samples (SR): what buckets and bounds count
     span: tuple[int, int] | None  # decode: the window's wave span (SchedulerPolicy.units)
-    bucket: int | None  # the smallest length bucket holding `units`; None: longer than every bucket, or a true end
+    bucket: (
+        int | None
+    )  # the smallest length bucket holding `units`; None: longer than every bucket, or a true end
     # of a length no bucket has
-    true_end: bool  # an SR window at its stream's true end: never padded (in a bucket only when exactly its length)
+    true_end: (
+        bool  # an SR window at its stream's true end: never padded (in a bucket only when exactly its length)
+    )
     first: bool  # submitted before its stream's first audio left: part of what a newcomer's first audio waits
     # Why it was left out of the last plan that looked at it (`decided`: that plan's number)
     waiting: WaitReason = "queued"
@@ -106,8 +111,9 @@ _NOT_RUN = object()  # a model call's result when its caller went away before a 
 class StreamHandle:
     """One stream's place in the scheduler: its windows go in through here, ordered by its `playback` deadline."""
 
-    def __init__(self, scheduler: CodecScheduler, stream_id: int, playback: StreamDeadline,
-                 owner: str | None = None) -> None:
+    def __init__(
+        self, scheduler: CodecScheduler, stream_id: int, playback: StreamDeadline, owner: str | None = None
+    ) -> None:
         self.scheduler = scheduler
         self.id = stream_id
         self.playback = playback
@@ -136,8 +142,14 @@ class StreamHandle:
 class CodecScheduler:
     """Owns the codec models' device work. Start with `start()` (or `async with`), stop with `aclose()`."""
 
-    def __init__(self, runner: DeviceRunner, policy: SchedulerPolicy | None = None, *,
-                 clock: Clock = time.monotonic, busy_window_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        runner: DeviceRunner,
+        policy: SchedulerPolicy | None = None,
+        *,
+        clock: Clock = time.monotonic,
+        busy_window_s: float = 2.0,
+    ) -> None:
         self.runner = runner
         self.policy = policy or SchedulerPolicy()
         self.clock = clock
@@ -151,7 +163,9 @@ class CodecScheduler:
         self._wake: asyncio.Event | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._busy_window_s = busy_window_s
-        self._recent_calls: deque[tuple[float, float]] = deque()  # (end time, device seconds) within the window
+        self._recent_calls: deque[tuple[float, float]] = (
+            deque()
+        )  # (end time, device seconds) within the window
         # (end time, worst lateness in seconds) of calls that missed a row's deadline, within the window
         self._recent_misses: deque[tuple[float, float]] = deque()
         # The last decision (a plan, or a model call taking the device): its number, the submissions it saw, and why
@@ -249,12 +263,15 @@ class CodecScheduler:
         return self._busy_window_s
 
     # ------------------------------------------------------------------ submitting
-    async def submit(self, stream: StreamHandle, kind: WindowKind, window: DecodeWindow | SRWindow) -> np.ndarray:
+    async def submit(
+        self, stream: StreamHandle, kind: WindowKind, window: DecodeWindow | SRWindow
+    ) -> np.ndarray:
         """Queue one window and wait for its kept audio. Cancelling the caller drops the window (if not yet run)."""
         return (await self.submit_many(stream, kind, (window,)))[0]
 
-    async def submit_many(self, stream: StreamHandle, kind: WindowKind,
-                          windows: Sequence[DecodeWindow | SRWindow]) -> list[np.ndarray]:
+    async def submit_many(
+        self, stream: StreamHandle, kind: WindowKind, windows: Sequence[DecodeWindow | SRWindow]
+    ) -> list[np.ndarray]:
         """Queue windows of one stream together and wait for all their kept audio, in order: one wake-up of the
         planner and no task per window (`asyncio.gather` over `submit` made a task each). Cancelling the caller, or
         a window's failure, drops those not yet run."""
@@ -270,7 +287,9 @@ class CodecScheduler:
         self._wake.set()
         try:
             results = []
-            for future in futures:  # a loop, not a comprehension: no coroutine of its own per call (Python 3.11)
+            for (
+                future
+            ) in futures:  # a loop, not a comprehension: no coroutine of its own per call (Python 3.11)
                 results.append(await future)
             return results
         finally:
@@ -282,20 +301,39 @@ class CodecScheduler:
         self._seq += 1
         return self._seq
 
-    def _enqueue(self, stream: StreamHandle, kind: WindowKind, window: DecodeWindow | SRWindow,
-                 future: asyncio.Future[np.ndarray], deadline: float | None = None) -> None:
+    def _enqueue(
+        self,
+        stream: StreamHandle,
+        kind: WindowKind,
+        window: DecodeWindow | SRWindow,
+        future: asyncio.Future[np.ndarray],
+        deadline: float | None = None,
+    ) -> None:
         """Add one window to the pending list, which stays in deadline order (a deadline is fixed at submission), so
         a plan never sorts; its work units, wave span, bucket and true end are fixed here too. The stream's deadline
         unless given (tests)."""
         units, span = self.policy.units(kind, window)
         true_end = isinstance(window, SRWindow) and window.true_end
         bucket = self.policy.bucket(kind, units)
-        if true_end and bucket != units:  # a true end is never padded: bucketed only when it fills one exactly
+        if (
+            true_end and bucket != units
+        ):  # a true end is never padded: bucketed only when it fills one exactly
             bucket = None
         playback = stream.playback
-        pending = _Pending(kind, window, stream, playback.deadline() if deadline is None else deadline,
-                           self._next_seq(), self.clock(), future, units, span, bucket, true_end,
-                           not playback.started)
+        pending = _Pending(
+            kind,
+            window,
+            stream,
+            playback.deadline() if deadline is None else deadline,
+            self._next_seq(),
+            self.clock(),
+            future,
+            units,
+            span,
+            bucket,
+            true_end,
+            not playback.started,
+        )
         bisect.insort(self._pending, pending, key=_urgency)
 
     async def run_model_call(self, kind: ModelCallKind, fn: Callable[[], T]) -> T:
@@ -344,7 +382,9 @@ class CodecScheduler:
         head = pending[first]
         policy = self.policy
         kind, length = head.kind, head.bucket
-        true_end = head.true_end and length is None  # the call's flag: exact-length true ends (a bucketed one rides)
+        true_end = (
+            head.true_end and length is None
+        )  # the call's flag: exact-length true ends (a bucketed one rides)
         max_work = policy.max_work(kind)
         scan_limit = policy.scan_limit
         chosen = [head]
@@ -374,7 +414,12 @@ class CodecScheduler:
             max_rows = policy.batch_sizes[-1]
             max_pad_waste, pad_all_rows = policy.max_pad_waste, policy.pad_all_rows
             pinned = head.true_end  # a true end of exactly a bucket's length: the call's length may not grow
-            while i < n and live < scan_limit and len(chosen) < max_rows and (len(chosen) + 1) * length <= max_work:
+            while (
+                i < n
+                and live < scan_limit
+                and len(chosen) < max_rows
+                and (len(chosen) + 1) * length <= max_work
+            ):
                 p = pending[i]
                 i += 1
                 if p.future.done():
@@ -384,7 +429,9 @@ class CodecScheduler:
                 if p.kind != kind:
                     p.waiting, p.decided = "other_kind", decision
                     continue
-                if bucket is None:  # a true end of no bucket's length, or longer than every bucket: exact length
+                if (
+                    bucket is None
+                ):  # a true end of no bucket's length, or longer than every bucket: exact length
                     p.waiting, p.decided = "length_mismatch", decision
                     continue
                 new_length = max(length, bucket)
@@ -412,8 +459,15 @@ class CodecScheduler:
         rows_padded = len(chosen) if length is None else policy.batch_bucket(len(chosen))
         if kind == "decode":
             spans = tuple(p.span or (0, p.window.length) for p in chosen)
-            return Call(kind, tuple(p.window for p in chosen), length, rows_padded, true_end, spans,
-                        policy.prenet_margin), chosen
+            return Call(
+                kind,
+                tuple(p.window for p in chosen),
+                length,
+                rows_padded,
+                true_end,
+                spans,
+                policy.prenet_margin,
+            ), chosen
         return Call(kind, tuple(p.window for p in chosen), length, rows_padded, true_end), chosen
 
     def _next_model_call(self) -> _ModelCall | None:
@@ -523,8 +577,14 @@ class CodecScheduler:
         if result is not _NOT_RUN and not future.done():
             future.set_result(result)
 
-    def _account(self, call: Call, chosen: Sequence[_Pending], started: float, ended: float,
-                 device_seconds: float | None = None) -> None:
+    def _account(
+        self,
+        call: Call,
+        chosen: Sequence[_Pending],
+        started: float,
+        ended: float,
+        device_seconds: float | None = None,
+    ) -> None:
         s = self.stats
         # Start to end with the engine's kernels in between (the device serialises them; the stand-in's timeline
         # too), as admission's caps were calibrated: measured by the runner where the call runs; dispatch to resume
@@ -543,14 +603,17 @@ class CodecScheduler:
         s.work_by_kind[call.kind] += call.work
         late = [ended - p.deadline for p in chosen if ended > p.deadline and p.stream.playback.heard]
         s.missed_deadlines += len(late)
-        record_call(call, chosen, started, seconds, late)  # Prometheus (telemetry.py): pre-bound children only
+        record_call(
+            call, chosen, started, seconds, late
+        )  # Prometheus (telemetry.py): pre-bound children only
         self._recent_calls.append((ended, seconds))
         if late:
             self._recent_misses.append((ended, max(late)))
         self._trim_recent(ended)
 
-    def _account_model_call(self, call: _ModelCall, started: float, ended: float,
-                            device_seconds: float | None) -> None:
+    def _account_model_call(
+        self, call: _ModelCall, started: float, ended: float, device_seconds: float | None
+    ) -> None:
         """A model call's device seconds count as a codec call's do (busy ratio, the cost per stream admission
         reads); it has no rows, no work units and no listener to miss."""
         s = self.stats

@@ -41,7 +41,9 @@ class _KindMetrics:
 
 
 _BY_KIND = {kind: _KindMetrics(kind) for kind in KINDS}
-_MODEL_CALL_SECONDS = {kind: metrics.CODEC_SCHED_MODEL_CALL_SECONDS.labels(kind=kind) for kind in MODEL_CALL_KINDS}
+_MODEL_CALL_SECONDS = {
+    kind: metrics.CODEC_SCHED_MODEL_CALL_SECONDS.labels(kind=kind) for kind in MODEL_CALL_KINDS
+}
 _MODEL_CALL_WAIT = {kind: metrics.CODEC_SCHED_MODEL_CALL_WAIT.labels(kind=kind) for kind in MODEL_CALL_KINDS}
 
 
@@ -54,7 +56,9 @@ class SchedulerStats:
     padded_rows: int = 0
     work: int = 0  # units including padding
     valid_work: int = 0
-    busy_seconds: float = 0.0  # codec calls' and model calls' device seconds (admission's codec cost reads it)
+    busy_seconds: float = (
+        0.0  # codec calls' and model calls' device seconds (admission's codec cost reads it)
+    )
     missed_deadlines: int = 0  # rows whose call ended after their deadline
     eager_calls: int = 0
     calls_by_kind: dict[str, int] = field(default_factory=lambda: {"decode": 0, "sr": 0})
@@ -63,7 +67,9 @@ class SchedulerStats:
     work_by_kind: dict[str, int] = field(default_factory=lambda: {"decode": 0, "sr": 0})
     # Model calls run beside the windows (`CodecScheduler.run_model_call`), by kind: speaker, reference, align
     model_calls_by_kind: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MODEL_CALL_KINDS, 0))
-    model_seconds_by_kind: dict[str, float] = field(default_factory=lambda: dict.fromkeys(MODEL_CALL_KINDS, 0.0))
+    model_seconds_by_kind: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(MODEL_CALL_KINDS, 0.0)
+    )
 
     def mean_batch(self, kind: WindowKind | None = None) -> float:
         calls = self.calls if kind is None else self.calls_by_kind[kind]
@@ -75,7 +81,9 @@ class SchedulerStats:
         return self.seconds_by_kind[kind] / work if work else None
 
 
-def record_call(call: Any, chosen: Sequence[Any], started: float, seconds: float, late: Sequence[float]) -> None:
+def record_call(
+    call: Any, chosen: Sequence[Any], started: float, seconds: float, late: Sequence[float]
+) -> None:
     """Count one finished (or failed) device call: its rows, padding, busy seconds, each window's wait from its
     submission to `started`, and the playing rows that ended `late` (seconds past their deadline each)."""
     m = _BY_KIND[call.kind]

@@ -26,8 +26,13 @@ class ModelCallAbandoned(Exception):
     """The caller's stop event was set while its model call waited for the device: the call never ran."""
 
 
-def run_from_thread(scheduler: CodecScheduler, kind: ModelCallKind, fn: Callable[[], T], *,
-                    stop: threading.Event | None = None) -> T:
+def run_from_thread(
+    scheduler: CodecScheduler,
+    kind: ModelCallKind,
+    fn: Callable[[], T],
+    *,
+    stop: threading.Event | None = None,
+) -> T:
     """Blocking: `fn` run by `scheduler` on its device, from a worker thread. Without a serving loop (offline tools,
     a runtime whose loop has ended) there is no live work to share the device with, and `fn` runs here."""
     loop = scheduler.serving_loop

@@ -11,7 +11,15 @@ import numpy as np
 # An AP-BWE row is the window `SRPlanner` plans: one type from the planner to the device, no copy between them.
 from core.sr_planner import SRWindow
 
-__all__ = ["WAIT_REASONS", "DecodeWindow", "FixedDeadline", "SRWindow", "StreamDeadline", "WaitReason", "WindowKind"]
+__all__ = [
+    "WAIT_REASONS",
+    "DecodeWindow",
+    "FixedDeadline",
+    "SRWindow",
+    "StreamDeadline",
+    "WaitReason",
+    "WindowKind",
+]
 
 WindowKind = Literal["decode", "sr"]
 
@@ -26,10 +34,18 @@ WindowKind = Literal["decode", "sr"]
 # - padding_bound: joining would push the call's padding past `max_pad_waste`;
 # - work_bound: joining would pass the call's work bound (`max_call_*`) or its most rows, or the call filled up
 #   before the plan reached it.
-WaitReason = Literal["queued", "device_busy", "deadline_order", "other_kind", "length_mismatch", "padding_bound",
-                     "work_bound"]
-WAIT_REASONS: tuple[WaitReason, ...] = ("queued", "device_busy", "deadline_order", "other_kind", "length_mismatch",
-                                        "padding_bound", "work_bound")
+WaitReason = Literal[
+    "queued", "device_busy", "deadline_order", "other_kind", "length_mismatch", "padding_bound", "work_bound"
+]
+WAIT_REASONS: tuple[WaitReason, ...] = (
+    "queued",
+    "device_busy",
+    "deadline_order",
+    "other_kind",
+    "length_mismatch",
+    "padding_bound",
+    "work_bound",
+)
 
 
 class StreamDeadline(Protocol):
@@ -72,7 +88,9 @@ class DecodeWindow:
     float32 at 16 kHz."""
 
     ids: np.ndarray  # int32 [T], T >= 1
-    d_vector: Any  # the voice's d-vector: a torch tensor [D] (or [1, D]) on the codec's device; cached per voice
+    d_vector: (
+        Any  # the voice's d-vector: a torch tensor [D] (or [1, D]) on the codec's device; cached per voice
+    )
     keep_start: int  # tokens, within the window
     keep_end: int
 
@@ -80,7 +98,9 @@ class DecodeWindow:
         if self.ids.ndim != 1 or self.ids.size == 0:
             raise ValueError(f"a decode window needs a non-empty 1-D id array, got shape {self.ids.shape}")
         if not 0 <= self.keep_start <= self.keep_end <= self.ids.size:
-            raise ValueError(f"keep [{self.keep_start}, {self.keep_end}) outside a window of {self.ids.size} ids")
+            raise ValueError(
+                f"keep [{self.keep_start}, {self.keep_end}) outside a window of {self.ids.size} ids"
+            )
 
     @property
     def length(self) -> int:

@@ -133,5 +133,3 @@ class DebitResult:
 
     ok: bool
     balance: int | None
-
-

@@ -42,7 +42,9 @@ class Reserved:
 
 @dataclass(frozen=True)
 class Settled:
-    charged: int  # what the request was actually charged (clamped to what its reservations and outage spend took)
+    charged: (
+        int  # what the request was actually charged (clamped to what its reservations and outage spend took)
+    )
     refunded: int  # what its reservations took beyond that, given back
 
 
@@ -66,7 +68,9 @@ class KeyStore(ABC):
     # it here over debit_credits/refund_credits; PostgreSQL and Supabase keep it in `credit_reservations`
     # (deploy/sql/010_credit_reservations.sql), in the transaction of each move.
 
-    async def reserve_credits(self, reservation_id: str, request_id: str, key_id: str, amount: int) -> Reserved:
+    async def reserve_credits(
+        self, reservation_id: str, request_id: str, key_id: str, amount: int
+    ) -> Reserved:
         """Take `amount` for `request_id` under `reservation_id`; idempotent per reservation id."""
         journal = self._journal()
         if reservation_id in journal:
@@ -105,7 +109,9 @@ class KeyStore(ABC):
             journal.pop(rid, None)
         settled = self._settled_requests()
         settled[request_id] = None
-        if len(settled) > SETTLED_KEPT:  # bounded: a late debit is refused by the gate too (services/access/gate.py)
+        if (
+            len(settled) > SETTLED_KEPT
+        ):  # bounded: a late debit is refused by the gate too (services/access/gate.py)
             del settled[next(iter(settled))]
         if owed:  # the outage spend: taken down to zero at most
             result = await self.debit_credits(key_id, owed)
@@ -237,14 +243,21 @@ class PostgresKeyStore(KeyStore):
 
     name = "postgres"
 
-    def __init__(self, dsn: str | None = None, *, pool: PostgresPool | None = None, max_connections: int = 4,
-                 timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        pool: PostgresPool | None = None,
+        max_connections: int = 4,
+        timeout_s: float = 5.0,
+    ) -> None:
         """`pool`: the process's shared pool (services/database.py), closed by its owner; else one of its own."""
         if pool is None and not dsn:
             raise ValueError("PostgresKeyStore needs a DSN or a pool")
         self._owns_pool = pool is None
-        self._pool = pool or PostgresPool(str(dsn), max_connections=max_connections, timeout_s=timeout_s,
-                                          command_timeout_s=timeout_s)
+        self._pool = pool or PostgresPool(
+            str(dsn), max_connections=max_connections, timeout_s=timeout_s, command_timeout_s=timeout_s
+        )
 
     async def _get_pool(self) -> Any:
         return await self._pool.get()
@@ -284,17 +297,32 @@ class PostgresKeyStore(KeyStore):
                     raise KeyStoreUnavailable(f"postgres key store: {type(exc).__name__}") from None
         raise AssertionError("unreachable")
 
-    async def reserve_credits(self, reservation_id: str, request_id: str, key_id: str, amount: int) -> Reserved:
-        row = await self._run("fetchrow", "SELECT o_status, o_balance FROM tts_reserve_credits($1, $2, $3, $4)",
-                              reservation_id, request_id, key_id, amount)
+    async def reserve_credits(
+        self, reservation_id: str, request_id: str, key_id: str, amount: int
+    ) -> Reserved:
+        row = await self._run(
+            "fetchrow",
+            "SELECT o_status, o_balance FROM tts_reserve_credits($1, $2, $3, $4)",
+            reservation_id,
+            request_id,
+            key_id,
+            amount,
+        )
         return Reserved(row["o_status"], row["o_balance"])
 
     async def release_credits(self, reservation_id: str) -> int:
         return int(await self._run("fetchval", "SELECT tts_release_credits($1)", reservation_id) or 0)
 
     async def settle_credits(self, request_id: str, key_id: str, charged: int, outage: int) -> Settled:
-        row = await self._run("fetchrow", "SELECT o_charged, o_refund FROM tts_settle_credits($1, $2, $3, $4)",
-                              request_id, key_id, charged, outage, idempotent=False)
+        row = await self._run(
+            "fetchrow",
+            "SELECT o_charged, o_refund FROM tts_settle_credits($1, $2, $3, $4)",
+            request_id,
+            key_id,
+            charged,
+            outage,
+            idempotent=False,
+        )
         return Settled(int(row["o_charged"]), int(row["o_refund"]))
 
     async def get_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
@@ -398,20 +426,31 @@ class SupabaseKeyStore(KeyStore):
         rows = await self._rpc_rows("tts_refund_credits", {"p_key_id": key_id, "p_amount": amount})
         return rows[0].get("credit_balance") if rows else None
 
-    async def reserve_credits(self, reservation_id: str, request_id: str, key_id: str, amount: int) -> Reserved:
-        rows = await self._rpc_rows("tts_reserve_credits", {"p_reservation_id": reservation_id,
-                                                            "p_request_id": request_id, "p_key_id": key_id,
-                                                            "p_amount": amount})
-        return Reserved(rows[0]["o_status"], rows[0].get("o_balance")) if rows else Reserved("unknown_key", None)
+    async def reserve_credits(
+        self, reservation_id: str, request_id: str, key_id: str, amount: int
+    ) -> Reserved:
+        rows = await self._rpc_rows(
+            "tts_reserve_credits",
+            {
+                "p_reservation_id": reservation_id,
+                "p_request_id": request_id,
+                "p_key_id": key_id,
+                "p_amount": amount,
+            },
+        )
+        return (
+            Reserved(rows[0]["o_status"], rows[0].get("o_balance")) if rows else Reserved("unknown_key", None)
+        )
 
     async def release_credits(self, reservation_id: str) -> int:
-        response = await self._call(lambda: self._client.rpc("tts_release_credits",
-                                                             {"p_reservation_id": reservation_id}).execute())
+        response = await self._call(
+            lambda: self._client.rpc("tts_release_credits", {"p_reservation_id": reservation_id}).execute()
+        )
         return int(response.data or 0)
 
     async def settle_credits(self, request_id: str, key_id: str, charged: int, outage: int) -> Settled:
-        rows = await self._rpc_rows("tts_settle_credits", {"p_request_id": request_id, "p_key_id": key_id,
-                                                           "p_charged": charged, "p_outage": outage})
+        rows = await self._rpc_rows(
+            "tts_settle_credits",
+            {"p_request_id": request_id, "p_key_id": key_id, "p_charged": charged, "p_outage": outage},
+        )
         return Settled(int(rows[0]["o_charged"]), int(rows[0]["o_refund"])) if rows else Settled(0, 0)
-
-

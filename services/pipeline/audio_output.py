@@ -38,23 +38,37 @@ BWE_RATE = 48_000  # AP-BWE's output rate
 # after balanced's first chunk), inside services.device DEFAULT_SR_BUCKETS.
 SR_MIN_BLOCK = 1_600  # 100 ms: the first 48 kHz audio waits for at most this much plus the context
 SR_MAX_BLOCK = 8_000
-SR_STAGE_SECONDS = metrics.STAGE_SECONDS.labels("super_resolution")  # bound once: `.labels()` takes a lock per call
+SR_STAGE_SECONDS = metrics.STAGE_SECONDS.labels(
+    "super_resolution"
+)  # bound once: `.labels()` takes a lock per call
 # The compressed formats (PyAV: mp3, opus, aac, flac) cost 1-10 ms of CPU per second of audio, and PyAV lets go of
 # the GIL while it encodes. On the event loop each chunk's encode held every other stream for up to tens of ms and
 # all encoders shared one core (64 mp3 streams: 7.5 ms of loop CPU per audio second, 1.6 here; docs/benchmarks.md,
 # "Compressed formats off the event loop"). They resample, frame and encode in this pool instead, in parallel on the
 # other cores; a stream's pieces still go one at a time, in order (each push awaits the last).
-ENCODE_POOL = ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                 else os.cpu_count() or 2, thread_name_prefix="encode")  # the cores this process has
+ENCODE_POOL = ThreadPoolExecutor(
+    max_workers=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2,
+    thread_name_prefix="encode",
+)  # the cores this process has
 
 
 class AudioOutput:
     """16 kHz float chunks in, encoded bytes out: crossfaded joins, optional AP-BWE bandwidth extension to 48 kHz,
     resampling to the asked rate, steady frames, the encoder."""
 
-    def __init__(self, resources: PipelineResources, *, audio_format: str, sample_rate: int, stream: bool,
-                 want_bwe: bool, stats: PipelineStats, time_stretch: float = 1.0,
-                 handle: StreamHandle | None = None, sr_lead: bool = False) -> None:
+    def __init__(
+        self,
+        resources: PipelineResources,
+        *,
+        audio_format: str,
+        sample_rate: int,
+        stream: bool,
+        want_bwe: bool,
+        stats: PipelineStats,
+        time_stretch: float = 1.0,
+        handle: StreamHandle | None = None,
+        sr_lead: bool = False,
+    ) -> None:
         """`handle`: the job's place in the codec scheduler, which runs the AP-BWE windows; None: they run here,
         directly on the model (offline tools and tests without a scheduler). `sr_lead`: the first AP-BWE window may
         take its right context from a guess passed to `push` (core.sr_planner, the lead window)."""
@@ -69,11 +83,24 @@ class AudioOutput:
         # The true end shaped to a bucket's length where the codec scheduler (which runs the windows once the job
         # has its handle) replays graphs: it then shares their calls instead of an eager call of its own.
         scheduler = handle.scheduler if handle is not None else resources.scheduler
-        end_lengths = scheduler.policy.sr_end_lengths(sr.grid) if scheduler is not None and sr is not None else ()
-        self.bwe_stream = (SRPlanner(grid=sr.grid, context=sr.context, min_block=SR_MIN_BLOCK, max_block=SR_MAX_BLOCK,
-                                     end_lengths=end_lengths) if sr is not None else None)
+        end_lengths = (
+            scheduler.policy.sr_end_lengths(sr.grid) if scheduler is not None and sr is not None else ()
+        )
+        self.bwe_stream = (
+            SRPlanner(
+                grid=sr.grid,
+                context=sr.context,
+                min_block=SR_MIN_BLOCK,
+                max_block=SR_MAX_BLOCK,
+                end_lengths=end_lengths,
+            )
+            if sr is not None
+            else None
+        )
         self.bwe_applied = self.bwe_stream is not None
-        self.sr_lead = sr_lead and self.bwe_applied and time_stretch == 1.0  # speed reshapes the audio after the guess
+        self.sr_lead = (
+            sr_lead and self.bwe_applied and time_stretch == 1.0
+        )  # speed reshapes the audio after the guess
         source_rate = BWE_RATE if self.bwe_applied else NATIVE_RATE
         self.joiner = ChunkJoiner(int(round(settings.text.crossfade_ms * NATIVE_RATE / 1000)))
         self.resampler = StreamingResampler(source_rate, sample_rate)
@@ -119,7 +146,7 @@ class AudioOutput:
             return np.zeros(0, np.float32)
         if self.handle is None:
             assert self._sr is not None
-            parts = [self._sr.enhance_window(w.samples)[w.keep_start: w.keep_end] for w in windows]
+            parts = [self._sr.enhance_window(w.samples)[w.keep_start : w.keep_end] for w in windows]
         else:
             parts = await self.handle.super_resolve_all(windows)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)

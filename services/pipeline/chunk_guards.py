@@ -62,8 +62,9 @@ def covered_chars(characters: int, expected_tokens: int, sent_tokens: float, max
     return min(characters, max(1, math.ceil(max(by_estimate, by_limit) - 1e-9)))  # sent audio is never free
 
 
-def delivered_chars(chunks: Sequence[tuple[int, int, float]], finished: int, delivered_tokens: float,
-                    max_s_per_char: float) -> int:
+def delivered_chars(
+    chunks: Sequence[tuple[int, int, float]], finished: int, delivered_tokens: float, max_s_per_char: float
+) -> int:
     """Characters of a stream the server ended early that its delivered audio covers: `chunks` in order as
     (characters, expected tokens, tokens generated), the first `finished` of them generated to their end. Whole
     chunks while the delivered audio spans their speech; the chunk it stops in (or one still generating) is charged
@@ -88,12 +89,18 @@ def speech_limit_tokens(characters: int, max_s_per_char: float, slack_s: float) 
 
 def guard_config(settings: Settings) -> GuardConfig:
     return GuardConfig(
-        mode=settings.guards.guard_mode, modes=dict(settings.guards.guard_modes),
-        length_max_ratio=settings.guards.guard_length_max_ratio, length_slack_s=settings.guards.guard_length_slack_s,
-        length_min_ratio=settings.guards.guard_length_min_ratio, loop_window=settings.guards.guard_loop_window,
-        loop_min_tokens=min(100, settings.guards.guard_loop_window), loop_max_repeat_share=settings.guards.guard_loop_max_repeat_share,
-        silence_db=settings.guards.guard_silence_db, silence_max_s=settings.guards.guard_silence_max_s,
-        align_min_score=settings.guards.guard_align_min_score, align_max_missing=settings.guards.guard_align_max_missing,
+        mode=settings.guards.guard_mode,
+        modes=dict(settings.guards.guard_modes),
+        length_max_ratio=settings.guards.guard_length_max_ratio,
+        length_slack_s=settings.guards.guard_length_slack_s,
+        length_min_ratio=settings.guards.guard_length_min_ratio,
+        loop_window=settings.guards.guard_loop_window,
+        loop_min_tokens=min(100, settings.guards.guard_loop_window),
+        loop_max_repeat_share=settings.guards.guard_loop_max_repeat_share,
+        silence_db=settings.guards.guard_silence_db,
+        silence_max_s=settings.guards.guard_silence_max_s,
+        align_min_score=settings.guards.guard_align_min_score,
+        align_max_missing=settings.guards.guard_align_max_missing,
     )
 
 
@@ -114,7 +121,7 @@ def fade_out(audio: np.ndarray, samples: int) -> np.ndarray:
     if n <= 0:
         return audio
     out = np.array(audio, dtype=np.float32, copy=True)
-    out[-n:] *= (0.5 + 0.5 * np.cos(np.linspace(0.0, np.pi, n, dtype=np.float32)))
+    out[-n:] *= 0.5 + 0.5 * np.cos(np.linspace(0.0, np.pi, n, dtype=np.float32))
     return out
 
 
@@ -208,8 +215,9 @@ class GuardPolicy:
         """Tokens whose audio was dropped at a cut leave the counts (the flow monitor compares the stages); the
         characters the sent audio does not cover are not charged (module doc)."""
         self.stats.semantic_tokens -= max(0, run.tokens - run.decoded // SAMPLES_PER_TOKEN)
-        covered = covered_chars(len(run.text), run.guards.expected, run.decoded / SAMPLES_PER_TOKEN,
-                                self.max_s_per_char)
+        covered = covered_chars(
+            len(run.text), run.guards.expected, run.decoded / SAMPLES_PER_TOKEN, self.max_s_per_char
+        )
         self.stats.chars_cut += len(run.text) - covered
 
     def speech_room(self, characters: int, tokens_before: int) -> int:
@@ -219,8 +227,13 @@ class GuardPolicy:
 
     def limit_trip(self, run: ChunkRun, room: int) -> Trip:
         """The request's speech limit reached in this chunk: a cut at `room` tokens (module doc)."""
-        return Trip(AUDIO_LIMIT, room, f"the request reached its speech limit of {self.max_s_per_char:g} s per "
-                                       f"character (+{self.slack_s:g} s)", acts=True)
+        return Trip(
+            AUDIO_LIMIT,
+            room,
+            f"the request reached its speech limit of {self.max_s_per_char:g} s per "
+            f"character (+{self.slack_s:g} s)",
+            acts=True,
+        )
 
     def next_try(self, run: ChunkRun) -> None:
         """Discard the try (it leaves the token and sample counts) and set up the next one."""
@@ -256,13 +269,22 @@ class GuardPolicy:
         elif action == "cut" and not run.cut:
             run.cut = True
             self.stats.chunks_cut += 1
-        logger.warning("generation guard tripped", extra={
-            "event": "guard_tripped", "guard": trip.guard, "action": action, "text_chunk": run.index,
-            "attempt": run.attempt + 1, "token": trip.token, "detail": trip.detail,
-        })
+        logger.warning(
+            "generation guard tripped",
+            extra={
+                "event": "guard_tripped",
+                "guard": trip.guard,
+                "action": action,
+                "text_chunk": run.index,
+                "attempt": run.attempt + 1,
+                "token": trip.token,
+                "detail": trip.detail,
+            },
+        )
 
     def failure(self, run: ChunkRun, trip: Trip) -> SynthesisError:
         return SynthesisError(
             "GENERATION_FAILED",
             f"Text chunk {run.index + 1} could not be generated cleanly: all {self.max_tries} tries tripped a "
-            f"generation guard (last: {trip.guard}: {trip.detail}). Retry the request, or rephrase that passage.")
+            f"generation guard (last: {trip.guard}: {trip.detail}). Retry the request, or rephrase that passage.",
+        )

@@ -153,7 +153,8 @@ class AudioFlowMonitor:
     @classmethod
     def from_settings(cls, settings: Any) -> AudioFlowMonitor:
         return cls(
-            crossfade_samples=round(NATIVE_RATE * settings.text.crossfade_ms / 1000.0), frame_ms=settings.stream.frame_ms
+            crossfade_samples=round(NATIVE_RATE * settings.text.crossfade_ms / 1000.0),
+            frame_ms=settings.stream.frame_ms,
         )
 
     def _reset_state(self) -> None:
@@ -168,7 +169,8 @@ class AudioFlowMonitor:
         self._cut: dict[str, Counter[str]] = {}
         self._undelivered_bytes = 0
         self._cadence: dict[str, float] = dict.fromkeys(
-            ("streams", "chunks", "underruns", "underrun_seconds", "streams_with_underruns"), 0)
+            ("streams", "chunks", "underruns", "underrun_seconds", "streams_with_underruns"), 0
+        )
         self._cadence_max_interval = 0.0
         self._events.clear()
 
@@ -260,9 +262,19 @@ class AudioFlowMonitor:
         undelivered = max(0, stats.encoded_bytes - stats.sent_bytes)
 
         def event(kind: str, sf: Shortfall) -> FlowEvent:
-            return FlowEvent(stamp, request_id, outcome, kind, stage=sf.stage, unit=sf.unit, expected=sf.expected,
-                             actual=sf.actual, missing=sf.missing, error_code=error_code,
-                             undelivered_bytes=undelivered)
+            return FlowEvent(
+                stamp,
+                request_id,
+                outcome,
+                kind,
+                stage=sf.stage,
+                unit=sf.unit,
+                expected=sf.expected,
+                actual=sf.actual,
+                missing=sf.missing,
+                error_code=error_code,
+                undelivered_bytes=undelivered,
+            )
 
         if outcome == "completed":
             per_stage: dict[str, Shortfall] = {}

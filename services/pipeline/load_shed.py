@@ -48,9 +48,11 @@ class FirstAudioBacklog:
         waited = self.oldest_wait_s()
         if waited > bound_s:
             raise SynthesisError(
-                "SERVER_OVERLOADED", f"This server is overloaded: admitted requests have waited {waited:.0f} s for "
+                "SERVER_OVERLOADED",
+                f"This server is overloaded: admitted requests have waited {waited:.0f} s for "
                 f"their first audio (the bound is {bound_s:g} s); retry shortly or on another server.",
-                retry_after=max(1, math.ceil(bound_s / 2)))
+                retry_after=max(1, math.ceil(bound_s / 2)),
+            )
 
 
 BACKLOG = FirstAudioBacklog()

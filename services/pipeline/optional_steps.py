@@ -22,11 +22,21 @@ T = TypeVar("T")
 def note_failure(step: Step, exc: BaseException, request_id: str | None = None) -> None:
     """Log and count one optional step's failure."""
     metrics.OPTIONAL_STEP_FAILURES.labels(step).inc()
-    logger.warning("optional step failed; the request completes without it", exc_info=exc, extra={
-        "event": "optional_step_failed", "step": step, "request_id": request_id, "error": type(exc).__name__})
+    logger.warning(
+        "optional step failed; the request completes without it",
+        exc_info=exc,
+        extra={
+            "event": "optional_step_failed",
+            "step": step,
+            "request_id": request_id,
+            "error": type(exc).__name__,
+        },
+    )
 
 
-async def run_optional(step: Step, call: Callable[[], Awaitable[None]], request_id: str | None = None) -> bool:
+async def run_optional(
+    step: Step, call: Callable[[], Awaitable[None]], request_id: str | None = None
+) -> bool:
     """Await `call()`; True when it finished, False when it raised (noted, never re-raised)."""
     try:
         await call()

@@ -41,7 +41,9 @@ class PipelineStats:
     # and every trip as "guard:action". Discarded tries are taken out of the token and sample counts above.
     chunks_retried: int = 0
     chunks_cut: int = 0
-    chars_cut: int = 0  # characters of cut chunks that their sent audio does not cover: not charged (chunk_guards)
+    chars_cut: int = (
+        0  # characters of cut chunks that their sent audio does not cover: not charged (chunk_guards)
+    )
     guard_events: list[str] = field(default_factory=list)
     max_queue_depth: int = 0
 

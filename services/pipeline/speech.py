@@ -54,7 +54,15 @@ logger = logging.getLogger("services.pipeline.speech")
 INLINE_PLAN_CHARS = 400
 # Bytes per sample of each format, roughly (compressed formats at their usual bitrates), to refuse before any GPU
 # work a non-streaming request whose file could not be buffered; speech runs ~14 characters a second, 12 is slow.
-_BYTES_PER_SAMPLE = {"wav": 2.0, "pcm": 2.0, "flac": 1.2, "mulaw": 1.0, "mp3": 0.25, "opus": 0.15, "aac": 0.25}
+_BYTES_PER_SAMPLE = {
+    "wav": 2.0,
+    "pcm": 2.0,
+    "flac": 1.2,
+    "mulaw": 1.0,
+    "mp3": 0.25,
+    "opus": 0.15,
+    "aac": 0.25,
+}
 
 
 def estimated_audio_bytes(characters: int, audio_format: str, sample_rate: int) -> int:
@@ -76,7 +84,9 @@ class SpeechRequest:
     speed: float | None = None
     normalize_verbose: bool = False
     latency: LatencyPreference | None = None  # None: the deployment's default (TTS_DEFAULT_LATENCY)
-    reference_audio: bytes | None = None  # per-request cloning: the reference file's bytes (never with `voice`)
+    reference_audio: bytes | None = (
+        None  # per-request cloning: the reference file's bytes (never with `voice`)
+    )
     reference_text: str | None = None  # its transcript (continuation prompt)
     timestamps: TimestampsKind | None = None  # "word" / "character": spans travel with the audio (opt-in)
     # Request stitching (services.continuity): continue these earlier requests of the same key (server request ids,
@@ -110,8 +120,9 @@ class CustomVoices(Protocol):
     """The voice library (services/voice_library) as the pipeline asks it for a voice: it sits above the pipeline
     and is wired in by the app, never imported here."""
 
-    async def reference_voice(self, audio: bytes, transcript: str | None, param: str = ...,
-                              key_id: str | None = None) -> Voice: ...
+    async def reference_voice(
+        self, audio: bytes, transcript: str | None, param: str = ..., key_id: str | None = None
+    ) -> Voice: ...
 
     async def voice_for(self, voice_id: str, key_id: str | None, param: str = ...) -> Voice: ...
 
@@ -120,8 +131,15 @@ class ContinuityHooks(Protocol):
     """Continuity (services/continuity) as the pipeline asks it to stitch and to remember; wired in like the
     voice library."""
 
-    async def stitched_voice(self, voice: Voice, previous_request_ids: Sequence[str], key_id: str | None, *,
-                             voice_named: bool, voice_field: str = ...) -> Voice: ...
+    async def stitched_voice(
+        self,
+        voice: Voice,
+        previous_request_ids: Sequence[str],
+        key_id: str | None,
+        *,
+        voice_named: bool,
+        voice_field: str = ...,
+    ) -> Voice: ...
 
     def track(self, job: SynthesisJob, key_id: str | None) -> None: ...
 
@@ -129,8 +147,14 @@ class ContinuityHooks(Protocol):
 class SpeechService:
     """Readiness, voices, planning and credits for one app instance; stateless per request."""
 
-    def __init__(self, models: ModelSource, settings: Settings, gpu_faults: GpuFaultDetector | None = None,
-                 library: CustomVoices | None = None, continuity: ContinuityHooks | None = None) -> None:
+    def __init__(
+        self,
+        models: ModelSource,
+        settings: Settings,
+        gpu_faults: GpuFaultDetector | None = None,
+        library: CustomVoices | None = None,
+        continuity: ContinuityHooks | None = None,
+    ) -> None:
         self.models = models
         self.settings = settings
         self.gpu_faults = gpu_faults
@@ -143,12 +167,20 @@ class SpeechService:
         voice at connect) passes `admit=False`: admission counts every stream it lets in, and its ramp refuses past
         32 a second."""
         if self.gpu_faults is not None and self.gpu_faults.tripped:
-            raise SynthesisError("GPU_FAULT", "This container hit a GPU fault and is being replaced; retry the "
-                                 "request.", retry_after=1)
+            raise SynthesisError(
+                "GPU_FAULT",
+                "This container hit a GPU fault and is being replaced; retry the request.",
+                retry_after=1,
+            )
         if not self.models.ready:
-            raise SynthesisError("MODEL_NOT_LOADED", "The model is not ready yet (state: "
-                                 f"{self.models.state_name}); retry shortly.", retry_after=5)
-        BACKLOG.check(self.settings.access.shed_first_audio_s)  # SERVER_OVERLOADED before queueing behind a backlog
+            raise SynthesisError(
+                "MODEL_NOT_LOADED",
+                f"The model is not ready yet (state: {self.models.state_name}); retry shortly.",
+                retry_after=5,
+            )
+        BACKLOG.check(
+            self.settings.access.shed_first_audio_s
+        )  # SERVER_OVERLOADED before queueing behind a backlog
         if admit:
             await self.admit(key_id)
 
@@ -164,18 +196,31 @@ class SpeechService:
         decision = await admission.admit(key=key_id)
         if not decision.admit:
             # Every refusal with its rule (the metric counts them; the log says which stream and why).
-            logger.warning("admission_refused", extra={"event": "admission_refused", "rule": decision.rule,
-                                                       "reason": decision.reason,
-                                                       "retry_after_s": decision.retry_after_s})
-            raise SynthesisError("SERVER_OVERLOADED", f"This server is at capacity ({decision.reason}); retry "
-                                 "shortly or on another server.", retry_after=max(1, int(decision.retry_after_s)))
+            logger.warning(
+                "admission_refused",
+                extra={
+                    "event": "admission_refused",
+                    "rule": decision.rule,
+                    "reason": decision.reason,
+                    "retry_after_s": decision.retry_after_s,
+                },
+            )
+            raise SynthesisError(
+                "SERVER_OVERLOADED",
+                f"This server is at capacity ({decision.reason}); retry shortly or on another server.",
+                retry_after=max(1, int(decision.retry_after_s)),
+            )
 
     def check_text_length(self, text: str) -> None:
         """The deployment's per-request limit (TTS_MAX_TEXT_CHARS), before anything else is looked at."""
         limit = self.settings.limits.max_text_chars
         if len(text) > limit:
-            raise SynthesisError("TEXT_TOO_LONG", f"Invalid 'text': at most {limit} characters per request on this "
-                                 f"deployment, got {len(text)}; split the text.", "text")
+            raise SynthesisError(
+                "TEXT_TOO_LONG",
+                f"Invalid 'text': at most {limit} characters per request on this "
+                f"deployment, got {len(text)}; split the text.",
+                "text",
+            )
 
     def resolve_voice(self, name: str | None, speed: float | None = None, field: str = "speaker") -> Voice:
         from core.voices import UnknownVoiceError
@@ -193,7 +238,9 @@ class SpeechService:
         if speech.reference_audio is not None:
             if self.library is None:
                 raise cloning_unavailable("this server has no voice library")
-            voice = await self.library.reference_voice(speech.reference_audio, speech.reference_text, key_id=key_id)
+            voice = await self.library.reference_voice(
+                speech.reference_audio, speech.reference_text, key_id=key_id
+            )
             return voice_with_speed(voice, speech.speed)
         name = speech.voice
         resources = self.models.pipeline_resources()
@@ -210,29 +257,54 @@ class SpeechService:
     async def stitched(self, speech: SpeechRequest, voice: Voice, key_id: str | None) -> Voice:
         """`voice` continuing `speech.previous_request_ids` (services.continuity)."""
         if self.continuity is None:
-            raise SynthesisError("VALIDATION_ERROR", "Invalid 'previous_request_ids': this server keeps no recent "
-                                 "requests.", "previous_request_ids")
+            raise SynthesisError(
+                "VALIDATION_ERROR",
+                "Invalid 'previous_request_ids': this server keeps no recent requests.",
+                "previous_request_ids",
+            )
         if speech.reference_audio is not None:
-            raise SynthesisError("VALIDATION_ERROR", "Invalid 'previous_request_ids': a stitched request speaks with "
-                                 "the previous request's voice; leave out the reference audio.", "previous_request_ids")
-        return await self.continuity.stitched_voice(voice, speech.previous_request_ids, key_id,
-                                                    voice_named=speech.voice is not None, voice_field=speech.voice_field)
+            raise SynthesisError(
+                "VALIDATION_ERROR",
+                "Invalid 'previous_request_ids': a stitched request speaks with "
+                "the previous request's voice; leave out the reference audio.",
+                "previous_request_ids",
+            )
+        return await self.continuity.stitched_voice(
+            voice,
+            speech.previous_request_ids,
+            key_id,
+            voice_named=speech.voice is not None,
+            voice_field=speech.voice_field,
+        )
 
-    def synthesis_request(self, speech: SpeechRequest, voice: Voice, request_id: str,
-                          key_id: str | None = None) -> SynthesisRequest:
+    def synthesis_request(
+        self, speech: SpeechRequest, voice: Voice, request_id: str, key_id: str | None = None
+    ) -> SynthesisRequest:
         """The job's request; a voice built from the key's own recordings (custom, reference, a stitched tail) has its
         prompts cached under that key only (`cache_scope`)."""
         private = voice.source != "builtin" or voice.reference_semantic is not None
         return SynthesisRequest(
-            request_id=request_id, text=speech.text, voice=voice, sampling=speech.sampling,
-            audio_format=speech.audio_format, sample_rate=speech.sample_rate,
-            want_sr=speech.wants_bandwidth_extension, stream=speech.stream, normalize=speech.normalize,
-            chunking=speech.chunking, latency=speech.latency or self.settings.stream.default_latency,
-            normalize_verbose=speech.normalize_verbose, time_stretch=time_stretch_for(voice, speech.speed),
-            timestamps=speech.timestamps, cache_scope=f"key:{key_id}" if private and key_id else None, key_id=key_id,
+            request_id=request_id,
+            text=speech.text,
+            voice=voice,
+            sampling=speech.sampling,
+            audio_format=speech.audio_format,
+            sample_rate=speech.sample_rate,
+            want_sr=speech.wants_bandwidth_extension,
+            stream=speech.stream,
+            normalize=speech.normalize,
+            chunking=speech.chunking,
+            latency=speech.latency or self.settings.stream.default_latency,
+            normalize_verbose=speech.normalize_verbose,
+            time_stretch=time_stretch_for(voice, speech.speed),
+            timestamps=speech.timestamps,
+            cache_scope=f"key:{key_id}" if private and key_id else None,
+            key_id=key_id,
         )
 
-    def plan(self, speech: SpeechRequest, voice: Voice, *, buffered: bool, unstitched: Voice | None = None) -> TextPlan:
+    def plan(
+        self, speech: SpeechRequest, voice: Voice, *, buffered: bool, unstitched: Voice | None = None
+    ) -> TextPlan:
         """Blocking (normalising and tokenising 50,000 characters takes a while): run it in a worker thread."""
         settings = self.settings
         plan = plan_request_text(speech.text, settings, normalize=speech.normalize, chunking=speech.chunking)
@@ -249,12 +321,21 @@ class SpeechService:
                     "PAYLOAD_TOO_LARGE",
                     f"Invalid 'stream': this text makes about {estimate // 2**20} MiB of {speech.audio_format} "
                     f"audio, more than a non-streaming response holds ({settings.limits.max_buffered_audio_mb} MiB); "
-                    "send stream=true.", "stream")
+                    "send stream=true.",
+                    "stream",
+                )
         return plan
 
-    async def open(self, speech: SpeechRequest, *, request_id: str, reserve_credits: CreditReserver | None = None,
-                   buffered: bool = False, key_id: str | None = None,
-                   check_balance: Callable[[], Awaitable[None]] | None = None) -> OpenedSpeech:
+    async def open(
+        self,
+        speech: SpeechRequest,
+        *,
+        request_id: str,
+        reserve_credits: CreditReserver | None = None,
+        buffered: bool = False,
+        key_id: str | None = None,
+        check_balance: Callable[[], Awaitable[None]] | None = None,
+    ) -> OpenedSpeech:
         """Gate, resolve (for the key `key_id`), plan and pay; SynthesisError (with the protocol's field names) or
         ServiceError when refused."""
         try:
@@ -271,14 +352,17 @@ class SpeechService:
             if len(speech.text) <= INLINE_PLAN_CHARS:
                 plan = self.plan(speech, voice, buffered=buffered, unstitched=unstitched)
             else:
-                plan = await asyncio.to_thread(self.plan, speech, voice, buffered=buffered, unstitched=unstitched)
+                plan = await asyncio.to_thread(
+                    self.plan, speech, voice, buffered=buffered, unstitched=unstitched
+                )
         except SynthesisError as exc:
             raise _renamed(exc, speech.text_field) from exc.__cause__
         if reserve_credits is not None:
             # Credits count what the model is asked to speak (normalised text: "1,000" costs "one thousand").
             await reserve_credits(len(plan.text))
-        job = SynthesisJob(self.models.pipeline_resources(), self.synthesis_request(speech, voice, request_id,
-                                                                                        key_id), plan)
+        job = SynthesisJob(
+            self.models.pipeline_resources(), self.synthesis_request(speech, voice, request_id, key_id), plan
+        )
         if self.continuity is not None:
             self.continuity.track(job, key_id)
         return OpenedSpeech(job=job, plan=plan, voice=voice)
@@ -288,5 +372,6 @@ def _renamed(exc: SynthesisError, text_field: str) -> SynthesisError:
     """The same refusal, naming the text field as this protocol does."""
     if text_field == "text" or exc.param not in (None, "text"):
         return exc
-    return SynthesisError(exc.code, exc.message.replace("'text'", f"'{text_field}'"), text_field,
-                          retry_after=exc.retry_after)
+    return SynthesisError(
+        exc.code, exc.message.replace("'text'", f"'{text_field}'"), text_field, retry_after=exc.retry_after
+    )

@@ -100,14 +100,22 @@ class SynthesisRequest:
     normalize: bool = True
     chunking: bool = True
     unknown_tags: UnknownTags = "strip"
-    latency: LatencyPreference = "balanced"  # the first chunk's schedule (core.streaming.StreamingConfig.for_latency)
+    latency: LatencyPreference = (
+        "balanced"  # the first chunk's schedule (core.streaming.StreamingConfig.for_latency)
+    )
     normalize_verbose: bool = False  # hand the normalised text back to the client (header / WebSocket events)
-    timestamps: TimestampsKind | None = None  # opt-in: TimestampsEvent items travel with the audio (stream_events)
-    time_stretch: float = 1.0  # tempo change applied to the 16 kHz audio (core.voices.time_stretch_for); 1.0: none
+    timestamps: TimestampsKind | None = (
+        None  # opt-in: TimestampsEvent items travel with the audio (stream_events)
+    )
+    time_stretch: float = (
+        1.0  # tempo change applied to the 16 kHz audio (core.voices.time_stretch_for); 1.0: none
+    )
     # The engine's prefix-cache scope for this request's prompts (SamplingConfig.cache_salt): the key, for a voice
     # built from that key's recordings (custom, reference, a stitched tail); None: shared.
     cache_scope: str | None = None
-    key_id: str | None = None  # the API key it serves: its codec stream counts toward that key's share (admission)
+    key_id: str | None = (
+        None  # the API key it serves: its codec stream counts toward that key's share (admission)
+    )
 
 
 def draw_seed() -> int:
@@ -140,8 +148,14 @@ def buffers_only(decoder: DecodePlanner, new_tokens: int) -> bool:
 class SynthesisJob:
     """One request's pipeline. Iterate `stream_bytes()`; read `stats`, `plan`, `sr_applied` for headers/metrics."""
 
-    def __init__(self, resources: PipelineResources, request: SynthesisRequest, plan: TextPlan | None = None,
-                 *, incremental: bool = False) -> None:
+    def __init__(
+        self,
+        resources: PipelineResources,
+        request: SynthesisRequest,
+        plan: TextPlan | None = None,
+        *,
+        incremental: bool = False,
+    ) -> None:
         """`incremental=True`: text chunks arrive later through feed_text()/close_text() (WebSocket)."""
         self.resources = resources
         self.request = request
@@ -149,8 +163,11 @@ class SynthesisJob:
         if incremental:
             plan = plan or TextPlan(text="", chunks=[], chunked=False)
         self.plan = plan or plan_text(
-            request.text, normalize=request.normalize, chunking=request.chunking,
-            threshold=settings.text.chunking_threshold_chars, target=settings.text.chunk_target_chars,
+            request.text,
+            normalize=request.normalize,
+            chunking=request.chunking,
+            threshold=settings.text.chunking_threshold_chars,
+            target=settings.text.chunk_target_chars,
             unknown_tags=request.unknown_tags,
         )
         self.plan = TextPlan(self.plan.text, list(self.plan.chunks), self.plan.chunked)
@@ -160,23 +177,39 @@ class SynthesisJob:
         self.scheduler = resources.scheduler
         self.arrival = self.scheduler.clock()
         self.handle: StreamHandle | None = None
-        self.playback: PlaybackClock | None = None  # the client's playback: the handle's deadlines, and pacing
+        self.playback: PlaybackClock | None = (
+            None  # the client's playback: the handle's deadlines, and pacing
+        )
         self._d_vector: Any = None  # the voice's d-vector, computed once per job
         self.stream_config = StreamingConfig.from_settings(settings)
         # The latency preference shapes the stream's first chunk only (its first text chunk): that is the audio the
         # listener waits for. Later text chunks, and every non-streaming response, decode with the exact schedule.
         latency = request.latency if request.stream else "exact"
         admission = resources.admission
-        if admission is not None:  # under load a newcomer's first chunk waits for the full look-ahead (admission.py)
+        if (
+            admission is not None
+        ):  # under load a newcomer's first chunk waits for the full look-ahead (admission.py)
             latency = admission.first_chunk_schedule(latency)
         self.first_stream_config = self.stream_config.for_latency(latency)
         # At 48 kHz a short first chunk's held overlap may stand in as the first AP-BWE window's right context
         # (core.sr_planner, the lead window), while the engine is far enough ahead (Admission.sr_lead).
-        sr_lead = request.stream and request.want_sr and latency != "exact" and resources.sr is not None \
+        sr_lead = (
+            request.stream
+            and request.want_sr
+            and latency != "exact"
+            and resources.sr is not None
             and (admission is None or admission.sr_lead())
-        self.chain = AudioOutput(resources, audio_format=request.audio_format, sample_rate=request.sample_rate,
-                                 stream=request.stream, want_bwe=request.want_sr, stats=self.stats,
-                                 time_stretch=request.time_stretch, sr_lead=sr_lead)
+        )
+        self.chain = AudioOutput(
+            resources,
+            audio_format=request.audio_format,
+            sample_rate=request.sample_rate,
+            stream=request.stream,
+            want_bwe=request.want_sr,
+            stats=self.stats,
+            time_stretch=request.time_stretch,
+            sr_lead=sr_lead,
+        )
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=settings.stream.stream_queue_chunks)
         self.global_tokens: tuple[int, ...] | None = (
             tuple(request.voice.global_tokens) if request.voice.global_tokens else None
@@ -198,8 +231,11 @@ class SynthesisJob:
         self.timestamps: TimestampTrack | None = None
         self._last_open = False  # the last text chunk's words wait for the chain's true end
         if request.timestamps is not None:
-            self.timestamps = TimestampTrack(overlap_samples=self.chain.joiner.overlap,
-                                             ctc=resources.aligner, time_stretch=request.time_stretch)
+            self.timestamps = TimestampTrack(
+                overlap_samples=self.chain.joiner.overlap,
+                ctc=resources.aligner,
+                time_stretch=request.time_stretch,
+            )
             if not incremental:
                 self.timestamps.add_text(request.text, " ".join(self.plan.chunks))
         # Continuity (services.continuity): the end of what this job spoke, and hooks awaited once all audio is
@@ -226,12 +262,17 @@ class SynthesisJob:
         settings = self.resources.settings
         room = max(16, settings.llm.max_model_len - prompt_len)
         # Runaway cap: the model sometimes never emits its stop id; the length guard's limit, when higher, acts first.
-        text_cap = max(int(len(run.text) * settings.guards.max_tokens_per_char) + 100, run.guards.length.limit + 1)
+        text_cap = max(
+            int(len(run.text) * settings.guards.max_tokens_per_char) + 100, run.guards.length.limit + 1
+        )
         preamble = 2 if mode == "clone" else PREAMBLE_TOKEN_ALLOWANCE
         budget = max(1, min(s.max_tokens + preamble, room, text_cap))
         seed = draw_seed() if s.seed is None else retry_seed(s.seed, run.attempt)
         return replace(
-            s, max_tokens=budget, seed=seed, cache_salt=self.request.cache_scope,
+            s,
+            max_tokens=budget,
+            seed=seed,
+            cache_salt=self.request.cache_scope,
             stop_token_ids=tuple(self.resources.layout.stop_token_ids),
             # No allowed_token_ids: vLLM's GPU runner refuses more than 1,024 inside the engine step, which kills
             # the engine (docs/reference/modal-vllm.md#per-request-limits-of-the-gpu-runner). The clone-mode parser
@@ -254,10 +295,17 @@ class SynthesisJob:
             except NoSpeechError:
                 if not voice.continuation:
                     raise
-                logger.warning("continuation_without_speech", extra={
-                    "event": "continuation_without_speech", "request_id": self.request.request_id,
-                    "text_chunk": run.index})
-                trip = await self._run_engine(run, replace(voice, reference_text=None, reference_semantic=None), out)
+                logger.warning(
+                    "continuation_without_speech",
+                    extra={
+                        "event": "continuation_without_speech",
+                        "request_id": self.request.request_id,
+                        "text_chunk": run.index,
+                    },
+                )
+                trip = await self._run_engine(
+                    run, replace(voice, reference_text=None, reference_semantic=None), out
+                )
             await out.put(_END if trip is None else trip)
         except asyncio.CancelledError:
             raise  # the consumer is cancelling this job; nobody reads `out` any more
@@ -272,8 +320,10 @@ class SynthesisJob:
         # Unique per generation even when a client reuses an X-Request-ID for concurrent requests.
         request_id = f"{self.request.request_id}-{index}-{uuid.uuid4().hex[:8]}"
         # The request's speech limit (chunk_guards): what the text so far allows, less what earlier chunks kept.
-        room = self.guards.speech_room(sum(len(c) for c in self.plan.chunks[:index + 1]),
-                                       sum(r.tokens for i, r in self._runs.items() if i < index))
+        room = self.guards.speech_room(
+            sum(len(c) for c in self.plan.chunks[: index + 1]),
+            sum(r.tokens for i, r in self._runs.items() if i < index),
+        )
         if room <= 0:
             return self.guards.limit_trip(run, 0)
         semantic_left = min(self.request.sampling.max_tokens, room)
@@ -300,7 +350,7 @@ class SynthesisJob:
                         self._globals_ready.set()
                     semantic = delta.semantic  # a new list per delta, owned by this loop from here on
                     if len(semantic) > semantic_left:
-                        semantic = semantic[:max(0, semantic_left)]
+                        semantic = semantic[: max(0, semantic_left)]
                     if semantic:
                         if index == 0 and stats.preamble_ids is None:
                             stats.preamble_ids = stats.llm_tokens - len(semantic)
@@ -329,9 +379,18 @@ class SynthesisJob:
                     # over the idle time up to the next request and read as an LLM making no tokens (a second
                     # stream within ~1 s of an idle spell was refused as overloaded).
                     admission.pace()
-        if trip is None and semantic_left <= 0 and room < self.request.sampling.max_tokens and not parser.finished:
-            trip = self.guards.limit_trip(run, room)  # the speech limit, not the caller's max_tokens, ended it
-        if trip is None and not (voice.continuation and run.tokens == 0):  # that case: NoSpeechError, the fallback
+        if (
+            trip is None
+            and semantic_left <= 0
+            and room < self.request.sampling.max_tokens
+            and not parser.finished
+        ):
+            trip = self.guards.limit_trip(
+                run, room
+            )  # the speech limit, not the caller's max_tokens, ended it
+        if trip is None and not (
+            voice.continuation and run.tokens == 0
+        ):  # that case: NoSpeechError, the fallback
             trip = self.guards.screen_end(run, stopped=parser.finished, capped=semantic_left <= 0)
         if trip is None:
             parser.finish()
@@ -391,7 +450,9 @@ class SynthesisJob:
             assert self.handle is not None
             started = time.perf_counter()
             d = self._d_vector
-            kept = await self.handle.decode_all([DecodeWindow(w.ids, d, w.keep_start, w.keep_end) for w in group])
+            kept = await self.handle.decode_all(
+                [DecodeWindow(w.ids, d, w.keep_start, w.keep_end) for w in group]
+            )
             DECODE_STAGE_SECONDS.observe(time.perf_counter() - started)
             out += [planner.take(w, audio) for w, audio in zip(group, kept, strict=True)]
         return out
@@ -410,7 +471,9 @@ class SynthesisJob:
         # Faded when the chunk is cut at a token guard's detection point.
         return await self._chain_chunks(run, self.guards.fade_last(chunks) if fade else chunks)
 
-    async def _chain_chunks(self, run: ChunkRun, chunks: list[np.ndarray], ahead: np.ndarray | None = None) -> bytes:
+    async def _chain_chunks(
+        self, run: ChunkRun, chunks: list[np.ndarray], ahead: np.ndarray | None = None
+    ) -> bytes:
         """`ahead`: the decode planner's held overlap after the last chunk (the guess of what follows it)."""
         out = bytearray()
         for i, chunk in enumerate(chunks):
@@ -422,7 +485,9 @@ class SynthesisJob:
             self.stats.decoded_samples_per_chunk[-1] += int(chunk.size)
             kept = run.keep_or_hold(chunk)
             if kept is not None and kept.size:
-                follows = ahead if i == len(chunks) - 1 and run.stop is None else None  # a cut piece ends here
+                follows = (
+                    ahead if i == len(chunks) - 1 and run.stop is None else None
+                )  # a cut piece ends here
                 out += await self._push_kept(kept, follows)
         return bytes(out)
 
@@ -501,15 +566,23 @@ class SynthesisJob:
             if self.timestamps is not None:
                 self.timestamps.start_segment(self.plan.chunks[index])
             await self._emit(await self._silence(index))
-        if self._d_vector is None:  # once per job, cached per voice; a miss is a model call the scheduler runs
+        if (
+            self._d_vector is None
+        ):  # once per job, cached per voice; a miss is a model call the scheduler runs
             speakers = self.resources.speaker_vectors
             self._d_vector = speakers.cached(self.global_tokens)
-            if self._d_vector is None:  # a model call: the scheduler runs it on the device, between codec calls
+            if (
+                self._d_vector is None
+            ):  # a model call: the scheduler runs it on the device, between codec calls
                 self._d_vector = await self.scheduler.run_model_call(
-                    "speaker", partial(speakers.compute, self.global_tokens))
+                    "speaker", partial(speakers.compute, self.global_tokens)
+                )
         codec = self.resources.bicodec
-        decoder = DecodePlanner(self.first_stream_config if index == 0 else self.stream_config,
-                                hop=codec.hop_length, codebook_size=codec.semantic_codebook_size)
+        decoder = DecodePlanner(
+            self.first_stream_config if index == 0 else self.stream_config,
+            hop=codec.hop_length,
+            codebook_size=codec.semantic_codebook_size,
+        )
         while True:
             semantic: list[int] = []
             done = False
@@ -649,8 +722,12 @@ class SynthesisJob:
         self.stats.decode_done = True
         await self._emit(await self._silence(index))  # a break after the last text
         await self._emit(await self.chain.finish())
-        if self.timestamps is not None:  # the last chunk's words (and any left), now that the true end is known
-            await self._timings(self.timestamps.end_segment, self.stats.output_samples / self.request.sample_rate)
+        if (
+            self.timestamps is not None
+        ):  # the last chunk's words (and any left), now that the true end is known
+            await self._timings(
+                self.timestamps.end_segment, self.stats.output_samples / self.request.sample_rate
+            )
         for hook in self.on_complete:  # optional: a failing hook is logged and counted, the request completes
             await run_optional("on_complete", partial(hook, self), self.request.request_id)
         await self.queue.put(_END)
@@ -702,8 +779,12 @@ async def warmup_pipeline(resources: PipelineResources) -> None:
         request_id="warmup",
         text="Hello.",
         voice=voice,
-        sampling=SamplingOptions.with_defaults(settings, max_tokens=min(settings.sampling.default_max_tokens, 200), seed=0),
-        audio_format="wav", sample_rate=SR_RATE if resources.sr is not None else NATIVE_RATE,
-        want_sr=resources.sr is not None, stream=True,
+        sampling=SamplingOptions.with_defaults(
+            settings, max_tokens=min(settings.sampling.default_max_tokens, 200), seed=0
+        ),
+        audio_format="wav",
+        sample_rate=SR_RATE if resources.sr is not None else NATIVE_RATE,
+        want_sr=resources.sr is not None,
+        stream=True,
     )
     await SynthesisJob(resources, request).collect()

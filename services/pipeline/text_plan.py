@@ -43,12 +43,14 @@ MAX_WORD_LETTERS = 64
 MIN_GENERATION_TOKENS = 16
 
 
-def prompt_for(resources: PipelineResources, text: str, voice: Voice,
-               global_tokens: tuple[int, ...] | None) -> tuple[list[int], ParseMode]:
+def prompt_for(
+    resources: PipelineResources, text: str, voice: Voice, global_tokens: tuple[int, ...] | None
+) -> tuple[list[int], ParseMode]:
     """Prompt ids for one text chunk; user text can never contribute a control id (SynthesisError 400)."""
     try:
-        return build_prompt_ids(resources.tokenizer, text, voice, global_tokens=global_tokens,
-                                added_ids=resources.added_token_ids)
+        return build_prompt_ids(
+            resources.tokenizer, text, voice, global_tokens=global_tokens, added_ids=resources.added_token_ids
+        )
     except PromptError as exc:
         raise SynthesisError("VALIDATION_ERROR", f"Invalid 'text': {exc}.", "text") from exc
 
@@ -66,8 +68,10 @@ def check_plan_fits(resources: PipelineResources, plan: TextPlan, voice: Voice) 
             reference = ""
             if voice.continuation:
                 skeleton, _ = prompt_for(resources, "", voice, voice.global_tokens)
-                reference = (f" ({len(skeleton)} of them the voice's reference transcript and audio; a shorter "
-                             "reference or a voice without a transcript leaves more room)")
+                reference = (
+                    f" ({len(skeleton)} of them the voice's reference transcript and audio; a shorter "
+                    "reference or a voice without a transcript leaves more room)"
+                )
             raise SynthesisError(
                 "TEXT_TOO_LONG",
                 f"Invalid 'text': chunk {index + 1} needs {len(ids)} prompt tokens{reference} but the model holds "
@@ -92,10 +96,14 @@ def check_voice_fits(resources: PipelineResources, voice: Voice, param: str = "s
             "AUDIO_TOO_LONG",
             f"Invalid '{param}': the reference's transcript and audio take {len(ids)} of the model's "
             f"{resources.settings.llm.max_model_len} prompt tokens, leaving {room} (at least {REFERENCE_TEXT_ROOM} are "
-            "needed to speak a sentence); use a shorter reference or transcript.", param)
+            "needed to speak a sentence); use a shorter reference or transcript.",
+            param,
+        )
 
 
-def check_stitched_plan_fits(resources: PipelineResources, plan: TextPlan, voice: Voice, unstitched: Voice) -> None:
+def check_stitched_plan_fits(
+    resources: PipelineResources, plan: TextPlan, voice: Voice, unstitched: Voice
+) -> None:
     """`check_plan_fits` for a stitched voice (services.continuity); a chunk that fits only without the previous
     requests' prefix names `previous_request_ids`."""
     try:
@@ -106,15 +114,28 @@ def check_stitched_plan_fits(resources: PipelineResources, plan: TextPlan, voice
         except SynthesisError:
             raise exc from None
         param = "previous_request_ids"
-        raise SynthesisError(exc.code, exc.message.replace("Invalid 'text'", f"Invalid '{param}'")
-                             .replace("enable chunking or send shorter sentences", "stitch fewer requests or send "
-                                      "shorter sentences"), param) from None
+        raise SynthesisError(
+            exc.code,
+            exc.message.replace("Invalid 'text'", f"Invalid '{param}'").replace(
+                "enable chunking or send shorter sentences", "stitch fewer requests or send shorter sentences"
+            ),
+            param,
+        ) from None
 
 
-def plan_text(text: str, *, normalize: bool, chunking: bool, threshold: int, target: int,
-              unknown_tags: UnknownTags = "strip") -> TextPlan:
+def plan_text(
+    text: str,
+    *,
+    normalize: bool,
+    chunking: bool,
+    threshold: int,
+    target: int,
+    unknown_tags: UnknownTags = "strip",
+) -> TextPlan:
     """Normalise, resolve emotion tags, and split long text at sentence boundaries."""
-    if normalize:  # Markdown first: a link's `[text](url)` must not reach the tag reader as `[text]`; emoji before
+    if (
+        normalize
+    ):  # Markdown first: a link's `[text](url)` must not reach the tag reader as `[text]`; emoji before
         text = read_markdown(drop_emoji(text))  # it ("#😀 Title" is a heading once the emoji has gone)
     tag_result = process_tags(text, unknown=unknown_tags)
     cleaned = tag_result.text
@@ -122,7 +143,9 @@ def plan_text(text: str, *, normalize: bool, chunking: bool, threshold: int, tar
         cleaned = normalize_text(cleaned, markdown=False).text
     cleaned = " ".join(cleaned.split())
     if not cleaned:
-        raise SynthesisError("VALIDATION_ERROR", "Invalid 'text': nothing left to speak after removing tags.", "text")
+        raise SynthesisError(
+            "VALIDATION_ERROR", "Invalid 'text': nothing left to speak after removing tags.", "text"
+        )
     if chunking and len(cleaned) > threshold:
         chunks = [c for c in split_text(cleaned, max_chars=target, threshold=threshold) if c.strip()]
     else:
@@ -134,14 +157,27 @@ def plan_text(text: str, *, normalize: bool, chunking: bool, threshold: int, tar
 
 def plan_request_text(text: str, settings: Settings, *, normalize: bool, chunking: bool) -> TextPlan:
     """`plan_text` with the per-request limits every route shares: normalised length and chunk count."""
-    plan = plan_text(text, normalize=normalize, chunking=chunking,
-                     threshold=settings.text.chunking_threshold_chars, target=settings.text.chunk_target_chars)
+    plan = plan_text(
+        text,
+        normalize=normalize,
+        chunking=chunking,
+        threshold=settings.text.chunking_threshold_chars,
+        target=settings.text.chunk_target_chars,
+    )
     if len(plan.text) > settings.limits.max_normalized_chars:
-        raise SynthesisError("TEXT_TOO_LONG", f"Invalid 'text': {len(plan.text)} characters after normalisation "
-                             f"(numbers spelled out); at most {settings.limits.max_normalized_chars}.", "text")
+        raise SynthesisError(
+            "TEXT_TOO_LONG",
+            f"Invalid 'text': {len(plan.text)} characters after normalisation "
+            f"(numbers spelled out); at most {settings.limits.max_normalized_chars}.",
+            "text",
+        )
     if len(plan.chunks) > settings.limits.max_text_chunks:
-        raise SynthesisError("TEXT_TOO_LONG", f"Invalid 'text': {len(plan.chunks)} text chunks; at most "
-                             f"{settings.limits.max_text_chunks} per request. Split the text over several requests.", "text")
+        raise SynthesisError(
+            "TEXT_TOO_LONG",
+            f"Invalid 'text': {len(plan.chunks)} text chunks; at most "
+            f"{settings.limits.max_text_chunks} per request. Split the text over several requests.",
+            "text",
+        )
     return plan
 
 
@@ -149,6 +185,10 @@ def check_words_speakable(plan: TextPlan) -> None:
     """Refuse, before any GPU work, a word no try can speak (VALIDATION_ERROR, 400): the client's text, not a fault."""
     longest = longest_spaced_word(plan.text)
     if longest > MAX_WORD_LETTERS:
-        raise SynthesisError("VALIDATION_ERROR", f"Invalid 'text': it holds a word of {longest} letters, which the "
-                             f"model cannot speak; at most {MAX_WORD_LETTERS} letters per word (separate words with "
-                             "spaces).", "text")
+        raise SynthesisError(
+            "VALIDATION_ERROR",
+            f"Invalid 'text': it holds a word of {longest} letters, which the "
+            f"model cannot speak; at most {MAX_WORD_LETTERS} letters per word (separate words with "
+            "spaces).",
+            "text",
+        )

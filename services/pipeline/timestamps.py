@@ -59,8 +59,10 @@ class TimestampsEvent:
         return character_spans(self.normalized)
 
     def to_json(self, kind: TimestampsKind = "word") -> dict:
-        out: dict = {"words": [w.to_json() for w in self.words],
-                     "normalized_words": [w.to_json() for w in self.normalized]}
+        out: dict = {
+            "words": [w.to_json() for w in self.words],
+            "normalized_words": [w.to_json() for w in self.normalized],
+        }
         if kind == "character":
             out["characters"] = [c.to_json() for c in self.characters]
             out["normalized_characters"] = [c.to_json() for c in self.normalized_characters]
@@ -71,8 +73,13 @@ class TimestampTrack:
     """One request's timestamps: `add_text` for each piece of written text with what is spoken for it, then per text
     chunk in order `start_segment`, `on_audio`/`settle` as its audio is decoded, `end_segment` at its end."""
 
-    def __init__(self, *, overlap_samples: int = 0, ctc: Mapping[str, CtcAligner] | None = None,
-                 time_stretch: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        overlap_samples: int = 0,
+        ctc: Mapping[str, CtcAligner] | None = None,
+        time_stretch: float = 1.0,
+    ) -> None:
         """`ctc`: models by language ("*" for any); a chunk whose language has none uses the estimate method.
         `time_stretch`: the tempo change the audio chain applies after the crossfade (`speed`): times divide by it."""
         self.ctc = ctc or {}
@@ -187,16 +194,24 @@ class TimestampTrack:
             except Exception as exc:  # noqa: BLE001
                 self._failed("align", exc)
         start = inc._floor if inc.placed else 0.0
-        return spread(segment.words[inc.placed:], start, max(start, length_s(audio)))
+        return spread(segment.words[inc.placed :], start, max(start, length_s(audio)))
 
-    def _event(self, spans: list[WordSpan], segment: _Segment, *, end: float | None = None,
-               last: bool = False) -> TimestampsEvent | None:
+    def _event(
+        self, spans: list[WordSpan], segment: _Segment, *, end: float | None = None, last: bool = False
+    ) -> TimestampsEvent | None:
         """Chunk-relative spans -> output time; the written groups they complete, with their spoken words."""
         try:
             out = [s.shifted(segment.offset) for s in spans]
             if self.time_scale != 1.0:
-                out = [WordSpan(s.text, round(s.start * self.time_scale, 3), round(s.end * self.time_scale, 3),
-                                s.score) for s in out]
+                out = [
+                    WordSpan(
+                        s.text,
+                        round(s.start * self.time_scale, 3),
+                        round(s.end * self.time_scale, 3),
+                        s.score,
+                    )
+                    for s in out
+                ]
             # Monotonic across the crossfade, and inside the output's true end where that is known; never before what
             # was already sent (with `speed` the stretcher may end a few ms short of the spans sent while it ran).
             ceiling = None if end is None else max(end, self._spoken_end)
@@ -235,7 +250,9 @@ class TimestampTrack:
     def _failed(self, stage: str, exc: BaseException) -> None:
         self.fallbacks.append(f"{stage}: {exc.__class__.__name__}")
         metrics.TIMING_FAILURES.labels(stage).inc()
-        logger.warning("timestamps fell back", exc_info=exc, extra={"event": "timing_fallback", "stage": stage})
+        logger.warning(
+            "timestamps fell back", exc_info=exc, extra={"event": "timing_fallback", "stage": stage}
+        )
 
 
 @dataclass(slots=True)

@@ -19,7 +19,7 @@ from processing.ssml import BreakBudget, SsmlReader
 from services.pipeline.chunk_guards import delivered_chars
 from services.pipeline.synthesis import SynthesisError, SynthesisJob, SynthesisRequest
 from services.pipeline.text_plan import MAX_WORD_LETTERS, plan_text
-from services.usage.accounting import RequestAccounting, RequestReport
+from services.usage.accounting import EndStatus, RequestAccounting, RequestReport
 
 if TYPE_CHECKING:
     from services.pipeline.resources import PipelineResources
@@ -66,13 +66,21 @@ class OpenGate:
 class Utterance:
     """One start ... end: the text buffer, the incremental job, and the timings and counts of its audio."""
 
-    def __init__(self, resources: PipelineResources, request: SynthesisRequest, *, max_text_chars: int,
-                 context_id: str | None = None) -> None:
+    def __init__(
+        self,
+        resources: PipelineResources,
+        request: SynthesisRequest,
+        *,
+        max_text_chars: int,
+        context_id: str | None = None,
+    ) -> None:
         settings = resources.settings
         self.request = request
         self.id = request.request_id
         self.context_id = context_id  # the dialect's name for it (ElevenLabs contextId, Cartesia context_id)
-        self.wire_state: dict[str, Any] = {}  # per-utterance state a wire format keeps (offsets, pending timings)
+        self.wire_state: dict[
+            str, Any
+        ] = {}  # per-utterance state a wire format keeps (offsets, pending timings)
         self.model_version = resources.model_version
         self.max_text_chars = max_text_chars
         # Smaller text chunks than HTTP's: the LLM generates a whole chunk however far its audio is ahead of
@@ -86,7 +94,9 @@ class Utterance:
         self.buffer_delay_s: float | None = None
         self.ssml = False  # ElevenLabs' enable_ssml_parsing: SSML read before the cuts (processing/ssml.py), breaks silent
         self.ssml_reader = SsmlReader()
-        self.breaks = BreakBudget(settings.limits.ssml_max_total_break_s)  # per gap and per request (processing/ssml.py)
+        self.breaks = BreakBudget(
+            settings.limits.ssml_max_total_break_s
+        )  # per gap and per request (processing/ssml.py)
         self._buffer_due: asyncio.TimerHandle | None = None
         self.text_parts: list[str] = []
         self._word_tail = ""  # the text's last MAX_WORD_LETTERS + 1 characters: a word may span pieces
@@ -103,7 +113,9 @@ class Utterance:
         self.stop_error: SynthesisError | None = None
         self.has_work = asyncio.Event()  # set once text was fed or the utterance ended
         self.admitted_at: float | None = None
-        self.paused = False  # admitted, caught up with its text: its concurrency slot went back until more comes
+        self.paused = (
+            False  # admitted, caught up with its text: its concurrency slot went back until more comes
+        )
         self.accounting: RequestAccounting | None = None  # from admission on
         self.audio_bytes = 0  # handed to the outbox
         self.chunks = 0
@@ -112,7 +124,9 @@ class Utterance:
         self.delivered_s = 0.0  # seconds of its audio (output time) whose frames the socket took
         self.max_s_per_char = settings.limits.max_audio_s_per_char
         self.last_audio_span = (0.0, 0.0)
-        self.status: str | None = None  # completed | failed | cancelled | disconnected | refused, once finished
+        self.status: str | None = (
+            None  # completed | failed | cancelled | disconnected | refused, once finished
+        )
         self.report: RequestReport | None = None
 
     # ------------------------------------------------------------------ text
@@ -121,7 +135,11 @@ class Utterance:
         self.check_room(len(piece))
         self.text_parts.append(piece)
         self.characters += len(piece)
-        fed = self._feed_ssml(self.ssml_reader.push(piece)) if self.ssml else self._feed(self.segmenter.push(piece))
+        fed = (
+            self._feed_ssml(self.ssml_reader.push(piece))
+            if self.ssml
+            else self._feed(self.segmenter.push(piece))
+        )
         self._arm_buffer_delay(restart=fed > 0)
         return fed
 
@@ -147,10 +165,14 @@ class Utterance:
         joined = self._word_tail + piece
         longest = longest_spaced_word(joined)
         if longest > MAX_WORD_LETTERS:
-            raise SynthesisError("VALIDATION_ERROR", f"Invalid 'text': it holds a word of {longest} letters or more, "
-                                 f"which the model cannot speak; at most {MAX_WORD_LETTERS} letters per word "
-                                 "(separate words with spaces).", "text")
-        self._word_tail = joined[-(MAX_WORD_LETTERS + 1):]
+            raise SynthesisError(
+                "VALIDATION_ERROR",
+                f"Invalid 'text': it holds a word of {longest} letters or more, "
+                f"which the model cannot speak; at most {MAX_WORD_LETTERS} letters per word "
+                "(separate words with spaces).",
+                "text",
+            )
+        self._word_tail = joined[-(MAX_WORD_LETTERS + 1) :]
 
     def flush(self) -> int:
         """Synthesise everything buffered now, sentence end or not."""
@@ -166,7 +188,9 @@ class Utterance:
         if restart or not self.segmenter.pending.strip():
             self._disarm_buffer_delay()
         if self.segmenter.pending.strip() and self._buffer_due is None:
-            self._buffer_due = asyncio.get_running_loop().call_later(self.buffer_delay_s, self._buffer_delay_due)
+            self._buffer_due = asyncio.get_running_loop().call_later(
+                self.buffer_delay_s, self._buffer_delay_due
+            )
 
     def _buffer_delay_due(self) -> None:
         self._buffer_due = None
@@ -210,8 +234,14 @@ class Utterance:
 
     def _feed_text(self, part: str) -> int:
         try:
-            plan = plan_text(part, normalize=self.request.normalize, chunking=self.request.chunking,
-                             threshold=self.threshold, target=self.target, unknown_tags=self.request.unknown_tags)
+            plan = plan_text(
+                part,
+                normalize=self.request.normalize,
+                chunking=self.request.chunking,
+                threshold=self.threshold,
+                target=self.target,
+                unknown_tags=self.request.unknown_tags,
+            )
         except SynthesisError:
             return 0  # nothing speakable in this part (only tags or emoji)
         if not any(ch.isalnum() for ch in plan.text):
@@ -236,10 +266,13 @@ class Utterance:
     def admit(self, gate: UtteranceGate) -> None:
         """Synthesis may start: from here on the accounting counts it and settles it through the gate."""
         self.admitted_at = time.perf_counter()
-        self.accounting = RequestAccounting(self.job, transport="websocket", clock_origin=self.admitted_at,
-                                            settle=lambda report: gate.settle(self.id, report,
-                                                                              self.billable_characters()),
-                                            begin=getattr(gate, "begin_hook", lambda _id: None)(self.id))
+        self.accounting = RequestAccounting(
+            self.job,
+            transport="websocket",
+            clock_origin=self.admitted_at,
+            settle=lambda report: gate.settle(self.id, report, self.billable_characters()),
+            begin=getattr(gate, "begin_hook", lambda _id: None)(self.id),
+        )
 
     def note_audio(self, data: bytes) -> None:
         """Count one audio chunk handed to the outbox."""
@@ -270,8 +303,10 @@ class Utterance:
         if self.stop_reason not in ("ended_by_server", "disconnected", "refused"):
             return self.spoken_characters
         stats = self.job.stats
-        chunks = [(len(text), expected_tokens(text), samples / SAMPLES_PER_TOKEN)
-                  for text, samples in zip(self.job.plan.chunks, stats.decoded_samples_per_chunk, strict=False)]
+        chunks = [
+            (len(text), expected_tokens(text), samples / SAMPLES_PER_TOKEN)
+            for text, samples in zip(self.job.plan.chunks, stats.decoded_samples_per_chunk, strict=False)
+        ]
         # Output seconds -> generated (16 kHz) seconds: `speed` shortened the audio by its time-stretch.
         tokens = self.delivered_s * stats.time_stretch * SEMANTIC_TOKENS_PER_SECOND
         covered = delivered_chars(chunks, stats.text_chunks_done, tokens, self.max_s_per_char)
@@ -296,6 +331,18 @@ class Utterance:
         self.job.request = replace(self.job.request, text=text)
         self.job.plan = replace(self.job.plan, text=text, chunked=self.text_chunks > 1)
         if self.accounting is not None:
-            end = status if status in ("completed", "failed", "cancelled") else "disconnected"
-            self.report = self.accounting.finish(end, error.code if error else None,  # type: ignore[arg-type]
-                                                 chunks_sent=self.chunks, bytes_sent=self.audio_bytes)
+            end: EndStatus = (
+                "completed"
+                if status == "completed"
+                else "failed"
+                if status == "failed"
+                else "cancelled"
+                if status == "cancelled"
+                else "disconnected"
+            )
+            self.report = self.accounting.finish(
+                end,
+                error.code if error else None,
+                chunks_sent=self.chunks,
+                bytes_sent=self.audio_bytes,
+            )

@@ -39,8 +39,9 @@ class SessionWire(Protocol):
     def ended(self, u: Utterance) -> list[Payload]:
         """After the `error` that ended an utterance (a dialect may owe a final message)."""
 
-    def error(self, code: str, message: str, param: str | None, u: Utterance | None,
-              context_id: str | None) -> Payload:
+    def error(
+        self, code: str, message: str, param: str | None, u: Utterance | None, context_id: str | None
+    ) -> Payload:
         """A refusal or failure, about one utterance/context or (both None) the connection."""
 
     def flushed(self, u: Utterance) -> list[Payload]:
@@ -85,13 +86,24 @@ class NativeWire:
     def ended(self, u: Utterance) -> list[Payload]:
         return []
 
-    def error(self, code: str, message: str, param: str | None, u: Utterance | None,
-              context_id: str | None) -> Payload:
-        return {"type": "error", **self.format_error(code, message, param), "utterance_id": u.id if u else None}
+    def error(
+        self, code: str, message: str, param: str | None, u: Utterance | None, context_id: str | None
+    ) -> Payload:
+        return {
+            "type": "error",
+            **self.format_error(code, message, param),
+            "utterance_id": u.id if u else None,
+        }
 
     def flushed(self, u: Utterance) -> list[Payload]:
-        return [{"type": "flushed", "utterance_id": u.id, "text_chunks": u.text_chunks,
-                 "characters": u.characters}]
+        return [
+            {
+                "type": "flushed",
+                "utterance_id": u.id,
+                "text_chunks": u.text_chunks,
+                "characters": u.characters,
+            }
+        ]
 
     def cancelled(self, u: Utterance | None) -> list[Payload]:
         return [self._cancelled(u) if u is not None else {"type": "cancelled", "utterance_id": None}]
@@ -164,5 +176,3 @@ class NativeWire:
             "chunks_cut": u.job.stats.chunks_cut,
             **self._normalized(u),
         }
-
-

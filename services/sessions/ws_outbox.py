@@ -88,8 +88,9 @@ class Outbox:
         """Something happened on the connection (a client message): the idle clock restarts."""
         self.last_activity = self._clock()
 
-    async def send(self, payload: dict[str, Any], *, owner: Owner | None = None,
-                   audio_to: float | None = None) -> None:
+    async def send(
+        self, payload: dict[str, Any], *, owner: Owner | None = None, audio_to: float | None = None
+    ) -> None:
         """A JSON event in stream order (after the audio already queued); `audio_to`: see `_Item`."""
         await self._put(self._stream, _Item(payload, owner, audio_to))
 
@@ -117,7 +118,9 @@ class Outbox:
         if self.task is not None:
             if not self.task.done():
                 self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)  # also retrieves a failure (kept in .failure)
+            await asyncio.gather(
+                self.task, return_exceptions=True
+            )  # also retrieves a failure (kept in .failure)
 
     async def _put(self, queue: asyncio.Queue[_Item], item: _Item) -> None:
         if self.closed:

@@ -19,6 +19,10 @@ nothing once a stream's input has ended; Pipecat 1.14 closes the context again, 
 opening sooner than that after the earlier one's last message is a reply queued on purpose (Pipecat's
 `TTSSpeakFrame` right after an LLM turn) and both are spoken. Every stop is logged (`utterance_stopped`,
 with `stop_ms` from the client message that revealed it to the end of the utterance's task).
+
+Longer than 500 lines because a connection's utterances share one state (open and running contexts, the serial
+tail, the outbox, the idle gauge) that the client's messages, the stops and each utterance's task read and change
+together, in the event loop's order; split apart, each piece would reach back into it.
 """
 
 from __future__ import annotations
@@ -54,8 +58,14 @@ IDLE_CHECK_S = 0.05
 # `ended_by_server` (a stalled reader, a broken message rule) is recorded like a hang-up but charged for the audio
 # that reached the socket only (Utterance.billable_characters); so is a context `refused` mid-way (its row carries
 # the refusal's 4xx code). `server_error` (our own failure ended the socket) is a 5xx failure: refunded in full.
-_STOP_STATUS = {"superseded": "cancelled", "abandoned": "cancelled", "interrupted": "cancelled",
-                "refused": "failed", "ended_by_server": "disconnected", "server_error": "failed"}
+_STOP_STATUS = {
+    "superseded": "cancelled",
+    "abandoned": "cancelled",
+    "interrupted": "cancelled",
+    "refused": "failed",
+    "ended_by_server": "disconnected",
+    "server_error": "failed",
+}
 SERVER_ERROR = SynthesisError("INTERNAL_ERROR", "An internal error occurred; it has been logged.")
 
 
@@ -96,9 +106,13 @@ class WsSession:
         self.max_unfinished = max(self.max_open, max_unfinished)
         self._running: dict[str, tuple[Utterance, asyncio.Task[None]]] = {}
         self._open: dict[str | None, Utterance] = {}  # utterances accepting text, by context id
-        self._tail: asyncio.Task[None] | None = None  # serial: the newest utterance's task; the next waits for it
+        self._tail: asyncio.Task[None] | None = (
+            None  # serial: the newest utterance's task; the next waits for it
+        )
         self._count = 0
-        self.refused = RefusedContexts()  # contexts a refusal ended: their later messages are dropped until closed
+        self.refused = (
+            RefusedContexts()
+        )  # contexts a refusal ended: their later messages are dropped until closed
         self.closed = False
         self.supersede_after_s = supersede_after_s
         self.dialect = dialect
@@ -154,7 +168,11 @@ class WsSession:
 
     # ------------------------------------------------------------------ client messages
     async def start(
-        self, request: SynthesisRequest, *, text: str | None = None, end: bool = False,
+        self,
+        request: SynthesisRequest,
+        *,
+        text: str | None = None,
+        end: bool = False,
         context_id: str | None = None,
     ) -> Utterance | None:
         self._forget_closed()
@@ -164,7 +182,8 @@ class WsSession:
             await self.reject(
                 "VALIDATION_ERROR",
                 f"Utterance {current.id} is still open; send 'end' or 'cancel' before the next 'start'.",
-                "type", context_id=context_id,
+                "type",
+                context_id=context_id,
             )
             return None
         await self.supersede(context_id)  # the route did so before admission; a no-op by now
@@ -174,16 +193,26 @@ class WsSession:
                 "TOO_MANY_CONCURRENT_REQUESTS",
                 f"{len(self._running)} {what} are still unfinished on this connection (at most "
                 f"{self.max_unfinished}); wait for one to finish or close one before opening the next.",
-                "type", context_id=context_id,
+                "type",
+                context_id=context_id,
             )
             return None
         self._count += 1
         request = replace(request, request_id=f"{self.connection_id}-u{self._count}")
         try:
-            u = Utterance(self.models.pipeline_resources(), request, max_text_chars=self.max_text_chars, context_id=context_id)
+            u = Utterance(
+                self.models.pipeline_resources(),
+                request,
+                max_text_chars=self.max_text_chars,
+                context_id=context_id,
+            )
         except (ValueError, SynthesisError) as exc:
-            await self.reject("VALIDATION_ERROR", f"Cannot synthesise with these settings: {exc}", None,
-                              context_id=context_id)
+            await self.reject(
+                "VALIDATION_ERROR",
+                f"Cannot synthesise with these settings: {exc}",
+                None,
+                context_id=context_id,
+            )
             return None
         if self.on_job is not None:
             self.on_job(u.job)
@@ -245,12 +274,21 @@ class WsSession:
             u.end()
             self._open.pop(context_id, None)
 
-    async def cancel(self, *, context_id: str | None = None, every: bool = True, quiet: bool = False,
-                     reason: str = "cancelled") -> None:
+    async def cancel(
+        self,
+        *,
+        context_id: str | None = None,
+        every: bool = True,
+        quiet: bool = False,
+        reason: str = "cancelled",
+    ) -> None:
         """Stop unfinished utterances now (every one, or only `context_id`'s): queued audio is dropped and generation
         aborted. `reason`: cancelled (asked), abandoned (closed before its input ended), interrupted (closed again)."""
-        targets = [(u, task) for u, task in self._running.values()
-                   if not task.done() and (every or u.context_id == context_id)]
+        targets = [
+            (u, task)
+            for u, task in self._running.values()
+            if not task.done() and (every or u.context_id == context_id)
+        ]
         await self._stop(targets, reason)
         if quiet:
             return
@@ -262,8 +300,16 @@ class WsSession:
     async def ping(self, message_id: Any = None) -> None:
         await self._reply(self.wire.pong(message_id))
 
-    async def reject(self, code: str, message: str, param: str | None = None, *, utterance_id: str | None = None,
-                     utterance: Utterance | None = None, context_id: str | None = None) -> None:
+    async def reject(
+        self,
+        code: str,
+        message: str,
+        param: str | None = None,
+        *,
+        utterance_id: str | None = None,
+        utterance: Utterance | None = None,
+        context_id: str | None = None,
+    ) -> None:
         """An error answering a client message; the connection stays usable. On a dialect's socket a refusal about
         a context ends that context the way its clients understand: the error, then the context's end marker (a
         context still taking text is stopped first; one finishing what it was sent keeps going and ends itself)."""
@@ -274,13 +320,18 @@ class WsSession:
         ends: list[Payload] = []
         if context_id is not None and not self.serial:
             running = utterance if utterance is not None else self.unfinished(context_id)
-            if running is None or running.text_open:  # the refusal ends the context, or keeps it from starting
+            if (
+                running is None or running.text_open
+            ):  # the refusal ends the context, or keeps it from starting
                 self.refused.remember(context_id)
             if running is None:
                 ends = context_ended(self.wire, context_id)
             elif running.text_open:
-                await self._stop([(running, task) for u, task in self._running.values() if u is running], "refused",
-                                 SynthesisError(code, message, param))
+                await self._stop(
+                    [(running, task) for u, task in self._running.values() if u is running],
+                    "refused",
+                    SynthesisError(code, message, param),
+                )
                 ends = self.wire.ended(running)
         await self.outbox.reply(self.wire.error(code, message, param, utterance, context_id))  # type: ignore[arg-type]
         await self._reply(ends)
@@ -330,8 +381,10 @@ class WsSession:
             elif u.text_open:
                 idle += 1
         shown = (0, 0) if self.closed else (idle, int(generating == 0))
-        for kind, before, now in (("context", self._idle_shown[0], shown[0]),
-                                  ("socket", self._idle_shown[1], shown[1])):
+        for kind, before, now in (
+            ("context", self._idle_shown[0], shown[0]),
+            ("socket", self._idle_shown[1], shown[1]),
+        ):
             if now != before:
                 metrics.WS_IDLE.labels(self.dialect, kind).inc(now - before)
         self._idle_shown = shown
@@ -372,16 +425,24 @@ class WsSession:
         if context_id is None or self.supersede_after_s is None:
             return
         now = self._clock()
-        targets = [(u, task) for u, task in self._running.values()
-                   if not task.done() and u.context_id != context_id
-                   and now - u.last_message_at >= self.supersede_after_s]
+        targets = [
+            (u, task)
+            for u, task in self._running.values()
+            if not task.done()
+            and u.context_id != context_id
+            and now - u.last_message_at >= self.supersede_after_s
+        ]
         if targets:
             await self._stop(targets, "superseded")
             for u, _ in targets:
                 await self._reply(self.wire.cancelled(u))
 
-    async def _stop(self, targets: list[tuple[Utterance, asyncio.Task[None]]], reason: str,
-                    error: SynthesisError | None = None) -> None:
+    async def _stop(
+        self,
+        targets: list[tuple[Utterance, asyncio.Task[None]]],
+        reason: str,
+        error: SynthesisError | None = None,
+    ) -> None:
         """`error`: the code the stopped utterances' rows carry (a refusal's, or INTERNAL_ERROR)."""
         revealed = self.message_at if self.message_at is not None else self._clock()
         for u, task in targets:
@@ -398,10 +459,19 @@ class WsSession:
                     self.gate.settle(u.id, None)
             stop_ms = round((self._clock() - revealed) * 1000, 1)
             for u, _ in targets:
-                logger.info("utterance_stopped", extra={
-                    "event": "utterance_stopped", "utterance_id": u.id, "context_id": u.context_id,
-                    "reason": u.stop_reason, "stop_ms": stop_ms, "dialect": self.dialect,
-                    "audio_seconds": round(u.audio_seconds, 3), "audio_delivered_s": round(u.delivered_s, 3)})
+                logger.info(
+                    "utterance_stopped",
+                    extra={
+                        "event": "utterance_stopped",
+                        "utterance_id": u.id,
+                        "context_id": u.context_id,
+                        "reason": u.stop_reason,
+                        "stop_ms": stop_ms,
+                        "dialect": self.dialect,
+                        "audio_seconds": round(u.audio_seconds, 3),
+                        "audio_delivered_s": round(u.delivered_s, 3),
+                    },
+                )
         self._forget_closed()
         if self._tail is not None and self._tail.done():
             self._tail = None
@@ -414,7 +484,9 @@ class WsSession:
             if previous is not None:
                 await asyncio.wait([previous])
             await u.has_work.wait()
-            if u.text_chunks == 0 and not self.serial:  # emoji or punctuation only: a short silence, then the end
+            if (
+                u.text_chunks == 0 and not self.serial
+            ):  # emoji or punctuation only: a short silence, then the end
                 status = "empty"
                 await self._send([*self.wire.audio(u, u.silence()), *self.wire.done(u)], u)
                 return
@@ -431,8 +503,9 @@ class WsSession:
                 watcher = asyncio.create_task(self._release_when_idle(u), name=f"idle-{u.id}")
             status = "failed"
             assert u.accounting is not None
-            u.accounting.started(text_length=u.characters, key_id=self.gate.key_id,
-                                 connection_id=self.connection_id)
+            u.accounting.started(
+                text_length=u.characters, key_id=self.gate.key_id, connection_id=self.connection_id
+            )
             await self._send(self.wire.started(u), u)
             try:
                 await self._stream(u)
@@ -444,8 +517,9 @@ class WsSession:
             await self._send(self.wire.done(u), u)
         except SynthesisError as exc:
             error = exc
-            await self._send([self.wire.error(exc.code, exc.message, exc.param, u, u.context_id),
-                              *self.wire.ended(u)], u)
+            await self._send(
+                [self.wire.error(exc.code, exc.message, exc.param, u, u.context_id), *self.wire.ended(u)], u
+            )
         except asyncio.CancelledError:
             status = _STOP_STATUS.get(u.stop_reason or "", u.stop_reason or "disconnected")
             error = u.stop_error if status == "failed" else None
@@ -453,8 +527,9 @@ class WsSession:
         except Exception:  # noqa: BLE001 - one utterance's bug must not end the connection
             logger.exception("websocket utterance failed")
             error = SynthesisError("INTERNAL_ERROR", "An internal error occurred; it has been logged.")
-            await self._send([self.wire.error(error.code, error.message, None, u, u.context_id),
-                              *self.wire.ended(u)], u)
+            await self._send(
+                [self.wire.error(error.code, error.message, None, u, u.context_id), *self.wire.ended(u)], u
+            )
         finally:
             u.text_open = False  # text sent after the end (of any kind) gets "no open utterance"
             if watcher is not None:
@@ -471,17 +546,28 @@ class WsSession:
     def _log_end(self, u: Utterance, status: str) -> None:
         """One line per utterance: how it ended and how long its first audio took from its opening message."""
         first = None if u.first_audio_at is None else round((u.first_audio_at - u.opened_at) * 1000, 1)
-        logger.info("utterance_ended", extra={
-            "event": "utterance_ended", "utterance_id": u.id, "context_id": u.context_id, "status": status,
-            "first_audio_ms": first, "audio_seconds": round(u.audio_seconds, 3), "characters": u.characters,
-            "dialect": self.dialect})
+        logger.info(
+            "utterance_ended",
+            extra={
+                "event": "utterance_ended",
+                "utterance_id": u.id,
+                "context_id": u.context_id,
+                "status": status,
+                "first_audio_ms": first,
+                "audio_seconds": round(u.audio_seconds, 3),
+                "characters": u.characters,
+                "dialect": self.dialect,
+            },
+        )
 
     async def _stream(self, u: Utterance) -> None:
         """The one place audio (and, with the aligner, timings) leaves the job for the wire format."""
         source = u.job.stream_events() if u.request.timestamps else u.job.stream_bytes()
         try:
             async for chunk in source:
-                if not isinstance(chunk, bytes):  # timings follow the audio they describe, as the aligner settles them
+                if not isinstance(
+                    chunk, bytes
+                ):  # timings follow the audio they describe, as the aligner settles them
                     await self._send(self.wire.timings(u, chunk), u)
                     continue
                 if u.first_audio_at is None:

@@ -35,8 +35,13 @@ Transport = Literal["http", "websocket"]
 # completed | failed | cancelled (a WebSocket `cancel`) | disconnected (the client left) | interrupted (the server
 # cut it at shutdown: refunded, see services/usage/shutdown.py)
 EndStatus = Literal["completed", "failed", "cancelled", "disconnected", "interrupted"]
-_END_EVENTS = {"completed": "request_completed", "failed": "request_failed", "cancelled": "request_cancelled",
-               "disconnected": "client_disconnected", "interrupted": "request_interrupted"}
+_END_EVENTS = {
+    "completed": "request_completed",
+    "failed": "request_failed",
+    "cancelled": "request_cancelled",
+    "disconnected": "client_disconnected",
+    "interrupted": "request_interrupted",
+}
 
 
 @dataclass
@@ -58,7 +63,9 @@ class RequestReport:
 
 
 SettleHook = Callable[[RequestReport], "asyncio.Future[Any] | None"]  # may return the settlement's task
-BeginHook = Callable[["RequestAccounting"], None]  # admitted: write the durable intent record (must not block)
+BeginHook = Callable[
+    ["RequestAccounting"], None
+]  # admitted: write the durable intent record (must not block)
 # Audio delivered so far: (seconds, the text it covers), noted on the intent record (must not block).
 ProgressHook = Callable[[float, str], None]
 # Delivered audio between two progress notes: an interrupted request's row is at most this far behind what was heard,
@@ -73,8 +80,15 @@ class RequestAccounting:
     it, so the figure is what the client waited, whatever the transport.
     """
 
-    def __init__(self, job: SynthesisJob, *, transport: Transport, clock_origin: float,
-                 settle: SettleHook | None = None, begin: BeginHook | None = None) -> None:
+    def __init__(
+        self,
+        job: SynthesisJob,
+        *,
+        transport: Transport,
+        clock_origin: float,
+        settle: SettleHook | None = None,
+        begin: BeginHook | None = None,
+    ) -> None:
         self.job = job
         self.begin = begin
         self.transport = transport
@@ -82,7 +96,9 @@ class RequestAccounting:
         self.settle = settle
         self.first_audio_at: float | None = None
         self.report: RequestReport | None = None
-        self.settling: asyncio.Future[Any] | None = None  # the settle hook's task: done once the record is spooled
+        self.settling: asyncio.Future[Any] | None = (
+            None  # the settle hook's task: done once the record is spooled
+        )
         self._active = False
         # Streams only: the send timeline (chunk interval/jitter metrics, modelled playback underruns).
         self.cadence = StreamCadence(clock=time.perf_counter) if job.request.stream else None
@@ -125,11 +141,21 @@ class RequestAccounting:
         metrics.ACTIVE_STREAMS.inc()
         self._active = True
         BACKLOG.enter(self)
-        logger.info("request_received", extra={
-            "event": "request_received", "transport": self.transport, "speaker": self.voice_id,
-            "format": r.audio_format, "sample_rate": r.sample_rate, "stream": r.stream,
-            "text_length": text_length, "text_chunks": self.job.stats.text_chunks, "key_id": key_id, **fields,
-        })
+        logger.info(
+            "request_received",
+            extra={
+                "event": "request_received",
+                "transport": self.transport,
+                "speaker": self.voice_id,
+                "format": r.audio_format,
+                "sample_rate": r.sample_rate,
+                "stream": r.stream,
+                "text_length": text_length,
+                "text_chunks": self.job.stats.text_chunks,
+                "key_id": key_id,
+                **fields,
+            },
+        )
         if self.begin is not None:
             try:
                 self.begin(self)
@@ -161,8 +187,9 @@ class RequestAccounting:
         if self.cadence is None:
             return
         sent = self.job.stats.sent_samples
-        self.cadence.on_chunk((sent - self._samples_seen) / float(self.job.request.sample_rate),
-                              at=time.perf_counter())
+        self.cadence.on_chunk(
+            (sent - self._samples_seen) / float(self.job.request.sample_rate), at=time.perf_counter()
+        )
         self._samples_seen = sent
 
     def delivered_text(self, seconds: float) -> str:
@@ -170,8 +197,10 @@ class RequestAccounting:
         spans their speech, a share of the chunk it stops in; services.pipeline.chunk_guards.delivered_chars)."""
         job, stats = self.job, self.job.stats
         chunks = list(job.plan.chunks)
-        made = [(len(text), expected_tokens(text), samples / SAMPLES_PER_TOKEN)
-                for text, samples in zip(chunks, stats.decoded_samples_per_chunk, strict=False)]
+        made = [
+            (len(text), expected_tokens(text), samples / SAMPLES_PER_TOKEN)
+            for text, samples in zip(chunks, stats.decoded_samples_per_chunk, strict=False)
+        ]
         # Output seconds -> generated seconds: `speed` shortened the audio by its time-stretch.
         tokens = seconds * stats.time_stretch * SEMANTIC_TOKENS_PER_SECOND
         left = delivered_chars(made, stats.text_chunks_done, tokens, job.guards.max_s_per_char)
@@ -183,8 +212,14 @@ class RequestAccounting:
             left -= len(text)
         return " ".join(parts)
 
-    def finish(self, status: EndStatus, error_code: str | None = None, *, chunks_sent: int | None = None,
-               bytes_sent: int | None = None) -> RequestReport | None:
+    def finish(
+        self,
+        status: EndStatus,
+        error_code: str | None = None,
+        *,
+        chunks_sent: int | None = None,
+        bytes_sent: int | None = None,
+    ) -> RequestReport | None:
         """Record the end once (later calls are ignored); then settle. Never raises."""
         if self.report is not None:
             return None
@@ -198,10 +233,16 @@ class RequestAccounting:
         wall = time.perf_counter() - self.clock_origin
         seconds = self.audio_seconds
         report = self.report = RequestReport(
-            request_id=self.request_id, transport=self.transport, job=self.job, status=status,
+            request_id=self.request_id,
+            transport=self.transport,
+            job=self.job,
+            status=status,
             error_code=(error_code or "INTERNAL_ERROR") if status == "failed" else None,
-            ttfb_ms=self.ttfb_ms, audio_seconds=seconds, rtf=wall / seconds if seconds > 0 else None,
-            wall_seconds=wall, chunks_sent=stats.sent_chunks if chunks_sent is None else chunks_sent,
+            ttfb_ms=self.ttfb_ms,
+            audio_seconds=seconds,
+            rtf=wall / seconds if seconds > 0 else None,
+            wall_seconds=wall,
+            chunks_sent=stats.sent_chunks if chunks_sent is None else chunks_sent,
             bytes_sent=stats.sent_bytes if bytes_sent is None else bytes_sent,
             cadence=self.cadence.summary() if self.cadence is not None else None,
         )
@@ -229,12 +270,19 @@ class RequestAccounting:
                 metrics.CLIENT_DISCONNECTS.inc()
             metrics.COMPLETED.labels(voice, stream, report.status).inc()
         event = _END_EVENTS[report.status]
-        logger.info(event, extra={
-            "event": event, "status": report.status, "transport": report.transport,
-            "error_code": report.error_code,
-            "ttfb_ms": None if report.ttfb_ms is None else round(report.ttfb_ms, 1),
-            "audio_seconds": round(report.audio_seconds, 3),
-            "rtf": None if report.rtf is None else round(report.rtf, 4),
-            "wall_ms": round(report.wall_seconds * 1000, 1), "text_chunks": self.job.stats.text_chunks,
-            "chunks_sent": report.chunks_sent, "bytes_sent": report.bytes_sent,
-        })
+        logger.info(
+            event,
+            extra={
+                "event": event,
+                "status": report.status,
+                "transport": report.transport,
+                "error_code": report.error_code,
+                "ttfb_ms": None if report.ttfb_ms is None else round(report.ttfb_ms, 1),
+                "audio_seconds": round(report.audio_seconds, 3),
+                "rtf": None if report.rtf is None else round(report.rtf, 4),
+                "wall_ms": round(report.wall_seconds * 1000, 1),
+                "text_chunks": self.job.stats.text_chunks,
+                "chunks_sent": report.chunks_sent,
+                "bytes_sent": report.bytes_sent,
+            },
+        )

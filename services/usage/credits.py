@@ -99,15 +99,22 @@ class CreditReservation:
         return self.credits - self.outage_credits
 
 
-def merge_reservations(key_id: str, request_id: str, parts: list[CreditReservation]) -> CreditReservation | None:
+def merge_reservations(
+    key_id: str, request_id: str, parts: list[CreditReservation]
+) -> CreditReservation | None:
     """One reservation standing for several of one request (a WebSocket utterance reserves in blocks): every part
     that holds credits counts, whether debited or on the outage allowance."""
     held = [r for r in parts if r.state == "held"]
     if not held:
         return None
-    return CreditReservation(key_id, request_id, sum(r.credits for r in held), held[-1].balance_after,
-                             reservation_ids=[i for r in held for i in r.reservation_ids],
-                             outage_credits=sum(r.outage_credits for r in held))
+    return CreditReservation(
+        key_id,
+        request_id,
+        sum(r.credits for r in held),
+        held[-1].balance_after,
+        reservation_ids=[i for r in held for i in r.reservation_ids],
+        outage_credits=sum(r.outage_credits for r in held),
+    )
 
 
 class CreditLedger:
@@ -116,19 +123,34 @@ class CreditLedger:
     `row_settles`: the request log writes to the key store's own database, whose row insert settles each request
     (step 2 of the module doc); otherwise `charge()` settles live."""
 
-    def __init__(self, store: KeyStore, enabled: bool = True, outage_allowance: int = 0, *,
-                 row_settles: bool = False, retry_delay_s: float = 0.1) -> None:
+    def __init__(
+        self,
+        store: KeyStore,
+        enabled: bool = True,
+        outage_allowance: int = 0,
+        *,
+        row_settles: bool = False,
+        retry_delay_s: float = 0.1,
+    ) -> None:
         self.store = store
         self.enabled = enabled
         self.row_settles = row_settles
         self.outage = OutageAllowance(outage_allowance)
         self.retry_delay_s = retry_delay_s
-        self._unsettled: dict[str, tuple[CreditReservation, int]] = {}  # live settlements the store did not take
+        self._unsettled: dict[
+            str, tuple[CreditReservation, int]
+        ] = {}  # live settlements the store did not take
         self._settling: asyncio.Task | None = None
         self._down_until = 0.0  # loop time until which the store counts as down (one try, not RESERVE_TRIES)
 
-    async def reserve(self, key: ApiKeyRecord, text_length: int, request_id: str, *,
-                      journal: Callable[[], Awaitable[None]] | None = None) -> CreditReservation:
+    async def reserve(
+        self,
+        key: ApiKeyRecord,
+        text_length: int,
+        request_id: str,
+        *,
+        journal: Callable[[], Awaitable[None]] | None = None,
+    ) -> CreditReservation:
         """Hold `text_length` credits for `request_id`. `journal`: makes the request's durable record exist before
         anything is debited (awaited first)."""
         cost = credits_for_text(text_length)
@@ -156,9 +178,12 @@ class CreditLedger:
                 # request's row refunds it (the claim counts it once, on the allowance or not at all).
                 if self.outage.admit(key, cost):
                     return CreditReservation(key.key_id, request_id, cost, None, outage_credits=cost)
-                raise CreditError("SERVICE_UNAVAILABLE", 503,
-                                  "Credit balance cannot be checked right now; retry in a few seconds.",
-                                  retry_after=5) from None
+                raise CreditError(
+                    "SERVICE_UNAVAILABLE",
+                    503,
+                    "Credit balance cannot be checked right now; retry in a few seconds.",
+                    retry_after=5,
+                ) from None
         self.outage.store_answered()
         if self._unsettled and (self._settling is None or self._settling.done()):
             self._settling = asyncio.ensure_future(self.settle_pending())  # the store answers again
@@ -167,7 +192,9 @@ class CreditLedger:
         if result.status != "held":
             logger.info("insufficient credits", extra={"key_id": key.key_id, "needed": cost})
             raise InsufficientCredits(cost, await self._current_balance(key, result.balance))
-        return CreditReservation(key.key_id, request_id, cost, result.balance, reservation_ids=[reservation_id])
+        return CreditReservation(
+            key.key_id, request_id, cost, result.balance, reservation_ids=[reservation_id]
+        )
 
     async def _current_balance(self, key: ApiKeyRecord, reported: int | None) -> int | None:
         """The balance to quote in a refusal: fresh from the store, not the cached record's."""
@@ -179,8 +206,14 @@ class CreditLedger:
             return None
         return fresh.credit_balance if fresh is not None else None
 
-    async def charge(self, reservation: CreditReservation, *, audio_seconds: float | None = None,
-                     undelivered: int = 0, refund: bool = False) -> int:
+    async def charge(
+        self,
+        reservation: CreditReservation,
+        *,
+        audio_seconds: float | None = None,
+        undelivered: int = 0,
+        refund: bool = False,
+    ) -> int:
         """Settle a reservation as used (less `undelivered`: credits of text whose audio was cut by a generation
         guard) or, with `refund`, as refunded; returns the credits charged (RequestRecord.credits_charged). With
         `row_settles` this is the claim the request's row carries and the database settles; otherwise it is settled
@@ -195,28 +228,35 @@ class CreditLedger:
             claim = await self._settle_live(reservation, claim)
         reservation.state = "charged"
         reservation.credits = claim
-        logger.info("credits charged", extra={"key_id": reservation.key_id, "credits": claim,
-                                               "audio_seconds": audio_seconds})
+        logger.info(
+            "credits charged",
+            extra={"key_id": reservation.key_id, "credits": claim, "audio_seconds": audio_seconds},
+        )
         return claim
 
     async def _settle_live(self, reservation: CreditReservation, claim: int) -> int:
         """Settle now; a store that cannot answer gets the settlement later (`settle_pending`, tried when a
         reservation succeeds again and at shutdown): with no row to carry it, it waits in memory."""
         try:
-            settled = await self.store.settle_credits(reservation.request_id, reservation.key_id, claim,
-                                                      reservation.outage_credits)
+            settled = await self.store.settle_credits(
+                reservation.request_id, reservation.key_id, claim, reservation.outage_credits
+            )
             return settled.charged
         except KeyStoreUnavailable as exc:
             self._unsettled[reservation.request_id] = (reservation, claim)
-            logger.error("credits not settled yet: the store is unavailable", extra={
-                "key_id": reservation.key_id, "credits": claim, "error": str(exc)})
+            logger.error(
+                "credits not settled yet: the store is unavailable",
+                extra={"key_id": reservation.key_id, "credits": claim, "error": str(exc)},
+            )
             return claim
 
     async def settle_pending(self) -> int:
         """Settle what the store could not take at the end of its requests; returns how many are still waiting."""
         for request_id, (reservation, claim) in list(self._unsettled.items()):
             try:
-                await self.store.settle_credits(request_id, reservation.key_id, claim, reservation.outage_credits)
+                await self.store.settle_credits(
+                    request_id, reservation.key_id, claim, reservation.outage_credits
+                )
             except KeyStoreUnavailable:
                 break
             self._unsettled.pop(request_id, None)
@@ -239,8 +279,10 @@ class CreditLedger:
                 except KeyStoreUnavailable as exc:
                     if attempt + 1 == RESERVE_TRIES:
                         reservation.release_owed = True
-                        logger.error("credit release failed; settled by the request's row", extra={
-                            "key_id": reservation.key_id, "error": str(exc)})
+                        logger.error(
+                            "credit release failed; settled by the request's row",
+                            extra={"key_id": reservation.key_id, "error": str(exc)},
+                        )
                         break
                     await asyncio.sleep(self.retry_delay_s * (attempt + 1))
 
@@ -252,15 +294,23 @@ def settle_credits(status: str, error_status: int | None, audio_seconds: float) 
     audio, or that ended on a server-side error (5xx: generation failure or timeout, GPU fault, a stream cut by
     the server, including `interrupted`: cut by the server's shutdown or left by a process that died) is refunded in
     full, even when some audio was delivered before the failure."""
-    if audio_seconds <= 0 or status == "interrupted":  # interrupted: cut by the server (shutdown, a dead process)
+    if (
+        audio_seconds <= 0 or status == "interrupted"
+    ):  # interrupted: cut by the server (shutdown, a dead process)
         return False
     if status == "failed" and (error_status is None or error_status >= 500):
         return False
     return True
 
 
-def audio_floor_credits(audio_seconds: float, characters: int, expected_seconds: float, *,
-                        ratio: float = AUDIO_RATIO, min_per_second: float = MIN_CREDITS_PER_AUDIO_SECOND) -> int:
+def audio_floor_credits(
+    audio_seconds: float,
+    characters: int,
+    expected_seconds: float,
+    *,
+    ratio: float = AUDIO_RATIO,
+    min_per_second: float = MIN_CREDITS_PER_AUDIO_SECOND,
+) -> int:
     """The least a charged request pays for `audio_seconds` of delivered audio (docs/api/credits.md, "One price
     for audio"): at its text's own rate (`characters` over `ratio` x the `expected_seconds` its text takes at an
     ordinary pace), never below `min_per_second`. Plain speech stays under its character price; audio that markup

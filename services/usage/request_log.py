@@ -56,8 +56,18 @@ logger = logging.getLogger("services.usage.request_log")
 
 # Re-exported: the request log's public names live in services/usage/request_record.py and services/usage/request_sinks.py.
 __all__ = [
-    "COLUMNS", "Backoff", "NullSink", "PostgresSink", "RequestLogger", "RequestRecord", "RequestSink", "SinkError",
-    "SupabaseSink", "build_request_logger", "build_request_sink", "utcnow",
+    "COLUMNS",
+    "Backoff",
+    "NullSink",
+    "PostgresSink",
+    "RequestLogger",
+    "RequestRecord",
+    "RequestSink",
+    "SinkError",
+    "SupabaseSink",
+    "build_request_logger",
+    "build_request_sink",
+    "utcnow",
 ]
 
 
@@ -173,7 +183,8 @@ class RequestLogger:
         self._progress[request_id] = note
         if request_id not in self._progress_writers:
             self._progress_writers[request_id] = asyncio.get_running_loop().create_task(
-                self._write_progress(request_id))
+                self._write_progress(request_id)
+            )
 
     async def _write_progress(self, request_id: str) -> None:
         assert self.spool is not None
@@ -213,8 +224,10 @@ class RequestLogger:
                     self.spool.append(record.request_id, record_payload(record))  # on disk before we return
                 except Exception:  # noqa: BLE001 - a full or unwritable spool: written directly, counted, logged
                     REQUEST_LOG_ERRORS.labels("spool").inc()
-                    logger.exception("request log spool append failed; writing the record directly",
-                                     extra={"request_id": record.request_id})
+                    logger.exception(
+                        "request log spool append failed; writing the record directly",
+                        extra={"request_id": record.request_id},
+                    )
                     kept = len(self._overflow) < self.queue_size
                     if not kept:
                         self._count_dropped(1)
@@ -299,8 +312,10 @@ class RequestLogger:
                 if self._overflow:  # records the spool could not take: from memory, removed once written
                     self._inflight = list(self._overflow)[: self.batch_size]
                 elif self.spool is not None:  # stays on disk until the database confirmed it
-                    self._inflight = [record_from_payload(RequestRecord, payload)
-                                      for _, payload in self.spool.oldest(self.batch_size)]
+                    self._inflight = [
+                        record_from_payload(RequestRecord, payload)
+                        for _, payload in self.spool.oldest(self.batch_size)
+                    ]
                 else:
                     count = min(self.batch_size, len(self._queue))
                     self._inflight = [self._queue.popleft() for _ in range(count)]
@@ -390,16 +405,24 @@ class RequestLogger:
             except Exception:
                 logger.exception("request log writer failed")
             self._task = None
-        if self.spool is not None and not self.spool.closed:  # a second close (Modal's exit after the lifespan)
+        if (
+            self.spool is not None and not self.spool.closed
+        ):  # a second close (Modal's exit after the lifespan)
             kept = self.spool.depth()
             if kept:
-                logger.warning("request log closed with records still spooled; the next start writes them",
-                               extra={"spooled": kept, "spool": str(self.spool.path)})
-            lost = len(self._overflow)  # records the spool could not take and the database did not get in time
+                logger.warning(
+                    "request log closed with records still spooled; the next start writes them",
+                    extra={"spooled": kept, "spool": str(self.spool.path)},
+                )
+            lost = len(
+                self._overflow
+            )  # records the spool could not take and the database did not get in time
             if lost:
                 self._count_dropped(lost)
-                logger.error("request log closed with unwritten records the spool could not take",
-                             extra={"lost": lost, "sink": self.sink.name})
+                logger.error(
+                    "request log closed with unwritten records the spool could not take",
+                    extra={"lost": lost, "sink": self.sink.name},
+                )
                 self._overflow.clear()
             self._update_gauge()
             self.refresh_gauges()
@@ -419,19 +442,24 @@ class RequestLogger:
         return lost
 
 
-def build_request_logger(settings: Settings, sink: RequestSink | None = None,
-                         databases: DatabaseClients | None = None) -> RequestLogger:
+def build_request_logger(
+    settings: Settings, sink: RequestSink | None = None, databases: DatabaseClients | None = None
+) -> RequestLogger:
     sink = sink or build_request_sink(settings, databases)
     spool = None
     if settings.usage.request_log_spool_dir is not None and not isinstance(sink, NullSink):
         try:
-            spool = RequestSpool(settings.usage.request_log_spool_dir, stale_after_s=settings.usage.request_log_spool_stale_s)
+            spool = RequestSpool(
+                settings.usage.request_log_spool_dir, stale_after_s=settings.usage.request_log_spool_stale_s
+            )
         except (OSError, sqlite3.Error) as exc:
             # An unwritable spool must not stop the server: fall back to the in-memory queue (direct writes to the
             # database, bounded, drops counted), and say so loudly.
             REQUEST_LOG_ERRORS.labels("spool").inc()
-            logger.error("request log spool unavailable; writing records directly (a crash can lose queued ones)",
-                         extra={"spool": str(settings.usage.request_log_spool_dir), "error_class": type(exc).__name__})
+            logger.error(
+                "request log spool unavailable; writing records directly (a crash can lose queued ones)",
+                extra={"spool": str(settings.usage.request_log_spool_dir), "error_class": type(exc).__name__},
+            )
     return RequestLogger(
         sink,
         spool=spool,

@@ -68,8 +68,13 @@ class PostgresSink:
     name = "postgres"
 
     def __init__(
-        self, dsn: str | None = None, *, pool: PostgresPool | None = None, max_connections: int = 2,
-        timeout_s: float = 10.0, table: str = "tts_requests",
+        self,
+        dsn: str | None = None,
+        *,
+        pool: PostgresPool | None = None,
+        max_connections: int = 2,
+        timeout_s: float = 10.0,
+        table: str = "tts_requests",
     ):
         """`pool`: the process's shared pool (services/database.py), closed by its owner; else one of its own."""
         if pool is None and not dsn:
@@ -77,7 +82,9 @@ class PostgresSink:
         if table != "tts_requests":
             raise ValueError("PostgresSink writes tts_requests (through tts_store_requests)")
         self._owns_pool = pool is None
-        self._pool = pool or PostgresPool(str(dsn), max_connections=max_connections, command_timeout_s=timeout_s)
+        self._pool = pool or PostgresPool(
+            str(dsn), max_connections=max_connections, command_timeout_s=timeout_s
+        )
         self._sql = "SELECT tts_store_requests($1::jsonb)"
 
     async def write(self, records: Sequence[RequestRecord]) -> None:
@@ -149,7 +156,9 @@ class SupabaseSink:
         ).execute()
 
     def _rpc_usable(self) -> bool:
-        return self._rpc_missing_since is None or time.monotonic() - self._rpc_missing_since > self.RPC_RETRY_S
+        return (
+            self._rpc_missing_since is None or time.monotonic() - self._rpc_missing_since > self.RPC_RETRY_S
+        )
 
     async def write(self, records: Sequence[RequestRecord]) -> None:
         rows = [r.to_json_row() for r in records]
@@ -166,7 +175,8 @@ class SupabaseSink:
                     logger.error(
                         "the Supabase project lacks tts_store_requests: request-log rows are upserted without giving "
                         "back the refunds they carry; apply deploy/sql/009_store_requests.sql",
-                        extra={"sink": self.name})
+                        extra={"sink": self.name},
+                    )
             await asyncio.to_thread(self._upsert, rows)
         except Exception as exc:
             code = getattr(exc, "code", None)

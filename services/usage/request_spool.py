@@ -61,7 +61,9 @@ class RequestSpool:
     owner is gone: each spool then keeps a heartbeat file (`<file>.alive`, refreshed by `beat()`, zeroed by
     `close()`), and another spool is adopted only when its heartbeat is older than this."""
 
-    def __init__(self, directory: Path, instance: str | None = None, *, stale_after_s: float | None = None) -> None:
+    def __init__(
+        self, directory: Path, instance: str | None = None, *, stale_after_s: float | None = None
+    ) -> None:
         self.directory = Path(directory)
         self.stale_after_s = stale_after_s
         self._closed = False
@@ -80,8 +82,10 @@ class RequestSpool:
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("CREATE TABLE IF NOT EXISTS spool (server_id TEXT PRIMARY KEY, created REAL NOT NULL, "
-                     "payload TEXT NOT NULL, intent INTEGER NOT NULL DEFAULT 0)")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS spool (server_id TEXT PRIMARY KEY, created REAL NOT NULL, "
+            "payload TEXT NOT NULL, intent INTEGER NOT NULL DEFAULT 0)"
+        )
         columns = {row[1] for row in conn.execute("PRAGMA table_info(spool)")}
         if "intent" not in columns:  # a spool written before intents existed
             conn.execute("ALTER TABLE spool ADD COLUMN intent INTEGER NOT NULL DEFAULT 0")
@@ -103,19 +107,30 @@ class RequestSpool:
                     continue  # a live process owns it
                 try:
                     source = self._open(other)
-                    rows = [_interrupted(row) for row in source.execute(
-                        "SELECT server_id, created, payload, intent, progress FROM spool").fetchall()]
+                    rows = [
+                        _interrupted(row)
+                        for row in source.execute(
+                            "SELECT server_id, created, payload, intent, progress FROM spool"
+                        ).fetchall()
+                    ]
                     source.close()
                 except sqlite3.DatabaseError as exc:
-                    logger.error("unreadable request-log spool left in place", extra={"file": str(other),
-                                                                                       "error": str(exc)})
+                    logger.error(
+                        "unreadable request-log spool left in place",
+                        extra={"file": str(other), "error": str(exc)},
+                    )
                     continue
                 with self._db_lock:
                     self._conn.execute("BEGIN")
                     self._conn.executemany("INSERT OR IGNORE INTO spool VALUES (?, ?, ?, 0, NULL)", rows)
                     self._conn.execute("COMMIT")
-                for leftover in (other, Path(f"{other}-wal"), Path(f"{other}-shm"), Path(f"{other}.lock"),
-                                 Path(f"{other}.alive")):
+                for leftover in (
+                    other,
+                    Path(f"{other}-wal"),
+                    Path(f"{other}-shm"),
+                    Path(f"{other}.lock"),
+                    Path(f"{other}.alive"),
+                ):
                     leftover.unlink(missing_ok=True)
                 adopted += len(rows)
         if adopted:
@@ -150,16 +165,20 @@ class RequestSpool:
         """A request's intent row (written before its first credit is reserved, completed when it is admitted):
         replaces an earlier intent of the same id; ignored when its final record is already here."""
         with self._db_lock:
-            self._conn.execute("INSERT INTO spool VALUES (?, ?, ?, 1, NULL) ON CONFLICT(server_id) DO UPDATE SET "
-                               "payload = excluded.payload WHERE spool.intent = 1",
-                               (server_id, time.time(), json.dumps(payload, default=str)))
+            self._conn.execute(
+                "INSERT INTO spool VALUES (?, ?, ?, 1, NULL) ON CONFLICT(server_id) DO UPDATE SET "
+                "payload = excluded.payload WHERE spool.intent = 1",
+                (server_id, time.time(), json.dumps(payload, default=str)),
+            )
 
     def progress(self, server_id: str, delivered: dict[str, Any]) -> None:
         """What a running request has delivered so far, noted on its intent row (replacing the last note); read
         only when the row is recovered as `interrupted`. Ignored without an intent row."""
         with self._db_lock:
-            self._conn.execute("UPDATE spool SET progress = ? WHERE server_id = ? AND intent = 1",
-                               (json.dumps(delivered, default=str), server_id))
+            self._conn.execute(
+                "UPDATE spool SET progress = ? WHERE server_id = ? AND intent = 1",
+                (json.dumps(delivered, default=str), server_id),
+            )
 
     def forget_intent(self, server_id: str) -> None:
         """A request that never started and holds nothing any more: its intent row goes (a final row stays)."""
@@ -172,13 +191,16 @@ class RequestSpool:
         with self._db_lock:
             self._conn.execute("BEGIN")
             self._conn.execute("DELETE FROM spool WHERE server_id = ? AND intent = 1", (server_id,))
-            self._conn.execute("INSERT OR IGNORE INTO spool VALUES (?, ?, ?, 0, NULL)", (server_id, time.time(), data))
+            self._conn.execute(
+                "INSERT OR IGNORE INTO spool VALUES (?, ?, ?, 0, NULL)", (server_id, time.time(), data)
+            )
             self._conn.execute("COMMIT")
 
     def oldest(self, limit: int) -> list[tuple[str, dict[str, Any]]]:
         with self._db_lock:
             rows = self._conn.execute(
-                "SELECT server_id, payload FROM spool WHERE intent = 0 ORDER BY created, server_id LIMIT ?", (limit,)
+                "SELECT server_id, payload FROM spool WHERE intent = 0 ORDER BY created, server_id LIMIT ?",
+                (limit,),
             ).fetchall()
         return [(server_id, json.loads(payload)) for server_id, payload in rows]
 
@@ -233,8 +255,12 @@ def _interrupted(row: tuple[str, float, str, int, str | None]) -> tuple[str, flo
     data = json.loads(payload)
     if progress:
         data.update(json.loads(progress))
-    data.update(status="interrupted", error_code="SERVER_INTERRUPTED", credits_charged=0,
-                completed_at=datetime.now(UTC).isoformat())
+    data.update(
+        status="interrupted",
+        error_code="SERVER_INTERRUPTED",
+        credits_charged=0,
+        completed_at=datetime.now(UTC).isoformat(),
+    )
     return server_id, created, json.dumps(data, default=str)
 
 

@@ -20,7 +20,9 @@ def build_voice_store(settings: Settings, databases: DatabaseClients | None = No
         return PostgresVoiceStore(settings.databases.database_url, pool=pool)
     if kind == "supabase":
         client = databases.supabase if databases is not None else None
-        return SupabaseVoiceStore(settings.databases.supabase_url, settings.databases.supabase_key, client=client)
+        return SupabaseVoiceStore(
+            settings.databases.supabase_url, settings.databases.supabase_key, client=client
+        )
     if kind == "none":
         return NoVoiceStore()
     return FileVoiceStore(settings.voices.voice_dir)

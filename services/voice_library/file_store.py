@@ -55,7 +55,9 @@ class FileVoiceStore(VoiceStore):
         except FileNotFoundError:
             return None  # deleted meanwhile
         except (ValueError, KeyError, TypeError) as exc:
-            logger.warning("unreadable voice file skipped", extra={"path": str(path), "error_class": type(exc).__name__})
+            logger.warning(
+                "unreadable voice file skipped", extra={"path": str(path), "error_class": type(exc).__name__}
+            )
             return None
 
     def _list(self, owner: str | None) -> list[VoiceRecord]:

@@ -76,7 +76,9 @@ def _invalid(exc: VoiceRecordError) -> ServiceError:
 
 
 class VoiceLibrary:
-    def __init__(self, settings: Settings, models: ModelSource, store: VoiceStore, references: References) -> None:
+    def __init__(
+        self, settings: Settings, models: ModelSource, store: VoiceStore, references: References
+    ) -> None:
         self.settings = settings
         self.models = models
         self.store = store
@@ -90,13 +92,22 @@ class VoiceLibrary:
         self._recent: dict[str, tuple[float, VoiceRecord, Voice]] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings, models: ModelSource, encoder: ReferenceEncoding,
-                      databases: DatabaseClients | None = None) -> VoiceLibrary:
-        references = References(encoder, max_concurrent=settings.voices.clone_max_concurrent_encodes,
-                                cache_size=settings.voices.clone_reference_cache_size,
-                                max_per_key=settings.voices.clone_max_encodes_per_key,
-                                max_waiting=settings.voices.clone_max_waiting_encodes, wait_s=settings.voices.clone_encode_wait_s,
-                                deadline_s=settings.voices.clone_encode_deadline_s)
+    def from_settings(
+        cls,
+        settings: Settings,
+        models: ModelSource,
+        encoder: ReferenceEncoding,
+        databases: DatabaseClients | None = None,
+    ) -> VoiceLibrary:
+        references = References(
+            encoder,
+            max_concurrent=settings.voices.clone_max_concurrent_encodes,
+            cache_size=settings.voices.clone_reference_cache_size,
+            max_per_key=settings.voices.clone_max_encodes_per_key,
+            max_waiting=settings.voices.clone_max_waiting_encodes,
+            wait_s=settings.voices.clone_encode_wait_s,
+            deadline_s=settings.voices.clone_encode_deadline_s,
+        )
         return cls(settings, models, build_voice_store(settings, databases), references)
 
     async def close(self) -> None:
@@ -107,15 +118,20 @@ class VoiceLibrary:
         if isinstance(self.store, NoVoiceStore):  # before any encode: the voice could not be kept
             raise self.store.refuse()
         if not self.models.ready:
-            raise ServiceError("MODEL_NOT_LOADED", "The model is not ready yet (state: "
-                               f"{self.models.state_name}); retry shortly.", retry_after=5)
+            raise ServiceError(
+                "MODEL_NOT_LOADED",
+                f"The model is not ready yet (state: {self.models.state_name}); retry shortly.",
+                retry_after=5,
+            )
 
     @staticmethod
     def _fields(new: NewVoice) -> NewVoice:
         try:
-            return NewVoice(name=clean_text(new.name, "name", MAX_NAME_CHARS, required=True) or "",
-                            transcript=clean_text(new.transcript, "transcript", MAX_TRANSCRIPT_CHARS),
-                            consent=clean_text(new.consent, "consent", MAX_CONSENT_CHARS))
+            return NewVoice(
+                name=clean_text(new.name, "name", MAX_NAME_CHARS, required=True) or "",
+                transcript=clean_text(new.transcript, "transcript", MAX_TRANSCRIPT_CHARS),
+                consent=clean_text(new.consent, "consent", MAX_CONSENT_CHARS),
+            )
         except VoiceRecordError as exc:
             raise _invalid(exc) from None
 
@@ -125,26 +141,49 @@ class VoiceLibrary:
         self._check_ready()
         await self._check_room(owner)  # before any decode or encode
         self.references.check_available()
-        encoded = await self.references.encode(audio, semantic=new.transcript is not None, param="audio_sample",
-                                               key_id=owner)
+        encoded = await self.references.encode(
+            audio, semantic=new.transcript is not None, param="audio_sample", key_id=owner
+        )
         return await self._save(new, encoded.tokens, owner, encoded, param="audio_sample")
 
-    async def import_voice(self, new: NewVoice, tokens: ReferenceTokens, owner: str, *,
-                           reference_seconds: float | None = None, audio_sha256: str | None = None) -> VoiceRecord:
+    async def import_voice(
+        self,
+        new: NewVoice,
+        tokens: ReferenceTokens,
+        owner: str,
+        *,
+        reference_seconds: float | None = None,
+        audio_sha256: str | None = None,
+    ) -> VoiceRecord:
         """Store a voice whose tokens were made elsewhere (an export from another deployment); no encoder needed."""
         new = self._fields(new)
         self._check_ready()
         await self._check_room(owner)
-        return await self._save(new, tokens, owner, None, param="global_tokens", seconds=reference_seconds,
-                                sha256=audio_sha256)
+        return await self._save(
+            new, tokens, owner, None, param="global_tokens", seconds=reference_seconds, sha256=audio_sha256
+        )
 
-    async def _save(self, new: NewVoice, tokens: ReferenceTokens, owner: str, encoded: EncodedReference | None, *,
-                    param: str, seconds: float | None = None, sha256: str | None = None) -> VoiceRecord:
+    async def _save(
+        self,
+        new: NewVoice,
+        tokens: ReferenceTokens,
+        owner: str,
+        encoded: EncodedReference | None,
+        *,
+        param: str,
+        seconds: float | None = None,
+        sha256: str | None = None,
+    ) -> VoiceRecord:
         try:
             record = VoiceRecord(
-                voice_id=new_voice_id(self.models.pipeline_resources().voices), name=new.name, owner_key_id=owner,
-                global_tokens=tokens.global_tokens, created_at=datetime.now(UTC), semantic_tokens=tokens.semantic_tokens,
-                transcript=new.transcript, consent=new.consent,
+                voice_id=new_voice_id(self.models.pipeline_resources().voices),
+                name=new.name,
+                owner_key_id=owner,
+                global_tokens=tokens.global_tokens,
+                created_at=datetime.now(UTC),
+                semantic_tokens=tokens.semantic_tokens,
+                transcript=new.transcript,
+                consent=new.consent,
                 reference_seconds=encoded.seconds if encoded is not None else seconds,
                 audio_sha256=encoded.sha256 if encoded is not None else sha256,
             )
@@ -154,14 +193,19 @@ class VoiceLibrary:
         async with self._insert_lock:
             await self._check_room(owner)
             await self.store.insert(record)
-        logger.info("voice created", extra={"voice_id": record.voice_id, "key_id": owner,
-                                            "continuation": record.continuation})
+        logger.info(
+            "voice created",
+            extra={"voice_id": record.voice_id, "key_id": owner, "continuation": record.continuation},
+        )
         return record
 
     async def _check_room(self, owner: str) -> None:
         if self.max_per_key and len(await self.store.list(owner)) >= self.max_per_key:
-            raise ServiceError("VOICE_LIMIT_REACHED", f"This API key keeps {self.max_per_key} custom voices, the most "
-                               "allowed; delete one (DELETE /v1/audio/voices/{id}) before adding another.")
+            raise ServiceError(
+                "VOICE_LIMIT_REACHED",
+                f"This API key keeps {self.max_per_key} custom voices, the most "
+                "allowed; delete one (DELETE /v1/audio/voices/{id}) before adding another.",
+            )
 
     # ------------------------------------------------------------------ read, list, delete
     async def get(self, voice_id: str, caller: Caller) -> VoiceRecord:
@@ -179,7 +223,9 @@ class VoiceLibrary:
             return []
         return await self.store.list(caller.owner_filter)
 
-    async def page(self, caller: Caller, *, limit: int, after: str | None) -> tuple[builtins.list[VoiceRecord], str | None]:
+    async def page(
+        self, caller: Caller, *, limit: int, after: str | None
+    ) -> tuple[builtins.list[VoiceRecord], str | None]:
         """At most `limit` voices after the voice `after` (oldest first), and the id to continue after (None: the
         last page). An `after` this caller cannot see is VALIDATION_ERROR."""
         voices = await self.list(caller)
@@ -187,10 +233,14 @@ class VoiceLibrary:
         if after is not None:
             ids = [r.voice_id for r in voices]
             if after not in ids:
-                raise ServiceError("VALIDATION_ERROR", "Invalid 'after': not one of this key's voices; pass the "
-                                   "'next_after' of the previous page.", "after")
+                raise ServiceError(
+                    "VALIDATION_ERROR",
+                    "Invalid 'after': not one of this key's voices; pass the "
+                    "'next_after' of the previous page.",
+                    "after",
+                )
             start = ids.index(after) + 1
-        chunk = voices[start:start + limit]
+        chunk = voices[start : start + limit]
         more = start + limit < len(voices)
         return chunk, (chunk[-1].voice_id if more and chunk else None)
 
@@ -198,7 +248,9 @@ class VoiceLibrary:
         self._recent.pop(voice_id, None)
         if not is_custom_voice_id(voice_id) or not await self.store.delete(voice_id, caller.owner_filter):
             raise voice_not_found(voice_id)
-        logger.info("voice deleted", extra={"voice_id": voice_id, "key_id": caller.key_id, "admin": caller.admin})
+        logger.info(
+            "voice deleted", extra={"voice_id": voice_id, "key_id": caller.key_id, "admin": caller.admin}
+        )
 
     # ------------------------------------------------------------------ synthesis
     async def voice_for(self, voice_id: str, key_id: str | None, param: str = "speaker") -> Voice:
@@ -224,18 +276,27 @@ class VoiceLibrary:
         check_voice_fits(self.models.pipeline_resources(), voice, param)
         return voice
 
-    async def reference_voice(self, audio: bytes, transcript: str | None, param: str = "reference_audio",
-                              key_id: str | None = None) -> Voice:
+    async def reference_voice(
+        self, audio: bytes, transcript: str | None, param: str = "reference_audio", key_id: str | None = None
+    ) -> Voice:
         """A voice for one request from its own reference (not saved; encodings are cached per key, by content)."""
         try:
             transcript = clean_text(transcript, "reference_text", MAX_TRANSCRIPT_CHARS)
         except VoiceRecordError as exc:
             raise _invalid(exc) from None
-        encoded = await self.references.encode(audio, semantic=transcript is not None, param=param, key_id=key_id)
+        encoded = await self.references.encode(
+            audio, semantic=transcript is not None, param=param, key_id=key_id
+        )
         tokens = encoded.tokens
         continuation = transcript is not None and tokens.semantic_tokens is not None
-        voice = Voice(id=f"ref_{encoded.sha256[:16]}", name="Per-request reference", kind="global_tokens",
-                      source="reference", global_tokens=tokens.global_tokens, reference_text=transcript if continuation else None,
-                      reference_semantic=tokens.semantic_tokens if continuation else None)
+        voice = Voice(
+            id=f"ref_{encoded.sha256[:16]}",
+            name="Per-request reference",
+            kind="global_tokens",
+            source="reference",
+            global_tokens=tokens.global_tokens,
+            reference_text=transcript if continuation else None,
+            reference_semantic=tokens.semantic_tokens if continuation else None,
+        )
         check_voice_fits(self.models.pipeline_resources(), voice, param)
         return voice

@@ -27,8 +27,13 @@ class PostgresVoiceStore(VoiceStore):
         is not retried itself (only a probe before it is), so a reply lost in flight cannot apply it twice."""
         import asyncpg
 
-        retryable = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-                     asyncpg.exceptions.OperatorInterventionError)
+        retryable = (
+            OSError,
+            TimeoutError,
+            asyncpg.InterfaceError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.exceptions.OperatorInterventionError,
+        )
         for attempt in (0, 1):
             try:
                 pool = await self._pool.get()
@@ -59,16 +64,24 @@ class PostgresVoiceStore(VoiceStore):
         if owner is None:
             rows = await self._run("fetch", f"{_SELECT} ORDER BY created_at, voice_id")
         else:
-            rows = await self._run("fetch", f"{_SELECT} WHERE owner_key_id = $1 ORDER BY created_at, voice_id", owner)
+            rows = await self._run(
+                "fetch", f"{_SELECT} WHERE owner_key_id = $1 ORDER BY created_at, voice_id", owner
+            )
         return [VoiceRecord.from_row(dict(r)) for r in rows]
 
     async def delete(self, voice_id: str, owner: str | None) -> bool:
         if owner is None:
-            result = await self._run("execute", "DELETE FROM tts_voices WHERE voice_id = $1", voice_id,
-                                     idempotent=False)
+            result = await self._run(
+                "execute", "DELETE FROM tts_voices WHERE voice_id = $1", voice_id, idempotent=False
+            )
         else:
-            result = await self._run("execute", "DELETE FROM tts_voices WHERE voice_id = $1 AND owner_key_id = $2",
-                                     voice_id, owner, idempotent=False)
+            result = await self._run(
+                "execute",
+                "DELETE FROM tts_voices WHERE voice_id = $1 AND owner_key_id = $2",
+                voice_id,
+                owner,
+                idempotent=False,
+            )
         return result.endswith(" 1")
 
     async def close(self) -> None:

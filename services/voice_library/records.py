@@ -60,13 +60,16 @@ def clean_text(value: str | None, field: str, max_chars: int, *, required: bool 
         raise VoiceRecordError(field, f"{len(text)} characters long; at most {max_chars} are accepted")
     for char in text:
         if char not in "\n\t" and unicodedata.category(char) == "Cc":
-            raise VoiceRecordError(field, f"contains the control character U+{ord(char):04X} (newline and tab "
-                                   "are accepted)")
+            raise VoiceRecordError(
+                field, f"contains the control character U+{ord(char):04X} (newline and tab are accepted)"
+            )
     return text
 
 
 def _ids(values: Sequence[Any], field: str, size: int) -> tuple[int, ...]:
-    if isinstance(values, str | bytes) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+    if isinstance(values, str | bytes) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in values
+    ):
         raise VoiceRecordError(field, "must be a list of integers")
     if not all(0 <= v < size for v in values):
         raise VoiceRecordError(field, f"values must be in 0..{size - 1}")
@@ -98,9 +101,13 @@ class VoiceRecord:
         if len(_ids(self.global_tokens, "global_tokens", GLOBAL_CODEBOOK_SIZE)) != NUM_GLOBAL_TOKENS:
             raise VoiceRecordError("global_tokens", f"must hold exactly {NUM_GLOBAL_TOKENS} integers")
         if self.semantic_tokens is not None:
-            if len(_ids(self.semantic_tokens, "semantic_tokens", SEMANTIC_CODEBOOK_SIZE)) > MAX_SEMANTIC_TOKENS:
-                raise VoiceRecordError("semantic_tokens", f"at most {MAX_SEMANTIC_TOKENS} ids (30 s of "
-                                       "reference) are accepted")
+            if (
+                len(_ids(self.semantic_tokens, "semantic_tokens", SEMANTIC_CODEBOOK_SIZE))
+                > MAX_SEMANTIC_TOKENS
+            ):
+                raise VoiceRecordError(
+                    "semantic_tokens", f"at most {MAX_SEMANTIC_TOKENS} ids (30 s of reference) are accepted"
+                )
         clean_text(self.transcript, "transcript", MAX_TRANSCRIPT_CHARS)
         clean_text(self.consent, "consent", MAX_CONSENT_CHARS)
         if self.reference_seconds is not None and not 0 <= self.reference_seconds <= 3600:
@@ -117,7 +124,11 @@ class VoiceRecord:
     def to_voice(self) -> Voice:
         """The voice synthesis uses: a clone prompt with these globals, a continuation prompt with a transcript."""
         return Voice(
-            id=self.voice_id, name=self.name, kind="global_tokens", source="custom", global_tokens=self.global_tokens,
+            id=self.voice_id,
+            name=self.name,
+            kind="global_tokens",
+            source="custom",
+            global_tokens=self.global_tokens,
             reference_text=self.transcript if self.continuation else None,
             reference_semantic=self.semantic_tokens if self.continuation else None,
         )
@@ -125,11 +136,16 @@ class VoiceRecord:
     def to_row(self) -> dict[str, Any]:
         """Column -> value, as the `tts_voices` table (deploy/sql/005_voices.sql) and the file store hold it."""
         return {
-            "voice_id": self.voice_id, "owner_key_id": self.owner_key_id, "name": self.name,
+            "voice_id": self.voice_id,
+            "owner_key_id": self.owner_key_id,
+            "name": self.name,
             "global_tokens": list(self.global_tokens),
             "semantic_tokens": None if self.semantic_tokens is None else list(self.semantic_tokens),
-            "transcript": self.transcript, "consent": self.consent, "reference_seconds": self.reference_seconds,
-            "audio_sha256": self.audio_sha256, "created_at": self.created_at,
+            "transcript": self.transcript,
+            "consent": self.consent,
+            "reference_seconds": self.reference_seconds,
+            "audio_sha256": self.audio_sha256,
+            "created_at": self.created_at,
         }
 
     def to_json_row(self) -> dict[str, Any]:
@@ -145,15 +161,28 @@ class VoiceRecord:
         semantic = row.get("semantic_tokens")
         seconds = row.get("reference_seconds")
         return cls(
-            voice_id=row["voice_id"], name=row["name"], owner_key_id=row["owner_key_id"],
-            global_tokens=tuple(row["global_tokens"]), created_at=created,
-            semantic_tokens=None if semantic is None else tuple(semantic), transcript=row.get("transcript"),
-            consent=row.get("consent"), reference_seconds=None if seconds is None else float(seconds),
+            voice_id=row["voice_id"],
+            name=row["name"],
+            owner_key_id=row["owner_key_id"],
+            global_tokens=tuple(row["global_tokens"]),
+            created_at=created,
+            semantic_tokens=None if semantic is None else tuple(semantic),
+            transcript=row.get("transcript"),
+            consent=row.get("consent"),
+            reference_seconds=None if seconds is None else float(seconds),
             audio_sha256=row.get("audio_sha256"),
         )
 
 
 COLUMNS: tuple[str, ...] = (
-    "voice_id", "owner_key_id", "name", "global_tokens", "semantic_tokens", "transcript", "consent",
-    "reference_seconds", "audio_sha256", "created_at",
+    "voice_id",
+    "owner_key_id",
+    "name",
+    "global_tokens",
+    "semantic_tokens",
+    "transcript",
+    "consent",
+    "reference_seconds",
+    "audio_sha256",
+    "created_at",
 )

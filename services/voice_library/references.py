@@ -100,15 +100,25 @@ class ReferenceEncoding(Protocol):
     @property
     def cloning_unavailable_reason(self) -> str | None: ...
 
-    def encode_reference(self, samples: np.ndarray, *, semantic: bool = True,
-                         stop: threading.Event | None = None) -> ReferenceTokens: ...
+    def encode_reference(
+        self, samples: np.ndarray, *, semantic: bool = True, stop: threading.Event | None = None
+    ) -> ReferenceTokens: ...
 
 
 class References:
     """Encodes references for one app: a per-process limit on concurrent encodes and the LRU above."""
 
-    def __init__(self, encoder: ReferenceEncoding, *, max_concurrent: int, cache_size: int, max_per_key: int = 1,
-                 max_waiting: int = 8, wait_s: float = 30.0, deadline_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        encoder: ReferenceEncoding,
+        *,
+        max_concurrent: int,
+        cache_size: int,
+        max_per_key: int = 1,
+        max_waiting: int = 8,
+        wait_s: float = 30.0,
+        deadline_s: float = 60.0,
+    ) -> None:
         self.encoder = encoder
         self.cache = ReferenceCache(cache_size)
         self._slots = asyncio.Semaphore(max_concurrent)
@@ -127,8 +137,9 @@ class References:
         if reason is not None:
             raise cloning_unavailable(reason)
 
-    async def encode(self, data: bytes, *, semantic: bool, param: str | None = None,
-                     key_id: str | None = None) -> EncodedReference:
+    async def encode(
+        self, data: bytes, *, semantic: bool, param: str | None = None, key_id: str | None = None
+    ) -> EncodedReference:
         """Tokens of an uploaded file; ServiceError with the public code (naming `param`) when it cannot be a
         reference, or when the encoder is not this key's to use now (429: its own encodes; 503: the queue).
 
@@ -154,19 +165,28 @@ class References:
                     started = time.perf_counter()
                     result = await self._run(data, digest, semantic, param, place)
                     # Logged, not a metric: encoder-only timings on /metrics would reveal cache hits.
-                    logger.info("reference encoded", extra={"seconds": round(time.perf_counter() - started, 3)})
+                    logger.info(
+                        "reference encoded", extra={"seconds": round(time.perf_counter() - started, 3)}
+                    )
                     self.cache.put(owner, semantic, result)
                     return result
         except TimeoutError:
             if place.running:
-                raise ServiceError("GENERATION_TIMEOUT", f"Encoding the reference took longer than {self.deadline_s:g}"
-                                   " s (TTS_CLONE_ENCODE_DEADLINE_S); retry shortly or send a shorter recording.",
-                                   retry_after=10) from None
-            raise ServiceError("SERVICE_UNAVAILABLE", f"The reference encoder stayed busy past the {self.deadline_s:g}"
-                               " s deadline; retry shortly.", retry_after=10) from None
+                raise ServiceError(
+                    "GENERATION_TIMEOUT",
+                    f"Encoding the reference took longer than {self.deadline_s:g}"
+                    " s (TTS_CLONE_ENCODE_DEADLINE_S); retry shortly or send a shorter recording.",
+                    retry_after=10,
+                ) from None
+            raise ServiceError(
+                "SERVICE_UNAVAILABLE",
+                f"The reference encoder stayed busy past the {self.deadline_s:g} s deadline; retry shortly.",
+                retry_after=10,
+            ) from None
 
-    async def _run(self, data: bytes, digest: str, semantic: bool, param: str | None,
-                   place: _Place) -> EncodedReference:
+    async def _run(
+        self, data: bytes, digest: str, semantic: bool, param: str | None, place: _Place
+    ) -> EncodedReference:
         """`_encode` in a thread of its own (never queued behind abandoned ones in a pool, and it always reports
         back, so the key's place is always freed); cancelling this abandons it (`_Place`, `ReferenceEncoder.encode`)."""
         loop = asyncio.get_running_loop()
@@ -208,18 +228,27 @@ class References:
         hostile upload blocks only its own key), the queue is bounded, and no one waits past `wait_s`."""
         owner = place.owner
         if owner and self._per_key.get(owner, 0) >= self.max_per_key:
-            raise ServiceError("TOO_MANY_CONCURRENT_REQUESTS", f"This key already has {self.max_per_key} reference "
-                               "recording(s) being encoded; wait for it to finish.", retry_after=5)
+            raise ServiceError(
+                "TOO_MANY_CONCURRENT_REQUESTS",
+                f"This key already has {self.max_per_key} reference "
+                "recording(s) being encoded; wait for it to finish.",
+                retry_after=5,
+            )
         if self._slots.locked() and self._waiting >= self.max_waiting:
-            raise ServiceError("SERVICE_UNAVAILABLE", "The reference encoder is busy; retry shortly.", retry_after=10)
+            raise ServiceError(
+                "SERVICE_UNAVAILABLE", "The reference encoder is busy; retry shortly.", retry_after=10
+            )
         self._per_key[owner] = self._per_key.get(owner, 0) + 1
         self._waiting += 1
         try:
             try:
                 await asyncio.wait_for(self._slots.acquire(), timeout=self.wait_s)
             except TimeoutError:
-                raise ServiceError("SERVICE_UNAVAILABLE", f"The reference encoder stayed busy for {self.wait_s:g} s; "
-                                   "retry shortly.", retry_after=10) from None
+                raise ServiceError(
+                    "SERVICE_UNAVAILABLE",
+                    f"The reference encoder stayed busy for {self.wait_s:g} s; retry shortly.",
+                    retry_after=10,
+                ) from None
             finally:
                 self._waiting -= 1
             try:
@@ -237,8 +266,9 @@ class References:
         if left > 0:
             self._per_key[place.owner] = left
 
-    def _encode(self, data: bytes, digest: str, semantic: bool, param: str | None,
-                stop: threading.Event) -> EncodedReference:
+    def _encode(
+        self, data: bytes, digest: str, semantic: bool, param: str | None, stop: threading.Event
+    ) -> EncodedReference:
         try:
             audio = decode_reference_audio(data)
         except ReferenceAudioError as exc:
@@ -259,7 +289,9 @@ def check_tokens(tokens: ReferenceTokens, semantic: bool) -> ReferenceTokens:
     unusable voices)."""
     globals_ = tuple(int(g) for g in tokens.global_tokens)
     if len(globals_) != NUM_GLOBAL_TOKENS or not all(0 <= g < GLOBAL_CODEBOOK_SIZE for g in globals_):
-        raise RuntimeError(f"the reference encoder returned {len(globals_)} global tokens, not {NUM_GLOBAL_TOKENS}")
+        raise RuntimeError(
+            f"the reference encoder returned {len(globals_)} global tokens, not {NUM_GLOBAL_TOKENS}"
+        )
     if semantic and tokens.semantic_tokens is None:
         raise RuntimeError("the reference encoder returned no semantic tokens")
     semantic_ = None if tokens.semantic_tokens is None else tuple(int(s) for s in tokens.semantic_tokens)

@@ -17,8 +17,11 @@ class VoiceStoreUnavailable(ServiceError):
     """The backend did not answer (503 with Retry-After); nothing was written."""
 
     def __init__(self, store: str, detail: str) -> None:
-        super().__init__("SERVICE_UNAVAILABLE", f"The voice library ({store}) is unreachable ({detail}); retry "
-                         "shortly.", retry_after=5)
+        super().__init__(
+            "SERVICE_UNAVAILABLE",
+            f"The voice library ({store}) is unreachable ({detail}); retry shortly.",
+            retry_after=5,
+        )
 
 
 class VoiceStore(ABC):
@@ -50,8 +53,10 @@ class NoVoiceStore(VoiceStore):
     Creating a voice answers 501 before any encode; reads find nothing; per-request cloning needs no store."""
 
     name = "none"
-    REASON = ("this deployment stores no voices (TTS_VOICE_STORE=none; on Modal, set TTS_DATABASE_URL or "
-              "TTS_SUPABASE_URL/KEY to keep voices). Per-request cloning (reference_audio) still works.")
+    REASON = (
+        "this deployment stores no voices (TTS_VOICE_STORE=none; on Modal, set TTS_DATABASE_URL or "
+        "TTS_SUPABASE_URL/KEY to keep voices). Per-request cloning (reference_audio) still works."
+    )
 
     def refuse(self) -> ServiceError:
         return ServiceError("VOICE_LIBRARY_UNAVAILABLE", f"Voices cannot be saved here: {self.REASON}")

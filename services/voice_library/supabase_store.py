@@ -32,8 +32,9 @@ class SupabaseVoiceStore(VoiceStore):
             response = await asyncio.to_thread(fn)
         except Exception as exc:
             # The error may echo row data; report only its class and PostgREST code.
-            raise VoiceStoreUnavailable(self.name, f"{type(exc).__name__} {getattr(exc, 'code', '') or ''}".strip()) \
-                from None
+            raise VoiceStoreUnavailable(
+                self.name, f"{type(exc).__name__} {getattr(exc, 'code', '') or ''}".strip()
+            ) from None
         data = response.data if response is not None else None
         return [data] if isinstance(data, dict) else list(data or [])
 

@@ -73,23 +73,56 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _serve(tmp_path_factory: pytest.TempPathFactory, name: str, extra_env: dict[str, str],
-           standin: list[str] | None = None) -> Iterator[Server]:
-    model_dir = subprocess.run(
-        [_python(), "-c", "from core.demo.checkpoint import build_demo_checkpoint; from pathlib import Path; "
-         "print(build_demo_checkpoint(Path('var/test-demo-model'), seed=0))"],
-        cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+def _serve(
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    extra_env: dict[str, str],
+    standin: list[str] | None = None,
+) -> Iterator[Server]:
+    model_dir = (
+        subprocess.run(
+            [
+                _python(),
+                "-c",
+                "from core.demo.checkpoint import build_demo_checkpoint; from pathlib import Path; "
+                "print(build_demo_checkpoint(Path('var/test-demo-model'), seed=0))",
+            ],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     port = _free_port()
     log = tmp_path_factory.mktemp(name) / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
-    env.update({"TTS_MODEL_DIR": model_dir, "TTS_DEVICE": "cpu", "TTS_AUTH_ENABLED": "true",
-                "TTS_API_KEYS": KEY, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **extra_env})
+    env.update(
+        {
+            "TTS_MODEL_DIR": model_dir,
+            "TTS_DEVICE": "cpu",
+            "TTS_AUTH_ENABLED": "true",
+            "TTS_API_KEYS": KEY,
+            "PYTHONUNBUFFERED": "1",
+            "OMP_NUM_THREADS": "1",
+            **extra_env,
+        }
+    )
     with open(log, "wb") as out:
         # The plain app, or with stand-ins injected (bench/standin/serve.py)
-        command = (["-m", "uvicorn", "--factory", "api:create_app", "--no-access-log"] if standin is None
-                   else ["-m", "bench.standin.serve", *standin])
-        process = subprocess.Popen([_python(), *command, "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT,
-                                   env=env, stdout=out, stderr=subprocess.STDOUT)
+        command = (
+            ["-m", "uvicorn", "--factory", "api:create_app", "--no-access-log"]
+            if standin is None
+            else ["-m", "bench.standin.serve", *standin]
+        )
+        process = subprocess.Popen(
+            [_python(), *command, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 240
         while True:
@@ -118,7 +151,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # Admission off: it reads the stand-in device's deadline misses, and on a shared CI machine the event loop's lag
     # reads as misses of the modelled GPU (a run beside a CPU hog refused contexts as SERVER_OVERLOADED). This tier
     # tests conversations; admission is tested on a virtual clock (tests/unit/test_simulate.py, bench.simulate).
-    yield from _serve(tmp_path_factory, "standin", {"TTS_ADMISSION": "off"}, ["--cost-model", str(COST_MODEL)])
+    yield from _serve(
+        tmp_path_factory, "standin", {"TTS_ADMISSION": "off"}, ["--cost-model", str(COST_MODEL)]
+    )
 
 
 BROKE_KEY = "agents-broke-key"  # on `credits_server`: a key with no credits left
@@ -129,11 +164,23 @@ def credits_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
     """The stand-in server with credits charged: `BROKE_KEY` has a balance of 0, so every turn is refused as out of
     credits (`KEY` is unlimited)."""
     keys = tmp_path_factory.mktemp("keys") / "keys.json"
-    keys.write_text(json.dumps([{"key_id": "broke", "key_hash": hashlib.sha256(BROKE_KEY.encode()).hexdigest(),
-                                 "credit_balance": 0}]))
-    yield from _serve(tmp_path_factory, "credits", {"TTS_ADMISSION": "off", "TTS_CREDITS_ENABLED": "true",
-                                                    "TTS_API_KEYS_FILE": str(keys)},
-                      ["--cost-model", str(COST_MODEL)])
+    keys.write_text(
+        json.dumps(
+            [
+                {
+                    "key_id": "broke",
+                    "key_hash": hashlib.sha256(BROKE_KEY.encode()).hexdigest(),
+                    "credit_balance": 0,
+                }
+            ]
+        )
+    )
+    yield from _serve(
+        tmp_path_factory,
+        "credits",
+        {"TTS_ADMISSION": "off", "TTS_CREDITS_ENABLED": "true", "TTS_API_KEYS_FILE": str(keys)},
+        ["--cost-model", str(COST_MODEL)],
+    )
 
 
 @pytest.fixture(scope="session")

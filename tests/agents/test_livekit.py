@@ -72,10 +72,12 @@ async def _conversation(server: Server, tts, rate: int) -> None:
         frames, words = await _turn(tts, TURN_3)
         _check_words(words, TURN_3, sum(f.duration for f in frames))
     _, heard = await _turn(tts, TURN_2, interrupt_after_frames=3)
-    assert "".join(heard).split() == TURN_2.split()[:len("".join(heard).split())]
+    assert "".join(heard).split() == TURN_2.split()[: len("".join(heard).split())]
     for index in range(STORM + 1):
         frames, words = await _turn(tts, TURN_3)
-        _check_words(words, TURN_3, sum(f.duration for f in frames))  # nothing of the interrupted turn leaks in
+        _check_words(
+            words, TURN_3, sum(f.duration for f in frames)
+        )  # nothing of the interrupted turn leaks in
         if index < STORM:
             await _turn(tts, TURN_2, interrupt_after_frames=2, end_input=index % 2 == 0)
     await tts.aclose()
@@ -83,10 +85,13 @@ async def _conversation(server: Server, tts, rate: int) -> None:
     # next began, and was stopped in time.
     stops = server.events(mark, "utterance_stopped")
     print("stops (reason, ms):", [(s["reason"], s["stop_ms"]) for s in stops])
-    assert len(stops) == STORM + 1 and all(s["stop_ms"] <= STOP_MS for s in stops), \
-        [(s["reason"], s["stop_ms"]) for s in stops]
+    assert len(stops) == STORM + 1 and all(s["stop_ms"] <= STOP_MS for s in stops), [
+        (s["reason"], s["stop_ms"]) for s in stops
+    ]
     completed = [e for e in server.events(mark, "utterance_ended") if e["status"] == "completed"]
-    assert len(completed) == STORM + 4 and all(e["characters"] < len(TURN_2) - 20 for e in completed), completed
+    assert len(completed) == STORM + 4 and all(e["characters"] < len(TURN_2) - 20 for e in completed), (
+        completed
+    )
     first = [e["first_audio_ms"] for e in completed]
     check_next_turns(first[:3], first[3:])
     assert "Traceback" not in server.log_text()
@@ -95,14 +100,21 @@ async def _conversation(server: Server, tts, rate: int) -> None:
 @pytest.mark.parametrize("encoding", ["mp3_22050_32", "pcm_16000"])
 async def test_livekit_elevenlabs_conversation_with_barge_ins(server: Server, encoding: str) -> None:
     async with aiohttp.ClientSession() as http:
-        tts = elevenlabs.TTS(api_key=KEY, base_url=f"{server.http}/v1", voice_id="default", encoding=encoding,
-                             http_session=http)
+        tts = elevenlabs.TTS(
+            api_key=KEY,
+            base_url=f"{server.http}/v1",
+            voice_id="default",
+            encoding=encoding,
+            http_session=http,
+        )
         await _conversation(server, tts, int(encoding.split("_")[1]))
 
 
 async def test_livekit_cartesia_conversation_with_barge_ins(server: Server) -> None:
     async with aiohttp.ClientSession() as http:
-        tts = cartesia.TTS(api_key=KEY, base_url=server.http, voice="default", http_session=http)  # pcm_s16le 24k
+        tts = cartesia.TTS(
+            api_key=KEY, base_url=server.http, voice="default", http_session=http
+        )  # pcm_s16le 24k
         await _conversation(server, tts, 24000)
 
 
@@ -136,8 +148,14 @@ async def test_livekit_elevenlabs_turn_after_the_socket_idled_out(server: Server
     (lowered to 2 s here in place of LiveKit's 180 s, so no minute is slept): LiveKit's pool notices the closed
     connection and the next turn, on a new one, is spoken whole, with no error and no traceback on the server."""
     async with aiohttp.ClientSession() as http:
-        tts = elevenlabs.TTS(api_key=KEY, base_url=f"{server.http}/v1", voice_id="default", encoding="pcm_16000",
-                             inactivity_timeout=2, http_session=http)
+        tts = elevenlabs.TTS(
+            api_key=KEY,
+            base_url=f"{server.http}/v1",
+            voice_id="default",
+            encoding="pcm_16000",
+            inactivity_timeout=2,
+            http_session=http,
+        )
         frames, words = await _turn(tts, TURN_3)
         _check_words(words, TURN_3, sum(f.duration for f in frames))
         await asyncio.sleep(3.0)  # past the socket's inactivity timeout: the server has closed it
@@ -148,23 +166,36 @@ async def test_livekit_elevenlabs_turn_after_the_socket_idled_out(server: Server
 
 
 @pytest.mark.parametrize("dialect", ["elevenlabs", "cartesia"])
-async def test_livekit_out_of_credits_fails_each_turn_with_its_own_error(credits_server: Server, dialect: str) -> None:
+async def test_livekit_out_of_credits_fails_each_turn_with_its_own_error(
+    credits_server: Server, dialect: str
+) -> None:
     """A key with no credits: each of two turns in a row fails at once with LiveKit's own API error (not its
     timeout), and a turn with a funded key on the same server is then spoken whole."""
     async with aiohttp.ClientSession() as http:
         for _ in range(2):
             if dialect == "elevenlabs":
-                broke = elevenlabs.TTS(api_key=BROKE_KEY, base_url=f"{credits_server.http}/v1", voice_id="default",
-                                       encoding="pcm_16000", http_session=http)
+                broke = elevenlabs.TTS(
+                    api_key=BROKE_KEY,
+                    base_url=f"{credits_server.http}/v1",
+                    voice_id="default",
+                    encoding="pcm_16000",
+                    http_session=http,
+                )
             else:
-                broke = cartesia.TTS(api_key=BROKE_KEY, base_url=credits_server.http, voice="default",
-                                     http_session=http)
+                broke = cartesia.TTS(
+                    api_key=BROKE_KEY, base_url=credits_server.http, voice="default", http_session=http
+                )
             with pytest.raises(APIError) as failure:
                 await _turn(broke, TURN_3)
             assert not isinstance(failure.value, APITimeoutError), failure.value
             await broke.aclose()
-        tts = elevenlabs.TTS(api_key=KEY, base_url=f"{credits_server.http}/v1", voice_id="default",
-                             encoding="pcm_16000", http_session=http)
+        tts = elevenlabs.TTS(
+            api_key=KEY,
+            base_url=f"{credits_server.http}/v1",
+            voice_id="default",
+            encoding="pcm_16000",
+            http_session=http,
+        )
         frames, words = await _turn(tts, TURN_3)
         _check_words(words, TURN_3, sum(f.duration for f in frames))
         await tts.aclose()

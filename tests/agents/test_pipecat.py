@@ -35,8 +35,10 @@ pytestmark = pytest.mark.timeout(900)
 # longer than that to its first audio (the HTTP test).
 QUIET_S = 30.0
 TURN_1 = "Hello there. The weather is lovely today, is it not?"
-TURN_2 = ("This second answer is rather long, so that it can be interrupted before it ends. It goes on and on, and "
-          "then it goes on a little more.")
+TURN_2 = (
+    "This second answer is rather long, so that it can be interrupted before it ends. It goes on and on, and "
+    "then it goes on a little more."
+)
 TURN_3 = "Sure, let us talk about something else then."
 SPEAK = "One more thing."
 # A whole turn is out meanwhile: on the stand-in a reply runs at most TTS_STREAM_MAX_AHEAD_S (3 s) ahead of
@@ -52,7 +54,11 @@ STOP_MS = 300.0
 
 
 def _llm_turn(text: str) -> list:
-    return [LLMFullResponseStartFrame(), *(LLMTextFrame(t) for t in llm_tokens(text)), LLMFullResponseEndFrame()]
+    return [
+        LLMFullResponseStartFrame(),
+        *(LLMTextFrame(t) for t in llm_tokens(text)),
+        LLMFullResponseEndFrame(),
+    ]
 
 
 def _barged(text: str) -> list:
@@ -102,7 +108,9 @@ def per_context(down) -> tuple[list[str], dict[str, list[str]], dict[str, list[i
     return order, words, audio
 
 
-def check_conversation(server: Server, mark: int, down, up, expected: list[str | None], kinds: list[str]) -> None:
+def check_conversation(
+    server: Server, mark: int, down, up, expected: list[str | None], kinds: list[str]
+) -> None:
     errors = [f for f in (*down, *up) if isinstance(f, ErrorFrame)]
     assert not errors, errors
     order, words, audio = per_context(down)
@@ -110,13 +118,14 @@ def check_conversation(server: Server, mark: int, down, up, expected: list[str |
     whole = [text for text in expected if text is not None]
     # The turns meant to be spoken whole, in the order their audio began (the interrupted ones carry TURN_2).
     spoken = [c for c in order if c in ended and ended[c]["characters"] < len(TURN_2) - 20]
-    assert [" ".join(words.get(c, [])).split() for c in spoken] == [t.split() for t in whole], \
-        [(ended.get(c, {}).get("status"), words.get(c)) for c in order]
+    assert [" ".join(words.get(c, [])).split() for c in spoken] == [t.split() for t in whole], [
+        (ended.get(c, {}).get("status"), words.get(c)) for c in order
+    ]
     assert all(ended[c]["status"] == "completed" for c in spoken)
     for c in order:
         if c not in spoken:  # interrupted: what was heard is a prefix of the turn's words
             heard = " ".join(words.get(c, [])).split()
-            assert heard == TURN_2.split()[:len(heard)], heard
+            assert heard == TURN_2.split()[: len(heard)], heard
     # No audio of an interrupted turn after the next turn's audio began.
     for earlier, later in zip(order, order[1:], strict=False):
         if earlier not in spoken and audio.get(later):
@@ -126,12 +135,15 @@ def check_conversation(server: Server, mark: int, down, up, expected: list[str |
     interrupted = [e for e in ended.values() if e["characters"] >= len(TURN_2) - 20]
     assert len(interrupted) == STORM + 1 and all(e["status"] == "cancelled" for e in interrupted), interrupted
     print("stops (reason, ms):", [(s["reason"], s["stop_ms"]) for s in stops])
-    assert len(stops) == STORM + 1 and all(s["stop_ms"] <= STOP_MS for s in stops), \
-        [(s["reason"], s["stop_ms"]) for s in stops]
+    assert len(stops) == STORM + 1 and all(s["stop_ms"] <= STOP_MS for s in stops), [
+        (s["reason"], s["stop_ms"]) for s in stops
+    ]
     first = [ended[c]["first_audio_ms"] for c in spoken]
     assert len(first) == len(kinds)
-    check_next_turns([ms for ms, kind in zip(first, kinds, strict=True) if kind == "fresh"],
-                     [ms for ms, kind in zip(first, kinds, strict=True) if kind == "after"])
+    check_next_turns(
+        [ms for ms, kind in zip(first, kinds, strict=True) if kind == "fresh"],
+        [ms for ms, kind in zip(first, kinds, strict=True) if kind == "after"],
+    )
     assert "Traceback" not in server.log_text()
 
 
@@ -144,23 +156,42 @@ async def _conversation(server: Server, tts) -> None:
 
 
 async def test_pipecat_elevenlabs_conversation_with_barge_ins(server: Server) -> None:
-    await _conversation(server, ElevenLabsTTSService(api_key=KEY, url=server.ws, sample_rate=16000,
-                                                     stop_frame_timeout_s=QUIET_S,
-                                                     settings=ElevenLabsTTSService.Settings(voice="default")))
+    await _conversation(
+        server,
+        ElevenLabsTTSService(
+            api_key=KEY,
+            url=server.ws,
+            sample_rate=16000,
+            stop_frame_timeout_s=QUIET_S,
+            settings=ElevenLabsTTSService.Settings(voice="default"),
+        ),
+    )
 
 
 async def test_pipecat_cartesia_conversation_with_barge_ins(server: Server) -> None:
-    await _conversation(server, CartesiaTTSService(api_key=KEY, url=f"{server.ws}/tts/websocket", sample_rate=16000,
-                                                   stop_frame_timeout_s=QUIET_S,
-                                                   settings=CartesiaTTSService.Settings(voice="default")))
+    await _conversation(
+        server,
+        CartesiaTTSService(
+            api_key=KEY,
+            url=f"{server.ws}/tts/websocket",
+            sample_rate=16000,
+            stop_frame_timeout_s=QUIET_S,
+            settings=CartesiaTTSService.Settings(voice="default"),
+        ),
+    )
 
 
 async def test_pipecat_elevenlabs_emoji_turns_keep_the_service(server: Server) -> None:
     """Pipecat counts every context that completes without audio and writes the service off after three in a row:
     three emoji-only replies get a short silence each, so no error is reported and the next turn is spoken whole.
     The turns' sentences come one message each, unspaced, with auto_mode (Pipecat's defaults): each is cut there."""
-    tts = ElevenLabsTTSService(api_key=KEY, url=server.ws, sample_rate=16000, stop_frame_timeout_s=QUIET_S,
-                               settings=ElevenLabsTTSService.Settings(voice="default"))
+    tts = ElevenLabsTTSService(
+        api_key=KEY,
+        url=server.ws,
+        sample_rate=16000,
+        stop_frame_timeout_s=QUIET_S,
+        settings=ElevenLabsTTSService.Settings(voice="default"),
+    )
     frames = [f for _ in range(3) for f in (*_llm_turn("🙂 🎉"), SleepFrame(sleep=1.0))]
     frames += [*_llm_turn(TURN_1), SleepFrame(sleep=SETTLE_S)]
     mark = server.mark()
@@ -173,7 +204,9 @@ async def test_pipecat_elevenlabs_emoji_turns_keep_the_service(server: Server) -
 
 
 @pytest.mark.parametrize("which", ["server", "model_server"])
-async def test_pipecat_elevenlabs_http_stream_with_timestamps(which: str, request: pytest.FixtureRequest) -> None:
+async def test_pipecat_elevenlabs_http_stream_with_timestamps(
+    which: str, request: pytest.FixtureRequest
+) -> None:
     """Pipecat's HTTP client reads `.../stream/with-timestamps` (JSON lines with character alignment): a turn, a
     turn interrupted (Pipecat hangs up), and the next turn, each with its exact words; the interrupted request's
     generation ended within 300 ms of the hang-up reaching the server. On the stand-in the interrupted request is
@@ -183,11 +216,21 @@ async def test_pipecat_elevenlabs_http_stream_with_timestamps(which: str, reques
     settle = SETTLE_S if which == "server" else MODEL_SETTLE_S
     mark = server.mark()
     async with aiohttp.ClientSession() as http:
-        tts = ElevenLabsHttpTTSService(api_key=KEY, base_url=server.http, aiohttp_session=http, sample_rate=16000,
-                                       stop_frame_timeout_s=QUIET_S,
-                                       settings=ElevenLabsHttpTTSService.Settings(voice="default"))
-        frames = [*_llm_turn(TURN_1), SleepFrame(sleep=settle), *_barged(TURN_2), *_llm_turn(TURN_3),
-                  SleepFrame(sleep=settle)]
+        tts = ElevenLabsHttpTTSService(
+            api_key=KEY,
+            base_url=server.http,
+            aiohttp_session=http,
+            sample_rate=16000,
+            stop_frame_timeout_s=QUIET_S,
+            settings=ElevenLabsHttpTTSService.Settings(voice="default"),
+        )
+        frames = [
+            *_llm_turn(TURN_1),
+            SleepFrame(sleep=settle),
+            *_barged(TURN_2),
+            *_llm_turn(TURN_3),
+            SleepFrame(sleep=settle),
+        ]
         down, up = await run_test(tts, frames_to_send=frames)
     assert not [f for f in (*down, *up) if isinstance(f, ErrorFrame)]
     order, words, _ = per_context(down)
@@ -212,10 +255,23 @@ async def test_pipecat_elevenlabs_barge_ins_at_any_time(server: Server) -> None:
     """Barge-ins before the first audio, at 0.7 s and 2.5 s, and one followed by a 6 s user turn: every interrupted
     turn's words are a prefix of its text, none of its audio comes after the next turn's began, every stop the
     server made came within 300 ms of the message that revealed it, and the last turn is spoken whole."""
-    tts = ElevenLabsTTSService(api_key=KEY, url=server.ws, sample_rate=16000, stop_frame_timeout_s=QUIET_S,
-                               settings=ElevenLabsTTSService.Settings(voice="default"))
-    frames = [f for barge_s, user_s in BARGES
-              for f in (*_llm_turn(TURN_2), SleepFrame(sleep=barge_s), InterruptionFrame(), SleepFrame(sleep=user_s))]
+    tts = ElevenLabsTTSService(
+        api_key=KEY,
+        url=server.ws,
+        sample_rate=16000,
+        stop_frame_timeout_s=QUIET_S,
+        settings=ElevenLabsTTSService.Settings(voice="default"),
+    )
+    frames = [
+        f
+        for barge_s, user_s in BARGES
+        for f in (
+            *_llm_turn(TURN_2),
+            SleepFrame(sleep=barge_s),
+            InterruptionFrame(),
+            SleepFrame(sleep=user_s),
+        )
+    ]
     frames += [*_llm_turn(TURN_3), SleepFrame(sleep=SETTLE_S)]
     mark = server.mark()
     down, up = await run_test(tts, frames_to_send=frames)
@@ -224,7 +280,7 @@ async def test_pipecat_elevenlabs_barge_ins_at_any_time(server: Server) -> None:
     assert " ".join(words[order[-1]]).split() == TURN_3.split(), words
     for context in order[:-1]:
         heard = " ".join(words.get(context, [])).split()
-        assert heard == TURN_2.split()[:len(heard)], heard
+        assert heard == TURN_2.split()[: len(heard)], heard
     for earlier, later in zip(order, order[1:], strict=False):
         if audio.get(later):
             assert max(audio.get(earlier, [-1])) < min(audio[later])
@@ -232,8 +288,12 @@ async def test_pipecat_elevenlabs_barge_ins_at_any_time(server: Server) -> None:
     print("stops (reason, ms):", [(s["reason"], s["stop_ms"]) for s in stops])
     assert all(s["stop_ms"] <= STOP_MS for s in stops), [(s["reason"], s["stop_ms"]) for s in stops]
     ended = server.events(mark, "utterance_ended")
-    print("ended (status, characters, context):", [(e["status"], e["characters"], e["context_id"]) for e in ended],
-          "contexts with audio:", order)
+    print(
+        "ended (status, characters, context):",
+        [(e["status"], e["characters"], e["context_id"]) for e in ended],
+        "contexts with audio:",
+        order,
+    )
     assert [e["status"] for e in ended][-1] == "completed" and len(ended) == len(BARGES) + 1, ended
     assert "Traceback" not in server.log_text()
 
@@ -245,11 +305,21 @@ async def test_pipecat_out_of_credits_is_one_error_per_turn(credits_server: Serv
     (it ignores ElevenLabs' error messages). Cartesia: the server's INSUFFICIENT_CREDITS once per turn, and Pipecat's
     "completed with no audio" beside it (Pipecat adds that for every context without audio)."""
     if dialect == "elevenlabs":
-        tts = ElevenLabsTTSService(api_key=BROKE_KEY, url=credits_server.ws, sample_rate=16000,
-                                   stop_frame_timeout_s=QUIET_S, settings=ElevenLabsTTSService.Settings(voice="default"))
+        tts = ElevenLabsTTSService(
+            api_key=BROKE_KEY,
+            url=credits_server.ws,
+            sample_rate=16000,
+            stop_frame_timeout_s=QUIET_S,
+            settings=ElevenLabsTTSService.Settings(voice="default"),
+        )
     else:
-        tts = CartesiaTTSService(api_key=BROKE_KEY, url=f"{credits_server.ws}/tts/websocket", sample_rate=16000,
-                                 stop_frame_timeout_s=QUIET_S, settings=CartesiaTTSService.Settings(voice="default"))
+        tts = CartesiaTTSService(
+            api_key=BROKE_KEY,
+            url=f"{credits_server.ws}/tts/websocket",
+            sample_rate=16000,
+            stop_frame_timeout_s=QUIET_S,
+            settings=CartesiaTTSService.Settings(voice="default"),
+        )
     frames = [f for _ in range(2) for f in (*_llm_turn(TURN_3), SleepFrame(sleep=2.0))]
     down, up = await run_test(tts, frames_to_send=frames)
     errors = [f.error for f in (*down, *up) if isinstance(f, ErrorFrame)]

@@ -41,7 +41,9 @@ def in_process_server(app, name: str) -> Iterator[InProcessServer]:
     """Serve `app` on a free loopback port in a background thread until ready (/v1/tts/ready 200, at most 120 s);
     stop it and close its loop on exit."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
     loop = asyncio.new_event_loop()
 
     def serve() -> None:
@@ -95,8 +97,13 @@ class RunningServer:
 
 
 def start_server(
-    model_dir: Path, log_path: Path, env_overrides: dict[str, str] | None = None, timeout_s: float = 180.0,
-    *, wait_ready: bool = True, standin: list[str] | None = None,
+    model_dir: Path,
+    log_path: Path,
+    env_overrides: dict[str, str] | None = None,
+    timeout_s: float = 180.0,
+    *,
+    wait_ready: bool = True,
+    standin: list[str] | None = None,
 ) -> RunningServer:
     """`wait_ready=False`: return as soon as the server answers /v1/tts/health at all (any status).
     `standin`: serve with stand-ins injected (`python -m bench.standin.serve` with these arguments, e.g.
@@ -115,9 +122,29 @@ def start_server(
     env.update(env_overrides or {})
     log_file = open(log_path, "wb")  # noqa: SIM115 - closed when the server stops
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "api:create_app", "--host", "127.0.0.1", "--port", str(port),
-         "--no-access-log"] if standin is None else
-        [sys.executable, "-m", "bench.standin.serve", "--host", "127.0.0.1", "--port", str(port), *standin],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "api:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+        ]
+        if standin is None
+        else [
+            sys.executable,
+            "-m",
+            "bench.standin.serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *standin,
+        ],
         cwd=PROJECT_ROOT,
         env=env,
         stdout=log_file,

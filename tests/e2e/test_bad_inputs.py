@@ -49,36 +49,98 @@ FIELD_CASES = [
     ("nul-character", {"text": "a\x00b"}, 400, "VALIDATION_ERROR", "text", ["U+0000"]),
     ("missing-text", {"speaker": "default"}, 400, "VALIDATION_ERROR", "text", ["required"]),
     ("text-not-string", {"text": 5}, 400, "VALIDATION_ERROR", "text", ["string"]),
-    ("unknown-voice", {"text": "Hi.", "speaker": "nobody"}, 400, "INVALID_SPEAKER", "speaker", ["nobody", "default"]),
+    (
+        "unknown-voice",
+        {"text": "Hi.", "speaker": "nobody"},
+        400,
+        "INVALID_SPEAKER",
+        "speaker",
+        ["nobody", "default"],
+    ),
     ("unknown-format", {"text": "Hi.", "format": "wma"}, 400, "VALIDATION_ERROR", "format", ["wav", "mulaw"]),
     ("unknown-output", {"text": "Hi.", "output": "96khz"}, 400, "VALIDATION_ERROR", "output", ["48khz"]),
     ("temperature-high", {"text": "Hi.", "temperature": 5}, 400, "VALIDATION_ERROR", "temperature", ["2"]),
-    ("temperature-negative", {"text": "Hi.", "temperature": -0.1}, 400, "VALIDATION_ERROR", "temperature", ["0"]),
-    ("temperature-not-number", {"text": "Hi.", "temperature": "hot"}, 400, "VALIDATION_ERROR", "temperature",
-     ["number"]),
+    (
+        "temperature-negative",
+        {"text": "Hi.", "temperature": -0.1},
+        400,
+        "VALIDATION_ERROR",
+        "temperature",
+        ["0"],
+    ),
+    (
+        "temperature-not-number",
+        {"text": "Hi.", "temperature": "hot"},
+        400,
+        "VALIDATION_ERROR",
+        "temperature",
+        ["number"],
+    ),
     ("top-k-zero", {"text": "Hi.", "top_k": 0}, 400, "VALIDATION_ERROR", "top_k", ["1"]),
     ("top-p-zero", {"text": "Hi.", "top_p": 0}, 400, "VALIDATION_ERROR", "top_p", ["0"]),
     ("top-p-high", {"text": "Hi.", "top_p": 1.5}, 400, "VALIDATION_ERROR", "top_p", ["1"]),
     ("max-tokens-zero", {"text": "Hi.", "max_tokens": 0}, 400, "VALIDATION_ERROR", "max_tokens", ["1"]),
-    ("max-tokens-huge", {"text": "Hi.", "max_tokens": 100_000}, 400, "VALIDATION_ERROR", "max_tokens", ["8192"]),
-    ("repetition-penalty", {"text": "Hi.", "repetition_penalty": 9}, 400, "VALIDATION_ERROR",
-     "repetition_penalty", ["2"]),
+    (
+        "max-tokens-huge",
+        {"text": "Hi.", "max_tokens": 100_000},
+        400,
+        "VALIDATION_ERROR",
+        "max_tokens",
+        ["8192"],
+    ),
+    (
+        "repetition-penalty",
+        {"text": "Hi.", "repetition_penalty": 9},
+        400,
+        "VALIDATION_ERROR",
+        "repetition_penalty",
+        ["2"],
+    ),
     ("seed-negative", {"text": "Hi.", "seed": -1}, 400, "VALIDATION_ERROR", "seed", ["0"]),
-    ("sample-rate", {"text": "Hi.", "sample_rate": 12345}, 400, "VALIDATION_ERROR", "sample_rate",
-     ["12345", "16000"]),
-    ("mulaw-at-16k", {"text": "Hi.", "format": "mulaw", "sample_rate": 16000}, 400, "VALIDATION_ERROR",
-     "sample_rate", ["mulaw", "8000"]),
-    ("opus-at-44k", {"text": "Hi.", "format": "opus", "sample_rate": 44100}, 400, "VALIDATION_ERROR",
-     "sample_rate", ["opus", "48000"]),
+    (
+        "sample-rate",
+        {"text": "Hi.", "sample_rate": 12345},
+        400,
+        "VALIDATION_ERROR",
+        "sample_rate",
+        ["12345", "16000"],
+    ),
+    (
+        "mulaw-at-16k",
+        {"text": "Hi.", "format": "mulaw", "sample_rate": 16000},
+        400,
+        "VALIDATION_ERROR",
+        "sample_rate",
+        ["mulaw", "8000"],
+    ),
+    (
+        "opus-at-44k",
+        {"text": "Hi.", "format": "opus", "sample_rate": 44100},
+        400,
+        "VALIDATION_ERROR",
+        "sample_rate",
+        ["opus", "48000"],
+    ),
     ("stream-not-bool", {"text": "Hi.", "stream": "maybe"}, 400, "VALIDATION_ERROR", "stream", ["boolean"]),
-    ("unknown-field", {"text": "Hi.", "voices": "alloy"}, 400, "VALIDATION_ERROR", "voices", ["not permitted"]),
+    (
+        "unknown-field",
+        {"text": "Hi.", "voices": "alloy"},
+        400,
+        "VALIDATION_ERROR",
+        "voices",
+        ["not permitted"],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("body", "status", "code", "param", "words"), [c[1:] for c in FIELD_CASES],
-                         ids=[c[0] for c in FIELD_CASES])
-def test_generate_rejects_bad_fields(client: httpx.Client, body: dict, status: int, code: str, param: str,
-                                     words: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("body", "status", "code", "param", "words"),
+    [c[1:] for c in FIELD_CASES],
+    ids=[c[0] for c in FIELD_CASES],
+)
+def test_generate_rejects_bad_fields(
+    client: httpx.Client, body: dict, status: int, code: str, param: str, words: list[str]
+) -> None:
     error = assert_envelope(client.post(GENERATE, json=body), status, code, param)
     for word in words:
         assert word in error["message"], error["message"]
@@ -90,22 +152,31 @@ OPENAI_CASES = [
     ("input-50001", {"input": "a" * 50_001}, 413, "TEXT_TOO_LONG", "input"),
     ("control-character", {"input": "a\x07b"}, 400, "VALIDATION_ERROR", "input"),
     ("unknown-voice", {"input": "Hi.", "voice": "zzz"}, 400, "INVALID_SPEAKER", "voice"),
-    ("unknown-format", {"input": "Hi.", "response_format": "wma"}, 400, "VALIDATION_ERROR", "response_format"),
+    (
+        "unknown-format",
+        {"input": "Hi.", "response_format": "wma"},
+        400,
+        "VALIDATION_ERROR",
+        "response_format",
+    ),
     ("speed", {"input": "Hi.", "speed": 9}, 400, "VALIDATION_ERROR", "speed"),
     ("stream-format", {"input": "Hi.", "stream_format": "chunks"}, 400, "VALIDATION_ERROR", "stream_format"),
 ]
 
 
-@pytest.mark.parametrize(("body", "status", "code", "param"), [c[1:] for c in OPENAI_CASES],
-                         ids=[c[0] for c in OPENAI_CASES])
-def test_openai_speech_rejects_bad_fields(client: httpx.Client, body: dict, status: int, code: str,
-                                          param: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "status", "code", "param"), [c[1:] for c in OPENAI_CASES], ids=[c[0] for c in OPENAI_CASES]
+)
+def test_openai_speech_rejects_bad_fields(
+    client: httpx.Client, body: dict, status: int, code: str, param: str
+) -> None:
     assert_envelope(client.post(SPEECH, json=body), status, code, param)
 
 
 def test_body_that_is_not_json(client: httpx.Client) -> None:
-    error = assert_envelope(client.post(GENERATE, content=b'{"text": "Hi.",', headers=JSON), 400, "INVALID_JSON",
-                            None)
+    error = assert_envelope(
+        client.post(GENERATE, content=b'{"text": "Hi.",', headers=JSON), 400, "INVALID_JSON", None
+    )
     assert "JSON" in error["message"]
 
 
@@ -119,8 +190,10 @@ def test_empty_body(client: httpx.Client) -> None:
     assert "empty" in error["message"]
 
 
-@pytest.mark.parametrize(("content_type", "shown"), [("text/plain", "text/plain"), (None, "none"),
-                                                     ("application/x-www-form-urlencoded", "form-urlencoded")])
+@pytest.mark.parametrize(
+    ("content_type", "shown"),
+    [("text/plain", "text/plain"), (None, "none"), ("application/x-www-form-urlencoded", "form-urlencoded")],
+)
 def test_wrong_content_type(client: httpx.Client, content_type: str | None, shown: str) -> None:
     headers = {"Content-Type": content_type} if content_type else {}
     response = client.post(GENERATE, content=b'{"text": "Hi."}', headers=headers)
@@ -142,15 +215,17 @@ def test_oversize_chunked_body(client: httpx.Client) -> None:
     assert "1000000 bytes" in error["message"]
 
 
-@pytest.mark.parametrize(("method", "path"), [("POST", "/v1/tts/nothing"), ("GET", "/v2/tts/generate"),
-                                              ("GET", "/nothing")])  # "/" redirects to the playground
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/v1/tts/nothing"), ("GET", "/v2/tts/generate"), ("GET", "/nothing")]
+)  # "/" redirects to the playground
 def test_unknown_route(client: httpx.Client, method: str, path: str) -> None:
     error = assert_envelope(client.request(method, path), 404, "NOT_FOUND", None)
     assert path in error["message"]
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", GENERATE), ("PUT", GENERATE), ("DELETE", SPEECH),
-                                              ("POST", "/v1/tts/health")])
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", GENERATE), ("PUT", GENERATE), ("DELETE", SPEECH), ("POST", "/v1/tts/health")]
+)
 def test_wrong_method(client: httpx.Client, method: str, path: str) -> None:
     error = assert_envelope(client.request(method, path), 405, "METHOD_NOT_ALLOWED", None)
     assert method in error["message"] and path in error["message"]

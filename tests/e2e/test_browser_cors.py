@@ -37,9 +37,16 @@ def page_origin() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def api_server(page_origin: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    env = {"TTS_AUTH_ENABLED": "true", "TTS_API_KEYS": KEY, "TTS_SR_ENABLED": "false", "TTS_CORS_ORIGINS": page_origin,
-           "TTS_VOICE_DIR": str(tmp_path_factory.mktemp("cors-voices"))}
+def api_server(
+    page_origin: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    env = {
+        "TTS_AUTH_ENABLED": "true",
+        "TTS_API_KEYS": KEY,
+        "TTS_SR_ENABLED": "false",
+        "TTS_CORS_ORIGINS": page_origin,
+        "TTS_VOICE_DIR": str(tmp_path_factory.mktemp("cors-voices")),
+    }
     running = start_server(demo_model_dir, tmp_path_factory.mktemp("cors") / "server.log", env)
     try:
         yield running
@@ -48,11 +55,15 @@ def api_server(page_origin: str, demo_model_dir: Path, tmp_path_factory: pytest.
 
 
 def test_openai_node_in_a_browser_gets_playable_audio_and_reads_the_headers(
-    page_origin: str, api_server: RunningServer, browser  # noqa: F811
+    page_origin: str,
+    api_server: RunningServer,
+    browser,  # noqa: F811
 ) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
-    assert page_origin.rsplit(":", 1)[1] != api_server.base_url.rsplit(":", 1)[1]  # two origins: CORS is in play
+    assert (
+        page_origin.rsplit(":", 1)[1] != api_server.base_url.rsplit(":", 1)[1]
+    )  # two origins: CORS is in play
     browser.get(f"{page_origin}/openai_speech.html?api={api_server.base_url}&key={KEY}")
     WebDriverWait(browser, 180).until(lambda d: d.execute_script("return window.result"))
     result = browser.execute_script("return window.result")
@@ -78,7 +89,9 @@ def test_openai_node_in_a_browser_gets_playable_audio_and_reads_the_headers(
 
 
 def test_a_page_from_an_origin_not_listed_is_refused_by_the_browser(
-    page_origin: str, api_server: RunningServer, browser  # noqa: F811
+    page_origin: str,
+    api_server: RunningServer,
+    browser,  # noqa: F811
 ) -> None:
     """The same page on `localhost` (another origin than the listed 127.0.0.1 one): the browser blocks the answer."""
     from selenium.webdriver.support.ui import WebDriverWait

@@ -18,11 +18,20 @@ def test_curl_stitches_requests_and_keeps_a_voice(server: RunningServer, tmp_pat
         (tmp_path / name).mkdir()
         return curl_post(server, body, tmp_path / name, path)
 
-    first = post("first", {"text": "The first part of the story.", "speaker": "default", "stream": True, "seed": 9})
+    first = post(
+        "first", {"text": "The first part of the story.", "speaker": "default", "stream": True, "seed": 9}
+    )
     assert first.status == 200
     request_id = first.headers["x-server-request-id"]
-    second = post("second", {"text": "And the second part.", "stream": True,
-                             "previous_request_ids": [request_id], "next_text": "The end."})
+    second = post(
+        "second",
+        {
+            "text": "And the second part.",
+            "stream": True,
+            "previous_request_ids": [request_id],
+            "next_text": "The end.",
+        },
+    )
     assert second.status == 200 and len(second.body) > 44
     kept = post("kept", {"from_request_id": request_id, "name": "From curl"}, "/v1/audio/voices")
     assert kept.status == 201, kept.body

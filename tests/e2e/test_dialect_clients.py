@@ -28,8 +28,14 @@ STALL_S = 2.0
 def live(demo_model_dir: Path) -> Iterator[InProcessServer]:
     from shared.settings import Settings
 
-    settings = Settings(model_dir=demo_model_dir, auth_enabled=True, api_keys=KEY, device="cpu",
-                        stream_queue_chunks=2, send_stall_timeout_s=STALL_S)
+    settings = Settings(
+        model_dir=demo_model_dir,
+        auth_enabled=True,
+        api_keys=KEY,
+        device="cpu",
+        stream_queue_chunks=2,
+        send_stall_timeout_s=STALL_S,
+    )
     server = InProcessServer(settings, send_buffer=SEND_BUFFER).start()
     try:
         yield server
@@ -62,7 +68,9 @@ async def test_elevenlabs_key_in_the_first_message(live: InProcessServer) -> Non
             await asyncio.wait_for(ws.recv(), 30)
     assert refusal["error"] == "invalid_api_key" and refusal["contextId"] is None
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
-    async with connect(_url(live), open_timeout=20, additional_headers={"xi-api-key": KEY}) as ws:  # header: as before
+    async with connect(
+        _url(live), open_timeout=20, additional_headers={"xi-api-key": KEY}
+    ) as ws:  # header: as before
         await ws.send(json.dumps({"text": "Hi. ", "context_id": "h", "close_context": True}))
         assert await _final_audio(ws, "h")
 
@@ -77,11 +85,19 @@ async def test_elevenlabs_client_that_stops_reading_is_cut_off(live: InProcessSe
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER)  # before connect: caps the window
     sock.connect(("127.0.0.1", live.port))
-    async with connect(_url(live, "?output_format=pcm_48000"), sock=sock, open_timeout=20,
-                       additional_headers={"xi-api-key": KEY}, max_queue=1) as ws:
+    async with connect(
+        _url(live, "?output_format=pcm_48000"),
+        sock=sock,
+        open_timeout=20,
+        additional_headers={"xi-api-key": KEY},
+        max_queue=1,
+    ) as ws:
         for index in range(3):  # three contexts of long text, then never read
-            await ws.send(json.dumps({"text": " ".join(SENTENCES * 2) + " ", "context_id": f"c{index}",
-                                      "close_context": True}))
+            await ws.send(
+                json.dumps(
+                    {"text": " ".join(SENTENCES * 2) + " ", "context_id": f"c{index}", "close_context": True}
+                )
+            )
         started = time.monotonic()
         while stalled_cuts() == cuts and time.monotonic() - started < 120:
             await asyncio.sleep(0.1)

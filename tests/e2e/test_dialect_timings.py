@@ -22,7 +22,9 @@ WORDS = TEXT.split()
 
 async def _elevenlabs_context(server: RunningServer, query: str) -> tuple[bytes, list[dict]]:
     """One context streamed a word at a time and closed: its PCM and its audio messages."""
-    async with _ws(server, f"/v1/text-to-speech/default/multi-stream-input?output_format=pcm_16000{query}") as ws:
+    async with _ws(
+        server, f"/v1/text-to-speech/default/multi-stream-input?output_format=pcm_16000{query}"
+    ) as ws:
         await ws.send(json.dumps({"text": " ", "context_id": "a"}))
         for word in WORDS:
             await ws.send(json.dumps({"text": word + " ", "context_id": "a"}))
@@ -70,13 +72,18 @@ async def test_elevenlabs_sync_alignment_is_from_the_start_of_the_context(server
     assert max(ends) <= len(audio) / 2 / 16 + 50
     normalized = [m["normalizedAlignment"] for m in messages if m["normalizedAlignment"] is not None]
     assert [s for a in normalized for s in a["charStartTimesMs"]] == sorted(
-        s for a in normalized for s in a["charStartTimesMs"])
+        s for a in normalized for s in a["charStartTimesMs"]
+    )
 
 
 async def test_cartesia_word_timestamps_from_the_start_of_the_context(server: RunningServer) -> None:
-    base = {"model_id": "sonic-3", "voice": {"mode": "id", "id": "default"}, "context_id": "t",
-            "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000},
-            "add_timestamps": True}
+    base = {
+        "model_id": "sonic-3",
+        "voice": {"mode": "id", "id": "default"},
+        "context_id": "t",
+        "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000},
+        "add_timestamps": True,
+    }
     async with _ws(server, "/tts/websocket") as ws:
         for index, word in enumerate(WORDS):
             await ws.send(json.dumps({**base, "transcript": word + " ", "continue": index < len(WORDS) - 1}))
@@ -115,7 +122,9 @@ def test_elevenlabs_http_with_timestamps(server: RunningServer) -> None:
     assert text == TEXT and ends[-1] <= len(audio) / 2 / 16000 + 0.05
     spoken, _ = _seconds_alignment(body["normalized_alignment"])
     assert spoken.split()
-    bad = httpx.post(f"{server.base_url}/v1/text-to-speech/nobody/with-timestamps", json={"text": TEXT}, timeout=30)
+    bad = httpx.post(
+        f"{server.base_url}/v1/text-to-speech/nobody/with-timestamps", json={"text": TEXT}, timeout=30
+    )
     assert bad.status_code in (400, 404) and bad.json()["detail"]["code"] == "voice_not_found"
 
 
@@ -127,8 +136,11 @@ def test_elevenlabs_http_stream_with_timestamps(server: RunningServer) -> None:
         lines = [json.loads(line) for line in answer.iter_lines() if line]
     assert lines and all(set(line) == {"audio_base64", "alignment", "normalized_alignment"} for line in lines)
     audio = b"".join(base64.b64decode(line["audio_base64"]) for line in lines)
-    merged: dict[str, list] = {"characters": [], "character_start_times_seconds": [],
-                               "character_end_times_seconds": []}
+    merged: dict[str, list] = {
+        "characters": [],
+        "character_start_times_seconds": [],
+        "character_end_times_seconds": [],
+    }
     for line in lines:
         for key, values in (line["alignment"] or {}).items():
             merged[key] += values
@@ -136,14 +148,21 @@ def test_elevenlabs_http_stream_with_timestamps(server: RunningServer) -> None:
     assert got == text and ends[-1] <= len(audio) / 2 / 16000 + 0.05  # the text, nothing added
     for line in lines:  # both alignments, or neither
         assert (line["alignment"] is None) == (line["normalized_alignment"] is None), line
-    assert sum(line["alignment"] is not None for line in lines) >= 2  # a text chunk's timings ride with its audio
+    assert (
+        sum(line["alignment"] is not None for line in lines) >= 2
+    )  # a text chunk's timings ride with its audio
     _wait_idle(server)
 
 
 def _sse_events(server: RunningServer, body: dict) -> list[tuple[str, dict]]:
     events = []
-    with httpx.stream("POST", f"{server.base_url}/tts/sse", json=body, timeout=120,
-                      headers={"Cartesia-Version": "2025-04-16"}) as answer:
+    with httpx.stream(
+        "POST",
+        f"{server.base_url}/tts/sse",
+        json=body,
+        timeout=120,
+        headers={"Cartesia-Version": "2025-04-16"},
+    ) as answer:
         assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/event-stream")
         name = None
         for line in answer.iter_lines():
@@ -157,9 +176,14 @@ def _sse_events(server: RunningServer, body: dict) -> list[tuple[str, dict]]:
 
 
 def test_cartesia_sse_chunks_timestamps_and_done(server: RunningServer) -> None:
-    body = {"model_id": "sonic-3", "transcript": TEXT, "voice": {"mode": "id", "id": "default"},
-            "output_format": {"container": "raw", "encoding": "pcm_f32le", "sample_rate": 16000},
-            "add_timestamps": True, "context_id": "s"}
+    body = {
+        "model_id": "sonic-3",
+        "transcript": TEXT,
+        "voice": {"mode": "id", "id": "default"},
+        "output_format": {"container": "raw", "encoding": "pcm_f32le", "sample_rate": 16000},
+        "add_timestamps": True,
+        "context_id": "s",
+    }
     events = _sse_events(server, body)
     assert events[-1] == ("done", {"type": "done", "done": True, "status_code": 200, "context_id": "s"})
     audio = b"".join(base64.b64decode(e["data"]) for name, e in events if name == "chunk")
@@ -169,13 +193,25 @@ def test_cartesia_sse_chunks_timestamps_and_done(server: RunningServer) -> None:
     starts = [t for s in stamps for t in s["start"]]
     assert words == WORDS and starts == sorted(starts)
     assert max(t for s in stamps for t in s["end"]) <= len(audio) / 4 / 16000 + 0.05
-    plain = _sse_events(server, {**body, "add_timestamps": False,
-                                 "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 8000}})
+    plain = _sse_events(
+        server,
+        {
+            **body,
+            "add_timestamps": False,
+            "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 8000},
+        },
+    )
     assert {name for name, _ in plain} == {"chunk", "done"}
     spoken = _sse_events(server, {**body, "transcript": "I have 3 cats.", "use_normalized_timestamps": True})
     assert [w for name, e in spoken if name == "timestamps" for w in e["word_timestamps"]["words"]] == [
-        "I", "have", "three", "cats."]
-    bad = httpx.post(f"{server.base_url}/tts/sse", json={**body, "output_format": {"container": "wav"}}, timeout=30)
+        "I",
+        "have",
+        "three",
+        "cats.",
+    ]
+    bad = httpx.post(
+        f"{server.base_url}/tts/sse", json={**body, "output_format": {"container": "wav"}}, timeout=30
+    )
     assert bad.status_code == 400 and bad.json()["error_code"] == "validation_error"
     _wait_idle(server)
 
@@ -192,5 +228,9 @@ def test_elevenlabs_voice_settings_speed_is_our_speed(server: RunningServer) -> 
 
     plain = http_audio({"speed": 1.0})
     assert len(http_audio({"speed": 1.1})) / len(plain) == pytest.approx(1 / 1.1, abs=0.03)
-    assert http_audio({"speed": 1.0, "stability": 0.1, "similarity_boost": 0.9, "style": 0.5,
-                       "use_speaker_boost": True}) == plain
+    assert (
+        http_audio(
+            {"speed": 1.0, "stability": 0.1, "similarity_boost": 0.9, "style": 0.5, "use_speaker_boost": True}
+        )
+        == plain
+    )

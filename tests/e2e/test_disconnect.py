@@ -51,8 +51,15 @@ class LiveServer:
 @pytest.fixture(scope="module")
 def live(demo_model_dir: Path) -> Iterator[LiveServer]:
     # Warm-up as in production: the first request must not pay for lazy initialisation (seconds on CPU).
-    settings = Settings(model_dir=demo_model_dir, warmup=True, auth_enabled=False, device="cpu", sr_enabled=False,
-                        log_json=False, log_level="WARNING")
+    settings = Settings(
+        model_dir=demo_model_dir,
+        warmup=True,
+        auth_enabled=False,
+        device="cpu",
+        sr_enabled=False,
+        log_json=False,
+        log_level="WARNING",
+    )
     app = create_app(settings)
     with in_process_server(app, "uvicorn-under-test") as served:
         yield LiveServer(app, served.loop, served.base_url)
@@ -86,13 +93,16 @@ def test_hanging_up_after_the_first_chunk_aborts_generation(live: LiveServer, fm
         elapsed = time.perf_counter() - hung_up
         if not active and not tasks:
             break
-        assert elapsed <= ABORT_DEADLINE_S, f"after {elapsed * 1000:.0f} ms still active={active} tasks={tasks}"
+        assert elapsed <= ABORT_DEADLINE_S, (
+            f"after {elapsed * 1000:.0f} ms still active={active} tasks={tasks}"
+        )
         time.sleep(0.005)
 
 
 def test_server_keeps_serving_after_a_hang_up(live: LiveServer) -> None:
-    response = httpx.post(f"{live.base_url}/v1/tts/generate", json={"text": "Still here.", "max_tokens": 10},
-                          timeout=60)
+    response = httpx.post(
+        f"{live.base_url}/v1/tts/generate", json={"text": "Still here.", "max_tokens": 10}, timeout=60
+    )
     assert response.status_code == 200
     assert len(response.content) == 44 + 10 * 320 * 2
     # Reaching max_tokens aborts the engine request; its worker may take a few ms more to stop.
@@ -114,8 +124,12 @@ def test_hanging_up_on_a_non_streaming_request_stops_its_work(live: LiveServer, 
 
     def client() -> None:
         try:
-            httpx.post(f"{live.base_url}/v1/tts/generate", json=body, headers={"X-Request-ID": request_id},
-                       timeout=2.5)
+            httpx.post(
+                f"{live.base_url}/v1/tts/generate",
+                json=body,
+                headers={"X-Request-ID": request_id},
+                timeout=2.5,
+            )
         except BaseException as exc:  # noqa: BLE001 - inspected below
             outcome.append(exc)
 

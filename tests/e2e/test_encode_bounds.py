@@ -69,12 +69,23 @@ class LiveServer:
 @pytest.fixture(scope="module")
 def live(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     # One encode at a time; the wait limit far beyond any test, so only a deadline or a hang-up can end a wait.
-    settings = Settings(model_dir=demo_model_dir, warmup=False, auth_enabled=True,
-                        api_keys=f"{HOSTILE},{OTHER},{THIRD}", device="cpu", sr_enabled=False, log_json=False,
-                        log_level="WARNING", voice_dir=tmp_path_factory.mktemp("voices"), rate_limit_per_minute=10_000,
-                        clone_max_concurrent_encodes=1, clone_max_waiting_encodes=1, clone_encode_wait_s=600,
-                        clone_encode_deadline_s=600,
-                        default_max_tokens=30)
+    settings = Settings(
+        model_dir=demo_model_dir,
+        warmup=False,
+        auth_enabled=True,
+        api_keys=f"{HOSTILE},{OTHER},{THIRD}",
+        device="cpu",
+        sr_enabled=False,
+        log_json=False,
+        log_level="WARNING",
+        voice_dir=tmp_path_factory.mktemp("voices"),
+        rate_limit_per_minute=10_000,
+        clone_max_concurrent_encodes=1,
+        clone_max_waiting_encodes=1,
+        clone_encode_wait_s=600,
+        clone_encode_deadline_s=600,
+        default_max_tokens=30,
+    )
     runtime = ModelRuntime(settings)
     encoder = HoldingEncoder()
     runtime.encode_reference = encoder  # type: ignore[method-assign]
@@ -96,8 +107,13 @@ def hostile_recording(seed: int) -> bytes:
 
 def create_voice(live: LiveServer, key: str, audio: bytes, name: str = "voice") -> httpx.Response:
     # The read timeout is the test's own bound: without the fixes these calls wait for the held encoder.
-    return httpx.post(f"{live.base_url}/v1/audio/voices", headers={"Authorization": f"Bearer {key}"},
-                      files={"audio_sample": ("ref.wav", audio, "audio/wav")}, data={"name": name}, timeout=30)
+    return httpx.post(
+        f"{live.base_url}/v1/audio/voices",
+        headers={"Authorization": f"Bearer {key}"},
+        files={"audio_sample": ("ref.wav", audio, "audio/wav")},
+        data={"name": name},
+        timeout=30,
+    )
 
 
 def until(predicate, what: str) -> None:
@@ -111,16 +127,27 @@ def until(predicate, what: str) -> None:
 def raw_request(live: LiveServer, path: str, key: str, body: bytes, content_type: str) -> socket.socket:
     """Send a whole request on a socket the caller closes (a client that hangs up without reading the answer)."""
     sock = socket.create_connection(("127.0.0.1", live.port), timeout=30)
-    sock.sendall((f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
-                  f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body)
+    sock.sendall(
+        (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body
+    )
     return sock
 
 
 def multipart(audio: bytes) -> tuple[bytes, str]:
     boundary = "encodeboundsx"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nhostile\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"audio_sample\"; filename=\"a.wav\"\r\n"
-            "Content-Type: audio/wav\r\n\r\n").encode() + audio + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="name"\r\n\r\nhostile\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="audio_sample"; filename="a.wav"\r\n'
+            "Content-Type: audio/wav\r\n\r\n"
+        ).encode()
+        + audio
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
@@ -133,8 +160,13 @@ def test_a_client_that_hangs_up_frees_its_encoder_slot(live: LiveServer, route: 
         body, content_type = multipart(hostile_recording(seed))
         sock = raw_request(live, "/v1/audio/voices", HOSTILE, body, content_type)
     else:
-        body = json.dumps({"text": "Good morning.", "reference_audio": base64.b64encode(
-            hostile_recording(seed)).decode(), "max_tokens": 30}).encode()
+        body = json.dumps(
+            {
+                "text": "Good morning.",
+                "reference_audio": base64.b64encode(hostile_recording(seed)).decode(),
+                "max_tokens": 30,
+            }
+        ).encode()
         sock = raw_request(live, "/v1/tts/generate", HOSTILE, body, "application/json")
     held, stopped = live.encoder.held, live.encoder.stopped
     until(lambda: live.encoder.held == held + 1, "the hostile encode is running")
@@ -155,7 +187,9 @@ def test_a_deadline_bounds_each_encode_so_a_hostile_upload_cannot_hold_another_k
     live.references.deadline_s = 1.5
     try:
         outcome: dict[str, httpx.Response] = {}
-        hostile = threading.Thread(target=lambda: outcome.update(a=create_voice(live, HOSTILE, hostile_recording(300))))
+        hostile = threading.Thread(
+            target=lambda: outcome.update(a=create_voice(live, HOSTILE, hostile_recording(300)))
+        )
         held = live.encoder.held
         hostile.start()
         until(lambda: live.encoder.held == held + 1, "the hostile encode is running")
@@ -174,7 +208,9 @@ def test_a_deadline_in_the_queue_answers_503_with_retry_after(live: LiveServer) 
     """A caller still waiting for the encoder when its deadline passes gets 503 SERVICE_UNAVAILABLE with
     Retry-After (the wait limit, 600 s here, would have kept it)."""
     outcome: dict[str, httpx.Response] = {}
-    hostile = threading.Thread(target=lambda: outcome.update(a=create_voice(live, HOSTILE, hostile_recording(400))))
+    hostile = threading.Thread(
+        target=lambda: outcome.update(a=create_voice(live, HOSTILE, hostile_recording(400)))
+    )
     held = live.encoder.held
     hostile.start()
     until(lambda: live.encoder.held == held + 1, "the hostile encode is running")
@@ -195,7 +231,9 @@ def test_the_per_key_and_queue_limits_answer_429_and_503_with_retry_after(live: 
     """Over HTTP, before any decode: a key's second encode while its first runs gets 429, and a caller finding the
     queue (1 here) full gets 503, both with Retry-After in the error envelope."""
     outcome: dict[str, httpx.Response] = {}
-    hostile = threading.Thread(target=lambda: outcome.update(a=create_voice(live, HOSTILE, hostile_recording(500))))
+    hostile = threading.Thread(
+        target=lambda: outcome.update(a=create_voice(live, HOSTILE, hostile_recording(500)))
+    )
     queued = threading.Thread(target=lambda: outcome.update(b=create_voice(live, OTHER, recording(501))))
     held = live.encoder.held
     hostile.start()

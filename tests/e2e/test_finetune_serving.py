@@ -20,14 +20,23 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def finetune_server(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    root = finetune_layout(demo_model_dir, tmp_path_factory.mktemp("ft") / "spark_tts_4speaker",
-                           root_config=False, bicodec_config=True)
+def finetune_server(
+    demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    root = finetune_layout(
+        demo_model_dir,
+        tmp_path_factory.mktemp("ft") / "spark_tts_4speaker",
+        root_config=False,
+        bicodec_config=True,
+    )
     log = tmp_path_factory.mktemp("ft-log") / "server.log"
     # Its own voice directory: custom voices other tests leave in the shared default (var/voices) are not its voices.
     voices = tmp_path_factory.mktemp("ft-voices")
-    running = start_server(root, log, {"TTS_FINETUNE_SPEAKERS": "Asha,Bittu", "TTS_SR_ENABLED": "false",
-                                       "TTS_VOICE_DIR": str(voices)})
+    running = start_server(
+        root,
+        log,
+        {"TTS_FINETUNE_SPEAKERS": "Asha,Bittu", "TTS_SR_ENABLED": "false", "TTS_VOICE_DIR": str(voices)},
+    )
     yield running
     stop_server(running)
 
@@ -45,10 +54,25 @@ def test_ready_and_the_speakers_are_the_voices(finetune_server: RunningServer) -
 def test_streams_audio_with_curl(finetune_server: RunningServer, tmp_path: Path) -> None:
     out = tmp_path / "asha.wav"
     done = subprocess.run(
-        ["curl", "-sS", "-N", "-o", str(out), "-w", "%{http_code}", "-X", "POST",
-         f"{finetune_server.base_url}/v1/tts/generate", "-H", "Content-Type: application/json",
-         "-d", '{"text": "Namaste, this is Asha.", "speaker": "Bittu", "stream": true, "max_tokens": 60, "seed": 3}'],
-        capture_output=True, text=True, timeout=120,
+        [
+            "curl",
+            "-sS",
+            "-N",
+            "-o",
+            str(out),
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+            f"{finetune_server.base_url}/v1/tts/generate",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            '{"text": "Namaste, this is Asha.", "speaker": "Bittu", "stream": true, "max_tokens": 60, "seed": 3}',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.stdout == "200", done.stderr
     data = out.read_bytes()

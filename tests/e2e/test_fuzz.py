@@ -35,10 +35,19 @@ VOICES = ("default", "male", "female_bright", "narrator", "alloy", "echo", "shim
 @pytest.fixture
 def api_schema(writable_demo_dir: Path) -> Iterator[Any]:
     # Its own model directory: the fuzzer holds the admin key, and the pin route's `save` writes voices.json there.
-    app_settings = Settings(model_dir=writable_demo_dir, auth_enabled=False, device="cpu", admin_key=ADMIN_KEY,
-                            default_max_tokens=MAX_TOKENS, log_json=False, log_level="WARNING")
+    app_settings = Settings(
+        model_dir=writable_demo_dir,
+        auth_enabled=False,
+        device="cpu",
+        admin_key=ADMIN_KEY,
+        default_max_tokens=MAX_TOKENS,
+        log_json=False,
+        log_level="WARNING",
+    )
     app = create_app(app_settings)
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app)  # starts the app's lifespan: the model loads
+    schema = schemathesis.openapi.from_asgi(
+        "/openapi.json", app
+    )  # starts the app's lifespan: the model loads
     deadline = time.monotonic() + 180
     while not app.state.services.runtime.ready:
         assert app.state.services.runtime.state.value != "failed", app.state.services.runtime.error

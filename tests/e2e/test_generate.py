@@ -32,8 +32,16 @@ LONG_TEXT = (
     "evening comes, families gather for dinner and share stories about their day. Finally the lights go out and "
     "the whole village sleeps quietly."
 )
-COMMON_HEADERS = ("x-request-id", "x-model-version", "x-format", "x-sample-rate", "x-stream", "x-text-chunked",
-                  "x-chunking-enabled", "x-sr-applied")
+COMMON_HEADERS = (
+    "x-request-id",
+    "x-model-version",
+    "x-format",
+    "x-sample-rate",
+    "x-stream",
+    "x-text-chunked",
+    "x-chunking-enabled",
+    "x-sr-applied",
+)
 COMPLETE_HEADERS = ("x-audio-bytes", "x-audio-seconds", "x-ttfb-ms", "x-rtf")
 FORMATS = ("wav", "pcm", "mp3", "opus", "flac", "aac", "mulaw")
 # Codec framing (mp3 frames, AAC priming, Opus pre-skip) may add a little audio; never remove any.
@@ -47,13 +55,28 @@ class CurlResult:
     body: bytes
 
 
-def curl_post(server: RunningServer, body: dict, tmp_path: Path, path: str = "/v1/tts/generate") -> CurlResult:
+def curl_post(
+    server: RunningServer, body: dict, tmp_path: Path, path: str = "/v1/tts/generate"
+) -> CurlResult:
     """`curl -N` (no output buffering), the way a user streams audio from a shell."""
     head, out = tmp_path / "headers.txt", tmp_path / "body.bin"
     subprocess.run(
-        ["curl", "-sS", "-N", "-D", str(head), "-o", str(out), "-H", "Content-Type: application/json",
-         "--data-binary", json.dumps(body), f"{server.base_url}{path}"],
-        check=True, timeout=180,
+        [
+            "curl",
+            "-sS",
+            "-N",
+            "-D",
+            str(head),
+            "-o",
+            str(out),
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            json.dumps(body),
+            f"{server.base_url}{path}",
+        ],
+        check=True,
+        timeout=180,
     )
     lines = head.read_text(errors="replace").splitlines()
     status = int(lines[0].split()[1])
@@ -70,8 +93,10 @@ def decode_audio(data: bytes, fmt: str, declared_rate: int) -> tuple[int, int]:
     rate. Opus always decodes at 48 kHz; its OpusHead records the input rate, which must be the declared one."""
     options: dict = {}
     if fmt in ("pcm", "mulaw"):
-        options = {"format": "s16le" if fmt == "pcm" else "mulaw",
-                   "options": {"sample_rate": str(declared_rate), "ch_layout": "mono"}}
+        options = {
+            "format": "s16le" if fmt == "pcm" else "mulaw",
+            "options": {"sample_rate": str(declared_rate), "ch_layout": "mono"},
+        }
     samples, rates = 0, set()
     with av.open(io.BytesIO(data), **options) as container:
         for frame in container.decode(audio=0):
@@ -117,8 +142,10 @@ def test_a_seeded_stream_is_reproducible_at_the_default_latency(server: RunningS
     """`balanced` (the default) decodes the first second with a short look-ahead: the stream then differs from the
     complete file there, but the same seed still gives the same bytes, and the same length as the complete file."""
     body = {"text": SHORT_TEXT, "format": "pcm", "max_tokens": 60, "seed": 5}
-    first, second = (httpx.post(f"{server.base_url}/v1/tts/generate", json={**body, "stream": True}, timeout=60)
-                     for _ in range(2))
+    first, second = (
+        httpx.post(f"{server.base_url}/v1/tts/generate", json={**body, "stream": True}, timeout=60)
+        for _ in range(2)
+    )
     complete = httpx.post(f"{server.base_url}/v1/tts/generate", json=body, timeout=60)
     assert first.status_code == second.status_code == complete.status_code == 200
     assert first.content == second.content and len(first.content) == len(complete.content)
@@ -133,7 +160,13 @@ def test_curl_streamed_wav_equals_the_complete_file(server: RunningServer, tmp_p
     # Streamed: one 44-byte header with unknown sizes, then raw PCM.
     assert wav_sizes(streamed.body) == (UNKNOWN_SIZE, UNKNOWN_SIZE)
     assert streamed.body[12:16] == b"fmt " and struct.unpack_from("<HHIIHH", streamed.body, 20) == (
-        1, 1, 16000, 32000, 2, 16)
+        1,
+        1,
+        16000,
+        32000,
+        2,
+        16,
+    )
     assert streamed.headers["content-type"] == "audio/wav"
     assert "chunked" in streamed.headers.get("transfer-encoding", "")
     assert_contract_headers(streamed.headers, stream=True)
@@ -162,8 +195,12 @@ def test_curl_streamed_wav_equals_the_complete_file(server: RunningServer, tmp_p
 
 
 def test_request_id_is_echoed(server: RunningServer) -> None:
-    response = httpx.post(f"{server.base_url}/v1/tts/generate", timeout=60,
-                          json={"text": "Hi.", "max_tokens": 5}, headers={"X-Request-ID": "e2e-req-123"})
+    response = httpx.post(
+        f"{server.base_url}/v1/tts/generate",
+        timeout=60,
+        json={"text": "Hi.", "max_tokens": 5},
+        headers={"X-Request-ID": "e2e-req-123"},
+    )
     assert response.status_code == 200
     assert response.headers["x-request-id"] == "e2e-req-123"
 
@@ -229,7 +266,9 @@ def test_output_rates(server: RunningServer, extra: dict, rate: int, sr_applied:
     fmt = extra.get("format", "wav")
     body = {"text": SHORT_TEXT, "max_tokens": 25, "seed": 4, **extra}
     for stream in (False, True):
-        response = httpx.post(f"{server.base_url}/v1/tts/generate", json={**body, "stream": stream}, timeout=60)
+        response = httpx.post(
+            f"{server.base_url}/v1/tts/generate", json={**body, "stream": stream}, timeout=60
+        )
         assert response.status_code == 200, response.text[:300]
         assert_contract_headers(response.headers, stream=stream)
         assert response.headers["x-sample-rate"] == str(rate)

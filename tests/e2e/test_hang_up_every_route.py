@@ -37,26 +37,49 @@ from tests.e2e.conftest import in_process_server
 pytestmark = pytest.mark.e2e
 
 DEADLINE_MS = 300.0
-TEXT = ("The quick brown fox jumps over the lazy dog near the river bank, and every morning the baker opens his "
-        "shop at six to sell fresh bread to the villagers who walk past on their way to the fields.")
+TEXT = (
+    "The quick brown fox jumps over the lazy dog near the river bank, and every morning the baker opens his "
+    "shop at six to sell fresh bread to the villagers who walk past on their way to the fields."
+)
 VOICE = {"mode": "id", "id": "default"}
 
 # Every streamed HTTP route: (id, path, body).
 ROUTES = [
     ("native-wav", "/v1/tts/generate", {"text": TEXT, "stream": True, "format": "wav", "seed": 1}),
     ("native-pcm", "/v1/tts/generate", {"text": TEXT, "stream": True, "format": "pcm", "seed": 1}),
-    ("native-timestamps", "/v1/tts/generate", {"text": TEXT, "stream": True, "timestamps": "word", "seed": 1}),
+    (
+        "native-timestamps",
+        "/v1/tts/generate",
+        {"text": TEXT, "stream": True, "timestamps": "word", "seed": 1},
+    ),
     ("openai-bytes", "/v1/audio/speech", {"input": TEXT, "voice": "alloy", "response_format": "pcm"}),
     ("openai-sse", "/v1/audio/speech", {"input": TEXT, "voice": "alloy", "stream_format": "sse"}),
-    ("openai-sse-timestamps", "/v1/audio/speech",
-     {"input": TEXT, "voice": "alloy", "stream_format": "sse", "timestamps": "word"}),
+    (
+        "openai-sse-timestamps",
+        "/v1/audio/speech",
+        {"input": TEXT, "voice": "alloy", "stream_format": "sse", "timestamps": "word"},
+    ),
     ("elevenlabs-stream", "/v1/text-to-speech/default/stream?output_format=pcm_16000", {"text": TEXT}),
-    ("elevenlabs-stream-timestamps", "/v1/text-to-speech/default/stream/with-timestamps?output_format=pcm_16000",
-     {"text": TEXT}),
-    ("cartesia-bytes", "/tts/bytes", {"transcript": TEXT, "voice": VOICE, "output_format": {"container": "wav"}}),
-    ("cartesia-sse", "/tts/sse", {"transcript": TEXT, "voice": VOICE, "add_timestamps": True,
-                                  "output_format": {"container": "raw", "encoding": "pcm_s16le",
-                                                    "sample_rate": 16000}}),
+    (
+        "elevenlabs-stream-timestamps",
+        "/v1/text-to-speech/default/stream/with-timestamps?output_format=pcm_16000",
+        {"text": TEXT},
+    ),
+    (
+        "cartesia-bytes",
+        "/tts/bytes",
+        {"transcript": TEXT, "voice": VOICE, "output_format": {"container": "wav"}},
+    ),
+    (
+        "cartesia-sse",
+        "/tts/sse",
+        {
+            "transcript": TEXT,
+            "voice": VOICE,
+            "add_timestamps": True,
+            "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000},
+        },
+    ),
 ]
 
 
@@ -91,6 +114,7 @@ class Live:
 
     def busy(self) -> bool:
         """Anything of a request still alive: an engine request or a synthesis task."""
+
         async def names() -> list[str]:
             return [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith(("synth-", "gen-"))]
 
@@ -100,9 +124,17 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live(demo_model_dir: Path) -> Iterator[Live]:
-    settings = Settings(model_dir=demo_model_dir, warmup=True, auth_enabled=False, device="cpu", sr_enabled=False,
-                        log_json=False, log_level="WARNING", stream_first_chunk_tokens=400,
-                        default_latency="exact")
+    settings = Settings(
+        model_dir=demo_model_dir,
+        warmup=True,
+        auth_enabled=False,
+        device="cpu",
+        sr_enabled=False,
+        log_json=False,
+        log_level="WARNING",
+        stream_first_chunk_tokens=400,
+        default_latency="exact",
+    )
     app = create_app(settings)
     ends = EndLines()
     accounting = logging.getLogger("services.usage.accounting")
@@ -120,8 +152,10 @@ def live(demo_model_dir: Path) -> Iterator[Live]:
 def _send(live: Live, path: str, body: dict) -> socket.socket:
     payload = json.dumps(body).encode()
     sock = socket.create_connection(("127.0.0.1", live.port), timeout=60)
-    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\n\r\n")
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    )
     sock.sendall(head.encode() + payload)
     return sock
 
@@ -198,7 +232,9 @@ def test_hang_up_before_the_first_byte(live: Live, path: str, body: dict, record
     try:
         _wait_until_generating(live)
         readable, _, _ = select.select([sock], [], [], 0)
-        assert not readable, "the answer began before the hang-up: the first audio came too fast for this case"
+        assert not readable, (
+            "the answer began before the hang-up: the first audio came too fast for this case"
+        )
     finally:
         sock.close()
     _check_hung_up(live, f"before-first-byte {path}", record_property)

@@ -42,8 +42,11 @@ def active_streams(server: RunningServer) -> float:
     ids=["aaaa", "digits", "url", "nested-control-tokens"],
 )
 def test_hostile_texts_never_get_a_5xx(hostile_server: RunningServer, text: str, accepted: set[int]) -> None:
-    response = httpx.post(f"{hostile_server.base_url}/v1/tts/generate",
-                          json={"text": text, "max_tokens": 4, "stream": False}, timeout=300)
+    response = httpx.post(
+        f"{hostile_server.base_url}/v1/tts/generate",
+        json={"text": text, "max_tokens": 4, "stream": False},
+        timeout=300,
+    )
     assert response.status_code in accepted, response.text[:300]
     if response.status_code != 200:
         assert response.json()["error"]["code"] == "TEXT_TOO_LONG"
@@ -52,8 +55,10 @@ def test_hostile_texts_never_get_a_5xx(hostile_server: RunningServer, text: str,
 def test_a_slow_body_gets_408_and_frees_the_connection(hostile_server: RunningServer) -> None:
     host, port = hostile_server.base_url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(b"POST /v1/tts/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 100\r\n\r\n{\"text\": ")
+        sock.sendall(
+            b"POST /v1/tts/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"text": '
+        )
         data = b""
         while chunk := sock.recv(4096):  # the server answers without waiting for the rest, then closes
             data += chunk
@@ -67,7 +72,10 @@ def test_a_connection_flood_leaves_nothing_running(hostile_server: RunningServer
 
     def hang_up() -> None:
         try:
-            with httpx.Client(timeout=30) as client, client.stream("POST", f"{base}/v1/tts/generate", json=body) as r:
+            with (
+                httpx.Client(timeout=30) as client,
+                client.stream("POST", f"{base}/v1/tts/generate", json=body) as r,
+            ):
                 next(r.iter_raw())  # first audio, then leave
         except httpx.HTTPError:
             pass
@@ -81,16 +89,28 @@ def test_a_connection_flood_leaves_nothing_running(hostile_server: RunningServer
     while active_streams(hostile_server) > 0 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert active_streams(hostile_server) == 0
-    assert httpx.post(f"{base}/v1/tts/generate", json={"text": "Still serving.", "max_tokens": 5},
-                      timeout=60).status_code == 200
+    assert (
+        httpx.post(
+            f"{base}/v1/tts/generate", json={"text": "Still serving.", "max_tokens": 5}, timeout=60
+        ).status_code
+        == 200
+    )
 
 
 def test_hanging_up_during_realtime_pacing_frees_the_slot(demo_model_dir: Path, tmp_path: Path) -> None:
-    env = {"TTS_REALTIME_PACING": "true", "TTS_AUTH_ENABLED": "true", "TTS_API_KEYS": "pace-key",
-           "TTS_MAX_CONCURRENT_STREAMS": "1", "TTS_SR_ENABLED": "false"}
+    env = {
+        "TTS_REALTIME_PACING": "true",
+        "TTS_AUTH_ENABLED": "true",
+        "TTS_API_KEYS": "pace-key",
+        "TTS_MAX_CONCURRENT_STREAMS": "1",
+        "TTS_SR_ENABLED": "false",
+    }
     server = start_server(demo_model_dir, tmp_path / "server.log", env)
     headers = {"Authorization": "Bearer pace-key"}
-    body = {"text": "Paced speech keeps running ahead of playback by about one second only. " * 3, "stream": True}
+    body = {
+        "text": "Paced speech keeps running ahead of playback by about one second only. " * 3,
+        "stream": True,
+    }
     try:
         with httpx.Client(timeout=60) as client:
             with client.stream("POST", f"{server.base_url}/v1/tts/generate", json=body, headers=headers) as r:
@@ -101,8 +121,12 @@ def test_hanging_up_during_realtime_pacing_frees_the_slot(demo_model_dir: Path, 
                     received += len(next(pieces))
         deadline = time.monotonic() + 10
         while True:
-            again = httpx.post(f"{server.base_url}/v1/tts/generate", json={"text": "Next.", "max_tokens": 5},
-                               headers=headers, timeout=60)
+            again = httpx.post(
+                f"{server.base_url}/v1/tts/generate",
+                json={"text": "Next.", "max_tokens": 5},
+                headers=headers,
+                timeout=60,
+            )
             if again.status_code == 200:
                 break
             assert again.json()["error"]["code"] == "TOO_MANY_CONCURRENT_REQUESTS"

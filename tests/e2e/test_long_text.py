@@ -24,11 +24,15 @@ MAX_TOKENS = 30
 CROSSFADE_SAMPLES = 800  # 50 ms at 16 kHz
 
 
-
 def _expected_chunks(text: str) -> int:
     settings = Settings()
-    plan = plan_text(text, normalize=True, chunking=True, threshold=settings.text.chunking_threshold_chars,
-                     target=settings.text.chunk_target_chars)
+    plan = plan_text(
+        text,
+        normalize=True,
+        chunking=True,
+        threshold=settings.text.chunking_threshold_chars,
+        target=settings.text.chunk_target_chars,
+    )
     return len(plan.chunks)
 
 
@@ -40,8 +44,9 @@ def _generate(server: RunningServer, body: dict) -> httpx.Response:
 
 def _stream(server: RunningServer, body: dict) -> tuple[httpx.Headers, bytes, int]:
     pieces: list[bytes] = []
-    with httpx.stream("POST", f"{server.base_url}/v1/tts/generate", json={**body, "stream": True},
-                      timeout=180) as response:
+    with httpx.stream(
+        "POST", f"{server.base_url}/v1/tts/generate", json={**body, "stream": True}, timeout=180
+    ) as response:
         assert response.status_code == 200
         for piece in response.iter_raw():
             if piece:
@@ -76,7 +81,13 @@ def test_long_text_streams_as_one_crossfaded_stream(server: RunningServer, text:
 
 
 def test_chunking_disabled_speaks_the_text_in_one_piece(server: RunningServer) -> None:
-    body = {"text": LONG_ENGLISH[:460], "format": "pcm", "max_tokens": MAX_TOKENS, "seed": 3, "chunking": False}
+    body = {
+        "text": LONG_ENGLISH[:460],
+        "format": "pcm",
+        "max_tokens": MAX_TOKENS,
+        "seed": 3,
+        "chunking": False,
+    }
     headers, streamed, _ = _stream(server, body)
     assert headers["x-text-chunked"] == "false"
     assert headers["x-chunking-enabled"] == "false"

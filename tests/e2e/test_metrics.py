@@ -283,11 +283,13 @@ def test_a_lossy_stage_shows_in_debug_stats_until_reset(
                 return frames[1:]
             return frames
 
-        def push_joined(self, samples: np.ndarray) -> np.ndarray:  # pcm, wav, mulaw: the whole frames in one block
+        def push_joined(
+            self, samples: np.ndarray
+        ) -> np.ndarray:  # pcm, wav, mulaw: the whole frames in one block
             block = super().push_joined(samples)
             if len(block) and not self.dropped:
                 self.dropped = True
-                return block[self.frame_samples:]
+                return block[self.frame_samples :]
             return block
 
     body = {"text": "The river ran quietly past the mill.", "speaker": "default", "seed": 2, "format": "pcm"}
@@ -322,8 +324,13 @@ def test_a_lossy_stage_shows_in_debug_stats_until_reset(
 def test_streamed_requests_feed_the_cadence_section(client: httpx.Client) -> None:
     """Debug stats show each stream's send cadence: chunks, audio seconds, intervals and modelled underruns."""
     assert admin(client, "POST", "/v1/tts/debug/reset") == {"reset": True}
-    body = {"text": "A steady stream of words arrives here.", "speaker": "default", "seed": 4, "format": "pcm",
-            "stream": True}
+    body = {
+        "text": "A steady stream of words arrives here.",
+        "speaker": "default",
+        "seed": 4,
+        "format": "pcm",
+        "stream": True,
+    }
     with client.stream("POST", "/v1/tts/generate", json=body) as response:
         received = sum(len(piece) for piece in response.iter_bytes())
     wait_for(lambda: admin(client, "GET", "/v1/tts/debug/stats")["requests"]["completed"] == 1)
@@ -337,13 +344,19 @@ def test_a_streamed_request_shows_in_the_codec_schedulers_route_and_families(cli
     """The real scheduler (demo checkpoint, CPU): one streamed request moves its calls, rows and first-window waits,
     and the admin route reports it; with nothing pending, no window waits."""
     before = scrape(client)
-    body = {"text": "The codec scheduler runs these windows.", "speaker": "default", "seed": 5, "format": "pcm",
-            "stream": True}
+    body = {
+        "text": "The codec scheduler runs these windows.",
+        "speaker": "default",
+        "seed": 5,
+        "format": "pcm",
+        "stream": True,
+    }
     with client.stream("POST", "/v1/tts/generate", json=body) as response:
         assert response.status_code == 200 and sum(len(piece) for piece in response.iter_bytes()) > 0
     after = scrape(client)
-    assert (after.total("veena3_tts_codec_scheduler_calls_total")
-            > before.total("veena3_tts_codec_scheduler_calls_total"))
+    assert after.total("veena3_tts_codec_scheduler_calls_total") > before.total(
+        "veena3_tts_codec_scheduler_calls_total"
+    )
     first = ("veena3_tts_codec_scheduler_window_wait_seconds_count", {"kind": "decode", "phase": "first"})
     assert after.get(first[0], **first[1]) > before.get(first[0], **first[1])
     assert after.get("veena3_tts_codec_scheduler_busy_ratio") >= 0
@@ -352,4 +365,10 @@ def test_a_streamed_request_shows_in_the_codec_schedulers_route_and_families(cli
     view = admin(client, "GET", "/v1/tts/debug/scheduler")
     assert view["stats"]["calls"] >= 1 and view["stats"]["rows_by_kind"]["decode"] >= 1
     assert view["waiting"] == [] and view["load"]["pending_windows"] == 0
-    assert set(view["load"]) >= {"busy_ratio", "recent_misses", "min_slack_s", "open_streams", "calls_in_flight"}
+    assert set(view["load"]) >= {
+        "busy_ratio",
+        "recent_misses",
+        "min_slack_s",
+        "open_streams",
+        "calls_in_flight",
+    }

@@ -29,8 +29,12 @@ LONG_TEXT = ("Hello! This is the playground streaming speech while it is being g
 
 @pytest.fixture(scope="module")
 def server(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    env = {"TTS_AUTH_ENABLED": "true", "TTS_API_KEYS": KEY, "TTS_SR_ENABLED": "false",
-           "TTS_VOICE_DIR": str(tmp_path_factory.mktemp("playground-voices"))}
+    env = {
+        "TTS_AUTH_ENABLED": "true",
+        "TTS_API_KEYS": KEY,
+        "TTS_SR_ENABLED": "false",
+        "TTS_VOICE_DIR": str(tmp_path_factory.mktemp("playground-voices")),
+    }
     running = start_server(demo_model_dir, tmp_path_factory.mktemp("playground") / "server.log", env)
     try:
         yield running
@@ -46,9 +50,16 @@ def browser() -> Iterator[object]:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     # A fake microphone (a beeping tone) that needs no permission prompt: the page's MediaRecorder really records.
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--autoplay-policy=no-user-gesture-required", "--window-size=1100,1400",
-                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--autoplay-policy=no-user-gesture-required",
+        "--window-size=1100,1400",
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+    ):
         options.add_argument(flag)
     # The driver path is given: selenium-manager never downloads anything.
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
@@ -129,7 +140,8 @@ def test_the_highlighted_word_follows_the_audio(server: RunningServer, browser) 
     assert len(set(indices)) >= 3 and indices == sorted(indices)  # it moved on, word by word, in order
     assert all(0 <= t <= stats["audioSeconds"] for _, t in heard)  # while the audio was playing
     assert [el.text for el in driver.find_elements(By.CSS_SELECTOR, "#words span")] == text.get_attribute(
-        "value").split()
+        "value"
+    ).split()
 
 
 def test_the_page_records_a_clip_and_clones_a_voice_from_it(server: RunningServer, browser) -> None:
@@ -154,7 +166,9 @@ def test_the_page_records_a_clip_and_clones_a_voice_from_it(server: RunningServe
     voice_id = select.get_attribute("value")
     assert voice_id.startswith("voice_")
     assert select.find_element(By.CSS_SELECTOR, "option:checked").text == "Browser voice (custom)"
-    stored = httpx.get(f"{server.base_url}/v1/audio/voices/{voice_id}", headers={"Authorization": f"Bearer {KEY}"})
+    stored = httpx.get(
+        f"{server.base_url}/v1/audio/voices/{voice_id}", headers={"Authorization": f"Bearer {KEY}"}
+    )
     assert stored.status_code == 200 and stored.json()["reference_seconds"] > 2.0
 
 
@@ -164,8 +178,13 @@ def test_the_page_is_served_with_a_strict_policy_and_no_third_party_requests(ser
     policy = page.headers["content-security-policy"]
     assert "default-src 'none'" in policy and "script-src 'self'" in policy and "connect-src 'self'" in policy
     assert "'unsafe-inline'" not in policy
-    for path in ("/playground", "/playground/playground.js", "/playground/keep_voice.js", "/playground/playground.css",
-                 "/playground/words.js"):
+    for path in (
+        "/playground",
+        "/playground/playground.js",
+        "/playground/keep_voice.js",
+        "/playground/playground.css",
+        "/playground/words.js",
+    ):
         body = httpx.get(f"{server.base_url}{path}", timeout=10).text
         assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", body), path
     assert "<script>" not in page.text and not re.search(r"\son[a-z]+\s*=", page.text)  # no inline code
@@ -197,7 +216,9 @@ def test_the_page_keeps_the_voice_of_a_synthesis(server: RunningServer, browser)
     key.send_keys(KEY, Keys.TAB)
     WebDriverWait(driver, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#voice option")) > 0)
     assert not driver.find_element(By.ID, "keep-panel").is_displayed()  # nothing to keep yet
-    Select(driver.find_element(By.ID, "voice")).select_by_value("default")  # a style voice: the model invents one
+    Select(driver.find_element(By.ID, "voice")).select_by_value(
+        "default"
+    )  # a style voice: the model invents one
     text = driver.find_element(By.ID, "text")
     text.clear()
     text.send_keys("Keep the voice that says this.")
@@ -210,11 +231,19 @@ def test_the_page_keeps_the_voice_of_a_synthesis(server: RunningServer, browser)
     name.send_keys("Liked one")
     driver.find_element(By.ID, "keep").click()
     status = driver.find_element(By.ID, "keep-status")
-    WebDriverWait(driver, 30).until(lambda d: status.text and "…" not in status.text)  # past "Keeping the voice…"
+    WebDriverWait(driver, 30).until(
+        lambda d: status.text and "…" not in status.text
+    )  # past "Keeping the voice…"
     assert status.text.startswith("Kept as voice_"), status.text
     select = driver.find_element(By.ID, "voice")
     voice_id = select.get_attribute("value")
     assert select.find_element(By.CSS_SELECTOR, "option:checked").text == "Liked one (custom)"
-    kept = httpx.get(f"{server.base_url}/v1/audio/voices/{voice_id}", headers={"Authorization": f"Bearer {KEY}"})
-    assert kept.status_code == 200 and len(kept.json()["global_tokens"]) == 32 and kept.json()["name"] == "Liked one"
+    kept = httpx.get(
+        f"{server.base_url}/v1/audio/voices/{voice_id}", headers={"Authorization": f"Bearer {KEY}"}
+    )
+    assert (
+        kept.status_code == 200
+        and len(kept.json()["global_tokens"]) == 32
+        and kept.json()["name"] == "Liked one"
+    )
     assert "semantic_tokens" not in kept.json()  # the voice only, no recording

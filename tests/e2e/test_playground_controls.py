@@ -106,7 +106,10 @@ def test_stop_and_play_again_work_while_audio_is_still_playing(server: RunningSe
     assert status(driver) == f"Done: {final['streamSamples'] / 16000:.2f} s of audio."
 
 
-def test_the_waveform_shows_the_whole_utterance_and_clears_on_a_new_request(server: RunningServer, browser) -> None:  # noqa: F811
+def test_the_waveform_shows_the_whole_utterance_and_clears_on_a_new_request(
+    server: RunningServer,  # noqa: F811 - the imported fixture
+    browser,  # noqa: F811
+) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -133,11 +136,19 @@ def test_voice_names_a_custom_voice_deleted_and_the_clone_limits(server: Running
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    made = httpx.post(f"{server.base_url}/v1/tts/generate", headers=AUTH, timeout=120,
-                      json={"text": "A voice to delete.", "format": "wav", "stream": False})
+    made = httpx.post(
+        f"{server.base_url}/v1/tts/generate",
+        headers=AUTH,
+        timeout=120,
+        json={"text": "A voice to delete.", "format": "wav", "stream": False},
+    )
     assert made.status_code == 200
-    voice = httpx.post(f"{server.base_url}/v1/audio/voices", headers=AUTH, timeout=60,
-                       json={"from_request_id": made.headers["X-Server-Request-ID"], "name": "Short-lived"}).json()
+    voice = httpx.post(
+        f"{server.base_url}/v1/audio/voices",
+        headers=AUTH,
+        timeout=60,
+        json={"from_request_id": made.headers["X-Server-Request-ID"], "name": "Short-lived"},
+    ).json()
     driver = browser
     open_page(driver, server.base_url)
     select = Select(driver.find_element(By.ID, "voice"))
@@ -154,7 +165,10 @@ def test_voice_names_a_custom_voice_deleted_and_the_clone_limits(server: Running
     WebDriverWait(driver, 30).until(lambda d: note.text.startswith("Deleted"))
     assert note.text == "Deleted Short-lived (custom)."
     assert "Short-lived (custom)" not in [o.text for o in Select(driver.find_element(By.ID, "voice")).options]
-    assert httpx.get(f"{server.base_url}/v1/audio/voices/{voice['id']}", headers=AUTH, timeout=10).status_code == 404
+    assert (
+        httpx.get(f"{server.base_url}/v1/audio/voices/{voice['id']}", headers=AUTH, timeout=10).status_code
+        == 404
+    )
 
     hint = driver.find_element(By.ID, "clone-note").text
     assert f"{MIN_REFERENCE_SECONDS:g}–{MAX_REFERENCE_SECONDS:g} s" in hint, hint
@@ -186,11 +200,15 @@ def test_missing_key_errors_speak_to_the_page(server: RunningServer, browser, tm
     assert driver.find_element(By.ID, "clone").is_enabled()  # the button is back for the next try
 
     driver.find_element(By.ID, "api-key").send_keys("not-the-key\t")
-    WebDriverWait(driver, 30).until(lambda d: "enter a valid API key above" in d.find_element(By.ID, "voice-status").text)
+    WebDriverWait(driver, 30).until(
+        lambda d: "enter a valid API key above" in d.find_element(By.ID, "voice-status").text
+    )
 
 
 def test_a_server_killed_mid_stream_is_reported_and_the_received_audio_downloads(
-    demo_model_dir: Path, tmp_path: Path, browser  # noqa: F811
+    demo_model_dir: Path,
+    tmp_path: Path,
+    browser,  # noqa: F811
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -207,7 +225,9 @@ def test_a_server_killed_mid_stream_is_reported_and_the_received_audio_downloads
         doomed.process.wait(timeout=30)
         WebDriverWait(driver, 60).until(lambda d: page_stats(d)["outcome"] == "failed")
         stats = page_stats(driver)
-        assert not stats["error"].startswith("Speech failed"), stats  # it was mid-stream, not a refused request
+        assert not stats["error"].startswith("Speech failed"), (
+            stats
+        )  # it was mid-stream, not a refused request
         assert "The connection to the server was lost mid-stream" in stats["error"]
         received = stats["streamSamples"]
         assert f"The {received / 16000:.2f} s of audio received so far can be downloaded." in stats["error"]
@@ -216,7 +236,9 @@ def test_a_server_killed_mid_stream_is_reported_and_the_received_audio_downloads
 
         downloads = tmp_path / "downloads"
         downloads.mkdir()
-        driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+        driver.execute_cdp_cmd(
+            "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+        )
         assert driver.find_element(By.ID, "download").is_enabled()
         driver.find_element(By.ID, "download").click()
         target = downloads / "spark-tts.wav"
@@ -229,8 +251,9 @@ def test_a_server_killed_mid_stream_is_reported_and_the_received_audio_downloads
 
         driver.find_element(By.ID, "play").click()  # the server is gone: a network failure before any answer
         WebDriverWait(driver, 60).until(lambda d: page_stats(d)["outcome"] == "failed")
-        assert status(driver) == ("Speech failed: could not reach the server "
-                                  "(the network is down or the server is not running).")
+        assert status(driver) == (
+            "Speech failed: could not reach the server (the network is down or the server is not running)."
+        )
     finally:
         if doomed.process.poll() is None:
             stop_server(doomed)

@@ -41,8 +41,10 @@ def readme_examples() -> list[tuple[str, str, str]]:
         text = page.read_text(encoding="utf-8")
         for match in re.finditer(r"^( *)```(\w*)\n(.*?)^\1```", text, re.S | re.M):
             indent, language, body = match.groups()
-            if language in ("bash", "python") and ("localhost:8000" in body or "python -m core.clone" in body):
-                code = "\n".join(line[len(indent):] for line in body.splitlines())
+            if language in ("bash", "python") and (
+                "localhost:8000" in body or "python -m core.clone" in body
+            ):
+                code = "\n".join(line[len(indent) :] for line in body.splitlines())
                 where = f"{page.relative_to(PROJECT_ROOT)} line {text[: match.start()].count(chr(10)) + 1}"
                 out.append((where, language, code))
     return out
@@ -65,8 +67,14 @@ def workdir(tmp_path: Path, demo_model_dir: Path) -> Path:
 
 def _env(workdir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
-    env.update({"HOME": str(workdir), "CURL_HOME": str(workdir), "KEY": "readme-key",
-                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"})
+    env.update(
+        {
+            "HOME": str(workdir),
+            "CURL_HOME": str(workdir),
+            "KEY": "readme-key",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        }
+    )
     return env
 
 
@@ -88,11 +96,15 @@ def no_voices_left(server: RunningServer) -> Iterator[None]:
     yield
     for voice in httpx.get(f"{server.base_url}/v1/audio/voices", timeout=10).json()["voices"]:
         if voice["id"] not in before:
-            assert httpx.delete(f"{server.base_url}/v1/audio/voices/{voice['id']}", timeout=10).status_code == 204
+            assert (
+                httpx.delete(f"{server.base_url}/v1/audio/voices/{voice['id']}", timeout=10).status_code
+                == 204
+            )
 
 
-def test_every_readme_example_runs_as_written(server: RunningServer, workdir: Path, demo_model_dir: Path,
-                                              no_voices_left: None) -> None:
+def test_every_readme_example_runs_as_written(
+    server: RunningServer, workdir: Path, demo_model_dir: Path, no_voices_left: None
+) -> None:
     port = server.base_url.rsplit(":", 1)[1]
     env = _env(workdir)
     voice_id = None
@@ -100,8 +112,14 @@ def test_every_readme_example_runs_as_written(server: RunningServer, workdir: Pa
     for where, language, code in readme_examples():
         code = code.replace("localhost:8000", f"127.0.0.1:{port}")
         if language == "python":
-            result = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True,
-                                    text=True, timeout=300)
+            result = subprocess.run(
+                [sys.executable, "-c", code],
+                cwd=workdir,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             assert result.returncode == 0, f"{where}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
             ran += 1
             continue
@@ -110,9 +128,12 @@ def test_every_readme_example_runs_as_written(server: RunningServer, workdir: Pa
                 assert voice_id, f"{where}: the voice id comes from the create example before it"
                 command = command.replace(PLACEHOLDER_VOICE, voice_id)
             command = command.replace("MODEL_DIR", str(demo_model_dir))
-            result = subprocess.run(["bash", "-c", command], cwd=workdir, env=env, capture_output=True, text=True,
-                                    timeout=300)
-            assert result.returncode == 0, f"{where}: {command}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+            result = subprocess.run(
+                ["bash", "-c", command], cwd=workdir, env=env, capture_output=True, text=True, timeout=300
+            )
+            assert result.returncode == 0, (
+                f"{where}: {command}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+            )
             ran += 1
             if "-F audio_sample=@" in command:
                 voice_id = json.loads(result.stdout)["id"]
@@ -122,5 +143,9 @@ def test_every_readme_example_runs_as_written(server: RunningServer, workdir: Pa
             if written and written.group(1).endswith(".wav"):
                 assert _is_audio(workdir / written.group(1)), f"{where}: {written.group(1)} is not audio"
     assert ran >= 10
-    assert _is_audio(workdir / "hello.wav") and _is_audio(workdir / "out.wav") and _is_audio(workdir / "morning.wav")
+    assert (
+        _is_audio(workdir / "hello.wav")
+        and _is_audio(workdir / "out.wav")
+        and _is_audio(workdir / "morning.wav")
+    )
     assert json.loads((workdir / "voice.json").read_text())["id"] == voice_id

@@ -20,10 +20,24 @@ pytestmark = pytest.mark.e2e
 def _serve(env_extra: dict[str, str], log: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_") or k.startswith("TTS_TEST_")}
-    env.update({"TTS_PORT": str(port), "TTS_DEVICE": "cpu", "TTS_WARMUP": "false", "TTS_SR_ENABLED": "false",
-                "OMP_NUM_THREADS": "1", **env_extra})
-    proc = subprocess.Popen(["bash", "scripts/serve"], cwd=PROJECT_ROOT, env=env, stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    env.update(
+        {
+            "TTS_PORT": str(port),
+            "TTS_DEVICE": "cpu",
+            "TTS_WARMUP": "false",
+            "TTS_SR_ENABLED": "false",
+            "OMP_NUM_THREADS": "1",
+            **env_extra,
+        }
+    )
+    proc = subprocess.Popen(
+        ["bash", "scripts/serve"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
@@ -52,7 +66,9 @@ def test_demo_model_without_keys_is_open_on_loopback_only(tmp_path: Path) -> Non
 
 
 def test_a_real_model_dir_or_a_database_key_store_keeps_auth_on(tmp_path: Path, demo_model_dir: Path) -> None:
-    proc, port = _serve({"TTS_MODEL_DIR": str(demo_model_dir), "TTS_HOST": "127.0.0.1"}, tmp_path / "serve.log")
+    proc, port = _serve(
+        {"TTS_MODEL_DIR": str(demo_model_dir), "TTS_HOST": "127.0.0.1"}, tmp_path / "serve.log"
+    )
     try:
         response = httpx.post(f"http://127.0.0.1:{port}/v1/tts/generate", json={"text": "hi"}, timeout=10)
         assert response.status_code == 401 and response.json()["error"]["code"] == "INVALID_API_KEY"
@@ -72,8 +88,10 @@ def test_websockets_decline_compression_a_client_offers(tmp_path: Path) -> None:
             return [type(e).__name__ for e in socket.protocol.extensions]
 
     for setting, expected in (("false", []), ("true", ["PerMessageDeflate"])):
-        proc, port = _serve({"TTS_DEMO_DIR": str(tmp_path / "demo"), "TTS_WS_DEFLATE": setting},
-                            tmp_path / f"serve-{setting}.log")
+        proc, port = _serve(
+            {"TTS_DEMO_DIR": str(tmp_path / "demo"), "TTS_WS_DEFLATE": setting},
+            tmp_path / f"serve-{setting}.log",
+        )
         try:
             assert asyncio.run(extensions(port)) == expected, setting
         finally:

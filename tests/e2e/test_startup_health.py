@@ -43,8 +43,12 @@ uvicorn.run("api:create_app", factory=True, host="127.0.0.1", port=int(sys.argv[
 
 def curl(url: str) -> tuple[int, dict]:
     """GET with curl; a server whose event loop is blocked gives no answer within 10 s (status 0)."""
-    done = subprocess.run(["curl", "-sS", "--max-time", "10", "-w", "\n%{http_code}", url],
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        ["curl", "-sS", "--max-time", "10", "-w", "\n%{http_code}", url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     body, _, code = done.stdout.rpartition("\n")
     return int(code or 0), (json.loads(body) if body.strip().startswith("{") else {})
 
@@ -61,13 +65,28 @@ def test_health_answers_while_the_engine_is_still_being_built(demo_model_dir: Pa
     port = free_port()
     entered, gate = tmp_path / "entered", tmp_path / "open"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_") or k.startswith("TTS_TEST_")}
-    env.update({"TTS_MODEL_DIR": str(demo_model_dir), "TTS_ENGINE": "vllm", "TTS_DEVICE": "cpu",
-                "TTS_AUTH_ENABLED": "false", "TTS_WARMUP": "false", "TTS_SR_ENABLED": "false",
-                "GATE_ENTERED": str(entered), "GATE_OPEN": str(gate), "OMP_NUM_THREADS": "1",
-                "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            "TTS_MODEL_DIR": str(demo_model_dir),
+            "TTS_ENGINE": "vllm",
+            "TTS_DEVICE": "cpu",
+            "TTS_AUTH_ENABLED": "false",
+            "TTS_WARMUP": "false",
+            "TTS_SR_ENABLED": "false",
+            "GATE_ENTERED": str(entered),
+            "GATE_OPEN": str(gate),
+            "OMP_NUM_THREADS": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     log = (tmp_path / "server.log").open("wb")
-    server = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(port)], cwd=PROJECT_ROOT, env=env,
-                              stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, str(port)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: entered.exists() or server.poll() is not None, "the engine build")

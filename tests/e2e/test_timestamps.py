@@ -38,8 +38,14 @@ def check_words(words: list[dict], text: str, duration: float) -> None:
 def test_complete_json_answer_with_words_and_characters(server: RunningServer, normalize: bool) -> None:
     import httpx
 
-    body = {"text": SHORT, "format": "pcm", "max_tokens": 60, "seed": 5, "timestamps": "character",
-            "normalize": normalize}
+    body = {
+        "text": SHORT,
+        "format": "pcm",
+        "max_tokens": 60,
+        "seed": 5,
+        "timestamps": "character",
+        "normalize": normalize,
+    }
     response = httpx.post(f"{server.base_url}/v1/tts/generate", json=body, timeout=300)
     assert response.status_code == 200, response.text
     assert response.headers["X-Chunks-Retried"] == "0" and response.headers["X-Timestamps-Status"] == "ok"
@@ -69,18 +75,37 @@ def test_captions(server: RunningServer, fmt: str) -> None:
         assert captions.startswith("1\n00:00:")
     separator = "." if fmt == "vtt" else ","
     assert f"{separator}" in captions.splitlines()[2 if fmt == "vtt" else 1]
-    cue_words = " ".join(line for line in captions.splitlines() if line and "-->" not in line
-                         and not line.isdigit() and line != "WEBVTT").split()
+    cue_words = " ".join(
+        line
+        for line in captions.splitlines()
+        if line and "-->" not in line and not line.isdigit() and line != "WEBVTT"
+    ).split()
     assert cue_words == [w for w in split_words(SHORT) if w != "[excited]"]
 
 
 @pytest.mark.parametrize("text", [SHORT, LONG_ENGLISH], ids=["short", "long"])
 def test_streamed_json_lines_send_audio_first_and_words_beside_it(server: RunningServer, text: str) -> None:
-    body = json.dumps({"text": text, "stream": True, "format": "pcm", "max_tokens": 40, "seed": 3,
-                       "timestamps": "word"})
-    done = subprocess.run(["curl", "-sS", "-N", "--fail-with-body", "-H", "Content-Type: application/json",
-                           "-D", "-", "-d", body, f"{server.base_url}/v1/tts/generate"],
-                          capture_output=True, timeout=600, check=False)
+    body = json.dumps(
+        {"text": text, "stream": True, "format": "pcm", "max_tokens": 40, "seed": 3, "timestamps": "word"}
+    )
+    done = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-N",
+            "--fail-with-body",
+            "-H",
+            "Content-Type: application/json",
+            "-D",
+            "-",
+            "-d",
+            body,
+            f"{server.base_url}/v1/tts/generate",
+        ],
+        capture_output=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     head, _, payload = done.stdout.partition(b"\r\n\r\n")
     assert b"application/x-ndjson" in head.lower()
@@ -104,7 +129,11 @@ def test_openai_sse_carries_timestamp_events(server: RunningServer) -> None:
     client = OpenAI(base_url=f"{server.base_url}/v1", api_key="unused-e2e-key", max_retries=0, timeout=300)
     events: list[dict] = []
     with client.audio.speech.with_streaming_response.create(
-        model="tts-1", voice="alloy", input=LONG_ENGLISH, response_format="pcm", stream_format="sse",
+        model="tts-1",
+        voice="alloy",
+        input=LONG_ENGLISH,
+        response_format="pcm",
+        stream_format="sse",
         extra_body={"timestamps": "word"},
     ) as response:
         for line in response.iter_lines():
@@ -133,8 +162,18 @@ def test_websocket_sends_audio_first_and_timestamps_beside_it(server: RunningSer
         received: list[tuple[int, dict]] = []
         sent = 0
         async with connect(url, max_size=None) as ws:
-            await ws.send(json.dumps({"type": "start", "format": "pcm", "max_tokens": 40, "seed": 2,
-                                      "timestamps": "word", "normalize": normalize}))
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "start",
+                        "format": "pcm",
+                        "max_tokens": 40,
+                        "seed": 2,
+                        "timestamps": "word",
+                        "normalize": normalize,
+                    }
+                )
+            )
             for piece in pieces:
                 await ws.send(json.dumps({"type": "text", "text": piece}))
             await ws.send(json.dumps({"type": "end"}))
@@ -181,8 +220,11 @@ def test_a_server_with_the_ctc_method_returns_scored_words(demo_model_dir, tmp_p
     from tests.e2e.conftest import start_server, stop_server
 
     model = build_tiny_ctc_model(tmp_path_factory.mktemp("ctc-model"))
-    running = start_server(demo_model_dir, tmp_path_factory.mktemp("ctc-server") / "server.log",
-                           {"TTS_ALIGN_METHOD": "ctc", "TTS_ALIGN_CTC_MODEL": f"en={model}"})
+    running = start_server(
+        demo_model_dir,
+        tmp_path_factory.mktemp("ctc-server") / "server.log",
+        {"TTS_ALIGN_METHOD": "ctc", "TTS_ALIGN_CTC_MODEL": f"en={model}"},
+    )
     try:
         text = "Hello, a bad code. Each dead cab!"  # letters the tiny vocabulary has
         body = {"text": text, "format": "pcm", "max_tokens": 80, "seed": 5, "timestamps": "word"}

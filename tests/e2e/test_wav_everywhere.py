@@ -20,22 +20,46 @@ TEXT = "Hello there, this is a complete file."
 
 
 def _curl(server: RunningServer, route: str, body: str, out: Path) -> dict[str, str]:
-    result = subprocess.run(["curl", "-sS", "-D", "-", "-X", "POST", f"{server.base_url}{route}", "-H",
-                             "Content-Type: application/json", "-d", body, "-o", str(out)],
-                            capture_output=True, text=True, check=True, timeout=120)
+    result = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-D",
+            "-",
+            "-X",
+            "POST",
+            f"{server.base_url}{route}",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     lines = result.stdout.splitlines()
     assert lines[0].split()[1] == "200", result.stdout
-    return {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if ":" in line)}
+    return {
+        k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if ":" in line)
+    }
 
 
-@pytest.mark.parametrize(("route", "body", "rate"), [
-    ("/v1/tts/generate", '{"text": "%s"}', 16000),
-    ("/v1/tts/generate", '{"text": "%s", "stream": false, "sample_rate": 24000}', 24000),
-    ("/v1/audio/speech", '{"input": "%s", "voice": "alloy", "response_format": "wav"}', 24000),
-    ("/v1/audio/speech", '{"input": "%s", "response_format": "wav", "stream": false, "seed": 3}', 24000),
-])
-def test_a_complete_wav_reads_at_its_true_length_in_python_wave(server: RunningServer, tmp_path: Path, route: str,
-                                                                body: str, rate: int) -> None:
+@pytest.mark.parametrize(
+    ("route", "body", "rate"),
+    [
+        ("/v1/tts/generate", '{"text": "%s"}', 16000),
+        ("/v1/tts/generate", '{"text": "%s", "stream": false, "sample_rate": 24000}', 24000),
+        ("/v1/audio/speech", '{"input": "%s", "voice": "alloy", "response_format": "wav"}', 24000),
+        ("/v1/audio/speech", '{"input": "%s", "response_format": "wav", "stream": false, "seed": 3}', 24000),
+    ],
+)
+def test_a_complete_wav_reads_at_its_true_length_in_python_wave(
+    server: RunningServer, tmp_path: Path, route: str, body: str, rate: int
+) -> None:
     out = tmp_path / "a.wav"
     headers = _curl(server, route, body % TEXT, out)
     data = out.read_bytes()
@@ -49,12 +73,16 @@ def test_a_complete_wav_reads_at_its_true_length_in_python_wave(server: RunningS
     assert float(headers["x-audio-seconds"]) == pytest.approx(seconds, abs=0.01)
 
 
-@pytest.mark.parametrize(("route", "body"), [
-    ("/v1/tts/generate", '{"text": "%s", "stream": true}'),
-    ("/v1/audio/speech", '{"input": "%s", "response_format": "wav", "stream": true}'),
-])
-def test_a_streamed_wav_says_its_sizes_are_unknown(server: RunningServer, tmp_path: Path, route: str,
-                                                  body: str) -> None:
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("/v1/tts/generate", '{"text": "%s", "stream": true}'),
+        ("/v1/audio/speech", '{"input": "%s", "response_format": "wav", "stream": true}'),
+    ],
+)
+def test_a_streamed_wav_says_its_sizes_are_unknown(
+    server: RunningServer, tmp_path: Path, route: str, body: str
+) -> None:
     out = tmp_path / "s.wav"
     headers = _curl(server, route, body % TEXT, out)
     data = out.read_bytes()
@@ -68,15 +96,35 @@ def test_the_openai_route_streams_other_formats_and_honours_sampling_fields(serv
     url = f"{server.base_url}/v1/audio/speech"
     mp3 = httpx.post(url, json={"input": TEXT}, timeout=120)
     assert mp3.status_code == 200 and mp3.headers["x-stream"] == "true"
-    seeded = [httpx.post(url, json={"input": TEXT, "response_format": "pcm", "seed": 5, "temperature": 1.2,
-                                    "top_k": 20}, timeout=120).content for _ in range(2)]
-    other = httpx.post(url, json={"input": TEXT, "response_format": "pcm", "seed": 6, "temperature": 1.2,
-                                  "top_k": 20}, timeout=120).content
+    seeded = [
+        httpx.post(
+            url,
+            json={"input": TEXT, "response_format": "pcm", "seed": 5, "temperature": 1.2, "top_k": 20},
+            timeout=120,
+        ).content
+        for _ in range(2)
+    ]
+    other = httpx.post(
+        url,
+        json={"input": TEXT, "response_format": "pcm", "seed": 6, "temperature": 1.2, "top_k": 20},
+        timeout=120,
+    ).content
     assert seeded[0] == seeded[1] and seeded[0] != other
     bad = httpx.post(url, json={"input": TEXT, "temperature": 7}, timeout=30)
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "temperature"
-    ignored = httpx.post(url, json={"input": TEXT, "response_format": "pcm", "instructions": "Speak softly.",
-                                    "some_future_field": 1, "seed": 5, "temperature": 1.2, "top_k": 20}, timeout=120)
+    ignored = httpx.post(
+        url,
+        json={
+            "input": TEXT,
+            "response_format": "pcm",
+            "instructions": "Speak softly.",
+            "some_future_field": 1,
+            "seed": 5,
+            "temperature": 1.2,
+            "top_k": 20,
+        },
+        timeout=120,
+    )
     assert ignored.status_code == 200 and ignored.content == seeded[0]  # instructions change nothing
 
 

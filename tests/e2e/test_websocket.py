@@ -87,7 +87,9 @@ def ws_server(demo_model_dir: Path) -> Iterator[InProcessServer]:
         deadline = time.monotonic() + 180
         while not (server.started and app.state.services.runtime.ready):
             if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start (runtime state {app.state.services.deployment.runtime.state})")
+                raise RuntimeError(
+                    f"server did not start (runtime state {app.state.services.deployment.runtime.state})"
+                )
             time.sleep(0.1)
         yield running
     finally:

@@ -61,8 +61,9 @@ def create_credit_key(dsn: str, owner: str, credit_balance: int = 10_000) -> tup
     async def create() -> tuple[str, str]:
         store = PostgresKeyStore(dsn)
         try:
-            raw, record = await store.create_key(owner, key_id=f"{owner}-{uuid.uuid4().hex[:12]}",
-                                                 credit_balance=credit_balance)
+            raw, record = await store.create_key(
+                owner, key_id=f"{owner}-{uuid.uuid4().hex[:12]}", credit_balance=credit_balance
+            )
         finally:
             await store.close()
         return raw, record.key_id
@@ -104,7 +105,9 @@ class PostgresControl:
         # The server of this DSN, not the default one: tests/conftest.py drops TTS_* variables (TTS_PG_PORT too), so
         # without this a test run against a private server would stop the shared one.
         env = {**os.environ, "TTS_PG_PORT": str(urlparse(self.dsn).port or 5432)}
-        subprocess.run([str(ROOT / "scripts" / script)], check=True, capture_output=True, timeout=120, env=env)
+        subprocess.run(
+            [str(ROOT / "scripts" / script)], check=True, capture_output=True, timeout=120, env=env
+        )
         return time.perf_counter() - started
 
     def stop(self) -> float:

@@ -78,15 +78,19 @@ class FaultProxy:
         self.connections += 1
         self._writers.update((client_writer, server_writer))
         try:
-            await asyncio.gather(self._pipe(client_reader, server_writer, delayed=False),
-                                 self._pipe(server_reader, client_writer, delayed=True))
+            await asyncio.gather(
+                self._pipe(client_reader, server_writer, delayed=False),
+                self._pipe(server_reader, client_writer, delayed=True),
+            )
         finally:
             for writer in (client_writer, server_writer):
                 self._writers.discard(writer)
                 with contextlib.suppress(Exception):
                     writer.transport.abort()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, delayed: bool) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, delayed: bool
+    ) -> None:
         try:
             while data := await reader.read(65536):
                 if delayed and self.delay_s > 0:

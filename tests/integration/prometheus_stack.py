@@ -20,7 +20,9 @@ from tests.e2e.conftest import free_port
 
 def binary(name: str) -> str:
     path = shutil.which(name)
-    assert path, f"{name} is not installed: scripts/test installs it (Debian packages prometheus, prometheus-pushgateway)"
+    assert path, (
+        f"{name} is not installed: scripts/test installs it (Debian packages prometheus, prometheus-pushgateway)"
+    )
     return path
 
 
@@ -72,16 +74,24 @@ def start_pushgateway(workdir: Path) -> Daemon:
 def start_prometheus(workdir: Path, scrape_configs: list[dict[str, Any]], interval_s: int = 1) -> Daemon:
     port = free_port()
     config = {
-        "global": {"scrape_interval": f"{interval_s}s", "scrape_timeout": f"{interval_s}s",
-                   "evaluation_interval": f"{interval_s}s"},
+        "global": {
+            "scrape_interval": f"{interval_s}s",
+            "scrape_timeout": f"{interval_s}s",
+            "evaluation_interval": f"{interval_s}s",
+        },
         "scrape_configs": scrape_configs,
     }
     config_path = workdir / "prometheus.yml"
     config_path.write_text(yaml.safe_dump(config))
     data = workdir / "prometheus-data"
     data.mkdir(exist_ok=True)
-    args = [binary("prometheus"), f"--config.file={config_path}", f"--storage.tsdb.path={data}",
-            f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+    args = [
+        binary("prometheus"),
+        f"--config.file={config_path}",
+        f"--storage.tsdb.path={data}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
+    ]
     return _start("prometheus", args, port, workdir / "prometheus.log")
 
 

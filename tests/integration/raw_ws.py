@@ -50,8 +50,15 @@ class RawSocket:
         reader, writer = await asyncio.open_connection(sock=sock, limit=rcvbuf or 2**16)
         path = where.path + (f"?{where.query}" if where.query else "")
         nonce = base64.b64encode(os.urandom(16)).decode()
-        lines = [f"GET {path} HTTP/1.1", f"Host: {where.netloc}", "Upgrade: websocket", "Connection: Upgrade",
-                 f"Sec-WebSocket-Key: {nonce}", "Sec-WebSocket-Version: 13", *(f"{k}: {v}" for k, v in headers.items())]
+        lines = [
+            f"GET {path} HTTP/1.1",
+            f"Host: {where.netloc}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {nonce}",
+            "Sec-WebSocket-Version: 13",
+            *(f"{k}: {v}" for k, v in headers.items()),
+        ]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=30)
         if not head.startswith(b"HTTP/1.1 101"):

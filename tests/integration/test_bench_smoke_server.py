@@ -44,8 +44,12 @@ def test_ttfa_bench_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtur
     printed = capsys.readouterr().out
     assert "| tok/s | codec | voice |" in printed and "Total wall time" in printed
     result = json.loads(out.read_text())
-    rows = {(r["codec"], r["voice"], r["variant"], r["schedule"], r["concurrency"]): r for r in result["rows"]}
-    assert len(rows) == 2 * 2 * (4 + 2)  # schedules x levels x (demo: 3 voices + fixed before; free: now, before)
+    rows = {
+        (r["codec"], r["voice"], r["variant"], r["schedule"], r["concurrency"]): r for r in result["rows"]
+    }
+    assert len(rows) == 2 * 2 * (
+        4 + 2
+    )  # schedules x levels x (demo: 3 voices + fixed before; free: now, before)
     assert all(r["failed"] == 0 and r["ttfa_p50_s"] > 0 for r in rows.values())
     # Steps before audio come from the server: a style voice first generates 39 ids (acoustic + global block).
     fixed, style = rows["demo", "fixed", "now", "balanced", 1], rows["demo", "style", "now", "balanced", 1]
@@ -55,12 +59,15 @@ def test_ttfa_bench_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert fixed["server_ttfa_p50_s"] is not None and fixed["ideal_ttfa_s"] == pytest.approx(15 / 400)
     summary = {(s["codec"], s["voice"], s["variant"], s["schedule"]): s for s in result["summary"]}
     assert summary["free", "fixed", "now", "exact"]["first_second_snr_db"] > 40
-    gc_ms = result["env"]["forced_full_gc_ms"]  # the start-up heap frozen after warm-up: a full collection is short
+    gc_ms = result["env"][
+        "forced_full_gc_ms"
+    ]  # the start-up heap frozen after warm-up: a full collection is short
     assert gc_ms["now"] < gc_ms["before"]
 
 
-def test_a_bench_server_names_the_shell_settings_it_leaves_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bench_server_names_the_shell_settings_it_leaves_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import sys
 
     from bench.harness import start_server

@@ -39,7 +39,9 @@ def replay_command(argv: list[str], venv_python: Path) -> list[str]:
             skip = False
             continue
         if arg == "--index-url":
-            skip = True  # download.pytorch.org is not reachable here; the local pip configuration serves torch
+            skip = (
+                True  # download.pytorch.org is not reachable here; the local pip configuration serves torch
+            )
             continue
         if arg == "--no-cache-dir":
             continue
@@ -51,7 +53,9 @@ def test_the_cpu_image_installs_and_serves_from_a_fresh_virtualenv(tmp_path: Pat
     steps = instructions(DOCKER / "Dockerfile.cpu")
     app_dir = tmp_path / "app"
     venv = tmp_path / "venv"
-    subprocess.run([shutil.which("python3") or sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run(
+        [shutil.which("python3") or sys.executable, "-m", "venv", str(venv)], check=True, timeout=120
+    )
     python = venv / "bin" / "python"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TTS_", "VIRTUAL_ENV", "PYTHON"))}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
@@ -74,9 +78,17 @@ def test_the_cpu_image_installs_and_serves_from_a_fresh_virtualenv(tmp_path: Pat
                     target.mkdir(parents=True, exist_ok=True)
                     shutil.copy(path, target / path.name)
         elif word == "RUN":
-            result = subprocess.run(replay_command(shlex.split(rest), python), cwd=app_dir, env=env,
-                                    capture_output=True, text=True, timeout=900)
-            assert result.returncode == 0, f"RUN {rest} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            result = subprocess.run(
+                replay_command(shlex.split(rest), python),
+                cwd=app_dir,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
+            assert result.returncode == 0, (
+                f"RUN {rest} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
         elif word == "ENV":
             env.update(env_of([(word, rest)]))
         elif word == "ENTRYPOINT":
@@ -84,8 +96,14 @@ def test_the_cpu_image_installs_and_serves_from_a_fresh_virtualenv(tmp_path: Pat
         elif word == "CMD":
             command = json.loads(rest)
     # The installed package is the image's copy, not this repository (a non-editable install into the venv).
-    where = subprocess.run([str(python), "-c", "import api, core.clone; print(api.__file__)"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, check=True).stdout.strip()
+    where = subprocess.run(
+        [str(python), "-c", "import api, core.clone; print(api.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert str(venv) in where, where
 
     port = free_port()
@@ -108,10 +126,25 @@ def test_the_cpu_image_installs_and_serves_from_a_fresh_virtualenv(tmp_path: Pat
             assert time.monotonic() < deadline, f"not ready in time:\n{log.read_text()[-3000:]}"
             time.sleep(0.5)
         out = tmp_path / "hello.wav"
-        subprocess.run(["curl", "-sS", "-N", "-f", "-X", "POST", f"{base}/v1/tts/generate", "-H",
-                        "Content-Type: application/json", "-d",
-                        json.dumps({"text": "Hello from the image.", "stream": True}), "-o", str(out)],
-                       check=True, timeout=120)
+        subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "-N",
+                "-f",
+                "-X",
+                "POST",
+                f"{base}/v1/tts/generate",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                json.dumps({"text": "Hello from the image.", "stream": True}),
+                "-o",
+                str(out),
+            ],
+            check=True,
+            timeout=120,
+        )
         audio = out.read_bytes()
         assert audio[:4] == b"RIFF" and len(audio) > 44 + 3200
         assert httpx.get(f"{base}/playground", timeout=5).status_code == 200

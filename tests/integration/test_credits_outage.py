@@ -29,11 +29,18 @@ TEXT = "Hello."  # its cost is measured, not assumed (credits count the normalis
 
 
 @pytest.fixture(scope="module")
-def credit_server(pg_dsn: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-                  ) -> Iterator[RunningServer]:
-    env = {"TTS_AUTH_ENABLED": "true", "TTS_KEY_BACKEND": "postgres", "TTS_DATABASE_URL": pg_dsn,
-           "TTS_CREDITS_ENABLED": "true", "TTS_CREDITS_OUTAGE_ALLOWANCE": str(ALLOWANCE),
-           "TTS_KEY_STALE_IF_ERROR_S": "300", "TTS_VOICE_STORE": "none"}
+def credit_server(
+    pg_dsn: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    env = {
+        "TTS_AUTH_ENABLED": "true",
+        "TTS_KEY_BACKEND": "postgres",
+        "TTS_DATABASE_URL": pg_dsn,
+        "TTS_CREDITS_ENABLED": "true",
+        "TTS_CREDITS_OUTAGE_ALLOWANCE": str(ALLOWANCE),
+        "TTS_KEY_STALE_IF_ERROR_S": "300",
+        "TTS_VOICE_STORE": "none",
+    }
     server = start_server(demo_model_dir, tmp_path_factory.mktemp("credits-outage") / "server.log", env)
     yield server
     stop_server(server)
@@ -51,12 +58,17 @@ def balance(dsn: str, key_id: str) -> int:
 
 
 def speak(server: RunningServer, key: str) -> httpx.Response:
-    return httpx.post(f"{server.base_url}/v1/tts/generate", json={"text": TEXT, "speaker": "fixed", "max_tokens": 30},
-                      headers={"Authorization": f"Bearer {key}"}, timeout=120)
+    return httpx.post(
+        f"{server.base_url}/v1/tts/generate",
+        json={"text": TEXT, "speaker": "fixed", "max_tokens": 30},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=120,
+    )
 
 
-def test_a_metered_key_is_served_within_its_outage_allowance(credit_server: RunningServer, pg_dsn: str,
-                                                            pg_control, unique: str) -> None:
+def test_a_metered_key_is_served_within_its_outage_allowance(
+    credit_server: RunningServer, pg_dsn: str, pg_control, unique: str
+) -> None:
     raw, key_id = create_credit_key(pg_dsn, f"outage-{unique}", credit_balance=1_000)
     first = speak(credit_server, raw)  # the key's record is now cached, with its balance
     assert first.status_code == 200, first.text

@@ -29,8 +29,16 @@ UNREACHABLE = "postgresql://tts:tts@127.0.0.1:9/none"  # the key store during an
 
 
 def row(request_id: str, key_id: str, *, status: str, charged: int, refund: int = 0) -> RequestRecord:
-    return RequestRecord(request_id=request_id, speaker="reet", text_length=10, status=status, key_id=key_id,
-                         credits_charged=charged, refund_credits=refund, completed_at=datetime.now(UTC))
+    return RequestRecord(
+        request_id=request_id,
+        speaker="reet",
+        text_length=10,
+        status=status,
+        key_id=key_id,
+        credits_charged=charged,
+        refund_credits=refund,
+        completed_at=datetime.now(UTC),
+    )
 
 
 async def fetch(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
@@ -48,8 +56,9 @@ async def balance(dsn: str, key_id: str) -> int:
 
 
 async def charged_rows(dsn: str, key_id: str) -> int:
-    [(value,)] = await fetch(dsn, "SELECT coalesce(sum(credits_charged), 0) FROM tts_requests WHERE key_id = $1",
-                             key_id)
+    [(value,)] = await fetch(
+        dsn, "SELECT coalesce(sum(credits_charged), 0) FROM tts_requests WHERE key_id = $1", key_id
+    )
     return value
 
 
@@ -62,10 +71,17 @@ async def test_rows_settle_their_journaled_reservations_once(pg_dsn: str, unique
         r = await ledger.reserve(key, 100, f"{unique}-1")  # completed: charged in full
         records.append(row(f"{unique}-1", key.key_id, status="completed", charged=await ledger.charge(r)))
         r = await ledger.reserve(key, 200, f"{unique}-2")  # failed (5xx): refunded by its row
-        records.append(row(f"{unique}-2", key.key_id, status="failed", charged=await ledger.charge(r, refund=True)))
-        r = await ledger.reserve(key, 300, f"{unique}-3")  # a streamed chunk cut by a guard: its share refunded
-        records.append(row(f"{unique}-3", key.key_id, status="completed",
-                           charged=await ledger.charge(r, undelivered=120)))
+        records.append(
+            row(f"{unique}-2", key.key_id, status="failed", charged=await ledger.charge(r, refund=True))
+        )
+        r = await ledger.reserve(
+            key, 300, f"{unique}-3"
+        )  # a streamed chunk cut by a guard: its share refunded
+        records.append(
+            row(
+                f"{unique}-3", key.key_id, status="completed", charged=await ledger.charge(r, undelivered=120)
+            )
+        )
         r = await ledger.reserve(key, 50, f"{unique}-4")  # never started: released live, no row
         await ledger.release(r)
         await ledger.release(r)
@@ -82,10 +98,17 @@ async def test_rows_settle_their_journaled_reservations_once(pg_dsn: str, unique
             assert late.status == "settled" and await balance(pg_dsn, key.key_id) == 720
         finally:
             await sink.close()
-        stored = await fetch(pg_dsn, "SELECT request_id, credits_charged, refund_credits FROM tts_requests "
-                             "WHERE key_id = $1 ORDER BY request_id", key.key_id)
-        assert [tuple(r) for r in stored] == [(f"{unique}-1", 100, 0), (f"{unique}-2", 0, 200),
-                                              (f"{unique}-3", 180, 120)]
+        stored = await fetch(
+            pg_dsn,
+            "SELECT request_id, credits_charged, refund_credits FROM tts_requests "
+            "WHERE key_id = $1 ORDER BY request_id",
+            key.key_id,
+        )
+        assert [tuple(r) for r in stored] == [
+            (f"{unique}-1", 100, 0),
+            (f"{unique}-2", 0, 200),
+            (f"{unique}-3", 180, 120),
+        ]
         assert await fetch(pg_dsn, "SELECT 1 FROM credit_reservations WHERE key_id = $1", key.key_id) == []
     finally:
         await store.close()
@@ -110,7 +133,9 @@ async def test_a_reservation_asked_again_under_its_id_debits_once(pg_dsn: str, u
         await store.close()
 
 
-async def test_a_row_spooled_before_the_journal_gives_back_its_refund_as_it_says(pg_dsn: str, unique: str) -> None:
+async def test_a_row_spooled_before_the_journal_gives_back_its_refund_as_it_says(
+    pg_dsn: str, unique: str
+) -> None:
     store = PostgresKeyStore(pg_dsn)
     sink = PostgresSink(pg_dsn)
     try:
@@ -123,8 +148,9 @@ async def test_a_row_spooled_before_the_journal_gives_back_its_refund_as_it_says
         await store.close()
 
 
-async def test_a_dead_process_reservation_comes_back_with_its_interrupted_row(pg_dsn: str, unique: str,
-                                                                              tmp_path: Path) -> None:
+async def test_a_dead_process_reservation_comes_back_with_its_interrupted_row(
+    pg_dsn: str, unique: str, tmp_path: Path
+) -> None:
     store = PostgresKeyStore(pg_dsn)
     try:
         _, key = await store.create_key("refunds", key_id=f"dead-{unique}", credit_balance=500)
@@ -179,9 +205,11 @@ async def test_supabase_rows_give_back_their_refunds_once(pg_dsn: str, unique: s
         for n in (100, 200, 300):
             await ledger.reserve(key, n, f"{unique}-{n}")
         assert await balance(pg_dsn, key.key_id) == 400
-        records = [row(f"{unique}-100", key.key_id, status="completed", charged=100),
-                   row(f"{unique}-200", key.key_id, status="failed", charged=0),
-                   row(f"{unique}-300", key.key_id, status="completed", charged=180)]
+        records = [
+            row(f"{unique}-100", key.key_id, status="completed", charged=100),
+            row(f"{unique}-200", key.key_id, status="failed", charged=0),
+            row(f"{unique}-300", key.key_id, status="completed", charged=180),
+        ]
         with postgrest_over(pg_dsn) as url:
             sink = SupabaseSink(client=make_supabase_client(url, "sb_secret_test-service-key"))
             await sink.write(records)
@@ -189,21 +217,31 @@ async def test_supabase_rows_give_back_their_refunds_once(pg_dsn: str, unique: s
             await sink.write(records)  # a replay: stored once, refunded once
             await sink.write(records[1:2])
         assert await balance(pg_dsn, key.key_id) == 720
-        stored = await fetch(pg_dsn, "SELECT request_id, status, credits_charged, refund_credits, created_at, "
-                             "completed_at, stream, format FROM tts_requests WHERE key_id = $1 ORDER BY request_id",
-                             key.key_id)
-        assert [(r["request_id"], r["status"], r["credits_charged"], r["refund_credits"]) for r in stored] == [
-            (f"{unique}-100", "completed", 100, 0), (f"{unique}-200", "failed", 0, 200),
-            (f"{unique}-300", "completed", 180, 120)]
+        stored = await fetch(
+            pg_dsn,
+            "SELECT request_id, status, credits_charged, refund_credits, created_at, "
+            "completed_at, stream, format FROM tts_requests WHERE key_id = $1 ORDER BY request_id",
+            key.key_id,
+        )
+        assert [
+            (r["request_id"], r["status"], r["credits_charged"], r["refund_credits"]) for r in stored
+        ] == [
+            (f"{unique}-100", "completed", 100, 0),
+            (f"{unique}-200", "failed", 0, 200),
+            (f"{unique}-300", "completed", 180, 120),
+        ]
         first = stored[0]
-        assert first["created_at"] == records[0].created_at and first["completed_at"] == records[0].completed_at
+        assert (
+            first["created_at"] == records[0].created_at and first["completed_at"] == records[0].completed_at
+        )
         assert (first["stream"], first["format"]) == (False, "wav")
     finally:
         await store.close()
 
 
-async def test_a_refusal_whose_refund_the_store_cannot_take_leaves_a_row_that_gives_it_back(pg_dsn: str,
-                                                                                            unique: str) -> None:
+async def test_a_refusal_whose_refund_the_store_cannot_take_leaves_a_row_that_gives_it_back(
+    pg_dsn: str, unique: str
+) -> None:
     """Credits reserved, the request refused before synthesis, and the key store gone before the release: the
     refusal writes a row claiming nothing, whose settlement gives the reservation back when the row is stored."""
     from services.access import Authenticator
@@ -215,8 +253,11 @@ async def test_a_refusal_whose_refund_the_store_cannot_take_leaves_a_row_that_gi
     sink = PostgresSink(pg_dsn)
     plain, key = await store.create_key("refunds", key_id=f"refused-{unique}", credit_balance=1000)
     settings = Settings(auth_enabled=True, credits_enabled=True, log_json=False)
-    access = AccessServices(settings, authenticator=Authenticator(store, ttl_s=30.0),
-                            request_logger=RequestLogger(sink, flush_s=0.05))
+    access = AccessServices(
+        settings,
+        authenticator=Authenticator(store, ttl_s=30.0),
+        request_logger=RequestLogger(sink, flush_s=0.05),
+    )
     await access.start()
     down = PostgresKeyStore(UNREACHABLE)
     try:
@@ -234,6 +275,10 @@ async def test_a_refusal_whose_refund_the_store_cannot_take_leaves_a_row_that_gi
         await sink.close()
         await store.close()
     assert await balance(pg_dsn, key.key_id) == 1000
-    rows = await fetch(pg_dsn, "SELECT request_id, client_request_id, status, error_code, credits_charged, "
-                       "refund_credits FROM tts_requests WHERE key_id = $1", key.key_id)
+    rows = await fetch(
+        pg_dsn,
+        "SELECT request_id, client_request_id, status, error_code, credits_charged, "
+        "refund_credits FROM tts_requests WHERE key_id = $1",
+        key.key_id,
+    )
     assert [tuple(r) for r in rows] == [(f"{unique}-refused", "client-7", "failed", "NOT_STARTED", 0, 50)]

@@ -61,9 +61,11 @@ class Sent:
 
 def send(server: RunningServer, sent: Sent, *, streams: int = 0, pcm: int = 0, fails: int = 0) -> None:
     with httpx.Client(base_url=server.base_url, timeout=120) as client:
-        for body, count, key in ((OK | {"stream": True}, streams, ("true", "wav")),
-                                 (OK | {"format": "pcm"}, pcm, ("false", "pcm")),
-                                 (FAILING, fails, ("false", "wav"))):
+        for body, count, key in (
+            (OK | {"stream": True}, streams, ("true", "wav")),
+            (OK | {"format": "pcm"}, pcm, ("false", "pcm")),
+            (FAILING, fails, ("false", "wav")),
+        ):
             for _ in range(count):
                 response = client.post("/v1/tts/generate", json=body)
                 if body is FAILING:
@@ -89,8 +91,11 @@ def pushgateway_job(gateway: Daemon) -> dict:
     config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     job = next(j for j in config["scrape_configs"] if j["job_name"] == "pushgateway")
     assert job["honor_labels"] is True
-    return job | {"scrape_interval": "1s", "scrape_timeout": "1s",
-                  "static_configs": [{"targets": [gateway.url.removeprefix("http://")]}]}
+    return job | {
+        "scrape_interval": "1s",
+        "scrape_timeout": "1s",
+        "static_configs": [{"targets": [gateway.url.removeprefix("http://")]}],
+    }
 
 
 def groups(gateway: Daemon) -> set[str]:
@@ -112,16 +117,22 @@ def fleet(demo_model_dir: Path, tmp_path: Path) -> Iterator[Fleet]:
     prometheus: Daemon | None = None
     try:
         for instance in INSTANCES:
-            servers[instance] = start_server(demo_model_dir, tmp_path / f"{instance}.log", {
-                "TTS_METRICS_PUSH_URL": gateway.url,
-                "TTS_METRICS_PUSH_INTERVAL_S": "0.5",
-                "TTS_METRICS_PUSH_LINGER_S": "3",  # three scrapes of the gateway see the final push
-                "MODAL_TASK_ID": instance,
-                "TTS_MAX_MODEL_LEN": "256",
-                "TTS_REQUEST_LOG_SPOOL_DIR": "",
-            })
-        direct = {"job_name": DIRECT, "static_configs": [
-            {"targets": [s.base_url.removeprefix("http://") for s in servers.values()]}]}
+            servers[instance] = start_server(
+                demo_model_dir,
+                tmp_path / f"{instance}.log",
+                {
+                    "TTS_METRICS_PUSH_URL": gateway.url,
+                    "TTS_METRICS_PUSH_INTERVAL_S": "0.5",
+                    "TTS_METRICS_PUSH_LINGER_S": "3",  # three scrapes of the gateway see the final push
+                    "MODAL_TASK_ID": instance,
+                    "TTS_MAX_MODEL_LEN": "256",
+                    "TTS_REQUEST_LOG_SPOOL_DIR": "",
+                },
+            )
+        direct = {
+            "job_name": DIRECT,
+            "static_configs": [{"targets": [s.base_url.removeprefix("http://") for s in servers.values()]}],
+        }
         prometheus = start_prometheus(tmp_path, [pushgateway_job(gateway), direct])
         yield Fleet(gateway, prometheus, servers)
     finally:
@@ -176,19 +187,35 @@ def test_pushed_and_scraped_metrics_agree_and_a_stopped_container_leaves(fleet: 
 
     # Sums of the raw series: exact, and equal to what was sent, through both paths.
     for job in (JOB, DIRECT):
-        assert values_by(query(prom, f'sum(veena3_tts_requests_total{{job="{job}"}})', t1)) == {"": all_requests}
+        assert values_by(query(prom, f'sum(veena3_tts_requests_total{{job="{job}"}})', t1)) == {
+            "": all_requests
+        }
         assert len(query(prom, f'sum by (instance) (veena3_tts_requests_total{{job="{job}"}})', t1)) == 2
     # Same buckets, same counts. The label text differs: the gateway re-renders le="1.0" as le="1" (Prometheus 2 keeps
     # both spellings as written), so never mix the two paths in one `sum by (le)`: the dashboard's Source picks one.
-    buckets = {job: {(r["metric"]["stream"], float(r["metric"]["le"])): float(r["value"][1]) for r in query(
-        prom, f'sum by (le, stream) (veena3_tts_ttfb_seconds_bucket{{job="{job}"}})', t1)} for job in (JOB, DIRECT)}
+    buckets = {
+        job: {
+            (r["metric"]["stream"], float(r["metric"]["le"])): float(r["value"][1])
+            for r in query(prom, f'sum by (le, stream) (veena3_tts_ttfb_seconds_bucket{{job="{job}"}})', t1)
+        }
+        for job in (JOB, DIRECT)
+    }
     assert buckets[JOB] == buckets[DIRECT] and len(buckets[JOB]) == 2 * 17
-    ttfb_sums = [values_by(query(prom, f'sum(veena3_tts_ttfb_seconds_sum{{job="{job}"}})', t1)) for job in (JOB, DIRECT)]
+    ttfb_sums = [
+        values_by(query(prom, f'sum(veena3_tts_ttfb_seconds_sum{{job="{job}"}})', t1))
+        for job in (JOB, DIRECT)
+    ]
     assert ttfb_sums[0] == ttfb_sums[1]
-    observed = {stream: float(sum(s.ttfb.get(stream, 0) for s in sent.values())) for stream in ("true", "false")}
+    observed = {
+        stream: float(sum(s.ttfb.get(stream, 0) for s in sent.values())) for stream in ("true", "false")
+    }
     for job in (JOB, DIRECT):  # one TTFB observation per successful request
-        assert values_by(query(prom, f'sum by (stream) (veena3_tts_ttfb_seconds_count{{job="{job}"}})', t1),
-                         "stream") == observed
+        assert (
+            values_by(
+                query(prom, f'sum by (stream) (veena3_tts_ttfb_seconds_count{{job="{job}"}})', t1), "stream"
+            )
+            == observed
+        )
     per_instance = values_by(query(prom, f'veena3_tts_requests_failed_total{{job="{JOB}"}}', t1), "instance")
     assert per_instance == {i: float(sent[i].failed) for i in INSTANCES}
 
@@ -228,21 +255,33 @@ def test_pushed_and_scraped_metrics_agree_and_a_stopped_container_leaves(fleet: 
 
     # Instant gauge sums leave B out (its series went stale when the gateway stopped serving them)...
     for job in (JOB, DIRECT):  # the direct path: B's target is down, its series stale too
-        wait_until(lambda job=job: values_by(query(prom, f'sum(veena3_tts_model_loaded{{job="{job}"}})')) == {"": 1.0},
-                   f"B's gauges gone from instant queries ({job})")
+        wait_until(
+            lambda job=job: (
+                values_by(query(prom, f'sum(veena3_tts_model_loaded{{job="{job}"}})')) == {"": 1.0}
+            ),
+            f"B's gauges gone from instant queries ({job})",
+        )
     assert values_by(query(prom, dashboard_expr("Containers reporting", "A", JOB, window))) == {"": 1.0}
     assert values_by(query(prom, f'sum(veena3_tts_demo_model{{job="{JOB}"}})')) == {"": 1.0}
 
     # ... while range queries over its lifetime keep every request it served, the last three included.
     time.sleep(1.0)
     lifetime = math.ceil(time.time() - started_at) + 5
-    served = values_by(query(prom, f'sum by (instance) (max_over_time(veena3_tts_requests_total{{job="{JOB}"}}'
-                                   f'[{lifetime}s]))'), "instance")
+    served = values_by(
+        query(
+            prom, f'sum by (instance) (max_over_time(veena3_tts_requests_total{{job="{JOB}"}}[{lifetime}s]))'
+        ),
+        "instance",
+    )
     assert served == {i: float(sent[i].total) for i in INSTANCES}
-    failed = values_by(query(prom, f'sum(max_over_time(veena3_tts_requests_failed_total{{job="{JOB}"}}[{lifetime}s]))'))
+    failed = values_by(
+        query(prom, f'sum(max_over_time(veena3_tts_requests_failed_total{{job="{JOB}"}}[{lifetime}s]))')
+    )
     assert failed == {"": float(sum(s.failed for s in sent.values()))}
     since_t0 = math.ceil(time.time() - t0)
     rps_after = values_by(query(prom, dashboard_expr("Requests/s by format", "A", JOB, since_t0)), "format")
     counted = sum(rps_after.values()) * since_t0
-    assert counted == pytest.approx(sum(s.total for s in sent.values()) - sum(s.total for s in before.values()),
-                                    rel=2.5 / (since_t0 - 2.5))
+    assert counted == pytest.approx(
+        sum(s.total for s in sent.values()) - sum(s.total for s in before.values()),
+        rel=2.5 / (since_t0 - 2.5),
+    )

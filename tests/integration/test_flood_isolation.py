@@ -58,12 +58,20 @@ FLOOD_S = 60.0  # the flood ends by then whatever happens
 FRAMES_PER_SOCKET = 5_000
 PAIRS = 9
 PAUSE_S = 0.3
-REQUEST = {"text": "Hello there, this is key B.", "speaker": "fixed", "seed": 1, "format": "pcm", "max_tokens": 60}
+REQUEST = {
+    "text": "Hello there, this is key B.",
+    "speaker": "fixed",
+    "seed": 1,
+    "format": "pcm",
+    "max_tokens": 60,
+}
 FLOOD_PATH = "/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000"
 
 
 @pytest.fixture(scope="module")
-def server(pg_dsn: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def server(
+    pg_dsn: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
     env = {
         "TTS_AUTH_ENABLED": "true",
         "TTS_KEY_BACKEND": "postgres",
@@ -112,8 +120,9 @@ async def _handshake(host: str, port: int, path: str, key: str):
     return reader, writer
 
 
-async def _flood_socket(host: str, port: int, path: str, key: str, stop_at: list[float], stats: dict,
-                        started, go) -> None:
+async def _flood_socket(
+    host: str, port: int, path: str, key: str, stop_at: list[float], stats: dict, started, go
+) -> None:
     opener = client_frame(json.dumps({"text": " ", "context_id": "f"}).encode())
     batch = client_frame(json.dumps({"text": "-", "context_id": "f"}).encode()) * BATCH
     while time.monotonic() < stop_at[0]:
@@ -125,7 +134,9 @@ async def _flood_socket(host: str, port: int, path: str, key: str, stop_at: list
         except (OSError, TimeoutError, asyncio.IncompleteReadError):
             opened = None
         if opened is None:
-            stats["refused_handshakes"] += 1  # the cool-down, the per-key cap or connection rate: try again soon
+            stats["refused_handshakes"] += (
+                1  # the cool-down, the per-key cap or connection rate: try again soon
+            )
             await asyncio.sleep(0.1)
             continue
         reader, writer = opened
@@ -156,12 +167,26 @@ async def _flood_socket(host: str, port: int, path: str, key: str, stop_at: list
 def _flood(url: str, key: str, duration_s: float, started, stop, results, go) -> None:
     """The flooding process: SOCKETS_PER_KEY sockets of key A until `duration_s` passed or the parent set `stop`;
     while `go` is clear its sockets are closed and it waits."""
+
     async def main() -> dict:
         stats = {"connections": 0, "frames": 0, "refused_handshakes": 0, "rate_limited": 0, "close_codes": {}}
         stop_at = [time.monotonic() + duration_s]
         where = urlsplit(url)
-        tasks = [asyncio.create_task(_flood_socket(where.hostname, where.port, f"{where.path}?{where.query}", key,
-                                                   stop_at, stats, started, go)) for _ in range(SOCKETS_PER_KEY)]
+        tasks = [
+            asyncio.create_task(
+                _flood_socket(
+                    where.hostname,
+                    where.port,
+                    f"{where.path}?{where.query}",
+                    key,
+                    stop_at,
+                    stats,
+                    started,
+                    go,
+                )
+            )
+            for _ in range(SOCKETS_PER_KEY)
+        ]
         while not all(t.done() for t in tasks):
             if stop.is_set():
                 stop_at[0] = 0.0
@@ -172,7 +197,9 @@ def _flood(url: str, key: str, duration_s: float, started, stop, results, go) ->
     results.put(asyncio.run(main()))
 
 
-def test_a_flooding_key_is_cut_and_another_key_is_served_throughout(server: RunningServer, pg_dsn: str) -> None:
+def test_a_flooding_key_is_cut_and_another_key_is_served_throughout(
+    server: RunningServer, pg_dsn: str
+) -> None:
     key_a, _ = create_credit_key(pg_dsn, "flood-a", credit_balance=100_000_000)
     key_b, _ = create_credit_key(pg_dsn, "flood-b", credit_balance=1_000_000)
     ws_base = server.base_url.replace("http://", "ws://")
@@ -181,8 +208,9 @@ def test_a_flooding_key_is_cut_and_another_key_is_served_throughout(server: Runn
 
     ctx = multiprocessing.get_context("spawn")
     started, stop, go, results = ctx.Event(), ctx.Event(), ctx.Event(), ctx.Queue()
-    flood = ctx.Process(target=_flood, args=(ws_base + FLOOD_PATH, key_a, FLOOD_S, started, stop, results, go),
-                        daemon=True)
+    flood = ctx.Process(
+        target=_flood, args=(ws_base + FLOOD_PATH, key_a, FLOOD_S, started, stop, results, go), daemon=True
+    )
     flood.start()
     alone: list[float] = []
     flooded: list[float] = []
@@ -199,7 +227,9 @@ def test_a_flooding_key_is_cut_and_another_key_is_served_throughout(server: Runn
             cpu["alone"] += server_cpu_s(server.process.pid) - used
             go.set()
             if pair == 0:
-                assert started.wait(60), "the flood did not open a socket"  # the first wave: 8 sockets at once
+                assert started.wait(60), (
+                    "the flood did not open a socket"
+                )  # the first wave: 8 sockets at once
             else:
                 time.sleep(PAUSE_S)  # the flood reconnects (refused while its key cools down) and sends
             used = server_cpu_s(server.process.pid)
@@ -211,11 +241,15 @@ def test_a_flooding_key_is_cut_and_another_key_is_served_throughout(server: Runn
         stats = results.get(timeout=FLOOD_S + 60)
         flood.join(timeout=30)
     baseline, under = statistics.median(alone), statistics.median(flooded)
-    print(f"\nfirst audio of key B, {PAIRS} interleaved pairs: alone median {baseline:.3f} s "
-          f"({', '.join(f'{t:.3f}' for t in alone)}); under A's flood median {under:.3f} s "
-          f"({', '.join(f'{t:.3f}' for t in flooded)}); server CPU per request {cpu['alone'] / PAIRS:.3f} -> "
-          f"{cpu['flooded'] / PAIRS:.3f} s; flood: {stats}")
-    assert len(alone) == len(flooded) == PAIRS  # every request of B served (`_first_audio_s` fails on an error)
+    print(
+        f"\nfirst audio of key B, {PAIRS} interleaved pairs: alone median {baseline:.3f} s "
+        f"({', '.join(f'{t:.3f}' for t in alone)}); under A's flood median {under:.3f} s "
+        f"({', '.join(f'{t:.3f}' for t in flooded)}); server CPU per request {cpu['alone'] / PAIRS:.3f} -> "
+        f"{cpu['flooded'] / PAIRS:.3f} s; flood: {stats}"
+    )
+    assert (
+        len(alone) == len(flooded) == PAIRS
+    )  # every request of B served (`_first_audio_s` fails on an error)
     assert stats["frames"] > 0 and stats["connections"] >= SOCKETS_PER_KEY
     assert stats["rate_limited"] >= 1 and stats["close_codes"].get("1008", 0) >= stats["rate_limited"], stats
     # Every refusal above went out as a denial response (the gate's 429s, a bad key's 401 on the route): uvicorn's

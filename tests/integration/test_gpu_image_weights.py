@@ -34,10 +34,13 @@ DOCKER_RUN = "docker run --rm -v /path/to/models:/models --entrypoint python3 sp
 
 
 def documented_fetch_commands() -> list[str]:
-    lines = [line.lstrip("# ").strip() for line in (DOCKER / "Dockerfile").read_text().splitlines()
-             if line.startswith("#") and "core.weights" in line]
+    lines = [
+        line.lstrip("# ").strip()
+        for line in (DOCKER / "Dockerfile").read_text().splitlines()
+        if line.startswith("#") and "core.weights" in line
+    ]
     assert len(lines) == 2 and all(line.startswith(DOCKER_RUN) for line in lines), lines
-    return [line[len(DOCKER_RUN):] for line in lines]
+    return [line[len(DOCKER_RUN) :] for line in lines]
 
 
 def _entry(path: Path, relative: str) -> dict:
@@ -62,13 +65,19 @@ def _stand_in_hub(demo: Path, root: Path) -> dict:
     return manifest
 
 
-def test_the_documented_fetch_fills_the_paths_the_gpu_image_serves_from(demo_model_dir: Path, tmp_path: Path) -> None:
+def test_the_documented_fetch_fills_the_paths_the_gpu_image_serves_from(
+    demo_model_dir: Path, tmp_path: Path
+) -> None:
     hub, models = tmp_path / "hub", tmp_path / "models"
     manifest_path = tmp_path / "manifest.json"
     manifest_path.write_text(json.dumps(_stand_in_hub(demo_model_dir, hub)))
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=hub,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=hub,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
     env.update({"HF_ENDPOINT": f"http://127.0.0.1:{port}", "TTS_WEIGHTS_MANIFEST": str(manifest_path)})
     try:
@@ -80,7 +89,10 @@ def test_the_documented_fetch_fills_the_paths_the_gpu_image_serves_from(demo_mod
             except httpx.HTTPError:
                 time.sleep(0.2)
         for command in documented_fetch_commands():
-            argv = [sys.executable, *shlex.split(command.replace("/models", str(models)))]  # python3 = this one
+            argv = [
+                sys.executable,
+                *shlex.split(command.replace("/models", str(models))),
+            ]  # python3 = this one
             result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
             assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
     finally:
@@ -88,8 +100,10 @@ def test_the_documented_fetch_fills_the_paths_the_gpu_image_serves_from(demo_mod
         server.wait(timeout=10)
 
     steps = instructions(DOCKER / "Dockerfile")
-    image_env = {k: v.replace("/models", str(models)).replace("/spool", str(tmp_path / "spool"))
-                 for k, v in env_of(steps).items()}
+    image_env = {
+        k: v.replace("/models", str(models)).replace("/spool", str(tmp_path / "spool"))
+        for k, v in env_of(steps).items()
+    }
     assert Path(image_env["TTS_MODEL_DIR"], "config.yaml").is_file()
     assert Path(image_env["TTS_SR_DIR"], "g_16kto48k").is_file()
     entry = json.loads(next(rest for word, rest in steps if word == "ENTRYPOINT"))
@@ -99,8 +113,15 @@ def test_the_documented_fetch_fills_the_paths_the_gpu_image_serves_from(demo_mod
     argv[argv.index("--port") + 1] = str(port)
     argv[argv.index("--host") + 1] = "127.0.0.1"
     serve_env = {k: v for k, v in os.environ.items() if not k.startswith(("TTS_", "HF_"))}
-    serve_env.update({**image_env, "TTS_ENGINE": "transformers", "TTS_DEVICE": "cpu", "TTS_API_KEYS": "gpu-key",
-                      "OMP_NUM_THREADS": "1"})
+    serve_env.update(
+        {
+            **image_env,
+            "TTS_ENGINE": "transformers",
+            "TTS_DEVICE": "cpu",
+            "TTS_API_KEYS": "gpu-key",
+            "OMP_NUM_THREADS": "1",
+        }
+    )
     log = (tmp_path / "serve.log").open("wb")
     process = subprocess.Popen(argv, cwd=ROOT, env=serve_env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -117,10 +138,29 @@ def test_the_documented_fetch_fills_the_paths_the_gpu_image_serves_from(demo_mod
         health = httpx.get(f"{base}/v1/tts/health", timeout=5).json()
         assert health["model_loaded"] and health["sr_ready"], health
         out = tmp_path / "speech.wav"
-        curl = subprocess.run(["curl", "-sS", "-D", "-", "-X", "POST", f"{base}/v1/tts/generate", "-H",
-                               "Authorization: Bearer gpu-key", "-H", "Content-Type: application/json", "-d",
-                               '{"text": "Hello from the GPU image layout.", "output": "48khz"}', "-o", str(out)],
-                              capture_output=True, text=True, timeout=120, check=True)
+        curl = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "-D",
+                "-",
+                "-X",
+                "POST",
+                f"{base}/v1/tts/generate",
+                "-H",
+                "Authorization: Bearer gpu-key",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                '{"text": "Hello from the GPU image layout.", "output": "48khz"}',
+                "-o",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
         assert " 200" in curl.stdout.splitlines()[0] and "x-sr-applied: true" in curl.stdout.lower()
         assert out.stat().st_size > 44 + 48_000
     finally:

@@ -35,16 +35,23 @@ VOICE = "fixed"  # stored global tokens: every try of a text sends the same prom
 def _server(pg_dsn: str, model_dir: Path, tmp: Path, fault: str) -> tuple[RunningServer, str, str]:
     raw, key_id = create_credit_key(pg_dsn, "guards")
     env = {
-        "TTS_AUTH_ENABLED": "true", "TTS_KEY_BACKEND": "postgres", "TTS_DATABASE_URL": pg_dsn,
-        "TTS_CREDITS_ENABLED": "true", "TTS_REQUEST_LOG_SINK": "postgres", "TTS_REQUEST_LOG_SPOOL_DIR": str(tmp),
-        "TTS_SR_ENABLED": "false", "TTS_WARMUP": "false", "TTS_GUARD_MAX_TRIES": "2",
+        "TTS_AUTH_ENABLED": "true",
+        "TTS_KEY_BACKEND": "postgres",
+        "TTS_DATABASE_URL": pg_dsn,
+        "TTS_CREDITS_ENABLED": "true",
+        "TTS_REQUEST_LOG_SINK": "postgres",
+        "TTS_REQUEST_LOG_SPOOL_DIR": str(tmp),
+        "TTS_SR_ENABLED": "false",
+        "TTS_WARMUP": "false",
+        "TTS_GUARD_MAX_TRIES": "2",
     }
     return start_server(model_dir, tmp / "server.log", env, standin=["--fault", fault]), raw, key_id
 
 
 @pytest.fixture(scope="module")
-def looping(pg_dsn: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[tuple[RunningServer, str, str]]:
+def looping(
+    pg_dsn: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RunningServer, str, str]]:
     server, raw, key_id = _server(pg_dsn, demo_model_dir, tmp_path_factory.mktemp("guards-loop"), "loop:40:1")
     try:
         yield server, raw, key_id
@@ -53,8 +60,11 @@ def looping(pg_dsn: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPath
 
 
 def trips(server: RunningServer) -> dict[tuple[str, str], float]:
-    return {(dict(labels)["guard"], dict(labels)["action"]): value
-            for (name, labels), value in synthesis_samples(server).items() if name == "veena3_tts_guard_trips_total"}
+    return {
+        (dict(labels)["guard"], dict(labels)["action"]): value
+        for (name, labels), value in synthesis_samples(server).items()
+        if name == "veena3_tts_guard_trips_total"
+    }
 
 
 def test_non_streamed_requests_get_the_retried_audio(looping, pg_dsn: str) -> None:
@@ -62,13 +72,21 @@ def test_non_streamed_requests_get_the_retried_audio(looping, pg_dsn: str) -> No
     auth = {"Authorization": f"Bearer {key}"}
     _, balance = asyncio.run(_row_and_balance(pg_dsn, "-", key_id))
     text = f"{TEXT} Native."
-    response = httpx.post(f"{server.base_url}/v1/tts/generate", headers=auth, timeout=120,
-                          json={"text": text, "speaker": VOICE, "stream": False, "format": "wav"})
+    response = httpx.post(
+        f"{server.base_url}/v1/tts/generate",
+        headers=auth,
+        timeout=120,
+        json={"text": text, "speaker": VOICE, "stream": False, "format": "wav"},
+    )
     assert response.status_code == 200, response.text
     assert (response.headers["X-Chunks-Retried"], response.headers["X-Chunks-Cut"]) == ("1", "0")
     row, balance_after = wait_for_row(pg_dsn, response.headers["X-Request-ID"], key_id)
     assert (row["status"], row["chunks_retried"], row["chunks_cut"], row["guard_trips"]) == (
-        "completed", 1, 0, "loop:retried")
+        "completed",
+        1,
+        0,
+        "loop:retried",
+    )
     assert row["credits_charged"] == balance - balance_after == len(text)
 
     assert trips(server)[("loop", "retried")] >= 1
@@ -79,8 +97,13 @@ def test_streams_already_playing_are_cut_and_charged_for_what_they_sent(looping,
     auth = {"Authorization": f"Bearer {key}"}
     _, balance = asyncio.run(_row_and_balance(pg_dsn, "-", key_id))
     text = f"{TEXT} Streamed."
-    with httpx.stream("POST", f"{server.base_url}/v1/tts/generate", headers=auth, timeout=120,
-                      json={"text": text, "speaker": VOICE, "stream": True, "format": "pcm"}) as r:
+    with httpx.stream(
+        "POST",
+        f"{server.base_url}/v1/tts/generate",
+        headers=auth,
+        timeout=120,
+        json={"text": text, "speaker": VOICE, "stream": True, "format": "pcm"},
+    ) as r:
         assert r.status_code == 200
         audio = b"".join(r.iter_bytes())
         request_id = r.headers["X-Request-ID"]
@@ -94,37 +117,53 @@ def test_streams_already_playing_are_cut_and_charged_for_what_they_sent(looping,
     assert abs(row["credits_charged"] - covered) <= 1 and row["credits_charged"] == balance - balance_after
 
     # The OpenAI route always streams: the same cut, in its row.
-    openai = httpx.post(f"{server.base_url}/v1/audio/speech", headers=auth, timeout=120,
-                        json={"model": "tts-1", "input": f"{TEXT} OpenAI.", "voice": VOICE, "response_format": "pcm"})
+    openai = httpx.post(
+        f"{server.base_url}/v1/audio/speech",
+        headers=auth,
+        timeout=120,
+        json={"model": "tts-1", "input": f"{TEXT} OpenAI.", "voice": VOICE, "response_format": "pcm"},
+    )
     assert openai.status_code == 200 and openai.content
     row, _ = wait_for_row(pg_dsn, openai.headers["X-Request-ID"], key_id)
     assert (row["chunks_cut"], row["guard_trips"]) == (1, "loop:cut")
 
-    event, ws_audio = speak_once(server.base_url, auth, {"text": f"{TEXT} Socket.", "speaker": VOICE,
-                                                         "format": "pcm", "sample_rate": 16000})
+    event, ws_audio = speak_once(
+        server.base_url,
+        auth,
+        {"text": f"{TEXT} Socket.", "speaker": VOICE, "format": "pcm", "sample_rate": 16000},
+    )
     assert event["type"] == "done", event
     assert (event["chunks_cut"], event["chunks_retried"]) == (1, 0) and ws_audio
     assert trips(server)[("loop", "cut")] >= 3
 
 
 def test_a_request_whose_every_try_fails_ends_with_the_error_envelope(
-        pg_dsn: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    pg_dsn: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     server, key, key_id = _server(pg_dsn, demo_model_dir, tmp_path_factory.mktemp("guards-stop"), "stop:0:0")
     auth = {"Authorization": f"Bearer {key}"}
     try:
         _, balance = asyncio.run(_row_and_balance(pg_dsn, "-", key_id))
-        response = httpx.post(f"{server.base_url}/v1/tts/generate", headers=auth, timeout=120,
-                              json={"text": TEXT, "speaker": VOICE, "stream": False})
+        response = httpx.post(
+            f"{server.base_url}/v1/tts/generate",
+            headers=auth,
+            timeout=120,
+            json={"text": TEXT, "speaker": VOICE, "stream": False},
+        )
         assert response.status_code == 500
         error = response.json()["error"]
         assert error["code"] == "GENERATION_FAILED" and "all 2 tries" in error["message"]
         row, balance_after = wait_for_row(pg_dsn, response.headers["X-Request-ID"], key_id)
         assert (row["status"], row["error_code"], row["guard_trips"]) == (
-            "failed", "GENERATION_FAILED", "empty:retried,empty:failed")
+            "failed",
+            "GENERATION_FAILED",
+            "empty:retried,empty:failed",
+        )
         assert row["credits_charged"] == 0 and balance_after == balance
 
-        event, audio = speak_once(server.base_url, auth, {"text": TEXT, "speaker": VOICE, "format": "pcm",
-                                                          "sample_rate": 16000})
+        event, audio = speak_once(
+            server.base_url, auth, {"text": TEXT, "speaker": VOICE, "format": "pcm", "sample_rate": 16000}
+        )
         assert event["type"] == "error" and event["error"]["code"] == "GENERATION_FAILED", event
         assert audio == b""
         assert trips(server)[("empty", "failed")] == 2

@@ -41,8 +41,11 @@ async def app(scope, receive, send) -> None:  # noqa: ANN001 - a bare ASGI app
 def port(request: pytest.FixtureRequest) -> Iterator[int]:
     protocol = type("Fast", (request.param,), {"head_timeout_s": DEADLINE_S})
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, http=protocol, log_level="warning",
-                                           timeout_keep_alive=30))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, http=protocol, log_level="warning", timeout_keep_alive=30
+        )
+    )
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
     while not server.started:
@@ -105,8 +108,11 @@ def capped_port(request: pytest.FixtureRequest) -> Iterator[int]:
     """Two connections per address; a head deadline far beyond the socket timeout, so only the cap closes one."""
     protocol = type("Capped", (request.param,), {"head_timeout_s": 60.0, "max_connections_per_address": 2})
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, http=protocol, log_level="warning",
-                                           timeout_keep_alive=30))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, http=protocol, log_level="warning", timeout_keep_alive=30
+        )
+    )
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
     while not server.started:

@@ -49,8 +49,12 @@ def log_server(
     pg_dsn: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
     spool = tmp_path_factory.mktemp("spool")
-    env = {"TTS_REQUEST_LOG_SINK": "postgres", "TTS_DATABASE_URL": pg_dsn, "TTS_REQUEST_LOG_FLUSH_S": "0.2",
-           "TTS_REQUEST_LOG_SPOOL_DIR": str(spool)}
+    env = {
+        "TTS_REQUEST_LOG_SINK": "postgres",
+        "TTS_DATABASE_URL": pg_dsn,
+        "TTS_REQUEST_LOG_FLUSH_S": "0.2",
+        "TTS_REQUEST_LOG_SPOOL_DIR": str(spool),
+    }
     server = start_server(demo_model_dir, tmp_path_factory.mktemp("outage") / "server.log", env)
     yield server
     stop_server(server)
@@ -70,8 +74,13 @@ def serve(client: httpx.Client, server: RunningServer, request_id: str, text: st
                 ttfb = (time.perf_counter() - started) * 1000
             size += len(chunk)
     assert response.headers.get("X-Request-ID") == request_id
-    return Served(request_id, response.status_code, size, ttfb or float("nan"),
-                  response.headers.get("X-Server-Request-ID", ""))
+    return Served(
+        request_id,
+        response.status_code,
+        size,
+        ttfb or float("nan"),
+        response.headers.get("X-Server-Request-ID", ""),
+    )
 
 
 def serve_many(server: RunningServer, tag: str, count: int) -> list[Served]:
@@ -195,8 +204,12 @@ def test_spooled_records_survive_sigterm_during_an_outage_exactly_once(
     once, under its own server id."""
     tag = f"sigterm-{uuid.uuid4().hex[:10]}"
     spool = tmp_path / "spool"
-    env = {"TTS_REQUEST_LOG_SINK": "postgres", "TTS_DATABASE_URL": pg_dsn, "TTS_REQUEST_LOG_FLUSH_S": "0.2",
-           "TTS_REQUEST_LOG_SPOOL_DIR": str(spool)}
+    env = {
+        "TTS_REQUEST_LOG_SINK": "postgres",
+        "TTS_DATABASE_URL": pg_dsn,
+        "TTS_REQUEST_LOG_FLUSH_S": "0.2",
+        "TTS_REQUEST_LOG_SPOOL_DIR": str(spool),
+    }
     first = start_server(demo_model_dir, tmp_path / "first.log", env)
     served: list[Served] = []
     try:

@@ -24,27 +24,36 @@ from tests.e2e.conftest import start_server, stop_server
 
 pytestmark = pytest.mark.integration
 
-LONG_TEXT = " ".join(f"This is sentence number {i} of a long story that keeps the stream busy." for i in range(60))
+LONG_TEXT = " ".join(
+    f"This is sentence number {i} of a long story that keeps the stream busy." for i in range(60)
+)
 
 
 def rows(dsn: str, tag: str) -> list[asyncpg.Record]:
     async def query() -> list[asyncpg.Record]:
         conn = await asyncpg.connect(dsn, timeout=5)
         try:
-            return await conn.fetch("SELECT request_id, client_request_id, status, credits_charged, text_length, "
-                                    "audio_duration_seconds FROM tts_requests WHERE client_request_id LIKE $1",
-                                    f"{tag}-%")
+            return await conn.fetch(
+                "SELECT request_id, client_request_id, status, credits_charged, text_length, "
+                "audio_duration_seconds FROM tts_requests WHERE client_request_id LIKE $1",
+                f"{tag}-%",
+            )
         finally:
             await conn.close()
 
     return asyncio.run(query())
 
 
-def test_kill9_mid_stream_leaves_exactly_one_row_per_request(pg_dsn: str, demo_model_dir: Path,
-                                                             tmp_path: Path) -> None:
+def test_kill9_mid_stream_leaves_exactly_one_row_per_request(
+    pg_dsn: str, demo_model_dir: Path, tmp_path: Path
+) -> None:
     tag = f"kill9-{uuid.uuid4().hex[:10]}"
-    env = {"TTS_REQUEST_LOG_SINK": "postgres", "TTS_DATABASE_URL": pg_dsn, "TTS_REQUEST_LOG_FLUSH_S": "0.2",
-           "TTS_REQUEST_LOG_SPOOL_DIR": str(tmp_path / "spool")}
+    env = {
+        "TTS_REQUEST_LOG_SINK": "postgres",
+        "TTS_DATABASE_URL": pg_dsn,
+        "TTS_REQUEST_LOG_FLUSH_S": "0.2",
+        "TTS_REQUEST_LOG_SPOOL_DIR": str(tmp_path / "spool"),
+    }
     first = start_server(demo_model_dir, tmp_path / "first.log", env)
     streaming = threading.Event()
     stream_ids: list[str] = []
@@ -52,8 +61,13 @@ def test_kill9_mid_stream_leaves_exactly_one_row_per_request(pg_dsn: str, demo_m
     def long_stream() -> None:
         body = {"text": LONG_TEXT, "speaker": "fixed", "stream": True, "format": "pcm"}
         try:
-            with httpx.stream("POST", f"{first.base_url}/v1/tts/generate", json=body, timeout=120,
-                              headers={"X-Request-ID": f"{tag}-stream"}) as response:
+            with httpx.stream(
+                "POST",
+                f"{first.base_url}/v1/tts/generate",
+                json=body,
+                timeout=120,
+                headers={"X-Request-ID": f"{tag}-stream"},
+            ) as response:
                 stream_ids.append(response.headers.get("X-Server-Request-ID", ""))
                 for chunk in response.iter_bytes():
                     if chunk:
@@ -70,8 +84,11 @@ def test_kill9_mid_stream_leaves_exactly_one_row_per_request(pg_dsn: str, demo_m
         assert streaming.wait(120)
         with httpx.Client(timeout=60) as client:
             for i in range(4):
-                r = client.post(f"{first.base_url}/v1/tts/generate", headers={"X-Request-ID": f"{tag}-{i}"},
-                                json={"text": "Hi.", "speaker": "fixed", "format": "wav"})
+                r = client.post(
+                    f"{first.base_url}/v1/tts/generate",
+                    headers={"X-Request-ID": f"{tag}-{i}"},
+                    json={"text": "Hi.", "speaker": "fixed", "format": "wav"},
+                )
                 assert r.status_code == 200
     finally:
         first.process.kill()  # SIGKILL right after the last answer: no shutdown code runs
@@ -105,14 +122,20 @@ def test_kill9_mid_stream_leaves_exactly_one_row_per_request(pg_dsn: str, demo_m
     assert all(by_client[f"{tag}-{i}"][0]["status"] == "completed" for i in range(4))
 
 
-def test_sigterm_beyond_the_graceful_window_marks_cut_streams_interrupted_once(pg_dsn: str, demo_model_dir: Path,
-                                                                                 tmp_path: Path) -> None:
+def test_sigterm_beyond_the_graceful_window_marks_cut_streams_interrupted_once(
+    pg_dsn: str, demo_model_dir: Path, tmp_path: Path
+) -> None:
     """SIGTERM with streams longer than the graceful window left 0 of 6 rows, each charged as a
     client hang-up. Now each cut stream settles as `interrupted` (refunded) before the spool closes, and after a
     restart has exactly one row."""
     tag = f"term-{uuid.uuid4().hex[:10]}"
-    env = {"TTS_REQUEST_LOG_SINK": "postgres", "TTS_DATABASE_URL": pg_dsn, "TTS_REQUEST_LOG_FLUSH_S": "0.2",
-           "TTS_REQUEST_LOG_SPOOL_DIR": str(tmp_path / "spool"), "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN": "1"}
+    env = {
+        "TTS_REQUEST_LOG_SINK": "postgres",
+        "TTS_DATABASE_URL": pg_dsn,
+        "TTS_REQUEST_LOG_FLUSH_S": "0.2",
+        "TTS_REQUEST_LOG_SPOOL_DIR": str(tmp_path / "spool"),
+        "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN": "1",
+    }
     first = start_server(demo_model_dir, tmp_path / "first.log", env)
     streams = 3
     started = threading.Semaphore(0)
@@ -121,8 +144,13 @@ def test_sigterm_beyond_the_graceful_window_marks_cut_streams_interrupted_once(p
         body = {"text": LONG_TEXT, "speaker": "fixed", "stream": True, "format": "pcm"}
         got = False
         try:
-            with httpx.stream("POST", f"{first.base_url}/v1/tts/generate", json=body, timeout=120,
-                              headers={"X-Request-ID": f"{tag}-{i}"}) as response:
+            with httpx.stream(
+                "POST",
+                f"{first.base_url}/v1/tts/generate",
+                json=body,
+                timeout=120,
+                headers={"X-Request-ID": f"{tag}-{i}"},
+            ) as response:
                 for chunk in response.iter_bytes():
                     if chunk and not got:
                         got = True

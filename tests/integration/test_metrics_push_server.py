@@ -66,16 +66,20 @@ def test_push_puts_the_registry_under_the_group_and_close_pushes_then_deletes_on
     started = time.monotonic()
     pusher.close()
     assert time.monotonic() - started >= 0.2  # the final push lingered for a scrape before the delete
-    assert [c[:2] for c in gateway.calls] == [("PUT", "/metrics/job/veena3-tts/instance/ta-01"),
-                                              ("DELETE", "/metrics/job/veena3-tts/instance/ta-01")]
+    assert [c[:2] for c in gateway.calls] == [
+        ("PUT", "/metrics/job/veena3-tts/instance/ta-01"),
+        ("DELETE", "/metrics/job/veena3-tts/instance/ta-01"),
+    ]
     pusher.close()  # the lifespan and Modal's exit both close: the second does nothing
     assert len(gateway.calls) == 2
 
 
 def test_basic_auth_from_the_url(gateway: Recorder) -> None:
     url = gateway.url.replace("http://", "http://pusher:s%40cret@")
-    pusher = MetricsPusher(PushTarget.from_settings(Settings(metrics_push_url=url, metrics_push_instance="x")),
-                           registry=registry_with(1))
+    pusher = MetricsPusher(
+        PushTarget.from_settings(Settings(metrics_push_url=url, metrics_push_instance="x")),
+        registry=registry_with(1),
+    )
     assert pusher.push() and pusher.delete()
     expected = "Basic " + base64.b64encode(b"pusher:s@cret").decode()
     assert [(c[0], c[2]) for c in gateway.calls] == [("PUT", expected), ("DELETE", expected)]

@@ -47,21 +47,33 @@ LONG = " ".join(f"This is sentence number {i} of a long story that keeps the str
 # core/align, not of credits; a failed utterance would still balance the books, as a refunded row).
 PLAIN = " ".join("This is one more sentence of a long story that keeps the stream busy." for _ in range(30))
 WORDS = "The quick brown fox jumps over the lazy dog and keeps on running far away"  # no sentence end
-CARTESIA = {"model_id": "sonic-3", "voice": {"mode": "id", "id": "default"}, "context_id": "c",
-            "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 48000}}
+CARTESIA = {
+    "model_id": "sonic-3",
+    "voice": {"mode": "id", "id": "default"},
+    "context_id": "c",
+    "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 48000},
+}
 # Each streaming dialect: its path, how an utterance opens with `text`, one more piece of text, and its end. 48 kHz
 # PCM: a reader that stops reading fills the server's buffers three times sooner than at 16 kHz.
 DIALECTS = {
-    "native": ("/v1/tts/ws",
-               lambda t: [{"type": "start", "speaker": "fixed", "format": "pcm", "sample_rate": 48000, "text": t}],
-               lambda t: {"type": "text", "text": t}, [{"type": "end"}]),
-    "elevenlabs": ("/v1/text-to-speech/default/multi-stream-input?output_format=pcm_48000",
-                   lambda t: [{"text": " ", "context_id": "a"}, {"text": t, "context_id": "a"}],
-                   lambda t: {"text": t, "context_id": "a"},
-                   [{"context_id": "a", "flush": True}, {"context_id": "a", "close_context": True}]),
-    "cartesia": ("/tts/websocket", lambda t: [{**CARTESIA, "transcript": t, "continue": True}],
-                 lambda t: {**CARTESIA, "transcript": t, "continue": True},
-                 [{**CARTESIA, "transcript": "", "continue": False}]),
+    "native": (
+        "/v1/tts/ws",
+        lambda t: [{"type": "start", "speaker": "fixed", "format": "pcm", "sample_rate": 48000, "text": t}],
+        lambda t: {"type": "text", "text": t},
+        [{"type": "end"}],
+    ),
+    "elevenlabs": (
+        "/v1/text-to-speech/default/multi-stream-input?output_format=pcm_48000",
+        lambda t: [{"text": " ", "context_id": "a"}, {"text": t, "context_id": "a"}],
+        lambda t: {"text": t, "context_id": "a"},
+        [{"context_id": "a", "flush": True}, {"context_id": "a", "close_context": True}],
+    ),
+    "cartesia": (
+        "/tts/websocket",
+        lambda t: [{**CARTESIA, "transcript": t, "continue": True}],
+        lambda t: {**CARTESIA, "transcript": t, "continue": True},
+        [{**CARTESIA, "transcript": "", "continue": False}],
+    ),
 }
 
 
@@ -93,19 +105,34 @@ def rig(pg_dsn: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPathFact
     parsed = urlparse(pg_dsn)
     proxy = FaultProxy(parsed.hostname or "127.0.0.1", parsed.port or 5432).start()
     tmp = tmp_path_factory.mktemp("money")
-    env = {"TTS_AUTH_ENABLED": "true", "TTS_KEY_BACKEND": "postgres", "TTS_DATABASE_URL": proxy.dsn(pg_dsn),
-           "TTS_CREDITS_ENABLED": "true", "TTS_REQUEST_LOG_SINK": "postgres", "TTS_REQUEST_LOG_SPOOL_DIR": str(tmp / "spool"),
-           "TTS_REQUEST_LOG_FLUSH_S": "0.2", "TTS_KEY_STALE_IF_ERROR_S": "300", "TTS_VOICE_STORE": "none",
-           "TTS_SR_ENABLED": "false", "TTS_WARMUP": "false", "TTS_CREDITS_RESERVE_AHEAD": "16",
-           "TTS_CREDITS_OUTAGE_ALLOWANCE": "5000", "TTS_MAX_CONCURRENT_STREAMS": "32",
-           "TTS_RATE_LIMIT_PER_MINUTE": "10000", "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN": "1",
-           # The server ends sockets within a test's time: a stalled reader after 1 s, a message rate over 10/s
-           # past a burst of 50 (1008), a message over 8,000 characters (1009).
-           "TTS_SEND_STALL_TIMEOUT_S": "1", "TTS_WS_MESSAGES_PER_S": "10", "TTS_WS_MESSAGE_BURST": "50",
-           "TTS_WS_MAX_MESSAGE_BYTES": "8000",
-           # uvicorn's keepalive: a client that answers no ping is closed 1011 after 8 + 8 s (clients of the
-           # websockets library answer pings by themselves; a stalled reader's 1008 comes long before).
-           "UVICORN_WS_PING_INTERVAL": "8", "UVICORN_WS_PING_TIMEOUT": "8"}
+    env = {
+        "TTS_AUTH_ENABLED": "true",
+        "TTS_KEY_BACKEND": "postgres",
+        "TTS_DATABASE_URL": proxy.dsn(pg_dsn),
+        "TTS_CREDITS_ENABLED": "true",
+        "TTS_REQUEST_LOG_SINK": "postgres",
+        "TTS_REQUEST_LOG_SPOOL_DIR": str(tmp / "spool"),
+        "TTS_REQUEST_LOG_FLUSH_S": "0.2",
+        "TTS_KEY_STALE_IF_ERROR_S": "300",
+        "TTS_VOICE_STORE": "none",
+        "TTS_SR_ENABLED": "false",
+        "TTS_WARMUP": "false",
+        "TTS_CREDITS_RESERVE_AHEAD": "16",
+        "TTS_CREDITS_OUTAGE_ALLOWANCE": "5000",
+        "TTS_MAX_CONCURRENT_STREAMS": "32",
+        "TTS_RATE_LIMIT_PER_MINUTE": "10000",
+        "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN": "1",
+        # The server ends sockets within a test's time: a stalled reader after 1 s, a message rate over 10/s
+        # past a burst of 50 (1008), a message over 8,000 characters (1009).
+        "TTS_SEND_STALL_TIMEOUT_S": "1",
+        "TTS_WS_MESSAGES_PER_S": "10",
+        "TTS_WS_MESSAGE_BURST": "50",
+        "TTS_WS_MAX_MESSAGE_BYTES": "8000",
+        # uvicorn's keepalive: a client that answers no ping is closed 1011 after 8 + 8 s (clients of the
+        # websockets library answer pings by themselves; a stalled reader's 1008 comes long before).
+        "UVICORN_WS_PING_INTERVAL": "8",
+        "UVICORN_WS_PING_TIMEOUT": "8",
+    }
     rig = Rig(proxy, pg_dsn, tmp / "spool", env, tmp)
     rig.start("first")
     yield rig
@@ -119,11 +146,13 @@ async def books(dsn: str, key_id: str) -> tuple[int, int, int, list[str]]:
     conn = await asyncpg.connect(dsn, timeout=5)
     try:
         balance = await conn.fetchval("SELECT credit_balance FROM api_keys WHERE key_id = $1", key_id)
-        charged = await conn.fetchval("SELECT coalesce(sum(credits_charged), 0) FROM tts_requests "
-                                      "WHERE key_id = $1", key_id)
+        charged = await conn.fetchval(
+            "SELECT coalesce(sum(credits_charged), 0) FROM tts_requests WHERE key_id = $1", key_id
+        )
         journaled = await conn.fetchval("SELECT count(*) FROM credit_reservations WHERE key_id = $1", key_id)
-        statuses = [r["status"] for r in await conn.fetch("SELECT status FROM tts_requests WHERE key_id = $1",
-                                                          key_id)]
+        statuses = [
+            r["status"] for r in await conn.fetch("SELECT status FROM tts_requests WHERE key_id = $1", key_id)
+        ]
     finally:
         await conn.close()
     return balance, charged, journaled, statuses
@@ -149,8 +178,12 @@ def closed_reasons(rig: Rig, key_ids: list[str]) -> list[str]:
     """Why the server says the keys' sockets ended (its `websocket_closed` log lines)."""
     assert rig.server is not None
     lines = [json.loads(line) for line in rig.server.log_text().splitlines() if line.startswith("{")]
-    sockets = {e["request_id"] for e in lines if e.get("event") == "websocket_opened" and e.get("key_id") in key_ids}
-    return sorted(e["reason"] for e in lines if e.get("event") == "websocket_closed" and e["request_id"] in sockets)
+    sockets = {
+        e["request_id"] for e in lines if e.get("event") == "websocket_opened" and e.get("key_id") in key_ids
+    }
+    return sorted(
+        e["reason"] for e in lines if e.get("event") == "websocket_closed" and e["request_id"] in sockets
+    )
 
 
 def new_key(rig: Rig, tag: str) -> tuple[str, str]:
@@ -175,9 +208,12 @@ async def native_pieces_then_abort(rig: Rig, raw: str, pieces: int, abort_after_
 async def native_utterance(rig: Rig, raw: str, text: str, *, wait_audio: bool = True) -> list[str]:
     """A whole utterance; returns the event types seen (an error's code instead of `error`)."""
     seen: list[str] = []
-    async with connect(ws_url(rig, "/v1/tts/ws"), additional_headers={"Authorization": f"Bearer {raw}"},
-                       max_size=None) as ws:
-        await ws.send(json.dumps({"type": "start", "speaker": "fixed", "format": "pcm", "sample_rate": 16000}))
+    async with connect(
+        ws_url(rig, "/v1/tts/ws"), additional_headers={"Authorization": f"Bearer {raw}"}, max_size=None
+    ) as ws:
+        await ws.send(
+            json.dumps({"type": "start", "speaker": "fixed", "format": "pcm", "sample_rate": 16000})
+        )
         for word in text.split(" "):
             await ws.send(json.dumps({"type": "text", "text": word + " "}))
         await ws.send(json.dumps({"type": "end"}))
@@ -199,8 +235,9 @@ async def dialect_utterance(rig: Rig, raw: str, dialect: str, pace_s: float = 0.
     words = WORDS.split(" ")
     seen: list[str] = []
     try:
-        async with connect(ws_url(rig, path), additional_headers={"Authorization": f"Bearer {raw}"},
-                           max_size=None) as ws:
+        async with connect(
+            ws_url(rig, path), additional_headers={"Authorization": f"Bearer {raw}"}, max_size=None
+        ) as ws:
             for message in [*opening(words[0] + " "), *(piece(w + " ") for w in words[1:]), *end]:
                 await ws.send(json.dumps(message))
                 await asyncio.sleep(pace_s)
@@ -211,7 +248,11 @@ async def dialect_utterance(rig: Rig, raw: str, dialect: str, pace_s: float = 0.
                 code = error.get("code") if isinstance(error, dict) else event.get("code") if error else None
                 if code:
                     seen.append(code)
-                if event.get("type") in ("done", "error") or event.get("isFinal") is True or event.get("done"):
+                if (
+                    event.get("type") in ("done", "error")
+                    or event.get("isFinal") is True
+                    or event.get("done")
+                ):
                     seen.append("end")
                     return seen
     except (OSError, TimeoutError, ConnectionClosed) as exc:
@@ -221,8 +262,12 @@ async def dialect_utterance(rig: Rig, raw: str, dialect: str, pace_s: float = 0.
 
 def http_speak(rig: Rig, raw: str, text: str) -> int:
     try:
-        answer = httpx.post(f"{rig.base}/v1/tts/generate", timeout=120, headers={"Authorization": f"Bearer {raw}"},
-                            json={"text": text, "speaker": "fixed", "format": "wav"})
+        answer = httpx.post(
+            f"{rig.base}/v1/tts/generate",
+            timeout=120,
+            headers={"Authorization": f"Bearer {raw}"},
+            json={"text": text, "speaker": "fixed", "format": "wav"},
+        )
         return answer.status_code
     except httpx.HTTPError:
         return 0
@@ -235,10 +280,16 @@ def test_clients_gone_while_their_debit_waits_on_a_slow_database(rig: Rig, uniqu
     keys = [new_key(rig, f"slow-{unique}-{i}") for i in range(2)]
     rig.proxy.delay_s = 0.3
     try:
+
         async def run() -> None:
-            await asyncio.gather(*(native_pieces_then_abort(rig, raw, 40, 0.5 + 0.35 * i)
-                                   for i, (raw, _) in enumerate(keys * 2)))
+            await asyncio.gather(
+                *(
+                    native_pieces_then_abort(rig, raw, 40, 0.5 + 0.35 * i)
+                    for i, (raw, _) in enumerate(keys * 2)
+                )
+            )
             await asyncio.sleep(1.5)  # debits still in flight land
+
         asyncio.run(run())
     finally:
         rig.proxy.delay_s = 0.0
@@ -262,8 +313,9 @@ async def ended_by_the_server(rig: Rig, raw: str, key_id: str, dialect: str, how
       socket (1008) while earlier blocks are held and generation runs.
     size: debit frames, then one message over TTS_WS_MAX_MESSAGE_BYTES right behind them (1009)."""
     path, opening, piece, _ = DIALECTS[dialect]
-    conn = await RawSocket.open(ws_url(rig, path), {"Authorization": f"Bearer {raw}"},
-                                rcvbuf=4096 if how == "stalled" else None)
+    conn = await RawSocket.open(
+        ws_url(rig, path), {"Authorization": f"Bearer {raw}"}, rcvbuf=4096 if how == "stalled" else None
+    )
     for message in opening(LONG if dialect != "elevenlabs" else PLAIN):
         conn.send_json(message)
     if how in ("stalled", "keepalive"):
@@ -277,7 +329,9 @@ async def ended_by_the_server(rig: Rig, raw: str, key_id: str, dialect: str, how
             conn.send_json(piece(PIECE))
             if not await conn.drain():
                 break
-            await asyncio.sleep(0.12)  # 8 frames a second: under the message rate limit, over the debits' pace
+            await asyncio.sleep(
+                0.12
+            )  # 8 frames a second: under the message rate limit, over the debits' pace
         if reading is not None:
             return (await reading)[0]
     elif how == "rate":
@@ -292,7 +346,9 @@ async def ended_by_the_server(rig: Rig, raw: str, key_id: str, dialect: str, how
 
 
 @pytest.mark.parametrize("how", ["stalled", "keepalive", "rate", "size"])
-def test_sockets_the_server_ends_while_a_debit_waits_on_a_slow_database(rig: Rig, unique: str, how: str) -> None:
+def test_sockets_the_server_ends_while_a_debit_waits_on_a_slow_database(
+    rig: Rig, unique: str, how: str
+) -> None:
     """The server ends a socket (stalled reader, message rate 1008, oversized message 1009) on
     every dialect at once, with 300 ms database answers: every debit ends up in the utterance's row (charged or
     refunded) and nothing stays journaled. A fresh key per socket: a rate close cools its key down. Fair charge:
@@ -300,9 +356,12 @@ def test_sockets_the_server_ends_while_a_debit_waits_on_a_slow_database(rig: Rig
     keys = {d: new_key(rig, f"{how}-{d}-{unique}") for d in DIALECTS}
     rig.proxy.delay_s = 0.3
     try:
+
         async def run() -> list[int | None]:
-            return await asyncio.gather(*(ended_by_the_server(rig, raw, key_id, d, how)
-                                          for d, (raw, key_id) in keys.items()))
+            return await asyncio.gather(
+                *(ended_by_the_server(rig, raw, key_id, d, how) for d, (raw, key_id) in keys.items())
+            )
+
         codes = asyncio.run(run())
     finally:
         rig.proxy.delay_s = 0.0
@@ -310,8 +369,12 @@ def test_sockets_the_server_ends_while_a_debit_waits_on_a_slow_database(rig: Rig
     key_ids = [k for _, k in keys.values()]
     # keepalive: the connection is gone under the session; its reader sees it lost (1006: no close frame from the
     # client) or its writer a failed send.
-    reason = {"stalled": ("stalled",), "keepalive": ("lost", "send_failed"), "rate": ("over_budget",),
-              "size": ("over_budget",)}[how]
+    reason = {
+        "stalled": ("stalled",),
+        "keepalive": ("lost", "send_failed"),
+        "rate": ("over_budget",),
+        "size": ("over_budget",),
+    }[how]
     assert all(code in expected for code in codes), codes
     assert_books_balance(rig, key_ids)
     reasons = closed_reasons(rig, key_ids)
@@ -331,29 +394,43 @@ def assert_charged_for_the_audio_sent(rig: Rig, key_ids: list[str]) -> None:
     pace = max(len(t) / speech_seconds(t) for t in sentences)  # characters per expected second, the fastest
     assert rig.server is not None
     lines = [json.loads(line) for line in rig.server.log_text().splitlines() if line.startswith("{")]
-    delivered = {e["utterance_id"]: e["audio_delivered_s"] for e in lines if e.get("event") == "utterance_stopped"}
+    delivered = {
+        e["utterance_id"]: e["audio_delivered_s"] for e in lines if e.get("event") == "utterance_stopped"
+    }
     rows = asyncio.run(charged_rows(rig.dsn, key_ids))
     assert len(rows) == len(key_ids), rows
     for request_id, charged, text_length in rows:
         sent_s = delivered[request_id]
-        if sent_s == 0:  # closed before any audio left (on a loaded machine the rate and size closes come first)
+        if (
+            sent_s == 0
+        ):  # closed before any audio left (on a loaded machine the rate and size closes come first)
             assert charged == 0, (request_id, charged)
             continue
-        assert int(sent_s / 0.5) <= charged <= 1.5 * pace * sent_s + 1, (request_id, charged, sent_s, text_length)
+        assert int(sent_s / 0.5) <= charged <= 1.5 * pace * sent_s + 1, (
+            request_id,
+            charged,
+            sent_s,
+            text_length,
+        )
         assert charged < text_length / 4  # the finding: 2,370 credits (the whole text) for 3.35 s
 
 
 async def charged_rows(dsn: str, key_ids: list[str]) -> list[tuple[str, int, int]]:
     conn = await asyncpg.connect(dsn, timeout=5)
     try:
-        rows = await conn.fetch("SELECT request_id, credits_charged, text_length FROM tts_requests "
-                                "WHERE key_id = ANY($1::text[])", key_ids)
+        rows = await conn.fetch(
+            "SELECT request_id, credits_charged, text_length FROM tts_requests "
+            "WHERE key_id = ANY($1::text[])",
+            key_ids,
+        )
     finally:
         await conn.close()
     return [(r["request_id"], r["credits_charged"], r["text_length"]) for r in rows]
 
 
-RESTARTS = 4  # the issue's finding: four PostgreSQL restarts, 124 credits lost and 4 clients told INTERNAL_ERROR
+RESTARTS = (
+    4  # the issue's finding: four PostgreSQL restarts, 124 credits lost and 4 clients told INTERNAL_ERROR
+)
 
 
 def test_dropped_connections_and_four_postgres_restarts_under_load(rig: Rig, pg_control, unique: str) -> None:
@@ -381,6 +458,7 @@ def test_dropped_connections_and_four_postgres_restarts_under_load(rig: Rig, pg_
     def traffic() -> None:
         async def everything() -> None:
             await asyncio.gather(*(keep_busy(t) for t in in_flight for _ in range(2)))
+
         asyncio.run(everything())
 
     worker = threading.Thread(target=traffic)
@@ -399,8 +477,10 @@ def test_dropped_connections_and_four_postgres_restarts_under_load(rig: Rig, pg_
     assert not worker.is_alive()
     flat = [x for r in results if isinstance(r, list) for x in r]
     statuses = [r for r in results if isinstance(r, int)]
-    print(f"\nunder {RESTARTS} restarts (in flight at each: {met}): HTTP "
-          f"{ {x: statuses.count(x) for x in set(statuses)} }; sockets { {x: flat.count(x) for x in set(flat)} }")
+    print(
+        f"\nunder {RESTARTS} restarts (in flight at each: {met}): HTTP "
+        f"{ {x: statuses.count(x) for x in set(statuses)} }; sockets { {x: flat.count(x) for x in set(flat)} }"
+    )
     assert "INTERNAL_ERROR" not in flat and 500 not in results, results
     # The faults met live traffic: at every restart requests were under way on at least three transports.
     assert len(met) == RESTARTS and all(sum(n > 0 for n in m.values()) >= 3 for m in met), met
@@ -433,8 +513,13 @@ def _in_flight_everywhere(rig: Rig, raw: str) -> threading.Thread:
 
     def http_stream() -> None:
         try:
-            with httpx.stream("POST", f"{rig.base}/v1/tts/generate", headers=auth, timeout=120,
-                              json={"text": LONG, "speaker": "fixed", "stream": True, "format": "pcm"}) as answer:
+            with httpx.stream(
+                "POST",
+                f"{rig.base}/v1/tts/generate",
+                headers=auth,
+                timeout=120,
+                json={"text": LONG, "speaker": "fixed", "stream": True, "format": "pcm"},
+            ) as answer:
                 for i, _ in enumerate(answer.iter_bytes()):
                     if i == 0:
                         started.release()
@@ -458,20 +543,43 @@ def _in_flight_everywhere(rig: Rig, raw: str) -> threading.Thread:
         except (OSError, TimeoutError, ConnectionClosed):  # the server goes away under it
             pass
 
-    cartesia = {"model_id": "sonic-3", "voice": {"mode": "id", "id": "default"}, "context_id": "c",
-                "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000}}
+    cartesia = {
+        "model_id": "sonic-3",
+        "voice": {"mode": "id", "id": "default"},
+        "context_id": "c",
+        "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000},
+    }
 
     async def sockets() -> None:
         await asyncio.gather(
-            socket("/v1/tts/ws", [{"type": "start", "speaker": "fixed", "format": "pcm", "sample_rate": 16000,
-                                   "text": LONG}, {"type": "end"}]),
-            socket("/v1/text-to-speech/default/multi-stream-input?output_format=pcm_16000",
-                   [{"text": " ", "context_id": "a"}, {"text": PLAIN + " ", "context_id": "a"},
-                    {"context_id": "a", "flush": True}]),
-            socket("/tts/websocket", [{**cartesia, "transcript": LONG, "continue": False}]))
+            socket(
+                "/v1/tts/ws",
+                [
+                    {
+                        "type": "start",
+                        "speaker": "fixed",
+                        "format": "pcm",
+                        "sample_rate": 16000,
+                        "text": LONG,
+                    },
+                    {"type": "end"},
+                ],
+            ),
+            socket(
+                "/v1/text-to-speech/default/multi-stream-input?output_format=pcm_16000",
+                [
+                    {"text": " ", "context_id": "a"},
+                    {"text": PLAIN + " ", "context_id": "a"},
+                    {"context_id": "a", "flush": True},
+                ],
+            ),
+            socket("/tts/websocket", [{**cartesia, "transcript": LONG, "continue": False}]),
+        )
 
-    threads = [threading.Thread(target=http_stream, daemon=True),
-               threading.Thread(target=lambda: asyncio.run(sockets()), daemon=True)]
+    threads = [
+        threading.Thread(target=http_stream, daemon=True),
+        threading.Thread(target=lambda: asyncio.run(sockets()), daemon=True),
+    ]
     for thread in threads:
         thread.start()
     for _ in range(4):
@@ -503,16 +611,22 @@ def test_kill_or_sigterm_mid_utterance_on_every_transport(rig: Rig, unique: str,
 # One context's messages per dialect: how it opens with text, one more piece, its end, and which field of the
 # server's messages names the context and marks its end.
 CONTEXTS = {
-    "elevenlabs": (DIALECTS["elevenlabs"][0],
-                   lambda c, t: [{"text": " ", "context_id": c}, {"text": t, "context_id": c}],
-                   lambda c, t: {"text": t, "context_id": c},
-                   lambda c: [{"context_id": c, "flush": True}, {"context_id": c, "close_context": True}],
-                   "contextId", "isFinal"),
-    "cartesia": (DIALECTS["cartesia"][0],
-                 lambda c, t: [{**CARTESIA, "context_id": c, "transcript": t, "continue": True}],
-                 lambda c, t: {**CARTESIA, "context_id": c, "transcript": t, "continue": True},
-                 lambda c: [{**CARTESIA, "context_id": c, "transcript": "", "continue": False}],
-                 "context_id", "done"),
+    "elevenlabs": (
+        DIALECTS["elevenlabs"][0],
+        lambda c, t: [{"text": " ", "context_id": c}, {"text": t, "context_id": c}],
+        lambda c, t: {"text": t, "context_id": c},
+        lambda c: [{"context_id": c, "flush": True}, {"context_id": c, "close_context": True}],
+        "contextId",
+        "isFinal",
+    ),
+    "cartesia": (
+        DIALECTS["cartesia"][0],
+        lambda c, t: [{**CARTESIA, "context_id": c, "transcript": t, "continue": True}],
+        lambda c, t: {**CARTESIA, "context_id": c, "transcript": t, "continue": True},
+        lambda c: [{**CARTESIA, "context_id": c, "transcript": "", "continue": False}],
+        "context_id",
+        "done",
+    ),
 }
 # One debit block each (16 characters at TTS_CREDITS_RESERVE_AHEAD): the five open within the dialects' barge-in
 # window (TTS_WS_SUPERSEDE_AFTER_S), so the sixth is refused rather than taken for a barge-in.
@@ -531,8 +645,9 @@ async def five_contexts(rig: Rig, raw: str, dialect: str, *, refused_pieces: int
         for message in messages:
             await ws.send(json.dumps(message))
 
-    async with connect(ws_url(rig, path), additional_headers={"Authorization": f"Bearer {raw}"},
-                       max_size=None) as ws:
+    async with connect(
+        ws_url(rig, path), additional_headers={"Authorization": f"Bearer {raw}"}, max_size=None
+    ) as ws:
         for i, text in enumerate(FIVE):
             await send(ws, opening(f"c{i}", text))
         if refused_pieces:
@@ -542,7 +657,9 @@ async def five_contexts(rig: Rig, raw: str, dialect: str, *, refused_pieces: int
         await send(ws, [piece("x", PIECE) for _ in range(refused_pieces)])
         for i in range(len(FIVE)):
             await send(ws, end(f"c{i}"))
-        await send(ws, [*(piece("x", PIECE) for _ in range(refused_pieces)), *(end("x") if refused_pieces else [])])
+        await send(
+            ws, [*(piece("x", PIECE) for _ in range(refused_pieces)), *(end("x") if refused_pieces else [])]
+        )
         ends = 0
         while ends < len(FIVE):
             event = json.loads(await asyncio.wait_for(ws.recv(), 120))
@@ -570,8 +687,10 @@ def test_text_streamed_into_a_refused_context_is_never_charged(rig: Rig, unique:
     """A sixth context, refused, whose client streams its turn into it anyway (20 debit-sized pieces, with 300 ms
     database answers): the key pays exactly what the same five contexts cost without it, the books balance, and the
     refused context gets one error and its end, no audio."""
-    (raw, key_id), (control_raw, control_id) = new_key(rig, f"refused-{dialect}-{unique}"), \
-        new_key(rig, f"refused-control-{dialect}-{unique}")
+    (raw, key_id), (control_raw, control_id) = (
+        new_key(rig, f"refused-{dialect}-{unique}"),
+        new_key(rig, f"refused-control-{dialect}-{unique}"),
+    )
     try:
         got = asyncio.run(five_contexts(rig, raw, dialect, refused_pieces=10))
         rig.proxy.delay_s = 0.0
@@ -583,7 +702,8 @@ def test_text_streamed_into_a_refused_context_is_never_charged(rig: Rig, unique:
     assert got.pop("x", []) == (["error", "end", "end"] if dialect == "cartesia" else ["error", "end"]), got
     for context in (got, control):
         assert sorted(context) == [f"c{i}" for i in range(5)] and all(
-            "audio" in kinds and kinds[-1] == "end" and "error" not in kinds for kinds in context.values()), context
+            "audio" in kinds and kinds[-1] == "end" and "error" not in kinds for kinds in context.values()
+        ), context
     statuses = assert_books_balance(rig, [key_id, control_id])
     spent = {k: INITIAL - asyncio.run(books(rig.dsn, k))[0] for k in (key_id, control_id)}
     assert spent[key_id] == spent[control_id] > 0, spent
@@ -592,7 +712,8 @@ def test_text_streamed_into_a_refused_context_is_never_charged(rig: Rig, unique:
 
 # ------------------------------------------------------------------------------------------------ our own failure
 def test_a_socket_our_own_failure_ends_refunds_its_utterances_on_every_dialect(
-        pg_dsn: str, demo_model_dir: Path, tmp_path: Path, unique: str) -> None:
+    pg_dsn: str, demo_model_dir: Path, tmp_path: Path, unique: str
+) -> None:
     """Fair charge: a bug of ours ends the socket (the read loop raises once audio has gone out; no client can
     provoke that, so the app runs in-process with the failure injected into its socket guard's message limiter) on
     the native, ElevenLabs (multi and single) and Cartesia sockets: each utterance's row, settled by PostgreSQL, is
@@ -606,10 +727,22 @@ def test_a_socket_our_own_failure_ends_refunds_its_utterances_on_every_dialect(
     from tests.unit.test_ws_endings import DIALECTS as SOCKETS
     from tests.unit.test_ws_endings import FaultyGuard, _close_code, _until_audio
 
-    settings = Settings(model_dir=demo_model_dir, auth_enabled=True, key_backend="postgres", database_url=pg_dsn,
-                        credits_enabled=True, request_log_sink="postgres", request_log_spool_dir=tmp_path / "spool",
-                        request_log_flush_s=0.2, voice_store="none", sr_enabled=False, warmup=False, log_json=False,
-                        credits_reserve_ahead=16, rate_limit_per_minute=10_000)
+    settings = Settings(
+        model_dir=demo_model_dir,
+        auth_enabled=True,
+        key_backend="postgres",
+        database_url=pg_dsn,
+        credits_enabled=True,
+        request_log_sink="postgres",
+        request_log_spool_dir=tmp_path / "spool",
+        request_log_flush_s=0.2,
+        voice_store="none",
+        sr_enabled=False,
+        warmup=False,
+        log_json=False,
+        credits_reserve_ahead=16,
+        rate_limit_per_minute=10_000,
+    )
     keys = {d: create_credit_key(pg_dsn, f"fail-{d}-{unique}", credit_balance=INITIAL) for d in SOCKETS}
     runtime = ModelRuntime(settings)
     with TestClient(create_app(settings, runtime=runtime)) as client:
@@ -625,7 +758,9 @@ def test_a_socket_our_own_failure_ends_refunds_its_utterances_on_every_dialect(
                 assert _close_code(ws) == 1011, dialect
         deadline = time.monotonic() + 30
         key_ids = [k for _, k in keys.values()]
-        while time.monotonic() < deadline:  # the rows are stored (and settle) about TTS_REQUEST_LOG_FLUSH_S later
+        while (
+            time.monotonic() < deadline
+        ):  # the rows are stored (and settle) about TTS_REQUEST_LOG_FLUSH_S later
             state = {k: asyncio.run(books(pg_dsn, k)) for k in key_ids}
             if all(s[3] and s[2] == 0 for s in state.values()):
                 break
@@ -637,8 +772,12 @@ def test_a_socket_our_own_failure_ends_refunds_its_utterances_on_every_dialect(
     async def codes() -> list[str]:
         conn = await asyncpg.connect(pg_dsn, timeout=5)
         try:
-            return [r["error_code"] for r in await conn.fetch(
-                "SELECT error_code FROM tts_requests WHERE key_id = ANY($1::text[])", key_ids)]
+            return [
+                r["error_code"]
+                for r in await conn.fetch(
+                    "SELECT error_code FROM tts_requests WHERE key_id = ANY($1::text[])", key_ids
+                )
+            ]
         finally:
             await conn.close()
 

@@ -40,8 +40,9 @@ class FakeTable:
                 return False
         return True
 
-    def handle(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str],
-               body: object) -> tuple[int, object]:
+    def handle(
+        self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str], body: object
+    ) -> tuple[int, object]:
         self.requests.append((method, query, headers))
         if self.fail:
             return 503, {"message": "unavailable", "code": "PGRST000"}
@@ -69,9 +70,16 @@ def postgrest() -> Iterator[tuple[FakeTable, str]]:
 
 def record(request_id: str, expires_in_s: float = 600) -> RecentRequest:
     now = datetime.now(UTC).replace(microsecond=0)
-    return RecentRequest(request_id=request_id, owner_key_id="key_a", voice_id="fixed", global_tokens=GLOBALS,
-                         tail_text="and the end.", tail_semantic=(1, 2, 3), created_at=now,
-                         expires_at=now + timedelta(seconds=expires_in_s))
+    return RecentRequest(
+        request_id=request_id,
+        owner_key_id="key_a",
+        voice_id="fixed",
+        global_tokens=GLOBALS,
+        tail_text="and the end.",
+        tail_semantic=(1, 2, 3),
+        created_at=now,
+        expires_at=now + timedelta(seconds=expires_in_s),
+    )
 
 
 async def test_put_get_expire_and_purge_with_the_service_key(postgrest) -> None:

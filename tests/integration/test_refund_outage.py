@@ -32,13 +32,23 @@ INITIAL = 1_000
 
 
 @pytest.fixture(scope="module")
-def failing_server(pg_dsn: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-                   ) -> Iterator[RunningServer]:
+def failing_server(
+    pg_dsn: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
     tmp = tmp_path_factory.mktemp("refund-outage")
-    env = {"TTS_AUTH_ENABLED": "true", "TTS_KEY_BACKEND": "postgres", "TTS_DATABASE_URL": pg_dsn,
-           "TTS_CREDITS_ENABLED": "true", "TTS_REQUEST_LOG_SINK": "postgres", "TTS_REQUEST_LOG_SPOOL_DIR": str(tmp),
-           "TTS_KEY_STALE_IF_ERROR_S": "300", "TTS_VOICE_STORE": "none", "TTS_SR_ENABLED": "false",
-           "TTS_WARMUP": "false", "TTS_GUARD_MAX_TRIES": "2"}
+    env = {
+        "TTS_AUTH_ENABLED": "true",
+        "TTS_KEY_BACKEND": "postgres",
+        "TTS_DATABASE_URL": pg_dsn,
+        "TTS_CREDITS_ENABLED": "true",
+        "TTS_REQUEST_LOG_SINK": "postgres",
+        "TTS_REQUEST_LOG_SPOOL_DIR": str(tmp),
+        "TTS_KEY_STALE_IF_ERROR_S": "300",
+        "TTS_VOICE_STORE": "none",
+        "TTS_SR_ENABLED": "false",
+        "TTS_WARMUP": "false",
+        "TTS_GUARD_MAX_TRIES": "2",
+    }
     server = start_server(demo_model_dir, tmp / "server.log", env, standin=["--fault", "stop:0:0"])
     yield server
     stop_server(server)
@@ -48,8 +58,10 @@ async def state(dsn: str, key_id: str) -> tuple[int, list[asyncpg.Record]]:
     conn = await asyncpg.connect(dsn, timeout=5)
     try:
         balance = await conn.fetchval("SELECT credit_balance FROM api_keys WHERE key_id = $1", key_id)
-        rows = await conn.fetch("SELECT status, error_code, credits_charged, refund_credits "
-                                "FROM tts_requests WHERE key_id = $1", key_id)
+        rows = await conn.fetch(
+            "SELECT status, error_code, credits_charged, refund_credits FROM tts_requests WHERE key_id = $1",
+            key_id,
+        )
     finally:
         await conn.close()
     return balance, rows
@@ -68,8 +80,11 @@ async def scenario(server: RunningServer, raw: str, key_id: str, dsn: str, pg_co
     sockets = [await connect(url, additional_headers=auth, max_size=None) for _ in range(2)]
     try:
         for ws in sockets:
-            await ws.send(json.dumps({"type": "start", "speaker": "fixed", "format": "pcm", "sample_rate": 16000,
-                                      "text": TEXT}))
+            await ws.send(
+                json.dumps(
+                    {"type": "start", "speaker": "fixed", "format": "pcm", "sample_rate": 16000, "text": TEXT}
+                )
+            )
             await ws.send(json.dumps({"type": "ping", "id": 1}))
             await until(ws, "pong")  # messages are handled in order: the text's credits are reserved
         balance, _ = await state(dsn, key_id)
@@ -80,15 +95,18 @@ async def scenario(server: RunningServer, raw: str, key_id: str, dsn: str, pg_co
                 await ws.send(json.dumps({"type": "end"}))
             return [await until(ws, "done", "error") for ws in sockets]
         finally:
-            await asyncio.sleep(1.0)  # let the settle step try (and fail) the refunds while the database is down
+            await asyncio.sleep(
+                1.0
+            )  # let the settle step try (and fail) the refunds while the database is down
             await pg_control.astart()
     finally:
         for ws in sockets:
             await ws.close()
 
 
-def test_refunds_owed_during_an_outage_reach_the_balance_once(failing_server: RunningServer, pg_dsn: str,
-                                                              pg_control, unique: str) -> None:
+def test_refunds_owed_during_an_outage_reach_the_balance_once(
+    failing_server: RunningServer, pg_dsn: str, pg_control, unique: str
+) -> None:
     raw, key_id = create_credit_key(pg_dsn, f"refund-{unique}", credit_balance=INITIAL)
     events = asyncio.run(scenario(failing_server, raw, key_id, pg_dsn, pg_control))
     assert [e["error"]["code"] for e in events] == ["GENERATION_FAILED"] * 2, events
@@ -99,6 +117,7 @@ def test_refunds_owed_during_an_outage_reach_the_balance_once(failing_server: Ru
         time.sleep(0.3)
         balance, rows = asyncio.run(state(pg_dsn, key_id))
     assert [(r["status"], r["error_code"], r["credits_charged"]) for r in rows] == [
-        ("failed", "GENERATION_FAILED", 0)] * 2
+        ("failed", "GENERATION_FAILED", 0)
+    ] * 2
     assert all(r["refund_credits"] > 0 for r in rows)  # the refunds were owed, not taken live
     assert balance == INITIAL - sum(r["credits_charged"] for r in rows) == INITIAL

@@ -14,15 +14,22 @@ pytestmark = pytest.mark.integration
 
 
 def record(request_id: str, transport: str | None) -> RequestRecord:
-    return RequestRecord(request_id=request_id, speaker="fixed", text_length=5, status="completed",
-                         key_id="transport-test", transport=transport)
+    return RequestRecord(
+        request_id=request_id,
+        speaker="fixed",
+        text_length=5,
+        status="completed",
+        key_id="transport-test",
+        transport=transport,
+    )
 
 
 async def transports(dsn: str, prefix: str) -> dict[str, str | None]:
     conn = await asyncpg.connect(dsn)
     try:
-        rows = await conn.fetch("SELECT request_id, transport FROM tts_requests WHERE request_id LIKE $1",
-                                f"{prefix}%")
+        rows = await conn.fetch(
+            "SELECT request_id, transport FROM tts_requests WHERE request_id LIKE $1", f"{prefix}%"
+        )
     finally:
         await conn.close()
     return {r["request_id"]: r["transport"] for r in rows}
@@ -31,12 +38,16 @@ async def transports(dsn: str, prefix: str) -> dict[str, str | None]:
 async def test_the_postgres_sink_writes_the_transport(pg_dsn: str, unique: str) -> None:
     sink = PostgresSink(pg_dsn)
     try:
-        await sink.write([record(f"{unique}-h", "http"), record(f"{unique}-w", "websocket"),
-                          record(f"{unique}-old", None)])
+        await sink.write(
+            [record(f"{unique}-h", "http"), record(f"{unique}-w", "websocket"), record(f"{unique}-old", None)]
+        )
     finally:
         await sink.close()
-    assert await transports(pg_dsn, unique) == {f"{unique}-h": "http", f"{unique}-w": "websocket",
-                                                f"{unique}-old": None}
+    assert await transports(pg_dsn, unique) == {
+        f"{unique}-h": "http",
+        f"{unique}-w": "websocket",
+        f"{unique}-old": None,
+    }
 
 
 async def test_the_supabase_store_function_writes_the_transport(pg_dsn: str, unique: str) -> None:

@@ -139,13 +139,15 @@ async def test_sink_stores_rows_through_the_store_function(supabase: FakeSupabas
     assert_clean_logs(caplog)
 
 
-async def test_without_the_store_function_rows_are_upserted_and_the_migration_named(supabase: FakeSupabase,
-                                                                                  caplog) -> None:
+async def test_without_the_store_function_rows_are_upserted_and_the_migration_named(
+    supabase: FakeSupabase, caplog
+) -> None:
     """A project whose migrations stop before 009: every row is still kept (a plain upsert), the error names the
     migration, and the missing function is not asked for again on every batch."""
     caplog.set_level(logging.DEBUG)
-    supabase.responses = [(404, {"code": "PGRST202", "message": "Could not find the function", "details": None,
-                                 "hint": None})]
+    supabase.responses = [
+        (404, {"code": "PGRST202", "message": "Could not find the function", "details": None, "hint": None})
+    ]
     logger = RequestLogger(SupabaseSink(supabase.url, SERVICE_KEY), batch_size=2, flush_s=0.05)
     await logger.start()
     for i in range(4):
@@ -157,7 +159,9 @@ async def test_without_the_store_function_rows_are_upserted_and_the_migration_na
     assert upsert.query["on_conflict"] == ["request_id"]
     prefer = upsert.headers["prefer"].split(",")
     assert "resolution=ignore-duplicates" in prefer and "return=minimal" in prefer
-    assert [row["request_id"] for r in supabase.requests[1:] for row in r.body] == [f"req-{i}" for i in range(4)]
+    assert [row["request_id"] for r in supabase.requests[1:] for row in r.body] == [
+        f"req-{i}" for i in range(4)
+    ]
     assert logger.written == 4 and logger.dropped == 0
     assert "009_store_requests.sql" in caplog.text
     assert_clean_logs(caplog)
@@ -208,8 +212,10 @@ async def test_key_store_and_credits_through_rpc(supabase: FakeSupabase, caplog)
         "credit_balance": 100,
         "created_at": "2025-01-01T00:00:00+00:00",
     }
-    supabase.rpc_results = {"tts_lookup_api_key": [row],
-                            "tts_reserve_credits": [{"o_status": "held", "o_balance": 70}]}
+    supabase.rpc_results = {
+        "tts_lookup_api_key": [row],
+        "tts_reserve_credits": [{"o_status": "held", "o_balance": 70}],
+    }
     store = SupabaseKeyStore(client=make_supabase_client(supabase.url, SERVICE_KEY))
     auth = Authenticator(store, ttl_s=30)
 
@@ -226,7 +232,10 @@ async def test_key_store_and_credits_through_rpc(supabase: FakeSupabase, caplog)
     assert held.balance_after == 70
     debit = supabase.requests[-1]
     assert debit.path == "/rest/v1/rpc/tts_reserve_credits" and debit.body == {
-        "p_reservation_id": held.reservation_ids[0], "p_request_id": "req-9", "p_key_id": "key-1", "p_amount": 30,
+        "p_reservation_id": held.reservation_ids[0],
+        "p_request_id": "req-9",
+        "p_key_id": "key-1",
+        "p_amount": 30,
     }
 
     supabase.rpc_results["tts_reserve_credits"] = [{"o_status": "short", "o_balance": 70}]  # balance too low

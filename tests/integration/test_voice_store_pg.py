@@ -41,8 +41,10 @@ async def test_the_migration_is_idempotent_and_row_level_security_is_on(pg_dsn: 
         await conn.execute((SQL_DIR / "005_voices.sql").read_text())  # again, on a migrated database
         assert await conn.fetchval("SELECT relrowsecurity FROM pg_class WHERE relname = 'tts_voices'")
         with pytest.raises(asyncpg.CheckViolationError):  # the table refuses what records refuse
-            await conn.execute("INSERT INTO tts_voices (voice_id, owner_key_id, name, global_tokens) "
-                               "VALUES ('voice_x', 'k', 'n', '{1,2}')")
+            await conn.execute(
+                "INSERT INTO tts_voices (voice_id, owner_key_id, name, global_tokens) "
+                "VALUES ('voice_x', 'k', 'n', '{1,2}')"
+            )
     finally:
         await conn.close()
 
@@ -55,7 +57,11 @@ async def test_an_id_postgres_cannot_hold_is_404_not_503(pg_dsn: str, voice_id: 
     library = VoiceLibrary(Settings(voice_cache_ttl_s=0), models=None, store=store, references=None)  # type: ignore[arg-type]
     caller = Caller(key_id="k", admin=False)
     try:
-        for call in (library.get(voice_id, caller), library.delete(voice_id, caller), library.voice_for(voice_id, "k")):
+        for call in (
+            library.get(voice_id, caller),
+            library.delete(voice_id, caller),
+            library.voice_for(voice_id, "k"),
+        ):
             with pytest.raises(ServiceError) as caught:
                 await call
             assert caught.value.code == "VOICE_NOT_FOUND"  # 404

@@ -53,8 +53,9 @@ class FakePostgrest:
 def postgrest() -> Iterator[tuple[FakePostgrest, str]]:
     fake = FakePostgrest()
 
-    def handle(method: str, path: str, query: dict[str, list[str]], headers: dict[str, str],
-               body: object) -> tuple[int, object]:
+    def handle(
+        method: str, path: str, query: dict[str, list[str]], headers: dict[str, str], body: object
+    ) -> tuple[int, object]:
         fake.requests.append((method, path, headers))
         return fake.handle(method, path, query, body)
 

@@ -54,7 +54,9 @@ def hub(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     root = tmp_path / "hub"
     root.mkdir()
     RangeHandler.log = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: RangeHandler(*a, directory=str(root)))
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), lambda *a: RangeHandler(*a, directory=str(root))
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -68,18 +70,24 @@ def publish(hub_root: Path, repo: str, revision: str, files: dict[str, bytes]) -
         path = hub_root / repo / "resolve" / revision / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-    return tuple(ExpectedFile(rel, len(data), hashlib.sha256(data).hexdigest()) for rel, data in files.items())
+    return tuple(
+        ExpectedFile(rel, len(data), hashlib.sha256(data).hexdigest()) for rel, data in files.items()
+    )
 
 
 def test_download_resumes_a_partial_file_and_skips_verified_ones(hub, tmp_path: Path, monkeypatch) -> None:
     base, hub_root = hub
     big = bytes(range(256)) * 4000
-    files = publish(hub_root, weights.SPARK_REPO, "rev1", {"config.yaml": b"sample_rate: 16000\n", "LLM/w.bin": big})
+    files = publish(
+        hub_root, weights.SPARK_REPO, "rev1", {"config.yaml": b"sample_rate: 16000\n", "LLM/w.bin": big}
+    )
     monkeypatch.setattr(weights, "SPARK_FILES", files)
     target = tmp_path / "model"
     (target / "LLM").mkdir(parents=True)
     (target / "LLM" / "w.bin.part").write_bytes(big[:1000])  # an interrupted earlier run
-    reports = weights.download_spark(target, revision="rev1", include_wav2vec2=False, base_url=base, log=lambda m: None)
+    reports = weights.download_spark(
+        target, revision="rev1", include_wav2vec2=False, base_url=base, log=lambda m: None
+    )
     assert [r.status for r in reports] == ["verified", "verified"]
     assert (target / "LLM" / "w.bin").read_bytes() == big
     assert f"/{weights.SPARK_REPO}/resolve/rev1/LLM/w.bin 1000" in RangeHandler.log  # resumed, not restarted
@@ -90,11 +98,18 @@ def test_download_resumes_a_partial_file_and_skips_verified_ones(hub, tmp_path: 
 
 def test_the_command_line_downloads_and_reports_a_bad_file(hub, tmp_path: Path) -> None:
     base, hub_root = hub
-    publish(hub_root, weights.APBWE_REPO, weights.APBWE_REVISION,
-            {f"{weights.APBWE_SUBDIR}/config.json": b"{}", f"{weights.APBWE_SUBDIR}/g_16kto48k": b"gen"})
+    publish(
+        hub_root,
+        weights.APBWE_REPO,
+        weights.APBWE_REVISION,
+        {f"{weights.APBWE_SUBDIR}/config.json": b"{}", f"{weights.APBWE_SUBDIR}/g_16kto48k": b"gen"},
+    )
     done = subprocess.run(
         [sys.executable, "-m", "core.weights", "--sr", str(tmp_path / "sr"), "--base-url", base],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     # The served files are not the released ones: both fail, both are kept aside, exit status 1.
     assert done.returncode == 1, done.stderr

@@ -30,9 +30,16 @@ KEY, CAP, HANDSHAKES = "ws-cap-key", 4, 100
 
 @pytest.fixture
 def server(demo_model_dir: Path, redis_url: str) -> Iterator[str]:
-    settings = Settings(model_dir=demo_model_dir, warmup=False, sr_enabled=False, auth_enabled=True,
-                        rate_limit_per_minute=10_000, ws_max_connections_per_key=CAP, log_json=False,
-                        log_level="WARNING")
+    settings = Settings(
+        model_dir=demo_model_dir,
+        warmup=False,
+        sr_enabled=False,
+        auth_enabled=True,
+        rate_limit_per_minute=10_000,
+        ws_max_connections_per_key=CAP,
+        log_json=False,
+        log_level="WARNING",
+    )
     store = StaticKeyStore()
     store.add_plain_key(KEY, key_id="ws-cap")
     limiter = RedisLimiter.from_url(redis_url, prefix=f"test:wscap:{uuid.uuid4().hex}:")
@@ -41,8 +48,11 @@ def server(demo_model_dir: Path, redis_url: str) -> Iterator[str]:
     root_state = (root.level, list(root.handlers))
     app = create_app(settings, access=access)
     port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                                       ws_max_queue=64, backlog=256))
+    uv = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws_max_queue=64, backlog=256
+        )
+    )
     thread = threading.Thread(target=uv.run, name="ws-cap-server", daemon=True)
     thread.start()
     try:
@@ -67,7 +77,8 @@ async def test_a_hundred_concurrent_handshakes_do_not_pass_a_cap_of_four(server:
     async def handshake(stack: AsyncExitStack) -> None:
         try:
             ws = await stack.enter_async_context(
-                connect(url, additional_headers={"Authorization": f"Bearer {KEY}"}, open_timeout=60))
+                connect(url, additional_headers={"Authorization": f"Bearer {KEY}"}, open_timeout=60)
+            )
         except InvalidStatus as exc:
             refused.append(exc.response.status_code)
             return
@@ -78,7 +89,9 @@ async def test_a_hundred_concurrent_handshakes_do_not_pass_a_cap_of_four(server:
         tasks = [asyncio.create_task(handshake(stack)) for _ in range(HANDSHAKES)]
         while len(opened) + len(refused) < HANDSHAKES:
             await asyncio.sleep(0.05)
-            assert not any(t.done() and t.exception() for t in tasks), [t.exception() for t in tasks if t.done()]
+            assert not any(t.done() and t.exception() for t in tasks), [
+                t.exception() for t in tasks if t.done()
+            ]
         release.set()
         await asyncio.gather(*tasks)
         assert len(opened) == CAP

@@ -23,8 +23,9 @@ from bench import harness
 MOVE = "unit tests start no servers: move this test to tests/integration"
 
 # argv words that name a server: a program's file name, a module after `-m`, a script's path.
-SERVER_PROGRAMS = frozenset({"uvicorn", "gunicorn", "postgres", "pg_ctl", "redis-server", "prometheus",
-                             "prometheus-pushgateway"})
+SERVER_PROGRAMS = frozenset(
+    {"uvicorn", "gunicorn", "postgres", "pg_ctl", "redis-server", "prometheus", "prometheus-pushgateway"}
+)
 SERVER_MODULES = frozenset({"uvicorn", "http.server", "bench.standin.serve"})
 SERVER_SCRIPTS = ("bench/serve_paced.py", "scripts/start_services")
 
@@ -36,8 +37,11 @@ def server_named(args: object) -> str | None:
     else:
         words = [str(a.decode() if isinstance(a, bytes) else a) for a in args]  # type: ignore[attr-defined]
     for before, word in zip(["", *words], words, strict=False):
-        if Path(word).name in SERVER_PROGRAMS or word.endswith(SERVER_SCRIPTS) or (
-                before == "-m" and word in SERVER_MODULES):
+        if (
+            Path(word).name in SERVER_PROGRAMS
+            or word.endswith(SERVER_SCRIPTS)
+            or (before == "-m" and word in SERVER_MODULES)
+        ):
             return word
     return None
 

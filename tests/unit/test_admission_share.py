@@ -65,7 +65,12 @@ def test_a_short_device_refuses_the_key_over_its_share_and_admits_the_one_within
         clock.now += 0.5
     assert all(d.admit and d.key_class == "within_share" for d in victim)
     flood = adm.decide("flood")
-    assert (flood.admit, flood.rule, flood.key_class, flood.retry_after_s) == (False, "misses", "over_share", 2)
+    assert (flood.admit, flood.rule, flood.key_class, flood.retry_after_s) == (
+        False,
+        "misses",
+        "over_share",
+        2,
+    )
     assert adm.refused_by_class == Counter({("misses", "within_share"): 1, ("misses", "over_share"): 1})
     assert adm.within_share_admitted == 3
     assert adm.view()["refused_by_key_class"] == {"misses/within_share": 1, "misses/over_share": 1}
@@ -96,7 +101,9 @@ def test_with_one_key_alone_or_keys_alike_a_short_device_refuses_as_it_always_di
     sched.misses = 1
     decision = adm.decide("only")
     assert (decision.admit, decision.rule, decision.key_class) == (False, "misses", "within_share")
-    assert adm.decide(None).admit  # keyless is a key of its own, holding nothing: "only" is over the share of two
+    assert adm.decide(
+        None
+    ).admit  # keyless is a key of its own, holding nothing: "only" is over the share of two
     clock.now += 1.5  # the refusals of the last second are forgotten
     sched.owners.update({"": 1})
     assert not adm.decide(None).admit  # one stream each: nobody is over, the rule refuses
@@ -106,8 +113,12 @@ def test_with_one_key_alone_or_keys_alike_a_short_device_refuses_as_it_always_di
 
 
 def test_a_scheduler_without_owners_leaves_every_key_within_its_share() -> None:
-    sched = SimpleNamespace(active_streams=4, stats=SimpleNamespace(busy_seconds=0.0), busy_ratio=lambda: 0.0,
-                            recent_misses=lambda grace_s=0.0: 1)
+    sched = SimpleNamespace(
+        active_streams=4,
+        stats=SimpleNamespace(busy_seconds=0.0),
+        busy_ratio=lambda: 0.0,
+        recent_misses=lambda grace_s=0.0: 1,
+    )
     adm = Admission(sched, clock=_Clock(), ramp_floor=1000)
     assert [adm.decide(k).key_class for k in ("a", "b")] == ["within_share", "within_share"]
 
@@ -127,6 +138,7 @@ def test_the_refusal_metric_names_rule_and_key_class_never_the_key() -> None:
 def test_under_a_ramp_the_victim_does_not_queue_behind_the_flood_and_is_admitted_in_order() -> None:
     """The flood's callers wait out the ramp one by one (FIFO); the victim's, within their share while the flood is
     over its own, are let in at once, in their arrival order, while the flood's first caller is still waiting."""
+
     async def main() -> tuple[list[tuple[str, AdmissionDecision, float]], Admission]:
         loop = asyncio.get_running_loop()
         sched = _Scheduler(loop.time)
@@ -144,8 +156,10 @@ def test_under_a_ramp_the_victim_does_not_queue_behind_the_flood_and_is_admitted
             decision = await adm.admit(key=key)
             out.append((key, decision, loop.time() - t0))
 
-        await asyncio.gather(*(arrive("flood", 0.001 * i) for i in range(3)),
-                             *(arrive("victim", 0.01 + 0.01 * i) for i in range(3)))
+        await asyncio.gather(
+            *(arrive("flood", 0.001 * i) for i in range(3)),
+            *(arrive("victim", 0.01 + 0.01 * i) for i in range(3)),
+        )
         return out, adm
 
     out, adm = run_virtual(main)
@@ -153,5 +167,7 @@ def test_under_a_ramp_the_victim_does_not_queue_behind_the_flood_and_is_admitted
     assert [(d.admit, d.key_class, d.waited_s) for d, _ in victim] == [(True, "within_share", 0.0)] * 3
     assert [round(t, 3) for _, t in victim] == [0.01, 0.02, 0.03]  # at once, in arrival order
     flood = [(d, t) for key, d, t in out if key == "flood"]
-    assert min(t for _, t in flood) > 0.03  # the flood's callers were still waiting when the victim was let in
+    assert (
+        min(t for _, t in flood) > 0.03
+    )  # the flood's callers were still waiting when the victim was let in
     assert adm.refused.get("ramp", 0) + sum(d.admit for d, _ in flood) == 3

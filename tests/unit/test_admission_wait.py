@@ -59,6 +59,7 @@ async def _arrive(adm: Admission, after_s: float) -> tuple[AdmissionDecision, fl
 def test_near_a_limit_spacing_refuses_at_once_by_default() -> None:
     """Waiting out spacing admitted a queue of callers one per 30 ms, faster than refusing lets them in, and admitted
     streams underran in sustained overload (bench.sim_overload): the service refuses them."""
+
     async def main() -> tuple[list[AdmissionDecision], float, Admission]:
         adm, _, engine = await _near_the_pace_floor()
         t0 = asyncio.get_running_loop().time()

@@ -163,7 +163,9 @@ def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
     rules = [
         {
             "record": f"dashboard:q{i}",
-            "expr": expr.replace("$__rate_interval", "5m").replace("$instance", ".*").replace("$job", "veena3-tts"),
+            "expr": expr.replace("$__rate_interval", "5m")
+            .replace("$instance", ".*")
+            .replace("$job", "veena3-tts"),
         }
         for i, expr in enumerate(dashboard_exprs())
     ]
@@ -197,22 +199,33 @@ def test_dashboard_gauges_leave_out_push_groups_that_stopped_updating(tmp_path: 
         'veena3_tts_model_loaded{job="spark-tts", instance="tts:8000"}': "1x6",
     }
     cases = [  # (panel, job, eval time, value)
-        ("Active streams", "veena3-tts", "2m", 5), ("Active streams", "veena3-tts", "4m", 2),
+        ("Active streams", "veena3-tts", "2m", 5),
+        ("Active streams", "veena3-tts", "4m", 2),
         ("Active streams", "spark-tts", "4m", 5),
-        ("Containers reporting", "veena3-tts", "2m", 2), ("Containers reporting", "veena3-tts", "4m", 1),
+        ("Containers reporting", "veena3-tts", "2m", 2),
+        ("Containers reporting", "veena3-tts", "4m", 1),
         ("Containers reporting", "spark-tts", "4m", 1),
-        ("Stale push groups", "veena3-tts", "2m", 0), ("Stale push groups", "veena3-tts", "4m", 1),
+        ("Stale push groups", "veena3-tts", "2m", 0),
+        ("Stale push groups", "veena3-tts", "4m", 1),
         ("Stale push groups", "spark-tts", "4m", 0),
     ]
-    tests = [{
-        "interval": "1m",
-        "input_series": [{"series": s, "values": v} for s, v in series.items()],
-        "promql_expr_test": [
-            {"expr": dashboard_expr(title, job), "eval_time": at, "exp_samples": [{"labels": "{}", "value": value}]}
-            for title, job, at, value in cases
-        ],
-    }]
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": [{"series": s, "values": v} for s, v in series.items()],
+            "promql_expr_test": [
+                {
+                    "expr": dashboard_expr(title, job),
+                    "eval_time": at,
+                    "exp_samples": [{"labels": "{}", "value": value}],
+                }
+                for title, job, at, value in cases
+            ],
+        }
+    ]
     path = tmp_path / "dashboard_test.yml"
     path.write_text(yaml.safe_dump({"rule_files": [], "evaluation_interval": "1m", "tests": tests}))
-    result = subprocess.run([PROMTOOL, "test", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [PROMTOOL, "test", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr

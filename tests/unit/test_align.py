@@ -42,8 +42,9 @@ def test_expected_units_by_script() -> None:
 
 def test_estimate_snaps_group_boundaries_to_pauses() -> None:
     # Three phrases (2, 3 and 1 words) with 300 ms and 500 ms pauses between them, silence around.
-    audio = np.concatenate([_silence(0.2), _tone(0.6), _silence(0.3), _tone(0.9), _silence(0.5), _tone(0.4),
-                            _silence(0.2)])
+    audio = np.concatenate(
+        [_silence(0.2), _tone(0.6), _silence(0.3), _tone(0.9), _silence(0.5), _tone(0.4), _silence(0.2)]
+    )
     words = ["Hello", "there,", "how", "are", "you?", "Fine."]
     result = align(audio, words)
     assert [w.text for w in result.words] == words
@@ -51,8 +52,14 @@ def test_estimate_snaps_group_boundaries_to_pauses() -> None:
     ends = [w.end for w in result.words]
     assert starts == sorted(starts) and all(a <= b for a, b in zip(starts, ends, strict=True))
     assert all(b.start >= a.end for a, b in zip(result.words, result.words[1:], strict=False))
-    for got, want in ((starts[0], 0.2), (ends[1], 0.8), (starts[2], 1.1), (ends[4], 2.0), (starts[5], 2.5),
-                      (ends[5], 2.9)):
+    for got, want in (
+        (starts[0], 0.2),
+        (ends[1], 0.8),
+        (starts[2], 1.1),
+        (ends[4], 2.0),
+        (starts[5], 2.5),
+        (ends[5], 2.9),
+    ):
         assert abs(got - want) <= 0.02, (got, want)
 
 
@@ -109,8 +116,9 @@ def _write_wav(path: Path, audio: np.ndarray, rate: int = RATE) -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "core.align", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "core.align", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_prints_json_and_refuses_bad_input(tmp_path: Path) -> None:
@@ -125,9 +133,11 @@ def test_cli_prints_json_and_refuses_bad_input(tmp_path: Path) -> None:
     assert [c["text"] for c in out["characters"]] == list("你好 world")  # no space between Han characters
     assert all(0 <= w["start"] <= w["end"] <= 1.3 for w in out["words"])
 
-    for args, reason in (((str(tmp_path / "missing.wav"), "hi"), "no such audio file"),
-                         ((str(path), "   "), "no words"),
-                         ((str(path), "hi", "--method", "viterbi"), "invalid choice")):
+    for args, reason in (
+        ((str(tmp_path / "missing.wav"), "hi"), "no such audio file"),
+        ((str(path), "   "), "no words"),
+        ((str(path), "hi", "--method", "viterbi"), "invalid choice"),
+    ):
         done = _cli(*args)
         assert done.returncode == 2 and reason in done.stderr, done.stderr
     garbage = tmp_path / "garbage.wav"

@@ -46,18 +46,22 @@ def test_spans_from_emissions_are_exact() -> None:
     # "ab" on frames 1-3, "ce" on frames 6-8, of 10 frames spanning 0.2 s (20 ms each).
     frames = [0, 2, 3, 3, 0, 0, 4, 6, 6, 0]
     vocab = {"a": 2, "b": 3, "c": 4, "e": 6}
-    result = align_emissions(_emissions(frames), ["ab", "ce,"], lambda w: [vocab[c] for c in w if c in vocab], 0,
-                             0.2)
+    result = align_emissions(
+        _emissions(frames), ["ab", "ce,"], lambda w: [vocab[c] for c in w if c in vocab], 0, 0.2
+    )
     assert [(w.text, w.start, w.end) for w in result.words] == [("ab", 0.02, 0.08), ("ce,", 0.12, 0.18)]
     assert all(w.score == pytest.approx(np.log(0.9), abs=1e-4) for w in result.words)
 
 
 def test_a_word_the_model_cannot_spell_gets_a_zero_span_in_place() -> None:
     frames = [0, 2, 0, 3, 0]
-    result = align_emissions(_emissions(frames), ["a", "你", "b"], lambda w: [{"a": 2, "b": 3}[c] for c in w
-                                                                             if c in "ab"], 0, 0.1)
+    result = align_emissions(
+        _emissions(frames), ["a", "你", "b"], lambda w: [{"a": 2, "b": 3}[c] for c in w if c in "ab"], 0, 0.1
+    )
     assert [w.text for w in result.words] == ["a", "你", "b"]
-    assert result.words[1].start == result.words[1].end == result.words[0].end and result.words[1].score is None
+    assert (
+        result.words[1].start == result.words[1].end == result.words[0].end and result.words[1].score is None
+    )
 
 
 @pytest.fixture(scope="module")
@@ -105,13 +109,33 @@ def test_cli_ctc_method(tiny_model: Path, tmp_path: Path) -> None:
         wav.setsampwidth(2)
         wav.setframerate(16_000)
         wav.writeframes((_audio(1.0, 3) * 32767).astype("<i2").tobytes())
-    done = subprocess.run([sys.executable, "-m", "core.align", str(path), "hello code", "--method", "ctc",
-                           "--model", str(tiny_model)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "core.align",
+            str(path),
+            "hello code",
+            "--method",
+            "ctc",
+            "--model",
+            str(tiny_model),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     words = json.loads(done.stdout)["words"]
     assert [w["text"] for w in words] == ["hello", "code"] and all("score" in w for w in words)
-    done = subprocess.run([sys.executable, "-m", "core.align", str(path), "hello", "--method", "ctc", "--model",
-                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "core.align", str(path), "hello", "--method", "ctc", "--model", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and "not a Wav2Vec2ForCTC" in done.stderr
 
 
@@ -139,6 +163,8 @@ def test_the_service_track_uses_the_model_of_the_chunks_language(tiny_model: Pat
     track.add_text("hello code 你好", "hello code 你好")
     english = track.align_chunk(_audio(1.0, 4), "hello code")
     chinese = track.align_chunk(_audio(1.0, 5), "你好")
-    assert [w.text for w in english.words] == ["hello", "code"] and all(w.score is not None for w in english.words)
+    assert [w.text for w in english.words] == ["hello", "code"] and all(
+        w.score is not None for w in english.words
+    )
     assert [w.text for w in chinese.words] == ["你", "好"] and all(w.score is None for w in chinese.words)
     assert chinese.words[0].start >= english.words[-1].end

@@ -17,7 +17,9 @@ TOLERANCE_S = 0.06
 @pytest.mark.parametrize("method", ["whole", "streamed"])
 @pytest.mark.parametrize("language", ["en", "hi", "zh"])
 @pytest.mark.parametrize("phrases", [PHRASES, MORE_PHRASES], ids=["narrative", "short"])
-def test_group_boundaries_sit_at_the_pauses(method: str, language: str, phrases: dict[str, list[str]]) -> None:
+def test_group_boundaries_sit_at_the_pauses(
+    method: str, language: str, phrases: dict[str, list[str]]
+) -> None:
     speech = make_speech(language, phrases[language])
     words = split_words(speech.text)
     spans = list(align(speech.audio, words).words) if method == "whole" else streamed(speech.audio, words)

@@ -71,25 +71,30 @@ def test_estimate_places_every_word_inside_the_audio(samples: np.ndarray, text: 
 
 @PROPERTY
 @given(audio(), words, st.lists(st.integers(160, 20_000), min_size=1, max_size=8), st.floats(0.5, 12.0))
-def test_incremental_estimate_settles_once_in_order(samples: np.ndarray, text: list[str], pieces: list[int],
-                                                    rate: float) -> None:
+def test_incremental_estimate_settles_once_in_order(
+    samples: np.ndarray, text: list[str], pieces: list[int], rate: float
+) -> None:
     expected = [w for w in text if w.strip()]
     inc = IncrementalEstimate(text, rate=rate)
     spans, at, i = [], 0, 0
     while at < len(samples):
         size = pieces[i % len(pieces)]
-        spans += inc.feed(samples[at:at + size])
+        spans += inc.feed(samples[at : at + size])
         at += size
         i += 1
-        assert len(spans) == inc.placed and inc.placed < max(1, len(expected))  # the last word waits for the end
+        assert len(spans) == inc.placed and inc.placed < max(
+            1, len(expected)
+        )  # the last word waits for the end
     spans += inc.finish()
     check(spans, expected, len(samples) / RATE)
     assert inc.finish() == []  # nothing twice
 
 
 @PROPERTY
-@given(st.lists(st.floats(0.01, 20.0), min_size=1, max_size=40), st.lists(st.integers(0, 5000), max_size=300,
-                                                                             unique=True))
+@given(
+    st.lists(st.floats(0.01, 20.0), min_size=1, max_size=40),
+    st.lists(st.integers(0, 5000), max_size=300, unique=True),
+)
 def test_place_shares_the_frames_it_is_given(units: list[float], frames: list[int]) -> None:
     frames_arr = np.array(sorted(frames), np.int64)
     names = [f"w{i}" for i in range(len(units))]

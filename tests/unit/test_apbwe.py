@@ -97,11 +97,14 @@ def _assert_spectra_close(logamp, pha, ref_logamp, ref_pha, rel: float) -> None:
 @needs_tiny
 def test_stft_features_match_reference(sr, expected):
     spec = sr.analyse(torch.from_numpy(expected["wav48_sinc"]))
-    _assert_spectra_close(spec.logamp[0].numpy(), spec.pha[0].numpy(), expected["logamp_in"], expected["pha_in"],
-                          rel=1e-5)
+    _assert_spectra_close(
+        spec.logamp[0].numpy(), spec.pha[0].numpy(), expected["logamp_in"], expected["pha_in"], rel=1e-5
+    )
     # Where the spectrum is well above the floor, the log-amplitude itself matches tightly.
     strong = expected["logamp_in"] > np.log(1e-1)
-    np.testing.assert_allclose(spec.logamp[0].numpy()[strong], expected["logamp_in"][strong], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(
+        spec.logamp[0].numpy()[strong], expected["logamp_in"][strong], atol=1e-4, rtol=0
+    )
 
 
 @needs_tiny
@@ -111,14 +114,18 @@ def test_generator_matches_reference(sr, expected):
             torch.from_numpy(expected["logamp_in"])[None], torch.from_numpy(expected["pha_in"])[None]
         )
     np.testing.assert_allclose(logamp[0].numpy(), expected["logamp_out"], atol=1e-4, rtol=0)
-    _assert_spectra_close(logamp[0].numpy(), pha[0].numpy(), expected["logamp_out"], expected["pha_out"], rel=1e-5)
+    _assert_spectra_close(
+        logamp[0].numpy(), pha[0].numpy(), expected["logamp_out"], expected["pha_out"], rel=1e-5
+    )
 
 
 @needs_tiny
 def test_synthesis_matches_reference_and_upsample_is_exactly_3x(sr, expected):
     from core.apbwe import Spectrum
 
-    out = Spectrum(torch.from_numpy(expected["logamp_out"])[None], torch.from_numpy(expected["pha_out"])[None])
+    out = Spectrum(
+        torch.from_numpy(expected["logamp_out"])[None], torch.from_numpy(expected["pha_out"])[None]
+    )
     y = sr._frontend.synthesise(out, length=3 * 16123).numpy()
     ref = expected["wav48_out"]  # upstream's iSTFT drops the last 3N mod 80 samples
     np.testing.assert_allclose(y[: len(ref)], ref, atol=1e-4, rtol=0)

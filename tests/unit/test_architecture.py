@@ -28,7 +28,8 @@ SERVICE_LAYERS = (
     "pipeline",  # one request's synthesis, through PipelineResources
     "device",  # the device's one owner: the codec scheduler, admission
     "keys",  # API-key records and their stores
-    "database", "errors",  # plain modules every room may use
+    "database",
+    "errors",  # plain modules every room may use
 )
 MAX_LINES = 500
 # A longer module says why in its docstring, with these words.
@@ -92,9 +93,13 @@ def test_service_subpackages_import_one_way() -> None:
 
 def test_the_pipeline_never_holds_the_runtime() -> None:
     """The pipeline and the rooms above it get `PipelineResources` / `ModelSource`, never `ModelRuntime`."""
-    holders = [name for name, path in product_modules().items()
-               if name.startswith("services.") and not name.startswith("services.deployment")
-               and "ModelRuntime" in path.read_text(encoding="utf-8")]
+    holders = [
+        name
+        for name, path in product_modules().items()
+        if name.startswith("services.")
+        and not name.startswith("services.deployment")
+        and "ModelRuntime" in path.read_text(encoding="utf-8")
+    ]
     assert not holders, holders
 
 

@@ -137,7 +137,9 @@ def test_last_segment_holds_nothing_back_and_still_crossfades() -> None:
     joiner.start_segment()
     joiner.last_segment()
     out += [joiner.push(b[:500]), joiner.push(b[500:])]
-    assert len(out[1]) == 0 and len(out[2]) == 3000  # once the head is mixed, all of it leaves: fade + the rest
+    assert (
+        len(out[1]) == 0 and len(out[2]) == 3000
+    )  # once the head is mixed, all of it leaves: fade + the rest
     out.append(joiner.finish())
     assert np.allclose(np.concatenate(out), crossfade_concat([a, b], OVERLAP), atol=1e-6)
 

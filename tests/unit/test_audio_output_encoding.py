@@ -14,7 +14,9 @@ from services.pipeline.audio_output import AudioOutput
 from services.pipeline.pipeline_stats import PipelineStats
 from shared.settings import Settings
 
-RESOURCES = SimpleNamespace(settings=Settings(), sr=None, scheduler=None)  # what AudioOutput reads: no AP-BWE, no scheduler
+RESOURCES = SimpleNamespace(
+    settings=Settings(), sr=None, scheduler=None
+)  # what AudioOutput reads: no AP-BWE, no scheduler
 
 
 def chunks(seed: int = 0) -> list[np.ndarray]:
@@ -24,8 +26,9 @@ def chunks(seed: int = 0) -> list[np.ndarray]:
 
 
 def output(fmt: str, rate: int) -> AudioOutput:
-    return AudioOutput(RESOURCES, audio_format=fmt, sample_rate=rate, stream=True, want_bwe=False,
-                       stats=PipelineStats())
+    return AudioOutput(
+        RESOURCES, audio_format=fmt, sample_rate=rate, stream=True, want_bwe=False, stats=PipelineStats()
+    )
 
 
 async def encode_on_loop(fmt: str, rate: int) -> tuple[bytes, set[int]]:

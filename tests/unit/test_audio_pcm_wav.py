@@ -33,12 +33,17 @@ def test_float_to_int16_scales_rounds_and_clips() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(x=hnp.arrays(np.float32, st.integers(0, 300),
-                    elements=st.floats(width=32, allow_nan=False, allow_infinity=True)))
+@given(
+    x=hnp.arrays(
+        np.float32, st.integers(0, 300), elements=st.floats(width=32, allow_nan=False, allow_infinity=True)
+    )
+)
 def test_the_encoders_conversion_is_the_clipped_conversion(x) -> None:
     """The sample-wise encoders' one-step conversion gives the bytes of clipping to [-1, 1] and then converting, for
     any float32 input (out of range, infinite, subnormal, exactly +-1 and at the rounding midpoints)."""
-    edges = np.array([1.0, -1.0, 0.5 / 32767, -0.5 / 32767, 1.5 / 32767, np.nextafter(1, 2), -2.0], np.float32)
+    edges = np.array(
+        [1.0, -1.0, 0.5 / 32767, -0.5 / 32767, 1.5 / 32767, np.nextafter(1, 2), -2.0], np.float32
+    )
     for samples in (x, edges):
         assert unit_float_to_s16le(samples) == float_to_s16le(np.clip(samples, -1, 1))
 

@@ -29,7 +29,9 @@ SENTENCE = "The quick brown fox jumps over the lazy dog, and everyone was happy 
 def test_plain_speech_pays_its_characters_and_stretched_audio_pays_its_time() -> None:
     chars, expected = len(SENTENCE), speech_seconds(SENTENCE)
     assert audio_floor_credits(expected, chars, expected) < chars  # plain speech: the floor does not bind
-    assert audio_floor_credits(AUDIO_RATIO * expected, chars, expected) == chars  # up to the ratio, still its text
+    assert (
+        audio_floor_credits(AUDIO_RATIO * expected, chars, expected) == chars
+    )  # up to the ratio, still its text
     # Four times slower (speed 0.25) or padded with silence: audio per credit stays within the ratio of plain speech.
     for audio in (4 * expected, expected + 30.0):
         charged = audio_floor_credits(audio, chars, expected)
@@ -45,12 +47,25 @@ RATE = 16000
 
 @pytest.fixture(scope="module")
 def app(demo_model_dir: Path) -> Iterator[tuple[TestClient, StaticKeyStore, Rows]]:
-    settings = Settings(model_dir=demo_model_dir, warmup=False, log_json=False, sr_enabled=False, auth_enabled=True,
-                        credits_enabled=True, rate_limit_per_minute=10_000, request_log_flush_s=0.05,
-                        default_top_k=1, default_max_tokens=40, guard_mode="off")
+    settings = Settings(
+        model_dir=demo_model_dir,
+        warmup=False,
+        log_json=False,
+        sr_enabled=False,
+        auth_enabled=True,
+        credits_enabled=True,
+        rate_limit_per_minute=10_000,
+        request_log_flush_s=0.05,
+        default_top_k=1,
+        default_max_tokens=40,
+        guard_mode="off",
+    )
     store, rows = StaticKeyStore(), Rows()
-    access = AccessServices(settings, authenticator=Authenticator(store, ttl_s=30.0),
-                            request_logger=RequestLogger(rows, flush_s=0.05))  # type: ignore[arg-type]
+    access = AccessServices(
+        settings,
+        authenticator=Authenticator(store, ttl_s=30.0),
+        request_logger=RequestLogger(rows, flush_s=0.05),
+    )  # type: ignore[arg-type]
     runtime = ModelRuntime(settings)
     with TestClient(create_app(settings, runtime=runtime, access=access)) as client:
         wait_in_portal(client, lambda: runtime.ready)
@@ -59,8 +74,10 @@ def app(demo_model_dir: Path) -> Iterator[tuple[TestClient, StaticKeyStore, Rows
 
 def _speak(client: TestClient, key: str, text: str) -> int:
     """One ElevenLabs stream-input context with SSML; the samples of audio received."""
-    path = (f"/v1/text-to-speech/default/stream-input?output_format=pcm_{RATE}&enable_ssml_parsing=true"
-            f"&xi_api_key={key}")
+    path = (
+        f"/v1/text-to-speech/default/stream-input?output_format=pcm_{RATE}&enable_ssml_parsing=true"
+        f"&xi_api_key={key}"
+    )
     audio = b""
     with client.websocket_connect(path) as ws:
         for message in ({"text": " "}, {"text": text}, {"text": ""}):

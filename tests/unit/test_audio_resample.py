@@ -65,8 +65,19 @@ def test_agrees_with_soxr_within_the_passband(in_rate: int, out_rate: int) -> No
     assert np.max(np.abs(ours[middle] - theirs[middle])) < 1e-3
 
 
-@pytest.mark.parametrize("in_rate,out_rate", [(16000, 8000), (48000, 24000), (48000, 22050), (48000, 44100),
-                                              (48000, 16000), (48000, 8000), (16000, 24000), (16000, 48000)])
+@pytest.mark.parametrize(
+    "in_rate,out_rate",
+    [
+        (16000, 8000),
+        (48000, 24000),
+        (48000, 22050),
+        (48000, 44100),
+        (48000, 16000),
+        (48000, 8000),
+        (16000, 24000),
+        (16000, 48000),
+    ],
+)
 def test_passband_kept_in_time_and_stopband_rejected(in_rate: int, out_rate: int) -> None:
     lower_nyquist = min(in_rate, out_rate) / 2
     # a tone at 85% of the lower Nyquist frequency comes out at its amplitude and its time (no delay)
@@ -96,14 +107,26 @@ def test_first_chunk_leaves_at_once() -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(
-    rates=st.sampled_from([(16000, 8000), (48000, 24000), (48000, 22050), (16000, 24000), (48000, 16000),
-                           (22050, 16000), (44100, 16000), (8000, 16000), (16000, 44100)]),
+    rates=st.sampled_from(
+        [
+            (16000, 8000),
+            (48000, 24000),
+            (48000, 22050),
+            (16000, 24000),
+            (48000, 16000),
+            (22050, 16000),
+            (44100, 16000),
+            (8000, 16000),
+            (16000, 44100),
+        ]
+    ),
     pieces=st.lists(st.integers(0, 2500), min_size=1, max_size=12),
     seed=st.integers(0, 2**16),
     scale=st.sampled_from([0.0, 1e-6, 0.5, 1.0, 40.0]),
 )
-def test_any_pieces_give_the_one_shot_result_and_hold_back_little(rates: tuple[int, int], pieces: list[int],
-                                                                  seed: int, scale: float) -> None:
+def test_any_pieces_give_the_one_shot_result_and_hold_back_little(
+    rates: tuple[int, int], pieces: list[int], seed: int, scale: float
+) -> None:
     in_rate, out_rate = rates
     x = (np.random.default_rng(seed).standard_normal(sum(pieces)) * scale).astype(np.float32)
     rs = StreamingResampler(in_rate, out_rate)
@@ -151,8 +174,12 @@ def test_a_ratio_too_fine_for_a_streaming_filter_is_refused() -> None:
         StreamingResampler(48000, 44099)  # 44099/48000: its filter would hold millions of taps
     with pytest.raises(ValueError, match="lowest terms"):
         resample(np.zeros(10, np.float32), 1, 48000)
-    assert all(max(block_plan(a, b).up, block_plan(a, b).down) <= 441
-               for a in (16000, 48000) for b in OUTPUT_RATES if a != b)
+    assert all(
+        max(block_plan(a, b).up, block_plan(a, b).down) <= 441
+        for a in (16000, 48000)
+        for b in OUTPUT_RATES
+        if a != b
+    )
 
 
 def test_start_up_designs_every_output_conversion() -> None:
@@ -162,7 +189,9 @@ def test_start_up_designs_every_output_conversion() -> None:
         for rate in OUTPUT_RATES:
             if rate != source:
                 StreamingResampler(source, rate)
-    assert block_plan.cache_info().hits - hits == 2 * (len(OUTPUT_RATES) - 1)  # each stream's filter was ready
+    assert block_plan.cache_info().hits - hits == 2 * (
+        len(OUTPUT_RATES) - 1
+    )  # each stream's filter was ready
 
 
 def test_streams_share_one_read_only_filter() -> None:
@@ -188,7 +217,7 @@ def test_output_groups_cover_the_block_and_every_tap(in_rate: int, out_rate: int
     assert plan.groups[0].first == 0 and plan.groups[-1].end == plan.rows
     assert [g.first for g in plan.groups[1:]] == [g.end for g in plan.groups[:-1]]
     for g in plan.groups:
-        np.testing.assert_allclose(g.matrix, full[g.offset: g.offset + g.width, g.first: g.end], rtol=1e-6)
+        np.testing.assert_allclose(g.matrix, full[g.offset : g.offset + g.width, g.first : g.end], rtol=1e-6)
     assert weight_sum == pytest.approx(float(np.abs(full).sum()), rel=1e-5)  # nothing outside the bands
 
 

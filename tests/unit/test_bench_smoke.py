@@ -85,10 +85,14 @@ def test_controllable_prompt_starts_with_acoustic_values_then_32_globals(
     ids = [i for d in asyncio.run(_collect(engine, prompt, SamplingConfig(), "r")) for i in d]
     # As the trained model continues a controllable prompt: acoustic block, then the global block
     # (docs/reference/spark-tts.md#prompts).
-    assert ids[0] == layout.marker_id(Marker.START_ACOUSTIC) and ids[3] == layout.marker_id(Marker.END_ACOUSTIC)
+    assert ids[0] == layout.marker_id(Marker.START_ACOUSTIC) and ids[3] == layout.marker_id(
+        Marker.END_ACOUSTIC
+    )
     assert [layout.kind(i) for i in ids[1:3]] == [TokenKind.ACOUSTIC, TokenKind.ACOUSTIC]
     assert [int(layout.acoustic[i]) for i in ids[1:3]] == [Acoustic.PITCH, Acoustic.SPEED]
-    assert ids[4] == layout.marker_id(Marker.START_GLOBAL) and ids[38] == layout.marker_id(Marker.START_SEMANTIC)
+    assert ids[4] == layout.marker_id(Marker.START_GLOBAL) and ids[38] == layout.marker_id(
+        Marker.START_SEMANTIC
+    )
     parser = TokenParser(layout, mode="controllable")
     delta = parser.feed(ids)
     assert delta.global_tokens is not None and len(delta.global_tokens) == 32
@@ -97,13 +101,17 @@ def test_controllable_prompt_starts_with_acoustic_values_then_32_globals(
     assert record.mode == "controllable" and record.first_semantic_due_s == pytest.approx(39 / 1000.0)
 
 
-def test_speaker_prefix_prompt_continues_with_the_global_block(tokenizer, layout, demo_model_dir: Path) -> None:
+def test_speaker_prefix_prompt_continues_with_the_global_block(
+    tokenizer, layout, demo_model_dir: Path
+) -> None:
     from core.tokens import Marker, TokenKind
 
     prompt, mode = build_prompt_ids(tokenizer, TEXT, _voice(demo_model_dir, "narrator"))
     assert mode == "controllable" and prompt[-1] == layout.marker_id(Marker.START_GLOBAL)
     plan = _engine(tokenizer, layout).plan(prompt, SamplingConfig(), "r")
-    assert plan.mode == "speaker" and plan.first_semantic_index == 34  # 32 globals, end-global, start-semantic
+    assert (
+        plan.mode == "speaker" and plan.first_semantic_index == 34
+    )  # 32 globals, end-global, start-semantic
     assert all(layout.kind(i) == TokenKind.GLOBAL for i in plan.ids[:32])
     parser = TokenParser(layout, mode="controllable")
     assert parser.feed(plan.ids).global_tokens is not None and parser.finish().semantic
@@ -165,7 +173,9 @@ def test_a_zero_latency_service_keeps_the_short_schedule_flowing(preference: str
 
     schedule = StreamingConfig(growth=1.5).for_latency(preference)  # type: ignore[arg-type]
     timing = EngineTiming(semantic_tokens=220, first_due_s=0.0, tokens_per_s=100.0)
-    assert ideal_first_audio_s(schedule, timing) == pytest.approx((schedule.tokens_before_first_audio - 1) / 100)
+    assert ideal_first_audio_s(schedule, timing) == pytest.approx(
+        (schedule.tokens_before_first_audio - 1) / 100
+    )
     assert sum(seconds for _, seconds in ideal_arrivals(schedule, timing)) == pytest.approx(220 * 0.02)
     assert ideal_underruns(schedule, timing, prebuffer_s=0.0) == 0
     assert ideal_underruns(replace(schedule, resume_chunk_tokens=None), timing, prebuffer_s=0.1) == 1
@@ -195,8 +205,12 @@ def test_bench_server_legacy_behaviours_apply_and_undo() -> None:
 def test_stream_interval_hands_out_the_first_id_at_once_then_groups(tokenizer, layout, clone_voice) -> None:
     """As vLLM's stream_interval: one id first, then deltas of N ids (the last may be short), every id once."""
     prompt, _ = build_prompt_ids(tokenizer, TEXT, clone_voice, global_tokens=clone_voice.global_tokens)
-    plain = [i for d in asyncio.run(_collect(_engine(tokenizer, layout), prompt, SamplingConfig(), "p")) for i in d]
-    deltas = asyncio.run(_collect(_engine(tokenizer, layout, stream_interval=4), prompt, SamplingConfig(), "p"))
+    plain = [
+        i for d in asyncio.run(_collect(_engine(tokenizer, layout), prompt, SamplingConfig(), "p")) for i in d
+    ]
+    deltas = asyncio.run(
+        _collect(_engine(tokenizer, layout, stream_interval=4), prompt, SamplingConfig(), "p")
+    )
     assert [i for d in deltas for i in d] == plain
     assert len(deltas[0]) >= 1 and all(len(d) >= 4 for d in deltas[1:-1]) and deltas[-1]
     with pytest.raises(ValueError):
@@ -217,7 +231,9 @@ def test_free_codec_answers_the_schedulers_padded_call_itself() -> None:
 
         decode_rows = decode_padded
 
-    out = FreeCodec(Model()).decode_padded(torch.zeros(2, 7, dtype=torch.long), torch.tensor([7, 5]), torch.zeros(2, 4))
+    out = FreeCodec(Model()).decode_padded(
+        torch.zeros(2, 7, dtype=torch.long), torch.tensor([7, 5]), torch.zeros(2, 4)
+    )
     assert out.shape == (2, 7 * 320)
     rows = torch.tensor([2, 0]), torch.tensor([5, 7]), torch.tensor([3, 3]), torch.zeros(2, 4)
     out = FreeCodec(Model()).decode_rows(torch.zeros(2, 7, dtype=torch.long), *rows, margin=2)
@@ -248,22 +264,51 @@ def test_free_sr_answers_the_batched_call_itself_at_the_models_length() -> None:
 def _two_ways_in_equal_calls(result: dict) -> bool:
     """bench_sr_submit: both ways ran and made the same calls (they differ in submitting only)."""
     rows = result["rows"]
-    return [r["way"] for r in rows] == ["one task each", "together"] and \
-        rows[0]["windows_per_call"] == rows[1]["windows_per_call"]
+    return [r["way"] for r in rows] == ["one task each", "together"] and rows[0]["windows_per_call"] == rows[
+        1
+    ]["windows_per_call"]
 
 
-@pytest.mark.parametrize(("bench", "args", "header", "check"), [
-    ("bench_host_stages", ["--seconds", "2", "--repeat", "1", "--format", "pcm,wav", "--sr48"],
-     "| stage (4 ids per delta) |",
-     lambda r: set(r["us_per_audio_s"]) >= {"parsing (TokenParser.feed)", "audio chain + encoding, pcm",
-                                            "48 kHz: AP-BWE windows through the scheduler, chain + encoding, pcm"}),
-    ("bench_sr_submit", ["--streams", "4", "--chunks", "3", "--rounds", "1"], "| 0 |", _two_ways_in_equal_calls),
-    # 48 kHz's first AP-BWE window waits for the second decode window, unless it is a lead window
-    ("first_audio_48k", ["--rates", "100"], "| 48k, balanced | 100 | 28 (280) | 265 |",
-     lambda r: [row["first_audio_token"] for row in r["rows"]] == [16, 28, 16, 20]),
-])
-def test_cpu_only_benches_run(bench: str, args: list[str], header: str, check, tmp_path: Path,  # noqa: ANN001
-                              capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("bench", "args", "header", "check"),
+    [
+        (
+            "bench_host_stages",
+            ["--seconds", "2", "--repeat", "1", "--format", "pcm,wav", "--sr48"],
+            "| stage (4 ids per delta) |",
+            lambda r: (
+                set(r["us_per_audio_s"])
+                >= {
+                    "parsing (TokenParser.feed)",
+                    "audio chain + encoding, pcm",
+                    "48 kHz: AP-BWE windows through the scheduler, chain + encoding, pcm",
+                }
+            ),
+        ),
+        (
+            "bench_sr_submit",
+            ["--streams", "4", "--chunks", "3", "--rounds", "1"],
+            "| 0 |",
+            _two_ways_in_equal_calls,
+        ),
+        # 48 kHz's first AP-BWE window waits for the second decode window, unless it is a lead window
+        (
+            "first_audio_48k",
+            ["--rates", "100"],
+            "| 48k, balanced | 100 | 28 (280) | 265 |",
+            lambda r: [row["first_audio_token"] for row in r["rows"]] == [16, 28, 16, 20],
+        ),
+    ],
+)
+def test_cpu_only_benches_run(
+    bench: str,
+    args: list[str],
+    header: str,
+    check,
+    tmp_path: Path,  # noqa: ANN001
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import importlib
 
     out = tmp_path / "out.json"

@@ -26,7 +26,11 @@ def test_native_turn_is_start_text_pieces_end() -> None:
         kinds = [kind for kind, _ in parsed]
         assert kinds == ["start", *["text"] * len(TEXT.split()), "end"]
         start = parsed[0][1]
-        assert (start.format, start.output_rate(), start.timestamps) == ("pcm", 16000, "word" if timestamps else None)
+        assert (start.format, start.output_rate(), start.timestamps) == (
+            "pcm",
+            16000,
+            "word" if timestamps else None,
+        )
         assert "".join(m.text for k, m in parsed if k == "text") == TEXT + " "
 
 
@@ -42,8 +46,10 @@ def test_cartesia_turn_continues_then_ends_raw_pcm_16k() -> None:
     for timestamps in (False, True):
         messages = [parse_cartesia(m) for m in turn("cartesia", TEXT, "c", "fixed", timestamps)]
         assert [m.continue_ for m in messages] == [True] * len(TEXT.split()) + [False]
-        assert {(m.output_format.container, m.output_format.encoding, m.output_format.sample_rate)
-                for m in messages} == {("raw", "pcm_s16le", 16000)}
+        assert {
+            (m.output_format.container, m.output_format.encoding, m.output_format.sample_rate)
+            for m in messages
+        } == {("raw", "pcm_s16le", 16000)}
         assert {m.add_timestamps for m in messages} == {timestamps}
         assert "".join(m.transcript for m in messages) == TEXT + " "
 
@@ -51,9 +57,14 @@ def test_cartesia_turn_continues_then_ends_raw_pcm_16k() -> None:
 def test_every_dialect_asks_the_rate_it_is_given() -> None:
     """24 kHz, the frameworks' usual rate (through AP-BWE on the server): each dialect's own rate field says it."""
     assert parse_message(turn("ws", TEXT, "c", "fixed", sample_rate=24000)[0])[1].output_rate() == 24000
-    assert parse_output_format(path_of("elevenlabs", "fixed", 24000).split("output_format=")[1]).sample_rate == 24000
-    assert {parse_cartesia(m).output_format.sample_rate for m in turn("cartesia", TEXT, "c", "fixed",
-                                                                      sample_rate=24000)} == {24000}
+    assert (
+        parse_output_format(path_of("elevenlabs", "fixed", 24000).split("output_format=")[1]).sample_rate
+        == 24000
+    )
+    assert {
+        parse_cartesia(m).output_format.sample_rate
+        for m in turn("cartesia", TEXT, "c", "fixed", sample_rate=24000)
+    } == {24000}
 
 
 def test_hear_counts_audio_and_ends_from_the_servers_own_messages() -> None:

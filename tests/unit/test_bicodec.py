@@ -151,7 +151,9 @@ def test_missing_files_are_named(tmp_path: Path) -> None:
     # Without config.yaml the released config is assumed; weights of another size say what to copy.
     if TINY_DIR.is_dir():
         (tmp_path / "model.safetensors").write_bytes((TINY_DIR / "model.safetensors").read_bytes())
-        with pytest.raises(BiCodecLoadError, match="config.yaml: missing, and the weights are not the released"):
+        with pytest.raises(
+            BiCodecLoadError, match="config.yaml: missing, and the weights are not the released"
+        ):
             BiCodecDecoder.from_pretrained(tmp_path)
 
 

@@ -18,22 +18,27 @@ from shared.settings import Settings
 
 
 def _speech() -> SpeechRequest:
-    return SpeechRequest(text="Hello.", voice=None, audio_format="pcm", sample_rate=16000,
-                         sampling=SamplingConfig())
+    return SpeechRequest(
+        text="Hello.", voice=None, audio_format="pcm", sample_rate=16000, sampling=SamplingConfig()
+    )
 
 
 BUILTIN = Voice(id="fixed", name="fixed", kind="global_tokens", global_tokens=(1,) * 32)
 
 
-@pytest.mark.parametrize(("voice", "key_id", "scope"), [
-    (BUILTIN, "k1", None),
-    (replace(BUILTIN, source="custom"), "k1", "key:k1"),
-    (replace(BUILTIN, source="reference"), "k2", "key:k2"),
-    (replace(BUILTIN, reference_semantic=(5, 6, 7)), "k1", "key:k1"),  # a stitched tail of k1's own audio
-    (replace(BUILTIN, source="custom"), None, None),  # keyless (auth off): one scope for all
-])
-def test_a_voice_from_a_keys_recordings_is_cached_under_that_key(voice: Voice, key_id: str | None,
-                                                                 scope: str | None) -> None:
+@pytest.mark.parametrize(
+    ("voice", "key_id", "scope"),
+    [
+        (BUILTIN, "k1", None),
+        (replace(BUILTIN, source="custom"), "k1", "key:k1"),
+        (replace(BUILTIN, source="reference"), "k2", "key:k2"),
+        (replace(BUILTIN, reference_semantic=(5, 6, 7)), "k1", "key:k1"),  # a stitched tail of k1's own audio
+        (replace(BUILTIN, source="custom"), None, None),  # keyless (auth off): one scope for all
+    ],
+)
+def test_a_voice_from_a_keys_recordings_is_cached_under_that_key(
+    voice: Voice, key_id: str | None, scope: str | None
+) -> None:
     service = SpeechService(models=None, settings=Settings(warmup=False))  # type: ignore[arg-type]
     assert service.synthesis_request(_speech(), voice, "r1", key_id=key_id).cache_scope == scope
 
@@ -49,6 +54,8 @@ def test_the_vllm_prompt_carries_the_salt_only_when_scoped(monkeypatch: pytest.M
     engine._engine = types.SimpleNamespace()  # no renderer: the raw prompt is the engine's input
     import asyncio
 
-    assert asyncio.run(engine._engine_input([1, 2, 3], "key:k1")) == {"prompt_token_ids": [1, 2, 3],
-                                                                       "cache_salt": "key:k1"}
+    assert asyncio.run(engine._engine_input([1, 2, 3], "key:k1")) == {
+        "prompt_token_ids": [1, 2, 3],
+        "cache_salt": "key:k1",
+    }
     assert asyncio.run(engine._engine_input([1, 2, 3])) == {"prompt_token_ids": [1, 2, 3]}

@@ -137,7 +137,9 @@ def test_llm_dir_and_root_weights_together_are_refused_naming_both(model_dir: Pa
     (model_dir / "model.safetensors").symlink_to((model_dir / "LLM" / "model.safetensors").resolve())
     with pytest.raises(CheckpointError) as info:
         load_spark_checkpoint(model_dir)
-    assert "LLM" in str(info.value) and "model.safetensors" in str(info.value) and "keep one" in str(info.value)
+    assert (
+        "LLM" in str(info.value) and "model.safetensors" in str(info.value) and "keep one" in str(info.value)
+    )
 
 
 def test_neither_layout_says_what_was_expected(model_dir: Path) -> None:
@@ -151,7 +153,9 @@ def test_missing_bicodec_config_uses_the_released_config_only_when_the_shapes_ma
     (model_dir / "BiCodec" / "config.yaml").unlink()
     assert load_spark_checkpoint(model_dir).bicodec_dir == model_dir / "BiCodec"
     # The demo codec is smaller than the released one: the decoder says so and what to do.
-    with pytest.raises(BiCodecLoadError, match="not the released BiCodec size.*copy the checkpoint's BiCodec/config.yaml"):
+    with pytest.raises(
+        BiCodecLoadError, match="not the released BiCodec size.*copy the checkpoint's BiCodec/config.yaml"
+    ):
         BiCodecDecoder.from_pretrained(model_dir / "BiCodec")
 
 

@@ -58,7 +58,9 @@ def float_wav(samples: np.ndarray, rate: int = 16000) -> bytes:
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="wav") as container:
         stream = container.add_stream("pcm_f32le", rate=rate, layout="mono")
-        frame = av.AudioFrame.from_ndarray(samples.astype(np.float32).reshape(1, -1), format="flt", layout="mono")
+        frame = av.AudioFrame.from_ndarray(
+            samples.astype(np.float32).reshape(1, -1), format="flt", layout="mono"
+        )
         frame.sample_rate = rate
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             container.mux(packet)
@@ -103,7 +105,10 @@ def test_speaker_branch_stages(encoder, expected):
 
 def test_semantic_branch_stages(encoder, expected):
     features = encoder.wav2vec2
-    assert max_error(features.normalized_input(expected["wav_norm"].astype(np.float64)), expected["w2v_input"]) < 1e-6
+    assert (
+        max_error(features.normalized_input(expected["wav_norm"].astype(np.float64)), expected["w2v_input"])
+        < 1e-6
+    )
     out = features.features_from_input(torch.from_numpy(expected["w2v_input"]))
     layers = features.layer_outputs(torch.from_numpy(expected["w2v_input"]))
     for index, layer in enumerate((11, 14, 16)):
@@ -144,19 +149,31 @@ def test_command_line_prints_the_tokens(tmp_path, expected):
     audio.write_bytes(float_wav(expected["wav"]))
     result = subprocess.run(
         [sys.executable, "-m", "core.clone", str(ENCODE_DIR), str(audio), "--transcript", "Hello there."],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=True)
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     out = json.loads(result.stdout)
     assert out["global_tokens"] == expected["global_tokens"].ravel().tolist()
     assert out["semantic_tokens"] == expected["semantic_tokens"].ravel().tolist()
     assert out["transcript"] == "Hello there." and out["reference_seconds"] == pytest.approx(3.301, abs=1e-3)
-    assert "LOAD REPORT" not in result.stdout + result.stderr  # HF's notes on the pre-training heads stay quiet
+    assert (
+        "LOAD REPORT" not in result.stdout + result.stderr
+    )  # HF's notes on the pre-training heads stay quiet
 
 
 def test_command_line_refuses_bad_audio_with_a_reason(tmp_path):
     audio = tmp_path / "notes.txt"
     audio.write_text("not audio")
-    result = subprocess.run([sys.executable, "-m", "core.clone", str(ENCODE_DIR), str(audio)], cwd=PROJECT_ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "core.clone", str(ENCODE_DIR), str(audio)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "INVALID_AUDIO" in result.stderr and result.stdout == ""
 
 
@@ -168,8 +185,13 @@ def test_encode_tree_is_the_released_files_tensor_names_and_shapes():
     shapes = {name: tuple(info["shape"]) for name, info in manifest["tensors"].items()}
     config = unwrap_config(manifest["config"])
     widths = SpeakerWidths.from_shapes(shapes)
-    assert (widths.ecapa_channels, widths.ecapa_latent, widths.latent_dim, widths.perceiver_inner,
-            widths.feedforward_inner) == (512, 1536, 128, 512, 341)
+    assert (
+        widths.ecapa_channels,
+        widths.ecapa_latent,
+        widths.latent_dim,
+        widths.perceiver_inner,
+        widths.feedforward_inner,
+    ) == (512, 1536, 128, 512, 341)
     with torch.device("meta"):
         speaker = SpeakerTokenizer(widths, config["speaker_encoder"]["fsq_levels"])
         semantic = SemanticTokenizer(config["encoder"], config["quantizer"])
@@ -177,8 +199,14 @@ def test_encode_tree_is_the_released_files_tensor_names_and_shapes():
     read.update({n: tuple(t.shape) for n, t in semantic.state_dict().items()})
     assert {n: shapes.get(n) for n in read} == read
     encode_side = [n for n, info in manifest["tensors"].items() if not info["decode_path"]]
-    unread = [n for n in encode_side if n not in read and not n.startswith(UNUSED_PREFIXES)
-              and not n.endswith("num_batches_tracked") and not n.startswith(("postnet.", "quantizer.cluster_size"))]
+    unread = [
+        n
+        for n in encode_side
+        if n not in read
+        and not n.startswith(UNUSED_PREFIXES)
+        and not n.endswith("num_batches_tracked")
+        and not n.startswith(("postnet.", "quantizer.cluster_size"))
+    ]
     assert unread == []
 
 
@@ -188,7 +216,9 @@ def test_a_decode_only_bicodec_cannot_clone(tmp_path):
     (root / "BiCodec").mkdir()
     shutil.copy(ENCODE_DIR / "BiCodec" / "config.yaml", root / "BiCodec" / "config.yaml")
     with safe_open(str(ENCODE_DIR / "BiCodec" / "model.safetensors"), "pt") as f:
-        decode_only = {n: f.get_tensor(n) for n in f.keys() if not n.startswith(("encoder.", "speaker_encoder.speaker"))}
+        decode_only = {
+            n: f.get_tensor(n) for n in f.keys() if not n.startswith(("encoder.", "speaker_encoder.speaker"))
+        }
     save_file(decode_only, str(root / "BiCodec" / "model.safetensors"))
     with pytest.raises(CloningUnavailable, match="lacks|missing"):
         ReferenceEncoder.from_pretrained(root)
@@ -216,7 +246,13 @@ def test_concurrent_encodes_give_each_reference_exactly_its_own_tokens(encoder, 
     (the wav2vec2 layers of one call must never reach another's features)."""
     wav = expected["wav"].astype(np.float64)
     # Different lengths and content: a mix-up shows as other tokens or another length, never as a near miss.
-    references = [wav[:20_000], wav[8_000:40_000], wav[::-1].copy(), wav[4_000:] * 0.5, wav[:33_333][::-1].copy()]
+    references = [
+        wav[:20_000],
+        wav[8_000:40_000],
+        wav[::-1].copy(),
+        wav[4_000:] * 0.5,
+        wav[:33_333][::-1].copy(),
+    ]
     alone = [encoder.encode(reference) for reference in references]
     assert len({tokens.semantic_tokens for tokens in alone}) == len(references)
     barrier = threading.Barrier(len(references))
@@ -230,7 +266,9 @@ def test_concurrent_encodes_give_each_reference_exactly_its_own_tokens(encoder, 
         for _ in range(4):
             order = rng.permutation(len(references)).tolist()
             for index, tokens in pool.map(encode, order):
-                assert tokens == alone[index], f"reference {index} got other tokens while encoding concurrently"
+                assert tokens == alone[index], (
+                    f"reference {index} got other tokens while encoding concurrently"
+                )
 
 
 # ---------------------------------------------------------------------------------------------- edge cases
@@ -242,7 +280,9 @@ def test_volume_normalisation_edges():
     loud = np.sin(np.linspace(0, 200, 16000)) * 0.9
     out = volume_normalize(loud)
     assert np.max(np.abs(out)) <= 1.0 + 1e-12
-    assert np.array_equal(reference_clip(np.arange(5.0), 12), np.array([0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1.0]))
+    assert np.array_equal(
+        reference_clip(np.arange(5.0), 12), np.array([0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1.0])
+    )
     assert np.array_equal(reference_clip(np.arange(20.0), 12), np.arange(12.0))
 
 
@@ -254,7 +294,8 @@ def test_random_builder_at_the_released_size_writes_the_released_files_840_tenso
     manifest = json.loads((FIXTURES / "bicodec_manifest.json").read_text())["tensors"]
     built = build_random_state_dict(RELEASED_CONFIG, 0, RELEASED_SPEAKER_WIDTHS)
     assert {n: (list(t.shape), str(t.dtype).removeprefix("torch.")) for n, t in built.items()} == {
-        n: (info["shape"], info["dtype"]) for n, info in manifest.items()}
+        n: (info["shape"], info["dtype"]) for n, info in manifest.items()
+    }
 
 
 def test_the_released_wav2vec2_file_format_loads(tmp_path, expected):
@@ -273,5 +314,7 @@ def test_the_released_wav2vec2_file_format_loads(tmp_path, expected):
     tensors = load_file(str(source / "model.safetensors"))
     assert any(n.startswith("wav2vec2.") and n.endswith("weight_g") for n in tensors)
     torch.save(tensors, target / "pytorch_model.bin")
-    features = Wav2VecFeatures.from_pretrained(target).features_from_input(torch.from_numpy(expected["w2v_input"]))
+    features = Wav2VecFeatures.from_pretrained(target).features_from_input(
+        torch.from_numpy(expected["w2v_input"])
+    )
     assert max_error(features, expected["w2v_features"]) < TOLERANCE

@@ -49,8 +49,17 @@ def fake_capture(clock: FakeClock, cost: Any, fail: frozenset[GraphKey] = frozen
         clock.now += cost(key)
         if key in fail:
             raise RuntimeError(f"capture of {key} failed")
-        return CapturedGraph(key, "fp32", graph=None, inputs=(), output=None, capture_s=cost(key),  # type: ignore[arg-type]
-                             pool_bytes=2**20, allocated_bytes=0)
+        return CapturedGraph(
+            key,
+            "fp32",
+            graph=None,
+            inputs=(),
+            output=None,
+            capture_s=cost(key),  # type: ignore[arg-type]
+            pool_bytes=2**20,
+            allocated_bytes=0,
+        )
+
     return capture
 
 
@@ -65,7 +74,8 @@ def test_the_default_plan_captures_the_fewest_rows_first_decode_before_sr_shorte
     order = GraphPlan.from_policy(SchedulerPolicy()).ordered()
     assert len(order) == 207
     assert [(k.rows, k.kind, k.length) for k in order] == sorted(
-        [(k.rows, k.kind, k.length) for k in order], key=lambda t: (t[0], t[1] != "decode", t[2]))
+        [(k.rows, k.kind, k.length) for k in order], key=lambda t: (t[0], t[1] != "decode", t[2])
+    )
     one_row = order[:22]  # every length bucket of both kinds at one row comes before any two-row shape
     assert {k.rows for k in one_row} == {1} and [k.kind for k in one_row] == ["decode"] * 15 + ["sr"] * 7
     assert order[0] == dec(16, 1) and order[22] == dec(16, 2)
@@ -77,7 +87,9 @@ def test_the_default_plan_captures_the_fewest_rows_first_decode_before_sr_shorte
 
 def test_the_estimate_is_the_latest_capture_of_the_kind_scaled_up_by_work_never_down() -> None:
     assert predict_capture_s(dec(16, 1), []) is None
-    assert predict_capture_s(GraphKey("sr", 3_520, 1), [(dec(16, 1), 0.1)]) is None  # another kind says nothing
+    assert (
+        predict_capture_s(GraphKey("sr", 3_520, 1), [(dec(16, 1), 0.1)]) is None
+    )  # another kind says nothing
     done = [(dec(16, 1), 0.1), (GraphKey("sr", 3_520, 1), 5.0), (dec(32, 1), 0.2)]
     assert predict_capture_s(dec(64, 1), done) == pytest.approx(0.4)  # twice the work of the latest decode
     assert predict_capture_s(dec(16, 2), done) == pytest.approx(0.2)  # the same work: the latest as it is
@@ -91,8 +103,9 @@ def test_the_estimate_is_the_latest_capture_of_the_kind_scaled_up_by_work_never_
 def test_no_budget_captures_every_shape_in_order() -> None:
     clock, order = FakeClock(), GraphPlan.from_policy(SchedulerPolicy()).ordered()
     seen: list[GraphKey] = []
-    report = capture_within(order, lambda k: (seen.append(k), setattr(clock, "now", clock.now + 1.0)), budget_s=0,
-                            clock=clock)
+    report = capture_within(
+        order, lambda k: (seen.append(k), setattr(clock, "now", clock.now + 1.0)), budget_s=0, clock=clock
+    )
     assert seen == order and report.captured == tuple(order)
     assert report.left == () and report.failed == () and report.stopped is None and report.first_eager is None
     assert report.seconds == pytest.approx(207.0) and report.planned == 207
@@ -114,7 +127,9 @@ def test_the_first_capture_of_a_kind_runs_while_budget_is_left() -> None:
     order = [dec(16, 1), GraphKey("sr", 3_520, 1), GraphKey("sr", 4_800, 1)]
     cost = AffineCost({"decode": 1.0, "sr": 3.0}, {"decode": 0.0, "sr": 0.0})
     report = capture_within(order, fake_capture(clock, cost), budget_s=2.0, clock=clock)
-    assert report.captured == tuple(order[:2]) and report.left == (order[2],)  # the first SR overran: 4 s of 2
+    assert report.captured == tuple(order[:2]) and report.left == (
+        order[2],
+    )  # the first SR overran: 4 s of 2
     clock = FakeClock()
     report = capture_within(order, fake_capture(clock, cost), budget_s=1.0, clock=clock)
     assert report.captured == (order[0],) and report.left == tuple(order[1:])
@@ -122,7 +137,9 @@ def test_the_first_capture_of_a_kind_runs_while_budget_is_left() -> None:
 
 def test_a_failed_capture_is_skipped_and_the_others_serve() -> None:
     clock, order = FakeClock(), [dec(16, 1), dec(24, 1), dec(32, 1), dec(40, 1)]
-    report = capture_within(order, fake_capture(clock, lambda k: 1.0, fail=frozenset({dec(24, 1)})), clock=clock)
+    report = capture_within(
+        order, fake_capture(clock, lambda k: 1.0, fail=frozenset({dec(24, 1)})), clock=clock
+    )
     assert report.captured == (dec(16, 1), dec(32, 1), dec(40, 1)) and report.failed == (dec(24, 1),)
     assert report.stopped is None and report.first_eager == dec(24, 1)
 
@@ -142,13 +159,23 @@ def test_a_negative_budget_is_refused() -> None:
 
 policies = st.builds(
     SchedulerPolicy,
-    decode_buckets=st.lists(st.integers(1, 300), min_size=1, max_size=8, unique=True).map(lambda v: tuple(sorted(v))),
-    sr_buckets=st.lists(st.integers(1, 20_000), min_size=1, max_size=4, unique=True).map(lambda v: tuple(sorted(v))),
-    batch_sizes=st.lists(st.integers(1, 64), min_size=1, max_size=8, unique=True).map(lambda v: tuple(sorted(v))),
-    max_call_decode_tokens=st.integers(1, 8_192), max_call_sr_samples=st.integers(1, 262_144),
+    decode_buckets=st.lists(st.integers(1, 300), min_size=1, max_size=8, unique=True).map(
+        lambda v: tuple(sorted(v))
+    ),
+    sr_buckets=st.lists(st.integers(1, 20_000), min_size=1, max_size=4, unique=True).map(
+        lambda v: tuple(sorted(v))
+    ),
+    batch_sizes=st.lists(st.integers(1, 64), min_size=1, max_size=8, unique=True).map(
+        lambda v: tuple(sorted(v))
+    ),
+    max_call_decode_tokens=st.integers(1, 8_192),
+    max_call_sr_samples=st.integers(1, 262_144),
 )
-costs = st.builds(AffineCost, st.fixed_dictionaries({"decode": st.floats(0, 2), "sr": st.floats(0, 2)}),
-                  st.fixed_dictionaries({"decode": st.floats(0, 1e-3), "sr": st.floats(0, 1e-5)}))
+costs = st.builds(
+    AffineCost,
+    st.fixed_dictionaries({"decode": st.floats(0, 2), "sr": st.floats(0, 2)}),
+    st.fixed_dictionaries({"decode": st.floats(0, 1e-3), "sr": st.floats(0, 1e-5)}),
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -163,6 +190,7 @@ def test_the_budget_is_kept_and_a_larger_one_captures_a_longer_prefix(policy, co
         def timed(key: GraphKey) -> None:
             capture(key)
             ends.append((key, clock.now - 100.0))
+
         return capture_within(order, timed, budget_s=budget_s, clock=clock), ends
 
     report, ends = run(budget)
@@ -189,8 +217,11 @@ class FakeDecoder:
 
 
 def _call(kind: str, length: int, rows: int, *, exact: bool = False) -> Call:
-    w: Any = (DecodeWindow(np.zeros(8, np.int32), None, 0, 8) if kind == "decode"
-              else SRWindow(np.zeros(3_000, np.float32), 0, 10))
+    w: Any = (
+        DecodeWindow(np.zeros(8, np.int32), None, 0, 8)
+        if kind == "decode"
+        else SRWindow(np.zeros(3_000, np.float32), 0, 10)
+    )
     margin = SchedulerPolicy().prenet_margin if kind == "decode" else 0
     return Call(kind, (w,), None if exact else length, rows, margin=margin)  # type: ignore[arg-type]
 
@@ -203,11 +234,21 @@ def test_uncaptured_shapes_run_eager_and_are_counted_apart() -> None:
     policy = SchedulerPolicy(decode_buckets=(16, 32), sr_buckets=(3_520,), batch_sizes=(1, 2, 4))
     graphs = CodecGraphs(FakeDecoder(), None, GraphPlan.from_policy(policy))
     clock = FakeClock()
-    captured = graphs.capture_all(budget_s=3.5, clock=clock, capture=fake_capture(clock, lambda k: k.work / 16))
+    captured = graphs.capture_all(
+        budget_s=3.5, clock=clock, capture=fake_capture(clock, lambda k: k.work / 16)
+    )
     assert [g.key for g in captured] == [dec(16, 1), dec(32, 1)]  # SR skipped: no SR model
-    assert graphs.status() == {"planned": 6, "captured": 2, "failed": 0, "seconds": 3.0, "budget_s": 3.5,
-                               "stopped": "budget", "first_eager": {"kind": "decode", "length": 16, "rows": 2},
-                               "precision": {"decode": "tf32", "sr": "fp32"}, "reserved_mib": 2.0}
+    assert graphs.status() == {
+        "planned": 6,
+        "captured": 2,
+        "failed": 0,
+        "seconds": 3.0,
+        "budget_s": 3.5,
+        "stopped": "budget",
+        "first_eager": {"kind": "decode", "length": 16, "rows": 2},
+        "precision": {"decode": "tf32", "sr": "fp32"},
+        "reserved_mib": 2.0,
+    }
     before = {p: _calls(p) for p in ("graph", "uncaptured", "eager")}
     assert graphs.get(_call("decode", 32, 1)) is captured[1]
     assert graphs.get(_call("decode", 16, 2)) is None  # planned, left by the budget: eager
@@ -219,14 +260,18 @@ def test_uncaptured_shapes_run_eager_and_are_counted_apart() -> None:
 # ---------------------------------------------------------------------------------------------- the runtime
 
 
-def _runtime(monkeypatch: pytest.MonkeyPatch, fail: frozenset[GraphKey] = frozenset(), **overrides: Any) -> Any:
+def _runtime(
+    monkeypatch: pytest.MonkeyPatch, fail: frozenset[GraphKey] = frozenset(), **overrides: Any
+) -> Any:
     from services.deployment.runtime import ModelRuntime
     from shared.settings import Settings
 
     runtime = ModelRuntime(Settings(device="cuda", warmup=False, log_json=False, **overrides))
     runtime.bicodec = FakeDecoder()
     clock = FakeClock()
-    monkeypatch.setattr(CodecGraphs, "capture", lambda self, key: fake_capture(clock, lambda k: 0.0, fail)(key))
+    monkeypatch.setattr(
+        CodecGraphs, "capture", lambda self, key: fake_capture(clock, lambda k: 0.0, fail)(key)
+    )
     return runtime
 
 

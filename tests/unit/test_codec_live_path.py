@@ -56,20 +56,23 @@ class CountingRunner(ModelRunner):
         return await super().run_timed(call)
 
 
-async def _stream_through(handle, planner: DecodePlanner, d_vector, tokens: np.ndarray, seed: int) -> np.ndarray:  # noqa: ANN001
+async def _stream_through(
+    handle, planner: DecodePlanner, d_vector, tokens: np.ndarray, seed: int
+) -> np.ndarray:  # noqa: ANN001
     """Feed `tokens` in random bursts (1..40, an engine's deltas), awaiting each due window on the scheduler."""
     rng = np.random.default_rng(seed)
     chunks: list[np.ndarray] = []
 
     async def decode(windows) -> None:  # noqa: ANN001
-        kept = await asyncio.gather(*(handle.decode(DecodeWindow(w.ids, d_vector, w.keep_start, w.keep_end))
-                                      for w in windows))
+        kept = await asyncio.gather(
+            *(handle.decode(DecodeWindow(w.ids, d_vector, w.keep_start, w.keep_end)) for w in windows)
+        )
         chunks.extend(planner.take(w, audio) for w, audio in zip(windows, kept, strict=True))
 
     i = 0
     while i < len(tokens):
         n = int(rng.integers(1, 41))
-        await decode(planner.push(tokens[i: i + n].tolist()))
+        await decode(planner.push(tokens[i : i + n].tolist()))
         i += n
         await asyncio.sleep(0)  # let the other streams submit: their windows share calls
     await decode(planner.finish())
@@ -78,17 +81,23 @@ async def _stream_through(handle, planner: DecodePlanner, d_vector, tokens: np.n
 
 @pytest.mark.parametrize("preference", ["exact", "balanced", "lowest"])
 async def test_concurrent_streams_batched_through_the_scheduler_equal_their_offline_decode(
-        model: BiCodecDecoder, d_vectors: list[torch.Tensor], preference: str) -> None:
+    model: BiCodecDecoder, d_vectors: list[torch.Tensor], preference: str
+) -> None:
     config = StreamingConfig().for_latency(preference)  # type: ignore[arg-type]
     runner = CountingRunner(model)
     lengths = [137, 300, 61, 250]
     token_sets = [np.random.default_rng(10 + k).integers(0, 8192, n) for k, n in enumerate(lengths)]
-    planners = [DecodePlanner(config, hop=HOP, codebook_size=model.semantic_codebook_size) for _ in range(STREAMS)]
+    planners = [
+        DecodePlanner(config, hop=HOP, codebook_size=model.semantic_codebook_size) for _ in range(STREAMS)
+    ]
     async with CodecScheduler(runner, SchedulerPolicy(pad_batch=False)) as sched:
         handles = [sched.open_stream() for _ in range(STREAMS)]
-        streamed = await asyncio.gather(*(
-            _stream_through(h, p, d, t, seed=k)
-            for k, (h, p, d, t) in enumerate(zip(handles, planners, d_vectors, token_sets, strict=True))))
+        streamed = await asyncio.gather(
+            *(
+                _stream_through(h, p, d, t, seed=k)
+                for k, (h, p, d, t) in enumerate(zip(handles, planners, d_vectors, token_sets, strict=True))
+            )
+        )
     runner.close()
     assert max(rows for _, rows in runner.rows) > 1  # windows of different streams shared calls
     for planner, d_vector, tokens, audio in zip(planners, d_vectors, token_sets, streamed, strict=True):
@@ -104,7 +113,9 @@ async def test_concurrent_streams_batched_through_the_scheduler_equal_their_offl
         assert np.abs(audio[after_short:] - offline[after_short:]).max() <= 1e-3
 
 
-async def test_super_resolution_windows_batched_across_streams_equal_the_offline_upsample(sr: SuperResolution) -> None:
+async def test_super_resolution_windows_batched_across_streams_equal_the_offline_upsample(
+    sr: SuperResolution,
+) -> None:
     runner = CountingRunner(_NoDecoder(), sr)
     rng = np.random.default_rng(4)
     signals = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (12_345, 30_000, 4_001)]
@@ -115,14 +126,18 @@ async def test_super_resolution_windows_batched_across_streams_equal_the_offline
         windows = []
         while i < signal.size:
             n = int(burst.integers(300, 6_000))
-            windows = planner.push(signal[i: i + n])
+            windows = planner.push(signal[i : i + n])
             i += n
-            pieces += await handle.super_resolve_all(  # a chunk's windows together, as AudioOutput submits them
-                [SRWindow(w.samples, w.keep_start, w.keep_end, w.true_end) for w in windows])
+            pieces += (
+                await handle.super_resolve_all(  # a chunk's windows together, as AudioOutput submits them
+                    [SRWindow(w.samples, w.keep_start, w.keep_end, w.true_end) for w in windows]
+                )
+            )
         last = planner.finish()
         assert last and last[-1].true_end and not any(w.true_end for w in last[:-1])
-        pieces += await asyncio.gather(*(handle.super_resolve(
-            SRWindow(w.samples, w.keep_start, w.keep_end, w.true_end)) for w in last))
+        pieces += await asyncio.gather(
+            *(handle.super_resolve(SRWindow(w.samples, w.keep_start, w.keep_end, w.true_end)) for w in last)
+        )
         return np.concatenate(pieces)
 
     async with CodecScheduler(runner, SchedulerPolicy(pad_batch=False)) as sched:

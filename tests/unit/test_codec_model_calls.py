@@ -27,10 +27,15 @@ async def settle() -> None:
 
 
 def histogram_count(kind: str) -> float:
-    return REGISTRY.get_sample_value("veena3_tts_codec_scheduler_model_call_seconds_count", {"kind": kind}) or 0.0
+    return (
+        REGISTRY.get_sample_value("veena3_tts_codec_scheduler_model_call_seconds_count", {"kind": kind})
+        or 0.0
+    )
 
 
-async def test_a_model_call_waits_behind_a_newcomers_first_window_and_goes_before_a_stream_with_audio_buffered() -> None:
+async def test_a_model_call_waits_behind_a_newcomers_first_window_and_goes_before_a_stream_with_audio_buffered() -> (
+    None
+):
     sched, runner, clock = gated()
     async with sched:
         busy = asyncio.create_task(sched.open_stream().decode(window(16, tag=9)))  # holds the one device slot
@@ -39,7 +44,9 @@ async def test_a_model_call_waits_behind_a_newcomers_first_window_and_goes_befor
         playback.note_audio(3.0)  # due in 3 s: later than the model call (due 0.25 s after its submission)
         later = asyncio.create_task(playing.decode(window(16, tag=2)))
         model = asyncio.create_task(sched.run_model_call("speaker", lambda: "d-vector"))
-        newcomer = asyncio.create_task(sched.open_stream().decode(window(200, tag=1)))  # due at its arrival: now
+        newcomer = asyncio.create_task(
+            sched.open_stream().decode(window(200, tag=1))
+        )  # due at its arrival: now
         await settle()
         assert [reason for *_, reason in sched.why_waiting()] == ["device_busy"] * 3
         runner.gate.set()
@@ -48,7 +55,9 @@ async def test_a_model_call_waits_behind_a_newcomers_first_window_and_goes_befor
     assert runner.log == [9, 1, "model", 2]
 
 
-async def test_a_model_call_is_due_its_slack_after_submission_so_windows_due_later_never_hold_it_back() -> None:
+async def test_a_model_call_is_due_its_slack_after_submission_so_windows_due_later_never_hold_it_back() -> (
+    None
+):
     sched, runner, clock = gated()
     async with sched:
         busy = asyncio.create_task(sched.open_stream().decode(window(16, tag=9)))
@@ -75,7 +84,9 @@ async def test_model_call_seconds_count_in_the_busy_ratio_and_admissions_codec_c
         assert await sched.run_model_call("align", lambda: [0.1, 0.2]) == [0.1, 0.2]
         clock.now += 0.95
         cost = admission.codec_cost()
-    assert sched.stats.busy_seconds == pytest.approx(0.05) and sched.stats.calls == 0  # no codec call, no rows
+    assert (
+        sched.stats.busy_seconds == pytest.approx(0.05) and sched.stats.calls == 0
+    )  # no codec call, no rows
     assert sched.stats.model_calls_by_kind == {"speaker": 0, "reference": 0, "align": 1}
     assert sched.stats.model_seconds_by_kind["align"] == pytest.approx(0.05)
     assert sched.busy_ratio() == pytest.approx(0.05 / 2.0)
@@ -111,7 +122,9 @@ async def test_a_caller_cancelled_before_its_model_call_starts_means_it_never_ru
         assert await sched.run_model_call("speaker", lambda: "ran") == "ran"
     assert ran == []
     assert runner.log == [9, "model", "model"]  # the runner was handed both: the cancelled one returned unrun
-    assert sched.stats.model_calls_by_kind["speaker"] == 1  # the one that ran; a skipped one holds no device time
+    assert (
+        sched.stats.model_calls_by_kind["speaker"] == 1
+    )  # the one that ran; a skipped one holds no device time
 
 
 async def test_a_model_calls_failure_reaches_its_caller_and_its_time_still_counts() -> None:
@@ -162,9 +175,14 @@ async def test_the_model_runner_runs_a_model_call_on_its_device_thread() -> None
 async def test_the_cost_model_stand_in_runs_model_calls_as_they_are() -> None:
     from bench.standin.cost_model import CostModel, CostModelRunner
 
-    model = CostModel.from_dict({"llm_step_ms": {"fixed": 1, "per_row": 0}, "llm_prefill_ms": {"fixed": 0,
-                                 "per_token": 0}, "decode_ms": {"fixed": 1, "per_token": 0},
-                                 "sr_ms": {"fixed": 1, "per_input_sample": 0}})
+    model = CostModel.from_dict(
+        {
+            "llm_step_ms": {"fixed": 1, "per_row": 0},
+            "llm_prefill_ms": {"fixed": 0, "per_token": 0},
+            "decode_ms": {"fixed": 1, "per_token": 0},
+            "sr_ms": {"fixed": 1, "per_input_sample": 0},
+        }
+    )
     async with CodecScheduler(CostModelRunner(model)) as sched:
         assert await sched.run_model_call("speaker", lambda: 42) == 42
     assert sched.stats.model_calls_by_kind["speaker"] == 1

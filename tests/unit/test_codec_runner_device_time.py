@@ -46,16 +46,24 @@ def test_each_call_shape_is_counted_once_per_call_with_its_seconds(decoder, sr) 
     runner = ModelRunner(decoder, sr)
     a, b = _window(decoder, 14, 1), _window(decoder, 9, 2)
     samples = (0.1 * np.random.default_rng(4).standard_normal(2_000)).astype(np.float32)
-    calls = [Call("decode", (a, b), 16, 4), Call("decode", (a,), 16, 4), Call("decode", (b,), None, 1),
-             Call("sr", (SRWindow(samples, 0, 3 * 1_000),), 2_400, 1),
-             Call("sr", (SRWindow(samples, 300, 3 * samples.size, true_end=True),), None, 1, true_end=True)]
+    calls = [
+        Call("decode", (a, b), 16, 4),
+        Call("decode", (a,), 16, 4),
+        Call("decode", (b,), None, 1),
+        Call("sr", (SRWindow(samples, 0, 3 * 1_000),), 2_400, 1),
+        Call("sr", (SRWindow(samples, 300, 3 * samples.size, true_end=True),), None, 1, true_end=True),
+    ]
     try:
         for call in calls:
             runner.run_sync(call)
         rows = runner.device_time()
         shapes = {(r["kind"], r["length"], r["rows"], r["graph"]): r for r in rows}
-        assert set(shapes) == {("decode", 16, 4, False), ("decode", None, 1, False), ("sr", 2_400, 1, False),
-                               ("sr", None, 1, False)}
+        assert set(shapes) == {
+            ("decode", 16, 4, False),
+            ("decode", None, 1, False),
+            ("sr", 2_400, 1, False),
+            ("sr", None, 1, False),
+        }
         assert shapes[("decode", 16, 4, False)]["calls"] == 2
         assert sum(r["calls"] for r in rows) == len(calls) == runner.eager_calls
         assert all(r["seconds"] > 0 and r["device_seconds"] is None for r in rows)  # a CPU has no CUDA events

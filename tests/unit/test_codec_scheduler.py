@@ -35,7 +35,9 @@ async def test_a_newcomers_first_window_goes_before_a_stream_with_audio_buffered
     assert policy_call is not None and policy_call.windows[0].ids[0] == 2
 
 
-async def test_rows_of_different_lengths_share_one_bucketed_call_and_results_return_to_their_streams() -> None:
+async def test_rows_of_different_lengths_share_one_bucketed_call_and_results_return_to_their_streams() -> (
+    None
+):
     sched, clock = scheduler(SchedulerPolicy(pad_batch=True))
     async with sched:
         handles = [sched.open_stream() for _ in range(5)]
@@ -114,8 +116,14 @@ async def test_windows_submitted_together_share_one_call_and_come_back_in_order(
     sched, _ = scheduler(SchedulerPolicy(pad_batch=False))
     async with sched:
         h = sched.open_stream()
-        results = await h.decode_all([window(20, 1), window(24, 2), window(22, 3)])  # a decoded chunk's windows
-    assert [(a.size, set(a.tolist())) for a in results] == [(20 * 320, {1.0}), (24 * 320, {2.0}), (22 * 320, {3.0})]
+        results = await h.decode_all(
+            [window(20, 1), window(24, 2), window(22, 3)]
+        )  # a decoded chunk's windows
+    assert [(a.size, set(a.tolist())) for a in results] == [
+        (20 * 320, {1.0}),
+        (24 * 320, {2.0}),
+        (22 * 320, {3.0}),
+    ]
     assert [[w.ids[0] for w in c.windows] for c in sched.runner.calls] == [[1, 2, 3]]  # type: ignore[attr-defined]
 
 
@@ -136,10 +144,14 @@ async def test_a_cancelled_caller_of_several_windows_drops_every_one_not_yet_run
     runner = GatedRunner(clock)
     sched = CodecScheduler(runner, SchedulerPolicy(max_inflight=1), clock=clock)
     async with sched:
-        busy = asyncio.create_task(sched.open_stream().decode(window(16, tag=9)))  # holds the one call in flight
+        busy = asyncio.create_task(
+            sched.open_stream().decode(window(16, tag=9))
+        )  # holds the one call in flight
         await asyncio.sleep(0.01)
         h = sched.open_stream()
-        caller = asyncio.create_task(sched.submit_many(h, "decode", [window(16, 1), window(16, 2), window(16, 3)]))
+        caller = asyncio.create_task(
+            sched.submit_many(h, "decode", [window(16, 1), window(16, 2), window(16, 3)])
+        )
         await asyncio.sleep(0.01)
         assert sched.pending_windows == 3
         caller.cancel()
@@ -163,7 +175,9 @@ async def test_a_short_row_does_not_ride_in_a_long_bucket_past_the_padding_bound
     sched, clock = scheduler()
     loop = asyncio.get_running_loop()
     handles = [sched.open_stream() for _ in range(3)]
-    for i, (h, n) in enumerate(zip(handles, (177, 16, 170), strict=True)):  # in deadline order: 177 is the head
+    for i, (h, n) in enumerate(
+        zip(handles, (177, 16, 170), strict=True)
+    ):  # in deadline order: 177 is the head
         sched._enqueue(h, "decode", window(n, i), loop.create_future(), deadline=float(i))
     call = sched.plan()
     # The 177-token head picks the 192 bucket; the 170-token row fits (waste 10%); the 16-token row would make it 38%.
@@ -204,8 +218,18 @@ async def test_a_timed_runner_s_device_seconds_are_the_measure_not_the_loop_s_la
 
 
 @settings(max_examples=60, deadline=None)
-@given(ops=st.lists(st.tuples(st.sampled_from(["submit", "cancel", "plan"]), st.integers(0, 5),
-                              st.integers(1, 300), st.booleans()), min_size=1, max_size=60))
+@given(
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["submit", "cancel", "plan"]),
+            st.integers(0, 5),
+            st.integers(1, 300),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=60,
+    )
+)
 def test_pending_windows_stay_in_deadline_order_through_submits_cancels_and_plans(ops) -> None:
     """Windows are kept in deadline order as they come (a plan never sorts): whatever the order of submissions,
     deadlines, cancellations (a hung-up stream, a superseded context) and plans, every plan starts at the most urgent
@@ -260,8 +284,12 @@ def _full_scan_plan(pending: list, policy: SchedulerPolicy) -> list:
     length, valid, max_work = head.bucket, head.units, policy.max_work(head.kind)
     for p in live[1 : policy.scan_limit]:
         if length is None:
-            if (p.kind == head.kind and p.units == head.units and p.true_end == head.true_end
-                    and (len(chosen) + 1) * head.units <= max_work):
+            if (
+                p.kind == head.kind
+                and p.units == head.units
+                and p.true_end == head.true_end
+                and (len(chosen) + 1) * head.units <= max_work
+            ):
                 chosen.append(p)
             continue
         if len(chosen) >= policy.batch_sizes[-1] or p.kind != head.kind or p.bucket is None:
@@ -278,20 +306,37 @@ def _full_scan_plan(pending: list, policy: SchedulerPolicy) -> list:
 
 
 @settings(max_examples=80, deadline=None)
-@given(rows=st.lists(st.tuples(st.sampled_from(["decode", "decode", "sr", "sr_end"]),
-                               st.one_of(st.sampled_from([13, 16, 50, 64, 110, 128, 200]), st.integers(1, 300)),
-                               st.integers(0, 20), st.booleans()), min_size=1, max_size=80),
-       max_decode=st.sampled_from([64, 256, 2_048]), scan_limit=st.integers(1, 40), max_rows=st.sampled_from([3, 4, 64]))
-def test_a_plan_reads_only_the_head_yet_chooses_what_a_full_scan_would(rows, max_decode, scan_limit,
-                                                                      max_rows) -> None:
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["decode", "decode", "sr", "sr_end"]),
+            st.one_of(st.sampled_from([13, 16, 50, 64, 110, 128, 200]), st.integers(1, 300)),
+            st.integers(0, 20),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=80,
+    ),
+    max_decode=st.sampled_from([64, 256, 2_048]),
+    scan_limit=st.integers(1, 40),
+    max_rows=st.sampled_from([3, 4, 64]),
+)
+def test_a_plan_reads_only_the_head_yet_chooses_what_a_full_scan_would(
+    rows, max_decode, scan_limit, max_rows
+) -> None:
     """`_plan` stops reading once no later row could fit the call and drops cancelled windows only where it read:
     every call, and the order of what is left, is what the same rule over the whole list gives (decode and SR rows,
     true ends, the eager fallback, cancelled windows anywhere, any bound and scan limit)."""
 
     async def main() -> None:
-        policy = SchedulerPolicy(decode_buckets=(16, 64, 128), sr_buckets=(800, 1_600), batch_sizes=(1, 2, max_rows),
-                                 max_call_decode_tokens=max_decode, max_call_sr_samples=3 * 1_600,
-                                 scan_limit=scan_limit)
+        policy = SchedulerPolicy(
+            decode_buckets=(16, 64, 128),
+            sr_buckets=(800, 1_600),
+            batch_sizes=(1, 2, max_rows),
+            max_call_decode_tokens=max_decode,
+            max_call_sr_samples=3 * 1_600,
+            scan_limit=scan_limit,
+        )
         sched, _ = scheduler(policy)
         loop = asyncio.get_running_loop()
         handle = sched.open_stream()
@@ -301,8 +346,13 @@ def test_a_plan_reads_only_the_head_yet_chooses_what_a_full_scan_would(rows, max
                 sched._enqueue(handle, "decode", window(length, i), future, deadline=float(deadline))
             else:
                 samples = np.full(length * 12, i, np.float32)
-                sched._enqueue(handle, "sr", SRWindow(samples, 0, 3 * samples.size, kind == "sr_end"), future,
-                               deadline=float(deadline))
+                sched._enqueue(
+                    handle,
+                    "sr",
+                    SRWindow(samples, 0, 3 * samples.size, kind == "sr_end"),
+                    future,
+                    deadline=float(deadline),
+                )
             if cancelled:
                 future.cancel()
         while True:

@@ -38,13 +38,15 @@ def make(policy: SchedulerPolicy | None = None, cost: float = 0.05) -> tuple[Cod
 
 
 async def test_a_call_counts_its_rows_padding_batch_size_and_busy_seconds() -> None:
-    d = Delta(("codec_scheduler_calls_total", {"kind": "decode", "shape": "bucketed"}),
-              ("codec_scheduler_rows_total", {"kind": "decode"}),
-              ("codec_scheduler_padded_rows_total", {"kind": "decode"}),
-              ("codec_scheduler_batch_rows_count", {"kind": "decode"}),
-              ("codec_scheduler_batch_rows_sum", {"kind": "decode"}),
-              ("codec_scheduler_busy_seconds_total", {"kind": "decode"}),
-              ("codec_scheduler_rows_total", {"kind": "sr"}))
+    d = Delta(
+        ("codec_scheduler_calls_total", {"kind": "decode", "shape": "bucketed"}),
+        ("codec_scheduler_rows_total", {"kind": "decode"}),
+        ("codec_scheduler_padded_rows_total", {"kind": "decode"}),
+        ("codec_scheduler_batch_rows_count", {"kind": "decode"}),
+        ("codec_scheduler_batch_rows_sum", {"kind": "decode"}),
+        ("codec_scheduler_busy_seconds_total", {"kind": "decode"}),
+        ("codec_scheduler_rows_total", {"kind": "sr"}),
+    )
     sched, _ = make(SchedulerPolicy(pad_batch=True))
     async with sched:
         handles = [sched.open_stream() for _ in range(5)]
@@ -58,8 +60,10 @@ async def test_a_call_counts_its_rows_padding_batch_size_and_busy_seconds() -> N
 
 
 async def test_the_eager_fallback_counts_as_an_exact_shape_call() -> None:
-    d = Delta(("codec_scheduler_calls_total", {"kind": "decode", "shape": "exact"}),
-              ("codec_scheduler_calls_total", {"kind": "decode", "shape": "bucketed"}))
+    d = Delta(
+        ("codec_scheduler_calls_total", {"kind": "decode", "shape": "exact"}),
+        ("codec_scheduler_calls_total", {"kind": "decode", "shape": "bucketed"}),
+    )
     sched, _ = make(SchedulerPolicy(decode_buckets=(16, 32)))
     async with sched:
         await sched.open_stream().decode(window(40))  # longer than every bucket
@@ -67,10 +71,12 @@ async def test_the_eager_fallback_counts_as_an_exact_shape_call() -> None:
 
 
 async def test_a_newcomers_first_window_and_a_playing_streams_window_wait_in_their_own_series() -> None:
-    d = Delta(("codec_scheduler_window_wait_seconds_count", {"kind": "decode", "phase": "first"}),
-              ("codec_scheduler_window_wait_seconds_sum", {"kind": "decode", "phase": "first"}),
-              ("codec_scheduler_window_wait_seconds_count", {"kind": "decode", "phase": "steady"}),
-              ("codec_scheduler_window_wait_seconds_sum", {"kind": "decode", "phase": "steady"}))
+    d = Delta(
+        ("codec_scheduler_window_wait_seconds_count", {"kind": "decode", "phase": "first"}),
+        ("codec_scheduler_window_wait_seconds_sum", {"kind": "decode", "phase": "first"}),
+        ("codec_scheduler_window_wait_seconds_count", {"kind": "decode", "phase": "steady"}),
+        ("codec_scheduler_window_wait_seconds_sum", {"kind": "decode", "phase": "steady"}),
+    )
     sched, _ = make()
     async with sched:
         playing, playback = played(sched)
@@ -85,9 +91,13 @@ async def test_a_newcomers_first_window_and_a_playing_streams_window_wait_in_the
     assert steady_s == pytest.approx(0.05)  # one call (0.05 s) behind the newcomer's
 
 
-async def test_a_window_submitted_before_first_audio_stays_first_even_if_audio_starts_while_it_waits() -> None:
-    d = Delta(("codec_scheduler_window_wait_seconds_count", {"kind": "decode", "phase": "first"}),
-              ("codec_scheduler_window_wait_seconds_count", {"kind": "decode", "phase": "steady"}))
+async def test_a_window_submitted_before_first_audio_stays_first_even_if_audio_starts_while_it_waits() -> (
+    None
+):
+    d = Delta(
+        ("codec_scheduler_window_wait_seconds_count", {"kind": "decode", "phase": "first"}),
+        ("codec_scheduler_window_wait_seconds_count", {"kind": "decode", "phase": "steady"}),
+    )
     sched, clock = make()
     async with sched:
         h, playback = played(sched)
@@ -101,9 +111,11 @@ async def test_a_window_submitted_before_first_audio_stays_first_even_if_audio_s
 
 
 async def test_only_playing_realtime_streams_count_deadline_misses() -> None:
-    d = Delta(("codec_scheduler_deadline_misses_total", {"kind": "decode"}),
-              ("codec_scheduler_deadline_miss_seconds_count", {}),
-              ("codec_scheduler_deadline_miss_seconds_sum", {}))
+    d = Delta(
+        ("codec_scheduler_deadline_misses_total", {"kind": "decode"}),
+        ("codec_scheduler_deadline_miss_seconds_count", {}),
+        ("codec_scheduler_deadline_miss_seconds_sum", {}),
+    )
     sched, clock = make(cost=0.05)
     async with sched:
         listener, playback = played(sched)
@@ -136,7 +148,10 @@ async def test_scrape_gauges_read_the_schedulers_load() -> None:
     assert metrics.CODEC_SCHED_MIN_SLACK._value.get() == pytest.approx(2.0 - 0.05)
     assert math.isnan(metrics.ADMISSION_CODEC_SHARE._value.get())  # no admission: not measured
     telemetry.refresh_gauges(None)
-    assert metrics.CODEC_SCHED_MIN_SLACK._value.get() == math.inf and metrics.CODEC_SCHED_STREAMS._value.get() == 0
+    assert (
+        metrics.CODEC_SCHED_MIN_SLACK._value.get() == math.inf
+        and metrics.CODEC_SCHED_STREAMS._value.get() == 0
+    )
 
 
 class FakeLoad:
@@ -163,7 +178,9 @@ def test_refusals_count_by_rule() -> None:
     clock = FakeClock()
     load = FakeLoad(clock)
     admission = Admission(load, clock=clock, ramp_floor=1)
-    d = Delta(("admission_refusals_total", {"rule": "misses"}), ("admission_refusals_total", {"rule": "ramp"}))
+    d = Delta(
+        ("admission_refusals_total", {"rule": "misses"}), ("admission_refusals_total", {"rule": "ramp"})
+    )
     load.misses = 1
     assert not admission.decide().admit
     load.misses = 0
@@ -173,7 +190,9 @@ def test_refusals_count_by_rule() -> None:
     assert admission.refused == {"misses": 1, "ramp": 1}
 
 
-def drive(admission: Admission, load: FakeLoad, clock: FakeClock, look: bool) -> list[tuple[bool, float | None]]:
+def drive(
+    admission: Admission, load: FakeLoad, clock: FakeClock, look: bool
+) -> list[tuple[bool, float | None]]:
     out = []
     for step in range(120):
         clock.now += 0.1
@@ -200,10 +219,16 @@ def test_admissions_view_never_moves_a_measure() -> None:
     assert view["admitted"] + sum(view["refused"].values()) == 120
 
 
-def pending(sched: CodecScheduler, handle: object, seconds_ahead: float, seq: int,
-            loop: asyncio.AbstractEventLoop) -> None:
-    sched._enqueue(handle, "decode", window(16), loop.create_future(),  # type: ignore[arg-type]
-                   deadline=sched.clock() + seconds_ahead)
+def pending(
+    sched: CodecScheduler, handle: object, seconds_ahead: float, seq: int, loop: asyncio.AbstractEventLoop
+) -> None:
+    sched._enqueue(
+        handle,
+        "decode",
+        window(16),
+        loop.create_future(),  # type: ignore[arg-type]
+        deadline=sched.clock() + seconds_ahead,
+    )
 
 
 def test_the_snapshot_lists_the_most_urgent_waiting_windows_first_capped() -> None:
@@ -218,8 +243,12 @@ def test_the_snapshot_lists_the_most_urgent_waiting_windows_first_capped() -> No
         loop.close()
     assert snap["load"]["pending_windows"] == 3 and snap["waiting_shown"] == 2
     assert [w["stream_id"] for w in snap["waiting"]] == [handles[1].id, handles[2].id]
-    assert snap["waiting"][0] == {"stream_id": handles[1].id, "kind": "decode", "seconds_to_deadline": 0.1,
-                                  "reason": "queued"}  # no plan has looked at them, and the device is free
+    assert snap["waiting"][0] == {
+        "stream_id": handles[1].id,
+        "kind": "decode",
+        "seconds_to_deadline": 0.1,
+        "reason": "queued",
+    }  # no plan has looked at them, and the device is free
     assert snap["waiting_by_reason"] == {"queued": 3}
     assert snap["load"]["min_slack_s"] is None  # nobody playing: null, not Infinity (JSON has none)
     assert snap["admission"] is None and snap["stats"]["calls"] == 0

@@ -49,7 +49,9 @@ async def test_a_window_of_the_other_kind_waits_for_a_call_of_its_own() -> None:
 
 async def test_a_row_that_would_pad_the_call_past_the_bound_waits_on_padding() -> None:
     sched = scheduler()
-    queue(sched, ("decode", 177), ("decode", 16), ("decode", 170))  # 16 tokens in a 192-token call: 38% padding
+    queue(
+        sched, ("decode", 177), ("decode", 16), ("decode", 170)
+    )  # 16 tokens in a 192-token call: 38% padding
     call = sched.plan()
     assert call is not None and [w.length for w in call.windows] == [177, 170]
     assert reasons(sched) == ["padding_bound"]
@@ -57,7 +59,9 @@ async def test_a_row_that_would_pad_the_call_past_the_bound_waits_on_padding() -
 
 async def test_a_row_of_another_length_waits_beside_an_exact_length_call() -> None:
     sched = scheduler(SchedulerPolicy(decode_buckets=(16, 32), pad_batch=False))
-    queue(sched, ("decode", 40), ("decode", 16), ("decode", 40), ("decode", 50))  # 40 and 50: longer than every bucket
+    queue(
+        sched, ("decode", 40), ("decode", 16), ("decode", 40), ("decode", 50)
+    )  # 40 and 50: longer than every bucket
     call = sched.plan()
     assert call is not None and call.length is None and [w.length for w in call.windows] == [40, 40]
     assert reasons(sched) == ["length_mismatch", "length_mismatch"]
@@ -68,8 +72,11 @@ async def test_a_row_of_another_length_waits_beside_an_exact_length_call() -> No
 
 
 async def test_a_row_past_the_calls_work_bound_waits_and_so_does_all_a_full_call_did_not_reach() -> None:
-    sched = scheduler(SchedulerPolicy(decode_buckets=(16, 32), pad_batch=False, max_call_decode_tokens=48,
-                                      max_pad_waste=1.0))
+    sched = scheduler(
+        SchedulerPolicy(
+            decode_buckets=(16, 32), pad_batch=False, max_call_decode_tokens=48, max_pad_waste=1.0
+        )
+    )
     queue(sched, ("decode", 16), ("decode", 32), ("decode", 16), ("decode", 16))
     call = sched.plan()
     # 16 + 32 would need 2 x 32 = 64 > 48 tokens; the 16-token rows fit (3 x 16 = 48).
@@ -120,7 +127,9 @@ async def test_a_model_call_due_sooner_takes_the_device_and_the_windows_wait_in_
         late = asyncio.create_task(handle.decode(window(16, 3)))
         await asyncio.sleep(0.01)
         assert [(kind, reason) for _, kind, _, reason in sched.why_waiting()] == [
-            ("speaker", "device_busy"), ("decode", "device_busy")]
+            ("speaker", "device_busy"),
+            ("decode", "device_busy"),
+        ]
         runner.model_gate.clear()
         runner.gate.set()
         await busy

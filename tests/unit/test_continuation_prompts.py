@@ -25,8 +25,14 @@ def tokenizer():
 
 
 def cloned(text: str | None = "I said so.", semantic: tuple[int, ...] | None = SEMANTIC) -> Voice:
-    return Voice(id="voice_x", name="Mine", kind="global_tokens", global_tokens=GLOBALS, reference_text=text,
-                 reference_semantic=semantic)
+    return Voice(
+        id="voice_x",
+        name="Mine",
+        kind="global_tokens",
+        global_tokens=GLOBALS,
+        reference_text=text,
+        reference_semantic=semantic,
+    )
 
 
 def test_a_voice_with_transcript_and_reference_ids_gets_the_exact_continuation_ids(tokenizer) -> None:
@@ -51,8 +57,10 @@ def test_every_chunk_of_a_long_text_continues_the_same_reference() -> None:
     later, mode = build_prompt("Second sentence.", voice, global_tokens=voice.global_tokens)
     for prompt, text in ((first, "First sentence."), (later, "Second sentence.")):
         assert prompt == clone_prompt(text, GLOBALS, reference_text="I said so.", reference_semantic=SEMANTIC)
-        assert prompt.endswith("<|start_semantic_token|><|bicodec_semantic_5|><|bicodec_semantic_8191|>"
-                               "<|bicodec_semantic_0|><|bicodec_semantic_42|>")
+        assert prompt.endswith(
+            "<|start_semantic_token|><|bicodec_semantic_5|><|bicodec_semantic_8191|>"
+            "<|bicodec_semantic_0|><|bicodec_semantic_42|>"
+        )
     assert mode == "clone"
 
 
@@ -122,7 +130,9 @@ def test_a_reference_that_leaves_no_room_is_refused_as_too_long() -> None:
         check_voice_fits(runtime, cloned(semantic=tuple(range(300))), "audio_sample")
     assert info.value.code == "AUDIO_TOO_LONG" and info.value.param == "audio_sample"
     assert "shorter reference" in info.value.message
-    check_voice_fits(runtime, cloned(text=None, semantic=tuple(range(300))))  # no continuation: no reference in prompts
+    check_voice_fits(
+        runtime, cloned(text=None, semantic=tuple(range(300)))
+    )  # no continuation: no reference in prompts
 
 
 # --- through the pipeline --------------------------------------------------------------------------------
@@ -133,8 +143,14 @@ async def test_the_pipeline_sends_every_chunk_of_a_long_text_the_continuation_pr
     from services.pipeline.synthesis import SamplingOptions, SynthesisJob, SynthesisRequest
     from tests.texts import LONG_ENGLISH
 
-    settings = Settings(model_dir=demo_model_dir, warmup=False, auth_enabled=False, device="cpu",
-                        sr_enabled=False, log_json=False)
+    settings = Settings(
+        model_dir=demo_model_dir,
+        warmup=False,
+        auth_enabled=False,
+        device="cpu",
+        sr_enabled=False,
+        log_json=False,
+    )
     runtime = ModelRuntime(settings)
     await runtime.start()
     prompts: list[list[int]] = []
@@ -149,10 +165,20 @@ async def test_the_pipeline_sends_every_chunk_of_a_long_text_the_continuation_pr
     # The demo model speaks ~3.5 semantic ids per text byte, counting the reference's: a transcript of the
     # reference's length, as real speech would be.
     transcript = "Hello there, this is me."
-    voice = Voice(id="voice_y", name="y", kind="global_tokens", global_tokens=GLOBALS, reference_text=transcript,
-                  reference_semantic=tuple(range(3, 3 + 84)))
-    request = SynthesisRequest(request_id="cont", text=LONG_ENGLISH, voice=voice,
-                               sampling=SamplingOptions(0.8, 50, 1.0, 30, 1.0, seed=3))
+    voice = Voice(
+        id="voice_y",
+        name="y",
+        kind="global_tokens",
+        global_tokens=GLOBALS,
+        reference_text=transcript,
+        reference_semantic=tuple(range(3, 3 + 84)),
+    )
+    request = SynthesisRequest(
+        request_id="cont",
+        text=LONG_ENGLISH,
+        voice=voice,
+        sampling=SamplingOptions(0.8, 50, 1.0, 30, 1.0, seed=3),
+    )
     try:
         job = SynthesisJob(runtime.pipeline_resources(), request)
         assert await job.collect()
@@ -160,9 +186,11 @@ async def test_the_pipeline_sends_every_chunk_of_a_long_text_the_continuation_pr
         runtime.engine = engine
         await runtime.shutdown()
     tok = runtime.tokenizer.convert_tokens_to_ids
-    tail = [tok("<|start_semantic_token|>")] + [tok(f"<|bicodec_semantic_{s}|>") for s in voice.reference_semantic]
+    tail = [tok("<|start_semantic_token|>")] + [
+        tok(f"<|bicodec_semantic_{s}|>") for s in voice.reference_semantic
+    ]
     assert job.plan.chunked and len(prompts) == len(job.plan.chunks) >= 2
     for prompt, chunk in zip(prompts, job.plan.chunks, strict=True):
-        assert prompt[-len(tail):] == tail  # the reference's speech ends every prompt
-        content = runtime.tokenizer.decode(prompt[2:prompt.index(tok("<|end_content|>"))])
+        assert prompt[-len(tail) :] == tail  # the reference's speech ends every prompt
+        content = runtime.tokenizer.decode(prompt[2 : prompt.index(tok("<|end_content|>"))])
         assert content == f"{transcript} {chunk}"

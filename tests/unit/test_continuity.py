@@ -57,19 +57,38 @@ def test_tail_of_several_segments_joins_them_in_order_within_the_bound() -> None
     tail = tail_of(segments, 60)
     assert tail == TailSegment("First one. Second.", (1,) * 30 + (2,) * 20)
     cut = tail_of(segments, 35)
-    assert cut is not None and cut.text == "one. Second." and len(cut.semantic) <= 35 and cut.semantic[-20:] == (2,) * 20
+    assert (
+        cut is not None
+        and cut.text == "one. Second."
+        and len(cut.semantic) <= 35
+        and cut.semantic[-20:] == (2,) * 20
+    )
     assert tail_of([], 10) is None
 
 
 # --- the store and its refusals ----------------------------------------------------------------------------
 
 
-def record(request_id: str, owner: str = "key_a", *, expires_in_s: float = 60.0, tail: int = 20,
-           voice_id: str = "fixed", globals_: tuple[int, ...] = GLOBALS) -> RecentRequest:
+def record(
+    request_id: str,
+    owner: str = "key_a",
+    *,
+    expires_in_s: float = 60.0,
+    tail: int = 20,
+    voice_id: str = "fixed",
+    globals_: tuple[int, ...] = GLOBALS,
+) -> RecentRequest:
     now = datetime.now(UTC)
-    return RecentRequest(request_id=request_id, owner_key_id=owner, voice_id=voice_id, global_tokens=globals_,
-                         tail_text="the end of it." if tail else None, tail_semantic=tuple(range(tail)) if tail else None,
-                         created_at=now, expires_at=now + timedelta(seconds=expires_in_s))
+    return RecentRequest(
+        request_id=request_id,
+        owner_key_id=owner,
+        voice_id=voice_id,
+        global_tokens=globals_,
+        tail_text="the end of it." if tail else None,
+        tail_semantic=tuple(range(tail)) if tail else None,
+        created_at=now,
+        expires_at=now + timedelta(seconds=expires_in_s),
+    )
 
 
 async def test_memory_store_forgets_after_retention_and_beyond_its_size() -> None:
@@ -89,8 +108,16 @@ def test_records_hold_no_more_than_the_bound() -> None:
     with pytest.raises(ValueError):
         record("big", tail=301)
     with pytest.raises(ValueError):
-        RecentRequest(request_id="x", owner_key_id="k", voice_id="v", global_tokens=GLOBALS, tail_text="t",
-                      tail_semantic=None, created_at=datetime.now(UTC), expires_at=datetime.now(UTC))
+        RecentRequest(
+            request_id="x",
+            owner_key_id="k",
+            voice_id="v",
+            global_tokens=GLOBALS,
+            tail_text="t",
+            tail_semantic=None,
+            created_at=datetime.now(UTC),
+            expires_at=datetime.now(UTC),
+        )
 
 
 # --- over HTTP -------------------------------------------------------------------------------------------------
@@ -111,9 +138,18 @@ class RecordingEngine:
 
 @pytest.fixture(scope="module")
 def client(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    settings = Settings(model_dir=demo_model_dir, auth_enabled=True, api_keys=f"{KEY_A},{KEY_B}", warmup=False,
-                        log_json=False, sr_enabled=False, voice_dir=tmp_path_factory.mktemp("voices"),
-                        default_max_tokens=60, rate_limit_per_minute=10_000, max_model_len=1024)
+    settings = Settings(
+        model_dir=demo_model_dir,
+        auth_enabled=True,
+        api_keys=f"{KEY_A},{KEY_B}",
+        warmup=False,
+        log_json=False,
+        sr_enabled=False,
+        voice_dir=tmp_path_factory.mktemp("voices"),
+        default_max_tokens=60,
+        rate_limit_per_minute=10_000,
+        max_model_len=1024,
+    )
     runtime = ModelRuntime(settings)
     with TestClient(create_app(settings, runtime=runtime)) as test_client:
         wait_in_portal(test_client, lambda: runtime.ready)
@@ -159,18 +195,25 @@ def test_a_stitched_request_continues_the_previous_one(client: TestClient) -> No
     first = generate(client, "Hello there, this is the first part.")
     previous = remembered(client, first.headers["X-Server-Request-ID"])
     before = len(prompts(client))
-    second = generate(client, "And this is the second.", previous_request_ids=[previous.request_id],
-                      previous_text="ignored", next_text="not spoken")
+    second = generate(
+        client,
+        "And this is the second.",
+        previous_request_ids=[previous.request_id],
+        previous_text="ignored",
+        next_text="not spoken",
+    )
     assert second.status_code == 200, second.text
     prompt = prompts(client)[before]
     runtime = client.app.state.services.runtime
     start_content, end_content = ids_of(client, "<|start_content|>", "<|end_content|>")
-    content = runtime.tokenizer.decode(prompt[prompt.index(start_content) + 1:prompt.index(end_content)])
+    content = runtime.tokenizer.decode(prompt[prompt.index(start_content) + 1 : prompt.index(end_content)])
     assert content == f"{previous.tail_text} And this is the second."  # next_text is never in the prompt
     globals_ = ids_of(client, *(f"<|bicodec_global_{g}|>" for g in previous.global_tokens))
-    assert globals_ == prompt[prompt.index(end_content) + 2:prompt.index(end_content) + 34]
-    tail = ids_of(client, "<|start_semantic_token|>", *(f"<|bicodec_semantic_{s}|>" for s in previous.tail_semantic))
-    assert prompt[-len(tail):] == tail
+    assert globals_ == prompt[prompt.index(end_content) + 2 : prompt.index(end_content) + 34]
+    tail = ids_of(
+        client, "<|start_semantic_token|>", *(f"<|bicodec_semantic_{s}|>" for s in previous.tail_semantic)
+    )
+    assert prompt[-len(tail) :] == tail
     # The stitched request is remembered in turn, with the same voice: a chain keeps one voice.
     assert remembered(client, second.headers["X-Server-Request-ID"]).global_tokens == previous.global_tokens
 
@@ -178,12 +221,23 @@ def test_a_stitched_request_continues_the_previous_one(client: TestClient) -> No
 def test_the_openai_route_takes_the_stitching_fields_as_extra_body(client: TestClient) -> None:
     first = generate(client, "Some words first.")
     before = len(prompts(client))
-    response = client.post("/v1/audio/speech", headers=A, json={
-        "input": "Then more.", "voice": "fixed", "response_format": "wav",
-        "previous_request_ids": [first.headers["X-Server-Request-ID"]], "next_text": "later"})
+    response = client.post(
+        "/v1/audio/speech",
+        headers=A,
+        json={
+            "input": "Then more.",
+            "voice": "fixed",
+            "response_format": "wav",
+            "previous_request_ids": [first.headers["X-Server-Request-ID"]],
+            "next_text": "later",
+        },
+    )
     assert response.status_code == 200, response.text
-    assert prompts(client)[before][-1] == remembered(client, first.headers["X-Server-Request-ID"]).tail_semantic[-1] \
+    assert (
+        prompts(client)[before][-1]
+        == remembered(client, first.headers["X-Server-Request-ID"]).tail_semantic[-1]
         + ids_of(client, "<|bicodec_semantic_0|>")[0]
+    )
 
 
 def error_of(response) -> dict:
@@ -205,22 +259,40 @@ def test_refusals_name_the_field_and_never_fall_back(client: TestClient) -> None
     assert bad_id.status_code == 400 and error_of(bad_id)["param"] == "previous_request_ids"
     other_voice = generate(client, "Next.", speaker="male", previous_request_ids=[request_id])
     assert other_voice.status_code == 400 and error_of(other_voice)["param"] == "speaker"
-    reference = client.post("/v1/tts/generate", headers=A, json={
-        "text": "Next.", "reference_audio": base64.b64encode(wav_bytes(voiced(2.0))).decode(),
-        "previous_request_ids": [request_id]})
+    reference = client.post(
+        "/v1/tts/generate",
+        headers=A,
+        json={
+            "text": "Next.",
+            "reference_audio": base64.b64encode(wav_bytes(voiced(2.0))).decode(),
+            "previous_request_ids": [request_id],
+        },
+    )
     assert reference.status_code == 400 and error_of(reference)["param"] == "previous_request_ids"
     assert len(prompts(client)) == before  # no GPU work for any of them
     # Without a voice named, the previous request's voice is used.
-    assert client.post("/v1/tts/generate", headers=A, json={"text": "Next.",
-                       "previous_request_ids": [request_id]}).status_code == 200
+    assert (
+        client.post(
+            "/v1/tts/generate", headers=A, json={"text": "Next.", "previous_request_ids": [request_id]}
+        ).status_code
+        == 200
+    )
 
 
 def test_requests_of_different_voices_are_not_stitched_together(client: TestClient) -> None:
     one = generate(client, "Fixed voice.")
-    other = client.portal.call(continuity(client).store.put, record("othervoice", owner=remembered(
-        client, one.headers["X-Server-Request-ID"]).owner_key_id, globals_=tuple(range(1, 33))))
+    other = client.portal.call(
+        continuity(client).store.put,
+        record(
+            "othervoice",
+            owner=remembered(client, one.headers["X-Server-Request-ID"]).owner_key_id,
+            globals_=tuple(range(1, 33)),
+        ),
+    )
     assert other is None
-    response = generate(client, "Both?", previous_request_ids=["othervoice", one.headers["X-Server-Request-ID"]])
+    response = generate(
+        client, "Both?", previous_request_ids=["othervoice", one.headers["X-Server-Request-ID"]]
+    )
     assert response.status_code == 400 and "different voices" in error_of(response)["message"]
 
 
@@ -257,8 +329,11 @@ def test_keep_a_voice_from_a_request_speaks_with_exactly_its_globals(client: Tes
 def test_a_kept_voice_gives_the_same_audio_as_the_original_with_the_same_seed(client: TestClient) -> None:
     text = "The same words again."
     original = generate(client, text)  # "fixed": a clone prompt with its globals
-    kept = client.post("/v1/audio/voices", headers=A,
-                       json={"from_request_id": original.headers["X-Server-Request-ID"], "name": "Same"}).json()
+    kept = client.post(
+        "/v1/audio/voices",
+        headers=A,
+        json={"from_request_id": original.headers["X-Server-Request-ID"], "name": "Same"},
+    ).json()
     again = generate(client, text, speaker=kept["id"])
     assert again.status_code == 200 and again.content == original.content and len(original.content) > 44
 
@@ -269,16 +344,24 @@ def test_a_kept_voice_gives_the_same_audio_as_the_original_with_the_same_seed(cl
 async def test_a_running_request_is_409_and_an_expired_one_404(demo_model_dir: Path) -> None:
     from services.pipeline.synthesis import SamplingOptions, SynthesisJob, SynthesisRequest
 
-    settings = Settings(model_dir=demo_model_dir, warmup=False, auth_enabled=False, sr_enabled=False, log_json=False)
+    settings = Settings(
+        model_dir=demo_model_dir, warmup=False, auth_enabled=False, sr_enabled=False, log_json=False
+    )
     runtime = ModelRuntime(settings)
     await runtime.start()
     try:
         now = [datetime.now(UTC)]
         service = Continuity(settings, runtime, MemoryRecentStore(clock=lambda: now[0]))
         voice = runtime.voices.resolve("fixed")
-        job = SynthesisJob(runtime.pipeline_resources(), SynthesisRequest(request_id="run1", text="Hello there.", voice=voice,
-                                                     sampling=SamplingOptions.with_defaults(settings, seed=1,
-                                                                                            max_tokens=30)))
+        job = SynthesisJob(
+            runtime.pipeline_resources(),
+            SynthesisRequest(
+                request_id="run1",
+                text="Hello there.",
+                voice=voice,
+                sampling=SamplingOptions.with_defaults(settings, seed=1, max_tokens=30),
+            ),
+        )
         service.track(job, None)
         with pytest.raises(ServiceError) as running:
             await service.find("run1", None)
@@ -294,8 +377,15 @@ async def test_a_running_request_is_409_and_an_expired_one_404(demo_model_dir: P
             await service.find("run1", None)
         assert expired.value.code == "REQUEST_NOT_FOUND" and "2 h" in expired.value.message
         # A cancelled job is never remembered and stops reading as running.
-        cancelled = SynthesisJob(runtime.pipeline_resources(), SynthesisRequest(request_id="run2", text="Hello.", voice=voice,
-                                                           sampling=SamplingOptions.with_defaults(settings, seed=1)))
+        cancelled = SynthesisJob(
+            runtime.pipeline_resources(),
+            SynthesisRequest(
+                request_id="run2",
+                text="Hello.",
+                voice=voice,
+                sampling=SamplingOptions.with_defaults(settings, seed=1),
+            ),
+        )
         service.track(cancelled, None)
         stream = cancelled.stream_bytes()
         await anext(stream)
@@ -314,8 +404,12 @@ def test_segments_of_one_websocket_utterance_keep_the_first_segments_voice(clien
     from services.pipeline.synthesis import SamplingOptions, SynthesisJob, SynthesisRequest
 
     runtime = client.app.state.services.runtime
-    request = SynthesisRequest(request_id="ws-utt", text="", voice=runtime.voices.resolve("default"),
-                               sampling=SamplingOptions.with_defaults(runtime.settings, seed=8, max_tokens=30))
+    request = SynthesisRequest(
+        request_id="ws-utt",
+        text="",
+        voice=runtime.voices.resolve("default"),
+        sampling=SamplingOptions.with_defaults(runtime.settings, seed=8, max_tokens=30),
+    )
 
     async def run() -> SynthesisJob:
         job = SynthesisJob(runtime.pipeline_resources(), request, incremental=True)
@@ -359,8 +453,14 @@ def test_a_prefix_that_leaves_no_room_to_speak_is_413_naming_previous_request_id
     from services.errors import SynthesisError
     from tests.unit.test_continuation_prompts import Runtime
 
-    voice = Voice(id="fixed", name="f", kind="global_tokens", global_tokens=GLOBALS, reference_text="the end of it.",
-                  reference_semantic=tuple(range(200)))
+    voice = Voice(
+        id="fixed",
+        name="f",
+        kind="global_tokens",
+        global_tokens=GLOBALS,
+        reference_text="the end of it.",
+        reference_semantic=tuple(range(200)),
+    )
     with pytest.raises(SynthesisError) as info:
         check_prefix_fits(Runtime(Settings(max_model_len=400)), voice)  # type: ignore[arg-type]
     assert info.value.code == "TEXT_TOO_LONG" and info.value.param == "previous_request_ids"

@@ -17,18 +17,30 @@ PER_TOKEN_S = 0.0001
 
 
 def request(runtime, request_id: str, text: str, voice) -> SynthesisRequest:
-    return SynthesisRequest(request_id=request_id, text=text, voice=voice, audio_format="pcm", sample_rate=NATIVE_RATE,
-                            stream=True, sampling=SamplingOptions.with_defaults(runtime.settings, seed=3))
+    return SynthesisRequest(
+        request_id=request_id,
+        text=text,
+        voice=voice,
+        audio_format="pcm",
+        sample_rate=NATIVE_RATE,
+        stream=True,
+        sampling=SamplingOptions.with_defaults(runtime.settings, seed=3),
+    )
 
 
 @pytest.fixture
 async def runtime(demo_model_dir):
-    settings = Settings(model_dir=demo_model_dir, warmup=False, auth_enabled=False, sr_enabled=False, log_json=False)
+    settings = Settings(
+        model_dir=demo_model_dir, warmup=False, auth_enabled=False, sr_enabled=False, log_json=False
+    )
     rt = ModelRuntime(settings)
     await rt.start()
     await rt.engine.shutdown()
-    rt.engine = PacedEngine.from_tokenizer(rt.tokenizer, rt.layout, PaceConfig(
-        tokens_per_s=2000, prefill_s=0.001, prefill_per_token_s=PER_TOKEN_S, tick_s=0.001))
+    rt.engine = PacedEngine.from_tokenizer(
+        rt.tokenizer,
+        rt.layout,
+        PaceConfig(tokens_per_s=2000, prefill_s=0.001, prefill_per_token_s=PER_TOKEN_S, tick_s=0.001),
+    )
     yield rt
     await rt.shutdown()
 
@@ -36,7 +48,10 @@ async def runtime(demo_model_dir):
 async def test_a_stitched_request_adds_prefill_only(runtime) -> None:
     continuity = Continuity(runtime.settings, runtime, MemoryRecentStore())
     voice = runtime.voices.resolve("fixed")
-    previous = SynthesisJob(runtime.pipeline_resources(), request(runtime, "prev", "The harbour was still asleep that morning.", voice))
+    previous = SynthesisJob(
+        runtime.pipeline_resources(),
+        request(runtime, "prev", "The harbour was still asleep that morning.", voice),
+    )
     continuity.track(previous, None)
     await previous.collect()
     stitched = await continuity.stitched_voice(voice, ["prev"], None, voice_named=True)
@@ -50,17 +65,24 @@ async def test_a_stitched_request_adds_prefill_only(runtime) -> None:
     # compared here).
     assert stitched_job.stats.preamble_ids == plain_job.stats.preamble_ids == 0
 
-    extra = (len(prompt_for(runtime, text, stitched, voice.global_tokens)[0])
-             - len(prompt_for(runtime, text, voice, voice.global_tokens)[0]))
+    extra = len(prompt_for(runtime, text, stitched, voice.global_tokens)[0]) - len(
+        prompt_for(runtime, text, voice, voice.global_tokens)[0]
+    )
     prefix = len(stitched.reference_semantic or ())
-    assert 0 < prefix <= 200 and extra == prefix + len(stitched.reference_text or "") + 1  # ids, words, a space
+    assert (
+        0 < prefix <= 200 and extra == prefix + len(stitched.reference_text or "") + 1
+    )  # ids, words, a space
     engine = runtime.engine
-    plain_plan = engine.plan(prompt_for(runtime, text, voice, voice.global_tokens)[0], plain_job.request.sampling)
+    plain_plan = engine.plan(
+        prompt_for(runtime, text, voice, voice.global_tokens)[0], plain_job.request.sampling
+    )
     stitched_ids = prompt_for(runtime, text, stitched, voice.global_tokens)[0]
     stitched_plan = engine.plan(stitched_ids, stitched_job.request.sampling)
     assert stitched_plan.first_semantic_index == plain_plan.first_semantic_index == 0
     # The engine's own schedule: the first id of the stitched stream is due exactly the extra ids' prefill later.
-    assert seen["stitched"].first_semantic_due_s - seen["plain"].first_semantic_due_s == pytest.approx(extra * PER_TOKEN_S)
+    assert seen["stitched"].first_semantic_due_s - seen["plain"].first_semantic_due_s == pytest.approx(
+        extra * PER_TOKEN_S
+    )
     assert seen["stitched"].finished and seen["plain"].finished
     # The prefix's words are spoken already: the engine generates about the new text's share only.
     assert abs(stitched_plan.semantic_tokens - plain_plan.semantic_tokens) <= 1 + 3.5 * 2

@@ -23,8 +23,12 @@ def headers_in_source() -> set[str]:
         for path in (PROJECT_ROOT / folder).rglob("*.py"):
             if path.name == "cors.py":
                 continue  # the lists themselves
-            names.update(m.lower() for m in re.findall(r"""["'b](X-[A-Za-z0-9-]*[A-Za-z0-9])["']""", path.read_text(),
-                                                       flags=re.IGNORECASE))
+            names.update(
+                m.lower()
+                for m in re.findall(
+                    r"""["'b](X-[A-Za-z0-9-]*[A-Za-z0-9])["']""", path.read_text(), flags=re.IGNORECASE
+                )
+            )
     return names - REQUEST_ONLY - NOT_FOR_PAGES
 
 
@@ -34,19 +38,38 @@ def test_every_x_header_the_service_sends_is_exposed() -> None:
     assert found <= {h.lower() for h in EXPOSED_HEADERS}, found - {h.lower() for h in EXPOSED_HEADERS}
 
 
-def test_a_preflight_with_openai_nodes_headers_is_allowed_and_answers_expose_the_metadata(demo_model_dir: Path) -> None:
-    settings = Settings(model_dir=demo_model_dir, auth_enabled=False, warmup=False, log_json=False,
-                        cors_origins=f" {ORIGIN} , https://other.example.test")
+def test_a_preflight_with_openai_nodes_headers_is_allowed_and_answers_expose_the_metadata(
+    demo_model_dir: Path,
+) -> None:
+    settings = Settings(
+        model_dir=demo_model_dir,
+        auth_enabled=False,
+        warmup=False,
+        log_json=False,
+        cors_origins=f" {ORIGIN} , https://other.example.test",
+    )
     client = TestClient(create_app(settings))
     asked = ",".join(h.lower() for h in ALLOWED_REQUEST_HEADERS)
-    preflight = client.options("/v1/audio/speech", headers={
-        "Origin": ORIGIN, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": asked})
+    preflight = client.options(
+        "/v1/audio/speech",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": asked,
+        },
+    )
     assert preflight.status_code == 200, preflight.text
     assert preflight.headers["access-control-allow-origin"] == ORIGIN
     allowed = {h.strip().lower() for h in preflight.headers["access-control-allow-headers"].split(",")}
     assert {"x-stainless-os", "x-stainless-retry-count", "x-stainless-timeout", "authorization"} <= allowed
-    refused = client.options("/v1/audio/speech", headers={
-        "Origin": ORIGIN, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-unknown"})
+    refused = client.options(
+        "/v1/audio/speech",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "x-unknown",
+        },
+    )
     assert refused.status_code == 400  # a header nobody sends is not waved through
     answer = client.get("/v1/tts/health", headers={"Origin": ORIGIN})
     exposed = {h.strip().lower() for h in answer.headers["access-control-expose-headers"].split(",")}

@@ -20,10 +20,16 @@ from processing.prompt import build_prompt_ids
 from services.device.calls import Call, SchedulerPolicy
 from services.device.windows import DecodeWindow
 
-MODEL = CostModel.from_dict({
-    "name": "t", "llm_step_ms": {"fixed": 3.0, "per_row": 0.5}, "llm_prefill_ms": {"fixed": 1.0, "per_token": 0.0},
-    "decode_ms": {"fixed": 2.0, "per_token": 0.01}, "sr_ms": {"fixed": 2.0, "per_input_sample": 0.0},
-    "host_ms": {"per_audio_second": 0.0}})
+MODEL = CostModel.from_dict(
+    {
+        "name": "t",
+        "llm_step_ms": {"fixed": 3.0, "per_row": 0.5},
+        "llm_prefill_ms": {"fixed": 1.0, "per_token": 0.0},
+        "decode_ms": {"fixed": 2.0, "per_token": 0.01},
+        "sr_ms": {"fixed": 2.0, "per_input_sample": 0.0},
+        "host_ms": {"per_audio_second": 0.0},
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -63,25 +69,31 @@ def test_streams_are_well_formed_and_steps_are_batched_on_one_device(tokenizer, 
         parser.feed(ids)
         assert len(parser.finish().semantic) == round(3.5 * len(b"Hello there."))
     steps = len(streams[0])  # both requests step together: one step per id, two rows each
-    assert busy["llm"] == pytest.approx(steps * MODEL.llm_step.seconds(2) + MODEL.llm_prefill.seconds(len(prompt) * 2))
+    assert busy["llm"] == pytest.approx(
+        steps * MODEL.llm_step.seconds(2) + MODEL.llm_prefill.seconds(len(prompt) * 2)
+    )
     assert busy["decode"] == pytest.approx(MODEL.decode.seconds(48))
     assert elapsed == pytest.approx(busy["llm"] + busy["decode"])  # one device: nothing overlaps
 
 
-def test_deltas_come_in_stream_interval_groups_as_vllm_hands_them_out(tokenizer, demo_model_dir: Path) -> None:
+def test_deltas_come_in_stream_interval_groups_as_vllm_hands_them_out(
+    tokenizer, demo_model_dir: Path
+) -> None:
     """TTS_LLM_STREAM_INTERVAL ids per delta (the first id at once, the rest at the end), the same ids as one per
     delta: host figures measured against the stand-in parse, guard and queue deltas of the product's size."""
     from core.voices import VoiceRegistry
 
     layout = VocabLayout.from_tokenizer(tokenizer)
     voice = VoiceRegistry.from_file(demo_model_dir / "voices.json").resolve("fixed")
-    prompt, _ = build_prompt_ids(tokenizer, "Hello there, how are you today?", voice,
-                                 global_tokens=voice.global_tokens)
+    prompt, _ = build_prompt_ids(
+        tokenizer, "Hello there, how are you today?", voice, global_tokens=voice.global_tokens
+    )
 
     def deltas(interval: int) -> list[list[int]]:
         async def main() -> list[list[int]]:
-            engine = CostModelEngine.from_tokenizer(tokenizer, layout, MODEL, DeviceTimeline(),
-                                                    stream_interval=interval)
+            engine = CostModelEngine.from_tokenizer(
+                tokenizer, layout, MODEL, DeviceTimeline(), stream_interval=interval
+            )
             return [d async for d in engine.stream(prompt, SamplingConfig(), "a")]
 
         return run_virtual(main)
@@ -110,12 +122,16 @@ def test_the_factories_inject_what_was_asked_and_a_bad_fault_fails_first() -> No
     assert runtime_factories() == {}
     assert set(runtime_factories(fault="loop:40:1")) == {"engine_factory"}
     assert set(runtime_factories("bench/cost_models/h100-tf32.json", "stop:0:0")) == {
-        "engine_factory", "codec_runner_factory"}
+        "engine_factory",
+        "codec_runner_factory",
+    }
     with pytest.raises(ValueError, match="MODE"):
         runtime_factories(fault="sulk")
 
 
-def test_a_stand_in_server_sends_every_codec_call_through_the_scheduler_to_the_device(demo_model_dir: Path) -> None:
+def test_a_stand_in_server_sends_every_codec_call_through_the_scheduler_to_the_device(
+    demo_model_dir: Path,
+) -> None:
     """The runner swap is the whole stand-in on the codec side: the demo models stay as loaded (d-vectors and sizes
     come from them) and every decode of a real synthesis job is a wait on the shared device."""
     from core.bicodec import BiCodecDecoder
@@ -123,8 +139,14 @@ def test_a_stand_in_server_sends_every_codec_call_through_the_scheduler_to_the_d
     from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest
     from shared.settings import Settings
 
-    settings = Settings(model_dir=demo_model_dir, warmup=False, auth_enabled=False, device="cpu", sr_enabled=False,
-                        log_json=False)
+    settings = Settings(
+        model_dir=demo_model_dir,
+        warmup=False,
+        auth_enabled=False,
+        device="cpu",
+        sr_enabled=False,
+        log_json=False,
+    )
 
     async def main() -> tuple[bytes, dict[str, float]]:
         runtime = ModelRuntime(settings, **runtime_factories("bench/cost_models/h100-tf32.json"))
@@ -136,10 +158,14 @@ def test_a_stand_in_server_sends_every_codec_call_through_the_scheduler_to_the_d
             assert isinstance(runtime.codec_runner, CostModelRunner)
             # The stand-in is a GPU: calls are shaped by the policy a GPU serves with, not this CPU's.
             assert runtime.codec_scheduler.policy == SchedulerPolicy()
-            request = SynthesisRequest(request_id="standin", text="Hello there.",
-                                       voice=runtime.voices.resolve(runtime.voices.default_voice_id),
-                                       sampling=SamplingOptions.with_defaults(settings, max_tokens=200, seed=0),
-                                       sample_rate=NATIVE_RATE, stream=True)
+            request = SynthesisRequest(
+                request_id="standin",
+                text="Hello there.",
+                voice=runtime.voices.resolve(runtime.voices.default_voice_id),
+                sampling=SamplingOptions.with_defaults(settings, max_tokens=200, seed=0),
+                sample_rate=NATIVE_RATE,
+                stream=True,
+            )
             audio = await SynthesisJob(runtime.pipeline_resources(), request).collect()
             return audio, dict(runtime.codec_runner.device.busy_seconds)
         finally:
@@ -169,7 +195,9 @@ def test_the_device_keeps_its_own_schedule_when_a_caller_wakes_late() -> None:
 
     queued, steps, woke_at, fresh = run_virtual(main)
     assert queued == pytest.approx([0.002, 0.004, 0.006])
-    assert steps == pytest.approx([0.009, 0.012, 0.015, 0.018])  # not 0.022, 0.025, 0.028 counted from the wake
+    assert steps == pytest.approx(
+        [0.009, 0.012, 0.015, 0.018]
+    )  # not 0.022, 0.025, 0.028 counted from the wake
     assert woke_at == pytest.approx(0.019)
     assert fresh == pytest.approx(0.002)
 
@@ -195,16 +223,23 @@ def test_a_request_dropped_after_it_finished_never_drops_the_next_one_in_its_mem
     must step to its end, whatever address it gets."""
     from bench.standin.cost_model import StepLoop
 
-    model = CostModel.from_dict({"name": "t", "llm_step_ms": {"fixed": 1.0, "per_row": 0.0},
-                                 "llm_prefill_ms": {"fixed": 0.0, "per_token": 0.0},
-                                 "decode_ms": {"fixed": 1.0, "per_token": 0.0},
-                                 "sr_ms": {"fixed": 1.0, "per_input_sample": 0.0}})
+    model = CostModel.from_dict(
+        {
+            "name": "t",
+            "llm_step_ms": {"fixed": 1.0, "per_row": 0.0},
+            "llm_prefill_ms": {"fixed": 0.0, "per_token": 0.0},
+            "decode_ms": {"fixed": 1.0, "per_token": 0.0},
+            "sr_ms": {"fixed": 1.0, "per_input_sample": 0.0},
+        }
+    )
 
     async def main() -> list[int]:
         loop = StepLoop(model, DeviceTimeline())
         loop.add(_Row(10**9))  # another conversation keeps the engine stepping
         finished = []
-        for _ in range(50):  # each turn: a request runs to its end, is dropped after, freed; the next one starts
+        for _ in range(
+            50
+        ):  # each turn: a request runs to its end, is dropped after, freed; the next one starts
             row = _Row(3)
             loop.add(row)
             deadline = loop.steps + 100

@@ -93,15 +93,23 @@ def test_a_stream_the_server_cut_at_shutdown_is_interrupted_and_refunded() -> No
     from services.usage.accounting import RequestAccounting
     from services.usage.credits import settle_credits
 
-    request = SimpleNamespace(request_id="r1", stream=False, audio_format="wav", sample_rate=16000,
-                              voice=SimpleNamespace(id="v", metric_label="v"))
-    job = SimpleNamespace(request=request, stats=SimpleNamespace(output_samples=16000, sent_chunks=1, sent_bytes=10,
-                                                                  text_chunks=1))
+    request = SimpleNamespace(
+        request_id="r1",
+        stream=False,
+        audio_format="wav",
+        sample_rate=16000,
+        voice=SimpleNamespace(id="v", metric_label="v"),
+    )
+    job = SimpleNamespace(
+        request=request,
+        stats=SimpleNamespace(output_samples=16000, sent_chunks=1, sent_bytes=10, text_chunks=1),
+    )
     settled = []
     try:
         shutdown.mark_shutting_down()
         report = RequestAccounting(job, transport="http", clock_origin=0.0, settle=settled.append).finish(
-            "disconnected")
+            "disconnected"
+        )
     finally:
         shutdown.reset()
     assert report is not None and report.status == "interrupted" and settled == [report]
@@ -110,8 +118,13 @@ def test_a_stream_the_server_cut_at_shutdown_is_interrupted_and_refunded() -> No
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.lists(st.integers(0, 40), max_size=4), st.integers(0, 40), st.integers(-5, 200)),
-                max_size=8), st.integers(0, 300))
+@given(
+    st.lists(
+        st.tuples(st.lists(st.integers(0, 40), max_size=4), st.integers(0, 40), st.integers(-5, 200)),
+        max_size=8,
+    ),
+    st.integers(0, 300),
+)
 def test_the_books_balance_whatever_is_reserved_claimed_or_spent_on_the_allowance(requests, initial) -> None:
     """The settlement rule (the in-memory journal's copy of tts_settle_credits): for any reservations, outage spend
     and claims, initial - balance == the sum of what the requests were charged, and nothing stays journaled."""

@@ -15,13 +15,29 @@ RATE = 16000
 def _job() -> SimpleNamespace:
     # Each chunk generated exactly its expected speech (320 samples per semantic token at 16 kHz).
     decoded = [expected_tokens(c) * 320 for c in CHUNKS]
-    stats = SimpleNamespace(sent_samples=0, time_stretch=1.0, decoded_samples_per_chunk=decoded,
-                            text_chunks_done=len(CHUNKS), output_samples=sum(decoded), sent_chunks=0, sent_bytes=0,
-                            text_chunks=len(CHUNKS))
-    request = SimpleNamespace(request_id="r1", stream=False, sample_rate=RATE, audio_format="pcm",
-                              voice=SimpleNamespace(id="fixed", metric_label="fixed"))
-    return SimpleNamespace(request=request, stats=stats, plan=SimpleNamespace(chunks=CHUNKS),
-                           guards=SimpleNamespace(max_s_per_char=0.5))
+    stats = SimpleNamespace(
+        sent_samples=0,
+        time_stretch=1.0,
+        decoded_samples_per_chunk=decoded,
+        text_chunks_done=len(CHUNKS),
+        output_samples=sum(decoded),
+        sent_chunks=0,
+        sent_bytes=0,
+        text_chunks=len(CHUNKS),
+    )
+    request = SimpleNamespace(
+        request_id="r1",
+        stream=False,
+        sample_rate=RATE,
+        audio_format="pcm",
+        voice=SimpleNamespace(id="fixed", metric_label="fixed"),
+    )
+    return SimpleNamespace(
+        request=request,
+        stats=stats,
+        plan=SimpleNamespace(chunks=CHUNKS),
+        guards=SimpleNamespace(max_s_per_char=0.5),
+    )
 
 
 def test_progress_is_noted_once_per_second_of_audio_with_the_text_it_covers() -> None:
@@ -36,7 +52,9 @@ def test_progress_is_noted_once_per_second_of_audio_with_the_text_it_covers() ->
         accounting.audio_sent()
     seconds = total / RATE
     assert len(notes) <= int(seconds / PROGRESS_STEP_S) + 1  # bounded by the audio
-    assert notes[0][0] == 0.1 and all(b[0] - a[0] >= PROGRESS_STEP_S - 1e-9 for a, b in zip(notes, notes[1:], strict=False))
+    assert notes[0][0] == 0.1 and all(
+        b[0] - a[0] >= PROGRESS_STEP_S - 1e-9 for a, b in zip(notes, notes[1:], strict=False)
+    )
     texts = [text for _, text in notes]
     assert texts == sorted(texts, key=len) and texts[-1] != ""
     assert " ".join(CHUNKS).startswith(texts[-1])  # the delivered text is a prefix of what was asked
@@ -66,8 +84,15 @@ def test_a_served_request_notes_its_delivery_on_its_intent_row(demo_model_dir, t
     from tests.conftest import wait_in_portal
     from tests.unit.test_request_log import MemorySink
 
-    settings = Settings(model_dir=demo_model_dir, warmup=False, log_json=False, sr_enabled=False, auth_enabled=True,
-                        rate_limit_per_minute=10_000, request_log_flush_s=0.05)
+    settings = Settings(
+        model_dir=demo_model_dir,
+        warmup=False,
+        log_json=False,
+        sr_enabled=False,
+        auth_enabled=True,
+        rate_limit_per_minute=10_000,
+        request_log_flush_s=0.05,
+    )
     store = StaticKeyStore()
     store.add_plain_key("progress-key", key_id="progress")
     spool = RequestSpool(tmp_path, "progress")
@@ -79,13 +104,18 @@ def test_a_served_request_notes_its_delivery_on_its_intent_row(demo_model_dir, t
         write(server_id, delivered)
 
     spool.progress = noted  # type: ignore[method-assign]
-    access = AccessServices(settings, authenticator=Authenticator(store, ttl_s=30.0),
-                            request_logger=RequestLogger(MemorySink(), flush_s=0.05, spool=spool))
+    access = AccessServices(
+        settings,
+        authenticator=Authenticator(store, ttl_s=30.0),
+        request_logger=RequestLogger(MemorySink(), flush_s=0.05, spool=spool),
+    )
     runtime = ModelRuntime(settings)
     headers = {"Authorization": "Bearer progress-key"}
     with TestClient(create_app(settings, runtime=runtime, access=access)) as client:
         wait_in_portal(client, lambda: runtime.ready)
-        response = client.post("/v1/tts/generate", headers=headers, json={"text": "A short line to speak.", "stream": True})
+        response = client.post(
+            "/v1/tts/generate", headers=headers, json={"text": "A short line to speak.", "stream": True}
+        )
         assert response.status_code == 200
         http_id = response.headers["X-Server-Request-ID"]
         with client.websocket_connect("/v1/tts/ws?api_key=progress-key") as ws:

@@ -25,8 +25,18 @@ DEVICE_THREADS = "codec-device"
 @pytest.fixture(scope="module")
 def runtime(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelRuntime]:
     ctc = build_tiny_ctc_model(tmp_path_factory.mktemp("ctc"))
-    rt = ModelRuntime(Settings(model_dir=demo_model_dir, warmup=False, auth_enabled=False, device="cpu",
-                               sr_enabled=False, log_json=False, align_method="ctc", align_ctc_model=str(ctc)))
+    rt = ModelRuntime(
+        Settings(
+            model_dir=demo_model_dir,
+            warmup=False,
+            auth_enabled=False,
+            device="cpu",
+            sr_enabled=False,
+            log_json=False,
+            align_method="ctc",
+            align_ctc_model=str(ctc),
+        )
+    )
     asyncio.run(rt.start())
     assert rt.ready, rt.error
     yield rt
@@ -43,6 +53,7 @@ class Probe:
         def probed(*args: Any, **kwargs: Any) -> Any:
             self.threads.append(threading.current_thread().name)
             return fn(*args, **kwargs)
+
         return probed
 
 
@@ -50,28 +61,42 @@ def _request(runtime: ModelRuntime, voice_tokens: tuple[int, ...]) -> SynthesisR
     from dataclasses import replace
 
     voice = replace(runtime.voices.resolve(runtime.voices.default_voice_id), global_tokens=voice_tokens)
-    sampling = SamplingOptions(max_tokens=30, seed=1, temperature=0.8, top_k=50, top_p=1.0, repetition_penalty=1.05)
-    return SynthesisRequest(request_id="owner", text="Hello there, friend.", voice=voice, sampling=sampling,
-                            audio_format="pcm", sample_rate=NATIVE_RATE, stream=True, timestamps="word")
+    sampling = SamplingOptions(
+        max_tokens=30, seed=1, temperature=0.8, top_k=50, top_p=1.0, repetition_penalty=1.05
+    )
+    return SynthesisRequest(
+        request_id="owner",
+        text="Hello there, friend.",
+        voice=voice,
+        sampling=sampling,
+        audio_format="pcm",
+        sample_rate=NATIVE_RATE,
+        stream=True,
+        timestamps="word",
+    )
 
 
-async def test_speaker_vectors_decodes_and_ctc_run_on_the_device_threads(runtime: ModelRuntime,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_speaker_vectors_decodes_and_ctc_run_on_the_device_threads(
+    runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     speaker, decode, ctc = Probe(), Probe(), Probe()
     bicodec = runtime.bicodec
     monkeypatch.setattr(bicodec, "speaker_vector", speaker.wrap(bicodec.speaker_vector))
     monkeypatch.setattr(bicodec, "decode_rows", decode.wrap(bicodec.decode_rows))
     for aligner in runtime.aligner.values():
         monkeypatch.setattr(aligner.model, "forward", ctc.wrap(aligner.model.forward))
-    fresh = tuple(int(x) for x in np.random.default_rng(7).integers(0, 4096, NUM_GLOBAL_TOKENS))  # not cached yet
+    fresh = tuple(
+        int(x) for x in np.random.default_rng(7).integers(0, 4096, NUM_GLOBAL_TOKENS)
+    )  # not cached yet
     await SynthesisJob(runtime.pipeline_resources(), _request(runtime, fresh)).collect()
     assert speaker.threads and decode.threads and ctc.threads
     for probe in (speaker, decode, ctc):
         assert all(name.startswith(DEVICE_THREADS) for name in probe.threads), probe.threads
 
 
-async def test_a_reference_encode_runs_on_the_device_threads(runtime: ModelRuntime,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_reference_encode_runs_on_the_device_threads(
+    runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if runtime.cloning_unavailable_reason is not None:
         pytest.skip(runtime.cloning_unavailable_reason)
     samples = (0.1 * np.sin(np.arange(NATIVE_RATE * 2) * 0.05)).astype(np.float32)
@@ -80,5 +105,7 @@ async def test_a_reference_encode_runs_on_the_device_threads(runtime: ModelRunti
     encode = Probe()
     encoder = runtime._reference_encoder
     monkeypatch.setattr(encoder, "encode", encode.wrap(encoder.encode))
-    await asyncio.to_thread(runtime.encode_reference, samples)  # a request's worker thread, as references.py runs it
+    await asyncio.to_thread(
+        runtime.encode_reference, samples
+    )  # a request's worker thread, as references.py runs it
     assert encode.threads and all(name.startswith(DEVICE_THREADS) for name in encode.threads), encode.threads

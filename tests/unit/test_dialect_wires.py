@@ -77,8 +77,11 @@ def test_elevenlabs_relative_alignment_keeps_pipecats_clock_on_the_audio() -> No
     words = _pipecat_word_starts(messages)
     assert [w for w, _ in words] == ["hi", "yo", "ok"]
     assert [round(t, 3) for _, t in words] == [0.0, 0.3, 0.6]  # the aligner's starts, unshifted
-    clock = sum((m["alignment"]["charStartTimesMs"][-1] + m["alignment"]["charDurationsMs"][-1]) / 1000
-                for m in messages if m.get("alignment"))
+    clock = sum(
+        (m["alignment"]["charStartTimesMs"][-1] + m["alignment"]["charDurationsMs"][-1]) / 1000
+        for m in messages
+        if m.get("alignment")
+    )
     assert round(clock, 3) == 0.9  # Pipecat's clock ends with the last character (no space is added after it)
 
 
@@ -113,8 +116,19 @@ def test_elevenlabs_timings_after_their_audio_keep_both_clocks() -> None:
     the aligner's starts (the written "$5" and the spoken "five dollars" cover the same time)."""
     wire, u = ElevenLabsWire(absolute_times=False), _Utterance()
     written = [_span(*c) for c in [("I", 0.0, 0.2), (" ", 0.2, 0.3), ("$", 0.3, 0.3), ("5", 0.3, 0.9)]]
-    spoken = [_span(*c) for c in [("I", 0.0, 0.2), (" ", 0.2, 0.3), ("f", 0.3, 0.4), ("i", 0.4, 0.5), ("v", 0.5, 0.55),
-                                  ("e", 0.55, 0.6), (" ", 0.6, 0.6), ("d", 0.6, 0.9)]]
+    spoken = [
+        _span(*c)
+        for c in [
+            ("I", 0.0, 0.2),
+            (" ", 0.2, 0.3),
+            ("f", 0.3, 0.4),
+            ("i", 0.4, 0.5),
+            ("v", 0.5, 0.55),
+            ("e", 0.55, 0.6),
+            (" ", 0.6, 0.6),
+            ("d", 0.6, 0.9),
+        ]
+    ]
     later = [_span(*c) for c in [("o", 1.1, 1.2), ("k", 1.2, 1.4)]]
     messages: list[dict] = []
     for index in range(3):  # 0.5 s of audio each, sent before any timing
@@ -127,10 +141,17 @@ def test_elevenlabs_timings_after_their_audio_keep_both_clocks() -> None:
     messages += first + second + wire.done(u)  # type: ignore[arg-type]
     for m in messages:
         assert (m.get("alignment") is None) == (m.get("normalizedAlignment") is None), m
-    assert [(w, round(t, 3)) for w, t in _pipecat_clocks(messages, "alignment")] == [("I", 0.0), ("$5", 0.3),
-                                                                                      ("ok", 1.1)]
+    assert [(w, round(t, 3)) for w, t in _pipecat_clocks(messages, "alignment")] == [
+        ("I", 0.0),
+        ("$5", 0.3),
+        ("ok", 1.1),
+    ]
     assert [(w, round(t, 3)) for w, t in _pipecat_clocks(messages, "normalizedAlignment")] == [
-        ("I", 0.0), ("five", 0.3), ("d", 0.6), ("ok", 1.1)]
+        ("I", 0.0),
+        ("five", 0.3),
+        ("d", 0.6),
+        ("ok", 1.1),
+    ]
 
 
 def test_elevenlabs_timings_ahead_of_their_audio_ride_on_it() -> None:

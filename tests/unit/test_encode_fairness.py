@@ -89,7 +89,9 @@ async def test_a_wait_for_the_encoder_has_a_deadline() -> None:
     assert late.code == "SERVICE_UNAVAILABLE" and "busy" in late.message and late.retry_after
     encoder.release.set()
     await busy
-    assert (await refs.encode(audio(2), semantic=False, key_id="b")).tokens  # places given back after a refusal
+    assert (
+        await refs.encode(audio(2), semantic=False, key_id="b")
+    ).tokens  # places given back after a refusal
 
 
 def test_a_key_without_credits_never_reaches_the_encoder(demo_model_dir, tmp_path) -> None:
@@ -105,31 +107,53 @@ def test_a_key_without_credits_never_reaches_the_encoder(demo_model_dir, tmp_pat
     from shared.settings import Settings
     from tests.conftest import wait_in_portal
 
-    settings = Settings(model_dir=demo_model_dir, auth_enabled=True, credits_enabled=True, warmup=False,
-                        log_json=False, sr_enabled=False, rate_limit_per_minute=10_000, voice_dir=tmp_path)
+    settings = Settings(
+        model_dir=demo_model_dir,
+        auth_enabled=True,
+        credits_enabled=True,
+        warmup=False,
+        log_json=False,
+        sr_enabled=False,
+        rate_limit_per_minute=10_000,
+        voice_dir=tmp_path,
+    )
     store = StaticKeyStore()
     store.add_plain_key("broke-key", key_id="broke", credit_balance=0)
     store.add_plain_key("paying-key", key_id="paying", credit_balance=10_000)
     runtime = ModelRuntime(settings)
     calls = []
-    runtime.encode_reference = lambda samples, semantic=True, stop=None: calls.append(1) or fake_tokens(samples, semantic)  # type: ignore[method-assign]
+    runtime.encode_reference = lambda samples, semantic=True, stop=None: (
+        calls.append(1) or fake_tokens(samples, semantic)
+    )  # type: ignore[method-assign]
     access = AccessServices(settings, authenticator=Authenticator(store, ttl_s=30.0))
-    body = {"text": "Good morning.", "reference_audio": base64.b64encode(audio(41)).decode(), "max_tokens": 30}
+    body = {
+        "text": "Good morning.",
+        "reference_audio": base64.b64encode(audio(41)).decode(),
+        "max_tokens": 30,
+    }
     with TestClient(create_app(settings, runtime=runtime, access=access)) as client:
         wait_in_portal(client, lambda: runtime.ready)
         refused = client.post("/v1/tts/generate", json=body, headers={"Authorization": "Bearer broke-key"})
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "INSUFFICIENT_CREDITS"
         assert calls == []  # the encoder never ran for it
         upload = {"audio_sample": ("ref.wav", audio(42), "audio/wav")}
-        refused = client.post("/v1/audio/voices", files=upload, data={"name": "mine"},
-                              headers={"Authorization": "Bearer broke-key"})
+        refused = client.post(
+            "/v1/audio/voices",
+            files=upload,
+            data={"name": "mine"},
+            headers={"Authorization": "Bearer broke-key"},
+        )
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "INSUFFICIENT_CREDITS"
         assert calls == []
         served = client.post("/v1/tts/generate", json=body, headers={"Authorization": "Bearer paying-key"})
         assert served.status_code == 200, served.text
         assert calls == [1]
-        created = client.post("/v1/audio/voices", files=upload, data={"name": "mine"},
-                              headers={"Authorization": "Bearer paying-key"})
+        created = client.post(
+            "/v1/audio/voices",
+            files=upload,
+            data={"name": "mine"},
+            headers={"Authorization": "Bearer paying-key"},
+        )
         assert created.status_code == 201, created.text
         assert calls == [1, 1]
 
@@ -197,6 +221,7 @@ async def test_concurrent_callers_get_exactly_their_solo_tokens(demo_model_dir) 
     assert len({tokens.semantic_tokens for tokens in alone}) == len(recordings)
     shared = References(runtime, max_concurrent=4, cache_size=0, max_per_key=4)  # type: ignore[arg-type]
     for _ in range(2):
-        together = await asyncio.gather(*(shared.encode(data, semantic=True, key_id=f"key-{i}")
-                                          for i, data in enumerate(recordings)))
+        together = await asyncio.gather(
+            *(shared.encode(data, semantic=True, key_id=f"key-{i}") for i, data in enumerate(recordings))
+        )
         assert [result.tokens for result in together] == alone

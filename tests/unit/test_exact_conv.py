@@ -17,19 +17,26 @@ def signal() -> torch.Tensor:
 def test_depthwise_matches_torch(signal: torch.Tensor) -> None:
     conv = torch.nn.Conv1d(24, 24, 7, padding=3, groups=24)
     with torch.no_grad():
-        torch.testing.assert_close(depthwise_conv1d(signal, conv.weight, conv.bias), conv(signal), atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            depthwise_conv1d(signal, conv.weight, conv.bias), conv(signal), atol=1e-5, rtol=0
+        )
 
 
 @pytest.mark.parametrize("stride", [1, 3])
 def test_dense_matches_torch(signal: torch.Tensor, stride: int) -> None:
     conv = torch.nn.Conv1d(24, 40, 7, stride=stride, padding=3)
     with torch.no_grad():
-        torch.testing.assert_close(dense_conv1d(signal, conv.weight, conv.bias, stride=stride), conv(signal),
-                                   atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            dense_conv1d(signal, conv.weight, conv.bias, stride=stride), conv(signal), atol=1e-5, rtol=0
+        )
     kernel = torch.randn(3, 1, 15)
     mono = signal[:, :1]
-    torch.testing.assert_close(dense_conv1d(mono, kernel, None, stride=stride, padding=0),
-                               F.conv1d(mono, kernel, stride=stride), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        dense_conv1d(mono, kernel, None, stride=stride, padding=0),
+        F.conv1d(mono, kernel, stride=stride),
+        atol=1e-5,
+        rtol=0,
+    )
 
 
 @pytest.mark.parametrize("kind", ["depthwise", "dense"])

@@ -18,11 +18,15 @@ WINDOW = torch.hann_window(320, periodic=True)
 def test_stft_and_istft_match_torch(length: int) -> None:
     x = torch.randn(length, generator=torch.Generator().manual_seed(length))
     ours = exact_stft.stft(x, 1024, 80, WINDOW)
-    theirs = torch.stft(x, 1024, 80, 320, WINDOW, center=True, pad_mode="reflect", onesided=True, return_complex=True)
+    theirs = torch.stft(
+        x, 1024, 80, 320, WINDOW, center=True, pad_mode="reflect", onesided=True, return_complex=True
+    )
     assert ours.shape == theirs.shape
     assert torch.allclose(ours, theirs, atol=1e-5)
     back = exact_stft.istft(theirs, 1024, 80, WINDOW, length)
-    assert torch.allclose(back, torch.istft(theirs, 1024, 80, 320, WINDOW, center=True, length=length), atol=1e-5)
+    assert torch.allclose(
+        back, torch.istft(theirs, 1024, 80, 320, WINDOW, center=True, length=length), atol=1e-5
+    )
     assert torch.allclose(back, x, atol=1e-5)
 
 

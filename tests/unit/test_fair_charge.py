@@ -22,8 +22,9 @@ HOP = 320  # 16 kHz samples per semantic token
 
 
 @given(st.integers(0, 20_000), st.integers(1, 50_000), st.floats(0, 100_000), st.floats(0.01, 5))
-def test_covered_characters_are_bounded_monotone_and_never_free(characters: int, expected: int, sent: float,
-                                                                limit: float) -> None:
+def test_covered_characters_are_bounded_monotone_and_never_free(
+    characters: int, expected: int, sent: float, limit: float
+) -> None:
     covered = covered_chars(characters, expected, sent, limit)
     assert 0 <= covered <= characters
     assert covered_chars(characters, expected, sent + 50, limit) >= covered  # more audio never costs less
@@ -39,7 +40,8 @@ CHUNKS = st.lists(st.tuples(st.integers(1, 400), st.integers(1, 2_000), st.float
 
 @given(CHUNKS, st.integers(0, 8), st.floats(0, 20_000), st.floats(0, 5_000))
 def test_a_stream_ended_early_pays_for_the_audio_that_reached_the_socket(
-        chunks: list[tuple[int, int, float]], finished: int, delivered: float, more: float) -> None:
+    chunks: list[tuple[int, int, float]], finished: int, delivered: float, more: float
+) -> None:
     """A stream the server ended (a stalled reader, a broken message rule): whole chunks the delivered audio spans,
     the chunk it stops in by the cut-chunk rule, nothing after it; more audio never costs less; audio is never free."""
     finished = min(finished, len(chunks))
@@ -91,11 +93,20 @@ def runtime(demo_model_dir: Path) -> Iterator[ModelRuntime]:
 
 
 async def run(runtime: ModelRuntime, text: str, *, stream: bool) -> tuple[SynthesisJob, bytes]:
-    job = SynthesisJob(runtime.pipeline_resources(), SynthesisRequest(
-        request_id="fair", text=text, voice=runtime.voices.resolve("fixed"),
-        sampling=SamplingOptions(max_tokens=4000, seed=5, temperature=0.8, top_k=50, top_p=1.0,
-                                 repetition_penalty=1.05),
-        sample_rate=NATIVE_RATE, stream=stream, latency="exact"))
+    job = SynthesisJob(
+        runtime.pipeline_resources(),
+        SynthesisRequest(
+            request_id="fair",
+            text=text,
+            voice=runtime.voices.resolve("fixed"),
+            sampling=SamplingOptions(
+                max_tokens=4000, seed=5, temperature=0.8, top_k=50, top_p=1.0, repetition_penalty=1.05
+            ),
+            sample_rate=NATIVE_RATE,
+            stream=stream,
+            latency="exact",
+        ),
+    )
     return job, await job.collect()
 
 
@@ -105,9 +116,12 @@ TEXT = "The quick brown fox jumps over the lazy dog."
 @pytest.mark.parametrize("stream", [True, False])
 @pytest.mark.parametrize("mode", ["off", "act"])
 async def test_a_generation_past_the_speech_limit_is_cut_and_the_request_completes(
-        runtime: ModelRuntime, stream: bool, mode: str) -> None:
+    runtime: ModelRuntime, stream: bool, mode: str
+) -> None:
     # 0.05 s per character: the 44 characters allow 2.2 s + 0.5 s, far below the runaway's own caps.
-    with misbehaving(runtime, "runaway:0:0", guard_mode=mode, max_audio_s_per_char=0.05, max_audio_slack_s=0.5):
+    with misbehaving(
+        runtime, "runaway:0:0", guard_mode=mode, max_audio_s_per_char=0.05, max_audio_slack_s=0.5
+    ):
         job, data = await run(runtime, TEXT, stream=stream)
     limit = speech_limit_tokens(len(TEXT), 0.05, 0.5)
     stats = job.stats
@@ -120,7 +134,9 @@ async def test_a_generation_past_the_speech_limit_is_cut_and_the_request_complet
 
 async def test_later_chunks_get_their_own_share_of_the_limit(runtime: ModelRuntime) -> None:
     text = " ".join([TEXT] * 12)  # several chunks
-    with misbehaving(runtime, "runaway:0:0", guard_mode="off", max_audio_s_per_char=0.02, max_audio_slack_s=0.0):
+    with misbehaving(
+        runtime, "runaway:0:0", guard_mode="off", max_audio_s_per_char=0.02, max_audio_slack_s=0.0
+    ):
         job, _ = await run(runtime, text, stream=True)
     chunks = job.plan.chunks
     assert len(chunks) >= 2
@@ -150,9 +166,14 @@ def test_a_clean_close_and_a_reset_after_the_same_audio_cost_the_same(runtime: M
     from tests.texts import LONG_ENGLISH
 
     async def charge(reason: str) -> tuple[int, int]:
-        request = SynthesisRequest(request_id=f"u-{reason}", text="", voice=runtime.voices.resolve("fixed"),
-                                   sampling=SamplingOptions(0.8, 50, 1.0, 4096, 1.05, seed=1),
-                                   sample_rate=NATIVE_RATE, stream=True)
+        request = SynthesisRequest(
+            request_id=f"u-{reason}",
+            text="",
+            voice=runtime.voices.resolve("fixed"),
+            sampling=SamplingOptions(0.8, 50, 1.0, 4096, 1.05, seed=1),
+            sample_rate=NATIVE_RATE,
+            stream=True,
+        )
         u = Utterance(runtime.pipeline_resources(), request, max_text_chars=50_000)
         u.add_text(LONG_ENGLISH)
         u.flush()
@@ -163,7 +184,9 @@ def test_a_clean_close_and_a_reset_after_the_same_audio_cost_the_same(runtime: M
         u.stop_reason = reason
         return u.billable_characters(), u.spoken_characters
 
-    charges = {reason: asyncio.run(charge(reason)) for reason in ("disconnected", "ended_by_server", "cancelled")}
+    charges = {
+        reason: asyncio.run(charge(reason)) for reason in ("disconnected", "ended_by_server", "cancelled")
+    }
     spoken = charges["cancelled"][1]
     assert charges["disconnected"][0] == charges["ended_by_server"][0] < spoken // 4
     assert charges["disconnected"][0] > 0 and charges["cancelled"][0] == spoken

@@ -32,15 +32,29 @@ BODY = {"text": "Hello.", "speaker": "fixed", "format": "pcm", "max_tokens": 30}
 
 @pytest.fixture(scope="module")
 def app(demo_model_dir: Path) -> Iterator[tuple[TestClient, ModelRuntime]]:
-    settings = Settings(model_dir=demo_model_dir, warmup=False, log_json=False, sr_enabled=False, auth_enabled=True,
-                        credits_enabled=True, rate_limit_per_minute=10_000, request_log_flush_s=0.05,
-                        default_top_k=1, default_max_tokens=30, guard_mode="off", admission="on",
-                        max_concurrent_streams=8)
+    settings = Settings(
+        model_dir=demo_model_dir,
+        warmup=False,
+        log_json=False,
+        sr_enabled=False,
+        auth_enabled=True,
+        credits_enabled=True,
+        rate_limit_per_minute=10_000,
+        request_log_flush_s=0.05,
+        default_top_k=1,
+        default_max_tokens=30,
+        guard_mode="off",
+        admission="on",
+        max_concurrent_streams=8,
+    )
     store = StaticKeyStore()
     store.add_plain_key("flood-key", key_id="flood", credit_balance=100_000)
     store.add_plain_key("victim-key", key_id="victim", credit_balance=100_000)
-    access = AccessServices(settings, authenticator=Authenticator(store, ttl_s=30.0),
-                            request_logger=RequestLogger(Rows(), flush_s=0.05))  # type: ignore[arg-type]
+    access = AccessServices(
+        settings,
+        authenticator=Authenticator(store, ttl_s=30.0),
+        request_logger=RequestLogger(Rows(), flush_s=0.05),
+    )  # type: ignore[arg-type]
     runtime = ModelRuntime(settings)
     with TestClient(create_app(settings, runtime=runtime, access=access)) as client:
         wait_in_portal(client, lambda: runtime.ready)
@@ -55,8 +69,11 @@ def _native(client: TestClient, key: str) -> list[dict]:
     """One utterance on our socket; its JSON events (audio frames dropped)."""
     events = []
     with client.websocket_connect(f"/v1/tts/ws?api_key={key}") as ws:
-        for message in ({"type": "start", "speaker": "fixed", "format": "pcm", "sample_rate": 16000},
-                        {"type": "text", "text": "Hello."}, {"type": "end"}):
+        for message in (
+            {"type": "start", "speaker": "fixed", "format": "pcm", "sample_rate": 16000},
+            {"type": "text", "text": "Hello."},
+            {"type": "end"},
+        ):
             ws.send_text(json.dumps(message))
         while True:
             message = ws.receive()
@@ -71,8 +88,11 @@ def _elevenlabs(client: TestClient, key: str) -> list[dict]:
     path = f"/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000&xi_api_key={key}"
     messages = []
     with client.websocket_connect(path) as ws:
-        for message in ({"text": " ", "context_id": "c"}, {"text": "Hello.", "context_id": "c", "flush": True},
-                        {"context_id": "c", "close_context": True}):
+        for message in (
+            {"text": " ", "context_id": "c"},
+            {"text": "Hello.", "context_id": "c", "flush": True},
+            {"context_id": "c", "close_context": True},
+        ):
             ws.send_text(json.dumps(message))
         while not (message := json.loads(ws.receive_text())).get("isFinal"):
             messages.append(message)
@@ -100,7 +120,10 @@ def test_the_flooding_key_is_refused_and_the_other_key_never_is(app, monkeypatch
     path = "/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000&xi_api_key=flood-key"
     with client.websocket_connect(path) as flood:
         for cid in ("a", "b", "c", "d"):  # A's four contexts speak and stay open: four streams held
-            for message in ({"text": " ", "context_id": cid}, {"text": "Hello.", "context_id": cid, "flush": True}):
+            for message in (
+                {"text": " ", "context_id": cid},
+                {"text": "Hello.", "context_id": cid, "flush": True},
+            ):
                 flood.send_text(json.dumps(message))
         wait_in_portal(client, lambda: scheduler.streams_by_owner()["flood"] == 4, timeout_s=30)
         monkeypatch.setattr(scheduler, "recent_misses", lambda grace_s=0.0: 1)  # now the device is short
@@ -115,20 +138,31 @@ def test_the_flooding_key_is_refused_and_the_other_key_never_is(app, monkeypatch
             native = _native(client, "victim-key")
             assert native[-1]["type"] == "done", native[-3:]
             eleven = _elevenlabs(client, "victim-key")
-            assert any(m.get("audio") for m in eleven) and not any(m.get("error") for m in eleven), eleven[-3:]
+            assert any(m.get("audio") for m in eleven) and not any(m.get("error") for m in eleven), eleven[
+                -3:
+            ]
         assert victim == [200, 200, 200]
         # Each time A asked, B held nothing (its requests had ended): A alone, the rule refused it as anyone
         # (within_share). Each time B asked, A's four open streams and its refusals were over the share of two:
         # every stream of B was admitted past the rule.
-        assert _refusals("within_share") - within_refused_before == 3 and _refusals("over_share") == over_before
+        assert (
+            _refusals("within_share") - within_refused_before == 3 and _refusals("over_share") == over_before
+        )
         assert admission.within_share_admitted - within_before == 9
         held = "/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000&xi_api_key=victim-key"
-        with client.websocket_connect(held) as victim_ws:  # B holds one stream: A's four are over the share of two
-            for message in ({"text": " ", "context_id": "v"}, {"text": "Hello.", "context_id": "v", "flush": True}):
+        with client.websocket_connect(
+            held
+        ) as victim_ws:  # B holds one stream: A's four are over the share of two
+            for message in (
+                {"text": " ", "context_id": "v"},
+                {"text": "Hello.", "context_id": "v", "flush": True},
+            ):
                 victim_ws.send_text(json.dumps(message))
             wait_in_portal(client, lambda: scheduler.streams_by_owner()["victim"] == 1, timeout_s=30)
             assert _http(client, "flood-key").status_code == 503
-            assert _refusals("over_share") - over_before == 1  # B holds one: A's four are over the share of two
+            assert (
+                _refusals("over_share") - over_before == 1
+            )  # B holds one: A's four are over the share of two
             victim_ws.send_text(json.dumps({"close_socket": True}))
             _drain(victim_ws)
         flood.send_text(json.dumps({"close_socket": True}))
@@ -141,7 +175,8 @@ def test_the_flooding_key_is_refused_and_the_other_key_never_is(app, monkeypatch
 
 
 def test_a_wrong_key_handshake_flood_never_refuses_a_good_key_from_the_same_address(
-        app, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    app, monkeypatch: pytest.MonkeyPatch
+) -> None:  # noqa: ANN001
     """Wrong-key handshakes from one address are throttled (429 once it keeps failing, before the key store); a key
     in use behind the same address (a NAT, a proxy) is still served on every transport (FailedAuthThrottle: a key
     that authenticated within the last 10 minutes is never refused for others' failures at its address)."""

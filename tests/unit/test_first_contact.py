@@ -25,8 +25,16 @@ from tests.texts import LONG_ENGLISH
 
 
 def _runtime(model_dir: Path) -> ModelRuntime:
-    rt = ModelRuntime(Settings(model_dir=model_dir, warmup=False, auth_enabled=False, device="cpu",
-                               sr_enabled=False, log_json=False))
+    rt = ModelRuntime(
+        Settings(
+            model_dir=model_dir,
+            warmup=False,
+            auth_enabled=False,
+            device="cpu",
+            sr_enabled=False,
+            log_json=False,
+        )
+    )
     asyncio.run(rt.start())
     assert rt.ready, rt.error
     return rt
@@ -56,9 +64,13 @@ def runtime(demo_model_dir: Path) -> Iterator[ModelRuntime]:
 
 def _job(rt: ModelRuntime, text: str, voice: str, seed: int | None, max_tokens: int = 30) -> SynthesisJob:
     request = SynthesisRequest(
-        request_id=f"fc-{voice}", text=text, voice=rt.voices.resolve(voice),
+        request_id=f"fc-{voice}",
+        text=text,
+        voice=rt.voices.resolve(voice),
         sampling=SamplingOptions(0.8, 50, 1.0, max_tokens, 1.05, seed=seed),
-        audio_format="pcm", sample_rate=NATIVE_RATE, stream=False,
+        audio_format="pcm",
+        sample_rate=NATIVE_RATE,
+        stream=False,
     )
     return SynthesisJob(rt.pipeline_resources(), request)
 
@@ -68,7 +80,9 @@ def test_every_request_kind_fits_the_gpu_runner_and_carries_a_seed(runtime: Mode
     recorder = RecordingEngine(runtime.engine)
     runtime.engine = recorder
     try:
-        job = _job(runtime, LONG_ENGLISH, voice, seed=None, max_tokens=10)  # several chunks: continuation prompts
+        job = _job(
+            runtime, LONG_ENGLISH, voice, seed=None, max_tokens=10
+        )  # several chunks: continuation prompts
         asyncio.run(job.collect())
     finally:
         runtime.engine = recorder.engine
@@ -82,16 +96,24 @@ def test_every_request_kind_fits_the_gpu_runner_and_carries_a_seed(runtime: Mode
 
 def test_the_guard_refuses_what_would_kill_the_engine() -> None:
     with pytest.raises(ValueError, match="allowed_token_ids exceed"):
-        check_gpu_runner_limits(SamplingConfig(allowed_token_ids=tuple(range(GPU_RUNNER_MAX_ALLOWED_TOKEN_IDS + 1))))
+        check_gpu_runner_limits(
+            SamplingConfig(allowed_token_ids=tuple(range(GPU_RUNNER_MAX_ALLOWED_TOKEN_IDS + 1)))
+        )
     with pytest.raises(ValueError, match="stop_token_ids exceed"):
-        check_gpu_runner_limits(SamplingConfig(stop_token_ids=tuple(range(GPU_RUNNER_MAX_STOP_TOKEN_IDS + 1))))
+        check_gpu_runner_limits(
+            SamplingConfig(stop_token_ids=tuple(range(GPU_RUNNER_MAX_STOP_TOKEN_IDS + 1)))
+        )
 
 
 def test_unseeded_requests_differ_across_fresh_runtimes_and_seeded_ones_repeat(demo_model_dir: Path) -> None:
     first, second = _runtime(demo_model_dir), _runtime(demo_model_dir)
     try:
-        unseeded = [asyncio.run(_job(rt, "Hello there.", "default", seed=None).collect()) for rt in (first, second)]
-        seeded = [asyncio.run(_job(rt, "Hello there.", "default", seed=11).collect()) for rt in (first, second)]
+        unseeded = [
+            asyncio.run(_job(rt, "Hello there.", "default", seed=None).collect()) for rt in (first, second)
+        ]
+        seeded = [
+            asyncio.run(_job(rt, "Hello there.", "default", seed=11).collect()) for rt in (first, second)
+        ]
     finally:
         for rt in (first, second):
             asyncio.run(rt.shutdown())
@@ -111,9 +133,13 @@ def test_openai_names_resolve_on_a_checkpoint_that_never_mentions_them() -> None
 
 
 def test_openai_names_can_be_pinned_in_voices_json_and_never_shadow_a_real_voice() -> None:
-    data = {"voices": [{"id": "Asha", "prompt_prefix": "Asha: ", "aliases": ["ash"]},
-                       {"id": "Mira", "prompt_prefix": "Mira: "}],
-            "openai_voices": {"alloy": "Mira"}}
+    data = {
+        "voices": [
+            {"id": "Asha", "prompt_prefix": "Asha: ", "aliases": ["ash"]},
+            {"id": "Mira", "prompt_prefix": "Mira: "},
+        ],
+        "openai_voices": {"alloy": "Mira"},
+    }
     registry = VoiceRegistry.from_dict(data)
     assert registry.resolve("alloy").id == "Mira"
     assert registry.resolve("ash").id == "Asha"  # the checkpoint's own alias wins
@@ -128,7 +154,10 @@ def test_a_finetune_without_voices_gets_its_trained_prompt_format() -> None:
 
     single = VoiceRegistry.for_finetune([])
     prompt, mode = build_prompt("Hi.", single.resolve(None))
-    assert prompt == "<|task_tts|><|start_content|>Hi.<|end_content|><|start_global_token|>" and mode == "controllable"
+    assert (
+        prompt == "<|task_tts|><|start_content|>Hi.<|end_content|><|start_global_token|>"
+        and mode == "controllable"
+    )
     multi = VoiceRegistry.for_finetune(["Asha"])
     prompt, _ = build_prompt("Hi.", multi.resolve("Asha"))
     assert prompt == "<|task_tts|><|start_content|>Asha: Hi.<|end_content|><|start_global_token|>"

@@ -83,7 +83,9 @@ def monitor() -> AudioFlowMonitor:
 
 
 def test_stats_contract_matches_pipeline_stats() -> None:
-    synthesis = pytest.importorskip("services.pipeline.synthesis", reason="synthesis pipeline not importable yet")
+    synthesis = pytest.importorskip(
+        "services.pipeline.synthesis", reason="synthesis pipeline not importable yet"
+    )
     fields = {f.name for f in dataclasses.fields(synthesis.PipelineStats)}
     assert set(COUNT_FIELDS) <= fields
     assert {"generation_done", "decode_done", "encode_done", "send_done"} <= fields

@@ -28,8 +28,11 @@ def test_a_sentence_sent_without_trailing_space_is_cut_when_the_next_one_begins(
 
 def test_pieces_that_continue_a_word_are_not_cut() -> None:
     seg = TextSegmenter(min_words=1)
-    for pieces in (["It costs 3.", "5 dollars today"], ["Visit example.", "com for more"],
-                   ["See e.g.", "This one"]):
+    for pieces in (
+        ["It costs 3.", "5 dollars today"],
+        ["Visit example.", "com for more"],
+        ["See e.g.", "This one"],
+    ):
         assert [p for piece in pieces for p in seg.push(piece)] == [], pieces
         seg.flush()
 
@@ -70,8 +73,14 @@ class FakeSession:
         self.calls.append(("end", context_id))
         self.open.pop(context_id, None)
 
-    async def cancel(self, *, context_id: str | None = None, every: bool = True, quiet: bool = False,
-                     reason: str = "cancelled") -> None:
+    async def cancel(
+        self,
+        *,
+        context_id: str | None = None,
+        every: bool = True,
+        quiet: bool = False,
+        reason: str = "cancelled",
+    ) -> None:
         self.calls.append(("cancel", context_id, reason))
         self.open.pop(context_id, None)
         self.running.pop(context_id, None)
@@ -80,8 +89,15 @@ class FakeSession:
 def connection(query: dict[str, str]) -> tuple[_Connection, FakeSession]:
     session = FakeSession()
     params = ConnectionParams.model_validate(query)
-    conn = _Connection(SimpleNamespace(), session, SimpleNamespace(key_id="k"), "v", params,  # type: ignore[arg-type]
-                       parse_output_format("pcm_24000"), multi=True)
+    conn = _Connection(
+        SimpleNamespace(),
+        session,
+        SimpleNamespace(key_id="k"),
+        "v",
+        params,  # type: ignore[arg-type]
+        parse_output_format("pcm_24000"),
+        multi=True,
+    )
 
     async def request(speed: float | None, *, admit: bool = True) -> Any:
         session.calls.append(("admit", admit))
@@ -101,17 +117,26 @@ def send(conn: _Connection, *messages: dict[str, Any]) -> None:
 
 def pipecat_turn(cid: str) -> list[dict[str, Any]]:
     """Pipecat 1.14's ElevenLabs client, one LLM turn: open, a sentence per message, flush, close."""
-    return [{"text": " ", "context_id": cid, "voice_settings": {"speed": 1.0}},
-            {"text": "Okay, Bravo here.", "context_id": cid}, {"text": "This reply is short.", "context_id": cid},
-            {"context_id": cid, "flush": True}, {"context_id": cid, "close_context": True}]
+    return [
+        {"text": " ", "context_id": cid, "voice_settings": {"speed": 1.0}},
+        {"text": "Okay, Bravo here.", "context_id": cid},
+        {"text": "This reply is short.", "context_id": cid},
+        {"context_id": cid, "flush": True},
+        {"context_id": cid, "close_context": True},
+    ]
 
 
 def test_auto_mode_speaks_each_message_at_once() -> None:
     conn, session = connection({"auto_mode": "true"})
     send(conn, *pipecat_turn("t1"))
     assert [c for c in session.calls if c[0] in ("text", "flush", "end")] == [
-        ("text", "t1", "Okay, Bravo here."), ("flush", "t1"), ("text", "t1", "This reply is short."),
-        ("flush", "t1"), ("flush", "t1"), ("end", "t1")]
+        ("text", "t1", "Okay, Bravo here."),
+        ("flush", "t1"),
+        ("text", "t1", "This reply is short."),
+        ("flush", "t1"),
+        ("flush", "t1"),
+        ("end", "t1"),
+    ]
 
 
 def test_without_auto_mode_text_waits_for_a_sentence_end_or_flush() -> None:
@@ -128,7 +153,9 @@ def test_closing_a_closed_context_that_still_generates_interrupts_it() -> None:
     send(conn, {"context_id": "t1", "close_context": True})
     assert session.calls[-1] == ("cancel", "t1", "interrupted")
     send(conn, {"context_id": "t1", "close_context": True})  # finished: nothing more to stop
-    assert session.calls[-1] == ("cancel", "t1", "interrupted") and session.calls.count(session.calls[-1]) == 1
+    assert (
+        session.calls[-1] == ("cancel", "t1", "interrupted") and session.calls.count(session.calls[-1]) == 1
+    )
 
 
 def test_a_turn_interrupted_before_its_flush_is_abandoned_even_with_auto_mode() -> None:
@@ -141,8 +168,14 @@ def test_a_new_context_supersedes_the_interrupted_one_before_admission() -> None
     conn, session = connection({})
     send(conn, *pipecat_turn("t1")[:2], *pipecat_turn("t2")[:2])
     kinds = [c for c in session.calls if c[0] in ("supersede", "admit", "start")]
-    assert kinds == [("supersede", "t1"), ("admit", True), ("start", "t1"),
-                     ("supersede", "t2"), ("admit", True), ("start", "t2")]
+    assert kinds == [
+        ("supersede", "t1"),
+        ("admit", True),
+        ("start", "t1"),
+        ("supersede", "t2"),
+        ("admit", True),
+        ("start", "t2"),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- alignment
@@ -165,14 +198,19 @@ def _context_chars(events: list[SimpleNamespace]) -> str:
 
 
 def test_han_alignment_has_no_spaces_the_text_did_not_have() -> None:
-    events = [_event([("你", 0.0, 0.2), ("好，", 0.2, 0.4)]), _event([("我", 0.5, 0.7), ("是", 0.7, 0.9)]),
-              _event([("Bravo.", 1.0, 1.5)])]
+    events = [
+        _event([("你", 0.0, 0.2), ("好，", 0.2, 0.4)]),
+        _event([("我", 0.5, 0.7), ("是", 0.7, 0.9)]),
+        _event([("Bravo.", 1.0, 1.5)]),
+    ]
     assert _context_chars(events) == "你好，我是 Bravo."
 
 
 def test_sentences_sent_without_a_space_keep_their_words_apart_and_nothing_is_added() -> None:
-    events = [_event([("Okay,", 0.0, 0.3), ("Bravo", 0.3, 0.6), ("here.", 0.6, 0.9)]),
-              _event([("This", 1.0, 1.2), ("reply.", 1.2, 1.6)])]
+    events = [
+        _event([("Okay,", 0.0, 0.3), ("Bravo", 0.3, 0.6), ("here.", 0.6, 0.9)]),
+        _event([("This", 1.0, 1.2), ("reply.", 1.2, 1.6)]),
+    ]
     assert _context_chars(events) == "Okay, Bravo here. This reply."
 
 
@@ -214,8 +252,10 @@ def test_a_refused_cartesia_context_is_answered_done_after_its_final_message() -
     conn = CartesiaConnection(SimpleNamespace(), session, SimpleNamespace())  # type: ignore[arg-type]
 
     async def run() -> None:
-        for message in ({"context_id": "lk1", "transcript": "more words ", "continue": True},
-                        {"context_id": "lk1", "transcript": " ", "continue": False}):
+        for message in (
+            {"context_id": "lk1", "transcript": "more words ", "continue": True},
+            {"context_id": "lk1", "transcript": " ", "continue": False},
+        ):
             await conn.handle(json.dumps(message))
 
     asyncio.run(run())
@@ -239,8 +279,10 @@ def test_stream_with_timestamps_lines_stay_short_and_add_no_characters() -> None
 
     audio = bytes(range(256)) * 4000  # ~10.7 s of 24 kHz PCM in one piece
     stats = SimpleNamespace(sent_samples=len(audio) // 2)
-    delivery = SimpleNamespace(job=SimpleNamespace(request=SimpleNamespace(sample_rate=24000), stats=stats,
-                                                   error=None), final_status="completed")
+    delivery = SimpleNamespace(
+        job=SimpleNamespace(request=SimpleNamespace(sample_rate=24000), stats=stats, error=None),
+        final_status="completed",
+    )
     words = (WordSpan("Okay,", 0.0, 0.4), WordSpan("Bravo", 0.4, 0.8))
     later = (WordSpan("here.", 0.8, 1.2),)
 
@@ -283,7 +325,10 @@ def test_uvicorns_lines_are_json_too() -> None:
         logging.getLogger("uvicorn.error").info("Started server process [%d]", 7)
         logging.getLogger("uvicorn").info("Uvicorn running")
         lines = stream.getvalue().splitlines()
-        assert [json.loads(line)["message"] for line in lines] == ["Started server process [7]", "Uvicorn running"]
+        assert [json.loads(line)["message"] for line in lines] == [
+            "Started server process [7]",
+            "Uvicorn running",
+        ]
     finally:
         for h in list(root.handlers):
             root.removeHandler(h)
@@ -308,11 +353,14 @@ def test_tokens_made_while_waiting_for_playback_go_out_in_paced_groups() -> None
     windows = [PlannedWindow(np.zeros(tokens, np.int32), 0, tokens) for _ in range(10)]
 
     def groups(stream: bool) -> list[list[float]]:
-        job = SimpleNamespace(request=SimpleNamespace(stream=stream, time_stretch=1.0),
-                              resources=SimpleNamespace(settings=SimpleNamespace(stream=SimpleNamespace(stream_max_ahead_s=3.0))))
+        job = SimpleNamespace(
+            request=SimpleNamespace(stream=stream, time_stretch=1.0),
+            resources=SimpleNamespace(
+                settings=SimpleNamespace(stream=SimpleNamespace(stream_max_ahead_s=3.0))
+            ),
+        )
         job._window_seconds = lambda w: SynthesisJob._window_seconds(job, w)  # type: ignore[arg-type]
-        return [[job._window_seconds(w) for w in group]
-                for group in SynthesisJob._paced_groups(job, windows)]  # type: ignore[arg-type]
+        return [[job._window_seconds(w) for w in group] for group in SynthesisJob._paced_groups(job, windows)]  # type: ignore[arg-type]
 
     paced = groups(True)
     assert [len(g) for g in paced] == [3, 3, 3, 1] and [len(g) for g in groups(False)] == [10]
@@ -333,10 +381,23 @@ def test_text_refused_mid_turn_gets_one_error_not_a_second_for_its_flush() -> No
             self.open.pop(context_id, None)
 
     session = Broke()
-    session.open["p"] = session.running["p"] = SimpleNamespace(characters=0, buffer_delay_s=None, wire_state={})
+    session.open["p"] = session.running["p"] = SimpleNamespace(
+        characters=0, buffer_delay_s=None, wire_state={}
+    )
     conn = CartesiaConnection(SimpleNamespace(), session, SimpleNamespace())  # type: ignore[arg-type]
-    asyncio.run(conn.handle(json.dumps({"context_id": "p", "transcript": "More words.", "continue": False,
-                                        "max_buffer_delay_ms": 0, "flush": True})))
+    asyncio.run(
+        conn.handle(
+            json.dumps(
+                {
+                    "context_id": "p",
+                    "transcript": "More words.",
+                    "continue": False,
+                    "max_buffer_delay_ms": 0,
+                    "flush": True,
+                }
+            )
+        )
+    )
     assert session.calls == [("text", "p", "More words.")]
 
     el, session = connection({"auto_mode": "true"})

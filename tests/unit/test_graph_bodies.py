@@ -28,9 +28,25 @@ from services.device.graphs import GraphKey, graph_body
 
 META = torch.device("meta")
 # Ops that read tensor values on the host or size their output by them (on CUDA: a sync, illegal while capturing).
-HOST_READS = frozenset({"_local_scalar_dense", "item", "is_nonzero", "equal", "allclose", "nonzero", "masked_select",
-                        "_unique", "_unique2", "unique_dim", "unique_consecutive", "bincount", "histc",
-                        "repeat_interleave", "tolist"})
+HOST_READS = frozenset(
+    {
+        "_local_scalar_dense",
+        "item",
+        "is_nonzero",
+        "equal",
+        "allclose",
+        "nonzero",
+        "masked_select",
+        "_unique",
+        "_unique2",
+        "unique_dim",
+        "unique_consecutive",
+        "bincount",
+        "histc",
+        "repeat_interleave",
+        "tolist",
+    }
+)
 
 
 class _CaptureRules(TorchDispatchMode):
@@ -48,9 +64,14 @@ class _CaptureRules(TorchDispatchMode):
             self.refused.append(f"{func}: reads tensor values on the host")
         for value in pytree.tree_leaves((args, kwargs or {})):
             if isinstance(value, torch.Tensor) and value.device != self.device and value.dim() > 0:
-                self.refused.append(f"{func}: a {value.device} tensor of shape {list(value.shape)} enters the body")
-            if isinstance(value, torch.Tensor) and value.dtype == torch.bool and name in ("index", "index_put",
-                                                                                        "index_put_"):
+                self.refused.append(
+                    f"{func}: a {value.device} tensor of shape {list(value.shape)} enters the body"
+                )
+            if (
+                isinstance(value, torch.Tensor)
+                and value.dtype == torch.bool
+                and name in ("index", "index_put", "index_put_")
+            ):
                 self.refused.append(f"{func}: a boolean mask index (its output shape depends on the values)")
         return func(*args, **(kwargs or {}))
 
@@ -87,7 +108,9 @@ def _sr_on_meta(config: dict) -> SuperResolution:
 
 
 @pytest.mark.parametrize("size", ["demo", "released"])
-@pytest.mark.parametrize("key", [GraphKey("decode", 16, 1), GraphKey("decode", 48, 3), GraphKey("decode", 256, 8)])
+@pytest.mark.parametrize(
+    "key", [GraphKey("decode", 16, 1), GraphKey("decode", 48, 3), GraphKey("decode", 256, 8)]
+)
 @pytest.mark.parametrize("margin", [0, DEFAULT_DECODE_MARGIN])
 def test_the_decode_graph_body_has_nothing_a_capture_refuses(size, key, margin) -> None:
     decoder = _decoder_on_meta(DEMO_CONFIG if size == "demo" else BICODEC_RELEASED)
@@ -100,8 +123,11 @@ def test_the_decode_graph_body_has_nothing_a_capture_refuses(size, key, margin) 
 @pytest.mark.parametrize("size", ["narrow", "released"])
 @pytest.mark.parametrize("key", [GraphKey("sr", 2_240, 1), GraphKey("sr", 9_760, 6)])
 def test_the_super_resolution_graph_body_has_nothing_a_capture_refuses(size, key) -> None:
-    config = dict(APBWE_RELEASED) if size == "released" else {**APBWE_RELEASED, "ConvNeXt_channels": 16,
-                                                                "ConvNeXt_layers": 2}
+    config = (
+        dict(APBWE_RELEASED)
+        if size == "released"
+        else {**APBWE_RELEASED, "ConvNeXt_channels": 16, "ConvNeXt_layers": 2}
+    )
     inputs, body = graph_body(None, _sr_on_meta(config), key, META)
     assert capture_problems(body) == []
     assert body().shape == (key.rows, 3 * key.length)
@@ -114,14 +140,17 @@ def _on_meta(n: int = 8) -> torch.Tensor:
     return torch.zeros(n, device=META)
 
 
-@pytest.mark.parametrize("body, why", [
-    (lambda x: x * float(x.sum().item()), "value read"),
-    (lambda x: x * 2 if bool(x.sum() > 0) else x, "branch on a value"),
-    (lambda x: x[x > 0], "boolean mask"),
-    (lambda x: x + torch.arange(x.shape[0], dtype=torch.float32).to(x.device), "host copy"),
-    (lambda x: x + torch.ones(x.shape[0]), "host tensor mixed in"),
-    (lambda x: torch.nonzero(x), "data-dependent shape"),
-])
+@pytest.mark.parametrize(
+    "body, why",
+    [
+        (lambda x: x * float(x.sum().item()), "value read"),
+        (lambda x: x * 2 if bool(x.sum() > 0) else x, "branch on a value"),
+        (lambda x: x[x > 0], "boolean mask"),
+        (lambda x: x + torch.arange(x.shape[0], dtype=torch.float32).to(x.device), "host copy"),
+        (lambda x: x + torch.ones(x.shape[0]), "host tensor mixed in"),
+        (lambda x: torch.nonzero(x), "data-dependent shape"),
+    ],
+)
 def test_the_check_finds_each_thing_a_capture_refuses(body, why) -> None:
     x = _on_meta()
     assert capture_problems(lambda: body(x)), why
@@ -129,7 +158,10 @@ def test_the_check_finds_each_thing_a_capture_refuses(body, why) -> None:
 
 def test_the_check_passes_device_work_and_host_scalars() -> None:
     x = _on_meta()
-    assert capture_problems(lambda: torch.tanh(x * 3.0 + torch.tensor(0.5)) + torch.arange(8, device=x.device)) == []
+    assert (
+        capture_problems(lambda: torch.tanh(x * 3.0 + torch.tensor(0.5)) + torch.arange(8, device=x.device))
+        == []
+    )
 
 
 def test_a_per_device_cache_filled_by_the_warm_up_is_not_a_refusal() -> None:

@@ -33,12 +33,26 @@ def runtime(demo_model_dir: Path) -> Iterator[ModelRuntime]:
         yield rt
 
 
-def request(runtime: ModelRuntime, text: str, *, stream: bool, seed: int = 5, voice: str = "fixed",
-            request_id: str = "guard") -> SynthesisRequest:
-    return SynthesisRequest(request_id=request_id, text=text, voice=runtime.voices.resolve(voice),
-                            sampling=SamplingOptions(max_tokens=4000, seed=seed, temperature=0.8, top_k=50,
-                                                     top_p=1.0, repetition_penalty=1.05),
-                            sample_rate=NATIVE_RATE, stream=stream, latency="exact")
+def request(
+    runtime: ModelRuntime,
+    text: str,
+    *,
+    stream: bool,
+    seed: int = 5,
+    voice: str = "fixed",
+    request_id: str = "guard",
+) -> SynthesisRequest:
+    return SynthesisRequest(
+        request_id=request_id,
+        text=text,
+        voice=runtime.voices.resolve(voice),
+        sampling=SamplingOptions(
+            max_tokens=4000, seed=seed, temperature=0.8, top_k=50, top_p=1.0, repetition_penalty=1.05
+        ),
+        sample_rate=NATIVE_RATE,
+        stream=stream,
+        latency="exact",
+    )
 
 
 def trips(guard: str, action: str) -> float:
@@ -53,10 +67,13 @@ async def run(runtime: ModelRuntime, text: str, *, stream: bool, **kwargs: Any) 
 TEXT = "The quick brown fox jumps over the lazy dog. It was a sunny day and everyone was happy."
 
 
-@pytest.mark.parametrize(("fault", "guard"), [("loop:40:1", "loop"), ("silence:30:1", "silence"),
-                                              ("runaway:0:1", "length"), ("stop:0:1", "empty")])
+@pytest.mark.parametrize(
+    ("fault", "guard"),
+    [("loop:40:1", "loop"), ("silence:30:1", "silence"), ("runaway:0:1", "length"), ("stop:0:1", "empty")],
+)
 async def test_non_streamed_chunks_are_generated_again_and_the_client_gets_the_retried_audio(
-        runtime: ModelRuntime, fault: str, guard: str) -> None:
+    runtime: ModelRuntime, fault: str, guard: str
+) -> None:
     text = f"{TEXT} Case {fault}."
     _, clean = await run(runtime, text, stream=False)
     before = trips(guard, "retried")
@@ -71,10 +88,12 @@ async def test_non_streamed_chunks_are_generated_again_and_the_client_gets_the_r
     assert stats.decoded_samples == stats.semantic_tokens * HOP == stats.output_samples
 
 
-@pytest.mark.parametrize(("fault", "guard"), [("loop:40:0", "loop"), ("silence:30:0", "silence"),
-                                              ("runaway:0:0", "length")])
+@pytest.mark.parametrize(
+    ("fault", "guard"), [("loop:40:0", "loop"), ("silence:30:0", "silence"), ("runaway:0:0", "length")]
+)
 async def test_a_streamed_chunk_already_playing_is_cut_and_the_next_chunk_keeps_the_voice(
-        runtime: ModelRuntime, fault: str, guard: str) -> None:
+    runtime: ModelRuntime, fault: str, guard: str
+) -> None:
     text = LONG_ENGLISH[:260]
     with misbehaving(runtime, fault):
         job, data = await run(runtime, text, stream=True, voice="default")  # the first chunk picks the voice
@@ -102,7 +121,9 @@ async def test_a_cut_keeps_audio_up_to_the_detection_point(runtime: ModelRuntime
 async def test_a_chunk_whose_every_try_trips_fails_the_request(runtime: ModelRuntime) -> None:
     before = trips("loop", "failed")
     with misbehaving(runtime, "loop:40:0", guard_max_tries=2):
-        job = SynthesisJob(runtime.pipeline_resources(), request(runtime, f"{TEXT} Never clean.", stream=False))
+        job = SynthesisJob(
+            runtime.pipeline_resources(), request(runtime, f"{TEXT} Never clean.", stream=False)
+        )
         with pytest.raises(SynthesisError) as failure:
             await job.collect()
     assert failure.value.code == "GENERATION_FAILED"
@@ -131,9 +152,15 @@ async def test_count_only_guards_change_nothing(runtime: ModelRuntime) -> None:
     assert job.stats.guard_events == ["loop:counted", "length:retried"]  # the other guards still act
 
 
-@pytest.mark.parametrize(("text", "stream"), [(LONG_ENGLISH[:300], True), (LONG_HINDI[:200], False),
-                                              ("你好，世界。今天天气很好，我们一起去公园散步吧。", True)],
-                         ids=["english", "hindi", "mandarin"])
+@pytest.mark.parametrize(
+    ("text", "stream"),
+    [
+        (LONG_ENGLISH[:300], True),
+        (LONG_HINDI[:200], False),
+        ("你好，世界。今天天气很好，我们一起去公园散步吧。", True),
+    ],
+    ids=["english", "hindi", "mandarin"],
+)
 async def test_normal_generations_trip_nothing(runtime: ModelRuntime, text: str, stream: bool) -> None:
     """bench/bench_guards.py runs the wider calibration (50 generations, 10 texts x 5 seeds: no trip)."""
     job, _ = await run(runtime, text, stream=stream, seed=1, voice="default")
@@ -162,8 +189,16 @@ class SilentIdCodec:
         silent = (torch.as_tensor(ids) <= 1).repeat_interleave(wav.shape[-1] // ids.shape[-1], dim=-1)
         return wav * (~silent).to(wav.dtype)
 
-    def decode_rows(self, ids: torch.Tensor, starts: torch.Tensor, lengths: torch.Tensor, wave_lengths: torch.Tensor,
-                    d_vector: torch.Tensor, *, margin: int) -> torch.Tensor:
+    def decode_rows(
+        self,
+        ids: torch.Tensor,
+        starts: torch.Tensor,
+        lengths: torch.Tensor,
+        wave_lengths: torch.Tensor,
+        d_vector: torch.Tensor,
+        *,
+        margin: int,
+    ) -> torch.Tensor:
         """The scheduler's call: each row's wave span sits at column `margin`, so output frame j is id margin + j."""
         wav = self.inner.decode_rows(ids, starts, lengths, wave_lengths, d_vector, margin=margin)
         spoken = torch.as_tensor(ids)[:, margin : ids.shape[-1] - margin]
@@ -173,7 +208,10 @@ class SilentIdCodec:
 
 @contextmanager
 def silent_ids(runtime: ModelRuntime) -> Iterator[None]:
-    codec, runner = runtime.bicodec, runtime.codec_scheduler.runner  # the scheduler's runner decodes while serving
+    codec, runner = (
+        runtime.bicodec,
+        runtime.codec_scheduler.runner,
+    )  # the scheduler's runner decodes while serving
     runtime.bicodec = runner.decoder = SilentIdCodec(codec)
     try:
         yield
@@ -181,7 +219,9 @@ def silent_ids(runtime: ModelRuntime) -> Iterator[None]:
         runtime.bicodec = runner.decoder = codec
 
 
-async def test_silent_audio_is_retried_when_held_and_cut_with_a_fade_when_streamed(runtime: ModelRuntime) -> None:
+async def test_silent_audio_is_retried_when_held_and_cut_with_a_fade_when_streamed(
+    runtime: ModelRuntime,
+) -> None:
     """Only the audio detector can see this silence (two ids alternate: no id is held)."""
     text = f"{TEXT} Quiet please."
     with silent_ids(runtime), misbehaving(runtime, "quiet:30:1"):
@@ -199,9 +239,12 @@ async def test_silent_audio_is_retried_when_held_and_cut_with_a_fade_when_stream
 async def test_concurrent_guarded_jobs_match_their_solo_runs(runtime: ModelRuntime) -> None:
     texts = [f"{TEXT} Caller {n}." for n in range(3)]
     with misbehaving(runtime, "loop:40:1"):
-        solo = [await run(runtime, text, stream=False, request_id=f"solo-{n}") for n, text in enumerate(texts)]
-        together = await asyncio.gather(*(run(runtime, text, stream=False, request_id=f"together-{n}")
-                                          for n, text in enumerate(texts)))
+        solo = [
+            await run(runtime, text, stream=False, request_id=f"solo-{n}") for n, text in enumerate(texts)
+        ]
+        together = await asyncio.gather(
+            *(run(runtime, text, stream=False, request_id=f"together-{n}") for n, text in enumerate(texts))
+        )
     for (job_a, data_a), (job_b, data_b) in zip(solo, together, strict=True):
         assert_same_audio(data_a, data_b)  # batched with each other's windows: within the codec's tolerance
         assert job_a.stats.guard_events == job_b.stats.guard_events == ["loop:retried"]

@@ -24,14 +24,19 @@ from core.guards.config import GUARD_NAMES
 
 
 def loop_detector(config: GuardConfig = GuardConfig()) -> LoopDetector:
-    return LoopDetector(ngram=config.loop_ngram, min_distinct=config.loop_min_distinct, window=config.loop_window,
-                        min_tokens=config.loop_min_tokens, max_share=config.loop_max_repeat_share)
+    return LoopDetector(
+        ngram=config.loop_ngram,
+        min_distinct=config.loop_min_distinct,
+        window=config.loop_window,
+        min_tokens=config.loop_min_tokens,
+        max_share=config.loop_max_repeat_share,
+    )
 
 
 def feed_in(detector, items, size: int):
     """Feed in pieces of `size`; the first trip index reported."""
     for start in range(0, len(items), size):
-        at = detector.feed(items[start:start + size])
+        at = detector.feed(items[start : start + size])
         if at is not None:
             return at
     return None
@@ -108,12 +113,22 @@ def test_espeak_speech_in_three_languages_trips_nothing() -> None:
 
 def test_alignment_from_plain_per_word_scores() -> None:
     config = GuardConfig()
-    found = check_alignment([0.9, 0.8, 0.1, 0.9, 0.95, 0.7, 0.9, 0.9], min_score=config.align_min_score,
-                            max_missing=config.align_max_missing, max_missing_run=config.align_max_missing_run)
+    found = check_alignment(
+        [0.9, 0.8, 0.1, 0.9, 0.95, 0.7, 0.9, 0.9],
+        min_score=config.align_min_score,
+        max_missing=config.align_max_missing,
+        max_missing_run=config.align_max_missing_run,
+    )
     assert found.missing == (2,) and not found.tripped
-    skipped = check_alignment([0.9, 0.0, 0.05, 0.1, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9], min_score=0.3,
-                              max_missing=0.25, max_missing_run=3)
-    assert skipped.tripped and skipped.longest_run == 3  # a skipped phrase, though only a quarter of the words
+    skipped = check_alignment(
+        [0.9, 0.0, 0.05, 0.1, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9],
+        min_score=0.3,
+        max_missing=0.25,
+        max_missing_run=3,
+    )
+    assert (
+        skipped.tripped and skipped.longest_run == 3
+    )  # a skipped phrase, though only a quarter of the words
     assert check_alignment([float("nan"), 0.1], min_score=0.3, max_missing=0.25, max_missing_run=3).tripped
     guards = ChunkGuards("one two three four", config)
     trip = guards.check_alignment([0.9, 0.1, 0.2, 0.9])
@@ -147,32 +162,45 @@ def naive_loop_shares(ids: list[int], *, ngram: int, min_distinct: int, window: 
     """The loop detector's share after each id, recomputed from scratch: of the n-grams ending at the last `window`
     positions (None where there is no whole n-gram or it has too few distinct ids), those seen earlier in the
     window, over the window's length."""
-    keys = [tuple(ids[i - ngram + 1:i + 1]) if i >= ngram - 1 else None for i in range(len(ids))]
+    keys = [tuple(ids[i - ngram + 1 : i + 1]) if i >= ngram - 1 else None for i in range(len(ids))]
     keys = [k if k is not None and len(set(k)) >= min_distinct else None for k in keys]
     shares = []
     for end in range(1, len(ids) + 1):
-        span = keys[max(0, end - window):end]
+        span = keys[max(0, end - window) : end]
         shares.append(sum(1 for j, k in enumerate(span) if k is not None and k in span[:j]) / len(span))
     return shares
 
 
-@given(ids=st.lists(st.integers(0, 4), max_size=80), sizes=st.lists(st.integers(1, 9), min_size=1, max_size=5),
-       ngram=st.integers(2, 4), min_distinct=st.integers(1, 3), window=st.integers(3, 30),
-       min_tokens=st.integers(1, 40), max_share=st.sampled_from([0.2, 0.5, 0.9]))
+@given(
+    ids=st.lists(st.integers(0, 4), max_size=80),
+    sizes=st.lists(st.integers(1, 9), min_size=1, max_size=5),
+    ngram=st.integers(2, 4),
+    min_distinct=st.integers(1, 3),
+    window=st.integers(3, 30),
+    min_tokens=st.integers(1, 40),
+    max_share=st.sampled_from([0.2, 0.5, 0.9]),
+)
 @settings(max_examples=200, deadline=None)
 def test_the_loop_detector_matches_a_from_scratch_count_whatever_the_deltas(
-        ids: list[int], sizes: list[int], ngram: int, min_distinct: int, window: int, min_tokens: int,
-        max_share: float) -> None:
-    detector = LoopDetector(ngram=ngram, min_distinct=min_distinct, window=window, min_tokens=min_tokens,
-                            max_share=max_share)
+    ids: list[int],
+    sizes: list[int],
+    ngram: int,
+    min_distinct: int,
+    window: int,
+    min_tokens: int,
+    max_share: float,
+) -> None:
+    detector = LoopDetector(
+        ngram=ngram, min_distinct=min_distinct, window=window, min_tokens=min_tokens, max_share=max_share
+    )
     tripped, start, turn = None, 0, 0
     while start < len(ids):  # deltas of varying sizes, as the engine hands them out
-        delta = ids[start:start + sizes[turn % len(sizes)]]
+        delta = ids[start : start + sizes[turn % len(sizes)]]
         at = detector.feed(delta)
         tripped = at if tripped is None else tripped
         start, turn = start + len(delta), turn + 1
     shares = naive_loop_shares(ids, ngram=ngram, min_distinct=min_distinct, window=window)
-    counted = shares[min_tokens - 1:]
+    counted = shares[min_tokens - 1 :]
     assert detector.worst_share == pytest.approx(max(counted, default=0.0))
     first = next((i for i, share in enumerate(shares) if i + 1 >= min_tokens and share >= max_share), None)
     assert tripped == first

@@ -21,15 +21,19 @@ def card(monkeypatch: pytest.MonkeyPatch):
     return use
 
 
-@pytest.mark.parametrize(("capability", "name", "expected"), [
-    ((7, 0), "Tesla V100-SXM2-16GB", "float32"),
-    ((7, 5), "Tesla T4", "float32"),
-    ((8, 0), "NVIDIA A100-SXM4-80GB", "bfloat16"),
-    ((8, 9), "NVIDIA L40S", "bfloat16"),
-    ((9, 0), "NVIDIA H100 80GB HBM3", "bfloat16"),
-])
-def test_auto_picks_what_the_card_supports(card, caplog: pytest.LogCaptureFixture,
-                                           capability: tuple[int, int], name: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("capability", "name", "expected"),
+    [
+        ((7, 0), "Tesla V100-SXM2-16GB", "float32"),
+        ((7, 5), "Tesla T4", "float32"),
+        ((8, 0), "NVIDIA A100-SXM4-80GB", "bfloat16"),
+        ((8, 9), "NVIDIA L40S", "bfloat16"),
+        ((9, 0), "NVIDIA H100 80GB HBM3", "bfloat16"),
+    ],
+)
+def test_auto_picks_what_the_card_supports(
+    card, caplog: pytest.LogCaptureFixture, capability: tuple[int, int], name: str, expected: str
+) -> None:
     card(capability, name)
     with caplog.at_level(logging.INFO, logger="core.llm.base"):
         assert resolve_dtype("auto", "cuda") == expected

@@ -46,8 +46,15 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 @pytest.fixture(scope="module")
 def client(demo_model_dir: Path) -> Iterator[TestClient]:
-    settings = Settings(model_dir=demo_model_dir, auth_enabled=False, warmup=False, log_json=False, sr_enabled=False,
-                        shed_first_audio_s=5.0, admission="on")
+    settings = Settings(
+        model_dir=demo_model_dir,
+        auth_enabled=False,
+        warmup=False,
+        log_json=False,
+        sr_enabled=False,
+        shed_first_audio_s=5.0,
+        admission="on",
+    )
     runtime = ModelRuntime(settings)
     with TestClient(create_app(settings, runtime=runtime)) as test_client:
         wait_in_portal(test_client, lambda: runtime.ready)
@@ -75,7 +82,9 @@ def test_the_backlog_counts_only_requests_waiting_for_first_audio() -> None:
     assert backlog.oldest_wait_s() == 0.0 and len(backlog) == 0
 
 
-def test_http_and_websocket_shed_while_the_backlog_is_past_the_bound(client: TestClient, clock: Clock) -> None:
+def test_http_and_websocket_shed_while_the_backlog_is_past_the_bound(
+    client: TestClient, clock: Clock
+) -> None:
     assert client.post("/v1/tts/generate", json=BODY).status_code == 200  # nothing waiting: served
     assert len(BACKLOG) == 0  # the request left the backlog at its first audio
 
@@ -104,7 +113,8 @@ def test_http_and_websocket_shed_while_the_backlog_is_past_the_bound(client: Tes
 
 
 def test_a_stream_admission_refuses_gets_503_with_retry_after_and_the_socket_an_error_event(
-        client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (runtime,) = RUNTIMES
     assert runtime.admission is not None and runtime.admission.scheduler is runtime.codec_scheduler
     monkeypatch.setattr(runtime.admission, "admit", _refusing("no codec headroom", 4))
@@ -123,7 +133,9 @@ def test_a_stream_admission_refuses_gets_503_with_retry_after_and_the_socket_an_
     assert client.post("/v1/tts/generate", json=BODY).status_code == 200  # admitted again
 
 
-def test_admission_sees_a_finished_request_leave_the_engine(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_admission_sees_a_finished_request_leave_the_engine(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Admission integrates its count of generating requests between its own calls, so a request leaving the engine
     must be seen leaving: else an idle spell after it reads as a request generating no tokens, and the next stream
     that comes while another is starting is refused as overloaded (Pipecat's reply queued right after a turn was,
@@ -161,15 +173,21 @@ EL_PATH = "/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000"
 
 def _refusing(reason: str, retry_after_s: int) -> Any:
     """`Admission.admit` refusing every stream (what every transport asks)."""
+
     async def admit(max_wait_s: float | None = None, key: str | None = None) -> AdmissionDecision:
         return AdmissionDecision(False, reason, retry_after_s, "codec_cost")
+
     return admit
 
 
 def _say(ws: Any, context_id: str, text: str) -> None:
     """One reply as Pipecat sends it: the opener, the text, flush, close_context (isFinal ends it)."""
-    for message in ({"text": " ", "context_id": context_id}, {"text": text, "context_id": context_id},
-                    {"context_id": context_id, "flush": True}, {"context_id": context_id, "close_context": True}):
+    for message in (
+        {"text": " ", "context_id": context_id},
+        {"text": text, "context_id": context_id},
+        {"context_id": context_id, "flush": True},
+        {"context_id": context_id, "close_context": True},
+    ):
         ws.send_text(json.dumps(message))
 
 
@@ -192,8 +210,9 @@ def _cartesia_until_done(ws: Any, context_id: str) -> list[dict]:
     return _until_end(ws, context_id, end="done", id_key="context_id")
 
 
-def test_an_elevenlabs_socket_is_admitted_per_context_not_at_connect(client: TestClient,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_elevenlabs_socket_is_admitted_per_context_not_at_connect(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Pipecat and LiveKit open the ElevenLabs socket when the call starts, long before the first reply. Its check
     of the voice at connect starts no stream: admission neither counts it (the ramp lets in 32 a second: each agent
     counted twice halved a burst) nor refuses the connection; each context is admitted once, and while admission
@@ -228,7 +247,9 @@ def test_an_elevenlabs_socket_is_admitted_per_context_not_at_connect(client: Tes
     monkeypatch.setattr(admission, "admit", _refusing("no codec headroom", 2))
     with client.websocket_connect(EL_PATH) as ws:  # connecting while admission refuses: accepted
         ws.send_text(json.dumps({"text": " ", "context_id": "d"}))  # a context opens with Pipecat's opener
-        assert _el_until_final(ws, "d")[0]["code"] == "SERVER_OVERLOADED"  # (read all: Starlette's test client
+        assert (
+            _el_until_final(ws, "d")[0]["code"] == "SERVER_OVERLOADED"
+        )  # (read all: Starlette's test client
         # waits at exit while server messages are unread)
 
 
@@ -242,17 +263,22 @@ def _refusing_once(reason: str) -> tuple[Any, list[int]]:
         if len(calls) == 1:
             return AdmissionDecision(False, reason, 1, "ramp")
         return AdmissionDecision(True, "admitted")
+
     return admit, calls
 
 
 CARTESIA_PATH = "/tts/websocket?cartesia_version=2026-03-01"
-CARTESIA_FIELDS = {"model_id": "sonic-2", "voice": {"mode": "id", "id": "fixed"},
-                   "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000}}
+CARTESIA_FIELDS = {
+    "model_id": "sonic-2",
+    "voice": {"mode": "id", "id": "fixed"},
+    "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000},
+}
 
 
 @pytest.mark.parametrize("dialect", ["elevenlabs", "cartesia"])
-def test_a_refused_context_answers_once_and_never_speaks_part_of_its_turn(client: TestClient, dialect: str,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_refused_context_answers_once_and_never_speaks_part_of_its_turn(
+    client: TestClient, dialect: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An agent keeps streaming a turn's text into its context after the refusal (Pipecat reads only isFinal; LiveKit
     sends each word as the LLM makes it). Admission is asked once for the context, the client gets one error and the
     context's end (ElevenLabs: isFinal; Cartesia: the error is `done`, and its final message gets `done`), and nothing of the turn is spoken even when admission would let a later word in (it would speak the
@@ -265,14 +291,19 @@ def test_a_refused_context_answers_once_and_never_speaks_part_of_its_turn(client
     words = ["Hello", " there,", " how", " are", " you", " today?"]
     if dialect == "elevenlabs":
         with client.websocket_connect(EL_PATH) as ws:
-            for message in ({"text": " ", "context_id": "b"}, *({"text": w, "context_id": "b"} for w in words),
-                            {"context_id": "b", "flush": True}, {"context_id": "b", "close_context": True}):
+            for message in (
+                {"text": " ", "context_id": "b"},
+                *({"text": w, "context_id": "b"} for w in words),
+                {"context_id": "b", "flush": True},
+                {"context_id": "b", "close_context": True},
+            ):
                 ws.send_text(json.dumps(message))
             _say(ws, "c", "And once more.")  # the next turn, on the same socket
             messages = _el_until_final(ws, "c")
             of_b = [m for m in messages if m.get("contextId") == "b"]
-            assert [("error" if m.get("error") else "final" if m.get("isFinal") else "audio") for m in of_b] == [
-                "error", "final"], of_b
+            assert [
+                ("error" if m.get("error") else "final" if m.get("isFinal") else "audio") for m in of_b
+            ] == ["error", "final"], of_b
             assert of_b[0]["code"] == "SERVER_OVERLOADED"
             assert any(m.get("audio") for m in messages if m.get("contextId") == "c")
             assert len(calls) == 2  # b once (refused), c once
@@ -281,10 +312,16 @@ def test_a_refused_context_answers_once_and_never_speaks_part_of_its_turn(client
         return
     with client.websocket_connect(CARTESIA_PATH) as ws:
         for i, word in enumerate(words):
-            ws.send_text(json.dumps({"context_id": "b", "transcript": word, "continue": i < len(words) - 1,
-                                     **CARTESIA_FIELDS}))
-        ws.send_text(json.dumps({"context_id": "c", "transcript": "And once more.", "continue": False,
-                                 **CARTESIA_FIELDS}))
+            ws.send_text(
+                json.dumps(
+                    {"context_id": "b", "transcript": word, "continue": i < len(words) - 1, **CARTESIA_FIELDS}
+                )
+            )
+        ws.send_text(
+            json.dumps(
+                {"context_id": "c", "transcript": "And once more.", "continue": False, **CARTESIA_FIELDS}
+            )
+        )
         messages = _cartesia_until_done(ws, "c")
         of_b = [m for m in messages if m.get("context_id") == "b"]
         # Cartesia's error ends it; its final `continue: false` gets `done` (LiveKit ends the turn only on that)
@@ -292,8 +329,16 @@ def test_a_refused_context_answers_once_and_never_speaks_part_of_its_turn(client
         assert of_b[0]["error_code"] == "server_overloaded"
         assert any(m.get("type") == "chunk" for m in messages if m.get("context_id") == "c")
         assert len(calls) == 2
-        ws.send_text(json.dumps({"context_id": "b", "transcript": "The ended id speaks again.", "continue": False,
-                                 **CARTESIA_FIELDS}))
+        ws.send_text(
+            json.dumps(
+                {
+                    "context_id": "b",
+                    "transcript": "The ended id speaks again.",
+                    "continue": False,
+                    **CARTESIA_FIELDS,
+                }
+            )
+        )
         assert any(m.get("type") == "chunk" for m in _cartesia_until_done(ws, "b"))
 
 
@@ -312,8 +357,9 @@ def test_a_connection_remembers_a_bounded_number_of_refused_contexts() -> None:
 
 
 @pytest.mark.parametrize("dialect", ["elevenlabs", "cartesia"])
-def test_a_refused_message_that_ends_its_context_leaves_the_id_free_for_a_retry(client: TestClient, dialect: str,
-                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_refused_message_that_ends_its_context_leaves_the_id_free_for_a_retry(
+    client: TestClient, dialect: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A context opened and ended in one message (Cartesia's `continue: false`, ElevenLabs' text with
     `close_context`) and refused has nothing more to drop: the same message sent again, as a client retrying after
     Retry-After does, is spoken (it was left unanswered when the refusal was remembered)."""
@@ -331,11 +377,15 @@ def test_a_refused_message_that_ends_its_context_leaves_the_id_free_for_a_retry(
             ws.send_text(one_shot)
             assert any(m.get("audio") for m in _el_until_final(ws, "r"))
     else:
-        one_shot = json.dumps({"context_id": "r", "transcript": "Hello there.", "continue": False, **CARTESIA_FIELDS})
+        one_shot = json.dumps(
+            {"context_id": "r", "transcript": "Hello there.", "continue": False, **CARTESIA_FIELDS}
+        )
         with client.websocket_connect(CARTESIA_PATH) as ws:
             ws.send_text(one_shot)
             refused = _cartesia_until_done(ws, "r")
-            assert [m["type"] for m in refused] == ["error"] and refused[0]["error_code"] == "server_overloaded"
+            assert [m["type"] for m in refused] == ["error"] and refused[0][
+                "error_code"
+            ] == "server_overloaded"
             ws.send_text(one_shot)
             assert any(m.get("type") == "chunk" for m in _cartesia_until_done(ws, "r"))
     assert len(calls) == 2
@@ -348,4 +398,6 @@ def test_which_messages_end_their_context_by_the_raw_fields() -> None:
     assert cartesia_ends({"continue": True, "cancel": True}) and not cartesia_ends({"continue": True})
     assert cartesia_ends({"continue": "yes"})  # anything but true ends it
     assert elevenlabs_ends({"close_context": True}) and elevenlabs_ends({"close_socket": True})
-    assert not elevenlabs_ends({"text": "Hi", "flush": True}) and not elevenlabs_ends({"close_context": "true"})
+    assert not elevenlabs_ends({"text": "Hi", "flush": True}) and not elevenlabs_ends(
+        {"close_context": "true"}
+    )

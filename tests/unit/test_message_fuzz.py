@@ -44,25 +44,91 @@ def _dumps(value: Any) -> str:
     return json.dumps(value)
 
 
-HUGE = [Raw("9" * 5000), Raw("-" + "1" * 4301), Raw("1e400"), Raw("-1e400"), Raw("1e-400"), Raw("1" * 4300),
-        Raw("[" * 5000 + "]" * 5000), Raw("{\"a\":" * 3000 + "1" + "}" * 3000), Raw("0." + "1" * 5000)]
-_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=40),
-                     st.sampled_from(HUGE), st.sampled_from(["pcm", "wav", "fixed", "id", "raw", "pcm_s16le", " "]))
-VALUES = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                         st.dictionaries(st.text(max_size=8), inner, max_size=4)),
-                      max_leaves=12)
+HUGE = [
+    Raw("9" * 5000),
+    Raw("-" + "1" * 4301),
+    Raw("1e400"),
+    Raw("-1e400"),
+    Raw("1e-400"),
+    Raw("1" * 4300),
+    Raw("[" * 5000 + "]" * 5000),
+    Raw('{"a":' * 3000 + "1" + "}" * 3000),
+    Raw("0." + "1" * 5000),
+]
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=40),
+    st.sampled_from(HUGE),
+    st.sampled_from(["pcm", "wav", "fixed", "id", "raw", "pcm_s16le", " "]),
+)
+VALUES = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 
-NATIVE_FIELDS = ["type", "speaker", "voice", "format", "sample_rate", "output", "normalize", "speed", "latency",
-                 "normalize_verbose", "timestamps", "text", "id", "temperature", "top_k", "top_p", "max_tokens",
-                 "repetition_penalty", "seed", "stream", "chunking"]
-ELEVENLABS_FIELDS = ["text", "context_id", "voice_settings", "generation_config", "flush", "try_trigger_generation",
-                     "close_context", "immediate", "close_socket", "xi_api_key"]
-CARTESIA_FIELDS = ["context_id", "cancel", "transcript", "model_id", "voice", "output_format", "language",
-                   "add_timestamps", "use_normalized_timestamps", "max_buffer_delay_ms", "generation_config", "speed",
-                   "flush", "continue"]
-NESTED = {"voice_settings": ["speed", "stability", "similarity_boost", "style", "use_speaker_boost"],
-          "voice": ["mode", "id"], "output_format": ["container", "encoding", "sample_rate"],
-          "generation_config": ["speed", "volume", "emotion", "chunk_length_schedule"]}
+NATIVE_FIELDS = [
+    "type",
+    "speaker",
+    "voice",
+    "format",
+    "sample_rate",
+    "output",
+    "normalize",
+    "speed",
+    "latency",
+    "normalize_verbose",
+    "timestamps",
+    "text",
+    "id",
+    "temperature",
+    "top_k",
+    "top_p",
+    "max_tokens",
+    "repetition_penalty",
+    "seed",
+    "stream",
+    "chunking",
+]
+ELEVENLABS_FIELDS = [
+    "text",
+    "context_id",
+    "voice_settings",
+    "generation_config",
+    "flush",
+    "try_trigger_generation",
+    "close_context",
+    "immediate",
+    "close_socket",
+    "xi_api_key",
+]
+CARTESIA_FIELDS = [
+    "context_id",
+    "cancel",
+    "transcript",
+    "model_id",
+    "voice",
+    "output_format",
+    "language",
+    "add_timestamps",
+    "use_normalized_timestamps",
+    "max_buffer_delay_ms",
+    "generation_config",
+    "speed",
+    "flush",
+    "continue",
+]
+NESTED = {
+    "voice_settings": ["speed", "stability", "similarity_boost", "style", "use_speaker_boost"],
+    "voice": ["mode", "id"],
+    "output_format": ["container", "encoding", "sample_rate"],
+    "generation_config": ["speed", "volume", "emotion", "chunk_length_schedule"],
+}
 
 
 @st.composite
@@ -115,18 +181,23 @@ def test_cartesia_messages_are_parsed_or_refused_with_a_4xx(raw: str) -> None:
 
 
 @pytest.mark.parametrize("parse", [parse_native, parse_elevenlabs, parse_cartesia])
-@pytest.mark.parametrize("raw", [h.text for h in HUGE] + ['{"text": ' + "9" * 5000 + "}",
-                                                         '{"type": "ping", "id": ' + "9" * 5000 + "}"])
-def test_numbers_past_the_digit_limit_and_deep_nesting_are_invalid_json(parse: Callable[[str], Any],
-                                                                        raw: str) -> None:
+@pytest.mark.parametrize(
+    "raw",
+    [h.text for h in HUGE] + ['{"text": ' + "9" * 5000 + "}", '{"type": "ping", "id": ' + "9" * 5000 + "}"],
+)
+def test_numbers_past_the_digit_limit_and_deep_nesting_are_invalid_json(
+    parse: Callable[[str], Any], raw: str
+) -> None:
     _refused_as_client_error(parse, raw)
 
 
 # ------------------------------------------------------------------------------------------ end to end, per socket
 SOCKETS = {
     "native": ("/v1/tts/ws", {"type": "ping", "id": 1}),
-    "elevenlabs": ("/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000",
-                   {"text": "", "context_id": "c1"}),
+    "elevenlabs": (
+        "/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000",
+        {"text": "", "context_id": "c1"},
+    ),
     "cartesia": ("/tts/websocket?cartesia_version=2026-03-01", {"context_id": "c1", "cancel": True}),
 }
 HOSTILE_FRAMES = [
@@ -139,14 +210,23 @@ HOSTILE_FRAMES = [
     '{"context_id": ' + "[" * 3000 + "]" * 3000 + "}",
     '{"type": ["start"], "text": {"a": 1}, "context_id": 7, "voice": 3, "output_format": "x"}',
     '{"context_id": "c2", "transcript": "x", "voice": {"mode": "id", "id": ' + "9" * 5000 + "}}",
-    "null", "7", '"text"',
+    "null",
+    "7",
+    '"text"',
 ]
 
 
 @pytest.fixture(scope="module")
 def client(demo_model_dir: Path) -> Iterator[TestClient]:
-    settings = Settings(model_dir=demo_model_dir, warmup=False, log_json=False, sr_enabled=False, auth_enabled=False,
-                        rate_limit_per_minute=10_000, ws_idle_timeout_s=60)
+    settings = Settings(
+        model_dir=demo_model_dir,
+        warmup=False,
+        log_json=False,
+        sr_enabled=False,
+        auth_enabled=False,
+        rate_limit_per_minute=10_000,
+        ws_idle_timeout_s=60,
+    )
     runtime = ModelRuntime(settings)
     with TestClient(create_app(settings, runtime=runtime)) as test_client:
         wait_in_portal(test_client, lambda: runtime.ready)

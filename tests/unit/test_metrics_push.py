@@ -37,8 +37,12 @@ def registry_with(value: int) -> CollectorRegistry:
 
 
 def failures(operation: str) -> float:
-    return metrics.REGISTRY.get_sample_value(f"{metrics.PREFIX}_metrics_push_failures_total",
-                                             {"operation": operation}) or 0.0
+    return (
+        metrics.REGISTRY.get_sample_value(
+            f"{metrics.PREFIX}_metrics_push_failures_total", {"operation": operation}
+        )
+        or 0.0
+    )
 
 
 # ------------------------------------------------------------------------------------------------ settings
@@ -49,21 +53,34 @@ def test_off_unless_a_url_is_set() -> None:
     assert MetricsPusher.from_settings(Settings(metrics_push_url="  ")) is None
 
 
-def test_instance_is_the_override_then_the_modal_task_id_then_host_and_pid(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_instance_is_the_override_then_the_modal_task_id_then_host_and_pid(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import os
 
     url = "http://gw:9091"
     monkeypatch.setenv("MODAL_TASK_ID", "ta-01ABC")
     assert PushTarget.from_settings(Settings(metrics_push_url=url)).instance == "ta-01ABC"
-    assert PushTarget.from_settings(Settings(metrics_push_url=url, metrics_push_instance="box-7")).instance == "box-7"
+    assert (
+        PushTarget.from_settings(Settings(metrics_push_url=url, metrics_push_instance="box-7")).instance
+        == "box-7"
+    )
     monkeypatch.delenv("MODAL_TASK_ID")
-    assert PushTarget.from_settings(Settings(metrics_push_url=url)).instance == f"{os.uname().nodename}-{os.getpid()}"
+    assert (
+        PushTarget.from_settings(Settings(metrics_push_url=url)).instance
+        == f"{os.uname().nodename}-{os.getpid()}"
+    )
 
 
 def test_credentials_leave_the_url_and_a_bad_url_is_refused_without_echoing_it() -> None:
-    t = PushTarget.from_settings(Settings(metrics_push_url="https://pusher:s%40cret@gw.example.com:9443/prefix/",
-                                          metrics_push_job="tts-staging", metrics_push_interval_s=2,
-                                          metrics_push_linger_s=1))
+    t = PushTarget.from_settings(
+        Settings(
+            metrics_push_url="https://pusher:s%40cret@gw.example.com:9443/prefix/",
+            metrics_push_job="tts-staging",
+            metrics_push_interval_s=2,
+            metrics_push_linger_s=1,
+        )
+    )
     assert (t.url, t.username, t.password) == ("https://gw.example.com:9443/prefix", "pusher", "s@cret")
     assert (t.job, t.interval_s, t.linger_s) == ("tts-staging", 2.0, 1.0)
     with pytest.raises(ValueError) as refused:
@@ -78,8 +95,9 @@ def test_an_unreachable_gateway_is_counted_logged_once_a_minute_and_never_raises
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     now = [1000.0]
-    pusher = MetricsPusher(target(f"http://127.0.0.1:{closed_port()}"), registry=registry_with(1),
-                           clock=lambda: now[0])
+    pusher = MetricsPusher(
+        target(f"http://127.0.0.1:{closed_port()}"), registry=registry_with(1), clock=lambda: now[0]
+    )
     pushes, deletes = failures("push"), failures("delete")
     with caplog.at_level(logging.WARNING, logger="services.deployment.metrics_push"):
         started = time.monotonic()

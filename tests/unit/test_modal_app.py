@@ -238,9 +238,12 @@ def test_the_image_ships_every_file_of_the_packages_the_static_files_included() 
     shipped = _image_files(modal_app.serving_image)
     static = [p for p in (ROOT / "api" / "static").rglob("*") if p.is_file()]
     assert static, "api/static/ holds the playground"
-    expected = {f"/root/{p.relative_to(ROOT).as_posix()}" for name in modal_app.LOCAL_PACKAGES
-                for p in (ROOT / name).rglob("*")
-                if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
+    expected = {
+        f"/root/{p.relative_to(ROOT).as_posix()}"
+        for name in modal_app.LOCAL_PACKAGES
+        for p in (ROOT / name).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    }
     assert {f"/root/{p.relative_to(ROOT).as_posix()}" for p in static} <= expected
     missing = sorted(expected - shipped)
     assert not missing, f"not in the Modal image: {missing[:5]}"
@@ -352,7 +355,10 @@ class HostRuntime:
         if self.fail:
             self.state, self.error = "failed", "CheckpointError: /models/x: missing"
         elif self.end_state == "warmup_failed":
-            self.state, self.error = "warmup_failed", "warm-up failed: RuntimeError: CUDA error: device-side assert"
+            self.state, self.error = (
+                "warmup_failed",
+                "warm-up failed: RuntimeError: CUDA error: device-side assert",
+            )
         else:
             self.state, self.error = self.end_state, None
 
@@ -398,32 +404,44 @@ async def test_a_failed_load_raises_so_modal_sends_no_traffic(monkeypatch: pytes
 
 
 @pytest.mark.parametrize("snapshot", ["off", "gpu"])
-async def test_a_failed_warmup_raises_before_any_sleep_or_snapshot(monkeypatch: pytest.MonkeyPatch,
-                                                                   snapshot: str) -> None:
+async def test_a_failed_warmup_raises_before_any_sleep_or_snapshot(
+    monkeypatch: pytest.MonkeyPatch, snapshot: str
+) -> None:
     """A warm-up that hit a CUDA error must not become a serving container, nor be put to sleep and snapshotted
     (every restore would bring the broken state back)."""
-    host = _host(monkeypatch, runtime_factory=lambda settings: HostRuntime(settings, end_state="warmup_failed"))
+    host = _host(
+        monkeypatch, runtime_factory=lambda settings: HostRuntime(settings, end_state="warmup_failed")
+    )
     host.cfg = modal_app.ModalConfig(snapshot=snapshot)
     with pytest.raises(RuntimeError, match="model loading ended warmup_failed, not ready: warm-up failed"):
         await host.load()
     assert host.runtime.engine.calls == []  # never put to sleep, so never snapshotted
 
 
-async def test_the_real_runtime_with_a_failing_warmup_never_serves(monkeypatch: pytest.MonkeyPatch,
-                                                                   demo_model_dir: Path) -> None:
+async def test_the_real_runtime_with_a_failing_warmup_never_serves(
+    monkeypatch: pytest.MonkeyPatch, demo_model_dir: Path
+) -> None:
     from services.deployment.runtime import ModelRuntime, RuntimeState
 
     async def failing_warmup(runtime: object) -> None:
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
     def runtime_factory(settings) -> ModelRuntime:  # noqa: ANN001 - the container's Settings
-        local = settings.model_copy(update={"engine": "transformers", "device": "cpu", "model_dir": demo_model_dir,
-                                            "sr_enabled": False})
+        local = settings.model_copy(
+            update={
+                "engine": "transformers",
+                "device": "cpu",
+                "model_dir": demo_model_dir,
+                "sr_enabled": False,
+            }
+        )
         return ModelRuntime(local, warmup=failing_warmup)
 
     host = _host(monkeypatch, runtime_factory=runtime_factory)
     try:
-        with pytest.raises(RuntimeError, match="ended warmup_failed, not ready: warm-up failed: RuntimeError: CUDA"):
+        with pytest.raises(
+            RuntimeError, match="ended warmup_failed, not ready: warm-up failed: RuntimeError: CUDA"
+        ):
             await host.load()
         assert host.runtime.state == RuntimeState.WARMUP_FAILED
     finally:
@@ -452,8 +470,9 @@ async def test_web_attaches_the_detector_and_stop_flushes_then_shuts_down(
             return 0
 
     def factory(settings: object, runtime: object, gpu_faults: object) -> types.SimpleNamespace:
-        services = types.SimpleNamespace(runtime=runtime, gpu_faults=gpu_faults,
-                                         access=types.SimpleNamespace(request_logger=RequestLog()))
+        services = types.SimpleNamespace(
+            runtime=runtime, gpu_faults=gpu_faults, access=types.SimpleNamespace(request_logger=RequestLog())
+        )
         return types.SimpleNamespace(state=types.SimpleNamespace(services=services))
 
     host = _host(monkeypatch, app_factory=factory)
@@ -467,7 +486,9 @@ async def test_web_attaches_the_detector_and_stop_flushes_then_shuts_down(
     assert closed == ["request_log"] and host.runtime.shutdowns == 1
 
 
-async def test_stop_closes_the_metrics_push_after_the_request_log_flush(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_stop_closes_the_metrics_push_after_the_request_log_flush(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Modal's exit closes the app's metrics pusher (final push, group deleted) in case the lifespan did not."""
     import types
 
@@ -504,7 +525,10 @@ def _write(path: Path, data: bytes) -> str:
 
 def test_download_uses_the_full_spec_digests() -> None:
     paths = {f.path: f for f in modal_app.SPARK_FILES}
-    assert paths["LLM/model.safetensors"].sha256 == "54825baf0a2f6076eb3c78fa1d22a95aee225f59070a8b295f8169db860eb109"
+    assert (
+        paths["LLM/model.safetensors"].sha256
+        == "54825baf0a2f6076eb3c78fa1d22a95aee225f59070a8b295f8169db860eb109"
+    )
     assert paths["BiCodec/model.safetensors"].sha256.startswith("e9940cd4")
     assert all(f.sha256 is None or len(f.sha256) == 64 for f in modal_app.SPARK_FILES + modal_app.APBWE_FILES)
     assert modal_app.SPARK_REVISION == "642071559bfc6346c2359d19dcb6be3f9dd8a05d"
@@ -566,7 +590,9 @@ def test_download_stores_verifies_reports_and_commits(
         "APBWE_FILES",
         tuple(ExpectedFile(n, len(d), hashlib.sha256(d).hexdigest()) for n, d in sr_files.items()),
     )
-    with pytest.raises(RuntimeError, match="1 file\\(s\\) failed verification and were set aside.*LLM/model.safetensors"):
+    with pytest.raises(
+        RuntimeError, match="1 file\\(s\\) failed verification and were set aside.*LLM/model.safetensors"
+    ):
         modal_app.download.local(
             sr_url=str(sr_source / "g_16kto48k"),
             sr_config_url=str(sr_source / "config.json"),
@@ -818,7 +844,9 @@ def test_timeout_and_text_limit_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = modal_app.ModalConfig(timeout=600)
     settings = deployment.container_settings(cfg)
     assert settings.limits.max_text_chars == 600 * deployment.MIN_CHARS_PER_SECOND < 50_000
-    assert deployment.container_settings(modal_app.ModalConfig()).limits.max_text_chars == 50_000  # 1 h covers 50k
+    assert (
+        deployment.container_settings(modal_app.ModalConfig()).limits.max_text_chars == 50_000
+    )  # 1 h covers 50k
 
 
 def test_model_volume_is_never_created_implicitly_and_compile_threads_only_with_snapshots() -> None:
@@ -829,13 +857,21 @@ def test_model_volume_is_never_created_implicitly_and_compile_threads_only_with_
 
 
 def test_the_modal_extra_is_the_deploy_client_alone_and_dev_includes_it() -> None:
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
     modal_extra = [Requirement(d) for d in extras["modal"]]
     assert [r.name for r in modal_extra] == ["modal"] and str(modal_extra[0].specifier).startswith("==")
     dev = [Requirement(d) for d in extras["dev"]]
     assert any(r.name == "spark-tts-service" and r.extras == {"modal"} for r in dev)  # one pin, in [modal]
     assert not any(r.name == "modal" for r in dev)
     # `modal deploy app.py` imports app.py on the deploying machine: nothing beyond the standard library and modal.
-    loaded = subprocess.run([sys.executable, "-c", "import sys, app; print(' '.join(sys.modules))"], cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=True)
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, app; print(' '.join(sys.modules))"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert not {"torch", "fastapi", "pydantic", "numpy", "transformers"} & set(loaded.stdout.split())

@@ -44,6 +44,8 @@ def test_every_dependency_of_a_route_is_async() -> None:
     for route in _routes(app.routes):
         for call in _dependencies(route.dependant):
             checked += 1
-            assert _runs_on_the_loop(call), f"{route.path}: dependency {getattr(call, '__name__', call)!r} is a " \
-                                            "plain def (FastAPI runs it in a worker thread)"
+            assert _runs_on_the_loop(call), (
+                f"{route.path}: dependency {getattr(call, '__name__', call)!r} is a "
+                "plain def (FastAPI runs it in a worker thread)"
+            )
     assert checked > 20

@@ -350,9 +350,7 @@ def test_other_scripts_pass_through_unchanged(text: str):
     assert say(text) == text
 
 
-_OTHER_SCRIPTS = st.text(
-    alphabet=st.sampled_from(list("తెలుగుభాషమరحبابالعالمשלוםעולם中文 ")), max_size=60
-)
+_OTHER_SCRIPTS = st.text(alphabet=st.sampled_from(list("తెలుగుభాషమరحبابالعالمשלוםעולם中文 ")), max_size=60)
 
 
 @settings(max_examples=200, deadline=None)
@@ -382,7 +380,9 @@ _TOKENS = st.sampled_from(
 
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.tuples(_TOKENS, st.sampled_from(["", " ", "  "])), max_size=25))
-@example([("[excited]", ""), (":", ""), ("20,000", "")])  # read as a Markdown link definition and dropped, once
+@example(
+    [("[excited]", ""), (":", ""), ("20,000", "")]
+)  # read as a Markdown link definition and dropped, once
 def test_property_tricky_token_mixtures(parts: list[tuple[str, str]]):
     text = "".join(token + space for token, space in parts)
     result = normalize_text(text)

@@ -12,15 +12,23 @@ from core.numerics import model_numerics
 from services.deployment.runtime import ModelRuntime
 from shared.settings import Settings
 
-OFF = {"cuda_matmul_tf32": False, "cudnn_conv_tf32": False, "cudnn_benchmark": False,
-       "float32_matmul_precision": "highest"}
+OFF = {
+    "cuda_matmul_tf32": False,
+    "cudnn_conv_tf32": False,
+    "cudnn_benchmark": False,
+    "float32_matmul_precision": "highest",
+}
 
 
 @pytest.fixture
 def loose_numerics() -> Iterator[None]:
     """Start from the opposite of what the runtime sets (TF32 everywhere, autotuning on); restore afterwards."""
-    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark,
-             torch.get_float32_matmul_precision())
+    saved = (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.benchmark,
+        torch.get_float32_matmul_precision(),
+    )
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
@@ -41,12 +49,16 @@ def test_building_the_runtime_turns_tf32_and_autotuning_off(loose_numerics: None
     assert any(record.getMessage() == "model numerics" for record in caplog.records)
 
 
-def test_the_modal_container_sets_them_in_prepare(loose_numerics: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_modal_container_sets_them_in_prepare(
+    loose_numerics: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from services.deployment.modal_deployment import ContainerLifecycle, ModalConfig
 
     for key in list(os.environ):
         if key.startswith("TTS_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("TTS_API_KEYS", "k1")
-    ContainerLifecycle(ModalConfig(), stop_hook=lambda: None).prepare()  # the real ModelRuntime, nothing loaded
+    ContainerLifecycle(
+        ModalConfig(), stop_hook=lambda: None
+    ).prepare()  # the real ModelRuntime, nothing loaded
     assert model_numerics() == OFF

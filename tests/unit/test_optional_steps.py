@@ -29,8 +29,10 @@ def failures(step: str) -> float:
 
 
 def generate(client: TestClient, **fields):
-    return client.post("/v1/tts/generate", json={"text": "Hello there, a short one.", "speaker": "fixed", "seed": 3,
-                                                 **fields})
+    return client.post(
+        "/v1/tts/generate",
+        json={"text": "Hello there, a short one.", "speaker": "fixed", "seed": 3, **fields},
+    )
 
 
 def test_a_tail_cutter_that_raises_leaves_the_request_completed(client: TestClient, monkeypatch) -> None:
@@ -50,8 +52,9 @@ def test_a_tail_cutter_that_raises_leaves_the_request_completed(client: TestClie
     assert again.status_code == 404 and again.json()["error"]["code"] == "REQUEST_NOT_FOUND", again.text
 
 
-def test_an_on_complete_hook_that_raises_is_counted_and_the_stream_ends_cleanly(client: TestClient,
-                                                                                monkeypatch) -> None:
+def test_an_on_complete_hook_that_raises_is_counted_and_the_stream_ends_cleanly(
+    client: TestClient, monkeypatch
+) -> None:
     original = Continuity.track
 
     def track(self: Continuity, job, key_id) -> None:
@@ -64,8 +67,11 @@ def test_an_on_complete_hook_that_raises_is_counted_and_the_stream_ends_cleanly(
 
     monkeypatch.setattr(Continuity, "track", track)
     before = failures("on_complete")
-    with client.stream("POST", "/v1/tts/generate", json={"text": "Streamed words here.", "speaker": "fixed",
-                                                          "stream": True, "format": "pcm", "seed": 4}) as response:
+    with client.stream(
+        "POST",
+        "/v1/tts/generate",
+        json={"text": "Streamed words here.", "speaker": "fixed", "stream": True, "format": "pcm", "seed": 4},
+    ) as response:
         body = b"".join(response.iter_bytes())
     assert response.status_code == 200 and len(body) > 0
     assert failures("on_complete") == before + 1

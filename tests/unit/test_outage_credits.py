@@ -53,7 +53,11 @@ async def test_served_up_to_the_allowance_then_503_and_taken_when_settled() -> N
     assert [h.outage_credits for h in held] == [10, 10]
     with pytest.raises(CreditError) as refused:
         await ledger.reserve(key, 10, "r2")  # 30 > 25
-    assert (refused.value.code, refused.value.status, refused.value.retry_after) == ("SERVICE_UNAVAILABLE", 503, 5)
+    assert (refused.value.code, refused.value.status, refused.value.retry_after) == (
+        "SERVICE_UNAVAILABLE",
+        503,
+        5,
+    )
     await ledger.release(held[1])  # never started: nothing owed, its allowance is free again
     assert ledger.outage.spent("metered") == 10
     store.down = False

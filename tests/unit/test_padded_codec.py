@@ -55,7 +55,11 @@ def _ids(n: int, seed: int) -> np.ndarray:
 
 
 @SLOW
-@given(lengths=st.lists(st.integers(1, 20), min_size=1, max_size=4), extra=st.integers(0, 9), seed=st.integers(0, 99))
+@given(
+    lengths=st.lists(st.integers(1, 20), min_size=1, max_size=4),
+    extra=st.integers(0, 9),
+    seed=st.integers(0, 99),
+)
 def test_padded_rows_equal_each_row_decoded_alone(decoder, lengths, extra, seed) -> None:
     width = max(lengths) + extra
     ids = np.zeros((len(lengths), width), np.int64)
@@ -118,8 +122,11 @@ def test_the_offline_api_still_checks_ranges(decoder) -> None:
 
 
 @SLOW
-@given(lengths=st.lists(st.integers(1_000, 2_000), min_size=1, max_size=3), extra=st.integers(0, 500),
-       seed=st.integers(0, 99))
+@given(
+    lengths=st.lists(st.integers(1_000, 2_000), min_size=1, max_size=3),
+    extra=st.integers(0, 500),
+    seed=st.integers(0, 99),
+)
 def test_sr_batch_rows_equal_single_windows_away_from_the_padding(sr, lengths, extra, seed) -> None:
     rng = np.random.default_rng(seed)
     rows = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in lengths]
@@ -161,12 +168,17 @@ def _run(runner: ModelRunner, call: Call) -> list[np.ndarray]:
 def test_runner_returns_each_decode_rows_kept_samples(decoder) -> None:
     runner = ModelRunner(decoder)
     try:
-        windows = (DecodeWindow(_ids(14, 1), _d(decoder, 1), 3, 10), DecodeWindow(_ids(9, 2), _d(decoder, 2), 0, 9),
-                   DecodeWindow(_ids(16, 3), _d(decoder, 3), 16, 16))
+        windows = (
+            DecodeWindow(_ids(14, 1), _d(decoder, 1), 3, 10),
+            DecodeWindow(_ids(9, 2), _d(decoder, 2), 0, 9),
+            DecodeWindow(_ids(16, 3), _d(decoder, 3), 16, 16),
+        )
         for call in (Call("decode", windows, 16, 4), Call("decode", windows[:1], None, 1)):
             out = runner.run_sync(call)
             for w, got in zip(call.windows, out, strict=True):
-                alone = decoder.decode_with_speaker(torch.from_numpy(w.ids.astype(np.int64))[None], w.d_vector[None])
+                alone = decoder.decode_with_speaker(
+                    torch.from_numpy(w.ids.astype(np.int64))[None], w.d_vector[None]
+                )
                 want = alone[0, w.keep_start * 320 : w.keep_end * 320].numpy()
                 assert got.dtype == np.float32 and got.shape == want.shape and got.flags.owndata
                 np.testing.assert_allclose(got, want, atol=DECODE_ATOL, rtol=0)
@@ -186,14 +198,22 @@ def _window(decoder: BiCodecDecoder, length: int, keep: tuple[int, int], seed: i
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=st.lists(st.tuples(st.integers(1, 64), st.integers(0, 30), st.integers(0, 40)), min_size=1, max_size=4),
-       margin=st.integers(0, 20), seed=st.integers(0, 99))
-def test_a_rows_wave_generator_on_its_kept_tokens_and_reach_gives_the_whole_windows_audio(decoder, rows, margin,
-                                                                                        seed) -> None:
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(1, 64), st.integers(0, 30), st.integers(0, 40)), min_size=1, max_size=4
+    ),
+    margin=st.integers(0, 20),
+    seed=st.integers(0, 99),
+)
+def test_a_rows_wave_generator_on_its_kept_tokens_and_reach_gives_the_whole_windows_audio(
+    decoder, rows, margin, seed
+) -> None:
     """The wave generator (~95% of a decode) runs on each row's kept tokens +- its reach, the prenet on the whole
     window, rows of different spans in one padded call: every row's kept audio equals the whole window's decode."""
     policy = SchedulerPolicy(decode_reach=decoder.wave_reach_tokens, decode_margin=margin, pad_batch=False)
-    windows = tuple(_window(decoder, n, (min(start, n), kept), seed + i) for i, (n, start, kept) in enumerate(rows))
+    windows = tuple(
+        _window(decoder, n, (min(start, n), kept), seed + i) for i, (n, start, kept) in enumerate(rows)
+    )
     spans = tuple(policy.units("decode", w)[1] for w in windows)
     widest = max(end - start for start, end in spans)
     runner = ModelRunner(decoder)
@@ -211,7 +231,9 @@ def test_trimmed_calls_from_several_device_threads_at_once_equal_each_call_alone
     policy = SchedulerPolicy(pad_batch=False)
     calls = []
     for k in range(8):
-        windows = tuple(_window(decoder, 30 + 7 * i + k, (min(24, 5 + k), 9 + i), seed=10 * k + i) for i in range(3))
+        windows = tuple(
+            _window(decoder, 30 + 7 * i + k, (min(24, 5 + k), 9 + i), seed=10 * k + i) for i in range(3)
+        )
         spans = tuple(policy.units("decode", w)[1] for w in windows)
         calls.append(Call("decode", windows, None, 3, spans=spans, margin=policy.prenet_margin))
     solo = ModelRunner(decoder)
@@ -233,7 +255,9 @@ def test_trimmed_calls_from_several_device_threads_at_once_equal_each_call_alone
 
 def test_a_reach_shorter_than_the_wave_generators_changes_the_audio(decoder) -> None:
     """The comparison above can see a wrong reach: 5 tokens short of it, a row with context trimmed differs."""
-    w = _window(decoder, 73, (24, 25), seed=5)  # the service's steady window: 24 context, 25 kept, 24 look-ahead
+    w = _window(
+        decoder, 73, (24, 25), seed=5
+    )  # the service's steady window: 24 context, 25 kept, 24 look-ahead
     runner = ModelRunner(decoder)
     try:
         errors = {}
@@ -243,7 +267,12 @@ def test_a_reach_shorter_than_the_wave_generators_changes_the_audio(decoder) -> 
             errors[reach] = float(np.abs(got - _alone(decoder, w)).max())
     finally:
         runner.close()
-    assert errors[decoder.wave_reach_tokens] <= DECODE_ATOL < 100 * DECODE_ATOL < errors[decoder.wave_reach_tokens - 5]
+    assert (
+        errors[decoder.wave_reach_tokens]
+        <= DECODE_ATOL
+        < 100 * DECODE_ATOL
+        < errors[decoder.wave_reach_tokens - 5]
+    )
 
 
 def test_the_released_wave_generator_reads_eleven_tokens_each_side_of_the_68_the_decoder_reads() -> None:
@@ -255,15 +284,23 @@ def test_the_released_wave_generator_reads_eleven_tokens_each_side_of_the_68_the
 
 
 @settings(max_examples=300, deadline=None)
-@given(length=st.integers(1, 400), a=st.integers(0, 400), b=st.integers(0, 400), reach=st.integers(0, 80),
-       margin=st.integers(0, 40))
-def test_a_wave_span_covers_the_kept_tokens_and_their_reach_and_leaves_at_most_the_margin(length, a, b, reach,
-                                                                                        margin) -> None:
+@given(
+    length=st.integers(1, 400),
+    a=st.integers(0, 400),
+    b=st.integers(0, 400),
+    reach=st.integers(0, 80),
+    margin=st.integers(0, 40),
+)
+def test_a_wave_span_covers_the_kept_tokens_and_their_reach_and_leaves_at_most_the_margin(
+    length, a, b, reach, margin
+) -> None:
     keep_start, keep_end = sorted((min(a, length), min(b, length)))
     w = DecodeWindow(np.zeros(length, np.int32), None, keep_start, keep_end)
     start, end = w.wave_span(reach, margin)
     assert 0 <= start <= keep_start <= keep_end <= end <= length
-    assert start <= max(0, keep_start - reach) and end >= min(length, keep_end + reach)  # the reach, or the edge
+    assert start <= max(0, keep_start - reach) and end >= min(
+        length, keep_end + reach
+    )  # the reach, or the edge
     assert start <= margin and length - end <= margin  # the rest of the window fits the prenet's margins
     assert w.wave_span(None, margin) == (0, length)
 
@@ -272,7 +309,10 @@ def test_runner_returns_each_sr_rows_kept_samples(decoder, sr) -> None:
     runner = ModelRunner(decoder, sr)
     rng = np.random.default_rng(4)
     try:
-        a, b = (0.1 * rng.standard_normal(2_000)).astype(np.float32), (0.1 * rng.standard_normal(1_800)).astype(np.float32)
+        a, b = (
+            (0.1 * rng.standard_normal(2_000)).astype(np.float32),
+            (0.1 * rng.standard_normal(1_800)).astype(np.float32),
+        )
         ctx = sr.context
         windows = (SRWindow(a, 3 * 80, 3 * (a.size - ctx)), SRWindow(b, 0, 3 * (b.size - ctx)))
         out = _run(runner, Call("sr", windows, 2_400, 2))
@@ -303,11 +343,14 @@ class _Recorder:
 
 
 @pytest.mark.parametrize("preference", ["exact", "balanced", "lowest"])
-def test_every_schedules_windows_padded_and_batched_by_the_scheduler_equal_them_alone(decoder, preference) -> None:
+def test_every_schedules_windows_padded_and_batched_by_the_scheduler_equal_them_alone(
+    decoder, preference
+) -> None:
     """Two streams' windows of a latency schedule, run through the real scheduler (padded rows, padded batches)
     and the runner, give each window's audio as decoded alone: streamed == offline keeps its stated tolerance."""
-    config = StreamingConfig(first_chunk_tokens=6, max_chunk_tokens=24, left_context_tokens=8,
-                             lookahead_tokens=8).for_latency(preference)
+    config = StreamingConfig(
+        first_chunk_tokens=6, max_chunk_tokens=24, left_context_tokens=8, lookahead_tokens=8
+    ).for_latency(preference)
     recorded: list[tuple[np.ndarray, np.ndarray, torch.Tensor]] = []
     for seed in (1, 2):
         recorder = _Recorder(decoder)
@@ -323,11 +366,14 @@ def test_every_schedules_windows_padded_and_batched_by_the_scheduler_equal_them_
         runner = ModelRunner(decoder)
         async with CodecScheduler(runner, policy) as scheduler:
             handle = scheduler.open_stream()
-            outs = await asyncio.gather(*(handle.decode(DecodeWindow(ids, d, 0, ids.size))
-                                          for ids, _, d in recorded))
+            outs = await asyncio.gather(
+                *(handle.decode(DecodeWindow(ids, d, 0, ids.size)) for ids, _, d in recorded)
+            )
             stats = scheduler.stats
         runner.close()
-        assert stats.valid_work < stats.work and stats.mean_batch("decode") > 1  # padding and batching did happen
+        assert (
+            stats.valid_work < stats.work and stats.mean_batch("decode") > 1
+        )  # padding and batching did happen
         return outs
 
     for (_, alone, _), got in zip(recorded, asyncio.run(main()), strict=True):
@@ -338,32 +384,57 @@ def test_every_schedules_windows_padded_and_batched_by_the_scheduler_equal_them_
 
 
 def test_the_graph_plan_covers_buckets_within_the_work_bound() -> None:
-    policy = SchedulerPolicy(decode_buckets=(16, 32), sr_buckets=(3_520,), batch_sizes=(1, 2, 4),
-                             max_call_decode_tokens=64, max_call_sr_samples=7_040)
+    policy = SchedulerPolicy(
+        decode_buckets=(16, 32),
+        sr_buckets=(3_520,),
+        batch_sizes=(1, 2, 4),
+        max_call_decode_tokens=64,
+        max_call_sr_samples=7_040,
+    )
     plan = GraphPlan.from_policy(policy)
-    assert plan.keys == {GraphKey("decode", 16, 1), GraphKey("decode", 16, 2), GraphKey("decode", 16, 4),
-                         GraphKey("decode", 32, 1), GraphKey("decode", 32, 2),
-                         GraphKey("sr", 3_520, 1), GraphKey("sr", 3_520, 2)}
+    assert plan.keys == {
+        GraphKey("decode", 16, 1),
+        GraphKey("decode", 16, 2),
+        GraphKey("decode", 16, 4),
+        GraphKey("decode", 32, 1),
+        GraphKey("decode", 32, 2),
+        GraphKey("sr", 3_520, 1),
+        GraphKey("sr", 3_520, 2),
+    }
     # Captured by expected use (tests/unit/test_codec_graphs.py): fewest rows first, decode before SR, shortest first.
-    assert plan.ordered() == [GraphKey("decode", 16, 1), GraphKey("decode", 32, 1), GraphKey("sr", 3_520, 1),
-                              GraphKey("decode", 16, 2), GraphKey("decode", 32, 2), GraphKey("sr", 3_520, 2),
-                              GraphKey("decode", 16, 4)]
+    assert plan.ordered() == [
+        GraphKey("decode", 16, 1),
+        GraphKey("decode", 32, 1),
+        GraphKey("sr", 3_520, 1),
+        GraphKey("decode", 16, 2),
+        GraphKey("decode", 32, 2),
+        GraphKey("sr", 3_520, 2),
+        GraphKey("decode", 16, 4),
+    ]
 
 
 def test_a_call_outside_the_plan_falls_back_to_eager() -> None:
-    plan = GraphPlan.from_policy(SchedulerPolicy(decode_buckets=(16, 32), batch_sizes=(1, 2, 4),
-                                                 max_call_decode_tokens=64), kinds=("decode", "sr"))
+    plan = GraphPlan.from_policy(
+        SchedulerPolicy(decode_buckets=(16, 32), batch_sizes=(1, 2, 4), max_call_decode_tokens=64),
+        kinds=("decode", "sr"),
+    )
     w = DecodeWindow(np.zeros(10, np.int32), None, 0, 10)
     s = SRWindow(np.zeros(3_000, np.float32), 0, 10)
     m = plan.margin
-    assert m == SchedulerPolicy().decode_margin  # the prenet's columns beyond the wave spans: part of the shape
+    assert (
+        m == SchedulerPolicy().decode_margin
+    )  # the prenet's columns beyond the wave spans: part of the shape
     assert plan.key_for(Call("decode", (w,), 16, 2, margin=m)) == GraphKey("decode", 16, 2)
     assert plan.key_for(Call("decode", (w,), 16, 2, margin=0)) is None  # placed for another graph's shape
-    assert plan.key_for(Call("decode", (w,), None, 1, margin=m)) is None  # longer than every bucket: exact length
+    assert (
+        plan.key_for(Call("decode", (w,), None, 1, margin=m)) is None
+    )  # longer than every bucket: exact length
     assert plan.key_for(Call("decode", (w,), 32, 4, margin=m)) is None  # over the work bound: not captured
     assert plan.key_for(Call("decode", (w,), 16, 3, margin=m)) is None  # a row count outside the batch sizes
     assert plan.key_for(Call("sr", (s,), 3_520, 1)) == GraphKey("sr", 3_520, 1)
-    assert plan.key_for(Call("sr", (s,), 3_520, 1, true_end=True)) is None  # a stream's end keeps its exact path
+    assert (
+        plan.key_for(Call("sr", (s,), 3_520, 1, true_end=True)) is None
+    )  # a stream's end keeps its exact path
 
 
 @SLOW

@@ -71,11 +71,16 @@ def test_a_warm_up_failure_stays_up_not_ready_with_the_reason(demo_model_dir: Pa
 
 
 def test_the_deployment_text_limit_applies_to_http(demo_model_dir: Path) -> None:
-    settings = Settings(model_dir=demo_model_dir, auth_enabled=False, warmup=False, log_json=False, max_text_chars=10)
+    settings = Settings(
+        model_dir=demo_model_dir, auth_enabled=False, warmup=False, log_json=False, max_text_chars=10
+    )
     with TestClient(create_app(settings, runtime=SlowRuntime(settings))) as client:
         response = client.post("/v1/tts/generate", json={"text": "x" * 11})
         assert response.status_code == 413
-        assert response.json()["error"]["code"] == "TEXT_TOO_LONG" and "at most 10" in response.json()["error"]["message"]
+        assert (
+            response.json()["error"]["code"] == "TEXT_TOO_LONG"
+            and "at most 10" in response.json()["error"]["message"]
+        )
         openai = client.post("/v1/audio/speech", json={"input": "y" * 11, "voice": "alloy"})
         assert openai.status_code == 413 and openai.json()["error"]["param"] == "input"
 
@@ -89,8 +94,15 @@ def test_every_503_says_when_to_retry() -> None:
 
 
 def test_public_deployment_switches_hide_docs_and_protect_metrics(demo_model_dir: Path) -> None:
-    settings = Settings(model_dir=demo_model_dir, auth_enabled=False, warmup=False, log_json=False,
-                        docs_enabled=False, metrics_require_admin=True, admin_key="adm")
+    settings = Settings(
+        model_dir=demo_model_dir,
+        auth_enabled=False,
+        warmup=False,
+        log_json=False,
+        docs_enabled=False,
+        metrics_require_admin=True,
+        admin_key="adm",
+    )
     with TestClient(create_app(settings, runtime=SlowRuntime(settings))) as client:
         for path in ("/docs", "/redoc", "/openapi.json"):
             assert client.get(path).status_code == 404
@@ -108,20 +120,36 @@ def test_every_http_answer_is_counted_by_route_and_status_and_cors_is_opt_in(dem
         labels = {"route": route, "method": method, "status": status}
         return REGISTRY.get_sample_value("veena3_tts_http_requests_total", labels) or 0.0
 
-    settings = Settings(model_dir=demo_model_dir, auth_enabled=False, warmup=False, log_json=False,
-                        cors_origins="https://app.example.com")
+    settings = Settings(
+        model_dir=demo_model_dir,
+        auth_enabled=False,
+        warmup=False,
+        log_json=False,
+        cors_origins="https://app.example.com",
+    )
     with TestClient(create_app(settings, runtime=SlowRuntime(settings))) as client:
-        before = (count("/v1/tts/generate", "POST", "400"), count("unmatched", "GET", "404"),
-                  count("/v1/tts/ready", "GET", "503"))
+        before = (
+            count("/v1/tts/generate", "POST", "400"),
+            count("unmatched", "GET", "404"),
+            count("/v1/tts/ready", "GET", "503"),
+        )
         assert client.post("/v1/tts/generate", json={"text": ""}).status_code == 400
         assert client.get("/nowhere/12345").status_code == 404
         assert client.get("/v1/tts/ready").status_code == 503
-        assert (count("/v1/tts/generate", "POST", "400"), count("unmatched", "GET", "404"),
-                count("/v1/tts/ready", "GET", "503")) == tuple(b + 1 for b in before)
+        assert (
+            count("/v1/tts/generate", "POST", "400"),
+            count("unmatched", "GET", "404"),
+            count("/v1/tts/ready", "GET", "503"),
+        ) == tuple(b + 1 for b in before)
         assert 'route="/nowhere/12345"' not in client.get("/metrics").text  # raw paths never become labels
-        preflight = client.options("/v1/tts/generate", headers={
-            "Origin": "https://app.example.com", "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization,content-type"})
+        preflight = client.options(
+            "/v1/tts/generate",
+            headers={
+                "Origin": "https://app.example.com",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type",
+            },
+        )
         assert preflight.headers["access-control-allow-origin"] == "https://app.example.com"
         other = client.get("/v1/tts/health", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers

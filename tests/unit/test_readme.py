@@ -12,7 +12,9 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def test_settings_table_is_current() -> None:
     text = PAGE.read_text(encoding="utf-8")
-    assert page_with_table(text) == text, "run: python scripts/settings_table.py --write docs/operate/settings.md"
+    assert page_with_table(text) == text, (
+        "run: python scripts/settings_table.py --write docs/operate/settings.md"
+    )
 
 
 def test_settings_tables_group_every_setting_by_concern() -> None:
@@ -74,6 +76,8 @@ def test_every_readme_link_resolves() -> None:
         assert file.exists(), f"README links to {target}: no such file"
         if anchor:
             assert file.suffix == ".md", target
-            assert anchor in github_anchors(file.read_text(encoding="utf-8")), f"README links to {target}: no heading"
+            assert anchor in github_anchors(file.read_text(encoding="utf-8")), (
+                f"README links to {target}: no heading"
+            )
         checked += 1
     assert checked > 10

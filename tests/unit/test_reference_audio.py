@@ -45,7 +45,15 @@ def encode(samples: np.ndarray, rate: int, container: str, codec: str, *, channe
 
 def wav_with_format_tag(tag: int, payload: bytes, rate: int = 16000) -> bytes:
     fmt = struct.pack("<HHIIHH", tag, 1, rate, rate * 2, 2, 16)
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(payload)) + payload
+    body = (
+        b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + b"data"
+        + struct.pack("<I", len(payload))
+        + payload
+    )
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
@@ -77,13 +85,23 @@ def test_stereo_44k_keeps_channel_zero_at_16k():
 
 @pytest.mark.parametrize(
     ("container", "codec", "rate"),
-    [("flac", "flac", 48000), ("mp3", "libmp3lame", 44100), ("ogg", "libopus", 48000), ("webm", "libopus", 48000),
-     ("ipod", "aac", 44100), ("ogg", "libopus", 24000), ("wav", "pcm_s16le", 8000), ("wav", "pcm_mulaw", 8000)],
+    [
+        ("flac", "flac", 48000),
+        ("mp3", "libmp3lame", 44100),
+        ("ogg", "libopus", 48000),
+        ("webm", "libopus", 48000),
+        ("ipod", "aac", 44100),
+        ("ogg", "libopus", 24000),
+        ("wav", "pcm_s16le", 8000),
+        ("wav", "pcm_mulaw", 8000),
+    ],
     ids=["flac", "mp3", "ogg-opus", "webm-opus-mediarecorder", "m4a-aac", "opus-24k", "phone-8k", "mulaw"],
 )
 def test_common_uploads_decode_to_16k(container, codec, rate):
     reference = decode_reference_audio(encode(voiced(4.0, rate), rate, container, codec))
-    assert reference.source_sample_rate == (48000 if codec == "libopus" else rate)  # Opus always decodes at 48 kHz
+    assert reference.source_sample_rate == (
+        48000 if codec == "libopus" else rate
+    )  # Opus always decodes at 48 kHz
     assert abs(reference.duration_s - 4.0) < 0.12  # encoder priming/padding
     assert 0.05 < float(np.max(np.abs(reference.samples))) < 1.0
 

@@ -109,7 +109,9 @@ def test_per_frame_rate_drops_are_refused():
 def test_huge_declared_sample_counts_cost_no_more_than_the_duration_limit():
     # STREAMINFO declares 2^36-1 samples; each 4000 Hz frame of 65535 samples is 16 s: the third passes 30 s.
     frames = [flac_frame(i, rate_hz=4000, block=65535, channels=1) for i in range(500)]
-    peak, outcome = peak_while_decoding(flac(frames, rate=4000, channels=1, total_samples=2**36 - 1, block=65535))
+    peak, outcome = peak_while_decoding(
+        flac(frames, rate=4000, channels=1, total_samples=2**36 - 1, block=65535)
+    )
     assert isinstance(outcome, ReferenceAudioError) and outcome.code == "AUDIO_TOO_LONG"
     assert peak < PEAK_BOUND_BYTES
     # A WAV whose data chunk claims 4 GiB but holds 2 s decodes what is there.

@@ -14,8 +14,10 @@ from pydantic import ValidationError
 from api.schemas import OpenAISpeechRequest, TTSGenerateRequest, check_language
 from tests.demo_runtime import demo_client
 
-ROUTES = {"native": ("/v1/tts/generate", "text", {"max_tokens": 20}),
-          "openai": ("/v1/audio/speech", "input", {"max_tokens": 20, "response_format": "wav"})}
+ROUTES = {
+    "native": ("/v1/tts/generate", "text", {"max_tokens": 20}),
+    "openai": ("/v1/audio/speech", "input", {"max_tokens": 20, "response_format": "wav"}),
+}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,9 @@ def test_a_misspelt_field_is_refused_with_the_name_it_was_meant_to_be(client: Te
 
 
 @pytest.mark.parametrize("route", ROUTES)
-def test_language_english_or_chinese_passes_and_another_is_a_clear_400(client: TestClient, route: str) -> None:
+def test_language_english_or_chinese_passes_and_another_is_a_clear_400(
+    client: TestClient, route: str
+) -> None:
     for language in ("en", "en-US", "zh-CN", "Chinese"):
         assert _post(client, route, language=language).status_code == 200, language
     for language, words in (("fr", ["English (en)", "Chinese (zh)", "'fr'"]), ("hi-IN", ["no Hindi voice"])):
@@ -57,8 +61,15 @@ def test_language_english_or_chinese_passes_and_another_is_a_clear_400(client: T
 
 
 def test_language_names_map_to_their_code() -> None:
-    assert [check_language(v) for v in ("EN", "en_GB", "eng", "English", "zh-Hans", "cmn", "Mandarin")] == \
-        ["en", "en", "en", "en", "zh", "zh", "zh"]
+    assert [check_language(v) for v in ("EN", "en_GB", "eng", "English", "zh-Hans", "cmn", "Mandarin")] == [
+        "en",
+        "en",
+        "en",
+        "en",
+        "zh",
+        "zh",
+        "zh",
+    ]
     assert check_language(None) is None
     for body in (TTSGenerateRequest, OpenAISpeechRequest):
         with pytest.raises(ValidationError):

@@ -15,8 +15,14 @@ from tests.unit.test_request_log import MemorySink, record
 
 
 def _logger(sink: MemorySink, spool: RequestSpool) -> RequestLogger:
-    return RequestLogger(sink, queue_size=5, batch_size=4, flush_s=0.01, spool=spool,
-                         backoff=Backoff(initial_s=0.01, max_s=0.02))
+    return RequestLogger(
+        sink,
+        queue_size=5,
+        batch_size=4,
+        flush_s=0.01,
+        spool=spool,
+        backoff=Backoff(initial_s=0.01, max_s=0.02),
+    )
 
 
 def test_a_full_outage_drops_nothing_and_shutdown_keeps_everything(tmp_path: Path) -> None:
@@ -60,11 +66,16 @@ def test_the_same_server_id_is_kept_once(tmp_path: Path) -> None:
 
 def test_a_live_process_spool_is_never_adopted(tmp_path: Path) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from services.usage.request_spool import RequestSpool;"
-         f"s = RequestSpool(__import__('pathlib').Path({str(tmp_path)!r}), 'live'); s.append('x', {{}});"
-         "print('ready', flush=True); time.sleep(30)"],
-        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from services.usage.request_spool import RequestSpool;"
+            f"s = RequestSpool(__import__('pathlib').Path({str(tmp_path)!r}), 'live'); s.append('x', {{}});"
+            "print('ready', flush=True); time.sleep(30)",
+        ],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "ready"
@@ -171,15 +182,23 @@ def test_a_killed_process_intents_are_recovered_once_as_interrupted(tmp_path: Pa
     sink = _replayed(tmp_path, rows=4)
     assert sink.adopted == 4 and sink.in_progress == 0
     assert {i: r.status for i, r in sink.rows.items()} == {
-        "req-0": "completed", "req-1": "completed", "req-2": "interrupted", "req-3": "interrupted"}
+        "req-0": "completed",
+        "req-1": "completed",
+        "req-2": "interrupted",
+        "req-3": "interrupted",
+    }
     assert [sink.rows[f"req-{i}"].credits_charged for i in range(4)] == [10, 10, 0, 0]
-    assert sink.rows["req-2"].error_code == "SERVER_INTERRUPTED" and sink.rows["req-2"].completed_at is not None
+    assert (
+        sink.rows["req-2"].error_code == "SERVER_INTERRUPTED" and sink.rows["req-2"].completed_at is not None
+    )
     assert RequestSpool(tmp_path, "again").adopted == 0  # nothing left to replay
 
 
 def _kill_after_ready(script: str) -> None:
     """Run `script` in a process of its own until it prints "ready", then SIGKILL it: no shutdown code runs."""
-    victim = subprocess.Popen([sys.executable, "-c", script], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+    victim = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert victim.stdout is not None and victim.stdout.readline().strip() == "ready"
     finally:
@@ -238,8 +257,11 @@ def test_a_killed_process_interrupted_rows_say_what_was_delivered(tmp_path: Path
     rows = sink.rows
     delivered, quiet = rows["req-0"], rows["req-1"]
     assert (delivered.status, delivered.credits_charged) == ("interrupted", 0)
-    assert (delivered.audio_duration_seconds, delivered.text_length, delivered.text) == (3.4, 19,
-                                                                                         "Hello there, friend")
+    assert (delivered.audio_duration_seconds, delivered.text_length, delivered.text) == (
+        3.4,
+        19,
+        "Hello there, friend",
+    )
     assert quiet.status == "interrupted" and quiet.text_length == 0 and not quiet.audio_duration_seconds
 
 

@@ -46,7 +46,9 @@ def env_of(steps: list[tuple[str, str]]) -> dict[str, str]:
 
 
 def project_packages() -> set[str]:
-    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"][
+        "include"
+    ]
     return {p.rstrip("*") for p in include}
 
 
@@ -60,7 +62,7 @@ def test_dockerfiles_copy_the_project_and_serve_it_with_a_readiness_check(name: 
     entry = json.loads(next(rest for word, rest in steps if word == "ENTRYPOINT"))
     entry += next((json.loads(rest) for word, rest in steps if word == "CMD"), [])  # a wrapper's command
     start = entry.index("uvicorn") - 1
-    assert entry[start:start + 4] == ["-m", "uvicorn", "--factory", "api:create_app"] and "0.0.0.0" in entry
+    assert entry[start : start + 4] == ["-m", "uvicorn", "--factory", "api:create_app"] and "0.0.0.0" in entry
     health = next(rest for word, rest in steps if word == "HEALTHCHECK")
     assert "/v1/tts/ready" in health
     for key in env_of(steps):
@@ -83,8 +85,12 @@ def test_the_gpu_image_builds_on_the_pinned_vllm_image_and_keeps_models_and_spoo
 def test_one_source_of_pins_for_the_modal_and_docker_images() -> None:
     assert modal_app.IMAGE_PACKAGES is image_pins.IMAGE_PACKAGES
     assert modal_app.PYTHON_VERSION == image_pins.PYTHON_VERSION
-    printed = subprocess.run([sys.executable, str(ROOT / "services" / "deployment" / "image_pins.py"), "--without", "vllm,torch"],
-                             capture_output=True, text=True, check=True).stdout.split()
+    printed = subprocess.run(
+        [sys.executable, str(ROOT / "services" / "deployment" / "image_pins.py"), "--without", "vllm,torch"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert printed == [p for p in image_pins.IMAGE_PACKAGES if not p.startswith(("vllm==", "torch=="))]
 
 
@@ -114,7 +120,9 @@ def test_the_compose_stack_wires_service_redis_postgres_prometheus_and_grafana(t
     config = (ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text()
     assert "/etc/prometheus/alerts.yml" in config
     local = tmp_path / "prometheus.yml"
-    local.write_text(config.replace("/etc/prometheus/alerts.yml", str(ROOT / "deploy" / "prometheus" / "alerts.yml")))
+    local.write_text(
+        config.replace("/etc/prometheus/alerts.yml", str(ROOT / "deploy" / "prometheus" / "alerts.yml"))
+    )
     promtool = shutil.which("promtool")
     assert promtool, "promtool (Debian prometheus) is installed by scripts/test"
     subprocess.run([promtool, "check", "config", str(local)], check=True, capture_output=True)
@@ -124,22 +132,40 @@ def _cpu_entrypoint_auth(**env: str) -> str | None:
     """TTS_AUTH_ENABLED as the CPU image's entry point hands it to the server, under the image's ENV plus `env`."""
     steps = instructions(DOCKER / "Dockerfile.cpu")
     base = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
-    done = subprocess.run(["sh", str(DOCKER / "cpu-entrypoint.sh"), sys.executable, "-c",
-                           "import os; print(os.environ.get('TTS_AUTH_ENABLED', '<unset>'))"],
-                          env={**base, **env_of(steps), **env}, capture_output=True, text=True, check=True, timeout=30)
+    done = subprocess.run(
+        [
+            "sh",
+            str(DOCKER / "cpu-entrypoint.sh"),
+            sys.executable,
+            "-c",
+            "import os; print(os.environ.get('TTS_AUTH_ENABLED', '<unset>'))",
+        ],
+        env={**base, **env_of(steps), **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
     value = done.stdout.strip().splitlines()[-1]
     return None if value == "<unset>" else value
 
 
 def test_the_cpu_image_turns_auth_on_when_keys_are_given() -> None:
     steps = instructions(DOCKER / "Dockerfile.cpu")
-    assert "TTS_AUTH_ENABLED" not in env_of(steps)  # the entry point decides, so a key given at `docker run` counts
-    assert json.loads(next(rest for word, rest in steps if word == "ENTRYPOINT")) == ["sh", "/app/cpu-entrypoint.sh"]
+    assert "TTS_AUTH_ENABLED" not in env_of(
+        steps
+    )  # the entry point decides, so a key given at `docker run` counts
+    assert json.loads(next(rest for word, rest in steps if word == "ENTRYPOINT")) == [
+        "sh",
+        "/app/cpu-entrypoint.sh",
+    ]
     assert _cpu_entrypoint_auth() == "false"  # the built-in demo, no key: off (published on loopback only)
     assert _cpu_entrypoint_auth(TTS_API_KEYS="k1") is None  # on: the setting's default
     assert _cpu_entrypoint_auth(TTS_API_KEYS_FILE="/keys.json") is None
     assert _cpu_entrypoint_auth(TTS_KEY_BACKEND="postgres") is None
-    assert _cpu_entrypoint_auth(TTS_MODEL_DIR="/models/spark") is None  # a real model: on (warns without keys)
+    assert (
+        _cpu_entrypoint_auth(TTS_MODEL_DIR="/models/spark") is None
+    )  # a real model: on (warns without keys)
     assert _cpu_entrypoint_auth(TTS_AUTH_ENABLED="true") == "true"
 
 
@@ -149,5 +175,6 @@ def test_the_compose_comments_name_the_migrations_there_are() -> None:
     ranges = re.findall(r"\b(\d{3})\.\.(\d{3})\b", text)
     assert ranges, "compose.yaml names the migrations it applies"
     for first, last in ranges:
-        assert (first, last) == (migrations[0], migrations[-1]), f"compose.yaml says {first}..{last}; deploy/sql has " \
-            f"{migrations[0]}..{migrations[-1]}"
+        assert (first, last) == (migrations[0], migrations[-1]), (
+            f"compose.yaml says {first}..{last}; deploy/sql has {migrations[0]}..{migrations[-1]}"
+        )

@@ -106,14 +106,17 @@ def test_an_unknown_variable_is_named_with_the_setting_it_most_probably_meant() 
     assert found["TTS_DECODE_BATCH_MAX"] is None  # nothing close: no misleading guess
 
 
-def test_start_up_warns_about_an_unknown_variable(monkeypatch: pytest.MonkeyPatch,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_start_up_warns_about_an_unknown_variable(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     from api.app import create_app
 
     monkeypatch.setenv("TTS_GUARD_MODE_S", "count")
     with caplog.at_level(logging.WARNING, logger="api.app"):
         create_app(Settings(auth_enabled=False, warmup=False, log_json=False))
-    assert any("TTS_GUARD_MODE_S" in r.getMessage() and "TTS_GUARD_MODES" in r.getMessage() for r in caplog.records)
+    assert any(
+        "TTS_GUARD_MODE_S" in r.getMessage() and "TTS_GUARD_MODES" in r.getMessage() for r in caplog.records
+    )
 
 
 def test_the_settings_table_has_one_section_per_group_and_the_modal_variables() -> None:
@@ -134,4 +137,6 @@ def test_a_mistyped_modal_variable_is_named(caplog: pytest.LogCaptureFixture) ->
     with caplog.at_level(logging.WARNING, logger="app"):
         config = ModalConfig.from_env({"TTS_MODAL_GPUS": "A100", "TTS_MODAL_CPU": "2"})
     assert config.gpu == ("H100",) and config.cpu == 2.0
-    assert any("TTS_MODAL_GPUS" in r.getMessage() and "TTS_MODAL_GPU" in r.getMessage() for r in caplog.records)
+    assert any(
+        "TTS_MODAL_GPUS" in r.getMessage() and "TTS_MODAL_GPU" in r.getMessage() for r in caplog.records
+    )

@@ -32,14 +32,23 @@ LICENCE_WALL = """\
 
 
 def _bash(script: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", "-c", f'source "{VENV_SH}"\n{script}'], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        ["bash", "-c", f'source "{VENV_SH}"\n{script}'],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_quiet_pip_drops_the_licence_wall_and_keeps_everything_else(tmp_path: Path) -> None:
     fake = tmp_path / "fake_pip_output.txt"
-    fake.write_text("before\nWARNING: Location 'x' is ignored: it is neither a file nor a directory.\n"
-                    + LICENCE_WALL + LICENCE_WALL + "ERROR: a real error\n")
+    fake.write_text(
+        "before\nWARNING: Location 'x' is ignored: it is neither a file nor a directory.\n"
+        + LICENCE_WALL
+        + LICENCE_WALL
+        + "ERROR: a real error\n"
+    )
     fake_python = tmp_path / "python"
     fake_python.write_text(f'#!/bin/sh\ncat "{fake}" >&2\nexit 3\n')
     fake_python.chmod(0o755)
@@ -48,8 +57,13 @@ def test_quiet_pip_drops_the_licence_wall_and_keeps_everything_else(tmp_path: Pa
 
 
 def test_a_long_install_prints_progress_and_keeps_its_status(tmp_path: Path) -> None:
-    done = _bash('PROGRESS_EVERY_S=1\nwith_progress torch sleep 2.5\n'
-                 'with_progress torch sh -c "exit 4" || echo "status $?"', tmp_path)
+    done = _bash(
+        "PROGRESS_EVERY_S=1\nwith_progress torch sleep 2.5\n"
+        'with_progress torch sh -c "exit 4" || echo "status $?"',
+        tmp_path,
+    )
     lines = done.stdout.splitlines()
-    assert lines[:2] == ["[setup] torch: still installing (1 s)", "[setup] torch: still installing (2 s)"], lines
+    assert lines[:2] == ["[setup] torch: still installing (1 s)", "[setup] torch: still installing (2 s)"], (
+        lines
+    )
     assert lines[-1] == "status 4"

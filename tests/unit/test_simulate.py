@@ -21,9 +21,14 @@ from core.apbwe import SRStream
 from core.streaming import StreamingConfig, StreamingDecoder
 from shared.settings import Settings
 
-H100 = {"name": "test", "llm_step_ms": {"fixed": 3.0, "per_row": 0.02},
-        "llm_prefill_ms": {"fixed": 3.0, "per_token": 0.004}, "decode_ms": {"fixed": 2.0, "per_token": 0.018},
-        "sr_ms": {"fixed": 2.0, "per_input_sample": 4.5e-5}, "host_ms": {"per_audio_second": 1.5}}
+H100 = {
+    "name": "test",
+    "llm_step_ms": {"fixed": 3.0, "per_row": 0.02},
+    "llm_prefill_ms": {"fixed": 3.0, "per_token": 0.004},
+    "decode_ms": {"fixed": 2.0, "per_token": 0.018},
+    "sr_ms": {"fixed": 2.0, "per_input_sample": 4.5e-5},
+    "host_ms": {"per_audio_second": 1.5},
+}
 
 
 def test_virtual_loop_sleeps_cost_no_wall_time_and_keep_order() -> None:
@@ -65,8 +70,11 @@ class _RecordingCodec:
 
 
 @settings(max_examples=40, deadline=None)
-@given(total=st.integers(1, 700), preference=st.sampled_from(["balanced", "lowest", "exact"]),
-       delta=st.integers(1, 7))
+@given(
+    total=st.integers(1, 700),
+    preference=st.sampled_from(["balanced", "lowest", "exact"]),
+    delta=st.integers(1, 7),
+)
 def test_plan_decode_matches_the_streaming_decoder(total: int, preference: str, delta: int) -> None:
     config = StreamingConfig(growth=1.5).for_latency(preference)
     codec = _RecordingCodec()
@@ -74,7 +82,7 @@ def test_plan_decode_matches_the_streaming_decoder(total: int, preference: str, 
     tokens = np.zeros(total, np.int64)
     sent: list[int] = []
     for i in range(0, total, delta):
-        sent.extend(c.size // 320 for c in decoder.push(tokens[i:i + delta]))
+        sent.extend(c.size // 320 for c in decoder.push(tokens[i : i + delta]))
     sent.extend(c.size // 320 for c in decoder.finish())
     plan = plan_decode(config, total)
     assert [w.length for w in plan] == codec.lengths
@@ -121,9 +129,17 @@ def test_overload_is_refused_and_no_admitted_stream_runs_dry() -> None:
 
 
 def test_admitting_everything_past_capacity_spreads_the_damage() -> None:
-    report = _run(300, arrive_within_s=2.0,
-                  admission={"pace_margin": 0.0, "max_codec_busy": float("inf"), "miss_grace_s": float("inf"),
-                     "max_codec_share": float("inf"), "ramp_floor": 10**9})
+    report = _run(
+        300,
+        arrive_within_s=2.0,
+        admission={
+            "pace_margin": 0.0,
+            "max_codec_busy": float("inf"),
+            "miss_grace_s": float("inf"),
+            "max_codec_share": float("inf"),
+            "ramp_floor": 10**9,
+        },
+    )
     assert report["streams_refused"] == 0
     assert report["underruns_prebuffer_100ms"] > 0
 
@@ -198,9 +214,10 @@ def test_an_exact_length_call_costs_the_eager_figures_where_the_model_gives_them
     assert served.call_seconds(bucketed) == pytest.approx((2.0 + 8.0e-5 * 4_800) / 1000)
     assert spec.call_seconds(exact) == pytest.approx((2.0 + 4.5e-5 * 4_000) / 1000)
     window = DecodeWindow(np.zeros(300, np.int32), None, 0, 300)
-    assert served.call_seconds(Call("decode", (window,), None, 1)) == pytest.approx((6.6 + 0.048 * 300) / 1000)
+    assert served.call_seconds(Call("decode", (window,), None, 1)) == pytest.approx(
+        (6.6 + 0.048 * 300) / 1000
+    )
     assert served.call_seconds(Call("decode", (window,), 512, 1)) == pytest.approx((2.0 + 0.018 * 512) / 1000)
-
 
 
 def test_every_first_chunk_decision_is_counted_by_schedule_and_reason() -> None:
@@ -210,13 +227,21 @@ def test_every_first_chunk_decision_is_counted_by_schedule_and_reason() -> None:
     from shared.metrics import REGISTRY
 
     def exported(schedule: str, reason: str) -> float:
-        value = REGISTRY.get_sample_value("veena3_tts_first_chunk_schedules_total",
-                                          {"schedule": schedule, "reason": reason})
+        value = REGISTRY.get_sample_value(
+            "veena3_tts_first_chunk_schedules_total", {"schedule": schedule, "reason": reason}
+        )
         return value or 0.0
 
-    before = {key: exported(*key) for key in (("balanced", "unmeasured"), ("lowest", "codec_light"),
-                                                ("balanced", "llm_slow"), ("exact", "codec_busy"),
-                                                ("exact", "requested"))}
+    before = {
+        key: exported(*key)
+        for key in (
+            ("balanced", "unmeasured"),
+            ("lowest", "codec_light"),
+            ("balanced", "llm_slow"),
+            ("exact", "codec_busy"),
+            ("exact", "requested"),
+        )
+    }
     sched = _Scheduler()
     generating = [4]
     adm = Admission(sched, generating=lambda: generating[0])
@@ -236,8 +261,13 @@ def test_every_first_chunk_decision_is_counted_by_schedule_and_reason() -> None:
         adm.note_tokens(4 * 15)
     assert adm.first_chunk_schedule("balanced") == "exact"
     assert adm.first_chunk_schedule("exact") == "exact"
-    assert adm.first_chunks == {("balanced", "unmeasured"): 1, ("lowest", "codec_light"): 1,
-                                ("balanced", "llm_slow"): 1, ("exact", "codec_busy"): 1, ("exact", "requested"): 1}
+    assert adm.first_chunks == {
+        ("balanced", "unmeasured"): 1,
+        ("lowest", "codec_light"): 1,
+        ("balanced", "llm_slow"): 1,
+        ("exact", "codec_busy"): 1,
+        ("exact", "requested"): 1,
+    }
     assert adm.long_first_chunks == 1
     assert {key: exported(*key) - before[key] for key in before} == {key: 1.0 for key in before}
 
@@ -453,7 +483,9 @@ def test_under_load_a_newcomer_gets_the_exact_first_chunk_only_while_the_llm_is_
     sched.active_streams = 6  # 0.7 of the device with one more: under the 0.8 share, the short schedule stays
     assert adm.first_chunk_schedule("balanced") == "balanced"
     sched.active_streams = 9
-    for _ in range(20):  # the LLM falls to 60 tokens/s per stream: the exact schedule's second chunk would be late
+    for _ in range(
+        20
+    ):  # the LLM falls to 60 tokens/s per stream: the exact schedule's second chunk would be late
         sched.now += 0.1
         sched.stats.busy_seconds += 0.09
         adm.note_tokens(4 * 6)
@@ -474,7 +506,10 @@ def test_a_48khz_newcomer_takes_the_lead_window_only_while_the_llm_is_3_5x_ahead
         sched.now += 0.1
         adm.note_tokens(4 * 15)
     assert not adm.sr_lead()
-    assert adm.sr_leads == {"taken": 2, "llm_slow": 1} and adm.view()["sr_leads"] == {"taken": 2, "llm_slow": 1}
+    assert adm.sr_leads == {"taken": 2, "llm_slow": 1} and adm.view()["sr_leads"] == {
+        "taken": 2,
+        "llm_slow": 1,
+    }
 
 
 def test_at_48khz_the_lead_window_brings_first_audio_forward_for_streams_starting_together() -> None:
@@ -483,7 +518,9 @@ def test_at_48khz_the_lead_window_brings_first_audio_forward_for_streams_startin
     lead = _run(32, sample_rate=48_000, arrive_within_s=0.0)
     no_lead = _run(32, sample_rate=48_000, arrive_within_s=0.0, sr_lead=False)
     assert lead["sr_leads"] == {"taken": 32} and no_lead["sr_leads"] == {}
-    assert lead["codec_calls"] <= no_lead["codec_calls"] + 2  # the 32 lead rows shared calls (in 3,520: 32 more)
+    assert (
+        lead["codec_calls"] <= no_lead["codec_calls"] + 2
+    )  # the 32 lead rows shared calls (in 3,520: 32 more)
     assert lead["ttfa_ms_p95"] < no_lead["ttfa_ms_p50"]
     assert lead["underruns_prebuffer_100ms"] == no_lead["underruns_prebuffer_100ms"] == 0
 

@@ -52,7 +52,9 @@ def test_a_bucket_allows_its_burst_then_its_rate() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.floats(0, 2), st.floats(0.1, 8)), max_size=60), st.floats(0.5, 50), st.floats(1, 20))
+@given(
+    st.lists(st.tuples(st.floats(0, 2), st.floats(0.1, 8)), max_size=60), st.floats(0.5, 50), st.floats(1, 20)
+)
 def test_a_bucket_never_grants_more_than_its_burst_plus_rate_times_time(steps, rate, burst) -> None:
     clock = Clock()
     bucket = TokenBucket(rate=rate, burst=burst, clock=clock)
@@ -91,8 +93,9 @@ def test_a_keys_connections_share_one_burst_that_reconnecting_does_not_refill() 
     and stalled every other key's requests. Its connections now share one key bucket (two connections' burst, every
     allowed connection's rate) that outlives them; another key has its own."""
     clock = Clock()
-    guard = SocketGuard(Settings(ws_messages_per_s=10, ws_message_burst=100, ws_max_connections_per_key=8),
-                        clock=clock)
+    guard = SocketGuard(
+        Settings(ws_messages_per_s=10, ws_message_burst=100, ws_max_connections_per_key=8), clock=clock
+    )
     sockets = [guard.message_limiter("flooder") for _ in range(8)]
     allowed = 0
     for limiter in sockets:  # each sends a full connection burst at once
@@ -125,10 +128,20 @@ def test_address_slots_cap_each_address_and_forget_empty_ones() -> None:
 # ---------------------------------------------------------------------------------------------- through the app
 @pytest.fixture(scope="module")
 def app_client(demo_model_dir: Path) -> Iterator[tuple[TestClient, Settings]]:
-    settings = Settings(model_dir=demo_model_dir, warmup=False, log_json=False, sr_enabled=False, auth_enabled=True,
-                        ws_auth_deadline_s=0.3, ws_max_unauthenticated_per_address=2, ws_messages_per_s=1,
-                        ws_message_burst=4, ws_message_chars_per_s=1000, ws_max_message_bytes=2000,
-                        rate_limit_per_minute=10_000)
+    settings = Settings(
+        model_dir=demo_model_dir,
+        warmup=False,
+        log_json=False,
+        sr_enabled=False,
+        auth_enabled=True,
+        ws_auth_deadline_s=0.3,
+        ws_max_unauthenticated_per_address=2,
+        ws_messages_per_s=1,
+        ws_message_burst=4,
+        ws_message_chars_per_s=1000,
+        ws_max_message_bytes=2000,
+        rate_limit_per_minute=10_000,
+    )
     store = StaticKeyStore()
     store.add_plain_key(KEY, key_id="socket-guard")
     access = AccessServices(settings, authenticator=Authenticator(store, ttl_s=30.0))
@@ -193,8 +206,10 @@ def test_sockets_waiting_for_a_key_are_capped_per_address(frozen: TestClient) ->
         with frozen.websocket_connect(f"{EL_PATH}&xi_api_key={KEY}") as keyed:
             keyed.send_text(json.dumps({"close_socket": True}))
             assert _closed(keyed) == ([], 1000)
-        with pytest.raises(WebSocketDenialResponse) as wrong, frozen.websocket_connect(
-                "/v1/tts/ws", headers={"Authorization": "Bearer wrong-key"}):
+        with (
+            pytest.raises(WebSocketDenialResponse) as wrong,
+            frozen.websocket_connect("/v1/tts/ws", headers={"Authorization": "Bearer wrong-key"}),
+        ):
             pass  # a wrong key is refused in its handshake all the same
         assert wrong.value.status_code == 401
         assert guard.unauthenticated.held("testclient") == 2
@@ -214,7 +229,10 @@ def test_a_message_flood_is_refused_with_an_error_then_1008(frozen: TestClient) 
             ws.send_text(json.dumps({"type": "ping", "id": i}))
         seen, code = _closed(ws)
     assert [m["type"] for m in seen] == ["pong"] * 4 + ["error"]
-    assert seen[-1]["error"]["code"] == "RATE_LIMIT_EXCEEDED" and "messages per second" in seen[-1]["error"]["message"]
+    assert (
+        seen[-1]["error"]["code"] == "RATE_LIMIT_EXCEEDED"
+        and "messages per second" in seen[-1]["error"]["message"]
+    )
     assert code == 1008
 
 
@@ -251,12 +269,17 @@ def test_a_key_that_flooded_cools_down_before_it_may_connect_again(frozen: TestC
         for i in range(5):
             ws.send_text(json.dumps({"type": "ping", "id": i}))
         assert _closed(ws)[1] == 1008
-    with pytest.raises(WebSocketDenialResponse) as denied, frozen.websocket_connect("/v1/tts/ws", headers=headers):
+    with (
+        pytest.raises(WebSocketDenialResponse) as denied,
+        frozen.websocket_connect("/v1/tts/ws", headers=headers),
+    ):
         pass
     assert denied.value.status_code == 429 and denied.value.headers["Retry-After"] == "10"
     assert "refused for 10 s" in denied.value.json()["error"]["message"]
-    with pytest.raises(WebSocketDenialResponse) as denied, frozen.websocket_connect(EL_PATH, headers={
-            "xi-api-key": KEY}):
+    with (
+        pytest.raises(WebSocketDenialResponse) as denied,
+        frozen.websocket_connect(EL_PATH, headers={"xi-api-key": KEY}),
+    ):
         pass  # a dialect that answers other refusals in-band refuses this one in the handshake too
     assert denied.value.status_code == 429
     clock.now += 10.0  # TTS_WS_FLOOD_PENALTY_S (default 10) later: welcome again
@@ -267,8 +290,10 @@ def test_a_key_that_flooded_cools_down_before_it_may_connect_again(frozen: TestC
 
 # ---------------------------------------------------------------------------------------------- the cooling gate
 @settings(max_examples=200, deadline=None)
-@given(st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=60),
-       st.sampled_from(["bearer", "x-api-key", "xi-api-key", "api_key", "xi_api_key"]))
+@given(
+    st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=60),
+    st.sampled_from(["bearer", "x-api-key", "xi-api-key", "api_key", "xi_api_key"]),
+)
 def test_the_gate_reads_the_key_the_route_authenticates(key: str, where: str) -> None:
     headers, query = [], b""
     if where == "bearer":
@@ -291,14 +316,22 @@ def test_a_cooling_keys_reconnect_is_refused_before_routing(frozen: TestClient) 
             ws.send_text(json.dumps({"type": "ping", "id": i}))
         assert _closed(ws)[1] == 1008
     guard: SocketGuard = frozen.app.state.socket_guard
-    assert guard.credential_cooling({"type": "websocket", "headers": [(b"x-api-key", KEY.encode())]}) is not None
-    for path, extra in (("/v1/tts/ws", headers), (f"/v1/tts/ws?api_key={KEY}", {}),
-                        (f"{EL_PATH}&xi_api_key={KEY}", {}), ("/no/such/socket", headers)):
+    assert (
+        guard.credential_cooling({"type": "websocket", "headers": [(b"x-api-key", KEY.encode())]}) is not None
+    )
+    for path, extra in (
+        ("/v1/tts/ws", headers),
+        (f"/v1/tts/ws?api_key={KEY}", {}),
+        (f"{EL_PATH}&xi_api_key={KEY}", {}),
+        ("/no/such/socket", headers),
+    ):
         with pytest.raises(WebSocketDenialResponse) as denied, frozen.websocket_connect(path, headers=extra):
             pass
         assert denied.value.status_code == 429 and denied.value.headers["Retry-After"] == "10", path
         assert denied.value.json()["error"]["code"] == "RATE_LIMIT_EXCEEDED", path
-    with frozen.websocket_connect(EL_PATH) as ws:  # the key in the first message: the route refuses it in-band
+    with frozen.websocket_connect(
+        EL_PATH
+    ) as ws:  # the key in the first message: the route refuses it in-band
         ws.send_text(json.dumps({"text": " ", "xi_api_key": KEY}))
         seen, code = _closed(ws)
     assert code == 1008 and seen[-1]["error"] == "rate_limit_exceeded"

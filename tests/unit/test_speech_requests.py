@@ -14,8 +14,13 @@ from services.pipeline.speech import SpeechService
 from services.pipeline.synthesis import SamplingOptions, SynthesisError
 from shared.settings import FIELDS, Settings
 
-SETTINGS = Settings(default_temperature=0.6, default_top_k=40, default_top_p=0.9, default_max_tokens=900,
-                    default_repetition_penalty=1.1)
+SETTINGS = Settings(
+    default_temperature=0.6,
+    default_top_k=40,
+    default_top_p=0.9,
+    default_max_tokens=900,
+    default_repetition_penalty=1.1,
+)
 
 
 def test_every_transport_builds_the_same_request_for_the_same_ask() -> None:
@@ -24,7 +29,12 @@ def test_every_transport_builds_the_same_request_for_the_same_ask() -> None:
     ws = StartMessage(speaker="alloy", format="pcm", sample_rate=24000)
     requests = [m.to_speech_request(SETTINGS) for m in (http, openai, ws)]
     for request in requests:
-        assert (request.voice, request.audio_format, request.sample_rate, request.stream) == ("alloy", "pcm", 24000, True)
+        assert (request.voice, request.audio_format, request.sample_rate, request.stream) == (
+            "alloy",
+            "pcm",
+            24000,
+            True,
+        )
         assert request.sampling == SamplingOptions(0.6, 40, 0.9, 900, 1.1)
         assert request.wants_bandwidth_extension  # one output-rate decision: above 16 kHz
     assert requests[1].text_field == "input" and requests[1].voice_field == "voice"
@@ -76,21 +86,28 @@ def test_a_reference_recording_reaches_the_speech_request_as_bytes() -> None:
     import base64
 
     audio = b"RIFF....WAVEfmt "
-    http = TTSGenerateRequest(text="Hi.", reference_audio=base64.b64encode(audio).decode(), reference_text="Hello.")
+    http = TTSGenerateRequest(
+        text="Hi.", reference_audio=base64.b64encode(audio).decode(), reference_text="Hello."
+    )
     request = http.to_speech_request(SETTINGS)
     assert (request.reference_audio, request.reference_text, request.voice) == (audio, "Hello.", None)
-    data_url = TTSGenerateRequest(text="Hi.", reference_audio="data:audio/wav;base64," + base64.b64encode(audio).decode())
+    data_url = TTSGenerateRequest(
+        text="Hi.", reference_audio="data:audio/wav;base64," + base64.b64encode(audio).decode()
+    )
     assert data_url.to_speech_request(SETTINGS).reference_audio == audio
     for other in (OpenAISpeechRequest(input="Hi."), StartMessage()):
         assert other.to_speech_request(SETTINGS).reference_audio is None
 
 
-@pytest.mark.parametrize(("fields", "message"), [
-    ({"speaker": "default", "reference_audio": "QUJD"}, "not both"),
-    ({"reference_text": "Hello."}, "send that too"),
-    ({"reference_audio": "%%%"}, "not valid base64"),
-    ({"reference_audio": ""}, "is empty"),
-])
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"speaker": "default", "reference_audio": "QUJD"}, "not both"),
+        ({"reference_text": "Hello."}, "send that too"),
+        ({"reference_audio": "%%%"}, "not valid base64"),
+        ({"reference_audio": ""}, "is empty"),
+    ],
+)
 def test_reference_fields_are_refused_with_reasons(fields: dict, message: str) -> None:
     from pydantic import ValidationError
 
@@ -112,8 +129,14 @@ async def test_custom_and_reference_voices_need_the_voice_library() -> None:
             return self
 
     service = SpeechService(Models(), SETTINGS)  # type: ignore[arg-type]
-    base = SpeechRequest(text="Hi.", voice=None, audio_format="wav", sample_rate=16000,
-                         sampling=SamplingOptions.with_defaults(SETTINGS), voice_field="voice")
+    base = SpeechRequest(
+        text="Hi.",
+        voice=None,
+        audio_format="wav",
+        sample_rate=16000,
+        sampling=SamplingOptions.with_defaults(SETTINGS),
+        voice_field="voice",
+    )
     assert (await service.voice(base, "key_a")).id == "default"
     with pytest.raises(ServiceError) as info:
         await service.voice(replace(base, voice=new_voice_id()), "key_a")

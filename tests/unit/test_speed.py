@@ -31,8 +31,15 @@ TEXT = "Speed changes how long this takes."
 
 @pytest.fixture(scope="module")
 def client(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    settings = Settings(model_dir=demo_model_dir, auth_enabled=False, warmup=False, log_json=False, sr_enabled=False,
-                        voice_dir=tmp_path_factory.mktemp("voices"), rate_limit_per_minute=10_000)
+    settings = Settings(
+        model_dir=demo_model_dir,
+        auth_enabled=False,
+        warmup=False,
+        log_json=False,
+        sr_enabled=False,
+        voice_dir=tmp_path_factory.mktemp("voices"),
+        rate_limit_per_minute=10_000,
+    )
     runtime = ModelRuntime(settings)
     runtime.encode_reference = lambda samples, *, semantic=True, stop=None: fake_tokens(samples, semantic)  # type: ignore
     with TestClient(create_app(settings, runtime=runtime)) as test_client:
@@ -48,15 +55,19 @@ def _seconds(client: TestClient, route: str, body: dict) -> float:
 
 def _custom_voice(client: TestClient) -> str:
     tokens = fake_tokens(voiced(3.0, seed=5), False)
-    created = client.post("/v1/audio/voices", json={"name": "Imported", "global_tokens": list(tokens.global_tokens)})
+    created = client.post(
+        "/v1/audio/voices", json={"name": "Imported", "global_tokens": list(tokens.global_tokens)}
+    )
     assert created.status_code == 201, created.text
     return created.json()["id"]
 
 
-@pytest.mark.parametrize(("voice", "speed"), [("fixed", 0.25), ("fixed", 1.3), ("fixed", 4.0), ("narrator", 0.6),
-                                              ("custom", 2.0)])
-def test_voices_without_a_speed_label_are_time_stretched_by_speed(client: TestClient, voice: str,
-                                                                  speed: float) -> None:
+@pytest.mark.parametrize(
+    ("voice", "speed"), [("fixed", 0.25), ("fixed", 1.3), ("fixed", 4.0), ("narrator", 0.6), ("custom", 2.0)]
+)
+def test_voices_without_a_speed_label_are_time_stretched_by_speed(
+    client: TestClient, voice: str, speed: float
+) -> None:
     name = _custom_voice(client) if voice == "custom" else voice
     body = {"text": TEXT, "speaker": name, "format": "pcm"}
     normal = _seconds(client, "/v1/tts/generate", body)
@@ -64,16 +75,18 @@ def test_voices_without_a_speed_label_are_time_stretched_by_speed(client: TestCl
     assert normal > 1.0 and normal / faster == pytest.approx(speed, rel=0.03)
     if voice == "custom":  # the OpenAI route (24 kHz) gives the same ratio
         openai = {"input": TEXT, "voice": name, "response_format": "pcm"}
-        assert (_seconds(client, "/v1/audio/speech", openai)
-                / _seconds(client, "/v1/audio/speech", {**openai, "speed": speed}) == pytest.approx(speed, rel=0.03))
+        assert _seconds(client, "/v1/audio/speech", openai) / _seconds(
+            client, "/v1/audio/speech", {**openai, "speed": speed}
+        ) == pytest.approx(speed, rel=0.03)
 
 
 @pytest.mark.parametrize("speed", [1.5])
 def test_a_per_request_reference_is_time_stretched(client: TestClient, speed: float) -> None:
     reference = base64.b64encode(wav_bytes(voiced(3.0, seed=9))).decode()
     body = {"text": TEXT, "reference_audio": reference, "format": "pcm"}
-    assert (_seconds(client, "/v1/tts/generate", body) / _seconds(client, "/v1/tts/generate", {**body, "speed": speed})
-            == pytest.approx(speed, rel=0.03))
+    assert _seconds(client, "/v1/tts/generate", body) / _seconds(
+        client, "/v1/tts/generate", {**body, "speed": speed}
+    ) == pytest.approx(speed, rel=0.03)
 
 
 @pytest.mark.parametrize("speed", [0.25, 1.1, 2.5])

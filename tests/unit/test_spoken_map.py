@@ -24,8 +24,13 @@ def test_expanded_tokens_get_all_their_spoken_words() -> None:
 
 def test_adjacent_expansions_split_per_token() -> None:
     groups = _groups("3 cats & 2 dogs")
-    assert groups == [(("3",), ("three",)), (("cats",), ("cats",)), (("&",), ("and",)), (("2",), ("two",)),
-                      (("dogs",), ("dogs",))]
+    assert groups == [
+        (("3",), ("three",)),
+        (("cats",), ("cats",)),
+        (("&",), ("and",)),
+        (("2",), ("two",)),
+        (("dogs",), ("dogs",)),
+    ]
 
 
 def test_tags_are_written_but_not_spoken() -> None:

@@ -30,7 +30,7 @@ def test_cut_segment_keeps_at_most_the_room_from_the_end(segment: TailSegment, r
     if part is None:
         return
     assert 0 < len(part.semantic) <= max(room, 0)
-    assert segment.semantic[len(segment.semantic) - len(part.semantic):] == part.semantic
+    assert segment.semantic[len(segment.semantic) - len(part.semantic) :] == part.semantic
     assert part.text and part.text == part.text.strip() and segment.text.strip().endswith(part.text)
 
 
@@ -42,7 +42,7 @@ def test_tail_of_is_bounded_and_the_end_of_the_speech(segments: list[TailSegment
         return
     everything = tuple(s for segment in segments for s in segment.semantic)
     assert 0 < len(tail.semantic) <= bound
-    assert everything[len(everything) - len(tail.semantic):] == tail.semantic
+    assert everything[len(everything) - len(tail.semantic) :] == tail.semantic
     assert tail.text.strip()
     last_spoken = [s for s in segments if s.text.strip() and s.semantic][-1]
     assert tail.text.endswith(last_spoken.text.strip().split()[-1][-1])

@@ -49,12 +49,17 @@ def record(i: int) -> RequestRecord:
 def lifecycle_with(spool: RequestSpool, volume: VolumeStandIn) -> tuple[ContainerLifecycle, RequestLogger]:
     logger = RequestLogger(DownSink(), spool=spool, flush_s=0.05)
     host = ContainerLifecycle(ModalConfig(), volume_commit=volume.commit, commit_every_s=0.05)
-    host.web_app = SimpleNamespace(state=SimpleNamespace(
-        services=SimpleNamespace(access=SimpleNamespace(request_logger=logger)), metrics_pusher=None))
+    host.web_app = SimpleNamespace(
+        state=SimpleNamespace(
+            services=SimpleNamespace(access=SimpleNamespace(request_logger=logger)), metrics_pusher=None
+        )
+    )
     return host, logger
 
 
-def test_a_committed_spool_holds_every_record_and_the_next_container_adopts_it_after_exit(tmp_path: Path) -> None:
+def test_a_committed_spool_holds_every_record_and_the_next_container_adopts_it_after_exit(
+    tmp_path: Path,
+) -> None:
     mounted, committed = tmp_path / "mounted", tmp_path / "committed"
     volume = VolumeStandIn(mounted, committed)
     spool = RequestSpool(mounted, instance="task-a", stale_after_s=STALE)
@@ -80,7 +85,9 @@ def test_a_committed_spool_holds_every_record_and_the_next_container_adopts_it_a
     assert (committed / "spool-task-a.sqlite3.alive").read_text() == "0"  # closed: adoptable at once
     following = RequestSpool(committed, instance="task-b", stale_after_s=STALE)
     try:
-        assert following.adopted == 4 and sorted(i for i, _ in following.oldest(10)) == [f"vol-{i}" for i in range(4)]
+        assert following.adopted == 4 and sorted(i for i, _ in following.oldest(10)) == [
+            f"vol-{i}" for i in range(4)
+        ]
     finally:
         following.close()
 

@@ -25,15 +25,18 @@ from tests.tiny_models import small_sr
 GRID, CONTEXT = 80, 880  # the released AP-BWE's STFT grid and context
 
 
-def _planner(end_lengths: tuple[int, ...] = DEFAULT_SR_BUCKETS, grid: int = GRID, context: int = CONTEXT) -> SRPlanner:
-    return SRPlanner(grid=grid, context=context, min_block=SR_MIN_BLOCK, max_block=SR_MAX_BLOCK,
-                     end_lengths=end_lengths)
+def _planner(
+    end_lengths: tuple[int, ...] = DEFAULT_SR_BUCKETS, grid: int = GRID, context: int = CONTEXT
+) -> SRPlanner:
+    return SRPlanner(
+        grid=grid, context=context, min_block=SR_MIN_BLOCK, max_block=SR_MAX_BLOCK, end_lengths=end_lengths
+    )
 
 
 def _windows(planner: SRPlanner, signal: np.ndarray, sizes: list[int]) -> list[SRWindow]:
     out, i = [], 0
     for n in sizes:
-        out += planner.push(signal[i: i + n])
+        out += planner.push(signal[i : i + n])
         i += n
     out += planner.push(signal[i:])
     return out + planner.finish()
@@ -49,16 +52,24 @@ def _starts(windows: list[SRWindow]) -> list[int]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(length=st.integers(1, 60_000), on_grid=st.booleans(), sizes=st.lists(st.integers(1, 12_000), max_size=12))
+@given(
+    length=st.integers(1, 60_000), on_grid=st.booleans(), sizes=st.lists(st.integers(1, 12_000), max_size=12)
+)
 def test_the_true_end_takes_a_buckets_length_on_the_grid_and_the_rest_is_unchanged(
-        length: int, on_grid: bool, sizes: list[int]) -> None:
+    length: int, on_grid: bool, sizes: list[int]
+) -> None:
     n = max(GRID, length // GRID * GRID) if on_grid else length
-    signal = np.arange(1, n + 1, dtype=np.float32)  # each sample its index + 1: a window's samples say where it reads
+    signal = np.arange(
+        1, n + 1, dtype=np.float32
+    )  # each sample its index + 1: a window's samples say where it reads
     shaped_planner = _planner()
     shaped, plain = _windows(shaped_planner, signal, sizes), _windows(_planner(()), signal, sizes)
     assert len(shaped) == len(plain) and [w.true_end for w in shaped] == [w.true_end for w in plain]
     for a, b in zip(shaped[:-1], plain[:-1], strict=True):  # every window but the true end is as before
-        assert np.array_equal(a.samples, b.samples) and (a.keep_start, a.keep_end) == (b.keep_start, b.keep_end)
+        assert np.array_equal(a.samples, b.samples) and (a.keep_start, a.keep_end) == (
+            b.keep_start,
+            b.keep_end,
+        )
     # An end off the grid is extended with zeros to it, by less than a grid step, only where a bucket then holds it.
     pad = shaped_planner.end_padding
     assert 0 <= pad < GRID and (pad == 0 or n % GRID)
@@ -67,7 +78,7 @@ def test_the_true_end_takes_a_buckets_length_on_the_grid_and_the_rest_is_unchang
     assert sum(w.keep_end - w.keep_start for w in shaped) == RATIO * padded.size
     for w, start in zip(shaped, _starts(shaped), strict=True):
         assert start >= 0 and start % GRID == 0
-        assert np.array_equal(w.samples, padded[start: start + w.length])
+        assert np.array_equal(w.samples, padded[start : start + w.length])
     end, exact = shaped[-1], plain[-1]
     assert end.true_end and end.keep_end == RATIO * end.length  # it reaches the signal's end
     needed = exact.length + -n % GRID  # the exact window's reach, its end brought onto the grid
@@ -75,14 +86,19 @@ def test_the_true_end_takes_a_buckets_length_on_the_grid_and_the_rest_is_unchang
     if fits:
         assert end.length == fits[0] and pad == -n % GRID  # the shortest bucket that holds it
     else:
-        assert pad == 0 and end.length == exact.length  # too short for every bucket: its exact length, as before
+        assert (
+            pad == 0 and end.length == exact.length
+        )  # too short for every bucket: its exact length, as before
 
 
 def test_a_planner_without_end_lengths_keeps_only_the_context_it_needs() -> None:
     planner, shaped = _planner(()), _planner()
     for p in (planner, shaped):
         p.push(np.zeros(40_000, np.float32))
-    assert planner._buf.size <= CONTEXT + SR_MAX_BLOCK and shaped._buf.size <= max(DEFAULT_SR_BUCKETS) + SR_MAX_BLOCK
+    assert (
+        planner._buf.size <= CONTEXT + SR_MAX_BLOCK
+        and shaped._buf.size <= max(DEFAULT_SR_BUCKETS) + SR_MAX_BLOCK
+    )
 
 
 def test_end_lengths_off_the_grid_are_refused() -> None:
@@ -92,7 +108,9 @@ def test_end_lengths_off_the_grid_are_refused() -> None:
 
 def test_only_a_padded_policy_shapes_true_ends() -> None:
     assert SchedulerPolicy().sr_end_lengths(GRID) == DEFAULT_SR_BUCKETS
-    assert SchedulerPolicy.for_cpu().sr_end_lengths(GRID) == ()  # no graph to ride on a CPU: the longer window only costs
+    assert (
+        SchedulerPolicy.for_cpu().sr_end_lengths(GRID) == ()
+    )  # no graph to ride on a CPU: the longer window only costs
 
 
 def test_an_ap_bwe_with_another_hop_gets_the_end_lengths_on_its_grid() -> None:
@@ -134,7 +152,9 @@ async def test_a_true_end_of_a_buckets_length_shares_that_buckets_call_and_graph
 async def test_a_call_holding_a_true_end_never_grows_past_its_length() -> None:
     calls = await _plans(_sr(3_520, true_end=True), _sr(4_000))
     assert [(c.length, len(c.windows)) for c in calls] == [(3_520, 1), (4_800, 1)]
-    calls = await _plans(_sr(3_000), _sr(3_520, true_end=True), _sr(4_000))  # joins, raising nothing, then pins
+    calls = await _plans(
+        _sr(3_000), _sr(3_520, true_end=True), _sr(4_000)
+    )  # joins, raising nothing, then pins
     assert [(c.length, len(c.windows)) for c in calls] == [(3_520, 2), (4_800, 1)]
 
 
@@ -162,7 +182,14 @@ async def test_streams_with_shaped_true_ends_batched_in_graph_shapes_equal_the_o
     bucket runs exact. Every stream equals `upsample` of what it planned (its signal, and those zeros)."""
     runner = _Recording(None, sr)
     rng = np.random.default_rng(9)
-    lengths = (12_320, 30_000, 4_000, 25_600, 12_345, 1_999)  # the last two end off the grid, the last one short
+    lengths = (
+        12_320,
+        30_000,
+        4_000,
+        25_600,
+        12_345,
+        1_999,
+    )  # the last two end off the grid, the last one short
     signals = [(rng.standard_normal(n) * 0.1).astype(np.float32) for n in lengths]
     policy = SchedulerPolicy()
 
@@ -173,7 +200,7 @@ async def test_streams_with_shaped_true_ends_batched_in_graph_shapes_equal_the_o
         burst, i, pieces = np.random.default_rng(seed), 0, []
         while i < signal.size:
             n = int(burst.integers(300, 6_000))
-            pieces += await handle.super_resolve_all(planner.push(signal[i: i + n]))
+            pieces += await handle.super_resolve_all(planner.push(signal[i : i + n]))
             i += n
         pieces += await handle.super_resolve_all(planner.finish())
         pads[seed] = planner.end_padding
@@ -189,7 +216,9 @@ async def test_streams_with_shaped_true_ends_batched_in_graph_shapes_equal_the_o
     ends = [(call.length, w.length) for call in runner.calls for w in call.windows if w.true_end]
     assert len(ends) == len(lengths)
     assert sorted(n for length, n in ends if length is None) == [1_999]  # only the one too short ran exact
-    assert all(length == n for length, n in ends if length is not None)  # the others exactly their call's length
+    assert all(
+        length == n for length, n in ends if length is not None
+    )  # the others exactly their call's length
 
 
 class _Recording(ModelRunner):
@@ -214,8 +243,14 @@ def test_the_simulator_runs_shaped_true_ends_in_bucketed_calls() -> None:
     from bench.standin.cost_model import CostModel
 
     model = CostModel.load("bench/cost_models/h100-decode-tf32-sr-fp32.json").with_overrides(host_ms=1.5)
-    reports = {shaped: simulate(SimConfig(model, 12, sample_rate=48_000, audio_seconds=3.0, arrive_within_s=1.0,
-                                          shape_true_ends=shaped)) for shaped in (True, False)}
+    reports = {
+        shaped: simulate(
+            SimConfig(
+                model, 12, sample_rate=48_000, audio_seconds=3.0, arrive_within_s=1.0, shape_true_ends=shaped
+            )
+        )
+        for shaped in (True, False)
+    }
     assert reports[True]["eager_codec_calls"] == 0 and reports[False]["eager_codec_calls"] > 0
     assert all(r["streams_admitted"] == 12 and r["underruns_prebuffer_100ms"] == 0 for r in reports.values())
 
@@ -230,9 +265,17 @@ async def test_a_48khz_output_builds_for_an_ap_bwe_whose_grid_is_not_80() -> Non
     from shared.settings import Settings
 
     async with CodecScheduler(RecordingRunner(FakeClock()), SchedulerPolicy()) as sched:
-        resources = SimpleNamespace(settings=Settings(), sr=SimpleNamespace(grid=100, context=900), scheduler=sched)
-        out = AudioOutput(resources, audio_format="pcm", sample_rate=48_000, stream=True, want_bwe=True,
-                          stats=PipelineStats())
+        resources = SimpleNamespace(
+            settings=Settings(), sr=SimpleNamespace(grid=100, context=900), scheduler=sched
+        )
+        out = AudioOutput(
+            resources,
+            audio_format="pcm",
+            sample_rate=48_000,
+            stream=True,
+            want_bwe=True,
+            stats=PipelineStats(),
+        )
         assert out.bwe_stream.end_lengths == (4_800, 6_400, 8_000, 12_800)
         out.bwe_stream.push(np.zeros(20_000, np.float32))
         assert out.bwe_stream.finish()[-1].length in out.bwe_stream.end_lengths

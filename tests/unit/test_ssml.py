@@ -33,9 +33,11 @@ def test_breaks_become_pauses_and_other_tags_their_text() -> None:
     assert parse_ssml('<break strength="strong"/>Go<break/>') == [0.75, "Go", 0.5]
     assert parse_ssml('<break time="2s"/><break time="2s"/>x') == [MAX_BREAK_S, "x"]  # one silence, capped
     assert parse_ssml('<speak><prosody rate="slow">Say <emphasis>this</emphasis></prosody></speak>') == [
-        "Say this"]
+        "Say this"
+    ]
     assert parse_ssml('I say <phoneme alphabet="cmu-arpabet" ph="T AH0 M EY1 T OW2">tomato</phoneme>.') == [
-        "I say tomato."]
+        "I say tomato."
+    ]
     assert parse_ssml("Fish &amp; chips, 3 &lt; 4") == ["Fish & chips, 3 < 4"]
     assert parse_ssml('<break time="0s"/>') == []
     assert parse_ssml("no tags at all") == ["no tags at all"]
@@ -43,8 +45,16 @@ def test_breaks_become_pauses_and_other_tags_their_text() -> None:
 
 @pytest.fixture(scope="module")
 def client(demo_model_dir: Path) -> Iterator[TestClient]:
-    settings = Settings(model_dir=demo_model_dir, auth_enabled=False, warmup=False, log_json=False, sr_enabled=False,
-                        default_top_k=1, default_max_tokens=40, guard_mode="off")
+    settings = Settings(
+        model_dir=demo_model_dir,
+        auth_enabled=False,
+        warmup=False,
+        log_json=False,
+        sr_enabled=False,
+        default_top_k=1,
+        default_max_tokens=40,
+        guard_mode="off",
+    )
     runtime = ModelRuntime(settings)
     with TestClient(create_app(settings, runtime=runtime)) as test_client:
         wait_in_portal(test_client, lambda: runtime.ready)
@@ -53,8 +63,10 @@ def client(demo_model_dir: Path) -> Iterator[TestClient]:
 
 def _speak(client: TestClient, text: str, *, ssml: bool) -> tuple[np.ndarray, str]:
     """One ElevenLabs stream-input context: the audio (16 kHz PCM) and the text its alignment covers."""
-    path = (f"/v1/text-to-speech/default/stream-input?output_format=pcm_{RATE}"
-            f"&enable_ssml_parsing={'true' if ssml else 'false'}")
+    path = (
+        f"/v1/text-to-speech/default/stream-input?output_format=pcm_{RATE}"
+        f"&enable_ssml_parsing={'true' if ssml else 'false'}"
+    )
     audio, chars = b"", []
     with client.websocket_connect(path) as ws:
         for message in ({"text": " "}, {"text": text}, {"text": ""}):
@@ -79,11 +91,17 @@ def test_an_ssml_break_is_silence_of_its_length_and_only_with_the_flag(client: T
     plain, _ = _speak(client, f"{first} {second}", ssml=True)
     broken, spoken = _speak(client, f'{first} <break time="1.5s"/> {second}', ssml=True)
     assert broken.size - plain.size == int(1.5 * RATE)  # the same speech, and 1.5 s of silence more
-    assert _longest_zero_run(broken) >= int(1.4 * RATE) > _longest_zero_run(plain)  # the crossfade takes a little
+    assert (
+        _longest_zero_run(broken) >= int(1.4 * RATE) > _longest_zero_run(plain)
+    )  # the crossfade takes a little
     assert "<" not in spoken and "break" not in spoken
-    one_cut, _ = _speak(client, f"{first} {second} ", ssml=True)  # a space after "?": one cut of both sentences
-    trailing, _ = _speak(client, f'{first} {second} <break time="0.5s"/>', ssml=True)  # after the last words too
-    assert trailing.size - one_cut.size == int(0.5 * RATE) and not trailing[-int(0.45 * RATE):].any()
+    one_cut, _ = _speak(
+        client, f"{first} {second} ", ssml=True
+    )  # a space after "?": one cut of both sentences
+    trailing, _ = _speak(
+        client, f'{first} {second} <break time="0.5s"/>', ssml=True
+    )  # after the last words too
+    assert trailing.size - one_cut.size == int(0.5 * RATE) and not trailing[-int(0.45 * RATE) :].any()
     phoneme, spoken = _speak(client, f'{first} <phoneme alphabet="ipa" ph="x">{second}</phoneme>', ssml=True)
     assert phoneme.size == plain.size and "phoneme" not in spoken  # read as its text
     # enable_ssml_parsing=false: the tag is text for the normaliser, as before; no silence is made
@@ -109,8 +127,10 @@ def test_breaks_with_only_punctuation_between_are_one_gap_and_a_request_has_a_to
     assert budget.take(3.0) == 0.0 and budget.used_s == 7.0
 
 
-@given(st.lists(st.one_of(st.floats(0, 10), st.sampled_from(["x", ".", " ", "1", "!?"])), max_size=60),
-       st.floats(0, 100))
+@given(
+    st.lists(st.one_of(st.floats(0, 10), st.sampled_from(["x", ".", " ", "1", "!?"])), max_size=60),
+    st.floats(0, 100),
+)
 def test_a_break_budget_never_grants_more_than_its_bounds(items: list[float | str], total: float) -> None:
     budget = BreakBudget(total_s=total)
     gap = granted_total = 0.0
@@ -129,9 +149,23 @@ def test_a_break_budget_never_grants_more_than_its_bounds(items: list[float | st
 
 _SSML_PIECE = st.one_of(
     st.text(st.sampled_from(list("ab .,&;<>\"'")), max_size=12),
-    st.sampled_from(['<break time="1.5s"/>', "<break/>", '<break time="900ms" />', '<break strength="weak"/>',
-                     '<break time="20s"/>', "<speak>", "</speak>", '<prosody rate="slow">', "</prosody>", "&amp;",
-                     '<phoneme ph="x">', "</phoneme>"]))
+    st.sampled_from(
+        [
+            '<break time="1.5s"/>',
+            "<break/>",
+            '<break time="900ms" />',
+            '<break strength="weak"/>',
+            '<break time="20s"/>',
+            "<speak>",
+            "</speak>",
+            '<prosody rate="slow">',
+            "</prosody>",
+            "&amp;",
+            '<phoneme ph="x">',
+            "</phoneme>",
+        ]
+    ),
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -148,7 +182,7 @@ def test_breaks_between_punctuation_stay_within_the_gap_cap_over_the_socket(clie
     """19,010 characters of `<break time="3s"/>.` made 48 min of audio: now one gap is at most 3 s."""
     first, second = "Hello there my friend.", "How are you today?"
     plain, _ = _speak(client, f"{first} {second}", ssml=True)
-    padded, _ = _speak(client, f'{first} ' + '<break time="3s"/>. ' * 6 + second, ssml=True)
+    padded, _ = _speak(client, f"{first} " + '<break time="3s"/>. ' * 6 + second, ssml=True)
     # 3 s of silence and whatever the model makes of the lone dots (before: 6 x 3 s)
     assert _longest_zero_run(padded) <= int(MAX_BREAK_S * RATE)
     assert padded.size - plain.size < int((MAX_BREAK_S + 1.0) * RATE)
@@ -156,7 +190,9 @@ def test_breaks_between_punctuation_stay_within_the_gap_cap_over_the_socket(clie
 
 def test_a_request_has_a_total_silence_cap_over_the_socket(client: TestClient, monkeypatch) -> None:
     runtime = client.app.state.services.runtime
-    monkeypatch.setattr(runtime, "settings", runtime.settings.model_copy(update={"ssml_max_total_break_s": 2.0}))
+    monkeypatch.setattr(
+        runtime, "settings", runtime.settings.model_copy(update={"ssml_max_total_break_s": 2.0})
+    )
     words = ["One.", "Two.", "Three.", "Four."]
     broken, _ = _speak(client, ' <break time="1.5s"/> '.join(words), ssml=True)  # 4.5 s asked for
     assert int(1.8 * RATE) <= _silence(broken) <= int(2.0 * RATE)

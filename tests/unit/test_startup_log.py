@@ -17,8 +17,9 @@ from tests.conftest import wait_in_portal
 
 
 def _start_up_lines(model_dir: Path, caplog: pytest.LogCaptureFixture, **overrides: object) -> list[str]:
-    settings = Settings(model_dir=model_dir, warmup=False, log_json=False, sr_enabled=False, device="cpu",
-                        **overrides)
+    settings = Settings(
+        model_dir=model_dir, warmup=False, log_json=False, sr_enabled=False, device="cpu", **overrides
+    )
     runtime = ModelRuntime(settings)
     caplog.clear()
     caplog.set_level(logging.INFO)
@@ -50,13 +51,17 @@ def test_no_keys_warning_only_where_every_request_would_get_401() -> None:
     assert missing_keys_warning(Settings(key_backend="postgres"), demo=False) is None
 
 
-def test_start_up_ends_with_the_playground_address(demo_model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_start_up_ends_with_the_playground_address(
+    demo_model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     lines = _start_up_lines(demo_model_dir, caplog, auth_enabled=False, host="127.0.0.1", port=8123)
     assert lines[-1] == "ready: open the playground at http://127.0.0.1:8123/"
     assert not any("NO API KEYS" in line for line in lines)
 
 
-def test_no_address_when_the_playground_is_off(demo_model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_no_address_when_the_playground_is_off(
+    demo_model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     lines = _start_up_lines(demo_model_dir, caplog, auth_enabled=False, playground_enabled=False)
     assert not any("playground" in line for line in lines)
 
@@ -65,5 +70,7 @@ def test_a_real_model_without_keys_warns(writable_demo_dir: Path, caplog: pytest
     lines = _start_up_lines(_as_real_model(writable_demo_dir), caplog)
     assert any(line.startswith("NO API KEYS") for line in lines), lines
     assert lines[-1].startswith("ready: open the playground at ")
-    assert not any(line.startswith("NO API KEYS") for line in _start_up_lines(
-        _as_real_model(writable_demo_dir), caplog, api_keys="k1"))
+    assert not any(
+        line.startswith("NO API KEYS")
+        for line in _start_up_lines(_as_real_model(writable_demo_dir), caplog, api_keys="k1")
+    )

@@ -150,7 +150,9 @@ def test_latency_preferences_change_only_the_first_chunk(model, d_vector, prefer
     # The whole stream, exactly as long; only the short schedule's first second may differ from the offline decode.
     assert streamed.shape == offline.shape and decoder.samples_out == len(tokens) * HOP
     after_short = decoder.short_schedule_tokens * HOP if config.warmup_tokens else 0
-    assert decoder.short_schedule_tokens <= config.warmup_tokens + config.first_chunk_tokens  # about the first second
+    assert (
+        decoder.short_schedule_tokens <= config.warmup_tokens + config.first_chunk_tokens
+    )  # about the first second
     assert np.abs(streamed[after_short:] - offline[after_short:]).max() <= 1e-3
     assert len(chunks[0]) == (config.first_chunk_tokens - config.first_overlap_tokens) * HOP
 
@@ -166,7 +168,7 @@ def test_the_first_chunk_overlap_fades_into_the_accurate_decode(model, d_vector)
     offline = _offline(model, d_vector, tokens)
     assert streamed.shape == offline.shape
     # Past the crossfade the audio is the accurate decode; at its end the fade has fully reached it.
-    assert np.abs(streamed[8 * HOP:] - offline[8 * HOP:]).max() <= 1e-3
+    assert np.abs(streamed[8 * HOP :] - offline[8 * HOP :]).max() <= 1e-3
     assert abs(streamed[8 * HOP - 1] - offline[8 * HOP - 1]) <= abs(first[0][-1] - offline[4 * HOP - 1]) + 0.5
 
 
@@ -188,7 +190,10 @@ def test_tokens_needed_says_when_a_push_decodes(model, d_vector, preference: str
 def test_chunks_restart_at_the_first_chunk_size_after_the_short_schedule(model, d_vector) -> None:
     base = StreamingConfig(growth=1.5)
     config = base.for_latency("balanced")
-    assert config.resume_chunk_tokens == base.first_chunk_tokens and base.for_latency("exact").resume_chunk_tokens is None
+    assert (
+        config.resume_chunk_tokens == base.first_chunk_tokens
+        and base.for_latency("exact").resume_chunk_tokens is None
+    )
     decoder = StreamingDecoder(model, d_vector, config)
     emitted_before: list[int] = []  # tokens whose audio is out (held overlaps excluded) before each chunk
     for token in np.random.default_rng(8).integers(0, 8192, 200).tolist():
@@ -197,4 +202,6 @@ def test_chunks_restart_at_the_first_chunk_size_after_the_short_schedule(model, 
             emitted_before.append(before)
     sizes = [b - a for a, b in zip(emitted_before, emitted_before[1:], strict=False)]
     at_end = emitted_before.index(config.warmup_tokens)  # the first full-look-ahead chunk starts at 50 tokens
-    assert sizes[at_end] == base.first_chunk_tokens and sizes[at_end + 1] == base.next_chunk(base.first_chunk_tokens)
+    assert sizes[at_end] == base.first_chunk_tokens and sizes[at_end + 1] == base.next_chunk(
+        base.first_chunk_tokens
+    )

@@ -38,10 +38,10 @@ WAV_HEADER = 44
 MAX_TOKENS = 40  # per text chunk: keeps long texts cheap; the demo model wants far more for ~170 characters
 
 
-
 def _settings(model_dir: Path) -> Settings:
-    return Settings(model_dir=model_dir, warmup=False, auth_enabled=False, device="cpu", sr_enabled=False,
-                    log_json=False)
+    return Settings(
+        model_dir=model_dir, warmup=False, auth_enabled=False, device="cpu", sr_enabled=False, log_json=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,15 +53,33 @@ def runtime(demo_model_dir: Path) -> Iterator[ModelRuntime]:
     asyncio.run(rt.shutdown())
 
 
-def _request(runtime: ModelRuntime, text: str, *, request_id: str, stream: bool = False, seed: int = 7,
-             max_tokens: int = MAX_TOKENS, audio_format: str = "wav", latency: str = "exact", voice: str | None = None,
-             **sampling: Any) -> SynthesisRequest:
+def _request(
+    runtime: ModelRuntime,
+    text: str,
+    *,
+    request_id: str,
+    stream: bool = False,
+    seed: int = 7,
+    max_tokens: int = MAX_TOKENS,
+    audio_format: str = "wav",
+    latency: str = "exact",
+    voice: str | None = None,
+    **sampling: Any,
+) -> SynthesisRequest:
     """`latency` "exact" by default: these tests compare streamed audio with offline decodes."""
     voice_ = runtime.voices.resolve(voice or runtime.voices.default_voice_id)
     options = {"temperature": 0.8, "top_k": 50, "top_p": 1.0, "repetition_penalty": 1.05, **sampling}
     sampling_options = SamplingOptions(max_tokens=max_tokens, seed=seed, **options)
-    return SynthesisRequest(request_id=request_id, text=text, voice=voice_, sampling=sampling_options,
-                            audio_format=audio_format, sample_rate=NATIVE_RATE, stream=stream, latency=latency)
+    return SynthesisRequest(
+        request_id=request_id,
+        text=text,
+        voice=voice_,
+        sampling=sampling_options,
+        audio_format=audio_format,
+        sample_rate=NATIVE_RATE,
+        stream=stream,
+        latency=latency,
+    )
 
 
 def _pcm_of_wav(data: bytes) -> np.ndarray:
@@ -101,14 +119,18 @@ async def test_long_text_keeps_one_voice_and_crossfades_chunks(runtime: ModelRun
 
 async def test_streaming_equals_non_streaming_for_the_same_seed(runtime: ModelRuntime) -> None:
     text = LONG_ENGLISH[:400]
-    streamed_job = SynthesisJob(runtime.pipeline_resources(), _request(runtime, text, request_id="eq-stream", stream=True, seed=11))
+    streamed_job = SynthesisJob(
+        runtime.pipeline_resources(), _request(runtime, text, request_id="eq-stream", stream=True, seed=11)
+    )
     pieces = [piece async for piece in streamed_job.stream_bytes()]
-    complete = await SynthesisJob(runtime.pipeline_resources(), _request(runtime, text, request_id="eq-file", seed=11)).collect()
+    complete = await SynthesisJob(
+        runtime.pipeline_resources(), _request(runtime, text, request_id="eq-file", seed=11)
+    ).collect()
 
     streamed = b"".join(pieces)
     assert len(pieces) > 2, "streaming should deliver audio in several pieces"
-    riff_size, = struct.unpack_from("<I", streamed, 4)
-    data_size, = struct.unpack_from("<I", streamed, 40)
+    (riff_size,) = struct.unpack_from("<I", streamed, 4)
+    (data_size,) = struct.unpack_from("<I", streamed, 40)
     assert (riff_size, data_size) == (0xFFFFFFFF, 0xFFFFFFFF)
     assert streamed[:4] == b"RIFF" and streamed[36:40] == b"data"
     assert len(streamed) == len(complete)
@@ -126,7 +148,9 @@ class _RecordingEngine:
     def stream(self, prompt_ids: list[int], sampling: Any, request_id: str) -> AsyncIterator[list[int]]:
         return self._stream(prompt_ids, sampling, request_id)
 
-    async def _stream(self, prompt_ids: list[int], sampling: Any, request_id: str) -> AsyncIterator[list[int]]:
+    async def _stream(
+        self, prompt_ids: list[int], sampling: Any, request_id: str
+    ) -> AsyncIterator[list[int]]:
         record = self.generated.setdefault(request_id, [])
         source = self.inner.stream(prompt_ids, sampling, request_id)
         try:
@@ -140,13 +164,17 @@ class _RecordingEngine:
         return getattr(self.inner, name)
 
 
-async def test_streamed_pipeline_matches_offline_decode(runtime: ModelRuntime,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_streamed_pipeline_matches_offline_decode(
+    runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     recorder = _RecordingEngine(runtime.engine)
     monkeypatch.setattr(runtime, "engine", recorder)
     max_tokens = 90  # long enough for several streamed decode chunks per text chunk
     text = LONG_ENGLISH[:420]
-    job = SynthesisJob(runtime.pipeline_resources(), _request(runtime, text, request_id="offline", stream=True, max_tokens=max_tokens))
+    job = SynthesisJob(
+        runtime.pipeline_resources(),
+        _request(runtime, text, request_id="offline", stream=True, max_tokens=max_tokens),
+    )
     streamed = _pcm_of_wav_stream(b"".join([piece async for piece in job.stream_bytes()]))
     assert job.stats.decoded_chunks > len(job.plan.chunks)
 
@@ -182,8 +210,12 @@ def _pcm_of_wav_stream(data: bytes) -> np.ndarray:
 @pytest.mark.parametrize("max_tokens", [1, 5, 33])
 async def test_max_tokens_counts_semantic_tokens(runtime: ModelRuntime, max_tokens: int) -> None:
     # Below ~39 the engine used to stop inside the voice preamble (32 global tokens): a 500 for a valid request.
-    job = SynthesisJob(runtime.pipeline_resources(), _request(runtime, "Hello there, how are you today?", request_id=f"mt-{max_tokens}",
-                                         max_tokens=max_tokens))
+    job = SynthesisJob(
+        runtime.pipeline_resources(),
+        _request(
+            runtime, "Hello there, how are you today?", request_id=f"mt-{max_tokens}", max_tokens=max_tokens
+        ),
+    )
     pcm = _pcm_of_wav(await job.collect())
     assert job.stats.semantic_tokens == max_tokens
     assert len(pcm) == max_tokens * HOP
@@ -203,13 +235,19 @@ async def test_max_tokens_counts_semantic_tokens(runtime: ModelRuntime, max_toke
     ids=["top_p-5e-324", "top_p-1e-45", "hot", "near-greedy", "greedy", "penalty-0.5", "penalty-2"],
 )
 async def test_sampling_at_the_accepted_bounds_produces_audio(runtime: ModelRuntime, sampling: dict) -> None:
-    job = SynthesisJob(runtime.pipeline_resources(), _request(runtime, "Edge cases.", request_id="bounds", max_tokens=8, **sampling))
+    job = SynthesisJob(
+        runtime.pipeline_resources(),
+        _request(runtime, "Edge cases.", request_id="bounds", max_tokens=8, **sampling),
+    )
     pcm = _pcm_of_wav(await job.collect())
     assert len(pcm) == job.stats.semantic_tokens * HOP > 0
 
 
 async def test_closing_the_stream_aborts_generation_and_leaves_no_task(runtime: ModelRuntime) -> None:
-    job = SynthesisJob(runtime.pipeline_resources(), _request(runtime, LONG_ENGLISH, request_id="closeme", stream=True, max_tokens=2000))
+    job = SynthesisJob(
+        runtime.pipeline_resources(),
+        _request(runtime, LONG_ENGLISH, request_id="closeme", stream=True, max_tokens=2000),
+    )
     stream = job.stream_bytes()
     first = await anext(stream)
     assert first[:4] == b"RIFF"
@@ -234,7 +272,9 @@ class _PacedEngine:
     def stream(self, prompt_ids: list[int], sampling: Any, request_id: str) -> AsyncIterator[list[int]]:
         return self._stream(prompt_ids, sampling, request_id)
 
-    async def _stream(self, prompt_ids: list[int], sampling: Any, request_id: str) -> AsyncIterator[list[int]]:
+    async def _stream(
+        self, prompt_ids: list[int], sampling: Any, request_id: str
+    ) -> AsyncIterator[list[int]]:
         source = self.inner.stream(prompt_ids, sampling, request_id)
         try:
             async for ids in source:
@@ -250,10 +290,21 @@ class _PacedEngine:
 
 @pytest.mark.parametrize(("latency", "most_steps"), [("balanced", 16), ("lowest", 8)])
 async def test_first_audio_after_few_engine_steps_for_a_voice_with_known_globals(
-        runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch, latency: str, most_steps: int) -> None:
+    runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch, latency: str, most_steps: int
+) -> None:
     monkeypatch.setattr(runtime, "engine", _PacedEngine(runtime.engine))
-    job = SynthesisJob(runtime.pipeline_resources(), _request(runtime, "Hello there, how are you today?", request_id=f"steps-{latency}",
-                                         stream=True, latency=latency, voice="fixed", max_tokens=40))
+    job = SynthesisJob(
+        runtime.pipeline_resources(),
+        _request(
+            runtime,
+            "Hello there, how are you today?",
+            request_id=f"steps-{latency}",
+            stream=True,
+            latency=latency,
+            voice="fixed",
+            max_tokens=40,
+        ),
+    )
     source = job.stream_bytes()
     first = await anext(source)
     await source.aclose()
@@ -262,30 +313,55 @@ async def test_first_audio_after_few_engine_steps_for_a_voice_with_known_globals
     assert job.stats.first_audio_engine_ids is not None and job.stats.first_audio_engine_ids <= most_steps
 
 
-async def test_a_single_text_chunk_holds_no_audio_back_for_a_crossfade(runtime: ModelRuntime,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_single_text_chunk_holds_no_audio_back_for_a_crossfade(
+    runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No later text chunk will be crossfaded in, so each decoded chunk leaves whole (no 50 ms tail waits)."""
     monkeypatch.setattr(runtime, "engine", _PacedEngine(runtime.engine, step_s=0.01))
-    job = SynthesisJob(runtime.pipeline_resources(), _request(runtime, "Hello there, how are you today?", request_id="no-holdback",
-                                         stream=True, latency="balanced", voice="fixed", max_tokens=40,
-                                         audio_format="pcm"))
+    job = SynthesisJob(
+        runtime.pipeline_resources(),
+        _request(
+            runtime,
+            "Hello there, how are you today?",
+            request_id="no-holdback",
+            stream=True,
+            latency="balanced",
+            voice="fixed",
+            max_tokens=40,
+            audio_format="pcm",
+        ),
+    )
     source = job.stream_bytes()
     first = await anext(source)
     await source.aclose()
-    assert len(first) // 2 == job.stats.decoded_samples == (8 - 4) * 320  # the first chunk: 8 tokens, 4 held for the fade
+    assert (
+        len(first) // 2 == job.stats.decoded_samples == (8 - 4) * 320
+    )  # the first chunk: 8 tokens, 4 held for the fade
 
 
-async def test_a_style_voice_waits_for_its_globals_first(runtime: ModelRuntime,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_style_voice_waits_for_its_globals_first(
+    runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The model emits 32 globals (and markers) before any semantic token: the steps the known-globals path saves."""
-    job = SynthesisJob(runtime.pipeline_resources(), _request(runtime, "Hello there.", request_id="steps-style", stream=True,
-                                         latency="balanced", voice="default", max_tokens=40))
+    job = SynthesisJob(
+        runtime.pipeline_resources(),
+        _request(
+            runtime,
+            "Hello there.",
+            request_id="steps-style",
+            stream=True,
+            latency="balanced",
+            voice="default",
+            max_tokens=40,
+        ),
+    )
     await job.collect()
     assert job.stats.preamble_ids is not None and job.stats.preamble_ids >= 33
 
 
 async def test_jobs_decode_through_the_codec_scheduler_and_streams_pace_against_playback(
-        runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """One StreamHandle per job, closed at its end, ordered by the job's playback clock; every window a streaming job
     submits waits for the clock's `pace` first (and counts its audio on it); a non-streaming job plays "from its
     arrival" and never paces."""
@@ -308,9 +384,13 @@ async def test_jobs_decode_through_the_codec_scheduler_and_streams_pace_against_
 
     monkeypatch.setattr(scheduler, "open_stream", spy)
     calls = scheduler.stats.calls
-    streamed = SynthesisJob(runtime.pipeline_resources(), _request(runtime, "Pacing the stream.", request_id="paced", stream=True))
+    streamed = SynthesisJob(
+        runtime.pipeline_resources(), _request(runtime, "Pacing the stream.", request_id="paced", stream=True)
+    )
     await streamed.collect()
-    held = SynthesisJob(runtime.pipeline_resources(), _request(runtime, "Not streamed.", request_id="held", stream=False))
+    held = SynthesisJob(
+        runtime.pipeline_resources(), _request(runtime, "Not streamed.", request_id="held", stream=False)
+    )
     await held.collect()
 
     assert len(opened) == 2 and all(h.closed for h in opened) and scheduler.active_streams == 0
@@ -321,7 +401,10 @@ async def test_jobs_decode_through_the_codec_scheduler_and_streams_pace_against_
     # Each group of windows waits with its own audio counted (the next text chunk's generation with none): the
     # client holds at most about the setting.
     limit = runtime.settings.stream.stream_max_ahead_s
-    assert all(PACE_FLOOR_S <= bound <= limit for bound in stream_playback.paces) and min(stream_playback.paces) < limit
+    assert (
+        all(PACE_FLOOR_S <= bound <= limit for bound in stream_playback.paces)
+        and min(stream_playback.paces) < limit
+    )
     assert stream_playback.audio_seconds == pytest.approx(streamed.stats.output_samples / NATIVE_RATE)
     assert held_playback.paces == [] and held_playback.first_audio_at == held.arrival
 
@@ -344,11 +427,14 @@ def test_the_runtime_runs_numpy_blas_on_one_thread(sr_runtime: ModelRuntime) -> 
     assert blas and all(pool["num_threads"] == 1 for pool in blas)
 
 
-@pytest.mark.parametrize("padded,stretch", [(False, 1.0), (True, 1.0), (True, 1.13)],
-                         ids=["cpu policy", "gpu policy", "gpu policy, speed"])
-async def test_48khz_streams_super_resolve_through_the_scheduler_as_offline(sr_runtime: ModelRuntime, padded: bool,
-                                                                          stretch: float,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "padded,stretch",
+    [(False, 1.0), (True, 1.0), (True, 1.13)],
+    ids=["cpu policy", "gpu policy", "gpu policy, speed"],
+)
+async def test_48khz_streams_super_resolve_through_the_scheduler_as_offline(
+    sr_runtime: ModelRuntime, padded: bool, stretch: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two concurrent 48 kHz streams: their AP-BWE windows go through the codec scheduler (which may batch them) and
     each output equals the offline upsample of the 16 kHz audio that job fed to super-resolution. (The demo's
     random AP-BWE turns the 16-bit rounding of its input into ~20 dB of difference, so the input is taken as the job
@@ -357,17 +443,25 @@ async def test_48khz_streams_super_resolve_through_the_scheduler_as_offline(sr_r
     the planner extends it with zeros to the grid, and the offline upsample of that equals the stream."""
     runtime = sr_runtime
     if padded:
-        monkeypatch.setattr(runtime.codec_scheduler, "policy", replace(runtime.codec_scheduler.policy, pad_batch=True))
+        monkeypatch.setattr(
+            runtime.codec_scheduler, "policy", replace(runtime.codec_scheduler.policy, pad_batch=True)
+        )
     eager_before = runtime.codec_scheduler.stats.eager_calls
     ends: list[int] = []
     pads: dict[str, int] = {}
     texts = ["The first caller speaks.", "A second caller at once."]
-    sr_rows, sr_calls = (runtime.codec_scheduler.stats.rows_by_kind["sr"],
-                         runtime.codec_scheduler.stats.calls_by_kind["sr"])
+    sr_rows, sr_calls = (
+        runtime.codec_scheduler.stats.rows_by_kind["sr"],
+        runtime.codec_scheduler.stats.calls_by_kind["sr"],
+    )
 
     async def run(text: str, rid: str) -> tuple[np.ndarray, np.ndarray]:
-        request = replace(_request(runtime, text, request_id=rid, stream=True, audio_format="pcm"),
-                          sample_rate=48_000, want_sr=True, time_stretch=stretch)
+        request = replace(
+            _request(runtime, text, request_id=rid, stream=True, audio_format="pcm"),
+            sample_rate=48_000,
+            want_sr=True,
+            time_stretch=stretch,
+        )
         job = SynthesisJob(runtime.pipeline_resources(), request)
         planner, fed = job.chain.bwe_stream, []
         push = planner.push
@@ -388,20 +482,29 @@ async def test_48khz_streams_super_resolve_through_the_scheduler_as_offline(sr_r
         planner.finish = finishing
         data = await job.collect()
         assert job.sr_applied
-        narrow = np.concatenate([*fed, np.zeros(pads[rid], np.float32)])  # what was planned, its end padding too
+        narrow = np.concatenate(
+            [*fed, np.zeros(pads[rid], np.float32)]
+        )  # what was planned, its end padding too
         return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0, narrow
 
     rids = [f"sr48-{i}" for i in range(len(texts))]
     results = await asyncio.gather(*(run(t, rid) for t, rid in zip(texts, rids, strict=True)))
     stats = runtime.codec_scheduler.stats
-    assert stats.rows_by_kind["sr"] > sr_rows and stats.calls_by_kind["sr"] > sr_calls  # through the scheduler
-    assert len(ends) == 2 and all(n % 80 == 0 for _, narrow in results for n in [narrow.size])  # ends on the grid
+    assert (
+        stats.rows_by_kind["sr"] > sr_rows and stats.calls_by_kind["sr"] > sr_calls
+    )  # through the scheduler
+    assert len(ends) == 2 and all(
+        n % 80 == 0 for _, narrow in results for n in [narrow.size]
+    )  # ends on the grid
     if stretch == 1.0:
         assert all(pads[rid] == 0 for rid in rids)  # tokens and crossfades keep the end on the grid
     else:
         assert all(0 < pads[rid] < 80 for rid in rids)  # the stretch moved it off; zeros bring it back
     if padded:
-        assert all(n in runtime.codec_scheduler.policy.sr_buckets for n in ends) and stats.eager_calls == eager_before
+        assert (
+            all(n in runtime.codec_scheduler.policy.sr_buckets for n in ends)
+            and stats.eager_calls == eager_before
+        )
     else:
         assert stats.eager_calls > eager_before  # each true end at its exact length, as before
     for audio48, narrow in results:
@@ -410,10 +513,12 @@ async def test_48khz_streams_super_resolve_through_the_scheduler_as_offline(sr_r
         assert np.abs(audio48 - offline).max() <= 1.5 / 32768  # the 16-bit output's rounding
 
 
-@pytest.mark.parametrize("text", ["Hello there, how are you today?", LONG_ENGLISH], ids=["one chunk", "long text"])
-async def test_a_48khz_stream_plays_its_first_decoded_chunk_through_a_lead_window(sr_runtime: ModelRuntime,
-                                                                                  monkeypatch: pytest.MonkeyPatch,
-                                                                                  text: str) -> None:
+@pytest.mark.parametrize(
+    "text", ["Hello there, how are you today?", LONG_ENGLISH], ids=["one chunk", "long text"]
+)
+async def test_a_48khz_stream_plays_its_first_decoded_chunk_through_a_lead_window(
+    sr_runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
     """Balanced at 48 kHz: the first AP-BWE window takes its right context from the first chunk's held overlap, so
     the first bytes leave with the first decoded chunk instead of waiting twelve engine steps for the second. The
     lead's kept audio is what AP-BWE gives the received samples with that guess after them; everything after it
@@ -421,9 +526,20 @@ async def test_a_48khz_stream_plays_its_first_decoded_chunk_through_a_lead_windo
     crossfade joiner holds a tail back for its next text chunk) and its audio equals the offline upsample whole."""
     runtime = sr_runtime
     monkeypatch.setattr(runtime, "engine", _PacedEngine(runtime.engine, step_s=0.03))
-    request = replace(_request(runtime, text, request_id=f"sr48-lead-{len(text)}", stream=True,
-                               audio_format="pcm", latency="balanced", voice="fixed", max_tokens=60),
-                      sample_rate=48_000, want_sr=True)
+    request = replace(
+        _request(
+            runtime,
+            text,
+            request_id=f"sr48-lead-{len(text)}",
+            stream=True,
+            audio_format="pcm",
+            latency="balanced",
+            voice="fixed",
+            max_tokens=60,
+        ),
+        sample_rate=48_000,
+        want_sr=True,
+    )
     job = SynthesisJob(runtime.pipeline_resources(), request)
     assert job.chain.sr_lead
     planner, fed, leads = job.chain.bwe_stream, [], []
@@ -442,7 +558,9 @@ async def test_a_48khz_stream_plays_its_first_decoded_chunk_through_a_lead_windo
     long_text = text == LONG_ENGLISH
     assert (len(job.plan.chunks) > 1) == long_text
     if not long_text:
-        assert job.stats.decoded_chunks == 1 and planner.lead_windows == 1  # the second chunk: 12 steps (360 ms) away
+        assert (
+            job.stats.decoded_chunks == 1 and planner.lead_windows == 1
+        )  # the second chunk: 12 steps (360 ms) away
     pieces += [piece async for piece in source]
     audio48 = np.frombuffer(b"".join(pieces), dtype="<i2").astype(np.float32) / 32768.0
     rounding = 1.5 / 32768  # the 16-bit output's rounding
@@ -455,18 +573,31 @@ async def test_a_48khz_stream_plays_its_first_decoded_chunk_through_a_lead_windo
     assert lead.keep_start == 0 and lead.keep_end == 3 * 4 * 320  # balanced keeps 4 of its first 8 tokens
     guessed = np.clip(runtime.sr.upsample(lead.samples)[: lead.keep_end], -1.0, 32767 / 32768)
     assert np.abs(audio48[: lead.keep_end] - guessed).max() <= rounding
-    assert np.abs(audio48[lead.keep_end:] - offline[lead.keep_end:]).max() <= rounding
+    assert np.abs(audio48[lead.keep_end :] - offline[lead.keep_end :]).max() <= rounding
 
 
-async def test_a_48khz_stream_takes_no_lead_when_admission_finds_the_engine_slow(sr_runtime: ModelRuntime,
-                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_48khz_stream_takes_no_lead_when_admission_finds_the_engine_slow(
+    sr_runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Admission.sr_lead says no (the engine under 3.5x real time): the first window waits for real context."""
     runtime = sr_runtime
     admission = Admission(runtime.codec_scheduler, generating=lambda: 1)
     monkeypatch.setattr(admission, "pace", lambda: 150.0)  # 3x real time: under the lead's 3.5x
     monkeypatch.setattr(runtime, "admission", admission, raising=False)
-    request = replace(_request(runtime, "Hello there.", request_id="sr48-no-lead", stream=True, audio_format="pcm",
-                               latency="balanced", voice="fixed", max_tokens=40), sample_rate=48_000, want_sr=True)
+    request = replace(
+        _request(
+            runtime,
+            "Hello there.",
+            request_id="sr48-no-lead",
+            stream=True,
+            audio_format="pcm",
+            latency="balanced",
+            voice="fixed",
+            max_tokens=40,
+        ),
+        sample_rate=48_000,
+        want_sr=True,
+    )
     job = SynthesisJob(runtime.pipeline_resources(), request)
     assert not job.chain.sr_lead
     await job.collect()
@@ -484,16 +615,22 @@ async def test_a_window_longer_than_the_pacing_limit_is_asked_for_before_the_cli
     async def pace(bound: float) -> None:
         asked.append(bound)
 
-    job = SimpleNamespace(request=SimpleNamespace(stream=True), playback=SimpleNamespace(pace=pace),
-                          resources=SimpleNamespace(settings=Settings(stream_max_ahead_s=3.0)))
+    job = SimpleNamespace(
+        request=SimpleNamespace(stream=True),
+        playback=SimpleNamespace(pace=pace),
+        resources=SimpleNamespace(settings=Settings(stream_max_ahead_s=3.0)),
+    )
     await SynthesisJob._pace(job, 4.0)  # type: ignore[arg-type]
     await SynthesisJob._pace(job, 1.0)  # type: ignore[arg-type]
     assert asked == [PACE_FLOOR_S, 2.0]
 
 
 async def test_a_stream_the_scheduler_cannot_open_fails_the_job_instead_of_hanging(
-        runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
-    job = SynthesisJob(runtime.pipeline_resources(), _request(runtime, "Hello.", request_id="no-handle", stream=True))
+    runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = SynthesisJob(
+        runtime.pipeline_resources(), _request(runtime, "Hello.", request_id="no-handle", stream=True)
+    )
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise RuntimeError("the scheduler is closed")

@@ -37,7 +37,10 @@ def test_unknown_bracket_words_are_read_and_unknown_angle_tags_dropped_by_defaul
     assert result.text == "Hello dancing world again foo bar"
     assert result.unknown_removed == ["dancing", "robotic", "foo_bar"]
     assert process_tags("<nonsense> start").text == "start"
-    assert process_tags("Press [Enter] to continue. See [Note] below.").text == "Press Enter to continue. See Note below."
+    assert (
+        process_tags("Press [Enter] to continue. See [Note] below.").text
+        == "Press Enter to continue. See Note below."
+    )
     assert process_tags("[laughs] Press [Enter]").text == "[laughs] Press Enter"
 
 
@@ -105,7 +108,10 @@ def test_property_strip_mode_leaves_only_known_bracket_tags(words: list[str]):
     assert result.text.count("[excited]") == words.count("[excited]")
     assert result.text.count("[calm]") == words.count("<calm>")
     # Plain words stay; an unknown bracketed word is read as the word; tags (known, or unknown <angle>) are not words.
-    plain = [w if not is_tag(w) else w[1:-1] for w in words
-             if not is_tag(w) or (w.startswith("[") and w[1:-1] not in KNOWN_TAGS)]
+    plain = [
+        w if not is_tag(w) else w[1:-1]
+        for w in words
+        if not is_tag(w) or (w.startswith("[") and w[1:-1] not in KNOWN_TAGS)
+    ]
     assert re.sub(r"\[(excited|calm)\]", " ", result.text).split() == plain
     assert process_tags(result.text).text == result.text

@@ -25,32 +25,48 @@ def error(response) -> dict:
     return response.json()["error"]
 
 
-@pytest.mark.parametrize("path,body", [
-    ("/v1/audio/speech", b'{"input": "Hi.", "speed": NaN}'),
-    ("/v1/tts/generate", b'{"text": "Hi.", "speed": NaN}'),
-    ("/v1/tts/generate", b'{"text": "Hi.", "speed": Infinity}'),
-])
-def test_a_speed_that_is_not_a_finite_number_is_named_as_such(client: TestClient, path: str, body: bytes) -> None:
+@pytest.mark.parametrize(
+    "path,body",
+    [
+        ("/v1/audio/speech", b'{"input": "Hi.", "speed": NaN}'),
+        ("/v1/tts/generate", b'{"text": "Hi.", "speed": NaN}'),
+        ("/v1/tts/generate", b'{"text": "Hi.", "speed": Infinity}'),
+    ],
+)
+def test_a_speed_that_is_not_a_finite_number_is_named_as_such(
+    client: TestClient, path: str, body: bytes
+) -> None:
     found = error(client.post(path, content=body, headers=JSON))
     assert found["code"] == "VALIDATION_ERROR" and found["param"] == "speed"
-    assert "finite number from 0.25 to 4.0" in found["message"] and "less than or equal" not in found["message"]
+    assert (
+        "finite number from 0.25 to 4.0" in found["message"] and "less than or equal" not in found["message"]
+    )
 
 
-@pytest.mark.parametrize("path,body", [("/v1/audio/speech", {"input": "Hi.", "speed": True}),
-                                       ("/v1/tts/generate", {"text": "Hi.", "speed": False})])
+@pytest.mark.parametrize(
+    "path,body",
+    [
+        ("/v1/audio/speech", {"input": "Hi.", "speed": True}),
+        ("/v1/tts/generate", {"text": "Hi.", "speed": False}),
+    ],
+)
 def test_a_boolean_speed_is_refused(client: TestClient, path: str, body: dict) -> None:
     found = error(client.post(path, json=body))
     assert found["code"] == "VALIDATION_ERROR" and found["param"] == "speed" and "not " in found["message"]
 
 
 def test_a_boolean_speed_is_refused_on_the_elevenlabs_route(client: TestClient) -> None:
-    response = client.post("/v1/text-to-speech/default", json={"text": "Hi.", "voice_settings": {"speed": True}})
+    response = client.post(
+        "/v1/text-to-speech/default", json={"text": "Hi.", "voice_settings": {"speed": True}}
+    )
     assert response.status_code in (400, 422)
     assert response.json()["detail"]["code"] == "invalid_parameters"
 
 
 def test_a_repeated_previous_request_id_is_refused(client: TestClient) -> None:
-    found = error(client.post("/v1/tts/generate", json={"text": "Hi.", "previous_request_ids": ["abc", "abc"]}))
+    found = error(
+        client.post("/v1/tts/generate", json={"text": "Hi.", "previous_request_ids": ["abc", "abc"]})
+    )
     assert found["code"] == "VALIDATION_ERROR" and found["param"] == "previous_request_ids"
     assert "twice" in found["message"]
 

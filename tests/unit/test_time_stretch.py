@@ -31,7 +31,7 @@ def _voiced(seconds: float) -> np.ndarray:
 
 def _run(samples: np.ndarray, speed: float, chunk: int) -> np.ndarray:
     stretch = StreamingTimeStretch(speed)
-    parts = [stretch.push(samples[i:i + chunk]) for i in range(0, len(samples), chunk)]
+    parts = [stretch.push(samples[i : i + chunk]) for i in range(0, len(samples), chunk)]
     return np.concatenate([*parts, stretch.finish()])
 
 
@@ -49,7 +49,7 @@ def test_duration_follows_speed_and_pitch_and_level_stay(speed: float) -> None:
     source = _tone(6.0)
     out = _run(source, speed, 1280)
     assert len(out) == round(len(source) / speed)
-    middle = out[len(out) // 4: 3 * len(out) // 4]
+    middle = out[len(out) // 4 : 3 * len(out) // 4]
     assert _dominant_hz(middle) == pytest.approx(180.0, abs=4.0)
     assert _rms(middle) == pytest.approx(0.4 / np.sqrt(2), rel=0.05)
 
@@ -58,7 +58,7 @@ def test_duration_follows_speed_and_pitch_and_level_stay(speed: float) -> None:
 def test_speech_like_audio_keeps_its_level_and_has_no_clicks(speed: float) -> None:
     source = _voiced(4.0)
     out = _run(source, speed, 4000)
-    middle = out[len(out) // 8: 7 * len(out) // 8]
+    middle = out[len(out) // 8 : 7 * len(out) // 8]
     assert _rms(middle) == pytest.approx(_rms(source), rel=0.08)
     # A frame cut at a bad shift shows as a jump far beyond the source's own sample-to-sample steps.
     assert np.abs(np.diff(middle)).max() < 1.5 * np.abs(np.diff(source)).max()
@@ -71,11 +71,19 @@ def test_the_output_does_not_depend_on_how_the_input_is_chunked() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(speed=st.floats(0.25, 4.0), length=st.integers(0, 6_000),
-       cuts=st.lists(st.integers(0, 6_000), max_size=8), seed=st.integers(0, 2**16), silent=st.booleans())
-def test_any_input_in_any_pieces_gives_the_whole_input_s_output(speed: float, length: int, cuts: list[int],
-                                                                 seed: int, silent: bool) -> None:
-    source = (np.zeros(length) if silent else np.random.default_rng(seed).uniform(-1, 1, length)).astype(np.float32)
+@given(
+    speed=st.floats(0.25, 4.0),
+    length=st.integers(0, 6_000),
+    cuts=st.lists(st.integers(0, 6_000), max_size=8),
+    seed=st.integers(0, 2**16),
+    silent=st.booleans(),
+)
+def test_any_input_in_any_pieces_gives_the_whole_input_s_output(
+    speed: float, length: int, cuts: list[int], seed: int, silent: bool
+) -> None:
+    source = (np.zeros(length) if silent else np.random.default_rng(seed).uniform(-1, 1, length)).astype(
+        np.float32
+    )
     whole = _run(source, speed, max(length, 1))
     bounds = sorted({0, length, *(c for c in cuts if c <= length)})
     stretch = StreamingTimeStretch(speed)

@@ -25,8 +25,14 @@ TEXT = "I paid $5 today, thanks."
 
 @pytest.fixture(scope="module")
 def client(demo_model_dir: Path) -> Iterator[TestClient]:
-    settings = Settings(model_dir=demo_model_dir, auth_enabled=False, warmup=False, log_json=False, sr_enabled=False,
-                        default_max_tokens=40)
+    settings = Settings(
+        model_dir=demo_model_dir,
+        auth_enabled=False,
+        warmup=False,
+        log_json=False,
+        sr_enabled=False,
+        default_max_tokens=40,
+    )
     runtime = ModelRuntime(settings)
     with TestClient(create_app(settings, runtime=runtime)) as test_client:
         wait_in_portal(test_client, lambda: runtime.ready)
@@ -56,8 +62,9 @@ def test_a_failing_aligner_marks_the_answer(client: TestClient, monkeypatch: pyt
     assert [w["text"] for w in answer["words"]] == split_words(TEXT)  # spread evenly, never missing
 
 
-def test_failing_captions_are_null_and_the_audio_is_delivered(client: TestClient,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failing_captions_are_null_and_the_audio_is_delivered(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken(words: object) -> str:
         raise ValueError("bad cue")
 

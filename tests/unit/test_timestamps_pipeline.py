@@ -29,14 +29,32 @@ def runtime(demo_model_dir: Path) -> Iterator[ModelRuntime]:
         yield rt
 
 
-def _request(runtime: ModelRuntime, text: str, timestamps: str | None, *, normalize: bool = True,
-             stream: bool = True, time_stretch: float = 1.0) -> SynthesisRequest:
+def _request(
+    runtime: ModelRuntime,
+    text: str,
+    timestamps: str | None,
+    *,
+    normalize: bool = True,
+    stream: bool = True,
+    time_stretch: float = 1.0,
+) -> SynthesisRequest:
     voice = runtime.voices.resolve(runtime.voices.default_voice_id)
-    sampling = SamplingOptions(max_tokens=MAX_TOKENS, seed=3, temperature=0.8, top_k=50, top_p=1.0,
-                               repetition_penalty=1.05)
-    return SynthesisRequest(request_id="ts", text=text, voice=voice, sampling=sampling, audio_format="pcm",
-                            sample_rate=NATIVE_RATE, stream=stream, latency="exact", normalize=normalize,
-                            timestamps=timestamps, time_stretch=time_stretch)  # type: ignore[arg-type]
+    sampling = SamplingOptions(
+        max_tokens=MAX_TOKENS, seed=3, temperature=0.8, top_k=50, top_p=1.0, repetition_penalty=1.05
+    )
+    return SynthesisRequest(
+        request_id="ts",
+        text=text,
+        voice=voice,
+        sampling=sampling,
+        audio_format="pcm",
+        sample_rate=NATIVE_RATE,
+        stream=stream,
+        latency="exact",
+        normalize=normalize,
+        timestamps=timestamps,
+        time_stretch=time_stretch,
+    )  # type: ignore[arg-type]
 
 
 async def _run(job: SynthesisJob) -> tuple[bytes, list[tuple[float, TimestampsEvent]]]:
@@ -50,15 +68,23 @@ async def _run(job: SynthesisJob) -> tuple[bytes, list[tuple[float, TimestampsEv
     return bytes(audio), events
 
 
-@pytest.mark.parametrize(("text", "normalize", "stretch"), [
-    ("I paid $5 on 15/03/2024, [excited] really!", True, 1.0),
-    ("I paid $5 on 15/03/2024, really!", False, 1.0),
-    (LONG_ENGLISH, True, 1.0),
-    (LONG_ENGLISH, True, 1.6),  # speed: the chain time-stretches after the crossfade; times follow
-], ids=["normalised", "raw", "long", "long-faster"])
-async def test_words_cover_the_text_beside_unchanged_audio(runtime: ModelRuntime, text: str, normalize: bool,
-                                                           stretch: float) -> None:
-    job = SynthesisJob(runtime.pipeline_resources(), _request(runtime, text, "word", normalize=normalize, time_stretch=stretch))
+@pytest.mark.parametrize(
+    ("text", "normalize", "stretch"),
+    [
+        ("I paid $5 on 15/03/2024, [excited] really!", True, 1.0),
+        ("I paid $5 on 15/03/2024, really!", False, 1.0),
+        (LONG_ENGLISH, True, 1.0),
+        (LONG_ENGLISH, True, 1.6),  # speed: the chain time-stretches after the crossfade; times follow
+    ],
+    ids=["normalised", "raw", "long", "long-faster"],
+)
+async def test_words_cover_the_text_beside_unchanged_audio(
+    runtime: ModelRuntime, text: str, normalize: bool, stretch: float
+) -> None:
+    job = SynthesisJob(
+        runtime.pipeline_resources(),
+        _request(runtime, text, "word", normalize=normalize, time_stretch=stretch),
+    )
     audio, events = await _run(job)
     duration = len(audio) / 2 / NATIVE_RATE
     assert len(events) >= len(job.plan.chunks)
@@ -74,13 +100,18 @@ async def test_words_cover_the_text_beside_unchanged_audio(runtime: ModelRuntime
         assert times == sorted(times) and times[0] >= 0 and times[-1] <= duration + slack
     assert job.timestamps is not None and job.timestamps.status == "ok"
     # The same seed without timestamps: the same audio, no events.
-    plain_audio, plain_events = await _run(SynthesisJob(runtime.pipeline_resources(), _request(runtime, text, None, normalize=normalize,
-                                                                          time_stretch=stretch)))
+    plain_audio, plain_events = await _run(
+        SynthesisJob(
+            runtime.pipeline_resources(),
+            _request(runtime, text, None, normalize=normalize, time_stretch=stretch),
+        )
+    )
     assert plain_events == [] and plain_audio == audio
 
 
-async def test_first_audio_goes_out_while_the_aligner_is_held_up(runtime: ModelRuntime,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_first_audio_goes_out_while_the_aligner_is_held_up(
+    runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The aligner blocks until the consumer has the first audio bytes: were audio waiting for timing, the two would
     wait for each other until the gate's timeout, and `released` would stay False."""
     first_audio = threading.Event()
@@ -104,8 +135,9 @@ async def test_first_audio_goes_out_while_the_aligner_is_held_up(runtime: ModelR
     assert order[0] == "audio" and "timing" in order
 
 
-async def test_a_failing_aligner_falls_back_and_the_request_completes(runtime: ModelRuntime,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_failing_aligner_falls_back_and_the_request_completes(
+    runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken(*args: object, **kwargs: object) -> list:
         raise IndexError("aligner bug")
 
@@ -133,7 +165,10 @@ def test_track_places_chunks_on_the_crossfaded_timeline() -> None:
     # The second chunk starts 50 ms before the first ends (the crossfade); times stay monotonic across the join.
     assert first.normalized[-1].end == 1.0 and second.normalized[0].start == 1.0
     assert second.normalized[-1].end == pytest.approx(2.0 - 800 / 16_000, abs=0.001)
-    assert second.words[1].start == second.normalized[1].start and second.words[1].end == second.normalized[2].end
+    assert (
+        second.words[1].start == second.normalized[1].start
+        and second.words[1].end == second.normalized[2].end
+    )
     assert second.words[-1].end <= 2.0 - 800 / 16_000 + 1e-6
 
 

@@ -91,14 +91,18 @@ def files(directory: Path) -> list[str]:
 async def test_create_encodes_once_and_stores_the_voice_for_its_key(tmp_path: Path) -> None:
     library = make_library(tmp_path)
     data = audio()
-    record = await library.create(NewVoice(" Mine ", "Hello there, this is my voice.", "I agreed."), data, "key_a")
+    record = await library.create(
+        NewVoice(" Mine ", "Hello there, this is my voice.", "I agreed."), data, "key_a"
+    )
     assert record.name == "Mine" and record.owner_key_id == "key_a" and record.continuation
     assert record.reference_seconds == 3.0 and len(record.semantic_tokens or ()) == 150
     assert record.global_tokens == fake_tokens(decode_reference_audio(data).samples, True).global_tokens
     assert files(tmp_path) == [f"{record.voice_id}.json"]
     assert await library.get(record.voice_id, A) == record
     plain = await library.create(NewVoice("No transcript"), audio(seed=1), "key_a")
-    assert plain.semantic_tokens is None and plain.transcript is None  # semantic ids only when they will be used
+    assert (
+        plain.semantic_tokens is None and plain.transcript is None
+    )  # semantic ids only when they will be used
     assert library.models.calls == [True, False]  # type: ignore[attr-defined]
 
 
@@ -106,7 +110,11 @@ async def test_other_keys_get_404_and_the_admin_sees_and_deletes_everything(tmp_
     library = make_library(tmp_path)
     mine = await library.create(NewVoice("a"), audio(), "key_a")
     theirs = await library.create(NewVoice("b"), audio(seed=2), "key_b")
-    for call in (library.get(mine.voice_id, B), library.delete(mine.voice_id, B), library.voice_for(mine.voice_id, "key_b")):
+    for call in (
+        library.get(mine.voice_id, B),
+        library.delete(mine.voice_id, B),
+        library.voice_for(mine.voice_id, "key_b"),
+    ):
         with pytest.raises(ServiceError) as info:
             await call
         assert info.value.code == "VOICE_NOT_FOUND"  # never 403: the id's existence does not leak
@@ -125,7 +133,9 @@ async def test_a_repeated_reference_costs_one_encode_and_the_lru_is_bounded(tmp_
     again = await library.reference_voice(audio(), "Hello there, this is me.")
     assert first == again and first.continuation and first.id.startswith("ref_") and calls == [True]
     # Globals only: the cached entry with semantic ids answers too (no second encode).
-    assert (await library.reference_voice(audio(), None)).global_tokens == first.global_tokens and calls == [True]
+    assert (await library.reference_voice(audio(), None)).global_tokens == first.global_tokens and calls == [
+        True
+    ]
     await library.reference_voice(audio(seed=1), None)
     await library.reference_voice(audio(seed=2), None)  # evicts the oldest (seed 0)
     assert len(library.references.cache) == 2
@@ -169,13 +179,24 @@ async def test_encodes_run_in_threads_at_most_n_at_a_time(tmp_path: Path) -> Non
     assert len(runtime.calls) == 6 and runtime.most_running == 2 and ticks > 30
 
 
-@pytest.mark.parametrize(("case", "code"), [
-    ("not audio", "INVALID_AUDIO"), ("too short", "AUDIO_TOO_SHORT"), ("too long", "AUDIO_TOO_LONG"),
-    ("silent", "AUDIO_SILENT"), ("encoder fails", None), ("store fails", "SERVICE_UNAVAILABLE"),
-    ("blank name", "VALIDATION_ERROR"), ("long transcript", "VALIDATION_ERROR"), ("unavailable", "CLONING_UNAVAILABLE"),
-    ("not ready", "MODEL_NOT_LOADED"),
-])
-async def test_a_failure_at_any_step_leaves_nothing_behind(tmp_path: Path, monkeypatch, case: str, code: str) -> None:
+@pytest.mark.parametrize(
+    ("case", "code"),
+    [
+        ("not audio", "INVALID_AUDIO"),
+        ("too short", "AUDIO_TOO_SHORT"),
+        ("too long", "AUDIO_TOO_LONG"),
+        ("silent", "AUDIO_SILENT"),
+        ("encoder fails", None),
+        ("store fails", "SERVICE_UNAVAILABLE"),
+        ("blank name", "VALIDATION_ERROR"),
+        ("long transcript", "VALIDATION_ERROR"),
+        ("unavailable", "CLONING_UNAVAILABLE"),
+        ("not ready", "MODEL_NOT_LOADED"),
+    ],
+)
+async def test_a_failure_at_any_step_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch, case: str, code: str
+) -> None:
     runtime = FakeRuntime()
     library = make_library(tmp_path / "voices", runtime)
     data, new = audio(), NewVoice("ok", "Hello there.")
@@ -190,8 +211,10 @@ async def test_a_failure_at_any_step_leaves_nothing_behind(tmp_path: Path, monke
     elif case == "encoder fails":
         runtime.fail = RuntimeError("boom")
     elif case == "store fails":
-        monkeypatch.setattr("services.voice_library.file_store.os.replace",
-                            lambda *_: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+        monkeypatch.setattr(
+            "services.voice_library.file_store.os.replace",
+            lambda *_: (_ for _ in ()).throw(OSError(28, "No space left on device")),
+        )
     elif case == "blank name":
         new = NewVoice("   ")
     elif case == "long transcript":
@@ -213,8 +236,13 @@ async def test_import_needs_no_encoder_and_checks_the_tokens(tmp_path: Path) -> 
     runtime = FakeRuntime(cloning_unavailable_reason="no wav2vec2 here")
     library = make_library(tmp_path, runtime)
     tokens = ReferenceTokens(tuple(range(32)), tuple(range(100)))
-    record = await library.import_voice(NewVoice("moved", "Hello there, moved voice."), tokens, "key_a",
-                                        reference_seconds=2.0, audio_sha256="0" * 64)
+    record = await library.import_voice(
+        NewVoice("moved", "Hello there, moved voice."),
+        tokens,
+        "key_a",
+        reference_seconds=2.0,
+        audio_sha256="0" * 64,
+    )
     assert record.continuation and record.global_tokens == tuple(range(32)) and runtime.calls == []
     with pytest.raises(ServiceError) as info:
         await library.import_voice(NewVoice("bad"), ReferenceTokens((5000,) * 32), "key_a")
@@ -237,7 +265,9 @@ async def test_synthesis_sees_creates_at_once_and_deletes_within_the_ttl(tmp_pat
     with pytest.raises(ServiceError):  # the deleting container: at once
         await here.voice_for(record.voice_id, "key_a")
     clock[0] += 4.9
-    assert (await there.voice_for(record.voice_id, "key_a")).id == record.voice_id  # the other: within the TTL
+    assert (
+        await there.voice_for(record.voice_id, "key_a")
+    ).id == record.voice_id  # the other: within the TTL
     clock[0] += 0.2
     with pytest.raises(ServiceError) as info:
         await there.voice_for(record.voice_id, "key_a", "voice")
@@ -260,7 +290,8 @@ def test_references_start_with_the_settings_limits() -> None:
 
 
 async def test_a_deployment_that_stores_no_voices_refuses_before_encoding_and_still_clones_per_request(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     runtime = FakeRuntime()
     library = make_library(tmp_path, runtime, voice_store="none")
     with pytest.raises(ServiceError) as refused:

@@ -64,11 +64,20 @@ def test_an_unreachable_hub_fails_in_one_line_with_the_way_out(tmp_path: Path) -
     with socket.socket() as probe:  # a loopback port nothing listens on: the connection is refused at once
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{port}", "PYTHONPATH": str(Path(weights.__file__).parents[1])}
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": f"http://127.0.0.1:{port}",
+        "PYTHONPATH": str(Path(weights.__file__).parents[1]),
+    }
     env.pop("TTS_WEIGHTS_BASE_URL", None)
     env.pop("TTS_WEIGHTS_MANIFEST", None)
-    done = subprocess.run([sys.executable, "-m", "core.weights", str(tmp_path / "model")], env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "core.weights", str(tmp_path / "model")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr

@@ -31,14 +31,26 @@ def dialect_session(runtime: Any, gate: Any, wire: Any = None) -> tuple[WsSessio
     sock, clock = FakeSocket(), Clock()
     outbox = Outbox(sock, max_items=4)
     outbox.start()
-    session = WsSession(runtime, outbox, gate, connection_id="c1", wire=wire or ElevenLabsWire(absolute_times=False),
-                        serial=False, max_open=5, max_unfinished=5, supersede_after_s=0.5, dialect="elevenlabs",
-                        clock=clock)
+    session = WsSession(
+        runtime,
+        outbox,
+        gate,
+        connection_id="c1",
+        wire=wire or ElevenLabsWire(absolute_times=False),
+        serial=False,
+        max_open=5,
+        max_unfinished=5,
+        supersede_after_s=0.5,
+        dialect="elevenlabs",
+        clock=clock,
+    )
     return session, sock, outbox, clock
 
 
 def of(sock: FakeSocket, cid: str) -> list[dict[str, Any]]:
-    return [m for m in sock.sent if isinstance(m, dict) and (m.get("contextId") or m.get("context_id")) == cid]
+    return [
+        m for m in sock.sent if isinstance(m, dict) and (m.get("contextId") or m.get("context_id")) == cid
+    ]
 
 
 async def until(predicate: Any, timeout_s: float = 120.0) -> None:
@@ -65,7 +77,10 @@ async def test_a_context_opening_after_the_earlier_one_fell_silent_stops_it(runt
     # turn1's isFinal is its last message, and it went out before anything of turn2
     assert ids.index("turn1", ids.index("turn1") + 0) < ids.index("turn2")
     last_turn1 = len(ids) - 1 - ids[::-1].index("turn1")
-    assert sock.sent[[i for i, m in enumerate(sock.sent) if isinstance(m, dict)][last_turn1]].get("isFinal") is True
+    assert (
+        sock.sent[[i for i, m in enumerate(sock.sent) if isinstance(m, dict)][last_turn1]].get("isFinal")
+        is True
+    )
     assert last_turn1 < ids.index("turn2")
     assert [u for u, _ in gate.settled][0] == "c1-u1"
     await until(lambda: len(gate.statuses) == 2)
@@ -77,7 +92,9 @@ async def test_a_context_opening_after_the_earlier_one_fell_silent_stops_it(runt
 async def test_a_reply_queued_right_after_the_turn_is_spoken_whole(runtime: Any) -> None:
     gate = RecordingGate()
     session, sock, outbox, clock = dialect_session(runtime, gate)
-    await session.start(request_for(runtime), context_id="llm", text="Hello there. How are you today?", end=True)
+    await session.start(
+        request_for(runtime), context_id="llm", text="Hello there. How are you today?", end=True
+    )
     clock.now += 0.05  # Pipecat's TTSSpeakFrame, queued behind the LLM turn
     await session.start(request_for(runtime), context_id="speak", text="One more thing.", end=True)
     await until(lambda: final(sock, "llm") and final(sock, "speak"))
@@ -123,8 +140,10 @@ async def test_text_with_nothing_to_speak_ends_with_a_short_silence(runtime: Any
 
     from services.sessions.utterance import NOTHING_TO_SPEAK_S
 
-    for wire, marker, key in ((ElevenLabsWire(absolute_times=False), "isFinal", "audio"),
-                               (CartesiaWire(), "done", "data")):
+    for wire, marker, key in (
+        (ElevenLabsWire(absolute_times=False), "isFinal", "audio"),
+        (CartesiaWire(), "done", "data"),
+    ):
         gate = RecordingGate()
         session, sock, outbox, _ = dialect_session(runtime, gate, wire)
         request = request_for(runtime)
@@ -132,7 +151,9 @@ async def test_text_with_nothing_to_speak_ends_with_a_short_silence(runtime: Any
         await until(lambda: any(m.get(marker) is True for m in of(sock, "e")))  # noqa: B023
         assert not [m for m in of(sock, "e") if m.get("error") or m.get("type") == "error"]
         audio = b"".join(base64.b64decode(m[key]) for m in of(sock, "e") if m.get(key))
-        assert audio == bytes(len(audio)) and len(audio) == round(NOTHING_TO_SPEAK_S * request.sample_rate) * 2
+        assert (
+            audio == bytes(len(audio)) and len(audio) == round(NOTHING_TO_SPEAK_S * request.sample_rate) * 2
+        )
         assert of(sock, "e")[-1].get(marker) is True
         assert gate.statuses == ["refused"]  # never admitted, nothing charged
         await outbox.close()

@@ -74,8 +74,10 @@ def test_a_reader_failure_is_ours_only_when_the_client_did_not_cause_it() -> Non
 # Each case: a metered key of its own, a real app on the demo model, the dialect's wire messages; the request log's
 # rows are kept in memory and the books checked: balance == initial - sum(credits_charged) over the key's rows.
 INITIAL = 100_000
-TEXT = ("The quick brown fox jumps over the lazy dog. It was a sunny day, and everyone in the small town was happy "
-        "to be outside. The children played in the park while their parents talked. ")
+TEXT = (
+    "The quick brown fox jumps over the lazy dog. It was a sunny day, and everyone in the small town was happy "
+    "to be outside. The children played in the park while their parents talked. "
+)
 
 
 class Rows:
@@ -136,6 +138,7 @@ class App:
     def balance(self, key_id: str) -> int:
         async def read() -> int:
             return (await self.store.get_by_hash(self.store._hash_by_id[key_id])).credit_balance  # type: ignore[return-value]
+
         return self.client.portal.call(read)
 
     def settled(self, key_id: str, rows: int = 1) -> list[RequestRecord]:
@@ -149,13 +152,25 @@ class App:
 
 @pytest.fixture(scope="module")
 def app(demo_model_dir: Path) -> Iterator[App]:
-    settings = Settings(model_dir=demo_model_dir, warmup=False, log_json=False, sr_enabled=False, auth_enabled=True,
-                        credits_enabled=True, rate_limit_per_minute=10_000, ws_idle_timeout_s=60,
-                        request_log_flush_s=0.05, max_text_chars=600)
+    settings = Settings(
+        model_dir=demo_model_dir,
+        warmup=False,
+        log_json=False,
+        sr_enabled=False,
+        auth_enabled=True,
+        credits_enabled=True,
+        rate_limit_per_minute=10_000,
+        ws_idle_timeout_s=60,
+        request_log_flush_s=0.05,
+        max_text_chars=600,
+    )
     store = StaticKeyStore()
     rows = Rows()
-    access = AccessServices(settings, authenticator=Authenticator(store, ttl_s=30.0),
-                            request_logger=RequestLogger(rows, flush_s=0.05))  # type: ignore[arg-type]
+    access = AccessServices(
+        settings,
+        authenticator=Authenticator(store, ttl_s=30.0),
+        request_logger=RequestLogger(rows, flush_s=0.05),
+    )  # type: ignore[arg-type]
     runtime = ModelRuntime(settings)
     with TestClient(create_app(settings, runtime=runtime, access=access)) as client:
         wait_in_portal(client, lambda: runtime.ready)
@@ -174,23 +189,48 @@ def _json_audio(message: dict | bytes) -> bool:
 
 
 DIALECTS = {
-    "native": ("/v1/tts/ws?api_key={key}",
-               [{"type": "start", "speaker": "fixed", "format": "pcm", "sample_rate": 16000},
-                {"type": "text", "text": TEXT}], {"type": "ping", "id": 1}, _native_audio),
-    "elevenlabs": ("/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000&xi_api_key={key}",
-                   [{"text": " ", "context_id": "c1"}, {"text": TEXT, "context_id": "c1", "flush": True}],
-                   {"text": "", "context_id": "c1"}, _json_audio),
-    "elevenlabs-single": ("/v1/text-to-speech/fixed/stream-input?output_format=pcm_16000&xi_api_key={key}",
-                          [{"text": " "}, {"text": TEXT, "flush": True}], {"text": " more", "flush": False},
-                          _json_audio),
-    "cartesia": ("/tts/websocket?api_key={key}&cartesia_version=2026-03-01",
-                 [{"context_id": "c1", "model_id": "sonic-2", "transcript": TEXT, "continue": True,
-                   "voice": {"mode": "id", "id": "fixed"},
-                   "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000}}],
-                 {"context_id": "c1", "transcript": " and", "continue": True,
-                  "voice": {"mode": "id", "id": "fixed"},
-                  "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000}},
-                 _json_audio),
+    "native": (
+        "/v1/tts/ws?api_key={key}",
+        [
+            {"type": "start", "speaker": "fixed", "format": "pcm", "sample_rate": 16000},
+            {"type": "text", "text": TEXT},
+        ],
+        {"type": "ping", "id": 1},
+        _native_audio,
+    ),
+    "elevenlabs": (
+        "/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000&xi_api_key={key}",
+        [{"text": " ", "context_id": "c1"}, {"text": TEXT, "context_id": "c1", "flush": True}],
+        {"text": "", "context_id": "c1"},
+        _json_audio,
+    ),
+    "elevenlabs-single": (
+        "/v1/text-to-speech/fixed/stream-input?output_format=pcm_16000&xi_api_key={key}",
+        [{"text": " "}, {"text": TEXT, "flush": True}],
+        {"text": " more", "flush": False},
+        _json_audio,
+    ),
+    "cartesia": (
+        "/tts/websocket?api_key={key}&cartesia_version=2026-03-01",
+        [
+            {
+                "context_id": "c1",
+                "model_id": "sonic-2",
+                "transcript": TEXT,
+                "continue": True,
+                "voice": {"mode": "id", "id": "fixed"},
+                "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000},
+            }
+        ],
+        {
+            "context_id": "c1",
+            "transcript": " and",
+            "continue": True,
+            "voice": {"mode": "id", "id": "fixed"},
+            "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000},
+        },
+        _json_audio,
+    ),
 }
 
 
@@ -269,7 +309,9 @@ def test_a_context_refused_mid_way_pays_for_its_delivered_audio_not_nothing(app:
         for message in opening:
             ws.send_text(json.dumps(message))
         _until_audio(ws, is_audio)
-        ws.send_text(json.dumps({**keep, key: " word" * 100}))  # 500 more characters: past max_text_chars (600)
+        ws.send_text(
+            json.dumps({**keep, key: " word" * 100})
+        )  # 500 more characters: past max_text_chars (600)
         for _ in range(2000):
             message = _receive(ws)
             if isinstance(message, dict) and message.get("error"):

@@ -231,7 +231,12 @@ def request_for(runtime: Any, **overrides: Any) -> SynthesisRequest:
         audio_format="pcm",
         sample_rate=16000,
         sampling=SamplingOptions(
-            s.sampling.default_temperature, s.sampling.default_top_k, s.sampling.default_top_p, 400, s.sampling.default_repetition_penalty, seed=1
+            s.sampling.default_temperature,
+            s.sampling.default_top_k,
+            s.sampling.default_top_p,
+            400,
+            s.sampling.default_repetition_penalty,
+            seed=1,
         ),
     )
     fields.update(overrides)
@@ -326,7 +331,9 @@ async def test_cancel_and_close_abort_generation(runtime: Any) -> None:
 
 
 @pytest.mark.parametrize("by_server", [True, False])
-async def test_a_socket_the_server_ends_charges_only_the_audio_that_reached_it(runtime: Any, by_server: bool) -> None:
+async def test_a_socket_the_server_ends_charges_only_the_audio_that_reached_it(
+    runtime: Any, by_server: bool
+) -> None:
     """Fair charge: a reader that stops reading while a long utterance streams, and the server ends the
     socket (a stall, a broken message rule) or the client closes it: the utterance is charged for the characters the
     audio that reached the socket covers, never for text whose audio never got there (the cut-chunk rule; one price
@@ -403,11 +410,17 @@ async def test_a_context_cuts_its_text_chunks_at_the_streaming_cap(runtime: Any)
     at most TTS_STREAM_CHUNK_MAX_CHARS characters (cut at clause marks here); shorter sentences stay whole."""
     from services.sessions.utterance import Utterance
 
-    long = ("The museum is open every day from nine in the morning until six in the evening, except on public "
-            "holidays, when it closes at two, and the guided tours, which start at the main entrance every hour, "
-            "are free for members.")
+    long = (
+        "The museum is open every day from nine in the morning until six in the evening, except on public "
+        "holidays, when it closes at two, and the guided tours, which start at the main entrance every hour, "
+        "are free for members."
+    )
     short = "Sure, I can help with that."
-    u = Utterance(runtime.pipeline_resources(), request_for(runtime, request_id="u-cap", stream=True), max_text_chars=5000)
+    u = Utterance(
+        runtime.pipeline_resources(),
+        request_for(runtime, request_id="u-cap", stream=True),
+        max_text_chars=5000,
+    )
     for word in (long + " " + short).split(" "):
         u.add_text(word + " ")
     u.end()

@@ -24,8 +24,15 @@ HALF = "b" * (MAX_WORD_LETTERS // 2 + 1)  # two of them make one word over the b
 
 @pytest.fixture(scope="module")
 def client(demo_model_dir: Path) -> Iterator[TestClient]:
-    settings = Settings(model_dir=demo_model_dir, auth_enabled=False, warmup=False, log_json=False, sr_enabled=False,
-                        default_max_tokens=30, max_text_chars=20_000)
+    settings = Settings(
+        model_dir=demo_model_dir,
+        auth_enabled=False,
+        warmup=False,
+        log_json=False,
+        sr_enabled=False,
+        default_max_tokens=30,
+        max_text_chars=20_000,
+    )
     runtime = ModelRuntime(settings)
     with TestClient(create_app(settings, runtime=runtime)) as test_client:
         wait_in_portal(test_client, lambda: runtime.ready)
@@ -59,23 +66,35 @@ def _elevenlabs(client: TestClient, pieces: list[str]) -> dict:
 
 
 def _cartesia(client: TestClient, pieces: list[str]) -> dict:
-    fields = {"model_id": "sonic-2", "voice": {"mode": "id", "id": "fixed"},
-              "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000}}
+    fields = {
+        "model_id": "sonic-2",
+        "voice": {"mode": "id", "id": "fixed"},
+        "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000},
+    }
     with client.websocket_connect("/tts/websocket?cartesia_version=2026-03-01") as ws:
         for i, piece in enumerate(pieces):
-            ws.send_text(json.dumps({"context_id": "c", "transcript": piece, "continue": i < len(pieces) - 1,
-                                     **fields}))
+            ws.send_text(
+                json.dumps(
+                    {"context_id": "c", "transcript": piece, "continue": i < len(pieces) - 1, **fields}
+                )
+            )
         while True:
             message = json.loads(ws.receive_text())
             if message.get("type") == "error" or message.get("error"):
-                return {"code": message.get("error_code") or message.get("code"), "message": message.get("error")}
+                return {
+                    "code": message.get("error_code") or message.get("code"),
+                    "message": message.get("error"),
+                }
             assert message.get("type") != "done", message
 
 
-@pytest.mark.parametrize("dialect", [_native, _elevenlabs, _cartesia], ids=["native", "elevenlabs", "cartesia"])
+@pytest.mark.parametrize(
+    "dialect", [_native, _elevenlabs, _cartesia], ids=["native", "elevenlabs", "cartesia"]
+)
 @pytest.mark.parametrize("pieces", [[LONG], ["Hello ", HALF, HALF + " there."]], ids=["one", "split"])
-def test_an_unspeakable_word_is_refused_with_the_dialects_4xx(client: TestClient, dialect: Any,
-                                                             pieces: list[str]) -> None:
+def test_an_unspeakable_word_is_refused_with_the_dialects_4xx(
+    client: TestClient, dialect: Any, pieces: list[str]
+) -> None:
     error = dialect(client, pieces)
     assert "validation_error" in json.dumps(error).lower(), error  # Cartesia writes its codes in lower case
     assert "letters" in json.dumps(error)

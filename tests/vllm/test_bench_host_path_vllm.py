@@ -22,9 +22,27 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_host_path_bench_serves_through_vllm(tmp_path: Path) -> None:
     out = tmp_path / "host_path_vllm.json"
     run = subprocess.run(
-        [sys.executable, "bench/bench_host_path.py", "--engine", "vllm", "--concurrency", "2", "--streams", "2",
-         "--format", "pcm", "--repeat", "1", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=580)
+        [
+            sys.executable,
+            "bench/bench_host_path.py",
+            "--engine",
+            "vllm",
+            "--concurrency",
+            "2",
+            "--streams",
+            "2",
+            "--format",
+            "pcm",
+            "--repeat",
+            "1",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=580,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["engine"] == "vllm" and result["tokens_per_s"] is None

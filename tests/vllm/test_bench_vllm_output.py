@@ -22,12 +22,28 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.timeout(600)
-def test_the_bench_measures_each_variant_and_vllm_adds_its_own_logger_beside_a_plain_one(tmp_path: Path) -> None:
+def test_the_bench_measures_each_variant_and_vllm_adds_its_own_logger_beside_a_plain_one(
+    tmp_path: Path,
+) -> None:
     out = tmp_path / "vllm_output.json"
     run = subprocess.run(
-        [sys.executable, "bench/bench_vllm_output.py", "--streams", "2", "--ids", "24",
-         "--variants", "vllm-logger,shipped,request-stats,no-stats", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=580)
+        [
+            sys.executable,
+            "bench/bench_vllm_output.py",
+            "--streams",
+            "2",
+            "--ids",
+            "24",
+            "--variants",
+            "vllm-logger,shipped,request-stats,no-stats",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=580,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     results = {r["variant"]: r for r in json.loads(out.read_text())["results"]}
     # The premise of core/llm/vllm_stats.py: a plain custom logger gets vLLM's own Prometheus logger beside it;

@@ -33,9 +33,19 @@ TEXT = "Hello there friend, this is a test of the guards."
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def runtime(demo_dir: Path):
-    settings = Settings(model_dir=demo_dir, engine="vllm", device="cpu", llm_dtype="auto", max_model_len=1024,
-                        max_num_seqs=4, warmup=False, sr_enabled=False, auth_enabled=False, log_json=False,
-                        guard_max_tries=2)
+    settings = Settings(
+        model_dir=demo_dir,
+        engine="vllm",
+        device="cpu",
+        llm_dtype="auto",
+        max_model_len=1024,
+        max_num_seqs=4,
+        warmup=False,
+        sr_enabled=False,
+        auth_enabled=False,
+        log_json=False,
+        guard_max_tries=2,
+    )
     rt = ModelRuntime(settings)
     await rt.start()
     assert rt.ready, rt.error
@@ -43,12 +53,24 @@ async def runtime(demo_dir: Path):
     await rt.shutdown()
 
 
-def _request(runtime: ModelRuntime, *, repetition_penalty: float = 1.0, stream: bool = False,
-             text: str = TEXT) -> SynthesisRequest:
-    return SynthesisRequest(request_id="vllm-guard", text=text, voice=runtime.voices.resolve("fixed"),
-                            sampling=SamplingOptions(temperature=1.0, top_k=0, top_p=1.0, max_tokens=2000, seed=3,
-                                                     repetition_penalty=repetition_penalty),
-                            sample_rate=NATIVE_RATE, stream=stream)
+def _request(
+    runtime: ModelRuntime, *, repetition_penalty: float = 1.0, stream: bool = False, text: str = TEXT
+) -> SynthesisRequest:
+    return SynthesisRequest(
+        request_id="vllm-guard",
+        text=text,
+        voice=runtime.voices.resolve("fixed"),
+        sampling=SamplingOptions(
+            temperature=1.0,
+            top_k=0,
+            top_p=1.0,
+            max_tokens=2000,
+            seed=3,
+            repetition_penalty=repetition_penalty,
+        ),
+        sample_rate=NATIVE_RATE,
+        stream=stream,
+    )
 
 
 @contextmanager
@@ -83,6 +105,8 @@ async def test_the_fault_wrapper_around_vllm(runtime: ModelRuntime) -> None:
         assert await job.collect()
     assert job.stats.guard_events == ["loop:retried"]
     with misbehaving(runtime, "runaway:0:0"):
-        stream = SynthesisJob(runtime.pipeline_resources(), _request(runtime, text=f"{TEXT} Running away.", stream=True))
+        stream = SynthesisJob(
+            runtime.pipeline_resources(), _request(runtime, text=f"{TEXT} Running away.", stream=True)
+        )
         assert await stream.collect()
     assert stream.stats.guard_events == ["length:cut"] and stream.stats.chunks_cut == 1

@@ -40,8 +40,18 @@ def gpu_runner_limits() -> dict[str, int]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def runtime(demo_dir: Path):
-    settings = Settings(model_dir=demo_dir, engine="vllm", device="cpu", llm_dtype="auto", max_model_len=2048,
-                        max_num_seqs=8, warmup=False, sr_enabled=False, auth_enabled=False, log_json=False)
+    settings = Settings(
+        model_dir=demo_dir,
+        engine="vllm",
+        device="cpu",
+        llm_dtype="auto",
+        max_model_len=2048,
+        max_num_seqs=8,
+        warmup=False,
+        sr_enabled=False,
+        auth_enabled=False,
+        log_json=False,
+    )
     rt = ModelRuntime(settings)
     await rt.start()
     assert rt.ready, rt.error
@@ -59,12 +69,23 @@ async def runtime(demo_dir: Path):
     await rt.shutdown()
 
 
-def request(rt: ModelRuntime, text: str, voice: str, *, max_tokens: int = 24, seed: int | None = None,
-            stream: bool = True) -> SynthesisRequest:
+def request(
+    rt: ModelRuntime,
+    text: str,
+    voice: str,
+    *,
+    max_tokens: int = 24,
+    seed: int | None = None,
+    stream: bool = True,
+) -> SynthesisRequest:
     return SynthesisRequest(
-        request_id=f"vllm-{voice}", text=text, voice=rt.voices.resolve(voice),
+        request_id=f"vllm-{voice}",
+        text=text,
+        voice=rt.voices.resolve(voice),
         sampling=SamplingOptions(0.8, 50, 0.95, max_tokens, 1.0, seed=seed),
-        audio_format="pcm", sample_rate=NATIVE_RATE, stream=stream,
+        audio_format="pcm",
+        sample_rate=NATIVE_RATE,
+        stream=stream,
     )
 
 
@@ -88,14 +109,18 @@ async def test_the_service_guard_uses_the_installed_limits() -> None:
 @pytest.mark.parametrize("voice", ["default", "fixed", "narrator"])  # style, global_tokens, speaker prefix
 async def test_every_voice_kind_fits_the_gpu_runner(runtime, voice: str) -> None:
     runtime.built_params.clear()
-    audio = await SynthesisJob(runtime.pipeline_resources(), request(runtime, "Hello there.", voice)).collect()
+    audio = await SynthesisJob(
+        runtime.pipeline_resources(), request(runtime, "Hello there.", voice)
+    ).collect()
     assert len(audio) > 0
     assert_within_gpu_limits(runtime.built_params)
 
 
 async def test_a_two_chunk_text_in_a_global_tokens_voice_end_to_end(runtime) -> None:
     runtime.built_params.clear()
-    job = SynthesisJob(runtime.pipeline_resources(), request(runtime, LONG_ENGLISH[:400], "fixed", max_tokens=16, seed=4))
+    job = SynthesisJob(
+        runtime.pipeline_resources(), request(runtime, LONG_ENGLISH[:400], "fixed", max_tokens=16, seed=4)
+    )
     audio = await job.collect()
     assert job.stats.text_chunks >= 2 and job.stats.text_chunks_done == job.stats.text_chunks
     assert len(set(job.stats.global_tokens_per_chunk)) == 1  # one voice across chunks
@@ -107,7 +132,9 @@ async def test_a_two_chunk_text_in_a_global_tokens_voice_end_to_end(runtime) -> 
 
 async def test_websocket_style_segments_and_continuation_chunks_fit(runtime) -> None:
     runtime.built_params.clear()
-    job = SynthesisJob(runtime.pipeline_resources(), request(runtime, "", "default", max_tokens=12), incremental=True)
+    job = SynthesisJob(
+        runtime.pipeline_resources(), request(runtime, "", "default", max_tokens=12), incremental=True
+    )
     job.feed_text("First sentence arrives.")
     job.feed_text("Then another one follows.")
     job.close_text()
@@ -132,21 +159,35 @@ async def test_a_cloned_voice_with_a_transcript_fits_the_gpu_runner(runtime) -> 
     tokens = runtime.encode_reference(reference, semantic=True)
     assert len(tokens.global_tokens) == 32 and len(tokens.semantic_tokens) == 499
     transcript = "This is what the reference recording says, read at an even pace for about ten seconds. " * 2
-    voice = Voice(id="cloned", name="Cloned", kind="global_tokens", source="custom",
-                  global_tokens=tokens.global_tokens, reference_text=transcript.strip(),
-                  reference_semantic=tokens.semantic_tokens)
+    voice = Voice(
+        id="cloned",
+        name="Cloned",
+        kind="global_tokens",
+        source="custom",
+        global_tokens=tokens.global_tokens,
+        reference_text=transcript.strip(),
+        reference_semantic=tokens.semantic_tokens,
+    )
     runtime.built_params.clear()
-    job = SynthesisJob(runtime.pipeline_resources(), dataclasses.replace(
-        request(runtime, LONG_ENGLISH[:400], "fixed", max_tokens=16, seed=5), voice=voice))
+    job = SynthesisJob(
+        runtime.pipeline_resources(),
+        dataclasses.replace(
+            request(runtime, LONG_ENGLISH[:400], "fixed", max_tokens=16, seed=5), voice=voice
+        ),
+    )
     audio = await job.collect()
     assert job.stats.text_chunks >= 2 and job.stats.text_chunks_done == job.stats.text_chunks
-    assert set(job.stats.global_tokens_per_chunk) == {tokens.global_tokens}  # the reference's voice throughout
+    assert set(job.stats.global_tokens_per_chunk) == {
+        tokens.global_tokens
+    }  # the reference's voice throughout
     assert len(audio) == 2 * job.stats.sent_samples > 0
     assert_within_gpu_limits(runtime.built_params)
     assert runtime.engine.unfinished_requests() == 0
 
 
-async def test_stitched_continuations_fit_the_gpu_runner_and_are_served_from_the_prefix_cache(runtime) -> None:
+async def test_stitched_continuations_fit_the_gpu_runner_and_are_served_from_the_prefix_cache(
+    runtime,
+) -> None:
     """Request stitching (services.continuity): the continuation of a previous request (its globals, last words and
     last semantic ids in the prompt), alone and on every chunk of a long text, stays within the runner's limits; the
     same continuation sent again (a retry with another seed) finds its prompt in vLLM's prefix cache, counted in
@@ -159,9 +200,19 @@ async def test_stitched_continuations_fit_the_gpu_runner_and_are_served_from_the
 
     continuity = Continuity(runtime.settings, runtime, MemoryRecentStore())
     voice = runtime.voices.resolve("fixed")
-    previous = SynthesisJob(runtime.pipeline_resources(), dataclasses.replace(
-        request(runtime, "The harbour was still asleep that morning, and the boats lay still.", "fixed",
-                max_tokens=200, seed=3), request_id="vllm-previous"))
+    previous = SynthesisJob(
+        runtime.pipeline_resources(),
+        dataclasses.replace(
+            request(
+                runtime,
+                "The harbour was still asleep that morning, and the boats lay still.",
+                "fixed",
+                max_tokens=200,
+                seed=3,
+            ),
+            request_id="vllm-previous",
+        ),
+    )
     continuity.track(previous, None)
     await previous.collect()
     stitched = await continuity.stitched_voice(voice, ["vllm-previous"], None, voice_named=True)
@@ -175,13 +226,25 @@ async def test_stitched_continuations_fit_the_gpu_runner_and_are_served_from_the
     runtime.built_params.clear()
     before = hits()
     for seed in (1, 2):
-        job = SynthesisJob(runtime.pipeline_resources(), dataclasses.replace(request(runtime, text, "fixed", max_tokens=16, seed=seed),
-                                                        voice=stitched, request_id=f"vllm-stitched-{seed}"))
+        job = SynthesisJob(
+            runtime.pipeline_resources(),
+            dataclasses.replace(
+                request(runtime, text, "fixed", max_tokens=16, seed=seed),
+                voice=stitched,
+                request_id=f"vllm-stitched-{seed}",
+            ),
+        )
         assert len(await job.collect()) > 0
     await asyncio.sleep(0.5)  # the stat logger records after the engine step
     assert hits() - before >= prompt_len // 2  # the second prompt's full blocks come from the cache
-    job = SynthesisJob(runtime.pipeline_resources(), dataclasses.replace(request(runtime, LONG_ENGLISH[:400], "fixed", max_tokens=16, seed=6),
-                                                    voice=stitched, request_id="vllm-stitched-long"))
+    job = SynthesisJob(
+        runtime.pipeline_resources(),
+        dataclasses.replace(
+            request(runtime, LONG_ENGLISH[:400], "fixed", max_tokens=16, seed=6),
+            voice=stitched,
+            request_id="vllm-stitched-long",
+        ),
+    )
     await job.collect()
     assert job.stats.text_chunks >= 2 and set(job.stats.global_tokens_per_chunk) == {voice.global_tokens}
     assert_within_gpu_limits(runtime.built_params)

@@ -26,13 +26,16 @@ from core.llm.vllm_engine import VLLMEngine  # noqa: E402
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(300)]
 
 BURST = 32
-PROMPT_IDS = 300  # 32 x 300 ids: several times vLLM's 2,048-token budget, so a chunked scheduler splits prefills
+PROMPT_IDS = (
+    300  # 32 x 300 ids: several times vLLM's 2,048-token budget, so a chunked scheduler splits prefills
+)
 
 
 def test_a_burst_of_seeded_long_prompts_leaves_the_engine_serving(demo_dir: Path) -> None:
     async def main() -> tuple[bool, list[int], int]:
-        engine = await asyncio.to_thread(VLLMEngine, demo_dir / "LLM", max_model_len=1024, max_num_seqs=BURST,
-                                         stream_interval=4)
+        engine = await asyncio.to_thread(
+            VLLMEngine, demo_dir / "LLM", max_model_len=1024, max_num_seqs=BURST, stream_interval=4
+        )
         try:
             chunked = engine.async_llm.vllm_config.scheduler_config.enable_chunked_prefill
 
@@ -42,8 +45,14 @@ def test_a_burst_of_seeded_long_prompts_leaves_the_engine_serving(demo_dir: Path
                 return sum([len(d) async for d in engine.stream(prompt, sampling, f"burst-{i}")])
 
             counts = await asyncio.gather(*(one(i) for i in range(BURST)))
-            after = sum([len(d) async for d in engine.stream(list(range(1000, 1010)),
-                                                              SamplingConfig(max_tokens=4, seed=1), "after")])
+            after = sum(
+                [
+                    len(d)
+                    async for d in engine.stream(
+                        list(range(1000, 1010)), SamplingConfig(max_tokens=4, seed=1), "after"
+                    )
+                ]
+            )
             return chunked, counts, after
         finally:
             await engine.shutdown()
@@ -55,8 +64,9 @@ def test_a_burst_of_seeded_long_prompts_leaves_the_engine_serving(demo_dir: Path
 
 
 @pytest.mark.parametrize(("on_cpu", "expected"), [(True, False), (False, None)])
-def test_only_a_cpu_engine_turns_chunked_prefill_off(demo_dir: Path, monkeypatch: pytest.MonkeyPatch, on_cpu: bool,
-                                                     expected: bool | None) -> None:
+def test_only_a_cpu_engine_turns_chunked_prefill_off(
+    demo_dir: Path, monkeypatch: pytest.MonkeyPatch, on_cpu: bool, expected: bool | None
+) -> None:
     """On a (simulated) CUDA card vLLM keeps its default: its generators take the rewind."""
     from vllm.platforms import current_platform
     from vllm.v1.engine.async_llm import AsyncLLM

@@ -244,7 +244,9 @@ async def test_vllm_engine_stats_reach_the_service_registry(engine, layout, toke
         return REGISTRY.get_sample_value(name) or 0.0
 
     # A prompt of several KV blocks (one token per byte on the demo tokenizer): the second request reuses them.
-    long_prompt = controllable_prompt(tokenizer, "A voice prompt long enough to fill whole cache blocks. " * 12)
+    long_prompt = controllable_prompt(
+        tokenizer, "A voice prompt long enough to fill whole cache blocks. " * 12
+    )
     queries_before = value("veena3_tts_engine_prefix_cache_queries_total")
     await collect(engine, long_prompt, speech(layout, seed=3, max_tokens=20), "stats-1")
     await collect(engine, long_prompt, speech(layout, seed=4, max_tokens=20), "stats-2")  # same prompt: hits
@@ -277,8 +279,11 @@ async def test_vllm_updates_no_per_request_stats_yet_every_step_reaches_the_logg
     assert engine.request_stats is False
     updates: list[int] = []
     update = IterationStats.update_from_output
-    monkeypatch.setattr(IterationStats, "update_from_output",
-                        lambda self, *a, **k: (updates.append(1), update(self, *a, **k))[1])
+    monkeypatch.setattr(
+        IterationStats,
+        "update_from_output",
+        lambda self, *a, **k: (updates.append(1), update(self, *a, **k))[1],
+    )
     (logger,) = engine.async_llm.logger_manager.stat_loggers
     assert logger.preemptions_from_scheduler is True
     steps: list[tuple[bool, int]] = []
@@ -367,7 +372,9 @@ def test_engine_stats_off_asks_vllm_for_no_stats_at_all(
         assert kwargs["stat_loggers"] is None
 
 
-def test_preemptions_come_from_the_schedulers_stats_only_where_it_keeps_them(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_preemptions_come_from_the_schedulers_stats_only_where_it_keeps_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The scheduler counts a preempted request in its prefix-cache stats (`preempted_requests`) only with prefix
     caching on; without it, or on a vLLM whose output processor or stats differ, the iteration's stats stay on and
     preemptions are read there. One source at a time, so nothing is counted twice."""
@@ -382,8 +389,12 @@ def test_preemptions_come_from_the_schedulers_stats_only_where_it_keeps_them(mon
     def preemptions() -> float:
         return REGISTRY.get_sample_value("veena3_tts_engine_preemptions_total") or 0.0
 
-    scheduler = SimpleNamespace(kv_cache_usage=0.5, num_running_reqs=3, num_waiting_reqs=1,
-                                prefix_cache_stats=SimpleNamespace(queries=0, hits=0, preempted_requests=2))
+    scheduler = SimpleNamespace(
+        kv_cache_usage=0.5,
+        num_running_reqs=3,
+        num_waiting_reqs=1,
+        prefix_cache_stats=SimpleNamespace(queries=0, hits=0, preempted_requests=2),
+    )
     iteration = SimpleNamespace(num_preempted_reqs=5)
     for from_scheduler, expected in ((True, 2), (False, 5)):
         logger = vllm_stats.stat_logger_factory(preemptions_from_scheduler=from_scheduler)(None)
@@ -395,7 +406,7 @@ def test_preemptions_come_from_the_schedulers_stats_only_where_it_keeps_them(mon
 
 
 def test_the_logger_overrides_every_public_method_of_vllms_and_falls_back_when_vllm_adds_one(
-    monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The service's logger skips PrometheusStatLogger.__init__, so a parent method it inherited would read state
     never set, inside vLLM's output handler. On this vLLM every public method is its own; a vLLM whose class has
@@ -406,7 +417,11 @@ def test_the_logger_overrides_every_public_method_of_vllms_and_falls_back_when_v
 
     logger = vllm_stats.stat_logger_factory()
     assert issubclass(logger, PrometheusStatLogger)
-    public = {n for n in dir(PrometheusStatLogger) if not n.startswith("_") and callable(getattr(PrometheusStatLogger, n))}
+    public = {
+        n
+        for n in dir(PrometheusStatLogger)
+        if not n.startswith("_") and callable(getattr(PrometheusStatLogger, n))
+    }
     assert public == vllm_stats._OVERRIDDEN
     assert all(getattr(logger, n) is not getattr(PrometheusStatLogger, n) for n in public)
     monkeypatch.setattr(PrometheusStatLogger, "record_something_new", lambda self: None, raising=False)

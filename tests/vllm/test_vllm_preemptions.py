@@ -34,15 +34,23 @@ async def generate_six(engine: VLLMEngine) -> list[int]:
     sampling = SamplingConfig(temperature=0.0, top_k=0, top_p=1.0, max_tokens=200)
 
     async def one(i: int) -> int:
-        return sum([len(d) async for d in engine.stream(list(range(1000 + i, 1040 + i)), sampling, f"tiny-kv-{i}")])
+        return sum(
+            [len(d) async for d in engine.stream(list(range(1000 + i, 1040 + i)), sampling, f"tiny-kv-{i}")]
+        )
 
     return await asyncio.gather(*(one(i) for i in range(6)))
 
 
 def run_on_tiny_kv(llm_dir: Path) -> tuple[bool, list[int], float]:
     async def main() -> tuple[bool, list[int], float]:
-        engine = await asyncio.to_thread(VLLMEngine, llm_dir, max_model_len=256, max_num_seqs=8, stream_interval=4,
-                                         extra_engine_args=TINY_KV)
+        engine = await asyncio.to_thread(
+            VLLMEngine,
+            llm_dir,
+            max_model_len=256,
+            max_num_seqs=8,
+            stream_interval=4,
+            extra_engine_args=TINY_KV,
+        )
         try:
             before = preemptions()
             counts = await generate_six(engine)
@@ -53,7 +61,9 @@ def run_on_tiny_kv(llm_dir: Path) -> tuple[bool, list[int], float]:
     return asyncio.run(main())
 
 
-def test_a_preempted_request_is_counted_from_either_source(demo_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_preempted_request_is_counted_from_either_source(
+    demo_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     request_stats, counts, shipped = run_on_tiny_kv(demo_dir / "LLM")
     assert request_stats is False  # the shipped path: the scheduler's count, no per-request stats
     assert all(n > 0 for n in counts)

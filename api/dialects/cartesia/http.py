@@ -47,16 +47,23 @@ class BytesBody(BaseModel):
     @field_validator("transcript")
     @classmethod
     def _text(cls, value: str) -> str:
-        if len(value) > MAX_TEXT_CHARS:  # TEXT_TOO_LONG (413), as a text over the limit is on every other route
-            raise PydanticCustomError("text_too_long", f"{len(value)} characters long; at most {MAX_TEXT_CHARS} are "
-                                      "accepted", {"error_code": "TEXT_TOO_LONG"})
+        if (
+            len(value) > MAX_TEXT_CHARS
+        ):  # TEXT_TOO_LONG (413), as a text over the limit is on every other route
+            raise PydanticCustomError(
+                "text_too_long",
+                f"{len(value)} characters long; at most {MAX_TEXT_CHARS} are accepted",
+                {"error_code": "TEXT_TOO_LONG"},
+            )
         return reject_control_characters(value, "transcript")
 
 
 class SseBody(BytesBody):
     output_format: OutputFormat = OutputFormat()  # raw only, as on the WebSocket
     add_timestamps: bool = False
-    use_normalized_timestamps: bool = False  # the words the model spoke (numbers spelt out) instead of the text's
+    use_normalized_timestamps: bool = (
+        False  # the words the model spoke (numbers spelt out) instead of the text's
+    )
     context_id: str | None = Field(None, max_length=128)
 
 
@@ -67,7 +74,9 @@ def _sse_framing(body: SseBody) -> Framing:
         async for item in items:
             if isinstance(item, bytes):
                 event = chunk_event(f32(item) if wide else item, body.context_id)
-            elif words := (item.normalized if body.use_normalized_timestamps else item.words):  # TimestampsEvent
+            elif words := (
+                item.normalized if body.use_normalized_timestamps else item.words
+            ):  # TimestampsEvent
                 event = timestamps_event(words, body.context_id)
             else:
                 continue
@@ -85,25 +94,52 @@ def _sse(event: dict) -> bytes:
     return f"event: {event['type']}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
 
 
-def _speech(body: BytesBody, settings: Any, audio_format: str, rate: int, *, stream: bool,
-            timestamps: str | None = None) -> SpeechRequest:
+def _speech(
+    body: BytesBody,
+    settings: Any,
+    audio_format: str,
+    rate: int,
+    *,
+    stream: bool,
+    timestamps: str | None = None,
+) -> SpeechRequest:
     speed = body.generation_config.speed if body.generation_config else None
-    return SpeechRequest(text=body.transcript, voice=body.voice.id, audio_format=audio_format, sample_rate=rate,
-                         sampling=SamplingOptions.with_defaults(settings), stream=stream, normalize=True,
-                         chunking=True, speed=None if speed in (None, 1.0) else speed, text_field="transcript",
-                         voice_field="voice.id", timestamps=timestamps)
+    return SpeechRequest(
+        text=body.transcript,
+        voice=body.voice.id,
+        audio_format=audio_format,
+        sample_rate=rate,
+        sampling=SamplingOptions.with_defaults(settings),
+        stream=stream,
+        normalize=True,
+        chunking=True,
+        speed=None if speed in (None, 1.0) else speed,
+        text_field="transcript",
+        voice_field="voice.id",
+        timestamps=timestamps,
+    )
 
 
 @router.post("/tts/sse", responses=ERROR_RESPONSES, summary="Cartesia: speech as server-sent events")
-async def tts_sse(body: SseBody, request: Request, service: Speech, grant: Grant, settings: SettingsDep) -> Response:
+async def tts_sse(
+    body: SseBody, request: Request, service: Speech, grant: Grant, settings: SettingsDep
+) -> Response:
     output = body.output_format
-    speech = _speech(body, settings, output.audio_format, output.rate, stream=True,
-                     timestamps="word" if body.add_timestamps else None)
+    speech = _speech(
+        body,
+        settings,
+        output.audio_format,
+        output.rate,
+        stream=True,
+        timestamps="word" if body.add_timestamps else None,
+    )
     return await respond(request, speech, service, grant, framing=_sse_framing(body))
 
 
 @router.post("/tts/bytes", responses=ERROR_RESPONSES, summary="Cartesia: speech as one streamed file")
-async def tts_bytes(body: BytesBody, request: Request, service: Speech, grant: Grant, settings: SettingsDep) -> Response:
+async def tts_bytes(
+    body: BytesBody, request: Request, service: Speech, grant: Grant, settings: SettingsDep
+) -> Response:
     """Streamed as it is generated (chunked), as Cartesia does: a WAV's header says 'length unknown'; a client that
     hangs up stops the generation like on every streamed route."""
     audio_format, rate = body.output_format.ours()

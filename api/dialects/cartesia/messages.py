@@ -102,8 +102,12 @@ def error_code(code: str) -> str:
 
 def http_error(err: HttpError) -> dict[str, Any]:
     """Cartesia's HTTP error object (API version 2026-03-01): `error_code`, `title`, `message`, `request_id`."""
-    return {"error_code": error_code(err.code), "title": status_title(err.status), "message": err.message,
-            "request_id": err.request_id}
+    return {
+        "error_code": error_code(err.code),
+        "title": status_title(err.status),
+        "message": err.message,
+        "request_id": err.request_id,
+    }
 
 
 HTTP_ERRORS = DialectErrors("cartesia", lambda path: path.startswith("/tts/"), http_error)

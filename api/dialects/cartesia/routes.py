@@ -45,14 +45,18 @@ class _Connection:
         cid = msg.context_id
         closes = msg.cancel or not msg.continue_
         try:
-            if cid not in self.session.refused:  # a refused context's error (done) went out: the rest is dropped
+            if (
+                cid not in self.session.refused
+            ):  # a refused context's error (done) went out: the rest is dropped
                 await self._message(msg, cid)
             elif closes and not msg.cancel:
                 # LiveKit reads `done` as the end only once its own input has ended, so the error it got while still
                 # sending was not the end for it: the context's final message is answered with `done` again.
                 await self.session.outbox.reply(done_event(cid))  # type: ignore[arg-type]
         except ApiError as err:
-            raise ContextError(err.code, err.message, context_id=cid, param=err.param, closes=closes) from None
+            raise ContextError(
+                err.code, err.message, context_id=cid, param=err.param, closes=closes
+            ) from None
         if closes:  # the client ended the context (refused or not): its id may open a new one
             self.session.refused.forget(cid)
         return None
@@ -65,31 +69,51 @@ class _Connection:
         u = session.utterance(cid)
         if u is None:
             if session.unfinished(cid) is not None:
-                raise ApiError("VALIDATION_ERROR", f"Context '{cid}' has ended its input; use a new context_id.",
-                               param="context_id")
+                raise ApiError(
+                    "VALIDATION_ERROR",
+                    f"Context '{cid}' has ended its input; use a new context_id.",
+                    param="context_id",
+                )
             if msg.voice is None:
-                raise ApiError("VALIDATION_ERROR", "The first message of a context needs 'voice' "
-                               "({\"mode\": \"id\", \"id\": ...}).", param="voice")
+                raise ApiError(
+                    "VALIDATION_ERROR",
+                    'The first message of a context needs \'voice\' ({"mode": "id", "id": ...}).',
+                    param="voice",
+                )
             output = msg.output_format
             if output is None:
-                raise ApiError("VALIDATION_ERROR", "The first message of a context needs 'output_format'.",
-                               param="output_format")
+                raise ApiError(
+                    "VALIDATION_ERROR",
+                    "The first message of a context needs 'output_format'.",
+                    param="output_format",
+                )
             await session.supersede(cid)  # the reply this turn interrupts stops before admission counts it
-            request = await synthesis_request(self.services, self.key, voice=msg.voice.id,
-                                              audio_format=output.audio_format, sample_rate=output.rate,
-                                              speed=msg.wanted_speed(), voice_field="voice.id",
-                                              timestamps="word" if msg.add_timestamps else None)
+            request = await synthesis_request(
+                self.services,
+                self.key,
+                voice=msg.voice.id,
+                audio_format=output.audio_format,
+                sample_rate=output.rate,
+                speed=msg.wanted_speed(),
+                voice_field="voice.id",
+                timestamps="word" if msg.add_timestamps else None,
+            )
             u = await session.start(request, context_id=cid)
             if u is None:
                 return  # refused (too many contexts): the session answered
-            u.wire_state.update(f32=output.encoding == "pcm_f32le", timestamps=msg.add_timestamps,
-                                 normalized=msg.use_normalized_timestamps)
+            u.wire_state.update(
+                f32=output.encoding == "pcm_f32le",
+                timestamps=msg.add_timestamps,
+                normalized=msg.use_normalized_timestamps,
+            )
             u.buffer_delay_s = DEFAULT_MAX_BUFFER_DELAY_MS / 1000
         if msg.max_buffer_delay_ms is not None:  # the latest message's value holds for the context
             u.buffer_delay_s = msg.max_buffer_delay_ms / 1000
         if msg.transcript:
             await session.text(msg.transcript, context_id=cid)
-            if cid in session.refused:  # the text was refused (credits): the error ended it, nothing more to answer
+            if (
+                cid in session.refused
+            ):  # the text was refused (credits): the error ended it, nothing more to answer
                 return
         if msg.flush:
             await session.flush(context_id=cid)
@@ -102,13 +126,23 @@ class _Connection:
 @router.websocket("/tts/websocket")
 async def tts_websocket(websocket: WebSocket) -> None:
     services = services_of(websocket)
-    async with admitted(websocket, services, query_key=websocket.query_params.get("api_key"),
-                        refuse=_refuse) as admission:
+    async with admitted(
+        websocket, services, query_key=websocket.query_params.get("api_key"), refuse=_refuse
+    ) as admission:
         if admission is None:
             return
         key, counted, connection_id = admission
-        session, outbox = await open_session(websocket, services, key, counted, connection_id, CartesiaWire(),
-                                             max_contexts=MAX_CONTEXTS, dialect="cartesia")
+        session, outbox = await open_session(
+            websocket,
+            services,
+            key,
+            counted,
+            connection_id,
+            CartesiaWire(),
+            max_contexts=MAX_CONTEXTS,
+            dialect="cartesia",
+        )
         conn = _Connection(services, session, key)
-        await serve_session(websocket, session, outbox, idle_s=IDLE_TIMEOUT_S,
-                            handle=conn.handle, dialect="cartesia")
+        await serve_session(
+            websocket, session, outbox, idle_s=IDLE_TIMEOUT_S, handle=conn.handle, dialect="cartesia"
+        )

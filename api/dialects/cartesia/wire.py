@@ -23,15 +23,29 @@ def f32(data: bytes) -> bytes:
 
 
 def chunk_event(data: bytes, context_id: str | None) -> Payload:
-    return {"type": "chunk", "data": base64.b64encode(data).decode("ascii"), "done": False, "status_code": 206,
-            "step_time": 0.0, "context_id": context_id}
+    return {
+        "type": "chunk",
+        "data": base64.b64encode(data).decode("ascii"),
+        "done": False,
+        "status_code": 206,
+        "step_time": 0.0,
+        "context_id": context_id,
+    }
 
 
 def timestamps_event(words: Any, context_id: str | None) -> Payload:
     """`words`: WordSpan items, seconds from the start of the context."""
-    return {"type": "timestamps", "done": False, "status_code": 206, "context_id": context_id,
-            "word_timestamps": {"words": [w.text for w in words], "start": [w.start for w in words],
-                                "end": [w.end for w in words]}}
+    return {
+        "type": "timestamps",
+        "done": False,
+        "status_code": 206,
+        "context_id": context_id,
+        "word_timestamps": {
+            "words": [w.text for w in words],
+            "start": [w.start for w in words],
+            "end": [w.end for w in words],
+        },
+    }
 
 
 def done_event(context_id: str | None) -> Payload:
@@ -41,9 +55,17 @@ def done_event(context_id: str | None) -> Payload:
 def error_event(code: str, message: str, context_id: str | None) -> Payload:
     """Cartesia's documented fields (`error_code`, `title`, `message`) and the older `error` string; `code` is ours."""
     status = ERROR_CODES.get(code, (500, ""))[0]
-    return {"type": "error", "done": True, "status_code": status, "error_code": error_code(code),
-            "title": status_title(status), "message": message, "error": message, "code": code,
-            "context_id": context_id}
+    return {
+        "type": "error",
+        "done": True,
+        "status_code": status,
+        "error_code": error_code(code),
+        "title": status_title(status),
+        "message": message,
+        "error": message,
+        "code": code,
+        "context_id": context_id,
+    }
 
 
 class CartesiaWire:
@@ -68,14 +90,23 @@ class CartesiaWire:
     def ended(self, u: Utterance) -> list[Payload]:
         return []  # the error already says done
 
-    def error(self, code: str, message: str, param: str | None, u: Utterance | None,
-              context_id: str | None) -> Payload:
+    def error(
+        self, code: str, message: str, param: str | None, u: Utterance | None, context_id: str | None
+    ) -> Payload:
         return error_event(code, message, u.context_id if u is not None else context_id)
 
     def flushed(self, u: Utterance) -> list[Payload]:
         count = u.wire_state["flushes"] = u.wire_state.get("flushes", 0) + 1
-        return [{"type": "flush_done", "flush_done": True, "flush_id": count, "done": False, "status_code": 206,
-                 "context_id": u.context_id}]
+        return [
+            {
+                "type": "flush_done",
+                "flush_done": True,
+                "flush_id": count,
+                "done": False,
+                "status_code": 206,
+                "context_id": u.context_id,
+            }
+        ]
 
     def cancelled(self, u: Utterance | None) -> list[Payload]:
         return []

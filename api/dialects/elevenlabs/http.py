@@ -38,55 +38,107 @@ class TextToSpeechBody(BaseModel):
         # A validation error (400 in ElevenLabs' shape), not an exception from inside the route (a 500).
         return reject_control_characters(value)
 
-    def to_speech_request(self, settings, voice_id: str, output_format: str, *, stream: bool,
-                          timed: bool = False) -> SpeechRequest:
+    def to_speech_request(
+        self, settings, voice_id: str, output_format: str, *, stream: bool, timed: bool = False
+    ) -> SpeechRequest:
         output = parse_output_format(output_format)
         speed = self.voice_settings.speed if self.voice_settings else None
-        return SpeechRequest(text=self.text, voice=voice_id,
-                             audio_format=output.audio_format, sample_rate=output.sample_rate,
-                             sampling=SamplingOptions.with_defaults(settings, seed=self.seed), stream=stream,
-                             normalize=self.apply_text_normalization != "off", chunking=True,
-                             speed=None if speed in (None, 1.0) else speed, voice_field="voice_id",
-                             timestamps="character" if timed else None)
+        return SpeechRequest(
+            text=self.text,
+            voice=voice_id,
+            audio_format=output.audio_format,
+            sample_rate=output.sample_rate,
+            sampling=SamplingOptions.with_defaults(settings, seed=self.seed),
+            stream=stream,
+            normalize=self.apply_text_normalization != "off",
+            chunking=True,
+            speed=None if speed in (None, 1.0) else speed,
+            voice_field="voice_id",
+            timestamps="character" if timed else None,
+        )
 
 
-@router.post("/v1/text-to-speech/{voice_id}", responses=ERROR_RESPONSES, summary="ElevenLabs: speech as a file")
-async def text_to_speech(voice_id: str, body: TextToSpeechBody, request: Request, service: Speech, grant: Grant,
-                         settings: SettingsDep, output_format: str = Query("mp3_44100_128")) -> Response:
-    return await respond(request, body.to_speech_request(settings, voice_id, output_format, stream=False), service,
-                         grant)
+@router.post(
+    "/v1/text-to-speech/{voice_id}", responses=ERROR_RESPONSES, summary="ElevenLabs: speech as a file"
+)
+async def text_to_speech(
+    voice_id: str,
+    body: TextToSpeechBody,
+    request: Request,
+    service: Speech,
+    grant: Grant,
+    settings: SettingsDep,
+    output_format: str = Query("mp3_44100_128"),
+) -> Response:
+    return await respond(
+        request, body.to_speech_request(settings, voice_id, output_format, stream=False), service, grant
+    )
 
 
-@router.post("/v1/text-to-speech/{voice_id}/stream", responses=ERROR_RESPONSES,
-             summary="ElevenLabs: speech streamed")
-async def text_to_speech_stream(voice_id: str, body: TextToSpeechBody, request: Request, service: Speech,
-                                grant: Grant, settings: SettingsDep,
-                                output_format: str = Query("mp3_44100_128")) -> Response:
-    return await respond(request, body.to_speech_request(settings, voice_id, output_format, stream=True), service,
-                         grant)
+@router.post(
+    "/v1/text-to-speech/{voice_id}/stream", responses=ERROR_RESPONSES, summary="ElevenLabs: speech streamed"
+)
+async def text_to_speech_stream(
+    voice_id: str,
+    body: TextToSpeechBody,
+    request: Request,
+    service: Speech,
+    grant: Grant,
+    settings: SettingsDep,
+    output_format: str = Query("mp3_44100_128"),
+) -> Response:
+    return await respond(
+        request, body.to_speech_request(settings, voice_id, output_format, stream=True), service, grant
+    )
 
 
-@router.post("/v1/text-to-speech/{voice_id}/with-timestamps", responses=ERROR_RESPONSES,
-             summary="ElevenLabs: speech as base64 with character timings")
-async def text_to_speech_with_timestamps(voice_id: str, body: TextToSpeechBody, request: Request, service: Speech,
-                                         grant: Grant, settings: SettingsDep,
-                                         output_format: str = Query("mp3_44100_128")) -> Response:
+@router.post(
+    "/v1/text-to-speech/{voice_id}/with-timestamps",
+    responses=ERROR_RESPONSES,
+    summary="ElevenLabs: speech as base64 with character timings",
+)
+async def text_to_speech_with_timestamps(
+    voice_id: str,
+    body: TextToSpeechBody,
+    request: Request,
+    service: Speech,
+    grant: Grant,
+    settings: SettingsDep,
+    output_format: str = Query("mp3_44100_128"),
+) -> Response:
     speech = body.to_speech_request(settings, voice_id, output_format, stream=False, timed=True)
     return await respond(request, speech, service, grant, timed=timed.complete)
 
 
-@router.post("/v1/text-to-speech/{voice_id}/stream/with-timestamps", responses=ERROR_RESPONSES,
-             summary="ElevenLabs: speech streamed as JSON lines with character timings")
-async def text_to_speech_stream_with_timestamps(voice_id: str, body: TextToSpeechBody, request: Request,
-                                                service: Speech, grant: Grant, settings: SettingsDep,
-                                                output_format: str = Query("mp3_44100_128")) -> Response:
+@router.post(
+    "/v1/text-to-speech/{voice_id}/stream/with-timestamps",
+    responses=ERROR_RESPONSES,
+    summary="ElevenLabs: speech streamed as JSON lines with character timings",
+)
+async def text_to_speech_stream_with_timestamps(
+    voice_id: str,
+    body: TextToSpeechBody,
+    request: Request,
+    service: Speech,
+    grant: Grant,
+    settings: SettingsDep,
+    output_format: str = Query("mp3_44100_128"),
+) -> Response:
     speech = body.to_speech_request(settings, voice_id, output_format, stream=True, timed=True)
     return await respond(request, speech, service, grant, framing=timed.FRAMING)
 
 
 @router.get("/v1/voices", summary="ElevenLabs: voices this key can use")
 async def voices(runtime: Runtime, caller: OptionalVoiceCaller, library: Library) -> JSONResponse:
-    builtin = [] if runtime.voices is None else [(v["id"], v["name"], "premade") for v in runtime.voices.list()]
+    builtin = (
+        [] if runtime.voices is None else [(v["id"], v["name"], "premade") for v in runtime.voices.list()]
+    )
     custom = [] if caller is None else [(r.voice_id, r.name, "cloned") for r in await library.list(caller)]
-    return JSONResponse({"voices": [{"voice_id": vid, "name": name, "category": category, "labels": {},
-                                     "settings": None} for vid, name, category in builtin + custom]})
+    return JSONResponse(
+        {
+            "voices": [
+                {"voice_id": vid, "name": name, "category": category, "labels": {}, "settings": None}
+                for vid, name, category in builtin + custom
+            ]
+        }
+    )

@@ -16,7 +16,9 @@ from audio.encoders import supported_rates
 
 MAX_CONTEXTS = 5  # per socket, as ElevenLabs documents
 # The missing-key message in the words of ElevenLabs' clients (ours names Authorization and X-API-Key).
-MISSING_KEY = "No API key: send it in the 'xi-api-key' header (or 'Authorization: Bearer <key>', or 'X-API-Key')."
+MISSING_KEY = (
+    "No API key: send it in the 'xi-api-key' header (or 'Authorization: Bearer <key>', or 'X-API-Key')."
+)
 
 
 def ours_to_elevenlabs_message(code: str, message: str) -> str:
@@ -39,16 +41,24 @@ def parse_output_format(value: str) -> OutputFormat:
     """`pcm_<rate>`, `ulaw_8000`, `mp3_<rate>_<kbps>` (the bitrate is accepted; our encoder picks its own)."""
     parts = value.split("_")
     kind = {"pcm": "pcm", "ulaw": "mulaw", "mp3": "mp3"}.get(parts[0])
-    ok = kind is not None and len(parts) == (3 if kind == "mp3" else 2) and all(p.isdigit() for p in parts[1:])
+    ok = (
+        kind is not None and len(parts) == (3 if kind == "mp3" else 2) and all(p.isdigit() for p in parts[1:])
+    )
     if ok:
         assert kind is not None
         rate = int(parts[1])
         if rate in SUPPORTED_RATES and rate in supported_rates(kind):
             return OutputFormat(value, kind, rate)
-    accepted = [f"pcm_{r}" for r in SUPPORTED_RATES] + ["ulaw_8000"] + [
-        f"mp3_{r}_<kbps>" for r in SUPPORTED_RATES if r in supported_rates("mp3")]
-    raise ApiError("VALIDATION_ERROR", f"Invalid 'output_format' {value!r}; accepted: {', '.join(accepted)}.",
-                   param="output_format")
+    accepted = (
+        [f"pcm_{r}" for r in SUPPORTED_RATES]
+        + ["ulaw_8000"]
+        + [f"mp3_{r}_<kbps>" for r in SUPPORTED_RATES if r in supported_rates("mp3")]
+    )
+    raise ApiError(
+        "VALIDATION_ERROR",
+        f"Invalid 'output_format' {value!r}; accepted: {', '.join(accepted)}.",
+        param="output_format",
+    )
 
 
 class ConnectionParams(BaseModel):
@@ -141,22 +151,38 @@ _ERRORS: dict[str, tuple[str, str]] = {
     "TOO_MANY_CONCURRENT_REQUESTS": ("rate_limit_error", "concurrent_limit_exceeded"),
     "SERVER_OVERLOADED": ("rate_limit_error", "system_busy"),
 }
-_BY_STATUS = {400: ("validation_error", "invalid_parameters"), 401: ("authentication_error", "unauthorized"),
-              402: ("payment_required", "insufficient_credits"), 403: ("authorization_error", "forbidden"),
-              404: ("not_found", "not_found"), 409: ("conflict", "conflict"),
-              429: ("rate_limit_error", "rate_limit_exceeded"), 503: ("service_unavailable", "service_unavailable")}
+_BY_STATUS = {
+    400: ("validation_error", "invalid_parameters"),
+    401: ("authentication_error", "unauthorized"),
+    402: ("payment_required", "insufficient_credits"),
+    403: ("authorization_error", "forbidden"),
+    404: ("not_found", "not_found"),
+    409: ("conflict", "conflict"),
+    429: ("rate_limit_error", "rate_limit_exceeded"),
+    503: ("service_unavailable", "service_unavailable"),
+}
 # `status` is the legacy field older clients match on; the help centre names these two differently from `code`.
 _LEGACY_STATUS = {"insufficient_credits": "quota_exceeded", "text_too_long": "max_character_limit_exceeded"}
 
 
 def http_error(err: HttpError) -> dict[str, Any]:
     """`{"detail": {"type", "code", "message", "status", "request_id", "param"}}`; the HTTP status stays ours."""
-    error_type, code = _ERRORS.get(err.code) or _BY_STATUS.get(err.status, ("internal_error", "internal_error"))
+    error_type, code = _ERRORS.get(err.code) or _BY_STATUS.get(
+        err.status, ("internal_error", "internal_error")
+    )
     message = err.message
     if err.code == "INVALID_API_KEY" and err.message.startswith("No API key"):
         code, message = "missing_api_key", MISSING_KEY
-    return {"detail": {"type": error_type, "code": code, "message": message,
-                       "status": _LEGACY_STATUS.get(code, code), "request_id": err.request_id, "param": err.param}}
+    return {
+        "detail": {
+            "type": error_type,
+            "code": code,
+            "message": message,
+            "status": _LEGACY_STATUS.get(code, code),
+            "request_id": err.request_id,
+            "param": err.param,
+        }
+    }
 
 
 def _is_http_route(path: str) -> bool:

@@ -37,8 +37,15 @@ router = APIRouter(tags=["elevenlabs"])
 
 
 def error_message(err: ApiError, context_id: str | None = None) -> str:
-    return json.dumps({"error": err.code.lower(), "message": ours_to_elevenlabs_message(err.code, err.message),
-                       "code": err.code, "contextId": context_id, "context_id": context_id})
+    return json.dumps(
+        {
+            "error": err.code.lower(),
+            "message": ours_to_elevenlabs_message(err.code, err.message),
+            "code": err.code,
+            "contextId": context_id,
+            "context_id": context_id,
+        }
+    )
 
 
 async def _refuse(websocket: WebSocket, err: ApiError) -> None:
@@ -52,21 +59,40 @@ async def _refuse(websocket: WebSocket, err: ApiError) -> None:
 class _Connection:
     """One socket's dialect state: the voice, the output format, and how client messages map to the session."""
 
-    def __init__(self, services: Services, session: WsSession, key: ApiKeyRecord, voice_id: str,
-                 params: ConnectionParams, output: OutputFormat, *, multi: bool,
-                 websocket: WebSocket | None = None, outbox: Outbox | None = None) -> None:
+    def __init__(
+        self,
+        services: Services,
+        session: WsSession,
+        key: ApiKeyRecord,
+        voice_id: str,
+        params: ConnectionParams,
+        output: OutputFormat,
+        *,
+        multi: bool,
+        websocket: WebSocket | None = None,
+        outbox: Outbox | None = None,
+    ) -> None:
         self.services, self.session, self.key = services, session, key
         self.voice_id, self.params, self.output, self.multi = voice_id, params, output, multi
         self.unflushed: set[str | None] = set()  # contexts with text sent since their last flush
         self.websocket, self.outbox = websocket, outbox
-        self.closing: asyncio.Task[None] | None = None  # stream-input: closes the socket after the final message
+        self.closing: asyncio.Task[None] | None = (
+            None  # stream-input: closes the socket after the final message
+        )
 
     async def synthesis_request(self, speed: float | None, *, admit: bool = True) -> SynthesisRequest:
-        return await synthesis_request(self.services, self.key, voice=self.voice_id,
-                                       audio_format=self.output.audio_format, sample_rate=self.output.sample_rate,
-                                       normalize=self.params.normalize, speed=speed, voice_field="voice_id",
-                                       timestamps="character",  # every audio message carries its alignment
-                                       admit=admit)
+        return await synthesis_request(
+            self.services,
+            self.key,
+            voice=self.voice_id,
+            audio_format=self.output.audio_format,
+            sample_rate=self.output.sample_rate,
+            normalize=self.params.normalize,
+            speed=speed,
+            voice_field="voice_id",
+            timestamps="character",  # every audio message carries its alignment
+            admit=admit,
+        )
 
     async def handle(self, raw: str) -> str | None:
         msg = parse_client_message(raw)
@@ -75,11 +101,14 @@ class _Connection:
             return "close"
         cid = msg.context_id if self.multi else None
         try:
-            if cid not in self.session.refused:  # a refused context's error and isFinal went out: the rest is dropped
+            if (
+                cid not in self.session.refused
+            ):  # a refused context's error and isFinal went out: the rest is dropped
                 await self._context_message(msg, cid)
         except ApiError as err:
-            raise ContextError(err.code, err.message, context_id=cid, param=err.param,
-                               closes=msg.close_context) from None
+            raise ContextError(
+                err.code, err.message, context_id=cid, param=err.param, closes=msg.close_context
+            ) from None
         if msg.close_context:  # the client ended the context (refused or not): its id may open a new one
             self.session.refused.forget(cid)
         return None
@@ -103,15 +132,20 @@ class _Connection:
             return  # multi-stream-input: a keep-alive, which ends nothing
         if u is None and text:
             if session.unfinished(cid) is not None:
-                raise ApiError("VALIDATION_ERROR", f"Context '{cid}' was closed; open a new context_id.",
-                               param="context_id")
+                raise ApiError(
+                    "VALIDATION_ERROR",
+                    f"Context '{cid}' was closed; open a new context_id.",
+                    param="context_id",
+                )
             speed = msg.voice_settings.speed if msg.voice_settings else None
             await session.supersede(cid)  # the reply this turn interrupts stops before admission counts it
             u = await session.start(await self.synthesis_request(speed), context_id=cid)
             if u is None:
                 return  # refused (a sixth context): the session answered
             u.ssml = self.params.enable_ssml_parsing
-            u.breaks.window = KEY_SILENCE.of(self.key.key_id)  # break silence per key per minute (processing/ssml.py)
+            u.breaks.window = KEY_SILENCE.of(
+                self.key.key_id
+            )  # break silence per key per minute (processing/ssml.py)
         if u is None:
             if msg.close_context:
                 if session.unfinished(cid) is not None:
@@ -160,7 +194,9 @@ async def _serve(websocket: WebSocket, voice_id: str, *, multi: bool) -> None:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first.get("loc", ()))
-        await _refuse(websocket, ApiError("VALIDATION_ERROR", f"Invalid '{field}': {first.get('msg')}", param=field))
+        await _refuse(
+            websocket, ApiError("VALIDATION_ERROR", f"Invalid '{field}': {first.get('msg')}", param=field)
+        )
         return
     except ApiError as err:
         await _refuse(websocket, err)
@@ -175,39 +211,71 @@ async def _serve(websocket: WebSocket, voice_id: str, *, multi: bool) -> None:
         first = None
         if services.access.authenticator is not None and not _key_sent(websocket, params):
             # Older clients' key is in the first message: it must come within the auth deadline.
-            first = await _first_message(websocket, guard.auth_wait_s(float(params.inactivity_timeout)),
-                                         services.settings.websocket.ws_max_message_bytes)
+            first = await _first_message(
+                websocket,
+                guard.auth_wait_s(float(params.inactivity_timeout)),
+                services.settings.websocket.ws_max_message_bytes,
+            )
             if first is None:
                 return
         await _serve_admitted(websocket, services, voice_id, params, output, slot, first, multi=multi)
 
 
-async def _serve_admitted(websocket: WebSocket, services: Services, voice_id: str, params: ConnectionParams,
-                          output: OutputFormat, slot: SocketSlot, first: str | None, *, multi: bool) -> None:
+async def _serve_admitted(
+    websocket: WebSocket,
+    services: Services,
+    voice_id: str,
+    params: ConnectionParams,
+    output: OutputFormat,
+    slot: SocketSlot,
+    first: str | None,
+    *,
+    multi: bool,
+) -> None:
     query_key = params.xi_api_key or (_message_key(first) if first is not None else None)
     async with admitted(websocket, services, query_key=query_key, refuse=_refuse, slot=slot) as admission:
         if admission is None:
             return
         key, counted, connection_id = admission
         session, outbox = await open_session(
-            websocket, services, key, counted, connection_id, ElevenLabsWire(absolute_times=params.sync_alignment),
-            max_contexts=MAX_CONTEXTS if multi else 4, multi=multi, dialect="elevenlabs")
-        conn = _Connection(services, session, key, voice_id, params, output, multi=multi, websocket=websocket,
-                           outbox=outbox)
+            websocket,
+            services,
+            key,
+            counted,
+            connection_id,
+            ElevenLabsWire(absolute_times=params.sync_alignment),
+            max_contexts=MAX_CONTEXTS if multi else 4,
+            multi=multi,
+            dialect="elevenlabs",
+        )
+        conn = _Connection(
+            services, session, key, voice_id, params, output, multi=multi, websocket=websocket, outbox=outbox
+        )
         try:  # an unknown voice is refused before any text: error, then close 1008 (no stream starts: not admitted)
             await conn.synthesis_request(None, admit=False)
         except ApiError as err:
             await websocket.send_text(error_message(err))
             await close_quietly(websocket, CLOSE_POLICY, err.code)
             return
-        await serve_session(websocket, session, outbox, idle_s=float(params.inactivity_timeout),
-                            handle=conn.handle, dialect="elevenlabs", first=first)
+        await serve_session(
+            websocket,
+            session,
+            outbox,
+            idle_s=float(params.inactivity_timeout),
+            handle=conn.handle,
+            dialect="elevenlabs",
+            first=first,
+        )
 
 
 def _key_sent(websocket: WebSocket, params: ConnectionParams) -> bool:
     headers = websocket.headers
-    return bool(params.xi_api_key or headers.get("authorization")
-                or headers.get("x-api-key") or headers.get("xi-api-key"))
+    return bool(
+        params.xi_api_key
+        or headers.get("authorization")
+        or headers.get("x-api-key")
+        or headers.get("xi-api-key")
+    )
 
 
 async def _first_message(websocket: WebSocket, timeout_s: float, max_chars: int) -> str | None:
@@ -218,10 +286,16 @@ async def _first_message(websocket: WebSocket, timeout_s: float, max_chars: int)
     try:
         message = await asyncio.wait_for(websocket.receive(), timeout=timeout_s)
     except TimeoutError:
-        await _refuse(websocket, ApiError("INVALID_API_KEY", f"The API key did not come within {timeout_s:g} s of "
-                                          "connecting; "
-                                          "send it in the xi-api-key header, the xi_api_key query parameter or "
-                                          "the first message."))
+        await _refuse(
+            websocket,
+            ApiError(
+                "INVALID_API_KEY",
+                f"The API key did not come within {timeout_s:g} s of "
+                "connecting; "
+                "send it in the xi-api-key header, the xi_api_key query parameter or "
+                "the first message.",
+            ),
+        )
         return None
     if message["type"] == "websocket.disconnect":
         return None

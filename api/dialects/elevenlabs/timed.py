@@ -23,15 +23,22 @@ from services.pipeline.timestamps import TimestampsEvent
 def alignment(spans: list[tuple[str, float, float]]) -> dict[str, list] | None:
     if not spans:
         return None
-    return {"characters": [s[0] for s in spans], "character_start_times_seconds": [s[1] for s in spans],
-            "character_end_times_seconds": [s[2] for s in spans]}
+    return {
+        "characters": [s[0] for s in spans],
+        "character_start_times_seconds": [s[1] for s in spans],
+        "character_end_times_seconds": [s[2] for s in spans],
+    }
 
 
 async def complete(delivery: Delivery) -> dict[str, Any]:
     out = await complete_json("character", None)(delivery)
-    return {"audio_base64": out["audio"],
-            **{name: alignment([(c["text"], c["start"], c["end"]) for c in out[key]])
-               for name, key in (("alignment", "characters"), ("normalized_alignment", "normalized_characters"))}}
+    return {
+        "audio_base64": out["audio"],
+        **{
+            name: alignment([(c["text"], c["start"], c["end"]) for c in out[key]])
+            for name, key in (("alignment", "characters"), ("normalized_alignment", "normalized_characters"))
+        },
+    }
 
 
 # Audio bytes on one line at most: 128 KiB of base64, far under what clients read as one line (Pipecat's reader
@@ -46,12 +53,17 @@ async def _lines(items: AsyncIterator[Any], delivery: Delivery) -> AsyncIterator
 
     def line(audio: bytes, upto: float | None) -> bytes:
         nonlocal pending
-        take = len(pending) if upto is None else next((i for i, (w, _) in enumerate(pending) if w[0][1] >= upto),
-                                                      len(pending))
+        take = (
+            len(pending)
+            if upto is None
+            else next((i for i, (w, _) in enumerate(pending) if w[0][1] >= upto), len(pending))
+        )
         events, pending = pending[:take], pending[take:]
-        body = {"audio_base64": base64.b64encode(audio).decode("ascii"),
-                "alignment": alignment([c for w, _ in events for c in w]),
-                "normalized_alignment": alignment([c for _, n in events for c in n])}
+        body = {
+            "audio_base64": base64.b64encode(audio).decode("ascii"),
+            "alignment": alignment([c for w, _ in events for c in w]),
+            "normalized_alignment": alignment([c for _, n in events for c in n]),
+        }
         return (json.dumps(body, ensure_ascii=False) + "\n").encode()
 
     before = ("", "")  # the last characters sent (event_spans puts a space between words written apart)
@@ -66,7 +78,7 @@ async def _lines(items: AsyncIterator[Any], delivery: Delivery) -> AsyncIterator
             continue
         sent = delivery.job.stats.sent_samples / rate
         for start in range(0, max(len(item), 1), LINE_AUDIO_BYTES):
-            yield line(item[start:start + LINE_AUDIO_BYTES], sent)  # the first line takes the timings
+            yield line(item[start : start + LINE_AUDIO_BYTES], sent)  # the first line takes the timings
     if pending:
         yield line(b"", None)
     if delivery.final_status != "completed":

@@ -53,8 +53,10 @@ def event_spans(event: Any, before: tuple[str, str] = ("", "")) -> Timed:
 def last_characters(timed: Timed, before: tuple[str, str]) -> tuple[str, str]:
     """`before` for the event after `timed` (a side that is only a space keeps the character before it)."""
     written, spoken = timed
-    return tuple(side[-1][0] if side and side[-1][0].strip() else last  # type: ignore[return-value]
-                 for side, last in ((written, before[0]), (spoken, before[1])))
+    return tuple(
+        side[-1][0] if side and side[-1][0].strip() else last  # type: ignore[return-value]
+        for side, last in ((written, before[0]), (spoken, before[1]))
+    )
 
 
 class ElevenLabsWire:
@@ -90,8 +92,9 @@ class ElevenLabsWire:
         out: list[Payload] = []
         end = u.last_audio_span[1]
         if u.wire_state.get("pending"):  # what is left (the last character ends with the audio)
-            out.append(self._ids(u) | {"audio": "", "isFinal": None} | self._take(u, end, everything=True,
-                                                                                   until=end))
+            out.append(
+                self._ids(u) | {"audio": "", "isFinal": None} | self._take(u, end, everything=True, until=end)
+            )
         return [*out, *self.ended(u)]
 
     def ended(self, u: Utterance) -> list[Payload]:
@@ -101,8 +104,9 @@ class ElevenLabsWire:
         """isFinal: Pipecat ends the turn on it (it ignores errors), LiveKit releases the context."""
         return [{"contextId": context_id, "context_id": context_id, "isFinal": True}]
 
-    def error(self, code: str, message: str, param: str | None, u: Utterance | None,
-              context_id: str | None) -> Payload:
+    def error(
+        self, code: str, message: str, param: str | None, u: Utterance | None, context_id: str | None
+    ) -> Payload:
         cid = u.context_id if u is not None else context_id
         return {"error": code.lower(), "message": message, "code": code, "contextId": cid, "context_id": cid}
 
@@ -118,15 +122,22 @@ class ElevenLabsWire:
     # ------------------------------------------------------------------ internals
     @staticmethod
     def _ids(u: Utterance) -> dict[str, Any]:
-        return {"contextId": u.context_id, "context_id": u.context_id}  # Pipecat reads the first, LiveKit both
+        return {
+            "contextId": u.context_id,
+            "context_id": u.context_id,
+        }  # Pipecat reads the first, LiveKit both
 
-    def _take(self, u: Utterance, end: float, *, everything: bool = False,
-              until: float = 0.0) -> dict[str, Any]:
+    def _take(
+        self, u: Utterance, end: float, *, everything: bool = False, until: float = 0.0
+    ) -> dict[str, Any]:
         """`alignment` and `normalizedAlignment` of the pending events whose first character starts before `end`
         (all with `everything`): both dicts, or both None. Their last characters end at `until` or later."""
         pending: list[Timed] = u.wire_state.get("pending", [])
-        take = len(pending) if everything else next((i for i, (w, _) in enumerate(pending) if w[0][1] >= end),
-                                                    len(pending))
+        take = (
+            len(pending)
+            if everything
+            else next((i for i, (w, _) in enumerate(pending) if w[0][1] >= end), len(pending))
+        )
         if take == 0:
             return {"alignment": None, "normalizedAlignment": None}
         events, u.wire_state["pending"] = pending[:take], pending[take:]
@@ -135,9 +146,14 @@ class ElevenLabsWire:
         origin = 0.0 if self.absolute_times else u.wire_state.get("base", 0.0)
         stop = max(written[-1][2], spoken[-1][2], until)
         stop_ms = max(0, round((stop - origin) * 1000))
-        if not self.absolute_times:  # Pipecat's clock moves by the last end of whichever field it reads: the same
+        if (
+            not self.absolute_times
+        ):  # Pipecat's clock moves by the last end of whichever field it reads: the same
             u.wire_state["base"] = origin + stop_ms / 1000
-        return {"alignment": _fields(written, origin, stop_ms), "normalizedAlignment": _fields(spoken, origin, stop_ms)}
+        return {
+            "alignment": _fields(written, origin, stop_ms),
+            "normalizedAlignment": _fields(spoken, origin, stop_ms),
+        }
 
 
 def _fields(spans: list[Span], origin: float, stop_ms: int) -> dict[str, Any]:
@@ -145,5 +161,8 @@ def _fields(spans: list[Span], origin: float, stop_ms: int) -> dict[str, Any]:
     ends = [max(starts[i], round((s[2] - origin) * 1000)) for i, s in enumerate(spans)]
     ends[-1] = max(ends[-1], stop_ms)
     starts = [min(st, stop_ms) for st in starts]
-    return {"chars": [s[0] for s in spans], "charStartTimesMs": starts,
-            "charDurationsMs": [e - st for st, e in zip(starts, ends, strict=True)]}
+    return {
+        "chars": [s[0] for s in spans],
+        "charStartTimesMs": starts,
+        "charDurationsMs": [e - st for st, e in zip(starts, ends, strict=True)],
+    }
