@@ -1,5 +1,6 @@
-"""Access control: API-key records (`keys`), where they live (`stores`), the authenticator (`authenticator`),
-and what one request holds and settles (`grant`)."""
+"""Access control: the authenticator (`authenticator`), rate and socket limits, the gate, and what one request
+holds and settles (`grant`). Key records and their stores live in services/keys; they are named here too, for the
+callers that check keys."""
 
 from services.access.authenticator import (
     Authenticator,

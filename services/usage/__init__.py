@@ -1,1 +1,1 @@
-"""Usage accounting: per-request metrics, credits, the durable request log and the database it writes to."""
+"""Usage accounting: per-request metrics, credits, the durable request log (the database pool is services/database.py)."""
