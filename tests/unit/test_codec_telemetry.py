@@ -179,7 +179,8 @@ def test_refusals_count_by_rule() -> None:
     load = FakeLoad(clock)
     admission = Admission(load, clock=clock, ramp_floor=1)
     d = Delta(
-        ("admission_refusals_total", {"rule": "misses"}), ("admission_refusals_total", {"rule": "ramp"})
+        ("admission_refusals_total", {"rule": "misses", "key_class": "within_share"}),
+        ("admission_refusals_total", {"rule": "ramp", "key_class": "within_share"}),
     )
     load.misses = 1
     assert not admission.decide().admit

@@ -475,7 +475,10 @@ def test_per_request_refusals(
         ({"text": "Hi.", "stream": "maybe"}, "stream"),
         ({"text": "Hi.", "sample_rate": "12345"}, "sample_rate"),
         ({"text": "Hi.", "temperature": "hot"}, "temperature"),
-        ({"text": "Hi.", "colour": "blue"}, "colour"),
+        (
+            {"text": "Hi.", "sped": "1.1"},
+            "sped",
+        ),  # a near miss of `speed`: an unrelated unknown field is ignored
         ({"format": "wav"}, "text"),
     ],
 )
