@@ -2,7 +2,7 @@
 
 Pure functions and classes over semantic token ids and numpy audio (no service imports). The pipeline feeds
 `ChunkGuards` as tokens and audio arrive and decides what a `Trip` means (retry, cut, count): see
-services/pipeline/guarded_chunks.py."""
+services/pipeline/chunk_guards.py."""
 
 from core.guards.alignment import AlignmentVerdict, check_alignment
 from core.guards.audio_guards import SilenceDetector
