@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -33,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import flood_client  # noqa: E402
 from bench.flood_client import client_frame, read_until_close, server_cpu_s  # noqa: E402
-from bench.harness import app_command, demo_env, start_server, stop_server  # noqa: E402
+from bench.harness import app_command, keyed_postgres_env, start_server, stop_server  # noqa: E402
 from tests.integration.conftest import create_credit_key  # noqa: E402
 
 PATH = "/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000"
@@ -134,24 +133,7 @@ def main() -> None:
         "--sockets", type=int, default=5, help="flooding sockets (fresh keys), one after another"
     )
     args = parser.parse_args()
-    dsn = os.environ.get("TTS_TEST_DATABASE_URL")
-    if not dsn:
-        sys.exit("TTS_TEST_DATABASE_URL is not set (export $(scripts/start_services))")
-    from core.demo.checkpoint import build_demo_checkpoint
-    from services.usage.migrations import apply_migrations
-
-    asyncio.run(apply_migrations(dsn))
-    model_dir = build_demo_checkpoint(ROOT / "var" / "test-demo-model", seed=0)
-    env = demo_env(
-        model_dir,
-        TTS_AUTH_ENABLED="true",
-        TTS_KEY_BACKEND="postgres",
-        TTS_DATABASE_URL=dsn,
-        TTS_CREDITS_ENABLED="true",
-        TTS_WS_MAX_CONNECTIONS_PER_KEY="8",
-        TTS_LOG_LEVEL="WARNING",
-        OMP_NUM_THREADS="1",
-    )
+    dsn, env = keyed_postgres_env(TTS_WS_MAX_CONNECTIONS_PER_KEY="8")
     log = Path(tempfile.mkdtemp(prefix="flood-bench-")) / "server.log"
     server = start_server(app_command, env, log)
     port = server.port

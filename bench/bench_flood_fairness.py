@@ -42,7 +42,7 @@ from bench import flood_client  # noqa: E402
 from bench.flood_client import client_frame, read_until_close  # noqa: E402
 from bench.harness import (  # noqa: E402
     app_command,
-    demo_env,
+    keyed_postgres_env,
     results_path,
     standin_command,
     start_server,
@@ -257,25 +257,11 @@ def main() -> None:
         "admission on; default: the demo engine on CPU",
     )
     args = parser.parse_args()
-    dsn = os.environ.get("TTS_TEST_DATABASE_URL")
-    if not dsn:
-        sys.exit("TTS_TEST_DATABASE_URL is not set (export $(scripts/start_services))")
-    from core.demo.checkpoint import build_demo_checkpoint
-    from services.usage.migrations import apply_migrations
     from tests.integration.conftest import create_credit_key
 
-    asyncio.run(apply_migrations(dsn))
-    model_dir = build_demo_checkpoint(ROOT / "var" / "test-demo-model", seed=0)
-    env = demo_env(
-        model_dir,
-        TTS_AUTH_ENABLED="true",
-        TTS_KEY_BACKEND="postgres",
-        TTS_DATABASE_URL=dsn,
-        TTS_CREDITS_ENABLED="true",
+    dsn, env = keyed_postgres_env(
         TTS_WS_MAX_CONNECTIONS_PER_KEY=str(SOCKETS_PER_KEY),
         TTS_RATE_LIMIT_PER_MINUTE=str(RATE_LIMIT_PER_MINUTE),
-        TTS_LOG_LEVEL="WARNING",
-        OMP_NUM_THREADS="1",
         **({"TTS_ADMISSION": "on"} if args.cost_model else {}),
     )
     command = standin_command(args.cost_model) if args.cost_model else app_command

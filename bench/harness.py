@@ -15,6 +15,7 @@ streams, bench/ws_speakers.py for the dialect sockets).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -119,6 +120,30 @@ def demo_env(model_dir: Path | str = DEMO_DIR, device: str = "cpu", **settings: 
         "PYTHONUNBUFFERED": "1",
         **settings,
     }
+
+
+def keyed_postgres_env(**settings: str) -> tuple[str, dict[str, str]]:
+    """A bench server with real keys and credits in the test PostgreSQL (TTS_TEST_DATABASE_URL, migrated here):
+    its DSN and settings on the demo checkpoint, quiet logs, plus `settings`. Exits with a hint when unset."""
+    dsn = os.environ.get("TTS_TEST_DATABASE_URL")
+    if not dsn:
+        sys.exit("TTS_TEST_DATABASE_URL is not set (export $(scripts/start_services))")
+    from core.demo.checkpoint import build_demo_checkpoint
+    from services.usage.migrations import apply_migrations
+
+    asyncio.run(apply_migrations(dsn))
+    model_dir = build_demo_checkpoint(ROOT / "var" / "test-demo-model", seed=0)
+    env = demo_env(
+        model_dir,
+        TTS_AUTH_ENABLED="true",
+        TTS_KEY_BACKEND="postgres",
+        TTS_DATABASE_URL=dsn,
+        TTS_CREDITS_ENABLED="true",
+        TTS_LOG_LEVEL="WARNING",
+        OMP_NUM_THREADS="1",
+        **settings,
+    )
+    return dsn, env
 
 
 def spawn_server(command: Callable[[int], list[str]], env: dict[str, str], log: Path) -> Server:
