@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import flood_client  # noqa: E402
-from bench.flood_client import client_frame, read_until_close  # noqa: E402
+from bench.flood_client import client_frame  # noqa: E402
 from bench.harness import (  # noqa: E402
     app_command,
     keyed_postgres_env,
@@ -70,17 +70,6 @@ HANDSHAKE_CONCURRENCY = 16
 FLOODS = ("message", "synthesis", "handshake")
 
 
-async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    """One unmasked server frame: (opcode, payload)."""
-    first, second = await reader.readexactly(2)
-    size = second & 0x7F
-    if size == 126:
-        size = int.from_bytes(await reader.readexactly(2), "big")
-    elif size == 127:
-        size = int.from_bytes(await reader.readexactly(8), "big")
-    return first & 0x0F, await reader.readexactly(size)
-
-
 async def _message_socket(port: int, key: str, stop: Any, stats: dict) -> None:
     opener = client_frame(json.dumps({"text": " ", "context_id": "f"}).encode())
     batch = client_frame(json.dumps({"text": "-", "context_id": "f"}).encode()) * BATCH
@@ -97,23 +86,18 @@ async def _message_socket(port: int, key: str, stop: Any, stats: dict) -> None:
             await asyncio.sleep(0.1)
             continue
         stats["connections"] += 1
-        closed = asyncio.create_task(read_until_close(reader))
-        try:
-            writer.write(opener)
-            for _ in range(FRAMES_PER_SOCKET // BATCH):
-                if stop.is_set() or closed.done():
-                    break
-                writer.write(batch)
-                await writer.drain()
-                stats["frames"] += BATCH
-        except ConnectionError:
-            pass
-        try:
-            code = await asyncio.wait_for(closed, timeout=0.01 if stop.is_set() else 10)
-        except TimeoutError:
-            code = None
-        writer.close()
-        stats["close_codes"][str(code)] = stats["close_codes"].get(str(code), 0) + 1
+        going = lambda: not stop.is_set()  # noqa: E731
+        await flood_client.burst(
+            reader,
+            writer,
+            opener,
+            batch,
+            batches=FRAMES_PER_SOCKET // BATCH,
+            frames_per_batch=BATCH,
+            keep_going=going,
+            wait_for_close=going,
+            stats=stats,
+        )
 
 
 async def _synthesis_socket(port: int, key: str, stop: Any, stats: dict, index: int) -> None:
@@ -144,7 +128,7 @@ async def _synthesis_socket(port: int, key: str, stop: Any, stats: dict, index: 
                 await writer.drain()
                 error = None
                 while True:
-                    opcode, payload = await asyncio.wait_for(_read_frame(reader), timeout=30)
+                    opcode, payload = await asyncio.wait_for(flood_client.read_frame(reader), timeout=30)
                     if opcode == 0x8:
                         raise ConnectionError("closed by the server")
                     if opcode == 0x1 and b'"error"' in payload:

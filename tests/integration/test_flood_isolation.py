@@ -46,7 +46,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from bench import flood_client
-from bench.flood_client import client_frame, read_until_close, server_cpu_s
+from bench.flood_client import client_frame, server_cpu_s
 from tests.e2e.conftest import RunningServer, start_server, stop_server
 from tests.integration.conftest import create_credit_key
 
@@ -143,23 +143,18 @@ async def _flood_socket(
         stats["connections"] += 1
         started.set()
         errors: list[dict] = []
-        closed = asyncio.create_task(read_until_close(reader, errors))
-        try:
-            writer.write(opener)
-            for _ in range(FRAMES_PER_SOCKET // BATCH):
-                if time.monotonic() >= stop_at[0] or closed.done() or not go.is_set():
-                    break
-                writer.write(batch)
-                await writer.drain()
-                stats["frames"] += BATCH
-        except ConnectionError:
-            pass
-        try:
-            code = await asyncio.wait_for(closed, timeout=10 if go.is_set() else 0.01)
-        except TimeoutError:
-            code = None
-        writer.close()
-        stats["close_codes"][str(code)] = stats["close_codes"].get(str(code), 0) + 1
+        await flood_client.burst(
+            reader,
+            writer,
+            opener,
+            batch,
+            batches=FRAMES_PER_SOCKET // BATCH,
+            frames_per_batch=BATCH,
+            keep_going=lambda: time.monotonic() < stop_at[0] and go.is_set(),
+            wait_for_close=go.is_set,
+            stats=stats,
+            errors=errors,
+        )
         if any(e.get("code") == "RATE_LIMIT_EXCEEDED" for e in errors):
             stats["rate_limited"] += 1
 
