@@ -109,3 +109,28 @@ async def test_a_reference_encode_runs_on_the_device_threads(
         runtime.encode_reference, samples
     )  # a request's worker thread, as references.py runs it
     assert encode.threads and all(name.startswith(DEVICE_THREADS) for name in encode.threads), encode.threads
+
+
+async def test_concurrent_alignments_through_the_scheduler_equal_each_alone(runtime: ModelRuntime) -> None:
+    """Several request threads align at once, their forward passes queued on the device threads: each result is
+    what the same alignment gives alone (no per-call state on the shared aligner)."""
+    from core.align import align
+
+    aligner = next(iter(runtime.aligner.values()))
+    rng = np.random.default_rng(3)
+    pieces = [
+        (
+            rng.standard_normal(NATIVE_RATE * (1 + i % 3)).astype(np.float32) * 0.1,
+            ["hello", "there", "friend"][: 1 + i % 3],
+        )
+        for i in range(6)
+    ]
+    runtime.codec_scheduler.start()  # the serving loop: this test's
+
+    def one(i: int) -> list[tuple[float, float]]:
+        audio, words = pieces[i]
+        return [(w.start, w.end) for w in align(audio, words, method="ctc", ctc=aligner).words]
+
+    alone = [await asyncio.to_thread(one, i) for i in range(len(pieces))]
+    together = await asyncio.gather(*(asyncio.to_thread(one, i) for i in range(len(pieces))))
+    assert list(together) == alone
