@@ -41,6 +41,7 @@ from services.pipeline.text_plan import (
 if TYPE_CHECKING:
     from core.streaming import LatencyPreference
     from core.voices import Voice
+    from services.device.work_class import WorkClass
     from services.pipeline.gpu_faults import GpuFaultDetector
     from services.pipeline.resources import ModelSource
     from services.pipeline.timestamps import TimestampsKind
@@ -97,6 +98,8 @@ class SpeechRequest:
     # How the protocol names these fields, for error messages (OpenAI: `input` and `voice`).
     text_field: str = "text"
     voice_field: str = "speaker"
+    # Live (a listener waits) or background (long-form jobs: idle device time only; see services.device.work_class).
+    work_class: WorkClass = "live"
 
     @property
     def wants_bandwidth_extension(self) -> bool:
