@@ -54,6 +54,9 @@ class SamplingConfig:
     # prompt built from one key's recording is not answered faster for another key that sends the same one. None:
     # shared (built-in voices, whose prompts every key may use). Engines without a prefix cache ignore it.
     cache_salt: str | None = None
+    # Whose work this is (the API key id, None without keys). An engine that runs one step at a time shares its
+    # steps fairly between owners before requests (core/llm/step_gate.py); batching engines ignore it.
+    owner: str | None = None
 
     def __post_init__(self) -> None:
         if self.temperature < 0:

@@ -5,9 +5,11 @@ async consumer through `_DeltaChannel`: the worker appends under a lock and wake
 `call_soon_threadsafe`; the consumer takes everything pending as one delta, so a slow consumer gets
 larger deltas instead of an unbounded queue, and past `max_pending_tokens` the worker waits.
 
-Concurrency: one forward step at a time holds the model lock, so concurrent requests interleave step
-by step (each keeps its own KV cache). Throughput is therefore that of one stream shared between
-requests -- correct and simple, no batching. Production uses vLLM for batching.
+Concurrency: one forward step at a time holds the model, so concurrent requests interleave step by step
+(each keeps its own KV cache). Throughput is therefore that of one stream shared between requests --
+correct and simple, no batching; production uses vLLM for batching. Which request steps next is the
+step gate's choice (core/llm/step_gate.py): the owner (API key) that used the engine least lately, so one
+key's many requests cannot starve another key's one.
 
 Sampling is implemented here, explicitly, in float32: repetition penalty (over prompt + output, the
 HF/vLLM rule: positive logits divided, negative multiplied), temperature, top-k, top-p, then a draw
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, cast
 import torch
 
 from core.llm.base import SamplingConfig, check_dtype, checked_prompt, resolve_device, resolve_dtype
+from core.llm.step_gate import FairStepGate
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -172,7 +175,7 @@ class TransformersEngine:
         self._device = torch.device(device)
         # The input embedding's weight ([vocab, hidden]); torch types a submodule's attribute as Tensor | Module.
         self._vocab_size = int(cast(torch.Tensor, model.get_input_embeddings().weight).shape[0])
-        self._model_lock = threading.Lock()
+        self._steps = FairStepGate()
         self._active_lock = threading.Lock()
         self._active: dict[str, _Request] = {}
         self._executor = ThreadPoolExecutor(
@@ -300,15 +303,16 @@ class TransformersEngine:
         for _ in range(sampling.max_tokens):
             if channel.cancelled:
                 return
-            with self._model_lock:
-                if channel.cancelled:  # re-check: another request may have held the lock for a step
+            # The draw is part of the step: the gate hands the next step on the moment this one ends.
+            with self._steps.turn(sampling.owner):
+                if channel.cancelled:  # re-check: other requests may have stepped while this one waited
                     return
                 out = self._model(
                     input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1
                 )
                 self.steps_total += 1
-            cache = out.past_key_values
-            token = sample_next(out.logits[0, -1].float(), seen, sampling, generator, banned)
+                cache = out.past_key_values
+                token = sample_next(out.logits[0, -1].float(), seen, sampling, generator, banned)
             seen[token] = True
             if not channel.put(token) or token in stop:
                 return

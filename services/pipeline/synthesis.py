@@ -273,6 +273,7 @@ class SynthesisJob:
             max_tokens=budget,
             seed=seed,
             cache_salt=self.request.cache_scope,
+            owner=self.request.key_id,
             stop_token_ids=tuple(self.resources.layout.stop_token_ids),
             # No allowed_token_ids: vLLM's GPU runner refuses more than 1,024 inside the engine step, which kills
             # the engine (docs/reference/modal-vllm.md#per-request-limits-of-the-gpu-runner). The clone-mode parser
