@@ -8,33 +8,27 @@ global tokens, once known, condition every chunk of that speaker (services/pipel
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from processing.voice_segments import voice_names
 from services.pipeline.text_plan import TextPlan, check_plan_fits
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Awaitable, Callable, Mapping
 
     from core.voices import Voice
     from services.pipeline.resources import PipelineResources
-    from services.pipeline.speech import SpeechRequest, SpeechService
 
 
 async def resolve_segment_voices(
-    service: SpeechService, speech: SpeechRequest, voice: Voice, key_id: str | None
+    text: str, voice: Voice, own_name: str | None, resolve: Callable[[str], Awaitable[Voice]]
 ) -> dict[str, Voice]:
-    """Each name the text's markers use -> its voice (at the request's speed); `voice` is the request's own."""
+    """Each name the markers of `text` use -> its voice by `resolve` (the speech service's, at the request's speed);
+    `voice` is the request's own, asked for as `own_name`."""
     by_id: dict[str, Voice] = {voice.id: voice}
     named: dict[str, Voice] = {}
-    for name in voice_names(speech.text):
-        if name == speech.voice:
-            named[name] = voice
-            continue
-        resolved = await service.voice(
-            replace(speech, voice=name, reference_audio=None, reference_text=None), key_id
-        )
+    for name in voice_names(text):
+        resolved = voice if name == own_name else await resolve(name)
         named[name] = by_id.setdefault(resolved.id, resolved)
     return named
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 from core.voices import is_custom_voice_id, time_stretch_for, voice_with_speed
@@ -259,6 +259,18 @@ class SpeechService:
             return voice_with_speed(voice, speech.speed)
         return self.resolve_voice(name, speech.speed, speech.voice_field)
 
+    async def segment_voices(
+        self, speech: SpeechRequest, voice: Voice, key_id: str | None
+    ) -> dict[str, Voice]:
+        """The voices the text's `[voice:NAME]` markers name, each resolved as the request's own (`voice`) was."""
+
+        async def resolve(name: str) -> Voice:
+            return await self.voice(
+                replace(speech, voice=name, reference_audio=None, reference_text=None), key_id
+            )
+
+        return await resolve_segment_voices(speech.text, voice, speech.voice, resolve)
+
     async def stitched(self, speech: SpeechRequest, voice: Voice, key_id: str | None) -> Voice:
         """`voice` continuing `speech.previous_request_ids` (services.continuity)."""
         if self.continuity is None:
@@ -372,7 +384,7 @@ class SpeechService:
         if has_voice_markers(
             speech.text
         ):  # every voice a marker names, resolved (or refused) before planning
-            segment_voices = await resolve_segment_voices(self, speech, voice, key_id)
+            segment_voices = await self.segment_voices(speech, voice, key_id)
         try:
             if len(speech.text) <= INLINE_PLAN_CHARS:
                 plan = self.plan(

@@ -112,23 +112,19 @@ def _speech(text: str, voice: str | None = None) -> SpeechRequest:
 
 
 async def test_each_marker_voice_resolves_once_and_names_of_one_voice_share_it() -> None:
-    from services.pipeline.segment_voices import resolve_segment_voices
-
     service = SpeechService(_Models(), SETTINGS)  # type: ignore[arg-type]
     speech = _speech("A. [voice:male] B. [voice:echo] C. [voice:default] D.", voice="default")
     own = await service.voice(speech, None)
-    voices = await resolve_segment_voices(service, speech, own, None)
+    voices = await service.segment_voices(speech, own, None)
     assert voices["default"] is own  # the request's own voice: one speaker with the unmarked text
     assert voices["male"] is voices["echo"]  # an alias: the same speaker
     assert voices["male"].id == "male"
 
 
 async def test_a_marker_naming_an_unknown_voice_is_refused_naming_it() -> None:
-    from services.pipeline.segment_voices import resolve_segment_voices
-
     service = SpeechService(_Models(), SETTINGS)  # type: ignore[arg-type]
     speech = _speech("A. [voice:nobody] B.")
     with pytest.raises(SynthesisError) as info:
-        await resolve_segment_voices(service, speech, await service.voice(speech, None), None)
+        await service.segment_voices(speech, await service.voice(speech, None), None)
     assert info.value.code == "INVALID_SPEAKER" and info.value.param == "voice"
     assert "'nobody'" in info.value.message
