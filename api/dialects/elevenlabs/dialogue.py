@@ -10,6 +10,8 @@ voice is the request's own (an unknown one is refused naming `voice_id`, as a ma
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -21,9 +23,11 @@ from api.schemas import MAX_TEXT_CHARS, reject_control_characters
 from processing.voice_segments import has_voice_markers, voice_marker
 from services.pipeline.speech import SpeechRequest
 from services.pipeline.synthesis import SamplingOptions
+from shared.settings import Settings
 
 router = APIRouter(tags=["elevenlabs"])
 
+RESPONSES: dict[int | str, dict[str, Any]] = {status: dict(doc) for status, doc in ERROR_RESPONSES.items()}
 # Distinct voices in one dialogue, as ElevenLabs documents.
 MAX_DIALOGUE_VOICES = 10
 
@@ -69,7 +73,7 @@ class TextToDialogueBody(BaseModel):
         return "\n".join(f"{voice_marker(i.voice_id)} {i.text}" for i in self.inputs)
 
     def to_speech_request(
-        self, settings, output_format: str, *, stream: bool, timed: bool = False
+        self, settings: Settings, output_format: str, *, stream: bool, timed: bool = False
     ) -> SpeechRequest:
         output = parse_output_format(output_format)
         return SpeechRequest(
@@ -87,7 +91,7 @@ class TextToDialogueBody(BaseModel):
         )
 
 
-@router.post("/v1/text-to-dialogue", responses=ERROR_RESPONSES, summary="ElevenLabs: a dialogue as a file")
+@router.post("/v1/text-to-dialogue", responses=RESPONSES, summary="ElevenLabs: a dialogue as a file")
 async def text_to_dialogue(
     body: TextToDialogueBody,
     request: Request,
@@ -101,9 +105,7 @@ async def text_to_dialogue(
     )
 
 
-@router.post(
-    "/v1/text-to-dialogue/stream", responses=ERROR_RESPONSES, summary="ElevenLabs: a dialogue streamed"
-)
+@router.post("/v1/text-to-dialogue/stream", responses=RESPONSES, summary="ElevenLabs: a dialogue streamed")
 async def text_to_dialogue_stream(
     body: TextToDialogueBody,
     request: Request,
@@ -119,7 +121,7 @@ async def text_to_dialogue_stream(
 
 @router.post(
     "/v1/text-to-dialogue/with-timestamps",
-    responses=ERROR_RESPONSES,
+    responses=RESPONSES,
     summary="ElevenLabs: a dialogue as base64 with character timings",
 )
 async def text_to_dialogue_with_timestamps(
@@ -136,7 +138,7 @@ async def text_to_dialogue_with_timestamps(
 
 @router.post(
     "/v1/text-to-dialogue/stream/with-timestamps",
-    responses=ERROR_RESPONSES,
+    responses=RESPONSES,
     summary="ElevenLabs: a dialogue streamed as JSON lines with character timings",
 )
 async def text_to_dialogue_stream_with_timestamps(
