@@ -53,6 +53,8 @@ async def test_each_speaker_keeps_its_global_tokens_and_the_two_differ(runtime: 
         if isinstance(item, TimestampsEvent):
             events.append(item)
         else:
+            if not audio:  # a stream's first audio comes with the first segment's first chunk
+                assert job.stats.text_chunks_done == 0
             audio += item
     stats = job.stats
     narrator_a, default_a, narrator_b, default_b = stats.global_tokens_per_chunk
