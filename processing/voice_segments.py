@@ -3,7 +3,7 @@
 `Hello. [voice:ana] Hi there! [voice:ben] Good morning.` is three segments: "Hello." in the request's own voice,
 "Hi there!" in `ana`, "Good morning." in `ben`. A marker holds until the next one; NAME is a voice id as the route
 accepts it (no spaces or brackets). Markers are never spoken; a segment with nothing but spaces is dropped.
-Text without a marker is one segment in the request's voice, found by one substring test.
+`has_voice_markers` tells text without a marker (most) by two substring tests, before any pattern runs.
 """
 
 from __future__ import annotations

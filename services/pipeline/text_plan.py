@@ -197,7 +197,7 @@ NOTHING_TO_SPEAK = "Invalid 'text': nothing left to speak"
 
 def plan_voice_segments(text: str, plan_part: Callable[[str], TextPlan]) -> TextPlan:
     """One plan for text with voice markers: each segment planned alone (a chunk never spans two voices), the
-    chunks in order, each with its segment's voice. A segment with nothing to speak (an emoji, a lone tag) is
+    chunks in order, each with its segment's voice. A segment with nothing to speak (only emoji, say) is
     dropped; when none is left, the refusal is the one the whole text would get."""
     chunks: list[str] = []
     voices: list[str | None] = []
