@@ -16,6 +16,7 @@ from api.deps import Services, check_upload_credentials
 from api.dialects.cartesia import http as cartesia_http
 from api.dialects.cartesia import messages as cartesia_messages
 from api.dialects.cartesia import routes as cartesia_routes
+from api.dialects.elevenlabs import dialogue as elevenlabs_dialogue
 from api.dialects.elevenlabs import http as elevenlabs_http
 from api.dialects.elevenlabs import messages as elevenlabs_messages
 from api.dialects.elevenlabs import routes as elevenlabs_routes
@@ -172,6 +173,7 @@ def create_app(
         ws.router,
         elevenlabs_routes.router,
         elevenlabs_http.router,
+        elevenlabs_dialogue.router,
         cartesia_routes.router,
         cartesia_http.router,
     ):

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 from core.voices import is_custom_voice_id, time_stretch_for, voice_with_speed
+from processing.voice_segments import has_voice_markers
 from services.errors import cloning_unavailable, voice_not_found
 from services.pipeline.load_shed import BACKLOG
+from services.pipeline.segment_voices import check_segments_fit, is_private, resolve_segment_voices
 from services.pipeline.synthesis import (
     NATIVE_RATE,
     SamplingOptions,
@@ -257,6 +259,18 @@ class SpeechService:
             return voice_with_speed(voice, speech.speed)
         return self.resolve_voice(name, speech.speed, speech.voice_field)
 
+    async def segment_voices(
+        self, speech: SpeechRequest, voice: Voice, key_id: str | None
+    ) -> dict[str, Voice]:
+        """The voices the text's `[voice:NAME]` markers name, each resolved as the request's own (`voice`) was."""
+
+        async def resolve(name: str) -> Voice:
+            return await self.voice(
+                replace(speech, voice=name, reference_audio=None, reference_text=None), key_id
+            )
+
+        return await resolve_segment_voices(speech.text, voice, speech.voice, resolve)
+
     async def stitched(self, speech: SpeechRequest, voice: Voice, key_id: str | None) -> Voice:
         """`voice` continuing `speech.previous_request_ids` (services.continuity)."""
         if self.continuity is None:
@@ -281,11 +295,17 @@ class SpeechService:
         )
 
     def synthesis_request(
-        self, speech: SpeechRequest, voice: Voice, request_id: str, key_id: str | None = None
+        self,
+        speech: SpeechRequest,
+        voice: Voice,
+        request_id: str,
+        key_id: str | None = None,
+        segment_voices: Mapping[str, Voice] | None = None,
     ) -> SynthesisRequest:
         """The job's request; a voice built from the key's own recordings (custom, reference, a stitched tail) has its
         prompts cached under that key only (`cache_scope`)."""
-        private = voice.source != "builtin" or voice.reference_semantic is not None
+        segment_voices = segment_voices or {}
+        private = is_private(voice) or any(is_private(v) for v in segment_voices.values())
         return SynthesisRequest(
             request_id=request_id,
             text=speech.text,
@@ -303,16 +323,25 @@ class SpeechService:
             timestamps=speech.timestamps,
             cache_scope=f"key:{key_id}" if private and key_id else None,
             key_id=key_id,
+            segment_voices=segment_voices,
         )
 
     def plan(
-        self, speech: SpeechRequest, voice: Voice, *, buffered: bool, unstitched: Voice | None = None
+        self,
+        speech: SpeechRequest,
+        voice: Voice,
+        *,
+        buffered: bool,
+        unstitched: Voice | None = None,
+        segment_voices: Mapping[str, Voice] | None = None,
     ) -> TextPlan:
         """Blocking (normalising and tokenising 50,000 characters takes a while): run it in a worker thread."""
         settings = self.settings
         plan = plan_request_text(speech.text, settings, normalize=speech.normalize, chunking=speech.chunking)
         resources = self.models.pipeline_resources()
-        if unstitched is not None and unstitched is not voice:
+        if plan.chunk_voices:  # [voice:NAME] segments: each voice's chunks with that voice's prompt
+            check_segments_fit(resources, plan, voice, segment_voices or {})
+        elif unstitched is not None and unstitched is not voice:
             check_stitched_plan_fits(resources, plan, voice, unstitched)
         else:
             check_plan_fits(resources, plan, voice)
@@ -351,21 +380,32 @@ class SpeechService:
         unstitched = voice = await self.voice(speech, key_id)
         if speech.previous_request_ids:
             voice = await self.stitched(speech, voice, key_id)
+        segment_voices: dict[str, Voice] = {}
+        if has_voice_markers(
+            speech.text
+        ):  # every voice a marker names, resolved (or refused) before planning
+            segment_voices = await self.segment_voices(speech, voice, key_id)
         try:
             if len(speech.text) <= INLINE_PLAN_CHARS:
-                plan = self.plan(speech, voice, buffered=buffered, unstitched=unstitched)
+                plan = self.plan(
+                    speech, voice, buffered=buffered, unstitched=unstitched, segment_voices=segment_voices
+                )
             else:
                 plan = await asyncio.to_thread(
-                    self.plan, speech, voice, buffered=buffered, unstitched=unstitched
+                    self.plan,
+                    speech,
+                    voice,
+                    buffered=buffered,
+                    unstitched=unstitched,
+                    segment_voices=segment_voices,
                 )
         except SynthesisError as exc:
             raise _renamed(exc, speech.text_field) from exc.__cause__
         if reserve_credits is not None:
             # Credits count what the model is asked to speak (normalised text: "1,000" costs "one thousand").
             await reserve_credits(len(plan.text))
-        job = SynthesisJob(
-            self.models.pipeline_resources(), self.synthesis_request(speech, voice, request_id, key_id), plan
-        )
+        request = self.synthesis_request(speech, voice, request_id, key_id, segment_voices)
+        job = SynthesisJob(self.models.pipeline_resources(), request, plan)
         if self.continuity is not None:
             self.continuity.track(job, key_id)
         return OpenedSpeech(job=job, plan=plan, voice=voice)

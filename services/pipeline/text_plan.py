@@ -7,6 +7,7 @@ speech service, the WebSocket session and `POST /v1/tts/normalize`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from processing.markdown import drop_emoji, read_markdown
 from processing.normalize import normalize_text
 from processing.prompt import ParseMode, PromptError, build_prompt_ids
 from processing.tags import UnknownTags, process_tags
+from processing.voice_segments import has_voice_markers, split_voice_segments
 from services.errors import SynthesisError
 
 if TYPE_CHECKING:
@@ -33,6 +35,9 @@ class TextPlan:
     text: str
     chunks: list[str]
     chunked: bool
+    # Voice segments (processing/voice_segments.py): the voice each chunk is spoken in, by the name its marker gave
+    # (None: the request's own voice). Empty: every chunk in the request's voice.
+    chunk_voices: tuple[str | None, ...] = ()
 
 
 # Letters in the longest word the model is asked to speak, in an alphabet written with spaces: the longest words in
@@ -156,14 +161,19 @@ def plan_text(
 
 
 def plan_request_text(text: str, settings: Settings, *, normalize: bool, chunking: bool) -> TextPlan:
-    """`plan_text` with the per-request limits every route shares: normalised length and chunk count."""
-    plan = plan_text(
-        text,
-        normalize=normalize,
-        chunking=chunking,
-        threshold=settings.text.chunking_threshold_chars,
-        target=settings.text.chunk_target_chars,
-    )
+    """`plan_text` with the per-request limits every route shares: normalised length and chunk count. Text with
+    `[voice:NAME]` markers is planned segment by segment (`plan_voice_segments`)."""
+
+    def plan_part(part: str) -> TextPlan:
+        return plan_text(
+            part,
+            normalize=normalize,
+            chunking=chunking,
+            threshold=settings.text.chunking_threshold_chars,
+            target=settings.text.chunk_target_chars,
+        )
+
+    plan = plan_voice_segments(text, plan_part) if has_voice_markers(text) else plan_part(text)
     if len(plan.text) > settings.limits.max_normalized_chars:
         raise SynthesisError(
             "TEXT_TOO_LONG",
@@ -179,6 +189,34 @@ def plan_request_text(text: str, settings: Settings, *, normalize: bool, chunkin
             "text",
         )
     return plan
+
+
+# How `plan_text` refuses a text with nothing to speak (a voice segment with nothing to speak is dropped instead).
+NOTHING_TO_SPEAK = "Invalid 'text': nothing left to speak"
+
+
+def plan_voice_segments(text: str, plan_part: Callable[[str], TextPlan]) -> TextPlan:
+    """One plan for text with voice markers: each segment planned alone (a chunk never spans two voices), the
+    chunks in order, each with its segment's voice. A segment with nothing to speak (only emoji, say) is
+    dropped; when none is left, the refusal is the one the whole text would get."""
+    chunks: list[str] = []
+    voices: list[str | None] = []
+    texts: list[str] = []
+    refusal: SynthesisError | None = None
+    for segment in split_voice_segments(text):
+        try:
+            part = plan_part(segment.text)
+        except SynthesisError as exc:
+            if exc.code != "VALIDATION_ERROR" or not exc.message.startswith(NOTHING_TO_SPEAK):
+                raise
+            refusal = exc
+            continue
+        texts.append(part.text)
+        chunks += part.chunks
+        voices += [segment.voice] * len(part.chunks)
+    if not chunks:
+        raise refusal or SynthesisError("VALIDATION_ERROR", f"{NOTHING_TO_SPEAK}.", "text")
+    return TextPlan(text=" ".join(texts), chunks=chunks, chunked=len(chunks) > 1, chunk_voices=tuple(voices))
 
 
 def check_words_speakable(plan: TextPlan) -> None:
