@@ -1,0 +1,240 @@
+"""The Wyoming server (api/wyoming) against the `wyoming` package's own client, on a real server (uvicorn in a
+thread of this process, so the test can see the engine's requests): describe, a one-shot and a streamed synthesize
+as Home Assistant sends them, refusals, a hang-up mid-stream, and the loopback-only rule without a key."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.client import AsyncTcpClient
+from wyoming.error import Error
+from wyoming.event import Event
+from wyoming.info import Describe, Info
+from wyoming.tts import (
+    Synthesize,
+    SynthesizeChunk,
+    SynthesizeStart,
+    SynthesizeStop,
+    SynthesizeStopped,
+    SynthesizeVoice,
+)
+
+from api.app import create_app
+from api.wyoming import WyomingConfigError, check_settings
+from shared import metrics
+from shared.settings import Settings
+from tests.e2e.conftest import free_port, in_process_server
+
+pytestmark = pytest.mark.e2e
+
+RATE = 16000
+LONG_TEXT = (
+    "The quick brown fox jumps over the lazy dog near the river bank. Every morning the baker opens his shop at "
+    "six and sells fresh bread to the villagers. Children walk to school along the narrow road, laughing and "
+    "talking about their games. In the afternoon the sun warms the stone walls of the old church."
+)
+
+
+@dataclass
+class Live:
+    app: FastAPI
+    port: int
+
+    def client(self) -> AsyncTcpClient:
+        return AsyncTcpClient("127.0.0.1", self.port)
+
+    def active_requests(self) -> set[str]:
+        return set(self.app.state.services.runtime.engine.active_requests())
+
+
+def _serve(demo_model_dir: Path, **settings: object) -> Iterator[Live]:
+    port = free_port()
+    app = create_app(
+        Settings(
+            model_dir=demo_model_dir,
+            device="cpu",
+            sr_enabled=False,
+            log_json=False,
+            log_level="WARNING",
+            wyoming_enabled=True,
+            wyoming_port=port,
+            **settings,  # type: ignore[arg-type]
+        )
+    )
+    with in_process_server(app, "uvicorn-wyoming"):
+        yield Live(app, port)
+
+
+@pytest.fixture(scope="module")
+def live(demo_model_dir: Path) -> Iterator[Live]:
+    yield from _serve(demo_model_dir, auth_enabled=False)
+
+
+@pytest.fixture(scope="module")
+def keyed(demo_model_dir: Path) -> Iterator[Live]:
+    """Keys on: the Wyoming server runs as one key, limited to one request at a time and three a minute."""
+    yield from _serve(
+        demo_model_dir,
+        auth_enabled=True,
+        api_keys="wyoming-test-key",
+        wyoming_api_key="wyoming-test-key",
+        max_concurrent_streams=1,
+        rate_limit_per_minute=3,
+    )
+
+
+@dataclass
+class Heard:
+    events: list[Event] = field(default_factory=list)
+    pcm: bytearray = field(default_factory=bytearray)
+
+    def types(self) -> list[str]:
+        return [e.type for e in self.events if not AudioChunk.is_type(e.type)]
+
+    @property
+    def seconds(self) -> float:
+        return len(self.pcm) / 2 / RATE
+
+
+async def _read_until(
+    client: AsyncTcpClient, last: str, heard: Heard | None = None, timeout_s: float = 120
+) -> Heard:
+    """Events until one of type `last` (or the connection's end)."""
+    heard = heard or Heard()
+    async with asyncio.timeout(timeout_s):
+        while True:
+            event = await client.read_event()
+            if event is None:
+                heard.events.append(Event("closed"))
+                return heard
+            heard.events.append(event)
+            if AudioChunk.is_type(event.type):
+                chunk = AudioChunk.from_event(event)
+                assert (chunk.rate, chunk.width, chunk.channels) == (RATE, 2, 1)
+                heard.pcm.extend(chunk.audio)
+            if event.type == last:
+                return heard
+
+
+async def test_describe_lists_the_voices_and_streaming(live: Live) -> None:
+    async with live.client() as client:
+        await client.write_event(Describe().event())
+        info = Info.from_event(await client.read_event())
+    (program,) = info.tts
+    assert program.supports_synthesize_streaming
+    names = {voice.name for voice in program.voices}
+    assert live.app.state.services.runtime.voices.default_voice_id in names
+    assert all(voice.languages == ["en", "zh"] for voice in program.voices)
+
+
+async def test_one_shot_synthesize(live: Live) -> None:
+    async with live.client() as client:
+        await client.write_event(Synthesize(text="Hello from the kitchen speaker.").event())
+        heard = await _read_until(client, AudioStop().event().type)
+    assert heard.types() == ["audio-start", "audio-stop"]
+    start = AudioStart.from_event(heard.events[0])
+    assert (start.rate, start.width, start.channels) == (RATE, 2, 1)
+    assert sum(AudioChunk.is_type(e.type) for e in heard.events) >= 1
+    assert len(heard.pcm) % 2 == 0
+    assert 0.2 < heard.seconds < 30, heard.seconds
+
+
+async def test_streamed_synthesize_as_home_assistant_sends_it(live: Live) -> None:
+    """Text in as an LLM writes it; audio of the first sentence arrives before the stream ends; Home Assistant's
+    compatibility `synthesize` inside the stream is not spoken twice."""
+    voice = SynthesizeVoice(name=live.app.state.services.runtime.voices.default_voice_id)
+    async with live.client() as client:
+        await client.write_event(SynthesizeStart(voice=voice).event())
+        for piece in ("Good evening. The living room ", "lights are now off. "):
+            await client.write_event(SynthesizeChunk(text=piece).event())
+        heard = await _read_until(
+            client, "audio-chunk"
+        )  # the first sentence speaks while the text still comes
+        await client.write_event(SynthesizeChunk(text="Sleep well.").event())
+        full = "Good evening. The living room lights are now off. Sleep well."
+        await client.write_event(Synthesize(text=full, voice=voice).event())
+        await client.write_event(SynthesizeStop().event())
+        await _read_until(client, SynthesizeStopped().event().type, heard)
+        with pytest.raises(TimeoutError):  # nothing after synthesize-stopped: the copy was ignored
+            async with asyncio.timeout(1.0):
+                await client.read_event()
+    assert heard.types() == ["audio-start", "audio-stop", "synthesize-stopped"]
+    assert 0.5 < heard.seconds < 60, heard.seconds
+
+
+async def test_unknown_voice_is_refused(live: Live) -> None:
+    async with live.client() as client:
+        await client.write_event(Synthesize(text="Hi.", voice=SynthesizeVoice(name="no-such-voice")).event())
+        heard = await _read_until(client, "closed", timeout_s=30)
+    error = Error.from_event(heard.events[0])
+    assert error.code == "INVALID_SPEAKER" and "no-such-voice" in error.text
+    assert heard.types() == ["error", "closed"]
+
+
+async def test_a_refused_stream_still_says_stopped(live: Live) -> None:
+    async with live.client() as client:
+        await client.write_event(SynthesizeStart(voice=SynthesizeVoice(name="no-such-voice")).event())
+        heard = await _read_until(client, "closed", timeout_s=30)
+    assert heard.types() == ["error", "synthesize-stopped", "closed"]
+
+
+async def test_empty_text_is_refused(live: Live) -> None:
+    async with live.client() as client:
+        await client.write_event(Synthesize(text="   ").event())
+        heard = await _read_until(client, "closed", timeout_s=30)
+    assert Error.from_event(heard.events[0]).code == "VALIDATION_ERROR"
+
+
+async def test_hanging_up_mid_stream_stops_the_work(live: Live) -> None:
+    active_before = metrics.ACTIVE_STREAMS._value.get()  # noqa: SLF001 - the gauge's own value
+    async with live.client() as client:
+        await client.write_event(SynthesizeStart().event())
+        await client.write_event(SynthesizeChunk(text=LONG_TEXT).event())
+        await _read_until(client, "audio-chunk")
+        assert live.active_requests(), "generation should still be running after the first chunk"
+    hung_up = time.perf_counter()
+    while live.active_requests() or live.app.state.wyoming.connections:
+        assert time.perf_counter() - hung_up < 2.0, f"still running: {live.active_requests()}"
+        await asyncio.sleep(0.01)
+    assert metrics.ACTIVE_STREAMS._value.get() == active_before  # noqa: SLF001
+
+
+async def test_keyed_server_applies_the_keys_limits(keyed: Live) -> None:
+    """A hang-up gives the key's one concurrency slot back (the next request runs); past the per-minute rate
+    the request is refused with the same code as on HTTP."""
+    async with keyed.client() as client:
+        await client.write_event(Synthesize(text=LONG_TEXT).event())
+        await _read_until(client, "audio-chunk")
+    for _ in range(2):
+        async with keyed.client() as client:
+            await client.write_event(Synthesize(text="One more.").event())
+            heard = await _read_until(client, "audio-stop")
+        assert heard.types() == ["audio-start", "audio-stop"], heard.types()
+    async with keyed.client() as client:
+        await client.write_event(Synthesize(text="Too many.").event())
+        heard = await _read_until(client, "closed", timeout_s=30)
+    assert Error.from_event(heard.events[0]).code == "RATE_LIMIT_EXCEEDED"
+
+
+def test_without_a_key_only_loopback_may_be_bound() -> None:
+    for host in ("127.0.0.1", "::1", "localhost"):
+        check_settings(Settings(wyoming_host=host))
+    with pytest.raises(WyomingConfigError, match="TTS_WYOMING_API_KEY"):
+        check_settings(Settings(wyoming_host="0.0.0.0"))
+    check_settings(Settings(wyoming_host="0.0.0.0", wyoming_api_key="some-key"))
+
+
+async def test_an_unkeyed_wide_bind_fails_start_up(demo_model_dir: Path) -> None:
+    app = create_app(
+        Settings(model_dir=demo_model_dir, device="cpu", wyoming_enabled=True, wyoming_host="0.0.0.0")
+    )
+    with pytest.raises(WyomingConfigError):
+        async with app.router.lifespan_context(app):
+            pass
