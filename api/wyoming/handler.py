@@ -29,6 +29,7 @@ from api.dialects.common import synthesis_request
 from api.errors import ApiError
 from api.wyoming.wire import CLOSE, STOPPED, EventWriter, WyomingWire, error_payload, event_payload
 from services.access import AccessGate
+from services.errors import SynthesisError
 from services.pipeline.synthesis import SynthesisRequest
 from services.sessions.ws_outbox import ClientStalled, Outbox
 from services.sessions.ws_session import WsSession
@@ -53,6 +54,21 @@ class Host(Protocol):
     async def key(self, address: str | None) -> ApiKeyRecord: ...
 
     def info(self) -> Info: ...
+
+
+class WyomingGate(AccessGate):
+    """The connection's limits and accounting, noting a refused piece of text (out of credits): on the sockets the
+    utterance goes on with the text it had, but a Wyoming request has no way to hear about a gap in its middle, so
+    the handler ends the request instead."""
+
+    refused: bool = False
+
+    async def charge_text(self, utterance_id: str, characters: int) -> None:
+        try:
+            await super().charge_text(utterance_id, characters)
+        except SynthesisError:
+            self.refused = True
+            raise
 
 
 class WyomingHandler(AsyncEventHandler):
@@ -94,11 +110,12 @@ class WyomingHandler(AsyncEventHandler):
             max_items=settings.stream.stream_queue_chunks,
             send_timeout_s=settings.stream.send_stall_timeout_s,
         )
+        self.gate = WyomingGate(services.access, key, connection_counted=False)
         continuity = services.speech.continuity
         session = self.session = WsSession(
             services.runtime,
             outbox,
-            AccessGate(services.access, key, connection_counted=False),
+            self.gate,
             connection_id=self.connection_id,
             max_text_chars=settings.limits.max_text_chars,
             wire=self.wire,
@@ -190,6 +207,7 @@ class WyomingHandler(AsyncEventHandler):
                 raise ApiError("VALIDATION_ERROR", "Nothing to speak: the synthesize text is empty.")
             request = await self._request(synthesize.voice)
             await session.start(request, text=synthesize.text, end=True)
+            await self._end_if_refused(streamed=False)
         elif SynthesizeStart.is_type(event.type):
             await self._start_stream(SynthesizeStart.from_event(event).voice)
         elif SynthesizeChunk.is_type(event.type):
@@ -201,6 +219,8 @@ class WyomingHandler(AsyncEventHandler):
             if not self.stream_refused and text:
                 self.stream_text = self.stream_text or bool(text.strip())
                 await session.text(text)
+                if await self._end_if_refused(streamed=True):
+                    self.stream_refused = True
         elif SynthesizeStop.is_type(event.type):
             await self._stop_stream()
         return True
@@ -251,6 +271,18 @@ class WyomingHandler(AsyncEventHandler):
             sample_rate=self.server.rate,
             voice_field="voice.name",
         )
+
+    async def _end_if_refused(self, *, streamed: bool) -> bool:
+        """A piece of the request's text was refused (its `error` is out): stop the request and end it."""
+        assert self.session is not None and self.outbox is not None
+        if not self.gate.refused:
+            return False
+        self.gate.refused = False
+        await self.session.cancel(quiet=True, reason="abandoned")
+        if streamed:
+            await self.outbox.reply(STOPPED)
+        await self.outbox.reply(CLOSE)
+        return True
 
     async def _fail(self, err: ApiError, *, streamed: bool) -> None:
         """A refusal of the request in hand: `error`, `synthesize-stopped` for a stream, then the connection closes."""

@@ -5,6 +5,7 @@ as Home Assistant sends them, refusals, a hang-up mid-stream, and the loopback-o
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from wyoming.tts import (
 
 from api.app import create_app
 from api.wyoming import WyomingConfigError, check_settings
+from services.keys.records import hash_key
 from shared import metrics
 from shared.settings import Settings
 from tests.e2e.conftest import free_port, in_process_server
@@ -35,6 +37,7 @@ from tests.e2e.conftest import free_port, in_process_server
 pytestmark = pytest.mark.e2e
 
 RATE = 16000
+KEY = "wyoming-test-key"
 LONG_TEXT = (
     "The quick brown fox jumps over the lazy dog near the river bank. Every morning the baker opens his shop at "
     "six and sells fresh bread to the villagers. Children walk to school along the narrow road, laughing and "
@@ -52,6 +55,14 @@ class Live:
 
     def active_requests(self) -> set[str]:
         return set(self.app.state.services.runtime.engine.active_requests())
+
+    async def settled(self, timeout_s: float = 2.0) -> None:
+        """Until no connection is open and every request is settled (slot released, record written)."""
+        access = self.app.state.services.access
+        deadline = time.perf_counter() + timeout_s
+        while self.app.state.wyoming.connections or access.open_grants or access._tasks:  # noqa: SLF001
+            assert time.perf_counter() < deadline, "the server did not settle"
+            await asyncio.sleep(0.01)
 
 
 def _serve(demo_model_dir: Path, **settings: object) -> Iterator[Live]:
@@ -78,13 +89,17 @@ def live(demo_model_dir: Path) -> Iterator[Live]:
 
 
 @pytest.fixture(scope="module")
-def keyed(demo_model_dir: Path) -> Iterator[Live]:
-    """Keys on: the Wyoming server runs as one key, limited to one request at a time and three a minute."""
+def keyed(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """Keys on: the Wyoming server runs as one key with 200 credits, one request at a time, three a minute."""
+    keys = tmp_path_factory.mktemp("keys") / "keys.json"
+    record = {"key_id": "wyoming", "key_hash": hash_key(KEY), "credit_balance": 200}
+    keys.write_text(json.dumps({"keys": [record]}))
     yield from _serve(
         demo_model_dir,
         auth_enabled=True,
-        api_keys="wyoming-test-key",
-        wyoming_api_key="wyoming-test-key",
+        api_keys_file=keys,
+        credits_enabled=True,
+        wyoming_api_key=KEY,
         max_concurrent_streams=1,
         rate_limit_per_minute=3,
     )
@@ -200,23 +215,31 @@ async def test_hanging_up_mid_stream_stops_the_work(live: Live) -> None:
         await _read_until(client, "audio-chunk")
         assert live.active_requests(), "generation should still be running after the first chunk"
     hung_up = time.perf_counter()
-    while live.active_requests() or live.app.state.wyoming.connections:
+    while live.active_requests():
         assert time.perf_counter() - hung_up < 2.0, f"still running: {live.active_requests()}"
         await asyncio.sleep(0.01)
+    await live.settled()
     assert metrics.ACTIVE_STREAMS._value.get() == active_before  # noqa: SLF001
 
 
 async def test_keyed_server_applies_the_keys_limits(keyed: Live) -> None:
-    """A hang-up gives the key's one concurrency slot back (the next request runs); past the per-minute rate
-    the request is refused with the same code as on HTTP."""
+    """The key's credits, concurrency slot and per-minute rate apply: a text longer than its balance is refused, a
+    hang-up gives the one slot back (the next requests run), and past the rate the request is refused."""
     async with keyed.client() as client:
-        await client.write_event(Synthesize(text=LONG_TEXT).event())
+        await client.write_event(Synthesize(text=LONG_TEXT).event())  # ~390 characters, 200 credits
+        heard = await _read_until(client, "closed", timeout_s=30)
+    assert heard.types() == ["error", "closed"]
+    assert Error.from_event(heard.events[0]).code == "INSUFFICIENT_CREDITS"
+    async with keyed.client() as client:
+        await client.write_event(SynthesizeStart().event())
+        await client.write_event(SynthesizeChunk(text=LONG_TEXT[:150]).event())
         await _read_until(client, "audio-chunk")
+    await keyed.settled()
     for _ in range(2):
         async with keyed.client() as client:
             await client.write_event(Synthesize(text="One more.").event())
             heard = await _read_until(client, "audio-stop")
-        assert heard.types() == ["audio-start", "audio-stop"], heard.types()
+        assert heard.types() == ["audio-start", "audio-stop"], heard.events[0]
     async with keyed.client() as client:
         await client.write_event(Synthesize(text="Too many.").event())
         heard = await _read_until(client, "closed", timeout_s=30)
