@@ -262,7 +262,7 @@ class WyomingHandler(AsyncEventHandler):
         await self.session.end()
 
     async def _request(self, voice: SynthesizeVoice | None) -> SynthesisRequest:
-        name = (voice.name or voice.speaker) if voice is not None else None
+        name = voice.name if voice is not None else None
         return await synthesis_request(
             self.server.services,
             self.key,

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +36,7 @@ from api.wyoming import WyomingConfigError, check_settings
 from services.keys.records import hash_key
 from shared import metrics
 from shared.settings import Settings
+from tests.conftest import PROJECT_ROOT
 from tests.e2e.conftest import free_port, in_process_server
 
 pytestmark = pytest.mark.e2e
@@ -261,3 +266,55 @@ async def test_an_unkeyed_wide_bind_fails_start_up(demo_model_dir: Path) -> None
     with pytest.raises(WyomingConfigError):
         async with app.router.lifespan_context(app):
             pass
+
+
+async def test_python_m_api_wyoming_serves_alone(demo_model_dir: Path, tmp_path: Path) -> None:
+    """`python -m api.wyoming`: the Wyoming server without the HTTP port, on the same settings; it stops on SIGTERM."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
+    env.update(
+        TTS_MODEL_DIR=str(demo_model_dir),
+        TTS_DEVICE="cpu",
+        TTS_AUTH_ENABLED="false",
+        TTS_SR_ENABLED="false",
+        TTS_WYOMING_PORT=str(port),
+        OMP_NUM_THREADS="1",
+    )
+    log = tmp_path / "wyoming.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "api.wyoming"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        voices: list[str] = []
+        while not voices:  # the voices are listed once the model has loaded
+            assert process.poll() is None, log.read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, "no voices in 120 s"
+            try:
+                async with AsyncTcpClient("127.0.0.1", port) as client:
+                    await client.write_event(Describe().event())
+                    event = await client.read_event()
+                    assert event is not None
+                    voices = [voice.name for voice in Info.from_event(event).tts[0].voices]
+            except OSError:
+                await asyncio.sleep(0.3)
+        while True:  # refused with MODEL_NOT_LOADED until the warm-up is done
+            async with AsyncTcpClient("127.0.0.1", port) as client:
+                await client.write_event(Synthesize(text="Standing alone.").event())
+                heard = await _read_until(client, "audio-stop")
+            if heard.types()[0] != "error" or Error.from_event(heard.events[0]).code != "MODEL_NOT_LOADED":
+                break
+            assert time.monotonic() < deadline, "not ready in 120 s"
+            await asyncio.sleep(0.5)
+        assert heard.types() == ["audio-start", "audio-stop"] and heard.pcm, heard.events[0]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            assert process.wait(timeout=30) == 0, log.read_text(errors="replace")[-3000:]
+        finally:
+            process.kill()
