@@ -17,7 +17,7 @@ import itertools
 import logging
 import time
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
 from wyoming.event import Event, async_read_event
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from services.keys.records import ApiKeyRecord
 
 logger = logging.getLogger("api.wyoming")
+_Parsed = TypeVar("_Parsed", Synthesize, SynthesizeStart, SynthesizeChunk)
 _connections = itertools.count(1)
 
 
@@ -182,6 +183,10 @@ class WyomingHandler(AsyncEventHandler):
                 await self.handle_event(event)
             except ApiError as err:
                 await self._fail(err, streamed=self.streaming)
+            except Exception:  # noqa: BLE001 - say so to the client, as the sockets do, then end the connection
+                logger.exception("wyoming event handling failed")
+                error = ApiError("INTERNAL_ERROR", "An internal error occurred; it has been logged.")
+                await self._fail(error, streamed=self.streaming)
 
     async def _idle_watch(self) -> str:
         """Returns "idle" once the client has sent nothing for the sockets' idle timeout while nothing is being
@@ -202,20 +207,20 @@ class WyomingHandler(AsyncEventHandler):
         elif Synthesize.is_type(event.type):
             if self.streaming:
                 return True  # Home Assistant's copy of the streamed text, for servers that cannot stream
-            synthesize = Synthesize.from_event(event)
+            synthesize = _parsed(Synthesize, event)
             if not synthesize.text.strip():
                 raise ApiError("VALIDATION_ERROR", "Nothing to speak: the synthesize text is empty.")
             request = await self._request(synthesize.voice)
             await session.start(request, text=synthesize.text, end=True)
             await self._end_if_refused(streamed=False)
         elif SynthesizeStart.is_type(event.type):
-            await self._start_stream(SynthesizeStart.from_event(event).voice)
+            await self._start_stream(_parsed(SynthesizeStart, event).voice)
         elif SynthesizeChunk.is_type(event.type):
             if not self.streaming:
                 raise ApiError(
                     "VALIDATION_ERROR", "synthesize-chunk outside a stream; send synthesize-start first."
                 )
-            text = SynthesizeChunk.from_event(event).text
+            text = _parsed(SynthesizeChunk, event).text
             if not self.stream_refused and text:
                 self.stream_text = self.stream_text or bool(text.strip())
                 await session.text(text)
@@ -298,3 +303,14 @@ class WyomingHandler(AsyncEventHandler):
         with contextlib.suppress(Exception):
             await asyncio.wait_for(writer.send_item(error_payload(err.code, err.message)), timeout=5)
         self.writer.close()
+
+
+def _parsed(kind: type[_Parsed], event: Event) -> _Parsed:
+    """The event as `kind`; a malformed one (a field missing or of the wrong type) is the client's mistake."""
+    try:
+        parsed = kind.from_event(event)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ApiError("VALIDATION_ERROR", f"Malformed {event.type} event.") from None
+    if isinstance(getattr(parsed, "text", ""), str):
+        return parsed
+    raise ApiError("VALIDATION_ERROR", f"Malformed {event.type} event: 'text' must be a string.")

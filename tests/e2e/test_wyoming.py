@@ -212,6 +212,14 @@ async def test_empty_text_is_refused(live: Live) -> None:
     assert Error.from_event(heard.events[0]).code == "VALIDATION_ERROR"
 
 
+async def test_a_malformed_event_is_refused(live: Live) -> None:
+    async with live.client() as client:
+        await client.write_event(Event(type="synthesize", data={"voice": {"name": "x"}}))
+        heard = await _read_until(client, "closed", timeout_s=30)
+    assert heard.types() == ["error", "closed"]
+    assert Error.from_event(heard.events[0]).code == "VALIDATION_ERROR"
+
+
 async def test_hanging_up_mid_stream_stops_the_work(live: Live) -> None:
     active_before = metrics.ACTIVE_STREAMS._value.get()  # noqa: SLF001 - the gauge's own value
     async with live.client() as client:
