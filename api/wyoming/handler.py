@@ -20,14 +20,23 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
-from wyoming.event import Event, async_read_event
+from wyoming.event import Event
 from wyoming.info import Describe
 from wyoming.server import AsyncEventHandler
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeVoice
 
 from api.dialects.common import synthesis_request
 from api.errors import ApiError
-from api.wyoming.wire import CLOSE, STOPPED, EventWriter, WyomingWire, error_payload, event_payload
+from api.wyoming.wire import (
+    CLOSE,
+    STOPPED,
+    EventTooLarge,
+    EventWriter,
+    WyomingWire,
+    error_payload,
+    event_payload,
+    read_event,
+)
 from services.access import AccessGate
 from services.errors import SynthesisError
 from services.pipeline.synthesis import SynthesisRequest
@@ -154,10 +163,12 @@ class WyomingHandler(AsyncEventHandler):
                 watch.cancel()
                 await asyncio.gather(reader, watch, return_exceptions=True)
                 await session.close(
-                    by_server=ending in ("lost", "stalled", "idle"), server_error=ending == "server_error"
+                    by_server=ending in ("lost", "stalled", "idle", "too_large"),
+                    server_error=ending == "server_error",
                 )
                 if ending == "idle":
                     await outbox.reply(error_payload("IDLE_TIMEOUT", "No events while idle; closing."))
+                if ending in ("idle", "too_large"):  # their error goes out before the connection closes
                     await outbox.drain(timeout_s=2.0)
                 await outbox.close()
                 self.writer.close()
@@ -172,10 +183,18 @@ class WyomingHandler(AsyncEventHandler):
                 )
 
     async def _read_loop(self) -> str:
-        """Handle events until the client leaves ("disconnect")."""
+        """Handle events until the client leaves ("disconnect") or sends an event too long to read ("too_large")."""
         assert self.outbox is not None
+        settings = self.server.services.settings
+        # The longest text a request may have, escaped in JSON (6 bytes a character at worst), and its fields.
+        max_bytes = settings.limits.max_text_chars * 6 + 65536
         while True:
-            event = await async_read_event(self.reader)
+            try:
+                event = await read_event(self.reader, max_bytes)
+            except EventTooLarge:
+                error = ApiError("PAYLOAD_TOO_LARGE", f"An event's data may be at most {max_bytes} bytes.")
+                await self._fail(error, streamed=self.streaming)
+                return "too_large"
             if event is None:
                 return "disconnect"
             self.outbox.touch()

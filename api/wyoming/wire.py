@@ -81,6 +81,32 @@ class WyomingWire:
         return []
 
 
+class EventTooLarge(Exception):
+    """A client event longer than the connection accepts."""
+
+
+async def read_event(reader: asyncio.StreamReader, max_bytes: int) -> Event | None:
+    """The next client event (None: the client closed its side, or sent something that is no event), refusing one
+    whose data or payload is longer than `max_bytes` before reading it: wyoming's own reader takes any length a
+    client names, and this port may be open to a whole home network."""
+    try:
+        line = await reader.readline()  # at most the reader's limit (64 KiB), else ValueError
+        if not line:
+            return None
+        header = json.loads(line)
+        data_length = int(header.get("data_length") or 0)
+        payload_length = int(header.get("payload_length") or 0)
+        if data_length > max_bytes or payload_length > max_bytes:
+            raise EventTooLarge
+        data = header.get("data") or {}
+        if data_length > 0:
+            data.update(json.loads(await reader.readexactly(data_length)))
+        payload = await reader.readexactly(payload_length) if payload_length > 0 else None
+        return Event(type=header["type"], data=data, payload=payload)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 class EventWriter:
     """The outbox's transport (`services.sessions.ws_outbox.Transport`): audio bytes become `audio-chunk`s, the
     other items the events they describe; CLOSE closes the connection."""

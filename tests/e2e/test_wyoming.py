@@ -220,6 +220,21 @@ async def test_a_malformed_event_is_refused(live: Live) -> None:
     assert Error.from_event(heard.events[0]).code == "VALIDATION_ERROR"
 
 
+async def test_an_event_too_long_is_refused_before_it_is_read(live: Live) -> None:
+    """A client naming a gigabyte of data gets an error at once (the server reads none of it) and is closed."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", live.port)
+    try:
+        writer.write(json.dumps({"type": "synthesize", "data_length": 10**9}).encode() + b"\n")
+        await writer.drain()
+        async with asyncio.timeout(30):
+            answer = await reader.read()  # everything up to the server's close
+    finally:
+        writer.close()
+    header = json.loads(answer.split(b"\n", 1)[0])
+    assert header["type"] == "error"
+    assert b"PAYLOAD_TOO_LARGE" in answer
+
+
 async def test_hanging_up_mid_stream_stops_the_work(live: Live) -> None:
     active_before = metrics.ACTIVE_STREAMS._value.get()  # noqa: SLF001 - the gauge's own value
     async with live.client() as client:
