@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +33,9 @@ from wyoming.tts import (
 
 from api.app import create_app
 from api.wyoming import WyomingConfigError, check_settings
+from services.access import AccessServices
 from services.keys.records import hash_key
+from services.usage.request_log import RequestRecord, build_request_logger
 from shared import metrics
 from shared.settings import Settings
 from tests.conftest import PROJECT_ROOT
@@ -70,20 +72,37 @@ class Live:
             await asyncio.sleep(0.01)
 
 
-def _serve(demo_model_dir: Path, **settings: object) -> Iterator[Live]:
+class RecordingSink:
+    """The request log's sink, kept in memory."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.rows: dict[str, RequestRecord] = {}
+
+    async def write(self, records: Sequence[RequestRecord]) -> None:
+        self.rows.update((r.request_id, r) for r in records)
+
+    async def close(self) -> None:
+        return None
+
+
+def _serve(demo_model_dir: Path, sink: RecordingSink | None = None, **values: object) -> Iterator[Live]:
     port = free_port()
-    app = create_app(
-        Settings(
-            model_dir=demo_model_dir,
-            device="cpu",
-            sr_enabled=False,
-            log_json=False,
-            log_level="WARNING",
-            wyoming_enabled=True,
-            wyoming_port=port,
-            **settings,  # type: ignore[arg-type]
-        )
+    settings = Settings(
+        model_dir=demo_model_dir,
+        device="cpu",
+        sr_enabled=False,
+        log_json=False,
+        log_level="WARNING",
+        wyoming_enabled=True,
+        wyoming_port=port,
+        **values,  # type: ignore[arg-type]
     )
+    access = AccessServices(
+        settings, request_logger=build_request_logger(settings, sink=sink or RecordingSink())
+    )
+    app = create_app(settings, access=access)
     with in_process_server(app, "uvicorn-wyoming"):
         yield Live(app, port)
 
@@ -101,6 +120,7 @@ def keyed(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     keys.write_text(json.dumps({"keys": [record]}))
     yield from _serve(
         demo_model_dir,
+        RecordingSink(),
         auth_enabled=True,
         api_keys_file=keys,
         credits_enabled=True,
@@ -272,6 +292,16 @@ async def test_keyed_server_applies_the_keys_limits(keyed: Live) -> None:
         await client.write_event(Synthesize(text="Too many.").event())
         heard = await _read_until(client, "closed", timeout_s=30)
     assert Error.from_event(heard.events[0]).code == "RATE_LIMIT_EXCEEDED"
+    # One record per request that reached synthesis, under the key; the refused ones have none.
+    sink = keyed.app.state.services.access.request_logger.sink
+    deadline = time.perf_counter() + 10
+    while len(sink.rows) < 3:
+        assert time.perf_counter() < deadline, sink.rows
+        await asyncio.sleep(0.05)
+    rows = sorted(sink.rows.values(), key=lambda r: r.request_id)
+    assert {r.key_id for r in rows} == {"wyoming"}
+    assert [r.status for r in rows].count("completed") == 2
+    assert all(r.credits_charged > 0 for r in rows if r.status == "completed")
 
 
 def test_without_a_key_only_loopback_may_be_bound() -> None:
