@@ -38,8 +38,8 @@ from api.wyoming.wire import (
     read_event,
 )
 from services.access import AccessGate
-from services.errors import SynthesisError
 from services.pipeline.synthesis import SynthesisRequest
+from services.sessions.utterance import Utterance
 from services.sessions.ws_outbox import ClientStalled, Outbox
 from services.sessions.ws_session import WsSession
 
@@ -64,21 +64,6 @@ class Host(Protocol):
     async def key(self, address: str | None) -> ApiKeyRecord: ...
 
     def info(self) -> Info: ...
-
-
-class WyomingGate(AccessGate):
-    """The connection's limits and accounting, noting a refused piece of text (out of credits): on the sockets the
-    utterance goes on with the text it had, but a Wyoming request has no way to hear about a gap in its middle, so
-    the handler ends the request instead."""
-
-    refused: bool = False
-
-    async def charge_text(self, utterance_id: str, characters: int) -> None:
-        try:
-            await super().charge_text(utterance_id, characters)
-        except SynthesisError:
-            self.refused = True
-            raise
 
 
 class WyomingHandler(AsyncEventHandler):
@@ -120,12 +105,11 @@ class WyomingHandler(AsyncEventHandler):
             max_items=settings.stream.stream_queue_chunks,
             send_timeout_s=settings.stream.send_stall_timeout_s,
         )
-        self.gate = WyomingGate(services.access, key, connection_counted=False)
         continuity = services.speech.continuity
         session = self.session = WsSession(
             services.runtime,
             outbox,
-            self.gate,
+            AccessGate(services.access, key, connection_counted=False),
             connection_id=self.connection_id,
             max_text_chars=settings.limits.max_text_chars,
             wire=self.wire,
@@ -230,8 +214,8 @@ class WyomingHandler(AsyncEventHandler):
             if not synthesize.text.strip():
                 raise ApiError("VALIDATION_ERROR", "Nothing to speak: the synthesize text is empty.")
             request = await self._request(synthesize.voice)
-            await session.start(request, text=synthesize.text, end=True)
-            await self._end_if_refused(streamed=False)
+            u = await session.start(request, text=synthesize.text, end=True)
+            await self._end_if_refused(u, streamed=False)
         elif SynthesizeStart.is_type(event.type):
             await self._start_stream(_parsed(SynthesizeStart, event).voice)
         elif SynthesizeChunk.is_type(event.type):
@@ -243,7 +227,7 @@ class WyomingHandler(AsyncEventHandler):
             if not self.stream_refused and text:
                 self.stream_text = self.stream_text or bool(text.strip())
                 await session.text(text)
-                if await self._end_if_refused(streamed=True):
+                if await self._end_if_refused(session.utterance(), streamed=True):
                     self.stream_refused = True
         elif SynthesizeStop.is_type(event.type):
             await self._stop_stream()
@@ -257,9 +241,8 @@ class WyomingHandler(AsyncEventHandler):
         try:
             request = await self._request(voice)
         except ApiError as err:
-            self.stream_refused = (
-                True  # answered (and the connection closed) now; the rest of the stream is dropped
-            )
+            # Answered (and the connection closed) now; the rest of the stream is dropped.
+            self.stream_refused = True
             await self._fail(err, streamed=True)
             return
         u = await self.session.start(request)
@@ -296,12 +279,13 @@ class WyomingHandler(AsyncEventHandler):
             voice_field="voice.name",
         )
 
-    async def _end_if_refused(self, *, streamed: bool) -> bool:
-        """A piece of the request's text was refused (its `error` is out): stop the request and end it."""
+    async def _end_if_refused(self, u: Utterance | None, *, streamed: bool) -> bool:
+        """A piece of the request's text was refused (out of credits, too long; its `error` is out). On the sockets
+        the utterance goes on with the text it had, but a Wyoming client cannot hear about a gap in the middle of its
+        answer: the request stops and the connection ends."""
         assert self.session is not None and self.outbox is not None
-        if not self.gate.refused:
+        if u is None or u.id not in self.wire.refused:
             return False
-        self.gate.refused = False
         await self.session.cancel(quiet=True, reason="abandoned")
         if streamed:
             await self.outbox.reply(STOPPED)

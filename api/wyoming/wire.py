@@ -41,11 +41,12 @@ STOPPED = event_payload(SynthesizeStopped().event())
 
 class WyomingWire:
     """The session's events as Wyoming events. `streamed`: the ids of utterances that came from a
-    `synthesize-start` (they owe `synthesize-stopped` after their audio)."""
+    `synthesize-start` (they owe `synthesize-stopped` after their audio); `refused`: those an error was about."""
 
     def __init__(self, rate: int) -> None:
         self.rate = rate
         self.streamed: set[str] = set()
+        self.refused: set[str] = set()  # utterances an error was about (the handler then ends the request)
 
     def started(self, u: Utterance) -> list[Payload]:
         return [event_payload(AudioStart(rate=self.rate, width=SAMPLE_WIDTH, channels=CHANNELS).event())]
@@ -69,6 +70,8 @@ class WyomingWire:
     def error(
         self, code: str, message: str, param: str | None, u: Utterance | None, context_id: str | None
     ) -> Payload:
+        if u is not None:
+            self.refused.add(u.id)
         return error_payload(code, message)
 
     def flushed(self, u: Utterance) -> list[Payload]:

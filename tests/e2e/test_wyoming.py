@@ -232,6 +232,16 @@ async def test_empty_text_is_refused(live: Live) -> None:
     assert Error.from_event(heard.events[0]).code == "VALIDATION_ERROR"
 
 
+async def test_a_streamed_text_over_the_limit_ends_the_request(live: Live) -> None:
+    """A refused piece of a stream (here: past TTS_MAX_TEXT_CHARS) ends the request; nothing is spoken with a gap."""
+    limit = live.app.state.services.settings.limits.max_text_chars
+    async with live.client() as client:
+        await client.write_event(SynthesizeStart().event())
+        await client.write_event(SynthesizeChunk(text="a " * (limit // 2 + 1)).event())
+        heard = await _read_until(client, "closed", timeout_s=30)
+    assert heard.types() == ["error", "synthesize-stopped", "closed"], heard.events[0]
+
+
 async def test_a_malformed_event_is_refused(live: Live) -> None:
     async with live.client() as client:
         await client.write_event(Event(type="synthesize", data={"voice": {"name": "x"}}))
