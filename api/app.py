@@ -113,6 +113,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        wyoming = None
+        if settings.wyoming.wyoming_enabled:  # Home Assistant's protocol on its own TCP port (api/wyoming)
+            from api.wyoming import WyomingServer, check_settings
+
+            check_settings(settings)  # a bind it refuses fails start-up before anything else starts
+            wyoming = app.state.wyoming = WyomingServer(app.state.services)
         if not settings.access.auth_enabled:
             logger.warning("AUTHENTICATION IS DISABLED (TTS_AUTH_ENABLED=false): anyone can use this server")
         elif runtime.checkpoint is not None:  # loaded before the app (Modal): the checkpoint is known now
@@ -124,9 +130,13 @@ def create_app(
         if runtime.state.value == "starting":
             load_task = asyncio.create_task(start_runtime(), name="runtime-start")
         app.state.load_task = load_task
+        if wyoming is not None:
+            await wyoming.start()
         try:
             yield
         finally:
+            if wyoming is not None:  # its unfinished requests settle before the request log closes
+                await wyoming.stop()
             if load_task is not None and not load_task.done():
                 load_task.cancel()
             await library.close()

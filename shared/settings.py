@@ -725,6 +725,35 @@ class DeploymentSettings(_Group):
     )
 
 
+class WyomingSettings(_Group):
+    """The Wyoming server (Home Assistant's voice protocol, docs/guides/home-assistant.md)."""
+
+    wyoming_enabled: bool = Field(
+        False,
+        description="Start the Wyoming TCP server with the service (also `python -m api.wyoming` on its own).",
+    )
+    wyoming_host: str = Field(
+        "127.0.0.1",
+        description="Address the Wyoming server binds. Anything but loopback needs TTS_WYOMING_API_KEY: the "
+        "protocol has no authentication, so the server refuses to start on another address without a key.",
+    )
+    wyoming_port: int = Field(10200, ge=1, le=65535, description="Port the Wyoming server binds.")
+    wyoming_api_key: str = Field(
+        "",
+        description="The API key every Wyoming request runs as (its credits, limits and rate apply; its "
+        "requests are logged under it). Empty: requests run unkeyed, and only a loopback address may be bound.",
+    )
+    wyoming_sample_rate: Literal[16000, 24000] = Field(
+        16000,
+        description="Sample rate of the Wyoming audio (16-bit mono PCM): 16000 (the codec's own rate) or 24000.",
+    )
+    wyoming_zeroconf: bool = Field(
+        False,
+        description="Announce the Wyoming server over mDNS so Home Assistant discovers it (needs the `zeroconf` "
+        "package; without it a warning is logged and nothing is announced).",
+    )
+
+
 class Settings(BaseSettings):
     """All configuration, one group per concern. The settings table in the docs is generated from the groups."""
 
@@ -747,6 +776,7 @@ class Settings(BaseSettings):
     voices: VoiceSettings = Field(default_factory=VoiceSettings)
     continuity: ContinuitySettings = Field(default_factory=ContinuitySettings)
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
+    wyoming: WyomingSettings = Field(default_factory=WyomingSettings)
 
     @classmethod
     def settings_customise_sources(
