@@ -17,12 +17,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
+from audio.time_stretch import MAX_SPEED, MIN_SPEED
 from core.voices import is_custom_voice_id, time_stretch_for, voice_with_speed
+from processing.lexicon import DictionaryLocator, Lexicon
+from processing.ssml import KEY_SILENCE
 from services.errors import cloning_unavailable, voice_not_found
 from services.pipeline.load_shed import BACKLOG
+from services.pipeline.markup import TextMarkup, markup_for, plan_request, ssml_rate, take_key_silence
 from services.pipeline.synthesis import (
     NATIVE_RATE,
     SamplingOptions,
@@ -35,7 +39,6 @@ from services.pipeline.text_plan import (
     check_plan_fits,
     check_stitched_plan_fits,
     check_words_speakable,
-    plan_request_text,
 )
 
 if TYPE_CHECKING:
@@ -100,6 +103,11 @@ class SpeechRequest:
     voice_field: str = "speaker"
     # Live (a listener waits) or background (long-form jobs: idle device time only; see services.device.work_class).
     work_class: WorkClass = "live"
+    # SSML and pronunciation (services/pipeline/markup.py): `ssml` None reads the text as SSML when it looks like it
+    # (processing/ssml.py:looks_like_ssml); alias rules from the key's dictionaries, then the request's own.
+    ssml: bool | None = None
+    dictionaries: tuple[DictionaryLocator, ...] = ()
+    lexicon: Lexicon | None = None
 
     @property
     def wants_bandwidth_extension(self) -> bool:
@@ -130,6 +138,13 @@ class CustomVoices(Protocol):
     async def voice_for(self, voice_id: str, key_id: str | None, param: str = ...) -> Voice: ...
 
 
+class PronunciationLexicons(Protocol):
+    """Pronunciation dictionaries (services/pronunciation) as the pipeline asks them for a key's alias rules;
+    wired in like the voice library."""
+
+    async def lexicon_for(self, locators: Sequence[DictionaryLocator], key_id: str | None) -> Lexicon: ...
+
+
 class ContinuityHooks(Protocol):
     """Continuity (services/continuity) as the pipeline asks it to stitch and to remember; wired in like the
     voice library."""
@@ -157,12 +172,14 @@ class SpeechService:
         gpu_faults: GpuFaultDetector | None = None,
         library: CustomVoices | None = None,
         continuity: ContinuityHooks | None = None,
+        dictionaries: PronunciationLexicons | None = None,
     ) -> None:
         self.models = models
         self.settings = settings
         self.gpu_faults = gpu_faults
         self.library = library  # custom voices and per-request references; None: neither is offered
         self.continuity = continuity  # remembers finished requests and stitches; None: neither is offered
+        self.dictionaries = dictionaries  # pronunciation dictionaries; None: none are offered
 
     async def check_available(self, *, admit: bool = True, key_id: str | None = None) -> None:
         """Refuse while the GPU is faulted, the model not ready or first audio backlogged; then, with `admit`,
@@ -305,12 +322,35 @@ class SpeechService:
             key_id=key_id,
         )
 
+    async def markup(self, speech: SpeechRequest, key_id: str | None) -> TextMarkup | None:
+        """The request's SSML and alias rules (None: plain text, planned as ever); 404 for a dictionary the key
+        does not own."""
+        lexicon = speech.lexicon
+        if speech.dictionaries:
+            if self.dictionaries is None:
+                raise SynthesisError(
+                    "VALIDATION_ERROR",
+                    "Invalid 'pronunciation_dictionary_locators': this server keeps no pronunciation dictionaries.",
+                    "pronunciation_dictionary_locators",
+                )
+            stored = await self.dictionaries.lexicon_for(speech.dictionaries, key_id)
+            lexicon = stored if lexicon is None else stored + lexicon
+        return markup_for(speech.text, lexicon, ssml=speech.ssml)
+
     def plan(
-        self, speech: SpeechRequest, voice: Voice, *, buffered: bool, unstitched: Voice | None = None
+        self,
+        speech: SpeechRequest,
+        voice: Voice,
+        *,
+        buffered: bool,
+        unstitched: Voice | None = None,
+        markup: TextMarkup | None = None,
     ) -> TextPlan:
         """Blocking (normalising and tokenising 50,000 characters takes a while): run it in a worker thread."""
         settings = self.settings
-        plan = plan_request_text(speech.text, settings, normalize=speech.normalize, chunking=speech.chunking)
+        plan = plan_request(
+            speech.text, settings, markup, normalize=speech.normalize, chunking=speech.chunking
+        )
         resources = self.models.pipeline_resources()
         if unstitched is not None and unstitched is not voice:
             check_stitched_plan_fits(resources, plan, voice, unstitched)
@@ -346,6 +386,12 @@ class SpeechService:
         except SynthesisError as exc:
             raise _renamed(exc, speech.text_field) from None
         await self.check_available(key_id=key_id)
+        markup = await self.markup(speech, key_id)
+        if markup is not None and markup.ssml:
+            rate = ssml_rate(speech.text)  # a <prosody rate> around all the text: the request's speed
+            if rate is not None:
+                speed = min(max((speech.speed or 1.0) * rate, MIN_SPEED), MAX_SPEED)
+                speech = replace(speech, speed=None if speed == 1.0 else speed)
         if speech.reference_audio is not None and check_balance is not None:
             await check_balance()  # a key without credits never reaches the decoder or the encoder
         unstitched = voice = await self.voice(speech, key_id)
@@ -353,13 +399,15 @@ class SpeechService:
             voice = await self.stitched(speech, voice, key_id)
         try:
             if len(speech.text) <= INLINE_PLAN_CHARS:
-                plan = self.plan(speech, voice, buffered=buffered, unstitched=unstitched)
+                plan = self.plan(speech, voice, buffered=buffered, unstitched=unstitched, markup=markup)
             else:
                 plan = await asyncio.to_thread(
-                    self.plan, speech, voice, buffered=buffered, unstitched=unstitched
+                    self.plan, speech, voice, buffered=buffered, unstitched=unstitched, markup=markup
                 )
         except SynthesisError as exc:
             raise _renamed(exc, speech.text_field) from exc.__cause__
+        if plan.pauses:  # SSML breaks within the key's silence per minute (processing/ssml.py)
+            plan = take_key_silence(plan, KEY_SILENCE.of(key_id or ""))
         if reserve_credits is not None:
             # Credits count what the model is asked to speak (normalised text: "1,000" costs "one thousand").
             await reserve_credits(len(plan.text))

@@ -62,6 +62,7 @@ from shared import metrics
 
 if TYPE_CHECKING:
     from core.voices import Voice
+    from processing.lexicon import Lexicon
     from processing.tags import UnknownTags
     from services.device.scheduler import StreamHandle
     from services.pipeline.resources import PipelineResources
@@ -100,6 +101,7 @@ class SynthesisRequest:
     normalize: bool = True
     chunking: bool = True
     unknown_tags: UnknownTags = "strip"
+    lexicon: Lexicon | None = None  # alias rules (processing/lexicon.py) for the text the job plans
     latency: LatencyPreference = (
         "balanced"  # the first chunk's schedule (core.streaming.StreamingConfig.for_latency)
     )
@@ -169,8 +171,9 @@ class SynthesisJob:
             threshold=settings.text.chunking_threshold_chars,
             target=settings.text.chunk_target_chars,
             unknown_tags=request.unknown_tags,
+            lexicon=request.lexicon,
         )
-        self.plan = TextPlan(self.plan.text, list(self.plan.chunks), self.plan.chunked)
+        self.plan = replace(self.plan, chunks=list(self.plan.chunks))
         self.stats = PipelineStats(text_chunks=len(self.plan.chunks))
         # The job's place in the codec scheduler: opened when the producer starts (with this arrival time), closed
         # when it ends, whatever the outcome.
@@ -225,7 +228,8 @@ class SynthesisJob:
         self._samples_queued = 0
         self._texts: asyncio.Queue[str | None] = asyncio.Queue()
         self._text_closed = False
-        self._pauses: dict[int, float] = {}  # text chunk index -> seconds of silence before it (SSML breaks)
+        # text chunk index -> seconds of silence before it (SSML breaks; a planned request's come with its plan)
+        self._pauses: dict[int, float] = dict(self.plan.pauses)
         # Timestamps (opt-in) never hold audio: the 16 kHz audio going into the chain is handed to the track, and
         # after each piece is queued the words it settles are queued behind it (services.pipeline.timestamps).
         self.timestamps: TimestampTrack | None = None
@@ -237,7 +241,7 @@ class SynthesisJob:
                 time_stretch=request.time_stretch,
             )
             if not incremental:
-                self.timestamps.add_text(request.text, " ".join(self.plan.chunks))
+                self.timestamps.add_text(self.plan.written or request.text, " ".join(self.plan.chunks))
         # Continuity (services.continuity): the end of what this job spoke, and hooks awaited once all audio is
         # made, before the stream ends, so a client that has the whole stream can continue it at once.
         self.spoken = SpokenTail(int(settings.continuity.continuity_prefix_s * SEMANTIC_PER_SECOND))

@@ -7,7 +7,7 @@ speech service, the WebSocket session and `POST /v1/tts/normalize`.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from core.guards import longest_spaced_word
@@ -20,6 +20,7 @@ from services.errors import SynthesisError
 
 if TYPE_CHECKING:
     from core.voices import Voice
+    from processing.lexicon import Lexicon
     from services.pipeline.resources import PipelineResources
     from shared.settings import Settings
 
@@ -33,6 +34,10 @@ class TextPlan:
     text: str
     chunks: list[str]
     chunked: bool
+    # SSML and alias rules (services/pipeline/markup.py): silence before a chunk (its index; len(chunks): after the
+    # last) and the text as written once tags and aliases are resolved (None: the request's text).
+    pauses: dict[int, float] = field(default_factory=dict)
+    written: str | None = None
 
 
 # Letters in the longest word the model is asked to speak, in an alphabet written with spaces: the longest words in
@@ -131,8 +136,11 @@ def plan_text(
     threshold: int,
     target: int,
     unknown_tags: UnknownTags = "strip",
+    lexicon: Lexicon | None = None,
 ) -> TextPlan:
-    """Normalise, resolve emotion tags, and split long text at sentence boundaries."""
+    """Normalise, resolve emotion tags, and split long text at sentence boundaries; alias rules first."""
+    if lexicon is not None:
+        text = lexicon.apply(text)
     if (
         normalize
     ):  # Markdown first: a link's `[text](url)` must not reach the tag reader as `[text]`; emoji before
@@ -156,7 +164,7 @@ def plan_text(
 
 
 def plan_request_text(text: str, settings: Settings, *, normalize: bool, chunking: bool) -> TextPlan:
-    """`plan_text` with the per-request limits every route shares: normalised length and chunk count."""
+    """`plan_text` with the per-request limits every route shares (`check_request_plan`)."""
     plan = plan_text(
         text,
         normalize=normalize,
@@ -164,6 +172,11 @@ def plan_request_text(text: str, settings: Settings, *, normalize: bool, chunkin
         threshold=settings.text.chunking_threshold_chars,
         target=settings.text.chunk_target_chars,
     )
+    return check_request_plan(plan, settings)
+
+
+def check_request_plan(plan: TextPlan, settings: Settings) -> TextPlan:
+    """The per-request limits: normalised length and chunk count."""
     if len(plan.text) > settings.limits.max_normalized_chars:
         raise SynthesisError(
             "TEXT_TOO_LONG",

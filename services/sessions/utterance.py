@@ -241,6 +241,7 @@ class Utterance:
                 threshold=self.threshold,
                 target=self.target,
                 unknown_tags=self.request.unknown_tags,
+                lexicon=self.request.lexicon,
             )
         except SynthesisError:
             return 0  # nothing speakable in this part (only tags or emoji)
