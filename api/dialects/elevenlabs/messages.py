@@ -186,7 +186,10 @@ def http_error(err: HttpError) -> dict[str, Any]:
 
 
 def _is_http_route(path: str) -> bool:
-    return path.startswith("/v1/text-to-speech/") or path == "/v1/voices" or path.startswith("/v1/voices/")
+    return (
+        path.startswith(("/v1/text-to-speech/", "/v1/voices/", "/v1/pronunciation-dictionaries"))
+        or path == "/v1/voices"
+    )
 
 
 HTTP_ERRORS = DialectErrors("elevenlabs", _is_http_route, http_error)
