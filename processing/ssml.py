@@ -1,12 +1,12 @@
-"""The SSML subset every route that takes text reads (`looks_like_ssml` says when plain-text routes do; ElevenLabs'
-sockets when a client sets `enable_ssml_parsing=true`); docs/api/ssml.md is the user's page.
+"""The SSML subset every route that takes text reads (`looks_like_ssml` says when the HTTP routes do; ElevenLabs'
+sockets when a client sets `enable_ssml_parsing=true`; Cartesia's always); docs/api/ssml.md is the user's page.
 
 - `<break time="1.5s"/>` (or `"500ms"`) is a pause of that length, at most `MAX_BREAK_S` (ElevenLabs' cap); a break
   with `strength` instead takes SSML's usual lengths (none 0 ... x-strong 1 s), a bare `<break/>` half a second.
 - `<p>` and `<s>` start a paragraph or sentence: a pause (`PARAGRAPH_S`, `SENTENCE_S`) after text already spoken.
-- `<sub alias="...">text</sub>` speaks the alias; `<say-as interpret-as="...">` spells out the forms the normaliser
-  knows (`say_as`): cardinal/number, ordinal, characters/spell-out, digits, telephone; date, time and any other form
-  are spoken as written (the normaliser reads dates and times).
+- `<sub alias="...">text</sub>` speaks the alias; `<say-as interpret-as="...">` (and Cartesia's `<spell>`) spells
+  out the forms the normaliser knows (`say_as`): cardinal/number, ordinal, characters/spell-out, digits,
+  telephone; date, time and any other form are spoken as written (the normaliser reads dates and times).
 - `<prosody rate="...">` is a speed (`prosody_rate`); only a rate around all the spoken text is used, as the
   request's speed (`SsmlParser.uniform_rate`): the audio chain has one speed per request.
 - `<phoneme alphabet="..." ph="...">word</phoneme>` is read as its word: Spark-TTS takes no phoneme input.
@@ -77,7 +77,9 @@ class SsmlParser:
     whether any text was spoken yet (`<p>`/`<s>` pause only between texts)."""
 
     def __init__(self) -> None:
-        self._held: tuple[str, str] | None = None  # an open <sub>/<say-as>: (name, attributes)
+        self._held: tuple[str, str | None] | None = (
+            None  # an open <sub>/<say-as>/<spell>: (name, say-as form)
+        )
         self._held_text = ""
         self._rates: list[float | None] = []  # the <prosody> elements open, innermost last (None: no rate)
         self._spoken = False
@@ -115,7 +117,7 @@ class SsmlParser:
         if not text:
             return
         if self._held is not None:
-            if self._held[0] == "say-as":
+            if self._held[0] != "sub":
                 self._held_text += text
                 if len(self._held_text) > MAX_TAG_CHARS:  # too long for a say-as: spoken as written
                     self._held, held, self._held_text = None, self._held_text, ""
@@ -129,10 +131,10 @@ class SsmlParser:
     def _tag(self, closing: bool, name: str, attributes: str, empty: bool, out: list[str | float]) -> None:
         if self._held is not None:
             if closing and name == self._held[0]:
-                held_name, held_attributes = self._held
+                held_name, form = self._held
                 text, self._held, self._held_text = self._held_text, None, ""
-                if held_name == "say-as":
-                    self._text(say_as(_attribute(held_attributes, "interpret-as"), text), out)
+                if held_name != "sub":
+                    self._text(say_as(form, text), out)
             return  # tags inside a <sub> or <say-as> are dropped
         if name == "break" and not closing:
             out.append(break_seconds(attributes))
@@ -142,9 +144,11 @@ class SsmlParser:
             alias = _attribute(attributes, "alias")
             if alias is not None:
                 self._text(alias, out)
-                self._held = ("sub", attributes)
+                self._held = ("sub", None)
         elif name == "say-as" and not closing and not empty:
-            self._held = ("say-as", attributes)
+            self._held = ("say-as", _attribute(attributes, "interpret-as"))
+        elif name == "spell" and not closing and not empty:  # Cartesia's spelling tag
+            self._held = ("spell", "characters")
         elif name == "prosody" and not empty:
             if closing:
                 if self._rates:

@@ -318,13 +318,17 @@ class SpeechService:
             normalize_verbose=speech.normalize_verbose,
             time_stretch=time_stretch_for(voice, speech.speed),
             timestamps=speech.timestamps,
+            lexicon=speech.lexicon,
             cache_scope=f"key:{key_id}" if private and key_id else None,
             key_id=key_id,
         )
 
     async def markup(self, speech: SpeechRequest, key_id: str | None) -> TextMarkup | None:
-        """The request's SSML and alias rules (None: plain text, planned as ever); 404 for a dictionary the key
-        does not own."""
+        """The request's SSML and alias rules (None: plain text, planned as ever)."""
+        return markup_for(speech.text, await self.lexicon(speech, key_id), ssml=speech.ssml)
+
+    async def lexicon(self, speech: SpeechRequest, key_id: str | None) -> Lexicon | None:
+        """The alias rules of the request's dictionaries (404 for one the key does not own), then its own."""
         lexicon = speech.lexicon
         if speech.dictionaries:
             if self.dictionaries is None:
@@ -335,7 +339,7 @@ class SpeechService:
                 )
             stored = await self.dictionaries.lexicon_for(speech.dictionaries, key_id)
             lexicon = stored if lexicon is None else stored + lexicon
-        return markup_for(speech.text, lexicon, ssml=speech.ssml)
+        return lexicon
 
     def plan(
         self,
