@@ -17,6 +17,7 @@ from services.pronunciation.records import (
     DictionaryRecord,
     PronunciationError,
     checked_rules,
+    is_dictionary_id,
     new_id,
     not_found,
 )
@@ -50,8 +51,12 @@ class PronunciationDictionaries:
         self, owner: Owner, name: str, rules: list[AliasRule], description: str | None = None
     ) -> DictionaryRecord:
         name = " ".join(name.split())
-        if not name or len(name) > MAX_NAME_CHARS:
-            raise PronunciationError(f"Invalid 'name': 1 to {MAX_NAME_CHARS} characters.", "name")
+        if not name or len(name) > MAX_NAME_CHARS or not name.isprintable():
+            raise PronunciationError(
+                f"Invalid 'name': 1 to {MAX_NAME_CHARS} characters, no control characters.", "name"
+            )
+        if description is not None and "\x00" in description:
+            raise PronunciationError("Invalid 'description': it holds a NUL character.", "description")
         if description is not None and len(description) > MAX_DESCRIPTION_CHARS:
             raise PronunciationError(
                 f"Invalid 'description': at most {MAX_DESCRIPTION_CHARS} characters.", "description"
@@ -80,7 +85,8 @@ class PronunciationDictionaries:
         return await self.create(owner, name, read_pls(data), description)
 
     async def get(self, owner: Owner, dictionary_id: str, param: str = "dictionary_id") -> DictionaryRecord:
-        record = await self.store.get(dictionary_id)
+        # An id no dictionary can have (a NUL PostgreSQL refuses, a path) is not found without a query.
+        record = await self.store.get(dictionary_id) if is_dictionary_id(dictionary_id) else None
         if record is None or (owner.filter is not None and record.owner_key_id != owner.filter):
             raise not_found(dictionary_id, param)  # another key's: not found, as if it did not exist
         return record
@@ -89,7 +95,7 @@ class PronunciationDictionaries:
         return await self.store.list(owner.filter)
 
     async def delete(self, owner: Owner, dictionary_id: str) -> None:
-        if not await self.store.delete(dictionary_id, owner.filter):
+        if not is_dictionary_id(dictionary_id) or not await self.store.delete(dictionary_id, owner.filter):
             raise not_found(dictionary_id, "dictionary_id")
 
     async def pls(self, owner: Owner, dictionary_id: str, version_id: str) -> str:
