@@ -105,7 +105,7 @@ class SpeechRequest:
     work_class: WorkClass = "live"
     # SSML and pronunciation (services/pipeline/markup.py): `ssml` None reads the text as SSML when it looks like it
     # (processing/ssml.py:looks_like_ssml); alias rules from the key's dictionaries, then the request's own.
-    ssml: bool | None = None
+    ssml: bool | None = None  # on a socket (text comes later) None is False
     dictionaries: tuple[DictionaryLocator, ...] = ()
     lexicon: Lexicon | None = None
 
@@ -319,6 +319,7 @@ class SpeechService:
             time_stretch=time_stretch_for(voice, speech.speed),
             timestamps=speech.timestamps,
             lexicon=speech.lexicon,
+            ssml=bool(speech.ssml),
             cache_scope=f"key:{key_id}" if private and key_id else None,
             key_id=key_id,
         )

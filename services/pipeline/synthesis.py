@@ -102,6 +102,7 @@ class SynthesisRequest:
     chunking: bool = True
     unknown_tags: UnknownTags = "strip"
     lexicon: Lexicon | None = None  # alias rules (processing/lexicon.py) for the text the job plans
+    ssml: bool = False  # a socket utterance whose text is SSML (services/sessions/utterance.py)
     latency: LatencyPreference = (
         "balanced"  # the first chunk's schedule (core.streaming.StreamingConfig.for_latency)
     )
