@@ -19,6 +19,7 @@ from api.dialects.cartesia import routes as cartesia_routes
 from api.dialects.elevenlabs import dialogue as elevenlabs_dialogue
 from api.dialects.elevenlabs import http as elevenlabs_http
 from api.dialects.elevenlabs import messages as elevenlabs_messages
+from api.dialects.elevenlabs import pronunciation as elevenlabs_pronunciation
 from api.dialects.elevenlabs import routes as elevenlabs_routes
 from api.dialects.http_errors import DialectErrorsMiddleware
 from api.errors import install_error_handlers
@@ -33,6 +34,7 @@ from services.deployment.pin_voices import warmup_step_for
 from services.deployment.runtime import ModelRuntime
 from services.pipeline.gpu_faults import GpuFaultDetector
 from services.pipeline.speech import SpeechService
+from services.pronunciation import PronunciationDictionaries
 from services.voice_library import VoiceLibrary
 from shared.logging import configure_logging
 from shared.settings import APP_VERSION, Settings, get_settings, unknown_variables
@@ -48,6 +50,7 @@ MAX_UPLOAD_BYTES = MAX_REFERENCE_BYTES + 64 * 1024
 DIALECT_HTTP_ROUTES = (
     re.compile(r"POST /v1/text-to-speech/[^/]+(/stream)?(/with-timestamps)?"),
     re.compile(r"POST /tts/(sse|bytes)"),
+    re.compile(r"POST /v1/pronunciation-dictionaries/add-from-(rules|file)"),
 )
 
 
@@ -141,6 +144,7 @@ def create_app(
                 load_task.cancel()
             await library.close()
             await continuity.close()
+            await dictionaries.close()
             await access.close()
             if pusher is not None:  # after the request log's flush (its counters), before the engine goes
                 await pusher.aclose()
@@ -162,12 +166,14 @@ def create_app(
     )
     library = VoiceLibrary.from_settings(settings, runtime, runtime, access.databases)
     continuity = Continuity.from_settings(settings, runtime, access.databases)
+    dictionaries = PronunciationDictionaries.from_settings(settings, access.databases)
     app.state.services = Services(
         settings=settings,
         runtime=runtime,
         access=access,
         library=library,
-        speech=SpeechService(runtime, settings, gpu_faults, library, continuity),
+        speech=SpeechService(runtime, settings, gpu_faults, library, continuity, dictionaries),
+        dictionaries=dictionaries,
     )
     install_error_handlers(app)
     if settings.deployment.playground_enabled:
@@ -184,6 +190,7 @@ def create_app(
         elevenlabs_routes.router,
         elevenlabs_http.router,
         elevenlabs_dialogue.router,
+        elevenlabs_pronunciation.router,
         cartesia_routes.router,
         cartesia_http.router,
     ):

@@ -22,6 +22,7 @@ from services.access import AccessGrant, AccessServices, Authenticator
 from services.deployment.runtime import ModelRuntime
 from services.errors import ServiceError
 from services.pipeline.speech import SpeechService
+from services.pronunciation import PronunciationDictionaries
 from services.voice_library import Caller, VoiceLibrary
 from shared.settings import Settings
 
@@ -35,6 +36,7 @@ class Services:
     access: AccessServices
     speech: SpeechService
     library: VoiceLibrary
+    dictionaries: PronunciationDictionaries | None = None  # None: this server keeps none
 
 
 def services_of(connection: HTTPConnection) -> Services:

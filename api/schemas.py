@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from api.pronunciation_schemas import LexiconField
 from api.stitching import StitchingFields
 from audio.encoders import FORMATS, supported_rates
 from core.streaming import LatencyPreference
@@ -205,7 +206,7 @@ class SamplingFields(BaseModel):
         )
 
 
-class TTSGenerateRequest(SamplingFields, StitchingFields, LanguageField, IgnoredFields):
+class TTSGenerateRequest(SamplingFields, StitchingFields, LanguageField, LexiconField, IgnoredFields):
     """`POST /v1/tts/generate`; unknown fields are ignored and named in X-Ignored-Fields (IgnoredFields)."""
 
     model_config = ConfigDict(
@@ -341,6 +342,7 @@ class TTSGenerateRequest(SamplingFields, StitchingFields, LanguageField, Ignored
             reference_audio=None if self.reference_audio is None else decode_reference(self.reference_audio),
             reference_text=self.reference_text,
             timestamps=self.timestamps or ("word" if self.captions else None),
+            lexicon=self.to_lexicon(),
             **self.stitching(),
         )
 
@@ -371,7 +373,7 @@ class OpenAIVoiceRef(BaseModel):
     id: str = Field(..., min_length=1, max_length=128)
 
 
-class OpenAISpeechRequest(SamplingFields, StitchingFields, LanguageField, IgnoredFields):
+class OpenAISpeechRequest(SamplingFields, StitchingFields, LanguageField, LexiconField, IgnoredFields):
     """`POST /v1/audio/speech`, OpenAI-compatible, plus this service's sampling fields (`seed`, `temperature`,
     `top_k`, `top_p`, `max_tokens`, `repetition_penalty`), `stream`, `latency`, `language` and the stitching fields
     (`previous_request_ids`, `previous_text`, `next_text`); other unknown fields are ignored and named in
@@ -453,5 +455,6 @@ class OpenAISpeechRequest(SamplingFields, StitchingFields, LanguageField, Ignore
             voice_field="voice",
             latency=self.latency,
             timestamps=self.timestamps,
+            lexicon=self.to_lexicon(),
             **self.stitching(),
         )

@@ -20,10 +20,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
+from audio.time_stretch import MAX_SPEED, MIN_SPEED
 from core.voices import is_custom_voice_id, time_stretch_for, voice_with_speed
+from processing.lexicon import DictionaryLocator, Lexicon
+from processing.ssml import KEY_SILENCE
 from processing.voice_segments import has_voice_markers
 from services.errors import cloning_unavailable, voice_not_found
 from services.pipeline.load_shed import BACKLOG
+from services.pipeline.markup import TextMarkup, markup_for, plan_request, ssml_rate, take_key_silence
 from services.pipeline.segment_voices import check_segments_fit, is_private, resolve_segment_voices
 from services.pipeline.synthesis import (
     NATIVE_RATE,
@@ -37,7 +41,6 @@ from services.pipeline.text_plan import (
     check_plan_fits,
     check_stitched_plan_fits,
     check_words_speakable,
-    plan_request_text,
 )
 
 if TYPE_CHECKING:
@@ -102,6 +105,11 @@ class SpeechRequest:
     voice_field: str = "speaker"
     # Live (a listener waits) or background (long-form jobs: idle device time only; see services.device.work_class).
     work_class: WorkClass = "live"
+    # SSML and pronunciation (services/pipeline/markup.py): `ssml` None reads the text as SSML when it looks like it
+    # (processing/ssml.py:looks_like_ssml); alias rules from the key's dictionaries, then the request's own.
+    ssml: bool | None = None  # on a socket (text comes later) None is False
+    dictionaries: tuple[DictionaryLocator, ...] = ()
+    lexicon: Lexicon | None = None
 
     @property
     def wants_bandwidth_extension(self) -> bool:
@@ -132,6 +140,13 @@ class CustomVoices(Protocol):
     async def voice_for(self, voice_id: str, key_id: str | None, param: str = ...) -> Voice: ...
 
 
+class PronunciationLexicons(Protocol):
+    """Pronunciation dictionaries (services/pronunciation) as the pipeline asks them for a key's alias rules;
+    wired in like the voice library."""
+
+    async def lexicon_for(self, locators: Sequence[DictionaryLocator], key_id: str | None) -> Lexicon: ...
+
+
 class ContinuityHooks(Protocol):
     """Continuity (services/continuity) as the pipeline asks it to stitch and to remember; wired in like the
     voice library."""
@@ -159,12 +174,14 @@ class SpeechService:
         gpu_faults: GpuFaultDetector | None = None,
         library: CustomVoices | None = None,
         continuity: ContinuityHooks | None = None,
+        dictionaries: PronunciationLexicons | None = None,
     ) -> None:
         self.models = models
         self.settings = settings
         self.gpu_faults = gpu_faults
         self.library = library  # custom voices and per-request references; None: neither is offered
         self.continuity = continuity  # remembers finished requests and stitches; None: neither is offered
+        self.dictionaries = dictionaries  # pronunciation dictionaries; None: none are offered
 
     async def check_available(self, *, admit: bool = True, key_id: str | None = None) -> None:
         """Refuse while the GPU is faulted, the model not ready or first audio backlogged; then, with `admit`,
@@ -321,10 +338,30 @@ class SpeechService:
             normalize_verbose=speech.normalize_verbose,
             time_stretch=time_stretch_for(voice, speech.speed),
             timestamps=speech.timestamps,
+            lexicon=speech.lexicon,
+            ssml=bool(speech.ssml),
             cache_scope=f"key:{key_id}" if private and key_id else None,
             key_id=key_id,
             segment_voices=segment_voices,
         )
+
+    async def markup(self, speech: SpeechRequest, key_id: str | None) -> TextMarkup | None:
+        """The request's SSML and alias rules (None: plain text, planned as ever)."""
+        return markup_for(speech.text, await self.lexicon(speech, key_id), ssml=speech.ssml)
+
+    async def lexicon(self, speech: SpeechRequest, key_id: str | None) -> Lexicon | None:
+        """The alias rules of the request's dictionaries (404 for one the key does not own), then its own."""
+        lexicon = speech.lexicon
+        if speech.dictionaries:
+            if self.dictionaries is None:
+                raise SynthesisError(
+                    "VALIDATION_ERROR",
+                    "Invalid 'pronunciation_dictionary_locators': this server keeps no pronunciation dictionaries.",
+                    "pronunciation_dictionary_locators",
+                )
+            stored = await self.dictionaries.lexicon_for(speech.dictionaries, key_id)
+            lexicon = stored if lexicon is None else stored + lexicon
+        return lexicon
 
     def plan(
         self,
@@ -334,10 +371,13 @@ class SpeechService:
         buffered: bool,
         unstitched: Voice | None = None,
         segment_voices: Mapping[str, Voice] | None = None,
+        markup: TextMarkup | None = None,
     ) -> TextPlan:
         """Blocking (normalising and tokenising 50,000 characters takes a while): run it in a worker thread."""
         settings = self.settings
-        plan = plan_request_text(speech.text, settings, normalize=speech.normalize, chunking=speech.chunking)
+        plan = plan_request(
+            speech.text, settings, markup, normalize=speech.normalize, chunking=speech.chunking
+        )
         resources = self.models.pipeline_resources()
         if plan.chunk_voices:  # [voice:NAME] segments: each voice's chunks with that voice's prompt
             check_segments_fit(resources, plan, voice, segment_voices or {})
@@ -375,6 +415,12 @@ class SpeechService:
         except SynthesisError as exc:
             raise _renamed(exc, speech.text_field) from None
         await self.check_available(key_id=key_id)
+        markup = await self.markup(speech, key_id)
+        if markup is not None and markup.ssml:
+            rate = ssml_rate(speech.text)  # a <prosody rate> around all the text: the request's speed
+            if rate is not None:
+                speed = min(max((speech.speed or 1.0) * rate, MIN_SPEED), MAX_SPEED)
+                speech = replace(speech, speed=None if speed == 1.0 else speed)
         if speech.reference_audio is not None and check_balance is not None:
             await check_balance()  # a key without credits never reaches the decoder or the encoder
         unstitched = voice = await self.voice(speech, key_id)
@@ -388,7 +434,12 @@ class SpeechService:
         try:
             if len(speech.text) <= INLINE_PLAN_CHARS:
                 plan = self.plan(
-                    speech, voice, buffered=buffered, unstitched=unstitched, segment_voices=segment_voices
+                    speech,
+                    voice,
+                    buffered=buffered,
+                    unstitched=unstitched,
+                    segment_voices=segment_voices,
+                    markup=markup,
                 )
             else:
                 plan = await asyncio.to_thread(
@@ -398,9 +449,12 @@ class SpeechService:
                     buffered=buffered,
                     unstitched=unstitched,
                     segment_voices=segment_voices,
+                    markup=markup,
                 )
         except SynthesisError as exc:
             raise _renamed(exc, speech.text_field) from exc.__cause__
+        if plan.pauses:  # SSML breaks within the key's silence per minute (processing/ssml.py)
+            plan = take_key_silence(plan, KEY_SILENCE.of(key_id or ""))
         if reserve_credits is not None:
             # Credits count what the model is asked to speak (normalised text: "1,000" costs "one thousand").
             await reserve_credits(len(plan.text))

@@ -63,6 +63,7 @@ from shared import metrics
 
 if TYPE_CHECKING:
     from core.voices import Voice
+    from processing.lexicon import Lexicon
     from processing.tags import UnknownTags
     from services.device.scheduler import StreamHandle
     from services.pipeline.resources import PipelineResources
@@ -101,6 +102,8 @@ class SynthesisRequest:
     normalize: bool = True
     chunking: bool = True
     unknown_tags: UnknownTags = "strip"
+    lexicon: Lexicon | None = None  # alias rules (processing/lexicon.py) for the text the job plans
+    ssml: bool = False  # a socket utterance whose text is SSML (services/sessions/utterance.py)
     latency: LatencyPreference = (
         "balanced"  # the first chunk's schedule (core.streaming.StreamingConfig.for_latency)
     )
@@ -193,6 +196,7 @@ class SynthesisJob:
             threshold=settings.text.chunking_threshold_chars,
             target=settings.text.chunk_target_chars,
             unknown_tags=request.unknown_tags,
+            lexicon=request.lexicon,
         )
         self.plan = replace(self.plan, chunks=list(self.plan.chunks))
         self.stats = PipelineStats(text_chunks=len(self.plan.chunks))
@@ -248,7 +252,8 @@ class SynthesisJob:
         self._samples_queued = 0
         self._texts: asyncio.Queue[str | None] = asyncio.Queue()
         self._text_closed = False
-        self._pauses: dict[int, float] = {}  # text chunk index -> seconds of silence before it (SSML breaks)
+        # text chunk index -> seconds of silence before it (SSML breaks; a planned request's come with its plan)
+        self._pauses: dict[int, float] = dict(self.plan.pauses)
         # Timestamps (opt-in) never hold audio: the 16 kHz audio going into the chain is handed to the track, and
         # after each piece is queued the words it settles are queued behind it (services.pipeline.timestamps).
         self.timestamps: TimestampTrack | None = None
@@ -260,7 +265,9 @@ class SynthesisJob:
                 time_stretch=request.time_stretch,
             )
             if not incremental:
-                written = strip_voice_markers(request.text) if self.plan.chunk_voices else request.text
+                written = self.plan.written
+                if written is None:
+                    written = strip_voice_markers(request.text) if self.plan.chunk_voices else request.text
                 self.timestamps.add_text(written, " ".join(self.plan.chunks))
         # Continuity (services.continuity): the end of what this job spoke, and hooks awaited once all audio is
         # made, before the stream ends, so a client that has the whole stream can continue it at once.

@@ -26,6 +26,7 @@ SERVICE_LAYERS = (
     "usage",  # credits, the request log, accounting
     "continuity",  # recent requests, stitching (reaches the pipeline's ContinuityHooks)
     "voice_library",  # custom voices, reference encodes (reaches the pipeline's CustomVoices)
+    "pronunciation",  # pronunciation dictionaries (reaches the pipeline's PronunciationLexicons)
     "pipeline",  # one request's synthesis, through PipelineResources
     "device",  # the device's one owner: the codec scheduler, admission
     "keys",  # API-key records and their stores

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from api.dialects.common import parse_message
 from api.dialects.http_errors import DialectErrors, HttpError
 from api.errors import ApiError
+from api.pronunciation_schemas import LocatorsField
 from api.schemas import MAX_TEXT_CHARS, SUPPORTED_RATES, Speed, reject_control_characters
 from audio.encoders import supported_rates
 
@@ -98,8 +99,9 @@ class VoiceSettings(BaseModel):
     use_speaker_boost: bool | None = None
 
 
-class ClientMessage(BaseModel):
-    """Every client message is one shape: text to append (" " opens a context, "" is a keep-alive), and flags."""
+class ClientMessage(LocatorsField):
+    """Every client message is one shape: text to append (" " opens a context, "" is a keep-alive), and flags.
+    `pronunciation_dictionary_locators` on the message that opens a context (or an earlier one) apply to it."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -187,7 +189,9 @@ def http_error(err: HttpError) -> dict[str, Any]:
 
 def _is_http_route(path: str) -> bool:
     return (
-        path.startswith(("/v1/text-to-speech/", "/v1/voices/", "/v1/text-to-dialogue"))
+        path.startswith(
+            ("/v1/text-to-speech/", "/v1/voices/", "/v1/text-to-dialogue", "/v1/pronunciation-dictionaries")
+        )
         or path == "/v1/voices"
     )
 

@@ -26,6 +26,7 @@ from api.dialects.elevenlabs.wire import ElevenLabsWire
 from api.errors import ApiError
 from api.socket_guard import SocketGuard, SocketSlot, too_big
 from api.ws_connection import CLOSE_NORMAL, CLOSE_POLICY, ContextError, admitted, close_quietly, serve_session
+from processing.lexicon import DictionaryLocator
 from processing.ssml import KEY_SILENCE
 from services.access import ApiKeyRecord
 from services.pipeline.synthesis import SynthesisRequest
@@ -79,6 +80,8 @@ class _Connection:
         self.closing: asyncio.Task[None] | None = (
             None  # stream-input: closes the socket after the final message
         )
+        # The latest `pronunciation_dictionary_locators` sent: the dictionaries of the contexts opened from then on.
+        self.dictionaries: tuple[DictionaryLocator, ...] = ()
 
     async def synthesis_request(self, speed: float | None, *, admit: bool = True) -> SynthesisRequest:
         return await synthesis_request(
@@ -92,6 +95,7 @@ class _Connection:
             voice_field="voice_id",
             timestamps="character",  # every audio message carries its alignment
             admit=admit,
+            dictionaries=self.dictionaries if admit else (),
         )
 
     async def handle(self, raw: str) -> str | None:
@@ -115,6 +119,8 @@ class _Connection:
 
     async def _context_message(self, msg: ClientMessage, cid: str | None) -> None:
         session, text = self.session, msg.text
+        if msg.pronunciation_dictionary_locators is not None:
+            self.dictionaries = msg.locators()
         u = session.utterance(cid)
         if msg.close_context and msg.immediate:
             await session.cancel(context_id=cid, every=False)
