@@ -40,6 +40,7 @@ IMAGE_PACKAGES: tuple[str, ...] = (
     "ebooklib==0.20",  # EPUB reading for long-form jobs (services/jobs/documents.py); needs lxml and six
     "lxml==6.1.3",
     "six==1.17.0",
+    "wyoming==1.10.2",  # Home Assistant's protocol (api/wyoming/); no dependencies of its own
 )
 VLLM_VERSION = next(p.split("==", 1)[1] for p in IMAGE_PACKAGES if p.startswith("vllm=="))
 # The official vLLM image of that version (the Docker GPU image builds on it; it already holds vllm and torch).
