@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("services.usage.accounting")
 
-Transport = Literal["http", "websocket"]
+Transport = Literal["http", "websocket", "job"]  # job: one chapter of a long-form job (services/jobs)
 # completed | failed | cancelled (a WebSocket `cancel`) | disconnected (the client left) | interrupted (the server
 # cut it at shutdown: refunded, see services/usage/shutdown.py)
 EndStatus = Literal["completed", "failed", "cancelled", "disconnected", "interrupted"]
