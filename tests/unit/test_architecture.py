@@ -21,7 +21,7 @@ ALLOWED = {
 SERVICE_LAYERS = (
     "deployment",  # the composition root: loads the models, builds the bundle, Modal's lifecycle
     "sessions",  # WebSocket sessions over the pipeline
-    "jobs",  # long-form jobs: documents rendered chapter by chapter in the background
+    "jobs",  # long-form jobs: documents read into chapters, rendered in the background class, joined as a book
     "access",  # keys checked, limits, what a request holds and settles
     "usage",  # credits, the request log, accounting
     "continuity",  # recent requests, stitching (reaches the pipeline's ContinuityHooks)
