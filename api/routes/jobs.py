@@ -105,12 +105,14 @@ def _validated(fields: dict[str, Any]) -> JobBody:
 
 
 def _chapters(
-    data: bytes, filename: str | None, content_type: str | None, kind: str | None
+    data: bytes, filename: str | None, content_type: str | None, kind: Any, max_characters: int
 ) -> tuple[str | None, list[ChapterText]]:
     from services.jobs.documents import DocumentError, read_document
 
     try:
-        document = read_document(data, filename=filename, content_type=content_type, kind=kind)
+        document = read_document(
+            data, filename=filename, content_type=content_type, kind=kind, max_characters=max_characters
+        )
     except DocumentError as exc:
         raise ApiError("VALIDATION_ERROR", f"The document cannot be read: {exc}", param="file") from None
     return document.title, [ChapterText(c.title, c.text) for c in document.chapters]
@@ -128,7 +130,9 @@ async def submit_job(request: Request, grant: Grant, speech: Speech, jobs: Jobs)
     )
     # JSON text is plain text unless it says Markdown; a file's kind comes from its name or type unless given.
     kind = body.input_format or ("text" if filename is None else None)
-    title, chapters = await asyncio.to_thread(_chapters, data, filename, content_type, kind)
+    title, chapters = await asyncio.to_thread(
+        _chapters, data, filename, content_type, kind, jobs.settings.jobs.jobs_max_chars
+    )
     job = await jobs.submit(grant.key, speech, chapters, options, body.title or title)
     return JSONResponse(job_view(job), status_code=202)
 
