@@ -221,7 +221,18 @@ async def run_job(job: JobRecord, runner: JobRunner) -> None:
         job = job.with_chapter(replace(chapter, status="done", audio_seconds=rendered.audio_seconds))
     book = job.options.book_format is not None
     if book:
-        await asyncio.to_thread(runner.write_book, job, runner.files)
+        try:
+            await asyncio.to_thread(runner.write_book, job, runner.files)
+        except Exception:  # noqa: BLE001 - the chapters stay; the job says the book is what failed
+            logger.exception("job book failed", extra={"job_id": job.id})
+            await store.finish(
+                job.id,
+                owner,
+                "failed",
+                error_code="BOOK_FAILED",
+                error_message="Every chapter is done and downloadable, but the book could not be written.",
+            )
+            return
     await store.finish(job.id, owner, "done", book_done=book)
     logger.info("job done", extra={"job_id": job.id, "chapters": len(job.chapters)})
 
