@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from audio.encoders import check_format_rate
 from services.errors import ServiceError
+from services.jobs.book import BookChapter, check_book_format, write_book
 from services.jobs.records import ChapterRecord, JobOptions, JobRecord, job_view
 from services.jobs.render import JobFiles
 from services.jobs.runner import JobRunner
@@ -46,8 +47,6 @@ class ChapterText:
 
 def write_job_book(job: JobRecord, files: JobFiles) -> None:
     """The whole work in one file with chapter marks (blocking; services/jobs/book.py muxes it)."""
-    from services.jobs.book import BookChapter, write_book
-
     fmt = job.options.book_format or "m4b"
     chapters = [BookChapter(c.title, files.chapter_wav(job.id, c.index)) for c in job.chapters]
     write_book(chapters, files.book(job.id, fmt), fmt=fmt, title=job.title)  # type: ignore[arg-type]
@@ -121,6 +120,8 @@ class JobService:
         try:
             check_format_rate(fmt, sample_rate)
             check_format_rate("wav", sample_rate)
+            if book_format is not None:
+                check_book_format(book_format, sample_rate)
         except ValueError as exc:
             raise ServiceError("VALIDATION_ERROR", f"Invalid 'sample_rate': {exc}", "sample_rate") from None
         if speed is not None and not 0.5 <= speed <= 2.0:
