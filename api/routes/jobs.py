@@ -101,7 +101,7 @@ def _validated(fields: dict[str, Any]) -> JobBody:
     try:
         return JobBody.model_validate(fields)
     except ValidationError as exc:
-        raise body_validation_error(exc.errors()) from None
+        raise body_validation_error([dict(error) for error in exc.errors()]) from None
 
 
 def _chapters(

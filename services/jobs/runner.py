@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -118,7 +119,12 @@ class JobRunner:
     def _launch(self, job: JobRecord) -> None:
         task = asyncio.get_running_loop().create_task(self._hold(job), name=f"job-{job.id}")
         self.running[job.id] = task
-        task.add_done_callback(lambda _: (self.running.pop(job.id, None), self.wake()))
+
+        def done(_: asyncio.Task[None]) -> None:
+            self.running.pop(job.id, None)
+            self.wake()  # room for another job
+
+        task.add_done_callback(done)
 
     async def _hold(self, job: JobRecord) -> None:
         """Run `job` while its lease is renewed; a lost lease or a cancel in the store cuts it."""
@@ -191,9 +197,15 @@ async def run_job(job: JobRecord, runner: JobRunner) -> None:
             continue
         await store.set_chapter(job.id, chapter.index, "running")
         try:
-            rendered: RenderedChapter = await _with_retries(
-                lambda chapter=chapter, job=job: render_chapter(
-                    job, chapter, speech=runner.speech, access=runner.access, key=key, files=runner.files
+            rendered = await _with_retries(
+                functools.partial(
+                    render_chapter,
+                    job,
+                    chapter,
+                    speech=runner.speech,
+                    access=runner.access,
+                    key=key,
+                    files=runner.files,
                 )
             )
         except ServiceError as exc:
