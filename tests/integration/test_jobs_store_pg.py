@@ -82,8 +82,6 @@ async def test_an_expired_lease_passes_the_job_on_and_a_cancel_stops_it(pg_dsn: 
         assert final.status == "cancelled" and final.chapters[0].audio_seconds == 1.5
         assert record.id in [j.id for j in await one.list(record.key_id)]
         assert record.id not in [j.id for j in await one.list("another-key")]
-            j.id for j in await one.list("another-key")
-        ]
     finally:
         await drop(pg_dsn, record.id)
 
