@@ -140,7 +140,8 @@ class RequestAccounting:
         metrics.REQUESTS.labels(self.voice_label, self.stream_label, r.audio_format).inc()
         metrics.ACTIVE_STREAMS.inc()
         self._active = True
-        BACKLOG.enter(self)
+        if self.transport != "job":  # a job's chapter waits for idle device time: no live request is shed for it
+            BACKLOG.enter(self)
         logger.info(
             "request_received",
             extra={
