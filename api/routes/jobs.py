@@ -45,7 +45,7 @@ class JobBody(BaseModel):
     title: str | None = None
 
 
-def _jobs(request: Request) -> JobService:
+async def _jobs(request: Request) -> JobService:
     jobs = services_of(request).jobs
     if jobs is None:
         raise ApiError("NOT_FOUND", "Jobs are disabled on this server (TTS_JOBS_ENABLED=false).")
