@@ -2,9 +2,11 @@
 
 Each chapter is a 16-bit mono PCM WAV file (the canonical header with exact sizes), every chapter at the same
 sample rate. The book is encoded at that rate:
-- M4B: AAC in an MP4 container (FFmpeg's `ipod` muxer, moov atom first so players can start before the end has
-  downloaded), with the chapters both as a QuickTime chapter text track (Apple players) and as a Nero `chpl`
-  atom (most other players and taggers); the work's title in the `©nam` tag.
+- M4B: AAC in an MP4 container (FFmpeg's `ipod` muxer), with the chapters both as a QuickTime chapter text
+  track (Apple players) and as a Nero `chpl` atom (most other players and taggers); the work's title in the
+  `©nam` tag. The index (moov) stays at the end: moving it to the front ("faststart") rewrites the whole file in
+  the trailer, which PyAV before 19 runs holding the GIL, stalling every live stream in the process for the
+  length of the copy; players read the index from the end of a downloaded file or with a range request.
 - MP3: with an ID3v2 tag holding one `CHAP` frame per chapter (its title in a `TIT2` sub-frame) and an ordered
   top-level `CTOC` frame listing them, as the ID3v2 chapter addendum describes; the title in `TIT2`.
 
@@ -39,8 +41,8 @@ _SPECS: dict[str, tuple[str, str, str]] = {
     "m4b": ("ipod", "aac", "aac"),
     "mp3": ("mp3", "libmp3lame", "mp3"),
 }
-_CONTAINER_OPTIONS: dict[str, dict[str, str]] = {"m4b": {"movflags": "+faststart"}, "mp3": {}}
-_BLOCK_FRAMES = 1 << 16  # samples read and encoded at a time (~2.7 s at 24 kHz)
+# Samples read and encoded at a time (~0.7 s at 24 kHz): small enough that an encode call holds the GIL briefly.
+_BLOCK_FRAMES = 1 << 14
 
 
 @dataclass(frozen=True)
@@ -76,9 +78,7 @@ def write_book(
     container_format, encoder, table_name = _SPECS[fmt]
     partial = out.with_name(out.name + ".partial")
     try:
-        with av.open(
-            str(partial), mode="w", format=container_format, options=_CONTAINER_OPTIONS[fmt]
-        ) as container:
+        with av.open(str(partial), mode="w", format=container_format) as container:
             if title:
                 container.metadata["title"] = title
             container.set_chapters(_marks(sources, sample_rate))

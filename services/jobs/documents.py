@@ -374,12 +374,13 @@ def _encrypts_content(encryption_xml: bytes) -> bool:
 
 
 def _toc_entries(toc: Iterable[Any]) -> Iterable[tuple[str, str]]:
-    """(href, title) of every table of contents entry, in reading order (ebooklib's Link / Section trees)."""
+    """(href, title) of every table of contents entry (ebooklib's Link / Section trees), a section's entries
+    before the section's own: a part that opens in its first chapter's file yields to the chapter's title."""
     for entry in toc:
         if isinstance(entry, tuple):
             section, children = entry
-            yield from _entry(section)
             yield from _toc_entries(children)
+            yield from _entry(section)
         else:
             yield from _entry(entry)
 

@@ -88,6 +88,36 @@ def test_epub_without_toc_titles_from_headings_and_a_page_without_either_continu
     assert [c.title for c in no_toc.chapters] == ["The Harbour", "Chapter 2", "A Letter", "Home"]
 
 
+def test_epub2_table_of_contents_with_parts_names_each_file_by_its_chapter(tmp_path: Path) -> None:
+    """An NCX-only book (no EPUB 3 nav) whose part shares its first chapter's file, pages without headings."""
+    book = epub.EpubBook()
+    book.set_identifier("ncx-book")
+    book.set_title("Parts")
+    items = []
+    for i in range(3):
+        item = epub.EpubHtml(title=f"t{i}", file_name=f"text/c{i}.xhtml")
+        item.content = f"<html><body><p>Body {i}.</p></body></html>"
+        book.add_item(item)
+        items.append(item)
+    book.toc = [
+        (
+            epub.Section("Part One"),
+            [epub.Link("text/c0.xhtml", "Zero", "c0"), epub.Link("text/c1.xhtml#a", "One", "c1")],
+        ),
+        epub.Link("text/c2.xhtml", "Two", "c2"),
+    ]
+    book.add_item(epub.EpubNcx())
+    book.spine = items
+    path = tmp_path / "ncx.epub"
+    epub.write_epub(str(path), book)
+    document = read_document(path.read_bytes(), kind="epub")
+    assert document.chapters == (
+        Chapter("Zero", "Body 0."),
+        Chapter("One", "Body 1."),
+        Chapter("Two", "Body 2."),
+    )
+
+
 def test_epub_skips_footnote_references_page_breaks_and_scripts(tmp_path: Path) -> None:
     body = (
         '<p>A claim<a epub:type="noteref" href="#n1">1</a> stands.<span epub:type="pagebreak" title="7"/></p>'
