@@ -165,13 +165,15 @@ class JobRunner:
             beat.cancel()
 
     async def _reset_running(self, job: JobRecord) -> None:
-        """A chapter cut mid-way is pending again (its partial files are replaced when it runs)."""
+        """A chapter cut mid-way is pending again, its unfinished files gone."""
         current = await self.store.get(job.id, None)
         if current is None or current.status not in ("cancelled", "queued") and not self._stopping:
             return  # another process holds it now: its chapters are its own
         for chapter in current.chapters:
             if chapter.status == "running":
                 await self.store.set_chapter(job.id, chapter.index, "pending")
+        for part in self.files.folder(job.id).glob("*.part"):  # a cut chapter's unfinished files
+            part.unlink(missing_ok=True)
 
     async def key_of(self, job: JobRecord) -> ApiKeyRecord:
         """The job's key record as it is now (its credits), from the key store: the process running the job may

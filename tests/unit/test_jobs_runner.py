@@ -148,12 +148,16 @@ def test_cancel_stops_the_running_chapter_at_once(tmp_path: Path, monkeypatch: p
         runner = make_runner(store, tmp_path, [])
         runner.start()
         await asyncio.wait_for(rendering.blocked.wait(), 5)
+        part = tmp_path / "j1" / "chapter-002.wav.part"
+        part.parent.mkdir(parents=True, exist_ok=True)
+        part.write_bytes(b"RIFF")  # what a cut chapter leaves
         await store.cancel("j1", "anonymous")
         runner.cancel("j1")
         await until(lambda: _idle(runner))
         final = await store.get("j1", None)
         assert final.status == "cancelled"
         assert [c.status for c in final.chapters] == ["done", "pending", "pending"]
+        assert not part.exists()
         await runner.stop()
         await store.close()
 
