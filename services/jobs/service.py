@@ -64,7 +64,7 @@ def split_long(chapters: list[ChapterText], limit: int) -> list[ChapterText]:
             cut = cut + 1 if cut >= limit * 4 // 5 else limit
             out.append(ChapterText(f"{chapter.title} ({part})", text[:cut].strip()))
             text, part = text[cut:].lstrip(), part + 1
-        out.append(ChapterText(f"{chapter.title} ({part})" if part > 1 else chapter.title, text))
+        out.append(ChapterText(f"{chapter.title} ({part})", text.strip()) if part > 1 else chapter)
     return out
 
 

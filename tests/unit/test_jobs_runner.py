@@ -171,3 +171,13 @@ async def _status(store: SqliteJobStore, status: str) -> bool:
 
 async def _idle(runner: JobRunner) -> bool:
     return not runner.running
+
+
+def test_a_chapter_longer_than_one_request_becomes_parts_cut_at_sentence_ends() -> None:
+    from services.jobs.service import ChapterText, split_long
+
+    sentence = "This sentence is forty characters long. "
+    parts = split_long([ChapterText("Long", sentence * 10), ChapterText("Short", "Hi.")], limit=130)
+    assert [p.title for p in parts] == ["Long (1)", "Long (2)", "Long (3)", "Long (4)", "Short"]
+    assert all(len(p.text) <= 130 and p.text.endswith(".") for p in parts)
+    assert " ".join(p.text for p in parts[:4]) == (sentence * 10).strip()
