@@ -147,13 +147,15 @@ class JobRunner:
         try:
             await run_job(job, self)
         except asyncio.CancelledError:
-            if self._stopping:
+            if (
+                self._stopping
+            ):  # the chapter is pending again before the lease goes: the next holder starts it anew
+                await _quietly(self._reset_running(job))
                 await _quietly(self.store.release(job.id, self.owner))
-            else:  # cancelled (DELETE) or the lease is gone: the store already says so
-                await _quietly(self.store.finish(job.id, self.owner, "cancelled"))
-            await _quietly(self._reset_running(job))
-            if self._stopping:
                 raise
+            # Cancelled (DELETE) or the lease is gone: the store already says so.
+            await _quietly(self.store.finish(job.id, self.owner, "cancelled"))
+            await _quietly(self._reset_running(job))
         except Exception:  # noqa: BLE001 - one job's bug must not stop the worker
             logger.exception("job failed", extra={"job_id": job.id})
             await _quietly(
