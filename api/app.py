@@ -24,7 +24,18 @@ from api.dialects.elevenlabs import routes as elevenlabs_routes
 from api.dialects.http_errors import DialectErrorsMiddleware
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimitMiddleware, HttpMetricsMiddleware, RequestIdMiddleware
-from api.routes import debug, health, normalize, openai_compat, playground, tts, voice_pinning, voices, ws
+from api.routes import (
+    debug,
+    health,
+    jobs,
+    normalize,
+    openai_compat,
+    playground,
+    tts,
+    voice_pinning,
+    voices,
+    ws,
+)
 from api.socket_guard import CoolingGate
 from core.clone import MAX_REFERENCE_BYTES
 from services.access import AccessServices
@@ -32,6 +43,7 @@ from services.continuity import Continuity
 from services.deployment.metrics_push import MetricsPusher
 from services.deployment.pin_voices import warmup_step_for
 from services.deployment.runtime import ModelRuntime
+from services.jobs import JobService
 from services.pipeline.gpu_faults import GpuFaultDetector
 from services.pipeline.speech import SpeechService
 from services.pronunciation import PronunciationDictionaries
@@ -135,9 +147,13 @@ def create_app(
         app.state.load_task = load_task
         if wyoming is not None:
             await wyoming.start()
+        if job_service is not None:
+            await job_service.start()
         try:
             yield
         finally:
+            if job_service is not None:  # running chapters are cut (refunded) and their leases given up
+                await job_service.close()
             if wyoming is not None:  # its unfinished requests settle before the request log closes
                 await wyoming.stop()
             if load_task is not None and not load_task.done():
@@ -167,13 +183,16 @@ def create_app(
     library = VoiceLibrary.from_settings(settings, runtime, runtime, access.databases)
     continuity = Continuity.from_settings(settings, runtime, access.databases)
     dictionaries = PronunciationDictionaries.from_settings(settings, access.databases)
+    speech = SpeechService(runtime, settings, gpu_faults, library, continuity, dictionaries)
+    job_service = JobService.from_settings(settings, speech, access) if settings.jobs.jobs_enabled else None
     app.state.services = Services(
         settings=settings,
         runtime=runtime,
         access=access,
         library=library,
-        speech=SpeechService(runtime, settings, gpu_faults, library, continuity, dictionaries),
+        speech=speech,
         dictionaries=dictionaries,
+        jobs=job_service,
     )
     install_error_handlers(app)
     if settings.deployment.playground_enabled:
@@ -187,6 +206,7 @@ def create_app(
         voice_pinning.router,
         voices.router,
         ws.router,
+        jobs.router,
         elevenlabs_routes.router,
         elevenlabs_http.router,
         elevenlabs_dialogue.router,
@@ -199,11 +219,20 @@ def create_app(
         BodySizeLimitMiddleware,
         max_bytes=MAX_BODY_BYTES,
         timeout_s=settings.limits.body_timeout_s,
-        uploads={("POST", "/v1/audio/voices"): MAX_UPLOAD_BYTES},
+        uploads={
+            ("POST", "/v1/audio/voices"): MAX_UPLOAD_BYTES,
+            ("POST", "/v1/tts/jobs"): settings.jobs.jobs_max_upload_mb * 2**20,
+        },
         check_credentials=check_upload_credentials,
         authenticated={
             ("POST", path)
-            for path in ("/v1/audio/voices", "/v1/tts/generate", "/v1/audio/speech", "/v1/tts/normalize")
+            for path in (
+                "/v1/audio/voices",
+                "/v1/tts/generate",
+                "/v1/audio/speech",
+                "/v1/tts/normalize",
+                "/v1/tts/jobs",
+            )
         },
         authenticated_patterns=DIALECT_HTTP_ROUTES,
         hints={

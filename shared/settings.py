@@ -663,6 +663,30 @@ class ContinuitySettings(_Group):
     )
 
 
+class JobsSettings(_Group):
+    """Long-form jobs (POST /v1/tts/jobs): documents rendered chapter by chapter in the device's idle time."""
+
+    jobs_enabled: bool = Field(True, description="Serve the jobs routes and run this process's job worker.")
+    jobs_dir: Path = Field(
+        Path("var/jobs"),
+        description="Where jobs keep their chapter files and books (one folder per job), and their state in "
+        "jobs.sqlite3 when the service has no PostgreSQL (TTS_DATABASE_URL). On Modal: the jobs Volume.",
+    )
+    jobs_max_chars: int = Field(
+        2_000_000, ge=1, description="Longest document one job takes, in characters of its chapters' text."
+    )
+    jobs_max_upload_mb: int = Field(50, ge=1, description="Largest document file a job accepts (EPUB, text).")
+    jobs_max_concurrent: int = Field(
+        1, ge=1, description="Jobs this process renders at once (each renders one chapter at a time)."
+    )
+    jobs_lease_s: float = Field(
+        30.0,
+        gt=0,
+        description="A running job's lease, renewed while it runs: a process that dies leaves its job to another "
+        "(or to itself after a restart) once this has passed.",
+    )
+
+
 class DeploymentSettings(_Group):
     """The server process: address, logs, start-up, what it exposes, metrics."""
 
@@ -775,6 +799,7 @@ class Settings(BaseSettings):
     usage: UsageSettings = Field(default_factory=UsageSettings)
     voices: VoiceSettings = Field(default_factory=VoiceSettings)
     continuity: ContinuitySettings = Field(default_factory=ContinuitySettings)
+    jobs: JobsSettings = Field(default_factory=JobsSettings)
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
     wyoming: WyomingSettings = Field(default_factory=WyomingSettings)
 

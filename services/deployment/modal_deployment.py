@@ -229,6 +229,7 @@ class ModalConfig:
 
 MODELS_PATH = "/models"
 SPOOL_PATH = "/spool"  # the request-log spool: on a Volume so a replacement container finds what is left
+JOBS_PATH = "/jobs"  # long-form jobs' files (services/jobs), committed with the spool
 # A Modal Volume keeps a container's writes only once committed, and has no cross-container file locks. So the
 # container commits its spool every SPOOL_COMMIT_S (heartbeat first, WAL folded in: `RequestSpool.quiesced`) and once
 # more at exit after the request log closed; another container adopts a spool only when its heartbeat is older than
@@ -290,6 +291,7 @@ def container_settings(cfg: ModalConfig) -> Settings:
         "device": "cuda",
         "request_log_spool_dir": SPOOL_PATH,
         "request_log_spool_stale_s": SPOOL_STALE_S,
+        "jobs_dir": JOBS_PATH,
     }
     overrides = {name: value for name, value in defaults.items() if not _env_is_set(env, name)}
     if cfg.snapshot == "gpu":
