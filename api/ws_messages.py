@@ -28,6 +28,7 @@ from api.schemas import (
     output_rate_for,
     reject_control_characters,
 )
+from api.voice_attributes import VoiceAttributeFields
 from services.pipeline.speech import SpeechRequest
 from shared.settings import Settings
 
@@ -36,7 +37,7 @@ MESSAGE_TYPES = ("start", "text", "flush", "end", "cancel", "ping")
 _HTTP_ONLY_FIELDS = ("stream", "chunking")
 
 
-class StartMessage(SamplingFields):
+class StartMessage(SamplingFields, VoiceAttributeFields):
     """`start`: opens an utterance. Sampling fields as in POST /v1/tts/generate."""
 
     model_config = ConfigDict(extra="forbid")
@@ -100,6 +101,7 @@ class StartMessage(SamplingFields):
         return SpeechRequest(
             text="",
             voice=self.speaker or self.voice,
+            voice_attributes=self.voice_attributes(),
             audio_format=self.format,
             sample_rate=self.output_rate(),
             sampling=self.to_sampling(settings),

@@ -15,12 +15,14 @@ WebSocket utterances get their text in pieces, so they take steps 1-2 here and p
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from core.voices import is_custom_voice_id, time_stretch_for, voice_with_speed
+from core.voices import Voice, is_custom_voice_id, time_stretch_for, voice_with_speed
+from processing.voice_description import VoiceAttributes
 from services.errors import cloning_unavailable, voice_not_found
 from services.pipeline.load_shed import BACKLOG
 from services.pipeline.synthesis import (
@@ -40,7 +42,6 @@ from services.pipeline.text_plan import (
 
 if TYPE_CHECKING:
     from core.streaming import LatencyPreference
-    from core.voices import Voice
     from services.device.work_class import WorkClass
     from services.pipeline.gpu_faults import GpuFaultDetector
     from services.pipeline.resources import ModelSource
@@ -89,6 +90,8 @@ class SpeechRequest:
         None  # per-request cloning: the reference file's bytes (never with `voice`)
     )
     reference_text: str | None = None  # its transcript (continuation prompt)
+    # gender / pitch / speed_level: a voice created for this request from Spark-TTS's labels (`described_voice`).
+    voice_attributes: VoiceAttributes | None = None
     timestamps: TimestampsKind | None = None  # "word" / "character": spans travel with the audio (opt-in)
     # Request stitching (services.continuity): continue these earlier requests of the same key (server request ids,
     # oldest first, at most 3). previous_text / next_text are accepted and never spoken (see services.continuity).
@@ -237,7 +240,15 @@ class SpeechService:
 
     async def voice(self, speech: SpeechRequest, key_id: str | None) -> Voice:
         """The voice a request asked for, for the key `key_id`: the request's own reference audio, a custom voice
-        that key owns (404 VOICE_NOT_FOUND for any other key), or a built-in voice (`resolve_voice`)."""
+        that key owns (404 VOICE_NOT_FOUND for any other key), or a built-in voice (`resolve_voice`); with voice
+        attributes, a voice created from them (`described_voice`)."""
+        attributes = speech.voice_attributes
+        if attributes is not None and attributes.named:
+            base = await self.voice(dataclasses.replace(speech, voice_attributes=None, speed=None), key_id)
+            voice = described_voice(base, attributes)
+            # With a speed level named, `speed` is only the time-stretch; otherwise it picks the label as for any
+            # style voice.
+            return voice if attributes.speed_level is not None else voice_with_speed(voice, speech.speed)
         if speech.reference_audio is not None:
             if self.library is None:
                 raise cloning_unavailable("this server has no voice library")
@@ -299,7 +310,7 @@ class SpeechService:
             chunking=speech.chunking,
             latency=speech.latency or self.settings.stream.default_latency,
             normalize_verbose=speech.normalize_verbose,
-            time_stretch=time_stretch_for(voice, speech.speed),
+            time_stretch=stretch_for(speech, voice),
             timestamps=speech.timestamps,
             cache_scope=f"key:{key_id}" if private and key_id else None,
             key_id=key_id,
@@ -369,6 +380,33 @@ class SpeechService:
         if self.continuity is not None:
             self.continuity.track(job, key_id)
         return OpenedSpeech(job=job, plan=plan, voice=voice)
+
+
+def described_voice(base: Voice, attributes: VoiceAttributes) -> Voice:
+    """A style voice (a controllable prompt) from `attributes`; what they leave out comes from `base` where it has
+    labels (its gender; its levels when it is a style voice), else female and moderate. Its id names the labels
+    (`described:male:low:moderate`), so metrics and logs stay bounded and readable."""
+    style = base.kind == "style"
+    gender = attributes.gender or base.gender or "female"
+    pitch = attributes.pitch or (base.pitch if style else "moderate")
+    speed = attributes.speed_level or (base.speed if style else "moderate")
+    return Voice(
+        id=f"described:{gender}:{pitch}:{speed}",
+        name=f"Described voice ({gender}, pitch {pitch}, speed {speed})",
+        kind="style",
+        gender=gender,
+        pitch=pitch,
+        speed=speed,
+    )
+
+
+def stretch_for(speech: SpeechRequest, voice: Voice) -> float:
+    """The time-stretch of a request: the whole `speed` when the request named a speed level (the label is then
+    the request's, not one picked from `speed`), else `time_stretch_for`."""
+    attributes = speech.voice_attributes
+    if attributes is not None and attributes.speed_level is not None:
+        return speech.speed or 1.0
+    return time_stretch_for(voice, speech.speed)
 
 
 def _renamed(exc: SynthesisError, text_field: str) -> SynthesisError:

@@ -21,7 +21,8 @@ router = APIRouter(tags=["elevenlabs"])
 
 
 class TextToSpeechBody(BaseModel):
-    """Only `text`, `voice_settings.speed`, `seed` and `apply_text_normalization` change the speech; `model_id`,
+    """Only `text`, `voice_settings` (`speed`, and `gender` / `pitch` / `speed_level`), `seed` and
+    `apply_text_normalization` change the speech; `model_id`,
     `language_code`, `previous_text`, `next_text`, `previous_request_ids`, `next_request_ids` are accepted and
     ignored."""
 
@@ -46,6 +47,7 @@ class TextToSpeechBody(BaseModel):
         return SpeechRequest(
             text=self.text,
             voice=voice_id,
+            voice_attributes=self.voice_settings.voice_attributes() if self.voice_settings else None,
             audio_format=output.audio_format,
             sample_rate=output.sample_rate,
             sampling=SamplingOptions.with_defaults(settings, seed=self.seed),
