@@ -151,7 +151,8 @@ class VLLMEngine:
             "stream_interval": settings.llm.llm_stream_interval,
             "enable_prefix_caching": settings.llm.enable_prefix_caching,
             "enforce_eager": settings.llm.enforce_eager,
-            "enable_sleep_mode": settings.llm.vllm_sleep_mode,
+            # Idle sleep (TTS_IDLE_SLEEP_S) uses the same sleep()/wake_up() as GPU snapshots.
+            "enable_sleep_mode": settings.llm.vllm_sleep_mode or settings.deployment.idle_sleep_s > 0,
             "engine_stats": settings.llm.vllm_engine_stats,
         }
         kwargs.update(overrides)

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from core.streaming import LatencyPreference
     from services.device.work_class import WorkClass
     from services.pipeline.gpu_faults import GpuFaultDetector
-    from services.pipeline.resources import ModelSource
+    from services.pipeline.resources import IdleGate, ModelSource
     from services.pipeline.timestamps import TimestampsKind
     from shared.settings import Settings
 
@@ -117,6 +117,7 @@ class OpenedSpeech:
     job: SynthesisJob
     plan: TextPlan
     voice: Voice
+    wake_ms: float | None = None  # how long this request waited for the device to wake from idle sleep
 
 
 CreditReserver = Callable[[int], Awaitable[None]]
@@ -167,11 +168,12 @@ class SpeechService:
         self.library = library  # custom voices and per-request references; None: neither is offered
         self.continuity = continuity  # remembers finished requests and stitches; None: neither is offered
 
-    async def check_available(self, *, admit: bool = True, key_id: str | None = None) -> None:
-        """Refuse while the GPU is faulted, the model not ready or first audio backlogged; then, with `admit`,
-        ask admission for a new stream of the key `key_id`. A check that starts no stream (a socket validating its
-        voice at connect) passes `admit=False`: admission counts every stream it lets in, and its ramp refuses past
-        32 a second."""
+    async def check_available(self, *, admit: bool = True, key_id: str | None = None) -> float | None:
+        """Refuse while the GPU is faulted, the model not ready or first audio backlogged; wake the device from idle
+        sleep (the request waits; nothing is refused for it); then, with `admit`, ask admission for a new stream of
+        the key `key_id`. A check that starts no stream (a socket validating its voice at connect) passes
+        `admit=False`: admission counts every stream it lets in, and its ramp refuses past 32 a second. Returns the
+        milliseconds waited for a wake (None: the device was awake)."""
         if self.gpu_faults is not None and self.gpu_faults.tripped:
             raise SynthesisError(
                 "GPU_FAULT",
@@ -187,8 +189,16 @@ class SpeechService:
         BACKLOG.check(
             self.settings.access.shed_first_audio_s
         )  # SERVER_OVERLOADED before queueing behind a backlog
+        wake_ms = None
+        idle = self.models.pipeline_resources().idle
+        if idle is not None:
+            if idle.awake:
+                idle.touch()
+            else:
+                wake_ms = await wake_device(idle)
         if admit:
             await self.admit(key_id)
+        return wake_ms
 
     async def admit(self, key_id: str | None = None) -> None:
         """Overload is refused, not spread: a new stream past the codec scheduler's measured headroom gets
@@ -356,7 +366,7 @@ class SpeechService:
             self.check_text_length(speech.text)
         except SynthesisError as exc:
             raise _renamed(exc, speech.text_field) from None
-        await self.check_available(key_id=key_id)
+        wake_ms = await self.check_available(key_id=key_id)
         if speech.reference_audio is not None and check_balance is not None:
             await check_balance()  # a key without credits never reaches the decoder or the encoder
         unstitched = voice = await self.voice(speech, key_id)
@@ -379,7 +389,18 @@ class SpeechService:
         )
         if self.continuity is not None:
             self.continuity.track(job, key_id)
-        return OpenedSpeech(job=job, plan=plan, voice=voice)
+        return OpenedSpeech(job=job, plan=plan, voice=voice, wake_ms=wake_ms)
+
+
+async def wake_device(idle: IdleGate) -> float | None:
+    """Wait for the device to wake from idle sleep; a failed wake is a 503 the client may retry at once (the next
+    request tries the wake again)."""
+    try:
+        return await idle.wake()
+    except RuntimeError as exc:
+        raise SynthesisError(
+            "SERVICE_UNAVAILABLE", f"The device did not wake from idle sleep ({exc}); retry.", retry_after=1
+        ) from exc
 
 
 def described_voice(base: Voice, attributes: VoiceAttributes) -> Voice:
