@@ -679,8 +679,8 @@ class DeploymentSettings(_Group):
     idle_sleep_s: float = Field(
         0.0,
         ge=0,
-        description="After this many seconds without a request, free the device: vLLM sleeps (level 1; this "
-        "turns its sleep mode on) and the codec models move off it; the next request wakes it and waits (its "
+        description="After this many seconds without a request, free the device: vLLM sleeps (level 1, on a "
+        "GPU: this turns its sleep mode on) and the codec models move off it; the next request wakes it and waits (its "
         "X-Wake-Ms header says how long). 0: never (docs/operate/idle-sleep.md).",
     )
     pin_voices_at_start: bool = Field(

@@ -19,7 +19,7 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from core.voices import Voice, is_custom_voice_id, time_stretch_for, voice_with_speed
 from processing.voice_description import VoiceAttributes
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from shared.settings import Settings
 
 logger = logging.getLogger("services.pipeline.speech")
+_UNSET: Any = object()
 
 # Texts up to this long are planned on the event loop (~2.3 us per character here: under 1 ms), longer ones in a
 # worker thread. Under load a hop to a worker costs up to a GIL switch interval (5 ms) of first-audio latency, more
@@ -167,6 +168,8 @@ class SpeechService:
         self.gpu_faults = gpu_faults
         self.library = library  # custom voices and per-request references; None: neither is offered
         self.continuity = continuity  # remembers finished requests and stitches; None: neither is offered
+        # Idle sleep's gate, read once the models are ready (it is fixed from then on); _UNSET until then.
+        self._idle: IdleGate | None = _UNSET
 
     async def check_available(self, *, admit: bool = True, key_id: str | None = None) -> float | None:
         """Refuse while the GPU is faulted, the model not ready or first audio backlogged; wake the device from idle
@@ -190,7 +193,9 @@ class SpeechService:
             self.settings.access.shed_first_audio_s
         )  # SERVER_OVERLOADED before queueing behind a backlog
         wake_ms = None
-        idle = self.models.pipeline_resources().idle
+        idle = self._idle
+        if idle is _UNSET:
+            idle = self._idle = self.models.pipeline_resources().idle
         if idle is not None:
             if idle.awake:
                 idle.touch()
