@@ -190,3 +190,29 @@ def test_every_dialect_takes_the_attributes_where_it_names_a_voice(client: TestC
                 event = json.loads(message["text"])
         assert event["type"] == "done", event
     assert MALE_LOW_FAST in last_prompt(client)
+
+
+def test_the_dialect_sockets_take_the_attributes_on_a_contexts_first_message(client: TestClient) -> None:
+    eleven = f"/v1/text-to-speech/default/stream-input?output_format=pcm_16000&xi_api_key={KEY_A}"
+    settings = {"gender": "male", "pitch": "low", "speed_level": "high"}
+    with client.websocket_connect(eleven) as ws:
+        for message in ({"text": " ", "voice_settings": settings}, {"text": "Hello. "}, {"text": ""}):
+            ws.send_text(json.dumps(message))
+        while not (reply := json.loads(ws.receive_text())).get("isFinal"):
+            assert "error" not in reply, reply
+    assert MALE_LOW_FAST in last_prompt(client)
+    with client.websocket_connect(f"/tts/websocket?cartesia_version=2026-03-01&api_key={KEY_A}") as ws:
+        ws.send_text(
+            json.dumps(
+                {
+                    "context_id": "c1",
+                    "transcript": "Good night.",
+                    "continue": False,
+                    "voice": {"mode": "id", "id": "default", "gender": "female", "pitch": "very_high"},
+                    "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000},
+                }
+            )
+        )
+        while (reply := json.loads(ws.receive_text())).get("type") != "done":
+            assert reply.get("type") != "error", reply
+    assert "<|gender_0|><|pitch_label_4|><|speed_label_2|>" in last_prompt(client)
