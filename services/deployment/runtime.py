@@ -486,7 +486,8 @@ class ModelRuntime:
         idle_task, self._idle_task = self._idle_task, None
         if idle_task is not None:
             idle_task.cancel()
-            await asyncio.gather(idle_task, return_exceptions=True)
+            if idle_task.get_loop() is asyncio.get_running_loop():  # a test may shut down from another loop
+                await asyncio.gather(idle_task, return_exceptions=True)
         engine, self.engine = self.engine, None  # idempotent: Modal's exit and the app lifespan both call it
         if self.state == RuntimeState.READY:
             self.state = RuntimeState.STOPPED
