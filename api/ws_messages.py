@@ -29,6 +29,7 @@ from api.schemas import (
     output_rate_for,
     reject_control_characters,
 )
+from api.voice_attributes import VoiceAttributeFields
 from services.pipeline.speech import SpeechRequest
 from shared.settings import Settings
 
@@ -37,7 +38,7 @@ MESSAGE_TYPES = ("start", "text", "flush", "end", "cancel", "ping")
 _HTTP_ONLY_FIELDS = ("stream", "chunking")
 
 
-class StartMessage(SamplingFields, LexiconField):
+class StartMessage(SamplingFields, LexiconField, VoiceAttributeFields):
     """`start`: opens an utterance. Sampling fields as in POST /v1/tts/generate."""
 
     model_config = ConfigDict(extra="forbid")
@@ -102,6 +103,7 @@ class StartMessage(SamplingFields, LexiconField):
         return SpeechRequest(
             text="",
             voice=self.speaker or self.voice,
+            voice_attributes=self.voice_attributes(),
             audio_format=self.format,
             sample_rate=self.output_rate(),
             sampling=self.to_sampling(settings),

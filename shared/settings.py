@@ -126,7 +126,8 @@ class LLMSettings(_Group):
     )
     vllm_sleep_mode: bool = Field(
         False,
-        description="vLLM sleep mode (GPU): lets sleep()/wake_up() free and restore memory around snapshots.",
+        description="vLLM sleep mode (GPU): lets sleep()/wake_up() free and restore memory around snapshots "
+        "(on whenever TTS_IDLE_SLEEP_S is set).",
     )
     llm_max_concurrency: int = Field(
         8,
@@ -699,6 +700,13 @@ class DeploymentSettings(_Group):
     log_level: str = Field("INFO", description="Root log level.")
     log_json: bool = Field(True, description="Emit JSON log lines (false: plain text for a terminal).")
     warmup: bool = Field(True, description="Run one generation at start-up before reporting ready.")
+    idle_sleep_s: float = Field(
+        0.0,
+        ge=0,
+        description="After this many seconds without a request, free the device: vLLM sleeps (level 1, on a "
+        "GPU: this turns its sleep mode on) and the codec models move off it; the next request wakes it and waits (its "
+        "X-Wake-Ms header says how long). 0: never (docs/operate/idle-sleep.md).",
+    )
     pin_voices_at_start: bool = Field(
         False,
         description="After warm-up, pin every voice without stored global tokens (seed 0, the same on every "

@@ -17,6 +17,7 @@ from api.deps import Services
 from api.errors import ApiError
 from api.ws_connection import ContextError
 from processing.lexicon import DictionaryLocator
+from processing.voice_description import VoiceAttributes
 from services.access import AccessGate, ApiKeyRecord
 from services.errors import ServiceError
 from services.pipeline.speech import SpeechRequest
@@ -77,15 +78,18 @@ async def synthesis_request(
     timestamps: str | None = None,
     admit: bool = True,
     dictionaries: tuple[DictionaryLocator, ...] = (),
+    voice_attributes: VoiceAttributes | None = None,
 ) -> SynthesisRequest:
     """A context's settings (its text arrives later); an unknown voice or a server that is not ready raises
     ApiError with the public code. `timestamps` ("word" | "character"): the aligner's events reach the wire format.
     `admit=False`: a check at connect that starts no stream, so admission neither counts nor refuses it.
-    `dictionaries`: the key's pronunciation dictionaries whose alias rules the context's text gets."""
+    `dictionaries`: the key's pronunciation dictionaries whose alias rules the context's text gets.
+    `voice_attributes`: a voice created from gender / pitch / speed labels (the dialect's own field names)."""
     settings = services.settings
     speech = SpeechRequest(
         text="",
         voice=voice,
+        voice_attributes=voice_attributes,
         audio_format=audio_format,
         sample_rate=sample_rate,
         sampling=SamplingOptions.with_defaults(settings),

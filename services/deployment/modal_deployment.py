@@ -399,7 +399,7 @@ class ContainerLifecycle:
             engine = self.runtime.engine
             if not engine.supports_sleep:
                 raise DeploymentConfigError("TTS_MODAL_SNAPSHOT=gpu needs TTS_ENGINE=vllm (sleep / wake_up)")
-            await engine.sleep(1)
+            await self.runtime.sleep_engine()  # the same engine sleep as idle sleep (TTS_IDLE_SLEEP_S)
             logger.info("vLLM asleep for the GPU snapshot")
 
     async def resume(self) -> None:
@@ -415,7 +415,7 @@ class ContainerLifecycle:
         np.random.seed()
         torch.seed()
         if self.cfg.snapshot == "gpu":
-            await self.runtime.engine.wake_up()
+            await self.runtime.wake_engine()
             logger.info("vLLM awake after restore")
 
     def web(self) -> Any:

@@ -15,15 +15,17 @@ WebSocket utterances get their text in pieces, so they take steps 1-2 here and p
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from audio.time_stretch import MAX_SPEED, MIN_SPEED
-from core.voices import is_custom_voice_id, time_stretch_for, voice_with_speed
+from core.voices import Voice, is_custom_voice_id, time_stretch_for, voice_with_speed
 from processing.lexicon import DictionaryLocator, Lexicon
 from processing.ssml import KEY_SILENCE
+from processing.voice_description import VoiceAttributes
 from processing.voice_segments import has_voice_markers
 from services.errors import cloning_unavailable, voice_not_found
 from services.pipeline.load_shed import BACKLOG
@@ -45,14 +47,14 @@ from services.pipeline.text_plan import (
 
 if TYPE_CHECKING:
     from core.streaming import LatencyPreference
-    from core.voices import Voice
     from services.device.work_class import WorkClass
     from services.pipeline.gpu_faults import GpuFaultDetector
-    from services.pipeline.resources import ModelSource
+    from services.pipeline.resources import IdleGate, ModelSource
     from services.pipeline.timestamps import TimestampsKind
     from shared.settings import Settings
 
 logger = logging.getLogger("services.pipeline.speech")
+_UNSET: Any = object()
 
 # Texts up to this long are planned on the event loop (~2.3 us per character here: under 1 ms), longer ones in a
 # worker thread. Under load a hop to a worker costs up to a GIL switch interval (5 ms) of first-audio latency, more
@@ -94,6 +96,8 @@ class SpeechRequest:
         None  # per-request cloning: the reference file's bytes (never with `voice`)
     )
     reference_text: str | None = None  # its transcript (continuation prompt)
+    # gender / pitch / speed_level: a voice created for this request from Spark-TTS's labels (`described_voice`).
+    voice_attributes: VoiceAttributes | None = None
     timestamps: TimestampsKind | None = None  # "word" / "character": spans travel with the audio (opt-in)
     # Request stitching (services.continuity): continue these earlier requests of the same key (server request ids,
     # oldest first, at most 3). previous_text / next_text are accepted and never spoken (see services.continuity).
@@ -124,6 +128,7 @@ class OpenedSpeech:
     job: SynthesisJob
     plan: TextPlan
     voice: Voice
+    wake_ms: float | None = None  # how long this request waited for the device to wake from idle sleep
 
 
 CreditReserver = Callable[[int], Awaitable[None]]
@@ -182,12 +187,15 @@ class SpeechService:
         self.library = library  # custom voices and per-request references; None: neither is offered
         self.continuity = continuity  # remembers finished requests and stitches; None: neither is offered
         self.dictionaries = dictionaries  # pronunciation dictionaries; None: none are offered
+        # Idle sleep's gate, read once the models are ready (it is fixed from then on); _UNSET until then.
+        self._idle: IdleGate | None = _UNSET
 
-    async def check_available(self, *, admit: bool = True, key_id: str | None = None) -> None:
-        """Refuse while the GPU is faulted, the model not ready or first audio backlogged; then, with `admit`,
-        ask admission for a new stream of the key `key_id`. A check that starts no stream (a socket validating its
-        voice at connect) passes `admit=False`: admission counts every stream it lets in, and its ramp refuses past
-        32 a second."""
+    async def check_available(self, *, admit: bool = True, key_id: str | None = None) -> float | None:
+        """Refuse while the GPU is faulted, the model not ready or first audio backlogged; wake the device from idle
+        sleep (the request waits; nothing is refused for it); then, with `admit`, ask admission for a new stream of
+        the key `key_id`. A check that starts no stream (a socket validating its voice at connect) passes
+        `admit=False`: admission counts every stream it lets in, and its ramp refuses past 32 a second. Returns the
+        milliseconds waited for a wake (None: the device was awake)."""
         if self.gpu_faults is not None and self.gpu_faults.tripped:
             raise SynthesisError(
                 "GPU_FAULT",
@@ -203,8 +211,18 @@ class SpeechService:
         BACKLOG.check(
             self.settings.access.shed_first_audio_s
         )  # SERVER_OVERLOADED before queueing behind a backlog
+        wake_ms = None
+        idle = self._idle
+        if idle is _UNSET:
+            idle = self._idle = self.models.pipeline_resources().idle
+        if idle is not None:
+            if idle.awake:
+                idle.touch()
+            else:
+                wake_ms = await wake_device(idle)
         if admit:
             await self.admit(key_id)
+        return wake_ms
 
     async def admit(self, key_id: str | None = None) -> None:
         """Overload is refused, not spread: a new stream past the codec scheduler's measured headroom gets
@@ -256,7 +274,15 @@ class SpeechService:
 
     async def voice(self, speech: SpeechRequest, key_id: str | None) -> Voice:
         """The voice a request asked for, for the key `key_id`: the request's own reference audio, a custom voice
-        that key owns (404 VOICE_NOT_FOUND for any other key), or a built-in voice (`resolve_voice`)."""
+        that key owns (404 VOICE_NOT_FOUND for any other key), or a built-in voice (`resolve_voice`); with voice
+        attributes, a voice created from them (`described_voice`)."""
+        attributes = speech.voice_attributes
+        if attributes is not None and attributes.named:
+            base = await self.voice(dataclasses.replace(speech, voice_attributes=None, speed=None), key_id)
+            voice = described_voice(base, attributes)
+            # With a speed level named, `speed` is only the time-stretch; otherwise it picks the label as for any
+            # style voice.
+            return voice if attributes.speed_level is not None else voice_with_speed(voice, speech.speed)
         if speech.reference_audio is not None:
             if self.library is None:
                 raise cloning_unavailable("this server has no voice library")
@@ -336,7 +362,7 @@ class SpeechService:
             chunking=speech.chunking,
             latency=speech.latency or self.settings.stream.default_latency,
             normalize_verbose=speech.normalize_verbose,
-            time_stretch=time_stretch_for(voice, speech.speed),
+            time_stretch=stretch_for(speech, voice),
             timestamps=speech.timestamps,
             lexicon=speech.lexicon,
             ssml=bool(speech.ssml),
@@ -414,7 +440,7 @@ class SpeechService:
             self.check_text_length(speech.text)
         except SynthesisError as exc:
             raise _renamed(exc, speech.text_field) from None
-        await self.check_available(key_id=key_id)
+        wake_ms = await self.check_available(key_id=key_id)
         markup = await self.markup(speech, key_id)
         if markup is not None and markup.ssml:
             rate = ssml_rate(speech.text)  # a <prosody rate> around all the text: the request's speed
@@ -462,7 +488,45 @@ class SpeechService:
         job = SynthesisJob(self.models.pipeline_resources(), request, plan)
         if self.continuity is not None:
             self.continuity.track(job, key_id)
-        return OpenedSpeech(job=job, plan=plan, voice=voice)
+        return OpenedSpeech(job=job, plan=plan, voice=voice, wake_ms=wake_ms)
+
+
+async def wake_device(idle: IdleGate) -> float | None:
+    """Wait for the device to wake from idle sleep; a failed wake is a 503 the client may retry at once (the next
+    request tries the wake again)."""
+    try:
+        return await idle.wake()
+    except RuntimeError as exc:
+        raise SynthesisError(
+            "SERVICE_UNAVAILABLE", f"The device did not wake from idle sleep ({exc}); retry.", retry_after=1
+        ) from exc
+
+
+def described_voice(base: Voice, attributes: VoiceAttributes) -> Voice:
+    """A style voice (a controllable prompt) from `attributes`; what they leave out comes from `base` where it has
+    labels (its gender; its levels when it is a style voice), else female and moderate. Its id names the labels
+    (`described:male:low:moderate`), so metrics and logs stay bounded and readable."""
+    style = base.kind == "style"
+    gender = attributes.gender or base.gender or "female"
+    pitch = attributes.pitch or (base.pitch if style else "moderate")
+    speed = attributes.speed_level or (base.speed if style else "moderate")
+    return Voice(
+        id=f"described:{gender}:{pitch}:{speed}",
+        name=f"Described voice ({gender}, pitch {pitch}, speed {speed})",
+        kind="style",
+        gender=gender,
+        pitch=pitch,
+        speed=speed,
+    )
+
+
+def stretch_for(speech: SpeechRequest, voice: Voice) -> float:
+    """The time-stretch of a request: the whole `speed` when the request named a speed level (the label is then
+    the request's, not one picked from `speed`), else `time_stretch_for`."""
+    attributes = speech.voice_attributes
+    if attributes is not None and attributes.speed_level is not None:
+        return speech.speed or 1.0
+    return time_stretch_for(voice, speech.speed)
 
 
 def _renamed(exc: SynthesisError, text_field: str) -> SynthesisError:

@@ -682,6 +682,8 @@ class SynthesisJob:
         self.plan.chunks.append(text)
         self.stats.text_chunks += 1
         self._texts.put_nowait(text)
+        if self.resources.idle is not None:
+            self.resources.idle.touch()  # a socket still talking keeps the idle timer from running out
 
     def add_pause(self, seconds: float) -> None:
         """Silence before the next text chunk fed (or at the end, if none is): an SSML break. It is real zeros in
@@ -728,6 +730,9 @@ class SynthesisJob:
     async def _produce(self) -> None:
         try:
             self._open_handle()  # inside: a stream the scheduler cannot open fails the job, never hangs its reader
+            idle = self.resources.idle
+            if idle is not None and not idle.awake:  # a socket utterance whose text came after the idle time
+                await idle.wake()
             async with asyncio.timeout(self.resources.settings.limits.request_deadline_s):
                 await self._produce_all()
         except asyncio.CancelledError:

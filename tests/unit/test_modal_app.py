@@ -351,6 +351,12 @@ class HostRuntime:
         self.start_loop: asyncio.AbstractEventLoop | None = None
         self.shutdowns = 0
 
+    async def sleep_engine(self) -> None:  # ModelRuntime's: the engine's sleep, as idle sleep uses it
+        await self.engine.sleep(1)
+
+    async def wake_engine(self) -> None:
+        await self.engine.wake_up()
+
     async def start(self) -> None:
         self.start_loop = asyncio.get_running_loop()
         if self.fail:

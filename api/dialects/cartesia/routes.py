@@ -93,6 +93,7 @@ class _Connection:
                 self.services,
                 self.key,
                 voice=msg.voice.id,
+                voice_attributes=msg.voice.attributes(),
                 audio_format=output.audio_format,
                 sample_rate=output.rate,
                 speed=msg.wanted_speed(),

@@ -22,8 +22,9 @@ router = APIRouter(tags=["elevenlabs"])
 
 
 class TextToSpeechBody(LocatorsField):
-    """Only `text` (SSML read as docs/api/ssml.md says), `voice_settings.speed`, `seed`,
-    `apply_text_normalization` and `pronunciation_dictionary_locators` change the speech; `model_id`,
+    """Only `text` (SSML read as docs/api/ssml.md says), `voice_settings` (`speed`, and `gender` / `pitch` /
+    `speed_level`), `seed`, `apply_text_normalization` and `pronunciation_dictionary_locators` change the speech;
+    `model_id`,
     `language_code`, `previous_text`, `next_text`, `previous_request_ids`, `next_request_ids` are accepted and
     ignored."""
 
@@ -48,6 +49,7 @@ class TextToSpeechBody(LocatorsField):
         return SpeechRequest(
             text=self.text,
             voice=voice_id,
+            voice_attributes=self.voice_settings.voice_attributes() if self.voice_settings else None,
             audio_format=output.audio_format,
             sample_rate=output.sample_rate,
             sampling=SamplingOptions.with_defaults(settings, seed=self.seed),

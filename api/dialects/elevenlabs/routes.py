@@ -19,6 +19,7 @@ from api.dialects.elevenlabs.messages import (
     ClientMessage,
     ConnectionParams,
     OutputFormat,
+    VoiceSettings,
     ours_to_elevenlabs_message,
     parse_client_message,
 )
@@ -83,7 +84,11 @@ class _Connection:
         # The latest `pronunciation_dictionary_locators` sent: the dictionaries of the contexts opened from then on.
         self.dictionaries: tuple[DictionaryLocator, ...] = ()
 
-    async def synthesis_request(self, speed: float | None, *, admit: bool = True) -> SynthesisRequest:
+    async def synthesis_request(
+        self, settings: VoiceSettings | None = None, *, admit: bool = True
+    ) -> SynthesisRequest:
+        """A context's request; its first message's `voice_settings` give the speed and the voice attributes."""
+        speed = settings.speed if settings else None
         return await synthesis_request(
             self.services,
             self.key,
@@ -92,6 +97,7 @@ class _Connection:
             sample_rate=self.output.sample_rate,
             normalize=self.params.normalize,
             speed=speed,
+            voice_attributes=settings.voice_attributes() if settings else None,
             voice_field="voice_id",
             timestamps="character",  # every audio message carries its alignment
             admit=admit,
@@ -143,9 +149,8 @@ class _Connection:
                     f"Context '{cid}' was closed; open a new context_id.",
                     param="context_id",
                 )
-            speed = msg.voice_settings.speed if msg.voice_settings else None
             await session.supersede(cid)  # the reply this turn interrupts stops before admission counts it
-            u = await session.start(await self.synthesis_request(speed), context_id=cid)
+            u = await session.start(await self.synthesis_request(msg.voice_settings), context_id=cid)
             if u is None:
                 return  # refused (a sixth context): the session answered
             u.ssml = self.params.enable_ssml_parsing
