@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from audio.time_stretch import MAX_SPEED, MIN_SPEED
 from core.voices import Voice, is_custom_voice_id, time_stretch_for, voice_with_speed
@@ -28,6 +28,8 @@ from processing.ssml import KEY_SILENCE
 from processing.voice_description import VoiceAttributes
 from processing.voice_segments import has_voice_markers
 from services.errors import cloning_unavailable, voice_not_found
+from services.pipeline.audio_output import estimated_audio_bytes
+from services.pipeline.hooks import ContinuityHooks, CustomVoices, PronunciationLexicons
 from services.pipeline.load_shed import BACKLOG
 from services.pipeline.markup import TextMarkup, markup_for, plan_request, ssml_rate, take_key_silence
 from services.pipeline.segment_voices import check_segments_fit, is_private, resolve_segment_voices
@@ -60,21 +62,6 @@ _UNSET: Any = object()
 # worker thread. Under load a hop to a worker costs up to a GIL switch interval (5 ms) of first-audio latency, more
 # than planning a short text takes; planning 50,000 characters on the loop would stall every stream.
 INLINE_PLAN_CHARS = 400
-# Bytes per sample of each format, roughly (compressed formats at their usual bitrates), to refuse before any GPU
-# work a non-streaming request whose file could not be buffered; speech runs ~14 characters a second, 12 is slow.
-_BYTES_PER_SAMPLE = {
-    "wav": 2.0,
-    "pcm": 2.0,
-    "flac": 1.2,
-    "mulaw": 1.0,
-    "mp3": 0.25,
-    "opus": 0.15,
-    "aac": 0.25,
-}
-
-
-def estimated_audio_bytes(characters: int, audio_format: str, sample_rate: int) -> int:
-    return int(characters / 12 * sample_rate * _BYTES_PER_SAMPLE.get(audio_format, 2.0))
 
 
 @dataclass(frozen=True)
@@ -132,41 +119,6 @@ class OpenedSpeech:
 
 
 CreditReserver = Callable[[int], Awaitable[None]]
-
-
-class CustomVoices(Protocol):
-    """The voice library (services/voice_library) as the pipeline asks it for a voice: it sits above the pipeline
-    and is wired in by the app, never imported here."""
-
-    async def reference_voice(
-        self, audio: bytes, transcript: str | None, param: str = ..., key_id: str | None = None
-    ) -> Voice: ...
-
-    async def voice_for(self, voice_id: str, key_id: str | None, param: str = ...) -> Voice: ...
-
-
-class PronunciationLexicons(Protocol):
-    """Pronunciation dictionaries (services/pronunciation) as the pipeline asks them for a key's alias rules;
-    wired in like the voice library."""
-
-    async def lexicon_for(self, locators: Sequence[DictionaryLocator], key_id: str | None) -> Lexicon: ...
-
-
-class ContinuityHooks(Protocol):
-    """Continuity (services/continuity) as the pipeline asks it to stitch and to remember; wired in like the
-    voice library."""
-
-    async def stitched_voice(
-        self,
-        voice: Voice,
-        previous_request_ids: Sequence[str],
-        key_id: str | None,
-        *,
-        voice_named: bool,
-        voice_field: str = ...,
-    ) -> Voice: ...
-
-    def track(self, job: SynthesisJob, key_id: str | None) -> None: ...
 
 
 class SpeechService:
