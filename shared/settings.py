@@ -133,6 +133,12 @@ class LLMSettings(_Group):
         ge=1,
         description="transformers engine: requests generating at once (they take turns step by step).",
     )
+    llm_grammar_head: bool = Field(
+        True,
+        description="transformers engine: compute logits only for the ids the Spark grammar reads (semantic, "
+        "global, acoustic values, markers: ~13k of 166k rows), about a quarter less work per step on a CPU; the same "
+        "greedy and seeded ids, and no other id can be generated. false: the full head.",
+    )
 
 
 class CodecSettings(_Group):
