@@ -10,7 +10,10 @@ tokenizer, which has the released id layout. Variants:
 - `grammar bf16`: the same in bfloat16 (TTS_LLM_DTYPE=bfloat16), only where the CPU has native bfloat16
   (avx512_bf16 or AMX): elsewhere torch emulates it and it is slower. Its ids differ from float32's (other rounding).
 Each run prefills a prompt (`--prompt` ids, the size of a clone prompt) and decodes `--tokens` ids greedily.
-Real-time factor: decode time / audio time, with 50 semantic ids per second of audio; below 1 keeps up.
+Real-time factor: decode time / audio time, with 50 semantic ids per second of audio; below 1 keeps up. CPU s per
+audio s: the process's CPU time over the decode per audio second, which others' load on a shared machine leaves
+nearly untouched (at one thread it is the number of cores one real-time stream needs). Each greedy row is the
+fastest of `--repeat` runs.
 Sampled draws (top-k, and top-p without top-k) are compared too: the same seed must give the same ids.
 
     .venv/bin/python -m bench cpu_engine [--threads 1,2] [--tokens 64] [--prompt 300] [--quick]
@@ -94,34 +97,53 @@ def head_ids() -> list[int]:
 
 
 async def run(engine: TransformersEngine, prompt: list[int], sampling: SamplingConfig) -> dict[str, Any]:
+    """One request: prefill (prompt to first id) and decode (the rest), wall and process CPU time."""
     started = time.perf_counter()
     first = 0.0
+    cpu_first = 0.0
     ids: list[int] = []
     async for delta in engine.stream(prompt, sampling, f"bench-{time.monotonic_ns()}"):
         if not ids:
-            first = time.perf_counter()
+            first, cpu_first = time.perf_counter(), time.process_time()
         ids.extend(delta)
-    end = time.perf_counter()
-    decoded = len(ids) - 1
-    tps = decoded / (end - first) if decoded > 0 else 0.0
+    end, cpu_end = time.perf_counter(), time.process_time()
+    decoded = max(1, len(ids) - 1)
     return {
         "ids": ids,
         "prefill_s": first - started,
-        "tokens_per_s": tps,
-        "rtf": SEMANTIC_PER_SECOND / tps if tps else float("inf"),
+        "tokens_per_s": decoded / (end - first),
+        "cpu_s_per_audio_s": (cpu_end - cpu_first) / (decoded / SEMANTIC_PER_SECOND),
     }
+
+
+async def best_of(
+    engine: TransformersEngine, prompt: list[int], sampling: SamplingConfig, repeat: int
+) -> dict[str, Any]:
+    """The fastest of `repeat` runs: on a shared machine the others' load only ever slows a run down."""
+    runs = [await run(engine, prompt, sampling) for _ in range(repeat)]
+    if any(r["ids"] != runs[0]["ids"] for r in runs):
+        raise AssertionError("the same greedy request gave different ids")
+    best = max(runs, key=lambda r: r["tokens_per_s"])
+    best["prefill_s"] = min(r["prefill_s"] for r in runs)
+    best["cpu_s_per_audio_s"] = min(r["cpu_s_per_audio_s"] for r in runs)
+    return best
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     flags = cpu_flags()
     native_bf16 = bool(flags & {"avx512_bf16", "amx_bf16"})
     grammar = head_ids()
-    variants: list[tuple[str, str, bool]] = [("full fp32", "float32", False), ("grammar fp32", "float32", True)]
+    variants: list[tuple[str, str, bool]] = [
+        ("full fp32", "float32", False),
+        ("grammar fp32", "float32", True),
+    ]
     if native_bf16:
         variants.append(("grammar bf16", "bfloat16", True))
     gen = torch.Generator().manual_seed(1)
     prompt = torch.randint(0, 151_000, (args.prompt,), generator=gen).tolist()
-    greedy = SamplingConfig(temperature=0.0, top_k=0, top_p=1.0, max_tokens=args.tokens, allowed_token_ids=grammar)
+    greedy = SamplingConfig(
+        temperature=0.0, top_k=0, top_p=1.0, max_tokens=args.tokens, allowed_token_ids=grammar
+    )
     sampled = {
         "top-k 50, top-p 0.95": SamplingConfig(
             temperature=0.8, top_k=50, top_p=0.95, max_tokens=16, seed=7, allowed_token_ids=grammar
@@ -143,7 +165,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     model, device="cpu", max_concurrency=1, head_ids=grammar if restricted else None
                 )
                 await run(engine, prompt[:8], greedy)  # warm-up: first-call allocations
-                result = await run(engine, prompt, greedy)
+                result = await best_of(engine, prompt, greedy, args.repeat)
                 checks = {"greedy": result["ids"]}
                 if threads == args.threads[0] and not args.quick:
                     for check, sampling in sampled.items():
@@ -158,7 +180,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                         "head_rows": engine.head_size,
                         "prefill_s": result["prefill_s"],
                         "tokens_per_s": result["tokens_per_s"],
-                        "rtf": result["rtf"],
+                        "rtf": SEMANTIC_PER_SECOND / result["tokens_per_s"],
+                        "cpu_s_per_audio_s": result["cpu_s_per_audio_s"],
                         "same_ids_as_full_fp32": same,
                     }
                 )
@@ -179,6 +202,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "model": {**RELEASED, "num_hidden_layers": args.layers, "weights": "random"},
         "prompt_ids": args.prompt,
         "decoded_ids": args.tokens,
+        "repeat": args.repeat,
+        "load_average": os.getloadavg(),
         "rows": rows,
     }
 
@@ -189,15 +214,15 @@ def table(result: dict[str, Any]) -> str:
         f"{machine['cpu']}, {machine['cores']} cores; prompt {result['prompt_ids']} ids, "
         f"{result['decoded_ids']} ids decoded greedily",
         "",
-        "| variant | threads | head rows | prefill | ids/s | real-time factor | ids as full fp32 |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | threads | head rows | prefill | ids/s | real-time factor | CPU s per audio s | ids as full fp32 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         same = r["same_ids_as_full_fp32"]
         verdict = ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in same.items())
         lines.append(
             f"| {r['variant']} | {r['threads']} | {r['head_rows']:,} | {r['prefill_s']:.2f} s | "
-            f"{r['tokens_per_s']:.1f} | {r['rtf']:.2f} | {verdict} |"
+            f"{r['tokens_per_s']:.1f} | {r['rtf']:.2f} | {r['cpu_s_per_audio_s']:.2f} | {verdict} |"
         )
     return "\n".join(lines)
 
@@ -207,12 +232,15 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2", help="torch threads to measure, comma-separated")
     parser.add_argument("--tokens", type=int, default=64, help="ids decoded per run")
     parser.add_argument("--prompt", type=int, default=300, help="prompt length in ids")
+    parser.add_argument("--repeat", type=int, default=2, help="greedy runs per row; the fastest is reported")
     parser.add_argument("--layers", type=int, default=RELEASED["num_hidden_layers"], help=argparse.SUPPRESS)
-    parser.add_argument("--quick", action="store_true", help="16 ids, one thread count, no sampled checks")
+    parser.add_argument(
+        "--quick", action="store_true", help="16 ids, one thread count, one run, no sampled checks"
+    )
     args = parser.parse_args()
     args.threads = [int(t) for t in args.threads.split(",")]
     if args.quick:
-        args.tokens, args.threads = 16, args.threads[:1]
+        args.tokens, args.threads, args.repeat = 16, args.threads[:1], 1
     result = asyncio.run(bench(args))
     print()
     print(table(result))

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from core.llm.base import SamplingConfig, check_dtype, checked_prompt, resolve_device, resolve_dtype
-from core.tokens import TokenKind, VocabLayout, VocabularyError
+from core.tokens import TokenKind, VocabLayout
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -405,7 +405,7 @@ def grammar_head_ids_of(llm_dir: str | Path) -> list[int] | None:
 
     try:
         layout = VocabLayout.from_tokenizer(AutoTokenizer.from_pretrained(str(llm_dir)))
-    except (OSError, VocabularyError) as exc:
+    except (OSError, ValueError) as exc:  # no tokenizer, or not a Spark one (VocabularyError)
         logger.warning("LLM head not restricted to the Spark grammar: %s", exc)
         return None
     return grammar_head_ids(layout)
