@@ -18,7 +18,7 @@ Sampled draws (top-k, and top-p without top-k) are compared too: the same seed m
 
     .venv/bin/python -m bench cpu_engine [--threads 1,2] [--tokens 64] [--prompt 300] [--quick]
 
-Prints a markdown table and writes bench/results/cpu_engine/cpu_engine.json.
+Prints a markdown table and writes it to bench/results/cpu_engine/cpu_engine.md, the figures to cpu_engine.json.
 """
 
 from __future__ import annotations
@@ -212,7 +212,8 @@ def table(result: dict[str, Any]) -> str:
     machine = result["machine"]
     lines = [
         f"{machine['cpu']}, {machine['cores']} cores; prompt {result['prompt_ids']} ids, "
-        f"{result['decoded_ids']} ids decoded greedily",
+        f"{result['decoded_ids']} ids decoded greedily; fastest of {result['repeat']} runs; load average "
+        + " / ".join(f"{x:.1f}" for x in result["load_average"]),
         "",
         "| variant | threads | head rows | prefill | ids/s | real-time factor | CPU s per audio s | ids as full fp32 |",
         "|---|---|---|---|---|---|---|---|",
@@ -244,7 +245,8 @@ def main() -> None:
     result = asyncio.run(bench(args))
     print()
     print(table(result))
-    write_results(RESULTS / "cpu_engine" / "cpu_engine.json", result)
+    path = write_results(RESULTS / "cpu_engine" / "cpu_engine.json", result)
+    path.with_suffix(".md").write_text(table(result) + "\n")
 
 
 if __name__ == "__main__":
