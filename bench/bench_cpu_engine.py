@@ -45,7 +45,7 @@ from core.llm.transformers_engine import TransformersEngine, grammar_head_ids  #
 from core.tokens import VocabLayout  # noqa: E402
 
 SEMANTIC_PER_SECOND = 50
-RELEASED = {  # docs/reference/spark-tts.md: the Spark-TTS-0.5B LLM config
+RELEASED: dict[str, Any] = {  # docs/reference/spark-tts.md: the Spark-TTS-0.5B LLM config
     "hidden_size": 896,
     "num_hidden_layers": 24,
     "num_attention_heads": 14,
@@ -132,7 +132,7 @@ async def best_of(
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     flags = cpu_flags()
     native_bf16 = bool(flags & {"avx512_bf16", "amx_bf16"})
-    grammar = head_ids()
+    grammar = tuple(head_ids())
     variants: list[tuple[str, str, bool]] = [
         ("full fp32", "float32", False),
         ("grammar fp32", "float32", True),

@@ -29,7 +29,7 @@ from collections.abc import AsyncGenerator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -404,7 +404,9 @@ def grammar_head_ids_of(llm_dir: str | Path) -> list[int] | None:
     from transformers import AutoTokenizer
 
     try:
-        layout = VocabLayout.from_tokenizer(AutoTokenizer.from_pretrained(str(llm_dir)))
+        # Any, as the runtime holds it: transformers' backend classes type convert_tokens_to_ids loosely.
+        tokenizer: Any = AutoTokenizer.from_pretrained(str(llm_dir))
+        layout = VocabLayout.from_tokenizer(tokenizer)
     except (OSError, ValueError) as exc:  # no tokenizer, or not a Spark one (VocabularyError)
         logger.warning("LLM head not restricted to the Spark grammar: %s", exc)
         return None
