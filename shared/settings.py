@@ -134,6 +134,13 @@ class LLMSettings(_Group):
         ge=1,
         description="transformers engine: requests generating at once (they take turns step by step).",
     )
+    llm_grammar_head: bool = Field(
+        True,
+        description="transformers engine: compute logits only for the ids the Spark parser reads (semantic, "
+        "global, acoustic values, markers: ~13k of 166k rows), ~27% fewer weights read per step. A model that keeps to "
+        "the grammar (the released one, the demo) generates the same ids, greedy or seeded; other ids (text, which "
+        "the parser skips) can no longer be generated. false: the full head.",
+    )
 
 
 class CodecSettings(_Group):
