@@ -61,6 +61,12 @@ UNMEASURED_RATES = 15  # see `_groups`
 UNMEASURED_RATE_SPAN = 0.8  # the rates searched span the prior times e^-0.8..e^0.8 (2.0-10 units/s)
 RATE_PRIOR_WEIGHT = 1.0
 RATE_MEMORY_S = 0.5  # the prior counts as this many seconds of measured speech when the rate is updated
+# Playback is assumed to start when the stream's first piece (FIRST_PIECE_S) is sent, and the engine to make audio at
+# SPEEDUP times real time in pieces of at most MAX_PIECE_S (core.streaming's schedule: 25 tokens first, 200 at most):
+# a word may wait for the next piece when it ends after where playback can be when that piece is sent (`_deadline`).
+SPEEDUP = 2.0
+FIRST_PIECE_S = 0.5
+MAX_PIECE_S = 4.0
 
 
 def spread(words: list[str], start: float, end: float) -> list[WordSpan]:
@@ -77,7 +83,10 @@ class IncrementalEstimate:
     """One piece of speech (a text chunk): `feed` its 16 kHz audio as it is decoded and get the words it settles;
     `finish` once the audio is complete for the others. Times are seconds from the piece's first sample."""
 
-    def __init__(self, words: list[str], *, rate: float | None = None) -> None:
+    def __init__(self, words: list[str], *, rate: float | None = None, offset: float = 0.0) -> None:
+        """`rate`: a previous text chunk's measured rate; `offset`: where this piece of speech starts in the stream
+        (seconds), for the playback deadline."""
+        self.offset = offset
         self.words = [w for w in words if w.strip()]
         self.units = np.array([expected_units(w) for w in self.words], np.float64)
         self._given = bool(
@@ -134,6 +143,11 @@ class IncrementalEstimate:
         return self._commit(spans, len(rest))
 
     # ------------------------------------------------------------------ internals
+    def _deadline(self) -> float:
+        """Where playback can be (seconds from this piece's start) when the next audio piece is sent: a word ending
+        later may wait for it."""
+        return (self.offset + self.duration + MAX_PIECE_S - FIRST_PIECE_S) / SPEEDUP - self.offset
+
     def _commit(self, spans: list[WordSpan], count: int) -> list[WordSpan]:
         """Settle `count` words: monotonic after the last settled word, inside the audio so far."""
         out = clamped(spans, self._floor, self.duration)
@@ -169,6 +183,7 @@ class IncrementalEstimate:
         # pause that has not closed yet (placing words by rate there would put the next phrase's words before it).
         timeline = np.flatnonzero(~in_pause[start : int(speech[-1]) + 1]) + start
         out: list[WordSpan] = []
+        before_pause = False  # the speech placed by rate stops at a closed pause the search did not settle
         closed = [(a, b) for a, b in pauses if a >= self._from]  # where a group may still end
         if closed and self.placed < last:
             measured = self.measured
@@ -194,6 +209,7 @@ class IncrementalEstimate:
             uncut = [a for a, b in closed if a >= self._phrase_frame and (b - a) * FRAME_S >= SKIP_SCALE_S]
             if uncut:
                 timeline = timeline[timeline < uncut[0]]
+                before_pause = True
         # Past the last cut: every word the expected rate begins before the decoded edge, the one straddling the edge
         # up to the edge (no span passes the audio). So each word's span is sent with the piece in which it begins.
         # Never a word ending in punctuation, nor any after it: a pause is likeliest there, and only the search over
@@ -214,6 +230,14 @@ class IncrementalEstimate:
             used = (
                 len(timeline) if stopped else max(1, int(round(ends[stop - self._phrase_word - 1] / FRAME_S)))
             )
+        if before_pause:
+            # Which words end at that pause is the search's to say once more speech has come: by rate, only the
+            # words that would have finished playing before the next piece is sent are settled now.
+            due_s = np.count_nonzero((timeline + 1) * FRAME_S <= self._deadline()) * FRAME_S
+            due = int(np.searchsorted(ends, due_s + 1e-9, side="right"))
+            if self._phrase_word + due < stop:
+                stop = self._phrase_word + due
+                used = max(1, int(round(ends[due - 1] / FRAME_S))) if due else 0
         if stop > first:
             if timeline[-1] + 1 == len(
                 self._db
@@ -290,10 +314,18 @@ class IncrementalEstimate:
             chosen.append((base + j, closed[node - 1]))
             node, j = (int(x) for x in back[node, j])
         chosen.reverse()
-        # The last group is kept when its pause is long, or when it ends on punctuation (a pause expected there).
-        if not chosen or last_skip >= LAST_GROUP_SKIP or pause_weight(self.words[chosen[-1][0] - 1]):
-            return chosen
-        return chosen[:-1]
+        # A group ending on punctuation is kept (a pause is expected there). One ending at a pause the text does not
+        # announce is kept only when its words would have finished playing before the next piece is sent: which
+        # words end there is only the rate's guess until more of the text has been heard (phrases' rates differ),
+        # and the last group also needs its pause long enough to end a group whatever follows.
+        deadline = self._deadline()
+        for index, (stop, (pause_start, _)) in enumerate(chosen):
+            last_group = index == len(chosen) - 1
+            if pause_weight(self.words[stop - 1]):
+                continue
+            if pause_start * FRAME_S > deadline or (last_group and last_skip < LAST_GROUP_SKIP):
+                return chosen[:index]
+        return chosen
 
     @staticmethod
     def _search(
