@@ -8,14 +8,19 @@ rate and every pause. Here, on each `feed`:
    offline method's search over them (`_groups`), with the expected rate in place of the whole text's and the number
    of words free, segments the open words into groups ending at chosen pauses (the segmentation may end at any
    closed pause; punctuation inside a group costs its bonus, as it does offline). Its groups are placed on their
-   voiced frames as the offline method does, all but the last, which is kept when its pause is long (>= 150 ms) or
-   it ends on punctuation. Without the offline method's "every word is used" to keep the last group's count honest,
-   the rate weighs more there and any punctuation counts alike. Until a group has measured the speaker the rate is
-   searched as well, around the prior: groups must agree with one another rather than with the prior.
+   voiced frames as the offline method does. A group ending on punctuation is kept; one ending at a pause the text
+   does not announce is kept only when its words would have finished playing before the next piece is sent
+   (`_deadline`: engine at twice real time), and the last one only when its pause is long (>= 150 ms): which words
+   end there is the rate's guess, and phrases' rates differ, so it waits for more speech while playback allows.
+   Without the offline method's "every word is used" to keep the last group's count honest, the rate weighs more
+   there and any punctuation counts alike. Until 2 s of speech have measured the speaker the rate is searched as
+   well, around the current estimate: groups must agree with one another rather than with the prior.
 2. Past the last group, every word the expected rate begins before the last speech frame is placed at that rate,
    the one straddling the decoded edge up to the edge, but never a word ending in punctuation nor any after it (a
    rate a little off would carry words across the pause; the search decides those) unless the speech has stopped
-   at the edge for a pause's length, when that word ends where the speech stopped. Each word's span is sent with
+   at the edge for a pause's length, when that word ends where the speech stopped. Before a long closed pause the
+   search has not settled, only the words that would have finished playing before the next piece is sent are
+   placed (the rest wait for the search). Otherwise each word's span is sent with
    the audio piece in which it begins or with the pause after it, so it reaches the client before the word has
    finished playing whenever the stream is ahead of playback.
 3. `finish` places the words still open on the rest of the audio with the offline method (its full search).
@@ -61,6 +66,7 @@ UNMEASURED_RATES = 15  # see `_groups`
 UNMEASURED_RATE_SPAN = 0.8  # the rates searched span the prior times e^-0.8..e^0.8 (2.0-10 units/s)
 RATE_PRIOR_WEIGHT = 1.0
 RATE_MEMORY_S = 0.5  # the prior counts as this many seconds of measured speech when the rate is updated
+MEASURED_S = 2.0  # speech measured before the search takes the rate as known (`_rate_known`)
 # Playback is assumed to start when the stream's first piece (FIRST_PIECE_S) is sent, and the engine to make audio at
 # SPEEDUP times real time in pieces of at most MAX_PIECE_S (core.streaming's schedule: 25 tokens first, 200 at most):
 # a word may wait for the next piece when it ends after where playback can be when that piece is sent (`_deadline`).
@@ -186,7 +192,7 @@ class IncrementalEstimate:
         before_pause = False  # the speech placed by rate stops at a closed pause the search did not settle
         closed = [(a, b) for a, b in pauses if a >= self._from]  # where a group may still end
         if closed and self.placed < last:
-            measured = self.measured
+            measured = self._rate_known
             for stop, (p_start, p_end) in self._groups(timeline, closed):
                 first = self.placed
                 group = timeline[(timeline >= self._phrase_frame) & (timeline < p_start)]
@@ -281,7 +287,7 @@ class IncrementalEstimate:
         cumulative = np.concatenate(([0.0], np.cumsum(self.units[base : base + n])))
         bonus = np.array([0.0] + [pause_weight(w) for w in self.words[base : base + n]])
         units = cumulative[None, :] - cumulative[:, None]  # units[j', j]: words j'..j-1
-        measured = self.measured
+        measured = self._rate_known
         if not measured:  # with the rate free, a sentence end counting double would pull groups past commas
             bonus = np.minimum(bonus, 1.0)
         if measured:
@@ -378,6 +384,12 @@ class IncrementalEstimate:
     def measured(self) -> bool:
         """Whether the rate is the speaker's: measured on a group here, or given by a previous text chunk."""
         return self._given or self._measured_s > 0
+
+    @property
+    def _rate_known(self) -> bool:
+        """Whether the search may take the rate as known: given by a previous text chunk, or measured on at least
+        MEASURED_S of speech here (the first group alone, drawn to the prior, lags a speaker far from it)."""
+        return self._given or self._measured_s >= MEASURED_S
 
     def _learn(self, units: float, seconds: float) -> None:
         """Follow the speaker's rate from groups cut at pauses (the prior weighs RATE_MEMORY_S seconds)."""
