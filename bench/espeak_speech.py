@@ -6,6 +6,7 @@ feeds it."""
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import wave
 from dataclasses import dataclass
@@ -38,6 +39,14 @@ MORE_PHRASES = {
     "zh": ["你好。", "你今天好吗？", "我买了二十五个苹果，", "还有三根香蕉。"],
 }
 VOICES = {"en": "en", "hi": "hi", "zh": "cmn"}
+_FINAL_PUNCTUATION = re.compile(r"[,.!?\u0964\uff0c\u3002\uff1f]+$")
+
+
+def unpunctuated(phrases: list[str]) -> list[str]:
+    """The phrases without their final punctuation: the same pauses, which the text no longer announces."""
+    return [_FINAL_PUNCTUATION.sub("", phrase) for phrase in phrases]
+
+
 PAUSES_S = (0.25, 0.4, 0.3, 0.5)  # between consecutive phrases
 EDGE_S = 0.2  # silence before the first and after the last phrase
 
