@@ -60,7 +60,7 @@ from core.align.types import WordSpan, clamped
 from core.align.units import expected_units, pause_weight
 
 PRIOR_RATE = 4.5  # expected units (syllables) per voiced second before any group was measured
-END_RATE_FACTOR = 4.0  # see `_groups`
+END_RATE_FACTOR = 3.0  # see `_groups`: a mark at the pause outweighs a phrase 30 % off the rate
 LAST_GROUP_SKIP = 1.0  # see `_groups`
 UNMEASURED_RATES = 15  # see `_groups`
 UNMEASURED_RATE_SPAN = 0.8  # the rates searched span the prior times e^-0.8..e^0.8 (2.0-10 units/s)
@@ -229,9 +229,17 @@ class IncrementalEstimate:
         total = int(np.searchsorted(ends - units / self.rate, len(timeline) * FRAME_S, side="left"))
         first, stop = self.placed, self._phrase_word + total
         used = max(1, int(round(ends[total - 1] / FRAME_S))) if total else 0
-        marks = [k for k in range(first, stop) if pause_weight(self.words[k])]
+        stopped = timeline[-1] == speech[-1] and len(voiced) - 1 - speech[-1] >= MIN_PAUSE_FRAMES
+        reach = stop
+        if stopped and not self._rate_known:
+            # The rate unknown and the speech stopped at the edge: a mark the rate could still reach (as the search
+            # over closed pauses would, with the rate free) is where the speaker paused.
+            fastest = self.rate * np.exp(UNMEASURED_RATE_SPAN) * len(timeline) * FRAME_S
+            reach = max(
+                stop, self._phrase_word + int(np.searchsorted(np.cumsum(units), fastest, side="right"))
+            )
+        marks = [k for k in range(first, min(reach, last)) if pause_weight(self.words[k])]
         if marks:
-            stopped = timeline[-1] == speech[-1] and len(voiced) - 1 - speech[-1] >= MIN_PAUSE_FRAMES
             stop = marks[0] + 1 if stopped else marks[0]
             used = (
                 len(timeline) if stopped else max(1, int(round(ends[stop - self._phrase_word - 1] / FRAME_S)))
