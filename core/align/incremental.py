@@ -244,6 +244,15 @@ class IncrementalEstimate:
             used = (
                 len(timeline) if stopped else max(1, int(round(ends[stop - self._phrase_word - 1] / FRAME_S)))
             )
+        elif stopped:
+            # The speech stopped at the edge, maybe at a pause the text does not announce: the word straddling the
+            # stop is more likely after the pause when the rate puts most of it past the stop.
+            halves = int(
+                np.searchsorted(ends - units / (2 * self.rate), len(timeline) * FRAME_S, side="left")
+            )
+            if self._phrase_word + halves < stop:
+                stop = self._phrase_word + halves
+                used = len(timeline)
         if before_pause:
             # Which words end at that pause is the search's to say once more speech has come: by rate, only the
             # words that would have finished playing before the next piece is sent are settled now.
