@@ -10,7 +10,7 @@ rate and every pause. Here, on each `feed`:
    closed pause; punctuation inside a group costs its bonus, as it does offline). Its groups are placed on their
    voiced frames as the offline method does. A group ending on punctuation is kept; one ending at a pause the text
    does not announce is kept only when its words would have finished playing before the next piece is sent
-   (`_deadline`: engine at twice real time), and the last one only when its pause is long (>= 150 ms): which words
+   (`_deadline`: engine at twice real time), and the last one only when its pause is long (>= 200 ms): which words
    end there is the rate's guess, and phrases' rates differ, so it waits for more speech while playback allows.
    Without the offline method's "every word is used" to keep the last group's count honest, the rate weighs more
    there and any punctuation counts alike. Until 2 s of speech have measured the speaker the rate is searched as
@@ -18,11 +18,12 @@ rate and every pause. Here, on each `feed`:
 2. Past the last group, every word the expected rate begins before the last speech frame is placed at that rate,
    the one straddling the decoded edge up to the edge, but never a word ending in punctuation nor any after it (a
    rate a little off would carry words across the pause; the search decides those) unless the speech has stopped
-   at the edge for a pause's length, when that word ends where the speech stopped. Before a long closed pause the
-   search has not settled, only the words that would have finished playing before the next piece is sent are
-   placed (the rest wait for the search). Otherwise each word's span is sent with
-   the audio piece in which it begins or with the pause after it, so it reaches the client before the word has
-   finished playing whenever the stream is ahead of playback.
+   at the edge for a pause's length, when that word ends where the speech stopped (with the rate still searched,
+   the first mark a plausible rate reaches; with no mark, the word the rate puts mostly past the stop waits). Before
+   a long closed pause the search has not settled, only the words that would have finished playing before the next
+   piece is sent are placed. Otherwise each word's span is sent with the audio piece in which it begins or with the
+   pause after it, so it reaches the client before the word has finished playing whenever the stream is ahead of
+   playback.
 3. `finish` places the words still open on the rest of the audio with the offline method (its full search).
 
 Measured on synthetic speech (bench/bench_timing_latency.py --simulate): mean word-start error 105 ms against the
@@ -193,7 +194,7 @@ class IncrementalEstimate:
         before_pause = False  # the speech placed by rate stops at a closed pause the search did not settle
         closed = [(a, b) for a, b in pauses if a >= self._from]  # where a group may still end
         if closed and self.placed < last:
-            measured = self._rate_known
+            rate_known = self._rate_known
             for stop, (p_start, p_end) in self._groups(timeline, closed):
                 first = self.placed
                 group = timeline[(timeline >= self._phrase_frame) & (timeline < p_start)]
@@ -207,7 +208,7 @@ class IncrementalEstimate:
                     )
                 # A group settled by rate up to its end would teach the rate back to itself; one the search gave
                 # more words than the rate had settled, or found with the rate free, measures the speaker.
-                if first == self._phrase_word or stop > first or not measured:
+                if first == self._phrase_word or stop > first or not rate_known:
                     self._learn(float(self.units[self._phrase_word : stop].sum()), len(group) * FRAME_S)
                 self._phrase_word, self._phrase_frame, self._from = stop, p_end, p_end
             timeline = timeline[timeline >= self._phrase_frame]
@@ -288,11 +289,12 @@ class IncrementalEstimate:
         The offline method's search (`estimate._assign`) over the open group's start and the closed pauses, with
         the expected rate in place of the whole text's and the number of words free: the best segmentation of some
         prefix of the open words that ends at a closed pause (those after it are then inside the open group). Its
-        groups are kept but the last, which is kept only when its pause is long enough to end a group whatever
-        follows (skipping it would cost >= 1) or the group ends on punctuation.
+        groups are kept up to the first that ends at a pause the text does not announce after the playback deadline
+        (`_deadline`), or, for the last, at one too short to end a group whatever follows (skipping it would cost
+        < 1); a group ending on punctuation is kept.
 
-        Until the speaker is measured the rate is searched too (`UNMEASURED_RATES` around the prior, the prior's
-        distance costing `RATE_PRIOR_WEIGHT` per squared log ratio), so the groups agree with one another on a rate
+        Until the rate is known (`_rate_known`) it is searched too (`UNMEASURED_RATES` around the current estimate,
+        the distance costing `RATE_PRIOR_WEIGHT` per squared log ratio), so the groups agree with one another on a rate
         rather than with the prior (a voice may speak at half the prior's rate), and a sentence end counts no more
         than a comma."""
         base = self._phrase_word
@@ -305,10 +307,10 @@ class IncrementalEstimate:
         cumulative = np.concatenate(([0.0], np.cumsum(self.units[base : base + n])))
         bonus = np.array([0.0] + [pause_weight(w) for w in self.words[base : base + n]])
         units = cumulative[None, :] - cumulative[:, None]  # units[j', j]: words j'..j-1
-        measured = self._rate_known
-        if not measured:  # with the rate free, a sentence end counting double would pull groups past commas
+        rate_known = self._rate_known
+        if not rate_known:  # with the rate free, a sentence end counting double would pull groups past commas
             bonus = np.minimum(bonus, 1.0)
-        if measured:
+        if rate_known:
             rates = np.array([self.rate])
         else:
             rates = self.rate * np.exp(
