@@ -11,7 +11,7 @@ Measures
 - ctc's cost: a released-size (wav2vec2-base, ~94 M parameters) random Wav2Vec2ForCTC, emissions + Viterbi for
   10 s of audio, as a ratio to the BiCodec decode of the same 10 s.
 
-Usage: .venv/bin/python -m bench align [--quick] [--accuracy-only] [--device cpu|cuda]
+Usage: .venv/bin/python -m bench align [--quick] [--accuracy-only] [--speed WPM ...] [--device cpu|cuda]
 Prints markdown tables and writes bench/results/align.json.
 """
 
@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_bicodec import MANIFEST, best_time, build_decoder  # noqa: E402
-from bench.espeak_speech import MORE_PHRASES, PHRASES, edge_errors, make_speech, streamed  # noqa: E402
+from bench.espeak_speech import (  # noqa: E402
+    MORE_PHRASES,
+    PHRASES,
+    edge_errors,
+    make_speech,
+    streamed,
+    unpunctuated,
+)
 from core.align import align, split_words  # noqa: E402
 from core.align.ctc import CtcAligner, _Vocab  # noqa: E402
 
@@ -46,16 +52,14 @@ REQUEST_TEXT = (
 )
 
 
-def accuracy_rows() -> list[dict]:
+def accuracy_rows(speed: int | None = None) -> list[dict]:
     """Per language, method (whole: `align`, streamed: the incremental aligner in the decoder's pieces) and phrase
-    set: the distribution of the phrase-edge errors."""
+    set: the distribution of the phrase-edge errors. `speed`: espeak-ng's words per minute (None: each voice's own)."""
     rows = []
     for language in ("en", "hi", "zh"):
         for name, table in (("narrative", PHRASES), ("short", MORE_PHRASES), ("unpunctuated", PHRASES)):
-            phrases = table[language]
-            if name == "unpunctuated":
-                phrases = [re.sub(r"[,.!?।，。？]+$", "", p) for p in phrases]
-            speech = make_speech(language, phrases)
+            phrases = unpunctuated(table[language]) if name == "unpunctuated" else table[language]
+            speech = make_speech(language, phrases, speed=speed)
             words = split_words(speech.text)
             for method in ("whole", "streamed"):
                 spans = (
@@ -70,6 +74,7 @@ def accuracy_rows() -> list[dict]:
                         "language": language,
                         "method": method,
                         "set": name,
+                        "speed_wpm": speed,
                         "phrases": len(phrases),
                         "words": len(words),
                         "edges": len(errors_ms),
@@ -204,13 +209,14 @@ def render_accuracy(rows: list[dict], meta: dict) -> str:
         "",
         "Phrase-edge errors (ms) on espeak-ng speech, the estimate method aligned whole and streamed:",
         "",
-        "| language | method | phrase set | phrases | words | edges | p50 | p90 | max | within 60 ms | "
+        "| language | method | phrase set | espeak wpm | phrases | words | edges | p50 | p90 | max | within 60 ms | "
         "every word spanned, in order |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['language']} | {r['method']} | {r['set']} | {r['phrases']} | {r['words']} | "
+            f"| {r['language']} | {r['method']} | {r['set']} | {r['speed_wpm'] or 'voice'} | {r['phrases']} | "
+            f"{r['words']} | "
             f"{r['edges']} | {r['p50_ms']} | {r['p90_ms']} | {r['max_ms']} | "
             f"{r['within_60ms']}/{r['edges']} | {'yes' if r['all_spanned'] and r['in_order'] else 'NO'} |"
         )
@@ -242,11 +248,17 @@ def main() -> None:
     parser.add_argument(
         "--accuracy-only", action="store_true", help="the espeak-ng accuracy table alone (seconds)"
     )
+    parser.add_argument(
+        "--speed",
+        type=int,
+        action="append",
+        help="espeak-ng words per minute (repeatable; default: each voice's own): the accuracy table at that speed",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "align.json")
     args = parser.parse_args()
     repeats = 2 if args.quick else 3
     started = time.perf_counter()
-    rows = accuracy_rows()
+    rows = [row for speed in args.speed or [None] for row in accuracy_rows(speed)]
     if args.accuracy_only:
         meta = {
             "device": "cpu",

@@ -6,6 +6,7 @@ feeds it."""
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import wave
 from dataclasses import dataclass
@@ -38,6 +39,14 @@ MORE_PHRASES = {
     "zh": ["你好。", "你今天好吗？", "我买了二十五个苹果，", "还有三根香蕉。"],
 }
 VOICES = {"en": "en", "hi": "hi", "zh": "cmn"}
+_FINAL_PUNCTUATION = re.compile(r"[,.!?\u0964\uff0c\u3002\uff1f]+$")
+
+
+def unpunctuated(phrases: list[str]) -> list[str]:
+    """The phrases without their final punctuation: the same pauses, which the text no longer announces."""
+    return [_FINAL_PUNCTUATION.sub("", phrase) for phrase in phrases]
+
+
 PAUSES_S = (0.25, 0.4, 0.3, 0.5)  # between consecutive phrases
 EDGE_S = 0.2  # silence before the first and after the last phrase
 
@@ -49,10 +58,12 @@ class Speech:
     phrases: list[tuple[str, float, float]]  # (phrase, true start s, true end s)
 
 
-def espeak(text: str, voice: str) -> np.ndarray:
-    """16 kHz float audio of `text` spoken by espeak-ng, trimmed to its voiced extent."""
+def espeak(text: str, voice: str, speed: int | None = None) -> np.ndarray:
+    """16 kHz float audio of `text` spoken by espeak-ng (at `speed` words per minute, else the voice's own), trimmed to
+    its voiced extent."""
+    options = ["-s", str(speed)] if speed else []
     wav_bytes = subprocess.run(
-        ["espeak-ng", "-v", voice, "--stdout", text], capture_output=True, check=True, timeout=60
+        ["espeak-ng", "-v", voice, *options, "--stdout", text], capture_output=True, check=True, timeout=60
     ).stdout
     with wave.open(io.BytesIO(wav_bytes)) as wav:
         rate = wav.getframerate()
@@ -63,14 +74,17 @@ def espeak(text: str, voice: str) -> np.ndarray:
 
 
 def make_speech(
-    language: str, phrases: list[str] | None = None, pauses: tuple[float, ...] = PAUSES_S
+    language: str,
+    phrases: list[str] | None = None,
+    pauses: tuple[float, ...] = PAUSES_S,
+    speed: int | None = None,
 ) -> Speech:
     phrases = phrases or PHRASES[language]
     parts = [np.zeros(int(EDGE_S * RATE), np.float32)]
     truth = []
     at = EDGE_S
     for index, phrase in enumerate(phrases):
-        clip = espeak(phrase, VOICES[language])
+        clip = espeak(phrase, VOICES[language], speed)
         truth.append((phrase, at, at + len(clip) / RATE))
         parts.append(clip)
         at += len(clip) / RATE

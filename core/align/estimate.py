@@ -5,8 +5,10 @@
    least `MIN_PAUSE_FRAMES` strictly inside the speech are pauses.
 2. Each pause is either a boundary between two words or inside a group (skipped). A dynamic programme over
    groups picks the assignment: a group (the speech between two chosen pauses) costs how far its speaking rate,
-   by its words' expected durations, is from the whole text's, minus a bonus where the text has punctuation;
-   skipping a pause costs more the longer it is (speech rarely stops for long inside a phrase).
+   by its words' expected durations, is from the whole text's, minus a bonus where the text has punctuation (in
+   full at a pause of at least `SKIP_SCALE_S`, less at a shorter one: a sentence end is where the speaker pauses
+   longest, not a stop's closure a word later); skipping a pause costs more the longer it is (speech rarely stops
+   for long inside a phrase).
    O(pauses x MAX_SKIPPED x words^2), vectorised over the words.
 3. Within each group between chosen pauses, the group's voiced frames are shared by expected duration, so a group's
    first word starts where its speech starts and its last word ends where its speech stops (snapped to the pause).
@@ -25,7 +27,7 @@ FRAME_S = FRAME / SAMPLE_RATE
 RELATIVE_DB = 35.0
 MIN_PAUSE_FRAMES = 3  # 60 ms
 PUNCT_BONUS = 1.0  # per unit of pause_weight
-SKIP_SCALE_S = 0.15  # skipping a pause of this length costs 1 (quadratic in the length)
+SKIP_SCALE_S = 0.2  # skipping a pause of this length costs 1 (quadratic in the length); slow speech has closures of 150 ms
 RATE_WEIGHT = 4.0  # a group spoken twice as fast as the text's average costs 4 * ln(2)^2 = 1.9
 MAX_SKIPPED = 6  # pauses one group may contain
 
@@ -100,7 +102,7 @@ def _assign(
         if b == nodes - 1:
             allowed[n] = 0.0
         else:
-            allowed[1:n] = -PUNCT_BONUS * bonus[1:n]
+            allowed[1:n] = -PUNCT_BONUS * min(1.0, skip[b]) * bonus[1:n]
         for a in range(max(0, b - 1 - MAX_SKIPPED), b):
             if not np.isfinite(cost[a]).any():
                 continue

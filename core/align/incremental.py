@@ -8,23 +8,30 @@ rate and every pause. Here, on each `feed`:
    offline method's search over them (`_groups`), with the expected rate in place of the whole text's and the number
    of words free, segments the open words into groups ending at chosen pauses (the segmentation may end at any
    closed pause; punctuation inside a group costs its bonus, as it does offline). Its groups are placed on their
-   voiced frames as the offline method does, all but the last, which is kept when its pause is long (>= 150 ms) or
-   it ends on punctuation. Without the offline method's "every word is used" to keep the last group's count honest,
-   the rate weighs more there and any punctuation counts alike. Until a group has measured the speaker the rate is
-   searched as well, around the prior: groups must agree with one another rather than with the prior.
+   voiced frames as the offline method does. A group ending on punctuation is kept; one ending at a pause the text
+   does not announce is kept only when its words would have finished playing before the next piece is sent
+   (`_deadline`: engine at twice real time), and the last one only when its pause is long (>= 200 ms): which words
+   end there is the rate's guess, and phrases' rates differ, so it waits for more speech while playback allows.
+   Without the offline method's "every word is used" to keep the last group's count honest, the rate weighs more
+   there and any punctuation counts alike. Until 2 s of speech have measured the speaker the rate is searched as
+   well, around the current estimate: groups must agree with one another rather than with the prior.
 2. Past the last group, every word the expected rate begins before the last speech frame is placed at that rate,
    the one straddling the decoded edge up to the edge, but never a word ending in punctuation nor any after it (a
    rate a little off would carry words across the pause; the search decides those) unless the speech has stopped
-   at the edge for a pause's length, when that word ends where the speech stopped. Each word's span is sent with
-   the audio piece in which it begins or with the pause after it, so it reaches the client before the word has
-   finished playing whenever the stream is ahead of playback.
+   at the edge for a pause's length, when that word ends where the speech stopped (with the rate still searched,
+   the first mark a plausible rate reaches; with no mark, the word the rate puts mostly past the stop waits). Before
+   a long closed pause the search has not settled, only the words that would have finished playing before the next
+   piece is sent are placed. Otherwise each word's span is sent with the audio piece in which it begins or with the
+   pause after it, so it reaches the client before the word has finished playing whenever the stream is ahead of
+   playback.
 3. `finish` places the words still open on the rest of the audio with the offline method (its full search).
 
 Measured on synthetic speech (bench/bench_timing_latency.py --simulate): mean word-start error 105 ms against the
 offline method's 61 ms on 170-character text chunks (a chunk's end re-anchors the next); no word late on a simulated
-playback clock with the engine at twice real time. On espeak-ng speech with known pauses at punctuation
-(bench/bench_align.py) the phrases' edges are within 20 ms, streamed or not; pauses the text does not announce,
-from a voice far slower than the prior, can still carry words across a pause.
+playback clock with the engine at twice real time. On espeak-ng speech (bench/bench_align.py) phrase edges at pauses
+after punctuation are within 20 ms (190 ms at 130-300 words a minute); at pauses the text does not announce, a group
+settled before the speech after it is heard is the rate's guess: 18 ms in English, 0.76 s in Hindi (a phrase 20 %
+faster than the others), seconds in Chinese (espeak's voice at 0.6 times the prior's rate).
 
 The expected rate (units per voiced second) starts from `rate` (a previous text chunk's measured rate, or
 `PRIOR_RATE`) and follows the groups cut at pauses. What is placed is never moved: later words start where it ends.
@@ -55,12 +62,19 @@ from core.align.types import WordSpan, clamped
 from core.align.units import expected_units, pause_weight
 
 PRIOR_RATE = 4.5  # expected units (syllables) per voiced second before any group was measured
-END_RATE_FACTOR = 4.0  # see `_groups`
+END_RATE_FACTOR = 3.0  # see `_groups`: a mark at the pause outweighs a phrase 30 % off the rate
 LAST_GROUP_SKIP = 1.0  # see `_groups`
 UNMEASURED_RATES = 15  # see `_groups`
 UNMEASURED_RATE_SPAN = 0.8  # the rates searched span the prior times e^-0.8..e^0.8 (2.0-10 units/s)
 RATE_PRIOR_WEIGHT = 1.0
 RATE_MEMORY_S = 0.5  # the prior counts as this many seconds of measured speech when the rate is updated
+MEASURED_S = 2.0  # speech measured before the search takes the rate as known (`_rate_known`)
+# Playback is assumed to start when the stream's first piece (FIRST_PIECE_S) is sent, and the engine to make audio at
+# SPEEDUP times real time in pieces of at most MAX_PIECE_S (core.streaming's schedule: 25 tokens first, 200 at most):
+# a word may wait for the next piece when it ends after where playback can be when that piece is sent (`_deadline`).
+SPEEDUP = 2.0
+FIRST_PIECE_S = 0.5
+MAX_PIECE_S = 4.0
 
 
 def spread(words: list[str], start: float, end: float) -> list[WordSpan]:
@@ -77,7 +91,10 @@ class IncrementalEstimate:
     """One piece of speech (a text chunk): `feed` its 16 kHz audio as it is decoded and get the words it settles;
     `finish` once the audio is complete for the others. Times are seconds from the piece's first sample."""
 
-    def __init__(self, words: list[str], *, rate: float | None = None) -> None:
+    def __init__(self, words: list[str], *, rate: float | None = None, offset: float = 0.0) -> None:
+        """`rate`: a previous text chunk's measured rate; `offset`: where this piece of speech starts in the stream
+        (seconds), for the playback deadline."""
+        self.offset = offset
         self.words = [w for w in words if w.strip()]
         self.units = np.array([expected_units(w) for w in self.words], np.float64)
         self._given = bool(
@@ -134,6 +151,11 @@ class IncrementalEstimate:
         return self._commit(spans, len(rest))
 
     # ------------------------------------------------------------------ internals
+    def _deadline(self) -> float:
+        """Where playback can be (seconds from this piece's start) when the next audio piece is sent: a word ending
+        later may wait for it."""
+        return (self.offset + self.duration + MAX_PIECE_S - FIRST_PIECE_S) / SPEEDUP - self.offset
+
     def _commit(self, spans: list[WordSpan], count: int) -> list[WordSpan]:
         """Settle `count` words: monotonic after the last settled word, inside the audio so far."""
         out = clamped(spans, self._floor, self.duration)
@@ -169,9 +191,10 @@ class IncrementalEstimate:
         # pause that has not closed yet (placing words by rate there would put the next phrase's words before it).
         timeline = np.flatnonzero(~in_pause[start : int(speech[-1]) + 1]) + start
         out: list[WordSpan] = []
+        before_pause = False  # the speech placed by rate stops at a closed pause the search did not settle
         closed = [(a, b) for a, b in pauses if a >= self._from]  # where a group may still end
         if closed and self.placed < last:
-            measured = self.measured
+            rate_known = self._rate_known
             for stop, (p_start, p_end) in self._groups(timeline, closed):
                 first = self.placed
                 group = timeline[(timeline >= self._phrase_frame) & (timeline < p_start)]
@@ -185,7 +208,7 @@ class IncrementalEstimate:
                     )
                 # A group settled by rate up to its end would teach the rate back to itself; one the search gave
                 # more words than the rate had settled, or found with the rate free, measures the speaker.
-                if first == self._phrase_word or stop > first or not measured:
+                if first == self._phrase_word or stop > first or not rate_known:
                     self._learn(float(self.units[self._phrase_word : stop].sum()), len(group) * FRAME_S)
                 self._phrase_word, self._phrase_frame, self._from = stop, p_end, p_end
             timeline = timeline[timeline >= self._phrase_frame]
@@ -194,6 +217,7 @@ class IncrementalEstimate:
             uncut = [a for a, b in closed if a >= self._phrase_frame and (b - a) * FRAME_S >= SKIP_SCALE_S]
             if uncut:
                 timeline = timeline[timeline < uncut[0]]
+                before_pause = True
         # Past the last cut: every word the expected rate begins before the decoded edge, the one straddling the edge
         # up to the edge (no span passes the audio). So each word's span is sent with the piece in which it begins.
         # Never a word ending in punctuation, nor any after it: a pause is likeliest there, and only the search over
@@ -207,13 +231,38 @@ class IncrementalEstimate:
         total = int(np.searchsorted(ends - units / self.rate, len(timeline) * FRAME_S, side="left"))
         first, stop = self.placed, self._phrase_word + total
         used = max(1, int(round(ends[total - 1] / FRAME_S))) if total else 0
-        marks = [k for k in range(first, stop) if pause_weight(self.words[k])]
+        stopped = timeline[-1] == speech[-1] and len(voiced) - 1 - speech[-1] >= MIN_PAUSE_FRAMES
+        reach = stop
+        if stopped and not self._rate_known:
+            # The rate unknown and the speech stopped at the edge: a mark the rate could still reach (as the search
+            # over closed pauses would, with the rate free) is where the speaker paused.
+            fastest = self.rate * np.exp(UNMEASURED_RATE_SPAN) * len(timeline) * FRAME_S
+            reach = max(
+                stop, self._phrase_word + int(np.searchsorted(np.cumsum(units), fastest, side="right"))
+            )
+        marks = [k for k in range(first, min(reach, last)) if pause_weight(self.words[k])]
         if marks:
-            stopped = timeline[-1] == speech[-1] and len(voiced) - 1 - speech[-1] >= MIN_PAUSE_FRAMES
             stop = marks[0] + 1 if stopped else marks[0]
             used = (
                 len(timeline) if stopped else max(1, int(round(ends[stop - self._phrase_word - 1] / FRAME_S)))
             )
+        elif stopped:
+            # The speech stopped at the edge, maybe at a pause the text does not announce: the word straddling the
+            # stop is more likely after the pause when the rate puts most of it past the stop.
+            halves = int(
+                np.searchsorted(ends - units / (2 * self.rate), len(timeline) * FRAME_S, side="left")
+            )
+            if self._phrase_word + halves < stop:
+                stop = self._phrase_word + halves
+                used = len(timeline)
+        if before_pause:
+            # Which words end at that pause is the search's to say once more speech has come: by rate, only the
+            # words that would have finished playing before the next piece is sent are settled now.
+            due_s = np.count_nonzero((timeline + 1) * FRAME_S <= self._deadline()) * FRAME_S
+            due = int(np.searchsorted(ends, due_s + 1e-9, side="right"))
+            if self._phrase_word + due < stop:
+                stop = self._phrase_word + due
+                used = max(1, int(round(ends[due - 1] / FRAME_S))) if due else 0
         if stop > first:
             if timeline[-1] + 1 == len(
                 self._db
@@ -240,11 +289,12 @@ class IncrementalEstimate:
         The offline method's search (`estimate._assign`) over the open group's start and the closed pauses, with
         the expected rate in place of the whole text's and the number of words free: the best segmentation of some
         prefix of the open words that ends at a closed pause (those after it are then inside the open group). Its
-        groups are kept but the last, which is kept only when its pause is long enough to end a group whatever
-        follows (skipping it would cost >= 1) or the group ends on punctuation.
+        groups are kept up to the first that ends at a pause the text does not announce after the playback deadline
+        (`_deadline`), or, for the last, at one too short to end a group whatever follows (skipping it would cost
+        < 1); a group ending on punctuation is kept.
 
-        Until the speaker is measured the rate is searched too (`UNMEASURED_RATES` around the prior, the prior's
-        distance costing `RATE_PRIOR_WEIGHT` per squared log ratio), so the groups agree with one another on a rate
+        Until the rate is known (`_rate_known`) it is searched too (`UNMEASURED_RATES` around the current estimate,
+        the distance costing `RATE_PRIOR_WEIGHT` per squared log ratio), so the groups agree with one another on a rate
         rather than with the prior (a voice may speak at half the prior's rate), and a sentence end counts no more
         than a comma."""
         base = self._phrase_word
@@ -257,10 +307,10 @@ class IncrementalEstimate:
         cumulative = np.concatenate(([0.0], np.cumsum(self.units[base : base + n])))
         bonus = np.array([0.0] + [pause_weight(w) for w in self.words[base : base + n]])
         units = cumulative[None, :] - cumulative[:, None]  # units[j', j]: words j'..j-1
-        measured = self.measured
-        if not measured:  # with the rate free, a sentence end counting double would pull groups past commas
+        rate_known = self._rate_known
+        if not rate_known:  # with the rate free, a sentence end counting double would pull groups past commas
             bonus = np.minimum(bonus, 1.0)
-        if measured:
+        if rate_known:
             rates = np.array([self.rate])
         else:
             rates = self.rate * np.exp(
@@ -290,10 +340,18 @@ class IncrementalEstimate:
             chosen.append((base + j, closed[node - 1]))
             node, j = (int(x) for x in back[node, j])
         chosen.reverse()
-        # The last group is kept when its pause is long, or when it ends on punctuation (a pause expected there).
-        if not chosen or last_skip >= LAST_GROUP_SKIP or pause_weight(self.words[chosen[-1][0] - 1]):
-            return chosen
-        return chosen[:-1]
+        # A group ending on punctuation is kept (a pause is expected there). One ending at a pause the text does not
+        # announce is kept only when its words would have finished playing before the next piece is sent: which
+        # words end there is only the rate's guess until more of the text has been heard (phrases' rates differ),
+        # and the last group also needs its pause long enough to end a group whatever follows.
+        deadline = self._deadline()
+        for index, (stop, (pause_start, _)) in enumerate(chosen):
+            last_group = index == len(chosen) - 1
+            if pause_weight(self.words[stop - 1]):
+                continue
+            if pause_start * FRAME_S > deadline or (last_group and last_skip < LAST_GROUP_SKIP):
+                return chosen[:index]
+        return chosen
 
     @staticmethod
     def _search(
@@ -346,6 +404,12 @@ class IncrementalEstimate:
     def measured(self) -> bool:
         """Whether the rate is the speaker's: measured on a group here, or given by a previous text chunk."""
         return self._given or self._measured_s > 0
+
+    @property
+    def _rate_known(self) -> bool:
+        """Whether the search may take the rate as known: given by a previous text chunk, or measured on at least
+        MEASURED_S of speech here (the first group alone, drawn to the prior, lags a speaker far from it)."""
+        return self._given or self._measured_s >= MEASURED_S
 
     def _learn(self, units: float, seconds: float) -> None:
         """Follow the speaker's rate from groups cut at pauses (the prior weighs RATE_MEMORY_S seconds)."""
