@@ -54,6 +54,9 @@ class SamplingConfig:
     # prompt built from one key's recording is not answered faster for another key that sends the same one. None:
     # shared (built-in voices, whose prompts every key may use). Engines without a prefix cache ignore it.
     cache_salt: str | None = None
+    # The request's class (services/device/work_class.py): background generation (long-form jobs) yields to live
+    # generation where the engine can rank requests (vLLM's priority scheduling; the transformers engine's turns).
+    work_class: Literal["live", "background"] = "live"
 
     def __post_init__(self) -> None:
         if self.temperature < 0:

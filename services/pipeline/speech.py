@@ -303,6 +303,7 @@ class SpeechService:
             timestamps=speech.timestamps,
             cache_scope=f"key:{key_id}" if private and key_id else None,
             key_id=key_id,
+            work_class=speech.work_class,
         )
 
     def plan(
@@ -345,7 +346,9 @@ class SpeechService:
             self.check_text_length(speech.text)
         except SynthesisError as exc:
             raise _renamed(exc, speech.text_field) from None
-        await self.check_available(key_id=key_id)
+        # A background request (a job's chapter) is never refused for load: it waits for device time live streams
+        # leave (services/device/background.py), so it does not ask admission.
+        await self.check_available(admit=speech.work_class == "live", key_id=key_id)
         if speech.reference_audio is not None and check_balance is not None:
             await check_balance()  # a key without credits never reaches the decoder or the encoder
         unstitched = voice = await self.voice(speech, key_id)

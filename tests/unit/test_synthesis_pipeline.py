@@ -369,8 +369,8 @@ async def test_jobs_decode_through_the_codec_scheduler_and_streams_pace_against_
     opened: list[Any] = []
     open_stream = scheduler.open_stream
 
-    def spy(playback: Any = None, owner: str | None = None) -> Any:
-        handle = open_stream(playback, owner)
+    def spy(playback: Any = None, owner: str | None = None, work_class: Any = "live") -> Any:
+        handle = open_stream(playback, owner, work_class)
         playback.paces = []
         pace = playback.pace
 
