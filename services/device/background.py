@@ -6,8 +6,8 @@ behind every live window, and a background call starts only when the scheduler h
 run and this gate lets it:
 
 - **Paused first when live work is behind.** A live window that ended past its deadline within the last
-  `busy_window_s`, or a playing live stream holding less than `background_min_slack_s` of audio (its next window is
-  due soon): no background call starts. A live window that arrives while a background call runs waits for that one
+  `busy_window_s`, a live stream holding less than `min_slack_s` of audio (its next window is due soon), or a live
+  newcomer still waiting for its first audio: no background call starts. A live window that arrives while a background call runs waits for that one
   call only (at most one background call is on the device at a time).
 - **A bounded share under live load.** While any live stream is open, background calls hold the device at most
   `background_share` of the last `busy_window_s`. With no live stream open, background work takes the whole device.

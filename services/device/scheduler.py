@@ -536,12 +536,18 @@ class CodecScheduler:
             now,
             live_streams=live,
             live_misses=self.recent_misses() if live else 0,
-            live_min_slack=self.min_slack() if live else math.inf,
+            live_min_slack=self._live_slack() if live else math.inf,
         )
         if not allowed:
             self._look_again_later()
             return None
         return self._plan(bg)
+
+    def _live_slack(self) -> float:
+        """Seconds to the most urgent deadline of any live stream, a newcomer waiting for its first audio included
+        (its deadline is its arrival): background work waits while any live window is due soon."""
+        now = self.clock()
+        return min((h.playback.deadline() - now for h in self._streams.values()), default=math.inf)
 
     def _look_again_later(self) -> None:
         """Wake the planner after `retry_s` (a paused background queue: a share or a miss passes with time alone)."""
