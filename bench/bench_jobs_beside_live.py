@@ -48,16 +48,19 @@ LIVE_TEXT = (
     "The quick brown fox jumps over the lazy dog, then naps in the warm afternoon sun while the children play "
     "by the river and the old miller counts his sacks of flour."
 )
-CHAPTER = (
-    "The river ran slow and brown past the mill, and the miller sat on the step with his pipe, counting the boats "
-    "that came down from the hills. Each one carried grain, and each sack of grain would be flour by morning. "
+SENTENCES = (
+    "The river ran slow and brown past the mill.",
+    "The miller sat on the step with his pipe, counting the boats that came down from the hills.",
+    "Each one carried grain, and each sack of grain would be flour by morning.",
+    "Nobody in the village could remember a summer as dry as this one.",
 )
 BACKGROUND_SECONDS = 'veena3_tts_device_seconds_total{work_class="background"}'
 
 
-def job_document(chapters: int) -> str:
-    """A Markdown book of short chapters: a job's progress moves by whole chapters."""
-    return "\n\n".join(f"# Chapter {i + 1}\n\n{CHAPTER * 2}" for i in range(chapters))
+def job_document(chapters: int, sentences: int) -> str:
+    """A Markdown book of short chapters (`sentences` each): a job's progress moves by whole chapters."""
+    text = " ".join(SENTENCES[i % len(SENTENCES)] for i in range(sentences))
+    return "\n\n".join(f"# Chapter {i + 1}\n\n{text}" for i in range(chapters))
 
 
 def background_device_seconds(url: str) -> float:
@@ -70,15 +73,15 @@ def background_device_seconds(url: str) -> float:
 class Job:
     """One job through the jobs routes (the contract in docs/api/jobs.md): start, progress, cancel."""
 
-    def __init__(self, url: str, chapters: int, sample_rate: int) -> None:
-        self.url, self.chapters, self.sample_rate = url, chapters, sample_rate
+    def __init__(self, url: str, chapters: int, sentences: int, sample_rate: int) -> None:
+        self.url, self.chapters, self.sentences, self.sample_rate = url, chapters, sentences, sample_rate
         self.id = ""
         self.device_s_at_start = 0.0
         self.started = 0.0
 
     def start(self) -> None:
         body = {
-            "text": job_document(self.chapters),
+            "text": job_document(self.chapters, self.sentences),
             "input_format": "markdown",
             "format": "wav",
             "book_format": None,
@@ -114,8 +117,8 @@ class Job:
         }
 
 
-async def job_alone(url: str, seconds: float, sample_rate: int) -> dict[str, Any]:
-    job = Job(url, chapters=200, sample_rate=sample_rate)
+async def job_alone(url: str, seconds: float, sentences: int, sample_rate: int) -> dict[str, Any]:
+    job = Job(url, chapters=200, sentences=sentences, sample_rate=sample_rate)
     await asyncio.to_thread(job.start)
     await asyncio.sleep(seconds)
     state = await asyncio.to_thread(job.state)
@@ -142,13 +145,13 @@ async def live_level(url: str, pid: int, concurrency: int, sample_rate: int) -> 
 async def rounds(args: argparse.Namespace, server: Server) -> dict[str, Any]:
     url, pid = server.url, server.process.pid
     await live_level(url, pid, 1, args.sample_rate)  # warm the voice and the paths
-    idle = await job_alone(url, args.idle_s, args.sample_rate)
+    idle = await job_alone(url, args.idle_s, args.chapter_sentences, args.sample_rate)
     alone: list[dict[str, Any]] = []
     beside: list[dict[str, Any]] = []
     loaded: list[dict[str, Any]] = []
     for _ in range(args.rounds):
         alone.append(await live_level(url, pid, args.concurrency, args.sample_rate))
-        job = Job(url, chapters=200, sample_rate=args.sample_rate)
+        job = Job(url, chapters=200, sentences=args.chapter_sentences, sample_rate=args.sample_rate)
         await asyncio.to_thread(job.start)
         await asyncio.sleep(args.job_lead_s)  # the job is rendering when the live level starts
         beside.append(await live_level(url, pid, args.concurrency, args.sample_rate))
@@ -213,6 +216,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--idle-s", type=float, default=20.0, help="how long the job runs alone")
     p.add_argument("--job-lead-s", type=float, default=2.0, help="the job's head start before a live level")
     p.add_argument("--sample-rate", type=int, default=16000, help="live streams' and the job's rate")
+    p.add_argument(
+        "--chapter-sentences",
+        type=int,
+        default=None,
+        help="sentences per chapter (progress moves by chapters); default 4 on the stand-in, 1 on the CPU demo",
+    )
     p.add_argument("--admission", choices=("auto", "on", "off"), default="auto")
     p.add_argument("--quick", action="store_true", help="one round of 8 streams, 8 s alone")
     p.add_argument(
@@ -221,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.concurrency, args.rounds, args.idle_s = 8, 1, 8.0
+    if args.chapter_sentences is None:
+        args.chapter_sentences = 4 if args.target == "standin" else 1
     out = args.out or ROOT / "bench" / "results" / "jobs_beside_live" / f"{args.target}.json"
     with tempfile.TemporaryDirectory(prefix="bench-jobs-") as tmp:
         server = start(args, Path(tmp))
@@ -237,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             "concurrency": args.concurrency,
             "rounds": args.rounds,
             "sample_rate": args.sample_rate,
+            "chapter_sentences": args.chapter_sentences,
+            "idle_s": args.idle_s,
             "summary": summary,
             **result,
         },
