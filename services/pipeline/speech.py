@@ -164,11 +164,14 @@ class SpeechService:
         self.library = library  # custom voices and per-request references; None: neither is offered
         self.continuity = continuity  # remembers finished requests and stitches; None: neither is offered
 
-    async def check_available(self, *, admit: bool = True, key_id: str | None = None) -> None:
+    async def check_available(
+        self, *, admit: bool = True, key_id: str | None = None, live: bool = True
+    ) -> None:
         """Refuse while the GPU is faulted, the model not ready or first audio backlogged; then, with `admit`,
         ask admission for a new stream of the key `key_id`. A check that starts no stream (a socket validating its
         voice at connect) passes `admit=False`: admission counts every stream it lets in, and its ramp refuses past
-        32 a second."""
+        32 a second. A background request (`live=False`: a job's chapter) is never refused for load: it waits for
+        device time live streams leave (services/device/background.py)."""
         if self.gpu_faults is not None and self.gpu_faults.tripped:
             raise SynthesisError(
                 "GPU_FAULT",
@@ -181,6 +184,8 @@ class SpeechService:
                 f"The model is not ready yet (state: {self.models.state_name}); retry shortly.",
                 retry_after=5,
             )
+        if not live:
+            return
         BACKLOG.check(
             self.settings.access.shed_first_audio_s
         )  # SERVER_OVERLOADED before queueing behind a backlog
@@ -346,9 +351,7 @@ class SpeechService:
             self.check_text_length(speech.text)
         except SynthesisError as exc:
             raise _renamed(exc, speech.text_field) from None
-        # A background request (a job's chapter) is never refused for load: it waits for device time live streams
-        # leave (services/device/background.py), so it does not ask admission.
-        await self.check_available(admit=speech.work_class == "live", key_id=key_id)
+        await self.check_available(key_id=key_id, live=speech.work_class == "live")
         if speech.reference_audio is not None and check_balance is not None:
             await check_balance()  # a key without credits never reaches the decoder or the encoder
         unstitched = voice = await self.voice(speech, key_id)
