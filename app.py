@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("app")
 
 from services.deployment.modal_deployment import (  # noqa: E402 - deploy-time config and the container's lifecycle
+    JOBS_PATH,
     MODELS_PATH,
     SPOOL_PATH,
     VLLM_CACHE_PATH,
@@ -102,7 +103,9 @@ models_volume = modal.Volume.from_name(MODAL.volume)
 # Each container spools to its own file (named by its Modal task id) on this shared Volume; a starting container
 # adopts the files of containers that are gone (services/usage/request_spool.py). Created on first deploy.
 spool_volume = modal.Volume.from_name(f"{MODAL.app_name}-request-spool", create_if_missing=True)
-VOLUMES: dict[str, Any] = {MODELS_PATH: models_volume, SPOOL_PATH: spool_volume}
+# Long-form jobs' chapter files and books (services/jobs): a replacement container resumes a job from them.
+jobs_volume = modal.Volume.from_name(f"{MODAL.app_name}-jobs", create_if_missing=True)
+VOLUMES: dict[str, Any] = {MODELS_PATH: models_volume, SPOOL_PATH: spool_volume, JOBS_PATH: jobs_volume}
 if MODAL.vllm_cache_volume:
     VOLUMES[VLLM_CACHE_PATH] = modal.Volume.from_name(MODAL.vllm_cache_volume, create_if_missing=True)
 SECRETS = [modal.Secret.from_name(name) for name in MODAL.secrets]
@@ -144,6 +147,12 @@ class _AppFactory:
 _create_app = _AppFactory()
 
 
+def _commit_volumes() -> None:
+    """What the container wrote that another must see: the request-log spool and the jobs' files."""
+    spool_volume.commit()
+    jobs_volume.commit()
+
+
 @app.cls(**CLS_OPTIONS)
 @modal.concurrent(**CONCURRENCY)
 class TTSService:
@@ -160,7 +169,7 @@ class TTSService:
 
     @modal.enter(snap=SNAPSHOTS)
     def prepare(self) -> None:
-        self.host = ContainerLifecycle(MODAL, app_factory=_create_app, volume_commit=spool_volume.commit)
+        self.host = ContainerLifecycle(MODAL, app_factory=_create_app, volume_commit=_commit_volumes)
         self.host.prepare()
 
     @modal.enter(snap=GPU_SNAPSHOT)

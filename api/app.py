@@ -16,13 +16,26 @@ from api.deps import Services, check_upload_credentials
 from api.dialects.cartesia import http as cartesia_http
 from api.dialects.cartesia import messages as cartesia_messages
 from api.dialects.cartesia import routes as cartesia_routes
+from api.dialects.elevenlabs import dialogue as elevenlabs_dialogue
 from api.dialects.elevenlabs import http as elevenlabs_http
 from api.dialects.elevenlabs import messages as elevenlabs_messages
+from api.dialects.elevenlabs import pronunciation as elevenlabs_pronunciation
 from api.dialects.elevenlabs import routes as elevenlabs_routes
 from api.dialects.http_errors import DialectErrorsMiddleware
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimitMiddleware, HttpMetricsMiddleware, RequestIdMiddleware
-from api.routes import debug, health, normalize, openai_compat, playground, tts, voice_pinning, voices, ws
+from api.routes import (
+    debug,
+    health,
+    jobs,
+    normalize,
+    openai_compat,
+    playground,
+    tts,
+    voice_pinning,
+    voices,
+    ws,
+)
 from api.socket_guard import CoolingGate
 from core.clone import MAX_REFERENCE_BYTES
 from services.access import AccessServices
@@ -30,8 +43,10 @@ from services.continuity import Continuity
 from services.deployment.metrics_push import MetricsPusher
 from services.deployment.pin_voices import warmup_step_for
 from services.deployment.runtime import ModelRuntime
+from services.jobs import JobService
 from services.pipeline.gpu_faults import GpuFaultDetector
 from services.pipeline.speech import SpeechService
+from services.pronunciation import PronunciationDictionaries
 from services.voice_library import VoiceLibrary
 from shared.logging import configure_logging
 from shared.settings import APP_VERSION, Settings, get_settings, unknown_variables
@@ -47,6 +62,7 @@ MAX_UPLOAD_BYTES = MAX_REFERENCE_BYTES + 64 * 1024
 DIALECT_HTTP_ROUTES = (
     re.compile(r"POST /v1/text-to-speech/[^/]+(/stream)?(/with-timestamps)?"),
     re.compile(r"POST /tts/(sse|bytes)"),
+    re.compile(r"POST /v1/pronunciation-dictionaries/add-from-(rules|file)"),
 )
 
 
@@ -112,6 +128,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        wyoming = None
+        if settings.wyoming.wyoming_enabled:  # Home Assistant's protocol on its own TCP port (api/wyoming)
+            from api.wyoming import WyomingServer, check_settings
+
+            check_settings(settings)  # a bind it refuses fails start-up before anything else starts
+            wyoming = app.state.wyoming = WyomingServer(app.state.services)
         if not settings.access.auth_enabled:
             logger.warning("AUTHENTICATION IS DISABLED (TTS_AUTH_ENABLED=false): anyone can use this server")
         elif runtime.checkpoint is not None:  # loaded before the app (Modal): the checkpoint is known now
@@ -123,13 +145,22 @@ def create_app(
         if runtime.state.value == "starting":
             load_task = asyncio.create_task(start_runtime(), name="runtime-start")
         app.state.load_task = load_task
+        if wyoming is not None:
+            await wyoming.start()
+        if job_service is not None:
+            await job_service.start()
         try:
             yield
         finally:
+            if job_service is not None:  # running chapters are cut (refunded) and their leases given up
+                await job_service.close()
+            if wyoming is not None:  # its unfinished requests settle before the request log closes
+                await wyoming.stop()
             if load_task is not None and not load_task.done():
                 load_task.cancel()
             await library.close()
             await continuity.close()
+            await dictionaries.close()
             await access.close()
             if pusher is not None:  # after the request log's flush (its counters), before the engine goes
                 await pusher.aclose()
@@ -151,12 +182,17 @@ def create_app(
     )
     library = VoiceLibrary.from_settings(settings, runtime, runtime, access.databases)
     continuity = Continuity.from_settings(settings, runtime, access.databases)
+    dictionaries = PronunciationDictionaries.from_settings(settings, access.databases)
+    speech = SpeechService(runtime, settings, gpu_faults, library, continuity, dictionaries)
+    job_service = JobService.from_settings(settings, speech, access) if settings.jobs.jobs_enabled else None
     app.state.services = Services(
         settings=settings,
         runtime=runtime,
         access=access,
         library=library,
-        speech=SpeechService(runtime, settings, gpu_faults, library, continuity),
+        speech=speech,
+        dictionaries=dictionaries,
+        jobs=job_service,
     )
     install_error_handlers(app)
     if settings.deployment.playground_enabled:
@@ -170,8 +206,11 @@ def create_app(
         voice_pinning.router,
         voices.router,
         ws.router,
+        jobs.router,
         elevenlabs_routes.router,
         elevenlabs_http.router,
+        elevenlabs_dialogue.router,
+        elevenlabs_pronunciation.router,
         cartesia_routes.router,
         cartesia_http.router,
     ):
@@ -180,11 +219,20 @@ def create_app(
         BodySizeLimitMiddleware,
         max_bytes=MAX_BODY_BYTES,
         timeout_s=settings.limits.body_timeout_s,
-        uploads={("POST", "/v1/audio/voices"): MAX_UPLOAD_BYTES},
+        uploads={
+            ("POST", "/v1/audio/voices"): MAX_UPLOAD_BYTES,
+            ("POST", "/v1/tts/jobs"): settings.jobs.jobs_max_upload_mb * 2**20,
+        },
         check_credentials=check_upload_credentials,
         authenticated={
             ("POST", path)
-            for path in ("/v1/audio/voices", "/v1/tts/generate", "/v1/audio/speech", "/v1/tts/normalize")
+            for path in (
+                "/v1/audio/voices",
+                "/v1/tts/generate",
+                "/v1/audio/speech",
+                "/v1/tts/normalize",
+                "/v1/tts/jobs",
+            )
         },
         authenticated_patterns=DIALECT_HTTP_ROUTES,
         hints={

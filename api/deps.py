@@ -21,7 +21,9 @@ from api.errors import ApiError
 from services.access import AccessGrant, AccessServices, Authenticator
 from services.deployment.runtime import ModelRuntime
 from services.errors import ServiceError
+from services.jobs import JobService
 from services.pipeline.speech import SpeechService
+from services.pronunciation import PronunciationDictionaries
 from services.voice_library import Caller, VoiceLibrary
 from shared.settings import Settings
 
@@ -35,6 +37,8 @@ class Services:
     access: AccessServices
     speech: SpeechService
     library: VoiceLibrary
+    dictionaries: PronunciationDictionaries | None = None  # None: this server keeps none
+    jobs: JobService | None = None  # None: jobs disabled (TTS_JOBS_ENABLED=false)
 
 
 def services_of(connection: HTTPConnection) -> Services:

@@ -11,9 +11,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from api.pronunciation_schemas import LexiconField
 from api.stitching import StitchingFields
+from api.voice_attributes import VoiceAttributeFields
 from audio.encoders import FORMATS, supported_rates
 from core.streaming import LatencyPreference
+from processing.voice_description import VoiceAttributes, VoiceDescription, describe_voice
 from services.pipeline.speech import SpeechRequest
 from services.pipeline.synthesis import SamplingOptions
 from services.voice_library import MAX_TRANSCRIPT_CHARS
@@ -105,8 +108,10 @@ SPEED_DESCRIPTION = (
     "a time-stretch for the rest of the way; every other voice is time-stretched (see README, Speed)."
 )
 INSTRUCTIONS_DESCRIPTION = (
-    "Accepted for compatibility and ignored: Spark-TTS has no instruction-following input "
-    "(use a voice, `speed`, or emotion tags such as [excited] in the text)."
+    "A voice description in English: words naming gender (male, woman, ...), pitch (low, deep, high-pitched, "
+    "...) and speed (slow, fast, ...) create a voice from those labels, as `gender`, `pitch` and `speed_level` do "
+    "(those fields win where both name one). X-Voice-Description says what was understood, "
+    "X-Voice-Description-Ignored the words that were not (docs/api/voice-attributes.md)."
 )
 Latency = LatencyPreference  # the streaming decoder's own names (core/streaming.py)
 LATENCY_DESCRIPTION = (
@@ -205,7 +210,9 @@ class SamplingFields(BaseModel):
         )
 
 
-class TTSGenerateRequest(SamplingFields, StitchingFields, LanguageField, IgnoredFields):
+class TTSGenerateRequest(
+    SamplingFields, StitchingFields, LanguageField, LexiconField, VoiceAttributeFields, IgnoredFields
+):
     """`POST /v1/tts/generate`; unknown fields are ignored and named in X-Ignored-Fields (IgnoredFields)."""
 
     model_config = ConfigDict(
@@ -305,6 +312,11 @@ class TTSGenerateRequest(SamplingFields, StitchingFields, LanguageField, Ignored
                 "conflict",
                 "send either 'speaker' (a voice) or 'reference_audio' (a recording to clone), not both",
             )
+        if any(info.data.get(name) is not None for name in ("gender", "pitch", "speed_level")):
+            raise PydanticCustomError(
+                "conflict",
+                "send either voice attributes (gender, pitch, speed_level) or 'reference_audio', not both",
+            )
         decode_reference(value)
         return value
 
@@ -340,7 +352,9 @@ class TTSGenerateRequest(SamplingFields, StitchingFields, LanguageField, Ignored
             latency=self.latency,
             reference_audio=None if self.reference_audio is None else decode_reference(self.reference_audio),
             reference_text=self.reference_text,
+            voice_attributes=self.voice_attributes(),
             timestamps=self.timestamps or ("word" if self.captions else None),
+            lexicon=self.to_lexicon(),
             **self.stitching(),
         )
 
@@ -371,7 +385,9 @@ class OpenAIVoiceRef(BaseModel):
     id: str = Field(..., min_length=1, max_length=128)
 
 
-class OpenAISpeechRequest(SamplingFields, StitchingFields, LanguageField, IgnoredFields):
+class OpenAISpeechRequest(
+    SamplingFields, StitchingFields, LanguageField, LexiconField, VoiceAttributeFields, IgnoredFields
+):
     """`POST /v1/audio/speech`, OpenAI-compatible, plus this service's sampling fields (`seed`, `temperature`,
     `top_k`, `top_p`, `max_tokens`, `repetition_penalty`), `stream`, `latency`, `language` and the stitching fields
     (`previous_request_ids`, `previous_text`, `next_text`); other unknown fields are ignored and named in
@@ -439,11 +455,23 @@ class OpenAISpeechRequest(SamplingFields, StitchingFields, LanguageField, Ignore
             return True
         return self.stream if self.stream is not None else self.response_format != "wav"
 
+    def described(self) -> VoiceDescription | None:
+        """What `instructions` says about the voice (None without instructions)."""
+        return None if self.instructions is None else describe_voice(self.instructions)
+
+    def requested_attributes(self) -> VoiceAttributes | None:
+        """The fields' attributes over those `instructions` names."""
+        fields = VoiceAttributes(self.gender, self.pitch, self.speed_level)
+        described = self.described()
+        merged = fields if described is None else fields.merged(described.attributes)
+        return merged if merged.named else None
+
     def to_speech_request(self, settings: Settings) -> SpeechRequest:
         """At 24 kHz (as OpenAI answers), with the deployment's sampling defaults under the request's fields."""
         return SpeechRequest(
             text=self.input,
             voice=self.voice_name,
+            voice_attributes=self.requested_attributes(),
             audio_format=self.response_format,
             sample_rate=OPENAI_SAMPLE_RATE,
             sampling=self.to_sampling(settings),
@@ -453,5 +481,6 @@ class OpenAISpeechRequest(SamplingFields, StitchingFields, LanguageField, Ignore
             voice_field="voice",
             latency=self.latency,
             timestamps=self.timestamps,
+            lexicon=self.to_lexicon(),
             **self.stitching(),
         )

@@ -13,6 +13,7 @@ from pydantic_core import PydanticCustomError
 from starlette.datastructures import UploadFile
 
 from api.errors import ApiError, body_validation_error
+from api.voice_attributes import Level
 from core.clone import ReferenceTokens
 from services.voice_library import (
     MAX_CONSENT_CHARS,
@@ -205,3 +206,32 @@ class VoiceView(BaseModel):
         if self.owner_key_id is not None:
             entry["owner_key_id"] = self.owner_key_id
         return entry
+
+
+DESIGN_SAMPLE = "Hello! This is the voice I was created with."
+
+
+class VoiceDesign(BaseModel):
+    """`POST /v1/audio/voices/design`: create a voice from Spark-TTS's labels, speak `text` once in it, and keep its
+    32 global tokens under `name` (a custom voice: the same voice every time it is used)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., description=f"Display name, 1-{MAX_NAME_CHARS} characters.")
+    gender: Literal["female", "male"] = Field(..., description="female or male.")
+    pitch: Level = Field("moderate", description="very_low, low, moderate, high or very_high.")
+    speed_level: Level = Field("moderate", description="very_low, low, moderate, high or very_high.")
+    text: str = Field(
+        DESIGN_SAMPLE, min_length=1, max_length=300, description="What the voice says while it is created."
+    )
+    seed: int | None = Field(
+        None, ge=0, le=2**31 - 1, description="Seed of that one generation (another seed, another voice)."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str | None:
+        return _checked(value, "name")
+
+    def to_new_voice(self) -> NewVoice:
+        return NewVoice(name=self.name)

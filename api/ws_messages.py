@@ -17,6 +17,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from api.errors import ApiError
+from api.pronunciation_schemas import LexiconField
 from api.schemas import (
     LATENCY_DESCRIPTION,
     MAX_TEXT_CHARS,
@@ -28,6 +29,7 @@ from api.schemas import (
     output_rate_for,
     reject_control_characters,
 )
+from api.voice_attributes import VoiceAttributeFields
 from services.pipeline.speech import SpeechRequest
 from shared.settings import Settings
 
@@ -36,7 +38,7 @@ MESSAGE_TYPES = ("start", "text", "flush", "end", "cancel", "ping")
 _HTTP_ONLY_FIELDS = ("stream", "chunking")
 
 
-class StartMessage(SamplingFields):
+class StartMessage(SamplingFields, LexiconField, VoiceAttributeFields):
     """`start`: opens an utterance. Sampling fields as in POST /v1/tts/generate."""
 
     model_config = ConfigDict(extra="forbid")
@@ -73,6 +75,7 @@ class StartMessage(SamplingFields):
         "aligned piece.",
     )
     text: str | None = Field(None, max_length=MAX_TEXT_CHARS, description="First text of the utterance.")
+    ssml: bool = Field(False, description="Read the utterance's text as SSML (docs/api/ssml.md).")
 
     @field_validator("text")
     @classmethod
@@ -100,6 +103,7 @@ class StartMessage(SamplingFields):
         return SpeechRequest(
             text="",
             voice=self.speaker or self.voice,
+            voice_attributes=self.voice_attributes(),
             audio_format=self.format,
             sample_rate=self.output_rate(),
             sampling=self.to_sampling(settings),
@@ -110,6 +114,8 @@ class StartMessage(SamplingFields):
             latency=self.latency,
             normalize_verbose=self.normalize_verbose,
             timestamps=self.timestamps,
+            ssml=self.ssml,
+            lexicon=self.to_lexicon(),
         )
 
 

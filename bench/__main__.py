@@ -57,6 +57,10 @@ BENCHES: dict[str, Bench] = {
     "clone": Bench(
         "bench_clone.py", "voice-cloning encode at the released size, and the cache hit", suite=True
     ),
+    "cpu_engine": Bench(
+        "bench_cpu_engine.py",
+        "the transformers engine on a CPU at the released size: ids/s, real-time factor",
+    ),
     "first_chunk": Bench(
         "bench_first_chunk.py", "what a short first chunk costs in accuracy (released BiCodec)"
     ),

@@ -1,10 +1,17 @@
-"""The SSML subset ElevenLabs documents, read when a client sets `enable_ssml_parsing=true`.
+"""The SSML subset every route that takes text reads (`looks_like_ssml` says when the HTTP routes do; ElevenLabs'
+sockets when a client sets `enable_ssml_parsing=true`; Cartesia's always); docs/api/ssml.md is the user's page.
 
 - `<break time="1.5s"/>` (or `"500ms"`) is a pause of that length, at most `MAX_BREAK_S` (ElevenLabs' cap); a break
   with `strength` instead takes SSML's usual lengths (none 0 ... x-strong 1 s), a bare `<break/>` half a second.
+- `<p>` and `<s>` start a paragraph or sentence: a pause (`PARAGRAPH_S`, `SENTENCE_S`) after text already spoken.
+- `<sub alias="...">text</sub>` speaks the alias; `<say-as interpret-as="...">` (and Cartesia's `<spell>`) spells
+  out the forms the normaliser knows (`say_as`): cardinal/number, ordinal, characters/spell-out, digits,
+  telephone; date, time and any other form are spoken as written (the normaliser reads dates and times).
+- `<prosody rate="...">` is a speed (`prosody_rate`); only a rate around all the spoken text is used, as the
+  request's speed (`SsmlParser.uniform_rate`): the audio chain has one speed per request.
 - `<phoneme alphabet="..." ph="...">word</phoneme>` is read as its word: Spark-TTS takes no phoneme input.
-- Every other tag (`<speak>`, `<prosody>`, `<emphasis>`, `<say-as>`, `<sub>`, `<voice>`, `<lang>`, ...) is dropped
-  and its text kept; XML entities (`&amp;`, `&lt;`) are decoded.
+- Every other tag (`<speak>`, `<emphasis>`, `<voice>`, `<lang>`, unknown ones) is dropped and its text kept;
+  XML entities (`&amp;`, `&lt;`) are decoded.
 
 Text that arrives in pieces (a WebSocket) is read by `SsmlReader` before it is cut into sentences, so a tag split
 across pieces or longer than a cut is never spoken or charged as text.
@@ -25,15 +32,25 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from processing import numbers_en
+
 MAX_BREAK_S = 3.0
 # Break silence one API key may add a minute, all its requests together (refilled evenly: a token bucket).
 MAX_BREAK_S_PER_MINUTE = 120.0
 BARE_BREAK_S = 0.5
 STRENGTH_S = {"none": 0.0, "x-weak": 0.1, "weak": 0.25, "medium": 0.5, "strong": 0.75, "x-strong": 1.0}
 
+# The pause `<p>` and `<s>` make between spoken texts (SSML's "strong" and "weak" boundaries).
+PARAGRAPH_S = STRENGTH_S["strong"]
+SENTENCE_S = STRENGTH_S["weak"]
+# `<prosody rate>` keywords as speed factors.
+RATE_WORDS = {"x-slow": 0.5, "slow": 0.75, "medium": 1.0, "default": 1.0, "fast": 1.25, "x-fast": 1.5}
+
 _TAG = re.compile(r"<\s*(/?)\s*([A-Za-z][\w:.-]*)((?:[^<>\"']|\"[^\"]*\"|'[^']*')*)>")
 _TIME = re.compile(r"""\btime\s*=\s*["']\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s)\s*["']""", re.I)
 _STRENGTH = re.compile(r"""\bstrength\s*=\s*["']\s*([\w-]+)\s*["']""", re.I)
+_RATE = re.compile(r"([+-]?)(\d+(?:\.\d+)?|\.\d+)\s*(%?)")
+_SSML_HINT = re.compile(r"^\s*<\s*speak\b|<\s*(?:break|sub|say-as|prosody|phoneme)\b", re.I)
 
 
 # The start of a tag still waiting for its ">" ("<", "</", "<break time=..."), or of an entity waiting for its ";".
@@ -54,51 +71,190 @@ def break_seconds(attributes: str) -> float:
     return min(max(value, 0.0), MAX_BREAK_S)
 
 
+class SsmlParser:
+    """SSML read in order, possibly over several calls to `feed` (each ending outside any tag): text pieces and
+    pauses (seconds). Keeps what spans calls: an open `<sub>` or `<say-as>`, the `<prosody>` rates in force, and
+    whether any text was spoken yet (`<p>`/`<s>` pause only between texts)."""
+
+    def __init__(self) -> None:
+        self._held: tuple[str, str | None] | None = (
+            None  # an open <sub>/<say-as>/<spell>: (name, say-as form)
+        )
+        self._held_text = ""
+        self._rates: list[float | None] = []  # the <prosody> elements open, innermost last (None: no rate)
+        self._spoken = False
+        self.spoken_rates: set[float | None] = set()  # the rate in force at each spoken text (None: none)
+
+    @property
+    def uniform_rate(self) -> float | None:
+        """The one `<prosody rate>` all spoken text was inside, if there is one (module doc)."""
+        if len(self.spoken_rates) == 1:
+            return next(iter(self.spoken_rates))
+        return None
+
+    def feed(self, text: str) -> list[str | float]:
+        out: list[str | float] = []
+        position = 0
+        for tag in _TAG.finditer(text):
+            self._text(html.unescape(text[position : tag.start()]), out)
+            position = tag.end()
+            self._tag(
+                tag.group(1) == "/", tag.group(2).lower(), tag.group(3), tag.group(0).endswith("/>"), out
+            )
+        self._text(html.unescape(text[position:]), out)
+        return _merged(out)
+
+    def finish(self) -> list[str | float]:
+        """The end: an unclosed `<sub>` or `<say-as>` speaks what it held, as written."""
+        out: list[str | float] = []
+        if self._held is not None:
+            held, self._held = self._held_text, None
+            self._held_text = ""
+            self._text(held, out)
+        return _merged(out)
+
+    def _text(self, text: str, out: list[str | float]) -> None:
+        if not text:
+            return
+        if self._held is not None:
+            if self._held[0] != "sub":
+                self._held_text += text
+                if len(self._held_text) > MAX_TAG_CHARS:  # too long for a say-as: spoken as written
+                    self._held, held, self._held_text = None, self._held_text, ""
+                    self._text(held, out)
+            return  # a <sub alias>'s own text is not spoken
+        if any(c.isalnum() for c in text):
+            self._spoken = True
+            self.spoken_rates.add(self._rates[-1] if self._rates else None)
+        out.append(text)
+
+    def _tag(self, closing: bool, name: str, attributes: str, empty: bool, out: list[str | float]) -> None:
+        if self._held is not None:
+            if closing and name == self._held[0]:
+                held_name, form = self._held
+                text, self._held, self._held_text = self._held_text, None, ""
+                if held_name != "sub":
+                    self._text(say_as(form, text), out)
+            return  # tags inside a <sub> or <say-as> are dropped
+        if name == "break" and not closing:
+            out.append(break_seconds(attributes))
+        elif name in ("p", "s") and not closing and self._spoken:
+            out.append(PARAGRAPH_S if name == "p" else SENTENCE_S)
+        elif name == "sub" and not closing and not empty:
+            alias = _attribute(attributes, "alias")
+            if alias is not None:
+                self._text(alias, out)
+                self._held = ("sub", None)
+        elif name == "say-as" and not closing and not empty:
+            self._held = ("say-as", _attribute(attributes, "interpret-as"))
+        elif name == "spell" and not closing and not empty:  # Cartesia's spelling tag
+            self._held = ("spell", "characters")
+        elif name == "prosody" and not empty:
+            if closing:
+                if self._rates:
+                    self._rates.pop()
+            else:
+                self._rates.append(prosody_rate(_attribute(attributes, "rate")))
+
+
 def parse_ssml(text: str) -> list[str | float]:
     """Text pieces and pauses (seconds) in order: no empty text, no zero pause, neighbours of one kind merged."""
-    out: list[str | float] = []
+    parser = SsmlParser()
+    return _merged(parser.feed(text) + parser.finish())
 
-    def add(item: str | float) -> None:
+
+def looks_like_ssml(text: str) -> bool:
+    """Whether a route that takes plain text or SSML reads `text` as SSML: it starts with `<speak` or holds one of
+    the tags of this module (`<break`, `<sub`, `<say-as`, `<prosody`, `<phoneme`). Plain text costs one `in`."""
+    return "<" in text and _SSML_HINT.search(text) is not None
+
+
+def _merged(items: list[str | float]) -> list[str | float]:
+    out: list[str | float] = []
+    for item in items:
         if isinstance(item, str):
             if not item:
-                return
+                continue
             if out and isinstance(out[-1], str):
                 out[-1] += item
-                return
+                continue
         elif item <= 0:
-            return
+            continue
         elif out and isinstance(out[-1], float):
             out[-1] = min(out[-1] + item, MAX_BREAK_S)
-            return
+            continue
         out.append(item)
-
-    position = 0
-    for tag in _TAG.finditer(text):
-        add(html.unescape(text[position : tag.start()]))
-        position = tag.end()
-        closing, name, attributes = tag.group(1), tag.group(2).lower(), tag.group(3)
-        if name == "break" and not closing:
-            add(break_seconds(attributes))
-    add(html.unescape(text[position:]))
     return out
 
 
+def _attribute(attributes: str, name: str) -> str | None:
+    found = re.search(rf"""(?:^|\s){re.escape(name)}\s*=\s*(?:"([^"]*)"|'([^']*)')""", attributes, re.I)
+    if found is None:
+        return None
+    return html.unescape(found.group(1) if found.group(1) is not None else found.group(2))
+
+
+def prosody_rate(value: str | None) -> float | None:
+    """`<prosody rate>` as a speed factor: a keyword, a percentage ("150%" of normal, "+20%"/"-10%" relative) or
+    a plain factor ("1.2"); None when absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if value in RATE_WORDS:
+        return RATE_WORDS[value]
+    found = _RATE.fullmatch(value)
+    if found is None:
+        return None
+    sign, number, percent = found.group(1), float(found.group(2)), found.group(3)
+    if percent:
+        factor = 1.0 + (number if sign == "+" else -number) / 100.0 if sign else number / 100.0
+    else:
+        factor = number
+    return factor if factor > 0 else None
+
+
+def say_as(interpret_as: str | None, text: str) -> str:
+    """`<say-as>`'s text as words where the form is one the normaliser reads the same way (module doc); any other
+    form, or text that is not of the form, is spoken as written (the normaliser still reads it)."""
+    kind = (interpret_as or "").strip().lower()
+    raw = text.strip()
+    compact = raw.replace(",", "").replace("_", "")
+    if kind in ("cardinal", "number") and re.fullmatch(r"-?\d{1,15}", compact):
+        value = int(compact)
+        return ("minus " if value < 0 else "") + numbers_en.cardinal(abs(value))
+    if kind == "ordinal":
+        found = re.fullmatch(r"(\d{1,15})(?:st|nd|rd|th)?\.?", compact, re.I)
+        if found:
+            return numbers_en.ordinal(int(found.group(1)))
+    if kind in ("characters", "spell-out", "verbatim", "letters"):
+        return " ".join(
+            numbers_en.digits(c) if c.isascii() and c.isdigit() else c for c in raw if not c.isspace()
+        )
+    if kind in ("digits", "telephone"):
+        groups = re.findall(r"\d+", raw)
+        if groups:
+            return ", ".join(numbers_en.digits(group) for group in groups)
+    return raw
+
+
 class SsmlReader:
-    """SSML arriving in pieces: `push` returns the items (`parse_ssml`) of everything up to an unfinished tag or
-    entity at the end, which waits for the next piece; `flush` returns the rest (an unclosed "<" is text)."""
+    """SSML arriving in pieces: `push` returns the items (`SsmlParser.feed`) of everything up to an unfinished tag
+    or entity at the end, which waits for the next piece; `flush` returns the rest (an unclosed "<" is text, an
+    unclosed `<say-as>` is spoken as written)."""
 
     def __init__(self) -> None:
         self._carry = ""
+        self._parser = SsmlParser()
 
     def push(self, piece: str) -> list[str | float]:
         text = self._carry + piece
         cut = _unfinished_start(text)
         self._carry = text[cut:]
-        return parse_ssml(text[:cut])
+        return self._parser.feed(text[:cut])
 
     def flush(self) -> list[str | float]:
         text, self._carry = self._carry, ""
-        return parse_ssml(text)
+        return _merged(self._parser.feed(text) + self._parser.finish())
 
 
 def _unfinished_start(text: str) -> int:

@@ -153,6 +153,22 @@ DEMO_MODEL = Gauge(
 MODEL_LOAD_SECONDS = Gauge(
     f"{PREFIX}_model_load_seconds", "Seconds spent loading models at start-up.", registry=REGISTRY
 )
+# Idle sleep (TTS_IDLE_SLEEP_S; services/deployment/idle_sleep.py): 1 on the current state (awake, falling_asleep,
+# asleep, waking), 0 on the others; a wake's duration (the first request after sleep waits this long); failed wakes.
+IDLE_SLEEP_STATE = Gauge(
+    f"{PREFIX}_idle_sleep_state", "1 on the device's idle-sleep state.", ["state"], registry=REGISTRY
+)
+IDLE_WAKE_SECONDS = Histogram(
+    f"{PREFIX}_idle_wake_seconds",
+    "Seconds a wake from idle sleep took (the extra latency of the first request after sleep).",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0),
+    registry=REGISTRY,
+)
+IDLE_WAKE_FAILURES = Counter(
+    f"{PREFIX}_idle_wake_failures",
+    "Wakes from idle sleep that failed (retried by the next request).",
+    registry=REGISTRY,
+)
 # The codec's CUDA graphs (services/device/graphs.py): captured at start-up within TTS_CODEC_GRAPH_BUDGET_S; planned
 # shapes not captured run eager (same audio, slower). state: planned, captured, failed.
 CODEC_GRAPHS = Gauge(

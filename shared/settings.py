@@ -126,7 +126,8 @@ class LLMSettings(_Group):
     )
     vllm_sleep_mode: bool = Field(
         False,
-        description="vLLM sleep mode (GPU): lets sleep()/wake_up() free and restore memory around snapshots.",
+        description="vLLM sleep mode (GPU): lets sleep()/wake_up() free and restore memory around snapshots "
+        "(on whenever TTS_IDLE_SLEEP_S is set).",
     )
     llm_priority_scheduling: bool = Field(
         True,
@@ -138,6 +139,13 @@ class LLMSettings(_Group):
         8,
         ge=1,
         description="transformers engine: requests generating at once (they take turns step by step).",
+    )
+    llm_grammar_head: bool = Field(
+        True,
+        description="transformers engine: compute logits only for the ids the Spark parser reads (semantic, "
+        "global, acoustic values, markers: ~13k of 166k rows), ~27% fewer weights read per step. A model that keeps to "
+        "the grammar (the released one, the demo) generates the same ids, greedy or seeded; other ids (text, which "
+        "the parser skips) can no longer be generated. false: the full head.",
     )
 
 
@@ -683,6 +691,30 @@ class ContinuitySettings(_Group):
     )
 
 
+class JobsSettings(_Group):
+    """Long-form jobs (POST /v1/tts/jobs): documents rendered chapter by chapter in the device's idle time."""
+
+    jobs_enabled: bool = Field(True, description="Serve the jobs routes and run this process's job worker.")
+    jobs_dir: Path = Field(
+        Path("var/jobs"),
+        description="Where jobs keep their chapter files and books (one folder per job), and their state in "
+        "jobs.sqlite3 when the service has no PostgreSQL (TTS_DATABASE_URL). On Modal: the jobs Volume.",
+    )
+    jobs_max_chars: int = Field(
+        2_000_000, ge=1, description="Longest document one job takes, in characters of its chapters' text."
+    )
+    jobs_max_upload_mb: int = Field(50, ge=1, description="Largest document file a job accepts (EPUB, text).")
+    jobs_max_concurrent: int = Field(
+        1, ge=1, description="Jobs this process renders at once (each renders one chapter at a time)."
+    )
+    jobs_lease_s: float = Field(
+        30.0,
+        gt=0,
+        description="A running job's lease, renewed while it runs: a process that dies leaves its job to another "
+        "(or to itself after a restart) once this has passed.",
+    )
+
+
 class DeploymentSettings(_Group):
     """The server process: address, logs, start-up, what it exposes, metrics."""
 
@@ -695,6 +727,13 @@ class DeploymentSettings(_Group):
     log_level: str = Field("INFO", description="Root log level.")
     log_json: bool = Field(True, description="Emit JSON log lines (false: plain text for a terminal).")
     warmup: bool = Field(True, description="Run one generation at start-up before reporting ready.")
+    idle_sleep_s: float = Field(
+        0.0,
+        ge=0,
+        description="After this many seconds without a request, free the device: vLLM sleeps (level 1, on a "
+        "GPU: this turns its sleep mode on) and the codec models move off it; the next request wakes it and waits (its "
+        "X-Wake-Ms header says how long). 0: never (docs/operate/idle-sleep.md).",
+    )
     pin_voices_at_start: bool = Field(
         False,
         description="After warm-up, pin every voice without stored global tokens (seed 0, the same on every "
@@ -745,6 +784,35 @@ class DeploymentSettings(_Group):
     )
 
 
+class WyomingSettings(_Group):
+    """The Wyoming server (Home Assistant's voice protocol, docs/guides/home-assistant.md)."""
+
+    wyoming_enabled: bool = Field(
+        False,
+        description="Start the Wyoming TCP server with the service (also `python -m api.wyoming` on its own).",
+    )
+    wyoming_host: str = Field(
+        "127.0.0.1",
+        description="Address the Wyoming server binds. Anything but loopback needs TTS_WYOMING_API_KEY: the "
+        "protocol has no authentication, so the server refuses to start on another address without a key.",
+    )
+    wyoming_port: int = Field(10200, ge=1, le=65535, description="Port the Wyoming server binds.")
+    wyoming_api_key: str = Field(
+        "",
+        description="The API key every Wyoming request runs as (its credits, limits and rate apply; its "
+        "requests are logged under it). Empty: requests run unkeyed, and only a loopback address may be bound.",
+    )
+    wyoming_sample_rate: Literal[16000, 24000] = Field(
+        16000,
+        description="Sample rate of the Wyoming audio (16-bit mono PCM): 16000 (the codec's own rate) or 24000.",
+    )
+    wyoming_zeroconf: bool = Field(
+        False,
+        description="Announce the Wyoming server over mDNS so Home Assistant discovers it (needs the `zeroconf` "
+        "package; without it a warning is logged and nothing is announced).",
+    )
+
+
 class Settings(BaseSettings):
     """All configuration, one group per concern. The settings table in the docs is generated from the groups."""
 
@@ -766,7 +834,9 @@ class Settings(BaseSettings):
     usage: UsageSettings = Field(default_factory=UsageSettings)
     voices: VoiceSettings = Field(default_factory=VoiceSettings)
     continuity: ContinuitySettings = Field(default_factory=ContinuitySettings)
+    jobs: JobsSettings = Field(default_factory=JobsSettings)
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
+    wyoming: WyomingSettings = Field(default_factory=WyomingSettings)
 
     @classmethod
     def settings_customise_sources(

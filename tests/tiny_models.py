@@ -1,10 +1,11 @@
 """Small codec models for tests: the steering fixtures' tiny BiCodec (../shared/fixtures/bicodec_tiny; a test that
 asks for it is skipped where the fixtures are absent), and random ones built here (the demo-size BiCodec decoder, a
-small AP-BWE)."""
+small AP-BWE), and a tiny random Qwen2 for the LLM engine."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
 from core.apbwe import RELEASED_CONFIG, APBWEConfig, SuperResolution, random_generator
 from core.bicodec import BiCodecDecoder
@@ -32,3 +33,22 @@ def small_sr(seed: int = 1) -> SuperResolution:
     """AP-BWE at the released layout, narrowed (16 channels, 2 ConvNeXt layers), random weights."""
     cfg = APBWEConfig.from_dict({**RELEASED_CONFIG, "ConvNeXt_channels": 16, "ConvNeXt_layers": 2})
     return SuperResolution(random_generator(cfg, seed=seed), cfg)
+
+
+def tiny_qwen2(vocab_size: int = 1000, seed: int = 0) -> torch.nn.Module:
+    """A random Qwen2 causal LM, two layers of hidden 64 (head_dim 64), tied embeddings, float32, eval mode."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        head_dim=64,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    return Qwen2ForCausalLM(config).eval()

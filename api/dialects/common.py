@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import Any, TypeVar
 
@@ -15,6 +16,8 @@ from starlette.websockets import WebSocketState
 from api.deps import Services
 from api.errors import ApiError
 from api.ws_connection import ContextError
+from processing.lexicon import DictionaryLocator
+from processing.voice_description import VoiceAttributes
 from services.access import AccessGate, ApiKeyRecord
 from services.errors import ServiceError
 from services.pipeline.speech import SpeechRequest
@@ -74,14 +77,19 @@ async def synthesis_request(
     voice_field: str = "voice",
     timestamps: str | None = None,
     admit: bool = True,
+    dictionaries: tuple[DictionaryLocator, ...] = (),
+    voice_attributes: VoiceAttributes | None = None,
 ) -> SynthesisRequest:
     """A context's settings (its text arrives later); an unknown voice or a server that is not ready raises
     ApiError with the public code. `timestamps` ("word" | "character"): the aligner's events reach the wire format.
-    `admit=False`: a check at connect that starts no stream, so admission neither counts nor refuses it."""
+    `admit=False`: a check at connect that starts no stream, so admission neither counts nor refuses it.
+    `dictionaries`: the key's pronunciation dictionaries whose alias rules the context's text gets.
+    `voice_attributes`: a voice created from gender / pitch / speed labels (the dialect's own field names)."""
     settings = services.settings
     speech = SpeechRequest(
         text="",
         voice=voice,
+        voice_attributes=voice_attributes,
         audio_format=audio_format,
         sample_rate=sample_rate,
         sampling=SamplingOptions.with_defaults(settings),
@@ -95,6 +103,9 @@ async def synthesis_request(
     try:
         await services.speech.check_available(admit=admit, key_id=key.key_id)
         resolved = await services.speech.voice(speech, key.key_id)
+        if dictionaries:
+            speech = replace(speech, dictionaries=dictionaries)
+            speech = replace(speech, lexicon=await services.speech.lexicon(speech, key.key_id))
     except ServiceError as exc:
         raise ApiError.from_service(exc) from None
     return services.speech.synthesis_request(speech, resolved, request_id="", key_id=key.key_id)

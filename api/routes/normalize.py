@@ -1,7 +1,7 @@
 """`POST /v1/tts/normalize`: what the model would be asked to speak, without generating audio.
 
-The same planning code path as synthesis (tags, normalisation, long-text chunking, the same limits), behind the
-same authentication and rate limits.
+The same planning code path as synthesis (SSML, alias rules in `lexicon`, tags, normalisation, long-text chunking,
+the same limits), behind the same authentication and rate limits.
 """
 
 from __future__ import annotations
@@ -10,18 +10,19 @@ import asyncio
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from api.deps import Grant, SettingsDep
 from api.errors import ApiError
+from api.pronunciation_schemas import LexiconField
 from api.schemas import MAX_TEXT_CHARS, check_text
 from processing.scripts import script_languages
-from services.pipeline.text_plan import plan_request_text
+from services.pipeline.markup import markup_for, plan_request
 
 router = APIRouter(tags=["tts"])
 
 
-class NormalizeRequest(BaseModel):
+class NormalizeRequest(LexiconField):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS, description="Text to normalise.")
@@ -42,8 +43,9 @@ async def normalize(body: NormalizeRequest, grant: Grant, settings: SettingsDep)
             f"Invalid 'text': at most {settings.limits.max_text_chars} characters.",
             param="text",
         )
+    markup = markup_for(body.text, body.to_lexicon())
     plan = await asyncio.to_thread(  # a refusal (SynthesisError) answers in the envelope through its handler
-        plan_request_text, body.text, settings, normalize=body.normalize, chunking=body.chunking
+        plan_request, body.text, settings, markup, normalize=body.normalize, chunking=body.chunking
     )
     return JSONResponse(
         {"normalized": plan.text, "languages": script_languages(plan.text), "chunks": plan.chunks},

@@ -25,12 +25,20 @@ async def speech(
     body: OpenAISpeechRequest, request: Request, service: Speech, grant: Grant, settings: SettingsDep
 ) -> Response:
     ignored = unknown_fields(body)
-    return name_ignored_fields(
+    response = name_ignored_fields(
         await respond(
             request, body.to_speech_request(settings), service, grant, sse=body.stream_format == "sse"
         ),
         ignored,
     )
+    described = body.described()
+    if described is not None:
+        # What `instructions` was read as (processing/voice_description.py), and the words it could not use.
+        attributes = described.attributes
+        response.headers["X-Voice-Description"] = attributes.header() or "none"
+        if described.ignored:
+            response.headers["X-Voice-Description-Ignored"] = described.ignored_header()[:1000]
+    return response
 
 
 def _model_list(runtime: Runtime) -> list[dict]:

@@ -64,6 +64,8 @@ def _response_headers(
         **(normalized_text_headers(plan.text) if speech.normalize_verbose else {}),
         "X-SR-Applied": "true" if opened.job.sr_applied else "false",
         "X-Voice": opened.voice.id,
+        # Only the requests that waited for the device to wake from idle sleep (TTS_IDLE_SLEEP_S): how long.
+        **({"X-Wake-Ms": str(round(opened.wake_ms))} if opened.wake_ms is not None else {}),
         **grant.headers,
     }
 

@@ -6,7 +6,7 @@ A custom voice is visible only to the API key that made it (others get 404); `X-
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -14,15 +14,25 @@ from fastapi.responses import JSONResponse
 from api.client_gone import until_client_leaves
 from api.deps import Library, OptionalVoiceCaller, Runtime, Speech, VoiceCallerDep
 from api.errors import ApiError
-from api.voice_schemas import AUDIO_FIELD, VoiceFromRequest, VoiceImport, VoiceUpload, VoiceView
+from api.voice_schemas import (
+    AUDIO_FIELD,
+    VoiceDesign,
+    VoiceFromRequest,
+    VoiceImport,
+    VoiceUpload,
+    VoiceView,
+)
 from core.clone import ReferenceTokens
-from services.pipeline.speech import SpeechService
+from processing.voice_description import VoiceAttributes
+from services.errors import ServiceError
+from services.pipeline.speech import SpeechRequest, SpeechService
+from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions
 from services.voice_library import VoiceLibrary, VoiceRecord
 
 router = APIRouter(tags=["voices"])
 MAX_PAGE = 100
 
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Bad field or reference audio (not audio, too short or long, silent)"},
     401: {"description": "Missing or invalid API key"},
     404: {"description": "No such voice for this key"},
@@ -125,6 +135,58 @@ async def keep_voice(
         )
     tokens = await speech.continuity.keep_voice_tokens(kept.from_request_id, key_id)
     return await library.import_voice(kept.to_new_voice(), ReferenceTokens(global_tokens=tokens), key_id)
+
+
+@router.post(
+    "/v1/audio/voices/design",
+    status_code=201,
+    responses=ERRORS,
+    summary="Create a custom voice from gender, pitch and speed labels (generated once, then kept)",
+)
+async def design_voice(
+    body: VoiceDesign, request: Request, caller: VoiceCallerDep, library: Library, speech: Speech
+) -> JSONResponse:
+    """One controllable generation of `text` in the labelled voice; its 32 global tokens become the voice, so every
+    later request in it sounds the same (a clone prompt with exactly those tokens)."""
+    if caller.key_id is None:
+        raise ApiError(
+            "FORBIDDEN",
+            "A voice belongs to the API key that creates it: send an API key "
+            "(Authorization: Bearer), not only the admin key.",
+            status=403,
+        )
+    if caller.check_balance is not None:
+        await caller.check_balance()
+    asked = SpeechRequest(
+        text=body.text,
+        voice=None,
+        voice_attributes=VoiceAttributes(body.gender, body.pitch, body.speed_level),
+        audio_format="pcm",
+        sample_rate=NATIVE_RATE,
+        sampling=SamplingOptions.with_defaults(speech.settings, seed=body.seed),
+        stream=False,
+    )
+    try:
+        opened = await speech.open(
+            asked, request_id=request.scope["state"]["request_id"], key_id=caller.key_id
+        )
+        await until_client_leaves(request.receive, opened.job.collect())
+    except ServiceError as exc:
+        raise ApiError.from_service(exc) from None
+    tokens = opened.job.global_tokens
+    if tokens is None:
+        raise ApiError(
+            "GENERATION_FAILED",
+            "The model did not produce a voice for this text; try another text or seed.",
+        )
+    record = await library.import_voice(
+        body.to_new_voice(), ReferenceTokens(global_tokens=tokens), caller.key_id
+    )
+    return JSONResponse(
+        VoiceView.of(record, admin=caller.admin).to_json(),
+        status_code=201,
+        headers={"Location": f"/v1/audio/voices/{record.voice_id}"},
+    )
 
 
 @router.get(

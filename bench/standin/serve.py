@@ -50,7 +50,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     import uvicorn
 
-    uvicorn.run(build_app(args.cost_model, args.fault), host=args.host, port=args.port, access_log=False)
+    # As scripts/serve: the app's own JSON logging (log_config=None keeps uvicorn from replacing it) and pings
+    # unanswered for 300 s before a socket is given up (pooled sockets are not read between turns).
+    uvicorn.run(
+        build_app(args.cost_model, args.fault),
+        host=args.host,
+        port=args.port,
+        access_log=False,
+        log_config=None,
+        ws_ping_timeout=300,
+    )
 
 
 if __name__ == "__main__":

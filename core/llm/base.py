@@ -54,6 +54,9 @@ class SamplingConfig:
     # prompt built from one key's recording is not answered faster for another key that sends the same one. None:
     # shared (built-in voices, whose prompts every key may use). Engines without a prefix cache ignore it.
     cache_salt: str | None = None
+    # Whose work this is (the API key id, None without keys). An engine that runs one step at a time shares its
+    # steps fairly between owners before requests (core/llm/step_gate.py); batching engines ignore it.
+    owner: str | None = None
     # The request's class (services/device/work_class.py): background generation (long-form jobs) yields to live
     # generation where the engine can rank requests (vLLM's priority scheduling; the transformers engine's turns).
     work_class: Literal["live", "background"] = "live"

@@ -5,9 +5,11 @@ async consumer through `_DeltaChannel`: the worker appends under a lock and wake
 `call_soon_threadsafe`; the consumer takes everything pending as one delta, so a slow consumer gets
 larger deltas instead of an unbounded queue, and past `max_pending_tokens` the worker waits.
 
-Concurrency: one forward step at a time holds the model lock, so concurrent requests interleave step
-by step (each keeps its own KV cache). Throughput is therefore that of one stream shared between
-requests -- correct and simple, no batching. Production uses vLLM for batching.
+Concurrency: one forward step at a time holds the model, so concurrent requests interleave step by step
+(each keeps its own KV cache). Throughput is therefore that of one stream shared between requests --
+correct and simple, no batching; production uses vLLM for batching. Which request steps next is the
+step gate's choice (core/llm/step_gate.py): the owner (API key) that used the engine least lately, so one
+key's many requests cannot starve another key's one.
 
 Work classes (`SamplingConfig.work_class`): a background request (a long-form job's chapter) runs in a worker of its
 own and takes no step while a live request is generating (prefill included), so live requests run as fast as with
@@ -17,21 +19,31 @@ cost).
 Sampling is implemented here, explicitly, in float32: repetition penalty (over prompt + output, the
 HF/vLLM rule: positive logits divided, negative multiplied), temperature, top-k, top-p, then a draw
 from a per-request `torch.Generator` seeded from `SamplingConfig.seed`.
+
+The grammar head (`head_ids`): the language-model head is ~149M of the ~507M weights a step reads, yet the Spark
+grammar only ever uses ~13k of its 166k rows (semantic, global and acoustic-value ids and the markers the parser
+reads, `grammar_head_ids`). With `head_ids` given, a step computes logits for those rows only (a head weight
+sliced once at load) and maps the chosen row back to its id. Every id outside them is unreachable, as if banned:
+the ids drawn equal those of the full head banned to the same rows, greedy or seeded (`_pick`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
 import torch
 
 from core.llm.base import SamplingConfig, check_dtype, checked_prompt, resolve_device, resolve_dtype
+from core.llm.step_gate import FairStepGate
+from core.tokens import TokenKind, VocabLayout
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -39,6 +51,13 @@ if TYPE_CHECKING:
     from shared.settings import Settings
 
 _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+logger = logging.getLogger(__name__)
+
+
+def grammar_head_ids(layout: VocabLayout) -> list[int]:
+    """The ids the Spark parser reads (semantic, global, acoustic values, markers): everything the model emits that
+    matters; any other id (text, labels) is skipped by the parser."""
+    return np.flatnonzero(layout.kinds != TokenKind.OTHER).tolist()
 
 
 class _DeltaChannel:
@@ -172,12 +191,26 @@ class TransformersEngine:
         max_concurrency: int = 8,
         max_pending_tokens: int = 1024,
         stream_interval: int = 1,
+        head_ids: Sequence[int] | None = None,
     ) -> None:
         self._model = model
         self._device = torch.device(device)
         # The input embedding's weight ([vocab, hidden]); torch types a submodule's attribute as Tensor | Module.
         self._vocab_size = int(cast(torch.Tensor, model.get_input_embeddings().weight).shape[0])
-        self._model_lock = threading.Lock()
+        # The grammar head: the ids it can emit (sorted, so a row's order is its id's order) and their weight rows.
+        self._head_rows: torch.Tensor | None = None
+        self._head_weight: torch.Tensor | None = None
+        self._head_bias: torch.Tensor | None = None
+        if head_ids is not None:
+            rows = sorted({int(i) for i in head_ids if 0 <= int(i) < self._vocab_size})
+            if not rows:
+                raise ValueError("head_ids holds no id of the model's vocabulary")
+            self._head_rows = torch.tensor(rows, dtype=torch.long, device=self._device)
+            head = cast(torch.nn.Linear, model.get_output_embeddings())
+            self._head_weight = head.weight.detach().index_select(0, self._head_rows).contiguous()
+            if head.bias is not None:
+                self._head_bias = head.bias.detach().index_select(0, self._head_rows).contiguous()
+        self._steps = FairStepGate()
         self._active_lock = threading.Lock()
         self._active: dict[str, _Request] = {}
         self._executor = ThreadPoolExecutor(
@@ -196,7 +229,12 @@ class TransformersEngine:
 
     @classmethod
     def from_pretrained(
-        cls, llm_dir: str | Path, device: str = "cpu", dtype: str = "float32", **kwargs: int
+        cls,
+        llm_dir: str | Path,
+        device: str = "cpu",
+        dtype: str = "float32",
+        head_ids: Sequence[int] | None = None,
+        **kwargs: int,
     ) -> TransformersEngine:
         """Load `llm_dir` (HF Qwen2). dtype: float32 | bfloat16 | auto; float16 raises ValueError."""
         name = check_dtype(dtype)  # refuse fp16 before touching the disk
@@ -206,11 +244,16 @@ class TransformersEngine:
         model = AutoModelForCausalLM.from_pretrained(str(llm_dir), dtype=_TORCH_DTYPES[name])
         # transformers types `to` on PreTrainedModel as taking the model again: its own stubs are wrong here.
         model.to(device).eval()  # type: ignore[arg-type]
-        return cls(model, device=device, **kwargs)
+        return cls(model, device=device, head_ids=head_ids, **kwargs)
 
     @property
     def vocab_size(self) -> int:
         return self._vocab_size
+
+    @property
+    def head_size(self) -> int:
+        """Rows of the language-model head a step computes (the vocabulary unless `head_ids` restricted it)."""
+        return self._vocab_size if self._head_rows is None else int(self._head_rows.numel())
 
     def active_requests(self) -> set[str]:
         with self._active_lock:
@@ -331,19 +374,51 @@ class TransformersEngine:
                 self._wait_for_live(channel)
             if channel.cancelled:
                 return
-            with self._model_lock:
-                if channel.cancelled:  # re-check: another request may have held the lock for a step
+            # The draw is part of the step: the gate hands the next step on the moment this one ends.
+            with self._steps.turn(sampling.owner):
+                if channel.cancelled:  # re-check: other requests may have stepped while this one waited
                     return
-                out = self._model(
-                    input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1
-                )
+                logits, cache = self._step(input_ids, cache)
                 self.steps_total += 1
-            cache = out.past_key_values
-            token = sample_next(out.logits[0, -1].float(), seen, sampling, generator, banned)
+                token = self._pick(logits, seen, sampling, generator, banned)
             seen[token] = True
             if not channel.put(token) or token in stop:
                 return
             input_ids = torch.tensor([[token]], dtype=torch.long, device=self._device)
+
+    def _step(self, input_ids: torch.Tensor, cache: object) -> tuple[torch.Tensor, object]:
+        """One forward: float32 logits of the last position (over the head's rows) and the new KV cache."""
+        if self._head_weight is None:
+            out = self._model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            return out.logits[0, -1].float(), out.past_key_values
+        # The decoder without its head; the head's matmul on the last position's [1, 1, hidden], as the full head does.
+        out = self._model.get_decoder()(input_ids=input_ids, past_key_values=cache, use_cache=True)
+        logits = torch.nn.functional.linear(out.last_hidden_state[:, -1:], self._head_weight, self._head_bias)
+        return logits[0, -1].float(), out.past_key_values
+
+    def _pick(
+        self,
+        logits: torch.Tensor,
+        seen: torch.Tensor,
+        sampling: SamplingConfig,
+        generator: torch.Generator,
+        banned: torch.Tensor | None,
+    ) -> int:
+        """The next id from the step's logits. With the grammar head, greedy picks and top-k below the head's size
+        sample its rows directly (the same values in the same order as the full head's); any other draw runs on the
+        full vocabulary with -inf outside the rows, since a multinomial draw's randomness depends on the tensor's
+        length and positions: so a seed draws the same id either way."""
+        rows = self._head_rows
+        if rows is None:
+            return sample_next(logits, seen, sampling, generator, banned)
+        if sampling.greedy or 0 < sampling.top_k < rows.numel():
+            row = sample_next(
+                logits, seen[rows], sampling, generator, None if banned is None else banned[rows]
+            )
+            return int(rows[row])
+        full = torch.full((self._vocab_size,), float("-inf"), device=logits.device)
+        full[rows] = logits
+        return sample_next(full, seen, sampling, generator, banned)
 
 
 def engine_from_settings(llm_dir: str | Path, settings: Settings) -> TransformersEngine:
@@ -355,4 +430,19 @@ def engine_from_settings(llm_dir: str | Path, settings: Settings) -> Transformer
         dtype=resolve_dtype(settings.llm.llm_dtype, device),
         max_concurrency=settings.llm.llm_max_concurrency,
         stream_interval=settings.llm.llm_stream_interval,
+        head_ids=grammar_head_ids_of(llm_dir) if settings.llm.llm_grammar_head else None,
     )
+
+
+def grammar_head_ids_of(llm_dir: str | Path) -> list[int] | None:
+    """`grammar_head_ids` of the tokenizer in `llm_dir`; None (the full head) when it is no Spark-TTS tokenizer."""
+    from transformers import AutoTokenizer
+
+    try:
+        # Any, as the runtime holds it: transformers' backend classes type convert_tokens_to_ids loosely.
+        tokenizer: Any = AutoTokenizer.from_pretrained(str(llm_dir))
+        layout = VocabLayout.from_tokenizer(tokenizer)
+    except (OSError, ValueError) as exc:  # no tokenizer, or not a Spark one (VocabularyError)
+        logger.warning("LLM head not restricted to the Spark grammar: %s", exc)
+        return None
+    return grammar_head_ids(layout)

@@ -80,6 +80,7 @@ class VLLMEngine:
         enable_prefix_caching: bool = True,
         enforce_eager: bool = False,
         enable_sleep_mode: bool = False,
+        sleep_where_available: bool = False,
         engine_stats: bool = True,
         priority_scheduling: bool = True,
         seed: int = 0,
@@ -91,6 +92,12 @@ class VLLMEngine:
 
         llm_dir = Path(llm_dir)
         on_cpu = current_platform.is_cpu()
+        # Idle sleep asks for sleep mode only where vLLM has it (CUDA, ROCm, XPU): on a CPU vLLM refuses it, and the
+        # engine then stays awake while the rest of the service sleeps.
+        enable_sleep_mode = enable_sleep_mode or (
+            sleep_where_available and current_platform.is_sleep_mode_available()
+        )
+        self.supports_sleep = enable_sleep_mode
         dtype = resolve_dtype(dtype, "cpu" if on_cpu else "cuda")
         config = _model_config(llm_dir)
         # A small demo model may declare fewer positions than the service default; vLLM refuses more.
@@ -164,6 +171,8 @@ class VLLMEngine:
             "enable_prefix_caching": settings.llm.enable_prefix_caching,
             "enforce_eager": settings.llm.enforce_eager,
             "enable_sleep_mode": settings.llm.vllm_sleep_mode,
+            # Idle sleep (TTS_IDLE_SLEEP_S) uses the same sleep()/wake_up() as GPU snapshots.
+            "sleep_where_available": settings.deployment.idle_sleep_s > 0,
             "engine_stats": settings.llm.vllm_engine_stats,
             "priority_scheduling": settings.llm.llm_priority_scheduling,
         }
@@ -266,8 +275,8 @@ class VLLMEngine:
         # module globals are gone and prints a TypeError.
         self._engine = None
 
-    # --- memory snapshots (GPU only; needs enable_sleep_mode=True) -------------------------------
-    supports_sleep = True
+    # --- memory snapshots and idle sleep (GPU only; needs sleep mode) ---------------------------
+    supports_sleep: bool  # whether the engine was built with sleep mode
 
     async def sleep(self, level: int = 1) -> None:
         """Level 1 offloads weights to CPU and drops the KV cache; level 2 drops both."""

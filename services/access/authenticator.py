@@ -30,6 +30,8 @@ from services.keys.stores import KeyStore, PostgresKeyStore, StaticKeyStore, Sup
 from shared.settings import Settings
 
 logger = logging.getLogger("services.access")
+# How old the store's list of key hashes may be (a key created since waits this long to pass a throttled address).
+KNOWN_KEYS_REFRESH_S = 30.0
 # --- authenticator ------------------------------------------------------------------------------
 
 
@@ -72,6 +74,11 @@ class Authenticator:
         self._negative: OrderedDict[str, _CacheEntry] = OrderedDict()
         self._inflight: dict[str, asyncio.Task[ApiKeyRecord | None]] = {}
         self.store_lookups = 0  # observable in tests: how often the store was asked
+        # The store's list of key hashes (KeyStore.known_key_hashes), refreshed in the background when older than
+        # KNOWN_KEYS_REFRESH_S: lets a throttled address's real keys through without a lookup per guess.
+        self._known: frozenset[str] | None = None
+        self._known_at = float("-inf")
+        self._known_task: asyncio.Task[None] | None = None
 
     @staticmethod
     def extract_key(headers: Mapping[str, str]) -> str | None:
@@ -93,6 +100,22 @@ class Authenticator:
         else:
             self._cache.pop(hash_key(raw_key), None)
             self._negative.pop(hash_key(raw_key), None)
+
+    def is_known(self, raw_key: str) -> bool:
+        """Whether `raw_key` names a key in the store's list as of its last refresh (False where the store cannot
+        list its keys, or before the first refresh ends). Never asks the store on the caller's path."""
+        if self._known_task is None and self._clock() - self._known_at >= KNOWN_KEYS_REFRESH_S:
+            self._known_task = asyncio.get_running_loop().create_task(self._refresh_known())
+        return self._known is not None and hash_key(raw_key) in self._known
+
+    async def _refresh_known(self) -> None:
+        try:
+            self._known = await self.store.known_key_hashes()
+        except Exception as exc:  # the list is an optimisation: keep the last one
+            logger.warning("could not list the key store's keys (%s)", type(exc).__name__)
+        finally:
+            self._known_at = self._clock()
+            self._known_task = None
 
     def _fresh(self, entry: _CacheEntry) -> bool:
         ttl = self.ttl_s if entry.record is not None else self.negative_ttl_s
@@ -212,8 +235,9 @@ class FailedAuthThrottle:
     further attempts from that address (or with that key) without checking them, until the window has room again.
 
     Throttled by the failing key material too, not only by address: a key that authenticated in this process within
-    `good_ttl_s` is never refused for others' failures at its address (behind a proxy, one address is every user);
-    a key that keeps failing is refused from any address. In-process and bounded."""
+    `good_ttl_s`, or that the key store lists (`known`, Authenticator.is_known), is never refused for others'
+    failures at its address (behind a proxy or a NAT, one address is every user); a key that keeps failing is
+    refused from any address. In-process and bounded."""
 
     def __init__(
         self,
@@ -246,7 +270,9 @@ class FailedAuthThrottle:
             return max(1, int(self.window_s - (self._clock() - times[0])) + 1)
         return None
 
-    def retry_after(self, address: str, key: str | None = None) -> int | None:
+    def retry_after(
+        self, address: str, key: str | None = None, known: Callable[[str], bool] | None = None
+    ) -> int | None:
         """Seconds to wait when `address` (or the presented `key`) is throttled, else None."""
         if key:
             material = hash_key(key)
@@ -256,7 +282,10 @@ class FailedAuthThrottle:
             wait = self._wait("key:" + material)
             if wait is not None:
                 return wait
-        return self._wait(address)
+        wait = self._wait(address)
+        if wait is not None and key and known is not None and known(key):
+            return None  # a real key, not yet used here: the guesses at its address are not its own
+        return wait
 
     def failed(self, address: str, key: str | None = None) -> None:
         for entry in (address, *(("key:" + hash_key(key),) if key else ())):

@@ -214,7 +214,7 @@ class AccessServices:
             return anonymous_record()
         address = client_address or "unknown"
         raw = Authenticator.extract_key(headers)
-        wait = self.auth_throttle.retry_after(address, raw)
+        wait = self.auth_throttle.retry_after(address, raw, known=self.authenticator.is_known)
         if wait is not None:  # this address (or this key) keeps failing: refuse without asking the key store
             metrics.RATE_LIMITED.labels("failed_auth").inc()
             raise ServiceError(

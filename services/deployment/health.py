@@ -34,4 +34,5 @@ class HealthReport:
     app_version: str
     codec_graphs: dict[str, Any] | None = None  # start-up's codec CUDA graph capture; None without graphs
     error: str | None = None
+    idle_sleep: str | None = None  # TTS_IDLE_SLEEP_S: awake, falling_asleep, asleep or waking; None when off
     details: dict[str, Any] = field(default_factory=dict)

@@ -37,6 +37,10 @@ IMAGE_PACKAGES: tuple[str, ...] = (
     "asyncpg==0.32.0",
     "cn2an==0.5.24",  # Chinese number words (processing/normalize_zh.py); pure Python, needs proces
     "proces==0.1.7",
+    "ebooklib==0.20",  # EPUB reading for long-form jobs (services/jobs/documents.py); needs lxml and six
+    "lxml==6.1.3",
+    "six==1.17.0",
+    "wyoming==1.10.2",  # Home Assistant's protocol (api/wyoming/); no dependencies of its own
 )
 VLLM_VERSION = next(p.split("==", 1)[1] for p in IMAGE_PACKAGES if p.startswith("vllm=="))
 # The official vLLM image of that version (the Docker GPU image builds on it; it already holds vllm and torch).

@@ -229,6 +229,7 @@ class ModalConfig:
 
 MODELS_PATH = "/models"
 SPOOL_PATH = "/spool"  # the request-log spool: on a Volume so a replacement container finds what is left
+JOBS_PATH = "/jobs"  # long-form jobs' files (services/jobs), committed with the spool
 # A Modal Volume keeps a container's writes only once committed, and has no cross-container file locks. So the
 # container commits its spool every SPOOL_COMMIT_S (heartbeat first, WAL folded in: `RequestSpool.quiesced`) and once
 # more at exit after the request log closed; another container adopts a spool only when its heartbeat is older than
@@ -290,6 +291,7 @@ def container_settings(cfg: ModalConfig) -> Settings:
         "device": "cuda",
         "request_log_spool_dir": SPOOL_PATH,
         "request_log_spool_stale_s": SPOOL_STALE_S,
+        "jobs_dir": JOBS_PATH,
     }
     overrides = {name: value for name, value in defaults.items() if not _env_is_set(env, name)}
     if cfg.snapshot == "gpu":
@@ -397,7 +399,7 @@ class ContainerLifecycle:
             engine = self.runtime.engine
             if not engine.supports_sleep:
                 raise DeploymentConfigError("TTS_MODAL_SNAPSHOT=gpu needs TTS_ENGINE=vllm (sleep / wake_up)")
-            await engine.sleep(1)
+            await self.runtime.sleep_engine()  # the same engine sleep as idle sleep (TTS_IDLE_SLEEP_S)
             logger.info("vLLM asleep for the GPU snapshot")
 
     async def resume(self) -> None:
@@ -413,7 +415,7 @@ class ContainerLifecycle:
         np.random.seed()
         torch.seed()
         if self.cfg.snapshot == "gpu":
-            await self.runtime.engine.wake_up()
+            await self.runtime.wake_engine()
             logger.info("vLLM awake after restore")
 
     def web(self) -> Any:

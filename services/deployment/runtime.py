@@ -2,9 +2,13 @@
 
 The runtime owns the tokenizer, vocabulary layout, voices, LLM engine, BiCodec decoder and (optionally) AP-BWE,
 and the one codec scheduler (services/device) through which every stream's decode and super-resolution windows reach
-those two models while serving, with the admission that reads its headroom.
+those two models while serving, with the admission that reads its headroom; and idle sleep (TTS_IDLE_SLEEP_S), which
+frees the device while nothing is asked of it.
 Loading is blocking and runs in worker threads at start-up (locally, and in Modal's `@modal.enter`), so the event
 loop keeps answering health and readiness while models load.
+
+Longer than 500 lines because it is the one owner of every model's lifecycle (load, warm, serve, idle sleep, shut
+down): splitting it would hand the models to a second owner.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from core.checkpoint import CheckpointError, SparkCheckpoint, load_spark_checkpo
 from core.numerics import apply_model_numerics
 from core.voices import is_custom_voice_id
 from services.deployment.health import HealthReport, RuntimeState
+from services.deployment.idle_sleep import IdleSleep, device_busy, move_codec
 from services.device.calls import SchedulerPolicy
 from services.device.thread_calls import ModelCallAbandoned, run_from_thread
 from services.pipeline.resources import PipelineResources
@@ -121,6 +126,9 @@ class ModelRuntime:
         self.speaker_vectors: SpeakerVectors | None = None  # d-vectors per voice, made once BiCodec loads
         self._reference_encoder: Any = None
         self._reference_encoder_lock = threading.Lock()
+        # TTS_IDLE_SLEEP_S: frees the device when idle (services/deployment/idle_sleep.py); None when off.
+        self.idle_sleep: IdleSleep | None = None
+        self._idle_task: asyncio.Task[None] | None = None
 
     # ----------------------------------------------------------------------------- loading
     @property
@@ -344,6 +352,7 @@ class ModelRuntime:
                     self.error = f"warm-up failed: {exc.__class__.__name__}: {exc}"
                     logger.exception("warm-up failed; the service stays up and reports not ready")
                     return
+            self._start_idle_sleep()
             freeze_startup_heap()
             self.load_seconds = time.perf_counter() - started
             metrics.MODEL_LOAD_SECONDS.set(self.load_seconds)
@@ -389,7 +398,44 @@ class ModelRuntime:
             admission=self.admission,
             aligner=self.aligner,
             speaker_vectors=self.speaker_vectors,
+            idle=self.idle_sleep,
         )
+
+    # ----------------------------------------------------------------------------- idle sleep
+    def _start_idle_sleep(self) -> None:
+        idle_s = self.settings.deployment.idle_sleep_s
+        if idle_s > 0:
+            self.idle_sleep = IdleSleep(
+                idle_s,
+                sleep=self.sleep_device,
+                wake=self.wake_device,
+                busy=lambda: device_busy(self.engine, self.codec_scheduler),
+            )
+            self._idle_task = asyncio.get_running_loop().create_task(self.idle_sleep.run(), name="idle-sleep")
+
+    async def sleep_engine(self) -> None:
+        """vLLM's level-1 sleep, for idle sleep and Modal's GPU snapshot; the transformers engine keeps its weights."""
+        if self.engine.supports_sleep:
+            await self.engine.sleep(1)
+
+    async def wake_engine(self) -> None:
+        if self.engine.supports_sleep:
+            await self.engine.wake_up()
+
+    async def sleep_device(self) -> None:
+        """Idle sleep: the engine sleeps, then the codec models leave the device as the scheduler's own work."""
+        await self.sleep_engine()
+        await self.codec_scheduler.run_model_call("move", partial(self._move_codec, "cpu"))
+
+    async def wake_device(self) -> None:
+        await self.codec_scheduler.run_model_call("move", partial(self._move_codec, self.device))
+        await self.wake_engine()
+
+    def _move_codec(self, device: str) -> None:
+        models = (self.bicodec, self.sr, self.aligner, self._reference_encoder)
+        runner = self.codec_scheduler.runner
+        if move_codec(models, runner, device) and self.codec_graph_status is not None:
+            runner.graphs = self._capture_graphs(self.codec_scheduler.policy)  # the models' new addresses
 
     # ----------------------------------------------------------------------------- voice cloning
     @property
@@ -442,6 +488,11 @@ class ModelRuntime:
         logger.error("runtime marked unhealthy", extra={"reason": reason})
 
     async def shutdown(self) -> None:
+        idle_task, self._idle_task = self._idle_task, None
+        if idle_task is not None:
+            idle_task.cancel()
+            if idle_task.get_loop() is asyncio.get_running_loop():  # a test may shut down from another loop
+                await asyncio.gather(idle_task, return_exceptions=True)
         engine, self.engine = self.engine, None  # idempotent: Modal's exit and the app lifespan both call it
         if self.state == RuntimeState.READY:
             self.state = RuntimeState.STOPPED
@@ -477,4 +528,5 @@ class ModelRuntime:
             app_version=APP_VERSION,
             codec_graphs=self.codec_graph_status,
             error=self.error,
+            idle_sleep=None if self.idle_sleep is None else self.idle_sleep.state.value,
         )

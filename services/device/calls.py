@@ -21,8 +21,9 @@ T = TypeVar("T")
 
 # Model calls the scheduler runs beside the codec windows, on the same device thread: a voice's BiCodec speaker
 # vector, a cloning reference's encode (wav2vec2 + BiCodec encoder), the CTC aligner's wav2vec2.
-ModelCallKind = Literal["speaker", "reference", "align"]
-MODEL_CALL_KINDS: tuple[ModelCallKind, ...] = ("speaker", "reference", "align")
+# "move": idle sleep taking the codec models off the device and back (services/deployment/idle_sleep.py).
+ModelCallKind = Literal["speaker", "reference", "align", "move"]
+MODEL_CALL_KINDS: tuple[ModelCallKind, ...] = ("speaker", "reference", "align", "move")
 
 DEFAULT_DECODE_BUCKETS = (16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256)
 # Lengths every 8 tokens to 64, then every 16 to 128, then every 32: the streaming schedule's windows (16-56 tokens

@@ -56,6 +56,11 @@ class KeyStore(ABC):
     @abstractmethod
     async def get_by_hash(self, key_hash: str) -> ApiKeyRecord | None: ...
 
+    async def known_key_hashes(self) -> frozenset[str] | None:
+        """Every hash that names a key (active, suspended or expired; not revoked), or None when the store cannot
+        list them cheaply. Lets the failed-auth throttle tell a real key from a guess without a lookup."""
+        return None
+
     @abstractmethod
     async def debit_credits(self, key_id: str, amount: int) -> DebitResult:
         """Take `amount` only when the balance covers it (unlimited keys always succeed)."""
@@ -202,6 +207,9 @@ class StaticKeyStore(KeyStore):
     async def get_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
         return self._by_hash.get(key_hash)
 
+    async def known_key_hashes(self) -> frozenset[str] | None:
+        return frozenset(h for h, r in self._by_hash.items() if r.status != "revoked")
+
     async def debit_credits(self, key_id: str, amount: int) -> DebitResult:
         # No await between read and write: atomic on the event loop.
         key_hash = self._hash_by_id.get(key_id)
@@ -228,6 +236,9 @@ class StaticKeyStore(KeyStore):
 # --- PostgreSQL ---------------------------------------------------------------------------------
 
 _SELECT_BY_HASH = f"SELECT {', '.join(RECORD_COLUMNS)} FROM api_keys WHERE key_hash = $1"
+# Past this many keys the list is not worth holding in memory: the throttle falls back to address alone.
+MAX_KNOWN_KEYS = 100_000
+_SELECT_KNOWN = f"SELECT key_hash FROM api_keys WHERE status <> 'revoked' LIMIT {MAX_KNOWN_KEYS + 1}"
 _DEBIT = (
     "UPDATE api_keys SET credit_balance = credit_balance - $2, updated_at = now() "
     "WHERE key_id = $1 AND (credit_balance IS NULL OR credit_balance >= $2) RETURNING credit_balance"
@@ -328,6 +339,10 @@ class PostgresKeyStore(KeyStore):
     async def get_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
         row = await self._run("fetchrow", _SELECT_BY_HASH, key_hash)
         return None if row is None else ApiKeyRecord.from_mapping(dict(row))
+
+    async def known_key_hashes(self) -> frozenset[str] | None:
+        rows = await self._run("fetch", _SELECT_KNOWN)
+        return None if len(rows) > MAX_KNOWN_KEYS else frozenset(r["key_hash"] for r in rows)
 
     async def debit_credits(self, key_id: str, amount: int) -> DebitResult:
         row = await self._run("fetchrow", _DEBIT, key_id, amount, idempotent=False)

@@ -218,3 +218,20 @@ class AudioOutput:
         self.stats.encoded_frames += count
         self.stats.encoded_bytes += len(out)
         return out
+
+
+# Bytes per sample of each format, roughly (compressed formats at their usual bitrates), to refuse before any GPU
+# work a non-streaming request whose file could not be buffered; speech runs ~14 characters a second, 12 is slow.
+_BYTES_PER_SAMPLE = {
+    "wav": 2.0,
+    "pcm": 2.0,
+    "flac": 1.2,
+    "mulaw": 1.0,
+    "mp3": 0.25,
+    "opus": 0.15,
+    "aac": 0.25,
+}
+
+
+def estimated_audio_bytes(characters: int, audio_format: str, sample_rate: int) -> int:
+    return int(characters / 12 * sample_rate * _BYTES_PER_SAMPLE.get(audio_format, 2.0))

@@ -47,6 +47,22 @@ class PipelineResources:
     admission: Admission | None  # None where admission is off (CPU by default)
     aligner: Mapping[str, CtcAligner] | None  # TTS_ALIGN_METHOD=ctc: {language: aligner}
     speaker_vectors: SpeakerVectors
+    # Idle sleep (TTS_IDLE_SLEEP_S), None when off: requests feed its timer and wait for its wake.
+    idle: IdleGate | None = None
+
+
+class IdleGate(Protocol):
+    """Idle sleep as the pipeline sees it (services/deployment/idle_sleep.py, wired in by the runtime): `awake` is a
+    plain attribute read, so the request path pays one check while awake."""
+
+    @property
+    def awake(self) -> bool: ...
+
+    def touch(self) -> None:
+        """A request or a socket message arrived: the idle timer starts again."""
+
+    async def wake(self) -> float | None:
+        """Wait until awake: the milliseconds waited (None: it was awake). RuntimeError when the wake failed."""
 
 
 class ModelSource(Protocol):

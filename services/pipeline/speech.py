@@ -15,14 +15,24 @@ WebSocket utterances get their text in pieces, so they take steps 1-2 here and p
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
-from core.voices import is_custom_voice_id, time_stretch_for, voice_with_speed
+from audio.time_stretch import MAX_SPEED, MIN_SPEED
+from core.voices import Voice, is_custom_voice_id, time_stretch_for, voice_with_speed
+from processing.lexicon import DictionaryLocator, Lexicon
+from processing.ssml import KEY_SILENCE
+from processing.voice_description import VoiceAttributes
+from processing.voice_segments import has_voice_markers
 from services.errors import cloning_unavailable, voice_not_found
+from services.pipeline.audio_output import estimated_audio_bytes
+from services.pipeline.hooks import ContinuityHooks, CustomVoices, PronunciationLexicons
 from services.pipeline.load_shed import BACKLOG
+from services.pipeline.markup import TextMarkup, markup_for, plan_request, ssml_rate, take_key_silence
+from services.pipeline.segment_voices import check_segments_fit, is_private, resolve_segment_voices
 from services.pipeline.synthesis import (
     NATIVE_RATE,
     SamplingOptions,
@@ -35,39 +45,23 @@ from services.pipeline.text_plan import (
     check_plan_fits,
     check_stitched_plan_fits,
     check_words_speakable,
-    plan_request_text,
 )
 
 if TYPE_CHECKING:
     from core.streaming import LatencyPreference
-    from core.voices import Voice
     from services.device.work_class import WorkClass
     from services.pipeline.gpu_faults import GpuFaultDetector
-    from services.pipeline.resources import ModelSource
+    from services.pipeline.resources import IdleGate, ModelSource
     from services.pipeline.timestamps import TimestampsKind
     from shared.settings import Settings
 
 logger = logging.getLogger("services.pipeline.speech")
+_UNSET: Any = object()
 
 # Texts up to this long are planned on the event loop (~2.3 us per character here: under 1 ms), longer ones in a
 # worker thread. Under load a hop to a worker costs up to a GIL switch interval (5 ms) of first-audio latency, more
 # than planning a short text takes; planning 50,000 characters on the loop would stall every stream.
 INLINE_PLAN_CHARS = 400
-# Bytes per sample of each format, roughly (compressed formats at their usual bitrates), to refuse before any GPU
-# work a non-streaming request whose file could not be buffered; speech runs ~14 characters a second, 12 is slow.
-_BYTES_PER_SAMPLE = {
-    "wav": 2.0,
-    "pcm": 2.0,
-    "flac": 1.2,
-    "mulaw": 1.0,
-    "mp3": 0.25,
-    "opus": 0.15,
-    "aac": 0.25,
-}
-
-
-def estimated_audio_bytes(characters: int, audio_format: str, sample_rate: int) -> int:
-    return int(characters / 12 * sample_rate * _BYTES_PER_SAMPLE.get(audio_format, 2.0))
 
 
 @dataclass(frozen=True)
@@ -89,6 +83,8 @@ class SpeechRequest:
         None  # per-request cloning: the reference file's bytes (never with `voice`)
     )
     reference_text: str | None = None  # its transcript (continuation prompt)
+    # gender / pitch / speed_level: a voice created for this request from Spark-TTS's labels (`described_voice`).
+    voice_attributes: VoiceAttributes | None = None
     timestamps: TimestampsKind | None = None  # "word" / "character": spans travel with the audio (opt-in)
     # Request stitching (services.continuity): continue these earlier requests of the same key (server request ids,
     # oldest first, at most 3). previous_text / next_text are accepted and never spoken (see services.continuity).
@@ -100,6 +96,11 @@ class SpeechRequest:
     voice_field: str = "speaker"
     # Live (a listener waits) or background (long-form jobs: idle device time only; see services.device.work_class).
     work_class: WorkClass = "live"
+    # SSML and pronunciation (services/pipeline/markup.py): `ssml` None reads the text as SSML when it looks like it
+    # (processing/ssml.py:looks_like_ssml); alias rules from the key's dictionaries, then the request's own.
+    ssml: bool | None = None  # on a socket (text comes later) None is False
+    dictionaries: tuple[DictionaryLocator, ...] = ()
+    lexicon: Lexicon | None = None
 
     @property
     def wants_bandwidth_extension(self) -> bool:
@@ -114,37 +115,10 @@ class OpenedSpeech:
     job: SynthesisJob
     plan: TextPlan
     voice: Voice
+    wake_ms: float | None = None  # how long this request waited for the device to wake from idle sleep
 
 
 CreditReserver = Callable[[int], Awaitable[None]]
-
-
-class CustomVoices(Protocol):
-    """The voice library (services/voice_library) as the pipeline asks it for a voice: it sits above the pipeline
-    and is wired in by the app, never imported here."""
-
-    async def reference_voice(
-        self, audio: bytes, transcript: str | None, param: str = ..., key_id: str | None = None
-    ) -> Voice: ...
-
-    async def voice_for(self, voice_id: str, key_id: str | None, param: str = ...) -> Voice: ...
-
-
-class ContinuityHooks(Protocol):
-    """Continuity (services/continuity) as the pipeline asks it to stitch and to remember; wired in like the
-    voice library."""
-
-    async def stitched_voice(
-        self,
-        voice: Voice,
-        previous_request_ids: Sequence[str],
-        key_id: str | None,
-        *,
-        voice_named: bool,
-        voice_field: str = ...,
-    ) -> Voice: ...
-
-    def track(self, job: SynthesisJob, key_id: str | None) -> None: ...
 
 
 class SpeechService:
@@ -157,21 +131,27 @@ class SpeechService:
         gpu_faults: GpuFaultDetector | None = None,
         library: CustomVoices | None = None,
         continuity: ContinuityHooks | None = None,
+        dictionaries: PronunciationLexicons | None = None,
     ) -> None:
         self.models = models
         self.settings = settings
         self.gpu_faults = gpu_faults
         self.library = library  # custom voices and per-request references; None: neither is offered
         self.continuity = continuity  # remembers finished requests and stitches; None: neither is offered
+        self.dictionaries = dictionaries  # pronunciation dictionaries; None: none are offered
+        # Idle sleep's gate, read once the models are ready (it is fixed from then on); _UNSET until then.
+        self._idle: IdleGate | None = _UNSET
 
     async def check_available(
         self, *, admit: bool = True, key_id: str | None = None, live: bool = True
-    ) -> None:
-        """Refuse while the GPU is faulted, the model not ready or first audio backlogged; then, with `admit`,
-        ask admission for a new stream of the key `key_id`. A check that starts no stream (a socket validating its
-        voice at connect) passes `admit=False`: admission counts every stream it lets in, and its ramp refuses past
-        32 a second. A background request (`live=False`: a job's chapter) is never refused for load: it waits for
-        device time live streams leave (services/device/background.py)."""
+    ) -> float | None:
+        """Refuse while the GPU is faulted, the model not ready or first audio backlogged; wake the device from idle
+        sleep (the request waits; nothing is refused for it); then, with `admit`, ask admission for a new stream of
+        the key `key_id`. A check that starts no stream (a socket validating its voice at connect) passes
+        `admit=False`: admission counts every stream it lets in, and its ramp refuses past 32 a second. A background
+        request (`live=False`: a job's chapter) is never refused for load (no backlog shed, no admission): it waits
+        for device time live streams leave (services/device/background.py). Returns the milliseconds waited for a
+        wake (None: the device was awake)."""
         if self.gpu_faults is not None and self.gpu_faults.tripped:
             raise SynthesisError(
                 "GPU_FAULT",
@@ -184,13 +164,22 @@ class SpeechService:
                 f"The model is not ready yet (state: {self.models.state_name}); retry shortly.",
                 retry_after=5,
             )
-        if not live:
-            return
-        BACKLOG.check(
-            self.settings.access.shed_first_audio_s
-        )  # SERVER_OVERLOADED before queueing behind a backlog
-        if admit:
+        if live:
+            BACKLOG.check(
+                self.settings.access.shed_first_audio_s
+            )  # SERVER_OVERLOADED before queueing behind a backlog
+        wake_ms = None
+        idle = self._idle
+        if idle is _UNSET:
+            idle = self._idle = self.models.pipeline_resources().idle
+        if idle is not None:
+            if idle.awake:
+                idle.touch()
+            else:
+                wake_ms = await wake_device(idle)
+        if admit and live:
             await self.admit(key_id)
+        return wake_ms
 
     async def admit(self, key_id: str | None = None) -> None:
         """Overload is refused, not spread: a new stream past the codec scheduler's measured headroom gets
@@ -242,7 +231,15 @@ class SpeechService:
 
     async def voice(self, speech: SpeechRequest, key_id: str | None) -> Voice:
         """The voice a request asked for, for the key `key_id`: the request's own reference audio, a custom voice
-        that key owns (404 VOICE_NOT_FOUND for any other key), or a built-in voice (`resolve_voice`)."""
+        that key owns (404 VOICE_NOT_FOUND for any other key), or a built-in voice (`resolve_voice`); with voice
+        attributes, a voice created from them (`described_voice`)."""
+        attributes = speech.voice_attributes
+        if attributes is not None and attributes.named:
+            base = await self.voice(dataclasses.replace(speech, voice_attributes=None, speed=None), key_id)
+            voice = described_voice(base, attributes)
+            # With a speed level named, `speed` is only the time-stretch; otherwise it picks the label as for any
+            # style voice.
+            return voice if attributes.speed_level is not None else voice_with_speed(voice, speech.speed)
         if speech.reference_audio is not None:
             if self.library is None:
                 raise cloning_unavailable("this server has no voice library")
@@ -261,6 +258,18 @@ class SpeechService:
             voice = await self.library.voice_for(name, key_id, speech.voice_field)
             return voice_with_speed(voice, speech.speed)
         return self.resolve_voice(name, speech.speed, speech.voice_field)
+
+    async def segment_voices(
+        self, speech: SpeechRequest, voice: Voice, key_id: str | None
+    ) -> dict[str, Voice]:
+        """The voices the text's `[voice:NAME]` markers name, each resolved as the request's own (`voice`) was."""
+
+        async def resolve(name: str) -> Voice:
+            return await self.voice(
+                replace(speech, voice=name, reference_audio=None, reference_text=None), key_id
+            )
+
+        return await resolve_segment_voices(speech.text, voice, speech.voice, resolve)
 
     async def stitched(self, speech: SpeechRequest, voice: Voice, key_id: str | None) -> Voice:
         """`voice` continuing `speech.previous_request_ids` (services.continuity)."""
@@ -286,11 +295,17 @@ class SpeechService:
         )
 
     def synthesis_request(
-        self, speech: SpeechRequest, voice: Voice, request_id: str, key_id: str | None = None
+        self,
+        speech: SpeechRequest,
+        voice: Voice,
+        request_id: str,
+        key_id: str | None = None,
+        segment_voices: Mapping[str, Voice] | None = None,
     ) -> SynthesisRequest:
         """The job's request; a voice built from the key's own recordings (custom, reference, a stitched tail) has its
         prompts cached under that key only (`cache_scope`)."""
-        private = voice.source != "builtin" or voice.reference_semantic is not None
+        segment_voices = segment_voices or {}
+        private = is_private(voice) or any(is_private(v) for v in segment_voices.values())
         return SynthesisRequest(
             request_id=request_id,
             text=speech.text,
@@ -304,21 +319,53 @@ class SpeechService:
             chunking=speech.chunking,
             latency=speech.latency or self.settings.stream.default_latency,
             normalize_verbose=speech.normalize_verbose,
-            time_stretch=time_stretch_for(voice, speech.speed),
+            time_stretch=stretch_for(speech, voice),
             timestamps=speech.timestamps,
+            lexicon=speech.lexicon,
+            ssml=bool(speech.ssml),
             cache_scope=f"key:{key_id}" if private and key_id else None,
             key_id=key_id,
+            segment_voices=segment_voices,
             work_class=speech.work_class,
         )
 
+    async def markup(self, speech: SpeechRequest, key_id: str | None) -> TextMarkup | None:
+        """The request's SSML and alias rules (None: plain text, planned as ever)."""
+        return markup_for(speech.text, await self.lexicon(speech, key_id), ssml=speech.ssml)
+
+    async def lexicon(self, speech: SpeechRequest, key_id: str | None) -> Lexicon | None:
+        """The alias rules of the request's dictionaries (404 for one the key does not own), then its own."""
+        lexicon = speech.lexicon
+        if speech.dictionaries:
+            if self.dictionaries is None:
+                raise SynthesisError(
+                    "VALIDATION_ERROR",
+                    "Invalid 'pronunciation_dictionary_locators': this server keeps no pronunciation dictionaries.",
+                    "pronunciation_dictionary_locators",
+                )
+            stored = await self.dictionaries.lexicon_for(speech.dictionaries, key_id)
+            lexicon = stored if lexicon is None else stored + lexicon
+        return lexicon
+
     def plan(
-        self, speech: SpeechRequest, voice: Voice, *, buffered: bool, unstitched: Voice | None = None
+        self,
+        speech: SpeechRequest,
+        voice: Voice,
+        *,
+        buffered: bool,
+        unstitched: Voice | None = None,
+        segment_voices: Mapping[str, Voice] | None = None,
+        markup: TextMarkup | None = None,
     ) -> TextPlan:
         """Blocking (normalising and tokenising 50,000 characters takes a while): run it in a worker thread."""
         settings = self.settings
-        plan = plan_request_text(speech.text, settings, normalize=speech.normalize, chunking=speech.chunking)
+        plan = plan_request(
+            speech.text, settings, markup, normalize=speech.normalize, chunking=speech.chunking
+        )
         resources = self.models.pipeline_resources()
-        if unstitched is not None and unstitched is not voice:
+        if plan.chunk_voices:  # [voice:NAME] segments: each voice's chunks with that voice's prompt
+            check_segments_fit(resources, plan, voice, segment_voices or {})
+        elif unstitched is not None and unstitched is not voice:
             check_stitched_plan_fits(resources, plan, voice, unstitched)
         else:
             check_plan_fits(resources, plan, voice)
@@ -351,30 +398,93 @@ class SpeechService:
             self.check_text_length(speech.text)
         except SynthesisError as exc:
             raise _renamed(exc, speech.text_field) from None
-        await self.check_available(key_id=key_id, live=speech.work_class == "live")
+        wake_ms = await self.check_available(key_id=key_id, live=speech.work_class == "live")
+        markup = await self.markup(speech, key_id)
+        if markup is not None and markup.ssml:
+            rate = ssml_rate(speech.text)  # a <prosody rate> around all the text: the request's speed
+            if rate is not None:
+                speed = min(max((speech.speed or 1.0) * rate, MIN_SPEED), MAX_SPEED)
+                speech = replace(speech, speed=None if speed == 1.0 else speed)
         if speech.reference_audio is not None and check_balance is not None:
             await check_balance()  # a key without credits never reaches the decoder or the encoder
         unstitched = voice = await self.voice(speech, key_id)
         if speech.previous_request_ids:
             voice = await self.stitched(speech, voice, key_id)
+        segment_voices: dict[str, Voice] = {}
+        if has_voice_markers(
+            speech.text
+        ):  # every voice a marker names, resolved (or refused) before planning
+            segment_voices = await self.segment_voices(speech, voice, key_id)
         try:
             if len(speech.text) <= INLINE_PLAN_CHARS:
-                plan = self.plan(speech, voice, buffered=buffered, unstitched=unstitched)
+                plan = self.plan(
+                    speech,
+                    voice,
+                    buffered=buffered,
+                    unstitched=unstitched,
+                    segment_voices=segment_voices,
+                    markup=markup,
+                )
             else:
                 plan = await asyncio.to_thread(
-                    self.plan, speech, voice, buffered=buffered, unstitched=unstitched
+                    self.plan,
+                    speech,
+                    voice,
+                    buffered=buffered,
+                    unstitched=unstitched,
+                    segment_voices=segment_voices,
+                    markup=markup,
                 )
         except SynthesisError as exc:
             raise _renamed(exc, speech.text_field) from exc.__cause__
+        if plan.pauses:  # SSML breaks within the key's silence per minute (processing/ssml.py)
+            plan = take_key_silence(plan, KEY_SILENCE.of(key_id or ""))
         if reserve_credits is not None:
             # Credits count what the model is asked to speak (normalised text: "1,000" costs "one thousand").
             await reserve_credits(len(plan.text))
-        job = SynthesisJob(
-            self.models.pipeline_resources(), self.synthesis_request(speech, voice, request_id, key_id), plan
-        )
+        request = self.synthesis_request(speech, voice, request_id, key_id, segment_voices)
+        job = SynthesisJob(self.models.pipeline_resources(), request, plan)
         if self.continuity is not None:
             self.continuity.track(job, key_id)
-        return OpenedSpeech(job=job, plan=plan, voice=voice)
+        return OpenedSpeech(job=job, plan=plan, voice=voice, wake_ms=wake_ms)
+
+
+async def wake_device(idle: IdleGate) -> float | None:
+    """Wait for the device to wake from idle sleep; a failed wake is a 503 the client may retry at once (the next
+    request tries the wake again)."""
+    try:
+        return await idle.wake()
+    except RuntimeError as exc:
+        raise SynthesisError(
+            "SERVICE_UNAVAILABLE", f"The device did not wake from idle sleep ({exc}); retry.", retry_after=1
+        ) from exc
+
+
+def described_voice(base: Voice, attributes: VoiceAttributes) -> Voice:
+    """A style voice (a controllable prompt) from `attributes`; what they leave out comes from `base` where it has
+    labels (its gender; its levels when it is a style voice), else female and moderate. Its id names the labels
+    (`described:male:low:moderate`), so metrics and logs stay bounded and readable."""
+    style = base.kind == "style"
+    gender = attributes.gender or base.gender or "female"
+    pitch = attributes.pitch or (base.pitch if style else "moderate")
+    speed = attributes.speed_level or (base.speed if style else "moderate")
+    return Voice(
+        id=f"described:{gender}:{pitch}:{speed}",
+        name=f"Described voice ({gender}, pitch {pitch}, speed {speed})",
+        kind="style",
+        gender=gender,
+        pitch=pitch,
+        speed=speed,
+    )
+
+
+def stretch_for(speech: SpeechRequest, voice: Voice) -> float:
+    """The time-stretch of a request: the whole `speed` when the request named a speed level (the label is then
+    the request's, not one picked from `speed`), else `time_stretch_for`."""
+    attributes = speech.voice_attributes
+    if attributes is not None and attributes.speed_level is not None:
+        return speech.speed or 1.0
+    return time_stretch_for(voice, speech.speed)
 
 
 def _renamed(exc: SynthesisError, text_field: str) -> SynthesisError:

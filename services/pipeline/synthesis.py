@@ -28,8 +28,8 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass, replace
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,7 @@ from core.guards.chunk import SAMPLES_PER_TOKEN
 from core.llm import SamplingConfig
 from core.streaming import DecodePlanner, LatencyPreference, PlannedWindow, StreamingConfig
 from core.tokens import NoSpeechError, TokenParser, TokenStreamError
+from processing.voice_segments import strip_voice_markers
 from services.device.playback import PlaybackClock
 from services.device.windows import DecodeWindow
 from services.device.work_class import WorkClass
@@ -63,6 +64,7 @@ from shared import metrics
 
 if TYPE_CHECKING:
     from core.voices import Voice
+    from processing.lexicon import Lexicon
     from processing.tags import UnknownTags
     from services.device.scheduler import StreamHandle
     from services.pipeline.resources import PipelineResources
@@ -101,6 +103,8 @@ class SynthesisRequest:
     normalize: bool = True
     chunking: bool = True
     unknown_tags: UnknownTags = "strip"
+    lexicon: Lexicon | None = None  # alias rules (processing/lexicon.py) for the text the job plans
+    ssml: bool = False  # a socket utterance whose text is SSML (services/sessions/utterance.py)
     latency: LatencyPreference = (
         "balanced"  # the first chunk's schedule (core.streaming.StreamingConfig.for_latency)
     )
@@ -117,9 +121,32 @@ class SynthesisRequest:
     key_id: str | None = (
         None  # the API key it serves: its codec stream counts toward that key's share (admission)
     )
+    # `[voice:NAME]` segments: the voice of each name in the plan's `chunk_voices` (names resolving to one voice share
+    # one object: one speaker). A chunk whose name is None or absent is spoken in `voice`.
+    segment_voices: Mapping[str, Voice] = field(default_factory=dict)
     # live, or background (long-form jobs): a background job's codec stream and engine requests take only what live
     # streams leave (services/device/background.py), and admission never counts or paces it
     work_class: WorkClass = "live"
+
+
+class Speaker:
+    """One voice of a job: its 32 global tokens once known (the voice's own, or the model's from its first chunk),
+    then fixed for every later chunk it speaks, and its d-vector for the decoder."""
+
+    def __init__(self, voice: Voice) -> None:
+        self.voice = voice
+        self.global_tokens: tuple[int, ...] | None = (
+            tuple(voice.global_tokens) if voice.global_tokens else None
+        )
+        self.ready = asyncio.Event()  # the global tokens are known
+        if self.global_tokens is not None:
+            self.ready.set()
+        self.d_vector: Any = None
+
+    def learn(self, global_tokens: tuple[int, ...]) -> None:
+        if self.global_tokens is None:
+            self.global_tokens = global_tokens
+            self.ready.set()
 
 
 def draw_seed() -> int:
@@ -173,8 +200,9 @@ class SynthesisJob:
             threshold=settings.text.chunking_threshold_chars,
             target=settings.text.chunk_target_chars,
             unknown_tags=request.unknown_tags,
+            lexicon=request.lexicon,
         )
-        self.plan = TextPlan(self.plan.text, list(self.plan.chunks), self.plan.chunked)
+        self.plan = replace(self.plan, chunks=list(self.plan.chunks))
         self.stats = PipelineStats(text_chunks=len(self.plan.chunks))
         # The job's place in the codec scheduler: opened when the producer starts (with this arrival time), closed
         # when it ends, whatever the outcome.
@@ -184,7 +212,7 @@ class SynthesisJob:
         self.playback: PlaybackClock | None = (
             None  # the client's playback: the handle's deadlines, and pacing
         )
-        self._d_vector: Any = None  # the voice's d-vector, computed once per job
+        self._d_vector: Any = None  # the d-vector of the text chunk being decoded (its speaker's)
         self.stream_config = StreamingConfig.from_settings(settings)
         # The latency preference shapes the stream's first chunk only (its first text chunk): that is the audio the
         # listener waits for. Later text chunks, and every non-streaming response, decode with the exact schedule.
@@ -217,12 +245,11 @@ class SynthesisJob:
             sr_lead=sr_lead,
         )
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=settings.stream.stream_queue_chunks)
-        self.global_tokens: tuple[int, ...] | None = (
-            tuple(request.voice.global_tokens) if request.voice.global_tokens else None
-        )
-        self._globals_ready = asyncio.Event()
-        if self.global_tokens is not None:
-            self._globals_ready.set()
+        # The request's voice, and one speaker per other voice of its `[voice:NAME]` segments.
+        self.speaker = Speaker(request.voice)
+        self._speakers = {id(request.voice): self.speaker}
+        for voice in request.segment_voices.values():
+            self._speakers.setdefault(id(voice), Speaker(voice))
         self._generation_tasks: dict[int, asyncio.Task] = {}  # text chunk index -> its current try
         self.guards = GuardPolicy(settings, self.stats, request.request_id)
         self._runs: dict[int, ChunkRun] = {}
@@ -231,7 +258,8 @@ class SynthesisJob:
         self._samples_queued = 0
         self._texts: asyncio.Queue[str | None] = asyncio.Queue()
         self._text_closed = False
-        self._pauses: dict[int, float] = {}  # text chunk index -> seconds of silence before it (SSML breaks)
+        # text chunk index -> seconds of silence before it (SSML breaks; a planned request's come with its plan)
+        self._pauses: dict[int, float] = dict(self.plan.pauses)
         # Timestamps (opt-in) never hold audio: the 16 kHz audio going into the chain is handed to the track, and
         # after each piece is queued the words it settles are queued behind it (services.pipeline.timestamps).
         self.timestamps: TimestampTrack | None = None
@@ -243,7 +271,10 @@ class SynthesisJob:
                 time_stretch=request.time_stretch,
             )
             if not incremental:
-                self.timestamps.add_text(request.text, " ".join(self.plan.chunks))
+                written = self.plan.written
+                if written is None:
+                    written = strip_voice_markers(request.text) if self.plan.chunk_voices else request.text
+                self.timestamps.add_text(written, " ".join(self.plan.chunks))
         # Continuity (services.continuity): the end of what this job spoke, and hooks awaited once all audio is
         # made, before the stream ends, so a client that has the whole stream can continue it at once.
         self.spoken = SpokenTail(int(settings.continuity.continuity_prefix_s * SEMANTIC_PER_SECOND))
@@ -253,6 +284,17 @@ class SynthesisJob:
             self._texts.put_nowait(chunk)
         if not incremental:
             self.close_text()
+
+    @property
+    def global_tokens(self) -> tuple[int, ...] | None:
+        """The request's own voice's global tokens (continuity remembers them)."""
+        return self.speaker.global_tokens
+
+    def speaker_of(self, index: int) -> Speaker:
+        """The speaker of text chunk `index`: the request's voice unless a voice segment names another."""
+        name = self.plan.chunk_voices[index] if index < len(self.plan.chunk_voices) else None
+        voice = self.request.segment_voices.get(name) if name is not None else None
+        return self.speaker if voice is None else self._speakers[id(voice)]
 
     @property
     def sr_applied(self) -> bool:
@@ -279,6 +321,7 @@ class SynthesisJob:
             max_tokens=budget,
             seed=seed,
             cache_salt=self.request.cache_scope,
+            owner=self.request.key_id,
             work_class=self.request.work_class,
             stop_token_ids=tuple(self.resources.layout.stop_token_ids),
             # No allowed_token_ids: vLLM's GPU runner refuses more than 1,024 inside the engine step, which kills
@@ -295,7 +338,7 @@ class SynthesisJob:
         the whole utterance. The demo checkpoint does this whenever the recording is longer than its transcript
         would take to say (it paces by the prompt's ratio of text to speech ids); nothing was sent for the chunk, so
         the retry is invisible to the client apart from the voice imitating less closely."""
-        voice = self.request.voice
+        voice = self.speaker_of(run.index).voice
         try:
             try:
                 trip = await self._run_engine(run, voice, out)
@@ -323,7 +366,8 @@ class SynthesisJob:
     async def _run_engine(self, run: ChunkRun, voice: Voice, out: asyncio.Queue) -> Trip | None:
         resources = self.resources
         index, text = run.index, run.text
-        use_globals = self.global_tokens if index > 0 or self.global_tokens is not None else None
+        speaker = self.speaker_of(index)
+        use_globals = speaker.global_tokens
         # Unique per generation even when a client reuses an X-Request-ID for concurrent requests.
         request_id = f"{self.request.request_id}-{index}-{uuid.uuid4().hex[:8]}"
         # The request's speech limit (chunk_guards): what the text so far allows, less what earlier chunks kept.
@@ -346,9 +390,8 @@ class SynthesisJob:
         generated_at_start = stats.llm_tokens
         async with asyncio.timeout(resources.settings.limits.generation_timeout_s):
             stream = resources.engine.stream(prompt_ids, sampling, request_id)
-            if (
-                background is not None
-            ):  # the engine's count of generating requests includes it: admission's does not
+            # The engine's count of generating requests includes a background one: admission's does not.
+            if background is not None:
                 background.background_generating += 1
             try:
                 async for new_ids in stream:
@@ -357,9 +400,8 @@ class SynthesisJob:
                     if admission is not None:  # the LLM's pace, one of admission's measures
                         admission.note_tokens(count)
                     delta = parser.feed(new_ids)
-                    if delta.global_tokens is not None and self.global_tokens is None:
-                        self.global_tokens = tuple(delta.global_tokens)
-                        self._globals_ready.set()
+                    if delta.global_tokens is not None:
+                        speaker.learn(tuple(delta.global_tokens))
                     semantic = delta.semantic  # a new list per delta, owned by this loop from here on
                     if len(semantic) > semantic_left:
                         semantic = semantic[: max(0, semantic_left)]
@@ -371,7 +413,8 @@ class SynthesisJob:
                         if trip is not None:  # an acting guard: nothing after its detection point goes on
                             semantic = semantic[: max(0, trip.token - run.tokens)]
                         run.tokens += len(semantic)
-                        spoken.add(index, text, semantic)
+                        if speaker is self.speaker:  # continuity's tail: the request's own voice only
+                            spoken.add(index, text, semantic)
                         stats.semantic_tokens += len(semantic)
                         # Bounded: when the decoder is held up by a slow reader, generation waits here too
                         # (the awaiting `put` only when full: no coroutine per delta otherwise).
@@ -410,7 +453,7 @@ class SynthesisJob:
             parser.finish()
         if parser.ignored_count:
             metrics.PARSER_IGNORED_TOKENS.labels(mode).inc(parser.ignored_count)
-        if self.global_tokens is None and trip is None:
+        if speaker.global_tokens is None and trip is None:
             raise TokenStreamError("generation ended before the 32 global tokens were complete")
         return trip
 
@@ -570,27 +613,27 @@ class SynthesisJob:
             raise item
         if isinstance(item, Trip):
             return await self._recover(run, item, None)
-        if self.global_tokens is None:
+        speaker = self.speaker_of(index)
+        if speaker.global_tokens is None:
             raise TokenStreamError("generation ended before the 32 global tokens were complete")
         if not run.started:
             run.started = True
-            self.stats.global_tokens_per_chunk.append(self.global_tokens)
+            self.stats.global_tokens_per_chunk.append(speaker.global_tokens)
             run.last = self._text_closed and index == len(self.plan.chunks) - 1
             self.chain.start_segment(last=run.last)
             if self.timestamps is not None:
                 self.timestamps.start_segment(self.plan.chunks[index])
             await self._emit(await self._silence(index))
-        if (
-            self._d_vector is None
-        ):  # once per job, cached per voice; a miss is a model call the scheduler runs
+        # Once per speaker, cached per voice; a miss is a model call the scheduler runs on the device, between codec
+        # calls.
+        if speaker.d_vector is None:
             speakers = self.resources.speaker_vectors
-            self._d_vector = speakers.cached(self.global_tokens)
-            if (
-                self._d_vector is None
-            ):  # a model call: the scheduler runs it on the device, between codec calls
-                self._d_vector = await self.scheduler.run_model_call(
-                    "speaker", partial(speakers.compute, self.global_tokens)
+            speaker.d_vector = speakers.cached(speaker.global_tokens)
+            if speaker.d_vector is None:
+                speaker.d_vector = await self.scheduler.run_model_call(
+                    "speaker", partial(speakers.compute, speaker.global_tokens)
                 )
+        self._d_vector = speaker.d_vector  # chunks decode one at a time: this chunk's windows use it
         codec = self.resources.bicodec
         decoder = DecodePlanner(
             self.first_stream_config if index == 0 else self.stream_config,
@@ -652,6 +695,8 @@ class SynthesisJob:
         self.plan.chunks.append(text)
         self.stats.text_chunks += 1
         self._texts.put_nowait(text)
+        if self.resources.idle is not None:
+            self.resources.idle.touch()  # a socket still talking keeps the idle timer from running out
 
     def add_pause(self, seconds: float) -> None:
         """Silence before the next text chunk fed (or at the end, if none is): an SSML break. It is real zeros in
@@ -680,7 +725,10 @@ class SynthesisJob:
         """Start chunk `index`'s generation once chunk index-1 has finished generating and the voice is known,
         so it overlaps with chunk index-1's decode and delivery. None when no more text will come."""
         await asyncio.gather(self._generation_tasks[index - 1], return_exceptions=True)
-        await self._globals_ready.wait()
+        speaker = self.speaker_of(index)
+        # A voice heard before speaks with the global tokens it had; a voice new here has none to wait for.
+        if any(self.speaker_of(i) is speaker for i in range(index - 1, -1, -1)):
+            await speaker.ready.wait()
         await self._pace()  # no generation far ahead of playback
         text = await self._next_text()
         return None if text is None else self._start_generation(index, text)
@@ -697,6 +745,9 @@ class SynthesisJob:
     async def _produce(self) -> None:
         try:
             self._open_handle()  # inside: a stream the scheduler cannot open fails the job, never hangs its reader
+            idle = self.resources.idle
+            if idle is not None and not idle.awake:  # a socket utterance whose text came after the idle time
+                await idle.wake()
             async with asyncio.timeout(self.resources.settings.limits.request_deadline_s):
                 await self._produce_all()
         except asyncio.CancelledError:

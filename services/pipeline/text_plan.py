@@ -7,7 +7,8 @@ speech service, the WebSocket session and `POST /v1/tts/normalize`.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from core.guards import longest_spaced_word
@@ -16,10 +17,12 @@ from processing.markdown import drop_emoji, read_markdown
 from processing.normalize import normalize_text
 from processing.prompt import ParseMode, PromptError, build_prompt_ids
 from processing.tags import UnknownTags, process_tags
+from processing.voice_segments import has_voice_markers, split_voice_segments
 from services.errors import SynthesisError
 
 if TYPE_CHECKING:
     from core.voices import Voice
+    from processing.lexicon import Lexicon
     from services.pipeline.resources import PipelineResources
     from shared.settings import Settings
 
@@ -33,6 +36,13 @@ class TextPlan:
     text: str
     chunks: list[str]
     chunked: bool
+    # Voice segments (processing/voice_segments.py): the voice each chunk is spoken in, by the name its marker gave
+    # (None: the request's own voice). Empty: every chunk in the request's voice.
+    chunk_voices: tuple[str | None, ...] = ()
+    # SSML and alias rules (services/pipeline/markup.py): silence before a chunk (its index; len(chunks): after the
+    # last) and the text as written once tags and aliases are resolved (None: the request's text).
+    pauses: dict[int, float] = field(default_factory=dict)
+    written: str | None = None
 
 
 # Letters in the longest word the model is asked to speak, in an alphabet written with spaces: the longest words in
@@ -131,8 +141,11 @@ def plan_text(
     threshold: int,
     target: int,
     unknown_tags: UnknownTags = "strip",
+    lexicon: Lexicon | None = None,
 ) -> TextPlan:
-    """Normalise, resolve emotion tags, and split long text at sentence boundaries."""
+    """Normalise, resolve emotion tags, and split long text at sentence boundaries; alias rules first."""
+    if lexicon is not None:
+        text = lexicon.apply(text)
     if (
         normalize
     ):  # Markdown first: a link's `[text](url)` must not reach the tag reader as `[text]`; emoji before
@@ -156,14 +169,24 @@ def plan_text(
 
 
 def plan_request_text(text: str, settings: Settings, *, normalize: bool, chunking: bool) -> TextPlan:
-    """`plan_text` with the per-request limits every route shares: normalised length and chunk count."""
-    plan = plan_text(
-        text,
-        normalize=normalize,
-        chunking=chunking,
-        threshold=settings.text.chunking_threshold_chars,
-        target=settings.text.chunk_target_chars,
-    )
+    """`plan_text` with the per-request limits every route shares (`check_request_plan`). Text with
+    `[voice:NAME]` markers is planned segment by segment (`plan_voice_segments`)."""
+
+    def plan_part(part: str) -> TextPlan:
+        return plan_text(
+            part,
+            normalize=normalize,
+            chunking=chunking,
+            threshold=settings.text.chunking_threshold_chars,
+            target=settings.text.chunk_target_chars,
+        )
+
+    plan = plan_voice_segments(text, plan_part) if has_voice_markers(text) else plan_part(text)
+    return check_request_plan(plan, settings)
+
+
+def check_request_plan(plan: TextPlan, settings: Settings) -> TextPlan:
+    """The per-request limits: normalised length and chunk count."""
     if len(plan.text) > settings.limits.max_normalized_chars:
         raise SynthesisError(
             "TEXT_TOO_LONG",
@@ -179,6 +202,48 @@ def plan_request_text(text: str, settings: Settings, *, normalize: bool, chunkin
             "text",
         )
     return plan
+
+
+# How `plan_text` refuses a text with nothing to speak (a voice segment with nothing to speak is dropped instead).
+NOTHING_TO_SPEAK = "Invalid 'text': nothing left to speak"
+
+
+def plan_voice_segments(text: str, plan_part: Callable[[str], TextPlan]) -> TextPlan:
+    """One plan for text with voice markers: each segment planned alone (a chunk never spans two voices), the
+    chunks in order, each with its segment's voice. A segment with nothing to speak (only emoji, say) is
+    dropped; when none is left, the refusal is the one the whole text would get."""
+    chunks: list[str] = []
+    voices: list[str | None] = []
+    texts: list[str] = []
+    written: list[str] = []
+    marked = False  # any segment's written text differs from its own (SSML, alias rules)
+    pauses: dict[int, float] = {}
+    refusal: SynthesisError | None = None
+    for segment in split_voice_segments(text):
+        try:
+            part = plan_part(segment.text)
+        except SynthesisError as exc:
+            if exc.code != "VALIDATION_ERROR" or not exc.message.startswith(NOTHING_TO_SPEAK):
+                raise
+            refusal = exc
+            continue
+        texts.append(part.text)
+        written.append(segment.text if part.written is None else part.written)
+        marked = marked or part.written is not None
+        for index, seconds in part.pauses.items():  # SSML breaks, at their chunk's place in the whole plan
+            pauses[len(chunks) + index] = pauses.get(len(chunks) + index, 0.0) + seconds
+        chunks += part.chunks
+        voices += [segment.voice] * len(part.chunks)
+    if not chunks:
+        raise refusal or SynthesisError("VALIDATION_ERROR", f"{NOTHING_TO_SPEAK}.", "text")
+    return TextPlan(
+        text=" ".join(texts),
+        chunks=chunks,
+        chunked=len(chunks) > 1,
+        chunk_voices=tuple(voices),
+        pauses=pauses,
+        written=" ".join(written) if marked else None,
+    )
 
 
 def check_words_speakable(plan: TextPlan) -> None:

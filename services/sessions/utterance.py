@@ -15,7 +15,7 @@ from audio.encoders import create_encoder
 from core.guards.chunk import SAMPLES_PER_TOKEN
 from core.guards.text_budget import SEMANTIC_TOKENS_PER_SECOND, expected_tokens, longest_spaced_word
 from processing.segmenter import TextSegmenter
-from processing.ssml import BreakBudget, SsmlReader
+from processing.ssml import KEY_SILENCE, BreakBudget, SsmlReader
 from services.pipeline.chunk_guards import delivered_chars
 from services.pipeline.synthesis import SynthesisError, SynthesisJob, SynthesisRequest
 from services.pipeline.text_plan import MAX_WORD_LETTERS, plan_text
@@ -92,11 +92,14 @@ class Utterance:
         # Cartesia's max_buffer_delay_ms: text held for a sentence end is spoken anyway once it has waited this long
         # (None: held until a sentence end, a flush or the end, as our WebSocket and ElevenLabs do).
         self.buffer_delay_s: float | None = None
-        self.ssml = False  # ElevenLabs' enable_ssml_parsing: SSML read before the cuts (processing/ssml.py), breaks silent
+        # SSML read before the cuts (processing/ssml.py), breaks silent: the native socket's `ssml`, ElevenLabs'
+        # enable_ssml_parsing, always on Cartesia (those two dialects set it and the key's window themselves)
+        self.ssml = request.ssml
         self.ssml_reader = SsmlReader()
-        self.breaks = BreakBudget(
-            settings.limits.ssml_max_total_break_s
-        )  # per gap and per request (processing/ssml.py)
+        self.breaks = BreakBudget(  # per gap and per request; per key per minute (processing/ssml.py)
+            settings.limits.ssml_max_total_break_s,
+            window=KEY_SILENCE.of(request.key_id or "") if request.ssml else None,
+        )
         self._buffer_due: asyncio.TimerHandle | None = None
         self.text_parts: list[str] = []
         self._word_tail = ""  # the text's last MAX_WORD_LETTERS + 1 characters: a word may span pieces
@@ -241,6 +244,7 @@ class Utterance:
                 threshold=self.threshold,
                 target=self.target,
                 unknown_tags=self.request.unknown_tags,
+                lexicon=self.request.lexicon,
             )
         except SynthesisError:
             return 0  # nothing speakable in this part (only tags or emoji)

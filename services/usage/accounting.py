@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("services.usage.accounting")
 
-Transport = Literal["http", "websocket"]
+Transport = Literal["http", "websocket", "job"]  # job: one chapter of a long-form job (services/jobs)
 # completed | failed | cancelled (a WebSocket `cancel`) | disconnected (the client left) | interrupted (the server
 # cut it at shutdown: refunded, see services/usage/shutdown.py)
 EndStatus = Literal["completed", "failed", "cancelled", "disconnected", "interrupted"]
@@ -140,7 +140,10 @@ class RequestAccounting:
         metrics.REQUESTS.labels(self.voice_label, self.stream_label, r.audio_format).inc()
         metrics.ACTIVE_STREAMS.inc()
         self._active = True
-        BACKLOG.enter(self)
+        if (
+            self.transport != "job"
+        ):  # a job's chapter waits for idle device time: no live request is shed for it
+            BACKLOG.enter(self)
         logger.info(
             "request_received",
             extra={

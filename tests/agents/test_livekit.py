@@ -118,6 +118,25 @@ async def test_livekit_cartesia_conversation_with_barge_ins(server: Server) -> N
         await _conversation(server, tts, 24000)
 
 
+async def test_livekit_cartesia_turn_after_idling_past_a_minute(server: Server) -> None:
+    """LiveKit's pool keeps a Cartesia socket for 300 s and Cartesia keeps it 5 minutes: after 65 s of silence
+    the next turn goes out on the same socket (no new connection) and is spoken whole, with no error."""
+    mark = server.mark()
+    async with aiohttp.ClientSession() as http:
+        tts = cartesia.TTS(api_key=KEY, base_url=server.http, voice="default", http_session=http)
+        frames, words = await _turn(tts, TURN_3)
+        _check_words(words, TURN_3, sum(f.duration for f in frames))
+        await asyncio.sleep(65.0)  # past the 60 s an idle socket used to be given
+        frames, words = await _turn(tts, TURN_1)
+        _check_words(words, TURN_1, sum(f.duration for f in frames))
+        await tts.aclose()
+    opened = [e for e in server.events(mark, "websocket_opened") if e.get("dialect") == "cartesia"]
+    assert len(opened) == 1, opened
+    assert "Traceback" not in server.log_text()
+    plain = [line for line in server.log_text().splitlines() if line.strip() and not line.startswith("{")]
+    assert not plain, plain[:3]  # the log is JSON throughout, uvicorn's own lines included
+
+
 async def test_livekit_cartesia_refused_turn_ends_without_a_timeout(server: Server) -> None:
     """A context refused while LiveKit is still sending its turn (an unknown voice): LiveKit ignores the error's
     `done` until its own input ended, so its final `continue: false` is answered with `done` again. The turn ends at

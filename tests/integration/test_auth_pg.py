@@ -51,6 +51,19 @@ async def test_keys_valid_unknown_expired_suspended_revoked(pg_dsn: str, unique:
         await store.close()
 
 
+async def test_the_store_lists_every_key_but_revoked_ones(pg_dsn: str, unique: str) -> None:
+    store = PostgresKeyStore(pg_dsn)
+    try:
+        good_key, _ = await store.create_key("acme", key_id=f"list-good-{unique}")
+        paused_key, _ = await store.create_key("acme", key_id=f"list-paused-{unique}", status="suspended")
+        gone_key, _ = await store.create_key("acme", key_id=f"list-gone-{unique}", status="revoked")
+        known = await store.known_key_hashes()
+        assert known is not None
+        assert hash_key(good_key) in known and hash_key(paused_key) in known and hash_key(gone_key) not in known
+    finally:
+        await store.close()
+
+
 async def test_database_holds_only_the_hash(pg_dsn: str, unique: str) -> None:
     store = PostgresKeyStore(pg_dsn)
     raw, record = await store.create_key("acme", key_id=f"hash-{unique}")

@@ -21,10 +21,12 @@ ALLOWED = {
 SERVICE_LAYERS = (
     "deployment",  # the composition root: loads the models, builds the bundle, Modal's lifecycle
     "sessions",  # WebSocket sessions over the pipeline
+    "jobs",  # long-form jobs: documents read into chapters, rendered in the background class, joined as a book
     "access",  # keys checked, limits, what a request holds and settles
     "usage",  # credits, the request log, accounting
     "continuity",  # recent requests, stitching (reaches the pipeline's ContinuityHooks)
     "voice_library",  # custom voices, reference encodes (reaches the pipeline's CustomVoices)
+    "pronunciation",  # pronunciation dictionaries (reaches the pipeline's PronunciationLexicons)
     "pipeline",  # one request's synthesis, through PipelineResources
     "device",  # the device's one owner: the codec scheduler, admission
     "keys",  # API-key records and their stores

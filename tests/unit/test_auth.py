@@ -217,6 +217,30 @@ def test_failed_auth_throttle_per_address() -> None:
     assert throttle.retry_after("1.2.3.4") is None
 
 
+async def test_a_real_key_passes_an_address_throttled_by_guesses() -> None:
+    """Behind one NAT, a flood of wrong keys throttles the address; a real key never used in this process still
+    gets in (the store lists it), while the next guess is refused without a lookup."""
+    from services.access import FailedAuthThrottle
+
+    store = StaticKeyStore()
+    store.add_plain_key("tts_real", key_id="real")
+    store.add_plain_key("tts_gone", key_id="gone", status="revoked")
+    auth, clock = make_auth(store)
+    throttle = FailedAuthThrottle(limit=3, clock=clock)
+    for n in range(3):
+        throttle.failed("10.0.0.1", f"tts_guess{n}")
+    assert auth.is_known("tts_real") is False  # the first look starts the list's refresh
+    await asyncio.sleep(0)
+    assert auth.is_known("tts_real") and not auth.is_known("tts_gone") and not auth.is_known("tts_guess9")
+    assert throttle.retry_after("10.0.0.1", "tts_real", known=auth.is_known) is None
+    assert throttle.retry_after("10.0.0.1", "tts_guess9", known=auth.is_known) is not None
+    assert throttle.retry_after("10.0.0.1", None, known=auth.is_known) is not None
+    lookups = auth.store_lookups
+    for n in range(100):  # guesses never reach the store while the address is throttled
+        assert throttle.retry_after("10.0.0.1", f"tts_more{n}", known=auth.is_known) is not None
+    assert auth.store_lookups == lookups
+
+
 def test_key_file_holds_hashes_only(tmp_path) -> None:
     path = tmp_path / "keys.json"
     path.write_text(

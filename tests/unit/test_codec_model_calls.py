@@ -87,7 +87,7 @@ async def test_model_call_seconds_count_in_the_busy_ratio_and_admissions_codec_c
     assert (
         sched.stats.busy_seconds == pytest.approx(0.05) and sched.stats.calls == 0
     )  # no codec call, no rows
-    assert sched.stats.model_calls_by_kind == {"speaker": 0, "reference": 0, "align": 1}
+    assert sched.stats.model_calls_by_kind == {"speaker": 0, "reference": 0, "align": 1, "move": 0}
     assert sched.stats.model_seconds_by_kind["align"] == pytest.approx(0.05)
     assert sched.busy_ratio() == pytest.approx(0.05 / 2.0)
     assert cost == pytest.approx(0.05 / 1.0)  # 0.05 device seconds over one stream open for 1 s

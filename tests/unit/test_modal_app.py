@@ -100,7 +100,7 @@ def test_import_needs_no_token_and_declares_production_defaults(tmp_path: Path) 
     assert opts["startup_timeout"] >= 600  # first boot compiles vLLM graphs
     assert opts["enable_memory_snapshot"] is False
     assert opts["experimental_options"] is None
-    assert facts["volumes"] == ["/models", "/spool"]
+    assert facts["volumes"] == ["/jobs", "/models", "/spool"]
     assert facts["n_secrets"] == 1
     # A container takes what one GPU carries (admission refuses past its headroom), not eight streams; the engine's
     # 256 sequences hold 128 inputs' two generations each.
@@ -126,7 +126,7 @@ def test_knobs_come_from_the_environment_at_deploy_time(tmp_path: Path) -> None:
     assert facts["options"]["min_containers"] == 0
     assert facts["concurrency"] == {"max_inputs": 20, "target_inputs": 16}
     assert facts["n_secrets"] == 0
-    assert facts["volumes"] == ["/models", "/root/.cache/vllm", "/spool"]
+    assert facts["volumes"] == ["/jobs", "/models", "/root/.cache/vllm", "/spool"]
 
 
 @pytest.mark.parametrize("mode", ["cpu", "gpu"])
@@ -267,6 +267,7 @@ def test_container_settings_point_at_the_volume_and_vllm(clean_tts_env: pytest.M
     assert str(settings.model.model_dir) == "/models/Spark-TTS-0.5B"
     assert str(settings.model.sr_dir) == "/models/ap_bwe/16kto48k"
     assert (settings.llm.engine, settings.model.device) == ("vllm", "cuda")
+    assert str(settings.jobs.jobs_dir) == "/jobs"  # the jobs Volume: a replacement container resumes from it
     assert settings.access.auth_enabled
 
 
@@ -349,6 +350,12 @@ class HostRuntime:
         self.warmup_step: object = None  # ModelRuntime's: the lifecycle injects the pipeline warm-up
         self.start_loop: asyncio.AbstractEventLoop | None = None
         self.shutdowns = 0
+
+    async def sleep_engine(self) -> None:  # ModelRuntime's: the engine's sleep, as idle sleep uses it
+        await self.engine.sleep(1)
+
+    async def wake_engine(self) -> None:
+        await self.engine.wake_up()
 
     async def start(self) -> None:
         self.start_loop = asyncio.get_running_loop()

@@ -107,6 +107,7 @@ def _speech(
     return SpeechRequest(
         text=body.transcript,
         voice=body.voice.id,
+        voice_attributes=body.voice.attributes(),
         audio_format=audio_format,
         sample_rate=rate,
         sampling=SamplingOptions.with_defaults(settings),

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from api.dialects.common import parse_message
 from api.dialects.http_errors import DialectErrors, HttpError, status_title
 from api.schemas import MAX_TEXT_CHARS, SUPPORTED_RATES, Speed, reject_control_characters
+from api.voice_attributes import Level
+from processing.voice_description import VoiceAttributes, attributes_or_none
 
 MAX_CONTEXTS = 5  # unfinished contexts per socket
 # How long text without a sentence end waits before it is spoken anyway (Cartesia's default; at most 5000).
@@ -21,9 +23,18 @@ IDLE_TIMEOUT_S = 300.0
 
 
 class Voice(BaseModel):
+    """`{"mode": "id", "id": ...}`, optionally with `gender`, `pitch`, `speed_level` (an extension: a voice created
+    from Spark-TTS's labels, the rest from the voice `id` names)."""
+
     model_config = ConfigDict(extra="ignore")
     mode: Literal["id"] = "id"  # embeddings are not supported
     id: str = Field(..., min_length=1, max_length=128)
+    gender: Literal["female", "male"] | None = None
+    pitch: Level | None = None
+    speed_level: Level | None = None
+
+    def attributes(self) -> VoiceAttributes | None:
+        return attributes_or_none(self.gender, self.pitch, self.speed_level)
 
 
 class Rate(BaseModel):

@@ -24,6 +24,7 @@ from api.dialects.cartesia.wire import CartesiaWire, done_event
 from api.dialects.common import open_session, synthesis_request
 from api.errors import ApiError
 from api.ws_connection import CLOSE_POLICY, ContextError, admitted, close_quietly, serve_session
+from processing.ssml import KEY_SILENCE
 from services.access import ApiKeyRecord
 from services.sessions.ws_session import WsSession
 
@@ -92,6 +93,7 @@ class _Connection:
                 self.services,
                 self.key,
                 voice=msg.voice.id,
+                voice_attributes=msg.voice.attributes(),
                 audio_format=output.audio_format,
                 sample_rate=output.rate,
                 speed=msg.wanted_speed(),
@@ -107,6 +109,10 @@ class _Connection:
                 normalized=msg.use_normalized_timestamps,
             )
             u.buffer_delay_s = DEFAULT_MAX_BUFFER_DELAY_MS / 1000
+            # Cartesia reads its tags (`<break time="1s"/>`, `<spell>`) in every transcript: so does the SSML reader
+            # (processing/ssml.py), with break silence per key per minute.
+            u.ssml = True
+            u.breaks.window = KEY_SILENCE.of(self.key.key_id)
         if msg.max_buffer_delay_ms is not None:  # the latest message's value holds for the context
             u.buffer_delay_s = msg.max_buffer_delay_ms / 1000
         if msg.transcript:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from api.deps import Grant, Library, OptionalVoiceCaller, Runtime, SettingsDep, Speech
 from api.dialects.elevenlabs import timed
 from api.dialects.elevenlabs.messages import VoiceSettings, parse_output_format
+from api.pronunciation_schemas import LocatorsField
 from api.routes.tts import ERROR_RESPONSES, respond
 from api.schemas import MAX_TEXT_CHARS, reject_control_characters
 from services.pipeline.speech import SpeechRequest
@@ -20,8 +21,10 @@ from services.pipeline.synthesis import SamplingOptions
 router = APIRouter(tags=["elevenlabs"])
 
 
-class TextToSpeechBody(BaseModel):
-    """Only `text`, `voice_settings.speed`, `seed` and `apply_text_normalization` change the speech; `model_id`,
+class TextToSpeechBody(LocatorsField):
+    """Only `text` (SSML read as docs/api/ssml.md says), `voice_settings` (`speed`, and `gender` / `pitch` /
+    `speed_level`), `seed`, `apply_text_normalization` and `pronunciation_dictionary_locators` change the speech;
+    `model_id`,
     `language_code`, `previous_text`, `next_text`, `previous_request_ids`, `next_request_ids` are accepted and
     ignored."""
 
@@ -46,6 +49,7 @@ class TextToSpeechBody(BaseModel):
         return SpeechRequest(
             text=self.text,
             voice=voice_id,
+            voice_attributes=self.voice_settings.voice_attributes() if self.voice_settings else None,
             audio_format=output.audio_format,
             sample_rate=output.sample_rate,
             sampling=SamplingOptions.with_defaults(settings, seed=self.seed),
@@ -55,6 +59,7 @@ class TextToSpeechBody(BaseModel):
             speed=None if speed in (None, 1.0) else speed,
             voice_field="voice_id",
             timestamps="character" if timed else None,
+            dictionaries=self.locators(),
         )
 
 

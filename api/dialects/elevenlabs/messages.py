@@ -11,8 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from api.dialects.common import parse_message
 from api.dialects.http_errors import DialectErrors, HttpError
 from api.errors import ApiError
+from api.pronunciation_schemas import LocatorsField
 from api.schemas import MAX_TEXT_CHARS, SUPPORTED_RATES, Speed, reject_control_characters
+from api.voice_attributes import Level
 from audio.encoders import supported_rates
+from processing.voice_description import VoiceAttributes, attributes_or_none
 
 MAX_CONTEXTS = 5  # per socket, as ElevenLabs documents
 # The missing-key message in the words of ElevenLabs' clients (ours names Authorization and X-API-Key).
@@ -88,18 +91,26 @@ class ConnectionParams(BaseModel):
 
 
 class VoiceSettings(BaseModel):
-    """Only `speed` changes the speech (our speed); the others are accepted and ignored."""
+    """`speed` (our speed) and the voice attributes `gender`, `pitch`, `speed_level` (an extension: a voice created
+    from Spark-TTS's labels) change the speech; the others are accepted and ignored."""
 
     model_config = ConfigDict(extra="ignore")
     speed: Speed | None = None
+    gender: Literal["female", "male"] | None = None
+    pitch: Level | None = None
+    speed_level: Level | None = None
     stability: float | None = None
     similarity_boost: float | None = None
     style: float | None = None
     use_speaker_boost: bool | None = None
 
+    def voice_attributes(self) -> VoiceAttributes | None:
+        return attributes_or_none(self.gender, self.pitch, self.speed_level)
 
-class ClientMessage(BaseModel):
-    """Every client message is one shape: text to append (" " opens a context, "" is a keep-alive), and flags."""
+
+class ClientMessage(LocatorsField):
+    """Every client message is one shape: text to append (" " opens a context, "" is a keep-alive), and flags.
+    `pronunciation_dictionary_locators` on the message that opens a context (or an earlier one) apply to it."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -186,7 +197,12 @@ def http_error(err: HttpError) -> dict[str, Any]:
 
 
 def _is_http_route(path: str) -> bool:
-    return path.startswith("/v1/text-to-speech/") or path == "/v1/voices" or path.startswith("/v1/voices/")
+    return (
+        path.startswith(
+            ("/v1/text-to-speech/", "/v1/voices/", "/v1/text-to-dialogue", "/v1/pronunciation-dictionaries")
+        )
+        or path == "/v1/voices"
+    )
 
 
 HTTP_ERRORS = DialectErrors("elevenlabs", _is_http_route, http_error)

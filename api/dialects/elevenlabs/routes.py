@@ -19,6 +19,7 @@ from api.dialects.elevenlabs.messages import (
     ClientMessage,
     ConnectionParams,
     OutputFormat,
+    VoiceSettings,
     ours_to_elevenlabs_message,
     parse_client_message,
 )
@@ -26,6 +27,7 @@ from api.dialects.elevenlabs.wire import ElevenLabsWire
 from api.errors import ApiError
 from api.socket_guard import SocketGuard, SocketSlot, too_big
 from api.ws_connection import CLOSE_NORMAL, CLOSE_POLICY, ContextError, admitted, close_quietly, serve_session
+from processing.lexicon import DictionaryLocator
 from processing.ssml import KEY_SILENCE
 from services.access import ApiKeyRecord
 from services.pipeline.synthesis import SynthesisRequest
@@ -79,8 +81,14 @@ class _Connection:
         self.closing: asyncio.Task[None] | None = (
             None  # stream-input: closes the socket after the final message
         )
+        # The latest `pronunciation_dictionary_locators` sent: the dictionaries of the contexts opened from then on.
+        self.dictionaries: tuple[DictionaryLocator, ...] = ()
 
-    async def synthesis_request(self, speed: float | None, *, admit: bool = True) -> SynthesisRequest:
+    async def synthesis_request(
+        self, settings: VoiceSettings | None = None, *, admit: bool = True
+    ) -> SynthesisRequest:
+        """A context's request; its first message's `voice_settings` give the speed and the voice attributes."""
+        speed = settings.speed if settings else None
         return await synthesis_request(
             self.services,
             self.key,
@@ -89,9 +97,11 @@ class _Connection:
             sample_rate=self.output.sample_rate,
             normalize=self.params.normalize,
             speed=speed,
+            voice_attributes=settings.voice_attributes() if settings else None,
             voice_field="voice_id",
             timestamps="character",  # every audio message carries its alignment
             admit=admit,
+            dictionaries=self.dictionaries if admit else (),
         )
 
     async def handle(self, raw: str) -> str | None:
@@ -115,6 +125,8 @@ class _Connection:
 
     async def _context_message(self, msg: ClientMessage, cid: str | None) -> None:
         session, text = self.session, msg.text
+        if msg.pronunciation_dictionary_locators is not None:
+            self.dictionaries = msg.locators()
         u = session.utterance(cid)
         if msg.close_context and msg.immediate:
             await session.cancel(context_id=cid, every=False)
@@ -137,9 +149,8 @@ class _Connection:
                     f"Context '{cid}' was closed; open a new context_id.",
                     param="context_id",
                 )
-            speed = msg.voice_settings.speed if msg.voice_settings else None
             await session.supersede(cid)  # the reply this turn interrupts stops before admission counts it
-            u = await session.start(await self.synthesis_request(speed), context_id=cid)
+            u = await session.start(await self.synthesis_request(msg.voice_settings), context_id=cid)
             if u is None:
                 return  # refused (a sixth context): the session answered
             u.ssml = self.params.enable_ssml_parsing

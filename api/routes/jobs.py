@@ -1,0 +1,186 @@
+"""Long-form jobs (docs/api/jobs.md): `POST /v1/tts/jobs` takes a document (JSON text or Markdown, or a multipart
+upload: EPUB, Markdown, text) and answers 202 with the job; reading, listing, progress events (SSE), chapter and
+book downloads and cancel (DELETE). Another key's job answers 404, as an unknown id does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from api.deps import Grant, Speech, services_of
+from api.errors import ApiError, body_validation_error
+from audio.encoders import format_info
+from services.errors import ServiceError
+from services.jobs import ChapterText, JobService, job_view
+from services.keys.records import ApiKeyRecord
+
+router = APIRouter(tags=["jobs"])
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Invalid request or unreadable document (error envelope)"},
+    401: {"description": "Missing or invalid API key"},
+    404: {"description": "No such job for this key"},
+    413: {"description": "Document too long"},
+}
+
+
+class JobBody(BaseModel):
+    """The job's fields, as JSON or as form fields beside an uploaded `file`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = None
+    input_format: Literal["text", "markdown"] | None = None
+    voice: str | None = None
+    format: str = "mp3"
+    book_format: str | None = "m4b"
+    sample_rate: int = 24000
+    speed: float | None = None
+    title: str | None = None
+
+
+async def _jobs(request: Request) -> JobService:
+    jobs = services_of(request).jobs
+    if jobs is None:
+        raise ApiError("NOT_FOUND", "Jobs are disabled on this server (TTS_JOBS_ENABLED=false).")
+    return jobs
+
+
+async def _key(request: Request) -> ApiKeyRecord:
+    """Reads and cancels authenticate the key without taking a concurrency slot: a progress stream may stay open for
+    as long as the job runs."""
+    access = services_of(request).access
+    try:
+        return await access.authenticate(request.headers, request.client.host if request.client else None)
+    except ServiceError as exc:
+        raise ApiError.from_service(exc) from None
+
+
+Jobs = Annotated[JobService, Depends(_jobs)]
+Key = Annotated[ApiKeyRecord, Depends(_key)]
+
+
+async def _read_body(request: Request) -> tuple[JobBody, bytes, str | None, str | None]:
+    """The fields, the document's bytes, its file name and content type (None, None for JSON text)."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form()
+        upload = form.get("file")
+        fields: dict[str, Any] = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
+        if fields.get("book_format") in ("", "null", "none"):
+            fields["book_format"] = None
+        body = _validated(fields)
+        if upload is None or isinstance(upload, str):
+            if body.text is None:
+                raise ApiError(
+                    "VALIDATION_ERROR", "Send the document as a 'file' part or a 'text' field.", param="file"
+                )
+            return body, body.text.encode("utf-8"), None, None
+        return body, await upload.read(), upload.filename, upload.content_type
+    try:
+        raw = json.loads(await request.body())
+    except ValueError:
+        raise ApiError(
+            "INVALID_JSON", "The body is not JSON (or send multipart/form-data with a 'file')."
+        ) from None
+    if not isinstance(raw, dict):
+        raise ApiError("VALIDATION_ERROR", "The body must be a JSON object.")
+    body = _validated(raw)
+    if body.text is None:
+        raise ApiError("VALIDATION_ERROR", "Field 'text' is required (or upload a 'file').", param="text")
+    return body, body.text.encode("utf-8"), None, None
+
+
+def _validated(fields: dict[str, Any]) -> JobBody:
+    try:
+        return JobBody.model_validate(fields)
+    except ValidationError as exc:
+        raise body_validation_error([dict(error) for error in exc.errors()]) from None
+
+
+def _chapters(
+    data: bytes, filename: str | None, content_type: str | None, kind: Any, max_characters: int
+) -> tuple[str | None, list[ChapterText]]:
+    from services.jobs.documents import DocumentError, read_document
+
+    try:
+        document = read_document(
+            data, filename=filename, content_type=content_type, kind=kind, max_characters=max_characters
+        )
+    except DocumentError as exc:
+        raise ApiError("VALIDATION_ERROR", f"The document cannot be read: {exc}", param="file") from None
+    return document.title, [ChapterText(c.title, c.text) for c in document.chapters]
+
+
+@router.post("/v1/tts/jobs", status_code=202, responses=ERROR_RESPONSES, summary="Queue a long-form job")
+async def submit_job(request: Request, grant: Grant, speech: Speech, jobs: Jobs) -> JSONResponse:
+    body, data, filename, content_type = await _read_body(request)
+    options = jobs.options(
+        voice=body.voice,
+        fmt=body.format,
+        book_format=body.book_format,
+        sample_rate=body.sample_rate,
+        speed=body.speed,
+    )
+    # JSON text is plain text unless it says Markdown; a file's kind comes from its name or type unless given.
+    kind = body.input_format or ("text" if filename is None else None)
+    title, chapters = await asyncio.to_thread(
+        _chapters, data, filename, content_type, kind, jobs.settings.jobs.jobs_max_chars
+    )
+    job = await jobs.submit(grant.key, speech, chapters, options, body.title or title)
+    return JSONResponse(job_view(job), status_code=202)
+
+
+@router.get("/v1/tts/jobs", responses=ERROR_RESPONSES, summary="The key's jobs, newest first")
+async def list_jobs(key: Key, jobs: Jobs) -> dict[str, Any]:
+    return {"jobs": [job_view(job) for job in await jobs.jobs(key.key_id)]}
+
+
+@router.get("/v1/tts/jobs/{job_id}", responses=ERROR_RESPONSES, summary="A job and its progress")
+async def get_job(job_id: str, key: Key, jobs: Jobs) -> dict[str, Any]:
+    return job_view(await jobs.job(job_id, key.key_id))
+
+
+@router.delete("/v1/tts/jobs/{job_id}", status_code=202, responses=ERROR_RESPONSES, summary="Cancel a job")
+async def cancel_job(job_id: str, key: Key, jobs: Jobs) -> JSONResponse:
+    return JSONResponse(job_view(await jobs.cancel(job_id, key.key_id)), status_code=202)
+
+
+@router.get("/v1/tts/jobs/{job_id}/events", responses=ERROR_RESPONSES, summary="Progress events (SSE)")
+async def job_events(job_id: str, key: Key, jobs: Jobs) -> StreamingResponse:
+    await jobs.job(job_id, key.key_id)  # 404 before the stream starts
+
+    async def body() -> AsyncIterator[bytes]:
+        async for event, data in jobs.events(job_id, key.key_id):
+            yield f"event: {event}\ndata: {data}\n\n".encode()
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/v1/tts/jobs/{job_id}/chapters/{index}", responses=ERROR_RESPONSES, summary="A finished chapter")
+async def chapter_file(job_id: str, index: int, key: Key, jobs: Jobs) -> FileResponse:
+    job = await jobs.job(job_id, key.key_id)
+    path = await jobs.chapter_file(job_id, key.key_id, index)
+    fmt = job.options.format
+    return FileResponse(
+        path, media_type=format_info(fmt).content_type, filename=f"{job_id}-{index:03d}{path.suffix}"
+    )
+
+
+@router.get(
+    "/v1/tts/jobs/{job_id}/book", responses=ERROR_RESPONSES, summary="The whole work, with chapter marks"
+)
+async def book_file(job_id: str, key: Key, jobs: Jobs) -> FileResponse:
+    path, fmt = await jobs.book_file(job_id, key.key_id)
+    media_type = "audio/mp4" if fmt == "m4b" else "audio/mpeg"
+    return FileResponse(path, media_type=media_type, filename=f"{job_id}{path.suffix}")

@@ -1,0 +1,134 @@
+"""Whose forward step runs next on an engine that runs one step at a time (the transformers engine on CPU).
+
+A plain lock hands the model to whichever thread wins the race, so a key with four requests gets four steps for
+every one of another key's: the other key's first audio waits behind the flood. `FairStepGate` hands the next step
+to the waiting request whose owner (the API key) has used the least engine time lately (each owner's step seconds,
+decayed with a half-life of a few seconds), first come first served between equals. A newcomer therefore steps
+at once until it has used as much as the busiest owner, and steady owners share the engine evenly, whatever their
+request counts. Background work (long-form jobs) steps only when no live request waits.
+
+Uncontended, a step costs one condition acquire and a dictionary update.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+# How fast past use is forgiven: long enough that a flood's history outweighs a newcomer's first steps, short
+# enough that an owner who stopped is an equal again within seconds.
+USAGE_HALF_LIFE_S = 4.0
+_MAX_OWNERS = 4096  # usage entries kept; the smallest are dropped past this
+# How long the gate waits for the owner that just stepped to ask again (its thread samples the next id and hands
+# it on between steps): past this it goes to the next waiter (the request ended, or its client is not reading).
+RETURN_GRACE_S = 0.005
+
+
+@dataclass
+class _Turn:
+    owner: str | None
+    background: bool
+    seq: int
+    granted: bool = False
+
+
+class FairStepGate:
+    """A lock for one forward step at a time, granted by owner usage (see the module docstring).
+
+    A request's thread releases the gate between steps (it hands the id on), so the owner that should step next
+    is often the one that just stepped and has not asked again yet: the gate then keeps the turn for that owner
+    for `return_grace_s` before handing it to the next waiter. Without this, a newcomer could never step twice
+    in a row while a flood waits, and would get one step in two instead of all of them.
+    """
+
+    def __init__(
+        self,
+        half_life_s: float = USAGE_HALF_LIFE_S,
+        clock: Callable[[], float] = time.monotonic,
+        return_grace_s: float = RETURN_GRACE_S,
+    ) -> None:
+        self._decay = math.log(2) / half_life_s
+        self._clock = clock
+        self._grace_s = return_grace_s
+        self._cond = threading.Condition()
+        self._busy = False
+        self._waiting: list[_Turn] = []
+        self._usage: dict[str | None, tuple[float, float]] = {}  # owner -> (seconds used, as of)
+        self._held_for: tuple[str | None, bool] | None = None  # the owner (and class) the free gate waits for
+        self._held_until = 0.0  # time.monotonic(): real time, whatever `clock` is
+        self._seq = itertools.count()
+
+    def usage(self, owner: str | None) -> float:
+        """The owner's decayed step seconds now."""
+        with self._cond:
+            return self._usage_at(owner, self._clock())
+
+    def _usage_at(self, owner: str | None, now: float) -> float:
+        used, at = self._usage.get(owner, (0.0, now))
+        return used * math.exp(-self._decay * max(0.0, now - at))
+
+    @contextmanager
+    def turn(self, owner: str | None, *, background: bool = False) -> Iterator[None]:
+        """Hold the engine for one step as `owner`."""
+        with self._cond:
+            turn = _Turn(owner, background, next(self._seq))
+            self._waiting.append(turn)
+            self._dispatch()
+            while not turn.granted:
+                self._cond.wait(self._hold_left())
+                self._dispatch()
+        started = self._clock()
+        try:
+            yield
+        finally:
+            with self._cond:
+                now = self._clock()
+                used = self._usage_at(owner, now) + (now - started)
+                self._usage[owner] = (used, now)
+                if len(self._usage) > _MAX_OWNERS:
+                    self._forget_smallest(now)
+                self._busy = False
+                if self._waiting and (background, used) < self._rank(self._best(now), now)[:2]:
+                    self._held_for = (owner, background)
+                    self._held_until = time.monotonic() + self._grace_s
+                    self._cond.notify_all()  # the waiters' next look is at the hold's end
+                self._dispatch()
+
+    def _rank(self, turn: _Turn, now: float) -> tuple[bool, float, int]:
+        return (turn.background, self._usage_at(turn.owner, now), turn.seq)
+
+    def _best(self, now: float) -> _Turn:
+        return min(self._waiting, key=lambda t: self._rank(t, now))
+
+    def _hold_left(self) -> float | None:
+        return None if self._held_for is None else max(0.0, self._held_until - time.monotonic()) + 1e-4
+
+    def _dispatch(self) -> None:
+        """Grant the free gate: to the owner it is held for when that owner asks in time, else the best waiter."""
+        if self._busy or not self._waiting:
+            return
+        if self._held_for is not None:
+            mine = [t for t in self._waiting if (t.owner, t.background) == self._held_for]
+            if mine:
+                self._grant(mine[0])
+                return
+            if time.monotonic() < self._held_until:
+                return
+        self._grant(self._best(self._clock()))
+
+    def _grant(self, turn: _Turn) -> None:
+        self._held_for = None
+        self._waiting.remove(turn)
+        turn.granted = True
+        self._busy = True
+        self._cond.notify_all()
+
+    def _forget_smallest(self, now: float) -> None:
+        ranked = sorted(self._usage, key=lambda owner: self._usage_at(owner, now))
+        for owner in ranked[: len(ranked) // 2]:
+            del self._usage[owner]

@@ -1,0 +1,116 @@
+"""A job and its chapters as stored, and the job object the API shows (docs/api/jobs.md)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+ChapterStatus = Literal["pending", "running", "done", "failed"]
+FINAL_STATUSES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """How every chapter of a job is spoken and written."""
+
+    voice: str | None = None
+    format: str = "mp3"  # each chapter's file
+    book_format: str | None = "m4b"  # the whole work with chapter marks; None: no book
+    sample_rate: int = 24000
+    speed: float | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> JobOptions:
+        return cls(**json.loads(text))
+
+
+@dataclass(frozen=True)
+class ChapterRecord:
+    index: int
+    title: str
+    text: str
+    status: ChapterStatus = "pending"
+    audio_seconds: float | None = None
+    render_seconds: float | None = None  # wall time its rendering took (the ETA's measured rate)
+    request_id: str | None = None  # the request-log record of its rendering (and its charge)
+
+    @property
+    def characters(self) -> int:
+        return len(self.text)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    key_id: str
+    key_hash: str  # to find the key record again when another process resumes the job (its credits)
+    title: str | None
+    options: JobOptions
+    status: JobStatus = "queued"
+    created_at: float = 0.0  # epoch seconds
+    error_code: str | None = None
+    error_message: str | None = None
+    book_done: bool = False
+    chapters: tuple[ChapterRecord, ...] = field(default=())
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def with_chapter(self, chapter: ChapterRecord) -> JobRecord:
+        chapters = tuple(chapter if c.index == chapter.index else c for c in self.chapters)
+        return replace(self, chapters=chapters)
+
+
+def iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+
+
+def job_view(job: JobRecord, base_path: str = "/v1/tts/jobs") -> dict[str, Any]:
+    """The job object of the API: status, chapters with their download urls, progress and an estimate of the time
+    left from the measured rate (characters per second of rendering, over the chapters done)."""
+    done = [c for c in job.chapters if c.status == "done"]
+    chars_total = sum(c.characters for c in job.chapters)
+    chars_done = sum(c.characters for c in done)
+    rendered_s = sum(c.render_seconds or 0.0 for c in done)
+    eta: float | None = None
+    if job.status in ("queued", "running") and chars_done and rendered_s > 0:
+        eta = round((chars_total - chars_done) / (chars_done / rendered_s), 1)
+    elif job.status == "done":
+        eta = 0.0
+    url = f"{base_path}/{job.id}"
+    return {
+        "id": job.id,
+        "status": job.status,
+        "title": job.title,
+        "created_at": iso(job.created_at),
+        "chapters": [
+            {
+                "index": c.index,
+                "title": c.title,
+                "characters": c.characters,
+                "status": c.status,
+                "audio_seconds": None if c.audio_seconds is None else round(c.audio_seconds, 3),
+                "url": f"{url}/chapters/{c.index}" if c.status == "done" else None,
+            }
+            for c in job.chapters
+        ],
+        "progress": {
+            "chapters_done": len(done),
+            "chapters_total": len(job.chapters),
+            "characters_done": chars_done,
+            "characters_total": chars_total,
+            "audio_seconds": round(sum(c.audio_seconds or 0.0 for c in done), 3),
+            "eta_seconds": eta,
+        },
+        "book_url": f"{url}/book" if job.book_done else None,
+        "error": None
+        if job.error_code is None
+        else {"code": job.error_code, "message": job.error_message or ""},
+    }

@@ -1,0 +1,284 @@
+"""The process's job worker: claims jobs from the store, renders their chapters one at a time, writes the book.
+
+One `JobRunner` per process (started and stopped by the app's lifespan). It claims a job only while the model is
+ready and fewer than TTS_JOBS_MAX_CONCURRENT of its own run; a claimed job holds a lease that a heartbeat renews
+every third of TTS_JOBS_LEASE_S. The job continues from its first chapter not done: a chapter cut mid-way (this
+process died, or stopped) is rendered again from its start, its partial files replaced. A lost lease or a cancel
+(DELETE, here or on another replica: the heartbeat sees it) cancels the chapter's task at once; finished chapters
+stay. Refusals that pass by themselves (the device busy with live streams, the model reloading) are waited out;
+a key out of credits fails the job with INSUFFICIENT_CREDITS, its finished chapters kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Protocol
+
+from services.errors import ServiceError, status_of
+from services.jobs.records import JobRecord
+from services.jobs.render import JobFiles, RenderedChapter, render_chapter
+from services.jobs.store import JobStore
+from services.keys.records import ApiKeyRecord, anonymous_record
+
+if TYPE_CHECKING:
+    from services.access import AccessServices
+    from services.pipeline.speech import SpeechService
+
+logger = logging.getLogger("services.jobs.runner")
+
+# Refusals that pass by themselves: the chapter waits (at most this long between tries) and tries again.
+WAIT_CODES = frozenset(
+    {"SERVER_OVERLOADED", "MODEL_NOT_LOADED", "SERVICE_UNAVAILABLE", "GPU_FAULT", "RATE_LIMIT_EXCEEDED"}
+)
+MAX_WAIT_S = 30.0
+# A chapter that fails on the server's side (a generation failure) is tried this many times before the job fails.
+CHAPTER_ATTEMPTS = 2
+
+
+class BookWriter(Protocol):
+    def __call__(self, job: JobRecord, files: JobFiles) -> None: ...
+
+
+class JobRunner:
+    def __init__(
+        self,
+        store: JobStore,
+        speech: SpeechService,
+        access: AccessServices,
+        files: JobFiles,
+        *,
+        write_book: BookWriter,
+        max_concurrent: int = 1,
+        lease_s: float = 30.0,
+        poll_s: float = 1.0,
+        owner: str | None = None,
+    ) -> None:
+        self.store = store
+        self.speech = speech
+        self.access = access
+        self.files = files
+        self.write_book = write_book
+        self.max_concurrent = max_concurrent
+        self.lease_s = lease_s
+        self.poll_s = poll_s
+        self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop().create_task(self._claim_loop(), name="jobs-runner")
+
+    async def stop(self) -> None:
+        """Stop claiming, cut the running chapters (refunded) and give their leases up, so the next process
+        (a restart, another replica) resumes them at once."""
+        self._stopping = True
+        tasks = [t for t in (self._loop, *self.running.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def wake(self) -> None:
+        """A job was queued: look for it now rather than at the next poll."""
+        if self._wake is not None:
+            self._wake.set()
+
+    def cancel(self, job_id: str) -> None:
+        """The job was cancelled in the store: stop its chapter now, if it runs here."""
+        task = self.running.get(job_id)
+        if task is not None:
+            task.cancel()
+
+    # ------------------------------------------------------------------ claiming
+    async def _claim_loop(self) -> None:
+        assert self._wake is not None
+        while not self._stopping:
+            try:
+                if self.speech.models.ready and len(self.running) < self.max_concurrent:
+                    job = await self.store.claim(self.owner, self.lease_s)
+                    if job is not None:
+                        self._launch(job)
+                        continue
+            except Exception:  # noqa: BLE001 - a store outage: try again at the next poll
+                logger.exception("job claim failed")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+
+    def _launch(self, job: JobRecord) -> None:
+        task = asyncio.get_running_loop().create_task(self._hold(job), name=f"job-{job.id}")
+        self.running[job.id] = task
+
+        def done(_: asyncio.Task[None]) -> None:
+            self.running.pop(job.id, None)
+            self.wake()  # room for another job
+
+        task.add_done_callback(done)
+
+    async def _hold(self, job: JobRecord) -> None:
+        """Run `job` while its lease is renewed; a lost lease or a cancel in the store cuts it."""
+        work = asyncio.current_task()
+        assert work is not None
+
+        async def heartbeat() -> None:
+            while True:
+                await asyncio.sleep(self.lease_s / 3)
+                try:
+                    held = await self.store.renew(job.id, self.owner, self.lease_s)
+                except Exception:  # noqa: BLE001 - keep the job; the lease still has two thirds to run
+                    logger.exception("job lease renewal failed", extra={"job_id": job.id})
+                    continue
+                if not held:
+                    work.cancel()
+                    return
+
+        beat = asyncio.get_running_loop().create_task(heartbeat())
+        try:
+            await run_job(job, self)
+        except asyncio.CancelledError:
+            if (
+                self._stopping
+            ):  # the chapter is pending again before the lease goes: the next holder starts it anew
+                await _quietly(self._reset_running(job))
+                await _quietly(self.store.release(job.id, self.owner))
+                raise
+            # Cancelled (DELETE) or the lease is gone: the store already says so.
+            await _quietly(self.store.finish(job.id, self.owner, "cancelled"))
+            await _quietly(self._reset_running(job))
+        except Exception:  # noqa: BLE001 - one job's bug must not stop the worker
+            logger.exception("job failed", extra={"job_id": job.id})
+            await _quietly(
+                self.store.finish(
+                    job.id, self.owner, "failed", error_code="INTERNAL_ERROR", error_message="The job failed."
+                )
+            )
+        finally:
+            beat.cancel()
+
+    async def _reset_running(self, job: JobRecord) -> None:
+        """A chapter cut mid-way is pending again, its unfinished files gone."""
+        current = await self.store.get(job.id, None)
+        if current is None or current.status not in ("cancelled", "queued") and not self._stopping:
+            return  # another process holds it now: its chapters are its own
+        for chapter in current.chapters:
+            if chapter.status == "running":
+                await self.store.set_chapter(job.id, chapter.index, "pending")
+        for part in self.files.folder(job.id).glob("*.part"):  # a cut chapter's unfinished files
+            part.unlink(missing_ok=True)
+
+    async def key_of(self, job: JobRecord) -> ApiKeyRecord:
+        """The job's key record as it is now (its credits), from the key store: the process running the job may
+        not be the one that accepted it."""
+        authenticator = self.access.authenticator
+        if authenticator is None:
+            return anonymous_record()
+        record = await authenticator.store.get_by_hash(job.key_hash)
+        if record is None or record.status != "active":
+            raise ServiceError("KEY_SUSPENDED", "The job's API key is no longer active.", status=403)
+        return record
+
+
+async def run_job(job: JobRecord, runner: JobRunner) -> None:
+    store, owner = runner.store, runner.owner
+    try:
+        key = await runner.key_of(job)
+    except ServiceError as exc:
+        await store.finish(job.id, owner, "failed", error_code=exc.code, error_message=exc.message)
+        return
+    for chapter in job.chapters:
+        if chapter.status == "done":
+            continue
+        await store.set_chapter(job.id, chapter.index, "running")
+        try:
+            rendered = await _with_retries(
+                functools.partial(
+                    render_chapter,
+                    job,
+                    chapter,
+                    speech=runner.speech,
+                    access=runner.access,
+                    key=key,
+                    files=runner.files,
+                )
+            )
+        except ServiceError as exc:
+            await store.set_chapter(job.id, chapter.index, "failed")
+            await store.finish(
+                job.id,
+                owner,
+                "failed",
+                error_code=exc.code,
+                error_message=failure_message(exc, chapter.index),
+            )
+            logger.warning(
+                "job chapter failed",
+                extra={"job_id": job.id, "chapter": chapter.index, "error_code": exc.code},
+            )
+            return
+        await store.set_chapter(
+            job.id,
+            chapter.index,
+            "done",
+            audio_seconds=rendered.audio_seconds,
+            render_seconds=rendered.render_seconds,
+            request_id=rendered.request_id,
+        )
+        job = job.with_chapter(replace(chapter, status="done", audio_seconds=rendered.audio_seconds))
+    book = job.options.book_format is not None
+    if book:
+        try:
+            await asyncio.to_thread(runner.write_book, job, runner.files)
+        except Exception:  # noqa: BLE001 - the chapters stay; the job says the book is what failed
+            logger.exception("job book failed", extra={"job_id": job.id})
+            await store.finish(
+                job.id,
+                owner,
+                "failed",
+                error_code="BOOK_FAILED",
+                error_message="Every chapter is done and downloadable, but the book could not be written.",
+            )
+            return
+    await store.finish(job.id, owner, "done", book_done=book)
+    logger.info("job done", extra={"job_id": job.id, "chapters": len(job.chapters)})
+
+
+async def _with_retries(render: Callable[[], Awaitable[RenderedChapter]]) -> RenderedChapter:
+    failures = 0
+    while True:
+        try:
+            return await render()
+        except ServiceError as exc:
+            if exc.code in WAIT_CODES:
+                await asyncio.sleep(min(MAX_WAIT_S, float(exc.retry_after or 1)))
+                continue
+            failures += 1
+            if (exc.status or status_of(exc.code)) >= 500 and failures < CHAPTER_ATTEMPTS:
+                continue
+            raise
+
+
+def failure_message(exc: ServiceError, index: int) -> str:
+    if exc.code == "INSUFFICIENT_CREDITS":
+        return (
+            f"The key ran out of credits at chapter {index}; the chapters before it are done and stay "
+            "downloadable. Top the key up and submit the rest again."
+        )
+    return f"Chapter {index} failed: {exc.message}"
+
+
+async def _quietly(step: Awaitable[object]) -> None:
+    try:
+        await step
+    except Exception:  # noqa: BLE001 - bookkeeping after a cut; the lease expiry covers what it misses
+        logger.exception("job bookkeeping failed")

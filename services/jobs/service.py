@@ -1,0 +1,227 @@
+"""The jobs service: what the routes call (submit, read, list, cancel, files, progress events), and the store, the
+files and the worker it owns for the process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from audio.encoders import check_format_rate
+from services.errors import ServiceError
+from services.jobs.book import BookChapter, check_book_format, write_book
+from services.jobs.records import ChapterRecord, JobOptions, JobRecord, job_view
+from services.jobs.render import JobFiles
+from services.jobs.runner import JobRunner
+from services.jobs.store import JobStore, SqliteJobStore
+from services.jobs.store_postgres import PostgresJobStore
+from services.keys.records import ApiKeyRecord
+from services.pipeline.speech import SpeechRequest, SpeechService
+from services.pipeline.synthesis import SamplingOptions
+
+if TYPE_CHECKING:
+    from services.access import AccessServices
+    from shared.settings import Settings
+
+logger = logging.getLogger("services.jobs")
+
+CHAPTER_FORMATS = ("mp3", "wav", "flac", "opus", "aac")
+BOOK_FORMATS = ("m4b", "mp3")
+# How often a progress stream looks at the store (which another replica may be writing).
+EVENTS_POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class ChapterText:
+    """A chapter as the document reader found it."""
+
+    title: str
+    text: str
+
+
+def write_job_book(job: JobRecord, files: JobFiles) -> None:
+    """The whole work in one file with chapter marks (blocking; services/jobs/book.py muxes it)."""
+    fmt = job.options.book_format or "m4b"
+    chapters = [BookChapter(c.title, files.chapter_wav(job.id, c.index)) for c in job.chapters]
+    write_book(chapters, files.book(job.id, fmt), fmt=fmt, title=job.title)  # type: ignore[arg-type]
+
+
+def split_long(chapters: list[ChapterText], limit: int) -> list[ChapterText]:
+    """Chapters longer than one request may be (TTS_MAX_TEXT_CHARS) become parts, cut at paragraph or sentence
+    ends where there is one in the last fifth of the part."""
+    out: list[ChapterText] = []
+    for chapter in chapters:
+        text, part = chapter.text, 1
+        while len(text) > limit:
+            window = text[:limit]
+            cut = max(window.rfind("\n\n"), window.rfind(". "), window.rfind("\n"))
+            cut = cut + 1 if cut >= limit * 4 // 5 else limit
+            out.append(ChapterText(f"{chapter.title} ({part})", text[:cut].strip()))
+            text, part = text[cut:].lstrip(), part + 1
+        out.append(ChapterText(f"{chapter.title} ({part})", text.strip()) if part > 1 else chapter)
+    return out
+
+
+class JobService:
+    def __init__(self, settings: Settings, store: JobStore, runner: JobRunner, files: JobFiles) -> None:
+        self.settings = settings
+        self.store = store
+        self.runner = runner
+        self.files = files
+
+    @classmethod
+    def from_settings(cls, settings: Settings, speech: SpeechService, access: AccessServices) -> JobService:
+        """PostgreSQL where the service has it (jobs move with their database), else a SQLite file in the jobs
+        directory."""
+        jobs = settings.jobs
+        files = JobFiles(Path(jobs.jobs_dir))
+        pool = access.databases.postgres
+        store: JobStore = (
+            PostgresJobStore(pool) if pool is not None else SqliteJobStore(files.root / "jobs.sqlite3")
+        )
+        runner = JobRunner(
+            store,
+            speech,
+            access,
+            files,
+            write_book=write_job_book,
+            max_concurrent=jobs.jobs_max_concurrent,
+            lease_s=jobs.jobs_lease_s,
+        )
+        return cls(settings, store, runner, files)
+
+    async def start(self) -> None:
+        self.runner.start()
+
+    async def close(self) -> None:
+        await self.runner.stop()
+        await self.store.close()
+
+    # ------------------------------------------------------------------ routes
+    def options(
+        self, *, voice: str | None, fmt: str, book_format: str | None, sample_rate: int, speed: float | None
+    ) -> JobOptions:
+        if fmt not in CHAPTER_FORMATS:
+            raise ServiceError(
+                "INVALID_FORMAT", f"Invalid 'format': {fmt!r}; one of {', '.join(CHAPTER_FORMATS)}.", "format"
+            )
+        if book_format is not None and book_format not in BOOK_FORMATS:
+            raise ServiceError(
+                "INVALID_FORMAT",
+                f"Invalid 'book_format': {book_format!r}; one of {', '.join(BOOK_FORMATS)} or null.",
+                "book_format",
+            )
+        try:
+            check_format_rate(fmt, sample_rate)
+            check_format_rate("wav", sample_rate)
+            if book_format is not None:
+                check_book_format(book_format, sample_rate)
+        except ValueError as exc:
+            raise ServiceError("VALIDATION_ERROR", f"Invalid 'sample_rate': {exc}", "sample_rate") from None
+        if speed is not None and not 0.5 <= speed <= 2.0:
+            raise ServiceError("VALIDATION_ERROR", "Invalid 'speed': between 0.5 and 2.0.", "speed")
+        return JobOptions(
+            voice=voice, format=fmt, book_format=book_format, sample_rate=sample_rate, speed=speed
+        )
+
+    async def submit(
+        self,
+        key: ApiKeyRecord,
+        speech: SpeechService,
+        chapters: list[ChapterText],
+        options: JobOptions,
+        title: str | None,
+    ) -> JobRecord:
+        """Queue a job for `key`; refused (400/413) before anything is stored when it cannot run."""
+        chapters = [c for c in chapters if c.text.strip()]
+        if not chapters:
+            raise ServiceError("VALIDATION_ERROR", "The document has no text to speak.", "text")
+        total = sum(len(c.text) for c in chapters)
+        limit = self.settings.jobs.jobs_max_chars
+        if total > limit:
+            raise ServiceError(
+                "TEXT_TOO_LONG",
+                f"Invalid 'text': at most {limit} characters per job on this deployment, got {total}.",
+                "text",
+            )
+        if speech.models.ready:  # an unknown voice is refused now, not at the first chapter
+            probe = SpeechRequest(
+                text="",
+                voice=options.voice,
+                audio_format="pcm",
+                sample_rate=options.sample_rate,
+                sampling=SamplingOptions.with_defaults(self.settings),
+                voice_field="voice",
+            )
+            await speech.voice(probe, key.key_id)
+        parts = split_long(chapters, self.settings.limits.max_text_chars)
+        job = JobRecord(
+            id=f"job_{uuid.uuid4().hex}",
+            key_id=key.key_id,
+            key_hash=key.key_hash,
+            title=title,
+            options=options,
+            created_at=time.time(),
+            chapters=tuple(
+                ChapterRecord(index=i + 1, title=c.title, text=c.text) for i, c in enumerate(parts)
+            ),
+        )
+        await self.store.create(job)
+        self.runner.wake()
+        logger.info(
+            "job queued",
+            extra={"job_id": job.id, "key_id": key.key_id, "chapters": len(parts), "characters": total},
+        )
+        return job
+
+    async def job(self, job_id: str, key_id: str) -> JobRecord:
+        job = await self.store.get(job_id, key_id)
+        if job is None:
+            raise ServiceError("NOT_FOUND", f"No job {job_id!r} for this key.", "job_id")
+        return job
+
+    async def jobs(self, key_id: str) -> list[JobRecord]:
+        return await self.store.list(key_id)
+
+    async def cancel(self, job_id: str, key_id: str) -> JobRecord:
+        job = await self.store.cancel(job_id, key_id)
+        if job is None:
+            raise ServiceError("NOT_FOUND", f"No job {job_id!r} for this key.", "job_id")
+        self.runner.cancel(job_id)
+        return job
+
+    async def chapter_file(self, job_id: str, key_id: str, index: int) -> Path:
+        job = await self.job(job_id, key_id)
+        chapter = next((c for c in job.chapters if c.index == index), None)
+        if chapter is None or chapter.status != "done":
+            raise ServiceError(
+                "NOT_FOUND", f"Chapter {index} of job {job_id!r} is not done (or does not exist).", "index"
+            )
+        return self.files.chapter_file(job.id, index, job.options.format)
+
+    async def book_file(self, job_id: str, key_id: str) -> tuple[Path, str]:
+        job = await self.job(job_id, key_id)
+        if not job.book_done or job.options.book_format is None:
+            raise ServiceError("NOT_FOUND", f"Job {job_id!r} has no book yet.", "job_id")
+        return self.files.book(job.id, job.options.book_format), job.options.book_format
+
+    async def events(self, job_id: str, key_id: str) -> AsyncIterator[tuple[str, str]]:
+        """(event, data) for a server-sent-events stream: `progress` with the job object at each change, then
+        the job's final status once, then the end."""
+        last = None
+        while True:
+            job = await self.job(job_id, key_id)
+            data = json.dumps(job_view(job))
+            if data != last:
+                last = data
+                yield "progress", data
+            if job.final:
+                yield job.status, data
+                return
+            await asyncio.sleep(EVENTS_POLL_S)

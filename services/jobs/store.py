@@ -1,0 +1,310 @@
+"""Where jobs and their chapters live: `JobStore`, with SQLite (a file in the jobs directory, the default) and
+PostgreSQL (services/jobs/store_postgres.py, where the service has a database) behind it.
+
+A job belongs to one key: every read, list and cancel names the key, and another key's job is not found. Running
+a job needs its lease: `claim` takes a queued or unfinished job whose lease expired (a process that died leaves
+its lease to expire, so another picks the job up; two processes never hold one job at once), `renew` extends it
+while the job runs and tells the runner when it lost it or the job was cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from services.jobs.records import ChapterRecord, ChapterStatus, JobOptions, JobRecord, JobStatus
+
+T = TypeVar("T")
+
+
+class JobStore(Protocol):
+    name: str
+
+    async def create(self, job: JobRecord) -> None: ...
+
+    async def get(self, job_id: str, key_id: str | None) -> JobRecord | None:
+        """The job with its chapters; None for an unknown id or another key's job (`key_id` None: any key)."""
+
+    async def list(self, key_id: str, limit: int = 100) -> list[JobRecord]:
+        """The key's jobs, newest first."""
+
+    async def claim(self, owner: str, lease_s: float) -> JobRecord | None:
+        """Take the oldest queued or unfinished job whose lease has expired; None when there is none."""
+
+    async def renew(self, job_id: str, owner: str, lease_s: float) -> bool:
+        """Extend `owner`'s lease; False when the lease is no longer its own or the job ended (cancelled)."""
+
+    async def release(self, job_id: str, owner: str) -> None:
+        """Give the lease up at once (shutdown): another process may resume the job without waiting."""
+
+    async def set_chapter(
+        self,
+        job_id: str,
+        index: int,
+        status: ChapterStatus,
+        *,
+        audio_seconds: float | None = None,
+        render_seconds: float | None = None,
+        request_id: str | None = None,
+    ) -> None: ...
+
+    async def finish(
+        self,
+        job_id: str,
+        owner: str,
+        status: JobStatus,
+        *,
+        error_code: str | None = None,
+        error_message: str | None = None,
+        book_done: bool = False,
+    ) -> None:
+        """End a job `owner` holds (a cancelled job stays cancelled)."""
+
+    async def cancel(self, job_id: str, key_id: str) -> JobRecord | None:
+        """Mark the key's job cancelled unless it already ended; the job, or None when not found."""
+
+    async def close(self) -> None: ...
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tts_jobs (
+    id TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL,
+    key_hash TEXT NOT NULL,
+    title TEXT,
+    options TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    error_code TEXT,
+    error_message TEXT,
+    book_done INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_expires REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS tts_jobs_key ON tts_jobs (key_id, created_at);
+CREATE INDEX IF NOT EXISTS tts_jobs_open ON tts_jobs (status, lease_expires);
+CREATE TABLE IF NOT EXISTS tts_job_chapters (
+    job_id TEXT NOT NULL REFERENCES tts_jobs (id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    title TEXT NOT NULL,
+    text TEXT NOT NULL,
+    status TEXT NOT NULL,
+    audio_seconds REAL,
+    render_seconds REAL,
+    request_id TEXT,
+    PRIMARY KEY (job_id, idx)
+);
+"""
+JOB_COLUMNS = "id, key_id, key_hash, title, options, status, created_at, error_code, error_message, book_done"
+CHAPTER_COLUMNS = "idx, title, text, status, audio_seconds, render_seconds, request_id"
+
+
+def job_from_row(row: Sequence[Any], chapters: Sequence[Sequence[Any]]) -> JobRecord:
+    return JobRecord(
+        id=row[0],
+        key_id=row[1],
+        key_hash=row[2],
+        title=row[3],
+        options=JobOptions.from_json(row[4]),
+        status=row[5],
+        created_at=float(row[6]),
+        error_code=row[7],
+        error_message=row[8],
+        book_done=bool(row[9]),
+        chapters=tuple(
+            ChapterRecord(
+                index=c[0],
+                title=c[1],
+                text=c[2],
+                status=c[3],
+                audio_seconds=c[4],
+                render_seconds=c[5],
+                request_id=c[6],
+            )
+            for c in chapters
+        ),
+    )
+
+
+class SqliteJobStore:
+    """One SQLite file (WAL), for one server or several processes on one machine; calls run in a worker thread."""
+
+    name = "sqlite"
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None  # opened on first use: building an app touches no file
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.executescript(SCHEMA)
+            self._db = db
+        return self._db
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def locked() -> T:
+            with self._lock:
+                return fn(self._connection())
+
+        return await asyncio.to_thread(locked)
+
+    def _load(self, db: sqlite3.Connection, row: Sequence[Any] | None) -> JobRecord | None:
+        if row is None:
+            return None
+        chapters = db.execute(
+            f"SELECT {CHAPTER_COLUMNS} FROM tts_job_chapters WHERE job_id = ? ORDER BY idx", (row[0],)
+        ).fetchall()
+        return job_from_row(row, chapters)
+
+    async def create(self, job: JobRecord) -> None:
+        def insert(db: sqlite3.Connection) -> None:
+            with db:  # one transaction: the job and all its chapters, or nothing
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(
+                    "INSERT INTO tts_jobs (id, key_id, key_hash, title, options, status, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        job.id,
+                        job.key_id,
+                        job.key_hash,
+                        job.title,
+                        job.options.to_json(),
+                        job.status,
+                        job.created_at,
+                    ),
+                )
+                db.executemany(
+                    "INSERT INTO tts_job_chapters (job_id, idx, title, text, status) VALUES (?, ?, ?, ?, ?)",
+                    [(job.id, c.index, c.title, c.text, c.status) for c in job.chapters],
+                )
+
+        await self._run(insert)
+
+    async def get(self, job_id: str, key_id: str | None) -> JobRecord | None:
+        def read(db: sqlite3.Connection) -> JobRecord | None:
+            row = db.execute(f"SELECT {JOB_COLUMNS} FROM tts_jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is not None and key_id is not None and row[1] != key_id:
+                return None
+            return self._load(db, row)
+
+        return await self._run(read)
+
+    async def list(self, key_id: str, limit: int = 100) -> list[JobRecord]:
+        def read(db: sqlite3.Connection) -> list[JobRecord]:
+            rows = db.execute(
+                f"SELECT {JOB_COLUMNS} FROM tts_jobs WHERE key_id = ? ORDER BY created_at DESC, id LIMIT ?",
+                (key_id, limit),
+            ).fetchall()
+            return [job for row in rows if (job := self._load(db, row)) is not None]
+
+        return await self._run(read)
+
+    async def claim(self, owner: str, lease_s: float) -> JobRecord | None:
+        def take(db: sqlite3.Connection) -> JobRecord | None:
+            now = self.clock()
+            with db:
+                db.execute("BEGIN IMMEDIATE")  # the write lock first: two processes never take one job
+                row = db.execute(
+                    f"SELECT {JOB_COLUMNS} FROM tts_jobs WHERE status IN ('queued', 'running') "
+                    "AND lease_expires < ? ORDER BY created_at, id LIMIT 1",
+                    (now,),
+                ).fetchone()
+                if row is None:
+                    return None
+                db.execute(
+                    "UPDATE tts_jobs SET status = 'running', lease_owner = ?, lease_expires = ? WHERE id = ?",
+                    (owner, now + lease_s, row[0]),
+                )
+                row = db.execute(f"SELECT {JOB_COLUMNS} FROM tts_jobs WHERE id = ?", (row[0],)).fetchone()
+                return self._load(db, row)
+
+        return await self._run(take)
+
+    async def renew(self, job_id: str, owner: str, lease_s: float) -> bool:
+        def extend(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                "UPDATE tts_jobs SET lease_expires = ? WHERE id = ? AND lease_owner = ? AND status = 'running'",
+                (self.clock() + lease_s, job_id, owner),
+            )
+            return cursor.rowcount == 1
+
+        return await self._run(extend)
+
+    async def release(self, job_id: str, owner: str) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "UPDATE tts_jobs SET lease_expires = 0, lease_owner = NULL WHERE id = ? AND lease_owner = ?",
+                (job_id, owner),
+            )
+        )
+
+    async def set_chapter(
+        self,
+        job_id: str,
+        index: int,
+        status: ChapterStatus,
+        *,
+        audio_seconds: float | None = None,
+        render_seconds: float | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "UPDATE tts_job_chapters SET status = ?, audio_seconds = ?, render_seconds = ?, request_id = ? "
+                "WHERE job_id = ? AND idx = ?",
+                (status, audio_seconds, render_seconds, request_id, job_id, index),
+            )
+        )
+
+    async def finish(
+        self,
+        job_id: str,
+        owner: str,
+        status: JobStatus,
+        *,
+        error_code: str | None = None,
+        error_message: str | None = None,
+        book_done: bool = False,
+    ) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "UPDATE tts_jobs SET status = CASE WHEN status = 'cancelled' THEN status ELSE ? END, "
+                "error_code = COALESCE(error_code, ?), error_message = COALESCE(error_message, ?), "
+                "book_done = ?, lease_owner = NULL, lease_expires = 0 WHERE id = ? AND lease_owner = ?",
+                (status, error_code, error_message, int(book_done), job_id, owner),
+            )
+        )
+
+    async def cancel(self, job_id: str, key_id: str) -> JobRecord | None:
+        def mark(db: sqlite3.Connection) -> JobRecord | None:
+            db.execute(
+                "UPDATE tts_jobs SET status = 'cancelled' WHERE id = ? AND key_id = ? "
+                "AND status IN ('queued', 'running')",
+                (job_id, key_id),
+            )
+            row = db.execute(
+                f"SELECT {JOB_COLUMNS} FROM tts_jobs WHERE id = ? AND key_id = ?", (job_id, key_id)
+            ).fetchone()
+            return self._load(db, row)
+
+        return await self._run(mark)
+
+    async def close(self) -> None:
+        def shut() -> None:
+            with self._lock:
+                if self._db is not None:
+                    self._db.close()
+                    self._db = None
+
+        await asyncio.to_thread(shut)

@@ -1,0 +1,160 @@
+"""`JobStore` on PostgreSQL (deploy/sql/011_jobs.sql), on the pool the service shares (services/database.py): jobs
+survive a container move and every replica sees them. Leases are timed by the database's clock, so replicas with
+skewed clocks still never hold one job at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.database import PostgresPool
+from services.jobs.records import ChapterStatus, JobRecord, JobStatus
+from services.jobs.store import CHAPTER_COLUMNS, JOB_COLUMNS, job_from_row
+
+NOW = "extract(epoch from clock_timestamp())"
+
+
+class PostgresJobStore:
+    name = "postgres"
+
+    def __init__(self, pool: PostgresPool) -> None:
+        self.pool = pool
+
+    async def _load(self, conn: Any, row: Any) -> JobRecord | None:
+        if row is None:
+            return None
+        chapters = await conn.fetch(
+            f"SELECT {CHAPTER_COLUMNS} FROM tts_job_chapters WHERE job_id = $1 ORDER BY idx", row[0]
+        )
+        return job_from_row(tuple(row), [tuple(c) for c in chapters])
+
+    async def create(self, job: JobRecord) -> None:
+        pool = await self.pool.get()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO tts_jobs (id, key_id, key_hash, title, options, status, created_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                job.id,
+                job.key_id,
+                job.key_hash,
+                job.title,
+                job.options.to_json(),
+                job.status,
+                job.created_at,
+            )
+            await conn.executemany(
+                "INSERT INTO tts_job_chapters (job_id, idx, title, text, status) VALUES ($1, $2, $3, $4, $5)",
+                [(job.id, c.index, c.title, c.text, c.status) for c in job.chapters],
+            )
+
+    async def get(self, job_id: str, key_id: str | None) -> JobRecord | None:
+        pool = await self.pool.get()
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow(f"SELECT {JOB_COLUMNS} FROM tts_jobs WHERE id = $1", job_id)
+            if row is not None and key_id is not None and row[1] != key_id:
+                return None
+            return await self._load(conn, row)
+
+    async def list(self, key_id: str, limit: int = 100) -> list[JobRecord]:
+        pool = await self.pool.get()
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(
+                f"SELECT {JOB_COLUMNS} FROM tts_jobs WHERE key_id = $1 ORDER BY created_at DESC, id LIMIT $2",
+                key_id,
+                limit,
+            )
+            return [job for row in rows if (job := await self._load(conn, row)) is not None]
+
+    async def claim(self, owner: str, lease_s: float) -> JobRecord | None:
+        pool = await self.pool.get()
+        async with pool.acquire() as conn, conn.transaction():
+            # SKIP LOCKED: replicas claiming at once take different jobs; the lease condition keeps a held one held.
+            row = await conn.fetchrow(
+                f"UPDATE tts_jobs SET status = 'running', lease_owner = $1, lease_expires = {NOW} + $2 "
+                "WHERE id = (SELECT id FROM tts_jobs WHERE status IN ('queued', 'running') "
+                f"AND lease_expires < {NOW} ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) "
+                f"RETURNING {JOB_COLUMNS}",
+                owner,
+                float(lease_s),
+            )
+            return await self._load(conn, row)
+
+    async def renew(self, job_id: str, owner: str, lease_s: float) -> bool:
+        pool = await self.pool.get()
+        result = await pool.execute(
+            f"UPDATE tts_jobs SET lease_expires = {NOW} + $3 "
+            "WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+            job_id,
+            owner,
+            float(lease_s),
+        )
+        return str(result).endswith(" 1")
+
+    async def release(self, job_id: str, owner: str) -> None:
+        pool = await self.pool.get()
+        await pool.execute(
+            "UPDATE tts_jobs SET lease_expires = 0, lease_owner = NULL WHERE id = $1 AND lease_owner = $2",
+            job_id,
+            owner,
+        )
+
+    async def set_chapter(
+        self,
+        job_id: str,
+        index: int,
+        status: ChapterStatus,
+        *,
+        audio_seconds: float | None = None,
+        render_seconds: float | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        pool = await self.pool.get()
+        await pool.execute(
+            "UPDATE tts_job_chapters SET status = $3, audio_seconds = $4, render_seconds = $5, request_id = $6 "
+            "WHERE job_id = $1 AND idx = $2",
+            job_id,
+            index,
+            status,
+            audio_seconds,
+            render_seconds,
+            request_id,
+        )
+
+    async def finish(
+        self,
+        job_id: str,
+        owner: str,
+        status: JobStatus,
+        *,
+        error_code: str | None = None,
+        error_message: str | None = None,
+        book_done: bool = False,
+    ) -> None:
+        pool = await self.pool.get()
+        await pool.execute(
+            "UPDATE tts_jobs SET status = CASE WHEN status = 'cancelled' THEN status ELSE $3 END, "
+            "error_code = COALESCE(error_code, $4), error_message = COALESCE(error_message, $5), "
+            "book_done = $6, lease_owner = NULL, lease_expires = 0 WHERE id = $1 AND lease_owner = $2",
+            job_id,
+            owner,
+            status,
+            error_code,
+            error_message,
+            book_done,
+        )
+
+    async def cancel(self, job_id: str, key_id: str) -> JobRecord | None:
+        pool = await self.pool.get()
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE tts_jobs SET status = 'cancelled' WHERE id = $1 AND key_id = $2 "
+                "AND status IN ('queued', 'running')",
+                job_id,
+                key_id,
+            )
+            row = await conn.fetchrow(
+                f"SELECT {JOB_COLUMNS} FROM tts_jobs WHERE id = $1 AND key_id = $2", job_id, key_id
+            )
+            return await self._load(conn, row)
+
+    async def close(self) -> None:
+        return None  # the pool belongs to the service's DatabaseClients

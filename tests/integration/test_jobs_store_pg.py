@@ -1,0 +1,97 @@
+"""The PostgreSQL job store against the real server (deploy/sql/011_jobs.sql applied by the fixture): two replicas
+(two pools) never hold one job; a lease that expires passes the job on; keys stay apart."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from services.database import PostgresPool
+from services.jobs.records import ChapterRecord, JobOptions, JobRecord
+from services.jobs.store_postgres import PostgresJobStore
+
+pytestmark = pytest.mark.integration
+
+
+def job(key_id: str) -> JobRecord:
+    return JobRecord(
+        id=f"job_test_{uuid.uuid4().hex}",
+        key_id=key_id,
+        key_hash="h" * 64,
+        title="Book",
+        options=JobOptions(format="wav"),
+        created_at=0.0,  # older than any real job: claimed first in a shared database
+        chapters=tuple(ChapterRecord(index=i, title=f"C{i}", text="x" * i) for i in (1, 2)),
+    )
+
+
+@pytest.fixture
+async def stores(pg_dsn: str) -> AsyncIterator[tuple[PostgresJobStore, PostgresJobStore]]:
+    pools = PostgresPool(pg_dsn), PostgresPool(pg_dsn)
+    yield PostgresJobStore(pools[0]), PostgresJobStore(pools[1])
+    for pool in pools:
+        await pool.close()
+
+
+async def drop(dsn: str, job_id: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("DELETE FROM tts_jobs WHERE id = $1", job_id)
+    finally:
+        await conn.close()
+
+
+async def test_two_replicas_never_hold_one_job(pg_dsn: str, stores) -> None:
+    one, two = stores
+    record = job(f"key-{uuid.uuid4().hex[:8]}")
+    await one.create(record)
+    try:
+        claims = await asyncio.gather(
+            *(store.claim(f"p{i}", 30) for i, store in enumerate((one, two, one, two)))
+        )
+        held = [c for c in claims if c is not None and c.id == record.id]
+        assert len(held) == 1
+        got = await two.get(record.id, record.key_id)
+        assert got is not None and got.status == "running" and [c.characters for c in got.chapters] == [1, 2]
+    finally:
+        await drop(pg_dsn, record.id)
+
+
+async def test_an_expired_lease_passes_the_job_on_and_a_cancel_stops_it(pg_dsn: str, stores) -> None:
+    one, two = stores
+    record = job(f"key-{uuid.uuid4().hex[:8]}")
+    await one.create(record)
+    try:
+        assert (await one.claim("p1", 0.3)).id == record.id
+        assert await one.renew(record.id, "p1", 0.3)
+        await asyncio.sleep(0.5)  # p1 died: its lease ran out
+        taken = await two.claim("p2", 30)
+        assert taken is not None and taken.id == record.id
+        assert not await one.renew(record.id, "p1", 30)
+        await two.set_chapter(record.id, 1, "done", audio_seconds=1.5, render_seconds=0.5, request_id="r1")
+        assert await two.cancel(record.id, "another-key") is None  # another key's job is not found
+        cancelled = await two.cancel(record.id, record.key_id)
+        assert cancelled is not None and cancelled.status == "cancelled"
+        assert not await two.renew(record.id, "p2", 30)
+        await two.finish(record.id, "p2", "done")
+        final = await one.get(record.id, record.key_id)
+        assert final.status == "cancelled" and final.chapters[0].audio_seconds == 1.5
+        assert record.id in [j.id for j in await one.list(record.key_id)]
+        assert record.id not in [j.id for j in await one.list("another-key")]
+    finally:
+        await drop(pg_dsn, record.id)
+
+
+async def test_the_migration_is_idempotent(pg_dsn: str) -> None:
+    from services.usage.migrations import SQL_DIR
+
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute((SQL_DIR / "011_jobs.sql").read_text(encoding="utf-8"))
+        await conn.execute((SQL_DIR / "011_jobs.sql").read_text(encoding="utf-8"))
+    finally:
+        await conn.close()

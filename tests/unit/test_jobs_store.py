@@ -1,0 +1,115 @@
+"""The SQLite job store: jobs per key, chapters, and the lease that keeps one job on one process at a time."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from services.jobs.records import ChapterRecord, JobOptions, JobRecord, job_view
+from services.jobs.store import SqliteJobStore
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def job(job_id: str, key_id: str = "k1", created_at: float = 1.0, chapters: int = 3) -> JobRecord:
+    return JobRecord(
+        id=job_id,
+        key_id=key_id,
+        key_hash="h" * 64,
+        title="Book",
+        options=JobOptions(voice="Asha", format="wav", book_format="m4b"),
+        created_at=created_at,
+        chapters=tuple(
+            ChapterRecord(index=i, title=f"C{i}", text="x" * (10 * i)) for i in range(1, chapters + 1)
+        ),
+    )
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_jobs_belong_to_their_key(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+        await store.create(job("a", created_at=1.0))
+        await store.create(job("b", created_at=2.0))
+        await store.create(job("c", key_id="k2"))
+        got = await store.get("a", "k1")
+        assert got is not None and got.options.voice == "Asha"
+        assert [c.characters for c in got.chapters] == [10, 20, 30]
+        assert await store.get("a", "k2") is None  # another key's job is not found
+        assert [j.id for j in await store.list("k1")] == ["b", "a"]  # newest first
+        assert await store.cancel("a", "k2") is None
+        assert (await store.get("a", "k1")).status == "queued"
+        await store.close()
+
+    run(scenario())
+
+
+def test_one_process_holds_a_job_until_its_lease_expires(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        clock = Clock()
+        store = SqliteJobStore(tmp_path / "jobs.sqlite3", clock=clock)
+        await store.create(job("a"))
+        first = await store.claim("p1", lease_s=30)
+        assert first is not None and first.status == "running"
+        assert await store.claim("p2", lease_s=30) is None  # held
+        clock.now += 20
+        assert await store.renew("a", "p1", 30)
+        clock.now += 29
+        assert await store.claim("p2", lease_s=30) is None  # renewed: still held
+        clock.now += 2  # p1 died: its lease ran out
+        taken = await store.claim("p2", lease_s=30)
+        assert taken is not None and taken.id == "a"
+        assert not await store.renew("a", "p1", 30)  # p1 lost it
+        await store.finish("a", "p1", "done")  # not p1's any more: nothing changes
+        assert (await store.get("a", None)).status == "running"
+        await store.close()
+
+    run(scenario())
+
+
+def test_chapters_progress_and_a_cancel_stays(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+        await store.create(job("a"))
+        await store.claim("p1", lease_s=30)
+        await store.set_chapter("a", 1, "done", audio_seconds=2.0, render_seconds=1.0, request_id="r1")
+        view = job_view(await store.get("a", "k1"))
+        assert view["progress"]["chapters_done"] == 1
+        assert view["progress"]["characters_done"] == 10
+        assert view["progress"]["eta_seconds"] == 5.0  # 50 characters left at 10 a second
+        assert view["chapters"][0]["url"] == "/v1/tts/jobs/a/chapters/1"
+        assert view["chapters"][1]["url"] is None
+        cancelled = await store.cancel("a", "k1")
+        assert cancelled is not None and cancelled.status == "cancelled"
+        assert not await store.renew("a", "p1", 30)  # the runner learns of the cancel
+        await store.finish("a", "p1", "done")
+        final = await store.get("a", "k1")
+        assert final.status == "cancelled" and final.chapters[0].status == "done"
+        assert await store.claim("p2", lease_s=30) is None  # a cancelled job is never taken again
+        await store.close()
+
+    run(scenario())
+
+
+def test_the_store_survives_a_reopen(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+        await store.create(job("a"))
+        await store.claim("p1", lease_s=30)
+        await store.release("a", "p1")
+        await store.close()
+        again = SqliteJobStore(tmp_path / "jobs.sqlite3")
+        taken = await again.claim("p2", lease_s=30)  # released: taken at once
+        assert taken is not None and taken.id == "a"
+        await again.close()
+
+    run(scenario())
