@@ -102,6 +102,10 @@ BENCHES: dict[str, Bench] = {
     "flood_fairness": Bench(
         "bench_flood_fairness.py", "another key's first audio under each flood, as ratios"
     ),
+    "jobs_beside_live": Bench(
+        "bench_jobs_beside_live.py",
+        "live first audio and underruns beside a long-form job; the job's throughput",
+    ),
     # the device on a virtual clock
     "simulate": Bench(
         "-m bench.simulate", "many streams on a modelled device: the real scheduler and admission"

@@ -1,7 +1,7 @@
 """Simulate many live streams on one modelled device: the real `CodecScheduler` and `Admission` on a virtual clock.
 
     python -m bench.simulate --cost-model bench/cost_models/h100-tf32.json --streams 64 --sample-rate 16000 \\
-        [--arrive-within 10] [--llm-per-row 0.02] [--host-ms 1.5] [--api-processes 1] --json OUT
+        [--arrive-within 10] [--llm-per-row 0.02] [--host-ms 1.5] [--api-processes 1] [--background-jobs 1] --json OUT
 
 Each stream arrives uniformly within `--arrive-within` seconds, asks admission, generates about 10 s of speech on
 a modelled engine and has its decode (and, at 48 kHz, AP-BWE) windows run by the scheduler on a device whose calls
@@ -26,6 +26,7 @@ if str(ROOT) not in sys.path:
 
 from bench.sim.run import ADMISSION_OFF, SimConfig, simulate  # noqa: E402
 from bench.standin.cost_model import CostModel  # noqa: E402
+from services.device.background import BackgroundPolicy  # noqa: E402
 from services.device.calls import SchedulerPolicy  # noqa: E402
 
 COLUMNS = (
@@ -42,6 +43,7 @@ COLUMNS = (
     "mean_decode_batch",
     "host_busy_ratio_max",
 )
+BACKGROUND_COLUMNS = ("background_audio_s", "background_audio_per_device_s", "background_audio_per_s")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -95,6 +97,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="JSON keyword settings for SchedulerPolicy beside the call bound "
         "(default: the service's; '{\"decode_reach\": null}': whole windows through the wave generator)",
     )
+    p.add_argument(
+        "--background-jobs",
+        type=int,
+        default=0,
+        help="long-form jobs beside the live load (background work in the codec scheduler); --streams 0: jobs alone",
+    )
+    p.add_argument("--background-audio", type=float, default=600.0, help="speech per background job (s)")
+    p.add_argument(
+        "--background-share",
+        type=float,
+        default=BackgroundPolicy().share,
+        help="most of the device background calls take while live streams are open (TTS_BACKGROUND_SHARE)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, help="write the report(s) here")
     return p.parse_args(argv)
@@ -122,18 +137,22 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 admission=admission,
                 sr_lead=not args.no_sr_lead,
                 policy=SchedulerPolicy(max_call_decode_tokens=args.max_call_decode_tokens, **policy),
+                background_jobs=args.background_jobs,
+                background_audio_s=args.background_audio,
+                background=BackgroundPolicy(share=args.background_share),
             )
             report = simulate(cfg)
             report["llm_per_row"] = model.llm_step.per_unit
             reports.append(report)
-            print_row(report, header=len(reports) == 1)
+            print_row(report, header=len(reports) == 1, background=args.background_jobs > 0)
     return reports
 
 
-def print_row(report: dict[str, Any], *, header: bool) -> None:
+def print_row(report: dict[str, Any], *, header: bool, background: bool = False) -> None:
+    columns = COLUMNS + BACKGROUND_COLUMNS if background else COLUMNS
     if header:
-        print(" | ".join(COLUMNS))
-    print(" | ".join(str(report.get(c)) for c in COLUMNS), flush=True)
+        print(" | ".join(columns))
+    print(" | ".join(str(report.get(c)) for c in columns), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

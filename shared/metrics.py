@@ -217,6 +217,13 @@ CODEC_SCHED_BUSY = Counter(
     ["kind"],
     registry=REGISTRY,
 )
+DEVICE_SECONDS = Counter(
+    f"{PREFIX}_device_seconds",
+    "Seconds the codec scheduler's calls (codec windows and the model calls beside them) held the device, by work "
+    "class: live (a listener waits) or background (long-form jobs, in device time live streams do not need).",
+    ["work_class"],
+    registry=REGISTRY,
+)
 CODEC_SCHED_BATCH = Histogram(
     f"{PREFIX}_codec_scheduler_batch_rows",
     "Windows per codec call (before batch padding), by kind.",

@@ -129,6 +129,12 @@ class LLMSettings(_Group):
         description="vLLM sleep mode (GPU): lets sleep()/wake_up() free and restore memory around snapshots "
         "(on whenever TTS_IDLE_SLEEP_S is set).",
     )
+    llm_priority_scheduling: bool = Field(
+        True,
+        description="vLLM: priority scheduling, so long-form jobs' requests queue behind live ones and are "
+        "preempted first when the KV cache is short. Live requests alone keep first-come order; a preemption then "
+        "takes the latest arrival, not the last scheduled. false: first come first served, jobs included.",
+    )
     llm_max_concurrency: int = Field(
         8,
         ge=1,
@@ -181,6 +187,20 @@ class CodecSettings(_Group):
         description="Longest a new stream waits for admission when only its ramp refuses it (at most 32 "
         "new streams, or half as many as the older ones, per second), instead of a 503; 0 refuses at once. Callers "
         "wait in arrival order, before any credit is reserved.",
+    )
+    background_share: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="Most of the device (share of the last 2 s) long-form jobs' codec calls take while live streams "
+        "are open; with none open they take all of it. Jobs are also paused while a live stream missed a deadline "
+        "or holds less than TTS_BACKGROUND_MIN_SLACK_MS of audio.",
+    )
+    background_min_slack_ms: int = Field(
+        500,
+        ge=0,
+        description="A long-form job's codec call starts only while every playing live stream holds at least this "
+        "much audio (its next window is not due soon).",
     )
 
 

@@ -11,7 +11,11 @@ What is modelled (and nothing else):
   second) and a stop id; its ids go, as they become usable, to the service's own planners (`DecodePlanner` with the
   service's schedule; at 48 kHz `SRPlanner` over the decoded chunks); a window is submitted as soon as planned, audio
   goes out in order, each piece told to the stream's `PlaybackClock.note_audio` and to a client playing it back
-  (`StreamCadence`, 100 ms prebuffer).
+  (`StreamCadence`, 100 ms prebuffer);
+- long-form jobs beside them (`background_jobs`): each one engine row of `background_audio_s` of speech (the engine
+  model has no priorities: it steps every row), decoded with the exact schedule on a background codec stream
+  (services/device/background.py), windows awaited in order as a job's synthesis does; admission neither counts
+  nor paces them. A job ends with the live load (or, with no live stream, when its speech is decoded).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from core.sr_planner import SRPlanner, SRWindow
 from core.streaming import DecodePlanner, PlannedWindow, StreamingConfig
 from core.tokens import SEMANTIC_CODEBOOK_SIZE as SEMANTIC_CODEBOOK
 from services.device.admission import Admission
+from services.device.background import BackgroundPolicy
 from services.device.calls import SchedulerPolicy
 from services.device.playback import PlaybackClock
 from services.device.scheduler import CodecScheduler, StreamHandle
@@ -77,12 +82,15 @@ class SimConfig:
     )
     admission: dict[str, Any] = field(default_factory=dict)  # keyword settings for Admission
     policy: SchedulerPolicy = field(default_factory=SchedulerPolicy)
+    background_jobs: int = 0  # long-form jobs running beside the live streams from the start
+    background_audio_s: float = 600.0  # speech per job
+    background: BackgroundPolicy = field(default_factory=BackgroundPolicy)
 
     def __post_init__(self) -> None:
         if self.sample_rate not in (16_000, 48_000):
             raise ValueError("sample_rate must be 16000 or 48000")
-        if self.streams < 1 or self.api_processes < 1:
-            raise ValueError("streams and api_processes must be >= 1")
+        if self.streams < 0 or self.streams + self.background_jobs < 1 or self.api_processes < 1:
+            raise ValueError("a live stream or a background job, and api_processes >= 1")
         if self.stream_interval is not None and self.stream_interval < 1:
             raise ValueError("stream_interval must be >= 1")
 
@@ -148,7 +156,9 @@ class Simulation:
         self.device = DeviceTimeline()
         self.runner = CostModelRunner(config.model, self.device, noise=False)
         self.loop = asyncio.get_running_loop()
-        self.scheduler = CodecScheduler(self.runner, config.policy, clock=self.loop.time)
+        self.scheduler = CodecScheduler(
+            self.runner, config.policy, clock=self.loop.time, background=config.background
+        )
         self.engine = StepLoop(config.model, self.device, on_step=self._on_step)
         self.admission = Admission(
             self.scheduler, clock=self.loop.time, generating=lambda: self.engine.active, **config.admission
@@ -163,6 +173,8 @@ class Simulation:
         self.stream_interval = config.stream_interval or settings.llm.llm_stream_interval
         self.results: list[StreamResult] = []
         self.started = self.loop.time()
+        self.job_rows: set[SimRow] = set()  # background rows: their ids are never noted to admission
+        self.job_audio_s = 0.0  # audio the jobs' decoded windows kept
 
     # ---- the API processes: a delta's ids become usable once their process has handled them
     def _on_step(self, rows: Any) -> None:
@@ -183,7 +195,46 @@ class Simulation:
     def _deliver(self, group: list[tuple[SimRow, int]]) -> None:
         for row, count in group:
             row.deliver(count)
-        self.admission.note_tokens(sum(count for _, count in group))
+        self.admission.note_tokens(sum(count for row, count in group if row not in self.job_rows))
+
+    # ---- one long-form job
+    async def job(self, index: int) -> None:
+        """As a job's non-streamed synthesis: the exact schedule, each window's audio awaited before the next."""
+        tokens = max(1, round(self.cfg.background_audio_s * TOKENS_PER_SECOND))
+        pre = self.cfg.preamble_ids
+        row = SimRow(self.cfg.prompt_tokens, pre + tokens + 1, index % self.cfg.api_processes)
+        handle = self.scheduler.open_stream(work_class="background")
+        planner = DecodePlanner(
+            self.base_config.for_latency("exact"), hop=HOP, codebook_size=SEMANTIC_CODEBOOK
+        )
+        self.job_rows.add(row)
+        self.admission.background_generating += 1
+        generating = True
+        self.engine.add(row)
+        try:
+            fed = 0
+            while fed < tokens:
+                await row.wait_usable(pre + fed + 1)
+                usable = min(tokens, row.usable - pre)
+                windows = planner.push(np.zeros(usable - fed, np.int32))
+                fed = usable
+                await self._job_decode(handle, planner, windows)
+            await row.wait_usable(row.total)
+            self.admission.background_generating -= 1
+            generating = False
+            await self._job_decode(handle, planner, planner.finish())
+        finally:
+            if generating:
+                self.admission.background_generating -= 1
+                self.engine.drop(row)
+            handle.close()
+
+    async def _job_decode(
+        self, handle: StreamHandle, planner: DecodePlanner, windows: list[PlannedWindow]
+    ) -> None:
+        for w in windows:
+            await handle.decode(DecodeWindow(w.ids, None, w.keep_start, w.keep_end))
+            self.job_audio_s += planner.take(w, np.zeros(w.kept_tokens * HOP, np.float32)).size / 16_000
 
     # ---- one stream
     async def stream(self, index: int, arrival: float, audio_seconds: float) -> None:
@@ -320,6 +371,7 @@ class Simulation:
         )
         lengths = self.rng.uniform(0.8, 1.2, cfg.streams) * cfg.audio_seconds
         self.scheduler.start()
+        jobs = [asyncio.ensure_future(self.job(i)) for i in range(cfg.background_jobs)]
         try:
             await asyncio.gather(
                 *(
@@ -327,6 +379,10 @@ class Simulation:
                     for i, (a, s) in enumerate(zip(arrivals, lengths, strict=True))
                 )
             )
+            if cfg.streams:  # a job ends with the live load
+                for job in jobs:
+                    job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=bool(cfg.streams))
         finally:
             await self.engine.aclose()
             await self.scheduler.aclose()
@@ -378,6 +434,15 @@ class Simulation:
             "generation_s_p50": _pct(gen, 50, 2),
             "host_busy_ratio_max": round(max(self.host_busy) / elapsed, 3),
             "simulated_seconds": round(elapsed, 2),
+            "background_jobs": cfg.background_jobs,
+            "background_audio_s": round(self.job_audio_s, 2),
+            "background_device_s": round(stats.background_seconds, 3),
+            # audio seconds per second of device time the job's codec calls held, and per simulated second
+            "background_audio_per_device_s": round(self.job_audio_s / stats.background_seconds, 1)
+            if stats.background_seconds
+            else None,
+            "background_audio_per_s": round(self.job_audio_s / elapsed, 2),
+            "background_pauses": self.scheduler.background.pauses,
         }
 
 

@@ -57,6 +57,9 @@ class SamplingConfig:
     # Whose work this is (the API key id, None without keys). An engine that runs one step at a time shares its
     # steps fairly between owners before requests (core/llm/step_gate.py); batching engines ignore it.
     owner: str | None = None
+    # The request's class (services/device/work_class.py): background generation (long-form jobs) yields to live
+    # generation where the engine can rank requests (vLLM's priority scheduling; the transformers engine's turns).
+    work_class: Literal["live", "background"] = "live"
 
     def __post_init__(self) -> None:
         if self.temperature < 0:

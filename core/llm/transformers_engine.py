@@ -11,6 +11,11 @@ correct and simple, no batching; production uses vLLM for batching. Which reques
 step gate's choice (core/llm/step_gate.py): the owner (API key) that used the engine least lately, so one
 key's many requests cannot starve another key's one.
 
+Work classes (`SamplingConfig.work_class`): a background request (a long-form job's chapter) runs in a worker of its
+own and takes no step while a live request is generating (prefill included), so live requests run as fast as with
+no job beside them; it goes on between live requests. Live requests only count themselves in and out (no per-step
+cost).
+
 Sampling is implemented here, explicitly, in float32: repetition penalty (over prompt + output, the
 HF/vLLM rule: positive logits divided, negative multiplied), temperature, top-k, top-p, then a draw
 from a per-request `torch.Generator` seeded from `SamplingConfig.seed`.
@@ -211,6 +216,12 @@ class TransformersEngine:
         self._executor = ThreadPoolExecutor(
             max_workers=max_concurrency, thread_name_prefix="llm-transformers"
         )
+        # Background requests: one worker of their own, so a waiting one never holds a live request's worker
+        self._background_executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="llm-transformers-background"
+        )
+        self._live_turn = threading.Condition()  # notified when the last live request stops generating
+        self._live_generating = 0
         self._max_pending = max_pending_tokens
         self._stream_interval = max(1, stream_interval)
         self._closed = False
@@ -260,7 +271,8 @@ class TransformersEngine:
                 raise ValueError(f"request id {request_id!r} is already generating")
             self._active[request_id] = request
         try:
-            request.future = self._executor.submit(self._generate, prompt, sampling, request_id, request)
+            executor = self._executor if sampling.work_class == "live" else self._background_executor
+            request.future = executor.submit(self._generate, prompt, sampling, request_id, request)
         except RuntimeError:  # executor shut down between the check above and here
             self._forget(request_id, request)
             raise
@@ -288,6 +300,7 @@ class TransformersEngine:
         for request_id, request in requests:
             self._stop(request_id, request)
         await asyncio.to_thread(self._executor.shutdown, wait=True)
+        await asyncio.to_thread(self._background_executor.shutdown, wait=True)
 
     # --- memory snapshots: not supported (the weights stay where they are) ----------------------
     supports_sleep = False
@@ -316,14 +329,29 @@ class TransformersEngine:
         """Worker thread: decode until a stop id, max_tokens or cancellation."""
         channel = request.channel
         error: BaseException | None = None
+        live = sampling.work_class == "live"
+        if live:
+            with self._live_turn:
+                self._live_generating += 1
         try:
             with torch.inference_mode():
                 self._decode(prompt, sampling, channel)
         except BaseException as exc:  # handed to the consumer, which re-raises it
             error = exc
         finally:
+            if live:
+                with self._live_turn:
+                    self._live_generating -= 1
+                    if not self._live_generating:
+                        self._live_turn.notify_all()
             self._forget(request_id, request)
             channel.finish(error)
+
+    def _wait_for_live(self, channel: _DeltaChannel) -> None:
+        """A background request's turn: none while a live request is generating (or until cancelled)."""
+        with self._live_turn:
+            while self._live_generating and not channel.cancelled:
+                self._live_turn.wait(0.05)
 
     def _decode(self, prompt: list[int], sampling: SamplingConfig, channel: _DeltaChannel) -> None:
         generator = torch.Generator(device=self._device)
@@ -340,7 +368,10 @@ class TransformersEngine:
             banned[torch.tensor(sampling.allowed_token_ids, device=self._device)] = False
         input_ids = torch.tensor([prompt], dtype=torch.long, device=self._device)
         cache = None
+        background = sampling.work_class == "background"
         for _ in range(sampling.max_tokens):
+            if background:
+                self._wait_for_live(channel)
             if channel.cancelled:
                 return
             # The draw is part of the step: the gate hands the next step on the moment this one ends.

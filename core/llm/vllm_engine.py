@@ -59,6 +59,10 @@ def check_gpu_runner_limits(sampling: SamplingConfig) -> None:
         )
 
 
+# vLLM's priority for background requests (long-form jobs) under priority scheduling; live requests keep 0.
+BACKGROUND_PRIORITY = 1
+
+
 class VLLMEngine:
     """`LLMEngine` over vLLM's `AsyncLLM`. Construction starts the engine (~15 s on CPU): do it off the loop."""
 
@@ -78,6 +82,7 @@ class VLLMEngine:
         enable_sleep_mode: bool = False,
         sleep_where_available: bool = False,
         engine_stats: bool = True,
+        priority_scheduling: bool = True,
         seed: int = 0,
         extra_engine_args: dict[str, Any] | None = None,
     ) -> None:
@@ -111,6 +116,13 @@ class VLLMEngine:
         # dies for every request. The service seeds every request, so on CPU no prefill is split (vLLM then raises its
         # token budget to max_model_len). A burst of long prompts is enough to split one (tests/vllm/test_vllm_bursts.py).
         cpu_args: dict[str, Any] = {"enable_chunked_prefill": False} if on_cpu else {}
+        # Background requests (long-form jobs, SamplingConfig.work_class) go at a lower priority: they wait behind
+        # live ones for a place in the batch and are preempted first when the KV cache is short. Among requests of
+        # one priority vLLM keeps arrival order, as first-come-first-served does (TTS_LLM_PRIORITY_SCHEDULING).
+        fields = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
+        self.priority_scheduling = priority_scheduling and "scheduling_policy" in fields
+        if self.priority_scheduling:
+            cpu_args["scheduling_policy"] = "priority"
         args = AsyncEngineArgs(
             model=str(llm_dir),
             skip_tokenizer_init=True,  # prompts arrive as ids and outputs leave as ids
@@ -162,6 +174,7 @@ class VLLMEngine:
             # Idle sleep (TTS_IDLE_SLEEP_S) uses the same sleep()/wake_up() as GPU snapshots.
             "sleep_where_available": settings.deployment.idle_sleep_s > 0,
             "engine_stats": settings.llm.vllm_engine_stats,
+            "priority_scheduling": settings.llm.llm_priority_scheduling,
         }
         kwargs.update(overrides)
         return cls(llm_dir, **kwargs)
@@ -227,8 +240,13 @@ class VLLMEngine:
         params = self.sampling_params(sampling)
         self._active.add(request_id)
         try:
+            # vLLM refuses a priority other than 0 without priority scheduling (lower values go first)
+            background = self.priority_scheduling and sampling.work_class == "background"
             outputs = self._engine.generate(
-                await self._engine_input(prompt, sampling.cache_salt), params, request_id
+                await self._engine_input(prompt, sampling.cache_salt),
+                params,
+                request_id,
+                priority=BACKGROUND_PRIORITY if background else 0,
             )
             try:
                 async for out in outputs:

@@ -116,8 +116,9 @@ class Admission:
     """Decides whether one more stream fits. `decide()` is called once per new stream (every transport), before any
     work; `note_tokens(n)` is told of engine tokens as they arrive (the LLM's pace).
 
-    `scheduler`: the `CodecScheduler` (busy_ratio, recent_misses, active_streams). `generating`: how many requests
-    the engine is generating now (e.g. `lambda: len(engine.active_requests())`); without it the pace rule is off."""
+    `scheduler`: the `CodecScheduler` (busy_ratio, recent_misses, active_streams: live streams only). `generating`: how
+    many requests the engine is generating now (e.g. `lambda: len(engine.active_requests())`), less
+    `background_generating` (long-form jobs' requests, which no measure here counts); without it the pace rule is off."""
 
     def __init__(
         self,
@@ -174,9 +175,8 @@ class Admission:
                 f"wait_rules: only {sorted(WAITABLE_RULES)} pass by themselves, got "
                 f"{sorted(self.wait_rules - WAITABLE_RULES)}"
             )
-        self.sleep: Callable[[float], Awaitable[None]] = (
-            asyncio.sleep
-        )  # admit()'s wait (a virtual one in tests)
+        # admit()'s wait (a virtual one in tests)
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self._queue_lock: asyncio.Lock | None = None
         self._queue_loop: asyncio.AbstractEventLoop | None = None
         self.waited = 0  # streams admitted after waiting (admit())
@@ -203,12 +203,16 @@ class Admission:
         self.refused_by_class: Counter[tuple[str, str]] = Counter()
         self.within_share_admitted = 0
         self.shares = KeyShares(self.clock, self.pace_window_s)
+        self.background_generating = 0  # long-form jobs' requests generating now: in no measure here
+
+    def _live_generating(self) -> int:
+        return max(0, self.generating() - self.background_generating) if self.generating is not None else 0
 
     # ---------------------------------------------------------------- the LLM's pace
     def _advance(self) -> float:
         """Accumulate request-seconds of generation up to now; return now."""
         now = self.clock()
-        generating = self.generating() if self.generating is not None else 0
+        generating = self._live_generating()
         streams = self.scheduler.active_streams
         codec_s = float(self.scheduler.stats.busy_seconds)
         if self._last_t is not None and now > self._last_t:
@@ -316,9 +320,8 @@ class Admission:
         decision, wait = self._rules()
         if decision.admit:
             return decision, None
-        by_owner = getattr(
-            self.scheduler, "streams_by_owner", None
-        )  # a test's stand-in may not count per key
+        # a test's stand-in may not count per key
+        by_owner = getattr(self.scheduler, "streams_by_owner", None)
         over, others_over = self.shares.judge(key, by_owner() if by_owner is not None else {})
         if not over and others_over:
             return AdmissionDecision(
@@ -346,7 +349,7 @@ class Admission:
                 "are not in the measures yet",
                 1,
             ), self._admitted_at[0] + self.pace_window_s - now + 1e-6
-        generating = self.generating() if self.generating is not None else 0
+        generating = self._live_generating()
         pace = self.pace() if self.generating is not None else None
         projected = math.inf
         if pace is not None and generating > 0:
@@ -363,9 +366,7 @@ class Admission:
                     1,
                 ), None
         cost = self.codec_cost()
-        share = (
-            None if cost is None else cost * (streams + 1)
-        )  # the codec's projected share with one more stream
+        share = None if cost is None else cost * (streams + 1)  # the codec's share with one more stream
         if share is not None and share > self.max_codec_share:
             return _refusal(
                 "codec_cost",

@@ -30,6 +30,12 @@ real models; a cost-model stand-in on a virtual clock for `bench.simulate`). It 
 stream's playback clock and pacing belong to delivery (`playback.PlaybackClock`): the scheduler reads a stream's
 deadline from it and never paces.
 
+**Work classes.** A stream opened as `background` (long-form jobs: nobody listens yet) queues its windows apart from
+the live ones, in submission order, and they run only in device time live streams do not need: when no live window
+or model call waits and `background.BackgroundGate` lets them (no live miss, no live stream short of audio, a bounded
+share while live streams are open), one background call at a time. Their seconds are accounted apart and never
+reach the figures admission reads (busy ratio, misses, open streams per key, cost per stream).
+
 Longer than 500 lines because the planner, the model-call queue, the wait reasons and the accounting share the
 pending lists and the device slots: apart, each would reach into the others' state on every call.
 """
@@ -49,8 +55,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from services.device.background import BackgroundGate, BackgroundPolicy
 from services.device.calls import Call, DeviceRunner, ModelCallKind, SchedulerPolicy
-from services.device.telemetry import SchedulerStats, record_call, record_model_call
+from services.device.telemetry import SchedulerStats, record_call, record_device_seconds, record_model_call
 from services.device.windows import (
     DecodeWindow,
     FixedDeadline,
@@ -59,6 +66,7 @@ from services.device.windows import (
     WaitReason,
     WindowKind,
 )
+from services.device.work_class import WorkClass
 
 logger = logging.getLogger("services.device.scheduler")
 
@@ -112,12 +120,18 @@ class StreamHandle:
     """One stream's place in the scheduler: its windows go in through here, ordered by its `playback` deadline."""
 
     def __init__(
-        self, scheduler: CodecScheduler, stream_id: int, playback: StreamDeadline, owner: str | None = None
+        self,
+        scheduler: CodecScheduler,
+        stream_id: int,
+        playback: StreamDeadline,
+        owner: str | None = None,
+        work_class: WorkClass = "live",
     ) -> None:
         self.scheduler = scheduler
         self.id = stream_id
         self.playback = playback
         self.owner = owner  # the API key whose stream this is (admission's share per key), None: keyless
+        self.work_class: WorkClass = work_class
         self.closed = False
 
     async def decode(self, window: DecodeWindow) -> np.ndarray:
@@ -149,12 +163,20 @@ class CodecScheduler:
         *,
         clock: Clock = time.monotonic,
         busy_window_s: float = 2.0,
+        background: BackgroundPolicy | None = None,
     ) -> None:
         self.runner = runner
         self.policy = policy or SchedulerPolicy()
         self.clock = clock
         self.stats = SchedulerStats()
         self._pending: list[_Pending] = []
+        # Background streams (work_class.py): their windows in submission order, apart from the live ones, and the
+        # gate that says when one of their calls may start (background.py). Empty: the live path reads none of it.
+        self._bg_pending: list[_Pending] = []
+        self._bg_streams: dict[int, StreamHandle] = {}
+        self._bg_inflight = 0
+        self._bg_timer: asyncio.TimerHandle | None = None
+        self.background = BackgroundGate(background or BackgroundPolicy(), busy_window_s)
         self._model_calls: list[_ModelCall] = []  # in deadline order, like `_pending`
         self._seq = 0  # submissions so far: each window's and model call's place in line
         self._stream_ids = itertools.count(1)
@@ -183,8 +205,10 @@ class CodecScheduler:
         if task is None or task.done() or task.get_loop() is not loop:
             if task is not None and task.get_loop() is not loop:
                 self._pending.clear()
+                self._bg_pending.clear()
                 self._model_calls.clear()
                 self._inflight.clear()
+                self._bg_inflight, self._bg_timer = 0, None
             self._wake = asyncio.Event()
             self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="codec-scheduler")
 
@@ -204,14 +228,19 @@ class CodecScheduler:
             await asyncio.gather(task, return_exceptions=True)
         elif task is not None:  # started on a loop that is gone: nothing of it can still run here
             self._pending.clear()
+            self._bg_pending.clear()
             self._model_calls.clear()
             self._inflight.clear()
             return
-        queued: list[_Pending | _ModelCall] = [*self._pending, *self._model_calls]
+        if self._bg_timer is not None:
+            self._bg_timer.cancel()
+            self._bg_timer = None
+        queued: list[_Pending | _ModelCall] = [*self._pending, *self._bg_pending, *self._model_calls]
         for waiting in queued:
             if not waiting.future.done():
                 waiting.future.set_exception(RuntimeError("the codec scheduler stopped"))
         self._pending.clear()
+        self._bg_pending.clear()
         self._model_calls.clear()
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
@@ -224,31 +253,48 @@ class CodecScheduler:
         await self.aclose()
 
     # ------------------------------------------------------------------ streams
-    def open_stream(self, playback: StreamDeadline | None = None, owner: str | None = None) -> StreamHandle:
+    def open_stream(
+        self, playback: StreamDeadline | None = None, owner: str | None = None, work_class: WorkClass = "live"
+    ) -> StreamHandle:
         """A stream whose windows are ordered by `playback`'s deadline (delivery's `PlaybackClock`); None: every
-        window due at the opening (a stream nobody plays as it comes). `owner`: the key it serves."""
-        handle = StreamHandle(self, next(self._stream_ids), playback or FixedDeadline(self.clock()), owner)
-        self._streams[handle.id] = handle
+        window due at the opening (a stream nobody plays as it comes). `owner`: the key it serves. A `background`
+        stream's windows wait in their own queue, in submission order, for device time live streams do not need."""
+        handle = StreamHandle(
+            self, next(self._stream_ids), playback or FixedDeadline(self.clock()), owner, work_class
+        )
+        (self._streams if work_class == "live" else self._bg_streams)[handle.id] = handle
         return handle
 
     def close_stream(self, handle: StreamHandle) -> None:
         handle.closed = True
-        self._streams.pop(handle.id, None)
-        for pending in self._pending:
+        live = handle.work_class == "live"
+        (self._streams if live else self._bg_streams).pop(handle.id, None)
+        for pending in self._pending if live else self._bg_pending:
             if pending.stream is handle and not pending.future.done():
                 pending.future.cancel()
 
     @property
     def active_streams(self) -> int:
+        """Open live streams (admission's count; background streams are `background_streams`)."""
         return len(self._streams)
 
+    @property
+    def background_streams(self) -> int:
+        return len(self._bg_streams)
+
     def streams_by_owner(self) -> Counter[str]:
-        """Open streams per key ("" for keyless ones): admission's share per key reads it when the device is short."""
+        """Open live streams per key ("" for keyless ones): admission's share per key reads it when the device is
+        short."""
         return Counter(handle.owner or "" for handle in self._streams.values())
 
     @property
     def pending_windows(self) -> int:
+        """Live windows waiting (background ones: `pending_background_windows`)."""
         return sum(1 for p in self._pending if not p.future.done())
+
+    @property
+    def pending_background_windows(self) -> int:
+        return sum(1 for p in self._bg_pending if not p.future.done())
 
     @property
     def pending_model_calls(self) -> int:
@@ -320,6 +366,8 @@ class CodecScheduler:
         ):  # a true end is never padded: bucketed only when it fills one exactly
             bucket = None
         playback = stream.playback
+        if stream.work_class == "background":
+            deadline = math.inf  # no listener: behind every live window, in submission order among its own
         pending = _Pending(
             kind,
             window,
@@ -334,7 +382,10 @@ class CodecScheduler:
             true_end,
             not playback.started,
         )
-        bisect.insort(self._pending, pending, key=_urgency)
+        if stream.work_class == "background":
+            self._bg_pending.append(pending)
+        else:
+            bisect.insort(self._pending, pending, key=_urgency)
 
     async def run_model_call(self, kind: ModelCallKind, fn: Callable[[], T]) -> T:
         """Run `fn`, a blocking model call on the serving device (a speaker vector, a reference encode, an
@@ -363,12 +414,13 @@ class CodecScheduler:
         planned = self._plan()
         return None if planned is None else planned[0]
 
-    def _plan(self) -> tuple[Call, list[_Pending]] | None:
+    def _plan(self, queue: list[_Pending] | None = None) -> tuple[Call, list[_Pending]] | None:
+        # `queue`: the live windows (`_pending`) unless given (the background queue, `_plan_background`).
         # `_pending` is in deadline order (`_enqueue` inserts in order). Only its head is read: up to `scan_limit`
         # live windows, and no further once no later row could fit the call (a row never shrinks the call's length).
         # Windows whose caller went away are dropped as the scan meets them; the rest of the list is left as it is.
         # Each live window the scan reads and leaves out is told why; those it never reaches wait for `_unreached`.
-        pending = self._pending
+        pending = self._pending if queue is None else queue
         n = len(pending)
         first = 0
         while first < n and pending[first].future.done():
@@ -470,6 +522,45 @@ class CodecScheduler:
             ), chosen
         return Call(kind, tuple(p.window for p in chosen), length, rows_padded, true_end), chosen
 
+    def _plan_background(self) -> tuple[Call, list[_Pending]] | None:
+        """A background call, if background windows wait, none runs yet and the gate lets one start now (there is
+        no live work to run when this is asked); else None, and a timer to look again while some wait."""
+        bg = self._bg_pending
+        while bg and bg[0].future.done():
+            bg.pop(0)
+        if not bg or self._bg_inflight:
+            return None
+        now = self.clock()
+        live = len(self._streams)
+        allowed = self.background.may_start(
+            now,
+            live_streams=live,
+            live_misses=self.recent_misses() if live else 0,
+            live_min_slack=self._live_slack() if live else math.inf,
+        )
+        if not allowed:
+            self._look_again_later()
+            return None
+        return self._plan(bg)
+
+    def _live_slack(self) -> float:
+        """Seconds to the most urgent deadline of any live stream, a newcomer waiting for its first audio included
+        (its deadline is its arrival): background work waits while any live window is due soon."""
+        now = self.clock()
+        return min((h.playback.deadline() - now for h in self._streams.values()), default=math.inf)
+
+    def _look_again_later(self) -> None:
+        """Wake the planner after `retry_s` (a paused background queue: a share or a miss passes with time alone)."""
+        if self._bg_timer is not None or self._wake is None:
+            return
+        wake = self._wake
+
+        def look() -> None:
+            self._bg_timer = None
+            wake.set()
+
+        self._bg_timer = asyncio.get_running_loop().call_later(self.background.policy.retry_s, look)
+
     def _next_model_call(self) -> _ModelCall | None:
         """The most urgent model call whose caller still waits, if it is due before every pending window (cancelled
         ones met on the way are dropped); it leaves the queue. Each window then waits in deadline order."""
@@ -519,9 +610,16 @@ class CodecScheduler:
                     task = loop.create_task(self._execute_model_call(model_call))
                 else:
                     planned = self._plan()
-                    if planned is None:
+                    if planned is not None:
+                        task = loop.create_task(self._execute(*planned))
+                    elif self._bg_pending:
+                        planned = self._plan_background()
+                        if planned is None:
+                            break
+                        self._bg_inflight += 1
+                        task = loop.create_task(self._execute(*planned, background=True))
+                    else:
                         break
-                    task = loop.create_task(self._execute(*planned))
                 self._inflight.add(task)
                 task.add_done_callback(self._call_done)
 
@@ -530,7 +628,7 @@ class CodecScheduler:
         if self._wake is not None:
             self._wake.set()
 
-    async def _execute(self, call: Call, chosen: Sequence[_Pending]) -> None:
+    async def _execute(self, call: Call, chosen: Sequence[_Pending], background: bool = False) -> None:
         started = self.clock()
         device_seconds: float | None = None
         try:
@@ -547,7 +645,11 @@ class CodecScheduler:
             return
         finally:
             ended = self.clock()
-            self._account(call, chosen, started, ended, device_seconds)
+            if background:
+                self._bg_inflight -= 1
+                self._account_background(call, ended, started, device_seconds)
+            else:
+                self._account(call, chosen, started, ended, device_seconds)
         for p, audio in zip(chosen, results, strict=True):
             if not p.future.done():
                 p.future.set_result(audio)
@@ -606,10 +708,24 @@ class CodecScheduler:
         record_call(
             call, chosen, started, seconds, late
         )  # Prometheus (telemetry.py): pre-bound children only
+        record_device_seconds("live", seconds)
         self._recent_calls.append((ended, seconds))
         if late:
             self._recent_misses.append((ended, max(late)))
         self._trim_recent(ended)
+
+    def _account_background(
+        self, call: Call, ended: float, started: float, device_seconds: float | None
+    ) -> None:
+        """A background call's seconds go to their own account: none of admission's figures (busy ratio, misses,
+        the codec cost per stream) reads them."""
+        s = self.stats
+        seconds = max(0.0, device_seconds if device_seconds is not None else ended - started)
+        s.background_calls += 1
+        s.background_rows += len(call.windows)
+        s.background_seconds += seconds
+        record_device_seconds("background", seconds)
+        self.background.note_call(ended, seconds)
 
     def _account_model_call(
         self, call: _ModelCall, started: float, ended: float, device_seconds: float | None
@@ -622,6 +738,7 @@ class CodecScheduler:
         s.model_calls_by_kind[call.kind] += 1
         s.model_seconds_by_kind[call.kind] += seconds
         record_model_call(call.kind, started - call.submitted, seconds)
+        record_device_seconds("live", seconds)
         self._recent_calls.append((ended, seconds))
         self._trim_recent(ended)
 
@@ -647,7 +764,7 @@ class CodecScheduler:
         return sum(1 for _, late in self._recent_misses if late > grace_s)
 
     def min_slack(self) -> float:
-        """Seconds to the most urgent deadline among streams already playing (inf when none)."""
+        """Seconds to the most urgent deadline among live streams already playing (inf when none)."""
         now = self.clock()
         slack = [h.playback.deadline() - now for h in self._streams.values() if h.playback.heard]
         return min(slack, default=math.inf)

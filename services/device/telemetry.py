@@ -17,6 +17,7 @@ from typing import Any
 
 from services.device.calls import MODEL_CALL_KINDS, ModelCallKind
 from services.device.windows import WindowKind
+from services.device.work_class import WORK_CLASSES, WorkClass
 from shared import metrics
 
 # The scheduler imports this module (its per-call hook), so its types are not imported back here: `call` is a
@@ -45,6 +46,9 @@ _MODEL_CALL_SECONDS = {
     kind: metrics.CODEC_SCHED_MODEL_CALL_SECONDS.labels(kind=kind) for kind in MODEL_CALL_KINDS
 }
 _MODEL_CALL_WAIT = {kind: metrics.CODEC_SCHED_MODEL_CALL_WAIT.labels(kind=kind) for kind in MODEL_CALL_KINDS}
+_DEVICE_SECONDS = {
+    work_class: metrics.DEVICE_SECONDS.labels(work_class=work_class) for work_class in WORK_CLASSES
+}
 
 
 @dataclass
@@ -70,6 +74,10 @@ class SchedulerStats:
     model_seconds_by_kind: dict[str, float] = field(
         default_factory=lambda: dict.fromkeys(MODEL_CALL_KINDS, 0.0)
     )
+    # Background streams' calls (work_class.py), apart from every figure above: admission never reads them
+    background_calls: int = 0
+    background_rows: int = 0
+    background_seconds: float = 0.0
 
     def mean_batch(self, kind: WindowKind | None = None) -> float:
         calls = self.calls if kind is None else self.calls_by_kind[kind]
@@ -107,6 +115,11 @@ def record_model_call(kind: ModelCallKind, waited: float, seconds: float) -> Non
     """Count one model call run beside the windows: its wait from submission to start, and its device seconds."""
     _MODEL_CALL_WAIT[kind].observe(max(0.0, waited))
     _MODEL_CALL_SECONDS[kind].observe(seconds)
+
+
+def record_device_seconds(work_class: WorkClass, seconds: float) -> None:
+    """Count the seconds one scheduler call (codec or model call) held the device, by work class."""
+    _DEVICE_SECONDS[work_class].inc(seconds)
 
 
 def refresh_gauges(scheduler: Any, admission: Any = None) -> None:

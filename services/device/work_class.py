@@ -8,3 +8,4 @@ admission's room for live streams.
 from typing import Literal
 
 WorkClass = Literal["live", "background"]
+WORK_CLASSES: tuple[WorkClass, ...] = ("live", "background")

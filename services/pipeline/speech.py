@@ -142,12 +142,16 @@ class SpeechService:
         # Idle sleep's gate, read once the models are ready (it is fixed from then on); _UNSET until then.
         self._idle: IdleGate | None = _UNSET
 
-    async def check_available(self, *, admit: bool = True, key_id: str | None = None) -> float | None:
+    async def check_available(
+        self, *, admit: bool = True, key_id: str | None = None, live: bool = True
+    ) -> float | None:
         """Refuse while the GPU is faulted, the model not ready or first audio backlogged; wake the device from idle
         sleep (the request waits; nothing is refused for it); then, with `admit`, ask admission for a new stream of
         the key `key_id`. A check that starts no stream (a socket validating its voice at connect) passes
-        `admit=False`: admission counts every stream it lets in, and its ramp refuses past 32 a second. Returns the
-        milliseconds waited for a wake (None: the device was awake)."""
+        `admit=False`: admission counts every stream it lets in, and its ramp refuses past 32 a second. A background
+        request (`live=False`: a job's chapter) is never refused for load (no backlog shed, no admission): it waits
+        for device time live streams leave (services/device/background.py). Returns the milliseconds waited for a
+        wake (None: the device was awake)."""
         if self.gpu_faults is not None and self.gpu_faults.tripped:
             raise SynthesisError(
                 "GPU_FAULT",
@@ -160,9 +164,10 @@ class SpeechService:
                 f"The model is not ready yet (state: {self.models.state_name}); retry shortly.",
                 retry_after=5,
             )
-        BACKLOG.check(
-            self.settings.access.shed_first_audio_s
-        )  # SERVER_OVERLOADED before queueing behind a backlog
+        if live:
+            BACKLOG.check(
+                self.settings.access.shed_first_audio_s
+            )  # SERVER_OVERLOADED before queueing behind a backlog
         wake_ms = None
         idle = self._idle
         if idle is _UNSET:
@@ -172,7 +177,7 @@ class SpeechService:
                 idle.touch()
             else:
                 wake_ms = await wake_device(idle)
-        if admit:
+        if admit and live:
             await self.admit(key_id)
         return wake_ms
 
@@ -321,6 +326,7 @@ class SpeechService:
             cache_scope=f"key:{key_id}" if private and key_id else None,
             key_id=key_id,
             segment_voices=segment_voices,
+            work_class=speech.work_class,
         )
 
     async def markup(self, speech: SpeechRequest, key_id: str | None) -> TextMarkup | None:
@@ -392,7 +398,7 @@ class SpeechService:
             self.check_text_length(speech.text)
         except SynthesisError as exc:
             raise _renamed(exc, speech.text_field) from None
-        wake_ms = await self.check_available(key_id=key_id)
+        wake_ms = await self.check_available(key_id=key_id, live=speech.work_class == "live")
         markup = await self.markup(speech, key_id)
         if markup is not None and markup.ssml:
             rate = ssml_rate(speech.text)  # a <prosody rate> around all the text: the request's speed

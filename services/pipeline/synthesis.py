@@ -43,6 +43,7 @@ from core.tokens import NoSpeechError, TokenParser, TokenStreamError
 from processing.voice_segments import strip_voice_markers
 from services.device.playback import PlaybackClock
 from services.device.windows import DecodeWindow
+from services.device.work_class import WorkClass
 from services.errors import SynthesisError
 from services.pipeline.audio_output import BWE_RATE, NATIVE_RATE, AudioOutput
 from services.pipeline.chunk_guards import ChunkRun, GuardPolicy, retry_seed, stop_task
@@ -123,6 +124,9 @@ class SynthesisRequest:
     # `[voice:NAME]` segments: the voice of each name in the plan's `chunk_voices` (names resolving to one voice share
     # one object: one speaker). A chunk whose name is None or absent is spoken in `voice`.
     segment_voices: Mapping[str, Voice] = field(default_factory=dict)
+    # live, or background (long-form jobs): a background job's codec stream and engine requests take only what live
+    # streams leave (services/device/background.py), and admission never counts or paces it
+    work_class: WorkClass = "live"
 
 
 class Speaker:
@@ -213,7 +217,9 @@ class SynthesisJob:
         # The latency preference shapes the stream's first chunk only (its first text chunk): that is the audio the
         # listener waits for. Later text chunks, and every non-streaming response, decode with the exact schedule.
         latency = request.latency if request.stream else "exact"
-        admission = resources.admission
+        # Admission measures and steers live streams only: a background job is neither counted nor steered by it.
+        admission = resources.admission if request.work_class == "live" else None
+        self.admission = admission
         if (
             admission is not None
         ):  # under load a newcomer's first chunk waits for the full look-ahead (admission.py)
@@ -316,6 +322,7 @@ class SynthesisJob:
             seed=seed,
             cache_salt=self.request.cache_scope,
             owner=self.request.key_id,
+            work_class=self.request.work_class,
             stop_token_ids=tuple(self.resources.layout.stop_token_ids),
             # No allowed_token_ids: vLLM's GPU runner refuses more than 1,024 inside the engine step, which kills
             # the engine (docs/reference/modal-vllm.md#per-request-limits-of-the-gpu-runner). The clone-mode parser
@@ -376,12 +383,16 @@ class SynthesisJob:
         prompt_ids, mode = prompt_for(resources, text, voice, use_globals)
         parser = TokenParser(resources.layout, mode=mode)
         sampling = self._sampling(len(prompt_ids), run, mode)
-        admission = resources.admission
+        admission = self.admission
+        background = resources.admission if self.request.work_class == "background" else None
         stats, guards, spoken = self.stats, self.guards, self.spoken
         # The token counter is a locked metric: counted once per try (at its end) rather than per engine delta.
         generated_at_start = stats.llm_tokens
         async with asyncio.timeout(resources.settings.limits.generation_timeout_s):
             stream = resources.engine.stream(prompt_ids, sampling, request_id)
+            # The engine's count of generating requests includes a background one: admission's does not.
+            if background is not None:
+                background.background_generating += 1
             try:
                 async for new_ids in stream:
                     count = len(new_ids)
@@ -417,6 +428,8 @@ class SynthesisJob:
             finally:
                 metrics.LLM_TOKENS.inc(stats.llm_tokens - generated_at_start)
                 await stream.aclose()
+                if background is not None:
+                    background.background_generating -= 1
                 if admission is not None:
                     # The request left the engine: admission integrates its count of generating requests between its
                     # own calls, so it must look now, or the count it saw last (this request) would be integrated
@@ -724,7 +737,9 @@ class SynthesisJob:
         self.playback = PlaybackClock(self.arrival, clock=self.scheduler.clock)
         if not self.request.stream:  # no client plays it as it comes: deadlines as if it played from arrival
             self.playback.start_playback(self.arrival)
-        self.handle = self.scheduler.open_stream(self.playback, owner=self.request.key_id)
+        self.handle = self.scheduler.open_stream(
+            self.playback, owner=self.request.key_id, work_class=self.request.work_class
+        )
         self.chain.handle = self.handle
 
     async def _produce(self) -> None:

@@ -309,3 +309,34 @@ def test_sampling_config_validates() -> None:
     ):
         with pytest.raises(ValueError):
             SamplingConfig(**bad)
+
+
+async def test_a_background_request_takes_no_step_while_a_live_one_generates(
+    engine: TransformersEngine,
+) -> None:
+    from dataclasses import replace
+
+    live_sampling = replace(SAMPLED, max_tokens=48, stop_token_ids=())
+    job_sampling = replace(SAMPLED, max_tokens=8, stop_token_ids=(), work_class="background")
+    alone = _flat(await _collect(engine, job_sampling, "job-alone"))
+    events: list[str] = []
+    live = engine.stream(PROMPT, live_sampling, "live")
+    first = await live.__anext__()  # the live request is generating
+    events.append("live")
+
+    async def job() -> list[int]:
+        ids = []
+        async for delta in engine.stream(PROMPT, job_sampling, "job"):
+            events.append("job")
+            ids.extend(delta)
+        return ids
+
+    job_task = asyncio.create_task(job())
+    live_ids = list(first)
+    async for delta in live:
+        events.append("live")
+        live_ids.extend(delta)
+    assert len(live_ids) == 48
+    assert await job_task == alone  # the same ids as alone, only later
+    assert "job" not in events[: events.index("job")] and "live" not in events[events.index("job") :]
+    assert engine.active_requests() == set()

@@ -531,3 +531,14 @@ def test_the_exact_first_chunk_under_load_carries_more_streams_without_underruns
     assert adaptive["long_first_chunks"] > 0 and fixed["long_first_chunks"] == 0
     assert adaptive["underruns_prebuffer_100ms"] == 0 and fixed["underruns_prebuffer_100ms"] == 0
     assert adaptive["streams_admitted"] > fixed["streams_admitted"]
+
+
+def test_a_background_job_alone_decodes_all_its_speech_and_beside_live_streams_changes_no_admission() -> None:
+    model = CostModel.from_dict(H100)
+    alone = simulate(SimConfig(model, 0, background_jobs=1, background_audio_s=5.0))
+    assert alone["background_audio_s"] == pytest.approx(5.0, abs=0.05)
+    assert alone["background_audio_per_device_s"] > 1 and alone["missed_deadlines"] == 0
+    live = simulate(SimConfig(model, 24, audio_seconds=3.0, arrive_within_s=2.0))
+    both = simulate(SimConfig(model, 24, audio_seconds=3.0, arrive_within_s=2.0, background_jobs=1))
+    assert both["streams_admitted"] == live["streams_admitted"] and both["underruns_prebuffer_100ms"] == 0
+    assert both["background_audio_s"] > 0

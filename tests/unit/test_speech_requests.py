@@ -144,3 +144,34 @@ async def test_custom_and_reference_voices_need_the_voice_library() -> None:
     with pytest.raises(ServiceError) as refused:
         await service.voice(replace(base, reference_audio=b"RIFF"), "key_a")
     assert refused.value.code == "CLONING_UNAVAILABLE"
+
+
+async def test_a_background_request_is_never_refused_for_load() -> None:
+    """A job's chapter (work_class background) skips admission and the first-audio backlog: it waits for device time
+    instead; a live request on the same overloaded server is refused."""
+    from services.device.admission import AdmissionDecision
+    from services.errors import ServiceError
+
+    class Refusing:
+        asked = 0
+
+        async def admit(self, key: str | None = None) -> AdmissionDecision:
+            self.asked += 1
+            return AdmissionDecision(False, "overloaded", rule="misses")
+
+    admission = Refusing()
+
+    class Models:
+        ready = True
+        idle = None  # no idle sleep
+
+        def pipeline_resources(self) -> Models:
+            return self
+
+    Models.admission = admission  # type: ignore[attr-defined]
+    service = SpeechService(Models(), SETTINGS)  # type: ignore[arg-type]
+    await service.check_available(key_id="k", live=False)
+    assert admission.asked == 0
+    with pytest.raises(ServiceError) as refused:
+        await service.check_available(key_id="k")
+    assert refused.value.code == "SERVER_OVERLOADED" and admission.asked == 1

@@ -369,8 +369,8 @@ async def test_jobs_decode_through_the_codec_scheduler_and_streams_pace_against_
     opened: list[Any] = []
     open_stream = scheduler.open_stream
 
-    def spy(playback: Any = None, owner: str | None = None) -> Any:
-        handle = open_stream(playback, owner)
+    def spy(playback: Any = None, owner: str | None = None, work_class: Any = "live") -> Any:
+        handle = open_stream(playback, owner, work_class)
         playback.paces = []
         pace = playback.pace
 
@@ -639,3 +639,43 @@ async def test_a_stream_the_scheduler_cannot_open_fails_the_job_instead_of_hangi
     with pytest.raises(SynthesisError) as failed:
         await asyncio.wait_for(job.collect(), 10)
     assert failed.value.code == "GENERATION_FAILED"
+
+
+async def test_a_background_job_runs_as_background_work_that_admission_never_sees(
+    runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job's chapter (work_class background): its codec stream is a background one, its engine requests carry the
+    class, and admission neither steers its first chunk nor notes its tokens; its audio equals the live job's."""
+    scheduler = runtime.codec_scheduler
+    admission = Admission(scheduler, generating=lambda: len(runtime.engine.active_requests()))
+    monkeypatch.setattr(runtime, "admission", admission, raising=False)
+    classes: list[str] = []
+    open_stream = scheduler.open_stream
+
+    def spy(playback: Any = None, owner: str | None = None, work_class: Any = "live") -> Any:
+        classes.append(work_class)
+        return open_stream(playback, owner, work_class)
+
+    monkeypatch.setattr(scheduler, "open_stream", spy)
+    engine_classes: list[str] = []
+    stream = runtime.engine.stream
+
+    def engine_spy(prompt: Any, sampling: Any, request_id: str) -> Any:
+        engine_classes.append(sampling.work_class)
+        return stream(prompt, sampling, request_id)
+
+    monkeypatch.setattr(runtime.engine, "stream", engine_spy)
+    noted: list[int] = []
+    monkeypatch.setattr(admission, "note_tokens", noted.append)
+    live = SynthesisJob(runtime.pipeline_resources(), _request(runtime, "A chapter.", request_id="live-ch"))
+    live_audio = await live.collect()
+    seen = (sum(admission.first_chunks.values()), len(noted))
+    background_seconds = scheduler.stats.background_seconds
+    request = replace(_request(runtime, "A chapter.", request_id="job-ch"), work_class="background")
+    job = SynthesisJob(runtime.pipeline_resources(), request)
+    assert await job.collect() == live_audio
+    assert classes == ["live", "background"] and set(engine_classes) == {"live", "background"}
+    assert sum(admission.first_chunks.values()) == seen[0]  # its first chunk was not steered (nor counted)
+    assert seen[1] > 0 and len(noted) == seen[1]  # none of its tokens noted
+    assert admission.background_generating == 0 and scheduler.background_streams == 0
+    assert scheduler.stats.background_seconds > background_seconds

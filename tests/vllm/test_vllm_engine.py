@@ -148,6 +148,20 @@ async def test_same_seed_same_ids(engine, layout, short_prompt) -> None:
     assert first != other
 
 
+async def test_a_background_request_runs_at_a_lower_priority_with_the_same_ids(
+    engine, layout, short_prompt
+) -> None:
+    """The service's engine schedules by priority (TTS_LLM_PRIORITY_SCHEDULING): a background request (a long-form
+    job's chapter) is accepted at priority 1 beside a live one and makes the ids its seed makes alone."""
+    assert engine.priority_scheduling
+    live, background = await asyncio.gather(
+        collect(engine, short_prompt, speech(layout, seed=7), "live-1"),
+        collect(engine, short_prompt, speech(layout, seed=7, work_class="background"), "job-1"),
+    )
+    assert flat(background) == flat(live)
+    await wait_idle(engine, 5.0)
+
+
 async def test_stop_ids_and_max_tokens(engine, layout, prompt) -> None:
     greedy = SamplingConfig(temperature=0.0, top_k=0, top_p=1.0, max_tokens=30, repetition_penalty=1.0)
     free = flat(await collect(engine, prompt, greedy, "free"))
