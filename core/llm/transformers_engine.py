@@ -375,7 +375,7 @@ class TransformersEngine:
             if channel.cancelled:
                 return
             # The draw is part of the step: the gate hands the next step on the moment this one ends.
-            with self._steps.turn(sampling.owner):
+            with self._steps.turn(sampling.owner, background=background):
                 if channel.cancelled:  # re-check: other requests may have stepped while this one waited
                     return
                 logits, cache = self._step(input_ids, cache)
