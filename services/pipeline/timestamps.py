@@ -115,7 +115,9 @@ class TimestampTrack:
         try:
             words = spoken_words_of(chunk_text)
             model = self.ctc.get(script_language(chunk_text)) or self.ctc.get("*")
-            self._segment = _Segment(words, offset, model, IncrementalEstimate(words, rate=self._rate, offset=offset))
+            self._segment = _Segment(
+                words, offset, model, IncrementalEstimate(words, rate=self._rate, offset=offset)
+            )
         except Exception as exc:  # noqa: BLE001 - the chunk's words are spread at its end
             self._failed("track", exc)
             self._segment = _Segment(chunk_text.split(), offset, None, IncrementalEstimate([]), broken=True)

@@ -59,7 +59,9 @@ async def test_the_store_lists_every_key_but_revoked_ones(pg_dsn: str, unique: s
         gone_key, _ = await store.create_key("acme", key_id=f"list-gone-{unique}", status="revoked")
         known = await store.known_key_hashes()
         assert known is not None
-        assert hash_key(good_key) in known and hash_key(paused_key) in known and hash_key(gone_key) not in known
+        assert (
+            hash_key(good_key) in known and hash_key(paused_key) in known and hash_key(gone_key) not in known
+        )
     finally:
         await store.close()
 
