@@ -119,7 +119,8 @@ def test_sillytavern_without_a_key_on_an_open_server(server: RunningServer) -> N
 # (aiohttp json=) post to the configured URL with `Content-Type: application/json`, `User-Agent:
 # HomeAssistant-OpenAI-TTS` and `Authorization: Bearer {key}` only when a key is set; body {model, input, voice,
 # response_format: "mp3" (tts.py picks mp3 for both paths), speed}, plus `instructions` when configured and the
-# "extra payload" JSON merged in. config_flow.py (async_validate_api_key) checks a key with input "." first.
+# "extra payload" JSON merged in. config_flow.py (async_validate_api_key, on reauthentication) checks a key with
+# input ".".
 
 
 def _openai_tts_headers(key: str | None) -> dict[str, str]:
@@ -148,7 +149,7 @@ def test_openai_tts_speech_with_instructions_and_extra_payload(keyed: RunningSer
 
 
 def test_openai_tts_key_check(keyed: RunningServer) -> None:
-    # The set-up form's key check: 401/403 means a wrong key, any other status from 400 up "cannot connect".
+    # The key check: 401/403 means a wrong key, any other status from 400 up "cannot connect".
     body = {"model": "tts-1", "input": ".", "voice": "alloy", "response_format": "mp3"}
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
     response = httpx.post(f"{keyed.base_url}/v1/audio/speech", json=body, headers=headers, timeout=120)
