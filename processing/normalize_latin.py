@@ -8,8 +8,8 @@ passes, so the model reads the digits rather than English words.
 
 Detection. A short window around each number (the main pass's: ~60 characters each side, within its sentence)
 is scored by function words only each language has ("el", "años", "und", "ist", "les", "dans", ...). It is
-"es", "fr" or "de" when that language has at least two such words, more than English and more than each other
-candidate; otherwise the text stays English and nothing changes. A window with no listed word at all ("Am 3.")
+"es", "fr" or "de" when that language has at least two such words, more than twice the English ones and more than
+each other candidate; otherwise the text stays English and nothing changes. A window with no listed word at all ("Am 3.")
 takes the whole text's language. Why a word list rather than a library:
 statistical detectors (langdetect, py3langid, lingua) are slower per call (about a millisecond, or a large model
 in memory for lingua), are unsure on the few words around a number and can call short English text Spanish; a
@@ -115,7 +115,8 @@ def _decide(scores: dict[str, int]) -> str | None:
     english = scores.pop("en")
     ranked = sorted(scores.items(), key=lambda item: item[1], reverse=True)
     (best, score), (_, runner_up) = ranked[0], ranked[1]
-    if score >= 2 and score > english and score > runner_up:
+    # More than twice the English words: names in English text ("El Paso del Norte") stay English.
+    if score >= 2 and score > 2 * english and score > runner_up:
         return best
     return None
 

@@ -45,7 +45,9 @@ def test_unsure_tokens_keep_their_digits(text: str) -> None:
         ("I am 25 years old.", "I am twenty-five years old."),
         ("Meet me at Casa de la Playa at 5 pm.", "Meet me at Casa de la Playa at five P M."),
         ("The cost of El Camino del Mar is 5 dollars.", "The cost of El Camino del Mar is five dollars."),
-        ("He said: Tengo 25 años. Then he paid $20.", "He said: Tengo veinticinco años. Then he paid twenty dollars."),
+        ("He said it. Tengo 25 años. Then he paid $20.",
+         "He said it. Tengo veinticinco años. Then he paid twenty dollars."),
+        ("Visit El Paso del Norte for 5 days.", "Visit El Paso del Norte for five days."),
     ],
 )  # fmt: skip
 def test_english_and_mixed_text(text: str, expected: str) -> None:
