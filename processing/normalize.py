@@ -4,7 +4,8 @@
 common abbreviations into words, straightens fancy quotes and tidies punctuation and whitespace.
 
 Language. Latin-script words are English and Devanagari words Hindi; other scripts (Telugu,
-Arabic, emoji, ...) pass through untouched. A number is read in the language of the letters
+Arabic, emoji, ...) pass through untouched. Latin-script text that is clearly Spanish, French or German has its
+numbers read in that language and its other tokens left as written (normalize_latin.py). A number is read in the language of the letters
 around it (the nearest ~60 characters within its sentence, then the whole text); a caller may
 force it with `language="en"` / `"hi"`. The result's `language` is "en", "hi" or "mixed" (both
 scripts present); text with neither script reports the forced language or "en".
@@ -43,6 +44,7 @@ from processing import numbers_en as en
 from processing import numbers_hi as hi
 from processing.markdown import drop_emoji, read_markdown
 from processing.normalize_dates import MONTH_EN_RE, MONTH_HI_RE, MONTH_LOOKUP, MONTHS_EN, date_words
+from processing.normalize_latin import ForeignContext, has_foreign_words, read_foreign_numbers, window
 from processing.normalize_symbols import normalize_symbols
 from processing.normalize_zh import normalize_chinese
 from processing.tags import TAG_RE
@@ -58,7 +60,6 @@ _LATIN_LETTER = "A-Za-z\u00c0-\u024f"
 _DEV_RE = re.compile(f"[{_DEV_LETTER}]")
 _LATIN_RE = re.compile(f"[{_LATIN_LETTER}]")
 _LETTER_ANY = re.compile(r"[^\W\d_]")  # any script's letter, for "glued to a word" checks
-_SENTENCE_END = re.compile(r"[.!?।॥]\s")
 
 
 @dataclass(slots=True)
@@ -358,14 +359,7 @@ class _Context:
     def lang_at(self, start: int, end: int) -> str:
         if self.forced:
             return self.forced
-        left = self.text[max(0, start - 60) : start]
-        right = self.text[end : end + 60]
-        last_end = max((c.end() for c in _SENTENCE_END.finditer(left)), default=0)
-        left = left[last_end:]
-        first = _SENTENCE_END.search(right)
-        if first is not None:
-            right = right[: first.start() + 1]
-        dev, lat = _letter_counts(left + " " + right)
+        dev, lat = _letter_counts(window(self.text, start, end))
         if dev == lat:
             return self.default
         return "hi" if dev > lat else "en"
@@ -390,8 +384,11 @@ def _glue(text: str, start: int, end: int, words: str) -> str:
 class _Rewriter:
     """Dispatches master-regex matches to handlers; records every rewrite."""
 
-    def __init__(self, text: str, forced: str | None, changes: list[tuple[str, str]]) -> None:
+    def __init__(self, text: str, forced: str | None, changes: list[tuple[str, str]], foreign: bool) -> None:
         self.text = text
+        self.foreign = (
+            ForeignContext(text) if foreign else None
+        )  # Spanish, French or German tokens stay as written
         self.ctx = _Context(text, forced)
         self.changes = changes
         self.tag_spans = [m.span() for m in TAG_RE.finditer(text)] if ("[" in text or "<" in text) else []
@@ -424,6 +421,8 @@ class _Rewriter:
         for t_start, t_end in self.tag_spans:
             if t_start < end and start < t_end:
                 return original
+        if self.foreign is not None and self.foreign.lang_at(start, end) is not None:
+            return original
         reader = _Reader(self.ctx.lang_at(start, end))
         kind = m.lastgroup
         assert kind is not None
@@ -665,7 +664,12 @@ def normalize_text(text: str, language: str | None = None, *, markdown: bool = T
         text = read_markdown(text)
     out = _tidy(_clean_chars(text, changes), changes)
     out = normalize_chinese(out, changes)  # numbers in Chinese context first: they are read in Chinese
-    out = normalize_symbols(out, changes)  # phones, versions, fractions, URLs, e-mail, symbols (en / hi)
-    out = _tidy(_Rewriter(out, language, changes).run(), changes)
+    foreign = language is None and has_foreign_words(out)
+    if foreign:
+        out = read_foreign_numbers(out, changes)  # numbers in Spanish, French or German text
+    out = normalize_symbols(
+        out, changes, foreign=foreign
+    )  # phones, versions, fractions, URLs, symbols (en / hi)
+    out = _tidy(_Rewriter(out, language, changes, foreign).run(), changes)
     detected = detect_language(out)
     return NormalizationResult(text=out, language=language or detected, changes=changes)

@@ -21,6 +21,7 @@ import re
 from processing import numbers_en as en
 from processing import numbers_hi as hi
 from processing.normalize_dates import short_date_words
+from processing.normalize_latin import ForeignContext
 
 _DEV_RE = re.compile("[\u0900-\u097f]")
 _LATIN_RE = re.compile("[A-Za-z]")
@@ -147,11 +148,17 @@ def _url(raw: str, hindi: bool) -> str:
     return _spell_address(body.rstrip("/"), hindi)
 
 
-def normalize_symbols(text: str, changes: list[tuple[str, str]] | None = None) -> str:
-    """The readings above; everything else is left for the main pass."""
+def normalize_symbols(
+    text: str, changes: list[tuple[str, str]] | None = None, *, foreign: bool = False
+) -> str:
+    """The readings above; everything else is left for the main pass. `foreign`: the text has Spanish, French
+    or German words (normalize_latin.py); matches among them are left as written."""
     out: list[str] = []
     last = 0
+    context = ForeignContext(text) if foreign else None
     for match in _PATTERN.finditer(text):
+        if context is not None and context.lang_at(match.start(), match.end()) is not None:
+            continue
         hindi = _hindi_context(text, match.start(), match.end())
         kind, raw = match.lastgroup, match.group(0)
         words: str | None

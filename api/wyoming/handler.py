@@ -115,6 +115,7 @@ class WyomingHandler(AsyncEventHandler):
             wire=self.wire,
             on_job=None if continuity is None else partial(continuity.track, key_id=key.key_id),
             dialect="wyoming",
+            transport="wyoming",
         )
         writer = outbox.start()
         reader = asyncio.create_task(self._read_loop(), name=f"wyoming-reader-{self.connection_id}")

@@ -41,6 +41,8 @@ IMAGE_PACKAGES: tuple[str, ...] = (
     "lxml==6.1.3",
     "six==1.17.0",
     "wyoming==1.10.2",  # Home Assistant's protocol (api/wyoming/); no dependencies of its own
+    "num2words==0.5.14",  # es/fr/de number words (processing/normalize_latin.py); needs docopt
+    "docopt==0.6.2",
 )
 VLLM_VERSION = next(p.split("==", 1)[1] for p in IMAGE_PACKAGES if p.startswith("vllm=="))
 # The official vLLM image of that version (the Docker GPU image builds on it; it already holds vllm and torch).

@@ -19,7 +19,7 @@ from processing.ssml import KEY_SILENCE, BreakBudget, SsmlReader
 from services.pipeline.chunk_guards import delivered_chars
 from services.pipeline.synthesis import SynthesisError, SynthesisJob, SynthesisRequest
 from services.pipeline.text_plan import MAX_WORD_LETTERS, plan_text
-from services.usage.accounting import EndStatus, RequestAccounting, RequestReport
+from services.usage.accounting import EndStatus, RequestAccounting, RequestReport, Transport
 
 if TYPE_CHECKING:
     from services.pipeline.resources import PipelineResources
@@ -73,8 +73,10 @@ class Utterance:
         *,
         max_text_chars: int,
         context_id: str | None = None,
+        transport: Transport = "websocket",
     ) -> None:
         settings = resources.settings
+        self.transport: Transport = transport  # what the request log says carried it
         self.request = request
         self.id = request.request_id
         self.context_id = context_id  # the dialect's name for it (ElevenLabs contextId, Cartesia context_id)
@@ -272,7 +274,7 @@ class Utterance:
         self.admitted_at = time.perf_counter()
         self.accounting = RequestAccounting(
             self.job,
-            transport="websocket",
+            transport=self.transport,
             clock_origin=self.admitted_at,
             settle=lambda report: gate.settle(self.id, report, self.billable_characters()),
             begin=getattr(gate, "begin_hook", lambda _id: None)(self.id),

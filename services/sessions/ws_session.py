@@ -40,6 +40,7 @@ from services.sessions.refused_contexts import RefusedContexts
 from services.sessions.utterance import OpenGate, Utterance, UtteranceGate
 from services.sessions.wire import NativeWire, Payload, SessionWire, plain_error
 from services.sessions.ws_outbox import Outbox
+from services.usage.accounting import Transport
 from shared import metrics
 from shared.logging import request_id_var
 
@@ -89,10 +90,13 @@ class WsSession:
         on_job: Callable[[SynthesisJob], None] | None = None,
         supersede_after_s: float | None = None,
         dialect: str = "native",
+        transport: Transport = "websocket",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`on_job`: told of each utterance's job when it is created (continuity remembers it).
-        `supersede_after_s`: a new context stops earlier unfinished contexts silent this long (None: never)."""
+        `supersede_after_s`: a new context stops earlier unfinished contexts silent this long (None: never).
+        `transport`: what the request log records as carrying its utterances (the Wyoming server: "wyoming")."""
+        self.transport: Transport = transport
         self.models = models
         self.on_job = on_job
         self.outbox = outbox
@@ -205,6 +209,7 @@ class WsSession:
                 request,
                 max_text_chars=self.max_text_chars,
                 context_id=context_id,
+                transport=self.transport,
             )
         except (ValueError, SynthesisError) as exc:
             await self.reject(

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("services.usage.accounting")
 
-Transport = Literal["http", "websocket", "job"]  # job: one chapter of a long-form job (services/jobs)
+# job: one chapter of a long-form job (services/jobs); wyoming: Home Assistant's TCP protocol (api/wyoming)
+Transport = Literal["http", "websocket", "wyoming", "job"]
 # completed | failed | cancelled (a WebSocket `cancel`) | disconnected (the client left) | interrupted (the server
 # cut it at shutdown: refunded, see services/usage/shutdown.py)
 EndStatus = Literal["completed", "failed", "cancelled", "disconnected", "interrupted"]

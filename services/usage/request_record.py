@@ -50,7 +50,8 @@ class RequestRecord:
     # Credits this request spent on the key-store outage allowance, taken from the balance when the row is stored (at
     # most what it is charged).
     outage_credits: int = 0
-    transport: str | None = None  # http | websocket: what carried the request (010_credit_reservations.sql)
+    # http | websocket | wyoming | job: what carried the request (010_credit_reservations.sql)
+    transport: str | None = None
 
     def to_row(self) -> dict[str, Any]:
         row = asdict(self)

@@ -310,6 +310,7 @@ async def test_keyed_server_applies_the_keys_limits(keyed: Live) -> None:
         await asyncio.sleep(0.05)
     rows = sorted(sink.rows.values(), key=lambda r: r.request_id)
     assert {r.key_id for r in rows} == {"wyoming"}
+    assert {r.transport for r in rows} == {"wyoming"}  # its own transport, not the WebSocket's
     assert [r.status for r in rows].count("completed") == 2
     assert all(r.credits_charged > 0 for r in rows if r.status == "completed")
 
