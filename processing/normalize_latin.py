@@ -54,7 +54,8 @@ _WORDS = {
 }
 _LEXICON = {lang: frozenset(words.split()) for lang, words in _WORDS.items()}
 _FOREIGN_ONLY = (_LEXICON["es"] | _LEXICON["fr"] | _LEXICON["de"]) - _LEXICON["en"]
-_WORD_RE = re.compile(r"[a-zA-Z\u00c0-\u024f]+")
+# A word standing alone: not a piece of an address, a file name or a URL ("x@y.io" holds no Spanish "y").
+_WORD_RE = re.compile(r"(?<![\w@./:-])[a-zA-Z\u00c0-\u024f]+(?![\w@/:-]|\.\w)")
 _SENTENCE_END = re.compile(r"[.!?।॥]\s")
 
 _PERCENT = {"es": "por ciento", "fr": "pour cent", "de": "Prozent"}

@@ -278,7 +278,7 @@ def _runtime(
 def test_the_runtime_reports_what_it_captured(monkeypatch, caplog) -> None:
     policy = SchedulerPolicy(decode_buckets=(16, 32), batch_sizes=(1, 2))
     runtime = _runtime(monkeypatch, fail=frozenset({dec(32, 2)}), codec_graph_budget_s=0)
-    with caplog.at_level(logging.INFO, logger="services.deployment.runtime"):
+    with caplog.at_level(logging.INFO, logger="services.device.graphs"):
         graphs = runtime._capture_graphs(policy)
     assert sorted(graphs.graphs) == [dec(16, 1), dec(16, 2), dec(32, 1)]
     health = runtime.health().codec_graphs
@@ -293,7 +293,7 @@ def test_the_runtime_reports_what_it_captured(monkeypatch, caplog) -> None:
 @pytest.mark.parametrize("sr_precision", ["fp32", "tf32"])
 def test_the_super_resolution_graphs_take_the_settings_precision(monkeypatch, caplog, sr_precision) -> None:
     runtime = _runtime(monkeypatch, codec_sr_precision=sr_precision)
-    with caplog.at_level(logging.INFO, logger="services.deployment.runtime"):
+    with caplog.at_level(logging.INFO, logger="services.device.graphs"):
         graphs = runtime._capture_graphs(SchedulerPolicy(decode_buckets=(16,), batch_sizes=(1,)))
     assert graphs.precision == {"decode": "tf32", "sr": sr_precision}
     assert runtime.health().codec_graphs["precision"] == {"decode": "tf32", "sr": sr_precision}
