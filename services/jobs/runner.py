@@ -144,8 +144,9 @@ class JobRunner:
         task = asyncio.get_running_loop().create_task(self._hold(job), name=f"job-{job.id}")
         self.running[job.id] = task
 
-        def done(_: asyncio.Task[None]) -> None:
-            self.running.pop(job.id, None)
+        def done(finished: asyncio.Task[None]) -> None:
+            if self.running.get(job.id) is finished:  # not the job's next run, resumed meanwhile
+                del self.running[job.id]
             self.wake()  # room for another job
 
         task.add_done_callback(done)
@@ -177,9 +178,10 @@ class JobRunner:
                 await _quietly(self._reset_running(job))
                 await _quietly(self.store.release(job.id, self.owner))
                 raise
-            # Cancelled (DELETE) or the lease is gone: the store already says so.
-            await _quietly(self.store.finish(job.id, self.owner, "cancelled"))
+            # Cancelled (DELETE) or the lease is gone: the store already says so. The cut chapter is reset while
+            # the lease is still held: a resume (which waits for the lease) never meets this cleanup.
             await _quietly(self._reset_running(job))
+            await _quietly(self.store.finish(job.id, self.owner, "cancelled"))
         except Exception:  # noqa: BLE001 - one job's bug must not stop the worker
             logger.exception("job failed", extra={"job_id": job.id})
             await _quietly(

@@ -218,11 +218,11 @@ class JobService:
                 logger.info("job deleted", extra={"job_id": job_id, "key_id": key_id})
                 return None
             return await self.job(job_id, key_id)
-        job = await self.store.cancel(job_id, key_id)
-        if job is None:
+        cancelled = await self.store.cancel(job_id, key_id)
+        if cancelled is None:
             raise ServiceError("NOT_FOUND", f"No job {job_id!r} for this key.", "job_id")
         self.runner.cancel(job_id)
-        return job
+        return cancelled
 
     async def resume(self, job_id: str, key_id: str) -> JobRecord:
         """Queue a failed or cancelled job again: it continues from its first chapter not done (the chapters done

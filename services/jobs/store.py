@@ -72,7 +72,7 @@ class JobStore(Protocol):
         """Queue the key's failed or cancelled job again (its error cleared, its failed chapters pending), when no
         process holds its lease any more; the job as it is now, or None when not found."""
 
-    async def expired(self, retention_s: float, limit: int = 100) -> list[str]:
+    async def expired(self, retention_s: float, limit: int = 100) -> tuple[str, ...]:
         """Ids of jobs that ended more than `retention_s` ago, oldest first."""
 
     async def delete(self, job_id: str, key_id: str | None) -> bool:
@@ -339,14 +339,14 @@ class SqliteJobStore:
 
         return await self._run(queue)
 
-    async def expired(self, retention_s: float, limit: int = 100) -> list[str]:
-        def read(db: sqlite3.Connection) -> list[str]:
+    async def expired(self, retention_s: float, limit: int = 100) -> tuple[str, ...]:
+        def read(db: sqlite3.Connection) -> tuple[str, ...]:
             rows = db.execute(
                 "SELECT id FROM tts_jobs WHERE status IN ('done', 'failed', 'cancelled') "
                 "AND finished_at IS NOT NULL AND finished_at < ? ORDER BY finished_at LIMIT ?",
                 (self.clock() - retention_s, limit),
             ).fetchall()
-            return [row[0] for row in rows]
+            return tuple(row[0] for row in rows)
 
         return await self._run(read)
 

@@ -177,7 +177,7 @@ class PostgresJobStore:
             )
             return await self._load(conn, row)
 
-    async def expired(self, retention_s: float, limit: int = 100) -> list[str]:
+    async def expired(self, retention_s: float, limit: int = 100) -> tuple[str, ...]:
         pool = await self.pool.get()
         rows = await pool.fetch(
             "SELECT id FROM tts_jobs WHERE status IN ('done', 'failed', 'cancelled') "
@@ -185,7 +185,7 @@ class PostgresJobStore:
             float(retention_s),
             limit,
         )
-        return [row[0] for row in rows]
+        return tuple(row[0] for row in rows)
 
     async def delete(self, job_id: str, key_id: str | None) -> bool:
         pool = await self.pool.get()
