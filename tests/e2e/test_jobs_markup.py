@@ -212,7 +212,7 @@ def test_a_job_out_of_credits_resumes_after_a_top_up(live: Live) -> None:
     first_wav = live.jobs_dir / job_id / "chapter-001.wav"
     before = first_wav.read_bytes()
 
-    # Not resumable while it runs or once done; another key's job is not there at all.
+    # Another key's job is not there at all.
     other = httpx.post(f"{live.base_url}/v1/tts/jobs/{job_id}/resume", headers=headers(RICH), timeout=10)
     assert other.status_code == 404
     live.top_up(POOR, 100_000)
