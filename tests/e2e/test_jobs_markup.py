@@ -32,6 +32,7 @@ RICH, POOR = "jobs-markup-rich-0123456789", "jobs-markup-poor-0123456789"
 SENTENCE = "The boats came in at dawn and nobody was waiting on the quay. "
 # Enough for a short first chapter, not for the long second one (1 credit = 1 normalised character).
 POOR_BALANCE = 150
+LEXICON = [{"text": "HMS", "alias": "His Majesty's Ship"}]
 
 
 class RecordingSink:
@@ -182,16 +183,25 @@ def test_a_job_lexicon_changes_the_words_spoken(live: Live) -> None:
             "text": text,
             "format": "wav",
             "book_format": None,
-            "lexicon": [{"text": "HMS", "alias": "His Majesty's Ship"}],
+            "lexicon": LEXICON,
         },
     )
-    for job in (plain, aliased):
+    uploaded = httpx.post(  # a file upload: the rules as JSON text in a form field
+        f"{live.base_url}/v1/tts/jobs",
+        headers=headers(),
+        files={"file": ("ship.txt", text.encode(), "text/plain")},
+        data={"format": "wav", "book_format": "null", "lexicon": json.dumps(LEXICON)},
+        timeout=30,
+    )
+    assert uploaded.status_code == 202, uploaded.text
+    for job in (plain, aliased, uploaded.json()):
         assert wait_for(live, job["id"], ("done", "failed"))["status"] == "done"
     (before,) = settled(live, plain["id"], 1)
-    (after,) = settled(live, aliased["id"], 1)
     # Each chapter is charged its normalised text: the alias is what was spoken.
-    grown = len("His Majesty's Ship") - len("HMS")
-    assert after.credits_charged - before.credits_charged == pytest.approx(grown, abs=3)
+    grown = len(LEXICON[0]["alias"]) - len(LEXICON[0]["text"])
+    for job in (aliased, uploaded.json()):
+        (after,) = settled(live, job["id"], 1)
+        assert after.credits_charged - before.credits_charged == pytest.approx(grown, abs=3)
     unknown = httpx.post(
         f"{live.base_url}/v1/tts/jobs",
         headers=headers(),
