@@ -16,6 +16,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "VOICE_NOT_FOUND": (404, "invalid_request_error"),
     "REQUEST_NOT_FOUND": (404, "invalid_request_error"),
     "REQUEST_NOT_FINISHED": (409, "invalid_request_error"),
+    "JOB_NOT_RESUMABLE": (409, "invalid_request_error"),
     "INVALID_AUDIO": (400, "invalid_request_error"),
     "UNSUPPORTED_AUDIO_FORMAT": (415, "invalid_request_error"),
     "AUDIO_TOO_SHORT": (400, "invalid_request_error"),

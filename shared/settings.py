@@ -713,6 +713,12 @@ class JobsSettings(_Group):
         description="A running job's lease, renewed while it runs: a process that dies leaves its job to another "
         "(or to itself after a restart) once this has passed.",
     )
+    jobs_retention_s: float = Field(
+        604_800.0,
+        ge=0,
+        description="How long a finished, failed or cancelled job (its row and files) is kept after it ended; "
+        "the worker deletes older ones when idle. 0 keeps them.",
+    )
 
 
 class DeploymentSettings(_Group):

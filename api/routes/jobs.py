@@ -1,6 +1,7 @@
 """Long-form jobs (docs/api/jobs.md): `POST /v1/tts/jobs` takes a document (JSON text or Markdown, or a multipart
 upload: EPUB, Markdown, text) and answers 202 with the job; reading, listing, progress events (SSE), chapter and
-book downloads and cancel (DELETE). Another key's job answers 404, as an unknown id does."""
+book downloads, cancel (DELETE on a queued or running job), removal (DELETE on an ended one) and resume. Another
+key's job answers 404, as an unknown id does."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, ValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from pydantic import ConfigDict, ValidationError
 
 from api.deps import Grant, Speech, services_of
 from api.errors import ApiError, body_validation_error
+from api.pronunciation_schemas import LexiconField, LocatorsField
 from audio.encoders import format_info
 from services.errors import ServiceError
 from services.jobs import ChapterText, JobService, job_view
@@ -26,12 +28,16 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "Invalid request or unreadable document (error envelope)"},
     401: {"description": "Missing or invalid API key"},
     404: {"description": "No such job for this key"},
+    409: {"description": "The job cannot be resumed (error envelope)"},
     413: {"description": "Document too long"},
 }
+# Fields that are JSON values inside a multipart form.
+JSON_FORM_FIELDS = ("lexicon", "pronunciation_dictionary_locators")
 
 
-class JobBody(BaseModel):
-    """The job's fields, as JSON or as form fields beside an uploaded `file`."""
+class JobBody(LexiconField, LocatorsField):
+    """The job's fields, as JSON or as form fields beside an uploaded `file` (`lexicon` and
+    `pronunciation_dictionary_locators` as JSON text there)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -75,6 +81,12 @@ async def _read_body(request: Request) -> tuple[JobBody, bytes, str | None, str 
         fields: dict[str, Any] = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
         if fields.get("book_format") in ("", "null", "none"):
             fields["book_format"] = None
+        for name in JSON_FORM_FIELDS:
+            if name in fields:
+                try:
+                    fields[name] = json.loads(fields[name])
+                except ValueError:
+                    raise ApiError("VALIDATION_ERROR", f"Field {name!r} must be JSON.", param=name) from None
         body = _validated(fields)
         if upload is None or isinstance(upload, str):
             if body.text is None:
@@ -127,6 +139,10 @@ async def submit_job(request: Request, grant: Grant, speech: Speech, jobs: Jobs)
         book_format=body.book_format,
         sample_rate=body.sample_rate,
         speed=body.speed,
+        lexicon=tuple(
+            (rule.text, rule.alias, rule.case_sensitive, rule.word_boundaries) for rule in body.lexicon or ()
+        ),
+        dictionaries=tuple((locator.dictionary_id, locator.version_id) for locator in body.locators()),
     )
     # JSON text is plain text unless it says Markdown; a file's kind comes from its name or type unless given.
     kind = body.input_format or ("text" if filename is None else None)
@@ -147,9 +163,27 @@ async def get_job(job_id: str, key: Key, jobs: Jobs) -> dict[str, Any]:
     return job_view(await jobs.job(job_id, key.key_id))
 
 
-@router.delete("/v1/tts/jobs/{job_id}", status_code=202, responses=ERROR_RESPONSES, summary="Cancel a job")
-async def cancel_job(job_id: str, key: Key, jobs: Jobs) -> JSONResponse:
-    return JSONResponse(job_view(await jobs.cancel(job_id, key.key_id)), status_code=202)
+@router.delete(
+    "/v1/tts/jobs/{job_id}",
+    status_code=202,
+    responses={**ERROR_RESPONSES, 204: {"description": "The ended job and its files are deleted"}},
+    summary="Cancel a queued or running job; delete an ended one",
+)
+async def delete_job(job_id: str, key: Key, jobs: Jobs) -> Response:
+    job = await jobs.cancel_or_remove(job_id, key.key_id)
+    if job is None:
+        return Response(status_code=204)
+    return JSONResponse(job_view(job), status_code=202)
+
+
+@router.post(
+    "/v1/tts/jobs/{job_id}/resume",
+    status_code=202,
+    responses=ERROR_RESPONSES,
+    summary="Resume a failed or cancelled job from its first chapter not done",
+)
+async def resume_job(job_id: str, key: Key, jobs: Jobs) -> JSONResponse:
+    return JSONResponse(job_view(await jobs.resume(job_id, key.key_id)), status_code=202)
 
 
 @router.get("/v1/tts/jobs/{job_id}/events", responses=ERROR_RESPONSES, summary="Progress events (SSE)")

@@ -21,13 +21,20 @@ class JobOptions:
     book_format: str | None = "m4b"  # the whole work with chapter marks; None: no book
     sample_rate: int = 24000
     speed: float | None = None
+    # Alias rules for every chapter: (text, alias, case_sensitive, word_boundaries), as a request's `lexicon`.
+    lexicon: tuple[tuple[str, str, bool, bool], ...] = ()
+    # The key's stored pronunciation dictionaries: (id, version id or None), as `pronunciation_dictionary_locators`.
+    dictionaries: tuple[tuple[str, str | None], ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> JobOptions:
-        return cls(**json.loads(text))
+        fields = json.loads(text)
+        for name in ("lexicon", "dictionaries"):  # JSON has lists; the record keeps tuples
+            fields[name] = tuple(tuple(item) for item in fields.get(name, ()))
+        return cls(**fields)
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,9 @@ class JobRecord:
     error_code: str | None = None
     error_message: str | None = None
     book_done: bool = False
+    finished_at: float | None = (
+        None  # epoch seconds it ended (done, failed, cancelled): retention counts from it
+    )
     chapters: tuple[ChapterRecord, ...] = field(default=())
 
     @property

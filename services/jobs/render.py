@@ -23,8 +23,9 @@ import numpy as np
 from audio.encoders import create_encoder
 from audio.pcm import s16le_to_float
 from audio.wav import WAV_HEADER_BYTES, wav_header
+from processing.lexicon import AliasRule, DictionaryLocator, Lexicon
 from services.access import AccessGrant, AccessServices
-from services.jobs.records import ChapterRecord, JobRecord
+from services.jobs.records import ChapterRecord, JobOptions, JobRecord
 from services.keys.records import ApiKeyRecord
 from services.pipeline.speech import SpeechRequest, SpeechService
 from services.pipeline.synthesis import SamplingOptions
@@ -61,6 +62,14 @@ class RenderedChapter:
     request_id: str
 
 
+def lexicon_of(options: JobOptions) -> Lexicon | None:
+    return Lexicon(tuple(AliasRule(*rule) for rule in options.lexicon)) if options.lexicon else None
+
+
+def locators_of(options: JobOptions) -> tuple[DictionaryLocator, ...]:
+    return tuple(DictionaryLocator(*locator) for locator in options.dictionaries)
+
+
 def speech_request(job: JobRecord, chapter: ChapterRecord, speech: SpeechService) -> SpeechRequest:
     options = job.options
     return SpeechRequest(
@@ -73,6 +82,8 @@ def speech_request(job: JobRecord, chapter: ChapterRecord, speech: SpeechService
         speed=options.speed,
         voice_field="voice",
         work_class="background",
+        dictionaries=locators_of(options),
+        lexicon=lexicon_of(options),
     )
 
 

@@ -6,7 +6,8 @@ every third of TTS_JOBS_LEASE_S. The job continues from its first chapter not do
 process died, or stopped) is rendered again from its start, its partial files replaced. A lost lease or a cancel
 (DELETE, here or on another replica: the heartbeat sees it) cancels the chapter's task at once; finished chapters
 stay. Refusals that pass by themselves (the device busy with live streams, the model reloading) are waited out;
-a key out of credits fails the job with INSUFFICIENT_CREDITS, its finished chapters kept.
+a key out of credits fails the job with INSUFFICIENT_CREDITS, its finished chapters kept (`resume` queues it again).
+When idle, it deletes the jobs that ended more than TTS_JOBS_RETENTION_S ago, their files first.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import functools
 import logging
 import os
+import shutil
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
@@ -41,6 +43,8 @@ WAIT_CODES = frozenset(
 MAX_WAIT_S = 30.0
 # A chapter that fails on the server's side (a generation failure) is tried this many times before the job fails.
 CHAPTER_ATTEMPTS = 2
+# The idle loop looks for jobs past their retention at most this often.
+SWEEP_INTERVAL_S = 60.0
 
 
 class BookWriter(Protocol):
@@ -59,6 +63,7 @@ class JobRunner:
         max_concurrent: int = 1,
         lease_s: float = 30.0,
         poll_s: float = 1.0,
+        retention_s: float = 0.0,
         owner: str | None = None,
     ) -> None:
         self.store = store
@@ -69,6 +74,8 @@ class JobRunner:
         self.max_concurrent = max_concurrent
         self.lease_s = lease_s
         self.poll_s = poll_s
+        self.retention_s = retention_s  # 0: ended jobs are kept
+        self._swept_at: float | None = None
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.running: dict[str, asyncio.Task[None]] = {}
         self._wake: asyncio.Event | None = None
@@ -110,18 +117,36 @@ class JobRunner:
                     if job is not None:
                         self._launch(job)
                         continue
+                await self._sweep_when_due()
             except Exception:  # noqa: BLE001 - a store outage: try again at the next poll
                 logger.exception("job claim failed")
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
 
+    async def _sweep_when_due(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if self.retention_s > 0 and (self._swept_at is None or now - self._swept_at >= SWEEP_INTERVAL_S):
+            self._swept_at = now
+            await self.sweep()
+
+    async def sweep(self) -> int:
+        """Delete the jobs that ended more than `retention_s` ago; how many went."""
+        removed = 0
+        for job_id in await self.store.expired(self.retention_s):
+            if await remove_job(self.store, self.files, job_id, None):
+                removed += 1
+        if removed:
+            logger.info("expired jobs deleted", extra={"jobs": removed})
+        return removed
+
     def _launch(self, job: JobRecord) -> None:
         task = asyncio.get_running_loop().create_task(self._hold(job), name=f"job-{job.id}")
         self.running[job.id] = task
 
-        def done(_: asyncio.Task[None]) -> None:
-            self.running.pop(job.id, None)
+        def done(finished: asyncio.Task[None]) -> None:
+            if self.running.get(job.id) is finished:  # not the job's next run, resumed meanwhile
+                del self.running[job.id]
             self.wake()  # room for another job
 
         task.add_done_callback(done)
@@ -153,9 +178,10 @@ class JobRunner:
                 await _quietly(self._reset_running(job))
                 await _quietly(self.store.release(job.id, self.owner))
                 raise
-            # Cancelled (DELETE) or the lease is gone: the store already says so.
-            await _quietly(self.store.finish(job.id, self.owner, "cancelled"))
+            # Cancelled (DELETE) or the lease is gone: the store already says so. The cut chapter is reset while
+            # the lease is still held: a resume (which waits for the lease) never meets this cleanup.
             await _quietly(self._reset_running(job))
+            await _quietly(self.store.finish(job.id, self.owner, "cancelled"))
         except Exception:  # noqa: BLE001 - one job's bug must not stop the worker
             logger.exception("job failed", extra={"job_id": job.id})
             await _quietly(
@@ -268,11 +294,20 @@ async def _with_retries(render: Callable[[], Awaitable[RenderedChapter]]) -> Ren
             raise
 
 
+async def remove_job(store: JobStore, files: JobFiles, job_id: str, key_id: str | None) -> bool:
+    """An ended job's row, then its files (only once no process holds the job: a cancelled chapter may still be
+    stopping); False when the store has no such job."""
+    if not await store.delete(job_id, key_id):
+        return False
+    await asyncio.to_thread(shutil.rmtree, files.folder(job_id), True)
+    return True
+
+
 def failure_message(exc: ServiceError, index: int) -> str:
     if exc.code == "INSUFFICIENT_CREDITS":
         return (
             f"The key ran out of credits at chapter {index}; the chapters before it are done and stay "
-            "downloadable. Top the key up and submit the rest again."
+            "downloadable. Top the key up and resume the job."
         )
     return f"Chapter {index} failed: {exc.message}"
 

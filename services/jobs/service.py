@@ -17,8 +17,8 @@ from audio.encoders import check_format_rate
 from services.errors import ServiceError
 from services.jobs.book import BookChapter, check_book_format, write_book
 from services.jobs.records import ChapterRecord, JobOptions, JobRecord, job_view
-from services.jobs.render import JobFiles
-from services.jobs.runner import JobRunner
+from services.jobs.render import JobFiles, lexicon_of, locators_of
+from services.jobs.runner import JobRunner, remove_job
 from services.jobs.store import JobStore, SqliteJobStore
 from services.jobs.store_postgres import PostgresJobStore
 from services.keys.records import ApiKeyRecord
@@ -93,6 +93,7 @@ class JobService:
             write_book=write_job_book,
             max_concurrent=jobs.jobs_max_concurrent,
             lease_s=jobs.jobs_lease_s,
+            retention_s=jobs.jobs_retention_s,
         )
         return cls(settings, store, runner, files)
 
@@ -105,7 +106,15 @@ class JobService:
 
     # ------------------------------------------------------------------ routes
     def options(
-        self, *, voice: str | None, fmt: str, book_format: str | None, sample_rate: int, speed: float | None
+        self,
+        *,
+        voice: str | None,
+        fmt: str,
+        book_format: str | None,
+        sample_rate: int,
+        speed: float | None,
+        lexicon: tuple[tuple[str, str, bool, bool], ...] = (),
+        dictionaries: tuple[tuple[str, str | None], ...] = (),
     ) -> JobOptions:
         if fmt not in CHAPTER_FORMATS:
             raise ServiceError(
@@ -127,7 +136,13 @@ class JobService:
         if speed is not None and not 0.5 <= speed <= 2.0:
             raise ServiceError("VALIDATION_ERROR", "Invalid 'speed': between 0.5 and 2.0.", "speed")
         return JobOptions(
-            voice=voice, format=fmt, book_format=book_format, sample_rate=sample_rate, speed=speed
+            voice=voice,
+            format=fmt,
+            book_format=book_format,
+            sample_rate=sample_rate,
+            speed=speed,
+            lexicon=lexicon,
+            dictionaries=dictionaries,
         )
 
     async def submit(
@@ -150,15 +165,20 @@ class JobService:
                 f"Invalid 'text': at most {limit} characters per job on this deployment, got {total}.",
                 "text",
             )
-        if speech.models.ready:  # an unknown voice is refused now, not at the first chapter
-            probe = SpeechRequest(
-                text="",
-                voice=options.voice,
-                audio_format="pcm",
-                sample_rate=options.sample_rate,
-                sampling=SamplingOptions.with_defaults(self.settings),
-                voice_field="voice",
-            )
+        probe = SpeechRequest(
+            text="",
+            voice=options.voice,
+            audio_format="pcm",
+            sample_rate=options.sample_rate,
+            sampling=SamplingOptions.with_defaults(self.settings),
+            voice_field="voice",
+            dictionaries=locators_of(options),
+            lexicon=lexicon_of(options),
+        )
+        await speech.lexicon(
+            probe, key.key_id
+        )  # an unknown dictionary is refused now, as an unknown voice is
+        if speech.models.ready:
             await speech.voice(probe, key.key_id)
         parts = split_long(chapters, self.settings.limits.max_text_chars)
         job = JobRecord(
@@ -189,12 +209,43 @@ class JobService:
     async def jobs(self, key_id: str) -> list[JobRecord]:
         return await self.store.list(key_id)
 
-    async def cancel(self, job_id: str, key_id: str) -> JobRecord:
-        job = await self.store.cancel(job_id, key_id)
-        if job is None:
+    async def cancel_or_remove(self, job_id: str, key_id: str) -> JobRecord | None:
+        """Cancel a queued or running job (the job, cancelled); remove an ended one with its files (None). A job
+        cancelled a moment ago whose chapter is still stopping is left as it is (the job)."""
+        job = await self.job(job_id, key_id)
+        if job.final:
+            if await remove_job(self.store, self.files, job_id, key_id):
+                logger.info("job deleted", extra={"job_id": job_id, "key_id": key_id})
+                return None
+            return await self.job(job_id, key_id)
+        cancelled = await self.store.cancel(job_id, key_id)
+        if cancelled is None:
             raise ServiceError("NOT_FOUND", f"No job {job_id!r} for this key.", "job_id")
         self.runner.cancel(job_id)
-        return job
+        return cancelled
+
+    async def resume(self, job_id: str, key_id: str) -> JobRecord:
+        """Queue a failed or cancelled job again: it continues from its first chapter not done (the chapters done
+        stay, and are never rendered or charged again)."""
+        job = await self.job(job_id, key_id)
+        if job.status not in ("failed", "cancelled"):
+            raise ServiceError(
+                "JOB_NOT_RESUMABLE",
+                f"Job {job_id!r} is {job.status}: only a failed or cancelled job can be resumed.",
+                "job_id",
+            )
+        resumed = await self.store.resume(job_id, key_id)
+        if resumed is None:
+            raise ServiceError("NOT_FOUND", f"No job {job_id!r} for this key.", "job_id")
+        if resumed.status != "queued":
+            raise ServiceError(
+                "JOB_NOT_RESUMABLE",
+                f"Job {job_id!r} is still stopping; resume it again in a few seconds.",
+                "job_id",
+            )
+        self.runner.wake()
+        logger.info("job resumed", extra={"job_id": job_id, "key_id": key_id})
+        return resumed
 
     async def chapter_file(self, job_id: str, key_id: str, index: int) -> Path:
         job = await self.job(job_id, key_id)

@@ -68,6 +68,17 @@ class JobStore(Protocol):
     async def cancel(self, job_id: str, key_id: str) -> JobRecord | None:
         """Mark the key's job cancelled unless it already ended; the job, or None when not found."""
 
+    async def resume(self, job_id: str, key_id: str) -> JobRecord | None:
+        """Queue the key's failed or cancelled job again (its error cleared, its failed chapters pending), when no
+        process holds its lease any more; the job as it is now, or None when not found."""
+
+    async def expired(self, retention_s: float, limit: int = 100) -> tuple[str, ...]:
+        """Ids of jobs that ended more than `retention_s` ago, oldest first."""
+
+    async def delete(self, job_id: str, key_id: str | None) -> bool:
+        """Remove an ended job whose lease no process holds, with its chapters (`key_id` None: any key's);
+        False when there is no such job."""
+
     async def close(self) -> None: ...
 
 
@@ -84,7 +95,8 @@ CREATE TABLE IF NOT EXISTS tts_jobs (
     error_message TEXT,
     book_done INTEGER NOT NULL DEFAULT 0,
     lease_owner TEXT,
-    lease_expires REAL NOT NULL DEFAULT 0
+    lease_expires REAL NOT NULL DEFAULT 0,
+    finished_at REAL
 );
 CREATE INDEX IF NOT EXISTS tts_jobs_key ON tts_jobs (key_id, created_at);
 CREATE INDEX IF NOT EXISTS tts_jobs_open ON tts_jobs (status, lease_expires);
@@ -100,7 +112,7 @@ CREATE TABLE IF NOT EXISTS tts_job_chapters (
     PRIMARY KEY (job_id, idx)
 );
 """
-JOB_COLUMNS = "id, key_id, key_hash, title, options, status, created_at, error_code, error_message, book_done"
+JOB_COLUMNS = "id, key_id, key_hash, title, options, status, created_at, error_code, error_message, book_done, finished_at"
 CHAPTER_COLUMNS = "idx, title, text, status, audio_seconds, render_seconds, request_id"
 
 
@@ -116,6 +128,7 @@ def job_from_row(row: Sequence[Any], chapters: Sequence[Sequence[Any]]) -> JobRe
         error_code=row[7],
         error_message=row[8],
         book_done=bool(row[9]),
+        finished_at=None if row[10] is None else float(row[10]),
         chapters=tuple(
             ChapterRecord(
                 index=c[0],
@@ -149,6 +162,9 @@ class SqliteJobStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA foreign_keys=ON")
             db.executescript(SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(tts_jobs)")}
+            if "finished_at" not in columns:  # a file written before jobs had a retention
+                db.execute("ALTER TABLE tts_jobs ADD COLUMN finished_at REAL")
             self._db = db
         return self._db
 
@@ -281,17 +297,18 @@ class SqliteJobStore:
             lambda db: db.execute(
                 "UPDATE tts_jobs SET status = CASE WHEN status = 'cancelled' THEN status ELSE ? END, "
                 "error_code = COALESCE(error_code, ?), error_message = COALESCE(error_message, ?), "
-                "book_done = ?, lease_owner = NULL, lease_expires = 0 WHERE id = ? AND lease_owner = ?",
-                (status, error_code, error_message, int(book_done), job_id, owner),
+                "book_done = ?, lease_owner = NULL, lease_expires = 0, finished_at = COALESCE(finished_at, ?) "
+                "WHERE id = ? AND lease_owner = ?",
+                (status, error_code, error_message, int(book_done), self.clock(), job_id, owner),
             )
         )
 
     async def cancel(self, job_id: str, key_id: str) -> JobRecord | None:
         def mark(db: sqlite3.Connection) -> JobRecord | None:
             db.execute(
-                "UPDATE tts_jobs SET status = 'cancelled' WHERE id = ? AND key_id = ? "
+                "UPDATE tts_jobs SET status = 'cancelled', finished_at = ? WHERE id = ? AND key_id = ? "
                 "AND status IN ('queued', 'running')",
-                (job_id, key_id),
+                (self.clock(), job_id, key_id),
             )
             row = db.execute(
                 f"SELECT {JOB_COLUMNS} FROM tts_jobs WHERE id = ? AND key_id = ?", (job_id, key_id)
@@ -299,6 +316,50 @@ class SqliteJobStore:
             return self._load(db, row)
 
         return await self._run(mark)
+
+    async def resume(self, job_id: str, key_id: str) -> JobRecord | None:
+        def queue(db: sqlite3.Connection) -> JobRecord | None:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                cursor = db.execute(
+                    "UPDATE tts_jobs SET status = 'queued', error_code = NULL, error_message = NULL, "
+                    "finished_at = NULL, lease_owner = NULL, lease_expires = 0 WHERE id = ? AND key_id = ? "
+                    "AND status IN ('failed', 'cancelled') AND (lease_owner IS NULL OR lease_expires < ?)",
+                    (job_id, key_id, self.clock()),
+                )
+                if cursor.rowcount == 1:
+                    db.execute(
+                        "UPDATE tts_job_chapters SET status = 'pending' WHERE job_id = ? AND status = 'failed'",
+                        (job_id,),
+                    )
+                row = db.execute(
+                    f"SELECT {JOB_COLUMNS} FROM tts_jobs WHERE id = ? AND key_id = ?", (job_id, key_id)
+                ).fetchone()
+                return self._load(db, row)
+
+        return await self._run(queue)
+
+    async def expired(self, retention_s: float, limit: int = 100) -> tuple[str, ...]:
+        def read(db: sqlite3.Connection) -> tuple[str, ...]:
+            rows = db.execute(
+                "SELECT id FROM tts_jobs WHERE status IN ('done', 'failed', 'cancelled') "
+                "AND finished_at IS NOT NULL AND finished_at < ? ORDER BY finished_at LIMIT ?",
+                (self.clock() - retention_s, limit),
+            ).fetchall()
+            return tuple(row[0] for row in rows)
+
+        return await self._run(read)
+
+    async def delete(self, job_id: str, key_id: str | None) -> bool:
+        def remove(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                "DELETE FROM tts_jobs WHERE id = ? AND (? IS NULL OR key_id = ?) "
+                "AND status IN ('done', 'failed', 'cancelled') AND (lease_owner IS NULL OR lease_expires < ?)",
+                (job_id, key_id, key_id, self.clock()),
+            )
+            return cursor.rowcount == 1
+
+        return await self._run(remove)
 
     async def close(self) -> None:
         def shut() -> None:

@@ -1,4 +1,4 @@
-"""`JobStore` on PostgreSQL (deploy/sql/011_jobs.sql), on the pool the service shares (services/database.py): jobs
+"""`JobStore` on PostgreSQL (deploy/sql/011_jobs.sql, 013_job_retention.sql), on the pool the service shares (services/database.py): jobs
 survive a container move and every replica sees them. Leases are timed by the database's clock, so replicas with
 skewed clocks still never hold one job at once."""
 
@@ -133,7 +133,8 @@ class PostgresJobStore:
         await pool.execute(
             "UPDATE tts_jobs SET status = CASE WHEN status = 'cancelled' THEN status ELSE $3 END, "
             "error_code = COALESCE(error_code, $4), error_message = COALESCE(error_message, $5), "
-            "book_done = $6, lease_owner = NULL, lease_expires = 0 WHERE id = $1 AND lease_owner = $2",
+            f"book_done = $6, lease_owner = NULL, lease_expires = 0, finished_at = COALESCE(finished_at, {NOW}) "
+            "WHERE id = $1 AND lease_owner = $2",
             job_id,
             owner,
             status,
@@ -146,7 +147,7 @@ class PostgresJobStore:
         pool = await self.pool.get()
         async with pool.acquire() as conn:
             await conn.execute(
-                "UPDATE tts_jobs SET status = 'cancelled' WHERE id = $1 AND key_id = $2 "
+                f"UPDATE tts_jobs SET status = 'cancelled', finished_at = {NOW} WHERE id = $1 AND key_id = $2 "
                 "AND status IN ('queued', 'running')",
                 job_id,
                 key_id,
@@ -155,6 +156,47 @@ class PostgresJobStore:
                 f"SELECT {JOB_COLUMNS} FROM tts_jobs WHERE id = $1 AND key_id = $2", job_id, key_id
             )
             return await self._load(conn, row)
+
+    async def resume(self, job_id: str, key_id: str) -> JobRecord | None:
+        pool = await self.pool.get()
+        async with pool.acquire() as conn, conn.transaction():
+            result = await conn.execute(
+                "UPDATE tts_jobs SET status = 'queued', error_code = NULL, error_message = NULL, "
+                "finished_at = NULL, lease_owner = NULL, lease_expires = 0 WHERE id = $1 AND key_id = $2 "
+                f"AND status IN ('failed', 'cancelled') AND (lease_owner IS NULL OR lease_expires < {NOW})",
+                job_id,
+                key_id,
+            )
+            if str(result).endswith(" 1"):
+                await conn.execute(
+                    "UPDATE tts_job_chapters SET status = 'pending' WHERE job_id = $1 AND status = 'failed'",
+                    job_id,
+                )
+            row = await conn.fetchrow(
+                f"SELECT {JOB_COLUMNS} FROM tts_jobs WHERE id = $1 AND key_id = $2", job_id, key_id
+            )
+            return await self._load(conn, row)
+
+    async def expired(self, retention_s: float, limit: int = 100) -> tuple[str, ...]:
+        pool = await self.pool.get()
+        rows = await pool.fetch(
+            "SELECT id FROM tts_jobs WHERE status IN ('done', 'failed', 'cancelled') "
+            f"AND finished_at IS NOT NULL AND finished_at < {NOW} - $1 ORDER BY finished_at LIMIT $2",
+            float(retention_s),
+            limit,
+        )
+        return tuple(row[0] for row in rows)
+
+    async def delete(self, job_id: str, key_id: str | None) -> bool:
+        pool = await self.pool.get()
+        result = await pool.execute(
+            "DELETE FROM tts_jobs WHERE id = $1 AND ($2::text IS NULL OR key_id = $2) "
+            "AND status IN ('done', 'failed', 'cancelled') "
+            f"AND (lease_owner IS NULL OR lease_expires < {NOW})",
+            job_id,
+            key_id,
+        )
+        return str(result).endswith(" 1")
 
     async def close(self) -> None:
         return None  # the pool belongs to the service's DatabaseClients

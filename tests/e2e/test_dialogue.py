@@ -1,7 +1,7 @@
 """Two-voice dialogue against a real uvicorn server (demo checkpoint): `[voice:NAME]` segments on the native and OpenAI
-routes and ElevenLabs' `/v1/text-to-dialogue` routes. Audio comes back in one piece (complete and streamed alike),
-the words as written (markers left out) and as spoken run in order across the segments, and an unknown voice is
-refused in each route's own shape, naming it. That each speaker keeps its global tokens for all its segments and the
+routes and ElevenLabs' `/v1/text-to-dialogue` routes (with their `voice_segments`). Audio comes back in one piece
+(complete and streamed alike), the words as written (markers left out) and as spoken run in order across the
+segments, and an unknown voice is refused in each route's own shape, naming it. That each speaker keeps its global tokens for all its segments and the
 two differ is checked on the job itself (tests/unit/test_dialogue_synthesis.py)."""
 
 from __future__ import annotations
@@ -123,6 +123,7 @@ def test_text_to_dialogue_with_timestamps_in_order(server: RunningServer) -> Non
         ),
         duration,
     )
+    _voice_segments(answer["voice_segments"], written, alignment, duration)
     streamed = httpx.post(
         f"{server.base_url}/v1/text-to-dialogue/stream/with-timestamps?output_format=pcm_16000",
         json=body,
@@ -132,6 +133,26 @@ def test_text_to_dialogue_with_timestamps_in_order(server: RunningServer) -> Non
     lines = [json.loads(line) for line in streamed.text.splitlines() if line]
     characters = [c for line in lines if line["alignment"] for c in line["alignment"]["characters"]]
     assert "".join(characters).split() == written.split()
+    stream_alignment = {
+        name: [t for line in lines if line["alignment"] for t in line["alignment"][name]]
+        for name in ("characters", "character_start_times_seconds", "character_end_times_seconds")
+    }
+    assert all(isinstance(line["voice_segments"], list) for line in lines)
+    streamed_segments = [s for line in lines for s in line["voice_segments"]]
+    streamed_seconds = sum(len(base64.b64decode(line["audio_base64"])) for line in lines) / 2 / RATE
+    _voice_segments(streamed_segments, "".join(characters), stream_alignment, streamed_seconds)
+
+
+def _voice_segments(segments: list[dict], written: str, alignment: dict, duration: float) -> None:
+    """One segment per input, in order, in its voice, its characters the input's text, its times in order."""
+    assert [s["dialogue_input_index"] for s in segments] == list(range(len(INPUTS)))
+    assert [s["voice_id"] for s in segments] == [i["voice_id"] for i in INPUTS]
+    for segment, spoken in zip(segments, INPUTS, strict=True):
+        first, end = segment["character_start_index"], segment["character_end_index"]
+        assert written[first:end] == spoken["text"]
+        assert segment["start_time_seconds"] == alignment["character_start_times_seconds"][first]
+        assert segment["end_time_seconds"] == alignment["character_end_times_seconds"][end - 1]
+    _in_order([(s["start_time_seconds"], s["end_time_seconds"]) for s in segments], duration)
 
 
 @pytest.mark.parametrize(

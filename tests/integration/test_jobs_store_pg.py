@@ -1,5 +1,6 @@
-"""The PostgreSQL job store against the real server (deploy/sql/011_jobs.sql applied by the fixture): two replicas
-(two pools) never hold one job; a lease that expires passes the job on; keys stay apart."""
+"""The PostgreSQL job store against the real server (deploy/sql migrations applied by the fixture): two replicas
+(two pools) never hold one job; a lease that expires passes the job on; keys stay apart; a failed job resumes; an
+ended job is deleted once its retention has passed, and only once no process holds it."""
 
 from __future__ import annotations
 
@@ -86,12 +87,41 @@ async def test_an_expired_lease_passes_the_job_on_and_a_cancel_stops_it(pg_dsn: 
         await drop(pg_dsn, record.id)
 
 
-async def test_the_migration_is_idempotent(pg_dsn: str) -> None:
+async def test_a_failed_job_resumes_and_an_ended_one_expires(pg_dsn: str, stores) -> None:
+    one, two = stores
+    record = job(f"key-{uuid.uuid4().hex[:8]}")
+    await one.create(record)
+    try:
+        assert (await one.claim("p1", 30)).id == record.id
+        await one.set_chapter(record.id, 1, "done", audio_seconds=1.0, render_seconds=0.5)
+        await one.set_chapter(record.id, 2, "failed")
+        await one.finish(record.id, "p1", "failed", error_code="INSUFFICIENT_CREDITS", error_message="out")
+        failed = await two.get(record.id, record.key_id)
+        assert failed.status == "failed" and failed.finished_at is not None
+        assert await two.resume(record.id, "another-key") is None
+        resumed = await two.resume(record.id, record.key_id)
+        assert resumed.status == "queued" and resumed.error_code is None and resumed.finished_at is None
+        assert [c.status for c in resumed.chapters] == ["done", "pending"]
+        assert (await one.claim("p1", 30)).id == record.id
+        assert not await two.delete(record.id, record.key_id)  # running: not ended
+        await one.finish(record.id, "p1", "done")
+        assert record.id not in await two.expired(3600)  # within its retention
+        await asyncio.sleep(0.3)
+        assert record.id in await two.expired(0.2)
+        assert not await two.delete(record.id, "another-key")
+        assert await two.delete(record.id, None)
+        assert await one.get(record.id, None) is None
+    finally:
+        await drop(pg_dsn, record.id)
+
+
+async def test_the_migrations_are_idempotent(pg_dsn: str) -> None:
     from services.usage.migrations import SQL_DIR
 
     conn = await asyncpg.connect(pg_dsn)
     try:
-        await conn.execute((SQL_DIR / "011_jobs.sql").read_text(encoding="utf-8"))
-        await conn.execute((SQL_DIR / "011_jobs.sql").read_text(encoding="utf-8"))
+        for name in ("011_jobs.sql", "013_job_retention.sql"):
+            await conn.execute((SQL_DIR / name).read_text(encoding="utf-8"))
+            await conn.execute((SQL_DIR / name).read_text(encoding="utf-8"))
     finally:
         await conn.close()

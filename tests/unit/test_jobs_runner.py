@@ -1,4 +1,5 @@
-"""The job runner: resume from the first chapter not done, a cut chapter rendered again, credits out, cancel."""
+"""The job runner: resume from the first chapter not done, a cut chapter rendered again, credits out and resumed,
+cancel, and ended jobs deleted after their retention (a simulated clock)."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ class Rendering:
         return RenderedChapter(audio_seconds=1.5, render_seconds=0.5, request_id=f"r{chapter.index}")
 
 
-def make_runner(store, tmp_path: Path, books: list) -> JobRunner:
+def make_runner(store, tmp_path: Path, books: list, retention_s: float = 0.0) -> JobRunner:
     speech = SimpleNamespace(models=SimpleNamespace(ready=True))
     access = SimpleNamespace(authenticator=None)
     return JobRunner(
@@ -60,6 +61,7 @@ def make_runner(store, tmp_path: Path, books: list) -> JobRunner:
         write_book=lambda job, files: books.append(job.id),
         lease_s=30,
         poll_s=0.05,
+        retention_s=retention_s,
     )
 
 
@@ -139,6 +141,34 @@ def test_out_of_credits_fails_the_job_and_keeps_finished_chapters(
     asyncio.run(scenario())
 
 
+def test_a_job_out_of_credits_resumes_from_its_first_chapter_not_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+        await store.create(job())
+        short = Rendering(fail={2: "INSUFFICIENT_CREDITS"})
+        monkeypatch.setattr(runner_module, "render_chapter", short)
+        runner = make_runner(store, tmp_path, [])
+        runner.start()
+        await until(lambda: _status(store, "failed"))
+        topped_up = Rendering()
+        monkeypatch.setattr(runner_module, "render_chapter", topped_up)
+        resumed = await store.resume("j1", "anonymous")
+        assert resumed is not None and resumed.status == "queued" and resumed.error_code is None
+        assert [c.status for c in resumed.chapters] == ["done", "pending", "pending"]
+        runner.wake()
+        await until(lambda: _status(store, "done"))
+        await runner.stop()
+        assert short.rendered == [1] and topped_up.rendered == [2, 3]  # chapter 1 never again
+        assert await store.resume("j1", "anonymous") is not None  # a done job stays done
+        assert (await store.get("j1", None)).status == "done"
+        assert await store.resume("j1", "another key") is None
+        await store.close()
+
+    asyncio.run(scenario())
+
+
 def test_cancel_stops_the_running_chapter_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async def scenario() -> None:
         store = SqliteJobStore(tmp_path / "jobs.sqlite3")
@@ -181,3 +211,46 @@ def test_a_chapter_longer_than_one_request_becomes_parts_cut_at_sentence_ends() 
     assert [p.title for p in parts] == ["Long (1)", "Long (2)", "Long (3)", "Long (4)", "Short"]
     assert all(len(p.text) <= 130 and p.text.endswith(".") for p in parts)
     assert " ".join(p.text for p in parts[:4]) == (sentence * 10).strip()
+
+
+def test_ended_jobs_are_deleted_after_their_retention(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        now = [1000.0]
+        store = SqliteJobStore(tmp_path / "jobs.sqlite3", clock=lambda: now[0])
+        await store.create(job())
+        monkeypatch.setattr(runner_module, "render_chapter", Rendering())
+        runner = make_runner(store, tmp_path, [], retention_s=3600)
+        folder = tmp_path / "j1"
+        folder.mkdir()
+        (folder / "chapter-001.wav").write_bytes(b"RIFF")
+        runner.start()
+        await until(lambda: _status(store, "done"))
+        await runner.stop()
+        assert (await store.get("j1", None)).finished_at == 1000.0
+        now[0] += 3599
+        assert await runner.sweep() == 0 and folder.exists()  # within its retention: kept
+        now[0] += 2
+        assert await runner.sweep() == 1
+        assert await store.get("j1", None) is None and not folder.exists()
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_ended_job_is_deleted_only_once_no_process_holds_it(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        now = [1000.0]
+        store = SqliteJobStore(tmp_path / "jobs.sqlite3", clock=lambda: now[0])
+        await store.create(job())
+        assert await store.delete("j1", "anonymous") is False  # queued: not ended
+        assert await store.claim("p1", 30) is not None
+        await store.cancel("j1", "anonymous")
+        assert await store.delete("j1", "anonymous") is False  # its chapter is still stopping
+        assert (await store.resume("j1", "anonymous")).status == "cancelled"  # nor resumed yet
+        now[0] += 31  # the lease ran out
+        assert await store.delete("j1", "another key") is False
+        assert await store.delete("j1", "anonymous") is True
+        assert await store.get("j1", None) is None
+        await store.close()
+
+    asyncio.run(scenario())

@@ -113,3 +113,42 @@ def test_the_store_survives_a_reopen(tmp_path: Path) -> None:
         await again.close()
 
     run(scenario())
+
+
+def test_options_keep_a_lexicon_and_dictionaries_and_read_older_rows() -> None:
+    from services.jobs.render import lexicon_of, locators_of
+
+    options = JobOptions(lexicon=(("HMS", "His Majesty's Ship", True, True),), dictionaries=(("d1", None),))
+    again = JobOptions.from_json(options.to_json())
+    assert again == options
+    assert lexicon_of(again).apply("The HMS Victory") == "The His Majesty's Ship Victory"
+    assert [(loc.dictionary_id, loc.version_id) for loc in locators_of(again)] == [("d1", None)]
+    older = JobOptions.from_json(
+        '{"voice": null, "format": "mp3", "book_format": "m4b", "sample_rate": 24000, "speed": null}'
+    )
+    assert older.lexicon == () and older.dictionaries == () and lexicon_of(older) is None
+
+
+def test_a_store_file_without_finished_at_is_upgraded(tmp_path: Path) -> None:
+    import sqlite3
+
+    from services.jobs.store import SCHEMA
+
+    path = tmp_path / "jobs.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(
+        SCHEMA.replace(
+            "    lease_expires REAL NOT NULL DEFAULT 0,\n    finished_at REAL\n",
+            "    lease_expires REAL NOT NULL DEFAULT 0\n",
+        )
+    )
+    assert "finished_at" not in {row[1] for row in db.execute("PRAGMA table_info(tts_jobs)")}
+    db.close()
+
+    async def scenario() -> None:
+        store = SqliteJobStore(path)
+        await store.create(job("j1"))
+        assert (await store.get("j1", "k1")).finished_at is None
+        await store.close()
+
+    asyncio.run(scenario())

@@ -3,7 +3,8 @@
 
 The body's `inputs` (`[{text, voice_id}]`, in order) become one request in our `[voice:NAME]` segment markup
 (processing/voice_segments.py), so a dialogue is planned, priced, streamed and timed like any text: each input in its
-voice, joined with the usual crossfade, each voice keeping its global tokens across the dialogue. The first input's
+voice, joined with the usual crossfade, each voice keeping its global tokens across the dialogue. The answers with
+timestamps add ElevenLabs' `voice_segments` (`voice_segments.py`): each input's voice, times and characters. The first input's
 voice is the request's own (an unknown one is refused naming `voice_id`, as a marker's would be). `seed` and
 `apply_text_normalization` change the speech; `model_id`, `settings`, `language_code` and
 `pronunciation_dictionary_locators` are accepted and ignored. Errors are in ElevenLabs' shape (`messages.py`)."""
@@ -67,6 +68,10 @@ class TextToDialogueBody(BaseModel):
                 f"at most {MAX_DIALOGUE_VOICES} distinct voice_id values per dialogue, got {len(voices)}"
             )
         return self
+
+    def segments(self) -> list[tuple[str, str]]:
+        """(voice id, text) per input, for the answers' `voice_segments`."""
+        return [(i.voice_id, i.text) for i in self.inputs]
 
     def text(self) -> str:
         """The inputs in segment markup: each input after its voice's marker."""
@@ -133,7 +138,7 @@ async def text_to_dialogue_with_timestamps(
     output_format: str = Query("mp3_44100_128"),
 ) -> Response:
     speech = body.to_speech_request(settings, output_format, stream=False, timed=True)
-    return await respond(request, speech, service, grant, timed=timed.complete)
+    return await respond(request, speech, service, grant, timed=timed.dialogue_complete(body.segments()))
 
 
 @router.post(
@@ -150,4 +155,4 @@ async def text_to_dialogue_stream_with_timestamps(
     output_format: str = Query("mp3_44100_128"),
 ) -> Response:
     speech = body.to_speech_request(settings, output_format, stream=True, timed=True)
-    return await respond(request, speech, service, grant, framing=timed.FRAMING)
+    return await respond(request, speech, service, grant, framing=timed.dialogue_framing(body.segments()))

@@ -5,16 +5,19 @@ seconds from the start of the request's audio. Streamed: one JSON object per lin
 over several lines of `LINE_AUDIO_BYTES` at most); timings settled by the aligner ride on the next audio line, or
 go at once on a line with empty `audio_base64` when their audio was already sent (timing never holds audio, issue
 39); both alignments always together (`wire.event_spans`), `null` on lines with none. A last line with empty audio
-carries whatever is left."""
+carries whatever is left. The text-to-dialogue routes add `voice_segments` (`voice_segments.py`): all of them on a
+complete answer, and on a streamed one each segment on the line whose alignment ends it (`[]` on the others)."""
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from api.delivery import Delivery, Framing
+from api.delivery import Delivery, Framing, TimedAnswer
+from api.dialects.elevenlabs.voice_segments import VoiceSegments
 from api.dialects.elevenlabs.wire import event_spans, last_characters
 from api.timed_delivery import complete_json
 from services.pipeline.timestamps import TimestampsEvent
@@ -30,15 +33,31 @@ def alignment(spans: list[tuple[str, float, float]]) -> dict[str, list] | None:
     }
 
 
-async def complete(delivery: Delivery) -> dict[str, Any]:
+async def complete(delivery: Delivery, segments: VoiceSegments | None = None) -> dict[str, Any]:
     out = await complete_json("character", None)(delivery)
-    return {
+    answer = {
         "audio_base64": out["audio"],
         **{
             name: alignment([(c["text"], c["start"], c["end"]) for c in out[key]])
             for name, key in (("alignment", "characters"), ("normalized_alignment", "normalized_characters"))
         },
     }
+    if segments is not None:
+        answer["voice_segments"] = [
+            *segments.feed([(c["text"], c["start"], c["end"]) for c in out["characters"]]),
+            *segments.finish(),
+        ]
+    return answer
+
+
+def dialogue_complete(inputs: Sequence[tuple[str, str]]) -> TimedAnswer:
+    """`complete` with the dialogue's `voice_segments`; `inputs`: (voice id, text) per input."""
+    return functools.partial(complete, segments=VoiceSegments(inputs))
+
+
+def dialogue_framing(inputs: Sequence[tuple[str, str]]) -> Framing:
+    """FRAMING with the dialogue's `voice_segments` on every line."""
+    return FRAMING[0], functools.partial(_lines, segments=VoiceSegments(inputs))
 
 
 # Audio bytes on one line at most: 128 KiB of base64, far under what clients read as one line (Pipecat's reader
@@ -46,7 +65,9 @@ async def complete(delivery: Delivery) -> dict[str, Any]:
 LINE_AUDIO_BYTES = 6 * 16384
 
 
-async def _lines(items: AsyncIterator[Any], delivery: Delivery) -> AsyncIterator[bytes]:
+async def _lines(
+    items: AsyncIterator[Any], delivery: Delivery, segments: VoiceSegments | None = None
+) -> AsyncIterator[bytes]:
     pending: list[tuple[list, list]] = []
     sent = 0.0  # seconds of audio on lines already written
     rate = delivery.job.request.sample_rate
@@ -59,11 +80,14 @@ async def _lines(items: AsyncIterator[Any], delivery: Delivery) -> AsyncIterator
             else next((i for i, (w, _) in enumerate(pending) if w[0][1] >= upto), len(pending))
         )
         events, pending = pending[:take], pending[take:]
-        body = {
+        written = [c for w, _ in events for c in w]
+        body: dict[str, Any] = {
             "audio_base64": base64.b64encode(audio).decode("ascii"),
-            "alignment": alignment([c for w, _ in events for c in w]),
+            "alignment": alignment(written),
             "normalized_alignment": alignment([c for _, n in events for c in n]),
         }
+        if segments is not None:
+            body["voice_segments"] = segments.feed(written) + (segments.finish() if upto is None else [])
         return (json.dumps(body, ensure_ascii=False) + "\n").encode()
 
     before = ("", "")  # the last characters sent (event_spans puts a space between words written apart)
@@ -79,7 +103,7 @@ async def _lines(items: AsyncIterator[Any], delivery: Delivery) -> AsyncIterator
         sent = delivery.job.stats.sent_samples / rate
         for start in range(0, max(len(item), 1), LINE_AUDIO_BYTES):
             yield line(item[start : start + LINE_AUDIO_BYTES], sent)  # the first line takes the timings
-    if pending:
+    if pending or (segments is not None and segments.unfinished):
         yield line(b"", None)
     if delivery.final_status != "completed":
         code = delivery.job.error.code if delivery.job.error else "STREAMING_ERROR"
