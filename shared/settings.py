@@ -412,7 +412,7 @@ class WebSocketSettings(_Group):
 
 
 class GuardSettings(_Group):
-    """Generation guards (deploy/RUNBOOK.md "Generation guards": thresholds, calibration)."""
+    """Generation guards (docs/operate/runbook.md section 10: thresholds, calibration)."""
 
     guard_mode: Literal["act", "count", "off"] = Field(
         "act",
@@ -609,7 +609,7 @@ class VoiceSettings(_Group):
         {},
         description='JSON object overriding which voice an OpenAI voice name uses, e.g. {"alloy": "Asha"} or '
         '{"nova": "voice_3f2a..."} (a custom voice: used for the key that owns it; other keys get 404); names not '
-        "given map to a voice of the same gender (see README, Voices).",
+        "given map to a voice of the same gender (docs/api/voices.md).",
     )
     voice_store: Literal["auto", "postgres", "supabase", "file", "none"] = Field(
         "auto",
@@ -748,7 +748,7 @@ class DeploymentSettings(_Group):
     cors_origins: str = Field(
         "",
         description="Comma-separated browser origins allowed by CORS (e.g. https://app.example.com); empty: no CORS. "
-        'See README "From a browser".',
+        'See docs/api/index.md, "From a browser".',
     )
     docs_enabled: bool = Field(
         True, description="Serve /docs, /redoc and /openapi.json (off for public deployments)."
