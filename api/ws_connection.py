@@ -33,7 +33,7 @@ logger = logging.getLogger("api.ws")
 CLOSE_NORMAL, CLOSE_POLICY, CLOSE_ERROR = 1000, 1008, 1011
 # Endings where the client did not choose to stop: the server ended the socket (a stalled reader, a broken message
 # rule) or the connection was lost under it (keepalive included). Their unfinished utterances, like those of a socket
-# the client closed, are charged for the audio that reached the socket, not for their whole text (docs/credits.md).
+# the client closed, are charged for the audio that reached the socket, not for their whole text (docs/api/credits.md).
 SERVER_ENDED = frozenset({"stalled", "over_budget", "lost", "send_failed"})
 # The socket ended on our own failure (the reader or the writer raised on something that is not a dead connection):
 # a 5xx, so its unfinished utterances fail with INTERNAL_ERROR and are charged nothing (README, "Credits").

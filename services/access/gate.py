@@ -37,7 +37,7 @@ class AccessGate:
     (`resume`). Credits (when enabled) are reserved in blocks of at least `credits_reserve_ahead` characters: a text
     frame the held block covers costs no database write (O(1) here); the next block is reserved when the text
     outgrows it, exactly the missing characters when the balance cannot cover a whole block. Settled once per
-    utterance: what it did not use is refunded (docs/credits.md).
+    utterance: what it did not use is refunded (docs/api/credits.md).
     """
 
     def __init__(

@@ -69,7 +69,7 @@ class KeyStore(ABC):
     async def refund_credits(self, key_id: str, amount: int) -> int | None:
         """Give `amount` back; returns the new balance (None: unlimited or unknown key)."""
 
-    # --- the reservation journal (docs/credits.md). A store without a journal of its own (static, in memory) keeps
+    # --- the reservation journal (docs/api/credits.md). A store without a journal of its own (static, in memory) keeps
     # it here over debit_credits/refund_credits; PostgreSQL and Supabase keep it in `credit_reservations`
     # (deploy/sql/010_credit_reservations.sql), in the transaction of each move.
 

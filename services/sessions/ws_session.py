@@ -346,7 +346,7 @@ class WsSession:
         the client did not choose to stop (the server ended the socket for a stalled reader or a broken message
         rule, or the connection was lost); either way unfinished utterances are charged for the audio that reached
         the socket only (`Utterance.billable_characters`). `server_error`: our own failure ended the socket: they fail with INTERNAL_ERROR (a 5xx) and are
-        charged nothing (docs/credits.md)."""
+        charged nothing (docs/api/credits.md)."""
         self.closed = True
         if server_error:
             await self._stop(list(self._running.values()), "server_error", SERVER_ERROR)

@@ -1,4 +1,4 @@
-"""Credits: what a request costs and the one accounting model that moves them (docs/credits.md).
+"""Credits: what a request costs and the one accounting model that moves them (docs/api/credits.md).
 
 Unit: 1 credit = 1 character of the normalised text the model is asked to speak (`len(text)` in Unicode code
 points). Audio seconds are recorded with the charge but not billed. A key whose `credit_balance` is None is unlimited.
