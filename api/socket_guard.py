@@ -31,6 +31,7 @@ from api.errors import ApiError
 from services.access.authenticator import Authenticator
 from services.access.socket_limits import AddressSlots, KeyBuckets, MessageLimiter, MessageRefusal
 from services.keys.records import anonymous_record, hash_key
+from shared.metrics import RATE_LIMITED
 from shared.settings import Settings
 
 CLOSE_POLICY, CLOSE_TOO_BIG = 1008, 1009
@@ -218,26 +219,64 @@ class CoolingGate:
     flooded is answered 429 (Retry-After) at once, before routing, query validation, authentication and the
     middlewares. A flooding client reconnects as fast as it is refused; on the route each refusal cost about
     twice as much server CPU (bench/bench_flood_cost.py). Anything else passes through untouched; a key the gate
-    cannot see (one sent in the first message) is refused by the route."""
+    cannot see (one sent in the first message) is refused by the route.
 
-    def __init__(self, app: ASGIApp, state: object) -> None:
-        self.app, self.state = app, state
+    On `auth_paths` (routes that refuse a handshake with an HTTP status, the same envelope) it also answers the
+    failed-auth throttle's 429 (services/access/authenticator.py FailedAuthThrottle) for a handshake from an
+    address that keeps presenting wrong keys: a wrong-key flood costs the event loop this check per handshake, not
+    the whole stack. The throttle decides as the route would (a real key passes a throttled address)."""
+
+    def __init__(self, app: ASGIApp, state: object, auth_paths: frozenset[str] = frozenset()) -> None:
+        self.app, self.state, self.auth_paths = app, state, auth_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             guard: SocketGuard | None = getattr(self.state, "socket_guard", None)
             err = guard.credential_cooling(scope) if guard is not None else None
+            if err is None and scope.get("path") in self.auth_paths:
+                err = self._auth_throttled(scope)
             if err is not None:
                 await _deny(scope, receive, send, err)
                 return
         await self.app(scope, receive, send)
 
+    def _auth_throttled(self, scope: Scope) -> ApiError | None:
+        access = getattr(getattr(self.state, "services", None), "access", None)
+        if access is None or access.authenticator is None:
+            return None
+        client = scope.get("client")
+        address = str(client[0]) if client else "unknown"
+        refusal = access.auth_throttle.refusal(
+            address, presented_key(scope), known=access.authenticator.is_known
+        )
+        if refusal is None:
+            return None
+        RATE_LIMITED.labels("failed_auth").inc()
+        return ApiError.from_service(refusal)
 
-@functools.lru_cache(maxsize=64)
-def _denial(retry_after: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """A cooling key's refusal (status, headers, body) exactly as `deny_cooling`'s JSONResponse has them, rendered
-    once per second of cool-down left (the number is the only thing that varies)."""
-    err = _cooling_error(float(retry_after))
+
+def presented_key(scope: Scope) -> str | None:
+    """The key a WebSocket handshake presents, as the route reads it (api/ws_connection.py): the headers, with the
+    `api_key` query parameter standing in for `X-API-Key` when neither `Authorization` nor `X-API-Key` is set."""
+    headers: dict[str, str] = {}
+    for name, value in scope.get("headers") or ():
+        if name in (b"authorization", b"x-api-key", b"xi-api-key"):
+            headers[name.decode("latin-1")] = value.decode("latin-1")
+    query = scope.get("query_string") or b""
+    if b"api_key=" in query and not (headers.get("authorization") or headers.get("x-api-key")):
+        query_key = dict(parse_qsl(query.decode("latin-1"))).get("api_key")
+        if query_key:
+            headers["x-api-key"] = query_key
+    return Authenticator.extract_key(headers) if headers else None
+
+
+@functools.lru_cache(maxsize=256)
+def _rendered(
+    code: str, message: str, status: int, headers: tuple[tuple[str, str], ...]
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """A handshake refusal (status, headers, body) exactly as the routes' JSONResponse has it, rendered once per
+    distinct refusal (the seconds to wait are the only thing that varies)."""
+    err = ApiError(code, message, status=status, headers=dict(headers))
     response = JSONResponse(err.envelope(), err.status, headers=err.headers)
     return response.status_code, response.raw_headers, bytes(response.body)
 
@@ -245,7 +284,9 @@ def _denial(retry_after: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
 async def _deny(scope: Scope, receive: Receive, send: Send, err: ApiError) -> None:
     """The handshake refusal `deny_cooling` sends, on the bare ASGI interface."""
     if "websocket.http.response" in scope.get("extensions", {}):
-        status, headers, body = _denial(err.headers["Retry-After"])
+        status, headers, body = _rendered(
+            err.code, err.message, err.status, tuple(sorted(err.headers.items()))
+        )
         await send({"type": "websocket.http.response.start", "status": status, "headers": list(headers)})
         await send({"type": "websocket.http.response.body", "body": body})
         denial_sent(receive)

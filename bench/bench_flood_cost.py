@@ -12,6 +12,8 @@ CPU is read from /proc around each phase, minus the idle server's own CPU over t
   2. flood: a fresh key's socket sends 5,000 frames as fast as it can (the test's socket): CPU for the whole socket
      until the server closed it (1008), and per frame sent.
   3. refused: that key now cools down; N handshakes one after another, each refused (429): CPU per refusal.
+  4. wrong key: handshakes on our socket with a wrong key until the address's failed-key limit answers 429 (the
+     first ones 401), then N more one after another, each refused 429: CPU per refusal (a wrong-key flood).
 
 Writes bench/results/flood_cost/<label>.json and prints the table (docs/benchmarks.md quotes it).
 """
@@ -36,6 +38,7 @@ from bench.harness import app_command, keyed_postgres_env, start_server, stop_se
 from tests.integration.conftest import create_credit_key  # noqa: E402
 
 PATH = "/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000"
+WRONG_KEY_PATH = "/v1/tts/ws?api_key=sk-not-a-key"
 BURST_FRAMES = 900
 FLOOD_FRAMES = 5_000
 BATCH = 250
@@ -125,6 +128,29 @@ async def refused(port: int, key: str, meter: Meter, count: int) -> tuple[float,
     return used / count, status
 
 
+async def wrong_key(port: int, meter: Meter, count: int) -> tuple[float, int, str]:
+    """CPU per refused wrong-key handshake once the address is throttled; the 401s before the throttle."""
+    answered_401 = 0
+
+    async def one() -> str:
+        reader, writer, head = await flood_client.handshake("127.0.0.1", port, WRONG_KEY_PATH, "sk-not-a-key")
+        await reader.read()  # the server closes the connection after its answer
+        writer.close()
+        return head.split(b"\r\n", 1)[0].decode()
+
+    status = await one()
+    while " 401 " in status + " " and answered_401 < 1_000:
+        answered_401 += 1
+        status = await one()
+    await meter.quiet()
+    t0, c0 = time.monotonic(), server_cpu_s(meter.pid)
+    for _ in range(count):
+        status = await one()
+    await meter.quiet()
+    used = server_cpu_s(meter.pid) - c0 - meter.idle_rate * (time.monotonic() - t0)
+    return used / count, answered_401, status
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--label", default="current")
@@ -150,7 +176,11 @@ def main() -> None:
             per_message = [await burst(port, keys[args.sockets + i], meter) for i in range(args.sockets - 1)]
             floods = [await flood(port, keys[i], meter) for i in range(args.sockets)]
             per_refusal, status = await refused(port, keys[0], meter, args.handshakes)
+            per_wrong, answered_401, wrong_status = await wrong_key(port, meter, args.handshakes)
             return {
+                "per_refused_wrong_key_ms": 1e3 * per_wrong,
+                "wrong_key_401s": answered_401,
+                "wrong_key_status": wrong_status,
                 "per_accepted_message_ms": [1e3 * x for x in per_message],
                 "flood_socket_ms": [1e3 * f[0] for f in floods],
                 "flood_frames_sent": [f[1] for f in floods],
@@ -181,6 +211,10 @@ def main() -> None:
     print(
         f"| refused handshake of a cooling key ({result['refusal_status']}) | "
         f"{result['per_refused_handshake_ms']:.3f} ms |"
+    )
+    print(
+        f"| refused wrong-key handshake past the address's limit ({result['wrong_key_status']}; "
+        f"{result['wrong_key_401s']} answered 401 first) | {result['per_refused_wrong_key_ms']:.3f} ms |"
     )
     print(f"wrote {out.relative_to(ROOT)}")
 

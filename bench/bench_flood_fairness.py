@@ -15,6 +15,8 @@ alone for half of `--seconds` (the flood not started), then under the flood for 
               requests a minute per key here): a context with one character, flush, close_context, wait for
               isFinal, again.
   handshake   16 connections at a time upgrade on our socket with a wrong key, read the 401, close, again.
+  burn        the control (not run by default): the flooding process spins on one core and sends nothing, so B's
+              ratio under it is what the machine's contention alone costs (no work for the server).
 
 Prints per flood B's first-audio median and p90 under the flood over alone (ratios), B's refusals, and what the
 flood did; writes bench/results/flood_fairness/<label>.json (docs/benchmarks.md quotes the table). Timings on a
@@ -68,6 +70,7 @@ BATCH = 250
 SYNTH_SOCKETS = 4
 HANDSHAKE_CONCURRENCY = 16
 FLOODS = ("message", "synthesis", "handshake")
+CONTROL = "burn"
 
 
 async def _message_socket(port: int, key: str, stop: Any, stats: dict) -> None:
@@ -172,6 +175,12 @@ def _flood(kind: str, port: int, key: str, stop: Any, results: Any) -> None:
             "errors": {},
             "statuses": {},
         }
+        if kind == CONTROL:
+            spins = 0
+            while not stop.is_set():
+                for _ in range(100_000):
+                    spins += 1
+            return {"spins": spins}
         if kind == "message":
             tasks = [_message_socket(port, key, stop, stats) for _ in range(SOCKETS_PER_KEY)]
         elif kind == "synthesis":
@@ -233,7 +242,11 @@ def main() -> None:
     parser.add_argument(
         "--seconds", type=float, default=30.0, help="each flood's length (the baseline: half)"
     )
-    parser.add_argument("--only", default=",".join(FLOODS), help="floods to run, comma-separated")
+    parser.add_argument(
+        "--only",
+        default=",".join(FLOODS),
+        help=f"floods to run, comma-separated (also {CONTROL!r}: the control, a process that only burns CPU)",
+    )
     parser.add_argument(
         "--cost-model",
         default=None,
