@@ -249,7 +249,8 @@ def create_app(
     app.add_middleware(HttpMetricsMiddleware)  # sees every answer, the middlewares' own refusals too
     # A flooding key's reconnects, and the native socket's handshakes from an address throttled for wrong keys, are
     # refused before any other layer runs (api/socket_guard.py); inside the proxy headers (the forwarded address).
-    app.add_middleware(CoolingGate, state=app.state, auth_paths=frozenset({ws.WS_PATH}))
+    app.state.socket_auth_paths = frozenset({ws.WS_PATH})
+    app.add_middleware(CoolingGate, state=app.state)
     if (
         settings.access.trusted_proxies
     ):  # outermost: every layer sees the client address the trusted proxy forwarded

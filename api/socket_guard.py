@@ -20,6 +20,7 @@ import functools
 import math
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 from urllib.parse import parse_qsl
 
 from fastapi import WebSocket
@@ -221,38 +222,50 @@ class CoolingGate:
     twice as much server CPU (bench/bench_flood_cost.py). Anything else passes through untouched; a key the gate
     cannot see (one sent in the first message) is refused by the route.
 
-    On `auth_paths` (routes that refuse a handshake with an HTTP status, the same envelope) it also answers the
-    failed-auth throttle's 429 (services/access/authenticator.py FailedAuthThrottle) for a handshake from an
-    address that keeps presenting wrong keys: a wrong-key flood costs the event loop this check per handshake, not
-    the whole stack. The throttle decides as the route would (a real key passes a throttled address)."""
+    On the paths `state.socket_auth_paths` names (routes that refuse a handshake with an HTTP status, the same
+    envelope) it also answers the failed-auth throttle's 429 (services/access/authenticator.py FailedAuthThrottle)
+    to a handshake from an address that keeps presenting wrong keys, deciding as the route would (a real key
+    passes a throttled address). `handshake_refusal` is the whole decision; api/http_protocol.py makes it too,
+    before the upgrade, where the server runs that protocol."""
 
-    def __init__(self, app: ASGIApp, state: object, auth_paths: frozenset[str] = frozenset()) -> None:
-        self.app, self.state, self.auth_paths = app, state, auth_paths
+    def __init__(self, app: ASGIApp, state: object) -> None:
+        self.app, self.state = app, state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            guard: SocketGuard | None = getattr(self.state, "socket_guard", None)
-            err = guard.credential_cooling(scope) if guard is not None else None
-            if err is None and scope.get("path") in self.auth_paths:
-                err = self._auth_throttled(scope)
+            err = handshake_refusal(self.state, scope)
             if err is not None:
                 await _deny(scope, receive, send, err)
                 return
         await self.app(scope, receive, send)
 
-    def _auth_throttled(self, scope: Scope) -> ApiError | None:
-        access = getattr(getattr(self.state, "services", None), "access", None)
-        if access is None or access.authenticator is None:
-            return None
-        client = scope.get("client")
-        address = str(client[0]) if client else "unknown"
-        refusal = access.auth_throttle.refusal(
-            address, presented_key(scope), known=access.authenticator.is_known
-        )
-        if refusal is None:
-            return None
-        RATE_LIMITED.labels("failed_auth").inc()
-        return ApiError.from_service(refusal)
+
+def handshake_refusal(state: object, scope: Scope) -> ApiError | None:
+    """The 429 for a WebSocket handshake refused before the route (see CoolingGate), judged from the raw scope
+    (path, headers, query string, client) without an await; None: the route decides."""
+    guard: SocketGuard | None = getattr(state, "socket_guard", None)
+    err = guard.credential_cooling(scope) if guard is not None else None
+    if err is not None or scope.get("path") not in getattr(state, "socket_auth_paths", ()):
+        return err
+    access = getattr(getattr(state, "services", None), "access", None)
+    if access is None or access.authenticator is None:
+        return None
+    client = scope.get("client")
+    address = str(client[0]) if client else "unknown"
+    refusal = access.auth_throttle.refusal(address, presented_key(scope), known=access.authenticator.is_known)
+    if refusal is None:
+        return None
+    RATE_LIMITED.labels("failed_auth").inc()
+    return ApiError.from_service(refusal)
+
+
+def http_refusal(err: ApiError) -> bytes:
+    """`err` as a whole HTTP/1.1 response that closes the connection: the same status, headers and body as the
+    routes' denial response, for a protocol that answers before any ASGI app runs."""
+    status, headers, body = _rendered(err.code, err.message, err.status, tuple(sorted(err.headers.items())))
+    head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode()]
+    head += [name + b": " + value + b"\r\n" for name, value in headers]
+    return b"".join(head) + b"connection: close\r\n\r\n" + body
 
 
 def presented_key(scope: Scope) -> str | None:

@@ -3,17 +3,17 @@
     export $(scripts/start_services)   # the test PostgreSQL: keys and credits as in production
     .venv/bin/python bench/bench_flood_cost.py [--label NAME] [--handshakes N] [--sockets N]
 
-A real uvicorn server (bench/harness.py: the demo checkpoint on CPU, keys in PostgreSQL, credits
-on, the test's per-key cap) and a raw-socket client that writes pre-built frames as the test's flood does. Server
+A real uvicorn server (bench/harness.py: the demo checkpoint on CPU, the service's HTTP protocol as scripts/serve
+runs it, keys in PostgreSQL, credits on, the test's per-key cap) and a raw-socket client that writes pre-built frames as the test's flood does. Server
 CPU is read from /proc around each phase, minus the idle server's own CPU over the same wall time:
 
   1. burst: a fresh key's socket sends its opener and 900 "-" frames (inside the 1,000-message burst): CPU per
      accepted message.
   2. flood: a fresh key's socket sends 5,000 frames as fast as it can (the test's socket): CPU for the whole socket
      until the server closed it (1008), and per frame sent.
-  3. refused: that key now cools down; N handshakes one after another, each refused (429): CPU per refusal.
+  3. refused: that key now cools down; N handshakes, 50 at a time, each refused (429): CPU per refusal.
   4. wrong key: handshakes on our socket with a wrong key until the address's failed-key limit answers 429 (the
-     first ones 401), then N more one after another, each refused 429: CPU per refusal (a wrong-key flood).
+     first ones 401), then N more, 50 at a time, each refused 429: CPU per refusal (a wrong-key flood).
 
 Writes bench/results/flood_cost/<label>.json and prints the table (docs/benchmarks.md quotes it).
 """
@@ -40,6 +40,7 @@ from tests.integration.conftest import create_credit_key  # noqa: E402
 PATH = "/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_16000"
 WRONG_KEY_PATH = "/v1/tts/ws?api_key=sk-not-a-key"
 BURST_FRAMES = 900
+AT_ONCE = 50  # refused handshakes at a time (--handshakes: a multiple of it)
 FLOOD_FRAMES = 5_000
 BATCH = 250
 
@@ -117,12 +118,17 @@ async def refused(port: int, key: str, meter: Meter, count: int) -> tuple[float,
     """CPU per refused handshake of a cooling key, one after another."""
     await meter.quiet()
     t0, c0 = time.monotonic(), server_cpu_s(meter.pid)
-    status = ""
-    for _ in range(count):
+    statuses: list[str] = []
+
+    async def one() -> None:
         reader, writer, head = await handshake(port, key)
-        status = head.split(b"\r\n", 1)[0].decode()
+        statuses.append(head.split(b"\r\n", 1)[0].decode())
         await reader.read()  # the server closes the connection after its answer
         writer.close()
+
+    for _ in range(0, count, AT_ONCE):  # the server holds each answer (api/http_protocol.py REFUSAL_HOLD_S)
+        await asyncio.gather(*(one() for _ in range(AT_ONCE)))
+    status = statuses[-1]
     await meter.quiet()
     used = server_cpu_s(meter.pid) - c0 - meter.idle_rate * (time.monotonic() - t0)
     return used / count, status
@@ -144,11 +150,16 @@ async def wrong_key(port: int, meter: Meter, count: int) -> tuple[float, int, st
         status = await one()
     await meter.quiet()
     t0, c0 = time.monotonic(), server_cpu_s(meter.pid)
-    for _ in range(count):
-        status = await one()
+    for _ in range(0, count, AT_ONCE):
+        status = (await asyncio.gather(*(one() for _ in range(AT_ONCE))))[-1]
     await meter.quiet()
     used = server_cpu_s(meter.pid) - c0 - meter.idle_rate * (time.monotonic() - t0)
     return used / count, answered_401, status
+
+
+def served_command(port: int) -> list[str]:
+    """The app as scripts/serve runs it: uvicorn with the service's HTTP protocol (api/http_protocol.py)."""
+    return [*app_command(port), "--http", "api.http_protocol:HeadDeadline"]
 
 
 def main() -> None:
@@ -161,7 +172,7 @@ def main() -> None:
     args = parser.parse_args()
     dsn, env = keyed_postgres_env(TTS_WS_MAX_CONNECTIONS_PER_KEY="8")
     log = Path(tempfile.mkdtemp(prefix="flood-bench-")) / "server.log"
-    server = start_server(app_command, env, log)
+    server = start_server(served_command, env, log)
     port = server.port
     meter = Meter(server.process.pid)
     try:

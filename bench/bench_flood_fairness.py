@@ -4,9 +4,10 @@ keys (the behaviour is tested: tests/unit/test_fair_share_floods.py, test_socket
     export $(scripts/start_services)   # the test PostgreSQL: keys and credits as in production
     python -m bench flood_fairness [--seconds 30] [--label NAME] [--cost-model bench/cost_models/h100-tf32.json]
 
-A real uvicorn server (bench/harness.py: the demo checkpoint on CPU, or with `--cost-model` the device stand-in with
-admission on; keys in PostgreSQL, credits on, 8 sockets per key). Key B makes one short one-shot request on our socket after another and times its first audio; key A (or a
-client with wrong keys) floods from a process of its own (its own interpreter and GIL). Per flood, B is measured
+A real uvicorn server (bench/harness.py: the demo checkpoint on CPU with the service's HTTP protocol as
+scripts/serve runs it, or with `--cost-model` the device stand-in with admission on; keys in PostgreSQL, credits on,
+8 sockets per key). Key B makes one short one-shot request on our socket after another and times its first audio;
+key A (or a client with wrong keys) floods from a process of its own (its own interpreter and GIL). Per flood, B is measured
 alone for half of `--seconds` (the flood not started), then under the flood for `--seconds`:
 
   message     A's 8 sockets each send their opener and "-" frames as fast as they can, reconnecting whenever the
@@ -236,6 +237,11 @@ def _p90(values: list[float]) -> float:
     return statistics.quantiles(values, n=10, method="inclusive")[-1] if len(values) > 1 else values[0]
 
 
+def served_command(port: int) -> list[str]:
+    """The app as scripts/serve runs it: uvicorn with the service's HTTP protocol (api/http_protocol.py)."""
+    return [*app_command(port), "--http", "api.http_protocol:HeadDeadline"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--label", default="current")
@@ -261,7 +267,7 @@ def main() -> None:
         TTS_RATE_LIMIT_PER_MINUTE=str(RATE_LIMIT_PER_MINUTE),
         **({"TTS_ADMISSION": "on"} if args.cost_model else {}),
     )
-    command = standin_command(args.cost_model) if args.cost_model else app_command
+    command = standin_command(args.cost_model) if args.cost_model else served_command
     server = start_server(command, env, Path(tempfile.mkdtemp(prefix="fairness-bench-")) / "server.log")
     native = server.url.replace("http://", "ws://") + "/v1/tts/ws"
     rows: list[dict[str, Any]] = []
