@@ -15,10 +15,10 @@ connection ceiling with slow heads; the addresses TTS_TRUSTED_PROXIES names (a p
 capped, and `*` turns the cap off.
 
 A WebSocket upgrade that the app's first layer would refuse anyway (api/socket_guard.py CoolingGate: a key cooling
-down after a flood, an address throttled for wrong keys) is answered here with the same 429, after REFUSAL_HOLD_S, and closed, before a
-WebSocket protocol, an ASGI task or any middleware exists for it: a wrong-key flood costs the event loop the parse
-of its request head and this check (bench/bench_flood_cost.py), and a client that retries as soon as it is refused
-waits for each answer.
+down after a flood, an address throttled for wrong keys) is answered here with the same 429, after REFUSAL_HOLD_S,
+and closed, before a WebSocket protocol, an ASGI task or any middleware exists for it: a wrong-key flood costs the
+event loop the parse of its request head and this check (bench/bench_flood_cost.py), and a client that retries as
+soon as it is refused waits for each answer.
 
 Only for a direct exposure: behind Modal or a reverse proxy the edge reads the head before anything reaches us.
 """

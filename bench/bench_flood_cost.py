@@ -4,8 +4,9 @@
     .venv/bin/python bench/bench_flood_cost.py [--label NAME] [--handshakes N] [--sockets N]
 
 A real uvicorn server (bench/harness.py: the demo checkpoint on CPU, the service's HTTP protocol as scripts/serve
-runs it, keys in PostgreSQL, credits on, the test's per-key cap) and a raw-socket client that writes pre-built frames as the test's flood does. Server
-CPU is read from /proc around each phase, minus the idle server's own CPU over the same wall time:
+runs it, keys in PostgreSQL, credits on, the test's per-key cap) and a raw-socket client that writes pre-built
+frames as the test's flood does. Server CPU is read from /proc around each phase, minus the idle server's own CPU
+over the same wall time:
 
   1. burst: a fresh key's socket sends its opener and 900 "-" frames (inside the 1,000-message burst): CPU per
      accepted message.

@@ -7,8 +7,8 @@ keys (the behaviour is tested: tests/unit/test_fair_share_floods.py, test_socket
 A real uvicorn server (bench/harness.py: the demo checkpoint on CPU with the service's HTTP protocol as
 scripts/serve runs it, or with `--cost-model` the device stand-in with admission on; keys in PostgreSQL, credits on,
 8 sockets per key). Key B makes one short one-shot request on our socket after another and times its first audio;
-key A (or a client with wrong keys) floods from a process of its own (its own interpreter and GIL). Per flood, B is measured
-alone for half of `--seconds` (the flood not started), then under the flood for `--seconds`:
+key A (or a client with wrong keys) floods from a process of its own (its own interpreter and GIL). Per flood, B is
+measured alone for half of `--seconds` (the flood not started), then under the flood for `--seconds`:
 
   message     A's 8 sockets each send their opener and "-" frames as fast as they can, reconnecting whenever the
               server closes one (the message budget, 1008) or refuses its handshake (the cool-down, 429).
