@@ -247,8 +247,9 @@ def create_app(
     )
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(HttpMetricsMiddleware)  # sees every answer, the middlewares' own refusals too
-    # A flooding key's reconnects are refused before any other layer runs (api/socket_guard.py); inside the proxy
-    # headers, which it does not need (it matches the key, not the address).
+    # A flooding key's reconnects, and the native socket's handshakes from an address throttled for wrong keys, are
+    # refused before any other layer runs (api/socket_guard.py); inside the proxy headers (the forwarded address).
+    app.state.socket_auth_paths = frozenset({ws.WS_PATH})
     app.add_middleware(CoolingGate, state=app.state)
     if (
         settings.access.trusted_proxies

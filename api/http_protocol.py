@@ -14,6 +14,12 @@ as it opens, before it takes a place under `--limit-concurrency`), so one addres
 connection ceiling with slow heads; the addresses TTS_TRUSTED_PROXIES names (a proxy carries many clients) are not
 capped, and `*` turns the cap off.
 
+A WebSocket upgrade that the app's first layer would refuse anyway (api/socket_guard.py CoolingGate: a key cooling
+down after a flood, an address throttled for wrong keys) is answered here with the same 429, after REFUSAL_HOLD_S,
+and closed, before a WebSocket protocol, an ASGI task or any middleware exists for it: a wrong-key flood costs the
+event loop the parse of its request head and this check (bench/bench_flood_cost.py), and a client that retries as
+soon as it is refused waits for each answer.
+
 Only for a direct exposure: behind Modal or a reverse proxy the edge reads the head before anything reaches us.
 """
 
@@ -23,9 +29,11 @@ import asyncio
 import functools
 import ipaddress
 from typing import Any
+from urllib.parse import unquote
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from api.socket_guard import handshake_refusal, http_refusal
 from shared.settings import get_settings
 
 try:
@@ -34,6 +42,9 @@ except ImportError:  # httptools is an optional extra of uvicorn
     _Base = H11Protocol  # type: ignore[assignment,misc]
 
 
+# How long an upgrade refused before the app (a cooling key, an address throttled for wrong keys) waits for its 429.
+# Each answer says to retry in a second or more anyway; a flooder's next attempt waits as long.
+REFUSAL_HOLD_S = 1.0
 # Connections one client address may hold open on this process (a browser opens 6 per host; a NAT many more).
 MAX_CONNECTIONS_PER_ADDRESS = 256
 _open_per_address: dict[
@@ -52,6 +63,16 @@ def _trusted(proxies: str) -> tuple[bool, tuple[ipaddress.IPv4Network | ipaddres
         except ValueError:
             continue  # a host name: uvicorn's own matching applies to it, not this cap
     return "*" in names, tuple(networks)
+
+
+def _app_state(app: Any) -> Any:
+    """The service app's `state` behind uvicorn's wrappers (its proxy headers layer, its trace logger), else None."""
+    for _ in range(4):
+        state = getattr(app, "state", None)
+        if state is not None and hasattr(state, "services"):
+            return state
+        app = getattr(app, "app", None)
+    return None
 
 
 def _capped(address: str) -> bool:
@@ -74,9 +95,12 @@ class _HeadDeadlineMixin:
     cycle: Any
     head_timeout_s: float | None = None  # None: TTS_HTTP_HEAD_TIMEOUT_S
     max_connections_per_address: int | None = None  # None: MAX_CONNECTIONS_PER_ADDRESS
+    refusal_hold_s: float | None = None  # None: REFUSAL_HOLD_S
     MAX_HEAD_BYTES = 64 * 1024  # a request line and headers; browsers send a few KiB
 
     def data_received(self, data: bytes) -> None:
+        if self._refusing:
+            return  # an upgrade refused here: whatever else the client sends is dropped unread
         super().data_received(data)  # type: ignore[misc]
         if self._head_timer is not None and self.cycle is self._head_cycle:  # still waiting for this head
             self._head_bytes += len(data)
@@ -87,6 +111,7 @@ class _HeadDeadlineMixin:
         super().connection_made(transport)  # type: ignore[misc]
         self._head_timer: asyncio.TimerHandle | None = None
         self._address: str | None = None
+        self._refusing = False
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) and peer else None
         cap = (
@@ -112,10 +137,50 @@ class _HeadDeadlineMixin:
         super().connection_lost(exc)  # type: ignore[misc]
 
     def handle_websocket_upgrade(self, *args: Any) -> None:
+        if self._refused_upgrade(*args):
+            return  # held, then answered and closed: it keeps its place under the per-address cap meanwhile
         # The transport goes to the WebSocket protocol, whose end this one never hears of: its place is given back
         # now (a socket has its own per-address caps, api/socket_guard.py).
         self._leave_address()
         super().handle_websocket_upgrade(*args)  # type: ignore[misc]
+
+    def _refused_upgrade(self, *args: Any) -> bool:
+        """Answer an upgrade the app's CoolingGate would refuse (a cooling key, a wrong-key flood's throttled
+        address) here, from the parsed head: no WebSocket protocol, ASGI task or middleware runs for it. The answer
+        is held for REFUSAL_HOLD_S first, so a client that reconnects as soon as it is refused makes
+        (its connections at a time) / REFUSAL_HOLD_S attempts a second, not as many as the event loop can answer.
+        A request that names a forwarded client is left to the app (its proxy layers decide whose address it is)."""
+        state = _app_state(getattr(self, "app", None))
+        if state is None:
+            return False
+        if args:  # h11 passes its request event
+            target, headers = args[0].target, list(args[0].headers)
+        else:  # httptools: the protocol's own parse
+            target, headers = getattr(self, "url", b""), getattr(self, "headers", None) or []
+        if any(name == b"x-forwarded-for" for name, _ in headers):
+            return False
+        path, _, query = bytes(target).partition(b"?")
+        peer = self.transport.get_extra_info("peername")
+        scope = {
+            "type": "websocket",
+            "path": unquote(path.decode("latin-1")),
+            "headers": headers,
+            "query_string": query,
+            "client": (str(peer[0]), peer[1]) if isinstance(peer, tuple) and len(peer) >= 2 else None,
+        }
+        err = handshake_refusal(state, scope)
+        if err is None:
+            return False
+        self._refusing = True
+        self._cancel_head_deadline()
+        hold = self.refusal_hold_s if self.refusal_hold_s is not None else REFUSAL_HOLD_S
+        self.loop.call_later(hold, self._refuse, http_refusal(err))
+        return True
+
+    def _refuse(self, response: bytes) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(response)
+            self.transport.close()
 
     def _leave_address(self) -> None:
         address, self._address = getattr(self, "_address", None), None

@@ -20,6 +20,7 @@ import functools
 import math
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 from urllib.parse import parse_qsl
 
 from fastapi import WebSocket
@@ -31,6 +32,7 @@ from api.errors import ApiError
 from services.access.authenticator import Authenticator
 from services.access.socket_limits import AddressSlots, KeyBuckets, MessageLimiter, MessageRefusal
 from services.keys.records import anonymous_record, hash_key
+from shared.metrics import RATE_LIMITED
 from shared.settings import Settings
 
 CLOSE_POLICY, CLOSE_TOO_BIG = 1008, 1009
@@ -218,26 +220,76 @@ class CoolingGate:
     flooded is answered 429 (Retry-After) at once, before routing, query validation, authentication and the
     middlewares. A flooding client reconnects as fast as it is refused; on the route each refusal cost about
     twice as much server CPU (bench/bench_flood_cost.py). Anything else passes through untouched; a key the gate
-    cannot see (one sent in the first message) is refused by the route."""
+    cannot see (one sent in the first message) is refused by the route.
+
+    On the paths `state.socket_auth_paths` names (routes that refuse a handshake with an HTTP status, the same
+    envelope) it also answers the failed-auth throttle's 429 (services/access/authenticator.py FailedAuthThrottle)
+    to a handshake from an address that keeps presenting wrong keys, deciding as the route would (a real key
+    passes a throttled address). `handshake_refusal` is the whole decision; api/http_protocol.py makes it too,
+    before the upgrade, where the server runs that protocol."""
 
     def __init__(self, app: ASGIApp, state: object) -> None:
         self.app, self.state = app, state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            guard: SocketGuard | None = getattr(self.state, "socket_guard", None)
-            err = guard.credential_cooling(scope) if guard is not None else None
+            err = handshake_refusal(self.state, scope)
             if err is not None:
                 await _deny(scope, receive, send, err)
                 return
         await self.app(scope, receive, send)
 
 
-@functools.lru_cache(maxsize=64)
-def _denial(retry_after: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """A cooling key's refusal (status, headers, body) exactly as `deny_cooling`'s JSONResponse has them, rendered
-    once per second of cool-down left (the number is the only thing that varies)."""
-    err = _cooling_error(float(retry_after))
+def handshake_refusal(state: object, scope: Scope) -> ApiError | None:
+    """The 429 for a WebSocket handshake refused before the route (see CoolingGate), judged from the raw scope
+    (path, headers, query string, client) without an await; None: the route decides."""
+    guard: SocketGuard | None = getattr(state, "socket_guard", None)
+    err = guard.credential_cooling(scope) if guard is not None else None
+    if err is not None or scope.get("path") not in getattr(state, "socket_auth_paths", ()):
+        return err
+    access = getattr(getattr(state, "services", None), "access", None)
+    if access is None or access.authenticator is None:
+        return None
+    client = scope.get("client")
+    address = str(client[0]) if client else "unknown"
+    refusal = access.auth_throttle.refusal(address, presented_key(scope), known=access.authenticator.is_known)
+    if refusal is None:
+        return None
+    RATE_LIMITED.labels("failed_auth").inc()
+    return ApiError.from_service(refusal)
+
+
+def http_refusal(err: ApiError) -> bytes:
+    """`err` as a whole HTTP/1.1 response that closes the connection: the same status, headers and body as the
+    routes' denial response, for a protocol that answers before any ASGI app runs."""
+    status, headers, body = _rendered(err.code, err.message, err.status, tuple(sorted(err.headers.items())))
+    head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode()]
+    head += [name + b": " + value + b"\r\n" for name, value in headers]
+    return b"".join(head) + b"connection: close\r\n\r\n" + body
+
+
+def presented_key(scope: Scope) -> str | None:
+    """The key a WebSocket handshake presents, as the route reads it (api/ws_connection.py): the headers, with the
+    `api_key` query parameter standing in for `X-API-Key` when neither `Authorization` nor `X-API-Key` is set."""
+    headers: dict[str, str] = {}
+    for name, value in scope.get("headers") or ():
+        if name in (b"authorization", b"x-api-key", b"xi-api-key"):
+            headers[name.decode("latin-1")] = value.decode("latin-1")
+    query = scope.get("query_string") or b""
+    if b"api_key=" in query and not (headers.get("authorization") or headers.get("x-api-key")):
+        query_key = dict(parse_qsl(query.decode("latin-1"))).get("api_key")
+        if query_key:
+            headers["x-api-key"] = query_key
+    return Authenticator.extract_key(headers) if headers else None
+
+
+@functools.lru_cache(maxsize=256)
+def _rendered(
+    code: str, message: str, status: int, headers: tuple[tuple[str, str], ...]
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """A handshake refusal (status, headers, body) exactly as the routes' JSONResponse has it, rendered once per
+    distinct refusal (the seconds to wait are the only thing that varies)."""
+    err = ApiError(code, message, status=status, headers=dict(headers))
     response = JSONResponse(err.envelope(), err.status, headers=err.headers)
     return response.status_code, response.raw_headers, bytes(response.body)
 
@@ -245,7 +297,9 @@ def _denial(retry_after: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
 async def _deny(scope: Scope, receive: Receive, send: Send, err: ApiError) -> None:
     """The handshake refusal `deny_cooling` sends, on the bare ASGI interface."""
     if "websocket.http.response" in scope.get("extensions", {}):
-        status, headers, body = _denial(err.headers["Retry-After"])
+        status, headers, body = _rendered(
+            err.code, err.message, err.status, tuple(sorted(err.headers.items()))
+        )
         await send({"type": "websocket.http.response.start", "status": status, "headers": list(headers)})
         await send({"type": "websocket.http.response.body", "body": body})
         denial_sent(receive)

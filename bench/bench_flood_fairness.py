@@ -4,10 +4,11 @@ keys (the behaviour is tested: tests/unit/test_fair_share_floods.py, test_socket
     export $(scripts/start_services)   # the test PostgreSQL: keys and credits as in production
     python -m bench flood_fairness [--seconds 30] [--label NAME] [--cost-model bench/cost_models/h100-tf32.json]
 
-A real uvicorn server (bench/harness.py: the demo checkpoint on CPU, or with `--cost-model` the device stand-in with
-admission on; keys in PostgreSQL, credits on, 8 sockets per key). Key B makes one short one-shot request on our socket after another and times its first audio; key A (or a
-client with wrong keys) floods from a process of its own (its own interpreter and GIL). Per flood, B is measured
-alone for half of `--seconds` (the flood not started), then under the flood for `--seconds`:
+A real uvicorn server (bench/harness.py: the demo checkpoint on CPU with the service's HTTP protocol as
+scripts/serve runs it, or with `--cost-model` the device stand-in with admission on; keys in PostgreSQL, credits on,
+8 sockets per key). Key B makes one short one-shot request on our socket after another and times its first audio;
+key A (or a client with wrong keys) floods from a process of its own (its own interpreter and GIL). Per flood, B is
+measured alone for half of `--seconds` (the flood not started), then under the flood for `--seconds`:
 
   message     A's 8 sockets each send their opener and "-" frames as fast as they can, reconnecting whenever the
               server closes one (the message budget, 1008) or refuses its handshake (the cool-down, 429).
@@ -15,6 +16,8 @@ alone for half of `--seconds` (the flood not started), then under the flood for 
               requests a minute per key here): a context with one character, flush, close_context, wait for
               isFinal, again.
   handshake   16 connections at a time upgrade on our socket with a wrong key, read the 401, close, again.
+  burn        the control (not run by default): the flooding process spins on one core and sends nothing, so B's
+              ratio under it is what the machine's contention alone costs (no work for the server).
 
 Prints per flood B's first-audio median and p90 under the flood over alone (ratios), B's refusals, and what the
 flood did; writes bench/results/flood_fairness/<label>.json (docs/benchmarks.md quotes the table). Timings on a
@@ -68,6 +71,7 @@ BATCH = 250
 SYNTH_SOCKETS = 4
 HANDSHAKE_CONCURRENCY = 16
 FLOODS = ("message", "synthesis", "handshake")
+CONTROL = "burn"
 
 
 async def _message_socket(port: int, key: str, stop: Any, stats: dict) -> None:
@@ -172,6 +176,12 @@ def _flood(kind: str, port: int, key: str, stop: Any, results: Any) -> None:
             "errors": {},
             "statuses": {},
         }
+        if kind == CONTROL:
+            spins = 0
+            while not stop.is_set():
+                for _ in range(100_000):
+                    spins += 1
+            return {"spins": spins}
         if kind == "message":
             tasks = [_message_socket(port, key, stop, stats) for _ in range(SOCKETS_PER_KEY)]
         elif kind == "synthesis":
@@ -227,13 +237,22 @@ def _p90(values: list[float]) -> float:
     return statistics.quantiles(values, n=10, method="inclusive")[-1] if len(values) > 1 else values[0]
 
 
+def served_command(port: int) -> list[str]:
+    """The app as scripts/serve runs it: uvicorn with the service's HTTP protocol (api/http_protocol.py)."""
+    return [*app_command(port), "--http", "api.http_protocol:HeadDeadline"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--label", default="current")
     parser.add_argument(
         "--seconds", type=float, default=30.0, help="each flood's length (the baseline: half)"
     )
-    parser.add_argument("--only", default=",".join(FLOODS), help="floods to run, comma-separated")
+    parser.add_argument(
+        "--only",
+        default=",".join(FLOODS),
+        help=f"floods to run, comma-separated (also {CONTROL!r}: the control, a process that only burns CPU)",
+    )
     parser.add_argument(
         "--cost-model",
         default=None,
@@ -248,7 +267,7 @@ def main() -> None:
         TTS_RATE_LIMIT_PER_MINUTE=str(RATE_LIMIT_PER_MINUTE),
         **({"TTS_ADMISSION": "on"} if args.cost_model else {}),
     )
-    command = standin_command(args.cost_model) if args.cost_model else app_command
+    command = standin_command(args.cost_model) if args.cost_model else served_command
     server = start_server(command, env, Path(tempfile.mkdtemp(prefix="fairness-bench-")) / "server.log")
     native = server.url.replace("http://", "ws://") + "/v1/tts/ws"
     rows: list[dict[str, Any]] = []

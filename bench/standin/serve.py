@@ -50,8 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     import uvicorn
 
-    # As scripts/serve: the app's own JSON logging (log_config=None keeps uvicorn from replacing it) and pings
-    # unanswered for 300 s before a socket is given up (pooled sockets are not read between turns).
+    # As scripts/serve: the app's own JSON logging (log_config=None keeps uvicorn from replacing it), pings
+    # unanswered for 300 s before a socket is given up (pooled sockets are not read between turns), and the
+    # service's HTTP protocol (api/http_protocol.py).
     uvicorn.run(
         build_app(args.cost_model, args.fault),
         host=args.host,
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         access_log=False,
         log_config=None,
         ws_ping_timeout=300,
+        http="api.http_protocol:HeadDeadline",
     )
 
 

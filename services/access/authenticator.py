@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from services.database import DatabaseClients
+from services.errors import ServiceError
 from services.keys.records import MAX_KEY_CHARS, ApiKeyRecord, AuthError, hash_key, utcnow
 from services.keys.stores import KeyStore, PostgresKeyStore, StaticKeyStore, SupabaseKeyStore
 from shared.settings import Settings
@@ -286,6 +287,21 @@ class FailedAuthThrottle:
         if wait is not None and key and known is not None and known(key):
             return None  # a real key, not yet used here: the guesses at its address are not its own
         return wait
+
+    def refusal(
+        self, address: str, key: str | None = None, known: Callable[[str], bool] | None = None
+    ) -> ServiceError | None:
+        """The 429 for `key` (None: no key) from `address` while `retry_after` holds it back, else None. Synchronous
+        and without the key store: a handshake gate refuses with it before any other layer runs
+        (api/socket_guard.py)."""
+        wait = self.retry_after(address, key, known)
+        if wait is None:
+            return None
+        return ServiceError(
+            "RATE_LIMIT_EXCEEDED",
+            f"Too many requests with invalid API keys from this address; retry in {wait} s.",
+            retry_after=wait,
+        )
 
     def failed(self, address: str, key: str | None = None) -> None:
         for entry in (address, *(("key:" + hash_key(key),) if key else ())):

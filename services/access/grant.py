@@ -214,14 +214,10 @@ class AccessServices:
             return anonymous_record()
         address = client_address or "unknown"
         raw = Authenticator.extract_key(headers)
-        wait = self.auth_throttle.retry_after(address, raw, known=self.authenticator.is_known)
-        if wait is not None:  # this address (or this key) keeps failing: refuse without asking the key store
+        throttled = self.auth_throttle.refusal(address, raw, known=self.authenticator.is_known)
+        if throttled is not None:  # this address (or this key) keeps failing: refused without the key store
             metrics.RATE_LIMITED.labels("failed_auth").inc()
-            raise ServiceError(
-                "RATE_LIMIT_EXCEEDED",
-                f"Too many requests with invalid API keys from this address; retry in {wait} s.",
-                retry_after=wait,
-            )
+            raise throttled
         try:
             record = await self.authenticator.authenticate(raw)
             if raw:

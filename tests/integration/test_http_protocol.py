@@ -4,16 +4,19 @@ a kept-alive connection are served, and an upgraded WebSocket outlives the deadl
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 import uvicorn
 from websockets.sync.client import connect
 
 from api.http_protocol import H11HeadDeadline, HeadDeadline
+from services.access import FailedAuthThrottle
 from tests.e2e.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -152,3 +155,76 @@ def test_one_address_holds_at_most_its_share_of_connections(capped_port: int) ->
             assert _served(a) and _served(b)
         ws.send("still here")
         assert ws.recv(timeout=5) == "still here"
+
+
+class _GatedApp:
+    """The bare app with what the upgrade check reads on a service app's state: an address throttled for wrong
+    keys (one failure allowed a minute, one recorded) and one real key. Counts the WebSocket scopes it is given."""
+
+    def __init__(self) -> None:
+        throttle = FailedAuthThrottle(limit=1)
+        throttle.failed("127.0.0.1", "wrong")
+        access = SimpleNamespace(
+            auth_throttle=throttle, authenticator=SimpleNamespace(is_known=lambda key: key == "real")
+        )
+        self.state = SimpleNamespace(
+            services=SimpleNamespace(access=access), socket_auth_paths={"/v1/tts/ws"}
+        )
+        self.sockets = 0
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001 - a bare ASGI app
+        self.sockets += scope["type"] == "websocket"
+        await app(scope, receive, send)
+
+
+@pytest.fixture(params=[HeadDeadline, H11HeadDeadline], ids=["default", "h11"])
+def gated(request: pytest.FixtureRequest) -> Iterator[tuple[int, _GatedApp]]:
+    gated_app = _GatedApp()
+    protocol = type("Gated", (request.param,), {"refusal_hold_s": 0.05})
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(gated_app, host="127.0.0.1", port=port, http=protocol, log_level="warning")
+    )
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    yield port, gated_app
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _upgrade(port: int, target: str, *headers: str) -> bytes:
+    with _open(port) as sock:
+        sock.sendall(
+            (
+                f"GET {target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                + "".join(f"{h}\r\n" for h in headers)
+                + "\r\n"
+            ).encode()
+        )
+        answer = b""
+        while b"\r\n\r\n" not in answer or answer.startswith(b"HTTP/1.1 4"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        return answer
+
+
+def test_a_throttled_addresss_upgrade_is_refused_before_the_app(gated: tuple[int, _GatedApp]) -> None:
+    """An upgrade the app's first layer would refuse (api/socket_guard.py handshake_refusal) gets its 429 from the
+    protocol and never reaches the app; a real key, another path and a forwarded client still do."""
+    port, gated_app = gated
+    for target, header in (("/v1/tts/ws?api_key=wrong", "X-Trace: 1"), ("/v1/tts/ws", "X-API-Key: other")):
+        answer = _upgrade(port, target, header)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 429"), answer
+        assert b"\r\nretry-after: " in head.lower() and b"connection: close" in head.lower()
+        assert json.loads(body)["error"]["code"] == "RATE_LIMIT_EXCEEDED"
+    assert gated_app.sockets == 0
+    assert _upgrade(port, "/v1/tts/ws", "Authorization: Bearer real").startswith(b"HTTP/1.1 101")
+    assert _upgrade(port, "/elsewhere?api_key=wrong").startswith(b"HTTP/1.1 101")
+    assert _upgrade(port, "/v1/tts/ws?api_key=wrong", "X-Forwarded-For: 10.0.0.9").startswith(b"HTTP/1.1 101")
+    assert gated_app.sockets == 3

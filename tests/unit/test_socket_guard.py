@@ -18,8 +18,8 @@ from starlette.testclient import WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
 from api import create_app
-from api.socket_guard import SocketGuard, handshake_credential
-from services.access import AccessServices, Authenticator, StaticKeyStore
+from api.socket_guard import SocketGuard, handshake_credential, presented_key
+from services.access import AccessServices, Authenticator, FailedAuthThrottle, StaticKeyStore
 from services.access.socket_limits import AddressSlots, MessageLimiter, TokenBucket
 from services.deployment.runtime import ModelRuntime
 from services.keys.records import anonymous_record, hash_key
@@ -354,3 +354,59 @@ def test_a_cooling_credential_expires_and_is_forgotten() -> None:
     assert list(guard._cooling) == ["key-2"] and len(guard._cooling_credentials) == 1  # noqa: SLF001
     guard.penalise(anonymous_record().key_id, hash_key("k3"))  # auth off: the one shared key never cools down
     assert len(guard._cooling_credentials) == 1  # noqa: SLF001
+
+
+# ---------------------------------------------------------------------------------------------- wrong-key floods
+@pytest.mark.parametrize(
+    ("headers", "query", "expected"),
+    [
+        ([(b"authorization", b"Bearer a")], b"api_key=q", "a"),
+        ([(b"x-api-key", b"b")], b"api_key=q", "b"),
+        (
+            [(b"xi-api-key", b"c")],
+            b"api_key=q",
+            "q",
+        ),  # the query stands in for X-API-Key, read before xi-api-key
+        ([(b"xi-api-key", b"c")], b"", "c"),
+        ([], b"output_format=pcm&api_key=q", "q"),
+        ([], b"api_key=", None),
+        ([(b"host", b"x")], b"", None),
+    ],
+)
+def test_the_gate_reads_the_key_as_the_native_route_does(headers, query, expected) -> None:
+    assert presented_key({"type": "websocket", "headers": headers, "query_string": query}) == expected
+
+
+def test_a_throttled_address_is_refused_at_the_gate_and_a_real_key_still_passes(
+    frozen: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the address's failed-key limit the native socket's handshake gets the route's own 429 without reaching
+    the route (no authentication runs); a real key from the same address is still let through to the route."""
+    access = frozen.app.state.services.access
+    monkeypatch.setattr(access, "auth_throttle", FailedAuthThrottle(limit=3))
+    calls: list[str] = []
+    authenticate = access.authenticate
+
+    async def counted(headers, address=None):  # noqa: ANN001, ANN202 - the spy keeps the real signature
+        calls.append(address)
+        return await authenticate(headers, address)
+
+    monkeypatch.setattr(access, "authenticate", counted)
+    for _ in range(3):
+        with (
+            pytest.raises(WebSocketDenialResponse) as denied,
+            frozen.websocket_connect("/v1/tts/ws?api_key=bad"),
+        ):
+            pass
+        assert denied.value.status_code == 401
+    assert len(calls) == 3
+    for path in ("/v1/tts/ws?api_key=bad", "/v1/tts/ws?api_key=another-bad", "/v1/tts/ws"):
+        with pytest.raises(WebSocketDenialResponse) as denied, frozen.websocket_connect(path):
+            pass
+        assert denied.value.status_code == 429 and int(denied.value.headers["Retry-After"]) > 0, path
+        assert denied.value.json()["error"]["code"] == "RATE_LIMIT_EXCEEDED", path
+    assert len(calls) == 3  # refused before the route: no authentication ran
+    with frozen.websocket_connect("/v1/tts/ws", headers={"Authorization": f"Bearer {KEY}"}) as ws:
+        ws.send_text(json.dumps({"type": "ping", "id": 1}))
+        assert json.loads(ws.receive_text())["type"] == "pong"
+    assert len(calls) == 4
