@@ -236,6 +236,7 @@ class ModelRuntime:
         on a CPU one call per core, no batch padding. Its planning loop starts on the serving loop (`start()`), or on
         the first window submitted."""
         from services.device.admission import Admission
+        from services.device.loop_lag import LoopLag
         from services.device.runner import ModelRunner
         from services.device.scheduler import CodecScheduler
 
@@ -251,7 +252,7 @@ class ModelRuntime:
         runner = ModelRunner(
             self.bicodec, self.sr, threads=policy.max_inflight, graphs=self._capture_graphs(policy)
         )
-        self.codec_scheduler = CodecScheduler(runner, policy)
+        self.codec_scheduler = CodecScheduler(runner, policy, loop_lag=LoopLag())
         # The LLM's pace counts per generating request; the engine is built after the codec, hence the late lookup.
         self.admission = (
             None
