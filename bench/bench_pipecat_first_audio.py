@@ -132,8 +132,7 @@ def main() -> None:
     parser.add_argument(
         "--admission",
         action="store_true",
-        help="admission on (off by default, as in the agents "
-        "tier: on a shared CPU the event loop's lag reads as the modelled GPU's misses)",
+        help="admission on (off by default: the figures in docs/benchmarks.md were taken without it)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "pipecat_first_audio.json")
     args = parser.parse_args()

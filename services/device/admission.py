@@ -12,8 +12,8 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
    by itself as its oldest admission leaves the window, so `admit()` holds a caller it refuses for up to `max_wait_s`
    (first come, first served) instead of answering 503: 600 arrivals within 2 s, 84-96 admitted instead of 64.
 1. **Deadline misses.** A playing stream whose window finished more than `miss_grace_s` after its audio ran out
-   at real-time playback (the scheduler's `recent_misses`, last `busy_window_s`): the device is already short;
-   refuse. The grace is under a third of the 100 ms prebuffer a client is assumed to hold: the scheduler's deadlines
+   at real-time playback (the scheduler's `recent_misses`, last `busy_window_s`, less the event loop's own stalls:
+   `loop_lag.py`): the device is already short; refuse. The grace is under a third of the 100 ms prebuffer a client is assumed to hold: the scheduler's deadlines
    assume none, and a newcomer's second window routinely lands a few ms after its 80 ms first chunk has played.
 1b. **Spacing near the limit.** At most one new stream per `spacing_s` (30 ms) while the device is near a limit:
    the LLM's projected pace (rule 2) under `spacing_pace` (1.1) times the pace it must keep, or, for `miss_memory_s`

@@ -57,6 +57,7 @@ import numpy as np
 
 from services.device.background import BackgroundGate, BackgroundPolicy
 from services.device.calls import Call, DeviceRunner, ModelCallKind, SchedulerPolicy
+from services.device.loop_lag import LoopLag
 from services.device.telemetry import SchedulerStats, record_call, record_device_seconds, record_model_call
 from services.device.windows import (
     DecodeWindow,
@@ -164,8 +165,11 @@ class CodecScheduler:
         clock: Clock = time.monotonic,
         busy_window_s: float = 2.0,
         background: BackgroundPolicy | None = None,
+        loop_lag: LoopLag | None = None,
     ) -> None:
         self.runner = runner
+        # The event loop's stalls, taken off a miss before admission reads it (loop_lag.py); None: every miss counts
+        self.loop_lag = loop_lag
         self.policy = policy or SchedulerPolicy()
         self.clock = clock
         self.stats = SchedulerStats()
@@ -188,7 +192,8 @@ class CodecScheduler:
         self._recent_calls: deque[tuple[float, float]] = (
             deque()
         )  # (end time, device seconds) within the window
-        # (end time, worst lateness in seconds) of calls that missed a row's deadline, within the window
+        # (end time, worst lateness in seconds, less the loop's stalls) of calls that missed a row's deadline by more
+        # than the event loop's stalls account for, within the window
         self._recent_misses: deque[tuple[float, float]] = deque()
         # The last decision (a plan, or a model call taking the device): its number, the submissions it saw, and why
         # the work it did not look at waits. A window the plan looked at and left out carries its own reason.
@@ -222,6 +227,8 @@ class CodecScheduler:
         return loop if loop.is_running() else None
 
     async def aclose(self) -> None:
+        if self.loop_lag is not None:
+            await self.loop_lag.aclose()
         task, self._loop_task = self._loop_task, None
         if task is not None and task.get_loop() is asyncio.get_running_loop():
             task.cancel()
@@ -263,6 +270,8 @@ class CodecScheduler:
             self, next(self._stream_ids), playback or FixedDeadline(self.clock()), owner, work_class
         )
         (self._streams if work_class == "live" else self._bg_streams)[handle.id] = handle
+        if self.loop_lag is not None:
+            self.loop_lag.run_while(lambda: bool(self._streams))
         return handle
 
     def close_stream(self, handle: StreamHandle) -> None:
@@ -711,7 +720,19 @@ class CodecScheduler:
         record_device_seconds("live", seconds)
         self._recent_calls.append((ended, seconds))
         if late:
-            self._recent_misses.append((ended, max(late)))
+            # Admission reads the device's share of the lateness: the event loop's stalls are the host's.
+            lag = self.loop_lag
+            own = max(
+                (
+                    ended - p.deadline - (lag.excused(p.deadline, ended) if lag is not None else 0.0)
+                    for p in chosen
+                    if ended > p.deadline and p.stream.playback.heard
+                ),
+            )
+            if own > 0:
+                self._recent_misses.append((ended, own))
+            else:
+                s.misses_loop_lag += 1
         self._trim_recent(ended)
 
     def _account_background(
@@ -759,7 +780,8 @@ class CodecScheduler:
 
     def recent_misses(self, grace_s: float = 0.0) -> int:
         """Calls in the last `busy_window_s` that ended more than `grace_s` after a playing row's deadline (the
-        deadline assumes no client prebuffer: a client holding 100 ms hears nothing of a 50 ms miss)."""
+        deadline assumes no client prebuffer: a client holding 100 ms hears nothing of a 50 ms miss), less the event
+        loop's stalls around it (`loop_lag`)."""
         self._trim_recent(self.clock())
         return sum(1 for _, late in self._recent_misses if late > grace_s)
 

@@ -64,6 +64,7 @@ class SchedulerStats:
         0.0  # codec calls' and model calls' device seconds (admission's codec cost reads it)
     )
     missed_deadlines: int = 0  # rows whose call ended after their deadline
+    misses_loop_lag: int = 0  # calls whose every miss the event loop's stalls account for (not the device's)
     eager_calls: int = 0
     calls_by_kind: dict[str, int] = field(default_factory=lambda: {"decode": 0, "sr": 0})
     rows_by_kind: dict[str, int] = field(default_factory=lambda: {"decode": 0, "sr": 0})

@@ -2,21 +2,28 @@
 server on loopback. The server runs in the project's venv (torch, the demo checkpoint); this venv has only the
 frameworks, so the server is a subprocess started with `TTS_TEST_SERVER_PYTHON` (default: the project's .venv).
 
-Two servers, both the real app on the demo checkpoint:
+Three servers, all the real app on the demo checkpoint:
 - `server`: with the device stand-in (`python -m bench.standin.serve --cost-model
   bench/cost_models/h100-tf32.json`: the engine's steps and the codec's calls are waits of an H100's measured
   length, the audio is noise). The conversations with
   barge-ins run on it: what their timing bound is about is the server's wiring (sessions, contexts, stops, pacing,
   encoders), and the demo model's own speed on a shared CPU (first audio 3-10 s) would drown it. Run-ahead pacing
-  (TTS_STREAM_MAX_AHEAD_S) is what holds an interrupted reply here, as on a GPU.
+  (TTS_STREAM_MAX_AHEAD_S) is what holds an interrupted reply here, as on a GPU. Admission is on with its default
+  settings, as on a GPU: the conversations check that no turn was refused (`check_no_refusals`). Its miss rule reads
+  the device's lateness less the event loop's stalls (services/device/loop_lag.py), so a busy CI host does not read
+  as a full device.
+- `credits_server`: the same, with credits charged (the out-of-credits turns).
 - `model_server`: the demo model itself (torch on the CPU): the HTTP timestamps test, so that the tier also
-  speaks through the real model, codec and aligner (slow, so no timing is asserted on it)."""
+  speaks through the real model, codec and aligner (slow, so no timing is asserted on it). Admission is left to
+  `auto`, which is off on a CPU: the demo model on a shared CPU runs slower than real time, which admission would
+  rightly refuse."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -61,6 +68,24 @@ class Server:
                 if record.get("event") == name:
                     out.append(record)
         return out
+
+    def admission_refusals(self) -> float:
+        """`admission_refusals_total` from /metrics, every rule and key class together."""
+        with urllib.request.urlopen(f"{self.http}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+        return sum(float(m.group(1)) for m in _REFUSALS.finditer(text))
+
+
+_REFUSALS = re.compile(r"^\w+_admission_refusals_total\{[^}]*\} (\S+)$", re.MULTILINE)
+
+
+def check_no_refusals(server: Server, mark: int, refusals_before: float) -> None:
+    """No turn since `mark` was refused by admission: the metric did not move and the log has no `admission_refused`
+    (each refusal is logged with its rule: the two must agree)."""
+    logged = server.events(mark, "admission_refused")
+    counted = server.admission_refusals() - refusals_before
+    assert all(e.get("rule") for e in logged), logged
+    assert counted == len(logged) == 0, (counted, [(e["rule"], e["reason"]) for e in logged])
 
 
 def _python() -> str:
@@ -148,12 +173,7 @@ def _serve(
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    # Admission off: it reads the stand-in device's deadline misses, and on a shared CI machine the event loop's lag
-    # reads as misses of the modelled GPU (a run beside a CPU hog refused contexts as SERVER_OVERLOADED). This tier
-    # tests conversations; admission is tested on a virtual clock (tests/unit/test_simulate.py, bench.simulate).
-    yield from _serve(
-        tmp_path_factory, "standin", {"TTS_ADMISSION": "off"}, ["--cost-model", str(COST_MODEL)]
-    )
+    yield from _serve(tmp_path_factory, "standin", {"TTS_ADMISSION": "on"}, ["--cost-model", str(COST_MODEL)])
 
 
 BROKE_KEY = "agents-broke-key"  # on `credits_server`: a key with no credits left
@@ -178,7 +198,7 @@ def credits_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
     yield from _serve(
         tmp_path_factory,
         "credits",
-        {"TTS_ADMISSION": "off", "TTS_CREDITS_ENABLED": "true", "TTS_API_KEYS_FILE": str(keys)},
+        {"TTS_ADMISSION": "on", "TTS_CREDITS_ENABLED": "true", "TTS_API_KEYS_FILE": str(keys)},
         ["--cost-model", str(COST_MODEL)],
     )
 

@@ -18,7 +18,7 @@ import pytest
 from livekit.agents import APIConnectOptions, APIError, APITimeoutError
 from livekit.plugins import cartesia, elevenlabs
 
-from tests.agents.conftest import BROKE_KEY, KEY, Server, check_next_turns, llm_tokens
+from tests.agents.conftest import BROKE_KEY, KEY, Server, check_next_turns, check_no_refusals, llm_tokens
 
 pytestmark = pytest.mark.timeout(900)
 TURN_1 = "Hello there. The weather is lovely today, is it not?"
@@ -62,7 +62,7 @@ def _check_words(words: list, text: str, seconds: float) -> None:
 
 
 async def _conversation(server: Server, tts, rate: int) -> None:
-    mark = server.mark()
+    mark, refusals = server.mark(), server.admission_refusals()
     frames, words = await _turn(tts, TURN_1)
     assert frames, server.log_text()[-2000:]
     seconds = sum(f.duration for f in frames)
@@ -81,6 +81,7 @@ async def _conversation(server: Server, tts, rate: int) -> None:
         if index < STORM:
             await _turn(tts, TURN_2, interrupt_after_frames=2, end_input=index % 2 == 0)
     await tts.aclose()
+    check_no_refusals(server, mark, refusals)  # admission on, with its default settings
     # Every interrupted turn was still generating (paced: ~7 s of audio, at most 3 s ahead of playback) when the
     # next began, and was stopped in time.
     stops = server.events(mark, "utterance_stopped")

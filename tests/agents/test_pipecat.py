@@ -28,7 +28,7 @@ from pipecat.services.cartesia.tts import CartesiaTTSService
 from pipecat.services.elevenlabs.tts import ElevenLabsHttpTTSService, ElevenLabsTTSService
 from pipecat.tests.utils import SleepFrame, run_test
 
-from tests.agents.conftest import BROKE_KEY, KEY, Server, check_next_turns, llm_tokens
+from tests.agents.conftest import BROKE_KEY, KEY, Server, check_next_turns, check_no_refusals, llm_tokens
 
 pytestmark = pytest.mark.timeout(900)
 # Pipecat ends a context that sends nothing for this long (default 3 s); the demo model on a shared CPU can take
@@ -109,8 +109,9 @@ def per_context(down) -> tuple[list[str], dict[str, list[str]], dict[str, list[i
 
 
 def check_conversation(
-    server: Server, mark: int, down, up, expected: list[str | None], kinds: list[str]
+    server: Server, mark: int, refusals: float, down, up, expected: list[str | None], kinds: list[str]
 ) -> None:
+    check_no_refusals(server, mark, refusals)  # admission on, with its default settings
     errors = [f for f in (*down, *up) if isinstance(f, ErrorFrame)]
     assert not errors, errors
     order, words, audio = per_context(down)
@@ -149,10 +150,10 @@ def check_conversation(
 
 async def _conversation(server: Server, tts) -> None:
     frames, expected, kinds = conversation_frames()
-    mark = server.mark()
+    mark, refusals = server.mark(), server.admission_refusals()
     down, up = await run_test(tts, frames_to_send=frames)
     assert all(f.sample_rate == 16000 for f in down if isinstance(f, TTSAudioRawFrame))
-    check_conversation(server, mark, down, up, expected, kinds)
+    check_conversation(server, mark, refusals, down, up, expected, kinds)
 
 
 async def test_pipecat_elevenlabs_conversation_with_barge_ins(server: Server) -> None:
@@ -194,8 +195,9 @@ async def test_pipecat_elevenlabs_emoji_turns_keep_the_service(server: Server) -
     )
     frames = [f for _ in range(3) for f in (*_llm_turn("🙂 🎉"), SleepFrame(sleep=1.0))]
     frames += [*_llm_turn(TURN_1), SleepFrame(sleep=SETTLE_S)]
-    mark = server.mark()
+    mark, refusals = server.mark(), server.admission_refusals()
     down, up = await run_test(tts, frames_to_send=frames)
+    check_no_refusals(server, mark, refusals)
     assert not [f for f in (*down, *up) if isinstance(f, ErrorFrame)]
     order, words, _ = per_context(down)
     assert " ".join(words[order[-1]]).split() == TURN_1.split(), words
@@ -273,8 +275,9 @@ async def test_pipecat_elevenlabs_barge_ins_at_any_time(server: Server) -> None:
         )
     ]
     frames += [*_llm_turn(TURN_3), SleepFrame(sleep=SETTLE_S)]
-    mark = server.mark()
+    mark, refusals = server.mark(), server.admission_refusals()
     down, up = await run_test(tts, frames_to_send=frames)
+    check_no_refusals(server, mark, refusals)
     assert not [f for f in (*down, *up) if isinstance(f, ErrorFrame)]
     order, words, audio = per_context(down)
     assert " ".join(words[order[-1]]).split() == TURN_3.split(), words
@@ -302,8 +305,8 @@ async def test_pipecat_elevenlabs_barge_ins_at_any_time(server: Server) -> None:
 async def test_pipecat_out_of_credits_is_one_error_per_turn(credits_server: Server, dialect: str) -> None:
     """A key with no credits: each of two turns in a row is refused, promptly (the turn ends long before Pipecat's
     quiet-context timeout), with no audio. ElevenLabs: one error per turn, Pipecat's own "completed with no audio"
-    (it ignores ElevenLabs' error messages). Cartesia: the server's INSUFFICIENT_CREDITS once per turn, and Pipecat's
-    "completed with no audio" beside it (Pipecat adds that for every context without audio)."""
+    (it ignores ElevenLabs' error messages). Cartesia: the server's INSUFFICIENT_CREDITS once per turn and nothing
+    else: the refused context ends with an empty audio frame, so Pipecat does not count it as a silent turn."""
     if dialect == "elevenlabs":
         tts = ElevenLabsTTSService(
             api_key=BROKE_KEY,
@@ -326,7 +329,10 @@ async def test_pipecat_out_of_credits_is_one_error_per_turn(credits_server: Serv
     print("errors:", errors)
     silent = [e for e in errors if "completed with no audio" in e]
     refused = [e for e in errors if "INSUFFICIENT_CREDITS" in e]
-    assert len(silent) == 2 and len(refused) == (0 if dialect == "elevenlabs" else 2), errors
+    if dialect == "elevenlabs":
+        assert len(silent) == 2 and not refused, errors
+    else:
+        assert len(refused) == 2 and not silent, errors
     assert len(errors) == len(silent) + len(refused), errors
-    assert not [f for f in down if isinstance(f, TTSAudioRawFrame)]
+    assert not [f for f in down if isinstance(f, TTSAudioRawFrame) and f.audio]
     assert "Traceback" not in credits_server.log_text()

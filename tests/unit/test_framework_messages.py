@@ -241,7 +241,8 @@ def test_every_admission_refusal_is_logged_with_its_rule(caplog: Any) -> None:
 # ---------------------------------------------------------------------------------------------- Cartesia route
 def test_a_refused_cartesia_context_is_answered_done_after_its_final_message() -> None:
     """LiveKit reads the refusal's `done` as the end only once its own input ended: its final `continue: false`
-    gets `done` again, so the turn ends at once instead of at a timeout."""
+    gets `done` again, so the turn ends at once instead of at a timeout. Before it, a chunk with no audio: Pipecat
+    counts a context that ends without an audio frame as a silent turn; LiveKit skips empty `data`."""
     from api.dialects.cartesia.messages import IDLE_TIMEOUT_S
     from api.dialects.cartesia.routes import _Connection as CartesiaConnection
 
@@ -259,7 +260,17 @@ def test_a_refused_cartesia_context_is_answered_done_after_its_final_message() -
             await conn.handle(json.dumps(message))
 
     asyncio.run(run())
-    assert replies == [{"type": "done", "done": True, "status_code": 200, "context_id": "lk1"}]
+    assert replies == [
+        {
+            "type": "chunk",
+            "data": "",
+            "done": True,
+            "status_code": 206,
+            "step_time": 0.0,
+            "context_id": "lk1",
+        },
+        {"type": "done", "done": True, "status_code": 200, "context_id": "lk1"},
+    ]
     assert "lk1" not in session.refused and not session.calls  # nothing else reached the session
     assert IDLE_TIMEOUT_S == 300  # Cartesia's (and LiveKit's pool's) 5 minutes
 

@@ -324,8 +324,10 @@ def test_a_refused_context_answers_once_and_never_speaks_part_of_its_turn(
         )
         messages = _cartesia_until_done(ws, "c")
         of_b = [m for m in messages if m.get("context_id") == "b"]
-        # Cartesia's error ends it; its final `continue: false` gets `done` (LiveKit ends the turn only on that)
-        assert [m.get("type") for m in of_b] == ["error", "done"] and of_b[0]["done"] is True, of_b
+        # Cartesia's error ends it; its final `continue: false` gets an empty chunk (Pipecat counts no silent turn)
+        # and `done` (LiveKit ends the turn only on that)
+        assert [m.get("type") for m in of_b] == ["error", "chunk", "done"] and of_b[0]["done"] is True, of_b
+        assert of_b[1]["data"] == "", of_b
         assert of_b[0]["error_code"] == "server_overloaded"
         assert any(m.get("type") == "chunk" for m in messages if m.get("context_id") == "c")
         assert len(calls) == 2

@@ -20,7 +20,7 @@ from api.dialects.cartesia.messages import (
     ClientMessage,
     parse_client_message,
 )
-from api.dialects.cartesia.wire import CartesiaWire, done_event
+from api.dialects.cartesia.wire import CartesiaWire, chunk_event, done_event
 from api.dialects.common import open_session, synthesis_request
 from api.errors import ApiError
 from api.ws_connection import CLOSE_POLICY, ContextError, admitted, close_quietly, serve_session
@@ -52,7 +52,13 @@ class _Connection:
                 await self._message(msg, cid)
             elif closes and not msg.cancel:
                 # LiveKit reads `done` as the end only once its own input has ended, so the error it got while still
-                # sending was not the end for it: the context's final message is answered with `done` again.
+                # sending was not the end for it: the context's final message is answered with `done` again. Before
+                # it, a chunk with no audio in it: Pipecat counts a context that ends without an audio frame as a
+                # silent turn (an error of its own beside the refusal's, and three in a row disable the service),
+                # and an empty frame plays nothing; LiveKit skips empty `data` and ends at its `done`.
+                empty = chunk_event(b"", cid)
+                assert isinstance(empty, dict)
+                await self.session.outbox.reply({**empty, "done": True})
                 await self.session.outbox.reply(done_event(cid))  # type: ignore[arg-type]
         except ApiError as err:
             raise ContextError(
