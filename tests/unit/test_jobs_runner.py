@@ -213,7 +213,9 @@ def test_a_chapter_longer_than_one_request_becomes_parts_cut_at_sentence_ends() 
     assert " ".join(p.text for p in parts[:4]) == (sentence * 10).strip()
 
 
-def test_ended_jobs_are_deleted_after_their_retention(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ended_jobs_are_deleted_after_their_retention(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async def scenario() -> None:
         now = [1000.0]
         store = SqliteJobStore(tmp_path / "jobs.sqlite3", clock=lambda: now[0])
