@@ -119,7 +119,8 @@ def test_hanging_up_on_a_non_streaming_request_stops_its_work(live: LiveServer, 
     import uuid
 
     request_id = f"hangup-{uuid.uuid4().hex[:8]}"
-    body = {"text": LONG_TEXT, "stream": False, "seed": 2, **extra}
+    # Three times the text: a complete answer far longer than the client waits, however fast the engine.
+    body = {"text": " ".join([LONG_TEXT] * 3), "stream": False, "seed": 2, **extra}
     outcome: list[BaseException] = []
 
     def client() -> None:

@@ -4,7 +4,7 @@ the demo checkpoint.
 The fenced `bash` and `python` blocks are taken from README.md and the API reference pages (docs/api/, in the order
 of EXAMPLE_PAGES: any block that names localhost:8000, plus the `python -m core.clone` one). What is substituted, and nothing else: `localhost:8000` becomes this server's
 127.0.0.1 port; the placeholders a reader fills in are filled the same way (`$KEY` in the environment, the
-recordings `me.wav`, `reference.wav` and `clip.webm` as files in the working directory, `MODEL_DIR` as the demo
+recordings `me.wav`, `reference.wav` and `clip.webm` and the document `book.epub` as files in the working directory, `MODEL_DIR` as the demo
 checkpoint, `voice_3f2a…` as the id the create example answered). curl runs with a `.curlrc` of `--fail-with-body`
 so an HTTP error fails the example; every file an example writes is checked. The server runs as `scripts/serve`
 runs it on the demo model: auth off, on loopback (so `$KEY` and `YOUR_KEY` are sent and not needed).
@@ -26,6 +26,7 @@ import pytest
 from tests.audio_samples import browser_webm_opus, voiced, wav_bytes
 from tests.conftest import PROJECT_ROOT
 from tests.e2e.conftest import RunningServer
+from tests.e2e.test_jobs import build_epub
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -61,6 +62,7 @@ def workdir(tmp_path: Path, demo_model_dir: Path) -> Path:
     (tmp_path / "me.wav").write_bytes(wav_bytes(voiced(4.0, seed=41)))
     (tmp_path / "reference.wav").write_bytes(wav_bytes(voiced(6.4, seed=42)))
     (tmp_path / "clip.webm").write_bytes(browser_webm_opus(5.0))
+    build_epub(tmp_path / "book.epub", [("The Harbour", "Boats came in."), ("A Letter", "It was short.")])
     (tmp_path / ".curlrc").write_text("fail-with-body\nsilent\nshow-error\n")
     return tmp_path
 

@@ -58,7 +58,8 @@ ROW_FIELDS = (
 # Synthesis families. Excluded: the HTTP-level route metrics (veena3_tts_http_*, rightly different per route),
 # the request-log writer's and limiter's own, per-stage work timings (how many decode calls a stream takes
 # depends on how the engine's deltas happen to group, not on the request), and the codec scheduler's and
-# admission's device figures (calls, batch rows, waits, busy share: the same timing, shared by every stream).
+# admission's device figures (calls, batch rows, waits, busy share, device seconds by work class: the same timing,
+# shared by every stream).
 EXCLUDED_PREFIXES = (
     "veena3_tts_http_",
     "veena3_tts_request_log_",
@@ -66,6 +67,7 @@ EXCLUDED_PREFIXES = (
     "veena3_tts_stage_seconds",
     "veena3_tts_codec_scheduler_",
     "veena3_tts_admission_",
+    "veena3_tts_device_seconds",
 )
 
 
