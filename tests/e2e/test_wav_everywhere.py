@@ -96,9 +96,6 @@ def test_the_openai_route_streams_other_formats_and_honours_sampling_fields(serv
     url = f"{server.base_url}/v1/audio/speech"
     mp3 = httpx.post(url, json={"input": TEXT}, timeout=120)
     assert mp3.status_code == 200 and mp3.headers["x-stream"] == "true"
-    # The first audio's schedule follows the codec cost admission has measured ("unmeasured" on a fresh server), and
-    # AP-BWE's windows follow the schedule: warm up once more so both seeded requests meet the same measured state.
-    httpx.post(url, json={"input": TEXT, "response_format": "pcm"}, timeout=120)
     seeded = [
         httpx.post(
             url,

@@ -112,10 +112,11 @@ async def test_the_demo_checkpoint_speaks_the_same_ids_through_the_grammar_head(
         ["<|start_style_label|>", "<|gender_0|>", "<|end_style_label|>"]
     )
     stop = (tokenizer.convert_tokens_to_ids(IM_END),)
-    settings = Settings(device="cpu", llm_dtype="float32")
-    restricted = create_engine("transformers", demo_llm_dir, settings)
+    restricted = create_engine(
+        "transformers", demo_llm_dir, Settings(device="cpu", llm_dtype="float32", llm_grammar_head=True)
+    )
     full = create_engine(
-        "transformers", demo_llm_dir, settings.model_copy(update={"llm_grammar_head": False})
+        "transformers", demo_llm_dir, Settings(device="cpu", llm_dtype="float32", llm_grammar_head=False)
     )
     assert isinstance(restricted, TransformersEngine) and isinstance(full, TransformersEngine)
     try:
