@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import tempfile
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 from services.database import DatabaseClients, PostgresPool
 from services.errors import ServiceError
 from services.pronunciation.records import DictionaryRecord, is_dictionary_id
+from shared.files import write_json_atomically
 from shared.settings import Settings
 
 logger = logging.getLogger("services.pronunciation")
@@ -89,17 +88,7 @@ class FileDictionaryStore(DictionaryStore):
     def _write(self, record: DictionaryRecord) -> None:
         path = self._path(record.dictionary_id)
         assert path is not None
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(record.to_row(), out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json_atomically(path, record.to_row())
 
     def _read(self, path: Path) -> DictionaryRecord | None:
         try:

@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 from services.voice_library.records import VoiceRecord, is_custom_voice_id
 from services.voice_library.store import VoiceStore, VoiceStoreUnavailable
+from shared.files import write_json_atomically
 
 logger = logging.getLogger("services.voice_library")
 
@@ -38,16 +37,7 @@ class FileVoiceStore(VoiceStore):
         self.directory.mkdir(parents=True, exist_ok=True)
         if path.exists():
             raise FileExistsError(record.voice_id)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(record.to_json_row(), out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json_atomically(path, record.to_json_row())
 
     def _read(self, path: Path) -> VoiceRecord | None:
         try:

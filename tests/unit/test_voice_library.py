@@ -212,7 +212,7 @@ async def test_a_failure_at_any_step_leaves_nothing_behind(
         runtime.fail = RuntimeError("boom")
     elif case == "store fails":
         monkeypatch.setattr(
-            "services.voice_library.file_store.os.replace",
+            "shared.files.os.replace",
             lambda *_: (_ for _ in ()).throw(OSError(28, "No space left on device")),
         )
     elif case == "blank name":

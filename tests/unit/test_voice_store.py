@@ -140,7 +140,7 @@ async def test_file_store_writes_whole_files_only_and_never_leaves_temporaries(
     def disk_full(*_args, **_kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("services.voice_library.file_store.os.replace", disk_full)
+    monkeypatch.setattr("shared.files.os.replace", disk_full)
     with pytest.raises(VoiceStoreUnavailable) as info:
         await store.insert(record())
     assert info.value.code == "SERVICE_UNAVAILABLE" and info.value.retry_after
