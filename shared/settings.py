@@ -141,12 +141,11 @@ class LLMSettings(_Group):
         description="transformers engine: requests generating at once (they take turns step by step).",
     )
     llm_grammar_head: bool = Field(
-        False,
+        True,
         description="transformers engine: compute logits only for the ids the Spark parser reads (semantic, "
         "global, acoustic values, markers: ~13k of 166k rows), ~27% fewer weights read per step. A model that keeps to "
         "the grammar (the released one, the demo) generates the same ids, greedy or seeded; other ids (text, which "
-        "the parser skips) can no longer be generated. Off by default: with it on, a seeded request served under load "
-        "was seen to give different audio from one run to the next, which the engine alone does not show.",
+        "the parser skips) can no longer be generated.",
     )
 
 

@@ -167,7 +167,9 @@ class Admission:
         self.miss_memory_s = miss_memory_s
         self.pace_rows_floor = pace_rows_floor
         self.sr_lead_needs_pace = sr_lead_needs_pace
-        self.sr_leads: Counter[str] = Counter()  # 48 kHz streams' lead-window decisions: taken, llm_slow
+        self.sr_leads: Counter[str] = (
+            Counter()
+        )  # 48 kHz streams' lead-window decisions: taken, llm_slow, seeded
         self.max_wait_s = max(0.0, max_wait_s)
         self.wait_rules = frozenset(wait_rules)  # the rules admit() waits out (others refuse at once)
         if not self.wait_rules <= WAITABLE_RULES:
@@ -410,16 +412,20 @@ class Admission:
             self.shares.note_refusal(key)
         return replace(decision, waited_s=waited_s) if waited_s else decision
 
-    def first_chunk_schedule(self, requested: LatencyPreference) -> LatencyPreference:
+    def first_chunk_schedule(
+        self, requested: LatencyPreference, *, reproducible: bool = False
+    ) -> LatencyPreference:
         """The first-chunk schedule an admitted stream gets: the one it asked for, or `exact` once the codec's
         measured cost per stream times the streams open plus one passes `short_schedule_share` of the device.
+        A `reproducible` stream (a request with a seed) always gets the one it asked for: its audio must not depend
+        on the load it met (the same seed gives the same bytes).
 
         Why: a short first-second schedule (balanced, lowest) decodes ~3.5 tokens per kept one for a stream's first
         second, the exact schedule ~1.5, and a busy device pays that on every newcomer. Under load a newcomer waits
         for the full look-ahead (first audio ~0.2-0.5 s later on the simulated H100) and the device carries more
         streams in real time: 242 of 250 admitted at 16 kHz with no underrun instead of 137 (docs/benchmarks.md).
         Refusing is the last resort; a later first chunk comes before it."""
-        schedule, reason = self._first_chunk(requested)
+        schedule, reason = (requested, "seeded") if reproducible else self._first_chunk(requested)
         self.first_chunks[(schedule, reason)] += 1
         FIRST_CHUNK_SCHEDULES.labels(schedule=schedule, reason=reason).inc()
         return schedule
@@ -451,7 +457,7 @@ class Admission:
         )
         return "exact", "codec_busy"
 
-    def sr_lead(self) -> bool:
+    def sr_lead(self, *, reproducible: bool = False) -> bool:
         """Whether a new 48 kHz stream's first AP-BWE window may take its right context from the decode schedule's
         held overlap (core.sr_planner, the lead window): its first audio then leaves with the first decoded chunk
         (token 16 instead of 28, and a decode call sooner), holding 80 ms instead of 265.
@@ -462,7 +468,13 @@ class Admission:
         newcomers: in `bench.simulate` at 48 kHz, 600 offered within 10 s at 0.056 ms per LLM row, seeds 0-2, admitted
         91-107 with a bound of 2.5x or 3x, 105-111 at 3.5x and 104-115 with no lead; 64 within 10 s at 0.02 kept
         most of the lead's gain at 3.5x (p50 146-155 ms against 170-176 without) and lost it at 4x (172-175)
-        (`python -m bench.sim_sr_lead`, docs/benchmarks.md)."""
+        (`python -m bench.sim_sr_lead`, docs/benchmarks.md).
+
+        A `reproducible` stream (a seed) takes the lead as an idle engine's stream does, whatever the pace: its audio
+        must not depend on the load it met."""
+        if reproducible:
+            self.sr_leads["seeded"] += 1
+            return True
         pace = self.pace() if self.generating is not None else None
         taken = pace is None or pace >= self.sr_lead_needs_pace * self.need_tokens_per_s
         self.sr_leads["taken" if taken else "llm_slow"] += 1

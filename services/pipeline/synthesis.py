@@ -220,10 +220,12 @@ class SynthesisJob:
         # Admission measures and steers live streams only: a background job is neither counted nor steered by it.
         admission = resources.admission if request.work_class == "live" else None
         self.admission = admission
+        # A seeded request's audio must not depend on the load it meets: admission does not steer its schedule.
+        reproducible = request.sampling.seed is not None
         if (
             admission is not None
         ):  # under load a newcomer's first chunk waits for the full look-ahead (admission.py)
-            latency = admission.first_chunk_schedule(latency)
+            latency = admission.first_chunk_schedule(latency, reproducible=reproducible)
         self.first_stream_config = self.stream_config.for_latency(latency)
         # At 48 kHz a short first chunk's held overlap may stand in as the first AP-BWE window's right context
         # (core.sr_planner, the lead window), while the engine is far enough ahead (Admission.sr_lead).
@@ -232,7 +234,7 @@ class SynthesisJob:
             and request.want_sr
             and latency != "exact"
             and resources.sr is not None
-            and (admission is None or admission.sr_lead())
+            and (admission is None or admission.sr_lead(reproducible=reproducible))
         )
         self.chain = AudioOutput(
             resources,
@@ -497,11 +499,17 @@ class SynthesisJob:
             seconds += length
         return groups
 
-    async def _decode_windows(self, planner: DecodePlanner, windows: list[PlannedWindow]) -> list[np.ndarray]:
+    async def _decode_windows(
+        self, planner: DecodePlanner, windows: list[PlannedWindow]
+    ) -> list[tuple[np.ndarray, np.ndarray | None]]:
         """The windows' audio from the codec scheduler (a group submitted together: they may share one device call),
         taken back by the planner in order (its crossfades); each group waits for playback with its own audio
-        counted (`_pace`), so the client never holds much more than `stream_max_ahead_s`."""
-        out: list[np.ndarray] = []
+        counted (`_pace`), so the client never holds much more than `stream_max_ahead_s`.
+
+        Each chunk comes with the planner's held overlap right after it (its guess of what follows: the SR lead
+        window's right context), so a chunk's audio is the same whether the engine's delta planned it alone or
+        together with the next window: a seeded request's bytes do not depend on the engine's timing."""
+        out: list[tuple[np.ndarray, np.ndarray | None]] = []
         for group in self._paced_groups(windows) if windows else []:
             await self._pace(sum(self._window_seconds(w) for w in group))
             assert self.handle is not None
@@ -511,27 +519,29 @@ class SynthesisJob:
                 [DecodeWindow(w.ids, d, w.keep_start, w.keep_end) for w in group]
             )
             DECODE_STAGE_SECONDS.observe(time.perf_counter() - started)
-            out += [planner.take(w, audio) for w, audio in zip(group, kept, strict=True)]
+            for w, audio in zip(group, kept, strict=True):
+                chunk = planner.take(w, audio)
+                out.append((chunk, planner.held_audio))
         return out
 
     async def _decode_push(self, run: ChunkRun, planner: DecodePlanner, semantic: list[int]) -> bytes:
         windows = planner.push(semantic)
         if not windows:  # most engine deltas only buffer: nothing to await, decode or send
             return b""
-        chunks = await self._decode_windows(planner, windows)
-        if chunks and self.stats.first_audio_engine_ids is None:
+        decoded = await self._decode_windows(planner, windows)
+        if decoded and self.stats.first_audio_engine_ids is None:
             self.stats.first_audio_engine_ids = (self.stats.preamble_ids or 0) + planner.tokens_in
-        return await self._chain_chunks(run, chunks, ahead=planner.held_audio)
+        return await self._chain_chunks(run, [chunk for chunk, _ in decoded], [ahead for _, ahead in decoded])
 
     async def _decode_finish(self, run: ChunkRun, planner: DecodePlanner, *, fade: bool = False) -> bytes:
-        chunks = await self._decode_windows(planner, planner.finish())
+        chunks = [chunk for chunk, _ in await self._decode_windows(planner, planner.finish())]
         # Faded when the chunk is cut at a token guard's detection point.
         return await self._chain_chunks(run, self.guards.fade_last(chunks) if fade else chunks)
 
     async def _chain_chunks(
-        self, run: ChunkRun, chunks: list[np.ndarray], ahead: np.ndarray | None = None
+        self, run: ChunkRun, chunks: list[np.ndarray], aheads: list[np.ndarray | None] | None = None
     ) -> bytes:
-        """`ahead`: the decode planner's held overlap after the last chunk (the guess of what follows it)."""
+        """`aheads`: per chunk, the decode planner's held overlap right after it (the guess of what follows it)."""
         out = bytearray()
         for i, chunk in enumerate(chunks):
             if run.stop is not None:
@@ -543,7 +553,7 @@ class SynthesisJob:
             kept = run.keep_or_hold(chunk)
             if kept is not None and kept.size:
                 follows = (
-                    ahead if i == len(chunks) - 1 and run.stop is None else None
+                    aheads[i] if aheads is not None and run.stop is None else None
                 )  # a cut piece ends here
                 out += await self._push_kept(kept, follows)
         return bytes(out)

@@ -479,6 +479,9 @@ def test_under_load_a_newcomer_gets_the_exact_first_chunk_only_while_the_llm_is_
         sched.stats.busy_seconds += 0.09
         adm.note_tokens(4 * 15)
     assert adm.first_chunk_schedule("lowest") == "exact" and adm.long_first_chunks == 1
+    # A seeded request keeps its schedule: the same seed gives the same bytes under any load.
+    assert adm.first_chunk_schedule("lowest", reproducible=True) == "lowest"
+    assert adm.first_chunks[("lowest", "seeded")] == 1 and adm.long_first_chunks == 1
     assert adm.first_chunk_schedule("exact") == "exact"
     sched.active_streams = 6  # 0.7 of the device with one more: under the 0.8 share, the short schedule stays
     assert adm.first_chunk_schedule("balanced") == "balanced"
@@ -506,9 +509,11 @@ def test_a_48khz_newcomer_takes_the_lead_window_only_while_the_llm_is_3_5x_ahead
         sched.now += 0.1
         adm.note_tokens(4 * 15)
     assert not adm.sr_lead()
-    assert adm.sr_leads == {"taken": 2, "llm_slow": 1} and adm.view()["sr_leads"] == {
+    assert adm.sr_lead(reproducible=True)  # a seeded stream takes it as on an idle engine, whatever the pace
+    assert adm.sr_leads == {"taken": 2, "llm_slow": 1, "seeded": 1} and adm.view()["sr_leads"] == {
         "taken": 2,
         "llm_slow": 1,
+        "seeded": 1,
     }
 
 
