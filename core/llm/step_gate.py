@@ -40,7 +40,9 @@ class OwnerUsage:
     """Each owner's used seconds, decayed with a half-life (thread-safe): what the step gate ranks by, and on a CPU
     what the codec scheduler charges a key's decode seconds to."""
 
-    def __init__(self, half_life_s: float = USAGE_HALF_LIFE_S, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, half_life_s: float = USAGE_HALF_LIFE_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._decay = math.log(2) / half_life_s
         self.clock = clock
         self._lock = threading.Lock()
@@ -144,7 +146,9 @@ class FairStepGate:
                 if not background:
                     self._stepped_at[owner] = now
                     if len(self._stepped_at) > _MAX_OWNERS:  # nobody reads busy_owners: keep it bounded
-                        self._stepped_at = {o: t for o, t in self._stepped_at.items() if now - t <= BUSY_AFTER_STEP_S}
+                        self._stepped_at = {
+                            o: t for o, t in self._stepped_at.items() if now - t <= BUSY_AFTER_STEP_S
+                        }
                 self._stepping = None
                 self._busy = False
                 if self._waiting and (background, used) < self._rank(self._best(now), now)[:2]:
