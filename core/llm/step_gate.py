@@ -5,7 +5,9 @@ every one of another key's: the other key's first audio waits behind the flood. 
 to the waiting request whose owner (the API key) has used the least engine time lately (each owner's step seconds,
 decayed with a half-life of a few seconds), first come first served between equals. A newcomer therefore steps
 at once until it has used as much as the busiest owner, and steady owners share the engine evenly, whatever their
-request counts. Background work (long-form jobs) steps only when no live request waits.
+request counts. A live request also costs its owner a fixed `REQUEST_COST_S` when it starts (its work outside the
+steps), so many tiny requests rank as the work they make. Background work (long-form jobs) steps only when no live
+request waits.
 
 The usage account (`OwnerUsage`) can be shared: on a CPU the codec scheduler charges each key's decode seconds to
 the same account and reads the gate's `busy_owners` (services/device/key_share.py `CpuTurns`), so a key's engine and
@@ -31,6 +33,13 @@ _MAX_OWNERS = 4096  # usage entries kept; the smallest are dropped past this
 # How long the gate waits for the owner that just stepped to ask again (its thread samples the next id and hands
 # it on between steps): past this it goes to the next waiter (the request ended, or its client is not reading).
 RETURN_GRACE_S = 0.005
+# What a live request costs its owner in the account when it starts, beside its steps and decodes: the process's
+# work for a request outside them (the socket's messages, the key check, credits and the request's row, the
+# pipeline's set-up and end) holds the event loop and the GIL and is charged nowhere else, so without it a key's
+# stream of one-character requests ranks as light as one long request. Set with bench/bench_flood_fairness.py on
+# the CPU demo: 5 ms (the event loop's CPU per request under the synthesis flood) left the other key's first audio
+# at ~1.7x its baseline, 20 ms at ~1.4x.
+REQUEST_COST_S = 0.02
 # How long after its last step an owner still counts as stepping (`busy_owners`): its thread draws, hands the id on
 # and asks again within a few milliseconds, and a codec call let in meanwhile would run beside its next steps.
 BUSY_AFTER_STEP_S = 0.05
@@ -112,6 +121,10 @@ class FairStepGate:
 
     def _usage_at(self, owner: str | None, now: float) -> float:
         return self.account.usage(owner, now)
+
+    def note_request(self, owner: str | None) -> None:
+        """A live request of `owner` starts: `REQUEST_COST_S` to its account."""
+        self.account.charge(owner, REQUEST_COST_S)
 
     def busy_owners(self) -> set[str | None]:
         """The live owners stepping now: holding the gate, waiting for it, or done with a step within

@@ -338,6 +338,7 @@ class TransformersEngine:
         if live:
             with self._live_turn:
                 self._live_generating += 1
+            self._steps.note_request(sampling.owner)
         try:
             with torch.inference_mode():
                 self._decode(prompt, sampling, channel)

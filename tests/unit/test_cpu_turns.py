@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from core.llm.step_gate import BUSY_AFTER_STEP_S, FairStepGate, OwnerUsage
+from core.llm.step_gate import BUSY_AFTER_STEP_S, REQUEST_COST_S, FairStepGate, OwnerUsage
 from services.device import CodecScheduler, SchedulerPolicy
 from services.device.key_share import CpuTurns
 from tests.codec_fakes import FakeClock, RecordingRunner, window
@@ -44,6 +44,18 @@ def test_decode_seconds_add_to_the_key_s_step_usage() -> None:
         clock.now += 0.25  # a step of 250 ms
     turns.charge([("A", 30), ("B", 10)], 0.4)  # a call of two rows: its seconds by the rows' work
     assert abs(gate.usage("A") - 0.55) < 1e-9 and abs(gate.usage("B") - 0.1) < 1e-9
+
+
+def test_many_small_requests_rank_heavier_than_one_request_of_the_same_steps() -> None:
+    clock = FakeClock()
+    gate = _gate(clock)
+    for owner, requests in (("A", 4), ("B", 1)):
+        for _ in range(requests):
+            gate.note_request(owner)
+            with gate.turn(owner):
+                clock.now += 0.04 / requests  # 40 ms of steps either way
+    assert gate.usage("A") - gate.usage("B") > 2.5 * REQUEST_COST_S  # three more requests (less some decay)
+    assert CpuTurns(lambda: gate).held({"A", "B"}, set()) == {"A"}
 
 
 def test_without_an_engine_gate_the_codec_keeps_an_account_of_its_own() -> None:
