@@ -17,8 +17,8 @@ streams' windows.
 **Turns on a CPU** (`CpuTurns`). On a CPU the codec's calls, the engine's steps and the event loop share the same few
 cores, so a key's decodes slow another key's steps however fair each queue is (a one-character + flush loop on four
 sockets decodes for half the time). There the scheduler charges each live call's seconds to its rows' keys (by their
-work) in the engine's usage account (core/llm/step_gate.py `OwnerUsage`: decayed seconds, engine steps and decodes
-added up), and a key's windows wait in the queue, before any device thread takes them, while a key that used less
+work) in the engine's usage account (core/llm/step_gate.py `OwnerUsage`: decayed seconds, engine steps, decodes
+and a fixed cost per request added up), and a key's windows wait in the queue, before any device thread takes them, while a key that used less
 is busy: stepping in the engine, or with windows queued or running. The lighter key's request runs as if alone; the
 heavier key goes on the moment it is idle or has used less. A lone key, or one key's many streams, never waits.
 """
