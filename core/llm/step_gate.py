@@ -5,7 +5,13 @@ every one of another key's: the other key's first audio waits behind the flood. 
 to the waiting request whose owner (the API key) has used the least engine time lately (each owner's step seconds,
 decayed with a half-life of a few seconds), first come first served between equals. A newcomer therefore steps
 at once until it has used as much as the busiest owner, and steady owners share the engine evenly, whatever their
-request counts. Background work (long-form jobs) steps only when no live request waits.
+request counts. A live request also costs its owner a fixed `REQUEST_COST_S` when it starts (its work outside the
+steps), so many tiny requests rank as the work they make. Background work (long-form jobs) steps only when no live
+request waits.
+
+The usage account (`OwnerUsage`) can be shared: on a CPU the codec scheduler charges each key's decode seconds to
+the same account and reads the gate's `busy_owners` (services/device/key_share.py `CpuTurns`), so a key's engine and
+decode seconds add up, and a heavier key's codec work waits while a lighter key is stepping.
 
 Uncontended, a step costs one condition acquire and a dictionary update.
 """
@@ -27,6 +33,50 @@ _MAX_OWNERS = 4096  # usage entries kept; the smallest are dropped past this
 # How long the gate waits for the owner that just stepped to ask again (its thread samples the next id and hands
 # it on between steps): past this it goes to the next waiter (the request ended, or its client is not reading).
 RETURN_GRACE_S = 0.005
+# What a live request costs its owner in the account when it starts, beside its steps and decodes: the process's
+# work for a request outside them (the socket's messages, the key check, credits and the request's row, the
+# pipeline's set-up and end) holds the event loop and the GIL and is charged nowhere else, so without it a key's
+# stream of one-character requests ranks as light as one long request. Set with bench/bench_flood_fairness.py on
+# the CPU demo: 5 ms (the event loop's CPU per request under the synthesis flood) left the other key's first audio
+# at ~1.7x its baseline, 20 ms at ~1.4x.
+REQUEST_COST_S = 0.02
+# How long after its last step an owner still counts as stepping (`busy_owners`): its thread draws, hands the id on
+# and asks again within a few milliseconds, and a codec call let in meanwhile would run beside its next steps.
+BUSY_AFTER_STEP_S = 0.05
+
+
+class OwnerUsage:
+    """Each owner's used seconds, decayed with a half-life (thread-safe): what the step gate ranks by, and on a CPU
+    what the codec scheduler charges a key's decode seconds to."""
+
+    def __init__(
+        self, half_life_s: float = USAGE_HALF_LIFE_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._decay = math.log(2) / half_life_s
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._used: dict[str | None, tuple[float, float]] = {}  # owner -> (seconds used, as of)
+
+    def usage(self, owner: str | None, now: float | None = None) -> float:
+        """The owner's decayed seconds at `now` (default: the clock's now)."""
+        with self._lock:
+            return self._at(owner, self.clock() if now is None else now)
+
+    def charge(self, owner: str | None, seconds: float, now: float | None = None) -> float:
+        """Add `seconds` to the owner's use; its decayed use after."""
+        with self._lock:
+            now = self.clock() if now is None else now
+            used = self._at(owner, now) + seconds
+            self._used[owner] = (used, now)
+            if len(self._used) > _MAX_OWNERS:
+                ranked = sorted(self._used, key=lambda o: self._at(o, now))
+                for o in ranked[: len(ranked) // 2]:
+                    del self._used[o]
+            return used
+
+    def _at(self, owner: str | None, now: float) -> float:
+        used, at = self._used.get(owner, (0.0, now))
+        return used * math.exp(-self._decay * max(0.0, now - at))
 
 
 @dataclass
@@ -51,26 +101,43 @@ class FairStepGate:
         half_life_s: float = USAGE_HALF_LIFE_S,
         clock: Callable[[], float] = time.monotonic,
         return_grace_s: float = RETURN_GRACE_S,
+        usage: OwnerUsage | None = None,
     ) -> None:
-        self._decay = math.log(2) / half_life_s
         self._clock = clock
         self._grace_s = return_grace_s
         self._cond = threading.Condition()
         self._busy = False
         self._waiting: list[_Turn] = []
-        self._usage: dict[str | None, tuple[float, float]] = {}  # owner -> (seconds used, as of)
+        self.account = usage or OwnerUsage(half_life_s, clock)  # owner -> decayed step (and decode) seconds
+        self._stepping: tuple[str | None, bool] | None = None  # the owner (and class) holding the gate
+        self._stepped_at: dict[str | None, float] = {}  # live owners -> when their last step ended
         self._held_for: tuple[str | None, bool] | None = None  # the owner (and class) the free gate waits for
         self._held_until = 0.0  # time.monotonic(): real time, whatever `clock` is
         self._seq = itertools.count()
 
     def usage(self, owner: str | None) -> float:
-        """The owner's decayed step seconds now."""
-        with self._cond:
-            return self._usage_at(owner, self._clock())
+        """The owner's decayed step seconds now (and decode seconds, where the account is shared)."""
+        return self.account.usage(owner, self._clock())
 
     def _usage_at(self, owner: str | None, now: float) -> float:
-        used, at = self._usage.get(owner, (0.0, now))
-        return used * math.exp(-self._decay * max(0.0, now - at))
+        return self.account.usage(owner, now)
+
+    def note_request(self, owner: str | None) -> None:
+        """A live request of `owner` starts: `REQUEST_COST_S` to its account."""
+        self.account.charge(owner, REQUEST_COST_S)
+
+    def busy_owners(self) -> set[str | None]:
+        """The live owners stepping now: holding the gate, waiting for it, or done with a step within
+        `BUSY_AFTER_STEP_S` (between two steps of one request)."""
+        with self._cond:
+            now = self._clock()
+            for owner in [o for o, t in self._stepped_at.items() if now - t > BUSY_AFTER_STEP_S]:
+                del self._stepped_at[owner]
+            busy = set(self._stepped_at)
+            busy.update(t.owner for t in self._waiting if not t.background)
+            if self._stepping is not None and not self._stepping[1]:
+                busy.add(self._stepping[0])
+            return busy
 
     @contextmanager
     def turn(self, owner: str | None, *, background: bool = False) -> Iterator[None]:
@@ -88,10 +155,14 @@ class FairStepGate:
         finally:
             with self._cond:
                 now = self._clock()
-                used = self._usage_at(owner, now) + (now - started)
-                self._usage[owner] = (used, now)
-                if len(self._usage) > _MAX_OWNERS:
-                    self._forget_smallest(now)
+                used = self.account.charge(owner, now - started, now)
+                if not background:
+                    self._stepped_at[owner] = now
+                    if len(self._stepped_at) > _MAX_OWNERS:  # nobody reads busy_owners: keep it bounded
+                        self._stepped_at = {
+                            o: t for o, t in self._stepped_at.items() if now - t <= BUSY_AFTER_STEP_S
+                        }
+                self._stepping = None
                 self._busy = False
                 if self._waiting and (background, used) < self._rank(self._best(now), now)[:2]:
                     self._held_for = (owner, background)
@@ -126,9 +197,5 @@ class FairStepGate:
         self._waiting.remove(turn)
         turn.granted = True
         self._busy = True
+        self._stepping = (turn.owner, turn.background)
         self._cond.notify_all()
-
-    def _forget_smallest(self, now: float) -> None:
-        ranked = sorted(self._usage, key=lambda owner: self._usage_at(owner, now))
-        for owner in ranked[: len(ranked) // 2]:
-            del self._usage[owner]

@@ -227,6 +227,11 @@ class TransformersEngine:
         self._closed = False
         self.steps_total = 0  # forward steps run (= tokens generated) over the engine's life
 
+    @property
+    def step_gate(self) -> FairStepGate:
+        """The gate the steps take turns in (the CPU codec scheduler shares its usage account: key_share.CpuTurns)."""
+        return self._steps
+
     @classmethod
     def from_pretrained(
         cls,
@@ -333,6 +338,7 @@ class TransformersEngine:
         if live:
             with self._live_turn:
                 self._live_generating += 1
+            self._steps.note_request(sampling.owner)
         try:
             with torch.inference_mode():
                 self._decode(prompt, sampling, channel)

@@ -11,14 +11,24 @@ short streams keeps up while few of them are open (a one-character + flush loop 
 moment it is refused). An admitted ask is already an open stream, so a client asking one request at a time, however
 often, holds one. On the device stand-in, open streams alone let a victim be refused 16 times in 316 while the flood
 held no stream between its refused asks, and counting 10 s of admissions held a key's steady use against it
-(docs/benchmarks.md, `flood_fairness`). Device seconds have no owner: the scheduler's calls batch many streams'
-windows.
+(docs/benchmarks.md, `flood_fairness`). On a GPU device seconds have no owner: the scheduler's calls batch many
+streams' windows.
+
+**Turns on a CPU** (`CpuTurns`). On a CPU the codec's calls, the engine's steps and the event loop share the same few
+cores, so a key's decodes slow another key's steps however fair each queue is (a one-character + flush loop on four
+sockets decodes for half the time). There the scheduler charges each live call's seconds to its rows' keys (by their
+work) in the engine's usage account (core/llm/step_gate.py `OwnerUsage`: decayed seconds, engine steps, decodes
+and a fixed cost per request added up), and a key's windows wait in the queue, before any device thread takes them, while a key that used less
+is busy: stepping in the engine, or with windows queued or running. The lighter key's request runs as if alone; the
+heavier key goes on the moment it is idle or has used less. A lone key, or one key's many streams, never waits.
 """
 
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
+
+from core.llm.step_gate import FairStepGate, OwnerUsage
 
 
 class KeyShares:
@@ -55,3 +65,41 @@ class KeyShares:
                 times.popleft()
             if not times:
                 del self._refused_at[name]
+
+
+class CpuTurns:
+    """Which keys' codec windows wait on a CPU while a lighter key is busy (the module docstring, "Turns on a CPU").
+
+    `gate`: the engine's step gate, looked up when asked (the engine is built after the codec): its usage account is
+    the one charged (decode and step seconds add up) and its `busy_owners` are the keys stepping. None (an engine
+    with no gate, or none yet): an account of the codec's own, and no key stepping."""
+
+    def __init__(self, gate: Callable[[], FairStepGate | None]) -> None:
+        self._gate = gate
+        self._own = OwnerUsage()
+
+    @property
+    def usage(self) -> OwnerUsage:
+        gate = self._gate()
+        return self._own if gate is None else gate.account
+
+    def held(self, queued: Collection[str | None], running: Collection[str | None]) -> set[str | None]:
+        """The keys among `queued` (keys with windows waiting) whose windows wait: another key that used less is
+        busy (stepping, queued, or in `running`: keys of calls on the device)."""
+        gate = self._gate()
+        busy = set(queued) | set(running)
+        if gate is not None:
+            busy |= gate.busy_owners()
+        if len(busy) < 2:
+            return set()
+        usage = self.usage
+        now = usage.clock()
+        used = {key: usage.usage(key, now) for key in busy}
+        return {key for key in queued if any(used[other] < used[key] for other in busy if other != key)}
+
+    def charge(self, rows: Collection[tuple[str | None, int]], seconds: float) -> None:
+        """A call's seconds, to its rows' keys by their work (owner, units)."""
+        usage = self.usage
+        total = sum(units for _, units in rows) or 1
+        for key, units in rows:
+            usage.charge(key, seconds * units / total)

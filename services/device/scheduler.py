@@ -30,6 +30,12 @@ real models; a cost-model stand-in on a virtual clock for `bench.simulate`). It 
 stream's playback clock and pacing belong to delivery (`playback.PlaybackClock`): the scheduler reads a stream's
 deadline from it and never paces.
 
+**Turns between keys on a CPU.** Given `turns` (services/device/key_share.py `CpuTurns`; the runtime gives it on a
+CPU only), a key's live windows stay queued while a key that used less (engine steps and decodes, one decayed
+account) is busy, and each live call's seconds are charged to its rows' keys: on two cores a flood's decodes
+otherwise take the cores another key's engine steps need. The wait is in the queue, never on a device thread. On a
+GPU there are no turns: a call batches many keys' windows, and splitting them would cost the batch.
+
 **Work classes.** A stream opened as `background` (long-form jobs: nobody listens yet) queues its windows apart from
 the live ones, in submission order, and they run only in device time live streams do not need: when no live window
 or model call waits and `background.BackgroundGate` lets them (no live miss, no live stream short of audio, a bounded
@@ -57,6 +63,7 @@ import numpy as np
 
 from services.device.background import BackgroundGate, BackgroundPolicy
 from services.device.calls import Call, DeviceRunner, ModelCallKind, SchedulerPolicy
+from services.device.key_share import CpuTurns
 from services.device.loop_lag import LoopLag
 from services.device.telemetry import SchedulerStats, record_call, record_device_seconds, record_model_call
 from services.device.windows import (
@@ -114,6 +121,9 @@ def _urgency(p: _Pending | _ModelCall) -> tuple[float, int]:
     return p.deadline, p.seq
 
 
+# How soon the planner looks again while windows wait for a lighter key's turn (its steps end without telling us).
+TURN_RECHECK_S = 0.005
+
 _NOT_RUN = object()  # a model call's result when its caller went away before a device thread took it
 
 
@@ -166,8 +176,15 @@ class CodecScheduler:
         busy_window_s: float = 2.0,
         background: BackgroundPolicy | None = None,
         loop_lag: LoopLag | None = None,
+        turns: CpuTurns | None = None,
     ) -> None:
         self.runner = runner
+        # Turns between keys (CPU only; None: EDF alone): the keys of live calls on the device, the keys whose
+        # windows wait for a lighter key, and the timer that looks again
+        self.turns = turns
+        self._running_keys: Counter[str | None] = Counter()
+        self._held_keys: set[str | None] = set()
+        self._turn_timer: asyncio.TimerHandle | None = None
         # The event loop's stalls, taken off a miss before admission reads it (loop_lag.py); None: every miss counts
         self.loop_lag = loop_lag
         self.policy = policy or SchedulerPolicy()
@@ -214,6 +231,8 @@ class CodecScheduler:
                 self._model_calls.clear()
                 self._inflight.clear()
                 self._bg_inflight, self._bg_timer = 0, None
+                self._running_keys.clear()
+                self._held_keys, self._turn_timer = set(), None
             self._wake = asyncio.Event()
             self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="codec-scheduler")
 
@@ -531,6 +550,39 @@ class CodecScheduler:
             ), chosen
         return Call(kind, tuple(p.window for p in chosen), length, rows_padded, true_end), chosen
 
+    def _plan_turns(self) -> tuple[Call, list[_Pending]] | None:
+        """`_plan` over the live windows whose key is not waiting for a lighter key's turn (`CpuTurns.held`); the
+        planned call's keys count as running until it ends."""
+        assert self.turns is not None
+        queued = {p.stream.owner for p in self._pending if not p.future.done()}
+        self._held_keys = held = self.turns.held(queued, +self._running_keys) if queued else set()
+        if not held:
+            planned = self._plan()
+        else:
+            for p in self._pending:
+                if p.stream.owner in held:
+                    p.waiting, p.decided = "lighter_key_busy", self._decisions
+            self._look_again_for_turns()
+            free = [p for p in self._pending if p.stream.owner not in held]
+            planned = self._plan(free) if free else None
+            if planned is not None:
+                taken = {id(p) for p in planned[1]}
+                self._pending = [p for p in self._pending if id(p) not in taken]
+        if planned is not None:
+            self._running_keys.update(p.stream.owner for p in planned[1])
+        return planned
+
+    def _look_again_for_turns(self) -> None:
+        if self._turn_timer is not None or self._wake is None:
+            return
+        wake = self._wake
+
+        def look() -> None:
+            self._turn_timer = None
+            wake.set()
+
+        self._turn_timer = asyncio.get_running_loop().call_later(TURN_RECHECK_S, look)
+
     def _plan_background(self) -> tuple[Call, list[_Pending]] | None:
         """A background call, if background windows wait, none runs yet and the gate lets one start now (there is
         no live work to run when this is asked); else None, and a timer to look again while some wait."""
@@ -578,7 +630,8 @@ class CodecScheduler:
             calls.pop(0)
         if not calls:
             return None
-        head = next((p for p in self._pending if not p.future.done()), None)
+        held = self._held_keys
+        head = next((p for p in self._pending if not p.future.done() and p.stream.owner not in held), None)
         if head is not None and _urgency(head) < _urgency(calls[0]):
             return None
         self._decisions += 1
@@ -618,7 +671,7 @@ class CodecScheduler:
                 if model_call is not None:
                     task = loop.create_task(self._execute_model_call(model_call))
                 else:
-                    planned = self._plan()
+                    planned = self._plan() if self.turns is None else self._plan_turns()
                     if planned is not None:
                         task = loop.create_task(self._execute(*planned))
                     elif self._bg_pending:
@@ -659,6 +712,10 @@ class CodecScheduler:
                 self._account_background(call, ended, started, device_seconds)
             else:
                 self._account(call, chosen, started, ended, device_seconds)
+                if self.turns is not None:
+                    self._running_keys.subtract(p.stream.owner for p in chosen)
+                    seconds = max(0.0, device_seconds if device_seconds is not None else ended - started)
+                    self.turns.charge([(p.stream.owner, p.units) for p in chosen], seconds)
         for p, audio in zip(chosen, results, strict=True):
             if not p.future.done():
                 p.future.set_result(audio)

@@ -33,9 +33,17 @@ WindowKind = Literal["decode", "sr"]
 #   and a row of another length, a true end that would be padded, an exact-length row and a bucketed call;
 # - padding_bound: joining would push the call's padding past `max_pad_waste`;
 # - work_bound: joining would pass the call's work bound (`max_call_*`) or its most rows, or the call filled up
-#   before the plan reached it.
+#   before the plan reached it;
+# - lighter_key_busy: on a CPU, another key that used less is busy (services/device/key_share.py `CpuTurns`).
 WaitReason = Literal[
-    "queued", "device_busy", "deadline_order", "other_kind", "length_mismatch", "padding_bound", "work_bound"
+    "queued",
+    "device_busy",
+    "deadline_order",
+    "other_kind",
+    "length_mismatch",
+    "padding_bound",
+    "work_bound",
+    "lighter_key_busy",
 ]
 WAIT_REASONS: tuple[WaitReason, ...] = (
     "queued",
@@ -45,6 +53,7 @@ WAIT_REASONS: tuple[WaitReason, ...] = (
     "length_mismatch",
     "padding_bound",
     "work_bound",
+    "lighter_key_busy",
 )
 
 
