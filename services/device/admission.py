@@ -13,8 +13,8 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
    (first come, first served) instead of answering 503: 600 arrivals within 2 s, 84-96 admitted instead of 64.
 1. **Deadline misses.** A playing stream whose window finished more than `miss_grace_s` after its audio ran out
    at real-time playback (the scheduler's `recent_misses`, last `busy_window_s`, less the event loop's own stalls:
-   `loop_lag.py`): the device is already short; refuse. The grace is under a third of the 100 ms prebuffer a client is assumed to hold: the scheduler's deadlines
-   assume none, and a newcomer's second window routinely lands a few ms after its 80 ms first chunk has played.
+   `loop_lag.py`): the device is already short; refuse. The grace is under a third of a client's assumed 100 ms
+   prebuffer: a newcomer's second window routinely lands a few ms after its 80 ms first chunk has played.
 1b. **Spacing near the limit.** At most one new stream per `spacing_s` (30 ms) while the device is near a limit:
    the LLM's projected pace (rule 2) under `spacing_pace` (1.1) times the pace it must keep, or, for `miss_memory_s`
    (10 s) after rule 1 refused, the codec's projected share (rule 3) over `spacing_share` (0.8) of its cap. Why: the
@@ -63,8 +63,7 @@ preamble ids, 600 within 2 s or 30 s, LLM 0.005-0.056 ms/row); without rule 3 at
 (`key_share.py`): the key over its share is refused first, a key within its share is admitted past the rule.
 
 Min slack is not a rule: a stream that has just started holds only its first chunk (80 ms on the balanced
-schedule), so a slack threshold would refuse on every newcomer; a stream really running dry is a miss (1).
-Calibrated with `bench.simulate` (docs/benchmarks.md)."""
+schedule), so a slack threshold would refuse on every newcomer; a stream really running dry is a miss (1)."""
 
 from __future__ import annotations
 
@@ -417,8 +416,7 @@ class Admission:
     ) -> LatencyPreference:
         """The first-chunk schedule an admitted stream gets: the one it asked for, or `exact` once the codec's
         measured cost per stream times the streams open plus one passes `short_schedule_share` of the device.
-        A `reproducible` stream (a request with a seed) always gets the one it asked for: its audio must not depend
-        on the load it met (the same seed gives the same bytes).
+        A `reproducible` stream (a seed) gets the one it asked for: its audio must not depend on the load it met.
 
         Why: a short first-second schedule (balanced, lowest) decodes ~3.5 tokens per kept one for a stream's first
         second, the exact schedule ~1.5, and a busy device pays that on every newcomer. Under load a newcomer waits
@@ -449,11 +447,7 @@ class Admission:
         logger.info(
             "first chunk: exact instead of %s: codec %.4f device s per stream-second x (%d streams + 1) = "
             "%.2f of the device; the LLM gives %.0f tokens/s per generating request",
-            requested,
-            cost,
-            streams,
-            share,
-            pace,
+            *(requested, cost, streams, share, pace),
         )
         return "exact", "codec_busy"
 
@@ -468,16 +462,10 @@ class Admission:
         newcomers: in `bench.simulate` at 48 kHz, 600 offered within 10 s at 0.056 ms per LLM row, seeds 0-2, admitted
         91-107 with a bound of 2.5x or 3x, 105-111 at 3.5x and 104-115 with no lead; 64 within 10 s at 0.02 kept
         most of the lead's gain at 3.5x (p50 146-155 ms against 170-176 without) and lost it at 4x (172-175)
-        (`python -m bench.sim_sr_lead`, docs/benchmarks.md).
-
-        A `reproducible` stream (a seed) takes the lead as an idle engine's stream does, whatever the pace: its audio
-        must not depend on the load it met."""
-        if reproducible:
-            self.sr_leads["seeded"] += 1
-            return True
-        pace = self.pace() if self.generating is not None else None
+        (`python -m bench.sim_sr_lead`, docs/benchmarks.md). A `reproducible` stream (a seed) takes it at any pace."""
+        pace = None if reproducible or self.generating is None else self.pace()
         taken = pace is None or pace >= self.sr_lead_needs_pace * self.need_tokens_per_s
-        self.sr_leads["taken" if taken else "llm_slow"] += 1
+        self.sr_leads["seeded" if reproducible else "taken" if taken else "llm_slow"] += 1
         return taken
 
     def view(self) -> dict[str, Any]:
