@@ -113,6 +113,7 @@ class IncrementalEstimate:
         self._phrase_word = 0  # the current group's first word (groups end at pauses)
         self._phrase_frame: int | None = None  # the current group's first speech frame
         self._floor = 0.0  # end of the last settled word (seconds)
+        self.voiced_s = 0.0  # speech the finished piece measured `rate` on (0: too little to measure)
 
     @property
     def duration(self) -> float:
@@ -148,7 +149,25 @@ class IncrementalEstimate:
             spans = [s.shifted(start) for s in spans]
         except Exception:  # noqa: BLE001 - timing must never fail the request; the even spread cannot fail
             spans = spread(rest, start, end)
+        self._measure_whole()
         return self._commit(spans, len(rest))
+
+    def _measure_whole(self) -> None:
+        """The piece's rate over all its words and speech (pauses left out), as the offline method takes it: the
+        speaker's rate for the next piece whatever the segmentation was (`voiced_s` weighs it)."""
+        if not len(self._db):
+            return
+        voiced = voiced_levels(self._db)
+        speech = np.flatnonzero(voiced)
+        if len(speech) < 2:
+            return
+        silent = np.diff(speech) - 1
+        seconds = (
+            int(speech[-1]) + 1 - int(speech[0]) - int(silent[silent >= MIN_PAUSE_FRAMES].sum())
+        ) * FRAME_S
+        if seconds >= MEASURED_S:
+            self.rate = float(self.units.sum()) / seconds
+            self.voiced_s = seconds
 
     # ------------------------------------------------------------------ internals
     def _deadline(self) -> float:
@@ -228,7 +247,9 @@ class IncrementalEstimate:
             return out
         units = self.units[self._phrase_word : last]
         ends = np.cumsum(units) / self.rate
-        total = int(np.searchsorted(ends - units / self.rate, len(timeline) * FRAME_S, side="left"))
+        # A word beginning within half a frame of the edge would get no frame before it: it waits for the next piece.
+        edge_s = (len(timeline) - 0.5) * FRAME_S
+        total = int(np.searchsorted(ends - units / self.rate, edge_s, side="left"))
         first, stop = self.placed, self._phrase_word + total
         used = max(1, int(round(ends[total - 1] / FRAME_S))) if total else 0
         stopped = timeline[-1] == speech[-1] and len(voiced) - 1 - speech[-1] >= MIN_PAUSE_FRAMES

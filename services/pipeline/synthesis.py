@@ -269,6 +269,8 @@ class SynthesisJob:
                 overlap_samples=self.chain.joiner.overlap,
                 ctc=resources.aligner,
                 time_stretch=request.time_stretch,
+                rates=resources.speaking_rates,
+                voice=request.voice.id,
             )
             if not incremental:
                 written = self.plan.written
