@@ -423,8 +423,9 @@ class IncrementalEstimate:
 
     @property
     def measured(self) -> bool:
-        """Whether the rate is the speaker's: measured on a group here, or given by a previous text chunk."""
-        return self._given or self._measured_s > 0
+        """Whether the rate is the speaker's: measured on a group or the finished piece here, or given by a previous
+        text chunk."""
+        return self._given or self._measured_s > 0 or self.voiced_s > 0
 
     @property
     def _rate_known(self) -> bool:
