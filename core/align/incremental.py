@@ -30,11 +30,13 @@ Measured on synthetic speech (bench/bench_timing_latency.py --simulate): mean wo
 offline method's 61 ms on 170-character text chunks (a chunk's end re-anchors the next); no word late on a simulated
 playback clock with the engine at twice real time. On espeak-ng speech (bench/bench_align.py) phrase edges at pauses
 after punctuation are within 20 ms (190 ms at 130-300 words a minute); at pauses the text does not announce, a group
-settled before the speech after it is heard is the rate's guess: 18 ms in English, 0.76 s in Hindi (a phrase 20 %
-faster than the others), seconds in Chinese (espeak's voice at 0.6 times the prior's rate).
+settled before the speech after it is heard is the rate's guess: 18 ms in English, 0.76 s in Hindi (a phrase 15 %
+faster than the others), seconds in Chinese (espeak's voice at 0.6 times the prior's rate; 0.9 s from the voice's
+measured rate).
 
-The expected rate (units per voiced second) starts from `rate` (a previous text chunk's measured rate, or
-`PRIOR_RATE`) and follows the groups cut at pauses. What is placed is never moved: later words start where it ends.
+The expected rate (units per voiced second) starts from `rate` (a previous text chunk's, or the voice's as its
+earlier output measured it: `core.align.rates`; else `PRIOR_RATE`) and follows the groups cut at pauses; `finish`
+measures the whole piece (all its words over its speech) for the next one. What is placed is never moved: later words start where it ends.
 The level threshold (95th percentile of the frames so far) only decides pauses in audio not yet settled.
 
 Never raises on any audio or words: the offline method's result, or words spread evenly (`spread`), in the worst
