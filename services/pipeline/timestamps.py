@@ -115,8 +115,11 @@ class TimestampTrack:
             self._groups.append(_fallback_group(written, spoken))
 
     # ------------------------------------------------------------------ per text chunk
-    def start_segment(self, chunk_text: str) -> None:
-        """A text chunk's audio begins (its words: what the model is asked to say for it)."""
+    def start_segment(self, chunk_text: str, voice: str | None = None) -> None:
+        """A text chunk's audio begins (its words: what the model is asked to say for it); `voice`: the chunk's, where
+        a voice segment names another than the request's (the last chunk's rate then does not carry over)."""
+        if voice is not None and voice != self.voice:
+            self.voice, self._rate = voice, None
         fade = min(self.overlap, self._produced)
         offset = (self._produced - fade) / SAMPLE_RATE
         try:

@@ -209,6 +209,8 @@ def test_a_voices_measured_rate_starts_its_next_request() -> None:
     other = TimestampTrack(rates=rates, voice="w")
     other.start_segment(text)
     assert other._segment is not None and other._segment.inc.rate == PRIOR_RATE
+    other.start_segment(text, voice="v")  # a voice segment: that voice's rate
+    assert other._segment is not None and other._segment.inc.rate == rates.get("v", "en")
 
 
 def test_speaking_rates_blend_by_speech_and_stay_bounded() -> None:
