@@ -36,8 +36,9 @@ measured rate).
 
 The expected rate (units per voiced second) starts from `rate` (a previous text chunk's, or the voice's as its
 earlier output measured it: `core.align.rates`; else `PRIOR_RATE`) and follows the groups cut at pauses; `finish`
-measures the whole piece (all its words over its speech) for the next one. What is placed is never moved: later words start where it ends.
-The level threshold (95th percentile of the frames so far) only decides pauses in audio not yet settled.
+measures the whole piece (all its words over its speech) for the next one. What is placed is never moved: later words
+start where it ends. The level threshold (95th percentile of the frames so far) only decides pauses in audio not yet
+settled.
 
 Never raises on any audio or words: the offline method's result, or words spread evenly (`spread`), in the worst
 case (`core.align.estimate` has the same property, tested with Hypothesis).
