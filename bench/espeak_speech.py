@@ -113,7 +113,7 @@ def voice_rate(speech: Speech) -> float | None:
 def _stream(
     audio: np.ndarray, words: list[str], rate: float | None
 ) -> tuple[list[WordSpan], IncrementalEstimate]:
-    aligner = IncrementalEstimate(words, rate=rate)
+    aligner = IncrementalEstimate(words, prior=rate)
     spans: list[WordSpan] = []
     at, piece = 0, 0
     while at < len(audio):

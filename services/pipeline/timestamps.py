@@ -126,12 +126,10 @@ class TimestampTrack:
             words = spoken_words_of(chunk_text)
             language = script_language(chunk_text)
             model = self.ctc.get(language) or self.ctc.get("*")
-            rate = self._rate
-            if rate is None and self.rates is not None:  # the voice's earlier output measured it
-                rate = self.rates.get(self.voice, language)
-            self._segment = _Segment(
-                words, offset, model, IncrementalEstimate(words, rate=rate, offset=offset), language
-            )
+            # The voice's earlier output measured it: a prior only (this text may be spoken faster or slower).
+            prior = self.rates.get(self.voice, language) if self._rate is None and self.rates else None
+            inc = IncrementalEstimate(words, rate=self._rate, prior=prior, offset=offset)
+            self._segment = _Segment(words, offset, model, inc, language)
         except Exception as exc:  # noqa: BLE001 - the chunk's words are spread at its end
             self._failed("track", exc)
             self._segment = _Segment(chunk_text.split(), offset, None, IncrementalEstimate([]), broken=True)

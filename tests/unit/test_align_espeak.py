@@ -29,23 +29,17 @@ TOLERANCE_S = 0.06
 REQUIRED = (0.08, 0.25)  # p90, max (seconds)
 # Not met, held where they stand: which word ends at a pause the text does not announce is the rate's guess, and
 # espeak's phrases differ in rate by more than one word's share of a phrase. Hindi streamed: the third phrase is spoken
-# 15 % faster than the others, and its end must be settled before the next piece is sent (the word would have played);
-# the voice's rate measured on its other phrases is 10 % above this text's. Chinese: the phrases' rates differ by a
-# quarter, so a character moves across a pause (whole), and a stream's groups carry such a shift on; espeak's voice
-# speaks 2.6 characters a second against the prior's 4.5, so a voice not heard before has its first 3.5 s settled on
-# the prior's rate and every later group follows it.
+# 15 % faster than the others, and its end must be settled before the next piece is sent (the word would have played).
+# Chinese: the phrases' rates differ by a quarter, so a character moves across a pause (whole), and a stream's groups
+# carry such a shift on; espeak's voice speaks 2.6 characters a second against the prior's 4.5, so a voice not heard
+# before has its first 3.5 s settled on the prior's rate and every later group follows it.
 UNANNOUNCED = {
     ("hi", "streamed"): (0.6, 0.8),
-    ("hi", "voice heard"): (0.7, 0.85),
+    ("hi", "voice heard"): (0.3, 0.6),
     ("zh", "whole"): (0.65, 0.7),
     ("zh", "streamed"): (5.4, 5.8),
     ("zh", "voice heard"): (0.8, 0.95),
 }
-# Announced pauses not met, held where they stand: at 130 words a minute espeak's Chinese says the numbers of
-# "我买了二十五个苹果，" 40 % faster than the voice's rate measured on its other phrases, so the words before the comma
-# are placed too slowly while the phrase is heard and the comma falls a character past the pause. (With nothing known
-# of the voice the stream passes here only because the prior's pull keeps its rate high.)
-ANNOUNCED_HELD = {("zh", 130, "short", "voice heard"): (1.0, 1.2)}
 METHODS = ["whole", "streamed", "voice heard"]
 
 
@@ -97,9 +91,9 @@ def test_announced_pauses_at_other_speaking_rates(
     spans = aligned(method, speech, words, earlier)
     check_spans(spans, words, len(speech.audio) / 16_000)
     errors = edge_errors(speech, spans)
-    name = "narrative" if phrases is PHRASES else "short"
-    p90, worst = ANNOUNCED_HELD.get((language, speed, name, method), REQUIRED)
-    assert np.percentile(errors, 90) <= p90 and max(errors) <= worst, [round(e, 3) for e in errors]
+    assert np.percentile(errors, 90) <= REQUIRED[0] and max(errors) <= REQUIRED[1], [
+        round(e, 3) for e in errors
+    ]
 
 
 @pytest.mark.parametrize("method", METHODS)

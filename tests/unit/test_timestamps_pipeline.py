@@ -193,7 +193,8 @@ def test_track_falls_back_from_a_failing_ctc_model_and_marks_it() -> None:
 
 def test_a_voices_measured_rate_starts_its_next_request() -> None:
     """The rate a finished chunk measured (all its words over its speech) is kept per voice and language, and the
-    voice's next request starts its first chunk from it instead of the prior; another voice or language does not."""
+    voice's next request starts its first chunk from it instead of the prior (still only a prior: the stream's own
+    speech is searched and measured as with `PRIOR_RATE`); another voice or language does not."""
     rates = SpeakingRates()
     text = "One two three four five six seven eight nine ten."
     tone = (0.3 * np.sin(np.arange(48_000) / 5)).astype(np.float32)  # 3 s of speech, no pause
@@ -206,6 +207,7 @@ def test_a_voices_measured_rate_starts_its_next_request() -> None:
     later = TimestampTrack(rates=rates, voice="v")
     later.start_segment(text)
     assert later._segment is not None and later._segment.inc.rate == rates.get("v", "en")
+    assert not later._segment.inc.measured  # a prior, not this stream's speaker
     other = TimestampTrack(rates=rates, voice="w")
     other.start_segment(text)
     assert other._segment is not None and other._segment.inc.rate == PRIOR_RATE
