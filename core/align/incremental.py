@@ -401,7 +401,8 @@ class IncrementalEstimate:
             np.searchsorted(cumulative, cumulative[j][None, :] + heard_s[:, None] * rate, side="right") - 1
         )
         spoken = np.minimum(spoken, len(marks) - 1)  # the last word's mark is the text's end: never a cost
-        return PUNCT_BONUS * np.maximum(marks[spoken] - marks[j][None, :], 0.0)
+        cost: np.ndarray = PUNCT_BONUS * np.maximum(marks[spoken] - marks[j][None, :], 0.0)
+        return cost
 
     @staticmethod
     def _search(
