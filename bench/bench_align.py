@@ -4,7 +4,8 @@ Measures
 - accuracy: espeak-ng speech (English, Hindi, Chinese) made of phrases joined with known pauses
   (bench/espeak_speech.py); for each phrase the error of its first word's start and last word's end against the
   phrase's true edges (p50, p90, max), aligned whole and streamed (the incremental aligner fed the decoder's
-  pieces, as the service's streams are); every word spanned, in order. Also the same speech with the phrases'
+  pieces, as the service's streams are, first with nothing known of the voice, then with the rate the voice's earlier
+  output measured, as the service keeps it: "voice heard"); every word spanned, in order. Also the same speech with the phrases'
   punctuation removed (pauses the text does not announce: the harder case);
 - estimate's cost: compute per second of audio, as a ratio to the released-size BiCodec decode of the same audio,
   and as a share of a whole request's CPU time (in-process pipeline on the demo checkpoint, timestamps on);
@@ -40,6 +41,7 @@ from bench.espeak_speech import (  # noqa: E402
     make_speech,
     streamed,
     unpunctuated,
+    voice_rate,
 )
 from core.align import align, split_words  # noqa: E402
 from core.align.ctc import CtcAligner, _Vocab  # noqa: E402
@@ -61,11 +63,14 @@ def accuracy_rows(speed: int | None = None) -> list[dict]:
             phrases = unpunctuated(table[language]) if name == "unpunctuated" else table[language]
             speech = make_speech(language, phrases, speed=speed)
             words = split_words(speech.text)
-            for method in ("whole", "streamed"):
+            # The voice heard before: the rate the service kept from its other phrase set, streamed.
+            other = MORE_PHRASES if table is PHRASES else PHRASES
+            rate = voice_rate(make_speech(language, other[language], speed=speed))
+            for method in ("whole", "streamed", "streamed, voice heard"):
                 spans = (
                     list(align(speech.audio, words).words)
                     if method == "whole"
-                    else streamed(speech.audio, words)
+                    else streamed(speech.audio, words, rate if method != "streamed" else None)
                 )
                 errors_ms = np.array(edge_errors(speech, spans)) * 1000
                 times = [t for w in spans for t in (w.start, w.end)]

@@ -98,16 +98,29 @@ def make_speech(
 PIECES_S = (0.5, 1.0, 2.0, 4.0)
 
 
-def streamed(audio: np.ndarray, words: list[str]) -> list[WordSpan]:
-    """The incremental aligner's spans, fed the audio in the decoder's pieces, then finished."""
-    aligner = IncrementalEstimate(words)
+def streamed(audio: np.ndarray, words: list[str], rate: float | None = None) -> list[WordSpan]:
+    """The incremental aligner's spans, fed the audio in the decoder's pieces, then finished. `rate`: the voice's
+    rate measured on its earlier output (`voice_rate`), as the service starts a stream from it."""
+    return _stream(audio, words, rate)[0]
+
+
+def voice_rate(speech: Speech) -> float | None:
+    """The rate the service remembers for the voice after it spoke `speech` (one text chunk, streamed)."""
+    aligner = _stream(speech.audio, split_words(speech.text), None)[1]
+    return aligner.rate if aligner.voiced_s else None
+
+
+def _stream(
+    audio: np.ndarray, words: list[str], rate: float | None
+) -> tuple[list[WordSpan], IncrementalEstimate]:
+    aligner = IncrementalEstimate(words, prior=rate)
     spans: list[WordSpan] = []
     at, piece = 0, 0
     while at < len(audio):
         size = int(PIECES_S[min(piece, len(PIECES_S) - 1)] * RATE)
         spans += aligner.feed(audio[at : at + size])
         at, piece = at + size, piece + 1
-    return spans + aligner.finish()
+    return spans + aligner.finish(), aligner
 
 
 def edge_errors(speech: Speech, spans: list[WordSpan]) -> list[float]:

@@ -7,8 +7,9 @@ rate and every pause. Here, on each `feed`:
 1. Closed pauses (silent runs of at least `MIN_PAUSE_FRAMES` with speech after them) in the unsettled audio: the
    offline method's search over them (`_groups`), with the expected rate in place of the whole text's and the number
    of words free, segments the open words into groups ending at chosen pauses (the segmentation may end at any
-   closed pause; punctuation inside a group costs its bonus, as it does offline). Its groups are placed on their
-   voiced frames as the offline method does. A group ending on punctuation is kept; one ending at a pause the text
+   closed pause; punctuation inside a group costs its bonus, as it does offline, and so does punctuation the rate
+   says was spoken in the speech heard after the last chosen pause). Its groups are placed on their voiced frames as
+   the offline method does. A group ending on punctuation is kept; one ending at a pause the text
    does not announce is kept only when its words would have finished playing before the next piece is sent
    (`_deadline`: engine at twice real time), and the last one only when its pause is long (>= 200 ms): which words
    end there is the rate's guess, and phrases' rates differ, so it waits for more speech while playback allows.
@@ -30,12 +31,15 @@ Measured on synthetic speech (bench/bench_timing_latency.py --simulate): mean wo
 offline method's 61 ms on 170-character text chunks (a chunk's end re-anchors the next); no word late on a simulated
 playback clock with the engine at twice real time. On espeak-ng speech (bench/bench_align.py) phrase edges at pauses
 after punctuation are within 20 ms (190 ms at 130-300 words a minute); at pauses the text does not announce, a group
-settled before the speech after it is heard is the rate's guess: 18 ms in English, 0.76 s in Hindi (a phrase 20 %
-faster than the others), seconds in Chinese (espeak's voice at 0.6 times the prior's rate).
+settled before the speech after it is heard is the rate's guess: 18 ms in English, 0.76 s in Hindi (a phrase 15 %
+faster than the others; 0.56 s from the voice's measured rate), seconds in Chinese (espeak's voice at 0.6 times the
+prior's rate; 0.93 s from the voice's measured rate).
 
-The expected rate (units per voiced second) starts from `rate` (a previous text chunk's measured rate, or
-`PRIOR_RATE`) and follows the groups cut at pauses. What is placed is never moved: later words start where it ends.
-The level threshold (95th percentile of the frames so far) only decides pauses in audio not yet settled.
+The expected rate (units per voiced second) starts from `rate` (a previous text chunk's, taken as known), else from
+`prior` (the voice's as its earlier output measured it, `core.align.rates`: searched and outweighed by this stream's
+speech as `PRIOR_RATE` is), else `PRIOR_RATE`, and follows the groups cut at pauses; `finish` measures the whole
+piece (all its words over its speech) for the next one. What is placed is never moved: later words start where it
+ends. The level threshold (95th percentile of the frames so far) only decides pauses in audio not yet settled.
 
 Never raises on any audio or words: the offline method's result, or words spread evenly (`spread`), in the worst
 case (`core.align.estimate` has the same property, tested with Hypothesis).
@@ -77,6 +81,10 @@ FIRST_PIECE_S = 0.5
 MAX_PIECE_S = 4.0
 
 
+def _usable(rate: float | None) -> bool:
+    return bool(rate and np.isfinite(rate) and rate > 0)
+
+
 def spread(words: list[str], start: float, end: float) -> list[WordSpan]:
     """Words shared evenly (by expected units) over [start, end]: the fallback that cannot fail."""
     if not words:
@@ -91,16 +99,20 @@ class IncrementalEstimate:
     """One piece of speech (a text chunk): `feed` its 16 kHz audio as it is decoded and get the words it settles;
     `finish` once the audio is complete for the others. Times are seconds from the piece's first sample."""
 
-    def __init__(self, words: list[str], *, rate: float | None = None, offset: float = 0.0) -> None:
-        """`rate`: a previous text chunk's measured rate; `offset`: where this piece of speech starts in the stream
-        (seconds), for the playback deadline."""
+    def __init__(
+        self, words: list[str], *, rate: float | None = None, prior: float | None = None, offset: float = 0.0
+    ) -> None:
+        """`rate`: a previous text chunk's measured rate (this stream's speaker: taken as known); `prior`: the voice's
+        rate as its earlier output measured it, in place of `PRIOR_RATE` (only a prior: a text may be spoken faster
+        or slower than the voice's others, so the rate is still searched and this stream's speech outweighs it);
+        `offset`: where this piece of speech starts in the stream (seconds), for the playback deadline."""
         self.offset = offset
         self.words = [w for w in words if w.strip()]
         self.units = np.array([expected_units(w) for w in self.words], np.float64)
-        self._given = bool(
-            rate and np.isfinite(rate) and rate > 0
-        )  # a previous text chunk measured the speaker
-        self.rate = rate if rate and self._given else PRIOR_RATE
+        self._given = _usable(rate)  # a previous text chunk measured the speaker
+        self.rate = (
+            float(rate) if rate and self._given else float(prior) if prior and _usable(prior) else PRIOR_RATE
+        )
         self._prior = self.rate
         self._measured_units = 0.0
         self._measured_s = 0.0
@@ -113,6 +125,7 @@ class IncrementalEstimate:
         self._phrase_word = 0  # the current group's first word (groups end at pauses)
         self._phrase_frame: int | None = None  # the current group's first speech frame
         self._floor = 0.0  # end of the last settled word (seconds)
+        self.voiced_s = 0.0  # speech the finished piece measured `rate` on (0: too little to measure)
 
     @property
     def duration(self) -> float:
@@ -148,7 +161,25 @@ class IncrementalEstimate:
             spans = [s.shifted(start) for s in spans]
         except Exception:  # noqa: BLE001 - timing must never fail the request; the even spread cannot fail
             spans = spread(rest, start, end)
+        self._measure_whole()
         return self._commit(spans, len(rest))
+
+    def _measure_whole(self) -> None:
+        """The piece's rate over all its words and speech (pauses left out), as the offline method takes it: the
+        speaker's rate for the next piece whatever the segmentation was (`voiced_s` weighs it)."""
+        if not len(self._db):
+            return
+        voiced = voiced_levels(self._db)
+        speech = np.flatnonzero(voiced)
+        if len(speech) < 2:
+            return
+        silent = np.diff(speech) - 1
+        seconds = (
+            int(speech[-1]) + 1 - int(speech[0]) - int(silent[silent >= MIN_PAUSE_FRAMES].sum())
+        ) * FRAME_S
+        if seconds >= MEASURED_S:
+            self.rate = float(self.units.sum()) / seconds
+            self.voiced_s = seconds
 
     # ------------------------------------------------------------------ internals
     def _deadline(self) -> float:
@@ -228,7 +259,9 @@ class IncrementalEstimate:
             return out
         units = self.units[self._phrase_word : last]
         ends = np.cumsum(units) / self.rate
-        total = int(np.searchsorted(ends - units / self.rate, len(timeline) * FRAME_S, side="left"))
+        # A word beginning within half a frame of the edge would get no frame before it: it waits for the next piece.
+        edge_s = (len(timeline) - 0.5) * FRAME_S
+        total = int(np.searchsorted(ends - units / self.rate, edge_s, side="left"))
         first, stop = self.placed, self._phrase_word + total
         used = max(1, int(round(ends[total - 1] / FRAME_S))) if total else 0
         stopped = timeline[-1] == speech[-1] and len(voiced) - 1 - speech[-1] >= MIN_PAUSE_FRAMES
@@ -322,8 +355,10 @@ class IncrementalEstimate:
             (np.cumsum(skip[::-1])[::-1], [0.0])
         )  # after[b]: skipping the pauses past node b
         best: tuple[float, int, np.ndarray, np.ndarray] | None = None
+        heard_s = len(timeline) * FRAME_S - positions  # the open group's speech after each node
         for rate in rates:
             cost, back = self._search(positions, skip, units, bonus, low, n, float(rate))
+            cost = cost + self._heard_marks(heard_s, float(rate), n)
             ends = cost.min(axis=1) + after
             ends[0] = np.inf  # no group at all: nothing to cut
             node = int(np.argmin(ends))
@@ -352,6 +387,22 @@ class IncrementalEstimate:
             if pause_start * FRAME_S > deadline or (last_group and last_skip < LAST_GROUP_SKIP):
                 return chosen[:index]
         return chosen
+
+    def _heard_marks(self, heard_s: np.ndarray, rate: float, n: int) -> np.ndarray:
+        """[node, j]: what the words after a segmentation ending at the node before open word j cost, as the offline
+        search's next group would: each punctuation mark the rate says was already spoken in the speech heard after
+        the node costs its bonus, as inside a group. Without it the search is free to end short of a comma at the pause
+        and leave the comma inside speech that has no pause."""
+        base = self._phrase_word
+        cumulative = np.concatenate(([0.0], np.cumsum(self.units[base:])))
+        marks = np.concatenate(([0.0], np.cumsum([min(pause_weight(w), 1.0) for w in self.words[base:-1]])))
+        j = np.arange(n + 1)
+        spoken = (
+            np.searchsorted(cumulative, cumulative[j][None, :] + heard_s[:, None] * rate, side="right") - 1
+        )
+        spoken = np.minimum(spoken, len(marks) - 1)  # the last word's mark is the text's end: never a cost
+        cost: np.ndarray = PUNCT_BONUS * np.maximum(marks[spoken] - marks[j][None, :], 0.0)
+        return cost
 
     @staticmethod
     def _search(
@@ -402,8 +453,9 @@ class IncrementalEstimate:
 
     @property
     def measured(self) -> bool:
-        """Whether the rate is the speaker's: measured on a group here, or given by a previous text chunk."""
-        return self._given or self._measured_s > 0
+        """Whether the rate is the speaker's: measured on a group or the finished piece here, or given by a previous
+        text chunk."""
+        return self._given or self._measured_s > 0 or self.voiced_s > 0
 
     @property
     def _rate_known(self) -> bool:

@@ -30,6 +30,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from audio.resample import prepare_output_filters
+from core.align.rates import SpeakingRates
 from core.checkpoint import CheckpointError, SparkCheckpoint, load_spark_checkpoint, load_sr_checkpoint
 from core.numerics import apply_model_numerics
 from core.voices import is_custom_voice_id
@@ -115,6 +116,9 @@ class ModelRuntime:
         self.bicodec: Any = None
         self.sr: Any = None
         self.aligner: Any = None  # {language: core.align.ctc.CtcAligner} when TTS_ALIGN_METHOD=ctc
+        self.speaking_rates = (
+            SpeakingRates()
+        )  # each voice's measured rate, kept across requests for timestamps
         # The one room that touches BiCodec and AP-BWE while serving (built once the models load), and admission.
         self.codec_scheduler: Any = None
         self.admission: Any = None
@@ -405,6 +409,7 @@ class ModelRuntime:
             aligner=self.aligner,
             speaker_vectors=self.speaker_vectors,
             idle=self.idle_sleep,
+            speaking_rates=self.speaking_rates,
         )
 
     # ----------------------------------------------------------------------------- idle sleep

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from core.align.ctc import CtcAligner
+    from core.align.rates import SpeakingRates
     from core.apbwe import SuperResolution
     from core.bicodec import BiCodecDecoder
     from core.llm.base import LLMEngine
@@ -49,6 +50,8 @@ class PipelineResources:
     speaker_vectors: SpeakerVectors
     # Idle sleep (TTS_IDLE_SLEEP_S), None when off: requests feed its timer and wait for its wake.
     idle: IdleGate | None = None
+    # Each voice's speaking rate measured on its earlier output (timestamps start a stream from it); None: not kept.
+    speaking_rates: SpeakingRates | None = None
 
 
 class IdleGate(Protocol):

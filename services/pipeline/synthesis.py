@@ -271,6 +271,8 @@ class SynthesisJob:
                 overlap_samples=self.chain.joiner.overlap,
                 ctc=resources.aligner,
                 time_stretch=request.time_stretch,
+                rates=resources.speaking_rates,
+                voice=request.voice.id,
             )
             if not incremental:
                 written = self.plan.written
@@ -632,7 +634,7 @@ class SynthesisJob:
             run.last = self._text_closed and index == len(self.plan.chunks) - 1
             self.chain.start_segment(last=run.last)
             if self.timestamps is not None:
-                self.timestamps.start_segment(self.plan.chunks[index])
+                self.timestamps.start_segment(self.plan.chunks[index], voice=speaker.voice.id)
             await self._emit(await self._silence(index))
         # Once per speaker, cached per voice; a miss is a model call the scheduler runs on the device, between codec
         # calls.

@@ -35,6 +35,7 @@ from shared import metrics
 if TYPE_CHECKING:
     from core.align import CharSpan
     from core.align.ctc import CtcAligner
+    from core.align.rates import SpeakingRates
     from processing.spoken_map import TokenGroup
 
 logger = logging.getLogger("services.pipeline.timestamps")
@@ -79,9 +80,15 @@ class TimestampTrack:
         overlap_samples: int = 0,
         ctc: Mapping[str, CtcAligner] | None = None,
         time_stretch: float = 1.0,
+        rates: SpeakingRates | None = None,
+        voice: str = "",
     ) -> None:
         """`ctc`: models by language ("*" for any); a chunk whose language has none uses the estimate method.
-        `time_stretch`: the tempo change the audio chain applies after the crossfade (`speed`): times divide by it."""
+        `time_stretch`: the tempo change the audio chain applies after the crossfade (`speed`): times divide by it.
+        `rates`: each voice's speaking rate measured on its earlier output (`voice`'s starts this request's first
+        chunk, and this request's chunks add to it)."""
+        self.rates = rates
+        self.voice = voice
         self.ctc = ctc or {}
         self.time_scale = 1.0 / time_stretch
         self.overlap = overlap_samples
@@ -108,16 +115,21 @@ class TimestampTrack:
             self._groups.append(_fallback_group(written, spoken))
 
     # ------------------------------------------------------------------ per text chunk
-    def start_segment(self, chunk_text: str) -> None:
-        """A text chunk's audio begins (its words: what the model is asked to say for it)."""
+    def start_segment(self, chunk_text: str, voice: str | None = None) -> None:
+        """A text chunk's audio begins (its words: what the model is asked to say for it); `voice`: the chunk's, where
+        a voice segment names another than the request's (the last chunk's rate then does not carry over)."""
+        if voice is not None and voice != self.voice:
+            self.voice, self._rate = voice, None
         fade = min(self.overlap, self._produced)
         offset = (self._produced - fade) / SAMPLE_RATE
         try:
             words = spoken_words_of(chunk_text)
-            model = self.ctc.get(script_language(chunk_text)) or self.ctc.get("*")
-            self._segment = _Segment(
-                words, offset, model, IncrementalEstimate(words, rate=self._rate, offset=offset)
-            )
+            language = script_language(chunk_text)
+            model = self.ctc.get(language) or self.ctc.get("*")
+            # The voice's earlier output measured it: a prior only (this text may be spoken faster or slower).
+            prior = self.rates.get(self.voice, language) if self._rate is None and self.rates else None
+            inc = IncrementalEstimate(words, rate=self._rate, prior=prior, offset=offset)
+            self._segment = _Segment(words, offset, model, inc, language)
         except Exception as exc:  # noqa: BLE001 - the chunk's words are spread at its end
             self._failed("track", exc)
             self._segment = _Segment(chunk_text.split(), offset, None, IncrementalEstimate([]), broken=True)
@@ -174,6 +186,8 @@ class TimestampTrack:
         spans = self._finish(segment, audio)
         if segment.inc.placed and segment.inc.measured and segment.model is None and not segment.broken:
             self._rate = segment.inc.rate
+            if self.rates is not None and segment.inc.voiced_s:
+                self.rates.observe(self.voice, segment.language, segment.inc.rate, segment.inc.voiced_s)
         return self._event(spans, segment, end=end, last=True)
 
     def align_chunk(self, audio16: np.ndarray, chunk_text: str, end: float | None = None) -> TimestampsEvent:
@@ -260,12 +274,14 @@ class TimestampTrack:
 @dataclass(slots=True)
 class _Segment:
     """The text chunk being aligned: its spoken words, where its audio starts in the output (seconds, before the
-    time-stretch), its ctc model if any, the incremental estimate, and its audio so far."""
+    time-stretch), its ctc model if any, the incremental estimate, its language (`script_language`), and its audio
+    so far."""
 
     words: list[str]
     offset: float
     model: CtcAligner | None
     inc: IncrementalEstimate
+    language: str = ""
     audio: list[np.ndarray] = field(default_factory=list)
     broken: bool = False
 

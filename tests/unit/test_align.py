@@ -1,4 +1,5 @@
-"""core.align: timing units, the estimate method on signals whose pauses are known, character spans, the CLI."""
+"""core.align: timing units, the estimate method (whole and streamed) on signals whose pauses are known, character
+spans, the CLI."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from core.align import Alignment, WordSpan, align, character_spans, expected_units, split_words
 from core.align.estimate import find_pauses, voiced_frames
+from core.align.incremental import IncrementalEstimate
 
 ROOT = Path(__file__).resolve().parents[2]
 RATE = 16_000
@@ -61,6 +63,24 @@ def test_estimate_snaps_group_boundaries_to_pauses() -> None:
         (ends[5], 2.9),
     ):
         assert abs(got - want) <= 0.02, (got, want)
+
+
+@pytest.mark.parametrize("faster", [1.0, 1.35, 1.5])
+def test_streamed_comma_wins_at_its_pause_when_the_phrase_outruns_the_rate(faster: float) -> None:
+    """A stream that knows the speaker's rate (3 units/s) hears a phrase ending in a comma spoken faster, then a pause
+    and more speech: the comma's pause ends the group (the rate alone would end it two words early, and leave the
+    comma inside the speech heard after the pause)."""
+    text = "一二三四五六七八，九十百千万亿甲乙。"
+    first_s = 8 / (3.0 * faster)
+    audio = np.concatenate((_silence(0.2), _tone(first_s), _silence(0.4), _tone(8 / 3.0), _silence(0.3)))
+    inc = IncrementalEstimate(split_words(text), rate=3.0)
+    spans, at = [], 0
+    for piece_s in (0.5, 1.0, 2.0, 4.0, 4.0):  # the decoder's pieces
+        spans += inc.feed(audio[at : at + int(piece_s * RATE)])
+        at += int(piece_s * RATE)
+    spans += inc.finish()
+    assert [w.text for w in spans] == split_words(text)
+    assert abs(spans[7].end - (0.2 + first_s)) < 0.06 and abs(spans[8].start - (0.6 + first_s)) < 0.06
 
 
 def test_estimate_without_pauses_shares_time_by_expected_units() -> None:

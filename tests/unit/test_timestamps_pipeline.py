@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from core.align import split_words
-from core.align.incremental import IncrementalEstimate
+from core.align.incremental import PRIOR_RATE, IncrementalEstimate
+from core.align.rates import SpeakingRates
+from core.align.units import expected_units
 from services.deployment.runtime import ModelRuntime
 from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest
 from services.pipeline.timestamps import TimestampsEvent, TimestampTrack
@@ -187,3 +189,41 @@ def test_track_falls_back_from_a_failing_ctc_model_and_marks_it() -> None:
     assert event is not None and [w.text for w in event.words] == ["One", "two", "three."]
     assert event.words[-1].end <= 1.0 and track.status == "fallback"
     assert track.fallbacks == ["ctc: RuntimeError"]
+
+
+def test_a_voices_measured_rate_starts_its_next_request() -> None:
+    """The rate a finished chunk measured (all its words over its speech) is kept per voice and language, and the
+    voice's next request starts its first chunk from it instead of the prior (still only a prior: the stream's own
+    speech is searched and measured as with `PRIOR_RATE`); another voice or language does not."""
+    rates = SpeakingRates()
+    text = "One two three four five six seven eight nine ten."
+    tone = (0.3 * np.sin(np.arange(48_000) / 5)).astype(np.float32)  # 3 s of speech, no pause
+    first = TimestampTrack(rates=rates, voice="v")
+    first.add_text(text, text)
+    first.align_chunk(tone, text)
+    measured = sum(expected_units(w) for w in split_words(text)) / 3.0
+    assert rates.get("v", "en") == pytest.approx(measured, rel=0.02)
+    assert rates.get("v", "zh") is None and rates.get("w", "en") is None
+    later = TimestampTrack(rates=rates, voice="v")
+    later.start_segment(text)
+    assert later._segment is not None and later._segment.inc.rate == rates.get("v", "en")
+    assert not later._segment.inc.measured  # a prior, not this stream's speaker
+    other = TimestampTrack(rates=rates, voice="w")
+    other.start_segment(text)
+    assert other._segment is not None and other._segment.inc.rate == PRIOR_RATE
+    other.start_segment(text, voice="v")  # a voice segment: that voice's rate
+    assert other._segment is not None and other._segment.inc.rate == rates.get("v", "en")
+
+
+def test_speaking_rates_blend_by_speech_and_stay_bounded() -> None:
+    rates = SpeakingRates(capacity=2)
+    rates.observe("v", "en", 4.0, 10.0)
+    rates.observe("v", "en", 6.0, 10.0)
+    assert rates.get("v", "en") == pytest.approx(5.0)
+    rates.observe("v", "en", float("nan"), 5.0)  # nothing measured: ignored
+    rates.observe("v", "en", 5.0, 0.0)
+    assert rates.get("v", "en") == pytest.approx(5.0)
+    rates.observe("w", "en", 3.0, 1.0)
+    rates.get("v", "en")  # used: kept
+    rates.observe("x", "en", 3.0, 1.0)
+    assert rates.get("w", "en") is None and rates.get("v", "en") is not None

@@ -1,0 +1,48 @@
+"""Each voice's speaking rate as measured on its earlier output, per language: where a stream starts from it, the
+incremental aligner places the words it must send before their pause is heard at the voice's rate rather than the
+language-blind prior (`core.align.incremental.PRIOR_RATE`); a voice can speak at half or twice the prior's rate.
+
+Rates are expected units (`core.align.units.expected_units`) per voiced second, so they are only comparable within
+one language: the key is (voice, language). Process-local and bounded; losing it costs only the first stream's
+accuracy.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+MEMORY_S = 30.0  # a new measurement of this much speech weighs as much as everything remembered
+CAPACITY = 4096  # (voice, language) pairs kept, least recently used dropped
+
+
+class SpeakingRates:
+    """Thread-safe map (voice, language) -> measured rate (units per voiced second)."""
+
+    def __init__(self, capacity: int = CAPACITY) -> None:
+        self.capacity = capacity
+        self._rates: OrderedDict[tuple[str, str], tuple[float, float]] = OrderedDict()  # -> (rate, seconds)
+        self._lock = threading.Lock()
+
+    def get(self, voice: str, language: str) -> float | None:
+        """The voice's rate in `language`, None when it has not been measured."""
+        with self._lock:
+            found = self._rates.get((voice, language))
+            if found is None:
+                return None
+            self._rates.move_to_end((voice, language))
+            return found[0]
+
+    def observe(self, voice: str, language: str, rate: float, seconds: float) -> None:
+        """`rate` measured on `seconds` of the voice's speech: blended with what is remembered, by speech measured
+        (at most MEMORY_S remembered), so the rate follows a voice that changes without one odd text ruling it."""
+        if not (rate > 0 and seconds > 0 and rate < float("inf")):
+            return
+        key = (voice, language)
+        with self._lock:
+            old_rate, old_s = self._rates.pop(key, (rate, 0.0))
+            kept = min(old_s, MEMORY_S)
+            blended = (old_rate * kept + rate * seconds) / (kept + seconds)
+            self._rates[key] = (blended, kept + seconds)
+            while len(self._rates) > self.capacity:
+                self._rates.popitem(last=False)
