@@ -142,6 +142,7 @@ class WyomingServer:
             )
             return
         from wyoming.zeroconf import HomeAssistantZeroconf
+        from zeroconf import Error as ZeroconfError
 
         # wyoming's helper announces one IPv4 address: the bound one, or on a wildcard bind the one with a route
         # to the mDNS group.
@@ -150,7 +151,7 @@ class WyomingServer:
             zeroconf = HomeAssistantZeroconf(port=self.port, host=host)
             self._zeroconf = zeroconf._aiozc  # noqa: SLF001 - the package offers no close of its own
             await zeroconf.register_server()
-        except OSError as exc:  # no usable IPv4 address or multicast socket (closed in stop())
+        except (OSError, ZeroconfError) as exc:  # no IPv4 address or socket, or the name is taken
             logger.warning("wyoming server not announced over zeroconf: %s", exc)
             return
         logger.info(
