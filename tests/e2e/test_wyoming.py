@@ -441,13 +441,16 @@ async def _why_no_mdns() -> str | None:
 
 
 async def test_zeroconf_registers_what_home_assistant_looks_for(demo_model_dir: Path) -> None:
-    """The announcement as registered with zeroconf (needs no multicast): Home Assistant's type, the machine's name as
-    wyoming's own servers use it, the bound address and port; a client at that address gets `describe` answered;
-    stopping the server unregisters it and closes the Zeroconf."""
+    """The announcement as registered with zeroconf (needs no multicast delivery): Home Assistant's type, the
+    machine's name as wyoming's own servers use it, the bound address and port; a client at that address gets
+    `describe` answered; stopping the server unregisters it and closes the Zeroconf."""
     async with _announced(demo_model_dir) as app:
         server = app.state.wyoming
-        aiozc: AsyncZeroconf = server._zeroconf  # noqa: SLF001 - the instance that announced
-        assert aiozc is not None, "not announced (see the log's warning)"
+        aiozc: AsyncZeroconf | None = server._zeroconf  # noqa: SLF001 - the instance that announced
+        if aiozc is None:  # acceptable only where zeroconf cannot open its multicast socket at all
+            reason = await _why_no_mdns()
+            assert reason is not None and reason.startswith("no multicast socket"), "not announced"
+            pytest.skip(reason)
         (info,) = aiozc.zeroconf.registry.async_get_infos_type(WYOMING_MDNS)
         assert info.name == f"{uuid.getnode():012x}.{WYOMING_MDNS}"  # the MAC address, 12 hex digits
         assert (info.port, info.parsed_addresses()) == (server.port, ["127.0.0.1"])
