@@ -134,16 +134,26 @@ class WyomingServer:
         )
 
     async def _announce(self) -> None:
-        """mDNS announcement for Home Assistant's discovery; optional (the `zeroconf` package)."""
+        """mDNS announcement for Home Assistant's discovery: `_wyoming._tcp.local.`, named by this machine's MAC
+        address as wyoming's own servers are. Optional (the `zeroconf` package); a failure to announce is a warning."""
         if importlib.util.find_spec("zeroconf") is None:
             logger.warning(
                 "TTS_WYOMING_ZEROCONF is set but the zeroconf package is not installed; not announced"
             )
             return
         from wyoming.zeroconf import HomeAssistantZeroconf
+        from zeroconf import Error as ZeroconfError
 
-        host = None if self.host in ("0.0.0.0", "::", "") else self.host
-        zeroconf = HomeAssistantZeroconf(port=self.port, host=host)
-        await zeroconf.register_server()
-        self._zeroconf = zeroconf._aiozc  # noqa: SLF001 - the package offers no close of its own
-        logger.info("wyoming server announced over zeroconf")
+        # wyoming's helper announces one IPv4 address: the bound one, or on a wildcard bind the one with a route
+        # to the mDNS group.
+        host = {"0.0.0.0": None, "::": None, "": None, "localhost": "127.0.0.1"}.get(self.host, self.host)
+        try:
+            zeroconf = HomeAssistantZeroconf(port=self.port, host=host)
+            self._zeroconf = zeroconf._aiozc  # noqa: SLF001 - the package offers no close of its own
+            await zeroconf.register_server()
+        except (OSError, ZeroconfError) as exc:  # no IPv4 address or socket, or the name is taken
+            logger.warning("wyoming server not announced over zeroconf: %s", exc)
+            return
+        logger.info(
+            "wyoming server announced over zeroconf as %s on %s:%s", zeroconf.name, zeroconf.host, self.port
+        )

@@ -41,6 +41,8 @@ IMAGE_PACKAGES: tuple[str, ...] = (
     "lxml==6.1.3",
     "six==1.17.0",
     "wyoming==1.10.2",  # Home Assistant's protocol (api/wyoming/); no dependencies of its own
+    "zeroconf==0.154.0",  # the Wyoming server's mDNS announcement (TTS_WYOMING_ZEROCONF); needs ifaddr
+    "ifaddr==0.2.0",
     "num2words==0.5.14",  # es/fr/de number words (processing/normalize_latin.py); needs docopt
     "docopt==0.6.2",
 )

@@ -1,17 +1,20 @@
 """The Wyoming server (api/wyoming) against the `wyoming` package's own client, on a real server (uvicorn in a
 thread of this process, so the test can see the engine's requests): describe, a one-shot and a streamed synthesize
-as Home Assistant sends them, refusals, a hang-up mid-stream, and the loopback-only rule without a key."""
+as Home Assistant sends them, refusals, a hang-up mid-stream, the loopback-only rule without a key, and the zeroconf
+announcement found with the `zeroconf` package's own browser."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +33,8 @@ from wyoming.tts import (
     SynthesizeStopped,
     SynthesizeVoice,
 )
+from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange, Zeroconf
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from api.app import create_app
 from api.wyoming import WyomingConfigError, check_settings
@@ -382,3 +387,108 @@ async def test_python_m_api_wyoming_serves_alone(demo_model_dir: Path, tmp_path:
             assert process.wait(timeout=30) == 0, log.read_text(errors="replace")[-3000:]
         finally:
             process.kill()
+
+
+# ----------------------------------------------------------------------------------------------- zeroconf (mDNS)
+
+WYOMING_MDNS = "_wyoming._tcp.local."  # the type Home Assistant's wyoming integration browses
+
+
+@contextlib.asynccontextmanager
+async def _announced(demo_model_dir: Path) -> AsyncIterator[FastAPI]:
+    """The service with its Wyoming server announced, on this test's loop; stopped (and withdrawn) on exit."""
+    settings = Settings(
+        model_dir=demo_model_dir,
+        device="cpu",
+        sr_enabled=False,
+        auth_enabled=False,
+        log_json=False,
+        log_level="WARNING",
+        wyoming_enabled=True,
+        wyoming_port=free_port(),
+        wyoming_zeroconf=True,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+async def _describe(host: str, port: int) -> Info:
+    async with AsyncTcpClient(host, port) as client:
+        await client.write_event(Describe().event())
+        event = await client.read_event()
+    assert event is not None
+    return Info.from_event(event)
+
+
+async def _why_no_mdns() -> str | None:
+    """Why mDNS cannot carry an announcement on this machine, or None: a probe service registered on one Zeroconf
+    (every interface) is looked up from another, as the test's own browser would."""
+    name = f"probe-{uuid.uuid4().hex[:12]}.{WYOMING_MDNS}"
+    probe = AsyncServiceInfo(WYOMING_MDNS, name, addresses=[b"\x7f\x00\x00\x01"], port=9)
+    try:
+        announcer = AsyncZeroconf(interfaces=InterfaceChoice.All, ip_version=IPVersion.V4Only)
+    except OSError as exc:
+        return f"no multicast socket can be opened here ({exc})"
+    try:
+        await announcer.async_register_service(probe)
+        async with AsyncZeroconf(interfaces=InterfaceChoice.All, ip_version=IPVersion.V4Only) as looker:
+            if await looker.async_get_service_info(WYOMING_MDNS, name, timeout=3000) is None:
+                return "no interface here carries mDNS (a probe service was not seen from a second Zeroconf)"
+    finally:
+        await announcer.async_close()
+    return None
+
+
+async def test_zeroconf_registers_what_home_assistant_looks_for(demo_model_dir: Path) -> None:
+    """The announcement as registered with zeroconf (needs no multicast delivery): Home Assistant's type, the
+    machine's name as wyoming's own servers use it, the bound address and port; a client at that address gets
+    `describe` answered; stopping the server unregisters it and closes the Zeroconf."""
+    async with _announced(demo_model_dir) as app:
+        server = app.state.wyoming
+        aiozc: AsyncZeroconf | None = server._zeroconf  # noqa: SLF001 - the instance that announced
+        if aiozc is None:  # acceptable only where zeroconf cannot open its multicast socket at all
+            reason = await _why_no_mdns()
+            assert reason is not None and reason.startswith("no multicast socket"), "not announced"
+            pytest.skip(reason)
+        (info,) = aiozc.zeroconf.registry.async_get_infos_type(WYOMING_MDNS)
+        assert info.name == f"{uuid.getnode():012x}.{WYOMING_MDNS}"  # the MAC address, 12 hex digits
+        assert (info.port, info.parsed_addresses()) == (server.port, ["127.0.0.1"])
+        assert (await _describe(info.parsed_addresses()[0], info.port)).tts[0].name == "spark-tts"
+    assert server._zeroconf is None  # noqa: SLF001
+    assert aiozc.zeroconf.done and not aiozc.zeroconf.registry.async_get_service_infos()
+
+
+async def test_home_assistant_discovers_the_server_over_mdns(demo_model_dir: Path) -> None:
+    """As Home Assistant discovers it: a browser for `_wyoming._tcp.local.` sees the service added, resolves its
+    address and port, and `describe` is answered there; stopping the server sends the goodbye (the service is
+    removed)."""
+    reason = await _why_no_mdns()
+    if reason is not None:
+        pytest.skip(reason)
+    changes: asyncio.Queue[tuple[str, ServiceStateChange]] = asyncio.Queue()
+
+    def on_change(zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange) -> None:
+        changes.put_nowait((name, state_change))
+
+    async with AsyncZeroconf(interfaces=InterfaceChoice.All, ip_version=IPVersion.V4Only) as home_assistant:
+        browser = AsyncServiceBrowser(home_assistant.zeroconf, WYOMING_MDNS, handlers=[on_change])
+        try:
+            async with _announced(demo_model_dir) as app:
+                port = app.state.wyoming.port
+                announced: str | None = None
+                async with asyncio.timeout(10):
+                    while announced is None:  # another Wyoming server on the network may be announced too
+                        name, change = await changes.get()
+                        if change is not ServiceStateChange.Added:
+                            continue
+                        info = AsyncServiceInfo(WYOMING_MDNS, name)
+                        if await info.async_request(home_assistant.zeroconf, 3000) and info.port == port:
+                            announced = name
+                assert info.parsed_addresses() == ["127.0.0.1"]
+                assert (await _describe(info.parsed_addresses()[0], port)).tts[0].name == "spark-tts"
+            async with asyncio.timeout(5):
+                while (await changes.get()) != (announced, ServiceStateChange.Removed):
+                    pass
+        finally:
+            await browser.async_cancel()
