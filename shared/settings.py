@@ -814,8 +814,8 @@ class WyomingSettings(_Group):
     )
     wyoming_zeroconf: bool = Field(
         False,
-        description="Announce the Wyoming server over mDNS so Home Assistant discovers it (needs the `zeroconf` "
-        "package; without it a warning is logged and nothing is announced).",
+        description="Announce the Wyoming server over mDNS (`_wyoming._tcp.local.`) so Home Assistant discovers it "
+        "on the same network segment; a failed announcement is logged and the server serves on.",
     )
 
 
