@@ -122,4 +122,9 @@ def assert_same_pcm(a: bytes, b: bytes, steps: int = SAME_AUDIO_STEPS) -> None:
     lost, repeated or regenerated piece moves far more)."""
     left, right = (np.frombuffer(x, dtype="<i2").astype(np.int32) for x in (a, b))
     assert left.shape == right.shape
-    assert int(np.abs(left - right).max(initial=0)) <= steps
+    apart = np.abs(left - right)
+    worst = int(apart.max(initial=0))
+    assert worst <= steps, (
+        f"{worst} steps apart at sample {int(apart.argmax())} of {left.size}; "
+        f"{int((apart > 0).sum())} samples differ, from {int(np.argmax(apart > 0))}"
+    )

@@ -76,6 +76,10 @@ class SchedulerPolicy:
         True  # the bound holds for shorter rows too (False: only for rows that raise the bucket)
     )
     pad_batch: bool = True  # pad the row count to a batch bucket (captured graphs need fixed shapes)
+    # Rows of one decode call at most (None: the largest batch size). The CPU decodes one window per call: BiCodec's
+    # convolutions round a row differently beside other rows or at another length (~1e-6), AP-BWE's phase head turns
+    # that into audible differences, and a seeded request's audio must not depend on which streams it met.
+    max_decode_rows: int | None = None
     max_inflight: int = 1  # calls on the device at once (1 on a GPU: kernels serialise anyway)
     scan_limit: int = 256  # pending windows looked at per call, in deadline order
     # Decode rows: the wave generator runs on each window's kept tokens +- `decode_reach` (None: the whole window),
@@ -94,6 +98,8 @@ class SchedulerPolicy:
             values = getattr(self, name)
             if not values or list(values) != sorted(set(values)) or values[0] < 1:
                 raise ValueError(f"{name} must be increasing positive integers, got {values}")
+        if self.max_decode_rows is not None and self.max_decode_rows < 1:
+            raise ValueError("max_decode_rows must be >= 1")
         if self.max_inflight < 1 or self.scan_limit < 1:
             raise ValueError("max_inflight and scan_limit must be >= 1")
         if (self.decode_reach is not None and self.decode_reach < 0) or self.decode_margin < 0:
@@ -117,6 +123,7 @@ class SchedulerPolicy:
     def for_cpu(cls, cores: int = 1) -> SchedulerPolicy:
         return cls(
             pad_batch=False,
+            max_decode_rows=1,
             max_inflight=max(1, cores),
             max_call_decode_tokens=4_096,
             max_call_sr_samples=65_536,
@@ -131,6 +138,12 @@ class SchedulerPolicy:
 
     def buckets(self, kind: WindowKind) -> tuple[int, ...]:
         return self.decode_buckets if kind == "decode" else self.sr_buckets
+
+    def max_rows(self, kind: WindowKind) -> int:
+        """Rows of one call at most."""
+        if kind == "decode" and self.max_decode_rows is not None:
+            return self.max_decode_rows
+        return self.batch_sizes[-1]
 
     def max_work(self, kind: WindowKind) -> int:
         return self.max_call_decode_tokens if kind == "decode" else self.max_call_sr_samples

@@ -474,7 +474,12 @@ class CodecScheduler:
         if length is None:
             # The eager fallback or a stream's true end: exact length; rows of the same exact length may share it.
             units = head.units
-            while i < n and live < scan_limit and (len(chosen) + 1) * units <= max_work:
+            while (
+                i < n
+                and live < scan_limit
+                and len(chosen) < policy.max_rows(kind)
+                and (len(chosen) + 1) * units <= max_work
+            ):
                 p = pending[i]
                 i += 1
                 if p.future.done():
@@ -488,10 +493,10 @@ class CodecScheduler:
                 else:
                     reason = "length_mismatch"
                 p.waiting, p.decided = reason, decision
-            full = (len(chosen) + 1) * units > max_work
+            full = len(chosen) >= policy.max_rows(kind) or (len(chosen) + 1) * units > max_work
         else:
             valid = head.units
-            max_rows = policy.batch_sizes[-1]
+            max_rows = policy.max_rows(kind)
             max_pad_waste, pad_all_rows = policy.max_pad_waste, policy.pad_all_rows
             pinned = head.true_end  # a true end of exactly a bucket's length: the call's length may not grow
             while (

@@ -126,7 +126,8 @@ def test_scrape_counts_streaming_non_streaming_and_failed_requests(
     previous, live.settings.limits.request_deadline_s = live.settings.limits.request_deadline_s, 0.3
     try:
         failed = client.post(
-            "/v1/tts/generate", json={"text": "The committee met again on Thursday.", "speaker": "default"}
+            "/v1/tts/generate",
+            json={"text": "The committee met again on Thursday. " * 4, "speaker": "default"},  # well past 0.3 s
         )
     finally:
         live.settings.limits.request_deadline_s = previous

@@ -127,6 +127,22 @@ async def test_windows_submitted_together_share_one_call_and_come_back_in_order(
     assert [[w.ids[0] for w in c.windows] for c in sched.runner.calls] == [[1, 2, 3]]  # type: ignore[attr-defined]
 
 
+
+async def test_on_a_cpu_each_decode_window_is_a_call_of_its_own_whatever_else_waits() -> None:
+    """A row's audio must not depend on its call's other rows (a seeded request meets different streams each time):
+    on a CPU no two decode windows share a call; AP-BWE windows (length-independent) still do."""
+    sched, _ = scheduler(SchedulerPolicy.for_cpu(1))
+    async with sched:
+        one, other = sched.open_stream(), sched.open_stream()
+        await asyncio.gather(
+            one.decode_all([window(20, 1), window(24, 2)]),
+            other.decode(window(20, 3)),
+            one.super_resolve_all([SRWindow(np.zeros(3_520, np.float32), 0, 3 * 3_520)] * 2),
+        )
+    calls = sched.runner.calls  # type: ignore[attr-defined]
+    assert sorted(len(c.windows) for c in calls if c.kind == "decode") == [1, 1, 1]
+    assert [len(c.windows) for c in calls if c.kind == "sr"] == [2]
+
 class GatedRunner(RecordingRunner):
     """Holds every call until the test opens the gate."""
 
