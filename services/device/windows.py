@@ -4,7 +4,7 @@ scheduler reads of the stream's playback (`StreamDeadline`), and why a window wa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import numpy as np
 
@@ -45,16 +45,7 @@ WaitReason = Literal[
     "work_bound",
     "lighter_key_busy",
 ]
-WAIT_REASONS: tuple[WaitReason, ...] = (
-    "queued",
-    "device_busy",
-    "deadline_order",
-    "other_kind",
-    "length_mismatch",
-    "padding_bound",
-    "work_bound",
-    "lighter_key_busy",
-)
+WAIT_REASONS: tuple[WaitReason, ...] = get_args(WaitReason)
 
 
 class StreamDeadline(Protocol):
