@@ -3,7 +3,9 @@ incremental aligner places the words it must send before their pause is heard at
 language-blind prior (`core.align.incremental.PRIOR_RATE`); a voice can speak at half or twice the prior's rate.
 
 Rates are expected units (`core.align.units.expected_units`) per voiced second, so they are only comparable within
-one language: the key is (voice, language). Process-local and bounded; losing it costs only the first stream's
+one language: the key is (owner, voice, language). Scoped by the API key that made the speech, like every cache shared
+between keys: a per-request reference voice's id comes from its recording's hash, and one key's timestamps must not
+show whether another key used that recording. Process-local and bounded; losing it costs only the first stream's
 accuracy.
 """
 
@@ -13,32 +15,35 @@ import threading
 from collections import OrderedDict
 
 MEMORY_S = 30.0  # a new measurement of this much speech weighs as much as everything remembered
-CAPACITY = 4096  # (voice, language) pairs kept, least recently used dropped
+CAPACITY = 4096  # (owner, voice, language) entries kept, least recently used dropped
 
 
 class SpeakingRates:
-    """Thread-safe map (voice, language) -> measured rate (units per voiced second)."""
+    """Thread-safe map (owner, voice, language) -> measured rate (units per voiced second); owner None: keyless."""
 
     def __init__(self, capacity: int = CAPACITY) -> None:
         self.capacity = capacity
-        self._rates: OrderedDict[tuple[str, str], tuple[float, float]] = OrderedDict()  # -> (rate, seconds)
+        self._rates: OrderedDict[tuple[str | None, str, str], tuple[float, float]] = (
+            OrderedDict()
+        )  # -> (rate, seconds)
         self._lock = threading.Lock()
 
-    def get(self, voice: str, language: str) -> float | None:
-        """The voice's rate in `language`, None when it has not been measured."""
+    def get(self, owner: str | None, voice: str, language: str) -> float | None:
+        """The voice's rate in `language` as `owner` heard it, None when it has not been measured."""
+        key = (owner, voice, language)
         with self._lock:
-            found = self._rates.get((voice, language))
+            found = self._rates.get(key)
             if found is None:
                 return None
-            self._rates.move_to_end((voice, language))
+            self._rates.move_to_end(key)
             return found[0]
 
-    def observe(self, voice: str, language: str, rate: float, seconds: float) -> None:
+    def observe(self, owner: str | None, voice: str, language: str, rate: float, seconds: float) -> None:
         """`rate` measured on `seconds` of the voice's speech: blended with what is remembered, by speech measured
         (at most MEMORY_S remembered), so the rate follows a voice that changes without one odd text ruling it."""
         if not (rate > 0 and seconds > 0 and rate < float("inf")):
             return
-        key = (voice, language)
+        key = (owner, voice, language)
         with self._lock:
             old_rate, old_s = self._rates.pop(key, (rate, 0.0))
             kept = min(old_s, MEMORY_S)

@@ -116,9 +116,8 @@ class ModelRuntime:
         self.bicodec: Any = None
         self.sr: Any = None
         self.aligner: Any = None  # {language: core.align.ctc.CtcAligner} when TTS_ALIGN_METHOD=ctc
-        self.speaking_rates = (
-            SpeakingRates()
-        )  # each voice's measured rate, kept across requests for timestamps
+        # Each voice's measured speaking rate per key, kept across requests for timestamps.
+        self.speaking_rates = SpeakingRates()
         # The one room that touches BiCodec and AP-BWE while serving (built once the models load), and admission.
         self.codec_scheduler: Any = None
         self.admission: Any = None

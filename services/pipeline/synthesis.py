@@ -273,6 +273,7 @@ class SynthesisJob:
                 time_stretch=request.time_stretch,
                 rates=resources.speaking_rates,
                 voice=request.voice.id,
+                owner=request.key_id,
             )
             if not incremental:
                 written = self.plan.written

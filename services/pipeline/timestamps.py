@@ -82,13 +82,15 @@ class TimestampTrack:
         time_stretch: float = 1.0,
         rates: SpeakingRates | None = None,
         voice: str = "",
+        owner: str | None = None,
     ) -> None:
         """`ctc`: models by language ("*" for any); a chunk whose language has none uses the estimate method.
         `time_stretch`: the tempo change the audio chain applies after the crossfade (`speed`): times divide by it.
         `rates`: each voice's speaking rate measured on its earlier output (`voice`'s starts this request's first
-        chunk, and this request's chunks add to it)."""
+        chunk, and this request's chunks add to it), as the request's API key (`owner`) heard it."""
         self.rates = rates
         self.voice = voice
+        self.owner = owner
         self.ctc = ctc or {}
         self.time_scale = 1.0 / time_stretch
         self.overlap = overlap_samples
@@ -127,7 +129,11 @@ class TimestampTrack:
             language = script_language(chunk_text)
             model = self.ctc.get(language) or self.ctc.get("*")
             # The voice's earlier output measured it: a prior only (this text may be spoken faster or slower).
-            prior = self.rates.get(self.voice, language) if self._rate is None and self.rates else None
+            prior = (
+                self.rates.get(self.owner, self.voice, language)
+                if self._rate is None and self.rates
+                else None
+            )
             inc = IncrementalEstimate(words, rate=self._rate, prior=prior, offset=offset)
             self._segment = _Segment(words, offset, model, inc, language)
         except Exception as exc:  # noqa: BLE001 - the chunk's words are spread at its end
@@ -187,7 +193,9 @@ class TimestampTrack:
         if segment.inc.placed and segment.inc.measured and segment.model is None and not segment.broken:
             self._rate = segment.inc.rate
             if self.rates is not None and segment.inc.voiced_s:
-                self.rates.observe(self.voice, segment.language, segment.inc.rate, segment.inc.voiced_s)
+                self.rates.observe(
+                    self.owner, self.voice, segment.language, segment.inc.rate, segment.inc.voiced_s
+                )
         return self._event(spans, segment, end=end, last=True)
 
     def align_chunk(self, audio16: np.ndarray, chunk_text: str, end: float | None = None) -> TimestampsEvent:

@@ -127,7 +127,6 @@ async def test_windows_submitted_together_share_one_call_and_come_back_in_order(
     assert [[w.ids[0] for w in c.windows] for c in sched.runner.calls] == [[1, 2, 3]]  # type: ignore[attr-defined]
 
 
-
 async def test_on_a_cpu_each_decode_window_is_a_call_of_its_own_whatever_else_waits() -> None:
     """A row's audio must not depend on its call's other rows (a seeded request meets different streams each time):
     on a CPU no two decode windows share a call; AP-BWE windows (length-independent) still do."""
@@ -142,6 +141,7 @@ async def test_on_a_cpu_each_decode_window_is_a_call_of_its_own_whatever_else_wa
     calls = sched.runner.calls  # type: ignore[attr-defined]
     assert sorted(len(c.windows) for c in calls if c.kind == "decode") == [1, 1, 1]
     assert [len(c.windows) for c in calls if c.kind == "sr"] == [2]
+
 
 class GatedRunner(RecordingRunner):
     """Holds every call until the test opens the gate."""

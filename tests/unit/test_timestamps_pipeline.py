@@ -202,28 +202,43 @@ def test_a_voices_measured_rate_starts_its_next_request() -> None:
     first.add_text(text, text)
     first.align_chunk(tone, text)
     measured = sum(expected_units(w) for w in split_words(text)) / 3.0
-    assert rates.get("v", "en") == pytest.approx(measured, rel=0.02)
-    assert rates.get("v", "zh") is None and rates.get("w", "en") is None
+    assert rates.get(None, "v", "en") == pytest.approx(measured, rel=0.02)
+    assert rates.get(None, "v", "zh") is None and rates.get(None, "w", "en") is None
     later = TimestampTrack(rates=rates, voice="v")
     later.start_segment(text)
-    assert later._segment is not None and later._segment.inc.rate == rates.get("v", "en")
+    assert later._segment is not None and later._segment.inc.rate == rates.get(None, "v", "en")
     assert not later._segment.inc.measured  # a prior, not this stream's speaker
     other = TimestampTrack(rates=rates, voice="w")
     other.start_segment(text)
     assert other._segment is not None and other._segment.inc.rate == PRIOR_RATE
     other.start_segment(text, voice="v")  # a voice segment: that voice's rate
-    assert other._segment is not None and other._segment.inc.rate == rates.get("v", "en")
+    assert other._segment is not None and other._segment.inc.rate == rates.get(None, "v", "en")
+
+
+def test_a_voices_measured_rate_is_kept_per_key() -> None:
+    """Key A's speech with a voice (a reference voice's id is its recording's hash) never starts key B's stream:
+    B's timestamps must not show whether A used that recording."""
+    rates = SpeakingRates()
+    text = "One two three four five six seven eight nine ten."
+    tone = (0.3 * np.sin(np.arange(48_000) / 5)).astype(np.float32)
+    a = TimestampTrack(rates=rates, voice="ref_0123456789abcdef", owner="key-a")
+    a.add_text(text, text)
+    a.align_chunk(tone, text)
+    assert rates.get("key-a", "ref_0123456789abcdef", "en") is not None
+    b = TimestampTrack(rates=rates, voice="ref_0123456789abcdef", owner="key-b")
+    b.start_segment(text)
+    assert b._segment is not None and b._segment.inc.rate == PRIOR_RATE
 
 
 def test_speaking_rates_blend_by_speech_and_stay_bounded() -> None:
     rates = SpeakingRates(capacity=2)
-    rates.observe("v", "en", 4.0, 10.0)
-    rates.observe("v", "en", 6.0, 10.0)
-    assert rates.get("v", "en") == pytest.approx(5.0)
-    rates.observe("v", "en", float("nan"), 5.0)  # nothing measured: ignored
-    rates.observe("v", "en", 5.0, 0.0)
-    assert rates.get("v", "en") == pytest.approx(5.0)
-    rates.observe("w", "en", 3.0, 1.0)
-    rates.get("v", "en")  # used: kept
-    rates.observe("x", "en", 3.0, 1.0)
-    assert rates.get("w", "en") is None and rates.get("v", "en") is not None
+    rates.observe(None, "v", "en", 4.0, 10.0)
+    rates.observe(None, "v", "en", 6.0, 10.0)
+    assert rates.get(None, "v", "en") == pytest.approx(5.0)
+    rates.observe(None, "v", "en", float("nan"), 5.0)  # nothing measured: ignored
+    rates.observe(None, "v", "en", 5.0, 0.0)
+    assert rates.get(None, "v", "en") == pytest.approx(5.0)
+    rates.observe(None, "w", "en", 3.0, 1.0)
+    rates.get(None, "v", "en")  # used: kept
+    rates.observe(None, "x", "en", 3.0, 1.0)
+    assert rates.get(None, "w", "en") is None and rates.get(None, "v", "en") is not None
