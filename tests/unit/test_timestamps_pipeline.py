@@ -242,3 +242,32 @@ def test_speaking_rates_blend_by_speech_and_stay_bounded() -> None:
     rates.get(None, "v", "en")  # used: kept
     rates.observe(None, "x", "en", 3.0, 1.0)
     assert rates.get(None, "w", "en") is None and rates.get(None, "v", "en") is not None
+
+
+def test_tracks_on_many_threads_sharing_one_rate_memory_align_as_each_does_alone() -> None:
+    """The rate memory is the one object the service's timestamp tracks share: tracks aligning at once on many
+    threads (keys of their own, so each starts from the prior) give what one gives alone, and each key's rate is
+    remembered."""
+    text = "One two three four five six seven eight nine ten."
+    tone = (0.3 * np.sin(np.arange(48_000) / 5)).astype(np.float32)
+
+    def align(rates: SpeakingRates, owner: str) -> tuple[object, ...]:
+        track = TimestampTrack(rates=rates, voice="v", owner=owner)
+        track.add_text(text, text)
+        return track.align_chunk(tone, text).words
+
+    solo = align(SpeakingRates(), "solo")
+    shared = SpeakingRates()
+    results: dict[int, tuple[object, ...]] = {}
+
+    def run(i: int) -> None:
+        for _ in range(5):
+            results[i] = align(shared, f"key-{i}")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(words == solo for words in results.values()) and len(results) == 8
+    assert all(shared.get(f"key-{i}", "v", "en") is not None for i in range(8))
