@@ -6,9 +6,10 @@ keys (the behaviour is tested: tests/unit/test_fair_share_floods.py, test_socket
 
 A real uvicorn server (bench/harness.py: the demo checkpoint on CPU with the service's HTTP protocol as
 scripts/serve runs it, or with `--cost-model` the device stand-in with admission on; keys in PostgreSQL, credits on,
-8 sockets per key). Key B makes one short one-shot request on our socket after another and times its first audio;
-key A (or a client with wrong keys) floods from a process of its own (its own interpreter and GIL). Per flood, B is
-measured alone for half of `--seconds` (the flood not started), then under the flood for `--seconds`:
+8 sockets per key). Key B makes one short one-shot request on our socket after another, `--gap` seconds apart (a
+conversation's turns), and times its first audio; key A (or a client with wrong keys) floods from a process of its own
+(its own interpreter and GIL). Per flood, B is measured alone for half of `--seconds` (the flood not started), then
+under the flood for `--seconds`:
 
   message     A's 8 sockets each send their opener and "-" frames as fast as they can, reconnecting whenever the
               server closes one (the message budget, 1008) or refuses its handshake (the cool-down, 429).
@@ -72,6 +73,9 @@ SYNTH_SOCKETS = 4
 HANDSHAKE_CONCURRENCY = 16
 FLOODS = ("message", "synthesis", "handshake")
 CONTROL = "burn"
+# Key B's pause between requests: a conversation's turns are seconds apart, so B uses a small share of the engine.
+# Back to back (0), B alone saturates the engine itself, and an equal share under a flood halves its speed by design.
+GAP_S = 0.5
 
 
 async def _message_socket(port: int, key: str, stop: Any, stats: dict) -> None:
@@ -211,8 +215,8 @@ async def _first_audio_s(url: str, key: str) -> float | str:
                 return str(event.get("error", {}).get("code", "error"))
 
 
-def _measure(url: str, key: str, seconds: float) -> tuple[list[float], dict[str, int]]:
-    """B's requests one after another for `seconds`: first-audio times, and refusals by code."""
+def _measure(url: str, key: str, seconds: float, gap_s: float = 0.0) -> tuple[list[float], dict[str, int]]:
+    """B's requests one after another for `seconds`, `gap_s` apart: first-audio times, and refusals by code."""
 
     async def main() -> tuple[list[float], dict[str, int]]:
         times: list[float] = []
@@ -225,6 +229,7 @@ def _measure(url: str, key: str, seconds: float) -> tuple[list[float], dict[str,
                 got = type(exc).__name__
             if isinstance(got, float):
                 times.append(got)
+                await asyncio.sleep(gap_s)
             else:
                 refused[got] = refused.get(got, 0) + 1
                 await asyncio.sleep(0.2)
@@ -259,6 +264,12 @@ def main() -> None:
         help="serve on the device stand-in with this cost model (bench/cost_models/h100-tf32.json), "
         "admission on; default: the demo engine on CPU",
     )
+    parser.add_argument(
+        "--gap",
+        type=float,
+        default=GAP_S,
+        help="seconds key B waits between its requests (0: back to back, B itself saturates the engine)",
+    )
     args = parser.parse_args()
     from tests.integration.conftest import create_credit_key
 
@@ -277,12 +288,12 @@ def main() -> None:
         _measure(native, key_b, 1.0)  # warm: the voice, the key cache, the code paths
         for kind in [k for k in args.only.split(",") if k]:
             key_a = create_credit_key(dsn, f"fairness-{kind}", credit_balance=100_000_000)[0]
-            alone, alone_refused = _measure(native, key_b, args.seconds / 2)
+            alone, alone_refused = _measure(native, key_b, args.seconds / 2, args.gap)
             stop, results = ctx.Event(), ctx.Queue()
             flood = ctx.Process(target=_flood, args=(kind, server.port, key_a, stop, results), daemon=True)
             flood.start()
             time.sleep(1.0)  # the flooding process's interpreter starts
-            under, under_refused = _measure(native, key_b, args.seconds)
+            under, under_refused = _measure(native, key_b, args.seconds, args.gap)
             stop.set()
             stats = results.get(timeout=60)
             flood.join(timeout=30)
@@ -315,6 +326,7 @@ def main() -> None:
         {
             "label": args.label,
             "seconds": args.seconds,
+            "gap_s": args.gap,
             "cpus": os.cpu_count(),
             "server": f"device stand-in ({args.cost_model})" if args.cost_model else "demo engine on CPU",
             "floods": rows,
@@ -322,7 +334,7 @@ def main() -> None:
     )
     print(
         f"\n{args.label}: key B's first audio (our socket, one-shot) under each flood over B alone, "
-        f"{args.seconds:g} s per flood"
+        f"{args.seconds:g} s per flood, B's requests {args.gap:g} s apart"
     )
     print(
         "| flood | B alone median / p90 | B under the flood median / p90 | median ratio | p90 ratio | B refused | "
