@@ -2,8 +2,8 @@
 against the real app on the demo checkpoint with admission on: key A holds four streams open on an ElevenLabs socket,
 then the device is short (the scheduler reports a missed deadline, as A's in-limit synthesis flood made it on the
 device stand-in); A's next requests are refused SERVER_OVERLOADED with Retry-After, key B is admitted on HTTP, the
-native socket and the ElevenLabs socket, and the refusals are counted by rule and key class. Behaviour only: the timing effect of each
-flood on another key is measured by `python -m bench fair_share` (docs/benchmarks.md)."""
+native socket and the ElevenLabs socket, and the refusals are counted by rule and key class. Behaviour only: the
+timing effect of each flood on another key is measured by `python -m bench flood_fairness` (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
