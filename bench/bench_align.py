@@ -5,8 +5,9 @@ Measures
   (bench/espeak_speech.py); for each phrase the error of its first word's start and last word's end against the
   phrase's true edges (p50, p90, max), aligned whole and streamed (the incremental aligner fed the decoder's
   pieces, as the service's streams are, first with nothing known of the voice, then with the rate the voice's earlier
-  output measured, as the service keeps it: "voice heard"); every word spanned, in order. Also the same speech with the phrases'
-  punctuation removed (pauses the text does not announce: the harder case);
+  output measured, as the service keeps it: "voice heard"); every word spanned, in order. Also the same speech with
+  the phrases' punctuation removed (pauses the text does not announce: the harder case), and in Chinese five more
+  such texts (`CHINESE_CLAUSES`);
 - estimate's cost: compute per second of audio, as a ratio to the released-size BiCodec decode of the same audio,
   and as a share of a whole request's CPU time (in-process pipeline on the demo checkpoint, timestamps on);
 - ctc's cost: a released-size (wav2vec2-base, ~94 M parameters) random Wav2Vec2ForCTC, emissions + Viterbi for
@@ -35,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_bicodec import MANIFEST, best_time, build_decoder  # noqa: E402
 from bench.espeak_speech import (  # noqa: E402
+    CHINESE_CLAUSES,
     MORE_PHRASES,
     PHRASES,
     edge_errors,
@@ -59,36 +61,47 @@ def accuracy_rows(speed: int | None = None) -> list[dict]:
     set: the distribution of the phrase-edge errors. `speed`: espeak-ng's words per minute (None: each voice's own)."""
     rows = []
     for language in ("en", "hi", "zh"):
-        for name, table in (("narrative", PHRASES), ("short", MORE_PHRASES), ("unpunctuated", PHRASES)):
-            phrases = unpunctuated(table[language]) if name == "unpunctuated" else table[language]
-            speech = make_speech(language, phrases, speed=speed)
-            words = split_words(speech.text)
+        sets = [
+            ("narrative", [PHRASES[language]], MORE_PHRASES),
+            ("short", [MORE_PHRASES[language]], PHRASES),
+            ("unpunctuated", [unpunctuated(PHRASES[language])], MORE_PHRASES),
+        ]
+        if language == "zh":
+            sets.append(("unpunctuated clauses", CHINESE_CLAUSES, MORE_PHRASES))
+        for name, texts, other in sets:
             # The voice heard before: the rate the service kept from its other phrase set, streamed.
-            other = MORE_PHRASES if table is PHRASES else PHRASES
             rate = voice_rate(make_speech(language, other[language], speed=speed))
+            speeches = [make_speech(language, phrases, speed=speed) for phrases in texts]
             for method in ("whole", "streamed", "streamed, voice heard"):
-                spans = (
-                    list(align(speech.audio, words).words)
-                    if method == "whole"
-                    else streamed(speech.audio, words, rate if method != "streamed" else None)
-                )
-                errors_ms = np.array(edge_errors(speech, spans)) * 1000
-                times = [t for w in spans for t in (w.start, w.end)]
+                errors, words_count, spanned, in_order = [], 0, True, True
+                for speech in speeches:
+                    words = split_words(speech.text)
+                    spans = (
+                        list(align(speech.audio, words).words)
+                        if method == "whole"
+                        else streamed(speech.audio, words, rate if method != "streamed" else None)
+                    )
+                    errors += edge_errors(speech, spans)
+                    times = [t for w in spans for t in (w.start, w.end)]
+                    words_count += len(words)
+                    spanned &= all(w.end > w.start for w in spans)
+                    in_order &= [w.text for w in spans] == words and times == sorted(times)
+                errors_ms = np.array(errors) * 1000
                 rows.append(
                     {
                         "language": language,
                         "method": method,
                         "set": name,
                         "speed_wpm": speed,
-                        "phrases": len(phrases),
-                        "words": len(words),
+                        "phrases": sum(len(phrases) for phrases in texts),
+                        "words": words_count,
                         "edges": len(errors_ms),
                         "p50_ms": round(float(np.percentile(errors_ms, 50)), 1),
                         "p90_ms": round(float(np.percentile(errors_ms, 90)), 1),
                         "max_ms": round(float(errors_ms.max()), 1),
                         "within_60ms": int((errors_ms <= TOLERANCE_MS).sum()),
-                        "all_spanned": all(w.end > w.start for w in spans),
-                        "in_order": [w.text for w in spans] == words and times == sorted(times),
+                        "all_spanned": spanned,
+                        "in_order": in_order,
                     }
                 )
     return rows

@@ -38,6 +38,20 @@ MORE_PHRASES = {
     "hi": ["नमस्ते।", "आप कैसे हैं?", "मैंने पच्चीस सेब खरीदे,", "और तीन पके केले।"],
     "zh": ["你好。", "你今天好吗？", "我买了二十五个苹果，", "还有三根香蕉。"],
 }
+# Chinese without punctuation, five texts of four clauses: which character ends at a pause the text does not announce
+# is where the words are (a speaker pauses between words, not inside one: core/align/units.py `inside_words`).
+CHINESE_CLAUSES = [
+    [
+        "我昨天晚上看了一部电影",
+        "故事讲的是一个小男孩",
+        "他在海边找到了一只受伤的小鸟",
+        "后来他们成为了好朋友",
+    ],
+    ["这家餐厅的菜非常好吃", "服务员也很热情", "我们下次还会再来", "价格也比较合理"],
+    ["明天上午九点开会", "请大家准时参加", "会议室在三楼", "记得带上笔记本电脑"],
+    ["春天来了", "花园里开满了鲜花", "小鸟在树上唱歌", "人们都出来散步了"],
+    ["他每天早上跑步", "然后去图书馆看书", "下午和朋友打篮球", "晚上在家写作业"],
+]
 VOICES = {"en": "en", "hi": "hi", "zh": "cmn"}
 _FINAL_PUNCTUATION = re.compile(r"[,.!?\u0964\uff0c\u3002\uff1f]+$")
 

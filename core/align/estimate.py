@@ -7,8 +7,9 @@
    groups picks the assignment: a group (the speech between two chosen pauses) costs how far its speaking rate,
    by its words' expected durations, is from the whole text's, minus a bonus where the text has punctuation (in
    full at a pause of at least `SKIP_SCALE_S`, less at a shorter one: a sentence end is where the speaker pauses
-   longest, not a stop's closure a word later); skipping a pause costs more the longer it is (speech rarely stops
-   for long inside a phrase).
+   longest, not a stop's closure a word later), plus a cost where the boundary falls inside a Chinese word (written
+   without spaces, its characters are the timed words); skipping a pause costs more the longer it is (speech rarely
+   stops for long inside a phrase).
    O(pauses x MAX_SKIPPED x words^2), vectorised over the words.
 3. Within each group between chosen pauses, the group's voiced frames are shared by expected duration, so a group's
    first word starts where its speech starts and its last word ends where its speech stops (snapped to the pause).
@@ -19,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.align.types import Alignment, WordSpan, clamped
-from core.align.units import expected_units, pause_weight
+from core.align.units import expected_units, inside_words, pause_weight
 
 SAMPLE_RATE = 16_000
 FRAME = 320  # 20 ms
@@ -30,6 +31,7 @@ PUNCT_BONUS = 1.0  # per unit of pause_weight
 SKIP_SCALE_S = 0.2  # skipping a pause of this length costs 1 (quadratic in the length); slow speech has closures of 150 ms
 RATE_WEIGHT = 4.0  # a group spoken twice as fast as the text's average costs 4 * ln(2)^2 = 1.9
 MAX_SKIPPED = 6  # pauses one group may contain
+INSIDE_WORD_COST = 1.0  # ending a group inside a Chinese word (`inside_words`): as much as a comma's bonus
 
 
 def frame_db(audio: np.ndarray) -> np.ndarray:
@@ -73,13 +75,15 @@ def _assign(
     total_voiced: float,
     cumulative: np.ndarray,
     bonus: np.ndarray,
+    in_word: np.ndarray,
 ) -> dict[int, int]:
     """pause index -> word boundary j (between word j-1 and j, 1 <= j <= n-1), strictly increasing.
 
     A dynamic programme over groups: nodes are the speech start, the pauses and the speech end; a group runs from
     one node to a later one (at most MAX_SKIPPED pauses inside it) and holds words j'..j-1. Its cost is how far its
     speaking rate is from the whole text's (squared log ratio), plus the skipped pauses' costs, minus the
-    punctuation bonus of the boundary it ends on."""
+    punctuation bonus of the boundary it ends on, plus `INSIDE_WORD_COST` where that boundary is inside a word
+    (`in_word`, per boundary like `bonus`); both scale with the pause's length up to `SKIP_SCALE_S`."""
     n = len(cumulative) - 1
     if n < 2 or not pauses:
         return {}
@@ -102,7 +106,7 @@ def _assign(
         if b == nodes - 1:
             allowed[n] = 0.0
         else:
-            allowed[1:n] = -PUNCT_BONUS * min(1.0, skip[b]) * bonus[1:n]
+            allowed[1:n] = min(1.0, skip[b]) * (INSIDE_WORD_COST * in_word[1:n] - PUNCT_BONUS * bonus[1:n])
         for a in range(max(0, b - 1 - MAX_SKIPPED), b):
             if not np.isfinite(cost[a]).any():
                 continue
@@ -175,7 +179,8 @@ def estimate_alignment(audio: np.ndarray, words: list[str]) -> Alignment:
     )
     cumulative = np.concatenate(([0.0], np.cumsum(units)))
     bonus = np.array([0.0] + [pause_weight(w) for w in words])  # bonus[j]: boundary before word j
-    chosen = _assign(pauses, voiced_before, len(timeline) * FRAME_S, cumulative, bonus)
+    in_word = np.array(inside_words(words), np.float64)
+    chosen = _assign(pauses, voiced_before, len(timeline) * FRAME_S, cumulative, bonus, in_word)
     # Groups: words between chosen pauses, each with the speech frames between those pauses.
     spans = []
     word_start, frame_start = 0, first

@@ -7,12 +7,12 @@ rate and every pause. Here, on each `feed`:
 1. Closed pauses (silent runs of at least `MIN_PAUSE_FRAMES` with speech after them) in the unsettled audio: the
    offline method's search over them (`_groups`), with the expected rate in place of the whole text's and the number
    of words free, segments the open words into groups ending at chosen pauses (the segmentation may end at any
-   closed pause; punctuation inside a group costs its bonus, as it does offline, and so does punctuation the rate
-   says was spoken in the speech heard after the last chosen pause). Its groups are placed on their voiced frames as
-   the offline method does. A group ending on punctuation is kept; one ending at a pause the text
-   does not announce is kept only when its words would have finished playing before the next piece is sent
-   (`_deadline`: engine at twice real time), and the last one only when its pause is long (>= 200 ms): which words
-   end there is the rate's guess, and phrases' rates differ, so it waits for more speech while playback allows.
+   closed pause; as offline, punctuation inside a group costs its bonus and a group ending inside a Chinese word its
+   cost, and so does punctuation the rate says was spoken in the speech heard after the last chosen pause). Its groups
+   are placed on their voiced frames as the offline method does. A group ending on punctuation is kept; one ending at
+   a pause the text does not announce is kept only when its words would have finished playing before the next piece
+   is sent (`_deadline`: engine at twice real time), and the last one only when its pause is long (>= 200 ms): which
+   words end there is the rate's guess, and phrases' rates differ, so it waits for more speech while playback allows.
    Without the offline method's "every word is used" to keep the last group's count honest, the rate weighs more
    there and any punctuation counts alike. Until 2 s of speech have measured the speaker the rate is searched as
    well, around the current estimate: groups must agree with one another rather than with the prior.
@@ -52,6 +52,7 @@ import numpy as np
 from core.align.estimate import (
     FRAME,
     FRAME_S,
+    INSIDE_WORD_COST,
     MAX_SKIPPED,
     MIN_PAUSE_FRAMES,
     PUNCT_BONUS,
@@ -63,7 +64,7 @@ from core.align.estimate import (
     voiced_levels,
 )
 from core.align.types import WordSpan, clamped
-from core.align.units import expected_units, pause_weight
+from core.align.units import expected_units, inside_words, pause_weight
 
 PRIOR_RATE = 4.5  # expected units (syllables) per voiced second before any group was measured
 END_RATE_FACTOR = 3.0  # see `_groups`: a mark at the pause outweighs a phrase 30 % off the rate
@@ -109,6 +110,7 @@ class IncrementalEstimate:
         self.offset = offset
         self.words = [w for w in words if w.strip()]
         self.units = np.array([expected_units(w) for w in self.words], np.float64)
+        self._in_word = np.array(inside_words(self.words), np.float64)  # [j]: the boundary before word j
         self._given = _usable(rate)  # a previous text chunk measured the speaker
         self.rate = (
             float(rate) if rate and self._given else float(prior) if prior and _usable(prior) else PRIOR_RATE
@@ -357,7 +359,9 @@ class IncrementalEstimate:
         best: tuple[float, int, np.ndarray, np.ndarray] | None = None
         heard_s = len(timeline) * FRAME_S - positions  # the open group's speech after each node
         for rate in rates:
-            cost, back = self._search(positions, skip, units, bonus, low, n, float(rate))
+            cost, back = self._search(
+                positions, skip, units, bonus, self._in_word[base : base + n + 1], low, n, float(rate)
+            )
             cost = cost + self._heard_marks(heard_s, float(rate), n)
             ends = cost.min(axis=1) + after
             ends[0] = np.inf  # no group at all: nothing to cut
@@ -410,12 +414,14 @@ class IncrementalEstimate:
         skip: np.ndarray,
         units: np.ndarray,
         bonus: np.ndarray,
+        in_word: np.ndarray,
         low: int,
         n: int,
         rate: float,
     ) -> tuple[np.ndarray, np.ndarray]:
         """`_groups`' dynamic programme at one rate: cost[node, j] of the best segmentation of words[:j] ending at
-        the node, and its back pointers (previous node, previous boundary)."""
+        the node, and its back pointers (previous node, previous boundary). `in_word[j]`: the boundary before open word
+        j is inside a Chinese word (`units.inside_words`)."""
         with np.errstate(divide="ignore", invalid="ignore"):
             expected = np.where(units > 0, np.log(np.maximum(units, 1e-9) / rate), np.inf)
         # Punctuation inside a group (spoken without a pause) costs its bonus: the offline search, which uses every
@@ -445,7 +451,9 @@ class IncrementalEstimate:
                 # At the last pause any punctuation counts alike: a sentence end a few words on must not win over
                 # the comma the rate points at (the offline search is kept honest by the words after it).
                 ends_here = np.minimum(bonus, 1.0) if b == nodes - 1 else bonus
-                best = total[prev, np.arange(n + 1)] + skipped - PUNCT_BONUS * ends_here
+                # Ending inside a Chinese word costs as it does offline (`estimate._assign`).
+                in_word_cost = INSIDE_WORD_COST * min(1.0, skip[b - 1]) * in_word
+                best = total[prev, np.arange(n + 1)] + skipped - PUNCT_BONUS * ends_here + in_word_cost
                 better = best < cost[b]
                 cost[b] = np.where(better, best, cost[b])
                 back[b][better] = np.stack((np.full(better.sum(), a), prev[better]), axis=1)

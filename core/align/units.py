@@ -9,11 +9,17 @@ up to spacing.
 Expected duration, in syllable-like units: English (any Latin-script word) counts letters, three a unit; a Han
 character is one syllable, Devanagari counts aksharas (a consonant cluster with its vowel, or an independent vowel);
 digits (un-normalised text) count as about a syllable and a half each; other scripts a syllable per three letters.
+
+Where a pause may fall (`pause_weight`, `inside_words`): after punctuation, and hardly ever inside a word. Chinese is
+written without spaces, so its words come from a dictionary segmenter (`rjieba`, the Rust port of jieba: a 4 MB
+wheel for every platform, 60 ms to load, a microsecond a sentence; the Python `jieba` is 40 MB and unmaintained).
 """
 
 from __future__ import annotations
 
 import re
+from functools import cache
+from types import ModuleType
 
 _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff"  # CJK ideographs (+ ext. A, compat.) and kana
 _HAN_RE = re.compile(f"[{_HAN}]")
@@ -85,3 +91,38 @@ def script_language(text: str) -> str:
     if _DEV_RE.search(text):
         return "hi"
     return "en"
+
+
+def inside_words(words: list[str]) -> list[bool]:
+    """Per boundary (index j: the boundary before `words[j]`, 0 the start): True where `words[j-1]` and `words[j]` are
+    Han characters of one Chinese word, where a speaker rarely pauses (in 我们去公园散步, the boundaries inside 我们,
+    公园 and 散步). A run of Han characters is segmented whole; punctuation ends a run."""
+    inside = [False] * len(words)
+    start = 0
+    while start < len(words):
+        if not _one_han(words[start]):
+            start += 1
+            continue
+        end = start + 1
+        while end < len(words) and _one_han(words[end]) and not pause_weight(words[end - 1]):
+            end += 1
+        if end - start > 1:
+            at = start
+            for word in _segmenter().cut("".join(_HAN_RE.findall("".join(words[start:end])))):
+                for offset in range(1, len(word)):
+                    inside[at + offset] = True
+                at += len(word)
+        start = end
+    return inside
+
+
+def _one_han(word: str) -> bool:
+    return len(_HAN_RE.findall(word)) == 1
+
+
+@cache
+def _segmenter() -> ModuleType:
+    """rjieba, imported when Chinese is first aligned: its dictionary takes ~30 MB, which no other language needs."""
+    import rjieba
+
+    return rjieba

@@ -14,6 +14,7 @@ import pytest
 from core.align import Alignment, WordSpan, align, character_spans, expected_units, split_words
 from core.align.estimate import find_pauses, voiced_frames
 from core.align.incremental import IncrementalEstimate
+from core.align.units import inside_words
 
 ROOT = Path(__file__).resolve().parents[2]
 RATE = 16_000
@@ -33,6 +34,15 @@ def test_split_words_keeps_tokens_and_splits_han_characters() -> None:
     assert split_words("你好，世界。") == ["你", "好，", "世", "界。"]
     assert split_words("मेरे पास 25 रुपये हैं।") == ["मेरे", "पास", "25", "रुपये", "हैं।"]
     assert split_words("") == []
+
+
+def test_inside_words_marks_boundaries_inside_chinese_words_only() -> None:
+    words = split_words("我们去公园散步，然后 hello 今天")
+    inside = dict(zip(range(len(words)), inside_words(words), strict=True))
+    assert [words[j] for j, flag in inside.items() if flag] == ["们", "园", "步，", "后", "天"]
+    # Punctuation ends a run (步， | 然), and so does a word in another script (后 | hello | 今).
+    assert inside_words([]) == [] and inside_words(["hello", "world"]) == [False, False]
+    assert inside_words(["好"]) == [False]
 
 
 def test_expected_units_by_script() -> None:
