@@ -33,7 +33,7 @@ playback clock with the engine at twice real time. On espeak-ng speech (bench/be
 after punctuation are within 20 ms (190 ms at 130-300 words a minute); at pauses the text does not announce, a group
 settled before the speech after it is heard is the rate's guess: 18 ms in English, 0.76 s in Hindi (a phrase 15 %
 faster than the others; 0.56 s from the voice's measured rate), seconds in Chinese (espeak's voice at 0.6 times the
-prior's rate; 0.93 s from the voice's measured rate).
+prior's rate; 1.3 s from the voice's measured rate).
 
 The expected rate (units per voiced second) starts from `rate` (a previous text chunk's, taken as known), else from
 `prior` (the voice's as its earlier output measured it, `core.align.rates`: searched and outweighed by this stream's
