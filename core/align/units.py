@@ -108,7 +108,7 @@ def inside_words(words: list[str]) -> list[bool]:
             end += 1
         if end - start > 1:
             at = start
-            for word in _segmenter().cut("".join(_HAN_RE.findall("".join(words[start:end])))):
+            for word in load_segmenter().cut("".join(_HAN_RE.findall("".join(words[start:end])))):
                 for offset in range(1, len(word)):
                     inside[at + offset] = True
                 at += len(word)
@@ -121,8 +121,9 @@ def _one_han(word: str) -> bool:
 
 
 @cache
-def _segmenter() -> ModuleType:
-    """rjieba, imported when Chinese is first aligned: its dictionary takes ~30 MB, which no other language needs."""
+def load_segmenter() -> ModuleType:
+    """rjieba, imported once: when Chinese is first aligned, or by the server's warm-up (60 ms and ~30 MB for its
+    dictionary, which a process that never aligns Chinese does not need)."""
     import rjieba
 
     return rjieba

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.align.units import load_segmenter
 from core.guards import Trip
 from core.guards.chunk import SAMPLES_PER_TOKEN
 from core.llm import SamplingConfig
@@ -868,3 +869,6 @@ async def warmup_pipeline(resources: PipelineResources) -> None:
         stream=True,
     )
     await SynthesisJob(resources, request).collect()
+    # Chinese word timestamps' segmenter: a request's first text chunk starts its timestamp track on the event loop,
+    # so the dictionary loads here rather than stalling every stream at the first Chinese request.
+    await asyncio.to_thread(load_segmenter)

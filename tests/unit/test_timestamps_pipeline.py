@@ -5,6 +5,7 @@ simulated playback clock every word's span is sent before the word has finished 
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +16,16 @@ import pytest
 from core.align import split_words
 from core.align.incremental import PRIOR_RATE, IncrementalEstimate
 from core.align.rates import SpeakingRates
-from core.align.units import expected_units
+from core.align.units import expected_units, load_segmenter
 from services.deployment.runtime import ModelRuntime
-from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest
+from services.pipeline import synthesis
+from services.pipeline.synthesis import (
+    NATIVE_RATE,
+    SamplingOptions,
+    SynthesisJob,
+    SynthesisRequest,
+    warmup_pipeline,
+)
 from services.pipeline.timestamps import TimestampsEvent, TimestampTrack
 from tests.demo_runtime import demo_runtime
 from tests.texts import LONG_ENGLISH
@@ -271,3 +279,24 @@ def test_tracks_on_many_threads_sharing_one_rate_memory_align_as_each_does_alone
         t.join()
     assert all(words == solo for words in results.values()) and len(results) == 8
     assert all(shared.get(f"key-{i}", "v", "en") is not None for i in range(8))
+
+
+def test_the_warm_up_loads_the_chinese_segmenter_off_the_event_loop(
+    runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request's first text chunk starts its timestamp track on the event loop: the Chinese word segmenter's
+    dictionary (units.load_segmenter, ~60 ms) is loaded by the server's warm-up, in a worker thread, not there."""
+    loaded_on: list[threading.Thread] = []
+
+    def load() -> object:
+        loaded_on.append(threading.current_thread())
+        return load_segmenter()
+
+    monkeypatch.setattr(synthesis, "load_segmenter", load)
+
+    async def warm() -> threading.Thread:
+        await warmup_pipeline(runtime.pipeline_resources())
+        return threading.current_thread()
+
+    loop_thread = asyncio.run(warm())
+    assert len(loaded_on) == 1 and loaded_on[0] is not loop_thread
