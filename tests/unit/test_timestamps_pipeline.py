@@ -252,11 +252,16 @@ def test_speaking_rates_blend_by_speech_and_stay_bounded() -> None:
     assert rates.get(None, "w", "en") is None and rates.get(None, "v", "en") is not None
 
 
-def test_tracks_on_many_threads_sharing_one_rate_memory_align_as_each_does_alone() -> None:
-    """The rate memory is the one object the service's timestamp tracks share: tracks aligning at once on many
-    threads (keys of their own, so each starts from the prior) give what one gives alone, and each key's rate is
-    remembered."""
-    text = "One two three four five six seven eight nine ten."
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [("One two three four five six seven eight nine ten.", "en"), ("我们去公园散步然后一起吃午饭。", "zh")],
+)
+def test_tracks_on_many_threads_sharing_one_rate_memory_align_as_each_does_alone(
+    text: str, language: str
+) -> None:
+    """The rate memory and, for Chinese, the word segmenter (units.load_segmenter) are what the service's timestamp
+    tracks share: tracks aligning at once on many threads (keys of their own, so each starts from the prior) give what
+    one gives alone, and each key's rate is remembered."""
     tone = (0.3 * np.sin(np.arange(48_000) / 5)).astype(np.float32)
 
     def align(rates: SpeakingRates, owner: str) -> tuple[object, ...]:
@@ -278,7 +283,7 @@ def test_tracks_on_many_threads_sharing_one_rate_memory_align_as_each_does_alone
     for t in threads:
         t.join()
     assert all(words == solo for words in results.values()) and len(results) == 8
-    assert all(shared.get(f"key-{i}", "v", "en") is not None for i in range(8))
+    assert all(shared.get(f"key-{i}", "v", language) is not None for i in range(8))
 
 
 def test_the_warm_up_loads_the_chinese_segmenter_off_the_event_loop(
