@@ -15,6 +15,7 @@ import numpy as np
 import soxr
 
 from core.align.incremental import IncrementalEstimate
+from core.align.rates import MeasuredRate
 from core.align.types import WordSpan
 from core.align.units import split_words
 
@@ -112,20 +113,20 @@ def make_speech(
 PIECES_S = (0.5, 1.0, 2.0, 4.0)
 
 
-def streamed(audio: np.ndarray, words: list[str], rate: float | None = None) -> list[WordSpan]:
+def streamed(audio: np.ndarray, words: list[str], rate: MeasuredRate | None = None) -> list[WordSpan]:
     """The incremental aligner's spans, fed the audio in the decoder's pieces, then finished. `rate`: the voice's
     rate measured on its earlier output (`voice_rate`), as the service starts a stream from it."""
     return _stream(audio, words, rate)[0]
 
 
-def voice_rate(speech: Speech) -> float | None:
+def voice_rate(speech: Speech) -> MeasuredRate | None:
     """The rate the service remembers for the voice after it spoke `speech` (one text chunk, streamed)."""
     aligner = _stream(speech.audio, split_words(speech.text), None)[1]
-    return aligner.rate if aligner.voiced_s else None
+    return MeasuredRate(aligner.rate, aligner.voiced_s) if aligner.voiced_s else None
 
 
 def _stream(
-    audio: np.ndarray, words: list[str], rate: float | None
+    audio: np.ndarray, words: list[str], rate: MeasuredRate | None
 ) -> tuple[list[WordSpan], IncrementalEstimate]:
     aligner = IncrementalEstimate(words, prior=rate)
     spans: list[WordSpan] = []

@@ -163,6 +163,12 @@ class Voice:
         return self.reference_text is not None and self.reference_semantic is not None
 
     @property
+    def rate_key(self) -> str:
+        """What its speaking rate is remembered under (`core.align.rates`): the id, with the speed label when it is
+        not moderate, since the same voice asked to speak faster is another pace."""
+        return self.id if self.speed == "moderate" else f"{self.id}@{self.speed}"
+
+    @property
     def parse_mode(self) -> Literal["controllable", "clone"]:
         """'clone' when the prompt carries the 32 globals; otherwise the model emits them."""
         return "clone" if self.global_tokens is not None else "controllable"

@@ -32,14 +32,15 @@ offline method's 61 ms on 170-character text chunks (a chunk's end re-anchors th
 playback clock with the engine at twice real time. On espeak-ng speech (bench/bench_align.py) phrase edges at pauses
 after punctuation are within 20 ms (190 ms at 130-300 words a minute); at pauses the text does not announce, a group
 settled before the speech after it is heard is the rate's guess: 18 ms in English, 0.76 s in Hindi (a phrase 15 %
-faster than the others; 0.56 s from the voice's measured rate), seconds in Chinese (espeak's voice at 0.6 times the
-prior's rate; 1.3 s from the voice's measured rate).
+faster than the others), seconds in Chinese (espeak's voice at 0.6 times the prior's rate); from the voice's measured
+rate 18, 246 and 15 ms, but up to 1.5 s on other Chinese texts and at 130-300 words a minute.
 
 The expected rate (units per voiced second) starts from `rate` (a previous text chunk's, taken as known), else from
-`prior` (the voice's as its earlier output measured it, `core.align.rates`: searched and outweighed by this stream's
-speech as `PRIOR_RATE` is), else `PRIOR_RATE`, and follows the groups cut at pauses; `finish` measures the whole
-piece (all its words over its speech) for the next one. What is placed is never moved: later words start where it
-ends. The level threshold (95th percentile of the frames so far) only decides pauses in audio not yet settled.
+`prior` (the voice's as its earlier output measured it, `core.align.rates`: searched, and weighed against this
+stream's speech by the seconds it was measured on), else `PRIOR_RATE` (weighed as `PRIOR_RATE_S` of speech), and
+follows the groups cut at pauses; `finish` measures the whole piece (all its words over its speech) for the next one.
+What is placed is never moved: later words start where it ends. The level threshold (95th percentile of the frames so
+far) only decides pauses in audio not yet settled.
 
 Never raises on any audio or words: the offline method's result, or words spread evenly (`spread`), in the worst
 case (`core.align.estimate` has the same property, tested with Hypothesis).
@@ -63,6 +64,7 @@ from core.align.estimate import (
     estimate_alignment,
     voiced_levels,
 )
+from core.align.rates import MeasuredRate
 from core.align.types import WordSpan, clamped
 from core.align.units import expected_units, inside_words, pause_weight
 
@@ -72,7 +74,10 @@ LAST_GROUP_SKIP = 1.0  # see `_groups`
 UNMEASURED_RATES = 15  # see `_groups`
 UNMEASURED_RATE_SPAN = 0.8  # the rates searched span the prior times e^-0.8..e^0.8 (2.0-10 units/s)
 RATE_PRIOR_WEIGHT = 1.0
-RATE_MEMORY_S = 0.5  # the prior counts as this many seconds of measured speech when the rate is updated
+# When the rate is updated, the language-blind prior (or a previous text chunk's rate) counts as this many seconds of
+# measured speech; a voice's measured rate counts as the speech it was measured on. One phrase's rate is 12-24 % off
+# the voice's (espeak-ng): a voice's rate measured on many phrases guesses the next better than a stream's first does.
+PRIOR_RATE_S = 0.5
 MEASURED_S = 2.0  # speech measured before the search takes the rate as known (`_rate_known`)
 # Playback is assumed to start when the stream's first piece (FIRST_PIECE_S) is sent, and the engine to make audio at
 # SPEEDUP times real time in pieces of at most MAX_PIECE_S (core.streaming's schedule: 25 tokens first, 200 at most):
@@ -101,21 +106,27 @@ class IncrementalEstimate:
     `finish` once the audio is complete for the others. Times are seconds from the piece's first sample."""
 
     def __init__(
-        self, words: list[str], *, rate: float | None = None, prior: float | None = None, offset: float = 0.0
+        self,
+        words: list[str],
+        *,
+        rate: float | None = None,
+        prior: MeasuredRate | None = None,
+        offset: float = 0.0,
     ) -> None:
         """`rate`: a previous text chunk's measured rate (this stream's speaker: taken as known); `prior`: the voice's
         rate as its earlier output measured it, in place of `PRIOR_RATE` (only a prior: a text may be spoken faster
-        or slower than the voice's others, so the rate is still searched and this stream's speech outweighs it);
-        `offset`: where this piece of speech starts in the stream (seconds), for the playback deadline."""
+        or slower than the voice's others, so the rate is still searched, and this stream's speech outweighs it once
+        it is longer than the speech the prior was measured on); `offset`: where this piece of speech starts in the
+        stream (seconds), for the playback deadline."""
         self.offset = offset
         self.words = [w for w in words if w.strip()]
         self.units = np.array([expected_units(w) for w in self.words], np.float64)
         self._in_word = np.array(inside_words(self.words), np.float64)  # [j]: the boundary before word j
         self._given = _usable(rate)  # a previous text chunk measured the speaker
-        self.rate = (
-            float(rate) if rate and self._given else float(prior) if prior and _usable(prior) else PRIOR_RATE
-        )
+        known = prior is not None and _usable(prior.rate) and prior.seconds > 0 and not self._given
+        self.rate = float(rate) if rate and self._given else prior.rate if prior and known else PRIOR_RATE
         self._prior = self.rate
+        self._prior_s = max(PRIOR_RATE_S, prior.seconds) if prior and known else PRIOR_RATE_S
         self._measured_units = 0.0
         self._measured_s = 0.0
         self._chunks: list[np.ndarray] = []
@@ -338,6 +349,10 @@ class IncrementalEstimate:
         if n < low:
             return []
         positions = np.concatenate(([0.0], [np.count_nonzero(timeline < a) * FRAME_S for a, _ in closed]))
+        # Frames left to words not settled yet in a first group ending at each node: a word needs one at least.
+        room = np.array(
+            [0] + [np.count_nonzero((timeline >= self._from) & (timeline < a)) for a, _ in closed]
+        )
         skip = np.array([((b - a) * FRAME_S / SKIP_SCALE_S) ** 2 for a, b in closed])
         cumulative = np.concatenate(([0.0], np.cumsum(self.units[base : base + n])))
         bonus = np.array([0.0] + [pause_weight(w) for w in self.words[base : base + n]])
@@ -360,7 +375,7 @@ class IncrementalEstimate:
         heard_s = len(timeline) * FRAME_S - positions  # the open group's speech after each node
         for rate in rates:
             cost, back = self._search(
-                positions, skip, units, bonus, self._in_word[base : base + n + 1], low, n, float(rate)
+                positions, skip, units, bonus, self._in_word[base : base + n + 1], low, room, n, float(rate)
             )
             cost = cost + self._heard_marks(heard_s, float(rate), n)
             ends = cost.min(axis=1) + after
@@ -416,12 +431,14 @@ class IncrementalEstimate:
         bonus: np.ndarray,
         in_word: np.ndarray,
         low: int,
+        room: np.ndarray,
         n: int,
         rate: float,
     ) -> tuple[np.ndarray, np.ndarray]:
         """`_groups`' dynamic programme at one rate: cost[node, j] of the best segmentation of words[:j] ending at
         the node, and its back pointers (previous node, previous boundary). `in_word[j]`: the boundary before open word
-        j is inside a Chinese word (`units.inside_words`)."""
+        j is inside a Chinese word (`units.inside_words`); the first group holds the `low` words settled in it and at
+        most `room[node]` more (its frames not owned by them)."""
         with np.errstate(divide="ignore", invalid="ignore"):
             expected = np.where(units > 0, np.log(np.maximum(units, 1e-9) / rate), np.inf)
         # Punctuation inside a group (spoken without a pause) costs its bonus: the offline search, which uses every
@@ -446,6 +463,7 @@ class IncrementalEstimate:
                 group = weight * np.square(np.log(duration) - expected) + inside
                 if a == 0:
                     group[:, :low] = np.inf
+                    group[:, low + int(room[b]) + 1 :] = np.inf
                 total = cost[a][:, None] + group
                 prev = np.argmin(total, axis=0)
                 # At the last pause any punctuation counts alike: a sentence end a few words on must not win over
@@ -472,9 +490,9 @@ class IncrementalEstimate:
         return self._given or self._measured_s >= MEASURED_S
 
     def _learn(self, units: float, seconds: float) -> None:
-        """Follow the speaker's rate from groups cut at pauses (the prior weighs RATE_MEMORY_S seconds)."""
+        """Follow the speaker's rate from groups cut at pauses (the prior weighs `_prior_s` seconds)."""
         if seconds <= 0 or units <= 0:
             return
         self._measured_units += units
         self._measured_s += seconds
-        self.rate = (self._prior * RATE_MEMORY_S + self._measured_units) / (RATE_MEMORY_S + self._measured_s)
+        self.rate = (self._prior * self._prior_s + self._measured_units) / (self._prior_s + self._measured_s)

@@ -3,7 +3,8 @@ incremental aligner places the words it must send before their pause is heard at
 language-blind prior (`core.align.incremental.PRIOR_RATE`); a voice can speak at half or twice the prior's rate.
 
 Rates are expected units (`core.align.units.expected_units`) per voiced second, so they are only comparable within
-one language: the key is (owner, voice, language). Scoped by the API key that made the speech, like every cache shared
+one language: the key is (owner, voice, language), where the voice names what sets its pace (`Voice.rate_key`: its id
+and speed label). Each rate comes with the speech it was measured on, which a stream weighs it by. Scoped by the API key that made the speech, like every cache shared
 between keys: a per-request reference voice's id comes from its recording's hash, and one key's timestamps must not
 show whether another key used that recording. Process-local and bounded; losing it costs only the first stream's
 accuracy.
@@ -13,9 +14,18 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 
 MEMORY_S = 30.0  # a new measurement of this much speech weighs as much as everything remembered
 CAPACITY = 4096  # (owner, voice, language) entries kept, least recently used dropped
+
+
+@dataclass(frozen=True)
+class MeasuredRate:
+    """A voice's speaking rate (expected units per voiced second) and the seconds of its speech it was measured on."""
+
+    rate: float
+    seconds: float
 
 
 class SpeakingRates:
@@ -28,15 +38,16 @@ class SpeakingRates:
         )  # -> (rate, seconds)
         self._lock = threading.Lock()
 
-    def get(self, owner: str | None, voice: str, language: str) -> float | None:
-        """The voice's rate in `language` as `owner` heard it, None when it has not been measured."""
+    def get(self, owner: str | None, voice: str, language: str) -> MeasuredRate | None:
+        """The voice's rate in `language` as `owner` heard it (measured on at most MEMORY_S), None when it has not
+        been measured."""
         key = (owner, voice, language)
         with self._lock:
             found = self._rates.get(key)
             if found is None:
                 return None
             self._rates.move_to_end(key)
-            return found[0]
+            return MeasuredRate(found[0], min(found[1], MEMORY_S))
 
     def observe(self, owner: str | None, voice: str, language: str, rate: float, seconds: float) -> None:
         """`rate` measured on `seconds` of the voice's speech: blended with what is remembered, by speech measured

@@ -273,7 +273,7 @@ class SynthesisJob:
                 ctc=resources.aligner,
                 time_stretch=request.time_stretch,
                 rates=resources.speaking_rates,
-                voice=request.voice.id,
+                voice=request.voice.rate_key,
                 owner=request.key_id,
             )
             if not incremental:
@@ -636,7 +636,7 @@ class SynthesisJob:
             run.last = self._text_closed and index == len(self.plan.chunks) - 1
             self.chain.start_segment(last=run.last)
             if self.timestamps is not None:
-                self.timestamps.start_segment(self.plan.chunks[index], voice=speaker.voice.id)
+                self.timestamps.start_segment(self.plan.chunks[index], voice=speaker.voice.rate_key)
             await self._emit(await self._silence(index))
         # Once per speaker, cached per voice; a miss is a model call the scheduler runs on the device, between codec
         # calls.

@@ -86,8 +86,9 @@ class TimestampTrack:
     ) -> None:
         """`ctc`: models by language ("*" for any); a chunk whose language has none uses the estimate method.
         `time_stretch`: the tempo change the audio chain applies after the crossfade (`speed`): times divide by it.
-        `rates`: each voice's speaking rate measured on its earlier output (`voice`'s starts this request's first
-        chunk, and this request's chunks add to it), as the request's API key (`owner`) heard it."""
+        `rates`: each voice's speaking rate measured on its earlier output (`voice`'s, keyed by `Voice.rate_key`,
+        starts this request's first chunk, and this request's chunks add to it), as the request's API key (`owner`)
+        heard it."""
         self.rates = rates
         self.voice = voice
         self.owner = owner

@@ -31,15 +31,14 @@ REQUIRED = (0.08, 0.25)  # p90, max (seconds)
 # Not met, held where they stand: which word ends at a pause the text does not announce is the rate's guess, and
 # espeak's phrases differ in rate by more than one word's share of a phrase. Aligned whole, the other pauses and every
 # word used decide it (Chinese: with its word boundaries, `test_unannounced_chinese_pauses_fall_between_words`).
-# Streamed, a group's words are settled before the speech after its pause is heard (the words would have played):
-# Hindi's third phrase is spoken 15 % faster than the others; Chinese phrases differ by up to a quarter, and espeak's
-# voice speaks 2.6 characters a second against the prior's 4.5, so a voice not heard before has its first 3.5 s
+# Streamed, a group's words are settled before the speech after its pause is heard (the words would have played), at
+# the voice's rate once it has been heard (measured on its other phrases, it guesses a phrase's rate better than the
+# stream's first phrase does). For a voice not heard before: Hindi's third phrase is spoken 15 % faster than the
+# others; espeak's Chinese voice speaks 2.6 characters a second against the prior's 4.5, so its first 3.5 s are
 # settled on the prior's rate and every later group follows it.
 UNANNOUNCED = {
     ("hi", "streamed"): (0.6, 0.8),
-    ("hi", "voice heard"): (0.3, 0.6),
     ("zh", "streamed"): (5.6, 6.0),
-    ("zh", "voice heard"): (1.3, 1.35),
 }
 METHODS = ["whole", "streamed", "voice heard"]
 
@@ -127,3 +126,16 @@ def test_unannounced_chinese_pauses_fall_between_words(speed: int | None) -> Non
         errors += edge_errors(speech, spans)
     p90, worst = CLAUSES_WHOLE[speed]
     assert np.percentile(errors, 90) <= p90 and max(errors) <= worst, [round(e, 3) for e in errors]
+
+
+@pytest.mark.parametrize("method", ["streamed", "voice heard"])
+@pytest.mark.parametrize("speed", [None, 130, 300], ids=["voice", "130", "300"])
+def test_streamed_chinese_clauses_give_every_word_a_span(method: str, speed: int | None) -> None:
+    """Streamed at pauses the text does not announce, a group's words may be settled by rate before its pause closes;
+    when the search then gives that group more words, each still gets frames of its own (one text at 130 words a
+    minute, from the voice's rate, once gave 鸟 a zero-length span at a pause). Accuracy: bench/bench_align.py."""
+    earlier = make_speech("zh", MORE_PHRASES["zh"], speed=speed)
+    for phrases in CHINESE_CLAUSES:
+        speech = make_speech("zh", phrases, speed=speed)
+        words = split_words(speech.text)
+        check_spans(aligned(method, speech, words, earlier), words, len(speech.audio) / 16_000)

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from core.align import split_words
-from core.align.incremental import PRIOR_RATE, IncrementalEstimate
-from core.align.rates import SpeakingRates
+from core.align.incremental import PRIOR_RATE, PRIOR_RATE_S, IncrementalEstimate
+from core.align.rates import MEMORY_S, MeasuredRate, SpeakingRates
 from core.align.units import expected_units, load_segmenter
+from core.voices import Voice, voice_with_speed
 from services.deployment.runtime import ModelRuntime
 from services.pipeline import synthesis
 from services.pipeline.synthesis import (
@@ -210,17 +211,42 @@ def test_a_voices_measured_rate_starts_its_next_request() -> None:
     first.add_text(text, text)
     first.align_chunk(tone, text)
     measured = sum(expected_units(w) for w in split_words(text)) / 3.0
-    assert rates.get(None, "v", "en") == pytest.approx(measured, rel=0.02)
+    remembered = rates.get(None, "v", "en")
+    assert remembered is not None and remembered.rate == pytest.approx(measured, rel=0.02)
+    assert remembered.seconds == pytest.approx(3.0, rel=0.02)  # the speech it was measured on
     assert rates.get(None, "v", "zh") is None and rates.get(None, "w", "en") is None
     later = TimestampTrack(rates=rates, voice="v")
     later.start_segment(text)
-    assert later._segment is not None and later._segment.inc.rate == rates.get(None, "v", "en")
+    assert later._segment is not None and later._segment.inc.rate == remembered.rate
     assert not later._segment.inc.measured  # a prior, not this stream's speaker
     other = TimestampTrack(rates=rates, voice="w")
     other.start_segment(text)
     assert other._segment is not None and other._segment.inc.rate == PRIOR_RATE
     other.start_segment(text, voice="v")  # a voice segment: that voice's rate
-    assert other._segment is not None and other._segment.inc.rate == rates.get(None, "v", "en")
+    assert other._segment is not None and other._segment.inc.rate == remembered.rate
+
+
+@pytest.mark.parametrize("seconds", [2.0, 10.0, 30.0])
+def test_a_voices_rate_weighs_as_the_speech_it_was_measured_on(seconds: float) -> None:
+    """A stream that starts from a voice's remembered rate moves from it as a group of its own speech outweighs the
+    speech the rate was measured on; the language-blind prior weighs PRIOR_RATE_S. One phrase's rate is a poorer
+    guess of the next phrase's than a voice's rate measured on many."""
+    words = "one two three four five six seven eight nine ten eleven twelve".split()
+    prior = MeasuredRate(3.0, seconds)
+    inc = IncrementalEstimate(words, prior=prior)
+    inc._learn(12.0, 2.0)  # a group of 12 units in 2 s: 6 units a second
+    assert inc.rate == pytest.approx((3.0 * seconds + 12.0) / (seconds + 2.0))
+    blind = IncrementalEstimate(words)
+    blind._learn(12.0, 2.0)
+    assert blind.rate == pytest.approx((PRIOR_RATE * PRIOR_RATE_S + 12.0) / (PRIOR_RATE_S + 2.0))
+
+
+def test_a_voice_asked_to_speak_faster_is_remembered_apart() -> None:
+    """The speed label sets a style voice's pace: its rate is kept apart from the same voice at its own pace."""
+    voice = Voice(id="calm", name="Calm", kind="style", gender="female")
+    faster = voice_with_speed(voice, 1.5)
+    assert voice.rate_key == "calm" and faster.rate_key == "calm@high"
+    assert voice_with_speed(voice, 1.0).rate_key == voice.rate_key
 
 
 def test_a_voices_measured_rate_is_kept_per_key() -> None:
@@ -242,10 +268,12 @@ def test_speaking_rates_blend_by_speech_and_stay_bounded() -> None:
     rates = SpeakingRates(capacity=2)
     rates.observe(None, "v", "en", 4.0, 10.0)
     rates.observe(None, "v", "en", 6.0, 10.0)
-    assert rates.get(None, "v", "en") == pytest.approx(5.0)
+    assert rates.get(None, "v", "en") == MeasuredRate(5.0, 20.0)
     rates.observe(None, "v", "en", float("nan"), 5.0)  # nothing measured: ignored
     rates.observe(None, "v", "en", 5.0, 0.0)
-    assert rates.get(None, "v", "en") == pytest.approx(5.0)
+    assert rates.get(None, "v", "en") == MeasuredRate(5.0, 20.0)
+    rates.observe(None, "v", "en", 5.0, 40.0)
+    assert rates.get(None, "v", "en") == MeasuredRate(5.0, MEMORY_S)  # weighs at most MEMORY_S
     rates.observe(None, "w", "en", 3.0, 1.0)
     rates.get(None, "v", "en")  # used: kept
     rates.observe(None, "x", "en", 3.0, 1.0)
