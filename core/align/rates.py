@@ -4,10 +4,10 @@ language-blind prior (`core.align.incremental.PRIOR_RATE`); a voice can speak at
 
 Rates are expected units (`core.align.units.expected_units`) per voiced second, so they are only comparable within
 one language: the key is (owner, voice, language), where the voice names what sets its pace (`Voice.rate_key`: its id
-and speed label). Each rate comes with the speech it was measured on, which a stream weighs it by. Scoped by the API key that made the speech, like every cache shared
-between keys: a per-request reference voice's id comes from its recording's hash, and one key's timestamps must not
-show whether another key used that recording. Process-local and bounded; losing it costs only the first stream's
-accuracy.
+and speed label). Each rate comes with the speech it was measured on, which a stream weighs it by. Scoped by the API
+key that made the speech, like every cache shared between keys: a per-request reference voice's id comes from its
+recording's hash, and one key's timestamps must not show whether another key used that recording. Process-local and
+bounded; losing it costs only the first stream's accuracy.
 """
 
 from __future__ import annotations
