@@ -348,11 +348,12 @@ class IncrementalEstimate:
         low = max(1, self.placed - base)  # the first group holds at least the words already settled in it
         if n < low:
             return []
-        positions = np.concatenate(([0.0], [np.count_nonzero(timeline < a) * FRAME_S for a, _ in closed]))
+        before = np.searchsorted(
+            timeline, [a for a, _ in closed]
+        )  # the open group's frames before each pause
+        positions = np.concatenate(([0.0], before * FRAME_S))
         # Frames left to words not settled yet in a first group ending at each node: a word needs one at least.
-        room = np.array(
-            [0] + [np.count_nonzero((timeline >= self._from) & (timeline < a)) for a, _ in closed]
-        )
+        room = np.concatenate(([0], np.maximum(before - np.searchsorted(timeline, self._from), 0)))
         skip = np.array([((b - a) * FRAME_S / SKIP_SCALE_S) ** 2 for a, b in closed])
         cumulative = np.concatenate(([0.0], np.cumsum(self.units[base : base + n])))
         bonus = np.array([0.0] + [pause_weight(w) for w in self.words[base : base + n]])
@@ -452,26 +453,26 @@ class IncrementalEstimate:
         cost[0, 0] = 0.0
         back = np.zeros((nodes, n + 1, 2), np.int64)
         for b in range(1, nodes):
+            # A group ending at the last closed pause has no words after it to keep its count honest (the offline
+            # search must use every word): there the rate weighs more against the punctuation bonus, and any
+            # punctuation counts alike (a sentence end a few words on must not win over the comma the rate points at).
+            last = b == nodes - 1
+            weight = RATE_WEIGHT * (END_RATE_FACTOR if last else 1.0)
+            mark_bonus = PUNCT_BONUS * (np.minimum(bonus, 1.0) if last else bonus)
+            # Ending inside a Chinese word costs as it does offline (`estimate._assign`).
+            in_word_cost = INSIDE_WORD_COST * min(1.0, skip[b - 1]) * in_word
             for a in range(max(0, b - 1 - MAX_SKIPPED), b):
                 duration = positions[b] - positions[a]
                 if duration <= 0 or not np.isfinite(cost[a]).any():
                     continue
                 skipped = skip[a : b - 1].sum()  # the pauses between nodes a and b are inside the group
-                # A group ending at the last closed pause has no words after it to keep its count honest (the
-                # offline search must use every word): there the rate weighs more against the punctuation bonus.
-                weight = RATE_WEIGHT * (END_RATE_FACTOR if b == nodes - 1 else 1.0)
                 group = weight * np.square(np.log(duration) - expected) + inside
                 if a == 0:
                     group[:, :low] = np.inf
                     group[:, low + int(room[b]) + 1 :] = np.inf
                 total = cost[a][:, None] + group
                 prev = np.argmin(total, axis=0)
-                # At the last pause any punctuation counts alike: a sentence end a few words on must not win over
-                # the comma the rate points at (the offline search is kept honest by the words after it).
-                ends_here = np.minimum(bonus, 1.0) if b == nodes - 1 else bonus
-                # Ending inside a Chinese word costs as it does offline (`estimate._assign`).
-                in_word_cost = INSIDE_WORD_COST * min(1.0, skip[b - 1]) * in_word
-                best = total[prev, np.arange(n + 1)] + skipped - PUNCT_BONUS * ends_here + in_word_cost
+                best = total[prev, np.arange(n + 1)] + skipped - mark_bonus + in_word_cost
                 better = best < cost[b]
                 cost[b] = np.where(better, best, cost[b])
                 back[b][better] = np.stack((np.full(better.sum(), a), prev[better]), axis=1)
