@@ -232,7 +232,7 @@ def fetch_to(source: str, dest: Path) -> None:
 @app.function(
     image=download_image,
     volumes={MODELS_PATH: models_volume},
-    env=MODAL.as_env(),  # the container must see the same TTS_MODAL_*_SUBDIR as `modal run` did
+    env={**MODAL.as_env()},  # the container must see the same TTS_MODAL_*_SUBDIR as `modal run` did
     timeout=3600,
     cpu=2.0,
     memory=4096,

@@ -41,7 +41,7 @@ from core.clone import MAX_REFERENCE_BYTES
 from services.access import AccessServices
 from services.continuity import Continuity
 from services.deployment.metrics_push import MetricsPusher
-from services.deployment.pin_voices import warmup_step_for
+from services.deployment.pin_voices import RuntimePinning, warmup_step_for
 from services.deployment.runtime import ModelRuntime
 from services.jobs import JobService
 from services.pipeline.gpu_faults import GpuFaultDetector
@@ -185,10 +185,13 @@ def create_app(
     dictionaries = PronunciationDictionaries.from_settings(settings, access.databases)
     speech = SpeechService(runtime, settings, gpu_faults, library, continuity, dictionaries)
     job_service = JobService.from_settings(settings, speech, access) if settings.jobs.jobs_enabled else None
+    app.state.runtime = runtime  # the composition root's own handle (tests, Modal's host); routes see `model`
     app.state.services = Services(
         settings=settings,
-        runtime=runtime,
+        model=runtime,
+        pinning=RuntimePinning(runtime),
         access=access,
+        continuity=continuity,
         library=library,
         speech=speech,
         dictionaries=dictionaries,

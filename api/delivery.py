@@ -13,7 +13,7 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -43,7 +43,7 @@ def refresh_queue_gauges() -> None:
 
 
 # Builds a complete answer with timestamps from a Delivery's job (api.timed_delivery.complete_json, bound).
-TimedAnswer = Callable[["Delivery"], Awaitable[dict]]
+TimedAnswer = Callable[["Delivery"], Awaitable[dict[str, Any]]]
 # A streamed answer's own framing (a dialect's): its media type, and the body made from the audio pieces and
 # TimestampsEvent items in order (the delivery's `final_status` says how the stream ended).
 Framing = tuple[str, Callable[[AsyncIterator[Any], "Delivery"], AsyncIterator[bytes]]]
@@ -168,7 +168,7 @@ class Delivery:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _prefetch(self, source: AsyncIterator[Any]) -> Any:
+    async def _prefetch(self, source: AsyncGenerator[Any, None]) -> Any:
         try:
             return await anext(source)
         except StopAsyncIteration:
@@ -239,9 +239,10 @@ class Delivery:
         if ahead > 1.0:
             await asyncio.sleep(ahead - 1.0)
 
-    async def _audio_chunks(self, first: Any, source: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async def _audio_chunks(self, first: Any, source: AsyncGenerator[Any, None]) -> AsyncIterator[Any]:
         """Audio bytes (and, when asked for, TimestampsEvent items, passed through as they are)."""
-        status, code = "failed", "STREAMING_ERROR"
+        status: EndStatus = "failed"
+        code: str | None = "STREAMING_ERROR"
         try:
             for chunk in [first] if first else []:
                 if isinstance(chunk, bytes):
@@ -270,7 +271,7 @@ class Delivery:
             finally:
                 self._report(status, code)  # ... but never the release of the slot and the accounting
 
-    async def _sse_body(self, first: Any, source: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+    async def _sse_body(self, first: Any, source: AsyncGenerator[Any, None]) -> AsyncIterator[bytes]:
         async for chunk in self._audio_chunks(first, source):
             if isinstance(chunk, TimestampsEvent):  # an event type OpenAI's clients skip
                 timed = {
@@ -370,7 +371,9 @@ class GuardedStreamingResponse(StreamingResponse):
                 logger.warning(
                     "client stalled; cutting it off", extra={"stall_timeout_s": self.stall_timeout_s}
                 )
-                await self.body_iterator.aclose()  # type: ignore[union-attr]
+                close = getattr(self.body_iterator, "aclose", None)  # ours are async generators
+                if close is not None:
+                    await close()  # cancels the synthesis job
                 raise ClientStalled from None
 
         async def watched_receive() -> Any:

@@ -1,14 +1,15 @@
 """Typed dependencies: what a route may ask for, read from the app's state in one place.
 
 `create_app` puts one `Services` bundle on `app.state.services`; routes take `Annotated` aliases
-(`SettingsDep`, `Runtime`, `Access`, `Speech`, `Grant`, `Library`, `VoiceCallerDep`) instead of reaching into
-`app.state` themselves.
+(`SettingsDep`, `Model`, `Pinning`, `Access`, `Speech`, `Grant`, `Library`, `VoiceCallerDep`) instead of reaching
+into `app.state` themselves. The model is seen through `ServingModel` (services/model_status.py), never as the
+runtime: only `create_app` (start-up) holds that.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -19,9 +20,10 @@ from starlette.types import Scope
 
 from api.errors import ApiError
 from services.access import AccessGrant, AccessServices, Authenticator
-from services.deployment.runtime import ModelRuntime
+from services.continuity import Continuity
 from services.errors import ServiceError
 from services.jobs import JobService
+from services.model_status import ServingModel, VoicePinning
 from services.pipeline.speech import SpeechService
 from services.pronunciation import PronunciationDictionaries
 from services.voice_library import Caller, VoiceLibrary
@@ -33,24 +35,37 @@ class Services:
     """Everything a request may use, built once per app."""
 
     settings: Settings
-    runtime: ModelRuntime
+    model: ServingModel  # the loaded model as the edge reads it (the runtime, behind a narrow interface)
+    pinning: VoicePinning
     access: AccessServices
     speech: SpeechService
     library: VoiceLibrary
+    continuity: Continuity | None = (
+        None  # recent requests per key (keep a voice); None: this server keeps none
+    )
     dictionaries: PronunciationDictionaries | None = None  # None: this server keeps none
     jobs: JobService | None = None  # None: jobs disabled (TTS_JOBS_ENABLED=false)
 
 
 def services_of(connection: HTTPConnection) -> Services:
-    return connection.app.state.services
+    services: Services = connection.app.state.services
+    return services
 
 
 async def _settings(connection: HTTPConnection) -> Settings:
     return services_of(connection).settings
 
 
-async def _runtime(connection: HTTPConnection) -> ModelRuntime:
-    return services_of(connection).runtime
+async def _model(connection: HTTPConnection) -> ServingModel:
+    return services_of(connection).model
+
+
+async def _pinning(connection: HTTPConnection) -> VoicePinning:
+    return services_of(connection).pinning
+
+
+async def _continuity(connection: HTTPConnection) -> Continuity | None:
+    return services_of(connection).continuity
 
 
 async def _access(connection: HTTPConnection) -> AccessServices:
@@ -104,7 +119,7 @@ async def voice_caller(
     request: Request,
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)] = None,
     _api_key: Annotated[str | None, Security(_API_KEY)] = None,
-) -> AsyncIterator[Caller]:
+) -> AsyncGenerator[Caller, None]:
     """The voice library's caller: the admin with `X-Admin-Key` (every voice), else an API key, authenticated,
     rate-limited and holding a concurrency slot for the request as on every route (its own voices)."""
     if "x-admin-key" in request.headers:
@@ -128,7 +143,7 @@ async def optional_voice_caller(
     request: Request,
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)] = None,
     _api_key: Annotated[str | None, Security(_API_KEY)] = None,
-) -> AsyncIterator[Caller | None]:
+) -> AsyncGenerator[Caller | None, None]:
     """As `voice_caller`, but None for a request with no credentials at all on a server with auth (the voice list
     then shows the built-in voices, as it did before the library existed). A wrong key still gets 401."""
     credentials = any(
@@ -195,8 +210,10 @@ async def check_upload_credentials(scope: Scope) -> None:
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
-Runtime = Annotated[ModelRuntime, Depends(_runtime)]
+Model = Annotated[ServingModel, Depends(_model)]
+Pinning = Annotated[VoicePinning, Depends(_pinning)]
 Access = Annotated[AccessServices, Depends(_access)]
+RecentRequests = Annotated[Continuity | None, Depends(_continuity)]
 Speech = Annotated[SpeechService, Depends(_speech)]
 Grant = Annotated[AccessGrant, Depends(require_access)]
 Library = Annotated[VoiceLibrary, Depends(_library)]

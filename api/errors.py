@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -56,7 +57,7 @@ class ApiError(Exception):
 
 def error_envelope(
     code: str, message: str, *, param: str | None = None, error_type: str | None = None
-) -> dict:
+) -> dict[str, Any]:
     if error_type is None:
         error_type = ERROR_CODES.get(code, (500, "server_error"))[1]
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
@@ -69,7 +70,7 @@ def error_response(error: ApiError, extra_headers: dict[str, str] | None = None)
     return JSONResponse(error.envelope(), status_code=error.status, headers=headers)
 
 
-def _field_name(loc: tuple | list) -> str | None:
+def _field_name(loc: Sequence[object]) -> str | None:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or None
 
@@ -103,7 +104,7 @@ def _validation_to_api_error(exc: RequestValidationError) -> ApiError:
     return ApiError(code, message, param=field)
 
 
-def body_validation_error(errors: list[dict[str, Any]]) -> ApiError:
+def body_validation_error(errors: Sequence[Mapping[str, Any]]) -> ApiError:
     """A body's validation errors (pydantic's, `loc` relative to the body) as the envelope a JSON body's get."""
     return _validation_to_api_error(
         RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, MutableMapping
 from typing import Any
 
 from fastapi import Request, Response
@@ -44,7 +44,7 @@ async def form_as_json(request: Request) -> Request:
     headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     sent = False
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> MutableMapping[str, Any]:
         nonlocal sent
         if not sent:
             sent = True

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -107,7 +107,7 @@ class _HeadDeadlineMixin:
             if self._head_bytes > self.MAX_HEAD_BYTES and not self.transport.is_closing():
                 self.transport.close()
 
-    def connection_made(self, transport: asyncio.Transport) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
         self._head_timer: asyncio.TimerHandle | None = None
         self._address: str | None = None
@@ -214,12 +214,12 @@ class _HeadDeadlineMixin:
         self._head_timer = None
         if self.cycle is not cycle_before or self.transport.is_closing():
             return  # a request arrived (or the connection is already ending)
-        if self.transport.get_protocol() is not self:
+        if self.transport.get_protocol() is not cast(asyncio.BaseProtocol, self):
             return  # upgraded to a WebSocket
         self.transport.close()
 
 
-class HeadDeadline(_HeadDeadlineMixin, _Base):  # type: ignore[misc,valid-type]
+class HeadDeadline(_HeadDeadlineMixin, _Base):
     """uvicorn's default HTTP protocol (httptools, else h11) with the head deadline."""
 
 

@@ -14,7 +14,7 @@ from pydantic_core import PydanticCustomError
 from api.pronunciation_schemas import LexiconField
 from api.stitching import StitchingFields
 from api.voice_attributes import VoiceAttributeFields
-from audio.encoders import FORMATS, supported_rates
+from audio.encoders import FORMATS, AudioFormat, supported_rates
 from core.streaming import LatencyPreference
 from processing.voice_description import VoiceAttributes, VoiceDescription, describe_voice
 from services.pipeline.speech import SpeechRequest
@@ -22,7 +22,6 @@ from services.pipeline.synthesis import SamplingOptions
 from services.voice_library import MAX_TRANSCRIPT_CHARS
 from shared.settings import Settings
 
-AudioFormat = Literal[tuple(FORMATS)]  # type: ignore[valid-type]  # built from audio/encoders.py's table
 # The output rates this service offers; a format accepts those of them its encoder can write.
 SUPPORTED_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
 # OpenAI's speech endpoint answers 24 kHz for every format; clients of `pcm` assume it.

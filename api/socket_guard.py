@@ -116,7 +116,9 @@ class SocketGuard:
         if not self._cooling_credentials:
             return None
         credential = handshake_credential(scope)
-        until = self._cooling_credentials.get(credential) if credential is not None else None
+        if credential is None:
+            return None
+        until = self._cooling_credentials.get(credential)
         if until is None:
             return None
         left = until - self.clock()
@@ -331,7 +333,8 @@ def denial_sent(receive: Receive) -> None:
     when the response is out (`close_sent` with an `initial_response`); nothing on any other server."""
     protocol = getattr(receive, "__self__", None)
     if (
-        getattr(protocol, "initial_response", None) is not None
+        protocol is not None
+        and getattr(protocol, "initial_response", None) is not None
         and getattr(protocol, "close_sent", False)
         and getattr(protocol, "handshake_complete", True) is False
     ):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from api.captions import to_srt, to_vtt
@@ -31,21 +31,21 @@ logger = logging.getLogger("api.timed_delivery")
 # `delivery` below is api.delivery.Delivery (not imported: that module imports this one).
 
 
-def event_json(event: TimestampsEvent, kind: str) -> dict:
+def event_json(event: TimestampsEvent, kind: str) -> dict[str, Any]:
     return {"type": "timestamps", **event.to_json(kind)}  # type: ignore[arg-type]
 
 
-def complete_json(kind: str, captions: str | None):  # noqa: ANN201 - an api.delivery.TimedAnswer
+def complete_json(kind: str, captions: str | None) -> Callable[[Any], Awaitable[dict[str, Any]]]:
     """The builder of a complete answer with timestamps, for `Delivery.complete_response(timed=...)` (which
     watches for a hang-up, reports and turns failures into the error envelope)."""
 
-    async def build(delivery: Any) -> dict:
+    async def build(delivery: Any) -> dict[str, Any]:
         return await _complete_json(delivery, kind, captions)
 
     return build
 
 
-async def _complete_json(delivery: Any, kind: str, captions: str | None) -> dict:
+async def _complete_json(delivery: Any, kind: str, captions: str | None) -> dict[str, Any]:
     """Run the job to the end; the whole file and every span in one object."""
     audio = bytearray()
     events: list[TimestampsEvent] = []
@@ -88,7 +88,7 @@ async def _complete_json(delivery: Any, kind: str, captions: str | None) -> dict
     return out
 
 
-def status_fields(job: Any) -> dict:
+def status_fields(job: Any) -> dict[str, Any]:
     """`timestamps_status` ("ok" | "fallback") and, on fallback, what failed."""
     track = getattr(job, "timestamps", None)
     if track is None or not track.fallbacks:

@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
 
 import anyio
 from fastapi import WebSocket
@@ -189,6 +190,7 @@ async def _read_loop(
     silent too long while nothing is being synthesised ("idle") or goes over its message budget ("over_budget":
     `limiter.refused` says which; checked before the message is parsed)."""
     while True:
+        text: str | None
         if first is not None:
             text, first = first, None
             size = len(text)
@@ -235,7 +237,7 @@ async def _read_loop(
         await asyncio.sleep(0)
 
 
-def connection_lost(message: dict) -> bool:
+def connection_lost(message: Mapping[str, Any]) -> bool:
     """A `websocket.disconnect` without the client's close frame: the network went, the client vanished, or the
     server's own keepalive gave up on it (its 1011 looks the same from here). uvicorn's websockets-sansio protocol
     says so with 1005 and no `reason` (a received close frame always has one, even without a code, as browsers send

@@ -22,6 +22,7 @@ from services.access import AccessGate, ApiKeyRecord
 from services.errors import ServiceError
 from services.pipeline.speech import SpeechRequest
 from services.pipeline.synthesis import SamplingOptions, SynthesisRequest
+from services.pipeline.timestamps import TimestampsKind
 from services.sessions.wire import SessionWire
 from services.sessions.ws_outbox import Outbox
 from services.sessions.ws_session import WsSession
@@ -75,7 +76,7 @@ async def synthesis_request(
     normalize: bool = True,
     speed: float | None = None,
     voice_field: str = "voice",
-    timestamps: str | None = None,
+    timestamps: TimestampsKind | None = None,
     admit: bool = True,
     dictionaries: tuple[DictionaryLocator, ...] = (),
     voice_attributes: VoiceAttributes | None = None,
@@ -143,7 +144,7 @@ async def open_session(
     )
     continuity = services.speech.continuity  # remembers each context's job, as for our WebSocket
     session = WsSession(
-        services.runtime,
+        services.model,
         outbox,
         gate,
         connection_id=connection_id,

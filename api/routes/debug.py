@@ -5,9 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api.deps import Access, Admin, Runtime
+from api.deps import Access, Admin, Model
 from api.errors import ApiError
-from services.device import telemetry as codec_telemetry
 
 router = APIRouter(tags=["debug"], dependencies=[Admin])
 
@@ -27,15 +26,15 @@ async def debug_reset(access: Access) -> JSONResponse:
     "/v1/tts/debug/scheduler",
     summary="Codec scheduler: stats, load, admission's view, why windows wait (admin)",
 )
-async def debug_scheduler(runtime: Runtime, limit: int = 50) -> JSONResponse:
-    scheduler = runtime.codec_scheduler
-    if scheduler is None:
-        raise ApiError(
-            "MODEL_NOT_LOADED",
-            f"No codec scheduler yet: it is built when the models load (state: {runtime.state.value}).",
-        )
+async def debug_scheduler(model: Model, limit: int = 50) -> JSONResponse:
     if not 1 <= limit <= 1000:
         raise ApiError(
             "VALIDATION_ERROR", f"Invalid 'limit': between 1 and 1000, got {limit}.", param="limit"
         )
-    return JSONResponse(codec_telemetry.snapshot(scheduler, runtime.admission, limit=limit))
+    snapshot = model.codec_snapshot(limit)
+    if snapshot is None:
+        raise ApiError(
+            "MODEL_NOT_LOADED",
+            f"No codec scheduler yet: it is built when the models load (state: {model.state_name}).",
+        )
+    return JSONResponse(snapshot)

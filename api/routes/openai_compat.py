@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from api.deps import Grant, Runtime, SettingsDep, Speech
+from api.deps import Grant, Model, SettingsDep, Speech
 from api.routes.tts import ERROR_RESPONSES, name_ignored_fields, respond, unknown_fields
 from api.schemas import OpenAISpeechRequest
+from services.model_status import ServingModel
 
 router = APIRouter(tags=["openai"])
 
@@ -41,26 +43,26 @@ async def speech(
     return response
 
 
-def _model_list(runtime: Runtime) -> list[dict]:
+def _model_list(model: ServingModel) -> list[dict[str, Any]]:
     return [
         {
             "id": model_id,
             "object": "model",
             "created": _CREATED,
             "owned_by": "spark-tts-service",
-            "root": runtime.model_version,
+            "root": model.model_version,
         }
         for model_id in MODEL_IDS
     ]
 
 
 @router.get("/v1/models", summary="Models this server offers (OpenAI format)")
-async def models(runtime: Runtime) -> JSONResponse:
-    return JSONResponse({"object": "list", "data": _model_list(runtime)})
+async def models(model: Model) -> JSONResponse:
+    return JSONResponse({"object": "list", "data": _model_list(model)})
 
 
 @router.get("/v1/audio/models", summary="Speech models (OpenAI list format; Open WebUI reads `models`)")
-async def audio_models(runtime: Runtime) -> JSONResponse:
+async def audio_models(model: Model) -> JSONResponse:
     # Open WebUI's OpenAI TTS engine asks `{base}/audio/models` and reads `models`; OpenAI-style clients read `data`.
-    listed = _model_list(runtime)
+    listed = _model_list(model)
     return JSONResponse({"object": "list", "data": listed, "models": listed})

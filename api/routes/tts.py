@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import logging
 import time
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
@@ -24,7 +25,7 @@ from services.usage.accounting import RequestAccounting
 logger = logging.getLogger("api.tts")
 router = APIRouter(tags=["tts"], route_class=FormAsJsonRoute)
 
-ERROR_RESPONSES = {
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "Invalid request (error envelope)"},
     401: {"description": "Missing or invalid API key"},
     403: {"description": "Key suspended or out of credits"},

@@ -11,10 +11,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import Admin, Runtime
+from api.deps import Admin, Pinning
 from api.errors import ApiError
-from core.voices import VoiceRegistry
-from services.deployment.pin_voices import pin, pinned_voices_document, write_voices_json
+from services.errors import ServiceError
 
 router = APIRouter(tags=["admin"], dependencies=[Admin])
 
@@ -30,35 +29,15 @@ class PinRequest(BaseModel):
 
 
 @router.post("/v1/tts/admin/voices/pin", summary="Pin voices to their 32 global tokens (admin)")
-async def pin_voices(body: PinRequest, runtime: Runtime) -> JSONResponse:
-    if not runtime.ready:
-        raise ApiError(
-            "MODEL_NOT_LOADED", "The model is not ready yet; retry shortly.", headers={"Retry-After": "5"}
-        )
-    unknown = [v for v in body.voices or [] if v not in runtime.voices.voices]
-    if unknown:
-        raise ApiError(
-            "INVALID_SPEAKER", f"Unknown voice ids {unknown}; available: {runtime.voices.ids}", param="voices"
-        )
-    pinned = await pin(runtime, body.voices, seed=body.seed)
-    document = pinned_voices_document(runtime, pinned)
-    runtime.voices = VoiceRegistry.from_dict(document)
-    saved_to = None
-    if body.save:
-        target = runtime.checkpoint.root / "voices.json"
-        try:
-            write_voices_json(target, document)
-        except OSError as exc:
-            raise ApiError(
-                "SERVICE_UNAVAILABLE",
-                f"Pinned in memory, but {target} is not writable ({exc.strerror}).",
-                headers={"Retry-After": "5"},
-            ) from exc
-        saved_to = str(target)
+async def pin_voices(body: PinRequest, pinning: Pinning) -> JSONResponse:
+    try:
+        result = await pinning.pin(body.voices, seed=body.seed, save=body.save)
+    except ServiceError as exc:
+        raise ApiError.from_service(exc) from None
     return JSONResponse(
         {
-            "pinned": {voice_id: list(tokens) for voice_id, tokens in pinned.items()},
-            "saved_to": saved_to,
-            "voices_json": document,
+            "pinned": {voice_id: list(tokens) for voice_id, tokens in result.pinned.items()},
+            "saved_to": None if result.saved_to is None else str(result.saved_to),
+            "voices_json": result.document,
         }
     )

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.client_gone import until_client_leaves
-from api.deps import Library, OptionalVoiceCaller, Runtime, Speech, VoiceCallerDep
+from api.deps import Library, Model, OptionalVoiceCaller, RecentRequests, Speech, VoiceCallerDep
 from api.errors import ApiError
 from api.voice_schemas import (
     AUDIO_FIELD,
@@ -24,8 +24,9 @@ from api.voice_schemas import (
 )
 from core.clone import ReferenceTokens
 from processing.voice_description import VoiceAttributes
+from services.continuity import Continuity
 from services.errors import ServiceError
-from services.pipeline.speech import SpeechRequest, SpeechService
+from services.pipeline.speech import SpeechRequest
 from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions
 from services.voice_library import VoiceLibrary, VoiceRecord
 
@@ -74,7 +75,7 @@ _CREATE_BODY = {
     summary="Create a custom voice from a reference recording (multipart) or import one (JSON)",
 )
 async def create_voice(
-    request: Request, caller: VoiceCallerDep, library: Library, speech: Speech
+    request: Request, caller: VoiceCallerDep, library: Library, recent: RecentRequests
 ) -> JSONResponse:
     if caller.key_id is None:
         raise ApiError(
@@ -98,7 +99,7 @@ async def create_voice(
     elif content_type == "application/json" and (
         kept := VoiceFromRequest.parse(body := await request.body())
     ):
-        record = await keep_voice(kept, caller.key_id, speech, library)
+        record = await keep_voice(kept, caller.key_id, recent, library)
     elif content_type == "application/json":
         imported = VoiceImport.parse(body)
         record = await library.import_voice(
@@ -124,16 +125,16 @@ async def create_voice(
 
 
 async def keep_voice(
-    kept: VoiceFromRequest, key_id: str, speech: SpeechService, library: VoiceLibrary
+    kept: VoiceFromRequest, key_id: str, recent: Continuity | None, library: VoiceLibrary
 ) -> VoiceRecord:
     """A voice from a recent synthesis of this key: exactly its 32 global tokens (404 for another key's request)."""
-    if speech.continuity is None:
+    if recent is None:
         raise ApiError(
             "VALIDATION_ERROR",
             "Invalid 'from_request_id': this server keeps no recent requests.",
             param="from_request_id",
         )
-    tokens = await speech.continuity.keep_voice_tokens(kept.from_request_id, key_id)
+    tokens = await recent.keep_voice_tokens(kept.from_request_id, key_id)
     return await library.import_voice(kept.to_new_voice(), ReferenceTokens(global_tokens=tokens), key_id)
 
 
@@ -193,16 +194,14 @@ async def design_voice(
     "/v1/audio/voices", summary="Voices this key can use: built-in and its custom voices, a page at a time"
 )
 async def list_voices(
-    runtime: Runtime,
+    model: Model,
     caller: OptionalVoiceCaller,
     library: Library,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="custom voices per page")] = MAX_PAGE,
     after: Annotated[str | None, Query(description="the previous page's next_after")] = None,
 ) -> JSONResponse:
     # Built-in voices come with the first page only; custom voices page oldest first.
-    builtin = (
-        [] if runtime.voices is None or after else [{**v, "type": "builtin"} for v in runtime.voices.list()]
-    )
+    builtin = [] if model.voices is None or after else [{**v, "type": "builtin"} for v in model.voices.list()]
     custom, next_after = (
         ([], None) if caller is None else await library.page(caller, limit=limit, after=after)
     )
@@ -211,7 +210,7 @@ async def list_voices(
         {
             "voices": builtin + [VoiceView.of(r, admin=admin).listed() for r in custom],
             "next_after": next_after,
-            "default": None if runtime.voices is None else runtime.voices.default_voice_id,
+            "default": None if model.voices is None else model.voices.default_voice_id,
         }
     )
 

@@ -95,7 +95,7 @@ async def _serve_connection(
     await websocket.accept(
         headers=[
             (b"x-request-id", connection_id.encode()),
-            (b"x-model-version", str(services.runtime.model_version).encode()),
+            (b"x-model-version", str(services.model.model_version).encode()),
         ]
     )
     outbox = Outbox(
@@ -104,7 +104,7 @@ async def _serve_connection(
         send_timeout_s=settings.stream.send_stall_timeout_s,
     )
     session = WsSession(
-        services.runtime,
+        services.model,
         outbox,
         AccessGate(
             access,

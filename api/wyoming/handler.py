@@ -107,7 +107,7 @@ class WyomingHandler(AsyncEventHandler):
         )
         continuity = services.speech.continuity
         session = self.session = WsSession(
-            services.runtime,
+            services.model,
             outbox,
             AccessGate(services.access, key, connection_counted=False),
             connection_id=self.connection_id,

@@ -107,7 +107,7 @@ class WyomingServer:
 
     def info(self) -> Info:
         """`describe`'s answer: one TTS program with the built-in voices, streaming supported."""
-        registry = self.services.runtime.voices
+        registry = self.services.model.voices
         voices = [] if registry is None else list(registry.voices.values())
         return Info(
             tts=[

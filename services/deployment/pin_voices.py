@@ -24,6 +24,8 @@ from pathlib import Path
 
 from core.voices import FORMAT_VERSION, VoiceRegistry
 from services.deployment.runtime import ModelRuntime
+from services.errors import ServiceError
+from services.model_status import PinnedVoices
 from services.pipeline.synthesis import (
     NATIVE_RATE,
     SamplingOptions,
@@ -99,6 +101,45 @@ def warmup_step_for(settings: Settings) -> Callable[[ModelRuntime], Awaitable[No
 
 def write_voices_json(path: Path, document: dict) -> None:
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+class RuntimePinning:
+    """`VoicePinning` on the running server (`POST /v1/tts/admin/voices/pin`): pins, switches the live voices to
+    the pinned ones at once, and with `save` writes voices.json into the model directory."""
+
+    def __init__(self, runtime: ModelRuntime) -> None:
+        self.runtime = runtime
+
+    async def pin(self, voice_ids: Sequence[str] | None, *, seed: int, save: bool) -> PinnedVoices:
+        runtime = self.runtime
+        if not runtime.ready or runtime.voices is None:
+            raise ServiceError(
+                "MODEL_NOT_LOADED", "The model is not ready yet; retry shortly.", retry_after=5
+            )
+        unknown = [v for v in voice_ids or [] if v not in runtime.voices.voices]
+        if unknown:
+            raise ServiceError(
+                "INVALID_SPEAKER",
+                f"Unknown voice ids {unknown}; available: {runtime.voices.ids}",
+                param="voices",
+            )
+        pinned = await pin(runtime, voice_ids, seed=seed)
+        document = pinned_voices_document(runtime, pinned)
+        runtime.voices = VoiceRegistry.from_dict(document)
+        if not save:
+            return PinnedVoices(pinned, document, None)
+        if runtime.checkpoint is None:
+            raise ServiceError("SERVICE_UNAVAILABLE", "Pinned in memory; no model directory to save into.")
+        target = runtime.checkpoint.root / "voices.json"
+        try:
+            write_voices_json(target, document)
+        except OSError as exc:
+            raise ServiceError(
+                "SERVICE_UNAVAILABLE",
+                f"Pinned in memory, but {target} is not writable ({exc.strerror}).",
+                retry_after=5,
+            ) from exc
+        return PinnedVoices(pinned, document, target)
 
 
 async def _run(model_dir: Path, voice_ids: list[str], seed: int, out: Path) -> int:

@@ -34,10 +34,11 @@ from core.align.rates import SpeakingRates
 from core.checkpoint import CheckpointError, SparkCheckpoint, load_spark_checkpoint, load_sr_checkpoint
 from core.numerics import apply_model_numerics
 from core.voices import is_custom_voice_id
-from services.deployment.health import HealthReport, RuntimeState
 from services.deployment.idle_sleep import IdleSleep, device_busy, move_codec
+from services.device import telemetry as codec_telemetry
 from services.device.calls import SchedulerPolicy
 from services.device.thread_calls import ModelCallAbandoned, run_from_thread
+from services.model_status import HealthReport, RuntimeState
 from services.pipeline.resources import PipelineResources
 from services.pipeline.speaker_vectors import SpeakerVectors
 from shared import metrics
@@ -516,6 +517,15 @@ class ModelRuntime:
             await scheduler.aclose()  # windows still waiting fail; the device thread is kept for a later loop
 
     # ----------------------------------------------------------------------------- health
+    def codec_snapshot(self, limit: int) -> dict[str, Any] | None:
+        """The codec scheduler's figures for the admin route; None before the models load."""
+        if self.codec_scheduler is None:
+            return None
+        return codec_telemetry.snapshot(self.codec_scheduler, self.admission, limit=limit)
+
+    def refresh_codec_gauges(self) -> None:
+        codec_telemetry.refresh_gauges(self.codec_scheduler, self.admission)
+
     def health(self) -> HealthReport:
         if self.state == RuntimeState.READY:
             status = "degraded" if (self.sr is None and self.settings.model.sr_enabled) else "healthy"

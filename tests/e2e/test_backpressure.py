@@ -58,7 +58,7 @@ class InProcessServer:
 
     @property
     def runtime(self):
-        return self.app.state.services.runtime
+        return self.app.state.runtime
 
     def start(self, timeout_s: float = 180.0) -> InProcessServer:
         self.thread.start()

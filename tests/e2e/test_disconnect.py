@@ -39,7 +39,7 @@ class LiveServer:
     base_url: str
 
     def active_requests(self) -> set[str]:
-        return set(self.app.state.services.runtime.engine.active_requests())
+        return set(self.app.state.runtime.engine.active_requests())
 
     def task_names(self) -> list[str]:
         async def names() -> list[str]:

@@ -56,8 +56,8 @@ def api_schema(writable_demo_dir: Path) -> Iterator[Any]:
         "/openapi.json", app
     )  # starts the app's lifespan: the model loads
     deadline = time.monotonic() + 180
-    while not app.state.services.runtime.ready:
-        assert app.state.services.runtime.state.value != "failed", app.state.services.runtime.error
+    while not app.state.runtime.ready:
+        assert app.state.runtime.state.value != "failed", app.state.runtime.error
         assert time.monotonic() < deadline, "runtime not ready in 180 s"
         time.sleep(0.2)
     try:

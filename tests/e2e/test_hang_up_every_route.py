@@ -119,7 +119,7 @@ class Live:
             return [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith(("synth-", "gen-"))]
 
         tasks = asyncio.run_coroutine_threadsafe(names(), self.loop).result(timeout=5)
-        return bool(self.app.state.services.runtime.engine.active_requests()) or bool(tasks)
+        return bool(self.app.state.runtime.engine.active_requests()) or bool(tasks)
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +172,7 @@ def _first_body_bytes(sock: socket.socket) -> bytes:
 
 def _wait_until_generating(live: Live, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
-    while not live.app.state.services.runtime.engine.active_requests():
+    while not live.app.state.runtime.engine.active_requests():
         assert time.monotonic() < deadline, "the request never started generating"
         time.sleep(0.005)
 
@@ -220,7 +220,7 @@ def test_hang_up_after_the_first_bytes(live: Live, path: str, body: dict, record
     try:
         head = _first_body_bytes(sock)
         assert head.startswith(b"HTTP/1.1 200"), head[:300]
-        assert live.app.state.services.runtime.engine.active_requests(), "generation ended before the hang-up"
+        assert live.app.state.runtime.engine.active_requests(), "generation ended before the hang-up"
     finally:
         sock.close()
     _check_hung_up(live, f"after-first-bytes {path}", record_property)

@@ -130,7 +130,7 @@ def test_gpu_fault_answers_503_and_stops_modal_inputs(
 
     stops: list[float] = []
     modal_env.setattr(modal.experimental, "stop_fetching_inputs", lambda: stops.append(time.monotonic()))
-    runtime = client.app.state.services.runtime
+    runtime = client.app.state.runtime
 
     async def failing_stream(*args: Any, **kwargs: Any):
         raise RuntimeError("CUDA error: an illegal memory access was encountered")

@@ -51,7 +51,7 @@ class InProcessServer:
         return f"ws://127.0.0.1:{self.port}/v1/tts/ws"
 
     def active_requests(self) -> set[str]:
-        return self.app.state.services.runtime.engine.active_requests()
+        return self.app.state.runtime.engine.active_requests()
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def ws_server(demo_model_dir: Path) -> Iterator[InProcessServer]:
     running = InProcessServer(app, server, thread, port)
     try:
         deadline = time.monotonic() + 180
-        while not (server.started and app.state.services.runtime.ready):
+        while not (server.started and app.state.runtime.ready):
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError(
                     f"server did not start (runtime state {app.state.services.deployment.runtime.state})"

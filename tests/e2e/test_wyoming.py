@@ -66,7 +66,7 @@ class Live:
         return AsyncTcpClient("127.0.0.1", self.port)
 
     def active_requests(self) -> set[str]:
-        return set(self.app.state.services.runtime.engine.active_requests())
+        return set(self.app.state.runtime.engine.active_requests())
 
     async def settled(self, timeout_s: float = 2.0) -> None:
         """Until no connection is open and every request is settled (slot released, record written)."""
@@ -175,7 +175,7 @@ async def test_describe_lists_the_voices_and_streaming(live: Live) -> None:
     (program,) = info.tts
     assert program.supports_synthesize_streaming
     names = {voice.name for voice in program.voices}
-    assert live.app.state.services.runtime.voices.default_voice_id in names
+    assert live.app.state.runtime.voices.default_voice_id in names
     assert all(voice.languages == ["en", "zh"] for voice in program.voices)
 
 
@@ -194,7 +194,7 @@ async def test_one_shot_synthesize(live: Live) -> None:
 async def test_streamed_synthesize_as_home_assistant_sends_it(live: Live) -> None:
     """Text in as an LLM writes it; audio of the first sentence arrives before the stream ends; Home Assistant's
     compatibility `synthesize` inside the stream is not spoken twice."""
-    voice = SynthesizeVoice(name=live.app.state.services.runtime.voices.default_voice_id)
+    voice = SynthesizeVoice(name=live.app.state.runtime.voices.default_voice_id)
     async with live.client() as client:
         await client.write_event(SynthesizeStart(voice=voice).event())
         for piece in ("Good evening. The living room ", "lights are now off. "):

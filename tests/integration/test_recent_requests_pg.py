@@ -135,9 +135,7 @@ def test_a_request_made_on_one_container_is_continued_and_kept_on_another(two_ap
         "/v1/audio/voices", headers=headers, json={"from_request_id": request_id, "name": "Kept"}
     )
     assert kept.status_code == 201, kept.text
-    assert kept.json()["global_tokens"] == list(
-        first.app.state.services.runtime.voices.resolve("fixed").global_tokens
-    )
+    assert kept.json()["global_tokens"] == list(first.app.state.runtime.voices.resolve("fixed").global_tokens)
     again = first.post(
         "/v1/tts/generate",
         headers=headers,

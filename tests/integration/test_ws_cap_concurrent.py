@@ -57,7 +57,7 @@ def server(demo_model_dir: Path, redis_url: str) -> Iterator[str]:
     thread.start()
     try:
         deadline = time.monotonic() + 180
-        while not (uv.started and app.state.services.runtime.ready):
+        while not (uv.started and app.state.runtime.ready):
             assert thread.is_alive() and time.monotonic() < deadline
             time.sleep(0.1)
         yield f"ws://127.0.0.1:{port}/v1/tts/ws"

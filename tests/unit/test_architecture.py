@@ -20,6 +20,7 @@ ALLOWED = {
 # imports another that imports it back (docs/architecture.md, "services/").
 SERVICE_LAYERS = (
     "deployment",  # the composition root: loads the models, builds the bundle, Modal's lifecycle
+    "model_status",  # the loaded model as the edge sees it: state, health, ServingModel, VoicePinning
     "sessions",  # WebSocket sessions over the pipeline
     "jobs",  # long-form jobs: documents read into chapters, rendered in the background class, joined as a book
     "access",  # keys checked, limits, what a request holds and settles
@@ -103,6 +104,24 @@ def test_the_pipeline_never_holds_the_runtime() -> None:
         and "ModelRuntime" in path.read_text(encoding="utf-8")
     ]
     assert not holders, holders
+
+
+# The one api module that builds the app, and so holds the runtime (its start-up wiring).
+API_START_UP = "api.app"
+
+
+def test_the_edge_never_holds_the_runtime() -> None:
+    """Routes and socket front ends see narrow typed interfaces (`ServingModel`, `VoicePinning`): no api module but
+    the start-up imports services/deployment or names `ModelRuntime`."""
+    modules = product_modules()
+    wrong = []
+    for name, path in modules.items():
+        if not name.startswith("api.") or name == API_START_UP:
+            continue
+        if "ModelRuntime" in path.read_text(encoding="utf-8"):
+            wrong.append(f"{name} names ModelRuntime")
+        wrong += [f"{name} -> {t}" for t in imports_of(path, modules) if t.startswith("services.deployment")]
+    assert not wrong, wrong
 
 
 def test_no_import_cycles() -> None:

@@ -162,7 +162,7 @@ def continuity(client: TestClient) -> Continuity:
 
 
 def prompts(client: TestClient) -> list[list[int]]:
-    return client.app.state.services.runtime.engine.prompts
+    return client.app.state.runtime.engine.prompts
 
 
 def generate(client: TestClient, text: str, headers: dict = A, **fields):
@@ -177,7 +177,7 @@ def remembered(client: TestClient, request_id: str) -> RecentRequest:
 
 
 def ids_of(client: TestClient, *tokens: str) -> list[int]:
-    tok = client.app.state.services.runtime.tokenizer.convert_tokens_to_ids
+    tok = client.app.state.runtime.tokenizer.convert_tokens_to_ids
     return [tok(t) for t in tokens]
 
 
@@ -185,7 +185,7 @@ def test_every_synthesis_is_remembered_with_its_globals_and_the_end_of_its_speec
     response = generate(client, "Hello there, this is the first part.")
     assert response.status_code == 200, response.text
     found = remembered(client, response.headers["X-Server-Request-ID"])
-    voices = client.app.state.services.runtime.voices
+    voices = client.app.state.runtime.voices
     assert found.global_tokens == voices.resolve("fixed").global_tokens and found.voice_id == "fixed"
     assert found.tail_text and 0 < len(found.tail_semantic or ()) <= 200  # TTS_CONTINUITY_PREFIX_S=4: 200 ids
     assert found.tail_text in "Hello there, this is the first part."
@@ -204,7 +204,7 @@ def test_a_stitched_request_continues_the_previous_one(client: TestClient) -> No
     )
     assert second.status_code == 200, second.text
     prompt = prompts(client)[before]
-    runtime = client.app.state.services.runtime
+    runtime = client.app.state.runtime
     start_content, end_content = ids_of(client, "<|start_content|>", "<|end_content|>")
     content = runtime.tokenizer.decode(prompt[prompt.index(start_content) + 1 : prompt.index(end_content)])
     assert content == f"{previous.tail_text} And this is the second."  # next_text is never in the prompt
@@ -403,7 +403,7 @@ def test_segments_of_one_websocket_utterance_keep_the_first_segments_voice(clien
     the first is prompted with the 32 globals the first one generated (a style voice invents them)."""
     from services.pipeline.synthesis import SamplingOptions, SynthesisJob, SynthesisRequest
 
-    runtime = client.app.state.services.runtime
+    runtime = client.app.state.runtime
     request = SynthesisRequest(
         request_id="ws-utt",
         text="",

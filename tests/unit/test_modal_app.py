@@ -428,7 +428,8 @@ async def test_a_failed_warmup_raises_before_any_sleep_or_snapshot(
 async def test_the_real_runtime_with_a_failing_warmup_never_serves(
     monkeypatch: pytest.MonkeyPatch, demo_model_dir: Path
 ) -> None:
-    from services.deployment.runtime import ModelRuntime, RuntimeState
+    from services.deployment.runtime import ModelRuntime
+    from services.model_status import RuntimeState
 
     async def failing_warmup(runtime: object) -> None:
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
@@ -478,14 +479,14 @@ async def test_web_attaches_the_detector_and_stop_flushes_then_shuts_down(
 
     def factory(settings: object, runtime: object, gpu_faults: object) -> types.SimpleNamespace:
         services = types.SimpleNamespace(
-            runtime=runtime, gpu_faults=gpu_faults, access=types.SimpleNamespace(request_logger=RequestLog())
+            gpu_faults=gpu_faults, access=types.SimpleNamespace(request_logger=RequestLog())
         )
-        return types.SimpleNamespace(state=types.SimpleNamespace(services=services))
+        return types.SimpleNamespace(state=types.SimpleNamespace(runtime=runtime, services=services))
 
     host = _host(monkeypatch, app_factory=factory)
     await host.load()
     web = host.web()
-    assert web.state.services.runtime is host.runtime
+    assert web.state.runtime is host.runtime
     assert web.state.services.gpu_faults is host.detector
     assert host.detector.handle(RuntimeError("CUDA error: device-side assert triggered")) == GPU_FAULT
     assert host.runtime.state == "unhealthy"

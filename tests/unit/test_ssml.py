@@ -189,7 +189,7 @@ def test_breaks_between_punctuation_stay_within_the_gap_cap_over_the_socket(clie
 
 
 def test_a_request_has_a_total_silence_cap_over_the_socket(client: TestClient, monkeypatch) -> None:
-    runtime = client.app.state.services.runtime
+    runtime = client.app.state.runtime
     monkeypatch.setattr(
         runtime, "settings", runtime.settings.model_copy(update={"ssml_max_total_break_s": 2.0})
     )

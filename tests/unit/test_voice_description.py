@@ -100,7 +100,7 @@ def client(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 def last_prompt(client: TestClient) -> str:
-    runtime = client.app.state.services.runtime
+    runtime = client.app.state.runtime
     return runtime.tokenizer.decode(runtime.engine.prompts[-1])
 
 
@@ -140,7 +140,7 @@ def test_a_designed_voice_keeps_its_globals_and_reuses_them_exactly(client: Test
     assert created.status_code == 201, created.text
     voice = created.json()
     assert len(voice["global_tokens"]) == 32
-    design_prompt = client.app.state.services.runtime.engine.prompts[-1]
+    design_prompt = client.app.state.runtime.engine.prompts[-1]
     # The same labels and seed invent the same globals (the demo checkpoint is deterministic).
     again = client.post("/v1/audio/voices/design", headers=A, json={**body, "name": "Twin"})
     assert again.json()["global_tokens"] == voice["global_tokens"]
@@ -149,7 +149,7 @@ def test_a_designed_voice_keeps_its_globals_and_reuses_them_exactly(client: Test
     prompt = last_prompt(client)
     stored = "".join(f"<|bicodec_global_{g}|>" for g in voice["global_tokens"])
     assert "<|task_tts|>" in prompt and stored in prompt  # a clone prompt with exactly the stored tokens
-    assert client.app.state.services.runtime.engine.prompts[-1] != design_prompt
+    assert client.app.state.runtime.engine.prompts[-1] != design_prompt
     # Another key does not see it.
     other = client.post("/v1/tts/generate", headers=B, json={"text": "Hi.", "speaker": voice["id"]})
     assert other.status_code == 404

@@ -72,7 +72,7 @@ def client(demo_model_dir: Path, voice_dir: Path) -> Iterator[TestClient]:
 
 
 def encoder(client: TestClient) -> Encoder:
-    return client.app.state.services.runtime.encode_reference
+    return client.app.state.runtime.encode_reference
 
 
 def upload(client: TestClient, data: bytes, headers: dict = A, filename: str = "me.wav", **fields: str):
@@ -320,7 +320,7 @@ def test_bad_uploads_answer_their_4xx_and_store_nothing(
 def test_501_when_the_checkpoint_cannot_encode_and_import_still_works(
     client: TestClient, monkeypatch
 ) -> None:
-    runtime = client.app.state.services.runtime
+    runtime = client.app.state.runtime
     monkeypatch.setattr(type(runtime), "cloning_unavailable_reason", property(lambda _: "wav2vec2: missing"))
     refused = upload(client, wav_bytes(voiced(3.2, seed=9)))
     assert refused.status_code == 501 and refused.json()["error"]["code"] == "CLONING_UNAVAILABLE"

@@ -16,11 +16,12 @@ from pydantic_core import PydanticCustomError
 from api.delivery import Delivery, Framing
 from api.deps import Grant, SettingsDep, Speech
 from api.dialects.cartesia.messages import GenerationConfig, OutputFormat, Rate, Voice
-from api.dialects.cartesia.wire import chunk_event, done_event, error_event, f32, timestamps_event
+from api.dialects.cartesia.wire import Event, chunk_event, done_event, error_event, f32, timestamps_event
 from api.routes.tts import ERROR_RESPONSES, respond
 from api.schemas import MAX_TEXT_CHARS, reject_control_characters
 from services.pipeline.speech import SpeechRequest
 from services.pipeline.synthesis import SamplingOptions
+from services.pipeline.timestamps import TimestampsKind
 
 router = APIRouter(tags=["cartesia"])
 
@@ -35,12 +36,13 @@ class BytesFormat(Rate):
         return ("pcm" if self.container == "raw" else self.container), self.sample_rate
 
 
-class BytesBody(BaseModel):
+class _SpeechBody(BaseModel):
+    """What both routes' bodies share; each names its own `output_format`."""
+
     model_config = ConfigDict(extra="ignore")
     transcript: str = Field(..., min_length=1)
     model_id: str | None = None  # accepted; there is one model
     voice: Voice
-    output_format: BytesFormat = BytesFormat()
     language: str | None = None  # accepted; the normaliser detects the script
     generation_config: GenerationConfig | None = None
 
@@ -58,7 +60,11 @@ class BytesBody(BaseModel):
         return reject_control_characters(value, "transcript")
 
 
-class SseBody(BytesBody):
+class BytesBody(_SpeechBody):
+    output_format: BytesFormat = BytesFormat()
+
+
+class SseBody(_SpeechBody):
     output_format: OutputFormat = OutputFormat()  # raw only, as on the WebSocket
     add_timestamps: bool = False
     use_normalized_timestamps: bool = (
@@ -90,18 +96,18 @@ def _sse_framing(body: SseBody) -> Framing:
     return "text/event-stream", events
 
 
-def _sse(event: dict) -> bytes:
+def _sse(event: Event) -> bytes:
     return f"event: {event['type']}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
 
 
 def _speech(
-    body: BytesBody,
+    body: _SpeechBody,
     settings: Any,
     audio_format: str,
     rate: int,
     *,
     stream: bool,
-    timestamps: str | None = None,
+    timestamps: TimestampsKind | None = None,
 ) -> SpeechRequest:
     speed = body.generation_config.speed if body.generation_config else None
     return SpeechRequest(

@@ -56,10 +56,8 @@ class _Connection:
                 # it, a chunk with no audio in it: Pipecat counts a context that ends without an audio frame as a
                 # silent turn (an error of its own beside the refusal's, and three in a row disable the service),
                 # and an empty frame plays nothing; LiveKit skips empty `data` and ends at its `done`.
-                empty = chunk_event(b"", cid)
-                assert isinstance(empty, dict)
-                await self.session.outbox.reply({**empty, "done": True})
-                await self.session.outbox.reply(done_event(cid))  # type: ignore[arg-type]
+                await self.session.outbox.reply({**chunk_event(b"", cid), "done": True})
+                await self.session.outbox.reply(done_event(cid))
         except ApiError as err:
             raise ContextError(
                 err.code, err.message, context_id=cid, param=err.param, closes=closes

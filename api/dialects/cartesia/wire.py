@@ -16,13 +16,15 @@ from api.errors import ERROR_CODES
 from services.sessions.utterance import Utterance
 from services.sessions.wire import Payload
 
+Event = dict[str, Any]  # one Cartesia server event (JSON); every one of them is an object
+
 
 def f32(data: bytes) -> bytes:
     """pcm_f32le from our s16le."""
     return (np.frombuffer(data, "<i2").astype("<f4") / 32768.0).astype("<f4").tobytes()
 
 
-def chunk_event(data: bytes, context_id: str | None) -> Payload:
+def chunk_event(data: bytes, context_id: str | None) -> Event:
     return {
         "type": "chunk",
         "data": base64.b64encode(data).decode("ascii"),
@@ -33,7 +35,7 @@ def chunk_event(data: bytes, context_id: str | None) -> Payload:
     }
 
 
-def timestamps_event(words: Any, context_id: str | None) -> Payload:
+def timestamps_event(words: Any, context_id: str | None) -> Event:
     """`words`: WordSpan items, seconds from the start of the context."""
     return {
         "type": "timestamps",
@@ -48,11 +50,11 @@ def timestamps_event(words: Any, context_id: str | None) -> Payload:
     }
 
 
-def done_event(context_id: str | None) -> Payload:
+def done_event(context_id: str | None) -> Event:
     return {"type": "done", "done": True, "status_code": 200, "context_id": context_id}
 
 
-def error_event(code: str, message: str, context_id: str | None) -> Payload:
+def error_event(code: str, message: str, context_id: str | None) -> Event:
     """Cartesia's documented fields (`error_code`, `title`, `message`) and the older `error` string; `code` is ours."""
     status = ERROR_CODES.get(code, (500, ""))[0]
     return {

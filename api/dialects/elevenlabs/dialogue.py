@@ -56,7 +56,7 @@ class TextToDialogueBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
     inputs: list[DialogueInput] = Field(..., min_length=1)
     model_id: str | None = None
-    settings: dict | None = None  # `stability`: accepted, ignored
+    settings: dict[str, Any] | None = None  # `stability`: accepted, ignored
     seed: int | None = Field(None, ge=0, le=4_294_967_295)
     apply_text_normalization: str = "auto"
 

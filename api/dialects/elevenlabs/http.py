@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field, field_validator
 
-from api.deps import Grant, Library, OptionalVoiceCaller, Runtime, SettingsDep, Speech
+from api.deps import Grant, Library, Model, OptionalVoiceCaller, SettingsDep, Speech
 from api.dialects.elevenlabs import timed
 from api.dialects.elevenlabs.messages import VoiceSettings, parse_output_format
 from api.pronunciation_schemas import LocatorsField
@@ -17,6 +17,7 @@ from api.routes.tts import ERROR_RESPONSES, respond
 from api.schemas import MAX_TEXT_CHARS, reject_control_characters
 from services.pipeline.speech import SpeechRequest
 from services.pipeline.synthesis import SamplingOptions
+from shared.settings import Settings
 
 router = APIRouter(tags=["elevenlabs"])
 
@@ -42,7 +43,7 @@ class TextToSpeechBody(LocatorsField):
         return reject_control_characters(value)
 
     def to_speech_request(
-        self, settings, voice_id: str, output_format: str, *, stream: bool, timed: bool = False
+        self, settings: Settings, voice_id: str, output_format: str, *, stream: bool, timed: bool = False
     ) -> SpeechRequest:
         output = parse_output_format(output_format)
         speed = self.voice_settings.speed if self.voice_settings else None
@@ -134,10 +135,8 @@ async def text_to_speech_stream_with_timestamps(
 
 
 @router.get("/v1/voices", summary="ElevenLabs: voices this key can use")
-async def voices(runtime: Runtime, caller: OptionalVoiceCaller, library: Library) -> JSONResponse:
-    builtin = (
-        [] if runtime.voices is None else [(v["id"], v["name"], "premade") for v in runtime.voices.list()]
-    )
+async def voices(model: Model, caller: OptionalVoiceCaller, library: Library) -> JSONResponse:
+    builtin = [] if model.voices is None else [(v["id"], v["name"], "premade") for v in model.voices.list()]
     custom = [] if caller is None else [(r.voice_id, r.name, "cloned") for r in await library.list(caller)]
     return JSONResponse(
         {

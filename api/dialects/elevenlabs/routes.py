@@ -203,10 +203,10 @@ async def _serve(websocket: WebSocket, voice_id: str, *, multi: bool) -> None:
         params = ConnectionParams.model_validate(dict(websocket.query_params.items()))
         output = params.output()
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first.get("loc", ()))
+        invalid = exc.errors()[0]
+        field = ".".join(str(p) for p in invalid.get("loc", ()))
         await _refuse(
-            websocket, ApiError("VALIDATION_ERROR", f"Invalid '{field}': {first.get('msg')}", param=field)
+            websocket, ApiError("VALIDATION_ERROR", f"Invalid '{field}': {invalid.get('msg')}", param=field)
         )
         return
     except ApiError as err:

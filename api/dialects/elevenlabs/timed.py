@@ -23,7 +23,7 @@ from api.timed_delivery import complete_json
 from services.pipeline.timestamps import TimestampsEvent
 
 
-def alignment(spans: list[tuple[str, float, float]]) -> dict[str, list] | None:
+def alignment(spans: list[tuple[str, float, float]]) -> dict[str, list[Any]] | None:
     if not spans:
         return None
     return {
@@ -68,7 +68,7 @@ LINE_AUDIO_BYTES = 6 * 16384
 async def _lines(
     items: AsyncIterator[Any], delivery: Delivery, segments: VoiceSegments | None = None
 ) -> AsyncIterator[bytes]:
-    pending: list[tuple[list, list]] = []
+    pending: list[tuple[list[Any], list[Any]]] = []
     sent = 0.0  # seconds of audio on lines already written
     rate = delivery.job.request.sample_rate
 
