@@ -55,7 +55,7 @@ sys.path.insert(0, str(ROOT))
 from bench import harness  # noqa: E402
 from bench.harness import DEMO_DIR, Server, demo_env, paced_command, stop_server, wait_ready  # noqa: E402
 from bench.loadgen import LevelResult, LevelSpec, percentile, run_level, summarise  # noqa: E402
-from services.pipeline.flow_monitor import StreamCadence  # noqa: E402
+from services.usage.flow_monitor import StreamCadence  # noqa: E402
 
 VARIANTS = ("baseline", "threads1", "batched", "tuned")
 HOP = 320

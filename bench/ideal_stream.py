@@ -11,7 +11,7 @@ of the product.
 `ideal_arrivals` drives the product's `StreamingDecoder` with a `FreeCodec`, one semantic token at a time at the
 engine's due times, and returns when each chunk's audio would reach a client of a service that adds no time:
 the chunk schedule's and the engine's share of any underrun. `ideal_underruns` counts those underruns with the
-product's playback model (`services.pipeline.flow_monitor.StreamCadence`).
+product's playback model (`services.usage.flow_monitor.StreamCadence`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from core.streaming import StreamingConfig, StreamingDecoder
-from services.pipeline.flow_monitor import StreamCadence
+from services.usage.flow_monitor import StreamCadence
 
 HOP = 320
 NATIVE_RATE = 16_000

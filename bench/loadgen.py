@@ -4,7 +4,7 @@ Each worker sends streaming `POST /v1/tts/generate` requests back to back; a lev
 whose starts are spread over `stagger_s` (a burst of simultaneous arrivals is a different, harsher test).
 Per stream it records the time to the first audio byte and when each chunk of audio arrived (reads less
 than `MERGE_S` apart are one chunk: the server sends a chunk as one body part, TCP may split it; the chunk
-counts as arrived with its last read). Playback and underruns follow `services.pipeline.flow_monitor.StreamCadence`:
+counts as arrived with its last read). Playback and underruns follow `services.usage.flow_monitor.StreamCadence`:
 playback starts `prebuffer_s` after the first audio, and a chunk that lands after the audio received so far
 has finished playing is an underrun.
 
@@ -34,7 +34,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.pipeline.flow_monitor import StreamCadence  # noqa: E402
+from services.usage.flow_monitor import StreamCadence  # noqa: E402
 
 WAV_HEADER_BYTES = 44
 MERGE_S = 0.005  # reads closer than this belong to one chunk

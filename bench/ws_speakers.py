@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from websockets.asyncio.client import connect
 
-from services.pipeline.flow_monitor import StreamCadence
+from services.usage.flow_monitor import StreamCadence
 
 WS_TRANSPORTS = ("ws", "elevenlabs", "cartesia")
 RATE = (

@@ -20,7 +20,8 @@ The result is text and pauses in order; the caller speaks the text and puts real
 through a `BreakBudget` per request: breaks with nothing spoken between them (only punctuation, tags or spaces, or
 split across messages) are one gap of at most `MAX_BREAK_S`, and all gaps of a request together at most its total
 (`TTS_SSML_MAX_TOTAL_BREAK_S`, 60 s by default); and all requests of one API key together at most
-`MAX_BREAK_S_PER_MINUTE` a minute (`SilenceWindow`); silence past any of them is dropped.
+`MAX_BREAK_S_PER_MINUTE` a minute (`SilenceWindow`, one per key in services/pipeline/silence_quota.py); silence
+past any of them is dropped.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from __future__ import annotations
 import html
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -287,28 +287,6 @@ class SilenceWindow:
         granted = max(0.0, min(seconds, self.level))
         self.level -= granted
         return granted
-
-
-class SilenceWindows:
-    """One `SilenceWindow` per API key, the least recently used forgotten past `capacity` (a forgotten key starts
-    full again: at most one extra minute's silence for a key idle that long)."""
-
-    def __init__(self, capacity: int = 10_000, per_minute: float = MAX_BREAK_S_PER_MINUTE) -> None:
-        self.capacity = capacity
-        self.per_minute = per_minute
-        self._windows: OrderedDict[str, SilenceWindow] = OrderedDict()
-
-    def of(self, key_id: str) -> SilenceWindow:
-        window = self._windows.get(key_id)
-        if window is None:
-            window = self._windows[key_id] = SilenceWindow(self.per_minute)
-            while len(self._windows) > self.capacity:
-                self._windows.popitem(last=False)
-        self._windows.move_to_end(key_id)
-        return window
-
-
-KEY_SILENCE = SilenceWindows()  # the process's windows (its event loop touches them; no lock)
 
 
 @dataclass

@@ -37,7 +37,7 @@ from services.device.calls import SchedulerPolicy
 from services.device.playback import PlaybackClock
 from services.device.scheduler import CodecScheduler, StreamHandle
 from services.device.windows import DecodeWindow
-from services.pipeline.flow_monitor import StreamCadence
+from services.usage.flow_monitor import StreamCadence
 from shared.settings import Settings
 
 TOKENS_PER_SECOND = 50

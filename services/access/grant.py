@@ -28,8 +28,6 @@ from services.access.rate_limit import (
 from services.database import DatabaseClients
 from services.errors import ServiceError, status_of
 from services.keys.records import ApiKeyRecord, AuthError, anonymous_record
-from services.pipeline.flow_monitor import AudioFlowMonitor
-from services.pipeline.flow_monitor import Outcome as FlowOutcome
 from services.usage.credits import (
     CreditError,
     CreditLedger,
@@ -39,6 +37,8 @@ from services.usage.credits import (
     settle_credits,
     undelivered_credits,
 )
+from services.usage.flow_monitor import AudioFlowMonitor
+from services.usage.flow_monitor import Outcome as FlowOutcome
 from services.usage.request_log import RequestLogger, RequestRecord, build_request_logger, utcnow
 from services.usage.request_sinks import NullSink
 from services.usage.shutdown import mark_shutting_down, watch_signals

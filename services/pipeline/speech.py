@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 from audio.time_stretch import MAX_SPEED, MIN_SPEED
 from core.voices import Voice, is_custom_voice_id, time_stretch_for, voice_with_speed
 from processing.lexicon import DictionaryLocator, Lexicon
-from processing.ssml import KEY_SILENCE
 from processing.voice_description import VoiceAttributes
 from processing.voice_segments import has_voice_markers
 from services.errors import cloning_unavailable, voice_not_found
@@ -33,6 +32,7 @@ from services.pipeline.hooks import ContinuityHooks, CustomVoices, Pronunciation
 from services.pipeline.load_shed import BACKLOG
 from services.pipeline.markup import TextMarkup, markup_for, plan_request, ssml_rate, take_key_silence
 from services.pipeline.segment_voices import check_segments_fit, is_private, resolve_segment_voices
+from services.pipeline.silence_quota import BREAK_SILENCE
 from services.pipeline.synthesis import (
     NATIVE_RATE,
     SamplingOptions,
@@ -438,7 +438,7 @@ class SpeechService:
         except SynthesisError as exc:
             raise _renamed(exc, speech.text_field) from exc.__cause__
         if plan.pauses:  # SSML breaks within the key's silence per minute (processing/ssml.py)
-            plan = take_key_silence(plan, KEY_SILENCE.of(key_id or ""))
+            plan = take_key_silence(plan, BREAK_SILENCE.of(key_id or ""))
         if reserve_credits is not None:
             # Credits count what the model is asked to speak (normalised text: "1,000" costs "one thousand").
             await reserve_credits(len(plan.text))

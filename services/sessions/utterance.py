@@ -15,8 +15,9 @@ from audio.encoders import create_encoder
 from core.guards.chunk import SAMPLES_PER_TOKEN
 from core.guards.text_budget import SEMANTIC_TOKENS_PER_SECOND, expected_tokens, longest_spaced_word
 from processing.segmenter import TextSegmenter
-from processing.ssml import KEY_SILENCE, BreakBudget, SsmlReader
+from processing.ssml import BreakBudget, SsmlReader
 from services.pipeline.chunk_guards import delivered_chars
+from services.pipeline.silence_quota import BREAK_SILENCE
 from services.pipeline.synthesis import SynthesisError, SynthesisJob, SynthesisRequest
 from services.pipeline.text_plan import MAX_WORD_LETTERS, plan_text
 from services.usage.accounting import EndStatus, RequestAccounting, RequestReport, Transport
@@ -95,13 +96,14 @@ class Utterance:
         # (None: held until a sentence end, a flush or the end, as our WebSocket and ElevenLabs do).
         self.buffer_delay_s: float | None = None
         # SSML read before the cuts (processing/ssml.py), breaks silent: the native socket's `ssml`, ElevenLabs'
-        # enable_ssml_parsing, always on Cartesia (those two dialects set it and the key's window themselves)
-        self.ssml = request.ssml
+        # enable_ssml_parsing, always on Cartesia (those two dialects call `read_ssml`)
         self.ssml_reader = SsmlReader()
-        self.breaks = BreakBudget(  # per gap and per request; per key per minute (processing/ssml.py)
-            settings.limits.ssml_max_total_break_s,
-            window=KEY_SILENCE.of(request.key_id or "") if request.ssml else None,
+        self.breaks = (
+            BreakBudget(  # per gap and per request; per key per minute (services/pipeline/silence_quota.py)
+                settings.limits.ssml_max_total_break_s
+            )
         )
+        self.read_ssml(request.ssml)
         self._buffer_due: asyncio.TimerHandle | None = None
         self.text_parts: list[str] = []
         self._word_tail = ""  # the text's last MAX_WORD_LETTERS + 1 characters: a word may span pieces
@@ -216,6 +218,11 @@ class Utterance:
     @property
     def text_chunks(self) -> int:
         return len(self.job.plan.chunks)
+
+    def read_ssml(self, on: bool) -> None:
+        """Read SSML in this utterance's text (or not); its breaks draw on the key's silence per minute."""
+        self.ssml = on
+        self.breaks.window = BREAK_SILENCE.of(self.request.key_id or "") if on else None
 
     def _feed_ssml(self, items: list[str | float]) -> int:
         """SSML's text goes to the segmenter; a break first sends the text before it, then its silence."""

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from core.guards.chunk import SAMPLES_PER_TOKEN
 from core.guards.text_budget import SEMANTIC_TOKENS_PER_SECOND, expected_tokens
 from services.pipeline.chunk_guards import delivered_chars
-from services.pipeline.flow_monitor import StreamCadence
 from services.pipeline.load_shed import BACKLOG
+from services.usage.flow_monitor import StreamCadence
 from services.usage.shutdown import shutting_down
 from shared import metrics
 

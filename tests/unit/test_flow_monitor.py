@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from services.pipeline.flow_monitor import COUNT_FIELDS, STAGES, AudioFlowMonitor, StreamCadence
+from services.usage.flow_monitor import COUNT_FIELDS, STAGES, AudioFlowMonitor, StreamCadence
 from shared.metrics import REGISTRY
 
 HOP = 320
@@ -127,7 +127,7 @@ def test_short_send_on_completed_request_is_a_send_loss(
     stats = clean()
     stats.sent_bytes = stats.encoded_bytes - 1280  # 40 ms of 16-bit audio never reached the socket
     before = losses_metric("send")
-    with caplog.at_level(logging.WARNING, logger="services.pipeline.flow_monitor"):
+    with caplog.at_level(logging.WARNING, logger="services.usage.flow_monitor"):
         events = monitor.record("req-send", stats, "completed", output_rate=16_000)
     assert [(e.stage, e.unit, e.missing) for e in events] == [("send", "bytes", 1280)]
     assert losses_metric("send") == before + 1

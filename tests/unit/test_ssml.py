@@ -235,7 +235,8 @@ def test_a_break_where_the_stream_cut_falls_is_never_spoken_nor_charged(client: 
 def test_a_keys_break_silence_is_bounded_per_minute_across_its_requests() -> None:
     """Sixty contexts a minute of breaks made an hour of audio a minute: the silence one key's requests may add
     together refills at MAX_BREAK_S_PER_MINUTE a minute, on a simulated clock."""
-    from processing.ssml import SilenceWindow, SilenceWindows
+    from processing.ssml import SilenceWindow
+    from services.pipeline.silence_quota import SilenceWindows
 
     now = [0.0]
     window = SilenceWindow(per_minute=10.0, clock=lambda: now[0])

@@ -24,7 +24,6 @@ from api.dialects.cartesia.wire import CartesiaWire, chunk_event, done_event
 from api.dialects.common import open_session, synthesis_request
 from api.errors import ApiError
 from api.ws_connection import CLOSE_POLICY, ContextError, admitted, close_quietly, serve_session
-from processing.ssml import KEY_SILENCE
 from services.access import ApiKeyRecord
 from services.sessions.ws_session import WsSession
 
@@ -115,8 +114,7 @@ class _Connection:
             u.buffer_delay_s = DEFAULT_MAX_BUFFER_DELAY_MS / 1000
             # Cartesia reads its tags (`<break time="1s"/>`, `<spell>`) in every transcript: so does the SSML reader
             # (processing/ssml.py), with break silence per key per minute.
-            u.ssml = True
-            u.breaks.window = KEY_SILENCE.of(self.key.key_id)
+            u.read_ssml(True)
         if msg.max_buffer_delay_ms is not None:  # the latest message's value holds for the context
             u.buffer_delay_s = msg.max_buffer_delay_ms / 1000
         if msg.transcript:

@@ -28,7 +28,6 @@ from api.errors import ApiError
 from api.socket_guard import SocketGuard, SocketSlot, too_big
 from api.ws_connection import CLOSE_NORMAL, CLOSE_POLICY, ContextError, admitted, close_quietly, serve_session
 from processing.lexicon import DictionaryLocator
-from processing.ssml import KEY_SILENCE
 from services.access import ApiKeyRecord
 from services.pipeline.synthesis import SynthesisRequest
 from services.sessions.ws_outbox import Outbox
@@ -153,10 +152,7 @@ class _Connection:
             u = await session.start(await self.synthesis_request(msg.voice_settings), context_id=cid)
             if u is None:
                 return  # refused (a sixth context): the session answered
-            u.ssml = self.params.enable_ssml_parsing
-            u.breaks.window = KEY_SILENCE.of(
-                self.key.key_id
-            )  # break silence per key per minute (processing/ssml.py)
+            u.read_ssml(self.params.enable_ssml_parsing)
         if u is None:
             if msg.close_context:
                 if session.unfinished(cid) is not None:

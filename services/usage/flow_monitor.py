@@ -41,7 +41,7 @@ from typing import Any, Literal, Protocol
 
 from shared import metrics
 
-logger = logging.getLogger("services.pipeline.flow_monitor")
+logger = logging.getLogger("services.usage.flow_monitor")
 
 Outcome = Literal["completed", "failed", "disconnected"]
 OUTCOMES: tuple[str, ...] = ("completed", "failed", "disconnected")
