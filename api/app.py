@@ -47,6 +47,7 @@ from services.jobs import JobService
 from services.pipeline.gpu_faults import GpuFaultDetector
 from services.pipeline.speech import SpeechService
 from services.pronunciation import PronunciationDictionaries
+from services.sessions.entrance import SessionEntrance
 from services.voice_library import VoiceLibrary
 from shared.logging import configure_logging
 from shared.settings import APP_VERSION, Settings, get_settings, unknown_variables
@@ -194,6 +195,7 @@ def create_app(
         continuity=continuity,
         library=library,
         speech=speech,
+        sessions=SessionEntrance(speech, access),
         dictionaries=dictionaries,
         jobs=job_service,
     )

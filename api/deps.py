@@ -26,6 +26,7 @@ from services.jobs import JobService
 from services.model_status import ServingModel, VoicePinning
 from services.pipeline.speech import SpeechService
 from services.pronunciation import PronunciationDictionaries
+from services.sessions.entrance import SessionEntrance
 from services.voice_library import Caller, VoiceLibrary
 from shared.settings import Settings
 
@@ -39,6 +40,7 @@ class Services:
     pinning: VoicePinning
     access: AccessServices
     speech: SpeechService
+    sessions: SessionEntrance  # every socket transport opens its sessions here
     library: VoiceLibrary
     continuity: Continuity | None = (
         None  # recent requests per key (keep a voice); None: this server keeps none

@@ -26,6 +26,7 @@ from services.access import AccessServices, ApiKeyRecord
 from services.access.rate_limit import rate_refusal
 from services.access.socket_limits import MessageLimiter
 from services.errors import ServiceError
+from services.sessions.entrance import SocketCaller
 from services.sessions.ws_outbox import ClientStalled, Outbox
 from services.sessions.ws_session import WsSession
 
@@ -362,3 +363,9 @@ async def serve_session(
                 },
             )
     return ending
+
+
+def socket_caller(websocket: WebSocket, key: ApiKeyRecord, counted: bool, connection_id: str) -> SocketCaller:
+    """The caller of an admitted WebSocket, with the client's own request id when it sent one."""
+    client_request_id = websocket.scope.get("state", {}).get("client_request_id")
+    return SocketCaller(key, connection_id, counted=counted, client_request_id=client_request_id)

@@ -1,12 +1,10 @@
-"""What every dialect's route needs besides its wire format: the one way to make a context's synthesis request (same
-gate, voice resolution and defaults as HTTP) and the one way to open a session on an accepted socket."""
+"""What every socket front end needs besides its wire format: a context's synthesis request from its fields, and a
+session on an accepted socket, both through the one session entrance (services/sessions/entrance.py)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import replace
-from functools import partial
 from typing import Any, TypeVar
 
 from fastapi import WebSocket
@@ -15,14 +13,15 @@ from starlette.websockets import WebSocketState
 
 from api.deps import Services
 from api.errors import ApiError
-from api.ws_connection import ContextError
+from api.ws_connection import ContextError, socket_caller
 from processing.lexicon import DictionaryLocator
 from processing.voice_description import VoiceAttributes
-from services.access import AccessGate, ApiKeyRecord
+from services.access import ApiKeyRecord
 from services.errors import ServiceError
 from services.pipeline.speech import SpeechRequest
 from services.pipeline.synthesis import SamplingOptions, SynthesisRequest
 from services.pipeline.timestamps import TimestampsKind
+from services.sessions.entrance import SessionShape
 from services.sessions.wire import SessionWire
 from services.sessions.ws_outbox import Outbox
 from services.sessions.ws_session import WsSession
@@ -100,16 +99,12 @@ async def synthesis_request(
         speed=None if speed in (None, 1.0) else speed,
         voice_field=voice_field,
         timestamps=timestamps,
+        dictionaries=dictionaries,
     )
     try:
-        await services.speech.check_available(admit=admit, key_id=key.key_id)
-        resolved = await services.speech.voice(speech, key.key_id)
-        if dictionaries:
-            speech = replace(speech, dictionaries=dictionaries)
-            speech = replace(speech, lexicon=await services.speech.lexicon(speech, key.key_id))
+        return await services.sessions.context(speech, key.key_id, admit=admit)
     except ServiceError as exc:
         raise ApiError.from_service(exc) from None
-    return services.speech.synthesis_request(speech, resolved, request_id="", key_id=key.key_id)
 
 
 async def open_session(
@@ -126,35 +121,17 @@ async def open_session(
 ) -> tuple[WsSession, Outbox]:
     """Accept the socket and build its session: contexts run side by side (`multi`) or one after another. A
     context opening after an earlier one's client fell silent about it supersedes it (a barge-in; README)."""
-    settings = services.settings
     if (
         websocket.client_state == WebSocketState.CONNECTING
     ):  # a route that read a first message accepted already
         await websocket.accept(headers=[(b"x-request-id", connection_id.encode())])
-    outbox = Outbox(
-        websocket,
-        max_items=settings.stream.stream_queue_chunks,
-        send_timeout_s=settings.stream.send_stall_timeout_s,
-    )
-    gate = AccessGate(
-        services.access,
-        key,
-        connection_counted=counted,
-        client_request_id=websocket.scope.get("state", {}).get("client_request_id"),
-    )
-    continuity = services.speech.continuity  # remembers each context's job, as for our WebSocket
-    session = WsSession(
-        services.model,
-        outbox,
-        gate,
-        connection_id=connection_id,
-        max_text_chars=settings.limits.max_text_chars,
+    shape = SessionShape(
+        dialect=dialect,
         wire=wire,
         serial=not multi,
         max_open=max_contexts if multi else 1,
         max_unfinished=max_contexts,
-        on_job=None if continuity is None else partial(continuity.track, key_id=key.key_id),
-        supersede_after_s=settings.websocket.ws_supersede_after_s,
-        dialect=dialect,
+        supersede_after_s=services.settings.websocket.ws_supersede_after_s,
     )
-    return session, outbox
+    session = services.sessions.open(websocket, socket_caller(websocket, key, counted, connection_id), shape)
+    return session, session.outbox

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-from functools import partial
 
 from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
@@ -17,12 +16,12 @@ from fastapi.responses import JSONResponse
 from api.deps import Services, services_of
 from api.errors import ApiError, error_envelope
 from api.socket_guard import denial_sent
-from api.ws_connection import CLOSE_POLICY, admitted, serve_session
+from api.ws_connection import CLOSE_POLICY, admitted, serve_session, socket_caller
 from api.ws_messages import PingMessage, StartMessage, TextMessage, parse_message
-from services.access import AccessGate, ApiKeyRecord
+from services.access import ApiKeyRecord
 from services.errors import ServiceError
 from services.pipeline.synthesis import SynthesisRequest
-from services.sessions.ws_outbox import Outbox
+from services.sessions.entrance import SessionShape
 from services.sessions.ws_session import WsSession
 
 logger = logging.getLogger("api.ws")
@@ -48,13 +47,10 @@ async def _refuse(websocket: WebSocket, error: ApiError) -> None:
 async def _synthesis_request(services: Services, msg: StartMessage, key_id: str) -> SynthesisRequest:
     """The same gate, voice resolution (custom voices of this key included) and defaults as HTTP (services.pipeline.speech);
     text comes in pieces later."""
-    speech = msg.to_speech_request(services.settings)
     try:
-        await services.speech.check_available(key_id=key_id)
-        voice = await services.speech.voice(speech, key_id)
+        return await services.sessions.context(msg.to_speech_request(services.settings), key_id)
     except ServiceError as exc:
         raise ApiError.from_service(exc) from None
-    return services.speech.synthesis_request(speech, voice, request_id="", key_id=key_id)
 
 
 async def _dispatch(websocket: WebSocket, session: WsSession, raw: str, key_id: str) -> str | None:
@@ -91,38 +87,19 @@ async def tts_websocket(websocket: WebSocket) -> None:
 async def _serve_connection(
     websocket: WebSocket, services: Services, key: ApiKeyRecord, counted: bool, connection_id: str
 ) -> None:
-    settings, access = services.settings, services.access
+    settings = services.settings
     await websocket.accept(
         headers=[
             (b"x-request-id", connection_id.encode()),
             (b"x-model-version", str(services.model.model_version).encode()),
         ]
     )
-    outbox = Outbox(
-        websocket,
-        max_items=settings.stream.stream_queue_chunks,
-        send_timeout_s=settings.stream.send_stall_timeout_s,
-    )
-    session = WsSession(
-        services.model,
-        outbox,
-        AccessGate(
-            access,
-            key,
-            connection_counted=counted,
-            client_request_id=websocket.scope.get("state", {}).get("client_request_id"),
-        ),
-        connection_id=connection_id,
-        max_text_chars=settings.limits.max_text_chars,
-        format_error=lambda code, message, param: error_envelope(code, message, param=param),
-        on_job=None
-        if services.speech.continuity is None
-        else partial(services.speech.continuity.track, key_id=key.key_id),
-    )
+    shape = SessionShape(format_error=lambda code, message, param: error_envelope(code, message, param=param))
+    session = services.sessions.open(websocket, socket_caller(websocket, key, counted, connection_id), shape)
     await serve_session(
         websocket,
         session,
-        outbox,
+        session.outbox,
         idle_s=float(settings.websocket.ws_idle_timeout_s),
         handle=lambda raw: _dispatch(websocket, session, raw, key.key_id),
     )

@@ -16,7 +16,6 @@ import contextlib
 import itertools
 import logging
 import time
-from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
@@ -37,8 +36,8 @@ from api.wyoming.wire import (
     event_payload,
     read_event,
 )
-from services.access import AccessGate
 from services.pipeline.synthesis import SynthesisRequest
+from services.sessions.entrance import SessionShape, SocketCaller
 from services.sessions.utterance import Utterance
 from services.sessions.ws_outbox import ClientStalled, Outbox
 from services.sessions.ws_session import WsSession
@@ -92,7 +91,7 @@ class WyomingHandler(AsyncEventHandler):
     async def _serve(self) -> None:
         peer = self.writer.get_extra_info("peername")
         address = peer[0] if isinstance(peer, tuple) else None
-        services, settings = self.server.services, self.server.services.settings
+        services = self.server.services
         try:
             key = await self.server.key(address)
         except ApiError as err:
@@ -100,23 +99,12 @@ class WyomingHandler(AsyncEventHandler):
             await self._refuse(err)
             return
         self.key = key
-        outbox = self.outbox = Outbox(
+        session = self.session = services.sessions.open(
             EventWriter(self.writer, self.server.rate),
-            max_items=settings.stream.stream_queue_chunks,
-            send_timeout_s=settings.stream.send_stall_timeout_s,
+            SocketCaller(key, self.connection_id),
+            SessionShape(dialect="wyoming", transport="wyoming", wire=self.wire),
         )
-        continuity = services.speech.continuity
-        session = self.session = WsSession(
-            services.model,
-            outbox,
-            AccessGate(services.access, key, connection_counted=False),
-            connection_id=self.connection_id,
-            max_text_chars=settings.limits.max_text_chars,
-            wire=self.wire,
-            on_job=None if continuity is None else partial(continuity.track, key_id=key.key_id),
-            dialect="wyoming",
-            transport="wyoming",
-        )
+        outbox = self.outbox = session.outbox
         writer = outbox.start()
         reader = asyncio.create_task(self._read_loop(), name=f"wyoming-reader-{self.connection_id}")
         watch = asyncio.create_task(self._idle_watch(), name=f"wyoming-idle-{self.connection_id}")

@@ -124,6 +124,23 @@ def test_the_edge_never_holds_the_runtime() -> None:
     assert not wrong, wrong
 
 
+# What a socket session is made of: only the session entrance (services/sessions/entrance.py) builds these.
+SESSION_PARTS = {"WsSession", "Outbox", "AccessGate"}
+
+
+def test_every_socket_transport_opens_the_one_entrance() -> None:
+    """Our WebSocket, the ElevenLabs and Cartesia dialects and the Wyoming server only parse and write their wire
+    format: none of them builds a session's parts itself."""
+    built = []
+    for name, path in product_modules().items():
+        if not name.startswith("api."):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in SESSION_PARTS:
+                built.append(f"{name}:{node.lineno} builds {node.func.id}")
+    assert not built, built
+
+
 def test_no_import_cycles() -> None:
     modules = product_modules()
     graph = {name: imports_of(path, modules) - {name} for name, path in modules.items()}
