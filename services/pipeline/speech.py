@@ -73,7 +73,8 @@ class SpeechRequest:
     audio_format: str
     sample_rate: int
     sampling: SamplingOptions
-    bitrate: int | None = None  # compressed formats: bits per second (ElevenLabs' `mp3_44100_128`); None: default
+    # Compressed formats: bits per second (ElevenLabs' `mp3_44100_128`); None: the encoder's default for the rate.
+    bitrate: int | None = None
     stream: bool = True
     normalize: bool = True
     chunking: bool = True

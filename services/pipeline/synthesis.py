@@ -99,7 +99,7 @@ class SynthesisRequest:
     sampling: SamplingOptions
     audio_format: str = "wav"
     sample_rate: int = NATIVE_RATE
-    bitrate: int | None = None  # compressed formats: bits per second (None: the encoder's default for the rate)
+    bitrate: int | None = None  # compressed formats: bits per second; None: the encoder's default
     want_sr: bool = False
     stream: bool = True
     normalize: bool = True
