@@ -21,11 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from api.deps import Grant, SettingsDep, Speech
 from api.dialects.elevenlabs.formats import parse_output_format
 from api.dialects.elevenlabs.variants import DEFAULT_OUTPUT_FORMAT, VARIANTS, Variant
+from api.errors import ApiError
 from api.pronunciation_schemas import LocatorsField
 from api.routes.tts import ERROR_RESPONSES, respond
 from api.schemas import MAX_TEXT_CHARS, reject_control_characters
 from processing.voice_segments import has_voice_markers, voice_marker
-from services.pipeline.speech import SpeechRequest
+from services.errors import ServiceError
+from services.pipeline.speech import SpeechRequest, SpeechService
 from services.pipeline.synthesis import SamplingOptions
 from shared.settings import Settings
 
@@ -101,6 +103,20 @@ class TextToDialogueBody(LocatorsField):
         )
 
 
+async def _segments(
+    body: TextToDialogueBody, speech: SpeechRequest, service: SpeechService, key_id: str | None
+) -> list[tuple[str, str]]:
+    """(voice id, text) per input as the answer's `alignment` writes it: with the dictionaries' aliases in (the
+    timings are of the words spoken), so each `voice_segments` entry spans its own input's characters."""
+    if not speech.dictionaries:
+        return body.segments()
+    try:
+        lexicon = await service.lexicon(speech, key_id)
+    except ServiceError as exc:  # a dictionary this key cannot use: the same 404 `respond` would give
+        raise ApiError.from_service(exc) from None
+    return [(voice, text if lexicon is None else lexicon.apply(text)) for voice, text in body.segments()]
+
+
 def _handler(variant: Variant) -> Callable[..., Awaitable[Response]]:
     async def handler(
         body: TextToDialogueBody,
@@ -111,7 +127,8 @@ def _handler(variant: Variant) -> Callable[..., Awaitable[Response]]:
         output_format: str = Query(DEFAULT_OUTPUT_FORMAT),
     ) -> Response:
         speech = body.to_speech_request(settings, output_format, stream=variant.stream, timed=variant.timed)
-        return await respond(request, speech, service, grant, **variant.answer(body.segments()))
+        segments = await _segments(body, speech, service, grant.key_id) if variant.timed else None
+        return await respond(request, speech, service, grant, **variant.answer(segments))
 
     return handler
 
