@@ -69,6 +69,6 @@ def parse_output_format(value: str, codecs: tuple[str, ...] = tuple(CODECS)) -> 
     accepted = "; ".join(CODECS[c].accepted(c) for c in codecs)
     raise ApiError(
         "VALIDATION_ERROR",
-        f"Invalid 'output_format' {value!r}; accepted: {accepted} (e.g. mp3_44100_128, pcm_24000, wav_44100).",
+        f"Invalid 'output_format' {value!r}; accepted: {accepted}.",
         param="output_format",
     )
