@@ -189,7 +189,8 @@ def test_voices_get_get_all_and_search_page_by_page(client, live: RunningServer)
     assert names == sorted(names, reverse=True)
     found = client.voices.search(search=every[0].name.upper())
     assert every[0].voice_id in [v.voice_id for v in found.voices]
-    assert client.voices.search(voice_type="personal").voices == []  # no library voices yet
+    builtin = client.voices.search(voice_type="default", page_size=100).voices
+    assert builtin and {v.category for v in builtin} == {"premade"}
     assert client.voices.search(search="no voice has this name").total_count == 0
     for call, status, code in (
         (lambda: client.voices.get("nobody"), 404, "voice_not_found"),
@@ -203,6 +204,33 @@ def test_voices_get_get_all_and_search_page_by_page(client, live: RunningServer)
             call()
         assert refused.value.status_code == status
         assert refused.value.body["detail"]["code"] == code, refused.value.body
+
+
+def test_a_library_voice_is_the_keys_own_in_search(client, live: RunningServer) -> None:
+    """A voice cloned on our route is ElevenLabs' `cloned` / `personal` voice of its key only, usable by id."""
+    from tests.audio_samples import voiced, wav_bytes
+
+    made = httpx.post(
+        f"{live.base_url}/v1/audio/voices",
+        headers={"xi-api-key": ALICE},
+        files={"audio_sample": ("ref.wav", wav_bytes(voiced(3.0)), "audio/wav")},
+        data={"name": "Zelda Clone"},
+        timeout=120,
+    )
+    assert made.status_code == 201, made.text
+    voice_id = made.json()["id"]
+    mine = client.voices.search(voice_type="personal", search="zelda")
+    assert [(v.voice_id, v.category, v.is_owner) for v in mine.voices] == [(voice_id, "cloned", True)]
+    newest = client.voices.search(sort="created_at_unix", page_size=1).voices[0]
+    assert newest.voice_id == voice_id and newest.created_at_unix > 0
+    assert client.voices.get(voice_id).name == "Zelda Clone"
+    bob = elevenlabs.ElevenLabs(api_key=BOB, base_url=live.base_url, timeout=60)
+    assert voice_id not in [v.voice_id for v in bob.voices.search(page_size=100).voices]
+    with pytest.raises(ApiError) as hidden:
+        bob.voices.get(voice_id)
+    assert hidden.value.status_code == 404 and hidden.value.body["detail"]["code"] == "voice_not_found"
+    spoken = b"".join(client.text_to_speech.convert(voice_id=voice_id, text="Hi.", output_format="pcm_16000"))
+    assert len(spoken) > 0
 
 
 def test_models_in_each_vendors_shape_on_one_server(client, live: RunningServer) -> None:
@@ -265,6 +293,30 @@ def test_dictionaries_change_what_a_dialogue_says(client, dictionary: dict) -> N
         )
     )
     assert audio[:3] == b"ID3" or audio[0] == 0xFF
+
+
+def test_dialogue_streams(client, dictionary: dict, tmp_path: Path) -> None:
+    from elevenlabs import DialogueInput, PronunciationDictionaryVersionLocator
+
+    inputs = [
+        DialogueInput(text="Hi there.", voice_id="default"),
+        DialogueInput(text=f"I am {WORD}.", voice_id="narrator"),
+    ]
+    opus = b"".join(client.text_to_dialogue.stream(inputs=inputs, output_format="opus_48000_64", seed=3))
+    assert _probe(opus, tmp_path)["codec_name"] == "opus"
+    lines = list(
+        client.text_to_dialogue.stream_with_timestamps(
+            inputs=inputs,
+            output_format="ulaw_8000",
+            pronunciation_dictionary_locators=[PronunciationDictionaryVersionLocator(**dictionary)],
+        )
+    )
+    spoken = "".join(
+        c for line in lines if line.normalized_alignment for c in line.normalized_alignment.characters
+    )
+    assert ALIAS in spoken
+    segments = [s for line in lines for s in line.voice_segments or []]
+    assert [s.voice_id for s in segments] == ["default", "narrator"]
 
 
 SPEECH_ROUTES = [
