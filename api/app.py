@@ -21,6 +21,7 @@ from api.dialects.elevenlabs import http as elevenlabs_http
 from api.dialects.elevenlabs import messages as elevenlabs_messages
 from api.dialects.elevenlabs import pronunciation as elevenlabs_pronunciation
 from api.dialects.elevenlabs import routes as elevenlabs_routes
+from api.dialects.elevenlabs import voices as elevenlabs_voices
 from api.dialects.http_errors import DialectErrorsMiddleware
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimitMiddleware, HttpMetricsMiddleware, RequestIdMiddleware
@@ -214,6 +215,7 @@ def create_app(
         jobs.router,
         elevenlabs_routes.router,
         elevenlabs_http.router,
+        elevenlabs_voices.router,
         elevenlabs_dialogue.router,
         elevenlabs_pronunciation.router,
         cartesia_routes.router,

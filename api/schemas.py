@@ -94,8 +94,9 @@ Speed = Annotated[float, BeforeValidator(check_speed), Field(ge=MIN_SPEED, le=MA
 
 
 def output_rate_for(audio_format: str, sample_rate: int | None, output: str | None) -> int:
-    """The rate a request asked for: mulaw is always 8 kHz; `sample_rate` overrides the `output` shorthand."""
-    if audio_format == "mulaw":
+    """The rate a request asked for: mulaw and alaw are always 8 kHz; `sample_rate` overrides the `output`
+    shorthand."""
+    if audio_format in ("mulaw", "alaw"):
         return 8000
     if sample_rate is not None:
         return sample_rate
@@ -240,7 +241,7 @@ class TTSGenerateRequest(
     speed: Speed | None = Field(None, description=SPEED_DESCRIPTION)
     stream: bool = Field(False, description="Chunked streaming response when true.")
     format: AudioFormat = Field(
-        "wav", description="wav | pcm (s16le) | mp3 | opus (Ogg) | flac | aac (ADTS) | mulaw (8 kHz)."
+        "wav", description="wav | pcm (s16le) | mp3 | opus (Ogg) | flac | aac (ADTS) | mulaw / alaw (8 kHz)."
     )
     output: Literal["16khz", "48khz"] = Field(
         "16khz", description="16khz native, or 48khz via AP-BWE super-resolution."

@@ -47,10 +47,10 @@ class StartMessage(SamplingFields, LexiconField, VoiceAttributeFields):
     speaker: str | None = Field(None, min_length=1, max_length=128, description="Voice name or alias.")
     voice: str | None = Field(None, min_length=1, max_length=128, description="Same as speaker.")
     format: AudioFormat = Field(
-        "pcm", description="pcm (s16le, default) | wav | mp3 | opus | flac | aac | mulaw."
+        "pcm", description="pcm (s16le, default) | wav | mp3 | opus | flac | aac | mulaw | alaw."
     )
     sample_rate: int | None = Field(
-        None, description=f"One of {SUPPORTED_RATES}; default 16000 (mulaw: 8000)."
+        None, description=f"One of {SUPPORTED_RATES}; default 16000 (mulaw, alaw: 8000)."
     )
     output: Literal["16khz", "48khz"] | None = Field(
         None, description="Shorthand for sample_rate 16000 / 48000."

@@ -1,7 +1,7 @@
 """Incremental encoders: one interface for every output format the service streams.
 
 `create_encoder(fmt, rate).push(samples)` returns the bytes that exist now (possibly b""), `flush()` the
-rest including trailers. wav / pcm / mulaw are written here; flac, mp3, opus (Ogg) and aac (ADTS) go
+rest including trailers. wav / pcm / mulaw / alaw are written here; flac, mp3, opus (Ogg) and aac (ADTS) go
 through PyAV into an in-memory sink that is drained after every push, so bytes leave as soon as the
 encoder and muxer produce them. In streaming mode nothing holds more than an encoder frame or an Ogg page.
 """
@@ -17,6 +17,7 @@ from typing import Literal, cast
 import av
 import numpy as np
 
+from audio.alaw import alaw_encode
 from audio.mulaw import mulaw_encode
 from audio.pcm import as_mono_float32, unit_float_to_s16le
 from audio.wav import complete_wav, wav_header
@@ -39,7 +40,7 @@ class FormatInfo:
 
 # The format names as a type, for the API's schemas; a test holds it equal to FORMATS' keys (a type checker can't
 # read a Literal built from a dict at run time).
-AudioFormat = Literal["wav", "pcm", "mp3", "opus", "flac", "aac", "mulaw"]
+AudioFormat = Literal["wav", "pcm", "mp3", "opus", "flac", "aac", "mulaw", "alaw"]
 
 FORMATS: dict[str, FormatInfo] = {  # the one format table; AudioFormat above names its keys
     "wav": FormatInfo("wav", "audio/wav", "wav", _STANDARD_RATES + _HIGH_RATES),
@@ -49,6 +50,7 @@ FORMATS: dict[str, FormatInfo] = {  # the one format table; AudioFormat above na
     "flac": FormatInfo("flac", "audio/flac", "flac", _STANDARD_RATES + _HIGH_RATES),
     "aac": FormatInfo("aac", "audio/aac", "aac", (7350,) + _STANDARD_RATES + _HIGH_RATES),
     "mulaw": FormatInfo("mulaw", "audio/basic", "ulaw", (8000,)),
+    "alaw": FormatInfo("alaw", "audio/x-alaw-basic", "alaw", (8000,)),
 }
 
 
@@ -79,7 +81,7 @@ def check_format_rate(fmt: str, sample_rate: int) -> FormatInfo:
 class AudioEncoder(ABC):
     """Float32 mono samples in, encoded bytes out, incrementally."""
 
-    # True when the bytes depend on each sample alone (pcm, wav, mulaw): pushing frames one by one or joined in
+    # True when the bytes depend on each sample alone (pcm, wav, mulaw, alaw): pushing frames one by one or joined in
     # one call gives the same bytes, so the audio chain encodes a whole chunk at once (one call, not one per frame).
     sample_wise = False
     clips_itself = False  # `_encode` clips to [-1, 1] on its own (push then skips its clipped copy)
@@ -153,13 +155,13 @@ class PcmEncoder(AudioEncoder):
         return b""
 
 
-class MulawEncoder(AudioEncoder):
-    """Raw G.711 mu-law bytes (8 kHz telephony), no header."""
+class G711Encoder(AudioEncoder):
+    """Raw G.711 bytes (8 kHz telephony: mu-law, or A-law as Europe's networks carry it), no header."""
 
     sample_wise = True
 
     def _encode(self, x: np.ndarray) -> bytes:
-        return mulaw_encode(x)
+        return mulaw_encode(x) if self.info.name == "mulaw" else alaw_encode(x)
 
     def _finish(self) -> bytes:
         return b""
@@ -309,8 +311,8 @@ def create_encoder(
     info = check_format_rate(fmt, sample_rate)
     if info.name == "pcm":
         return PcmEncoder(info, sample_rate, streaming)
-    if info.name == "mulaw":
-        return MulawEncoder(info, sample_rate, streaming)
+    if info.name in ("mulaw", "alaw"):
+        return G711Encoder(info, sample_rate, streaming)
     if info.name == "wav":
         return WavEncoder(info, sample_rate, streaming)
     return PyAVEncoder(info, sample_rate, streaming, bitrate)

@@ -1,5 +1,5 @@
-"""OpenAI-compatible routes: `POST /v1/audio/speech`, `GET /v1/models`, `GET /v1/audio/models` (`GET
-/v1/audio/voices`: routes/voices.py)."""
+"""OpenAI-compatible routes: `POST /v1/audio/speech`, `GET /v1/models` (ElevenLabs' list to ElevenLabs' clients),
+`GET /v1/audio/models` (`GET /v1/audio/voices`: routes/voices.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import Grant, Model, SettingsDep, Speech
+from api.dialects.elevenlabs import models as elevenlabs_models
 from api.routes.tts import ERROR_RESPONSES, name_ignored_fields, respond, unknown_fields
 from api.schemas import OpenAISpeechRequest
 from services.model_status import ServingModel
@@ -56,8 +57,10 @@ def _model_list(model: ServingModel) -> list[dict[str, Any]]:
     ]
 
 
-@router.get("/v1/models", summary="Models this server offers (OpenAI format)")
-async def models(model: Model) -> JSONResponse:
+@router.get("/v1/models", summary="Models this server offers (OpenAI's list; ElevenLabs' to its clients)")
+async def models(request: Request, model: Model) -> JSONResponse:
+    if elevenlabs_models.is_elevenlabs_client(request.headers):  # one path, two vendors' answers
+        return JSONResponse(elevenlabs_models.model_list(model.model_version))
     return JSONResponse({"object": "list", "data": _model_list(model)})
 
 

@@ -64,6 +64,7 @@ class AudioOutput:
         sample_rate: int,
         stream: bool,
         want_bwe: bool,
+        bitrate: int | None = None,
         stats: PipelineStats,
         time_stretch: float = 1.0,
         handle: StreamHandle | None = None,
@@ -105,7 +106,7 @@ class AudioOutput:
         self.joiner = ChunkJoiner(int(round(settings.text.crossfade_ms * NATIVE_RATE / 1000)))
         self.resampler = StreamingResampler(source_rate, sample_rate)
         self.frames = FrameBuffer(max(1, sample_rate * settings.stream.frame_ms // 1000))
-        self.encoder = create_encoder(audio_format, sample_rate, streaming=stream)
+        self.encoder = create_encoder(audio_format, sample_rate, streaming=stream, bitrate=bitrate)
         self._stream = stream
         self._first_out = False
         self._segments = 0
@@ -227,6 +228,7 @@ _BYTES_PER_SAMPLE = {
     "pcm": 2.0,
     "flac": 1.2,
     "mulaw": 1.0,
+    "alaw": 1.0,
     "mp3": 0.25,
     "opus": 0.15,
     "aac": 0.25,

@@ -73,6 +73,8 @@ class SpeechRequest:
     audio_format: str
     sample_rate: int
     sampling: SamplingOptions
+    # Compressed formats: bits per second (ElevenLabs' `mp3_44100_128`); None: the encoder's default for the rate.
+    bitrate: int | None = None
     stream: bool = True
     normalize: bool = True
     chunking: bool = True
@@ -313,6 +315,7 @@ class SpeechService:
             sampling=speech.sampling,
             audio_format=speech.audio_format,
             sample_rate=speech.sample_rate,
+            bitrate=speech.bitrate,
             want_sr=speech.wants_bandwidth_extension,
             stream=speech.stream,
             normalize=speech.normalize,

@@ -99,6 +99,7 @@ class SynthesisRequest:
     sampling: SamplingOptions
     audio_format: str = "wav"
     sample_rate: int = NATIVE_RATE
+    bitrate: int | None = None  # compressed formats: bits per second; None: the encoder's default
     want_sr: bool = False
     stream: bool = True
     normalize: bool = True
@@ -241,6 +242,7 @@ class SynthesisJob:
             resources,
             audio_format=request.audio_format,
             sample_rate=request.sample_rate,
+            bitrate=request.bitrate,
             stream=request.stream,
             want_bwe=request.want_sr,
             stats=self.stats,

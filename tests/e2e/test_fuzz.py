@@ -22,18 +22,12 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.generation.modes import GenerationMode
 
 from api.app import create_app
+from api.dialects.elevenlabs.messages import HTTP_ERRORS as ELEVENLABS
 from shared.settings import Settings
 
 pytestmark = pytest.mark.e2e
 
 ADMIN_KEY = "fuzz-admin-key"
-# The ElevenLabs dialect's HTTP routes: their refusals are in the vendor's shape.
-ELEVENLABS_PATHS = (
-    "/v1/text-to-speech",
-    "/v1/text-to-dialogue",
-    "/v1/pronunciation-dictionaries",
-    "/v1/voices/",
-)
 MAX_TEXT = 260
 MAX_TOKENS = 20
 VOICES = ("default", "male", "female_bright", "narrator", "alloy", "echo", "shimmer")
@@ -106,7 +100,9 @@ def _check(case: Any, *, reachable: bool) -> None:
     )
     if response.status_code >= 400:
         body = response.json()
-        if case.path.startswith(ELEVENLABS_PATHS) or case.path == "/v1/voices":  # ElevenLabs' shape
+        if ELEVENLABS.matches(
+            case.path
+        ):  # ElevenLabs' shape (its dialect's own paths: /v1/voices, /v2/voices, ...)
             error = body["detail"]
             assert {"message", "type", "param", "code", "status"} <= set(error)
         elif case.path.startswith("/tts/"):  # Cartesia's shape

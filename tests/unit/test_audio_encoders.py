@@ -19,6 +19,7 @@ import av
 import numpy as np
 import pytest
 
+from audio.alaw import alaw_decode, alaw_to_lin16, lin16_to_alaw
 from audio.encoders import FORMATS, create_encoder, supported_rates
 from audio.mulaw import lin16_to_mulaw, mulaw_decode, mulaw_encode, mulaw_to_lin16
 from audio.pcm import float_to_int16, s16le_to_float
@@ -27,7 +28,12 @@ from audio.wav import STREAMING_SIZE, complete_wav, patch_wav_sizes, read_wav_he
 CONTAINER_FORMATS = ["wav", "flac", "mp3", "opus", "aac"]
 # Samples a decoder may add beyond the input: (priming delay, codec frame) at the encoder's rate.
 _SLACK = {"mp3": (576 + 529, 1152), "aac": (1024, 1024)}
-CASES = [(f, r) for f in FORMATS if f != "mulaw" for r in (16000, 48000)] + [("mulaw", 8000), ("opus", 8000)]
+G711 = ("mulaw", "alaw")  # 8 kHz only
+CASES = [(f, r) for f in FORMATS if f not in G711 for r in (16000, 48000)] + [
+    ("mulaw", 8000),
+    ("alaw", 8000),
+    ("opus", 8000),
+]
 
 
 def _chirp(rate: int, seconds: float = 1.5) -> np.ndarray:
@@ -78,8 +84,8 @@ def test_streamed_output_decodes_at_the_right_rate_and_length(fmt: str, rate: in
     _, data = _encode_streamed(fmt, rate, x, seed=rate)
     if fmt == "pcm":
         y = s16le_to_float(data)
-    elif fmt == "mulaw":
-        y = mulaw_decode(data)
+    elif fmt in G711:
+        y = (mulaw_decode if fmt == "mulaw" else alaw_decode)(data)
     else:
         got_rate, y, _ = _decode(data)
         assert got_rate == _decoded_rate(fmt, rate)
@@ -91,13 +97,13 @@ def test_streamed_output_decodes_at_the_right_rate_and_length(fmt: str, rate: in
         assert np.max(np.abs(y - x)) < 1e-4  # lossless up to 16-bit rounding
 
 
-@pytest.mark.parametrize(("fmt", "rate"), [c for c in CASES if c[0] in ("mp3", "opus", "aac", "mulaw")])
+@pytest.mark.parametrize(("fmt", "rate"), [c for c in CASES if c[0] in ("mp3", "opus", "aac", *G711)])
 def test_lossy_output_still_sounds_like_the_input(fmt: str, rate: int) -> None:
     """Correlate decoded and input audio (after undoing the codec delay): a garbled stream fails this."""
     x = _chirp(rate)
     _, data = _encode_streamed(fmt, rate, x, seed=rate + 1)
-    if fmt == "mulaw":
-        y = mulaw_decode(data)
+    if fmt in G711:
+        y = (mulaw_decode if fmt == "mulaw" else alaw_decode)(data)
     else:
         _, y, _ = _decode(data)
         if fmt == "opus" and rate != 48000:
@@ -175,20 +181,21 @@ def test_content_types_and_properties() -> None:
         "wav": "audio/wav",
         "pcm": "audio/pcm",
         "mulaw": "audio/basic",
+        "alaw": "audio/x-alaw-basic",
         "flac": "audio/flac",
         "mp3": "audio/mpeg",
         "opus": "audio/ogg",
         "aac": "audio/aac",
     }
     for fmt, content_type in expected.items():
-        rate = 8000 if fmt == "mulaw" else 16000
+        rate = 8000 if fmt in G711 else 16000
         enc = create_encoder(fmt.upper() if fmt == "mp3" else fmt, rate)
         assert (enc.format, enc.content_type, enc.sample_rate) == (fmt, content_type, rate)
         enc.close()
 
 
 def test_rate_validation_lists_accepted_rates() -> None:
-    assert supported_rates("mulaw") == (8000,)
+    assert supported_rates("mulaw") == supported_rates("alaw") == (8000,)
     assert supported_rates("opus") == (8000, 12000, 16000, 24000, 48000)
     assert 44100 in supported_rates("mp3") and 96000 not in supported_rates("mp3")
     assert 96000 in supported_rates("aac")
@@ -247,6 +254,25 @@ def test_mulaw_matches_the_g711_reference_and_ffmpeg() -> None:
     with av.open(io.BytesIO(complete_wav(codes.tobytes(), 8000, fmt="mulaw"))) as c:
         ffmpeg_levels = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
     assert np.array_equal(mulaw_to_lin16(codes), ffmpeg_levels)
+
+
+def test_alaw_matches_the_g711_reference_and_ffmpeg(tmp_path) -> None:
+    """A-law (ElevenLabs' alaw_8000): the G.711 reference bit for bit, and ffmpeg decodes our bytes to our levels."""
+    pcm = np.arange(-32768, 32768, dtype=np.int16)
+    ours = lin16_to_alaw(pcm)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        audioop = pytest.importorskip("audioop")  # CPython's C G.711 (gone in 3.13)
+    assert ours.tobytes() == audioop.lin2alaw(pcm.astype("<i2").tobytes(), 2)
+    codes = np.arange(256, dtype=np.uint8)
+    assert alaw_to_lin16(codes).tobytes() == audioop.alaw2lin(codes.tobytes(), 2)
+    path = tmp_path / "codes.alaw"
+    path.write_bytes(codes.tobytes())
+    with av.open(str(path), format="alaw", options={"sample_rate": "8000"}) as c:
+        ffmpeg_levels = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
+    assert np.array_equal(alaw_to_lin16(codes), ffmpeg_levels)
+    x = _chirp(8000)
+    assert np.max(np.abs(alaw_decode(create_encoder("alaw", 8000).push(x)) - x)) < 1024 / 32767
 
 
 def test_mulaw_round_trip_error_is_small() -> None:

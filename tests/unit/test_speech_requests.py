@@ -51,6 +51,15 @@ def test_format_literals_come_from_the_encoder_table() -> None:
     assert typing.get_args(AudioFormat) == tuple(FORMATS)
 
 
+@pytest.mark.parametrize("fmt", ["mulaw", "alaw"])
+def test_g711_formats_are_8_khz_on_every_native_transport(fmt: str) -> None:
+    for message in (TTSGenerateRequest(text="Hi.", format=fmt), StartMessage(format=fmt)):
+        request = message.to_speech_request(SETTINGS)
+        assert (request.audio_format, request.sample_rate) == (fmt, 8000)
+    with pytest.raises(ValueError, match="accepted: 8000"):
+        TTSGenerateRequest(text="Hi.", format=fmt, sample_rate=16000)
+
+
 def test_the_latency_names_are_the_streaming_decoders_everywhere() -> None:
     from api.schemas import Latency
     from core.streaming import LatencyPreference

@@ -6,23 +6,28 @@ The body's `inputs` (`[{text, voice_id}]`, in order) become one request in our `
 voice, joined with the usual crossfade, each voice keeping its global tokens across the dialogue. The answers with
 timestamps add ElevenLabs' `voice_segments` (`voice_segments.py`): each input's voice, times and characters. The first input's
 voice is the request's own (an unknown one is refused naming `voice_id`, as a marker's would be). `seed` and
-`apply_text_normalization` change the speech; `model_id`, `settings`, `language_code` and
-`pronunciation_dictionary_locators` are accepted and ignored. Errors are in ElevenLabs' shape (`messages.py`)."""
+`apply_text_normalization` change the speech, and `pronunciation_dictionary_locators` apply the key's dictionaries to
+every input (as on text-to-speech); `model_id`, `settings` and `language_code` are accepted and ignored. The four
+handlers are generated from `variants.py`. Errors are in ElevenLabs' shape (`messages.py`)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from api.deps import Grant, SettingsDep, Speech
-from api.dialects.elevenlabs import timed
-from api.dialects.elevenlabs.messages import parse_output_format
+from api.dialects.elevenlabs.formats import parse_output_format
+from api.dialects.elevenlabs.variants import DEFAULT_OUTPUT_FORMAT, VARIANTS, Variant
+from api.errors import ApiError
+from api.pronunciation_schemas import LocatorsField
 from api.routes.tts import ERROR_RESPONSES, respond
 from api.schemas import MAX_TEXT_CHARS, reject_control_characters
 from processing.voice_segments import has_voice_markers, voice_marker
-from services.pipeline.speech import SpeechRequest
+from services.errors import ServiceError
+from services.pipeline.speech import SpeechRequest, SpeechService
 from services.pipeline.synthesis import SamplingOptions
 from shared.settings import Settings
 
@@ -52,7 +57,7 @@ class DialogueInput(BaseModel):
         return value
 
 
-class TextToDialogueBody(BaseModel):
+class TextToDialogueBody(LocatorsField):
     model_config = ConfigDict(extra="ignore")
     inputs: list[DialogueInput] = Field(..., min_length=1)
     model_id: str | None = None
@@ -86,6 +91,7 @@ class TextToDialogueBody(BaseModel):
             voice=self.inputs[0].voice_id,
             audio_format=output.audio_format,
             sample_rate=output.sample_rate,
+            bitrate=output.bitrate,
             sampling=SamplingOptions.with_defaults(settings, seed=self.seed),
             stream=stream,
             normalize=self.apply_text_normalization != "off",
@@ -93,66 +99,46 @@ class TextToDialogueBody(BaseModel):
             text_field="inputs",
             voice_field="voice_id",
             timestamps="character" if timed else None,
+            dictionaries=self.locators(),
         )
 
 
-@router.post("/v1/text-to-dialogue", responses=RESPONSES, summary="ElevenLabs: a dialogue as a file")
-async def text_to_dialogue(
-    body: TextToDialogueBody,
-    request: Request,
-    service: Speech,
-    grant: Grant,
-    settings: SettingsDep,
-    output_format: str = Query("mp3_44100_128"),
-) -> Response:
-    return await respond(
-        request, body.to_speech_request(settings, output_format, stream=False), service, grant
+async def _segments(
+    body: TextToDialogueBody, speech: SpeechRequest, service: SpeechService, key_id: str | None
+) -> list[tuple[str, str]]:
+    """(voice id, text) per input as the answer's `alignment` writes it: with the dictionaries' aliases in (the
+    timings are of the words spoken), so each `voice_segments` entry spans its own input's characters."""
+    if not speech.dictionaries:
+        return body.segments()
+    try:
+        lexicon = await service.lexicon(speech, key_id)
+    except ServiceError as exc:  # a dictionary this key cannot use: the same 404 `respond` would give
+        raise ApiError.from_service(exc) from None
+    return [(voice, text if lexicon is None else lexicon.apply(text)) for voice, text in body.segments()]
+
+
+def _handler(variant: Variant) -> Callable[..., Awaitable[Response]]:
+    async def handler(
+        body: TextToDialogueBody,
+        request: Request,
+        service: Speech,
+        grant: Grant,
+        settings: SettingsDep,
+        output_format: str = Query(DEFAULT_OUTPUT_FORMAT),
+    ) -> Response:
+        speech = body.to_speech_request(settings, output_format, stream=variant.stream, timed=variant.timed)
+        segments = await _segments(body, speech, service, grant.key_id) if variant.timed else None
+        return await respond(request, speech, service, grant, **variant.answer(segments))
+
+    return handler
+
+
+for _variant in VARIANTS:
+    router.add_api_route(
+        f"/v1/text-to-dialogue{_variant.suffix}",
+        _handler(_variant),
+        methods=["POST"],
+        responses=RESPONSES,
+        summary=f"ElevenLabs: a dialogue {_variant.summary}",
+        name="_".join(filter(None, ("text_to_dialogue", _variant.name))),
     )
-
-
-@router.post("/v1/text-to-dialogue/stream", responses=RESPONSES, summary="ElevenLabs: a dialogue streamed")
-async def text_to_dialogue_stream(
-    body: TextToDialogueBody,
-    request: Request,
-    service: Speech,
-    grant: Grant,
-    settings: SettingsDep,
-    output_format: str = Query("mp3_44100_128"),
-) -> Response:
-    return await respond(
-        request, body.to_speech_request(settings, output_format, stream=True), service, grant
-    )
-
-
-@router.post(
-    "/v1/text-to-dialogue/with-timestamps",
-    responses=RESPONSES,
-    summary="ElevenLabs: a dialogue as base64 with character timings",
-)
-async def text_to_dialogue_with_timestamps(
-    body: TextToDialogueBody,
-    request: Request,
-    service: Speech,
-    grant: Grant,
-    settings: SettingsDep,
-    output_format: str = Query("mp3_44100_128"),
-) -> Response:
-    speech = body.to_speech_request(settings, output_format, stream=False, timed=True)
-    return await respond(request, speech, service, grant, timed=timed.dialogue_complete(body.segments()))
-
-
-@router.post(
-    "/v1/text-to-dialogue/stream/with-timestamps",
-    responses=RESPONSES,
-    summary="ElevenLabs: a dialogue streamed as JSON lines with character timings",
-)
-async def text_to_dialogue_stream_with_timestamps(
-    body: TextToDialogueBody,
-    request: Request,
-    service: Speech,
-    grant: Grant,
-    settings: SettingsDep,
-    output_format: str = Query("mp3_44100_128"),
-) -> Response:
-    speech = body.to_speech_request(settings, output_format, stream=True, timed=True)
-    return await respond(request, speech, service, grant, framing=timed.dialogue_framing(body.segments()))

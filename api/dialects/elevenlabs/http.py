@@ -1,17 +1,19 @@
-"""ElevenLabs' HTTP routes on the same request path as ours (`api/routes/tts.py:respond`): `POST
-/v1/text-to-speech/{voice_id}` (a complete file) and `.../stream` (chunked audio), and `GET /v1/voices` in
-ElevenLabs' shape. The key comes from `xi-api-key` (or our headers). Errors are in ElevenLabs' shape
-(`messages.py:http_error`, applied by `api/dialects/http_errors.py`)."""
+"""ElevenLabs' text-to-speech routes on the same request path as ours (`api/routes/tts.py:respond`): `POST
+/v1/text-to-speech/{voice_id}` and its `/stream`, `/with-timestamps` and `/stream/with-timestamps` (one handler each,
+generated from `variants.py`). The key comes from `xi-api-key` (or our headers). Errors are in ElevenLabs' shape
+(`messages.py:http_error`, applied by `api/dialects/http_errors.py`); the voice routes are in `voices.py`."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field, field_validator
 
-from api.deps import Grant, Library, Model, OptionalVoiceCaller, SettingsDep, Speech
-from api.dialects.elevenlabs import timed
-from api.dialects.elevenlabs.messages import VoiceSettings, parse_output_format
+from api.deps import Grant, SettingsDep, Speech
+from api.dialects.elevenlabs.formats import parse_output_format
+from api.dialects.elevenlabs.messages import VoiceSettings
+from api.dialects.elevenlabs.variants import DEFAULT_OUTPUT_FORMAT, VARIANTS, Variant
 from api.pronunciation_schemas import LocatorsField
 from api.routes.tts import ERROR_RESPONSES, respond
 from api.schemas import MAX_TEXT_CHARS, reject_control_characters
@@ -53,6 +55,7 @@ class TextToSpeechBody(LocatorsField):
             voice_attributes=self.voice_settings.voice_attributes() if self.voice_settings else None,
             audio_format=output.audio_format,
             sample_rate=output.sample_rate,
+            bitrate=output.bitrate,
             sampling=SamplingOptions.with_defaults(settings, seed=self.seed),
             stream=stream,
             normalize=self.apply_text_normalization != "off",
@@ -64,85 +67,30 @@ class TextToSpeechBody(LocatorsField):
         )
 
 
-@router.post(
-    "/v1/text-to-speech/{voice_id}", responses=ERROR_RESPONSES, summary="ElevenLabs: speech as a file"
-)
-async def text_to_speech(
-    voice_id: str,
-    body: TextToSpeechBody,
-    request: Request,
-    service: Speech,
-    grant: Grant,
-    settings: SettingsDep,
-    output_format: str = Query("mp3_44100_128"),
-) -> Response:
-    return await respond(
-        request, body.to_speech_request(settings, voice_id, output_format, stream=False), service, grant
-    )
+def _handler(variant: Variant) -> Callable[..., Awaitable[Response]]:
+    async def handler(
+        voice_id: str,
+        body: TextToSpeechBody,
+        request: Request,
+        service: Speech,
+        grant: Grant,
+        settings: SettingsDep,
+        output_format: str = Query(DEFAULT_OUTPUT_FORMAT),
+    ) -> Response:
+        speech = body.to_speech_request(
+            settings, voice_id, output_format, stream=variant.stream, timed=variant.timed
+        )
+        return await respond(request, speech, service, grant, **variant.answer())
+
+    return handler
 
 
-@router.post(
-    "/v1/text-to-speech/{voice_id}/stream", responses=ERROR_RESPONSES, summary="ElevenLabs: speech streamed"
-)
-async def text_to_speech_stream(
-    voice_id: str,
-    body: TextToSpeechBody,
-    request: Request,
-    service: Speech,
-    grant: Grant,
-    settings: SettingsDep,
-    output_format: str = Query("mp3_44100_128"),
-) -> Response:
-    return await respond(
-        request, body.to_speech_request(settings, voice_id, output_format, stream=True), service, grant
-    )
-
-
-@router.post(
-    "/v1/text-to-speech/{voice_id}/with-timestamps",
-    responses=ERROR_RESPONSES,
-    summary="ElevenLabs: speech as base64 with character timings",
-)
-async def text_to_speech_with_timestamps(
-    voice_id: str,
-    body: TextToSpeechBody,
-    request: Request,
-    service: Speech,
-    grant: Grant,
-    settings: SettingsDep,
-    output_format: str = Query("mp3_44100_128"),
-) -> Response:
-    speech = body.to_speech_request(settings, voice_id, output_format, stream=False, timed=True)
-    return await respond(request, speech, service, grant, timed=timed.complete)
-
-
-@router.post(
-    "/v1/text-to-speech/{voice_id}/stream/with-timestamps",
-    responses=ERROR_RESPONSES,
-    summary="ElevenLabs: speech streamed as JSON lines with character timings",
-)
-async def text_to_speech_stream_with_timestamps(
-    voice_id: str,
-    body: TextToSpeechBody,
-    request: Request,
-    service: Speech,
-    grant: Grant,
-    settings: SettingsDep,
-    output_format: str = Query("mp3_44100_128"),
-) -> Response:
-    speech = body.to_speech_request(settings, voice_id, output_format, stream=True, timed=True)
-    return await respond(request, speech, service, grant, framing=timed.FRAMING)
-
-
-@router.get("/v1/voices", summary="ElevenLabs: voices this key can use")
-async def voices(model: Model, caller: OptionalVoiceCaller, library: Library) -> JSONResponse:
-    builtin = [] if model.voices is None else [(v["id"], v["name"], "premade") for v in model.voices.list()]
-    custom = [] if caller is None else [(r.voice_id, r.name, "cloned") for r in await library.list(caller)]
-    return JSONResponse(
-        {
-            "voices": [
-                {"voice_id": vid, "name": name, "category": category, "labels": {}, "settings": None}
-                for vid, name, category in builtin + custom
-            ]
-        }
+for _variant in VARIANTS:
+    router.add_api_route(
+        f"/v1/text-to-speech/{{voice_id}}{_variant.suffix}",
+        _handler(_variant),
+        methods=["POST"],
+        responses=ERROR_RESPONSES,
+        summary=f"ElevenLabs: speech {_variant.summary}",
+        name="_".join(filter(None, ("text_to_speech", _variant.name))),
     )

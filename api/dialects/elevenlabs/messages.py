@@ -1,20 +1,18 @@
-"""ElevenLabs' wire vocabulary: the query parameters of a connection, the client messages, output formats, and the
-error body of its HTTP routes."""
+"""ElevenLabs' wire vocabulary: the query parameters of a connection, the client messages, and the error body of its
+HTTP routes (output formats: `formats.py`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.dialects.common import parse_message
+from api.dialects.elevenlabs.formats import SOCKET_CODECS, OutputFormat, parse_output_format
 from api.dialects.http_errors import DialectErrors, HttpError
-from api.errors import ApiError
 from api.pronunciation_schemas import LocatorsField
-from api.schemas import MAX_TEXT_CHARS, SUPPORTED_RATES, Speed, reject_control_characters
+from api.schemas import MAX_TEXT_CHARS, Speed, reject_control_characters
 from api.voice_attributes import Level
-from audio.encoders import supported_rates
 from processing.voice_description import VoiceAttributes, attributes_or_none
 
 MAX_CONTEXTS = 5  # per socket, as ElevenLabs documents
@@ -26,42 +24,6 @@ MISSING_KEY = (
 
 def ours_to_elevenlabs_message(code: str, message: str) -> str:
     return MISSING_KEY if code == "INVALID_API_KEY" and message.startswith("No API key") else message
-
-
-@dataclass(frozen=True)
-class OutputFormat:
-    name: str  # as the client wrote it: pcm_24000, ulaw_8000, mp3_22050_32
-    audio_format: str  # ours: pcm | mulaw | mp3
-    sample_rate: int
-
-    @property
-    def bytes_per_second(self) -> int | None:
-        """Raw formats: bytes per second of audio (alignment offsets from byte counts); None for mp3."""
-        return {"pcm": 2, "mulaw": 1}.get(self.audio_format, 0) * self.sample_rate or None
-
-
-def parse_output_format(value: str) -> OutputFormat:
-    """`pcm_<rate>`, `ulaw_8000`, `mp3_<rate>_<kbps>` (the bitrate is accepted; our encoder picks its own)."""
-    parts = value.split("_")
-    kind = {"pcm": "pcm", "ulaw": "mulaw", "mp3": "mp3"}.get(parts[0])
-    ok = (
-        kind is not None and len(parts) == (3 if kind == "mp3" else 2) and all(p.isdigit() for p in parts[1:])
-    )
-    if ok:
-        assert kind is not None
-        rate = int(parts[1])
-        if rate in SUPPORTED_RATES and rate in supported_rates(kind):
-            return OutputFormat(value, kind, rate)
-    accepted = (
-        [f"pcm_{r}" for r in SUPPORTED_RATES]
-        + ["ulaw_8000"]
-        + [f"mp3_{r}_<kbps>" for r in SUPPORTED_RATES if r in supported_rates("mp3")]
-    )
-    raise ApiError(
-        "VALIDATION_ERROR",
-        f"Invalid 'output_format' {value!r}; accepted: {', '.join(accepted)}.",
-        param="output_format",
-    )
 
 
 class ConnectionParams(BaseModel):
@@ -87,7 +49,7 @@ class ConnectionParams(BaseModel):
         return self.apply_text_normalization != "off"
 
     def output(self) -> OutputFormat:
-        return parse_output_format(self.output_format)
+        return parse_output_format(self.output_format, SOCKET_CODECS)
 
 
 class VoiceSettings(BaseModel):
@@ -196,13 +158,19 @@ def http_error(err: HttpError) -> dict[str, Any]:
     }
 
 
+# The first path segments of ElevenLabs' API (its SDK's routes; `/v1/models` is OpenAI's too, and every `/v2/` path):
+# a refusal there, an unknown route included, is in ElevenLabs' shape.
+_V1_SEGMENTS = frozenset(
+    "assets audio-effects audio-isolation audio-native convai dubbing flows forced-alignment history music "
+    "productions pronunciation-dictionaries service-accounts shared-voices similar-voices single-use-token "
+    "sound-generation speech-engine speech-to-speech speech-to-text studio text-to-dialogue text-to-speech "
+    "text-to-voice usage user voice-changer voices workspace workspaces".split()
+)
+
+
 def _is_http_route(path: str) -> bool:
-    return (
-        path.startswith(
-            ("/v1/text-to-speech/", "/v1/voices/", "/v1/text-to-dialogue", "/v1/pronunciation-dictionaries")
-        )
-        or path == "/v1/voices"
-    )
+    version, _, rest = path.lstrip("/").partition("/")
+    return version == "v2" or (version == "v1" and rest.partition("/")[0] in _V1_SEGMENTS)
 
 
 HTTP_ERRORS = DialectErrors("elevenlabs", _is_http_route, http_error)
