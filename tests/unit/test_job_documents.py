@@ -88,8 +88,10 @@ def test_epub_without_toc_titles_from_headings_and_a_page_without_either_continu
     assert [c.title for c in no_toc.chapters] == ["The Harbour", "Chapter 2", "A Letter", "Home"]
 
 
-def test_epub2_table_of_contents_with_parts_names_each_file_by_its_chapter(tmp_path: Path) -> None:
-    """An NCX-only book (no EPUB 3 nav) whose part shares its first chapter's file, pages without headings."""
+def test_epub2_table_of_contents_names_each_file_by_its_shallowest_entry(tmp_path: Path) -> None:
+    """An NCX-only book (no EPUB 3 nav) whose part opens in its first chapter's file, pages without headings: the
+    table of contents' top level titles that file (as a chapter's title wins over its first section's); a file
+    only a deeper entry points into is titled by it."""
     book = epub.EpubBook()
     book.set_identifier("ncx-book")
     book.set_title("Parts")
@@ -112,7 +114,7 @@ def test_epub2_table_of_contents_with_parts_names_each_file_by_its_chapter(tmp_p
     epub.write_epub(str(path), book)
     document = read_document(path.read_bytes(), kind="epub")
     assert document.chapters == (
-        Chapter("Zero", "Body 0."),
+        Chapter("Part One", "Body 0."),
         Chapter("One", "Body 1."),
         Chapter("Two", "Body 2."),
     )
