@@ -5,8 +5,9 @@ One chapter per spine document in reading order (non-linear items skipped, a doc
 A document is titled by the shallowest table of contents entry that points into it: a chapter whose sections are
 listed under it keeps the chapter's title, not its first section's. Else its first heading, else "Chapter N"; a
 document with neither a table of contents entry nor a heading continues the chapter before it (books split long
-chapters into several files). Front matter is left out: the nav document, and pages that the guide, the
-landmarks or their own `epub:type` call a cover, title page, copyright page or table of contents. Pages are
+chapters into several files). Front matter is left out: the nav document, pages that the guide, the
+landmarks or their own `epub:type` call a cover, title page, copyright page or table of contents, pages
+before the first one the table of contents lists, and a page holding only the book's title and authors. Pages are
 parsed as they are unpacked, the limits checked after each block, so an oversized book stops at its limit. An
 encrypted (DRM) or unreadable EPUB is refused.
 """
@@ -85,12 +86,22 @@ def _read(archive: Archive, limits: Limits) -> Document:
     }
     skipped |= {item.path for item in manifest.values() if "nav" in item.properties.split()}
 
+    spine = [
+        item
+        for ref in (el for el in opf.iter() if local(el.tag) == "itemref")
+        if (item := manifest.get(ref.get("idref", ""))) is not None
+        and ref.get("linear", "yes") != "no"
+        and item.media_type in _DOCUMENT_TYPES
+    ]
+    # Before the first page the table of contents lists, a page it does not list is front matter (EPUB 2 title
+    # pages say nothing else about themselves).
+    first = next((i for i, item in enumerate(spine) if item.path in toc_titles), 0)
+    skipped |= {item.path for item in spine[:first]}
+    book_title, authors = _metadata(opf)
+    title_page_words = _words(f"{book_title or ''} {authors or ''}")
     chapters = Chapters(limits)
     seen: set[str] = set()
-    for ref in (el for el in opf.iter() if local(el.tag) == "itemref"):
-        item = manifest.get(ref.get("idref", ""))
-        if item is None or ref.get("linear", "yes") == "no" or item.media_type not in _DOCUMENT_TYPES:
-            continue
+    for item in spine:
         if item.path in seen or item.path in skipped:
             continue
         seen.add(item.path)
@@ -99,15 +110,18 @@ def _read(archive: Archive, limits: Limits) -> Document:
         if page is None or (title is None and page.kinds & FRONT_MATTER):
             continue
         text = page.text()
-        if not text:
-            continue
+        if not text or _words(text) <= title_page_words:
+            continue  # no text, or only the book's title and authors: a title page
         heading = title or page.first_heading
         if heading is None and toc_titles and len(chapters):
             chapters.extend(text)  # the rest of the chapter before, in a file of its own
             continue
         chapters.add(heading or f"Chapter {len(chapters) + 1}", text)
-    title_el, authors = _metadata(opf)
-    return Document(title_el, chapters.chapters(), author=authors, cover=_cover(archive, opf, manifest))
+    return Document(book_title, chapters.chapters(), author=authors, cover=_cover(archive, opf, manifest))
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower()))
 
 
 def _refuse_drm(archive: Archive) -> None:
