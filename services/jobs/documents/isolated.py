@@ -1,64 +1,95 @@
 """`read_document` in a short-lived process: what a hostile upload costs stays out of the server.
 
-The reader runs in a fresh interpreter (spawned: it inherits no model, socket or thread of the server) whose
-address space is capped (RLIMIT_AS) and whose time is capped by the caller; when it ends, its memory goes back to
-the system, whether it read the book or refused it. A reader that runs out of memory or time is a DocumentError
-like any other. Blocking: async callers run it in a thread.
+The reader runs as `python -m services.jobs.documents.isolated`, a fresh interpreter that inherits no model,
+socket or thread of the server. Its address space is capped (RLIMIT_AS) before it reads a byte, its time by the
+caller; when it ends, its memory goes back to the system, whether it read the book or refused it. The document
+goes in on stdin; the chapters (or the refusal) come back as JSON on stdout, so nothing the child sends is
+executed. A reader that runs out of memory or time is a DocumentError like any other. Blocking: async callers
+run it in a thread.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import base64
+import json
+import os
 import resource
-from multiprocessing.connection import Connection
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
-from services.jobs.documents import Document, DocumentError, read_document
+from services.jobs.documents import Chapter, Cover, Document, DocumentError, read_document
+
+_ROOT = Path(__file__).resolve().parents[3]  # the folder holding `services`, for the child's import path
+_OUT_OF_MEMORY = "the document needs more memory to read than a job allows; split it into parts"
 
 
 def read_document_isolated(data: bytes, *, timeout_s: float, memory_mb: int, **options: Any) -> Document:
     """`read_document(data, **options)` in a process of at most `memory_mb` of address space, given `timeout_s`."""
-    context = multiprocessing.get_context("spawn")
-    receive, send = context.Pipe(duplex=False)
-    process = context.Process(
-        target=_child,
-        args=(send, data, options, memory_mb * 1024 * 1024),
-        name="document-reader",
-        daemon=True,
-    )
-    process.start()
-    send.close()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    header = json.dumps({"options": options, "memory_bytes": memory_mb * 1024 * 1024}).encode()
     try:
-        if not receive.poll(timeout_s):
-            raise DocumentError(f"reading the document took longer than {timeout_s:g} s; split it into parts")
-        outcome, value = receive.recv()
-    except (EOFError, OSError):  # the reader died (killed for memory, or a crash in a library)
+        done = subprocess.run(
+            [sys.executable, "-m", "services.jobs.documents.isolated"],
+            input=header + b"\n" + data,
+            capture_output=True,
+            timeout=timeout_s,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:  # run() has killed it
         raise DocumentError(
-            "the document needs more memory to read than a job allows; split it into parts"
+            f"reading the document took longer than {timeout_s:g} s; split it into parts"
         ) from None
-    finally:
-        receive.close()
-        if process.is_alive():
-            process.kill()
-        process.join()
-    if outcome == "error":
-        raise DocumentError(value)
-    if not isinstance(value, Document):
-        raise DocumentError("the document reader answered nothing")
-    return value
-
-
-def _child(send: Connection, data: bytes, options: dict[str, Any], memory_bytes: int) -> None:
-    _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    limit = memory_bytes if hard == resource.RLIM_INFINITY else min(memory_bytes, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     try:
-        result: tuple[str, Any] = ("ok", read_document(data, **options))
+        answer = json.loads(done.stdout)
+    except ValueError:  # killed, or a library crashed it: most likely out of memory
+        raise DocumentError(_OUT_OF_MEMORY) from None
+    if "error" in answer:
+        raise DocumentError(str(answer["error"]))
+    cover = answer.get("cover")
+    return Document(
+        answer.get("title"),
+        tuple(Chapter(str(title), str(text)) for title, text in answer["chapters"]),
+        author=answer.get("author"),
+        cover=Cover(base64.b64decode(cover["data"]), cover["media_type"]) if cover else None,
+    )
+
+
+def _as_json(document: Document) -> dict[str, Any]:
+    cover = document.cover
+    return {
+        "title": document.title,
+        "author": document.author,
+        "chapters": [[c.title, c.text] for c in document.chapters],
+        "cover": {"media_type": cover.media_type, "data": base64.b64encode(cover.data).decode()}
+        if cover
+        else None,
+    }
+
+
+def main() -> None:
+    header = sys.stdin.buffer.readline()
+    request = json.loads(header)
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = int(request["memory_bytes"])
+    resource.setrlimit(
+        resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard)
+    )
+    try:
+        answer = _as_json(read_document(sys.stdin.buffer.read(), **request["options"]))
     except DocumentError as error:
-        result = ("error", str(error))
+        answer = {"error": str(error)}
     except MemoryError:
-        result = ("error", "the document needs more memory to read than a job allows; split it into parts")
+        answer = {"error": _OUT_OF_MEMORY}
     except RecursionError:
-        result = ("error", "the document is nested too deeply to read")
-    send.send(result)
-    send.close()
+        answer = {"error": "the document is nested too deeply to read"}
+    sys.stdout.write(json.dumps(answer))
+
+
+if __name__ == "__main__":
+    main()
