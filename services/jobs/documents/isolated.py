@@ -2,8 +2,8 @@
 
 The reader runs as `python -m services.jobs.documents.isolated`, a fresh interpreter that inherits no model,
 socket or thread of the server. Its address space is capped (RLIMIT_AS) before it reads a byte, its time by the
-caller; when it ends, its memory goes back to the system, whether it read the book or refused it. The document
-goes in on stdin; the chapters (or the refusal) come back as JSON on stdout, so nothing the child sends is
+caller; when it ends, its memory goes back to the system, whether it read the book or refused it. The options go
+in as one JSON argument, the document on stdin; the chapters (or the refusal) come back as JSON on stdout, so nothing the child sends is
 executed. A reader that runs out of memory or time is a DocumentError like any other. Blocking: async callers
 run it in a thread.
 """
@@ -31,11 +31,11 @@ def read_document_isolated(data: bytes, *, timeout_s: float, memory_mb: int, **o
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")])),
     }
-    header = json.dumps({"options": options, "memory_bytes": memory_mb * 1024 * 1024}).encode()
+    header = json.dumps({"options": options, "memory_bytes": memory_mb * 1024 * 1024})
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "services.jobs.documents.isolated"],
-            input=header + b"\n" + data,
+            [sys.executable, "-m", "services.jobs.documents.isolated", header],
+            input=data,  # not joined to the header: a 50 MB upload is not copied again
             capture_output=True,
             timeout=timeout_s,
             env=env,
@@ -73,8 +73,7 @@ def _as_json(document: Document) -> dict[str, Any]:
 
 
 def main() -> None:
-    header = sys.stdin.buffer.readline()
-    request = json.loads(header)
+    request = json.loads(sys.argv[1])
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     limit = int(request["memory_bytes"])
     resource.setrlimit(
