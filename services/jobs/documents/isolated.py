@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import resource
 import subprocess
@@ -23,6 +24,8 @@ from services.jobs.documents import Chapter, Cover, Document, DocumentError, rea
 
 _ROOT = Path(__file__).resolve().parents[3]  # the folder holding `services`, for the child's import path
 _OUT_OF_MEMORY = "the document needs more memory to read than a job allows; split it into parts"
+_FAILED = "the document cannot be read (its reader stopped without an answer)"
+logger = logging.getLogger("services.jobs")
 
 
 def read_document_isolated(data: bytes, *, timeout_s: float, memory_mb: int, **options: Any) -> Document:
@@ -47,8 +50,14 @@ def read_document_isolated(data: bytes, *, timeout_s: float, memory_mb: int, **o
         ) from None
     try:
         answer = json.loads(done.stdout)
-    except ValueError:  # killed, or a library crashed it: most likely out of memory
-        raise DocumentError(_OUT_OF_MEMORY) from None
+    except ValueError:  # no answer: killed (out of memory, most likely) or the interpreter itself failed
+        logger.warning(
+            "document reader ended without an answer",
+            extra={"returncode": done.returncode, "stderr": done.stderr[-2000:].decode("utf-8", "replace")},
+        )
+        raise DocumentError(
+            _OUT_OF_MEMORY if done.returncode < 0 or b"MemoryError" in done.stderr else _FAILED
+        ) from None
     if "error" in answer:
         raise DocumentError(str(answer["error"]))
     cover = answer.get("cover")
@@ -87,6 +96,8 @@ def main() -> None:
         answer = {"error": _OUT_OF_MEMORY}
     except RecursionError:
         answer = {"error": "the document is nested too deeply to read"}
+    except Exception as error:  # a library's own failure on a malformed file: still the document's fault
+        answer = {"error": f"the document cannot be read ({type(error).__name__}: {str(error)[:200]})"}
     sys.stdout.write(json.dumps(answer))
 
 
