@@ -255,3 +255,24 @@ def test_limits_on_characters_and_chapters() -> None:
         read_document(text, max_chapters=4)
     with pytest.raises(DocumentError, match="at most 10 characters"):
         read_document(b"x" * 11, max_characters=10)
+
+
+def test_the_character_limit_counts_the_text_exactly() -> None:
+    assert read_document(b"x" * 10, max_characters=10).characters == 10
+    two = b"[chapter: A]\nxx\n[chapter: B]\nyy\n"
+    document = read_document(two, kind="text")
+    assert read_document(two, kind="text", max_characters=document.characters).chapters == document.chapters
+    with pytest.raises(DocumentError, match="at most"):
+        read_document(two, kind="text", max_characters=document.characters - 1)
+
+
+def test_epub_front_matter_named_by_its_own_epub_type_is_left_out(tmp_path: Path) -> None:
+    extra = [
+        (
+            "copyright.xhtml",
+            '<section epub:type="copyright-page"><p>Copyright 2026. All rights reserved.</p></section>',
+        )
+    ]
+    document = read_document(build_epub(tmp_path, extra=extra), kind="epub")
+    assert [c.title for c in document.chapters] == ["The Harbour", "A Letter", "Home"]
+    assert "Copyright" not in "".join(c.text for c in document.chapters)

@@ -67,9 +67,9 @@ class Chapters:
         self.extend(text)
 
     def extend(self, text: str) -> None:
-        """More text for the last chapter (a page that continues it)."""
+        """More text for the last chapter (a page that continues it, after a blank line)."""
+        self.count(len(text) + (2 if self.bodies[-1] else 0))
         self.bodies[-1].append(text)
-        self.count(len(text) + 2)
 
     def count(self, characters: int) -> None:
         """Characters read (or about to be kept); DocumentError past the limit."""
