@@ -165,5 +165,13 @@ def test_the_reader_process_bounds_memory_and_time_and_the_server_keeps_its_own(
 def test_a_flood_of_empty_chapter_markers_stops_early() -> None:
     started = time.perf_counter()
     with pytest.raises(DocumentError, match="more than 1000 \\[chapter\\] markers"):
-        read_document(b"[chapter]\n" * 4_800_000, kind="text")  # 48 MB
+        read_document(b"[chapter]\n" * 4_800_000, kind="text", max_characters=48_000_000)  # 48 MB
+    assert time.perf_counter() - started < 5.0
+
+
+@pytest.mark.parametrize("kind", ["text", "markdown"])
+def test_a_text_far_over_the_character_limit_is_refused_before_it_is_split(kind: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(DocumentError, match="at most 2,000,000 characters"):
+        read_document(b"# \n" * 16_000_000, kind=kind)  # type: ignore[arg-type]  # 48 MB of empty headings
     assert time.perf_counter() - started < 5.0

@@ -89,11 +89,11 @@ def read_document(
     elif kind == "markdown":
         from services.jobs.documents.markdown import read_markdown_document
 
-        document = read_markdown_document(_decode(data), limits)
+        document = read_markdown_document(_decode(data, limits), limits)
     elif kind == "text":
         from services.jobs.documents.text import read_text
 
-        document = read_text(_decode(data), limits)
+        document = read_text(_decode(data, limits), limits)
     else:
         raise DocumentError(f"unknown document kind {kind!r}; accepted: {', '.join(KINDS)}")
     if not document.chapters:
@@ -135,7 +135,15 @@ def _zip_kind(data: bytes) -> DocumentKind:
     raise DocumentError(f"the file is a ZIP archive but not an EPUB book or a DOCX; accepted: {ACCEPTED}")
 
 
-def _decode(data: bytes) -> str:
+def _decode(data: bytes, limits: Limits) -> str:
+    """The text of a text or Markdown document, refused at once when it is far over the character limit (its
+    chapters keep all but markers, headings and blank lines: twice the limit, and some, could never fit)."""
     if data.startswith(b"%PDF-"):
         raise DocumentError(f"the file is a PDF; send it as a .pdf file (accepted: {ACCEPTED})")
-    return decode_text(data)
+    text = decode_text(data)
+    if len(text) > 2 * limits.max_characters + 65_536:
+        raise DocumentError(
+            f"the document has more than {limits.max_characters:,} characters; "
+            f"a job takes at most {limits.max_characters:,} characters"
+        )
+    return text
