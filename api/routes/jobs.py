@@ -5,7 +5,6 @@ key's job answers 404, as an unknown id does."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -120,14 +119,16 @@ def _validated(fields: dict[str, Any]) -> JobBody:
         raise body_validation_error([dict(error) for error in exc.errors()]) from None
 
 
-def _read(data: bytes, filename: str | None, content_type: str | None, kind: Any, settings: Any) -> Document:
+async def _read(
+    data: bytes, filename: str | None, content_type: str | None, kind: Any, settings: Any
+) -> Document:
     """The document read in a process of its own (services/jobs/documents/isolated.py): a bomb costs the server
     nothing; a refusal is a 400 naming what is wrong."""
     from services.jobs.documents import DocumentError
     from services.jobs.documents.isolated import read_document_isolated
 
     try:
-        return read_document_isolated(
+        return await read_document_isolated(
             data,
             timeout_s=settings.jobs_read_timeout_s,
             memory_mb=settings.jobs_read_memory_mb,
@@ -156,7 +157,7 @@ async def submit_job(request: Request, grant: Grant, speech: Speech, jobs: Jobs)
     )
     # JSON text is plain text unless it says Markdown; a file's kind comes from its name or type unless given.
     kind = body.input_format or ("text" if filename is None else None)
-    document = await asyncio.to_thread(_read, data, filename, content_type, kind, jobs.settings.jobs)
+    document = await _read(data, filename, content_type, kind, jobs.settings.jobs)
     chapters = [ChapterText(c.title, c.text) for c in document.chapters]
     options = replace(options, author=body.author or document.author)
     cover = (document.cover.data, document.cover.media_type) if document.cover else None

@@ -6,17 +6,24 @@ memory stays where it was."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
-from services.jobs.documents import DocumentError, read_document
+from services.jobs.documents import Document, DocumentError, read_document
 from services.jobs.documents.archive import Archive
-from services.jobs.documents.isolated import read_document_isolated
+from services.jobs.documents.isolated import read_document_isolated as read_async
+
+
+def read_document_isolated(data: bytes, **options: Any) -> Document:
+    return asyncio.run(read_async(data, **options))
+
 
 BOOKS = Path(__file__).resolve().parents[1] / "books"
 CONTAINER = (
@@ -175,3 +182,25 @@ def test_a_text_far_over_the_character_limit_is_refused_before_it_is_split(kind:
     with pytest.raises(DocumentError, match="at most 2,000,000 characters"):
         read_document(b"# \n" * 16_000_000, kind=kind)  # type: ignore[arg-type]  # 48 MB of empty headings
     assert time.perf_counter() - started < 5.0
+
+
+def test_readers_run_without_holding_the_event_loop_and_take_turns() -> None:
+    async def main() -> tuple[list[Document], int]:
+        ticks = 0
+
+        async def clock() -> None:  # the loop keeps running while the children read
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticking = asyncio.create_task(clock())
+        books = await asyncio.gather(
+            *(read_async(b"[chapter: A]\nOne.\n", timeout_s=60, memory_mb=256, kind="text") for _ in range(4))
+        )
+        ticking.cancel()
+        return list(books), ticks
+
+    books, ticks = asyncio.run(main())
+    assert [b.chapters[0].title for b in books] == ["A"] * 4
+    assert ticks > 10
