@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import random
 import time
 import zipfile
 from pathlib import Path
@@ -204,3 +205,12 @@ def test_readers_run_without_holding_the_event_loop_and_take_turns() -> None:
     books, ticks = asyncio.run(main())
     assert [b.chapters[0].title for b in books] == ["A"] * 4
     assert ticks > 10
+
+
+def test_an_unclosed_comment_is_refused_instead_of_rescanned_at_every_block() -> None:
+    rng = random.Random(7)
+    filler = "".join(rng.choice("abcdefghij ") for _ in range(3_000_000)).encode()  # compresses ~2x
+    started = time.perf_counter()
+    with pytest.raises(DocumentError, match="unclosed comment"):
+        read_document(epub(b"<html><body><p>Hi.</p><!-- " + filler), filename="book.epub")
+    assert time.perf_counter() - started < 5.0

@@ -31,6 +31,8 @@ _FONT_EXTENSIONS = (".ttf", ".otf", ".woff", ".woff2")
 _DOCUMENT_TYPES = ("application/xhtml+xml", "text/html", "application/x-dtbook+xml")
 _COVER_TYPES = {"image/jpeg": "image/jpeg", "image/jpg": "image/jpeg", "image/png": "image/png"}
 MAX_COVER_BYTES = 10 * 1024 * 1024
+# Markup the parser holds back waiting for its end (an open comment, tag or CDATA section), at most.
+_MAX_UNPARSED = 1024 * 1024
 # What a guide reference, a landmark or a page's own epub:type calls front matter that is not read.
 FRONT_MATTER = frozenset(
     {"cover", "title-page", "titlepage", "halftitlepage", "copyright-page", "toc", "landmarks", "loi", "lot"}
@@ -290,6 +292,8 @@ def _parse_page(archive: Archive, path: str, chapters: Chapters) -> XhtmlText | 
                 decoder = codecs.getincrementaldecoder(_encoding(block))(errors="replace")
             page.feed(decoder.decode(block))
             chapters.check(page.characters)
+            if len(page.rawdata) > _MAX_UNPARSED:  # re-scanned at every block: quadratic if it may grow
+                raise DocumentError(f"the EPUB page {path!r} holds an unclosed comment, tag or script")
         if decoder is not None:
             page.feed(decoder.decode(b"", final=True))
         page.close()
