@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
-from pydantic import ConfigDict, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from api.deps import Grant, Speech, services_of
 from api.errors import ApiError, body_validation_error
@@ -33,6 +33,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {"description": "The job cannot be resumed (error envelope)"},
     413: {"description": "Document too long"},
 }
+MAX_AUTHOR_CHARS = 500
 # Fields that are JSON values inside a multipart form.
 JSON_FORM_FIELDS = ("lexicon", "pronunciation_dictionary_locators")
 
@@ -51,7 +52,8 @@ class JobBody(LexiconField, LocatorsField):
     sample_rate: int = 24000
     speed: float | None = None
     title: str | None = None
-    author: str | None = None  # the book's author in its tags (else the document's own, where it names one)
+    # The book's author in its tags and file name (else the document's own, where it names one).
+    author: str | None = Field(None, min_length=1, max_length=MAX_AUTHOR_CHARS)
 
 
 async def _jobs(request: Request) -> JobService:

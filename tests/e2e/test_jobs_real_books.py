@@ -98,6 +98,11 @@ def test_a_pdf_and_a_docx_give_the_book_s_chapters(books_server: RunningServer, 
     assert job["title"] == "The Little Licence" and job["author"] == "Someone Else"  # the request's wins
     status, _, _ = curl("-X", "DELETE", f"{books_server.base_url}/v1/tts/jobs/{job['id']}")
     assert status == 202
+    long_author = f"author={'x' * 501}"
+    status, _, body = curl(
+        "-F", f"file=@{BOOKS / name}", "-F", long_author, f"{books_server.base_url}/v1/tts/jobs"
+    )
+    assert status == 400 and json.loads(body)["error"]["code"] == "VALIDATION_ERROR", body
 
 
 def test_a_zip_bomb_is_refused_and_the_server_keeps_its_memory(

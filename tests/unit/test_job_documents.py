@@ -276,3 +276,8 @@ def test_epub_front_matter_named_by_its_own_epub_type_is_left_out(tmp_path: Path
     document = read_document(build_epub(tmp_path, extra=extra), kind="epub")
     assert [c.title for c in document.chapters] == ["The Harbour", "A Letter", "Home"]
     assert "Copyright" not in "".join(c.text for c in document.chapters)
+
+
+def test_a_document_title_is_one_line_of_at_most_500_characters() -> None:
+    document = read_document(b"---\ntitle: " + b"Long " * 200 + b"\n---\nText.\n", kind="markdown")
+    assert document.title is not None and 490 < len(document.title) <= 500 and "\n" not in document.title

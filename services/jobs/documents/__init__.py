@@ -20,10 +20,19 @@ message is meant for the user (the API answers 400 with it).
 from __future__ import annotations
 
 import posixpath
+from dataclasses import replace
 from typing import Literal
 
 from services.jobs.documents.archive import Archive
-from services.jobs.documents.model import Chapter, Cover, Document, DocumentError, Limits, decode_text
+from services.jobs.documents.model import (
+    Chapter,
+    Cover,
+    Document,
+    DocumentError,
+    Limits,
+    decode_text,
+    metadata_text,
+)
 
 __all__ = [
     "KINDS",
@@ -98,7 +107,8 @@ def read_document(
         raise DocumentError(f"unknown document kind {kind!r}; accepted: {', '.join(KINDS)}")
     if not document.chapters:
         raise DocumentError("the document has no text to read")
-    return document
+    title, author = metadata_text(document.title), metadata_text(document.author)
+    return replace(document, title=title, author=author)
 
 
 def document_kind(

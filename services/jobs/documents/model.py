@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 # Closing punctuation: a title or heading without it gets a period so it is read as a sentence of its own.
 SENTENCE_CLOSE = tuple(".!?:;,।॥。！？；：…\"'”’)")
 UNTITLED_OPENING = "Introduction"
+MAX_METADATA_CHARS = 500  # a document's title or author (the request's fields have the same bound)
 
 
 class DocumentError(ValueError):
@@ -112,3 +113,9 @@ def decode_text(data: bytes) -> str:
 
 def one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def metadata_text(text: str | None) -> str | None:
+    """A title or author as a document states it: one line, at most `MAX_METADATA_CHARS`, None when empty."""
+    line = one_line(text or "")[:MAX_METADATA_CHARS].strip()
+    return line or None
