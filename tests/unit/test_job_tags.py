@@ -53,3 +53,11 @@ def test_the_cover_is_kept_beside_the_job_and_found_again(tmp_path: Path) -> Non
     assert find_cover(tmp_path / "job") is None
     path = save_cover(tmp_path / "job", b"\x89PNG...", "image/png")
     assert path.name == "cover.png" and find_cover(tmp_path / "job") == path
+
+
+def test_the_author_travels_in_the_job_options_and_older_rows_still_load() -> None:
+    from services.jobs.records import JobOptions
+
+    assert JobOptions.from_json(JobOptions(author="Ada Writer").to_json()).author == "Ada Writer"
+    older = '{"voice": null, "format": "mp3", "book_format": "m4b", "sample_rate": 24000, "speed": null}'
+    assert JobOptions.from_json(older).author is None
