@@ -703,7 +703,18 @@ class JobsSettings(_Group):
     jobs_max_chars: int = Field(
         2_000_000, ge=1, description="Longest document one job takes, in characters of its chapters' text."
     )
-    jobs_max_upload_mb: int = Field(50, ge=1, description="Largest document file a job accepts (EPUB, text).")
+    jobs_max_upload_mb: int = Field(
+        50, ge=1, description="Largest document file a job accepts (EPUB, PDF, DOCX, Markdown, text)."
+    )
+    jobs_read_memory_mb: int = Field(
+        512,
+        ge=64,
+        description="Address space of the process that reads an uploaded document (a ZIP or PDF bomb stops there, "
+        "not in the server).",
+    )
+    jobs_read_timeout_s: float = Field(
+        60.0, gt=0, description="Longest a document's reading may take before the upload is refused."
+    )
     jobs_max_concurrent: int = Field(
         1, ge=1, description="Jobs this process renders at once (each renders one chapter at a time)."
     )

@@ -1,18 +1,18 @@
 """Long-form jobs (docs/api/jobs.md): `POST /v1/tts/jobs` takes a document (JSON text or Markdown, or a multipart
-upload: EPUB, Markdown, text) and answers 202 with the job; reading, listing, progress events (SSE), chapter and
+upload: EPUB, PDF, DOCX, Markdown, text) and answers 202 with the job; reading, listing, progress events (SSE), chapter and
 book downloads, cancel (DELETE on a queued or running job), removal (DELETE on an ended one) and resume. Another
 key's job answers 404, as an unknown id does."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
-from pydantic import ConfigDict, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from api.deps import Grant, Speech, services_of
 from api.errors import ApiError, body_validation_error
@@ -20,6 +20,8 @@ from api.pronunciation_schemas import LexiconField, LocatorsField
 from audio.encoders import format_info
 from services.errors import ServiceError
 from services.jobs import ChapterText, JobService, job_view
+from services.jobs.documents import Document
+from services.jobs.tags import file_name
 from services.keys.records import ApiKeyRecord
 
 router = APIRouter(tags=["jobs"])
@@ -31,6 +33,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {"description": "The job cannot be resumed (error envelope)"},
     413: {"description": "Document too long"},
 }
+MAX_AUTHOR_CHARS = 500
 # Fields that are JSON values inside a multipart form.
 JSON_FORM_FIELDS = ("lexicon", "pronunciation_dictionary_locators")
 
@@ -49,6 +52,8 @@ class JobBody(LexiconField, LocatorsField):
     sample_rate: int = 24000
     speed: float | None = None
     title: str | None = None
+    # The book's author in its tags and file name (else the document's own, where it names one).
+    author: str | None = Field(None, min_length=1, max_length=MAX_AUTHOR_CHARS)
 
 
 async def _jobs(request: Request) -> JobService:
@@ -116,18 +121,26 @@ def _validated(fields: dict[str, Any]) -> JobBody:
         raise body_validation_error([dict(error) for error in exc.errors()]) from None
 
 
-def _chapters(
-    data: bytes, filename: str | None, content_type: str | None, kind: Any, max_characters: int
-) -> tuple[str | None, list[ChapterText]]:
-    from services.jobs.documents import DocumentError, read_document
+async def _read(
+    data: bytes, filename: str | None, content_type: str | None, kind: Any, settings: Any
+) -> Document:
+    """The document read in a process of its own (services/jobs/documents/isolated.py): a bomb costs the server
+    nothing; a refusal is a 400 naming what is wrong."""
+    from services.jobs.documents import DocumentError
+    from services.jobs.documents.isolated import read_document_isolated
 
     try:
-        document = read_document(
-            data, filename=filename, content_type=content_type, kind=kind, max_characters=max_characters
+        return await read_document_isolated(
+            data,
+            timeout_s=settings.jobs_read_timeout_s,
+            memory_mb=settings.jobs_read_memory_mb,
+            filename=filename,
+            content_type=content_type,
+            kind=kind,
+            max_characters=settings.jobs_max_chars,
         )
     except DocumentError as exc:
         raise ApiError("VALIDATION_ERROR", f"The document cannot be read: {exc}", param="file") from None
-    return document.title, [ChapterText(c.title, c.text) for c in document.chapters]
 
 
 @router.post("/v1/tts/jobs", status_code=202, responses=ERROR_RESPONSES, summary="Queue a long-form job")
@@ -146,10 +159,11 @@ async def submit_job(request: Request, grant: Grant, speech: Speech, jobs: Jobs)
     )
     # JSON text is plain text unless it says Markdown; a file's kind comes from its name or type unless given.
     kind = body.input_format or ("text" if filename is None else None)
-    title, chapters = await asyncio.to_thread(
-        _chapters, data, filename, content_type, kind, jobs.settings.jobs.jobs_max_chars
-    )
-    job = await jobs.submit(grant.key, speech, chapters, options, body.title or title)
+    document = await _read(data, filename, content_type, kind, jobs.settings.jobs)
+    chapters = [ChapterText(c.title, c.text) for c in document.chapters]
+    options = replace(options, author=body.author or document.author)
+    cover = (document.cover.data, document.cover.media_type) if document.cover else None
+    job = await jobs.submit(grant.key, speech, chapters, options, body.title or document.title, cover)
     return JSONResponse(job_view(job), status_code=202)
 
 
@@ -206,9 +220,11 @@ async def chapter_file(job_id: str, index: int, key: Key, jobs: Jobs) -> FileRes
     job = await jobs.job(job_id, key.key_id)
     path = await jobs.chapter_file(job_id, key.key_id, index)
     fmt = job.options.format
-    return FileResponse(
-        path, media_type=format_info(fmt).content_type, filename=f"{job_id}-{index:03d}{path.suffix}"
+    title = next((c.title for c in job.chapters if c.index == index), None)
+    name = file_name(
+        job.title, f"{index:03d} {title or ''}", fallback=f"{job_id}-{index:03d}", suffix=path.suffix
     )
+    return FileResponse(path, media_type=format_info(fmt).content_type, filename=name)
 
 
 @router.get(
@@ -217,4 +233,6 @@ async def chapter_file(job_id: str, index: int, key: Key, jobs: Jobs) -> FileRes
 async def book_file(job_id: str, key: Key, jobs: Jobs) -> FileResponse:
     path, fmt = await jobs.book_file(job_id, key.key_id)
     media_type = "audio/mp4" if fmt == "m4b" else "audio/mpeg"
-    return FileResponse(path, media_type=media_type, filename=f"{job_id}{path.suffix}")
+    job = await jobs.job(job_id, key.key_id)
+    name = file_name(job.options.author, job.title, fallback=job_id, suffix=path.suffix)
+    return FileResponse(path, media_type=media_type, filename=name)

@@ -37,9 +37,10 @@ IMAGE_PACKAGES: tuple[str, ...] = (
     "asyncpg==0.32.0",
     "cn2an==0.5.24",  # Chinese number words (processing/normalize_zh.py); pure Python, needs proces
     "proces==0.1.7",
-    "ebooklib==0.20",  # EPUB reading for long-form jobs (services/jobs/documents.py); needs lxml and six
+    "pypdf==7.1.1",  # PDF reading for long-form jobs (services/jobs/documents/pdf.py); no dependencies
+    "python-docx==1.2.0",  # DOCX reading for long-form jobs (services/jobs/documents/docx.py); needs lxml
     "lxml==6.1.3",
-    "six==1.17.0",
+    "mutagen==1.48.1",  # the M4B's cover and the chapter files' tags (services/jobs/tags.py); no dependencies
     "wyoming==1.10.2",  # Home Assistant's protocol (api/wyoming/); no dependencies of its own
     "zeroconf==0.154.0",  # the Wyoming server's mDNS announcement (TTS_WYOMING_ZEROCONF); needs ifaddr
     "ifaddr==0.2.0",

@@ -4,11 +4,13 @@ Each chapter is a 16-bit mono PCM WAV file (the canonical header with exact size
 sample rate. The book is encoded at that rate:
 - M4B: AAC in an MP4 container (FFmpeg's `ipod` muxer), with the chapters both as a QuickTime chapter text
   track (Apple players) and as a Nero `chpl` atom (most other players and taggers); the work's title in the
-  `©nam` tag. The index (moov) stays at the end: moving it to the front ("faststart") rewrites the whole file in
+  `©nam` tag, the author in `©ART`, the cover in `covr` (tags by mutagen: services/jobs/tags.py). The index
+  (moov) stays at the end: moving it to the front ("faststart") rewrites the whole file in
   the trailer, which PyAV before 19 runs holding the GIL, stalling every live stream in the process for the
   length of the copy; players read the index from the end of a downloaded file or with a range request.
 - MP3: with an ID3v2 tag holding one `CHAP` frame per chapter (its title in a `TIT2` sub-frame) and an ordered
-  top-level `CTOC` frame listing them, as the ID3v2 chapter addendum describes; the title in `TIT2`.
+  top-level `CTOC` frame listing them, as the ID3v2 chapter addendum describes; the title in `TIT2` and `TALB`, the
+  author in `TPE1`; no cover (services/jobs/tags.py says why).
 
 Both go through PyAV (libavformat writes these chapter structures itself), so no FFmpeg program is needed.
 Chapter marks come from the WAV headers' sample counts, known before the first byte is encoded; each WAV is read
@@ -34,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from audio.encoders import check_format_rate, default_bitrate
+from services.jobs.tags import BookTags, add_cover, book_metadata
 
 BookFormat = Literal["m4b", "mp3"]
 # (container, encoder, the format table entry whose rates the encoder takes), per book format.
@@ -66,10 +69,16 @@ def check_book_format(fmt: str, sample_rate: int) -> None:
 
 
 def write_book(
-    chapters: Sequence[BookChapter], out: Path, *, fmt: BookFormat, title: str | None = None
+    chapters: Sequence[BookChapter],
+    out: Path,
+    *,
+    fmt: BookFormat,
+    title: str | None = None,
+    author: str | None = None,
+    cover: Path | None = None,
 ) -> float:
-    """Encode `chapters` in order into one `fmt` file at `out`, a chapter mark at the start of each; returns the
-    book's length in seconds. Blocking: run it in a thread from async code. ValueError for chapters that are not
+    """Encode `chapters` in order into one `fmt` file at `out`, a chapter mark at the start of each, tagged with
+    the title, author and cover picture (services/jobs/tags.py); returns the book's length in seconds. Blocking: run it in a thread from async code. ValueError for chapters that are not
     16-bit mono WAV at one rate, or a rate the format cannot take."""
     if not chapters:
         raise ValueError("a book needs at least one chapter")
@@ -79,8 +88,8 @@ def write_book(
     partial = out.with_name(out.name + ".partial")
     try:
         with av.open(str(partial), mode="w", format=container_format) as container:
-            if title:
-                container.metadata["title"] = title
+            tags = BookTags(title, author, cover)
+            container.metadata.update(book_metadata(tags))
             container.set_chapters(_marks(sources, sample_rate))
             # An audio encoder by name: PyAV types the stream as any kind of stream.
             stream = cast(av.AudioStream, container.add_stream(encoder, rate=sample_rate))
@@ -99,6 +108,7 @@ def write_book(
                         container.mux(packet)
             for packet in stream.encode(None):  # drain the encoder, padding its last frame
                 container.mux(packet)
+        add_cover(partial, fmt, tags)
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)

@@ -25,6 +25,9 @@ class JobOptions:
     lexicon: tuple[tuple[str, str, bool, bool], ...] = ()
     # The key's stored pronunciation dictionaries: (id, version id or None), as `pronunciation_dictionary_locators`.
     dictionaries: tuple[tuple[str, str | None], ...] = ()
+    author: str | None = (
+        None  # the book's author, in its tags and the chapter files' (the title is the job's)
+    )
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
@@ -99,6 +102,7 @@ def job_view(job: JobRecord, base_path: str = "/v1/tts/jobs") -> dict[str, Any]:
         "id": job.id,
         "status": job.status,
         "title": job.title,
+        "author": job.options.author,
         "created_at": iso(job.created_at),
         "chapters": [
             {

@@ -26,6 +26,7 @@ from audio.wav import WAV_HEADER_BYTES, wav_header
 from processing.lexicon import AliasRule, DictionaryLocator, Lexicon
 from services.access import AccessGrant, AccessServices
 from services.jobs.records import ChapterRecord, JobOptions, JobRecord
+from services.jobs.tags import BookTags, find_cover, tag_chapter
 from services.keys.records import ApiKeyRecord
 from services.pipeline.speech import SpeechRequest, SpeechService
 from services.pipeline.synthesis import SamplingOptions
@@ -141,8 +142,11 @@ async def render_chapter(
         accounting.finish("failed", getattr(exc, "code", None) or "INTERNAL_ERROR")
         raise
     os.replace(part, wav)
+    target = files.chapter_file(job.id, chapter.index, job.options.format)
+    await asyncio.to_thread(encode_file, wav, target, job.options.format)
+    tags = BookTags(job.title, job.options.author, find_cover(files.folder(job.id)))
     await asyncio.to_thread(
-        encode_file, wav, files.chapter_file(job.id, chapter.index, job.options.format), job.options.format
+        tag_chapter, target, job.options.format, chapter.title, chapter.index, len(job.chapters), tags
     )
     accounting.finish("completed")
     if accounting.settling is not None:  # the record is spooled before the chapter counts as done

@@ -21,6 +21,7 @@ from services.jobs.render import JobFiles, lexicon_of, locators_of
 from services.jobs.runner import JobRunner, remove_job
 from services.jobs.store import JobStore, SqliteJobStore
 from services.jobs.store_postgres import PostgresJobStore
+from services.jobs.tags import find_cover, save_cover
 from services.keys.records import ApiKeyRecord
 from services.pipeline.speech import SpeechRequest, SpeechService
 from services.pipeline.synthesis import SamplingOptions
@@ -49,7 +50,14 @@ def write_job_book(job: JobRecord, files: JobFiles) -> None:
     """The whole work in one file with chapter marks (blocking; services/jobs/book.py muxes it)."""
     fmt = job.options.book_format or "m4b"
     chapters = [BookChapter(c.title, files.chapter_wav(job.id, c.index)) for c in job.chapters]
-    write_book(chapters, files.book(job.id, fmt), fmt=fmt, title=job.title)  # type: ignore[arg-type]
+    write_book(
+        chapters,
+        files.book(job.id, fmt),
+        fmt=fmt,  # type: ignore[arg-type]
+        title=job.title,
+        author=job.options.author,
+        cover=find_cover(files.folder(job.id)),
+    )
 
 
 def split_long(chapters: list[ChapterText], limit: int) -> list[ChapterText]:
@@ -152,6 +160,7 @@ class JobService:
         chapters: list[ChapterText],
         options: JobOptions,
         title: str | None,
+        cover: tuple[bytes, str] | None = None,
     ) -> JobRecord:
         """Queue a job for `key`; refused (400/413) before anything is stored when it cannot run."""
         chapters = [c for c in chapters if c.text.strip()]
@@ -192,6 +201,8 @@ class JobService:
                 ChapterRecord(index=i + 1, title=c.title, text=c.text) for i, c in enumerate(parts)
             ),
         )
+        if cover is not None:  # (picture, media type), kept beside the chapters for the book's tags
+            await asyncio.to_thread(save_cover, self.files.folder(job.id), *cover)
         await self.store.create(job)
         self.runner.wake()
         logger.info(

@@ -142,3 +142,27 @@ def test_format_and_rate_are_checked_up_front() -> None:
         check_book_format("mp3", 96_000)
     with pytest.raises(ValueError, match="unsupported book format"):
         check_book_format("ogg", 24_000)
+
+
+@pytest.mark.parametrize("fmt", ["m4b", "mp3"])
+def test_the_book_carries_its_author_and_cover_and_keeps_its_marks(
+    tmp_path: Path, chapters: list[BookChapter], fmt: BookFormat
+) -> None:
+    cover = (
+        Path(__file__).resolve().parents[1] / "books" / "cover.png"
+    )  # made by ffmpeg (tests/books/README.md)
+    out = tmp_path / f"book.{fmt}"
+    write_book(chapters, out, fmt=fmt, title="A Test Book", author="Ada Writer", cover=cover)
+    if fmt == "m4b":
+        tags = MP4(str(out))
+        assert tags.tags is not None
+        assert tags.tags["©nam"] == ["A Test Book"] and tags.tags["©ART"] == ["Ada Writer"]
+        assert bytes(tags.tags["covr"][0]) == cover.read_bytes()
+    else:
+        id3 = ID3(str(out))
+        assert id3["TPE1"].text == ["Ada Writer"] and id3["TALB"].text == ["A Test Book"]
+        assert not id3.getall("APIC")  # the CHAP frames stay in libavformat's order instead (tags.py)
+    duration, marks = read_marks(out)  # the marks and the audio survive the tags (ffprobe reads them)
+    assert [title for title, _, _ in marks] == list(TITLES)
+    assert [start for _, start, _ in marks] == pytest.approx(expected_starts(), abs=TOLERANCE_S)
+    assert duration == pytest.approx(sum(DURATIONS), abs=TOLERANCE_S)

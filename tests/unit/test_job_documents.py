@@ -88,8 +88,10 @@ def test_epub_without_toc_titles_from_headings_and_a_page_without_either_continu
     assert [c.title for c in no_toc.chapters] == ["The Harbour", "Chapter 2", "A Letter", "Home"]
 
 
-def test_epub2_table_of_contents_with_parts_names_each_file_by_its_chapter(tmp_path: Path) -> None:
-    """An NCX-only book (no EPUB 3 nav) whose part shares its first chapter's file, pages without headings."""
+def test_epub2_table_of_contents_names_each_file_by_its_shallowest_entry(tmp_path: Path) -> None:
+    """An NCX-only book (no EPUB 3 nav) whose part opens in its first chapter's file, pages without headings: the
+    table of contents' top level titles that file (as a chapter's title wins over its first section's); a file
+    only a deeper entry points into is titled by it."""
     book = epub.EpubBook()
     book.set_identifier("ncx-book")
     book.set_title("Parts")
@@ -112,7 +114,7 @@ def test_epub2_table_of_contents_with_parts_names_each_file_by_its_chapter(tmp_p
     epub.write_epub(str(path), book)
     document = read_document(path.read_bytes(), kind="epub")
     assert document.chapters == (
-        Chapter("Zero", "Body 0."),
+        Chapter("Part One", "Body 0."),
         Chapter("One", "Body 1."),
         Chapter("Two", "Body 2."),
     )
@@ -253,3 +255,29 @@ def test_limits_on_characters_and_chapters() -> None:
         read_document(text, max_chapters=4)
     with pytest.raises(DocumentError, match="at most 10 characters"):
         read_document(b"x" * 11, max_characters=10)
+
+
+def test_the_character_limit_counts_the_text_exactly() -> None:
+    assert read_document(b"x" * 10, max_characters=10).characters == 10
+    two = b"[chapter: A]\nxx\n[chapter: B]\nyy\n"
+    document = read_document(two, kind="text")
+    assert read_document(two, kind="text", max_characters=document.characters).chapters == document.chapters
+    with pytest.raises(DocumentError, match="at most"):
+        read_document(two, kind="text", max_characters=document.characters - 1)
+
+
+def test_epub_front_matter_named_by_its_own_epub_type_is_left_out(tmp_path: Path) -> None:
+    extra = [
+        (
+            "copyright.xhtml",
+            '<section epub:type="copyright-page"><p>Copyright 2026. All rights reserved.</p></section>',
+        )
+    ]
+    document = read_document(build_epub(tmp_path, extra=extra), kind="epub")
+    assert [c.title for c in document.chapters] == ["The Harbour", "A Letter", "Home"]
+    assert "Copyright" not in "".join(c.text for c in document.chapters)
+
+
+def test_a_document_title_is_one_line_of_at_most_500_characters() -> None:
+    document = read_document(b"---\ntitle: " + b"Long " * 200 + b"\n---\nText.\n", kind="markdown")
+    assert document.title is not None and 490 < len(document.title) <= 500 and "\n" not in document.title
