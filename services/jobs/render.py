@@ -15,6 +15,7 @@ import asyncio
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,9 +96,11 @@ async def render_chapter(
     access: AccessServices,
     key: ApiKeyRecord,
     files: JobFiles,
+    progress: Callable[[float], None] | None = None,
 ) -> RenderedChapter:
     """Render `chapter` into its WAV and its file; raises the service's error (nothing charged) when it fails, and
-    CancelledError (refunded: the partial audio reaches nobody) when the job is cancelled or the server stops."""
+    CancelledError (refunded: the partial audio reaches nobody) when the job is cancelled or the server stops.
+    `progress` is told the audio seconds written so far, at each block (the runner's heartbeat stores it)."""
     started = time.perf_counter()
     request_id = f"job-{job.id}-{chapter.index}-{uuid.uuid4().hex[:8]}"
     grant = AccessGrant(key=key, services=access, request_id=request_id)
@@ -130,6 +133,8 @@ async def render_chapter(
                 out.write(data)
                 size += len(data)
                 accounting.audio_sent()
+                if progress is not None:
+                    progress(size / 2 / rate)
             if size & 1:
                 out.write(b"\x00")
             out.seek(0)
