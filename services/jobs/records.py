@@ -146,7 +146,9 @@ def job_view(
             "chapters_total": len(job.chapters),
             "characters_done": chars_done,
             "characters_total": chars_total,
-            "audio_seconds": round(sum(c.audio_seconds or 0.0 for c in [*done, *([running] if running else [])]), 3),
+            "audio_seconds": round(
+                sum(c.audio_seconds or 0.0 for c in [*done, *([running] if running else [])]), 3
+            ),
             "eta_seconds": eta,
             "chapter": None
             if running is None

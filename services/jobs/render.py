@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,21 @@ class JobFiles:
 
     def book(self, job_id: str, fmt: str) -> Path:
         return self.folder(job_id) / f"book.{FILE_EXTENSIONS.get(fmt, fmt)}"
+
+    def size(self, job_ids: Sequence[str]) -> int:
+        """Bytes the jobs' folders hold (blocking)."""
+        return sum(
+            path.stat().st_size
+            for job_id in job_ids
+            if self.folder(job_id).is_dir()
+            for path in self.folder(job_id).iterdir()
+            if path.is_file()
+        )
+
+    def has_room(self, min_free_mb: int) -> bool:
+        """Whether the jobs directory's disk has at least `min_free_mb` free (blocking)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return shutil.disk_usage(self.root).free >= min_free_mb * 1_000_000
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,7 @@ class JobRunner:
         poll_s: float = 1.0,
         retention_s: float = 0.0,
         progress_s: float = 2.0,
+        min_free_mb: int = 0,
         owner: str | None = None,
     ) -> None:
         self.store = store
@@ -79,6 +80,8 @@ class JobRunner:
         self.poll_s = poll_s
         self.retention_s = retention_s  # 0: ended jobs are kept
         self.heartbeat_s = min(progress_s, lease_s / 3)
+        self.min_free_mb = min_free_mb
+        self._disk_full = False
         self.progress: dict[str, tuple[int, float]] = {}  # job id -> (running chapter, audio seconds so far)
         self._swept_at: float | None = None
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -117,7 +120,11 @@ class JobRunner:
         assert self._wake is not None
         while not self._stopping:
             try:
-                if self.speech.models.ready and len(self.running) < self.max_concurrent:
+                if (
+                    self.speech.models.ready
+                    and len(self.running) < self.max_concurrent
+                    and await self._room()
+                ):
                     job = await self.store.claim(self.owner, self.lease_s)
                     if job is not None:
                         self._launch(job)
@@ -128,6 +135,14 @@ class JobRunner:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
+
+    async def _room(self) -> bool:
+        """Whether the disk has room for another chapter (below TTS_JOBS_MIN_FREE_MB the queue waits)."""
+        room = await asyncio.to_thread(self.files.has_room, self.min_free_mb)
+        if not room and not self._disk_full:
+            logger.warning("job disk nearly full: no chapter starts", extra={"min_free_mb": self.min_free_mb})
+        self._disk_full = not room
+        return room
 
     async def _sweep_when_due(self) -> None:
         now = asyncio.get_running_loop().time()
@@ -235,8 +250,8 @@ async def run_job(job: JobRecord, runner: JobRunner) -> None:
             continue
         await store.set_chapter(job.id, chapter.index, "running")
 
-        def note(seconds: float, index: int = chapter.index) -> None:
-            runner.progress[job.id] = (index, seconds)
+        def note(seconds: float, job_id: str = job.id, index: int = chapter.index) -> None:
+            runner.progress[job_id] = (index, seconds)
 
         try:
             rendered = await _with_retries(

@@ -42,6 +42,12 @@ class JobStore(Protocol):
         """Take a queued or unfinished job whose lease has expired, of the key whose last claim is oldest (then
         the key's oldest job), with the text of its first chapter not done; None when there is none."""
 
+    async def queued_characters(self, key_id: str) -> int:
+        """Characters of the key's chapters not done, in its queued and running jobs."""
+
+    async def job_ids(self, key_id: str) -> tuple[str, ...]:
+        """Every job id of the key (its files' folders)."""
+
     async def renew(
         self, job_id: str, owner: str, lease_s: float, progress: tuple[int, float] | None = None
     ) -> bool:
@@ -137,6 +143,10 @@ CHAPTER_CLAIMED = (
 )
 # The claim order: the key whose last claim is oldest (a key never served first), then its oldest job.
 TURN_ORDER = "(SELECT max(t.claimed_at) FROM tts_jobs t WHERE t.key_id = tts_jobs.key_id), created_at, id"
+QUEUED_CHARACTERS = (
+    "SELECT sum({length}(c.text)) FROM tts_job_chapters c JOIN tts_jobs j ON j.id = c.job_id "
+    "WHERE j.key_id = {param} AND j.status IN ('queued', 'running') AND c.status != 'done'"
+)
 # Columns added after the first release of the table: (name, SQLite declaration).
 ADDED_COLUMNS = (("finished_at", "REAL"), ("claimed_at", "REAL NOT NULL DEFAULT 0"), ("heartbeat_at", "REAL"))
 
@@ -255,6 +265,19 @@ class SqliteJobStore:
                 (key_id, limit),
             ).fetchall()
             return [job for row in rows if (job := self._load(db, row)) is not None]
+
+        return await self._run(read)
+
+    async def queued_characters(self, key_id: str) -> int:
+        def read(db: sqlite3.Connection) -> int:
+            row = db.execute(QUEUED_CHARACTERS.format(param="?", length="length"), (key_id,)).fetchone()
+            return int(row[0] or 0)
+
+        return await self._run(read)
+
+    async def job_ids(self, key_id: str) -> tuple[str, ...]:
+        def read(db: sqlite3.Connection) -> tuple[str, ...]:
+            return tuple(r[0] for r in db.execute("SELECT id FROM tts_jobs WHERE key_id = ?", (key_id,)))
 
         return await self._run(read)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from services.database import PostgresPool
 from services.jobs.records import ChapterStatus, JobRecord, JobStatus
-from services.jobs.store import CHAPTER_CLAIMED, JOB_COLUMNS, TURN_ORDER, job_from_row
+from services.jobs.store import CHAPTER_CLAIMED, JOB_COLUMNS, QUEUED_CHARACTERS, TURN_ORDER, job_from_row
 
 NOW = "extract(epoch from clock_timestamp())"
 CHAPTERS = CHAPTER_CLAIMED.format(param="$2", length="char_length")
@@ -65,6 +65,16 @@ class PostgresJobStore:
                 limit,
             )
             return [job for row in rows if (job := await self._load(conn, row)) is not None]
+
+    async def queued_characters(self, key_id: str) -> int:
+        pool = await self.pool.get()
+        return int(
+            await pool.fetchval(QUEUED_CHARACTERS.format(param="$1", length="char_length"), key_id) or 0
+        )
+
+    async def job_ids(self, key_id: str) -> tuple[str, ...]:
+        pool = await self.pool.get()
+        return tuple(r[0] for r in await pool.fetch("SELECT id FROM tts_jobs WHERE key_id = $1", key_id))
 
     async def claim(self, owner: str, lease_s: float) -> JobRecord | None:
         pool = await self.pool.get()
