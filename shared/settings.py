@@ -733,6 +733,12 @@ class JobsSettings(_Group):
         description="Free space the jobs directory's disk keeps: below it new jobs are refused (503) and the "
         "worker starts no chapter.",
     )
+    jobs_reads_per_minute: int = Field(
+        600,
+        ge=1,
+        description="Job reads and cancels (status, lists, files, progress streams) one key may make per minute, "
+        "counted apart from its request rate so polling a job leaves its synthesis budget alone.",
+    )
     jobs_events_per_key: int = Field(
         8, ge=1, description="Progress streams (GET /v1/tts/jobs/{id}/events) one key may hold open at once."
     )

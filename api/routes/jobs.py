@@ -1,7 +1,7 @@
 """Long-form jobs (docs/api/jobs.md): `POST /v1/tts/jobs` takes a document (JSON text or Markdown, or a multipart
 upload: EPUB, Markdown, text) and answers 202 with the job; reading, listing, progress events (SSE), chapter and
 book downloads, cancel (DELETE on a queued or running job), removal (DELETE on an ended one) and resume. Another
-key's job answers 404, as an unknown id does. Every route counts against the key's per-minute rate; text a
+key's job answers 404, as an unknown id does. Every route is rate-limited per key (reads apart); text a
 database cannot store (NUL and other control characters, lone surrogates) is refused with 400 before it reaches
 one."""
 
@@ -64,16 +64,17 @@ async def _jobs(request: Request) -> JobService:
 
 
 async def _key(request: Request) -> ApiKeyRecord:
-    """Reads and cancels authenticate the key and count against its per-minute rate, without taking a concurrency
-    slot (progress streams have their own cap: services/jobs/watch.py)."""
+    """Reads and cancels authenticate the key and count against its per-minute rate of job reads
+    (TTS_JOBS_READS_PER_MINUTE, apart from its request rate), without taking a concurrency slot (progress streams
+    have their own cap: services/jobs/watch.py)."""
     access = services_of(request).access
     try:
         key = await access.authenticate(request.headers, request.client.host if request.client else None)
     except ServiceError as exc:
         raise ApiError.from_service(exc) from None
     if access.authenticator is not None:
-        limit = key.rate_limit_per_minute or access.settings.access.rate_limit_per_minute
-        decision = await access.limiter.check_rate(key.key_id, limit)
+        limit = access.settings.jobs.jobs_reads_per_minute
+        decision = await access.limiter.check_rate(f"{key.key_id}:job-reads", limit)
         if not decision.allowed:
             refusal = rate_refusal(decision)
             raise ApiError(refusal.code, refusal.message, headers=decision.headers())

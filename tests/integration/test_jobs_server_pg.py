@@ -46,6 +46,7 @@ BAD_PATHS = [
     "%C0%AF",
     "..%2F..",
 ]
+READS_PER_MINUTE = 200
 # A job id's shape that exists nowhere: reaches the store.
 UNKNOWN = "job_" + "f" * 32
 
@@ -63,6 +64,7 @@ def server_env(pg_dsn: str, root: Path) -> dict[str, str]:
         "TTS_JOBS_DIR": str(root / "jobs"),
         "TTS_REQUEST_LOG_SPOOL_DIR": str(root / "spool"),
         "TTS_RATE_LIMIT_PER_MINUTE": "100000",
+        "TTS_JOBS_READS_PER_MINUTE": str(READS_PER_MINUTE),
     }
 
 
@@ -197,6 +199,18 @@ def test_nothing_is_stored_for_free_or_unchecked(pg_server: RunningServer, make_
     )
     assert title.status_code == 400 and title.json()["error"]["param"] == "title"
     assert httpx.get(f"{pg_server.base_url}/v1/tts/jobs", headers=rich, timeout=30).json()["jobs"] == []
+
+
+def test_job_reads_are_rate_limited_per_key(pg_server: RunningServer, make_key) -> None:
+    headers = {"Authorization": f"Bearer {make_key(credit_balance=10)}"}
+    with httpx.Client(base_url=pg_server.base_url, headers=headers, timeout=30) as client:
+        codes = [client.get("/v1/tts/jobs").status_code for _ in range(READS_PER_MINUTE)]
+        assert codes == [200] * READS_PER_MINUTE
+        refused = client.get(f"/v1/tts/jobs/{UNKNOWN}")
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "RATE_LIMIT_EXCEEDED"
+        assert "Retry-After" in refused.headers
+    other = {"Authorization": f"Bearer {make_key(credit_balance=10)}"}
+    assert httpx.get(f"{pg_server.base_url}/v1/tts/jobs", headers=other, timeout=30).status_code == 200
 
 
 def test_sigterm_ends_an_open_progress_stream_with_a_final_event(
