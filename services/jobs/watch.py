@@ -25,8 +25,9 @@ from services.usage.shutdown import shutting_down
 
 logger = logging.getLogger("services.jobs.watch")
 
-# How often a stream looks for a shutdown while its job is quiet.
-SHUTDOWN_CHECK_S = 0.25
+# How often a stream looks for a shutdown itself while its job's poll is quiet (the poll tells it first, at its
+# next tick, unless the store hangs).
+SHUTDOWN_CHECK_S = 1.0
 # The client's reconnection delay a `shutdown` event asks for (SSE `retry:`), milliseconds.
 RECONNECT_MS = 5000
 
@@ -145,6 +146,9 @@ class JobWatch:
                 _advance(poll)
                 if job is None or job.final:
                     return
+            if shutting_down():  # SIGTERM: the streams end with their final event now
+                _advance(poll)
+                return
             await asyncio.sleep(self.poll_s)
 
 

@@ -20,10 +20,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
-from services.access import PostgresKeyStore
+from services.access import PostgresKeyStore, hash_key
 from tests.e2e.conftest import RunningServer, start_server, stop_server
 
 pytestmark = pytest.mark.integration
@@ -79,7 +80,10 @@ def pg_server(
 
 
 @pytest.fixture
-def make_key(pg_dsn: str) -> Callable[..., str]:
+def make_key(pg_dsn: str) -> Iterator[Callable[..., str]]:
+    """Create a key in PostgreSQL (the raw key); its jobs are deleted after the test (the database is shared)."""
+    made: list[str] = []
+
     def make(**fields) -> str:
         async def create() -> str:
             store = PostgresKeyStore(pg_dsn)
@@ -89,9 +93,21 @@ def make_key(pg_dsn: str) -> Callable[..., str]:
                 await store.close()
             return raw
 
-        return run(create())
+        made.append(run(create()))
+        return made[-1]
 
-    return make
+    yield make
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await conn.execute(
+                "DELETE FROM tts_jobs WHERE key_hash = ANY($1::text[])", [hash_key(k) for k in made]
+            )
+        finally:
+            await conn.close()
+
+    run(drop())
 
 
 def _json_body(field: str, value: str) -> bytes:

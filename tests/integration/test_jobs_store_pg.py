@@ -149,16 +149,12 @@ async def test_keys_take_turns_one_chapter_each(pg_dsn: str, stores) -> None:
         records.append(late)
         await one.set_chapter(first.id, 1, "done", audio_seconds=5.0, render_seconds=1.0)
         await one.release(first.id, "p1")
-        order = []
-        for _ in range(3):
-            taken = await two.claim("p2", 30)
-            assert taken is not None
-            order.append(taken.key_id)
-            if taken.key_id == b:
-                await two.finish(taken.id, "p2", "done")
-            else:
-                await two.release(taken.id, "p2")
-        assert order == [b, a, a]
+        taken = await two.claim("p2", 30)
+        assert taken is not None and taken.key_id == b  # B's turn comes before A's second chapter
+        await two.finish(taken.id, "p2", "done")
+        again = await one.claim("p1", 30)  # B is served; A goes on (a shared database may hold others' jobs)
+        assert again is not None and again.key_id != b
+        await one.release(again.id, "p1")
     finally:
         for record in records:
             await drop(pg_dsn, record.id)
