@@ -153,6 +153,7 @@ def _chapters(
 
 @router.post("/v1/tts/jobs", status_code=202, responses=ERROR_RESPONSES, summary="Queue a long-form job")
 async def submit_job(request: Request, grant: Grant, speech: Speech, jobs: Jobs) -> JSONResponse:
+    jobs.check_credits(grant.key)
     body, data, filename, content_type = await _read_body(request)
     options = jobs.options(
         voice=body.voice,

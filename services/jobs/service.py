@@ -233,10 +233,8 @@ class JobService:
         )
         return job
 
-    async def _check_room(self, key: ApiKeyRecord, characters: int) -> None:
-        """Nothing is stored for free: a key with no credits stores no job; a key's queued characters and stored
-        bytes stay under their quotas; a nearly full disk takes no job."""
-        jobs = self.settings.jobs
+    def check_credits(self, key: ApiKeyRecord) -> None:
+        """A key with no credits left (credits on) queues nothing: refused before its document is even read."""
         balance = key.credit_balance
         if self.settings.usage.credits_enabled and balance is not None and balance <= 0:
             raise ServiceError(
@@ -244,6 +242,12 @@ class JobService:
                 "This key has no credits left; top it up before queueing a job.",
                 status=403,
             )
+
+    async def _check_room(self, key: ApiKeyRecord, characters: int) -> None:
+        """Nothing is stored for free: a key with no credits stores no job; a key's queued characters and stored
+        bytes stay under their quotas; a nearly full disk takes no job."""
+        jobs = self.settings.jobs
+        self.check_credits(key)
         queued = await self.store.queued_characters(key.key_id)
         if queued + characters > jobs.jobs_queued_chars_per_key:
             raise ServiceError(
