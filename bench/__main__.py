@@ -106,6 +106,10 @@ BENCHES: dict[str, Bench] = {
         "bench_jobs_beside_live.py",
         "live first audio and underruns beside a long-form job; the job's throughput",
     ),
+    "job_turns": Bench(
+        "bench_job_turns.py",
+        "another key's first chapter behind a long queue; store reads per progress stream",
+    ),
     # the device on a virtual clock
     "simulate": Bench(
         "-m bench.simulate", "many streams on a modelled device: the real scheduler and admission"

@@ -724,6 +724,35 @@ class JobsSettings(_Group):
         description="A running job's lease, renewed while it runs: a process that dies leaves its job to another "
         "(or to itself after a restart) once this has passed.",
     )
+    jobs_progress_s: float = Field(
+        2.0,
+        gt=0,
+        description="How often a running chapter stores its progress (audio seconds so far) and renews its lease; "
+        "a job with no word for five times this shows `stalled`.",
+    )
+    jobs_queued_chars_per_key: int = Field(
+        10_000_000, ge=1, description="Characters one key may have waiting in its queued and running jobs."
+    )
+    jobs_stored_mb_per_key: int = Field(
+        5_000,
+        ge=1,
+        description="Megabytes of job files (chapters, books) one key may keep; more refuses new jobs.",
+    )
+    jobs_min_free_mb: int = Field(
+        500,
+        ge=0,
+        description="Free space the jobs directory's disk keeps: below it new jobs are refused (503) and the "
+        "worker starts no chapter.",
+    )
+    jobs_reads_per_minute: int = Field(
+        600,
+        ge=1,
+        description="Job reads and cancels (status, lists, files, progress streams) one key may make per minute, "
+        "counted apart from its request rate so polling a job leaves its synthesis budget alone.",
+    )
+    jobs_events_per_key: int = Field(
+        8, ge=1, description="Progress streams (GET /v1/tts/jobs/{id}/events) one key may hold open at once."
+    )
     jobs_retention_s: float = Field(
         604_800.0,
         ge=0,

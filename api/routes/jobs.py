@@ -1,7 +1,9 @@
 """Long-form jobs (docs/api/jobs.md): `POST /v1/tts/jobs` takes a document (JSON text or Markdown, or a multipart
 upload: EPUB, PDF, DOCX, Markdown, text) and answers 202 with the job; reading, listing, progress events (SSE), chapter and
 book downloads, cancel (DELETE on a queued or running job), removal (DELETE on an ended one) and resume. Another
-key's job answers 404, as an unknown id does."""
+key's job answers 404, as an unknown id does. Every route is rate-limited per key (reads apart); text a
+database cannot store (NUL and other control characters, lone surrogates) is refused with 400 before it reaches
+one."""
 
 from __future__ import annotations
 
@@ -18,10 +20,13 @@ from api.deps import Grant, Speech, services_of
 from api.errors import ApiError, body_validation_error
 from api.pronunciation_schemas import LexiconField, LocatorsField
 from audio.encoders import format_info
+from services.access.rate_limit import rate_refusal
 from services.errors import ServiceError
-from services.jobs import ChapterText, JobService, job_view
+from services.jobs import ChapterText, JobService
 from services.jobs.documents import Document
 from services.jobs.tags import file_name
+from services.jobs.text_checks import unstorable
+from services.jobs.watch import RECONNECT_MS
 from services.keys.records import ApiKeyRecord
 
 router = APIRouter(tags=["jobs"])
@@ -64,13 +69,21 @@ async def _jobs(request: Request) -> JobService:
 
 
 async def _key(request: Request) -> ApiKeyRecord:
-    """Reads and cancels authenticate the key without taking a concurrency slot: a progress stream may stay open for
-    as long as the job runs."""
+    """Reads and cancels authenticate the key and count against its per-minute rate of job reads
+    (TTS_JOBS_READS_PER_MINUTE, apart from its request rate), without taking a concurrency slot (progress streams
+    have their own cap: services/jobs/watch.py)."""
     access = services_of(request).access
     try:
-        return await access.authenticate(request.headers, request.client.host if request.client else None)
+        key = await access.authenticate(request.headers, request.client.host if request.client else None)
     except ServiceError as exc:
         raise ApiError.from_service(exc) from None
+    if access.authenticator is not None:
+        limit = access.settings.jobs.jobs_reads_per_minute
+        decision = await access.limiter.check_rate(f"{key.key_id}:job-reads", limit)
+        if not decision.allowed:
+            refusal = rate_refusal(decision)
+            raise ApiError(refusal.code, refusal.message, headers=decision.headers())
+    return key
 
 
 Jobs = Annotated[JobService, Depends(_jobs)]
@@ -115,6 +128,10 @@ async def _read_body(request: Request) -> tuple[JobBody, bytes, str | None, str 
 
 
 def _validated(fields: dict[str, Any]) -> JobBody:
+    bad = unstorable(fields)
+    if bad is not None:
+        name, problem = bad
+        raise ApiError("VALIDATION_ERROR", f"Invalid {name[:64]!r}: {problem}.", param=name[:64])
     try:
         return JobBody.model_validate(fields)
     except ValidationError as exc:
@@ -130,7 +147,7 @@ async def _read(
     from services.jobs.documents.isolated import read_document_isolated
 
     try:
-        return await read_document_isolated(
+        document = await read_document_isolated(
             data,
             timeout_s=settings.jobs_read_timeout_s,
             memory_mb=settings.jobs_read_memory_mb,
@@ -141,10 +158,20 @@ async def _read(
         )
     except DocumentError as exc:
         raise ApiError("VALIDATION_ERROR", f"The document cannot be read: {exc}", param="file") from None
+    texts = [
+        document.title or "",
+        document.author or "",
+        *(f"{c.title}\n{c.text}" for c in document.chapters),
+    ]
+    bad = unstorable({"file": texts})  # NUL, control characters, lone surrogates: refused before a database
+    if bad is not None:
+        raise ApiError("VALIDATION_ERROR", f"The document cannot be read: {bad[1]}.", param="file")
+    return document
 
 
 @router.post("/v1/tts/jobs", status_code=202, responses=ERROR_RESPONSES, summary="Queue a long-form job")
 async def submit_job(request: Request, grant: Grant, speech: Speech, jobs: Jobs) -> JSONResponse:
+    jobs.check_credits(grant.key)
     body, data, filename, content_type = await _read_body(request)
     options = jobs.options(
         voice=body.voice,
@@ -164,17 +191,17 @@ async def submit_job(request: Request, grant: Grant, speech: Speech, jobs: Jobs)
     options = replace(options, author=body.author or document.author)
     cover = (document.cover.data, document.cover.media_type) if document.cover else None
     job = await jobs.submit(grant.key, speech, chapters, options, body.title or document.title, cover)
-    return JSONResponse(job_view(job), status_code=202)
+    return JSONResponse(jobs.view(job), status_code=202)
 
 
 @router.get("/v1/tts/jobs", responses=ERROR_RESPONSES, summary="The key's jobs, newest first")
 async def list_jobs(key: Key, jobs: Jobs) -> dict[str, Any]:
-    return {"jobs": [job_view(job) for job in await jobs.jobs(key.key_id)]}
+    return {"jobs": [jobs.view(job) for job in await jobs.jobs(key.key_id)]}
 
 
 @router.get("/v1/tts/jobs/{job_id}", responses=ERROR_RESPONSES, summary="A job and its progress")
 async def get_job(job_id: str, key: Key, jobs: Jobs) -> dict[str, Any]:
-    return job_view(await jobs.job(job_id, key.key_id))
+    return jobs.view(await jobs.job(job_id, key.key_id))
 
 
 @router.delete(
@@ -187,7 +214,7 @@ async def delete_job(job_id: str, key: Key, jobs: Jobs) -> Response:
     job = await jobs.cancel_or_remove(job_id, key.key_id)
     if job is None:
         return Response(status_code=204)
-    return JSONResponse(job_view(job), status_code=202)
+    return JSONResponse(jobs.view(job), status_code=202)
 
 
 @router.post(
@@ -197,16 +224,21 @@ async def delete_job(job_id: str, key: Key, jobs: Jobs) -> Response:
     summary="Resume a failed or cancelled job from its first chapter not done",
 )
 async def resume_job(job_id: str, key: Key, jobs: Jobs) -> JSONResponse:
-    return JSONResponse(job_view(await jobs.resume(job_id, key.key_id)), status_code=202)
+    return JSONResponse(jobs.view(await jobs.resume(job_id, key.key_id)), status_code=202)
 
 
 @router.get("/v1/tts/jobs/{job_id}/events", responses=ERROR_RESPONSES, summary="Progress events (SSE)")
 async def job_events(job_id: str, key: Key, jobs: Jobs) -> StreamingResponse:
-    await jobs.job(job_id, key.key_id)  # 404 before the stream starts
+    try:
+        events = await jobs.events(job_id, key.key_id)  # 404 and 429 before the stream starts
+    except ServiceError as exc:
+        raise ApiError.from_service(exc) from None
 
     async def body() -> AsyncIterator[bytes]:
-        async for event, data in jobs.events(job_id, key.key_id):
-            yield f"event: {event}\ndata: {data}\n\n".encode()
+        async for event, data in events:
+            # `shutdown`: the server stops; the job goes on (here after a restart, or on another replica).
+            retry = f"retry: {RECONNECT_MS}\n" if event == "shutdown" else ""
+            yield f"event: {event}\n{retry}data: {data}\n\n".encode()
 
     return StreamingResponse(
         body(),

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+# A running job whose holder has not written for this long is shown `stalled` (its process likely died) until its
+# lease expires and a worker takes it again; the holder writes every TTS_JOBS_PROGRESS_S (2 s by default).
+STALL_AFTER_S = 10.0
 ChapterStatus = Literal["pending", "running", "done", "failed"]
 FINAL_STATUSES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 
@@ -49,10 +53,11 @@ class ChapterRecord:
     audio_seconds: float | None = None
     render_seconds: float | None = None  # wall time its rendering took (the ETA's measured rate)
     request_id: str | None = None  # the request-log record of its rendering (and its charge)
+    length: int | None = None  # its characters, where the store read the chapter without its text
 
     @property
     def characters(self) -> int:
-        return len(self.text)
+        return len(self.text) if self.length is None else self.length
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,9 @@ class JobRecord:
         None  # epoch seconds it ended (done, failed, cancelled): retention counts from it
     )
     chapters: tuple[ChapterRecord, ...] = field(default=())
+    lease_owner: str | None = None  # the process rendering it; None: nobody (queued, or waiting for its turn)
+    lease_expires: float = 0.0  # epoch seconds: after this, any worker may take the job
+    heartbeat_at: float | None = None  # epoch seconds of the holder's last write (claim, progress, renewal)
 
     @property
     def final(self) -> bool:
@@ -85,10 +93,32 @@ def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
 
 
-def job_view(job: JobRecord, base_path: str = "/v1/tts/jobs") -> dict[str, Any]:
-    """The job object of the API: status, chapters with their download urls, progress and an estimate of the time
-    left from the measured rate (characters per second of rendering, over the chapters done)."""
+def shown_status(job: JobRecord, now: float, stall_after_s: float = STALL_AFTER_S) -> str:
+    """The status the API shows: a running job nobody holds waits for its turn (`queued`); one whose holder went
+    quiet is `stalled` (a worker died: the job is taken again once its lease expires)."""
+    if job.status != "running":
+        return job.status
+    if job.lease_owner is None:
+        return "queued"
+    if job.lease_expires < now or (job.heartbeat_at is not None and now - job.heartbeat_at > stall_after_s):
+        return "stalled"
+    return "running"
+
+
+def job_view(
+    job: JobRecord,
+    base_path: str = "/v1/tts/jobs",
+    *,
+    now: float | None = None,
+    stall_after_s: float = STALL_AFTER_S,
+) -> dict[str, Any]:
+    """The job object of the API: status, chapters with their download urls, progress (within the running chapter:
+    its audio seconds so far) and an estimate of the time left from the measured rate (characters per second of
+    rendering, over the chapters done)."""
+    now = time.time() if now is None else now
+    status = shown_status(job, now, stall_after_s)
     done = [c for c in job.chapters if c.status == "done"]
+    running = next((c for c in job.chapters if c.status == "running"), None)
     chars_total = sum(c.characters for c in job.chapters)
     chars_done = sum(c.characters for c in done)
     rendered_s = sum(c.render_seconds or 0.0 for c in done)
@@ -100,7 +130,7 @@ def job_view(job: JobRecord, base_path: str = "/v1/tts/jobs") -> dict[str, Any]:
     url = f"{base_path}/{job.id}"
     return {
         "id": job.id,
-        "status": job.status,
+        "status": status,
         "title": job.title,
         "author": job.options.author,
         "created_at": iso(job.created_at),
@@ -120,8 +150,19 @@ def job_view(job: JobRecord, base_path: str = "/v1/tts/jobs") -> dict[str, Any]:
             "chapters_total": len(job.chapters),
             "characters_done": chars_done,
             "characters_total": chars_total,
-            "audio_seconds": round(sum(c.audio_seconds or 0.0 for c in done), 3),
+            "audio_seconds": round(
+                sum(c.audio_seconds or 0.0 for c in [*done, *([running] if running else [])]), 3
+            ),
             "eta_seconds": eta,
+            "chapter": None
+            if running is None
+            else {"index": running.index, "audio_seconds": round(running.audio_seconds or 0.0, 3)},
+        },
+        "stalled": None
+        if status != "stalled"
+        else {
+            "since": iso(job.heartbeat_at if job.heartbeat_at is not None else job.lease_expires),
+            "retry_at": iso(job.lease_expires),  # past: taken as soon as a worker is free
         },
         "book_url": f"{url}/book" if job.book_done else None,
         "error": None

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +56,21 @@ class JobFiles:
 
     def book(self, job_id: str, fmt: str) -> Path:
         return self.folder(job_id) / f"book.{FILE_EXTENSIONS.get(fmt, fmt)}"
+
+    def size(self, job_ids: Sequence[str]) -> int:
+        """Bytes the jobs' folders hold (blocking)."""
+        return sum(
+            path.stat().st_size
+            for job_id in job_ids
+            if self.folder(job_id).is_dir()
+            for path in self.folder(job_id).iterdir()
+            if path.is_file()
+        )
+
+    def has_room(self, min_free_mb: int) -> bool:
+        """Whether the jobs directory's disk has at least `min_free_mb` free (blocking)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return shutil.disk_usage(self.root).free >= min_free_mb * 1_000_000
 
 
 @dataclass(frozen=True)
@@ -96,9 +113,11 @@ async def render_chapter(
     access: AccessServices,
     key: ApiKeyRecord,
     files: JobFiles,
+    progress: Callable[[float], None] | None = None,
 ) -> RenderedChapter:
     """Render `chapter` into its WAV and its file; raises the service's error (nothing charged) when it fails, and
-    CancelledError (refunded: the partial audio reaches nobody) when the job is cancelled or the server stops."""
+    CancelledError (refunded: the partial audio reaches nobody) when the job is cancelled or the server stops.
+    `progress` is told the audio seconds written so far, at each block (the runner's heartbeat stores it)."""
     started = time.perf_counter()
     request_id = f"job-{job.id}-{chapter.index}-{uuid.uuid4().hex[:8]}"
     grant = AccessGrant(key=key, services=access, request_id=request_id)
@@ -131,6 +150,8 @@ async def render_chapter(
                 out.write(data)
                 size += len(data)
                 accounting.audio_sent()
+                if progress is not None:
+                    progress(size / 2 / rate)
             if size & 1:
                 out.write(b"\x00")
             out.seek(0)

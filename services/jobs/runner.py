@@ -1,9 +1,11 @@
 """The process's job worker: claims jobs from the store, renders their chapters one at a time, writes the book.
 
 One `JobRunner` per process (started and stopped by the app's lifespan). It claims a job only while the model is
-ready and fewer than TTS_JOBS_MAX_CONCURRENT of its own run; a claimed job holds a lease that a heartbeat renews
-every third of TTS_JOBS_LEASE_S. The job continues from its first chapter not done: a chapter cut mid-way (this
-process died, or stopped) is rendered again from its start, its partial files replaced. A lost lease or a cancel
+ready and fewer than TTS_JOBS_MAX_CONCURRENT of its own run; a claim is for one chapter: the lease is given back
+after it, and the next claim serves the key that waited longest (services/jobs/store.py), so keys take turns. While
+a chapter renders, a heartbeat every TTS_JOBS_PROGRESS_S (at most a third of TTS_JOBS_LEASE_S) renews the lease
+and stores the chapter's audio seconds so far. The job continues from its first chapter not done: a chapter cut
+mid-way (this process died, or stopped) is rendered again from its start, its partial files replaced. A lost lease or a cancel
 (DELETE, here or on another replica: the heartbeat sees it) cancels the chapter's task at once; finished chapters
 stay. Refusals that pass by themselves (the device busy with live streams, the model reloading) are waited out;
 a key out of credits fails the job with INSUFFICIENT_CREDITS, its finished chapters kept (`resume` queues it again).
@@ -64,6 +66,8 @@ class JobRunner:
         lease_s: float = 30.0,
         poll_s: float = 1.0,
         retention_s: float = 0.0,
+        progress_s: float = 2.0,
+        min_free_mb: int = 0,
         owner: str | None = None,
     ) -> None:
         self.store = store
@@ -75,6 +79,10 @@ class JobRunner:
         self.lease_s = lease_s
         self.poll_s = poll_s
         self.retention_s = retention_s  # 0: ended jobs are kept
+        self.heartbeat_s = min(progress_s, lease_s / 3)
+        self.min_free_mb = min_free_mb
+        self._disk_full = False
+        self.progress: dict[str, tuple[int, float]] = {}  # job id -> (running chapter, audio seconds so far)
         self._swept_at: float | None = None
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.running: dict[str, asyncio.Task[None]] = {}
@@ -112,7 +120,11 @@ class JobRunner:
         assert self._wake is not None
         while not self._stopping:
             try:
-                if self.speech.models.ready and len(self.running) < self.max_concurrent:
+                if (
+                    self.speech.models.ready
+                    and len(self.running) < self.max_concurrent
+                    and await self._room()
+                ):
                     job = await self.store.claim(self.owner, self.lease_s)
                     if job is not None:
                         self._launch(job)
@@ -123,6 +135,14 @@ class JobRunner:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
+
+    async def _room(self) -> bool:
+        """Whether the disk has room for another chapter (below TTS_JOBS_MIN_FREE_MB the queue waits)."""
+        room = await asyncio.to_thread(self.files.has_room, self.min_free_mb)
+        if not room and not self._disk_full:
+            logger.warning("job disk nearly full: no chapter starts", extra={"min_free_mb": self.min_free_mb})
+        self._disk_full = not room
+        return room
 
     async def _sweep_when_due(self) -> None:
         now = asyncio.get_running_loop().time()
@@ -158,9 +178,9 @@ class JobRunner:
 
         async def heartbeat() -> None:
             while True:
-                await asyncio.sleep(self.lease_s / 3)
+                await asyncio.sleep(self.heartbeat_s)
                 try:
-                    held = await self.store.renew(job.id, self.owner, self.lease_s)
+                    held = await self.store.renew(job.id, self.owner, self.lease_s, self.progress.get(job.id))
                 except Exception:  # noqa: BLE001 - keep the job; the lease still has two thirds to run
                     logger.exception("job lease renewal failed", extra={"job_id": job.id})
                     continue
@@ -191,6 +211,7 @@ class JobRunner:
             )
         finally:
             beat.cancel()
+            self.progress.pop(job.id, None)
 
     async def _reset_running(self, job: JobRecord) -> None:
         """A chapter cut mid-way is pending again, its unfinished files gone."""
@@ -216,6 +237,8 @@ class JobRunner:
 
 
 async def run_job(job: JobRecord, runner: JobRunner) -> None:
+    """Render the job's first chapter not done; then give the lease back for the next claim (another key's turn
+    first, if one waits), or, with every chapter done, write the book and end the job."""
     store, owner = runner.store, runner.owner
     try:
         key = await runner.key_of(job)
@@ -226,6 +249,10 @@ async def run_job(job: JobRecord, runner: JobRunner) -> None:
         if chapter.status == "done":
             continue
         await store.set_chapter(job.id, chapter.index, "running")
+
+        def note(seconds: float, job_id: str = job.id, index: int = chapter.index) -> None:
+            runner.progress[job_id] = (index, seconds)
+
         try:
             rendered = await _with_retries(
                 functools.partial(
@@ -236,6 +263,7 @@ async def run_job(job: JobRecord, runner: JobRunner) -> None:
                     access=runner.access,
                     key=key,
                     files=runner.files,
+                    progress=note,
                 )
             )
         except ServiceError as exc:
@@ -261,6 +289,9 @@ async def run_job(job: JobRecord, runner: JobRunner) -> None:
             request_id=rendered.request_id,
         )
         job = job.with_chapter(replace(chapter, status="done", audio_seconds=rendered.audio_seconds))
+        if any(c.status != "done" for c in job.chapters):
+            await store.release(job.id, owner)  # the next chapter waits for its turn
+            return
     book = job.options.book_format is not None
     if book:
         try:

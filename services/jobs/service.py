@@ -4,16 +4,17 @@ files and the worker it owns for the process."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from audio.encoders import check_format_rate
+from processing.voice_segments import voice_names
 from services.errors import ServiceError
 from services.jobs.book import BookChapter, check_book_format, write_book
 from services.jobs.records import ChapterRecord, JobOptions, JobRecord, job_view
@@ -22,6 +23,7 @@ from services.jobs.runner import JobRunner, remove_job
 from services.jobs.store import JobStore, SqliteJobStore
 from services.jobs.store_postgres import PostgresJobStore
 from services.jobs.tags import find_cover, save_cover
+from services.jobs.watch import JobWatch
 from services.keys.records import ApiKeyRecord
 from services.pipeline.speech import SpeechRequest, SpeechService
 from services.pipeline.synthesis import SamplingOptions
@@ -34,8 +36,15 @@ logger = logging.getLogger("services.jobs")
 
 CHAPTER_FORMATS = ("mp3", "wav", "flac", "opus", "aac")
 BOOK_FORMATS = ("m4b", "mp3")
-# How often a progress stream looks at the store (which another replica may be writing).
+# How often a job's shared progress poll reads the store (which another replica may be writing).
 EVENTS_POLL_S = 0.5
+# A running job whose holder has been quiet for this many heartbeats shows `stalled`.
+STALL_HEARTBEATS = 5
+# What a job id looks like: anything else is not found without asking the store.
+JOB_ID = re.compile(r"job_[0-9a-f]{32}")
+MAX_TITLE_CHARS = 500
+# Distinct `[voice:NAME]` voices one job may name (each is resolved at submission).
+MAX_JOB_VOICES = 32
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,10 @@ class JobService:
         self.store = store
         self.runner = runner
         self.files = files
+        self.stall_after_s = STALL_HEARTBEATS * runner.heartbeat_s
+        self.watch = JobWatch(
+            store, poll_s=EVENTS_POLL_S, per_key=settings.jobs.jobs_events_per_key, view=self.view
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, speech: SpeechService, access: AccessServices) -> JobService:
@@ -102,6 +115,8 @@ class JobService:
             max_concurrent=jobs.jobs_max_concurrent,
             lease_s=jobs.jobs_lease_s,
             retention_s=jobs.jobs_retention_s,
+            progress_s=jobs.jobs_progress_s,
+            min_free_mb=jobs.jobs_min_free_mb,
         )
         return cls(settings, store, runner, files)
 
@@ -109,8 +124,13 @@ class JobService:
         self.runner.start()
 
     async def close(self) -> None:
+        self.watch.close()
         await self.runner.stop()
         await self.store.close()
+
+    def view(self, job: JobRecord) -> dict[str, Any]:
+        """The job object the API shows (a job whose worker went quiet: `stalled`)."""
+        return job_view(job, stall_after_s=self.stall_after_s)
 
     # ------------------------------------------------------------------ routes
     def options(
@@ -187,8 +207,21 @@ class JobService:
         await speech.lexicon(
             probe, key.key_id
         )  # an unknown dictionary is refused now, as an unknown voice is
-        if speech.models.ready:
-            await speech.voice(probe, key.key_id)
+        if title is not None and len(title) > MAX_TITLE_CHARS:
+            raise ServiceError(
+                "VALIDATION_ERROR", f"Invalid 'title': at most {MAX_TITLE_CHARS} characters.", "title"
+            )
+        names = list(dict.fromkeys(name for c in chapters for name in voice_names(c.text)))
+        if len(names) > MAX_JOB_VOICES:
+            raise ServiceError(
+                "VALIDATION_ERROR",
+                f"Invalid 'text': at most {MAX_JOB_VOICES} [voice:NAME] voices per job.",
+                "text",
+            )
+        if speech.models.ready:  # every voice a chapter names exists now, not when that chapter renders
+            for name in (options.voice, *names):
+                await speech.voice(replace(probe, voice=name), key.key_id)
+        await self._check_room(key, total)
         parts = split_long(chapters, self.settings.limits.max_text_chars)
         job = JobRecord(
             id=f"job_{uuid.uuid4().hex}",
@@ -211,10 +244,48 @@ class JobService:
         )
         return job
 
+    def check_credits(self, key: ApiKeyRecord) -> None:
+        """A key with no credits left (credits on) queues nothing: refused before its document is even read."""
+        balance = key.credit_balance
+        if self.settings.usage.credits_enabled and balance is not None and balance <= 0:
+            raise ServiceError(
+                "INSUFFICIENT_CREDITS",
+                "This key has no credits left; top it up before queueing a job.",
+                status=403,
+            )
+
+    async def _check_room(self, key: ApiKeyRecord, characters: int) -> None:
+        """Nothing is stored for free: a key with no credits stores no job; a key's queued characters and stored
+        bytes stay under their quotas; a nearly full disk takes no job."""
+        jobs = self.settings.jobs
+        self.check_credits(key)
+        queued = await self.store.queued_characters(key.key_id)
+        if queued + characters > jobs.jobs_queued_chars_per_key:
+            raise ServiceError(
+                "TEXT_TOO_LONG",
+                f"Invalid 'text': this key has {queued} characters queued in jobs; at most "
+                f"{jobs.jobs_queued_chars_per_key} at once (wait for them, or cancel one).",
+                "text",
+            )
+        stored = await asyncio.to_thread(self.files.size, await self.store.job_ids(key.key_id))
+        if stored > jobs.jobs_stored_mb_per_key * 1_000_000:
+            raise ServiceError(
+                "PAYLOAD_TOO_LARGE",
+                f"This key's jobs hold {stored // 1_000_000} MB of audio, over its "
+                f"{jobs.jobs_stored_mb_per_key} MB; delete finished jobs (DELETE /v1/tts/jobs/{{id}}) first.",
+                status=413,
+            )
+        if not await asyncio.to_thread(self.files.has_room, jobs.jobs_min_free_mb):
+            raise ServiceError(
+                "SERVICE_UNAVAILABLE",
+                "The server's disk for job files is nearly full; try again later.",
+                retry_after=60,
+            )
+
     async def job(self, job_id: str, key_id: str) -> JobRecord:
-        job = await self.store.get(job_id, key_id)
+        job = await self.store.get(job_id, key_id) if JOB_ID.fullmatch(job_id) else None
         if job is None:
-            raise ServiceError("NOT_FOUND", f"No job {job_id!r} for this key.", "job_id")
+            raise ServiceError("NOT_FOUND", f"No job {job_id[:40]!r} for this key.", "job_id")
         return job
 
     async def jobs(self, key_id: str) -> list[JobRecord]:
@@ -274,16 +345,8 @@ class JobService:
         return self.files.book(job.id, job.options.book_format), job.options.book_format
 
     async def events(self, job_id: str, key_id: str) -> AsyncIterator[tuple[str, str]]:
-        """(event, data) for a server-sent-events stream: `progress` with the job object at each change, then
-        the job's final status once, then the end."""
-        last = None
-        while True:
-            job = await self.job(job_id, key_id)
-            data = json.dumps(job_view(job))
-            if data != last:
-                last = data
-                yield "progress", data
-            if job.final:
-                yield job.status, data
-                return
-            await asyncio.sleep(EVENTS_POLL_S)
+        """(event, data) for a server-sent-events stream (services/jobs/watch.py); 404 for another key's job and
+        429 past the key's open streams, before the stream starts."""
+        await self.job(job_id, key_id)
+        self.watch.admit(key_id)
+        return self.watch.events(job_id, key_id)

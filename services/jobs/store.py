@@ -2,9 +2,14 @@
 PostgreSQL (services/jobs/store_postgres.py, where the service has a database) behind it.
 
 A job belongs to one key: every read, list and cancel names the key, and another key's job is not found. Running
-a job needs its lease: `claim` takes a queued or unfinished job whose lease expired (a process that died leaves
-its lease to expire, so another picks the job up; two processes never hold one job at once), `renew` extends it
-while the job runs and tells the runner when it lost it or the job was cancelled.
+a chapter needs the job's lease: `claim` takes a queued or unfinished job whose lease expired (a process that died
+leaves its lease to expire, so another picks the job up; two processes never hold one job at once), `renew`
+extends it while the chapter runs and tells the runner when it lost it or the job was cancelled. The runner gives
+the lease back after each chapter (`release`), and `claim` serves the key whose last chapter started longest ago:
+one key's long queue holds another key's first chapter for at most one chapter.
+
+Reads (`get`, `list`) load chapters without their text (a poll never reads a book); `claim` loads the text of the
+one chapter it hands out.
 """
 
 from __future__ import annotations
@@ -34,10 +39,20 @@ class JobStore(Protocol):
         """The key's jobs, newest first."""
 
     async def claim(self, owner: str, lease_s: float) -> JobRecord | None:
-        """Take the oldest queued or unfinished job whose lease has expired; None when there is none."""
+        """Take a queued or unfinished job whose lease has expired, of the key whose last claim is oldest (then
+        the key's oldest job), with the text of its first chapter not done; None when there is none."""
 
-    async def renew(self, job_id: str, owner: str, lease_s: float) -> bool:
-        """Extend `owner`'s lease; False when the lease is no longer its own or the job ended (cancelled)."""
+    async def queued_characters(self, key_id: str) -> int:
+        """Characters of the key's chapters not done, in its queued and running jobs."""
+
+    async def job_ids(self, key_id: str) -> tuple[str, ...]:
+        """Every job id of the key (its files' folders)."""
+
+    async def renew(
+        self, job_id: str, owner: str, lease_s: float, progress: tuple[int, float] | None = None
+    ) -> bool:
+        """Extend `owner`'s lease (and note its running chapter's audio seconds so far: `progress` (index,
+        seconds)); False when the lease is no longer its own or the job ended (cancelled)."""
 
     async def release(self, job_id: str, owner: str) -> None:
         """Give the lease up at once (shutdown): another process may resume the job without waiting."""
@@ -96,10 +111,13 @@ CREATE TABLE IF NOT EXISTS tts_jobs (
     book_done INTEGER NOT NULL DEFAULT 0,
     lease_owner TEXT,
     lease_expires REAL NOT NULL DEFAULT 0,
-    finished_at REAL
+    finished_at REAL,
+    claimed_at REAL NOT NULL DEFAULT 0,
+    heartbeat_at REAL
 );
 CREATE INDEX IF NOT EXISTS tts_jobs_key ON tts_jobs (key_id, created_at);
 CREATE INDEX IF NOT EXISTS tts_jobs_open ON tts_jobs (status, lease_expires);
+CREATE INDEX IF NOT EXISTS tts_jobs_turns ON tts_jobs (key_id, claimed_at);
 CREATE TABLE IF NOT EXISTS tts_job_chapters (
     job_id TEXT NOT NULL REFERENCES tts_jobs (id) ON DELETE CASCADE,
     idx INTEGER NOT NULL,
@@ -112,8 +130,25 @@ CREATE TABLE IF NOT EXISTS tts_job_chapters (
     PRIMARY KEY (job_id, idx)
 );
 """
-JOB_COLUMNS = "id, key_id, key_hash, title, options, status, created_at, error_code, error_message, book_done, finished_at"
-CHAPTER_COLUMNS = "idx, title, text, status, audio_seconds, render_seconds, request_id"
+JOB_COLUMNS = (
+    "id, key_id, key_hash, title, options, status, created_at, error_code, error_message, book_done, finished_at, "
+    "lease_owner, lease_expires, heartbeat_at"
+)
+# A chapter without its text (its length instead): {length} is the database's character count function.
+CHAPTER_LIGHT = "idx, title, '', status, audio_seconds, render_seconds, request_id, {length}(text)"
+# ...and with the text of the one chapter a claim hands out ({param}: that chapter's index).
+CHAPTER_CLAIMED = (
+    "idx, title, CASE WHEN idx = {param} THEN text ELSE '' END, status, audio_seconds, render_seconds, request_id, "
+    "{length}(text)"
+)
+# The claim order: the key whose last claim is oldest (a key never served first), then its oldest job.
+TURN_ORDER = "(SELECT max(t.claimed_at) FROM tts_jobs t WHERE t.key_id = tts_jobs.key_id), created_at, id"
+QUEUED_CHARACTERS = (
+    "SELECT sum({length}(c.text)) FROM tts_job_chapters c JOIN tts_jobs j ON j.id = c.job_id "
+    "WHERE j.key_id = {param} AND j.status IN ('queued', 'running') AND c.status != 'done'"
+)
+# Columns added after the first release of the table: (name, SQLite declaration).
+ADDED_COLUMNS = (("finished_at", "REAL"), ("claimed_at", "REAL NOT NULL DEFAULT 0"), ("heartbeat_at", "REAL"))
 
 
 def job_from_row(row: Sequence[Any], chapters: Sequence[Sequence[Any]]) -> JobRecord:
@@ -129,6 +164,9 @@ def job_from_row(row: Sequence[Any], chapters: Sequence[Sequence[Any]]) -> JobRe
         error_message=row[8],
         book_done=bool(row[9]),
         finished_at=None if row[10] is None else float(row[10]),
+        lease_owner=row[11],
+        lease_expires=float(row[12]),
+        heartbeat_at=None if row[13] is None else float(row[13]),
         chapters=tuple(
             ChapterRecord(
                 index=c[0],
@@ -138,6 +176,7 @@ def job_from_row(row: Sequence[Any], chapters: Sequence[Sequence[Any]]) -> JobRe
                 audio_seconds=c[4],
                 render_seconds=c[5],
                 request_id=c[6],
+                length=c[7] if len(c) > 7 else None,
             )
             for c in chapters
         ),
@@ -161,10 +200,11 @@ class SqliteJobStore:
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA foreign_keys=ON")
-            db.executescript(SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(tts_jobs)")}
-            if "finished_at" not in columns:  # a file written before jobs had a retention
-                db.execute("ALTER TABLE tts_jobs ADD COLUMN finished_at REAL")
+            for name, declaration in ADDED_COLUMNS:  # a file written by an older release
+                if columns and name not in columns:
+                    db.execute(f"ALTER TABLE tts_jobs ADD COLUMN {name} {declaration}")
+            db.executescript(SCHEMA)
             self._db = db
         return self._db
 
@@ -175,11 +215,13 @@ class SqliteJobStore:
 
         return await asyncio.to_thread(locked)
 
-    def _load(self, db: sqlite3.Connection, row: Sequence[Any] | None) -> JobRecord | None:
+    def _load(self, db: sqlite3.Connection, row: Sequence[Any] | None, text_of: int = -1) -> JobRecord | None:
+        """The job with its chapters, the text of chapter `text_of` only (-1: none)."""
         if row is None:
             return None
+        columns = CHAPTER_CLAIMED.format(param="?", length="length")
         chapters = db.execute(
-            f"SELECT {CHAPTER_COLUMNS} FROM tts_job_chapters WHERE job_id = ? ORDER BY idx", (row[0],)
+            f"SELECT {columns} FROM tts_job_chapters WHERE job_id = ? ORDER BY idx", (text_of, row[0])
         ).fetchall()
         return job_from_row(row, chapters)
 
@@ -226,6 +268,19 @@ class SqliteJobStore:
 
         return await self._run(read)
 
+    async def queued_characters(self, key_id: str) -> int:
+        def read(db: sqlite3.Connection) -> int:
+            row = db.execute(QUEUED_CHARACTERS.format(param="?", length="length"), (key_id,)).fetchone()
+            return int(row[0] or 0)
+
+        return await self._run(read)
+
+    async def job_ids(self, key_id: str) -> tuple[str, ...]:
+        def read(db: sqlite3.Connection) -> tuple[str, ...]:
+            return tuple(r[0] for r in db.execute("SELECT id FROM tts_jobs WHERE key_id = ?", (key_id,)))
+
+        return await self._run(read)
+
     async def claim(self, owner: str, lease_s: float) -> JobRecord | None:
         def take(db: sqlite3.Connection) -> JobRecord | None:
             now = self.clock()
@@ -233,26 +288,40 @@ class SqliteJobStore:
                 db.execute("BEGIN IMMEDIATE")  # the write lock first: two processes never take one job
                 row = db.execute(
                     f"SELECT {JOB_COLUMNS} FROM tts_jobs WHERE status IN ('queued', 'running') "
-                    "AND lease_expires < ? ORDER BY created_at, id LIMIT 1",
+                    f"AND lease_expires < ? ORDER BY {TURN_ORDER} LIMIT 1",
                     (now,),
                 ).fetchone()
                 if row is None:
                     return None
                 db.execute(
-                    "UPDATE tts_jobs SET status = 'running', lease_owner = ?, lease_expires = ? WHERE id = ?",
-                    (owner, now + lease_s, row[0]),
+                    "UPDATE tts_jobs SET status = 'running', lease_owner = ?, lease_expires = ?, claimed_at = ?, "
+                    "heartbeat_at = ? WHERE id = ?",
+                    (owner, now + lease_s, now, now, row[0]),
                 )
                 row = db.execute(f"SELECT {JOB_COLUMNS} FROM tts_jobs WHERE id = ?", (row[0],)).fetchone()
-                return self._load(db, row)
+                next_up = db.execute(
+                    "SELECT min(idx) FROM tts_job_chapters WHERE job_id = ? AND status != 'done'", (row[0],)
+                ).fetchone()[0]
+                return self._load(db, row, -1 if next_up is None else next_up)
 
         return await self._run(take)
 
-    async def renew(self, job_id: str, owner: str, lease_s: float) -> bool:
+    async def renew(
+        self, job_id: str, owner: str, lease_s: float, progress: tuple[int, float] | None = None
+    ) -> bool:
         def extend(db: sqlite3.Connection) -> bool:
+            now = self.clock()
             cursor = db.execute(
-                "UPDATE tts_jobs SET lease_expires = ? WHERE id = ? AND lease_owner = ? AND status = 'running'",
-                (self.clock() + lease_s, job_id, owner),
+                "UPDATE tts_jobs SET lease_expires = ?, heartbeat_at = ? "
+                "WHERE id = ? AND lease_owner = ? AND status = 'running'",
+                (now + lease_s, now, job_id, owner),
             )
+            if cursor.rowcount == 1 and progress is not None:
+                db.execute(
+                    "UPDATE tts_job_chapters SET audio_seconds = ? WHERE job_id = ? AND idx = ? "
+                    "AND status = 'running'",
+                    (progress[1], job_id, progress[0]),
+                )
             return cursor.rowcount == 1
 
         return await self._run(extend)

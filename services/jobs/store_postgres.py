@@ -1,4 +1,4 @@
-"""`JobStore` on PostgreSQL (deploy/sql/011_jobs.sql, 013_job_retention.sql), on the pool the service shares (services/database.py): jobs
+"""`JobStore` on PostgreSQL (deploy/sql/011_jobs.sql, 013_job_retention.sql, 014_job_turns.sql), on the pool the service shares (services/database.py): jobs
 survive a container move and every replica sees them. Leases are timed by the database's clock, so replicas with
 skewed clocks still never hold one job at once."""
 
@@ -8,9 +8,10 @@ from typing import Any
 
 from services.database import PostgresPool
 from services.jobs.records import ChapterStatus, JobRecord, JobStatus
-from services.jobs.store import CHAPTER_COLUMNS, JOB_COLUMNS, job_from_row
+from services.jobs.store import CHAPTER_CLAIMED, JOB_COLUMNS, QUEUED_CHARACTERS, TURN_ORDER, job_from_row
 
 NOW = "extract(epoch from clock_timestamp())"
+CHAPTERS = CHAPTER_CLAIMED.format(param="$2", length="char_length")
 
 
 class PostgresJobStore:
@@ -19,11 +20,12 @@ class PostgresJobStore:
     def __init__(self, pool: PostgresPool) -> None:
         self.pool = pool
 
-    async def _load(self, conn: Any, row: Any) -> JobRecord | None:
+    async def _load(self, conn: Any, row: Any, text_of: int = -1) -> JobRecord | None:
+        """The job with its chapters, the text of chapter `text_of` only (-1: none)."""
         if row is None:
             return None
         chapters = await conn.fetch(
-            f"SELECT {CHAPTER_COLUMNS} FROM tts_job_chapters WHERE job_id = $1 ORDER BY idx", row[0]
+            f"SELECT {CHAPTERS} FROM tts_job_chapters WHERE job_id = $1 ORDER BY idx", row[0], text_of
         )
         return job_from_row(tuple(row), [tuple(c) for c in chapters])
 
@@ -64,30 +66,56 @@ class PostgresJobStore:
             )
             return [job for row in rows if (job := await self._load(conn, row)) is not None]
 
+    async def queued_characters(self, key_id: str) -> int:
+        pool = await self.pool.get()
+        return int(
+            await pool.fetchval(QUEUED_CHARACTERS.format(param="$1", length="char_length"), key_id) or 0
+        )
+
+    async def job_ids(self, key_id: str) -> tuple[str, ...]:
+        pool = await self.pool.get()
+        return tuple(r[0] for r in await pool.fetch("SELECT id FROM tts_jobs WHERE key_id = $1", key_id))
+
     async def claim(self, owner: str, lease_s: float) -> JobRecord | None:
         pool = await self.pool.get()
         async with pool.acquire() as conn, conn.transaction():
             # SKIP LOCKED: replicas claiming at once take different jobs; the lease condition keeps a held one held.
             row = await conn.fetchrow(
-                f"UPDATE tts_jobs SET status = 'running', lease_owner = $1, lease_expires = {NOW} + $2 "
+                f"UPDATE tts_jobs SET status = 'running', lease_owner = $1, lease_expires = {NOW} + $2, "
+                f"claimed_at = {NOW}, heartbeat_at = {NOW} "
                 "WHERE id = (SELECT id FROM tts_jobs WHERE status IN ('queued', 'running') "
-                f"AND lease_expires < {NOW} ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) "
+                f"AND lease_expires < {NOW} ORDER BY {TURN_ORDER} LIMIT 1 FOR UPDATE SKIP LOCKED) "
                 f"RETURNING {JOB_COLUMNS}",
                 owner,
                 float(lease_s),
             )
-            return await self._load(conn, row)
+            if row is None:
+                return None
+            next_up = await conn.fetchval(
+                "SELECT min(idx) FROM tts_job_chapters WHERE job_id = $1 AND status != 'done'", row[0]
+            )
+            return await self._load(conn, row, -1 if next_up is None else next_up)
 
-    async def renew(self, job_id: str, owner: str, lease_s: float) -> bool:
+    async def renew(
+        self, job_id: str, owner: str, lease_s: float, progress: tuple[int, float] | None = None
+    ) -> bool:
         pool = await self.pool.get()
-        result = await pool.execute(
-            f"UPDATE tts_jobs SET lease_expires = {NOW} + $3 "
-            "WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+        index, seconds = progress if progress is not None else (-1, None)
+        # One statement: the lease, and the running chapter's progress only while the lease is still its own.
+        held = await pool.fetchval(
+            "WITH held AS (UPDATE tts_jobs SET lease_expires = "
+            f"{NOW} + $3, heartbeat_at = {NOW} "
+            "WHERE id = $1 AND lease_owner = $2 AND status = 'running' RETURNING id), "
+            "noted AS (UPDATE tts_job_chapters SET audio_seconds = $5 WHERE job_id IN (SELECT id FROM held) "
+            "AND idx = $4 AND status = 'running' AND $5::float8 IS NOT NULL) "
+            "SELECT count(*) FROM held",
             job_id,
             owner,
             float(lease_s),
+            index,
+            seconds,
         )
-        return str(result).endswith(" 1")
+        return held == 1
 
     async def release(self, job_id: str, owner: str) -> None:
         pool = await self.pool.get()

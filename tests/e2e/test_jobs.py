@@ -5,6 +5,7 @@ without rendering the finished chapter again, each chapter rendered to completio
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -18,6 +19,8 @@ import pytest
 from ebooklib import epub
 from mutagen.mp4 import MP4
 
+from services.jobs.records import job_view
+from services.jobs.store import SqliteJobStore
 from tests.e2e.conftest import RunningServer, start_server, stop_server
 
 KEY_A, KEY_B = "jobs-key-a-0123456789", "jobs-key-b-0123456789"
@@ -211,7 +214,17 @@ def test_a_job_resumes_after_its_server_is_killed_mid_chapter(demo_model_dir: Pa
             server.base_url, json_body={"text": text, "input_format": "markdown", "format": "wav"}
         ).json()
         job_id = job["id"]
-        wait_for(server.base_url, job_id, lambda j: j["chapters"][1]["status"] == "running")
+        # Progress moves within the chapter: its audio seconds so far, stored at each heartbeat.
+        moving = wait_for(
+            server.base_url,
+            job_id,
+            lambda j: (
+                j["chapters"][1]["status"] == "running" and (j["chapters"][1]["audio_seconds"] or 0) > 0
+            ),
+        )
+        assert (
+            moving["progress"]["chapter"]["index"] == 2 and moving["progress"]["chapter"]["audio_seconds"] > 0
+        )
         first_wav = tmp_path / "jobs" / job_id / "chapter-001.wav"
         before = (first_wav.stat().st_mtime_ns, first_wav.read_bytes())
         os.kill(server.process.pid, signal.SIGKILL)
@@ -219,6 +232,11 @@ def test_a_job_resumes_after_its_server_is_killed_mid_chapter(demo_model_dir: Pa
     finally:
         if server.process.poll() is None:
             stop_server(server)
+    # What the store says while no process is left: the job is stalled (its worker died), not running.
+    store = SqliteJobStore(tmp_path / "jobs" / "jobs.sqlite3")
+    stalled = job_view(asyncio.run(store.get(job_id, None)), now=time.time() + 5)
+    asyncio.run(store.close())
+    assert stalled["status"] == "stalled" and stalled["stalled"]["retry_at"], stalled
     again = start_server(demo_model_dir, tmp_path / "second.log", env)
     try:
         final = wait_for(again.base_url, job_id, lambda j: j["status"] in ("done", "failed"))

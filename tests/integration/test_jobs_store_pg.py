@@ -18,15 +18,15 @@ from services.jobs.store_postgres import PostgresJobStore
 pytestmark = pytest.mark.integration
 
 
-def job(key_id: str) -> JobRecord:
+def job(key_id: str, chapters: int = 2, created_at: float = 0.0) -> JobRecord:
     return JobRecord(
         id=f"job_test_{uuid.uuid4().hex}",
         key_id=key_id,
         key_hash="h" * 64,
         title="Book",
         options=JobOptions(format="wav"),
-        created_at=0.0,  # older than any real job: claimed first in a shared database
-        chapters=tuple(ChapterRecord(index=i, title=f"C{i}", text="x" * i) for i in (1, 2)),
+        created_at=created_at,  # 0: older than any real job: claimed first in a shared database
+        chapters=tuple(ChapterRecord(index=i, title=f"C{i}", text="x" * i) for i in range(1, chapters + 1)),
     )
 
 
@@ -58,6 +58,8 @@ async def test_two_replicas_never_hold_one_job(pg_dsn: str, stores) -> None:
         assert len(held) == 1
         got = await two.get(record.id, record.key_id)
         assert got is not None and got.status == "running" and [c.characters for c in got.chapters] == [1, 2]
+        assert [c.text for c in got.chapters] == ["", ""]  # reads carry no text
+        assert [c.text for c in held[0].chapters] == ["x", ""]  # a claim: its next chapter's only
     finally:
         await drop(pg_dsn, record.id)
 
@@ -120,8 +122,39 @@ async def test_the_migrations_are_idempotent(pg_dsn: str) -> None:
 
     conn = await asyncpg.connect(pg_dsn)
     try:
-        for name in ("011_jobs.sql", "013_job_retention.sql"):
+        for name in ("011_jobs.sql", "013_job_retention.sql", "014_job_turns.sql"):
             await conn.execute((SQL_DIR / name).read_text(encoding="utf-8"))
             await conn.execute((SQL_DIR / name).read_text(encoding="utf-8"))
     finally:
         await conn.close()
+
+
+async def test_keys_take_turns_one_chapter_each(pg_dsn: str, stores) -> None:
+    """Key A's long queue (two jobs of many chapters) holds key B's first chapter for one chapter at most, and the
+    holder's progress within a chapter reaches another replica."""
+    one, two = stores
+    a, b = f"key-a-{uuid.uuid4().hex[:8]}", f"key-b-{uuid.uuid4().hex[:8]}"
+    records = [job(a, chapters=20, created_at=-2.0), job(a, chapters=20, created_at=-1.5)]
+    for record in records:
+        await one.create(record)
+    try:
+        first = await one.claim("p1", 30)
+        assert first is not None and first.id == records[0].id
+        await one.set_chapter(first.id, 1, "running")
+        assert await one.renew(first.id, "p1", 30, progress=(1, 4.5))
+        seen = await two.get(first.id, a)
+        assert seen.chapters[0].audio_seconds == 4.5 and seen.heartbeat_at is not None
+        late = job(b, chapters=1, created_at=-1.0)
+        await two.create(late)
+        records.append(late)
+        await one.set_chapter(first.id, 1, "done", audio_seconds=5.0, render_seconds=1.0)
+        await one.release(first.id, "p1")
+        taken = await two.claim("p2", 30)
+        assert taken is not None and taken.key_id == b  # B's turn comes before A's second chapter
+        await two.finish(taken.id, "p2", "done")
+        again = await one.claim("p1", 30)  # B is served; A goes on (a shared database may hold others' jobs)
+        assert again is not None and again.key_id != b
+        await one.release(again.id, "p1")
+    finally:
+        for record in records:
+            await drop(pg_dsn, record.id)

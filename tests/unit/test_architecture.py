@@ -136,7 +136,11 @@ def test_every_socket_transport_opens_the_one_entrance() -> None:
         if not name.startswith("api."):
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in SESSION_PARTS:
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in SESSION_PARTS
+            ):
                 built.append(f"{name}:{node.lineno} builds {node.func.id}")
     assert not built, built
 

@@ -256,3 +256,71 @@ def test_an_ended_job_is_deleted_only_once_no_process_holds_it(tmp_path: Path) -
         await store.close()
 
     asyncio.run(scenario())
+
+
+def test_another_key_s_first_chapter_starts_within_one_chapter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+        long = job(chapters=6)
+        await store.create(long)
+        order: list[tuple[str, int]] = []
+        started = asyncio.Event()
+
+        async def rendering(job_record, chapter, **_) -> RenderedChapter:
+            order.append((job_record.key_id, chapter.index))
+            started.set()
+            await asyncio.sleep(0.05)
+            return RenderedChapter(audio_seconds=1.0, render_seconds=0.05, request_id="r")
+
+        monkeypatch.setattr(runner_module, "render_chapter", rendering)
+        runner = make_runner(store, tmp_path, [])
+        runner.start()
+        await asyncio.wait_for(started.wait(), 5)  # key A's first chapter renders
+        other = JobRecord(
+            id="j2",
+            key_id="B",
+            key_hash="1" * 64,
+            title=None,
+            options=JobOptions(format="wav", book_format=None),
+            created_at=2.0,
+            chapters=(ChapterRecord(index=1, title="Only", text="short"),),
+        )
+        await store.create(other)
+        runner.wake()
+        await until(lambda: _status(store, "done"))
+        await runner.stop()
+        assert order[:2] == [("anonymous", 1), ("B", 1)]  # B waited for one chapter, not six
+        assert [i for k, i in order if k == "anonymous"] == [1, 2, 3, 4, 5, 6]
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_heartbeat_stores_progress_within_a_chapter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+        await store.create(job(chapters=1))
+        seen: list[float] = []
+
+        async def rendering(job_record, chapter, *, progress, **_) -> RenderedChapter:
+            for second in range(1, 40):
+                progress(float(second))
+                await asyncio.sleep(0.01)
+                current = await store.get("j1", None)
+                seen.append(current.chapters[0].audio_seconds or 0.0)
+            return RenderedChapter(audio_seconds=40.0, render_seconds=0.4, request_id="r")
+
+        monkeypatch.setattr(runner_module, "render_chapter", rendering)
+        runner = make_runner(store, tmp_path, [])
+        runner.heartbeat_s = 0.05
+        runner.start()
+        await until(lambda: _status(store, "done"))
+        await runner.stop()
+        assert max(seen) > 5.0  # the stored progress moved while the chapter rendered
+        await store.close()
+
+    asyncio.run(scenario())

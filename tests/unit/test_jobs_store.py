@@ -129,19 +129,19 @@ def test_options_keep_a_lexicon_and_dictionaries_and_read_older_rows() -> None:
     assert older.lexicon == () and older.dictionaries == () and lexicon_of(older) is None
 
 
-def test_a_store_file_without_finished_at_is_upgraded(tmp_path: Path) -> None:
+def test_a_store_file_of_the_first_release_is_upgraded(tmp_path: Path) -> None:
     import sqlite3
 
     from services.jobs.store import SCHEMA
 
     path = tmp_path / "jobs.sqlite3"
     db = sqlite3.connect(path)
-    db.executescript(
-        SCHEMA.replace(
-            "    lease_expires REAL NOT NULL DEFAULT 0,\n    finished_at REAL\n",
-            "    lease_expires REAL NOT NULL DEFAULT 0\n",
-        )
-    )
+    first = SCHEMA.replace(
+        "    lease_expires REAL NOT NULL DEFAULT 0,\n    finished_at REAL,\n"
+        "    claimed_at REAL NOT NULL DEFAULT 0,\n    heartbeat_at REAL\n",
+        "    lease_expires REAL NOT NULL DEFAULT 0\n",
+    ).replace("CREATE INDEX IF NOT EXISTS tts_jobs_turns ON tts_jobs (key_id, claimed_at);\n", "")
+    db.executescript(first)
     assert "finished_at" not in {row[1] for row in db.execute("PRAGMA table_info(tts_jobs)")}
     db.close()
 
@@ -149,6 +149,80 @@ def test_a_store_file_without_finished_at_is_upgraded(tmp_path: Path) -> None:
         store = SqliteJobStore(path)
         await store.create(job("j1"))
         assert (await store.get("j1", "k1")).finished_at is None
+        assert (await store.claim("p1", 30)).heartbeat_at is not None
         await store.close()
 
     asyncio.run(scenario())
+
+
+def test_keys_take_turns_one_chapter_each(tmp_path: Path) -> None:
+    """Key A queues a long book first; key B's one-chapter job is claimed as soon as A's chapter gives its lease
+    back, not after A's whole queue."""
+
+    async def scenario() -> None:
+        clock = Clock()
+        store = SqliteJobStore(tmp_path / "jobs.sqlite3", clock=clock)
+        await store.create(job("a1", key_id="A", created_at=1.0, chapters=5))
+        await store.create(job("a2", key_id="A", created_at=2.0, chapters=5))
+        first = await store.claim("p1", lease_s=30)
+        assert first is not None and first.id == "a1"
+        clock.now += 1
+        await store.create(job("b1", key_id="B", created_at=clock.now, chapters=1))
+        await store.set_chapter("a1", 1, "done", audio_seconds=1.0, render_seconds=1.0)
+        await store.release("a1", "p1")  # A's chapter ended: the next claim is B's turn
+        clock.now += 1
+        order = []
+        for _ in range(4):
+            taken = await store.claim("p1", lease_s=30)
+            assert taken is not None
+            order.append(taken.key_id)
+            if taken.id == "b1":
+                await store.finish("b1", "p1", "done")
+            else:
+                await store.release(taken.id, "p1")
+            clock.now += 1
+        assert order[0] == "B" and order[1:] == ["A", "A", "A"]
+        await store.close()
+
+    run(scenario())
+
+
+def test_reads_carry_no_text_and_a_claim_the_next_chapter_s_only(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+        await store.create(job("a"))
+        await store.set_chapter("a", 1, "done", audio_seconds=1.0, render_seconds=1.0)
+        got = await store.get("a", "k1")
+        assert [c.text for c in got.chapters] == ["", "", ""]
+        assert [c.characters for c in got.chapters] == [10, 20, 30]
+        assert [c.text for c in (await store.list("k1"))[0].chapters] == ["", "", ""]
+        taken = await store.claim("p1", 30)
+        assert [c.text for c in taken.chapters] == ["", "x" * 20, ""]
+        assert [c.characters for c in taken.chapters] == [10, 20, 30]
+        await store.close()
+
+    run(scenario())
+
+
+def test_progress_within_a_chapter_and_a_dead_worker_shows_stalled(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        clock = Clock()
+        store = SqliteJobStore(tmp_path / "jobs.sqlite3", clock=clock)
+        await store.create(job("a"))
+        await store.claim("p1", lease_s=30)
+        await store.set_chapter("a", 1, "running")
+        clock.now += 2
+        assert await store.renew("a", "p1", 30, progress=(1, 3.25))
+        view = job_view(await store.get("a", "k1"), now=clock.now)
+        assert view["status"] == "running" and view["stalled"] is None
+        assert view["progress"]["chapter"] == {"index": 1, "audio_seconds": 3.25}
+        assert view["progress"]["audio_seconds"] == 3.25
+        clock.now += 11  # the worker was killed: no word for longer than the stall limit
+        view = job_view(await store.get("a", "k1"), now=clock.now)
+        assert view["status"] == "stalled"
+        assert view["stalled"]["retry_at"] == "1970-01-01T00:17:12Z"  # its lease's end: 1002 + 30
+        await store.release("a", "p1")  # between chapters nobody holds it: it waits for its turn
+        assert job_view(await store.get("a", "k1"), now=clock.now)["status"] == "queued"
+        await store.close()
+
+    run(scenario())
