@@ -9,12 +9,13 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import Grant, Runtime, SettingsDep, Speech
+from api.openai_models import OPENAI_MODEL_IDS
 from api.routes.tts import ERROR_RESPONSES, name_ignored_fields, respond, unknown_fields
 from api.schemas import OpenAISpeechRequest
 
 router = APIRouter(tags=["openai"])
 
-MODEL_IDS = ("spark-tts", "tts-1", "tts-1-hd")
+MODEL_IDS = OPENAI_MODEL_IDS
 _CREATED = int(time.time())
 
 
@@ -27,7 +28,12 @@ async def speech(
     ignored = unknown_fields(body)
     response = name_ignored_fields(
         await respond(
-            request, body.to_speech_request(settings), service, grant, sse=body.stream_format == "sse"
+            request,
+            body.to_speech_request(settings),
+            service,
+            grant,
+            sse=body.stream_format == "sse",
+            how_to_stream='"stream": true, a response_format other than wav, or "stream_format": "sse"',
         ),
         ignored,
     )

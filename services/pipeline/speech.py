@@ -28,7 +28,7 @@ from processing.ssml import KEY_SILENCE
 from processing.voice_description import VoiceAttributes
 from processing.voice_segments import has_voice_markers
 from services.errors import cloning_unavailable, voice_not_found
-from services.pipeline.audio_output import estimated_audio_bytes
+from services.pipeline.buffered import check_buffered
 from services.pipeline.hooks import ContinuityHooks, CustomVoices, PronunciationLexicons
 from services.pipeline.load_shed import BACKLOG
 from services.pipeline.markup import TextMarkup, markup_for, plan_request, ssml_rate, take_key_silence
@@ -353,6 +353,7 @@ class SpeechService:
         voice: Voice,
         *,
         buffered: bool,
+        how_to_stream: str | None = None,
         unstitched: Voice | None = None,
         segment_voices: Mapping[str, Voice] | None = None,
         markup: TextMarkup | None = None,
@@ -371,15 +372,13 @@ class SpeechService:
             check_plan_fits(resources, plan, voice)
         check_words_speakable(plan)
         if buffered:
-            estimate = estimated_audio_bytes(len(plan.text), speech.audio_format, speech.sample_rate)
-            if estimate > settings.limits.max_buffered_audio_mb * 2**20:
-                raise SynthesisError(
-                    "PAYLOAD_TOO_LARGE",
-                    f"Invalid 'stream': this text makes about {estimate // 2**20} MiB of {speech.audio_format} "
-                    f"audio, more than a non-streaming response holds ({settings.limits.max_buffered_audio_mb} MiB); "
-                    "send stream=true.",
-                    "stream",
-                )
+            check_buffered(
+                len(speech.text),
+                len(plan.text),
+                (speech.audio_format, speech.sample_rate),
+                settings.limits,
+                how_to_stream,
+            )
         return plan
 
     async def open(
@@ -389,6 +388,7 @@ class SpeechService:
         request_id: str,
         reserve_credits: CreditReserver | None = None,
         buffered: bool = False,
+        how_to_stream: str | None = None,
         key_id: str | None = None,
         check_balance: Callable[[], Awaitable[None]] | None = None,
     ) -> OpenedSpeech:
@@ -421,6 +421,7 @@ class SpeechService:
                     speech,
                     voice,
                     buffered=buffered,
+                    how_to_stream=how_to_stream,
                     unstitched=unstitched,
                     segment_voices=segment_voices,
                     markup=markup,
@@ -431,6 +432,7 @@ class SpeechService:
                     speech,
                     voice,
                     buffered=buffered,
+                    how_to_stream=how_to_stream,
                     unstitched=unstitched,
                     segment_voices=segment_voices,
                     markup=markup,
