@@ -269,7 +269,11 @@ class SpeechService:
                 replace(speech, voice=name, reference_audio=None, reference_text=None), key_id
             )
 
-        return await resolve_segment_voices(speech.text, voice, speech.voice, resolve)
+        written = (
+            speech.text_field != "inputs"
+        )  # ElevenLabs' dialogue writes its markers from inputs' voice_id
+        field = speech.text_field if written else None
+        return await resolve_segment_voices(speech.text, voice, speech.voice, resolve, field)
 
     async def stitched(self, speech: SpeechRequest, voice: Voice, key_id: str | None) -> Voice:
         """`voice` continuing `speech.previous_request_ids` (services.continuity)."""
@@ -372,13 +376,8 @@ class SpeechService:
             check_plan_fits(resources, plan, voice)
         check_words_speakable(plan)
         if buffered:
-            check_buffered(
-                len(speech.text),
-                len(plan.text),
-                (speech.audio_format, speech.sample_rate),
-                settings.limits,
-                how_to_stream,
-            )
+            audio = (speech.audio_format, speech.sample_rate)
+            check_buffered(len(speech.text), len(plan.text), audio, settings.limits, how_to_stream)
         return plan
 
     async def open(

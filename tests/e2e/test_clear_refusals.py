@@ -1,5 +1,6 @@
 """Requests a new user gets wrong, answered at once with what to do (issue 70's papercuts), against a real uvicorn
-server with curl: an unknown OpenAI model id, a long non-streamed request, the favicon every browser asks for."""
+server with curl: an unknown OpenAI model id, a long non-streamed request, an unknown voice in a `[voice:NAME]` marker,
+the favicon every browser asks for."""
 
 from __future__ import annotations
 
@@ -91,3 +92,23 @@ def test_the_favicon_is_served(server: RunningServer) -> None:
     status, headers, content = curl(f"{server.base_url}/favicon.ico")
     assert (status, headers["content-type"]) == (200, "image/x-icon")
     assert content[:4] == b"\x00\x00\x01\x00"  # an ICO file's header: reserved 0, type 1 (icon)
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "field"),
+    [
+        ("/v1/tts/generate", {"text": "Hi. [voice:bob] There.", "speaker": "default"}, "text"),
+        ("/v1/audio/speech", {"input": "Hi. [voice:bob] There.", "voice": "alloy"}, "input"),
+    ],
+    ids=["native", "openai"],
+)
+def test_an_unknown_voice_marker_is_named_with_its_position(
+    server: RunningServer, route: str, body: dict, field: str
+) -> None:
+    status, _, content = curl(f"{server.base_url}{route}", body)
+    error = _error(content)
+    assert (status, error["code"], error["param"]) == (400, "INVALID_SPEAKER", field)
+    assert f"Invalid '{field}': the voice marker '[voice:bob]' at position 4 " in error["message"], error[
+        "message"
+    ]
+    assert "default" in error["message"]  # the voices there are
