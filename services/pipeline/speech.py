@@ -335,7 +335,8 @@ class SpeechService:
 
     async def markup(self, speech: SpeechRequest, key_id: str | None) -> TextMarkup | None:
         """The request's SSML and alias rules (None: plain text, planned as ever)."""
-        return markup_for(speech.text, await self.lexicon(speech, key_id), ssml=speech.ssml)
+        lexicon = await self.lexicon(speech, key_id)
+        return markup_for(speech.text, lexicon, ssml=speech.ssml, text_field=speech.text_field)
 
     async def lexicon(self, speech: SpeechRequest, key_id: str | None) -> Lexicon | None:
         """The alias rules of the request's dictionaries (404 for one the key does not own), then its own."""

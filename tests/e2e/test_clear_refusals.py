@@ -112,3 +112,31 @@ def test_an_unknown_voice_marker_is_named_with_its_position(
         "message"
     ]
     assert "default" in error["message"]  # the voices there are
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "field", "named"),
+    [
+        (
+            "/v1/tts/generate",
+            {"text": '<speak>Wait <break time="5s"/> now.</speak>'},
+            "text",
+            ['<break time="5s"/> at position 12', "at most 3 s"],
+        ),
+        (
+            "/v1/audio/speech",
+            {"input": '<sub alias="World Wide Web">WWW and the rest.', "voice": "alloy"},
+            "input",
+            ["never closed", "</sub>"],
+        ),
+        ("/v1/tts/normalize", {"text": 'Hello <break time="1s" there'}, "text", ["no closing '>'"]),
+    ],
+    ids=["long-break", "unclosed-sub", "no-closing-bracket"],
+)
+def test_ssml_that_would_not_be_spoken_as_written_is_a_400_naming_the_tag(
+    server: RunningServer, route: str, body: dict, field: str, named: list[str]
+) -> None:
+    status, _, content = curl(f"{server.base_url}{route}", body)
+    error = _error(content)
+    assert (status, error["code"], error["param"]) == (400, "VALIDATION_ERROR", field)
+    assert all(n in error["message"] for n in [f"Invalid '{field}'", *named]), error["message"]
