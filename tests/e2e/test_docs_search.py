@@ -11,9 +11,10 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -79,11 +80,19 @@ def _search(driver, base: str, query: str) -> list[str]:
     driver.execute_script("arguments[0].focus()", box)
     box.send_keys(query)
 
-    def results(d) -> list[str] | bool:
-        links = d.find_elements(By.CSS_SELECTOR, ".md-search-result__item > a.md-search-result__link")
-        return [link.get_attribute("href") for link in links] or False
+    def links(d) -> list[str]:
+        found = d.find_elements(By.CSS_SELECTOR, ".md-search-result__item > a.md-search-result__link")
+        return [link.get_attribute("href") for link in found]
 
-    return WebDriverWait(driver, 30).until(results)
+    # Each typed letter searches again: wait until the whole query's results show and stay the same.
+    def settled(d) -> list[str] | bool:
+        first = links(d)
+        if not any(parse_qs(urlsplit(h).query).get("h") == [query] for h in first):  # the highlight names it
+            return False
+        time.sleep(0.5)
+        return first if links(d) == first else False
+
+    return WebDriverWait(driver, 30).until(settled)
 
 
 @pytest.mark.parametrize("query", ["quickstart", "getting started", "first request"])
