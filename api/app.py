@@ -203,6 +203,7 @@ def create_app(
     install_error_handlers(app)
     if settings.deployment.playground_enabled:
         app.include_router(playground.router)
+    app.include_router(playground.icon_router)
     for router in (
         health.router,
         tts.router,

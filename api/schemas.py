@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from api.openai_models import OpenAIModel
 from api.pronunciation_schemas import LexiconField
 from api.stitching import StitchingFields
 from api.voice_attributes import VoiceAttributeFields
@@ -395,8 +396,8 @@ class OpenAISpeechRequest(
 
     model_config = ConfigDict(extra="allow")
 
-    model: str = Field(
-        "spark-tts", max_length=128, description="Accepted for compatibility (tts-1, tts-1-hd, spark-tts)."
+    model: OpenAIModel = Field(
+        "spark-tts", max_length=128, description="spark-tts, tts-1, tts-1-hd or gpt-4o-mini-tts (one model)."
     )
     input: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS, description="Text to speak.")
     voice: str | OpenAIVoiceRef | None = Field(

@@ -1,7 +1,8 @@
 """The SSML subset every route that takes text reads (`looks_like_ssml` says when the HTTP routes do; ElevenLabs'
 sockets when a client sets `enable_ssml_parsing=true`; Cartesia's always); docs/api/ssml.md is the user's page.
 
-- `<break time="1.5s"/>` (or `"500ms"`) is a pause of that length, at most `MAX_BREAK_S` (ElevenLabs' cap); a break
+- `<break time="1.5s"/>` (or `"500ms"`) is a pause of that length, at most `MAX_BREAK_S` (ElevenLabs' cap: a whole
+  text asking for more is refused by `ssml_problem`, a socket's is clamped); a break
   with `strength` instead takes SSML's usual lengths (none 0 ... x-strong 1 s), a bare `<break/>` half a second.
 - `<p>` and `<s>` start a paragraph or sentence: a pause (`PARAGRAPH_S`, `SENTENCE_S`) after text already spoken.
 - `<sub alias="...">text</sub>` speaks the alias; `<say-as interpret-as="...">` (and Cartesia's `<spell>`) spells
@@ -161,6 +162,47 @@ def parse_ssml(text: str) -> list[str | float]:
     """Text pieces and pauses (seconds) in order: no empty text, no zero pause, neighbours of one kind merged."""
     parser = SsmlParser()
     return _merged(parser.feed(text) + parser.finish())
+
+
+# Tags whose end the text after them depends on: left open, the rest would be dropped (<sub>) or read as one form.
+_MUST_CLOSE = ("sub", "say-as", "spell")
+_KNOWN_TAG_START = re.compile(
+    r"<\s*/?\s*(speak|break|p|s|sub|say-as|spell|prosody|phoneme|emphasis|voice|lang)\b", re.I
+)
+
+
+def ssml_problem(text: str) -> str | None:
+    """What a complete SSML text asks that would not be spoken as written, as a sentence naming the tag and its
+    position (a route refuses it with a 400); None when there is nothing. A break longer than MAX_BREAK_S, a
+    `<sub>`/`<say-as>`/`<spell>` never closed, a tag with no `>`. Sockets, whose text arrives in pieces, clamp and
+    speak instead (module doc)."""
+    tags = list(_TAG.finditer(text))
+    for tag in tags:
+        if tag.group(2).lower() == "break" and tag.group(1) != "/":
+            time = _TIME.search(tag.group(3))
+            if time is not None:
+                seconds = float(time.group(1)) / (1000.0 if time.group(2).lower() == "ms" else 1.0)
+                if seconds > MAX_BREAK_S:
+                    return (
+                        f"{tag.group(0)} at position {tag.start()} asks for {seconds:g} s of silence; a break is at "
+                        f"most {MAX_BREAK_S:g} s (breaks in a row are one pause of at most {MAX_BREAK_S:g} s)"
+                    )
+    open_tags: list[tuple[str, re.Match[str]]] = []
+    for tag in tags:
+        name = tag.group(2).lower()
+        if name in _MUST_CLOSE and not tag.group(0).endswith("/>"):
+            if tag.group(1) != "/":
+                open_tags.append((name, tag))
+            elif open_tags and open_tags[-1][0] == name:
+                open_tags.pop()
+    if open_tags:
+        name, tag = open_tags[0]
+        return f"{tag.group(0)} at position {tag.start()} is never closed; end it with </{name}>"
+    covered = [(t.start(), t.end()) for t in tags]
+    for start in _KNOWN_TAG_START.finditer(text):
+        if not any(a <= start.start() < b for a, b in covered):
+            return f"the tag {start.group(0)!r} at position {start.start()} has no closing '>'"
+    return None
 
 
 def looks_like_ssml(text: str) -> bool:

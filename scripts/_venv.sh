@@ -55,8 +55,11 @@ ensure_venv() {
     echo "[setup] installing $TORCH_SPEC (CPU)"
     with_progress "torch" quiet_pip install -q "$TORCH_SPEC" || return 1
   fi
-  local stamp="$VENV/.installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)-$extras"
-  if [ ! -f "$stamp" ]; then
+  # One stamp per pyproject.toml and extras. A dev install holds everything serving needs, so scripts/serve after
+  # scripts/test accepts it, and scripts/test after scripts/serve finds its own stamp still there (no reinstall).
+  local base="$VENV/.installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
+  local stamp="$base-$extras"
+  if [ ! -f "$stamp" ] && [ ! -f "$base-dev" ]; then
     echo "[setup] installing the project${extras:+ with extras [$extras]}"
     with_progress "the project" quiet_pip install -q -e "$ROOT${extras:+[$extras]}" || return 1
     rm -f "$VENV"/.installed-*

@@ -31,7 +31,7 @@ class HealthReport:
     state: str
     model_loaded: bool
     model_version: str
-    demo_model: bool
+    demo_model: bool | None  # None while starting with TTS_MODEL_DIR set: not known until it is read
     sr_ready: bool
     sr_error: str | None
     engine: str

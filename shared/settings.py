@@ -248,6 +248,12 @@ class LimitsSettings(_Group):
         ge=1,
         description="Largest non-streaming response in MiB; larger requests get 413 and are told to stream.",
     )
+    max_unstreamed_chars: int = Field(
+        4096,
+        ge=1,
+        description="Longest text a non-streamed /v1/tts/generate or /v1/audio/speech request takes (OpenAI's own "
+        "input cap); longer ones get 413 at once, told to stream or to queue a job.",
+    )
     http_head_timeout_s: float = Field(
         10.0,
         ge=0,

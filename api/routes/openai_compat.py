@@ -11,13 +11,14 @@ from fastapi.responses import JSONResponse
 
 from api.deps import Grant, Model, SettingsDep, Speech
 from api.dialects.elevenlabs import models as elevenlabs_models
+from api.openai_models import OPENAI_MODEL_IDS
 from api.routes.tts import ERROR_RESPONSES, name_ignored_fields, respond, unknown_fields
 from api.schemas import OpenAISpeechRequest
 from services.model_status import ServingModel
 
 router = APIRouter(tags=["openai"])
 
-MODEL_IDS = ("spark-tts", "tts-1", "tts-1-hd")
+MODEL_IDS = OPENAI_MODEL_IDS
 _CREATED = int(time.time())
 
 
@@ -30,7 +31,12 @@ async def speech(
     ignored = unknown_fields(body)
     response = name_ignored_fields(
         await respond(
-            request, body.to_speech_request(settings), service, grant, sse=body.stream_format == "sse"
+            request,
+            body.to_speech_request(settings),
+            service,
+            grant,
+            sse=body.stream_format == "sse",
+            how_to_stream='"stream": true, a response_format other than wav, or "stream_format": "sse"',
         ),
         ignored,
     )

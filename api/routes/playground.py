@@ -2,7 +2,7 @@
 
 Served by the app itself from api/static/playground/ with a strict Content-Security-Policy: scripts, styles and
 connections to this origin only, no inline code, no third-party requests. `/` redirects here. TTS_PLAYGROUND_ENABLED
-=false removes both routes (404).
+=false removes both routes (404). `/favicon.ico` is served either way (`icon_router`): every browser asks for it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from api.errors import ApiError
 
 router = APIRouter(include_in_schema=False)
+icon_router = APIRouter(include_in_schema=False)
 
 STATIC = Path(__file__).resolve().parents[1] / "static" / "playground"
 ASSETS = {
@@ -51,3 +52,10 @@ async def asset(asset: str) -> Response:
     if asset not in ASSETS:  # a fixed list: no path from the request reaches the file system
         raise ApiError("NOT_FOUND", f"No playground asset {asset!r}.")
     return FileResponse(STATIC / asset, media_type=ASSETS[asset], headers=SECURITY_HEADERS)
+
+
+@icon_router.get("/favicon.ico")
+async def favicon() -> Response:
+    return FileResponse(
+        STATIC / "favicon.ico", media_type="image/x-icon", headers={"Cache-Control": "public, max-age=86400"}
+    )

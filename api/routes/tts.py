@@ -81,9 +81,12 @@ async def respond(
     captions: str | None = None,
     timed: TimedAnswer | None = None,
     framing: Framing | None = None,
+    how_to_stream: str | None = None,
 ) -> Response:
     """Open the job through the speech service, account for it, and answer (streamed, SSE or complete).
-    `timed` / `framing`: a dialect's own shape of a complete answer with timestamps / of a streamed one."""
+    `timed` / `framing`: a dialect's own shape of a complete answer with timestamps / of a streamed one.
+    `how_to_stream`: how this route's client asks for a stream; given, a complete answer longer than
+    TTS_MAX_UNSTREAMED_CHARS is refused, naming it."""
     settings = service.settings
     received_at = request.scope.get("state", {}).get("received_at", time.perf_counter())
     try:
@@ -92,6 +95,7 @@ async def respond(
             request_id=request.scope["state"]["request_id"],
             reserve_credits=grant.check_credits,
             buffered=not (speech.stream or sse),
+            how_to_stream=how_to_stream,
             key_id=grant.key_id,
             check_balance=grant.check_balance,
         )
@@ -187,6 +191,13 @@ async def generate(
 ) -> Response:
     ignored = unknown_fields(body)
     return name_ignored_fields(
-        await respond(request, body.to_speech_request(settings), service, grant, captions=body.captions),
+        await respond(
+            request,
+            body.to_speech_request(settings),
+            service,
+            grant,
+            captions=body.captions,
+            how_to_stream='"stream": true',
+        ),
         ignored,
     )

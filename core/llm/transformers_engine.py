@@ -30,6 +30,7 @@ the ids drawn equal those of the full head banned to the same rows, greedy or se
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import threading
 from collections.abc import AsyncGenerator, Sequence
@@ -195,6 +196,11 @@ class TransformersEngine:
     ) -> None:
         self._model = model
         self._device = torch.device(device)
+        # transformers 5.24 renamed the KV cache argument and output `past_key_values` -> `cache` and warns (a
+        # FutureWarning on every start) on the old name; the vLLM image pins 5.20, which knows only the old one.
+        self._cache_name = (
+            "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        )
         # The input embedding's weight ([vocab, hidden]); torch types a submodule's attribute as Tensor | Module.
         self._vocab_size = int(cast(torch.Tensor, model.get_input_embeddings().weight).shape[0])
         # The grammar head: the ids it can emit (sorted, so a row's order is its id's order) and their weight rows.
@@ -395,12 +401,14 @@ class TransformersEngine:
     def _step(self, input_ids: torch.Tensor, cache: object) -> tuple[torch.Tensor, object]:
         """One forward: float32 logits of the last position (over the head's rows) and the new KV cache."""
         if self._head_weight is None:
-            out = self._model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
-            return out.logits[0, -1].float(), out.past_key_values
+            out = self._model(
+                input_ids=input_ids, **{self._cache_name: cache}, use_cache=True, logits_to_keep=1
+            )
+            return out.logits[0, -1].float(), getattr(out, self._cache_name)
         # The decoder without its head; the head's matmul on the last position's [1, 1, hidden], as the full head does.
-        out = self._model.get_decoder()(input_ids=input_ids, past_key_values=cache, use_cache=True)
+        out = self._model.get_decoder()(input_ids=input_ids, **{self._cache_name: cache}, use_cache=True)
         logits = torch.nn.functional.linear(out.last_hidden_state[:, -1:], self._head_weight, self._head_bias)
-        return logits[0, -1].float(), out.past_key_values
+        return logits[0, -1].float(), getattr(out, self._cache_name)
 
     def _pick(
         self,

@@ -140,6 +140,14 @@ class ModelRuntime:
         return bool(self.checkpoint and self.checkpoint.is_demo)
 
     @property
+    def demo_model_expected(self) -> bool | None:
+        """For health while starting: the checkpoint's flag once read; before that True when no TTS_MODEL_DIR is
+        set (the demo is what gets built), else None (not known until the directory is read)."""
+        if self.checkpoint is not None:
+            return self.checkpoint.is_demo
+        return True if self.settings.model.model_dir is None else None
+
+    @property
     def ready(self) -> bool:
         return self.state == RuntimeState.READY
 
@@ -538,7 +546,7 @@ class ModelRuntime:
             state=self.state.value,
             model_loaded=self.model_loaded,
             model_version=self.model_version,
-            demo_model=self.is_demo,
+            demo_model=self.demo_model_expected,
             sr_ready=self.sr_ready,
             sr_error=self.sr_error,
             engine=self.settings.llm.engine,

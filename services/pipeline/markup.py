@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from processing.ssml import BreakBudget, SilenceWindow, SsmlParser, looks_like_ssml
+from processing.ssml import BreakBudget, SilenceWindow, SsmlParser, looks_like_ssml, ssml_problem
 from processing.voice_segments import has_voice_markers
 from services.errors import SynthesisError
 from services.pipeline.text_plan import (
@@ -33,10 +33,16 @@ class TextMarkup:
     lexicon: Lexicon | None = None
 
 
-def markup_for(text: str, lexicon: Lexicon | None, *, ssml: bool | None = None) -> TextMarkup | None:
+def markup_for(
+    text: str, lexicon: Lexicon | None, *, ssml: bool | None = None, text_field: str = "text"
+) -> TextMarkup | None:
     """The markup a request's text carries: SSML when `ssml` says so (None: when the text looks like SSML), alias
-    rules when there are any; None for plain text (the plain path, unchanged)."""
+    rules when there are any; None for plain text (the plain path, unchanged). SSML that would not be spoken as
+    written (a break over 3 s, an unclosed <sub>, a tag with no '>') is a 400 naming the tag (`text_field`)."""
     is_ssml = looks_like_ssml(text) if ssml is None else ssml
+    problem = ssml_problem(text) if is_ssml else None
+    if problem is not None:
+        raise SynthesisError("VALIDATION_ERROR", f"Invalid '{text_field}': {problem}.", text_field)
     if lexicon is not None and not lexicon.rules:
         lexicon = None
     if not is_ssml and lexicon is None:

@@ -27,7 +27,7 @@ from processing.lexicon import DictionaryLocator, Lexicon
 from processing.voice_description import VoiceAttributes
 from processing.voice_segments import has_voice_markers
 from services.errors import cloning_unavailable, voice_not_found
-from services.pipeline.audio_output import estimated_audio_bytes
+from services.pipeline.buffered import check_buffered
 from services.pipeline.hooks import ContinuityHooks, CustomVoices, PronunciationLexicons
 from services.pipeline.load_shed import BACKLOG
 from services.pipeline.markup import TextMarkup, markup_for, plan_request, ssml_rate, take_key_silence
@@ -271,7 +271,11 @@ class SpeechService:
                 replace(speech, voice=name, reference_audio=None, reference_text=None), key_id
             )
 
-        return await resolve_segment_voices(speech.text, voice, speech.voice, resolve)
+        written = (
+            speech.text_field != "inputs"
+        )  # ElevenLabs' dialogue writes its markers from inputs' voice_id
+        field = speech.text_field if written else None
+        return await resolve_segment_voices(speech.text, voice, speech.voice, resolve, field)
 
     async def stitched(self, speech: SpeechRequest, voice: Voice, key_id: str | None) -> Voice:
         """`voice` continuing `speech.previous_request_ids` (services.continuity)."""
@@ -334,7 +338,8 @@ class SpeechService:
 
     async def markup(self, speech: SpeechRequest, key_id: str | None) -> TextMarkup | None:
         """The request's SSML and alias rules (None: plain text, planned as ever)."""
-        return markup_for(speech.text, await self.lexicon(speech, key_id), ssml=speech.ssml)
+        lexicon = await self.lexicon(speech, key_id)
+        return markup_for(speech.text, lexicon, ssml=speech.ssml, text_field=speech.text_field)
 
     async def lexicon(self, speech: SpeechRequest, key_id: str | None) -> Lexicon | None:
         """The alias rules of the request's dictionaries (404 for one the key does not own), then its own."""
@@ -356,6 +361,7 @@ class SpeechService:
         voice: Voice,
         *,
         buffered: bool,
+        how_to_stream: str | None = None,
         unstitched: Voice | None = None,
         segment_voices: Mapping[str, Voice] | None = None,
         markup: TextMarkup | None = None,
@@ -374,15 +380,8 @@ class SpeechService:
             check_plan_fits(resources, plan, voice)
         check_words_speakable(plan)
         if buffered:
-            estimate = estimated_audio_bytes(len(plan.text), speech.audio_format, speech.sample_rate)
-            if estimate > settings.limits.max_buffered_audio_mb * 2**20:
-                raise SynthesisError(
-                    "PAYLOAD_TOO_LARGE",
-                    f"Invalid 'stream': this text makes about {estimate // 2**20} MiB of {speech.audio_format} "
-                    f"audio, more than a non-streaming response holds ({settings.limits.max_buffered_audio_mb} MiB); "
-                    "send stream=true.",
-                    "stream",
-                )
+            audio = (speech.audio_format, speech.sample_rate)
+            check_buffered(len(speech.text), len(plan.text), audio, settings.limits, how_to_stream)
         return plan
 
     async def open(
@@ -392,6 +391,7 @@ class SpeechService:
         request_id: str,
         reserve_credits: CreditReserver | None = None,
         buffered: bool = False,
+        how_to_stream: str | None = None,
         key_id: str | None = None,
         check_balance: Callable[[], Awaitable[None]] | None = None,
     ) -> OpenedSpeech:
@@ -424,6 +424,7 @@ class SpeechService:
                     speech,
                     voice,
                     buffered=buffered,
+                    how_to_stream=how_to_stream,
                     unstitched=unstitched,
                     segment_voices=segment_voices,
                     markup=markup,
@@ -434,6 +435,7 @@ class SpeechService:
                     speech,
                     voice,
                     buffered=buffered,
+                    how_to_stream=how_to_stream,
                     unstitched=unstitched,
                     segment_voices=segment_voices,
                     markup=markup,

@@ -86,7 +86,8 @@ def test_openai_route_takes_segments_and_refuses_an_unknown_voice(server: Runnin
     )
     assert refused.status_code == 400, refused.text
     error = refused.json()["error"]
-    assert error["param"] == "voice" and "'nobody'" in error["message"]
+    assert error["param"] == "input" and "'nobody'" in error["message"]  # the marker in the text, not `voice`
+    assert "the voice marker '[voice:nobody]' at position 4" in error["message"]
 
 
 def test_text_to_dialogue_file_and_stream(server: RunningServer) -> None:

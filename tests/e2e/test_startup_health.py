@@ -96,6 +96,7 @@ def test_health_answers_while_the_engine_is_still_being_built(demo_model_dir: Pa
             status, health = curl(f"{base}/v1/tts/health")
             assert status == 200, "no answer from /v1/tts/health while the engine was being built"
             assert health["state"] == "loading" and health["model_loaded"] is False
+            assert health["demo_model"] is True  # what is loading, not a false "not the demo"
             status, ready = curl(f"{base}/v1/tts/ready")
             assert (status, ready["ready"], ready["state"]) == (503, False, "loading")
         gate.touch()

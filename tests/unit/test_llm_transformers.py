@@ -340,3 +340,18 @@ async def test_a_background_request_takes_no_step_while_a_live_one_generates(
     assert await job_task == alone  # the same ids as alone, only later
     assert "job" not in events[: events.index("job")] and "live" not in events[events.index("job") :]
     assert engine.active_requests() == set()
+
+
+@pytest.mark.parametrize("head_ids", [None, list(range(0, 1000, 3))], ids=["full head", "grammar head"])
+async def test_a_stream_passes_the_cache_by_its_current_name(
+    hf_model: torch.nn.Module, head_ids: list[int] | None, recwarn: pytest.WarningsRecorder
+) -> None:
+    """transformers 5.24 renamed `past_key_values` to `cache` and warns (FutureWarning, once per process) on the old
+    name; the engine uses whichever name the installed version's forward takes, so no start warns."""
+    import warnings
+
+    warnings.simplefilter("always")  # a once-per-process warning seen by an earlier test still shows here
+    eng = TransformersEngine(hf_model, device="cpu", head_ids=head_ids)
+    assert len(_flat([d async for d in eng.stream(PROMPT, GREEDY, "r-cache")])) == GREEDY.max_tokens
+    deprecations = [w for w in recwarn if issubclass(w.category, (FutureWarning, DeprecationWarning))]
+    assert not [str(w.message) for w in deprecations if "past_key_values" in str(w.message)]

@@ -67,3 +67,50 @@ def test_a_long_install_prints_progress_and_keeps_its_status(tmp_path: Path) -> 
         lines
     )
     assert lines[-1] == "status 4"
+
+
+def test_serve_after_test_and_back_installs_the_project_once(tmp_path: Path) -> None:
+    """The stamp is per extras, but a dev install satisfies serving: scripts/test, scripts/serve, scripts/test
+    installs the project once (each install is one line in the fake pip's log)."""
+    root = tmp_path / "repo"
+    (root / "scripts").mkdir(parents=True)
+    (root / "scripts" / "_venv.sh").write_text(VENV_SH.read_text())
+    (root / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    log = tmp_path / "pip.log"
+    fake_python = root / ".venv" / "bin" / "python"
+    fake_python.parent.mkdir(parents=True)
+    fake_python.write_text(f'#!/bin/sh\n[ "$1" = "-c" ] && exit 0\necho "$@" >> "{log}"\n')
+    fake_python.chmod(0o755)
+    for extras in ("dev", "", "dev", ""):
+        done = subprocess.run(
+            ["bash", "-c", f'source "{root}/scripts/_venv.sh"\nensure_venv "{extras}"'],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+    installs = log.read_text().splitlines()
+    assert len(installs) == 1 and installs[0].endswith("[dev]"), installs
+
+
+def test_serve_first_then_test_installs_the_dev_extras_once(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    (root / "scripts").mkdir(parents=True)
+    (root / "scripts" / "_venv.sh").write_text(VENV_SH.read_text())
+    (root / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    log = tmp_path / "pip.log"
+    fake_python = root / ".venv" / "bin" / "python"
+    fake_python.parent.mkdir(parents=True)
+    fake_python.write_text(f'#!/bin/sh\n[ "$1" = "-c" ] && exit 0\necho "$@" >> "{log}"\n')
+    fake_python.chmod(0o755)
+    for extras in ("", "dev", "", "dev"):
+        subprocess.run(
+            ["bash", "-c", f'source "{root}/scripts/_venv.sh"\nensure_venv "{extras}"'],
+            cwd=root,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+    installs = log.read_text().splitlines()
+    assert [line.endswith("[dev]") for line in installs] == [False, True], installs

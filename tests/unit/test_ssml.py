@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api import create_app
-from processing.ssml import MAX_BREAK_S, BreakBudget, parse_ssml
+from processing.ssml import MAX_BREAK_S, BreakBudget, parse_ssml, ssml_problem
 from services.deployment.runtime import ModelRuntime
 from shared.settings import Settings
 from tests.conftest import wait_in_portal
@@ -253,3 +253,37 @@ def test_a_keys_break_silence_is_bounded_per_minute_across_its_requests() -> Non
     first = windows.of("a")
     windows.of("b"), windows.of("c")  # "a" is the least recently used: forgotten
     assert windows.of("a") is not first
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        (
+            '<speak>Hi <break time="5s"/> there</speak>',
+            ['<break time="5s"/> at position 10', "5 s", "at most 3 s"],
+        ),
+        ('Hi <break time="3500ms"/>.', ["3.5 s", "at most 3 s"]),
+        (
+            '<sub alias="World Wide Web">WWW and the rest.',
+            ['<sub alias="World Wide Web"> at position 0', "</sub>"],
+        ),
+        ('A <say-as interpret-as="digits">12 and more', ["never closed", "</say-as>"]),
+        ('Hello <break time="1s" there', ["'<break' at position 6", "no closing '>'"]),
+    ],
+)
+def test_ssml_a_route_would_not_speak_as_written_is_named(text: str, named: list[str]) -> None:
+    problem = ssml_problem(text)
+    assert problem is not None and all(n in problem for n in named), problem
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '<speak>Hi <break time="3s"/> <break time="3000ms"/> there <break/></speak>',
+        '<sub alias="a">b</sub> <say-as interpret-as="digits">12</say-as> <spell>ab</spell> <sub alias="x"/>',
+        "<speak>Hello <emphasis>open emphasis and prosody <prosody rate='slow'>are harmless",
+        "a < b and c > d <break/>",
+    ],
+)
+def test_ssml_spoken_as_written_has_no_problem(text: str) -> None:
+    assert ssml_problem(text) is None

@@ -3,6 +3,8 @@ and the speech service's voices for them (an unknown name refused as the request
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from core.voices import VoiceRegistry
@@ -121,10 +123,23 @@ async def test_each_marker_voice_resolves_once_and_names_of_one_voice_share_it()
     assert voices["male"].id == "male"
 
 
-async def test_a_marker_naming_an_unknown_voice_is_refused_naming_it() -> None:
+async def test_a_marker_naming_an_unknown_voice_is_refused_naming_the_marker_and_its_position() -> None:
+    """The client wrote the marker in the text: the refusal names the text field, the marker and where it is, not
+    the voice field the client never set."""
     service = SpeechService(_Models(), SETTINGS)  # type: ignore[arg-type]
-    speech = _speech("A. [voice:nobody] B.")
+    speech = _speech("A. [voice:male] B. [voice:nobody] C.")
+    with pytest.raises(SynthesisError) as info:
+        await service.segment_voices(speech, await service.voice(speech, None), None)
+    assert info.value.code == "INVALID_SPEAKER" and info.value.param == "text"
+    message = info.value.message
+    assert message.startswith("Invalid 'text': the voice marker '[voice:nobody]' at position 19 "), message
+    assert "'nobody'" in message and "Invalid 'voice'" not in message
+
+
+async def test_a_dialogue_input_naming_an_unknown_voice_is_refused_naming_its_voice_field() -> None:
+    """ElevenLabs' dialogue writes the markers itself from each input's voice_id: that is the field to name."""
+    service = SpeechService(_Models(), SETTINGS)  # type: ignore[arg-type]
+    speech = replace(_speech("[voice:default] A.\n[voice:nobody] B."), text_field="inputs")
     with pytest.raises(SynthesisError) as info:
         await service.segment_voices(speech, await service.voice(speech, None), None)
     assert info.value.code == "INVALID_SPEAKER" and info.value.param == "voice"
-    assert "'nobody'" in info.value.message
