@@ -36,6 +36,7 @@ from core.numerics import apply_model_numerics
 from core.voices import is_custom_voice_id
 from services.deployment.health import HealthReport, RuntimeState
 from services.deployment.idle_sleep import IdleSleep, device_busy, move_codec
+from services.deployment.missing_package import missing_package_line
 from services.device.calls import SchedulerPolicy
 from services.device.thread_calls import ModelCallAbandoned, run_from_thread
 from services.pipeline.resources import PipelineResources
@@ -90,6 +91,7 @@ class ModelRuntime:
         self.codec_runner_factory = codec_runner_factory
         self.state = RuntimeState.STARTING
         self.error: str | None = None
+        self.missing_package: str | None = None  # a package missing at start, named with its install command
         self.started_at = time.monotonic()
         self.device = resolve_device(settings.model.device)
         # Must happen before asyncio's worker threads exist: set_num_threads does not reach running threads.
@@ -360,6 +362,7 @@ class ModelRuntime:
                     self.state = RuntimeState.WARMUP_FAILED
                     self.error = f"warm-up failed: {exc.__class__.__name__}: {exc}"
                     logger.exception("warm-up failed; the service stays up and reports not ready")
+                    self.missing_package = missing_package_line(exc, "warm-up")
                     return
             self._start_idle_sleep()
             freeze_startup_heap()
@@ -381,6 +384,7 @@ class ModelRuntime:
             self.error = f"{exc.__class__.__name__}: {exc}"
             metrics.MODEL_LOADED.set(0)
             logger.exception("model loading failed")
+            self.missing_package = missing_package_line(exc, "model loading")
 
     async def warmup(self) -> None:
         """One short generation through the whole pipeline, so the first user request is not the slow one."""
