@@ -254,6 +254,13 @@ def main(argv: list[str] | None = None) -> int:
         if name not in steps:
             continue
         rerun = args.force or stale(name, results.get(name, {})) or (args.levels and name in SERVICE_RATES)
+        # --one-call resumes its own cut call; a result from another device is measured again.
+        other_device = (
+            results.get(name, {}).get("machine", {}).get("device") != machine(args.device)["device"]
+        )
+        if args.one_call and name in results and other_device:
+            rerun = True
+            del results[name]  # nothing of it is merged into this device's result
         if name in results and not rerun:
             print(
                 f"== {name}: result from an earlier call kept ({args.results.name}/{name}.json; --force reruns)"
