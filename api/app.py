@@ -121,7 +121,7 @@ def create_app(
     async def start_runtime() -> None:
         await runtime.start()
         if runtime.missing_package is not None:  # a restart would fail the same way: end with a failed start
-            app.state.exit_after_shutdown = stop_for_missing_package(runtime.missing_package)
+            app.state.exit_after_shutdown = stop_for_missing_package()
             return
         if runtime.checkpoint is not None:  # whether it is the demo is known once the checkpoint is read
             warn_if_no_keys()

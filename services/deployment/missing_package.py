@@ -53,11 +53,20 @@ def missing_package_line(exc: BaseException, during: str) -> str | None:
     )
 
 
-def stop_for_missing_package(line: str) -> bool:
-    """Log `line` and ask the server to shut down; `exit_after_shutdown` then ends the process with EXIT_CODE. Only
-    where the app runs on the main thread's loop (uvicorn); an app served from another thread (a test's client) is
-    left up, not ready, with the reason in health. Returns whether the shutdown was asked for."""
-    logger.error(line)
+def note_missing_package(exc: BaseException, during: str) -> str | None:
+    """`missing_package_line`, logged as an error when there is one (where the runtime records a failed start, so
+    every way of serving, Modal's included, logs it)."""
+    line = missing_package_line(exc, during)
+    if line is not None:
+        logger.error(line)
+    return line
+
+
+def stop_for_missing_package() -> bool:
+    """Ask the server to shut down after a missing package (`note_missing_package` logged it);
+    `exit_after_shutdown` then ends the process with EXIT_CODE. Only where the app runs on the main thread's loop
+    (uvicorn); an app served from another thread (a test's client) is left up, not ready, with the reason in health.
+    Returns whether the shutdown was asked for."""
     if threading.current_thread() is not threading.main_thread():
         return False
     # uvicorn's own SIGTERM handling: stop accepting, close the connections, run the lifespan's shutdown.

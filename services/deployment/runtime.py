@@ -36,7 +36,7 @@ from core.numerics import apply_model_numerics
 from core.voices import is_custom_voice_id
 from services.deployment.health import HealthReport, RuntimeState
 from services.deployment.idle_sleep import IdleSleep, device_busy, move_codec
-from services.deployment.missing_package import missing_package_line
+from services.deployment.missing_package import note_missing_package
 from services.device.calls import SchedulerPolicy
 from services.device.thread_calls import ModelCallAbandoned, run_from_thread
 from services.pipeline.resources import PipelineResources
@@ -362,7 +362,7 @@ class ModelRuntime:
                     self.state = RuntimeState.WARMUP_FAILED
                     self.error = f"warm-up failed: {exc.__class__.__name__}: {exc}"
                     logger.exception("warm-up failed; the service stays up and reports not ready")
-                    self.missing_package = missing_package_line(exc, "warm-up")
+                    self.missing_package = note_missing_package(exc, "warm-up")
                     return
             self._start_idle_sleep()
             freeze_startup_heap()
@@ -384,7 +384,7 @@ class ModelRuntime:
             self.error = f"{exc.__class__.__name__}: {exc}"
             metrics.MODEL_LOADED.set(0)
             logger.exception("model loading failed")
-            self.missing_package = missing_package_line(exc, "model loading")
+            self.missing_package = note_missing_package(exc, "model loading")
 
     async def warmup(self) -> None:
         """One short generation through the whole pipeline, so the first user request is not the slow one."""
