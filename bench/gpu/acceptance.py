@@ -109,7 +109,7 @@ def run_step(
     if name in SERVICE_RATES:
         earlier = _result(results, name)
         # A result cut short (a call that ended mid-step) or with levels skipped for time: only those levels again.
-        levels = args.levels or service_load.missing_levels(earlier)
+        levels = args.levels or one_call.missing_levels(earlier)
         result = service_load.run(
             args.device,
             args.quick,
@@ -149,7 +149,7 @@ def stale(name: str, step: dict[str, Any]) -> bool:
     the step runs again (a service step: only the levels it lacks)."""
     result = step.get("result") or {}
     failed = name in SERVICE_RATES and "error" in result
-    unfinished = name in SERVICE_RATES and bool(service_load.missing_levels(result))
+    unfinished = name in SERVICE_RATES and bool(one_call.missing_levels(result))
     return failed or unfinished or step.get("schema", 1) < SCHEMA.get(name, 1)
 
 

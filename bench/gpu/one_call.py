@@ -18,6 +18,10 @@ until the step ends), so a call cut short keeps them; a later call reruns only t
 
 from __future__ import annotations
 
+from typing import Any
+
+from bench.gpu.service_load import SCHEDULES
+
 CALL_S = 540.0  # "at most 9 minutes"; the device tool's limit is 600 s per command
 INSTALL_S = 30.0  # pip install of the carried wheels (~50, --no-deps) and nvidia-smi
 CAPTURE_S = 45.0  # each of the scheduler step's two graph captures (the H200: 16 s for all 207)
@@ -34,3 +38,19 @@ def worst_case_s(cell_margin_s: float) -> float:
 def budget_left(step: str, elapsed_s: float) -> float:
     """A step's budget, cut to what is left of the call after `elapsed_s` of the kit (and the install before it)."""
     return max(0.0, min(STEP_S[step], CALL_S - INSTALL_S - elapsed_s))
+
+
+def missing_levels(result: dict[str, Any] | None) -> list[int]:
+    """The levels a step's result still lacks: those skipped for time, and, in a result cut short (`partial`), those
+    with no row for one of its schedules. Empty for a finished, complete result (or none at all)."""
+    if not result or "rows" not in result:
+        return []
+    schedules = set(result.get("schedules") or SCHEDULES)
+    measured: dict[int, set[str]] = {}
+    for row in result["rows"]:
+        measured.setdefault(row["streams"], set()).add(row["schedule"])
+    # A merged result lists only the levels with rows; its plans (merged too) say which were wanted.
+    planned = [p["streams"] for p in result.get("plan", [])] or result.get("levels", [])
+    wanted = planned if result.get("partial") else []
+    lacking = [level for level in wanted if not schedules <= measured.get(level, set())]
+    return sorted(set(lacking) | set(result.get("skipped_levels", [])))

@@ -461,20 +461,6 @@ def run(
     return result
 
 
-def missing_levels(result: dict[str, Any] | None) -> list[int]:
-    """The levels a step's result still lacks: those skipped for time, and, in a result cut short (`partial`), those
-    with no row for one of its schedules. Empty for a finished, complete result (or none at all)."""
-    if not result or "rows" not in result:
-        return []
-    schedules = set(result.get("schedules") or SCHEDULES)
-    measured: dict[int, set[str]] = {}
-    for row in result["rows"]:
-        measured.setdefault(row["streams"], set()).add(row["schedule"])
-    wanted = result.get("levels", []) if result.get("partial") else []
-    lacking = [level for level in wanted if not schedules <= measured.get(level, set())]
-    return sorted(set(lacking) | set(result.get("skipped_levels", [])))
-
-
 def merge_levels(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
     """A `--levels` rerun: its rows replace the earlier result's rows of the same levels and schedules, the rest
     stay."""

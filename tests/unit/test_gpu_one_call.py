@@ -34,8 +34,11 @@ def test_a_result_cut_short_lacks_its_unmeasured_levels_and_those_skipped() -> N
         "skipped_levels": [],
         "partial": True,
     }
-    assert service_load.missing_levels(cut) == [8, 32]
+    assert one_call.missing_levels(cut) == [8, 32]
     finished = {**cut, "partial": False, "rows": cut["rows"] + [_row(8, "lowest")], "skipped_levels": [32]}
-    assert service_load.missing_levels(finished) == [32]
-    assert service_load.missing_levels({**finished, "skipped_levels": []}) == []
-    assert service_load.missing_levels(None) == [] and service_load.missing_levels({"error": "x"}) == []
+    assert one_call.missing_levels(finished) == [32]
+    assert one_call.missing_levels({**finished, "skipped_levels": []}) == []
+    assert one_call.missing_levels(None) == [] and one_call.missing_levels({"error": "x"}) == []
+    # A resumed call cut again: its merged result lists only measured levels; the plans say what was wanted.
+    merged = {**cut, "levels": [1, 8], "plan": [{"streams": n} for n in (1, 8, 32)]}
+    assert one_call.missing_levels(merged) == [8, 32]
