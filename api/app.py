@@ -42,6 +42,7 @@ from core.clone import MAX_REFERENCE_BYTES
 from services.access import AccessServices
 from services.continuity import Continuity
 from services.deployment.metrics_push import MetricsPusher
+from services.deployment.missing_package import exit_after_shutdown, stop_for_missing_package
 from services.deployment.pin_voices import RuntimePinning, warmup_step_for
 from services.deployment.runtime import ModelRuntime
 from services.jobs import JobService
@@ -121,6 +122,9 @@ def create_app(
 
     async def start_runtime() -> None:
         await runtime.start()
+        if runtime.missing_package is not None:  # a restart would fail the same way: end with a failed start
+            app.state.exit_after_shutdown = stop_for_missing_package()
+            return
         if runtime.checkpoint is not None:  # whether it is the demo is known once the checkpoint is read
             warn_if_no_keys()
         url = playground_url(settings)
@@ -143,6 +147,7 @@ def create_app(
         await access.start()
         if pusher is not None:
             pusher.start()
+        app.state.exit_after_shutdown = False  # set when a missing package ends the start
         load_task = None
         if runtime.state.value == "starting":
             load_task = asyncio.create_task(start_runtime(), name="runtime-start")
@@ -167,6 +172,8 @@ def create_app(
             if pusher is not None:  # after the request log's flush (its counters), before the engine goes
                 await pusher.aclose()
             await runtime.shutdown()
+            if app.state.exit_after_shutdown:
+                exit_after_shutdown()
 
     app = FastAPI(
         title="Spark-TTS service",

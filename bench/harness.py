@@ -165,29 +165,74 @@ def spawn_server(command: Callable[[int], list[str]], env: dict[str, str], log: 
     return Server(f"http://127.0.0.1:{port}", process, log)
 
 
+FAILED_STATES = ("failed", "warmup_failed")  # readiness states a server never leaves by itself
+POLL_S = 0.3
+
+
+def failure_from_log(text: str, lines: int = 40) -> str:
+    """The cause in a server's log: its one-line MISSING PACKAGE notice and the last traceback (a JSON log's `exc`
+    field, or a plain log's `Traceback ...` block), else the log's last lines."""
+    notices, traceback = [], ""
+    for line in text.splitlines():
+        if "MISSING PACKAGE" in line:
+            try:
+                notices.append(str(json.loads(line).get("message", line)))
+            except (ValueError, AttributeError):
+                notices.append(line.strip())
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("exc"):
+            traceback = str(record["exc"])
+    if not traceback and "Traceback (most recent call last)" in text:
+        traceback = text[text.rindex("Traceback (most recent call last)") :]
+    cause = traceback or "\n".join(text.splitlines()[-lines:])
+    cause = "\n".join(cause.splitlines()[-lines:])
+    return "\n".join([*dict.fromkeys(notices), cause]).strip()
+
+
+def readiness(server: Server) -> tuple[bool, str | None]:
+    """(ready, why it never will be: it exited, or its readiness says a failed state; None while it may still)."""
+    code = server.process.poll()
+    if code is not None:
+        return False, f"server exited with code {code}"
+    try:
+        answer = httpx.get(f"{server.url}/v1/tts/ready", timeout=2)
+        body = answer.json()
+    except (httpx.HTTPError, ValueError):
+        return False, None
+    if answer.status_code == 200:
+        return True, None
+    state = body.get("state") if isinstance(body, dict) else None
+    if state in FAILED_STATES:
+        return False, f"server reports {state}: {body.get('error')}"
+    return False, None
+
+
 def wait_ready(servers: list[Server], timeout_s: float = 300.0) -> None:
-    """Block until every server answers /v1/tts/ready with 200 (models loaded, warm-up done). Raises with the log's
-    tail when one exits or is not ready in time."""
+    """Block until every server answers /v1/tts/ready with 200 (models loaded, warm-up done). Raises, with the cause
+    from the server's log (also printed on stderr), as soon as one exits or reports a failed start (`failed`,
+    `warmup_failed`): a wait ends within a poll of the failure, never at its deadline. Raises with the log's tail
+    when one is not ready in time."""
     deadline = time.monotonic() + timeout_s
     pending = list(servers)
     while pending:
         for server in list(pending):
-            if server.process.poll() is not None:
-                raise RuntimeError(
-                    f"server exited early:\n{server.log_path.read_text(errors='replace')[-3000:]}"
-                )
-            try:
-                if httpx.get(f"{server.url}/v1/tts/ready", timeout=2).status_code == 200:
-                    pending.remove(server)
-            except httpx.HTTPError:
-                pass
+            ready, reason = readiness(server)
+            if ready:
+                pending.remove(server)
+            elif reason is not None:
+                cause = failure_from_log(server.log_path.read_text(errors="replace"))
+                print(f"{reason}; from its log:\n{cause}", file=sys.stderr, flush=True)
+                raise RuntimeError(f"{reason}; from its log ({server.log_path}):\n{cause}")
         if pending and time.monotonic() > deadline:
             raise RuntimeError(
                 f"server not ready in {timeout_s:.0f} s:\n"
                 f"{pending[0].log_path.read_text(errors='replace')[-3000:]}"
             )
         if pending:
-            time.sleep(0.3)
+            time.sleep(POLL_S)
 
 
 def start_server(

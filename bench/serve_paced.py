@@ -18,6 +18,7 @@ random weights, for a GPU run where the demo's tiny codecs would understate the 
   `{"before": ["resume", "holdback", "gc"]}` serves later requests without the product's first-audio techniques
   (BENCH ONLY, see `LEGACY`), `{"before": []}` with them: both compared in one run on one server;
 - `POST /bench/gc`: times one forced full cyclic-GC collection (the stall a gen-2 collection causes);
+- `GET /bench/modules`: every module the process has loaded (`sys.modules`), for the GPU kit's package list;
 - `GET /bench/device`: the codec runner's cumulative calls and seconds per call shape (`ModelRunner.device_time()`:
   device-thread seconds, and on CUDA the device's own seconds per call); the GPU kit diffs two readings per level.
 Every decode and AP-BWE window goes through the product's codec scheduler (`services.device`); `GET /bench/engine`
@@ -296,7 +297,12 @@ def add_bench_routes(app: FastAPI, runtime: PacedRuntime, access: RecordingAcces
             "shapes": reader() if reader else [],
         }
 
+    async def loaded_modules() -> dict:
+        """Every module this process has imported so far (bench/gpu/record_packages.py maps them to packages)."""
+        return {"modules": sorted(sys.modules)}
+
     app.add_api_route("/bench/variant", variant_update, methods=["POST"], include_in_schema=False)
+    app.add_api_route("/bench/modules", loaded_modules, methods=["GET"], include_in_schema=False)
     app.add_api_route("/bench/gc", gc_timing, methods=["POST"], include_in_schema=False)
     app.add_api_route("/bench/device", device_time, methods=["GET"], include_in_schema=False)
 

@@ -4,6 +4,7 @@
                                     [--device cuda]
                                     [--quick] [--fixtures DIR] [--results DIR] [--out DIR] [--force]
                                     [--levels 1,8,...] [--schedules balanced,lowest] [--budget-s 400]
+    python3 bench/gpu/acceptance.py --one-call    # scheduler, service, service48 in one call of <= 9 minutes
 
 Steps (bench/gpu/README.md has the exact command for each on a lent machine):
   parity      codec/SR/encoder fixtures on the device, released-size device vs CPU, streamed == offline
@@ -35,6 +36,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +45,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.gpu import llm_step, parity, report, scheduler_step, service_load, throughput  # noqa: E402
+from bench.gpu import (  # noqa: E402
+    llm_step,
+    one_call,
+    parity,
+    report,
+    scheduler_step,
+    service_load,
+    throughput,
+)
 
 STEPS = ("parity", "throughput", "llm", "scheduler", "service", "service48", "service48-tf32")
 SERVICE_RATES = {"service": 16000, "service48": 48000, "service48-tf32": 48000}
@@ -85,7 +95,11 @@ def machine(device: str) -> dict[str, Any]:
     }
 
 
-def run_step(name: str, args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
+def run_step(
+    name: str, args: argparse.Namespace, results: dict[str, Any], write: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
+    """One step's result; a service step hands each level's rows to `write` as soon as they are measured."""
+    budget_s = one_call.budget_left(name, time.perf_counter() - args.started) if args.one_call else None
     if name == "parity":
         return parity.run(args.device, args.quick, args.fixtures)
     if name == "throughput":
@@ -93,6 +107,9 @@ def run_step(name: str, args: argparse.Namespace, results: dict[str, Any]) -> di
     if name == "llm":
         return llm_step.run(args.device, args.quick)
     if name in SERVICE_RATES:
+        earlier = _result(results, name)
+        # A result cut short (a call that ended mid-step) or with levels skipped for time: only those levels again.
+        levels = args.levels or one_call.missing_levels(earlier)
         result = service_load.run(
             args.device,
             args.quick,
@@ -100,14 +117,16 @@ def run_step(name: str, args: argparse.Namespace, results: dict[str, Any]) -> di
             llm=_result(results, "llm"),
             scheduler=_result(results, "scheduler"),
             throughput=_result(results, "throughput"),
-            levels=args.levels,
+            levels=levels,
             schedules=args.schedules,
-            budget_s=args.budget_s,
+            budget_s=budget_s if budget_s is not None else args.budget_s,
             settings=SERVICE_SETTINGS.get(name),
+            on_rows=lambda so_far: write(service_load.merge_levels(earlier, so_far) if levels else so_far),
         )
-        return service_load.merge_levels(_result(results, name), result) if args.levels else result
+        return service_load.merge_levels(earlier, result) if levels else result
     if name == "scheduler":
-        return scheduler_step.run(args.device, args.quick, capture_budget_s=args.capture_budget_s)
+        capture_s = one_call.CAPTURE_S if args.one_call else args.capture_budget_s
+        return scheduler_step.run(args.device, args.quick, capture_budget_s=capture_s)
     raise ValueError(name)
 
 
@@ -125,10 +144,13 @@ def load_results(folder: Path) -> dict[str, Any]:
 
 
 def stale(name: str, step: dict[str, Any]) -> bool:
-    """A result written by an older kit (its report lacks what this kit measures), or a service step that failed
-    (e.g. its server was not ready in time): the step runs again."""
-    failed = name in SERVICE_RATES and "error" in (step.get("result") or {})
-    return failed or step.get("schema", 1) < SCHEMA.get(name, 1)
+    """A result written by an older kit (its report lacks what this kit measures), a service step that failed
+    (e.g. its server was not ready in time), or one with levels still to measure (cut short, or skipped for time):
+    the step runs again (a service step: only the levels it lacks)."""
+    result = step.get("result") or {}
+    failed = name in SERVICE_RATES and "error" in result
+    unfinished = name in SERVICE_RATES and bool(one_call.missing_levels(result))
+    return failed or unfinished or step.get("schema", 1) < SCHEMA.get(name, 1)
 
 
 def gpu_files(folder: Path) -> list[str]:
@@ -199,7 +221,16 @@ def main(argv: list[str] | None = None) -> int:
         help="scheduler step: stop capturing codec graphs after this many seconds (0: all of them; "
         "a first call that ran out of time can rerun with, e.g., 240)",
     )
+    parser.add_argument(
+        "--one-call",
+        action="store_true",
+        help="scheduler, service and service48 within one device call of at most 9 minutes "
+        "(bench/gpu/one_call.py: each step's budget, both graph captures bounded)",
+    )
     args = parser.parse_args(argv)
+    args.started = time.perf_counter()
+    if args.one_call:
+        args.steps = ",".join(one_call.STEP_S)
     steps = [s for s in args.steps.split(",") if s]
     unknown = sorted(set(steps) - set(STEPS))
     if unknown:
@@ -223,6 +254,13 @@ def main(argv: list[str] | None = None) -> int:
         if name not in steps:
             continue
         rerun = args.force or stale(name, results.get(name, {})) or (args.levels and name in SERVICE_RATES)
+        # --one-call resumes its own cut call; a result from another device is measured again.
+        other_device = (
+            results.get(name, {}).get("machine", {}).get("device") != machine(args.device)["device"]
+        )
+        if args.one_call and name in results and other_device:
+            rerun = True
+            del results[name]  # nothing of it is merged into this device's result
         if name in results and not rerun:
             print(
                 f"== {name}: result from an earlier call kept ({args.results.name}/{name}.json; --force reruns)"
@@ -230,16 +268,21 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"== {name}", flush=True)
         started = time.perf_counter()
-        result = run_step(name, args, results)
-        results[name] = {
-            "machine": machine(args.device),
-            "quick": args.quick,
-            "numerics": numerics,
-            "schema": SCHEMA.get(name, 1),
-            "wall_s": round(time.perf_counter() - started, 1),
-            "result": result,
-        }
-        (args.results / f"{name}.json").write_text(json.dumps(results[name], indent=1, default=str) + "\n")
+
+        def write(result: dict[str, Any], name: str = name, started: float = started) -> None:
+            results[name] = {
+                "machine": machine(args.device),
+                "quick": args.quick,
+                "numerics": numerics,
+                "schema": SCHEMA.get(name, 1),
+                "wall_s": round(time.perf_counter() - started, 1),
+                "result": result,
+            }
+            path = args.results / f"{name}.json"
+            path.with_suffix(".tmp").write_text(json.dumps(results[name], indent=1, default=str) + "\n")
+            path.with_suffix(".tmp").replace(path)  # a call cut mid-write keeps the previous level's file
+
+        write(run_step(name, args, results, write))
         print(f"== {name} done in {results[name]['wall_s']:.0f} s", flush=True)
     combined = {
         "steps": results,
@@ -263,6 +306,12 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if failed:
         print(f"PARITY FAILED: {', '.join(failed)}")
+        return 1
+    # A service step whose server never got ready (its cause is printed above) fails the call, so a harness or CI
+    # that runs the kit sees it.
+    broken = [s for s in steps if s in SERVICE_RATES and "error" in results.get(s, {}).get("result", {})]
+    if broken:
+        print(f"SERVICE STEPS FAILED: {', '.join(broken)}")
         return 1
     return 0
 

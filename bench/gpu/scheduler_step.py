@@ -247,7 +247,9 @@ def run(
                 atol=STREAM_TOLERANCE,
             )
         )
-        sr_tf32 = _sr_tf32(decoder, sr, policy, pool, wavs, sr_offline, size, device)
+        # The TF32 twins' capture: bounded by itself, and by the step's capture budget when one is set (--one-call).
+        twins_s = min(SR_TF32_CAPTURE_BUDGET_S, capture_budget_s or SR_TF32_CAPTURE_BUDGET_S)
+        sr_tf32 = _sr_tf32(decoder, sr, policy, pool, wavs, sr_offline, size, device, twins_s)
         stats = scheduler.stats
         summary = {
             "calls": dict(stats.calls_by_kind),
@@ -296,6 +298,7 @@ def _sr_tf32(
     sr_offline: list[np.ndarray],
     size: str,
     device: str,
+    capture_budget_s: float = SR_TF32_CAPTURE_BUDGET_S,
 ) -> dict[str, Any]:
     """TTS_CODEC_SR_PRECISION=tf32, measured (the service's default is fp32): the same AP-BWE streams through a
     scheduler whose SR graphs are captured in TF32, against the offline fp32 upsample, judged by the bar decode's tf32
@@ -309,7 +312,7 @@ def _sr_tf32(
     )
     began = time.perf_counter()
     if graphs is not None:
-        graphs.capture_all(budget_s=SR_TF32_CAPTURE_BUDGET_S)
+        graphs.capture_all(budget_s=capture_budget_s)
     capture_s = time.perf_counter() - began
     runner = ModelRunner(decoder, sr, graphs=graphs)
     loop = _Loop()

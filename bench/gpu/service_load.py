@@ -31,6 +31,7 @@ import json
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ UNMEASURED_CAPTURE_S = 90.0  # assumed when the scheduler step has not run (195 
 BUDGET_S = (
     400.0  # the step's own wall limit: one device call is 600 s, installs and the llm rate file included
 )
+CELL_MARGIN_S = 15.0  # how long a stalled cell may run past the step's budget before it is cut and reported
 QUICK_MIN_RATE = (
     150.0  # --quick: a tiny model's eager rate on a busy CPU says nothing; keep the plumbing run short
 )
@@ -235,6 +237,7 @@ async def _drive(
     schedules: list[str],
     budget_s: float,
     started: float,
+    progress: Callable[[list[dict[str, Any]], list[int]], None],
 ) -> tuple[list[dict[str, Any]], list[int]]:
     from bench import bench_ttfa
 
@@ -250,6 +253,7 @@ async def _drive(
                     flush=True,
                 )
                 skipped.append(level["streams"])
+                progress(rows, skipped)
                 continue
             await bench_ttfa.configure(client, server, rate=level["rate"], codec=plan.codec)
             level_plan = replace(
@@ -262,10 +266,11 @@ async def _drive(
                 try:
                     # A stalled cell ends (and is reported) within the step's budget plus a margin, never the call's.
                     limit = min(
-                        max(60.0, 4 * level["estimate_s"]), budget_s + 90 - (time.perf_counter() - started)
+                        max(60.0, 4 * level["estimate_s"]),
+                        budget_s + CELL_MARGIN_S - (time.perf_counter() - started),
                     )
                     row = await asyncio.wait_for(
-                        bench_ttfa.run_cell(client, server, cell, level_plan), timeout=max(30.0, limit)
+                        bench_ttfa.run_cell(client, server, cell, level_plan), timeout=max(5.0, limit)
                     )
                 except (TimeoutError, httpx.HTTPError, RuntimeError) as exc:
                     rows.append(
@@ -277,9 +282,11 @@ async def _drive(
                         }
                     )
                     print(f"  {schedule} x{level['streams']}: {rows[-1]['error']}", flush=True)
+                    progress(rows, skipped)
                     continue
                 shapes = shape_delta(before, await _device(client, server.url))
                 rows.append(_row(row, level, shapes, time.perf_counter() - began))
+                progress(rows, skipped)
                 r = rows[-1]
                 print(
                     f"  {schedule:>8} x{level['streams']:<3} {level['rate']:.0f} tok/s: TTFA p50/p95 "
@@ -335,7 +342,10 @@ def run(
     schedules: list[str] | None = None,
     budget_s: float = BUDGET_S,
     settings: dict[str, str] | None = None,
+    on_rows: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
+    """The step; `on_rows` gets the result so far (`"partial": true`) after each cell, for the caller to write at once
+    (a call cut short keeps the levels it measured)."""
     from bench import bench_ttfa
     from bench.harness import DEMO_DIR, stop_server, wait_ready
     from core.demo.checkpoint import build_demo_checkpoint
@@ -406,12 +416,26 @@ def run(
         )
         server = servers["plain"]
         try:
-            wait_ready([server], timeout_s=max(300.0, 2 * start_s))
+            # The start may take the step's whole budget (no level fits after it), never more.
+            wait_ready([server], timeout_s=max(30.0, budget_s - (time.perf_counter() - started)))
             ready_s = time.perf_counter() - started
             print(f"  server ready in {ready_s:.0f} s", flush=True)
             device = httpx.get(f"{server.url}/bench/device", timeout=30).json()
             graphs, sr_precision = device.get("graphs"), device.get("sr_precision")
-            rows, skipped = asyncio.run(_drive(server, plan, plan_rows, schedules, budget_s, started))
+            so_far = {
+                **base,
+                "server_ready_s": round(ready_s, 1),
+                "graphs": graphs,
+                "sr_precision": sr_precision,
+            }
+
+            def progress(rows: list[dict[str, Any]], skipped: list[int]) -> None:
+                if on_rows is not None:
+                    on_rows({**so_far, "rows": list(rows), "skipped_levels": list(skipped), "partial": True})
+
+            rows, skipped = asyncio.run(
+                _drive(server, plan, plan_rows, schedules, budget_s, started, progress)
+            )
         except (RuntimeError, httpx.HTTPError) as exc:
             log = server.log_path.read_text(errors="replace")[-2000:] if server.log_path.is_file() else ""
             return {**base, "error": f"{exc}"[:2000], "log_tail": log}

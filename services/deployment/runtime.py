@@ -35,6 +35,7 @@ from core.checkpoint import CheckpointError, SparkCheckpoint, load_spark_checkpo
 from core.numerics import apply_model_numerics
 from core.voices import is_custom_voice_id
 from services.deployment.idle_sleep import IdleSleep, device_busy, move_codec
+from services.deployment.missing_package import note_missing_package
 from services.device import telemetry as codec_telemetry
 from services.device.calls import SchedulerPolicy
 from services.device.thread_calls import ModelCallAbandoned, run_from_thread
@@ -91,6 +92,7 @@ class ModelRuntime:
         self.codec_runner_factory = codec_runner_factory
         self.state = RuntimeState.STARTING
         self.error: str | None = None
+        self.missing_package: str | None = None  # a package missing at start, named with its install command
         self.started_at = time.monotonic()
         self.device = resolve_device(settings.model.device)
         # Must happen before asyncio's worker threads exist: set_num_threads does not reach running threads.
@@ -369,6 +371,7 @@ class ModelRuntime:
                     self.state = RuntimeState.WARMUP_FAILED
                     self.error = f"warm-up failed: {exc.__class__.__name__}: {exc}"
                     logger.exception("warm-up failed; the service stays up and reports not ready")
+                    self.missing_package = note_missing_package(exc, "warm-up")
                     return
             self._start_idle_sleep()
             freeze_startup_heap()
@@ -390,6 +393,7 @@ class ModelRuntime:
             self.error = f"{exc.__class__.__name__}: {exc}"
             metrics.MODEL_LOADED.set(0)
             logger.exception("model loading failed")
+            self.missing_package = note_missing_package(exc, "model loading")
 
     async def warmup(self) -> None:
         """One short generation through the whole pipeline, so the first user request is not the slow one."""

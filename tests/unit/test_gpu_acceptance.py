@@ -71,7 +71,16 @@ def test_the_carried_wheels_cover_the_service_and_leave_the_image_torch_alone() 
         check=True,
     ).stdout.split()
     names = {spec.split("==")[0] for spec in listed}
-    assert {"fastapi", "starlette", "pydantic", "pydantic-settings", "uvicorn", "av", "soxr"} <= names
+    assert {
+        "fastapi",
+        "starlette",
+        "pydantic",
+        "pydantic-settings",
+        "uvicorn",
+        "av",
+        "soxr",
+        "rjieba",
+    } <= names
     assert not names & {"torch", "numpy", "transformers", "httpx", "prometheus-client"}
 
 
