@@ -5,7 +5,7 @@
 
 Deploy-time knobs are TTS_MODAL_* environment variables read into `ModalConfig` on the machine that runs
 `modal deploy`; they are also handed to the container (`env=`) so its import of this file declares the same
-class. The container's own service settings are the usual TTS_* variables (shared/settings.py), mostly from
+class. The container's own service settings are the usual TTS_* variables (shared/settings/), mostly from
 the Modal secret. This module imports only the standard library and modal at top level: the project packages
 are imported inside the container methods, so `import app` works anywhere (no token, no network, no torch).
 """

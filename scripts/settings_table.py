@@ -1,4 +1,4 @@
-"""Print the settings tables of docs/operate/settings.md: one per group of shared/settings.py and one for the Modal
+"""Print the settings tables of docs/operate/settings.md: one per group of shared/settings/ and one for the Modal
 deployment's TTS_MODAL_* variables (python scripts/settings_table.py; --write PAGE rewrites the page between its
 markers)."""
 

@@ -165,7 +165,7 @@ class Simulation:
         )
         self.gil_free = [0.0] * config.api_processes
         self.host_busy = [0.0] * config.api_processes
-        # The service's own schedule (shared/settings.py stream_*, read as the pipeline reads it): what ships.
+        # The service's own schedule (shared/settings/ stream_*, read as the pipeline reads it): what ships.
         settings = Settings()
         base = config.streaming or StreamingConfig.from_settings(settings)
         self.base_config = base

@@ -76,7 +76,7 @@ def _knob(default: Any, description: str) -> Any:
 
 @dataclass(frozen=True)
 class ModalConfig:
-    """Modal-only knobs (never in shared/settings.py). Each field reads TTS_MODAL_<NAME>; see deploy/RUNBOOK.md."""
+    """Modal-only knobs (never in shared/settings/). Each field reads TTS_MODAL_<NAME>; see deploy/RUNBOOK.md."""
 
     app_name: str = _knob("veena3-tts", "Modal app name (the request-log spool volume is named after it).")
     # H100: the card the codec scheduler, admission and the cost model (bench/cost_models/h100-tf32.json) were sized
