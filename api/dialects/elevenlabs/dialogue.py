@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from api.deps import Grant, SettingsDep, Speech
 from api.dialects.elevenlabs.formats import parse_output_format
-from api.dialects.elevenlabs.variants import DEFAULT_OUTPUT_FORMAT, VARIANTS, Variant
+from api.dialects.elevenlabs.variants import DEFAULT_OUTPUT_FORMAT, Variant, add_variant_routes
 from api.errors import ApiError
 from api.pronunciation_schemas import LocatorsField
 from api.routes.tts import ERROR_RESPONSES, respond
@@ -133,12 +133,11 @@ def _handler(variant: Variant) -> Callable[..., Awaitable[Response]]:
     return handler
 
 
-for _variant in VARIANTS:
-    router.add_api_route(
-        f"/v1/text-to-dialogue{_variant.suffix}",
-        _handler(_variant),
-        methods=["POST"],
-        responses=RESPONSES,
-        summary=f"ElevenLabs: a dialogue {_variant.summary}",
-        name="_".join(filter(None, ("text_to_dialogue", _variant.name))),
-    )
+add_variant_routes(
+    router,
+    "/v1/text-to-dialogue",
+    _handler,
+    family="text_to_dialogue",
+    noun="a dialogue",
+    responses=RESPONSES,
+)

@@ -13,7 +13,7 @@ from pydantic import ConfigDict, Field, field_validator
 from api.deps import Grant, SettingsDep, Speech
 from api.dialects.elevenlabs.formats import parse_output_format
 from api.dialects.elevenlabs.messages import VoiceSettings
-from api.dialects.elevenlabs.variants import DEFAULT_OUTPUT_FORMAT, VARIANTS, Variant
+from api.dialects.elevenlabs.variants import DEFAULT_OUTPUT_FORMAT, Variant, add_variant_routes
 from api.pronunciation_schemas import LocatorsField
 from api.routes.tts import ERROR_RESPONSES, respond
 from api.schemas import MAX_TEXT_CHARS, reject_control_characters
@@ -85,12 +85,11 @@ def _handler(variant: Variant) -> Callable[..., Awaitable[Response]]:
     return handler
 
 
-for _variant in VARIANTS:
-    router.add_api_route(
-        f"/v1/text-to-speech/{{voice_id}}{_variant.suffix}",
-        _handler(_variant),
-        methods=["POST"],
-        responses=ERROR_RESPONSES,
-        summary=f"ElevenLabs: speech {_variant.summary}",
-        name="_".join(filter(None, ("text_to_speech", _variant.name))),
-    )
+add_variant_routes(
+    router,
+    "/v1/text-to-speech/{voice_id}",
+    _handler,
+    family="text_to_speech",
+    noun="speech",
+    responses=ERROR_RESPONSES,
+)

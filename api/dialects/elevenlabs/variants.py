@@ -5,9 +5,11 @@ only in these flags."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from fastapi import APIRouter, Response
 
 from api.dialects.elevenlabs import timed
 
@@ -46,3 +48,24 @@ VARIANTS = (
     ),
 )
 DEFAULT_OUTPUT_FORMAT = "mp3_44100_128"  # ElevenLabs' default
+
+
+def add_variant_routes(
+    router: APIRouter,
+    path: str,
+    handler_for: Callable[[Variant], Callable[..., Awaitable[Response]]],
+    *,
+    family: str,
+    noun: str,
+    responses: dict[int | str, dict[str, Any]],
+) -> None:
+    """One POST route per answer under `path`, each with the handler `handler_for` makes for it."""
+    for variant in VARIANTS:
+        router.add_api_route(
+            f"{path}{variant.suffix}",
+            handler_for(variant),
+            methods=["POST"],
+            responses=responses,
+            summary=f"ElevenLabs: {noun} {variant.summary}",
+            name="_".join(filter(None, (family, variant.name))),
+        )
