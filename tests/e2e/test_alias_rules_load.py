@@ -60,7 +60,9 @@ def locators(server: RunningServer) -> list[dict[str, str]]:
     return found
 
 
-async def test_health_answers_while_alias_rules_run(server: RunningServer, locators: list[dict[str, str]]) -> None:
+async def test_health_answers_while_alias_rules_run(
+    server: RunningServer, locators: list[dict[str, str]]
+) -> None:
     body = {"text": "a" * TEXT_CHARS, "pronunciation_dictionary_locators": locators}
     async with httpx.AsyncClient(base_url=server.base_url, timeout=120) as client:
 
