@@ -156,7 +156,8 @@ class _Candidates:
             )
 
     def substituted(self) -> str:
-        text, out, position = self.text, [], 0
+        text, position = self.text, 0
+        out: list[str] = []
         for start in sorted(self.best):
             if start < position:
                 continue  # inside a replaced match: replaced text is never matched again
