@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("api.wyoming")
 _Parsed = TypeVar("_Parsed", Synthesize, SynthesizeStart, SynthesizeChunk)
 _connections = itertools.count(1)
+# Endings the client is told of (an error event) before the connection closes.
+_SAID_ENDINGS = ("idle", "too_large", "flooded")
 
 
 class Host(Protocol):
@@ -163,11 +165,7 @@ class WyomingHandler(AsyncEventHandler):
                 )
                 if ending == "idle":
                     await outbox.reply(error_payload("IDLE_TIMEOUT", "No events while idle; closing."))
-                if ending in (
-                    "idle",
-                    "too_large",
-                    "flooded",
-                ):  # their error goes out before the connection closes
+                if ending in _SAID_ENDINGS:  # their error goes out before the connection closes
                     await outbox.drain(timeout_s=2.0)
                 await outbox.close()
                 self.writer.close()
