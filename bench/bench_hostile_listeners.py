@@ -9,6 +9,8 @@ short streamed `POST /v1/tts/generate` after another and times its first audio b
 `GET /v1/tts/health` every 100 ms (5 s timeout). Per tree: B alone for half of `--seconds`, then under each attack,
 run from a process of its own, for `--seconds`:
 
+  plain     the control: key A sends one 10,000-character request after another, no dictionaries (what any
+            such request costs; the bench lifts the per-key rate limit for both keys).
   alias     key A's three stored dictionaries of 1,000 rules of 200 characters, named by one 10,000-character
             request after another (ElevenLabs `with-timestamps`; refused for its giant word once the rules ran).
   flood     one Wyoming connection sends `synthesize-start` and then empty `synthesize-chunk` events as fast as it
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
 import os
 import resource
@@ -51,7 +54,7 @@ REQUEST = {
     "stream": True,
     "format": "pcm",
 }
-ATTACKS = ("alias", "flood", "conns")
+ATTACKS = ("plain", "alias", "flood", "conns")
 
 
 def _rules(d: int) -> list[dict[str, str]]:
@@ -115,8 +118,10 @@ def _attack(
     def count(name: str, n: int = 1) -> None:
         stats[name] = stats.get(name, 0) + n
 
-    async def alias() -> None:
-        body = {"text": "a" * TEXT_CHARS, "pronunciation_dictionary_locators": locators}
+    async def alias(locators: list[dict[str, str]] = locators) -> None:
+        body: dict[str, Any] = {"text": "a" * TEXT_CHARS}
+        if locators:
+            body["pronunciation_dictionary_locators"] = locators
         async with httpx.AsyncClient(base_url=url, timeout=600) as client:
             while not stop.is_set():
                 answer = await client.post(
@@ -159,16 +164,20 @@ def _attack(
                 count("failed to open")
         while not stop.is_set():
             await asyncio.sleep(0.2)
-        closed = 0
-        for reader, writer in held:
-            closed += reader.at_eof()
+        # A connection the server refused has its error and end waiting here; one it holds has nothing to read.
+        reads = [asyncio.ensure_future(reader.read()) for reader, _ in held]
+        done, pending = await asyncio.wait(reads, timeout=3) if reads else (set(), set())
+        for read in pending:
+            read.cancel()
+        count("closed by the server", sum(1 for read in done if read.exception() is None))
+        for _, writer in held:
             writer.close()
-        count("closed by the server", closed)
 
     resource.setrlimit(
         resource.RLIMIT_NOFILE, (CONNECTIONS + 1024, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
     )
-    asyncio.run({"alias": alias, "flood": flood, "conns": conns}[kind]())
+    plain = lambda: alias([])  # noqa: E731 - the control: the same requests without dictionaries
+    asyncio.run({"alias": alias, "plain": plain, "flood": flood, "conns": conns}[kind]())
     out.put(stats)
 
 
@@ -286,27 +295,47 @@ def _fmt(value: float | None, scale: str = "{:.3f}") -> str:
     return "-" if value is None else scale.format(value)
 
 
+def _ratio(value: float | None, alone: float | None) -> str:
+    return "-" if value is None or not alone else f"{value / alone:.1f}x"
+
+
+def table(result: dict[str, Any]) -> str:
+    """The markdown table: per tree and attack, B's first audio (and as a ratio of B alone on that tree), health."""
+    lines = [
+        "| tree | attack | B first audio median s (x alone) | p90 s (x alone) | B probes | health median ms | "
+        "worst ms | refused or failed | attack did |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, runs in result.items():
+        if not isinstance(runs, dict):
+            continue
+        alone = runs.get("alone", {})
+        for kind, row in runs.items():
+            median, p90 = row["first_audio_median_s"], row["first_audio_p90_s"]
+            lines.append(
+                f"| {name} | {kind} | {_fmt(median)} ({_ratio(median, alone.get('first_audio_median_s'))}) | "
+                f"{_fmt(p90)} ({_ratio(p90, alone.get('first_audio_p90_s'))}) | {row['probes']} | "
+                f"{_fmt(row['health_median_ms'], '{:.1f}')} | {_fmt(row['health_max_ms'], '{:.0f}')} | "
+                f"{row['refused'] or '-'} | {row.get('attack', '-')} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before-tree", type=Path, help="a checkout of the code to compare with")
     parser.add_argument("--seconds", type=float, default=20.0, help="each attack's length (alone: half)")
     parser.add_argument("--only", default=",".join(ATTACKS))
     parser.add_argument("--label", default="cpu-demo")
+    parser.add_argument("--table", type=Path, help="only print the table of a results file written before")
     args = parser.parse_args()
+    if args.table is not None:
+        print(table(json.loads(args.table.read_text())))
+        return
     only = [a for a in args.only.split(",") if a]
     trees = ([("before", args.before_tree.resolve())] if args.before_tree else []) + [("after", ROOT)]
     result = {name: measure_tree(tree, args.seconds, only) for name, tree in trees}
-    print(
-        "\n| tree | attack | B first audio median s | p90 s | health median ms | worst ms | B refused, health failed | attack did |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    for name, runs in result.items():
-        for kind, row in runs.items():
-            print(
-                f"| {name} | {kind} | {_fmt(row['first_audio_median_s'])} | {_fmt(row['first_audio_p90_s'])} | "
-                f"{_fmt(row['health_median_ms'], '{:.1f}')} | {_fmt(row['health_max_ms'], '{:.0f}')} | "
-                f"{row['refused'] or '-'} | {row.get('attack', '-')} |"
-            )
+    print("\n" + table(result))
     write_results(
         results_path("hostile_listeners", f"{args.label}.json"), {"seconds": args.seconds, **result}
     )
