@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import re
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +112,30 @@ def test_rules_that_overlap_everywhere_are_refused() -> None:
     with pytest.raises(SynthesisError) as refused:
         plan_text("a" * 10_000, normalize=True, chunking=True, threshold=150, target=100, lexicon=chain)
     assert refused.value.code == "VALIDATION_ERROR" and refused.value.param == "lexicon"
+
+
+def test_on_a_socket_the_bound_is_an_error_not_silence(demo_model_dir: Path) -> None:
+    """A socket utterance's text over the bound is refused in the envelope (`param: lexicon`), not skipped as a part
+    with nothing to speak."""
+    from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisRequest
+    from services.sessions.utterance import Utterance
+    from tests.demo_runtime import demo_runtime
+
+    chain = Lexicon(
+        tuple(AliasRule("a" * n, "b", word_boundaries=False) for n in range(1, MAX_RULE_CHARS + 1))
+    )
+    with demo_runtime(demo_model_dir) as runtime:
+        request = SynthesisRequest(
+            request_id="u-lexicon",
+            text="",
+            voice=runtime.voices.resolve("fixed"),
+            sampling=SamplingOptions(0.8, 50, 1.0, 4096, 1.05, seed=1),
+            sample_rate=NATIVE_RATE,
+            stream=True,
+            lexicon=chain,
+        )
+        u = Utterance(runtime.pipeline_resources(), request, max_text_chars=50_000)
+        with pytest.raises(SynthesisError) as refused:
+            u.add_text("a" * 5_000 + ".")
+            u.flush()
+        assert refused.value.param == "lexicon"
