@@ -102,6 +102,10 @@ BENCHES: dict[str, Bench] = {
     "flood_fairness": Bench(
         "bench_flood_fairness.py", "another key's first audio under each flood, as ratios"
     ),
+    "hostile_listeners": Bench(
+        "bench_hostile_listeners.py",
+        "another key's first audio and health under alias rules and Wyoming attacks",
+    ),
     "jobs_beside_live": Bench(
         "bench_jobs_beside_live.py",
         "live first audio and underruns beside a long-form job; the job's throughput",

@@ -6,13 +6,15 @@ A custom voice is visible only to the API key that made it (others get 404); `X-
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.client_gone import until_client_leaves
-from api.deps import Library, Model, OptionalVoiceCaller, RecentRequests, Speech, VoiceCallerDep
+from api.delivery import Delivery
+from api.deps import Grant, Library, Model, OptionalVoiceCaller, RecentRequests, Speech, VoiceCallerDep
 from api.errors import ApiError
 from api.voice_schemas import (
     AUDIO_FIELD,
@@ -28,6 +30,7 @@ from services.continuity import Continuity
 from services.errors import ServiceError
 from services.pipeline.speech import SpeechRequest
 from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions
+from services.usage.accounting import RequestAccounting
 from services.voice_library import VoiceLibrary, VoiceRecord
 
 router = APIRouter(tags=["voices"])
@@ -145,19 +148,19 @@ async def keep_voice(
     summary="Create a custom voice from gender, pitch and speed labels (generated once, then kept)",
 )
 async def design_voice(
-    body: VoiceDesign, request: Request, caller: VoiceCallerDep, library: Library, speech: Speech
-) -> JSONResponse:
+    body: VoiceDesign, request: Request, grant: Grant, library: Library, speech: Speech
+) -> Response:
     """One controllable generation of `text` in the labelled voice; its 32 global tokens become the voice, so every
-    later request in it sounds the same (a clone prompt with exactly those tokens)."""
-    if caller.key_id is None:
+    later request in it sounds the same (a clone prompt with exactly those tokens). The generation is a speech
+    request: its credits are reserved before it and debited after, with its request-log row (one money model,
+    services/usage/accounting.py); a key without credits, or already keeping its most voices, is refused first."""
+    if grant.key_id is None:
         raise ApiError(
             "FORBIDDEN",
-            "A voice belongs to the API key that creates it: send an API key "
-            "(Authorization: Bearer), not only the admin key.",
+            "A voice belongs to the API key that creates it: send an API key (Authorization: Bearer).",
             status=403,
         )
-    if caller.check_balance is not None:
-        await caller.check_balance()
+    received_at = request.scope.get("state", {}).get("received_at", time.perf_counter())
     asked = SpeechRequest(
         text=body.text,
         voice=None,
@@ -168,12 +171,36 @@ async def design_voice(
         stream=False,
     )
     try:
+        await grant.check_balance()
+        await library.check_room(grant.key_id)  # before any generation
         opened = await speech.open(
-            asked, request_id=request.scope["state"]["request_id"], key_id=caller.key_id
+            asked,
+            request_id=request.scope["state"]["request_id"],
+            reserve_credits=grant.check_credits,
+            buffered=True,
+            key_id=grant.key_id,
         )
-        await until_client_leaves(request.receive, opened.job.collect())
-    except ServiceError as exc:
-        raise ApiError.from_service(exc) from None
+    except BaseException as exc:
+        await grant.abandon()  # refused before any audio work: the slot and any reservation go back
+        if isinstance(exc, ServiceError):
+            raise ApiError.from_service(exc) from None
+        raise
+    accounting = RequestAccounting(
+        opened.job, transport="http", clock_origin=received_at, settle=grant.settle, begin=grant.begin
+    )
+    grant.attach(accounting)
+    accounting.started(text_length=len(body.text), key_id=grant.key_id)
+    delivery = Delivery(
+        opened.job,
+        accounting,
+        headers={},
+        stall_timeout_s=speech.settings.stream.send_stall_timeout_s,
+        gpu_faults=speech.gpu_faults,
+        max_buffered_bytes=speech.settings.limits.max_buffered_audio_mb * 2**20,
+    )
+    made = await delivery.complete_response(request.receive)  # settled (debit, request-log row) as speech is
+    if made.status_code != 200:
+        return made  # the client left: the generation stopped and was settled as a hang-up
     tokens = opened.job.global_tokens
     if tokens is None:
         raise ApiError(
@@ -181,12 +208,12 @@ async def design_voice(
             "The model did not produce a voice for this text; try another text or seed.",
         )
     record = await library.import_voice(
-        body.to_new_voice(), ReferenceTokens(global_tokens=tokens), caller.key_id
+        body.to_new_voice(), ReferenceTokens(global_tokens=tokens), grant.key_id
     )
     return JSONResponse(
-        VoiceView.of(record, admin=caller.admin).to_json(),
+        VoiceView.of(record, admin=False).to_json(),
         status_code=201,
-        headers={"Location": f"/v1/audio/voices/{record.voice_id}"},
+        headers={"Location": f"/v1/audio/voices/{record.voice_id}", **grant.headers},
     )
 
 

@@ -36,6 +36,7 @@ from api.wyoming.wire import (
     event_payload,
     read_event,
 )
+from services.access.socket_limits import MessageLimiter
 from services.pipeline.synthesis import SynthesisRequest
 from services.sessions.entrance import SessionShape, SocketCaller
 from services.sessions.utterance import Utterance
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("api.wyoming")
 _Parsed = TypeVar("_Parsed", Synthesize, SynthesizeStart, SynthesizeChunk)
 _connections = itertools.count(1)
+# Endings the client is told of (an error event) before the connection closes.
+_SAID_ENDINGS = ("idle", "too_large", "flooded")
 
 
 class Host(Protocol):
@@ -61,6 +64,10 @@ class Host(Protocol):
     connections: set[asyncio.Task[Any]]
 
     async def key(self, address: str | None) -> ApiKeyRecord: ...
+
+    def admission(self) -> ApiError | None: ...
+
+    def message_limiter(self) -> MessageLimiter: ...
 
     def info(self) -> Info: ...
 
@@ -82,7 +89,12 @@ class WyomingHandler(AsyncEventHandler):
     async def run(self) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self.server.connections.add(task)  # the server waits for it at shutdown
+        refusal = self.server.admission()
+        if refusal is not None:  # at the cap: said and closed at once, never held
+            logger.info("wyoming connection refused", extra={"error_code": refusal.code})
+            await self._refuse(refusal)
+            return
+        self.server.connections.add(task)  # counted (no await since the check), and waited for at shutdown
         try:
             await self._serve()
         finally:
@@ -136,12 +148,12 @@ class WyomingHandler(AsyncEventHandler):
                 watch.cancel()
                 await asyncio.gather(reader, watch, return_exceptions=True)
                 await session.close(
-                    by_server=ending in ("lost", "stalled", "idle", "too_large"),
+                    by_server=ending in ("lost", "stalled", "idle", "too_large", "flooded"),
                     server_error=ending == "server_error",
                 )
                 if ending == "idle":
                     await outbox.reply(error_payload("IDLE_TIMEOUT", "No events while idle; closing."))
-                if ending in ("idle", "too_large"):  # their error goes out before the connection closes
+                if ending in _SAID_ENDINGS:  # their error goes out before the connection closes
                     await outbox.drain(timeout_s=2.0)
                 await outbox.close()
                 self.writer.close()
@@ -156,9 +168,11 @@ class WyomingHandler(AsyncEventHandler):
                 )
 
     async def _read_loop(self) -> str:
-        """Handle events until the client leaves ("disconnect") or sends an event too long to read ("too_large")."""
+        """Handle events until the client leaves ("disconnect"), sends an event too long to read ("too_large") or
+        more than its budget ("flooded")."""
         assert self.outbox is not None
         settings = self.server.services.settings
+        limiter = self.server.message_limiter()
         # The longest text a request may have, escaped in JSON (6 bytes a character at worst), and its fields.
         max_bytes = settings.limits.max_text_chars * 6 + 65536
         while True:
@@ -170,6 +184,14 @@ class WyomingHandler(AsyncEventHandler):
                 return "too_large"
             if event is None:
                 return "disconnect"
+            refused = limiter.check(_text_size(event))  # before anything is done for it
+            if refused is not None:
+                logger.info(
+                    "wyoming connection over its event budget",
+                    extra={"connection_id": self.connection_id, "reason": refused.kind},
+                )
+                await self._fail(ApiError("RATE_LIMIT_EXCEEDED", refused.message), streamed=self.streaming)
+                return "flooded"
             self.outbox.touch()
             try:
                 await self.handle_event(event)
@@ -295,6 +317,12 @@ class WyomingHandler(AsyncEventHandler):
         with contextlib.suppress(Exception):
             await asyncio.wait_for(writer.send_item(error_payload(err.code, err.message)), timeout=5)
         self.writer.close()
+
+
+def _text_size(event: Event) -> int:
+    """The characters of text an event carries (what the budget's characters count)."""
+    text = event.data.get("text") if isinstance(event.data, dict) else None
+    return len(text) if isinstance(text, str) else 0
 
 
 def _parsed(kind: type[_Parsed], event: Event) -> _Parsed:

@@ -4,6 +4,11 @@ its own (`python -m api.wyoming`), on the same app state as the HTTP routes.
 Wyoming has no authentication, so every connection runs as one configured key (TTS_WYOMING_API_KEY: its credits,
 limits and rate apply) or, without one, unkeyed; then only a loopback address may be bound, and anything else is
 refused at start-up. `describe` is answered with the built-in voices (Spark-TTS speaks English and Chinese).
+
+As every listener: connections are capped (TTS_WYOMING_MAX_CONNECTIONS, at most a quarter of the open-file limit, so
+HTTP health and keyed requests always find a socket), and events are budgeted as the WebSocket dialects' messages
+(TTS_WS_MESSAGES_PER_S, TTS_WS_MESSAGE_BURST, TTS_WS_MESSAGE_CHARS_PER_S) per connection and, as one key's, for
+all connections together; a connection over its budget gets an error event and is closed.
 """
 
 from __future__ import annotations
@@ -12,13 +17,16 @@ import asyncio
 import importlib.util
 import ipaddress
 import logging
+import resource
 from typing import TYPE_CHECKING, Any
 
 from wyoming.info import Attribution, Info, TtsProgram, TtsVoice
 from wyoming.server import AsyncTcpServer
 
 from api.errors import ApiError
+from api.socket_guard import KEY_BURST_CONNECTIONS
 from api.wyoming.handler import WyomingHandler
+from services.access.socket_limits import MessageLimiter, TokenBucket
 from services.errors import ServiceError
 from services.keys.records import ApiKeyRecord, anonymous_record
 from shared.settings import APP_VERSION, Settings
@@ -45,6 +53,12 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to any address
 
 
+def connection_cap(wanted: int) -> int:
+    """`wanted`, but at most a quarter of the process's open-file limit: the rest stays for HTTP, files, models."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return wanted if soft == resource.RLIM_INFINITY else max(1, min(wanted, soft // 4))
+
+
 def check_settings(settings: Settings) -> None:
     """Refuse to serve unkeyed on anything but loopback: Wyoming clients cannot send a key."""
     wyoming = settings.wyoming
@@ -67,6 +81,38 @@ class WyomingServer:
         self._server: AsyncTcpServer | None = None
         self.connections: set[asyncio.Task[Any]] = set()  # each connection's task (WyomingHandler.run)
         self._zeroconf: Any = None
+        self.max_connections = connection_cap(settings.wyoming_max_connections)
+        ws = services.settings.websocket
+        # Every connection runs as the one key: the key's message bucket of the WebSocket dialects, shared by all
+        # (api/socket_guard.py), so reconnecting or flooding on many connections buys no more than one key may.
+        self.messages = (
+            TokenBucket(
+                ws.ws_messages_per_s * max(1, ws.ws_max_connections_per_key),
+                ws.ws_message_burst * KEY_BURST_CONNECTIONS,
+            )
+            if ws.ws_messages_per_s > 0
+            else None
+        )
+
+    def admission(self) -> ApiError | None:
+        """The refusal for a new connection when the server holds its cap (None: serve it). No await."""
+        if len(self.connections) < self.max_connections:
+            return None
+        return ApiError(
+            "TOO_MANY_CONCURRENT_REQUESTS",
+            f"{self.max_connections} Wyoming connections are open on this server; close one or try again later.",
+        )
+
+    def message_limiter(self) -> MessageLimiter:
+        """One connection's event budget, as a WebSocket connection's; text counts as characters."""
+        ws = self.services.settings.websocket
+        return MessageLimiter(
+            messages_per_s=ws.ws_messages_per_s,
+            message_burst=ws.ws_message_burst,
+            chars_per_s=ws.ws_message_chars_per_s,
+            max_chars=self.services.settings.limits.max_text_chars,
+            key_bucket=self.messages,
+        )
 
     async def start(self) -> None:
         check_settings(self.services.settings)

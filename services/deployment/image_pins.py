@@ -47,6 +47,7 @@ IMAGE_PACKAGES: tuple[str, ...] = (
     "num2words==0.5.14",  # es/fr/de number words (processing/normalize_latin.py); needs docopt
     "docopt==0.6.2",
     "rjieba==0.2.2",  # Chinese word boundaries for word timestamps (core/align/units.py); no dependencies
+    "pyahocorasick==2.3.1",  # alias rules, Aho-Corasick (processing/lexicon.py); no dependencies
 )
 VLLM_VERSION = next(p.split("==", 1)[1] for p in IMAGE_PACKAGES if p.startswith("vllm=="))
 # The official vLLM image of that version (the Docker GPU image builds on it; it already holds vllm and torch).

@@ -59,7 +59,8 @@ _UNSET: Any = object()
 
 # Texts up to this long are planned on the event loop (~2.3 us per character here: under 1 ms), longer ones in a
 # worker thread. Under load a hop to a worker costs up to a GIL switch interval (5 ms) of first-audio latency, more
-# than planning a short text takes; planning 50,000 characters on the loop would stall every stream.
+# than planning a short text takes; planning 50,000 characters on the loop would stall every stream. Text with
+# alias rules always goes to a worker: compiling a dictionary the first time takes up to ~0.1 s.
 INLINE_PLAN_CHARS = 400
 
 
@@ -418,7 +419,7 @@ class SpeechService:
         ):  # every voice a marker names, resolved (or refused) before planning
             segment_voices = await self.segment_voices(speech, voice, key_id)
         try:
-            if len(speech.text) <= INLINE_PLAN_CHARS:
+            if len(speech.text) <= INLINE_PLAN_CHARS and (markup is None or markup.lexicon is None):
                 plan = self.plan(
                     speech,
                     voice,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from core.guards import longest_spaced_word
 from processing.chunking import split_text
+from processing.lexicon import AliasRulesTooCostly
 from processing.markdown import drop_emoji, read_markdown
 from processing.normalize import normalize_text
 from processing.prompt import ParseMode, PromptError, build_prompt_ids
@@ -133,6 +134,16 @@ def check_stitched_plan_fits(
         ) from None
 
 
+def apply_lexicon(lexicon: Lexicon, text: str) -> str:
+    """`lexicon.apply`, its cost bound refused in the error envelope."""
+    try:
+        return lexicon.apply(text)
+    except AliasRulesTooCostly as exc:
+        raise SynthesisError(
+            "VALIDATION_ERROR", f"Invalid 'lexicon': {exc}.", "lexicon"
+        ) from exc  # the request's own rules or its dictionaries'
+
+
 def plan_text(
     text: str,
     *,
@@ -145,7 +156,7 @@ def plan_text(
 ) -> TextPlan:
     """Normalise, resolve emotion tags, and split long text at sentence boundaries; alias rules first."""
     if lexicon is not None:
-        text = lexicon.apply(text)
+        text = apply_lexicon(lexicon, text)
     if (
         normalize
     ):  # Markdown first: a link's `[text](url)` must not reach the tag reader as `[text]`; emoji before

@@ -106,7 +106,7 @@ class PronunciationDictionaries:
 
     async def lexicon_for(self, locators: Sequence[DictionaryLocator], key_id: str | None) -> Lexicon:
         """The rules of the named dictionaries, in order; 404 for one the key does not own or an old version."""
-        rules: list[AliasRule] = []
+        lexicon = Lexicon(())
         owner = Owner(key_id)
         for locator in locators:
             record = await self.get(owner, locator.dictionary_id, "pronunciation_dictionary_locators")
@@ -115,8 +115,8 @@ class PronunciationDictionaries:
                     f"{locator.dictionary_id} version {locator.version_id}",
                     "pronunciation_dictionary_locators",
                 )
-            rules += record.rules
-        return Lexicon(tuple(rules))
+            lexicon += Lexicon(record.rules)  # each version compiled once (processing/lexicon.py)
+        return lexicon
 
     async def close(self) -> None:
         await self.store.close()

@@ -255,7 +255,9 @@ class Utterance:
                 unknown_tags=self.request.unknown_tags,
                 lexicon=self.request.lexicon,
             )
-        except SynthesisError:
+        except SynthesisError as exc:
+            if exc.param == "lexicon":
+                raise  # the alias rules' cost bound: refused, not taken for silence
             return 0  # nothing speakable in this part (only tags or emoji)
         if not any(ch.isalnum() for ch in plan.text):
             return 0  # punctuation only ("...", "!"): the vendors speak nothing for it, nor do we

@@ -139,7 +139,7 @@ class VoiceLibrary:
         """Encode `audio` and store the voice; nothing is stored unless every step succeeded."""
         new = self._fields(new)
         self._check_ready()
-        await self._check_room(owner)  # before any decode or encode
+        await self.check_room(owner)  # before any decode or encode
         self.references.check_available()
         encoded = await self.references.encode(
             audio, semantic=new.transcript is not None, param="audio_sample", key_id=owner
@@ -158,7 +158,7 @@ class VoiceLibrary:
         """Store a voice whose tokens were made elsewhere (an export from another deployment); no encoder needed."""
         new = self._fields(new)
         self._check_ready()
-        await self._check_room(owner)
+        await self.check_room(owner)
         return await self._save(
             new, tokens, owner, None, param="global_tokens", seconds=reference_seconds, sha256=audio_sha256
         )
@@ -191,7 +191,7 @@ class VoiceLibrary:
             raise _invalid(exc) from None
         check_voice_fits(self.models.pipeline_resources(), record.to_voice(), param)
         async with self._insert_lock:
-            await self._check_room(owner)
+            await self.check_room(owner)
             await self.store.insert(record)
         logger.info(
             "voice created",
@@ -199,7 +199,8 @@ class VoiceLibrary:
         )
         return record
 
-    async def _check_room(self, owner: str) -> None:
+    async def check_room(self, owner: str) -> None:
+        """VOICE_LIMIT_REACHED when `owner` keeps the most custom voices allowed (asked again as one is saved)."""
         if self.max_per_key and len(await self.store.list(owner)) >= self.max_per_key:
             raise ServiceError(
                 "VOICE_LIMIT_REACHED",

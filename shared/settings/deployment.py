@@ -105,3 +105,9 @@ class WyomingSettings(_Group):
         description="Announce the Wyoming server over mDNS (`_wyoming._tcp.local.`) so Home Assistant discovers it "
         "on the same network segment; a failed announcement is logged and the server serves on.",
     )
+    wyoming_max_connections: int = Field(
+        64,
+        ge=1,
+        description="Wyoming connections the server holds at once (never more than a quarter of the process's "
+        "open-file limit, so HTTP keeps its sockets); more get an error event and are closed at once.",
+    )

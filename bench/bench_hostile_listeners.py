@@ -1,0 +1,345 @@
+"""Another key's first audio and health latency under issue 71's listener attacks, before and after, in one run.
+
+    python -m bench hostile_listeners --before-tree /tmp/before [--seconds 20] [--label NAME]
+
+`--before-tree`: a checkout of the code to compare with (`git archive BASE | tar -x -C DIR`); without it only this
+tree is measured. Each tree serves the demo checkpoint on CPU (uvicorn, static keys A and B, the Wyoming server on
+loopback, the open-file limit set to 4,096 so the connection attack reaches it in bounded time). Key B sends one
+short streamed `POST /v1/tts/generate` after another and times its first audio bytes; a prober times
+`GET /v1/tts/health` every 100 ms (5 s timeout). Per tree: B alone for half of `--seconds`, then under each attack,
+run from a process of its own, for `--seconds`:
+
+  plain     the control: key A sends one 10,000-character request after another, no dictionaries (what any
+            such request costs; the bench lifts the per-key rate limit for both keys).
+  alias     key A's three stored dictionaries of 1,000 rules of 200 characters, named by one 10,000-character
+            request after another (ElevenLabs `with-timestamps`; refused for its giant word once the rules ran).
+  flood     one Wyoming connection sends `synthesize-start` and then empty `synthesize-chunk` events as fast as it
+            can, reconnecting when closed.
+  conns     5,000 Wyoming connections opened and held (past the server's open-file limit).
+
+Prints B's first-audio median and p90, health's median and worst (and timeouts), and what each attack did; writes
+bench/results/hostile_listeners/<label>.json. Timings on a shared machine move with its other load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.harness import demo_env, free_port, results_path, write_results  # noqa: E402
+
+KEY_A, KEY_B = "bench-attacker-key", "bench-prober-key"
+RULES, RULE_CHARS, TEXT_CHARS = 1000, 200, 10_000
+CONNECTIONS, SERVER_FILES = 5000, 4096
+REQUEST = {
+    "text": "Hello there, this is key B.",
+    "speaker": "fixed",
+    "seed": 1,
+    "stream": True,
+    "format": "pcm",
+}
+ATTACKS = ("plain", "alias", "flood", "conns")
+
+
+def _rules(d: int) -> list[dict[str, str]]:
+    tail = lambda i: f"{d}x{i:05d}"[:8].ljust(8, "z")  # noqa: E731
+    return [
+        {"type": "alias", "string_to_replace": "a" * (RULE_CHARS - 8) + tail(i), "alias": "b"}
+        for i in range(RULES)
+    ]
+
+
+def _limit_files() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (SERVER_FILES, SERVER_FILES))
+
+
+def _serve(tree: Path, log: Path, wyoming_port: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
+    env.update(
+        demo_env(
+            ROOT / "var" / "test-demo-model",
+            TTS_AUTH_ENABLED="true",
+            TTS_API_KEYS=f"{KEY_A},{KEY_B}",
+            TTS_VOICE_DIR=str(log.parent / "voices"),
+            TTS_WYOMING_ENABLED="true",
+            TTS_WYOMING_PORT=str(wyoming_port),
+            TTS_RATE_LIMIT_PER_MINUTE="100000",
+            TTS_LOG_LEVEL="WARNING",
+            OMP_NUM_THREADS="1",
+        )
+    )
+    command = [sys.executable, "-m", "uvicorn", "--factory", "api:create_app", "--port", str(port)]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--no-access-log"],
+            cwd=tree,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_limit_files,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while True:
+        assert process.poll() is None, log.read_text(errors="replace")[-3000:]
+        try:
+            if httpx.get(f"{url}/v1/tts/ready", timeout=2).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "server not ready"
+        time.sleep(0.3)
+
+
+# ------------------------------------------------------------------------------------------------ attacks
+def _attack(
+    kind: str, url: str, wyoming_port: int, locators: list[dict[str, str]], stop: Any, out: Any
+) -> None:
+    """One attack in this (child) process until `stop` is set; puts what it did on `out`."""
+    stats: dict[str, int] = {}
+
+    def count(name: str, n: int = 1) -> None:
+        stats[name] = stats.get(name, 0) + n
+
+    async def alias(locators: list[dict[str, str]] = locators) -> None:
+        body: dict[str, Any] = {"text": "a" * TEXT_CHARS}
+        if locators:
+            body["pronunciation_dictionary_locators"] = locators
+        async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+            while not stop.is_set():
+                answer = await client.post(
+                    "/v1/text-to-speech/default/with-timestamps", headers={"xi-api-key": KEY_A}, json=body
+                )
+                count(f"answers {answer.status_code}")
+
+    async def flood() -> None:
+        from wyoming.client import AsyncTcpClient
+        from wyoming.event import async_write_events
+        from wyoming.tts import SynthesizeChunk, SynthesizeStart
+
+        batch = [SynthesizeChunk(text="").event()] * 500
+        while not stop.is_set():
+            client = AsyncTcpClient("127.0.0.1", wyoming_port)
+            try:
+                await client.connect()
+                count("connections")
+                await client.write_event(SynthesizeStart().event())
+                while not stop.is_set():
+                    await async_write_events(batch, client._writer)  # noqa: SLF001 - one write per batch
+                    count("events", len(batch))
+            except OSError:
+                await asyncio.sleep(0.05)
+            finally:
+                try:
+                    await client.disconnect()
+                except OSError:
+                    pass
+
+    async def conns() -> None:
+        held = []
+        for _ in range(CONNECTIONS):
+            if stop.is_set():
+                break
+            try:
+                held.append(await asyncio.wait_for(asyncio.open_connection("127.0.0.1", wyoming_port), 2))
+                count("opened")
+            except (OSError, TimeoutError):
+                count("failed to open")
+        while not stop.is_set():
+            await asyncio.sleep(0.2)
+        # A connection the server refused has its error and end waiting here; one it holds has nothing to read.
+        reads = [asyncio.ensure_future(reader.read()) for reader, _ in held]
+        done, pending = await asyncio.wait(reads, timeout=3) if reads else (set(), set())
+        for read in pending:
+            read.cancel()
+        count("closed by the server", sum(1 for read in done if read.exception() is None))
+        for _, writer in held:
+            writer.close()
+
+    resource.setrlimit(
+        resource.RLIMIT_NOFILE, (CONNECTIONS + 1024, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+    )
+    plain = lambda: alias([])  # noqa: E731 - the control: the same requests without dictionaries
+    asyncio.run({"alias": alias, "plain": plain, "flood": flood, "conns": conns}[kind]())
+    out.put(stats)
+
+
+# ------------------------------------------------------------------------------------------------ probes
+async def _first_audio(client: httpx.AsyncClient) -> float | str:
+    started = time.perf_counter()
+    try:
+        async with client.stream(
+            "POST", "/v1/tts/generate", json=REQUEST, headers={"Authorization": f"Bearer {KEY_B}"}
+        ) as answer:
+            if answer.status_code != 200:
+                return f"HTTP {answer.status_code}"
+            async for chunk in answer.aiter_raw():
+                if chunk:
+                    return time.perf_counter() - started
+    except httpx.HTTPError as exc:
+        return type(exc).__name__
+    return "no audio"
+
+
+async def _probe(url: str, seconds: float) -> dict[str, Any]:
+    audio: list[float] = []
+    health: list[float] = []
+    refused: dict[str, int] = {}
+    end = time.monotonic() + seconds
+
+    async def speak() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+            while time.monotonic() < end or not audio:
+                got = await _first_audio(client)
+                if isinstance(got, float):
+                    audio.append(got)
+                else:
+                    refused[got] = refused.get(got, 0) + 1
+                    await asyncio.sleep(0.2)
+                if time.monotonic() > end + 120:
+                    break
+
+    async def ask_health() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+            while time.monotonic() < end:
+                started = time.perf_counter()
+                try:
+                    ok = (await client.get("/v1/tts/health")).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    health.append(time.perf_counter() - started)
+                else:
+                    refused["health failed"] = refused.get("health failed", 0) + 1
+                await asyncio.sleep(0.1)
+
+    await asyncio.gather(speak(), ask_health())
+    return {"first_audio_s": audio, "health_s": health, "refused": refused}
+
+
+def _p90(values: list[float]) -> float:
+    return statistics.quantiles(values, n=10, method="inclusive")[-1] if len(values) > 1 else values[0]
+
+
+def _summary(probe: dict[str, Any]) -> dict[str, Any]:
+    audio, health = probe["first_audio_s"], probe["health_s"]
+    return {
+        "first_audio_median_s": statistics.median(audio) if audio else None,
+        "first_audio_p90_s": _p90(audio) if audio else None,
+        "health_median_ms": statistics.median(health) * 1000 if health else None,
+        "health_max_ms": max(health) * 1000 if health else None,
+        "probes": len(audio),
+        "refused": probe["refused"],
+    }
+
+
+def measure_tree(tree: Path, seconds: float, only: list[str]) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="hostile-bench-") as folder:
+        wyoming_port = free_port()
+        process, url = _serve(tree, Path(folder) / "server.log", wyoming_port)
+        try:
+            locators = []
+            for d in range(3):
+                made = httpx.post(
+                    f"{url}/v1/pronunciation-dictionaries/add-from-rules",
+                    headers={"xi-api-key": KEY_A},
+                    json={"name": f"attack {d}", "rules": _rules(d)},
+                    timeout=120,
+                ).json()
+                locators.append({"pronunciation_dictionary_id": made["id"], "version_id": made["version_id"]})
+            results["alone"] = _summary(asyncio.run(_probe(url, seconds / 2)))
+            context = multiprocessing.get_context("spawn")
+            for kind in only:
+                stop, out = context.Event(), context.Queue()
+                attacker = context.Process(
+                    target=_attack, args=(kind, url, wyoming_port, locators, stop, out)
+                )
+                attacker.start()
+                time.sleep(2.0)  # the attack under way
+                probe = asyncio.run(_probe(url, seconds))
+                stop.set()
+                attacker.join(timeout=180)
+                if attacker.is_alive():
+                    attacker.kill()
+                did = out.get(timeout=5) if not out.empty() else {}
+                results[kind] = {**_summary(probe), "attack": did}
+                time.sleep(3.0)  # the server settles before the next attack
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    return results
+
+
+def _fmt(value: float | None, scale: str = "{:.3f}") -> str:
+    return "-" if value is None else scale.format(value)
+
+
+def _ratio(value: float | None, alone: float | None) -> str:
+    return "-" if value is None or not alone else f"{value / alone:.1f}x"
+
+
+def table(result: dict[str, Any]) -> str:
+    """The markdown table: per tree and attack, B's first audio (and as a ratio of B alone on that tree), health."""
+    lines = [
+        "| tree | attack | B first audio median s (x alone) | p90 s (x alone) | B probes | health median ms | "
+        "worst ms | refused or failed | attack did |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, runs in result.items():
+        if not isinstance(runs, dict):
+            continue
+        alone = runs.get("alone", {})
+        for kind, row in runs.items():
+            median, p90 = row["first_audio_median_s"], row["first_audio_p90_s"]
+            lines.append(
+                f"| {name} | {kind} | {_fmt(median)} ({_ratio(median, alone.get('first_audio_median_s'))}) | "
+                f"{_fmt(p90)} ({_ratio(p90, alone.get('first_audio_p90_s'))}) | {row['probes']} | "
+                f"{_fmt(row['health_median_ms'], '{:.1f}')} | {_fmt(row['health_max_ms'], '{:.0f}')} | "
+                f"{row['refused'] or '-'} | {row.get('attack', '-')} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before-tree", type=Path, help="a checkout of the code to compare with")
+    parser.add_argument("--seconds", type=float, default=20.0, help="each attack's length (alone: half)")
+    parser.add_argument("--only", default=",".join(ATTACKS))
+    parser.add_argument("--label", default="cpu-demo")
+    parser.add_argument("--table", type=Path, help="only print the table of a results file written before")
+    args = parser.parse_args()
+    if args.table is not None:
+        print(table(json.loads(args.table.read_text())))
+        return
+    only = [a for a in args.only.split(",") if a]
+    trees = ([("before", args.before_tree.resolve())] if args.before_tree else []) + [("after", ROOT)]
+    result = {name: measure_tree(tree, args.seconds, only) for name, tree in trees}
+    print("\n" + table(result))
+    write_results(
+        results_path("hostile_listeners", f"{args.label}.json"), {"seconds": args.seconds, **result}
+    )
+
+
+if __name__ == "__main__":
+    main()
