@@ -57,10 +57,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("services.pipeline.speech")
 _UNSET: Any = object()
 
-# Texts up to this long are planned on the event loop (~2.3 us per character here: under 1 ms), longer ones in a
-# worker thread. Under load a hop to a worker costs up to a GIL switch interval (5 ms) of first-audio latency, more
-# than planning a short text takes; planning 50,000 characters on the loop would stall every stream. Text with
-# alias rules always goes to a worker: compiling a dictionary the first time takes up to ~0.1 s.
+# Texts up to this long are planned on the event loop (~2.3 us per character: under 1 ms), longer ones (and any with
+# alias rules: a first compile takes up to ~0.1 s) in a worker thread. A hop to a worker costs up to a GIL switch
+# interval (5 ms) of first audio, more than a short plan; planning 50,000 characters on the loop stalls every stream.
 INLINE_PLAN_CHARS = 400
 
 
