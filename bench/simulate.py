@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.sim.breakdown import print_breakdown  # noqa: E402
 from bench.sim.run import ADMISSION_OFF, SimConfig, simulate  # noqa: E402
 from bench.standin.cost_model import CostModel  # noqa: E402
 from services.device.background import BackgroundPolicy  # noqa: E402
@@ -110,6 +111,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=BackgroundPolicy().share,
         help="most of the device background calls take while live streams are open (TTS_BACKGROUND_SHARE)",
     )
+    p.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="after each level, what binds: device seconds by kind of work, rows per call, host seconds, "
+        "admission's measures against the device's (bench/sim/breakdown.py)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, help="write the report(s) here")
     return p.parse_args(argv)
@@ -144,7 +151,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             report = simulate(cfg)
             report["llm_per_row"] = model.llm_step.per_unit
             reports.append(report)
-            print_row(report, header=len(reports) == 1, background=args.background_jobs > 0)
+            print_row(report, header=len(reports) == 1 or args.breakdown, background=args.background_jobs > 0)
+            if args.breakdown:
+                print_breakdown(report)
     return reports
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.sim.breakdown import Ledger, breakdown
 from bench.sim.windows import HOP, SR_CONTEXT, SR_GRID, SR_MAX_BLOCK, SR_MIN_BLOCK
 from bench.standin.cost_model import CostModel, CostModelRunner, DeviceTimeline, StepLoop, delta_due
 from core.sr_planner import SRPlanner, SRWindow
@@ -155,6 +156,11 @@ class Simulation:
         self.rng = np.random.default_rng(config.seed)
         self.device = DeviceTimeline()
         self.runner = CostModelRunner(config.model, self.device, noise=False)
+        self.ledger = Ledger(config.model)  # what binds, term by term (bench/sim/breakdown.py)
+        self.device.observer = self.ledger.observe
+        self._first_marked: set[tuple[str, int]] = (
+            set()
+        )  # (kind, id of an open handle): its first window marked
         self.loop = asyncio.get_running_loop()
         self.scheduler = CodecScheduler(
             self.runner, config.policy, clock=self.loop.time, background=config.background
@@ -190,6 +196,7 @@ class Simulation:
             start = max(now, self.gil_free[process])
             self.gil_free[process] = start + cost
             self.host_busy[process] += cost
+            self.ledger.note_host(start, start + cost)
             self.loop.call_at(start + cost, self._deliver, group)
 
     def _deliver(self, group: list[tuple[SimRow, int]]) -> None:
@@ -241,7 +248,9 @@ class Simulation:
         await asyncio.sleep(max(0.0, arrival - self.loop.time()))
         result = StreamResult(arrival=self.loop.time(), admitted=False)
         self.results.append(result)
+        view = self.admission.view()  # read-only: what the rules are about to read
         decision = await self.admission.admit()  # as the service does: a waitable rule holds the caller
+        self.ledger.note_decision(self.loop.time(), view, self.scheduler.active_streams)
         if not decision.admit:
             result.reason = decision.reason
             return
@@ -288,6 +297,7 @@ class Simulation:
             for p in producers:
                 p.cancel()
             handle.close()
+            self._first_marked -= {("decode", id(handle)), ("sr", id(handle))}
         result.end = self.loop.time()
         result.underruns = cadence.underruns
         result.underrun_seconds = cadence.underrun_seconds
@@ -342,7 +352,9 @@ class Simulation:
         sr_lead: bool = False,
     ) -> None:
         for w in windows:
-            task = asyncio.ensure_future(handle.decode(DecodeWindow(w.ids, None, w.keep_start, w.keep_end)))
+            window = DecodeWindow(w.ids, None, w.keep_start, w.keep_end)
+            self._mark_first("decode", handle, window)
+            task = asyncio.ensure_future(handle.decode(window))
             chunk = planner.take(w, np.zeros(w.kept_tokens * HOP, np.float32))  # the sizes the service plays
             if sr is None:
                 out.put_nowait((task, chunk.size / 16_000))
@@ -351,10 +363,16 @@ class Simulation:
             for s in sr.push(
                 chunk, planner.held_audio if sr_lead else None
             ):  # the lead window, as AudioOutput
+                self._mark_first("sr", handle, s)
                 out.put_nowait((self._sr(handle, s), (s.keep_end - s.keep_start) / 48_000))
         if sr is not None and final:
             for s in sr.finish():
                 out.put_nowait((self._sr(handle, s), (s.keep_end - s.keep_start) / 48_000))
+
+    def _mark_first(self, kind: str, handle: StreamHandle, window: object) -> None:
+        if (kind, id(handle)) not in self._first_marked:
+            self._first_marked.add((kind, id(handle)))
+            self.ledger.mark_first(window)
 
     @staticmethod
     def _sr(handle: StreamHandle, s: SRWindow) -> asyncio.Future[Any]:
@@ -443,6 +461,9 @@ class Simulation:
             else None,
             "background_audio_per_s": round(self.job_audio_s / elapsed, 2),
             "background_pauses": self.scheduler.background.pauses,
+            "breakdown": breakdown(
+                self.ledger, [(r.arrival, r.first_audio, r.end) for r in admitted], self.loop.time()
+            ),
         }
 
 

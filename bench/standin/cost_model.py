@@ -59,6 +59,9 @@ class CostModel:
     # 0.05: measured on a CPU at the released size (prenet 48-193 ms, wave generator 923-3,826 ms for 48-192
     # tokens, one thread; by FLOPs 4.4%); the GPU kit measures it on the device (docs/benchmarks.md).
     decode_prenet_share: float = DEFAULT_PRENET_SHARE
+    # The share per prenet length where the file gives one (`"prenet_share": {"48": 0.30, "96": 0.19, ...}`, the GPU
+    # kit's measure): linear between the lengths given, the end values beyond them. Empty: `decode_prenet_share`.
+    decode_prenet_shares: tuple[tuple[int, float], ...] = ()
     # An exact-length call (`Call.length` None: a stream's AP-BWE true end, a window longer than every bucket) runs
     # eager at the process's fp32, launched kernel by kernel: `decode_ms.eager` / `sr_ms.eager` when the file gives
     # them (the H100 acceptance sweep's fp32 B=1 calls: AP-BWE ~7.5 ms fixed, launch-bound), else the graph figures.
@@ -86,12 +89,8 @@ class CostModel:
             host = float(data.get("host_ms", {}).get("per_audio_second", 0.0))
         except (AttributeError, TypeError, ValueError) as exc:
             raise ValueError(f"cost model: 'host_ms.per_audio_second' must be a number ({exc})") from exc
-        try:
-            share = float(data["decode_ms"].get("prenet_share", DEFAULT_PRENET_SHARE))
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"cost model: 'decode_ms.prenet_share' must be a number ({exc})") from exc
-        if not 0.0 <= share <= 1.0:
-            raise ValueError(f"cost model: 'decode_ms.prenet_share' must lie in [0, 1], got {share}")
+        shares = _prenet_shares(data)
+        share = shares[0][1] if len(shares) == 1 else DEFAULT_PRENET_SHARE
         return cls(
             name=str(data.get("name", "unnamed")),
             llm_step=part("llm_step_ms", "per_row"),
@@ -100,6 +99,7 @@ class CostModel:
             sr=part("sr_ms", "per_input_sample"),
             host_ms_per_audio_second=max(0.0, host),
             decode_prenet_share=share,
+            decode_prenet_shares=shares if len(shares) > 1 else (),
             decode_eager=eager("decode_ms", "per_token"),
             sr_eager=eager("sr_ms", "per_input_sample"),
         )
@@ -142,15 +142,41 @@ class CostModel:
         eager = call.length is None
         if call.kind != "decode":
             return (self.sr_eager if eager and self.sr_eager is not None else self.sr).seconds(call.work)
-        share = (
-            self.decode_prenet_share
-        )  # whole windows (no margin, spans = windows): `decode.seconds(call.work)`
+        # whole windows (no margin, spans = windows) at share 0 or 1 alike: `decode.seconds(call.work)`
+        share = self.prenet_share(call.row_length + 2 * call.margin)
         cost = self.decode_eager if eager and self.decode_eager is not None else self.decode
         return cost.seconds(share * call.prenet_work + (1.0 - share) * call.work)
+
+    def prenet_share(self, length: int) -> float:
+        """The prenet's share of a decoded token's cost in a call whose prenet reads `length` tokens per row."""
+        points = self.decode_prenet_shares
+        if not points:
+            return self.decode_prenet_share
+        lengths = [n for n, _ in points]
+        return float(np.interp(length, lengths, [v for _, v in points]))
 
     def host_seconds_per_token(self) -> float:
         """The API path's CPU per semantic token (50 tokens per second of audio)."""
         return self.host_ms_per_audio_second / 1000.0 / 50.0
+
+
+def _prenet_shares(data: dict[str, Any]) -> tuple[tuple[int, float], ...]:
+    """`decode_ms.prenet_share`: one number (as ((0, share),)), or {prenet length: share}; each share in [0, 1]."""
+    key = "cost model: 'decode_ms.prenet_share'"
+    try:
+        raw = data["decode_ms"].get("prenet_share", DEFAULT_PRENET_SHARE)
+        by_length = isinstance(raw, dict)
+        points = (
+            tuple(sorted((int(n), float(v)) for n, v in raw.items())) if by_length else ((0, float(raw)),)
+        )
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{key} must be a number or {{length: number}} ({exc})") from exc
+    if by_length and (not points or points[0][0] < 1):
+        raise ValueError(f"{key}: lengths must be positive integers, at least one")
+    for _, v in points:
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"{key} must lie in [0, 1], got {v}")
+    return points
 
 
 class DeviceTimeline:
@@ -166,16 +192,23 @@ class DeviceTimeline:
         self._lock = asyncio.Lock()
         self._free_at = -math.inf  # the scheduled end of the last call (the event loop's clock)
         self.busy_seconds: dict[str, float] = {"llm": 0.0, "decode": 0.0, "sr": 0.0}
+        # Told of every use on the device's schedule: (kind, start, end, detail); bench/sim/breakdown.py's ledger.
+        self.observer: Callable[[str, float, float, Any], None] | None = None
 
-    async def use(self, kind: str, seconds: float, *, arrived: float | None = None) -> float:
+    async def use(
+        self, kind: str, seconds: float, *, arrived: float | None = None, detail: Any = None
+    ) -> float:
         """Run a call of `seconds` that arrived at `arrived` (default: now; a caller with work waiting since its
-        previous call's scheduled end passes that end). Returns the call's scheduled end."""
+        previous call's scheduled end passes that end). Returns the call's scheduled end. `detail` goes to the
+        observer (the call, or an engine step's parts)."""
         loop = asyncio.get_running_loop()
         arrived = loop.time() if arrived is None else arrived
         seconds = max(0.0, seconds)
         async with self._lock:
             end = max(arrived, self._free_at) + seconds
             self._free_at = end
+            if self.observer is not None:
+                self.observer(kind, end - seconds, end, detail)
             delay = end - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -207,7 +240,7 @@ class CostModelRunner:
         """The rows and the call's time on the device's schedule, from its arrival (waiting behind the step in
         progress included) to its scheduled end: what a device thread would measure (`DeviceRunner`)."""
         arrived = asyncio.get_running_loop().time()
-        end = await self.device.use(call.kind, self.model.call_seconds(call))
+        end = await self.device.use(call.kind, self.model.call_seconds(call), detail=call)
         out = []
         for w in call.windows:
             n = (w.keep_end - w.keep_start) * (self.hop if call.kind == "decode" else 1)
@@ -228,6 +261,16 @@ class CostModelRunner:
 
     def close(self) -> None:
         return None
+
+
+@dataclass(frozen=True)
+class EngineStep:
+    """What one engine step held the device for (a `DeviceTimeline` observer's detail): its rows, the newcomers
+    among them, and the seconds of their prefill within the step's cost."""
+
+    rows: int
+    newcomers: int
+    prefill_seconds: float
 
 
 class EngineRow(Protocol):
@@ -304,10 +347,11 @@ class StepLoop:
             new, self._new = self._new, []
             rows = self._rows + new
             cost = self.model.step_seconds(len(rows), sum(r.prompt_tokens for r in new), len(new))
+            step = EngineStep(len(rows), len(new), cost - self.model.step_seconds(len(rows)))
             # Rows that stepped last time were ready for this step at that step's scheduled end (the engine runs in
             # its own process on a GPU: the event loop's lateness in waking this task must not slow it down).
             self._last_end = await self.device.use(
-                "llm", cost, arrived=self._last_end if self._rows else None
+                "llm", cost, arrived=self._last_end if self._rows else None, detail=step
             )
             self.steps += 1
             self.row_steps += len(rows)

@@ -42,13 +42,13 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
    streams count is exact at once, so a burst of arrivals is seen before its windows reach the device. A call's
    seconds run from its dispatch to its end (`CodecScheduler._account`): on a device shared with the engine that is
    its own work plus the engine's work it queued behind, as a GPU shared with the engine process measures it and as
-   the stand-in's one timeline models it (1.8x the codec's own device seconds in `bench.simulate` at 64-250 streams).
-   The caps below are calibrated on that measure, not on a share of the device alone.
+   the stand-in's one timeline models it (1.8x the codec's own device seconds on the H100 model, 3.3x at H200 graph
+   costs). The caps below are calibrated on that measure; with `engine_lead_pace` set (off by default) it is not read
+   while the engine gives each request that many times real time (`engine_lead.py`, the trade it makes).
 4. **The codec's share.** The scheduler's busy ratio, projected for one more playing stream; above
    `max_codec_busy`, refuse: the rest of the device belongs to the LLM. Streams admitted within the last
    `pace_window_s` are not in the measured share yet (their windows have barely started), so the share is scaled
-   by (streams + 1) / (streams - those), at most 2: a burst of arrivals cannot all slip in before the measure
-   moves.
+   by (streams + 1) / (streams - those), at most 2: a burst of arrivals cannot all slip in before the measure moves.
 
 Calibrated on the simulated H100 (docs/benchmarks.md, `bench.simulate`): rule 4 is off by default
 (`max_codec_busy` = inf) and rule 3's cap is 1.2, above the whole device, on purpose: a stream's first-second windows
@@ -76,6 +76,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from services.device.engine_lead import ENGINE_LEAD_PACE, engine_leads
 from services.device.key_share import KeyShares
 from shared.metrics import ADMISSION_REFUSALS, ADMISSION_WAIT, FIRST_CHUNK_SCHEDULES
 
@@ -145,6 +146,7 @@ class Admission:
         miss_memory_s: float = 10.0,
         pace_rows_floor: int = 32,
         sr_lead_needs_pace: float = 3.5,
+        engine_lead_pace: float = ENGINE_LEAD_PACE,
         max_wait_s: float = DEFAULT_MAX_WAIT_S,
         wait_rules: Iterable[str] = DEFAULT_WAIT_RULES,
     ) -> None:
@@ -165,10 +167,8 @@ class Admission:
         self.spacing_s, self.spacing_pace, self.spacing_share = spacing_s, spacing_pace, spacing_share
         self.miss_memory_s = miss_memory_s
         self.pace_rows_floor = pace_rows_floor
-        self.sr_lead_needs_pace = sr_lead_needs_pace
-        self.sr_leads: Counter[str] = (
-            Counter()
-        )  # 48 kHz streams' lead-window decisions: taken, llm_slow, seeded
+        self.sr_lead_needs_pace, self.engine_lead_pace = sr_lead_needs_pace, engine_lead_pace
+        self.sr_leads: Counter[str] = Counter()  # 48 kHz lead-window decisions: taken, llm_slow, seeded
         self.max_wait_s = max(0.0, max_wait_s)
         self.wait_rules = frozenset(wait_rules)  # the rules admit() waits out (others refuse at once)
         if not self.wait_rules <= WAITABLE_RULES:
@@ -366,7 +366,8 @@ class Admission:
                     f"more would leave ~{projected:.0f}, real time needs {self.need_tokens_per_s:.0f} with margin",
                     1,
                 ), None
-        cost = self.codec_cost()
+        lead = engine_leads(pace, self.need_tokens_per_s, self.engine_lead_pace)  # engine_lead.py
+        cost = None if lead else self.codec_cost()
         share = None if cost is None else cost * (streams + 1)  # the codec's share with one more stream
         if share is not None and share > self.max_codec_share:
             return _refusal(
@@ -415,14 +416,12 @@ class Admission:
         self, requested: LatencyPreference, *, reproducible: bool = False
     ) -> LatencyPreference:
         """The first-chunk schedule an admitted stream gets: the one it asked for, or `exact` once the codec's
-        measured cost per stream times the streams open plus one passes `short_schedule_share` of the device.
-        A `reproducible` stream (a seed) gets the one it asked for: its audio must not depend on the load it met.
-
+        measured cost per stream times the streams open plus one passes `short_schedule_share` of the device and
+        the engine does not lead (`engine_lead.py`); a `reproducible` stream (a seed) gets the one it asked for.
         Why: a short first-second schedule (balanced, lowest) decodes ~3.5 tokens per kept one for a stream's first
         second, the exact schedule ~1.5, and a busy device pays that on every newcomer. Under load a newcomer waits
         for the full look-ahead (first audio ~0.2-0.5 s later on the simulated H100) and the device carries more
-        streams in real time: 242 of 250 admitted at 16 kHz with no underrun instead of 137 (docs/benchmarks.md).
-        Refusing is the last resort; a later first chunk comes before it."""
+        streams in real time: 242 of 250 admitted at 16 kHz with no underrun instead of 137 (docs/benchmarks.md)."""
         schedule, reason = (requested, "seeded") if reproducible else self._first_chunk(requested)
         self.first_chunks[(schedule, reason)] += 1
         FIRST_CHUNK_SCHEDULES.labels(schedule=schedule, reason=reason).inc()
@@ -431,6 +430,9 @@ class Admission:
     def _first_chunk(self, requested: LatencyPreference) -> tuple[LatencyPreference, str]:
         if requested == "exact":
             return requested, "requested"
+        pace = self.pace() if self.generating is not None else None
+        if engine_leads(pace, self.need_tokens_per_s, self.engine_lead_pace):
+            return requested, "engine_ahead"
         cost = self.codec_cost()
         if cost is None:
             return requested, "unmeasured"
@@ -440,7 +442,6 @@ class Admission:
             return requested, "codec_light"
         # The exact schedule's second chunk needs its tokens plus a full look-ahead within the first chunk's
         # playback: only an engine well ahead of real time fills that; a slower one keeps the short schedule.
-        pace = self.pace() if self.generating is not None else None
         if pace is None or pace < self.exact_needs_pace * self.need_tokens_per_s:
             return requested, "llm_slow"
         self.long_first_chunks += 1

@@ -1,0 +1,253 @@
+"""What binds in a simulated load, term by term: the device's seconds by kind of work, rows per call, the API
+processes' seconds, and admission's measures against what the device then did (`python -m bench.simulate
+--breakdown`).
+
+`Ledger` observes the simulation's one `DeviceTimeline` (every engine step and codec call on the device's own
+schedule) and the API processes' GIL time. Terms:
+
+- `prefill`: newcomers' prompts in the engine step they join; `llm steps`: the rest of every step;
+- `first windows` / `steady windows`: BiCodec rows of a stream's first decode window / every later one;
+  `AP-BWE first` / `AP-BWE steady` the same at 48 kHz. A call holding both splits its seconds by rows;
+- `host`: the API processes' busy seconds (all processes together; `host max` the busiest one's share).
+
+Two spans: `onboarding`, from the first arrival until the last admitted stream's first audio (what a burst's first
+audio waits on), and the whole run. Admission's side: its codec cost per open stream-second (dispatch to end, queueing
+behind engine steps included, as it is calibrated) and its LLM pace at each decision, against the codec's own device
+seconds per stream-second and the pace the engine then gave.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.standin.cost_model import CostModel, EngineStep
+from services.device.calls import Call
+
+TERMS = (
+    "prefill",
+    "llm steps",
+    "first windows",
+    "steady windows",
+    "AP-BWE first",
+    "AP-BWE steady",
+)
+
+
+@dataclass
+class _Use:
+    term: str
+    start: float
+    end: float
+    rows: float  # rows of this term in the call (engine: rows stepped; prefill: newcomers)
+    call_rows: int  # every row of the call (padding excluded)
+    padded_rows: int
+    fixed_s: float  # the call's fixed cost share
+
+
+@dataclass
+class Ledger:
+    model: CostModel
+    uses: list[_Use] = field(default_factory=list)
+    host: list[tuple[float, float]] = field(default_factory=list)
+    decisions: list[tuple[float, float | None, float | None, int]] = field(default_factory=list)
+    tokens: list[tuple[float, int, int]] = field(
+        default_factory=list
+    )  # (time, ids, rows) of each engine step
+    _first: dict[int, object] = field(default_factory=dict)  # id -> window (held: an id is never reused)
+
+    def mark_first(self, window: object) -> None:
+        """`window` is its stream's first decode (or AP-BWE) window."""
+        self._first[id(window)] = window
+
+    def note_host(self, start: float, end: float) -> None:
+        self.host.append((start, end))
+
+    def note_decision(self, now: float, view: dict[str, Any], streams: int) -> None:
+        self.decisions.append(
+            (
+                now,
+                view.get("codec_seconds_per_stream_second"),
+                view.get("llm_tokens_per_s_per_request"),
+                streams,
+            )
+        )
+
+    def observe(self, kind: str, start: float, end: float, detail: Any) -> None:
+        """A `DeviceTimeline` observer."""
+        if isinstance(detail, EngineStep):
+            pre = detail.prefill_seconds
+            if detail.newcomers:
+                fixed = self.model.llm_prefill.fixed / 1000
+                self.uses.append(
+                    _Use("prefill", start, start + pre, detail.newcomers, detail.newcomers, 0, fixed)
+                )
+            self.uses.append(
+                _Use(
+                    "llm steps",
+                    start + pre,
+                    end,
+                    detail.rows,
+                    detail.rows,
+                    0,
+                    self.model.llm_step.fixed / 1000 if detail.rows else 0.0,
+                )
+            )
+            self.tokens.append((end, detail.rows, detail.rows))
+            return
+        if not isinstance(detail, Call):
+            return
+        rows = len(detail.windows)
+        first = sum(1 for w in detail.windows if id(w) in self._first)
+        names = ("first windows", "steady windows") if kind == "decode" else ("AP-BWE first", "AP-BWE steady")
+        fixed = (self.model.decode if kind == "decode" else self.model.sr).fixed / 1000
+        seconds = end - start
+        for name, n in zip(names, (first, rows - first), strict=True):
+            if n:
+                share = n / rows
+                self.uses.append(
+                    _Use(name, start, start + seconds * share, n, rows, detail.rows_padded, fixed * share)
+                )
+                start += seconds * share
+
+    # ---- the tables
+    def span_table(self, begin: float, end: float, stream_seconds: float) -> list[dict[str, Any]]:
+        """One row per term over [begin, end): device seconds (and of them the calls' fixed parts), share of
+        the span, calls, rows per call, padded rows per call, ms per call."""
+        length = max(1e-9, end - begin)
+        acc: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        for u in self.uses:
+            part = _overlap(u.start, u.end, begin, end)
+            if part <= 0:
+                continue
+            frac = part / max(1e-12, u.end - u.start)
+            a = acc[u.term]
+            a["seconds"] += part
+            a["fixed"] += u.fixed_s * frac
+            a["calls"] += frac
+            a["rows"] += u.rows * frac
+            a["call_rows"] += u.call_rows * frac
+            a["padded"] += u.padded_rows * frac
+        out = []
+        for term in TERMS:
+            a = acc.get(term)
+            if not a:
+                continue
+            calls = max(1e-9, a["calls"])
+            out.append(
+                {
+                    "term": term,
+                    "device_s": round(a["seconds"], 3),
+                    "fixed_s": round(a["fixed"], 3),
+                    "share": round(a["seconds"] / length, 3),
+                    "calls": round(a["calls"]),
+                    "rows_per_call": round(a["call_rows"] / calls, 2),
+                    "padded_rows_per_call": round(a["padded"] / calls, 2) if a["padded"] else None,
+                    "ms_per_call": round(1000 * a["seconds"] / calls, 2),
+                    "ms_per_stream_s": round(1000 * a["seconds"] / stream_seconds, 2)
+                    if stream_seconds
+                    else None,
+                }
+            )
+        host = sum(_overlap(s, e, begin, end) for s, e in self.host)
+        out.append(
+            {
+                "term": "host (API CPU)",
+                "device_s": round(host, 3),
+                "share": round(host / length, 3),
+                "ms_per_stream_s": round(1000 * host / stream_seconds, 2) if stream_seconds else None,
+            }
+        )
+        idle = length - sum(r["device_s"] for r in out if r["term"] in TERMS)
+        out.append({"term": "device idle", "device_s": round(idle, 3), "share": round(idle / length, 3)})
+        return out
+
+    def admission_view(
+        self, begin: float, end: float, codec_own_per_stream_s: float | None
+    ) -> dict[str, Any]:
+        """Admission's measures at its decisions within [begin, end) against what the device did there."""
+        within = [d for d in self.decisions if begin <= d[0] < end]
+        costs = [c for _, c, _, _ in within if c is not None]
+        paces = [p for _, _, p, _ in within if p is not None]
+        steps = [(t, rows) for t, rows, _ in self.tokens if begin <= t < end]
+        # tokens per generating request per second over the span: steps / span (each step gives every row one id)
+        pace_given = len(steps) / max(1e-9, end - begin) if steps else None
+        return {
+            "decisions": len(within),
+            "decisions_unmeasured": sum(1 for _, c, _, _ in within if c is None),
+            "codec_cost_admission": round(sum(costs) / len(costs), 5) if costs else None,
+            "codec_cost_own": None if codec_own_per_stream_s is None else round(codec_own_per_stream_s, 5),
+            "llm_pace_admission": round(sum(paces) / len(paces), 1) if paces else None,
+            "llm_pace_given": None if pace_given is None else round(pace_given, 1),
+        }
+
+
+def _overlap(a: float, b: float, lo: float, hi: float) -> float:
+    return max(0.0, min(b, hi) - max(a, lo))
+
+
+def format_table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
+    """A Markdown table of `rows` (a missing value: blank)."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join("" if row.get(c) is None else str(row.get(c)) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+BREAKDOWN_COLUMNS = (
+    "term",
+    "device_s",
+    "fixed_s",
+    "share",
+    "calls",
+    "rows_per_call",
+    "padded_rows_per_call",
+    "ms_per_call",
+    "ms_per_stream_s",
+)
+
+
+def breakdown(
+    ledger: Ledger, streams: list[tuple[float, float | None, float | None]], end: float
+) -> dict[str, Any]:
+    """The tables for `onboarding` (first arrival to the last first audio) and `run` (all of it). `streams`: each
+    admitted stream's (arrival, first audio, end)."""
+    spans: dict[str, tuple[float, float]] = {}
+    if streams:
+        begin = min(a for a, _, _ in streams)
+        firsts = [f for _, f, _ in streams if f is not None]
+        spans["onboarding"] = (begin, max(firsts) if firsts else end)
+    spans["run"] = (min((a for a, _, _ in streams), default=0.0), end)
+    out: dict[str, Any] = {}
+    for name, (lo, hi) in spans.items():
+        stream_s = sum(_overlap(a, e if e is not None else end, lo, hi) for a, _, e in streams)
+        table = ledger.span_table(lo, hi, stream_s)
+        codec = sum(r["device_s"] for r in table if r["term"] in TERMS[2:])
+        out[name] = {
+            "from_s": round(lo, 3),
+            "to_s": round(hi, 3),
+            "stream_seconds": round(stream_s, 2),
+            "terms": table,
+            "admission": ledger.admission_view(lo, hi, codec / stream_s if stream_s else None),
+        }
+    return out
+
+
+def print_breakdown(report: dict[str, Any]) -> None:
+    """The breakdown of one report as Markdown tables (what `--breakdown` prints)."""
+    for name, span in report.get("breakdown", {}).items():
+        print(
+            f"\n{name}: {span['from_s']}-{span['to_s']} s, {span['stream_seconds']} stream-seconds open "
+            f"({report['streams_admitted']} of {report['streams_requested']} admitted at "
+            f"{report['sample_rate']} Hz)"
+        )
+        print(format_table(span["terms"], BREAKDOWN_COLUMNS))
+        adm = span["admission"]
+        print(
+            f"admission at {adm['decisions']} decisions ({adm['decisions_unmeasured']} before the codec was "
+            f"measured): codec s per stream-second {adm['codec_cost_admission']} read against "
+            f"{adm['codec_cost_own']} of the codec's own device time; LLM pace read {adm['llm_pace_admission']} "
+            f"tokens/s per request, given {adm['llm_pace_given']}",
+            flush=True,
+        )
