@@ -9,8 +9,9 @@ never carried to the lent H200: issue 68). So this starts the server the kit's s
 (`bench/serve_paced.py` via `bench_ttfa.spawn_servers`, demo checkpoint on the CPU, warm-up on), sends one request
 of each kind a user sends (`REQUESTS`: every output format, 16 and 48 kHz and a resampled rate, word timestamps in
 English and Chinese, captions, a cloned voice, OpenAI's and the dialects' HTTP routes, each socket dialect: native
-WebSocket, ElevenLabs, Cartesia and Wyoming, a text job and an EPUB job), reads the server's `sys.modules`
-(`GET /bench/modules`), adds what the kit's own process imports (`CLIENT_MODULES`, in a fresh interpreter), and maps
+WebSocket, ElevenLabs, Cartesia and Wyoming, a text job and EPUB, PDF and DOCX jobs), reads the server's
+`sys.modules` (`GET /bench/modules`), adds what the document reader's own process loads (`reader_modules`: uploads
+are read in a child process) and what the kit's own process imports (`CLIENT_MODULES`, in a fresh interpreter), and maps
 every top-level module to its distribution (`importlib.metadata.packages_distributions`). Each request must succeed:
 a failed one is what a missing package looks like, so the recorder stops and names it.
 """
@@ -39,6 +40,15 @@ import numpy as np  # noqa: E402
 
 RECORD = ROOT / "bench" / "gpu" / "served_packages.json"
 PROJECT = "spark-tts-service"
+# Books made by real tools (tests/books/README.md): every kind of upload the reader process opens.
+BOOK_FILES = (
+    (ROOT / "tests/books/nested.epub", "application/epub+zip"),
+    (ROOT / "tests/books/license.pdf", "application/pdf"),
+    (
+        ROOT / "tests/books/license.docx",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ),
+)
 EN = "Hello there. The quick brown fox jumps over the lazy dog at 5 pm."
 ZH = "你好，世界。今天天气很好，我们去公园散步吧。"
 # What the kit's process imports besides the server: acceptance.py and every step's modules, lazy ones included.
@@ -211,19 +221,36 @@ def drive(url: str, wyoming_port: int) -> list[dict[str, Any]]:
             "job (text)",
         )
     )
-    epub = epub_bytes()
-    done.append(
-        run_job(
-            url,
-            lambda: httpx.post(
-                f"{url}/v1/tts/jobs",
-                files={"file": ("book.epub", epub, "application/epub+zip")},
-                timeout=60,
-            ),
-            "job (EPUB)",
+    books = [("book.epub", epub_bytes(), "application/epub+zip")]
+    books += [(path.name, path.read_bytes(), media) for path, media in BOOK_FILES]
+    for name, data, media in books:
+        done.append(
+            run_job(
+                url,
+                lambda name=name, data=data, media=media: httpx.post(
+                    f"{url}/v1/tts/jobs", files={"file": (name, data, media)}, timeout=60
+                ),
+                f"job ({Path(name).suffix[1:].upper()})",
+            )
         )
-    )
     return done
+
+
+def reader_modules() -> list[str]:
+    """What the document reader loads: it runs in a process of its own (services/jobs/documents/isolated.py), so
+    the server's `sys.modules` never shows it. Read every kind a user uploads in one fresh interpreter, as its
+    child does."""
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); "
+        "import services.jobs.documents.isolated; from services.jobs.documents import read_document; "
+        "[read_document(open(p, 'rb').read(), filename=p) for p in sys.argv[2:]]; "
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    paths = [str(path) for path, _ in BOOK_FILES] + [str(ROOT / "tests/books/license.md")]
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT), *paths], capture_output=True, text=True, check=True
+    )
+    return list(json.loads(done.stdout.splitlines()[-1]))
 
 
 # ---------------------------------------------------------------------------------------------- the record
@@ -278,7 +305,7 @@ def record() -> dict[str, Any]:
         "bench/gpu/wheels.py carries those the lent image lacks",
         "requests": [d["what"] for d in done],
         "client_modules": list(CLIENT_MODULES),
-        "distributions": distributions(served + client_modules()),
+        "distributions": distributions(served + reader_modules() + client_modules()),
     }
 
 
