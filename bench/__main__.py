@@ -82,6 +82,9 @@ BENCHES: dict[str, Bench] = {
     "ttfa": Bench("bench_ttfa.py", "time to first audio per schedule, voice, rate, concurrency", suite=True),
     "timing": Bench("bench_timing_latency.py", "first audio with and without word timestamps, per transport"),
     "barge_in": Bench("bench_barge_in.py", "the next turn after a barge-in against a fresh turn"),
+    "long_reply": Bench(
+        "bench_long_reply.py", "a long reply sent whole: gaps on the wire, audio held, late words"
+    ),
     "pipecat_first_audio": Bench(
         "bench_pipecat_first_audio.py",
         "Pipecat's ElevenLabs against Cartesia first audio at 20 and 50 LLM tokens/s",

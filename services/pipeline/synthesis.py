@@ -82,6 +82,13 @@ TOKEN_QUEUE_ITEMS = 64
 # Audio a paced stream's client still holds when its next window is asked for: time for the window to be decoded and
 # sent under load before playback reaches the end (`python -m bench standin_load`: 32 streams, none underrun).
 PACE_FLOOR_S = 0.5
+# A paced stream sends a window's audio (steady windows reach 4 s) in pieces at most this long, each once its client
+# has room for it: sent whole, a window left the wire silent for its own length mid-reply (3.6 s, past Pipecat's 3 s
+# quiet-context timeout) and the client's buffer down to the floor before the next one was asked for.
+PACE_PIECE_S = 0.5
+# A streamed word's time goes out by the time playback is this close to it (core.align.due), settled or not: the next
+# piece's words are settled within about a piece of pacing after this one (`_emit`), plus the time to send them.
+TIMING_DUE_S = 1.5
 _END = object()
 DECODE_STAGE_SECONDS = metrics.STAGE_SECONDS.labels("decode")  # bound once: `.labels()` takes a lock per call
 
@@ -475,11 +482,15 @@ class SynthesisJob:
         return out
 
     # ------------------------------------------------------------------ decode + audio chain
+    @property
+    def _paced(self) -> bool:
+        return self.request.stream and self.playback is not None
+
     async def _pace(self, upcoming_s: float = 0.0) -> None:
         """A streaming job waits until its client, playing in real time, would hold at most `stream_max_ahead_s`
         of its audio once `upcoming_s` more (what it is about to send) arrives, but never until the client holds
-        less than `PACE_FLOOR_S`: a window longer than the setting (steady windows reach 4 s) must be decoded and
-        sent while the client still plays, or it runs dry. The client holds at most max(setting, window + floor)."""
+        less than `PACE_FLOOR_S`. Audio goes out in pieces of at most `PACE_PIECE_S` (`_send_kept`), so the client
+        holds between the setting less a piece and the setting while a reply runs ahead of it."""
         if self.request.stream and self.playback is not None:
             bound = max(PACE_FLOOR_S, self.resources.settings.stream.stream_max_ahead_s - upcoming_s)
             await self.playback.pace(bound)
@@ -517,7 +528,8 @@ class SynthesisJob:
         together with the next window: a seeded request's bytes do not depend on the engine's timing."""
         out: list[tuple[np.ndarray, np.ndarray | None]] = []
         for group in self._paced_groups(windows) if windows else []:
-            await self._pace(sum(self._window_seconds(w) for w in group))
+            # Asked for when the client has room for the first piece: the rest go out piece by piece as it plays.
+            await self._pace(min(PACE_PIECE_S, sum(self._window_seconds(w) for w in group)))
             assert self.handle is not None
             started = time.perf_counter()
             d = self._d_vector
@@ -530,25 +542,25 @@ class SynthesisJob:
                 out.append((chunk, planner.held_audio))
         return out
 
-    async def _decode_push(self, run: ChunkRun, planner: DecodePlanner, semantic: list[int]) -> bytes:
+    async def _decode_push(self, run: ChunkRun, planner: DecodePlanner, semantic: list[int]) -> None:
         windows = planner.push(semantic)
         if not windows:  # most engine deltas only buffer: nothing to await, decode or send
-            return b""
+            return
         decoded = await self._decode_windows(planner, windows)
         if decoded and self.stats.first_audio_engine_ids is None:
             self.stats.first_audio_engine_ids = (self.stats.preamble_ids or 0) + planner.tokens_in
-        return await self._chain_chunks(run, [chunk for chunk, _ in decoded], [ahead for _, ahead in decoded])
+        await self._chain_chunks(run, [chunk for chunk, _ in decoded], [ahead for _, ahead in decoded])
 
-    async def _decode_finish(self, run: ChunkRun, planner: DecodePlanner, *, fade: bool = False) -> bytes:
+    async def _decode_finish(self, run: ChunkRun, planner: DecodePlanner, *, fade: bool = False) -> None:
         chunks = [chunk for chunk, _ in await self._decode_windows(planner, planner.finish())]
         # Faded when the chunk is cut at a token guard's detection point.
-        return await self._chain_chunks(run, self.guards.fade_last(chunks) if fade else chunks)
+        await self._chain_chunks(run, self.guards.fade_last(chunks) if fade else chunks)
 
     async def _chain_chunks(
         self, run: ChunkRun, chunks: list[np.ndarray], aheads: list[np.ndarray | None] | None = None
-    ) -> bytes:
-        """`aheads`: per chunk, the decode planner's held overlap right after it (the guess of what follows it)."""
-        out = bytearray()
+    ) -> None:
+        """Send the chunks' kept audio. `aheads`: per chunk, the decode planner's held overlap right after it (the
+        guess of what follows it)."""
         for i, chunk in enumerate(chunks):
             if run.stop is not None:
                 break
@@ -561,18 +573,27 @@ class SynthesisJob:
                 follows = (
                     aheads[i] if aheads is not None and run.stop is None else None
                 )  # a cut piece ends here
-                out += await self._push_kept(kept, follows)
-        return bytes(out)
+                await self._send_kept(kept, follows)
 
-    async def _push_kept(self, audio: np.ndarray, ahead: np.ndarray | None = None) -> bytes:
-        if self.timestamps is not None:
-            self.timestamps.on_audio(audio)
-        return await self.chain.push(audio, ahead)
+    async def _send_kept(self, audio: np.ndarray, ahead: np.ndarray | None = None) -> None:
+        """Kept 16 kHz audio on through the chain and out; a paced stream's in pieces of at most `PACE_PIECE_S`,
+        each once the client has room for it (the rest of the audio is the exact `ahead` of the pieces before it)."""
+        step = len(audio)
+        if self._paced:
+            step = max(1, int(PACE_PIECE_S * NATIVE_RATE * self.request.time_stretch))
+        for start in range(0, len(audio), step):
+            piece = audio[start : start + step]
+            follows = ahead if start + step >= len(audio) else audio[start + step :]
+            await self._pace(len(piece) / NATIVE_RATE / self.request.time_stretch)
+            if self.timestamps is not None:
+                self.timestamps.on_audio(piece)
+            await self._emit(await self.chain.push(piece, follows))
 
-    async def _release_held(self, run: ChunkRun) -> bytes:
+    async def _release_held(self, run: ChunkRun) -> None:
         """The held audio of a chunk that passed every guard, on through the chain."""
         held, run.held = run.held, []
-        return b"".join([await self._push_kept(audio) for audio in held])
+        for audio in held:
+            await self._send_kept(audio)
 
     async def _recover(self, run: ChunkRun, trip: Trip, decoder: DecodePlanner | None) -> TokenQueue | None:
         """After an acting trip: the next try's token queue (retried), or None (cut: the chunk ends here)."""
@@ -582,8 +603,8 @@ class SynthesisJob:
             raise self.guards.failure(run, trip)
         if action == "cut":
             if decoder is not None and run.action is None:
-                await self._emit(await self._decode_finish(run, decoder, fade=True))
-            await self._emit(await self._release_held(run))  # held: a limit cut keeps it
+                await self._decode_finish(run, decoder, fade=True)
+            await self._release_held(run)  # held: a limit cut keeps it
             self.guards.account_cut(run)
             return None
         self.guards.next_try(run)
@@ -598,7 +619,16 @@ class SynthesisJob:
         self._samples_queued = self.stats.output_samples
         await self._emit_now(data, samples)
         if self.timestamps is not None and self.request.stream and self.timestamps.has_audio:
-            await self._timings(self.timestamps.settle)  # after the audio: it never waits for the aligner
+            # After the audio: it never waits for the aligner.
+            await self._timings(self.timestamps.settle, self._timing_due())
+
+    def _timing_due(self) -> float | None:
+        """Output seconds the client can have played before the next piece's words are settled (None: nobody plays
+        this job as it comes)."""
+        playback = self.playback
+        if not self.request.stream or playback is None or not playback.started:
+            return None
+        return playback.audio_seconds - playback.buffered_seconds() + TIMING_DUE_S
 
     async def _emit_now(self, data: bytes, samples: int) -> None:
         if self.playback is not None:  # the audio leaves: the playback clock (deadlines, pacing) counts it
@@ -639,7 +669,7 @@ class SynthesisJob:
             self.chain.start_segment(last=run.last)
             if self.timestamps is not None:
                 self.timestamps.start_segment(self.plan.chunks[index], voice=speaker.voice.rate_key)
-            await self._emit(await self._silence(index))
+            await self._silence(index)
         # Once per speaker, cached per voice; a miss is a model call the scheduler runs on the device, between codec
         # calls.
         if speaker.d_vector is None:
@@ -675,7 +705,7 @@ class SynthesisJob:
                     break
                 item = tokens.get_nowait()
             if semantic:  # planning is cheap bookkeeping; only a due window awaits the scheduler
-                await self._emit(await self._decode_push(run, decoder, semantic))
+                await self._decode_push(run, decoder, semantic)
             if run.stop is not None:  # the audio guard tripped
                 return await self._recover(run, run.stop, None)
             if isinstance(item, Trip):
@@ -685,10 +715,10 @@ class SynthesisJob:
             # Woken when the planner can make a window or the try ends, not for every delta (token_queue.py).
             await tokens.wait_for_ids(decoder.tokens_needed - decoder.pending_tokens)
             item = await tokens.get()
-        await self._emit(await self._decode_finish(run, decoder))
+        await self._decode_finish(run, decoder)
         if run.stop is not None:
             return await self._recover(run, run.stop, None)
-        await self._emit(await self._release_held(run))  # a held chunk passed: on it goes
+        await self._release_held(run)  # a held chunk passed: on it goes
         return None
 
     async def _timings(self, step: Callable[..., TimestampsEvent | None], *args: Any) -> None:
@@ -720,13 +750,13 @@ class SynthesisJob:
         index = len(self.plan.chunks)
         self._pauses[index] = self._pauses.get(index, 0.0) + seconds
 
-    async def _silence(self, index: int) -> bytes:
+    async def _silence(self, index: int) -> None:
         seconds = self._pauses.pop(index, 0.0)
         if seconds <= 0:
-            return b""
+            return
         # Taken before the time-stretch, which shortens it by the speed: so many seconds of output silence.
         samples = int(round(seconds * NATIVE_RATE * self.request.time_stretch))
-        return await self._push_kept(np.zeros(samples, np.float32))
+        await self._send_kept(np.zeros(samples, np.float32))
 
     def close_text(self) -> None:
         """No more text will come; the job finishes after the chunks already fed."""
@@ -803,7 +833,7 @@ class SynthesisJob:
             index += 1
         self.stats.generation_done = True
         self.stats.decode_done = True
-        await self._emit(await self._silence(index))  # a break after the last text
+        await self._silence(index)  # a break after the last text
         await self._emit(await self.chain.finish())
         if (
             self.timestamps is not None

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from core.align import SAMPLE_RATE, WordSpan, align, character_spans
+from core.align.due import place_due
 from core.align.incremental import IncrementalEstimate, spread
 from core.align.types import clamped
 from core.align.units import script_language
@@ -152,8 +153,10 @@ class TimestampTrack:
     def has_audio(self) -> bool:
         return bool(self._pending)
 
-    def settle(self) -> TimestampsEvent | None:
-        """The words the chunk's audio so far settles (blocking; run it in a worker thread)."""
+    def settle(self, due: float | None = None) -> TimestampsEvent | None:
+        """The words the chunk's audio so far settles (blocking; run it in a worker thread). `due`: where (output
+        seconds) the client's playback can be before the next piece is settled: a word beginning before then goes now,
+        as the estimate stands (`core.align.due`), rather than late."""
         segment = self._segment
         with self._lock:
             pending, self._pending = self._pending, []
@@ -166,6 +169,8 @@ class TimestampTrack:
         try:
             for piece in pending:
                 spans += segment.inc.feed(piece)
+            if due is not None:
+                spans += place_due(segment.inc, due / self.time_scale - segment.offset)
         except Exception as exc:  # noqa: BLE001 - the audio goes on; this chunk's words are spread at its end
             self._failed("align", exc)
             segment.broken = True

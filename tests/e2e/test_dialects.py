@@ -69,14 +69,14 @@ async def test_elevenlabs_contexts_limits_and_close_socket(server: RunningServer
     async with _ws(server, "/v1/text-to-speech/default/multi-stream-input?output_format=ulaw_8000") as ws:
         await ws.send(json.dumps({"text": "x" * 50_001, "context_id": "long"}))
         too_long = json.loads(await asyncio.wait_for(ws.recv(), 30))
-        assert too_long["error"] == "text_too_long" and too_long["contextId"] == "long"
+        assert too_long["error"].startswith("text_too_long: ") and too_long["contextId"] == "long"
         ended = json.loads(
             await asyncio.wait_for(ws.recv(), 30)
         )  # a refusal ends its context: Pipecat's turn ends
         assert ended == {"contextId": "long", "context_id": "long", "isFinal": True}
         await ws.send(json.dumps({"context_id": "ghost", "close_context": True}))  # never opened: ignored
         await ws.send(json.dumps({"text": "not json"})[:-3])
-        assert json.loads(await asyncio.wait_for(ws.recv(), 30))["error"] == "invalid_json"
+        assert json.loads(await asyncio.wait_for(ws.recv(), 30))["error"].startswith("invalid_json: ")
         for index in range(6):  # a sixth unfinished context is refused, the five others keep going
             await ws.send(
                 json.dumps({"text": "A sentence that takes a while to say. ", "context_id": f"c{index}"})
@@ -90,7 +90,8 @@ async def test_elevenlabs_contexts_limits_and_close_socket(server: RunningServer
                 audio_contexts.add(message["contextId"])
                 assert message["context_id"] == message["contextId"]
             if message.get("error"):
-                assert message == {**message, "error": "too_many_concurrent_requests", "contextId": "c5"}
+                assert message["error"].startswith("too_many_concurrent_requests: ")
+                assert message["contextId"] == "c5"
                 ended = json.loads(await asyncio.wait_for(ws.recv(), 30))
                 assert ended == {"contextId": "c5", "context_id": "c5", "isFinal": True}
                 break
@@ -283,7 +284,7 @@ async def test_cartesia_max_buffer_delay_speaks_a_trailing_clause_without_a_flus
             message = json.loads(await asyncio.wait_for(ws.recv(), 30))  # main: the clause waits for the end
             assert message["context_id"] == "d" and message["type"] in ("chunk", "timestamps"), message
             if message["type"] == "timestamps":
-                words += message["word_timestamps"]["words"]
+                words += [w.strip() for w in message["word_timestamps"]["words"]]  # a sentence end's space
                 assert words == (first + trailing).split()[: len(words)], words  # each word once, in order
             else:
                 chunks += 1

@@ -161,3 +161,40 @@ def test_elevenlabs_timings_ahead_of_their_audio_ride_on_it() -> None:
     [message] = wire.audio(u, b"\x00\x00")  # type: ignore[arg-type]
     assert message["alignment"]["chars"] == ["h", "i", " ", "y", "o"]  # nothing the text did not have
     assert message["normalizedAlignment"]["chars"] == message["alignment"]["chars"]
+
+
+def _livekit_transcript(sentences: list[str], events: list[list[str]], sent_before: list[int]) -> str:
+    """How LiveKit's Cartesia client assembles its timed transcript (facts: specs/voice_agents.md and its source):
+    each sentence it sent, with a trailing space, is queued; each word received is looked up in the oldest queued
+    sentence and takes the text up to its end; whitespace left over joins the next queued sentence, or is lost when
+    none is queued yet. `sent_before[i]`: how many sentences were sent when event i arrived."""
+    queued: list[str] = []
+    out = ""
+    sent = 0
+    for words, upto in zip(events, sent_before, strict=True):
+        while sent < upto:
+            queued.append(sentences[sent] + " ")
+            sent += 1
+        for word in words:
+            head = queued.pop(0)
+            idx = head.find(word)
+            assert idx != -1, (word, head)
+            piece, rest = head[: idx + len(word)], head[idx + len(word) :]
+            if rest.strip():
+                queued.insert(0, rest)
+            elif rest and queued:
+                queued[0] = rest + queued[0]
+            out += piece
+    return out
+
+
+def test_cartesia_sentence_ends_keep_their_space_for_livekits_transcript() -> None:
+    """A two-sentence reply whose first sentence's words arrive before LiveKit sent the second: "now. This", not
+    "now.This"."""
+    wire, u = CartesiaWire(), _Utterance(wire_state={"timestamps": True})
+    first = SimpleNamespace(words=[_span("Right", 0.0, 0.3), _span("now.", 0.3, 0.6)])
+    second = SimpleNamespace(words=[_span("This", 0.8, 1.0), _span("works.", 1.0, 1.4)])
+    events = [m["word_timestamps"]["words"] for e in (first, second) for m in wire.timings(u, e)]  # type: ignore[arg-type]
+    assert events == [["Right", "now. "], ["This", "works. "]]
+    transcript = _livekit_transcript(["Right now.", "This works."], events, [1, 2])
+    assert transcript.split(" ") == ["Right", "now.", "This", "works.", ""]

@@ -35,15 +35,26 @@ def chunk_event(data: bytes, context_id: str | None) -> Event:
     }
 
 
-def timestamps_event(words: Any, context_id: str | None) -> Event:
-    """`words`: WordSpan items, seconds from the start of the context."""
+# A word ending a sentence carries the space after it. LiveKit's client finds each word in the sentences it sent
+# ("now. " with its trailing space) and keeps the space after a sentence's last word only when its next sentence was
+# sent already; words settled sooner than that ("now." before "This …" went out) read "now.This" in its transcript.
+SENTENCE_ENDS = ".!?"
+
+
+def word_text(text: str) -> str:
+    return f"{text} " if text[-1:] in SENTENCE_ENDS else text
+
+
+def timestamps_event(words: Any, context_id: str | None, *, spaced: bool = False) -> Event:
+    """`words`: WordSpan items, seconds from the start of the context; `spaced`: sentence ends carry their space (the
+    socket, where LiveKit assembles its transcript from them)."""
     return {
         "type": "timestamps",
         "done": False,
         "status_code": 206,
         "context_id": context_id,
         "word_timestamps": {
-            "words": [w.text for w in words],
+            "words": [word_text(w.text) if spaced else w.text for w in words],
             "start": [w.start for w in words],
             "end": [w.end for w in words],
         },
@@ -81,7 +92,7 @@ class CartesiaWire:
         words = event.normalized if u.wire_state.get("normalized") else event.words
         if not u.wire_state.get("timestamps") or not words:
             return []
-        return [timestamps_event(words, u.context_id)]
+        return [timestamps_event(words, u.context_id, spaced=True)]
 
     def progress(self, u: Utterance) -> list[Payload]:
         return []

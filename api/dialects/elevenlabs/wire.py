@@ -108,7 +108,9 @@ class ElevenLabsWire:
         self, code: str, message: str, param: str | None, u: Utterance | None, context_id: str | None
     ) -> Payload:
         cid = u.context_id if u is not None else context_id
-        return {"error": code.lower(), "message": message, "code": code, "contextId": cid, "context_id": cid}
+        # LiveKit raises (and logs) `error` alone, Pipecat nothing: the reason travels in it beside the code.
+        reason = f"{code.lower()}: {message}"
+        return {"error": reason, "message": message, "code": code, "contextId": cid, "context_id": cid}
 
     def flushed(self, u: Utterance) -> list[Payload]:
         return []
