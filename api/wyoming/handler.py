@@ -65,7 +65,9 @@ class Host(Protocol):
 
     async def key(self, address: str | None) -> ApiKeyRecord: ...
 
-    def admission(self) -> ApiError | None: ...
+    def admission(self, address: str | None) -> ApiError | None: ...
+
+    def cool(self, address: str | None) -> None: ...
 
     def message_limiter(self) -> MessageLimiter: ...
 
@@ -78,6 +80,8 @@ class WyomingHandler(AsyncEventHandler):
     def __init__(self, server: Host, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         super().__init__(reader, writer)
         self.server = server
+        peer = writer.get_extra_info("peername")
+        self.address: str | None = str(peer[0]) if isinstance(peer, tuple) and peer else None
         self.connection_id = f"wy{next(_connections)}"
         self.wire = WyomingWire(server.rate)
         self.outbox: Outbox | None = None
@@ -89,8 +93,8 @@ class WyomingHandler(AsyncEventHandler):
     async def run(self) -> None:
         task = asyncio.current_task()
         assert task is not None
-        refusal = self.server.admission()
-        if refusal is not None:  # at the cap: said and closed at once, never held
+        refusal = self.server.admission(self.address)
+        if refusal is not None:  # at the cap, or a flooder back too soon: said and closed at once, never held
             logger.info("wyoming connection refused", extra={"error_code": refusal.code})
             await self._refuse(refusal)
             return
@@ -101,11 +105,9 @@ class WyomingHandler(AsyncEventHandler):
             self.server.connections.discard(task)
 
     async def _serve(self) -> None:
-        peer = self.writer.get_extra_info("peername")
-        address = peer[0] if isinstance(peer, tuple) else None
         services = self.server.services
         try:
-            key = await self.server.key(address)
+            key = await self.server.key(self.address)
         except ApiError as err:
             logger.info("wyoming connection refused", extra={"error_code": err.code})
             await self._refuse(err)
@@ -191,6 +193,8 @@ class WyomingHandler(AsyncEventHandler):
                     extra={"connection_id": self.connection_id, "reason": refused.kind},
                 )
                 await self._fail(ApiError("RATE_LIMIT_EXCEEDED", refused.message), streamed=self.streaming)
+                if refused.kind == "rate":  # a flooder that reconnects at once gets no fresh burst
+                    self.server.cool(self.address)
                 return "flooded"
             self.outbox.touch()
             try:

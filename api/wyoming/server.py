@@ -18,6 +18,7 @@ import importlib.util
 import ipaddress
 import logging
 import resource
+import time
 from typing import TYPE_CHECKING, Any
 
 from wyoming.info import Attribution, Info, TtsProgram, TtsVoice
@@ -53,6 +54,12 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to any address
 
 
+# How long an address whose connection went over its event budget waits before it may connect again: a flooder that
+# reconnects at once would otherwise get a fresh burst of events each time. Bounded memory: MAX_COOLING_ADDRESSES.
+FLOOD_COOLDOWN_S = 2.0
+MAX_COOLING_ADDRESSES = 4096
+
+
 def connection_cap(wanted: int) -> int:
     """`wanted`, but at most a quarter of the process's open-file limit: the rest stays for HTTP, files, models."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -82,6 +89,7 @@ class WyomingServer:
         self.connections: set[asyncio.Task[Any]] = set()  # each connection's task (WyomingHandler.run)
         self._zeroconf: Any = None
         self.max_connections = connection_cap(settings.wyoming_max_connections)
+        self._cooling: dict[str, float] = {}  # address -> when it may connect again (after a flood)
         ws = services.settings.websocket
         # Every connection runs as the one key: the key's message bucket of the WebSocket dialects, shared by all
         # (api/socket_guard.py), so reconnecting or flooding on many connections buys no more than one key may.
@@ -94,14 +102,35 @@ class WyomingServer:
             else None
         )
 
-    def admission(self) -> ApiError | None:
-        """The refusal for a new connection when the server holds its cap (None: serve it). No await."""
+    def admission(self, address: str | None) -> ApiError | None:
+        """The refusal for a new connection (None: serve it): its address flooded a connection moments ago, or the
+        server holds its cap. No await."""
+        until = self._cooling.get(address) if address is not None else None
+        if address is not None and until is not None:
+            left = until - time.monotonic()
+            if left > 0:
+                return ApiError(
+                    "RATE_LIMIT_EXCEEDED",
+                    f"This address's last connection went over its event budget; connect again in {left:.1f} s.",
+                )
+            del self._cooling[address]
         if len(self.connections) < self.max_connections:
             return None
         return ApiError(
             "TOO_MANY_CONCURRENT_REQUESTS",
             f"{self.max_connections} Wyoming connections are open on this server; close one or try again later.",
         )
+
+    def cool(self, address: str | None) -> None:
+        """`address` flooded its connection: it may not connect again for FLOOD_COOLDOWN_S (an attacker reconnects)."""
+        if address is None:
+            return
+        now = time.monotonic()
+        if len(self._cooling) >= MAX_COOLING_ADDRESSES:  # bounded: expired ones go first, then the oldest
+            self._cooling = {a: t for a, t in self._cooling.items() if t > now}
+            while len(self._cooling) >= MAX_COOLING_ADDRESSES:
+                self._cooling.pop(next(iter(self._cooling)))
+        self._cooling[address] = now + FLOOD_COOLDOWN_S
 
     def message_limiter(self) -> MessageLimiter:
         """One connection's event budget, as a WebSocket connection's; text counts as characters."""

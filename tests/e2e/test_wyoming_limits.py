@@ -19,6 +19,7 @@ from wyoming.event import Event, async_write_events
 from wyoming.tts import SynthesizeChunk, SynthesizeStart
 
 from api.app import create_app
+from api.wyoming.server import FLOOD_COOLDOWN_S
 from shared.settings import Settings
 from tests.e2e.conftest import free_port, in_process_server
 
@@ -92,6 +93,16 @@ async def test_a_flood_of_empty_chunks_is_cut_off_with_a_reason(live: Live) -> N
     assert "messages per second" in errors[0].text
     assert events[-1].type == "synthesize-stopped"  # a stream is told it ended, then the connection closes
     await _settled(live)
+    # An attacker reconnects: the flooding address is refused at once, for FLOOD_COOLDOWN_S, with no fresh burst.
+    again = live.client()
+    await again.connect()
+    try:
+        events = await _events_until_closed(again)
+    finally:
+        await again.disconnect()
+    assert [Error.from_event(e).code for e in events] == ["RATE_LIMIT_EXCEEDED"], events
+    assert "connect again in" in Error.from_event(events[0]).text
+    await asyncio.sleep(FLOOD_COOLDOWN_S)  # then it may connect again (the next test does)
 
 
 async def test_connections_over_the_cap_are_refused_and_health_answers(live: Live) -> None:
