@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("api.wyoming")
 _Parsed = TypeVar("_Parsed", Synthesize, SynthesizeStart, SynthesizeChunk)
 _connections = itertools.count(1)
+# How long a connection told why it ends may still send (discarded) before it is closed (`_linger`).
+LINGER_S = 0.5
 # Endings the client is told of (an error event) before the connection closes.
 _SAID_ENDINGS = ("idle", "too_large", "flooded")
 
@@ -158,6 +160,8 @@ class WyomingHandler(AsyncEventHandler):
                 if ending in _SAID_ENDINGS:  # their error goes out before the connection closes
                     await outbox.drain(timeout_s=2.0)
                 await outbox.close()
+                if ending in _SAID_ENDINGS:
+                    await self._linger()
                 self.writer.close()
                 logger.info(
                     "wyoming_disconnected",
@@ -168,6 +172,17 @@ class WyomingHandler(AsyncEventHandler):
                         "utterances": session.utterance_count,
                     },
                 )
+
+    async def _linger(self) -> None:
+        """After an ending the client was told of: half-close, then discard what it still sends for up to LINGER_S.
+        Closing with its events unread would reset the connection, and a reset can drop the error before the client
+        reads it; a client that keeps sending is cut at LINGER_S."""
+        with contextlib.suppress(Exception):
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+            async with asyncio.timeout(LINGER_S):
+                while await self.reader.read(65536):
+                    pass
 
     async def _read_loop(self) -> str:
         """Handle events until the client leaves ("disconnect"), sends an event too long to read ("too_large") or

@@ -216,7 +216,7 @@ def test_oversize_chunked_body(client: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "path"), [("POST", "/v1/tts/nothing"), ("GET", "/v2/tts/generate"), ("GET", "/nothing")]
+    ("method", "path"), [("POST", "/v1/tts/nothing"), ("GET", "/v9/tts/generate"), ("GET", "/nothing")]
 )  # "/" redirects to the playground
 def test_unknown_route(client: httpx.Client, method: str, path: str) -> None:
     error = assert_envelope(client.request(method, path), 404, "NOT_FOUND", None)

@@ -75,7 +75,7 @@ def test_a_bench_server_names_the_shell_settings_it_leaves_out(
     monkeypatch.setenv("TTS_SHELL_ONLY", "1")
     monkeypatch.setenv("TTS_PASSED", "1")
     argv = [sys.executable, "-c", "import os, sys; sys.exit('TTS_SHELL_ONLY' in os.environ)"]
-    with pytest.raises(RuntimeError, match="exited early"):
+    with pytest.raises(RuntimeError, match="server exited with code"):
         start_server(lambda port: argv, {"TTS_PASSED": "2"}, tmp_path / "server.log", ready_s=10)
     err = capsys.readouterr().err
     assert "TTS_SHELL_ONLY" in err and "TTS_PASSED" not in err

@@ -12,7 +12,12 @@ from api.cors import ALLOWED_REQUEST_HEADERS, EXPOSED_HEADERS
 from shared.settings import Settings
 from tests.conftest import PROJECT_ROOT
 
-REQUEST_ONLY = {"x-api-key", "x-admin-key", "x-forwarded-for"}  # read from requests, never sent back
+REQUEST_ONLY = {
+    "x-api-key",
+    "x-admin-key",
+    "x-forwarded-for",
+    "x-fern-sdk-name",
+}  # read from requests, never sent back
 NOT_FOR_PAGES = {"x-content-type-options", "x-accel-buffering"}  # instructions to the browser or a proxy
 ORIGIN = "http://app.example.test"
 

@@ -58,7 +58,10 @@ class FakeSession:
 
     async def start(self, request: Any, *, context_id: str | None) -> Any:
         self.calls.append(("start", context_id))
-        u = SimpleNamespace(characters=0, ssml=False, breaks=SimpleNamespace(window=None))
+        u = SimpleNamespace(characters=0, ssml=False)
+        u.read_ssml = lambda on: setattr(
+            u, "ssml", on
+        )  # Utterance.read_ssml, without the key's silence window
         self.open[context_id] = self.running[context_id] = u
         return u
 
