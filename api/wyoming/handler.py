@@ -197,7 +197,7 @@ class WyomingHandler(AsyncEventHandler):
                 event = await read_event(self.reader, max_bytes)
             except EventTooLarge:
                 error = ApiError("PAYLOAD_TOO_LARGE", f"An event's data may be at most {max_bytes} bytes.")
-                await self._fail(error, streamed=self.streaming)
+                await self._fail(error, streamed=self.streaming, close=False)  # closed after `_linger`
                 return "too_large"
             if event is None:
                 return "disconnect"
@@ -207,7 +207,8 @@ class WyomingHandler(AsyncEventHandler):
                     "wyoming connection over its event budget",
                     extra={"connection_id": self.connection_id, "reason": refused.kind},
                 )
-                await self._fail(ApiError("RATE_LIMIT_EXCEEDED", refused.message), streamed=self.streaming)
+                error = ApiError("RATE_LIMIT_EXCEEDED", refused.message)
+                await self._fail(error, streamed=self.streaming, close=False)  # closed after `_linger`
                 if refused.kind == "rate":  # a flooder that reconnects at once gets no fresh burst
                     self.server.cool(self.address)
                 return "flooded"
@@ -322,13 +323,15 @@ class WyomingHandler(AsyncEventHandler):
         await self.outbox.reply(CLOSE)
         return True
 
-    async def _fail(self, err: ApiError, *, streamed: bool) -> None:
-        """A refusal of the request in hand: `error`, `synthesize-stopped` for a stream, then the connection closes."""
+    async def _fail(self, err: ApiError, *, streamed: bool, close: bool = True) -> None:
+        """A refusal of the request in hand: `error`, `synthesize-stopped` for a stream, then the connection closes
+        (`close=False`: the caller ends the connection, which closes it after `_linger`)."""
         assert self.outbox is not None
         await self.outbox.reply(error_payload(err.code, err.message))
         if streamed:
             await self.outbox.reply(STOPPED)
-        await self.outbox.reply(CLOSE)
+        if close:
+            await self.outbox.reply(CLOSE)
 
     async def _refuse(self, err: ApiError) -> None:
         """Before any session: the refusal, then the connection closes."""
