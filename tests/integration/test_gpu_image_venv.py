@@ -76,7 +76,8 @@ def test_a_lazily_imported_package_left_out_fails_the_step_in_seconds(
     elapsed = time.monotonic() - started
     output = done.stdout + done.stderr
     assert done.returncode == 1, output[-4000:]
-    assert "server exited with code 3" in output
+    # The harness stops at whichever it sees first: the failed warm-up's readiness state, or the exit it leads to.
+    assert "server exited with code 3" in output or "server reports warmup_failed" in output, output[-4000:]
     assert "MISSING PACKAGE: rjieba" in output and "python -m pip install rjieba" in output
     assert "SERVICE STEPS FAILED: service" in output
     # The server's start (~20-60 s on a busy 2-core machine), not the step's 400 s wait.
