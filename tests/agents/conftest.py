@@ -50,8 +50,15 @@ class Server:
         return self.log.read_text(errors="replace")
 
     def mark(self) -> int:
-        """Where the log ends now: `events(mark)` reads only what came after."""
-        return self.log.stat().st_size
+        """Where the log ends once it has been still for a second (an earlier test's connection may still be
+        logging its end): `events(mark)` reads only what came after."""
+        size, still_since, deadline = self.log.stat().st_size, time.monotonic(), time.monotonic() + 15
+        while time.monotonic() - still_since < 1.0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            now = self.log.stat().st_size
+            if now != size:
+                size, still_since = now, time.monotonic()
+        return size
 
     def events(self, since: int, name: str) -> list[dict]:
         """The server's JSON log lines with `event == name` written after `since`, in order."""
