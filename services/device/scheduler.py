@@ -42,8 +42,11 @@ or model call waits and `background.BackgroundGate` lets them (no live miss, no 
 share while live streams are open), one background call at a time. Their seconds are accounted apart and never
 reach the figures admission reads (busy ratio, misses, open streams per key, cost per stream).
 
-Longer than 500 lines because the planner, the model-call queue, the wait reasons and the accounting share the
-pending lists and the device slots: apart, each would reach into the others' state on every call.
+Longer than 500 lines because what stays here shares the pending lists and the device slots; what has a seam
+of its own lives beside it: `queueing.py` (a stream's handle and the entries of the pending lists), `batching.py`
+(forming one call from the pending windows' head), `accounting.py` (each call's device seconds, and the busy ratio
+and misses admission reads). Here: the lifecycle, submission, the choice between live, model-call and background
+work, the turns between keys, and the wait reasons.
 """
 
 from __future__ import annotations
@@ -54,18 +57,19 @@ import itertools
 import logging
 import math
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 
+from services.device.accounting import DeviceTimeAccount
 from services.device.background import BackgroundGate, BackgroundPolicy
+from services.device.batching import form_call
 from services.device.calls import Call, DeviceRunner, ModelCallKind, SchedulerPolicy
 from services.device.key_share import CpuTurns
 from services.device.loop_lag import LoopLag
-from services.device.telemetry import SchedulerStats, record_call, record_device_seconds, record_model_call
+from services.device.queueing import PendingModelCall, PendingWindow, StreamHandle, urgency
 from services.device.windows import (
     DecodeWindow,
     FixedDeadline,
@@ -82,86 +86,10 @@ Clock = Callable[[], float]
 T = TypeVar("T")
 
 
-@dataclass(eq=False)
-class _Pending:
-    kind: WindowKind
-    window: DecodeWindow | SRWindow
-    stream: StreamHandle
-    deadline: float
-    seq: int
-    submitted: float
-    future: asyncio.Future[np.ndarray]
-    # Fixed at submission and read on every plan (a plan scans ~40 pending windows at 48 kHz under load):
-    units: int  # device work units: wave-span tokens (decode) or samples (SR): what buckets and bounds count
-    span: tuple[int, int] | None  # decode: the window's wave span (SchedulerPolicy.units)
-    bucket: (
-        int | None
-    )  # the smallest length bucket holding `units`; None: longer than every bucket, or a true end
-    # of a length no bucket has
-    true_end: (
-        bool  # an SR window at its stream's true end: never padded (in a bucket only when exactly its length)
-    )
-    first: bool  # submitted before its stream's first audio left: part of what a newcomer's first audio waits
-    # Why it was left out of the last plan that looked at it (`decided`: that plan's number)
-    waiting: WaitReason = "queued"
-    decided: int = 0
-
-
-@dataclass(eq=False)
-class _ModelCall:
-    kind: ModelCallKind
-    fn: Callable[[], Any]
-    deadline: float
-    seq: int
-    submitted: float
-    future: asyncio.Future[Any]
-
-
-def _urgency(p: _Pending | _ModelCall) -> tuple[float, int]:
-    return p.deadline, p.seq
-
-
 # How soon the planner looks again while windows wait for a lighter key's turn (its steps end without telling us).
 TURN_RECHECK_S = 0.005
 
 _NOT_RUN = object()  # a model call's result when its caller went away before a device thread took it
-
-
-class StreamHandle:
-    """One stream's place in the scheduler: its windows go in through here, ordered by its `playback` deadline."""
-
-    def __init__(
-        self,
-        scheduler: CodecScheduler,
-        stream_id: int,
-        playback: StreamDeadline,
-        owner: str | None = None,
-        work_class: WorkClass = "live",
-    ) -> None:
-        self.scheduler = scheduler
-        self.id = stream_id
-        self.playback = playback
-        self.owner = owner  # the API key whose stream this is (admission's share per key), None: keyless
-        self.work_class: WorkClass = work_class
-        self.closed = False
-
-    async def decode(self, window: DecodeWindow) -> np.ndarray:
-        return await self.scheduler.submit(self, "decode", window)
-
-    async def decode_all(self, windows: Sequence[DecodeWindow]) -> list[np.ndarray]:
-        """Several decode windows of this stream at once, their kept audio in order (`asyncio.gather` over `decode`
-        made a task per window, and a wake-up of each, for every decoded chunk)."""
-        return await self.scheduler.submit_many(self, "decode", windows)
-
-    async def super_resolve(self, window: SRWindow) -> np.ndarray:
-        return await self.scheduler.submit(self, "sr", window)
-
-    async def super_resolve_all(self, windows: Sequence[SRWindow]) -> list[np.ndarray]:
-        """Several windows of this stream at once (a decoded chunk is ~3 AP-BWE windows), their kept audio in order."""
-        return await self.scheduler.submit_many(self, "sr", windows)
-
-    def close(self) -> None:
-        self.scheduler.close_stream(self)
 
 
 class CodecScheduler:
@@ -189,29 +117,24 @@ class CodecScheduler:
         self.loop_lag = loop_lag
         self.policy = policy or SchedulerPolicy()
         self.clock = clock
-        self.stats = SchedulerStats()
-        self._pending: list[_Pending] = []
+        # Device seconds, rows and misses (accounting.py); `stats` is its `SchedulerStats`
+        self.account = DeviceTimeAccount(busy_window_s)
+        self.stats = self.account.stats
+        self._pending: list[PendingWindow] = []
         # Background streams (work_class.py): their windows in submission order, apart from the live ones, and the
         # gate that says when one of their calls may start (background.py). Empty: the live path reads none of it.
-        self._bg_pending: list[_Pending] = []
+        self._bg_pending: list[PendingWindow] = []
         self._bg_streams: dict[int, StreamHandle] = {}
         self._bg_inflight = 0
         self._bg_timer: asyncio.TimerHandle | None = None
         self.background = BackgroundGate(background or BackgroundPolicy(), busy_window_s)
-        self._model_calls: list[_ModelCall] = []  # in deadline order, like `_pending`
+        self._model_calls: list[PendingModelCall] = []  # in deadline order, like `_pending`
         self._seq = 0  # submissions so far: each window's and model call's place in line
         self._stream_ids = itertools.count(1)
         self._streams: dict[int, StreamHandle] = {}
         self._inflight: set[asyncio.Task[None]] = set()
         self._wake: asyncio.Event | None = None
         self._loop_task: asyncio.Task[None] | None = None
-        self._busy_window_s = busy_window_s
-        self._recent_calls: deque[tuple[float, float]] = (
-            deque()
-        )  # (end time, device seconds) within the window
-        # (end time, worst lateness in seconds, less the loop's stalls) of calls that missed a row's deadline by more
-        # than the event loop's stalls account for, within the window
-        self._recent_misses: deque[tuple[float, float]] = deque()
         # The last decision (a plan, or a model call taking the device): its number, the submissions it saw, and why
         # the work it did not look at waits. A window the plan looked at and left out carries its own reason.
         self._decisions = 0
@@ -261,7 +184,11 @@ class CodecScheduler:
         if self._bg_timer is not None:
             self._bg_timer.cancel()
             self._bg_timer = None
-        queued: list[_Pending | _ModelCall] = [*self._pending, *self._bg_pending, *self._model_calls]
+        queued: list[PendingWindow | PendingModelCall] = [
+            *self._pending,
+            *self._bg_pending,
+            *self._model_calls,
+        ]
         for waiting in queued:
             if not waiting.future.done():
                 waiting.future.set_exception(RuntimeError("the codec scheduler stopped"))
@@ -334,7 +261,7 @@ class CodecScheduler:
 
     @property
     def busy_window_s(self) -> float:  # what busy_ratio and recent_misses look back over
-        return self._busy_window_s
+        return self.account.window_s
 
     # ------------------------------------------------------------------ submitting
     async def submit(
@@ -396,7 +323,7 @@ class CodecScheduler:
         playback = stream.playback
         if stream.work_class == "background":
             deadline = math.inf  # no listener: behind every live window, in submission order among its own
-        pending = _Pending(
+        pending = PendingWindow(
             kind,
             window,
             stream,
@@ -413,7 +340,7 @@ class CodecScheduler:
         if stream.work_class == "background":
             self._bg_pending.append(pending)
         else:
-            bisect.insort(self._pending, pending, key=_urgency)
+            bisect.insort(self._pending, pending, key=urgency)
 
     async def run_model_call(self, kind: ModelCallKind, fn: Callable[[], T]) -> T:
         """Run `fn`, a blocking model call on the serving device (a speaker vector, a reference encode, an
@@ -425,8 +352,8 @@ class CodecScheduler:
         self.start()
         now = self.clock()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        call = _ModelCall(kind, fn, now + self.policy.model_call_slack_s, self._next_seq(), now, future)
-        bisect.insort(self._model_calls, call, key=_urgency)
+        call = PendingModelCall(kind, fn, now + self.policy.model_call_slack_s, self._next_seq(), now, future)
+        bisect.insort(self._model_calls, call, key=urgency)
         assert self._wake is not None
         self._wake.set()
         try:
@@ -442,12 +369,11 @@ class CodecScheduler:
         planned = self._plan()
         return None if planned is None else planned[0]
 
-    def _plan(self, queue: list[_Pending] | None = None) -> tuple[Call, list[_Pending]] | None:
+    def _plan(self, queue: list[PendingWindow] | None = None) -> tuple[Call, list[PendingWindow]] | None:
         # `queue`: the live windows (`_pending`) unless given (the background queue, `_plan_background`).
-        # `_pending` is in deadline order (`_enqueue` inserts in order). Only its head is read: up to `scan_limit`
-        # live windows, and no further once no later row could fit the call (a row never shrinks the call's length).
+        # `_pending` is in deadline order (`_enqueue` inserts in order); batching.py forms the call from its head.
         # Windows whose caller went away are dropped as the scan meets them; the rest of the list is left as it is.
-        # Each live window the scan reads and leaves out is told why; those it never reaches wait for `_unreached`.
+        # Those the scan never reaches wait for `_unreached`.
         pending = self._pending if queue is None else queue
         n = len(pending)
         first = 0
@@ -457,105 +383,12 @@ class CodecScheduler:
             pending.clear()
             return None
         self._decisions += 1
-        decision = self._decisions
         self._decided_seq = self._seq
-        head = pending[first]
-        policy = self.policy
-        kind, length = head.kind, head.bucket
-        true_end = (
-            head.true_end and length is None
-        )  # the call's flag: exact-length true ends (a bucketed one rides)
-        max_work = policy.max_work(kind)
-        scan_limit = policy.scan_limit
-        chosen = [head]
-        live = 1  # live windows looked at, the head included
-        i = first + 1
-        reason: WaitReason
-        if length is None:
-            # The eager fallback or a stream's true end: exact length; rows of the same exact length may share it.
-            units = head.units
-            while (
-                i < n
-                and live < scan_limit
-                and len(chosen) < policy.max_rows(kind)
-                and (len(chosen) + 1) * units <= max_work
-            ):
-                p = pending[i]
-                i += 1
-                if p.future.done():
-                    continue
-                live += 1
-                if p.kind != kind:
-                    reason = "other_kind"
-                elif p.units == units and p.true_end == true_end:
-                    chosen.append(p)
-                    continue
-                else:
-                    reason = "length_mismatch"
-                p.waiting, p.decided = reason, decision
-            full = len(chosen) >= policy.max_rows(kind) or (len(chosen) + 1) * units > max_work
-        else:
-            valid = head.units
-            max_rows = policy.max_rows(kind)
-            max_pad_waste, pad_all_rows = policy.max_pad_waste, policy.pad_all_rows
-            pinned = head.true_end  # a true end of exactly a bucket's length: the call's length may not grow
-            while (
-                i < n
-                and live < scan_limit
-                and len(chosen) < max_rows
-                and (len(chosen) + 1) * length <= max_work
-            ):
-                p = pending[i]
-                i += 1
-                if p.future.done():
-                    continue
-                live += 1
-                bucket = p.bucket
-                if p.kind != kind:
-                    p.waiting, p.decided = "other_kind", decision
-                    continue
-                if (
-                    bucket is None
-                ):  # a true end of no bucket's length, or longer than every bucket: exact length
-                    p.waiting, p.decided = "length_mismatch", decision
-                    continue
-                new_length = max(length, bucket)
-                if (pinned and new_length > length) or (p.true_end and new_length != p.units):
-                    p.waiting, p.decided = "length_mismatch", decision
-                    continue  # a true end is never padded: its row must be exactly the call's length
-                rows = len(chosen) + 1
-                if rows * new_length > max_work:
-                    p.waiting, p.decided = "work_bound", decision
-                    continue
-                # Padding bounds every row, raising the bucket or not: a 16-token row in a 192-token call would
-                # cost 12x its work (at 250 simulated streams that made calls 1.41x their valid work).
-                waste = 1 - (valid + p.units) / (rows * new_length)
-                if waste > max_pad_waste and (new_length > length or pad_all_rows):
-                    p.waiting, p.decided = "padding_bound", decision
-                    continue
-                chosen.append(p)
-                length, valid = new_length, valid + p.units
-                pinned = pinned or p.true_end
-            full = len(chosen) >= max_rows or (len(chosen) + 1) * length > max_work
-        # What the scan did not reach waits behind a full call, or behind the more urgent windows it read.
-        self._unreached = "work_bound" if full and live < scan_limit else "deadline_order"
-        taken = {id(p) for p in chosen}  # all alive here: their ids are theirs
-        pending[:i] = [p for p in pending[:i] if id(p) not in taken and not p.future.done()]
-        rows_padded = len(chosen) if length is None else policy.batch_bucket(len(chosen))
-        if kind == "decode":
-            spans = tuple(p.span or (0, p.window.length) for p in chosen)
-            return Call(
-                kind,
-                tuple(p.window for p in chosen),
-                length,
-                rows_padded,
-                true_end,
-                spans,
-                policy.prenet_margin,
-            ), chosen
-        return Call(kind, tuple(p.window for p in chosen), length, rows_padded, true_end), chosen
+        formed = form_call(pending, first, self.policy, self._decisions)
+        self._unreached = formed.unreached
+        return formed.call, formed.chosen
 
-    def _plan_turns(self) -> tuple[Call, list[_Pending]] | None:
+    def _plan_turns(self) -> tuple[Call, list[PendingWindow]] | None:
         """`_plan` over the live windows whose key is not waiting for a lighter key's turn (`CpuTurns.held`); the
         planned call's keys count as running until it ends."""
         assert self.turns is not None
@@ -588,7 +421,7 @@ class CodecScheduler:
 
         self._turn_timer = asyncio.get_running_loop().call_later(TURN_RECHECK_S, look)
 
-    def _plan_background(self) -> tuple[Call, list[_Pending]] | None:
+    def _plan_background(self) -> tuple[Call, list[PendingWindow]] | None:
         """A background call, if background windows wait, none runs yet and the gate lets one start now (there is
         no live work to run when this is asked); else None, and a timer to look again while some wait."""
         bg = self._bg_pending
@@ -627,7 +460,7 @@ class CodecScheduler:
 
         self._bg_timer = asyncio.get_running_loop().call_later(self.background.policy.retry_s, look)
 
-    def _next_model_call(self) -> _ModelCall | None:
+    def _next_model_call(self) -> PendingModelCall | None:
         """The most urgent model call whose caller still waits, if it is due before every pending window (cancelled
         ones met on the way are dropped); it leaves the queue. Each window then waits in deadline order."""
         calls = self._model_calls
@@ -637,7 +470,7 @@ class CodecScheduler:
             return None
         held = self._held_keys
         head = next((p for p in self._pending if not p.future.done() and p.stream.owner not in held), None)
-        if head is not None and _urgency(head) < _urgency(calls[0]):
+        if head is not None and urgency(head) < urgency(calls[0]):
             return None
         self._decisions += 1
         self._decided_seq = self._seq
@@ -649,18 +482,18 @@ class CodecScheduler:
         call, most urgent first. The reason is the one recorded when the scheduler last decided (`WaitReason`)."""
         now = self.clock()
         busy = len(self._inflight) >= self.policy.max_inflight
-        queued: list[_Pending | _ModelCall] = [*self._pending, *self._model_calls]
-        waiting = sorted((w for w in queued if not w.future.done()), key=_urgency)
+        queued: list[PendingWindow | PendingModelCall] = [*self._pending, *self._model_calls]
+        waiting = sorted((w for w in queued if not w.future.done()), key=urgency)
         out: list[tuple[int | None, WindowKind | ModelCallKind, float, WaitReason]] = []
         for w in waiting:
             reason: WaitReason
-            if isinstance(w, _Pending) and w.decided == self._decisions:
+            if isinstance(w, PendingWindow) and w.decided == self._decisions:
                 reason = w.waiting
             elif w.seq <= self._decided_seq:  # there at the last decision, which did not reach it
-                reason = self._unreached if isinstance(w, _Pending) else "deadline_order"
+                reason = self._unreached if isinstance(w, PendingWindow) else "deadline_order"
             else:
                 reason = "device_busy" if busy else "queued"
-            stream_id = w.stream.id if isinstance(w, _Pending) else None
+            stream_id = w.stream.id if isinstance(w, PendingWindow) else None
             out.append((stream_id, w.kind, w.deadline - now, reason))
         return out
 
@@ -695,7 +528,7 @@ class CodecScheduler:
         if self._wake is not None:
             self._wake.set()
 
-    async def _execute(self, call: Call, chosen: Sequence[_Pending], background: bool = False) -> None:
+    async def _execute(self, call: Call, chosen: Sequence[PendingWindow], background: bool = False) -> None:
         started = self.clock()
         device_seconds: float | None = None
         try:
@@ -714,9 +547,9 @@ class CodecScheduler:
             ended = self.clock()
             if background:
                 self._bg_inflight -= 1
-                self._account_background(call, ended, started, device_seconds)
+                self.account.background_call(call, ended, started, device_seconds, self.background)
             else:
-                self._account(call, chosen, started, ended, device_seconds)
+                self.account.live_call(call, chosen, started, ended, device_seconds, self.loop_lag)
                 if self.turns is not None:
                     self._running_keys.subtract(p.stream.owner for p in chosen)
                     seconds = max(0.0, device_seconds if device_seconds is not None else ended - started)
@@ -725,7 +558,7 @@ class CodecScheduler:
             if not p.future.done():
                 p.future.set_result(audio)
 
-    async def _execute_model_call(self, call: _ModelCall) -> None:
+    async def _execute_model_call(self, call: PendingModelCall) -> None:
         future = call.future
 
         def guarded() -> Any:
@@ -746,106 +579,21 @@ class CodecScheduler:
                 future.set_exception(exc)
         finally:
             if result is not _NOT_RUN or device_seconds is None:  # it ran (or failed): it held the device
-                self._account_model_call(call, started, self.clock(), device_seconds)
+                self.account.model_call(call, started, self.clock(), device_seconds)
         if result is not _NOT_RUN and not future.done():
             future.set_result(result)
-
-    def _account(
-        self,
-        call: Call,
-        chosen: Sequence[_Pending],
-        started: float,
-        ended: float,
-        device_seconds: float | None = None,
-    ) -> None:
-        s = self.stats
-        # Start to end with the engine's kernels in between (the device serialises them; the stand-in's timeline
-        # too), as admission's caps were calibrated: measured by the runner where the call runs; dispatch to resume
-        # when the call failed. Deadlines are judged at `ended`, when the audio reached the stream.
-        seconds = max(0.0, device_seconds if device_seconds is not None else ended - started)
-        s.calls += 1
-        s.rows += len(call.windows)
-        s.padded_rows += call.rows_padded - len(call.windows)
-        s.work += call.work
-        s.valid_work += call.valid_work
-        s.busy_seconds += seconds
-        s.eager_calls += call.length is None
-        s.calls_by_kind[call.kind] += 1
-        s.rows_by_kind[call.kind] += len(call.windows)
-        s.seconds_by_kind[call.kind] += seconds
-        s.work_by_kind[call.kind] += call.work
-        late = [ended - p.deadline for p in chosen if ended > p.deadline and p.stream.playback.heard]
-        s.missed_deadlines += len(late)
-        record_call(
-            call, chosen, started, seconds, late
-        )  # Prometheus (telemetry.py): pre-bound children only
-        record_device_seconds("live", seconds)
-        self._recent_calls.append((ended, seconds))
-        if late:
-            # Admission reads the device's share of the lateness: the event loop's stalls are the host's.
-            lag = self.loop_lag
-            own = max(
-                (
-                    ended - p.deadline - (lag.excused(p.deadline, ended) if lag is not None else 0.0)
-                    for p in chosen
-                    if ended > p.deadline and p.stream.playback.heard
-                ),
-            )
-            if own > 0:
-                self._recent_misses.append((ended, own))
-            else:
-                s.misses_loop_lag += 1
-        self._trim_recent(ended)
-
-    def _account_background(
-        self, call: Call, ended: float, started: float, device_seconds: float | None
-    ) -> None:
-        """A background call's seconds go to their own account: none of admission's figures (busy ratio, misses,
-        the codec cost per stream) reads them."""
-        s = self.stats
-        seconds = max(0.0, device_seconds if device_seconds is not None else ended - started)
-        s.background_calls += 1
-        s.background_rows += len(call.windows)
-        s.background_seconds += seconds
-        record_device_seconds("background", seconds)
-        self.background.note_call(ended, seconds)
-
-    def _account_model_call(
-        self, call: _ModelCall, started: float, ended: float, device_seconds: float | None
-    ) -> None:
-        """A model call's device seconds count as a codec call's do (busy ratio, the cost per stream admission
-        reads); it has no rows, no work units and no listener to miss."""
-        s = self.stats
-        seconds = max(0.0, device_seconds if device_seconds is not None else ended - started)
-        s.busy_seconds += seconds
-        s.model_calls_by_kind[call.kind] += 1
-        s.model_seconds_by_kind[call.kind] += seconds
-        record_model_call(call.kind, started - call.submitted, seconds)
-        record_device_seconds("live", seconds)
-        self._recent_calls.append((ended, seconds))
-        self._trim_recent(ended)
-
-    def _trim_recent(self, now: float) -> None:
-        horizon = now - self._busy_window_s
-        while self._recent_calls and self._recent_calls[0][0] < horizon:
-            self._recent_calls.popleft()
-        while self._recent_misses and self._recent_misses[0][0] < horizon:
-            self._recent_misses.popleft()
 
     # ------------------------------------------------------------------ load figures (admission reads these)
     def busy_ratio(self) -> float:
         """Share of the last `busy_window_s` the device spent on the scheduler's calls, codec and model calls
         (0..max_inflight)."""
-        now = self.clock()
-        self._trim_recent(now)
-        return sum(seconds for _, seconds in self._recent_calls) / self._busy_window_s
+        return self.account.busy_ratio(self.clock())
 
     def recent_misses(self, grace_s: float = 0.0) -> int:
         """Calls in the last `busy_window_s` that ended more than `grace_s` after a playing row's deadline (the
         deadline assumes no client prebuffer: a client holding 100 ms hears nothing of a 50 ms miss), less the event
         loop's stalls around it (`loop_lag`)."""
-        self._trim_recent(self.clock())
-        return sum(1 for _, late in self._recent_misses if late > grace_s)
+        return self.account.recent_misses(self.clock(), grace_s)
 
     def min_slack(self) -> float:
         """Seconds to the most urgent deadline among live streams already playing (inf when none)."""

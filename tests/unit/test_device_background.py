@@ -138,10 +138,10 @@ def test_background_is_paused_first_when_a_live_stream_misses() -> None:
     playback.note_audio(5.0)
     gate = sched.background
     assert gate.may_start(clock(), live_streams=1, live_misses=0, live_min_slack=sched.min_slack())
-    sched._recent_misses.append((clock(), 0.05))  # a playing live window ended 50 ms late
+    sched.account.recent_missed.append((clock(), 0.05))  # a playing live window ended 50 ms late
     assert not gate.may_start(clock(), live_streams=1, live_misses=sched.recent_misses(), live_min_slack=5.0)
     clock.now += 1.0  # a live stream about to run dry pauses it too
-    sched._recent_misses.clear()
+    sched.account.recent_missed.clear()
     assert not gate.may_start(clock(), live_streams=1, live_misses=0, live_min_slack=0.1)
     assert gate.may_start(clock(), live_streams=0, live_misses=0, live_min_slack=0.1)  # no live stream: runs
 

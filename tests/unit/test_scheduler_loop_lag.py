@@ -100,7 +100,7 @@ async def test_lateness_beyond_the_stall_is_the_device_s_and_refuses() -> None:
     async with sched:
         await stream.decode(window(16))
     assert sched.recent_misses(0.03) == 1
-    assert sched._recent_misses[0][1] == pytest.approx(0.199)
+    assert sched.account.recent_missed[0][1] == pytest.approx(0.199)
     assert sched.stats.misses_loop_lag == 0
     decision = Admission(sched, clock=sched.clock).decide()
     assert not decision.admit and decision.rule == "misses"

@@ -1,0 +1,126 @@
+"""The scheduler's device-time accounting: each call's seconds and rows into `SchedulerStats` and Prometheus
+(telemetry.py), and the figures admission reads over the last `window_s` (busy ratio, deadline misses less the
+event loop's stalls). Background calls go to an account of their own that none of admission's figures reads.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+
+from services.device.background import BackgroundGate
+from services.device.calls import Call
+from services.device.loop_lag import LoopLag
+from services.device.queueing import PendingModelCall, PendingWindow
+from services.device.telemetry import SchedulerStats, record_call, record_device_seconds, record_model_call
+
+
+class DeviceTimeAccount:
+    """The scheduler's calls' device time: totals in `stats`, and the recent calls and misses within `window_s`."""
+
+    def __init__(self, window_s: float) -> None:
+        self.stats = SchedulerStats()
+        self.window_s = window_s
+        self.recent_calls: deque[tuple[float, float]] = (
+            deque()
+        )  # (end time, device seconds) within the window
+        # (end time, worst lateness in seconds, less the loop's stalls) of calls that missed a row's deadline by more
+        # than the event loop's stalls account for, within the window
+        self.recent_missed: deque[tuple[float, float]] = deque()
+
+    def live_call(
+        self,
+        call: Call,
+        chosen: Sequence[PendingWindow],
+        started: float,
+        ended: float,
+        device_seconds: float | None,
+        loop_lag: LoopLag | None,
+    ) -> None:
+        """A live codec call: the stats, Prometheus, and the busy ratio and misses admission reads."""
+        s = self.stats
+        # Start to end with the engine's kernels in between (the device serialises them; the stand-in's timeline
+        # too), as admission's caps were calibrated: measured by the runner where the call runs; dispatch to resume
+        # when the call failed. Deadlines are judged at `ended`, when the audio reached the stream.
+        seconds = max(0.0, device_seconds if device_seconds is not None else ended - started)
+        s.calls += 1
+        s.rows += len(call.windows)
+        s.padded_rows += call.rows_padded - len(call.windows)
+        s.work += call.work
+        s.valid_work += call.valid_work
+        s.busy_seconds += seconds
+        s.eager_calls += call.length is None
+        s.calls_by_kind[call.kind] += 1
+        s.rows_by_kind[call.kind] += len(call.windows)
+        s.seconds_by_kind[call.kind] += seconds
+        s.work_by_kind[call.kind] += call.work
+        late = [ended - p.deadline for p in chosen if ended > p.deadline and p.stream.playback.heard]
+        s.missed_deadlines += len(late)
+        record_call(
+            call, chosen, started, seconds, late
+        )  # Prometheus (telemetry.py): pre-bound children only
+        record_device_seconds("live", seconds)
+        self.recent_calls.append((ended, seconds))
+        if late:
+            # Admission reads the device's share of the lateness: the event loop's stalls are the host's.
+            lag = loop_lag
+            own = max(
+                (
+                    ended - p.deadline - (lag.excused(p.deadline, ended) if lag is not None else 0.0)
+                    for p in chosen
+                    if ended > p.deadline and p.stream.playback.heard
+                ),
+            )
+            if own > 0:
+                self.recent_missed.append((ended, own))
+            else:
+                s.misses_loop_lag += 1
+        self.trim(ended)
+
+    def background_call(
+        self, call: Call, ended: float, started: float, device_seconds: float | None, gate: BackgroundGate
+    ) -> None:
+        """A background call's seconds go to their own account: none of admission's figures (busy ratio, misses,
+        the codec cost per stream) reads them."""
+        s = self.stats
+        seconds = max(0.0, device_seconds if device_seconds is not None else ended - started)
+        s.background_calls += 1
+        s.background_rows += len(call.windows)
+        s.background_seconds += seconds
+        record_device_seconds("background", seconds)
+        gate.note_call(ended, seconds)
+
+    def model_call(
+        self, call: PendingModelCall, started: float, ended: float, device_seconds: float | None
+    ) -> None:
+        """A model call's device seconds count as a codec call's do (busy ratio, the cost per stream admission
+        reads); it has no rows, no work units and no listener to miss."""
+        s = self.stats
+        seconds = max(0.0, device_seconds if device_seconds is not None else ended - started)
+        s.busy_seconds += seconds
+        s.model_calls_by_kind[call.kind] += 1
+        s.model_seconds_by_kind[call.kind] += seconds
+        record_model_call(call.kind, started - call.submitted, seconds)
+        record_device_seconds("live", seconds)
+        self.recent_calls.append((ended, seconds))
+        self.trim(ended)
+
+    def trim(self, now: float) -> None:
+        horizon = now - self.window_s
+        while self.recent_calls and self.recent_calls[0][0] < horizon:
+            self.recent_calls.popleft()
+        while self.recent_missed and self.recent_missed[0][0] < horizon:
+            self.recent_missed.popleft()
+
+    def busy_ratio(self, now: float) -> float:
+        """Share of the last `busy_window_s` the device spent on the scheduler's calls, codec and model calls
+        (0..max_inflight)."""
+        self.trim(now)
+        return sum(seconds for _, seconds in self.recent_calls) / self.window_s
+
+    def recent_misses(self, now: float, grace_s: float = 0.0) -> int:
+        """Calls in the last `busy_window_s` that ended more than `grace_s` after a playing row's deadline (the
+        deadline assumes no client prebuffer: a client holding 100 ms hears nothing of a 50 ms miss), less the event
+        loop's stalls around it (`loop_lag`)."""
+        self.trim(now)
+        return sum(1 for _, late in self.recent_missed if late > grace_s)
