@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from services.jobs import runner as runner_module  # noqa: E402
-from services.jobs import store as store_module  # noqa: E402
+from services.jobs import sql as store_sql  # noqa: E402
 from services.jobs.records import ChapterRecord, JobOptions, JobRecord, job_view  # noqa: E402
 from services.jobs.render import JobFiles, RenderedChapter  # noqa: E402
 from services.jobs.runner import JobRunner  # noqa: E402
@@ -50,7 +50,7 @@ def record(job_id: str, key_id: str, chapters: int, created_at: float) -> JobRec
 
 async def turns(root: Path, order: str, chapters: int, chapter_s: float) -> tuple[int, float]:
     """(chapters rendered before B's first, seconds B waited)."""
-    store_module.TURN_ORDER = order
+    store_sql.TURN_ORDER = order
     store = SqliteJobStore(root / "jobs.sqlite3")
     rendered: list[str] = []
     first = asyncio.Event()
@@ -113,7 +113,7 @@ async def polls(root: Path, streams: int, seconds: float, shared: bool) -> float
 
 
 async def main(args: argparse.Namespace) -> None:
-    now_order = store_module.TURN_ORDER
+    now_order = store_sql.TURN_ORDER
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         rows = []
@@ -121,7 +121,7 @@ async def main(args: argparse.Namespace) -> None:
             (root / label[:3]).mkdir()
             waited, seconds = await turns(root / label[:3], order, args.chapters, args.chapter_s)
             rows.append(f"| {label} | {2 * args.chapters} | {waited} | {seconds:.2f} |")
-        store_module.TURN_ORDER = now_order
+        store_sql.TURN_ORDER = now_order
         print("\n### Another key's first chapter behind one key's queue\n")
         print("| claim order | key A's chapters queued | chapters before B's first | B waited (s) |")
         print("|---|---|---|---|")

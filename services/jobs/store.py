@@ -20,11 +20,30 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypedDict, TypeVar, Unpack
 
+import services.jobs.sql as sql
 from services.jobs.records import ChapterRecord, ChapterStatus, JobOptions, JobRecord, JobStatus
+from services.jobs.schema import JOB_TABLES, SQLITE_TYPES, column_declaration, sqlite_schema
+from services.jobs.sql import SQLITE
 
 T = TypeVar("T")
+
+
+class ChapterResult(TypedDict, total=False):
+    """What `set_chapter` records beside the status (each None when not given)."""
+
+    audio_seconds: float | None
+    render_seconds: float | None
+    request_id: str | None
+
+
+class JobEnding(TypedDict, total=False):
+    """What `finish` records beside the status (none, and `book_done` False, when not given)."""
+
+    error_code: str | None
+    error_message: str | None
+    book_done: bool
 
 
 class JobStore(Protocol):
@@ -58,26 +77,10 @@ class JobStore(Protocol):
         """Give the lease up at once (shutdown): another process may resume the job without waiting."""
 
     async def set_chapter(
-        self,
-        job_id: str,
-        index: int,
-        status: ChapterStatus,
-        *,
-        audio_seconds: float | None = None,
-        render_seconds: float | None = None,
-        request_id: str | None = None,
+        self, job_id: str, index: int, status: ChapterStatus, **result: Unpack[ChapterResult]
     ) -> None: ...
 
-    async def finish(
-        self,
-        job_id: str,
-        owner: str,
-        status: JobStatus,
-        *,
-        error_code: str | None = None,
-        error_message: str | None = None,
-        book_done: bool = False,
-    ) -> None:
+    async def finish(self, job_id: str, owner: str, status: JobStatus, **ending: Unpack[JobEnding]) -> None:
         """End a job `owner` holds (a cancelled job stays cancelled)."""
 
     async def cancel(self, job_id: str, key_id: str) -> JobRecord | None:
@@ -97,58 +100,38 @@ class JobStore(Protocol):
     async def close(self) -> None: ...
 
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS tts_jobs (
-    id TEXT PRIMARY KEY,
-    key_id TEXT NOT NULL,
-    key_hash TEXT NOT NULL,
-    title TEXT,
-    options TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    error_code TEXT,
-    error_message TEXT,
-    book_done INTEGER NOT NULL DEFAULT 0,
-    lease_owner TEXT,
-    lease_expires REAL NOT NULL DEFAULT 0,
-    finished_at REAL,
-    claimed_at REAL NOT NULL DEFAULT 0,
-    heartbeat_at REAL
-);
-CREATE INDEX IF NOT EXISTS tts_jobs_key ON tts_jobs (key_id, created_at);
-CREATE INDEX IF NOT EXISTS tts_jobs_open ON tts_jobs (status, lease_expires);
-CREATE INDEX IF NOT EXISTS tts_jobs_turns ON tts_jobs (key_id, claimed_at);
-CREATE TABLE IF NOT EXISTS tts_job_chapters (
-    job_id TEXT NOT NULL REFERENCES tts_jobs (id) ON DELETE CASCADE,
-    idx INTEGER NOT NULL,
-    title TEXT NOT NULL,
-    text TEXT NOT NULL,
-    status TEXT NOT NULL,
-    audio_seconds REAL,
-    render_seconds REAL,
-    request_id TEXT,
-    PRIMARY KEY (job_id, idx)
-);
-"""
-JOB_COLUMNS = (
-    "id, key_id, key_hash, title, options, status, created_at, error_code, error_message, book_done, finished_at, "
-    "lease_owner, lease_expires, heartbeat_at"
-)
-# A chapter without its text (its length instead): {length} is the database's character count function.
-CHAPTER_LIGHT = "idx, title, '', status, audio_seconds, render_seconds, request_id, {length}(text)"
-# ...and with the text of the one chapter a claim hands out ({param}: that chapter's index).
-CHAPTER_CLAIMED = (
-    "idx, title, CASE WHEN idx = {param} THEN text ELSE '' END, status, audio_seconds, render_seconds, request_id, "
-    "{length}(text)"
-)
-# The claim order: the key whose last claim is oldest (a key never served first), then its oldest job.
-TURN_ORDER = "(SELECT max(t.claimed_at) FROM tts_jobs t WHERE t.key_id = tts_jobs.key_id), created_at, id"
-QUEUED_CHARACTERS = (
-    "SELECT sum({length}(c.text)) FROM tts_job_chapters c JOIN tts_jobs j ON j.id = c.job_id "
-    "WHERE j.key_id = {param} AND j.status IN ('queued', 'running') AND c.status != 'done'"
-)
-# Columns added after the first release of the table: (name, SQLite declaration).
-ADDED_COLUMNS = (("finished_at", "REAL"), ("claimed_at", "REAL NOT NULL DEFAULT 0"), ("heartbeat_at", "REAL"))
+SCHEMA = sqlite_schema()
+# Columns added after the first release of the table (a file written by an older release gets them).
+ADDED_COLUMNS = ("finished_at", "claimed_at", "heartbeat_at")
+SQL = SQLITE.render
+
+
+def chapter_values(
+    job_id: str, index: int, status: ChapterStatus, result: ChapterResult
+) -> tuple[str, int, ChapterStatus, float | None, float | None, str | None]:
+    """`sql.SET_CHAPTER`'s parameters."""
+    return (
+        job_id,
+        index,
+        status,
+        result.get("audio_seconds"),
+        result.get("render_seconds"),
+        result.get("request_id"),
+    )
+
+
+def ending_values(
+    job_id: str, owner: str, status: JobStatus, ending: JobEnding
+) -> tuple[str, str, JobStatus, str | None, str | None, bool]:
+    """`sql.FINISH`'s parameters (SQLite stores the bool as 1 or 0)."""
+    return (
+        job_id,
+        owner,
+        status,
+        ending.get("error_code"),
+        ending.get("error_message"),
+        ending.get("book_done", False),
+    )
 
 
 def job_from_row(row: Sequence[Any], chapters: Sequence[Sequence[Any]]) -> JobRecord:
@@ -200,9 +183,12 @@ class SqliteJobStore:
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA foreign_keys=ON")
+            db.create_function("tts_now", 0, lambda: self.clock())  # the dialect's {now}: this store's clock
             columns = {row[1] for row in db.execute("PRAGMA table_info(tts_jobs)")}
-            for name, declaration in ADDED_COLUMNS:  # a file written by an older release
+            declared = {c.name: c for c in JOB_TABLES[0].columns}
+            for name in ADDED_COLUMNS:  # a file written by an older release
                 if columns and name not in columns:
+                    declaration = column_declaration(declared[name], SQLITE_TYPES)
                     db.execute(f"ALTER TABLE tts_jobs ADD COLUMN {name} {declaration}")
             db.executescript(SCHEMA)
             self._db = db
@@ -219,10 +205,7 @@ class SqliteJobStore:
         """The job with its chapters, the text of chapter `text_of` only (-1: none)."""
         if row is None:
             return None
-        columns = CHAPTER_CLAIMED.format(param="?", length="length")
-        chapters = db.execute(
-            f"SELECT {columns} FROM tts_job_chapters WHERE job_id = ? ORDER BY idx", (text_of, row[0])
-        ).fetchall()
+        chapters = db.execute(SQL(sql.CHAPTERS), (row[0], text_of)).fetchall()
         return job_from_row(row, chapters)
 
     async def create(self, job: JobRecord) -> None:
@@ -230,8 +213,7 @@ class SqliteJobStore:
             with db:  # one transaction: the job and all its chapters, or nothing
                 db.execute("BEGIN IMMEDIATE")
                 db.execute(
-                    "INSERT INTO tts_jobs (id, key_id, key_hash, title, options, status, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    SQL(sql.INSERT_JOB),
                     (
                         job.id,
                         job.key_id,
@@ -243,7 +225,7 @@ class SqliteJobStore:
                     ),
                 )
                 db.executemany(
-                    "INSERT INTO tts_job_chapters (job_id, idx, title, text, status) VALUES (?, ?, ?, ?, ?)",
+                    SQL(sql.INSERT_CHAPTER),
                     [(job.id, c.index, c.title, c.text, c.status) for c in job.chapters],
                 )
 
@@ -251,7 +233,7 @@ class SqliteJobStore:
 
     async def get(self, job_id: str, key_id: str | None) -> JobRecord | None:
         def read(db: sqlite3.Connection) -> JobRecord | None:
-            row = db.execute(f"SELECT {JOB_COLUMNS} FROM tts_jobs WHERE id = ?", (job_id,)).fetchone()
+            row = db.execute(SQL(sql.JOB_BY_ID), (job_id,)).fetchone()
             if row is not None and key_id is not None and row[1] != key_id:
                 return None
             return self._load(db, row)
@@ -260,24 +242,21 @@ class SqliteJobStore:
 
     async def list(self, key_id: str, limit: int = 100) -> list[JobRecord]:
         def read(db: sqlite3.Connection) -> list[JobRecord]:
-            rows = db.execute(
-                f"SELECT {JOB_COLUMNS} FROM tts_jobs WHERE key_id = ? ORDER BY created_at DESC, id LIMIT ?",
-                (key_id, limit),
-            ).fetchall()
+            rows = db.execute(SQL(sql.KEYS_JOBS), (key_id, limit)).fetchall()
             return [job for row in rows if (job := self._load(db, row)) is not None]
 
         return await self._run(read)
 
     async def queued_characters(self, key_id: str) -> int:
         def read(db: sqlite3.Connection) -> int:
-            row = db.execute(QUEUED_CHARACTERS.format(param="?", length="length"), (key_id,)).fetchone()
+            row = db.execute(SQL(sql.QUEUED_CHARACTERS), (key_id,)).fetchone()
             return int(row[0] or 0)
 
         return await self._run(read)
 
     async def job_ids(self, key_id: str) -> tuple[str, ...]:
         def read(db: sqlite3.Connection) -> tuple[str, ...]:
-            return tuple(r[0] for r in db.execute("SELECT id FROM tts_jobs WHERE key_id = ?", (key_id,)))
+            return tuple(r[0] for r in db.execute(SQL(sql.KEYS_JOB_IDS), (key_id,)))
 
         return await self._run(read)
 
@@ -287,21 +266,21 @@ class SqliteJobStore:
             with db:
                 db.execute("BEGIN IMMEDIATE")  # the write lock first: two processes never take one job
                 row = db.execute(
-                    f"SELECT {JOB_COLUMNS} FROM tts_jobs WHERE status IN ('queued', 'running') "
-                    f"AND lease_expires < ? ORDER BY {TURN_ORDER} LIMIT 1",
-                    (now,),
+                    SQL(
+                        f"SELECT {sql.JOB_COLUMNS} FROM tts_jobs WHERE {sql.CLAIMABLE} ORDER BY {sql.TURN_ORDER} LIMIT 1"
+                    )
                 ).fetchone()
                 if row is None:
                     return None
                 db.execute(
-                    "UPDATE tts_jobs SET status = 'running', lease_owner = ?, lease_expires = ?, claimed_at = ?, "
-                    "heartbeat_at = ? WHERE id = ?",
-                    (owner, now + lease_s, now, now, row[0]),
+                    SQL(
+                        "UPDATE tts_jobs SET status = 'running', lease_owner = $1, lease_expires = $2, "
+                        "claimed_at = $3, heartbeat_at = $3 WHERE id = $4"
+                    ),
+                    (owner, now + lease_s, now, row[0]),
                 )
-                row = db.execute(f"SELECT {JOB_COLUMNS} FROM tts_jobs WHERE id = ?", (row[0],)).fetchone()
-                next_up = db.execute(
-                    "SELECT min(idx) FROM tts_job_chapters WHERE job_id = ? AND status != 'done'", (row[0],)
-                ).fetchone()[0]
+                row = db.execute(SQL(sql.JOB_BY_ID), (row[0],)).fetchone()
+                next_up = db.execute(SQL(sql.NEXT_CHAPTER), (row[0],)).fetchone()[0]
                 return self._load(db, row, -1 if next_up is None else next_up)
 
         return await self._run(take)
@@ -312,14 +291,18 @@ class SqliteJobStore:
         def extend(db: sqlite3.Connection) -> bool:
             now = self.clock()
             cursor = db.execute(
-                "UPDATE tts_jobs SET lease_expires = ?, heartbeat_at = ? "
-                "WHERE id = ? AND lease_owner = ? AND status = 'running'",
+                SQL(
+                    "UPDATE tts_jobs SET lease_expires = $1, heartbeat_at = $2 "
+                    "WHERE id = $3 AND lease_owner = $4 AND status = 'running'"
+                ),
                 (now + lease_s, now, job_id, owner),
             )
             if cursor.rowcount == 1 and progress is not None:
                 db.execute(
-                    "UPDATE tts_job_chapters SET audio_seconds = ? WHERE job_id = ? AND idx = ? "
-                    "AND status = 'running'",
+                    SQL(
+                        "UPDATE tts_job_chapters SET audio_seconds = $1 WHERE job_id = $2 AND idx = $3 "
+                        "AND status = 'running'"
+                    ),
                     (progress[1], job_id, progress[0]),
                 )
             return cursor.rowcount == 1
@@ -327,61 +310,22 @@ class SqliteJobStore:
         return await self._run(extend)
 
     async def release(self, job_id: str, owner: str) -> None:
-        await self._run(
-            lambda db: db.execute(
-                "UPDATE tts_jobs SET lease_expires = 0, lease_owner = NULL WHERE id = ? AND lease_owner = ?",
-                (job_id, owner),
-            )
-        )
+        await self._run(lambda db: db.execute(SQL(sql.RELEASE), (job_id, owner)))
 
     async def set_chapter(
-        self,
-        job_id: str,
-        index: int,
-        status: ChapterStatus,
-        *,
-        audio_seconds: float | None = None,
-        render_seconds: float | None = None,
-        request_id: str | None = None,
+        self, job_id: str, index: int, status: ChapterStatus, **result: Unpack[ChapterResult]
     ) -> None:
-        await self._run(
-            lambda db: db.execute(
-                "UPDATE tts_job_chapters SET status = ?, audio_seconds = ?, render_seconds = ?, request_id = ? "
-                "WHERE job_id = ? AND idx = ?",
-                (status, audio_seconds, render_seconds, request_id, job_id, index),
-            )
-        )
+        values = chapter_values(job_id, index, status, result)
+        await self._run(lambda db: db.execute(SQL(sql.SET_CHAPTER), values))
 
-    async def finish(
-        self,
-        job_id: str,
-        owner: str,
-        status: JobStatus,
-        *,
-        error_code: str | None = None,
-        error_message: str | None = None,
-        book_done: bool = False,
-    ) -> None:
-        await self._run(
-            lambda db: db.execute(
-                "UPDATE tts_jobs SET status = CASE WHEN status = 'cancelled' THEN status ELSE ? END, "
-                "error_code = COALESCE(error_code, ?), error_message = COALESCE(error_message, ?), "
-                "book_done = ?, lease_owner = NULL, lease_expires = 0, finished_at = COALESCE(finished_at, ?) "
-                "WHERE id = ? AND lease_owner = ?",
-                (status, error_code, error_message, int(book_done), self.clock(), job_id, owner),
-            )
-        )
+    async def finish(self, job_id: str, owner: str, status: JobStatus, **ending: Unpack[JobEnding]) -> None:
+        values = ending_values(job_id, owner, status, ending)
+        await self._run(lambda db: db.execute(SQL(sql.FINISH), values))
 
     async def cancel(self, job_id: str, key_id: str) -> JobRecord | None:
         def mark(db: sqlite3.Connection) -> JobRecord | None:
-            db.execute(
-                "UPDATE tts_jobs SET status = 'cancelled', finished_at = ? WHERE id = ? AND key_id = ? "
-                "AND status IN ('queued', 'running')",
-                (self.clock(), job_id, key_id),
-            )
-            row = db.execute(
-                f"SELECT {JOB_COLUMNS} FROM tts_jobs WHERE id = ? AND key_id = ?", (job_id, key_id)
-            ).fetchone()
+            db.execute(SQL(sql.CANCEL), (job_id, key_id))
+            row = db.execute(SQL(sql.KEYS_JOB), (job_id, key_id)).fetchone()
             return self._load(db, row)
 
         return await self._run(mark)
@@ -390,42 +334,24 @@ class SqliteJobStore:
         def queue(db: sqlite3.Connection) -> JobRecord | None:
             with db:
                 db.execute("BEGIN IMMEDIATE")
-                cursor = db.execute(
-                    "UPDATE tts_jobs SET status = 'queued', error_code = NULL, error_message = NULL, "
-                    "finished_at = NULL, lease_owner = NULL, lease_expires = 0 WHERE id = ? AND key_id = ? "
-                    "AND status IN ('failed', 'cancelled') AND (lease_owner IS NULL OR lease_expires < ?)",
-                    (job_id, key_id, self.clock()),
-                )
+                cursor = db.execute(SQL(sql.RESUME), (job_id, key_id))
                 if cursor.rowcount == 1:
-                    db.execute(
-                        "UPDATE tts_job_chapters SET status = 'pending' WHERE job_id = ? AND status = 'failed'",
-                        (job_id,),
-                    )
-                row = db.execute(
-                    f"SELECT {JOB_COLUMNS} FROM tts_jobs WHERE id = ? AND key_id = ?", (job_id, key_id)
-                ).fetchone()
+                    db.execute(SQL(sql.RESUME_CHAPTERS), (job_id,))
+                row = db.execute(SQL(sql.KEYS_JOB), (job_id, key_id)).fetchone()
                 return self._load(db, row)
 
         return await self._run(queue)
 
     async def expired(self, retention_s: float, limit: int = 100) -> tuple[str, ...]:
         def read(db: sqlite3.Connection) -> tuple[str, ...]:
-            rows = db.execute(
-                "SELECT id FROM tts_jobs WHERE status IN ('done', 'failed', 'cancelled') "
-                "AND finished_at IS NOT NULL AND finished_at < ? ORDER BY finished_at LIMIT ?",
-                (self.clock() - retention_s, limit),
-            ).fetchall()
+            rows = db.execute(SQL(sql.EXPIRED), (retention_s, limit)).fetchall()
             return tuple(row[0] for row in rows)
 
         return await self._run(read)
 
     async def delete(self, job_id: str, key_id: str | None) -> bool:
         def remove(db: sqlite3.Connection) -> bool:
-            cursor = db.execute(
-                "DELETE FROM tts_jobs WHERE id = ? AND (? IS NULL OR key_id = ?) "
-                "AND status IN ('done', 'failed', 'cancelled') AND (lease_owner IS NULL OR lease_expires < ?)",
-                (job_id, key_id, key_id, self.clock()),
-            )
+            cursor = db.execute(SQL(sql.DELETE), (job_id, key_id))
             return cursor.rowcount == 1
 
         return await self._run(remove)

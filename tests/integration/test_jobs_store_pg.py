@@ -158,3 +158,26 @@ async def test_keys_take_turns_one_chapter_each(pg_dsn: str, stores) -> None:
     finally:
         for record in records:
             await drop(pg_dsn, record.id)
+
+
+async def test_the_database_has_the_schema_the_sqlite_store_writes(pg_dsn: str) -> None:
+    """The migrated database's job tables, columns (types) and indexes are services/jobs/schema.py's."""
+    from services.jobs.schema import JOB_TABLES
+
+    types = {"text": "text", "real": "double precision", "integer": "integer", "boolean": "boolean"}
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        for table in JOB_TABLES:
+            rows = await conn.fetch(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = $1 "
+                "ORDER BY ordinal_position",
+                table.name,
+            )
+            assert [(r[0], r[1]) for r in rows] == [(c.name, types[c.type]) for c in table.columns]
+            indexes = {
+                r[0]
+                for r in await conn.fetch("SELECT indexname FROM pg_indexes WHERE tablename = $1", table.name)
+            }
+            assert {i.name for i in table.indexes} <= indexes
+    finally:
+        await conn.close()
