@@ -106,6 +106,16 @@ ADDED_COLUMNS = ("finished_at", "claimed_at", "heartbeat_at")
 SQL = SQLITE.render
 
 
+def job_values(job: JobRecord) -> tuple[str, str, str, str | None, str, JobStatus, float]:
+    """`sql.INSERT_JOB`'s parameters."""
+    return job.id, job.key_id, job.key_hash, job.title, job.options.to_json(), job.status, job.created_at
+
+
+def chapter_rows(job: JobRecord) -> list[tuple[str, int, str, str, ChapterStatus]]:
+    """`sql.INSERT_CHAPTER`'s parameters, a row per chapter."""
+    return [(job.id, c.index, c.title, c.text, c.status) for c in job.chapters]
+
+
 def chapter_values(
     job_id: str, index: int, status: ChapterStatus, result: ChapterResult
 ) -> tuple[str, int, ChapterStatus, float | None, float | None, str | None]:
@@ -212,22 +222,8 @@ class SqliteJobStore:
         def insert(db: sqlite3.Connection) -> None:
             with db:  # one transaction: the job and all its chapters, or nothing
                 db.execute("BEGIN IMMEDIATE")
-                db.execute(
-                    SQL(sql.INSERT_JOB),
-                    (
-                        job.id,
-                        job.key_id,
-                        job.key_hash,
-                        job.title,
-                        job.options.to_json(),
-                        job.status,
-                        job.created_at,
-                    ),
-                )
-                db.executemany(
-                    SQL(sql.INSERT_CHAPTER),
-                    [(job.id, c.index, c.title, c.text, c.status) for c in job.chapters],
-                )
+                db.execute(SQL(sql.INSERT_JOB), job_values(job))
+                db.executemany(SQL(sql.INSERT_CHAPTER), chapter_rows(job))
 
         await self._run(insert)
 

@@ -11,7 +11,15 @@ import services.jobs.sql as sql
 from services.database import PostgresPool
 from services.jobs.records import ChapterStatus, JobRecord, JobStatus
 from services.jobs.sql import JOB_COLUMNS, POSTGRES
-from services.jobs.store import ChapterResult, JobEnding, chapter_values, ending_values, job_from_row
+from services.jobs.store import (
+    ChapterResult,
+    JobEnding,
+    chapter_rows,
+    chapter_values,
+    ending_values,
+    job_from_row,
+    job_values,
+)
 
 SQL = POSTGRES.render
 
@@ -32,20 +40,8 @@ class PostgresJobStore:
     async def create(self, job: JobRecord) -> None:
         pool = await self.pool.get()
         async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                SQL(sql.INSERT_JOB),
-                job.id,
-                job.key_id,
-                job.key_hash,
-                job.title,
-                job.options.to_json(),
-                job.status,
-                job.created_at,
-            )
-            await conn.executemany(
-                SQL(sql.INSERT_CHAPTER),
-                [(job.id, c.index, c.title, c.text, c.status) for c in job.chapters],
-            )
+            await conn.execute(SQL(sql.INSERT_JOB), *job_values(job))
+            await conn.executemany(SQL(sql.INSERT_CHAPTER), chapter_rows(job))
 
     async def get(self, job_id: str, key_id: str | None) -> JobRecord | None:
         pool = await self.pool.get()
