@@ -1,9 +1,9 @@
-"""ElevenLabs' `voice_segments` (api/dialects/elevenlabs/voice_segments.py): each dialogue input's characters found
+"""ElevenLabs' `voice_segments` (api/protocols/elevenlabs/voice_segments.py): each dialogue input's characters found
 in the alignment however its whitespace was written, read all at once or line by line, and a cut answer."""
 
 from __future__ import annotations
 
-from api.dialects.elevenlabs.voice_segments import VoiceSegments
+from api.protocols.elevenlabs.voice_segments import VoiceSegments
 
 INPUTS = [("default", "Hi there."), ("narrator", "Hello!"), ("default", "Bye.")]
 

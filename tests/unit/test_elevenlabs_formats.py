@@ -8,8 +8,8 @@ import typing
 
 import pytest
 
-from api.dialects.elevenlabs.formats import SOCKET_CODECS, parse_output_format
 from api.errors import ApiError
+from api.protocols.elevenlabs.formats import SOCKET_CODECS, parse_output_format
 
 sdk_types = pytest.importorskip("elevenlabs.types")
 tts_types = pytest.importorskip("elevenlabs.text_to_speech.types")

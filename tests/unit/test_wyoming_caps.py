@@ -1,4 +1,4 @@
-"""The Wyoming server's connection cap stays well below the process's open-file limit (api/wyoming/server.py)."""
+"""The Wyoming server's connection cap stays well below the process's open-file limit (api/protocols/wyoming/server.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import resource
 
 import pytest
 
-from api.wyoming.server import connection_cap
+from api.protocols.wyoming.server import connection_cap
 
 
 @pytest.mark.parametrize(

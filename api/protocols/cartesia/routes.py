@@ -1,7 +1,7 @@
-"""Cartesia's HTTP routes on the same request path as ours (`api/routes/tts.py:respond`): `POST /tts/bytes`, one
+"""Cartesia's HTTP routes on the same request path as ours (`api/protocols/native/routes.py:respond`): `POST /tts/bytes`, one
 file (`wav`, `mp3` or `raw` with `pcm_s16le`, `pcm_mulaw`) streamed as it is generated, and `POST /tts/sse`, server-sent
 events in the WebSocket's shapes (`chunk`, `timestamps` when `add_timestamps`, then `done`, or `error`). Errors before
-the first event are in Cartesia's shape (`messages.py:http_error`, applied by `api/dialects/http_errors.py`)."""
+the first event are in Cartesia's shape (`requests.py:http_error`, applied by `api/protocols/http_errors.py`)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,17 @@ from pydantic_core import PydanticCustomError
 
 from api.delivery import Delivery, Framing
 from api.deps import Grant, SettingsDep, Speech
-from api.dialects.cartesia.messages import GenerationConfig, OutputFormat, Rate, Voice
-from api.dialects.cartesia.wire import Event, chunk_event, done_event, error_event, f32, timestamps_event
-from api.routes.tts import ERROR_RESPONSES, respond
-from api.schemas import MAX_TEXT_CHARS, reject_control_characters
+from api.protocols.cartesia.requests import GenerationConfig, OutputFormat, Rate, Voice
+from api.protocols.cartesia.responses import (
+    Event,
+    chunk_event,
+    done_event,
+    error_event,
+    f32,
+    timestamps_event,
+)
+from api.protocols.native.routes import ERROR_RESPONSES, respond
+from api.protocols.native.schemas import MAX_TEXT_CHARS, reject_control_characters
 from services.pipeline.speech import SpeechRequest
 from services.pipeline.synthesis import SamplingOptions
 from services.pipeline.timestamps import TimestampsKind

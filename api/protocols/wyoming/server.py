@@ -1,5 +1,5 @@
 """The Wyoming TCP server: started with the service when TTS_WYOMING_ENABLED is set (api/app.py's lifespan) or on
-its own (`python -m api.wyoming`), on the same app state as the HTTP routes.
+its own (`python -m api.protocols.wyoming`), on the same app state as the HTTP routes.
 
 Wyoming has no authentication, so every connection runs as one configured key (TTS_WYOMING_API_KEY: its credits,
 limits and rate apply) or, without one, unkeyed; then only a loopback address may be bound, and anything else is
@@ -25,8 +25,8 @@ from wyoming.info import Attribution, Info, TtsProgram, TtsVoice
 from wyoming.server import AsyncTcpServer
 
 from api.errors import ApiError
+from api.protocols.wyoming.handler import WyomingHandler
 from api.socket_guard import KEY_BURST_CONNECTIONS
-from api.wyoming.handler import WyomingHandler
 from services.access.socket_limits import MessageLimiter, TokenBucket
 from services.errors import ServiceError
 from services.keys.records import ApiKeyRecord, anonymous_record
@@ -35,7 +35,7 @@ from shared.settings import APP_VERSION, Settings
 if TYPE_CHECKING:
     from api.deps import Services
 
-logger = logging.getLogger("api.wyoming")
+logger = logging.getLogger("api.protocols.wyoming")
 
 LANGUAGES = ["en", "zh"]  # what Spark-TTS was trained to speak, whichever voice
 ATTRIBUTION = Attribution(name="SparkAudio", url="https://github.com/SparkAudio/Spark-TTS")

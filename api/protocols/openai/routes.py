@@ -1,5 +1,5 @@
 """OpenAI-compatible routes: `POST /v1/audio/speech`, `GET /v1/models` (ElevenLabs' list to ElevenLabs' clients),
-`GET /v1/audio/models` (`GET /v1/audio/voices`: routes/voices.py)."""
+`GET /v1/audio/models` (`GET /v1/audio/voices`: api/protocols/native/voices.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import Grant, Model, SettingsDep, Speech
-from api.dialects.elevenlabs import models as elevenlabs_models
-from api.openai_models import OPENAI_MODEL_IDS
-from api.routes.tts import ERROR_RESPONSES, name_ignored_fields, respond, unknown_fields
-from api.schemas import OpenAISpeechRequest
+from api.protocols.elevenlabs import models as elevenlabs_models
+from api.protocols.native.routes import ERROR_RESPONSES, name_ignored_fields, respond, unknown_fields
+from api.protocols.native.schemas import OpenAISpeechRequest
+from api.protocols.openai.models import OPENAI_MODEL_IDS
 from services.model_status import ServingModel
 
 router = APIRouter(tags=["openai"])

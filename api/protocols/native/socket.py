@@ -15,9 +15,9 @@ from fastapi.responses import JSONResponse
 
 from api.deps import Services, services_of
 from api.errors import ApiError, error_envelope
+from api.protocols.native.requests import PingMessage, StartMessage, TextMessage, parse_message
 from api.socket_guard import denial_sent
 from api.ws_connection import CLOSE_POLICY, admitted, serve_session, socket_caller
-from api.ws_messages import PingMessage, StartMessage, TextMessage, parse_message
 from services.access import ApiKeyRecord
 from services.errors import ServiceError
 from services.pipeline.synthesis import SynthesisRequest

@@ -13,16 +13,16 @@ import json
 from fastapi import APIRouter, WebSocket
 
 from api.deps import Services, services_of
-from api.dialects.cartesia.messages import (
+from api.errors import ApiError
+from api.protocols.cartesia.requests import (
     DEFAULT_MAX_BUFFER_DELAY_MS,
     IDLE_TIMEOUT_S,
     MAX_CONTEXTS,
     ClientMessage,
     parse_client_message,
 )
-from api.dialects.cartesia.wire import CartesiaWire, chunk_event, done_event
-from api.dialects.common import open_session, synthesis_request
-from api.errors import ApiError
+from api.protocols.cartesia.responses import CartesiaWire, chunk_event, done_event
+from api.protocols.common import open_session, synthesis_request
 from api.ws_connection import CLOSE_POLICY, ContextError, admitted, close_quietly, serve_session
 from services.access import ApiKeyRecord
 from services.sessions.ws_session import WsSession

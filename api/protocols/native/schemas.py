@@ -11,8 +11,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from api.openai_models import OpenAIModel
 from api.pronunciation_schemas import LexiconField
+from api.protocols.openai.models import OpenAIModel
 from api.stitching import StitchingFields
 from api.voice_attributes import VoiceAttributeFields
 from audio.encoders import FORMATS, AudioFormat, supported_rates
@@ -175,7 +175,7 @@ class LanguageField(BaseModel):
 class IgnoredFields(BaseModel):
     """Unknown fields on both HTTP synthesis bodies: accepted, left unused and named in X-Ignored-Fields, so a client
     built for another server (or a newer OpenAI API) keeps working; a near miss of a known field is refused as a
-    misspelling (api/routes/tts.py, unknown_fields)."""
+    misspelling (api/protocols/native/routes.py, unknown_fields)."""
 
     model_config = ConfigDict(extra="allow")
 

@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from api.delivery import Delivery, Framing, TimedAnswer
-from api.dialects.elevenlabs.voice_segments import VoiceSegments
-from api.dialects.elevenlabs.wire import event_spans, last_characters
+from api.protocols.elevenlabs.responses import event_spans, last_characters
+from api.protocols.elevenlabs.voice_segments import VoiceSegments
 from api.timed_delivery import complete_json
 from services.pipeline.timestamps import TimestampsEvent
 

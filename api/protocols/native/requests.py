@@ -18,7 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from api.errors import ApiError
 from api.pronunciation_schemas import LexiconField
-from api.schemas import (
+from api.protocols.native.schemas import (
     LATENCY_DESCRIPTION,
     MAX_TEXT_CHARS,
     SUPPORTED_RATES,

@@ -1,7 +1,7 @@
 """ElevenLabs' pronunciation dictionary routes (services/pronunciation): `POST /v1/pronunciation-dictionaries/
 add-from-rules` and `.../add-from-file` (a PLS file), `GET /v1/pronunciation-dictionaries` and `.../{id}`,
 `GET .../{id}/{version_id}/download` (the PLS file), and `DELETE .../{id}`. Answers in ElevenLabs' field names,
-errors in its shape (`messages.py:http_error`). The key (or the admin, every key's) from the usual headers."""
+errors in its shape (`requests.py:http_error`). The key (or the admin, every key's) from the usual headers."""
 
 from __future__ import annotations
 

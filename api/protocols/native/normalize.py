@@ -15,7 +15,7 @@ from pydantic import ConfigDict, Field, field_validator
 from api.deps import Grant, SettingsDep
 from api.errors import ApiError
 from api.pronunciation_schemas import LexiconField
-from api.schemas import MAX_TEXT_CHARS, check_text
+from api.protocols.native.schemas import MAX_TEXT_CHARS, check_text
 from processing.scripts import script_languages
 from services.pipeline.markup import markup_for, plan_request
 

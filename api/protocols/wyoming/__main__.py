@@ -1,4 +1,4 @@
-"""`python -m api.wyoming`: the Wyoming server on its own (no HTTP port), on the same app state as the service:
+"""`python -m api.protocols.wyoming`: the Wyoming server on its own (no HTTP port), on the same app state as the service:
 the model, keys, limits, credits and request log of `api.create_app`, with TTS_WYOMING_ENABLED taken as set."""
 
 from __future__ import annotations

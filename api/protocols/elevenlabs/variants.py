@@ -1,6 +1,6 @@
 """The four answers of ElevenLabs' speech routes, one table for text-to-speech and text-to-dialogue alike: a file
 (`""`), chunked audio (`/stream`), base64 with character timings (`/with-timestamps`) and JSON lines of them
-(`/stream/with-timestamps`). Each family's handlers are generated from it (`http.py`, `dialogue.py`), so they differ
+(`/stream/with-timestamps`). Each family's handlers are generated from it (`routes.py`, `dialogue.py`), so they differ
 only in these flags."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
-from api.dialects.elevenlabs import timed
+from api.protocols.elevenlabs import timed
 
 
 @dataclass(frozen=True)

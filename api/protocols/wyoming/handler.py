@@ -24,9 +24,9 @@ from wyoming.info import Describe
 from wyoming.server import AsyncEventHandler
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeVoice
 
-from api.dialects.common import synthesis_request
 from api.errors import ApiError
-from api.wyoming.wire import (
+from api.protocols.common import synthesis_request
+from api.protocols.wyoming.responses import (
     CLOSE,
     STOPPED,
     EventTooLarge,
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from api.deps import Services
     from services.keys.records import ApiKeyRecord
 
-logger = logging.getLogger("api.wyoming")
+logger = logging.getLogger("api.protocols.wyoming")
 _Parsed = TypeVar("_Parsed", Synthesize, SynthesizeStart, SynthesizeChunk)
 _connections = itertools.count(1)
 # How long a connection told why it ends may still send (discarded) before it is closed (`_linger`).
@@ -59,7 +59,7 @@ _SAID_ENDINGS = ("idle", "too_large", "flooded")
 
 
 class Host(Protocol):
-    """What a connection asks of its server (api.wyoming.server.WyomingServer)."""
+    """What a connection asks of its server (api.protocols.wyoming.server.WyomingServer)."""
 
     services: Services
     rate: int

@@ -8,7 +8,7 @@ timestamps add ElevenLabs' `voice_segments` (`voice_segments.py`): each input's 
 voice is the request's own (an unknown one is refused naming `voice_id`, as a marker's would be). `seed` and
 `apply_text_normalization` change the speech, and `pronunciation_dictionary_locators` apply the key's dictionaries to
 every input (as on text-to-speech); `model_id`, `settings` and `language_code` are accepted and ignored. The four
-handlers are generated from `variants.py`. Errors are in ElevenLabs' shape (`messages.py`)."""
+handlers are generated from `variants.py`. Errors are in ElevenLabs' shape (`requests.py`)."""
 
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from api.deps import Grant, SettingsDep, Speech
-from api.dialects.elevenlabs.formats import parse_output_format
-from api.dialects.elevenlabs.variants import DEFAULT_OUTPUT_FORMAT, Variant, add_variant_routes
 from api.errors import ApiError
 from api.pronunciation_schemas import LocatorsField
-from api.routes.tts import ERROR_RESPONSES, respond
-from api.schemas import MAX_TEXT_CHARS, reject_control_characters
+from api.protocols.elevenlabs.formats import parse_output_format
+from api.protocols.elevenlabs.variants import DEFAULT_OUTPUT_FORMAT, Variant, add_variant_routes
+from api.protocols.native.routes import ERROR_RESPONSES, respond
+from api.protocols.native.schemas import MAX_TEXT_CHARS, reject_control_characters
 from processing.voice_segments import has_voice_markers, voice_marker
 from services.errors import ServiceError
 from services.pipeline.speech import SpeechRequest, SpeechService

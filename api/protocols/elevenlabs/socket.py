@@ -13,8 +13,9 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocketState
 
 from api.deps import Services, services_of
-from api.dialects.common import open_session, synthesis_request
-from api.dialects.elevenlabs.messages import (
+from api.errors import ApiError
+from api.protocols.common import open_session, synthesis_request
+from api.protocols.elevenlabs.requests import (
     MAX_CONTEXTS,
     ClientMessage,
     ConnectionParams,
@@ -23,8 +24,7 @@ from api.dialects.elevenlabs.messages import (
     ours_to_elevenlabs_message,
     parse_client_message,
 )
-from api.dialects.elevenlabs.wire import ElevenLabsWire
-from api.errors import ApiError
+from api.protocols.elevenlabs.responses import ElevenLabsWire
 from api.socket_guard import SocketGuard, SocketSlot, too_big
 from api.ws_connection import CLOSE_NORMAL, CLOSE_POLICY, ContextError, admitted, close_quietly, serve_session
 from processing.lexicon import DictionaryLocator
@@ -33,7 +33,7 @@ from services.pipeline.synthesis import SynthesisRequest
 from services.sessions.ws_outbox import Outbox
 from services.sessions.ws_session import WsSession
 
-logger = logging.getLogger("api.dialects.elevenlabs")
+logger = logging.getLogger("api.protocols.elevenlabs")
 router = APIRouter(tags=["elevenlabs"])
 
 

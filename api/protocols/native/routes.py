@@ -16,7 +16,7 @@ from api.delivery import Delivery, Framing, TimedAnswer
 from api.deps import Grant, SettingsDep, Speech
 from api.errors import ApiError
 from api.form_body import FormAsJsonRoute
-from api.schemas import IgnoredFields, TTSGenerateRequest
+from api.protocols.native.schemas import IgnoredFields, TTSGenerateRequest
 from api.timed_delivery import complete_json
 from services.access import AccessGrant
 from services.pipeline.speech import OpenedSpeech, SpeechRequest, SpeechService

@@ -1,5 +1,5 @@
 """`GET /v1/models` as ElevenLabs answers it (a JSON list of models, `client.models.list()`), for ElevenLabs' clients;
-OpenAI's clients get OpenAI's list from the same path (api/routes/openai_compat.py).
+OpenAI's clients get OpenAI's list from the same path (api/protocols/openai/routes.py).
 
 A client is ElevenLabs' when it sends its key in `xi-api-key` or names itself ElevenLabs' SDK (`User-Agent:
 elevenlabs/...`, `X-Fern-SDK-Name: elevenlabs`). There is one model: every `model_id` a request names is accepted and
@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.datastructures import Headers
 
-from api.schemas import MAX_TEXT_CHARS
+from api.protocols.native.schemas import MAX_TEXT_CHARS
 
 MODEL_ID = "spark-tts"
 LANGUAGES = (("en", "English"), ("zh", "Chinese"))  # what Spark-TTS was trained to speak
