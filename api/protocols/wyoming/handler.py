@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from api.deps import Services
     from services.keys.records import ApiKeyRecord
 
-logger = logging.getLogger("api.protocols.wyoming")
+logger = logging.getLogger("api.wyoming")  # the name logs have always carried
 _Parsed = TypeVar("_Parsed", Synthesize, SynthesizeStart, SynthesizeChunk)
 _connections = itertools.count(1)
 # How long a connection told why it ends may still send (discarded) before it is closed (`_linger`).

@@ -35,7 +35,7 @@ from shared.settings import APP_VERSION, Settings
 if TYPE_CHECKING:
     from api.deps import Services
 
-logger = logging.getLogger("api.protocols.wyoming")
+logger = logging.getLogger("api.wyoming")  # the name logs have always carried
 
 LANGUAGES = ["en", "zh"]  # what Spark-TTS was trained to speak, whichever voice
 ATTRIBUTION = Attribution(name="SparkAudio", url="https://github.com/SparkAudio/Spark-TTS")
