@@ -13,7 +13,7 @@ from starlette.websockets import WebSocketState
 
 from api.deps import Services
 from api.errors import ApiError
-from api.ws_connection import ContextError, socket_caller
+from api.ws_connection import Admitted, ContextError, socket_caller
 from processing.lexicon import DictionaryLocator
 from processing.voice_description import VoiceAttributes
 from services.access import ApiKeyRecord
@@ -110,21 +110,19 @@ async def synthesis_request(
 async def open_session(
     websocket: WebSocket,
     services: Services,
-    key: ApiKeyRecord,
-    counted: bool,
-    connection_id: str,
+    admission: Admitted,
     wire: SessionWire,
     *,
     max_contexts: int,
     multi: bool = True,
     dialect: str,
 ) -> tuple[WsSession, Outbox]:
-    """Accept the socket and build its session: contexts run side by side (`multi`) or one after another. A
+    """Accept the admitted socket and build its session: contexts run side by side (`multi`) or one after another. A
     context opening after an earlier one's client fell silent about it supersedes it (a barge-in; README)."""
     if (
         websocket.client_state == WebSocketState.CONNECTING
     ):  # a route that read a first message accepted already
-        await websocket.accept(headers=[(b"x-request-id", connection_id.encode())])
+        await websocket.accept(headers=[(b"x-request-id", admission.connection_id.encode())])
     shape = SessionShape(
         dialect=dialect,
         wire=wire,
@@ -133,5 +131,5 @@ async def open_session(
         max_unfinished=max_contexts,
         supersede_after_s=services.settings.websocket.ws_supersede_after_s,
     )
-    session = services.sessions.open(websocket, socket_caller(websocket, key, counted, connection_id), shape)
+    session = services.sessions.open(websocket, socket_caller(websocket, *admission), shape)
     return session, session.outbox

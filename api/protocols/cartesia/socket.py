@@ -139,18 +139,10 @@ async def tts_websocket(websocket: WebSocket) -> None:
     ) as admission:
         if admission is None:
             return
-        key, counted, connection_id = admission
         session, outbox = await open_session(
-            websocket,
-            services,
-            key,
-            counted,
-            connection_id,
-            CartesiaWire(),
-            max_contexts=MAX_CONTEXTS,
-            dialect="cartesia",
+            websocket, services, admission, CartesiaWire(), max_contexts=MAX_CONTEXTS, dialect="cartesia"
         )
-        conn = _Connection(services, session, key)
+        conn = _Connection(services, session, admission.key)
         await serve_session(
             websocket, session, outbox, idle_s=IDLE_TIMEOUT_S, handle=conn.handle, dialect="cartesia"
         )

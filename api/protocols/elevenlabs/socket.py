@@ -243,18 +243,16 @@ async def _serve_admitted(
     async with admitted(websocket, services, query_key=query_key, refuse=_refuse, slot=slot) as admission:
         if admission is None:
             return
-        key, counted, connection_id = admission
         session, outbox = await open_session(
             websocket,
             services,
-            key,
-            counted,
-            connection_id,
+            admission,
             ElevenLabsWire(absolute_times=params.sync_alignment),
             max_contexts=MAX_CONTEXTS if multi else 4,
             multi=multi,
             dialect="elevenlabs",
         )
+        key = admission.key
         conn = _Connection(
             services, session, key, voice_id, params, output, multi=multi, websocket=websocket, outbox=outbox
         )
