@@ -15,13 +15,13 @@ from starlette.websockets import WebSocketState
 from api.deps import Services, services_of
 from api.errors import ApiError
 from api.protocols.common import open_session, synthesis_request
+from api.protocols.elevenlabs.errors import socket_refusal
 from api.protocols.elevenlabs.requests import (
     MAX_CONTEXTS,
     ClientMessage,
     ConnectionParams,
     OutputFormat,
     VoiceSettings,
-    ours_to_elevenlabs_message,
     parse_client_message,
 )
 from api.protocols.elevenlabs.responses import ElevenLabsWire
@@ -33,27 +33,15 @@ from services.pipeline.synthesis import SynthesisRequest
 from services.sessions.ws_outbox import Outbox
 from services.sessions.ws_session import WsSession
 
-logger = logging.getLogger("api.protocols.elevenlabs")
+logger = logging.getLogger("api.dialects.elevenlabs")  # the name logs have always carried
 router = APIRouter(tags=["elevenlabs"])
-
-
-def error_message(err: ApiError, context_id: str | None = None) -> str:
-    return json.dumps(
-        {
-            "error": err.code.lower(),
-            "message": ours_to_elevenlabs_message(err.code, err.message),
-            "code": err.code,
-            "contextId": context_id,
-            "context_id": context_id,
-        }
-    )
 
 
 async def _refuse(websocket: WebSocket, err: ApiError) -> None:
     """ElevenLabs answers a bad connection in-band: one error message, then close 1008 (policy)."""
     if websocket.client_state == WebSocketState.CONNECTING:
         await websocket.accept()
-    await websocket.send_text(error_message(err))
+    await websocket.send_text(socket_refusal(err, CLOSE_POLICY))
     await close_quietly(websocket, CLOSE_POLICY, err.code)
 
 
@@ -259,7 +247,7 @@ async def _serve_admitted(
         try:  # an unknown voice is refused before any text: error, then close 1008 (no stream starts: not admitted)
             await conn.synthesis_request(None, admit=False)
         except ApiError as err:
-            await websocket.send_text(error_message(err))
+            await websocket.send_text(socket_refusal(err, CLOSE_POLICY))
             await close_quietly(websocket, CLOSE_POLICY, err.code)
             return
         await serve_session(
