@@ -13,30 +13,23 @@ from fastapi import FastAPI
 
 from api.cors import install_cors
 from api.deps import Services, check_upload_credentials
-from api.dialects.cartesia import http as cartesia_http
-from api.dialects.cartesia import messages as cartesia_messages
-from api.dialects.cartesia import routes as cartesia_routes
-from api.dialects.elevenlabs import dialogue as elevenlabs_dialogue
-from api.dialects.elevenlabs import http as elevenlabs_http
-from api.dialects.elevenlabs import messages as elevenlabs_messages
-from api.dialects.elevenlabs import pronunciation as elevenlabs_pronunciation
-from api.dialects.elevenlabs import routes as elevenlabs_routes
-from api.dialects.elevenlabs import voices as elevenlabs_voices
-from api.dialects.http_errors import DialectErrorsMiddleware
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimitMiddleware, HttpMetricsMiddleware, RequestIdMiddleware
-from api.routes import (
-    debug,
-    health,
-    jobs,
-    normalize,
-    openai_compat,
-    playground,
-    tts,
-    voice_pinning,
-    voices,
-    ws,
-)
+from api.protocols.cartesia import requests as cartesia_requests
+from api.protocols.cartesia import routes as cartesia_http
+from api.protocols.cartesia import socket as cartesia_socket
+from api.protocols.elevenlabs import dialogue as elevenlabs_dialogue
+from api.protocols.elevenlabs import pronunciation as elevenlabs_pronunciation
+from api.protocols.elevenlabs import requests as elevenlabs_requests
+from api.protocols.elevenlabs import routes as elevenlabs_http
+from api.protocols.elevenlabs import socket as elevenlabs_socket
+from api.protocols.elevenlabs import voices as elevenlabs_voices
+from api.protocols.http_errors import DialectErrorsMiddleware
+from api.protocols.native import jobs, normalize, voice_pinning, voices
+from api.protocols.native import routes as tts
+from api.protocols.native import socket as ws
+from api.protocols.openai import routes as openai_compat
+from api.service import debug, health, playground
 from api.socket_guard import CoolingGate
 from core.clone import MAX_REFERENCE_BYTES
 from services.access import AccessServices
@@ -135,8 +128,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         wyoming = None
-        if settings.wyoming.wyoming_enabled:  # Home Assistant's protocol on its own TCP port (api/wyoming)
-            from api.wyoming import WyomingServer, check_settings
+        if (
+            settings.wyoming.wyoming_enabled
+        ):  # Home Assistant's protocol on its own TCP port (api/protocols/wyoming)
+            from api.protocols.wyoming import WyomingServer, check_settings
 
             check_settings(settings)  # a bind it refuses fails start-up before anything else starts
             wyoming = app.state.wyoming = WyomingServer(app.state.services)
@@ -221,12 +216,12 @@ def create_app(
         voices.router,
         ws.router,
         jobs.router,
-        elevenlabs_routes.router,
+        elevenlabs_socket.router,
         elevenlabs_http.router,
         elevenlabs_voices.router,
         elevenlabs_dialogue.router,
         elevenlabs_pronunciation.router,
-        cartesia_routes.router,
+        cartesia_socket.router,
         cartesia_http.router,
     ):
         app.include_router(router)
@@ -258,7 +253,7 @@ def create_app(
     install_cors(app, settings.deployment.cors_origins)
     # Inside the request ids (kept on the re-shaped answer), outside every layer that can refuse.
     app.add_middleware(
-        DialectErrorsMiddleware, dialects=(elevenlabs_messages.HTTP_ERRORS, cartesia_messages.HTTP_ERRORS)
+        DialectErrorsMiddleware, dialects=(elevenlabs_requests.HTTP_ERRORS, cartesia_requests.HTTP_ERRORS)
     )
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(HttpMetricsMiddleware)  # sees every answer, the middlewares' own refusals too

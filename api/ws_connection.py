@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 from fastapi import WebSocket
@@ -87,6 +87,14 @@ async def _check_connection_rate(access: AccessServices, key: ApiKeyRecord) -> b
 Refuser = Callable[[WebSocket, ApiError], Awaitable[None]]
 
 
+class Admitted(NamedTuple):
+    """A socket past the handshake: its key, whether its rate was counted, and the connection id."""
+
+    key: ApiKeyRecord
+    counted: bool
+    connection_id: str
+
+
 @contextlib.asynccontextmanager
 async def admitted(
     websocket: WebSocket,
@@ -95,7 +103,7 @@ async def admitted(
     query_key: str | None,
     refuse: Refuser,
     slot: SocketSlot | None = None,
-) -> AsyncIterator[tuple[ApiKeyRecord, bool, str] | None]:
+) -> AsyncIterator[Admitted | None]:
     """The handshake every dialect shares: the per-address caps (api/socket_guard.py; `slot`: the place a route
     took itself before reading a first message), the key (headers, or `query_key` for clients that cannot set
     headers), the per-key connection cap and the per-connection rate check. Yields (key, rate counted, connection
@@ -121,7 +129,7 @@ async def admitted(
 @contextlib.asynccontextmanager
 async def _admitted(
     websocket: WebSocket, services: Services, *, query_key: str | None, refuse: Refuser, slot: SocketSlot
-) -> AsyncIterator[tuple[ApiKeyRecord, bool, str] | None]:
+) -> AsyncIterator[Admitted | None]:
     state = websocket.app.state
     settings, access = services.settings, services.access
     connection_id = websocket.scope.get("state", {}).get("request_id") or f"ws{id(websocket):x}"
@@ -161,7 +169,7 @@ async def _admitted(
         _leave(open_per_key, key_id)
         raise
     try:
-        yield key, counted, connection_id
+        yield Admitted(key, counted, connection_id)
     finally:
         _leave(open_per_key, key_id)
 

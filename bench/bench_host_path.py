@@ -168,11 +168,16 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("pipeline glue (synthesis job, queues)", ("services/pipeline/", "asyncio/queues.py")),
     (
         "socket dialects; JSON and base64 anywhere",
-        ("api/dialects/", "api/ws_messages.py", "/json/", "base64.py"),
+        ("api/protocols/", "api/protocols/native/requests.py", "/json/", "base64.py"),
     ),
     (
         "socket session, outbox",
-        ("services/sessions/", "api/ws_connection.py", "api/socket_guard.py", "api/routes/ws.py"),
+        (
+            "services/sessions/",
+            "api/ws_connection.py",
+            "api/socket_guard.py",
+            "api/protocols/native/socket.py",
+        ),
     ),
     ("socket framing, permessage-deflate", ("/websockets/", "/wsproto/", "/uvicorn/protocols/websockets/")),
     (

@@ -41,7 +41,7 @@ IMAGE_PACKAGES: tuple[str, ...] = (
     "python-docx==1.2.0",  # DOCX reading for long-form jobs (services/jobs/documents/docx.py); needs lxml
     "lxml==6.1.3",
     "mutagen==1.48.1",  # the M4B's cover and the chapter files' tags (services/jobs/tags.py); no dependencies
-    "wyoming==1.10.2",  # Home Assistant's protocol (api/wyoming/); no dependencies of its own
+    "wyoming==1.10.2",  # Home Assistant's protocol (api/protocols/wyoming/); no dependencies of its own
     "zeroconf==0.154.0",  # the Wyoming server's mDNS announcement (TTS_WYOMING_ZEROCONF); needs ifaddr
     "ifaddr==0.2.0",
     "num2words==0.5.14",  # es/fr/de number words (processing/normalize_latin.py); needs docopt

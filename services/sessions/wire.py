@@ -3,7 +3,7 @@
 The session core (`WsSession`) decides *what* happens (an utterance started, audio, timings, done, an error, a
 cancel); a `SessionWire` turns each of those into the dialect's payloads (JSON objects, or bytes for binary
 frames). `NativeWire` is our own protocol (README, WebSocket section); the ElevenLabs and Cartesia wire formats live in
-api/dialects/. Every method returns a list, so a dialect may send nothing (no `started` in ElevenLabs) or two
+api/protocols/. Every method returns a list, so a dialect may send nothing (no `started` in ElevenLabs) or two
 messages for one event.
 """
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("services.usage.accounting")
 
-# job: one chapter of a long-form job (services/jobs); wyoming: Home Assistant's TCP protocol (api/wyoming)
+# job: one chapter of a long-form job (services/jobs); wyoming: Home Assistant's TCP protocol (api/protocols/wyoming)
 Transport = Literal["http", "websocket", "wyoming", "job"]
 # completed | failed | cancelled (a WebSocket `cancel`) | disconnected (the client left) | interrupted (the server
 # cut it at shutdown: refunded, see services/usage/shutdown.py)

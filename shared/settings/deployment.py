@@ -83,7 +83,7 @@ class WyomingSettings(_Group):
 
     wyoming_enabled: bool = Field(
         False,
-        description="Start the Wyoming TCP server with the service (also `python -m api.wyoming` on its own).",
+        description="Start the Wyoming TCP server with the service (also `python -m api.protocols.wyoming` on its own).",
     )
     wyoming_host: str = Field(
         "127.0.0.1",

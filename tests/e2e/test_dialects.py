@@ -62,7 +62,7 @@ async def test_elevenlabs_bad_connection_gets_an_error_then_1008(
     async with _ws(server, path) as ws:
         messages, close_code = await _messages_until_closed(ws)
     assert [m["error"] for m in messages] == [code]
-    assert messages[0]["contextId"] is None and close_code == 1008
+    assert messages[0]["code"] == close_code == 1008  # ElevenLabs' refusal: message, error id, close code
 
 
 async def test_elevenlabs_contexts_limits_and_close_socket(server: RunningServer) -> None:

@@ -262,7 +262,7 @@ def test_a_server_killed_mid_stream_is_reported_and_the_received_audio_downloads
 def test_every_asset_is_served_and_has_no_third_party_address(server: RunningServer) -> None:  # noqa: F811
     import re
 
-    from api.routes.playground import ASSETS
+    from api.service.playground import ASSETS
 
     page = httpx.get(f"{server.base_url}/playground", timeout=10).text
     for name in ASSETS:

@@ -94,7 +94,7 @@ DIALECT_ROUTES = [
 
 
 def dialect_code(body: dict) -> str:
-    """The error code of a dialect's refusal, in its vendor's shape (api/dialects/http_errors.py)."""
+    """The error code of a dialect's refusal, in its vendor's shape (api/protocols/http_errors.py)."""
     if "detail" in body:  # ElevenLabs
         return body["detail"]["code"]
     return body["error_code"]  # Cartesia

@@ -1,4 +1,4 @@
-"""The Wyoming server (api/wyoming) against the `wyoming` package's own client, on a real server (uvicorn in a
+"""The Wyoming server (api/protocols/wyoming) against the `wyoming` package's own client, on a real server (uvicorn in a
 thread of this process, so the test can see the engine's requests): describe, a one-shot and a streamed synthesize
 as Home Assistant sends them, refusals, a hang-up mid-stream, the loopback-only rule without a key, and the zeroconf
 announcement found with the `zeroconf` package's own browser."""
@@ -37,7 +37,7 @@ from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from api.app import create_app
-from api.wyoming import WyomingConfigError, check_settings
+from api.protocols.wyoming import WyomingConfigError, check_settings
 from services.access import AccessServices
 from services.keys.records import hash_key
 from services.usage.request_log import RequestRecord, build_request_logger
@@ -338,7 +338,7 @@ async def test_an_unkeyed_wide_bind_fails_start_up(demo_model_dir: Path) -> None
 
 
 async def test_python_m_api_wyoming_serves_alone(demo_model_dir: Path, tmp_path: Path) -> None:
-    """`python -m api.wyoming`: the Wyoming server without the HTTP port, on the same settings; it stops on SIGTERM."""
+    """`python -m api.protocols.wyoming`: the Wyoming server without the HTTP port, on the same settings; it stops on SIGTERM."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
     env.update(
@@ -352,7 +352,7 @@ async def test_python_m_api_wyoming_serves_alone(demo_model_dir: Path, tmp_path:
     log = tmp_path / "wyoming.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "api.wyoming"],
+            [sys.executable, "-m", "api.protocols.wyoming"],
             cwd=PROJECT_ROOT,
             env=env,
             stdout=out,

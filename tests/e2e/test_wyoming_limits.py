@@ -1,4 +1,4 @@
-"""The Wyoming server's caps (api/wyoming/server.py), with the `wyoming` package's own client on a real server
+"""The Wyoming server's caps (api/protocols/wyoming/server.py), with the `wyoming` package's own client on a real server
 (uvicorn in a thread): a flood of empty `synthesize-chunk` events is cut off with a clear reason, and a few hundred
 connections are capped (the extra ones told why and closed at once) while HTTP health keeps answering."""
 
@@ -19,7 +19,7 @@ from wyoming.event import Event, async_write_events
 from wyoming.tts import SynthesizeChunk, SynthesizeStart
 
 from api.app import create_app
-from api.wyoming.server import FLOOD_COOLDOWN_S
+from api.protocols.wyoming.server import FLOOD_COOLDOWN_S
 from shared.settings import Settings
 from tests.e2e.conftest import free_port, in_process_server
 

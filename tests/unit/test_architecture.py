@@ -189,3 +189,36 @@ def test_modules_stay_small_or_say_why() -> None:
         if lines > MAX_LINES and LONG_MODULE_MARKER not in (ast.get_docstring(ast.parse(text)) or ""):
             long.append(f"{name}: {lines} lines")
     assert not long, long
+
+
+# One folder per protocol under api/protocols, the same file name for the same role: `routes.py` (HTTP routes),
+# `socket.py` (the WebSocket route), `requests.py` (messages in), `responses.py` (messages out). Wyoming speaks
+# TCP, not HTTP: its server and connection handler stand where the routes would.
+PROTOCOL_ROLES = {
+    "native": {"routes.py", "socket.py", "requests.py"},
+    "openai": {"routes.py"},
+    "elevenlabs": {"routes.py", "socket.py", "requests.py", "responses.py", "errors.py"},
+    "cartesia": {"routes.py", "socket.py", "requests.py", "responses.py"},
+    "wyoming": {"server.py", "handler.py", "responses.py"},
+}
+
+
+def test_each_protocol_has_its_role_files() -> None:
+    protocols = ROOT / "api" / "protocols"
+    folders = {p.name for p in protocols.iterdir() if (p / "__init__.py").exists()}
+    assert folders == set(PROTOCOL_ROLES), "a new protocol folder: add its roles to PROTOCOL_ROLES"
+    for name, roles in PROTOCOL_ROLES.items():
+        missing = sorted(r for r in roles if not (protocols / name / r).exists())
+        assert not missing, f"api/protocols/{name} lacks {missing}"
+
+
+def test_no_module_is_named_wire() -> None:
+    """Outgoing messages are `responses.py`; `wire.py` read as parsing. services/sessions/wire.py (the
+    `SessionWire` protocol every transport implements) is the one kept."""
+    found = sorted(
+        str(p.relative_to(ROOT))
+        for package in PACKAGES
+        for p in (ROOT / package).rglob("wire.py")
+        if p != ROOT / "services" / "sessions" / "wire.py"
+    )
+    assert not found, found

@@ -9,12 +9,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from api.dialects.cartesia.messages import parse_client_message as parse_cartesia
-from api.dialects.cartesia.wire import chunk_event, done_event, timestamps_event
-from api.dialects.elevenlabs.messages import parse_client_message as parse_elevenlabs
-from api.dialects.elevenlabs.messages import parse_output_format
-from api.dialects.elevenlabs.wire import ElevenLabsWire
-from api.ws_messages import parse_message
+from api.protocols.cartesia.requests import parse_client_message as parse_cartesia
+from api.protocols.cartesia.responses import chunk_event, done_event, timestamps_event
+from api.protocols.elevenlabs.requests import parse_client_message as parse_elevenlabs
+from api.protocols.elevenlabs.requests import parse_output_format
+from api.protocols.elevenlabs.responses import ElevenLabsWire
+from api.protocols.native.requests import parse_message
 from bench.ws_speakers import WS_TRANSPORTS, Heard, hear, path_of, turn
 
 TEXT = "The quick brown fox, then 3 naps."

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from api.dialects.cartesia.wire import CartesiaWire
-from api.dialects.elevenlabs.wire import ElevenLabsWire
+from api.protocols.cartesia.responses import CartesiaWire
+from api.protocols.elevenlabs.responses import ElevenLabsWire
 
 
 @dataclass

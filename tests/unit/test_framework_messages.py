@@ -10,9 +10,9 @@ import json
 from types import SimpleNamespace
 from typing import Any
 
-from api.dialects.elevenlabs.messages import ConnectionParams, parse_output_format
-from api.dialects.elevenlabs.routes import _Connection
-from api.dialects.elevenlabs.wire import ElevenLabsWire
+from api.protocols.elevenlabs.requests import ConnectionParams, parse_output_format
+from api.protocols.elevenlabs.responses import ElevenLabsWire
+from api.protocols.elevenlabs.socket import _Connection
 from core.align import WordSpan, character_spans
 from processing.segmenter import TextSegmenter
 from services.sessions.refused_contexts import RefusedContexts
@@ -246,8 +246,8 @@ def test_a_refused_cartesia_context_is_answered_done_after_its_final_message() -
     """LiveKit reads the refusal's `done` as the end only once its own input ended: its final `continue: false`
     gets `done` again, so the turn ends at once instead of at a timeout. Before it, a chunk with no audio: Pipecat
     counts a context that ends without an audio frame as a silent turn; LiveKit skips empty `data`."""
-    from api.dialects.cartesia.messages import IDLE_TIMEOUT_S
-    from api.dialects.cartesia.routes import _Connection as CartesiaConnection
+    from api.protocols.cartesia.requests import IDLE_TIMEOUT_S
+    from api.protocols.cartesia.socket import _Connection as CartesiaConnection
 
     replies: list[dict[str, Any]] = []
     session = FakeSession()
@@ -288,7 +288,7 @@ def test_stream_with_timestamps_lines_stay_short_and_add_no_characters() -> None
     first carrying the timings; the alignment joined over the lines is the text, with no space added at its end."""
     import base64
 
-    from api.dialects.elevenlabs.timed import FRAMING, LINE_AUDIO_BYTES
+    from api.protocols.elevenlabs.timed import FRAMING, LINE_AUDIO_BYTES
     from services.pipeline.timestamps import TimestampsEvent
 
     audio = bytes(range(256)) * 4000  # ~10.7 s of 24 kHz PCM in one piece
@@ -386,7 +386,7 @@ def test_text_refused_mid_turn_gets_one_error_not_a_second_for_its_flush() -> No
     """Out of credits at a piece of text: the refusal (error, end marker) ends the context; the same message's
     flush (Pipecat's Cartesia client sends `max_buffer_delay_ms: 0` on every message) or close is not answered with
     a second, spurious error ("No open context ... for 'flush'")."""
-    from api.dialects.cartesia.routes import _Connection as CartesiaConnection
+    from api.protocols.cartesia.socket import _Connection as CartesiaConnection
 
     class Broke(FakeSession):
         async def text(self, text: str, *, context_id: str | None) -> None:

@@ -17,8 +17,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import create_app
-from api.dialects.cartesia.messages import ends_context as cartesia_ends
-from api.dialects.elevenlabs.messages import ends_context as elevenlabs_ends
+from api.protocols.cartesia.requests import ends_context as cartesia_ends
+from api.protocols.elevenlabs.requests import ends_context as elevenlabs_ends
 from services.deployment.runtime import ModelRuntime
 from services.device.admission import AdmissionDecision
 from services.pipeline.load_shed import BACKLOG, FirstAudioBacklog

@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 from starlette.websockets import WebSocketDisconnect
 
 from api import create_app
-from api.dialects.cartesia.messages import parse_client_message as parse_cartesia
-from api.dialects.elevenlabs.messages import parse_client_message as parse_elevenlabs
 from api.errors import ApiError
-from api.ws_messages import MESSAGE_TYPES
-from api.ws_messages import parse_message as parse_native
+from api.protocols.cartesia.requests import parse_client_message as parse_cartesia
+from api.protocols.elevenlabs.requests import parse_client_message as parse_elevenlabs
+from api.protocols.native.requests import MESSAGE_TYPES
+from api.protocols.native.requests import parse_message as parse_native
 from services.deployment.runtime import ModelRuntime
 from shared.settings import Settings
 from tests.conftest import wait_in_portal

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from api.schemas import OpenAISpeechRequest, TTSGenerateRequest, check_language
+from api.protocols.native.schemas import OpenAISpeechRequest, TTSGenerateRequest, check_language
 from tests.demo_runtime import demo_client
 
 ROUTES = {

@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from elevenlabs.types import TextToDialogueWebsocketError
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -175,7 +176,7 @@ def test_a_key_in_the_first_message_must_come_within_the_deadline(frozen: TestCl
     with frozen.websocket_connect(EL_PATH) as ws:  # inactivity_timeout=180, but the key must come in 0.3 s
         seen, code = _closed(ws)
     assert code == 1008
-    assert seen[-1]["code"] == "INVALID_API_KEY" and "within 0.3 s" in seen[-1]["message"]
+    assert seen[-1]["error"] == "invalid_api_key" and "within 0.3 s" in seen[-1]["message"]
     assert len(frozen.app.state.socket_guard.unauthenticated) == 0  # its place was given back
 
 
@@ -187,6 +188,18 @@ def test_a_key_in_the_first_message_is_still_accepted(frozen: TestClient) -> Non
     assert code == 1000 and seen == []  # a refused key would be an error message and 1008
 
 
+def test_a_wrong_key_in_the_first_message_is_refused_in_elevenlabs_shape(frozen: TestClient) -> None:
+    with frozen.websocket_connect(EL_PATH) as ws:
+        ws.send_text(json.dumps({"text": " ", "xi_api_key": "not-the-key", "context_id": "c"}))
+        seen, code = _closed(ws)
+    assert code == 1008 and len(seen) == 1
+    refusal = seen[0]
+    # ElevenLabs' documented shape: the SDK's type reads it, and nothing else travels with it
+    parsed = TextToDialogueWebsocketError.model_validate(refusal)
+    assert set(refusal) == {"message", "error", "code"}
+    assert parsed.error == "invalid_api_key" and parsed.code == code and parsed.message
+
+
 def test_sockets_waiting_for_a_key_are_capped_per_address(frozen: TestClient) -> None:
     guard: SocketGuard = frozen.app.state.socket_guard
     with ExitStack() as stack:
@@ -194,7 +207,7 @@ def test_sockets_waiting_for_a_key_are_capped_per_address(frozen: TestClient) ->
         assert guard.unauthenticated.held("testclient") == 2
         with frozen.websocket_connect(EL_PATH) as third:
             seen, code = _closed(third)
-        assert code == 1008 and seen[0]["code"] == "TOO_MANY_CONCURRENT_REQUESTS"
+        assert code == 1008 and seen[0]["error"] == "too_many_concurrent_requests"
         with pytest.raises(WebSocketDenialResponse) as denied, frozen.websocket_connect("/v1/tts/ws"):
             pass  # our WebSocket refuses in the handshake, with the HTTP status
         assert denied.value.status_code == 429
@@ -259,7 +272,7 @@ def test_a_message_over_the_size_limit_is_refused_unparsed_then_1009(frozen: Tes
     with frozen.websocket_connect(EL_PATH) as ws:  # before a key: refused unparsed too
         ws.send_text("x" * 2001)
         seen, code = _closed(ws)
-    assert seen[-1]["code"] == "PAYLOAD_TOO_LARGE" and code == 1008
+    assert seen[-1]["error"] == "payload_too_large" and code == 1008
 
 
 def test_a_key_that_flooded_cools_down_before_it_may_connect_again(frozen: TestClient) -> None:

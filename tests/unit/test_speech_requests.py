@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from api.schemas import AudioFormat, OpenAISpeechRequest, TTSGenerateRequest
-from api.ws_messages import StartMessage
+from api.protocols.native.requests import StartMessage
+from api.protocols.native.schemas import AudioFormat, OpenAISpeechRequest, TTSGenerateRequest
 from audio.encoders import FORMATS
 from services.pipeline.speech import SpeechService
 from services.pipeline.synthesis import SamplingOptions, SynthesisError
@@ -61,7 +61,7 @@ def test_g711_formats_are_8_khz_on_every_native_transport(fmt: str) -> None:
 
 
 def test_the_latency_names_are_the_streaming_decoders_everywhere() -> None:
-    from api.schemas import Latency
+    from api.protocols.native.schemas import Latency
     from core.streaming import LatencyPreference
 
     assert Latency is LatencyPreference

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import create_app
-from api.schemas import OpenAISpeechRequest, TTSGenerateRequest
+from api.protocols.native.schemas import OpenAISpeechRequest, TTSGenerateRequest
 from core.voices import Voice
 from processing.voice_description import VoiceAttributeError, VoiceAttributes, describe_voice
 from services.deployment.runtime import ModelRuntime

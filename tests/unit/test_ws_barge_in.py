@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from api.dialects.cartesia.wire import CartesiaWire
-from api.dialects.elevenlabs.wire import ElevenLabsWire
+from api.protocols.cartesia.responses import CartesiaWire
+from api.protocols.elevenlabs.responses import ElevenLabsWire
 from services.pipeline.synthesis import SynthesisError
 from services.sessions.ws_outbox import Outbox
 from services.sessions.ws_session import WsSession

@@ -378,7 +378,7 @@ async def test_protocol_mistakes_are_answered_not_fatal(runtime: Any) -> None:
 
 def test_deeply_nested_json_is_a_client_error() -> None:
     from api.errors import ApiError
-    from api.ws_messages import parse_message
+    from api.protocols.native.requests import parse_message
 
     with pytest.raises(ApiError) as info:
         parse_message("[" * 100_000 + "]" * 100_000)

@@ -1,0 +1,1 @@
+"""OpenAI's speech API: `POST /v1/audio/speech` and the model list."""

@@ -1,0 +1,358 @@
+"""One Wyoming TCP connection: its events in, the session's audio out.
+
+Each `synthesize` (one-shot) or `synthesize-start` ... `synthesize-stop` (text streamed as an LLM writes it) is one
+utterance of a `services.sessions.ws_session.WsSession`, as on the WebSocket dialects: text cut at sentence ends,
+one incremental job, admission, limits, credits, accounting and the request-log record per utterance
+(`services.access.AccessGate`), and audio streamed as it is made. The connection runs as the server's one key
+(`WyomingServer.key`). Home Assistant also sends a plain `synthesize` with the whole text inside a stream, for
+servers that cannot stream; it is ignored while a stream is open. A client that hangs up stops the work: its
+utterances are cancelled, their slots released and their records written, as for a closed socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import anyio
+from wyoming.event import Event
+from wyoming.info import Describe
+from wyoming.server import AsyncEventHandler
+from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeVoice
+
+from api.errors import ApiError
+from api.protocols.common import synthesis_request
+from api.protocols.wyoming.responses import (
+    CLOSE,
+    STOPPED,
+    EventTooLarge,
+    EventWriter,
+    WyomingWire,
+    error_payload,
+    event_payload,
+    read_event,
+)
+from services.access.socket_limits import MessageLimiter
+from services.pipeline.synthesis import SynthesisRequest
+from services.sessions.entrance import SessionShape, SocketCaller
+from services.sessions.utterance import Utterance
+from services.sessions.ws_outbox import ClientStalled, Outbox
+from services.sessions.ws_session import WsSession
+
+if TYPE_CHECKING:
+    from wyoming.info import Info
+
+    from api.deps import Services
+    from services.keys.records import ApiKeyRecord
+
+logger = logging.getLogger("api.wyoming")  # the name logs have always carried
+_Parsed = TypeVar("_Parsed", Synthesize, SynthesizeStart, SynthesizeChunk)
+_connections = itertools.count(1)
+# How long a connection told why it ends may still send (discarded) before it is closed (`_linger`).
+LINGER_S = 0.5
+# Endings the client is told of (an error event) before the connection closes.
+_SAID_ENDINGS = ("idle", "too_large", "flooded")
+
+
+class Host(Protocol):
+    """What a connection asks of its server (api.protocols.wyoming.server.WyomingServer)."""
+
+    services: Services
+    rate: int
+    connections: set[asyncio.Task[Any]]
+
+    async def key(self, address: str | None) -> ApiKeyRecord: ...
+
+    def admission(self, address: str | None) -> ApiError | None: ...
+
+    def cool(self, address: str | None) -> None: ...
+
+    def message_limiter(self) -> MessageLimiter: ...
+
+    def info(self) -> Info: ...
+
+
+class WyomingHandler(AsyncEventHandler):
+    """Serves one connection (`run`); `handle_event` turns one client event into session calls."""
+
+    def __init__(self, server: Host, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        super().__init__(reader, writer)
+        self.server = server
+        peer = writer.get_extra_info("peername")
+        self.address: str | None = str(peer[0]) if isinstance(peer, tuple) and peer else None
+        self.connection_id = f"wy{next(_connections)}"
+        self.wire = WyomingWire(server.rate)
+        self.outbox: Outbox | None = None
+        self.session: WsSession | None = None
+        self.streaming = False  # between synthesize-start and synthesize-stop
+        self.stream_refused = False  # the open stream was refused at its start: its text is dropped
+        self.stream_text = False  # the open stream has had text that is not only whitespace
+
+    async def run(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        refusal = self.server.admission(self.address)
+        if refusal is not None:  # at the cap, or a flooder back too soon: said and closed at once, never held
+            logger.info("wyoming connection refused", extra={"error_code": refusal.code})
+            await self._refuse(refusal)
+            return
+        self.server.connections.add(task)  # counted (no await since the check), and waited for at shutdown
+        try:
+            await self._serve()
+        finally:
+            self.server.connections.discard(task)
+
+    async def _serve(self) -> None:
+        services = self.server.services
+        try:
+            key = await self.server.key(self.address)
+        except ApiError as err:
+            logger.info("wyoming connection refused", extra={"error_code": err.code})
+            await self._refuse(err)
+            return
+        self.key = key
+        session = self.session = services.sessions.open(
+            EventWriter(self.writer, self.server.rate),
+            SocketCaller(key, self.connection_id),
+            SessionShape(dialect="wyoming", transport="wyoming", wire=self.wire),
+        )
+        outbox = self.outbox = session.outbox
+        writer = outbox.start()
+        reader = asyncio.create_task(self._read_loop(), name=f"wyoming-reader-{self.connection_id}")
+        watch = asyncio.create_task(self._idle_watch(), name=f"wyoming-idle-{self.connection_id}")
+        logger.info(
+            "wyoming_connected",
+            extra={"event": "wyoming_connected", "key_id": key.key_id, "connection_id": self.connection_id},
+        )
+        ending = "disconnect"
+        try:
+            await asyncio.wait({reader, writer, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if watch.done():
+                ending = "idle"
+            elif reader.done() and not reader.cancelled():
+                failure = reader.exception()
+                if failure is None:
+                    ending = reader.result()
+                elif isinstance(failure, (ConnectionError, OSError, asyncio.IncompleteReadError)):
+                    ending = "lost"
+                else:
+                    ending = "server_error"
+                    logger.error("wyoming reader failed", exc_info=failure)
+            elif writer.done():
+                ending = "stalled" if isinstance(outbox.failure, ClientStalled) else "lost"
+        finally:
+            # As on the sockets (api/ws_connection.py): the cleanup runs whole even when this task is cancelled
+            # (the server stopping), so every unfinished utterance is stopped and settled.
+            with anyio.CancelScope(shield=True):
+                reader.cancel()
+                watch.cancel()
+                await asyncio.gather(reader, watch, return_exceptions=True)
+                await session.close(
+                    by_server=ending in ("lost", "stalled", "idle", "too_large", "flooded"),
+                    server_error=ending == "server_error",
+                )
+                if ending == "idle":
+                    await outbox.reply(error_payload("IDLE_TIMEOUT", "No events while idle; closing."))
+                if ending in _SAID_ENDINGS:  # their error goes out before the connection closes
+                    await outbox.drain(timeout_s=2.0)
+                await outbox.close()
+                if ending in _SAID_ENDINGS:
+                    await self._linger()
+                self.writer.close()
+                logger.info(
+                    "wyoming_disconnected",
+                    extra={
+                        "event": "wyoming_disconnected",
+                        "reason": ending,
+                        "connection_id": self.connection_id,
+                        "utterances": session.utterance_count,
+                    },
+                )
+
+    async def _linger(self) -> None:
+        """After an ending the client was told of: half-close, then discard what it still sends for up to LINGER_S.
+        Closing with its events unread would reset the connection, and a reset can drop the error before the client
+        reads it; a client that keeps sending is cut at LINGER_S."""
+        with contextlib.suppress(Exception):
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+            async with asyncio.timeout(LINGER_S):
+                while await self.reader.read(65536):
+                    pass
+
+    async def _read_loop(self) -> str:
+        """Handle events until the client leaves ("disconnect"), sends an event too long to read ("too_large") or
+        more than its budget ("flooded")."""
+        assert self.outbox is not None
+        settings = self.server.services.settings
+        limiter = self.server.message_limiter()
+        # The longest text a request may have, escaped in JSON (6 bytes a character at worst), and its fields.
+        max_bytes = settings.limits.max_text_chars * 6 + 65536
+        while True:
+            try:
+                event = await read_event(self.reader, max_bytes)
+            except EventTooLarge:
+                error = ApiError("PAYLOAD_TOO_LARGE", f"An event's data may be at most {max_bytes} bytes.")
+                await self._fail(error, streamed=self.streaming, close=False)  # closed after `_linger`
+                return "too_large"
+            if event is None:
+                return "disconnect"
+            refused = limiter.check(_text_size(event))  # before anything is done for it
+            if refused is not None:
+                logger.info(
+                    "wyoming connection over its event budget",
+                    extra={"connection_id": self.connection_id, "reason": refused.kind},
+                )
+                error = ApiError("RATE_LIMIT_EXCEEDED", refused.message)
+                await self._fail(error, streamed=self.streaming, close=False)  # closed after `_linger`
+                if refused.kind == "rate":  # a flooder that reconnects at once gets no fresh burst
+                    self.server.cool(self.address)
+                return "flooded"
+            self.outbox.touch()
+            try:
+                await self.handle_event(event)
+            except ApiError as err:
+                await self._fail(err, streamed=self.streaming)
+            except Exception:  # noqa: BLE001 - say so to the client, as the sockets do, then end the connection
+                logger.exception("wyoming event handling failed")
+                error = ApiError("INTERNAL_ERROR", "An internal error occurred; it has been logged.")
+                await self._fail(error, streamed=self.streaming)
+
+    async def _idle_watch(self) -> str:
+        """Returns "idle" once the client has sent nothing for the sockets' idle timeout while nothing is being
+        synthesised (a read is never cut off midway: an event half read would be lost)."""
+        assert self.session is not None and self.outbox is not None
+        idle_s = float(self.server.services.settings.websocket.ws_idle_timeout_s)
+        while True:
+            silent = time.monotonic() - self.outbox.last_activity
+            if silent >= idle_s and not self.session.working:
+                return "idle"
+            await asyncio.sleep(max(0.5, idle_s - silent) if silent < idle_s else 0.5)
+
+    async def handle_event(self, event: Event) -> bool:
+        assert self.session is not None and self.outbox is not None
+        session, outbox = self.session, self.outbox
+        if Describe.is_type(event.type):
+            await outbox.reply(event_payload(self.server.info().event()))
+        elif Synthesize.is_type(event.type):
+            if self.streaming:
+                return True  # Home Assistant's copy of the streamed text, for servers that cannot stream
+            synthesize = _parsed(Synthesize, event)
+            if not synthesize.text.strip():
+                raise ApiError("VALIDATION_ERROR", "Nothing to speak: the synthesize text is empty.")
+            request = await self._request(synthesize.voice)
+            u = await session.start(request, text=synthesize.text, end=True)
+            await self._end_if_refused(u, streamed=False)
+        elif SynthesizeStart.is_type(event.type):
+            await self._start_stream(_parsed(SynthesizeStart, event).voice)
+        elif SynthesizeChunk.is_type(event.type):
+            if not self.streaming:
+                raise ApiError(
+                    "VALIDATION_ERROR", "synthesize-chunk outside a stream; send synthesize-start first."
+                )
+            text = _parsed(SynthesizeChunk, event).text
+            if not self.stream_refused and text:
+                self.stream_text = self.stream_text or bool(text.strip())
+                await session.text(text)
+                if await self._end_if_refused(session.utterance(), streamed=True):
+                    self.stream_refused = True
+        elif SynthesizeStop.is_type(event.type):
+            await self._stop_stream()
+        return True
+
+    async def _start_stream(self, voice: SynthesizeVoice | None) -> None:
+        assert self.session is not None
+        if self.streaming:
+            raise ApiError("VALIDATION_ERROR", "A stream is already open; send synthesize-stop first.")
+        self.streaming, self.stream_refused, self.stream_text = True, False, False
+        try:
+            request = await self._request(voice)
+        except ApiError as err:
+            # Answered (and the connection closed) now; the rest of the stream is dropped.
+            self.stream_refused = True
+            await self._fail(err, streamed=True)
+            return
+        u = await self.session.start(request)
+        if u is None:
+            self.stream_refused = True
+        else:
+            self.wire.streamed.add(u.id)
+
+    async def _stop_stream(self) -> None:
+        assert self.session is not None and self.outbox is not None
+        if not self.streaming:
+            raise ApiError(
+                "VALIDATION_ERROR", "synthesize-stop outside a stream; send synthesize-start first."
+            )
+        self.streaming = False
+        if self.stream_refused:
+            return
+        if not self.stream_text:
+            await self.session.cancel(quiet=True, reason="abandoned")
+            await self._fail(
+                ApiError("VALIDATION_ERROR", "Nothing to speak: the stream had no text."), streamed=True
+            )
+            return
+        await self.session.end()
+
+    async def _request(self, voice: SynthesizeVoice | None) -> SynthesisRequest:
+        name = voice.name if voice is not None else None
+        return await synthesis_request(
+            self.server.services,
+            self.key,
+            voice=name or "",
+            audio_format="pcm",
+            sample_rate=self.server.rate,
+            voice_field="voice.name",
+        )
+
+    async def _end_if_refused(self, u: Utterance | None, *, streamed: bool) -> bool:
+        """A piece of the request's text was refused (out of credits, too long; its `error` is out). On the sockets
+        the utterance goes on with the text it had, but a Wyoming client cannot hear about a gap in the middle of its
+        answer: the request stops and the connection ends."""
+        assert self.session is not None and self.outbox is not None
+        if u is None or u.id not in self.wire.refused:
+            return False
+        await self.session.cancel(quiet=True, reason="abandoned")
+        if streamed:
+            await self.outbox.reply(STOPPED)
+        await self.outbox.reply(CLOSE)
+        return True
+
+    async def _fail(self, err: ApiError, *, streamed: bool, close: bool = True) -> None:
+        """A refusal of the request in hand: `error`, `synthesize-stopped` for a stream, then the connection closes
+        (`close=False`: the caller ends the connection, which closes it after `_linger`)."""
+        assert self.outbox is not None
+        await self.outbox.reply(error_payload(err.code, err.message))
+        if streamed:
+            await self.outbox.reply(STOPPED)
+        if close:
+            await self.outbox.reply(CLOSE)
+
+    async def _refuse(self, err: ApiError) -> None:
+        """Before any session: the refusal, then the connection closes."""
+        writer = EventWriter(self.writer, self.server.rate)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer.send_item(error_payload(err.code, err.message)), timeout=5)
+        self.writer.close()
+
+
+def _text_size(event: Event) -> int:
+    """The characters of text an event carries (what the budget's characters count)."""
+    text = event.data.get("text") if isinstance(event.data, dict) else None
+    return len(text) if isinstance(text, str) else 0
+
+
+def _parsed(kind: type[_Parsed], event: Event) -> _Parsed:
+    """The event as `kind`; a malformed one (a field missing or of the wrong type) is the client's mistake."""
+    try:
+        parsed = kind.from_event(event)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ApiError("VALIDATION_ERROR", f"Malformed {event.type} event.") from None
+    if isinstance(getattr(parsed, "text", ""), str):
+        return parsed
+    raise ApiError("VALIDATION_ERROR", f"Malformed {event.type} event: 'text' must be a string.")

@@ -1,0 +1,234 @@
+"""The Wyoming TCP server: started with the service when TTS_WYOMING_ENABLED is set (api/app.py's lifespan) or on
+its own (`python -m api.protocols.wyoming`), on the same app state as the HTTP routes.
+
+Wyoming has no authentication, so every connection runs as one configured key (TTS_WYOMING_API_KEY: its credits,
+limits and rate apply) or, without one, unkeyed; then only a loopback address may be bound, and anything else is
+refused at start-up. `describe` is answered with the built-in voices (Spark-TTS speaks English and Chinese).
+
+As every listener: connections are capped (TTS_WYOMING_MAX_CONNECTIONS, at most a quarter of the open-file limit, so
+HTTP health and keyed requests always find a socket), and events are budgeted as the WebSocket dialects' messages
+(TTS_WS_MESSAGES_PER_S, TTS_WS_MESSAGE_BURST, TTS_WS_MESSAGE_CHARS_PER_S) per connection and, as one key's, for
+all connections together; a connection over its budget gets an error event and is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import ipaddress
+import logging
+import resource
+import time
+from typing import TYPE_CHECKING, Any
+
+from wyoming.info import Attribution, Info, TtsProgram, TtsVoice
+from wyoming.server import AsyncTcpServer
+
+from api.errors import ApiError
+from api.protocols.wyoming.handler import WyomingHandler
+from api.socket_guard import KEY_BURST_CONNECTIONS
+from services.access.socket_limits import MessageLimiter, TokenBucket
+from services.errors import ServiceError
+from services.keys.records import ApiKeyRecord, anonymous_record
+from shared.settings import APP_VERSION, Settings
+
+if TYPE_CHECKING:
+    from api.deps import Services
+
+logger = logging.getLogger("api.wyoming")  # the name logs have always carried
+
+LANGUAGES = ["en", "zh"]  # what Spark-TTS was trained to speak, whichever voice
+ATTRIBUTION = Attribution(name="SparkAudio", url="https://github.com/SparkAudio/Spark-TTS")
+
+
+class WyomingConfigError(RuntimeError):
+    """The Wyoming settings cannot be served as given (said at start-up)."""
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any address
+
+
+# How long an address whose connection went over its event budget waits before it may connect again: a flooder that
+# reconnects at once would otherwise get a fresh burst of events each time. Bounded memory: MAX_COOLING_ADDRESSES.
+FLOOD_COOLDOWN_S = 2.0
+MAX_COOLING_ADDRESSES = 4096
+
+
+def connection_cap(wanted: int) -> int:
+    """`wanted`, but at most a quarter of the process's open-file limit: the rest stays for HTTP, files, models."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return wanted if soft == resource.RLIM_INFINITY else max(1, min(wanted, soft // 4))
+
+
+def check_settings(settings: Settings) -> None:
+    """Refuse to serve unkeyed on anything but loopback: Wyoming clients cannot send a key."""
+    wyoming = settings.wyoming
+    if not wyoming.wyoming_api_key and not is_loopback(wyoming.wyoming_host):
+        raise WyomingConfigError(
+            f"TTS_WYOMING_HOST={wyoming.wyoming_host} without TTS_WYOMING_API_KEY: the Wyoming protocol has no "
+            "authentication, so without a key the server binds only a loopback address (127.0.0.1, ::1). Set "
+            "TTS_WYOMING_API_KEY to the API key its requests run as, or TTS_WYOMING_HOST=127.0.0.1."
+        )
+
+
+class WyomingServer:
+    """The listening socket and its connections, on one app's `Services`."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        settings = services.settings.wyoming
+        self.host, self.port = settings.wyoming_host, settings.wyoming_port
+        self.rate: int = settings.wyoming_sample_rate
+        self._server: AsyncTcpServer | None = None
+        self.connections: set[asyncio.Task[Any]] = set()  # each connection's task (WyomingHandler.run)
+        self._zeroconf: Any = None
+        self.max_connections = connection_cap(settings.wyoming_max_connections)
+        self._cooling: dict[str, float] = {}  # address -> when it may connect again (after a flood)
+        ws = services.settings.websocket
+        # Every connection runs as the one key: the key's message bucket of the WebSocket dialects, shared by all
+        # (api/socket_guard.py), so reconnecting or flooding on many connections buys no more than one key may.
+        self.messages = (
+            TokenBucket(
+                ws.ws_messages_per_s * max(1, ws.ws_max_connections_per_key),
+                ws.ws_message_burst * KEY_BURST_CONNECTIONS,
+            )
+            if ws.ws_messages_per_s > 0
+            else None
+        )
+
+    def admission(self, address: str | None) -> ApiError | None:
+        """The refusal for a new connection (None: serve it): its address flooded a connection moments ago, or the
+        server holds its cap. No await."""
+        until = self._cooling.get(address) if address is not None else None
+        if address is not None and until is not None:
+            left = until - time.monotonic()
+            if left > 0:
+                return ApiError(
+                    "RATE_LIMIT_EXCEEDED",
+                    f"This address's last connection went over its event budget; connect again in {left:.1f} s.",
+                )
+            del self._cooling[address]
+        if len(self.connections) < self.max_connections:
+            return None
+        return ApiError(
+            "TOO_MANY_CONCURRENT_REQUESTS",
+            f"{self.max_connections} Wyoming connections are open on this server; close one or try again later.",
+        )
+
+    def cool(self, address: str | None) -> None:
+        """`address` flooded its connection: it may not connect again for FLOOD_COOLDOWN_S (an attacker reconnects)."""
+        if address is None:
+            return
+        now = time.monotonic()
+        if len(self._cooling) >= MAX_COOLING_ADDRESSES:  # bounded: expired ones go first, then the oldest
+            self._cooling = {a: t for a, t in self._cooling.items() if t > now}
+            while len(self._cooling) >= MAX_COOLING_ADDRESSES:
+                self._cooling.pop(next(iter(self._cooling)))
+        self._cooling[address] = now + FLOOD_COOLDOWN_S
+
+    def message_limiter(self) -> MessageLimiter:
+        """One connection's event budget, as a WebSocket connection's; text counts as characters."""
+        ws = self.services.settings.websocket
+        return MessageLimiter(
+            messages_per_s=ws.ws_messages_per_s,
+            message_burst=ws.ws_message_burst,
+            chars_per_s=ws.ws_message_chars_per_s,
+            max_chars=self.services.settings.limits.max_text_chars,
+            key_bucket=self.messages,
+        )
+
+    async def start(self) -> None:
+        check_settings(self.services.settings)
+        self._server = AsyncTcpServer(self.host, self.port)
+        await self._server.start(self._handler)
+        logger.info("wyoming server listening on %s:%s", self.host, self.port)
+        if self.services.settings.wyoming.wyoming_zeroconf:
+            await self._announce()
+
+    async def stop(self) -> None:
+        """Stop listening, end every connection (their utterances are stopped and settled) and wait for them."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        await server.stop()
+        if self.connections:
+            await asyncio.wait(set(self.connections), timeout=10)
+        if self._zeroconf is not None:
+            try:
+                await self._zeroconf.async_close()
+            except Exception:  # noqa: BLE001 - shutting down either way
+                logger.warning("zeroconf did not close cleanly", exc_info=True)
+            self._zeroconf = None
+
+    def _handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> WyomingHandler:
+        return WyomingHandler(self, reader, writer)
+
+    async def key(self, address: str | None) -> ApiKeyRecord:
+        """The key a connection runs as: the configured key, checked like any API key, or none (loopback only)."""
+        access = self.services.access
+        raw = self.services.settings.wyoming.wyoming_api_key
+        if not raw or access.authenticator is None:
+            return anonymous_record()
+        try:
+            return await access.authenticate({"authorization": f"Bearer {raw}"}, address)
+        except ServiceError as exc:
+            raise ApiError.from_service(exc) from None
+
+    def info(self) -> Info:
+        """`describe`'s answer: one TTS program with the built-in voices, streaming supported."""
+        registry = self.services.model.voices
+        voices = [] if registry is None else list(registry.voices.values())
+        return Info(
+            tts=[
+                TtsProgram(
+                    name="spark-tts",
+                    description="Spark-TTS streaming text-to-speech",
+                    attribution=ATTRIBUTION,
+                    installed=True,
+                    version=APP_VERSION,
+                    voices=[
+                        TtsVoice(
+                            name=voice.id,
+                            description=voice.description or voice.name,
+                            attribution=ATTRIBUTION,
+                            installed=True,
+                            version=None,
+                            languages=list(LANGUAGES),
+                        )
+                        for voice in voices
+                    ],
+                    supports_synthesize_streaming=True,
+                )
+            ]
+        )
+
+    async def _announce(self) -> None:
+        """mDNS announcement for Home Assistant's discovery: `_wyoming._tcp.local.`, named by this machine's MAC
+        address as wyoming's own servers are. Optional (the `zeroconf` package); a failure to announce is a warning."""
+        if importlib.util.find_spec("zeroconf") is None:
+            logger.warning(
+                "TTS_WYOMING_ZEROCONF is set but the zeroconf package is not installed; not announced"
+            )
+            return
+        from wyoming.zeroconf import HomeAssistantZeroconf
+        from zeroconf import Error as ZeroconfError
+
+        # wyoming's helper announces one IPv4 address: the bound one, or on a wildcard bind the one with a route
+        # to the mDNS group.
+        host = {"0.0.0.0": None, "::": None, "": None, "localhost": "127.0.0.1"}.get(self.host, self.host)
+        try:
+            zeroconf = HomeAssistantZeroconf(port=self.port, host=host)
+            self._zeroconf = zeroconf._aiozc  # noqa: SLF001 - the package offers no close of its own
+            await zeroconf.register_server()
+        except (OSError, ZeroconfError) as exc:  # no IPv4 address or socket, or the name is taken
+            logger.warning("wyoming server not announced over zeroconf: %s", exc)
+            return
+        logger.info(
+            "wyoming server announced over zeroconf as %s on %s:%s", zeroconf.name, zeroconf.host, self.port
+        )

@@ -1,0 +1,1 @@
+"""Service routes every client shares, whatever protocol it speaks: health, debug, playground."""

@@ -1,9 +1,0 @@
-"""The Wyoming protocol edge (Home Assistant's voice protocol): a TCP server beside the HTTP app, on its services.
-
-server.py listens and answers `describe`; handler.py serves one connection through a streaming session; wire.py
-writes the session's events as Wyoming events. Guide: docs/guides/home-assistant.md.
-"""
-
-from api.wyoming.server import WyomingConfigError, WyomingServer, check_settings
-
-__all__ = ["WyomingConfigError", "WyomingServer", "check_settings"]

@@ -1,0 +1,1 @@
+"""Tests of the protocol edge, laid out as api/."""
