@@ -12,14 +12,13 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from processing.ssml import BreakBudget, SilenceWindow, SsmlParser, looks_like_ssml, ssml_problem
-from processing.voice_segments import has_voice_markers
 from services.errors import SynthesisError
 from services.pipeline.text_plan import (
+    NothingToSpeak,
     TextPlan,
-    check_request_plan,
+    plan_request_parts,
     plan_request_text,
     plan_text,
-    plan_voice_segments,
 )
 
 if TYPE_CHECKING:
@@ -71,8 +70,7 @@ def plan_request(
     def plan_part(part: str) -> TextPlan:
         return plan_marked_text(part, settings, markup, normalize=normalize, chunking=chunking, budget=budget)
 
-    plan = plan_voice_segments(text, plan_part) if has_voice_markers(text) else plan_part(text)
-    return check_request_plan(plan, settings)
+    return plan_request_parts(text, plan_part, settings)
 
 
 def plan_marked_text(
@@ -128,9 +126,7 @@ def plan_marked_text(
         spoken.append(part.text)
         written.append(markup.lexicon.apply(item) if markup.lexicon is not None else item)
     if not chunks:
-        raise SynthesisError(
-            "VALIDATION_ERROR", "Invalid 'text': nothing left to speak after reading its SSML.", "text"
-        )
+        raise NothingToSpeak("Invalid 'text': nothing left to speak after reading its SSML.")
     return TextPlan(
         text=" ".join(spoken),
         chunks=chunks,

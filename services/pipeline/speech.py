@@ -24,7 +24,6 @@ from audio.time_stretch import MAX_SPEED, MIN_SPEED
 from core.voices import Voice, is_custom_voice_id, time_stretch_for, voice_with_speed
 from processing.lexicon import DictionaryLocator, Lexicon
 from processing.voice_description import VoiceAttributes
-from processing.voice_segments import has_voice_markers
 from services.errors import cloning_unavailable, voice_not_found
 from services.pipeline.buffered import check_buffered
 from services.pipeline.hooks import ContinuityHooks, CustomVoices, PronunciationLexicons
@@ -412,11 +411,8 @@ class SpeechService:
         unstitched = voice = await self.voice(speech, key_id)
         if speech.previous_request_ids:
             voice = await self.stitched(speech, voice, key_id)
-        segment_voices: dict[str, Voice] = {}
-        if has_voice_markers(
-            speech.text
-        ):  # every voice a marker names, resolved (or refused) before planning
-            segment_voices = await self.segment_voices(speech, voice, key_id)
+        # every voice a `[voice:NAME]` marker names, resolved (or refused) before planning; none without markers
+        segment_voices = await self.segment_voices(speech, voice, key_id)
         try:
             if len(speech.text) <= INLINE_PLAN_CHARS and (markup is None or markup.lexicon is None):
                 plan = self.plan(

@@ -30,6 +30,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger("services.pipeline.text_plan")
 
 
+class NothingToSpeak(SynthesisError):
+    """A text (or a voice segment's) with nothing left to speak once tags, markup and emoji are gone: a voice
+    segment's is dropped (`plan_voice_segments`), a whole request's is this 400."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("VALIDATION_ERROR", message, "text")
+
+
 @dataclass(frozen=True)
 class TextPlan:
     """What the model is asked to speak: the normalised text and its chunks."""
@@ -167,9 +175,7 @@ def plan_text(
         cleaned = normalize_text(cleaned, markdown=False).text
     cleaned = " ".join(cleaned.split())
     if not cleaned:
-        raise SynthesisError(
-            "VALIDATION_ERROR", "Invalid 'text': nothing left to speak after removing tags.", "text"
-        )
+        raise NothingToSpeak("Invalid 'text': nothing left to speak after removing tags.")
     if chunking and len(cleaned) > threshold:
         chunks = [c for c in split_text(cleaned, max_chars=target, threshold=threshold) if c.strip()]
     else:
@@ -192,6 +198,12 @@ def plan_request_text(text: str, settings: Settings, *, normalize: bool, chunkin
             target=settings.text.chunk_target_chars,
         )
 
+    return plan_request_parts(text, plan_part, settings)
+
+
+def plan_request_parts(text: str, plan_part: Callable[[str], TextPlan], settings: Settings) -> TextPlan:
+    """A request's text planned by `plan_part`, segment by segment when it has `[voice:NAME]` markers (the one place
+    that asks), within the per-request limits."""
     plan = plan_voice_segments(text, plan_part) if has_voice_markers(text) else plan_part(text)
     return check_request_plan(plan, settings)
 
@@ -215,10 +227,6 @@ def check_request_plan(plan: TextPlan, settings: Settings) -> TextPlan:
     return plan
 
 
-# How `plan_text` refuses a text with nothing to speak (a voice segment with nothing to speak is dropped instead).
-NOTHING_TO_SPEAK = "Invalid 'text': nothing left to speak"
-
-
 def plan_voice_segments(text: str, plan_part: Callable[[str], TextPlan]) -> TextPlan:
     """One plan for text with voice markers: each segment planned alone (a chunk never spans two voices), the
     chunks in order, each with its segment's voice. A segment with nothing to speak (only emoji, say) is
@@ -229,13 +237,11 @@ def plan_voice_segments(text: str, plan_part: Callable[[str], TextPlan]) -> Text
     written: list[str] = []
     marked = False  # any segment's written text differs from its own (SSML, alias rules)
     pauses: dict[int, float] = {}
-    refusal: SynthesisError | None = None
+    refusal: NothingToSpeak | None = None
     for segment in split_voice_segments(text):
         try:
             part = plan_part(segment.text)
-        except SynthesisError as exc:
-            if exc.code != "VALIDATION_ERROR" or not exc.message.startswith(NOTHING_TO_SPEAK):
-                raise
+        except NothingToSpeak as exc:
             refusal = exc
             continue
         texts.append(part.text)
@@ -246,7 +252,7 @@ def plan_voice_segments(text: str, plan_part: Callable[[str], TextPlan]) -> Text
         chunks += part.chunks
         voices += [segment.voice] * len(part.chunks)
     if not chunks:
-        raise refusal or SynthesisError("VALIDATION_ERROR", f"{NOTHING_TO_SPEAK}.", "text")
+        raise refusal or NothingToSpeak("Invalid 'text': nothing left to speak.")
     return TextPlan(
         text=" ".join(texts),
         chunks=chunks,
