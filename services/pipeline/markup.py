@@ -11,7 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from processing.ssml import BreakBudget, SilenceWindow, SsmlParser, looks_like_ssml, ssml_problem
+from processing.ssml import (
+    BreakBudget,
+    SilenceWindow,
+    SsmlParser,
+    looks_like_ssml,
+    ssml_problem,
+    uniform_rate,
+)
 from services.errors import SynthesisError
 from services.pipeline.text_plan import (
     NothingToSpeak,
@@ -30,6 +37,9 @@ if TYPE_CHECKING:
 class TextMarkup:
     ssml: bool = False
     lexicon: Lexicon | None = None
+    rate: float | None = (
+        None  # SSML: a `<prosody rate>` around all the text (the request's speed), read with it
+    )
 
 
 def markup_for(
@@ -46,15 +56,7 @@ def markup_for(
         lexicon = None
     if not is_ssml and lexicon is None:
         return None
-    return TextMarkup(ssml=is_ssml, lexicon=lexicon)
-
-
-def ssml_rate(text: str) -> float | None:
-    """The `<prosody rate>` around all of an SSML text's spoken words, if one is (processing/ssml.py)."""
-    parser = SsmlParser()
-    parser.feed(text)
-    parser.finish()
-    return parser.uniform_rate
+    return TextMarkup(ssml=is_ssml, lexicon=lexicon, rate=uniform_rate(text) if is_ssml else None)
 
 
 def plan_request(

@@ -28,7 +28,7 @@ from services.errors import cloning_unavailable, voice_not_found
 from services.pipeline.buffered import check_buffered
 from services.pipeline.hooks import ContinuityHooks, CustomVoices, PronunciationLexicons
 from services.pipeline.load_shed import BACKLOG
-from services.pipeline.markup import TextMarkup, markup_for, plan_request, ssml_rate, take_key_silence
+from services.pipeline.markup import TextMarkup, markup_for, plan_request, take_key_silence
 from services.pipeline.segment_voices import check_segments_fit, is_private, resolve_segment_voices
 from services.pipeline.silence_quota import BREAK_SILENCE
 from services.pipeline.synthesis import (
@@ -401,11 +401,9 @@ class SpeechService:
             raise _renamed(exc, speech.text_field) from None
         wake_ms = await self.check_available(key_id=key_id, live=speech.work_class == "live")
         markup = await self.markup(speech, key_id)
-        if markup is not None and markup.ssml:
-            rate = ssml_rate(speech.text)  # a <prosody rate> around all the text: the request's speed
-            if rate is not None:
-                speed = min(max((speech.speed or 1.0) * rate, MIN_SPEED), MAX_SPEED)
-                speech = replace(speech, speed=None if speed == 1.0 else speed)
+        if markup is not None and markup.rate is not None:  # a <prosody rate> around all the text: its speed
+            speed = min(max((speech.speed or 1.0) * markup.rate, MIN_SPEED), MAX_SPEED)
+            speech = replace(speech, speed=None if speed == 1.0 else speed)
         if speech.reference_audio is not None and check_balance is not None:
             await check_balance()  # a key without credits never reaches the decoder or the encoder
         unstitched = voice = await self.voice(speech, key_id)
