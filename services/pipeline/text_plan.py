@@ -75,7 +75,14 @@ def prompt_for(
 
 
 def check_plan_fits(resources: PipelineResources, plan: TextPlan, voice: Voice) -> None:
-    """Refuse, before any GPU work, a text chunk whose prompt leaves the model no room to speak it.
+    """Refuse, before any GPU work, a text chunk whose prompt leaves the model no room to speak it (`plan_misfit`)."""
+    misfit = plan_misfit(resources, plan, voice)
+    if misfit is not None:
+        raise misfit
+
+
+def plan_misfit(resources: PipelineResources, plan: TextPlan, voice: Voice) -> SynthesisError | None:
+    """The refusal for the first text chunk whose prompt leaves the model no room to speak it; None when all fit.
 
     A cloned voice with a transcript repeats its reference (transcript + ~50 semantic ids per second) in every
     chunk's prompt (continuation), so its chunks hold less text; the refusal says how much the reference takes."""
@@ -91,12 +98,13 @@ def check_plan_fits(resources: PipelineResources, plan: TextPlan, voice: Voice) 
                     f" ({len(skeleton)} of them the voice's reference transcript and audio; a shorter "
                     "reference or a voice without a transcript leaves more room)"
                 )
-            raise SynthesisError(
+            return SynthesisError(
                 "TEXT_TOO_LONG",
                 f"Invalid 'text': chunk {index + 1} needs {len(ids)} prompt tokens{reference} but the model holds "
                 f"{resources.settings.llm.max_model_len}; enable chunking or send shorter sentences.",
                 "text",
             )
+    return None
 
 
 # Prompt room a voice with a reference (continuation) must leave for the text and its speech: about 5 s of audio.
@@ -125,21 +133,19 @@ def check_stitched_plan_fits(
 ) -> None:
     """`check_plan_fits` for a stitched voice (services.continuity); a chunk that fits only without the previous
     requests' prefix names `previous_request_ids`."""
-    try:
-        check_plan_fits(resources, plan, voice)
-    except SynthesisError as exc:
-        try:
-            check_plan_fits(resources, plan, unstitched)
-        except SynthesisError:
-            raise exc from None
-        param = "previous_request_ids"
-        raise SynthesisError(
-            exc.code,
-            exc.message.replace("Invalid 'text'", f"Invalid '{param}'").replace(
-                "enable chunking or send shorter sentences", "stitch fewer requests or send shorter sentences"
-            ),
-            param,
-        ) from None
+    misfit = plan_misfit(resources, plan, voice)
+    if misfit is None:
+        return
+    if plan_misfit(resources, plan, unstitched) is not None:
+        raise misfit
+    param = "previous_request_ids"
+    raise SynthesisError(
+        misfit.code,
+        misfit.message.replace("Invalid 'text'", f"Invalid '{param}'").replace(
+            "enable chunking or send shorter sentences", "stitch fewer requests or send shorter sentences"
+        ),
+        param,
+    )
 
 
 def apply_lexicon(lexicon: Lexicon, text: str) -> str:
