@@ -171,6 +171,14 @@ _KNOWN_TAG_START = re.compile(
 )
 
 
+def uniform_rate(text: str) -> float | None:
+    """The `<prosody rate>` around all of an SSML text's spoken words, if one is (`SsmlParser.uniform_rate`)."""
+    parser = SsmlParser()
+    parser.feed(text)
+    parser.finish()
+    return parser.uniform_rate
+
+
 def ssml_problem(text: str) -> str | None:
     """What a complete SSML text asks that would not be spoken as written, as a sentence naming the tag and its
     position (a route refuses it with a 400); None when there is nothing. A break longer than MAX_BREAK_S, a

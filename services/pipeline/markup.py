@@ -11,15 +11,21 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from processing.ssml import BreakBudget, SilenceWindow, SsmlParser, looks_like_ssml, ssml_problem
-from processing.voice_segments import has_voice_markers
+from processing.ssml import (
+    BreakBudget,
+    SilenceWindow,
+    SsmlParser,
+    looks_like_ssml,
+    ssml_problem,
+    uniform_rate,
+)
 from services.errors import SynthesisError
 from services.pipeline.text_plan import (
+    NothingToSpeak,
     TextPlan,
-    check_request_plan,
+    plan_request_parts,
     plan_request_text,
     plan_text,
-    plan_voice_segments,
 )
 
 if TYPE_CHECKING:
@@ -31,6 +37,9 @@ if TYPE_CHECKING:
 class TextMarkup:
     ssml: bool = False
     lexicon: Lexicon | None = None
+    rate: float | None = (
+        None  # SSML: a `<prosody rate>` around all the text (the request's speed), read with it
+    )
 
 
 def markup_for(
@@ -47,15 +56,7 @@ def markup_for(
         lexicon = None
     if not is_ssml and lexicon is None:
         return None
-    return TextMarkup(ssml=is_ssml, lexicon=lexicon)
-
-
-def ssml_rate(text: str) -> float | None:
-    """The `<prosody rate>` around all of an SSML text's spoken words, if one is (processing/ssml.py)."""
-    parser = SsmlParser()
-    parser.feed(text)
-    parser.finish()
-    return parser.uniform_rate
+    return TextMarkup(ssml=is_ssml, lexicon=lexicon, rate=uniform_rate(text) if is_ssml else None)
 
 
 def plan_request(
@@ -71,8 +72,7 @@ def plan_request(
     def plan_part(part: str) -> TextPlan:
         return plan_marked_text(part, settings, markup, normalize=normalize, chunking=chunking, budget=budget)
 
-    plan = plan_voice_segments(text, plan_part) if has_voice_markers(text) else plan_part(text)
-    return check_request_plan(plan, settings)
+    return plan_request_parts(text, plan_part, settings)
 
 
 def plan_marked_text(
@@ -128,9 +128,7 @@ def plan_marked_text(
         spoken.append(part.text)
         written.append(markup.lexicon.apply(item) if markup.lexicon is not None else item)
     if not chunks:
-        raise SynthesisError(
-            "VALIDATION_ERROR", "Invalid 'text': nothing left to speak after reading its SSML.", "text"
-        )
+        raise NothingToSpeak("Invalid 'text': nothing left to speak after reading its SSML.")
     return TextPlan(
         text=" ".join(spoken),
         chunks=chunks,

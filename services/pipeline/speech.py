@@ -24,12 +24,11 @@ from audio.time_stretch import MAX_SPEED, MIN_SPEED
 from core.voices import Voice, is_custom_voice_id, time_stretch_for, voice_with_speed
 from processing.lexicon import DictionaryLocator, Lexicon
 from processing.voice_description import VoiceAttributes
-from processing.voice_segments import has_voice_markers
 from services.errors import cloning_unavailable, voice_not_found
 from services.pipeline.buffered import check_buffered
 from services.pipeline.hooks import ContinuityHooks, CustomVoices, PronunciationLexicons
 from services.pipeline.load_shed import BACKLOG
-from services.pipeline.markup import TextMarkup, markup_for, plan_request, ssml_rate, take_key_silence
+from services.pipeline.markup import TextMarkup, markup_for, plan_request, take_key_silence
 from services.pipeline.segment_voices import check_segments_fit, is_private, resolve_segment_voices
 from services.pipeline.silence_quota import BREAK_SILENCE
 from services.pipeline.synthesis import (
@@ -402,21 +401,16 @@ class SpeechService:
             raise _renamed(exc, speech.text_field) from None
         wake_ms = await self.check_available(key_id=key_id, live=speech.work_class == "live")
         markup = await self.markup(speech, key_id)
-        if markup is not None and markup.ssml:
-            rate = ssml_rate(speech.text)  # a <prosody rate> around all the text: the request's speed
-            if rate is not None:
-                speed = min(max((speech.speed or 1.0) * rate, MIN_SPEED), MAX_SPEED)
-                speech = replace(speech, speed=None if speed == 1.0 else speed)
+        if markup is not None and markup.rate is not None:  # a <prosody rate> around all the text: its speed
+            speed = min(max((speech.speed or 1.0) * markup.rate, MIN_SPEED), MAX_SPEED)
+            speech = replace(speech, speed=None if speed == 1.0 else speed)
         if speech.reference_audio is not None and check_balance is not None:
             await check_balance()  # a key without credits never reaches the decoder or the encoder
         unstitched = voice = await self.voice(speech, key_id)
         if speech.previous_request_ids:
             voice = await self.stitched(speech, voice, key_id)
-        segment_voices: dict[str, Voice] = {}
-        if has_voice_markers(
-            speech.text
-        ):  # every voice a marker names, resolved (or refused) before planning
-            segment_voices = await self.segment_voices(speech, voice, key_id)
+        # every voice a `[voice:NAME]` marker names, resolved (or refused) before planning; none without markers
+        segment_voices = await self.segment_voices(speech, voice, key_id)
         try:
             if len(speech.text) <= INLINE_PLAN_CHARS and (markup is None or markup.lexicon is None):
                 plan = self.plan(

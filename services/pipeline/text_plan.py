@@ -30,6 +30,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger("services.pipeline.text_plan")
 
 
+class NothingToSpeak(SynthesisError):
+    """A text (or a voice segment's) with nothing left to speak once tags, markup and emoji are gone: a voice
+    segment's is dropped (`plan_voice_segments`), a whole request's is this 400."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("VALIDATION_ERROR", message, "text")
+
+
 @dataclass(frozen=True)
 class TextPlan:
     """What the model is asked to speak: the normalised text and its chunks."""
@@ -67,7 +75,14 @@ def prompt_for(
 
 
 def check_plan_fits(resources: PipelineResources, plan: TextPlan, voice: Voice) -> None:
-    """Refuse, before any GPU work, a text chunk whose prompt leaves the model no room to speak it.
+    """Refuse, before any GPU work, a text chunk whose prompt leaves the model no room to speak it (`plan_misfit`)."""
+    misfit = plan_misfit(resources, plan, voice)
+    if misfit is not None:
+        raise misfit
+
+
+def plan_misfit(resources: PipelineResources, plan: TextPlan, voice: Voice) -> SynthesisError | None:
+    """The refusal for the first text chunk whose prompt leaves the model no room to speak it; None when all fit.
 
     A cloned voice with a transcript repeats its reference (transcript + ~50 semantic ids per second) in every
     chunk's prompt (continuation), so its chunks hold less text; the refusal says how much the reference takes."""
@@ -83,12 +98,13 @@ def check_plan_fits(resources: PipelineResources, plan: TextPlan, voice: Voice) 
                     f" ({len(skeleton)} of them the voice's reference transcript and audio; a shorter "
                     "reference or a voice without a transcript leaves more room)"
                 )
-            raise SynthesisError(
+            return SynthesisError(
                 "TEXT_TOO_LONG",
                 f"Invalid 'text': chunk {index + 1} needs {len(ids)} prompt tokens{reference} but the model holds "
                 f"{resources.settings.llm.max_model_len}; enable chunking or send shorter sentences.",
                 "text",
             )
+    return None
 
 
 # Prompt room a voice with a reference (continuation) must leave for the text and its speech: about 5 s of audio.
@@ -117,21 +133,19 @@ def check_stitched_plan_fits(
 ) -> None:
     """`check_plan_fits` for a stitched voice (services.continuity); a chunk that fits only without the previous
     requests' prefix names `previous_request_ids`."""
-    try:
-        check_plan_fits(resources, plan, voice)
-    except SynthesisError as exc:
-        try:
-            check_plan_fits(resources, plan, unstitched)
-        except SynthesisError:
-            raise exc from None
-        param = "previous_request_ids"
-        raise SynthesisError(
-            exc.code,
-            exc.message.replace("Invalid 'text'", f"Invalid '{param}'").replace(
-                "enable chunking or send shorter sentences", "stitch fewer requests or send shorter sentences"
-            ),
-            param,
-        ) from None
+    misfit = plan_misfit(resources, plan, voice)
+    if misfit is None:
+        return
+    if plan_misfit(resources, plan, unstitched) is not None:
+        raise misfit
+    param = "previous_request_ids"
+    raise SynthesisError(
+        misfit.code,
+        misfit.message.replace("Invalid 'text'", f"Invalid '{param}'").replace(
+            "enable chunking or send shorter sentences", "stitch fewer requests or send shorter sentences"
+        ),
+        param,
+    )
 
 
 def apply_lexicon(lexicon: Lexicon, text: str) -> str:
@@ -167,9 +181,7 @@ def plan_text(
         cleaned = normalize_text(cleaned, markdown=False).text
     cleaned = " ".join(cleaned.split())
     if not cleaned:
-        raise SynthesisError(
-            "VALIDATION_ERROR", "Invalid 'text': nothing left to speak after removing tags.", "text"
-        )
+        raise NothingToSpeak("Invalid 'text': nothing left to speak after removing tags.")
     if chunking and len(cleaned) > threshold:
         chunks = [c for c in split_text(cleaned, max_chars=target, threshold=threshold) if c.strip()]
     else:
@@ -192,6 +204,12 @@ def plan_request_text(text: str, settings: Settings, *, normalize: bool, chunkin
             target=settings.text.chunk_target_chars,
         )
 
+    return plan_request_parts(text, plan_part, settings)
+
+
+def plan_request_parts(text: str, plan_part: Callable[[str], TextPlan], settings: Settings) -> TextPlan:
+    """A request's text planned by `plan_part`, segment by segment when it has `[voice:NAME]` markers (the one place
+    that asks), within the per-request limits."""
     plan = plan_voice_segments(text, plan_part) if has_voice_markers(text) else plan_part(text)
     return check_request_plan(plan, settings)
 
@@ -215,10 +233,6 @@ def check_request_plan(plan: TextPlan, settings: Settings) -> TextPlan:
     return plan
 
 
-# How `plan_text` refuses a text with nothing to speak (a voice segment with nothing to speak is dropped instead).
-NOTHING_TO_SPEAK = "Invalid 'text': nothing left to speak"
-
-
 def plan_voice_segments(text: str, plan_part: Callable[[str], TextPlan]) -> TextPlan:
     """One plan for text with voice markers: each segment planned alone (a chunk never spans two voices), the
     chunks in order, each with its segment's voice. A segment with nothing to speak (only emoji, say) is
@@ -229,13 +243,11 @@ def plan_voice_segments(text: str, plan_part: Callable[[str], TextPlan]) -> Text
     written: list[str] = []
     marked = False  # any segment's written text differs from its own (SSML, alias rules)
     pauses: dict[int, float] = {}
-    refusal: SynthesisError | None = None
+    refusal: NothingToSpeak | None = None
     for segment in split_voice_segments(text):
         try:
             part = plan_part(segment.text)
-        except SynthesisError as exc:
-            if exc.code != "VALIDATION_ERROR" or not exc.message.startswith(NOTHING_TO_SPEAK):
-                raise
+        except NothingToSpeak as exc:
             refusal = exc
             continue
         texts.append(part.text)
@@ -246,7 +258,7 @@ def plan_voice_segments(text: str, plan_part: Callable[[str], TextPlan]) -> Text
         chunks += part.chunks
         voices += [segment.voice] * len(part.chunks)
     if not chunks:
-        raise refusal or SynthesisError("VALIDATION_ERROR", f"{NOTHING_TO_SPEAK}.", "text")
+        raise refusal or NothingToSpeak("Invalid 'text': nothing left to speak.")
     return TextPlan(
         text=" ".join(texts),
         chunks=chunks,

@@ -13,9 +13,10 @@ from processing.ssml import (
     parse_ssml,
     prosody_rate,
     say_as,
+    uniform_rate,
 )
 from services.errors import SynthesisError
-from services.pipeline.markup import markup_for, plan_request, ssml_rate
+from services.pipeline.markup import markup_for, plan_request
 from shared.settings import Settings
 
 
@@ -64,9 +65,9 @@ def test_prosody_rate() -> None:
     assert prosody_rate("-10%") == pytest.approx(0.9)
     assert prosody_rate("1.3") == 1.3
     assert prosody_rate("loud") is None
-    assert ssml_rate('<speak><prosody rate="fast">All of it.</prosody></speak>') == 1.25
-    assert ssml_rate('<prosody rate="fast">Some</prosody> of it.') is None  # not around all the text
-    assert ssml_rate("No prosody.<break/>") is None
+    assert uniform_rate('<speak><prosody rate="fast">All of it.</prosody></speak>') == 1.25
+    assert uniform_rate('<prosody rate="fast">Some</prosody> of it.') is None  # not around all the text
+    assert uniform_rate("No prosody.<break/>") is None
 
 
 def test_reader_holds_a_say_as_across_pieces() -> None:
