@@ -8,6 +8,7 @@ statements (a claim's row lock, a renewal in one round trip) the store writes it
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -78,8 +79,14 @@ class Dialect:
     parameter: str  # what a numbered parameter's number follows: `$` (PostgreSQL) or `?` (SQLite)
 
     def render(self, statement: str) -> str:
-        text = statement.format(now=self.now, length=self.length)
-        return text if self.parameter == "$" else _NUMBERED.sub(rf"{self.parameter}\1", text)
+        """`statement` in this database's SQL; each one is rendered once (the stores render at every call)."""
+        return _rendered(self, statement)
+
+
+@functools.cache
+def _rendered(dialect: Dialect, statement: str) -> str:
+    text = statement.format(now=dialect.now, length=dialect.length)
+    return text if dialect.parameter == "$" else _NUMBERED.sub(rf"{dialect.parameter}\1", text)
 
 
 # SQLite reads the store's own clock (a function the store registers on its connection); PostgreSQL the database's,
