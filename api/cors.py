@@ -3,7 +3,7 @@
 Request headers are listed, not "*": what `fetch` and the official OpenAI JS SDK send (openai-node adds its
 X-Stainless-* telemetry headers and, when configured, OpenAI-Organization/-Project). No credentials mode: keys travel
 in Authorization / X-API-Key, never cookies. Exposed headers are every X- header the service sets on an answer
-(tests/unit/test_cors.py finds them in the source), so a page reads the same metadata as curl.
+(tests/unit/api/test_cors.py finds them in the source), so a page reads the same metadata as curl.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Another key's first audio under each flood, as ratios of its own baseline: the timing side of fairness between
-keys (the behaviour is tested: tests/unit/test_fair_share_floods.py, test_socket_guard.py, test_admission_share.py).
+keys (the behaviour is tested: tests/unit/services/device/test_fair_share_floods.py and test_admission_share.py,
+tests/unit/api/test_socket_guard.py).
 
     export $(scripts/start_services)   # the test PostgreSQL: keys and credits as in production
     python -m bench flood_fairness [--seconds 30] [--label NAME] [--cost-model bench/cost_models/h100-tf32.json]

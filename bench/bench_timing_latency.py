@@ -20,7 +20,7 @@ playing, and the worst such lateness.
 `--simulate` (no server, seconds): the incremental aligner against the offline estimate on synthetic speech (tone
 bursts per word by expected length at a random speaker rate, +-30 % per word, pauses at punctuation) cut into the
 planner's 170-character text chunks and fed in the decoder's pieces: mean error of word starts against the truth,
-and words late on a simulated clock with the engine at twice real time (tests/unit/test_timing_playback.py holds it).
+and words late on a simulated clock with the engine at twice real time (tests/unit/services/pipeline/test_timing_playback.py holds it).
 
 Usage: .venv/bin/python bench/bench_timing_latency.py [--runs 3] [--rate 100] [--simulate]
 Prints a markdown table and writes bench/results/timing_latency.json (or timing_accuracy.json).

@@ -1,5 +1,5 @@
 """Timestamps on a simulated playback clock, shared by `bench_timing_latency.py --simulate` (accuracy figures) and
-tests/unit/test_timing_playback.py (the guarantee): synthetic speech, and a `TimestampTrack` fed the way the
+tests/unit/services/pipeline/test_timing_playback.py (the guarantee): synthetic speech, and a `TimestampTrack` fed the way the
 pipeline feeds it.
 
 Speech: one tone burst per word, its expected length at the speaker's `rate` (syllables per voiced second) with

@@ -4,7 +4,7 @@ per command; a GPU comes to about one task in twenty, so a call must not lose wh
 
     python3 bench/gpu/acceptance.py --one-call        # = --steps scheduler,service,service48 with these budgets
 
-The arithmetic, in seconds (`STEP_S` and the margins sum under `CALL_S`; tests/unit/test_gpu_one_call.py checks it):
+The arithmetic, in seconds (`STEP_S` and the margins sum under `CALL_S`; tests/unit/bench/gpu/test_gpu_one_call.py checks it):
 - the wheels' install and nvidia-smi before the kit starts: `INSTALL_S`;
 - `scheduler`: the H200 took 61 s with all 207 graphs captured in 16 s and the TF32 AP-BWE twins; here both captures
   stop at `CAPTURE_S` (the step captures the graphs with the fewest rows first, so a cut keeps the common shapes);

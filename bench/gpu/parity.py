@@ -26,7 +26,7 @@ from core.streaming import StreamingConfig, StreamingDecoder
 # difference is kernel order; 60 dB SNR is ~0.1% error, far below audibility and far above what TF32 gives (~40 dB).
 DEVICE_VS_CPU_MIN_SNR_DB = 60.0
 STREAM_TOLERANCE = (
-    1e-4  # streamed vs offline, the CPU tests' tolerance (tests/unit/test_streaming_decoder.py)
+    1e-4  # streamed vs offline, the CPU tests' tolerance (tests/unit/core/test_streaming_decoder.py)
 )
 
 
@@ -95,7 +95,7 @@ def _spectrum_error(
     logamp: np.ndarray, pha: np.ndarray, ref_logamp: np.ndarray, ref_pha: np.ndarray
 ) -> float:
     """Complex-spectrum error relative to its peak: where the spectrum is near the log floor, amplitude and phase
-    are ill-conditioned, so the stage is compared as tests/unit/test_apbwe.py compares it."""
+    are ill-conditioned, so the stage is compared as tests/unit/core/test_apbwe.py compares it."""
     ours = (np.exp(logamp) - 1e-4) * np.exp(1j * pha)
     ref = (np.exp(ref_logamp) - 1e-4) * np.exp(1j * ref_pha)
     return float(np.abs(ours - ref).max() / np.abs(ref).max())

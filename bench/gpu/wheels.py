@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 RECORD = ROOT / "bench" / "gpu" / "served_packages.json"  # written by bench/gpu/record_packages.py
 # The lent image's Python packages: the device tool's KINDS.md, "Python packages already there", copied as it is (all
-# of them, not only what the service uses, so a test can compare the two: tests/unit/test_gpu_wheels.py). To refresh:
+# of them, not only what the service uses, so a test can compare the two: tests/unit/bench/gpu/test_gpu_wheels.py). To refresh:
 # paste KINDS.md's list here (one name per entry, as written there), then rerun this script.
 GPU_IMAGE = frozenset(
     {

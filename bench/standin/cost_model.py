@@ -302,7 +302,7 @@ class StepLoop:
         self._new: list[EngineRow] = []
         # The dropped rows themselves (compared by identity), never their id(): a row dropped after its last step is
         # freed, and CPython gives the next request its address; an id remembered here then dropped that request
-        # before its first step (the stall in tests/unit/test_cost_model_standin.py). Held here, a row cannot be freed
+        # before its first step (the stall in tests/unit/bench/standin/test_cost_model_standin.py). Held here, a row cannot be freed
         # until the loop has forgotten it.
         self._dropped: list[EngineRow] = []
         self._wake: asyncio.Event | None = None

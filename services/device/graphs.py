@@ -252,7 +252,7 @@ def graph_body(
     decoder: Any, sr: Any | None, key: GraphKey, device: torch.device, margin: int = 0
 ) -> tuple[tuple[Tensor, ...], Callable[[], Tensor]]:
     """A graph's static inputs on `device` and the body captured over them: the call the eager path makes
-    (`run_decode`, `SuperResolution.enhance_batch`). tests/unit/test_graph_bodies.py checks on a CPU that a CUDA
+    (`run_decode`, `SuperResolution.enhance_batch`). tests/unit/services/device/test_graph_bodies.py checks on a CPU that a CUDA
     capture would accept each body (no host sync, no data-dependent shape, no copy from host memory)."""
     if key.kind == "decode":
         packed, d = decode_inputs(decoder, key, device, margin)

@@ -2,7 +2,7 @@
 routes and ElevenLabs' `/v1/text-to-dialogue` routes (with their `voice_segments`). Audio comes back in one piece
 (complete and streamed alike), the words as written (markers left out) and as spoken run in order across the
 segments, and an unknown voice is refused in each route's own shape, naming it. That each speaker keeps its global tokens for all its segments and the
-two differ is checked on the job itself (tests/unit/test_dialogue_synthesis.py)."""
+two differ is checked on the job itself (tests/unit/services/pipeline/test_dialogue_synthesis.py)."""
 
 from __future__ import annotations
 

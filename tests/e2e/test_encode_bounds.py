@@ -27,7 +27,7 @@ from services.deployment.runtime import ModelRuntime
 from shared.settings import Settings
 from tests.audio_samples import voiced, wav_bytes
 from tests.e2e.conftest import in_process_server
-from tests.unit.test_voice_library import fake_tokens
+from tests.unit.services.voice_library.test_voice_library import fake_tokens
 
 pytestmark = pytest.mark.e2e
 

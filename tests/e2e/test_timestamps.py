@@ -3,7 +3,7 @@ and streamed (JSON lines, read with curl), captions, OpenAI SSE through the offi
 answer's words are the request's words in order, monotonic, inside the audio; timing never holds audio (a stream's
 first item is audio, and its words follow the audio as the aligner settles them); with and without normalisation,
 short and long (chunked) text. That each word reaches the client before it has finished playing is checked on a
-simulated clock (tests/unit/test_timing_playback.py); bench/bench_timing_latency.py measures it here."""
+simulated clock (tests/unit/services/pipeline/test_timing_playback.py); bench/bench_timing_latency.py measures it here."""
 
 from __future__ import annotations
 

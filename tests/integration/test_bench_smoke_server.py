@@ -1,5 +1,5 @@
 """The benches that start servers run end to end: the service bench and the TTFA bench against their bench servers,
-and the bench harness's server launcher. The in-process bench checks are in tests/unit/test_bench_smoke.py."""
+and the bench harness's server launcher. The in-process bench checks are in tests/unit/bench/test_bench_smoke.py."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import free_port
-from tests.unit.test_self_host import DOCKER, ROOT, env_of, instructions
+from tests.unit.services.deployment.test_self_host import DOCKER, ROOT, env_of, instructions
 
 pytestmark = pytest.mark.timeout(1200)
 

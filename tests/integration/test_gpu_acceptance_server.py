@@ -1,6 +1,6 @@
 """The GPU acceptance kit runs every step on this CPU (`--quick --device cpu`; its service steps start bench servers)
 so it never rots: every step's plumbing, the results it writes, and resuming. The figures of such a run say nothing
-about a GPU. The kit's checks that start nothing are in tests/unit/test_gpu_acceptance.py."""
+about a GPU. The kit's checks that start nothing are in tests/unit/bench/gpu/test_gpu_acceptance.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_gpu_acceptance import run_acceptance
+from tests.unit.bench.gpu.test_gpu_acceptance import run_acceptance
 
 pytestmark = pytest.mark.integration
 

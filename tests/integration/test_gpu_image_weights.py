@@ -27,7 +27,7 @@ import pytest
 
 from core.weights import APBWE_REPO, APBWE_REVISION, APBWE_SUBDIR, SPARK_REPO, SPARK_REVISION
 from tests.e2e.conftest import free_port
-from tests.unit.test_self_host import DOCKER, ROOT, env_of, instructions
+from tests.unit.services.deployment.test_self_host import DOCKER, ROOT, env_of, instructions
 
 pytestmark = pytest.mark.timeout(600)
 DOCKER_RUN = "docker run --rm -v /path/to/models:/models --entrypoint python3 spark-tts "

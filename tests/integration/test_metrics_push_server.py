@@ -1,6 +1,6 @@
 """The metrics push client (services/deployment/metrics_push.py) against a small recording HTTP server on loopback:
 the group's URL, basic auth, the thread and the shutdown sequence. The settings and an unreachable gateway are in
-tests/unit/test_metrics_push.py; the real Pushgateway and Prometheus in tests/integration/test_fleet_metrics.py.
+tests/unit/services/deployment/test_metrics_push.py; the real Pushgateway and Prometheus in tests/integration/test_fleet_metrics.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from services.deployment.metrics_push import MetricsPusher, PushTarget
 from shared.settings import Settings
-from tests.unit.test_metrics_push import registry_with, target
+from tests.unit.services.deployment.test_metrics_push import registry_with, target
 
 pytestmark = pytest.mark.integration
 

@@ -728,8 +728,8 @@ def test_a_socket_our_own_failure_ends_refunds_its_utterances_on_every_dialect(
     from services.deployment.runtime import ModelRuntime
     from shared.settings import Settings
     from tests.conftest import wait_in_portal
-    from tests.unit.test_ws_endings import DIALECTS as SOCKETS
-    from tests.unit.test_ws_endings import FaultyGuard, _close_code, _until_audio
+    from tests.unit.api.test_ws_endings import DIALECTS as SOCKETS
+    from tests.unit.api.test_ws_endings import FaultyGuard, _close_code, _until_audio
 
     settings = Settings(
         model_dir=demo_model_dir,

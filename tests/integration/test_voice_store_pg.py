@@ -10,7 +10,7 @@ from services.usage.migrations import SQL_DIR
 from services.voice_library.library import Caller, VoiceLibrary
 from services.voice_library.postgres_store import PostgresVoiceStore
 from shared.settings import Settings
-from tests.unit.test_voice_store import check_store, record
+from tests.unit.services.voice_library.test_voice_store import check_store, record
 
 pytestmark = pytest.mark.integration
 

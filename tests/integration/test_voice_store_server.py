@@ -1,6 +1,6 @@
 """The Supabase voice store at its HTTP boundary: supabase-py talks to a local stand-in for PostgREST on loopback
 (table `tts_voices` in memory), as it would to https://<project>.supabase.co. The contract it keeps is
-`check_store` in tests/unit/test_voice_store.py."""
+`check_store` in tests/unit/services/voice_library/test_voice_store.py."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from services.voice_library import new_voice_id
 from services.voice_library.store import VoiceStoreUnavailable
 from services.voice_library.supabase_store import SupabaseVoiceStore
 from tests.http_stub import json_server
-from tests.unit.test_voice_store import check_store, record
+from tests.unit.services.voice_library.test_voice_store import check_store, record
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 """Self-hosted weights download (core.weights) from a loopback 'hub' (a real HTTP server with Range support):
 partial downloads resumed, verified files skipped, the command line reporting a bad file. The digests and the
-refusals are in tests/unit/test_weights.py."""
+refusals are in tests/unit/core/test_weights.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Real-world sentences and what the model must be asked to say (tests/unit/test_normalize_cases.py).
+"""Real-world sentences and what the model must be asked to say (tests/unit/processing/test_normalize_cases.py).
 
 Each case: (id, input, accepted outputs). An output is accepted when the normalised text equals one of them.
 Categories: cardinals, ordinals, decimals, fractions, percentages, currency, dates, times, phone numbers,
