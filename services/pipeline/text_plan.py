@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from processing.lexicon import Lexicon
     from processing.speech_document import DocumentSegment
     from services.pipeline.resources import PipelineResources
+    from services.pipeline.synthesis_request import SynthesisRequest
     from shared.settings import Settings
 
 logger = logging.getLogger("services.pipeline.text_plan")
@@ -182,6 +183,20 @@ def plan_text(
             logger.warning("long text with chunking disabled", extra={"text_length": len(cleaned)})
         chunks = [cleaned]
     return TextPlan(text=cleaned, chunks=chunks, chunked=len(chunks) > 1)
+
+
+def plan_for(request: SynthesisRequest, settings: Settings) -> TextPlan:
+    """A synthesis request's text planned as plain text by its own options (no voice segments, SSML or limits):
+    for jobs no route opened (warm-up, voice pinning, benchmarks)."""
+    return plan_text(
+        request.text,
+        normalize=request.normalize,
+        chunking=request.chunking,
+        threshold=settings.text.chunking_threshold_chars,
+        target=settings.text.chunk_target_chars,
+        unknown_tags=request.unknown_tags,
+        lexicon=request.lexicon,
+    )
 
 
 def check_request_plan(plan: TextPlan, settings: Settings) -> TextPlan:

@@ -180,7 +180,7 @@ async def test_the_pipeline_sends_every_chunk_of_a_long_text_the_continuation_pr
         sampling=SamplingOptions(0.8, 50, 1.0, 30, 1.0, seed=3),
     )
     try:
-        job = SynthesisJob(runtime.pipeline_resources(), request)
+        job = SynthesisJob.planned(runtime.pipeline_resources(), request)
         assert await job.collect()
     finally:
         runtime.engine = engine
