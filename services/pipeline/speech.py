@@ -3,10 +3,11 @@
 A route turns its protocol model into a `SpeechRequest` (`to_speech_request`), then `SpeechService`:
 1. `check_available()`: refuses while the GPU is faulted or the model is not ready, and refuses a new stream the
    codec scheduler has no headroom for (`services.device.admission`; 503 with Retry-After, every transport);
-2. `voice()`: the voice by id or alias (`resolve_voice`), a custom voice the caller's key owns, or the request's own
-   reference audio (per-request cloning), at the asked speed, with one error message for every route;
-3. `open()`: plans the text (normalise, tags, chunks, the per-request caps, prompt room) off the event loop,
-   reserves credits for what the model will speak, and returns the job ready to run.
+2. `voice()`: the voice by id or alias (`builtin_voice`), a custom voice the caller's key owns, or the request's
+   own reference audio (per-request cloning), at the asked speed, with one error message for every route;
+3. `open()`: reads the text once (`document`: a `SpeechDocument`), resolves every voice it speaks in once
+   (`speaking_voices`), plans the document (normalise, tags, chunks, the per-request caps, prompt room) off the
+   event loop, reserves credits for what the model will speak, and returns the job ready to run.
 WebSocket utterances get their text in pieces, so they take steps 1-2 here and plan each piece as it arrives
 (`services.sessions.ws_session`). What happens after (delivery, accounting) is `services.usage.accounting`'s.
 """

@@ -1,7 +1,7 @@
-"""What the model is asked to speak, planned before any GPU work: the normalised text and its chunks
-(`plan_text`; a request's whole text: services/pipeline/markup.py:plan_document), each chunk's prompt ids (`prompt_for`), and the checks
-that every prompt leaves the model room to speak (`check_plan_fits`, `check_voice_fits`). Shared by synthesis, the
-speech service, the WebSocket session and `POST /v1/tts/normalize`.
+"""What the model is asked to speak, planned before any GPU work: the normalised text and its chunks (`plan_text`;
+a request's whole document: services/pipeline/markup.py:plan_document), each chunk's prompt ids (`prompt_for`), and
+the checks that every prompt leaves the model room to speak (`plan_misfit`, `check_voice_fits`). Shared by the speech
+service, the WebSocket session and `POST /v1/tts/normalize`.
 """
 
 from __future__ import annotations
@@ -73,13 +73,6 @@ def prompt_for(
         )
     except PromptError as exc:
         raise SynthesisError("VALIDATION_ERROR", f"Invalid 'text': {exc}.", "text") from exc
-
-
-def check_plan_fits(resources: PipelineResources, plan: TextPlan, voice: Voice) -> None:
-    """Refuse, before any GPU work, a text chunk whose prompt leaves the model no room to speak it (`plan_misfit`)."""
-    misfit = plan_misfit(resources, plan.chunks, voice)
-    if misfit is not None:
-        raise misfit
 
 
 def plan_misfit(resources: PipelineResources, chunks: list[str], voice: Voice) -> SynthesisError | None:
