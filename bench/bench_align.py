@@ -175,10 +175,10 @@ def request_share() -> dict:
             stream=True,
             timestamps="word",
         )
-        await SynthesisJob(runtime.pipeline_resources(), request).collect()  # warm-up
+        await SynthesisJob.planned(runtime.pipeline_resources(), request).collect()  # warm-up
         spent[0] = 0.0
         cpu = time.process_time()
-        audio = await SynthesisJob(runtime.pipeline_resources(), request).collect()
+        audio = await SynthesisJob.planned(runtime.pipeline_resources(), request).collect()
         cpu = time.process_time() - cpu
         await runtime.shutdown()
         return cpu, len(audio) / 2 / NATIVE_RATE

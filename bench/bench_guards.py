@@ -230,7 +230,7 @@ async def pipeline_cost(model_dir: Path, text: str, mode: str) -> float:
             sampling=SamplingOptions(max_tokens=4000, seed=1),
         )
         started = time.process_time()
-        job = SynthesisJob(runtime.pipeline_resources(), request)
+        job = SynthesisJob.planned(runtime.pipeline_resources(), request)
         await job.collect()
         return (time.process_time() - started) / (job.stats.decoded_samples / 16_000)
     finally:

@@ -39,7 +39,7 @@ OUT = ROOT / "bench" / "results" / "stitching.json"
 
 async def first_audio(runtime: ModelRuntime, request: SynthesisRequest) -> tuple[float, int, SynthesisJob]:
     """Seconds to the first audio bytes, engine ids before them, and the finished job."""
-    job = SynthesisJob(runtime.pipeline_resources(), request)
+    job = SynthesisJob.planned(runtime.pipeline_resources(), request)
     started = time.perf_counter()
     ttfa = None
     async for _ in job.stream_bytes():
@@ -98,7 +98,7 @@ async def run(args: argparse.Namespace) -> dict:
     voice = runtime.voices.resolve("fixed")
     rows: dict[str, list[tuple[float, int]]] = {"unstitched": [], "stitched": []}
     try:
-        previous = SynthesisJob(
+        previous = SynthesisJob.planned(
             runtime.pipeline_resources(), request(runtime, "previous", PREVIOUS, voice, 1)
         )
         continuity.track(previous, None)

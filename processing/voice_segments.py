@@ -45,6 +45,8 @@ def split_voice_segments(text: str) -> list[VoiceSegment]:
 
 def voice_names(text: str) -> list[str]:
     """The voices the markers of `text` name, each once, in order of first use."""
+    if not has_voice_markers(text):
+        return []
     return list(dict.fromkeys(m.group(1) for m in VOICE_MARKER_RE.finditer(text)))
 
 

@@ -59,7 +59,7 @@ async def pin(
             normalize=False,
             chunking=False,
         )
-        job = SynthesisJob(runtime.pipeline_resources(), request)
+        job = SynthesisJob.planned(runtime.pipeline_resources(), request)
         await job.collect()
         if job.global_tokens is None:
             raise RuntimeError(f"voice {voice.id!r}: the model produced no global tokens")

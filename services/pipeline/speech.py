@@ -3,10 +3,11 @@
 A route turns its protocol model into a `SpeechRequest` (`to_speech_request`), then `SpeechService`:
 1. `check_available()`: refuses while the GPU is faulted or the model is not ready, and refuses a new stream the
    codec scheduler has no headroom for (`services.device.admission`; 503 with Retry-After, every transport);
-2. `voice()`: the voice by id or alias (`resolve_voice`), a custom voice the caller's key owns, or the request's own
-   reference audio (per-request cloning), at the asked speed, with one error message for every route;
-3. `open()`: plans the text (normalise, tags, chunks, the per-request caps, prompt room) off the event loop,
-   reserves credits for what the model will speak, and returns the job ready to run.
+2. `voice()`: the voice by id or alias (`builtin_voice`), a custom voice the caller's key owns, or the request's
+   own reference audio (per-request cloning), at the asked speed, with one error message for every route;
+3. `open()`: reads the text once (`document`: a `SpeechDocument`), resolves every voice it speaks in once
+   (`speaking_voices`), plans the document (normalise, tags, chunks, the per-request caps, prompt room) off the
+   event loop, reserves credits for what the model will speak, and returns the job ready to run.
 WebSocket utterances get their text in pieces, so they take steps 1-2 here and plan each piece as it arrives
 (`services.sessions.ws_session`). What happens after (delivery, accounting) is `services.usage.accounting`'s.
 """
@@ -16,20 +17,25 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from audio.time_stretch import MAX_SPEED, MIN_SPEED
-from core.voices import Voice, is_custom_voice_id, time_stretch_for, voice_with_speed
+from core.voices import UnknownVoiceError, Voice, is_custom_voice_id, time_stretch_for, voice_with_speed
 from processing.lexicon import DictionaryLocator, Lexicon
 from processing.voice_description import VoiceAttributes
 from services.errors import cloning_unavailable, voice_not_found
 from services.pipeline.buffered import check_buffered
 from services.pipeline.hooks import ContinuityHooks, CustomVoices, PronunciationLexicons
 from services.pipeline.load_shed import BACKLOG
-from services.pipeline.markup import TextMarkup, markup_for, plan_request, take_key_silence
-from services.pipeline.segment_voices import check_segments_fit, is_private, resolve_segment_voices
+from services.pipeline.markup import plan_document, read_request_text, take_key_silence
+from services.pipeline.segment_voices import (
+    SpeakingVoices,
+    check_voices_fit,
+    is_private,
+    resolve_segment_voices,
+)
 from services.pipeline.silence_quota import BREAK_SILENCE
 from services.pipeline.synthesis import (
     NATIVE_RATE,
@@ -38,15 +44,11 @@ from services.pipeline.synthesis import (
     SynthesisJob,
     SynthesisRequest,
 )
-from services.pipeline.text_plan import (
-    TextPlan,
-    check_plan_fits,
-    check_stitched_plan_fits,
-    check_words_speakable,
-)
+from services.pipeline.text_plan import TextPlan, check_words_speakable
 
 if TYPE_CHECKING:
     from core.streaming import LatencyPreference
+    from processing.speech_document import SpeechDocument
     from services.device.work_class import WorkClass
     from services.pipeline.gpu_faults import GpuFaultDetector
     from services.pipeline.resources import IdleGate, ModelSource
@@ -220,18 +222,19 @@ class SpeechService:
             )
 
     def resolve_voice(self, name: str | None, speed: float | None = None, field: str = "speaker") -> Voice:
-        from core.voices import UnknownVoiceError
+        """A built-in voice by id or alias (None: the default) at `speed`; INVALID_SPEAKER naming `field`."""
+        return voice_with_speed(self.builtin_voice(name, field), speed)
 
+    def builtin_voice(self, name: str | None, field: str) -> Voice:
         voices = self.models.pipeline_resources().voices
         try:
-            voice = voices.resolve(name or voices.default_voice_id)
+            return voices.resolve(name or voices.default_voice_id)
         except UnknownVoiceError as exc:
             raise SynthesisError("INVALID_SPEAKER", f"Invalid '{field}': {exc}", field) from exc
-        return voice if speed is None else voices.with_speed(voice, speed)
 
     async def voice(self, speech: SpeechRequest, key_id: str | None) -> Voice:
-        """The voice a request asked for, for the key `key_id`: the request's own reference audio, a custom voice
-        that key owns (404 VOICE_NOT_FOUND for any other key), or a built-in voice (`resolve_voice`); with voice
+        """The voice a request asked for, for the key `key_id`, at its speed: the request's own reference audio, a
+        custom voice that key owns (404 VOICE_NOT_FOUND for any other key), or a built-in voice; with voice
         attributes, a voice created from them (`described_voice`)."""
         attributes = speech.voice_attributes
         if attributes is not None and attributes.named:
@@ -239,14 +242,19 @@ class SpeechService:
             voice = described_voice(base, attributes)
             # With a speed level named, `speed` is only the time-stretch; otherwise it picks the label as for any
             # style voice.
-            return voice if attributes.speed_level is not None else voice_with_speed(voice, speech.speed)
+            speed = None if attributes.speed_level is not None else speech.speed
+        else:
+            voice, speed = await self.named_voice(speech, key_id), speech.speed
+        return voice_with_speed(voice, speed)
+
+    async def named_voice(self, speech: SpeechRequest, key_id: str | None) -> Voice:
+        """The voice the request names (or its reference audio), at its own speed."""
         if speech.reference_audio is not None:
             if self.library is None:
                 raise cloning_unavailable("this server has no voice library")
-            voice = await self.library.reference_voice(
+            return await self.library.reference_voice(
                 speech.reference_audio, speech.reference_text, key_id=key_id
             )
-            return voice_with_speed(voice, speech.speed)
         name = speech.voice
         resources = self.models.pipeline_resources()
         if name and not resources.voices.defines(name):
@@ -255,12 +263,27 @@ class SpeechService:
         if name and is_custom_voice_id(name) and name not in resources.voices:
             if self.library is None:
                 raise voice_not_found(name, speech.voice_field)
-            voice = await self.library.voice_for(name, key_id, speech.voice_field)
-            return voice_with_speed(voice, speech.speed)
-        return self.resolve_voice(name, speech.speed, speech.voice_field)
+            return await self.library.voice_for(name, key_id, speech.voice_field)
+        return self.builtin_voice(name, speech.voice_field)
+
+    async def speaking_voices(
+        self, speech: SpeechRequest, document: SpeechDocument, key_id: str | None
+    ) -> SpeakingVoices:
+        """Every voice the request speaks in, resolved (or refused) before planning: its own, stitched to
+        `previous_request_ids` when asked, each `[voice:NAME]` marker's; and the time-stretch its speed leaves."""
+        unstitched = voice = await self.voice(speech, key_id)
+        if speech.previous_request_ids:
+            voice = await self.stitched(speech, voice, key_id)
+        segments = await self.segment_voices(speech, document, voice, key_id)
+        return SpeakingVoices(
+            voice,
+            time_stretch=stretch_for(speech, voice),
+            unstitched=unstitched if voice is not unstitched else None,
+            segments=segments,
+        )
 
     async def segment_voices(
-        self, speech: SpeechRequest, voice: Voice, key_id: str | None
+        self, speech: SpeechRequest, document: SpeechDocument, voice: Voice, key_id: str | None
     ) -> dict[str, Voice]:
         """The voices the text's `[voice:NAME]` markers name, each resolved as the request's own (`voice`) was."""
 
@@ -273,7 +296,7 @@ class SpeechService:
             speech.text_field != "inputs"
         )  # ElevenLabs' dialogue writes its markers from inputs' voice_id
         field = speech.text_field if written else None
-        return await resolve_segment_voices(speech.text, voice, speech.voice, resolve, field)
+        return await resolve_segment_voices(document, voice, speech.voice, resolve, field)
 
     async def stitched(self, speech: SpeechRequest, voice: Voice, key_id: str | None) -> Voice:
         """`voice` continuing `speech.previous_request_ids` (services.continuity)."""
@@ -299,16 +322,11 @@ class SpeechService:
         )
 
     def synthesis_request(
-        self,
-        speech: SpeechRequest,
-        voice: Voice,
-        request_id: str,
-        key_id: str | None = None,
-        segment_voices: Mapping[str, Voice] | None = None,
+        self, speech: SpeechRequest, voices: SpeakingVoices, request_id: str, key_id: str | None = None
     ) -> SynthesisRequest:
         """The job's request; a voice built from the key's own recordings (custom, reference, a stitched tail) has its
         prompts cached under that key only (`cache_scope`)."""
-        segment_voices = segment_voices or {}
+        voice, segment_voices = voices.voice, voices.segments
         private = is_private(voice) or any(is_private(v) for v in segment_voices.values())
         return SynthesisRequest(
             request_id=request_id,
@@ -324,7 +342,7 @@ class SpeechService:
             chunking=speech.chunking,
             latency=speech.latency or self.settings.stream.default_latency,
             normalize_verbose=speech.normalize_verbose,
-            time_stretch=stretch_for(speech, voice),
+            time_stretch=voices.time_stretch,
             timestamps=speech.timestamps,
             lexicon=speech.lexicon,
             ssml=bool(speech.ssml),
@@ -334,10 +352,10 @@ class SpeechService:
             work_class=speech.work_class,
         )
 
-    async def markup(self, speech: SpeechRequest, key_id: str | None) -> TextMarkup | None:
-        """The request's SSML and alias rules (None: plain text, planned as ever)."""
+    async def document(self, speech: SpeechRequest, key_id: str | None) -> SpeechDocument:
+        """The request's text read once, with the alias rules of its dictionaries and its own."""
         lexicon = await self.lexicon(speech, key_id)
-        return markup_for(speech.text, lexicon, ssml=speech.ssml, text_field=speech.text_field)
+        return read_request_text(speech.text, lexicon, ssml=speech.ssml, text_field=speech.text_field)
 
     async def lexicon(self, speech: SpeechRequest, key_id: str | None) -> Lexicon | None:
         """The alias rules of the request's dictionaries (404 for one the key does not own), then its own."""
@@ -356,26 +374,16 @@ class SpeechService:
     def plan(
         self,
         speech: SpeechRequest,
-        voice: Voice,
+        document: SpeechDocument,
+        voices: SpeakingVoices,
         *,
         buffered: bool,
         how_to_stream: str | None = None,
-        unstitched: Voice | None = None,
-        segment_voices: Mapping[str, Voice] | None = None,
-        markup: TextMarkup | None = None,
     ) -> TextPlan:
         """Blocking (normalising and tokenising 50,000 characters takes a while): run it in a worker thread."""
         settings = self.settings
-        plan = plan_request(
-            speech.text, settings, markup, normalize=speech.normalize, chunking=speech.chunking
-        )
-        resources = self.models.pipeline_resources()
-        if plan.chunk_voices:  # [voice:NAME] segments: each voice's chunks with that voice's prompt
-            check_segments_fit(resources, plan, voice, segment_voices or {})
-        elif unstitched is not None and unstitched is not voice:
-            check_stitched_plan_fits(resources, plan, voice, unstitched)
-        else:
-            check_plan_fits(resources, plan, voice)
+        plan = plan_document(document, settings, normalize=speech.normalize, chunking=speech.chunking)
+        check_voices_fit(self.models.pipeline_resources(), plan, voices)
         check_words_speakable(plan)
         if buffered:
             audio = (speech.audio_format, speech.sample_rate)
@@ -400,38 +408,20 @@ class SpeechService:
         except SynthesisError as exc:
             raise _renamed(exc, speech.text_field) from None
         wake_ms = await self.check_available(key_id=key_id, live=speech.work_class == "live")
-        markup = await self.markup(speech, key_id)
-        if markup is not None and markup.rate is not None:  # a <prosody rate> around all the text: its speed
-            speed = min(max((speech.speed or 1.0) * markup.rate, MIN_SPEED), MAX_SPEED)
+        document = await self.document(speech, key_id)
+        if document.rate is not None:  # a <prosody rate> around all the text: its speed
+            speed = min(max((speech.speed or 1.0) * document.rate, MIN_SPEED), MAX_SPEED)
             speech = replace(speech, speed=None if speed == 1.0 else speed)
         if speech.reference_audio is not None and check_balance is not None:
             await check_balance()  # a key without credits never reaches the decoder or the encoder
-        unstitched = voice = await self.voice(speech, key_id)
-        if speech.previous_request_ids:
-            voice = await self.stitched(speech, voice, key_id)
-        # every voice a `[voice:NAME]` marker names, resolved (or refused) before planning; none without markers
-        segment_voices = await self.segment_voices(speech, voice, key_id)
+        voices = await self.speaking_voices(speech, document, key_id)
+        plan_args = (speech, document, voices)
         try:
-            if len(speech.text) <= INLINE_PLAN_CHARS and (markup is None or markup.lexicon is None):
-                plan = self.plan(
-                    speech,
-                    voice,
-                    buffered=buffered,
-                    how_to_stream=how_to_stream,
-                    unstitched=unstitched,
-                    segment_voices=segment_voices,
-                    markup=markup,
-                )
+            if len(speech.text) <= INLINE_PLAN_CHARS and document.lexicon is None:
+                plan = self.plan(*plan_args, buffered=buffered, how_to_stream=how_to_stream)
             else:
                 plan = await asyncio.to_thread(
-                    self.plan,
-                    speech,
-                    voice,
-                    buffered=buffered,
-                    how_to_stream=how_to_stream,
-                    unstitched=unstitched,
-                    segment_voices=segment_voices,
-                    markup=markup,
+                    self.plan, *plan_args, buffered=buffered, how_to_stream=how_to_stream
                 )
         except SynthesisError as exc:
             raise _renamed(exc, speech.text_field) from exc.__cause__
@@ -440,11 +430,11 @@ class SpeechService:
         if reserve_credits is not None:
             # Credits count what the model is asked to speak (normalised text: "1,000" costs "one thousand").
             await reserve_credits(len(plan.text))
-        request = self.synthesis_request(speech, voice, request_id, key_id, segment_voices)
+        request = self.synthesis_request(speech, voices, request_id, key_id)
         job = SynthesisJob(self.models.pipeline_resources(), request, plan)
         if self.continuity is not None:
             self.continuity.track(job, key_id)
-        return OpenedSpeech(job=job, plan=plan, voice=voice, wake_ms=wake_ms)
+        return OpenedSpeech(job=job, plan=plan, voice=voices.voice, wake_ms=wake_ms)
 
 
 async def wake_device(idle: IdleGate) -> float | None:

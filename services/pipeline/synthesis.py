@@ -38,7 +38,6 @@ from core.guards import Trip
 from core.guards.chunk import SAMPLES_PER_TOKEN
 from core.streaming import DecodePlanner, PlannedWindow, StreamingConfig
 from core.tokens import TokenStreamError
-from processing.voice_segments import strip_voice_markers
 from services.device.playback import PlaybackClock
 from services.device.windows import DecodeWindow
 from services.errors import SynthesisError
@@ -56,7 +55,7 @@ from services.pipeline.optional_steps import run_optional
 from services.pipeline.pipeline_stats import PipelineStats
 from services.pipeline.spoken_tail import SEMANTIC_PER_SECOND, SpokenTail
 from services.pipeline.synthesis_request import SamplingOptions, Speaker, SynthesisRequest
-from services.pipeline.text_plan import TextPlan, plan_text
+from services.pipeline.text_plan import TextPlan, plan_for
 from services.pipeline.timestamps import TimestampsEvent, TimestampTrack
 from services.pipeline.token_queue import TokenQueue
 from shared import metrics
@@ -104,30 +103,31 @@ def buffers_only(decoder: DecodePlanner, new_tokens: int) -> bool:
 class SynthesisJob(ChunkGeneration):
     """One request's pipeline. Iterate `stream_bytes()`; read `stats`, `plan`, `sr_applied` for headers/metrics."""
 
+    @classmethod
+    def planned(cls, resources: PipelineResources, request: SynthesisRequest) -> SynthesisJob:
+        """A job for a request planned as plain text by its own options (`plan_for`): warm-up, voice pinning,
+        benchmarks. Requests from a route come planned by the speech service."""
+        return cls(resources, request, plan_for(request, resources.settings))
+
+    @classmethod
+    def fed(cls, resources: PipelineResources, request: SynthesisRequest) -> SynthesisJob:
+        """A job whose text arrives in pieces (`feed_text`, `close_text`): a socket's utterance."""
+        return cls(resources, request, TextPlan(text="", chunks=[], chunked=False), incremental=True)
+
     def __init__(
         self,
         resources: PipelineResources,
         request: SynthesisRequest,
-        plan: TextPlan | None = None,
+        plan: TextPlan,
         *,
         incremental: bool = False,
     ) -> None:
-        """`incremental=True`: text chunks arrive later through feed_text()/close_text() (WebSocket)."""
+        """`plan`: what the request's text asks the model to speak (the speech service's, or `planned`'s);
+        `incremental=True`: text chunks arrive later through feed_text()/close_text() (WebSocket: `fed`)."""
         self.resources = resources
         self.request = request
         settings = resources.settings
-        if incremental:
-            plan = plan or TextPlan(text="", chunks=[], chunked=False)
-        self.plan = plan or plan_text(
-            request.text,
-            normalize=request.normalize,
-            chunking=request.chunking,
-            threshold=settings.text.chunking_threshold_chars,
-            target=settings.text.chunk_target_chars,
-            unknown_tags=request.unknown_tags,
-            lexicon=request.lexicon,
-        )
-        self.plan = replace(self.plan, chunks=list(self.plan.chunks))
+        self.plan = replace(plan, chunks=list(plan.chunks))  # the job takes chunks off its own list
         self.stats = PipelineStats(text_chunks=len(self.plan.chunks))
         # The job's place in the codec scheduler: opened when the producer starts (with this arrival time), closed
         # when it ends, whatever the outcome.
@@ -202,9 +202,7 @@ class SynthesisJob(ChunkGeneration):
                 owner=request.key_id,
             )
             if not incremental:
-                written = self.plan.written
-                if written is None:
-                    written = strip_voice_markers(request.text) if self.plan.chunk_voices else request.text
+                written = self.plan.written if self.plan.written is not None else request.text
                 self.timestamps.add_text(written, " ".join(self.plan.chunks))
         # Continuity (services.continuity): the end of what this job spoke, and hooks awaited once all audio is
         # made, before the stream ends, so a client that has the whole stream can continue it at once.
@@ -648,7 +646,7 @@ async def warmup_pipeline(resources: PipelineResources) -> None:
         want_sr=resources.sr is not None,
         stream=True,
     )
-    await SynthesisJob(resources, request).collect()
+    await SynthesisJob.planned(resources, request).collect()
     # Chinese word timestamps' segmenter: a request's first text chunk starts its timestamp track on the event loop,
     # so the dictionary loads here rather than stalling every stream at the first Chinese request.
     await asyncio.to_thread(load_segmenter)

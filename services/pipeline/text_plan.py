@@ -1,13 +1,13 @@
-"""What the model is asked to speak, planned before any GPU work: the normalised text and its chunks
-(`plan_text`, `plan_request_text` with the per-request caps), each chunk's prompt ids (`prompt_for`), and the checks
-that every prompt leaves the model room to speak (`check_plan_fits`, `check_voice_fits`). Shared by synthesis, the
-speech service, the WebSocket session and `POST /v1/tts/normalize`.
+"""What the model is asked to speak, planned before any GPU work: the normalised text and its chunks (`plan_text`;
+a request's whole document: services/pipeline/markup.py:plan_document), each chunk's prompt ids (`prompt_for`), and
+the checks that every prompt leaves the model room to speak (`plan_misfit`, `check_voice_fits`). Shared by the speech
+service, the WebSocket session and `POST /v1/tts/normalize`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -18,13 +18,14 @@ from processing.markdown import drop_emoji, read_markdown
 from processing.normalize import normalize_text
 from processing.prompt import ParseMode, PromptError, build_prompt_ids
 from processing.tags import UnknownTags, process_tags
-from processing.voice_segments import has_voice_markers, split_voice_segments
 from services.errors import SynthesisError
 
 if TYPE_CHECKING:
     from core.voices import Voice
     from processing.lexicon import Lexicon
+    from processing.speech_document import DocumentSegment
     from services.pipeline.resources import PipelineResources
+    from services.pipeline.synthesis_request import SynthesisRequest
     from shared.settings import Settings
 
 logger = logging.getLogger("services.pipeline.text_plan")
@@ -74,21 +75,14 @@ def prompt_for(
         raise SynthesisError("VALIDATION_ERROR", f"Invalid 'text': {exc}.", "text") from exc
 
 
-def check_plan_fits(resources: PipelineResources, plan: TextPlan, voice: Voice) -> None:
-    """Refuse, before any GPU work, a text chunk whose prompt leaves the model no room to speak it (`plan_misfit`)."""
-    misfit = plan_misfit(resources, plan, voice)
-    if misfit is not None:
-        raise misfit
-
-
-def plan_misfit(resources: PipelineResources, plan: TextPlan, voice: Voice) -> SynthesisError | None:
+def plan_misfit(resources: PipelineResources, chunks: list[str], voice: Voice) -> SynthesisError | None:
     """The refusal for the first text chunk whose prompt leaves the model no room to speak it; None when all fit.
 
     A cloned voice with a transcript repeats its reference (transcript + ~50 semantic ids per second) in every
     chunk's prompt (continuation), so its chunks hold less text; the refusal says how much the reference takes."""
     placeholder = tuple(voice.global_tokens or (0,) * 32)  # later chunks carry 32 globals
     limit = resources.settings.llm.max_model_len - MIN_GENERATION_TOKENS
-    for index, chunk in enumerate(plan.chunks):
+    for index, chunk in enumerate(chunks):
         ids, _ = prompt_for(resources, chunk, voice, placeholder if index else voice.global_tokens)
         if len(ids) > limit:
             reference = ""
@@ -128,18 +122,11 @@ def check_voice_fits(resources: PipelineResources, voice: Voice, param: str = "s
         )
 
 
-def check_stitched_plan_fits(
-    resources: PipelineResources, plan: TextPlan, voice: Voice, unstitched: Voice
-) -> None:
-    """`check_plan_fits` for a stitched voice (services.continuity); a chunk that fits only without the previous
-    requests' prefix names `previous_request_ids`."""
-    misfit = plan_misfit(resources, plan, voice)
-    if misfit is None:
-        return
-    if plan_misfit(resources, plan, unstitched) is not None:
-        raise misfit
+def stitched_misfit(misfit: SynthesisError) -> SynthesisError:
+    """A stitched voice's refusal for a chunk that fits only without the previous requests' prefix
+    (services.continuity): the same, naming `previous_request_ids`."""
     param = "previous_request_ids"
-    raise SynthesisError(
+    return SynthesisError(
         misfit.code,
         misfit.message.replace("Invalid 'text'", f"Invalid '{param}'").replace(
             "enable chunking or send shorter sentences", "stitch fewer requests or send shorter sentences"
@@ -191,27 +178,18 @@ def plan_text(
     return TextPlan(text=cleaned, chunks=chunks, chunked=len(chunks) > 1)
 
 
-def plan_request_text(text: str, settings: Settings, *, normalize: bool, chunking: bool) -> TextPlan:
-    """`plan_text` with the per-request limits every route shares (`check_request_plan`). Text with
-    `[voice:NAME]` markers is planned segment by segment (`plan_voice_segments`)."""
-
-    def plan_part(part: str) -> TextPlan:
-        return plan_text(
-            part,
-            normalize=normalize,
-            chunking=chunking,
-            threshold=settings.text.chunking_threshold_chars,
-            target=settings.text.chunk_target_chars,
-        )
-
-    return plan_request_parts(text, plan_part, settings)
-
-
-def plan_request_parts(text: str, plan_part: Callable[[str], TextPlan], settings: Settings) -> TextPlan:
-    """A request's text planned by `plan_part`, segment by segment when it has `[voice:NAME]` markers (the one place
-    that asks), within the per-request limits."""
-    plan = plan_voice_segments(text, plan_part) if has_voice_markers(text) else plan_part(text)
-    return check_request_plan(plan, settings)
+def plan_for(request: SynthesisRequest, settings: Settings) -> TextPlan:
+    """A synthesis request's text planned as plain text by its own options (no voice segments, SSML or limits):
+    for jobs no route opened (warm-up, voice pinning, benchmarks)."""
+    return plan_text(
+        request.text,
+        normalize=request.normalize,
+        chunking=request.chunking,
+        threshold=settings.text.chunking_threshold_chars,
+        target=settings.text.chunk_target_chars,
+        unknown_tags=request.unknown_tags,
+        lexicon=request.lexicon,
+    )
 
 
 def check_request_plan(plan: TextPlan, settings: Settings) -> TextPlan:
@@ -233,7 +211,9 @@ def check_request_plan(plan: TextPlan, settings: Settings) -> TextPlan:
     return plan
 
 
-def plan_voice_segments(text: str, plan_part: Callable[[str], TextPlan]) -> TextPlan:
+def plan_voice_segments(
+    segments: Sequence[DocumentSegment], plan_part: Callable[[DocumentSegment], TextPlan]
+) -> TextPlan:
     """One plan for text with voice markers: each segment planned alone (a chunk never spans two voices), the
     chunks in order, each with its segment's voice. A segment with nothing to speak (only emoji, say) is
     dropped; when none is left, the refusal is the one the whole text would get."""
@@ -244,9 +224,9 @@ def plan_voice_segments(text: str, plan_part: Callable[[str], TextPlan]) -> Text
     marked = False  # any segment's written text differs from its own (SSML, alias rules)
     pauses: dict[int, float] = {}
     refusal: NothingToSpeak | None = None
-    for segment in split_voice_segments(text):
+    for segment in segments:
         try:
-            part = plan_part(segment.text)
+            part = plan_part(segment)
         except NothingToSpeak as exc:
             refusal = exc
             continue

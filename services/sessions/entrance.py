@@ -14,7 +14,8 @@ from functools import partial
 from typing import Any
 
 from services.access import AccessGate, AccessServices, ApiKeyRecord
-from services.pipeline.speech import SpeechRequest, SpeechService
+from services.pipeline.segment_voices import SpeakingVoices
+from services.pipeline.speech import SpeechRequest, SpeechService, stretch_for
 from services.pipeline.synthesis import SynthesisRequest
 from services.sessions.wire import SessionWire, plain_error
 from services.sessions.ws_outbox import Outbox
@@ -94,6 +95,7 @@ class SessionEntrance:
         no stream, so admission neither counts nor refuses it."""
         await self.speech.check_available(admit=admit, key_id=key_id)
         voice = await self.speech.voice(speech, key_id)
+        voices = SpeakingVoices(voice, time_stretch=stretch_for(speech, voice))
         if speech.dictionaries:
             speech = replace(speech, lexicon=await self.speech.lexicon(speech, key_id))
-        return self.speech.synthesis_request(speech, voice, request_id="", key_id=key_id)
+        return self.speech.synthesis_request(speech, voices, request_id="", key_id=key_id)

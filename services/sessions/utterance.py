@@ -91,7 +91,7 @@ class Utterance:
         self.threshold = min(settings.text.chunking_threshold_chars, settings.text.stream_chunk_max_chars)
         self.target = min(settings.text.chunk_target_chars, settings.text.stream_chunk_max_chars)
         self.segmenter = TextSegmenter(threshold=self.threshold, target=self.target)
-        self.job = SynthesisJob(resources, request, incremental=True)
+        self.job = SynthesisJob.fed(resources, request)
         # Cartesia's max_buffer_delay_ms: text held for a sentence end is spoken anyway once it has waited this long
         # (None: held until a sentence end, a flush or the end, as our WebSocket and ElevenLabs do).
         self.buffer_delay_s: float | None = None

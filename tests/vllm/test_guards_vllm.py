@@ -84,7 +84,7 @@ def misbehaving(runtime: ModelRuntime, fault: str):
 
 
 async def test_a_generation_that_never_stops_is_retried_then_fails(runtime: ModelRuntime) -> None:
-    job = SynthesisJob(runtime.pipeline_resources(), _request(runtime, repetition_penalty=0.05))
+    job = SynthesisJob.planned(runtime.pipeline_resources(), _request(runtime, repetition_penalty=0.05))
     with pytest.raises(SynthesisError) as failure:
         await job.collect()
     assert failure.value.code == "GENERATION_FAILED"
@@ -94,18 +94,18 @@ async def test_a_generation_that_never_stops_is_retried_then_fails(runtime: Mode
 
 
 async def test_normal_generation_trips_nothing(runtime: ModelRuntime) -> None:
-    job = SynthesisJob(runtime.pipeline_resources(), _request(runtime))
+    job = SynthesisJob.planned(runtime.pipeline_resources(), _request(runtime))
     assert await job.collect()
     assert job.stats.guard_events == []
 
 
 async def test_the_fault_wrapper_around_vllm(runtime: ModelRuntime) -> None:
     with misbehaving(runtime, "loop:40:1"):
-        job = SynthesisJob(runtime.pipeline_resources(), _request(runtime, text=f"{TEXT} Looping."))
+        job = SynthesisJob.planned(runtime.pipeline_resources(), _request(runtime, text=f"{TEXT} Looping."))
         assert await job.collect()
     assert job.stats.guard_events == ["loop:retried"]
     with misbehaving(runtime, "runaway:0:0"):
-        stream = SynthesisJob(
+        stream = SynthesisJob.planned(
             runtime.pipeline_resources(), _request(runtime, text=f"{TEXT} Running away.", stream=True)
         )
         assert await stream.collect()

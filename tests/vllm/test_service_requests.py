@@ -109,7 +109,7 @@ async def test_the_service_guard_uses_the_installed_limits() -> None:
 @pytest.mark.parametrize("voice", ["default", "fixed", "narrator"])  # style, global_tokens, speaker prefix
 async def test_every_voice_kind_fits_the_gpu_runner(runtime, voice: str) -> None:
     runtime.built_params.clear()
-    audio = await SynthesisJob(
+    audio = await SynthesisJob.planned(
         runtime.pipeline_resources(), request(runtime, "Hello there.", voice)
     ).collect()
     assert len(audio) > 0
@@ -118,7 +118,7 @@ async def test_every_voice_kind_fits_the_gpu_runner(runtime, voice: str) -> None
 
 async def test_a_two_chunk_text_in_a_global_tokens_voice_end_to_end(runtime) -> None:
     runtime.built_params.clear()
-    job = SynthesisJob(
+    job = SynthesisJob.planned(
         runtime.pipeline_resources(), request(runtime, LONG_ENGLISH[:400], "fixed", max_tokens=16, seed=4)
     )
     audio = await job.collect()
@@ -132,9 +132,7 @@ async def test_a_two_chunk_text_in_a_global_tokens_voice_end_to_end(runtime) -> 
 
 async def test_websocket_style_segments_and_continuation_chunks_fit(runtime) -> None:
     runtime.built_params.clear()
-    job = SynthesisJob(
-        runtime.pipeline_resources(), request(runtime, "", "default", max_tokens=12), incremental=True
-    )
+    job = SynthesisJob.fed(runtime.pipeline_resources(), request(runtime, "", "default", max_tokens=12))
     job.feed_text("First sentence arrives.")
     job.feed_text("Then another one follows.")
     job.close_text()
@@ -170,7 +168,7 @@ async def test_a_cloned_voice_with_a_transcript_fits_the_gpu_runner(runtime) -> 
         reference_semantic=tokens.semantic_tokens,
     )
     runtime.built_params.clear()
-    job = SynthesisJob(
+    job = SynthesisJob.planned(
         runtime.pipeline_resources(),
         dataclasses.replace(
             request(runtime, LONG_ENGLISH[:400], "fixed", max_tokens=16, seed=5), voice=voice
@@ -201,7 +199,7 @@ async def test_stitched_continuations_fit_the_gpu_runner_and_are_served_from_the
 
     continuity = Continuity(runtime.settings, runtime, MemoryRecentStore())
     voice = runtime.voices.resolve("fixed")
-    previous = SynthesisJob(
+    previous = SynthesisJob.planned(
         runtime.pipeline_resources(),
         dataclasses.replace(
             request(
@@ -227,7 +225,7 @@ async def test_stitched_continuations_fit_the_gpu_runner_and_are_served_from_the
     runtime.built_params.clear()
     before = hits()
     for seed in (1, 2):
-        job = SynthesisJob(
+        job = SynthesisJob.planned(
             runtime.pipeline_resources(),
             dataclasses.replace(
                 request(runtime, text, "fixed", max_tokens=16, seed=seed),
@@ -238,7 +236,7 @@ async def test_stitched_continuations_fit_the_gpu_runner_and_are_served_from_the
         assert len(await job.collect()) > 0
     await asyncio.sleep(0.5)  # the stat logger records after the engine step
     assert hits() - before >= prompt_len // 2  # the second prompt's full blocks come from the cache
-    job = SynthesisJob(
+    job = SynthesisJob.planned(
         runtime.pipeline_resources(),
         dataclasses.replace(
             request(runtime, LONG_ENGLISH[:400], "fixed", max_tokens=16, seed=6),

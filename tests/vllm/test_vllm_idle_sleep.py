@@ -59,7 +59,7 @@ async def test_idle_sleep_on_cpu_vllm_builds_without_sleep_mode_and_still_serves
             sample_rate=NATIVE_RATE,
             stream=True,
         )
-        audio = await SynthesisJob(rt.pipeline_resources(), request).collect()
+        audio = await SynthesisJob.planned(rt.pipeline_resources(), request).collect()
         assert audio
     finally:
         await rt.shutdown()

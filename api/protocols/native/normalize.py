@@ -17,7 +17,7 @@ from api.errors import ApiError
 from api.pronunciation_schemas import LexiconField
 from api.protocols.native.schemas import MAX_TEXT_CHARS, check_text
 from processing.scripts import script_languages
-from services.pipeline.markup import markup_for, plan_request
+from services.pipeline.markup import plan_document, read_request_text
 
 router = APIRouter(tags=["tts"])
 
@@ -43,9 +43,9 @@ async def normalize(body: NormalizeRequest, grant: Grant, settings: SettingsDep)
             f"Invalid 'text': at most {settings.limits.max_text_chars} characters.",
             param="text",
         )
-    markup = markup_for(body.text, body.to_lexicon())
+    document = read_request_text(body.text, body.to_lexicon())
     plan = await asyncio.to_thread(  # a refusal (SynthesisError) answers in the envelope through its handler
-        plan_request, body.text, settings, markup, normalize=body.normalize, chunking=body.chunking
+        plan_document, document, settings, normalize=body.normalize, chunking=body.chunking
     )
     return JSONResponse(
         {"normalized": plan.text, "languages": script_languages(plan.text), "chunks": plan.chunks},

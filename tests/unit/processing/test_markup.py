@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from processing.lexicon import AliasRule, Lexicon
+from processing.speech_document import read_document
 from processing.ssml import (
     PARAGRAPH_S,
     SsmlParser,
@@ -16,7 +17,7 @@ from processing.ssml import (
     uniform_rate,
 )
 from services.errors import SynthesisError
-from services.pipeline.markup import markup_for, plan_request
+from services.pipeline.markup import plan_document
 from shared.settings import Settings
 
 
@@ -113,8 +114,8 @@ def test_longest_rule_wins_and_replacements_are_not_matched_again() -> None:
 
 
 def test_plain_text_has_no_markup() -> None:
-    assert markup_for("Hello there.", None) is None
-    assert markup_for("Hello there.", Lexicon(())) is None
+    assert read_document("Hello there.", None).plain
+    assert read_document("Hello there.", Lexicon(())).plain
 
 
 def test_ssml_plan_pauses_and_written_text() -> None:
@@ -124,7 +125,7 @@ def test_ssml_plan_pauses_and_written_text() -> None:
         ' Visit <sub alias="World Wide Web">WWW</sub> on nginx.</speak>'
     )
     lexicon = Lexicon((AliasRule("nginx", "engine x"),))
-    plan = plan_request(text, settings, markup_for(text, lexicon), normalize=True, chunking=True)
+    plan = plan_document(read_document(text, lexicon), settings, normalize=True, chunking=True)
     assert plan.chunks == ["I have twelve apples.", "Visit World Wide Web on engine x."]
     assert plan.pauses == {1: 1.0}
     assert plan.text == "I have twelve apples. Visit World Wide Web on engine x."
@@ -133,10 +134,9 @@ def test_ssml_plan_pauses_and_written_text() -> None:
 
 def test_alias_applies_before_numbers() -> None:
     text = "Room 3 runs nginx"
-    plan = plan_request(
-        text,
+    plan = plan_document(
+        read_document(text, Lexicon((AliasRule("Room 3", "the blue room"), AliasRule("nginx", "engine 2")))),
         Settings(),
-        markup_for(text, Lexicon((AliasRule("Room 3", "the blue room"), AliasRule("nginx", "engine 2")))),
         normalize=True,
         chunking=True,
     )
@@ -146,11 +146,11 @@ def test_alias_applies_before_numbers() -> None:
 def test_breaks_over_the_request_budget_are_dropped() -> None:
     settings = Settings()
     text = "a" + '<break time="3s"/> word' * 40
-    plan = plan_request(text, settings, markup_for(text, None), normalize=True, chunking=True)
+    plan = plan_document(read_document(text, None), settings, normalize=True, chunking=True)
     assert sum(plan.pauses.values()) == pytest.approx(settings.limits.ssml_max_total_break_s)
 
 
 def test_ssml_with_nothing_to_say_is_refused() -> None:
     text = '<speak><break time="1s"/></speak>'
     with pytest.raises(SynthesisError, match="nothing left to speak"):
-        plan_request(text, Settings(), markup_for(text, None), normalize=True, chunking=True)
+        plan_document(read_document(text, None), Settings(), normalize=True, chunking=True)

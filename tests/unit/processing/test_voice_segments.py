@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from core.voices import VoiceRegistry
+from processing.speech_document import read_document
 from processing.voice_segments import (
     VoiceSegment,
     has_voice_markers,
@@ -16,9 +17,10 @@ from processing.voice_segments import (
     voice_marker,
     voice_names,
 )
+from services.pipeline.markup import plan_document
 from services.pipeline.speech import SpeechRequest, SpeechService
 from services.pipeline.synthesis import SamplingOptions, SynthesisError
-from services.pipeline.text_plan import plan_request_text
+from services.pipeline.text_plan import TextPlan
 from shared.settings import Settings
 
 SETTINGS = Settings()
@@ -66,30 +68,32 @@ def test_a_marker_is_written_only_for_a_name_it_can_hold() -> None:
 
 
 def test_the_plan_gives_each_chunk_its_segments_voice_and_never_speaks_a_marker() -> None:
-    plan = plan_request_text(DIALOGUE, SETTINGS, normalize=True, chunking=True)
+    plan = _plan(DIALOGUE)
     assert plan.chunk_voices == (None, "male", "default", "male")
     assert len(plan.chunks) == 4 and plan.chunked
     assert not any("voice" in chunk or "[" in chunk for chunk in plan.chunks)
     # Charged as the same text without markers (credits count plan.text).
-    plain = plan_request_text(strip_voice_markers(DIALOGUE), SETTINGS, normalize=True, chunking=True)
+    plain = _plan(strip_voice_markers(DIALOGUE))
     assert plan.text == plain.text and plain.chunk_voices == ()
 
 
 def test_a_long_segment_is_chunked_within_its_voice() -> None:
     long = " ".join(["This sentence is spoken by the second voice of the dialogue."] * 12)
-    plan = plan_request_text(
-        f"Short. [voice:male] {long} [voice:default] End.", SETTINGS, normalize=True, chunking=True
-    )
+    plan = _plan(f"Short. [voice:male] {long} [voice:default] End.")
     voices = plan.chunk_voices
     assert voices[0] is None and voices[-1] == "default"
     assert voices[1:-1] == ("male",) * (len(voices) - 2) and len(voices) > 3
 
 
 def test_a_segment_with_nothing_to_speak_is_dropped_and_a_text_of_none_is_refused() -> None:
-    plan = plan_request_text("[voice:male] 😀 [voice:default] Hi.", SETTINGS, normalize=True, chunking=True)
+    plan = _plan("[voice:male] 😀 [voice:default] Hi.")
     assert plan.chunk_voices == ("default",) and plan.chunks == ["Hi."]
     with pytest.raises(SynthesisError, match="nothing left to speak"):
-        plan_request_text("[voice:male] 😀 [voice:default]", SETTINGS, normalize=True, chunking=True)
+        _plan("[voice:male] 😀 [voice:default]")
+
+
+def _plan(text: str) -> TextPlan:
+    return plan_document(read_document(text), SETTINGS, normalize=True, chunking=True)
 
 
 class _Models:
@@ -117,7 +121,7 @@ async def test_each_marker_voice_resolves_once_and_names_of_one_voice_share_it()
     service = SpeechService(_Models(), SETTINGS)  # type: ignore[arg-type]
     speech = _speech("A. [voice:male] B. [voice:echo] C. [voice:default] D.", voice="default")
     own = await service.voice(speech, None)
-    voices = await service.segment_voices(speech, own, None)
+    voices = await service.segment_voices(speech, read_document(speech.text), own, None)
     assert voices["default"] is own  # the request's own voice: one speaker with the unmarked text
     assert voices["male"] is voices["echo"]  # an alias: the same speaker
     assert voices["male"].id == "male"
@@ -129,7 +133,9 @@ async def test_a_marker_naming_an_unknown_voice_is_refused_naming_the_marker_and
     service = SpeechService(_Models(), SETTINGS)  # type: ignore[arg-type]
     speech = _speech("A. [voice:male] B. [voice:nobody] C.")
     with pytest.raises(SynthesisError) as info:
-        await service.segment_voices(speech, await service.voice(speech, None), None)
+        await service.segment_voices(
+            speech, read_document(speech.text), await service.voice(speech, None), None
+        )
     assert info.value.code == "INVALID_SPEAKER" and info.value.param == "text"
     message = info.value.message
     assert message.startswith("Invalid 'text': the voice marker '[voice:nobody]' at position 19 "), message
@@ -141,5 +147,7 @@ async def test_a_dialogue_input_naming_an_unknown_voice_is_refused_naming_its_vo
     service = SpeechService(_Models(), SETTINGS)  # type: ignore[arg-type]
     speech = replace(_speech("[voice:default] A.\n[voice:nobody] B."), text_field="inputs")
     with pytest.raises(SynthesisError) as info:
-        await service.segment_voices(speech, await service.voice(speech, None), None)
+        await service.segment_voices(
+            speech, read_document(speech.text), await service.voice(speech, None), None
+        )
     assert info.value.code == "INVALID_SPEAKER" and info.value.param == "voice"

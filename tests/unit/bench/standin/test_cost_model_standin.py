@@ -166,7 +166,7 @@ def test_a_stand_in_server_sends_every_codec_call_through_the_scheduler_to_the_d
                 sample_rate=NATIVE_RATE,
                 stream=True,
             )
-            audio = await SynthesisJob(runtime.pipeline_resources(), request).collect()
+            audio = await SynthesisJob.planned(runtime.pipeline_resources(), request).collect()
             return audio, dict(runtime.codec_runner.device.busy_seconds)
         finally:
             await runtime.shutdown()

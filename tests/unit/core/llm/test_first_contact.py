@@ -72,7 +72,7 @@ def _job(rt: ModelRuntime, text: str, voice: str, seed: int | None, max_tokens: 
         sample_rate=NATIVE_RATE,
         stream=False,
     )
-    return SynthesisJob(rt.pipeline_resources(), request)
+    return SynthesisJob.planned(rt.pipeline_resources(), request)
 
 
 @pytest.mark.parametrize("voice", ["default", "fixed", "narrator"])  # style, global_tokens, speaker prefix

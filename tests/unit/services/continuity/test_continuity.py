@@ -353,7 +353,7 @@ async def test_a_running_request_is_409_and_an_expired_one_404(demo_model_dir: P
         now = [datetime.now(UTC)]
         service = Continuity(settings, runtime, MemoryRecentStore(clock=lambda: now[0]))
         voice = runtime.voices.resolve("fixed")
-        job = SynthesisJob(
+        job = SynthesisJob.planned(
             runtime.pipeline_resources(),
             SynthesisRequest(
                 request_id="run1",
@@ -377,7 +377,7 @@ async def test_a_running_request_is_409_and_an_expired_one_404(demo_model_dir: P
             await service.find("run1", None)
         assert expired.value.code == "REQUEST_NOT_FOUND" and "2 h" in expired.value.message
         # A cancelled job is never remembered and stops reading as running.
-        cancelled = SynthesisJob(
+        cancelled = SynthesisJob.planned(
             runtime.pipeline_resources(),
             SynthesisRequest(
                 request_id="run2",
@@ -412,7 +412,7 @@ def test_segments_of_one_websocket_utterance_keep_the_first_segments_voice(clien
     )
 
     async def run() -> SynthesisJob:
-        job = SynthesisJob(runtime.pipeline_resources(), request, incremental=True)
+        job = SynthesisJob.fed(runtime.pipeline_resources(), request)
         job.feed_text("First segment arrives.")
         job.feed_text("Then the second one.")
         job.feed_text("And a third.")

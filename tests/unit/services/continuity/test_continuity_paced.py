@@ -48,7 +48,7 @@ async def runtime(demo_model_dir):
 async def test_a_stitched_request_adds_prefill_only(runtime) -> None:
     continuity = Continuity(runtime.settings, runtime, MemoryRecentStore())
     voice = runtime.voices.resolve("fixed")
-    previous = SynthesisJob(
+    previous = SynthesisJob.planned(
         runtime.pipeline_resources(),
         request(runtime, "prev", "The harbour was still asleep that morning.", voice),
     )
@@ -56,9 +56,11 @@ async def test_a_stitched_request_adds_prefill_only(runtime) -> None:
     await previous.collect()
     stitched = await continuity.stitched_voice(voice, ["prev"], None, voice_named=True)
     text = "Then the bell rang out."
-    plain_job = SynthesisJob(runtime.pipeline_resources(), request(runtime, "plain", text, voice))
+    plain_job = SynthesisJob.planned(runtime.pipeline_resources(), request(runtime, "plain", text, voice))
     await plain_job.collect()
-    stitched_job = SynthesisJob(runtime.pipeline_resources(), request(runtime, "stitched", text, stitched))
+    stitched_job = SynthesisJob.planned(
+        runtime.pipeline_resources(), request(runtime, "stitched", text, stitched)
+    )
     await stitched_job.collect()
     seen = {stats.request_id.split("-")[0]: stats for stats in runtime.engine.drain_stats()}
     # No engine step before the speech in either (how many ids the first delta carries depends on timing: not

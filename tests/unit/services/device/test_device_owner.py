@@ -88,7 +88,7 @@ async def test_speaker_vectors_decodes_and_ctc_run_on_the_device_threads(
     fresh = tuple(
         int(x) for x in np.random.default_rng(7).integers(0, 4096, NUM_GLOBAL_TOKENS)
     )  # not cached yet
-    await SynthesisJob(runtime.pipeline_resources(), _request(runtime, fresh)).collect()
+    await SynthesisJob.planned(runtime.pipeline_resources(), _request(runtime, fresh)).collect()
     assert speaker.threads and decode.threads and ctc.threads
     for probe in (speaker, decode, ctc):
         assert all(name.startswith(DEVICE_THREADS) for name in probe.threads), probe.threads

@@ -13,6 +13,7 @@ import pytest
 
 from core.llm.base import SamplingConfig
 from core.voices import Voice
+from services.pipeline.segment_voices import SpeakingVoices
 from services.pipeline.speech import SpeechRequest, SpeechService
 from shared.settings import Settings
 
@@ -40,7 +41,9 @@ def test_a_voice_from_a_keys_recordings_is_cached_under_that_key(
     voice: Voice, key_id: str | None, scope: str | None
 ) -> None:
     service = SpeechService(models=None, settings=Settings(warmup=False))  # type: ignore[arg-type]
-    assert service.synthesis_request(_speech(), voice, "r1", key_id=key_id).cache_scope == scope
+    assert (
+        service.synthesis_request(_speech(), SpeakingVoices(voice), "r1", key_id=key_id).cache_scope == scope
+    )
 
 
 def test_the_vllm_prompt_carries_the_salt_only_when_scoped(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,8 @@ from core.demo.checkpoint import build_tokenizer
 from core.voices import Voice, VoiceConfigError, VoiceRegistry
 from processing.prompt import build_prompt, build_prompt_ids, clone_prompt
 from services.errors import SynthesisError
-from services.pipeline.text_plan import TextPlan, check_plan_fits, check_voice_fits
+from services.pipeline.segment_voices import SpeakingVoices, check_voices_fit
+from services.pipeline.text_plan import TextPlan, check_voice_fits
 from shared.settings import Settings
 
 GLOBALS = tuple(range(100, 132))
@@ -113,15 +114,17 @@ def test_a_chunk_that_cannot_fit_beside_the_reference_is_refused_with_413_naming
     voice = cloned(semantic=tuple(range(300)))  # 6 s of reference
     check_voice_fits(runtime, voice)  # ~350 prompt tokens: room left to speak
     fits = TextPlan(text="short", chunks=["Short one."], chunked=False)
-    check_plan_fits(runtime, fits, voice)
+    check_voices_fit(runtime, fits, SpeakingVoices(voice))
     long_chunk = "x" * 300
     with pytest.raises(SynthesisError) as info:
-        check_plan_fits(runtime, TextPlan(long_chunk, ["ok.", long_chunk], True), voice)
+        check_voices_fit(runtime, TextPlan(long_chunk, ["ok.", long_chunk], True), SpeakingVoices(voice))
     error = info.value
     assert error.code == "TEXT_TOO_LONG" and error.param == "text"
     assert "chunk 2 needs" in error.message and "reference transcript and audio" in error.message
     # The same chunk without the reference fits: the refusal is the reference's doing.
-    check_plan_fits(runtime, TextPlan(long_chunk, ["ok.", long_chunk], True), cloned(text=None))
+    check_voices_fit(
+        runtime, TextPlan(long_chunk, ["ok.", long_chunk], True), SpeakingVoices(cloned(text=None))
+    )
 
 
 def test_a_reference_that_leaves_no_room_is_refused_as_too_long() -> None:
@@ -180,7 +183,7 @@ async def test_the_pipeline_sends_every_chunk_of_a_long_text_the_continuation_pr
         sampling=SamplingOptions(0.8, 50, 1.0, 30, 1.0, seed=3),
     )
     try:
-        job = SynthesisJob(runtime.pipeline_resources(), request)
+        job = SynthesisJob.planned(runtime.pipeline_resources(), request)
         assert await job.collect()
     finally:
         runtime.engine = engine

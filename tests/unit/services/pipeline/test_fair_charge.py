@@ -93,7 +93,7 @@ def runtime(demo_model_dir: Path) -> Iterator[ModelRuntime]:
 
 
 async def run(runtime: ModelRuntime, text: str, *, stream: bool) -> tuple[SynthesisJob, bytes]:
-    job = SynthesisJob(
+    job = SynthesisJob.planned(
         runtime.pipeline_resources(),
         SynthesisRequest(
             request_id="fair",

@@ -60,7 +60,7 @@ def trips(guard: str, action: str) -> float:
 
 
 async def run(runtime: ModelRuntime, text: str, *, stream: bool, **kwargs: Any) -> tuple[SynthesisJob, bytes]:
-    job = SynthesisJob(runtime.pipeline_resources(), request(runtime, text, stream=stream, **kwargs))
+    job = SynthesisJob.planned(runtime.pipeline_resources(), request(runtime, text, stream=stream, **kwargs))
     return job, await job.collect()
 
 
@@ -121,7 +121,7 @@ async def test_a_cut_keeps_audio_up_to_the_detection_point(runtime: ModelRuntime
 async def test_a_chunk_whose_every_try_trips_fails_the_request(runtime: ModelRuntime) -> None:
     before = trips("loop", "failed")
     with misbehaving(runtime, "loop:40:0", guard_max_tries=2):
-        job = SynthesisJob(
+        job = SynthesisJob.planned(
             runtime.pipeline_resources(), request(runtime, f"{TEXT} Never clean.", stream=False)
         )
         with pytest.raises(SynthesisError) as failure:

@@ -79,7 +79,7 @@ async def test_a_long_paced_reply_never_leaves_the_wire_silent_for_a_second(
         stream=True,
         sampling=SamplingOptions.with_defaults(runtime.settings, seed=3),
     )
-    job = SynthesisJob(runtime.pipeline_resources(), request)
+    job = SynthesisJob.planned(runtime.pipeline_resources(), request)
     sent: list[tuple[float, float, float]] = []  # (virtual time, client's unplayed audio before it, seconds)
     emit_now = job._emit_now
 

@@ -47,7 +47,7 @@ def test_the_whole_request_deadline_ends_a_stream_cleanly(demo_model_dir: Path) 
     )
 
     async def consume() -> tuple[int, SynthesisError]:
-        job = SynthesisJob(runtime.pipeline_resources(), request)
+        job = SynthesisJob.planned(runtime.pipeline_resources(), request)
         received = 0
         with pytest.raises(SynthesisError) as info:
             async for chunk in job.stream_bytes():

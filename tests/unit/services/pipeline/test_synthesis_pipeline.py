@@ -92,7 +92,9 @@ def _pcm_of_wav(data: bytes) -> np.ndarray:
 @pytest.mark.parametrize("text", [LONG_ENGLISH, LONG_HINDI], ids=["english", "hindi"])
 async def test_long_text_keeps_one_voice_and_crossfades_chunks(runtime: ModelRuntime, text: str) -> None:
     assert len(text) > 220
-    job = SynthesisJob(runtime.pipeline_resources(), _request(runtime, text, request_id=f"long-{len(text)}"))
+    job = SynthesisJob.planned(
+        runtime.pipeline_resources(), _request(runtime, text, request_id=f"long-{len(text)}")
+    )
     data = await job.collect()
 
     chunks = len(job.plan.chunks)
@@ -119,11 +121,11 @@ async def test_long_text_keeps_one_voice_and_crossfades_chunks(runtime: ModelRun
 
 async def test_streaming_equals_non_streaming_for_the_same_seed(runtime: ModelRuntime) -> None:
     text = LONG_ENGLISH[:400]
-    streamed_job = SynthesisJob(
+    streamed_job = SynthesisJob.planned(
         runtime.pipeline_resources(), _request(runtime, text, request_id="eq-stream", stream=True, seed=11)
     )
     pieces = [piece async for piece in streamed_job.stream_bytes()]
-    complete = await SynthesisJob(
+    complete = await SynthesisJob.planned(
         runtime.pipeline_resources(), _request(runtime, text, request_id="eq-file", seed=11)
     ).collect()
 
@@ -171,7 +173,7 @@ async def test_streamed_pipeline_matches_offline_decode(
     monkeypatch.setattr(runtime, "engine", recorder)
     max_tokens = 90  # long enough for several streamed decode chunks per text chunk
     text = LONG_ENGLISH[:420]
-    job = SynthesisJob(
+    job = SynthesisJob.planned(
         runtime.pipeline_resources(),
         _request(runtime, text, request_id="offline", stream=True, max_tokens=max_tokens),
     )
@@ -210,7 +212,7 @@ def _pcm_of_wav_stream(data: bytes) -> np.ndarray:
 @pytest.mark.parametrize("max_tokens", [1, 5, 33])
 async def test_max_tokens_counts_semantic_tokens(runtime: ModelRuntime, max_tokens: int) -> None:
     # Below ~39 the engine used to stop inside the voice preamble (32 global tokens): a 500 for a valid request.
-    job = SynthesisJob(
+    job = SynthesisJob.planned(
         runtime.pipeline_resources(),
         _request(
             runtime, "Hello there, how are you today?", request_id=f"mt-{max_tokens}", max_tokens=max_tokens
@@ -235,7 +237,7 @@ async def test_max_tokens_counts_semantic_tokens(runtime: ModelRuntime, max_toke
     ids=["top_p-5e-324", "top_p-1e-45", "hot", "near-greedy", "greedy", "penalty-0.5", "penalty-2"],
 )
 async def test_sampling_at_the_accepted_bounds_produces_audio(runtime: ModelRuntime, sampling: dict) -> None:
-    job = SynthesisJob(
+    job = SynthesisJob.planned(
         runtime.pipeline_resources(),
         _request(runtime, "Edge cases.", request_id="bounds", max_tokens=8, **sampling),
     )
@@ -244,7 +246,7 @@ async def test_sampling_at_the_accepted_bounds_produces_audio(runtime: ModelRunt
 
 
 async def test_closing_the_stream_aborts_generation_and_leaves_no_task(runtime: ModelRuntime) -> None:
-    job = SynthesisJob(
+    job = SynthesisJob.planned(
         runtime.pipeline_resources(),
         _request(runtime, LONG_ENGLISH, request_id="closeme", stream=True, max_tokens=2000),
     )
@@ -293,7 +295,7 @@ async def test_first_audio_after_few_engine_steps_for_a_voice_with_known_globals
     runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch, latency: str, most_steps: int
 ) -> None:
     monkeypatch.setattr(runtime, "engine", _PacedEngine(runtime.engine))
-    job = SynthesisJob(
+    job = SynthesisJob.planned(
         runtime.pipeline_resources(),
         _request(
             runtime,
@@ -318,7 +320,7 @@ async def test_a_single_text_chunk_holds_no_audio_back_for_a_crossfade(
 ) -> None:
     """No later text chunk will be crossfaded in, so each decoded chunk leaves whole (no 50 ms tail waits)."""
     monkeypatch.setattr(runtime, "engine", _PacedEngine(runtime.engine, step_s=0.01))
-    job = SynthesisJob(
+    job = SynthesisJob.planned(
         runtime.pipeline_resources(),
         _request(
             runtime,
@@ -343,7 +345,7 @@ async def test_a_style_voice_waits_for_its_globals_first(
     runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The model emits 32 globals (and markers) before any semantic token: the steps the known-globals path saves."""
-    job = SynthesisJob(
+    job = SynthesisJob.planned(
         runtime.pipeline_resources(),
         _request(
             runtime,
@@ -384,11 +386,11 @@ async def test_jobs_decode_through_the_codec_scheduler_and_streams_pace_against_
 
     monkeypatch.setattr(scheduler, "open_stream", spy)
     calls = scheduler.stats.calls
-    streamed = SynthesisJob(
+    streamed = SynthesisJob.planned(
         runtime.pipeline_resources(), _request(runtime, "Pacing the stream.", request_id="paced", stream=True)
     )
     await streamed.collect()
-    held = SynthesisJob(
+    held = SynthesisJob.planned(
         runtime.pipeline_resources(), _request(runtime, "Not streamed.", request_id="held", stream=False)
     )
     await held.collect()
@@ -462,7 +464,7 @@ async def test_48khz_streams_super_resolve_through_the_scheduler_as_offline(
             want_sr=True,
             time_stretch=stretch,
         )
-        job = SynthesisJob(runtime.pipeline_resources(), request)
+        job = SynthesisJob.planned(runtime.pipeline_resources(), request)
         planner, fed = job.chain.bwe_stream, []
         push = planner.push
 
@@ -540,7 +542,7 @@ async def test_a_48khz_stream_plays_its_first_decoded_chunk_through_a_lead_windo
         sample_rate=48_000,
         want_sr=True,
     )
-    job = SynthesisJob(runtime.pipeline_resources(), request)
+    job = SynthesisJob.planned(runtime.pipeline_resources(), request)
     assert job.chain.sr_lead
     planner, fed, leads = job.chain.bwe_stream, [], []
     push = planner.push
@@ -599,7 +601,7 @@ async def test_a_48khz_stream_takes_no_lead_when_admission_finds_the_engine_slow
         sample_rate=48_000,
         want_sr=True,
     )
-    job = SynthesisJob(runtime.pipeline_resources(), request)
+    job = SynthesisJob.planned(runtime.pipeline_resources(), request)
     assert not job.chain.sr_lead
     await job.collect()
     assert job.chain.bwe_stream.lead_windows == 0 and job.chain.bwe_stream.windows > 0
@@ -629,7 +631,7 @@ async def test_a_window_longer_than_the_pacing_limit_is_asked_for_before_the_cli
 async def test_a_stream_the_scheduler_cannot_open_fails_the_job_instead_of_hanging(
     runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    job = SynthesisJob(
+    job = SynthesisJob.planned(
         runtime.pipeline_resources(), _request(runtime, "Hello.", request_id="no-handle", stream=True)
     )
 
@@ -668,12 +670,14 @@ async def test_a_background_job_runs_as_background_work_that_admission_never_see
     monkeypatch.setattr(runtime.engine, "stream", engine_spy)
     noted: list[int] = []
     monkeypatch.setattr(admission, "note_tokens", noted.append)
-    live = SynthesisJob(runtime.pipeline_resources(), _request(runtime, "A chapter.", request_id="live-ch"))
+    live = SynthesisJob.planned(
+        runtime.pipeline_resources(), _request(runtime, "A chapter.", request_id="live-ch")
+    )
     live_audio = await live.collect()
     seen = (sum(admission.first_chunks.values()), len(noted))
     background_seconds = scheduler.stats.background_seconds
     request = replace(_request(runtime, "A chapter.", request_id="job-ch"), work_class="background")
-    job = SynthesisJob(runtime.pipeline_resources(), request)
+    job = SynthesisJob.planned(runtime.pipeline_resources(), request)
     assert await job.collect() == live_audio
     assert classes == ["live", "background"] and set(engine_classes) == {"live", "background"}
     assert sum(admission.first_chunks.values()) == seen[0]  # its first chunk was not steered (nor counted)

@@ -92,7 +92,7 @@ async def _run(job: SynthesisJob) -> tuple[bytes, list[tuple[float, TimestampsEv
 async def test_words_cover_the_text_beside_unchanged_audio(
     runtime: ModelRuntime, text: str, normalize: bool, stretch: float
 ) -> None:
-    job = SynthesisJob(
+    job = SynthesisJob.planned(
         runtime.pipeline_resources(),
         _request(runtime, text, "word", normalize=normalize, time_stretch=stretch),
     )
@@ -112,7 +112,7 @@ async def test_words_cover_the_text_beside_unchanged_audio(
     assert job.timestamps is not None and job.timestamps.status == "ok"
     # The same seed without timestamps: the same audio, no events.
     plain_audio, plain_events = await _run(
-        SynthesisJob(
+        SynthesisJob.planned(
             runtime.pipeline_resources(),
             _request(runtime, text, None, normalize=normalize, time_stretch=stretch),
         )
@@ -134,7 +134,7 @@ async def test_first_audio_goes_out_while_the_aligner_is_held_up(
         return feed(self, audio, settle=settle)
 
     monkeypatch.setattr(IncrementalEstimate, "feed", slow_feed)
-    job = SynthesisJob(runtime.pipeline_resources(), _request(runtime, LONG_ENGLISH, "word"))
+    job = SynthesisJob.planned(runtime.pipeline_resources(), _request(runtime, LONG_ENGLISH, "word"))
     order: list[str] = []
     async for item in job.stream_events():
         if isinstance(item, TimestampsEvent):
@@ -155,7 +155,7 @@ async def test_a_failing_aligner_falls_back_and_the_request_completes(
     monkeypatch.setattr(IncrementalEstimate, "feed", broken)
     monkeypatch.setattr(IncrementalEstimate, "finish", broken)
     text = "I paid $5 on 15/03/2024, really!"
-    job = SynthesisJob(runtime.pipeline_resources(), _request(runtime, text, "word"))
+    job = SynthesisJob.planned(runtime.pipeline_resources(), _request(runtime, text, "word"))
     audio, events = await _run(job)
     assert audio and job.error is None
     words = [w for _, e in events for w in e.words]
