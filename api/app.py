@@ -15,12 +15,12 @@ from api.cors import install_cors
 from api.deps import Services, check_upload_credentials
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimitMiddleware, HttpMetricsMiddleware, RequestIdMiddleware
-from api.protocols.cartesia import requests as cartesia_requests
+from api.protocols.cartesia import errors as cartesia_errors
 from api.protocols.cartesia import routes as cartesia_http
 from api.protocols.cartesia import socket as cartesia_socket
 from api.protocols.elevenlabs import dialogue as elevenlabs_dialogue
+from api.protocols.elevenlabs import errors as elevenlabs_errors
 from api.protocols.elevenlabs import pronunciation as elevenlabs_pronunciation
-from api.protocols.elevenlabs import requests as elevenlabs_requests
 from api.protocols.elevenlabs import routes as elevenlabs_http
 from api.protocols.elevenlabs import socket as elevenlabs_socket
 from api.protocols.elevenlabs import voices as elevenlabs_voices
@@ -253,7 +253,7 @@ def create_app(
     install_cors(app, settings.deployment.cors_origins)
     # Inside the request ids (kept on the re-shaped answer), outside every layer that can refuse.
     app.add_middleware(
-        DialectErrorsMiddleware, dialects=(elevenlabs_requests.HTTP_ERRORS, cartesia_requests.HTTP_ERRORS)
+        DialectErrorsMiddleware, dialects=(elevenlabs_errors.HTTP_ERRORS, cartesia_errors.HTTP_ERRORS)
     )
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(HttpMetricsMiddleware)  # sees every answer, the middlewares' own refusals too

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.generation.modes import GenerationMode
 
 from api.app import create_app
-from api.protocols.elevenlabs.requests import HTTP_ERRORS as ELEVENLABS
+from api.protocols.elevenlabs.errors import HTTP_ERRORS as ELEVENLABS
 from shared.settings import Settings
 
 pytestmark = pytest.mark.e2e

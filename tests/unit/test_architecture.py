@@ -194,11 +194,13 @@ def test_modules_stay_small_or_say_why() -> None:
 # One folder per protocol under api/protocols, the same file name for the same role: `routes.py` (HTTP routes),
 # `socket.py` (the WebSocket route), `requests.py` (messages in), `responses.py` (messages out). Wyoming speaks
 # TCP, not HTTP: its server and connection handler stand where the routes would.
+# Native and OpenAI answer in the service's own error envelope (api/errors.py, OpenAI's shape), so neither has an
+# errors.py; a vendor dialect's refusals in that vendor's shapes are its errors.py.
 PROTOCOL_ROLES = {
     "native": {"routes.py", "socket.py", "requests.py"},
     "openai": {"routes.py"},
     "elevenlabs": {"routes.py", "socket.py", "requests.py", "responses.py", "errors.py"},
-    "cartesia": {"routes.py", "socket.py", "requests.py", "responses.py"},
+    "cartesia": {"routes.py", "socket.py", "requests.py", "responses.py", "errors.py"},
     "wyoming": {"server.py", "handler.py", "responses.py"},
 }
 

@@ -8,7 +8,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.protocols.common import parse_message
-from api.protocols.http_errors import DialectErrors, HttpError, status_title
 from api.protocols.native.schemas import MAX_TEXT_CHARS, SUPPORTED_RATES, Speed, reject_control_characters
 from api.voice_attributes import Level
 from processing.voice_description import VoiceAttributes, attributes_or_none
@@ -104,21 +103,3 @@ def parse_client_message(raw: str) -> ClientMessage:
 def ends_context(data: dict[str, Any]) -> bool:
     """A message ends its context unless it says `continue: true` (Cartesia's default is false), or cancels it."""
     return data.get("continue") is not True or data.get("cancel") is True
-
-
-def error_code(code: str) -> str:
-    """Ours as Cartesia's machine-readable `error_code` (its documented one where it has one, else ours, lower)."""
-    return {"TOO_MANY_CONCURRENT_REQUESTS": "concurrency_limited"}.get(code, code.lower())
-
-
-def http_error(err: HttpError) -> dict[str, Any]:
-    """Cartesia's HTTP error object (API version 2026-03-01): `error_code`, `title`, `message`, `request_id`."""
-    return {
-        "error_code": error_code(err.code),
-        "title": status_title(err.status),
-        "message": err.message,
-        "request_id": err.request_id,
-    }
-
-
-HTTP_ERRORS = DialectErrors("cartesia", lambda path: path.startswith("/tts/"), http_error)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from api.errors import ERROR_CODES
-from api.protocols.cartesia.requests import error_code
+from api.protocols.cartesia.errors import error_code
 from api.protocols.http_errors import status_title
 from services.sessions.utterance import Utterance
 from services.sessions.wire import Payload

@@ -7,8 +7,7 @@ import json
 from elevenlabs.types import TextToDialogueWebsocketError
 
 from api.errors import ApiError
-from api.protocols.elevenlabs.errors import socket_refusal
-from api.protocols.elevenlabs.requests import MISSING_KEY
+from api.protocols.elevenlabs.errors import MISSING_KEY, socket_refusal
 
 
 def test_a_refusal_carries_message_error_id_and_close_code() -> None:
