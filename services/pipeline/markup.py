@@ -18,6 +18,7 @@ from services.errors import SynthesisError
 from services.pipeline.text_plan import (
     NothingToSpeak,
     TextPlan,
+    apply_lexicon,
     check_request_plan,
     plan_text,
     plan_voice_segments,
@@ -80,19 +81,15 @@ def plan_marked_segment(
     target: int,
     budget: BreakBudget,
 ) -> TextPlan:
-    """One segment of a document with SSML or alias rules (without SSML, its text is planned whole)."""
+    """One segment of a document with SSML or alias rules (without SSML, its text is planned whole). The alias rules
+    apply once to each text: what is planned is also the text as written (a rule set too costly for it is refused,
+    `apply_lexicon`, as on a socket)."""
     lexicon = document.lexicon
     if not document.ssml:
-        plan = plan_text(
-            segment.text,
-            normalize=normalize,
-            chunking=chunking,
-            threshold=threshold,
-            target=target,
-            lexicon=lexicon,
-        )
         assert lexicon is not None
-        return replace(plan, written=lexicon.apply(segment.text))
+        aliased = apply_lexicon(lexicon, segment.text)
+        plan = plan_text(aliased, normalize=normalize, chunking=chunking, threshold=threshold, target=target)
+        return replace(plan, written=aliased)
     chunks: list[str] = []
     spoken: list[str] = []
     written: list[str] = []
@@ -104,22 +101,18 @@ def plan_marked_segment(
                 pauses[len(chunks)] = pauses.get(len(chunks), 0.0) + granted
             continue
         budget.note_text(item)
+        aliased = item if lexicon is None else apply_lexicon(lexicon, item)
         try:
             part = plan_text(
-                item,
-                normalize=normalize,
-                chunking=chunking,
-                threshold=threshold,
-                target=target,
-                lexicon=lexicon,
+                aliased, normalize=normalize, chunking=chunking, threshold=threshold, target=target
             )
-        except SynthesisError:
+        except NothingToSpeak:
             continue  # nothing speakable here (spaces, emoji): the pauses around it join
         if not any(c.isalnum() for c in part.text):
             continue  # punctuation only: nothing to say, as on the sockets
         chunks += part.chunks
         spoken.append(part.text)
-        written.append(lexicon.apply(item) if lexicon is not None else item)
+        written.append(aliased)
     if not chunks:
         raise NothingToSpeak("Invalid 'text': nothing left to speak after reading its SSML.")
     return TextPlan(

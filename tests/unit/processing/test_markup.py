@@ -154,3 +154,13 @@ def test_ssml_with_nothing_to_say_is_refused() -> None:
     text = '<speak><break time="1s"/></speak>'
     with pytest.raises(SynthesisError, match="nothing left to speak"):
         plan_document(read_document(text, None), Settings(), normalize=True, chunking=True)
+
+
+def test_alias_rules_too_costly_for_an_ssml_run_are_refused_not_skipped() -> None:
+    """Rules that overlap everywhere in one run of SSML text refuse the request (`param: lexicon`), as they do in
+    plain text and on a socket; the run is not dropped as if it had nothing to say."""
+    chain = Lexicon(tuple(AliasRule("a" * n, "b", word_boundaries=False) for n in range(1, 201)))
+    text = f'<speak>Hello there.<break time="1s"/>{"a" * 10_000}</speak>'
+    with pytest.raises(SynthesisError) as refused:
+        plan_document(read_document(text, chain), Settings(), normalize=True, chunking=True)
+    assert refused.value.code == "VALIDATION_ERROR" and refused.value.param == "lexicon"
