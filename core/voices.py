@@ -399,10 +399,6 @@ class VoiceRegistry:
     def ids(self) -> list[str]:
         return list(self.voices)
 
-    def with_speed(self, voice: Voice, speed: float) -> Voice:
-        """The voice with its speed label set from an OpenAI-style multiplier (1.0 keeps the voice's own)."""
-        return voice_with_speed(voice, speed)
-
     def list(self) -> list[dict[str, str]]:
         """For `GET /v1/audio/voices`: [{"id", "name"}] in file order."""
         return [{"id": v.id, "name": v.name} for v in self.voices.values()]

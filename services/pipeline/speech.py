@@ -221,11 +221,8 @@ class SpeechService:
                 "text",
             )
 
-    def resolve_voice(self, name: str | None, speed: float | None = None, field: str = "speaker") -> Voice:
-        """A built-in voice by id or alias (None: the default) at `speed`; INVALID_SPEAKER naming `field`."""
-        return voice_with_speed(self.builtin_voice(name, field), speed)
-
     def builtin_voice(self, name: str | None, field: str) -> Voice:
+        """A built-in voice by id or alias (None: the default); INVALID_SPEAKER naming `field`."""
         voices = self.models.pipeline_resources().voices
         try:
             return voices.resolve(name or voices.default_voice_id)

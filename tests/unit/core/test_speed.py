@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import create_app
-from core.voices import LABEL_SPEEDS, VoiceRegistry, speed_label, time_stretch_for
+from core.voices import LABEL_SPEEDS, VoiceRegistry, speed_label, time_stretch_for, voice_with_speed
 from services.deployment.runtime import ModelRuntime
 from shared.settings import Settings
 from tests.audio_samples import voiced, wav_bytes
@@ -93,7 +93,7 @@ def test_a_per_request_reference_is_time_stretched(client: TestClient, speed: fl
 def test_style_voices_take_the_label_and_the_stretch_does_the_rest(client: TestClient, speed: float) -> None:
     registry = VoiceRegistry.builtin()
     voice = registry.resolve("default")
-    sped = registry.with_speed(voice, speed)
+    sped = voice_with_speed(voice, speed)
     assert sped.speed == speed_label(speed)  # the prompt carries the trained label
     stretch = time_stretch_for(sped, speed)
     assert stretch == pytest.approx(speed / LABEL_SPEEDS[speed_label(speed)])

@@ -292,7 +292,7 @@ def test_build_prompt_picks_the_prompt_and_parse_mode_for_each_voice(registry, t
 
 
 def test_openai_speed_maps_to_speed_labels(registry):
-    from core.voices import speed_label
+    from core.voices import speed_label, voice_with_speed
 
     assert [speed_label(s) for s in (0.25, 0.7, 1.0, 1.3, 2.0, 4.0)] == [
         "very_low",
@@ -303,7 +303,7 @@ def test_openai_speed_maps_to_speed_labels(registry):
         "very_high",
     ]
     voice = registry.resolve("default")
-    assert registry.with_speed(voice, 1.0) is voice
-    assert registry.with_speed(voice, 1.5).speed == "high" and registry.with_speed(voice, 1.5).id == "default"
+    assert voice_with_speed(voice, 1.0) is voice
+    assert voice_with_speed(voice, 1.5).speed == "high" and voice_with_speed(voice, 1.5).id == "default"
     with pytest.raises(ValueError, match="speed must be > 0"):
         speed_label(0)

@@ -86,7 +86,7 @@ def test_one_voice_error_for_every_transport() -> None:
 
     service = SpeechService(Models(), SETTINGS)  # type: ignore[arg-type]
     with pytest.raises(SynthesisError) as info:
-        service.resolve_voice("nobody", field="voice")
+        service.builtin_voice("nobody", field="voice")
     assert info.value.code == "INVALID_SPEAKER" and info.value.param == "voice"
     assert info.value.message.startswith("Invalid 'voice': ")
 
