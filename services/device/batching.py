@@ -64,7 +64,10 @@ def form_call(pending: list[PendingWindow], first: int, policy: SchedulerPolicy,
         max_pad_waste, pad_all_rows = policy.max_pad_waste, policy.pad_all_rows
         pinned = head.true_end  # a true end of exactly a bucket's length: the call's length may not grow
         while (
-            i < n and live < scan_limit and len(chosen) < max_rows and (len(chosen) + 1) * length <= max_work
+            i < n
+            and live < scan_limit
+            and len(chosen) < max_rows
+            and policy.fits(kind, len(chosen) + 1, length)
         ):
             p = pending[i]
             i += 1
@@ -83,7 +86,7 @@ def form_call(pending: list[PendingWindow], first: int, policy: SchedulerPolicy,
                 p.waiting, p.decided = "length_mismatch", decision
                 continue  # a true end is never padded: its row must be exactly the call's length
             rows = len(chosen) + 1
-            if rows * new_length > max_work:
+            if not policy.fits(kind, rows, new_length):
                 p.waiting, p.decided = "work_bound", decision
                 continue
             # Padding bounds every row, raising the bucket or not: a 16-token row in a 192-token call would
@@ -95,7 +98,7 @@ def form_call(pending: list[PendingWindow], first: int, policy: SchedulerPolicy,
             chosen.append(p)
             length, valid = new_length, valid + p.units
             pinned = pinned or p.true_end
-        full = len(chosen) >= max_rows or (len(chosen) + 1) * length > max_work
+        full = len(chosen) >= max_rows or not policy.fits(kind, len(chosen) + 1, length)
     # What the scan did not reach waits behind a full call, or behind the more urgent windows it read.
     unreached: WaitReason = "work_bound" if full and live < scan_limit else "deadline_order"
     taken = {id(p) for p in chosen}  # all alive here: their ids are theirs

@@ -148,6 +148,13 @@ class SchedulerPolicy:
     def max_work(self, kind: WindowKind) -> int:
         return self.max_call_decode_tokens if kind == "decode" else self.max_call_sr_samples
 
+    def fits(self, kind: WindowKind, rows: int, length: int) -> bool:
+        """Whether `rows` rows padded to `length` make one call: its padded row count (`batch_bucket`) times the
+        length within the work bound. Padded, because the graph plan holds only shapes within the bound: 24 rows of
+        80 tokens padded to 32 made a shape with no graph, and the eager fp32 call cost 140 ms on an H100 where the
+        graphs of the same rows cost ~45 ms, stalling every stream behind it (bench/results/admission_probe)."""
+        return self.batch_bucket(rows) * length <= self.max_work(kind)
+
     def bucket(self, kind: WindowKind, length: int) -> int | None:
         """The smallest bucket holding `length`, or None (longer than every bucket: run alone, exact length)."""
         buckets = self.buckets(kind)

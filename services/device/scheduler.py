@@ -8,8 +8,9 @@ window is one awaitable; the scheduler owns the order and the batch:
 - **Deadline order.** A window's deadline is when its stream's audio runs out at real-time playback
   (its playback clock's `deadline()`): a new stream's first window gets one from its arrival, so it goes first, and a stream
   with seconds buffered waits. The most urgent window picks the call's kind (decode or SR) and its length bucket.
-- **Bounded work per call.** A call holds at most `max_call_work` units (rows x bucket length), so no window waits
-  more than one call behind a more urgent one.
+- **Bounded work per call.** A call holds at most `max_work` units (padded rows x bucket length:
+  `SchedulerPolicy.fits`), so no window waits more than one call behind a more urgent one, and every bucketed call
+  has a captured graph's shape.
 - **Fixed shapes.** Rows are right-padded to a length bucket (the models mask each convolution's input beyond a
   row's valid length), and, where the runner replays captured graphs, the row count is padded to a batch bucket. A
   row joins a call only while the call's padding stays within `max_pad_waste` (a row left out is the next call's

@@ -213,7 +213,7 @@ def test_a_levels_rerun_merges_and_an_older_kits_result_is_rerun() -> None:
 
 
 def test_the_committed_gpu_page_still_renders_with_this_kit() -> None:
-    """The first H100 run's files (one-rate `service`, no `service48`) render under the new sections."""
+    """The committed GPU files render with this kit, and none of them is stale (the next call would rerun it)."""
     sys.path.insert(0, str(ROOT))
     from bench.gpu import acceptance, report
 
@@ -221,8 +221,9 @@ def test_the_committed_gpu_page_still_renders_with_this_kit() -> None:
     if "service" not in results:
         pytest.skip("no committed GPU service result")
     page = report.markdown({"steps": results, "missing": []})
-    assert "## The service under load, 16 kHz" in page and "one rate for every level; older kit" in page
-    assert acceptance.stale("service", results["service"])  # so the next GPU call reruns it
+    assert "## The service under load, 16 kHz" in page and "## The service under load, 48 kHz" in page
+    assert "older kit" not in page
+    assert not any(acceptance.stale(step, results[step]) for step in results)
 
 
 def test_the_tf32_super_resolution_graphs_sit_beside_their_fp32_twins() -> None:

@@ -437,19 +437,6 @@ def test_a_call_outside_the_plan_falls_back_to_eager() -> None:
     )  # a stream's end keeps its exact path
 
 
-@SLOW
-@given(rows=st.integers(1, 64), length=st.integers(1, 300))
-def test_every_call_the_scheduler_plans_has_a_graph_or_is_eager_by_rule(rows, length) -> None:
-    policy = SchedulerPolicy()
-    plan = GraphPlan.from_policy(policy)
-    bucket = policy.bucket("decode", length)
-    w = DecodeWindow(np.zeros(length, np.int32), None, 0, length)
-    call = Call("decode", (w,) * rows, bucket, policy.batch_bucket(rows), margin=policy.prenet_margin)
-    key = plan.key_for(call)
-    fits = bucket is not None and bucket * policy.batch_bucket(rows) <= policy.max_call_decode_tokens
-    assert (key is not None) == fits
-
-
 def test_tf32_is_set_only_inside_the_block() -> None:
     before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     with tf32(not before[0]):
