@@ -349,9 +349,32 @@ async def run_cell(client: httpx.AsyncClient, server: Server, cell: Cell, plan: 
     for _ in range(1 if single else plan.repeats):
         level = await run_level(spec, server_pid=server.pid)
         runs.append(Run(level, await engine_records(client, server, len(level.streams))))
+    after = runs[-1].state
     return {
         **cell_row(cell, runs, plan, load),
-        "scheduler": scheduler_delta(before.get("scheduler"), runs[-1].state.get("scheduler")),
+        "scheduler": scheduler_delta(before.get("scheduler"), after.get("scheduler")),
+        "host_cpu_s": _delta(before.get("process_cpu_s"), after.get("process_cpu_s")),
+        "admission": admission_delta(before.get("admission"), after.get("admission")),
+    }
+
+
+def _delta(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
+
+
+def admission_delta(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Admission's decisions during one cell: admitted, refused by rule, first chunks by schedule/reason."""
+    if not before or not after:
+        return None
+
+    def added(name: str) -> dict[str, int]:
+        was = before.get(name, {})
+        return {k: n - was.get(k, 0) for k, n in after.get(name, {}).items() if n - was.get(k, 0)}
+
+    return {
+        "admitted": after["admitted"] - before["admitted"],
+        "refused": added("refused"),
+        "first_chunks": added("first_chunks"),
     }
 
 

@@ -243,6 +243,9 @@ def add_bench_routes(app: FastAPI, runtime: PacedRuntime, access: RecordingAcces
             "codec": "free" if runtime.free_codec else "model",
             "before": legacy.active,
             "scheduler": _scheduler_stats(runtime.codec_scheduler),
+            # The host's share of what binds: this process's CPU seconds, all threads (a bench diffs two readings).
+            "process_cpu_s": time.process_time(),
+            "admission": _admission_stats(runtime.admission),
             "speaker_vector_computations": runtime.speaker_vector_computations,
             "sr_context_samples": runtime.sr.context if runtime.sr is not None else None,
             "settings": {
@@ -317,6 +320,14 @@ _REPORTED_SETTINGS = (
     "torch_threads",
     "crossfade_ms",
 )
+
+
+def _admission_stats(admission: Any) -> dict | None:
+    """Admission's cumulative decisions (a bench diffs two readings): admitted, refused by rule, first chunks."""
+    if admission is None:
+        return None
+    view = admission.view()
+    return {k: view[k] for k in ("admitted", "refused", "first_chunks")}
 
 
 def _scheduler_stats(scheduler: Any) -> dict | None:

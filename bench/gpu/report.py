@@ -140,12 +140,12 @@ def _service(step: dict[str, Any], scheduler: dict[str, Any] | None = None) -> l
         "",
         "| schedule | streams | clients (failed) | TTFA p50 ms | TTFA p95 ms | server TTFA p95 ms | "
         "underruns (0 / 100 ms) | ideal underruns | mean decode batch | mean SR batch | missed deadlines | "
-        "codec busy s | in-service / isolated | wall s |",
-        "|---|---:|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|",
+        "codec busy s | host CPU s | refused by rule | in-service / isolated | wall s |",
+        "|---|---:|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in result["rows"]:
         if "error" in r:
-            lines.append(f"| {r['schedule']} | {r['streams']} | {r['error']} | | | | | | | | | | | |")
+            lines.append(f"| {r['schedule']} | {r['streams']} | {r['error']} |" + " |" * 13)
             continue
         table = shape_table(r.get("device_shapes", []), scheduler)
         ratio = "not measured" if table["weighted_ratio"] is None else f"{table['weighted_ratio']:.2f}x"
@@ -154,7 +154,8 @@ def _service(step: dict[str, Any], scheduler: dict[str, Any] | None = None) -> l
             f"{_ms(r['ttfa_p95_s'])} | {_ms(r['server_ttfa_p95_s'])} | {_pair(r.get('underruns'))} | "
             f"{_pair(r.get('ideal_underruns'))} | {_f(r.get('mean_decode_batch'), '.1f')} | "
             f"{_f(r.get('mean_sr_batch'), '.1f')} | {r.get('missed_deadlines', '-')} | "
-            f"{_f(r.get('busy_seconds'), '.2f')} | {ratio} | {_f(r.get('wall_s'), '.0f')} |"
+            f"{_f(r.get('busy_seconds'), '.2f')} | {_f(r.get('host_cpu_s'), '.2f')} | {_refused(r)} | {ratio} | "
+            f"{_f(r.get('wall_s'), '.0f')} |"
         )
     lines += [
         "",
@@ -202,6 +203,14 @@ def _service(step: dict[str, Any], scheduler: dict[str, Any] | None = None) -> l
         + ".",
     ]
     return lines
+
+
+def _refused(row: dict[str, Any]) -> str:
+    """Admission's refusals in a cell by rule ("-": not recorded, a kit older than the column or admission off)."""
+    admission = row.get("admission")
+    if not admission:
+        return "-"
+    return ", ".join(f"{rule} {n}" for rule, n in sorted(admission["refused"].items())) or "none"
 
 
 def _pair(values: dict[str, Any] | None) -> str:

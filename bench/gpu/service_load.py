@@ -291,7 +291,8 @@ async def _drive(
                 print(
                     f"  {schedule:>8} x{level['streams']:<3} {level['rate']:.0f} tok/s: TTFA p50/p95 "
                     f"{_ms(r['ttfa_p50_s'])}/{_ms(r['ttfa_p95_s'])} ms, failed {r['failed']}, underruns "
-                    f"{r['underruns']} (ideal {r['ideal_underruns']}), {r['wall_s']:.1f} s",
+                    f"{r['underruns']} (ideal {r['ideal_underruns']}), host CPU {_seconds(r['host_cpu_s'])}, "
+                    f"admission {r['admission']}, {r['wall_s']:.1f} s",
                     flush=True,
                 )
     return rows, skipped
@@ -322,8 +323,15 @@ def _row(
         "mean_sr_batch": scheduler.get("mean_sr_batch"),
         "missed_deadlines": scheduler.get("missed_deadlines"),
         "busy_seconds": scheduler.get("busy_seconds"),
+        # What else binds: the API process's CPU seconds (all threads) and admission's decisions in the cell.
+        "host_cpu_s": row.get("host_cpu_s"),
+        "admission": row.get("admission"),
         "device_shapes": shapes,
     }
+
+
+def _seconds(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.2f} s"
 
 
 def _ms(seconds: float | None) -> str:

@@ -95,6 +95,8 @@ def test_every_step_runs_and_writes_its_result(first_run) -> None:  # noqa: ANN0
         ]
         for r in service["rows"]:
             assert r["ttfa_p50_s"] and r["mean_batch"] is not None and r["failed"] == 0, r
+            # what else binds: the server's CPU seconds in the cell; admission's decisions (off on a CPU: none)
+            assert r["host_cpu_s"] > 0 and r["admission"] is None
             assert r["rate"] == next(p["rate"] for p in service["plan"] if p["streams"] == r["streams"])
             kinds = {
                 s["kind"] for s in r["device_shapes"]

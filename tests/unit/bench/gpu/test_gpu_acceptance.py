@@ -289,3 +289,28 @@ def test_the_scheduler_page_says_how_many_planned_graphs_a_capture_budget_left_o
     assert "CUDA graphs: 1 captured in 240.2 s, " in "\n".join(
         _scheduler({"result": older})
     )  # an older kit's file
+
+
+def test_a_cell_records_admissions_decisions_and_the_page_shows_refusals_by_rule() -> None:
+    """What binds a burst on the service: admission's decisions in the cell (cumulative readings diffed), shown per
+    rule beside the host's CPU seconds; a row without them (older kit, admission off) shows '-'."""
+    sys.path.insert(0, str(ROOT))
+    from bench.bench_ttfa import admission_delta
+    from bench.gpu.report import _refused
+
+    before = {"admitted": 40, "refused": {"ramp": 3}, "first_chunks": {"balanced/short": 40}}
+    after = {
+        "admitted": 72,
+        "refused": {"ramp": 35, "misses": 2},
+        "first_chunks": {"balanced/short": 60, "balanced/exact": 12},
+    }
+    delta = admission_delta(before, after)
+    assert delta == {
+        "admitted": 32,
+        "refused": {"ramp": 32, "misses": 2},
+        "first_chunks": {"balanced/short": 20, "balanced/exact": 12},
+    }
+    assert admission_delta(None, after) is None
+    assert _refused({"admission": delta}) == "misses 2, ramp 32"
+    assert _refused({"admission": {**delta, "refused": {}}}) == "none"
+    assert _refused({}) == "-"
