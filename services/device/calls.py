@@ -150,9 +150,9 @@ class SchedulerPolicy:
 
     def fits(self, kind: WindowKind, rows: int, length: int) -> bool:
         """Whether `rows` rows padded to `length` make one call: its padded row count (`batch_bucket`) times the
-        length within the work bound. Padded, because the graph plan holds only shapes within the bound: 24 rows of
-        80 tokens padded to 32 made a shape with no graph, and the eager fp32 call cost 140 ms on an H100 where the
-        graphs of the same rows cost ~45 ms, stalling every stream behind it (bench/results/admission_probe)."""
+        length within the work bound. Padded, because the graph plan holds only shapes within the bound: 25-26 rows
+        of 80 tokens padded to 32 made a shape with no graph, and the eager fp32 call cost 140 ms on an H100 where
+        the 80 x 24 graph takes 41 ms, stalling every stream behind it (bench/results/admission_probe)."""
         return self.batch_bucket(rows) * length <= self.max_work(kind)
 
     def bucket(self, kind: WindowKind, length: int) -> int | None:

@@ -19,8 +19,9 @@ Capture happens once, before serving (`CodecGraphs.capture_all`), within a wall-
 expected use (`GraphPlan.ordered`): fewest rows first, decode before AP-BWE, shortest first. Calls hold ~1.5-2.5 rows
 in the simulator and 2-7 on an H100 up to 64 streams (docs/benchmarks.md), and a graph saves about the same launch
 overhead per call whatever its size, so the small batch buckets save the most. A large call left eager still costs:
-the eager path is fp32, and a burst's 24 rows of 80 tokens took 140 ms eager on an H100 against 41 ms as a TF32
-graph; so the scheduler never forms a bucketed call whose padded shape is outside the plan (`SchedulerPolicy.fits`). Capture stops before the graph that would likely overrun the budget
+the eager path is fp32, and a burst's 25-26 rows of 80 tokens padded to 32 took 140 ms eager on an H100, where the
+80 x 24 TF32 graph takes 41 ms; so the scheduler never forms a bucketed call whose padded shape is outside the plan
+(`SchedulerPolicy.fits`). Capture stops before the graph that would likely overrun the budget
 (`predict_capture_s`: the last capture of its kind scaled by the work ratio); every shape not captured runs eager. A
 graph whose capture raises is skipped (logged) while the others serve; two failures in a row stop the capture (the
 device is likely in a bad state; the rest run eager).

@@ -388,7 +388,7 @@ def test_a_plan_reads_only_the_head_yet_chooses_what_a_full_scan_would(
 @pytest.mark.parametrize("count", [23, 25, 42, 64, 100])
 def test_every_bucketed_call_the_scheduler_forms_has_a_planned_graph(kind, count) -> None:
     """A call's padded row count times its length stays within the work bound, so every bucketed call the default
-    policy forms is a shape the graph plan captures, whatever burst of one length waits. On an H100, 24-26 rows padded
+    policy forms is a shape the graph plan captures, whatever burst of one length waits. On an H100, 25-26 rows padded
     to 32 at 80 tokens had no graph and ran eager in fp32 (140 ms against ~41 ms for the graphs of the same rows)."""
     from services.device.graphs import GraphPlan
 
