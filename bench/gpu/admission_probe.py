@@ -14,8 +14,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.gpu import service_load  # noqa: E402
+from bench.gpu.acceptance import DEFAULT_RESULTS, load_results  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parents[1] / "results" / "acceptance"
 CASES = [
     # name, sample rate, levels, settings
     ("off16", 16000, [64, 128], {"TTS_ADMISSION": "off"}),
@@ -26,10 +26,10 @@ CASES = [
 
 def main() -> None:
     out = Path(os.environ.get("OUT", "/tmp"))
-    steps = {
-        n: json.loads((RESULTS / f"{n}.json").read_text())["result"]
-        for n in ("llm", "scheduler", "throughput")
-    }
+    found = load_results(
+        DEFAULT_RESULTS
+    )  # the kit's earlier steps: the LLM's pace, the isolated costs, capacity
+    steps = {n: found[n]["result"] for n in ("llm", "scheduler", "throughput")}
     only = set(sys.argv[1:])
     for name, rate, levels, settings in CASES:
         if only and name not in only:
