@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.sim.run import SimConfig, simulate
-from bench.standin.cost_model import CostModel
+from bench.standin.cost_model import CallSecondsRead, CostModel
 from services.device.calls import SchedulerPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,9 +45,9 @@ CASES: list[tuple[tuple[int, float, int, float, int], range]] = [
 
 
 def run_case(
-    args: tuple[tuple[int, float, int, float, int], int, dict[str, Any], dict[str, Any]],
+    args: tuple[tuple[int, float, int, float, int], int, dict[str, Any], dict[str, Any], CallSecondsRead],
 ) -> dict[str, Any]:
-    (rate, per_row, streams, within, preamble), seed, admission, policy = args
+    (rate, per_row, streams, within, preamble), seed, admission, policy, read = args
     model = CostModel.load(COST_MODEL).with_overrides(llm_per_row=per_row, host_ms=1.5)
     report = simulate(
         SimConfig(
@@ -59,6 +59,7 @@ def run_case(
             preamble_ids=preamble,
             admission=admission,
             policy=SchedulerPolicy(**policy),
+            call_seconds_read=read,
         )
     )
     return {
@@ -86,11 +87,19 @@ def main(argv: list[str] | None = None) -> int:
         help="JSON keyword settings for SchedulerPolicy (default: the service's; "
         "'{\"decode_reach\": null}' runs whole windows through the wave generator)",
     )
+    p.add_argument(
+        "--call-seconds-read",
+        choices=("dispatch_to_end", "own"),
+        default="dispatch_to_end",
+        help="what admission reads as a codec call's seconds (bench.simulate --call-seconds-read)",
+    )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     admission, policy = json.loads(args.admission), json.loads(args.policy)
-    jobs = [(case, seed, admission, policy) for case, seeds in CASES for seed in seeds]
+    jobs = [
+        (case, seed, admission, policy, args.call_seconds_read) for case, seeds in CASES for seed in seeds
+    ]
     with ProcessPoolExecutor(args.workers) as pool:
         rows = list(pool.map(run_case, jobs))
     by_case: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
@@ -120,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                     "host_ms": 1.5,
                     "admission": admission,
                     "policy": policy,
+                    "call_seconds_read": args.call_seconds_read,
                     "rows": rows,
                 },
                 indent=1,

@@ -93,6 +93,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--admission", default="{}", help="JSON keyword settings for Admission (default: the service's)"
     )
     p.add_argument(
+        "--call-seconds-read",
+        choices=("dispatch_to_end", "own"),
+        default="dispatch_to_end",
+        help="what admission reads as a codec call's seconds: from dispatch to end, the wait behind the "
+        "engine's step included (the service's measure), or the call's own device time",
+    )
+    p.add_argument(
         "--policy",
         default="{}",
         help="JSON keyword settings for SchedulerPolicy beside the call bound "
@@ -147,6 +154,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 background_jobs=args.background_jobs,
                 background_audio_s=args.background_audio,
                 background=BackgroundPolicy(share=args.background_share),
+                call_seconds_read=args.call_seconds_read,
             )
             report = simulate(cfg)
             report["llm_per_row"] = model.llm_step.per_unit

@@ -28,7 +28,14 @@ import numpy as np
 
 from bench.sim.breakdown import Ledger, breakdown
 from bench.sim.windows import HOP, SR_CONTEXT, SR_GRID, SR_MAX_BLOCK, SR_MIN_BLOCK
-from bench.standin.cost_model import CostModel, CostModelRunner, DeviceTimeline, StepLoop, delta_due
+from bench.standin.cost_model import (
+    CallSecondsRead,
+    CostModel,
+    CostModelRunner,
+    DeviceTimeline,
+    StepLoop,
+    delta_due,
+)
 from core.sr_planner import SRPlanner, SRWindow
 from core.streaming import DecodePlanner, PlannedWindow, StreamingConfig
 from core.tokens import SEMANTIC_CODEBOOK_SIZE as SEMANTIC_CODEBOOK
@@ -86,6 +93,9 @@ class SimConfig:
     background_jobs: int = 0  # long-form jobs running beside the live streams from the start
     background_audio_s: float = 600.0  # speech per job
     background: BackgroundPolicy = field(default_factory=BackgroundPolicy)
+    # What admission reads as a codec call's seconds: from dispatch to end, the wait behind the engine's step
+    # included (as the service measures), or the call's own device time (`CostModelRunner.run_timed`).
+    call_seconds_read: CallSecondsRead = "dispatch_to_end"
 
     def __post_init__(self) -> None:
         if self.sample_rate not in (16_000, 48_000):
@@ -94,6 +104,8 @@ class SimConfig:
             raise ValueError("a live stream or a background job, and api_processes >= 1")
         if self.stream_interval is not None and self.stream_interval < 1:
             raise ValueError("stream_interval must be >= 1")
+        if self.call_seconds_read not in ("dispatch_to_end", "own"):
+            raise ValueError("call_seconds_read must be 'dispatch_to_end' or 'own'")
 
 
 class SimRow:
@@ -155,7 +167,9 @@ class Simulation:
         self.cfg = config
         self.rng = np.random.default_rng(config.seed)
         self.device = DeviceTimeline()
-        self.runner = CostModelRunner(config.model, self.device, noise=False)
+        self.runner = CostModelRunner(
+            config.model, self.device, noise=False, call_seconds_read=config.call_seconds_read
+        )
         self.ledger = Ledger(config.model)  # what binds, term by term (bench/sim/breakdown.py)
         self.device.observer = self.ledger.observe
         self._first_marked: set[tuple[str, int]] = (
@@ -421,6 +435,7 @@ class Simulation:
             "sample_rate": cfg.sample_rate,
             "arrive_within_s": cfg.arrive_within_s,
             "api_processes": cfg.api_processes,
+            "call_seconds_read": cfg.call_seconds_read,
             "stream_interval": self.stream_interval,
             "seed": cfg.seed,
             "streams_requested": cfg.streams,

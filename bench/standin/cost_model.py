@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
@@ -33,6 +33,8 @@ from services.device.calls import Call
 _T = TypeVar("_T")
 HOP = 320  # BiCodec: 16 kHz samples per semantic token
 DEFAULT_PRENET_SHARE = 0.05
+# What a codec call's seconds are to the scheduler (and so to admission): see `CostModelRunner.run_timed`.
+CallSecondsRead = Literal["dispatch_to_end", "own"]
 
 
 @dataclass(frozen=True)
@@ -225,27 +227,36 @@ class CostModelRunner:
     length (low noise, so encoders and guards see audio rather than digital silence). Not a codec."""
 
     def __init__(
-        self, model: CostModel, device: DeviceTimeline | None = None, *, hop: int = HOP, noise: bool = True
+        self,
+        model: CostModel,
+        device: DeviceTimeline | None = None,
+        *,
+        hop: int = HOP,
+        noise: bool = True,
+        call_seconds_read: CallSecondsRead = "dispatch_to_end",
     ) -> None:
         self.model = model
         self.device = device or DeviceTimeline()
         self.hop = hop
         self.noise = noise
+        self.call_seconds_read = call_seconds_read
         self._rng = np.random.default_rng(0)
 
     async def run(self, call: Call) -> list[np.ndarray]:
         return (await self.run_timed(call))[0]
 
     async def run_timed(self, call: Call) -> tuple[list[np.ndarray], float]:
-        """The rows and the call's time on the device's schedule, from its arrival (waiting behind the step in
-        progress included) to its scheduled end: what a device thread would measure (`DeviceRunner`)."""
+        """The rows and the call's seconds as `call_seconds_read` says: from its arrival (waiting behind the step in
+        progress included) to its scheduled end, what a device thread measures (`DeviceRunner`); or `own`, the
+        call's modelled cost alone, what CUDA events around its kernels would read if nothing else shared the GPU."""
         arrived = asyncio.get_running_loop().time()
-        end = await self.device.use(call.kind, self.model.call_seconds(call), detail=call)
+        own = self.model.call_seconds(call)
+        end = await self.device.use(call.kind, own, detail=call)
         out = []
         for w in call.windows:
             n = (w.keep_end - w.keep_start) * (self.hop if call.kind == "decode" else 1)
             out.append(self._audio(n))
-        return out, end - arrived
+        return out, own if self.call_seconds_read == "own" else end - arrived
 
     async def run_model_call(self, fn: Callable[[], _T]) -> tuple[_T, float]:
         """A model call the cost model does not model (the demo models' speaker vectors): run as it is, in a worker

@@ -547,3 +547,23 @@ def test_a_background_job_alone_decodes_all_its_speech_and_beside_live_streams_c
     both = simulate(SimConfig(model, 24, audio_seconds=3.0, arrive_within_s=2.0, background_jobs=1))
     assert both["streams_admitted"] == live["streams_admitted"] and both["underruns_prebuffer_100ms"] == 0
     assert both["background_audio_s"] > 0
+
+
+def test_admission_reading_the_codec_s_own_seconds_keeps_a_burst_on_the_short_first_chunk() -> None:
+    """At the H200's graph costs a codec call waits behind an engine step about twice its own length, so read from
+    dispatch to end the codec seems three times as costly and a burst of 64 is switched to the exact first chunk;
+    read as its own device time (`call_seconds_read="own"`) every newcomer keeps the short one."""
+    from pathlib import Path
+
+    model = CostModel.load(Path("bench/cost_models/h200-graphs.json"))
+    read = {
+        measure: simulate(SimConfig(model, 64, arrive_within_s=2.0, call_seconds_read=measure))
+        for measure in ("dispatch_to_end", "own")
+    }
+    assert read["own"]["call_seconds_read"] == "own"
+    assert read["dispatch_to_end"]["first_chunks"].get("exact/codec_busy", 0) > 0
+    assert read["own"]["first_chunks"].get("exact/codec_busy", 0) == 0
+    for report in read.values():
+        assert report["streams_admitted"] == 64 and report["underruns_prebuffer_100ms"] == 0
+    with pytest.raises(ValueError, match="call_seconds_read"):
+        SimConfig(model, 1, call_seconds_read="wall")  # type: ignore[arg-type]
