@@ -10,7 +10,7 @@ stream-second), where the caps were calibrated at 1.8x (the H100 model). The exc
 engine far ahead of real time takes whatever the device leaves, so the device reads full while a newcomer's short
 first chunk still fits. At 2.2 (the LLM pace rule and the miss rule still hold) 64 arrivals within 2 s were all
 admitted with the short first chunk, first audio p95 188 ms instead of 424, none underrunning; but 250 within 5 s
-held 105 instead of 123 and 200 at 48 kHz 66 instead of 72, since the exact first chunk is what lets a large burst
+held 105 instead of 123 and 200 at 48 kHz 67 instead of 72, since the exact first chunk is what lets a large burst
 in; and under sustained overload it let admitted streams run dry (`bench.sim_overload`, H100 model: 118 in 63 runs,
 all but two at 48 kHz, against none with the default) (docs/benchmarks.md, "Predicted from H200 graph costs").
 """
