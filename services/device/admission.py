@@ -110,6 +110,8 @@ WAITABLE_RULES = frozenset({"spacing", "ramp"})
 # load): in 90 s of three-fold overload at 48 kHz 6 admitted streams underran (bench.sim_overload, 63 runs; none
 # with the ramp alone), and the p95 first audio of sustained overload rose by ~150 ms (docs/benchmarks.md).
 DEFAULT_WAIT_RULES = frozenset({"ramp"})
+# Rules that refuse because the device is full (not the ramp, which refuses while the measures catch up).
+CAPACITY_RULES = frozenset({"misses", "spacing", "llm_pace", "codec_cost", "codec_busy"})
 
 
 class Admission:
@@ -147,6 +149,7 @@ class Admission:
         pace_rows_floor: int = 32,
         sr_lead_needs_pace: float = 3.5,
         engine_lead_pace: float = ENGINE_LEAD_PACE,
+        exact_needs_refusal_s: float = math.inf,
         max_wait_s: float = DEFAULT_MAX_WAIT_S,
         wait_rules: Iterable[str] = DEFAULT_WAIT_RULES,
     ) -> None:
@@ -168,6 +171,7 @@ class Admission:
         self.miss_memory_s = miss_memory_s
         self.pace_rows_floor = pace_rows_floor
         self.sr_lead_needs_pace, self.engine_lead_pace = sr_lead_needs_pace, engine_lead_pace
+        self.exact_needs_refusal_s = exact_needs_refusal_s
         self.sr_leads: Counter[str] = Counter()  # 48 kHz lead-window decisions: taken, llm_slow, seeded
         self.max_wait_s = max(0.0, max_wait_s)
         self.wait_rules = frozenset(wait_rules)  # the rules admit() waits out (others refuse at once)
@@ -182,9 +186,13 @@ class Admission:
         self._queue_loop: asyncio.AbstractEventLoop | None = None
         self.waited = 0  # streams admitted after waiting (admit())
         self._last_miss_refusal = -math.inf  # when rule 1 last refused (rule 1b's memory)
+        self._last_capacity_refusal = (
+            -math.inf
+        )  # when a rule of CAPACITY_RULES last refused (exact_needs_refusal_s)
         self.long_first_chunks = 0  # streams that asked for a short first chunk and got the exact schedule
         # (schedule given, reason) -> count: requested (asked for exact), unmeasured (no codec cost yet), codec_light
-        # (under the share), llm_slow (the LLM is not 2x ahead), codec_busy (switched to exact)
+        # (under the share), none_refused (over it, but no capacity rule refused within exact_needs_refusal_s), llm_slow
+        # (the LLM is not 2x ahead), codec_busy (switched to exact)
         self.first_chunks: Counter[tuple[str, str]] = Counter()
         self.codec_window_s = codec_window_s
         self.min_codec_sample_s = min_codec_sample_s
@@ -407,6 +415,8 @@ class Admission:
             ADMISSION_WAIT.observe(waited_s)
         else:
             self.refused[decision.rule] = self.refused.get(decision.rule, 0) + 1
+            if decision.rule in CAPACITY_RULES:
+                self._last_capacity_refusal = self.clock()
             self.refused_by_class[(decision.rule, decision.key_class)] += 1
             ADMISSION_REFUSALS.labels(rule=decision.rule, key_class=decision.key_class).inc()
             self.shares.note_refusal(key)
@@ -418,6 +428,9 @@ class Admission:
         """The first-chunk schedule an admitted stream gets: the one it asked for, or `exact` once the codec's
         measured cost per stream times the streams open plus one passes `short_schedule_share` of the device and
         the engine does not lead (`engine_lead.py`); a `reproducible` stream (a seed) gets the one it asked for.
+        With `exact_needs_refusal_s` set (off by default: inf), only while a rule of `CAPACITY_RULES` refused within
+        that many seconds: a burst the device carries keeps the short chunk, at the price of switching later in
+        one it does not (docs/benchmarks.md, "Predicted from H200 graph costs").
         Why: a short first-second schedule (balanced, lowest) decodes ~3.5 tokens per kept one for a stream's first
         second, the exact schedule ~1.5, and a busy device pays that on every newcomer. Under load a newcomer waits
         for the full look-ahead (first audio ~0.2-0.5 s later on the simulated H100) and the device carries more
@@ -440,6 +453,8 @@ class Admission:
         share = cost * (streams + 1)
         if share <= self.short_schedule_share:
             return requested, "codec_light"
+        if self.clock() - self._last_capacity_refusal > self.exact_needs_refusal_s:  # inf > inf: never
+            return requested, "none_refused"
         # The exact schedule's second chunk needs its tokens plus a full look-ahead within the first chunk's
         # playback: only an engine well ahead of real time fills that; a slower one keeps the short schedule.
         if pace is None or pace < self.exact_needs_pace * self.need_tokens_per_s:
