@@ -15,7 +15,8 @@ def test_off_by_default_the_share_alone_switches_to_exact() -> None:
     adm = Admission(sched, generating=lambda: 4)
     assert adm.exact_needs_refusal_s == math.inf
     sched.active_streams = 9
-    _load(sched, adm, 6.0, 150, 4)  # the codec's share with one more: 1.0, past the switch's 0.8; 3x real time
+    # the codec's share with one more: 1.0, past the switch's 0.8; the engine at 3x real time
+    _load(sched, adm, 6.0, 150, 4)
     assert adm.first_chunk_schedule("balanced") == "exact"
 
 
