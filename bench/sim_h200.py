@@ -3,8 +3,9 @@
 The cases of issue 68 (`bench/cost_models/h200-graphs.json`: decode TF32 and AP-BWE fp32 as served, the prenet's
 share per length, LLM 3 ms + 0.02 ms per row, host 5 ms per audio second): 250 streams at 16 kHz and 200 at 48 kHz
 arriving over 30 s (steady) or within 5 s, and 64 at 16 kHz within 2 s, each with the service's admission
-(`before`), with `engine_lead_pace` 2.2 (`engine lead`, services/device/engine_lead.py) and with admission off (what
-the modelled device carries). Prints streams held, underrunning streams (100 ms prebuffer), first audio p50/p95, and
+(`before`), with `engine_lead_pace` 2.2 (`engine lead`, services/device/engine_lead.py), with the codec read as its
+own device seconds under `OWN_SECONDS_ADMISSION` (`own seconds`, opt-in) and with admission off (what the modelled
+device carries). Prints streams held, underrunning streams (100 ms prebuffer), first audio p50/p95, and
 per case what the onboarding span (first arrival to the last first audio, bench/sim/breakdown.py) spent the device
 on; writes every report with its full breakdown.
 """
@@ -17,8 +18,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.sim.run import ADMISSION_OFF, SimConfig, simulate
-from bench.standin.cost_model import CostModel
+from bench.sim.run import ADMISSION_OFF, OWN_SECONDS_ADMISSION, SimConfig, simulate
+from bench.standin.cost_model import CallSecondsRead, CostModel
 from services.device.engine_lead import MEASURED_LEAD_PACE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,23 +32,27 @@ CASES = (
     ("250 @16k within 5 s", 250, 5.0, 16_000),
     ("200 @48k within 5 s", 200, 5.0, 48_000),
 )
-VARIANTS: dict[str, dict[str, Any]] = {
-    "before": {},
-    "engine lead": {"engine_lead_pace": MEASURED_LEAD_PACE},
-    "admission off": ADMISSION_OFF,
+# name: (admission settings, what admission reads as a codec call's seconds)
+VARIANTS: dict[str, tuple[dict[str, Any], CallSecondsRead]] = {
+    "before": ({}, "dispatch_to_end"),
+    "engine lead": ({"engine_lead_pace": MEASURED_LEAD_PACE}, "dispatch_to_end"),
+    "own seconds": (OWN_SECONDS_ADMISSION, "own"),
+    "admission off": (ADMISSION_OFF, "dispatch_to_end"),
 }
 
 
 def run_one(job: tuple[str, str]) -> dict[str, Any]:
     case, variant = job
     _, streams, within, rate = next(c for c in CASES if c[0] == case)
+    admission, read = VARIANTS[variant]
     report = simulate(
         SimConfig(
             CostModel.load(MODEL),
             streams,
             sample_rate=rate,
             arrive_within_s=within,
-            admission=VARIANTS[variant],
+            admission=admission,
+            call_seconds_read=read,
         )
     )
     return {"case": case, "variant": variant, "report": report}

@@ -140,8 +140,8 @@ PARSER_IGNORED_TOKENS = Counter(
 FIRST_CHUNK_SCHEDULES = Counter(
     f"{PREFIX}_first_chunk_schedules",
     "First-chunk schedules admission gave streaming jobs, by schedule (balanced, "
-    "lowest, exact) and reason (requested, unmeasured, engine_ahead, codec_light, none_refused, llm_slow, "
-    "codec_busy: switched to exact).",
+    "lowest, exact) and reason (requested, unmeasured, engine_ahead, codec_light, llm_slow; switched to exact: "
+    "codec_busy, refusing).",
     ["schedule", "reason"],
     registry=REGISTRY,
 )

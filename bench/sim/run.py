@@ -58,6 +58,15 @@ ADMISSION_OFF: dict[str, Any] = {
     "ramp_floor": 10**9,
     "max_wait_s": 0.0,
 }
+# Admission settings for a codec read as its own device seconds (`SimConfig.call_seconds_read="own"`): rule 3's cap
+# at 0.74 of the device, the exact first chunk only after a capacity refusal (2 s), a ramp floor of 40. Opt-in; why
+# and what it costs: docs/benchmarks.md, "Reading the codec's own seconds instead".
+OWN_SECONDS_ADMISSION: dict[str, Any] = {
+    "max_codec_share": 0.74,
+    "short_schedule_share": float("inf"),
+    "exact_after_refusal_s": 2.0,
+    "ramp_floor": 40,
+}
 
 
 @dataclass(frozen=True)
@@ -498,4 +507,4 @@ def simulate(config: SimConfig) -> dict[str, Any]:
     return run_virtual(main)
 
 
-__all__ = ["SimConfig", "Simulation", "simulate"]
+__all__ = ["ADMISSION_OFF", "OWN_SECONDS_ADMISSION", "SimConfig", "Simulation", "simulate"]

@@ -149,7 +149,7 @@ class Admission:
         pace_rows_floor: int = 32,
         sr_lead_needs_pace: float = 3.5,
         engine_lead_pace: float = ENGINE_LEAD_PACE,
-        exact_needs_refusal_s: float = math.inf,
+        exact_after_refusal_s: float | None = None,
         max_wait_s: float = DEFAULT_MAX_WAIT_S,
         wait_rules: Iterable[str] = DEFAULT_WAIT_RULES,
     ) -> None:
@@ -171,7 +171,7 @@ class Admission:
         self.miss_memory_s = miss_memory_s
         self.pace_rows_floor = pace_rows_floor
         self.sr_lead_needs_pace, self.engine_lead_pace = sr_lead_needs_pace, engine_lead_pace
-        self.exact_needs_refusal_s = exact_needs_refusal_s
+        self.exact_after_refusal_s = exact_after_refusal_s
         self.sr_leads: Counter[str] = Counter()  # 48 kHz lead-window decisions: taken, llm_slow, seeded
         self.max_wait_s = max(0.0, max_wait_s)
         self.wait_rules = frozenset(wait_rules)  # the rules admit() waits out (others refuse at once)
@@ -188,11 +188,11 @@ class Admission:
         self._last_miss_refusal = -math.inf  # when rule 1 last refused (rule 1b's memory)
         self._last_capacity_refusal = (
             -math.inf
-        )  # when a rule of CAPACITY_RULES last refused (exact_needs_refusal_s)
+        )  # when a rule of CAPACITY_RULES last refused (exact_after_refusal_s)
         self.long_first_chunks = 0  # streams that asked for a short first chunk and got the exact schedule
         # (schedule given, reason) -> count: requested (asked for exact), unmeasured (no codec cost yet), codec_light
-        # (under the share), none_refused (over it, but no capacity rule refused within exact_needs_refusal_s), llm_slow
-        # (the LLM is not 2x ahead), codec_busy (switched to exact)
+        # (under the share), llm_slow (the LLM is not 2x ahead), codec_busy (switched to exact: over the share),
+        # refusing (switched to exact: a capacity rule refused within exact_after_refusal_s)
         self.first_chunks: Counter[tuple[str, str]] = Counter()
         self.codec_window_s = codec_window_s
         self.min_codec_sample_s = min_codec_sample_s
@@ -428,13 +428,15 @@ class Admission:
         """The first-chunk schedule an admitted stream gets: the one it asked for, or `exact` once the codec's
         measured cost per stream times the streams open plus one passes `short_schedule_share` of the device and
         the engine does not lead (`engine_lead.py`); a `reproducible` stream (a seed) gets the one it asked for.
-        With `exact_needs_refusal_s` set (off by default: inf), only while a rule of `CAPACITY_RULES` refused within
-        that many seconds: a burst the device carries keeps the short chunk, at the price of switching later in
-        one it does not (docs/benchmarks.md, "Predicted from H200 graph costs").
         Why: a short first-second schedule (balanced, lowest) decodes ~3.5 tokens per kept one for a stream's first
         second, the exact schedule ~1.5, and a busy device pays that on every newcomer. Under load a newcomer waits
         for the full look-ahead (first audio ~0.2-0.5 s later on the simulated H100) and the device carries more
-        streams in real time: 242 of 250 admitted at 16 kHz with no underrun instead of 137 (docs/benchmarks.md)."""
+        streams in real time: 242 of 250 admitted at 16 kHz with no underrun instead of 137 (docs/benchmarks.md).
+
+        With `exact_after_refusal_s` set (off by default), also while a rule of `CAPACITY_RULES` refused within that
+        many seconds, whatever the share: with the share's switch set high, a burst the device carries keeps the
+        short chunk and newcomers get the exact one once the device is full (docs/benchmarks.md, "Predicted from
+        H200 graph costs")."""
         schedule, reason = (requested, "seeded") if reproducible else self._first_chunk(requested)
         self.first_chunks[(schedule, reason)] += 1
         FIRST_CHUNK_SCHEDULES.labels(schedule=schedule, reason=reason).inc()
@@ -451,10 +453,12 @@ class Admission:
             return requested, "unmeasured"
         streams = self.scheduler.active_streams
         share = cost * (streams + 1)
-        if share <= self.short_schedule_share:
+        refusing = (
+            self.exact_after_refusal_s is not None
+            and self.clock() - self._last_capacity_refusal <= self.exact_after_refusal_s
+        )
+        if share <= self.short_schedule_share and not refusing:
             return requested, "codec_light"
-        if self.clock() - self._last_capacity_refusal > self.exact_needs_refusal_s:  # inf > inf: never
-            return requested, "none_refused"
         # The exact schedule's second chunk needs its tokens plus a full look-ahead within the first chunk's
         # playback: only an engine well ahead of real time fills that; a slower one keeps the short schedule.
         if pace is None or pace < self.exact_needs_pace * self.need_tokens_per_s:
@@ -465,7 +469,7 @@ class Admission:
             "%.2f of the device; the LLM gives %.0f tokens/s per generating request",
             *(requested, cost, streams, share, pace),
         )
-        return "exact", "codec_busy"
+        return "exact", "codec_busy" if share > self.short_schedule_share else "refusing"
 
     def sr_lead(self, *, reproducible: bool = False) -> bool:
         """Whether a new 48 kHz stream's first AP-BWE window may take its right context from the decode schedule's

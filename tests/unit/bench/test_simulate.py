@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.sim.run import SimConfig, SimRow, simulate
+from bench.sim.run import OWN_SECONDS_ADMISSION, SimConfig, SimRow, simulate
 from bench.sim.virtual_loop import DeadlockError, run_virtual
 from bench.sim.windows import plan_decode, plan_sr
 from bench.standin.cost_model import CostModel
@@ -565,5 +565,11 @@ def test_admission_reading_the_codec_s_own_seconds_keeps_a_burst_on_the_short_fi
     assert read["own"]["first_chunks"].get("exact/codec_busy", 0) == 0
     for report in read.values():
         assert report["streams_admitted"] == 64 and report["underruns_prebuffer_100ms"] == 0
+    # The opt-in profile for own seconds: no capacity rule refuses this burst, so no newcomer is switched.
+    profile = simulate(
+        SimConfig(model, 64, arrive_within_s=2.0, call_seconds_read="own", admission=OWN_SECONDS_ADMISSION)
+    )
+    assert profile["streams_admitted"] == 64 and profile["underruns_prebuffer_100ms"] == 0
+    assert not any(key.startswith("exact/") for key in profile["first_chunks"])
     with pytest.raises(ValueError, match="call_seconds_read"):
         SimConfig(model, 1, call_seconds_read="wall")  # type: ignore[arg-type]

@@ -1,32 +1,38 @@
-"""Admission with `exact_needs_refusal_s` set: a newcomer over the short-schedule share is switched to the exact first
-chunk only while a capacity rule refused within that many seconds; a ramp refusal is not one. Off by default.
-Simulated clock, hand-set figures; no timings."""
+"""Admission with `exact_after_refusal_s` set: a newcomer is switched to the exact first chunk while a capacity rule
+refused within that many seconds, whatever the codec's share; a ramp refusal is not one. Off by default. Simulated
+clock, hand-set figures; no timings."""
 
 from __future__ import annotations
-
-import math
 
 from services.device.admission import CAPACITY_RULES, Admission
 from tests.unit.services.device.test_engine_lead import _load, _Scheduler
 
 
-def test_off_by_default_the_share_alone_switches_to_exact() -> None:
+def test_off_by_default_the_share_alone_decides() -> None:
     sched = _Scheduler()
     adm = Admission(sched, generating=lambda: 4)
-    assert adm.exact_needs_refusal_s == math.inf
+    assert adm.exact_after_refusal_s is None
     sched.active_streams = 9
     # the codec's share with one more: 1.0, past the switch's 0.8; the engine at 3x real time
     _load(sched, adm, 6.0, 150, 4)
     assert adm.first_chunk_schedule("balanced") == "exact"
+    assert adm.first_chunks == {("exact", "codec_busy"): 1}
 
 
-def test_the_short_chunk_stays_until_a_capacity_rule_refuses_and_returns_after_the_memory() -> None:
+def test_a_capacity_refusal_switches_newcomers_to_exact_for_its_memory_and_a_ramp_refusal_does_not() -> None:
     sched = _Scheduler()
-    adm = Admission(sched, generating=lambda: 4, exact_needs_refusal_s=2.0, ramp_floor=1, ramp_share=0.0)
+    adm = Admission(
+        sched,
+        generating=lambda: 4,
+        exact_after_refusal_s=2.0,
+        short_schedule_share=float("inf"),  # the share alone never switches
+        ramp_floor=1,
+        ramp_share=0.0,
+    )
     sched.active_streams = 9
     _load(sched, adm, 6.0, 150, 4)
     assert adm.first_chunk_schedule("balanced") == "balanced"
-    assert adm.first_chunks == {("balanced", "none_refused"): 1}
+    assert adm.first_chunks == {("balanced", "codec_light"): 1}
 
     assert adm.decide().admit  # the ramp now holds one recent admission
     ramp = adm.decide()
@@ -37,7 +43,8 @@ def test_the_short_chunk_stays_until_a_capacity_rule_refuses_and_returns_after_t
     sched.active_streams = 12  # the codec's share with one more: 1.3, past the 1.2 cap
     cost = adm.decide()
     assert not cost.admit and cost.rule == "codec_cost"
+    sched.active_streams = 2  # the share is light again, but the device refused a moment ago
     assert adm.first_chunk_schedule("balanced") == "exact" and adm.long_first_chunks == 1
-    sched.active_streams = 9
+    assert adm.first_chunks[("exact", "refusing")] == 1
     _load(sched, adm, 2.5, 150, 4)  # past the 2 s memory
     assert adm.first_chunk_schedule("balanced") == "balanced"
