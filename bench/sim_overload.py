@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.sim.run import SimConfig, simulate
-from bench.standin.cost_model import CallSecondsRead, CostModel
+from bench.standin.cost_model import CALL_SECONDS_READS, CallSecondsRead, CostModel
 from services.device.calls import SchedulerPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--call-seconds-read",
-        choices=("dispatch_to_end", "own"),
+        choices=CALL_SECONDS_READS,
         default="dispatch_to_end",
         help="what admission reads as a codec call's seconds (bench.simulate --call-seconds-read)",
     )

@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
 
 from bench.sim.breakdown import print_breakdown  # noqa: E402
 from bench.sim.run import ADMISSION_OFF, SimConfig, simulate  # noqa: E402
-from bench.standin.cost_model import CostModel  # noqa: E402
+from bench.standin.cost_model import CALL_SECONDS_READS, CostModel  # noqa: E402
 from services.device.background import BackgroundPolicy  # noqa: E402
 from services.device.calls import SchedulerPolicy  # noqa: E402
 
@@ -94,7 +94,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--call-seconds-read",
-        choices=("dispatch_to_end", "own"),
+        choices=CALL_SECONDS_READS,
         default="dispatch_to_end",
         help="what admission reads as a codec call's seconds: from dispatch to end, the wait behind the "
         "engine's step included (the service's measure), or the call's own device time",

@@ -29,6 +29,7 @@ import numpy as np
 from bench.sim.breakdown import Ledger, breakdown
 from bench.sim.windows import HOP, SR_CONTEXT, SR_GRID, SR_MAX_BLOCK, SR_MIN_BLOCK
 from bench.standin.cost_model import (
+    CALL_SECONDS_READS,
     CallSecondsRead,
     CostModel,
     CostModelRunner,
@@ -113,7 +114,7 @@ class SimConfig:
             raise ValueError("a live stream or a background job, and api_processes >= 1")
         if self.stream_interval is not None and self.stream_interval < 1:
             raise ValueError("stream_interval must be >= 1")
-        if self.call_seconds_read not in ("dispatch_to_end", "own"):
+        if self.call_seconds_read not in CALL_SECONDS_READS:
             raise ValueError("call_seconds_read must be 'dispatch_to_end' or 'own'")
 
 
