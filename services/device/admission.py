@@ -63,7 +63,12 @@ preamble ids, 600 within 2 s or 30 s, LLM 0.005-0.056 ms/row); without rule 3 at
 (`key_share.py`): the key over its share is refused first, a key within its share is admitted past the rule.
 
 Min slack is not a rule: a stream that has just started holds only its first chunk (80 ms on the balanced
-schedule), so a slack threshold would refuse on every newcomer; a stream really running dry is a miss (1)."""
+schedule), so a slack threshold would refuse on every newcomer; a stream really running dry is a miss (1).
+
+Longer than 500 lines because the rules, the waiting queue and the first-chunk choices (`first_chunk_schedule`,
+`sr_lead`) read one set of measures (the LLM's pace, the codec's cost per stream, the recent admissions and
+refusals); what has a seam of its own lives beside it: `key_share.py` (each key's share), `engine_lead.py` (when the
+codec's cost is not read)."""
 
 from __future__ import annotations
 
@@ -186,9 +191,7 @@ class Admission:
         self._queue_loop: asyncio.AbstractEventLoop | None = None
         self.waited = 0  # streams admitted after waiting (admit())
         self._last_miss_refusal = -math.inf  # when rule 1 last refused (rule 1b's memory)
-        self._last_capacity_refusal = (
-            -math.inf
-        )  # when a rule of CAPACITY_RULES last refused (exact_after_refusal_s)
+        self._last_capacity_refusal = -math.inf  # when a rule of CAPACITY_RULES last refused
         self.long_first_chunks = 0  # streams that asked for a short first chunk and got the exact schedule
         # (schedule given, reason) -> count: requested (asked for exact), unmeasured (no codec cost yet), codec_light
         # (under the share), llm_slow (the LLM is not 2x ahead), codec_busy (switched to exact: over the share),
