@@ -26,9 +26,8 @@ CASES = [
 
 def main() -> None:
     out = Path(os.environ.get("OUT", "/tmp"))
-    found = load_results(
-        DEFAULT_RESULTS
-    )  # the kit's earlier steps: the LLM's pace, the isolated costs, capacity
+    # the kit's earlier steps: the LLM's pace, the isolated costs, capacity
+    found = load_results(DEFAULT_RESULTS)
     steps = {n: found[n]["result"] for n in ("llm", "scheduler", "throughput")}
     only = set(sys.argv[1:])
     for name, rate, levels, settings in CASES:

@@ -115,7 +115,7 @@ class SimConfig:
         if self.stream_interval is not None and self.stream_interval < 1:
             raise ValueError("stream_interval must be >= 1")
         if self.call_seconds_read not in CALL_SECONDS_READS:
-            raise ValueError("call_seconds_read must be 'dispatch_to_end' or 'own'")
+            raise ValueError(f"call_seconds_read must be one of {CALL_SECONDS_READS}")
 
 
 class SimRow:

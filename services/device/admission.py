@@ -460,19 +460,23 @@ class Admission:
             self.exact_after_refusal_s is not None
             and self.clock() - self._last_capacity_refusal <= self.exact_after_refusal_s
         )
-        if share <= self.short_schedule_share and not refusing:
-            return requested, "codec_light"
+        if share <= self.short_schedule_share:
+            if not refusing:
+                return requested, "codec_light"
+            reason = "refusing"
+        else:
+            reason = "codec_busy"
         # The exact schedule's second chunk needs its tokens plus a full look-ahead within the first chunk's
         # playback: only an engine well ahead of real time fills that; a slower one keeps the short schedule.
         if pace is None or pace < self.exact_needs_pace * self.need_tokens_per_s:
             return requested, "llm_slow"
         self.long_first_chunks += 1
         logger.info(
-            "first chunk: exact instead of %s: codec %.4f device s per stream-second x (%d streams + 1) = "
+            "first chunk: exact instead of %s (%s): codec %.4f device s per stream-second x (%d streams + 1) = "
             "%.2f of the device; the LLM gives %.0f tokens/s per generating request",
-            *(requested, cost, streams, share, pace),
+            *(requested, reason, cost, streams, share, pace),
         )
-        return "exact", "codec_busy" if share > self.short_schedule_share else "refusing"
+        return "exact", reason
 
     def sr_lead(self, *, reproducible: bool = False) -> bool:
         """Whether a new 48 kHz stream's first AP-BWE window may take its right context from the decode schedule's

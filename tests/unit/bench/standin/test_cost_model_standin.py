@@ -262,17 +262,17 @@ def test_a_request_dropped_after_it_finished_never_drops_the_next_one_in_its_mem
 def test_a_codec_call_behind_an_engine_step_reads_its_wait_only_from_dispatch(read: str) -> None:
     """Admission's codec measure: from dispatch to end counts the step it queued behind; `own` counts the call."""
     step_s = 0.004
+    call = Call("decode", (DecodeWindow(np.zeros(40, np.int32), None, 8, 32),), 48, 1)
 
     async def main() -> float:
         device = DeviceTimeline()
         runner = CostModelRunner(MODEL, device, call_seconds_read=read)  # type: ignore[arg-type]
         step = asyncio.ensure_future(device.use("llm", step_s))
         await asyncio.sleep(0)  # the step holds the device first
-        window = DecodeWindow(np.zeros(40, np.int32), None, 8, 32)
-        _, seconds = await runner.run_timed(Call("decode", (window,), 48, 1))
+        _, seconds = await runner.run_timed(call)
         await step
         return seconds
 
-    own = MODEL.call_seconds(Call("decode", (DecodeWindow(np.zeros(40, np.int32), None, 8, 32),), 48, 1))
+    own = MODEL.call_seconds(call)
     expected = own + step_s if read == "dispatch_to_end" else own
     assert run_virtual(main) == pytest.approx(expected)
