@@ -1,15 +1,22 @@
 """What admission's ramp costs a burst on a GPU: the service steps' burst levels (every stream of a level arrives at
-once) with admission as served, admission off, and admission on with a long wait, side by side.
+once) with admission as served, admission off, and admission on with a long wait, side by side; and the same with an
+engine's load on the device (`llm_load.py` in its own process, stepping Qwen2's CUDA graph back to back as vLLM's
+engine core does), where the service steps pace the LLM off the device.
 
     python3 bench/gpu/admission_probe.py            # on a lent GPU, after the `scheduler` step; writes $OUT/probe-*.json
+    python3 bench/gpu/admission_probe.py off16 off16-llm   # the cases named
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -17,11 +24,43 @@ from bench.gpu import service_load  # noqa: E402
 from bench.gpu.acceptance import DEFAULT_RESULTS, load_results  # noqa: E402
 
 CASES = [
-    # name, sample rate, levels, settings
-    ("off16", 16000, [64, 128], {"TTS_ADMISSION": "off"}),
-    ("wait16", 16000, [64, 128], {"TTS_ADMISSION_MAX_WAIT_MS": "3000"}),
-    ("off48", 48000, [64, 200], {"TTS_ADMISSION": "off"}),
+    # name, sample rate, levels, settings, the engine load's batch (None: the LLM paced off the device only)
+    ("off16", 16000, [64, 128], {"TTS_ADMISSION": "off"}, None),
+    ("off16-llm", 16000, [64, 128], {"TTS_ADMISSION": "off"}, 64),
+    ("served16-llm", 16000, [64], {}, 64),
+    ("off48", 48000, [64, 200], {"TTS_ADMISSION": "off"}, None),
+    ("off48-llm", 48000, [64], {"TTS_ADMISSION": "off"}, 64),
+    ("wait16", 16000, [64, 128], {"TTS_ADMISSION_MAX_WAIT_MS": "3000"}, None),
 ]
+ENGINE_LOAD_S = 400.0  # the load stops when its case ends; this only bounds a load left behind
+
+
+def start_engine_load(batch: int, out: Path) -> subprocess.Popen[bytes]:
+    script = Path(__file__).with_name("llm_load.py")
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(script),
+            "--batch",
+            str(batch),
+            "--seconds",
+            str(ENGINE_LOAD_S),
+            "--out",
+            str(out),
+        ]
+    )
+
+
+def stop_engine_load(process: subprocess.Popen[bytes], out: Path) -> dict[str, Any]:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return {"error": "the engine load did not stop on SIGTERM"}
+    return (
+        json.loads(out.read_text()) if out.is_file() else {"error": f"exit {process.returncode}, no result"}
+    )
 
 
 def main() -> None:
@@ -30,24 +69,44 @@ def main() -> None:
     found = load_results(DEFAULT_RESULTS)
     steps = {n: found[n]["result"] for n in ("llm", "scheduler", "throughput")}
     only = set(sys.argv[1:])
-    for name, rate, levels, settings in CASES:
+    for name, rate, levels, settings, engine_batch in CASES:
         if only and name not in only:
             continue
-        print(f"== {name}: {settings}", flush=True)
+        print(f"== {name}: {settings}, engine load {engine_batch or 'none'}", flush=True)
         target = out / f"probe-{name}.json"
-        result = service_load.run(
-            "cuda",
-            False,
-            rate,
-            llm=steps["llm"],
-            scheduler=steps["scheduler"],
-            throughput=steps["throughput"],
-            levels=levels,
-            budget_s=110.0,
-            settings=settings,
-            on_rows=lambda so_far, target=target: target.write_text(json.dumps(so_far, default=str)),
+        load_out = out / f"llm-load-{name}.json"
+        load = start_engine_load(engine_batch, load_out) if engine_batch else None
+        started = time.time()
+        cells_done: list[float] = []  # seconds from the case's start at which each cell's rows were written
+
+        def written(
+            so_far: dict[str, Any],
+            target: Path = target,
+            cells_done: list[float] = cells_done,
+            started: float = started,
+        ) -> None:
+            cells_done.append(round(time.time() - started, 1))
+            target.write_text(json.dumps({**so_far, "cells_done_s": cells_done}, default=str))
+
+        try:
+            result = service_load.run(
+                "cuda",
+                False,
+                rate,
+                llm=steps["llm"],
+                scheduler=steps["scheduler"],
+                throughput=steps["throughput"],
+                levels=levels,
+                budget_s=110.0,
+                schedules=["balanced"],
+                settings=settings,
+                on_rows=written,
+            )
+        finally:
+            engine = stop_engine_load(load, load_out) if load else None
+        target.write_text(
+            json.dumps({**result, "cells_done_s": cells_done, "engine_load": engine}, default=str)
         )
-        target.write_text(json.dumps(result, default=str))
 
 
 if __name__ == "__main__":

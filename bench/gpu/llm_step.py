@@ -93,61 +93,92 @@ def step_latency(
     }
 
 
+class StaticStep:
+    """One decode step over a static KV cache for `batch` rows after a random prompt of `prompt` tokens, replayed as
+    one CUDA graph (`graph=False`: run eagerly, to check it on a CPU). `advance()` runs a step and moves every row one
+    position on; at `cache_len` the cache is emptied in place and the prompt prefilled again (a load that steps for
+    ever keeps its shapes and cost; the graph reads the same tensors)."""
+
+    def __init__(
+        self, model: torch.nn.Module, batch: int, device: str, prompt: int, cache_len: int, graph: bool = True
+    ) -> None:
+        from transformers import StaticCache
+
+        self.prompt, self.cache_len, self.graph = prompt, cache_len, graph
+        cache = StaticCache(config=model.config, max_cache_len=cache_len)
+        ids = torch.randint(0, model.config.vocab_size, (batch, prompt), device=device)
+
+        def prefill() -> torch.Tensor:
+            out = model(
+                input_ids=ids,
+                past_key_values=cache,
+                use_cache=True,
+                cache_position=torch.arange(prompt, device=device),
+            )
+            return out.logits[:, -1:].argmax(-1)
+
+        self._cache, self._prefill = cache, prefill
+        self.token = prefill()
+        self.position = torch.tensor([prompt], device=device)
+        self._at = prompt
+
+        def step() -> torch.Tensor:
+            logits = model(
+                input_ids=self.token,
+                past_key_values=cache,
+                use_cache=True,
+                cache_position=self.position,
+                position_ids=self.position.expand(batch, 1),
+            ).logits
+            return logits[:, -1:].argmax(-1)
+
+        self._step = step
+        self._next: torch.Tensor | None = None
+        if graph:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):  # warm-up outside the capture, as CUDA graphs require
+                step()
+            torch.cuda.current_stream().wait_stream(side)
+            self._captured = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self._captured):
+                self._next = step()
+
+    def advance(self) -> None:
+        if self.graph:
+            self._captured.replay()
+            nxt = self._next
+        else:
+            nxt = self._step()
+        assert nxt is not None
+        self.token.copy_(nxt)
+        self._at += 1
+        if self._at >= self.cache_len:
+            self._at = self.prompt
+            self._cache.reset()
+            self.token.copy_(self._prefill())
+            self.position.fill_(self.prompt)
+        else:
+            self.position += (
+                1  # the captured kernels read the position and write the cache slot from these tensors
+            )
+
+
 @torch.inference_mode()
 def graph_step_latency(
     model: torch.nn.Module, batch: int, device: str, prompt: int, steps: int, graph: bool = True
 ) -> dict[str, float]:
-    """The same decode step over a static KV cache, replayed as one CUDA graph (`graph=False`: the same static-cache
-    step run eagerly, to check it on a CPU). This is how vLLM runs a decode step (CUDA graphs over a preallocated
+    """The decode step of `StaticStep`, timed. This is how vLLM runs a decode step (CUDA graphs over a preallocated
     cache), so its latency is the closer bound: one graph launch instead of ~400 Python kernel dispatches."""
-    from transformers import StaticCache
-
-    cache = StaticCache(config=model.config, max_cache_len=prompt + steps + 8)
-    ids = torch.randint(0, model.config.vocab_size, (batch, prompt), device=device)
-    out = model(
-        input_ids=ids,
-        past_key_values=cache,
-        use_cache=True,
-        cache_position=torch.arange(prompt, device=device),
-    )
-    token = out.logits[:, -1:].argmax(-1)
-    position = torch.tensor([prompt], device=device)
-
-    def step() -> torch.Tensor:
-        logits = model(
-            input_ids=token,
-            past_key_values=cache,
-            use_cache=True,
-            cache_position=position,
-            position_ids=position.expand(batch, 1),
-        ).logits
-        return logits[:, -1:].argmax(-1)
-
-    if graph:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up outside the capture, as CUDA graphs require
-            step()
-        torch.cuda.current_stream().wait_stream(side)
-        captured = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(captured):
-            nxt = step()
-        run = captured.replay
-    else:
-        nxt = None
+    stepper = StaticStep(model, batch, device, prompt, prompt + steps + 8, graph)
     tokens, times = [], []
     for _ in range(steps):
         _sync(device)
         t0 = time.perf_counter()
-        if graph:
-            run()
-        else:
-            nxt = step()
-        token.copy_(nxt)
-        position += 1  # the captured kernels read the position and write the cache slot from these tensors
+        stepper.advance()
         _sync(device)
         times.append(time.perf_counter() - t0)
-        tokens.append(token.clone())
+        tokens.append(stepper.token.clone())
     times.sort()
     median = times[len(times) // 2]
     return {

@@ -1,8 +1,11 @@
-"""The admission probe's cases reach the server: each case's settings are real TTS_ names that change the setting."""
+"""The admission probe's cases reach the server: each case's settings are real TTS_ names that change the setting,
+and the engine load it starts beside the server steps and reports."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,8 +19,11 @@ def test_each_probe_case_sets_what_it_names(monkeypatch: pytest.MonkeyPatch) -> 
     from shared.settings import Settings
 
     default = Settings().codec
-    for name, rate, levels, settings in CASES:
-        assert rate in (16000, 48000) and levels and settings, name
+    for name, rate, levels, settings, engine_batch in CASES:
+        assert rate in (16000, 48000) and levels, name
+        if not settings:  # admission as served: the case is about the engine's load beside it
+            assert engine_batch, name
+            continue
         with monkeypatch.context() as env:
             for key, value in settings.items():
                 env.setenv(key, value)
@@ -28,3 +34,33 @@ def test_each_probe_case_sets_what_it_names(monkeypatch: pytest.MonkeyPatch) -> 
             if getattr(codec, field) != getattr(default, field)
         }
         assert changed, f"{name}: {settings} changes no admission setting"
+
+
+def test_the_engine_load_steps_until_stopped_and_reports(tmp_path: Path) -> None:
+    """The stand-in engine (eager on a CPU, the tiny config) steps until SIGTERM, then writes its steps per second."""
+    sys.path.insert(0, str(ROOT))
+    from bench.gpu import admission_probe
+
+    out = tmp_path / "load.json"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "bench/gpu/llm_load.py"),
+            "--quick",
+            "--device",
+            "cpu",
+            "--batch",
+            "2",
+            "--seconds",
+            "60",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert b"stepping" in process.stdout.readline()  # the model is built and stepping
+    time.sleep(0.5)
+    report = admission_probe.stop_engine_load(process, out)
+    assert report["batch"] == 2 and report["steps"] > 0 and report["seconds"] < 30
+    assert sum(row["steps"] for row in report["per_second"]) == report["steps"]
