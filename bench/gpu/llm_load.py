@@ -1,5 +1,6 @@
 """An engine's load on the device, in a process of its own: random-weight Qwen2 at Spark-TTS's released config
 stepping back to back, as vLLM's engine core steps beside the API process while it has requests.
+(Each step is the same decode step at one position, replayed: the cost of a step, not its tokens.)
 
 The service steps pace the LLM off the device, so their codec calls have the GPU to themselves. On a served GPU the
 engine core is another process (another CUDA context): the GPU time-slices between it and the codec. This stand-in
@@ -26,8 +27,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.gpu.llm_step import PROMPT_TOKENS, QUICK, RELEASED, StaticStep, build  # noqa: E402
-
-CACHE_STEPS = 256  # positions stepped before wrapping back to the prompt's end
 
 
 def per_second(times: list[tuple[float, float]]) -> list[dict[str, Any]]:
@@ -61,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     cuda = args.device.startswith("cuda")
     model = build(QUICK if args.quick else RELEASED, args.device, torch.bfloat16 if cuda else torch.float32)
     prompt = 32 if args.quick else PROMPT_TOKENS
-    stepper = StaticStep(model, args.batch, args.device, prompt, prompt + CACHE_STEPS, graph=cuda)
+    stepper = StaticStep(model, args.batch, args.device, prompt, prompt + 64, graph=cuda)
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     times: list[tuple[float, float]] = []
@@ -69,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"llm load: B={args.batch} stepping on {args.device}", flush=True)
     while not stop["now"] and time.perf_counter() - started < args.seconds:
         t0 = time.perf_counter()
-        stepper.advance()
+        stepper.repeat()
         if cuda:
             torch.cuda.synchronize()
         times.append((t0 - started, (time.perf_counter() - t0) * 1000))

@@ -96,31 +96,27 @@ def step_latency(
 class StaticStep:
     """One decode step over a static KV cache for `batch` rows after a random prompt of `prompt` tokens, replayed as
     one CUDA graph (`graph=False`: run eagerly, to check it on a CPU). `advance()` runs a step and moves every row one
-    position on; at `cache_len` the cache is emptied in place and the prompt prefilled again (a load that steps for
-    ever keeps its shapes and cost; the graph reads the same tensors)."""
+    position on, up to `cache_len`; `repeat()` runs the same step again at the same position (a load that steps for
+    ever at one cost)."""
 
     def __init__(
         self, model: torch.nn.Module, batch: int, device: str, prompt: int, cache_len: int, graph: bool = True
     ) -> None:
         from transformers import StaticCache
 
-        self.prompt, self.cache_len, self.graph = prompt, cache_len, graph
+        self.graph = graph
         cache = StaticCache(config=model.config, max_cache_len=cache_len)
         ids = torch.randint(0, model.config.vocab_size, (batch, prompt), device=device)
-
-        def prefill() -> torch.Tensor:
-            out = model(
-                input_ids=ids,
-                past_key_values=cache,
-                use_cache=True,
-                cache_position=torch.arange(prompt, device=device),
-            )
-            return out.logits[:, -1:].argmax(-1)
-
-        self._cache, self._prefill = cache, prefill
-        self.token = prefill()
+        out = model(
+            input_ids=ids,
+            past_key_values=cache,
+            use_cache=True,
+            cache_position=torch.arange(prompt, device=device),
+        )
+        self.token = out.logits[:, -1:].argmax(-1)
         self.position = torch.tensor([prompt], device=device)
-        self._at = prompt
+        self._cache, self._prompt = cache, prompt
+        self._room, self._repeats = cache_len - prompt - 1, 0
 
         def step() -> torch.Tensor:
             logits = model(
@@ -144,6 +140,16 @@ class StaticStep:
             with torch.cuda.graph(self._captured):
                 self._next = step()
 
+    def _rewind(self) -> None:
+        """Back to the prompt's end. Recent transformers keep the write position in each layer's own counter (a tensor
+        the graph adds to), not in the position passed in: rewind both, in place."""
+        for layer in getattr(self._cache, "layers", []):
+            counter = getattr(layer, "cumulative_length", None)
+            if isinstance(counter, torch.Tensor):
+                counter.fill_(self._prompt)
+        self.position.fill_(self._prompt)
+        self._repeats = 0
+
     def advance(self) -> None:
         if self.graph:
             self._captured.replay()
@@ -152,16 +158,17 @@ class StaticStep:
             nxt = self._step()
         assert nxt is not None
         self.token.copy_(nxt)
-        self._at += 1
-        if self._at >= self.cache_len:
-            self._at = self.prompt
-            self._cache.reset()
-            self.token.copy_(self._prefill())
-            self.position.fill_(self.prompt)
+        # the captured kernels read the position and write the cache slot from these tensors
+        self.position += 1
+
+    def repeat(self) -> None:
+        self._repeats += 1
+        if self._repeats >= self._room:
+            self._rewind()
+        if self.graph:
+            self._captured.replay()
         else:
-            self.position += (
-                1  # the captured kernels read the position and write the cache slot from these tensors
-            )
+            self._step()
 
 
 @torch.inference_mode()
