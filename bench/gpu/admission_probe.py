@@ -58,9 +58,11 @@ def stop_engine_load(process: subprocess.Popen[bytes], out: Path) -> dict[str, A
     except subprocess.TimeoutExpired:
         process.kill()
         return {"error": "the engine load did not stop on SIGTERM"}
-    return (
-        json.loads(out.read_text()) if out.is_file() else {"error": f"exit {process.returncode}, no result"}
-    )
+    if not out.is_file():
+        return {"error": f"exit {process.returncode}, no result"}
+    report = json.loads(out.read_text())
+    out.unlink()  # the case's file carries it: the device tool brings back a limited number of files
+    return report
 
 
 def main() -> None:
