@@ -2,7 +2,8 @@
 100 ms prebuffer).
 
     PYTHONPATH=. .venv/bin/python bench/bench_standin_load.py [--cost-model bench/cost_models/h100-tf32.json] \\
-        [--concurrency 32] [--admission auto|on|off] [--speed 1.1] [--sample-rate 8000|16000|...|48000]
+        [--concurrency 32] [--admission auto|on|off] [--admission-profile served|own_seconds] [--speed 1.1]
+        [--sample-rate 8000|16000|...|48000]
         [--out bench/results/standin_load/RATE.json]
 
 Starts the stand-in server (`python -m bench.standin.serve --cost-model ...`, the demo checkpoint: the engine's steps
@@ -26,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.harness import standin_command, start_server, write_results  # noqa: E402
 from bench.loadgen import LevelSpec, run_level, summarise  # noqa: E402
+from services.device.admission_profiles import ADMISSION_PROFILE_NAMES  # noqa: E402
 
 TEXT = (
     "The quick brown fox jumps over the lazy dog, then naps in the warm afternoon sun while the children play "
@@ -91,6 +93,12 @@ def main() -> int:
         help="TTS_ADMISSION for the server (auto: on with the stand-in), to compare with it off",
     )
     p.add_argument(
+        "--admission-profile",
+        choices=ADMISSION_PROFILE_NAMES,
+        default="served",
+        help="TTS_ADMISSION_PROFILE for the server: admission's settings and the codec seconds they read",
+    )
+    p.add_argument(
         "--speed",
         type=float,
         default=None,
@@ -108,7 +116,7 @@ def main() -> int:
     args = p.parse_args()
     args.out = args.out or ROOT / "bench" / "results" / "standin_load" / f"{args.sample_rate}.json"
     log = Path(tempfile.gettempdir()) / "tts-standin-server.log"
-    proc, url = start(args.cost_model, log, args.admission)
+    proc, url = start(args.cost_model, log, args.admission, {"TTS_ADMISSION_PROFILE": args.admission_profile})
     try:
         rows = asyncio.run(levels(url, proc.pid, args.concurrency, args.speed, args.sample_rate))
         schedules = first_chunk_schedules(url)
@@ -138,6 +146,7 @@ def main() -> int:
             "levels": rows,
             "ratio_p95_over_p50": ratio,
             "admission": args.admission,
+            "admission_profile": args.admission_profile,
             "first_chunk_schedules": schedules,
             "speed": args.speed,
             "sample_rate": args.sample_rate,

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.sim.run import ADMISSION_OFF, OWN_SECONDS_ADMISSION, SimConfig, simulate
-from bench.standin.cost_model import CallSecondsRead, CostModel
+from bench.standin.cost_model import CostModel
+from services.device.calls import CallSecondsRead
 from services.device.engine_lead import MEASURED_LEAD_PACE
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.sim.run import SimConfig, simulate
-from bench.standin.cost_model import CALL_SECONDS_READS, CallSecondsRead, CostModel
-from services.device.calls import SchedulerPolicy
+from bench.standin.cost_model import CostModel
+from services.device.calls import CALL_SECONDS_READS, CallSecondsRead, SchedulerPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 COST_MODEL = ROOT / "bench" / "cost_models" / "h100-tf32.json"

@@ -26,9 +26,9 @@ if str(ROOT) not in sys.path:
 
 from bench.sim.breakdown import print_breakdown  # noqa: E402
 from bench.sim.run import ADMISSION_OFF, SimConfig, simulate  # noqa: E402
-from bench.standin.cost_model import CALL_SECONDS_READS, CostModel  # noqa: E402
+from bench.standin.cost_model import CostModel  # noqa: E402
 from services.device.background import BackgroundPolicy  # noqa: E402
-from services.device.calls import SchedulerPolicy  # noqa: E402
+from services.device.calls import CALL_SECONDS_READS, SchedulerPolicy  # noqa: E402
 
 COLUMNS = (
     "llm_per_row",

@@ -28,6 +28,8 @@ CASES = [
     ("off16", 16000, [64, 128], {"TTS_ADMISSION": "off"}, None),
     ("off16-llm", 16000, [64, 128], {"TTS_ADMISSION": "off"}, 64),
     ("served16-llm", 16000, [64], {}, 64),
+    ("own16-llm", 16000, [64], {"TTS_ADMISSION_PROFILE": "own_seconds"}, 64),
+    ("own16", 16000, [64], {"TTS_ADMISSION_PROFILE": "own_seconds"}, None),
     ("off48", 48000, [64, 200], {"TTS_ADMISSION": "off"}, None),
     ("off48-llm", 48000, [64], {"TTS_ADMISSION": "off"}, 64),
     ("wait16", 16000, [64, 128], {"TTS_ADMISSION_MAX_WAIT_MS": "3000"}, None),

@@ -29,8 +29,6 @@ import numpy as np
 from bench.sim.breakdown import Ledger, breakdown
 from bench.sim.windows import HOP, SR_CONTEXT, SR_GRID, SR_MAX_BLOCK, SR_MIN_BLOCK
 from bench.standin.cost_model import (
-    CALL_SECONDS_READS,
-    CallSecondsRead,
     CostModel,
     CostModelRunner,
     DeviceTimeline,
@@ -41,8 +39,9 @@ from core.sr_planner import SRPlanner, SRWindow
 from core.streaming import DecodePlanner, PlannedWindow, StreamingConfig
 from core.tokens import SEMANTIC_CODEBOOK_SIZE as SEMANTIC_CODEBOOK
 from services.device.admission import Admission
+from services.device.admission_profiles import ADMISSION_PROFILES
 from services.device.background import BackgroundPolicy
-from services.device.calls import SchedulerPolicy
+from services.device.calls import CALL_SECONDS_READS, CallSecondsRead, SchedulerPolicy
 from services.device.playback import PlaybackClock
 from services.device.scheduler import CodecScheduler, StreamHandle
 from services.device.windows import DecodeWindow
@@ -59,15 +58,9 @@ ADMISSION_OFF: dict[str, Any] = {
     "ramp_floor": 10**9,
     "max_wait_s": 0.0,
 }
-# Admission settings for a codec read as its own device seconds (`SimConfig.call_seconds_read="own"`): rule 3's cap
-# at 0.74 of the device, the exact first chunk only after a capacity refusal (2 s), a ramp floor of 40. Opt-in; why
-# and what it costs: docs/benchmarks.md, "Reading the codec's own seconds instead".
-OWN_SECONDS_ADMISSION: dict[str, Any] = {
-    "max_codec_share": 0.74,
-    "short_schedule_share": float("inf"),
-    "exact_after_refusal_s": 2.0,
-    "ramp_floor": 40,
-}
+# The service's `own_seconds` admission profile (services/device/admission_profiles.py), to run with
+# `SimConfig.call_seconds_read="own"`.
+OWN_SECONDS_ADMISSION: dict[str, Any] = dict(ADMISSION_PROFILES["own_seconds"].admission)
 
 
 @dataclass(frozen=True)

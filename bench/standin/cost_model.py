@@ -24,18 +24,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar, get_args
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from services.device.calls import Call
+from services.device.calls import Call, CallSecondsRead
 
 _T = TypeVar("_T")
 HOP = 320  # BiCodec: 16 kHz samples per semantic token
 DEFAULT_PRENET_SHARE = 0.05
-# What a codec call's seconds are to the scheduler (and so to admission): see `CostModelRunner.run_timed`.
-CallSecondsRead = Literal["dispatch_to_end", "own"]
-CALL_SECONDS_READS: tuple[CallSecondsRead, ...] = get_args(CallSecondsRead)
 
 
 @dataclass(frozen=True)

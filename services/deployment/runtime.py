@@ -250,6 +250,7 @@ class ModelRuntime:
         on a CPU one call per core, no batch padding. Its planning loop starts on the serving loop (`start()`), or on
         the first window submitted."""
         from services.device.admission import Admission
+        from services.device.admission_profiles import ADMISSION_PROFILES
         from services.device.background import BackgroundPolicy
         from services.device.key_share import CpuTurns
         from services.device.loop_lag import LoopLag
@@ -265,10 +266,15 @@ class ModelRuntime:
         old = self.codec_scheduler
         if old is not None:
             old.runner.close()
-        runner = ModelRunner(
-            self.bicodec, self.sr, threads=policy.max_inflight, graphs=self._capture_graphs(policy)
-        )
         codec = self.settings.codec
+        profile = ADMISSION_PROFILES[codec.admission_profile]
+        runner = ModelRunner(
+            self.bicodec,
+            self.sr,
+            threads=policy.max_inflight,
+            graphs=self._capture_graphs(policy),
+            call_seconds_read=profile.call_seconds_read,
+        )
         background = BackgroundPolicy(
             share=codec.background_share, min_slack_s=codec.background_min_slack_ms / 1000.0
         )
@@ -283,8 +289,9 @@ class ModelRuntime:
             if not self._admission_on()
             else Admission(
                 self.codec_scheduler,
-                max_wait_s=self.settings.codec.admission_max_wait_ms / 1000.0,
+                max_wait_s=codec.admission_max_wait_ms / 1000.0,
                 generating=lambda: len(self.engine.active_requests()) if self.engine is not None else 0,
+                **profile.admission,
             )
         )
 
@@ -303,7 +310,11 @@ class ModelRuntime:
         self.codec_graph_status = None
         if not (self.device.startswith("cuda") and self.settings.codec.codec_cuda_graphs):
             return None
+        from services.device.admission_profiles import ADMISSION_PROFILES
         from services.device.graphs import capture_codec_graphs
+
+        # A profile that reads a call's own seconds needs each graph's replay timed alone.
+        profile = ADMISSION_PROFILES[self.settings.codec.admission_profile]
 
         graphs = capture_codec_graphs(
             self.bicodec,
@@ -311,6 +322,7 @@ class ModelRuntime:
             policy,
             sr_precision=self.settings.codec.codec_sr_precision,
             budget_s=self.settings.codec.codec_graph_budget_s,
+            time_replays=profile.call_seconds_read == "own",
         )
         self.codec_graph_status = graphs.status() if graphs is not None else None
         return graphs

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar, get_args
 
 import numpy as np
 
@@ -213,6 +213,14 @@ class Call:
     @property
     def valid_work(self) -> int:
         return sum(self.units(i) for i in range(len(self.windows)))
+
+
+# What a codec call's seconds are to the scheduler, and so to admission and the codec's busy measures. dispatch_to_end:
+# from the device thread taking the call to its end, the wait behind the engine's work on the GPU included (the
+# service's default). own: the call's own device time, its graph's replay timed alone at start-up (an eager call: CUDA
+# events around it, which beside an engine's process also count the engine's slices; on a CPU, the thread's seconds).
+CallSecondsRead = Literal["dispatch_to_end", "own"]
+CALL_SECONDS_READS: tuple[CallSecondsRead, ...] = get_args(CallSecondsRead)
 
 
 class DeviceRunner(Protocol):

@@ -227,6 +227,9 @@ class CapturedGraph:
     capture_s: float
     pool_bytes: int  # growth of the device memory reserved by this capture (the shared pool)
     allocated_bytes: int  # growth of the memory held after it (static buffers and the output)
+    # One replay timed alone by CUDA events right after the capture (`CodecGraphs(time_replays=True)`): the call's own
+    # device seconds, which events in service cannot give beside an engine's process (they count its slices too).
+    replay_s: float | None = None
 
     def replay(self) -> Tensor:
         self.graph.replay()
@@ -277,6 +280,7 @@ class CodecGraphs:
         decode_precision: Precision = "tf32",
         sr_precision: Precision = "fp32",
         warmup: int = 2,
+        time_replays: bool = False,
     ) -> None:
         device = torch.device(decoder.device)
         if device.type != "cuda":
@@ -287,6 +291,7 @@ class CodecGraphs:
         self.decoder, self.sr, self.plan, self.device = decoder, sr, plan, device
         self.precision: dict[WindowKind, Precision] = {"decode": decode_precision, "sr": sr_precision}
         self.warmup = warmup
+        self.time_replays = time_replays
         self.pool: Any = None  # the shared memory pool, made at the first capture (it needs CUDA)
         self.graphs: dict[GraphKey, CapturedGraph] = {}
         self.report: CaptureReport | None = None
@@ -367,7 +372,7 @@ class CodecGraphs:
             with torch.cuda.graph(graph, pool=self.pool):
                 output = body()
         torch.cuda.synchronize(self.device)
-        return CapturedGraph(
+        captured = CapturedGraph(
             key,
             precision,
             graph,
@@ -377,6 +382,21 @@ class CodecGraphs:
             torch.cuda.memory_reserved(self.device) - reserved,
             torch.cuda.memory_allocated(self.device) - allocated,
         )
+        if self.time_replays:
+            captured.replay_s = self._time_replay(graph)
+        return captured
+
+    def _time_replay(self, graph: Any) -> float:
+        """One replay's device seconds by CUDA events, before serving (nothing else of this process on the GPU), after
+        an untimed one (a graph's first replay also uploads it)."""
+        stream = torch.cuda.current_stream(self.device)
+        graph.replay()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record(stream)
+        graph.replay()
+        end.record(stream)
+        end.synchronize()
+        return start.elapsed_time(end) / 1000.0
 
     def table(self) -> list[dict[str, Any]]:
         """One row per captured graph: shape, precision, capture seconds, memory (for the GPU kit's report)."""
@@ -389,21 +409,34 @@ class CodecGraphs:
                 "capture_s": round(g.capture_s, 4),
                 "pool_mib": round(g.pool_bytes / 2**20, 2),
                 "allocated_mib": round(g.allocated_bytes / 2**20, 2),
+                "replay_ms": None if g.replay_s is None else round(g.replay_s * 1000, 3),
             }
             for g in sorted(self.graphs.values(), key=lambda g: g.key)
         ]
 
 
 def capture_codec_graphs(
-    bicodec: Any, sr: Any | None, policy: SchedulerPolicy, *, sr_precision: Precision, budget_s: float
+    bicodec: Any,
+    sr: Any | None,
+    policy: SchedulerPolicy,
+    *,
+    sr_precision: Precision,
+    budget_s: float,
+    time_replays: bool = False,
 ) -> CodecGraphs | None:
     """The codec's call shapes captured in one memory pool, before any other device work (capture moves the TF32
     switches for its duration), the most used first, within `budget_s` (TTS_CODEC_GRAPH_BUDGET_S). Shapes not
     captured (over the budget, or a capture that failed) serve eager: slower, same audio; None when capture failed
-    as a whole."""
+    as a whole. `time_replays`: time a replay of each graph alone at capture (a call's own seconds)."""
     kinds: tuple[WindowKind, ...] = ("decode", "sr") if sr is not None else ("decode",)
     try:
-        graphs = CodecGraphs(bicodec, sr, GraphPlan.from_policy(policy, kinds), sr_precision=sr_precision)
+        graphs = CodecGraphs(
+            bicodec,
+            sr,
+            GraphPlan.from_policy(policy, kinds),
+            sr_precision=sr_precision,
+            time_replays=time_replays,
+        )
         graphs.capture_all(budget_s=budget_s)
     except Exception:  # noqa: BLE001 - graphs are an optimisation; the eager path serves the same audio
         logger.exception("CUDA graph capture failed; the codec runs eager")

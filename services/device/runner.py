@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from services.device.calls import Call
+from services.device.calls import Call, CallSecondsRead
 from services.device.graphs import CodecGraphs, run_decode
 from services.device.windows import DecodeWindow, SRWindow
 
@@ -60,9 +60,16 @@ class ModelRunner:
     without graphs). `threads`: device threads (1 on a GPU: kernels serialise anyway; a CPU may use more)."""
 
     def __init__(
-        self, decoder: Any, sr: Any | None = None, *, graphs: CodecGraphs | None = None, threads: int = 1
+        self,
+        decoder: Any,
+        sr: Any | None = None,
+        *,
+        graphs: CodecGraphs | None = None,
+        threads: int = 1,
+        call_seconds_read: CallSecondsRead = "dispatch_to_end",
     ) -> None:
         self.decoder = decoder
+        self.call_seconds_read = call_seconds_read
         self.sr = sr
         self.graphs = graphs
         self.hop = int(decoder.hop_length)
@@ -109,14 +116,16 @@ class ModelRunner:
         return (await self.run_timed(call))[0]
 
     async def run_timed(self, call: Call) -> tuple[list[np.ndarray], float]:
-        """The rows and the seconds the device thread spent on the call (`DeviceRunner`)."""
+        """The rows and the call's seconds as `call_seconds_read` says (`DeviceRunner`, `CallSecondsRead`): the
+        seconds the device thread spent on it, or its own device seconds where they are known."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._run_timed_sync, call)
 
     def _run_timed_sync(self, call: Call) -> tuple[list[np.ndarray], float]:
         started = time.perf_counter()
-        rows = self.run_sync(call)
-        return rows, time.perf_counter() - started
+        rows, own = self._run(call)
+        thread_seconds = time.perf_counter() - started
+        return rows, own if self.call_seconds_read == "own" and own is not None else thread_seconds
 
     async def run_model_call(self, fn: Callable[[], T]) -> tuple[T, float]:
         """`fn`'s result and the seconds it held a device thread (`DeviceRunner`): a model call beside the codec calls,
@@ -137,9 +146,14 @@ class ModelRunner:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # ---- in the device thread
-    @torch.inference_mode()
     def run_sync(self, call: Call) -> list[np.ndarray]:
         """Run one call on the calling thread and return each row's kept samples (float32 copies)."""
+        return self._run(call)[0]
+
+    @torch.inference_mode()
+    def _run(self, call: Call) -> tuple[list[np.ndarray], float | None]:
+        """The kept rows and the call's own device seconds: its graph's replay timed alone at capture, else CUDA
+        events around its run; None on a CPU."""
         if call.kind == "sr" and self.sr is None:
             raise RuntimeError("an SR call without a super-resolution model")
         started = time.perf_counter()
@@ -157,11 +171,13 @@ class ModelRunner:
             out[i, (w.keep_start - at) * scale : (w.keep_end - at) * scale].copy()
             for i, (w, at) in enumerate(zip(call.windows, offsets, strict=True))
         ]
-        self._count(call, graph is not None, time.perf_counter() - started, events)
-        return kept
+        event_seconds = self._count(call, graph is not None, time.perf_counter() - started, events)
+        replay_s = graph.replay_s if graph is not None else None
+        return kept, replay_s if replay_s is not None else event_seconds
 
-    def _count(self, call: Call, graph: bool, seconds: float, events: tuple[Any, Any] | None) -> None:
-        """One dict update in this device thread's own table (events: both done, the call synced after them)."""
+    def _count(self, call: Call, graph: bool, seconds: float, events: tuple[Any, Any] | None) -> float | None:
+        """One dict update in this device thread's own table (events: both done, the call synced after them).
+        Returns the events' seconds (None without events)."""
         table = getattr(self._local, "times", None)
         if table is None:
             table = self._local.times = {}
@@ -172,8 +188,11 @@ class ModelRunner:
             entry = table[key] = [0, 0.0, 0.0]
         entry[0] += 1
         entry[1] += seconds
-        if events is not None:
-            entry[2] += events[0].elapsed_time(events[1]) / 1000.0
+        if events is None:
+            return None
+        event_seconds = events[0].elapsed_time(events[1]) / 1000.0
+        entry[2] += event_seconds
+        return event_seconds
 
     def _events(self) -> tuple[Any, Any] | None:
         """This device thread's two timing events (CUDA only), reused call after call."""

@@ -160,6 +160,15 @@ class CodecSettings(_Group):
         "measured headroom says an admitted stream would lose real time. auto: on with a GPU or a device cost model, "
         "off on a CPU, where the demo model is not real time anyway and refusals would only get in the way.",
     )
+    admission_profile: Literal["served", "own_seconds"] = Field(
+        "served",
+        description="Admission's settings and the codec seconds they read, chosen together. served: a codec call "
+        "counts from dispatch to end (its wait behind the engine included). own_seconds: a call counts its own device "
+        "time (each graph's replay timed at start-up), the codec's cap is 0.74 of the device, and a new stream gets "
+        "the exact first chunk only while the device has refused one in the last 2 s: in the simulator a burst of 64 "
+        "starts at first audio p95 173-270 ms instead of 400-550, but it has not yet served on a GPU "
+        "(docs/benchmarks.md).",
+    )
     admission_max_wait_ms: int = Field(
         250,
         ge=0,

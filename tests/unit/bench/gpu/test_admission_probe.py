@@ -30,7 +30,7 @@ def test_each_probe_case_sets_what_it_names(monkeypatch: pytest.MonkeyPatch) -> 
             codec = Settings().codec
         changed = {
             field
-            for field in ("admission", "admission_max_wait_ms")
+            for field in ("admission", "admission_max_wait_ms", "admission_profile")
             if getattr(codec, field) != getattr(default, field)
         }
         assert changed, f"{name}: {settings} changes no admission setting"

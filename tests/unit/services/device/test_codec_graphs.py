@@ -300,6 +300,13 @@ def test_the_super_resolution_graphs_take_the_settings_precision(monkeypatch, ca
     assert f"decode tf32, AP-BWE {sr_precision}" in caplog.text
 
 
+@pytest.mark.parametrize(("profile", "timed"), [("served", False), ("own_seconds", True)])
+def test_a_profile_that_reads_own_seconds_times_each_replay(monkeypatch, profile, timed) -> None:
+    runtime = _runtime(monkeypatch, admission_profile=profile)
+    graphs = runtime._capture_graphs(SchedulerPolicy(decode_buckets=(16,), batch_sizes=(1,)))
+    assert graphs.time_replays is timed
+
+
 def test_an_unknown_precision_is_refused_at_start() -> None:
     from pydantic import ValidationError
 

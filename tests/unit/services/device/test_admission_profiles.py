@@ -1,0 +1,124 @@
+"""Admission profiles: each is `Admission`'s own arguments with the codec seconds they read; the setting chooses one
+and the runtime builds admission, the codec runner and the graphs' replay timing from it."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from services.device.admission import Admission
+from services.device.admission_profiles import ADMISSION_PROFILE_NAMES, ADMISSION_PROFILES
+from services.device.calls import CALL_SECONDS_READS, Call
+from services.device.runner import ModelRunner
+from services.device.windows import DecodeWindow
+from shared.settings import Settings
+
+
+def test_each_profile_is_admission_arguments_and_a_read() -> None:
+    assert set(ADMISSION_PROFILES) == set(ADMISSION_PROFILE_NAMES)
+    for profile in ADMISSION_PROFILES.values():
+        inspect.signature(Admission).bind(object(), **profile.admission)
+        assert profile.call_seconds_read in CALL_SECONDS_READS
+    served = ADMISSION_PROFILES["served"]
+    assert served.admission == {} and served.call_seconds_read == "dispatch_to_end"  # the service as it was
+    assert ADMISSION_PROFILES["own_seconds"].call_seconds_read == "own"
+
+
+def test_the_simulator_runs_the_services_own_seconds_profile() -> None:
+    from bench.sim.run import OWN_SECONDS_ADMISSION
+
+    assert OWN_SECONDS_ADMISSION == ADMISSION_PROFILES["own_seconds"].admission
+
+
+def test_the_setting_names_a_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().codec.admission_profile == "served"
+    monkeypatch.setenv("TTS_ADMISSION_PROFILE", "own_seconds")
+    assert Settings().codec.admission_profile == "own_seconds"
+    with pytest.raises(ValidationError, match="admission_profile"):
+        Settings(admission_profile="fastest")
+
+
+class _CpuDecoder:
+    hop_length = 320
+    device = "cpu"
+
+
+def _call() -> Call:
+    return Call("decode", (DecodeWindow(np.zeros(8, np.int32), None, 0, 8),), 16, 1)
+
+
+@pytest.mark.parametrize(
+    ("read", "own", "expected"),
+    [
+        ("own", 0.004, 0.004),  # a graph's replay timed at capture (or CUDA events)
+        ("own", None, "thread"),  # a CPU knows no own seconds: the thread's
+        ("dispatch_to_end", 0.004, "thread"),
+    ],
+)
+def test_the_runner_gives_the_seconds_its_read_names(
+    monkeypatch: pytest.MonkeyPatch, read: Any, own: float | None, expected: Any
+) -> None:
+    runner = ModelRunner(_CpuDecoder(), call_seconds_read=read)
+
+    def run(call: Call) -> tuple[list[np.ndarray], float | None]:
+        import time
+
+        time.sleep(0.02)  # the device thread's seconds, longer than the own seconds above
+        return [], own
+
+    monkeypatch.setattr(runner, "_run", run)
+    try:
+        _, seconds = asyncio.run(runner.run_timed(_call()))
+    finally:
+        runner.close()
+    if expected == "thread":
+        assert seconds >= 0.02
+    else:
+        assert seconds == expected
+
+
+@pytest.mark.parametrize("name", ADMISSION_PROFILE_NAMES)
+def test_the_runtime_builds_admission_and_the_runner_from_the_profile(
+    demo_model_dir: Path, name: str
+) -> None:
+    """With the device stand-in (a GPU's policy, admission on): the profile's arguments reach `Admission` and its read
+    reaches the codec runner."""
+    from bench.standin import runtime_factories
+    from services.deployment.runtime import ModelRuntime
+
+    settings = Settings(
+        model_dir=demo_model_dir,
+        warmup=False,
+        auth_enabled=False,
+        device="cpu",
+        sr_enabled=False,
+        log_json=False,
+        admission_profile=name,
+    )
+    profile = ADMISSION_PROFILES[name]
+
+    async def main() -> None:
+        runtime = ModelRuntime(settings, **runtime_factories("bench/cost_models/h200-graphs.json"))
+        await runtime.start()
+        try:
+            assert runtime.ready, runtime.error
+            assert runtime.codec_runner.call_seconds_read == profile.call_seconds_read
+            admission = runtime.admission
+            assert admission is not None
+            checked = set()
+            for arg, default in inspect.signature(Admission).parameters.items():
+                if arg in ("scheduler", "clock", "generating", "max_wait_s") or not hasattr(admission, arg):
+                    continue
+                assert getattr(admission, arg) == profile.admission.get(arg, default.default), arg
+                checked.add(arg)
+            assert set(profile.admission) <= checked
+        finally:
+            await runtime.shutdown()
+
+    asyncio.run(main())
