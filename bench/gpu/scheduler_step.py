@@ -176,7 +176,15 @@ def run(
     graphs = None
     capture_s = 0.0
     if cuda:
-        graphs = CodecGraphs(decoder, sr, GraphPlan.from_policy(policy), decode_precision=decode_precision)  # type: ignore[arg-type]
+        # time_replays: each graph's replay timed at capture, the own seconds `TTS_ADMISSION_PROFILE=own_seconds`
+        # reads, set beside this step's best-of-3 replay (`capture_replay_ms` against `replay_ms`).
+        graphs = CodecGraphs(
+            decoder,
+            sr,
+            GraphPlan.from_policy(policy),
+            decode_precision=decode_precision,  # type: ignore[arg-type]
+            time_replays=True,
+        )
         began = time.perf_counter()
         graphs.capture_all(budget_s=capture_budget_s)  # 0: every planned shape (what the step measures)
         capture_s = time.perf_counter() - began
@@ -263,6 +271,16 @@ def run(
         }
         print(f"  {summary}")
         graph_rows = _graph_rows(graphs, runner, device) if graphs is not None else []
+        timed = [
+            g["capture_replay_ms"] / g["replay_ms"]
+            for g in graph_rows
+            if g.get("capture_replay_ms") and g.get("replay_ms")
+        ]
+        if timed:
+            timed.sort()
+            print(
+                f"  replay at capture / best of 3: median {timed[len(timed) // 2]:.2f}x ({timed[0]:.2f}-{timed[-1]:.2f}x)"
+            )
         prenet = _prenet_share(decoder, device, decode_precision if cuda else "fp32")
         print(f"  prenet share of a decoded token: {prenet}")
     finally:

@@ -409,7 +409,7 @@ class CodecGraphs:
                 "capture_s": round(g.capture_s, 4),
                 "pool_mib": round(g.pool_bytes / 2**20, 2),
                 "allocated_mib": round(g.allocated_bytes / 2**20, 2),
-                "replay_ms": None if g.replay_s is None else round(g.replay_s * 1000, 3),
+                "capture_replay_ms": None if g.replay_s is None else round(g.replay_s * 1000, 3),
             }
             for g in sorted(self.graphs.values(), key=lambda g: g.key)
         ]

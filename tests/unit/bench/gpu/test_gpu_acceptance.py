@@ -314,3 +314,22 @@ def test_a_cell_records_admissions_decisions_and_the_page_shows_refusals_by_rule
     assert _refused({"admission": delta}) == "misses 2, ramp 32"
     assert _refused({"admission": {**delta, "refused": {}}}) == "none"
     assert _refused({}) == "-"
+
+
+def test_the_scheduler_page_sets_the_replay_timed_at_capture_beside_the_best_of_three() -> None:
+    """The own seconds `TTS_ADMISSION_PROFILE=own_seconds` reads (a replay timed at capture) against the step's own
+    best-of-3 replay, per graph and as a median ratio."""
+    import json
+
+    sys.path.insert(0, str(ROOT))
+    from bench.gpu import acceptance, report
+
+    results = acceptance.load_results(acceptance.DEFAULT_RESULTS)
+    if "scheduler" not in results:
+        pytest.skip("no committed GPU scheduler result")
+    step = json.loads(json.dumps(results["scheduler"]))
+    for i, g in enumerate(step["result"]["graphs"]):
+        g["capture_replay_ms"] = g["replay_ms"] * (1.0 + 0.1 * (i % 3))
+    page = "\n".join(report._scheduler(step))
+    assert "| replay ms at capture |" in page
+    assert "over the best of 3 replays: median 1.10x, 1.00-1.20x over" in page
