@@ -65,15 +65,12 @@ preamble ids, 600 within 2 s or 30 s, LLM 0.005-0.056 ms/row); without rule 3 at
 Min slack is not a rule: a stream that has just started holds only its first chunk (80 ms on the balanced
 schedule), so a slack threshold would refuse on every newcomer; a stream really running dry is a miss (1).
 
-Longer than 500 lines because the rules, the waiting queue and the first-chunk choices (`first_chunk_schedule`,
-`sr_lead`) read one set of measures (the LLM's pace, the codec's cost per stream, the recent admissions and
-refusals); what has a seam of its own lives beside it: `key_share.py` (each key's share), `engine_lead.py` (when the
-codec's cost is not read)."""
+Beside it, each with a seam of its own: `first_chunks.py` (what an admitted stream's first chunk is, from these
+measures), `key_share.py` (each key's share), `engine_lead.py` (when the codec's cost is not read)."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import time
 from collections import Counter, deque
@@ -82,13 +79,12 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from services.device.engine_lead import ENGINE_LEAD_PACE, engine_leads
+from services.device.first_chunks import FirstChunkChoices
 from services.device.key_share import KeyShares
-from shared.metrics import ADMISSION_REFUSALS, ADMISSION_WAIT, FIRST_CHUNK_SCHEDULES
+from shared.metrics import ADMISSION_REFUSALS, ADMISSION_WAIT
 
 if TYPE_CHECKING:
     from core.streaming import LatencyPreference
-
-logger = logging.getLogger("services.device.admission")
 
 REALTIME_TOKENS_PER_S = 50.0  # semantic tokens per second of audio
 # admit()'s longest wait for a waitable rule (TTS_ADMISSION_MAX_WAIT_MS; docs/benchmarks.md, "The wave generator on
@@ -170,14 +166,17 @@ class Admission:
         self.max_codec_share = max_codec_share
         self.ramp_floor = ramp_floor
         self.ramp_share = ramp_share
-        self.short_schedule_share = short_schedule_share
-        self.exact_needs_pace = exact_needs_pace
         self.spacing_s, self.spacing_pace, self.spacing_share = spacing_s, spacing_pace, spacing_share
         self.miss_memory_s = miss_memory_s
         self.pace_rows_floor = pace_rows_floor
-        self.sr_lead_needs_pace, self.engine_lead_pace = sr_lead_needs_pace, engine_lead_pace
-        self.exact_after_refusal_s = exact_after_refusal_s
-        self.sr_leads: Counter[str] = Counter()  # 48 kHz lead-window decisions: taken, llm_slow, seeded
+        self.engine_lead_pace = engine_lead_pace
+        self.first_chunk_choices = FirstChunkChoices(
+            self,
+            short_schedule_share=short_schedule_share,
+            exact_needs_pace=exact_needs_pace,
+            sr_lead_needs_pace=sr_lead_needs_pace,
+            exact_after_refusal_s=exact_after_refusal_s,
+        )
         self.max_wait_s = max(0.0, max_wait_s)
         self.wait_rules = frozenset(wait_rules)  # the rules admit() waits out (others refuse at once)
         if not self.wait_rules <= WAITABLE_RULES:
@@ -191,12 +190,7 @@ class Admission:
         self._queue_loop: asyncio.AbstractEventLoop | None = None
         self.waited = 0  # streams admitted after waiting (admit())
         self._last_miss_refusal = -math.inf  # when rule 1 last refused (rule 1b's memory)
-        self._last_capacity_refusal = -math.inf  # when a rule of CAPACITY_RULES last refused
-        self.long_first_chunks = 0  # streams that asked for a short first chunk and got the exact schedule
-        # (schedule given, reason) -> count: requested (asked for exact), unmeasured (no codec cost yet), codec_light
-        # (under the share), llm_slow (the LLM is not 2x ahead), codec_busy (switched to exact: over the share),
-        # refusing (switched to exact: a capacity rule refused within exact_after_refusal_s)
-        self.first_chunks: Counter[tuple[str, str]] = Counter()
+        self.last_capacity_refusal = -math.inf  # when a rule of CAPACITY_RULES last refused
         self.codec_window_s = codec_window_s
         self.min_codec_sample_s = min_codec_sample_s
         # (bucket start, stream-seconds open, codec device seconds) per 0.25 s, over codec_window_s
@@ -269,6 +263,10 @@ class Admission:
     def pace(self) -> float | None:
         """Measured tokens per second per generating request over the last window (None: too little measured)."""
         return self._pace_at(self._advance())
+
+    def engine_pace(self) -> float | None:
+        """`pace()` where the engine's generating requests are known; None without them (the pace rule is off)."""
+        return self.pace() if self.generating is not None else None
 
     def _pace_at(self, now: float) -> float | None:
         """`pace` from the windows as they stand (no accumulation: reading it never moves the measure)."""
@@ -362,7 +360,7 @@ class Admission:
                 1,
             ), self._admitted_at[0] + self.pace_window_s - now + 1e-6
         generating = self._live_generating()
-        pace = self.pace() if self.generating is not None else None
+        pace = self.engine_pace()
         projected = math.inf
         if pace is not None and generating > 0:
             # One more request as if each step's cost grew in proportion to its rows, counted from at least
@@ -419,81 +417,35 @@ class Admission:
         else:
             self.refused[decision.rule] = self.refused.get(decision.rule, 0) + 1
             if decision.rule in CAPACITY_RULES:
-                self._last_capacity_refusal = self.clock()
+                self.last_capacity_refusal = self.clock()
             self.refused_by_class[(decision.rule, decision.key_class)] += 1
             ADMISSION_REFUSALS.labels(rule=decision.rule, key_class=decision.key_class).inc()
             self.shares.note_refusal(key)
         return replace(decision, waited_s=waited_s) if waited_s else decision
 
+    # ---------------------------------------------------------------- an admitted stream's first chunk
     def first_chunk_schedule(
         self, requested: LatencyPreference, *, reproducible: bool = False
     ) -> LatencyPreference:
-        """The first-chunk schedule an admitted stream gets: the one it asked for, or `exact` once the codec's
-        measured cost per stream times the streams open plus one passes `short_schedule_share` of the device and
-        the engine does not lead (`engine_lead.py`); a `reproducible` stream (a seed) gets the one it asked for.
-        Why: a short first-second schedule (balanced, lowest) decodes ~3.5 tokens per kept one for a stream's first
-        second, the exact schedule ~1.5, and a busy device pays that on every newcomer. Under load a newcomer waits
-        for the full look-ahead (first audio ~0.2-0.5 s later on the simulated H100) and the device carries more
-        streams in real time: 242 of 250 admitted at 16 kHz with no underrun instead of 137 (docs/benchmarks.md).
-
-        With `exact_after_refusal_s` set (off by default), also while a rule of `CAPACITY_RULES` refused within that
-        many seconds, whatever the share: with the share's switch set high, a burst the device carries keeps the
-        short chunk and newcomers get the exact one once the device is full (docs/benchmarks.md, "Predicted from
-        H200 graph costs")."""
-        schedule, reason = (requested, "seeded") if reproducible else self._first_chunk(requested)
-        self.first_chunks[(schedule, reason)] += 1
-        FIRST_CHUNK_SCHEDULES.labels(schedule=schedule, reason=reason).inc()
-        return schedule
-
-    def _first_chunk(self, requested: LatencyPreference) -> tuple[LatencyPreference, str]:
-        if requested == "exact":
-            return requested, "requested"
-        pace = self.pace() if self.generating is not None else None
-        if engine_leads(pace, self.need_tokens_per_s, self.engine_lead_pace):
-            return requested, "engine_ahead"
-        cost = self.codec_cost()
-        if cost is None:
-            return requested, "unmeasured"
-        streams = self.scheduler.active_streams
-        share = cost * (streams + 1)
-        refusing = (
-            self.exact_after_refusal_s is not None
-            and self.clock() - self._last_capacity_refusal <= self.exact_after_refusal_s
-        )
-        if share <= self.short_schedule_share:
-            if not refusing:
-                return requested, "codec_light"
-            reason = "refusing"
-        else:
-            reason = "codec_busy"
-        # The exact schedule's second chunk needs its tokens plus a full look-ahead within the first chunk's
-        # playback: only an engine well ahead of real time fills that; a slower one keeps the short schedule.
-        if pace is None or pace < self.exact_needs_pace * self.need_tokens_per_s:
-            return requested, "llm_slow"
-        self.long_first_chunks += 1
-        logger.info(
-            "first chunk: exact instead of %s (%s): codec %.4f device s per stream-second x (%d streams + 1) = "
-            "%.2f of the device; the LLM gives %.0f tokens/s per generating request",
-            *(requested, reason, cost, streams, share, pace),
-        )
-        return "exact", reason
+        """The first-chunk schedule an admitted stream gets: the one asked for, or `exact` under load
+        (`first_chunks.py`)."""
+        return self.first_chunk_choices.schedule(requested, reproducible=reproducible)
 
     def sr_lead(self, *, reproducible: bool = False) -> bool:
-        """Whether a new 48 kHz stream's first AP-BWE window may take its right context from the decode schedule's
-        held overlap (core.sr_planner, the lead window): its first audio then leaves with the first decoded chunk
-        (token 16 instead of 28, and a decode call sooner), holding 80 ms instead of 265.
+        """Whether a new 48 kHz stream's first AP-BWE window takes the lead (`first_chunks.py`)."""
+        return self.first_chunk_choices.sr_lead(reproducible=reproducible)
 
-        Only while the engine gives each request `sr_lead_needs_pace` (3.5) x real time or more, or is not measured
-        yet: the next piece needs 8 more tokens within those 80 ms of playback (46 ms at 3.5x) plus its decode and
-        AP-BWE calls. A slower engine plays the lead dry at the scheduler's deadlines, and the misses refuse
-        newcomers: in `bench.simulate` at 48 kHz, 600 offered within 10 s at 0.056 ms per LLM row, seeds 0-2, admitted
-        91-107 with a bound of 2.5x or 3x, 105-111 at 3.5x and 104-115 with no lead; 64 within 10 s at 0.02 kept
-        most of the lead's gain at 3.5x (p50 146-155 ms against 170-176 without) and lost it at 4x (172-175)
-        (`python -m bench.sim_sr_lead`, docs/benchmarks.md). A `reproducible` stream (a seed) takes it at any pace."""
-        pace = None if reproducible or self.generating is None else self.pace()
-        taken = pace is None or pace >= self.sr_lead_needs_pace * self.need_tokens_per_s
-        self.sr_leads["seeded" if reproducible else "taken" if taken else "llm_slow"] += 1
-        return taken
+    @property
+    def first_chunks(self) -> Counter[tuple[str, str]]:
+        return self.first_chunk_choices.first_chunks
+
+    @property
+    def long_first_chunks(self) -> int:
+        return self.first_chunk_choices.long_first_chunks
+
+    @property
+    def sr_leads(self) -> Counter[str]:
+        return self.first_chunk_choices.sr_leads
 
     def view(self) -> dict[str, Any]:
         """What admission last measured, for operators (metrics, the debug route): read-only, so looking never moves

@@ -113,9 +113,13 @@ def test_the_runtime_builds_admission_and_the_runner_from_the_profile(
             assert admission is not None
             checked = set()
             for arg, default in inspect.signature(Admission).parameters.items():
-                if arg in ("scheduler", "clock", "generating", "max_wait_s") or not hasattr(admission, arg):
+                # each setting lives on admission or on its first-chunk choices
+                holder = next(
+                    (h for h in (admission, admission.first_chunk_choices) if hasattr(h, arg)), None
+                )
+                if arg in ("scheduler", "clock", "generating", "max_wait_s") or holder is None:
                     continue
-                assert getattr(admission, arg) == profile.admission.get(arg, default.default), arg
+                assert getattr(holder, arg) == profile.admission.get(arg, default.default), arg
                 checked.add(arg)
             assert set(profile.admission) <= checked
         finally:

@@ -11,7 +11,7 @@ from tests.unit.services.device.test_engine_lead import _load, _Scheduler
 def test_off_by_default_the_share_alone_decides() -> None:
     sched = _Scheduler()
     adm = Admission(sched, generating=lambda: 4)
-    assert adm.exact_after_refusal_s is None
+    assert adm.first_chunk_choices.exact_after_refusal_s is None
     sched.active_streams = 9
     # the codec's share with one more: 1.0, past the switch's 0.8; the engine at 3x real time
     _load(sched, adm, 6.0, 150, 4)

@@ -1,0 +1,128 @@
+"""What an admitted stream's first chunk is: the schedule it asked for or the exact one, and at 48 kHz whether its
+first AP-BWE window takes the lead. Chosen from admission's measures (`Admission`: the engine's pace, the codec's cost
+per stream, the streams open, when the device last refused), after the stream is admitted; admission's rules decide
+whether it is admitted at all.
+
+**The exact first chunk under load** (`FirstChunkChoices.schedule`). A short first-second schedule (balanced, lowest)
+decodes ~3.5 tokens per kept one for a stream's first second, the exact schedule ~1.5, and a busy device pays that on
+every newcomer. So once the codec's measured cost per stream times the streams open plus one passes
+`short_schedule_share` of the device, and the engine does not lead (`engine_lead.py`), a newcomer gets the exact
+schedule: first audio ~0.2-0.5 s later on the simulated H100, and the device carries more streams in real time (242
+of 250 admitted at 16 kHz with no underrun instead of 137; docs/benchmarks.md). With `exact_after_refusal_s` set (off
+by default; the `own_seconds` admission profile sets it), also while a capacity rule refused within that many seconds,
+whatever the share: with the share's switch set high, a burst the device carries keeps the short chunk and newcomers
+get the exact one once the device is full (docs/benchmarks.md, "Predicted from H200 graph costs"). The exact
+schedule's second chunk needs its tokens plus a full look-ahead within the first chunk's playback, so only an engine
+`exact_needs_pace` (2x) ahead of real time gets it. A `reproducible` stream (a seed) gets what it asked for.
+
+**The 48 kHz lead window** (`FirstChunkChoices.sr_lead`). A new 48 kHz stream's first AP-BWE window may take its right
+context from the decode schedule's held overlap (core.sr_planner): its first audio then leaves with the first decoded
+chunk (token 16 instead of 28, and a decode call sooner), holding 80 ms instead of 265. Only while the engine gives
+each request `sr_lead_needs_pace` (3.5) x real time or more, or is not measured yet: the next piece needs 8 more tokens
+within those 80 ms of playback (46 ms at 3.5x) plus its decode and AP-BWE calls. A slower engine plays the lead dry at
+the scheduler's deadlines, and the misses refuse newcomers: in `bench.simulate` at 48 kHz, 600 offered within 10 s at
+0.056 ms per LLM row, seeds 0-2, admitted 91-107 with a bound of 2.5x or 3x, 105-111 at 3.5x and 104-115 with no
+lead; 64 within 10 s at 0.02 kept most of the lead's gain at 3.5x (p50 146-155 ms against 170-176 without) and lost
+it at 4x (172-175) (`python -m bench.sim_sr_lead`, docs/benchmarks.md). A `reproducible` stream takes it at any pace.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from services.device.engine_lead import engine_leads
+from shared.metrics import FIRST_CHUNK_SCHEDULES
+
+if TYPE_CHECKING:
+    from core.streaming import LatencyPreference
+
+logger = logging.getLogger("services.device.first_chunks")
+
+
+class AdmissionMeasures(Protocol):
+    """What the choices read of `Admission` (services/device/admission.py)."""
+
+    scheduler: Any  # the CodecScheduler: active_streams
+    clock: Callable[[], float]
+    need_tokens_per_s: float
+    engine_lead_pace: float
+    last_capacity_refusal: float  # when a capacity rule last refused (clock seconds)
+
+    def engine_pace(self) -> float | None: ...
+
+    def codec_cost(self) -> float | None: ...
+
+
+class FirstChunkChoices:
+    """The first-chunk and lead-window choices, counted: `first_chunks` ((schedule given, reason) -> count),
+    `long_first_chunks` (streams that asked for a short first chunk and got the exact one), `sr_leads` (taken,
+    llm_slow, seeded)."""
+
+    def __init__(
+        self,
+        measures: AdmissionMeasures,
+        *,
+        short_schedule_share: float,
+        exact_needs_pace: float,
+        sr_lead_needs_pace: float,
+        exact_after_refusal_s: float | None,
+    ) -> None:
+        self.measures = measures
+        self.short_schedule_share = short_schedule_share
+        self.exact_needs_pace = exact_needs_pace
+        self.sr_lead_needs_pace = sr_lead_needs_pace
+        self.exact_after_refusal_s = exact_after_refusal_s
+        # Reasons: requested (asked for exact), engine_ahead (the engine leads), unmeasured (no codec cost yet),
+        # codec_light (under the share), llm_slow (the engine is not 2x ahead), codec_busy (switched to exact: over
+        # the share), refusing (switched to exact: a capacity rule refused within exact_after_refusal_s), seeded.
+        self.first_chunks: Counter[tuple[str, str]] = Counter()
+        self.long_first_chunks = 0
+        self.sr_leads: Counter[str] = Counter()
+
+    def schedule(self, requested: LatencyPreference, *, reproducible: bool = False) -> LatencyPreference:
+        schedule, reason = (requested, "seeded") if reproducible else self._choose(requested)
+        self.first_chunks[(schedule, reason)] += 1
+        FIRST_CHUNK_SCHEDULES.labels(schedule=schedule, reason=reason).inc()
+        return schedule
+
+    def _choose(self, requested: LatencyPreference) -> tuple[LatencyPreference, str]:
+        if requested == "exact":
+            return requested, "requested"
+        m = self.measures
+        pace = m.engine_pace()
+        if engine_leads(pace, m.need_tokens_per_s, m.engine_lead_pace):
+            return requested, "engine_ahead"
+        cost = m.codec_cost()
+        if cost is None:
+            return requested, "unmeasured"
+        streams = m.scheduler.active_streams
+        share = cost * (streams + 1)
+        refusing = (
+            self.exact_after_refusal_s is not None
+            and m.clock() - m.last_capacity_refusal <= self.exact_after_refusal_s
+        )
+        if share <= self.short_schedule_share:
+            if not refusing:
+                return requested, "codec_light"
+            reason = "refusing"
+        else:
+            reason = "codec_busy"
+        if pace is None or pace < self.exact_needs_pace * m.need_tokens_per_s:
+            return requested, "llm_slow"
+        self.long_first_chunks += 1
+        logger.info(
+            "first chunk: exact instead of %s (%s): codec %.4f device s per stream-second x (%d streams + 1) = "
+            "%.2f of the device; the LLM gives %.0f tokens/s per generating request",
+            *(requested, reason, cost, streams, share, pace),
+        )
+        return "exact", reason
+
+    def sr_lead(self, *, reproducible: bool = False) -> bool:
+        m = self.measures
+        pace = None if reproducible else m.engine_pace()
+        taken = pace is None or pace >= self.sr_lead_needs_pace * m.need_tokens_per_s
+        self.sr_leads["seeded" if reproducible else "taken" if taken else "llm_slow"] += 1
+        return taken
