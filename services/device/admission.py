@@ -43,7 +43,8 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
    seconds run from its dispatch to its end (`CodecScheduler._account`): on a device shared with the engine that is
    its own work plus the engine's work it queued behind, as a GPU shared with the engine process measures it and as
    the stand-in's one timeline models it (1.8x the codec's own device seconds on the H100 model, 3.3x at H200 graph
-   costs). The caps below are calibrated on that measure; with `engine_lead_pace` set (off by default) it is not read
+   costs). The caps below are calibrated on that measure (the `own_seconds` profile reads a call's own seconds
+   with its own caps: `admission_profiles.py`); with `engine_lead_pace` set (off by default) it is not read
    while the engine gives each request that many times real time (`engine_lead.py`, the trade it makes).
 4. **The codec's share.** The scheduler's busy ratio, projected for one more playing stream; above
    `max_codec_busy`, refuse: the rest of the device belongs to the LLM. Streams admitted within the last
