@@ -18,19 +18,23 @@ from shared.settings import Settings
 from tests.conftest import wait_in_portal
 
 
+def demo_settings(model_dir: Path, **overrides: Any) -> Settings:
+    """The demo checkpoint on the CPU: no warm-up, no auth, no AP-BWE, plain logs; `overrides` on top."""
+    return Settings(
+        model_dir=model_dir,
+        warmup=False,
+        auth_enabled=False,
+        device="cpu",
+        sr_enabled=False,
+        log_json=False,
+        **overrides,
+    )
+
+
 @contextmanager
 def demo_runtime(model_dir: Path) -> Iterator[ModelRuntime]:
     """A started, ready runtime (a module-scoped fixture's body), shut down on exit."""
-    rt = ModelRuntime(
-        Settings(
-            model_dir=model_dir,
-            warmup=False,
-            auth_enabled=False,
-            device="cpu",
-            sr_enabled=False,
-            log_json=False,
-        )
-    )
+    rt = ModelRuntime(demo_settings(model_dir))
     asyncio.run(rt.start())
     try:
         assert rt.ready, rt.error

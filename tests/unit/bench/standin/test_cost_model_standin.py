@@ -137,16 +137,9 @@ def test_a_stand_in_server_sends_every_codec_call_through_the_scheduler_to_the_d
     from core.bicodec import BiCodecDecoder
     from services.deployment.runtime import ModelRuntime
     from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest
-    from shared.settings import Settings
+    from tests.demo_runtime import demo_settings
 
-    settings = Settings(
-        model_dir=demo_model_dir,
-        warmup=False,
-        auth_enabled=False,
-        device="cpu",
-        sr_enabled=False,
-        log_json=False,
-    )
+    settings = demo_settings(demo_model_dir)
 
     async def main() -> tuple[bytes, dict[str, float]]:
         runtime = ModelRuntime(settings, **runtime_factories("bench/cost_models/h100-tf32.json"))

@@ -20,21 +20,12 @@ from core.llm.vllm_engine import (
 from core.voices import OPENAI_VOICE_GENDERS, UnknownVoiceError, VoiceConfigError, VoiceRegistry
 from services.deployment.runtime import ModelRuntime
 from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions, SynthesisJob, SynthesisRequest
-from shared.settings import Settings
+from tests.demo_runtime import demo_settings
 from tests.texts import LONG_ENGLISH
 
 
 def _runtime(model_dir: Path) -> ModelRuntime:
-    rt = ModelRuntime(
-        Settings(
-            model_dir=model_dir,
-            warmup=False,
-            auth_enabled=False,
-            device="cpu",
-            sr_enabled=False,
-            log_json=False,
-        )
-    )
+    rt = ModelRuntime(demo_settings(model_dir))
     asyncio.run(rt.start())
     assert rt.ready, rt.error
     return rt

@@ -91,16 +91,9 @@ def test_the_runtime_builds_admission_and_the_runner_from_the_profile(
     reaches the codec runner."""
     from bench.standin import runtime_factories
     from services.deployment.runtime import ModelRuntime
+    from tests.demo_runtime import demo_settings
 
-    settings = Settings(
-        model_dir=demo_model_dir,
-        warmup=False,
-        auth_enabled=False,
-        device="cpu",
-        sr_enabled=False,
-        log_json=False,
-        admission_profile=name,
-    )
+    settings = demo_settings(demo_model_dir, admission_profile=name)
     profile = ADMISSION_PROFILES[name]
 
     async def main() -> None:

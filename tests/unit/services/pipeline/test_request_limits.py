@@ -19,19 +19,12 @@ from services.pipeline.synthesis import (
 )
 from shared.settings import Settings
 from tests.conftest import wait_in_portal
+from tests.demo_runtime import demo_settings
 from tests.texts import LONG_ENGLISH
 
 
 def _settings(model_dir: Path, **kw) -> Settings:
-    return Settings(
-        model_dir=model_dir,
-        warmup=False,
-        auth_enabled=False,
-        device="cpu",
-        sr_enabled=False,
-        log_json=False,
-        **kw,
-    )
+    return demo_settings(model_dir, **kw)
 
 
 def test_the_whole_request_deadline_ends_a_stream_cleanly(demo_model_dir: Path) -> None:
