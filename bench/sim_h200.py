@@ -7,7 +7,9 @@ arriving over 30 s (steady) or within 5 s, and 64 at 16 kHz within 2 s, each wit
 own device seconds under `OWN_SECONDS_ADMISSION` (`own seconds`, opt-in) and with admission off (what the modelled
 device carries). Prints streams held, underrunning streams (100 ms prebuffer), first audio p50/p95, and
 per case what the onboarding span (first arrival to the last first audio, bench/sim/breakdown.py) spent the device
-on; writes every report with its full breakdown.
+on; writes every report with its full breakdown. `--device-sharing sliced`: the engine and the codec share the device
+by time slices, as a GPU shares itself between two processes (bench/sim/sliced_device.py; written to
+`h200-sliced.json`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.sim.run import ADMISSION_OFF, OWN_SECONDS_ADMISSION, SimConfig, simulate
+from bench.sim.sliced_device import DEVICE_SHARINGS, DeviceSharing
 from bench.standin.cost_model import CostModel
 from services.device.calls import CallSecondsRead
 from services.device.engine_lead import MEASURED_LEAD_PACE
@@ -42,8 +45,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], CallSecondsRead]] = {
 }
 
 
-def run_one(job: tuple[str, str]) -> dict[str, Any]:
-    case, variant = job
+def run_one(job: tuple[str, str, DeviceSharing]) -> dict[str, Any]:
+    case, variant, sharing = job
     _, streams, within, rate = next(c for c in CASES if c[0] == case)
     admission, read = VARIANTS[variant]
     report = simulate(
@@ -54,6 +57,7 @@ def run_one(job: tuple[str, str]) -> dict[str, Any]:
             arrive_within_s=within,
             admission=admission,
             call_seconds_read=read,
+            device_sharing=sharing,
         )
     )
     return {"case": case, "variant": variant, "report": report}
@@ -78,10 +82,15 @@ def _binds(report: dict[str, Any]) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "simulate" / "h200.json")
+    p.add_argument(
+        "--json", type=Path, default=None, help="default bench/results/simulate/h200[-sliced].json"
+    )
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device-sharing", choices=DEVICE_SHARINGS, default="serial")
     args = p.parse_args()
-    jobs = [(case[0], variant) for case in CASES for variant in VARIANTS]
+    name = "h200.json" if args.device_sharing == "serial" else f"h200-{args.device_sharing}.json"
+    args.json = args.json or ROOT / "bench" / "results" / "simulate" / name
+    jobs = [(case[0], variant, args.device_sharing) for case in CASES for variant in VARIANTS]
     with ProcessPoolExecutor(args.workers) as pool:
         runs = list(pool.map(run_one, jobs))
     print("| case | admission | held | underrunning | first audio p50 / p95 ms | missed deadlines |")
@@ -104,7 +113,11 @@ def main() -> int:
         print(f"| {run['case']} | {run['variant']} | {_binds(run['report'])} |")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
-        json.dumps({"cost_model": str(MODEL.relative_to(ROOT)), "runs": runs}, indent=1) + "\n"
+        json.dumps(
+            {"cost_model": str(MODEL.relative_to(ROOT)), "device_sharing": args.device_sharing, "runs": runs},
+            indent=1,
+        )
+        + "\n"
     )
     print(f"\nwrote {args.json.relative_to(ROOT) if args.json.is_relative_to(ROOT) else args.json}")
     return 0

@@ -26,6 +26,7 @@ if str(ROOT) not in sys.path:
 
 from bench.sim.breakdown import print_breakdown  # noqa: E402
 from bench.sim.run import ADMISSION_OFF, SimConfig, simulate  # noqa: E402
+from bench.sim.sliced_device import DEVICE_SHARINGS  # noqa: E402
 from bench.standin.cost_model import CostModel  # noqa: E402
 from services.device.background import BackgroundPolicy  # noqa: E402
 from services.device.calls import CALL_SECONDS_READS, SchedulerPolicy  # noqa: E402
@@ -93,6 +94,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--admission", default="{}", help="JSON keyword settings for Admission (default: the service's)"
     )
     p.add_argument(
+        "--device-sharing",
+        choices=DEVICE_SHARINGS,
+        default="serial",
+        help="how the engine and the codec share the device: one call at a time, or by time slices (about half "
+        "each while both have work, as an H100 shared itself with an engine's process)",
+    )
+    p.add_argument(
         "--call-seconds-read",
         choices=CALL_SECONDS_READS,
         default="dispatch_to_end",
@@ -155,6 +163,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 background_audio_s=args.background_audio,
                 background=BackgroundPolicy(share=args.background_share),
                 call_seconds_read=args.call_seconds_read,
+                device_sharing=args.device_sharing,
             )
             report = simulate(cfg)
             report["llm_per_row"] = model.llm_step.per_unit

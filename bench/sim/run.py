@@ -3,7 +3,8 @@ windows run by the real `CodecScheduler` on a modelled device, all on a virtual 
 
 What is modelled (and nothing else):
 - one device (`DeviceTimeline`): engine steps (every generating request one id per step; newcomers' prefill in
-  the step they join) and codec calls, one at a time, first come first served;
+  the step they join) and codec calls, one at a time, first come first served; or (`device_sharing="sliced"`,
+  `SlicedDeviceTimeline`) the engine's and the codec's calls each at half speed while both have work;
 - the API processes: each stream belongs to one (round robin); a process turns its streams' ids into audio on one
   GIL at `host_ms.per_audio_second` (charged per token as ids arrive), so ids become usable only when their
   process got to them;
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from bench.sim.breakdown import Ledger, breakdown
+from bench.sim.sliced_device import DEVICE_SHARINGS, DeviceSharing, SlicedDeviceTimeline
 from bench.sim.windows import HOP, SR_CONTEXT, SR_GRID, SR_MAX_BLOCK, SR_MIN_BLOCK
 from bench.standin.cost_model import (
     CostModel,
@@ -99,6 +101,9 @@ class SimConfig:
     # What admission reads as a codec call's seconds: from dispatch to end, the wait behind the engine's step
     # included (as the service measures), or the call's own device time (`CostModelRunner.run_timed`).
     call_seconds_read: CallSecondsRead = "dispatch_to_end"
+    # How the engine and the codec share the device: one call at a time (`DeviceTimeline`), or by time slices, about
+    # half each while both have work, as a GPU shares itself between two processes (`SlicedDeviceTimeline`).
+    device_sharing: DeviceSharing = "serial"
 
     def __post_init__(self) -> None:
         if self.sample_rate not in (16_000, 48_000):
@@ -109,6 +114,8 @@ class SimConfig:
             raise ValueError("stream_interval must be >= 1")
         if self.call_seconds_read not in CALL_SECONDS_READS:
             raise ValueError(f"call_seconds_read must be one of {CALL_SECONDS_READS}")
+        if self.device_sharing not in DEVICE_SHARINGS:
+            raise ValueError(f"device_sharing must be one of {DEVICE_SHARINGS}")
 
 
 class SimRow:
@@ -169,7 +176,7 @@ class Simulation:
     def __init__(self, config: SimConfig) -> None:
         self.cfg = config
         self.rng = np.random.default_rng(config.seed)
-        self.device = DeviceTimeline()
+        self.device = DeviceTimeline() if config.device_sharing == "serial" else SlicedDeviceTimeline()
         self.runner = CostModelRunner(
             config.model, self.device, noise=False, call_seconds_read=config.call_seconds_read
         )
@@ -439,6 +446,7 @@ class Simulation:
             "arrive_within_s": cfg.arrive_within_s,
             "api_processes": cfg.api_processes,
             "call_seconds_read": cfg.call_seconds_read,
+            "device_sharing": cfg.device_sharing,
             "stream_interval": self.stream_interval,
             "seed": cfg.seed,
             "streams_requested": cfg.streams,

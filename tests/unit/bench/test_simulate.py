@@ -121,6 +121,20 @@ def test_a_few_streams_are_all_admitted_and_none_runs_dry() -> None:
     assert report["mean_decode_batch"] >= 1.0
 
 
+def test_a_device_shared_by_time_slices_keeps_its_seconds_and_admission_holds() -> None:
+    """The engine and the codec sliced (bench/sim/sliced_device.py): the same work on the device, and overload still
+    refused with no admitted stream running dry; an unknown sharing is refused."""
+    serial, sliced = _run(24, arrive_within_s=2.0), _run(24, arrive_within_s=2.0, device_sharing="sliced")
+    assert sliced["device_sharing"] == "sliced" and sliced["streams_admitted"] == 24
+    assert sliced["underruns_prebuffer_100ms"] == 0
+    assert 0 < sliced["gpu_busy_ratio"] <= 1.0
+    assert sliced["gpu_busy_ratio"] == pytest.approx(serial["gpu_busy_ratio"], rel=0.2)
+    burst = _run(300, arrive_within_s=2.0, device_sharing="sliced")
+    assert burst["streams_refused"] > 0 and burst["underruns_prebuffer_100ms"] == 0
+    with pytest.raises(ValueError, match="device_sharing"):
+        SimConfig(CostModel.from_dict(H100), 1, device_sharing="mps")  # type: ignore[arg-type]
+
+
 def test_overload_is_refused_and_no_admitted_stream_runs_dry() -> None:
     report = _run(300, arrive_within_s=2.0)
     assert report["streams_refused"] > 0

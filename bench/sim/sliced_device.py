@@ -1,0 +1,104 @@
+"""A device the engine and the codec share by time slices, as a GPU shares itself between two processes.
+
+`DeviceTimeline` (bench/standin/cost_model.py) runs one call at a time: a codec call waits behind the engine step in
+progress, and the reverse. On an H100 with the engine's load in a process of its own, the GPU sliced its time
+instead: while both had work each got about half (the engine 0.52-0.57 of the device, the codec 0.46-0.49;
+docs/benchmarks.md, "Beside an engine's load on the device"), so a codec call took ~2.1x its cost and an engine step
+~2.2x, and the two together kept the device's seconds.
+
+`SlicedDeviceTimeline` models that: two lanes, the engine's (`llm`) and the codec's (`decode`, `sr`), each first come
+first served within itself; while both lanes have a call in progress each progresses at half speed, alone at full
+speed. A call's end depends on what arrives on the other lane meanwhile, so ends are found as they happen (a timer at
+the next one), not fixed when the call starts. For the simulator's virtual clock only: `arrived` is not read (a
+virtual loop is never late). The observer sees each call as its own seconds ending where it ended (the breakdown's
+device seconds stay the calls' own; the intervals of the two lanes may overlap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+DeviceSharing = Literal["serial", "sliced"]
+DEVICE_SHARINGS: tuple[DeviceSharing, ...] = get_args(DeviceSharing)
+EPS = 1e-9  # a nanosecond: what float time may leave of a call that has ended
+
+
+@dataclass
+class _Call:
+    kind: str
+    seconds: float
+    remaining: float
+    done: asyncio.Future[float]
+    detail: Any = None
+    started: float | None = None
+
+
+@dataclass
+class SlicedDeviceTimeline:
+    busy_seconds: dict[str, float] = field(default_factory=lambda: {"llm": 0.0, "decode": 0.0, "sr": 0.0})
+    observer: Callable[[str, float, float, Any], None] | None = None
+
+    def __post_init__(self) -> None:
+        self._lanes: dict[str, deque[_Call]] = {"llm": deque(), "codec": deque()}
+        self._at: float | None = None  # when the calls in progress were last advanced
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def use(
+        self, kind: str, seconds: float, *, arrived: float | None = None, detail: Any = None
+    ) -> float:
+        """Run a call of `seconds` (its own device time); returns the time it ended."""
+        loop = asyncio.get_running_loop()
+        self._advance(loop.time())
+        call = _Call(kind, max(0.0, seconds), max(0.0, seconds), loop.create_future(), detail)
+        lane = self._lanes["llm" if kind == "llm" else "codec"]
+        lane.append(call)
+        if len(lane) == 1:
+            call.started = loop.time()
+        self._schedule(loop)
+        return await asyncio.shield(call.done)
+
+    @property
+    def total_busy(self) -> float:
+        return sum(self.busy_seconds.values())
+
+    def _in_progress(self) -> list[_Call]:
+        return [lane[0] for lane in self._lanes.values() if lane]
+
+    def _advance(self, now: float) -> None:
+        """Move the calls in progress on to `now`, each at its share of the device."""
+        if self._at is not None and now > self._at:
+            running = self._in_progress()
+            for call in running:
+                call.remaining -= (now - self._at) / len(running)
+        self._at = now
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        running = self._in_progress()
+        if not running:
+            return
+        assert self._at is not None
+        first_end = min(max(0.0, c.remaining) for c in running) * len(running)
+        self._timer = loop.call_at(self._at + first_end, self._on_timer, loop)
+
+    def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        now = loop.time()
+        self._advance(now)
+        for lane in self._lanes.values():
+            while lane and lane[0].remaining <= EPS:
+                call = lane.popleft()
+                self.busy_seconds[call.kind] = self.busy_seconds.get(call.kind, 0.0) + call.seconds
+                if self.observer is not None:
+                    self.observer(call.kind, now - call.seconds, now, call.detail)
+                if not call.done.done():
+                    call.done.set_result(now)
+                if lane:
+                    lane[0].started = now
+        self._schedule(loop)
