@@ -2,7 +2,8 @@
 100 ms prebuffer).
 
     PYTHONPATH=. .venv/bin/python bench/bench_standin_load.py [--cost-model bench/cost_models/h100-tf32.json] \\
-        [--concurrency 32] [--admission auto|on|off] [--admission-profile served|own_seconds] [--speed 1.1]
+        [--concurrency 32] [--arrive-within 0] [--admission auto|on|off] [--admission-profile served|own_seconds]
+        [--speed 1.1] [--unseeded]
         [--sample-rate 8000|16000|...|48000]
         [--out bench/results/standin_load/RATE.json]
 
@@ -65,7 +66,13 @@ def first_chunk_schedules(url: str) -> dict[str, float]:
 
 
 async def levels(
-    url: str, pid: int, concurrency: int, speed: float | None = None, sample_rate: int = 16000
+    url: str,
+    pid: int,
+    concurrency: int,
+    speed: float | None = None,
+    sample_rate: int = 16000,
+    arrive_within_s: float = 0.0,
+    seed: int | None = 0,
 ) -> list[dict]:
     rows = []
     for n in (1, concurrency):
@@ -75,8 +82,9 @@ async def levels(
             text=TEXT,
             sample_rate=sample_rate,
             prebuffer_s=0.1,
-            stagger_s=0.0,
+            stagger_s=arrive_within_s if n > 1 else 0.0,
             speed=speed,
+            seed=seed,
         )
         rows.append(summarise(await run_level(spec, server_pid=pid)))
     return rows
@@ -86,6 +94,17 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cost-model", type=Path, default=ROOT / "bench" / "cost_models" / "h100-tf32.json")
     p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument(
+        "--unseeded",
+        action="store_true",
+        help="send no seed, as most clients do: admission may then give newcomers the exact first chunk",
+    )
+    p.add_argument(
+        "--arrive-within",
+        type=float,
+        default=0.0,
+        help="seconds over which the N streams' starts are spread (0: all at once)",
+    )
     p.add_argument(
         "--admission",
         choices=("auto", "on", "off"),
@@ -118,7 +137,17 @@ def main() -> int:
     log = Path(tempfile.gettempdir()) / "tts-standin-server.log"
     proc, url = start(args.cost_model, log, args.admission, {"TTS_ADMISSION_PROFILE": args.admission_profile})
     try:
-        rows = asyncio.run(levels(url, proc.pid, args.concurrency, args.speed, args.sample_rate))
+        rows = asyncio.run(
+            levels(
+                url,
+                proc.pid,
+                args.concurrency,
+                args.speed,
+                args.sample_rate,
+                args.arrive_within,
+                seed=None if args.unseeded else 0,
+            )
+        )
         schedules = first_chunk_schedules(url)
     finally:
         proc.terminate()
@@ -147,6 +176,8 @@ def main() -> int:
             "ratio_p95_over_p50": ratio,
             "admission": args.admission,
             "admission_profile": args.admission_profile,
+            "arrive_within_s": args.arrive_within,
+            "seeded": not args.unseeded,
             "first_chunk_schedules": schedules,
             "speed": args.speed,
             "sample_rate": args.sample_rate,

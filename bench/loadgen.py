@@ -57,6 +57,9 @@ class LevelSpec:
     latency: str | None = None  # the request's latency preference; None: the server's default
     audio_format: str = "wav"  # the cadence counts s16le bytes: only wav and pcm streams have meaningful gaps
     speed: float | None = None  # the request's `speed` (a time-stretch on the audio); None: the voice's own
+    # The request's seed; None sends none, as most clients do: the server may then give the stream the exact first
+    # chunk under load (a seeded stream keeps the schedule it asked for, so its audio is reproducible).
+    seed: int | None = 0
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -65,8 +68,9 @@ class LevelSpec:
             "stream": True,
             "format": self.audio_format,
             "sample_rate": self.sample_rate,
-            "seed": 0,
         }
+        if self.seed is not None:
+            body["seed"] = self.seed
         if self.latency is not None:
             body["latency"] = self.latency
         if self.speed is not None:
