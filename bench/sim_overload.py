@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.sim.run import SimConfig, simulate
+from bench.sim.sliced_device import DEVICE_SHARINGS, DeviceSharing
 from bench.standin.cost_model import CostModel
 from services.device.calls import CALL_SECONDS_READS, CallSecondsRead, SchedulerPolicy
 
@@ -56,6 +57,7 @@ class Run:
     policy: dict[str, Any]
     call_seconds_read: CallSecondsRead
     cost_model: Path = COST_MODEL
+    device_sharing: DeviceSharing = "serial"
 
 
 def run_case(run: Run) -> dict[str, Any]:
@@ -73,6 +75,7 @@ def run_case(run: Run) -> dict[str, Any]:
             admission=admission,
             policy=SchedulerPolicy(**policy),
             call_seconds_read=read,
+            device_sharing=run.device_sharing,
         )
     )
     return {
@@ -113,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
         help="what admission reads as a codec call's seconds (bench.simulate --call-seconds-read)",
     )
     p.add_argument(
+        "--device-sharing",
+        choices=DEVICE_SHARINGS,
+        default="serial",
+        help="how the engine and the codec share the device (bench.simulate --device-sharing)",
+    )
+    p.add_argument(
         "--cost-model",
         type=Path,
         default=COST_MODEL,
@@ -123,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     admission, policy = json.loads(args.admission), json.loads(args.policy)
     jobs = [
-        Run(case, seed, admission, policy, args.call_seconds_read, args.cost_model)
+        Run(case, seed, admission, policy, args.call_seconds_read, args.cost_model, args.device_sharing)
         for case, seeds in CASES
         for seed in seeds
     ]
@@ -157,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                     "admission": admission,
                     "policy": policy,
                     "call_seconds_read": args.call_seconds_read,
+                    "device_sharing": args.device_sharing,
                     "rows": rows,
                 },
                 indent=1,
