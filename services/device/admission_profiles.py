@@ -7,7 +7,9 @@ at 0.74 of the device, the exact first chunk given only while a capacity rule re
 share crossed a line), and a ramp floor of 40. In the simulator at the H200's measured costs it starts a burst of 64
 within 2 s at first audio p95 173-270 ms where `served` gives 400-550, and runs no stream dry under sustained
 overload; it holds fewer of a 16 kHz burst at a cheap engine step (docs/benchmarks.md, "Reading the codec's own
-seconds instead"). Not the default: no GPU has yet served with it.
+seconds instead"). Not the default: on a device the engine and the codec share by time slices (as an H100 shared
+itself with an engine's process; `bench.sim_overload --device-sharing sliced`) it ran 48 kHz sustained overload dry,
+since own seconds miss the slicing's stretch; and no GPU has yet served with it.
 """
 
 from __future__ import annotations
