@@ -30,14 +30,17 @@ CASES = [
     ("served16-llm", 16000, [64], {}, 64),
     ("own16-llm", 16000, [64], {"TTS_ADMISSION_PROFILE": "own_seconds"}, 64),
     ("own16", 16000, [64], {"TTS_ADMISSION_PROFILE": "own_seconds"}, None),
+    ("off48-llm-gaps", 48000, [64], {"TTS_ADMISSION": "off"}, 64),
     ("off48", 48000, [64, 200], {"TTS_ADMISSION": "off"}, None),
     ("off48-llm", 48000, [64], {"TTS_ADMISSION": "off"}, 64),
     ("wait16", 16000, [64, 128], {"TTS_ADMISSION_MAX_WAIT_MS": "3000"}, None),
 ]
+# Cases whose engine load leaves the GPU alone after each step, as vLLM's host scheduling does (ms per step).
+ENGINE_GAP_MS = {"off48-llm-gaps": 1.5}
 ENGINE_LOAD_S = 400.0  # the load stops when its case ends; this only bounds a load left behind
 
 
-def start_engine_load(batch: int, out: Path) -> subprocess.Popen[bytes]:
+def start_engine_load(batch: int, out: Path, gap_ms: float = 0.0) -> subprocess.Popen[bytes]:
     script = Path(__file__).with_name("llm_load.py")
     return subprocess.Popen(
         [
@@ -50,6 +53,7 @@ def start_engine_load(batch: int, out: Path) -> subprocess.Popen[bytes]:
             "--out",
             str(out),
         ]
+        + (["--gap-ms", str(gap_ms)] if gap_ms else [])
     )
 
 
@@ -79,7 +83,8 @@ def main() -> None:
         print(f"== {name}: {settings}, engine load {engine_batch or 'none'}", flush=True)
         target = out / f"probe-{name}.json"
         load_out = out / f"llm-load-{name}.json"
-        load = start_engine_load(engine_batch, load_out) if engine_batch else None
+        gap_ms = ENGINE_GAP_MS.get(name, 0.0)
+        load = start_engine_load(engine_batch, load_out, gap_ms) if engine_batch else None
         started = time.time()
         cells_done: list[float] = []  # seconds from the case's start at which each cell's rows were written
 

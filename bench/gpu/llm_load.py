@@ -5,10 +5,12 @@ stepping back to back, as vLLM's engine core steps beside the API process while 
 The service steps pace the LLM off the device, so their codec calls have the GPU to themselves. On a served GPU the
 engine core is another process (another CUDA context): the GPU time-slices between it and the codec. This stand-in
 (no checkpoint: random weights from the released config, `llm_step.StaticStep`'s CUDA graph at `--batch` rows) runs
-until `--seconds` pass or it is sent SIGTERM, then writes each second's steps and step times (wall ms around the
+until `--seconds` pass or it is sent SIGTERM (`--gap-ms`: the GPU left alone that long after each step, as vLLM's
+engine leaves it while its host schedules the next step), then writes each second's steps and step times (wall ms around the
 replay and its sync) to `--out`, so a probe can read how the codec's calls stretch its steps and the reverse.
 
     python3 bench/gpu/llm_load.py --batch 64 --seconds 120 --out /tmp/llm-load.json
+    python3 bench/gpu/llm_load.py --batch 64 --gap-ms 1.5 --seconds 120 --out /tmp/llm-load.json   # host gaps
     python3 bench/gpu/llm_load.py --quick --device cpu --seconds 1 --out /tmp/llm-load.json   # the plumbing, eager
 """
 
@@ -55,6 +57,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--quick", action="store_true", help="a tiny model (the CPU plumbing check)")
+    parser.add_argument(
+        "--gap-ms",
+        type=float,
+        default=0.0,
+        help="host time after each step with nothing on the GPU (vLLM's scheduling)",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     cuda = args.device.startswith("cuda")
@@ -72,9 +80,12 @@ def main(argv: list[str] | None = None) -> None:
         if cuda:
             torch.cuda.synchronize()
         times.append((t0 - started, (time.perf_counter() - t0) * 1000))
+        if args.gap_ms > 0:
+            time.sleep(args.gap_ms / 1000.0)
     ms = sorted(t for _, t in times)
     result = {
         "batch": args.batch,
+        "gap_ms": args.gap_ms,
         "device": args.device,
         "steps": len(times),
         "seconds": round(time.perf_counter() - started, 2),

@@ -37,7 +37,8 @@ def test_each_probe_case_sets_what_it_names(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_the_engine_load_steps_until_stopped_and_reports(tmp_path: Path) -> None:
-    """The stand-in engine (eager on a CPU, the tiny config) steps until SIGTERM, then writes its steps per second."""
+    """The stand-in engine (eager on a CPU, the tiny config, a host gap after each step) steps until SIGTERM, then
+    writes its steps per second."""
     sys.path.insert(0, str(ROOT))
     from bench.gpu import admission_probe
 
@@ -53,6 +54,8 @@ def test_the_engine_load_steps_until_stopped_and_reports(tmp_path: Path) -> None
             "2",
             "--seconds",
             "60",
+            "--gap-ms",
+            "1",
             "--out",
             str(out),
         ],
@@ -62,5 +65,13 @@ def test_the_engine_load_steps_until_stopped_and_reports(tmp_path: Path) -> None
     assert b"stepping" in process.stdout.readline()  # the model is built and stepping
     time.sleep(0.5)
     report = admission_probe.stop_engine_load(process, out)
-    assert report["batch"] == 2 and report["steps"] > 0 and report["seconds"] < 30
+    assert report["batch"] == 2 and report["gap_ms"] == 1.0 and report["steps"] > 0 and report["seconds"] < 30
     assert sum(row["steps"] for row in report["per_second"]) == report["steps"]
+
+
+def test_a_case_with_host_gaps_has_an_engine_load() -> None:
+    sys.path.insert(0, str(ROOT))
+    from bench.gpu.admission_probe import CASES, ENGINE_GAP_MS
+
+    with_load = {name for name, _, _, _, batch in CASES if batch}
+    assert ENGINE_GAP_MS and set(ENGINE_GAP_MS) <= with_load
