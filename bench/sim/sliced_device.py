@@ -34,7 +34,6 @@ class _Call:
     remaining: float
     done: asyncio.Future[float]
     detail: Any = None
-    started: float | None = None
 
 
 @dataclass
@@ -56,8 +55,6 @@ class SlicedDeviceTimeline:
         call = _Call(kind, max(0.0, seconds), max(0.0, seconds), loop.create_future(), detail)
         lane = self._lanes["llm" if kind == "llm" else "codec"]
         lane.append(call)
-        if len(lane) == 1:
-            call.started = loop.time()
         self._schedule(loop)
         return await asyncio.shield(call.done)
 
@@ -99,6 +96,4 @@ class SlicedDeviceTimeline:
                     self.observer(call.kind, now - call.seconds, now, call.detail)
                 if not call.done.done():
                     call.done.set_result(now)
-                if lane:
-                    lane[0].started = now
         self._schedule(loop)
