@@ -4,7 +4,7 @@ The cases of issue 68 (`bench/cost_models/h200-graphs.json`: decode TF32 and AP-
 share per length, LLM 3 ms + 0.02 ms per row, host 5 ms per audio second): 250 streams at 16 kHz and 200 at 48 kHz
 arriving over 30 s (steady) or within 5 s, and 64 at 16 kHz within 2 s, each with the service's admission
 (`before`), with `engine_lead_pace` 2.2 (`engine lead`, services/device/engine_lead.py), with the codec read as its
-own device seconds under `OWN_SECONDS_ADMISSION` (`own seconds`, opt-in) and with admission off (what the modelled
+own device seconds under the service's `own_seconds` admission profile (`own seconds`, opt-in) and with admission off (what the modelled
 device carries). Prints streams held, underrunning streams (100 ms prebuffer), first audio p50/p95, and
 per case what the onboarding span (first arrival to the last first audio, bench/sim/breakdown.py) spent the device
 on; writes every report with its full breakdown. `--device-sharing sliced`: the engine and the codec share the device
@@ -20,9 +20,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.sim.run import ADMISSION_OFF, OWN_SECONDS_ADMISSION, SimConfig, simulate
+from bench.sim.run import ADMISSION_OFF, SimConfig, simulate
 from bench.sim.sliced_device import DEVICE_SHARINGS, DeviceSharing
 from bench.standin.cost_model import CostModel
+from services.device.admission_profiles import ADMISSION_PROFILES
 from services.device.calls import CallSecondsRead
 from services.device.engine_lead import MEASURED_LEAD_PACE
 
@@ -36,11 +37,12 @@ CASES = (
     ("250 @16k within 5 s", 250, 5.0, 16_000),
     ("200 @48k within 5 s", 200, 5.0, 48_000),
 )
+OWN_SECONDS = ADMISSION_PROFILES["own_seconds"]
 # name: (admission settings, what admission reads as a codec call's seconds)
 VARIANTS: dict[str, tuple[dict[str, Any], CallSecondsRead]] = {
     "before": ({}, "dispatch_to_end"),
     "engine lead": ({"engine_lead_pace": MEASURED_LEAD_PACE}, "dispatch_to_end"),
-    "own seconds": (OWN_SECONDS_ADMISSION, "own"),
+    "own seconds": (OWN_SECONDS.admission, OWN_SECONDS.call_seconds_read),
     "admission off": (ADMISSION_OFF, "dispatch_to_end"),
 }
 

@@ -41,7 +41,6 @@ from core.sr_planner import SRPlanner, SRWindow
 from core.streaming import DecodePlanner, PlannedWindow, StreamingConfig
 from core.tokens import SEMANTIC_CODEBOOK_SIZE as SEMANTIC_CODEBOOK
 from services.device.admission import Admission
-from services.device.admission_profiles import ADMISSION_PROFILES
 from services.device.background import BackgroundPolicy
 from services.device.calls import CALL_SECONDS_READS, CallSecondsRead, SchedulerPolicy
 from services.device.playback import PlaybackClock
@@ -60,9 +59,6 @@ ADMISSION_OFF: dict[str, Any] = {
     "ramp_floor": 10**9,
     "max_wait_s": 0.0,
 }
-# The service's `own_seconds` admission profile (services/device/admission_profiles.py), to run with
-# `SimConfig.call_seconds_read="own"`.
-OWN_SECONDS_ADMISSION: dict[str, Any] = dict(ADMISSION_PROFILES["own_seconds"].admission)
 
 
 @dataclass(frozen=True)
@@ -509,4 +505,4 @@ def simulate(config: SimConfig) -> dict[str, Any]:
     return run_virtual(main)
 
 
-__all__ = ["ADMISSION_OFF", "OWN_SECONDS_ADMISSION", "SimConfig", "Simulation", "simulate"]
+__all__ = ["ADMISSION_OFF", "SimConfig", "Simulation", "simulate"]

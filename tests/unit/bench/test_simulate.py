@@ -13,12 +13,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.sim.run import OWN_SECONDS_ADMISSION, SimConfig, SimRow, simulate
+from bench.sim.run import SimConfig, SimRow, simulate
 from bench.sim.virtual_loop import DeadlockError, run_virtual
 from bench.sim.windows import plan_decode, plan_sr
 from bench.standin.cost_model import CostModel
 from core.apbwe import SRStream
 from core.streaming import StreamingConfig, StreamingDecoder
+from services.device.admission_profiles import ADMISSION_PROFILES
 from shared.settings import Settings
 
 H100 = {
@@ -580,8 +581,11 @@ def test_admission_reading_the_codec_s_own_seconds_keeps_a_burst_on_the_short_fi
     for report in read.values():
         assert report["streams_admitted"] == 64 and report["underruns_prebuffer_100ms"] == 0
     # The opt-in profile for own seconds: no capacity rule refuses this burst, so no newcomer is switched.
+    own = ADMISSION_PROFILES["own_seconds"]
     profile = simulate(
-        SimConfig(model, 64, arrive_within_s=2.0, call_seconds_read="own", admission=OWN_SECONDS_ADMISSION)
+        SimConfig(
+            model, 64, arrive_within_s=2.0, call_seconds_read=own.call_seconds_read, admission=own.admission
+        )
     )
     assert profile["streams_admitted"] == 64 and profile["underruns_prebuffer_100ms"] == 0
     assert not any(key.startswith("exact/") for key in profile["first_chunks"])

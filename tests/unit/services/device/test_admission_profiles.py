@@ -31,9 +31,10 @@ def test_each_profile_is_admission_arguments_and_a_read() -> None:
 
 
 def test_the_simulator_runs_the_services_own_seconds_profile() -> None:
-    from bench.sim.run import OWN_SECONDS_ADMISSION
+    from bench.sim_h200 import VARIANTS
 
-    assert OWN_SECONDS_ADMISSION == ADMISSION_PROFILES["own_seconds"].admission
+    own = ADMISSION_PROFILES["own_seconds"]
+    assert VARIANTS["own seconds"] == (own.admission, own.call_seconds_read)
 
 
 def test_the_setting_names_a_profile(monkeypatch: pytest.MonkeyPatch) -> None:
