@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,37 +24,45 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.gpu import service_load  # noqa: E402
 from bench.gpu.acceptance import DEFAULT_RESULTS, load_results  # noqa: E402
 
+
+@dataclass(frozen=True)
+class EngineLoad:
+    """`llm_load.py` beside the server: its decode step's batch, and how long it leaves the GPU alone after each step
+    (as vLLM's host scheduling does; 0: back to back)."""
+
+    batch: int = 64
+    gap_ms: float = 0.0
+
+
 CASES = [
-    # name, sample rate, levels, settings, the engine load's batch (None: the LLM paced off the device only)
+    # name, sample rate, levels, settings, the engine's load (None: the LLM paced off the device only)
     ("off16", 16000, [64, 128], {"TTS_ADMISSION": "off"}, None),
-    ("off16-llm", 16000, [64, 128], {"TTS_ADMISSION": "off"}, 64),
-    ("served16-llm", 16000, [64], {}, 64),
-    ("own16-llm", 16000, [64], {"TTS_ADMISSION_PROFILE": "own_seconds"}, 64),
+    ("off16-llm", 16000, [64, 128], {"TTS_ADMISSION": "off"}, EngineLoad()),
+    ("served16-llm", 16000, [64], {}, EngineLoad()),
+    ("own16-llm", 16000, [64], {"TTS_ADMISSION_PROFILE": "own_seconds"}, EngineLoad()),
     ("own16", 16000, [64], {"TTS_ADMISSION_PROFILE": "own_seconds"}, None),
-    ("off48-llm-gaps", 48000, [64], {"TTS_ADMISSION": "off"}, 64),
+    ("off48-llm-gaps", 48000, [64], {"TTS_ADMISSION": "off"}, EngineLoad(gap_ms=1.5)),
     ("off48", 48000, [64, 200], {"TTS_ADMISSION": "off"}, None),
-    ("off48-llm", 48000, [64], {"TTS_ADMISSION": "off"}, 64),
+    ("off48-llm", 48000, [64], {"TTS_ADMISSION": "off"}, EngineLoad()),
     ("wait16", 16000, [64, 128], {"TTS_ADMISSION_MAX_WAIT_MS": "3000"}, None),
 ]
-# Cases whose engine load leaves the GPU alone after each step, as vLLM's host scheduling does (ms per step).
-ENGINE_GAP_MS = {"off48-llm-gaps": 1.5}
 ENGINE_LOAD_S = 400.0  # the load stops when its case ends; this only bounds a load left behind
 
 
-def start_engine_load(batch: int, out: Path, gap_ms: float = 0.0) -> subprocess.Popen[bytes]:
+def start_engine_load(load: EngineLoad, out: Path) -> subprocess.Popen[bytes]:
     script = Path(__file__).with_name("llm_load.py")
     return subprocess.Popen(
         [
             sys.executable,
             str(script),
             "--batch",
-            str(batch),
+            str(load.batch),
             "--seconds",
             str(ENGINE_LOAD_S),
             "--out",
             str(out),
         ]
-        + (["--gap-ms", str(gap_ms)] if gap_ms else [])
+        + (["--gap-ms", str(load.gap_ms)] if load.gap_ms else [])
     )
 
 
@@ -77,14 +86,13 @@ def main() -> None:
     found = load_results(DEFAULT_RESULTS)
     steps = {n: found[n]["result"] for n in ("llm", "scheduler", "throughput")}
     only = set(sys.argv[1:])
-    for name, rate, levels, settings, engine_batch in CASES:
+    for name, rate, levels, settings, engine in CASES:
         if only and name not in only:
             continue
-        print(f"== {name}: {settings}, engine load {engine_batch or 'none'}", flush=True)
+        print(f"== {name}: {settings}, engine load {engine or 'none'}", flush=True)
         target = out / f"probe-{name}.json"
         load_out = out / f"llm-load-{name}.json"
-        gap_ms = ENGINE_GAP_MS.get(name, 0.0)
-        load = start_engine_load(engine_batch, load_out, gap_ms) if engine_batch else None
+        load = start_engine_load(engine, load_out) if engine else None
         started = time.time()
         cells_done: list[float] = []  # seconds from the case's start at which each cell's rows were written
 
@@ -112,9 +120,9 @@ def main() -> None:
                 on_rows=written,
             )
         finally:
-            engine = stop_engine_load(load, load_out) if load else None
+            report = stop_engine_load(load, load_out) if load else None
         target.write_text(
-            json.dumps({**result, "cells_done_s": cells_done, "engine_load": engine}, default=str)
+            json.dumps({**result, "cells_done_s": cells_done, "engine_load": report}, default=str)
         )
 
 

@@ -19,10 +19,10 @@ def test_each_probe_case_sets_what_it_names(monkeypatch: pytest.MonkeyPatch) -> 
     from shared.settings import Settings
 
     default = Settings().codec
-    for name, rate, levels, settings, engine_batch in CASES:
+    for name, rate, levels, settings, engine in CASES:
         assert rate in (16000, 48000) and levels, name
         if not settings:  # admission as served: the case is about the engine's load beside it
-            assert engine_batch, name
+            assert engine, name
             continue
         with monkeypatch.context() as env:
             for key, value in settings.items():
@@ -71,7 +71,7 @@ def test_the_engine_load_steps_until_stopped_and_reports(tmp_path: Path) -> None
 
 def test_a_case_with_host_gaps_has_an_engine_load() -> None:
     sys.path.insert(0, str(ROOT))
-    from bench.gpu.admission_probe import CASES, ENGINE_GAP_MS
+    from bench.gpu.admission_probe import CASES
 
-    with_load = {name for name, _, _, _, batch in CASES if batch}
-    assert ENGINE_GAP_MS and set(ENGINE_GAP_MS) <= with_load
+    gaps = {name: engine.gap_ms for name, _, _, _, engine in CASES if engine and engine.gap_ms}
+    assert gaps == {"off48-llm-gaps": 1.5}
