@@ -241,6 +241,20 @@ def _service_v1(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def capture_replay_ratios(graphs: list[dict[str, Any]]) -> str | None:
+    """Each graph's replay timed at capture over the `scheduler` step's best of 3, in one phrase (None: not timed)."""
+    ratios = sorted(
+        g["capture_replay_ms"] / g["replay_ms"]
+        for g in graphs
+        if g.get("capture_replay_ms") and g.get("replay_ms")
+    )
+    if not ratios:
+        return None
+    return (
+        f"median {ratios[len(ratios) // 2]:.2f}x, {ratios[0]:.2f}-{ratios[-1]:.2f}x over {len(ratios)} graphs"
+    )
+
+
 def _scheduler(step: dict[str, Any]) -> list[str]:
     result = step["result"]
     lines = [
@@ -272,18 +286,12 @@ def _scheduler(step: dict[str, Any]) -> list[str]:
                 f"{g['pool_mib']:.1f} | {g['allocated_mib']:.1f} | {_f(g.get('replay_ms'), '.2f')} | "
                 f"{_f(g.get('capture_replay_ms'), '.2f')} | {_f(g.get('eager_ms'), '.2f')} |"
             )
-        pairs = [
-            (g["capture_replay_ms"], g["replay_ms"])
-            for g in result["graphs"]
-            if g.get("capture_replay_ms") and g.get("replay_ms")
-        ]
-        if pairs:
-            ratios = sorted(a / b for a, b in pairs)
+        timed = capture_replay_ratios(result["graphs"])
+        if timed:
             lines += [
                 "",
                 f"Replay timed at capture (the own seconds `TTS_ADMISSION_PROFILE=own_seconds` reads) over the best "
-                f"of 3 replays: median {ratios[len(ratios) // 2]:.2f}x, {ratios[0]:.2f}-{ratios[-1]:.2f}x over "
-                f"{len(ratios)} graphs.",
+                f"of 3 replays: {timed}.",
             ]
     lines += _sr_tf32(result)
     return lines

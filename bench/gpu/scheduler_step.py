@@ -22,6 +22,7 @@ import torch
 
 from bench.gpu.bench_gpu import apbwe_config, bicodec_config, build_bicodec, build_sr
 from bench.gpu.parity import STREAM_TOLERANCE, _row
+from bench.gpu.report import capture_replay_ratios
 from core.apbwe import SuperResolution
 from core.sr_planner import SRPlanner
 from core.streaming import DecodePlanner, StreamingConfig, StreamingDecoder
@@ -271,16 +272,9 @@ def run(
         }
         print(f"  {summary}")
         graph_rows = _graph_rows(graphs, runner, device) if graphs is not None else []
-        timed = [
-            g["capture_replay_ms"] / g["replay_ms"]
-            for g in graph_rows
-            if g.get("capture_replay_ms") and g.get("replay_ms")
-        ]
+        timed = capture_replay_ratios(graph_rows)
         if timed:
-            timed.sort()
-            print(
-                f"  replay at capture / best of 3: median {timed[len(timed) // 2]:.2f}x ({timed[0]:.2f}-{timed[-1]:.2f}x)"
-            )
+            print(f"  replay at capture / best of 3: {timed}")
         prenet = _prenet_share(decoder, device, decode_precision if cuda else "fp32")
         print(f"  prenet share of a decoded token: {prenet}")
     finally:
