@@ -6,8 +6,9 @@ The service steps pace the LLM off the device, so their codec calls have the GPU
 engine core is another process (another CUDA context): the GPU time-slices between it and the codec. This stand-in
 (no checkpoint: random weights from the released config, `llm_step.StaticStep`'s CUDA graph at `--batch` rows) runs
 until `--seconds` pass or it is sent SIGTERM (`--gap-ms`: the GPU left alone that long after each step, as vLLM's
-engine leaves it while its host schedules the next step), then writes each second's steps and step times (wall ms around the
-replay and its sync) to `--out`, so a probe can read how the codec's calls stretch its steps and the reverse.
+engine leaves it while its host schedules the next step), then writes each second's steps and step times (wall ms
+around the replay and its sync) to `--out`, so a probe can read how the codec's calls stretch its steps and the
+reverse.
 
     python3 bench/gpu/llm_load.py --batch 64 --seconds 120 --out /tmp/llm-load.json
     python3 bench/gpu/llm_load.py --batch 64 --gap-ms 1.5 --seconds 120 --out /tmp/llm-load.json   # host gaps

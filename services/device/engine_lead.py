@@ -20,8 +20,9 @@ from __future__ import annotations
 import math
 
 # Real-time multiples of the per-request pace above which the codec's measured cost is not read (inf: always read).
-# 2.0 is where the exact first chunk pays off at all (`FirstChunkChoices.exact_needs_pace`, first_chunks.py); at 2.5, 7 of 64 arrivals within
-# 2 s were refused as the pace dipped; at 2.2 none (bench.simulate, H200 graph costs, LLM 0.02 ms per row).
+# 2.0 is where the exact first chunk pays off at all (`FirstChunkChoices.exact_needs_pace`, first_chunks.py); at
+# 2.5, 7 of 64 arrivals within 2 s were refused as the pace dipped; at 2.2 none (bench.simulate, H200 graph costs,
+# LLM 0.02 ms per row).
 ENGINE_LEAD_PACE = math.inf
 MEASURED_LEAD_PACE = 2.2
 
