@@ -46,12 +46,11 @@ class DeviceStandin:
 
     def codec_runner(self, runtime: ModelRuntime) -> Any:
         from bench.standin.cost_model import CostModelRunner
-        from services.device.admission_profiles import ADMISSION_PROFILES
 
         _refuse_real_weights(runtime)
         # A call's seconds as the admission profile reads them, as the service's `ModelRunner` gives them.
-        profile = ADMISSION_PROFILES[runtime.settings.codec.admission_profile]
-        return CostModelRunner(self.model, self.device, call_seconds_read=profile.call_seconds_read)
+        read = runtime.admission_profile.call_seconds_read
+        return CostModelRunner(self.model, self.device, call_seconds_read=read)
 
     def engine(self, runtime: ModelRuntime) -> Any:
         from bench.standin.cost_model_engine import CostModelEngine

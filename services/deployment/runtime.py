@@ -37,6 +37,7 @@ from core.voices import is_custom_voice_id
 from services.deployment.idle_sleep import IdleSleep, device_busy, move_codec
 from services.deployment.missing_package import note_missing_package
 from services.device import telemetry as codec_telemetry
+from services.device.admission_profiles import ADMISSION_PROFILES, AdmissionProfile
 from services.device.calls import SchedulerPolicy
 from services.device.thread_calls import ModelCallAbandoned, run_from_thread
 from services.model_status import HealthReport, RuntimeState
@@ -250,7 +251,6 @@ class ModelRuntime:
         on a CPU one call per core, no batch padding. Its planning loop starts on the serving loop (`start()`), or on
         the first window submitted."""
         from services.device.admission import Admission
-        from services.device.admission_profiles import ADMISSION_PROFILES
         from services.device.background import BackgroundPolicy
         from services.device.key_share import CpuTurns
         from services.device.loop_lag import LoopLag
@@ -267,7 +267,7 @@ class ModelRuntime:
         if old is not None:
             old.runner.close()
         codec = self.settings.codec
-        profile = ADMISSION_PROFILES[codec.admission_profile]
+        profile = self.admission_profile
         runner = ModelRunner(
             self.bicodec,
             self.sr,
@@ -295,6 +295,11 @@ class ModelRuntime:
             )
         )
 
+    @property
+    def admission_profile(self) -> AdmissionProfile:
+        """Admission's settings and the codec seconds they read (`TTS_ADMISSION_PROFILE`)."""
+        return ADMISSION_PROFILES[self.settings.codec.admission_profile]
+
     def _admission_on(self) -> bool:
         mode = self.settings.codec.admission
         if mode != "auto":
@@ -310,11 +315,7 @@ class ModelRuntime:
         self.codec_graph_status = None
         if not (self.device.startswith("cuda") and self.settings.codec.codec_cuda_graphs):
             return None
-        from services.device.admission_profiles import ADMISSION_PROFILES
         from services.device.graphs import capture_codec_graphs
-
-        # A profile that reads a call's own seconds needs each graph's replay timed alone.
-        profile = ADMISSION_PROFILES[self.settings.codec.admission_profile]
 
         graphs = capture_codec_graphs(
             self.bicodec,
@@ -322,7 +323,8 @@ class ModelRuntime:
             policy,
             sr_precision=self.settings.codec.codec_sr_precision,
             budget_s=self.settings.codec.codec_graph_budget_s,
-            time_replays=profile.call_seconds_read == "own",
+            # a profile that reads a call's own seconds needs each graph's replay timed alone
+            time_replays=self.admission_profile.call_seconds_read == "own",
         )
         self.codec_graph_status = graphs.status() if graphs is not None else None
         return graphs
