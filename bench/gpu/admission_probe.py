@@ -44,6 +44,8 @@ CASES = [
     ("off48-llm-gaps", 48000, [64], {"TTS_ADMISSION": "off"}, EngineLoad(gap_ms=1.5)),
     ("off48", 48000, [64, 200], {"TTS_ADMISSION": "off"}, None),
     ("off48-llm", 48000, [64], {"TTS_ADMISSION": "off"}, EngineLoad()),
+    ("served48-llm", 48000, [64], {}, EngineLoad()),
+    ("served48-llm-gaps", 48000, [64], {}, EngineLoad(gap_ms=1.5)),
     ("wait16", 16000, [64, 128], {"TTS_ADMISSION_MAX_WAIT_MS": "3000"}, None),
 ]
 ENGINE_LOAD_S = 400.0  # the load stops when its case ends; this only bounds a load left behind

@@ -74,4 +74,4 @@ def test_a_case_with_host_gaps_has_an_engine_load() -> None:
     from bench.gpu.admission_probe import CASES
 
     gaps = {name: engine.gap_ms for name, _, _, _, engine in CASES if engine and engine.gap_ms}
-    assert gaps == {"off48-llm-gaps": 1.5}
+    assert gaps == {"off48-llm-gaps": 1.5, "served48-llm-gaps": 1.5}
