@@ -46,6 +46,10 @@ CASES = [
     ("off48-llm", 48000, [64], {"TTS_ADMISSION": "off"}, EngineLoad()),
     ("served48-llm", 48000, [64], {}, EngineLoad()),
     ("served48-llm-gaps", 48000, [64], {}, EngineLoad(gap_ms=1.5)),
+    # the codec's cap at the whole device instead of the served 1.2 (TTS_ADMISSION_CODEC_SHARE)
+    ("served16-llm-cap1", 16000, [64], {"TTS_ADMISSION_CODEC_SHARE": "1.0"}, EngineLoad()),
+    ("served48-llm-cap1", 48000, [64], {"TTS_ADMISSION_CODEC_SHARE": "1.0"}, EngineLoad()),
+    ("served48-llm-gaps-cap1", 48000, [64], {"TTS_ADMISSION_CODEC_SHARE": "1.0"}, EngineLoad(gap_ms=1.5)),
     ("wait16", 16000, [64, 128], {"TTS_ADMISSION_MAX_WAIT_MS": "3000"}, None),
 ]
 ENGINE_LOAD_S = 400.0  # the load stops when its case ends; this only bounds a load left behind

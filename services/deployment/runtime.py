@@ -297,8 +297,13 @@ class ModelRuntime:
 
     @property
     def admission_profile(self) -> AdmissionProfile:
-        """Admission's settings and the codec seconds they read (`TTS_ADMISSION_PROFILE`)."""
-        return ADMISSION_PROFILES[self.settings.codec.admission_profile]
+        """Admission's settings and the codec seconds they read (`TTS_ADMISSION_PROFILE`), with the codec's cap
+        from `TTS_ADMISSION_CODEC_SHARE` where it is set."""
+        profile = ADMISSION_PROFILES[self.settings.codec.admission_profile]
+        share = self.settings.codec.admission_codec_share
+        if share is None:
+            return profile
+        return replace(profile, admission={**profile.admission, "max_codec_share": share})
 
     def _admission_on(self) -> bool:
         mode = self.settings.codec.admission

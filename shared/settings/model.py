@@ -169,6 +169,14 @@ class CodecSettings(_Group):
         "starts at first audio p95 173-270 ms instead of 400-550, but on a device shared by time slices it ran 48 kHz "
         "sustained overload dry, and it has not yet served on a GPU (docs/benchmarks.md).",
     )
+    admission_codec_share: float | None = Field(
+        None,
+        gt=0,
+        description="Admission's cap on the codec's share of the device: its measured cost per stream-second times "
+        "the streams open plus one, above this, refuses (spacing newcomers from a fraction of it). Unset: the "
+        "profile's (served 1.2, own_seconds 0.74). Lower it where the engine shares the GPU by time slices and "
+        "48 kHz streams run dry (docs/benchmarks.md).",
+    )
     admission_max_wait_ms: int = Field(
         250,
         ge=0,

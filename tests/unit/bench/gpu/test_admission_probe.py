@@ -30,7 +30,12 @@ def test_each_probe_case_sets_what_it_names(monkeypatch: pytest.MonkeyPatch) -> 
             codec = Settings().codec
         changed = {
             field
-            for field in ("admission", "admission_max_wait_ms", "admission_profile")
+            for field in (
+                "admission",
+                "admission_max_wait_ms",
+                "admission_profile",
+                "admission_codec_share",
+            )
             if getattr(codec, field) != getattr(default, field)
         }
         assert changed, f"{name}: {settings} changes no admission setting"
@@ -74,4 +79,4 @@ def test_a_case_with_host_gaps_has_an_engine_load() -> None:
     from bench.gpu.admission_probe import CASES
 
     gaps = {name: engine.gap_ms for name, _, _, _, engine in CASES if engine and engine.gap_ms}
-    assert gaps == {"off48-llm-gaps": 1.5, "served48-llm-gaps": 1.5}
+    assert gaps == {"off48-llm-gaps": 1.5, "served48-llm-gaps": 1.5, "served48-llm-gaps-cap1": 1.5}

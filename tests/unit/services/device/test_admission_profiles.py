@@ -120,3 +120,19 @@ def test_the_runtime_builds_admission_and_the_runner_from_the_profile(
             await runtime.shutdown()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("name", ADMISSION_PROFILE_NAMES)
+def test_the_codec_share_setting_replaces_only_the_profiles_cap(demo_model_dir: Path, name: str) -> None:
+    from services.deployment.runtime import ModelRuntime
+    from tests.demo_runtime import demo_settings
+
+    profile = ADMISSION_PROFILES[name]
+    assert ModelRuntime(demo_settings(demo_model_dir, admission_profile=name)).admission_profile == profile
+    capped = ModelRuntime(
+        demo_settings(demo_model_dir, admission_profile=name, admission_codec_share=1.0)
+    ).admission_profile
+    assert capped.call_seconds_read == profile.call_seconds_read
+    assert capped.admission == {**profile.admission, "max_codec_share": 1.0}
+    with pytest.raises(ValidationError, match="admission_codec_share"):
+        Settings(admission_codec_share=0)
