@@ -167,7 +167,8 @@ class CodecSettings(_Group):
         "time (each graph's replay timed at start-up), the codec's cap is 0.74 of the device, and a new stream gets "
         "the exact first chunk only while the device has refused one in the last 2 s: in the simulator a burst of 64 "
         "starts at first audio p95 173-270 ms instead of 400-550, but on a device shared by time slices it ran 48 kHz "
-        "sustained overload dry, and it has not yet served on a GPU (docs/benchmarks.md).",
+        "sustained overload dry, and on an H100 it let 40 of 64 arriving at once in with gaps at a 100 ms prebuffer "
+        "(docs/benchmarks.md).",
     )
     admission_codec_share: float | None = Field(
         None,
