@@ -173,10 +173,10 @@ class CodecSettings(_Group):
     admission_codec_share: float | None = Field(
         None,
         gt=0,
-        description="Admission's cap on the codec's share of the device: its measured cost per stream-second times "
-        "the streams open plus one, above this, refuses (spacing newcomers from a fraction of it). Unset: the "
-        "profile's (served 1.2, own_seconds 0.74). Lower it where the engine shares the GPU by time slices and "
-        "48 kHz streams run dry (docs/benchmarks.md).",
+        description="Admission's cap on the codec's share of the device: a new stream is refused when the codec's "
+        "measured cost per stream-second times the open streams plus one would pass it (and spaced out near it). "
+        "Unset: the profile's (served 1.2, own_seconds 0.74). Lower it when admitted 48 kHz streams miss deadlines "
+        "beside the engine (docs/operate/runbook.md).",
     )
     admission_max_wait_ms: int = Field(
         250,
