@@ -1,4 +1,4 @@
-"""Another key's first audio and health latency under issue 71's listener attacks, before and after, in one run.
+"""Another key's first audio and health latency under the alias-rule and Wyoming listener attacks, before and after, in one run.
 
     python -m bench hostile_listeners --before-tree /tmp/before [--seconds 20] [--label NAME]
 

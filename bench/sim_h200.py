@@ -1,6 +1,6 @@
 """Steady and burst arrivals at the H200's graph costs, and what binds: `python -m bench sim_h200 [--json OUT]`.
 
-The cases of issue 68 (`bench/cost_models/h200-graphs.json`: decode TF32 and AP-BWE fp32 as served, the prenet's
+The burst and steady cases the service is sized for (`bench/cost_models/h200-graphs.json`: decode TF32 and AP-BWE fp32 as served, the prenet's
 share per length, LLM 3 ms + 0.02 ms per row, host 5 ms per audio second): 250 streams at 16 kHz and 200 at 48 kHz
 arriving over 30 s (steady) or within 5 s, and 64 at 16 kHz within 2 s, each with the service's admission
 (`before`), with `engine_lead_pace` 2.2 (`engine lead`, services/device/engine_lead.py), with the codec read as its

@@ -5,7 +5,7 @@
                                                              # a loaded package is missing from it
 
 A list of start-up imports misses what is imported later (the Chinese segmenter `rjieba`, imported by warm-up, was
-never carried to the lent H200: issue 68). So this starts the server the kit's service steps start
+never carried to a lent H200). So this starts the server the kit's service steps start
 (`bench/serve_paced.py` via `bench_ttfa.spawn_servers`, demo checkpoint on the CPU, warm-up on), sends one request
 of each kind a user sends (`REQUESTS`: every output format, 16 and 48 kHz and a resampled rate, word timestamps in
 English and Chinese, captions, a cloned voice, OpenAI's and the dialects' HTTP routes, each socket dialect: native

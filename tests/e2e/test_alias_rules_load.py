@@ -1,4 +1,4 @@
-"""The alias-rule attack of issue 71 on a real server: three stored dictionaries of 1,000 rules of 200 characters
+"""The alias-rule attack on a real server: three stored dictionaries of 1,000 rules of 200 characters
 named by requests of 10,000 characters. Each request completes (refused for its one giant word, after its rules
 were applied), and `/v1/tts/health` keeps answering while they run (a regex alternation held the GIL ~54 s each)."""
 

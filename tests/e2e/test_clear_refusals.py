@@ -1,4 +1,4 @@
-"""Requests a new user gets wrong, answered at once with what to do (issue 70's papercuts), against a real uvicorn
+"""Requests a new user gets wrong, answered at once with what to do, against a real uvicorn
 server with curl: an unknown OpenAI model id, a long non-streamed request, an unknown voice in a `[voice:NAME]` marker,
 the favicon every browser asks for."""
 

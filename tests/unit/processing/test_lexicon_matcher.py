@@ -72,7 +72,7 @@ def test_documented_rules() -> None:
 
 
 def test_three_full_dictionaries_on_ten_thousand_characters() -> None:
-    """The attack of issue 71 (3 x 1,000 rules of 200 characters; 54 s under a regex), with a right answer."""
+    """The alias-rule attack (3 x 1,000 rules of 200 characters; 54 s under a regex), with a right answer."""
     rng = random.Random(71)
 
     def rule(d: int, i: int) -> AliasRule:

@@ -1,4 +1,4 @@
-"""Document reading is bounded before it starts (issue 71): ZIP bombs refused from the central directory before an
+"""Document reading is bounded before it starts: ZIP bombs refused from the central directory before an
 entry is read (bzip2 or deflate ratios, an oversized encryption.xml or `mimetype`), each entry read once (a page
 listed many times in the manifest and spine), pages parsed as they unpack with the limits applied as they go,
 `[chapter]` floods stopped at the chapter limit; the reader's process bounds memory and time, and the server's
