@@ -99,6 +99,7 @@ BENCHES: dict[str, Bench] = {
         "bench_mixed_formats.py", "PCM listeners beside compressed streams on the stand-in"
     ),
     "host_path": Bench("bench_host_path.py", "the API path's CPU per audio second, per transport and format"),
+    "request_cost": Bench("bench_request_cost.py", "the API process's CPU per request, apart from its audio"),
     "flood_cost": Bench(
         "bench_flood_cost.py", "what a flooding WebSocket client costs the server (PostgreSQL)"
     ),

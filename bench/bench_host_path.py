@@ -286,11 +286,12 @@ def start(
     return proc, url
 
 
-def idle_cpu_rate(pid: int, seconds: float = 3.0) -> float:
-    """The server's CPU seconds per wall second while it serves nothing (threads, timers, the paced engine)."""
-    t0, c0 = time.perf_counter(), server_cpu_s(pid)
+def idle_cpu_rate(pid: int, seconds: float = 3.0, main_thread_only: bool = False) -> float:
+    """The server's CPU seconds per wall second while it serves nothing (threads, timers, the paced engine); with
+    `main_thread_only`, the event loop's thread's."""
+    t0, c0 = time.perf_counter(), server_cpu_s(pid, main_thread_only=main_thread_only)
     time.sleep(seconds)
-    return (server_cpu_s(pid) - c0) / (time.perf_counter() - t0)
+    return (server_cpu_s(pid, main_thread_only=main_thread_only) - c0) / (time.perf_counter() - t0)
 
 
 def fit(rows: list[dict]) -> tuple[float, float] | None:

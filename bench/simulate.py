@@ -1,7 +1,7 @@
 """Simulate many live streams on one modelled device: the real `CodecScheduler` and `Admission` on a virtual clock.
 
     python -m bench.simulate --cost-model bench/cost_models/h100-tf32.json --streams 64 --sample-rate 16000 \\
-        [--arrive-within 10] [--llm-per-row 0.02] [--host-ms 1.5] [--api-processes 1] [--background-jobs 1] --json OUT
+        [--arrive-within 10] [--llm-per-row 0.02] [--host-ms 1.5] [--host-ms-per-request 4.5] [--api-processes 1] [--background-jobs 1] --json OUT
 
 Each stream arrives uniformly within `--arrive-within` seconds, asks admission, generates about 10 s of speech on
 a modelled engine and has its decode (and, at 48 kHz, AP-BWE) windows run by the scheduler on a device whose calls
@@ -67,6 +67,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--llm-per-row", type=float, default=None, help="override llm_step_ms.per_row")
     p.add_argument("--sweep-per-row", default=None, help="comma list of llm_step_ms.per_row values to sweep")
     p.add_argument("--host-ms", type=float, default=None, help="override host_ms.per_audio_second")
+    p.add_argument(
+        "--host-ms-per-request",
+        type=float,
+        default=None,
+        help="override host_ms.per_request (0: not modelled)",
+    )
     p.add_argument("--api-processes", type=int, default=1)
     p.add_argument(
         "--stream-interval",
@@ -138,7 +144,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    base = CostModel.load(args.cost_model).with_overrides(host_ms=args.host_ms)
+    base = CostModel.load(args.cost_model).with_overrides(
+        host_ms=args.host_ms, host_ms_per_request=args.host_ms_per_request
+    )
     slopes = [float(s) for s in args.sweep_per_row.split(",")] if args.sweep_per_row else [args.llm_per_row]
     admission = ADMISSION_OFF if args.no_admission else json.loads(args.admission)
     policy = json.loads(args.policy)

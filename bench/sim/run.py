@@ -7,7 +7,7 @@ What is modelled (and nothing else):
   `SlicedDeviceTimeline`) the engine's and the codec's calls each at half speed while both have work;
 - the API processes: each stream belongs to one (round robin); a process turns its streams' ids into audio on one
   GIL at `host_ms.per_audio_second` (charged per token as ids arrive), so ids become usable only when their
-  process got to them;
+  process got to them; and takes each request (`host_ms.per_request`, on the same GIL) before admission sees it;
 - each stream: `preamble_ids` ids before its first semantic id, then ~`audio_seconds` of semantic tokens (50 per
   second) and a stop id; its ids go, as they become usable, to the service's own planners (`DecodePlanner` with the
   service's schedule; at 48 kHz `SRPlanner` over the decoded chunks); a window is submitted as soon as planned, audio
@@ -219,6 +219,19 @@ class Simulation:
             self.ledger.note_host(start, start + cost)
             self.loop.call_at(start + cost, self._deliver, group)
 
+    async def _take_request(self, process: int) -> None:
+        """The request's own host work (HTTP, key, text, prompt, admission's call) on its process's GIL, in turn
+        with the ids that process hands out, before admission and the engine see it."""
+        cost = self.cfg.model.host_ms_per_request / 1000.0
+        if cost <= 0:
+            return
+        now = self.loop.time()
+        start = max(now, self.gil_free[process])
+        self.gil_free[process] = start + cost
+        self.host_busy[process] += cost
+        self.ledger.note_host(start, start + cost)
+        await asyncio.sleep(start + cost - now)
+
     def _deliver(self, group: list[tuple[SimRow, int]]) -> None:
         for row, count in group:
             row.deliver(count)
@@ -268,6 +281,7 @@ class Simulation:
         await asyncio.sleep(max(0.0, arrival - self.loop.time()))
         result = StreamResult(arrival=self.loop.time(), admitted=False)
         self.results.append(result)
+        await self._take_request(index % self.cfg.api_processes)
         view = self.admission.view()  # read-only: what the rules are about to read
         decision = await self.admission.admit()  # as the service does: a waitable rule holds the caller
         self.ledger.note_decision(self.loop.time(), view, self.scheduler.active_streams)
@@ -438,6 +452,7 @@ class Simulation:
             "cost_model": cfg.model.name,
             "llm_step_ms": {"fixed": cfg.model.llm_step.fixed, "per_row": cfg.model.llm_step.per_unit},
             "host_ms_per_audio_second": cfg.model.host_ms_per_audio_second,
+            "host_ms_per_request": cfg.model.host_ms_per_request,
             "sample_rate": cfg.sample_rate,
             "arrive_within_s": cfg.arrive_within_s,
             "api_processes": cfg.api_processes,

@@ -54,6 +54,9 @@ class CostModel:
     decode: Linear  # units: rows_padded x length tokens (a whole window's decode per token)
     sr: Linear  # units: rows_padded x length 16 kHz input samples
     host_ms_per_audio_second: float  # CPU of the API path, per process (one GIL)
+    # CPU of one request apart from its audio (HTTP, key, text, prompt, admission, submit, log), on its process's GIL
+    # before its first id can be handled: `bench/bench_request_cost.py` measures it. 0: not modelled.
+    host_ms_per_request: float = 0.0
     # The prenet's share of a decoded token's cost (the rest is the wave generator's): a call whose wave generator runs
     # on trimmed spans (`Call.spans`) pays it on every token the prenet reads and the rest on span tokens only.
     # 0.05: measured on a CPU at the released size (prenet 48-193 ms, wave generator 923-3,826 ms for 48-192
@@ -87,8 +90,11 @@ class CostModel:
 
         try:
             host = float(data.get("host_ms", {}).get("per_audio_second", 0.0))
+            host_per_request = float(data.get("host_ms", {}).get("per_request", 0.0))
         except (AttributeError, TypeError, ValueError) as exc:
-            raise ValueError(f"cost model: 'host_ms.per_audio_second' must be a number ({exc})") from exc
+            raise ValueError(
+                f"cost model: 'host_ms.per_audio_second' and 'host_ms.per_request' must be numbers ({exc})"
+            ) from exc
         shares = _prenet_shares(data)
         share = shares[0][1] if len(shares) == 1 else DEFAULT_PRENET_SHARE
         return cls(
@@ -98,6 +104,7 @@ class CostModel:
             decode=part("decode_ms", "per_token"),
             sr=part("sr_ms", "per_input_sample"),
             host_ms_per_audio_second=max(0.0, host),
+            host_ms_per_request=max(0.0, host_per_request),
             decode_prenet_share=share,
             decode_prenet_shares=shares if len(shares) > 1 else (),
             decode_eager=eager("decode_ms", "per_token"),
@@ -115,7 +122,13 @@ class CostModel:
             raise ValueError(f"cost model {path}: expected a JSON object")
         return cls.from_dict(data)
 
-    def with_overrides(self, *, llm_per_row: float | None = None, host_ms: float | None = None) -> CostModel:
+    def with_overrides(
+        self,
+        *,
+        llm_per_row: float | None = None,
+        host_ms: float | None = None,
+        host_ms_per_request: float | None = None,
+    ) -> CostModel:
         from dataclasses import replace
 
         out = self
@@ -127,6 +140,8 @@ class CostModel:
             )
         if host_ms is not None:
             out = replace(out, host_ms_per_audio_second=host_ms)
+        if host_ms_per_request is not None:
+            out = replace(out, host_ms_per_request=host_ms_per_request)
         return out
 
     # ---- what one device call costs

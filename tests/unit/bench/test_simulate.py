@@ -195,6 +195,19 @@ def test_the_simulator_hands_out_ids_at_the_service_s_stream_interval() -> None:
         SimConfig(CostModel.from_dict(H100), 1, stream_interval=0)
 
 
+def test_each_request_takes_its_process_s_host_time_before_admission_sees_it() -> None:
+    """`host_ms.per_request`: requests arriving together wait their turn on their API process's GIL, so the last of
+    four at 100 ms each starts at least 400 ms late; with two processes, two at a time."""
+    at_once = {"arrive_within_s": 0.001}
+    free = _run(4, **at_once)
+    model = CostModel.from_dict({**H100, "host_ms": {"per_audio_second": 1.5, "per_request": 100.0}})
+    one = simulate(SimConfig(model, 4, audio_seconds=3.0, **at_once))  # type: ignore[arg-type]
+    two = simulate(SimConfig(model, 4, audio_seconds=3.0, api_processes=2, **at_once))  # type: ignore[arg-type]
+    assert one["host_ms_per_request"] == 100.0 and free["host_ms_per_request"] == 0.0
+    assert free["ttfa_ms_max"] < 400 <= one["ttfa_ms_max"]
+    assert 200 <= two["ttfa_ms_max"] < one["ttfa_ms_max"]
+
+
 def test_a_seed_gives_the_same_report() -> None:
     assert json.dumps(_run(20, seed=7)) == json.dumps(_run(20, seed=7))
 
