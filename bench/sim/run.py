@@ -210,27 +210,24 @@ class Simulation:
             count = row.delta(self.stream_interval)
             if count:
                 by_process.setdefault(row.process, []).append((row, count))
-        now = self.loop.time()
         for process, group in by_process.items():
-            cost = per_token * sum(count for _, count in group)
-            start = max(now, self.gil_free[process])
-            self.gil_free[process] = start + cost
-            self.host_busy[process] += cost
-            self.ledger.note_host(start, start + cost)
-            self.loop.call_at(start + cost, self._deliver, group)
+            done = self._hold_host(process, per_token * sum(count for _, count in group))
+            self.loop.call_at(done, self._deliver, group)
 
     async def _take_request(self, process: int) -> None:
         """The request's own host work (HTTP, key, text, prompt, admission's call) on its process's GIL, in turn
         with the ids that process hands out, before admission and the engine see it."""
         cost = self.cfg.model.host_ms_per_request / 1000.0
-        if cost <= 0:
-            return
-        now = self.loop.time()
-        start = max(now, self.gil_free[process])
+        if cost > 0:
+            await asyncio.sleep(self._hold_host(process, cost) - self.loop.time())
+
+    def _hold_host(self, process: int, cost: float) -> float:
+        """`cost` seconds of the process's GIL, from now or when its earlier work ends; returns when this ends."""
+        start = max(self.loop.time(), self.gil_free[process])
         self.gil_free[process] = start + cost
         self.host_busy[process] += cost
         self.ledger.note_host(start, start + cost)
-        await asyncio.sleep(start + cost - now)
+        return start + cost
 
     def _deliver(self, group: list[tuple[SimRow, int]]) -> None:
         for row, count in group:
