@@ -332,19 +332,22 @@ async def measure(
                 audio_format=fmt,
                 speed=speed,
             )
-            cpu0, loop0, audio0 = (
-                server_cpu_s(pid),
-                server_cpu_s(pid, main_thread_only=True),
-                served_audio_s(url),
-            )
-            row = summarise(await run_level(spec, server_pid=pid))
-            row["psutil_cpu_s"], row["server_cpu_s"] = row["server_cpu_s"], server_cpu_s(pid) - cpu0
-            row["loop_cpu_s"] = server_cpu_s(pid, main_thread_only=True) - loop0
-            # The server's own count: the client's reads are s16le only for pcm and wav, not for mp3 or opus.
-            row["client_audio_s"], row["audio_s"] = row["audio_s"], served_audio_s(url) - audio0
-            row["sample_rate"] = rate
+            row = await measured_level(url, pid, spec)
             rows.append(finish_row(row, "http" if speed is None else "http+speed", fmt, idle))
     return rows
+
+
+async def measured_level(url: str, pid: int, spec: LevelSpec) -> dict[str, Any]:
+    """One `loadgen` level of streaming HTTP requests, summarised, with the server's CPU over it: every thread
+    (`server_cpu_s`, schedstat; psutil's ticks as `psutil_cpu_s`) and the event loop's (`loop_cpu_s`), and the
+    audio the server served (`audio_s`; the client's count as `client_audio_s`)."""
+    cpu0, loop0, audio0 = server_cpu_s(pid), server_cpu_s(pid, main_thread_only=True), served_audio_s(url)
+    row = summarise(await run_level(spec, server_pid=pid))
+    row["psutil_cpu_s"], row["server_cpu_s"] = row["server_cpu_s"], server_cpu_s(pid) - cpu0
+    row["loop_cpu_s"] = server_cpu_s(pid, main_thread_only=True) - loop0
+    # The server's own count: the client's reads are s16le only for pcm and wav, not for mp3 or opus.
+    row["client_audio_s"], row["audio_s"] = row["audio_s"], served_audio_s(url) - audio0
+    return row
 
 
 def served_audio_s(url: str) -> float:

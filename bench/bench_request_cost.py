@@ -27,9 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_host_path import idle_cpu_rate, served_audio_s, start  # noqa: E402
-from bench.flood_client import server_cpu_s  # noqa: E402
-from bench.loadgen import LevelSpec, run_level, summarise  # noqa: E402
+from bench.bench_host_path import idle_cpu_rate, measured_level, start  # noqa: E402
+from bench.loadgen import LevelSpec  # noqa: E402
 from shared.settings import FIELDS  # noqa: E402
 
 SHORT = "Thanks, see you soon."
@@ -49,17 +48,16 @@ async def level(url: str, pid: int, text: str, concurrency: int, requests: int, 
         requests_per_worker=max(1, requests // concurrency),
         audio_format="pcm",
     )
-    cpu0, loop0, audio0 = server_cpu_s(pid), server_cpu_s(pid, main_thread_only=True), served_audio_s(url)
-    row = summarise(await run_level(spec, server_pid=pid))
+    row = await measured_level(url, pid, spec)
     return {
         "text": "short" if text == SHORT else "long",
         "concurrency": concurrency,
         "requests": row["streams"] - row["failed"],
         "failed": row["failed"],
         "wall_s": row["wall_s"],
-        "audio_s": served_audio_s(url) - audio0,
-        "cpu_s": server_cpu_s(pid) - cpu0,
-        "loop_cpu_s": server_cpu_s(pid, main_thread_only=True) - loop0,
+        "audio_s": row["audio_s"],
+        "cpu_s": row["server_cpu_s"],
+        "loop_cpu_s": row["loop_cpu_s"],
         "ttfb_p95_s": row["ttfb_p95_s"],
     }
 
