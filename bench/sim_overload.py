@@ -13,14 +13,16 @@ import argparse
 import json
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from bench.sim.run import SimConfig, simulate
 from bench.sim.sliced_device import DEVICE_SHARINGS, DeviceSharing
 from bench.standin.cost_model import CostModel
+from core.streaming import StreamingConfig
 from services.device.calls import CALL_SECONDS_READS, CallSecondsRead, SchedulerPolicy
+from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 COST_MODEL = ROOT / "bench" / "cost_models" / "h100-tf32.json"
@@ -58,6 +60,7 @@ class Run:
     call_seconds_read: CallSecondsRead
     cost_model: Path = COST_MODEL
     device_sharing: DeviceSharing = "serial"
+    streaming: tuple[tuple[str, Any], ...] = ()  # StreamingConfig fields over the service's schedule
 
 
 def run_case(run: Run) -> dict[str, Any]:
@@ -76,6 +79,7 @@ def run_case(run: Run) -> dict[str, Any]:
             policy=SchedulerPolicy(**policy),
             call_seconds_read=read,
             device_sharing=run.device_sharing,
+            streaming=replace(StreamingConfig.from_settings(Settings()), **dict(run.streaming)),
         )
     )
     return {
@@ -127,12 +131,26 @@ def main(argv: list[str] | None = None) -> int:
         default=COST_MODEL,
         help="cost model (default: the H100 tf32 model the admission caps were calibrated on)",
     )
+    p.add_argument(
+        "--streaming",
+        default="{}",
+        help="JSON StreamingConfig fields over the service's chunk schedule (bench.simulate --streaming)",
+    )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     admission, policy = json.loads(args.admission), json.loads(args.policy)
     jobs = [
-        Run(case, seed, admission, policy, args.call_seconds_read, args.cost_model, args.device_sharing)
+        Run(
+            case,
+            seed,
+            admission,
+            policy,
+            args.call_seconds_read,
+            args.cost_model,
+            args.device_sharing,
+            tuple(sorted(json.loads(args.streaming).items())),
+        )
         for case, seeds in CASES
         for seed in seeds
     ]
@@ -167,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                     "policy": policy,
                     "call_seconds_read": args.call_seconds_read,
                     "device_sharing": args.device_sharing,
+                    "streaming": json.loads(args.streaming),
                     "rows": rows,
                 },
                 indent=1,

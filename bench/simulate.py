@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,10 @@ from bench.sim.breakdown import print_breakdown  # noqa: E402
 from bench.sim.run import ADMISSION_OFF, SimConfig, simulate  # noqa: E402
 from bench.sim.sliced_device import DEVICE_SHARINGS  # noqa: E402
 from bench.standin.cost_model import CostModel  # noqa: E402
+from core.streaming import StreamingConfig  # noqa: E402
 from services.device.background import BackgroundPolicy  # noqa: E402
 from services.device.calls import CALL_SECONDS_READS, SchedulerPolicy  # noqa: E402
+from shared.settings import Settings  # noqa: E402
 
 COLUMNS = (
     "llm_per_row",
@@ -114,6 +117,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "engine's step included (the service's measure), or the call's own device time",
     )
     p.add_argument(
+        "--latency",
+        choices=("balanced", "lowest", "exact"),
+        default="balanced",
+        help="the first-chunk schedule each stream asks for (admission may still give a newcomer `exact` under "
+        "load, as the service does)",
+    )
+    p.add_argument(
+        "--streaming",
+        default="{}",
+        help="JSON StreamingConfig fields over the service's chunk schedule (TTS_STREAM_*), e.g. "
+        "'{\"growth\": 1.1}'",
+    )
+    p.add_argument(
         "--policy",
         default="{}",
         help="JSON keyword settings for SchedulerPolicy beside the call bound "
@@ -150,6 +166,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     slopes = [float(s) for s in args.sweep_per_row.split(",")] if args.sweep_per_row else [args.llm_per_row]
     admission = ADMISSION_OFF if args.no_admission else json.loads(args.admission)
     policy = json.loads(args.policy)
+    streaming = replace(StreamingConfig.from_settings(Settings()), **json.loads(args.streaming))
     reports = []
     for slope in slopes:
         model = base.with_overrides(llm_per_row=slope)
@@ -165,6 +182,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 api_processes=args.api_processes,
                 stream_interval=args.stream_interval,
                 admission=admission,
+                latency=args.latency,
+                streaming=streaming,
                 sr_lead=not args.no_sr_lead,
                 policy=SchedulerPolicy(max_call_decode_tokens=args.max_call_decode_tokens, **policy),
                 background_jobs=args.background_jobs,
@@ -175,6 +194,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             )
             report = simulate(cfg)
             report["llm_per_row"] = model.llm_step.per_unit
+            report["latency"] = args.latency
+            report["streaming"] = asdict(streaming)
             reports.append(report)
             print_row(report, header=len(reports) == 1 or args.breakdown, background=args.background_jobs > 0)
             if args.breakdown:

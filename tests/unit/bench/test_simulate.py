@@ -604,3 +604,18 @@ def test_admission_reading_the_codec_s_own_seconds_keeps_a_burst_on_the_short_fi
     assert not any(key.startswith("exact/") for key in profile["first_chunks"])
     with pytest.raises(ValueError, match="call_seconds_read"):
         SimConfig(model, 1, call_seconds_read="wall")  # type: ignore[arg-type]
+
+
+def test_the_command_line_runs_the_schedule_and_first_chunk_it_is_given(tmp_path) -> None:
+    from bench.simulate import parse_args, run
+
+    model = tmp_path / "model.json"
+    model.write_text(json.dumps(H100))
+    args = ["--cost-model", str(model), "--streams", "3", "--arrive-within", "1", "--latency", "exact"]
+    (report,) = run(parse_args([*args, "--streaming", '{"growth": 1.1}']))
+    assert report["latency"] == "exact" and report["streaming"]["growth"] == 1.1
+    assert report["first_chunks"] == {"exact/requested": 3}
+    (served,) = run(parse_args(args))
+    assert served["streaming"]["growth"] == Settings().stream.stream_chunk_growth
+    # gentler growth: the same audio in more, smaller decode windows
+    assert report["codec_calls"] > served["codec_calls"]
