@@ -132,6 +132,9 @@ BENCHES: dict[str, Bench] = {
     ),
     "sim_48k_needs": Bench("-m bench.sim_48k_needs", "what 200 streams at 48 kHz need from the device"),
     "sim_h200": Bench("-m bench.sim_h200", "steady and burst arrivals at H200 graph costs, and what binds"),
+    "sim_ramp": Bench(
+        "-m bench.sim_ramp", "the engine rate a chunk schedule needs, and bursts on gentler growth"
+    ),
     # a GPU (bench/gpu/README.md)
     "gpu": Bench("gpu/bench_gpu.py", "batched BiCodec and AP-BWE throughput, fp32 / tf32 / bf16", suite=True),
     "gpu_acceptance": Bench("gpu/acceptance.py", "every GPU claim in resumable steps (a lent GPU)"),
