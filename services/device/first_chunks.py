@@ -11,9 +11,10 @@ schedule: first audio ~0.2-0.5 s later on the simulated H100, and the device car
 of 250 admitted at 16 kHz with no underrun instead of 137; docs/benchmarks.md). With `exact_after_refusal_s` set (off
 by default; the `own_seconds` admission profile sets it), also while a capacity rule refused within that many seconds,
 whatever the share: with the share's switch set high, a burst the device carries keeps the short chunk and newcomers
-get the exact one once the device is full (docs/benchmarks.md, "Predicted from H200 graph costs"). The exact
-schedule's second chunk needs its tokens plus a full look-ahead within the first chunk's playback, so only an engine
-`exact_needs_pace` (2x) ahead of real time gets it. A `reproducible` stream (a seed) gets what it asked for.
+get the exact one once the device is full (docs/benchmarks.md, "Predicted from H200 graph costs"). Each of the exact
+schedule's later chunks needs its tokens plus a full look-ahead within the audio before it: at the served growth
+(1.5) about 1.5x real time at a 100 ms prebuffer (`python -m bench sim_ramp`), so only an engine `exact_needs_pace`
+(2x, a margin over that) ahead of real time gets it. A `reproducible` stream (a seed) gets what it asked for.
 
 **The 48 kHz lead window** (`FirstChunkChoices.sr_lead`). A new 48 kHz stream's first AP-BWE window may take its right
 context from the decode schedule's held overlap (core.sr_planner): its first audio then leaves with the first decoded
