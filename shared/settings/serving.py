@@ -108,7 +108,9 @@ class StreamSettings(_Group):
     stream_chunk_growth: float = Field(
         1.5,
         ge=1.0,
-        description="Each chunk is this many times the previous one (1.5 measured fewer underruns than 2).",
+        description="Each chunk is this many times the previous one (1.5 measured fewer underruns than 2). "
+        "While its chunks grow, a stream needs about this many times real time from the engine "
+        "(`python -m bench sim_ramp`).",
     )
     stream_left_context_tokens: int = Field(
         24, ge=0, le=200, description="Tokens of left context per chunk decode."
