@@ -58,7 +58,7 @@ SIM_CASES = tuple(
     for latency, growth in SIM_SCHEDULES
 ) + tuple(
     (streams, rate, latency, growth)
-    for rate, levels in ((16_000, (150, 200, 275)), (48_000, (75, 100, 125, 150)))
+    for rate, levels in ((16_000, (150, 200, 275)), (48_000, (75, 100, 125, 150, 175)))
     for streams in levels
     for latency, growth in (("balanced", 1.5), ("exact", 1.1))
 )
