@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import shutil
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,15 +32,25 @@ class DownSink:
 
 
 class VolumeStandIn:
-    """`commit()` snapshots the mounted directory into `committed`: what a later container would mount."""
+    """`commit()` snapshots the mounted directory into `committed`: what a later container would mount. The
+    lifecycle commits from a worker thread; `mount()` takes a whole snapshot, never one half copied, as a Volume's
+    commit is whole to the next container."""
 
     def __init__(self, mounted: Path, committed: Path) -> None:
         self.mounted, self.committed, self.commits = mounted, committed, 0
+        self._lock = threading.Lock()
 
     def commit(self) -> None:
-        shutil.rmtree(self.committed, ignore_errors=True)
-        shutil.copytree(self.mounted, self.committed)
-        self.commits += 1
+        with self._lock:
+            shutil.rmtree(self.committed, ignore_errors=True)
+            shutil.copytree(self.mounted, self.committed)
+            self.commits += 1
+
+    def mount(self, at: Path) -> Path:
+        """What a container started now would mount, copied to `at`."""
+        with self._lock:
+            shutil.copytree(self.committed, at)
+        return at
 
 
 def record(i: int) -> RequestRecord:
@@ -101,9 +112,11 @@ def test_the_commit_loop_runs_while_the_container_serves(tmp_path: Path) -> None
         host._commit_task = asyncio.get_running_loop().create_task(host._commit_loop())
         await logger.start()
         await logger.submit_async(record(0))
-        await asyncio.sleep(0.4)
+        deadline = time.monotonic() + 5.0  # three rounds of a 50 ms loop, however slow the machine
+        while volume.commits < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         assert volume.commits >= 3
-        copy = RequestSpool(volume.committed, instance="peek")
+        copy = RequestSpool(volume.mount(tmp_path / "peek"), instance="peek")
         try:  # the committed copy already holds the record, though the WAL was never checkpointed by hand
             assert copy.adopted == 1 and [i for i, _ in copy.oldest(5)] == ["vol-0"]
         finally:
