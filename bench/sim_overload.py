@@ -13,16 +13,14 @@ import argparse
 import json
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.sim.run import SimConfig, simulate
+from bench.sim.run import SimConfig, served_streaming, simulate
 from bench.sim.sliced_device import DEVICE_SHARINGS, DeviceSharing
 from bench.standin.cost_model import CostModel
-from core.streaming import StreamingConfig
 from services.device.calls import CALL_SECONDS_READS, CallSecondsRead, SchedulerPolicy
-from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 COST_MODEL = ROOT / "bench" / "cost_models" / "h100-tf32.json"
@@ -79,7 +77,7 @@ def run_case(run: Run) -> dict[str, Any]:
             policy=SchedulerPolicy(**policy),
             call_seconds_read=read,
             device_sharing=run.device_sharing,
-            streaming=replace(StreamingConfig.from_settings(Settings()), **dict(run.streaming)),
+            streaming=served_streaming(**dict(run.streaming)),
         )
     )
     return {

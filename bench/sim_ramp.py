@@ -31,17 +31,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench.sim.run import ADMISSION_OFF, SimConfig, simulate
+import numpy as np
+
+from bench.sim.run import ADMISSION_OFF, TOKENS_PER_SECOND, SimConfig, served_streaming, simulate
 from bench.sim.windows import HOP, SR_CONTEXT, SR_GRID, PlannedDecode, plan_decode, plan_sr
 from bench.standin.cost_model import CostModel
 from core.streaming import StreamingConfig
-from services.device.calls import DEFAULT_DECODE_MARGIN, DEFAULT_DECODE_REACH
+from services.device.calls import Call, SchedulerPolicy
+from services.device.windows import DecodeWindow
 from services.pipeline.audio_output import SR_MAX_BLOCK, SR_MIN_BLOCK
-from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "bench" / "cost_models" / "h200-graphs.json"
-TOKENS_PER_SECOND = 50
 STREAM_SECONDS = (8.0, 10.0, 12.0)  # the simulator's 10 s +-20%
 PREBUFFERS_S = (0.1, 0.3, 0.5)
 GROWTHS = (1.0, 1.1, 1.25, 1.5, 2.0)
@@ -111,18 +112,18 @@ class CodecFloor:
 def codec_floor(
     model: CostModel, config: StreamingConfig, sample_rate: int, seconds: float = 10.0
 ) -> CodecFloor:
-    """Each window's own decode at the model's per-token cost (the wave generator on the kept tokens +- the
-    service's reach, the prenet `margin` further), at 48 kHz each AP-BWE block with its context; no padding, no
-    fixed cost."""
-    windows = plan_decode(config, round(seconds * TOKENS_PER_SECOND))
+    """Each window alone in a call of its own exact length, as the service's policy shapes it (the wave generator on
+    its span, the prenet its margin further: `SchedulerPolicy.units`, `CostModel.call_seconds`), less the call's
+    fixed cost; at 48 kHz each AP-BWE block with its context, no fixed cost. No padding."""
+    policy = SchedulerPolicy()
     decode = 0.0
+    windows = plan_decode(config, round(seconds * TOKENS_PER_SECOND))
     for w in windows:
-        span_start = max(0, w.keep_start - DEFAULT_DECODE_REACH)
-        span_end = min(w.length, w.keep_end + DEFAULT_DECODE_REACH)
-        span = span_end - span_start
-        prenet = min(w.length, span_end + DEFAULT_DECODE_MARGIN) - max(0, span_start - DEFAULT_DECODE_MARGIN)
-        share = model.prenet_share(prenet)
-        decode += model.decode.per_unit * (share * prenet + (1.0 - share) * span)
+        window = DecodeWindow(np.zeros(w.length, np.int32), None, w.keep_start, w.keep_end)
+        units, span = policy.units("decode", window)
+        assert span is not None
+        call = Call("decode", (window,), units, 1, spans=(span,), margin=policy.prenet_margin)
+        decode += 1000.0 * model.call_seconds(call) - model.decode.fixed
     sr = 0.0
     if sample_rate == 48_000:
         chunks = [w.sent_tokens * HOP for w in windows]
@@ -154,7 +155,7 @@ def schedule(base: StreamingConfig, latency: str, growth: float) -> StreamingCon
 
 
 def run(model: CostModel) -> dict[str, Any]:
-    base = StreamingConfig.from_settings(Settings())
+    base = served_streaming()
     rates = [
         {
             "latency": latency,
@@ -170,24 +171,23 @@ def run(model: CostModel) -> dict[str, Any]:
     ]
     peaks = []
     for (streams, sample_rate), latency, growth in itertools.product(PEAKS, PEAK_LATENCIES, GROWTHS):
-        if True:
-            config = schedule(base, latency, growth)
-            rate = needed_rate(config, PREBUFFERS_S[0])
-            floor = codec_floor(model, config, sample_rate)
-            peaks.append(
-                {
-                    "streams": streams,
-                    "sample_rate": sample_rate,
-                    "latency": latency,
-                    "growth": growth,
-                    "rate": rate,
-                    "codec_floor_ms_per_audio_s": {
-                        "bicodec": round(floor.decode_ms, 3),
-                        "apbwe": round(floor.sr_ms, 3),
-                    },
-                    "share": peak_share(model, streams, rate, floor),
-                }
-            )
+        config = schedule(base, latency, growth)
+        rate = needed_rate(config, PREBUFFERS_S[0])
+        floor = codec_floor(model, config, sample_rate)
+        peaks.append(
+            {
+                "streams": streams,
+                "sample_rate": sample_rate,
+                "latency": latency,
+                "growth": growth,
+                "rate": rate,
+                "codec_floor_ms_per_audio_s": {
+                    "bicodec": round(floor.decode_ms, 3),
+                    "apbwe": round(floor.sr_ms, 3),
+                },
+                "share": peak_share(model, streams, rate, floor),
+            }
+        )
     return {"cost_model": model.name, "served_growth": base.growth, "rates": rates, "peaks": peaks}
 
 
@@ -202,7 +202,7 @@ def simulate_case(job: tuple[str, tuple[int, int, str, float], int]) -> dict[str
         arrive_within_s=5.0,
         seed=seed,
         latency=latency,
-        streaming=replace(StreamingConfig.from_settings(Settings()), growth=growth),
+        streaming=served_streaming(growth=growth),
         admission=ADMISSION_OFF,
     )
     report = simulate(config)

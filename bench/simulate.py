@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +26,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.sim.breakdown import print_breakdown  # noqa: E402
-from bench.sim.run import ADMISSION_OFF, SimConfig, simulate  # noqa: E402
+from bench.sim.run import ADMISSION_OFF, SimConfig, served_streaming, simulate  # noqa: E402
 from bench.sim.sliced_device import DEVICE_SHARINGS  # noqa: E402
 from bench.standin.cost_model import CostModel  # noqa: E402
-from core.streaming import StreamingConfig  # noqa: E402
 from services.device.background import BackgroundPolicy  # noqa: E402
 from services.device.calls import CALL_SECONDS_READS, SchedulerPolicy  # noqa: E402
-from shared.settings import Settings  # noqa: E402
 
 COLUMNS = (
     "llm_per_row",
@@ -166,7 +164,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     slopes = [float(s) for s in args.sweep_per_row.split(",")] if args.sweep_per_row else [args.llm_per_row]
     admission = ADMISSION_OFF if args.no_admission else json.loads(args.admission)
     policy = json.loads(args.policy)
-    streaming = replace(StreamingConfig.from_settings(Settings()), **json.loads(args.streaming))
+    streaming = served_streaming(**json.loads(args.streaming))
     reports = []
     for slope in slopes:
         model = base.with_overrides(llm_per_row=slope)

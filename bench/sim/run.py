@@ -22,7 +22,7 @@ What is modelled (and nothing else):
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,11 @@ ADMISSION_OFF: dict[str, Any] = {
     "ramp_floor": 10**9,
     "max_wait_s": 0.0,
 }
+
+
+def served_streaming(**fields: Any) -> StreamingConfig:
+    """The service's chunk schedule (TTS_STREAM_*), with these StreamingConfig fields over it."""
+    return replace(StreamingConfig.from_settings(Settings()), **fields)
 
 
 @dataclass(frozen=True)
@@ -517,4 +522,4 @@ def simulate(config: SimConfig) -> dict[str, Any]:
     return run_virtual(main)
 
 
-__all__ = ["ADMISSION_OFF", "SimConfig", "Simulation", "simulate"]
+__all__ = ["ADMISSION_OFF", "SimConfig", "Simulation", "served_streaming", "simulate"]
