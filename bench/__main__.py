@@ -135,6 +135,9 @@ BENCHES: dict[str, Bench] = {
     "sim_ramp": Bench(
         "-m bench.sim_ramp", "the engine rate a chunk schedule needs, and bursts on gentler growth"
     ),
+    "sim_engine_step": Bench(
+        "-m bench.sim_engine_step", "the goal bursts as the engine step's fixed device time falls"
+    ),
     # a GPU (bench/gpu/README.md)
     "gpu": Bench("gpu/bench_gpu.py", "batched BiCodec and AP-BWE throughput, fp32 / tf32 / bf16", suite=True),
     "gpu_acceptance": Bench("gpu/acceptance.py", "every GPU claim in resumable steps (a lent GPU)"),
