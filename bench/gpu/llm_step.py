@@ -97,10 +97,19 @@ class StaticStep:
     """One decode step over a static KV cache for `batch` rows after a random prompt of `prompt` tokens, replayed as
     one CUDA graph (`graph=False`: run eagerly, to check it on a CPU). `advance()` runs a step and moves every row one
     position on, up to `cache_len`; `repeat()` runs the same step again at the same position (a load that steps for
-    ever at one cost)."""
+    ever at one cost). `compile_step`: the step compiled by TorchInductor first (bench/gpu/engine_step.py), as vLLM
+    compiles its model; it compiles on the warm-up before the capture (or on the first call without one)."""
 
     def __init__(
-        self, model: torch.nn.Module, batch: int, device: str, prompt: int, cache_len: int, graph: bool = True
+        self,
+        model: torch.nn.Module,
+        batch: int,
+        device: str,
+        prompt: int,
+        cache_len: int,
+        graph: bool = True,
+        *,
+        compile_step: bool = False,
     ) -> None:
         from transformers import StaticCache
 
@@ -112,6 +121,7 @@ class StaticStep:
             past_key_values=cache,
             use_cache=True,
             cache_position=torch.arange(prompt, device=device),
+            logits_to_keep=1,  # the last position's: all of them at 256 rows would be tens of GB
         )
         self.token = out.logits[:, -1:].argmax(-1)
         self.position = torch.tensor([prompt], device=device)
@@ -128,17 +138,17 @@ class StaticStep:
             ).logits
             return logits[:, -1:].argmax(-1)
 
-        self._step = step
+        self._step = torch.compile(step, dynamic=False) if compile_step else step
         self._next: torch.Tensor | None = None
         if graph:
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):  # warm-up outside the capture, as CUDA graphs require
-                step()
+                self._step()
             torch.cuda.current_stream().wait_stream(side)
             self._captured = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self._captured):
-                self._next = step()
+                self._next = self._step()
 
     def _rewind(self) -> None:
         """Back to the prompt's end. Recent transformers keep the write position in each layer's own counter (a tensor

@@ -55,6 +55,7 @@ ZH = "你好，世界。今天天气很好，我们去公园散步吧。"
 CLIENT_MODULES = (
     "bench.gpu.acceptance",
     "bench.gpu.bench_gpu",
+    "bench.gpu.engine_step",
     "bench.gpu.llm_step",
     "bench.gpu.parity",
     "bench.gpu.report",
