@@ -26,13 +26,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.sim.run import ADMISSION_OFF, SimConfig, simulate
+from bench.sim.run import ADMISSION_OFF, SimConfig, served_streaming, simulate
 from bench.standin.cost_model import CostModel, Linear
 from services.device.admission_profiles import ADMISSION_PROFILES
 from services.device.calls import CallSecondsRead
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "bench" / "cost_models" / "h200-graphs.json"
+MODEL_SR_TF32 = ROOT / "bench" / "cost_models" / "h200-graphs-sr-tf32.json"  # AP-BWE's graphs in TF32
 HOST_MS = 1.4  # the API path's measured CPU per audio second
 # (step fixed ms, prefill fixed ms): the model as it stands, then prefill folded into the step (vLLM schedules
 # prompts and decodes in one forward pass), then cheaper steps down to about a graph's launch floor
@@ -50,6 +51,11 @@ ADMISSIONS: dict[str, tuple[dict[str, Any], CallSecondsRead]] = {
     "off": (ADMISSION_OFF, "dispatch_to_end"),
 }
 SEEDS = (0, 1, 2)
+# Part 2, admission off: the schedule levers beside the engine's cost. (first chunk asked for, chunk growth): the
+# served one (balanced, 1.5; newcomers get the exact one under load, as served), gentler growth, and the exact first
+# chunk with growth 1.1 ("A chunk schedule's growth" in docs/benchmarks.md).
+SCHEDULES = (("balanced", 1.5), ("balanced", 1.25), ("exact", 1.1))
+LEVER_BURSTS = BURSTS[1:]  # the two 5 s bursts
 
 
 def engine_model(base: CostModel, step_fixed_ms: float, prefill_fixed_ms: float) -> CostModel:
@@ -103,6 +109,79 @@ def run_one(job: tuple[str, tuple[float, float], str, str, int]) -> dict[str, An
     }
 
 
+def run_lever(job: tuple[str, tuple[float, float], str, tuple[str, float], int]) -> dict[str, Any]:
+    """Part 2: one 5 s burst with admission off, on a schedule, at an engine's fixed costs."""
+    model_path, (step_ms, prefill_ms), burst, (latency, growth), seed = job
+    _, streams, within, rate = next(b for b in BURSTS if b[0] == burst)
+    model = engine_model(CostModel.load(model_path), step_ms, prefill_ms)
+    report = simulate(
+        SimConfig(
+            model,
+            streams,
+            sample_rate=rate,
+            arrive_within_s=within,
+            seed=seed,
+            admission=ADMISSION_OFF,
+            latency=latency,
+            streaming=served_streaming(growth=growth),
+        )
+    )
+    return {
+        "step_fixed_ms": step_ms,
+        "prefill_fixed_ms": prefill_ms,
+        "burst": burst,
+        "sr": "tf32" if Path(model_path).name == MODEL_SR_TF32.name else "fp32",
+        "latency": latency,
+        "growth": growth,
+        "seed": seed,
+        "underran": report["underruns_prebuffer_100ms"],
+        "ttfa_ms_p95": report["ttfa_ms_p95"],
+        "first_chunks": report["first_chunks"],
+    }
+
+
+def lever_jobs(seeds: tuple[int, ...]) -> list[tuple[str, tuple[float, float], str, tuple[str, float], int]]:
+    jobs = []
+    for fixed, (burst, _, _, rate), schedule, seed in itertools.product(
+        ENGINE_FIXED_MS, LEVER_BURSTS, SCHEDULES, seeds
+    ):
+        models = (MODEL, MODEL_SR_TF32) if rate == 48_000 else (MODEL,)
+        jobs += [(str(m), fixed, burst, schedule, seed) for m in models]
+    return jobs
+
+
+def print_levers(runs: list[dict[str, Any]]) -> None:
+    print(
+        "\nAdmission off, within 5 s: streams that underran by seed (100 ms prebuffer) and first audio p95 ms, "
+        "by the engine's fixed ms and the schedule (first chunk asked for, growth)"
+    )
+    header = [f"{latency}, {growth}" for latency, growth in SCHEDULES]
+    print("| step + prefill fixed ms | burst | AP-BWE | " + " | ".join(header) + " |")
+    print("|---|---|---|" + "---|" * len(SCHEDULES))
+    keys = sorted(
+        {(r["step_fixed_ms"], r["prefill_fixed_ms"], r["burst"], r["sr"]) for r in runs},
+        key=lambda k: (-k[0], -k[1], k[2], k[3]),
+    )
+    for step_ms, prefill_ms, burst, sr in keys:
+        cells = []
+        for latency, growth in SCHEDULES:
+            rows = sorted(
+                (
+                    r
+                    for r in runs
+                    if (r["step_fixed_ms"], r["prefill_fixed_ms"], r["burst"], r["sr"])
+                    == (step_ms, prefill_ms, burst, sr)
+                    and (r["latency"], r["growth"]) == (latency, growth)
+                ),
+                key=lambda r: r["seed"],
+            )
+            p95 = [round(r["ttfa_ms_p95"]) for r in rows if r["ttfa_ms_p95"] is not None]
+            span = f"{min(p95)}-{max(p95)}" if p95 else "-"
+            cells.append(f"{' / '.join(str(r['underran']) for r in rows)}, {span}")
+        apbwe = sr if "48k" in burst else ""
+        print(f"| {step_ms} + {prefill_ms} | {burst} | {apbwe} | " + " | ".join(cells) + " |")
+
+
 def print_table(runs: list[dict[str, Any]]) -> None:
     print(
         f"Bursts by the engine's fixed device ms (host {HOST_MS} ms per audio second; seeds "
@@ -143,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cost-model", type=Path, default=MODEL)
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "simulate" / "engine-step.json")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--quick", action="store_true", help="seed 0 and the 64-stream burst only")
+    p.add_argument("--quick", action="store_true", help="seed 0 and the 64-stream burst only, no part 2")
     args = p.parse_args(argv)
     seeds = SEEDS[:1] if args.quick else SEEDS
     bursts = BURSTS[:1] if args.quick else BURSTS
@@ -153,8 +232,16 @@ def main(argv: list[str] | None = None) -> int:
     ]
     with ProcessPoolExecutor(args.workers) as pool:
         runs = list(pool.map(run_one, jobs))
+        levers = [] if args.quick else list(pool.map(run_lever, lever_jobs(seeds)))
     print_table(runs)
-    result = {"cost_model": str(args.cost_model.name), "host_ms_per_audio_second": HOST_MS, "runs": runs}
+    if levers:
+        print_levers(levers)
+    result = {
+        "cost_model": str(args.cost_model.name),
+        "host_ms_per_audio_second": HOST_MS,
+        "runs": runs,
+        "levers": levers,
+    }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     print(f"\nwrote {args.json.relative_to(ROOT) if args.json.is_relative_to(ROOT) else args.json}")
