@@ -144,7 +144,10 @@ class StaticStep:
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):  # warm-up outside the capture, as CUDA graphs require
-                self._step()
+                # A compiled step: more than once, so a recompile on a guard or a kernel's first-run tuning
+                # happens here, never inside the capture.
+                for _ in range(3 if compile_step else 1):
+                    self._step()
             torch.cuda.current_stream().wait_stream(side)
             self._captured = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self._captured):
