@@ -77,28 +77,25 @@ def engine_share(report: dict[str, Any]) -> float | None:
     return round((terms["prefill"]["device_s"] + terms["llm steps"]["device_s"]) / device, 3)
 
 
-def run_one(job: tuple[str, tuple[float, float], str, str, int]) -> dict[str, Any]:
-    model_path, (step_ms, prefill_ms), burst, admission, seed = job
+def _burst(
+    model_path: str, fixed: tuple[float, float], burst: str, seed: int, **fields: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One burst at an engine's fixed costs (SimConfig `fields` over the service's defaults): the row's identity and
+    the simulator's report."""
     _, streams, within, rate = next(b for b in BURSTS if b[0] == burst)
+    model = engine_model(CostModel.load(model_path), *fixed)
+    config = SimConfig(model, streams, sample_rate=rate, arrive_within_s=within, seed=seed, **fields)
+    row = {"step_fixed_ms": fixed[0], "prefill_fixed_ms": fixed[1], "burst": burst, "seed": seed}
+    return row, simulate(config)
+
+
+def run_one(job: tuple[str, tuple[float, float], str, str, int]) -> dict[str, Any]:
+    """Part 1: one burst on the served schedule under one admission."""
+    model_path, fixed, burst, admission, seed = job
     settings, read = ADMISSIONS[admission]
-    model = engine_model(CostModel.load(model_path), step_ms, prefill_ms)
-    report = simulate(
-        SimConfig(
-            model,
-            streams,
-            sample_rate=rate,
-            arrive_within_s=within,
-            seed=seed,
-            admission=settings,
-            call_seconds_read=read,
-        )
-    )
-    return {
-        "step_fixed_ms": step_ms,
-        "prefill_fixed_ms": prefill_ms,
-        "burst": burst,
+    row, report = _burst(model_path, fixed, burst, seed, admission=settings, call_seconds_read=read)
+    return row | {
         "admission": admission,
-        "seed": seed,
         "admitted": report["streams_admitted"],
         "underran": report["underruns_prebuffer_100ms"],
         "ttfa_ms_p95": report["ttfa_ms_p95"],
@@ -111,29 +108,20 @@ def run_one(job: tuple[str, tuple[float, float], str, str, int]) -> dict[str, An
 
 def run_lever(job: tuple[str, tuple[float, float], str, tuple[str, float], int]) -> dict[str, Any]:
     """Part 2: one 5 s burst with admission off, on a schedule, at an engine's fixed costs."""
-    model_path, (step_ms, prefill_ms), burst, (latency, growth), seed = job
-    _, streams, within, rate = next(b for b in BURSTS if b[0] == burst)
-    model = engine_model(CostModel.load(model_path), step_ms, prefill_ms)
-    report = simulate(
-        SimConfig(
-            model,
-            streams,
-            sample_rate=rate,
-            arrive_within_s=within,
-            seed=seed,
-            admission=ADMISSION_OFF,
-            latency=latency,
-            streaming=served_streaming(growth=growth),
-        )
+    model_path, fixed, burst, (latency, growth), seed = job
+    row, report = _burst(
+        model_path,
+        fixed,
+        burst,
+        seed,
+        admission=ADMISSION_OFF,
+        latency=latency,
+        streaming=served_streaming(growth=growth),
     )
-    return {
-        "step_fixed_ms": step_ms,
-        "prefill_fixed_ms": prefill_ms,
-        "burst": burst,
+    return row | {
         "sr": "tf32" if Path(model_path).name == MODEL_SR_TF32.name else "fp32",
         "latency": latency,
         "growth": growth,
-        "seed": seed,
         "underran": report["underruns_prebuffer_100ms"],
         "ttfa_ms_p95": report["ttfa_ms_p95"],
         "first_chunks": report["first_chunks"],

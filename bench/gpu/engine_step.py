@@ -33,7 +33,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.gpu.llm_step import PROMPT_TOKENS, QUICK, RELEASED, StaticStep, build  # noqa: E402
+from bench.gpu.llm_step import (  # noqa: E402
+    PROMPT_TOKENS,
+    QUICK,
+    RELEASED,
+    StaticStep,
+    build,
+    timed_steps,
+)
 
 BATCHES = (1, 8, 32, 64, 128, 256)
 STEPS = 48  # timed steps per batch, after the capture's warm-up
@@ -62,14 +69,7 @@ def time_step(
         stepper.advance()  # compiles on the first call when there is no capture to warm up for
     _sync(device)
     setup_s = time.perf_counter() - started
-    times = []
-    for _ in range(steps):
-        _sync(device)
-        t0 = time.perf_counter()
-        stepper.advance()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    times.sort()
+    times = timed_steps(stepper, device, steps)
     del stepper
     return {
         "batch": batch,

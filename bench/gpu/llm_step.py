@@ -184,6 +184,23 @@ class StaticStep:
             self._step()
 
 
+def timed_steps(
+    stepper: StaticStep, device: str, steps: int, tokens: list[torch.Tensor] | None = None
+) -> list[float]:
+    """`steps` of `stepper.advance()`, each timed alone (synchronised on a GPU): seconds, sorted. Each step's token
+    is appended to `tokens` when given."""
+    times = []
+    for _ in range(steps):
+        _sync(device)
+        t0 = time.perf_counter()
+        stepper.advance()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+        if tokens is not None:
+            tokens.append(stepper.token.clone())
+    return sorted(times)
+
+
 @torch.inference_mode()
 def graph_step_latency(
     model: torch.nn.Module, batch: int, device: str, prompt: int, steps: int, graph: bool = True
@@ -191,15 +208,8 @@ def graph_step_latency(
     """The decode step of `StaticStep`, timed. This is how vLLM runs a decode step (CUDA graphs over a preallocated
     cache), so its latency is the closer bound: one graph launch instead of ~400 Python kernel dispatches."""
     stepper = StaticStep(model, batch, device, prompt, prompt + steps + 8, graph)
-    tokens, times = [], []
-    for _ in range(steps):
-        _sync(device)
-        t0 = time.perf_counter()
-        stepper.advance()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-        tokens.append(stepper.token.clone())
-    times.sort()
+    tokens: list[torch.Tensor] = []
+    times = timed_steps(stepper, device, steps, tokens)
     median = times[len(times) // 2]
     return {
         "batch": batch,
