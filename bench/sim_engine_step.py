@@ -5,7 +5,7 @@ is 3 ms + 0.02 ms per row, and a step that takes newcomers' prompts adds 3 ms + 
 came from a transformers CUDA graph on an H100 (bench/gpu/llm_step.py), not from vLLM, which the lent GPU image lacks
 and whose wheels do not fit what a call carries. In a 5 s burst the device is busy from the first arrival to the last
 first audio, and those fixed parts are the largest single term of the onboarding span (`bench.sim.breakdown`): about
-2.3 of its 5.9 device seconds at 250 streams. This bench varies them alone, everything else as served, over the goal
+2.1 of its 5.4 device seconds at 250 streams (host 1.4). This bench varies them alone, everything else as served, over the goal
 bursts (64 at 16 kHz within 2 s; 250 at 16 kHz and 200 at 48 kHz within 5 s), seeds 0-2, host 1.4 ms per audio second
 (the API path's measured CPU): with the service's admission (`served`), with the opt-in `own_seconds` profile, and with
 admission off (what the modelled device carries). Each row reports streams admitted, streams that underran at a
