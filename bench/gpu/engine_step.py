@@ -13,9 +13,10 @@ variants, the cost model's `llm_step_ms` for each.
     python3 bench/gpu/engine_step.py --quick --device cpu --out /tmp/x    # the plumbing (tiny model, no graph)
 
 Each variant's rows are written to `<out>/engine-step.json` as soon as they are measured (`"partial": true` until
-the end), so a call cut short keeps them; a variant whose compile or capture fails is recorded with the error and
-the run goes on. The compiled variant recompiles for each batch (static shapes, as vLLM captures one graph per
-batch size): about 20-60 s each on a GPU, said in `compile_s`.
+the end; the smallest and largest batch first, so two rows give a fit), so a call cut short keeps them; a variant
+whose compile or capture fails is recorded with the error and the run goes on. The compiled variant recompiles for
+each batch (static shapes, as vLLM captures one graph per batch size): about 20-60 s each on a GPU (34 s on this
+CPU at the released config), in each row's `setup_s`.
 """
 
 from __future__ import annotations
@@ -79,6 +80,12 @@ def time_step(
     }
 
 
+def measure_order(batches: tuple[int, ...]) -> list[int]:
+    """The smallest and the largest batch first, so a call cut short still has a fit, then the rest ascending."""
+    ends = sorted({min(batches), max(batches)})
+    return ends + sorted(set(batches) - set(ends))
+
+
 def fit(rows: list[dict[str, Any]]) -> dict[str, float] | None:
     """Least squares `step_ms_p50 = fixed + per_row x batch` over the measured rows (the cost model's `llm_step_ms`)."""
     points = [(r["batch"], r["step_ms_p50"]) for r in rows if "step_ms_p50" in r]
@@ -130,7 +137,7 @@ def run(
     for variant in variants:
         rows: list[dict[str, Any]] = []
         result["variants"][variant] = {"rows": rows}
-        for batch in batches:
+        for batch in measure_order(batches):
             try:
                 row = time_step(model, batch, device, prompt, steps, compiled=variant == "compiled")
             except Exception as exc:  # noqa: BLE001 - record why and go on: the other rows still count

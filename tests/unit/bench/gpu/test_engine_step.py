@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.gpu.engine_step import fit
+from bench.gpu.engine_step import fit, measure_order
 
 ROOT = Path(__file__).resolve().parents[4]
 
@@ -20,6 +20,11 @@ def test_the_fit_is_the_cost_models_fixed_and_per_row() -> None:
     rows.append({"batch": 512, "error": "OutOfMemoryError"})
     assert fit(rows) == {"fixed": pytest.approx(1.5), "per_row": pytest.approx(0.01), "worst_error": 0.0}
     assert fit(rows[:1]) is None
+
+
+def test_the_ends_are_measured_first_so_a_short_call_has_a_fit() -> None:
+    assert measure_order((1, 8, 32, 64, 128, 256)) == [1, 256, 8, 32, 64, 128]
+    assert measure_order((4,)) == [4]
 
 
 def test_a_quick_run_writes_each_variants_rows_and_fit(tmp_path: Path) -> None:
@@ -35,7 +40,7 @@ def test_a_quick_run_writes_each_variants_rows_and_fit(tmp_path: Path) -> None:
     result = json.loads((tmp_path / "engine-step.json").read_text())
     assert result["partial"] is False and result["config"] == "quick"
     graph = result["variants"]["graph"]
-    assert [r["batch"] for r in graph["rows"]] == [1, 4]
+    assert [r["batch"] for r in graph["rows"]] == [1, 4]  # the ends first: here, all of them
     assert set(graph["fit"]) == {"fixed", "per_row", "worst_error"}
     assert "| batch | graph |" in done.stdout
 
