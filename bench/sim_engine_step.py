@@ -1,19 +1,26 @@
-"""What the engine step's fixed device time decides in a burst: `python -m bench sim_engine_step [--json OUT]`.
+"""What the engine step's fixed device time decides in a burst: `python -m bench sim_engine_step [--cost-model F]
+[--sr-tf32-model F] [--json OUT] [--quick]`.
 
 At the H200's graph costs (`bench/cost_models/h200-graphs.json`) the codec is measured and the engine is not: its step
 is 3 ms + 0.02 ms per row, and a step that takes newcomers' prompts adds 3 ms + 0.004 ms per prompt token. The 3 ms
 came from a transformers CUDA graph on an H100 (bench/gpu/llm_step.py), not from vLLM, which the lent GPU image lacks
 and whose wheels do not fit what a call carries. In a 5 s burst the device is busy from the first arrival to the last
 first audio, and those fixed parts are the largest single term of the onboarding span (`bench.sim.breakdown`): about
-2.1 of its 5.4 device seconds at 250 streams (host 1.4). This bench varies them alone, everything else as served, over the goal
-bursts (64 at 16 kHz within 2 s; 250 at 16 kHz and 200 at 48 kHz within 5 s), seeds 0-2, host 1.4 ms per audio second
-(the API path's measured CPU): with the service's admission (`served`), with the opt-in `own_seconds` profile, and with
-admission off (what the modelled device carries). Each row reports streams admitted, streams that underran at a
-100 ms prebuffer, first audio p95, what the refusals were, and the engine's share (steps and prefill) of the onboarding
-span's device seconds.
+2.1 of its 5.4 device seconds at 250 streams (host 1.4 ms per audio second).
 
-A prediction from a cost model, not a measurement: it says how cheap vLLM's step must be on the device for the bursts
-to hold, which only a GPU running vLLM can confirm.
+The bench varies those two fixed parts alone: the cost model's own first, then what-ifs (prefill folded into the
+step; steps of 3, 2 and 1 ms). Everything else is as the model and the service have it, host 1.4 ms per audio second
+(the API path's measured CPU), seeds 0-2.
+- Part 1, the served schedule, over the goal bursts (64 at 16 kHz within 2 s; 250 at 16 kHz and 200 at 48 kHz within
+  5 s): with the service's admission (`served`), the opt-in `own_seconds` profile, and admission off (what the
+  modelled device carries). Each row: streams admitted, streams that underran at a 100 ms prebuffer, first audio
+  p95, the refusals by rule, and the engine's share (steps and prefill) of the onboarding span's device seconds.
+- Part 2, admission off, the two 5 s bursts on three schedules (the served one, growth 1.25, the exact first chunk
+  with growth 1.1), and at 48 kHz also on the model's twin with AP-BWE in TF32 (`--sr-tf32-model`; for the default
+  model, `h200-graphs-sr-tf32.json`).
+
+A prediction from a cost model, not a measurement. With a measured engine step in a cost model (`llm_step_ms`; the
+GPU kit's `bench/gpu/engine_step.py` measures the closest proxy), `--cost-model` on it reads what that step holds.
 """
 
 from __future__ import annotations
@@ -35,9 +42,9 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "bench" / "cost_models" / "h200-graphs.json"
 MODEL_SR_TF32 = ROOT / "bench" / "cost_models" / "h200-graphs-sr-tf32.json"  # AP-BWE's graphs in TF32
 HOST_MS = 1.4  # the API path's measured CPU per audio second
-# (step fixed ms, prefill fixed ms): the model as it stands, then prefill folded into the step (vLLM schedules
-# prompts and decodes in one forward pass), then cheaper steps down to about a graph's launch floor
-ENGINE_FIXED_MS = ((3.0, 3.0), (3.0, 0.0), (2.0, 0.0), (1.0, 0.0))
+# (step fixed ms, prefill fixed ms) beside the cost model's own: prefill folded into the step (vLLM schedules prompts
+# and decodes in one forward pass), then cheaper steps down to about a graph's launch floor
+WHAT_IF_FIXED_MS = ((3.0, 0.0), (2.0, 0.0), (1.0, 0.0))
 # (name, streams, arrive within s, sample rate)
 BURSTS = (
     ("64 @16k within 2 s", 64, 2.0, 16_000),
@@ -66,6 +73,12 @@ def engine_model(base: CostModel, step_fixed_ms: float, prefill_fixed_ms: float)
         llm_prefill=Linear(prefill_fixed_ms, base.llm_prefill.per_unit),
         name=f"{base.name} (engine step fixed {step_fixed_ms} ms, prefill fixed {prefill_fixed_ms} ms)",
     ).with_overrides(host_ms=HOST_MS)
+
+
+def engine_costs(model: CostModel) -> tuple[tuple[float, float], ...]:
+    """The cost model's own (step, prefill) fixed ms first, then the what-ifs it is not already."""
+    own = (model.llm_step.fixed, model.llm_prefill.fixed)
+    return (own, *(fixed for fixed in WHAT_IF_FIXED_MS if fixed != own))
 
 
 def engine_share(report: dict[str, Any]) -> float | None:
@@ -119,7 +132,7 @@ def run_lever(job: tuple[str, tuple[float, float], str, tuple[str, float], int])
         streaming=served_streaming(growth=growth),
     )
     return row | {
-        "sr": "tf32" if Path(model_path).name == MODEL_SR_TF32.name else "fp32",
+        "cost_model": Path(model_path).stem,
         "latency": latency,
         "growth": growth,
         "underran": report["underruns_prebuffer_100ms"],
@@ -128,12 +141,18 @@ def run_lever(job: tuple[str, tuple[float, float], str, tuple[str, float], int])
     }
 
 
-def lever_jobs(seeds: tuple[int, ...]) -> list[tuple[str, tuple[float, float], str, tuple[str, float], int]]:
+def lever_jobs(
+    cost_model: Path,
+    sr_tf32_model: Path | None,
+    costs: tuple[tuple[float, float], ...],
+    seeds: tuple[int, ...],
+) -> list[tuple[str, tuple[float, float], str, tuple[str, float], int]]:
+    """Part 2's runs: each 5 s burst on `cost_model`, and at 48 kHz also on its AP-BWE TF32 twin when there is one."""
     jobs = []
     for fixed, (burst, _, _, rate), schedule, seed in itertools.product(
-        ENGINE_FIXED_MS, LEVER_BURSTS, SCHEDULES, seeds
+        costs, LEVER_BURSTS, SCHEDULES, seeds
     ):
-        models = (MODEL, MODEL_SR_TF32) if rate == 48_000 else (MODEL,)
+        models = [cost_model] + ([sr_tf32_model] if rate == 48_000 and sr_tf32_model is not None else [])
         jobs += [(str(m), fixed, burst, schedule, seed) for m in models]
     return jobs
 
@@ -144,21 +163,21 @@ def print_levers(runs: list[dict[str, Any]]) -> None:
         "by the engine's fixed ms and the schedule (first chunk asked for, growth)"
     )
     header = [f"{latency}, {growth}" for latency, growth in SCHEDULES]
-    print("| step + prefill fixed ms | burst | AP-BWE | " + " | ".join(header) + " |")
+    print("| step + prefill fixed ms | burst | cost model | " + " | ".join(header) + " |")
     print("|---|---|---|" + "---|" * len(SCHEDULES))
     keys = sorted(
-        {(r["step_fixed_ms"], r["prefill_fixed_ms"], r["burst"], r["sr"]) for r in runs},
+        {(r["step_fixed_ms"], r["prefill_fixed_ms"], r["burst"], r["cost_model"]) for r in runs},
         key=lambda k: (-k[0], -k[1], k[2], k[3]),
     )
-    for step_ms, prefill_ms, burst, sr in keys:
+    for step_ms, prefill_ms, burst, model_name in keys:
         cells = []
         for latency, growth in SCHEDULES:
             rows = sorted(
                 (
                     r
                     for r in runs
-                    if (r["step_fixed_ms"], r["prefill_fixed_ms"], r["burst"], r["sr"])
-                    == (step_ms, prefill_ms, burst, sr)
+                    if (r["step_fixed_ms"], r["prefill_fixed_ms"], r["burst"], r["cost_model"])
+                    == (step_ms, prefill_ms, burst, model_name)
                     and (r["latency"], r["growth"]) == (latency, growth)
                 ),
                 key=lambda r: r["seed"],
@@ -166,11 +185,10 @@ def print_levers(runs: list[dict[str, Any]]) -> None:
             p95 = [round(r["ttfa_ms_p95"]) for r in rows if r["ttfa_ms_p95"] is not None]
             span = f"{min(p95)}-{max(p95)}" if p95 else "-"
             cells.append(f"{' / '.join(str(r['underran']) for r in rows)}, {span}")
-        apbwe = sr if "48k" in burst else ""
-        print(f"| {step_ms} + {prefill_ms} | {burst} | {apbwe} | " + " | ".join(cells) + " |")
+        print(f"| {step_ms} + {prefill_ms} | {burst} | {model_name} | " + " | ".join(cells) + " |")
 
 
-def print_table(runs: list[dict[str, Any]]) -> None:
+def print_table(runs: list[dict[str, Any]], costs: tuple[tuple[float, float], ...]) -> None:
     print(
         f"Bursts by the engine's fixed device ms (host {HOST_MS} ms per audio second; seeds "
         f"{', '.join(map(str, SEEDS))}): admitted, underran (100 ms prebuffer), first audio p95 ms, "
@@ -180,9 +198,7 @@ def print_table(runs: list[dict[str, Any]]) -> None:
         "| step + prefill fixed ms | burst | admission | admitted | underran | first audio p95 | engine share | refused by |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    for (step_ms, prefill_ms), (burst, *_), admission in itertools.product(
-        ENGINE_FIXED_MS, BURSTS, ADMISSIONS
-    ):
+    for (step_ms, prefill_ms), (burst, *_), admission in itertools.product(costs, BURSTS, ADMISSIONS):
         rows = [
             r
             for r in runs
@@ -211,17 +227,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "simulate" / "engine-step.json")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="seed 0 and the 64-stream burst only, no part 2")
+    p.add_argument(
+        "--sr-tf32-model",
+        type=Path,
+        default=None,
+        help="part 2 at 48 kHz also on this twin of the cost model with AP-BWE in TF32 (default: the H200 twin "
+        "when the cost model is the default one)",
+    )
     args = p.parse_args(argv)
+    sr_tf32 = args.sr_tf32_model or (MODEL_SR_TF32 if args.cost_model.resolve() == MODEL.resolve() else None)
+    costs = engine_costs(CostModel.load(args.cost_model))
     seeds = SEEDS[:1] if args.quick else SEEDS
     bursts = BURSTS[:1] if args.quick else BURSTS
     jobs = [
         (str(args.cost_model), fixed, burst[0], admission, seed)
-        for fixed, burst, admission, seed in itertools.product(ENGINE_FIXED_MS, bursts, ADMISSIONS, seeds)
+        for fixed, burst, admission, seed in itertools.product(costs, bursts, ADMISSIONS, seeds)
     ]
     with ProcessPoolExecutor(args.workers) as pool:
         runs = list(pool.map(run_one, jobs))
-        levers = [] if args.quick else list(pool.map(run_lever, lever_jobs(seeds)))
-    print_table(runs)
+        levers = (
+            []
+            if args.quick
+            else list(pool.map(run_lever, lever_jobs(args.cost_model, sr_tf32, costs, seeds)))
+        )
+    print_table(runs, costs)
     if levers:
         print_levers(levers)
     result = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.sim_engine_step import MODEL, engine_model, run_one
+from bench.sim_engine_step import MODEL, engine_costs, engine_model, run_one
 from bench.standin.cost_model import CostModel
 
 
@@ -26,3 +26,10 @@ def test_a_cheaper_step_gives_the_engine_a_smaller_share_of_the_same_burst() -> 
     assert [r["admitted"] for r in runs] == [64, 64]
     assert runs[1]["engine_share_onboarding"] < runs[0]["engine_share_onboarding"]
     assert runs[1]["ttfa_ms_p95"] < runs[0]["ttfa_ms_p95"]
+
+
+def test_the_models_own_engine_costs_come_first_and_once() -> None:
+    base = CostModel.load(MODEL)
+    assert engine_costs(base) == ((3.0, 3.0), (3.0, 0.0), (2.0, 0.0), (1.0, 0.0))
+    measured = engine_model(base, 2.0, 0.0)
+    assert engine_costs(measured) == ((2.0, 0.0), (3.0, 0.0), (1.0, 0.0))
