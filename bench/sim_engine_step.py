@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bench.harness import write_results
 from bench.sim.run import ADMISSION_OFF, SimConfig, served_streaming, simulate
 from bench.standin.cost_model import CostModel, Linear
 from services.device.admission_profiles import ADMISSION_PROFILES
@@ -66,7 +66,8 @@ LEVER_BURSTS = BURSTS[1:]  # the two 5 s bursts
 
 
 def engine_model(base: CostModel, step_fixed_ms: float, prefill_fixed_ms: float) -> CostModel:
-    """`base` with the engine step's and the prefill's fixed milliseconds replaced (per row and per token kept)."""
+    """`base` with the engine step's and the prefill's fixed milliseconds replaced (per row and per token kept), and
+    the host at the measured `HOST_MS`."""
     return replace(
         base,
         llm_step=Linear(step_fixed_ms, base.llm_step.per_unit),
@@ -259,9 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "levers": levers,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"\nwrote {args.json.relative_to(ROOT) if args.json.is_relative_to(ROOT) else args.json}")
+    print()
+    write_results(args.json, result)
     return 0
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.harness import write_results
 from bench.sim.run import ADMISSION_OFF, TOKENS_PER_SECOND, SimConfig, served_streaming, simulate
 from bench.sim.windows import HOP, SR_CONTEXT, SR_GRID, PlannedDecode, plan_decode, plan_sr
 from bench.standin.cost_model import CostModel
@@ -284,9 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_simulate:
         result["simulated"] = run_simulated(args.cost_model, args.workers)
     print_tables(result)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"\nwrote {args.json.relative_to(ROOT) if args.json.is_relative_to(ROOT) else args.json}")
+    print()
+    write_results(args.json, result)
     return 0
 
 

@@ -39,6 +39,7 @@ from bench.gpu.llm_step import (  # noqa: E402
     QUICK,
     RELEASED,
     StaticStep,
+    _sync,
     build,
     timed_steps,
 )
@@ -46,11 +47,6 @@ from bench.gpu.llm_step import (  # noqa: E402
 BATCHES = (1, 8, 32, 64, 128, 256)
 STEPS = 48  # timed steps per batch, after the capture's warm-up
 VARIANTS = ("graph", "compiled")
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 @torch.inference_mode()
