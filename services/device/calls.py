@@ -9,6 +9,7 @@ run them, the graphs (services/device/graphs.py) are captured per their shapes.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar, get_args
@@ -92,6 +93,13 @@ class SchedulerPolicy:
     # a playing stream's when its listener runs dry), and no stream of windows holds it back longer. A stream holding
     # more than this much audio can spare the tens of milliseconds a model call holds the device.
     model_call_slack_s: float = 0.25
+    # A live call waits while even its most urgent window is due more than this many seconds from now (inf: never
+    # waits; the scheduler is work-conserving). While an engine runs streams ahead of real time, their windows are
+    # ready long before they are due; decoding each as it comes makes many small calls, each paying the call's fixed
+    # cost and each stretching the engine's next step. Held, they join the next urgent window's call or wait until
+    # one is due. A newcomer's first window is due at its arrival, so it never waits for this. Off by default:
+    # admission is calibrated on the work-conserving scheduler (docs/benchmarks.md, "At vLLM's published step").
+    hold_slack_s: float = math.inf
 
     def __post_init__(self) -> None:
         for name in ("decode_buckets", "sr_buckets", "batch_sizes"):
@@ -106,6 +114,8 @@ class SchedulerPolicy:
             raise ValueError("decode_reach and decode_margin must be >= 0")
         if self.model_call_slack_s < 0:
             raise ValueError("model_call_slack_s must be >= 0")
+        if not self.hold_slack_s >= 0:
+            raise ValueError("hold_slack_s must be >= 0 (inf: never hold)")
 
     @property
     def prenet_margin(self) -> int:

@@ -17,7 +17,9 @@ window is one awaitable; the scheduler owns the order and the batch:
   head at the latest). A window longer than every bucket runs alone at its exact length (the eager fallback). A
   stream's AP-BWE true end is never padded: shaped to a bucket's length (core.sr_planner `end_lengths`) it shares
   that bucket's calls and graph, else it runs at its exact length (rows of one length may share it).
-- **No timer.** A lone window runs at once; batches form while a call is in flight. An idle server adds no latency.
+- **No timer by default.** A lone window runs at once; batches form while a call is in flight. An idle server adds
+  no latency. With `SchedulerPolicy.hold_slack_s` set, live windows wait while none is due within it (one timer for
+  the most urgent), so a stream running ahead of real time is decoded in fewer, fuller calls.
 - **Model calls beside the windows.** A voice's speaker vector, a cloning reference's encode and the CTC aligner
   run on the same device: `run_model_call` queues one with a deadline `SchedulerPolicy.model_call_slack_s` after its
   submission, so it waits behind every window due sooner (a newcomer's first window, a stream about to run dry) and
@@ -89,6 +91,8 @@ T = TypeVar("T")
 
 # How soon the planner looks again while windows wait for a lighter key's turn (its steps end without telling us).
 TURN_RECHECK_S = 0.005
+# A held window this close to its release runs now: a timer set for the remainder could round to no time at all.
+HOLD_TOLERANCE_S = 1e-4
 
 _NOT_RUN = object()  # a model call's result when its caller went away before a device thread took it
 
@@ -128,6 +132,7 @@ class CodecScheduler:
         self._bg_streams: dict[int, StreamHandle] = {}
         self._bg_inflight = 0
         self._bg_timer: asyncio.TimerHandle | None = None
+        self._hold_timer: asyncio.TimerHandle | None = None
         self.background = BackgroundGate(background or BackgroundPolicy(), busy_window_s)
         self._model_calls: list[PendingModelCall] = []  # in deadline order, like `_pending`
         self._seq = 0  # submissions so far: each window's and model call's place in line
@@ -154,7 +159,7 @@ class CodecScheduler:
                 self._bg_pending.clear()
                 self._model_calls.clear()
                 self._inflight.clear()
-                self._bg_inflight, self._bg_timer = 0, None
+                self._bg_inflight, self._bg_timer, self._hold_timer = 0, None, None
                 self._running_keys.clear()
                 self._held_keys, self._turn_timer = set(), None
             self._wake = asyncio.Event()
@@ -182,9 +187,10 @@ class CodecScheduler:
             self._model_calls.clear()
             self._inflight.clear()
             return
-        if self._bg_timer is not None:
-            self._bg_timer.cancel()
-            self._bg_timer = None
+        for timer in (self._bg_timer, self._hold_timer):
+            if timer is not None:
+                timer.cancel()
+        self._bg_timer = self._hold_timer = None
         queued: list[PendingWindow | PendingModelCall] = [
             *self._pending,
             *self._bg_pending,
@@ -385,6 +391,9 @@ class CodecScheduler:
             return None
         self._decisions += 1
         self._decided_seq = self._seq
+        if queue is None and self._hold(pending[first]):
+            self._unreached = "held"
+            return None
         formed = form_call(pending, first, self.policy, self._decisions)
         self._unreached = formed.unreached
         return formed.call, formed.chosen
@@ -410,6 +419,24 @@ class CodecScheduler:
         if planned is not None:
             self._running_keys.update(p.stream.owner for p in planned[1])
         return planned
+
+    def _hold(self, head: PendingWindow) -> bool:
+        """Whether the live queue waits (`SchedulerPolicy.hold_slack_s`): its most urgent window is due later than
+        the hold. If so, a timer wakes the planner when it is due within it; a window due sooner wakes it on arrival."""
+        wait = head.deadline - self.clock() - self.policy.hold_slack_s
+        if wait <= HOLD_TOLERANCE_S:
+            return False
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+        wake = self._wake
+        if wake is not None:
+
+            def look() -> None:
+                self._hold_timer = None
+                wake.set()
+
+            self._hold_timer = asyncio.get_running_loop().call_later(wait, look)
+        return True
 
     def _look_again_for_turns(self) -> None:
         if self._turn_timer is not None or self._wake is None:

@@ -34,7 +34,8 @@ WindowKind = Literal["decode", "sr"]
 # - padding_bound: joining would push the call's padding past `max_pad_waste`;
 # - work_bound: joining would pass the call's work bound (`max_call_*`) or its most rows, or the call filled up
 #   before the plan reached it;
-# - lighter_key_busy: on a CPU, another key that used less is busy (services/device/key_share.py `CpuTurns`).
+# - lighter_key_busy: on a CPU, another key that used less is busy (services/device/key_share.py `CpuTurns`);
+# - held: no live window is due within `SchedulerPolicy.hold_slack_s`, so none runs yet (bigger calls later).
 WaitReason = Literal[
     "queued",
     "device_busy",
@@ -44,6 +45,7 @@ WaitReason = Literal[
     "padding_bound",
     "work_bound",
     "lighter_key_busy",
+    "held",
 ]
 WAIT_REASONS: tuple[WaitReason, ...] = get_args(WaitReason)
 
