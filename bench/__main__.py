@@ -138,6 +138,10 @@ BENCHES: dict[str, Bench] = {
     "sim_engine_step": Bench(
         "-m bench.sim_engine_step", "the goal bursts as the engine step's fixed device time falls"
     ),
+    "sim_burst_levers": Bench(
+        "-m bench.sim_burst_levers",
+        "the goal bursts at vLLM's published step, one onboarding lever at a time",
+    ),
     # a GPU (bench/gpu/README.md)
     "gpu": Bench("gpu/bench_gpu.py", "batched BiCodec and AP-BWE throughput, fp32 / tf32 / bf16", suite=True),
     "gpu_acceptance": Bench("gpu/acceptance.py", "every GPU claim in resumable steps (a lent GPU)"),
