@@ -23,8 +23,9 @@ bursts run as served only, for the capacity line beside the bursts.
 
 A prediction from a cost model, not a measurement, and the rungs below the first are not what the service ships:
 each is a setting (a `SchedulerPolicy` field, a `StreamingConfig` schedule, an `Admission` keyword) that this bench
-sets. Rungs 4-7 loosen rules that were calibrated against floods and sustained overload: what they do there is
-`bench.sim_overload` with the same settings (docs/benchmarks.md, "At vLLM's published step").
+sets. None ships, because floods and sustained overload pay for them: `bench.sim_overload` with the same settings
+(`--policy`, `--streaming`, `--admission`) lets admitted streams underrun from the hold on, and many more once rules
+4-7 loosen admission (docs/benchmarks.md, "At vLLM's published step").
 """
 
 from __future__ import annotations

@@ -97,8 +97,9 @@ class SchedulerPolicy:
     # waits; the scheduler is work-conserving). While an engine runs streams ahead of real time, their windows are
     # ready long before they are due; decoding each as it comes makes many small calls, each paying the call's fixed
     # cost and each stretching the engine's next step. Held, they join the next urgent window's call or wait until
-    # one is due. A newcomer's first window is due at its arrival, so it never waits for this. Off by default:
-    # admission is calibrated on the work-conserving scheduler (docs/benchmarks.md, "At vLLM's published step").
+    # one is due. A newcomer's first window is due at its arrival, so it never waits for this. Off by default: in the
+    # simulator it fills bursts' calls but lets admitted streams underrun in sustained overload, and at 48 kHz it
+    # misses deadlines (docs/benchmarks.md, "At vLLM's published step").
     hold_slack_s: float = math.inf
 
     def __post_init__(self) -> None:
