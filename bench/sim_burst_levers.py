@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import write_results
+from bench.sim.goals import GOAL_BURSTS, MEASURED_HOST_MS, STEADY_ARRIVALS, Arrivals, arrivals_named
 from bench.sim.run import ADMISSION_OFF, SimConfig, served_streaming, simulate
 from bench.standin.cost_model import CostModel
 from services.device.calls import SchedulerPolicy
@@ -44,20 +45,12 @@ from services.device.calls import SchedulerPolicy
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "bench" / "cost_models" / "h200-graphs-vllm-step.json"
 MODEL_SR_TF32 = ROOT / "bench" / "cost_models" / "h200-graphs-vllm-step-sr-tf32.json"
-HOST_MS = 1.4  # the API path's measured CPU per audio second
 SEEDS = (0, 1, 2)
-# (name, streams, arrive within s, sample rate)
-BURSTS = (
-    ("64 @16k within 2 s", 64, 2.0, 16_000),
-    ("250 @16k within 5 s", 250, 5.0, 16_000),
-    ("200 @48k within 5 s", 200, 5.0, 48_000),
-)
 # Beside the goal bursts, as served only (the first rung): steady arrivals and 10 s bursts, for the capacity line.
 CONTEXT = (
-    ("250 @16k over 30 s", 250, 30.0, 16_000),
-    ("200 @48k over 30 s", 200, 30.0, 48_000),
-    ("250 @16k within 10 s", 250, 10.0, 16_000),
-    ("200 @48k within 10 s", 200, 10.0, 48_000),
+    *STEADY_ARRIVALS,
+    Arrivals("250 @16k within 10 s", 250, 10.0, 16_000),
+    Arrivals("200 @48k within 10 s", 200, 10.0, 48_000),
 )
 # Each rung: its name and what it sets over the rungs before it (SimConfig fields; `admission` merges).
 RUNGS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -82,7 +75,7 @@ def rung_fields(rung: int) -> dict[str, Any]:
 
 
 def sim_config(model: CostModel, burst: str, rung: int, admission: str, seed: int) -> SimConfig:
-    _, streams, within, rate = next(b for b in BURSTS + CONTEXT if b[0] == burst)
+    _, streams, within, rate = arrivals_named(burst, GOAL_BURSTS + CONTEXT)
     fields = rung_fields(rung)
     kwargs: dict[str, Any] = {
         "latency": fields.get("latency", "balanced"),
@@ -96,7 +89,7 @@ def sim_config(model: CostModel, burst: str, rung: int, admission: str, seed: in
 
 def run_one(job: tuple[str, str, int, str, int]) -> dict[str, Any]:
     model_path, burst, rung, admission, seed = job
-    model = CostModel.load(model_path).with_overrides(host_ms=HOST_MS)
+    model = CostModel.load(model_path).with_overrides(host_ms=MEASURED_HOST_MS)
     report = simulate(sim_config(model, burst, rung, admission, seed))
     return {
         "cost_model": Path(model_path).stem,
@@ -137,7 +130,7 @@ def _span(values: list[float]) -> str:
 def print_table(runs: list[dict[str, Any]]) -> None:
     print(
         f"Admitted / underran (100 ms prebuffer) by seed, first audio p95 ms, decode rows per call; "
-        f"host {HOST_MS} ms per audio second"
+        f"host {MEASURED_HOST_MS} ms per audio second"
     )
     print(
         "| burst | cost model | rung | served: admitted | underran | p95 | rows/call | refused by (3 seeds) | off: underran | p95 |"
@@ -193,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     sr_tf32 = args.sr_tf32_model or (MODEL_SR_TF32 if args.cost_model.resolve() == MODEL.resolve() else None)
     seeds = SEEDS[:1] if args.quick else SEEDS
-    bursts = BURSTS[:1] if args.quick else BURSTS
+    bursts = GOAL_BURSTS[:1] if args.quick else GOAL_BURSTS
     with ProcessPoolExecutor(args.workers) as pool:
         runs = list(pool.map(run_one, jobs_for(args.cost_model, sr_tf32, bursts, seeds, not args.quick)))
     print_table(runs)
@@ -202,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json,
         {
             "cost_model": args.cost_model.name,
-            "host_ms_per_audio_second": HOST_MS,
+            "host_ms_per_audio_second": MEASURED_HOST_MS,
             "rungs": [{"name": name, "adds": adds} for name, adds in RUNGS],
             "runs": runs,
         },

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import write_results
+from bench.sim.goals import GOAL_BURSTS, MEASURED_HOST_MS, arrivals_named
 from bench.sim.run import ADMISSION_OFF, SimConfig, served_streaming, simulate
 from bench.standin.cost_model import CostModel, Linear
 from services.device.admission_profiles import ADMISSION_PROFILES
@@ -41,16 +42,9 @@ from services.device.calls import CallSecondsRead
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "bench" / "cost_models" / "h200-graphs.json"
 MODEL_SR_TF32 = ROOT / "bench" / "cost_models" / "h200-graphs-sr-tf32.json"  # AP-BWE's graphs in TF32
-HOST_MS = 1.4  # the API path's measured CPU per audio second
 # (step fixed ms, prefill fixed ms) beside the cost model's own: prefill folded into the step (vLLM schedules prompts
 # and decodes in one forward pass), then cheaper steps down to about a graph's launch floor
 WHAT_IF_FIXED_MS = ((3.0, 0.0), (2.0, 0.0), (1.0, 0.0))
-# (name, streams, arrive within s, sample rate)
-BURSTS = (
-    ("64 @16k within 2 s", 64, 2.0, 16_000),
-    ("250 @16k within 5 s", 250, 5.0, 16_000),
-    ("200 @48k within 5 s", 200, 5.0, 48_000),
-)
 OWN_SECONDS = ADMISSION_PROFILES["own_seconds"]
 ADMISSIONS: dict[str, tuple[dict[str, Any], CallSecondsRead]] = {
     "served": ({}, "dispatch_to_end"),
@@ -62,18 +56,18 @@ SEEDS = (0, 1, 2)
 # served one (balanced, 1.5; newcomers get the exact one under load, as served), gentler growth, and the exact first
 # chunk with growth 1.1 ("A chunk schedule's growth" in docs/benchmarks.md).
 SCHEDULES = (("balanced", 1.5), ("balanced", 1.25), ("exact", 1.1))
-LEVER_BURSTS = BURSTS[1:]  # the two 5 s bursts
+LEVER_BURSTS = GOAL_BURSTS[1:]  # the two 5 s bursts
 
 
 def engine_model(base: CostModel, step_fixed_ms: float, prefill_fixed_ms: float) -> CostModel:
     """`base` with the engine step's and the prefill's fixed milliseconds replaced (per row and per token kept), and
-    the host at the measured `HOST_MS`."""
+    the host at `MEASURED_HOST_MS`."""
     return replace(
         base,
         llm_step=Linear(step_fixed_ms, base.llm_step.per_unit),
         llm_prefill=Linear(prefill_fixed_ms, base.llm_prefill.per_unit),
         name=f"{base.name} (engine step fixed {step_fixed_ms} ms, prefill fixed {prefill_fixed_ms} ms)",
-    ).with_overrides(host_ms=HOST_MS)
+    ).with_overrides(host_ms=MEASURED_HOST_MS)
 
 
 def engine_costs(model: CostModel) -> tuple[tuple[float, float], ...]:
@@ -96,7 +90,7 @@ def _burst(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """One burst at an engine's fixed costs (SimConfig `fields` over the service's defaults): the row's identity and
     the simulator's report."""
-    _, streams, within, rate = next(b for b in BURSTS if b[0] == burst)
+    _, streams, within, rate = arrivals_named(burst, GOAL_BURSTS)
     model = engine_model(CostModel.load(model_path), *fixed)
     config = SimConfig(model, streams, sample_rate=rate, arrive_within_s=within, seed=seed, **fields)
     row = {"step_fixed_ms": fixed[0], "prefill_fixed_ms": fixed[1], "burst": burst, "seed": seed}
@@ -191,7 +185,7 @@ def print_levers(runs: list[dict[str, Any]]) -> None:
 
 def print_table(runs: list[dict[str, Any]], costs: tuple[tuple[float, float], ...]) -> None:
     print(
-        f"Bursts by the engine's fixed device ms (host {HOST_MS} ms per audio second; seeds "
+        f"Bursts by the engine's fixed device ms (host {MEASURED_HOST_MS} ms per audio second; seeds "
         f"{', '.join(map(str, SEEDS))}): admitted, underran (100 ms prebuffer), first audio p95 ms, "
         "engine share of onboarding"
     )
@@ -199,7 +193,7 @@ def print_table(runs: list[dict[str, Any]], costs: tuple[tuple[float, float], ..
         "| step + prefill fixed ms | burst | admission | admitted | underran | first audio p95 | engine share | refused by |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    for (step_ms, prefill_ms), (burst, *_), admission in itertools.product(costs, BURSTS, ADMISSIONS):
+    for (step_ms, prefill_ms), (burst, *_), admission in itertools.product(costs, GOAL_BURSTS, ADMISSIONS):
         rows = [
             r
             for r in runs
@@ -239,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     sr_tf32 = args.sr_tf32_model or (MODEL_SR_TF32 if args.cost_model.resolve() == MODEL.resolve() else None)
     costs = engine_costs(CostModel.load(args.cost_model))
     seeds = SEEDS[:1] if args.quick else SEEDS
-    bursts = BURSTS[:1] if args.quick else BURSTS
+    bursts = GOAL_BURSTS[:1] if args.quick else GOAL_BURSTS
     jobs = [
         (str(args.cost_model), fixed, burst[0], admission, seed)
         for fixed, burst, admission, seed in itertools.product(costs, bursts, ADMISSIONS, seeds)
@@ -256,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         print_levers(levers)
     result = {
         "cost_model": str(args.cost_model.name),
-        "host_ms_per_audio_second": HOST_MS,
+        "host_ms_per_audio_second": MEASURED_HOST_MS,
         "runs": runs,
         "levers": levers,
     }

@@ -20,6 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench.sim.goals import GOAL_BURSTS, STEADY_ARRIVALS, arrivals_named
 from bench.sim.run import ADMISSION_OFF, SimConfig, simulate
 from bench.sim.sliced_device import DEVICE_SHARINGS, DeviceSharing
 from bench.standin.cost_model import CostModel
@@ -29,14 +30,7 @@ from services.device.engine_lead import MEASURED_LEAD_PACE
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "bench" / "cost_models" / "h200-graphs.json"
-# (name, streams, arrive within s, sample rate)
-CASES = (
-    ("250 @16k over 30 s", 250, 30.0, 16_000),
-    ("200 @48k over 30 s", 200, 30.0, 48_000),
-    ("64 @16k within 2 s", 64, 2.0, 16_000),
-    ("250 @16k within 5 s", 250, 5.0, 16_000),
-    ("200 @48k within 5 s", 200, 5.0, 48_000),
-)
+CASES = (*STEADY_ARRIVALS, *GOAL_BURSTS)
 OWN_SECONDS = ADMISSION_PROFILES["own_seconds"]
 # name: (admission settings, what admission reads as a codec call's seconds)
 VARIANTS: dict[str, tuple[dict[str, Any], CallSecondsRead]] = {
@@ -49,7 +43,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], CallSecondsRead]] = {
 
 def run_one(job: tuple[str, str, DeviceSharing]) -> dict[str, Any]:
     case, variant, sharing = job
-    _, streams, within, rate = next(c for c in CASES if c[0] == case)
+    _, streams, within, rate = arrivals_named(case, CASES)
     admission, read = VARIANTS[variant]
     report = simulate(
         SimConfig(

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from bench.harness import write_results
+from bench.sim.goals import MEASURED_HOST_MS
 from bench.sim.run import ADMISSION_OFF, TOKENS_PER_SECOND, SimConfig, served_streaming, simulate
 from bench.sim.windows import HOP, SR_CONTEXT, SR_GRID, PlannedDecode, plan_decode, plan_sr
 from bench.standin.cost_model import CostModel
@@ -64,7 +65,6 @@ SIM_CASES = tuple(
     for latency, growth in (("balanced", 1.5), ("exact", 1.1))
 )
 SIM_SEEDS = (0, 1, 2)
-SIM_HOST_MS = 1.4  # the API path's measured CPU per audio second
 
 
 def dry_seconds(windows: list[PlannedDecode], rate: float, prebuffer_s: float) -> float:
@@ -194,7 +194,7 @@ def run(model: CostModel) -> dict[str, Any]:
 def simulate_case(job: tuple[str, tuple[int, int, str, float], int]) -> dict[str, Any]:
     """One burst within 5 s on the simulator, admission off, newcomers on the given first chunk and growth."""
     model_path, (streams, sample_rate, latency, growth), seed = job
-    model = CostModel.load(model_path).with_overrides(host_ms=SIM_HOST_MS)
+    model = CostModel.load(model_path).with_overrides(host_ms=MEASURED_HOST_MS)
     config = SimConfig(
         model,
         streams,
@@ -254,7 +254,7 @@ def print_tables(result: dict[str, Any]) -> None:
         return
     print()
     print(
-        f"Simulated, admission off, within 5 s (host {SIM_HOST_MS} ms per audio second; seeds "
+        f"Simulated, admission off, within 5 s (host {MEASURED_HOST_MS} ms per audio second; seeds "
         f"{', '.join(map(str, SIM_SEEDS))}): streams that underran, first audio p95 ms, generation p50 s"
     )
     print(

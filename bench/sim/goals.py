@@ -1,0 +1,39 @@
+"""The arrivals the many-streams goals are stated in, and the host cost the goal benches run them at: one definition
+for `sim_h200`, `sim_engine_step`, `sim_burst_levers` and `sim_ramp` (docs/benchmarks.md, "Predicted from H200 graph
+costs")."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+# The API path's measured CPU per second of audio (docs/benchmarks.md, "The API path's CPU per second of audio").
+MEASURED_HOST_MS = 1.4
+
+
+class Arrivals(NamedTuple):
+    name: str  # as the benches' tables and result files name it
+    streams: int
+    within_s: float  # arrivals uniform over this many seconds
+    sample_rate: int
+
+
+# Steady arrivals: the capacity the goals start from.
+STEADY_ARRIVALS = (
+    Arrivals("250 @16k over 30 s", 250, 30.0, 16_000),
+    Arrivals("200 @48k over 30 s", 200, 30.0, 48_000),
+)
+# The bursts the goals ask the service to onboard: first audio p95 <= 300 ms for the first, <= 800 ms for the others,
+# every stream admitted, none running dry.
+GOAL_BURSTS = (
+    Arrivals("64 @16k within 2 s", 64, 2.0, 16_000),
+    Arrivals("250 @16k within 5 s", 250, 5.0, 16_000),
+    Arrivals("200 @48k within 5 s", 200, 5.0, 48_000),
+)
+
+
+def arrivals_named(name: str, among: tuple[Arrivals, ...]) -> Arrivals:
+    """The arrivals of that name in `among` (a bench's own list)."""
+    for arrivals in among:
+        if arrivals.name == name:
+            return arrivals
+    raise ValueError(f"no arrivals named {name!r}; one of {[a.name for a in among]}")
