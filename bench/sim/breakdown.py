@@ -65,10 +65,12 @@ class Ledger:
         self.host.append((start, end))
 
     def note_decision(self, now: float, view: dict[str, Any], streams: int) -> None:
+        # Set beside the codec's own seconds per open stream-second: read only on that basis (admission.py, rule 3).
+        per_stream_second = view.get("codec_cost_basis", "stream_second") == "stream_second"
         self.decisions.append(
             (
                 now,
-                view.get("codec_seconds_per_stream_second"),
+                view.get("codec_cost") if per_stream_second else None,
                 view.get("llm_tokens_per_s_per_request"),
                 streams,
             )

@@ -13,6 +13,7 @@ from services.device.calls import Call
 from services.device.loop_lag import LoopLag
 from services.device.queueing import PendingModelCall, PendingWindow
 from services.device.telemetry import SchedulerStats, record_call, record_device_seconds, record_model_call
+from services.device.windows import DecodeWindow
 
 
 class DeviceTimeAccount:
@@ -50,6 +51,10 @@ class DeviceTimeAccount:
         s.valid_work += call.valid_work
         s.busy_seconds += seconds
         s.eager_calls += call.length is None
+        if call.kind == "decode":
+            s.kept_tokens += sum(
+                w.keep_end - w.keep_start for w in call.windows if isinstance(w, DecodeWindow)
+            )
         s.calls_by_kind[call.kind] += 1
         s.rows_by_kind[call.kind] += len(call.windows)
         s.seconds_by_kind[call.kind] += seconds

@@ -56,6 +56,10 @@ class AdmissionMeasures(Protocol):
 
     def codec_cost(self) -> float | None: ...
 
+    @property
+    def codec_cost_basis(self) -> str:  # what `codec_cost()` is per: stream_second or audio_second
+        ...
+
 
 class FirstChunkChoices:
     """The first-chunk and lead-window choices, counted: `first_chunks` ((schedule given, reason) -> count),
@@ -115,9 +119,9 @@ class FirstChunkChoices:
             return requested, "llm_slow"
         self.long_first_chunks += 1
         logger.info(
-            "first chunk: exact instead of %s (%s): codec %.4f device s per stream-second x (%d streams + 1) = "
+            "first chunk: exact instead of %s (%s): codec %.4f device s per %s x (%d streams + 1) = "
             "%.2f of the device; the LLM gives %.0f tokens/s per generating request",
-            *(requested, reason, cost, streams, share, pace),
+            *(requested, reason, cost, m.codec_cost_basis, streams, share, pace),
         )
         return "exact", reason
 

@@ -63,6 +63,8 @@ class SchedulerStats:
     busy_seconds: float = (
         0.0  # codec calls' and model calls' device seconds (admission's codec cost reads it)
     )
+    # live decode rows' kept tokens: the audio the codec made (50 a second; admission's codec cost per audio second)
+    kept_tokens: int = 0
     missed_deadlines: int = 0  # rows whose call ended after their deadline
     misses_loop_lag: int = 0  # calls whose every miss the event loop's stalls account for (not the device's)
     eager_calls: int = 0

@@ -97,7 +97,7 @@ def test_the_admin_sees_stats_load_admission_and_why_windows_wait(demo_model_dir
     assert body["waiting_by_reason"] == {"queued": 60} and body["load"]["pending_model_calls"] == 0
     assert body["waiting"][0]["seconds_to_deadline"] < 0  # newcomers: due since they arrived
     assert body["stats"]["calls"] == 0 and set(body["stats"]["mean_batch"]) == {"decode", "sr"}
-    assert body["admission"]["refused"] == {} and body["admission"]["codec_seconds_per_stream_second"] is None
+    assert body["admission"]["refused"] == {} and body["admission"]["codec_cost"] is None
     assert [w["stream_id"] for w in capped.json()["waiting"]] == [h.id for h in handles[1:4]]
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "limit"
     assert "veena3_tts_codec_scheduler_open_streams 60.0" in scrape

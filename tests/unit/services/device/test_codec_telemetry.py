@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import math
 
+import numpy as np
 import pytest
 
 from services.device import CodecScheduler, SchedulerPolicy, telemetry
 from services.device.admission import Admission
+from services.device.windows import DecodeWindow
 from shared.metrics import REGISTRY
 from tests.codec_fakes import FakeClock, RecordingRunner, played, window
 
@@ -57,6 +59,16 @@ async def test_a_call_counts_its_rows_padding_batch_size_and_busy_seconds() -> N
     assert (calls, rows, padded, batches, batch_rows, sr_rows) == (1, 5, 1, 1, 5, 0)
     assert busy == pytest.approx(0.05)
     assert sched.stats.padded_rows == 1 and sched.stats.rows == 5  # the stats and the counters agree
+    assert sched.stats.kept_tokens == sum(
+        20 + i for i in range(5)
+    )  # the audio decoded (admission's audio second)
+
+
+async def test_a_decode_rows_kept_tokens_count_as_audio_not_its_context() -> None:
+    sched, _ = make()
+    async with sched:
+        await sched.open_stream().decode(DecodeWindow(np.zeros(30, np.int32), None, 8, 20))  # 12 kept
+    assert sched.stats.kept_tokens == 12
 
 
 async def test_the_eager_fallback_counts_as_an_exact_shape_call() -> None:
@@ -215,7 +227,7 @@ def test_admissions_view_never_moves_a_measure() -> None:
         runs.append(drive(admission, load, clock, look))
         view = admission.view()
     assert runs[0] == runs[1]
-    assert view["codec_seconds_per_stream_second"] == pytest.approx(0.04, rel=0.2)
+    assert view["codec_cost"] == pytest.approx(0.04, rel=0.2)
     assert view["llm_tokens_per_s_per_request"] == pytest.approx(50, rel=0.2)
     assert view["admitted"] + sum(view["refused"].values()) == 120
 
