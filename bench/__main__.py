@@ -142,6 +142,10 @@ BENCHES: dict[str, Bench] = {
         "-m bench.sim_burst_levers",
         "the goal bursts at vLLM's published step, one onboarding lever at a time",
     ),
+    "sim_profiles": Bench(
+        "-m bench.sim_profiles",
+        "the goal arrivals under each admission profile, both engine steps, serial and sliced device",
+    ),
     # a GPU (bench/gpu/README.md)
     "gpu": Bench("gpu/bench_gpu.py", "batched BiCodec and AP-BWE throughput, fp32 / tf32 / bf16", suite=True),
     "gpu_acceptance": Bench("gpu/acceptance.py", "every GPU claim in resumable steps (a lent GPU)"),

@@ -2,8 +2,8 @@
 
 The goal rows (`bench.simulate`) put every arrival within 10 s on seeds 0-2. This runs them on more seeds beside 90 s
 of steady arrivals at 1.5x and 3x what the device holds (the H100 tf32 cost model the loads are sized for, unless
-`--cost-model`; host 1.5 ms per audio second; the service's admission unless `--admission` overrides its keyword
-settings), and prints, per case, the streams admitted and the streams that underran at a 100 ms prebuffer, seed by
+`--cost-model`; host 1.5 ms per audio second; the service's admission unless `--profile` names another profile or
+`--admission` overrides its keyword settings), and prints, per case, the streams admitted and the streams that underran at a 100 ms prebuffer, seed by
 seed (docs/benchmarks.md, "Bursts and sustained overload").
 """
 
@@ -20,6 +20,7 @@ from typing import Any
 from bench.sim.run import SimConfig, served_streaming, simulate
 from bench.sim.sliced_device import DEVICE_SHARINGS, DeviceSharing
 from bench.standin.cost_model import CostModel
+from services.device.admission_profiles import ADMISSION_PROFILE_NAMES, ADMISSION_PROFILES
 from services.device.calls import CALL_SECONDS_READS, CallSecondsRead, SchedulerPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,6 +107,13 @@ def main(argv: list[str] | None = None) -> int:
         "--admission", default="{}", help="JSON keyword settings for Admission (default: the service's)"
     )
     p.add_argument(
+        "--profile",
+        choices=ADMISSION_PROFILE_NAMES,
+        default=None,
+        help="an admission profile (TTS_ADMISSION_PROFILE): its settings and its codec seconds read, under "
+        "--admission's (its --call-seconds-read then is the profile's)",
+    )
+    p.add_argument(
         "--policy",
         default="{}",
         help="JSON keyword settings for SchedulerPolicy (default: the service's; "
@@ -138,13 +146,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     admission, policy = json.loads(args.admission), json.loads(args.policy)
+    read: CallSecondsRead = args.call_seconds_read
+    if args.profile is not None:
+        profile = ADMISSION_PROFILES[args.profile]
+        admission, read = {**profile.admission, **admission}, profile.call_seconds_read
     jobs = [
         Run(
             case,
             seed,
             admission,
             policy,
-            args.call_seconds_read,
+            read,
             args.cost_model,
             args.device_sharing,
             tuple(sorted(json.loads(args.streaming).items())),
@@ -179,9 +191,10 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "cost_model": _shown(args.cost_model),
                     "host_ms": 1.5,
+                    "profile": args.profile,
                     "admission": admission,
                     "policy": policy,
-                    "call_seconds_read": args.call_seconds_read,
+                    "call_seconds_read": read,
                     "device_sharing": args.device_sharing,
                     "streaming": json.loads(args.streaming),
                     "rows": rows,
