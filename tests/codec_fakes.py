@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import TypeVar
 
 import numpy as np
@@ -88,3 +89,22 @@ def played(sched: CodecScheduler) -> tuple[StreamHandle, PlaybackClock]:
     """A stream with a playback clock on the scheduler's clock, arriving now (as the synthesis job opens one)."""
     playback = PlaybackClock(sched.clock(), clock=sched.clock)
     return sched.open_stream(playback), playback
+
+
+class FiguresScheduler:
+    """What `Admission` reads of the codec scheduler, set by hand: the clock (`now`), the open streams, the cumulative
+    device seconds and kept tokens (`stats`); a device never busy, never missing."""
+
+    def __init__(self, streams: int = 0) -> None:
+        self.now = 0.0
+        self.active_streams = streams
+        self.stats = SimpleNamespace(busy_seconds=0.0, kept_tokens=0)
+
+    def clock(self) -> float:
+        return self.now
+
+    def busy_ratio(self) -> float:
+        return 0.0
+
+    def recent_misses(self, grace_s: float = 0.0) -> int:
+        return 0

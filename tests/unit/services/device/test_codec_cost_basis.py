@@ -4,33 +4,14 @@ figures; no timings."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 from services.device.admission import CODEC_COST_BASES, Admission
-
-
-class _Scheduler:
-    """The figures Admission reads, set by hand."""
-
-    def __init__(self, streams: int) -> None:
-        self.now = 0.0
-        self.active_streams = streams
-        self.stats = SimpleNamespace(busy_seconds=0.0, kept_tokens=0)
-
-    def clock(self) -> float:
-        return self.now
-
-    def busy_ratio(self) -> float:
-        return 0.0
-
-    def recent_misses(self, grace_s: float = 0.0) -> int:
-        return 0
+from tests.codec_fakes import FiguresScheduler
 
 
 def _load(
-    sched: _Scheduler, admissions: list[Admission], seconds: float, codec_share: float, pace: float
+    sched: FiguresScheduler, admissions: list[Admission], seconds: float, codec_share: float, pace: float
 ) -> None:
     """`seconds` of the open streams, each generated and decoded at `pace` tokens per second, costing the codec
     `codec_share` of the device; every admission told the same."""
@@ -42,7 +23,7 @@ def _load(
             adm.note_tokens(round(sched.active_streams * pace / 10))
 
 
-def _pair(sched: _Scheduler, **kwargs: float) -> tuple[Admission, Admission]:
+def _pair(sched: FiguresScheduler, **kwargs: float) -> tuple[Admission, Admission]:
     def make(basis: str) -> Admission:
         return Admission(sched, generating=lambda: sched.active_streams, codec_cost_basis=basis, **kwargs)  # type: ignore[arg-type]
 
@@ -50,7 +31,7 @@ def _pair(sched: _Scheduler, **kwargs: float) -> tuple[Admission, Admission]:
 
 
 def test_per_audio_second_is_per_stream_second_over_the_engines_lead() -> None:
-    sched = _Scheduler(streams=10)
+    sched = FiguresScheduler(streams=10)
     by_stream, by_audio = _pair(sched)
     assert by_stream.codec_cost_basis == "stream_second" == Admission(sched).codec_cost_basis  # the default
     _load(sched, [by_stream, by_audio], 6.0, codec_share=0.3, pace=150.0)  # 3x real time
@@ -64,7 +45,7 @@ def test_per_audio_second_is_per_stream_second_over_the_engines_lead() -> None:
 def test_the_cap_reads_the_codec_at_real_time_however_far_ahead_the_engine_runs() -> None:
     """20 streams costing the codec 0.6 of the device while the engine gives each 3x real time: per stream-second one
     more projects to 0.63 of the device, past a 0.5 cap; per second of audio to 0.21, under it."""
-    sched = _Scheduler(streams=20)
+    sched = FiguresScheduler(streams=20)
     by_stream, by_audio = _pair(sched, max_codec_share=0.5, ramp_floor=10**6)
     _load(sched, [by_stream, by_audio], 6.0, codec_share=0.6, pace=150.0)
     refused = by_stream.decide()
@@ -79,7 +60,7 @@ def test_the_cap_reads_the_codec_at_real_time_however_far_ahead_the_engine_runs(
 
 
 def test_too_little_audio_measured_reads_nothing_yet() -> None:
-    sched = _Scheduler(streams=1)
+    sched = FiguresScheduler(streams=1)
     _, by_audio = _pair(sched)
     _load(sched, [by_audio], 2.0, codec_share=0.1, pace=100.0)  # 4 s of audio: under the 5 s sample
     assert by_audio.codec_cost() is None
@@ -90,13 +71,13 @@ def test_too_little_audio_measured_reads_nothing_yet() -> None:
 def test_an_unknown_basis_is_refused() -> None:
     assert CODEC_COST_BASES == ("stream_second", "audio_second")
     with pytest.raises(ValueError, match="codec_cost_basis"):
-        Admission(_Scheduler(streams=1), codec_cost_basis="request")  # type: ignore[arg-type]
+        Admission(FiguresScheduler(streams=1), codec_cost_basis="request")  # type: ignore[arg-type]
 
 
 def test_the_engines_tokens_alone_move_nothing_the_codec_decoded_does() -> None:
     """Tokens the codec has not decoded yet (an engine ahead of a saturated codec) are no audio: the cost per audio
     second is the codec's seconds over what it decoded, so it does not fall as the codec falls behind."""
-    sched = _Scheduler(streams=10)
+    sched = FiguresScheduler(streams=10)
     _, by_audio = _pair(sched)
     for _ in range(60):
         sched.now += 0.1

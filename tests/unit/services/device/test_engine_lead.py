@@ -4,32 +4,13 @@ codec's measured cost; below it both do, as before. Simulated clock, hand-set fi
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from services.device.admission import Admission
 from services.device.engine_lead import ENGINE_LEAD_PACE, MEASURED_LEAD_PACE, engine_leads
-
-
-class _Scheduler:
-    """The figures Admission reads, set by hand."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.active_streams = 0
-        self.stats = SimpleNamespace(busy_seconds=0.0)
-
-    def clock(self) -> float:
-        return self.now
-
-    def busy_ratio(self) -> float:
-        return 0.0
-
-    def recent_misses(self, grace_s: float = 0.0) -> int:
-        return 0
+from tests.codec_fakes import FiguresScheduler
 
 
 def _load(
-    sched: _Scheduler, adm: Admission, seconds: float, tokens_per_request_s: float, requests: int
+    sched: FiguresScheduler, adm: Admission, seconds: float, tokens_per_request_s: float, requests: int
 ) -> None:
     """`seconds` of the open streams costing the codec 0.9 of the device, the engine giving each request the pace."""
     for _ in range(round(seconds * 10)):
@@ -39,14 +20,17 @@ def _load(
 
 
 def test_off_by_default_and_a_pace_compared_with_real_time() -> None:
-    assert ENGINE_LEAD_PACE == float("inf") and Admission(_Scheduler()).engine_lead_pace == ENGINE_LEAD_PACE
+    assert (
+        ENGINE_LEAD_PACE == float("inf")
+        and Admission(FiguresScheduler()).engine_lead_pace == ENGINE_LEAD_PACE
+    )
     assert engine_leads(111.0, 50.0, 2.2) and not engine_leads(109.0, 50.0, 2.2)
     assert not engine_leads(None, 50.0, 2.2)  # not measured yet: the measures decide as before
     assert not engine_leads(1e9, 50.0, ENGINE_LEAD_PACE)
 
 
 def test_a_leading_engine_keeps_the_short_first_chunk_and_a_slower_one_gets_exact_again() -> None:
-    sched, generating = _Scheduler(), [4]
+    sched, generating = FiguresScheduler(), [4]
     adm = Admission(sched, generating=lambda: generating[0], engine_lead_pace=MEASURED_LEAD_PACE)
     default = Admission(sched, generating=lambda: generating[0])
     sched.active_streams = 9
@@ -61,7 +45,7 @@ def test_a_leading_engine_keeps_the_short_first_chunk_and_a_slower_one_gets_exac
 
 
 def test_the_codec_cap_is_unread_while_the_engine_leads_and_refuses_again_once_it_does_not() -> None:
-    sched, generating = _Scheduler(), [4]
+    sched, generating = FiguresScheduler(), [4]
     adm = Admission(
         sched, generating=lambda: generating[0], engine_lead_pace=MEASURED_LEAD_PACE, ramp_floor=10**6
     )

@@ -5,11 +5,12 @@ clock, hand-set figures; no timings."""
 from __future__ import annotations
 
 from services.device.admission import CAPACITY_RULES, Admission
-from tests.unit.services.device.test_engine_lead import _load, _Scheduler
+from tests.codec_fakes import FiguresScheduler
+from tests.unit.services.device.test_engine_lead import _load
 
 
 def test_off_by_default_the_share_alone_decides() -> None:
-    sched = _Scheduler()
+    sched = FiguresScheduler()
     adm = Admission(sched, generating=lambda: 4)
     assert adm.first_chunk_choices.exact_after_refusal_s is None
     sched.active_streams = 9
@@ -20,7 +21,7 @@ def test_off_by_default_the_share_alone_decides() -> None:
 
 
 def test_a_capacity_refusal_switches_newcomers_to_exact_for_its_memory_and_a_ramp_refusal_does_not() -> None:
-    sched = _Scheduler()
+    sched = FiguresScheduler()
     adm = Admission(
         sched,
         generating=lambda: 4,
