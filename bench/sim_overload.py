@@ -3,8 +3,8 @@
 The goal rows (`bench.simulate`) put every arrival within 10 s on seeds 0-2. This runs them on more seeds beside 90 s
 of steady arrivals at 1.5x and 3x what the device holds (the H100 tf32 cost model the loads are sized for, unless
 `--cost-model`; host 1.5 ms per audio second; the service's admission unless `--profile` names another profile or
-`--admission` overrides its keyword settings), and prints, per case, the streams admitted and the streams that underran at a 100 ms prebuffer, seed by
-seed (docs/benchmarks.md, "Bursts and sustained overload").
+`--admission` overrides its keyword settings), and prints, per case, the streams admitted and the streams that
+underran at a 100 ms prebuffer, seed by seed (docs/benchmarks.md, "Bursts and sustained overload").
 """
 
 from __future__ import annotations

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from types import SimpleNamespace
 from typing import TypeVar
 
 import numpy as np
 
 from services.device import CodecScheduler, DecodeWindow, PlaybackClock, StreamHandle
 from services.device.calls import Call
+from services.device.telemetry import SchedulerStats
 
 T = TypeVar("T")
 
@@ -98,7 +98,7 @@ class FiguresScheduler:
     def __init__(self, streams: int = 0) -> None:
         self.now = 0.0
         self.active_streams = streams
-        self.stats = SimpleNamespace(busy_seconds=0.0, kept_tokens=0)
+        self.stats = SchedulerStats()
 
     def clock(self) -> float:
         return self.now

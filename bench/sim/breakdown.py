@@ -66,7 +66,7 @@ class Ledger:
 
     def note_decision(self, now: float, view: dict[str, Any], streams: int) -> None:
         # Set beside the codec's own seconds per open stream-second: read only on that basis (admission.py, rule 3).
-        per_stream_second = view.get("codec_cost_basis", "stream_second") == "stream_second"
+        per_stream_second = view.get("codec_cost_basis") == "stream_second"
         self.decisions.append(
             (
                 now,

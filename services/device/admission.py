@@ -236,7 +236,7 @@ class Admission:
         generating = self._live_generating()
         streams = self.scheduler.active_streams
         codec_s = float(self.scheduler.stats.busy_seconds)
-        kept = int(getattr(self.scheduler.stats, "kept_tokens", 0))  # a test's stand-in may not count it
+        kept = int(self.scheduler.stats.kept_tokens)
         if self._last_t is not None and now > self._last_t:
             self._bucket(now)[2] += self._last_generating * (now - self._last_t)
             if not self._codec or now >= self._codec[-1][0] + 0.25:

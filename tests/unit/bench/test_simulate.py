@@ -20,6 +20,7 @@ from bench.standin.cost_model import CostModel
 from core.apbwe import SRStream
 from core.streaming import StreamingConfig, StreamingDecoder
 from services.device.admission_profiles import ADMISSION_PROFILES
+from services.device.telemetry import SchedulerStats
 from shared.settings import Settings
 
 H100 = {
@@ -338,7 +339,7 @@ class _Scheduler:
         self.active_streams = 0
         self.busy = 0.0
         self.misses = 0
-        self.stats = SimpleNamespace(busy_seconds=0.0)
+        self.stats = SchedulerStats()
 
     def clock(self) -> float:
         return self.now

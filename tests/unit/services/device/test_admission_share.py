@@ -12,6 +12,7 @@ from typing import Any
 
 from bench.sim.virtual_loop import run_virtual
 from services.device.admission import Admission, AdmissionDecision
+from services.device.telemetry import SchedulerStats
 from shared.metrics import ADMISSION_REFUSALS
 
 
@@ -23,7 +24,7 @@ class _Scheduler:
         self.clock = clock
         self.active_streams = 4
         self.misses = 0
-        self.stats = SimpleNamespace(busy_seconds=0.0)
+        self.stats = SchedulerStats()
         self.owners: Counter[str] = Counter()
 
     def busy_ratio(self) -> float:
@@ -115,7 +116,7 @@ def test_with_one_key_alone_or_keys_alike_a_short_device_refuses_as_it_always_di
 def test_a_scheduler_without_owners_leaves_every_key_within_its_share() -> None:
     sched = SimpleNamespace(
         active_streams=4,
-        stats=SimpleNamespace(busy_seconds=0.0),
+        stats=SchedulerStats(),
         busy_ratio=lambda: 0.0,
         recent_misses=lambda grace_s=0.0: 1,
     )

@@ -6,13 +6,13 @@ timings."""
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from bench.sim.virtual_loop import run_virtual
 from services.device.admission import Admission, AdmissionDecision
+from services.device.telemetry import SchedulerStats
 
 
 class _Scheduler:
@@ -22,7 +22,7 @@ class _Scheduler:
         self.clock = clock
         self.active_streams = 40
         self.misses = 0
-        self.stats = SimpleNamespace(busy_seconds=0.0)
+        self.stats = SchedulerStats()
 
     def busy_ratio(self) -> float:
         return 0.0

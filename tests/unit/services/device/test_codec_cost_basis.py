@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from services.device.admission import CODEC_COST_BASES, Admission
+from services.device.telemetry import SchedulerStats
 from tests.codec_fakes import FiguresScheduler
 
 
@@ -52,7 +53,7 @@ def test_the_cap_reads_the_codec_at_real_time_however_far_ahead_the_engine_runs(
     assert not refused.admit and refused.rule == "codec_cost"
     assert by_audio.decide().admit
     # At real time the two agree: the engine gives each stream one second of audio a second.
-    sched.stats.busy_seconds, sched.stats.kept_tokens, sched.now = 0.0, 0, 100.0
+    sched.stats, sched.now = SchedulerStats(), 100.0
     slow_stream, slow_audio = _pair(sched, max_codec_share=0.5, ramp_floor=10**6, pace_margin=0.0)
     _load(sched, [slow_stream, slow_audio], 6.0, codec_share=0.6, pace=50.0)
     assert slow_stream.codec_cost() == pytest.approx(slow_audio.codec_cost(), rel=0.05)

@@ -12,6 +12,7 @@ import pytest
 
 from services.device import CodecScheduler, SchedulerPolicy, telemetry
 from services.device.admission import Admission
+from services.device.telemetry import SchedulerStats
 from services.device.windows import DecodeWindow
 from shared.metrics import REGISTRY
 from tests.codec_fakes import FakeClock, RecordingRunner, played, window
@@ -173,11 +174,7 @@ class FakeLoad:
         self.clock = clock
         self.active_streams = 0
         self.misses = 0
-
-        class Stats:
-            busy_seconds = 0.0
-
-        self.stats = Stats()
+        self.stats = SchedulerStats()
 
     def recent_misses(self, grace_s: float = 0.0) -> int:
         return self.misses
