@@ -92,12 +92,13 @@ def played(sched: CodecScheduler) -> tuple[StreamHandle, PlaybackClock]:
 
 
 class FiguresScheduler:
-    """What `Admission` reads of the codec scheduler, set by hand: the clock (`now`), the open streams, the cumulative
-    device seconds and kept tokens (`stats`); a device never busy, never missing."""
+    """What `Admission` reads of the codec scheduler, set by hand: the clock (`now`), the open streams and the settled
+    among them, the cumulative device seconds and kept tokens (`stats`); a device never busy, never missing."""
 
     def __init__(self, streams: int = 0) -> None:
         self.now = 0.0
         self.active_streams = streams
+        self.settled_streams = 0  # of them, past their first second of audio
         self.stats = SchedulerStats()
 
     def clock(self) -> float:

@@ -62,6 +62,11 @@ class SlicedDeviceTimeline:
     def total_busy(self) -> float:
         return sum(self.busy_seconds.values())
 
+    def run_seconds(self, seconds: float, arrived: float, end: float) -> float:
+        """What CUDA events around a codec call read: its arrival to its end, since its lane starts it at once (the
+        scheduler has one codec call in flight), stretched by whatever the engine ran meanwhile."""
+        return end - arrived
+
     def _in_progress(self) -> list[_Call]:
         return [lane[0] for lane in self._lanes.values() if lane]
 

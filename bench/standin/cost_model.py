@@ -234,6 +234,11 @@ class DeviceTimeline:
     def total_busy(self) -> float:
         return sum(self.busy_seconds.values())
 
+    def run_seconds(self, seconds: float, arrived: float, end: float) -> float:
+        """What CUDA events around a call read, its start to its end on the device: here its own seconds, since a call
+        runs alone once it starts (the wait before it is the engine's step)."""
+        return seconds
+
 
 class CostModelRunner:
     """A stand-in `DeviceRunner`: waits the modelled time on the shared device, then returns rows of the right
@@ -260,8 +265,9 @@ class CostModelRunner:
 
     async def run_timed(self, call: Call) -> tuple[list[np.ndarray], float]:
         """The rows and the call's seconds as `call_seconds_read` says: from its arrival (waiting behind the step in
-        progress included) to its scheduled end, what a device thread measures (`DeviceRunner`); or `own`, the
-        call's modelled cost alone, what CUDA events around its kernels would read if nothing else shared the GPU."""
+        progress included) to its scheduled end, what a device thread measures (`DeviceRunner`); `own`, the call's
+        modelled cost alone, a graph's replay timed at capture; or `run`, from its start on the device to its end, what
+        CUDA events around its kernels read (the device's `run_seconds`: stretched where the engine shares it)."""
         arrived = asyncio.get_running_loop().time()
         own = self.model.call_seconds(call)
         end = await self.device.use(call.kind, own, detail=call)
@@ -269,6 +275,8 @@ class CostModelRunner:
         for w in call.windows:
             n = (w.keep_end - w.keep_start) * (self.hop if call.kind == "decode" else 1)
             out.append(self._audio(n))
+        if self.call_seconds_read == "run":
+            return out, self.device.run_seconds(own, arrived, end)
         return out, own if self.call_seconds_read == "own" else end - arrived
 
     async def run_model_call(self, fn: Callable[[], _T]) -> tuple[_T, float]:

@@ -37,8 +37,9 @@ class DeviceTimeAccount:
         ended: float,
         device_seconds: float | None,
         loop_lag: LoopLag | None,
-    ) -> None:
-        """A live codec call: the stats, Prometheus, and the busy ratio and misses admission reads."""
+    ) -> int:
+        """A live codec call: the stats, Prometheus, and the busy ratio and misses admission reads. Returns how
+        many of its streams settled with it (`StreamHandle.settled`)."""
         s = self.stats
         # Start to end with the engine's kernels in between (the device serialises them; the stand-in's timeline
         # too), as admission's caps were calibrated: measured by the runner where the call runs; dispatch to resume
@@ -51,10 +52,19 @@ class DeviceTimeAccount:
         s.valid_work += call.valid_work
         s.busy_seconds += seconds
         s.eager_calls += call.length is None
+        settled_before = [p.stream.settled for p in chosen]
+        s.settled_seconds += seconds * sum(settled_before) / max(1, len(chosen))
+        unsettled = {id(p.stream): p.stream for p, was in zip(chosen, settled_before, strict=True) if not was}
         if call.kind == "decode":
-            s.kept_tokens += sum(
-                w.keep_end - w.keep_start for w in call.windows if isinstance(w, DecodeWindow)
-            )
+            for p, was_settled in zip(chosen, settled_before, strict=True):
+                if not isinstance(p.window, DecodeWindow):
+                    continue
+                kept = p.window.keep_end - p.window.keep_start
+                s.kept_tokens += kept
+                s.settled_kept_tokens += kept if was_settled else 0
+                p.stream.decoded_tokens += kept
+        # a stream closed meanwhile is no longer counted open
+        newly_settled = sum(1 for h in unsettled.values() if h.settled and not h.closed)
         s.calls_by_kind[call.kind] += 1
         s.rows_by_kind[call.kind] += len(call.windows)
         s.seconds_by_kind[call.kind] += seconds
@@ -81,6 +91,7 @@ class DeviceTimeAccount:
             else:
                 s.misses_loop_lag += 1
         self.trim(ended)
+        return newly_settled
 
     def background_call(
         self, call: Call, ended: float, started: float, device_seconds: float | None, gate: BackgroundGate

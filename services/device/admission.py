@@ -46,10 +46,8 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
    costs). The caps below are calibrated on that measure (the `own_seconds` profile reads a call's own seconds
    with its own caps: `admission_profiles.py`); with `engine_lead_pace` set (off by default) it is not read
    while the engine gives each request that many times real time (`engine_lead.py`, the trade it makes).
-   **Per second open or per second of audio** (`codec_cost_basis`): the faster the engine runs ahead, the shorter a
-   stream is open and the dearer each open second reads for the same codec work. `audio_second` divides by the audio
-   the codec decoded instead (kept tokens / 50): the codec's share at real time. The service reads `stream_second`
-   (the caps' calibration); `audio_second` is for the benches (docs/benchmarks.md, "Admission per second of audio").
+   The measure itself is `codec_cost.py`'s: per second open or per second of audio (`codec_cost_basis`), of every
+   live stream or of the settled ones (`codec_cost_streams`).
 4. **The codec's share.** The scheduler's busy ratio, projected for one more playing stream; above
    `max_codec_busy`, refuse: the rest of the device belongs to the LLM. Streams admitted within the last
    `pace_window_s` are not in the measured share yet (their windows have barely started), so the share is scaled
@@ -81,8 +79,9 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any
 
+from services.device.codec_cost import CodecCostBasis, CodecCostMeter, CodecCostStreams
 from services.device.engine_lead import ENGINE_LEAD_PACE, engine_leads
 from services.device.first_chunks import FirstChunkChoices
 from services.device.key_share import KeyShares
@@ -92,10 +91,6 @@ if TYPE_CHECKING:
     from core.streaming import LatencyPreference
 
 REALTIME_TOKENS_PER_S = 50.0  # semantic tokens per second of audio
-# What rule 3 divides the codec's seconds by: seconds each stream was open, or seconds of audio the codec decoded for
-# the live streams (kept tokens / `need_tokens_per_s`) (module doc, rule 3).
-CodecCostBasis = Literal["stream_second", "audio_second"]
-CODEC_COST_BASES: tuple[CodecCostBasis, ...] = get_args(CodecCostBasis)
 # admit()'s longest wait for a waitable rule (TTS_ADMISSION_MAX_WAIT_MS; docs/benchmarks.md, "The wave generator on
 # kept tokens, and waiting out the ramp"): a refusal costs a caller at least Retry-After's second and a new request.
 DEFAULT_MAX_WAIT_S = 0.25
@@ -163,10 +158,9 @@ class Admission:
         max_wait_s: float = DEFAULT_MAX_WAIT_S,
         wait_rules: Iterable[str] = DEFAULT_WAIT_RULES,
         codec_cost_basis: CodecCostBasis = "stream_second",
+        codec_cost_streams: CodecCostStreams = "every",
+        exact_after_ramp: bool = False,
     ) -> None:
-        if codec_cost_basis not in CODEC_COST_BASES:
-            raise ValueError(f"codec_cost_basis must be one of {CODEC_COST_BASES}, got {codec_cost_basis!r}")
-        self.codec_cost_basis = codec_cost_basis
         self.scheduler = scheduler
         self.clock = clock or getattr(scheduler, "clock", None) or time.monotonic
         self.generating = generating
@@ -189,6 +183,7 @@ class Admission:
             exact_needs_pace=exact_needs_pace,
             sr_lead_needs_pace=sr_lead_needs_pace,
             exact_after_refusal_s=exact_after_refusal_s,
+            exact_after_ramp=exact_after_ramp,
         )
         self.max_wait_s = max(0.0, max_wait_s)
         self.wait_rules = frozenset(wait_rules)  # the rules admit() waits out (others refuse at once)
@@ -204,14 +199,15 @@ class Admission:
         self.waited = 0  # streams admitted after waiting (admit())
         self._last_miss_refusal = -math.inf  # when rule 1 last refused (rule 1b's memory)
         self.last_capacity_refusal = -math.inf  # when a rule of CAPACITY_RULES last refused
-        self.codec_window_s = codec_window_s
-        self.min_codec_sample_s = min_codec_sample_s
-        # (bucket start, stream-seconds open, codec device seconds, kept tokens decoded) per 0.25 s, over
-        # codec_window_s
-        self._codec: deque[list[float]] = deque()
-        self._last_streams = 0
-        self._last_codec_s = 0.0
-        self._last_kept = 0
+        self.last_ramp_hold = -math.inf  # when the ramp last refused a caller or held one it then admitted
+        self.codec = CodecCostMeter(
+            scheduler,
+            window_s=codec_window_s,
+            min_sample_s=min_codec_sample_s,
+            basis=codec_cost_basis,
+            streams=codec_cost_streams,
+            tokens_per_s=need_tokens_per_s,
+        )
         self._bucket_s = bucket_s
         # (bucket start, tokens, request-seconds of generation) per bucket_s: O(1) per note_tokens call.
         self._buckets: deque[list[float]] = deque()
@@ -234,40 +230,27 @@ class Admission:
         """Accumulate request-seconds of generation up to now; return now."""
         now = self.clock()
         generating = self._live_generating()
-        streams = self.scheduler.active_streams
-        codec_s = float(self.scheduler.stats.busy_seconds)
-        kept = int(self.scheduler.stats.kept_tokens)
         if self._last_t is not None and now > self._last_t:
             self._bucket(now)[2] += self._last_generating * (now - self._last_t)
-            if not self._codec or now >= self._codec[-1][0] + 0.25:
-                self._codec.append([now, 0.0, 0.0, 0.0])
-            self._codec[-1][1] += self._last_streams * (now - self._last_t)
-            self._codec[-1][2] += codec_s - self._last_codec_s
-            self._codec[-1][3] += kept - self._last_kept
         self._last_t, self._last_generating = now, generating
-        self._last_streams, self._last_codec_s, self._last_kept = streams, codec_s, kept
         horizon = now - self.pace_window_s
         while self._buckets and self._buckets[0][0] + self._bucket_s < horizon:
             self._buckets.popleft()
-        while self._codec and self._codec[0][0] + 0.25 < now - self.codec_window_s:
-            self._codec.popleft()
+        self.codec.advance(now)
         return now
 
-    def codec_cost(self) -> float | None:
-        """Measured codec device seconds per second of one open stream, or per second of audio it decoded
-        (`codec_cost_basis`), over the last codec_window_s (None: fewer than min_codec_sample_s of them measured)."""
-        return self._codec_cost_at(self._advance())
+    @property
+    def codec_cost_basis(self) -> CodecCostBasis:
+        return self.codec.basis
 
-    def _codec_cost_at(self, now: float) -> float | None:
-        """`codec_cost` from the windows as they stand (no accumulation: reading it never moves the measure)."""
-        codec = [b for b in self._codec if b[0] + 0.25 >= now - self.codec_window_s]
-        if self.codec_cost_basis == "audio_second":
-            seconds = sum(b[3] for b in codec) / self.need_tokens_per_s
-        else:
-            seconds = sum(b[1] for b in codec)
-        if seconds < self.min_codec_sample_s:
-            return None
-        return sum(b[2] for b in codec) / seconds
+    @property
+    def codec_cost_streams(self) -> CodecCostStreams:
+        return self.codec.streams
+
+    def codec_cost(self) -> float | None:
+        """Measured codec device seconds per second of one open stream or of audio decoded, of every live stream
+        or the settled ones (codec_cost.py), over the last codec_window_s (None: too little measured)."""
+        return self.codec.cost_at(self._advance())
 
     def _bucket(self, now: float) -> list[float]:
         if not self._buckets or now >= self._buckets[-1][0] + self._bucket_s:
@@ -433,11 +416,15 @@ class Admission:
             self._admitted_at.append(self.clock())
             self.within_share_admitted += decision.key_class == "within_share"
             self.waited += waited_s > 0
+            if waited_s > 0:  # only the ramp is waited out (`wait_rules`)
+                self.last_ramp_hold = self.clock()
             ADMISSION_WAIT.observe(waited_s)
         else:
             self.refused[decision.rule] = self.refused.get(decision.rule, 0) + 1
             if decision.rule in CAPACITY_RULES:
                 self.last_capacity_refusal = self.clock()
+            elif decision.rule == "ramp":
+                self.last_ramp_hold = self.clock()
             self.refused_by_class[(decision.rule, decision.key_class)] += 1
             ADMISSION_REFUSALS.labels(rule=decision.rule, key_class=decision.key_class).inc()
             self.shares.note_refusal(key)
@@ -471,11 +458,12 @@ class Admission:
         """What admission last measured, for operators (metrics, the debug route): read-only, so looking never moves
         a measure (`codec_cost()` and `pace()` integrate up to now; this reads their windows as they stand)."""
         now = self.clock()
-        cost, pace = self._codec_cost_at(now), self._pace_at(now)
+        cost, pace = self.codec.cost_at(now), self._pace_at(now)
         streams = self.scheduler.active_streams
         return {
             "codec_cost": cost,
             "codec_cost_basis": self.codec_cost_basis,
+            "codec_cost_streams": self.codec_cost_streams,
             "codec_share_with_one_more": None if cost is None else cost * (streams + 1),
             "max_codec_share": self.max_codec_share,
             "llm_tokens_per_s_per_request": pace,

@@ -11,6 +11,16 @@ seconds instead"). Not the default: on a device the engine and the codec share b
 itself with an engine's process; `bench.sim_overload --device-sharing sliced`) it ran 48 kHz sustained overload dry,
 since own seconds miss the slicing's stretch; and on an H100, 64 streams arriving at once, it let 40 in and 6 gaps
 through a 100 ms prebuffer where `served` let 32 in with none.
+
+`settled`: `own_seconds`' caps and first-chunk settings over a call's `run` seconds (CUDA events around it: its own
+time on a device it has alone once started, stretched where the engine's process slices the device), rule 3 read on
+the settled streams alone (codec_cost.py), and the exact first chunk also after the ramp held a caller
+(`exact_after_ramp`). In the simulator at the H200's measured costs, on a device that runs one call at a time, it
+admits all of 64 arriving within 2 s at first audio p95 128-176 ms at either engine step, and no admitted stream ran
+dry in the 63 overload runs on any of the five device models (`served` runs 48 kHz overload dry on the sliced device
+at the 3 ms step). Not the default: on a device shared by time slices, as a served GPU shares itself with the engine's
+process, it reads each call's stretch and holds less: 30-42 of those 64, 0.57-0.80x what `served` holds at 48 kHz
+(docs/benchmarks.md, "The codec's cost of settled streams").
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from typing import Any, Literal, get_args
 
 from services.device.calls import CallSecondsRead
 
-AdmissionProfileName = Literal["served", "own_seconds"]
+AdmissionProfileName = Literal["served", "own_seconds", "settled"]
 ADMISSION_PROFILE_NAMES: tuple[AdmissionProfileName, ...] = get_args(AdmissionProfileName)
 
 
@@ -30,15 +40,21 @@ class AdmissionProfile:
     admission: dict[str, Any] = field(default_factory=dict)  # keyword arguments of `Admission`
 
 
+_OWN_SECONDS: dict[str, Any] = {
+    "max_codec_share": 0.74,
+    "short_schedule_share": float("inf"),
+    "exact_after_refusal_s": 2.0,
+    "ramp_floor": 40,
+}
 ADMISSION_PROFILES: dict[AdmissionProfileName, AdmissionProfile] = {
     "served": AdmissionProfile("dispatch_to_end"),
-    "own_seconds": AdmissionProfile(
-        "own",
+    "own_seconds": AdmissionProfile("own", _OWN_SECONDS),
+    "settled": AdmissionProfile(
+        "run",
         {
-            "max_codec_share": 0.74,
-            "short_schedule_share": float("inf"),
-            "exact_after_refusal_s": 2.0,
-            "ramp_floor": 40,
+            **_OWN_SECONDS,
+            "codec_cost_streams": "settled",
+            "exact_after_ramp": True,
         },
     ),
 }

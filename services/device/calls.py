@@ -230,7 +230,9 @@ class Call:
 # from the device thread taking the call to its end, the wait behind the engine's work on the GPU included (the
 # service's default). own: the call's own device time, its graph's replay timed alone at start-up (an eager call: CUDA
 # events around it, which beside an engine's process also count the engine's slices; on a CPU, the thread's seconds).
-CallSecondsRead = Literal["dispatch_to_end", "own"]
+# run: CUDA events around this run, its start on the device to its end: its own time where it runs alone once started,
+# stretched where the engine's process shares the device by time slices (on a CPU, the thread's seconds).
+CallSecondsRead = Literal["dispatch_to_end", "own", "run"]
 CALL_SECONDS_READS: tuple[CallSecondsRead, ...] = get_args(CallSecondsRead)
 
 

@@ -11,7 +11,10 @@ schedule: first audio ~0.2-0.5 s later on the simulated H100, and the device car
 of 250 admitted at 16 kHz with no underrun instead of 137; docs/benchmarks.md). With `exact_after_refusal_s` set (off
 by default; the `own_seconds` admission profile sets it), also while a capacity rule refused within that many seconds,
 whatever the share: with the share's switch set high, a burst the device carries keeps the short chunk and newcomers
-get the exact one once the device is full (docs/benchmarks.md, "Predicted from H200 graph costs"). Each of the exact
+get the exact one once the device is full (docs/benchmarks.md, "Predicted from H200 graph costs"). With
+`exact_after_ramp` as well, also within that many seconds of the ramp (rule 0) refusing a caller or holding one: arrivals
+faster than the ramp lets in get the exact first chunk before the device refuses anyone (the `settled` admission
+profile: five streams admitted in 80 ms of a 600-stream flood ran dry at a 100 ms prebuffer on the short chunk). Each of the exact
 schedule's later chunks needs its tokens plus a full look-ahead within the audio before it: at the served growth
 (1.5) about 1.5x real time at a 100 ms prebuffer (`python -m bench sim_ramp`), so only an engine `exact_needs_pace`
 (2x, a margin over that) ahead of real time gets it. A `reproducible` stream (a seed) gets what it asked for.
@@ -51,6 +54,7 @@ class AdmissionMeasures(Protocol):
     need_tokens_per_s: float
     engine_lead_pace: float
     last_capacity_refusal: float  # when a capacity rule last refused (clock seconds)
+    last_ramp_hold: float  # when the ramp last refused a caller or held one it admitted (clock seconds)
 
     def engine_pace(self) -> float | None: ...
 
@@ -74,12 +78,14 @@ class FirstChunkChoices:
         exact_needs_pace: float,
         sr_lead_needs_pace: float,
         exact_after_refusal_s: float | None,
+        exact_after_ramp: bool = False,
     ) -> None:
         self.measures = measures
         self.short_schedule_share = short_schedule_share
         self.exact_needs_pace = exact_needs_pace
         self.sr_lead_needs_pace = sr_lead_needs_pace
         self.exact_after_refusal_s = exact_after_refusal_s
+        self.exact_after_ramp = exact_after_ramp
         # Reasons: requested (asked for exact), engine_ahead (the engine leads), unmeasured (no codec cost yet),
         # codec_light (under the share), llm_slow (the engine is not 2x ahead), codec_busy (switched to exact: over
         # the share), refusing (switched to exact: a capacity rule refused within exact_after_refusal_s), seeded.
@@ -105,10 +111,12 @@ class FirstChunkChoices:
             return requested, "unmeasured"
         streams = m.scheduler.active_streams
         share = cost * (streams + 1)
-        refusing = (
-            self.exact_after_refusal_s is not None
-            and m.clock() - m.last_capacity_refusal <= self.exact_after_refusal_s
+        last = (
+            max(m.last_capacity_refusal, m.last_ramp_hold)
+            if self.exact_after_ramp
+            else m.last_capacity_refusal
         )
+        refusing = self.exact_after_refusal_s is not None and m.clock() - last <= self.exact_after_refusal_s
         if share <= self.short_schedule_share:
             if not refusing:
                 return requested, "codec_light"

@@ -77,6 +77,11 @@ def urgency(p: PendingWindow | PendingModelCall) -> tuple[float, int]:
     return p.deadline, p.seq
 
 
+# A stream past its first second of audio (50 kept tokens) is settled: its first-second windows, which decode ~3.5
+# tokens per kept one, are behind it (admission may read the codec's cost of settled streams alone: codec_cost.py).
+SETTLED_TOKENS = 50
+
+
 class StreamHandle:
     """One stream's place in the scheduler: its windows go in through here, ordered by its `playback` deadline."""
 
@@ -94,6 +99,13 @@ class StreamHandle:
         self.owner = owner  # the API key whose stream this is (admission's share per key), None: keyless
         self.work_class: WorkClass = work_class
         self.closed = False
+        self.decoded_tokens = (
+            0  # kept tokens of its decode windows done so far (the device's accounting counts them)
+        )
+
+    @property
+    def settled(self) -> bool:
+        return self.decoded_tokens >= SETTLED_TOKENS
 
     async def decode(self, window: DecodeWindow) -> np.ndarray:
         return await self.scheduler.submit(self, "decode", window)

@@ -123,9 +123,14 @@ class ModelRunner:
 
     def _run_timed_sync(self, call: Call) -> tuple[list[np.ndarray], float]:
         started = time.perf_counter()
-        rows, own = self._run(call)
+        rows, replay_s, event_s = self._run(call)
         thread_seconds = time.perf_counter() - started
-        return rows, own if self.call_seconds_read == "own" and own is not None else thread_seconds
+        if self.call_seconds_read == "own":
+            own = replay_s if replay_s is not None else event_s
+            return rows, own if own is not None else thread_seconds
+        if self.call_seconds_read == "run":
+            return rows, event_s if event_s is not None else thread_seconds
+        return rows, thread_seconds
 
     async def run_model_call(self, fn: Callable[[], T]) -> tuple[T, float]:
         """`fn`'s result and the seconds it held a device thread (`DeviceRunner`): a model call beside the codec calls,
@@ -151,9 +156,9 @@ class ModelRunner:
         return self._run(call)[0]
 
     @torch.inference_mode()
-    def _run(self, call: Call) -> tuple[list[np.ndarray], float | None]:
-        """The kept rows and the call's own device seconds: its graph's replay timed alone at capture, else CUDA
-        events around its run; None on a CPU."""
+    def _run(self, call: Call) -> tuple[list[np.ndarray], float | None, float | None]:
+        """The kept rows, its graph's replay timed alone at capture (None: eager), and CUDA events' seconds around
+        this run (None on a CPU)."""
         if call.kind == "sr" and self.sr is None:
             raise RuntimeError("an SR call without a super-resolution model")
         started = time.perf_counter()
@@ -172,8 +177,7 @@ class ModelRunner:
             for i, (w, at) in enumerate(zip(call.windows, offsets, strict=True))
         ]
         event_seconds = self._count(call, graph is not None, time.perf_counter() - started, events)
-        replay_s = graph.replay_s if graph is not None else None
-        return kept, replay_s if replay_s is not None else event_seconds
+        return kept, graph.replay_s if graph is not None else None, event_seconds
 
     def _count(self, call: Call, graph: bool, seconds: float, events: tuple[Any, Any] | None) -> float | None:
         """One dict update in this device thread's own table (events: both done, the call synced after them).

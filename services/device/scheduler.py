@@ -138,6 +138,7 @@ class CodecScheduler:
         self._seq = 0  # submissions so far: each window's and model call's place in line
         self._stream_ids = itertools.count(1)
         self._streams: dict[int, StreamHandle] = {}
+        self._settled = 0  # live streams open and settled (StreamHandle.settled)
         self._inflight: set[asyncio.Task[None]] = set()
         self._wake: asyncio.Event | None = None
         self._loop_task: asyncio.Task[None] | None = None
@@ -230,7 +231,9 @@ class CodecScheduler:
     def close_stream(self, handle: StreamHandle) -> None:
         handle.closed = True
         live = handle.work_class == "live"
-        (self._streams if live else self._bg_streams).pop(handle.id, None)
+        closed = (self._streams if live else self._bg_streams).pop(handle.id, None)
+        if live and closed is not None and closed.settled:
+            self._settled -= 1
         for pending in self._pending if live else self._bg_pending:
             if pending.stream is handle and not pending.future.done():
                 pending.future.cancel()
@@ -239,6 +242,11 @@ class CodecScheduler:
     def active_streams(self) -> int:
         """Open live streams (admission's count; background streams are `background_streams`)."""
         return len(self._streams)
+
+    @property
+    def settled_streams(self) -> int:
+        """Open live streams past their first second of audio (admission's codec cost of settled streams)."""
+        return self._settled
 
     @property
     def background_streams(self) -> int:
@@ -577,7 +585,9 @@ class CodecScheduler:
                 self._bg_inflight -= 1
                 self.account.background_call(call, ended, started, device_seconds, self.background)
             else:
-                self.account.live_call(call, chosen, started, ended, device_seconds, self.loop_lag)
+                self._settled += self.account.live_call(
+                    call, chosen, started, ended, device_seconds, self.loop_lag
+                )
                 if self.turns is not None:
                     self._running_keys.subtract(p.stream.owner for p in chosen)
                     seconds = max(0.0, device_seconds if device_seconds is not None else ended - started)

@@ -65,6 +65,10 @@ class SchedulerStats:
     )
     # live decode rows' kept tokens: the audio the codec made (50 a second; admission's codec cost per audio second)
     kept_tokens: int = 0
+    # of busy_seconds and kept_tokens, the settled streams' rows' (queueing.SETTLED_TOKENS; a call's seconds split by
+    # rows): admission's codec cost of settled streams (codec_cost.py)
+    settled_seconds: float = 0.0
+    settled_kept_tokens: int = 0
     missed_deadlines: int = 0  # rows whose call ended after their deadline
     misses_loop_lag: int = 0  # calls whose every miss the event loop's stalls account for (not the device's)
     eager_calls: int = 0

@@ -160,22 +160,26 @@ class CodecSettings(_Group):
         "measured headroom says an admitted stream would lose real time. auto: on with a GPU or a device cost model, "
         "off on a CPU, where the demo model is not real time anyway and refusals would only get in the way.",
     )
-    admission_profile: Literal["served", "own_seconds"] = Field(
+    admission_profile: Literal["served", "own_seconds", "settled"] = Field(
         "served",
         description="Admission's settings and the codec seconds they read, chosen together. served: a codec call "
         "counts from dispatch to end (its wait behind the engine included). own_seconds: a call counts its own device "
         "time (each graph's replay timed at start-up), the codec's cap is 0.74 of the device, and a new stream gets "
         "the exact first chunk only while the device has refused one in the last 2 s: in the simulator a burst of 64 "
         "starts at first audio p95 173-270 ms instead of 400-550, but on a device shared by time slices it ran 48 kHz "
-        "sustained overload dry, and on an H100 it let 40 of 64 arriving at once in with gaps at a 100 ms prebuffer "
-        "(docs/benchmarks.md).",
+        "sustained overload dry, and on an H100 it let 40 of 64 arriving at once in with gaps at a 100 ms prebuffer. "
+        "settled: own_seconds' caps over a call's run on the device (CUDA events: stretched where the engine's "
+        "process slices the device), the codec's cost read on streams past their first second, and the exact first "
+        "chunk also after the ramp held a caller: in the simulator 64 arriving within 2 s all start at p95 128-176 ms "
+        "on a device that runs one call at a time and no admitted stream ran dry on any device model, but on a device "
+        "shared by time slices, as a served GPU is, it holds less than served (docs/benchmarks.md).",
     )
     admission_codec_share: float | None = Field(
         None,
         gt=0,
         description="Admission's cap on the codec's share of the device: a new stream is refused when the codec's "
         "measured cost per stream-second times the open streams plus one would pass it (and spaced out near it). "
-        "Unset: the profile's (served 1.2, own_seconds 0.74). Lower it when admitted 48 kHz streams miss deadlines "
+        "Unset: the profile's (served 1.2, own_seconds and settled 0.74). Lower it when admitted 48 kHz streams miss deadlines "
         "beside the engine (docs/operate/runbook.md).",
     )
     admission_max_wait_ms: int = Field(

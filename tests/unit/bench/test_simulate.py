@@ -620,3 +620,27 @@ def test_the_command_line_runs_the_schedule_and_first_chunk_it_is_given(tmp_path
     assert served["streaming"]["growth"] == Settings().stream.stream_chunk_growth
     # gentler growth: the same audio in more, smaller decode windows
     assert report["codec_calls"] > served["codec_calls"]
+
+
+def test_the_settled_profile_takes_a_burst_of_64_on_the_short_first_chunk_at_either_engine_step() -> None:
+    """At vLLM's published step and at the 3 ms one, 64 arriving within 2 s: the service's profile switches most to
+    the exact first chunk or refuses a few; `settled` (rule 3 on settled streams, each call's run seconds) admits
+    every one on the short chunk, none underrunning."""
+    from pathlib import Path
+
+    settled = ADMISSION_PROFILES["settled"]
+    for name in ("h200-graphs-vllm-step", "h200-graphs"):
+        model = CostModel.load(Path(f"bench/cost_models/{name}.json")).with_overrides(host_ms=1.4)
+        served = simulate(SimConfig(model, 64, arrive_within_s=2.0))
+        report = simulate(
+            SimConfig(
+                model,
+                64,
+                arrive_within_s=2.0,
+                call_seconds_read=settled.call_seconds_read,
+                admission=settled.admission,
+            )
+        )
+        assert served["streams_admitted"] < 64 or served["first_chunks"].get("exact/codec_busy", 0) > 0, name
+        assert report["streams_admitted"] == 64 and report["underruns_prebuffer_100ms"] == 0, name
+        assert not any(key.startswith("exact/") for key in report["first_chunks"]), name

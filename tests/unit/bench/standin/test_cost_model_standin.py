@@ -251,9 +251,10 @@ def test_a_request_dropped_after_it_finished_never_drops_the_next_one_in_its_mem
     assert finished == [0] * 50  # every request generated all its ids
 
 
-@pytest.mark.parametrize("read", ["dispatch_to_end", "own"])
+@pytest.mark.parametrize("read", ["dispatch_to_end", "own", "run"])
 def test_a_codec_call_behind_an_engine_step_reads_its_wait_only_from_dispatch(read: str) -> None:
-    """Admission's codec measure: from dispatch to end counts the step it queued behind; `own` counts the call."""
+    """Admission's codec measure: from dispatch to end counts the step it queued behind; `own` counts the call, and
+    so does `run` (its start on the device to its end) on a device that runs one call at a time."""
     step_s = 0.004
     call = Call("decode", (DecodeWindow(np.zeros(40, np.int32), None, 8, 32),), 48, 1)
 
@@ -269,3 +270,23 @@ def test_a_codec_call_behind_an_engine_step_reads_its_wait_only_from_dispatch(re
     own = MODEL.call_seconds(call)
     expected = own + step_s if read == "dispatch_to_end" else own
     assert run_virtual(main) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("read", ["dispatch_to_end", "own", "run"])
+def test_beside_the_engine_on_a_sliced_device_run_reads_the_stretch_and_own_does_not(read: str) -> None:
+    """On a device the engine shares by time slices a codec call runs at half speed beside a step: `run` (what CUDA
+    events read) and dispatch to end count the stretch, `own` counts the call alone."""
+    from bench.sim.sliced_device import SlicedDeviceTimeline
+
+    call = Call("decode", (DecodeWindow(np.zeros(40, np.int32), None, 8, 32),), 48, 1)
+    own = MODEL.call_seconds(call)
+
+    async def main() -> float:
+        device = SlicedDeviceTimeline()
+        runner = CostModelRunner(MODEL, device, call_seconds_read=read)  # type: ignore[arg-type]
+        step = asyncio.ensure_future(device.use("llm", 10 * own))  # the engine busy for the whole call
+        _, seconds = await runner.run_timed(call)
+        await step
+        return seconds
+
+    assert run_virtual(main) == pytest.approx(own if read == "own" else 2 * own)

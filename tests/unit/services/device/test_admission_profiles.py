@@ -28,6 +28,13 @@ def test_each_profile_is_admission_arguments_and_a_read() -> None:
     served = ADMISSION_PROFILES["served"]
     assert served.admission == {} and served.call_seconds_read == "dispatch_to_end"  # the service as it was
     assert ADMISSION_PROFILES["own_seconds"].call_seconds_read == "own"
+    settled = ADMISSION_PROFILES["settled"]
+    assert settled.call_seconds_read == "run"
+    assert settled.admission == {
+        **ADMISSION_PROFILES["own_seconds"].admission,
+        "codec_cost_streams": "settled",
+        "exact_after_ramp": True,
+    }
 
 
 def test_the_simulator_runs_the_services_own_seconds_profile() -> None:
@@ -55,23 +62,26 @@ def _call() -> Call:
 
 
 @pytest.mark.parametrize(
-    ("read", "own", "expected"),
+    ("read", "replay", "events", "expected"),
     [
-        ("own", 0.004, 0.004),  # a graph's replay timed at capture (or CUDA events)
-        ("own", None, "thread"),  # a CPU knows no own seconds: the thread's
-        ("dispatch_to_end", 0.004, "thread"),
+        ("own", 0.004, 0.006, 0.004),  # a graph's replay timed at capture
+        ("own", None, 0.006, 0.006),  # an eager call: CUDA events around it
+        ("own", None, None, "thread"),  # a CPU knows no own seconds: the thread's
+        ("run", 0.004, 0.006, 0.006),  # CUDA events around this run, whatever the replay took at capture
+        ("run", None, None, "thread"),
+        ("dispatch_to_end", 0.004, 0.006, "thread"),
     ],
 )
 def test_the_runner_gives_the_seconds_its_read_names(
-    monkeypatch: pytest.MonkeyPatch, read: Any, own: float | None, expected: Any
+    monkeypatch: pytest.MonkeyPatch, read: Any, replay: float | None, events: float | None, expected: Any
 ) -> None:
     runner = ModelRunner(_CpuDecoder(), call_seconds_read=read)
 
-    def run(call: Call) -> tuple[list[np.ndarray], float | None]:
+    def run(call: Call) -> tuple[list[np.ndarray], float | None, float | None]:
         import time
 
-        time.sleep(0.02)  # the device thread's seconds, longer than the own seconds above
-        return [], own
+        time.sleep(0.02)  # the device thread's seconds, longer than the device seconds above
+        return [], replay, events
 
     monkeypatch.setattr(runner, "_run", run)
     try:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.device.admission import CODEC_COST_BASES, Admission
+from services.device.admission import Admission
+from services.device.codec_cost import CODEC_COST_BASES
 from services.device.telemetry import SchedulerStats
 from tests.codec_fakes import FiguresScheduler
 

@@ -49,3 +49,41 @@ def test_a_capacity_refusal_switches_newcomers_to_exact_for_its_memory_and_a_ram
     assert adm.first_chunks[("exact", "refusing")] == 1
     _load(sched, adm, 2.5, 150, 4)  # past the 2 s memory
     assert adm.first_chunk_schedule("balanced") == "balanced"
+
+
+def test_with_exact_after_ramp_a_ramp_refusal_or_hold_switches_newcomers_too() -> None:
+    """Arrivals faster than the ramp lets in get the exact first chunk before any capacity rule refuses: a refusal by
+    the ramp, or a caller it held and then admitted, counts for `exact_after_refusal_s` as a capacity refusal does."""
+    import asyncio
+
+    sched = FiguresScheduler()
+    adm = Admission(
+        sched,
+        generating=lambda: 4,
+        exact_after_refusal_s=2.0,
+        exact_after_ramp=True,
+        short_schedule_share=float("inf"),
+        ramp_floor=1,
+        ramp_share=0.0,
+    )
+    assert adm.first_chunk_choices.exact_after_ramp
+    sched.active_streams = 9
+    _load(sched, adm, 6.0, 150, 4)
+    assert adm.first_chunk_schedule("balanced") == "balanced"
+    assert adm.decide().admit
+    assert adm.decide().rule == "ramp"
+    assert adm.first_chunk_schedule("balanced") == "exact"
+    assert adm.first_chunks[("exact", "refusing")] == 1
+    _load(sched, adm, 2.5, 150, 4)  # past the memory, and the ramp's window
+    assert adm.first_chunk_schedule("balanced") == "balanced"
+
+    # A caller the ramp held and then let in (admit() waits it out): the same.
+    assert adm.decide().admit
+
+    async def sleep(seconds: float) -> None:  # the wait, on the simulated clock, the engine going on
+        _load(sched, adm, max(seconds, 0.1), 150, 4)
+
+    adm.sleep = sleep
+    held = asyncio.run(adm.admit(max_wait_s=2.0))
+    assert held.admit and held.waited_s > 0
+    assert adm.first_chunk_schedule("balanced") == "exact"

@@ -1,0 +1,102 @@
+"""Admission's rule 3 measure (services/device/admission.py): the codec's device seconds per stream, over the last
+`window_s`, from the scheduler's running figures.
+
+Two choices shape it:
+
+- **Per what** (`basis`): per second each stream was open (`stream_second`), or per second of audio the codec decoded
+  for the live streams (`audio_second`: kept tokens / 50). The faster the engine runs ahead, the shorter a stream is
+  open and the dearer each open second reads for the same codec work; per second of audio it reads the codec's share
+  at real time however far ahead the engine runs.
+- **Of which streams** (`streams`): every live stream (`every`), or only the settled ones (`settled`: past their
+  first second of audio, `queueing.SETTLED_TOKENS`), their rows' share of each call's seconds against their own
+  stream-seconds. A stream's first second costs the codec about 3.5 decoded tokens per kept one and settles to about
+  1.3, so in a burst, where most streams are new, the cost over every stream reads what the first second costs while
+  admission multiplies it by every stream it will hold once they settle. Newcomers' first seconds are what the ramp
+  (rule 0) and the deadline misses (rule 1) bound. Until the settled streams give `min_sample_s` of the basis (the first
+  second or so of a start from idle), it reads every stream: streams arriving on an idle device for a second with
+  nothing read but the ramp ran four 48 kHz streams dry on the sliced device in sustained overload.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Literal, get_args
+
+# What rule 3 divides the codec's seconds by (module doc).
+CodecCostBasis = Literal["stream_second", "audio_second"]
+CODEC_COST_BASES: tuple[CodecCostBasis, ...] = get_args(CodecCostBasis)
+# Whose seconds rule 3 reads (module doc).
+CodecCostStreams = Literal["every", "settled"]
+CODEC_COST_STREAMS: tuple[CodecCostStreams, ...] = get_args(CodecCostStreams)
+
+BUCKET_S = 0.25  # one bucket of the window's running sums
+
+
+class CodecCostMeter:
+    """Integrates the scheduler's figures into buckets of `BUCKET_S` (`advance`, at every admission read) and reads
+    the cost over the last `window_s` (`cost_at`). `scheduler`: active_streams, settled_streams, and `stats` with
+    busy_seconds, kept_tokens, settled_seconds, settled_kept_tokens (`SchedulerStats`)."""
+
+    def __init__(
+        self,
+        scheduler: Any,
+        *,
+        window_s: float,
+        min_sample_s: float,
+        basis: CodecCostBasis,
+        streams: CodecCostStreams,
+        tokens_per_s: float,
+    ) -> None:
+        if basis not in CODEC_COST_BASES:
+            raise ValueError(f"codec_cost_basis must be one of {CODEC_COST_BASES}, got {basis!r}")
+        if streams not in CODEC_COST_STREAMS:
+            raise ValueError(f"codec_cost_streams must be one of {CODEC_COST_STREAMS}, got {streams!r}")
+        self.scheduler = scheduler
+        self.window_s, self.min_sample_s = window_s, min_sample_s
+        self.basis, self.streams, self.tokens_per_s = basis, streams, tokens_per_s
+        # [bucket start, then (stream-seconds open, codec seconds, kept tokens) of every stream, then of the settled]
+        self._buckets: deque[list[float]] = deque()
+        self._last_t: float | None = None
+        self._last: tuple[float, ...] = (0.0,) * 6  # the figures at _last_t
+
+    def _figures(self) -> tuple[float, ...]:
+        """(streams, codec seconds, kept tokens) of every live stream, then of the settled ones."""
+        s, stats = self.scheduler, self.scheduler.stats
+        every = (s.active_streams, stats.busy_seconds, stats.kept_tokens)
+        if self.streams == "every":
+            return (*every, 0.0, 0.0, 0.0)
+        return (*every, s.settled_streams, stats.settled_seconds, stats.settled_kept_tokens)
+
+    def advance(self, now: float) -> None:
+        """Add what happened since the last call (the streams as they were then, the seconds and tokens since)."""
+        figures = self._figures()
+        if self._last_t is not None and now > self._last_t:
+            if not self._buckets or now >= self._buckets[-1][0] + BUCKET_S:
+                self._buckets.append([now] + [0.0] * 6)
+            bucket = self._buckets[-1]
+            for at in (0, 3):  # streams integrate over the interval; seconds and tokens are running totals
+                bucket[at + 1] += self._last[at] * (now - self._last_t)
+                bucket[at + 2] += figures[at + 1] - self._last[at + 1]
+                bucket[at + 3] += figures[at + 2] - self._last[at + 2]
+        self._last_t, self._last = now, figures
+        while self._buckets and self._buckets[0][0] + BUCKET_S < now - self.window_s:
+            self._buckets.popleft()
+
+    def cost_at(self, now: float) -> float | None:
+        """Codec seconds per `basis` over the last `window_s` as the buckets stand (reading never moves them); None
+        while fewer than `min_sample_s` of the basis are measured."""
+        window = [b for b in self._buckets if b[0] + BUCKET_S >= now - self.window_s]
+        if self.streams == "settled":
+            settled = self._cost(window, 3)
+            if settled is not None:
+                return settled
+        return self._cost(window, 0)
+
+    def _cost(self, window: list[list[float]], at: int) -> float | None:
+        if self.basis == "audio_second":
+            seconds = sum(b[at + 3] for b in window) / self.tokens_per_s
+        else:
+            seconds = sum(b[at + 1] for b in window)
+        if seconds < self.min_sample_s:
+            return None
+        return sum(b[at + 2] for b in window) / seconds
