@@ -13,7 +13,8 @@ and 10 s arrivals beside them (bench/sim/goals.py), seeds 0-2, host 1.4 ms per a
 Prints, per arrival and device, each profile's streams admitted per seed, first audio p95 range and the streams that
 underran at a 100 ms prebuffer; writes every run. Which profile keeps admitted streams from underrunning in floods and
 sustained overload is `python -m bench sim_overload --profile NAME` (or `--admission` with `AUDIO_SECOND`'s settings)
-(docs/benchmarks.md, "Admission per second of audio"). A prediction from cost models, not a measurement.
+(docs/benchmarks.md, "Admission per second of audio" and "The codec's cost of settled streams"). A prediction from
+cost models, not a measurement.
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--json",
         type=Path,
-        default=ROOT / "bench" / "results" / "simulate" / "audio-seconds" / "profiles.json",
+        default=ROOT / "bench" / "results" / "simulate" / "profiles.json",
     )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="seed 0 and the 64-stream burst only")
