@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             "host_ms_per_audio_second": MEASURED_HOST_MS,
             "profiles": {
                 name: {"admission": p.admission, "call_seconds_read": p.call_seconds_read}
-                for name, p in ADMISSION_PROFILES.items()
+                for name, p in VARIANTS.items()
             },
             "runs": runs,
         },

@@ -65,8 +65,11 @@ class Ledger:
         self.host.append((start, end))
 
     def note_decision(self, now: float, view: dict[str, Any], streams: int) -> None:
-        # Set beside the codec's own seconds per open stream-second: read only on that basis (admission.py, rule 3).
-        per_stream_second = view.get("codec_cost_basis") == "stream_second"
+        # Set beside the codec's own seconds per open stream-second of every stream: read only where admission reads
+        # that (codec_cost.py).
+        per_stream_second = (
+            view.get("codec_cost_basis") == "stream_second" and view.get("codec_cost_streams") == "every"
+        )
         self.decisions.append(
             (
                 now,

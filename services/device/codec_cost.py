@@ -20,7 +20,8 @@ Two choices shape it:
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Literal, get_args
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple, get_args
 
 # What rule 3 divides the codec's seconds by (module doc).
 CodecCostBasis = Literal["stream_second", "audio_second"]
@@ -30,6 +31,39 @@ CodecCostStreams = Literal["every", "settled"]
 CODEC_COST_STREAMS: tuple[CodecCostStreams, ...] = get_args(CodecCostStreams)
 
 BUCKET_S = 0.25  # one bucket of the window's running sums
+
+
+class _Figures(NamedTuple):
+    """The scheduler's figures for one group of streams at one moment: streams open now, running totals since start."""
+
+    streams: int
+    codec_seconds: float
+    kept_tokens: int
+
+
+@dataclass
+class _Sums:
+    """What one group of streams added within a bucket."""
+
+    stream_seconds: float = 0.0
+    codec_seconds: float = 0.0
+    kept_tokens: float = 0.0
+
+    def add(self, before: _Figures, now: _Figures, seconds: float) -> None:
+        """The streams as they were `before`, over `seconds`; the running totals' growth since."""
+        self.stream_seconds += before.streams * seconds
+        self.codec_seconds += now.codec_seconds - before.codec_seconds
+        self.kept_tokens += now.kept_tokens - before.kept_tokens
+
+
+@dataclass
+class _Bucket:
+    start: float
+    every: _Sums = field(default_factory=_Sums)
+    settled: _Sums = field(default_factory=_Sums)
+
+
+_NOTHING = _Figures(0, 0.0, 0)
 
 
 class CodecCostMeter:
@@ -54,49 +88,46 @@ class CodecCostMeter:
         self.scheduler = scheduler
         self.window_s, self.min_sample_s = window_s, min_sample_s
         self.basis, self.streams, self.tokens_per_s = basis, streams, tokens_per_s
-        # [bucket start, then (stream-seconds open, codec seconds, kept tokens) of every stream, then of the settled]
-        self._buckets: deque[list[float]] = deque()
+        self._buckets: deque[_Bucket] = deque()
         self._last_t: float | None = None
-        self._last: tuple[float, ...] = (0.0,) * 6  # the figures at _last_t
+        self._last = (_NOTHING, _NOTHING)  # (every stream's, the settled ones') figures at _last_t
 
-    def _figures(self) -> tuple[float, ...]:
-        """(streams, codec seconds, kept tokens) of every live stream, then of the settled ones."""
+    def _figures(self) -> tuple[_Figures, _Figures]:
+        """Every live stream's figures, and the settled ones' (nothing where only every stream is read)."""
         s, stats = self.scheduler, self.scheduler.stats
-        every = (s.active_streams, stats.busy_seconds, stats.kept_tokens)
+        every = _Figures(s.active_streams, stats.busy_seconds, stats.kept_tokens)
         if self.streams == "every":
-            return (*every, 0.0, 0.0, 0.0)
-        return (*every, s.settled_streams, stats.settled_seconds, stats.settled_kept_tokens)
+            return every, _NOTHING
+        return every, _Figures(s.settled_streams, stats.settled_seconds, stats.settled_kept_tokens)
 
     def advance(self, now: float) -> None:
         """Add what happened since the last call (the streams as they were then, the seconds and tokens since)."""
-        figures = self._figures()
+        every, settled = figures = self._figures()
         if self._last_t is not None and now > self._last_t:
-            if not self._buckets or now >= self._buckets[-1][0] + BUCKET_S:
-                self._buckets.append([now] + [0.0] * 6)
-            bucket = self._buckets[-1]
-            for at in (0, 3):  # streams integrate over the interval; seconds and tokens are running totals
-                bucket[at + 1] += self._last[at] * (now - self._last_t)
-                bucket[at + 2] += figures[at + 1] - self._last[at + 1]
-                bucket[at + 3] += figures[at + 2] - self._last[at + 2]
+            if not self._buckets or now >= self._buckets[-1].start + BUCKET_S:
+                self._buckets.append(_Bucket(now))
+            bucket, elapsed = self._buckets[-1], now - self._last_t
+            bucket.every.add(self._last[0], every, elapsed)
+            bucket.settled.add(self._last[1], settled, elapsed)
         self._last_t, self._last = now, figures
-        while self._buckets and self._buckets[0][0] + BUCKET_S < now - self.window_s:
+        while self._buckets and self._buckets[0].start + BUCKET_S < now - self.window_s:
             self._buckets.popleft()
 
     def cost_at(self, now: float) -> float | None:
         """Codec seconds per `basis` over the last `window_s` as the buckets stand (reading never moves them); None
         while fewer than `min_sample_s` of the basis are measured."""
-        window = [b for b in self._buckets if b[0] + BUCKET_S >= now - self.window_s]
+        window = [b for b in self._buckets if b.start + BUCKET_S >= now - self.window_s]
         if self.streams == "settled":
-            settled = self._cost(window, 3)
+            settled = self._cost([b.settled for b in window])
             if settled is not None:
                 return settled
-        return self._cost(window, 0)
+        return self._cost([b.every for b in window])
 
-    def _cost(self, window: list[list[float]], at: int) -> float | None:
+    def _cost(self, sums: list[_Sums]) -> float | None:
         if self.basis == "audio_second":
-            seconds = sum(b[at + 3] for b in window) / self.tokens_per_s
+            seconds = sum(x.kept_tokens for x in sums) / self.tokens_per_s
         else:
-            seconds = sum(b[at + 1] for b in window)
+            seconds = sum(x.stream_seconds for x in sums)
         if seconds < self.min_sample_s:
             return None
-        return sum(b[at + 2] for b in window) / seconds
+        return sum(x.codec_seconds for x in sums) / seconds

@@ -99,9 +99,8 @@ class StreamHandle:
         self.owner = owner  # the API key whose stream this is (admission's share per key), None: keyless
         self.work_class: WorkClass = work_class
         self.closed = False
-        self.decoded_tokens = (
-            0  # kept tokens of its decode windows done so far (the device's accounting counts them)
-        )
+        # kept tokens of its decode windows done so far (the device's accounting counts them)
+        self.decoded_tokens = 0
 
     @property
     def settled(self) -> bool:
