@@ -146,6 +146,10 @@ BENCHES: dict[str, Bench] = {
         "-m bench.sim_profiles",
         "the goal arrivals under each admission profile, both engine steps, serial and sliced device",
     ),
+    "sim_cut": Bench(
+        "-m bench.sim_cut",
+        "the goal bursts with and without cutting a chunk for a listener about to run dry",
+    ),
     # a GPU (bench/gpu/README.md)
     "gpu": Bench("gpu/bench_gpu.py", "batched BiCodec and AP-BWE throughput, fp32 / tf32 / bf16", suite=True),
     "gpu_acceptance": Bench("gpu/acceptance.py", "every GPU claim in resumable steps (a lent GPU)"),

@@ -56,6 +56,10 @@ class StreamingConfig:
     # first full-look-ahead chunk after them then waits for size + lookahead new tokens while only the short
     # schedule's second of audio is buffered, which a 2x-real-time engine cannot fill (bench/bench_ttfa.py).
     resume_chunk_tokens: int | None = None
+    # A window is cut short (`DecodePlanner.cut`) once the listener would run dry within this many seconds: a
+    # stream whose engine falls behind the growing chunks then plays what has its look-ahead instead of waiting for
+    # the whole chunk. None: never (the planner alone has no clock; its caller reads the listener's runway).
+    cut_runway_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.first_chunk_tokens < 1 or self.max_chunk_tokens < 1:
@@ -64,6 +68,8 @@ class StreamingConfig:
             raise ValueError(f"growth must be >= 1.0, got {self.growth}")
         if self.left_context_tokens < 0 or self.lookahead_tokens < 0:
             raise ValueError("left_context_tokens and lookahead_tokens must be >= 0")
+        if self.cut_runway_s is not None and self.cut_runway_s < 0:
+            raise ValueError("cut_runway_s must be >= 0")
         if self.first_lookahead_tokens is not None and self.first_lookahead_tokens < 0:
             raise ValueError("first_lookahead_tokens must be >= 0")
         if not 0 <= self.first_overlap_tokens < self.first_chunk_tokens:
@@ -124,6 +130,7 @@ class StreamingConfig:
             growth=settings.stream.stream_chunk_growth,
             left_context_tokens=settings.stream.stream_left_context_tokens,
             lookahead_tokens=settings.stream.stream_lookahead_tokens,
+            cut_runway_s=settings.stream.stream_cut_runway_ms / 1000 or None,
         )
 
     def next_chunk(self, current: int) -> int:
@@ -133,6 +140,10 @@ class StreamingConfig:
 # Chosen with bench/bench_first_chunk.py (docs/benchmarks.md).
 # preference -> (short chunk tokens, their look-ahead, tokens of each crossfaded into the next chunk's decode).
 FIRST_CHUNK_SCHEDULES: dict[str, tuple[int, int, int]] = {"balanced": (8, 8, 4), "lowest": (6, 2, 2)}
+# The shortest window `DecodePlanner.cut` makes, as long as the served look-ahead: each window re-reads 48 tokens of
+# context, so a cut of 24 costs the codec 3x its kept tokens. Cuts of 8 did that 7x, and on a saturated device (the
+# simulator's 3 ms engine step, 250 streams within 5 s) their codec work ran 213 of 250 dry where cuts of 24 ran none.
+MIN_CUT_TOKENS = 24
 SHORT_SCHEDULE_TOKENS = (
     50  # the first second of audio; then the full look-ahead (generation runs ahead by then)
 )
@@ -205,6 +216,14 @@ class DecodePlanner:
         size, short = self._next_chunk()
         return size + (self.config.first_lookahead if short else self.config.lookahead_tokens)
 
+    @property
+    def cut_tokens_needed(self) -> int | None:
+        """Pending tokens `cut` needs to make a window (the shortest cut and its full look-ahead), or None while it
+        makes none: before the first window, during the short schedule (its own look-ahead, held overlaps)."""
+        if self._finished or self._planned == 0 or self._next_chunk()[1]:
+            return None
+        return MIN_CUT_TOKENS + self.config.lookahead_tokens
+
     def buffers_only(self, new_tokens: int) -> bool:
         """Whether pushing `new_tokens` only buffers them (no window is due)."""
         return self.pending_tokens + new_tokens < self.tokens_needed
@@ -241,6 +260,20 @@ class DecodePlanner:
             self._chunk = self._chunk_after(short)
         self._drop_consumed()
         return out
+
+    def cut(self) -> list[PlannedWindow]:
+        """The next window now, shorter than the schedule's chunk: every pending token that has its full look-ahead
+        (the caller's listener would run dry before the chunk's tokens arrive). Its audio is as exact as any
+        window's; it costs the codec a window's context more. Nothing before the first window, during the short
+        schedule (its own look-ahead, held overlaps), or with fewer than `cut_tokens_needed` pending. The chunk
+        sizes after it go on as scheduled."""
+        needed = self.cut_tokens_needed
+        if needed is None or self.pending_tokens < needed:
+            return []
+        size = min(self._chunk, self.pending_tokens - self.config.lookahead_tokens)
+        window = self._plan(size)
+        self._drop_consumed()
+        return [window]
 
     def finish(self) -> list[PlannedWindow]:
         """Generation ended: the windows for everything not planned yet. The stream is then closed."""
@@ -360,6 +393,10 @@ class StreamingDecoder:
     def push(self, tokens: Sequence[int]) -> list[np.ndarray]:
         """Add newly generated semantic tokens; return the chunks that are ready now (maybe none)."""
         return [self._decode(w) for w in self.planner.push(tokens)]
+
+    def cut(self) -> list[np.ndarray]:
+        """The next chunk now, shorter than scheduled (`DecodePlanner.cut`); maybe none."""
+        return [self._decode(w) for w in self.planner.cut()]
 
     def finish(self) -> list[np.ndarray]:
         """Generation ended: decode and return everything not returned yet. The stream is then closed."""

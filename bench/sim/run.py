@@ -182,6 +182,7 @@ class Simulation:
             config.model, self.device, noise=False, call_seconds_read=config.call_seconds_read
         )
         self.ledger = Ledger(config.model)  # what binds, term by term (bench/sim/breakdown.py)
+        self.cut_windows = 0  # decode windows cut short for a listener about to run dry (DecodePlanner.cut)
         self.device.observer = self.ledger.observe
         self._first_marked: set[tuple[str, int]] = (
             set()
@@ -370,11 +371,27 @@ class Simulation:
             usable = min(tokens, row.usable - pre)
             windows = planner.push(np.zeros(usable - fed, np.int32))
             fed = usable
+            if not windows and self._cut_due(handle, planner, stream_config):
+                windows = planner.cut()
+                self.cut_windows += len(windows)
             await self._submit(planner, sr, windows, handle, out, final=False, sr_lead=sr_lead)
         await row.wait_usable(row.total)  # the stop id: generation ended
         result.generation_seconds = self.loop.time() - started
         await self._submit(planner, sr, planner.finish(), handle, out, final=True)
         out.put_nowait((None, 0.0))
+
+    def _cut_due(self, handle: StreamHandle, planner: DecodePlanner, config: StreamingConfig) -> bool:
+        """The service's cut (services/pipeline/synthesis.py `_cut_due`): the listener would run dry within the
+        schedule's `cut_runway_s` on the audio planned so far. The service plans a window once the ones before it
+        were sent, so there the audio sent is what was planned, less what its chain holds (at 48 kHz up to ~0.15 s
+        for the next AP-BWE window: the service cuts that much sooner); here windows planned run on while the next
+        is planned, so the audio planned stands in for it."""
+        limit = config.cut_runway_s
+        playback = handle.playback
+        if limit is None or not isinstance(playback, PlaybackClock) or playback.first_audio_at is None:
+            return False
+        planned_s = (planner.tokens_in - planner.pending_tokens) * HOP / 16_000
+        return playback.first_audio_at + planned_s - self.loop.time() <= limit
 
     async def _submit(
         self,
@@ -484,6 +501,7 @@ class Simulation:
             "mean_sr_batch": round(stats.mean_batch("sr"), 2),
             "codec_calls": stats.calls,
             "eager_codec_calls": stats.eager_calls,  # exact-length calls: no graph on a GPU
+            "cut_windows": self.cut_windows,
             "llm_steps": self.engine.steps,
             "mean_llm_rows": round(self.engine.row_steps / self.engine.steps, 1)
             if self.engine.steps

@@ -36,6 +36,10 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
    the device's load): a margin of 1 let 72 admitted streams underrun in all (up to 19 in one run, 11 of 149 in one
    600-stream flood), 2 let 22, and 2 with rule 1b none; 2 admitted as many or more than 1, and rule 1b refuses a
    few percent of a 250-stream burst at a cheap LLM (docs/benchmarks.md).
+   `sr_pace_margin` (the `bursts` profile: 2, with a `pace_margin` of 1.5) is the margin while 48 kHz streams are
+   live (AP-BWE rows ran within `codec_window_s`): their windows wait for the next decoded audio as right context.
+   At 1.5 for every stream, 16-74 admitted 48 kHz streams ran dry per sustained-overload run on the slow-engine
+   models, where 2 ran none.
 3. **The codec's cost per stream.** The scheduler's call seconds (codec calls, and the model calls it runs beside
    them: speaker vectors, reference encodes, CTC alignment) per second of one open stream, measured over the last
    `codec_window_s`, times the streams open now plus one: above `max_codec_share` of the device, refuse. The
@@ -146,7 +150,7 @@ class Admission:
         ramp_floor: int = 32,
         ramp_share: float = 0.5,
         short_schedule_share: float = 0.8,
-        exact_needs_pace: float = 2.0,
+        exact_needs_pace: float = 0.0,
         spacing_s: float = 0.03,
         spacing_pace: float = 1.1,
         spacing_share: float = 0.8,
@@ -160,12 +164,21 @@ class Admission:
         codec_cost_basis: CodecCostBasis = "stream_second",
         codec_cost_streams: CodecCostStreams = "every",
         exact_after_ramp: bool = False,
+        short_needs_pace: float = 3.0,
+        unmeasured_short_streams: float = math.inf,
+        sr_pace_margin: float | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.clock = clock or getattr(scheduler, "clock", None) or time.monotonic
         self.generating = generating
         self.need_tokens_per_s = need_tokens_per_s
         self.pace_margin = pace_margin
+        # Rule 2's margin while 48 kHz streams are live (AP-BWE rows ran within `codec_window_s`): their windows wait
+        # for the next decoded audio as right context, so they need the engine further ahead (None: `pace_margin`).
+        self.sr_pace_margin = sr_pace_margin
+        self._sr_rows_seen = 0
+        self._sr_seen_at = -math.inf
+        self._sr_memory_s = codec_window_s
         self.pace_window_s = pace_window_s
         self.min_pace_sample_s = min_pace_sample_s
         self.max_codec_busy = max_codec_busy
@@ -184,6 +197,8 @@ class Admission:
             sr_lead_needs_pace=sr_lead_needs_pace,
             exact_after_refusal_s=exact_after_refusal_s,
             exact_after_ramp=exact_after_ramp,
+            short_needs_pace=short_needs_pace,
+            unmeasured_short_streams=unmeasured_short_streams,
         )
         self.max_wait_s = max(0.0, max_wait_s)
         self.wait_rules = frozenset(wait_rules)  # the rules admit() waits out (others refuse at once)
@@ -342,6 +357,15 @@ class Admission:
             ), None
         return replace(decision, key_class="over_share" if over else "within_share"), wait
 
+    def _pace_margin(self, now: float) -> float:
+        """Rule 2's margin now: `sr_pace_margin` while AP-BWE rows ran within the codec's window, else `pace_margin`."""
+        if self.sr_pace_margin is None:
+            return self.pace_margin
+        sr_rows = self.scheduler.stats.rows_by_kind.get("sr", 0)
+        if sr_rows > self._sr_rows_seen:
+            self._sr_rows_seen, self._sr_seen_at = sr_rows, now
+        return self.sr_pace_margin if now - self._sr_seen_at <= self._sr_memory_s else self.pace_margin
+
     def _rules(self) -> tuple[AdmissionDecision, float | None]:
         """The device's rules, in order, for any key."""
         misses = self.scheduler.recent_misses(self.miss_grace_s)
@@ -364,6 +388,7 @@ class Admission:
             ), self._admitted_at[0] + self.pace_window_s - now + 1e-6
         generating = self._live_generating()
         pace = self.engine_pace()
+        margin = self._pace_margin(now)
         projected = math.inf
         if pace is not None and generating > 0:
             # One more request as if each step's cost grew in proportion to its rows, counted from at least
@@ -371,7 +396,7 @@ class Admission:
             # and a second request would otherwise seem to halve the first's pace on an idle GPU.
             rows = max(generating, self.pace_rows_floor)
             projected = pace * rows / (rows + 1)
-            if projected < self.need_tokens_per_s * self.pace_margin:
+            if projected < self.need_tokens_per_s * margin:
                 return _refusal(
                     "llm_pace",
                     f"overloaded: the LLM gives {pace:.0f} tokens/s per stream to {generating} streams; one "
@@ -388,7 +413,7 @@ class Admission:
                 f"the device; one more would pass {self.max_codec_share:.0%}",
                 1,
             ), None
-        near_pace = projected < self.spacing_pace * self.need_tokens_per_s * self.pace_margin
+        near_pace = projected < self.spacing_pace * self.need_tokens_per_s * margin
         after_miss = (
             share is not None
             and share > self.spacing_share * self.max_codec_share

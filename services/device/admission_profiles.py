@@ -21,6 +21,17 @@ dry in the 63 overload runs on any of the five device models (`served` runs 48 k
 at the 3 ms step). Not the default: on a device shared by time slices, as a served GPU shares itself with the engine's
 process, it reads each call's stretch and holds less: 30-42 of those 64, 0.57-0.80x what `served` holds at 48 kHz
 (docs/benchmarks.md, "The codec's cost of settled streams").
+
+`bursts`: `settled` with its limits set for the bursts a device carries once a stream's chunks are cut for a listener
+about to run dry (`TTS_STREAM_CUT_RUNWAY_MS`, on by default; this profile needs it): the LLM's pace margin 1.5 (2 while
+48 kHz streams are live), no spacing, a ramp floor of 64, the codec's cap at 0.8, newcomers on the short first chunk
+while the engine gives 3x real time and the codec's cost is read (the exact one past 32 streams before it is). In the
+simulator at the H200's measured costs and vLLM's published step, on a device that runs one call at a time, it admits
+64 of 64 arriving within 2 s at first audio p95 128-132 ms and 242-249 of 250 at 16 kHz within 5 s at p95 704-779 ms,
+none running dry; no admitted stream ran dry in the 315 overload runs on the five device models, where it admitted
+1.0-1.29x what `served` does on the serial models. Not the default: on the sliced device, as a served GPU shares itself
+with the engine's process, it holds 33-36 of those 64 and 0.63-0.89x of `served` in overload (docs/benchmarks.md,
+"Cutting a chunk for a listener about to run dry").
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ from typing import Any, Literal, get_args
 
 from services.device.calls import CallSecondsRead
 
-AdmissionProfileName = Literal["served", "own_seconds", "settled"]
+AdmissionProfileName = Literal["served", "own_seconds", "settled", "bursts"]
 ADMISSION_PROFILE_NAMES: tuple[AdmissionProfileName, ...] = get_args(AdmissionProfileName)
 
 
@@ -43,18 +54,26 @@ class AdmissionProfile:
 _OWN_SECONDS: dict[str, Any] = {
     "max_codec_share": 0.74,
     "short_schedule_share": float("inf"),
+    "short_needs_pace": 0.0,  # the short first chunk whatever the engine's pace, as these profiles were calibrated
     "exact_after_refusal_s": 2.0,
     "ramp_floor": 40,
 }
+_SETTLED: dict[str, Any] = {**_OWN_SECONDS, "codec_cost_streams": "settled", "exact_after_ramp": True}
 ADMISSION_PROFILES: dict[AdmissionProfileName, AdmissionProfile] = {
     "served": AdmissionProfile("dispatch_to_end"),
     "own_seconds": AdmissionProfile("own", _OWN_SECONDS),
-    "settled": AdmissionProfile(
+    "settled": AdmissionProfile("run", _SETTLED),
+    "bursts": AdmissionProfile(
         "run",
         {
-            **_OWN_SECONDS,
-            "codec_cost_streams": "settled",
-            "exact_after_ramp": True,
+            **_SETTLED,
+            "pace_margin": 1.5,
+            "sr_pace_margin": 2.0,
+            "spacing_s": 0.0,
+            "ramp_floor": 64,
+            "max_codec_share": 0.8,
+            "short_needs_pace": 3.0,
+            "unmeasured_short_streams": 32,
         },
     ),
 }

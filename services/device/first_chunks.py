@@ -14,10 +14,21 @@ whatever the share: with the share's switch set high, a burst the device carries
 get the exact one once the device is full (docs/benchmarks.md, "Predicted from H200 graph costs"). With
 `exact_after_ramp` as well, also within that many seconds of the ramp (rule 0) refusing a caller or holding one: arrivals
 faster than the ramp lets in get the exact first chunk before the device refuses anyone (the `settled` admission
-profile: five streams admitted in 80 ms of a 600-stream flood ran dry at a 100 ms prebuffer on the short chunk). Each of the exact
-schedule's later chunks needs its tokens plus a full look-ahead within the audio before it: at the served growth
-(1.5) about 1.5x real time at a 100 ms prebuffer (`python -m bench sim_ramp`), so only an engine `exact_needs_pace`
-(2x, a margin over that) ahead of real time gets it. A `reproducible` stream (a seed) gets what it asked for.
+profile: five streams admitted in 80 ms of a 600-stream flood ran dry at a 100 ms prebuffer on the short chunk).
+
+**The engine's pace.** A short first-second schedule's first full-look-ahead chunk waits for its tokens plus a full
+look-ahead within the one second already played, so a newcomer keeps it only while the engine gives each request
+`short_needs_pace` (3x) real time or more (or is not measured yet); below that it gets the exact schedule
+(`llm_behind`). The exact schedule's later chunks need about 1.5x real time at the served growth (`python -m bench
+sim_ramp`), and a stream whose engine falls short of that has its chunks cut to what has its look-ahead
+(`TTS_STREAM_CUT_RUNWAY_MS`, core/streaming.py `DecodePlanner.cut`), so the exact schedule needs no pace of its own
+(`exact_needs_pace`, 0 by default; before the cut it was 2x, and newcomers below it kept the short schedule). With
+both as before the cut, balanced newcomers admitted at 1.5-3x ran dry in sustained 16 kHz overload at the slow engine
+steps (`python -m bench sim_overload`: 2 and 4 streams in 63 runs on the 3 ms-step and H100 models, none with these
+defaults). With `unmeasured_short_streams` set (the `bursts` profile: 32), newcomers past that many open streams get
+the exact schedule before the codec is measured at all (`unmeasured_busy`): 54 newcomers on the short chunk in the
+first 0.2 s of a 600-stream flood ran 13 dry on the sliced device. A `reproducible` stream (a seed) gets what it
+asked for.
 
 **The 48 kHz lead window** (`FirstChunkChoices.sr_lead`). A new 48 kHz stream's first AP-BWE window may take its right
 context from the decode schedule's held overlap (core.sr_planner): its first audio then leaves with the first decoded
@@ -78,17 +89,23 @@ class FirstChunkChoices:
         exact_needs_pace: float,
         sr_lead_needs_pace: float,
         exact_after_refusal_s: float | None,
+        short_needs_pace: float,
+        unmeasured_short_streams: float,
         exact_after_ramp: bool = False,
     ) -> None:
         self.measures = measures
+        self.short_needs_pace = short_needs_pace
+        self.unmeasured_short_streams = unmeasured_short_streams
         self.short_schedule_share = short_schedule_share
         self.exact_needs_pace = exact_needs_pace
         self.sr_lead_needs_pace = sr_lead_needs_pace
         self.exact_after_refusal_s = exact_after_refusal_s
         self.exact_after_ramp = exact_after_ramp
         # Reasons: requested (asked for exact), engine_ahead (the engine leads), unmeasured (no codec cost yet),
-        # codec_light (under the share), llm_slow (the engine is not 2x ahead), codec_busy (switched to exact: over
-        # the share), refusing (switched to exact: a capacity rule refused within exact_after_refusal_s), seeded.
+        # unmeasured_busy (switched to exact: none measured, unmeasured_short_streams open), codec_light (under the
+        # share), llm_slow (kept: the engine is under exact_needs_pace), codec_busy (switched to exact: over the
+        # share), llm_behind (switched to exact: the engine is under short_needs_pace), refusing (switched to exact:
+        # a capacity rule refused within exact_after_refusal_s), seeded.
         self.first_chunks: Counter[tuple[str, str]] = Counter()
         self.long_first_chunks = 0
         self.sr_leads: Counter[str] = Counter()
@@ -107,9 +124,12 @@ class FirstChunkChoices:
         if engine_leads(pace, m.need_tokens_per_s, m.engine_lead_pace):
             return requested, "engine_ahead"
         cost = m.codec_cost()
-        if cost is None:
-            return requested, "unmeasured"
         streams = m.scheduler.active_streams
+        if cost is None:
+            if streams < self.unmeasured_short_streams:
+                return requested, "unmeasured"
+            self.long_first_chunks += 1
+            return "exact", "unmeasured_busy"
         share = cost * (streams + 1)
         last = (
             max(m.last_capacity_refusal, m.last_ramp_hold)
@@ -117,12 +137,13 @@ class FirstChunkChoices:
             else m.last_capacity_refusal
         )
         refusing = self.exact_after_refusal_s is not None and m.clock() - last <= self.exact_after_refusal_s
-        if share <= self.short_schedule_share:
+        behind = pace is not None and pace < self.short_needs_pace * m.need_tokens_per_s
+        if share <= self.short_schedule_share and not behind:
             if not refusing:
                 return requested, "codec_light"
             reason = "refusing"
         else:
-            reason = "codec_busy"
+            reason = "codec_busy" if share > self.short_schedule_share else "llm_behind"
         if pace is None or pace < self.exact_needs_pace * m.need_tokens_per_s:
             return requested, "llm_slow"
         self.long_first_chunks += 1

@@ -288,8 +288,58 @@ class SynthesisJob(ChunkGeneration):
                 out.append((chunk, planner.held_audio))
         return out
 
+    def _runway_s(self) -> float | None:
+        """Seconds until a listener playing this stream runs dry on the audio it was sent; None while nobody plays
+        it as it comes (not streamed, or before its first audio). What the chain still holds (48 kHz's next window,
+        a crossfade's tail) is not counted, so a 48 kHz stream cuts up to ~0.15 s sooner: counting decoded audio
+        instead would overstate a long reply's runway by every crossfade between its text chunks."""
+        playback = self.playback
+        if not self.request.stream or playback is None or not playback.heard:
+            return None
+        return playback.buffered_seconds()
+
+    def _cut(self, planner: DecodePlanner) -> list[PlannedWindow]:
+        windows = planner.cut()
+        self.stats.cut_windows += len(windows)
+        return windows
+
+    def _cut_due(self, planner: DecodePlanner) -> bool:
+        """Whether the planner's next window should be cut short now (its schedule's `cut_runway_s`)."""
+        limit, runway = planner.config.cut_runway_s, self._runway_s()
+        return limit is not None and runway is not None and runway <= limit
+
+    async def _wait_for_window(self, planner: DecodePlanner, tokens: TokenQueue) -> bool:
+        """Wait for the ids of the planner's next window (or the try's end). True instead when a cut is due now: the
+        listener's runway is under the schedule's `cut_runway_s` and the ids of a shorter window are pushed. Until
+        the runway runs that short, the wait for the whole window ends when it does."""
+        while True:
+            need = planner.tokens_needed - planner.pending_tokens
+            cut_needs = planner.cut_tokens_needed
+            limit, runway = planner.config.cut_runway_s, self._runway_s()
+            if limit is None or runway is None or cut_needs is None:
+                await tokens.wait_for_ids(need)
+                return False
+            if runway <= limit:
+                if planner.pending_tokens >= cut_needs:
+                    return True
+                await tokens.wait_for_ids(min(need, cut_needs - planner.pending_tokens))
+                return False  # the push that follows cuts (`_decode_push`)
+            try:
+                async with asyncio.timeout(runway - limit):
+                    await tokens.wait_for_ids(need)
+                return False
+            except TimeoutError:
+                continue
+
     async def _decode_push(self, run: ChunkRun, planner: DecodePlanner, semantic: list[int]) -> None:
         windows = planner.push(semantic)
+        if not windows and self._cut_due(planner):
+            windows = self._cut(planner)
+        await self._decode_planned(run, planner, windows)
+
+    async def _decode_planned(
+        self, run: ChunkRun, planner: DecodePlanner, windows: list[PlannedWindow]
+    ) -> None:
         if not windows:  # most engine deltas only buffer: nothing to await, decode or send
             return
         decoded = await self._decode_windows(planner, windows)
@@ -458,8 +508,12 @@ class SynthesisJob(ChunkGeneration):
                 return await self._recover(run, item, decoder)
             if done:
                 break
-            # Woken when the planner can make a window or the try ends, not for every delta (token_queue.py).
-            await tokens.wait_for_ids(decoder.tokens_needed - decoder.pending_tokens)
+            # Woken when the planner can make a window or the try ends, not for every delta (token_queue.py), or
+            # when the listener is about to run dry with a shorter window's ids at hand.
+            while await self._wait_for_window(decoder, tokens):
+                await self._decode_planned(run, decoder, self._cut(decoder))
+                if run.stop is not None:
+                    return await self._recover(run, run.stop, None)
             item = await tokens.get()
         await self._decode_finish(run, decoder)
         if run.stop is not None:

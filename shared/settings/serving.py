@@ -121,6 +121,14 @@ class StreamSettings(_Group):
         le=200,
         description="Tokens of look-ahead per chunk decode (24 keeps streamed audio within 1e-3 / 40 dB of offline).",
     )
+    stream_cut_runway_ms: int = Field(
+        300,
+        ge=0,
+        le=5000,
+        description="A stream's next decoded chunk is cut short, to the tokens that have their look-ahead, once its "
+        "client would run dry within this many ms: a slow engine then costs the codec a window more instead of "
+        "the listener a gap (0: never; `python -m bench sim_cut`).",
+    )
     default_latency: Literal["lowest", "balanced", "exact"] = Field(
         "balanced",
         description="First-chunk schedule of a stream when the request names none: lowest (8 engine "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.sim.run import SimConfig, SimRow, simulate
+from bench.sim.run import ADMISSION_OFF, SimConfig, SimRow, served_streaming, simulate
 from bench.sim.virtual_loop import DeadlockError, run_virtual
 from bench.sim.windows import plan_decode, plan_sr
 from bench.standin.cost_model import CostModel
@@ -273,7 +274,8 @@ def test_every_first_chunk_decision_is_counted_by_schedule_and_reason() -> None:
     }
     sched = _Scheduler()
     generating = [4]
-    adm = Admission(sched, generating=lambda: generating[0])
+    # The pace switches as they were before chunks were cut (test_first_chunk_pace.py has the defaults' reasons).
+    adm = Admission(sched, generating=lambda: generating[0], exact_needs_pace=2.0, short_needs_pace=0.0)
     assert adm.first_chunk_schedule("balanced") == "balanced"  # no codec cost measured yet
     sched.active_streams = 5
     for _ in range(60):  # 5 streams, 0.9 s of codec per second in all; the LLM gives each 40 tokens/s
@@ -495,12 +497,15 @@ def test_admission_ramp_lets_in_half_as_many_new_streams_as_old_ones_per_window(
     assert decisions == [True] * 10 + [False] * 2 and adm.refused["ramp"] == 2
 
 
-def test_under_load_a_newcomer_gets_the_exact_first_chunk_only_while_the_llm_is_well_ahead() -> None:
+def test_with_exact_needs_pace_a_newcomer_gets_the_exact_first_chunk_only_while_the_llm_is_well_ahead() -> (
+    None
+):
+    """`exact_needs_pace` set (0 by default since a stream's chunks are cut when its engine falls behind)."""
     from services.device.admission import Admission
 
     sched = _Scheduler()
     generating = [4]
-    adm = Admission(sched, generating=lambda: generating[0])
+    adm = Admission(sched, generating=lambda: generating[0], exact_needs_pace=2.0, short_needs_pace=0.0)
     assert adm.first_chunk_schedule("balanced") == "balanced"  # nothing measured yet
     sched.active_streams = 9
     for _ in range(60):  # 9 streams cost the codec 0.9 of the device; the LLM gives each 150 tokens/s
@@ -644,3 +649,22 @@ def test_the_settled_profile_takes_a_burst_of_64_on_the_short_first_chunk_at_eit
         assert served["streams_admitted"] < 64 or served["first_chunks"].get("exact/codec_busy", 0) > 0, name
         assert report["streams_admitted"] == 64 and report["underruns_prebuffer_100ms"] == 0, name
         assert not any(key.startswith("exact/") for key in report["first_chunks"]), name
+
+
+def test_cutting_a_chunk_for_a_listener_about_to_run_dry_carries_a_48khz_burst() -> None:
+    """200 streams at 48 kHz within 5 s, every one admitted on the exact first chunk, at vLLM's published step with
+    AP-BWE in TF32: with the service's cut (a chunk cut short once its listener would run dry within 0.3 s) none
+    underruns; without it, the engine falls behind the growing chunks at the burst's peak and streams run dry."""
+    from pathlib import Path
+
+    model = CostModel.load(Path("bench/cost_models/h200-graphs-vllm-step-sr-tf32.json")).with_overrides(
+        host_ms=1.4
+    )
+    burst = {"sample_rate": 48_000, "arrive_within_s": 5.0, "admission": ADMISSION_OFF, "latency": "exact"}
+    served = served_streaming()
+    assert served.cut_runway_s == 0.3
+    cut = simulate(SimConfig(model, 200, streaming=served, **burst))
+    uncut = simulate(SimConfig(model, 200, streaming=replace(served, cut_runway_s=None), **burst))
+    assert cut["streams_admitted"] == uncut["streams_admitted"] == 200
+    assert cut["cut_windows"] > 0 and cut["underruns_prebuffer_100ms"] == 0
+    assert uncut["cut_windows"] == 0 and uncut["underruns_prebuffer_100ms"] > 0

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from core.bicodec import BiCodecDecoder
-from core.streaming import StreamingConfig, StreamingDecoder
+from core.streaming import MIN_CUT_TOKENS, DecodePlanner, StreamingConfig, StreamingDecoder
 from tests.tiny_models import tiny_bicodec
 
 HOP = 320
@@ -205,3 +205,71 @@ def test_chunks_restart_at_the_first_chunk_size_after_the_short_schedule(model, 
     assert sizes[at_end] == base.first_chunk_tokens and sizes[at_end + 1] == base.next_chunk(
         base.first_chunk_tokens
     )
+
+
+def _cut_stream(
+    model, d_vector, tokens: np.ndarray, config: StreamingConfig, seed: int
+) -> tuple[np.ndarray, int]:
+    """`_stream`, cutting whenever a cut can be made after a burst (as a listener about to run dry asks)."""
+    rng = np.random.default_rng(seed)
+    decoder = StreamingDecoder(model, d_vector, config)
+    chunks: list[np.ndarray] = []
+    cuts = i = 0
+    while i < len(tokens):
+        n = int(rng.integers(1, 41))
+        chunks += decoder.push(tokens[i : i + n].tolist())
+        i += n
+        cut = decoder.cut()
+        cuts += len(cut)
+        chunks += cut
+    chunks += decoder.finish()
+    assert decoder.samples_out == len(tokens) * HOP
+    return np.concatenate(chunks), cuts
+
+
+@pytest.mark.parametrize("length", [137, 400])
+def test_cut_chunks_are_exact_like_every_other_chunk(model, d_vector, length: int) -> None:
+    """A cut window has its full left context and look-ahead: with context covering the receptive field the stream
+    still equals the offline decode, and with the served context it stays within the served bound."""
+    tokens = np.random.default_rng(length + 7).integers(0, 8192, length)
+    exact = StreamingConfig(left_context_tokens=68, lookahead_tokens=68, first_chunk_tokens=25)
+    streamed, cuts = _cut_stream(model, d_vector, tokens, exact, seed=length)
+    assert cuts > 0
+    assert np.abs(streamed - _offline(model, d_vector, tokens)).max() <= 1e-5
+    served, cuts = _cut_stream(model, d_vector, tokens, StreamingConfig(growth=1.5), seed=length)
+    assert cuts > 0
+    assert np.abs(served - _offline(model, d_vector, tokens)).max() <= 1e-3
+
+
+def test_a_cut_plans_what_has_its_look_ahead_and_the_schedule_goes_on() -> None:
+    config = StreamingConfig(first_chunk_tokens=25, growth=1.5, lookahead_tokens=24, left_context_tokens=24)
+    planner = DecodePlanner(config, hop=HOP, codebook_size=8192)
+    assert planner.cut() == [] and planner.cut_tokens_needed is None  # nothing before the first window
+    assert len(planner.push(list(range(49)))) == 1  # the first chunk: 25 tokens and their look-ahead
+    assert planner.cut_tokens_needed == MIN_CUT_TOKENS + 24
+    assert planner.pending_tokens == 24 and planner.tokens_needed == 38 + 24  # the next chunk: 38
+    planner.push(list(range(30)))
+    assert planner.pending_tokens == 54  # short of the chunk's 62
+    (window,) = planner.cut()
+    # Every pending token that has its look-ahead, with the full left context and look-ahead.
+    assert window.keep_start == 24 and window.kept_tokens == 30
+    assert len(window.ids) == 24 + 30 + 24
+    assert planner.pending_tokens == 24 and planner.cut() == []
+    assert planner.tokens_needed == 38 + 24  # the scheduled chunk is unchanged
+
+
+def test_no_cut_in_the_short_schedule_or_below_the_shortest_cut() -> None:
+    config = StreamingConfig(first_chunk_tokens=25).for_latency("balanced")
+    planner = DecodePlanner(config, hop=HOP, codebook_size=8192)
+    planner.push(list(range(16)))  # balanced's first chunk of 8 and its look-ahead of 8
+    planner.push(list(range(40)))
+    assert planner.cut_tokens_needed is None and planner.cut() == []  # the short schedule's first second
+    exact = DecodePlanner(StreamingConfig(), hop=HOP, codebook_size=8192)
+    exact.push(list(range(49)))
+    exact.push(list(range(MIN_CUT_TOKENS - 1)))
+    assert exact.cut() == []  # 24 pending + 23: one short of the shortest cut and its look-ahead
+
+
+def test_a_negative_cut_runway_is_refused() -> None:
+    with pytest.raises(ValueError, match="cut_runway_s"):
+        StreamingConfig(cut_runway_s=-0.1)

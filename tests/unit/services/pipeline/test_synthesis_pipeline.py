@@ -204,6 +204,63 @@ async def test_streamed_pipeline_matches_offline_decode(
     assert snr_db >= 40.0
 
 
+class _SlowEngine(_RecordingEngine):
+    """The real engine's ids, handed out one at a time below real time once the first chunk's are out: a listener
+    of its stream runs short of audio between chunks."""
+
+    def __init__(self, inner: Any, after_ids: int, seconds_per_id: float) -> None:
+        super().__init__(inner)
+        self.after_ids, self.seconds_per_id = after_ids, seconds_per_id
+
+    async def _stream(
+        self, prompt_ids: list[int], sampling: Any, request_id: str
+    ) -> AsyncIterator[list[int]]:
+        handed = 0
+        async for ids in super()._stream(prompt_ids, sampling, request_id):
+            for i in ids:
+                if handed >= self.after_ids:
+                    await asyncio.sleep(self.seconds_per_id)
+                handed += 1
+                yield [i]
+
+
+async def test_a_stream_whose_engine_falls_behind_cuts_its_next_chunk_short(
+    runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Below real time after the first chunk, the engine leaves the listener less than the schedule's cut runway:
+    the job decodes the tokens that have their look-ahead instead of waiting for the whole next chunk, and the
+    stream still equals the offline decode within the served bound. Not streamed, nobody runs dry: no cut."""
+    max_tokens = 150
+    text = "A stream whose engine falls behind the chunks it was promised, and keeps talking a while."
+
+    async def run(stream: bool, request_id: str) -> tuple[SynthesisJob, bytes]:
+        engine = _SlowEngine(runtime.engine, after_ids=60, seconds_per_id=0.03)  # ~33 ids/s: 2/3 of real time
+        monkeypatch.setattr(runtime, "engine", engine)
+        job = SynthesisJob.planned(
+            runtime.pipeline_resources(),
+            _request(runtime, text, request_id=request_id, stream=stream, max_tokens=max_tokens),
+        )
+        data = b"".join([piece async for piece in job.stream_bytes()])
+        (generated,) = engine.generated.values()
+        job.generated = generated  # type: ignore[attr-defined]
+        return job, data
+
+    job, data = await run(True, "cut-stream")
+    assert len(job.plan.chunks) == 1 and job.stats.cut_windows >= 1
+    streamed = _pcm_of_wav_stream(data)
+    parser = TokenParser(runtime.layout, mode="controllable")
+    parser.feed(job.generated)  # type: ignore[attr-defined]
+    semantic = parser.semantic[:max_tokens]
+    d_vector = runtime.speaker_vectors.compute(job.stats.global_tokens_per_chunk[0])
+    offline = runtime.bicodec.decode_with_speaker(torch.tensor([semantic]), d_vector)[0].numpy()
+    assert len(streamed) == len(offline) == len(semantic) * HOP
+    err = streamed.astype(np.float32) / 32768.0 - np.clip(offline, -1.0, 32767 / 32768)
+    assert np.abs(err).max() <= 1e-3
+
+    held, _ = await run(False, "cut-held")
+    assert held.stats.cut_windows == 0
+
+
 def _pcm_of_wav_stream(data: bytes) -> np.ndarray:
     assert data[:4] == b"RIFF" and struct.unpack_from("<I", data, 40)[0] == 0xFFFFFFFF
     return np.frombuffer(data[WAV_HEADER:], dtype="<i2")
