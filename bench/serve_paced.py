@@ -316,6 +316,7 @@ _REPORTED_SETTINGS = (
     "stream_chunk_growth",
     "stream_left_context_tokens",
     "stream_lookahead_tokens",
+    "stream_cut_runway_ms",
     "frame_ms",
     "torch_threads",
     "crossfade_ms",

@@ -36,10 +36,8 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
    the device's load): a margin of 1 let 72 admitted streams underrun in all (up to 19 in one run, 11 of 149 in one
    600-stream flood), 2 let 22, and 2 with rule 1b none; 2 admitted as many or more than 1, and rule 1b refuses a
    few percent of a 250-stream burst at a cheap LLM (docs/benchmarks.md).
-   `sr_pace_margin` (the `bursts` profile: 2, with a `pace_margin` of 1.5) is the margin while 48 kHz streams are
-   live (AP-BWE rows ran within `codec_window_s`): their windows wait for the next decoded audio as right context.
-   At 1.5 for every stream, 16-74 admitted 48 kHz streams ran dry per sustained-overload run on the slow-engine
-   models, where 2 ran none.
+   `sr_pace_margin` (`bursts`: 2 over a `pace_margin` of 1.4) is the margin while AP-BWE rows ran within
+   `codec_window_s`: a 48 kHz window waits for the next decoded audio as right context (docs/benchmarks.md).
 3. **The codec's cost per stream.** The scheduler's call seconds (codec calls, and the model calls it runs beside
    them: speaker vectors, reference encodes, CTC alignment) per second of one open stream, measured over the last
    `codec_window_s`, times the streams open now plus one: above `max_codec_share` of the device, refuse. The
@@ -89,6 +87,7 @@ from services.device.codec_cost import CodecCostBasis, CodecCostMeter, CodecCost
 from services.device.engine_lead import ENGINE_LEAD_PACE, engine_leads
 from services.device.first_chunks import FirstChunkChoices
 from services.device.key_share import KeyShares
+from services.device.telemetry import RecentRows
 from shared.metrics import ADMISSION_REFUSALS, ADMISSION_WAIT
 
 if TYPE_CHECKING:
@@ -173,12 +172,8 @@ class Admission:
         self.generating = generating
         self.need_tokens_per_s = need_tokens_per_s
         self.pace_margin = pace_margin
-        # Rule 2's margin while 48 kHz streams are live (AP-BWE rows ran within `codec_window_s`): their windows wait
-        # for the next decoded audio as right context, so they need the engine further ahead (None: `pace_margin`).
-        self.sr_pace_margin = sr_pace_margin
-        self._sr_rows_seen = 0
-        self._sr_seen_at = -math.inf
-        self._sr_memory_s = codec_window_s
+        self.sr_pace_margin = sr_pace_margin  # rule 2's while 48 kHz streams are live
+        self._sr_rows = RecentRows("sr", codec_window_s)
         self.pace_window_s = pace_window_s
         self.min_pace_sample_s = min_pace_sample_s
         self.max_codec_busy = max_codec_busy
@@ -357,15 +352,6 @@ class Admission:
             ), None
         return replace(decision, key_class="over_share" if over else "within_share"), wait
 
-    def _pace_margin(self, now: float) -> float:
-        """Rule 2's margin now: `sr_pace_margin` while AP-BWE rows ran within the codec's window, else `pace_margin`."""
-        if self.sr_pace_margin is None:
-            return self.pace_margin
-        sr_rows = self.scheduler.stats.rows_by_kind.get("sr", 0)
-        if sr_rows > self._sr_rows_seen:
-            self._sr_rows_seen, self._sr_seen_at = sr_rows, now
-        return self.sr_pace_margin if now - self._sr_seen_at <= self._sr_memory_s else self.pace_margin
-
     def _rules(self) -> tuple[AdmissionDecision, float | None]:
         """The device's rules, in order, for any key."""
         misses = self.scheduler.recent_misses(self.miss_grace_s)
@@ -388,7 +374,9 @@ class Admission:
             ), self._admitted_at[0] + self.pace_window_s - now + 1e-6
         generating = self._live_generating()
         pace = self.engine_pace()
-        margin = self._pace_margin(now)
+        sr_margin = self.sr_pace_margin
+        sr_live = sr_margin is not None and self._sr_rows.within(self.scheduler.stats, now)
+        margin = sr_margin if sr_live and sr_margin is not None else self.pace_margin
         projected = math.inf
         if pace is not None and generating > 0:
             # One more request as if each step's cost grew in proportion to its rows, counted from at least

@@ -23,15 +23,15 @@ process, it reads each call's stretch and holds less: 30-42 of those 64, 0.57-0.
 (docs/benchmarks.md, "The codec's cost of settled streams").
 
 `bursts`: `settled` with its limits set for the bursts a device carries once a stream's chunks are cut for a listener
-about to run dry (`TTS_STREAM_CUT_RUNWAY_MS`, on by default; this profile needs it): the LLM's pace margin 1.5 (2 while
-48 kHz streams are live), no spacing, a ramp floor of 64, the codec's cap at 0.8, newcomers on the short first chunk
+about to run dry (`TTS_STREAM_CUT_RUNWAY_MS`, on by default; this profile needs it): the LLM's pace margin 1.4 (2 while
+48 kHz streams are live), no spacing, a ramp floor of 64, the codec's cap at 0.9, newcomers on the short first chunk
 while the engine gives 3x real time and the codec's cost is read (the exact one past 32 streams before it is). In the
 simulator at the H200's measured costs and vLLM's published step, on a device that runs one call at a time, it admits
-64 of 64 arriving within 2 s at first audio p95 128-132 ms and 242-249 of 250 at 16 kHz within 5 s at p95 704-779 ms,
+64 of 64 arriving within 2 s at first audio p95 128-132 ms and 250 of 250 at 16 kHz within 5 s at p95 765-794 ms,
 none running dry; no admitted stream ran dry in the 315 overload runs on the five device models, where it admitted
-1.0-1.29x what `served` does on the serial models. Not the default: on the sliced device, as a served GPU shares itself
-with the engine's process, it holds 33-36 of those 64 and 0.63-0.89x of `served` in overload (docs/benchmarks.md,
-"Cutting a chunk for a listener about to run dry").
+1.03-1.27x what `served` does on the serial models. Not the default: on the sliced device, as a served GPU shares
+itself with the engine's process, it holds 38-43 of those 64 and 0.68-0.97x of `served` in overload but for 16 kHz
+at the 3 ms step (docs/benchmarks.md, "Cutting a chunk for a listener about to run dry").
 """
 
 from __future__ import annotations
@@ -67,11 +67,11 @@ ADMISSION_PROFILES: dict[AdmissionProfileName, AdmissionProfile] = {
         "run",
         {
             **_SETTLED,
-            "pace_margin": 1.5,
+            "pace_margin": 1.4,
             "sr_pace_margin": 2.0,
             "spacing_s": 0.0,
             "ramp_floor": 64,
-            "max_codec_share": 0.8,
+            "max_codec_share": 0.9,
             "short_needs_pace": 3.0,
             "unmeasured_short_streams": 32,
         },

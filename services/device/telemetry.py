@@ -96,6 +96,21 @@ class SchedulerStats:
         return self.seconds_by_kind[kind] / work if work else None
 
 
+class RecentRows:
+    """Whether the scheduler ran rows of one kind within the last `memory_s` seconds, read off its cumulative stats
+    (admission: 48 kHz streams are live while AP-BWE rows run)."""
+
+    def __init__(self, kind: WindowKind, memory_s: float) -> None:
+        self.kind, self.memory_s = kind, memory_s
+        self._rows, self._at = 0, -math.inf
+
+    def within(self, stats: SchedulerStats, now: float) -> bool:
+        rows = stats.rows_by_kind.get(self.kind, 0)
+        if rows > self._rows:
+            self._rows, self._at = rows, now
+        return now - self._at <= self.memory_s
+
+
 def record_call(
     call: Any, chosen: Sequence[Any], started: float, seconds: float, late: Sequence[float]
 ) -> None:

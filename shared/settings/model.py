@@ -174,9 +174,9 @@ class CodecSettings(_Group):
         "on a device that runs one call at a time and no admitted stream ran dry on any device model, but on a device "
         "shared by time slices, as a served GPU is, it holds less than served. bursts: settled with the limits "
         "set for the bursts a device carries once chunks are cut for a listener about to run dry "
-        "(TTS_STREAM_CUT_RUNWAY_MS, which it needs): 64 within 2 s at p95 128-132 ms and 242-249 of 250 within 5 s "
-        "on a device that runs one call at a time, none dry in overload on any device model; on a sliced device it "
-        "holds less than served (docs/benchmarks.md).",
+        "(TTS_STREAM_CUT_RUNWAY_MS, which it needs): 64 within 2 s at p95 128-132 ms and 250 of 250 within 5 s at "
+        "p95 765-794 ms on a device that runs one call at a time, none dry in overload on any device model; on a "
+        "sliced device it holds less than served (docs/benchmarks.md).",
     )
     admission_codec_share: float | None = Field(
         None,

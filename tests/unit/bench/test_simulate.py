@@ -668,3 +668,22 @@ def test_cutting_a_chunk_for_a_listener_about_to_run_dry_carries_a_48khz_burst()
     assert cut["streams_admitted"] == uncut["streams_admitted"] == 200
     assert cut["cut_windows"] > 0 and cut["underruns_prebuffer_100ms"] == 0
     assert uncut["cut_windows"] == 0 and uncut["underruns_prebuffer_100ms"] > 0
+
+
+def test_the_bursts_profile_admits_every_one_of_250_within_5s_at_vllm_s_step() -> None:
+    """With the cut, at vLLM's published step on the serial device, `bursts` admits the whole 16 kHz burst that the
+    service's profile admits about 60% of, none underrunning."""
+    from pathlib import Path
+
+    bursts = ADMISSION_PROFILES["bursts"]
+    model = CostModel.load(Path("bench/cost_models/h200-graphs-vllm-step.json")).with_overrides(host_ms=1.4)
+    arrivals = {"arrive_within_s": 5.0, "seed": 1}
+    served = simulate(SimConfig(model, 250, **arrivals))
+    report = simulate(
+        SimConfig(
+            model, 250, call_seconds_read=bursts.call_seconds_read, admission=bursts.admission, **arrivals
+        )
+    )
+    assert served["streams_admitted"] < 200
+    assert report["streams_admitted"] == 250 and report["underruns_prebuffer_100ms"] == 0
+    assert report["cut_windows"] > 0

@@ -25,9 +25,10 @@ def d_vector(model: BiCodecDecoder) -> torch.Tensor:
 
 
 def _stream(
-    model, d_vector, tokens: np.ndarray, config: StreamingConfig, seed: int
+    model, d_vector, tokens: np.ndarray, config: StreamingConfig, seed: int, *, cut: bool = False
 ) -> tuple[np.ndarray, list]:
-    """Feed `tokens` in random-sized bursts (1..40, like an LLM's delta batches); return audio and chunks."""
+    """Feed `tokens` in random-sized bursts (1..40, like an LLM's delta batches), with `cut` cutting a chunk after each
+    burst where one can be made (as a listener about to run dry asks); return audio and chunks."""
     rng = np.random.default_rng(seed)
     decoder = StreamingDecoder(model, d_vector, config)
     chunks: list[np.ndarray] = []
@@ -36,6 +37,8 @@ def _stream(
         n = int(rng.integers(1, 41))
         chunks += decoder.push(tokens[i : i + n].tolist())
         i += n
+        if cut:
+            chunks += decoder.cut()
     chunks += decoder.finish()
     assert decoder.tokens_in == len(tokens) and decoder.samples_out == len(tokens) * HOP
     return np.concatenate(chunks), chunks
@@ -207,38 +210,19 @@ def test_chunks_restart_at_the_first_chunk_size_after_the_short_schedule(model, 
     )
 
 
-def _cut_stream(
-    model, d_vector, tokens: np.ndarray, config: StreamingConfig, seed: int
-) -> tuple[np.ndarray, int]:
-    """`_stream`, cutting whenever a cut can be made after a burst (as a listener about to run dry asks)."""
-    rng = np.random.default_rng(seed)
-    decoder = StreamingDecoder(model, d_vector, config)
-    chunks: list[np.ndarray] = []
-    cuts = i = 0
-    while i < len(tokens):
-        n = int(rng.integers(1, 41))
-        chunks += decoder.push(tokens[i : i + n].tolist())
-        i += n
-        cut = decoder.cut()
-        cuts += len(cut)
-        chunks += cut
-    chunks += decoder.finish()
-    assert decoder.samples_out == len(tokens) * HOP
-    return np.concatenate(chunks), cuts
-
-
 @pytest.mark.parametrize("length", [137, 400])
 def test_cut_chunks_are_exact_like_every_other_chunk(model, d_vector, length: int) -> None:
     """A cut window has its full left context and look-ahead: with context covering the receptive field the stream
     still equals the offline decode, and with the served context it stays within the served bound."""
     tokens = np.random.default_rng(length + 7).integers(0, 8192, length)
+    offline = _offline(model, d_vector, tokens)
     exact = StreamingConfig(left_context_tokens=68, lookahead_tokens=68, first_chunk_tokens=25)
-    streamed, cuts = _cut_stream(model, d_vector, tokens, exact, seed=length)
-    assert cuts > 0
-    assert np.abs(streamed - _offline(model, d_vector, tokens)).max() <= 1e-5
-    served, cuts = _cut_stream(model, d_vector, tokens, StreamingConfig(growth=1.5), seed=length)
-    assert cuts > 0
-    assert np.abs(served - _offline(model, d_vector, tokens)).max() <= 1e-3
+    served = StreamingConfig(growth=1.5)
+    for config, bound in ((exact, 1e-5), (served, 1e-3)):
+        streamed, chunks = _stream(model, d_vector, tokens, config, seed=length, cut=True)
+        _, uncut = _stream(model, d_vector, tokens, config, seed=length)
+        assert len(chunks) > len(uncut)  # chunks were cut
+        assert np.abs(streamed - offline).max() <= bound
 
 
 def test_a_cut_plans_what_has_its_look_ahead_and_the_schedule_goes_on() -> None:
