@@ -374,9 +374,9 @@ class Admission:
             ), self._admitted_at[0] + self.pace_window_s - now + 1e-6
         generating = self._live_generating()
         pace = self.engine_pace()
-        sr_margin = self.sr_pace_margin
-        sr_live = sr_margin is not None and self._sr_rows.within(self.scheduler.stats, now)
-        margin = sr_margin if sr_live and sr_margin is not None else self.pace_margin
+        margin = self.pace_margin
+        if self.sr_pace_margin is not None and self._sr_rows.within(self.scheduler.stats, now):
+            margin = self.sr_pace_margin
         projected = math.inf
         if pace is not None and generating > 0:
             # One more request as if each step's cost grew in proportion to its rows, counted from at least
