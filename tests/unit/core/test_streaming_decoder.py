@@ -257,3 +257,19 @@ def test_no_cut_in_the_short_schedule_or_below_the_shortest_cut() -> None:
 def test_a_negative_cut_runway_is_refused() -> None:
     with pytest.raises(ValueError, match="cut_runway_s"):
         StreamingConfig(cut_runway_s=-0.1)
+
+
+def test_cut_streams_decoded_from_several_threads_at_once_equal_each_alone(model, d_vector) -> None:
+    """The cut holds no state beyond its own planner: four cut streams on one model from four threads at once give
+    each stream's audio as it gives alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    token_sets = [np.random.default_rng(90 + i).integers(0, 8192, 300) for i in range(4)]
+    config = StreamingConfig(growth=1.5)
+    alone = [_stream(model, d_vector, t, config, seed=i, cut=True)[0] for i, t in enumerate(token_sets)]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(
+            pool.map(lambda i: _stream(model, d_vector, token_sets[i], config, seed=i, cut=True)[0], range(4))
+        )
+    for a, b in zip(alone, together, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)  # shared state would differ by far more
