@@ -163,10 +163,12 @@ async def test_a_deadline_bounds_the_encode_itself_and_frees_the_slot_at_once() 
     at once (its encode runs while the abandoned thread is still finishing its stage), and the hostile key cannot
     stack a second thread until its first one stopped."""
     encoder = HeldEncoder(held=1)
-    refs = references(encoder, max_per_key=1, wait_s=30, deadline_s=0.3)
+    # 1 s, not less: the deadline also covers reading the upload before the encoder runs, and on two loaded cores
+    # 0.3 s can pass first: the encoder then never runs for it, and the next key's encode is the one held.
+    refs = references(encoder, max_per_key=1, wait_s=30, deadline_s=1.0)
     cut = await refusal(refs.encode(audio(1), semantic=False, key_id="hostile"))
     assert (cut.code, cut.retry_after) == ("GENERATION_TIMEOUT", 10)
-    assert refs.abandoned == 1
+    assert refs.abandoned == 1 and encoder.started == 1
     refs.deadline_s = 60  # the short bound was the hostile call's; the next key's encode must not race it
     assert (await refs.encode(audio(2), semantic=False, key_id="other")).tokens  # the slot was given back
     await until(lambda: encoder.stopped == 1)  # the abandoned thread stopped at its next stage check
