@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.harness import write_results
 from bench.sim.run import SimConfig, served_streaming, simulate
 from bench.sim.sliced_device import DEVICE_SHARINGS, DeviceSharing
 from bench.standin.cost_model import CostModel
@@ -25,6 +26,7 @@ from services.device.calls import CALL_SECONDS_READS, CallSecondsRead, Scheduler
 
 ROOT = Path(__file__).resolve().parents[1]
 COST_MODEL = ROOT / "bench" / "cost_models" / "h100-tf32.json"
+HOST_MS = 1.5  # API host milliseconds per audio second
 
 # (sample rate, LLM ms per row, streams offered, arrivals within s, preamble ids), seeds
 CASES: list[tuple[tuple[int, float, int, float, int], range]] = [
@@ -65,7 +67,7 @@ class Run:
 def run_case(run: Run) -> dict[str, Any]:
     (rate, per_row, streams, within, preamble), seed = run.case, run.seed
     admission, policy, read = run.admission, run.policy, run.call_seconds_read
-    model = CostModel.load(run.cost_model).with_overrides(llm_per_row=per_row, host_ms=1.5)
+    model = CostModel.load(run.cost_model).with_overrides(llm_per_row=per_row, host_ms=HOST_MS)
     report = simulate(
         SimConfig(
             model,
@@ -185,23 +187,19 @@ def main(argv: list[str] | None = None) -> int:
     total = sum(r["underrunning_streams"] for r in rows)
     print(f"underrunning streams in all {len(rows)} runs: {total}")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps(
-                {
-                    "cost_model": _shown(args.cost_model),
-                    "host_ms": 1.5,
-                    "profile": args.profile,
-                    "admission": admission,
-                    "policy": policy,
-                    "call_seconds_read": read,
-                    "device_sharing": args.device_sharing,
-                    "streaming": json.loads(args.streaming),
-                    "rows": rows,
-                },
-                indent=1,
-            )
-            + "\n"
+        write_results(
+            args.json,
+            {
+                "cost_model": _shown(args.cost_model),
+                "host_ms": HOST_MS,
+                "profile": args.profile,
+                "admission": admission,
+                "policy": policy,
+                "call_seconds_read": read,
+                "device_sharing": args.device_sharing,
+                "streaming": json.loads(args.streaming),
+                "rows": rows,
+            },
         )
     return 0
 
