@@ -144,6 +144,30 @@ class CostModel:
             out = replace(out, host_ms_per_request=host_ms_per_request)
         return out
 
+    def scaled(
+        self, *, llm_fixed: float = 1.0, llm_per_row: float = 1.0, decode: float = 1.0, sr: float = 1.0
+    ) -> CostModel:
+        """This model with a term's cost times a factor (a what-if: which term a load hinges on). `decode` and `sr`
+        scale a call's fixed and per-unit cost alike, graph and eager; the prenet's share is a ratio and stays."""
+        from dataclasses import replace
+
+        def times(line: Linear | None, factor: float) -> Linear | None:
+            return None if line is None else Linear(line.fixed * factor, line.per_unit * factor)
+
+        factors = {"llm_fixed": llm_fixed, "llm_per_row": llm_per_row, "decode": decode, "sr": sr}
+        if any(not factor > 0 for factor in factors.values()):
+            raise ValueError(f"scale factors must be positive, got {factors}")
+        changed = ", ".join(f"{term} x{factor:g}" for term, factor in factors.items() if factor != 1.0)
+        return replace(
+            self,
+            name=f"{self.name} ({changed})" if changed else self.name,
+            llm_step=Linear(self.llm_step.fixed * llm_fixed, self.llm_step.per_unit * llm_per_row),
+            decode=Linear(self.decode.fixed * decode, self.decode.per_unit * decode),
+            sr=Linear(self.sr.fixed * sr, self.sr.per_unit * sr),
+            decode_eager=times(self.decode_eager, decode),
+            sr_eager=times(self.sr_eager, sr),
+        )
+
     # ---- what one device call costs
     def step_seconds(self, rows: int, prefill_tokens: int = 0, prefills: int = 0) -> float:
         """One engine step over `rows` rows, with the prompts of `prefills` newcomers (`prefill_tokens` in all)

@@ -290,3 +290,18 @@ def test_beside_the_engine_on_a_sliced_device_run_reads_the_stretch_and_own_does
         return seconds
 
     assert run_virtual(main) == pytest.approx(own if read == "own" else 2 * own)
+
+
+def test_a_scaled_model_changes_only_the_terms_it_names() -> None:
+    """`CostModel.scaled` (bench/sim_burst_costs.py's what-ifs): a call of the scaled term costs the factor times as
+    much, every other term as before, and the name says what changed."""
+    call = Call("decode", (DecodeWindow(np.zeros(40, np.int32), None, 8, 32),), 48, 1)
+    decode = MODEL.scaled(decode=0.5)
+    assert decode.call_seconds(call) == pytest.approx(0.5 * MODEL.call_seconds(call))
+    assert (decode.llm_step, decode.sr, decode.llm_prefill) == (MODEL.llm_step, MODEL.sr, MODEL.llm_prefill)
+    assert decode.name == "t (decode x0.5)"
+    engine = MODEL.scaled(llm_fixed=0.5)
+    assert engine.step_seconds(4) == pytest.approx((1.5 + 0.5 * 4) / 1000)
+    assert engine.decode == MODEL.decode and MODEL.scaled() == MODEL
+    with pytest.raises(ValueError, match="positive"):
+        MODEL.scaled(sr=0.0)
