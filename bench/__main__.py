@@ -150,6 +150,10 @@ BENCHES: dict[str, Bench] = {
         "-m bench.sim_cut",
         "the goal bursts with and without cutting a chunk for a listener about to run dry",
     ),
+    "sim_burst_costs": Bench(
+        "-m bench.sim_burst_costs",
+        "the goal bursts with one device cost term made cheaper at a time: which one a burst hinges on",
+    ),
     # a GPU (bench/gpu/README.md)
     "gpu": Bench("gpu/bench_gpu.py", "batched BiCodec and AP-BWE throughput, fp32 / tf32 / bf16", suite=True),
     "gpu_acceptance": Bench("gpu/acceptance.py", "every GPU claim in resumable steps (a lent GPU)"),

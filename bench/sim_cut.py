@@ -83,7 +83,8 @@ def run_one(job: Job) -> dict[str, Any]:
     }
 
 
-def _cell(runs: list[dict[str, Any]]) -> str:
+def summary_cell(runs: list[dict[str, Any]]) -> str:
+    """Runs of one cell, seed by seed: "admitted per seed, first audio p95 range, dry per seed"."""
     p95 = [r["ttfa_ms_p95"] for r in runs if r["ttfa_ms_p95"] is not None]
     span = f"{round(min(p95))}-{round(max(p95))}" if p95 else "-"
     admitted = "/".join(str(r["admitted"]) for r in runs)
@@ -110,7 +111,7 @@ def print_table(runs: list[dict[str, Any]]) -> None:
                 ),
                 key=lambda r: r["seed"],
             )
-            cells.append(_cell(chosen) if chosen else "")
+            cells.append(summary_cell(chosen) if chosen else "")
         if any(cells):
             print(f"| {burst} | {model} | " + " | ".join(cells) + " |")
 

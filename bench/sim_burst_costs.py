@@ -1,0 +1,166 @@
+"""Which device cost a burst hinges on: `python -m bench sim_burst_costs [--json OUT] [--quick]`.
+
+The goal bursts (bench/sim/goals.py) on the H200's measured codec with AP-BWE in TF32 at vLLM's published engine step
+(`bench/cost_models/h200-graphs-vllm-step-sr-tf32.json`, or `--cost-model`), then with one cost term made cheaper at a time
+(`CostModel.scaled`): the engine step's fixed cost or its cost per row halved, BiCodec decode at 0.75, AP-BWE at
+0.5; and AP-BWE in fp32 as served, for the other side. Each runs with every stream admitted on the exact first chunk
+(admission off: what the modelled device carries) and with the `bursts` admission profile, seeds 0-2, host 1.4 ms per
+audio second, on a device that runs one call at a time, with the cut as served (`TTS_STREAM_CUT_RUNWAY_MS`).
+`--admission` sets `Admission` keywords over the profile's (what loosening it for the burst would admit).
+
+It answers what the 48 kHz burst's goal (all 200 admitted, first audio p95 <= 800 ms, none dry) waits on: at the
+measured costs the device alone is at its edge (a newcomer at the burst's peak waits for its first 49 ids from an
+engine that gives each stream about real time, the device being busy), so the term that frees device time is the
+one to measure and cut first, and where the device carries the burst, what admission then leaves out.
+A prediction from cost models, not a measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench.harness import write_results
+from bench.sim.goals import GOAL_BURSTS, MEASURED_HOST_MS, arrivals_named
+from bench.sim.run import ADMISSION_OFF, SimConfig, simulate
+from bench.sim_cut import summary_cell
+from bench.standin.cost_model import CostModel
+from services.device.admission_profiles import ADMISSION_PROFILES
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS_DIR = ROOT / "bench" / "cost_models"
+MEASURED = MODELS_DIR / "h200-graphs-vllm-step-sr-tf32.json"
+# Each variant: its name, its own cost model file (None: the one measured, `--cost-model`) and `CostModel.scaled`'s
+# factors over it.
+VARIANTS: dict[str, tuple[Path | None, dict[str, float]]] = {
+    "as measured (TF32 AP-BWE)": (None, {}),
+    "engine step fixed x0.5": (None, {"llm_fixed": 0.5}),
+    "engine per row x0.5": (None, {"llm_per_row": 0.5}),
+    "decode x0.75": (None, {"decode": 0.75}),
+    "AP-BWE x0.5": (None, {"sr": 0.5}),
+    "fp32 AP-BWE (as served)": (MODELS_DIR / "h200-graphs-vllm-step.json", {}),
+}
+ADMISSIONS = ("off", "bursts")
+SEEDS = (0, 1, 2)
+
+# the measured cost model's path, variant, burst, admission, seed, JSON settings over the profile's
+Job = tuple[str, str, str, str, int, str]
+
+
+def run_one(job: Job) -> dict[str, Any]:
+    measured, variant, burst, admission, seed, overrides = job
+    path, factors = VARIANTS[variant]
+    model = CostModel.load(path or measured).scaled(**factors).with_overrides(host_ms=MEASURED_HOST_MS)
+    arrivals = arrivals_named(burst, GOAL_BURSTS)
+    settings: dict[str, Any] = {"admission": ADMISSION_OFF, "latency": "exact"}
+    if admission != "off":
+        profile = ADMISSION_PROFILES[admission]
+        settings = {
+            "admission": {**profile.admission, **json.loads(overrides)},
+            "call_seconds_read": profile.call_seconds_read,
+        }
+    report = simulate(
+        SimConfig(
+            model,
+            arrivals.streams,
+            sample_rate=arrivals.sample_rate,
+            arrive_within_s=arrivals.within_s,
+            seed=seed,
+            **settings,
+        )
+    )
+    onboarding = report["breakdown"]["onboarding"]
+    idle = next(t["device_s"] for t in onboarding["terms"] if t["term"] == "device idle")
+    return {
+        "variant": variant,
+        "cost_model": model.name,
+        "arrivals": burst,
+        "admission": admission,
+        "seed": seed,
+        "admitted": report["streams_admitted"],
+        "underran": report["underruns_prebuffer_100ms"],
+        "ttfa_ms_p95": report["ttfa_ms_p95"],
+        # of first audio, the part until the first window's ids were usable (the engine's, not the codec's)
+        "first_window_ms_p95": report["first_window_ms_p95"],
+        "cut_windows": report["cut_windows"],
+        "refused_by": report["refused_by"],
+        # From the first arrival to the last admitted stream's first audio (bench/sim/breakdown.py)
+        "onboarding_s": round(onboarding["to_s"] - onboarding["from_s"], 3),
+        "onboarding_device_idle_s": max(0.0, idle),
+    }
+
+
+def print_table(runs: list[dict[str, Any]]) -> None:
+    print(
+        "Admitted per seed, first audio p95 ms, streams that underran at a 100 ms prebuffer per seed; "
+        f"host {MEASURED_HOST_MS} ms per audio second, serial device, vLLM's step"
+    )
+    print("| burst | device costs | " + " | ".join(f"admission {a}" for a in ADMISSIONS) + " |")
+    print("|---|---|" + "---|" * len(ADMISSIONS))
+    for burst, variant in itertools.product([b.name for b in GOAL_BURSTS], VARIANTS):
+        cells = [
+            summary_cell(
+                sorted(
+                    (
+                        r
+                        for r in runs
+                        if (r["arrivals"], r["variant"], r["admission"]) == (burst, variant, admission)
+                    ),
+                    key=lambda r: r["seed"],
+                )
+            )
+            for admission in ADMISSIONS
+        ]
+        if any(r["arrivals"] == burst and r["variant"] == variant for r in runs):
+            print(f"| {burst} | {variant} | " + " | ".join(cells) + " |")
+
+
+def _shown(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "simulate" / "burst_costs.json")
+    p.add_argument(
+        "--cost-model",
+        type=Path,
+        default=MEASURED,
+        help="the measured costs the variants scale (a GPU's engine-step fit put into a cost model)",
+    )
+    p.add_argument(
+        "--admission",
+        default="{}",
+        help="JSON keyword settings for Admission over the profile's (not admission off)",
+    )
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="seed 0, the 48 kHz burst")
+    args = p.parse_args(argv)
+    seeds = SEEDS[:1] if args.quick else SEEDS
+    bursts = [GOAL_BURSTS[2].name] if args.quick else [b.name for b in GOAL_BURSTS]
+    json.loads(args.admission)  # a bad --admission fails here, before the workers start
+    jobs: list[Job] = list(
+        itertools.product([str(args.cost_model)], VARIANTS, bursts, ADMISSIONS, seeds, [args.admission])
+    )
+    with ProcessPoolExecutor(args.workers) as pool:
+        runs = list(pool.map(run_one, jobs))
+    print_table(runs)
+    write_results(
+        args.json,
+        {
+            "cost_model": _shown(args.cost_model),
+            "host_ms_per_audio_second": MEASURED_HOST_MS,
+            "admission_over_profile": json.loads(args.admission),
+            "runs": runs,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,40 @@
+"""bench/sim_burst_costs.py: the goal bursts with one device cost term made cheaper at a time."""
+
+from __future__ import annotations
+
+import json
+
+from bench import sim_burst_costs
+from bench.sim.goals import GOAL_BURSTS
+
+
+def test_a_variant_runs_on_its_scaled_model_under_each_admission() -> None:
+    burst = GOAL_BURSTS[0].name
+    measured = str(sim_burst_costs.MEASURED)
+    off = sim_burst_costs.run_one((measured, "decode x0.75", burst, "off", 0, "{}"))
+    assert off["cost_model"].endswith("(decode x0.75)")
+    assert off["admitted"] == GOAL_BURSTS[0].streams  # admission off admits every arrival
+    profiled = sim_burst_costs.run_one((measured, "decode x0.75", burst, "bursts", 0, "{}"))
+    assert profiled["admission"] == "bursts" and profiled["underran"] == 0
+    capped = sim_burst_costs.run_one((measured, "decode x0.75", burst, "bursts", 0, '{"ramp_floor": 8}'))
+    assert capped["admitted"] < profiled["admitted"] and capped["refused_by"]  # the keywords reach admission
+
+
+def test_the_variants_scale_the_cost_model_given_and_write_every_run(tmp_path, monkeypatch, capsys) -> None:
+    for path, factors in sim_burst_costs.VARIANTS.values():
+        assert (path is None or path.is_file()) and all(0 < f <= 1 for f in factors.values())
+    monkeypatch.setattr(
+        sim_burst_costs, "VARIANTS", {"as measured": sim_burst_costs.VARIANTS["decode x0.75"]}
+    )
+    monkeypatch.setattr(sim_burst_costs, "ADMISSIONS", ("off",))
+    out = tmp_path / "costs.json"
+    model = tmp_path / "fit.json"
+    model.write_text(sim_burst_costs.MEASURED.read_text().replace('"fixed": 1.7', '"fixed": 0.9'))
+    argv = ["--quick", "--cost-model", str(model), "--json", str(out), "--workers", "1"]
+    assert sim_burst_costs.main(argv) == 0
+    written = json.loads(out.read_text())
+    assert written["cost_model"] == "fit.json"
+    runs = written["runs"]
+    assert [(r["arrivals"], r["admission"], r["seed"]) for r in runs] == [(GOAL_BURSTS[2].name, "off", 0)]
+    assert runs[0]["cost_model"].endswith("(decode x0.75)")
+    assert "| 200 @48k within 5 s | as measured |" in capsys.readouterr().out
