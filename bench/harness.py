@@ -264,6 +264,13 @@ def results_path(folder: str, name: str) -> Path:
     return path
 
 
+def repo_path(path: Path) -> str:
+    """A path as results files show it: relative to the repository when it is inside it, else its name (no machine
+    paths in committed results)."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else path.name
+
+
 def write_results(path: Path, result: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, default=str) + "\n")

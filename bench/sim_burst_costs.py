@@ -24,12 +24,11 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.harness import write_results
+from bench.harness import repo_path, write_results
 from bench.sim.goals import GOAL_BURSTS, MEASURED_HOST_MS, arrivals_named
-from bench.sim.run import ADMISSION_OFF, SimConfig, simulate
+from bench.sim.run import simulate_arrivals
 from bench.sim_cut import summary_cell
 from bench.standin.cost_model import CostModel
-from services.device.admission_profiles import ADMISSION_PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = ROOT / "bench" / "cost_models"
@@ -56,23 +55,7 @@ def run_one(job: Job) -> dict[str, Any]:
     path, factors = VARIANTS[variant]
     model = CostModel.load(path or measured).scaled(**factors).with_overrides(host_ms=MEASURED_HOST_MS)
     arrivals = arrivals_named(burst, GOAL_BURSTS)
-    settings: dict[str, Any] = {"admission": ADMISSION_OFF, "latency": "exact"}
-    if admission != "off":
-        profile = ADMISSION_PROFILES[admission]
-        settings = {
-            "admission": {**profile.admission, **json.loads(overrides)},
-            "call_seconds_read": profile.call_seconds_read,
-        }
-    report = simulate(
-        SimConfig(
-            model,
-            arrivals.streams,
-            sample_rate=arrivals.sample_rate,
-            arrive_within_s=arrivals.within_s,
-            seed=seed,
-            **settings,
-        )
-    )
+    report = simulate_arrivals(model, arrivals, admission, seed, admission_over=json.loads(overrides))
     onboarding = report["breakdown"]["onboarding"]
     idle = next(t["device_s"] for t in onboarding["terms"] if t["term"] == "device idle")
     return {
@@ -119,11 +102,6 @@ def print_table(runs: list[dict[str, Any]]) -> None:
             print(f"| {burst} | {variant} | " + " | ".join(cells) + " |")
 
 
-def _shown(path: Path) -> str:
-    path = path.resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "simulate" / "burst_costs.json")
@@ -153,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     write_results(
         args.json,
         {
-            "cost_model": _shown(args.cost_model),
+            "cost_model": repo_path(args.cost_model),
             "host_ms_per_audio_second": MEASURED_HOST_MS,
             "admission_over_profile": json.loads(args.admission),
             "runs": runs,

@@ -26,9 +26,8 @@ from typing import Any
 
 from bench.harness import write_results
 from bench.sim.goals import GOAL_BURSTS, MEASURED_HOST_MS, arrivals_named
-from bench.sim.run import ADMISSION_OFF, SimConfig, served_streaming, simulate
+from bench.sim.run import served_streaming, simulate_arrivals
 from bench.standin.cost_model import CostModel
-from services.device.admission_profiles import ADMISSION_PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = ROOT / "bench" / "cost_models"
@@ -52,21 +51,7 @@ def run_one(job: Job) -> dict[str, Any]:
     streaming = served_streaming()
     if cut == "uncut":
         streaming = replace(streaming, cut_runway_s=None)
-    settings: dict[str, Any] = {"admission": ADMISSION_OFF, "latency": "exact"}
-    if admission != "off":
-        profile = ADMISSION_PROFILES[admission]
-        settings = {"admission": profile.admission, "call_seconds_read": profile.call_seconds_read}
-    report = simulate(
-        SimConfig(
-            model,
-            arrivals.streams,
-            sample_rate=arrivals.sample_rate,
-            arrive_within_s=arrivals.within_s,
-            seed=seed,
-            streaming=streaming,
-            **settings,
-        )
-    )
+    report = simulate_arrivals(model, arrivals, admission, seed, streaming=streaming)
     return {
         "model": model_name,
         "arrivals": burst,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.harness import write_results
+from bench.harness import repo_path, write_results
 from bench.sim.run import SimConfig, served_streaming, simulate
 from bench.sim.sliced_device import DEVICE_SHARINGS, DeviceSharing
 from bench.standin.cost_model import CostModel
@@ -95,12 +95,6 @@ def run_case(run: Run) -> dict[str, Any]:
         "ttfa_ms_p95": report["ttfa_ms_p95"],
         "refused_by": report["refused_by"],
     }
-
-
-def _shown(path: Path) -> str:
-    """A cost model's path as the results show it: relative to the repository when it is inside it."""
-    resolved = path.resolve()
-    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else path.name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         write_results(
             args.json,
             {
-                "cost_model": _shown(args.cost_model),
+                "cost_model": repo_path(args.cost_model),
                 "host_ms": HOST_MS,
                 "profile": args.profile,
                 "admission": admission,

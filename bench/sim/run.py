@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from bench.sim.breakdown import Ledger, breakdown
+from bench.sim.goals import Arrivals
 from bench.sim.sliced_device import DEVICE_SHARINGS, DeviceSharing, SlicedDeviceTimeline
 from bench.sim.windows import HOP, SR_CONTEXT, SR_GRID, SR_MAX_BLOCK, SR_MIN_BLOCK
 from bench.standin.cost_model import (
@@ -554,4 +555,37 @@ def simulate(config: SimConfig) -> dict[str, Any]:
     return run_virtual(main)
 
 
-__all__ = ["ADMISSION_OFF", "SimConfig", "Simulation", "served_streaming", "simulate"]
+def simulate_arrivals(
+    model: CostModel,
+    arrivals: Arrivals,
+    admission: str,
+    seed: int,
+    *,
+    streaming: StreamingConfig | None = None,
+    admission_over: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One run of `arrivals` on a serial device under `admission`: "off" (every stream admitted on the exact first
+    chunk: what the modelled device carries) or an admission profile's name, its codec seconds read as it reads them,
+    with `admission_over`'s `Admission` keywords over its own."""
+    from services.device.admission_profiles import ADMISSION_PROFILES
+
+    settings: dict[str, Any] = {"admission": ADMISSION_OFF, "latency": "exact"}
+    if admission != "off":
+        profile = ADMISSION_PROFILES[admission]  # type: ignore[index]  # a profile name, checked by the lookup
+        settings = {
+            "admission": {**profile.admission, **(admission_over or {})},
+            "call_seconds_read": profile.call_seconds_read,
+        }
+    config = SimConfig(
+        model,
+        arrivals.streams,
+        sample_rate=arrivals.sample_rate,
+        arrive_within_s=arrivals.within_s,
+        seed=seed,
+        streaming=streaming,
+        **settings,
+    )
+    return simulate(config)
+
+
+__all__ = ["ADMISSION_OFF", "SimConfig", "Simulation", "served_streaming", "simulate", "simulate_arrivals"]
