@@ -1,18 +1,20 @@
 """Which device cost a burst hinges on: `python -m bench sim_burst_costs [--json OUT] [--quick]`.
 
-The goal bursts (bench/sim/goals.py) on the H200's measured codec with AP-BWE in TF32 at vLLM's published engine step
-(`bench/cost_models/h200-graphs-vllm-step-sr-tf32.json`, or `--cost-model`), then with one cost term made cheaper at a time
-(`CostModel.scaled`): the engine step's fixed cost or its cost per row halved, BiCodec decode at 0.75, AP-BWE at
-0.5; and AP-BWE in fp32 as served, for the other side. Each runs with every stream admitted on the exact first chunk
-(admission off: what the modelled device carries) and with the `bursts` admission profile, seeds 0-2, host 1.4 ms per
-audio second, on a device that runs one call at a time, with the cut as served (`TTS_STREAM_CUT_RUNWAY_MS`).
-`--admission` sets `Admission` keywords over the profile's (what loosening it for the burst would admit).
+The goal bursts (bench/sim/goals.py) on the H200's measured codec with AP-BWE in TF32 at vLLM's published engine
+step (`bench/cost_models/h200-graphs-vllm-step-sr-tf32.json`, or `--cost-model`), then with one cost term made cheaper
+at a time (`CostModel.scaled`): the engine step's fixed cost or its cost per row halved, BiCodec decode at 0.75,
+AP-BWE at 0.5; and, for the other side, AP-BWE in fp32 as served (`h200-graphs-vllm-step.json`, whatever
+`--cost-model` says). Each runs with every stream admitted on the exact first chunk (admission off: what the modelled
+device carries) and with the `bursts` admission profile, seeds 0-2, host 1.4 ms per audio second, on a device that
+runs one call at a time, with the cut as served (`TTS_STREAM_CUT_RUNWAY_MS`). `--admission` sets `Admission`
+keywords over the profile's (what loosening it for the burst would admit).
 
 It answers what the 48 kHz burst's goal (all 200 admitted, first audio p95 <= 800 ms, none dry) waits on: at the
-measured costs the device alone is at its edge (a newcomer at the burst's peak waits for its first 49 ids from an
-engine that gives each stream about real time, the device being busy), so the term that frees device time is the
-one to measure and cut first, and where the device carries the burst, what admission then leaves out.
-A prediction from cost models, not a measurement.
+measured costs the device alone is at its edge (a newcomer near the burst's end waits for its first 49 ids from an
+engine that gives each stream little more than real time, the device being busy), so the term that frees device
+time is the one to measure and cut first; and where the device carries the burst, what admission then leaves out.
+Each run also records what binds while the burst onboards: the device's seconds by term and admission's measures
+against what the device then did (bench/sim/breakdown.py). A prediction from cost models, not a measurement.
 """
 
 from __future__ import annotations
@@ -74,6 +76,11 @@ def run_one(job: Job) -> dict[str, Any]:
         # From the first arrival to the last admitted stream's first audio (bench/sim/breakdown.py)
         "onboarding_s": round(onboarding["to_s"] - onboarding["from_s"], 3),
         "onboarding_device_idle_s": max(0.0, idle),
+        "onboarding_device_s": {
+            t["term"]: t["device_s"] for t in onboarding["terms"] if t["term"] != "device idle"
+        },
+        # admission's codec cost and LLM pace as it read them, against what the codec and the engine then did
+        "onboarding_admission": onboarding["admission"],
     }
 
 
