@@ -13,9 +13,8 @@ class PipelineStats:
     llm_tokens: int = 0
     semantic_tokens: int = 0
     decoded_chunks: int = 0
-    cut_windows: int = (
-        0  # decode windows cut short because the listener was about to run dry (DecodePlanner.cut)
-    )
+    # decode windows cut short because the listener was about to run dry (DecodePlanner.cut)
+    cut_windows: int = 0
     decoded_samples: int = 0
     time_stretch: float = 1.0  # the tempo change applied after decoding (speed); 1.0: none
     stretched_samples: int = 0  # 16 kHz samples out of the time-stretch (when there is one)

@@ -303,10 +303,16 @@ class SynthesisJob(ChunkGeneration):
         self.stats.cut_windows += len(windows)
         return windows
 
-    def _cut_due(self, planner: DecodePlanner) -> bool:
-        """Whether the planner's next window should be cut short now (its schedule's `cut_runway_s`)."""
+    def _cut_in_s(self, planner: DecodePlanner) -> float | None:
+        """Seconds until the planner's next window is to be cut short (<= 0: now): the listener's runway less the
+        schedule's `cut_runway_s`. None while it never is (no runway set, or nobody plays the stream as it comes)."""
         limit, runway = planner.config.cut_runway_s, self._runway_s()
-        return limit is not None and runway is not None and runway <= limit
+        return None if limit is None or runway is None else runway - limit
+
+    def _cut_due(self, planner: DecodePlanner) -> bool:
+        """Whether the planner's next window should be cut short now."""
+        due_in = self._cut_in_s(planner)
+        return due_in is not None and due_in <= 0
 
     async def _wait_for_window(self, planner: DecodePlanner, tokens: TokenQueue) -> bool:
         """Wait for the ids of the planner's next window (or the try's end). True instead when a cut is due now: the
@@ -315,17 +321,17 @@ class SynthesisJob(ChunkGeneration):
         while True:
             need = planner.tokens_needed - planner.pending_tokens
             cut_needs = planner.cut_tokens_needed
-            limit, runway = planner.config.cut_runway_s, self._runway_s()
-            if limit is None or runway is None or cut_needs is None:
+            due_in = self._cut_in_s(planner)
+            if due_in is None or cut_needs is None:
                 await tokens.wait_for_ids(need)
                 return False
-            if runway <= limit:
+            if due_in <= 0:
                 if planner.pending_tokens >= cut_needs:
                     return True
                 await tokens.wait_for_ids(min(need, cut_needs - planner.pending_tokens))
                 return False  # the push that follows cuts (`_decode_push`)
             try:
-                async with asyncio.timeout(runway - limit):
+                async with asyncio.timeout(due_in):
                     await tokens.wait_for_ids(need)
                 return False
             except TimeoutError:
