@@ -42,6 +42,7 @@ from core.sr_planner import SRPlanner, SRWindow
 from core.streaming import DecodePlanner, PlannedWindow, StreamingConfig
 from core.tokens import SEMANTIC_CODEBOOK_SIZE as SEMANTIC_CODEBOOK
 from services.device.admission import Admission
+from services.device.admission_profiles import ADMISSION_PROFILES
 from services.device.background import BackgroundPolicy
 from services.device.calls import CALL_SECONDS_READS, CallSecondsRead, SchedulerPolicy
 from services.device.playback import PlaybackClock
@@ -567,8 +568,6 @@ def simulate_arrivals(
     """One run of `arrivals` on a serial device under `admission`: "off" (every stream admitted on the exact first
     chunk: what the modelled device carries) or an admission profile's name, its codec seconds read as it reads them,
     with `admission_over`'s `Admission` keywords over its own."""
-    from services.device.admission_profiles import ADMISSION_PROFILES
-
     settings: dict[str, Any] = {"admission": ADMISSION_OFF, "latency": "exact"}
     if admission != "off":
         profile = ADMISSION_PROFILES[admission]  # type: ignore[index]  # a profile name, checked by the lookup
