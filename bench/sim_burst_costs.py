@@ -6,8 +6,9 @@ at a time (`CostModel.scaled`): the engine step's fixed cost or its cost per row
 AP-BWE at 0.5; and, for the other side, AP-BWE in fp32 as served (`h200-graphs-vllm-step.json`, whatever
 `--cost-model` says). Each runs with every stream admitted on the exact first chunk (admission off: what the modelled
 device carries) and with the `bursts` admission profile, seeds 0-2, host 1.4 ms per audio second, on a device that
-runs one call at a time, with the cut as served (`TTS_STREAM_CUT_RUNWAY_MS`). `--admission` sets `Admission`
-keywords over the profile's (what loosening it for the burst would admit).
+runs one call at a time (or, `--device-sharing sliced`, the engine and the codec at half speed each while both have
+work, as a GPU shares itself with vLLM's engine-core process), with the cut as served (`TTS_STREAM_CUT_RUNWAY_MS`).
+`--admission` sets `Admission` keywords over the profile's (what loosening it for the burst would admit).
 
 It answers what the 48 kHz burst's goal (all 200 admitted, first audio p95 <= 800 ms, none dry) waits on: at the
 measured costs the device alone is at its edge (a newcomer near the burst's end waits for its first 49 ids from an
@@ -29,6 +30,7 @@ from typing import Any
 from bench.harness import repo_path, write_results
 from bench.sim.goals import GOAL_BURSTS, MEASURED_HOST_MS, arrivals_named
 from bench.sim.run import simulate_arrivals
+from bench.sim.sliced_device import DEVICE_SHARINGS, DeviceSharing
 from bench.sim_cut import summary_cell
 from bench.standin.cost_model import CostModel
 
@@ -48,16 +50,18 @@ VARIANTS: dict[str, tuple[Path | None, dict[str, float]]] = {
 ADMISSIONS = ("off", "bursts")
 SEEDS = (0, 1, 2)
 
-# the measured cost model's path, variant, burst, admission, seed, JSON settings over the profile's
-Job = tuple[str, str, str, str, int, str]
+# the measured cost model's path, variant, burst, admission, seed, JSON settings over the profile's, device sharing
+Job = tuple[str, str, str, str, int, str, DeviceSharing]
 
 
 def run_one(job: Job) -> dict[str, Any]:
-    measured, variant, burst, admission, seed, overrides = job
+    measured, variant, burst, admission, seed, overrides, sharing = job
     path, factors = VARIANTS[variant]
     model = CostModel.load(path or measured).scaled(**factors).with_overrides(host_ms=MEASURED_HOST_MS)
     arrivals = arrivals_named(burst, GOAL_BURSTS)
-    report = simulate_arrivals(model, arrivals, admission, seed, admission_over=json.loads(overrides))
+    report = simulate_arrivals(
+        model, arrivals, admission, seed, admission_over=json.loads(overrides), device_sharing=sharing
+    )
     onboarding = report["breakdown"]["onboarding"]
     idle = next(t["device_s"] for t in onboarding["terms"] if t["term"] == "device idle")
     return {
@@ -84,10 +88,10 @@ def run_one(job: Job) -> dict[str, Any]:
     }
 
 
-def print_table(runs: list[dict[str, Any]]) -> None:
+def print_table(runs: list[dict[str, Any]], sharing: DeviceSharing) -> None:
     print(
         "Admitted per seed, first audio p95 ms, streams that underran at a 100 ms prebuffer per seed; "
-        f"host {MEASURED_HOST_MS} ms per audio second, serial device, vLLM's step"
+        f"host {MEASURED_HOST_MS} ms per audio second, {sharing} device, vLLM's step"
     )
     print("| burst | device costs | " + " | ".join(f"admission {a}" for a in ADMISSIONS) + " |")
     print("|---|---|" + "---|" * len(ADMISSIONS))
@@ -123,6 +127,12 @@ def main(argv: list[str] | None = None) -> int:
         default="{}",
         help="JSON keyword settings for Admission over the profile's (not admission off)",
     )
+    p.add_argument(
+        "--device-sharing",
+        choices=DEVICE_SHARINGS,
+        default="serial",
+        help="how the engine and the codec share the device (bench.simulate --device-sharing)",
+    )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="seed 0, the 48 kHz burst")
     args = p.parse_args(argv)
@@ -130,17 +140,26 @@ def main(argv: list[str] | None = None) -> int:
     bursts = [GOAL_BURSTS[2].name] if args.quick else [b.name for b in GOAL_BURSTS]
     json.loads(args.admission)  # a bad --admission fails here, before the workers start
     jobs: list[Job] = list(
-        itertools.product([str(args.cost_model)], VARIANTS, bursts, ADMISSIONS, seeds, [args.admission])
+        itertools.product(
+            [str(args.cost_model)],
+            VARIANTS,
+            bursts,
+            ADMISSIONS,
+            seeds,
+            [args.admission],
+            [args.device_sharing],
+        )
     )
     with ProcessPoolExecutor(args.workers) as pool:
         runs = list(pool.map(run_one, jobs))
-    print_table(runs)
+    print_table(runs, args.device_sharing)
     write_results(
         args.json,
         {
             "cost_model": repo_path(args.cost_model),
             "host_ms_per_audio_second": MEASURED_HOST_MS,
             "admission_over_profile": json.loads(args.admission),
+            "device_sharing": args.device_sharing,
             "runs": runs,
         },
     )

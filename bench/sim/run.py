@@ -564,10 +564,11 @@ def simulate_arrivals(
     *,
     streaming: StreamingConfig | None = None,
     admission_over: dict[str, Any] | None = None,
+    device_sharing: DeviceSharing = "serial",
 ) -> dict[str, Any]:
-    """One run of `arrivals` on a serial device under `admission`: "off" (every stream admitted on the exact first
-    chunk: what the modelled device carries) or an admission profile's name, its codec seconds read as it reads them,
-    with `admission_over`'s `Admission` keywords over its own."""
+    """One run of `arrivals` under `admission`: "off" (every stream admitted on the exact first chunk: what the
+    modelled device carries) or an admission profile's name, its codec seconds read as it reads them, with
+    `admission_over`'s `Admission` keywords over its own; on a device that runs one call at a time, or `sliced`."""
     settings: dict[str, Any] = {"admission": ADMISSION_OFF, "latency": "exact"}
     if admission != "off":
         profile = ADMISSION_PROFILES[admission]  # type: ignore[index]  # a profile name, checked by the lookup
@@ -582,6 +583,7 @@ def simulate_arrivals(
         arrive_within_s=arrivals.within_s,
         seed=seed,
         streaming=streaming,
+        device_sharing=device_sharing,
         **settings,
     )
     return simulate(config)

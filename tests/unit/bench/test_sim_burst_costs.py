@@ -11,13 +11,19 @@ from bench.sim.goals import GOAL_BURSTS
 def test_a_variant_runs_on_its_scaled_model_under_each_admission() -> None:
     burst = GOAL_BURSTS[0].name
     measured = str(sim_burst_costs.MEASURED)
-    off = sim_burst_costs.run_one((measured, "decode x0.75", burst, "off", 0, "{}"))
+    off = sim_burst_costs.run_one((measured, "decode x0.75", burst, "off", 0, "{}", "serial"))
     assert off["cost_model"].endswith("(decode x0.75)")
     assert off["admitted"] == GOAL_BURSTS[0].streams  # admission off admits every arrival
-    profiled = sim_burst_costs.run_one((measured, "decode x0.75", burst, "bursts", 0, "{}"))
+    profiled = sim_burst_costs.run_one((measured, "decode x0.75", burst, "bursts", 0, "{}", "serial"))
     assert profiled["admission"] == "bursts" and profiled["underran"] == 0
-    capped = sim_burst_costs.run_one((measured, "decode x0.75", burst, "bursts", 0, '{"ramp_floor": 8}'))
+    capped = sim_burst_costs.run_one(
+        (measured, "decode x0.75", burst, "bursts", 0, '{"ramp_floor": 8}', "serial")
+    )
     assert capped["admitted"] < profiled["admitted"] and capped["refused_by"]  # the keywords reach admission
+    sliced = sim_burst_costs.run_one((measured, "decode x0.75", burst, "off", 0, "{}", "sliced"))
+    assert (
+        sliced["admitted"] == off["admitted"] and sliced["ttfa_ms_p95"] != off["ttfa_ms_p95"]
+    )  # the sharing ran
 
 
 def test_the_variants_scale_the_cost_model_given_and_write_every_run(tmp_path, monkeypatch, capsys) -> None:
@@ -30,11 +36,22 @@ def test_the_variants_scale_the_cost_model_given_and_write_every_run(tmp_path, m
     out = tmp_path / "costs.json"
     model = tmp_path / "fit.json"
     model.write_text(sim_burst_costs.MEASURED.read_text().replace('"fixed": 1.7', '"fixed": 0.9'))
-    argv = ["--quick", "--cost-model", str(model), "--json", str(out), "--workers", "1"]
+    argv = [
+        "--quick",
+        "--cost-model",
+        str(model),
+        "--json",
+        str(out),
+        "--workers",
+        "1",
+        "--device-sharing",
+        "sliced",
+    ]
     assert sim_burst_costs.main(argv) == 0
     written = json.loads(out.read_text())
-    assert written["cost_model"] == "fit.json"
+    assert written["cost_model"] == "fit.json" and written["device_sharing"] == "sliced"
     runs = written["runs"]
     assert [(r["arrivals"], r["admission"], r["seed"]) for r in runs] == [(GOAL_BURSTS[2].name, "off", 0)]
     assert runs[0]["cost_model"].endswith("(decode x0.75)")
-    assert "| 200 @48k within 5 s | as measured |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "sliced device" in printed and "| 200 @48k within 5 s | as measured |" in printed
