@@ -269,6 +269,9 @@ class PacedEngine:
     def active_requests(self) -> set[str]:
         return set(self._active)
 
+    def stepping_requests(self) -> int:
+        return len(self._active)
+
     async def shutdown(self) -> None:
         self._closed = True
         for entry in list(self._active.values()):

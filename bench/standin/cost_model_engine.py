@@ -150,6 +150,9 @@ class CostModelEngine:
     def active_requests(self) -> set[str]:
         return set(self._active)
 
+    def stepping_requests(self) -> int:
+        return len(self._active)
+
     async def shutdown(self) -> None:
         self._closed = True
         for request_id in list(self._active):

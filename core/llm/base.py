@@ -11,6 +11,8 @@ Stream contract (both backends):
 - closing the iterator (`aclose()`) or cancelling the consuming task aborts the generation, and so
   does `await engine.abort(request_id)` from elsewhere (the stream then just ends);
 - `active_requests()` holds an id from the first step until its generation has really stopped;
+  `stepping_requests()` counts those the engine steps now (less any held back by their pace line,
+  core/llm/engine_pace.py: what admission's LLM pace divides by);
 - a request id may only be active once at a time (ValueError otherwise).
 """
 
@@ -20,6 +22,8 @@ import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from core.llm.engine_pace import EnginePace
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -60,6 +64,9 @@ class SamplingConfig:
     # The request's class (services/device/work_class.py): background generation (long-form jobs) yields to live
     # generation where the engine can rank requests (vLLM's priority scheduling; the transformers engine's turns).
     work_class: Literal["live", "background"] = "live"
+    # Hold this request near real time in the engine (core/llm/engine_pace.py; TTS_LLM_PACE_LEAD_IDS): live requests
+    # whose audio is streamed. None runs free; an engine without a paced scheduler ignores it.
+    pace: EnginePace | None = None
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -111,6 +118,10 @@ class LLMEngine(Protocol):
     async def abort(self, request_id: str) -> None: ...
 
     def active_requests(self) -> set[str]: ...
+
+    def stepping_requests(self) -> int:
+        """Active requests the engine steps now (held-back paced ones counted out)."""
+        ...
 
     async def shutdown(self) -> None: ...
 

@@ -270,6 +270,11 @@ class TransformersEngine:
         with self._active_lock:
             return set(self._active)
 
+    def stepping_requests(self) -> int:
+        """Every active request (this engine holds none back for its pace)."""
+        with self._active_lock:
+            return len(self._active)
+
     async def stream(
         self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str
     ) -> AsyncGenerator[list[int], None]:

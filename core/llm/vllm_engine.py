@@ -11,11 +11,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.llm.base import SamplingConfig, checked_prompt, resolve_dtype
+from core.llm.engine_pace import PaceLine
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -83,6 +85,7 @@ class VLLMEngine:
         sleep_where_available: bool = False,
         engine_stats: bool = True,
         priority_scheduling: bool = True,
+        paced_scheduler: bool = False,
         seed: int = 0,
         extra_engine_args: dict[str, Any] | None = None,
     ) -> None:
@@ -123,6 +126,18 @@ class VLLMEngine:
         self.priority_scheduling = priority_scheduling and "scheduling_policy" in fields
         if self.priority_scheduling:
             cpu_args["scheduling_policy"] = "priority"
+        # Paced requests (SamplingConfig.pace) held back near real time by vLLM's scheduler in the engine-core process
+        # (core/llm/vllm_pace.py, named there by its import path; TTS_LLM_PACE_LEAD_IDS).
+        self.paced = paced_scheduler
+        if paced_scheduler:
+            from core.llm.vllm_pace import scheduler_holds_requests
+
+            if "scheduler_cls" not in fields or not scheduler_holds_requests():
+                raise RuntimeError(
+                    "TTS_LLM_PACE_LEAD_IDS needs a vLLM whose scheduler leaves a running request out of a step before "
+                    "its next_decode_eligible_step (0.32 and later); set it to 0 with this vLLM"
+                )
+            cpu_args["scheduler_cls"] = "core.llm.vllm_pace.paced_scheduler"
         args = AsyncEngineArgs(
             model=str(llm_dir),
             skip_tokenizer_init=True,  # prompts arrive as ids and outputs leave as ids
@@ -158,6 +173,8 @@ class VLLMEngine:
         # id past the embedding table kills the engine core on CPU (a device-side assert on CUDA) for every request.
         self._vocab_size = _int_field(config, "vocab_size") or int(self._engine.model_config.get_vocab_size())
         self._active: set[str] = set()
+        # Paced requests as the engine-core scheduler holds them: each one's line, from its first ids, and ids so far
+        self._lines: dict[str, tuple[PaceLine, int]] = {}
         self._closed = False
 
     @classmethod
@@ -175,6 +192,7 @@ class VLLMEngine:
             "sleep_where_available": settings.deployment.idle_sleep_s > 0,
             "engine_stats": settings.llm.vllm_engine_stats,
             "priority_scheduling": settings.llm.llm_priority_scheduling,
+            "paced_scheduler": settings.llm.llm_pace_lead_ids > 0,
         }
         kwargs.update(overrides)
         return cls(llm_dir, **kwargs)
@@ -190,6 +208,12 @@ class VLLMEngine:
 
     def active_requests(self) -> set[str]:
         return set(self._active)
+
+    def stepping_requests(self) -> int:
+        """Active requests less the paced ones their line holds back now: the engine-core scheduler's rule, read
+        from the ids this process has received (a delta or so behind the engine's count)."""
+        now = time.monotonic()
+        return len(self._active) - sum(line.hold(ids, now) for line, ids in self._lines.values())
 
     def unfinished_requests(self) -> int:
         """Requests vLLM itself still tracks (0 after every stream ended or was aborted)."""
@@ -214,6 +238,7 @@ class VLLMEngine:
             else list(sampling.allowed_token_ids),
             detokenize=False,
             output_kind=RequestOutputKind.DELTA,
+            extra_args=sampling.pace.extra_args() if self.paced and sampling.pace is not None else None,
         )
 
     async def _engine_input(self, prompt_token_ids: list[int], cache_salt: str | None = None) -> Any:
@@ -248,10 +273,19 @@ class VLLMEngine:
                 request_id,
                 priority=BACKGROUND_PRIORITY if background else 0,
             )
+            pace = sampling.pace if self.paced else None
             try:
                 async for out in outputs:
                     completion = out.outputs[0]
                     if completion.token_ids:
+                        if (
+                            pace is not None
+                        ):  # the line's state moves with each delta, as the engine's with each step
+                            now = time.monotonic()
+                            line, ids = self._lines.get(request_id) or (PaceLine(pace, now), 0)
+                            ids += len(completion.token_ids)
+                            line.hold(ids, now)
+                            self._lines[request_id] = (line, ids)
                         yield list(completion.token_ids)
                     if out.finished:
                         break
@@ -260,6 +294,7 @@ class VLLMEngine:
                 await outputs.aclose()
         finally:
             self._active.discard(request_id)
+            self._lines.pop(request_id, None)
 
     async def abort(self, request_id: str) -> None:
         if self._engine is not None:

@@ -290,7 +290,7 @@ class ModelRuntime:
             else Admission(
                 self.codec_scheduler,
                 max_wait_s=codec.admission_max_wait_ms / 1000.0,
-                generating=lambda: len(self.engine.active_requests()) if self.engine is not None else 0,
+                generating=lambda: self.engine.stepping_requests() if self.engine is not None else 0,
                 **profile.admission,
             )
         )

@@ -127,7 +127,7 @@ class Admission:
     work; `note_tokens(n)` is told of engine tokens as they arrive (the LLM's pace).
 
     `scheduler`: the `CodecScheduler` (busy_ratio, recent_misses, active_streams: live streams only). `generating`: how
-    many requests the engine is generating now (e.g. `lambda: len(engine.active_requests())`), less
+    many requests the engine steps now (`engine.stepping_requests()`: paced ones held back are not), less
     `background_generating` (long-form jobs' requests, which no measure here counts); without it the pace rule is off."""
 
     def __init__(

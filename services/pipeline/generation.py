@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from core.guards import Trip
 from core.llm import SamplingConfig
+from core.llm.engine_pace import EnginePace
 from core.tokens import NoSpeechError, TokenParser, TokenStreamError
 from services.pipeline.chunk_guards import ChunkRun, retry_seed
 from services.pipeline.text_plan import prompt_for
@@ -87,11 +88,20 @@ class ChunkGeneration:
             cache_salt=self.request.cache_scope,
             owner=self.request.key_id,
             work_class=self.request.work_class,
+            pace=self._engine_pace(),
             stop_token_ids=tuple(self.resources.layout.stop_token_ids),
             # No allowed_token_ids: vLLM's GPU runner refuses more than 1,024 inside the engine step, which kills
             # the engine (docs/reference/modal-vllm.md#per-request-limits-of-the-gpu-runner). The clone-mode parser
             # drops every non-semantic id instead and counts them (veena3_tts_parser_ignored_tokens_total).
         )
+
+    def _engine_pace(self) -> EnginePace | None:
+        """Live requests whose audio is streamed are held near real time in the engine (TTS_LLM_PACE_LEAD_IDS);
+        a job's or a non-streamed request's generation runs free: nobody plays it as it comes."""
+        llm = self.resources.settings.llm
+        if llm.llm_pace_lead_ids <= 0 or not self.request.stream or self.request.work_class != "live":
+            return None
+        return EnginePace(llm.llm_pace_lead_ids, llm.llm_pace_rate).faster(self.request.time_stretch)
 
     async def _generate(self, run: ChunkRun, out: asyncio.Queue) -> None:
         """Run the LLM for one try of a text chunk, parse ids as they come, hand semantic ids to `out`; the guards

@@ -114,6 +114,25 @@ class LLMSettings(_Group):
         "preempted first when the KV cache is short. Live requests alone keep first-come order; a preemption then "
         "takes the latest arrival, not the last scheduled. false: first come first served, jobs included.",
     )
+    llm_pace_lead_ids: int = Field(
+        0,
+        ge=0,
+        le=2000,
+        description="vLLM: hold each live request whose audio is streamed out of the engine's steps while it is "
+        "this many ids ahead of a line rising at TTS_LLM_PACE_RATE times real time from its first ids, so the "
+        "engine leaves the device to the codec (core/llm/engine_pace.py). 0: off, vLLM steps every request. In the "
+        "simulator on a GPU shared by time slices, 100 let admission hold 1.2-1.5x as many of each burst under "
+        'TTS_ADMISSION_PROFILE=bursts, none dry in overload (docs/benchmarks.md, "Pacing the engine"). Not yet run '
+        "on a GPU.",
+    )
+    llm_pace_rate: float = Field(
+        2.0,
+        ge=1.1,
+        le=10.0,
+        description="vLLM: the pace line's slope in times real time (with TTS_LLM_PACE_LEAD_IDS; a faster "
+        "time stretch raises it in proportion). At 1.5 a few admitted streams ran dry in the simulator's overload "
+        "runs; at 2 none did.",
+    )
     llm_max_concurrency: int = Field(
         8,
         ge=1,

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from audio.crossfade import crossfade_concat
+from core.llm.engine_pace import EnginePace
 from core.tokens import TokenParser
 from services.deployment.runtime import ModelRuntime
 from services.device.admission import Admission
@@ -741,3 +742,31 @@ async def test_a_background_job_runs_as_background_work_that_admission_never_see
     assert seen[1] > 0 and len(noted) == seen[1]  # none of its tokens noted
     assert admission.background_generating == 0 and scheduler.background_streams == 0
     assert scheduler.stats.background_seconds > background_seconds
+
+
+async def test_only_live_streamed_requests_ask_the_engine_for_a_pace(
+    runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TTS_LLM_PACE_LEAD_IDS (core/llm/engine_pace.py): a live request whose audio is streamed is held near real time;
+    a non-streamed one or a job's chapter runs free (nobody plays it as it comes); 0 paces none."""
+    paces: list[EnginePace | None] = []
+    stream = runtime.engine.stream
+
+    def engine_spy(prompt: Any, sampling: Any, request_id: str) -> Any:
+        paces.append(sampling.pace)
+        return stream(prompt, sampling, request_id)
+
+    monkeypatch.setattr(runtime.engine, "stream", engine_spy)
+    monkeypatch.setattr(runtime.settings.llm, "llm_pace_lead_ids", 100)
+    resources = runtime.pipeline_resources()
+    requests = [
+        _request(runtime, "Paced.", request_id="pace-live", stream=True),
+        _request(runtime, "Free.", request_id="pace-whole"),
+        replace(_request(runtime, "Free.", request_id="pace-job", stream=True), work_class="background"),
+    ]
+    for request in requests:
+        await SynthesisJob.planned(resources, request).collect()
+    assert paces == [EnginePace(100, runtime.settings.llm.llm_pace_rate), None, None]
+    monkeypatch.setattr(runtime.settings.llm, "llm_pace_lead_ids", 0)
+    await SynthesisJob.planned(resources, requests[0]).collect()
+    assert paces[-1] is None
