@@ -7,8 +7,9 @@ AP-BWE at 0.5; and, for the other side, AP-BWE in fp32 as served (`h200-graphs-v
 `--cost-model` says). Each runs with every stream admitted on the exact first chunk (admission off: what the modelled
 device carries) and with the `bursts` admission profile, seeds 0-2, host 1.4 ms per audio second, on a device that
 runs one call at a time (or, `--device-sharing sliced`, the engine and the codec at half speed each while both have
-work, as a GPU shares itself with vLLM's engine-core process), with the cut as served (`TTS_STREAM_CUT_RUNWAY_MS`).
-`--admission` sets `Admission` keywords over the profile's (what loosening it for the burst would admit).
+work, as a GPU shares itself between two processes' CUDA contexts, vLLM's engine core being one), with the cut as
+served (`TTS_STREAM_CUT_RUNWAY_MS`). `--admission` sets `Admission` keywords over the profile's (what loosening it for
+the burst would admit).
 
 It answers what the 48 kHz burst's goal (all 200 admitted, first audio p95 <= 800 ms, none dry) waits on: at the
 measured costs the device alone is at its edge (a newcomer near the burst's end waits for its first 49 ids from an
@@ -24,6 +25,7 @@ import argparse
 import itertools
 import json
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from bench.sim.run import simulate_arrivals
 from bench.sim.sliced_device import DEVICE_SHARINGS, DeviceSharing
 from bench.sim_cut import summary_cell
 from bench.standin.cost_model import CostModel
+from core.llm.engine_pace import EnginePace
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = ROOT / "bench" / "cost_models"
@@ -50,17 +53,24 @@ VARIANTS: dict[str, tuple[Path | None, dict[str, float]]] = {
 ADMISSIONS = ("off", "bursts")
 SEEDS = (0, 1, 2)
 
-# the measured cost model's path, variant, burst, admission, seed, JSON settings over the profile's, device sharing
-Job = tuple[str, str, str, str, int, str, DeviceSharing]
+# the measured cost model's path, variant, burst, admission, seed, JSON settings over the profile's, device sharing,
+# JSON EnginePace fields ("": the engine steps every request)
+Job = tuple[str, str, str, str, int, str, DeviceSharing, str]
 
 
 def run_one(job: Job) -> dict[str, Any]:
-    measured, variant, burst, admission, seed, overrides, sharing = job
+    measured, variant, burst, admission, seed, overrides, sharing, pace = job
     path, factors = VARIANTS[variant]
     model = CostModel.load(path or measured).scaled(**factors).with_overrides(host_ms=MEASURED_HOST_MS)
     arrivals = arrivals_named(burst, GOAL_BURSTS)
     report = simulate_arrivals(
-        model, arrivals, admission, seed, admission_over=json.loads(overrides), device_sharing=sharing
+        model,
+        arrivals,
+        admission,
+        seed,
+        admission_over=json.loads(overrides),
+        device_sharing=sharing,
+        engine_pace=EnginePace(**json.loads(pace)) if pace else None,
     )
     onboarding = report["breakdown"]["onboarding"]
     idle = next(t["device_s"] for t in onboarding["terms"] if t["term"] == "device idle")
@@ -133,12 +143,19 @@ def main(argv: list[str] | None = None) -> int:
         default="serial",
         help="how the engine and the codec share the device (bench.simulate --device-sharing)",
     )
+    p.add_argument(
+        "--engine-pace",
+        default="",
+        help="JSON EnginePace fields: hold each live request back past a line ahead of real time "
+        "(bench/sim/engine_pace.py; a lever the service does not have)",
+    )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="seed 0, the 48 kHz burst")
     args = p.parse_args(argv)
     seeds = SEEDS[:1] if args.quick else SEEDS
     bursts = [GOAL_BURSTS[2].name] if args.quick else [b.name for b in GOAL_BURSTS]
-    json.loads(args.admission)  # a bad --admission fails here, before the workers start
+    json.loads(args.admission)  # a bad --admission or --engine-pace fails here, before the workers start
+    pace = asdict(EnginePace(**json.loads(args.engine_pace))) if args.engine_pace else None
     jobs: list[Job] = list(
         itertools.product(
             [str(args.cost_model)],
@@ -148,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             seeds,
             [args.admission],
             [args.device_sharing],
+            [args.engine_pace],
         )
     )
     with ProcessPoolExecutor(args.workers) as pool:
@@ -160,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             "host_ms_per_audio_second": MEASURED_HOST_MS,
             "admission_over_profile": json.loads(args.admission),
             "device_sharing": args.device_sharing,
+            "engine_pace": pace,
             "runs": runs,
         },
     )

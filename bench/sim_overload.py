@@ -13,7 +13,7 @@ import argparse
 import json
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from bench.harness import repo_path, write_results
 from bench.sim.run import SimConfig, served_streaming, simulate
 from bench.sim.sliced_device import DEVICE_SHARINGS, DeviceSharing
 from bench.standin.cost_model import CostModel
+from core.llm.engine_pace import EnginePace
 from services.device.admission_profiles import ADMISSION_PROFILE_NAMES, ADMISSION_PROFILES
 from services.device.calls import CALL_SECONDS_READS, CallSecondsRead, SchedulerPolicy
 
@@ -62,6 +63,7 @@ class Run:
     cost_model: Path = COST_MODEL
     device_sharing: DeviceSharing = "serial"
     streaming: tuple[tuple[str, Any], ...] = ()  # StreamingConfig fields over the service's schedule
+    engine_pace: EnginePace | None = None  # None: the engine steps every request (bench/sim/engine_pace.py)
 
 
 def run_case(run: Run) -> dict[str, Any]:
@@ -81,6 +83,7 @@ def run_case(run: Run) -> dict[str, Any]:
             call_seconds_read=read,
             device_sharing=run.device_sharing,
             streaming=served_streaming(**dict(run.streaming)),
+            engine_pace=run.engine_pace,
         )
     )
     return {
@@ -138,10 +141,17 @@ def main(argv: list[str] | None = None) -> int:
         default="{}",
         help="JSON StreamingConfig fields over the service's chunk schedule (bench.simulate --streaming)",
     )
+    p.add_argument(
+        "--engine-pace",
+        default=None,
+        help="JSON EnginePace fields: hold each live request back past a line ahead of real time "
+        "(bench/sim/engine_pace.py; a lever the service does not have)",
+    )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     admission, policy = json.loads(args.admission), json.loads(args.policy)
+    pace = None if args.engine_pace is None else EnginePace(**json.loads(args.engine_pace))
     read: CallSecondsRead = args.call_seconds_read
     if args.profile is not None:
         profile = ADMISSION_PROFILES[args.profile]
@@ -156,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             args.cost_model,
             args.device_sharing,
             tuple(sorted(json.loads(args.streaming).items())),
+            pace,
         )
         for case, seeds in CASES
         for seed in seeds
@@ -192,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                 "call_seconds_read": read,
                 "device_sharing": args.device_sharing,
                 "streaming": json.loads(args.streaming),
+                "engine_pace": None if pace is None else asdict(pace),
                 "rows": rows,
             },
         )

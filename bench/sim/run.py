@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from bench.sim.breakdown import Ledger, breakdown
+from bench.sim.engine_pace import PacedStepLoop
 from bench.sim.goals import Arrivals
 from bench.sim.sliced_device import DEVICE_SHARINGS, DeviceSharing, SlicedDeviceTimeline
 from bench.sim.windows import HOP, SR_CONTEXT, SR_GRID, SR_MAX_BLOCK, SR_MIN_BLOCK
@@ -38,6 +39,7 @@ from bench.standin.cost_model import (
     StepLoop,
     delta_due,
 )
+from core.llm.engine_pace import EnginePace
 from core.sr_planner import SRPlanner, SRWindow
 from core.streaming import DecodePlanner, PlannedWindow, StreamingConfig
 from core.tokens import SEMANTIC_CODEBOOK_SIZE as SEMANTIC_CODEBOOK
@@ -107,6 +109,9 @@ class SimConfig:
     # How the engine and the codec share the device: one call at a time (`DeviceTimeline`), or by time slices, about
     # half each while both have work, as a GPU shares itself between two processes (`SlicedDeviceTimeline`).
     device_sharing: DeviceSharing = "serial"
+    # None: the engine steps every generating request, as vLLM does; else each live one is held to its pace line, as
+    # the service does with TTS_LLM_PACE_LEAD_IDS (core/llm/engine_pace.py)
+    engine_pace: EnginePace | None = None
 
     def __post_init__(self) -> None:
         if self.sample_rate not in (16_000, 48_000):
@@ -196,7 +201,17 @@ class Simulation:
         self.scheduler = CodecScheduler(
             self.runner, config.policy, clock=self.loop.time, background=config.background
         )
-        self.engine = StepLoop(config.model, self.device, on_step=self._on_step)
+        self.job_rows: set[SimRow] = set()  # background rows: their ids are never noted to admission
+        if config.engine_pace is None:
+            self.engine = StepLoop(config.model, self.device, on_step=self._on_step)
+        else:
+            self.engine = PacedStepLoop(
+                config.model,
+                self.device,
+                config.engine_pace,
+                exempt=lambda row: row in self.job_rows,
+                on_step=self._on_step,
+            )
         self.admission = Admission(
             self.scheduler, clock=self.loop.time, generating=lambda: self.engine.active, **config.admission
         )
@@ -210,7 +225,6 @@ class Simulation:
         self.stream_interval = config.stream_interval or settings.llm.llm_stream_interval
         self.results: list[StreamResult] = []
         self.started = self.loop.time()
-        self.job_rows: set[SimRow] = set()  # background rows: their ids are never noted to admission
         self.job_audio_s = 0.0  # audio the jobs' decoded windows kept
 
     # ---- the API processes: a delta's ids become usable once their process has handled them
@@ -565,10 +579,12 @@ def simulate_arrivals(
     streaming: StreamingConfig | None = None,
     admission_over: dict[str, Any] | None = None,
     device_sharing: DeviceSharing = "serial",
+    engine_pace: EnginePace | None = None,
 ) -> dict[str, Any]:
     """One run of `arrivals` under `admission`: "off" (every stream admitted on the exact first chunk: what the
     modelled device carries) or an admission profile's name, its codec seconds read as it reads them, with
-    `admission_over`'s `Admission` keywords over its own; on a device that runs one call at a time, or `sliced`."""
+    `admission_over`'s `Admission` keywords over its own; on a device that runs one call at a time, or `sliced`; with
+    the engine stepping every request, or held to `engine_pace`."""
     settings: dict[str, Any] = {"admission": ADMISSION_OFF, "latency": "exact"}
     if admission != "off":
         profile = ADMISSION_PROFILES[admission]  # type: ignore[index]  # a profile name, checked by the lookup
@@ -584,6 +600,7 @@ def simulate_arrivals(
         seed=seed,
         streaming=streaming,
         device_sharing=device_sharing,
+        engine_pace=engine_pace,
         **settings,
     )
     return simulate(config)

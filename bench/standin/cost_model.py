@@ -18,6 +18,7 @@ wall time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import time
@@ -402,18 +403,39 @@ class StepLoop:
                 continue
             new, self._new = self._new, []
             rows = self._rows + new
-            cost = self.model.step_seconds(len(rows), sum(r.prompt_tokens for r in new), len(new))
-            step = EngineStep(len(rows), len(new), cost - self.model.step_seconds(len(rows)))
+            run, resume_at = self._choose(rows, asyncio.get_running_loop().time())
+            if not run:  # every row held back (`_choose`): the device is the codec's until one may run again
+                self._rows, self._last_end = rows, None
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), resume_at - asyncio.get_running_loop().time())
+                continue
+            # ids of rows alive in `rows` during this step (never kept past it: see `_dropped`)
+            chosen = None if run is rows else {id(r) for r in run}
+            fresh = new if chosen is None else [r for r in new if id(r) in chosen]
+            cost = self.model.step_seconds(len(run), sum(r.prompt_tokens for r in fresh), len(fresh))
+            step = EngineStep(len(run), len(fresh), cost - self.model.step_seconds(len(run)))
             # Rows that stepped last time were ready for this step at that step's scheduled end (the engine runs in
             # its own process on a GPU: the event loop's lateness in waking this task must not slow it down).
             self._last_end = await self.device.use(
                 "llm", cost, arrived=self._last_end if self._rows else None, detail=step
             )
             self.steps += 1
-            self.row_steps += len(rows)
-            self._rows = [r for r in rows if not _held(r, self._dropped) and not r.step()]
+            self.row_steps += len(run)
+            held_back = [] if chosen is None else [r for r in rows if id(r) not in chosen]
+            held_back = [r for r in held_back if not _held(r, self._dropped)]
+            self._rows = held_back + [r for r in run if not _held(r, self._dropped) and not self._stepped(r)]
             if self.on_step is not None:
-                self.on_step(rows)
+                self.on_step(run)
+
+    def _choose(self, rows: list[EngineRow], now: float) -> tuple[list[EngineRow], float]:
+        """The rows this step runs (here every one, as vLLM steps every running request), and, when that is none,
+        when one may run again."""
+        return rows, now
+
+    def _stepped(self, row: EngineRow) -> bool:
+        """One id generated for `row`; True when it has finished."""
+        return row.step()
 
 
 def delta_due(made: int, handed: int, total: int, interval: int) -> bool:

@@ -11,16 +11,16 @@ from bench.sim.goals import GOAL_BURSTS
 def test_a_variant_runs_on_its_scaled_model_under_each_admission() -> None:
     burst = GOAL_BURSTS[0].name
     measured = str(sim_burst_costs.MEASURED)
-    off = sim_burst_costs.run_one((measured, "decode x0.75", burst, "off", 0, "{}", "serial"))
+    off = sim_burst_costs.run_one((measured, "decode x0.75", burst, "off", 0, "{}", "serial", ""))
     assert off["cost_model"].endswith("(decode x0.75)")
     assert off["admitted"] == GOAL_BURSTS[0].streams  # admission off admits every arrival
-    profiled = sim_burst_costs.run_one((measured, "decode x0.75", burst, "bursts", 0, "{}", "serial"))
+    profiled = sim_burst_costs.run_one((measured, "decode x0.75", burst, "bursts", 0, "{}", "serial", ""))
     assert profiled["admission"] == "bursts" and profiled["underran"] == 0
     capped = sim_burst_costs.run_one(
-        (measured, "decode x0.75", burst, "bursts", 0, '{"ramp_floor": 8}', "serial")
+        (measured, "decode x0.75", burst, "bursts", 0, '{"ramp_floor": 8}', "serial", "")
     )
     assert capped["admitted"] < profiled["admitted"] and capped["refused_by"]  # the keywords reach admission
-    sliced = sim_burst_costs.run_one((measured, "decode x0.75", burst, "off", 0, "{}", "sliced"))
+    sliced = sim_burst_costs.run_one((measured, "decode x0.75", burst, "off", 0, "{}", "sliced", ""))
     assert (
         sliced["admitted"] == off["admitted"] and sliced["ttfa_ms_p95"] != off["ttfa_ms_p95"]
     )  # the sharing ran
@@ -46,10 +46,13 @@ def test_the_variants_scale_the_cost_model_given_and_write_every_run(tmp_path, m
         "1",
         "--device-sharing",
         "sliced",
+        "--engine-pace",
+        '{"lead_ids": 80}',
     ]
     assert sim_burst_costs.main(argv) == 0
     written = json.loads(out.read_text())
     assert written["cost_model"] == "fit.json" and written["device_sharing"] == "sliced"
+    assert written["engine_pace"] == {"lead_ids": 80, "rate": 2.0, "resume_gap_ids": 25}
     runs = written["runs"]
     assert [(r["arrivals"], r["admission"], r["seed"]) for r in runs] == [(GOAL_BURSTS[2].name, "off", 0)]
     assert runs[0]["cost_model"].endswith("(decode x0.75)")
