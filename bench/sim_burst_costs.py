@@ -31,8 +31,9 @@ from typing import Any
 
 from bench.harness import repo_path, write_results
 from bench.sim.goals import GOAL_BURSTS, MEASURED_HOST_MS, arrivals_named
+from bench.sim.options import add_device_options, engine_pace
 from bench.sim.run import simulate_arrivals
-from bench.sim.sliced_device import DEVICE_SHARINGS, DeviceSharing
+from bench.sim.sliced_device import DeviceSharing
 from bench.sim_cut import summary_cell
 from bench.standin.cost_model import CostModel
 from core.llm.engine_pace import EnginePace
@@ -137,25 +138,14 @@ def main(argv: list[str] | None = None) -> int:
         default="{}",
         help="JSON keyword settings for Admission over the profile's (not admission off)",
     )
-    p.add_argument(
-        "--device-sharing",
-        choices=DEVICE_SHARINGS,
-        default="serial",
-        help="how the engine and the codec share the device (bench.simulate --device-sharing)",
-    )
-    p.add_argument(
-        "--engine-pace",
-        default="",
-        help="JSON EnginePace fields: hold each live request back past a line ahead of real time "
-        "(bench/sim/engine_pace.py; a lever the service does not have)",
-    )
+    add_device_options(p)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="seed 0, the 48 kHz burst")
     args = p.parse_args(argv)
     seeds = SEEDS[:1] if args.quick else SEEDS
     bursts = [GOAL_BURSTS[2].name] if args.quick else [b.name for b in GOAL_BURSTS]
     json.loads(args.admission)  # a bad --admission or --engine-pace fails here, before the workers start
-    pace = asdict(EnginePace(**json.loads(args.engine_pace))) if args.engine_pace else None
+    pace = engine_pace(args.engine_pace)
     jobs: list[Job] = list(
         itertools.product(
             [str(args.cost_model)],
@@ -178,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             "host_ms_per_audio_second": MEASURED_HOST_MS,
             "admission_over_profile": json.loads(args.admission),
             "device_sharing": args.device_sharing,
-            "engine_pace": pace,
+            "engine_pace": None if pace is None else asdict(pace),
             "runs": runs,
         },
     )

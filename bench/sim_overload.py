@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import repo_path, write_results
+from bench.sim.options import add_device_options, engine_pace
 from bench.sim.run import SimConfig, served_streaming, simulate
-from bench.sim.sliced_device import DEVICE_SHARINGS, DeviceSharing
+from bench.sim.sliced_device import DeviceSharing
 from bench.standin.cost_model import CostModel
 from core.llm.engine_pace import EnginePace
 from services.device.admission_profiles import ADMISSION_PROFILE_NAMES, ADMISSION_PROFILES
@@ -125,12 +126,6 @@ def main(argv: list[str] | None = None) -> int:
         help="what admission reads as a codec call's seconds (bench.simulate --call-seconds-read)",
     )
     p.add_argument(
-        "--device-sharing",
-        choices=DEVICE_SHARINGS,
-        default="serial",
-        help="how the engine and the codec share the device (bench.simulate --device-sharing)",
-    )
-    p.add_argument(
         "--cost-model",
         type=Path,
         default=COST_MODEL,
@@ -141,17 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         default="{}",
         help="JSON StreamingConfig fields over the service's chunk schedule (bench.simulate --streaming)",
     )
-    p.add_argument(
-        "--engine-pace",
-        default=None,
-        help="JSON EnginePace fields: hold each live request back past a line ahead of real time "
-        "(bench/sim/engine_pace.py; a lever the service does not have)",
-    )
+    add_device_options(p)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     admission, policy = json.loads(args.admission), json.loads(args.policy)
-    pace = None if args.engine_pace is None else EnginePace(**json.loads(args.engine_pace))
+    pace = engine_pace(args.engine_pace)
     read: CallSecondsRead = args.call_seconds_read
     if args.profile is not None:
         profile = ADMISSION_PROFILES[args.profile]
