@@ -278,9 +278,8 @@ class VLLMEngine:
                 async for out in outputs:
                     completion = out.outputs[0]
                     if completion.token_ids:
-                        if (
-                            pace is not None
-                        ):  # the line's state moves with each delta, as the engine's with each step
+                        # the line's state moves with each delta, as the engine's with each step
+                        if pace is not None:
                             now = time.monotonic()
                             line, ids = self._lines.get(request_id) or (PaceLine(pace, now), 0)
                             ids += len(completion.token_ids)

@@ -8,9 +8,9 @@ a step. A held request keeps its KV cache and its place in the running list, and
 any other; nothing about the batch's capacity changes.
 
 A request is paced when its `SamplingParams.extra_args` carry its pace (`EnginePace.extra_args`, set by
-`VLLMEngine.sampling_params`); others run free. When every running request is held back and none waits, the engine core would spin on empty steps, so
-`schedule` first sleeps until the first one may step again, at most `IDLE_SLEEP_S`: a request arriving then waits at
-most that long for its first step.
+`VLLMEngine.sampling_params`); others run free. When every running request is held back and none waits, the engine
+core would spin on empty steps, so `schedule` first sleeps until the first one may step again, at most
+`IDLE_SLEEP_S`: a request arriving then waits at most that long for its first step.
 
 Imports vLLM: only vLLM's engine-core process imports this module (by the name `VLLMEngine` gives it).
 """
