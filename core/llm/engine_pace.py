@@ -19,7 +19,7 @@ it does in the simulator.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 IDS_PER_SECOND = 50  # semantic ids per second of audio
@@ -51,7 +51,7 @@ class EnginePace:
 
     def faster(self, tempo: float) -> EnginePace:
         """This pace for audio played `tempo` times faster (a time stretch above 1 uses ids sooner)."""
-        return self if tempo <= 1.0 else EnginePace(self.lead_ids, self.rate * tempo, self.resume_gap_ids)
+        return self if tempo <= 1.0 else replace(self, rate=self.rate * tempo)
 
 
 def pace_of(extra_args: dict[str, Any] | None) -> EnginePace | None:

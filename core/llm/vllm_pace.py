@@ -36,7 +36,7 @@ class _PacedScheduling:
     waiting: Any
     requests: dict[str, Any]
     current_step: int
-    _pace_lines: dict[str, PaceLine]
+    _pace_lines: dict[str, PaceLine | None]  # per request seen running: its line, None for one that runs free
 
     def schedule(self, *args: Any, **kwargs: Any) -> Any:
         now = time.monotonic()
@@ -53,12 +53,12 @@ class _PacedScheduling:
                 del lines[request_id]
         held, first_resume = 0, math.inf
         for request in self.running:
-            line = lines.get(request.request_id)
-            if line is None:
+            if request.request_id not in lines:  # its pace is read once, when it first runs
                 pace = pace_of(request.sampling_params.extra_args if request.sampling_params else None)
-                if pace is None:
-                    continue
-                line = lines[request.request_id] = PaceLine(pace, now)
+                lines[request.request_id] = None if pace is None else PaceLine(pace, now)
+            line = lines[request.request_id]
+            if line is None:
+                continue
             generated = request.num_output_tokens
             if line.hold(generated, now):
                 # the step being scheduled is current_step + 1 (schedule() counts it first)
