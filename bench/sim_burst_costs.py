@@ -55,8 +55,8 @@ ADMISSIONS = ("off", "bursts")
 SEEDS = (0, 1, 2)
 
 # the measured cost model's path, variant, burst, admission, seed, JSON settings over the profile's, device sharing,
-# JSON EnginePace fields ("": the engine steps every request)
-Job = tuple[str, str, str, str, int, str, DeviceSharing, str]
+# the engine's pace (None: it steps every request)
+Job = tuple[str, str, str, str, int, str, DeviceSharing, EnginePace | None]
 
 
 def run_one(job: Job) -> dict[str, Any]:
@@ -71,7 +71,7 @@ def run_one(job: Job) -> dict[str, Any]:
         seed,
         admission_over=json.loads(overrides),
         device_sharing=sharing,
-        engine_pace=EnginePace(**json.loads(pace)) if pace else None,
+        engine_pace=pace,
     )
     onboarding = report["breakdown"]["onboarding"]
     idle = next(t["device_s"] for t in onboarding["terms"] if t["term"] == "device idle")
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     seeds = SEEDS[:1] if args.quick else SEEDS
     bursts = [GOAL_BURSTS[2].name] if args.quick else [b.name for b in GOAL_BURSTS]
-    json.loads(args.admission)  # a bad --admission or --engine-pace fails here, before the workers start
+    json.loads(args.admission)  # a bad --admission fails here, before the workers start (--engine-pace below)
     pace = engine_pace(args.engine_pace)
     jobs: list[Job] = list(
         itertools.product(
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             seeds,
             [args.admission],
             [args.device_sharing],
-            [args.engine_pace],
+            [pace],
         )
     )
     with ProcessPoolExecutor(args.workers) as pool:

@@ -422,8 +422,11 @@ class StepLoop:
             )
             self.steps += 1
             self.row_steps += len(run)
-            held_back = [] if chosen is None else [r for r in rows if id(r) not in chosen]
-            held_back = [r for r in held_back if not _held(r, self._dropped)]
+            held_back = (
+                []
+                if chosen is None
+                else [r for r in rows if id(r) not in chosen and not _held(r, self._dropped)]
+            )
             self._rows = held_back + [r for r in run if not _held(r, self._dropped) and not self._stepped(r)]
             if self.on_step is not None:
                 self.on_step(run)

@@ -11,16 +11,16 @@ from bench.sim.goals import GOAL_BURSTS
 def test_a_variant_runs_on_its_scaled_model_under_each_admission() -> None:
     burst = GOAL_BURSTS[0].name
     measured = str(sim_burst_costs.MEASURED)
-    off = sim_burst_costs.run_one((measured, "decode x0.75", burst, "off", 0, "{}", "serial", ""))
+    off = sim_burst_costs.run_one((measured, "decode x0.75", burst, "off", 0, "{}", "serial", None))
     assert off["cost_model"].endswith("(decode x0.75)")
     assert off["admitted"] == GOAL_BURSTS[0].streams  # admission off admits every arrival
-    profiled = sim_burst_costs.run_one((measured, "decode x0.75", burst, "bursts", 0, "{}", "serial", ""))
+    profiled = sim_burst_costs.run_one((measured, "decode x0.75", burst, "bursts", 0, "{}", "serial", None))
     assert profiled["admission"] == "bursts" and profiled["underran"] == 0
     capped = sim_burst_costs.run_one(
-        (measured, "decode x0.75", burst, "bursts", 0, '{"ramp_floor": 8}', "serial", "")
+        (measured, "decode x0.75", burst, "bursts", 0, '{"ramp_floor": 8}', "serial", None)
     )
     assert capped["admitted"] < profiled["admitted"] and capped["refused_by"]  # the keywords reach admission
-    sliced = sim_burst_costs.run_one((measured, "decode x0.75", burst, "off", 0, "{}", "sliced", ""))
+    sliced = sim_burst_costs.run_one((measured, "decode x0.75", burst, "off", 0, "{}", "sliced", None))
     assert (
         sliced["admitted"] == off["admitted"] and sliced["ttfa_ms_p95"] != off["ttfa_ms_p95"]
     )  # the sharing ran
