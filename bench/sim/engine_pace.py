@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from bench.standin.cost_model import CostModel, DeviceTimeline, EngineRow, StepLoop
+from bench.standin.cost_model import DEFAULT_MAX_RUNNING, CostModel, DeviceTimeline, EngineRow, StepLoop
 from core.llm.engine_pace import EnginePace, PaceLine
 
 
@@ -25,8 +25,9 @@ class PacedStepLoop(StepLoop):
         *,
         exempt: Callable[[EngineRow], bool] = lambda row: False,
         on_step: Callable[..., None] | None = None,
+        max_running: int = DEFAULT_MAX_RUNNING,
     ) -> None:
-        super().__init__(model, device, on_step=on_step)
+        super().__init__(model, device, on_step=on_step, max_running=max_running)
         self.pace = pace
         self.exempt = exempt
         # per row (the object itself, kept until it finishes or is dropped): its line from its first step, and ids

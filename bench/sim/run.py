@@ -202,8 +202,11 @@ class Simulation:
             self.runner, config.policy, clock=self.loop.time, background=config.background
         )
         self.job_rows: set[SimRow] = set()  # background rows: their ids are never noted to admission
+        settings = Settings()
         if config.engine_pace is None:
-            self.engine = StepLoop(config.model, self.device, on_step=self._on_step)
+            self.engine = StepLoop(
+                config.model, self.device, on_step=self._on_step, max_running=settings.llm.max_num_seqs
+            )
         else:
             self.engine = PacedStepLoop(
                 config.model,
@@ -211,6 +214,7 @@ class Simulation:
                 config.engine_pace,
                 exempt=lambda row: row in self.job_rows,
                 on_step=self._on_step,
+                max_running=settings.llm.max_num_seqs,
             )
         self.admission = Admission(
             self.scheduler, clock=self.loop.time, generating=lambda: self.engine.active, **config.admission
@@ -218,7 +222,6 @@ class Simulation:
         self.gil_free = [0.0] * config.api_processes
         self.host_busy = [0.0] * config.api_processes
         # The service's own schedule (shared/settings/ stream_*, read as the pipeline reads it): what ships.
-        settings = Settings()
         base = config.streaming or StreamingConfig.from_settings(settings)
         self.base_config = base
         self.stream_config = base.for_latency(config.latency)

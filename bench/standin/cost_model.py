@@ -30,10 +30,13 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from services.device.calls import Call, CallSecondsRead
+from shared.settings.model import LLMSettings
 
 _T = TypeVar("_T")
 HOP = 320  # BiCodec: 16 kHz samples per semantic token
 DEFAULT_PRENET_SHARE = 0.05
+# The rows an engine runs at once: the service's `max_num_seqs` as it ships (vLLM's running requests; TTS_MAX_NUM_SEQS)
+DEFAULT_MAX_RUNNING: int = LLMSettings.model_fields["max_num_seqs"].default
 
 
 @dataclass(frozen=True)
@@ -341,20 +344,26 @@ class EngineRow(Protocol):
 
 
 class StepLoop:
-    """The LLM engine's schedule on the device: each step runs every active row once (one id each) and costs
+    """The LLM engine's schedule on the device: each step runs every running row once (one id each) and costs
     `llm_step(rows)`, plus the prefill of the rows that joined since the last step (their first id comes out of
-    that step, as with chunked prefill). A row added while a step runs joins the next one. `on_step(rows)` is
-    told after each step, with the rows that stepped."""
+    that step, as with chunked prefill). A row added while a step runs joins the next one. At most `max_running`
+    rows run at once (vLLM's `max_num_seqs`); rows added past it wait, first come first served, for one to finish.
+    `on_step(rows)` is told after each step, with the rows that stepped."""
 
     def __init__(
         self,
         model: CostModel,
         device: DeviceTimeline,
         on_step: Callable[[Sequence[EngineRow]], None] | None = None,
+        *,
+        max_running: int = DEFAULT_MAX_RUNNING,
     ) -> None:
+        if max_running < 1:
+            raise ValueError(f"max_running must be at least 1, got {max_running}")
         self.model = model
         self.device = device
         self.on_step = on_step
+        self.max_running = max_running
         self._rows: list[EngineRow] = []
         self._new: list[EngineRow] = []
         # The dropped rows themselves (compared by identity), never their id(): a row dropped after its last step is
@@ -401,7 +410,8 @@ class StepLoop:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            new, self._new = self._new, []
+            room = max(0, self.max_running - len(self._rows))
+            new, self._new = self._new[:room], self._new[room:]
             rows = self._rows + new
             run, resume_at = self._choose(rows, asyncio.get_running_loop().time())
             if not run:  # every row held back (`_choose`): the device is the codec's until one may run again

@@ -251,6 +251,41 @@ def test_a_request_dropped_after_it_finished_never_drops_the_next_one_in_its_mem
     assert finished == [0] * 50  # every request generated all its ids
 
 
+def test_rows_past_the_engines_running_cap_wait_first_come_first_served() -> None:
+    """vLLM runs at most `max_num_seqs` requests at once; the others wait in arrival order. The step loop keeps the
+    same cap: a row added past it takes no step until a running one finishes, and waiting rows start in turn."""
+    from bench.standin.cost_model import StepLoop
+
+    model = CostModel.from_dict(
+        {
+            "name": "t",
+            "llm_step_ms": {"fixed": 1.0, "per_row": 0.0},
+            "llm_prefill_ms": {"fixed": 0.0, "per_token": 0.0},
+            "decode_ms": {"fixed": 1.0, "per_token": 0.0},
+            "sr_ms": {"fixed": 1.0, "per_input_sample": 0.0},
+        }
+    )
+    rows = [_Row(3), _Row(5), _Row(2), _Row(2)]
+
+    async def main() -> list[int]:
+        loop = StepLoop(model, DeviceTimeline(), max_running=2)
+        running_at_most = []
+        loop.on_step = lambda stepped: running_at_most.append(len(stepped))
+        for row in rows:
+            loop.add(row)
+        while any(r.left > 0 for r in rows):
+            await asyncio.sleep(0.0005)
+        await loop.aclose()
+        return running_at_most
+
+    stepped = run_virtual(main)
+    assert max(stepped) == 2
+    # Steps 1-3: rows 0 and 1; row 0 ends, row 2 joins (steps 4-5) and ends with row 1; row 3 runs alone after.
+    assert stepped == [2, 2, 2, 2, 2, 1, 1]
+    with pytest.raises(ValueError, match="max_running"):
+        StepLoop(model, DeviceTimeline(), max_running=0)
+
+
 @pytest.mark.parametrize("read", ["dispatch_to_end", "own", "run"])
 def test_a_codec_call_behind_an_engine_step_reads_its_wait_only_from_dispatch(read: str) -> None:
     """Admission's codec measure: from dispatch to end counts the step it queued behind; `own` counts the call, and
