@@ -15,6 +15,26 @@ from services.device.queueing import PendingModelCall, PendingWindow
 from services.device.telemetry import SchedulerStats, record_call, record_device_seconds, record_model_call
 from services.device.windows import DecodeWindow
 
+# How close to running dry a settled stream's window may end and still be recorded, as a near miss (the most a
+# negative miss grace may read).
+NEAR_MISS_S = 0.5
+
+
+def _due(window: PendingWindow) -> float | None:
+    """When the window's listener runs dry on the audio it already has (None: nobody hears the stream yet).
+
+    Read when the call ends, not the deadline the window was queued by: a window queued before its stream's first
+    audio is queued by the stream's arrival (the most urgent), but its listener needs it only once the audio before
+    it has played. Judged by the queueing deadline, a newcomer's second window counted its first audio's latency as
+    a miss, and the miss rule refused arrivals for seconds with no listener short of audio. A window queued after the
+    first audio keeps the deadline it was queued by: when its listener would run dry on the audio it had then (the
+    stricter reading where earlier windows of its stream were still on the device, and the one admission's caps were
+    calibrated on)."""
+    playback = window.stream.playback
+    if not playback.heard:
+        return None
+    return playback.deadline() if window.first else window.deadline
+
 
 class DeviceTimeAccount:
     """The scheduler's calls' device time: totals in `stats`, and the recent calls and misses within `window_s`."""
@@ -69,7 +89,8 @@ class DeviceTimeAccount:
         s.rows_by_kind[call.kind] += len(call.windows)
         s.seconds_by_kind[call.kind] += seconds
         s.work_by_kind[call.kind] += call.work
-        late = [ended - p.deadline for p in chosen if ended > p.deadline and p.stream.playback.heard]
+        due = {id(p): _due(p) for p in chosen}
+        late = [ended - d for d in due.values() if d is not None and ended > d]
         s.missed_deadlines += len(late)
         record_call(
             call, chosen, started, seconds, late
@@ -80,16 +101,24 @@ class DeviceTimeAccount:
             # Admission reads the device's share of the lateness: the event loop's stalls are the host's.
             lag = loop_lag
             own = max(
-                (
-                    ended - p.deadline - (lag.excused(p.deadline, ended) if lag is not None else 0.0)
-                    for p in chosen
-                    if ended > p.deadline and p.stream.playback.heard
-                ),
+                ended - d - (lag.excused(d, ended) if lag is not None else 0.0)
+                for d in due.values()
+                if d is not None and ended > d
             )
             if own > 0:
                 self.recent_missed.append((ended, own))
             else:
                 s.misses_loop_lag += 1
+        else:
+            # A near miss: a settled stream's window ended with its listener under NEAR_MISS_S from running dry
+            # (negative lateness; only a negative grace counts it: `recent_misses`).
+            near = [
+                ended - d
+                for p, was in zip(chosen, settled_before, strict=True)
+                if was and (d := due[id(p)]) is not None and d - ended < NEAR_MISS_S
+            ]
+            if near:
+                self.recent_missed.append((ended, max(near)))
         self.trim(ended)
         return newly_settled
 
@@ -137,6 +166,7 @@ class DeviceTimeAccount:
     def recent_misses(self, now: float, grace_s: float = 0.0) -> int:
         """Calls in the last `busy_window_s` that ended more than `grace_s` after a playing row's deadline (the
         deadline assumes no client prebuffer: a client holding 100 ms hears nothing of a 50 ms miss), less the event
-        loop's stalls around it (`loop_lag`)."""
+        loop's stalls around it (`loop_lag`). A negative grace also counts near misses: calls that ended within
+        -grace_s (at most NEAR_MISS_S) before a settled stream's listener would have run dry."""
         self.trim(now)
         return sum(1 for _, late in self.recent_missed if late > grace_s)

@@ -11,10 +11,10 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
    ids before the first audio, doubling let 35 in within 0.8 s and all of them underran by 10-50 ms). The ramp passes
    by itself as its oldest admission leaves the window, so `admit()` holds a caller it refuses for up to `max_wait_s`
    (first come, first served) instead of answering 503: 600 arrivals within 2 s, 84-96 admitted instead of 64.
-1. **Deadline misses.** A playing stream whose window finished more than `miss_grace_s` after its audio ran out
-   at real-time playback (the scheduler's `recent_misses`, last `busy_window_s`, less the event loop's own stalls:
-   `loop_lag.py`): the device is already short; refuse. The grace is under a third of a client's assumed 100 ms
-   prebuffer: a newcomer's second window routinely lands a few ms after its 80 ms first chunk has played.
+1. **Deadline misses.** A playing stream's window finished more than `miss_grace_s` after its audio ran out (the
+   scheduler's `recent_misses`, last `busy_window_s`, less the event loop's stalls: `loop_lag.py`): refuse. The default
+   -50 ms also counts a settled stream's window ending with under 50 ms of audio left: in overload the codec keeps
+   windows in time while its backlog grows, then they miss together; near misses come first (docs/benchmarks.md).
 1b. **Spacing near the limit.** At most one new stream per `spacing_s` (30 ms) while the device is near a limit:
    the LLM's projected pace (rule 2) under `spacing_pace` (1.1) times the pace it must keep, or, for `miss_memory_s`
    (10 s) after rule 1 refused, the codec's projected share (rule 3) over `spacing_share` (0.8) of its cap. Why: the
@@ -141,7 +141,7 @@ class Admission:
         pace_window_s: float = 1.0,
         min_pace_sample_s: float = 0.25,
         max_codec_busy: float = math.inf,
-        miss_grace_s: float = 0.03,
+        miss_grace_s: float = -0.05,
         bucket_s: float = 0.05,
         max_codec_share: float = 1.2,
         codec_window_s: float = 5.0,

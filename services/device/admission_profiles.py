@@ -2,7 +2,8 @@
 (`TTS_ADMISSION_PROFILE`), since a cap means something only against the measure it reads.
 
 `served` (the default): `Admission`'s own defaults, reading a codec call from dispatch to end
-(`CallSecondsRead`, services/device/calls.py). `own_seconds`: the codec read as its own device seconds, rule 3's cap
+(`CallSecondsRead`, services/device/calls.py), its miss rule counting near misses too (admission.py, rule 1; the other
+profiles read misses alone, as they were calibrated). `own_seconds`: the codec read as its own device seconds, rule 3's cap
 at 0.74 of the device, the exact first chunk given only while a capacity rule refused in the last 2 s (not because a
 share crossed a line), and a ramp floor of 40. In the simulator at the H200's measured costs it starts a burst of 64
 within 2 s at first audio p95 173-270 ms where `served` gives 400-550, and runs no stream dry under sustained
@@ -52,6 +53,7 @@ class AdmissionProfile:
 
 
 _OWN_SECONDS: dict[str, Any] = {
+    "miss_grace_s": 0.03,  # misses alone, as these profiles were calibrated (no near misses: admission.py rule 1)
     "max_codec_share": 0.74,
     "short_schedule_share": float("inf"),
     "short_needs_pace": 0.0,  # the short first chunk whatever the engine's pace, as these profiles were calibrated

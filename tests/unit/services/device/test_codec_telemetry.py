@@ -145,6 +145,48 @@ async def test_only_playing_realtime_streams_count_deadline_misses() -> None:
     assert sched.stats.missed_deadlines == 1
 
 
+async def test_a_window_is_late_only_once_its_listener_has_run_dry() -> None:
+    """A newcomer's windows are queued by its arrival (the most urgent), but its listener needs the second one only
+    when the first one's audio has played. Judged by the queueing deadline, the second window counted the first
+    audio's latency as a miss, and admission's miss rule then refused arrivals with nobody short of audio."""
+    d = Delta(("codec_scheduler_deadline_misses_total", {"kind": "decode"}))
+    sched, clock = make(cost=0.05)
+    async with sched:
+        h, playback = played(sched)
+        first = asyncio.ensure_future(h.decode(window(16)))
+        second = asyncio.ensure_future(
+            h.decode(window(200))
+        )  # queued at arrival, its own call after the first
+        await first
+        playback.note_audio(0.08)  # the first audio leaves 50 ms after arrival: 80 ms of it
+        await second  # ends 50 ms later, 30 ms before those 80 ms have played
+        assert sched.recent_misses() == 0
+        late = h.decode(window(16))  # queued with 30 ms left; ends 20 ms after the listener ran dry
+        await late
+    assert d() == [1]
+    assert sched.recent_misses(0.019) == 1 and sched.recent_misses(0.021) == 0
+
+
+async def test_a_settled_streams_window_ending_close_to_dry_is_a_near_miss_a_negative_grace_counts() -> None:
+    """Admission's default grace (-50 ms) counts a settled stream's window that ended with under 50 ms of audio left:
+    the warning before windows miss together. A newcomer's (not yet settled) close call is not one, nor does any
+    near miss reach the deadline-miss metric or a grace of zero or more."""
+    d = Delta(("codec_scheduler_deadline_misses_total", {"kind": "decode"}))
+    sched, clock = make(cost=0.05)
+    async with sched:
+        newcomer, fresh = played(sched)
+        fresh.note_audio(0.08)  # 80 ms of audio: its 50 ms window ends with 30 ms left
+        await newcomer.decode(window(60))
+        assert sched.recent_misses(-0.05) == 0  # not settled when queued: no near miss
+        settled, playback = played(sched)
+        playback.note_audio(1.0)
+        await settled.decode(window(60))  # 60 kept tokens: settled from here on
+        clock.now = playback.deadline() - 0.08  # 80 ms left when the next window is queued
+        await settled.decode(window(16))  # ends 30 ms before its listener runs dry
+    assert sched.recent_misses(-0.05) == 1 and sched.recent_misses(-0.02) == 0
+    assert sched.recent_misses() == 0 and d() == [0]
+
+
 async def test_scrape_gauges_read_the_schedulers_load() -> None:
     from shared import metrics
 
