@@ -150,6 +150,10 @@ BENCHES: dict[str, Bench] = {
         "-m bench.sim_cut",
         "the goal bursts with and without cutting a chunk for a listener about to run dry",
     ),
+    "sim_goals": Bench(
+        "-m bench.sim_goals",
+        "where the many-streams goals stand: every goal arrival on both device models, paced and not",
+    ),
     "sim_burst_costs": Bench(
         "-m bench.sim_burst_costs",
         "the goal bursts with one device cost term made cheaper at a time: which one a burst hinges on",

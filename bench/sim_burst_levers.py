@@ -75,7 +75,7 @@ def rung_fields(rung: int) -> dict[str, Any]:
 
 
 def sim_config(model: CostModel, burst: str, rung: int, admission: str, seed: int) -> SimConfig:
-    _, streams, within, rate = arrivals_named(burst, GOAL_BURSTS + CONTEXT)
+    _, streams, within, rate, _ = arrivals_named(burst, GOAL_BURSTS + CONTEXT)
     fields = rung_fields(rung)
     kwargs: dict[str, Any] = {
         "latency": fields.get("latency", "balanced"),
@@ -117,7 +117,8 @@ def jobs_for(
     plan = [(b, rung) for b in bursts for rung in range(len(RUNGS))]
     plan += [(b, 0) for b in CONTEXT] if context else []
     jobs = []
-    for ((burst, _, _, rate), rung), admission, seed in itertools.product(plan, ADMISSIONS, seeds):
+    for (arrivals, rung), admission, seed in itertools.product(plan, ADMISSIONS, seeds):
+        burst, rate = arrivals[0], arrivals[3]  # name and sample rate (`Arrivals`, or a plain tuple in tests)
         models = [cost_model] + ([sr_tf32_model] if rate == 48_000 and sr_tf32_model is not None else [])
         jobs += [(str(m), burst, rung, admission, seed) for m in models]
     return jobs

@@ -90,7 +90,7 @@ def _burst(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """One burst at an engine's fixed costs (SimConfig `fields` over the service's defaults): the row's identity and
     the simulator's report."""
-    _, streams, within, rate = arrivals_named(burst, GOAL_BURSTS)
+    _, streams, within, rate, _ = arrivals_named(burst, GOAL_BURSTS)
     model = engine_model(CostModel.load(model_path), *fixed)
     config = SimConfig(model, streams, sample_rate=rate, arrive_within_s=within, seed=seed, **fields)
     row = {"step_fixed_ms": fixed[0], "prefill_fixed_ms": fixed[1], "burst": burst, "seed": seed}
@@ -144,7 +144,7 @@ def lever_jobs(
 ) -> list[tuple[str, tuple[float, float], str, tuple[str, float], int]]:
     """Part 2's runs: each 5 s burst on `cost_model`, and at 48 kHz also on its AP-BWE TF32 twin when there is one."""
     jobs = []
-    for fixed, (burst, _, _, rate), schedule, seed in itertools.product(
+    for fixed, (burst, _, _, rate, _), schedule, seed in itertools.product(
         costs, LEVER_BURSTS, SCHEDULES, seeds
     ):
         models = [cost_model] + ([sr_tf32_model] if rate == 48_000 and sr_tf32_model is not None else [])

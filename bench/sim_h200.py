@@ -43,7 +43,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], CallSecondsRead]] = {
 
 def run_one(job: tuple[str, str, DeviceSharing]) -> dict[str, Any]:
     case, variant, sharing = job
-    _, streams, within, rate = arrivals_named(case, CASES)
+    _, streams, within, rate, _ = arrivals_named(case, CASES)
     admission, read = VARIANTS[variant]
     report = simulate(
         SimConfig(

@@ -62,7 +62,7 @@ Job = tuple[str, DeviceSharing, str, str, int]  # model name, sharing, arrivals,
 
 def run_one(job: Job) -> dict[str, Any]:
     model_name, sharing, arrivals, profile_name, seed = job
-    _, streams, within, rate = arrivals_named(arrivals, ARRIVALS)
+    _, streams, within, rate, _ = arrivals_named(arrivals, ARRIVALS)
     profile = VARIANTS[profile_name]
     model = CostModel.load(MODELS[model_name]).with_overrides(host_ms=MEASURED_HOST_MS)
     report = simulate(
