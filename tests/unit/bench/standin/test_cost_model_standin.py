@@ -195,6 +195,18 @@ def test_the_device_keeps_its_own_schedule_when_a_caller_wakes_late() -> None:
     assert fresh == pytest.approx(0.002)
 
 
+# Engine steps of 1 ms whatever their rows, and nothing else costing: the step loop's own order
+STEP_MODEL = CostModel.from_dict(
+    {
+        "name": "t",
+        "llm_step_ms": {"fixed": 1.0, "per_row": 0.0},
+        "llm_prefill_ms": {"fixed": 0.0, "per_token": 0.0},
+        "decode_ms": {"fixed": 1.0, "per_token": 0.0},
+        "sr_ms": {"fixed": 1.0, "per_input_sample": 0.0},
+    }
+)
+
+
 class _Row:
     """One generating request of `ids` ids, as the step loop sees it (its memory is freed when nothing holds it)."""
 
@@ -216,18 +228,8 @@ def test_a_request_dropped_after_it_finished_never_drops_the_next_one_in_its_mem
     must step to its end, whatever address it gets."""
     from bench.standin.cost_model import StepLoop
 
-    model = CostModel.from_dict(
-        {
-            "name": "t",
-            "llm_step_ms": {"fixed": 1.0, "per_row": 0.0},
-            "llm_prefill_ms": {"fixed": 0.0, "per_token": 0.0},
-            "decode_ms": {"fixed": 1.0, "per_token": 0.0},
-            "sr_ms": {"fixed": 1.0, "per_input_sample": 0.0},
-        }
-    )
-
     async def main() -> list[int]:
-        loop = StepLoop(model, DeviceTimeline())
+        loop = StepLoop(STEP_MODEL, DeviceTimeline())
         loop.add(_Row(10**9))  # another conversation keeps the engine stepping
         finished = []
         for _ in range(
@@ -256,19 +258,10 @@ def test_rows_past_the_engines_running_cap_wait_first_come_first_served() -> Non
     same cap: a row added past it takes no step until a running one finishes, and waiting rows start in turn."""
     from bench.standin.cost_model import StepLoop
 
-    model = CostModel.from_dict(
-        {
-            "name": "t",
-            "llm_step_ms": {"fixed": 1.0, "per_row": 0.0},
-            "llm_prefill_ms": {"fixed": 0.0, "per_token": 0.0},
-            "decode_ms": {"fixed": 1.0, "per_token": 0.0},
-            "sr_ms": {"fixed": 1.0, "per_input_sample": 0.0},
-        }
-    )
     rows = [_Row(3), _Row(5), _Row(2), _Row(2)]
 
     async def main() -> list[int]:
-        loop = StepLoop(model, DeviceTimeline(), max_running=2)
+        loop = StepLoop(STEP_MODEL, DeviceTimeline(), max_running=2)
         running_at_most = []
         loop.on_step = lambda stepped: running_at_most.append(len(stepped))
         for row in rows:
@@ -283,7 +276,7 @@ def test_rows_past_the_engines_running_cap_wait_first_come_first_served() -> Non
     # Steps 1-3: rows 0 and 1; row 0 ends, row 2 joins (steps 4-5) and ends with row 1; row 3 runs alone after.
     assert stepped == [2, 2, 2, 2, 2, 1, 1]
     with pytest.raises(ValueError, match="max_running"):
-        StepLoop(model, DeviceTimeline(), max_running=0)
+        StepLoop(STEP_MODEL, DeviceTimeline(), max_running=0)
 
 
 @pytest.mark.parametrize("read", ["dispatch_to_end", "own", "run"])
