@@ -89,8 +89,9 @@ class DeviceTimeAccount:
         s.rows_by_kind[call.kind] += len(call.windows)
         s.seconds_by_kind[call.kind] += seconds
         s.work_by_kind[call.kind] += call.work
-        due = {id(p): _due(p) for p in chosen}
-        late = [ended - d for d in due.values() if d is not None and ended > d]
+        dues = [_due(p) for p in chosen]  # None: nobody hears that row's stream yet
+        overdue = [d for d in dues if d is not None and ended > d]
+        late = [ended - d for d in overdue]
         s.missed_deadlines += len(late)
         record_call(
             call, chosen, started, seconds, late
@@ -100,11 +101,7 @@ class DeviceTimeAccount:
         if late:
             # Admission reads the device's share of the lateness: the event loop's stalls are the host's.
             lag = loop_lag
-            own = max(
-                ended - d - (lag.excused(d, ended) if lag is not None else 0.0)
-                for d in due.values()
-                if d is not None and ended > d
-            )
+            own = max(ended - d - (lag.excused(d, ended) if lag is not None else 0.0) for d in overdue)
             if own > 0:
                 self.recent_missed.append((ended, own))
             else:
@@ -114,8 +111,8 @@ class DeviceTimeAccount:
             # (negative lateness; only a negative grace counts it: `recent_misses`).
             near = [
                 ended - d
-                for p, was in zip(chosen, settled_before, strict=True)
-                if was and (d := due[id(p)]) is not None and d - ended < NEAR_MISS_S
+                for d, was in zip(dues, settled_before, strict=True)
+                if was and d is not None and d - ended < NEAR_MISS_S
             ]
             if near:
                 self.recent_missed.append((ended, max(near)))
