@@ -4,7 +4,8 @@ The goal bursts (bench/sim/goals.py) on the H200's measured codec with AP-BWE in
 step (`bench/cost_models/h200-graphs-vllm-step-sr-tf32.json`, or `--cost-model`), then with one cost term made cheaper
 at a time (`CostModel.scaled`): the engine step's fixed cost or its cost per row halved, BiCodec decode at 0.75,
 AP-BWE at 0.5; and, for the other side, AP-BWE in fp32 as served (`h200-graphs-vllm-step.json`, whatever
-`--cost-model` says). Each runs with every stream admitted on the exact first chunk (admission off: what the modelled
+`--cost-model` says); `--engine-step` puts a GPU's measured engine step (bench/gpu/engine_step.py) under every
+variant in place of the model's. Each runs with every stream admitted on the exact first chunk (admission off: what the modelled
 device carries) and with the `bursts` admission profile, seeds 0-2, host 1.4 ms per audio second, on a device that
 runs one call at a time (or, `--device-sharing sliced`, the engine and the codec at half speed each while both have
 work, as a GPU shares itself between two processes' CUDA contexts, vLLM's engine core being one), with the cut as
@@ -31,11 +32,11 @@ from typing import Any
 
 from bench.harness import repo_path, write_results
 from bench.sim.goals import GOAL_BURSTS, MEASURED_HOST_MS, arrivals_named
-from bench.sim.options import add_device_options, engine_pace
+from bench.sim.options import add_device_options, add_engine_step_option, engine_pace, engine_step
 from bench.sim.run import simulate_arrivals
 from bench.sim.sliced_device import DeviceSharing
 from bench.sim_cut import summary_cell
-from bench.standin.cost_model import CostModel
+from bench.standin.cost_model import CostModel, Linear
 from core.llm.engine_pace import EnginePace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,14 +56,17 @@ ADMISSIONS = ("off", "bursts")
 SEEDS = (0, 1, 2)
 
 # the measured cost model's path, variant, burst, admission, seed, JSON settings over the profile's, device sharing,
-# the engine's pace (None: it steps every request)
-Job = tuple[str, str, str, str, int, str, DeviceSharing, EnginePace | None]
+# the engine's pace (None: it steps every request), a measured engine step in place of the model's and its source
+Job = tuple[str, str, str, str, int, str, DeviceSharing, EnginePace | None, tuple[Linear, str] | None]
 
 
 def run_one(job: Job) -> dict[str, Any]:
-    measured, variant, burst, admission, seed, overrides, sharing, pace = job
+    measured, variant, burst, admission, seed, overrides, sharing, pace, step = job
     path, factors = VARIANTS[variant]
-    model = CostModel.load(path or measured).scaled(**factors).with_overrides(host_ms=MEASURED_HOST_MS)
+    model = CostModel.load(path or measured)
+    if step is not None:
+        model = model.with_engine_step(*step)
+    model = model.scaled(**factors).with_overrides(host_ms=MEASURED_HOST_MS)
     arrivals = arrivals_named(burst, GOAL_BURSTS)
     report = simulate_arrivals(
         model,
@@ -131,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         "--cost-model",
         type=Path,
         default=MEASURED,
-        help="the measured costs the variants scale (a GPU's engine-step fit put into a cost model)",
+        help="the measured costs the variants scale",
     )
+    add_engine_step_option(p)
     p.add_argument(
         "--admission",
         default="{}",
@@ -146,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     bursts = [GOAL_BURSTS[2].name] if args.quick else [b.name for b in GOAL_BURSTS]
     json.loads(args.admission)  # a bad --admission fails here, before the workers start (--engine-pace below)
     pace = engine_pace(args.engine_pace)
+    step = engine_step(args.engine_step)
     jobs: list[Job] = list(
         itertools.product(
             [str(args.cost_model)],
@@ -156,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             [args.admission],
             [args.device_sharing],
             [pace],
+            [step],
         )
     )
     with ProcessPoolExecutor(args.workers) as pool:
@@ -166,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         {
             "cost_model": repo_path(args.cost_model),
             "host_ms_per_audio_second": MEASURED_HOST_MS,
+            "engine_step_ms": None if step is None else {"fixed": step[0].fixed, "per_row": step[0].per_unit},
+            "engine_step_from": None if step is None else step[1],
             "admission_over_profile": json.loads(args.admission),
             "device_sharing": args.device_sharing,
             "engine_pace": None if pace is None else asdict(pace),

@@ -8,8 +8,8 @@ Each runs on a device that runs one call at a time and on one shared by time sli
 shares itself between vLLM's engine-core process and the codec's), with the engine stepping every request and paced
 (`TTS_LLM_PACE_LEAD_IDS=100`), under admission off (every stream admitted on the exact first chunk: what the modelled
 device carries), the service's admission as it ships (`served`) and the `bursts` profile. A cell meets its goal when
-every seed does. A prediction from cost models, not a measurement; `--cost-model` takes a model with a measured engine
-step in place of the published one.
+every seed does. A prediction from cost models, not a measurement; `--engine-step` puts a GPU's measured engine step
+(bench/gpu/engine_step.py's `engine-step.json`) in place of the published one, in every row.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from typing import Any
 
 from bench.harness import repo_path, write_results
 from bench.sim.goals import GOAL_BURSTS, MEASURED_HOST_MS, STEADY_ARRIVALS, Arrivals, arrivals_named, goal_met
+from bench.sim.options import add_engine_step_option, engine_step
 from bench.sim.run import simulate_arrivals
 from bench.sim.sliced_device import DEVICE_SHARINGS, DeviceSharing
 from bench.sim_cut import summary_cell
-from bench.standin.cost_model import CostModel
+from bench.standin.cost_model import CostModel, Linear
 from core.llm.engine_pace import EnginePace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,8 +39,9 @@ ADMISSIONS = ("off", "served", "bursts")
 PACED = EnginePace(lead_ids=100)  # TTS_LLM_PACE_LEAD_IDS=100 at the default rate
 SEEDS = (0, 1, 2)
 
-# (arrivals' name, AP-BWE precision, admission, device sharing, paced, seed, the TF32 cost model's path)
-Job = tuple[str, str, str, DeviceSharing, bool, int, str]
+# (arrivals' name, AP-BWE precision, admission, device sharing, paced, seed, the TF32 cost model's path, a measured
+# engine step in place of the models' and where it came from)
+Job = tuple[str, str, str, DeviceSharing, bool, int, str, tuple[Linear, str] | None]
 
 
 def precisions(arrivals: Arrivals) -> tuple[str, ...]:
@@ -48,9 +50,11 @@ def precisions(arrivals: Arrivals) -> tuple[str, ...]:
 
 
 def run_one(job: Job) -> dict[str, Any]:
-    name, precision, admission, sharing, paced, seed, measured = job
+    name, precision, admission, sharing, paced, seed, measured, step = job
     path = Path(measured) if precision != "fp32" else SR_FP32
     model = CostModel.load(path).with_overrides(host_ms=MEASURED_HOST_MS)
+    if step is not None:
+        model = model.with_engine_step(*step)
     report = simulate_arrivals(
         model,
         arrivals_named(name, ARRIVALS),
@@ -134,15 +138,16 @@ def main(argv: list[str] | None = None) -> int:
         "--cost-model",
         type=Path,
         default=MEASURED,
-        help="the costs with AP-BWE in TF32 (a GPU's engine-step fit put into a cost model); fp32 rows read "
-        "h200-graphs-vllm-step.json",
+        help="the costs with AP-BWE in TF32; fp32 rows read h200-graphs-vllm-step.json",
     )
+    add_engine_step_option(p)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="seed 0, the bursts, the serial device")
     args = p.parse_args(argv)
+    step = engine_step(args.engine_step)
     arrivals = GOAL_BURSTS if args.quick else ARRIVALS
     jobs: list[Job] = [
-        (a.name, precision, admission, sharing, paced, seed, str(args.cost_model))
+        (a.name, precision, admission, sharing, paced, seed, str(args.cost_model), step)
         for a in arrivals
         for precision in precisions(a)
         for admission, sharing, paced, seed in itertools.product(
@@ -160,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         {
             "cost_model": repo_path(args.cost_model),
             "cost_model_sr_fp32": repo_path(SR_FP32),
+            "engine_step_ms": None if step is None else {"fixed": step[0].fixed, "per_row": step[0].per_unit},
+            "engine_step_from": None if step is None else step[1],
             "host_ms_per_audio_second": MEASURED_HOST_MS,
             "engine_pace": asdict(PACED),
             "verdicts": verdicts(runs),

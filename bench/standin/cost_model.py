@@ -50,6 +50,38 @@ class Linear:
         return (self.fixed + self.per_unit * units) / 1000.0
 
 
+ENGINE_STEP_VARIANTS = ("compiled", "graph")  # bench/gpu/engine_step.py's variants, the closer to vLLM first
+
+
+def engine_step_fit(path: str | Path, variant: str = "compiled") -> Linear:
+    """The engine step `bench/gpu/engine_step.py` fitted on a GPU (its `engine-step.json`, `variant`'s `fit`): the
+    cost model's `llm_step_ms`. Refuses what is not a figure: the tiny `--quick` model, a run off a GPU, a variant
+    with no fit (fewer than two batches measured)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        fit = data["variants"][variant].get("fit")
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(
+            f"engine step {path}: no variant {variant!r} in an engine-step.json ({exc})"
+        ) from exc
+    if data.get("config") != "released" or data.get("device") in (None, "cpu"):
+        raise ValueError(
+            f"engine step {path}: measured with the {data.get('config')} config on {data.get('device')}: the "
+            "plumbing, not a figure (a GPU run at the released config is)"
+        )
+    if not fit:
+        raise ValueError(
+            f"engine step {path}: variant {variant!r} has no fit (fewer than two batches measured)"
+        )
+    step = Linear(float(fit["fixed"]), float(fit["per_row"]))
+    if step.fixed < 0 or step.per_unit < 0:
+        raise ValueError(
+            f"engine step {path}: variant {variant!r} fits a negative term ({fit}): not a step's cost"
+        )
+    return step
+
+
 @dataclass(frozen=True)
 class CostModel:
     name: str
@@ -147,6 +179,16 @@ class CostModel:
         if host_ms_per_request is not None:
             out = replace(out, host_ms_per_request=host_ms_per_request)
         return out
+
+    def with_engine_step(self, step: Linear, source: str) -> CostModel:
+        """This model with its engine step replaced by a measured one (`engine_step_fit`), named after `source`."""
+        from dataclasses import replace
+
+        return replace(
+            self,
+            llm_step=step,
+            name=f"{self.name}, engine step {step.fixed:g} ms + {step.per_unit:g} ms per row ({source})",
+        )
 
     def scaled(
         self, *, llm_fixed: float = 1.0, llm_per_row: float = 1.0, decode: float = 1.0, sr: float = 1.0

@@ -6,24 +6,42 @@ import json
 
 from bench import sim_burst_costs
 from bench.sim.goals import GOAL_BURSTS
+from bench.standin.cost_model import Linear
 
 
 def test_a_variant_runs_on_its_scaled_model_under_each_admission() -> None:
     burst = GOAL_BURSTS[0].name
     measured = str(sim_burst_costs.MEASURED)
-    off = sim_burst_costs.run_one((measured, "decode x0.75", burst, "off", 0, "{}", "serial", None))
+    off = sim_burst_costs.run_one((measured, "decode x0.75", burst, "off", 0, "{}", "serial", None, None))
     assert off["cost_model"].endswith("(decode x0.75)")
     assert off["admitted"] == GOAL_BURSTS[0].streams  # admission off admits every arrival
-    profiled = sim_burst_costs.run_one((measured, "decode x0.75", burst, "bursts", 0, "{}", "serial", None))
+    profiled = sim_burst_costs.run_one(
+        (measured, "decode x0.75", burst, "bursts", 0, "{}", "serial", None, None)
+    )
     assert profiled["admission"] == "bursts" and profiled["underran"] == 0
     capped = sim_burst_costs.run_one(
-        (measured, "decode x0.75", burst, "bursts", 0, '{"ramp_floor": 8}', "serial", None)
+        (measured, "decode x0.75", burst, "bursts", 0, '{"ramp_floor": 8}', "serial", None, None)
     )
     assert capped["admitted"] < profiled["admitted"] and capped["refused_by"]  # the keywords reach admission
-    sliced = sim_burst_costs.run_one((measured, "decode x0.75", burst, "off", 0, "{}", "sliced", None))
+    sliced = sim_burst_costs.run_one((measured, "decode x0.75", burst, "off", 0, "{}", "sliced", None, None))
     assert (
         sliced["admitted"] == off["admitted"] and sliced["ttfa_ms_p95"] != off["ttfa_ms_p95"]
     )  # the sharing ran
+    stepped = sim_burst_costs.run_one(
+        (
+            measured,
+            "engine step fixed x0.5",
+            burst,
+            "off",
+            0,
+            "{}",
+            "serial",
+            None,
+            (Linear(0.8, 0.01), "gpu"),
+        )
+    )
+    assert "engine step 0.8 ms + 0.01 ms per row (gpu)" in stepped["cost_model"]
+    assert stepped["cost_model"].endswith("(llm_fixed x0.5)")  # the variant scales the measured step
 
 
 def test_the_variants_scale_the_cost_model_given_and_write_every_run(tmp_path, monkeypatch, capsys) -> None:

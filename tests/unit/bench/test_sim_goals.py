@@ -28,12 +28,12 @@ def test_48k_rows_run_at_both_ap_bwe_precisions_on_their_own_models() -> None:
     assert sim_goals.precisions(GOAL_BURSTS[2]) == ("tf32", "fp32")
     assert sim_goals.precisions(GOAL_BURSTS[0]) == ("-",)
     fp32 = sim_goals.run_one(
-        (GOAL_BURSTS[2].name, "fp32", "off", "serial", False, 0, str(sim_goals.MEASURED))
+        (GOAL_BURSTS[2].name, "fp32", "off", "serial", False, 0, str(sim_goals.MEASURED), None)
     )
     assert (
         fp32["cost_model"]
         != sim_goals.run_one(
-            (GOAL_BURSTS[2].name, "tf32", "off", "serial", False, 0, str(sim_goals.MEASURED))
+            (GOAL_BURSTS[2].name, "tf32", "off", "serial", False, 0, str(sim_goals.MEASURED), None)
         )["cost_model"]
     )
 
@@ -54,3 +54,25 @@ def test_the_bench_writes_every_run_and_a_verdict_per_cell(tmp_path, monkeypatch
         v["met"] == goal_met(GOAL_BURSTS[0], [r]) for v, r in zip(written["verdicts"], runs, strict=True)
     )
     assert "| 64 @16k within 2 s | - |" in capsys.readouterr().out
+
+
+def test_a_gpus_engine_step_replaces_the_published_one_in_every_row(tmp_path, monkeypatch) -> None:
+    step = tmp_path / "engine-step.json"
+    fit = {"fixed": 0.9, "per_row": 0.012, "worst_error": 0.05}
+    step.write_text(
+        json.dumps(
+            {
+                "device": "NVIDIA H200",
+                "config": "released",
+                "variants": {"compiled": {"rows": [], "fit": fit}},
+            }
+        )
+    )
+    monkeypatch.setattr(sim_goals, "GOAL_BURSTS", GOAL_BURSTS[:1])
+    monkeypatch.setattr(sim_goals, "ADMISSIONS", ("off",))
+    out = tmp_path / "goals.json"
+    assert sim_goals.main(["--quick", "--workers", "1", "--json", str(out), "--engine-step", str(step)]) == 0
+    written = json.loads(out.read_text())
+    assert written["engine_step_ms"] == {"fixed": 0.9, "per_row": 0.012}
+    assert written["engine_step_from"] == "engine-step.json compiled"
+    assert all("engine step 0.9 ms + 0.012 ms per row" in r["cost_model"] for r in written["runs"])

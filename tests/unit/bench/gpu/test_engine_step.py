@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.gpu.engine_step import fit, measure_order
+from bench.standin.cost_model import Linear, engine_step_fit
 
 ROOT = Path(__file__).resolve().parents[4]
 
@@ -43,6 +44,15 @@ def test_a_quick_run_writes_each_variants_rows_and_fit(tmp_path: Path) -> None:
     assert [r["batch"] for r in graph["rows"]] == [1, 4]  # the ends first: here, all of them
     assert set(graph["fit"]) == {"fixed", "per_row", "worst_error"}
     assert "| batch | graph |" in done.stdout
+
+    # What the simulator's benches read from it (`--engine-step`): a figure from a GPU at the released size only.
+    written = tmp_path / "engine-step.json"
+    with pytest.raises(ValueError, match="the plumbing, not a figure"):
+        engine_step_fit(written, "graph")
+    written.write_text(json.dumps({**result, "config": "released", "device": "NVIDIA H200"}))
+    assert engine_step_fit(written, "graph") == Linear(graph["fit"]["fixed"], graph["fit"]["per_row"])
+    with pytest.raises(ValueError, match="no variant 'compiled'"):
+        engine_step_fit(written, "compiled")
 
 
 def test_an_unknown_variant_is_refused() -> None:
