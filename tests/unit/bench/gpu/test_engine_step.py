@@ -49,10 +49,16 @@ def test_a_quick_run_writes_each_variants_rows_and_fit(tmp_path: Path) -> None:
     written = tmp_path / "engine-step.json"
     with pytest.raises(ValueError, match="the plumbing, not a figure"):
         engine_step_fit(written, "graph")
-    written.write_text(json.dumps({**result, "config": "released", "device": "NVIDIA H200"}))
-    assert engine_step_fit(written, "graph") == Linear(graph["fit"]["fixed"], graph["fit"]["per_row"])
+    on_gpu = {**result, "config": "released", "device": "NVIDIA H200"}  # as a lent GPU would write it
+    on_gpu["variants"]["graph"]["fit"] = {"fixed": 0.9, "per_row": 0.012, "worst_error": 0.04}
+    written.write_text(json.dumps(on_gpu))
+    assert engine_step_fit(written, "graph") == Linear(0.9, 0.012)
     with pytest.raises(ValueError, match="no variant 'compiled'"):
         engine_step_fit(written, "compiled")
+    on_gpu["variants"]["graph"]["fit"]["per_row"] = -0.001  # two noisy rows can fit that: not a cost
+    written.write_text(json.dumps(on_gpu))
+    with pytest.raises(ValueError, match="negative term"):
+        engine_step_fit(written, "graph")
 
 
 def test_an_unknown_variant_is_refused() -> None:
