@@ -4,6 +4,7 @@ with a playback clock."""
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -93,13 +94,15 @@ def played(sched: CodecScheduler) -> tuple[StreamHandle, PlaybackClock]:
 
 class FiguresScheduler:
     """What `Admission` reads of the codec scheduler, set by hand: the clock (`now`), the open streams and the settled
-    among them, the cumulative device seconds and kept tokens (`stats`); a device never busy, never missing."""
+    among them, the cumulative device seconds and kept tokens (`stats`), what the listeners keep once the codec's queue
+    drains (`headroom`); a device never busy, never missing."""
 
     def __init__(self, streams: int = 0) -> None:
         self.now = 0.0
         self.active_streams = streams
         self.settled_streams = 0  # of them, past their first second of audio
         self.stats = SchedulerStats()
+        self.headroom = -math.inf
 
     def clock(self) -> float:
         return self.now
@@ -109,3 +112,6 @@ class FiguresScheduler:
 
     def recent_misses(self, grace_s: float = 0.0) -> int:
         return 0
+
+    def drain_headroom(self) -> float:
+        return self.headroom  # what listeners keep once the codec's queue drains (-inf: nothing measured)

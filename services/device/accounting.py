@@ -13,14 +13,14 @@ from services.device.calls import Call
 from services.device.loop_lag import LoopLag
 from services.device.queueing import PendingModelCall, PendingWindow
 from services.device.telemetry import SchedulerStats, record_call, record_device_seconds, record_model_call
-from services.device.windows import DecodeWindow
+from services.device.windows import WINDOW_KINDS, DecodeWindow, WindowKind
 
 # How close to running dry a settled stream's window may end and still be recorded, as a near miss (the most a
 # negative miss grace may read).
 NEAR_MISS_S = 0.5
 
 
-def _due(window: PendingWindow) -> float | None:
+def due(window: PendingWindow) -> float | None:
     """When the window's listener runs dry on the audio it already has (None: nobody hears the stream yet).
 
     Read when the call ends, not the deadline the window was queued by: a window queued before its stream's first
@@ -48,6 +48,8 @@ class DeviceTimeAccount:
         # (end time, worst lateness in seconds, less the loop's stalls) of calls that missed a row's deadline by more
         # than the event loop's stalls account for, within the window
         self.recent_missed: deque[tuple[float, float]] = deque()
+        # (end time, kind, device seconds, work units) of live codec calls within the window
+        self.recent_work: deque[tuple[float, WindowKind, float, int]] = deque()
 
     def live_call(
         self,
@@ -89,7 +91,7 @@ class DeviceTimeAccount:
         s.rows_by_kind[call.kind] += len(call.windows)
         s.seconds_by_kind[call.kind] += seconds
         s.work_by_kind[call.kind] += call.work
-        dues = [_due(p) for p in chosen]  # None: nobody hears that row's stream yet
+        dues = [due(p) for p in chosen]  # None: nobody hears that row's stream yet
         overdue = [d for d in dues if d is not None and ended > d]
         late = [ended - d for d in overdue]
         s.missed_deadlines += len(late)
@@ -98,6 +100,7 @@ class DeviceTimeAccount:
         )  # Prometheus (telemetry.py): pre-bound children only
         record_device_seconds("live", seconds)
         self.recent_calls.append((ended, seconds))
+        self.recent_work.append((ended, call.kind, seconds, call.work))
         if late:
             # Admission reads the device's share of the lateness: the event loop's stalls are the host's.
             lag = loop_lag
@@ -153,6 +156,22 @@ class DeviceTimeAccount:
             self.recent_calls.popleft()
         while self.recent_missed and self.recent_missed[0][0] < horizon:
             self.recent_missed.popleft()
+        while self.recent_work and self.recent_work[0][0] < horizon:
+            self.recent_work.popleft()
+
+    def seconds_per_work(self, now: float) -> dict[WindowKind, float | None]:
+        """Each kind's device seconds per work unit over the calls of the last `window_s`, since start where none
+        ran within it (None: never measured): what a queued window will cost at the device's present pace."""
+        self.trim(now)
+        seconds: dict[WindowKind, float] = {}
+        work: dict[WindowKind, int] = {}
+        for _, kind, call_seconds, units in self.recent_work:
+            seconds[kind] = seconds.get(kind, 0.0) + call_seconds
+            work[kind] = work.get(kind, 0) + units
+        return {
+            kind: seconds[kind] / work[kind] if work.get(kind) else self.stats.seconds_per_work(kind)
+            for kind in WINDOW_KINDS
+        }
 
     def busy_ratio(self, now: float) -> float:
         """Share of the last `busy_window_s` the device spent on the scheduler's calls, codec and model calls

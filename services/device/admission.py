@@ -7,10 +7,10 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
    reached the device). At most `ramp_share` (0.5) times as many as the streams older than that (and at least
    `ramp_floor`, 32: the goal's own load, 250 arrivals in 10 s, brings 25 a second) may be that recent: past the
    floor the open streams grow at most 1.5x per window, so a burst of hundreds cannot slip in before the measures
-   move (600 arrivals within 2 s otherwise admitted 181-255 that all underran; with 40
-   ids before the first audio, doubling let 35 in within 0.8 s and all of them underran by 10-50 ms). The ramp passes
-   by itself as its oldest admission leaves the window, so `admit()` holds a caller it refuses for up to `max_wait_s`
-   (first come, first served) instead of answering 503: 600 arrivals within 2 s, 84-96 admitted instead of 64.
+   move (600 arrivals within 2 s otherwise admitted 181-255 that all underran; with 40 ids before the first audio,
+   doubling let 35 in within 0.8 s and all of them underran by 10-50 ms). The ramp passes by itself as its oldest
+   admission leaves the window, so `admit()` holds a caller it refuses for up to `max_wait_s` (first come, first
+   served) instead of answering 503: 600 arrivals within 2 s, 84-96 admitted instead of 64.
 1. **Deadline misses.** A playing stream's window finished more than `miss_grace_s` after its audio ran out (the
    scheduler's `recent_misses`, last `busy_window_s`, less the event loop's stalls: `loop_lag.py`): refuse. The default
    -50 ms also counts a settled stream's window ending with under 50 ms of audio left: in overload the codec keeps
@@ -33,45 +33,42 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
    full-look-ahead chunk after its short second, wait for their tokens plus a look-ahead within the audio already
    played: `exact_needs_pace`), and an engine let down to real time keeps the device at the edge, where misses
    refuse in bursts. `python -m bench.sim_overload` (63 runs: the goal rows on more seeds, and 90 s of 1.5x and 3x
-   the device's load): a margin of 1 let 72 admitted streams underrun in all (up to 19 in one run, 11 of 149 in one
-   600-stream flood), 2 let 22, and 2 with rule 1b none; 2 admitted as many or more than 1, and rule 1b refuses a
-   few percent of a 250-stream burst at a cheap LLM (docs/benchmarks.md).
-   `sr_pace_margin` (`bursts`: 2 over a `pace_margin` of 1.4) is the margin while AP-BWE rows ran within
-   `codec_window_s`: a 48 kHz window waits for the next decoded audio as right context (docs/benchmarks.md).
+   the device's load): a margin of 1 let 72 admitted streams underrun in all (11 of 149 in one 600-stream flood), 2
+   let 22, and 2 with rule 1b none, admitting as many as 1 (docs/benchmarks.md). `sr_pace_margin` (`bursts`: 2 over
+   a `pace_margin` of 1.4) is the margin while AP-BWE rows ran within `codec_window_s`: a 48 kHz window waits for the
+   next decoded audio as right context.
 3. **The codec's cost per stream.** The scheduler's call seconds (codec calls, and the model calls it runs beside
    them: speaker vectors, reference encodes, CTC alignment) per second of one open stream, measured over the last
-   `codec_window_s`, times the streams open now plus one: above `max_codec_share` of the device, refuse. The
-   streams count is exact at once, so a burst of arrivals is seen before its windows reach the device. A call's
-   seconds run from its dispatch to its end (`CodecScheduler._account`): on a device shared with the engine that is
-   its own work plus the engine's work it queued behind, as a GPU shared with the engine process measures it and as
-   the stand-in's one timeline models it (1.8x the codec's own device seconds on the H100 model, 3.3x at H200 graph
-   costs). The caps below are calibrated on that measure (the `own_seconds` profile reads a call's own seconds
-   with its own caps: `admission_profiles.py`); with `engine_lead_pace` set (off by default) it is not read
-   while the engine gives each request that many times real time (`engine_lead.py`, the trade it makes).
+   `codec_window_s`, times the streams open now plus one: above `max_codec_share` of the device, refuse. The streams
+   count is exact at once, so a burst of arrivals is seen before its windows reach the device. A call's seconds run
+   from its dispatch to its end (`CodecScheduler._account`): on a device shared with the engine that is its own work
+   plus the engine's work it queued behind, as a GPU shared with the engine process measures it and as the stand-in's
+   one timeline models it (1.8x the codec's own device seconds on the H100 model, 3.3x at H200 graph costs). The caps
+   below are calibrated on that measure (the `own_seconds` profile reads a call's own seconds with its own caps:
+   `admission_profiles.py`); with `engine_lead_pace` set (off by default) it is not read while the engine gives each
+   request that many times real time (`engine_lead.py`, the trade it makes).
    The measure itself is `codec_cost.py`'s: per second open or per second of audio (`codec_cost_basis`), of every
-   live stream or of the settled ones (`codec_cost_streams`).
+   live stream or of the settled ones (`codec_cost_streams`). With `queue_headroom_s` (`bursts`) it passes while no
+   AP-BWE row ran within `codec_window_s` and the codec's queue drains leaving every listener that much (headroom.py).
 4. **The codec's share.** The scheduler's busy ratio, projected for one more playing stream; above
    `max_codec_busy`, refuse: the rest of the device belongs to the LLM. Streams admitted within the last
    `pace_window_s` are not in the measured share yet (their windows have barely started), so the share is scaled
    by (streams + 1) / (streams - those), at most 2: a burst of arrivals cannot all slip in before the measure moves.
 
-Calibrated on the simulated H100 (docs/benchmarks.md, `bench.simulate`): rule 4 is off by default
-(`max_codec_busy` = inf) and rule 3's cap is 1.2, above the whole device, on purpose: a stream's first-second windows
-cost ~3.5 decoded tokens per kept one, so while streams ramp up the measured cost per stream overstates what they cost
-later. Tighter caps (share 0.85, busy 1.0 ramp-scaled) admit 111 of 250 offered at 16 kHz where the device
-carries 160-200 with no underrun; at 1.2 with the miss rule at a 30 ms grace (of the 100 ms prebuffer) and the ramp
-(rule 0), 137-149 of 250 and 156-176 of 600 (seeds 0-2), and no admitted stream underran in any case tried (48 kHz, 40
-preamble ids, 600 within 2 s or 30 s, LLM 0.005-0.056 ms/row); without rule 3 at all, 48 kHz streams and the
-40-preamble flood underran (19-48 streams).
+Calibrated on the simulated H100 (docs/benchmarks.md, `bench.simulate`): rule 4 is off by default and rule 3's cap
+is 1.2, above the whole device, on purpose: a stream's first-second windows cost ~3.5 decoded tokens per kept one, so
+while streams ramp up the cost per stream overstates their later cost. Tighter caps (share 0.85, busy 1.0) admit 111
+of 250 at 16 kHz where the device carries 160-200; at 1.2 with a 30 ms miss grace and the ramp, 137-149 of 250 and
+156-176 of 600 (seeds 0-2), none underrunning (48 kHz, 40 preamble ids, 600 within 2 s or 30 s, LLM 0.005-0.056
+ms/row); without rule 3, 19-48 streams of 48 kHz and of the 40-preamble flood underran.
 
 **Each key's share.** When a rule above refuses, the device is short, and who is refused follows each key's share
 (`key_share.py`): the key over its share is refused first, a key within its share is admitted past the rule.
 
-Min slack is not a rule: a stream that has just started holds only its first chunk (80 ms on the balanced
-schedule), so a slack threshold would refuse on every newcomer; a stream really running dry is a miss (1).
-
-Beside it, each with a seam of its own: `first_chunks.py` (what an admitted stream's first chunk is, from these
-measures), `key_share.py` (each key's share), `engine_lead.py` (when the codec's cost is not read)."""
+Min slack refuses nothing: a stream that has just started holds only its first chunk (80 ms on the balanced schedule),
+so a slack threshold would refuse every newcomer; a stream really running dry is a miss (1). Beside it, each with a
+seam of its own: `first_chunks.py` (what an admitted stream's first chunk is, from these measures), `key_share.py`
+(each key's share), `engine_lead.py` (when the codec's cost is not read), `headroom.py` (rule 3's pass)."""
 
 from __future__ import annotations
 
@@ -86,7 +83,9 @@ from typing import TYPE_CHECKING, Any
 from services.device.codec_cost import CodecCostBasis, CodecCostMeter, CodecCostStreams
 from services.device.engine_lead import ENGINE_LEAD_PACE, engine_leads
 from services.device.first_chunks import FirstChunkChoices
+from services.device.headroom import queue_keeps_up
 from services.device.key_share import KeyShares
+from services.device.llm_pace import LLMPaceMeter
 from services.device.telemetry import RecentRows
 from shared.metrics import ADMISSION_REFUSALS, ADMISSION_WAIT
 
@@ -166,6 +165,7 @@ class Admission:
         short_needs_pace: float = 3.0,
         unmeasured_short_streams: float = math.inf,
         sr_pace_margin: float | None = None,
+        queue_headroom_s: float | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.clock = clock or getattr(scheduler, "clock", None) or time.monotonic
@@ -174,8 +174,8 @@ class Admission:
         self.pace_margin = pace_margin
         self.sr_pace_margin = sr_pace_margin  # rule 2's while 48 kHz streams are live
         self._sr_rows = RecentRows("sr", codec_window_s)
+        self.queue_headroom_s = queue_headroom_s  # rule 3 passes while the codec's queue leaves this
         self.pace_window_s = pace_window_s
-        self.min_pace_sample_s = min_pace_sample_s
         self.max_codec_busy = max_codec_busy
         self.miss_grace_s = miss_grace_s
         self.max_codec_share = max_codec_share
@@ -218,11 +218,7 @@ class Admission:
             streams=codec_cost_streams,
             tokens_per_s=need_tokens_per_s,
         )
-        self._bucket_s = bucket_s
-        # (bucket start, tokens, request-seconds of generation) per bucket_s: O(1) per note_tokens call.
-        self._buckets: deque[list[float]] = deque()
-        self._last_t: float | None = None
-        self._last_generating = 0
+        self.llm = LLMPaceMeter(pace_window_s, min_pace_sample_s, bucket_s)  # rule 2's measure
         self.admitted = 0
         self._admitted_at: deque[float] = deque()  # admissions whose load the measures may not show yet
         self.refused: dict[str, int] = {}
@@ -237,15 +233,9 @@ class Admission:
 
     # ---------------------------------------------------------------- the LLM's pace
     def _advance(self) -> float:
-        """Accumulate request-seconds of generation up to now; return now."""
+        """Bring both measures (the LLM's pace, the codec's cost) up to now; return now."""
         now = self.clock()
-        generating = self._live_generating()
-        if self._last_t is not None and now > self._last_t:
-            self._bucket(now)[2] += self._last_generating * (now - self._last_t)
-        self._last_t, self._last_generating = now, generating
-        horizon = now - self.pace_window_s
-        while self._buckets and self._buckets[0][0] + self._bucket_s < horizon:
-            self._buckets.popleft()
+        self.llm.advance(now, self._live_generating())
         self.codec.advance(now)
         return now
 
@@ -262,32 +252,18 @@ class Admission:
         or the settled ones (codec_cost.py), over the last codec_window_s (None: too little measured)."""
         return self.codec.cost_at(self._advance())
 
-    def _bucket(self, now: float) -> list[float]:
-        if not self._buckets or now >= self._buckets[-1][0] + self._bucket_s:
-            self._buckets.append([now, 0.0, 0.0])
-        return self._buckets[-1]
-
     def note_tokens(self, count: int) -> None:
         if count <= 0:
             return
-        now = self._advance()
-        self._bucket(now)[1] += count
+        self.llm.note_tokens(self._advance(), count)
 
     def pace(self) -> float | None:
         """Measured tokens per second per generating request over the last window (None: too little measured)."""
-        return self._pace_at(self._advance())
+        return self.llm.pace_at(self._advance())
 
     def engine_pace(self) -> float | None:
         """`pace()` where the engine's generating requests are known; None without them (the pace rule is off)."""
         return self.pace() if self.generating is not None else None
-
-    def _pace_at(self, now: float) -> float | None:
-        """`pace` from the windows as they stand (no accumulation: reading it never moves the measure)."""
-        buckets = [b for b in self._buckets if b[0] + self._bucket_s >= now - self.pace_window_s]
-        request_seconds = sum(b[2] for b in buckets)
-        if request_seconds < self.min_pace_sample_s:
-            return None
-        return sum(b[1] for b in buckets) / request_seconds
 
     # ---------------------------------------------------------------- the rule
     def decide(self, key: str | None = None) -> AdmissionDecision:
@@ -375,7 +351,8 @@ class Admission:
         generating = self._live_generating()
         pace = self.engine_pace()
         margin = self.pace_margin
-        if self.sr_pace_margin is not None and self._sr_rows.within(self.scheduler.stats, now):
+        sr_live = self._sr_rows.within(self.scheduler.stats, now)
+        if self.sr_pace_margin is not None and sr_live:
             margin = self.sr_pace_margin
         projected = math.inf
         if pace is not None and generating > 0:
@@ -394,7 +371,8 @@ class Admission:
         lead = engine_leads(pace, self.need_tokens_per_s, self.engine_lead_pace)  # engine_lead.py
         cost = None if lead else self.codec_cost()
         share = None if cost is None else cost * (streams + 1)  # the codec's share with one more stream
-        if share is not None and share > self.max_codec_share:
+        over = share is not None and share > self.max_codec_share
+        if over and not queue_keeps_up(self.scheduler, self.queue_headroom_s, sr_live):
             return _refusal(
                 "codec_cost",
                 f"overloaded: {streams} streams hold the codec ~{cost * streams:.0%} of "
@@ -471,14 +449,18 @@ class Admission:
         """What admission last measured, for operators (metrics, the debug route): read-only, so looking never moves
         a measure (`codec_cost()` and `pace()` integrate up to now; this reads their windows as they stand)."""
         now = self.clock()
-        cost, pace = self.codec.cost_at(now), self._pace_at(now)
+        cost, pace = self.codec.cost_at(now), self.llm.pace_at(now)
         streams = self.scheduler.active_streams
+        drained = None if self.queue_headroom_s is None else self.scheduler.drain_headroom()
         return {
             "codec_cost": cost,
             "codec_cost_basis": self.codec_cost_basis,
             "codec_cost_streams": self.codec_cost_streams,
             "codec_share_with_one_more": None if cost is None else cost * (streams + 1),
             "max_codec_share": self.max_codec_share,
+            # rule 3's pass (None: off) and what the codec's queue leaves now (None: nothing measured, nobody heard)
+            "queue_headroom_s": self.queue_headroom_s,
+            "drain_headroom_s": drained if drained is not None and math.isfinite(drained) else None,
             "llm_tokens_per_s_per_request": pace,
             "need_tokens_per_s": self.need_tokens_per_s,
             "recent_misses": self.scheduler.recent_misses(self.miss_grace_s),

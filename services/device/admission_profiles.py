@@ -26,13 +26,14 @@ process, it reads each call's stretch and holds less: 30-42 of those 64, 0.57-0.
 `bursts`: `settled` with its limits set for the bursts a device carries once a stream's chunks are cut for a listener
 about to run dry (`TTS_STREAM_CUT_RUNWAY_MS`, on by default; this profile needs it): the LLM's pace margin 1.4 (2 while
 48 kHz streams are live), no spacing, a ramp floor of 64, the codec's cap at 0.9, newcomers on the short first chunk
-while the engine gives 3x real time and the codec's cost is read (the exact one past 32 streams before it is). In the
-simulator at the H200's measured costs and vLLM's published step, on a device that runs one call at a time, it admits
-64 of 64 arriving within 2 s at first audio p95 128-132 ms and 250 of 250 at 16 kHz within 5 s at p95 765-794 ms,
-none running dry; no admitted stream ran dry in the 315 overload runs on the five device models, where it admitted
-1.03-1.27x what `served` does on the serial models. Not the default: on the sliced device, as a served GPU shares
-itself with the engine's process, it holds 38-43 of those 64 and 0.68-0.97x of `served` in overload but for 16 kHz
-at the 3 ms step (docs/benchmarks.md, "Cutting a chunk for a listener about to run dry").
+while the engine gives 3x real time and the codec's cost is read (the exact one past 32 streams before it is), and at
+16 kHz the codec's cap passed while its queue drains leaving every listener 0.5 s (`queue_headroom_s`, headroom.py).
+In the simulator at the H200's measured costs and vLLM's published step, on a device that runs one call at a time, it
+admits 64 of 64 arriving within 2 s at first audio p95 128-132 ms and 250 of 250 at 16 kHz within 5 s at p95 765-794
+ms, none running dry; no admitted stream ran dry in the 315 overload runs on the five device models but one, 2 ms
+past its prebuffer (docs/benchmarks.md). Not the default: on the sliced device, as a served GPU shares itself with the
+engine's process, it holds 61-62 of those 64 at p95 293-298 ms and 177-196 of the 250 (docs/benchmarks.md, "Reading
+the codec's queue in a burst").
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ ADMISSION_PROFILES: dict[AdmissionProfileName, AdmissionProfile] = {
             "max_codec_share": 0.9,
             "short_needs_pace": 3.0,
             "unmeasured_short_streams": 32,
+            "queue_headroom_s": 0.5,
         },
     ),
 }

@@ -70,6 +70,7 @@ from services.device.accounting import DeviceTimeAccount
 from services.device.background import BackgroundGate, BackgroundPolicy
 from services.device.batching import form_call
 from services.device.calls import Call, DeviceRunner, ModelCallKind, SchedulerPolicy
+from services.device.headroom import drain_headroom
 from services.device.key_share import CpuTurns
 from services.device.loop_lag import LoopLag
 from services.device.queueing import PendingModelCall, PendingWindow, StreamHandle, urgency
@@ -632,6 +633,12 @@ class CodecScheduler:
         deadline assumes no client prebuffer: a client holding 100 ms hears nothing of a 50 ms miss), less the event
         loop's stalls around it (`loop_lag`)."""
         return self.account.recent_misses(self.clock(), grace_s)
+
+    def drain_headroom(self) -> float:
+        """Seconds the most pressed listener keeps if the live queue drains now in deadline order at the codec's
+        measured seconds per work unit (headroom.py; admission's rule 3 reads it)."""
+        now = self.clock()
+        return drain_headroom(self._pending, self._streams.values(), now, self.account.seconds_per_work(now))
 
     def min_slack(self) -> float:
         """Seconds to the most urgent deadline among live streams already playing (inf when none)."""

@@ -13,6 +13,7 @@ from core.sr_planner import SRWindow
 
 __all__ = [
     "WAIT_REASONS",
+    "WINDOW_KINDS",
     "DecodeWindow",
     "FixedDeadline",
     "SRWindow",
@@ -22,6 +23,7 @@ __all__ = [
 ]
 
 WindowKind = Literal["decode", "sr"]
+WINDOW_KINDS: tuple[WindowKind, ...] = get_args(WindowKind)
 
 # Why a window (or a model call) waits, recorded when the scheduler decides:
 # - queued: no plan has looked at it yet, and a device slot is free (the planner runs on the loop's next turn);

@@ -35,7 +35,7 @@ def test_a_leading_engine_keeps_the_short_first_chunk_and_a_slower_one_gets_exac
     default = Admission(sched, generating=lambda: generating[0])
     sched.active_streams = 9
     _load(sched, adm, 6.0, 150, 4)  # 3x real time; the codec's measured share with one more: 1.0 > 0.8
-    default.codec, default._buckets = adm.codec, adm._buckets  # the same measures
+    default.codec, default.llm = adm.codec, adm.llm  # the same measures
     assert default.first_chunk_schedule("balanced") == "exact"
     assert adm.first_chunk_schedule("balanced") == "balanced"
     assert adm.first_chunks == {("balanced", "engine_ahead"): 1} and adm.long_first_chunks == 0
