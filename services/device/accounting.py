@@ -48,7 +48,7 @@ class DeviceTimeAccount:
         # (end time, worst lateness in seconds, less the loop's stalls) of calls that missed a row's deadline by more
         # than the event loop's stalls account for, within the window
         self.recent_missed: deque[tuple[float, float]] = deque()
-        # (end time, kind, device seconds, work units) of live codec calls within the window
+        # (end time, kind, device seconds, work units without padding) of live codec calls within the window
         self.recent_work: deque[tuple[float, WindowKind, float, int]] = deque()
 
     def live_call(
@@ -90,7 +90,7 @@ class DeviceTimeAccount:
         s.calls_by_kind[call.kind] += 1
         s.rows_by_kind[call.kind] += len(call.windows)
         s.seconds_by_kind[call.kind] += seconds
-        s.work_by_kind[call.kind] += call.work
+        s.valid_work_by_kind[call.kind] += call.valid_work
         dues = [due(p) for p in chosen]  # None: nobody hears that row's stream yet
         overdue = [d for d in dues if d is not None and ended > d]
         late = [ended - d for d in overdue]
@@ -100,7 +100,7 @@ class DeviceTimeAccount:
         )  # Prometheus (telemetry.py): pre-bound children only
         record_device_seconds("live", seconds)
         self.recent_calls.append((ended, seconds))
-        self.recent_work.append((ended, call.kind, seconds, call.work))
+        self.recent_work.append((ended, call.kind, seconds, call.valid_work))
         if late:
             # Admission reads the device's share of the lateness: the event loop's stalls are the host's.
             lag = loop_lag
@@ -160,8 +160,9 @@ class DeviceTimeAccount:
             self.recent_work.popleft()
 
     def seconds_per_work(self, now: float) -> dict[WindowKind, float | None]:
-        """Each kind's device seconds per work unit over the calls of the last `window_s`, since start where none
-        ran within it (None: never measured): what a queued window will cost at the device's present pace."""
+        """Each kind's device seconds per work unit of the rows themselves (padding counted in the seconds, not the
+        units) over the calls of the last `window_s`, since start where none ran within it (None: never measured):
+        what a queued window's own units will cost at the device's present pace."""
         self.trim(now)
         seconds: dict[WindowKind, float] = {}
         work: dict[WindowKind, int] = {}

@@ -1,6 +1,7 @@
 """How much audio the codec's listeners keep if it drains its queue now: the least seconds any listener would still
 hold when its window ends, with the pending windows run in deadline order at the codec's measured seconds per work
-unit, and every settled listener's audio in hand counted as it is.
+unit of its rows (the padding its calls carried counted in the seconds: a queued window's own units pay for it too),
+and every settled listener's audio in hand counted as it is.
 
 Admission reads it where its codec rule reads a burst as overload (admission.py, rule 3, `queue_headroom_s`). On a
 device the engine's process shares by time slices, each codec call is stretched while the engine runs every request

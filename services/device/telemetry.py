@@ -75,7 +75,9 @@ class SchedulerStats:
     calls_by_kind: dict[str, int] = field(default_factory=lambda: {"decode": 0, "sr": 0})
     rows_by_kind: dict[str, int] = field(default_factory=lambda: {"decode": 0, "sr": 0})
     seconds_by_kind: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "sr": 0.0})
-    work_by_kind: dict[str, int] = field(default_factory=lambda: {"decode": 0, "sr": 0})
+    # the rows' own work units (no padding): seconds per unit then prices a queued window's own units, the padding
+    # its call will carry included
+    valid_work_by_kind: dict[str, int] = field(default_factory=lambda: {"decode": 0, "sr": 0})
     # Model calls run beside the windows (`CodecScheduler.run_model_call`), by kind: speaker, reference, align
     model_calls_by_kind: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MODEL_CALL_KINDS, 0))
     model_seconds_by_kind: dict[str, float] = field(
@@ -92,7 +94,8 @@ class SchedulerStats:
         return rows / calls if calls else 0.0
 
     def seconds_per_work(self, kind: WindowKind) -> float | None:
-        work = self.work_by_kind[kind]
+        """Device seconds per work unit of the rows themselves: what a queued window's units will cost."""
+        work = self.valid_work_by_kind[kind]
         return self.seconds_by_kind[kind] / work if work else None
 
 

@@ -73,7 +73,7 @@ async def test_the_scheduler_reads_its_rate_from_its_recent_calls() -> None:
         assert sched.drain_headroom() == -math.inf  # no call measured: nothing to drain at
         await playing.decode(window(16))  # 0.05 s on the fake clock
         rates = sched.account.seconds_per_work(clock.now)
-        assert rates["decode"] == pytest.approx(0.05 / sched.stats.work_by_kind["decode"])
+        assert rates["decode"] == pytest.approx(0.05 / sched.stats.valid_work_by_kind["decode"])
         assert rates["sr"] is None
         assert sched.drain_headroom() == pytest.approx(2.0 - 0.05)  # nothing queued: the listener's own
         clock.now += 10.0  # the call left the window: the rate since start stands in
@@ -111,3 +111,14 @@ def test_rule_3_passes_at_16_khz_while_the_drained_queue_leaves_enough() -> None
     )  # what operators read
     sched.headroom = math.inf  # nobody heard: JSON has no infinity
     assert adm.view()["drain_headroom_s"] is None and unset.view()["drain_headroom_s"] is None
+
+
+async def test_the_rate_prices_a_windows_own_units_with_its_calls_padding() -> None:
+    clock = FakeClock()
+    policy = SchedulerPolicy(decode_reach=None)  # a decode row's units are its whole window
+    sched = CodecScheduler(RecordingRunner(clock, cost=0.05), policy, clock=clock)
+    async with sched:
+        playing = _stream(sched, 2.0, settled=True)
+        await playing.decode(window(13))  # padded to the 16-token bucket: 16 units of work, 13 of its own
+        assert sched.stats.work == 16
+        assert sched.account.seconds_per_work(clock.now)["decode"] == pytest.approx(0.05 / 13)
