@@ -17,7 +17,9 @@ measured costs the device alone is at its edge (a newcomer near the burst's end 
 engine that gives each stream little more than real time, the device being busy), so the term that frees device
 time is the one to measure and cut first; and where the device carries the burst, what admission then leaves out.
 Each run also records what binds while the burst onboards: the device's seconds by term and admission's measures
-against what the device then did (bench/sim/breakdown.py). A prediction from cost models, not a measurement.
+against what the device then did, and what the admitted streams need of the device while all of them play: the
+engine at real time and the codec at the run's own seconds per audio second (bench/sim/breakdown.py); the second
+table gives that need with every stream admitted. A prediction from cost models, not a measurement.
 """
 
 from __future__ import annotations
@@ -100,6 +102,8 @@ def run_one(job: Job) -> dict[str, Any]:
         },
         # admission's codec cost and LLM pace as it read them, against what the codec and the engine then did
         "onboarding_admission": onboarding["admission"],
+        # device seconds a second the admitted streams need while all of them play (bench/sim/breakdown.py)
+        "playing_need": report["breakdown"]["playing_need"],
     }
 
 
@@ -125,6 +129,34 @@ def print_table(runs: list[dict[str, Any]], sharing: DeviceSharing) -> None:
             for admission in ADMISSIONS
         ]
         if any(r["arrivals"] == burst and r["variant"] == variant for r in runs):
+            print(f"| {burst} | {variant} | " + " | ".join(cells) + " |")
+
+
+def print_need_table(runs: list[dict[str, Any]]) -> None:
+    """With every stream admitted: the device seconds a second they need while all of them play, by part, the range
+    over seeds (above 1 the device falls behind whatever order it runs the work in)."""
+    print(
+        "\nEvery stream admitted, all playing at once: device seconds a second they need (min-max over seeds)"
+    )
+    print("| burst | device costs | engine at real time | codec | codec ms per audio second | device |")
+    print("|---|---|---|---|---|---|")
+
+    def spread(values: list[float]) -> str:
+        low, high = min(values), max(values)
+        return f"{low:.2f}" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f}-{high:.2f}"
+
+    for burst, variant in itertools.product([b.name for b in GOAL_BURSTS], VARIANTS):
+        needs = [
+            r["playing_need"]
+            for r in runs
+            if (r["arrivals"], r["variant"], r["admission"]) == (burst, variant, "off")
+            and r["playing_need"]["device_s_per_s"] is not None
+        ]
+        if needs:
+            cells = [
+                spread([n[key] for n in needs])
+                for key in ("engine_s_per_s", "codec_s_per_s", "codec_ms_per_audio_s", "device_s_per_s")
+            ]
             print(f"| {burst} | {variant} | " + " | ".join(cells) + " |")
 
 
@@ -168,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     with ProcessPoolExecutor(args.workers) as pool:
         runs = list(pool.map(run_one, jobs))
     print_table(runs, args.device_sharing)
+    print_need_table(runs)
     write_results(
         args.json,
         {

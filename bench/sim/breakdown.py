@@ -11,7 +11,8 @@ schedule) and the API processes' GIL time. Terms:
 - `host`: the API processes' busy seconds (all processes together; `host max` the busiest one's share).
 
 Two spans: `onboarding`, from the first arrival until the last admitted stream's first audio (what a burst's first
-audio waits on), and the whole run. Admission's side: its codec cost per open stream-second (dispatch to end, queueing
+audio waits on), and the whole run. And what the admitted streams need of the device while every one of them plays
+(`playing_need`): the engine giving each request real time, the codec at the run's own seconds per audio second. Admission's side: its codec cost per open stream-second (dispatch to end, queueing
 behind engine steps included, as it is calibrated) and its LLM pace at each decision, against the codec's own device
 seconds per stream-second and the pace the engine then gave.
 """
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.standin.cost_model import CostModel, EngineStep
+from core.llm.engine_pace import IDS_PER_SECOND
 from services.device.calls import Call
 
 TERMS = (
@@ -213,11 +215,32 @@ BREAKDOWN_COLUMNS = (
 )
 
 
-def breakdown(
-    ledger: Ledger, streams: list[tuple[float, float | None, float | None]], end: float
+def playing_need(
+    model: CostModel, streams: int, codec_seconds: float, audio_seconds: float
 ) -> dict[str, Any]:
-    """The tables for `onboarding` (first arrival to the last first audio) and `run` (all of it). `streams`: each
-    admitted stream's (arrival, first audio, end)."""
+    """Device seconds a second that `streams` streams need while all of them play: the engine stepping every one of
+    them 50 times a second (one id each per step: real time) at the model's step for that many rows, and the codec at
+    `codec_seconds` of its own device time per `audio_seconds` made (the run's own rows per call, padding and context).
+    Above 1 the device falls behind by the excess for every second they all play, and only the audio they were given
+    ahead of time covers it, whatever order the work runs in."""
+    engine = IDS_PER_SECOND * model.step_seconds(streams)
+    per_audio_s = codec_seconds / audio_seconds if audio_seconds else None
+    codec = None if per_audio_s is None else streams * per_audio_s
+    return {
+        "streams": streams,
+        "engine_s_per_s": round(engine, 3),
+        "codec_ms_per_audio_s": None if per_audio_s is None else round(1000 * per_audio_s, 2),
+        "codec_s_per_s": None if codec is None else round(codec, 3),
+        "device_s_per_s": None if codec is None else round(engine + codec, 3),
+    }
+
+
+def breakdown(
+    ledger: Ledger, streams: list[tuple[float, float | None, float | None]], end: float, audio_seconds: float
+) -> dict[str, Any]:
+    """The tables for `onboarding` (first arrival to the last first audio) and `run` (all of it), and what the
+    streams need of the device while all of them play. `streams`: each admitted stream's (arrival, first audio, end);
+    `audio_seconds`: the audio they were given in all."""
     spans: dict[str, tuple[float, float]] = {}
     if streams:
         begin = min(a for a, _, _ in streams)
@@ -236,12 +259,22 @@ def breakdown(
             "terms": table,
             "admission": ledger.admission_view(lo, hi, codec / stream_s if stream_s else None),
         }
+        if name == "run":
+            out["playing_need"] = playing_need(ledger.model, len(streams), codec, audio_seconds)
     return out
 
 
 def print_breakdown(report: dict[str, Any]) -> None:
     """The breakdown of one report as Markdown tables (what `--breakdown` prints)."""
     for name, span in report.get("breakdown", {}).items():
+        if name == "playing_need":
+            print(
+                f"\nall {span['streams']} playing at once need {span['device_s_per_s']} device seconds a second: the "
+                f"engine at real time {span['engine_s_per_s']}, the codec {span['codec_s_per_s']} "
+                f"({span['codec_ms_per_audio_s']} ms per audio second, as this run batched it)",
+                flush=True,
+            )
+            continue
         print(
             f"\n{name}: {span['from_s']}-{span['to_s']} s, {span['stream_seconds']} stream-seconds open "
             f"({report['streams_admitted']} of {report['streams_requested']} admitted at "

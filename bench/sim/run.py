@@ -552,7 +552,10 @@ class Simulation:
             "background_audio_per_s": round(self.job_audio_s / elapsed, 2),
             "background_pauses": self.scheduler.background.pauses,
             "breakdown": breakdown(
-                self.ledger, [(r.arrival, r.first_audio, r.end) for r in admitted], self.loop.time()
+                self.ledger,
+                [(r.arrival, r.first_audio, r.end) for r in admitted],
+                self.loop.time(),
+                sum(r.audio_seconds for r in admitted),
             ),
         }
 

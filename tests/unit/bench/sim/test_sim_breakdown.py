@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.sim.breakdown import TERMS, Ledger, format_table
+from bench.sim.breakdown import TERMS, Ledger, format_table, playing_need
 from bench.sim.run import SimConfig, simulate
 from bench.standin.cost_model import CostModel, EngineStep
 from services.device.calls import Call
@@ -116,3 +116,21 @@ def test_a_simulated_burst_accounts_every_device_second_in_one_term() -> None:
     onboarding = report["breakdown"]["onboarding"]
     assert onboarding["to_s"] <= run["to_s"]
     assert onboarding["admission"]["decisions"] == report["streams_requested"]
+    # what the admitted streams need while all of them play: the engine at real time, the codec at the run's rate
+    need = report["breakdown"]["playing_need"]
+    assert need["streams"] == report["streams_admitted"]
+    codec_s = sum(terms[t]["device_s"] for t in TERMS[2:])
+    assert need["codec_s_per_s"] == pytest.approx(
+        need["streams"] * codec_s / 24.0, rel=0.2
+    )  # ~2 s of audio each
+    assert need["device_s_per_s"] == pytest.approx(need["engine_s_per_s"] + need["codec_s_per_s"], abs=0.002)
+
+
+def test_the_playing_need_is_the_engine_at_real_time_and_the_codec_at_its_rate() -> None:
+    model = CostModel.from_dict(BASE)  # a step of 3 ms + 0.02 ms per row
+    need = playing_need(model, 100, codec_seconds=2.0, audio_seconds=1000.0)
+    assert need["engine_s_per_s"] == pytest.approx(50 * (3.0 + 0.02 * 100) / 1000)  # 50 steps a second: 0.25
+    assert need["codec_ms_per_audio_s"] == pytest.approx(2.0)
+    assert need["codec_s_per_s"] == pytest.approx(0.2)  # 100 streams at 2 ms per audio second
+    assert need["device_s_per_s"] == pytest.approx(0.45)
+    assert playing_need(model, 0, 0.0, 0.0)["device_s_per_s"] is None  # nothing admitted: no rate
