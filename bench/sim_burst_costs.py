@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import repo_path, write_results
+from bench.sim.breakdown import NEED_COLUMNS, need_cells
 from bench.sim.goals import GOAL_BURSTS, MEASURED_HOST_MS, arrivals_named
 from bench.sim.options import add_device_options, add_engine_step_option, engine_pace, engine_step
 from bench.sim.run import simulate_arrivals
@@ -133,31 +134,21 @@ def print_table(runs: list[dict[str, Any]], sharing: DeviceSharing) -> None:
 
 
 def print_need_table(runs: list[dict[str, Any]]) -> None:
-    """With every stream admitted: the device seconds a second they need while all of them play, by part, the range
-    over seeds (above 1 the device falls behind whatever order it runs the work in)."""
+    """With every stream admitted: the device seconds a second they need at the most of them playing at once, by
+    part, over seeds (above 1 the device falls behind whatever order it runs the work in)."""
     print(
-        "\nEvery stream admitted, all playing at once: device seconds a second they need (min-max over seeds)"
+        "\nEvery stream admitted: device seconds a second they need at the most playing at once (min-max over seeds)"
     )
-    print("| burst | device costs | engine at real time | codec | codec ms per audio second | device |")
-    print("|---|---|---|---|---|---|")
-
-    def spread(values: list[float]) -> str:
-        low, high = min(values), max(values)
-        return f"{low:.2f}" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f}-{high:.2f}"
-
+    print("| burst | device costs | " + " | ".join(NEED_COLUMNS) + " |")
+    print("|---|---|" + "---|" * len(NEED_COLUMNS))
     for burst, variant in itertools.product([b.name for b in GOAL_BURSTS], VARIANTS):
         needs = [
             r["playing_need"]
             for r in runs
             if (r["arrivals"], r["variant"], r["admission"]) == (burst, variant, "off")
-            and r["playing_need"]["device_s_per_s"] is not None
         ]
         if needs:
-            cells = [
-                spread([n[key] for n in needs])
-                for key in ("engine_s_per_s", "codec_s_per_s", "codec_ms_per_audio_s", "device_s_per_s")
-            ]
-            print(f"| {burst} | {variant} | " + " | ".join(cells) + " |")
+            print(f"| {burst} | {variant} | " + " | ".join(need_cells(needs)) + " |")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,9 @@ Each runs on a device that runs one call at a time and on one shared by time sli
 shares itself between vLLM's engine-core process and the codec's), with the engine stepping every request and paced
 (`TTS_LLM_PACE_LEAD_IDS=100`), under admission off (every stream admitted on the exact first chunk: what the modelled
 device carries), the service's admission as it ships (`served`) and the `bursts` profile. A cell meets its goal when
-every seed does. A prediction from cost models, not a measurement; `--engine-step` puts a GPU's measured engine step
+every seed does. A second table gives, with every stream admitted, what the streams need of the device at the most
+of them playing at once (the engine at real time, the codec at the run's own rate; bench/sim/breakdown.py). A
+prediction from cost models, not a measurement; `--engine-step` puts a GPU's measured engine step
 (bench/gpu/engine_step.py's `engine-step.json`) in place of the published one, in every row.
 """
 
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import repo_path, write_results
+from bench.sim.breakdown import NEED_COLUMNS, need_cells
 from bench.sim.goals import GOAL_BURSTS, MEASURED_HOST_MS, STEADY_ARRIVALS, Arrivals, arrivals_named, goal_met
 from bench.sim.options import add_engine_step_option, engine_step
 from bench.sim.run import simulate_arrivals
@@ -75,6 +78,8 @@ def run_one(job: Job) -> dict[str, Any]:
         "underran": report["underruns_prebuffer_100ms"],
         "ttfa_ms_p95": report["ttfa_ms_p95"],
         "refused_by": report["refused_by"],
+        # device seconds a second the admitted streams need at the most of them playing at once (breakdown.py)
+        "playing_need": report["breakdown"]["playing_need"],
     }
 
 
@@ -131,6 +136,31 @@ def print_tables(runs: list[dict[str, Any]]) -> None:
                     print(f"| {arrivals.name} | {precision} | " + " | ".join(cells) + " |")
 
 
+def print_need_tables(runs: list[dict[str, Any]]) -> None:
+    """With every stream admitted (the engine stepping every request): what they need of the device at the most of
+    them playing at once, over seeds."""
+    for sharing in DEVICE_SHARINGS:
+        mine = [
+            r for r in runs if (r["device_sharing"], r["admission"], r["paced"]) == (sharing, "off", False)
+        ]
+        if not mine:
+            continue
+        print(
+            f"\n{sharing.capitalize()} device, every stream admitted: device seconds a second at the most playing at once"
+        )
+        print("| arrivals | AP-BWE | " + " | ".join(NEED_COLUMNS) + " |")
+        print("|---|---|" + "---|" * len(NEED_COLUMNS))
+        for arrivals in ARRIVALS:
+            for precision in precisions(arrivals):
+                needs = [
+                    r["playing_need"]
+                    for r in mine
+                    if (r["arrivals"], r["sr_precision"]) == (arrivals.name, precision)
+                ]
+                if needs:
+                    print(f"| {arrivals.name} | {precision} | " + " | ".join(need_cells(needs)) + " |")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "simulate" / "goals.json")
@@ -160,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     with ProcessPoolExecutor(args.workers) as pool:
         runs = list(pool.map(run_one, jobs))
     print_tables(runs)
+    print_need_tables(runs)
     write_results(
         args.json,
         {

@@ -11,8 +11,9 @@ schedule) and the API processes' GIL time. Terms:
 - `host`: the API processes' busy seconds (all processes together; `host max` the busiest one's share).
 
 Two spans: `onboarding`, from the first arrival until the last admitted stream's first audio (what a burst's first
-audio waits on), and the whole run. And what the admitted streams need of the device while every one of them plays
-(`playing_need`): the engine giving each request real time, the codec at the run's own seconds per audio second. Admission's side: its codec cost per open stream-second (dispatch to end, queueing
+audio waits on), and the whole run. And what the admitted streams need of the device at the most of them playing
+at once (`playing_need`): the engine giving each request real time, the codec at the run's own seconds per audio
+second. Admission's side: its codec cost per open stream-second (dispatch to end, queueing
 behind engine steps included, as it is calibrated) and its LLM pace at each decision, against the codec's own device
 seconds per stream-second and the pace the engine then gave.
 """
@@ -215,14 +216,26 @@ BREAKDOWN_COLUMNS = (
 )
 
 
+def most_playing(plays: list[tuple[float, float]]) -> int:
+    """The most of `plays` ([start, stop) each) under way at one time."""
+    edges = sorted(
+        [(start, 1) for start, _ in plays] + [(stop, -1) for _, stop in plays]
+    )  # a stop before a start
+    most = now = 0
+    for _, step in edges:
+        now += step
+        most = max(most, now)
+    return most
+
+
 def playing_need(
     model: CostModel, streams: int, codec_seconds: float, audio_seconds: float
 ) -> dict[str, Any]:
-    """Device seconds a second that `streams` streams need while all of them play: the engine stepping every one of
+    """Device seconds a second that `streams` streams need while they play together: the engine stepping every one of
     them 50 times a second (one id each per step: real time) at the model's step for that many rows, and the codec at
     `codec_seconds` of its own device time per `audio_seconds` made (the run's own rows per call, padding and context).
-    Above 1 the device falls behind by the excess for every second they all play, and only the audio they were given
-    ahead of time covers it, whatever order the work runs in."""
+    Above 1 the device falls behind by the excess for every second they play together, and only the audio they were
+    given ahead of time covers it, whatever order the work runs in."""
     engine = IDS_PER_SECOND * model.step_seconds(streams)
     per_audio_s = codec_seconds / audio_seconds if audio_seconds else None
     codec = None if per_audio_s is None else streams * per_audio_s
@@ -235,12 +248,35 @@ def playing_need(
     }
 
 
+# `playing_need`'s figures as table columns (`need_cells`), in order
+NEED_COLUMNS = ("most playing at once", "engine at real time", "codec", "codec ms per audio second", "device")
+_NEED_KEYS = ("streams", "engine_s_per_s", "codec_s_per_s", "codec_ms_per_audio_s", "device_s_per_s")
+
+
+def need_cells(needs: list[dict[str, Any]]) -> list[str]:
+    """Table cells for several runs' `playing_need`s (one per seed): each figure's min-max, one value where they agree;
+    blank where no run has one."""
+    cells = []
+    for key in _NEED_KEYS:
+        values = [n[key] for n in needs if n.get(key) is not None]
+        if not values:
+            cells.append("")
+            continue
+        low, high = (f"{v:.0f}" if key == "streams" else f"{v:.2f}" for v in (min(values), max(values)))
+        cells.append(low if low == high else f"{low}-{high}")
+    return cells
+
+
 def breakdown(
-    ledger: Ledger, streams: list[tuple[float, float | None, float | None]], end: float, audio_seconds: float
+    ledger: Ledger,
+    streams: list[tuple[float, float | None, float | None]],
+    end: float,
+    audio_seconds: list[float],
 ) -> dict[str, Any]:
     """The tables for `onboarding` (first arrival to the last first audio) and `run` (all of it), and what the
-    streams need of the device while all of them play. `streams`: each admitted stream's (arrival, first audio, end);
-    `audio_seconds`: the audio they were given in all."""
+    streams need of the device at the most of them playing at once (`playing_need`; each plays from its first audio
+    for its audio's length). `streams`: each admitted stream's (arrival, first audio, end); `audio_seconds`: the audio
+    each was given, in the same order."""
     spans: dict[str, tuple[float, float]] = {}
     if streams:
         begin = min(a for a, _, _ in streams)
@@ -260,7 +296,8 @@ def breakdown(
             "admission": ledger.admission_view(lo, hi, codec / stream_s if stream_s else None),
         }
         if name == "run":
-            out["playing_need"] = playing_need(ledger.model, len(streams), codec, audio_seconds)
+            plays = [(f, f + s) for (_, f, _), s in zip(streams, audio_seconds, strict=True) if f is not None]
+            out["playing_need"] = playing_need(ledger.model, most_playing(plays), codec, sum(audio_seconds))
     return out
 
 
@@ -269,7 +306,7 @@ def print_breakdown(report: dict[str, Any]) -> None:
     for name, span in report.get("breakdown", {}).items():
         if name == "playing_need":
             print(
-                f"\nall {span['streams']} playing at once need {span['device_s_per_s']} device seconds a second: the "
+                f"\n{span['streams']} playing at once (the most) need {span['device_s_per_s']} device seconds a second: the "
                 f"engine at real time {span['engine_s_per_s']}, the codec {span['codec_s_per_s']} "
                 f"({span['codec_ms_per_audio_s']} ms per audio second, as this run batched it)",
                 flush=True,

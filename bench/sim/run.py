@@ -555,7 +555,7 @@ class Simulation:
                 self.ledger,
                 [(r.arrival, r.first_audio, r.end) for r in admitted],
                 self.loop.time(),
-                sum(r.audio_seconds for r in admitted),
+                [r.audio_seconds for r in admitted],
             ),
         }
 

@@ -10,7 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.sim.breakdown import TERMS, Ledger, format_table, playing_need
+from bench.sim.breakdown import (
+    NEED_COLUMNS,
+    TERMS,
+    Ledger,
+    format_table,
+    most_playing,
+    need_cells,
+    playing_need,
+)
 from bench.sim.run import SimConfig, simulate
 from bench.standin.cost_model import CostModel, EngineStep
 from services.device.calls import Call
@@ -118,7 +126,9 @@ def test_a_simulated_burst_accounts_every_device_second_in_one_term() -> None:
     assert onboarding["admission"]["decisions"] == report["streams_requested"]
     # what the admitted streams need while all of them play: the engine at real time, the codec at the run's rate
     need = report["breakdown"]["playing_need"]
-    assert need["streams"] == report["streams_admitted"]
+    assert (
+        need["streams"] == report["streams_admitted"]
+    )  # 2 s each, all started within 0.5 s: all play together
     codec_s = sum(terms[t]["device_s"] for t in TERMS[2:])
     assert need["codec_s_per_s"] == pytest.approx(
         need["streams"] * codec_s / 24.0, rel=0.2
@@ -134,3 +144,22 @@ def test_the_playing_need_is_the_engine_at_real_time_and_the_codec_at_its_rate()
     assert need["codec_s_per_s"] == pytest.approx(0.2)  # 100 streams at 2 ms per audio second
     assert need["device_s_per_s"] == pytest.approx(0.45)
     assert playing_need(model, 0, 0.0, 0.0)["device_s_per_s"] is None  # nothing admitted: no rate
+
+
+def test_the_most_playing_at_once_counts_overlaps_and_not_streams_that_ended() -> None:
+    assert most_playing([]) == 0
+    assert most_playing([(0.0, 10.0), (1.0, 11.0), (2.0, 12.0)]) == 3  # a burst: all together
+    assert (
+        most_playing([(0.0, 10.0), (10.0, 20.0), (20.0, 30.0)]) == 1
+    )  # one after another (an end before a start)
+    assert most_playing([(0.0, 10.0), (5.0, 15.0), (12.0, 20.0)]) == 2
+
+
+def test_need_cells_give_each_figure_over_seeds() -> None:
+    model = CostModel.from_dict(BASE)
+    needs = [playing_need(model, 100, 2.0, 1000.0), playing_need(model, 120, 2.0, 1000.0)]
+    cells = need_cells(needs)
+    assert len(cells) == len(NEED_COLUMNS)
+    assert cells[0] == "100-120"  # the most playing at once
+    assert cells[3] == "2.00"  # the same codec rate on both seeds: one value
+    assert need_cells([playing_need(model, 0, 0.0, 0.0)])[2] == ""  # no rate: blank
