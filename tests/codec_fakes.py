@@ -113,5 +113,8 @@ class FiguresScheduler:
     def recent_misses(self, grace_s: float = 0.0) -> int:
         return 0
 
+    def worst_recent_miss(self, grace_s: float = 0.0) -> float | None:
+        return None
+
     def drain_headroom(self) -> float:
         return self.headroom  # what listeners keep once the codec's queue drains (-inf: nothing measured)

@@ -187,3 +187,10 @@ class DeviceTimeAccount:
         -grace_s (at most NEAR_MISS_S) before a settled stream's listener would have run dry."""
         self.trim(now)
         return sum(1 for _, late in self.recent_missed if late > grace_s)
+
+    def worst_recent_miss(self, now: float, grace_s: float = 0.0) -> float | None:
+        """The worst of the calls `recent_misses` counts: seconds its window ended after its listener ran dry, the
+        loop's stalls taken off (negative: a near miss, that much audio left). None: none counted."""
+        self.trim(now)
+        counted = [late for _, late in self.recent_missed if late > grace_s]
+        return max(counted) if counted else None

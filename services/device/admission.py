@@ -334,7 +334,7 @@ class Admission:
         if misses:
             self._last_miss_refusal = self.clock()
             return _refusal(
-                "misses", "overloaded: a playing stream missed its audio deadline in the last seconds", 2
+                "misses", _miss_reason(self.scheduler.worst_recent_miss(self.miss_grace_s)), 2
             ), None
         now = self.clock()
         while self._admitted_at and self._admitted_at[0] < now - self.pace_window_s:
@@ -476,6 +476,16 @@ class Admission:
             },
             "sr_leads": dict(self.sr_leads),
         }
+
+
+def _miss_reason(worst_s: float | None) -> str:
+    """Rule 1's refusal, with how late the worst window it read was (what a client or a failed test shows)."""
+    reason = "overloaded: a playing stream missed its audio deadline in the last seconds"
+    if worst_s is None:
+        return reason
+    if worst_s > 0:
+        return f"{reason} (a window ended {1000 * worst_s:.0f} ms after its audio ran out)"
+    return f"{reason} (a near miss: a window ended with {-1000 * worst_s:.0f} ms of audio left)"
 
 
 def _refusal(rule: str, reason: str, retry_after_s: int) -> AdmissionDecision:

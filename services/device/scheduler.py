@@ -634,6 +634,10 @@ class CodecScheduler:
         loop's stalls around it (`loop_lag`)."""
         return self.account.recent_misses(self.clock(), grace_s)
 
+    def worst_recent_miss(self, grace_s: float = 0.0) -> float | None:
+        """The worst of those: seconds its window ended after its listener ran dry (negative: a near miss)."""
+        return self.account.worst_recent_miss(self.clock(), grace_s)
+
     def drain_headroom(self) -> float:
         """Seconds the most pressed listener keeps if the live queue drains now in deadline order at the codec's
         measured seconds per work unit (headroom.py; admission's rule 3 reads it)."""

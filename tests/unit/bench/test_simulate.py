@@ -352,6 +352,9 @@ class _Scheduler:
     def recent_misses(self, grace_s: float = 0.0) -> int:
         return self.misses
 
+    def worst_recent_miss(self, grace_s: float = 0.0) -> float | None:
+        return None  # no lateness figure: the plain reason
+
 
 def test_admission_refuses_on_misses_pace_and_codec_cost_with_retry_after() -> None:
     from services.device.admission import Admission

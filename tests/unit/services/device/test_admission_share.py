@@ -33,6 +33,9 @@ class _Scheduler:
     def recent_misses(self, grace_s: float = 0.0) -> int:
         return self.misses
 
+    def worst_recent_miss(self, grace_s: float = 0.0) -> float | None:
+        return None  # no lateness figure: the plain reason
+
     def streams_by_owner(self) -> Counter[str]:
         return Counter(self.owners)
 
@@ -119,6 +122,7 @@ def test_a_scheduler_without_owners_leaves_every_key_within_its_share() -> None:
         stats=SchedulerStats(),
         busy_ratio=lambda: 0.0,
         recent_misses=lambda grace_s=0.0: 1,
+        worst_recent_miss=lambda grace_s=0.0: 0.12,
     )
     adm = Admission(sched, clock=_Clock(), ramp_floor=1000)
     assert [adm.decide(k).key_class for k in ("a", "b")] == ["within_share", "within_share"]

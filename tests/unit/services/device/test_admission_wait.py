@@ -30,6 +30,9 @@ class _Scheduler:
     def recent_misses(self, grace_s: float = 0.0) -> int:
         return self.misses
 
+    def worst_recent_miss(self, grace_s: float = 0.0) -> float | None:
+        return None  # no lateness figure: the plain reason
+
 
 async def _near_the_pace_floor(**settings: Any) -> tuple[Admission, _Scheduler, asyncio.Task[None]]:
     """Ten requests generating 108 tokens/s each: one more projects ~105, within 10% of the 100 (twice real time)

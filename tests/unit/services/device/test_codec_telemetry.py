@@ -165,6 +165,10 @@ async def test_a_window_is_late_only_once_its_listener_has_run_dry() -> None:
         await late
     assert d() == [1]
     assert sched.recent_misses(0.019) == 1 and sched.recent_misses(0.021) == 0
+    assert sched.worst_recent_miss() == pytest.approx(0.02) and sched.worst_recent_miss(0.021) is None
+    # admission's refusal says how late (what a client, or a failed test, then shows)
+    refusal = Admission(sched, clock=clock, miss_grace_s=0.0).decide()
+    assert refusal.rule == "misses" and "a window ended 20 ms after its audio ran out" in refusal.reason
 
 
 async def test_a_settled_streams_window_ending_close_to_dry_is_a_near_miss_a_negative_grace_counts() -> None:
@@ -185,6 +189,8 @@ async def test_a_settled_streams_window_ending_close_to_dry_is_a_near_miss_a_neg
         await settled.decode(window(16))  # ends 30 ms before its listener runs dry
     assert sched.recent_misses(-0.05) == 1 and sched.recent_misses(-0.02) == 0
     assert sched.recent_misses() == 0 and d() == [0]
+    refusal = Admission(sched, clock=clock, miss_grace_s=-0.05).decide()
+    assert "a near miss: a window ended with 30 ms of audio left" in refusal.reason
 
 
 async def test_scrape_gauges_read_the_schedulers_load() -> None:
@@ -220,6 +226,9 @@ class FakeLoad:
 
     def recent_misses(self, grace_s: float = 0.0) -> int:
         return self.misses
+
+    def worst_recent_miss(self, grace_s: float = 0.0) -> float | None:
+        return None  # no lateness figure: the plain reason
 
     def busy_ratio(self) -> float:
         return 0.0
