@@ -17,9 +17,9 @@ measured costs the device alone is at its edge (a newcomer near the burst's end 
 engine that gives each stream little more than real time, the device being busy), so the term that frees device
 time is the one to measure and cut first; and where the device carries the burst, what admission then leaves out.
 Each run also records what binds while the burst onboards: the device's seconds by term and admission's measures
-against what the device then did, and what the admitted streams need of the device while all of them play: the
-engine at real time and the codec at the run's own seconds per audio second (bench/sim/breakdown.py); the second
-table gives that need with every stream admitted. A prediction from cost models, not a measurement.
+against what the device then did, and what the admitted streams need of the device at the most of them playing at
+once: the engine at real time and the codec at the run's own seconds per audio second (bench/sim/breakdown.py); the
+second table gives that need with every stream admitted. A prediction from cost models, not a measurement.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def run_one(job: Job) -> dict[str, Any]:
         },
         # admission's codec cost and LLM pace as it read them, against what the codec and the engine then did
         "onboarding_admission": onboarding["admission"],
-        # device seconds a second the admitted streams need while all of them play (bench/sim/breakdown.py)
+        # device seconds a second the admitted streams need at the most of them playing at once (breakdown.py)
         "playing_need": report["breakdown"]["playing_need"],
     }
 

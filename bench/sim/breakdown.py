@@ -303,14 +303,10 @@ def breakdown(
 
 def print_breakdown(report: dict[str, Any]) -> None:
     """The breakdown of one report as Markdown tables (what `--breakdown` prints)."""
-    for name, span in report.get("breakdown", {}).items():
-        if name == "playing_need":
-            print(
-                f"\n{span['streams']} playing at once (the most) need {span['device_s_per_s']} device seconds a second: the "
-                f"engine at real time {span['engine_s_per_s']}, the codec {span['codec_s_per_s']} "
-                f"({span['codec_ms_per_audio_s']} ms per audio second, as this run batched it)",
-                flush=True,
-            )
+    spans = report.get("breakdown", {})
+    for name in ("onboarding", "run"):
+        span = spans.get(name)
+        if span is None:
             continue
         print(
             f"\n{name}: {span['from_s']}-{span['to_s']} s, {span['stream_seconds']} stream-seconds open "
@@ -324,5 +320,13 @@ def print_breakdown(report: dict[str, Any]) -> None:
             f"measured): codec s per stream-second {adm['codec_cost_admission']} read against "
             f"{adm['codec_cost_own']} of the codec's own device time; LLM pace read {adm['llm_pace_admission']} "
             f"tokens/s per request, given {adm['llm_pace_given']}",
+            flush=True,
+        )
+    need = spans.get("playing_need")
+    if need is not None:
+        print(
+            f"\n{need['streams']} playing at once (the most) need {need['device_s_per_s']} device seconds a second: "
+            f"the engine at real time {need['engine_s_per_s']}, the codec {need['codec_s_per_s']} "
+            f"({need['codec_ms_per_audio_s']} ms per audio second, as this run batched it)",
             flush=True,
         )
