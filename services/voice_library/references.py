@@ -131,6 +131,10 @@ class References:
         self.encodes = 0  # encoder calls made (tests and logs)
         self.abandoned = 0  # encodes whose caller left or whose deadline passed while they ran
 
+    def encodes_held(self, key_id: str) -> int:
+        """Encodes this key holds: waiting, running, or abandoned with their thread still finishing its stage."""
+        return self._per_key.get(key_id, 0)
+
     def check_available(self) -> None:
         """501 CLONING_UNAVAILABLE when this checkpoint cannot encode references."""
         reason = self.encoder.cloning_unavailable_reason

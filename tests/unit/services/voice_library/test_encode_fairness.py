@@ -172,6 +172,8 @@ async def test_a_deadline_bounds_the_encode_itself_and_frees_the_slot_at_once() 
     refs.deadline_s = 60  # the short bound was the hostile call's; the next key's encode must not race it
     assert (await refs.encode(audio(2), semantic=False, key_id="other")).tokens  # the slot was given back
     await until(lambda: encoder.stopped == 1)  # the abandoned thread stopped at its next stage check
+    # Its thread gives the key's place back on the event loop just after the encoder returns: wait for that too.
+    await until(lambda: refs.encodes_held("hostile") == 0)
     assert len(refs.cache) == 1  # the abandoned result was never kept
     assert (await refs.encode(audio(3), semantic=False, key_id="hostile")).tokens  # its place is free again
 
