@@ -191,6 +191,8 @@ def scrape_stages(base_url: str) -> dict[str, dict[str, float]]:
             continue
         for sample in family.samples:
             stage = sample.labels.get("stage")
+            if stage is None:
+                continue
             if sample.name.endswith("_sum"):
                 out.setdefault(stage, {})["seconds"] = sample.value
             elif sample.name.endswith("_count"):

@@ -295,7 +295,7 @@ def add_bench_routes(app: FastAPI, runtime: PacedRuntime, access: RecordingAcces
         reader = getattr(runner, "device_time", None)
         return {
             "device": str(runtime.device),
-            "graphs": runner.graphs is not None if reader else None,
+            "graphs": runner.graphs is not None if runner is not None and reader else None,
             "sr_precision": runtime.settings.codec.codec_sr_precision,  # the AP-BWE graphs' (CUDA; the eager path: fp32)
             "shapes": reader() if reader else [],
         }

@@ -49,7 +49,9 @@ AUDIO_SECOND = AdmissionProfile(
         "max_codec_share": 0.5,
     },
 )
-VARIANTS: dict[str, AdmissionProfile] = {**ADMISSION_PROFILES, "audio second": AUDIO_SECOND}
+# The served profiles by name, then this study's variant (a dict of plain names: the variant is no profile name).
+VARIANTS: dict[str, AdmissionProfile] = {name: profile for name, profile in ADMISSION_PROFILES.items()}
+VARIANTS["audio second"] = AUDIO_SECOND
 ARRIVALS = (
     *GOAL_BURSTS,
     *STEADY_ARRIVALS,

@@ -37,7 +37,7 @@ from bench.sim.goals import MEASURED_HOST_MS
 from bench.sim.run import ADMISSION_OFF, TOKENS_PER_SECOND, SimConfig, served_streaming, simulate
 from bench.sim.windows import HOP, SR_CONTEXT, SR_GRID, PlannedDecode, plan_decode, plan_sr
 from bench.standin.cost_model import CostModel
-from core.streaming import StreamingConfig
+from core.streaming import LatencyPreference, StreamingConfig
 from services.device.calls import Call, SchedulerPolicy
 from services.device.windows import DecodeWindow
 from services.pipeline.audio_output import SR_MAX_BLOCK, SR_MIN_BLOCK
@@ -47,14 +47,25 @@ MODEL = ROOT / "bench" / "cost_models" / "h200-graphs.json"
 STREAM_SECONDS = (8.0, 10.0, 12.0)  # the simulator's 10 s +-20%
 PREBUFFERS_S = (0.1, 0.3, 0.5)
 GROWTHS = (1.0, 1.1, 1.25, 1.5, 2.0)
-LATENCIES = ("balanced", "lowest", "exact")
-PEAK_LATENCIES = ("balanced", "exact")  # the served default, and what admission gives newcomers under load
+LATENCIES: tuple[LatencyPreference, ...] = ("balanced", "lowest", "exact")
+PEAK_LATENCIES: tuple[LatencyPreference, ...] = (
+    "balanced",
+    "exact",
+)  # the served default, and what admission gives newcomers under load
 # (streams generating at once, sample rate): the burst goals' peaks and the capacity line's
 PEAKS = ((64, 16_000), (150, 16_000), (250, 16_000), (75, 48_000), (200, 48_000))
 # Part 3: (streams within 5 s, sample rate, first chunk, growth). The goals' bursts on every schedule, then the
 # capacity line on the served schedule and on the exact first chunk at growth 1.1.
-SIM_SCHEDULES = (("balanced", 1.5), ("exact", 1.5), ("exact", 1.25), ("exact", 1.1), ("exact", 1.0))
-SIM_CASES = tuple(
+SIM_SCHEDULES: tuple[tuple[LatencyPreference, float], ...] = (
+    ("balanced", 1.5),
+    ("exact", 1.5),
+    ("exact", 1.25),
+    ("exact", 1.1),
+    ("exact", 1.0),
+)
+LOAD_SCHEDULES: tuple[tuple[LatencyPreference, float], ...] = (("balanced", 1.5), ("exact", 1.1))
+SimCase = tuple[int, int, LatencyPreference, float]  # streams, sample rate, first chunk, growth
+SIM_CASES: tuple[SimCase, ...] = tuple(
     (streams, rate, latency, growth)
     for streams, rate in ((250, 16_000), (200, 48_000))
     for latency, growth in SIM_SCHEDULES
@@ -62,7 +73,7 @@ SIM_CASES = tuple(
     (streams, rate, latency, growth)
     for rate, levels in ((16_000, (150, 200, 275)), (48_000, (75, 100, 125, 150, 175)))
     for streams in levels
-    for latency, growth in (("balanced", 1.5), ("exact", 1.1))
+    for latency, growth in LOAD_SCHEDULES
 )
 SIM_SEEDS = (0, 1, 2)
 
@@ -150,7 +161,7 @@ def peak_share(model: CostModel, streams: int, rate: float, floor: CodecFloor) -
     }
 
 
-def schedule(base: StreamingConfig, latency: str, growth: float) -> StreamingConfig:
+def schedule(base: StreamingConfig, latency: LatencyPreference, growth: float) -> StreamingConfig:
     return replace(base, growth=growth).for_latency(latency)
 
 
@@ -191,7 +202,7 @@ def run(model: CostModel) -> dict[str, Any]:
     return {"cost_model": model.name, "served_growth": base.growth, "rates": rates, "peaks": peaks}
 
 
-def simulate_case(job: tuple[str, tuple[int, int, str, float], int]) -> dict[str, Any]:
+def simulate_case(job: tuple[str, SimCase, int]) -> dict[str, Any]:
     """One burst within 5 s on the simulator, admission off, newcomers on the given first chunk and growth."""
     model_path, (streams, sample_rate, latency, growth), seed = job
     model = CostModel.load(model_path).with_overrides(host_ms=MEASURED_HOST_MS)
@@ -230,9 +241,9 @@ def print_tables(result: dict[str, Any]) -> None:
     print("| first chunk | growth | " + " | ".join(f"{p} s" for p in PREBUFFERS_S) + " | windows in 10 s |")
     print("|---|---|" + "---|" * len(PREBUFFERS_S) + "---|")
     for r in result["rates"]:
-        growth = f"{r['growth']}{' (served)' if r['served'] else ''}"
+        growth_cell = f"{r['growth']}{' (served)' if r['served'] else ''}"
         cells = " | ".join(str(v) for v in r["rate_by_prebuffer"].values())
-        print(f"| {r['latency']} | {growth} | {cells} | {r['windows_per_10s']} |")
+        print(f"| {r['latency']} | {growth_cell} | {cells} | {r['windows_per_10s']} |")
     print()
     print(
         f"N streams generating at once at the rate they need (0.1 s prebuffer): the device's share ({result['cost_model']})"

@@ -97,7 +97,9 @@ def main() -> int:
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "simulate" / "sr-lead.json")
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args()
-    jobs = [(lead, case, seed, None) for case in CASES for lead in (False, True) for seed in case.seeds]
+    jobs: list[tuple[bool, Case, int, float | None]] = [
+        (lead, case, seed, None) for case in CASES for lead in (False, True) for seed in case.seeds
+    ]
     jobs += [(True, case, seed, bound) for case in BOUND_CASES for bound in BOUNDS for seed in case.seeds]
     with ProcessPoolExecutor(args.workers) as pool:
         rows = list(pool.map(run_one, jobs))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
@@ -219,7 +220,7 @@ def sweep(
             _peak_reset(device)
             try:
                 with precision(mode, device), torch.inference_mode():
-                    seconds, out = time_call(lambda b=batch: run(b), device, warmup, reps)
+                    seconds, out = time_call(functools.partial(run, batch), device, warmup, reps)
             except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
                 if not _is_oom(exc):
                     raise

@@ -26,10 +26,13 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -51,7 +54,7 @@ VARIANTS = ("graph", "compiled")
 
 @torch.inference_mode()
 def time_step(
-    model: torch.nn.Module,
+    model: PreTrainedModel,
     batch: int,
     device: str,
     prompt: int,

@@ -35,17 +35,17 @@ from bench.gpu.llm_step import PROMPT_TOKENS, QUICK, RELEASED, StaticStep, build
 def per_second(times: list[tuple[float, float]]) -> list[dict[str, Any]]:
     """(start s, step ms) pairs binned by whole seconds from the start: steps, p50 and max step ms."""
     bins: dict[int, list[float]] = {}
-    for started, ms in times:
-        bins.setdefault(int(started), []).append(ms)
+    for started, step_ms in times:
+        bins.setdefault(int(started), []).append(step_ms)
     rows = []
     for second in sorted(bins):
-        ms = sorted(bins[second])
+        ordered = sorted(bins[second])
         rows.append(
             {
                 "second": second,
-                "steps": len(ms),
-                "p50_ms": round(ms[len(ms) // 2], 3),
-                "max_ms": round(ms[-1], 3),
+                "steps": len(ordered),
+                "p50_ms": round(ordered[len(ordered) // 2], 3),
+                "max_ms": round(ordered[-1], 3),
             }
         )
     return rows

@@ -16,9 +16,12 @@ agreement over the decode steps and the largest logit difference.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 # Spark-TTS LLM/config.json: Qwen2.5-0.5B with the speech vocabulary.
 RELEASED = dict(
@@ -47,12 +50,13 @@ PROMPT_TOKENS = 320  # a voice prompt with one sentence of text
 STEPS = 48  # decode steps timed per batch (about 1 s of speech at 50 tokens/s)
 
 
-def build(config: dict[str, Any], device: str, dtype: torch.dtype) -> torch.nn.Module:
+def build(config: dict[str, Any], device: str, dtype: torch.dtype) -> PreTrainedModel:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
-    model = Qwen2ForCausalLM(Qwen2Config(**config, torch_dtype=dtype))
-    return model.to(device=device, dtype=dtype).eval()
+    model = Qwen2ForCausalLM(Qwen2Config(**config, dtype=dtype))
+    torch.nn.Module.to(model, device=device, dtype=dtype)  # in place; transformers types its own `to` loosely
+    return model.eval()
 
 
 def _sync(device: str) -> None:
@@ -62,7 +66,7 @@ def _sync(device: str) -> None:
 
 @torch.inference_mode()
 def step_latency(
-    model: torch.nn.Module, batch: int, device: str, prompt: int, steps: int
+    model: PreTrainedModel, batch: int, device: str, prompt: int, steps: int
 ) -> dict[str, float]:
     ids = torch.randint(0, model.config.vocab_size, (batch, prompt), device=device)
     _sync(device)
@@ -102,7 +106,7 @@ class StaticStep:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: PreTrainedModel,
         batch: int,
         device: str,
         prompt: int,
@@ -203,8 +207,8 @@ def timed_steps(
 
 @torch.inference_mode()
 def graph_step_latency(
-    model: torch.nn.Module, batch: int, device: str, prompt: int, steps: int, graph: bool = True
-) -> dict[str, float]:
+    model: PreTrainedModel, batch: int, device: str, prompt: int, steps: int, graph: bool = True
+) -> dict[str, Any]:
     """The decode step of `StaticStep`, timed. This is how vLLM runs a decode step (CUDA graphs over a preallocated
     cache), so its latency is the closer bound: one graph launch instead of ~400 Python kernel dispatches."""
     stepper = StaticStep(model, batch, device, prompt, prompt + steps + 8, graph)
@@ -250,7 +254,7 @@ def run(device: str, quick: bool, batches: list[int] | None = None) -> dict[str,
         f"prompt {prompt}, {steps} decode steps"
     )
     step_latency(model, 1, device, prompt, 2)  # warm-up: kernels, allocator
-    rows = []
+    rows: list[dict[str, Any]] = []
     for batch in batches:
         try:
             row = step_latency(model, batch, device, prompt, steps)
@@ -262,7 +266,7 @@ def run(device: str, quick: bool, batches: list[int] | None = None) -> dict[str,
             f"  B={batch:<3} step p50 {row['step_ms_p50']:7.2f} ms  {row['tokens_per_s_per_stream']:7.1f} tok/s "
             f"per stream  {row['tokens_per_s_total']:8.0f} tok/s total  prefill {row['prefill_ms']:.1f} ms"
         )
-    graph_rows = []
+    graph_rows: list[dict[str, Any]] = []
     if cuda:
         for batch in batches:
             try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
 import importlib.metadata as md
 import io
 import json
@@ -77,7 +78,10 @@ def reference_wav(seconds: float = 3.0, rate: int = 16_000) -> bytes:
     t = np.arange(int(seconds * rate)) / rate
     f0 = 140 + 10 * np.sin(2 * np.pi * 3 * t)
     phase = 2 * np.pi * np.cumsum(f0) / rate
-    signal = sum(np.sin(k * phase) / k for k in range(1, 8)) * 0.2
+    signal = np.zeros_like(phase)
+    for k in range(1, 8):
+        signal += np.sin(k * phase) / k
+    signal *= 0.2
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as w:
         w.setnchannels(1)
@@ -228,8 +232,8 @@ def drive(url: str, wyoming_port: int) -> list[dict[str, Any]]:
         done.append(
             run_job(
                 url,
-                lambda name=name, data=data, media=media: httpx.post(
-                    f"{url}/v1/tts/jobs", files={"file": (name, data, media)}, timeout=60
+                functools.partial(
+                    httpx.post, f"{url}/v1/tts/jobs", files={"file": (name, data, media)}, timeout=60
                 ),
                 f"job ({Path(name).suffix[1:].upper()})",
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -339,11 +340,20 @@ def _with_scheduler(step: dict[str, Any], steps: dict[str, Any]) -> list[str]:
     return _service(step, steps["scheduler"]["result"] if "scheduler" in steps else None)
 
 
-SECTIONS = {
-    "parity": ("Parity on the device", _parity),
-    "throughput": ("Throughput", _throughput),
-    "llm": ("The LLM step", _llm),
-    "scheduler": ("The codec scheduler on the device", _scheduler),
+# A section's lines from its step and every step run (the service sections read the scheduler's).
+Render = Callable[[dict[str, Any], dict[str, Any]], list[str]]
+
+
+def _alone(render: Callable[[dict[str, Any]], list[str]]) -> Render:
+    """A section that reads only its own step."""
+    return lambda step, steps: render(step)
+
+
+SECTIONS: dict[str, tuple[str, Render]] = {
+    "parity": ("Parity on the device", _alone(_parity)),
+    "throughput": ("Throughput", _alone(_throughput)),
+    "llm": ("The LLM step", _alone(_llm)),
+    "scheduler": ("The codec scheduler on the device", _alone(_scheduler)),
     "service": ("The service under load, 16 kHz", _with_scheduler),
     "service48": ("The service under load, 48 kHz (BiCodec + AP-BWE)", _with_scheduler),
     "service48-tf32": (
@@ -351,7 +361,6 @@ SECTIONS = {
         _with_scheduler,
     ),
 }
-ONE_ARG = {"parity", "throughput", "llm", "scheduler"}
 
 
 def markdown(combined: dict[str, Any]) -> str:
@@ -367,7 +376,7 @@ def markdown(combined: dict[str, Any]) -> str:
             lines += ["not run yet", ""]
             continue
         step = steps[name]
-        lines += (render(step) if name in ONE_ARG else render(step, steps)) + [
+        lines += render(step, steps) + [
             "",
             f"({step['machine']['device']}, torch {step['machine']['torch']}, "
             f"{step['wall_s']:.0f} s{', quick' if step['quick'] else ''})",

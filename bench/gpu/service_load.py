@@ -241,7 +241,8 @@ async def _drive(
 ) -> tuple[list[dict[str, Any]], list[int]]:
     from bench import bench_ttfa
 
-    rows, skipped = [], []
+    rows: list[dict[str, Any]] = []
+    skipped: list[int] = []
     async with httpx.AsyncClient(timeout=60) as client:
         await bench_ttfa.warm_up(client, {"plain": server}, plan)
         for level in levels:
@@ -428,8 +429,8 @@ def run(
             wait_ready([server], timeout_s=max(30.0, budget_s - (time.perf_counter() - started)))
             ready_s = time.perf_counter() - started
             print(f"  server ready in {ready_s:.0f} s", flush=True)
-            device = httpx.get(f"{server.url}/bench/device", timeout=30).json()
-            graphs, sr_precision = device.get("graphs"), device.get("sr_precision")
+            served = httpx.get(f"{server.url}/bench/device", timeout=30).json()
+            graphs, sr_precision = served.get("graphs"), served.get("sr_precision")
             so_far = {
                 **base,
                 "server_ready_s": round(ready_s, 1),

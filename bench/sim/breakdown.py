@@ -137,9 +137,9 @@ class Ledger:
             a["rows"] += u.rows * frac
             a["call_rows"] += u.call_rows * frac
             a["padded"] += u.padded_rows * frac
-        out = []
+        out: list[dict[str, Any]] = []
         for term in TERMS:
-            a = acc.get(term)
+            a = acc.get(term) or {}
             if not a:
                 continue
             calls = max(1e-9, a["calls"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from bench.standin.cost_model import DEFAULT_MAX_RUNNING, CostModel, DeviceTimeline, EngineRow, StepLoop
+from bench.standin.cost_model import DEFAULT_MAX_RUNNING, CostModel, Device, EngineRow, StepLoop
 from core.llm.engine_pace import EnginePace, PaceLine
 
 
@@ -20,7 +20,7 @@ class PacedStepLoop(StepLoop):
     def __init__(
         self,
         model: CostModel,
-        device: DeviceTimeline,
+        device: Device,
         pace: EnginePace,
         *,
         exempt: Callable[[EngineRow], bool] = lambda row: False,

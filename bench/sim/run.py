@@ -41,7 +41,7 @@ from bench.standin.cost_model import (
 )
 from core.llm.engine_pace import EnginePace
 from core.sr_planner import SRPlanner, SRWindow
-from core.streaming import DecodePlanner, PlannedWindow, StreamingConfig
+from core.streaming import DecodePlanner, LatencyPreference, PlannedWindow, StreamingConfig
 from core.tokens import SEMANTIC_CODEBOOK_SIZE as SEMANTIC_CODEBOOK
 from services.device.admission import Admission
 from services.device.admission_profiles import ADMISSION_PROFILES
@@ -87,7 +87,7 @@ class SimConfig:
     # service's own (TTS_LLM_STREAM_INTERVAL). A stream's planner sees its ids only as whole deltas.
     stream_interval: int | None = None
     prebuffer_s: float = 0.1
-    latency: str = "balanced"
+    latency: LatencyPreference = "balanced"
     adaptive_schedule: bool = (
         True  # Admission.first_chunk_schedule picks each newcomer's schedule, as the service does
     )
@@ -281,7 +281,7 @@ class Simulation:
             while fed < tokens:
                 await row.wait_usable(pre + fed + 1)
                 usable = min(tokens, row.usable - pre)
-                windows = planner.push(np.zeros(usable - fed, np.int32))
+                windows = planner.push([0] * (usable - fed))  # token values do not change the schedule
                 fed = usable
                 await self._job_decode(handle, planner, windows)
             await row.wait_usable(row.total)
@@ -391,7 +391,7 @@ class Simulation:
         while fed < tokens:
             await row.wait_usable(pre + fed + 1)
             usable = min(tokens, row.usable - pre)
-            windows = planner.push(np.zeros(usable - fed, np.int32))
+            windows = planner.push([0] * (usable - fed))  # token values do not change the schedule
             fed = usable
             if not windows and self._cut_due(handle, planner, stream_config):
                 windows = planner.cut()

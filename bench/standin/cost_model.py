@@ -264,6 +264,20 @@ def _prenet_shares(data: dict[str, Any]) -> tuple[tuple[int, float], ...]:
     return points
 
 
+class Device(Protocol):
+    """What the codec's runner and the engine's steps queue their calls on: `DeviceTimeline` (one call at a time) or
+    bench/sim/sliced_device.py's `SlicedDeviceTimeline` (the engine and the codec by time slices)."""
+
+    busy_seconds: dict[str, float]
+    observer: Callable[[str, float, float, Any], None] | None
+
+    async def use(
+        self, kind: str, seconds: float, *, arrived: float | None = None, detail: Any = None
+    ) -> float: ...
+
+    def run_seconds(self, seconds: float, arrived: float, end: float) -> float: ...
+
+
 class DeviceTimeline:
     """One device: calls run one at a time, first come first served (`asyncio.Lock` is FIFO). Keeps the busy
     seconds of each kind of work for the reports.
@@ -317,14 +331,14 @@ class CostModelRunner:
     def __init__(
         self,
         model: CostModel,
-        device: DeviceTimeline | None = None,
+        device: Device | None = None,
         *,
         hop: int = HOP,
         noise: bool = True,
         call_seconds_read: CallSecondsRead = "dispatch_to_end",
     ) -> None:
         self.model = model
-        self.device = device or DeviceTimeline()
+        self.device: Device = device or DeviceTimeline()
         self.hop = hop
         self.noise = noise
         self.call_seconds_read = call_seconds_read
@@ -395,7 +409,7 @@ class StepLoop:
     def __init__(
         self,
         model: CostModel,
-        device: DeviceTimeline,
+        device: Device,
         on_step: Callable[[Sequence[EngineRow]], None] | None = None,
         *,
         max_running: int = DEFAULT_MAX_RUNNING,

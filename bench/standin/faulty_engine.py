@@ -129,7 +129,7 @@ class FaultyEngine:
                 if faulting:
                     break
         finally:
-            await inner.aclose()  # type: ignore[attr-defined]
+            await inner.aclose()
         if not faulting and spec.mode != "runaway":
             return  # the text ended before the fault was due (a runaway goes on: an engine may end without
             # handing out its stop id, vLLM's detokenizer-less streams do)
