@@ -27,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.apbwe import RELEASED_CONFIG, APBWEConfig, SuperResolution, random_generator  # noqa: E402
+from core.apbwe import RELEASED_CONFIG, APBWEConfig, SRStream, SuperResolution, random_generator  # noqa: E402
 
 RATE = 16000
 
@@ -62,7 +62,8 @@ def _signal(seconds: float, seed: int = 0) -> np.ndarray:
 
 def _bicodec_schedule(total: int, first: int = 8000, growth: float = 2.0, largest: int = 64000) -> list[int]:
     """Push sizes of the chunked BiCodec decoder with default settings (25 tokens x 320, x2, max 200)."""
-    sizes, size = [], first
+    sizes: list[int] = []
+    size = first
     while sum(sizes) < total:
         sizes.append(min(size, total - sum(sizes)))
         size = min(int(size * growth), largest)
@@ -82,7 +83,7 @@ def _time_offline(sr: SuperResolution, wav: np.ndarray, reps: int) -> float:
     return min(times)
 
 
-def _stream_once(sr: SuperResolution, wav: np.ndarray, sizes: list[int]) -> tuple[float, float, object]:
+def _stream_once(sr: SuperResolution, wav: np.ndarray, sizes: list[int]) -> tuple[float, float, SRStream]:
     stream = sr.stream()
     first_audio, total, i = None, 0.0, 0
     for size in sizes:
@@ -175,9 +176,10 @@ def main() -> None:
     print("| push schedule | pushes | model calls | samples processed / signal | stream time | "
           "offline time | compute ratio | first-audio push compute |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
-    for r in stream_rows:
-        print(f"| {r.schedule} | {r.pushes} | {r.model_calls} | {r.processed_ratio:.2f} | {r.stream_s:.2f} s | "
-              f"{r.offline_s:.2f} s | {r.compute_ratio:.2f} | {r.first_audio_ms:.0f} ms |")  # fmt: skip
+    for row in stream_rows:
+        print(f"| {row.schedule} | {row.pushes} | {row.model_calls} | {row.processed_ratio:.2f} | "
+              f"{row.stream_s:.2f} s | {row.offline_s:.2f} s | {row.compute_ratio:.2f} | "
+              f"{row.first_audio_ms:.0f} ms |")  # fmt: skip
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     result = {

@@ -15,6 +15,7 @@ Prints a markdown table and writes bench/results/bicodec.json.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -98,7 +99,7 @@ def bench_chunks(model: BiCodecDecoder, d: torch.Tensor, repeats: int, device: s
     for tokens in CHUNK_TOKENS:
         semantic = torch.randint(0, model.semantic_codebook_size, (1, tokens), generator=gen).to(device)
         model.decode_with_speaker(semantic, d)  # warm-up (allocator, oneDNN primitive cache)
-        best = best_time(lambda s=semantic: model.decode_with_speaker(s, d), repeats, device)
+        best = best_time(functools.partial(model.decode_with_speaker, semantic, d), repeats, device)
         audio_s = tokens * TOKEN_SECONDS
         rows.append(ChunkRow(tokens, audio_s, best, best / audio_s, audio_s / best, 1000 * best / tokens))
     return rows

@@ -136,8 +136,8 @@ def main() -> None:
     )
     print("| in -> out | CPU s / audio s | x realtime |")
     print("|---|---:|---:|")
-    for r in rs_rows:
-        print(f"| {r.in_rate} -> {r.out_rate} | {r.cpu_s_per_audio_s:.5f} | {r.x_realtime:,.0f} |")
+    for row in rs_rows:
+        print(f"| {row.in_rate} -> {row.out_rate} | {row.cpu_s_per_audio_s:.5f} | {row.x_realtime:,.0f} |")
 
     results = {
         "meta": {

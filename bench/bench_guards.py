@@ -26,6 +26,7 @@ import tempfile
 import time
 import wave
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -35,6 +36,9 @@ sys.path.insert(0, str(ROOT))
 from audio.resample import resample  # noqa: E402
 from core.guards import ChunkGuards, GuardConfig, speech_seconds  # noqa: E402
 from core.guards.text_budget import SEMANTIC_TOKENS_PER_SECOND  # noqa: E402
+
+if TYPE_CHECKING:
+    from services.pipeline.resources import PipelineResources
 
 # (espeak-ng voice, sentences): each language's text as the service would see it after normalisation.
 SPEECH_TEXTS: dict[str, tuple[str, list[str]]] = {
@@ -134,14 +138,16 @@ async def demo_generations(
         )
     )
     await runtime.start()
-    out = []
+    # the runtime stands in for the pipeline's resources: it has the tokenizer and added ids prompt_for reads
+    resources = cast("PipelineResources", runtime)
+    out: list[tuple[str, list[int], bool]] = []
     try:
         voice = runtime.voices.resolve("fixed")
         for text in texts:
             for seed in seeds:
                 from core.llm import SamplingConfig
 
-                prompt, mode = prompt_for(runtime, text, voice, tuple(voice.global_tokens))
+                prompt, mode = prompt_for(resources, text, voice, tuple(voice.global_tokens))
                 sampling = SamplingConfig(
                     temperature=0.8,
                     top_k=50,

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -40,6 +40,10 @@ from services.pipeline.chunk_guards import GuardPolicy  # noqa: E402
 from services.pipeline.pipeline_stats import PipelineStats  # noqa: E402
 from services.pipeline.spoken_tail import SpokenTail  # noqa: E402
 from shared.settings import Settings  # noqa: E402
+
+if TYPE_CHECKING:
+    from services.device.calls import DeviceRunner
+    from services.pipeline.resources import PipelineResources
 
 TOKENS_PER_SECOND = 50
 HOP = 320
@@ -129,7 +133,8 @@ def measure(
             policy.screen_audio(run, c)
 
     def chain(fmt: str, rate: int = 16000) -> Callable[[], None]:
-        resources = SimpleNamespace(settings=settings, sr=None, scheduler=None)  # what AudioOutput reads
+        # a stand-in for the pipeline's resources: what AudioOutput reads
+        resources = cast("PipelineResources", SimpleNamespace(settings=settings, sr=None, scheduler=None))
 
         def go() -> None:
             async def body() -> None:
@@ -154,13 +159,18 @@ def measure(
         """The same chunks at 48 kHz: AP-BWE's windows planned, submitted to the real codec scheduler and answered at
         once by `InstantSR` (its kept rows copied out, as the device thread does), then framed and encoded (`rate`
         below 48 kHz: resampled from 48 kHz first, as the service does for 24 / 22.05 / 44.1 kHz)."""
-        resources = SimpleNamespace(
-            settings=settings, sr=SimpleNamespace(grid=SR_GRID, context=SR_CONTEXT), scheduler=None
+        resources = cast(  # a stand-in for the pipeline's resources: what AudioOutput reads
+            "PipelineResources",
+            SimpleNamespace(
+                settings=settings, sr=SimpleNamespace(grid=SR_GRID, context=SR_CONTEXT), scheduler=None
+            ),
         )
 
         def go() -> None:
             async def body() -> None:
-                async with CodecScheduler(InstantSR()) as scheduler:
+                # a stand-in device runner: the scheduler only calls run_timed here
+                runner = cast("DeviceRunner", InstantSR())
+                async with CodecScheduler(runner) as scheduler:
                     handle = scheduler.open_stream()
                     out = AudioOutput(
                         resources,

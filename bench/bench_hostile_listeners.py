@@ -139,6 +139,7 @@ def _attack(
             client = AsyncTcpClient("127.0.0.1", wyoming_port)
             try:
                 await client.connect()
+                assert client._writer is not None  # noqa: SLF001 - connect() opened it
                 count("connections")
                 await client.write_event(SynthesizeStart().event())
                 while not stop.is_set():

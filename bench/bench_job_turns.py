@@ -64,7 +64,7 @@ async def turns(root: Path, order: str, chapters: int, chapter_s: float) -> tupl
         await asyncio.sleep(chapter_s)
         return RenderedChapter(audio_seconds=1.0, render_seconds=chapter_s, request_id="r")
 
-    runner_module.render_chapter = render  # type: ignore[assignment]
+    runner_module.render_chapter = render
     runner = JobRunner(
         store,
         SimpleNamespace(models=SimpleNamespace(ready=True)),  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tokenizer = build_tokenizer()
     layout = VocabLayout.from_vocab(tokenizer.get_vocab(), table_size=166000)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for method, lengths in (("incremental", (100, 1_000, 10_000)), ("naive decode+regex", (100, 1_000))):
         for total in lengths:
             rng = random.Random(total)

@@ -139,6 +139,7 @@ def main() -> None:
     turns = 3 if args.quick else args.turns
     started = time.perf_counter()
     env = {} if args.admission else {"TTS_ADMISSION": "off"}
+    # _Folders stands in for pytest's TempPathFactory; closing the generator (below) stops the server
     serving = _serve(_Folders(), "standin", env, ["--cost-model", str(COST_MODEL)])  # type: ignore[arg-type]
     server = next(serving)
     results: dict[str, dict[str, list[float]]] = {}

@@ -50,7 +50,10 @@ class Soxr:
         return self._s.resample_chunk(x, last=False)
 
 
-KINDS = {"soxr HQ (stream)": Soxr, "polyphase": PolyphaseResampler}
+KINDS: dict[str, type[Soxr] | type[PolyphaseResampler]] = {
+    "soxr HQ (stream)": Soxr,
+    "polyphase": PolyphaseResampler,
+}
 
 
 def measure(kind: str, in_rate: int, out_rate: int) -> dict:

@@ -41,8 +41,8 @@ def _torch_convs() -> contextlib.AbstractContextManager[None]:
     @contextlib.contextmanager
     def swapped():
         saved = apbwe.depthwise_conv1d, apbwe._conv
-        apbwe.depthwise_conv1d = lambda x, w, b: F.conv1d(
-            x, w, b, padding=w.shape[-1] // 2, groups=w.shape[0]
+        apbwe.depthwise_conv1d = lambda x, weight, bias: F.conv1d(
+            x, weight, bias, padding=weight.shape[-1] // 2, groups=weight.shape[0]
         )
         apbwe._conv = lambda conv, x: conv(x)
         try:

@@ -163,6 +163,7 @@ def main() -> int:
             f"| {r['concurrency']} | {1000 * r['ttfb_p50_s']:.0f} | {1000 * r['ttfb_p95_s']:.0f} | "
             f"{r['underruns']} ({r['streams_with_underruns']}) | {cpu if cpu is None else round(cpu, 4)} |"
         )
+    assert goal is not None  # a zero p50 alone leaves no ratio or goal, which the line below cannot print
     print(
         f"p95 at {args.concurrency} / p50 alone: {ratio:.2f}; goal p95 <= {1000 * goal:.0f} ms "
         f"({'met' if many['ttfb_p95_s'] <= goal and many['underruns'] == 0 else 'NOT met'})"

@@ -16,6 +16,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -96,9 +97,9 @@ def main() -> int:
     except ImportError:
         have_audiotsm = False
     samples = speech_like(args.seconds)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for speed in (float(s) for s in args.speeds.split(",")):
-        row = {"speed": speed, "ours": measure(ours, samples, speed)}
+        row: dict[str, Any] = {"speed": speed, "ours": measure(ours, samples, speed)}
         if have_audiotsm:
             row["audiotsm"] = measure(audiotsm_wsola, samples, speed)
         rows.append(row)

@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -56,7 +56,7 @@ from bench.harness import DEMO_DIR, Server, stop_server, wait_ready  # noqa: E40
 from bench.ideal_stream import EngineTiming, ideal_arrivals, ideal_first_audio_s, underruns  # noqa: E402
 from bench.loadgen import LevelResult, LevelSpec, percentile, run_level  # noqa: E402
 from bench.serve_paced import LEGACY  # noqa: E402
-from core.streaming import StreamingConfig  # noqa: E402
+from core.streaming import LatencyPreference, StreamingConfig  # noqa: E402
 
 PREFERENCES = ("exact", "balanced", "lowest")
 VARIANTS = ("now", "before")
@@ -199,11 +199,13 @@ def _ideal(schedule: StreamingConfig, timing: EngineTiming) -> tuple[tuple[float
     return tuple(ideal_arrivals(schedule, timing))
 
 
-def schedule_of(settings: dict[str, Any], preference: str, variant: str = "now") -> StreamingConfig:
+def schedule_of(
+    settings: dict[str, Any], preference: LatencyPreference, variant: str = "now"
+) -> StreamingConfig:
     """The first text chunk's schedule the server uses for a latency preference (its own settings)."""
     schedule = StreamingConfig.from_settings(SimpleNamespace(stream=SimpleNamespace(**settings))).for_latency(
         preference
-    )  # type: ignore[arg-type]
+    )
     return replace(schedule, resume_chunk_tokens=None) if variant == "before" else schedule
 
 
@@ -281,7 +283,8 @@ def _median(values: list[float]) -> float | None:
 def cell_row(cell: Cell, runs: list[Run], plan: Plan, load: float) -> dict[str, Any]:
     """A cell's figures over all its runs (streams pooled; p95 also per run, since one burst of other jobs on this
     shared box can stall a whole run)."""
-    schedule = schedule_of(runs[0].state["settings"], cell.schedule, cell.variant)
+    # a cell's schedule is a latency preference: one of PREFERENCES here, of SCHEDULES in bench/gpu/service_load.py
+    schedule = schedule_of(runs[0].state["settings"], cast(LatencyPreference, cell.schedule), cell.variant)
     per_run = [
         [s for s in run_streams(r, schedule, cell.rate, plan.prebuffers_s) if s["ok"] and s["ttfa_s"]]
         for r in runs
@@ -313,7 +316,9 @@ def cell_row(cell: Cell, runs: list[Run], plan: Plan, load: float) -> dict[str, 
         "ttfa_p50_s": percentile(ttfa, 50),
         "ttfa_p95_s": percentile(ttfa, 95),
         "ttfa_p95_runs_s": run_p95,
-        "ttfa_p95_median_run_s": _median(run_p95),
+        "ttfa_p95_median_run_s": _median(
+            [p for p in run_p95 if p is not None]
+        ),  # a run without streams has no p95
         "server_ttfa_p50_s": percentile(server, 50),
         "server_ttfa_p95_s": percentile(server, 95),
         "ideal_ttfa_s": _median([s["ideal_ttfa_s"] for s in ok if "ideal_ttfa_s" in s]),
@@ -382,7 +387,7 @@ def scheduler_delta(before: dict[str, Any] | None, after: dict[str, Any] | None)
     """The codec scheduler's work during one cell (its counters are cumulative per server)."""
     if not before or not after:
         return None
-    added = {
+    added: dict[str, Any] = {
         k: after[k] - before.get(k, 0)
         for k in ("calls", "rows", "padded_rows", "eager_calls", "busy_seconds", "missed_deadlines")
         if k in after
@@ -752,6 +757,7 @@ def main(argv: list[str] | None = None) -> None:
         f"(before), {gc_ms['now']} ms with it frozen after warm-up (now)"
     )
     if snr:
+        assert plan.snr is not None  # snr is measured only with an SNR plan
         print(
             f"\nSNR: first second vs the offline decode, {plan.snr.config} codec size, random weights (pessimistic), "
             f"worst of {plan.snr.seeds} seeds, {plan.snr.tokens} tokens"

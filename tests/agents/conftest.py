@@ -29,7 +29,7 @@ import statistics
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,7 +110,7 @@ def _serve(
     name: str,
     extra_env: dict[str, str],
     standin: list[str] | None = None,
-) -> Iterator[Server]:
+) -> Generator[Server, None, None]:
     model_dir = (
         subprocess.run(
             [
