@@ -1,6 +1,7 @@
 """The lent GPU image recreated on this CPU (bench/gpu/image_venv.py: only the image's packages the service loads,
 with what they need, plus exactly what bench/gpu/wheels.py carries, all installed without their requirements), and
-the kit's service steps run in it end to end (`acceptance.py --quick --device cpu`): the carried list is complete.
+the kit's service steps run in it end to end (`acceptance.py --quick --device cpu`): the carried list is complete;
+so does the next call's engine step (`engine_step.py`, which carries nothing).
 With a lazily imported package left out (`rjieba`, imported by warm-up: what the H200 run lacked), the step's
 server names it and exits, and the kit fails within seconds of it instead of waiting out its budget.
 
@@ -65,6 +66,39 @@ def test_the_service_steps_run_in_the_image_with_the_carried_packages(
         result = json.loads((tmp_path / f"{step}.json").read_text())["result"]
         assert "error" not in result and not result.get("partial")
         assert result["rows"] and all("error" not in row for row in result["rows"]), result["rows"]
+
+
+@pytest.mark.timeout(600)
+def test_the_next_calls_engine_step_runs_in_the_image(image_python: Path, tmp_path: Path) -> None:
+    """bench/gpu/README.md's next call, `engine_step.py`, carries no wheel: it runs on the image's own torch and
+    transformers, so a change in either that breaks the script shows here, not on a lent GPU."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TTS_") and k != "PYTHONPATH"}
+    done = subprocess.run(
+        [
+            str(image_python),
+            "bench/gpu/engine_step.py",
+            "--quick",
+            "--device",
+            "cpu",
+            "--batches",
+            "1,2",
+            "--steps",
+            "4",
+            "--variants",
+            "graph",
+            "--out",
+            str(tmp_path),
+        ],  # fmt: skip
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    result = json.loads((tmp_path / "engine-step.json").read_text())
+    assert not result["partial"]
+    assert [row["batch"] for row in result["variants"]["graph"]["rows"]] == [1, 2]
 
 
 @pytest.mark.timeout(1500)
