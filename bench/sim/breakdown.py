@@ -13,7 +13,7 @@ schedule) and the API processes' GIL time. Terms:
 Two spans: `onboarding`, from the first arrival until the last admitted stream's first audio (what a burst's first
 audio waits on), and the whole run. And what the admitted streams need of the device at the most of them playing
 at once (`playing_need`): the engine giving each request real time, the codec at the run's own seconds per audio
-second. Admission's side: its codec cost per open stream-second (dispatch to end, queueing
+second, and what the codec's own seconds per audio second are made of (`codec_parts`). Admission's side: its codec cost per open stream-second (dispatch to end, queueing
 behind engine steps included, as it is calibrated) and its LLM pace at each decision, against the codec's own device
 seconds per stream-second and the pace the engine then gave.
 """
@@ -27,6 +27,7 @@ from typing import Any
 from bench.standin.cost_model import CostModel, EngineStep
 from core.llm.engine_pace import IDS_PER_SECOND
 from services.device.calls import Call
+from services.device.telemetry import SchedulerStats
 
 TERMS = (
     "prefill",
@@ -36,6 +37,9 @@ TERMS = (
     "AP-BWE first",
     "AP-BWE steady",
 )
+BICODEC_TERMS = TERMS[2:4]
+APBWE_TERMS = TERMS[4:]
+NATIVE_RATE = 16_000  # AP-BWE's input samples per second of audio
 
 
 @dataclass
@@ -248,6 +252,52 @@ def playing_need(
     }
 
 
+def codec_parts(
+    model: CostModel, terms: list[dict[str, Any]], stats: SchedulerStats
+) -> dict[str, Any] | None:
+    """The codec's own device seconds per audio second (`terms`: the whole run's span table), split into what the
+    audio itself would cost (its kept tokens, and at 48 kHz its 16 kHz samples, at the model's cost per unit), the
+    calls' fixed parts, and what BiCodec and AP-BWE spend beyond the kept audio: windows' context and look-ahead, the
+    wave generator's reach, rounding to buckets and padded rows; AP-BWE's context and padding. With what makes them:
+    window tokens per kept token, kept tokens per decode row, AP-BWE input samples per audio second and its padding.
+    In ms per audio second; None without decoded audio, or with background jobs (their calls are in the terms, their
+    tokens not in the kept ones)."""
+    if stats.kept_tokens <= 0 or stats.background_calls:
+        return None
+    audio_s = stats.kept_tokens / IDS_PER_SECOND
+    by_term = {r["term"]: r for r in terms}
+
+    def spent(names: tuple[str, ...]) -> tuple[float, float]:
+        """(fixed seconds, seconds beyond them) of these terms."""
+        rows = [by_term[n] for n in names if n in by_term]
+        return sum(r["fixed_s"] for r in rows), sum(r["device_s"] - r["fixed_s"] for r in rows)
+
+    decode_fixed, decode_units = spent(BICODEC_TERMS)
+    sr_fixed, sr_units = spent(APBWE_TERMS)
+    own_decode = model.decode.per_unit * stats.kept_tokens / 1000
+    sr_samples = stats.valid_work_by_kind["sr"]
+    own_sr = model.sr.per_unit * NATIVE_RATE * audio_s / 1000 if sr_samples else 0.0
+
+    def ms(seconds: float) -> float:
+        return round(1000 * seconds / audio_s, 2)
+
+    return {
+        "audio_s": round(audio_s, 1),
+        "total_ms": ms(decode_fixed + decode_units + sr_fixed + sr_units),
+        "own_ms": ms(own_decode + own_sr),
+        "fixed_ms": ms(decode_fixed + sr_fixed),
+        "bicodec_beyond_ms": ms(decode_units - own_decode),
+        "apbwe_beyond_ms": ms(sr_units - own_sr) if sr_samples else None,
+        "window_tokens_per_kept": round(stats.valid_work_by_kind["decode"] / stats.kept_tokens, 2),
+        "kept_tokens_per_decode_row": round(stats.kept_tokens / max(1, stats.rows_by_kind["decode"]), 1),
+        "apbwe_samples_per_audio_s": round(sr_samples / audio_s) if sr_samples else None,
+        # AP-BWE's seconds beyond the fixed parts against its rows' own samples at the model's rate, less one
+        "apbwe_padding": round(sr_units / (model.sr.per_unit * sr_samples / 1000) - 1, 2)
+        if sr_samples
+        else None,
+    }
+
+
 # `playing_need`'s figures as table columns (`need_cells`), in order
 NEED_COLUMNS = ("most playing at once", "engine at real time", "codec", "codec ms per audio second", "device")
 _NEED_KEYS = ("streams", "engine_s_per_s", "codec_s_per_s", "codec_ms_per_audio_s", "device_s_per_s")
@@ -272,11 +322,12 @@ def breakdown(
     streams: list[tuple[float, float | None, float | None]],
     end: float,
     audio_seconds: list[float],
+    stats: SchedulerStats,
 ) -> dict[str, Any]:
     """The tables for `onboarding` (first arrival to the last first audio) and `run` (all of it), and what the
     streams need of the device at the most of them playing at once (`playing_need`; each plays from its first audio
     for its audio's length). `streams`: each admitted stream's (arrival, first audio, end); `audio_seconds`: the audio
-    each was given, in the same order."""
+    each was given, in the same order; `stats`: the scheduler's, for `codec_parts`."""
     spans: dict[str, tuple[float, float]] = {}
     if streams:
         begin = min(a for a, _, _ in streams)
@@ -298,6 +349,7 @@ def breakdown(
         if name == "run":
             plays = [(f, f + s) for (_, f, _), s in zip(streams, audio_seconds, strict=True) if f is not None]
             out["playing_need"] = playing_need(ledger.model, most_playing(plays), codec, sum(audio_seconds))
+            out["codec_parts"] = codec_parts(ledger.model, table, stats)
     return out
 
 
@@ -328,5 +380,20 @@ def print_breakdown(report: dict[str, Any]) -> None:
             f"\n{need['streams']} playing at once (the most) need {need['device_s_per_s']} device seconds a second: "
             f"the engine at real time {need['engine_s_per_s']}, the codec {need['codec_s_per_s']} "
             f"({need['codec_ms_per_audio_s']} ms per audio second, as this run batched it)",
+            flush=True,
+        )
+    parts = spans.get("codec_parts")
+    if parts is not None:
+        apbwe = (
+            ""
+            if parts["apbwe_beyond_ms"] is None
+            else f" + AP-BWE beyond the kept samples {parts['apbwe_beyond_ms']} ({parts['apbwe_samples_per_audio_s']}"
+            f" input samples per audio second, padding {parts['apbwe_padding']:.0%})"
+        )
+        print(
+            f"the codec's {parts['total_ms']} ms per audio second ({parts['audio_s']} s decoded): the audio's own "
+            f"{parts['own_ms']} + calls' fixed parts {parts['fixed_ms']} + BiCodec beyond the kept tokens "
+            f"{parts['bicodec_beyond_ms']} ({parts['window_tokens_per_kept']} window tokens per kept one, "
+            f"{parts['kept_tokens_per_decode_row']} kept per row){apbwe}",
             flush=True,
         )

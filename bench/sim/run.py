@@ -556,6 +556,7 @@ class Simulation:
                 [(r.arrival, r.first_audio, r.end) for r in admitted],
                 self.loop.time(),
                 [r.audio_seconds for r in admitted],
+                stats,
             ),
         }
 

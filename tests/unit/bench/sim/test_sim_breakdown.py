@@ -14,6 +14,7 @@ from bench.sim.breakdown import (
     NEED_COLUMNS,
     TERMS,
     Ledger,
+    codec_parts,
     format_table,
     most_playing,
     need_cells,
@@ -22,6 +23,7 @@ from bench.sim.breakdown import (
 from bench.sim.run import SimConfig, simulate
 from bench.standin.cost_model import CostModel, EngineStep
 from services.device.calls import Call
+from services.device.telemetry import SchedulerStats
 from services.device.windows import DecodeWindow
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -134,6 +136,54 @@ def test_a_simulated_burst_accounts_every_device_second_in_one_term() -> None:
         need["streams"] * codec_s / 24.0, rel=0.2
     )  # ~2 s of audio each
     assert need["device_s_per_s"] == pytest.approx(need["engine_s_per_s"] + need["codec_s_per_s"], abs=0.002)
+
+
+def test_the_codec_s_seconds_per_audio_second_split_into_the_audio_s_own_and_what_the_calls_add() -> None:
+    stats = SchedulerStats(
+        kept_tokens=500,  # 10 s of audio
+        rows_by_kind={"decode": 5, "sr": 10},
+        valid_work_by_kind={"decode": 650, "sr": 200_000},
+    )
+    terms = [
+        {"term": "steady windows", "device_s": 0.02, "fixed_s": 0.009},
+        {"term": "AP-BWE steady", "device_s": 0.05, "fixed_s": 0.016},
+        {"term": "llm steps", "device_s": 9.0, "fixed_s": 5.0},  # not the codec's
+    ]
+    parts = codec_parts(CostModel.from_dict(BASE), terms, stats)
+    assert parts == {
+        "audio_s": 10.0,
+        "total_ms": 7.0,  # 0.07 s over 10 s
+        "own_ms": 2.26,  # 50 tokens at 0.01775 ms and 16,000 samples at 8.6e-5 ms a second
+        "fixed_ms": 2.5,
+        "bicodec_beyond_ms": 0.21,  # 0.011 s past the fixed parts, 0.008875 of it the kept tokens'
+        "apbwe_beyond_ms": 2.02,
+        "window_tokens_per_kept": 1.3,
+        "kept_tokens_per_decode_row": 100.0,
+        "apbwe_samples_per_audio_s": 20_000,
+        "apbwe_padding": 0.98,  # 0.034 s for rows whose own samples cost 0.0172
+    }
+    # Background jobs' calls are in the terms and not in the kept tokens: no split rather than a wrong one.
+    stats.background_calls = 1
+    assert codec_parts(CostModel.from_dict(BASE), terms, stats) is None
+
+
+@pytest.mark.parametrize("sample_rate", [16_000, 48_000])
+def test_a_simulated_run_s_codec_parts_add_up_to_its_codec_seconds(sample_rate: int) -> None:
+    report = simulate(
+        SimConfig(
+            CostModel.from_dict(BASE), 12, sample_rate=sample_rate, arrive_within_s=0.5, audio_seconds=2.0
+        )
+    )
+    parts = report["breakdown"]["codec_parts"]
+    codec_s = sum(r["device_s"] for r in report["breakdown"]["run"]["terms"] if r["term"] in TERMS[2:])
+    assert parts["total_ms"] == pytest.approx(1000 * codec_s / parts["audio_s"], abs=0.02)
+    beyond = [parts["bicodec_beyond_ms"], parts["apbwe_beyond_ms"] or 0.0]
+    assert parts["own_ms"] + parts["fixed_ms"] + sum(beyond) == pytest.approx(parts["total_ms"], abs=0.03)
+    assert parts["window_tokens_per_kept"] >= 1.0 and min(beyond) >= 0.0
+    if sample_rate == 16_000:
+        assert parts["own_ms"] == 0.89 and parts["apbwe_beyond_ms"] is None
+    else:
+        assert parts["own_ms"] == 2.26 and parts["apbwe_samples_per_audio_s"] >= 16_000
 
 
 def test_the_playing_need_is_the_engine_at_real_time_and_the_codec_at_its_rate() -> None:
