@@ -30,30 +30,24 @@ def image_python() -> Path:
     return image_venv.ensure()
 
 
-def _acceptance(python: Path, results: Path, steps: str, **env: str) -> subprocess.CompletedProcess:
+def _kit(python: Path, script: str, *args: str, timeout_s: float, **env: str) -> subprocess.CompletedProcess:
+    """A kit script run as on the lent machine: from the checkout, with none of this shell's service settings."""
     clean = {
         k: v for k, v in os.environ.items() if not k.startswith("TTS_") and k not in ("OUT", "PYTHONPATH")
     }
     return subprocess.run(
-        [
-            str(python),
-            "bench/gpu/acceptance.py",
-            "--quick",
-            "--device",
-            "cpu",
-            "--steps",
-            steps,
-            "--results",
-            str(results),
-            "--out",
-            str(results),
-        ],  # fmt: skip
+        [str(python), script, *args],
         cwd=ROOT,
         env={**clean, **env},
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=timeout_s,
     )
+
+
+def _acceptance(python: Path, results: Path, steps: str, **env: str) -> subprocess.CompletedProcess:
+    args = ["--quick", "--device", "cpu", "--steps", steps, "--results", str(results), "--out", str(results)]
+    return _kit(python, "bench/gpu/acceptance.py", *args, timeout_s=900, **env)
 
 
 @pytest.mark.timeout(1500)
@@ -72,29 +66,8 @@ def test_the_service_steps_run_in_the_image_with_the_carried_packages(
 def test_the_next_calls_engine_step_runs_in_the_image(image_python: Path, tmp_path: Path) -> None:
     """bench/gpu/README.md's next call, `engine_step.py`, carries no wheel: it runs on the image's own torch and
     transformers, so a change in either that breaks the script shows here, not on a lent GPU."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("TTS_") and k != "PYTHONPATH"}
-    done = subprocess.run(
-        [
-            str(image_python),
-            "bench/gpu/engine_step.py",
-            "--quick",
-            "--device",
-            "cpu",
-            "--batches",
-            "1,2",
-            "--steps",
-            "4",
-            "--variants",
-            "graph",
-            "--out",
-            str(tmp_path),
-        ],  # fmt: skip
-        cwd=ROOT,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    args = ["--quick", "--device", "cpu", "--batches", "1,2", "--steps", "4", "--variants", "graph"]
+    done = _kit(image_python, "bench/gpu/engine_step.py", *args, "--out", str(tmp_path), timeout_s=300)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     result = json.loads((tmp_path / "engine-step.json").read_text())
     assert not result["partial"]
