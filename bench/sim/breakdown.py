@@ -13,9 +13,9 @@ schedule) and the API processes' GIL time. Terms:
 Two spans: `onboarding`, from the first arrival until the last admitted stream's first audio (what a burst's first
 audio waits on), and the whole run. And what the admitted streams need of the device at the most of them playing
 at once (`playing_need`): the engine giving each request real time, the codec at the run's own seconds per audio
-second, and what the codec's own seconds per audio second are made of (`codec_parts`). Admission's side: its codec cost per open stream-second (dispatch to end, queueing
-behind engine steps included, as it is calibrated) and its LLM pace at each decision, against the codec's own device
-seconds per stream-second and the pace the engine then gave.
+second; and what those seconds are made of (`codec_parts`). Admission's side: its codec cost per open stream-second
+(dispatch to end, queueing behind engine steps included, as it is calibrated) and its LLM pace at each decision,
+against the codec's own device seconds per stream-second and the pace the engine then gave.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from bench.standin.cost_model import CostModel, EngineStep
 from core.llm.engine_pace import IDS_PER_SECOND
 from services.device.calls import Call
 from services.device.telemetry import SchedulerStats
+from services.pipeline.audio_output import NATIVE_RATE  # AP-BWE's input samples per second of audio
 
 TERMS = (
     "prefill",
@@ -39,7 +40,6 @@ TERMS = (
 )
 BICODEC_TERMS = TERMS[2:4]
 APBWE_TERMS = TERMS[4:]
-NATIVE_RATE = 16_000  # AP-BWE's input samples per second of audio
 
 
 @dataclass
