@@ -185,12 +185,15 @@ class DeviceTimeAccount:
         deadline assumes no client prebuffer: a client holding 100 ms hears nothing of a 50 ms miss), less the event
         loop's stalls around it (`loop_lag`). A negative grace also counts near misses: calls that ended within
         -grace_s (at most NEAR_MISS_S) before a settled stream's listener would have run dry."""
-        self.trim(now)
-        return sum(1 for _, late in self.recent_missed if late > grace_s)
+        return len(self._misses_past(now, grace_s))
 
     def worst_recent_miss(self, now: float, grace_s: float = 0.0) -> float | None:
         """The worst of the calls `recent_misses` counts: seconds its window ended after its listener ran dry, the
         loop's stalls taken off (negative: a near miss, that much audio left). None: none counted."""
-        self.trim(now)
-        counted = [late for _, late in self.recent_missed if late > grace_s]
+        counted = self._misses_past(now, grace_s)
         return max(counted) if counted else None
+
+    def _misses_past(self, now: float, grace_s: float) -> list[float]:
+        """The lateness of each call within the window that missed by more than `grace_s` (both readers above)."""
+        self.trim(now)
+        return [late for _, late in self.recent_missed if late > grace_s]
