@@ -143,21 +143,21 @@ class Ledger:
             a["padded"] += u.padded_rows * frac
         out: list[dict[str, Any]] = []
         for term in TERMS:
-            a = acc.get(term) or {}
-            if not a:
+            totals = acc.get(term)
+            if totals is None:  # no call of this term in the span
                 continue
-            calls = max(1e-9, a["calls"])
+            calls = max(1e-9, totals["calls"])
             out.append(
                 {
                     "term": term,
-                    "device_s": round(a["seconds"], 3),
-                    "fixed_s": round(a["fixed"], 3),
-                    "share": round(a["seconds"] / length, 3),
-                    "calls": round(a["calls"]),
-                    "rows_per_call": round(a["call_rows"] / calls, 2),
-                    "padded_rows_per_call": round(a["padded"] / calls, 2) if a["padded"] else None,
-                    "ms_per_call": round(1000 * a["seconds"] / calls, 2),
-                    "ms_per_stream_s": round(1000 * a["seconds"] / stream_seconds, 2)
+                    "device_s": round(totals["seconds"], 3),
+                    "fixed_s": round(totals["fixed"], 3),
+                    "share": round(totals["seconds"] / length, 3),
+                    "calls": round(totals["calls"]),
+                    "rows_per_call": round(totals["call_rows"] / calls, 2),
+                    "padded_rows_per_call": round(totals["padded"] / calls, 2) if totals["padded"] else None,
+                    "ms_per_call": round(1000 * totals["seconds"] / calls, 2),
+                    "ms_per_stream_s": round(1000 * totals["seconds"] / stream_seconds, 2)
                     if stream_seconds
                     else None,
                 }
