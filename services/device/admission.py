@@ -48,8 +48,11 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
    `admission_profiles.py`); with `engine_lead_pace` set (off by default) it is not read while the engine gives each
    request that many times real time (`engine_lead.py`, the trade it makes).
    The measure itself is `codec_cost.py`'s: per second open or per second of audio (`codec_cost_basis`), of every
-   live stream or of the settled ones (`codec_cost_streams`). With `queue_headroom_s` (`bursts`) it passes while no
-   AP-BWE row ran within `codec_window_s` and the codec's queue drains leaving every listener that much (headroom.py).
+   live stream or of the settled ones (`codec_cost_streams`), times the streams open or the streams a listener still
+   plays (`codec_share_streams`; per second of audio, the streams playing make it the codec's share at real time; for
+   the benches: on the simulated sliced device it ran 48 kHz overload dry, docs/benchmarks.md, "A cheaper engine
+   step"). With `queue_headroom_s` (`bursts`) it passes while no AP-BWE row ran within `codec_window_s` and the
+   codec's queue drains leaving every listener that much (headroom.py).
 4. **The codec's share.** The scheduler's busy ratio, projected for one more playing stream; above
    `max_codec_busy`, refuse: the rest of the device belongs to the LLM. Streams admitted within the last
    `pace_window_s` are not in the measured share yet (their windows have barely started), so the share is scaled
@@ -80,7 +83,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from services.device.codec_cost import CodecCostBasis, CodecCostMeter, CodecCostStreams
+from services.device.codec_cost import (
+    CODEC_SHARE_STREAMS,
+    CodecCostBasis,
+    CodecCostMeter,
+    CodecCostStreams,
+    CodecShareStreams,
+)
 from services.device.engine_lead import ENGINE_LEAD_PACE, engine_leads
 from services.device.first_chunks import FirstChunkChoices
 from services.device.headroom import queue_keeps_up
@@ -161,9 +170,11 @@ class Admission:
         wait_rules: Iterable[str] = DEFAULT_WAIT_RULES,
         codec_cost_basis: CodecCostBasis = "stream_second",
         codec_cost_streams: CodecCostStreams = "every",
+        codec_share_streams: CodecShareStreams = "open",
         exact_after_ramp: bool = False,
         short_needs_pace: float = 3.0,
         unmeasured_short_streams: float = math.inf,
+        sr_short_streams: float = math.inf,
         sr_pace_margin: float | None = None,
         queue_headroom_s: float | None = None,
     ) -> None:
@@ -194,6 +205,7 @@ class Admission:
             exact_after_ramp=exact_after_ramp,
             short_needs_pace=short_needs_pace,
             unmeasured_short_streams=unmeasured_short_streams,
+            sr_short_streams=sr_short_streams,
         )
         self.max_wait_s = max(0.0, max_wait_s)
         self.wait_rules = frozenset(wait_rules)  # the rules admit() waits out (others refuse at once)
@@ -210,6 +222,11 @@ class Admission:
         self._last_miss_refusal = -math.inf  # when rule 1 last refused (rule 1b's memory)
         self.last_capacity_refusal = -math.inf  # when a rule of CAPACITY_RULES last refused
         self.last_ramp_hold = -math.inf  # when the ramp last refused a caller or held one it then admitted
+        if codec_share_streams not in CODEC_SHARE_STREAMS:
+            raise ValueError(
+                f"codec_share_streams must be one of {CODEC_SHARE_STREAMS}, got {codec_share_streams!r}"
+            )
+        self.codec_share_streams = codec_share_streams
         self.codec = CodecCostMeter(
             scheduler,
             window_s=codec_window_s,
@@ -246,6 +263,15 @@ class Admission:
     @property
     def codec_cost_streams(self) -> CodecCostStreams:
         return self.codec.streams
+
+    def sr_live(self) -> bool:
+        """48 kHz streams are live: AP-BWE rows ran within `codec_window_s` (rule 2's `sr_pace_margin` reads it)."""
+        return self._sr_rows.within(self.scheduler.stats, self.clock())
+
+    def share_streams(self) -> int:
+        """The streams rule 3 multiplies the codec's cost by (`codec_share_streams`): open, or playing."""
+        s = self.scheduler
+        return s.playing_streams if self.codec_share_streams == "playing" else s.active_streams
 
     def codec_cost(self) -> float | None:
         """Measured codec device seconds per second of one open stream or of audio decoded, of every live stream
@@ -370,12 +396,13 @@ class Admission:
                 ), None
         lead = engine_leads(pace, self.need_tokens_per_s, self.engine_lead_pace)  # engine_lead.py
         cost = None if lead else self.codec_cost()
-        share = None if cost is None else cost * (streams + 1)  # the codec's share with one more stream
+        counted = self.share_streams() if cost is not None else streams
+        share = None if cost is None else cost * (counted + 1)  # the codec's share with one more stream
         over = share is not None and share > self.max_codec_share
-        if over and not queue_keeps_up(self.scheduler, self.queue_headroom_s, sr_live):
+        if cost is not None and over and not queue_keeps_up(self.scheduler, self.queue_headroom_s, sr_live):
             return _refusal(
                 "codec_cost",
-                f"overloaded: {streams} streams hold the codec ~{cost * streams:.0%} of "
+                f"overloaded: {counted} streams hold the codec ~{cost * counted:.0%} of "
                 f"the device; one more would pass {self.max_codec_share:.0%}",
                 1,
             ), None
@@ -450,12 +477,13 @@ class Admission:
         a measure (`codec_cost()` and `pace()` integrate up to now; this reads their windows as they stand)."""
         now = self.clock()
         cost, pace = self.codec.cost_at(now), self.llm.pace_at(now)
-        streams = self.scheduler.active_streams
+        streams = self.share_streams()
         drained = None if self.queue_headroom_s is None else self.scheduler.drain_headroom()
         return {
             "codec_cost": cost,
             "codec_cost_basis": self.codec_cost_basis,
             "codec_cost_streams": self.codec_cost_streams,
+            "codec_share_streams": self.codec_share_streams,
             "codec_share_with_one_more": None if cost is None else cost * (streams + 1),
             "max_codec_share": self.max_codec_share,
             # rule 3's pass (None: off) and what the codec's queue leaves now (None: nothing measured, nobody heard)

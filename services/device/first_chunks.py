@@ -28,7 +28,10 @@ steps (`python -m bench sim_overload`: 2 and 4 streams in 63 runs on the 3 ms-st
 defaults). With `unmeasured_short_streams` set (the `bursts` profile: 32), newcomers past that many open streams get
 the exact schedule before the codec is measured at all (`unmeasured_busy`): 54 newcomers on the short chunk in the
 first 0.2 s of a 600-stream flood ran 13 dry on the sliced device. A `reproducible` stream (a seed) gets what it
-asked for.
+asked for. With `sr_short_streams` set (off by default; for the benches), past that many open streams while 48 kHz
+streams are live (AP-BWE rows ran within the codec's window) a newcomer gets the exact schedule and no lead window
+(`sr_busy`): in a 48 kHz burst the short chunk's second window and the lead's 80 ms missed by up to 70 ms and the
+miss rule refused the arrivals behind them (docs/benchmarks.md, "A cheaper engine step").
 
 **The 48 kHz lead window** (`FirstChunkChoices.sr_lead`). A new 48 kHz stream's first AP-BWE window may take its right
 context from the decode schedule's held overlap (core.sr_planner): its first audio then leaves with the first decoded
@@ -44,6 +47,7 @@ it at 4x (172-175) (`python -m bench.sim_sr_lead`, docs/benchmarks.md). A `repro
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -71,6 +75,12 @@ class AdmissionMeasures(Protocol):
 
     def codec_cost(self) -> float | None: ...
 
+    def share_streams(self) -> int: ...
+
+    def sr_live(self) -> bool:
+        ...  # 48 kHz streams are live: AP-BWE rows ran within the codec's window
+        # the streams the codec's cost is multiplied by (open, or playing)
+
     @property
     def codec_cost_basis(self) -> str:  # what `codec_cost()` is per: stream_second or audio_second
         ...
@@ -79,7 +89,7 @@ class AdmissionMeasures(Protocol):
 class FirstChunkChoices:
     """The first-chunk and lead-window choices, counted: `first_chunks` ((schedule given, reason) -> count),
     `long_first_chunks` (streams that asked for a short first chunk and got the exact one), `sr_leads` (taken,
-    llm_slow, seeded)."""
+    llm_slow, sr_busy, seeded)."""
 
     def __init__(
         self,
@@ -92,8 +102,10 @@ class FirstChunkChoices:
         short_needs_pace: float,
         unmeasured_short_streams: float,
         exact_after_ramp: bool = False,
+        sr_short_streams: float = math.inf,
     ) -> None:
         self.measures = measures
+        self.sr_short_streams = sr_short_streams
         self.short_needs_pace = short_needs_pace
         self.unmeasured_short_streams = unmeasured_short_streams
         self.short_schedule_share = short_schedule_share
@@ -105,7 +117,8 @@ class FirstChunkChoices:
         # unmeasured_busy (switched to exact: none measured, unmeasured_short_streams open), codec_light (under the
         # share), llm_slow (kept: the engine is under exact_needs_pace), codec_busy (switched to exact: over the
         # share), llm_behind (switched to exact: the engine is under short_needs_pace), refusing (switched to exact:
-        # a capacity rule refused within exact_after_refusal_s), seeded.
+        # a capacity rule refused within exact_after_refusal_s), sr_busy (switched to exact: sr_short_streams open
+        # while 48 kHz streams are live), seeded.
         self.first_chunks: Counter[tuple[str, str]] = Counter()
         self.long_first_chunks = 0
         self.sr_leads: Counter[str] = Counter()
@@ -120,6 +133,9 @@ class FirstChunkChoices:
         if requested == "exact":
             return requested, "requested"
         m = self.measures
+        if self._sr_busy():
+            self.long_first_chunks += 1
+            return "exact", "sr_busy"
         pace = m.engine_pace()
         if engine_leads(pace, m.need_tokens_per_s, m.engine_lead_pace):
             return requested, "engine_ahead"
@@ -130,7 +146,7 @@ class FirstChunkChoices:
                 return requested, "unmeasured"
             self.long_first_chunks += 1
             return "exact", "unmeasured_busy"
-        share = cost * (streams + 1)
+        share = cost * (m.share_streams() + 1)
         last = (
             max(m.last_capacity_refusal, m.last_ramp_hold)
             if self.exact_after_ramp
@@ -154,9 +170,23 @@ class FirstChunkChoices:
         )
         return "exact", reason
 
+    def _sr_busy(self) -> bool:
+        """`sr_short_streams` streams are open while 48 kHz streams are live (AP-BWE rows ran lately)."""
+        m = self.measures
+        return m.scheduler.active_streams >= self.sr_short_streams and m.sr_live()
+
     def sr_lead(self, *, reproducible: bool = False) -> bool:
         m = self.measures
-        pace = None if reproducible else m.engine_pace()
-        taken = pace is None or pace >= self.sr_lead_needs_pace * m.need_tokens_per_s
-        self.sr_leads["seeded" if reproducible else "taken" if taken else "llm_slow"] += 1
-        return taken
+        if reproducible:
+            reason = "seeded"
+        elif self._sr_busy():
+            reason = "sr_busy"
+        else:
+            pace = m.engine_pace()
+            reason = (
+                "taken"
+                if pace is None or pace >= self.sr_lead_needs_pace * m.need_tokens_per_s
+                else "llm_slow"
+            )
+        self.sr_leads[reason] += 1
+        return reason in ("seeded", "taken")

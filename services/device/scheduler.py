@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import heapq
 import itertools
 import logging
 import math
@@ -140,6 +141,8 @@ class CodecScheduler:
         self._stream_ids = itertools.count(1)
         self._streams: dict[int, StreamHandle] = {}
         self._settled = 0  # live streams open and settled (StreamHandle.settled)
+        # When each closed live stream's listener runs out of audio (a heap): it still plays until then
+        self._playing_until: list[float] = []
         self._inflight: set[asyncio.Task[None]] = set()
         self._wake: asyncio.Event | None = None
         self._loop_task: asyncio.Task[None] | None = None
@@ -235,6 +238,8 @@ class CodecScheduler:
         closed = (self._streams if live else self._bg_streams).pop(handle.id, None)
         if live and closed is not None and closed.settled:
             self._settled -= 1
+        if live and closed is not None and handle.playback.heard:
+            heapq.heappush(self._playing_until, handle.playback.deadline())
         for pending in self._pending if live else self._bg_pending:
             if pending.stream is handle and not pending.future.done():
                 pending.future.cancel()
@@ -243,6 +248,17 @@ class CodecScheduler:
     def active_streams(self) -> int:
         """Open live streams (admission's count; background streams are `background_streams`)."""
         return len(self._streams)
+
+    @property
+    def playing_streams(self) -> int:
+        """Live streams a listener still plays: the open ones, and the closed ones whose audio has not run out.
+        Admission's rule 3 may multiply its codec cost per second of audio by these (`codec_share_streams`): with
+        arrivals that keep coming, that product is the codec's share of the device at real time."""
+        now = self.clock()
+        ends = self._playing_until
+        while ends and ends[0] <= now:
+            heapq.heappop(ends)
+        return len(self._streams) + len(ends)
 
     @property
     def settled_streams(self) -> int:

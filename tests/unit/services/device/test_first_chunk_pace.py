@@ -79,3 +79,23 @@ def test_rule_2_asks_for_the_48khz_margin_while_ap_bwe_rows_ran_within_the_codec
         adm.note_tokens(90)
     assert adm.decide().admit
     assert Admission(FiguresScheduler()).sr_pace_margin is None  # the service's default: one margin
+
+
+def test_past_a_count_of_open_streams_while_48khz_streams_are_live_newcomers_get_the_exact_chunk_and_no_lead() -> (
+    None
+):
+    sched = FiguresScheduler()
+    adm = Admission(sched, generating=lambda: 4, sr_short_streams=32)
+    assert Admission(FiguresScheduler()).first_chunk_choices.sr_short_streams == math.inf  # off by default
+    sched.active_streams = 40
+    # No AP-BWE row yet: no 48 kHz stream is live, so 40 open streams keep the short chunk
+    assert adm.first_chunk_schedule("balanced") == "balanced"
+    sched.active_streams = 31
+    sched.stats.rows_by_kind["sr"] += 3
+    assert adm.first_chunk_schedule("balanced") == "balanced" and adm.sr_lead()
+    sched.active_streams = 32
+    assert adm.first_chunk_schedule("balanced") == "exact" and not adm.sr_lead()
+    assert adm.first_chunk_schedule("exact") == "exact"  # asked for: counted as asked
+    assert adm.sr_lead(reproducible=True)  # a seeded stream takes what it asked for
+    assert adm.sr_leads == {"taken": 1, "sr_busy": 1, "seeded": 1}
+    assert adm.first_chunks[("exact", "sr_busy")] == 1 and adm.first_chunks[("balanced", "unmeasured")] == 2
