@@ -3,14 +3,16 @@
 The goal bursts (bench/sim/goals.py) on the H200's measured codec with AP-BWE in TF32 at vLLM's published engine
 step (`bench/cost_models/h200-graphs-vllm-step-sr-tf32.json`, or `--cost-model`), then with one cost term made cheaper
 at a time (`CostModel.scaled`): the engine step's fixed cost or its cost per row halved, BiCodec decode at 0.75,
-AP-BWE at 0.5; and, for the other side, AP-BWE in fp32 as served (`h200-graphs-vllm-step.json`, whatever
-`--cost-model` says); `--engine-step` puts a GPU's measured engine step (bench/gpu/engine_step.py) under every
-variant in place of the model's. Each runs with every stream admitted on the exact first chunk (admission off: what the modelled
-device carries) and with the `bursts` admission profile, seeds 0-2, host 1.4 ms per audio second, on a device that
-runs one call at a time (or, `--device-sharing sliced`, the engine and the codec at half speed each while both have
-work, as a GPU shares itself between two processes' CUDA contexts, vLLM's engine core being one), with the cut as
-served (`TTS_STREAM_CUT_RUNWAY_MS`). `--admission` sets `Admission` keywords over the profile's (what loosening it for
-the burst would admit).
+AP-BWE at 0.5, and the whole engine step cheaper: both its parts halved, and 0.3 of its fixed cost with 0.25 of its
+cost per row (about 0.5 ms + 0.005 ms per row, the order of what reading a 0.5B network's bf16 weights and each row's
+few hundred cached tokens takes on an H200); and, for the other side, AP-BWE in fp32 as served
+(`h200-graphs-vllm-step.json`, whatever `--cost-model` says); `--engine-step` puts a GPU's measured engine step
+(bench/gpu/engine_step.py) under every variant in place of the model's. Each runs with every stream admitted on the
+exact first chunk (admission off: what the modelled device carries) and with the `bursts` admission profile, seeds
+0-2, host 1.4 ms per audio second, on a device that runs one call at a time (or, `--device-sharing sliced`, the engine
+and the codec at half speed each while both have work, as a GPU shares itself between two processes' CUDA contexts,
+vLLM's engine core being one), with the cut as served (`TTS_STREAM_CUT_RUNWAY_MS`). `--admission` sets `Admission`
+keywords over the profile's (what loosening it for the burst would admit).
 
 It answers what the 48 kHz burst's goal (all 200 admitted, first audio p95 <= 800 ms, none dry) waits on: at the
 measured costs the device alone is at its edge (a newcomer near the burst's end waits for its first 49 ids from an
@@ -53,6 +55,8 @@ VARIANTS: dict[str, tuple[Path | None, dict[str, float]]] = {
     "engine per row x0.5": (None, {"llm_per_row": 0.5}),
     "decode x0.75": (None, {"decode": 0.75}),
     "AP-BWE x0.5": (None, {"sr": 0.5}),
+    "engine x0.5 (fixed and per row)": (None, {"llm_fixed": 0.5, "llm_per_row": 0.5}),
+    "engine fixed x0.3, per row x0.25": (None, {"llm_fixed": 0.3, "llm_per_row": 0.25}),
     "fp32 AP-BWE (as served)": (MODELS_DIR / "h200-graphs-vllm-step.json", {}),
 }
 ADMISSIONS = ("off", "bursts")
