@@ -9,20 +9,15 @@ import pytest
 from services.device import CodecScheduler, SchedulerPolicy
 from services.device.admission import Admission
 from services.device.codec_cost import CODEC_SHARE_STREAMS
+from services.device.windows import FixedDeadline
 from tests.codec_fakes import FakeClock, FiguresScheduler, RecordingRunner
 
 
-class Heard:
+class Heard(FixedDeadline):
     """A listener who plays the stream as it comes and runs out of audio at `at`."""
 
     started = True
     heard = True
-
-    def __init__(self, at: float) -> None:
-        self.at = at
-
-    def deadline(self) -> float:
-        return self.at
 
 
 def test_a_closed_stream_plays_until_its_listener_runs_out_of_audio() -> None:
