@@ -7,8 +7,7 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
    reached the device). At most `ramp_share` (0.5) times as many as the streams older than that (and at least
    `ramp_floor`, 32: the goal's own load, 250 arrivals in 10 s, brings 25 a second) may be that recent: past the
    floor the open streams grow at most 1.5x per window, so a burst of hundreds cannot slip in before the measures
-   move (600 arrivals within 2 s otherwise admitted 181-255 that all underran; with 40 ids before the first audio,
-   doubling let 35 in within 0.8 s and all of them underran by 10-50 ms). The ramp passes by itself as its oldest
+   move (600 arrivals within 2 s otherwise admitted 181-255 that all underran). The ramp passes by itself as its oldest
    admission leaves the window, so `admit()` holds a caller it refuses for up to `max_wait_s` (first come, first
    served) instead of answering 503: 600 arrivals within 2 s, 84-96 admitted instead of 64.
 1. **Deadline misses.** A playing stream's window finished more than `miss_grace_s` after its audio ran out (the
@@ -18,24 +17,21 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
 1b. **Spacing near the limit.** At most one new stream per `spacing_s` (30 ms) while the device is near a limit:
    the LLM's projected pace (rule 2) under `spacing_pace` (1.1) times the pace it must keep, or, for `miss_memory_s`
    (10 s) after rule 1 refused, the codec's projected share (rule 3) over `spacing_share` (0.8) of its cap. Why: the
-   streams that ran dry in sustained overload and in floods came in clusters (14 admitted within 130 ms, four within
-   20 ms), all dry about a second later, in their first-second windows: each was admitted on measures one admission
-   moves by a single average stream, while together they slowed the engine (their prefill, their first windows) past
-   what each was admitted on. Away from both limits nothing is spaced. Counting newcomers heavier in rule 3 instead
-   refused in every burst (docs/benchmarks.md, "Sustained overload and what the alerts read"; `bench.sim_overload`).
+   streams that ran dry in overload and floods came in clusters (14 admitted within 130 ms), all dry a second later in
+   their first-second windows: each was admitted on measures that one stream moves little, while together they slowed
+   the engine past what each was admitted on. Away from both limits nothing is spaced. Counting newcomers heavier in
+   rule 3 instead refused in every burst (docs/benchmarks.md, "Sustained overload and what the alerts read").
 2. **The LLM's pace.** Tokens per second per generating request, measured (`note_tokens`, over the last
    `pace_window_s`, weighted by how many requests were generating), projected for one more request as if the
    step cost grew in proportion to its rows (conservative: a step's fixed part does not grow), counted from at least
    `pace_rows_floor` (32) rows, below which a step is mostly its fixed part. Real time needs
    `need_tokens_per_s` (50: one semantic token is 20 ms of audio); below that times `pace_margin` (2), refuse. The
    pace already carries the codec's share of the device (codec calls delay the engine's steps). Why twice real
-   time: a stream's first seconds need it (the exact first chunk's second chunk, and the balanced schedule's first
-   full-look-ahead chunk after its short second, wait for their tokens plus a look-ahead within the audio already
-   played: `exact_needs_pace`), and an engine let down to real time keeps the device at the edge, where misses
-   refuse in bursts. `python -m bench.sim_overload` (63 runs: the goal rows on more seeds, and 90 s of 1.5x and 3x
-   the device's load): a margin of 1 let 72 admitted streams underrun in all (11 of 149 in one 600-stream flood), 2
-   let 22, and 2 with rule 1b none, admitting as many as 1 (docs/benchmarks.md). `sr_pace_margin` (`bursts`: 2 over
-   a `pace_margin` of 1.4) is the margin while AP-BWE rows ran within `codec_window_s`: a 48 kHz window waits for the
+   time: a stream's first chunks wait for their tokens plus a look-ahead within the audio already played
+   (`exact_needs_pace`), and an engine let down to real time keeps the device at the edge, where misses refuse in
+   bursts. `python -m bench.sim_overload` (63 runs): a margin of 1 let 72 admitted streams underrun in all, 2 let 22,
+   and 2 with rule 1b none, admitting as many as 1 (docs/benchmarks.md). `sr_pace_margin` (`bursts`: 2 over a
+   `pace_margin` of 1.4) is the margin while AP-BWE rows ran within `codec_window_s`: a 48 kHz window waits for the
    next decoded audio as right context.
 3. **The codec's cost per stream.** The scheduler's call seconds (codec calls, and the model calls it runs beside
    them: speaker vectors, reference encodes, CTC alignment) per second of one open stream, measured over the last
@@ -48,11 +44,9 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
    `admission_profiles.py`); with `engine_lead_pace` set (off by default) it is not read while the engine gives each
    request that many times real time (`engine_lead.py`, the trade it makes).
    The measure itself is `codec_cost.py`'s: per second open or per second of audio (`codec_cost_basis`), of every
-   live stream or of the settled ones (`codec_cost_streams`), times the streams open or the streams a listener still
-   plays (`codec_share_streams`; per second of audio, the streams playing make it the codec's share at real time; for
-   the benches: on the simulated sliced device it ran 48 kHz overload dry, docs/benchmarks.md, "A cheaper engine
-   step"). With `queue_headroom_s` (`bursts`) it passes while no AP-BWE row ran within `codec_window_s` and the
-   codec's queue drains leaving every listener that much (headroom.py).
+   live stream or of the settled ones (`codec_cost_streams`), times the streams open or playing (`codec_share_streams`).
+   With `queue_headroom_s` (`bursts`) it passes while no AP-BWE row ran within `codec_window_s` and the codec's queue
+   drains leaving every listener that much (headroom.py).
 4. **The codec's share.** The scheduler's busy ratio, projected for one more playing stream; above
    `max_codec_busy`, refuse: the rest of the device belongs to the LLM. Streams admitted within the last
    `pace_window_s` are not in the measured share yet (their windows have barely started), so the share is scaled
@@ -61,17 +55,15 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
 Calibrated on the simulated H100 (docs/benchmarks.md, `bench.simulate`): rule 4 is off by default and rule 3's cap
 is 1.2, above the whole device, on purpose: a stream's first-second windows cost ~3.5 decoded tokens per kept one, so
 while streams ramp up the cost per stream overstates their later cost. Tighter caps (share 0.85, busy 1.0) admit 111
-of 250 at 16 kHz where the device carries 160-200; at 1.2 with a 30 ms miss grace and the ramp, 137-149 of 250 and
-156-176 of 600 (seeds 0-2), none underrunning (48 kHz, 40 preamble ids, 600 within 2 s or 30 s, LLM 0.005-0.056
-ms/row); without rule 3, 19-48 streams of 48 kHz and of the 40-preamble flood underran.
+of 250 at 16 kHz where the device carries 160-200; 1.2 admits 137-149, none underrunning; without rule 3, 19-48
+streams of 48 kHz and of a flood with 40 preamble ids underran.
 
 **Each key's share.** When a rule above refuses, the device is short, and who is refused follows each key's share
 (`key_share.py`): the key over its share is refused first, a key within its share is admitted past the rule.
 
-Min slack refuses nothing: a stream that has just started holds only its first chunk (80 ms on the balanced schedule),
-so a slack threshold would refuse every newcomer; a stream really running dry is a miss (1). Beside it, each with a
-seam of its own: `first_chunks.py` (what an admitted stream's first chunk is, from these measures), `key_share.py`
-(each key's share), `engine_lead.py` (when the codec's cost is not read), `headroom.py` (rule 3's pass)."""
+No rule reads slack: a stream just started holds only its first chunk (80 ms), so a slack floor would refuse every
+newcomer; a stream really running dry is a miss (1). Beside it, each a seam of its own: `first_chunks.py` (an admitted
+stream's first chunk), `key_share.py`, `engine_lead.py`, `headroom.py` (rule 3's pass), `codec_cost.py`."""
 
 from __future__ import annotations
 
@@ -83,13 +75,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from services.device.codec_cost import (
-    CODEC_SHARE_STREAMS,
-    CodecCostBasis,
-    CodecCostMeter,
-    CodecCostStreams,
-    CodecShareStreams,
-)
+from services.device.codec_cost import CodecCostBasis, CodecCostMeter, CodecCostStreams, CodecShareStreams
 from services.device.engine_lead import ENGINE_LEAD_PACE, engine_leads
 from services.device.first_chunks import FirstChunkChoices
 from services.device.headroom import queue_keeps_up
@@ -222,17 +208,13 @@ class Admission:
         self._last_miss_refusal = -math.inf  # when rule 1 last refused (rule 1b's memory)
         self.last_capacity_refusal = -math.inf  # when a rule of CAPACITY_RULES last refused
         self.last_ramp_hold = -math.inf  # when the ramp last refused a caller or held one it then admitted
-        if codec_share_streams not in CODEC_SHARE_STREAMS:
-            raise ValueError(
-                f"codec_share_streams must be one of {CODEC_SHARE_STREAMS}, got {codec_share_streams!r}"
-            )
-        self.codec_share_streams = codec_share_streams
         self.codec = CodecCostMeter(
             scheduler,
             window_s=codec_window_s,
             min_sample_s=min_codec_sample_s,
             basis=codec_cost_basis,
             streams=codec_cost_streams,
+            share_streams=codec_share_streams,
             tokens_per_s=need_tokens_per_s,
         )
         self.llm = LLMPaceMeter(pace_window_s, min_pace_sample_s, bucket_s)  # rule 2's measure
@@ -264,14 +246,12 @@ class Admission:
     def codec_cost_streams(self) -> CodecCostStreams:
         return self.codec.streams
 
-    def sr_live(self) -> bool:
-        """48 kHz streams are live: AP-BWE rows ran within `codec_window_s` (rule 2's `sr_pace_margin` reads it)."""
+    def sr_live(self) -> bool:  # 48 kHz streams are live: AP-BWE rows ran within `codec_window_s`
         return self._sr_rows.within(self.scheduler.stats, self.clock())
 
     def share_streams(self) -> int:
-        """The streams rule 3 multiplies the codec's cost by (`codec_share_streams`): open, or playing."""
-        s = self.scheduler
-        return s.playing_streams if self.codec_share_streams == "playing" else s.active_streams
+        """The streams rule 3 multiplies the codec's cost by (`codec_share_streams`: open, or playing)."""
+        return self.codec.streams_counted()
 
     def codec_cost(self) -> float | None:
         """Measured codec device seconds per second of one open stream or of audio decoded, of every live stream
@@ -483,7 +463,7 @@ class Admission:
             "codec_cost": cost,
             "codec_cost_basis": self.codec_cost_basis,
             "codec_cost_streams": self.codec_cost_streams,
-            "codec_share_streams": self.codec_share_streams,
+            "codec_share_streams": self.codec.share_streams,
             "codec_share_with_one_more": None if cost is None else cost * (streams + 1),
             "max_codec_share": self.max_codec_share,
             # rule 3's pass (None: off) and what the codec's queue leaves now (None: nothing measured, nobody heard)

@@ -1,12 +1,17 @@
 """Admission's rule 3 measure (services/device/admission.py): the codec's device seconds per stream, over the last
 `window_s`, from the scheduler's running figures.
 
-Two choices shape it:
+Three choices shape it:
 
 - **Per what** (`basis`): per second each stream was open (`stream_second`), or per second of audio the codec decoded
   for the live streams (`audio_second`: kept tokens / 50). The faster the engine runs ahead, the shorter a stream is
   open and the dearer each open second reads for the same codec work; per second of audio it reads the codec's share
   at real time however far ahead the engine runs.
+- **Times which streams** (`share_streams`, `streams_counted`): the streams open now, or the streams a listener
+  still plays (open, or closed with audio left: `CodecScheduler.playing_streams`). Per second of audio, the streams
+  playing make the product the codec's share of the device at real time, however far ahead the engine runs. For the
+  benches only: on the simulated sliced device it ran 48 kHz overload dry (docs/benchmarks.md, "A cheaper engine
+  step").
 - **Of which streams** (`streams`): every live stream (`every`), or only the settled ones (`settled`: past their
   first second of audio, `queueing.SETTLED_TOKENS`), their rows' share of each call's seconds against their own
   stream-seconds. A stream's first second costs the codec about 3.5 decoded tokens per kept one and settles to about
@@ -74,8 +79,9 @@ _NOTHING = _Figures(0, 0.0, 0)
 
 class CodecCostMeter:
     """Integrates the scheduler's figures into buckets of `BUCKET_S` (`advance`, at every admission read) and reads
-    the cost over the last `window_s` (`cost_at`). `scheduler`: active_streams, settled_streams, and `stats` with
-    busy_seconds, kept_tokens, settled_seconds, settled_kept_tokens (`SchedulerStats`)."""
+    the cost over the last `window_s` (`cost_at`). `scheduler`: active_streams, settled_streams, playing_streams
+    (where `share_streams` is "playing"), and `stats` with busy_seconds, kept_tokens, settled_seconds,
+    settled_kept_tokens (`SchedulerStats`)."""
 
     def __init__(
         self,
@@ -86,11 +92,17 @@ class CodecCostMeter:
         basis: CodecCostBasis,
         streams: CodecCostStreams,
         tokens_per_s: float,
+        share_streams: CodecShareStreams = "open",
     ) -> None:
         if basis not in CODEC_COST_BASES:
             raise ValueError(f"codec_cost_basis must be one of {CODEC_COST_BASES}, got {basis!r}")
         if streams not in CODEC_COST_STREAMS:
             raise ValueError(f"codec_cost_streams must be one of {CODEC_COST_STREAMS}, got {streams!r}")
+        if share_streams not in CODEC_SHARE_STREAMS:
+            raise ValueError(
+                f"codec_share_streams must be one of {CODEC_SHARE_STREAMS}, got {share_streams!r}"
+            )
+        self.share_streams = share_streams
         self.scheduler = scheduler
         self.window_s, self.min_sample_s = window_s, min_sample_s
         self.basis, self.streams, self.tokens_per_s = basis, streams, tokens_per_s
@@ -118,6 +130,11 @@ class CodecCostMeter:
         self._last_t, self._last = now, figures
         while self._buckets and self._buckets[0].start + BUCKET_S < now - self.window_s:
             self._buckets.popleft()
+
+    def streams_counted(self) -> int:
+        """The streams the cost is multiplied by (`share_streams`)."""
+        s = self.scheduler
+        return s.playing_streams if self.share_streams == "playing" else s.active_streams
 
     def cost_at(self, now: float) -> float | None:
         """Codec seconds per `basis` over the last `window_s` as the buckets stand (reading never moves them); None
