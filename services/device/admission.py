@@ -357,7 +357,7 @@ class Admission:
         generating = self._live_generating()
         pace = self.engine_pace()
         margin = self.pace_margin
-        sr_live = self._sr_rows.within(self.scheduler.stats, now)
+        sr_live = self.sr_live()
         if self.sr_pace_margin is not None and sr_live:
             margin = self.sr_pace_margin
         projected = math.inf

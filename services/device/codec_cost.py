@@ -35,9 +35,7 @@ CODEC_COST_BASES: tuple[CodecCostBasis, ...] = get_args(CodecCostBasis)
 CodecCostStreams = Literal["every", "settled"]
 CODEC_COST_STREAMS: tuple[CodecCostStreams, ...] = get_args(CodecCostStreams)
 
-# What rule 3 multiplies the cost by: the streams open, or the streams playing (open, or closed with audio still
-# playing: `CodecScheduler.playing_streams`). Per second of audio, the streams playing make the cost the codec's share
-# at real time: a stream the engine finished early still plays, and arrivals that keep coming keep that many playing.
+# What rule 3 multiplies the cost by (module doc).
 CodecShareStreams = Literal["open", "playing"]
 CODEC_SHARE_STREAMS: tuple[CodecShareStreams, ...] = get_args(CodecShareStreams)
 

@@ -75,11 +75,11 @@ class AdmissionMeasures(Protocol):
 
     def codec_cost(self) -> float | None: ...
 
-    def share_streams(self) -> int: ...
+    def share_streams(self) -> int:  # the streams the codec's cost is multiplied by (open, or playing)
+        ...
 
-    def sr_live(self) -> bool:
-        ...  # 48 kHz streams are live: AP-BWE rows ran within the codec's window
-        # the streams the codec's cost is multiplied by (open, or playing)
+    def sr_live(self) -> bool:  # 48 kHz streams are live: AP-BWE rows ran within the codec's window
+        ...
 
     @property
     def codec_cost_basis(self) -> str:  # what `codec_cost()` is per: stream_second or audio_second

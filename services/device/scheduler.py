@@ -240,6 +240,7 @@ class CodecScheduler:
             self._settled -= 1
         if live and closed is not None and handle.playback.heard:
             heapq.heappush(self._playing_until, handle.playback.deadline())
+            self._forget_played()  # read or not, the heap holds only listeners still playing
         for pending in self._pending if live else self._bg_pending:
             if pending.stream is handle and not pending.future.done():
                 pending.future.cancel()
@@ -254,11 +255,14 @@ class CodecScheduler:
         """Live streams a listener still plays: the open ones, and the closed ones whose audio has not run out.
         Admission's rule 3 may multiply its codec cost per second of audio by these (`codec_share_streams`): with
         arrivals that keep coming, that product is the codec's share of the device at real time."""
-        now = self.clock()
-        ends = self._playing_until
+        self._forget_played()
+        return len(self._streams) + len(self._playing_until)
+
+    def _forget_played(self) -> None:
+        """Drop the closed streams whose listeners have run out of audio."""
+        now, ends = self.clock(), self._playing_until
         while ends and ends[0] <= now:
             heapq.heappop(ends)
-        return len(self._streams) + len(ends)
 
     @property
     def settled_streams(self) -> int:

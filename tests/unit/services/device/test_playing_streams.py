@@ -78,3 +78,15 @@ def test_rule_3_multiplies_by_the_streams_playing_where_asked() -> None:
 def test_an_unknown_count_is_refused() -> None:
     with pytest.raises(ValueError, match="codec_share_streams"):
         Admission(FiguresScheduler(streams=1), codec_share_streams="queued")  # type: ignore[arg-type]
+
+
+def test_closing_forgets_listeners_that_ran_out_even_when_nobody_reads_the_count() -> None:
+    """The default rule 3 never reads `playing_streams`: each close still drops the listeners done playing, so the
+    scheduler holds only those still playing, however many streams it served."""
+    clock = FakeClock(100.0)
+    sched = CodecScheduler(RecordingRunner(clock), SchedulerPolicy(), clock=clock)
+    for i in range(1000):
+        clock.now = 100.0 + i
+        sched.close_stream(sched.open_stream(Heard(clock.now + 2.5)))
+    assert len(sched._playing_until) == 3  # the last three listeners still play
+    assert sched.playing_streams == 3
