@@ -146,7 +146,8 @@ class FirstChunkChoices:
                 return requested, "unmeasured"
             self.long_first_chunks += 1
             return "exact", "unmeasured_busy"
-        share = cost * (m.share_streams() + 1)
+        counted = m.share_streams()  # what rule 3 multiplies the cost by: open, or playing
+        share = cost * (counted + 1)
         last = (
             max(m.last_capacity_refusal, m.last_ramp_hold)
             if self.exact_after_ramp
@@ -166,7 +167,7 @@ class FirstChunkChoices:
         logger.info(
             "first chunk: exact instead of %s (%s): codec %.4f device s per %s x (%d streams + 1) = "
             "%.2f of the device; the LLM gives %.0f tokens/s per generating request",
-            *(requested, reason, cost, m.codec_cost_basis, streams, share, pace),
+            *(requested, reason, cost, m.codec_cost_basis, counted, share, pace),
         )
         return "exact", reason
 
