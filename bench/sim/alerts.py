@@ -1,4 +1,4 @@
-"""What the capacity alerts read at steady load: `python -m bench.sim_alerts [--json OUT]`.
+"""What the capacity alerts read at steady load: `python -m bench sim alerts [--json OUT]`.
 
 `deploy/prometheus/alerts.yml` warns on the codec scheduler's busy seconds per second
 (`rate(veena3_tts_codec_scheduler_busy_seconds_total[5m])`) and on admission's refusals
@@ -23,7 +23,7 @@ from typing import Any
 from bench.sim.run import SimConfig, Simulation
 from bench.standin.cost_model import CostModel
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COST_MODEL = ROOT / "bench" / "cost_models" / "h100-tf32.json"
 AUDIO_S = 10.0
 # (sample rate, LLM ms per row, streams the device holds with admission: docs/benchmarks.md's simulator table)
@@ -143,7 +143,3 @@ def main(argv: list[str] | None = None) -> int:
             + "\n"
         )
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""Which device cost a burst hinges on: `python -m bench sim_burst_costs [--json OUT] [--quick]`.
+"""Which device cost a burst hinges on: `python -m bench sim burst_costs [--json OUT] [--quick]`.
 
 The goal bursts (bench/sim/goals.py) on the H200's measured codec with AP-BWE in TF32 at vLLM's published engine
 step (`bench/cost_models/h200-graphs-vllm-step-sr-tf32.json`, or `--cost-model`), then with one cost term made cheaper
@@ -36,15 +36,15 @@ from typing import Any
 
 from bench.harness import repo_path, write_results
 from bench.sim.breakdown import NEED_COLUMNS, need_cells
+from bench.sim.cut import summary_cell
 from bench.sim.goals import GOAL_BURSTS, MEASURED_HOST_MS, arrivals_named
 from bench.sim.options import add_device_options, add_engine_step_option, engine_pace, engine_step
 from bench.sim.run import simulate_arrivals
 from bench.sim.sliced_device import DeviceSharing
-from bench.sim_cut import summary_cell
 from bench.standin.cost_model import CostModel, Linear
 from core.llm.engine_pace import EnginePace
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODELS_DIR = ROOT / "bench" / "cost_models"
 MEASURED = MODELS_DIR / "h200-graphs-vllm-step-sr-tf32.json"
 # Each variant: its name, its own cost model file (None: the one measured, `--cost-model`) and `CostModel.scaled`'s
@@ -210,7 +210,3 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

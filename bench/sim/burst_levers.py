@@ -1,5 +1,5 @@
 """The goal bursts at vLLM's published engine step, one onboarding lever added at a time:
-`python -m bench sim_burst_levers [--cost-model F] [--sr-tf32-model F] [--json OUT] [--quick]`.
+`python -m bench sim burst_levers [--cost-model F] [--sr-tf32-model F] [--json OUT] [--quick]`.
 
 The cost model (`bench/cost_models/h200-graphs-vllm-step.json`) keeps the H200's measured codec and replaces the
 engine step nobody measured here (3 ms, from a transformers graph on an H100) with vLLM's own published time per
@@ -23,9 +23,9 @@ bursts run as served only, for the capacity line beside the bursts.
 
 A prediction from a cost model, not a measurement, and the rungs below the first are not what the service ships:
 each is a setting (a `SchedulerPolicy` field, a `StreamingConfig` schedule, an `Admission` keyword) that this bench
-sets. None ships, because floods and sustained overload pay for them: `bench.sim_overload` with the same settings
+sets. None ships, because floods and sustained overload pay for them: `bench.sim.overload` with the same settings
 (`--policy`, `--streaming`, `--admission`) lets admitted streams underrun from the hold on, and many more once rules
-4-7 loosen admission (docs/benchmarks.md, "At vLLM's published step").
+4-7 loosen admission (docs/decisions/engine-step.md).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from bench.sim.run import ADMISSION_OFF, SimConfig, served_streaming, simulate
 from bench.standin.cost_model import CostModel
 from services.device.calls import SchedulerPolicy
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "bench" / "cost_models" / "h200-graphs-vllm-step.json"
 MODEL_SR_TF32 = ROOT / "bench" / "cost_models" / "h200-graphs-vllm-step-sr-tf32.json"
 SEEDS = (0, 1, 2)
@@ -202,7 +202,3 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

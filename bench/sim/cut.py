@@ -1,4 +1,4 @@
-"""What cutting a chunk short for a listener about to run dry buys on the goal bursts: `python -m bench sim_cut
+"""What cutting a chunk short for a listener about to run dry buys on the goal bursts: `python -m bench sim cut
 [--json OUT] [--quick]`.
 
 The service cuts a stream's next decode chunk short once its listener would run dry within
@@ -12,7 +12,7 @@ seeds 0-2, host 1.4 ms per audio second, on a device that runs one call at a tim
 The device models are the H200's measured codec at vLLM's published engine step and at the 3 ms step, each with
 AP-BWE in fp32 (as served) and in TF32. Prints, per burst and model, streams admitted per seed, first audio p95 range
 and the streams that underran at a 100 ms prebuffer; writes every run. A prediction from cost models, not a
-measurement; floods and sustained overload are `python -m bench sim_overload`.
+measurement; floods and sustained overload are `python -m bench sim overload`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from bench.sim.goals import GOAL_BURSTS, MEASURED_HOST_MS, arrivals_named
 from bench.sim.run import served_streaming, simulate_arrivals
 from bench.standin.cost_model import CostModel
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODELS_DIR = ROOT / "bench" / "cost_models"
 MODELS = {
     "vLLM step, fp32 AP-BWE": MODELS_DIR / "h200-graphs-vllm-step.json",
@@ -118,7 +118,3 @@ def main(argv: list[str] | None = None) -> int:
     print_table(runs)
     write_results(args.json, {"host_ms_per_audio_second": MEASURED_HOST_MS, "runs": runs})
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""What the engine step's fixed device time decides in a burst: `python -m bench sim_engine_step [--cost-model F]
+"""What the engine step's fixed device time decides in a burst: `python -m bench sim engine_step [--cost-model F]
 [--sr-tf32-model F] [--json OUT] [--quick]`.
 
 At the H200's graph costs (`bench/cost_models/h200-graphs.json`) the codec is measured and the engine is not: its step
@@ -39,7 +39,7 @@ from bench.standin.cost_model import CostModel, Linear
 from services.device.admission_profiles import ADMISSION_PROFILES
 from services.device.calls import CallSecondsRead
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "bench" / "cost_models" / "h200-graphs.json"
 MODEL_SR_TF32 = ROOT / "bench" / "cost_models" / "h200-graphs-sr-tf32.json"  # AP-BWE's graphs in TF32
 # (step fixed ms, prefill fixed ms) beside the cost model's own: prefill folded into the step (vLLM schedules prompts
@@ -257,7 +257,3 @@ def main(argv: list[str] | None = None) -> int:
     print()
     write_results(args.json, result)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""Where the many-streams goals stand: `python -m bench sim_goals [--json OUT] [--quick]`.
+"""Where the many-streams goals stand: `python -m bench sim goals [--json OUT] [--quick]`.
 
 Every arrival the goals name (bench/sim/goals.py: 250 at 16 kHz and 200 at 48 kHz over 30 s; 64 at 16 kHz within
 2 s, first audio p95 <= 300 ms; 250 at 16 kHz and 200 at 48 kHz within 5 s, p95 <= 800 ms; every stream admitted and
@@ -25,15 +25,15 @@ from typing import Any
 
 from bench.harness import repo_path, write_results
 from bench.sim.breakdown import NEED_COLUMNS, need_cells
+from bench.sim.cut import summary_cell
 from bench.sim.goals import GOAL_BURSTS, MEASURED_HOST_MS, STEADY_ARRIVALS, Arrivals, arrivals_named, goal_met
 from bench.sim.options import add_engine_step_option, engine_step
 from bench.sim.run import simulate_arrivals
 from bench.sim.sliced_device import DEVICE_SHARINGS, DeviceSharing
-from bench.sim_cut import summary_cell
 from bench.standin.cost_model import CostModel, Linear
 from core.llm.engine_pace import EnginePace
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODELS_DIR = ROOT / "bench" / "cost_models"
 MEASURED = MODELS_DIR / "h200-graphs-vllm-step-sr-tf32.json"  # AP-BWE in TF32
 SR_FP32 = MODELS_DIR / "h200-graphs-vllm-step.json"  # the same with AP-BWE in fp32, as served by default
@@ -205,7 +205,3 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

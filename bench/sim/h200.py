@@ -1,4 +1,4 @@
-"""Steady and burst arrivals at the H200's graph costs, and what binds: `python -m bench sim_h200 [--json OUT]`.
+"""Steady and burst arrivals at the H200's graph costs, and what binds: `python -m bench sim h200 [--json OUT]`.
 
 The burst and steady cases the service is sized for (`bench/cost_models/h200-graphs.json`: decode TF32 and AP-BWE fp32 as served, the prenet's
 share per length, LLM 3 ms + 0.02 ms per row, host 5 ms per audio second): 250 streams at 16 kHz and 200 at 48 kHz
@@ -28,7 +28,7 @@ from services.device.admission_profiles import ADMISSION_PROFILES
 from services.device.calls import CallSecondsRead
 from services.device.engine_lead import MEASURED_LEAD_PACE
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "bench" / "cost_models" / "h200-graphs.json"
 CASES = (*STEADY_ARRIVALS, *GOAL_BURSTS)
 OWN_SECONDS = ADMISSION_PROFILES["own_seconds"]
@@ -76,14 +76,14 @@ def _binds(report: dict[str, Any]) -> str:
     )
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--json", type=Path, default=None, help="default bench/results/simulate/h200[-sliced].json"
     )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device-sharing", choices=DEVICE_SHARINGS, default="serial")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     name = "h200.json" if args.device_sharing == "serial" else f"h200-{args.device_sharing}.json"
     args.json = args.json or ROOT / "bench" / "results" / "simulate" / name
     jobs = [(case[0], variant, args.device_sharing) for case in CASES for variant in VARIANTS]
@@ -117,7 +117,3 @@ def main() -> int:
     )
     print(f"\nwrote {args.json.relative_to(ROOT) if args.json.is_relative_to(ROOT) else args.json}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Simulate many live streams on one modelled device: the real `CodecScheduler` and `Admission` on a virtual clock.
 
-    python -m bench.simulate --cost-model bench/cost_models/h100-tf32.json --streams 64 --sample-rate 16000 \\
+    python -m bench sim load --cost-model bench/cost_models/h100-tf32.json --streams 64 --sample-rate 16000 \\
         [--arrive-within 10] [--llm-per-row 0.02] [--host-ms 1.5] [--host-ms-per-request 4.5] [--api-processes 1] [--background-jobs 1] --json OUT
 
 Each stream arrives uniformly within `--arrive-within` seconds, asks admission, generates about 10 s of speech on
@@ -16,21 +16,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench.sim.breakdown import print_breakdown
+from bench.sim.run import ADMISSION_OFF, SimConfig, served_streaming, simulate
+from bench.sim.sliced_device import DEVICE_SHARINGS
+from bench.standin.cost_model import CostModel
+from services.device.background import BackgroundPolicy
+from services.device.calls import CALL_SECONDS_READS, SchedulerPolicy
 
-from bench.sim.breakdown import print_breakdown  # noqa: E402
-from bench.sim.run import ADMISSION_OFF, SimConfig, served_streaming, simulate  # noqa: E402
-from bench.sim.sliced_device import DEVICE_SHARINGS  # noqa: E402
-from bench.standin.cost_model import CostModel  # noqa: E402
-from services.device.background import BackgroundPolicy  # noqa: E402
-from services.device.calls import CALL_SECONDS_READS, SchedulerPolicy  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 COLUMNS = (
     "llm_per_row",
@@ -50,7 +47,7 @@ BACKGROUND_COLUMNS = ("background_audio_s", "background_audio_per_device_s", "ba
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.simulate", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cost-model", required=True, type=Path, help="JSON cost model (bench/cost_models/)")
     p.add_argument("--streams", required=True, help="streams to offer; a comma list runs several levels")
     p.add_argument("--sample-rate", type=int, choices=(16000, 48000), default=16000)
@@ -215,7 +212,3 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2) + "\n")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""What 200 streams at 48 kHz need from the device: `python -m bench.sim_48k_needs [--json OUT]`.
+"""What 200 streams at 48 kHz need from the device: `python -m bench sim needs_48k [--json OUT]`.
 
 The goal (200 at 48 kHz, all admitted, none underrunning, p95 first audio <= 800 ms) is unmet in the simulator at every
 LLM slope (docs/benchmarks.md). This asks which part of the device holds it: 200 streams offered at 48 kHz within 10 s
@@ -22,7 +22,7 @@ from typing import Any
 from bench.sim.run import ADMISSION_OFF, SimConfig, simulate
 from bench.standin.cost_model import CostModel, Linear
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODELS = {"AP-BWE fp32 (served)": "h100-decode-tf32-sr-fp32.json", "AP-BWE TF32": "h100-tf32.json"}
 STEP_FIXED_MS = (3.0, 2.0, 1.0, 0.5)
 PER_ROW = 0.02
@@ -51,11 +51,11 @@ def run_one(job: tuple[str, float, bool, int]) -> dict[str, Any]:
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "simulate" / "48k-needs.json")
     p.add_argument("--workers", type=int, default=2)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     jobs = list(itertools.product(MODELS, STEP_FIXED_MS, (True, False), SEEDS))
     with ProcessPoolExecutor(args.workers) as pool:
         rows = list(pool.map(run_one, jobs))
@@ -79,7 +79,3 @@ def main() -> int:
     args.json.write_text(json.dumps({"per_row": PER_ROW, "models": MODELS, "rows": rows}, indent=1) + "\n")
     print(f"wrote {args.json}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
-"""Does any admitted stream underrun, in bursts and in sustained overload? `python -m bench.sim_overload [--json OUT]`.
+"""Does any admitted stream underrun, in bursts and in sustained overload? `python -m bench sim overload [--json OUT]`.
 
-The goal rows (`bench.simulate`) put every arrival within 10 s on seeds 0-2. This runs them on more seeds beside 90 s
+The goal rows (`bench.sim.load`) put every arrival within 10 s on seeds 0-2. This runs them on more seeds beside 90 s
 of steady arrivals at 1.5x and 3x what the device holds (the H100 tf32 cost model the loads are sized for, unless
 `--cost-model`; host 1.5 ms per audio second; the service's admission unless `--profile` names another profile or
 `--admission` overrides its keyword settings), and prints, per case, the streams admitted and the streams that
@@ -26,7 +26,7 @@ from core.llm.engine_pace import EnginePace
 from services.device.admission_profiles import ADMISSION_PROFILE_NAMES, ADMISSION_PROFILES
 from services.device.calls import CALL_SECONDS_READS, CallSecondsRead, SchedulerPolicy
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COST_MODEL = ROOT / "bench" / "cost_models" / "h100-tf32.json"
 HOST_MS = 1.5  # API host milliseconds per audio second
 
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         "--call-seconds-read",
         choices=CALL_SECONDS_READS,
         default="dispatch_to_end",
-        help="what admission reads as a codec call's seconds (bench.simulate --call-seconds-read)",
+        help="what admission reads as a codec call's seconds (python -m bench sim load --call-seconds-read)",
     )
     p.add_argument(
         "--cost-model",
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--streaming",
         default="{}",
-        help="JSON StreamingConfig fields over the service's chunk schedule (bench.simulate --streaming)",
+        help="JSON StreamingConfig fields over the service's chunk schedule (python -m bench sim load --streaming)",
     )
     add_device_options(p)
     p.add_argument("--workers", type=int, default=2)
@@ -198,7 +198,3 @@ def main(argv: list[str] | None = None) -> int:
             },
         )
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,5 +1,5 @@
 """The goal arrivals under each admission profile and the codec's cost per second of audio, on both engine steps and
-both ways of sharing the device: `python -m bench sim_profiles [--json OUT] [--quick]`.
+both ways of sharing the device: `python -m bench sim profiles [--json OUT] [--quick]`.
 
 Each profile (`TTS_ADMISSION_PROFILE`, services/device/admission_profiles.py) is the service's admission settings and
 the codec seconds they read. Beside them, `audio second`: the service's read, with rule 3's codec cost per second of
@@ -12,8 +12,8 @@ and 10 s arrivals beside them (bench/sim/goals.py), seeds 0-2, host 1.4 ms per a
   as a GPU shares itself between the engine's process and the codec's: bench/sim/sliced_device.py).
 Prints, per arrival and device, each profile's streams admitted per seed, first audio p95 range and the streams that
 underran at a 100 ms prebuffer; writes every run. Which profile keeps admitted streams from underrunning in floods and
-sustained overload is `python -m bench sim_overload --profile NAME` (or `--admission` with `AUDIO_SECOND`'s settings)
-(docs/benchmarks.md, "Admission per second of audio" and "The codec's cost of settled streams"). A prediction from
+sustained overload is `python -m bench sim overload --profile NAME` (or `--admission` with `AUDIO_SECOND`'s settings)
+(docs/decisions/admission-profiles.md). A prediction from
 cost models, not a measurement.
 """
 
@@ -32,14 +32,14 @@ from bench.sim.sliced_device import DEVICE_SHARINGS, DeviceSharing
 from bench.standin.cost_model import CostModel
 from services.device.admission_profiles import ADMISSION_PROFILES, AdmissionProfile
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODELS = {
     "vLLM step": ROOT / "bench" / "cost_models" / "h200-graphs-vllm-step.json",
     "3 ms step": ROOT / "bench" / "cost_models" / "h200-graphs.json",
 }
 SEEDS = (0, 1, 2)
 # Rule 3 per second of audio decoded, capped at 0.5, with the rest of own_seconds' settings: 0.6 let admitted streams
-# underrun in sustained 48 kHz overload on the sliced device (`bench.sim_overload`: 16 at vLLM's step, 27 at the 3 ms
+# underrun in sustained 48 kHz overload on the sliced device (`bench.sim.overload`: 16 at vLLM's step, 27 at the 3 ms
 # step), 0.5 let 1 (docs/benchmarks.md).
 AUDIO_SECOND = AdmissionProfile(
     "dispatch_to_end",
@@ -164,7 +164,3 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,5 +1,5 @@
 """The engine rate a stream's chunk schedule needs, and what a burst's streams at that rate cost the device:
-`python -m bench sim_ramp [--cost-model F] [--json OUT]`.
+`python -m bench sim ramp [--cost-model F] [--json OUT]`.
 
 A stream plays from its first chunk (plus the client's prebuffer) at real time, while each later chunk waits for its
 tokens and its look-ahead. With chunks that grow (the service's `growth`, 1.5), every chunk needs more new tokens
@@ -42,7 +42,7 @@ from services.device.calls import Call, SchedulerPolicy
 from services.device.windows import DecodeWindow
 from services.pipeline.audio_output import SR_MAX_BLOCK, SR_MIN_BLOCK
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "bench" / "cost_models" / "h200-graphs.json"
 STREAM_SECONDS = (8.0, 10.0, 12.0)  # the simulator's 10 s +-20%
 PREBUFFERS_S = (0.1, 0.3, 0.5)
@@ -298,7 +298,3 @@ def main(argv: list[str] | None = None) -> int:
     print()
     write_results(args.json, result)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

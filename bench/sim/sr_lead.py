@@ -1,4 +1,4 @@
-"""The 48 kHz lead window with and without, in one run: `python -m bench.sim_sr_lead [--json OUT]`.
+"""The 48 kHz lead window with and without, in one run: `python -m bench sim sr_lead [--json OUT]`.
 
 A stream's first AP-BWE window needs `min_block` + `context` samples (7.75 tokens); balanced's first chunk keeps 4,
 so without the lead window the first 48 kHz audio waited for the second decode window. With it (core.sr_planner)
@@ -23,7 +23,7 @@ from typing import Any
 from bench.sim.run import SimConfig, simulate
 from bench.standin.cost_model import CostModel
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COST_MODEL = ROOT / "bench" / "cost_models" / "h100-tf32.json"
 SEEDS = (0, 1, 2)
 
@@ -92,11 +92,11 @@ def run_one(args: tuple[bool, Case, int, float | None]) -> dict[str, Any]:
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "simulate" / "sr-lead.json")
     p.add_argument("--workers", type=int, default=2)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     jobs: list[tuple[bool, Case, int, float | None]] = [
         (lead, case, seed, None) for case in CASES for lead in (False, True) for seed in case.seeds
     ]
@@ -136,7 +136,3 @@ def main() -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"with_and_without": rows, "pace_bound": by_bound}, indent=2) + "\n")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""48 kHz at the AP-BWE precision served, in one run: `python -m bench.sim_sr_precision [--json OUT]`.
+"""48 kHz at the AP-BWE precision served, in one run: `python -m bench sim sr_precision [--json OUT]`.
 
 The spec's H100 model (`h100-tf32.json`) prices AP-BWE at the TF32 slope and exact-length calls as graphs; the service
 captures AP-BWE in fp32 and runs a stream's true end eager unless it is shaped to a bucket's length
@@ -20,7 +20,7 @@ from typing import Any
 from bench.sim.run import SimConfig, simulate
 from bench.standin.cost_model import CostModel
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "bench" / "cost_models"
 CASES = {  # name: (cost model file, true ends shaped)
     "spec's model": ("h100-tf32.json", True),
@@ -48,11 +48,11 @@ def run_one(job: tuple[str, float, int]) -> dict[str, Any]:
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "simulate" / "sr-precision.json")
     p.add_argument("--workers", type=int, default=2)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     jobs = [(case, per_row, seed) for case in CASES for per_row in PER_ROW for seed in SEEDS]
     with ProcessPoolExecutor(args.workers) as pool:
         rows = list(pool.map(run_one, jobs))
@@ -82,7 +82,3 @@ def main() -> int:
     )
     print(f"wrote {args.json}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

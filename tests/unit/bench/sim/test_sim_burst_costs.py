@@ -1,33 +1,31 @@
-"""bench/sim_burst_costs.py: the goal bursts with one device cost term made cheaper at a time."""
+"""bench/sim/burst_costs.py: the goal bursts with one device cost term made cheaper at a time."""
 
 from __future__ import annotations
 
 import json
 
-from bench import sim_burst_costs
+from bench.sim import burst_costs
 from bench.sim.goals import GOAL_BURSTS
 from bench.standin.cost_model import Linear
 
 
 def test_a_variant_runs_on_its_scaled_model_under_each_admission() -> None:
     burst = GOAL_BURSTS[0].name
-    measured = str(sim_burst_costs.MEASURED)
-    off = sim_burst_costs.run_one((measured, "decode x0.75", burst, "off", 0, "{}", "serial", None, None))
+    measured = str(burst_costs.MEASURED)
+    off = burst_costs.run_one((measured, "decode x0.75", burst, "off", 0, "{}", "serial", None, None))
     assert off["cost_model"].endswith("(decode x0.75)")
     assert off["admitted"] == GOAL_BURSTS[0].streams  # admission off admits every arrival
-    profiled = sim_burst_costs.run_one(
-        (measured, "decode x0.75", burst, "bursts", 0, "{}", "serial", None, None)
-    )
+    profiled = burst_costs.run_one((measured, "decode x0.75", burst, "bursts", 0, "{}", "serial", None, None))
     assert profiled["admission"] == "bursts" and profiled["underran"] == 0
-    capped = sim_burst_costs.run_one(
+    capped = burst_costs.run_one(
         (measured, "decode x0.75", burst, "bursts", 0, '{"ramp_floor": 8}', "serial", None, None)
     )
     assert capped["admitted"] < profiled["admitted"] and capped["refused_by"]  # the keywords reach admission
-    sliced = sim_burst_costs.run_one((measured, "decode x0.75", burst, "off", 0, "{}", "sliced", None, None))
+    sliced = burst_costs.run_one((measured, "decode x0.75", burst, "off", 0, "{}", "sliced", None, None))
     assert (
         sliced["admitted"] == off["admitted"] and sliced["ttfa_ms_p95"] != off["ttfa_ms_p95"]
     )  # the sharing ran
-    stepped = sim_burst_costs.run_one(
+    stepped = burst_costs.run_one(
         (
             measured,
             "engine step fixed x0.5",
@@ -45,15 +43,13 @@ def test_a_variant_runs_on_its_scaled_model_under_each_admission() -> None:
 
 
 def test_the_variants_scale_the_cost_model_given_and_write_every_run(tmp_path, monkeypatch, capsys) -> None:
-    for path, factors in sim_burst_costs.VARIANTS.values():
+    for path, factors in burst_costs.VARIANTS.values():
         assert (path is None or path.is_file()) and all(0 < f <= 1 for f in factors.values())
-    monkeypatch.setattr(
-        sim_burst_costs, "VARIANTS", {"as measured": sim_burst_costs.VARIANTS["decode x0.75"]}
-    )
-    monkeypatch.setattr(sim_burst_costs, "ADMISSIONS", ("off",))
+    monkeypatch.setattr(burst_costs, "VARIANTS", {"as measured": burst_costs.VARIANTS["decode x0.75"]})
+    monkeypatch.setattr(burst_costs, "ADMISSIONS", ("off",))
     out = tmp_path / "costs.json"
     model = tmp_path / "fit.json"
-    model.write_text(sim_burst_costs.MEASURED.read_text().replace('"fixed": 1.7', '"fixed": 0.9'))
+    model.write_text(burst_costs.MEASURED.read_text().replace('"fixed": 1.7', '"fixed": 0.9'))
     argv = [
         "--quick",
         "--cost-model",
@@ -67,7 +63,7 @@ def test_the_variants_scale_the_cost_model_given_and_write_every_run(tmp_path, m
         "--engine-pace",
         '{"lead_ids": 80}',
     ]
-    assert sim_burst_costs.main(argv) == 0
+    assert burst_costs.main(argv) == 0
     written = json.loads(out.read_text())
     assert written["cost_model"] == "fit.json" and written["device_sharing"] == "sliced"
     assert written["engine_pace"] == {"lead_ids": 80, "rate": 2.0, "resume_gap_ids": 25}

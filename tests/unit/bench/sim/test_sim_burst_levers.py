@@ -1,10 +1,10 @@
-"""bench/sim_burst_levers.py: the goal bursts at vLLM's published step, one onboarding lever at a time."""
+"""bench/sim/burst_levers.py: the goal bursts at vLLM's published step, one onboarding lever at a time."""
 
 from __future__ import annotations
 
 import json
 
-from bench.sim_burst_levers import MODEL, MODEL_SR_TF32, RUNGS, jobs_for, run_one, rung_fields, sim_config
+from bench.sim.burst_levers import MODEL, MODEL_SR_TF32, RUNGS, jobs_for, run_one, rung_fields, sim_config
 from bench.standin.cost_model import CostModel
 
 

@@ -1,10 +1,10 @@
-"""bench/sim_engine_step.py: the goal bursts as the engine step's fixed device time falls."""
+"""bench/sim/engine_step.py: the goal bursts as the engine step's fixed device time falls."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.sim_engine_step import MODEL, engine_costs, engine_model, run_one
+from bench.sim.engine_step import MODEL, engine_costs, engine_model, run_one
 from bench.standin.cost_model import CostModel
 
 

@@ -1,10 +1,10 @@
-"""bench/sim_goals.py: every goal arrival on both device models, paced and not, and whether each cell meets its goal."""
+"""bench/sim/goals_table.py: every goal arrival on both device models, paced and not, and whether each cell meets its goal."""
 
 from __future__ import annotations
 
 import json
 
-from bench import sim_goals
+from bench.sim import goals_table
 from bench.sim.goals import GOAL_BURSTS, STEADY_ARRIVALS, goal_met
 
 
@@ -25,24 +25,24 @@ def test_a_goal_is_met_only_when_every_seed_admits_all_keeps_all_playing_and_sta
 
 
 def test_48k_rows_run_at_both_ap_bwe_precisions_on_their_own_models() -> None:
-    assert sim_goals.precisions(GOAL_BURSTS[2]) == ("tf32", "fp32")
-    assert sim_goals.precisions(GOAL_BURSTS[0]) == ("-",)
-    fp32 = sim_goals.run_one(
-        (GOAL_BURSTS[2].name, "fp32", "off", "serial", False, 0, str(sim_goals.MEASURED), None)
+    assert goals_table.precisions(GOAL_BURSTS[2]) == ("tf32", "fp32")
+    assert goals_table.precisions(GOAL_BURSTS[0]) == ("-",)
+    fp32 = goals_table.run_one(
+        (GOAL_BURSTS[2].name, "fp32", "off", "serial", False, 0, str(goals_table.MEASURED), None)
     )
     assert (
         fp32["cost_model"]
-        != sim_goals.run_one(
-            (GOAL_BURSTS[2].name, "tf32", "off", "serial", False, 0, str(sim_goals.MEASURED), None)
+        != goals_table.run_one(
+            (GOAL_BURSTS[2].name, "tf32", "off", "serial", False, 0, str(goals_table.MEASURED), None)
         )["cost_model"]
     )
 
 
 def test_the_bench_writes_every_run_and_a_verdict_per_cell(tmp_path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(sim_goals, "GOAL_BURSTS", GOAL_BURSTS[:1])
-    monkeypatch.setattr(sim_goals, "ADMISSIONS", ("off",))
+    monkeypatch.setattr(goals_table, "GOAL_BURSTS", GOAL_BURSTS[:1])
+    monkeypatch.setattr(goals_table, "ADMISSIONS", ("off",))
     out = tmp_path / "goals.json"
-    assert sim_goals.main(["--quick", "--workers", "1", "--json", str(out)]) == 0
+    assert goals_table.main(["--quick", "--workers", "1", "--json", str(out)]) == 0
     written = json.loads(out.read_text())
     runs = written["runs"]
     assert [(r["arrivals"], r["admission"], r["device_sharing"], r["paced"]) for r in runs] == [
@@ -68,10 +68,12 @@ def test_a_gpus_engine_step_replaces_the_published_one_in_every_row(tmp_path, mo
             }
         )
     )
-    monkeypatch.setattr(sim_goals, "GOAL_BURSTS", GOAL_BURSTS[:1])
-    monkeypatch.setattr(sim_goals, "ADMISSIONS", ("off",))
+    monkeypatch.setattr(goals_table, "GOAL_BURSTS", GOAL_BURSTS[:1])
+    monkeypatch.setattr(goals_table, "ADMISSIONS", ("off",))
     out = tmp_path / "goals.json"
-    assert sim_goals.main(["--quick", "--workers", "1", "--json", str(out), "--engine-step", str(step)]) == 0
+    assert (
+        goals_table.main(["--quick", "--workers", "1", "--json", str(out), "--engine-step", str(step)]) == 0
+    )
     written = json.loads(out.read_text())
     assert written["engine_step_ms"] == {"fixed": 0.9, "per_row": 0.012}
     assert written["engine_step_from"] == "engine-step.json compiled"

@@ -1,4 +1,4 @@
-"""bench/sim_profiles.py: the goal arrivals under each admission profile; bench/sim_overload.py's `--profile`."""
+"""bench/sim/profiles.py: the goal arrivals under each admission profile; bench/sim/overload.py's `--profile`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import sim_overload
-from bench.sim_profiles import ARRIVALS, AUDIO_SECOND, MODELS, VARIANTS, jobs_for, run_one
+from bench.sim import overload
+from bench.sim.profiles import ARRIVALS, AUDIO_SECOND, MODELS, VARIANTS, jobs_for, run_one
 from services.device.admission_profiles import ADMISSION_PROFILE_NAMES, ADMISSION_PROFILES
 
 
@@ -34,7 +34,7 @@ def test_a_run_takes_its_variants_settings() -> None:
 def test_sim_overload_runs_a_profile_under_its_own_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sim_overload, "CASES", [((16_000, 0.056, 64, 10.0, 1), range(1))])
+    monkeypatch.setattr(overload, "CASES", [((16_000, 0.056, 64, 10.0, 1), range(1))])
     out = tmp_path / "o.json"
     argv = [
         "--profile",
@@ -46,7 +46,7 @@ def test_sim_overload_runs_a_profile_under_its_own_read(
         "--workers",
         "1",
     ]
-    assert sim_overload.main(argv) == 0
+    assert overload.main(argv) == 0
     written = json.loads(out.read_text())
     own = ADMISSION_PROFILES["own_seconds"]
     assert (

@@ -1,4 +1,4 @@
-"""bench/sim_ramp.py: the engine rate a chunk schedule needs, and what streams at that rate cost the device."""
+"""bench/sim/ramp.py: the engine rate a chunk schedule needs, and what streams at that rate cost the device."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
+from bench.sim.ramp import MODEL, CodecFloor, codec_floor, dry_seconds, needed_rate, peak_share
 from bench.sim.windows import PlannedDecode, plan_decode
-from bench.sim_ramp import MODEL, CodecFloor, codec_floor, dry_seconds, needed_rate, peak_share
 from bench.standin.cost_model import CostModel
 from core.streaming import StreamingConfig
 
@@ -64,7 +64,7 @@ def test_the_codec_floor_sits_between_the_kept_tokens_and_the_whole_windows() ->
 
 
 def test_the_simulated_check_runs_a_burst_on_the_schedule_it_names() -> None:
-    from bench.sim_ramp import simulate_case
+    from bench.sim.ramp import simulate_case
 
     row = simulate_case((str(MODEL), (12, 16_000, "exact", 1.1), 0))
     assert (row["streams"], row["latency"], row["growth"], row["seed"]) == (12, "exact", 1.1, 0)

@@ -1,4 +1,4 @@
-"""bench.simulate: the virtual clock, the window schedule it models, and the behaviour of the real scheduler and
+"""bench.sim.load: the virtual clock, the window schedule it models, and the behaviour of the real scheduler and
 admission under modelled load (counts and order, never wall timings)."""
 
 from __future__ import annotations
@@ -472,7 +472,7 @@ def test_admission_defaults_ignore_the_busy_ratio_and_cap_the_codec_cost_at_1_2(
 
     sched = _Scheduler()
     adm = Admission(sched)
-    sched.busy = 1.5  # the busy-ratio rule is off by default (calibrated with bench.simulate)
+    sched.busy = 1.5  # the busy-ratio rule is off by default (calibrated with bench.sim.load)
     assert adm.decide().admit
     # Every open stream costs the codec 0.12 of the device: 9 open, a 10th projects 1.2 (admitted), an 11th not.
     sched.active_streams = 9
@@ -616,7 +616,7 @@ def test_admission_reading_the_codec_s_own_seconds_keeps_a_burst_on_the_short_fi
 
 
 def test_the_command_line_runs_the_schedule_and_first_chunk_it_is_given(tmp_path) -> None:
-    from bench.simulate import parse_args, run
+    from bench.sim.load import parse_args, run
 
     model = tmp_path / "model.json"
     model.write_text(json.dumps(H100))
