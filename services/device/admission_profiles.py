@@ -7,9 +7,8 @@ profiles read misses alone, as they were calibrated). `own_seconds`: the codec r
 at 0.74 of the device, the exact first chunk given only while a capacity rule refused in the last 2 s (not because a
 share crossed a line), and a ramp floor of 40. In the simulator at the H200's measured costs it starts a burst of 64
 within 2 s at first audio p95 173-270 ms where `served` gives 400-550, and runs no stream dry under sustained
-overload; it holds fewer of a 16 kHz burst at a cheap engine step (docs/benchmarks.md, "Reading the codec's own
-seconds instead"). Not the default: on a device the engine and the codec share by time slices (as an H100 shared
-itself with an engine's process; `bench.sim_overload --device-sharing sliced`) it ran 48 kHz sustained overload dry,
+overload; it holds fewer of a 16 kHz burst at a cheap engine step (docs/decisions/codec-seconds-read.md). Not the default: on a device the engine and the codec share by time slices (as an H100 shared
+itself with an engine's process; `python -m bench sim overload --device-sharing sliced`) it ran 48 kHz sustained overload dry,
 since own seconds miss the slicing's stretch; and on an H100, 64 streams arriving at once, it let 40 in and 6 gaps
 through a 100 ms prebuffer where `served` let 32 in with none.
 
@@ -21,7 +20,7 @@ admits all of 64 arriving within 2 s at first audio p95 128-176 ms at either eng
 dry in the 63 overload runs on any of the five device models (`served` runs 48 kHz overload dry on the sliced device
 at the 3 ms step). Not the default: on a device shared by time slices, as a served GPU shares itself with the engine's
 process, it reads each call's stretch and holds less: 30-42 of those 64, 0.57-0.80x what `served` holds at 48 kHz
-(docs/benchmarks.md, "The codec's cost of settled streams").
+(docs/decisions/admission-profiles.md).
 
 `bursts`: `settled` with its limits set for the bursts a device carries once a stream's chunks are cut for a listener
 about to run dry (`TTS_STREAM_CUT_RUNWAY_MS`, on by default; this profile needs it): the LLM's pace margin 1.4 (2 while
@@ -32,8 +31,7 @@ In the simulator at the H200's measured costs and vLLM's published step, on a de
 admits 64 of 64 arriving within 2 s at first audio p95 128-132 ms and 250 of 250 at 16 kHz within 5 s at p95 765-794
 ms, none running dry; no admitted stream ran dry in the 315 overload runs on the five device models but one, 2 ms
 past its prebuffer (docs/benchmarks.md). Not the default: on the sliced device, as a served GPU shares itself with the
-engine's process, it holds 61-62 of those 64 at p95 293-298 ms and 177-196 of the 250 (docs/benchmarks.md, "Reading
-the codec's queue in a burst").
+engine's process, it holds 61-62 of those 64 at p95 293-298 ms and 177-196 of the 250 (docs/decisions/queue-headroom.md).
 """
 
 from __future__ import annotations
