@@ -44,17 +44,18 @@ def listing() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help", "list"):
-        print(listing())
-        return 0
-    name, rest = argv[0], argv[1:]
-    if name not in SUBCOMMANDS:
-        print(f"unknown subcommand {name!r}\n\n{listing()}", file=sys.stderr)
-        return 2
+    args = sys.argv[1:] if argv is None else argv
+    name = args[0] if args else "list"
+    if name not in SUBCOMMANDS:  # the listing: asked for (exit 0), or after an unknown name (exit 2)
+        asked = name in ("list", "-h", "--help")
+        print(
+            listing() if asked else f"unknown subcommand {name!r}\n\n{listing()}",
+            file=sys.stdout if asked else sys.stderr,
+        )
+        return 0 if asked else 2
     module = importlib.import_module(f"bench.sim.{SUBCOMMANDS[name][0]}")
     sys.argv[0] = f"python -m bench sim {name}"  # argparse's prog in --help and errors
-    code: int = module.main(rest)
+    code: int = module.main(args[1:])
     return code
 
 
