@@ -8,7 +8,7 @@ before, so periods line up and the pitch stays. Hann windows, overlap-added and 
 
 Our own, not `audiotsm`: that library (no release since 2017) does the same algorithm with per-frame bookkeeping in
 Python that makes 60% of its cost; with it a stretched stream costs 3.3-3.7x the CPU of the rest of its path on the
-event loop (bench/bench_time_stretch.py; docs/benchmarks.md, "Speed"). Here a frame is one correlation and a few
+event loop (bench/bench_time_stretch.py; docs/benchmarks.md, "Per transport, format and rate"). Here a frame is one correlation and a few
 slices. Numbers that keep every speed right: the output hop is at most 512 / speed, so the input hop never outgrows a
 frame (above 2x a fixed half-frame hop would skip input), and frames are placed on the exact fractional input grid,
 so the duration is the input's / speed to a sample. Output is the same whatever the input's chunking (tested), so a

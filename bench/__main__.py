@@ -6,7 +6,8 @@
 
 Run from the repository root with the project's venv (vllm_output and `host_path --engine vllm`: `.venv-vllm`;
 pipecat_first_audio: the agents venv, see its docstring).
-Each bench prints markdown tables and writes its results under bench/results/ (docs/benchmarks.md quotes them).
+Each bench prints markdown tables (docs/benchmarks.md quotes them); a JSON copy goes under bench/results/, which git
+ignores.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class Bench:
-    target: str  # a script under bench/ ("bench_parser.py") or a module ("-m bench.simulate")
+    target: str  # a script under bench/ ("bench_parser.py") or a module ("-m bench.sim")
     what: str
     suite: bool = False  # in `all` (every one of them takes --quick)
 
@@ -118,45 +119,10 @@ BENCHES: dict[str, Bench] = {
         "bench_job_turns.py",
         "another key's first chapter behind a long queue; store reads per progress stream",
     ),
-    # the device on a virtual clock
-    "simulate": Bench(
-        "-m bench.simulate", "many streams on a modelled device: the real scheduler and admission"
-    ),
-    "sim_overload": Bench(
-        "-m bench.sim_overload", "bursts and sustained overload: does an admitted stream underrun"
-    ),
-    "sim_alerts": Bench("-m bench.sim_alerts", "what the capacity alerts read at steady load"),
-    "sim_sr_lead": Bench("-m bench.sim_sr_lead", "the 48 kHz lead window with and without"),
-    "sim_sr_precision": Bench(
-        "-m bench.sim_sr_precision", "200 streams at 48 kHz at the AP-BWE precision served"
-    ),
-    "sim_48k_needs": Bench("-m bench.sim_48k_needs", "what 200 streams at 48 kHz need from the device"),
-    "sim_h200": Bench("-m bench.sim_h200", "steady and burst arrivals at H200 graph costs, and what binds"),
-    "sim_ramp": Bench(
-        "-m bench.sim_ramp", "the engine rate a chunk schedule needs, and bursts on gentler growth"
-    ),
-    "sim_engine_step": Bench(
-        "-m bench.sim_engine_step", "the goal bursts as the engine step's fixed device time falls"
-    ),
-    "sim_burst_levers": Bench(
-        "-m bench.sim_burst_levers",
-        "the goal bursts at vLLM's published step, one onboarding lever at a time",
-    ),
-    "sim_profiles": Bench(
-        "-m bench.sim_profiles",
-        "the goal arrivals under each admission profile, both engine steps, serial and sliced device",
-    ),
-    "sim_cut": Bench(
-        "-m bench.sim_cut",
-        "the goal bursts with and without cutting a chunk for a listener about to run dry",
-    ),
-    "sim_goals": Bench(
-        "-m bench.sim_goals",
-        "where the many-streams goals stand: every goal arrival on both device models, paced and not",
-    ),
-    "sim_burst_costs": Bench(
-        "-m bench.sim_burst_costs",
-        "the goal bursts with one device cost term made cheaper at a time: which one a burst hinges on",
+    # the device on a virtual clock: one entry point, one subcommand per question (`python -m bench sim` lists them)
+    "sim": Bench(
+        "-m bench.sim",
+        "the device on a virtual clock: `python -m bench sim NAME`, one subcommand per question",
     ),
     # a GPU (bench/gpu/README.md)
     "gpu": Bench("gpu/bench_gpu.py", "batched BiCodec and AP-BWE throughput, fp32 / tf32 / bf16", suite=True),

@@ -322,7 +322,7 @@ def simulate(seeds: int = 20) -> dict:
     """Incremental vs offline start errors and simulated lateness (see the module doc)."""
     import numpy as np
 
-    from bench.timing_sim import PlaybackFeed, speech
+    from bench.sim.timestamps import PlaybackFeed, speech
     from core.align import align
     from processing.chunking import split_text
     from services.pipeline.timestamps import TimestampTrack

@@ -3,7 +3,7 @@ config (random weights, bf16), its decode step compiled by TorchInductor (fused 
 vLLM compiles its model) and captured as one CUDA graph over a static KV cache, at 1 to 256 rows; beside the same
 step uncompiled (`llm_step.StaticStep`, the 3 ms + per-row figure of the cost models), in the same run.
 
-Why: in the simulator the engine step's fixed part decides the 16 kHz bursts (`python -m bench sim_engine_step`,
+Why: in the simulator the engine step's fixed part decides the 16 kHz bursts (`python -m bench sim engine_step`,
 docs/benchmarks.md), and the lent image has no vLLM. vLLM's step adds host work between steps (scheduling, sampling's
 bookkeeping) that this does not measure, and kernels of its own (paged attention, fused add-norm). What this gives
 is the device time of the same network with fewer, fused kernels: a least-squares `fixed + per_row` for both

@@ -1,5 +1,5 @@
 """What binds in a simulated load, term by term: the device's seconds by kind of work, rows per call, the API
-processes' seconds, and admission's measures against what the device then did (`python -m bench.simulate
+processes' seconds, and admission's measures against what the device then did (`python -m bench sim load
 --breakdown`).
 
 `Ledger` observes the simulation's one `DeviceTimeline` (every engine step and codec call on the device's own

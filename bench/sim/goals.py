@@ -1,6 +1,6 @@
 """The arrivals the many-streams goals are stated in, what meeting one means, and the host cost the goal benches run
-them at: one definition for `sim_goals`, `sim_h200`, `sim_engine_step`, `sim_burst_levers`, `sim_burst_costs` and
-`sim_ramp` (docs/benchmarks.md, "Predicted from H200 graph costs")."""
+them at: one definition for the simulator's `goals`, `h200`, `engine_step`, `burst_levers`, `burst_costs` and
+`ramp` subcommands (docs/benchmarks.md, "Where the goals stand")."""
 
 from __future__ import annotations
 

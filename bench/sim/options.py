@@ -18,7 +18,7 @@ def add_device_options(parser: argparse.ArgumentParser) -> None:
         "--device-sharing",
         choices=DEVICE_SHARINGS,
         default="serial",
-        help="how the engine and the codec share the device (bench.simulate --device-sharing)",
+        help="how the engine and the codec share the device (python -m bench sim load --device-sharing)",
     )
     parser.add_argument(
         "--engine-pace",

@@ -3,7 +3,7 @@
 `DeviceTimeline` (bench/standin/cost_model.py) runs one call at a time: a codec call waits behind the engine step in
 progress, and the reverse. On an H100 with the engine's load in a process of its own, the GPU sliced its time
 instead: while both had work each got about half (the engine 0.52-0.57 of the device, the codec 0.46-0.49;
-docs/benchmarks.md, "Beside an engine's load on the device"), so a codec call took ~2.1x its cost and an engine step
+docs/decisions/gpu-time-slices.md), so a codec call took ~2.1x its cost and an engine step
 ~2.2x, and the two together kept the device's seconds.
 
 `SlicedDeviceTimeline` models that: two lanes, the engine's (`llm`) and the codec's (`decode`, `sr`), each first come

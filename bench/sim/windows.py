@@ -2,7 +2,7 @@
 
 A faithful model of `core.streaming.StreamingDecoder` (push/finish with the first-chunk schedules of
 `StreamingConfig.for_latency`) and `core.apbwe.SRStream` (min/max block, right context), written without the
-models so the simulator can plan thousands of streams; `tests/unit/bench/test_simulate.py` checks it against
+models so the simulator can plan thousands of streams; `tests/unit/bench/sim/test_simulate.py` checks it against
 `StreamingDecoder` itself on the demo codec. The simulator now drives the planners themselves
 (`core.streaming.DecodePlanner`, `core.sr_planner.SRPlanner`; identical reports); this model stays for quick
 arithmetic on a schedule (window tokens per kept token) without running one.

@@ -6,7 +6,7 @@ injects into the normal app. The fault engine lives here rather than under tests
 it, and bench/ must not depend on tests/.
 
 - `cost_model.py`: what each device call costs (`CostModel`), the one device they queue on (`DeviceTimeline`) and
-  the codec runner that waits instead of computing (`CostModelRunner`); `bench.simulate` drives the real scheduler
+  the codec runner that waits instead of computing (`CostModelRunner`); `bench.sim.load` drives the real scheduler
   with it on a virtual clock.
 - `cost_model_engine.py`: the LLM engine on the same device (`CostModelEngine`).
 - `faulty_engine.py`: an engine wrapper that loops, goes silent, runs away or stops (`with_fault`).

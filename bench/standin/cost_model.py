@@ -4,7 +4,7 @@ The cost model says what each device call costs: an LLM step over B rows, a prom
 prefill, a BiCodec call of B x T tokens, an AP-BWE call of B x S input samples, each `fixed + per_unit x units`,
 and the API path's CPU time per second of audio. Two users:
 
-- `bench.simulate` drives the real `CodecScheduler` and `Admission` on a virtual clock with these costs;
+- `bench.sim.load` drives the real `CodecScheduler` and `Admission` on a virtual clock with these costs;
 - `python -m bench.standin.serve --cost-model FILE` makes the real server (demo checkpoint only) replace the engine's steps and the
   codec's calls with waits of the modelled length (`CostModelRunner` here, `CostModelEngine` in
   `cost_model_engine.py`), so the wiring (HTTP, parser, scheduler, encoders) is measured on a CPU as if a GPU

@@ -13,7 +13,7 @@ starts at `lead_ids`), so first audio is untouched; what a held request gives up
 steps (`VLLMEngine.stepping_requests`: admission's LLM pace divides the ids handed out by them, so the pace it reads
 is a step's, not the line's), and the simulator's engine holds rows by it (bench/sim/engine_pace.py). Who is paced:
 live requests whose audio is streamed (services/pipeline/generation.py); a long-form job's or a non-streamed
-request's generation runs free, since nobody plays it as it comes. docs/benchmarks.md, "Pacing the engine", has what
+request's generation runs free, since nobody plays it as it comes. docs/decisions/engine-pace.md has what
 it does in the simulator.
 """
 

@@ -106,7 +106,7 @@ class ModalConfig:
     # streams one GPU carries (it refuses past the measured headroom), so the cap only bounds what the engine and one
     # API process hold: 128 requests x 2 generations (a long text prefetches its next chunk's) = TTS_MAX_NUM_SEQS
     # (256). The target is where Modal adds a container: under what the H100 model holds at steady load before
-    # admission starts refusing (~100 concurrent 16 kHz streams at the measured LLM cost, bench/sim_alerts.py), so
+    # admission starts refusing (~100 concurrent 16 kHz streams at the measured LLM cost, bench/sim/alerts.py), so
     # containers are added before callers get 503s.
     max_inputs: int = _knob(
         128, "Concurrent requests per container (hard cap; a WebSocket connection is one, idle or not)."

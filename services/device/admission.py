@@ -3,67 +3,46 @@ time. Overload is refused (503 with Retry-After), never spread over everyone.
 
 The LLM and the codec share one device, so both are read, and neither by a fixed count:
 
-0. **Ramp.** Streams admitted within the last `pace_window_s` are not in any measure yet (their windows have barely
-   reached the device). At most `ramp_share` (0.5) times as many as the streams older than that (and at least
-   `ramp_floor`, 32: the goal's own load, 250 arrivals in 10 s, brings 25 a second) may be that recent: past the
-   floor the open streams grow at most 1.5x per window, so a burst of hundreds cannot slip in before the measures
-   move (600 arrivals within 2 s otherwise admitted 181-255 that all underran). The ramp passes by itself as its oldest
-   admission leaves the window, so `admit()` holds a caller it refuses for up to `max_wait_s` (first come, first
-   served) instead of answering 503: 600 arrivals within 2 s, 84-96 admitted instead of 64.
+0. **Ramp.** Streams admitted within the last `pace_window_s` are not in any measure yet, so at most `ramp_share`
+   (0.5) times as many as the older streams (at least `ramp_floor`, 32) may be that recent: a burst of hundreds
+   cannot slip in before the measures move. The ramp passes by itself as its oldest admission leaves the window, so
+   `admit()` holds a caller it refuses for up to `max_wait_s`, first come first served, instead of answering 503.
 1. **Deadline misses.** A playing stream's window finished more than `miss_grace_s` after its audio ran out (the
-   scheduler's `recent_misses`, last `busy_window_s`, less the event loop's stalls: `loop_lag.py`): refuse. The default
-   -50 ms also counts a settled stream's window ending with under 50 ms of audio left: in overload the codec keeps
-   windows in time while its backlog grows, then they miss together; near misses come first (docs/benchmarks.md).
-1b. **Spacing near the limit.** At most one new stream per `spacing_s` (30 ms) while the device is near a limit:
-   the LLM's projected pace (rule 2) under `spacing_pace` (1.1) times the pace it must keep, or, for `miss_memory_s`
-   (10 s) after rule 1 refused, the codec's projected share (rule 3) over `spacing_share` (0.8) of its cap. Why: the
-   streams that ran dry in overload and floods came in clusters (14 admitted within 130 ms), all dry a second later in
-   their first-second windows: each was admitted on measures that one stream moves little, while together they slowed
-   the engine past what each was admitted on. Away from both limits nothing is spaced. Counting newcomers heavier in
-   rule 3 instead refused in every burst (docs/benchmarks.md, "Sustained overload and what the alerts read").
-2. **The LLM's pace.** Tokens per second per generating request, measured (`note_tokens`, over the last
-   `pace_window_s`, weighted by how many requests were generating), projected for one more request as if the
-   step cost grew in proportion to its rows (conservative: a step's fixed part does not grow), counted from at least
-   `pace_rows_floor` (32) rows, below which a step is mostly its fixed part. Real time needs
-   `need_tokens_per_s` (50: one semantic token is 20 ms of audio); below that times `pace_margin` (2), refuse. The
-   pace already carries the codec's share of the device (codec calls delay the engine's steps). Why twice real
-   time: a stream's first chunks wait for their tokens plus a look-ahead within the audio already played
-   (`exact_needs_pace`), and an engine let down to real time keeps the device at the edge, where misses refuse in
-   bursts. `python -m bench.sim_overload` (63 runs): a margin of 1 let 72 admitted streams underrun in all, 2 let 22,
-   and 2 with rule 1b none, admitting as many as 1 (docs/benchmarks.md). `sr_pace_margin` (`bursts`: 2 over a
-   `pace_margin` of 1.4) is the margin while AP-BWE rows ran within `codec_window_s`: a 48 kHz window waits for the
-   next decoded audio as right context.
-3. **The codec's cost per stream.** The scheduler's call seconds (codec calls, and the model calls it runs beside
-   them: speaker vectors, reference encodes, CTC alignment) per second of one open stream, measured over the last
-   `codec_window_s`, times the streams open now plus one: above `max_codec_share` of the device, refuse. The streams
-   count is exact at once, so a burst of arrivals is seen before its windows reach the device. A call's seconds run
-   from its dispatch to its end (`CodecScheduler._account`): on a device shared with the engine that is its own work
-   plus the engine's work it queued behind, as a GPU shared with the engine process measures it and as the stand-in's
-   one timeline models it (1.8x the codec's own device seconds on the H100 model, 3.3x at H200 graph costs). The caps
-   below are calibrated on that measure (the `own_seconds` profile reads a call's own seconds with its own caps:
-   `admission_profiles.py`); with `engine_lead_pace` set (off by default) it is not read while the engine gives each
-   request that many times real time (`engine_lead.py`, the trade it makes).
-   The measure itself is `codec_cost.py`'s: per second open or per second of audio (`codec_cost_basis`), of every
-   live stream or of the settled ones (`codec_cost_streams`), times the streams open or playing (`codec_share_streams`).
-   With `queue_headroom_s` (`bursts`) it passes while no AP-BWE row ran within `codec_window_s` and the codec's queue
-   drains leaving every listener that much (headroom.py).
-4. **The codec's share.** The scheduler's busy ratio, projected for one more playing stream; above
-   `max_codec_busy`, refuse: the rest of the device belongs to the LLM. Streams admitted within the last
-   `pace_window_s` are not in the measured share yet (their windows have barely started), so the share is scaled
-   by (streams + 1) / (streams - those), at most 2: a burst of arrivals cannot all slip in before the measure moves.
-
-Calibrated on the simulated H100 (docs/benchmarks.md, `bench.simulate`): rule 4 is off by default and rule 3's cap
-is 1.2, above the whole device, on purpose: a stream's first-second windows cost ~3.5 decoded tokens per kept one, so
-while streams ramp up the cost per stream overstates their later cost. Tighter caps (share 0.85, busy 1.0) admit 111
-of 250 at 16 kHz where the device carries 160-200; 1.2 admits 137-149, none underrunning; without rule 3, 19-48
-streams of 48 kHz and of a flood with 40 preamble ids underran.
+   scheduler's `recent_misses`, last `busy_window_s`, less the event loop's stalls: `loop_lag.py`): refuse. A negative
+   grace also counts a settled stream's window ending with that little audio left: the codec keeps windows in time
+   while its backlog grows, then they miss together, so near misses must brake first.
+1b. **Spacing near the limit.** At most one new stream per `spacing_s` while the device is near a limit: the LLM's
+   projected pace under `spacing_pace` times the pace it must keep, or, for `miss_memory_s` after rule 1 refused, the
+   codec's projected share over `spacing_share` of its cap. Each newcomer moves the measures little, so newcomers
+   admitted together on the same reading can slow the engine past what each was admitted on.
+2. **The LLM's pace.** Tokens per second per generating request, measured (`note_tokens`, over `pace_window_s`,
+   weighted by the requests generating), projected for one more request as if the step cost grew with its rows
+   (conservative: a step's fixed part does not grow), counted from at least `pace_rows_floor` rows. Real time needs
+   `need_tokens_per_s` (50); below that times `pace_margin`, refuse. The pace already carries the codec's share of
+   the device (codec calls delay the engine's steps). The margin is twice real time because a stream's first chunks
+   wait for their tokens plus a look-ahead within the audio already played, and an engine at real time leaves no
+   room. `sr_pace_margin` applies while AP-BWE rows ran within `codec_window_s`: a 48 kHz window also waits for the
+   next decoded audio as its right context.
+3. **The codec's cost per stream.** The scheduler's call seconds (codec calls and the model calls beside them:
+   speaker vectors, reference encodes, CTC alignment) per second of one open stream over `codec_window_s`, times the
+   streams open now plus one: above `max_codec_share` of the device, refuse. The stream count is exact at once, so a
+   burst is seen before its windows reach the device. A call's seconds run from its dispatch to its end
+   (`CodecScheduler._account`): on a device shared with the engine that includes the engine's work it queued behind,
+   where the deadlines feel it. The cap sits above the whole device on purpose: a stream's first-second windows cost
+   several decoded tokens per kept one, so while streams ramp up the cost per stream overstates their later cost.
+   The measure's variants are `codec_cost.py`'s (per second open or of audio, every live stream or the settled
+   ones); `queue_headroom_s` passes the rule while the codec's queue leaves every listener that much (`headroom.py`);
+   `engine_lead_pace` stops reading it while the engine leads (`engine_lead.py`, off by default).
+4. **The codec's share.** The scheduler's busy ratio, projected for one more playing stream and scaled for streams
+   too recent to be in it; above `max_codec_busy`, refuse. Off by default: the busy share does not tell full from not.
 
 **Each key's share.** When a rule above refuses, the device is short, and who is refused follows each key's share
 (`key_share.py`): the key over its share is refused first, a key within its share is admitted past the rule.
 
 No rule reads slack: a stream just started holds only its first chunk (80 ms), so a slack floor would refuse every
-newcomer; a stream really running dry is a miss (1). Beside it, each a seam of its own: `first_chunks.py` (an admitted
-stream's first chunk), `key_share.py`, `engine_lead.py`, `headroom.py` (rule 3's pass), `codec_cost.py`."""
+newcomer; a stream really running dry is a miss (1). The defaults and the runs that chose them:
+docs/decisions/admission-rules.md. Beside it, each a seam of its own: `first_chunks.py` (an admitted stream's first
+chunk), `key_share.py`, `engine_lead.py`, `headroom.py` (rule 3's pass), `codec_cost.py`."""
 
 from __future__ import annotations
 
@@ -88,8 +67,8 @@ if TYPE_CHECKING:
     from core.streaming import LatencyPreference
 
 REALTIME_TOKENS_PER_S = 50.0  # semantic tokens per second of audio
-# admit()'s longest wait for a waitable rule (TTS_ADMISSION_MAX_WAIT_MS; docs/benchmarks.md, "The wave generator on
-# kept tokens, and waiting out the ramp"): a refusal costs a caller at least Retry-After's second and a new request.
+# admit()'s longest wait for a waitable rule (TTS_ADMISSION_MAX_WAIT_MS;
+# docs/decisions/admission-rules.md): a refusal costs a caller at least Retry-After's second and a new request.
 DEFAULT_MAX_WAIT_S = 0.25
 
 
@@ -107,10 +86,9 @@ class AdmissionDecision:
 # Rules that pass again by themselves within a known time, with nothing else changing: spacing (the next 30 ms
 # slot) and the ramp (the oldest recent admission leaving the window). `admit()` waits out those in `wait_rules`.
 WAITABLE_RULES = frozenset({"spacing", "ramp"})
-# What the service waits out: the ramp only. Waiting out spacing too let a queue of callers in one per 30 ms, where
-# refusing let in the next caller to arrive 30 ms or more after the last (~55 ms apart at three times the device's
-# load): in 90 s of three-fold overload at 48 kHz 6 admitted streams underran (bench.sim_overload, 63 runs; none
-# with the ramp alone), and the p95 first audio of sustained overload rose by ~150 ms (docs/benchmarks.md).
+# What the service waits out: the ramp only. Waiting out spacing too lets a queue of callers in one per 30 ms, where
+# refusing lets in the next caller to arrive 30 ms or more after the last: a queue admits faster than spacing means
+# to (docs/decisions/admission-rules.md).
 DEFAULT_WAIT_RULES = frozenset({"ramp"})
 # Rules that refuse because the device is full (not the ramp, which refuses while the measures catch up).
 CAPACITY_RULES = frozenset({"misses", "spacing", "llm_pace", "codec_cost", "codec_busy"})
@@ -281,8 +259,7 @@ class Admission:
         """Admit one more stream, waiting up to `max_wait_s` (default `self.max_wait_s`) while only a rule in
         `wait_rules` refuses (the ramp: it passes again by itself when the oldest recent admission leaves its window),
         in arrival order; refuse at once on any other rule, or when the wait would run past the bound. Why: a flood's
-        callers past the ramp got 503 and Retry-After 1 s where a wait of a few hundred ms would let them in (600
-        arrivals within 2 s: 64 admitted refusing, 84-96 waiting, none underrunning: bench.sim_overload). A caller
+        callers past the ramp would get 503 and Retry-After 1 s where a wait of a few hundred ms lets them in. A caller
         cancelled while waiting leaves the queue and is neither admitted nor counted. `key`: the API key asking
         (None: keyless, counted as one key), for its share."""
         limit = self.max_wait_s if max_wait_s is None else max(0.0, max_wait_s)

@@ -35,7 +35,7 @@ DEFAULT_DECODE_BUCKETS = (16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192
 # makes with the pipeline's block sizes (services/pipeline/audio_output.py SR_MIN_BLOCK..SR_MAX_BLOCK, 1,600..8,000
 # samples, plus 880 samples of context on each side; 880 fewer at a stream's start). 2,240: a stream's lead window
 # (1,280 kept + 880 of guessed context after balanced's first chunk): in 3,520 its 39% padding kept lead windows
-# from sharing calls, and 32 streams starting at once ran 32 one-row calls (bench.simulate).
+# from sharing calls, and 32 streams starting at once ran 32 one-row calls (bench.sim.load).
 DEFAULT_SR_BUCKETS = (2_240, 3_520, 4_800, 6_400, 8_000, 9_760, 12_800)
 DEFAULT_BATCH_SIZES = (
     1,
@@ -68,8 +68,8 @@ class SchedulerPolicy:
     sr_buckets: tuple[int, ...] = DEFAULT_SR_BUCKETS
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
     # rows x bucket length of one BiCodec call. On a device shared with the engine a long call stalls every LLM step
-    # behind it (8,192 tokens: ~150 ms on the H100 model): 2,048 is what bench.simulate calibrated admission with, and
-    # 4,096 or 8,192 let 4-5 of 248 admitted streams underrun at 0.01 ms/row (docs/benchmarks.md, "Simulator").
+    # behind it (8,192 tokens: ~150 ms on the H100 model): 2,048 is what bench.sim.load calibrated admission with, and
+    # 4,096 or 8,192 let 4-5 of 248 admitted streams underrun at 0.01 ms/row (docs/benchmarks.md, "Many streams on a modelled device").
     max_call_decode_tokens: int = 2_048
     max_call_sr_samples: int = 262_144  # rows x bucket length of one AP-BWE call (16 kHz samples)
     max_pad_waste: float = 0.25  # a row joins a call only while the call's padding stays under this share
@@ -99,7 +99,7 @@ class SchedulerPolicy:
     # cost and each stretching the engine's next step. Held, they join the next urgent window's call or wait until
     # one is due. A newcomer's first window is due at its arrival, so it never waits for this. Off by default: in the
     # simulator it fills bursts' calls but lets admitted streams underrun in sustained overload, and at 48 kHz it
-    # misses deadlines (docs/benchmarks.md, "At vLLM's published step").
+    # misses deadlines (docs/decisions/engine-step.md).
     hold_slack_s: float = math.inf
 
     def __post_init__(self) -> None:
@@ -161,9 +161,9 @@ class SchedulerPolicy:
 
     def fits(self, kind: WindowKind, rows: int, length: int) -> bool:
         """Whether `rows` rows padded to `length` make one call: its padded row count (`batch_bucket`) times the
-        length within the work bound. Padded, because the graph plan holds only shapes within the bound: 25-26 rows
-        of 80 tokens padded to 32 made a shape with no graph, and the eager fp32 call cost 140 ms on an H100 where
-        the 80 x 24 graph takes 41 ms, stalling every stream behind it (bench/results/admission_probe)."""
+        length within the work bound. Padded, because the graph plan holds only shapes within the bound: a shape
+        past it has no graph, and its eager fp32 call costs several times a graph's, stalling every stream behind it
+        (docs/decisions/gpu-time-slices.md)."""
         return self.batch_bucket(rows) * length <= self.max_work(kind)
 
     def bucket(self, kind: WindowKind, length: int) -> int | None:

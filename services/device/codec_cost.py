@@ -10,8 +10,7 @@ Three choices shape it:
 - **Times which streams** (`share_streams`, `streams_counted`): the streams open now, or the streams a listener
   still plays (open, or closed with audio left: `CodecScheduler.playing_streams`). Per second of audio, the streams
   playing make the product the codec's share of the device at real time, however far ahead the engine runs. For the
-  benches only: on the simulated sliced device it ran 48 kHz overload dry (docs/benchmarks.md, "A cheaper engine
-  step").
+  benches only: on the simulated sliced device it ran 48 kHz overload dry (docs/decisions/burst-48k.md).
 - **Of which streams** (`streams`): every live stream (`every`), or only the settled ones (`settled`: past their
   first second of audio, `queueing.SETTLED_TOKENS`), their rows' share of each call's seconds against their own
   stream-seconds. A stream's first second costs the codec about 3.5 decoded tokens per kept one and settles to about

@@ -4,44 +4,36 @@ per stream, the streams open, when the device last refused), after the stream is
 whether it is admitted at all.
 
 **The exact first chunk under load** (`FirstChunkChoices.schedule`). A short first-second schedule (balanced, lowest)
-decodes ~3.5 tokens per kept one for a stream's first second, the exact schedule ~1.5, and a busy device pays that on
-every newcomer. So once the codec's measured cost per stream times the streams open plus one passes
+decodes about 3.5 tokens per kept one for a stream's first second, the exact schedule about 1.5, and a busy device
+pays that on every newcomer. So once the codec's measured cost per stream times the streams open plus one passes
 `short_schedule_share` of the device, and the engine does not lead (`engine_lead.py`), a newcomer gets the exact
-schedule: first audio ~0.2-0.5 s later on the simulated H100, and the device carries more streams in real time (242
-of 250 admitted at 16 kHz with no underrun instead of 137; docs/benchmarks.md). With `exact_after_refusal_s` set (off
-by default; the `own_seconds` admission profile sets it), also while a capacity rule refused within that many seconds,
-whatever the share: with the share's switch set high, a burst the device carries keeps the short chunk and newcomers
-get the exact one once the device is full (docs/benchmarks.md, "Predicted from H200 graph costs"). With
-`exact_after_ramp` as well, also within that many seconds of the ramp (rule 0) refusing a caller or holding one: arrivals
-faster than the ramp lets in get the exact first chunk before the device refuses anyone (the `settled` admission
-profile: five streams admitted in 80 ms of a 600-stream flood ran dry at a 100 ms prebuffer on the short chunk).
+schedule: its first audio comes later, and the device carries more streams in real time. With `exact_after_refusal_s`
+set (the `own_seconds` and later profiles), also while a capacity rule refused within that many seconds, so a burst
+the device carries keeps the short chunk and newcomers get the exact one once the device is full. With
+`exact_after_ramp` as well, also within that many seconds of the ramp (rule 0) refusing or holding a caller: arrivals
+faster than the ramp lets in get the exact first chunk before the device refuses anyone.
 
 **The engine's pace.** A short first-second schedule's first full-look-ahead chunk waits for its tokens plus a full
 look-ahead within the one second already played, so a newcomer keeps it only while the engine gives each request
 `short_needs_pace` (3x) real time or more (or is not measured yet); below that it gets the exact schedule
-(`llm_behind`). The exact schedule's later chunks need about 1.5x real time at the served growth (`python -m bench
-sim_ramp`), and a stream whose engine falls short of that has its chunks cut to what has its look-ahead
-(`TTS_STREAM_CUT_RUNWAY_MS`, core/streaming.py `DecodePlanner.cut`), so the exact schedule needs no pace of its own
-(`exact_needs_pace`, 0 by default; before the cut it was 2x, and newcomers below it kept the short schedule). With
-both as before the cut, balanced newcomers admitted at 1.5-3x ran dry in sustained 16 kHz overload at the slow engine
-steps (`python -m bench sim_overload`: 2 and 4 streams in 63 runs on the 3 ms-step and H100 models, none with these
-defaults). With `unmeasured_short_streams` set (the `bursts` profile: 32), newcomers past that many open streams get
-the exact schedule before the codec is measured at all (`unmeasured_busy`): 54 newcomers on the short chunk in the
-first 0.2 s of a 600-stream flood ran 13 dry on the sliced device. A `reproducible` stream (a seed) gets what it
-asked for. With `sr_short_streams` set (off by default; for the benches), past that many open streams while 48 kHz
-streams are live (AP-BWE rows ran within the codec's window) a newcomer gets the exact schedule and no lead window
-(`sr_busy`): in a 48 kHz burst the short chunk's second window and the lead's 80 ms missed by up to 70 ms and the
-miss rule refused the arrivals behind them (docs/benchmarks.md, "A cheaper engine step").
+(`llm_behind`). The exact schedule's later chunks need about the chunk growth times real time, and a stream whose
+engine falls short of that has its chunks cut to what has its look-ahead (`TTS_STREAM_CUT_RUNWAY_MS`,
+core/streaming.py `DecodePlanner.cut`), so the exact schedule needs no pace of its own (`exact_needs_pace`, 0). With
+`unmeasured_short_streams` set (the `bursts` profile: 32), newcomers past that many open streams get the exact
+schedule before the codec is measured at all (`unmeasured_busy`): a flood from idle would otherwise put every early
+newcomer on the short chunk at once. A `reproducible` stream (a seed) gets what it asked for. With `sr_short_streams`
+set (off by default; for the benches), past that many open streams while 48 kHz streams are live (AP-BWE rows ran
+within the codec's window) a newcomer gets the exact schedule and no lead window (`sr_busy`): in a 48 kHz burst the
+short chunk's second window and the lead's 80 ms are the first to miss, and a miss refuses the arrivals behind them.
 
 **The 48 kHz lead window** (`FirstChunkChoices.sr_lead`). A new 48 kHz stream's first AP-BWE window may take its right
 context from the decode schedule's held overlap (core.sr_planner): its first audio then leaves with the first decoded
 chunk (token 16 instead of 28, and a decode call sooner), holding 80 ms instead of 265. Only while the engine gives
 each request `sr_lead_needs_pace` (3.5) x real time or more, or is not measured yet: the next piece needs 8 more tokens
-within those 80 ms of playback (46 ms at 3.5x) plus its decode and AP-BWE calls. A slower engine plays the lead dry at
-the scheduler's deadlines, and the misses refuse newcomers: in `bench.simulate` at 48 kHz, 600 offered within 10 s at
-0.056 ms per LLM row, seeds 0-2, admitted 91-107 with a bound of 2.5x or 3x, 105-111 at 3.5x and 104-115 with no
-lead; 64 within 10 s at 0.02 kept most of the lead's gain at 3.5x (p50 146-155 ms against 170-176 without) and lost
-it at 4x (172-175) (`python -m bench.sim_sr_lead`, docs/benchmarks.md). A `reproducible` stream takes it at any pace.
+within those 80 ms of playback (46 ms at 3.5x) plus its decode and AP-BWE calls, and a slower engine plays the lead
+dry at the scheduler's deadlines, whose misses refuse newcomers. A `reproducible` stream takes it at any pace.
+The runs that chose these: docs/decisions/cut-runway.md, docs/decisions/admission-profiles.md and docs/benchmarks.md
+("48 kHz first audio and the lead window").
 """
 
 from __future__ import annotations

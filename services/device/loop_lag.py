@@ -14,7 +14,7 @@ takes the stalls within `lookback_s` before a missed deadline up to the call's e
 (`CodecScheduler._account`): what is left is the device's. A stall is counted from its due time only, so the probe
 never measures more stall than there was; misses larger than the stalls around them still count.
 
-On a virtual clock (bench.simulate) the probe never wakes late: nothing changes there."""
+On a virtual clock (bench.sim.load) the probe never wakes late: nothing changes there."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ window is one awaitable; the scheduler owns the order and the batch:
   calls' do.
 
 The scheduler runs on the event loop and never touches a model: the `DeviceRunner` does (one device thread for the
-real models; a cost-model stand-in on a virtual clock for `bench.simulate`). It keeps the figures admission needs
+real models; a cost-model stand-in on a virtual clock for `bench.sim.load`). It keeps the figures admission needs
 (busy ratio, cost per unit of work, deadline misses), records why each window waits when it decides
 (`why_waiting`), and counts each call for Prometheus (`telemetry.record_call`, `telemetry.record_model_call`). A
 stream's playback clock and pacing belong to delivery (`playback.PlaybackClock`): the scheduler reads a stream's

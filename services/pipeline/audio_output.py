@@ -4,7 +4,7 @@ Super-resolution goes through the codec scheduler: `core.sr_planner.SRPlanner` c
 AP-BWE windows and each one is awaited as `StreamHandle.super_resolve` (batched with other streams' windows on the
 device). Crossfade and time-stretch run on the event loop (the stretch, ~1 ms of CPU per audio second, is Python
 per 32 ms frame: in a pool thread it fought the loop for the GIL and cost 1.6-2x the CPU; docs/benchmarks.md,
-"Speed"). Resampling, framing and encoding do too for the sample-wise formats (pcm, wav, mulaw: ~50 us per second of
+"Per transport, format and rate"). Resampling, framing and encoding do too for the sample-wise formats (pcm, wav, mulaw: ~50 us per second of
 audio), and in `ENCODE_POOL` for the compressed ones.
 """
 
@@ -44,7 +44,7 @@ SR_STAGE_SECONDS = metrics.STAGE_SECONDS.labels(
 # The compressed formats (PyAV: mp3, opus, aac, flac) cost 1-10 ms of CPU per second of audio, and PyAV lets go of
 # the GIL while it encodes. On the event loop each chunk's encode held every other stream for up to tens of ms and
 # all encoders shared one core (64 mp3 streams: 7.5 ms of loop CPU per audio second, 1.6 here; docs/benchmarks.md,
-# "Compressed formats off the event loop"). They resample, frame and encode in this pool instead, in parallel on the
+# "Per transport, format and rate"). They resample, frame and encode in this pool instead, in parallel on the
 # other cores; a stream's pieces still go one at a time, in order (each push awaits the last).
 ENCODE_POOL = ThreadPoolExecutor(
     max_workers=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2,

@@ -99,9 +99,9 @@ class LLMSettings(_Group):
     vllm_engine_stats: bool = Field(
         True,
         description="vLLM's engine stats (KV-cache use, running/waiting requests, prefix-cache hits, preemptions "
-        "on /metrics). With prefix caching on they cost the API process ~1 us of CPU per generated id (vLLM's "
-        "per-request stats, which /metrics does not show, are skipped); without it ~4-5 us, ~0.2 ms per second of "
-        "audio (docs/benchmarks.md, 'vLLM's output path'); false drops them and those metrics.",
+        "on /metrics). vLLM's per-request stats, which /metrics does not show, are skipped; what remains costs the "
+        "API process a few microseconds per generated id, more without prefix caching (docs/benchmarks.md, "
+        "'vLLM's output path'); false drops them and those metrics.",
     )
     vllm_sleep_mode: bool = Field(
         False,
@@ -120,18 +120,16 @@ class LLMSettings(_Group):
         le=2000,
         description="vLLM: hold each live request whose audio is streamed out of the engine's steps while it is "
         "this many ids ahead of a line rising at TTS_LLM_PACE_RATE times real time from its first ids, so the "
-        "engine leaves the device to the codec (core/llm/engine_pace.py). 0: off, vLLM steps every request. In the "
-        "simulator on a GPU shared by time slices, 100 let admission hold 1.2-1.5x as many of each burst under "
-        'TTS_ADMISSION_PROFILE=bursts, none dry in overload (docs/benchmarks.md, "Pacing the engine"). Not yet run '
-        "on a GPU.",
+        "engine leaves the device to the codec (core/llm/engine_pace.py): ids far ahead of playback are ids nobody "
+        "needs yet. 0: off, vLLM steps every request. Not yet run on a GPU (docs/decisions/engine-pace.md).",
     )
     llm_pace_rate: float = Field(
         2.0,
         ge=1.1,
         le=10.0,
         description="vLLM: the pace line's slope in times real time (with TTS_LLM_PACE_LEAD_IDS; a faster "
-        "time stretch raises it in proportion). At 1.5 a few admitted streams ran dry in the simulator's overload "
-        "runs; at 2 none did.",
+        "time stretch raises it in proportion). It is the margin a held request keeps over real time, the same as "
+        "admission's pace rule.",
     )
     llm_max_concurrency: int = Field(
         8,
@@ -164,8 +162,8 @@ class CodecSettings(_Group):
     codec_sr_precision: Literal["fp32", "tf32"] = Field(
         "fp32",
         description="On CUDA: the AP-BWE graphs' precision. fp32 keeps streamed 48 kHz audio equal to the offline "
-        "upsample within 1e-4; tf32 made AP-BWE calls ~1.8x cheaper on an H100 at 58 dB from fp32 (random weights; "
-        "docs/benchmarks.md). BiCodec decode graphs are tf32 either way; the eager fallback is fp32.",
+        "upsample within 1e-4; tf32 makes AP-BWE calls cheaper with a small error against fp32 (its phase head "
+        "flips on rounding; docs/benchmarks.md). BiCodec decode graphs are tf32 either way; the eager fallback is fp32.",
     )
     codec_graph_budget_s: float = Field(
         60.0,
@@ -182,22 +180,16 @@ class CodecSettings(_Group):
     admission_profile: Literal["served", "own_seconds", "settled", "bursts"] = Field(
         "served",
         description="Admission's settings and the codec seconds they read, chosen together. served: a codec call "
-        "counts from dispatch to end (its wait behind the engine included). own_seconds: a call counts its own device "
-        "time (each graph's replay timed at start-up), the codec's cap is 0.74 of the device, and a new stream gets "
-        "the exact first chunk only while the device has refused one in the last 2 s: in the simulator a burst of 64 "
-        "starts at first audio p95 173-270 ms instead of 400-550, but on a device shared by time slices it ran 48 kHz "
-        "sustained overload dry, and on an H100 it let 40 of 64 arriving at once in with gaps at a 100 ms prebuffer. "
-        "settled: own_seconds' caps over a call's run on the device (CUDA events: stretched where the engine's "
-        "process slices the device), the codec's cost read on streams past their first second, and the exact first "
-        "chunk also after the ramp held a caller: in the simulator 64 arriving within 2 s all start at p95 128-176 ms "
-        "on a device that runs one call at a time and no admitted stream ran dry on any device model, but on a device "
-        "shared by time slices, as a served GPU is, it holds less than served. bursts: settled with the limits "
-        "set for the bursts a device carries once chunks are cut for a listener about to run dry "
-        "(TTS_STREAM_CUT_RUNWAY_MS, which it needs): 64 within 2 s at p95 128-132 ms and 250 of 250 within 5 s at "
-        "p95 765-794 ms on a device that runs one call at a time, one stream 2 ms dry in 315 overload runs on five "
-        "device models; at 16 kHz its codec cap passes while the codec's queue drains leaving every listener 0.5 s, so "
-        "on a device shared by time slices it holds 61-62 of those 64 and 1.05-1.20x what served holds in 16 kHz "
-        "overload, and 0.74-0.87x at 48 kHz (docs/benchmarks.md).",
+        "counts from dispatch to end (its wait behind the engine included), which holds on every device model. "
+        "own_seconds: a call counts its own device time (each graph's replay timed at start-up), the codec's cap is "
+        "0.74 of the device, and a new stream gets the exact first chunk only while the device has refused one in "
+        "the last 2 s: a burst the device carries keeps the short first chunk, but own seconds miss the stretch of a "
+        "device shared by time slices. settled: own_seconds' caps over a call's run on the device (CUDA events), "
+        "the codec's cost read on streams past their first second, and the exact first chunk also after the ramp "
+        "held a caller: suited to a device that runs one call at a time. bursts: settled with the limits set for "
+        "the bursts a device carries once chunks are cut for a listener about to run dry (TTS_STREAM_CUT_RUNWAY_MS, "
+        "which it needs); at 16 kHz its codec cap passes while the codec's queue drains leaving every listener "
+        "0.5 s. The runs behind each: docs/decisions/admission-profiles.md.",
     )
     admission_codec_share: float | None = Field(
         None,

@@ -108,9 +108,9 @@ class StreamSettings(_Group):
     stream_chunk_growth: float = Field(
         1.5,
         ge=1.0,
-        description="Each chunk is this many times the previous one (1.5 measured fewer underruns than 2). "
-        "While its chunks grow, a stream needs about this many times real time from the engine "
-        "(`python -m bench sim_ramp`).",
+        description="Each chunk is this many times the previous one. While its chunks grow, a stream needs "
+        "about this many times real time from the engine; gentler growth needs less engine and more codec windows "
+        "(docs/decisions/chunk-growth.md).",
     )
     stream_left_context_tokens: int = Field(
         24, ge=0, le=200, description="Tokens of left context per chunk decode."
@@ -127,7 +127,7 @@ class StreamSettings(_Group):
         le=5000,
         description="A stream's next decoded chunk is cut short, to the tokens that have their look-ahead, once its "
         "client would run dry within this many ms: a slow engine then costs the codec a window more instead of "
-        "the listener a gap (0: never; `python -m bench sim_cut`).",
+        "the listener a gap (0: never; docs/decisions/cut-runway.md).",
     )
     default_latency: Literal["lowest", "balanced", "exact"] = Field(
         "balanced",

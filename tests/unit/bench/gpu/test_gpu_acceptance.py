@@ -45,15 +45,19 @@ def test_a_cpu_run_never_touches_gpu_results(tmp_path: Path) -> None:
     )
 
 
-def test_a_cpu_run_defaults_to_its_own_results_folder() -> None:
+def test_a_cpu_run_defaults_to_its_own_results_folder(tmp_path: Path) -> None:
     sys.path.insert(0, str(ROOT))
     from bench.gpu import acceptance
 
     assert acceptance.DEFAULT_CPU_RESULTS != acceptance.DEFAULT_RESULTS
     assert acceptance.gpu_files(acceptance.DEFAULT_CPU_RESULTS) == []
-    committed = acceptance.DEFAULT_RESULTS / "parity.json"
-    if committed.is_file():  # the committed H100 run is recognised as GPU results
-        assert "parity.json" in acceptance.gpu_files(acceptance.DEFAULT_RESULTS)
+    # A GPU run's step file (its machine as the kit records it) is recognised; a CPU run's is not.
+    machine = {"device": "NVIDIA H100 80GB HBM3", "torch": "2.11.0+cu130", "cuda": "13.0"}
+    (tmp_path / "parity.json").write_text(json.dumps({"machine": machine, "quick": False, "result": {}}))
+    (tmp_path / "llm.json").write_text(
+        json.dumps({"machine": {"device": "cpu"}, "quick": True, "result": {}})
+    )
+    assert acceptance.gpu_files(tmp_path) == ["parity.json"]
 
 
 def test_an_unknown_step_is_refused(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The H200 cost model's per-length prenet share, and `bench.simulate --breakdown`'s ledger: every device second
+"""The H200 cost model's per-length prenet share, and `python -m bench sim load --breakdown`'s ledger: every device second
 lands in one term, first windows are told from steady ones, and the spans are the ones documented (virtual clock;
 no wall timings)."""
 

@@ -321,7 +321,7 @@ def test_beside_the_engine_on_a_sliced_device_run_reads_the_stretch_and_own_does
 
 
 def test_a_scaled_model_changes_only_the_terms_it_names() -> None:
-    """`CostModel.scaled` (bench/sim_burst_costs.py's what-ifs): a call of the scaled term costs the factor times as
+    """`CostModel.scaled` (bench/sim/burst_costs.py's what-ifs): a call of the scaled term costs the factor times as
     much, every other term as before, and the name says what changed."""
     call = Call("decode", (DecodeWindow(np.zeros(40, np.int32), None, 8, 32),), 48, 1)
     decode = MODEL.scaled(decode=0.5)

@@ -38,7 +38,7 @@ def test_each_profile_is_admission_arguments_and_a_read() -> None:
 
 
 def test_the_simulator_runs_the_services_own_seconds_profile() -> None:
-    from bench.sim_h200 import VARIANTS
+    from bench.sim.h200 import VARIANTS
 
     own = ADMISSION_PROFILES["own_seconds"]
     assert VARIANTS["own seconds"] == (own.admission, own.call_seconds_read)

@@ -1,5 +1,5 @@
 """Admission waits instead of refusing while only a rule that passes by itself refuses: the ramp, by default (spacing
-can be waited out too, `wait_rules`, the variant bench.sim_overload compares): callers are let in one by one, in
+can be waited out too, `wait_rules`, the variant bench.sim.overload compares): callers are let in one by one, in
 arrival order, within a bound; any other rule refuses at once. On a virtual clock: order, waits and counts, never wall
 timings."""
 
@@ -61,7 +61,7 @@ async def _arrive(adm: Admission, after_s: float) -> tuple[AdmissionDecision, fl
 
 def test_near_a_limit_spacing_refuses_at_once_by_default() -> None:
     """Waiting out spacing admitted a queue of callers one per 30 ms, faster than refusing lets them in, and admitted
-    streams underran in sustained overload (bench.sim_overload): the service refuses them."""
+    streams underran in sustained overload (bench.sim.overload): the service refuses them."""
 
     async def main() -> tuple[list[AdmissionDecision], float, Admission]:
         adm, _, engine = await _near_the_pace_floor()

@@ -55,7 +55,7 @@ def test_in_a_burst_the_settled_cost_admits_what_every_streams_first_second_refu
 
 def test_until_the_settled_streams_give_a_sample_it_reads_every_stream() -> None:
     """From idle nothing has settled yet: the cost is every stream's, not none at all (with none, rule 3 went unread
-    while a start at three times the device's load ran four 48 kHz streams dry: bench.sim_overload)."""
+    while a start at three times the device's load ran four 48 kHz streams dry: bench.sim.overload)."""
     sched = FiguresScheduler(streams=10)
     every, settled = _pair(sched)
     _load(sched, [every, settled], 6.0, every=0.5, settled=0.0)

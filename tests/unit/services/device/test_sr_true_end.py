@@ -237,7 +237,7 @@ class _NoDecoder:
 
 
 def test_the_simulator_runs_shaped_true_ends_in_bucketed_calls() -> None:
-    """`bench.simulate` models what the service runs: with the GPU policy no AP-BWE true end is left eager (the
+    """`bench.sim.load` models what the service runs: with the GPU policy no AP-BWE true end is left eager (the
     served-precision cost model prices an eager call at ~4x a graph's fixed cost), unless shaping is turned off."""
     from bench.sim.run import SimConfig, simulate
     from bench.standin.cost_model import CostModel

@@ -2,7 +2,7 @@
 playing, counting real-time playback from the first audio byte.
 
 Synthetic speech goes through a `TimestampTrack` the way the pipeline feeds it, text chunks as the planner cuts them,
-with the engine at twice real time (bench/timing_sim.py, shared with bench_timing_latency.py --simulate); the
+with the engine at twice real time (bench/sim/timestamps.py, shared with bench_timing_latency.py --simulate); the
 aligner's own time counts as nothing here (bench/bench_timing_latency.py measures it on the real server).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.timing_sim import RATE, PlaybackFeed, speech
+from bench.sim.timestamps import RATE, PlaybackFeed, speech
 from processing.chunking import split_text
 from services.pipeline.timestamps import TimestampTrack
 from tests.texts import LONG_ENGLISH

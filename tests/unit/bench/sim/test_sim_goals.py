@@ -1,0 +1,80 @@
+"""bench/sim/goals_table.py: every goal arrival on both device models, paced and not, and whether each cell meets its goal."""
+
+from __future__ import annotations
+
+import json
+
+from bench.sim import goals_table
+from bench.sim.goals import GOAL_BURSTS, STEADY_ARRIVALS, goal_met
+
+
+def run(admitted: int, underran: int = 0, p95: float | None = 100.0) -> dict[str, object]:
+    return {"admitted": admitted, "underran": underran, "ttfa_ms_p95": p95}
+
+
+def test_a_goal_is_met_only_when_every_seed_admits_all_keeps_all_playing_and_starts_in_time() -> None:
+    burst = GOAL_BURSTS[0]  # 64 within 2 s, p95 <= 300 ms
+    assert goal_met(burst, [run(64), run(64, p95=300.0)])
+    assert not goal_met(burst, [run(64), run(63)])
+    assert not goal_met(burst, [run(64), run(64, underran=1)])
+    assert not goal_met(burst, [run(64), run(64, p95=301.0)])
+    assert not goal_met(burst, [run(64, p95=None)])
+    assert not goal_met(burst, [])
+    steady = STEADY_ARRIVALS[0]  # no bound on first audio
+    assert goal_met(steady, [run(250, p95=2000.0)])
+
+
+def test_48k_rows_run_at_both_ap_bwe_precisions_on_their_own_models() -> None:
+    assert goals_table.precisions(GOAL_BURSTS[2]) == ("tf32", "fp32")
+    assert goals_table.precisions(GOAL_BURSTS[0]) == ("-",)
+    fp32 = goals_table.run_one(
+        (GOAL_BURSTS[2].name, "fp32", "off", "serial", False, 0, str(goals_table.MEASURED), None)
+    )
+    assert (
+        fp32["cost_model"]
+        != goals_table.run_one(
+            (GOAL_BURSTS[2].name, "tf32", "off", "serial", False, 0, str(goals_table.MEASURED), None)
+        )["cost_model"]
+    )
+
+
+def test_the_bench_writes_every_run_and_a_verdict_per_cell(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(goals_table, "GOAL_BURSTS", GOAL_BURSTS[:1])
+    monkeypatch.setattr(goals_table, "ADMISSIONS", ("off",))
+    out = tmp_path / "goals.json"
+    assert goals_table.main(["--quick", "--workers", "1", "--json", str(out)]) == 0
+    written = json.loads(out.read_text())
+    runs = written["runs"]
+    assert [(r["arrivals"], r["admission"], r["device_sharing"], r["paced"]) for r in runs] == [
+        (GOAL_BURSTS[0].name, "off", "serial", False),
+        (GOAL_BURSTS[0].name, "off", "serial", True),
+    ]
+    assert len(written["verdicts"]) == 2 and written["engine_pace"]["lead_ids"] == 100
+    assert all(
+        v["met"] == goal_met(GOAL_BURSTS[0], [r]) for v, r in zip(written["verdicts"], runs, strict=True)
+    )
+    assert "| 64 @16k within 2 s | - |" in capsys.readouterr().out
+
+
+def test_a_gpus_engine_step_replaces_the_published_one_in_every_row(tmp_path, monkeypatch) -> None:
+    step = tmp_path / "engine-step.json"
+    fit = {"fixed": 0.9, "per_row": 0.012, "worst_error": 0.05}
+    step.write_text(
+        json.dumps(
+            {
+                "device": "NVIDIA H200",
+                "config": "released",
+                "variants": {"compiled": {"rows": [], "fit": fit}},
+            }
+        )
+    )
+    monkeypatch.setattr(goals_table, "GOAL_BURSTS", GOAL_BURSTS[:1])
+    monkeypatch.setattr(goals_table, "ADMISSIONS", ("off",))
+    out = tmp_path / "goals.json"
+    assert (
+        goals_table.main(["--quick", "--workers", "1", "--json", str(out), "--engine-step", str(step)]) == 0
+    )
+    written = json.loads(out.read_text())
+    assert written["engine_step_ms"] == {"fixed": 0.9, "per_row": 0.012}
+    assert written["engine_step_from"] == "engine-step.json compiled"
+    assert all("engine step 0.9 ms + 0.012 ms per row" in r["cost_model"] for r in written["runs"])
