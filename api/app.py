@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.access_log import AccessLogMiddleware
 from api.cors import install_cors
 from api.deps import Services, check_upload_credentials
 from api.errors import install_error_handlers
@@ -258,6 +259,9 @@ def create_app(
     app.add_middleware(
         DialectErrorsMiddleware, dialects=(elevenlabs_errors.HTTP_ERRORS, cartesia_errors.HTTP_ERRORS)
     )
+    app.add_middleware(
+        AccessLogMiddleware
+    )  # one line per request, with the ids and the dialect-shaped refusal
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(HttpMetricsMiddleware)  # sees every answer, the middlewares' own refusals too
     # A flooding key's reconnects, and the native socket's handshakes from an address throttled for wrong keys, are

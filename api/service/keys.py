@@ -94,6 +94,7 @@ async def own_key(request: Request) -> dict[str, Any]:
         grant = await access.grant(request.headers, request.client.host if request.client else None, None)
     except ServiceError as exc:
         raise ApiError.from_service(exc) from None
+    request.scope.setdefault("state", {})["key_id"] = grant.key_id
     try:
         admin = KeyAdmin.of(access)
         view = await admin.get(grant.key_id) if admin is not None else KeyView.of(grant.key)
