@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.access_log import AccessLogMiddleware
 from api.cors import install_cors
 from api.deps import Services, check_upload_credentials
 from api.errors import install_error_handlers
@@ -23,13 +24,14 @@ from api.protocols.elevenlabs import errors as elevenlabs_errors
 from api.protocols.elevenlabs import pronunciation as elevenlabs_pronunciation
 from api.protocols.elevenlabs import routes as elevenlabs_http
 from api.protocols.elevenlabs import socket as elevenlabs_socket
+from api.protocols.elevenlabs import subscription as elevenlabs_subscription
 from api.protocols.elevenlabs import voices as elevenlabs_voices
 from api.protocols.http_errors import DialectErrorsMiddleware
 from api.protocols.native import jobs, normalize, voice_pinning, voices
 from api.protocols.native import routes as tts
 from api.protocols.native import socket as ws
 from api.protocols.openai import routes as openai_compat
-from api.service import debug, health, playground
+from api.service import debug, health, keys, playground
 from api.socket_guard import CoolingGate
 from core.clone import MAX_REFERENCE_BYTES
 from services.access import AccessServices
@@ -212,6 +214,7 @@ def create_app(
         normalize.router,
         openai_compat.router,
         debug.router,
+        keys.router,
         voice_pinning.router,
         voices.router,
         ws.router,
@@ -221,6 +224,7 @@ def create_app(
         elevenlabs_voices.router,
         elevenlabs_dialogue.router,
         elevenlabs_pronunciation.router,
+        elevenlabs_subscription.router,
         cartesia_socket.router,
         cartesia_http.router,
     ):
@@ -255,6 +259,9 @@ def create_app(
     app.add_middleware(
         DialectErrorsMiddleware, dialects=(elevenlabs_errors.HTTP_ERRORS, cartesia_errors.HTTP_ERRORS)
     )
+    app.add_middleware(
+        AccessLogMiddleware
+    )  # one line per request, with the ids and the dialect-shaped refusal
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(HttpMetricsMiddleware)  # sees every answer, the middlewares' own refusals too
     # A flooding key's reconnects, and the native socket's handshakes from an address throttled for wrong keys, are

@@ -114,6 +114,7 @@ async def _grant(request: Request) -> AccessGrant:
     except ServiceError as exc:
         raise ApiError.from_service(exc) from None
     grant.request_id = state.get("request_id")
+    state["key_id"] = grant.key_id  # for the request's access-log line (api/access_log.py)
     return grant
 
 
@@ -206,9 +207,10 @@ async def check_upload_credentials(scope: Scope) -> None:
         return
     address = connection.client.host if connection.client else None
     try:
-        await services_of(connection).access.authenticate(connection.headers, address)
+        record = await services_of(connection).access.authenticate(connection.headers, address)
     except ServiceError as exc:
         raise ApiError.from_service(exc) from None
+    scope.setdefault("state", {})["key_id"] = record.key_id  # the access-log line names the key
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ApiError, error_envelope
-from shared.logging import request_id_var
+from shared.logging import client_request_id_var, request_id_var
 from shared.settings import APP_VERSION
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -46,6 +46,7 @@ class RequestIdMiddleware:
         state["client_request_id"] = client_id
         state["received_at"] = time.perf_counter()
         token = request_id_var.set(request_id)
+        client_token = client_request_id_var.set(client_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -64,6 +65,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             request_id_var.reset(token)
+            client_request_id_var.reset(client_token)
 
 
 class BodySizeLimitMiddleware:

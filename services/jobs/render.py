@@ -33,6 +33,7 @@ from services.keys.records import ApiKeyRecord
 from services.pipeline.speech import SpeechRequest, SpeechService
 from services.pipeline.synthesis import SamplingOptions
 from services.usage.accounting import RequestAccounting
+from shared.logging import request_id_var
 
 # PCM is encoded to the chapter's format in blocks of this many samples (bounded memory for long chapters).
 ENCODE_BLOCK = 1 << 18
@@ -120,6 +121,7 @@ async def render_chapter(
     `progress` is told the audio seconds written so far, at each block (the runner's heartbeat stores it)."""
     started = time.perf_counter()
     request_id = f"job-{job.id}-{chapter.index}-{uuid.uuid4().hex[:8]}"
+    request_id_var.set(request_id)  # the attempt's own task (jobs/runner.py): every log line of it carries the id
     grant = AccessGrant(key=key, services=access, request_id=request_id)
     try:
         opened = await speech.open(

@@ -22,9 +22,9 @@ import os
 import shutil
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from services.errors import ServiceError, status_of
 from services.jobs.records import JobRecord
@@ -310,11 +310,12 @@ async def run_job(job: JobRecord, runner: JobRunner) -> None:
     logger.info("job done", extra={"job_id": job.id, "chapters": len(job.chapters)})
 
 
-async def _with_retries(render: Callable[[], Awaitable[RenderedChapter]]) -> RenderedChapter:
+async def _with_retries(render: Callable[[], Coroutine[Any, Any, RenderedChapter]]) -> RenderedChapter:
     failures = 0
     while True:
         try:
-            return await render()
+            # Each attempt in a task of its own: the request id it sets for its log lines ends with it.
+            return await asyncio.create_task(render())
         except ServiceError as exc:
             if exc.code in WAIT_CODES:
                 await asyncio.sleep(min(MAX_WAIT_S, float(exc.retry_after or 1)))

@@ -1,4 +1,8 @@
-"""Where key records live: a static list (settings or file), PostgreSQL (`api_keys`) or Supabase."""
+"""Where key records live: a static list (settings or file), PostgreSQL (`api_keys`) or Supabase.
+
+Longer than 500 lines because each of the three stores keeps its whole contract here side by side: lookups, the
+credit journal, and administration (services/access/key_admin.py) over the same table or file.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import json
 import logging
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +32,10 @@ from services.keys.records import (
 from shared.settings import Settings
 
 logger = logging.getLogger("services.access")
+# What administration may change on a key (never its id or hash).
+ADMIN_COLUMNS = frozenset(
+    {"owner", "status", "expires_at", "rate_limit_per_minute", "max_concurrent", "credit_balance"}
+)
 SETTLED_KEPT = 10_000  # the in-memory journal remembers this many settled request ids
 
 
@@ -138,6 +146,26 @@ class KeyStore(ABC):
             self._settled: dict[str, None] = {}
         return self._settled
 
+    # --- administration (services/keys/admin.py): create, list, change and top up keys. The static store keeps its
+    # changes in memory (and in its key file, when it has one); the database stores in `api_keys`.
+
+    @abstractmethod
+    async def insert_key(self, record: ApiKeyRecord) -> None: ...
+
+    @abstractmethod
+    async def list_keys(self) -> list[ApiKeyRecord]: ...
+
+    async def get_key(self, key_id: str) -> ApiKeyRecord | None:
+        return next((r for r in await self.list_keys() if r.key_id == key_id), None)
+
+    @abstractmethod
+    async def update_key(self, key_id: str, changes: Mapping[str, Any]) -> ApiKeyRecord | None:
+        """Set the columns in `changes` (ADMIN_COLUMNS); None when no key has that id."""
+
+    async def top_up(self, key_id: str, amount: int) -> int | None:
+        """Add `amount` credits to a key with a balance; returns the new balance (None: unlimited or unknown)."""
+        return await self.refund_credits(key_id, amount)
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         pass
 
@@ -151,6 +179,9 @@ class StaticKeyStore(KeyStore):
     name = "static"
 
     def __init__(self, records: Iterable[ApiKeyRecord] = ()) -> None:
+        self.path: Path | None = (
+            None  # the key file, when the records came from one (administration writes it)
+        )
         self._by_hash: dict[str, ApiKeyRecord] = {}
         self._hash_by_id: dict[str, str] = {}
         for record in records:
@@ -176,6 +207,37 @@ class StaticKeyStore(KeyStore):
         self._by_hash[key_hash] = replace(self._by_hash[key_hash], status=status)
         return True
 
+    async def insert_key(self, record: ApiKeyRecord) -> None:
+        if record.key_id in self._hash_by_id:
+            raise ValueError(f"duplicate key_id {record.key_id}")
+        self.add(record)
+        self._save()
+
+    async def list_keys(self) -> list[ApiKeyRecord]:
+        return list(self._by_hash.values())
+
+    async def update_key(self, key_id: str, changes: Mapping[str, Any]) -> ApiKeyRecord | None:
+        key_hash = self._hash_by_id.get(key_id)
+        if key_hash is None:
+            return None
+        self._by_hash[key_hash] = replace(self._by_hash[key_hash], **changes)
+        self._save()
+        return self._by_hash[key_hash]
+
+    async def top_up(self, key_id: str, amount: int) -> int | None:
+        balance = await self.refund_credits(key_id, amount)
+        self._save()
+        return balance
+
+    def _save(self) -> None:
+        """Write the records back to the key file this store was read from (hashes only, atomically)."""
+        if self.path is None:
+            return
+        rows = [{c: _json_value(getattr(r, c)) for c in RECORD_COLUMNS} for r in self._by_hash.values()]
+        part = self.path.with_name(self.path.name + ".part")
+        part.write_text(json.dumps({"keys": rows}, indent=2) + "\n", encoding="utf-8")
+        part.replace(self.path)
+
     @classmethod
     def from_plain_keys(cls, keys: Iterable[str], owner: str = "static") -> StaticKeyStore:
         store = cls()
@@ -191,7 +253,9 @@ class StaticKeyStore(KeyStore):
         entries = data.get("keys", []) if isinstance(data, dict) else data
         if not isinstance(entries, list):
             raise ValueError(f"{path}: expected a list of key records or {{'keys': [...]}}")
-        return cls(ApiKeyRecord.from_mapping(entry) for entry in entries)
+        store = cls(ApiKeyRecord.from_mapping(entry) for entry in entries)
+        store.path = Path(path)
+        return store
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StaticKeyStore:
@@ -376,13 +440,41 @@ class PostgresKeyStore(KeyStore):
             credit_balance=credit_balance,
             created_at=utcnow(),
         )
+        await self.insert_key(record)
+        logger.info("api key created", extra={"key_id": record.key_id})
+        return raw, record
+
+    async def insert_key(self, record: ApiKeyRecord) -> None:
         await self._run(
             "execute",
             f"INSERT INTO api_keys ({', '.join(RECORD_COLUMNS)}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             *(getattr(record, c) for c in RECORD_COLUMNS),
+            idempotent=False,
         )
-        logger.info("api key created", extra={"key_id": record.key_id})
-        return raw, record
+
+    async def list_keys(self) -> list[ApiKeyRecord]:
+        rows = await self._run(
+            "fetch", f"SELECT {', '.join(RECORD_COLUMNS)} FROM api_keys ORDER BY created_at"
+        )
+        return [ApiKeyRecord.from_mapping(dict(r)) for r in rows]
+
+    async def get_key(self, key_id: str) -> ApiKeyRecord | None:
+        row = await self._run(
+            "fetchrow", f"SELECT {', '.join(RECORD_COLUMNS)} FROM api_keys WHERE key_id = $1", key_id
+        )
+        return None if row is None else ApiKeyRecord.from_mapping(dict(row))
+
+    async def update_key(self, key_id: str, changes: Mapping[str, Any]) -> ApiKeyRecord | None:
+        columns = [c for c in changes if c in ADMIN_COLUMNS]  # names from a fixed list, never from a request
+        sets = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(columns))
+        row = await self._run(
+            "fetchrow",
+            f"UPDATE api_keys SET {sets}{', ' if sets else ''}updated_at = now() WHERE key_id = $1 "
+            f"RETURNING {', '.join(RECORD_COLUMNS)}",
+            key_id,
+            *(changes[c] for c in columns),
+        )
+        return None if row is None else ApiKeyRecord.from_mapping(dict(row))
 
     async def set_status(self, key_id: str, status: KeyStatus) -> bool:
         result = await self._run(
@@ -469,3 +561,36 @@ class SupabaseKeyStore(KeyStore):
             {"p_request_id": request_id, "p_key_id": key_id, "p_charged": charged, "p_outage": outage},
         )
         return Settled(int(rows[0]["o_charged"]), int(rows[0]["o_refund"])) if rows else Settled(0, 0)
+
+    async def insert_key(self, record: ApiKeyRecord) -> None:
+        row = {c: _json_value(getattr(record, c)) for c in RECORD_COLUMNS}
+        await self._call(lambda: self._client.table("api_keys").insert(row).execute())
+
+    async def list_keys(self) -> list[ApiKeyRecord]:
+        response = await self._call(
+            lambda: (
+                self._client.table("api_keys").select(",".join(RECORD_COLUMNS)).order("created_at").execute()
+            )
+        )
+        return [ApiKeyRecord.from_mapping(r) for r in response.data or []]
+
+    async def get_key(self, key_id: str) -> ApiKeyRecord | None:
+        response = await self._call(
+            lambda: (
+                self._client.table("api_keys").select(",".join(RECORD_COLUMNS)).eq("key_id", key_id).execute()
+            )
+        )
+        return ApiKeyRecord.from_mapping(response.data[0]) if response.data else None
+
+    async def update_key(self, key_id: str, changes: Mapping[str, Any]) -> ApiKeyRecord | None:
+        row = {c: _json_value(v) for c, v in changes.items() if c in ADMIN_COLUMNS}
+        row["updated_at"] = utcnow().isoformat()
+        response = await self._call(
+            lambda: self._client.table("api_keys").update(row).eq("key_id", key_id).execute()
+        )
+        return ApiKeyRecord.from_mapping(response.data[0]) if response.data else None
+
+
+def _json_value(value: Any) -> Any:
+    """A record field as JSON carries it (a key file, a PostgREST body): times in ISO 8601."""
+    return value.isoformat() if isinstance(value, datetime) else value

@@ -14,10 +14,10 @@ class DeploymentSettings(_Group):
 
     host: str = Field(
         "0.0.0.0",
-        description="Address scripts/serve binds: 0.0.0.0, except 127.0.0.1 when it switches "
-        "auth off itself (demo model, no keys) and TTS_HOST is unset.",
+        description="Address the launch command (python -m api.launch) binds: 0.0.0.0, except 127.0.0.1 "
+        "when scripts/serve switches auth off itself (demo model, no keys) and TTS_HOST is unset.",
     )
-    port: int = Field(8000, description="Port scripts/serve binds.")
+    port: int = Field(8000, description="Port the launch command (python -m api.launch) binds.")
     log_level: str = Field("INFO", description="Root log level.")
     log_json: bool = Field(True, description="Emit JSON log lines (false: plain text for a terminal).")
     warmup: bool = Field(True, description="Run one generation at start-up before reporting ready.")

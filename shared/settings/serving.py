@@ -176,12 +176,13 @@ class WebSocketSettings(_Group):
     ws_max_message_bytes: int = Field(
         1_000_000,
         ge=1,
-        description="Largest WebSocket message (checked as characters in the app; scripts/serve and "
-        "the images pass the same number to uvicorn's --ws-max-size as bytes); larger: error, then close 1009.",
+        description="Largest WebSocket message (checked as characters in the app; the launch command, "
+        "python -m api.launch, passes the same number to uvicorn's --ws-max-size as bytes); larger: error, then "
+        "close 1009.",
     )
     ws_deflate: bool = Field(
         False,
-        description="scripts/serve: let uvicorn accept WebSocket permessage-deflate (the images never do). "
+        description="Let uvicorn accept WebSocket permessage-deflate (python -m api.launch: scripts/serve and the images). "
         "Compressing base64 audio costs ~1 ms of the event loop per audio second for ~1/3 fewer bytes.",
     )
     ws_messages_per_s: float = Field(

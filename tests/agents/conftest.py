@@ -144,7 +144,7 @@ def _serve(
     with open(log, "wb") as out:
         # The plain app, or with stand-ins injected (bench/standin/serve.py)
         command = (
-            ["-m", "uvicorn", "--factory", "api:create_app", "--no-access-log", "--ws-ping-timeout", "300"]
+            ["-m", "api.launch"]  # the one launch command scripts/serve and the images run
             if standin is None
             else ["-m", "bench.standin.serve", *standin]
         )

@@ -108,8 +108,8 @@ def test_the_cpu_image_installs_and_serves_from_a_fresh_virtualenv(tmp_path: Pat
 
     port = free_port()
     command = entry + replay_command(command, python)  # the entry point wraps the server command
-    command[command.index("0.0.0.0")] = "127.0.0.1"
-    command[command.index("8000")] = str(port)
+    assert command[-2:] == ["-m", "api.launch"], command  # the one launch command (api/launch.py)
+    env = {**env, "TTS_HOST": "127.0.0.1", "TTS_PORT": str(port)}
     log = tmp_path / "server.log"
     with open(log, "wb") as sink:
         process = subprocess.Popen(command, cwd=app_dir, env=env, stdout=sink, stderr=subprocess.STDOUT)

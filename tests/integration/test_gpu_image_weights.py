@@ -107,11 +107,9 @@ def test_the_documented_fetch_fills_the_paths_the_gpu_image_serves_from(
     assert Path(image_env["TTS_MODEL_DIR"], "config.yaml").is_file()
     assert Path(image_env["TTS_SR_DIR"], "g_16kto48k").is_file()
     entry = json.loads(next(rest for word, rest in steps if word == "ENTRYPOINT"))
-    assert entry[:2] == ["python3", "-m"]
+    assert entry == ["python3", "-m", "api.launch"]  # the one launch command (api/launch.py)
     port = free_port()
     argv = [sys.executable, *entry[1:]]
-    argv[argv.index("--port") + 1] = str(port)
-    argv[argv.index("--host") + 1] = "127.0.0.1"
     serve_env = {k: v for k, v in os.environ.items() if not k.startswith(("TTS_", "HF_"))}
     serve_env.update(
         {
@@ -120,6 +118,8 @@ def test_the_documented_fetch_fills_the_paths_the_gpu_image_serves_from(
             "TTS_DEVICE": "cpu",
             "TTS_API_KEYS": "gpu-key",
             "OMP_NUM_THREADS": "1",
+            "TTS_HOST": "127.0.0.1",
+            "TTS_PORT": str(port),
         }
     )
     log = (tmp_path / "serve.log").open("wb")

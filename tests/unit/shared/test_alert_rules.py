@@ -118,19 +118,66 @@ def test_promtool_rule_unit_tests_pass() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_dashboard_is_importable_grafana_json() -> None:
+def test_dashboard_is_grafana_json_with_one_datasource_variable() -> None:
     board = dashboard()
     assert board["schemaVersion"] >= 36
-    assert [i["name"] for i in board["__inputs"]] == ["DS_PROMETHEUS"]
+    # Import placeholders (`__inputs`, `${DS_...}`) are filled only by Grafana's Import dialog, never when a
+    # dashboard is provisioned from a file: the dashboard names its datasource through a variable instead.
+    assert "__inputs" not in board and "${DS_" not in DASHBOARD.read_text()
     assert board["uid"] and board["title"]
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids))
     for panel in board["panels"]:
         if panel["type"] == "row":
             continue
-        assert panel["datasource"]["uid"] == "${DS_PROMETHEUS}", panel["title"]
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
         assert panel["targets"], panel["title"]
-        assert all(t["datasource"]["uid"] == "${DS_PROMETHEUS}" for t in panel["targets"])
+        assert all(t["datasource"]["uid"] == "${datasource}" for t in panel["targets"])
+
+
+def test_the_provisioned_dashboard_resolves_its_datasource() -> None:
+    """Read the files as Grafana's provisioning does at start: the datasources under provisioning/datasources, the
+    dashboard providers under provisioning/dashboards and the dashboard files in a provider's path (where compose
+    mounts dashboard.json); every datasource reference must then resolve to a provisioned datasource."""
+    provisioning = ROOT / "deploy" / "grafana" / "provisioning"
+    datasources = {}
+    for path in sorted((provisioning / "datasources").glob("*.y*ml")):
+        config = yaml.safe_load(path.read_text())
+        assert config["apiVersion"] == 1, path
+        for source in config["datasources"]:
+            assert source.get("uid"), f"{path.name}: {source['name']} has no uid for dashboards to name"
+            datasources[source["uid"]] = source["type"]
+    compose = yaml.safe_load((ROOT / "deploy" / "docker" / "compose.yaml").read_text())
+    mounts = dict(v.split(":")[:2] for v in compose["services"]["grafana"]["volumes"])
+    assert mounts["../grafana/provisioning"] == "/etc/grafana/provisioning"
+    providers = [
+        provider
+        for path in sorted((provisioning / "dashboards").glob("*.y*ml"))
+        for provider in yaml.safe_load(path.read_text())["providers"]
+    ]
+    served = [target for target in mounts.values() if target.endswith(".json")]
+    assert served and all(
+        any(target.startswith(p["options"]["path"].rstrip("/") + "/") for p in providers) for target in served
+    ), "the dashboard is mounted where no provider reads"
+
+    board = dashboard()
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+
+    def resolved(reference: dict) -> str:
+        uid = reference["uid"]
+        if uid.startswith("${"):
+            variable = variables[uid[2:-1]]
+            assert variable["type"] == "datasource" and variable["query"] == reference["type"]
+            uid = variable["current"]["value"]
+        assert datasources.get(uid) == reference["type"], f"{reference} names no provisioned datasource"
+        return uid
+
+    references = [v["datasource"] for v in variables.values() if "datasource" in v]
+    for panel in board["panels"]:
+        if panel["type"] != "row":
+            references += [panel["datasource"], *(t["datasource"] for t in panel["targets"])]
+    assert len(references) > 30
+    assert {resolved(r) for r in references} == {"spark-tts-prometheus"}
 
 
 def test_dashboard_queries_exported_metrics() -> None:
