@@ -121,7 +121,9 @@ async def render_chapter(
     `progress` is told the audio seconds written so far, at each block (the runner's heartbeat stores it)."""
     started = time.perf_counter()
     request_id = f"job-{job.id}-{chapter.index}-{uuid.uuid4().hex[:8]}"
-    request_id_var.set(request_id)  # the attempt's own task (jobs/runner.py): every log line of it carries the id
+    request_id_var.set(
+        request_id
+    )  # the attempt's own task (jobs/runner.py): every log line of it carries the id
     grant = AccessGrant(key=key, services=access, request_id=request_id)
     try:
         opened = await speech.open(
