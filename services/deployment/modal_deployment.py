@@ -23,6 +23,7 @@ from services.deployment.fleet import (
     forked_state,
     parse_forked_allowance,
 )
+from services.deployment.input_gate import InputGate
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -394,7 +395,8 @@ class ContainerLifecycle:
     load: loads and warms the runtime (the engine is built in a worker thread; its requests run on this loop);
     raises unless the runtime ended READY (a failed load or warm-up never serves, and is never snapshotted); for a
     GPU snapshot then puts vLLM to sleep (level 1: no KV cache, weights offloaded).
-    resume: after a restore, fresh randomness and (GPU snapshot) vLLM woken up.
+    resume: the input gate started (`set_slots`: the container's input slots follow admission's headroom,
+    services/deployment/input_gate.py); after a restore, fresh randomness and (GPU snapshot) vLLM woken up.
     web: the FastAPI app around the runtime and the GPU fault detector.
     stop: flush the request log, commit the spool's Volume a last time, close the metrics push (final push, group
     deleted) and shut the engine down (all safe after the app's own lifespan shutdown, which does the same).
@@ -411,8 +413,11 @@ class ContainerLifecycle:
         stop_hook: Callable[[], object] | None = None,
         volume_commit: Callable[[], object] | None = None,
         commit_every_s: float = SPOOL_COMMIT_S,
+        set_slots: Callable[[int], object] | None = None,
     ) -> None:
         self.cfg = cfg
+        self._set_slots = set_slots
+        self.input_gate: InputGate | None = None
         self._volume_commit = volume_commit
         self._commit_every_s = commit_every_s
         self._commit_task: asyncio.Task | None = None
@@ -467,6 +472,14 @@ class ContainerLifecycle:
             logger.info("vLLM asleep for the GPU snapshot")
 
     async def resume(self) -> None:
+        if self._set_slots is not None and self.input_gate is None:
+            # After any restore, on the serving loop: the container's input slots follow admission's headroom.
+            self.input_gate = InputGate(
+                lambda: getattr(self.runtime, "admission", None),
+                self._set_slots,
+                open_slots=self.cfg.max_inputs,
+            )
+            self.input_gate.start()
         if self.cfg.snapshot == "off":
             return
         import random
@@ -514,6 +527,8 @@ class ContainerLifecycle:
     async def stop(self) -> None:
         if self._commit_task is not None:
             self._commit_task.cancel()
+        if self.input_gate is not None:
+            await self.input_gate.stop()
         services = getattr(self.web_app.state, "services", None) if self.web_app is not None else None
         request_log = services.access.request_logger if services is not None else None
         if request_log is not None:
