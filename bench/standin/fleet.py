@@ -1,8 +1,8 @@
 """One replica of a local fleet (the two-replica test and `bench.bench_fleet`): a device that holds a fixed number of
 streams, and the input gate's slot count handed to the local router (`bench.standin.router`) through a file.
 
-- `hold_streams(runtime, n, requests)`: admission's device rules become one, "n other requests are under way: the
-  device is full" (a capacity refusal, as a full GPU's rules give), so a test fills a replica with one stream
+- `hold_streams(runtime, n, requests)`: admission's device rules become one, "n admitted requests are under way:
+  the device is full" (a capacity refusal, as a full GPU's rules give), so a test fills a replica with one stream
   instead of hundreds; `OpenRequests` counts them.
   Keys' shares still apply as in the service (a key within its share is admitted past a full device).
 - `SlotsFile`: what `modal.experimental.set_local_input_concurrency` is in a Modal container, here a number in a
@@ -23,36 +23,38 @@ from services.device.admission import AdmissionDecision
 
 
 class OpenRequests:
-    """POST requests under way in an ASGI app, each from its arrival to its response's last byte: the streams the
-    held device counts (a codec stream ends when its audio is decoded, which on the device stand-in comes long
-    before its listener has it)."""
+    """Streams the held device holds: POST requests it admitted, each until its response's last byte (a codec stream
+    ends when its audio is decoded, which on the device stand-in comes long before its listener has it)."""
 
     def __init__(self) -> None:
-        self.open = 0
-        self._inside: ContextVar[bool] = ContextVar("inside_a_counted_request", default=False)
+        self.admitted = 0
+        self._request: ContextVar[dict[str, bool] | None] = ContextVar("held_request", default=None)
 
-    def others(self) -> int:
-        """Those under way besides the one asking (none is asking outside a request: the input gate's look)."""
-        return self.open - self._inside.get()
+    def admit_this(self) -> None:
+        """Count the request asking now (none is asking outside a request: the input gate's look)."""
+        request = self._request.get()
+        if request is not None and not request["admitted"]:
+            request["admitted"] = True
+            self.admitted += 1
 
     def wrap(self, app: Any) -> Any:
         async def counted(scope: dict[str, Any], receive: Any, send: Any) -> None:
             if scope["type"] != "http" or scope.get("method") != "POST":
                 await app(scope, receive, send)
                 return
-            self.open += 1
-            token = self._inside.set(True)
+            request = {"admitted": False}
+            token = self._request.set(request)
             try:
                 await app(scope, receive, send)
             finally:
-                self._inside.reset(token)
-                self.open -= 1
+                self._request.reset(token)
+                self.admitted -= request["admitted"]
 
         return counted
 
 
 def hold_streams(runtime: Any, streams: int, requests: OpenRequests) -> None:
-    """Make the runtime's admission refuse while `streams` other POST requests are under way, whenever it builds
+    """Make the runtime's admission refuse while `streams` admitted requests are under way, whenever it builds
     one."""
     build = runtime.build_codec_scheduler
 
@@ -63,9 +65,10 @@ def hold_streams(runtime: Any, streams: int, requests: OpenRequests) -> None:
             raise RuntimeError("--hold-streams needs admission on (the device stand-in, or TTS_ADMISSION=on)")
 
         def rules() -> tuple[AdmissionDecision, float | None]:
-            if requests.others() >= streams:
+            if requests.admitted >= streams:
                 reason = f"overloaded: the device stand-in holds {streams} streams"
                 return AdmissionDecision(False, reason, 1, rule="codec_cost"), None
+            requests.admit_this()
             return AdmissionDecision(True, "admitted"), None
 
         admission._rules = rules  # the device's rules only; the key shares and counting stay the service's
