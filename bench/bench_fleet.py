@@ -31,7 +31,16 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from bench.harness import ROOT, Server, free_port, keyed_postgres_env, spawn_server, stop_server, wait_ready
+from bench.harness import (
+    ROOT,
+    Server,
+    free_port,
+    keyed_postgres_env,
+    spawn_server,
+    standin_command,
+    stop_server,
+    wait_ready,
+)
 from bench.standin.fleet import SlotsFile
 from bench.standin.router import REPLICA_HEADER, Replica, create_router
 
@@ -55,23 +64,8 @@ class Mode:
 
 
 def replica_command(slots: Path, hold: int | None) -> Callable[[int], list[str]]:
-    def command(port: int) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "bench.standin.serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--cost-model",
-            str(COST_MODEL),
-            "--slots-file",
-            str(slots),
-            *(["--hold-streams", str(hold)] if hold is not None else []),
-        ]
-
-    return command
+    held = ["--hold-streams", str(hold)] if hold is not None else []
+    return standin_command(COST_MODEL, extra=["--slots-file", str(slots), *held])
 
 
 class RouterThread:

@@ -5,35 +5,21 @@ on a fake scheduler and a virtual clock; the router's adapter (`set_slots`) is a
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from types import SimpleNamespace
 from typing import Any
 
 from services.deployment.input_gate import InputGate
 from services.deployment.modal_deployment import ContainerLifecycle, ModalConfig
 from services.device.admission import Admission
-from services.device.telemetry import SchedulerStats
+from tests.unit.services.device.test_admission_share import _Scheduler as _SharedScheduler
 
 
-class _Scheduler:
-    """What Admission reads; `misses` > 0 is a device already short (rule 1, a capacity rule, refuses)."""
+class _Scheduler(_SharedScheduler):
+    """What Admission reads (test_admission_share's); `misses` > 0 is a device already short (rule 1, a capacity
+    rule, refuses)."""
 
     def __init__(self) -> None:
-        self.active_streams = 4
-        self.misses = 0
-        self.stats = SchedulerStats()
-
-    def busy_ratio(self) -> float:
-        return 0.0
-
-    def recent_misses(self, grace_s: float = 0.0) -> int:
-        return self.misses
-
-    def worst_recent_miss(self, grace_s: float = 0.0) -> float | None:
-        return None
-
-    def streams_by_owner(self) -> Counter[str]:
-        return Counter()
+        super().__init__(clock=None)
 
 
 class _Clock:
