@@ -19,7 +19,8 @@ tell the autoscaler when to add one. The figures are the simulator's at H200 gra
 **State a fleet must share.** With more than one container (`max_containers` > 1) a per-process store forks: each
 container keeps its own copy and callers see whichever their request lands on. `forked_state` names each one and
 the setting that shares it; the container refuses to start on any of them unless TTS_MODAL_FORKED_STATE accepts it
-by name (and then says so in its start-up log).
+by name (and then says so in its start-up log). The failed-login throttles (services/access/authenticator.py) stay
+per container with or without Redis: a client gets TTS_AUTH_FAILURES_PER_MINUTE from each container.
 """
 
 from __future__ import annotations
@@ -78,8 +79,8 @@ def forked_state(settings: Settings) -> list[ForkedState]:
         found.append(
             ForkedState(
                 "limits",
-                "per-key rate and concurrency limits and failed-login throttles without Redis: each container "
-                "counts alone, so a key gets each limit once per container",
+                "per-key rate and concurrency limits without Redis: each container counts alone, so a key gets "
+                "each limit once per container",
                 "set TTS_REDIS_URL",
             )
         )
