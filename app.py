@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("app")
 
+from services.deployment.input_gate import modal_set_slots  # noqa: E402 - input slots follow admission
 from services.deployment.modal_deployment import (  # noqa: E402 - deploy-time config and the container's lifecycle
     JOBS_PATH,
     MODELS_PATH,
@@ -169,7 +170,9 @@ class TTSService:
 
     @modal.enter(snap=SNAPSHOTS)
     def prepare(self) -> None:
-        self.host = ContainerLifecycle(MODAL, app_factory=_create_app, volume_commit=_commit_volumes)
+        self.host = ContainerLifecycle(
+            MODAL, app_factory=_create_app, volume_commit=_commit_volumes, set_slots=modal_set_slots
+        )
         self.host.prepare()
 
     @modal.enter(snap=GPU_SNAPSHOT)

@@ -111,6 +111,10 @@ BENCHES: dict[str, Bench] = {
         "bench_hostile_listeners.py",
         "another key's first audio and health under alias rules and Wyoming attacks",
     ),
+    "fleet": Bench(
+        "bench_fleet.py",
+        "two replicas behind a local router (PostgreSQL, Redis): a stream a full one refuses, served by the other",
+    ),
     "jobs_beside_live": Bench(
         "bench_jobs_beside_live.py",
         "live first audio and underruns beside a long-form job; the job's throughput",

@@ -75,7 +75,9 @@ def app_command(port: int) -> list[str]:
     ]
 
 
-def standin_command(cost_model: Path | str | None = None, fault: str = "") -> Callable[[int], list[str]]:
+def standin_command(
+    cost_model: Path | str | None = None, fault: str = "", extra: Iterable[str] = ()
+) -> Callable[[int], list[str]]:
     def command(port: int) -> list[str]:
         return [
             sys.executable,
@@ -87,6 +89,7 @@ def standin_command(cost_model: Path | str | None = None, fault: str = "") -> Ca
             str(port),
             *(["--cost-model", str(cost_model)] if cost_model else []),
             *(["--fault", fault] if fault else []),
+            *extra,
         ]
 
     return command

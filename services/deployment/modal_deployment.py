@@ -16,6 +16,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from services.deployment.fleet import (
+    MAX_INPUTS,
+    TARGET_INPUTS,
+    engine_seqs_for,
+    forked_state,
+    parse_forked_allowance,
+)
+from services.deployment.input_gate import InputGate
+
 if TYPE_CHECKING:
     from shared.settings import Settings
 
@@ -102,16 +111,25 @@ class ModalConfig:
         "characters/s when it would allow longer texts.",
     )
     startup_timeout: int = _knob(1200, "Seconds for model load + vLLM compile + warm-up.")
-    # Inputs (an HTTP request or a WebSocket connection each) per container. Admission, not this cap, decides how many
-    # streams one GPU carries (it refuses past the measured headroom), so the cap only bounds what the engine and one
-    # API process hold: 128 requests x 2 generations (a long text prefetches its next chunk's) = TTS_MAX_NUM_SEQS
-    # (256). The target is where Modal adds a container: under what the H100 model holds at steady load before
-    # admission starts refusing (~100 concurrent 16 kHz streams at the measured LLM cost, bench/sim/alerts.py), so
-    # containers are added before callers get 503s.
+    # Inputs (an HTTP request or a WebSocket connection each) per container, sized from what one GPU holds
+    # (services/deployment/fleet.py has the figures): the cap lets one container take the per-GPU goal (250 streams
+    # open at once in a burst) so admission, not the cap, decides; the target is where the autoscaler adds one.
     max_inputs: int = _knob(
-        128, "Concurrent requests per container (hard cap; a WebSocket connection is one, idle or not)."
+        MAX_INPUTS,
+        "Concurrent requests per container (hard cap; a WebSocket connection is one, idle or not): at least "
+        "the per-GPU goal of 250 streams, so admission decides what one GPU carries. The container sets "
+        "TTS_MAX_NUM_SEQS to twice this unless it is set.",
     )
-    target_inputs: int = _knob(64, "Concurrency the autoscaler aims for before adding containers.")
+    target_inputs: int = _knob(
+        TARGET_INPUTS,
+        "Concurrency the autoscaler aims for before adding containers: above the ~100 streams one GPU plays "
+        "at steady load, half the cap so a burst fits while a container starts.",
+    )
+    forked_state: tuple[str, ...] = _knob(
+        (),
+        "With TTS_MODAL_MAX_CONTAINERS > 1, the per-container stores accepted to fork (comma list of credits, "
+        "limits, jobs, continuity); any other the settings leave per container refuses the start.",
+    )
     snapshot: str = _knob("off", "Memory snapshots: off, cpu or gpu (alpha; deploy/RUNBOOK.md).")
     volume: str = _knob(
         "veena3-models",
@@ -138,6 +156,10 @@ class ModalConfig:
             raise DeploymentConfigError(
                 f"TTS_MODAL_TARGET_INPUTS={self.target_inputs} exceeds TTS_MODAL_MAX_INPUTS={self.max_inputs}"
             )
+        try:
+            parse_forked_allowance(self.forked_state)
+        except ValueError as exc:
+            raise DeploymentConfigError(str(exc)) from None
         if self.snapshot not in SNAPSHOT_MODES:
             raise DeploymentConfigError(
                 f"TTS_MODAL_SNAPSHOT={self.snapshot!r}; accepted: {', '.join(SNAPSHOT_MODES)}"
@@ -181,6 +203,7 @@ class ModalConfig:
             startup_timeout=_env_int(env, "TTS_MODAL_STARTUP_TIMEOUT", d.startup_timeout, 1, 86_400),
             max_inputs=_env_int(env, "TTS_MODAL_MAX_INPUTS", d.max_inputs, 1),
             target_inputs=_env_int(env, "TTS_MODAL_TARGET_INPUTS", d.target_inputs, 1),
+            forked_state=tuple(n.lower() for n in _env_list(env, "TTS_MODAL_FORKED_STATE", "")),
             snapshot=_env_str(env, "TTS_MODAL_SNAPSHOT", d.snapshot).lower(),
             volume=_env_str(env, "TTS_MODAL_VOLUME", d.volume),
             secrets=_env_list(env, "TTS_MODAL_SECRETS", ",".join(d.secrets)),
@@ -205,6 +228,7 @@ class ModalConfig:
             "TTS_MODAL_STARTUP_TIMEOUT": str(self.startup_timeout),
             "TTS_MODAL_MAX_INPUTS": str(self.max_inputs),
             "TTS_MODAL_TARGET_INPUTS": str(self.target_inputs),
+            "TTS_MODAL_FORKED_STATE": ",".join(self.forked_state),
             "TTS_MODAL_SNAPSHOT": self.snapshot,
             "TTS_MODAL_VOLUME": self.volume,
             "TTS_MODAL_SECRETS": ",".join(self.secrets),
@@ -279,6 +303,42 @@ def check_container_settings(settings: Settings) -> None:
         )
 
 
+def check_engine_room(settings: Settings, cfg: ModalConfig) -> None:
+    """Refuse an engine that cannot run what one full container holds: past max_num_seqs vLLM queues requests, and
+    a queued stream runs dry while admission counts it as served."""
+    need = engine_seqs_for(cfg.max_inputs)
+    if settings.llm.max_num_seqs < need:
+        raise DeploymentConfigError(
+            f"TTS_MAX_NUM_SEQS={settings.llm.max_num_seqs} is below what one container holds: "
+            f"TTS_MODAL_MAX_INPUTS={cfg.max_inputs} requests x 2 generations each = {need}. Set TTS_MAX_NUM_SEQS to "
+            f"{need} or more (or remove it: the container then sets {need}), or lower TTS_MODAL_MAX_INPUTS."
+        )
+
+
+def check_fleet_state(settings: Settings, cfg: ModalConfig) -> None:
+    """With more than one container possible, refuse per-container stores that would fork (fleet.py), unless
+    TTS_MODAL_FORKED_STATE accepts each by name; what is accepted is logged at start."""
+    if cfg.max_containers <= 1:
+        return
+    allowed = parse_forked_allowance(cfg.forked_state)
+    forks = forked_state(settings)
+    refused = [f for f in forks if f.name not in allowed]
+    if refused:
+        lines = "; ".join(f"{f.name}: {f.what} (fix: {f.fix})" for f in refused)
+        raise DeploymentConfigError(
+            f"TTS_MODAL_MAX_CONTAINERS={cfg.max_containers} runs several containers, and these settings keep state "
+            f"per container that would fork between them: {lines}. Or run one container "
+            "(TTS_MODAL_MAX_CONTAINERS=1), or accept the fork by name in TTS_MODAL_FORKED_STATE="
+            f"{','.join(f.name for f in refused)}."
+        )
+    for fork in forks:
+        logger.warning(
+            "forked state accepted by TTS_MODAL_FORKED_STATE: %s",
+            fork.what,
+            extra={"forked_state": fork.name, "fix": fork.fix, "max_containers": cfg.max_containers},
+        )
+
+
 def container_settings(cfg: ModalConfig) -> Settings:
     """The service's Settings inside the container: volume paths, vLLM on CUDA, unless TTS_* says otherwise."""
     from shared.settings import Settings
@@ -304,7 +364,12 @@ def container_settings(cfg: ModalConfig) -> Settings:
             "cloning still works); set TTS_DATABASE_URL or TTS_SUPABASE_URL/KEY to keep them"
         )
         settings = settings.model_copy(update={"voice_store": "none"})
+    if not _env_is_set(env, "max_num_seqs"):
+        # Every input of a full container may run its generations at once (services/deployment/fleet.py).
+        settings = settings.model_copy(update={"max_num_seqs": engine_seqs_for(cfg.max_inputs)})
     check_container_settings(settings)
+    check_engine_room(settings, cfg)
+    check_fleet_state(settings, cfg)
     longest = cfg.timeout * MIN_CHARS_PER_SECOND
     if settings.limits.max_text_chars > longest:
         logger.warning(
@@ -330,7 +395,8 @@ class ContainerLifecycle:
     load: loads and warms the runtime (the engine is built in a worker thread; its requests run on this loop);
     raises unless the runtime ended READY (a failed load or warm-up never serves, and is never snapshotted); for a
     GPU snapshot then puts vLLM to sleep (level 1: no KV cache, weights offloaded).
-    resume: after a restore, fresh randomness and (GPU snapshot) vLLM woken up.
+    resume: the input gate started (`set_slots`: the container's input slots follow admission's headroom,
+    services/deployment/input_gate.py); after a restore, fresh randomness and (GPU snapshot) vLLM woken up.
     web: the FastAPI app around the runtime and the GPU fault detector.
     stop: flush the request log, commit the spool's Volume a last time, close the metrics push (final push, group
     deleted) and shut the engine down (all safe after the app's own lifespan shutdown, which does the same).
@@ -347,8 +413,11 @@ class ContainerLifecycle:
         stop_hook: Callable[[], object] | None = None,
         volume_commit: Callable[[], object] | None = None,
         commit_every_s: float = SPOOL_COMMIT_S,
+        set_slots: Callable[[int], object] | None = None,
     ) -> None:
         self.cfg = cfg
+        self._set_slots = set_slots
+        self.input_gate: InputGate | None = None
         self._volume_commit = volume_commit
         self._commit_every_s = commit_every_s
         self._commit_task: asyncio.Task | None = None
@@ -403,6 +472,14 @@ class ContainerLifecycle:
             logger.info("vLLM asleep for the GPU snapshot")
 
     async def resume(self) -> None:
+        if self._set_slots is not None and self.input_gate is None:
+            # After any restore, on the serving loop: the container's input slots follow admission's headroom.
+            self.input_gate = InputGate(
+                lambda: getattr(self.runtime, "admission", None),
+                self._set_slots,
+                open_slots=self.cfg.max_inputs,
+            )
+            self.input_gate.start()
         if self.cfg.snapshot == "off":
             return
         import random
@@ -450,6 +527,8 @@ class ContainerLifecycle:
     async def stop(self) -> None:
         if self._commit_task is not None:
             self._commit_task.cancel()
+        if self.input_gate is not None:
+            await self.input_gate.stop()
         services = getattr(self.web_app.state, "services", None) if self.web_app is not None else None
         request_log = services.access.request_logger if services is not None else None
         if request_log is not None:

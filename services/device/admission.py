@@ -288,6 +288,17 @@ class Admission:
                     return self._settle(decision, waited, key)
                 await self.sleep(wait)
 
+    def has_headroom(self) -> bool:
+        """Whether the device's rules would admit one more stream now (no key's share read, nothing counted): what a
+        container's input gate reads to take inputs again (services/deployment/input_gate.py)."""
+        remembered = (
+            self._last_miss_refusal
+        )  # a look, not a refusal: spacing's memory of misses stays as it was
+        try:
+            return self._rules()[0].admit
+        finally:
+            self._last_miss_refusal = remembered
+
     def _queue(self) -> asyncio.Lock:
         """The waiters' queue on the running loop (a lock is bound to one loop; tests run each case on its own)."""
         loop = asyncio.get_running_loop()

@@ -52,9 +52,11 @@ def modal_env(monkeypatch: pytest.MonkeyPatch, demo_model_dir: Path) -> pytest.M
     return monkeypatch
 
 
-def _local_app() -> Any:
+def _local_app(monkeypatch: pytest.MonkeyPatch) -> Any:
     import app as modal_app
 
+    # One container: a fleet would refuse these per-container stores (services/deployment/fleet.py).
+    monkeypatch.setattr(modal_app, "MODAL", modal_app.ModalConfig(max_containers=1, min_containers=1))
     return modal_app.TTSService().web.local()
 
 
@@ -72,7 +74,7 @@ def _wait_ready(client: TestClient) -> None:
 
 @pytest.fixture
 def client(modal_env: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    with TestClient(_local_app()) as test_client:
+    with TestClient(_local_app(modal_env)) as test_client:
         _wait_ready(test_client)
         yield test_client
 
@@ -87,7 +89,7 @@ def test_local_modal_class_refuses_to_run_without_auth(modal_env: pytest.MonkeyP
     from services.deployment.modal_deployment import DeploymentConfigError
 
     with pytest.raises(DeploymentConfigError, match="TTS_AUTH_ENABLED=false is refused"):
-        _local_app()
+        _local_app(modal_env)
 
 
 def test_streams_a_wav_through_the_modal_class(client: TestClient) -> None:

@@ -59,6 +59,6 @@ def test_the_modal_container_sets_them_in_prepare(
             monkeypatch.delenv(key)
     monkeypatch.setenv("TTS_API_KEYS", "k1")
     ContainerLifecycle(
-        ModalConfig(), stop_hook=lambda: None
+        ModalConfig(max_containers=1), stop_hook=lambda: None
     ).prepare()  # the real ModelRuntime, nothing loaded
     assert model_numerics() == OFF
