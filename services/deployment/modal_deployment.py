@@ -3,6 +3,8 @@ container's service settings and the checks that refuse unsafe ones, and `Contai
 does in its container (prepare, load, resume, web, stop) so it can be tested locally. app.py wires these to Modal.
 
 Standard library only at top level: `import app` must work anywhere (no torch), and app.py imports this module.
+Longer than 500 lines because the deploy-time knobs, the checks that refuse them and the container's lifecycle read
+the same settings and are tested together as what app.py wires.
 """
 
 from __future__ import annotations
