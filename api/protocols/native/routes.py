@@ -4,8 +4,7 @@ recording to clone); `respond` is every HTTP route's adapter."""
 from __future__ import annotations
 
 import difflib
-import logging
-import time
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -19,10 +18,9 @@ from api.form_body import FormAsJsonRoute
 from api.protocols.native.schemas import IgnoredFields, TTSGenerateRequest
 from api.timed_delivery import complete_json
 from services.access import AccessGrant
-from services.pipeline.speech import OpenedSpeech, SpeechRequest, SpeechService
-from services.usage.accounting import RequestAccounting
+from services.access.entrance import AccountedSpeech, open_accounted
+from services.pipeline.speech import SpeechRequest, SpeechService
 
-logger = logging.getLogger("api.tts")
 router = APIRouter(tags=["tts"], route_class=FormAsJsonRoute)
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -51,23 +49,22 @@ def normalized_text_headers(text: str) -> dict[str, str]:
     return headers
 
 
-def _response_headers(
-    opened: OpenedSpeech, speech: SpeechRequest, grant: AccessGrant, model_version: str
-) -> dict[str, str]:
-    plan = opened.plan
+def response_headers(accounted: AccountedSpeech) -> dict[str, str]:
+    """What every HTTP answer says about its job: format, rate, chunking, the voice, any wake, the grant's limits."""
+    job, asked = accounted.job, accounted.job.request
     return {
-        "X-Model-Version": model_version,
-        "X-Format": speech.audio_format,
-        "X-Sample-Rate": str(speech.sample_rate),
-        "X-Stream": "true" if speech.stream else "false",
-        "X-Text-Chunked": "true" if plan.chunked else "false",
-        "X-Chunking-Enabled": "true" if speech.chunking else "false",
-        **(normalized_text_headers(plan.text) if speech.normalize_verbose else {}),
-        "X-SR-Applied": "true" if opened.job.sr_applied else "false",
-        "X-Voice": opened.voice.id,
+        "X-Model-Version": job.resources.model_version,
+        "X-Format": asked.audio_format,
+        "X-Sample-Rate": str(asked.sample_rate),
+        "X-Stream": "true" if asked.stream else "false",
+        "X-Text-Chunked": "true" if accounted.plan.chunked else "false",
+        "X-Chunking-Enabled": "true" if asked.chunking else "false",
+        **(normalized_text_headers(accounted.plan.text) if asked.normalize_verbose else {}),
+        "X-SR-Applied": "true" if job.sr_applied else "false",
+        "X-Voice": accounted.voice.id,
         # Only the requests that waited for the device to wake from idle sleep (TTS_IDLE_SLEEP_S): how long.
-        **({"X-Wake-Ms": str(round(opened.wake_ms))} if opened.wake_ms is not None else {}),
-        **grant.headers,
+        **({"X-Wake-Ms": str(round(wake))} if (wake := accounted.opened.wake_ms) is not None else {}),
+        **accounted.grant.headers,
     }
 
 
@@ -83,58 +80,26 @@ async def respond(
     framing: Framing | None = None,
     how_to_stream: str | None = None,
 ) -> Response:
-    """Open the job through the speech service, account for it, and answer (streamed, SSE or complete).
+    """Open the job accounted (services/access/entrance.py) and answer: streamed, SSE or complete.
     `timed` / `framing`: a dialect's own shape of a complete answer with timestamps / of a streamed one.
     `how_to_stream`: how this route's client asks for a stream; given, a complete answer longer than
     TTS_MAX_UNSTREAMED_CHARS is refused, naming it."""
-    settings = service.settings
-    received_at = request.scope.get("state", {}).get("received_at", time.perf_counter())
-    try:
-        opening = service.open(
-            speech,
-            request_id=request.scope["state"]["request_id"],
-            reserve_credits=grant.check_credits,
-            buffered=not (speech.stream or sse),
-            how_to_stream=how_to_stream,
-            key_id=grant.key_id,
-            check_balance=grant.check_balance,
-        )
-        # A per-request reference is encoded while opening: a client that hangs up meanwhile frees its encoder slot.
-        opened = await (
-            until_client_leaves(request.receive, opening) if speech.reference_audio is not None else opening
-        )
-    except BaseException:
-        await grant.abandon()  # refused before any audio work: give back the slot and the credits
-        raise
-    job = opened.job
-    accounting = RequestAccounting(
-        job, transport="http", clock_origin=received_at, settle=grant.settle, begin=grant.begin
+    accounted = await open_accounted(
+        service,
+        speech,
+        grant,
+        request_id=request.scope["state"]["request_id"],
+        transport="http",
+        clock_origin=request.scope["state"].get("received_at"),
+        buffered=not (speech.stream or sse),
+        how_to_stream=how_to_stream,
+        watch=partial(until_client_leaves, request.receive),  # a hang-up frees a reference's encoder slot
     )
-    grant.attach(accounting)
-    accounting.started(text_length=len(speech.text), key_id=grant.key_id)
-    if speech.normalize_verbose:
-        # Opted in by the client: the only place the service logs (normalised) request text.
-        logger.debug(
-            "normalized_text",
-            extra={
-                "event": "normalized_text",
-                "normalized": opened.plan.text,
-                "text_chunks": len(opened.plan.chunks),
-            },
-        )
-    delivery = Delivery(
-        job,
-        accounting,
-        headers=_response_headers(opened, speech, grant, job.resources.model_version),
-        stall_timeout_s=settings.stream.send_stall_timeout_s,
-        realtime_pacing=settings.stream.realtime_pacing,
-        gpu_faults=service.gpu_faults,
-        max_buffered_bytes=settings.limits.max_buffered_audio_mb * 2**20,
-    )
-    if speech.stream or sse:
+    delivery, asked = Delivery.of(accounted, service, response_headers(accounted)), accounted.job.request
+    if asked.stream or sse:
         return await delivery.streaming_response(request.receive, sse=sse, framing=framing)
-    if timed is None and speech.timestamps:
-        timed = complete_json(speech.timestamps, captions)
+    if timed is None and asked.timestamps:
+        timed = complete_json(asked.timestamps, captions)
     return await delivery.complete_response(request.receive, timed=timed)
 
 
