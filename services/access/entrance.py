@@ -31,6 +31,17 @@ Watch = Callable[["Awaitable[OpenedSpeech]"], "Awaitable[OpenedSpeech]"]
 
 
 @dataclass(frozen=True)
+class Arrival:
+    """How a request came in: its id, its transport, when it was accepted (perf_counter; None: when it opens) and
+    how its opening stops when nobody waits any more (`watch`)."""
+
+    request_id: str
+    transport: Transport
+    clock_origin: float | None = None
+    watch: Watch | None = None
+
+
+@dataclass(frozen=True)
 class AccountedSpeech:
     """A planned, paid-for, accounted job not yet running, with the grant that pays for it."""
 
@@ -55,36 +66,32 @@ async def open_accounted(
     service: SpeechService,
     speech: SpeechRequest,
     grant: AccessGrant,
+    arrival: Arrival,
     *,
-    request_id: str,
-    transport: Transport,
-    clock_origin: float | None = None,
     buffered: bool = False,
     how_to_stream: str | None = None,
-    watch: Watch | None = None,
     first: Callable[[], Awaitable[None]] | None = None,
     **fields: Any,
 ) -> AccountedSpeech:
-    """Open `speech` paid by `grant` and account for it from `clock_origin` (perf_counter; None: now).
-    `watch`: how a per-request reference's encode (seconds, holding an encoder slot) stops when its client leaves;
-    the plain opening runs without it (a task per request costs first audio). `fields`: extra fields of the
+    """Open `speech` paid by `grant` and account for it from the arrival's clock origin. The arrival's `watch` runs
+    only an opening that encodes a per-request reference (seconds, holding an encoder slot): a client that leaves
+    frees it; a plain opening runs without (a task per request costs first audio). `fields`: extra fields of the
     request's first log line (a job's id and chapter). `first`: the caller's own checks, run before the opening and
     refused as it is (a voice design's room in the library)."""
-    origin = time.perf_counter() if clock_origin is None else clock_origin
+    origin = time.perf_counter() if arrival.clock_origin is None else arrival.clock_origin
+    watch = arrival.watch if speech.reference_audio is not None else None
     try:
         if first is not None:
             await first()
         opening = service.open(
-            speech, grant, request_id=request_id, buffered=buffered, how_to_stream=how_to_stream
+            speech, grant, request_id=arrival.request_id, buffered=buffered, how_to_stream=how_to_stream
         )
-        opened = await (
-            watch(opening) if watch is not None and speech.reference_audio is not None else opening
-        )
+        opened = await (opening if watch is None else watch(opening))
     except BaseException:
         await grant.abandon()  # refused before any audio work: give back the slot and the credits
         raise
     accounting = RequestAccounting(
-        opened.job, transport=transport, clock_origin=origin, settle=grant.settle, begin=grant.begin
+        opened.job, transport=arrival.transport, clock_origin=origin, settle=grant.settle, begin=grant.begin
     )
     grant.attach(accounting)
     accounting.started(text_length=len(speech.text), key_id=grant.key_id, **fields)

@@ -27,7 +27,7 @@ from audio.pcm import s16le_to_float
 from audio.wav import WAV_HEADER_BYTES, wav_header
 from processing.lexicon import AliasRule, DictionaryLocator, Lexicon
 from services.access import AccessGrant, AccessServices
-from services.access.entrance import open_accounted
+from services.access.entrance import Arrival, open_accounted
 from services.jobs.records import ChapterRecord, JobOptions, JobRecord
 from services.jobs.tags import BookTags, find_cover, tag_chapter
 from services.keys.records import ApiKeyRecord
@@ -124,9 +124,7 @@ async def render_chapter(
         speech,
         speech_request(job, chapter, speech),
         AccessGrant(key=key, services=access, request_id=request_id),
-        request_id=request_id,
-        transport="job",
-        clock_origin=started,
+        Arrival(request_id, "job", started),
         job_id=job.id,
         chapter=chapter.index,
     )

@@ -18,7 +18,7 @@ from api.form_body import FormAsJsonRoute
 from api.protocols.native.schemas import IgnoredFields, TTSGenerateRequest
 from api.timed_delivery import complete_json
 from services.access import AccessGrant
-from services.access.entrance import AccountedSpeech, open_accounted
+from services.access.entrance import AccountedSpeech, Arrival, open_accounted
 from services.pipeline.speech import SpeechRequest, SpeechService
 
 router = APIRouter(tags=["tts"], route_class=FormAsJsonRoute)
@@ -47,6 +47,15 @@ def normalized_text_headers(text: str) -> dict[str, str]:
     if len(shown) < len(text):
         headers["X-Normalized-Text-Truncated"] = "true"
     return headers
+
+
+def arrival_of(request: Request) -> Arrival:
+    """An HTTP request's arrival: its id and accept time (api/middleware.py); a hang-up while a per-request
+    reference is encoded frees its encoder slot."""
+    state = request.scope["state"]
+    return Arrival(
+        state["request_id"], "http", state.get("received_at"), partial(until_client_leaves, request.receive)
+    )
 
 
 def response_headers(accounted: AccountedSpeech) -> dict[str, str]:
@@ -84,16 +93,9 @@ async def respond(
     `timed` / `framing`: a dialect's own shape of a complete answer with timestamps / of a streamed one.
     `how_to_stream`: how this route's client asks for a stream; given, a complete answer longer than
     TTS_MAX_UNSTREAMED_CHARS is refused, naming it."""
+    buffered = not (speech.stream or sse)
     accounted = await open_accounted(
-        service,
-        speech,
-        grant,
-        request_id=request.scope["state"]["request_id"],
-        transport="http",
-        clock_origin=request.scope["state"].get("received_at"),
-        buffered=not (speech.stream or sse),
-        how_to_stream=how_to_stream,
-        watch=partial(until_client_leaves, request.receive),  # a hang-up frees a reference's encoder slot
+        service, speech, grant, arrival_of(request), buffered=buffered, how_to_stream=how_to_stream
     )
     delivery, asked = Delivery.of(accounted, service, response_headers(accounted)), accounted.job.request
     if asked.stream or sse:

@@ -15,6 +15,7 @@ from api.client_gone import until_client_leaves
 from api.delivery import Delivery
 from api.deps import Grant, Library, Model, OptionalVoiceCaller, RecentRequests, Speech, VoiceCallerDep
 from api.errors import ApiError
+from api.protocols.native.routes import arrival_of
 from api.voice_schemas import (
     AUDIO_FIELD,
     VoiceDesign,
@@ -178,9 +179,7 @@ async def design_voice(
         speech,
         asked,
         grant,
-        request_id=request.scope["state"]["request_id"],
-        transport="http",
-        clock_origin=request.scope["state"].get("received_at"),
+        arrival_of(request),
         buffered=True,
         first=before_generation,
     )
