@@ -198,7 +198,7 @@ def test_modules_stay_small_or_say_why() -> None:
 # errors.py; a vendor dialect's refusals in that vendor's shapes are its errors.py.
 PROTOCOL_ROLES = {
     "native": {"routes.py", "socket.py", "requests.py"},
-    "openai": {"routes.py"},
+    "openai": {"routes.py", "requests.py"},
     "elevenlabs": {"routes.py", "socket.py", "requests.py", "responses.py", "errors.py"},
     "cartesia": {"routes.py", "socket.py", "requests.py", "responses.py", "errors.py"},
     "wyoming": {"server.py", "handler.py", "responses.py"},
@@ -212,6 +212,23 @@ def test_each_protocol_has_its_role_files() -> None:
     for name, roles in PROTOCOL_ROLES.items():
         missing = sorted(r for r in roles if not (protocols / name / r).exists())
         assert not missing, f"api/protocols/{name} lacks {missing}"
+
+
+def test_no_protocol_imports_another() -> None:
+    """Protocols are peers: what several of them share (the HTTP answer, the field checks, the refusals' table) lives in
+    api/http/, the socket plumbing in api/protocols/common.py, never in one protocol's folder that others import."""
+    modules = product_modules()
+    wrong = []
+    for name, path in modules.items():
+        parts = name.split(".")
+        if parts[:2] != ["api", "protocols"] or len(parts) < 3 or parts[2] not in PROTOCOL_ROLES:
+            continue
+        for target in imports_of(path, modules):
+            other = target.split(".")
+            if other[:2] == ["api", "protocols"] and len(other) > 2 and other[2] in PROTOCOL_ROLES:
+                if other[2] != parts[2]:
+                    wrong.append(f"{name} -> {target}")
+    assert not wrong, wrong
 
 
 def test_no_module_is_named_wire() -> None:

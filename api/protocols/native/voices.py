@@ -15,7 +15,7 @@ from api.client_gone import until_client_leaves
 from api.delivery import Delivery
 from api.deps import Grant, Library, Model, OptionalVoiceCaller, RecentRequests, Speech, VoiceCallerDep
 from api.errors import ApiError
-from api.protocols.native.routes import arrival_of
+from api.http.respond import arrival_of
 from api.voice_schemas import (
     AUDIO_FIELD,
     VoiceDesign,
