@@ -178,10 +178,10 @@ class SynthesisJob(ChunkGeneration):
         self._speakers = {id(request.voice): self.speaker}
         for voice in request.segment_voices.values():
             self._speakers.setdefault(id(voice), Speaker(voice))
-        self._generation_tasks: dict[int, asyncio.Task] = {}  # text chunk index -> its current try
+        self._generation_tasks: dict[int, asyncio.Task[Any]] = {}  # text chunk index -> its current try
         self.guards = GuardPolicy(settings, self.stats, request.request_id)
         self._runs: dict[int, ChunkRun] = {}
-        self._prefetch_task: asyncio.Task | None = None
+        self._prefetch_task: asyncio.Task[Any] | None = None
         self.error: SynthesisError | None = None
         self._samples_queued = 0
         self._texts: asyncio.Queue[str | None] = asyncio.Queue()
