@@ -252,7 +252,7 @@ def test_modules_stay_small_or_say_why() -> None:
 # Native and OpenAI answer in the service's own error envelope (api/errors.py, OpenAI's shape), so neither has an
 # errors.py; a vendor dialect's refusals in that vendor's shapes are its errors.py.
 PROTOCOL_ROLES = {
-    "native": {"routes.py", "socket.py", "requests.py"},
+    "native": {"routes.py", "socket.py", "requests.py", "responses.py"},
     "openai": {"routes.py", "requests.py"},
     "elevenlabs": {"routes.py", "socket.py", "requests.py", "responses.py", "errors.py"},
     "cartesia": {"routes.py", "socket.py", "requests.py", "responses.py", "errors.py"},
