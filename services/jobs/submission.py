@@ -17,22 +17,22 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class JobSubmission:
-    """What `POST /v1/tts/jobs` carries, parsed: the document (a file's bytes with its name and type, or JSON text
-    with neither) and the job's fields, not yet checked."""
+    """What `POST /v1/tts/jobs` carries, parsed (the route's body model holds the defaults): the document (a file's
+    bytes with its name and type, or JSON text with neither) and the job's fields, not yet checked."""
 
     data: bytes
-    filename: str | None = None
-    content_type: str | None = None
-    input_format: DocumentKind | None = None  # None: from the file's name or type (JSON text: plain text)
-    voice: str | None = None
-    format: str = "mp3"
-    book_format: str | None = "m4b"
-    sample_rate: int = 24000
-    speed: float | None = None
-    title: str | None = None
-    author: str | None = None
-    lexicon: tuple[tuple[str, str, bool, bool], ...] = ()
-    dictionaries: tuple[tuple[str, str | None], ...] = ()
+    filename: str | None  # None, with content_type: JSON text
+    content_type: str | None
+    input_format: DocumentKind | None  # None: from the file's name or type (JSON text: plain text)
+    voice: str | None
+    format: str
+    book_format: str | None
+    sample_rate: int
+    speed: float | None
+    title: str | None
+    author: str | None
+    lexicon: tuple[tuple[str, str, bool, bool], ...]  # (text, alias, case_sensitive, word_boundaries)
+    dictionaries: tuple[tuple[str, str | None], ...]  # (dictionary_id, version_id)
 
     @property
     def kind(self) -> DocumentKind | None:
