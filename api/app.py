@@ -31,7 +31,7 @@ from api.protocols.native import jobs, normalize, voice_pinning, voices
 from api.protocols.native import routes as tts
 from api.protocols.native import socket as ws
 from api.protocols.openai import routes as openai_compat
-from api.service import debug, health, keys, playground
+from api.service import debug, health, keys, models, playground
 from api.socket_guard import CoolingGate
 from core.clone import MAX_REFERENCE_BYTES
 from services.access import AccessServices
@@ -213,6 +213,7 @@ def create_app(
         tts.router,
         normalize.router,
         openai_compat.router,
+        models.router,
         debug.router,
         keys.router,
         voice_pinning.router,

@@ -21,7 +21,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from api.client_gone import wait_for_disconnect
 from api.errors import ApiError
 from api.timed_delivery import event_json, json_lines
+from services.access.entrance import AccountedSpeech
 from services.pipeline.gpu_faults import GpuFaultDetector
+from services.pipeline.speech import SpeechService
 from services.pipeline.synthesis import SynthesisError, SynthesisJob
 from services.pipeline.timestamps import TimestampsEvent
 from services.usage.accounting import EndStatus, RequestAccounting
@@ -72,6 +74,20 @@ class Delivery:
         self.gpu_faults = gpu_faults
         self.final_status: str | None = None
         _LIVE_JOBS.add(job)
+
+    @classmethod
+    def of(cls, accounted: AccountedSpeech, service: SpeechService, headers: dict[str, str]) -> Delivery:
+        """The delivery of an accounted job (services/access/entrance.py), with the deployment's stream settings."""
+        settings = service.settings
+        return cls(
+            accounted.job,
+            accounted.accounting,
+            headers=headers,
+            stall_timeout_s=settings.stream.send_stall_timeout_s,
+            realtime_pacing=settings.stream.realtime_pacing,
+            gpu_faults=service.gpu_faults,
+            max_buffered_bytes=settings.limits.max_buffered_audio_mb * 2**20,
+        )
 
     @property
     def audio_seconds(self) -> float:

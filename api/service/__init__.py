@@ -1,1 +1,1 @@
-"""Service routes every client shares, whatever protocol it speaks: health, debug, playground."""
+"""Service routes every client shares, whatever protocol it speaks: health, debug, playground, the model lists."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from services.access.grant import AccessGrant, AccessServices
 from services.access.rate_limit import LimitExceeded, rate_refusal
@@ -24,7 +24,7 @@ class _Held:
     used: int = 0
     covered: int = 0
     parts: list[CreditReservation] = field(default_factory=list)
-    pending: set[asyncio.Task] = field(default_factory=set)  # blocks being reserved
+    pending: set[asyncio.Task[Any]] = field(default_factory=set)  # blocks being reserved
     _journaled: bool = False  # its intent row is spooled (AccessServices.reserve)
 
 

@@ -67,9 +67,9 @@ class AccessGrant:
     client_request_id: str | None = None  # the client's X-Request-ID, kept beside the server's id
     request_id: str | None = None  # the server's id, where the transport knew it when granting (HTTP)
     _finished: bool = False
-    _intent: asyncio.Task | None = None  # the intent record's write: the final record waits for it
+    _intent: asyncio.Task[Any] | None = None  # the intent record's write: the final record waits for it
     _journaled: bool = False  # an intent row is spooled (before the first credit was reserved)
-    _reserving: asyncio.Task | None = None  # the credit reservation in flight
+    _reserving: asyncio.Task[Any] | None = None  # the credit reservation in flight
 
     @property
     def key_id(self) -> str:
@@ -108,7 +108,7 @@ class AccessGrant:
                 accounting.request_id, audio_seconds=seconds, text=text
             )
 
-    def settle(self, report: RequestReport) -> asyncio.Task | None:
+    def settle(self, report: RequestReport) -> asyncio.Task[Any] | None:
         """The accounting's settle hook: called once when the request ends (any outcome). Returns the settlement's
         task (done once the record is spooled) so a response can wait for it."""
         if self._finished or self.services is None:
@@ -166,7 +166,7 @@ class AccessServices:
             outage_allowance=settings.usage.credits_outage_allowance,
             row_settles=row_settles,
         )
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.open_grants: set[AccessGrant] = set()  # admitted, not yet settled: close() waits for them
 
     async def start(self) -> None:
@@ -202,7 +202,7 @@ class AccessServices:
             await self.authenticator.store.close()
         await self.databases.close()
 
-    def spawn(self, coro: Any) -> asyncio.Task:
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -422,7 +422,7 @@ class ContainerLifecycle:
         self.input_gate: InputGate | None = None
         self._volume_commit = volume_commit
         self._commit_every_s = commit_every_s
-        self._commit_task: asyncio.Task | None = None
+        self._commit_task: asyncio.Task[Any] | None = None
         self._runtime_factory = runtime_factory
         self._app_factory = app_factory
         self._stop_hook = stop_hook

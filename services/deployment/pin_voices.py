@@ -21,6 +21,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from core.voices import FORMAT_VERSION, VoiceRegistry
 from services.deployment.runtime import ModelRuntime
@@ -67,7 +68,7 @@ async def pin(
     return pinned
 
 
-def pinned_voices_document(runtime: ModelRuntime, pinned: dict[str, tuple[int, ...]]) -> dict:
+def pinned_voices_document(runtime: ModelRuntime, pinned: dict[str, tuple[int, ...]]) -> dict[str, Any]:
     voices = []
     for voice in runtime.voices.voices.values():
         if voice.id in pinned:
@@ -99,7 +100,7 @@ def warmup_step_for(settings: Settings) -> Callable[[ModelRuntime], Awaitable[No
     return warm_up_and_pin if settings.deployment.pin_voices_at_start else warm_up
 
 
-def write_voices_json(path: Path, document: dict) -> None:
+def write_voices_json(path: Path, document: dict[str, Any]) -> None:
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
 

@@ -131,7 +131,7 @@ class CodecCostMeter:
     def streams_counted(self) -> int:
         """The streams the cost is multiplied by (`share_streams`)."""
         s = self.scheduler
-        return s.playing_streams if self.share_streams == "playing" else s.active_streams
+        return int(s.playing_streams if self.share_streams == "playing" else s.active_streams)
 
     def cost_at(self, now: float) -> float | None:
         """Codec seconds per `basis` over the last `window_s` as the buckets stand (reading never moves them); None

@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor
@@ -250,7 +250,10 @@ def run_decode(decoder: Any, packed: Tensor, d: Tensor, margin: int = 0) -> Tens
     """The decode call on packed rows (graph body and eager path alike): each row's ids, then its window's start
     column, its length and its wave span's length (the span starts at column `margin`):
     `BiCodecDecoder.decode_rows`."""
-    return decoder.decode_rows(packed[:, :-3], packed[:, -3], packed[:, -2], packed[:, -1], d, margin=margin)
+    return cast(
+        Tensor,
+        decoder.decode_rows(packed[:, :-3], packed[:, -3], packed[:, -2], packed[:, -1], d, margin=margin),
+    )
 
 
 def graph_body(
@@ -402,7 +405,7 @@ class CodecGraphs:
         graph.replay()
         end.record(stream)
         end.synchronize()
-        return start.elapsed_time(end) / 1000.0
+        return float(start.elapsed_time(end)) / 1000.0
 
     def table(self) -> list[dict[str, Any]]:
         """One row per captured graph: shape, precision, capture seconds, memory (for the GPU kit's report)."""

@@ -82,14 +82,14 @@ class ModelRunner:
         self.graph_calls = 0
         self.eager_calls = 0
         self._time_tables: list[
-            dict[tuple, list[float]]
+            dict[tuple[Any, ...], list[float]]
         ] = []  # one per device thread (each writes only its own)
 
     def device_time(self) -> list[dict[str, Any]]:
         """Cumulative calls and seconds per call shape since start: `seconds` in the device thread per call, and on
         CUDA `device_seconds` of the run itself (CUDA events around the replay or eager model call; else None).
         `length` None: exact-length calls (one row at its own length, or an SR stream's true end)."""
-        merged: dict[tuple, list[float]] = {}
+        merged: dict[tuple[Any, ...], list[float]] = {}
         for table in list(self._time_tables):
             for key, (calls, seconds, device) in list(table.items()):
                 entry = merged.setdefault(key, [0, 0.0, 0.0])
@@ -196,7 +196,7 @@ class ModelRunner:
             return None
         event_seconds = events[0].elapsed_time(events[1]) / 1000.0
         entry[2] += event_seconds
-        return event_seconds
+        return float(event_seconds)
 
     def _events(self) -> tuple[Any, Any] | None:
         """This device thread's two timing events (CUDA only), reused call after call."""

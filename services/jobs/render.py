@@ -1,9 +1,9 @@
 """One chapter rendered, written and charged: the job runner's unit of work.
 
-A chapter is one request as the service knows requests: `SpeechService.open` (voice, text plan, credits reserved
-for the normalised text) with `work_class="background"`, one `RequestAccounting` (metrics, the request log's intent
-and final records) and the same settlement as an HTTP request (`AccessGrant.settle`, services/access/grant.py): a
-chapter that completes is charged at the live price, one that fails or is cut (a cancel, a shutdown, a dead
+A chapter is one request as the service knows requests: opened through HTTP's entrance (services/access/entrance.py:
+voice, text plan, credits reserved for the normalised text, one `RequestAccounting` for metrics and the request log's
+intent and final records) with `work_class="background"`, and settled as an HTTP request is (`AccessGrant.settle`,
+services/access/grant.py): a chapter that completes is charged at the live price, one that fails or is cut (a cancel, a shutdown, a dead
 process) is refunded. Its audio is written as PCM into a WAV file (kept for the book), then encoded to the job's
 chapter format with the project's encoders (audio/encoders.py). Files are written under a `.part` name and renamed
 when whole, so a chapter cut mid-way never leaves a file that looks finished.
@@ -27,12 +27,12 @@ from audio.pcm import s16le_to_float
 from audio.wav import WAV_HEADER_BYTES, wav_header
 from processing.lexicon import AliasRule, DictionaryLocator, Lexicon
 from services.access import AccessGrant, AccessServices
+from services.access.entrance import Arrival, open_accounted
 from services.jobs.records import ChapterRecord, JobOptions, JobRecord
 from services.jobs.tags import BookTags, find_cover, tag_chapter
 from services.keys.records import ApiKeyRecord
 from services.pipeline.speech import SpeechRequest, SpeechService
 from services.pipeline.synthesis import SamplingOptions
-from services.usage.accounting import RequestAccounting
 from shared.logging import request_id_var
 
 # PCM is encoded to the chapter's format in blocks of this many samples (bounded memory for long chapters).
@@ -124,23 +124,15 @@ async def render_chapter(
     request_id_var.set(
         request_id
     )  # the attempt's own task (jobs/runner.py): every log line of it carries the id
-    grant = AccessGrant(key=key, services=access, request_id=request_id)
-    try:
-        opened = await speech.open(
-            speech_request(job, chapter, speech),
-            request_id=request_id,
-            reserve_credits=grant.check_credits,
-            key_id=key.key_id,
-        )
-    except BaseException:
-        await grant.abandon()  # refused before any audio work: the credits go back
-        raise
-    synthesis = opened.job
-    accounting = RequestAccounting(
-        synthesis, transport="job", clock_origin=started, settle=grant.settle, begin=grant.begin
+    accounted = await open_accounted(
+        speech,
+        speech_request(job, chapter, speech),
+        AccessGrant(key=key, services=access, request_id=request_id),
+        Arrival(request_id, "job", started),
+        job_id=job.id,
+        chapter=chapter.index,
     )
-    grant.attach(accounting)
-    accounting.started(text_length=len(chapter.text), key_id=key.key_id, job_id=job.id, chapter=chapter.index)
+    synthesis, accounting = accounted.job, accounted.accounting
     wav = files.chapter_wav(job.id, chapter.index)
     wav.parent.mkdir(parents=True, exist_ok=True)
     part = wav.with_name(wav.name + ".part")

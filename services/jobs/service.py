@@ -22,6 +22,7 @@ from services.jobs.render import JobFiles, lexicon_of, locators_of
 from services.jobs.runner import JobRunner, remove_job
 from services.jobs.store import JobStore, SqliteJobStore
 from services.jobs.store_postgres import PostgresJobStore
+from services.jobs.submission import JobSubmission, read_submitted
 from services.jobs.tags import find_cover, save_cover
 from services.jobs.watch import JobWatch
 from services.keys.records import ApiKeyRecord
@@ -173,7 +174,26 @@ class JobService:
             dictionaries=dictionaries,
         )
 
-    async def submit(
+    async def submit(self, key: ApiKeyRecord, speech: SpeechService, submission: JobSubmission) -> JobRecord:
+        """A submitted job for `key`: its fields checked, its document read into chapters, then queued; refused
+        (400/403/413) before anything is stored when it cannot run."""
+        self.check_credits(key)  # before the document is read
+        options = self.options(
+            voice=submission.voice,
+            fmt=submission.format,
+            book_format=submission.book_format,
+            sample_rate=submission.sample_rate,
+            speed=submission.speed,
+            lexicon=submission.lexicon,
+            dictionaries=submission.dictionaries,
+        )
+        document = await read_submitted(submission, self.settings.jobs)
+        chapters = [ChapterText(c.title, c.text) for c in document.chapters]
+        options = replace(options, author=submission.author or document.author)
+        cover = (document.cover.data, document.cover.media_type) if document.cover else None
+        return await self.queue(key, speech, chapters, options, submission.title or document.title, cover)
+
+    async def queue(
         self,
         key: ApiKeyRecord,
         speech: SpeechService,

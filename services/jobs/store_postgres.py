@@ -104,7 +104,7 @@ class PostgresJobStore:
             index,
             seconds,
         )
-        return held == 1
+        return bool(held == 1)
 
     async def release(self, job_id: str, owner: str) -> None:
         pool = await self.pool.get()

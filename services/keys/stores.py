@@ -481,7 +481,7 @@ class PostgresKeyStore(KeyStore):
             "execute", "UPDATE api_keys SET status = $2, updated_at = now() WHERE key_id = $1", key_id, status
         )
         logger.info("api key status changed", extra={"key_id": key_id, "key_status": status})
-        return result.endswith(" 1")
+        return bool(result.endswith(" 1"))
 
     async def close(self) -> None:
         if self._owns_pool:

@@ -30,7 +30,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -104,7 +104,7 @@ def guard_config(settings: Settings) -> GuardConfig:
     )
 
 
-async def stop_task(task: asyncio.Task | None) -> None:
+async def stop_task(task: asyncio.Task[Any] | None) -> None:
     """End a tripped try's generation (it may still be running: an audio guard tripped) and wait for it."""
     if task is not None and not task.done():
         task.cancel()

@@ -10,7 +10,7 @@ import logging
 import secrets
 import uuid
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.guards import Trip
 from core.llm import SamplingConfig
@@ -62,7 +62,7 @@ class ChunkGeneration:
     speaker: Speaker
     _speakers: dict[int, Speaker]
     _runs: dict[int, ChunkRun]
-    _generation_tasks: dict[int, asyncio.Task]
+    _generation_tasks: dict[int, asyncio.Task[Any]]
 
     def speaker_of(self, index: int) -> Speaker:
         """The speaker of text chunk `index`: the request's voice unless a voice segment names another."""
@@ -103,7 +103,7 @@ class ChunkGeneration:
             return None
         return EnginePace(llm.llm_pace_lead_ids, llm.llm_pace_rate).faster(self.request.time_stretch)
 
-    async def _generate(self, run: ChunkRun, out: asyncio.Queue) -> None:
+    async def _generate(self, run: ChunkRun, out: asyncio.Queue[Any]) -> None:
         """Run the LLM for one try of a text chunk, parse ids as they come, hand semantic ids to `out`; the guards
         watch them, and an acting `Trip` ends the try (it goes to `out` in place of the end).
 
@@ -137,7 +137,7 @@ class ChunkGeneration:
             await out.put(exc)
             raise
 
-    async def _run_engine(self, run: ChunkRun, voice: Voice, out: asyncio.Queue) -> Trip | None:
+    async def _run_engine(self, run: ChunkRun, voice: Voice, out: asyncio.Queue[Any]) -> Trip | None:
         resources = self.resources
         index, text = run.index, run.text
         speaker = self.speaker_of(index)

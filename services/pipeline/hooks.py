@@ -13,6 +13,18 @@ if TYPE_CHECKING:
     from services.pipeline.synthesis import SynthesisJob
 
 
+class Payer(Protocol):
+    """What pays for a request (services/access: `AccessGrant`), as the pipeline asks it: whose key, whether that key
+    has credits left before costly work, and the reservation once the text to speak is known."""
+
+    @property
+    def key_id(self) -> str: ...
+
+    async def check_balance(self) -> None: ...
+
+    async def check_credits(self, characters: int) -> None: ...
+
+
 class CustomVoices(Protocol):
     """The voice library (services/voice_library) as the pipeline asks it for a voice: it sits above the pipeline
     and is wired in by the app, never imported here."""

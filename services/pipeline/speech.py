@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,7 @@ from processing.lexicon import DictionaryLocator, Lexicon
 from processing.voice_description import VoiceAttributes
 from services.errors import cloning_unavailable, voice_not_found
 from services.pipeline.buffered import check_buffered
-from services.pipeline.hooks import ContinuityHooks, CustomVoices, PronunciationLexicons
+from services.pipeline.hooks import ContinuityHooks, CustomVoices, Payer, PronunciationLexicons
 from services.pipeline.load_shed import BACKLOG
 from services.pipeline.markup import plan_document, read_request_text, take_key_silence
 from services.pipeline.segment_voices import (
@@ -118,9 +117,6 @@ class OpenedSpeech:
     plan: TextPlan
     voice: Voice
     wake_ms: float | None = None  # how long this request waited for the device to wake from idle sleep
-
-
-CreditReserver = Callable[[int], Awaitable[None]]
 
 
 class SpeechService:
@@ -390,16 +386,15 @@ class SpeechService:
     async def open(
         self,
         speech: SpeechRequest,
+        payer: Payer | None = None,
         *,
         request_id: str,
-        reserve_credits: CreditReserver | None = None,
         buffered: bool = False,
         how_to_stream: str | None = None,
-        key_id: str | None = None,
-        check_balance: Callable[[], Awaitable[None]] | None = None,
     ) -> OpenedSpeech:
-        """Gate, resolve (for the key `key_id`), plan and pay; SynthesisError (with the protocol's field names) or
-        ServiceError when refused."""
+        """Gate, resolve (for the payer's key), plan and pay (the payer reserves credits for the planned text; None:
+        nobody pays, no key); SynthesisError (with the protocol's field names) or ServiceError when refused."""
+        key_id = None if payer is None else payer.key_id
         try:
             self.check_text_length(speech.text)
         except SynthesisError as exc:
@@ -409,8 +404,8 @@ class SpeechService:
         if document.rate is not None:  # a <prosody rate> around all the text: its speed
             speed = min(max((speech.speed or 1.0) * document.rate, MIN_SPEED), MAX_SPEED)
             speech = replace(speech, speed=None if speed == 1.0 else speed)
-        if speech.reference_audio is not None and check_balance is not None:
-            await check_balance()  # a key without credits never reaches the decoder or the encoder
+        if speech.reference_audio is not None and payer is not None:
+            await payer.check_balance()  # a key without credits never reaches the decoder or the encoder
         voices = await self.speaking_voices(speech, document, key_id)
         plan_args = (speech, document, voices)
         try:
@@ -424,9 +419,9 @@ class SpeechService:
             raise _renamed(exc, speech.text_field) from exc.__cause__
         if plan.pauses:  # SSML breaks within the key's silence per minute (processing/ssml.py)
             plan = take_key_silence(plan, BREAK_SILENCE.of(key_id or ""))
-        if reserve_credits is not None:
+        if payer is not None:
             # Credits count what the model is asked to speak (normalised text: "1,000" costs "one thousand").
-            await reserve_credits(len(plan.text))
+            await payer.check_credits(len(plan.text))
         request = self.synthesis_request(speech, voices, request_id, key_id)
         job = SynthesisJob(self.models.pipeline_resources(), request, plan)
         if self.continuity is not None:

@@ -21,7 +21,7 @@ import threading
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -60,8 +60,8 @@ class TimestampsEvent:
     def normalized_characters(self) -> tuple[CharSpan, ...]:
         return character_spans(self.normalized)
 
-    def to_json(self, kind: TimestampsKind = "word") -> dict:
-        out: dict = {
+    def to_json(self, kind: TimestampsKind = "word") -> dict[str, Any]:
+        out: dict[str, Any] = {
             "words": [w.to_json() for w in self.words],
             "normalized_words": [w.to_json() for w in self.normalized],
         }

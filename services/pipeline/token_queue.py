@@ -13,7 +13,7 @@ import asyncio
 from typing import Any
 
 
-class TokenQueue(asyncio.Queue):
+class TokenQueue(asyncio.Queue[Any]):
     def __init__(self, maxsize: int = 0) -> None:
         super().__init__(maxsize)
         self.ids = 0  # semantic ids in the queued deltas

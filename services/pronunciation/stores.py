@@ -9,9 +9,10 @@ import asyncio
 import json
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from services.database import DatabaseClients, PostgresPool
 from services.errors import ServiceError
@@ -20,6 +21,7 @@ from shared.files import write_json_atomically
 from shared.settings import Settings
 
 logger = logging.getLogger("services.pronunciation")
+T = TypeVar("T")
 
 
 def unavailable(store: str, detail: str) -> ServiceError:
@@ -123,7 +125,7 @@ class FileDictionaryStore(DictionaryStore):
             return False
         return True
 
-    async def _call(self, fn: Any, *args: Any) -> Any:
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         try:
             return await asyncio.to_thread(fn, *args)
         except OSError as exc:

@@ -8,16 +8,14 @@ pronunciation dictionaries) are decided here, once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any
 
 from services.access import AccessGate, AccessServices, ApiKeyRecord
 from services.pipeline.segment_voices import SpeakingVoices
 from services.pipeline.speech import SpeechRequest, SpeechService, stretch_for
 from services.pipeline.synthesis import SynthesisRequest
-from services.sessions.wire import SessionWire, plain_error
+from services.sessions.wire import SessionWire
 from services.sessions.ws_outbox import Outbox
 from services.sessions.ws_outbox import Transport as Sink
 from services.sessions.ws_session import MAX_QUEUED_UTTERANCES, WsSession
@@ -28,10 +26,9 @@ from services.usage.accounting import Transport
 class SessionShape:
     """How one transport's sessions behave: its dialect and wire format, and how its contexts run."""
 
+    wire: SessionWire  # the transport's events on its wire (api/protocols/*/responses.py)
     dialect: str = "native"
     transport: Transport = "websocket"  # what the request log records as carrying the utterances
-    wire: SessionWire | None = None  # None: our WebSocket's own events
-    format_error: Callable[..., Any] = plain_error
     serial: bool = True  # contexts one after another; False: side by side
     max_open: int = 1
     max_unfinished: int = MAX_QUEUED_UTTERANCES
@@ -75,7 +72,6 @@ class SessionEntrance:
             gate,
             connection_id=caller.connection_id,
             max_text_chars=self.settings.limits.max_text_chars,
-            format_error=shape.format_error,
             wire=shape.wire,
             serial=shape.serial,
             max_open=shape.max_open,

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from services.pipeline.synthesis import SynthesisError, SynthesisJob, SynthesisRequest
 from services.sessions.refused_contexts import RefusedContexts
 from services.sessions.utterance import OpenGate, Utterance, UtteranceGate
-from services.sessions.wire import NativeWire, Payload, SessionWire, plain_error
+from services.sessions.wire import Payload, SessionWire
 from services.sessions.ws_outbox import Outbox
 from services.usage.accounting import Transport
 from shared import metrics
@@ -47,7 +47,7 @@ from shared.logging import request_id_var
 if TYPE_CHECKING:
     from services.pipeline.resources import ModelSource
 
-__all__ = ["MAX_QUEUED_UTTERANCES", "OpenGate", "Utterance", "UtteranceGate", "WsSession", "plain_error"]
+__all__ = ["MAX_QUEUED_UTTERANCES", "OpenGate", "Utterance", "UtteranceGate", "WsSession"]
 
 logger = logging.getLogger("services.sessions.ws_session")
 
@@ -82,8 +82,7 @@ class WsSession:
         connection_id: str,
         max_text_chars: int | None = None,
         progress_every: int = 10,
-        format_error: Any = plain_error,
-        wire: SessionWire | None = None,
+        wire: SessionWire,
         serial: bool = True,
         max_open: int = 1,
         max_unfinished: int = MAX_QUEUED_UTTERANCES,
@@ -104,7 +103,7 @@ class WsSession:
         self.connection_id = connection_id
         self.max_text_chars = max_text_chars or models.settings.limits.max_text_chars
         self.progress_every = max(1, progress_every)
-        self.wire: SessionWire = wire or NativeWire(format_error)
+        self.wire = wire
         self.serial = serial
         self.max_open = max(1, max_open)
         self.max_unfinished = max(self.max_open, max_unfinished)

@@ -140,7 +140,7 @@ class CreditLedger:
         self._unsettled: dict[
             str, tuple[CreditReservation, int]
         ] = {}  # live settlements the store did not take
-        self._settling: asyncio.Task | None = None
+        self._settling: asyncio.Task[int] | None = None
         self._down_until = 0.0  # loop time until which the store counts as down (one try, not RESERVE_TRIES)
 
     async def reserve(

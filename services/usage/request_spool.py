@@ -42,7 +42,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 logger = logging.getLogger("services.usage.request_spool")
 
@@ -265,7 +265,7 @@ def _interrupted(row: tuple[str, float, str, int, str | None]) -> tuple[str, flo
 
 
 def record_payload(record: Any) -> dict[str, Any]:
-    return record.to_json_row()
+    return cast(dict[str, Any], record.to_json_row())
 
 
 def record_from_payload(cls: type, payload: dict[str, Any]) -> Any:

@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from services.voice_library.records import VoiceRecord, is_custom_voice_id
 from services.voice_library.store import VoiceStore, VoiceStoreUnavailable
 from shared.files import write_json_atomically
 
 logger = logging.getLogger("services.voice_library")
+T = TypeVar("T")
 
 
 class FileVoiceStore(VoiceStore):
@@ -68,7 +71,7 @@ class FileVoiceStore(VoiceStore):
             return False
         return True
 
-    async def _call(self, fn, *args):  # noqa: ANN001, ANN202 - a thin thread hop
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:  # a thin thread hop
         try:
             return await asyncio.to_thread(fn, *args)
         except FileExistsError:

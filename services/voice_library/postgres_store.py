@@ -82,7 +82,7 @@ class PostgresVoiceStore(VoiceStore):
                 owner,
                 idempotent=False,
             )
-        return result.endswith(" 1")
+        return bool(result.endswith(" 1"))
 
     async def close(self) -> None:
         if self._owns_pool:

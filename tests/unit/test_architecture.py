@@ -37,6 +37,8 @@ SERVICE_LAYERS = (
 MAX_LINES = 500
 # A longer module says why in its docstring, with these words.
 LONG_MODULE_MARKER = "Longer than 500 lines because"
+# No module is longer than this, whatever its docstring says.
+HARD_MAX_LINES = 700
 
 
 def product_modules() -> dict[str, Path]:
@@ -128,21 +130,72 @@ def test_the_edge_never_holds_the_runtime() -> None:
 SESSION_PARTS = {"WsSession", "Outbox", "AccessGate"}
 
 
+def session_part_builds(tree: ast.AST) -> list[tuple[int, str]]:
+    """Calls that build a session part, by its own name, an alias of it (`import WsSession as S`) or through its
+    module (`ws_session.WsSession(...)`): (line, the part's name)."""
+    aliases = {
+        alias.asname or alias.name: alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+        if alias.name in SESSION_PARTS
+    }
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        if isinstance(node.func, ast.Name) and aliases.get(node.func.id, node.func.id) in SESSION_PARTS:
+            found.append((node.lineno, aliases.get(node.func.id, node.func.id)))
+        elif isinstance(node.func, ast.Attribute) and node.func.attr in SESSION_PARTS:
+            found.append((node.lineno, node.func.attr))
+    return found
+
+
 def test_every_socket_transport_opens_the_one_entrance() -> None:
     """Our WebSocket, the ElevenLabs and Cartesia dialects and the Wyoming server only parse and write their wire
-    format: none of them builds a session's parts itself."""
+    format: none of them builds a session's parts itself, under any name."""
     built = []
     for name, path in product_modules().items():
         if not name.startswith("api."):
             continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Name)
-                and node.func.id in SESSION_PARTS
-            ):
-                built.append(f"{name}:{node.lineno} builds {node.func.id}")
+        for line, part in session_part_builds(ast.parse(path.read_text(encoding="utf-8"))):
+            built.append(f"{name}:{line} builds {part}")
     assert not built, built
+
+
+def reads_the_runtime(tree: ast.AST) -> list[int]:
+    """Lines that read the runtime off an app's state (`request.app.state.runtime`, `app.state.runtime`,
+    `getattr(app.state, "runtime")`)."""
+    lines = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr == "runtime"
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "state"
+        ):
+            lines.append(node.lineno)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "getattr"
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and node.args[1].value == "runtime"
+        ):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_start_up_reads_the_runtime_off_the_app() -> None:
+    """Routes get the narrow services `api/deps.py` hands them; only the start-up (`api/app.py`) holds the runtime."""
+    wrong = [
+        f"{name}:{line}"
+        for name, path in product_modules().items()
+        if name.startswith("api.") and name != API_START_UP
+        for line in reads_the_runtime(ast.parse(path.read_text(encoding="utf-8")))
+    ]
+    assert not wrong, wrong
 
 
 def test_no_import_cycles() -> None:
@@ -186,7 +239,9 @@ def test_modules_stay_small_or_say_why() -> None:
     for name, path in product_modules().items():
         text = path.read_text(encoding="utf-8")
         lines = text.count("\n")
-        if lines > MAX_LINES and LONG_MODULE_MARKER not in (ast.get_docstring(ast.parse(text)) or ""):
+        if lines > HARD_MAX_LINES:
+            long.append(f"{name}: {lines} lines, over the ceiling of {HARD_MAX_LINES} whatever it says")
+        elif lines > MAX_LINES and LONG_MODULE_MARKER not in (ast.get_docstring(ast.parse(text)) or ""):
             long.append(f"{name}: {lines} lines")
     assert not long, long
 
@@ -197,8 +252,8 @@ def test_modules_stay_small_or_say_why() -> None:
 # Native and OpenAI answer in the service's own error envelope (api/errors.py, OpenAI's shape), so neither has an
 # errors.py; a vendor dialect's refusals in that vendor's shapes are its errors.py.
 PROTOCOL_ROLES = {
-    "native": {"routes.py", "socket.py", "requests.py"},
-    "openai": {"routes.py"},
+    "native": {"routes.py", "socket.py", "requests.py", "responses.py"},
+    "openai": {"routes.py", "requests.py"},
     "elevenlabs": {"routes.py", "socket.py", "requests.py", "responses.py", "errors.py"},
     "cartesia": {"routes.py", "socket.py", "requests.py", "responses.py", "errors.py"},
     "wyoming": {"server.py", "handler.py", "responses.py"},
@@ -212,6 +267,23 @@ def test_each_protocol_has_its_role_files() -> None:
     for name, roles in PROTOCOL_ROLES.items():
         missing = sorted(r for r in roles if not (protocols / name / r).exists())
         assert not missing, f"api/protocols/{name} lacks {missing}"
+
+
+def test_no_protocol_imports_another() -> None:
+    """Protocols are peers: what several of them share (the HTTP answer, the field checks, the refusals' table) lives in
+    api/http/, the socket plumbing in api/protocols/common.py, never in one protocol's folder that others import."""
+    modules = product_modules()
+    wrong = []
+    for name, path in modules.items():
+        parts = name.split(".")
+        if parts[:2] != ["api", "protocols"] or len(parts) < 3 or parts[2] not in PROTOCOL_ROLES:
+            continue
+        for target in imports_of(path, modules):
+            other = target.split(".")
+            if other[:2] == ["api", "protocols"] and len(other) > 2 and other[2] in PROTOCOL_ROLES:
+                if other[2] != parts[2]:
+                    wrong.append(f"{name} -> {target}")
+    assert not wrong, wrong
 
 
 def test_no_module_is_named_wire() -> None:

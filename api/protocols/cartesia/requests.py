@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from api.http.fields import MAX_TEXT_CHARS, SUPPORTED_RATES, Speed, reject_control_characters
 from api.protocols.common import parse_message
-from api.protocols.native.schemas import MAX_TEXT_CHARS, SUPPORTED_RATES, Speed, reject_control_characters
 from api.voice_attributes import Level
 from processing.voice_description import VoiceAttributes, attributes_or_none
 

@@ -1,4 +1,4 @@
-"""Cartesia's HTTP routes on the same request path as ours (`api/protocols/native/routes.py:respond`): `POST /tts/bytes`, one
+"""Cartesia's HTTP routes on the same request path as ours (`api/http/respond.py:respond`): `POST /tts/bytes`, one
 file (`wav`, `mp3` or `raw` with `pcm_s16le`, `pcm_mulaw`) streamed as it is generated, and `POST /tts/sse`, server-sent
 events in the WebSocket's shapes (`chunk`, `timestamps` when `add_timestamps`, then `done`, or `error`). Errors before
 the first event are in Cartesia's shape (`requests.py:http_error`, applied by `api/protocols/http_errors.py`)."""
@@ -15,6 +15,8 @@ from pydantic_core import PydanticCustomError
 
 from api.delivery import Delivery, Framing
 from api.deps import Grant, SettingsDep, Speech
+from api.http.fields import MAX_TEXT_CHARS, reject_control_characters
+from api.http.respond import ERROR_RESPONSES, respond
 from api.protocols.cartesia.requests import GenerationConfig, OutputFormat, Rate, Voice
 from api.protocols.cartesia.responses import (
     Event,
@@ -24,8 +26,6 @@ from api.protocols.cartesia.responses import (
     f32,
     timestamps_event,
 )
-from api.protocols.native.routes import ERROR_RESPONSES, respond
-from api.protocols.native.schemas import MAX_TEXT_CHARS, reject_control_characters
 from services.pipeline.speech import SpeechRequest
 from services.pipeline.synthesis import SamplingOptions
 from services.pipeline.timestamps import TimestampsKind

@@ -20,11 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from api.deps import Grant, SettingsDep, Speech
 from api.errors import ApiError
+from api.http.fields import MAX_TEXT_CHARS, reject_control_characters
+from api.http.respond import ERROR_RESPONSES, respond
 from api.pronunciation_schemas import LocatorsField
 from api.protocols.elevenlabs.formats import parse_output_format
 from api.protocols.elevenlabs.variants import DEFAULT_OUTPUT_FORMAT, Variant, add_variant_routes
-from api.protocols.native.routes import ERROR_RESPONSES, respond
-from api.protocols.native.schemas import MAX_TEXT_CHARS, reject_control_characters
 from processing.voice_segments import has_voice_markers, voice_marker
 from services.errors import ServiceError
 from services.pipeline.speech import SpeechRequest, SpeechService

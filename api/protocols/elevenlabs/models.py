@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.datastructures import Headers
 
-from api.protocols.native.schemas import MAX_TEXT_CHARS
+from api.http.fields import MAX_TEXT_CHARS
 
 MODEL_ID = "spark-tts"
 LANGUAGES = (("en", "English"), ("zh", "Chinese"))  # what Spark-TTS was trained to speak

@@ -7,10 +7,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from api.http.fields import MAX_TEXT_CHARS, Speed, reject_control_characters
 from api.pronunciation_schemas import LocatorsField
 from api.protocols.common import parse_message
 from api.protocols.elevenlabs.formats import SOCKET_CODECS, OutputFormat, parse_output_format
-from api.protocols.native.schemas import MAX_TEXT_CHARS, Speed, reject_control_characters
 from api.voice_attributes import Level
 from processing.voice_description import VoiceAttributes, attributes_or_none
 

@@ -1,4 +1,4 @@
-"""ElevenLabs' text-to-speech routes on the same request path as ours (`api/protocols/native/routes.py:respond`): `POST
+"""ElevenLabs' text-to-speech routes on the same request path as ours (`api/http/respond.py:respond`): `POST
 /v1/text-to-speech/{voice_id}` and its `/stream`, `/with-timestamps` and `/stream/with-timestamps` (one handler each,
 generated from `variants.py`). The key comes from `xi-api-key` (or our headers). Errors are in ElevenLabs' shape
 (`requests.py:http_error`, applied by `api/protocols/http_errors.py`); the voice routes are in `voices.py`."""
@@ -11,12 +11,12 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import ConfigDict, Field, field_validator
 
 from api.deps import Grant, SettingsDep, Speech
+from api.http.fields import MAX_TEXT_CHARS, reject_control_characters
+from api.http.respond import ERROR_RESPONSES, respond
 from api.pronunciation_schemas import LocatorsField
 from api.protocols.elevenlabs.formats import parse_output_format
 from api.protocols.elevenlabs.requests import VoiceSettings
 from api.protocols.elevenlabs.variants import DEFAULT_OUTPUT_FORMAT, Variant, add_variant_routes
-from api.protocols.native.routes import ERROR_RESPONSES, respond
-from api.protocols.native.schemas import MAX_TEXT_CHARS, reject_control_characters
 from services.pipeline.speech import SpeechRequest
 from services.pipeline.synthesis import SamplingOptions
 from shared.settings import Settings

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -22,8 +21,8 @@ from api.pronunciation_schemas import LexiconField, LocatorsField
 from audio.encoders import format_info
 from services.access.rate_limit import rate_refusal
 from services.errors import ServiceError
-from services.jobs import ChapterText, JobService
-from services.jobs.documents import Document
+from services.jobs import JobService
+from services.jobs.submission import JobSubmission
 from services.jobs.tags import file_name
 from services.jobs.text_checks import unstorable
 from services.jobs.watch import RECONNECT_MS
@@ -60,6 +59,28 @@ class JobBody(LexiconField, LocatorsField):
     # The book's author in its tags and file name (else the document's own, where it names one).
     author: str | None = Field(None, min_length=1, max_length=MAX_AUTHOR_CHARS)
 
+    def submission(
+        self, data: bytes, filename: str | None = None, content_type: str | None = None
+    ) -> JobSubmission:
+        return JobSubmission(
+            data,
+            filename,
+            content_type,
+            input_format=self.input_format,
+            voice=self.voice,
+            format=self.format,
+            book_format=self.book_format,
+            sample_rate=self.sample_rate,
+            speed=self.speed,
+            title=self.title,
+            author=self.author,
+            lexicon=tuple(
+                (rule.text, rule.alias, rule.case_sensitive, rule.word_boundaries)
+                for rule in self.lexicon or ()
+            ),
+            dictionaries=tuple((locator.dictionary_id, locator.version_id) for locator in self.locators()),
+        )
+
 
 async def _jobs(request: Request) -> JobService:
     jobs = services_of(request).jobs
@@ -90,8 +111,8 @@ Jobs = Annotated[JobService, Depends(_jobs)]
 Key = Annotated[ApiKeyRecord, Depends(_key)]
 
 
-async def _read_body(request: Request) -> tuple[JobBody, bytes, str | None, str | None]:
-    """The fields, the document's bytes, its file name and content type (None, None for JSON text)."""
+async def _read_body(request: Request) -> JobSubmission:
+    """The job as sent: JSON, or multipart with the document as a `file` part (or a `text` field)."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         form = await request.form()
@@ -111,8 +132,8 @@ async def _read_body(request: Request) -> tuple[JobBody, bytes, str | None, str 
                 raise ApiError(
                     "VALIDATION_ERROR", "Send the document as a 'file' part or a 'text' field.", param="file"
                 )
-            return body, body.text.encode("utf-8"), None, None
-        return body, await upload.read(), upload.filename, upload.content_type
+            return body.submission(body.text.encode("utf-8"))
+        return body.submission(await upload.read(), upload.filename, upload.content_type)
     try:
         raw = json.loads(await request.body())
     except ValueError:
@@ -124,7 +145,7 @@ async def _read_body(request: Request) -> tuple[JobBody, bytes, str | None, str 
     body = _validated(raw)
     if body.text is None:
         raise ApiError("VALIDATION_ERROR", "Field 'text' is required (or upload a 'file').", param="text")
-    return body, body.text.encode("utf-8"), None, None
+    return body.submission(body.text.encode("utf-8"))
 
 
 def _validated(fields: dict[str, Any]) -> JobBody:
@@ -138,59 +159,10 @@ def _validated(fields: dict[str, Any]) -> JobBody:
         raise body_validation_error([dict(error) for error in exc.errors()]) from None
 
 
-async def _read(
-    data: bytes, filename: str | None, content_type: str | None, kind: Any, settings: Any
-) -> Document:
-    """The document read in a process of its own (services/jobs/documents/isolated.py): a bomb costs the server
-    nothing; a refusal is a 400 naming what is wrong."""
-    from services.jobs.documents import DocumentError
-    from services.jobs.documents.isolated import read_document_isolated
-
-    try:
-        document = await read_document_isolated(
-            data,
-            timeout_s=settings.jobs_read_timeout_s,
-            memory_mb=settings.jobs_read_memory_mb,
-            filename=filename,
-            content_type=content_type,
-            kind=kind,
-            max_characters=settings.jobs_max_chars,
-        )
-    except DocumentError as exc:
-        raise ApiError("VALIDATION_ERROR", f"The document cannot be read: {exc}", param="file") from None
-    texts = [
-        document.title or "",
-        document.author or "",
-        *(f"{c.title}\n{c.text}" for c in document.chapters),
-    ]
-    bad = unstorable({"file": texts})  # NUL, control characters, lone surrogates: refused before a database
-    if bad is not None:
-        raise ApiError("VALIDATION_ERROR", f"The document cannot be read: {bad[1]}.", param="file")
-    return document
-
-
 @router.post("/v1/tts/jobs", status_code=202, responses=ERROR_RESPONSES, summary="Queue a long-form job")
 async def submit_job(request: Request, grant: Grant, speech: Speech, jobs: Jobs) -> JSONResponse:
-    jobs.check_credits(grant.key)
-    body, data, filename, content_type = await _read_body(request)
-    options = jobs.options(
-        voice=body.voice,
-        fmt=body.format,
-        book_format=body.book_format,
-        sample_rate=body.sample_rate,
-        speed=body.speed,
-        lexicon=tuple(
-            (rule.text, rule.alias, rule.case_sensitive, rule.word_boundaries) for rule in body.lexicon or ()
-        ),
-        dictionaries=tuple((locator.dictionary_id, locator.version_id) for locator in body.locators()),
-    )
-    # JSON text is plain text unless it says Markdown; a file's kind comes from its name or type unless given.
-    kind = body.input_format or ("text" if filename is None else None)
-    document = await _read(data, filename, content_type, kind, jobs.settings.jobs)
-    chapters = [ChapterText(c.title, c.text) for c in document.chapters]
-    options = replace(options, author=body.author or document.author)
-    cover = (document.cover.data, document.cover.media_type) if document.cover else None
-    job = await jobs.submit(grant.key, speech, chapters, options, body.title or document.title, cover)
+    jobs.check_credits(grant.key)  # before the body is read
+    job = await jobs.submit(grant.key, speech, await _read_body(request))
     return JSONResponse(jobs.view(job), status_code=202)
 
 

@@ -14,8 +14,8 @@ from pydantic import ConfigDict, Field, field_validator
 
 from api.deps import Grant, SettingsDep
 from api.errors import ApiError
+from api.http.fields import MAX_TEXT_CHARS, check_text
 from api.pronunciation_schemas import LexiconField
-from api.protocols.native.schemas import MAX_TEXT_CHARS, check_text
 from processing.scripts import script_languages
 from services.pipeline.markup import plan_document, read_request_text
 

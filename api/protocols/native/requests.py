@@ -17,19 +17,19 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from api.errors import ApiError
-from api.pronunciation_schemas import LexiconField
-from api.protocols.native.schemas import (
+from api.http.fields import (
     LATENCY_DESCRIPTION,
     MAX_TEXT_CHARS,
     SUPPORTED_RATES,
-    AudioFormat,
     Latency,
     SamplingFields,
     check_rate_for_format,
     output_rate_for,
     reject_control_characters,
 )
+from api.pronunciation_schemas import LexiconField
 from api.voice_attributes import VoiceAttributeFields
+from audio.encoders import AudioFormat
 from services.pipeline.speech import SpeechRequest
 from shared.settings import Settings
 

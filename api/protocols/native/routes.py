@@ -1,163 +1,17 @@
 """`POST /v1/tts/generate`: streaming and non-streaming synthesis (JSON, or multipart/form-data with a reference
-recording to clone); `respond` is every HTTP route's adapter."""
+recording to clone)."""
 
 from __future__ import annotations
 
-import difflib
-import logging
-import time
-from typing import Any
-from urllib.parse import quote
-
 from fastapi import APIRouter, Request, Response
 
-from api.client_gone import until_client_leaves
-from api.delivery import Delivery, Framing, TimedAnswer
 from api.deps import Grant, SettingsDep, Speech
-from api.errors import ApiError
 from api.form_body import FormAsJsonRoute
-from api.protocols.native.schemas import IgnoredFields, TTSGenerateRequest
-from api.timed_delivery import complete_json
-from services.access import AccessGrant
-from services.pipeline.speech import OpenedSpeech, SpeechRequest, SpeechService
-from services.usage.accounting import RequestAccounting
+from api.http.fields import name_ignored_fields, unknown_fields
+from api.http.respond import ERROR_RESPONSES, respond
+from api.protocols.native.schemas import TTSGenerateRequest
 
-logger = logging.getLogger("api.tts")
 router = APIRouter(tags=["tts"], route_class=FormAsJsonRoute)
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Invalid request (error envelope)"},
-    401: {"description": "Missing or invalid API key"},
-    403: {"description": "Key suspended or out of credits"},
-    404: {"description": "No such custom voice for this key"},
-    413: {"description": "Text or body too long"},
-    429: {"description": "Rate or concurrency limit (Retry-After set)"},
-    503: {"description": "Model not loaded or GPU fault"},
-    504: {"description": "Generation timed out"},
-}
-
-NORMALIZED_HEADER_MAX_CHARS = (
-    2000  # of the normalised text, before percent-encoding (headers stay < 8 KB or so)
-)
-
-
-def normalized_text_headers(text: str) -> dict[str, str]:
-    """`X-Normalized-Text`: the normalised text, percent-encoded (UTF-8), cut at NORMALIZED_HEADER_MAX_CHARS
-    characters with `X-Normalized-Text-Truncated: true`. POST /v1/tts/normalize returns it whole."""
-    shown = text[:NORMALIZED_HEADER_MAX_CHARS]
-    headers = {"X-Normalized-Text": quote(shown, safe="")}
-    if len(shown) < len(text):
-        headers["X-Normalized-Text-Truncated"] = "true"
-    return headers
-
-
-def _response_headers(
-    opened: OpenedSpeech, speech: SpeechRequest, grant: AccessGrant, model_version: str
-) -> dict[str, str]:
-    plan = opened.plan
-    return {
-        "X-Model-Version": model_version,
-        "X-Format": speech.audio_format,
-        "X-Sample-Rate": str(speech.sample_rate),
-        "X-Stream": "true" if speech.stream else "false",
-        "X-Text-Chunked": "true" if plan.chunked else "false",
-        "X-Chunking-Enabled": "true" if speech.chunking else "false",
-        **(normalized_text_headers(plan.text) if speech.normalize_verbose else {}),
-        "X-SR-Applied": "true" if opened.job.sr_applied else "false",
-        "X-Voice": opened.voice.id,
-        # Only the requests that waited for the device to wake from idle sleep (TTS_IDLE_SLEEP_S): how long.
-        **({"X-Wake-Ms": str(round(opened.wake_ms))} if opened.wake_ms is not None else {}),
-        **grant.headers,
-    }
-
-
-async def respond(
-    request: Request,
-    speech: SpeechRequest,
-    service: SpeechService,
-    grant: AccessGrant,
-    *,
-    sse: bool = False,
-    captions: str | None = None,
-    timed: TimedAnswer | None = None,
-    framing: Framing | None = None,
-    how_to_stream: str | None = None,
-) -> Response:
-    """Open the job through the speech service, account for it, and answer (streamed, SSE or complete).
-    `timed` / `framing`: a dialect's own shape of a complete answer with timestamps / of a streamed one.
-    `how_to_stream`: how this route's client asks for a stream; given, a complete answer longer than
-    TTS_MAX_UNSTREAMED_CHARS is refused, naming it."""
-    settings = service.settings
-    received_at = request.scope.get("state", {}).get("received_at", time.perf_counter())
-    try:
-        opening = service.open(
-            speech,
-            request_id=request.scope["state"]["request_id"],
-            reserve_credits=grant.check_credits,
-            buffered=not (speech.stream or sse),
-            how_to_stream=how_to_stream,
-            key_id=grant.key_id,
-            check_balance=grant.check_balance,
-        )
-        # A per-request reference is encoded while opening: a client that hangs up meanwhile frees its encoder slot.
-        opened = await (
-            until_client_leaves(request.receive, opening) if speech.reference_audio is not None else opening
-        )
-    except BaseException:
-        await grant.abandon()  # refused before any audio work: give back the slot and the credits
-        raise
-    job = opened.job
-    accounting = RequestAccounting(
-        job, transport="http", clock_origin=received_at, settle=grant.settle, begin=grant.begin
-    )
-    grant.attach(accounting)
-    accounting.started(text_length=len(speech.text), key_id=grant.key_id)
-    if speech.normalize_verbose:
-        # Opted in by the client: the only place the service logs (normalised) request text.
-        logger.debug(
-            "normalized_text",
-            extra={
-                "event": "normalized_text",
-                "normalized": opened.plan.text,
-                "text_chunks": len(opened.plan.chunks),
-            },
-        )
-    delivery = Delivery(
-        job,
-        accounting,
-        headers=_response_headers(opened, speech, grant, job.resources.model_version),
-        stall_timeout_s=settings.stream.send_stall_timeout_s,
-        realtime_pacing=settings.stream.realtime_pacing,
-        gpu_faults=service.gpu_faults,
-        max_buffered_bytes=settings.limits.max_buffered_audio_mb * 2**20,
-    )
-    if speech.stream or sse:
-        return await delivery.streaming_response(request.receive, sse=sse, framing=framing)
-    if timed is None and speech.timestamps:
-        timed = complete_json(speech.timestamps, captions)
-    return await delivery.complete_response(request.receive, timed=timed)
-
-
-def unknown_fields(body: IgnoredFields) -> list[str]:
-    """The body's fields this route does not know: ignored and named in X-Ignored-Fields, except a near miss of a
-    known field (`voices`, `sped`), which is a misspelling and refused with the name it was meant to be."""
-    names = body.ignored_fields()
-    for name in names:
-        meant = difflib.get_close_matches(name, list(type(body).model_fields), n=1, cutoff=0.8)
-        if meant:
-            raise ApiError(
-                "VALIDATION_ERROR",
-                f"Field '{name}' is not permitted: no such field (did you mean '{meant[0]}'?)",
-                param=name,
-            )
-    return names
-
-
-def name_ignored_fields(response: Response, ignored: list[str]) -> Response:
-    """X-Ignored-Fields: the fields accepted and left unused, comma-separated (percent-encoded, at most 1,000)."""
-    if ignored:
-        response.headers["X-Ignored-Fields"] = ",".join(quote(name, safe="") for name in ignored)[:1000]
-    return response
 
 
 # The multipart form of the same body (FormAsJsonRoute): every JSON field as a form field, the reference as a file.

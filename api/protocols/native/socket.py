@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from api.deps import Services, services_of
 from api.errors import ApiError, error_envelope
 from api.protocols.native.requests import PingMessage, StartMessage, TextMessage, parse_message
+from api.protocols.native.responses import NativeWire
 from api.socket_guard import denial_sent
 from api.ws_connection import CLOSE_POLICY, admitted, serve_session, socket_caller
 from services.access import ApiKeyRecord
@@ -94,7 +95,7 @@ async def _serve_connection(
             (b"x-model-version", str(services.model.model_version).encode()),
         ]
     )
-    shape = SessionShape(format_error=lambda code, message, param: error_envelope(code, message, param=param))
+    shape = SessionShape(NativeWire(lambda code, message, param: error_envelope(code, message, param=param)))
     session = services.sessions.open(websocket, socket_caller(websocket, key, counted, connection_id), shape)
     await serve_session(
         websocket,

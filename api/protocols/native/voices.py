@@ -6,7 +6,6 @@ A custom voice is visible only to the API key that made it (others get 404); `X-
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -16,6 +15,7 @@ from api.client_gone import until_client_leaves
 from api.delivery import Delivery
 from api.deps import Grant, Library, Model, OptionalVoiceCaller, RecentRequests, Speech, VoiceCallerDep
 from api.errors import ApiError
+from api.http.respond import arrival_of
 from api.voice_schemas import (
     AUDIO_FIELD,
     VoiceDesign,
@@ -26,11 +26,10 @@ from api.voice_schemas import (
 )
 from core.clone import ReferenceTokens
 from processing.voice_description import VoiceAttributes
+from services.access.entrance import open_accounted
 from services.continuity import Continuity
-from services.errors import ServiceError
 from services.pipeline.speech import SpeechRequest
 from services.pipeline.synthesis import NATIVE_RATE, SamplingOptions
-from services.usage.accounting import RequestAccounting
 from services.voice_library import VoiceLibrary, VoiceRecord
 
 router = APIRouter(tags=["voices"])
@@ -160,7 +159,6 @@ async def design_voice(
             "A voice belongs to the API key that creates it: send an API key (Authorization: Bearer).",
             status=403,
         )
-    received_at = request.scope.get("state", {}).get("received_at", time.perf_counter())
     asked = SpeechRequest(
         text=body.text,
         voice=None,
@@ -170,38 +168,26 @@ async def design_voice(
         sampling=SamplingOptions.with_defaults(speech.settings, seed=body.seed),
         stream=False,
     )
-    try:
+
+    async def before_generation() -> (
+        None
+    ):  # a key without credits, or without room for a voice, generates nothing
         await grant.check_balance()
-        await library.check_room(grant.key_id)  # before any generation
-        opened = await speech.open(
-            asked,
-            request_id=request.scope["state"]["request_id"],
-            reserve_credits=grant.check_credits,
-            buffered=True,
-            key_id=grant.key_id,
-        )
-    except BaseException as exc:
-        await grant.abandon()  # refused before any audio work: the slot and any reservation go back
-        if isinstance(exc, ServiceError):
-            raise ApiError.from_service(exc) from None
-        raise
-    accounting = RequestAccounting(
-        opened.job, transport="http", clock_origin=received_at, settle=grant.settle, begin=grant.begin
+        await library.check_room(grant.key_id)
+
+    accounted = await open_accounted(
+        speech,
+        asked,
+        grant,
+        arrival_of(request),
+        buffered=True,
+        first=before_generation,
     )
-    grant.attach(accounting)
-    accounting.started(text_length=len(body.text), key_id=grant.key_id)
-    delivery = Delivery(
-        opened.job,
-        accounting,
-        headers={},
-        stall_timeout_s=speech.settings.stream.send_stall_timeout_s,
-        gpu_faults=speech.gpu_faults,
-        max_buffered_bytes=speech.settings.limits.max_buffered_audio_mb * 2**20,
-    )
+    delivery = Delivery.of(accounted, speech, headers={})
     made = await delivery.complete_response(request.receive)  # settled (debit, request-log row) as speech is
     if made.status_code != 200:
         return made  # the client left: the generation stopped and was settled as a hang-up
-    tokens = opened.job.global_tokens
+    tokens = accounted.job.global_tokens
     if tokens is None:
         raise ApiError(
             "GENERATION_FAILED",

@@ -12,7 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import create_app
-from api.protocols.native.schemas import OpenAISpeechRequest, TTSGenerateRequest
+from api.protocols.native.schemas import TTSGenerateRequest
+from api.protocols.openai.requests import OpenAISpeechRequest
 from core.voices import Voice
 from processing.voice_description import VoiceAttributeError, VoiceAttributes, describe_voice
 from services.deployment.runtime import ModelRuntime

@@ -45,7 +45,7 @@ def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> JobS
 
 def submit(jobs: JobService, key, text: str, title: str | None = None):
     options = jobs.options(voice=None, fmt="wav", book_format=None, sample_rate=24000, speed=None)
-    return jobs.submit(key, Speech(), [ChapterText("One", text)], options, title)  # type: ignore[arg-type]
+    return jobs.queue(key, Speech(), [ChapterText("One", text)], options, title)  # type: ignore[arg-type]
 
 
 def test_a_key_with_no_credits_stores_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

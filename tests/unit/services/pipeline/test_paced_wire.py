@@ -12,10 +12,9 @@ from bench.paced_engine import PaceConfig, PacedEngine
 from services.deployment.runtime import ModelRuntime
 from services.device.playback import PlaybackClock
 from services.pipeline import synthesis
+from services.pipeline.decode_pacing import PACE_FLOOR_S, PACE_PIECE_S
 from services.pipeline.synthesis import (
     NATIVE_RATE,
-    PACE_FLOOR_S,
-    PACE_PIECE_S,
     SamplingOptions,
     SynthesisJob,
     SynthesisRequest,

@@ -23,9 +23,9 @@ from core.llm.engine_pace import EnginePace
 from core.tokens import TokenParser
 from services.deployment.runtime import ModelRuntime
 from services.device.admission import Admission
+from services.pipeline.decode_pacing import PACE_FLOOR_S
 from services.pipeline.synthesis import (
     NATIVE_RATE,
-    PACE_FLOOR_S,
     SamplingOptions,
     SynthesisError,
     SynthesisJob,

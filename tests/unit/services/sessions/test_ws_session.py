@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from api.protocols.native.responses import NativeWire
 from processing.segmenter import TextSegmenter
 from services.pipeline.synthesis import SamplingOptions, SynthesisError, SynthesisRequest
 from services.sessions.ws_outbox import ClientStalled, Outbox
@@ -262,7 +263,7 @@ def new_session(runtime: Any, gate: Any) -> tuple[WsSession, FakeSocket, Outbox]
     sock = FakeSocket()
     outbox = Outbox(sock, max_items=4)
     outbox.start()
-    return WsSession(runtime, outbox, gate, connection_id="c1"), sock, outbox
+    return WsSession(runtime, outbox, gate, connection_id="c1", wire=NativeWire()), sock, outbox
 
 
 async def test_an_utterance_from_pieces_is_settled_once_with_its_totals(runtime: Any) -> None:

@@ -11,7 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from api.protocols.native.schemas import OpenAISpeechRequest, TTSGenerateRequest, check_language
+from api.http.fields import check_language
+from api.protocols.native.schemas import TTSGenerateRequest
+from api.protocols.openai.requests import OpenAISpeechRequest
 from tests.demo_runtime import demo_client
 
 ROUTES = {

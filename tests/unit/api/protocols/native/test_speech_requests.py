@@ -8,8 +8,9 @@ from dataclasses import replace
 import pytest
 
 from api.protocols.native.requests import StartMessage
-from api.protocols.native.schemas import AudioFormat, OpenAISpeechRequest, TTSGenerateRequest
-from audio.encoders import FORMATS
+from api.protocols.native.schemas import TTSGenerateRequest
+from api.protocols.openai.requests import OpenAISpeechRequest
+from audio.encoders import FORMATS, AudioFormat
 from services.pipeline.speech import SpeechService
 from services.pipeline.synthesis import SamplingOptions, SynthesisError
 from shared.settings import FIELDS, Settings
@@ -61,7 +62,7 @@ def test_g711_formats_are_8_khz_on_every_native_transport(fmt: str) -> None:
 
 
 def test_the_latency_names_are_the_streaming_decoders_everywhere() -> None:
-    from api.protocols.native.schemas import Latency
+    from api.http.fields import Latency
     from core.streaming import LatencyPreference
 
     assert Latency is LatencyPreference
