@@ -1,0 +1,198 @@
+"""A PDF page's text as lines and paragraphs, from where PDFium (pypdfium2) places each character.
+
+PDFium orders a page's characters in reading order, breaks lines and adds most word spaces; what it leaves out
+is put back from the characters' boxes: a gap of more than `WORD_GAP` of the line's height between two
+characters is a space (PostScript-made PDFs, groff's and ghostscript's, place words apart with no space
+character), while the small moves of kerning inside a word ("Departure", "The Ticket") are not. A line's size is
+its characters' box height (what the reader sees, whatever font size and matrix drew it), its boldness the
+font's weight or name at its first character.
+
+Lines become paragraphs where the space between them grows past the page's usual line pitch, where the size
+changes, after a short line that ends a sentence, and between a short line and one of another weight. `Paragraph.heading` marks a short paragraph set larger
+than the body text, or bold where the body is not: such a paragraph is read as a sentence of its own. Every step
+is linear in the page's characters (one PDFium call per character and a few per line).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import statistics
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+WORD_GAP = 0.15  # of a line's character height: wider gaps are word spaces; kerning moves by less
+_PARAGRAPH_PITCH = (
+    1.25  # a line further below the one before than this times the usual pitch starts a paragraph
+)
+_SIZE_STEP = 0.12  # lines whose heights differ by more than this share are in different paragraphs
+HEADING_SIZE = 1.08  # a paragraph this much larger than the body text is a heading
+_MAX_HEADING_LINES = 3
+_MAX_HEADING_CHARS = 200
+_SENTENCE_END = tuple(".!?:\"'”’)")
+_HYPHENS = ("-", "\xad", "\x02")  # PDFium reports a soft hyphen at a line's end as U+0002
+_BOLD_NAME = re.compile(r"bold|black|heavy|semibold|demi", re.IGNORECASE)
+_FOLIO = re.compile(r"\d{1,4}|[ivxlc]{1,8}|-\s*\d{1,4}\s*-|page \d{1,4}( of \d{1,4})?", re.IGNORECASE)
+
+
+@dataclass
+class Line:
+    text: str
+    size: float  # the height of its characters' boxes, in points
+    bold: bool
+    left: float
+    right: float
+    bottom: float
+
+
+@dataclass
+class Paragraph:
+    text: str
+    size: float
+    bold: bool
+    lines: int
+    heading: bool = False
+
+
+def page_lines(textpage: Any) -> list[Line]:
+    """The page's lines, top to bottom, with their word spaces (see the module docstring)."""
+    import pypdfium2.raw as pdfium
+
+    handle = textpage.raw
+    count = pdfium.FPDFText_CountChars(handle)
+    if count <= 0:
+        return []
+    text = textpage.get_text_range()
+    if len(text) != count:  # characters PDFium inserts or drops in its text: read them one by one
+        text = "".join(chr(pdfium.FPDFText_GetUnicode(handle, k) or 0xFFFD) for k in range(count))
+    rect = pdfium.FS_RECTF()
+    box = ctypes.byref(rect)
+    loose_box = pdfium.FPDFText_GetLooseCharBox
+    lines: list[Line] = []
+    start = 0
+    while start < count:
+        end = text.find("\n", start)
+        end = count if end < 0 else end
+        chars: list[tuple[str, float, float, float, float]] = []
+        for k in range(start, end):
+            loose_box(handle, k, box)
+            chars.append((text[k], rect.left, rect.right, rect.bottom, rect.top))
+        first = next((start + i for i, c in enumerate(chars) if not c[0].isspace()), None)
+        if first is not None:
+            lines.append(_line(chars, _bold(pdfium, handle, first)))
+        start = end + 1
+    return lines
+
+
+def _line(chars: list[tuple[str, float, float, float, float]], bold: bool) -> Line:
+    ink = [c for c in chars if not c[0].isspace() and c[4] > c[3]]
+    size = statistics.median(c[4] - c[3] for c in ink) if ink else 0.0
+    gap = WORD_GAP * size
+    out: list[str] = []
+    right: float | None = None
+    for char, left, char_right, _, _ in chars:
+        if char.isspace() or char == "\r":
+            out.append(" ")
+            right = None
+            continue
+        if right is not None and gap and left - right > gap:
+            out.append(" ")
+        out.append(char)
+        right = char_right
+    text = " ".join(unicodedata.normalize("NFKC", "".join(out)).split())
+    lefts = [c[1] for c in ink] or [0.0]
+    rights = [c[2] for c in ink] or [0.0]
+    bottoms = [c[3] for c in ink] or [0.0]
+    return Line(text, size, bold, min(lefts), max(rights), min(bottoms))
+
+
+def _bold(pdfium: Any, handle: Any, index: int) -> bool:
+    if pdfium.FPDFText_GetFontWeight(handle, index) >= 600:
+        return True
+    flags = ctypes.c_int()
+    buffer = ctypes.create_string_buffer(128)
+    length = pdfium.FPDFText_GetFontInfo(handle, index, buffer, len(buffer), ctypes.byref(flags))
+    name = buffer.value.decode("latin-1", "replace") if 0 < length <= len(buffer) else ""
+    return bool(_BOLD_NAME.search(name)) or bool(flags.value & (1 << 18))  # ForceBold
+
+
+def without_folios(lines: list[Line]) -> list[Line]:
+    """The page without a running page number as its first or last line."""
+    lines = list(lines)
+    while lines and _FOLIO.fullmatch(lines[-1].text):
+        lines.pop()
+    while lines and _FOLIO.fullmatch(lines[0].text):
+        lines.pop(0)
+    return lines
+
+
+def body_style(pages: list[list[Line]]) -> tuple[float, bool]:
+    """The body text's size and boldness: the ones most characters are set in."""
+    sizes: Counter[float] = Counter()
+    bold: Counter[bool] = Counter()
+    for lines in pages:
+        for line in lines:
+            sizes[round(line.size, 1)] += len(line.text)
+            bold[line.bold] += len(line.text)
+    return (sizes.most_common(1)[0][0] if sizes else 0.0), (bold.most_common(1)[0][0] if bold else False)
+
+
+def paragraphs(lines: list[Line], body: tuple[float, bool]) -> list[Paragraph]:
+    """The page's lines joined into paragraphs (a word hyphenated at a line's end made whole), headings marked."""
+    if not lines:
+        return []
+    pitches = [
+        a.bottom - b.bottom
+        for a, b in zip(lines, lines[1:], strict=False)
+        if _same_size(a, b) and a.bottom > b.bottom
+    ]
+    pitch = statistics.median(pitches) if pitches else 1.2 * max(line.size for line in lines)
+    right = max(line.right for line in lines)
+    left = min(line.left for line in lines)
+    out: list[Paragraph] = []
+    group: list[Line] = [lines[0]]
+    for before, line in zip(lines, lines[1:], strict=False):
+        if _breaks(before, line, pitch, left, right):
+            out.append(_paragraph(group, body))
+            group = []
+        group.append(line)
+    out.append(_paragraph(group, body))
+    return out
+
+
+def _same_size(a: Line, b: Line) -> bool:
+    return abs(a.size - b.size) <= _SIZE_STEP * max(a.size, b.size, 1e-6)
+
+
+def _breaks(before: Line, line: Line, pitch: float, left: float, right: float) -> bool:
+    """Whether `line` starts a new paragraph after `before`."""
+    if not _same_size(before, line) or before.bottom - line.bottom > _PARAGRAPH_PITCH * pitch:
+        return True
+    if before.bottom < line.bottom:  # a line above the one before (a new column): a paragraph of its own
+        return True
+    em = max(line.size, 1.0)
+    short = before.right < right - 2 * em
+    if short and before.bold != line.bold:  # a bold line of its own (a heading set in the body's size)
+        return True
+    return before.text.endswith(_SENTENCE_END) and (short or line.left > left + 0.8 * em)
+
+
+def _paragraph(lines: list[Line], body: tuple[float, bool]) -> Paragraph:
+    parts: list[str] = []
+    for line in lines:
+        if parts and parts[-1].endswith(_HYPHENS) and line.text[:1].islower():
+            parts[-1] = parts[-1][:-1] + line.text  # a word hyphenated across the line end, made whole
+        else:
+            parts.append(line.text)
+    text = " ".join(p.rstrip("\xad\x02") for p in parts)
+    size = max(line.size for line in lines)
+    bold = all(line.bold for line in lines)
+    body_size, body_bold = body
+    heading = (
+        len(lines) <= _MAX_HEADING_LINES
+        and len(text) <= _MAX_HEADING_CHARS
+        and (size > HEADING_SIZE * body_size or (bold and not body_bold))
+    )
+    return Paragraph(text, size, bold, len(lines), heading)
