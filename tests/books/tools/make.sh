@@ -11,7 +11,7 @@ trap 'rm -rf "$work"' EXIT
 
 pandoc book.md -o pandoc-epub3.epub --toc
 pandoc book.md -o pandoc-epub2.epub -t epub2 --toc
-$PYTHON make_books.py
+$PYTHON make_books.py  # PYTHON may hold a command and its arguments
 groff -Tpdf -ms book.ms > groff.pdf
 
 # LibreOffice: python-docx's document opened and saved again as EPUB, DOCX and PDF.
