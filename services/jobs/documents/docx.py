@@ -16,8 +16,8 @@ import io
 import posixpath
 from typing import Any
 
-from services.jobs.documents import front
 from services.jobs.documents.archive import Archive, local
+from services.jobs.documents.front import is_front_matter
 from services.jobs.documents.model import (
     SENTENCE_CLOSE,
     UNTITLED_OPENING,
@@ -84,7 +84,7 @@ def read_docx(data: bytes, limits: Limits) -> Document:
 
 def _opening(pages: list[list[str]], title: str | None, author: str | None) -> list[str]:
     """The paragraphs before the first chapter, less its title, copyright and dedication pages."""
-    return [p for page in pages if not front.is_front_matter(page, None, title, author) for p in page]
+    return [p for page in pages if not is_front_matter(page, None, title, author) for p in page]
 
 
 def _page_break(paragraph: Any) -> bool:

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 from xml.etree import ElementTree
 
-from services.jobs.documents import front
 from services.jobs.documents.archive import Archive, local
+from services.jobs.documents.front import is_front_matter, is_made_up
 from services.jobs.documents.model import Chapters, Cover, Document, DocumentError, Limits, one_line, spoken
 from services.jobs.documents.xhtml import XhtmlText
 
@@ -116,7 +116,7 @@ def _read(archive: Archive, limits: Limits) -> Document:
             continue
         seen.add(item.path)
         title = toc_titles.get(item.path)
-        if title is not None and front.is_made_up(title):
+        if title is not None and is_made_up(title):
             title = None
         page = _parse_page(archive, item.path, chapters)
         if page is None or page.kinds & FRONT_MATTER:
@@ -124,7 +124,7 @@ def _read(archive: Archive, limits: Limits) -> Document:
         paragraphs = page.paragraphs()
         if not paragraphs:
             continue
-        if not len(chapters) and front.is_front_matter(
+        if not len(chapters) and is_front_matter(
             paragraphs, toc_titles.get(item.path) or page.first_heading, book_title, authors
         ):
             continue  # a title, copyright or dedication page the book does not mark as one

@@ -23,7 +23,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.jobs.documents import front
+from services.jobs.documents.front import is_front_matter, is_label
 from services.jobs.documents.model import (
     UNTITLED_OPENING,
     Chapters,
@@ -271,7 +271,7 @@ def _title_page(laid: list[list[Paragraph]]) -> tuple[str | None, str | None]:
 
 def _name_like(text: str) -> bool:
     words = text.split()
-    return 1 <= len(words) <= 8 and not re.search(r"\d|[.!?:;]$|©", text) and not front.is_label(text)
+    return 1 <= len(words) <= 8 and not re.search(r"\d|[.!?:;]$|©", text) and not is_label(text)
 
 
 def _text(paragraph: Paragraph) -> str:
@@ -285,11 +285,11 @@ def _close(
     the text before the first chapter (not spoken)."""
     pages = [[p for p in page if p] for page in part.pages]
     if not len(chapters):
-        if part.title is not None and front.is_front_matter(
+        if part.title is not None and is_front_matter(
             [p for page in pages for p in page], part.title, book_title, author
         ):
             return
-        pages = [page for page in pages if not front.is_front_matter(page, None, book_title, author)]
+        pages = [page for page in pages if not is_front_matter(page, None, book_title, author)]
     body = "\n\n".join(p for page in pages for p in page)
     if not body:
         return

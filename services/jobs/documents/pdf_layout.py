@@ -75,37 +75,43 @@ def page_lines(textpage: Any) -> list[Line]:
     while start < count:
         end = text.find("\n", start)
         end = count if end < 0 else end
-        chars: list[tuple[str, float, float, float, float]] = []
-        for k in range(start, end):
-            loose_box(handle, k, box)
-            chars.append((text[k], rect.left, rect.right, rect.bottom, rect.top))
-        first = next((start + i for i, c in enumerate(chars) if not c[0].isspace()), None)
-        if first is not None:
-            lines.append(_line(chars, _bold(pdfium, handle, first)))
+        line = _line(text, start, end, handle, loose_box, rect, box)
+        if line is not None:
+            first = start + next(i for i, c in enumerate(text[start:end]) if not c.isspace())
+            line.bold = _bold(pdfium, handle, first)
+            lines.append(line)
         start = end + 1
     return lines
 
 
-def _line(chars: list[tuple[str, float, float, float, float]], bold: bool) -> Line:
-    ink = [c for c in chars if not c[0].isspace() and c[4] > c[3]]
-    size = statistics.median(c[4] - c[3] for c in ink) if ink else 0.0
-    gap = WORD_GAP * size
+def _line(text: str, start: int, end: int, handle: Any, loose_box: Any, rect: Any, box: Any) -> Line | None:
+    """Characters `start` to `end` as a line: one PDFium call per character that is not a space."""
     out: list[str] = []
+    heights: list[float] = []
     right: float | None = None
-    for char, left, char_right, _, _ in chars:
-        if char.isspace() or char == "\r":
+    left_edge = right_edge = bottom_edge = None
+    for k in range(start, end):
+        char = text[k]
+        if char.isspace():
             out.append(" ")
             right = None
             continue
-        if right is not None and gap and left - right > gap:
+        loose_box(handle, k, box)
+        height = rect.top - rect.bottom
+        if right is not None and rect.left - right > WORD_GAP * height:
             out.append(" ")
         out.append(char)
-        right = char_right
-    text = " ".join(unicodedata.normalize("NFKC", "".join(out)).split())
-    lefts = [c[1] for c in ink] or [0.0]
-    rights = [c[2] for c in ink] or [0.0]
-    bottoms = [c[3] for c in ink] or [0.0]
-    return Line(text, size, bold, min(lefts), max(rights), min(bottoms))
+        right = rect.right
+        if height > 0:
+            heights.append(height)
+            left_edge = rect.left if left_edge is None else min(left_edge, rect.left)
+            right_edge = rect.right if right_edge is None else max(right_edge, rect.right)
+            bottom_edge = rect.bottom if bottom_edge is None else min(bottom_edge, rect.bottom)
+    line = " ".join(unicodedata.normalize("NFKC", "".join(out)).split())
+    if not line:
+        return None
+    size = statistics.median(heights) if heights else 0.0
+    return Line(line, size, False, left_edge or 0.0, right_edge or 0.0, bottom_edge or 0.0)
 
 
 def _bold(pdfium: Any, handle: Any, index: int) -> bool:
