@@ -44,7 +44,7 @@ _ALSO_BY = re.compile(r"(other books|also) by\b")
 # A paragraph a title or copyright page holds: a copyright or publishing line, an ISBN, a date, an edition.
 _PUBLISHING = re.compile(
     r"©|\(c\)|\bcopyright\b|\ball rights reserved\b|\bisbn\b|\bpublished\b|\bpublisher\b|\bprinted in\b"
-    r"|\bedition\b|\bimprint\b|\blibrary of congress\b|\bcataloging\b|\blicen[cs]ed?\b|\bpress\b|\bdraft\b"
+    r"|\bedition\b|\bimprint\b|\blibrary of congress\b|\bcataloging\b|\blicensed under\b|\bpress\b|\bdraft\b"
     r"|\bversion\b|^\s*by\s+[\w.' -]{1,60}$",
     re.IGNORECASE,
 )

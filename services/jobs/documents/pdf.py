@@ -284,11 +284,10 @@ def _close(
     """Add the part as a chapter unless it is empty, or front matter before the first chapter; `untitled` names
     the text before the first chapter (not spoken)."""
     pages = [[p for p in page if p] for page in part.pages]
-    if not len(chapters):
-        if part.title is not None and is_front_matter(
-            [p for page in pages for p in page], part.title, book_title, author
-        ):
+    if not len(chapters) and part.title is not None:
+        if is_front_matter([p for page in pages for p in page], part.title, book_title, author):
             return
+    elif not len(chapters):  # the text before the first chapter: its title, copyright, dedication pages
         pages = [page for page in pages if not is_front_matter(page, None, book_title, author)]
     body = "\n\n".join(p for page in pages for p in page)
     if not body:
