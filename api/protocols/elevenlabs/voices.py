@@ -7,6 +7,7 @@ any parameter value ElevenLabs does not define, is refused in ElevenLabs' error 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -85,10 +86,13 @@ async def voice(voice_id: str, model: Model, caller: OptionalVoiceCaller, librar
 
 
 def _matches(voice: dict[str, Any], search: str | None) -> bool:
-    if not search:
+    """Whether the search term starts a word of the voice's name, description, category or labels: "male" finds
+    "Male, low pitch" and not "female"; "fem" finds "female"."""
+    if not search or not search.strip():
         return True
     fields = [voice["name"], voice["description"] or "", voice["category"], *voice["labels"].values()]
-    return search.casefold() in " ".join(fields).casefold()
+    term = re.compile(r"(?<![^\W_])" + re.escape(" ".join(search.casefold().split())))
+    return term.search(" ".join(" ".join(fields).casefold().split())) is not None
 
 
 @router.get("/v2/voices", summary="ElevenLabs: voices searched, filtered, sorted and paged")
