@@ -28,6 +28,7 @@ past any of them is dropped.
 from __future__ import annotations
 
 import difflib
+import functools
 import html
 import re
 import time
@@ -234,6 +235,7 @@ _OTHER_SSML = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=1024)  # a text of many tags asks about few names
 def _close_to_read_tag(name: str) -> str | None:
     """The tag this module reads that `name` is a near miss of (`brake`: `break`), else None; SSML's other tags
     and the emotion tags (`<breath>`, processing/tags.py) are not near misses."""
