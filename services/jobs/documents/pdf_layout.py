@@ -87,33 +87,32 @@ def page_lines(textpage: Any) -> list[Line]:
 
 
 def _line(text: str, start: int, end: int, handle: Any, loose_box: Any, rect: Any, box: Any) -> Line | None:
-    """Characters `start` to `end` as a line: one PDFium call per character that is not a space."""
+    """Characters `start` to `end` as a line: one PDFium call per character that is not a space (the loop is the
+    reader's hot path: the word gap, bottom and left edge come from the first character, the right from the last)."""
     out: list[str] = []
-    heights: list[float] = []
-    right: float | None = None
-    left_edge = right_edge = bottom_edge = None
+    append = out.append
+    right: float | None = None  # the last character's right edge, None after a space
+    gap = height = left_edge = right_edge = bottom = 0.0
+    first = True
     for k in range(start, end):
         char = text[k]
         if char.isspace():
-            out.append(" ")
+            append(" ")
             right = None
             continue
         loose_box(handle, k, box)
-        height = rect.top - rect.bottom
-        if right is not None and rect.left - right > WORD_GAP * height:
-            out.append(" ")
-        out.append(char)
-        right = rect.right
-        if height > 0:
-            heights.append(height)
-            left_edge = rect.left if left_edge is None else min(left_edge, rect.left)
-            right_edge = rect.right if right_edge is None else max(right_edge, rect.right)
-            bottom_edge = rect.bottom if bottom_edge is None else min(bottom_edge, rect.bottom)
+        if first:
+            first = False
+            height = rect.top - rect.bottom
+            gap, left_edge, bottom = WORD_GAP * height, rect.left, rect.bottom
+        elif right is not None and rect.left - right > gap:
+            append(" ")
+        append(char)
+        right = right_edge = rect.right
     line = " ".join(unicodedata.normalize("NFKC", "".join(out)).split())
     if not line:
         return None
-    size = statistics.median(heights) if heights else 0.0
-    return Line(line, size, False, left_edge or 0.0, right_edge or 0.0, bottom_edge or 0.0)
+    return Line(line, height, False, left_edge, right_edge, bottom)
 
 
 def _bold(pdfium: Any, handle: Any, index: int) -> bool:
