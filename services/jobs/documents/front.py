@@ -2,10 +2,11 @@
 that do not (LibreOffice labels a part with no heading "Section N"; pandoc's EPUB 2 drops `epub:type`).
 
 A part of a book before its first chapter is front matter, not read, when its title is a front-matter label
-(Title Page, Copyright, Dedication, Contents, LibreOffice's "Section 1", ...) or the book's own title, or when it
-is short and every paragraph of it is the title, an author, a date, a copyright or publishing line (©, "All rights
-reserved", ISBN, "First published", an edition) or a dedication ("For ...", "To ..."). The rule is only applied
-before the first chapter: later parts are the book's, whatever they say. Every check is linear in the text.
+(Title Page, Copyright, Dedication, Contents, LibreOffice's "Section 1", ...) or the book's own title; an untitled
+part, when it is short and every paragraph of it is the title, an author, a date, a copyright or publishing line
+(©, "All rights reserved", ISBN, "First published", an edition) or a dedication ("For ...", "To ..."). A part
+with any other title is the book's, however short ("Prologue"). The rule is only applied before the first
+chapter: later parts are the book's, whatever they say. Every check is linear in the text.
 """
 
 from __future__ import annotations
@@ -77,8 +78,10 @@ def is_front_matter(
     paragraphs: list[str], title: str | None, book_title: str | None, author: str | None
 ) -> bool:
     """Whether a part before the first chapter is a title, copyright or dedication page (see the module doc)."""
-    if title is not None and is_label(title, book_title):
-        return True
+    if (
+        title is not None
+    ):  # a titled part is front matter by its title alone: "Prologue" is read, however short
+        return is_label(title, book_title)
     words = sum(len(p.split()) for p in paragraphs)
     if not paragraphs or words > MAX_WORDS:
         return not paragraphs

@@ -62,3 +62,17 @@ def test_headings_and_words_stay_whole(name: str) -> None:
 @pytest.mark.parametrize("name", [n for n in sorted(BOOKS) if not n.endswith(".epub")])
 def test_pdf_and_docx_sub_headings_are_read_as_sentences(name: str) -> None:
     assert "\n\nA Wave at the Platform.\n\n" in _read(name).chapters[0].text
+
+
+def test_front_matter_rules_read_a_short_titled_prologue_and_leave_out_an_untitled_dedication() -> None:
+    from services.jobs.documents.front import is_front_matter
+
+    book, author = "The Ticket Office", "Mira Okafor"
+    assert not is_front_matter(["For years the station stood empty."], "Prologue", book, author)
+    assert is_front_matter(
+        ["For years the station stood empty."], None, book, author
+    )  # untitled: a dedication
+    assert is_front_matter(["Anything at all."], "Copyright", book, author)
+    assert is_front_matter(["The Ticket Office", "by Mira Okafor", "March 2026"], None, book, author)
+    assert not is_front_matter(["The Ticket Office", "It was late when the train came."], None, book, author)
+    assert not is_front_matter(["word " * 200], None, book, author)  # long: the book's
