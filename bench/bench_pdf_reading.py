@@ -21,7 +21,6 @@ import json
 import random
 import sys
 import time
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from services.jobs.documents import read_document  # noqa: E402
+from tests.pdf_files import minimal_pdf, word_flood  # noqa: E402
 
 WORDS = "the quick brown fox jumps over lazy dog while another river runs through valley under morning light".split()
 
@@ -51,55 +51,14 @@ def book(pages: int, seed: int = 1) -> bytes:
             lines.append(f"BT /F1 10 Tf 72 {y} Td ({text}) Tj ET")
             y -= 17
         streams.append("\n".join(lines).encode())
-    return _pdf(streams, chapters)
+    return minimal_pdf(streams, chapters)
 
 
 def attack(words: int, titles: int = 20, title_words: int = 1000) -> bytes:
     """One page of `words` one-letter words, and `titles` outline entries pointing at it whose titles match it
     everywhere but their last word."""
-    line = " ".join(["a"] * 80)
-    content = b"BT /F1 1 Tf 1 0 0 1 10 10 Tm 1.2 TL " + b" ".join(
-        f"({line}) '".encode() for _ in range(words // 80)
-    )
     title = " ".join(["a"] * title_words) + " b"
-    return _pdf([content + b" ET"], [(title, 0)] * titles)
-
-
-def _pdf(streams: list[bytes], outline: list[tuple[str, int]]) -> bytes:
-    count = len(streams)
-    first_page, first_stream, first_entry = 5, 5 + count, 5 + 2 * count
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R /Outlines 4 0 R >>",
-        b"<< /Type /Pages /Kids [%s] /Count %d >>"
-        % (b" ".join(b"%d 0 R" % (first_page + i) for i in range(count)), count),
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-        f"<< /Type /Outlines /First {first_entry} 0 R /Last {first_entry + len(outline) - 1} 0 R >>".encode(),
-    ]
-    for i in range(count):
-        objects.append(
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
-            b"/Contents %d 0 R >>" % (first_stream + i)
-        )
-    for data in streams:
-        packed = zlib.compress(data, 6)
-        objects.append(
-            b"<< /Length %d /Filter /FlateDecode >>stream\n" % len(packed) + packed + b"\nendstream"
-        )
-    for i, (title, page) in enumerate(outline):
-        after = f"/Next {first_entry + i + 1} 0 R " if i < len(outline) - 1 else ""
-        objects.append(
-            f"<< /Title ({title}) /Parent 4 0 R {after}/Dest [{first_page + page} 0 R /XYZ 0 792 0] >>".encode()
-        )
-    out = bytearray(b"%PDF-1.7\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    return bytes(out)
+    return minimal_pdf([word_flood(words)], [(title, 0)] * titles)
 
 
 def reader(data: bytes) -> int:

@@ -9,7 +9,6 @@ speaks the languages Spark-TTS speaks, English first; a voice's `gender` is Cart
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -18,8 +17,8 @@ from fastapi.responses import JSONResponse
 
 from api.deps import Library, Model, OptionalVoiceCaller
 from api.errors import ApiError
+from api.voice_listing import all_voices, one_voice, starts_a_word
 from core.voices import Voice
-from services.errors import voice_not_found
 from services.model_status import ServingModel
 from services.voice_library import Caller, VoiceLibrary, VoiceRecord
 
@@ -31,7 +30,9 @@ _LOCALES = [{"locale": "en-US", "is_native": True}, {"locale": "zh-CN", "is_nati
 
 
 def _builtin(voice: Voice) -> dict[str, Any]:
-    return _shape(voice.id, voice.name, voice.description or "", _GENDERS.get(voice.gender or ""), _EPOCH, False)
+    return _shape(
+        voice.id, voice.name, voice.description or "", _GENDERS.get(voice.gender or ""), _EPOCH, False
+    )
 
 
 def _custom(record: VoiceRecord) -> dict[str, Any]:
@@ -60,20 +61,14 @@ def _shape(
 async def _all_voices(
     model: ServingModel, caller: Caller | None, library: VoiceLibrary
 ) -> list[dict[str, Any]]:
-    builtin = [] if model.voices is None else [_builtin(v) for v in model.voices.voices.values()]
-    custom = [] if caller is None else [_custom(r) for r in await library.list(caller)]
-    return builtin + custom
+    return await all_voices(model, caller, library, _builtin, _custom)
 
 
 def _matches(voice: dict[str, Any], q: str | None) -> bool:
     """Whether `q` starts a word of the voice's name or description, or is its id (Cartesia searches those)."""
-    if not q or not q.strip():
+    if q is not None and " ".join(q.casefold().split()) == voice["id"].casefold():
         return True
-    term = " ".join(q.casefold().split())
-    if term == voice["id"].casefold():
-        return True
-    words = " ".join(f"{voice['name']} {voice['description']}".casefold().split())
-    return re.search(r"(?<![^\W_])" + re.escape(term), words) is not None
+    return starts_a_word(q, f"{voice['name']} {voice['description']}")
 
 
 @router.get("/voices", summary="Cartesia: voices this key can use, paged by voice id")
@@ -118,9 +113,7 @@ def _position(ids: list[str], cursor: str, param: str) -> int:
 
 
 @router.get("/voices/{voice_id}", summary="Cartesia: one voice")
-async def get_voice(voice_id: str, model: Model, caller: OptionalVoiceCaller, library: Library) -> JSONResponse:
-    if model.voices is not None and voice_id in model.voices.voices:
-        return JSONResponse(_builtin(model.voices.voices[voice_id]))
-    if caller is None:
-        raise ApiError.from_service(voice_not_found(voice_id, "id"))
-    return JSONResponse(_custom(await library.get(voice_id, caller)))
+async def get_voice(
+    voice_id: str, model: Model, caller: OptionalVoiceCaller, library: Library
+) -> JSONResponse:
+    return JSONResponse(await one_voice(voice_id, model, caller, library, _builtin, _custom, "id"))
