@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import RunningServer, start_server, stop_server
+from tests.e2e.conftest import RunningServer, keyed_server
 
 pytestmark = pytest.mark.e2e
 cartesia = pytest.importorskip("cartesia")
@@ -21,19 +21,8 @@ ALICE, BOB = "alice-cartesia-key", "bob-cartesia-key"
 
 @pytest.fixture(scope="module")
 def live(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(
-        demo_model_dir,
-        tmp_path_factory.mktemp("cartesia-sdk") / "server.log",
-        {
-            "TTS_AUTH_ENABLED": "true",
-            "TTS_API_KEYS": f"{ALICE},{BOB}",
-            "TTS_VOICE_DIR": str(tmp_path_factory.mktemp("voices")),
-        },
-    )
-    try:
+    with keyed_server(demo_model_dir, tmp_path_factory, "cartesia-sdk", [ALICE, BOB]) as running:
         yield running
-    finally:
-        stop_server(running)
 
 
 def test_voices_list_get_and_an_unknown_voice(live: RunningServer) -> None:
