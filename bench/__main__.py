@@ -41,6 +41,9 @@ BENCHES: dict[str, Bench] = {
         "bench_resampler.py", "the output resampler against soxr: held back, first chunk, CPU"
     ),
     "normalize": Bench("bench_normalize.py", "text normalisation: time per length, adversarial inputs"),
+    "pdf_reading": Bench(
+        "bench_pdf_reading.py", "jobs' PDF reader against pypdf and pdfminer.six, and the outline attack"
+    ),
     "sr_convs": Bench(
         "bench_sr_convs.py", "AP-BWE's length-independent convolutions against torch's", suite=True
     ),

@@ -27,6 +27,8 @@ past any of them is dropped.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import html
 import re
 import time
@@ -34,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from processing import numbers_en
+from processing.tags import KNOWN_TAGS
 
 MAX_BREAK_S = 3.0
 # Break silence one API key may add a minute, all its requests together (refilled evenly: a token bucket).
@@ -52,6 +55,9 @@ _TIME = re.compile(r"""\btime\s*=\s*["']\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s)\s*["']
 _STRENGTH = re.compile(r"""\bstrength\s*=\s*["']\s*([\w-]+)\s*["']""", re.I)
 _RATE = re.compile(r"([+-]?)(\d+(?:\.\d+)?|\.\d+)\s*(%?)")
 _SSML_HINT = re.compile(r"^\s*<\s*speak\b|<\s*(?:break|sub|say-as|prosody|phoneme)\b", re.I)
+# A tag-shaped token: a near miss of a tag this module reads (`<brake time="1s"/>`) makes a text SSML, so that
+# it is refused rather than spoken.
+_TAG_SHAPED = re.compile(r"<\s*/?\s*([A-Za-z][\w:.-]{0,30})\b[^<>]{0,200}>")
 
 
 # The start of a tag still waiting for its ">" ("<", "</", "<break time=..."), or of an entity waiting for its ";".
@@ -182,7 +188,8 @@ def uniform_rate(text: str) -> float | None:
 def ssml_problem(text: str) -> str | None:
     """What a complete SSML text asks that would not be spoken as written, as a sentence naming the tag and its
     position (a route refuses it with a 400); None when there is nothing. A break longer than MAX_BREAK_S, a
-    `<sub>`/`<say-as>`/`<spell>` never closed, a tag with no `>`. Sockets, whose text arrives in pieces, clamp and
+    `<sub>`/`<say-as>`/`<spell>` never closed, a tag with no `>`, a misspelt tag (`<brake>`), a break attribute
+    other than `time` and `strength` or a value of theirs that cannot be read. Sockets, whose text arrives in pieces, clamp and
     speak instead (module doc)."""
     tags = list(_TAG.finditer(text))
     for tag in tags:
@@ -210,13 +217,75 @@ def ssml_problem(text: str) -> str | None:
     for start in _KNOWN_TAG_START.finditer(text):
         if not any(a <= start.start() < b for a, b in covered):
             return f"the tag {start.group(0)!r} at position {start.start()} has no closing '>'"
+    for tag in tags:
+        problem = _misspelt(tag) or (_break_problem(tag) if tag.group(2).lower() == "break" else None)
+        if problem:
+            return problem
+    return None
+
+
+# What `<break>` takes; a misspelt attribute (`tme=`) would be a bare half-second break, silently.
+_BREAK_ATTRIBUTES = frozenset({"time", "strength"})
+_ATTRIBUTE = re.compile(r"""([^\s=/"']+)\s*(?:=\s*("[^"]*"|'[^']*'|[^\s"'/>]+))?""")
+_BREAK_TIME = re.compile(r"""\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s)\s*""", re.I)
+# Tags this module acts on: a tag whose name is close to one of them but not it (`<brake>`) is a typing mistake.
+_ACTED_ON = ("speak", "break", "sub", "say-as", "spell", "prosody", "phoneme")
+_OTHER_SSML = frozenset(
+    "p s emphasis voice lang audio mark w token paragraph sentence desc lexicon lookup meta metadata".split()
+)
+
+
+@functools.lru_cache(maxsize=1024)  # a text of many tags asks about few names
+def _close_to_read_tag(name: str) -> str | None:
+    """The tag this module reads that `name` is a near miss of (`brake`: `break`), else None; SSML's other tags
+    and the emotion tags (`<breath>`, processing/tags.py) are not near misses."""
+    name = name.lower()
+    if name in _ACTED_ON or name in _OTHER_SSML or name in KNOWN_TAGS or ":" in name:
+        return None
+    close = difflib.get_close_matches(name, _ACTED_ON, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def _misspelt(tag: re.Match[str]) -> str | None:
+    """A sentence naming a tag spelt like one this module reads but not it (`<brake>` for `<break>`), else None."""
+    close = _close_to_read_tag(tag.group(2))
+    if close is None:
+        return None
+    return f"{tag.group(0)} at position {tag.start()} is not an SSML tag this service reads; did you mean <{close}>?"
+
+
+def _break_problem(tag: re.Match[str]) -> str | None:
+    """A sentence naming what a `<break>` holds that it does not take (an attribute, a time or strength it cannot
+    read), else None."""
+    if tag.group(1) == "/":
+        return None
+    for found in _ATTRIBUTE.finditer(tag.group(3)):
+        name, value = found.group(1).lower(), (found.group(2) or "").strip("\"'")
+        if name not in _BREAK_ATTRIBUTES:
+            return (
+                f"{tag.group(0)} at position {tag.start()} has an attribute {name!r} a break does not take; "
+                'a break takes time="1.5s" (or "500ms") or strength="weak" (none, x-weak, weak, medium, strong, '
+                "x-strong)"
+            )
+        if name == "time" and not _BREAK_TIME.fullmatch(value):
+            return f'{tag.group(0)} at position {tag.start()} has a time it cannot read; write time="1.5s" or "500ms"'
+        if name == "strength" and value.lower() not in STRENGTH_S:
+            return (
+                f"{tag.group(0)} at position {tag.start()} has a strength it does not know; one of "
+                f"{', '.join(STRENGTH_S)}"
+            )
     return None
 
 
 def looks_like_ssml(text: str) -> bool:
     """Whether a route that takes plain text or SSML reads `text` as SSML: it starts with `<speak` or holds one of
-    the tags of this module (`<break`, `<sub`, `<say-as`, `<prosody`, `<phoneme`). Plain text costs one `in`."""
-    return "<" in text and _SSML_HINT.search(text) is not None
+    the tags of this module (`<break`, `<sub`, `<say-as`, `<prosody`, `<phoneme`) or a near miss of one (so that
+    `ssml_problem` refuses it). Plain text costs one `in`."""
+    if "<" not in text:
+        return False
+    if _SSML_HINT.search(text) is not None:
+        return True
+    return any(_close_to_read_tag(m.group(1)) for m in _TAG_SHAPED.finditer(text))
 
 
 def _merged(items: list[str | float]) -> list[str | float]:

@@ -458,7 +458,7 @@ def demo_voices(seed: int) -> dict[str, Any]:
             },
             {
                 "id": "narrator",
-                "name": "Narrator (speaker prefix)",
+                "name": "Narrator",
                 "kind": "prompt_prefix",
                 "aliases": ["speaker_3"],
                 "prompt_prefix": "<|speaker_3|>",

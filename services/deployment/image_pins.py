@@ -37,7 +37,8 @@ IMAGE_PACKAGES: tuple[str, ...] = (
     "asyncpg==0.32.0",
     "cn2an==0.5.24",  # Chinese number words (processing/normalize_zh.py); pure Python, needs proces
     "proces==0.1.7",
-    "pypdf==7.1.1",  # PDF reading for long-form jobs (services/jobs/documents/pdf.py); no dependencies
+    "pypdf==7.1.1",  # a runtime dependency of the project (pyproject); the PDF reader itself uses pypdfium2
+    "pypdfium2==5.15.2",  # PDF reading for long-form jobs (services/jobs/documents/pdf.py); PDFium in the wheel
     "python-docx==1.2.0",  # DOCX reading for long-form jobs (services/jobs/documents/docx.py); needs lxml
     "lxml==6.1.3",
     "mutagen==1.48.1",  # the M4B's cover and the chapter files' tags (services/jobs/tags.py); no dependencies

@@ -12,6 +12,9 @@ JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 # A running job whose holder has not written for this long is shown `stalled` (its process likely died) until its
 # lease expires and a worker takes it again; the holder writes every TTS_JOBS_PROGRESS_S (2 s by default).
 STALL_AFTER_S = 10.0
+# Characters a voice speaks in a second of audio at speed 1 (English narration runs 13-16): how far into its text
+# the running chapter is, from the audio it has so far, before any chapter has measured the real figure.
+SPOKEN_CHARS_PER_S = 14.0
 ChapterStatus = Literal["pending", "running", "done", "failed"]
 FINAL_STATUSES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 
@@ -127,6 +130,7 @@ def job_view(
         eta = round((chars_total - chars_done) / (chars_done / rendered_s), 1)
     elif job.status == "done":
         eta = 0.0
+    percent = 100.0 if job.status == "done" else _percent(job, chars_done, chars_total, done, running)
     url = f"{base_path}/{job.id}"
     return {
         "id": job.id,
@@ -153,6 +157,7 @@ def job_view(
             "audio_seconds": round(
                 sum(c.audio_seconds or 0.0 for c in [*done, *([running] if running else [])]), 3
             ),
+            "percent": percent,
             "eta_seconds": eta,
             "chapter": None
             if running is None
@@ -162,10 +167,31 @@ def job_view(
         if status != "stalled"
         else {
             "since": iso(job.heartbeat_at if job.heartbeat_at is not None else job.lease_expires),
-            "retry_at": iso(job.lease_expires),  # past: taken as soon as a worker is free
+            # A lease that has already ended (the process restarted, or none is free): taken as soon as a worker is.
+            "retry_at": iso(max(job.lease_expires, now)),
         },
         "book_url": f"{url}/book" if job.book_done else None,
         "error": None
         if job.error_code is None
         else {"code": job.error_code, "message": job.error_message or ""},
     }
+
+
+def _percent(
+    job: JobRecord,
+    chars_done: int,
+    chars_total: int,
+    done: list[ChapterRecord],
+    running: ChapterRecord | None,
+) -> float:
+    """How much of the job's text is spoken, in percent: the chapters done, and how far the running chapter is by
+    its audio so far (at the characters per audio second the chapters done measured, else `SPOKEN_CHARS_PER_S` at
+    the job's speed), short of its end until it is done."""
+    if not chars_total:
+        return 0.0
+    within = 0.0
+    if running is not None and running.audio_seconds:
+        audio_done = sum(c.audio_seconds or 0.0 for c in done)
+        rate = chars_done / audio_done if audio_done > 0 else SPOKEN_CHARS_PER_S * (job.options.speed or 1.0)
+        within = min(running.audio_seconds * rate, 0.99 * running.characters)
+    return round(min(100.0 * (chars_done + within) / chars_total, 99.9), 1)

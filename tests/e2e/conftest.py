@@ -182,3 +182,23 @@ def server(demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     running = start_server(demo_model_dir, log_path)
     yield running
     stop_server(running)
+
+
+@contextmanager
+def keyed_server(
+    model_dir: Path, factory: pytest.TempPathFactory, name: str, keys: list[str]
+) -> Iterator[RunningServer]:
+    """A server with auth on, these static keys and a voice library of its own; stopped on exit."""
+    running = start_server(
+        model_dir,
+        factory.mktemp(name) / "server.log",
+        {
+            "TTS_AUTH_ENABLED": "true",
+            "TTS_API_KEYS": ",".join(keys),
+            "TTS_VOICE_DIR": str(factory.mktemp(f"{name}-voices")),
+        },
+    )
+    try:
+        yield running
+    finally:
+        stop_server(running)

@@ -192,6 +192,8 @@ def test_voices_get_get_all_and_search_page_by_page(client, live: RunningServer)
     builtin = client.voices.search(voice_type="default", page_size=100).voices
     assert builtin and {v.category for v in builtin} == {"premade"}
     assert client.voices.search(search="no voice has this name").total_count == 0
+    male = {v.voice_id for v in client.voices.search(search="male", page_size=100).voices}
+    assert "male_deep" in male and "female_bright" not in male  # a word's start, not inside "female"
     picked = client.voices.search(voice_ids=[ids[-1], ids[0]]).voices
     assert [v.voice_id for v in picked] == [ids[0], ids[-1]]
     for call, status, code in (

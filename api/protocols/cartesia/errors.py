@@ -24,4 +24,6 @@ def http_error(err: HttpError) -> dict[str, Any]:
     }
 
 
-HTTP_ERRORS = DialectErrors("cartesia", lambda path: path.startswith("/tts/"), http_error)
+HTTP_ERRORS = DialectErrors(
+    "cartesia", lambda path: path.startswith(("/tts/", "/voices/")) or path == "/voices", http_error
+)

@@ -14,8 +14,8 @@ from fastapi.responses import JSONResponse
 
 from api.deps import Library, Model, OptionalVoiceCaller
 from api.errors import ApiError
+from api.voice_listing import all_voices, one_voice, starts_a_word
 from core.voices import Voice
-from services.errors import voice_not_found
 from services.model_status import ServingModel
 from services.voice_library import Caller, VoiceLibrary, VoiceRecord
 
@@ -65,9 +65,7 @@ def _custom(record: VoiceRecord) -> dict[str, Any]:
 async def _all_voices(
     model: ServingModel, caller: Caller | None, library: VoiceLibrary
 ) -> list[dict[str, Any]]:
-    builtin = [] if model.voices is None else [_builtin(v) for v in model.voices.voices.values()]
-    custom = [] if caller is None else [_custom(r) for r in await library.list(caller)]
-    return builtin + custom
+    return await all_voices(model, caller, library, _builtin, _custom)
 
 
 @router.get("/v1/voices", summary="ElevenLabs: voices this key can use")
@@ -77,18 +75,14 @@ async def voices(model: Model, caller: OptionalVoiceCaller, library: Library) ->
 
 @router.get("/v1/voices/{voice_id}", summary="ElevenLabs: one voice")
 async def voice(voice_id: str, model: Model, caller: OptionalVoiceCaller, library: Library) -> JSONResponse:
-    if model.voices is not None and voice_id in model.voices.voices:
-        return JSONResponse(_builtin(model.voices.voices[voice_id]))
-    if caller is None:
-        raise ApiError.from_service(voice_not_found(voice_id, "voice_id"))
-    return JSONResponse(_custom(await library.get(voice_id, caller)))
+    return JSONResponse(await one_voice(voice_id, model, caller, library, _builtin, _custom, "voice_id"))
 
 
 def _matches(voice: dict[str, Any], search: str | None) -> bool:
-    if not search:
-        return True
+    """Whether the search term starts a word of the voice's name, description, category or labels: "male" finds
+    "Male, low pitch" and not "female"; "fem" finds "female"."""
     fields = [voice["name"], voice["description"] or "", voice["category"], *voice["labels"].values()]
-    return search.casefold() in " ".join(fields).casefold()
+    return starts_a_word(search, " ".join(fields))
 
 
 @router.get("/v2/voices", summary="ElevenLabs: voices searched, filtered, sorted and paged")

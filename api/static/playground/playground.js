@@ -3,9 +3,10 @@
 // The helpers at the top (headers, setBusy, responseProblem, networkProblem) are shared with voices.js.
 "use strict";
 
+// Examples in the two languages Spark-TTS speaks (the API refuses `language: hi`: Hindi text is normalised, but the
+// model has no Hindi voice).
 const EXAMPLES = {
   en: "Hello! This is Spark-TTS, streaming speech while it is still being generated. It costs $5.50 and arrives on 15/03/2024.",
-  hi: "नमस्ते! यह स्पार्क टीटीएस है। मेरे पास 3 सेब हैं और कीमत ₹1,00,000 है।",
   zh: "你好！我有3个苹果，2024年3月5日，价格是12.5元，增长了50%。",
 };
 const KEY_STORAGE = "spark-tts-playground-api-key";

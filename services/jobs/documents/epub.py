@@ -5,11 +5,16 @@ One chapter per spine document in reading order (non-linear items skipped, a doc
 A document is titled by the shallowest table of contents entry that points into it: a chapter whose sections are
 listed under it keeps the chapter's title, not its first section's. Else its first heading, else "Chapter N"; a
 document with neither a table of contents entry nor a heading continues the chapter before it (books split long
-chapters into several files). Front matter is left out: the nav document, pages that the guide, the
-landmarks or their own `epub:type` call a cover, title page, copyright page or table of contents, pages
-before the first one the table of contents lists, and a page holding only the book's title and authors. Pages are
-parsed as they are unpacked, the limits checked after each block, so an oversized book stops at its limit. An
-encrypted (DRM) or unreadable EPUB is refused.
+chapters into several files). A chapter whose first paragraph is its title (LibreOffice writes headings as styled
+paragraphs) speaks it as a sentence.
+
+Front matter is left out: the nav document; pages that the guide, the landmarks or their own `epub:type` call a
+cover, title page, copyright page, dedication, table of contents and the like (`FRONT_MATTER`), even when the
+table of contents lists them; pages before the first one the table of contents lists; and, before the first
+chapter, pages that front.py recognises by their title or text (pandoc's EPUB 2 title, copyright and dedication
+pages, which carry no `epub:type`; LibreOffice's "Section 1" holding the title page). A table of contents entry
+LibreOffice made up ("Section N") titles nothing. Pages are parsed as they are unpacked, the limits checked after
+each block, so an oversized book stops at its limit. An encrypted (DRM) or unreadable EPUB is refused.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from urllib.parse import unquote
 from xml.etree import ElementTree
 
 from services.jobs.documents.archive import Archive, local
-from services.jobs.documents.model import Chapters, Cover, Document, DocumentError, Limits, one_line
+from services.jobs.documents.front import is_front_matter, is_made_up
+from services.jobs.documents.model import Chapters, Cover, Document, DocumentError, Limits, one_line, spoken
 from services.jobs.documents.xhtml import XhtmlText
 
 EPUB_MIMETYPE = b"application/epub+zip"
@@ -34,8 +40,11 @@ MAX_COVER_BYTES = 10 * 1024 * 1024
 # Markup the parser holds back waiting for its end (an open comment, tag or CDATA section), at most.
 _MAX_UNPARSED = 1024 * 1024
 # What a guide reference, a landmark or a page's own epub:type calls front matter that is not read.
+# (EPUB 3 Structural Semantics words for pages that are about the book, not of it; forewords, prefaces,
+# prologues, epigraphs and acknowledgments are read.)
 FRONT_MATTER = frozenset(
-    {"cover", "title-page", "titlepage", "halftitlepage", "copyright-page", "toc", "landmarks", "loi", "lot"}
+    "cover frontispiece title-page titlepage halftitlepage seriespage copyright-page imprint imprimatur colophon"
+    " dedication contributors other-credits errata revision-history toc landmarks loa loi lot lov index".split()
 )
 _EPUB_NS = "{http://www.idpf.org/2007/ops}type"
 _OPF_NS = "{http://www.idpf.org/2007/opf}"
@@ -100,7 +109,6 @@ def _read(archive: Archive, limits: Limits) -> Document:
     first = next((i for i, item in enumerate(spine) if item.path in toc_titles), 0)
     skipped |= {item.path for item in spine[:first]}
     book_title, authors = _metadata(opf)
-    title_page_words = _words(f"{book_title or ''} {authors or ''}")
     chapters = Chapters(limits)
     seen: set[str] = set()
     for item in spine:
@@ -108,22 +116,26 @@ def _read(archive: Archive, limits: Limits) -> Document:
             continue
         seen.add(item.path)
         title = toc_titles.get(item.path)
+        if title is not None and is_made_up(title):
+            title = None
         page = _parse_page(archive, item.path, chapters)
-        if page is None or (title is None and page.kinds & FRONT_MATTER):
+        if page is None or page.kinds & FRONT_MATTER:
             continue
-        text = page.text()
-        if not text or _words(text) <= title_page_words:
-            continue  # no text, or only the book's title and authors: a title page
+        paragraphs = page.paragraphs()
+        if not paragraphs:
+            continue
+        if not len(chapters) and is_front_matter(
+            paragraphs, toc_titles.get(item.path) or page.first_heading, book_title, authors
+        ):
+            continue  # a title, copyright or dedication page the book does not mark as one
         heading = title or page.first_heading
         if heading is None and toc_titles and len(chapters):
-            chapters.extend(text)  # the rest of the chapter before, in a file of its own
+            chapters.extend(page.text())  # the rest of the chapter before, in a file of its own
             continue
-        chapters.add(heading or f"Chapter {len(chapters) + 1}", text)
+        if heading is not None and paragraphs[0] == heading:
+            paragraphs[0] = spoken(heading, "")  # a heading written as a paragraph, read as a sentence
+        chapters.add(heading or f"Chapter {len(chapters) + 1}", "\n\n".join(paragraphs))
     return Document(book_title, chapters.chapters(), author=authors, cover=_cover(archive, opf, manifest))
-
-
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"\w+", text.lower()))
 
 
 def _refuse_drm(archive: Archive) -> None:

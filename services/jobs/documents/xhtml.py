@@ -87,6 +87,9 @@ class XhtmlText(HTMLParser):
             self.characters += len(paragraph) + 2
         return paragraph
 
-    def text(self) -> str:
+    def paragraphs(self) -> list[str]:
         self._end_paragraph()
-        return "\n\n".join(self._paragraphs)
+        return list(self._paragraphs)
+
+    def text(self) -> str:
+        return "\n\n".join(self.paragraphs())

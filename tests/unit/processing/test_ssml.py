@@ -269,6 +269,11 @@ def test_a_keys_break_silence_is_bounded_per_minute_across_its_requests() -> Non
         ),
         ('A <say-as interpret-as="digits">12 and more', ["never closed", "</say-as>"]),
         ('Hello <break time="1s" there', ["'<break' at position 6", "no closing '>'"]),
+        ('Hello <brake time="1s"/> there', ['<brake time="1s"/> at position 6', "did you mean <break>?"]),
+        ('<speak>A <prosdy rate="slow">b</prosdy></speak>', ["at position 9", "did you mean <prosody>?"]),
+        ('Hello <break tme="1s"/> there', ["attribute 'tme'", 'time="1.5s"']),
+        ('Hello <break time="soon"/> there', ["a time it cannot read"]),
+        ('Hello <break strength="loud"/> there', ["strength it does not know", "x-strong"]),
     ],
 )
 def test_ssml_a_route_would_not_speak_as_written_is_named(text: str, named: list[str]) -> None:
@@ -283,7 +288,17 @@ def test_ssml_a_route_would_not_speak_as_written_is_named(text: str, named: list
         '<sub alias="a">b</sub> <say-as interpret-as="digits">12</say-as> <spell>ab</spell> <sub alias="x"/>',
         "<speak>Hello <emphasis>open emphasis and prosody <prosody rate='slow'>are harmless",
         "a < b and c > d <break/>",
+        '<speak xmlns="http://www.w3.org/2001/10/synthesis" xml:lang="en">a <break time=".5s" strength="weak"/>'
+        "<br/> <b>c</b> <breath/> <emphasis level='strong'>d</emphasis></speak>",
     ],
 )
 def test_ssml_spoken_as_written_has_no_problem(text: str) -> None:
     assert ssml_problem(text) is None
+
+
+def test_a_near_miss_of_a_tag_makes_text_ssml_so_it_is_refused_not_spoken() -> None:
+    from processing.ssml import looks_like_ssml
+
+    assert looks_like_ssml('Hello <brake time="1s"/> world') and looks_like_ssml("Hello <brk/> world")
+    for plain in ("a <br> b", "I <breath> and <laughs>", "x <excited> y", "a < b and c > d", "<html>"):
+        assert not looks_like_ssml(plain), plain

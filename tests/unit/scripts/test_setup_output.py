@@ -114,3 +114,13 @@ def test_serve_first_then_test_installs_the_dev_extras_once(tmp_path: Path) -> N
         )
     installs = log.read_text().splitlines()
     assert [line.endswith("[dev]") for line in installs] == [False, True], installs
+
+
+def test_the_project_gives_setuptools_nothing_to_warn_about() -> None:
+    """The box is not printed at all: the licence is an SPDX string (a TOML table is what setuptools >= 77
+    warns about, with its source line after the box), and the build requires a setuptools that reads one."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert config["project"]["license"] == "Apache-2.0"
+    assert config["build-system"]["requires"] == ["setuptools>=77"]

@@ -219,10 +219,18 @@ def test_progress_within_a_chapter_and_a_dead_worker_shows_stalled(tmp_path: Pat
         assert view["status"] == "running" and view["stalled"] is None
         assert view["progress"]["chapter"] == {"index": 1, "audio_seconds": 3.25}
         assert view["progress"]["audio_seconds"] == 3.25
+        assert (
+            view["progress"]["percent"] > 0 and view["progress"]["eta_seconds"] is None
+        )  # in the first chapter
         clock.now += 11  # the worker was killed: no word for longer than the stall limit
         view = job_view(await store.get("a", "k1"), now=clock.now)
         assert view["status"] == "stalled"
         assert view["stalled"]["retry_at"] == "1970-01-01T00:17:12Z"  # its lease's end: 1002 + 30
+        clock.now += (
+            60  # the lease has ended and no worker has taken it yet (a restart): "now", never the past
+        )
+        view = job_view(await store.get("a", "k1"), now=clock.now)
+        assert view["stalled"]["retry_at"] == "1970-01-01T00:17:53Z"  # 1002 + 11 + 60
         await store.release("a", "p1")  # between chapters nobody holds it: it waits for its turn
         assert job_view(await store.get("a", "k1"), now=clock.now)["status"] == "queued"
         await store.close()

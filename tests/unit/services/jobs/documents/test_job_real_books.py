@@ -53,3 +53,9 @@ def test_a_pdf_sent_without_a_name_is_sniffed_not_read_as_text() -> None:
     assert [c.title for c in read_document(data, content_type="application/octet-stream").chapters] == TITLES
     docx = (BOOKS / "license.docx").read_bytes()
     assert [c.title for c in read_document(docx).chapters] == TITLES
+
+
+def test_words_ghostscript_places_apart_without_a_space_are_apart() -> None:
+    text = "\n\n".join(c.text for c in _read("license.pdf").chapters)
+    assert "The terms below are used throughout this licence." in text
+    assert "You may convey verbatim copies of the work." in text

@@ -1,0 +1,38 @@
+"""A PDF's reading is linear in its text, whatever its outline asks for: the hostile round's small PDF whose
+outline titles are looked for in a page of hundreds of thousands of words (a regular-expression search per title
+held a reader its whole 60 s) reads in its reader process well inside the timeout; an outline past the chapter
+limit, or one that loops, stops at once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from services.jobs.documents import DocumentError, read_document
+from services.jobs.documents.isolated import read_document_isolated
+from tests.pdf_files import minimal_pdf, word_flood
+
+
+def pdf(words: int, titles: list[str], *, loop: bool = False) -> bytes:
+    """One page of `words` one-letter words and an outline whose top-level entries, titled `titles`, all point at
+    it (`loop`: the last one's /Next is the first)."""
+    return minimal_pdf([word_flood(words)], [(title, 0) for title in titles], loop=loop)
+
+
+def test_outline_titles_looked_for_in_a_huge_page_do_not_hold_the_reader() -> None:
+    # 200,000 words on one page; 20 titles of 1,000 words that match every position but the last word.
+    data = pdf(200_000, [" ".join(["a"] * 1_000) + " b"] * 20)
+    assert len(data) < 50_000
+    document = asyncio.run(read_document_isolated(data, timeout_s=45, memory_mb=512, filename="attack.pdf"))
+    assert document.characters > 350_000  # the page is read (at the top of the last entry's chapter)
+
+
+def test_an_outline_past_the_chapter_limit_is_refused() -> None:
+    with pytest.raises(DocumentError, match="at most 10 chapters"):
+        read_document(pdf(800, [f"Part {n}" for n in range(200)]), filename="parts.pdf", max_chapters=10)
+
+
+def test_an_outline_that_loops_is_read_once() -> None:
+    document = read_document(pdf(800, ["One", "Two"], loop=True), filename="loop.pdf")
+    assert [c.title for c in document.chapters] == ["Two"]  # both start at the page's top; the first is empty
