@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core import exact_stft
+from core.apbwe_precision import Products, SRPrecision, check_precision
 from core.checkpoint import CheckpointError
 from core.exact_conv import dense_conv1d, depthwise_conv1d
 from core.sinc_resample import sinc_resample
@@ -131,17 +132,34 @@ class ConvNeXtBlock(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=LN_EPS)
         self.pwconv1 = nn.Linear(dim, 3 * dim)
         self.pwconv2 = nn.Linear(3 * dim, dim)
+        self.products = Products()
+        self._served: tuple[torch.Tensor | None, ...] = ()  # pwconv1's and pwconv2's weight and bias as served
+
+    def set_products(self, products: Products) -> None:
+        """Serve the pointwise layers at `products`' precision (after the module is on its device)."""
+        self.products = products
+        self._served = () if products.precision == "fp32" else (*products.served(self.pwconv1), *products.served(self.pwconv2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T)
         y = depthwise_conv1d(x, self.dwconv.weight, self.dwconv.bias).transpose(1, 2)
-        y = self.pwconv2(F.gelu(self.pwconv1(self.norm(y))))  # exact (erf) GELU, as trained
+        if not self._served:
+            y = self.pwconv2(F.gelu(self.pwconv1(self.norm(y))))  # exact (erf) GELU, as trained
+        else:  # the trunk's tensor-core layers (core/apbwe_precision); the residual stream stays fp32
+            w1, b1, w2, b2 = self._served
+            assert w1 is not None and w2 is not None
+            h = self.products.gelu(self.products.trunk_linear(self.norm(y), w1, b1))
+            y = self.products.trunk_linear(h, w2, b2).float()
         out: torch.Tensor = x + (self.gamma * y).transpose(1, 2)
         return out
 
 
-def _conv(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+def _conv(conv: nn.Conv1d, x: torch.Tensor, products: Products) -> torch.Tensor:
     # The Conv1d modules only hold the weights (state-dict names); the maths is length-independent (core/exact_conv).
-    return dense_conv1d(x, conv.weight, conv.bias)
+    return dense_conv1d(products.operand(x), products.operand(conv.weight), conv.bias)
+
+
+def _head(linear: nn.Linear, x: torch.Tensor, products: Products) -> torch.Tensor:
+    return F.linear(products.operand(x), products.operand(linear.weight), linear.bias)
 
 
 def _norm_channels(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
@@ -166,6 +184,14 @@ class APBWEGenerator(nn.Module):
         self.linear_post_mag = nn.Linear(channels, bins)
         self.linear_post_pha_r = nn.Linear(channels, bins)
         self.linear_post_pha_i = nn.Linear(channels, bins)
+        self.products = Products()
+
+    def set_precision(self, precision: SRPrecision, emulate: bool = False) -> None:
+        """The precision of the matrix products (core/apbwe_precision); `emulate`: fp32 kernels rounding as a GPU's
+        reduced precision would (a CPU's figures). Call it once the generator is on its device."""
+        self.products = Products(precision, emulate)
+        for block in (*self.convnext_mag, *self.convnext_pha):
+            block.set_products(self.products)  # type: ignore[operator]
 
     @classmethod
     def from_config(cls, cfg: APBWEConfig) -> APBWEGenerator:
@@ -173,8 +199,9 @@ class APBWEGenerator(nn.Module):
 
     def forward(self, logamp: torch.Tensor, pha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, bins, T) each -> (B, bins, T) each; phase wrapped to (-pi, pi]."""
-        a = _norm_channels(self.norm_pre_mag, _conv(self.conv_pre_mag, logamp))
-        p = _norm_channels(self.norm_pre_pha, _conv(self.conv_pre_pha, pha))
+        products = self.products
+        a = _norm_channels(self.norm_pre_mag, _conv(self.conv_pre_mag, logamp, products))
+        p = _norm_channels(self.norm_pre_pha, _conv(self.conv_pre_pha, pha, products))
         for block_mag, block_pha in zip(self.convnext_mag, self.convnext_pha, strict=True):
             a = a + p
             p = p + a  # uses the already-updated amplitude features, as trained
@@ -182,8 +209,10 @@ class APBWEGenerator(nn.Module):
             p = block_pha(p)
         a = self.norm_post_mag(a.transpose(1, 2))
         p = self.norm_post_pha(p.transpose(1, 2))
-        logamp_wb = logamp + self.linear_post_mag(a).transpose(1, 2)  # amplitude is residual; phase is not
-        pha_wb = torch.atan2(self.linear_post_pha_i(p), self.linear_post_pha_r(p)).transpose(1, 2)
+        logamp_wb = logamp + _head(self.linear_post_mag, a, products).transpose(1, 2)  # amplitude is residual
+        pha_wb = torch.atan2(
+            _head(self.linear_post_pha_i, p, products), _head(self.linear_post_pha_r, p, products)
+        ).transpose(1, 2)
         return logamp_wb, pha_wb
 
 
@@ -256,21 +285,40 @@ class SuperResolution:
         config: APBWEConfig,
         device: str | torch.device = "cpu",
         offline_block: int = 30 * 16000,
+        *,
+        precision: SRPrecision = "fp32",
+        fused: bool = False,
     ) -> None:
         self.config = config
         self.device = _resolve_device(device)
+        self.precision = check_precision(precision)
         self.generator = generator.to(self.device).eval()
+        # Off CUDA the reduced precisions are emulated (core/apbwe_precision): the figures a GPU would give.
+        self.generator.set_precision(self.precision, emulate=self.device.type != "cuda")
+        # fused: the generator compiled (TorchInductor fuses its elementwise chain; one compile serves every shape),
+        # for every call alike, so offline and streamed windows run the same kernels. The resampler and STFT stay eager.
+        self.fused = fused
+        self._generate: Any = (
+            torch.compile(self.generator, dynamic=True, fullgraph=True) if fused else self.generator
+        )
         self._frontend = _Frontend(config, self.device)
         # Longer inputs are processed in exact windows of this size so memory stays bounded.
         self.offline_block = _round_up(offline_block, config.grid)
 
     @classmethod
-    def from_pretrained(cls, sr_dir: str | Path, device: str | torch.device = "cpu") -> SuperResolution:
+    def from_pretrained(
+        cls,
+        sr_dir: str | Path,
+        device: str | torch.device = "cpu",
+        *,
+        precision: SRPrecision = "fp32",
+        fused: bool = False,
+    ) -> SuperResolution:
         sr_dir = Path(sr_dir)
         config = APBWEConfig.from_dict(_read_config(sr_dir / CONFIG_FILE))
         generator = APBWEGenerator.from_config(config)
         load_generator_weights(generator, sr_dir / WEIGHTS_FILE)
-        return cls(generator, config, device)
+        return cls(generator, config, device, precision=precision, fused=fused)
 
     @property
     def context(self) -> int:
@@ -317,7 +365,7 @@ class SuperResolution:
         # whatever its length and streamed output equals offline; no process-wide switch is touched.
         x48 = self.resample(x)
         spec = self._frontend.analyse(x48)
-        logamp, pha = self.generator(spec.logamp, spec.pha)
+        logamp, pha = self._generate(spec.logamp, spec.pha)
         y = self._frontend.synthesise_batch(Spectrum(logamp, pha), length=x48.shape[-1])
         return y[:, : n * self.config.ratio]
 
