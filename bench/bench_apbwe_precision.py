@@ -68,7 +68,9 @@ def phase_figures(reference: np.ndarray, other: np.ndarray) -> tuple[float, floa
     window = torch.hann_window(1024, periodic=True, dtype=torch.float64)
 
     def spec(x: np.ndarray) -> torch.Tensor:
-        return torch.stft(torch.from_numpy(x.astype(np.float64)), 1024, 256, window=window, return_complex=True)
+        return torch.stft(
+            torch.from_numpy(x.astype(np.float64)), 1024, 256, window=window, return_complex=True
+        )
 
     ref, got = spec(reference), spec(other)
     magnitude = ref.abs()
@@ -113,7 +115,9 @@ def load(weights: Path | None) -> tuple[APBWEGenerator, APBWEConfig, str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--weights", type=Path, default=None, help="a 16kto48k directory (default: random weights)")
+    p.add_argument(
+        "--weights", type=Path, default=None, help="a 16kto48k directory (default: random weights)"
+    )
     p.add_argument("--fixtures", type=Path, default=None, help="the shared fixtures (apbwe_tiny/) as well")
     p.add_argument("--seconds", type=float, default=4.0, help="espeak speech length")
     p.add_argument("--variants", default="tf32,fp16", help=f"from {', '.join(SR_PRECISIONS)}")
@@ -127,8 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         tiny = SuperResolution.from_pretrained(args.fixtures / "apbwe_tiny")
         with np.load(args.fixtures / "apbwe_tiny" / "expected.npz") as data:
             cases.append((tiny.generator, tiny.config, "apbwe_tiny fixture", data["wav16"], "fixture input"))
-            cases.append((tiny.generator, tiny.config, "apbwe_tiny fixture", espeak_speech(args.seconds), "espeak en"))
-    print("| weights | input | variant | SNR dB | phase max (rad) | bins past pi/4 | streamed vs offline | passes | s |")
+            cases.append(
+                (tiny.generator, tiny.config, "apbwe_tiny fixture", espeak_speech(args.seconds), "espeak en")
+            )
+    print(
+        "| weights | input | variant | SNR dB | phase max (rad) | bins past pi/4 | streamed vs offline | passes | s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     failed = 0
     for generator, config, name, wav, label in cases:
@@ -143,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{'yes' if figures.ok else 'NO'} | {time.perf_counter() - started:.0f} |",
                 flush=True,
             )
-    print(f"bar: SNR >= {SNR_FLOOR_DB:g} dB and phase within pi/2 on the bins within {AUDIBLE_DB:g} dB of the peak")
+    print(
+        f"bar: SNR >= {SNR_FLOOR_DB:g} dB and phase within pi/2 on the bins within {AUDIBLE_DB:g} dB of the peak"
+    )
     return 1 if failed else 0
 
 

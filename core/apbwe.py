@@ -133,12 +133,18 @@ class ConvNeXtBlock(nn.Module):
         self.pwconv1 = nn.Linear(dim, 3 * dim)
         self.pwconv2 = nn.Linear(3 * dim, dim)
         self.products = Products()
-        self._served: tuple[torch.Tensor | None, ...] = ()  # pwconv1's and pwconv2's weight and bias as served
+        self._served: tuple[
+            torch.Tensor | None, ...
+        ] = ()  # pwconv1's and pwconv2's weight and bias as served
 
     def set_products(self, products: Products) -> None:
         """Serve the pointwise layers at `products`' precision (after the module is on its device)."""
         self.products = products
-        self._served = () if products.precision == "fp32" else (*products.served(self.pwconv1), *products.served(self.pwconv2))
+        self._served = (
+            ()
+            if products.precision == "fp32"
+            else (*products.served(self.pwconv1), *products.served(self.pwconv2))
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T)
         y = depthwise_conv1d(x, self.dwconv.weight, self.dwconv.bias).transpose(1, 2)
