@@ -191,6 +191,14 @@ class APBWEGenerator(nn.Module):
         self.linear_post_pha_r = nn.Linear(channels, bins)
         self.linear_post_pha_i = nn.Linear(channels, bins)
         self.products = Products()
+        self._layer: Any = _layer
+
+    def fuse(self) -> None:
+        """Compile one layer pair (the streams' exchange and both ConvNeXt blocks) with TorchInductor, which fuses its
+        elementwise chain: the depthwise taps, norm, casts, GELU, layer scale and residual adds. One compile serves
+        all layers (the blocks are its arguments) and every shape (dynamic); a graph break raises (fullgraph).
+        The input convolutions, heads, resampler and STFT stay eager: they are few kernels and must stay bit-stable."""
+        self._layer = torch.compile(_layer, dynamic=True, fullgraph=True)
 
     def set_precision(self, precision: SRPrecision, emulate: bool = False) -> None:
         """The precision of the matrix products (core/apbwe_precision); `emulate`: fp32 kernels rounding as a GPU's
@@ -209,10 +217,7 @@ class APBWEGenerator(nn.Module):
         a = _norm_channels(self.norm_pre_mag, _conv(self.conv_pre_mag, logamp, products))
         p = _norm_channels(self.norm_pre_pha, _conv(self.conv_pre_pha, pha, products))
         for block_mag, block_pha in zip(self.convnext_mag, self.convnext_pha, strict=True):
-            a = a + p
-            p = p + a  # uses the already-updated amplitude features, as trained
-            a = block_mag(a)
-            p = block_pha(p)
+            a, p = self._layer(a, p, block_mag, block_pha)
         a = self.norm_post_mag(a.transpose(1, 2))
         p = self.norm_post_pha(p.transpose(1, 2))
         logamp_wb = logamp + _head(self.linear_post_mag, a, products).transpose(1, 2)  # amplitude is residual
@@ -220,6 +225,15 @@ class APBWEGenerator(nn.Module):
             _head(self.linear_post_pha_i, p, products), _head(self.linear_post_pha_r, p, products)
         ).transpose(1, 2)
         return logamp_wb, pha_wb
+
+
+def _layer(
+    a: torch.Tensor, p: torch.Tensor, block_mag: nn.Module, block_pha: nn.Module
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One layer of the two streams: they exchange features, then each runs its ConvNeXt block."""
+    a = a + p
+    p = p + a  # uses the already-updated amplitude features, as trained
+    return block_mag(a), block_pha(p)
 
 
 def random_generator(cfg: APBWEConfig, seed: int = 0) -> APBWEGenerator:
@@ -299,14 +313,14 @@ class SuperResolution:
         self.device = _resolve_device(device)
         self.precision = check_precision(precision)
         self.generator = generator.to(self.device).eval()
-        # Off CUDA the reduced precisions are emulated (core/apbwe_precision): the figures a GPU would give.
+        # Off CUDA the reduced precisions are emulated (core/apbwe_precision): the figures a GPU would give. Precision
+        # and fusing are set on the generator: a generator shared by two objects serves the last one's.
         self.generator.set_precision(self.precision, emulate=self.device.type != "cuda")
-        # fused: the generator compiled (TorchInductor fuses its elementwise chain; one compile serves every shape),
-        # for every call alike, so offline and streamed windows run the same kernels. The resampler and STFT stay eager.
+        # fused: the generator's layers compiled (APBWEGenerator.fuse) for every call alike, graphs and eager, so
+        # offline and streamed windows run the same kernels.
         self.fused = fused
-        self._generate: Any = (
-            torch.compile(self.generator, dynamic=True, fullgraph=True) if fused else self.generator
-        )
+        if fused:
+            self.generator.fuse()
         self._frontend = _Frontend(config, self.device)
         # Longer inputs are processed in exact windows of this size so memory stays bounded.
         self.offline_block = _round_up(offline_block, config.grid)
@@ -371,7 +385,7 @@ class SuperResolution:
         # whatever its length and streamed output equals offline; no process-wide switch is touched.
         x48 = self.resample(x)
         spec = self._frontend.analyse(x48)
-        logamp, pha = self._generate(spec.logamp, spec.pha)
+        logamp, pha = self.generator(spec.logamp, spec.pha)
         y = self._frontend.synthesise_batch(Spectrum(logamp, pha), length=x48.shape[-1])
         return y[:, : n * self.config.ratio]
 

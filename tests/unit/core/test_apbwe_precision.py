@@ -175,13 +175,24 @@ def test_streaming_equals_offline_at_fp16_and_released_depth(tmp_path) -> None:
 # --- the fused path -----------------------------------------------------------------------------------------
 
 
-def test_the_generator_compiles_as_one_graph_at_fp16(tmp_path) -> None:
-    """`fused=True` compiles the generator with `fullgraph=True` (a graph break would raise): traced here with the
-    eager backend (what TorchInductor would be handed), whose output equals the uncompiled generator's."""
-    write_random_checkpoint(tmp_path, channels=8, layers=1, seed=2)
+def test_a_layer_compiles_as_one_graph_for_every_layer_and_shape(tmp_path) -> None:
+    """`fused=True` compiles the layer pair with `fullgraph=True` (a graph break raises): traced here with the eager
+    backend (what TorchInductor is handed), its output equal to the uncompiled generator's, and one trace serving
+    both layers and the window lengths a stream's calls take (rows of one, as `upsample` runs)."""
+    from torch._dynamo.utils import counters
+
+    from core.apbwe import _layer
+
+    write_random_checkpoint(tmp_path, channels=8, layers=2, seed=2)
     eager = SuperResolution.from_pretrained(tmp_path, precision="fp16")
     fused = SuperResolution.from_pretrained(tmp_path, precision="fp16", fused=True)
-    assert fused.fused and fused._generate is not fused.generator
-    fused._generate = torch.compile(fused.generator, dynamic=True, fullgraph=True, backend="eager")
-    wav = np.random.default_rng(3).uniform(-0.3, 0.3, 4000).astype(np.float32)
+    assert fused.fused and fused.generator._layer is not _layer and eager.generator._layer is _layer
+    torch._dynamo.reset()
+    counters.clear()
+    fused.generator._layer = torch.compile(_layer, dynamic=True, fullgraph=True, backend="eager")
+    wav = np.random.default_rng(3).uniform(-0.3, 0.3, 6000).astype(np.float32)
     np.testing.assert_array_equal(fused.upsample(wav), eager.upsample(wav))
+    stream = fused.stream(min_block=1600)
+    got = np.concatenate([stream.push(wav[:2500]), stream.push(wav[2500:]), stream.finish()])
+    np.testing.assert_allclose(got, eager.upsample(wav), atol=1e-4, rtol=0)
+    assert counters["stats"]["unique_graphs"] <= 2
