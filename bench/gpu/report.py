@@ -349,11 +349,18 @@ def _alone(render: Callable[[dict[str, Any]], list[str]]) -> Render:
     return lambda step, steps: render(step)
 
 
+def _apbwe_variants(step: dict[str, Any], steps: dict[str, Any]) -> list[str]:
+    from bench.gpu.apbwe_variants import report  # torch and the model, only where the step ran
+
+    return report(step, steps)
+
+
 SECTIONS: dict[str, tuple[str, Render]] = {
     "parity": ("Parity on the device", _alone(_parity)),
     "throughput": ("Throughput", _alone(_throughput)),
     "llm": ("The LLM step", _alone(_llm)),
     "scheduler": ("The codec scheduler on the device", _alone(_scheduler)),
+    "apbwe_variants": ("AP-BWE's precisions at the service's shapes", _apbwe_variants),
     "service": ("The service under load, 16 kHz", _with_scheduler),
     "service48": ("The service under load, 48 kHz (BiCodec + AP-BWE)", _with_scheduler),
     "service48-tf32": (
