@@ -17,7 +17,7 @@ Steps (bench/gpu/README.md has the exact command for each on a lent machine):
   service     the real app at 16 kHz, 1-256 streams, the LLM paced per level at the llm step's CUDA-graph rate,
               released-size codec: TTFA, underruns, each call shape's device time beside its isolated cost
   service48   the same at 48 kHz (BiCodec + AP-BWE) at 1, 32, 64 and 200 streams (bench/gpu/service_load.py)
-  service48-tf32  the same with AP-BWE's graphs in TF32 (TTS_CODEC_SR_PRECISION=tf32; the default is fp32)
+  service48-tf32  the same with AP-BWE's graphs in TF32 (TTS_CODEC_SR_PRECISION=tf32; the default is fp16)
 Each step writes `<results>/<step>.json` (default bench/results/acceptance/, which travels with the working tree);
 a later call skips a step whose result is there (unless --force, or the result is from an older kit: `SCHEMA`), so
 a step cut off by the call limit is simply run again; `--levels` reruns those levels of a service step (no --force
@@ -70,7 +70,7 @@ STEPS = (
 )
 SERVICE_RATES = {"service": 16000, "service48": 48000, "service48-tf32": 48000}
 # A service step's settings beside the product's defaults: service48-tf32 serves AP-BWE from TF32 graphs (the cost
-# model's AP-BWE slope is TF32's; the service's default is fp32: docs/benchmarks.md, "48 kHz at the AP-BWE precision served").
+# model's AP-BWE slope is TF32's; the service's default is fp16: docs/decisions/apbwe-precision.md).
 SERVICE_SETTINGS = {"service48-tf32": {"TTS_CODEC_SR_PRECISION": "tf32"}}
 SCHEMA = {"service": 2, "service48": 2, "service48-tf32": 2}  # a step result older than this is rerun
 CPU_NOTICE = "CPU: figures say nothing about a GPU"

@@ -307,7 +307,7 @@ def _sr_tf32(result: dict[str, Any]) -> list[str]:
     row = measured["row"]
     lines = [
         "",
-        f"AP-BWE with {measured['precision']} graphs (`TTS_CODEC_SR_PRECISION=tf32`; the default is fp32): the "
+        f"AP-BWE with {measured['precision']} graphs (`TTS_CODEC_SR_PRECISION=tf32`; the default is fp16): the "
         f"same streams against the offline fp32 upsample, max |err| {row['max_abs_err']:.2e}, SNR "
         f"{'inf' if row['snr_db'] is None else row['snr_db']} dB ({row['tolerance']}: {'ok' if row['ok'] else 'BELOW'}).",
     ]
