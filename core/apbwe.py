@@ -205,7 +205,7 @@ class APBWEGenerator(nn.Module):
         reduced precision would (a CPU's figures). Call it once the generator is on its device."""
         self.products = Products(precision, emulate)
         for block in (*self.convnext_mag, *self.convnext_pha):
-            block.set_products(self.products)  # type: ignore[operator]
+            block.set_products(self.products)
 
     @classmethod
     def from_config(cls, cfg: APBWEConfig) -> APBWEGenerator:

@@ -47,7 +47,7 @@ def round_fp16(x: Tensor) -> Tensor:
 def check_precision(precision: str) -> SRPrecision:
     if precision not in SR_PRECISIONS:
         raise ValueError(f"AP-BWE precision must be one of {SR_PRECISIONS}, got {precision!r}")
-    return precision  # type: ignore[return-value]
+    return precision
 
 
 class Products:

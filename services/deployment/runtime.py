@@ -344,7 +344,9 @@ class ModelRuntime:
             from core.apbwe import SuperResolution
 
             load_sr_checkpoint(sr_dir)
-            cuda = self.device.startswith("cuda")  # a CPU serves fp32: its reduced precisions are only emulated
+            cuda = self.device.startswith(
+                "cuda"
+            )  # a CPU serves fp32: its reduced precisions are only emulated
             self.sr = SuperResolution.from_pretrained(
                 sr_dir,
                 device=self.device,

@@ -127,7 +127,9 @@ def test_every_step_runs_and_writes_its_result(first_run) -> None:  # noqa: ANN0
     page = (out / "acceptance.md").read_text()
     assert "AP-BWE with fp32 graphs (`TTS_CODEC_SR_PRECISION=tf32`; the default is fp16)" in page
     variants = steps["apbwe_variants"]["result"]["variants"]
-    assert list(variants) == ["fp32", "fp16", "tf32", "fp16-fused"] and all(v["ok"] for v in variants.values())
+    assert list(variants) == ["fp32", "fp16", "tf32", "fp16-fused"] and all(
+        v["ok"] for v in variants.values()
+    )
     for title in (
         "Parity on the device",
         "Throughput",
