@@ -82,8 +82,9 @@ def test_every_step_runs_and_writes_its_result(first_run) -> None:  # noqa: ANN0
         assert (
             steps[name]["schema"] == 2 and service["sample_rate"] == rate and service["skipped_levels"] == []
         )
-        # the server took the step's settings (AP-BWE graphs in TF32 for service48-tf32; a CPU has no graphs)
-        assert service["sr_precision"] == ("tf32" if name.endswith("tf32") else "fp32")
+        # the server took the step's settings (AP-BWE graphs in TF32 for service48-tf32, else the fp16 default; a CPU
+        # serves fp32 whatever the setting)
+        assert service["sr_precision"] == ("tf32" if name.endswith("tf32") else "fp16")
         assert service["settings"] == ({"TTS_CODEC_SR_PRECISION": "tf32"} if name.endswith("tf32") else {})
         # No CUDA-graph rows on a CPU: each level is paced at the eager rows' rate (raised for a quick run), said so.
         for plan, batch in zip(service["plan"], (1, 2), strict=True):
