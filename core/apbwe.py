@@ -35,6 +35,7 @@ CONFIG_FILE = "config.json"
 LOG_FLOOR = 1e-4  # additive floor inside the log amplitude, as in training
 LN_EPS = 1e-6
 KERNEL = 7  # every temporal conv of the generator: k=7, symmetric padding 3
+SERVED = ("served_w1", "served_b1", "served_w2", "served_b2")  # a block's pointwise layers as served
 
 # The released 16kto48k config.json (file-format fact; only the last five model keys are read at inference).
 RELEASED_CONFIG: dict[str, Any] = {
@@ -133,26 +134,26 @@ class ConvNeXtBlock(nn.Module):
         self.pwconv1 = nn.Linear(dim, 3 * dim)
         self.pwconv2 = nn.Linear(3 * dim, dim)
         self.products = Products()
-        self._served: tuple[
-            torch.Tensor | None, ...
-        ] = ()  # pwconv1's and pwconv2's weight and bias as served
+        self.set_products(self.products)
 
     def set_products(self, products: Products) -> None:
-        """Serve the pointwise layers at `products`' precision (after the module is on its device)."""
+        """Serve the pointwise layers at `products`' precision (after the module is on its device). Their served
+        weights are buffers left out of the state dict: moving the module (idle sleep) moves them too."""
         self.products = products
-        self._served = (
-            ()
-            if products.precision == "fp32"
-            else (*products.served(self.pwconv1), *products.served(self.pwconv2))
+        served = (
+            (*products.served(self.pwconv1), *products.served(self.pwconv2))
+            if products.own_weights
+            else (None,) * 4
         )
+        for name, tensor in zip(SERVED, served, strict=True):
+            self.register_buffer(name, tensor, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T)
         y = depthwise_conv1d(x, self.dwconv.weight, self.dwconv.bias).transpose(1, 2)
-        if not self._served:
+        w1, b1, w2, b2 = (getattr(self, name) for name in SERVED)
+        if w1 is None:
             y = self.pwconv2(F.gelu(self.pwconv1(self.norm(y))))  # exact (erf) GELU, as trained
         else:  # the trunk's tensor-core layers (core/apbwe_precision); the residual stream stays fp32
-            w1, b1, w2, b2 = self._served
-            assert w1 is not None and w2 is not None
             h = self.products.gelu(self.products.trunk_linear(self.norm(y), w1, b1))
             y = self.products.trunk_linear(h, w2, b2).float()
         out: torch.Tensor = x + (self.gamma * y).transpose(1, 2)

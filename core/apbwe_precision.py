@@ -68,6 +68,12 @@ class Products:
         """The TF32 emulation: the code itself rounds every product's operands (a GPU's switch does, in a graph)."""
         return self.precision == "tf32" and self.emulate
 
+    @property
+    def own_weights(self) -> bool:
+        """The pointwise layers read copies of their weights (fp16, or rounded ones when emulating); else the
+        parameters themselves (fp32, and TF32 on a GPU, whose rounding the switch does)."""
+        return self.half or self.rounds_operands
+
     def operand(self, x: Tensor) -> Tensor:
         return round_tf32(x) if self.rounds_operands else x
 

@@ -17,6 +17,7 @@ import torch
 from bench.bench_apbwe_precision import PHASE_LIMIT, SNR_FLOOR_DB, espeak_speech, measure
 from core.apbwe import (
     RELEASED_CONFIG,
+    SERVED,
     APBWEConfig,
     SuperResolution,
     random_generator,
@@ -113,12 +114,20 @@ def test_fp32_is_untouched_and_fp16_changes_only_the_trunk(fixture_input) -> Non
     """fp32 runs no rounding at all; fp16 serves the pointwise layers' weights in fp16 and nothing else."""
     fp32, fp16 = _tiny("fp32"), _tiny("fp16")
     blocks = [*fp32.generator.convnext_mag, *fp32.generator.convnext_pha]
-    assert all(block._served == () for block in blocks)
+    assert all(block.served_w1 is None for block in blocks)
     served = [
-        t for block in (*fp16.generator.convnext_mag, *fp16.generator.convnext_pha) for t in block._served
+        getattr(block, name)
+        for block in (*fp16.generator.convnext_mag, *fp16.generator.convnext_pha)
+        for name in SERVED
     ]
     assert served and all(torch.equal(t, round_fp16(t)) for t in served)
     assert not np.array_equal(fp16.upsample(fixture_input), fp32.upsample(fixture_input))
+    # Idle sleep moves the generator off the device and back: the served weights go with it, outside the state dict.
+    assert set(fp16.generator.state_dict()) == set(fp32.generator.state_dict())
+    fp16.generator.to("meta")
+    assert all(
+        getattr(block, name).device.type == "meta" for block in fp16.generator.convnext_mag for name in SERVED
+    )
 
 
 # --- the bar ------------------------------------------------------------------------------------------------
