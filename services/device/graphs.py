@@ -10,9 +10,9 @@ once (core/numerics.py keeps them off process-wide); nothing is flipped while se
 (46 dB from fp32 on random weights at released size, 2.7x faster: docs/benchmarks.md, "GPU acceptance"). AP-BWE's
 precision (TTS_CODEC_SR_PRECISION) defaults to fp16, which the model carries in its own tensors' dtype
 (core/apbwe_precision): its graphs capture with the switches off, and the eager fallback computes the same kernels, so
-streamed 48 kHz audio equals the offline upsample at that precision. `tf32` AP-BWE graphs capture with the switches on
-(58 dB from fp32, 1.8x cheaper per sample than fp32 on the H100, random weights); its eager fallback runs under the
-process switches (fp32), so there a shape outside the buckets is fp32 whatever the graphs use.
+streamed 48 kHz audio equals the offline upsample at that precision. `tf32` AP-BWE graphs capture with the switches on;
+its eager fallback runs under the process switches (fp32), so there a shape outside the buckets is fp32 whatever the
+graphs use.
 
 Capture happens once, before serving (`CodecGraphs.capture_all`), within a wall-clock budget
 (TTS_CODEC_GRAPH_BUDGET_S): a container that takes minutes to become ready delays every scale-up. The order is

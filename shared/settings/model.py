@@ -164,10 +164,11 @@ class CodecSettings(_Group):
     codec_sr_precision: Literal["fp32", "tf32", "fp16"] = Field(
         "fp16",
         description="On CUDA: AP-BWE's precision. fp16: the generator's pointwise layers on fp16 tensor cores, the "
-        "resampler, STFT, input convolutions, norms and heads fp32, in graphs and eager calls alike, so streamed audio "
-        "equals the offline upsample at that precision; it passes the >= 50 dB-from-fp32 bar by a wide margin "
-        "(docs/decisions/apbwe-precision.md). tf32: TF32 in the graphs only (a process switch; eager calls run fp32). "
-        "fp32: the reference. BiCodec decode graphs are tf32 either way. On a CPU AP-BWE runs fp32.",
+        "resampler, STFT, input convolutions, norms and heads fp32 (rounding those moves the output wholesale), in "
+        "graphs and eager calls alike, so streamed audio equals the offline upsample at that precision; a precision "
+        "is the default only while it keeps >= 50 dB from fp32 (docs/decisions/apbwe-precision.md). tf32: TF32 in the "
+        "graphs only (a process switch; eager calls run fp32). fp32: the reference. BiCodec decode graphs are tf32 "
+        "either way. On a CPU AP-BWE runs fp32.",
     )
     codec_sr_fused: bool = Field(
         False,
