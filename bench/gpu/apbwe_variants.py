@@ -131,9 +131,8 @@ def _variant(
     precision, fused = VARIANTS[name]
     cuda = device.startswith("cuda")
     sr = SuperResolution(copy.deepcopy(generator), config, device, precision=precision, fused=fused)
-    if (
-        fused and not cuda
-    ):  # a CPU checks the trace (a graph break raises); Inductor's C++ build takes minutes here
+    if fused and not cuda:
+        # A CPU checks the trace (a graph break raises); Inductor's C++ build would take minutes here.
         sr.generator._layer = torch.compile(_layer, dynamic=True, fullgraph=True, backend="eager")
     began = time.perf_counter()
     offline = sr.upsample(wav)  # the fused variant compiles here
