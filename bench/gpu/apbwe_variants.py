@@ -250,7 +250,7 @@ def report(step: dict[str, Any], steps: dict[str, Any]) -> list[str]:
     """The step's table for the kit's page (bench/gpu/report.py)."""
     result = step["result"]
     lines = [
-        f"AP-BWE at {result['size']} size, {result['shapes']} shapes: each variant's replays fitted as fixed + per "
+        f"AP-BWE ({result['size']}), {result['shapes']} shapes: each variant's replays fitted as fixed + per "
         "sample (16 kHz input samples of a call), its replays against fp32's, and its quality.",
         "",
         "| variant | captured | fixed ms | ms per 1k samples | ratio to fp32 (mean, range) | first call s | SNR vs fp32 dB "
