@@ -50,6 +50,10 @@ BENCHES: dict[str, Bench] = {
     "apbwe": Bench(
         "bench_apbwe.py", "AP-BWE 16->48 kHz at the released size, offline and streaming", suite=True
     ),
+    "apbwe_precision": Bench(
+        "-m bench.bench_apbwe_precision",
+        "AP-BWE at fp16/TF32 against fp32 (--weights DIR: the released ones)",
+    ),
     "bicodec": Bench(
         "bench_bicodec.py", "BiCodec decode at the released size, chunked against offline", suite=True
     ),

@@ -296,7 +296,7 @@ def add_bench_routes(app: FastAPI, runtime: PacedRuntime, access: RecordingAcces
         return {
             "device": str(runtime.device),
             "graphs": runner.graphs is not None if runner is not None and reader else None,
-            "sr_precision": runtime.settings.codec.codec_sr_precision,  # the AP-BWE graphs' (CUDA; the eager path: fp32)
+            "sr_precision": runtime.settings.codec.codec_sr_precision,  # AP-BWE's on CUDA (a CPU serves fp32)
             "shapes": reader() if reader else [],
         }
 

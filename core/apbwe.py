@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core import exact_stft
+from core.apbwe_precision import Products, SRPrecision, check_precision
 from core.checkpoint import CheckpointError
 from core.exact_conv import dense_conv1d, depthwise_conv1d
 from core.sinc_resample import sinc_resample
@@ -34,6 +35,7 @@ CONFIG_FILE = "config.json"
 LOG_FLOOR = 1e-4  # additive floor inside the log amplitude, as in training
 LN_EPS = 1e-6
 KERNEL = 7  # every temporal conv of the generator: k=7, symmetric padding 3
+SERVED = ("served_w1", "served_b1", "served_w2", "served_b2")  # a block's pointwise layers as served
 
 # The released 16kto48k config.json (file-format fact; only the last five model keys are read at inference).
 RELEASED_CONFIG: dict[str, Any] = {
@@ -131,17 +133,40 @@ class ConvNeXtBlock(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=LN_EPS)
         self.pwconv1 = nn.Linear(dim, 3 * dim)
         self.pwconv2 = nn.Linear(3 * dim, dim)
+        self.products = Products()
+        self.set_products(self.products)
+
+    def set_products(self, products: Products) -> None:
+        """Serve the pointwise layers at `products`' precision (after the module is on its device). Their served
+        weights are buffers left out of the state dict: moving the module (idle sleep) moves them too."""
+        self.products = products
+        served = (
+            (*products.served(self.pwconv1), *products.served(self.pwconv2))
+            if products.own_weights
+            else (None,) * 4
+        )
+        for name, tensor in zip(SERVED, served, strict=True):
+            self.register_buffer(name, tensor, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T)
         y = depthwise_conv1d(x, self.dwconv.weight, self.dwconv.bias).transpose(1, 2)
-        y = self.pwconv2(F.gelu(self.pwconv1(self.norm(y))))  # exact (erf) GELU, as trained
+        w1, b1, w2, b2 = (getattr(self, name) for name in SERVED)
+        if w1 is None:
+            y = self.pwconv2(F.gelu(self.pwconv1(self.norm(y))))  # exact (erf) GELU, as trained
+        else:  # the trunk's tensor-core layers (core/apbwe_precision); the residual stream stays fp32
+            h = self.products.gelu(self.products.trunk_linear(self.norm(y), w1, b1))
+            y = self.products.trunk_linear(h, w2, b2).float()
         out: torch.Tensor = x + (self.gamma * y).transpose(1, 2)
         return out
 
 
-def _conv(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+def _conv(conv: nn.Conv1d, x: torch.Tensor, products: Products) -> torch.Tensor:
     # The Conv1d modules only hold the weights (state-dict names); the maths is length-independent (core/exact_conv).
-    return dense_conv1d(x, conv.weight, conv.bias)
+    return dense_conv1d(products.operand(x), products.operand(conv.weight), conv.bias)
+
+
+def _head(linear: nn.Linear, x: torch.Tensor, products: Products) -> torch.Tensor:
+    return F.linear(products.operand(x), products.operand(linear.weight), linear.bias)
 
 
 def _norm_channels(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
@@ -166,6 +191,22 @@ class APBWEGenerator(nn.Module):
         self.linear_post_mag = nn.Linear(channels, bins)
         self.linear_post_pha_r = nn.Linear(channels, bins)
         self.linear_post_pha_i = nn.Linear(channels, bins)
+        self.products = Products()
+        self._layer: Any = _layer
+
+    def fuse(self) -> None:
+        """Compile one layer pair (the streams' exchange and both ConvNeXt blocks) with TorchInductor, which fuses its
+        elementwise chain: the depthwise taps, norm, casts, GELU, layer scale and residual adds. One compile serves
+        all layers (the blocks are its arguments) and every shape (dynamic); a graph break raises (fullgraph).
+        The input convolutions, heads, resampler and STFT stay eager: they are few kernels and must stay bit-stable."""
+        self._layer = torch.compile(_layer, dynamic=True, fullgraph=True)
+
+    def set_precision(self, precision: SRPrecision, emulate: bool = False) -> None:
+        """The precision of the matrix products (core/apbwe_precision); `emulate`: fp32 kernels rounding as a GPU's
+        reduced precision would (a CPU's figures). Call it once the generator is on its device."""
+        self.products = Products(precision, emulate)
+        for block in (*self.convnext_mag, *self.convnext_pha):
+            block.set_products(self.products)
 
     @classmethod
     def from_config(cls, cfg: APBWEConfig) -> APBWEGenerator:
@@ -173,18 +214,27 @@ class APBWEGenerator(nn.Module):
 
     def forward(self, logamp: torch.Tensor, pha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, bins, T) each -> (B, bins, T) each; phase wrapped to (-pi, pi]."""
-        a = _norm_channels(self.norm_pre_mag, _conv(self.conv_pre_mag, logamp))
-        p = _norm_channels(self.norm_pre_pha, _conv(self.conv_pre_pha, pha))
+        products = self.products
+        a = _norm_channels(self.norm_pre_mag, _conv(self.conv_pre_mag, logamp, products))
+        p = _norm_channels(self.norm_pre_pha, _conv(self.conv_pre_pha, pha, products))
         for block_mag, block_pha in zip(self.convnext_mag, self.convnext_pha, strict=True):
-            a = a + p
-            p = p + a  # uses the already-updated amplitude features, as trained
-            a = block_mag(a)
-            p = block_pha(p)
+            a, p = self._layer(a, p, block_mag, block_pha)
         a = self.norm_post_mag(a.transpose(1, 2))
         p = self.norm_post_pha(p.transpose(1, 2))
-        logamp_wb = logamp + self.linear_post_mag(a).transpose(1, 2)  # amplitude is residual; phase is not
-        pha_wb = torch.atan2(self.linear_post_pha_i(p), self.linear_post_pha_r(p)).transpose(1, 2)
+        logamp_wb = logamp + _head(self.linear_post_mag, a, products).transpose(1, 2)  # amplitude is residual
+        pha_wb = torch.atan2(
+            _head(self.linear_post_pha_i, p, products), _head(self.linear_post_pha_r, p, products)
+        ).transpose(1, 2)
         return logamp_wb, pha_wb
+
+
+def _layer(
+    a: torch.Tensor, p: torch.Tensor, block_mag: nn.Module, block_pha: nn.Module
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One layer of the two streams: they exchange features, then each runs its ConvNeXt block."""
+    a = a + p
+    p = p + a  # uses the already-updated amplitude features, as trained
+    return block_mag(a), block_pha(p)
 
 
 def random_generator(cfg: APBWEConfig, seed: int = 0) -> APBWEGenerator:
@@ -256,21 +306,40 @@ class SuperResolution:
         config: APBWEConfig,
         device: str | torch.device = "cpu",
         offline_block: int = 30 * 16000,
+        *,
+        precision: SRPrecision = "fp32",
+        fused: bool = False,
     ) -> None:
         self.config = config
         self.device = _resolve_device(device)
+        self.precision = check_precision(precision)
         self.generator = generator.to(self.device).eval()
+        # Off CUDA the reduced precisions are emulated (core/apbwe_precision): the figures a GPU would give. Precision
+        # and fusing are set on the generator: a generator shared by two objects serves the last one's.
+        self.generator.set_precision(self.precision, emulate=self.device.type != "cuda")
+        # fused: the generator's layers compiled (APBWEGenerator.fuse) for every call alike, graphs and eager, so
+        # offline and streamed windows run the same kernels.
+        self.fused = fused
+        if fused:
+            self.generator.fuse()
         self._frontend = _Frontend(config, self.device)
         # Longer inputs are processed in exact windows of this size so memory stays bounded.
         self.offline_block = _round_up(offline_block, config.grid)
 
     @classmethod
-    def from_pretrained(cls, sr_dir: str | Path, device: str | torch.device = "cpu") -> SuperResolution:
+    def from_pretrained(
+        cls,
+        sr_dir: str | Path,
+        device: str | torch.device = "cpu",
+        *,
+        precision: SRPrecision = "fp32",
+        fused: bool = False,
+    ) -> SuperResolution:
         sr_dir = Path(sr_dir)
         config = APBWEConfig.from_dict(_read_config(sr_dir / CONFIG_FILE))
         generator = APBWEGenerator.from_config(config)
         load_generator_weights(generator, sr_dir / WEIGHTS_FILE)
-        return cls(generator, config, device)
+        return cls(generator, config, device, precision=precision, fused=fused)
 
     @property
     def context(self) -> int:

@@ -1,10 +1,10 @@
 """GPU acceptance: one command that settles every GPU claim, in resumable steps that each fit one 10-minute call.
 
-    python3 bench/gpu/acceptance.py [--steps parity,throughput,llm,scheduler,service,service48,service48-tf32]
+    python3 bench/gpu/acceptance.py [--steps parity,throughput,llm,scheduler,apbwe_variants,service,service48,...]
                                     [--device cuda]
                                     [--quick] [--fixtures DIR] [--results DIR] [--out DIR] [--force]
                                     [--levels 1,8,...] [--schedules balanced,lowest] [--budget-s 400]
-    python3 bench/gpu/acceptance.py --one-call    # scheduler, service, service48 in one call of <= 9 minutes
+    python3 bench/gpu/acceptance.py --one-call    # scheduler, apbwe_variants, service, service48: <= 9 minutes
 
 Steps (bench/gpu/README.md has the exact command for each on a lent machine):
   parity      codec/SR/encoder fixtures on the device, released-size device vs CPU, streamed == offline
@@ -12,10 +12,12 @@ Steps (bench/gpu/README.md has the exact command for each on a lent machine):
   llm         Qwen2 at the released config (random weights), transformers, bf16: decode-step latency at B 1-64
   scheduler   the codec scheduler with the real models: padded/batched/graph windows against unpadded and offline
               for every latency schedule, graph capture time and memory per bucket (bench/gpu/scheduler_step.py)
+  apbwe_variants  AP-BWE at fp32, TF32, fp16 and fp16 fused, timed at the 72 shapes the service captures, with
+              each one's quality against fp32 (bench/gpu/apbwe_variants.py)
   service     the real app at 16 kHz, 1-256 streams, the LLM paced per level at the llm step's CUDA-graph rate,
               released-size codec: TTFA, underruns, each call shape's device time beside its isolated cost
   service48   the same at 48 kHz (BiCodec + AP-BWE) at 1, 32, 64 and 200 streams (bench/gpu/service_load.py)
-  service48-tf32  the same with AP-BWE's graphs in TF32 (TTS_CODEC_SR_PRECISION=tf32; the default is fp32)
+  service48-tf32  the same with AP-BWE's graphs in TF32 (TTS_CODEC_SR_PRECISION=tf32; the default is fp16)
 Each step writes `<results>/<step>.json` (default bench/results/acceptance/; git ignores it: carry it to a GPU);
 a later call skips a step whose result is there (unless --force, or the result is from an older kit: `SCHEMA`), so
 a step cut off by the call limit is simply run again; `--levels` reruns those levels of a service step (no --force
@@ -46,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench.gpu import (  # noqa: E402
+    apbwe_variants,
     llm_step,
     one_call,
     parity,
@@ -55,11 +58,19 @@ from bench.gpu import (  # noqa: E402
     throughput,
 )
 
-STEPS = ("parity", "throughput", "llm", "scheduler", "service", "service48", "service48-tf32")
+STEPS = (
+    "parity",
+    "throughput",
+    "llm",
+    "scheduler",
+    "apbwe_variants",
+    "service",
+    "service48",
+    "service48-tf32",
+)
 SERVICE_RATES = {"service": 16000, "service48": 48000, "service48-tf32": 48000}
 # A service step's settings beside the product's defaults: service48-tf32 serves AP-BWE from TF32 graphs (the cost
-# model's AP-BWE slope is TF32's; the service's default is fp32: docs/benchmarks.md, "48 kHz at the AP-BWE
-# precision served").
+# model's AP-BWE slope is TF32's; the service's default is fp16: docs/decisions/apbwe-precision.md).
 SERVICE_SETTINGS = {"service48-tf32": {"TTS_CODEC_SR_PRECISION": "tf32"}}
 SCHEMA = {"service": 2, "service48": 2, "service48-tf32": 2}  # a step result older than this is rerun
 CPU_NOTICE = "CPU: figures say nothing about a GPU"
@@ -107,6 +118,8 @@ def run_step(
         return throughput.run(args.device, args.quick)
     if name == "llm":
         return llm_step.run(args.device, args.quick)
+    if name == "apbwe_variants":
+        return apbwe_variants.run(args.device, args.quick, budget_s=budget_s)
     if name in SERVICE_RATES:
         earlier = _result(results, name)
         # A result cut short (a call that ended mid-step) or with levels skipped for time: only those levels again.

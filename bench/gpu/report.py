@@ -307,7 +307,7 @@ def _sr_tf32(result: dict[str, Any]) -> list[str]:
     row = measured["row"]
     lines = [
         "",
-        f"AP-BWE with {measured['precision']} graphs (`TTS_CODEC_SR_PRECISION=tf32`; the default is fp32): the "
+        f"AP-BWE with {measured['precision']} graphs (`TTS_CODEC_SR_PRECISION=tf32`; the default is fp16): the "
         f"same streams against the offline fp32 upsample, max |err| {row['max_abs_err']:.2e}, SNR "
         f"{'inf' if row['snr_db'] is None else row['snr_db']} dB ({row['tolerance']}: {'ok' if row['ok'] else 'BELOW'}).",
     ]
@@ -349,11 +349,18 @@ def _alone(render: Callable[[dict[str, Any]], list[str]]) -> Render:
     return lambda step, steps: render(step)
 
 
+def _apbwe_variants(step: dict[str, Any], steps: dict[str, Any]) -> list[str]:
+    from bench.gpu.apbwe_variants import report  # torch and the model, only where the step ran
+
+    return report(step, steps)
+
+
 SECTIONS: dict[str, tuple[str, Render]] = {
     "parity": ("Parity on the device", _alone(_parity)),
     "throughput": ("Throughput", _alone(_throughput)),
     "llm": ("The LLM step", _alone(_llm)),
     "scheduler": ("The codec scheduler on the device", _alone(_scheduler)),
+    "apbwe_variants": ("AP-BWE's precisions at the service's shapes", _apbwe_variants),
     "service": ("The service under load, 16 kHz", _with_scheduler),
     "service48": ("The service under load, 48 kHz (BiCodec + AP-BWE)", _with_scheduler),
     "service48-tf32": (

@@ -2,7 +2,7 @@
 
 Several streams at once run every latency schedule through `CodecScheduler` + `ModelRunner` (rows right-padded to a
 length bucket and batched across streams; on CUDA each bucket a captured graph, decode at `--decode-precision`,
-AP-BWE fp32 as served by default, then AP-BWE again with TF32 graphs: `TTS_CODEC_SR_PRECISION=tf32` measured), each
+AP-BWE fp32 (the reference; the served fp16 is timed by `apbwe_variants`), then AP-BWE again with TF32 graphs), each
 stream in its own thread as the pipeline's streams would. Checked against the same streams run
 unpadded, one window at a time, eager fp32 on the same device (`StreamingDecoder`, `SRStream`), and, for the
 full-context schedule and AP-BWE, against the offline result. Also: capture seconds and memory per graph bucket,

@@ -344,7 +344,15 @@ class ModelRuntime:
             from core.apbwe import SuperResolution
 
             load_sr_checkpoint(sr_dir)
-            self.sr = SuperResolution.from_pretrained(sr_dir, device=self.device)
+            cuda = self.device.startswith(
+                "cuda"
+            )  # a CPU serves fp32: its reduced precisions are only emulated
+            self.sr = SuperResolution.from_pretrained(
+                sr_dir,
+                device=self.device,
+                precision=self.settings.codec.codec_sr_precision if cuda else "fp32",
+                fused=self.settings.codec.codec_sr_fused and cuda,
+            )
             self.sr_error = None
         except (CheckpointError, RuntimeError, OSError, KeyError, ValueError) as exc:
             self.sr = None

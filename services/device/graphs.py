@@ -7,12 +7,12 @@ other shape (a window longer than every bucket, a stream's true end, a row count
 
 Precision: a graph also fixes its kernels, so the TF32 switches are set only while a graph is captured and restored at
 once (core/numerics.py keeps them off process-wide); nothing is flipped while serving. Decode graphs default to TF32
-(46 dB from fp32 on random weights at released size, 2.7x faster: docs/benchmarks.md, "GPU acceptance"); SR graphs
-default to fp32 (TTS_CODEC_SR_PRECISION): streamed 48 kHz audio then equals the offline upsample within 1e-4, where
-AP-BWE's phase head (an atan2 in empty bins: core/exact_conv) amplifies rounding. TF32 AP-BWE measured 58 dB from fp32
-and 1.8x cheaper per sample on the H100 (random weights); the GPU kit's `scheduler` step measures its graphs against
-fp32 ones. The eager fallback runs under the process switches (fp32), so a shape outside the buckets is fp32 whatever
-the graphs use.
+(46 dB from fp32 on random weights at released size, 2.7x faster: docs/benchmarks.md, "GPU acceptance"). AP-BWE's
+precision (TTS_CODEC_SR_PRECISION) defaults to fp16, which the model carries in its own tensors' dtype
+(core/apbwe_precision): its graphs capture with the switches off, and the eager fallback computes the same kernels, so
+streamed 48 kHz audio equals the offline upsample at that precision. `tf32` AP-BWE graphs capture with the switches on;
+its eager fallback runs under the process switches (fp32), so there a shape outside the buckets is fp32 whatever the
+graphs use.
 
 Capture happens once, before serving (`CodecGraphs.capture_all`), within a wall-clock budget
 (TTS_CODEC_GRAPH_BUDGET_S): a container that takes minutes to become ready delays every scale-up. The order is
@@ -50,6 +50,7 @@ from typing import Any, Literal, cast
 import torch
 from torch import Tensor
 
+from core.apbwe_precision import SR_PRECISIONS, SRPrecision
 from services.device.calls import Call, SchedulerPolicy
 from services.device.windows import WindowKind
 from shared import metrics
@@ -220,7 +221,7 @@ class CapturedGraph:
     """One captured call: copy the packed rows into `inputs`, `replay()`, read `output`."""
 
     key: GraphKey
-    precision: Precision
+    precision: Precision | SRPrecision
     graph: Any  # torch.cuda.CUDAGraph
     inputs: tuple[Tensor, ...]  # static device buffers the graph reads
     output: Tensor  # static device buffer the graph writes
@@ -281,18 +282,22 @@ class CodecGraphs:
         plan: GraphPlan,
         *,
         decode_precision: Precision = "tf32",
-        sr_precision: Precision = "fp32",
+        sr_precision: SRPrecision = "fp32",
         warmup: int = 2,
         time_replays: bool = False,
     ) -> None:
         device = torch.device(decoder.device)
         if device.type != "cuda":
             raise ValueError(f"CUDA graphs need a CUDA device; the decoder is on {device}")
-        for p in (decode_precision, sr_precision):
-            if p not in PRECISIONS:
-                raise ValueError(f"precision must be one of {PRECISIONS}, got {p!r}")
+        if decode_precision not in PRECISIONS:
+            raise ValueError(f"decode precision must be one of {PRECISIONS}, got {decode_precision!r}")
+        if sr_precision not in SR_PRECISIONS:
+            raise ValueError(f"AP-BWE precision must be one of {SR_PRECISIONS}, got {sr_precision!r}")
         self.decoder, self.sr, self.plan, self.device = decoder, sr, plan, device
-        self.precision: dict[WindowKind, Precision] = {"decode": decode_precision, "sr": sr_precision}
+        self.precision: dict[WindowKind, Precision | SRPrecision] = {
+            "decode": decode_precision,
+            "sr": sr_precision,
+        }
         self.warmup = warmup
         self.time_replays = time_replays
         self.pool: Any = None  # the shared memory pool, made at the first capture (it needs CUDA)
@@ -347,7 +352,7 @@ class CodecGraphs:
             "first_eager": None
             if first is None
             else {"kind": first.kind, "length": first.length, "rows": first.rows},
-            "precision": dict(self.precision),  # the captured graphs' (the eager fallback is fp32)
+            "precision": dict(self.precision),  # the captured graphs' (eager: fp32, or AP-BWE's fp16)
             # Growth of the device memory reserved while capturing: the graph pool and the warm-up runs' cache.
             "reserved_mib": round(sum(g.pool_bytes for g in self.graphs.values()) / 2**20, 1),
         }
@@ -429,7 +434,7 @@ def capture_codec_graphs(
     sr: Any | None,
     policy: SchedulerPolicy,
     *,
-    sr_precision: Precision,
+    sr_precision: SRPrecision,
     budget_s: float,
     time_replays: bool = False,
 ) -> CodecGraphs | None:

@@ -159,11 +159,20 @@ class CodecSettings(_Group):
         description="On CUDA: capture one graph per codec call shape (length and batch buckets) at start-up and "
         "replay them while serving; false runs every call eager (slower, the same audio).",
     )
-    codec_sr_precision: Literal["fp32", "tf32"] = Field(
-        "fp32",
-        description="On CUDA: the AP-BWE graphs' precision. fp32 keeps streamed 48 kHz audio equal to the offline "
-        "upsample within 1e-4; tf32 makes AP-BWE calls cheaper with a small error against fp32 (its phase head "
-        "flips on rounding; docs/benchmarks.md). BiCodec decode graphs are tf32 either way; the eager fallback is fp32.",
+    codec_sr_precision: Literal["fp32", "tf32", "fp16"] = Field(
+        "fp16",
+        description="On CUDA: AP-BWE's precision. fp16: the generator's pointwise layers on fp16 tensor cores, the "
+        "resampler, STFT, input convolutions, norms and heads fp32 (rounding those moves the output wholesale), in "
+        "graphs and eager calls alike, so streamed audio equals the offline upsample at that precision; a precision "
+        "is the default only while it keeps >= 50 dB from fp32 (docs/decisions/apbwe-precision.md). tf32: TF32 in the "
+        "graphs only (a process switch; eager calls run fp32). fp32: the reference. BiCodec decode graphs are tf32 "
+        "either way. On a CPU AP-BWE runs fp32.",
+    )
+    codec_sr_fused: bool = Field(
+        False,
+        description="On CUDA: compile AP-BWE's generator with TorchInductor (its elementwise chain fused, one "
+        "compile for every shape) for graphs and eager calls alike. Off until the GPU kit's `apbwe_variants` step "
+        "has timed it: the compile adds to start-up.",
     )
     codec_graph_budget_s: float = Field(
         60.0,

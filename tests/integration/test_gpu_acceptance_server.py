@@ -36,6 +36,7 @@ def test_every_step_runs_and_writes_its_result(first_run) -> None:  # noqa: ANN0
             "service48.json",
             "service48-tf32.json",
             "scheduler.json",
+            "apbwe_variants.json",
             "acceptance.json",
         ]
     )
@@ -81,8 +82,9 @@ def test_every_step_runs_and_writes_its_result(first_run) -> None:  # noqa: ANN0
         assert (
             steps[name]["schema"] == 2 and service["sample_rate"] == rate and service["skipped_levels"] == []
         )
-        # the server took the step's settings (AP-BWE graphs in TF32 for service48-tf32; a CPU has no graphs)
-        assert service["sr_precision"] == ("tf32" if name.endswith("tf32") else "fp32")
+        # the server took the step's settings (AP-BWE graphs in TF32 for service48-tf32, else the fp16 default; a CPU
+        # serves fp32 whatever the setting)
+        assert service["sr_precision"] == ("tf32" if name.endswith("tf32") else "fp16")
         assert service["settings"] == ({"TTS_CODEC_SR_PRECISION": "tf32"} if name.endswith("tf32") else {})
         # No CUDA-graph rows on a CPU: each level is paced at the eager rows' rate (raised for a quick run), said so.
         for plan, batch in zip(service["plan"], (1, 2), strict=True):
@@ -124,7 +126,11 @@ def test_every_step_runs_and_writes_its_result(first_run) -> None:  # noqa: ANN0
     )
 
     page = (out / "acceptance.md").read_text()
-    assert "AP-BWE with fp32 graphs (`TTS_CODEC_SR_PRECISION=tf32`; the default is fp32)" in page
+    assert "AP-BWE with fp32 graphs (`TTS_CODEC_SR_PRECISION=tf32`; the default is fp16)" in page
+    variants = steps["apbwe_variants"]["result"]["variants"]
+    assert list(variants) == ["fp32", "fp16", "tf32", "fp16-fused"] and all(
+        v["ok"] for v in variants.values()
+    )
     for title in (
         "Parity on the device",
         "Throughput",
@@ -133,6 +139,7 @@ def test_every_step_runs_and_writes_its_result(first_run) -> None:  # noqa: ANN0
         "The service under load, 48 kHz (BiCodec + AP-BWE)",
         "The codec scheduler on the device",
         "The service under load, 48 kHz, AP-BWE graphs in TF32 (`TTS_CODEC_SR_PRECISION=tf32`)",
+        "AP-BWE's precisions at the service's shapes",
     ):
         assert f"## {title}" in page
     assert "not run yet" not in page

@@ -1,7 +1,7 @@
 """The lent GPU image recreated on this CPU (bench/gpu/image_venv.py: only the image's packages the service loads,
 with what they need, plus exactly what bench/gpu/wheels.py carries, all installed without their requirements), and
 the kit's service steps run in it end to end (`acceptance.py --quick --device cpu`): the carried list is complete;
-so does the next call's engine step (`engine_step.py`, which carries nothing).
+so do the one call's AP-BWE step and the next call's engine step (`engine_step.py`, which carries nothing).
 With a lazily imported package left out (`rjieba`, imported by warm-up: what the H200 run lacked), the step's
 server names it and exits, and the kit fails within seconds of it instead of waiting out its budget.
 
@@ -60,6 +60,18 @@ def test_the_service_steps_run_in_the_image_with_the_carried_packages(
         result = json.loads((tmp_path / f"{step}.json").read_text())["result"]
         assert "error" not in result and not result.get("partial")
         assert result["rows"] and all("error" not in row for row in result["rows"]), result["rows"]
+
+
+@pytest.mark.timeout(900)
+def test_the_apbwe_variants_step_runs_in_the_image(image_python: Path, tmp_path: Path) -> None:
+    """The one call's AP-BWE step (bench/gpu/apbwe_variants.py) on the image's torch: every variant measured, the
+    fused one traced whole by its dynamo (a graph break there fails the variant), the reduced ones >= 50 dB."""
+    done = _acceptance(image_python, tmp_path, "apbwe_variants")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    variants = json.loads((tmp_path / "apbwe_variants.json").read_text())["result"]["variants"]
+    assert list(variants) == ["fp32", "fp16", "tf32", "fp16-fused"]
+    assert all(v["ok"] and v["fit"] is not None for v in variants.values()), variants
+    assert variants["fp16-fused"]["snr_db_vs_fp32"] >= 50
 
 
 @pytest.mark.timeout(600)

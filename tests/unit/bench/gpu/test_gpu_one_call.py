@@ -9,7 +9,7 @@ from bench.gpu import one_call, service_load
 
 def test_the_steps_budgets_and_margins_fit_nine_minutes() -> None:
     assert one_call.CALL_S <= 9 * 60
-    assert set(one_call.STEP_S) == {"scheduler", "service", "service48"}
+    assert set(one_call.STEP_S) >= {"scheduler", "apbwe_variants", "service", "service48"}
     assert one_call.worst_case_s(service_load.CELL_MARGIN_S) <= one_call.CALL_S
     # The H200's scheduler step took 61 s with its two captures; here each is bounded well inside the step.
     assert 2 * one_call.CAPTURE_S + 30 <= one_call.STEP_S["scheduler"]

@@ -15,6 +15,7 @@ from shared.settings import Settings
 OFF = {
     "cuda_matmul_tf32": False,
     "cudnn_conv_tf32": False,
+    "cuda_matmul_fp16_reduced_reduction": False,
     "cudnn_benchmark": False,
     "float32_matmul_precision": "highest",
 }
@@ -22,20 +23,24 @@ OFF = {
 
 @pytest.fixture
 def loose_numerics() -> Iterator[None]:
-    """Start from the opposite of what the runtime sets (TF32 everywhere, autotuning on); restore afterwards."""
+    """Start from the opposite of what the runtime sets (TF32 everywhere, fp16 reductions, autotuning on); restore
+    afterwards."""
     saved = (
         torch.backends.cuda.matmul.allow_tf32,
         torch.backends.cudnn.allow_tf32,
         torch.backends.cudnn.benchmark,
         torch.get_float32_matmul_precision(),
+        torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction,
     )
     torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = True
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
     torch.set_float32_matmul_precision("high")
     assert model_numerics() != OFF
     yield
-    matmul, conv, benchmark, precision = saved
+    matmul, conv, benchmark, precision, fp16_reduction = saved
+    torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = fp16_reduction
     torch.backends.cuda.matmul.allow_tf32 = matmul
     torch.backends.cudnn.allow_tf32 = conv
     torch.backends.cudnn.benchmark = benchmark

@@ -290,7 +290,7 @@ def test_the_runtime_reports_what_it_captured(monkeypatch, caplog) -> None:
     assert "first shape left eager: decode 32 x 2 rows" in caplog.text
 
 
-@pytest.mark.parametrize("sr_precision", ["fp32", "tf32"])
+@pytest.mark.parametrize("sr_precision", ["fp32", "tf32", "fp16"])
 def test_the_super_resolution_graphs_take_the_settings_precision(monkeypatch, caplog, sr_precision) -> None:
     runtime = _runtime(monkeypatch, codec_sr_precision=sr_precision)
     with caplog.at_level(logging.INFO, logger="services.device.graphs"):
@@ -305,6 +305,50 @@ def test_a_profile_that_reads_own_seconds_times_each_replay(monkeypatch, profile
     runtime = _runtime(monkeypatch, admission_profile=profile)
     graphs = runtime._capture_graphs(SchedulerPolicy(decode_buckets=(16,), batch_sizes=(1,)))
     assert graphs.time_replays is timed
+
+
+@pytest.mark.parametrize(
+    ("device", "precision", "fused"),
+    [("cuda", "fp16", True), ("cuda", "fp32", False), ("cpu", "fp32", False)],
+)
+def test_the_model_is_loaded_at_the_settings_precision_on_cuda_only(
+    monkeypatch, tmp_path, device, precision, fused
+) -> None:
+    """On CUDA AP-BWE is built at TTS_CODEC_SR_PRECISION (and fused with TTS_CODEC_SR_FUSED); a CPU serves fp32 (it
+    would only emulate the GPU's rounding, slower). The CUDA load is recorded, not run: no GPU here."""
+    from core.apbwe import SuperResolution, write_random_checkpoint
+    from services.deployment.runtime import ModelRuntime
+    from shared.settings import Settings
+
+    write_random_checkpoint(tmp_path / "sr", channels=8, layers=1)
+    runtime = ModelRuntime(
+        Settings(
+            device=device,
+            warmup=False,
+            log_json=False,
+            sr_dir=tmp_path / "sr",
+            codec_sr_precision="fp16",
+            codec_sr_fused=True,
+        )
+    )
+    if device == "cpu":
+        runtime._load_sr()
+        assert runtime.sr is not None and runtime.sr.precision == "fp32" and not runtime.sr.fused
+        return
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(
+        SuperResolution, "from_pretrained", classmethod(lambda cls, path, **kw: seen.update(kw))
+    )
+    runtime.settings = Settings(
+        device=device,
+        warmup=False,
+        log_json=False,
+        sr_dir=tmp_path / "sr",
+        codec_sr_precision=precision,
+        codec_sr_fused=fused,
+    )
+    runtime._load_sr()
+    assert seen == {"device": "cuda", "precision": precision, "fused": fused}
 
 
 def test_an_unknown_precision_is_refused_at_start() -> None:

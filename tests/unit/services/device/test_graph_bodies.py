@@ -20,6 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from core.apbwe import RELEASED_CONFIG as APBWE_RELEASED
 from core.apbwe import APBWEConfig, SuperResolution, random_generator
+from core.apbwe_precision import SRPrecision
 from core.bicodec import RELEASED_CONFIG as BICODEC_RELEASED
 from core.bicodec import BiCodecDecoder
 from core.demo.random_bicodec import DEMO_CONFIG
@@ -96,12 +97,14 @@ def _decoder_on_meta(config: dict) -> BiCodecDecoder:
         return BiCodecDecoder(config).eval()
 
 
-def _sr_on_meta(config: dict) -> SuperResolution:
+def _sr_on_meta(config: dict, precision: SRPrecision = "fp32") -> SuperResolution:
     """AP-BWE with its generator and STFT window on meta (the window's NOLA check reads it on the host once, at
-    construction, so the object is built on the CPU and then moved)."""
+    construction, so the object is built on the CPU and then moved), its products at `precision` as on CUDA (not
+    emulated: fp16 tensors)."""
     cfg = APBWEConfig.from_dict(config)
     sr = SuperResolution(random_generator(cfg, seed=0), cfg, device="cpu")
     sr.generator.to(META)
+    sr.generator.set_precision(precision, emulate=False)
     sr._frontend.window = sr._frontend.window.to(META)
     sr.device = META
     return sr
@@ -122,15 +125,17 @@ def test_the_decode_graph_body_has_nothing_a_capture_refuses(size, key, margin) 
 
 @pytest.mark.parametrize("size", ["narrow", "released"])
 @pytest.mark.parametrize("key", [GraphKey("sr", 2_240, 1), GraphKey("sr", 9_760, 6)])
-def test_the_super_resolution_graph_body_has_nothing_a_capture_refuses(size, key) -> None:
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_the_super_resolution_graph_body_has_nothing_a_capture_refuses(size, key, precision) -> None:
     config = (
         dict(APBWE_RELEASED)
         if size == "released"
         else {**APBWE_RELEASED, "ConvNeXt_channels": 16, "ConvNeXt_layers": 2}
     )
-    inputs, body = graph_body(None, _sr_on_meta(config), key, META)
+    inputs, body = graph_body(None, _sr_on_meta(config, precision), key, META)
     assert capture_problems(body) == []
-    assert body().shape == (key.rows, 3 * key.length)
+    out = body()
+    assert out.shape == (key.rows, 3 * key.length) and out.dtype == torch.float32
 
 
 # ------------------------------------------------------------------ the check refuses what a capture refuses
