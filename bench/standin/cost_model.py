@@ -35,6 +35,13 @@ from shared.settings.model import LLMSettings
 _T = TypeVar("_T")
 HOP = 320  # BiCodec: 16 kHz samples per semantic token
 DEFAULT_PRENET_SHARE = 0.05
+# The share of the shorter of an engine step and a codec call, in progress together on two streams of one CUDA context,
+# hidden under the other (bench/sim/overlapped_device.py). 0.5 is an estimate, not a measurement: 0 is two contexts
+# time-sliced (the H100 gave an engine's process and the codec 0.52-0.57 and 0.46-0.49 of the device: no overlap) and 1
+# two devices; the codec's calls are launch-bound (hundreds of kernels a few SMs wide) and leave most SMs to the
+# engine's kernels, but both read the same memory and the engine's LM head fills the device. The GPU kit measures it
+# (bench/gpu/concurrency.py: each one's time alone and together); a cost model file sets `device_overlap`.
+DEFAULT_DEVICE_OVERLAP = 0.5
 # The rows an engine runs at once: the service's `max_num_seqs` as it ships (vLLM's running requests; TTS_MAX_NUM_SEQS)
 DEFAULT_MAX_RUNNING: int = LLMSettings.model_fields["max_num_seqs"].default
 
@@ -106,6 +113,9 @@ class CostModel:
     # them (the H100 acceptance sweep's fp32 B=1 calls: AP-BWE ~7.5 ms fixed, launch-bound), else the graph figures.
     decode_eager: Linear | None = None
     sr_eager: Linear | None = None
+    # How much an engine step and a codec call overlap in one CUDA context (`DEFAULT_DEVICE_OVERLAP`): read by the
+    # overlapped device only.
+    device_overlap: float = DEFAULT_DEVICE_OVERLAP
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CostModel:
@@ -133,6 +143,12 @@ class CostModel:
             ) from exc
         shares = _prenet_shares(data)
         share = shares[0][1] if len(shares) == 1 else DEFAULT_PRENET_SHARE
+        try:
+            overlap = float(data.get("device_overlap", DEFAULT_DEVICE_OVERLAP))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"cost model: 'device_overlap' must be a number ({exc})") from exc
+        if not 0.0 <= overlap <= 1.0:
+            raise ValueError(f"cost model: 'device_overlap' must lie in [0, 1], got {overlap}")
         return cls(
             name=str(data.get("name", "unnamed")),
             llm_step=part("llm_step_ms", "per_row"),
@@ -145,6 +161,7 @@ class CostModel:
             decode_prenet_shares=shares if len(shares) > 1 else (),
             decode_eager=eager("decode_ms", "per_token"),
             sr_eager=eager("sr_ms", "per_input_sample"),
+            device_overlap=overlap,
         )
 
     @classmethod
@@ -164,10 +181,15 @@ class CostModel:
         llm_per_row: float | None = None,
         host_ms: float | None = None,
         host_ms_per_request: float | None = None,
+        device_overlap: float | None = None,
     ) -> CostModel:
         from dataclasses import replace
 
         out = self
+        if device_overlap is not None:
+            if not 0.0 <= device_overlap <= 1.0:
+                raise ValueError(f"device_overlap must lie in [0, 1], got {device_overlap}")
+            out = replace(out, device_overlap=device_overlap)
         if llm_per_row is not None:
             out = replace(
                 out,
@@ -265,8 +287,9 @@ def _prenet_shares(data: dict[str, Any]) -> tuple[tuple[int, float], ...]:
 
 
 class Device(Protocol):
-    """What the codec's runner and the engine's steps queue their calls on: `DeviceTimeline` (one call at a time) or
-    bench/sim/sliced_device.py's `SlicedDeviceTimeline` (the engine and the codec by time slices)."""
+    """What the codec's runner and the engine's steps queue their calls on: `DeviceTimeline` (one call at a time),
+    bench/sim/sliced_device.py's `SlicedDeviceTimeline` (the engine and the codec by time slices) or
+    bench/sim/overlapped_device.py's `OverlappedDeviceTimeline` (one context, two streams)."""
 
     busy_seconds: dict[str, float]
     observer: Callable[[str, float, float, Any], None] | None
