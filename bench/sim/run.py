@@ -5,7 +5,8 @@ What is modelled (and nothing else):
 - one device (`DeviceTimeline`): engine steps (every generating request one id per step; newcomers' prefill in
   the step they join) and codec calls, one at a time, first come first served; or (`device_sharing="sliced"`,
   `SlicedDeviceTimeline`) the engine's and the codec's calls each at half speed while both have work; or
-  (`"overlapped"`, `OverlappedDeviceTimeline`) each at 1 / (2 - the cost model's `device_overlap`) while both have work;
+  (`"overlapped"`, `OverlappedDeviceTimeline`) each at 1 / (2 - the cost model's `device_overlap`) while both have work,
+  and each engine step's Python (`engine_host`) on API process 0's GIL first, as the engine core runs in that process;
 - the API processes: each stream belongs to one (round robin); a process turns its streams' ids into audio on one
   GIL at `host_ms.per_audio_second` (charged per token as ids arrive), so ids become usable only when their
   process got to them; and takes each request (`host_ms.per_request`, on the same GIL) before admission sees it;
@@ -31,6 +32,7 @@ import numpy as np
 from bench.sim.breakdown import Ledger, breakdown
 from bench.sim.engine_pace import PacedStepLoop
 from bench.sim.goals import Arrivals
+from bench.sim.inprocess_engine import EngineOnServingGIL
 from bench.sim.overlapped_device import OverlappedDeviceTimeline
 from bench.sim.sliced_device import DEVICE_SHARINGS, DeviceSharing, SlicedDeviceTimeline
 from bench.sim.windows import HOP, SR_CONTEXT, SR_GRID, SR_MAX_BLOCK, SR_MIN_BLOCK
@@ -49,6 +51,7 @@ from services.device.admission import Admission
 from services.device.admission_profiles import ADMISSION_PROFILES
 from services.device.background import BackgroundPolicy
 from services.device.calls import CALL_SECONDS_READS, CallSecondsRead, SchedulerPolicy
+from services.device.device_layout import profile_on
 from services.device.playback import PlaybackClock
 from services.device.scheduler import CodecScheduler, StreamHandle
 from services.device.windows import DecodeWindow
@@ -215,14 +218,21 @@ class Simulation:
         )
         self.job_rows: set[SimRow] = set()  # background rows: their ids are never noted to admission
         settings = Settings()
+        # In the layout the overlapped device models the engine core runs in API process 0: its steps' Python holds
+        # that process's GIL (bench/sim/inprocess_engine.py).
+        engine_device = (
+            EngineOnServingGIL(self.device, config.model, lambda cost: self._hold_host(0, cost))
+            if config.device_sharing == "overlapped"
+            else self.device
+        )
         if config.engine_pace is None:
             self.engine = StepLoop(
-                config.model, self.device, on_step=self._on_step, max_running=settings.llm.max_num_seqs
+                config.model, engine_device, on_step=self._on_step, max_running=settings.llm.max_num_seqs
             )
         else:
             self.engine = PacedStepLoop(
                 config.model,
-                self.device,
+                engine_device,
                 config.engine_pace,
                 exempt=lambda row: row in self.job_rows,
                 on_step=self._on_step,
@@ -607,7 +617,8 @@ def simulate_arrivals(
     the engine stepping every request, or held to `engine_pace`."""
     settings: dict[str, Any] = {"admission": ADMISSION_OFF, "latency": "exact"}
     if admission != "off":
-        profile = ADMISSION_PROFILES[admission]  # type: ignore[index]  # a profile name, checked by the lookup
+        # a profile name, checked by the lookup; read on the modelled device, as the service reads it on its layout's
+        profile = profile_on(ADMISSION_PROFILES[admission], device_sharing, model.device_overlap)  # type: ignore[index]
         settings = {
             "admission": {**profile.admission, **(admission_over or {})},
             "call_seconds_read": profile.call_seconds_read,
@@ -626,4 +637,12 @@ def simulate_arrivals(
     return simulate(config)
 
 
-__all__ = ["ADMISSION_OFF", "SimConfig", "device_for", "Simulation", "served_streaming", "simulate", "simulate_arrivals"]
+__all__ = [
+    "ADMISSION_OFF",
+    "SimConfig",
+    "device_for",
+    "Simulation",
+    "served_streaming",
+    "simulate",
+    "simulate_arrivals",
+]

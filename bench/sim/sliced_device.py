@@ -20,11 +20,13 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any
 
-# serial: `DeviceTimeline`; sliced: this module; overlapped: bench/sim/overlapped_device.py (one CUDA context)
-DeviceSharing = Literal["serial", "sliced", "overlapped"]
-DEVICE_SHARINGS: tuple[DeviceSharing, ...] = get_args(DeviceSharing)
+from services.device.device_layout import DEVICE_SHARINGS, DeviceSharing
+
+# serial: `DeviceTimeline`; sliced: this module; overlapped: bench/sim/overlapped_device.py (one CUDA context). Which
+# one a served layout gives: services/device/device_layout.py.
+__all__ = ["DEVICE_SHARINGS", "DeviceSharing", "SlicedDeviceTimeline"]
 EPS = 1e-9  # a nanosecond: what float time may leave of a call that has ended
 
 

@@ -30,18 +30,20 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from services.device.calls import Call, CallSecondsRead
+from services.device.device_layout import DEVICE_OVERLAP
 from shared.settings.model import LLMSettings
 
 _T = TypeVar("_T")
 HOP = 320  # BiCodec: 16 kHz samples per semantic token
 DEFAULT_PRENET_SHARE = 0.05
-# The share of the shorter of an engine step and a codec call, in progress together on two streams of one CUDA context,
-# hidden under the other (bench/sim/overlapped_device.py). 0.5 is an estimate, not a measurement: 0 is two contexts
-# time-sliced (the H100 gave an engine's process and the codec 0.52-0.57 and 0.46-0.49 of the device: no overlap) and 1
-# two devices; the codec's calls are launch-bound (hundreds of kernels a few SMs wide) and leave most SMs to the
-# engine's kernels, but both read the same memory and the engine's LM head fills the device. The GPU kit measures it
-# (bench/gpu/concurrency.py: each one's time alone and together); a cost model file sets `device_overlap`.
-DEFAULT_DEVICE_OVERLAP = 0.5
+# How much an engine step and a codec call in one CUDA context overlap: the service's estimate (device_layout.py) until a
+# cost model file sets `device_overlap` from the GPU kit's measure.
+DEFAULT_DEVICE_OVERLAP = DEVICE_OVERLAP
+# vLLM's engine core's own Python per step (scheduling, input preparation, the sampled ids' bookkeeping), within the
+# engine step's figure: in the in-process layout it holds the serving process's GIL (bench/sim/inprocess_engine.py).
+# An estimate, not a measurement: ~0.5 ms a step and ~4 us per running request (the scheduler walks each request a few
+# times a step). The GPU kit's in-process run times the stepping thread's CPU per step (bench/gpu/concurrency.py).
+DEFAULT_ENGINE_HOST_MS = (0.5, 0.004)
 # The rows an engine runs at once: the service's `max_num_seqs` as it ships (vLLM's running requests; TTS_MAX_NUM_SEQS)
 DEFAULT_MAX_RUNNING: int = LLMSettings.model_fields["max_num_seqs"].default
 
@@ -116,6 +118,9 @@ class CostModel:
     # How much an engine step and a codec call overlap in one CUDA context (`DEFAULT_DEVICE_OVERLAP`): read by the
     # overlapped device only.
     device_overlap: float = DEFAULT_DEVICE_OVERLAP
+    # The engine core's Python within each step (`DEFAULT_ENGINE_HOST_MS`), units: rows: on the serving process's GIL
+    # where the engine core runs in it (the overlapped device's layout); part of the step's cost, not more of it.
+    engine_host: Linear = Linear(*DEFAULT_ENGINE_HOST_MS)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CostModel:
@@ -149,6 +154,9 @@ class CostModel:
             raise ValueError(f"cost model: 'device_overlap' must be a number ({exc})") from exc
         if not 0.0 <= overlap <= 1.0:
             raise ValueError(f"cost model: 'device_overlap' must lie in [0, 1], got {overlap}")
+        engine_host = (
+            part("engine_host_ms", "per_row") if "engine_host_ms" in data else Linear(*DEFAULT_ENGINE_HOST_MS)
+        )
         return cls(
             name=str(data.get("name", "unnamed")),
             llm_step=part("llm_step_ms", "per_row"),
@@ -162,6 +170,7 @@ class CostModel:
             decode_eager=eager("decode_ms", "per_token"),
             sr_eager=eager("sr_ms", "per_input_sample"),
             device_overlap=overlap,
+            engine_host=engine_host,
         )
 
     @classmethod

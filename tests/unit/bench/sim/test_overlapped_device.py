@@ -39,7 +39,9 @@ def test_two_calls_together_end_after_the_longer_plus_the_shorter_not_hidden(ove
     device = OverlappedDeviceTimeline(overlap=overlap)
     ends = _ends(device, [(0.0, "llm", 4 * MS), (0.0, "sr", 10 * MS)])
     assert max(ends) == pytest.approx((10 + (1 - overlap) * 4) * MS)
-    assert ends[0] == pytest.approx(4 * (2 - overlap) * MS)  # the step at 1 / (2 - overlap) of its speed throughout
+    assert ends[0] == pytest.approx(
+        4 * (2 - overlap) * MS
+    )  # the step at 1 / (2 - overlap) of its speed throughout
     assert device.total_busy == pytest.approx(14 * MS)  # each call's own seconds, overlap or not
 
 
