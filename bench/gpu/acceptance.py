@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench.gpu import (  # noqa: E402
+    concurrency,
     llm_step,
     one_call,
     parity,
@@ -55,7 +56,7 @@ from bench.gpu import (  # noqa: E402
     throughput,
 )
 
-STEPS = ("parity", "throughput", "llm", "scheduler", "service", "service48", "service48-tf32")
+STEPS = ("parity", "throughput", "llm", "concurrency", "scheduler", "service", "service48", "service48-tf32")
 SERVICE_RATES = {"service": 16000, "service48": 48000, "service48-tf32": 48000}
 # A service step's settings beside the product's defaults: service48-tf32 serves AP-BWE from TF32 graphs (the cost
 # model's AP-BWE slope is TF32's; the service's default is fp32: docs/benchmarks.md, "48 kHz at the AP-BWE precision served").
@@ -106,6 +107,10 @@ def run_step(
         return throughput.run(args.device, args.quick)
     if name == "llm":
         return llm_step.run(args.device, args.quick)
+    if name == "concurrency":
+        return concurrency.run(
+            args.device, args.quick, phase_s=concurrency.PHASE_S if budget_s is None else 1.0
+        )
     if name in SERVICE_RATES:
         earlier = _result(results, name)
         # A result cut short (a call that ended mid-step) or with levels skipped for time: only those levels again.
@@ -224,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--one-call",
         action="store_true",
-        help="scheduler, service and service48 within one device call of at most 9 minutes "
+        help="concurrency, scheduler, service and service48 within one device call of at most 9 minutes "
         "(bench/gpu/one_call.py: each step's budget, both graph captures bounded)",
     )
     args = parser.parse_args(argv)

@@ -1,11 +1,14 @@
-"""One device call settles the codec scheduler and the service under load: `scheduler`, `service` (16 kHz, both
-schedules, 1-256 streams) and `service48` (1-200) in at most 9 minutes on an H100 or H200 (the device tool allows 10
-per command; a GPU comes to about one task in twenty, so a call must not lose what it measured).
+"""One device call settles the engine and the codec at once, the codec scheduler and the service under load:
+`concurrency` (both engine layouts at 100-250 rows), `scheduler`, `service` (16 kHz, both schedules, 1-256 streams)
+and `service48` (1-200) in at most 9 minutes on an H100 or H200 (the device tool allows 10 per command; a GPU comes to
+about one task in twenty, so a call must not lose what it measured).
 
-    python3 bench/gpu/acceptance.py --one-call        # = --steps scheduler,service,service48 with these budgets
+    python3 bench/gpu/acceptance.py --one-call        # = --steps concurrency,scheduler,service,service48
 
 The arithmetic, in seconds (`STEP_S` and the margins sum under `CALL_S`; tests/unit/bench/gpu/test_gpu_one_call.py checks it):
 - the wheels' install and nvidia-smi before the kit starts: `INSTALL_S`;
+- `concurrency`: two Qwen2 builds at the released size (one in a child process, at once), two codec graphs, then
+  four 1 s phases a batch over three batches and two layouts (bench/gpu/concurrency.py): ~40 s;
 - `scheduler`: the H200 took 61 s with all 207 graphs captured in 16 s and the TF32 AP-BWE twins; here both captures
   stop at `CAPTURE_S` (the step captures the graphs with the fewest rows first, so a cut keeps the common shapes);
 - `service`: the server's start (30 s and the graphs' capture: ~50 s on the H200) and its levels, ~53 s at the
@@ -25,7 +28,7 @@ from bench.gpu.service_load import SCHEDULES
 CALL_S = 540.0  # "at most 9 minutes"; the device tool's limit is 600 s per command
 INSTALL_S = 30.0  # pip install of the carried wheels (~50, --no-deps) and nvidia-smi
 CAPTURE_S = 45.0  # each of the scheduler step's two graph captures (the H200: 16 s for all 207)
-STEP_S = {"scheduler": 130.0, "service": 170.0, "service48": 140.0}
+STEP_S = {"concurrency": 60.0, "scheduler": 120.0, "service": 150.0, "service48": 120.0}
 STOP_S = 15.0  # a service step's server stop (terminate, then kill after 15 s)
 
 

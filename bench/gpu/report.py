@@ -66,6 +66,12 @@ def _throughput(step: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _concurrency(step: dict[str, Any]) -> list[str]:
+    from bench.gpu.concurrency import table_lines
+
+    return table_lines(step["result"])
+
+
 def _llm(step: dict[str, Any]) -> list[str]:
     result = step["result"]
     lines = [
@@ -353,6 +359,7 @@ SECTIONS: dict[str, tuple[str, Render]] = {
     "parity": ("Parity on the device", _alone(_parity)),
     "throughput": ("Throughput", _alone(_throughput)),
     "llm": ("The LLM step", _alone(_llm)),
+    "concurrency": ("The engine and the codec at once, in both layouts", _alone(_concurrency)),
     "scheduler": ("The codec scheduler on the device", _alone(_scheduler)),
     "service": ("The service under load, 16 kHz", _with_scheduler),
     "service48": ("The service under load, 48 kHz (BiCodec + AP-BWE)", _with_scheduler),
