@@ -182,11 +182,19 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the overlapped device's overlap in place of the model's",
     )
+    p.add_argument(
+        "--devices",
+        default=",".join(DEVICE_SHARINGS),
+        help="the device models to run, comma-separated (default: all three)",
+    )
     args = p.parse_args(argv)
     step = engine_step(args.engine_step)
     overlap = args.device_overlap
     if overlap is None:
         overlap = CostModel.load(args.cost_model).device_overlap
+    devices = tuple(d for d in DEVICE_SHARINGS if d in args.devices.split(","))
+    if not devices or set(args.devices.split(",")) - set(DEVICE_SHARINGS):
+        p.error(f"--devices: comma-separated, from {', '.join(DEVICE_SHARINGS)}")
     arrivals = GOAL_BURSTS if args.quick else ARRIVALS
     jobs: list[Job] = [
         (a.name, precision, admission, sharing, paced, seed, str(args.cost_model), step, overlap)
@@ -194,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         for precision in precisions(a)
         for admission, sharing, paced, seed in itertools.product(
             ADMISSIONS,
-            (deployed_sharing(),) if args.quick else DEVICE_SHARINGS,
+            (deployed_sharing(),) if args.quick else devices,
             (False, True),
             SEEDS[:1] if args.quick else SEEDS,
         )

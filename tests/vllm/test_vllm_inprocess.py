@@ -29,7 +29,8 @@ from core.llm.vllm_engine import VLLMEngine  # noqa: E402
 from core.llm.vllm_inproc import MULTIPROCESSING_ENV, EngineDead, InprocessLLM  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
-pytestmark = [pytest.mark.vllm, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(300)]
+# In-process start-up on a busy 2-core machine took over 300 s (vLLM inspects the model in a subprocess first).
+pytestmark = [pytest.mark.vllm, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(600)]
 
 GREEDY = SamplingConfig(temperature=0.0, top_k=0, top_p=1.0, max_tokens=12, repetition_penalty=1.0)
 PROMPT = list(
