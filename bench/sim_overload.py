@@ -139,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_device_options(p)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--seeds", type=int, default=None, help="at most this many seeds a case (default: every one)")
+    p.add_argument(
+        "--seeds", type=int, default=None, help="at most this many seeds a case (default: every one)"
+    )
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     admission, policy = json.loads(args.admission), json.loads(args.policy)
