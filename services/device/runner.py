@@ -89,9 +89,13 @@ class ModelRunner:
         """On CUDA each device thread issues its calls on a CUDA stream of its own (the current stream is per thread),
         never the default one: with vLLM's engine core in this process (TTS_LLM_ENGINE_LAYOUT=inprocess) the engine's
         steps and the codec's calls are then two streams of one context, whose kernels the GPU runs side by side
-        (services/device/device_layout.py). Every call still ends in a sync of this stream alone."""
+        (services/device/device_layout.py). Every call still ends in a sync of this stream alone. The stream first waits
+        for what the default stream holds (the models' weights, copied there at load), once: never per call, which
+        would order every codec call behind the engine's kernels."""
         if self.cuda:
-            torch.cuda.set_stream(torch.cuda.Stream(self.device))
+            stream = torch.cuda.Stream(self.device)
+            stream.wait_stream(torch.cuda.default_stream(self.device))
+            torch.cuda.set_stream(stream)
 
     def device_time(self) -> list[dict[str, Any]]:
         """Cumulative calls and seconds per call shape since start: `seconds` in the device thread per call, and on
