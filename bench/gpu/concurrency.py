@@ -139,6 +139,8 @@ def together(
 ) -> tuple[float, float]:
     """The engine stepping on one thread and stream and the codec calling on another, at once: their medians."""
     found: dict[str, float] = {}
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()  # what built them (on this thread's stream) ends before the threads' streams start
 
     def run(name: str, fn: Callable[[], None]) -> None:
         _on_own_stream(device)
