@@ -42,7 +42,8 @@ DEFAULT_DEVICE_OVERLAP = DEVICE_OVERLAP
 # vLLM's engine core's own Python per step (scheduling, input preparation, the sampled ids' bookkeeping), within the
 # engine step's figure: in the in-process layout it holds the serving process's GIL (bench/sim/inprocess_engine.py).
 # An estimate, not a measurement: ~0.5 ms a step and ~4 us per running request (the scheduler walks each request a few
-# times a step). The GPU kit's in-process run times the stepping thread's CPU per step (bench/gpu/concurrency.py).
+# times a step). The GPU kit's engine is not vLLM (the lent image has none), so a served in-process engine measures it:
+# the stepping thread's CPU per step (core/llm/vllm_inproc.py).
 DEFAULT_ENGINE_HOST_MS = (0.5, 0.004)
 # The rows an engine runs at once: the service's `max_num_seqs` as it ships (vLLM's running requests; TTS_MAX_NUM_SEQS)
 DEFAULT_MAX_RUNNING: int = LLMSettings.model_fields["max_num_seqs"].default
