@@ -1,15 +1,17 @@
 """GPU acceptance: one command that settles every GPU claim, in resumable steps that each fit one 10-minute call.
 
-    python3 bench/gpu/acceptance.py [--steps parity,throughput,llm,scheduler,apbwe_variants,service,service48,...]
+    python3 bench/gpu/acceptance.py [--steps parity,throughput,llm,concurrency,scheduler,apbwe_variants,service,...]
                                     [--device cuda]
                                     [--quick] [--fixtures DIR] [--results DIR] [--out DIR] [--force]
                                     [--levels 1,8,...] [--schedules balanced,lowest] [--budget-s 400]
-    python3 bench/gpu/acceptance.py --one-call    # scheduler, apbwe_variants, service, service48: <= 9 minutes
+    python3 bench/gpu/acceptance.py --one-call    # concurrency, scheduler, apbwe_variants, service, service48: <= 9 min
 
 Steps (bench/gpu/README.md has the exact command for each on a lent machine):
   parity      codec/SR/encoder fixtures on the device, released-size device vs CPU, streamed == offline
   throughput  batched BiCodec decode and AP-BWE (fp32/tf32/bf16), the cloning encoder, the ctc aligner
   llm         Qwen2 at the released config (random weights), transformers, bf16: decode-step latency at B 1-64
+  concurrency the engine step (a Qwen2 CUDA graph) at 100-250 rows beside the codec's graph replays, in one process
+              and in two, each alone and together: the device's overlap (bench/gpu/concurrency.py)
   scheduler   the codec scheduler with the real models: padded/batched/graph windows against unpadded and offline
               for every latency schedule, graph capture time and memory per bucket (bench/gpu/scheduler_step.py)
   apbwe_variants  AP-BWE at fp32, TF32, fp16 and fp16 fused, timed at the 72 shapes the service captures, with
@@ -49,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.gpu import (  # noqa: E402
     apbwe_variants,
+    concurrency,
     llm_step,
     one_call,
     parity,
@@ -62,6 +65,7 @@ STEPS = (
     "parity",
     "throughput",
     "llm",
+    "concurrency",
     "scheduler",
     "apbwe_variants",
     "service",
@@ -120,6 +124,10 @@ def run_step(
         return llm_step.run(args.device, args.quick)
     if name == "apbwe_variants":
         return apbwe_variants.run(args.device, args.quick, budget_s=budget_s)
+    if name == "concurrency":
+        return concurrency.run(
+            args.device, args.quick, phase_s=concurrency.PHASE_S if budget_s is None else 1.0
+        )
     if name in SERVICE_RATES:
         earlier = _result(results, name)
         # A result cut short (a call that ended mid-step) or with levels skipped for time: only those levels again.
@@ -238,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--one-call",
         action="store_true",
-        help="scheduler, service and service48 within one device call of at most 9 minutes "
+        help="concurrency, scheduler, service and service48 within one device call of at most 9 minutes "
         "(bench/gpu/one_call.py: each step's budget, both graph captures bounded)",
     )
     args = parser.parse_args(argv)

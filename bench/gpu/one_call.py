@@ -1,12 +1,15 @@
-"""One device call settles the codec scheduler and the service under load: `scheduler`, `apbwe_variants` (AP-BWE's
+"""One device call settles the engine and the codec at once, AP-BWE's precisions, the codec scheduler and the
+service under load: `concurrency` (both engine layouts at 100-250 rows), `scheduler`, `apbwe_variants` (AP-BWE's
 precisions at its 72 shapes), `service` (16 kHz, both schedules, 1-256 streams) and `service48` (1-200) in at most 9
-minutes on an H100 or H200 (the device tool allows 10
-per command; a GPU comes to about one task in twenty, so a call must not lose what it measured).
+minutes on an H100 or H200 (the device tool allows 10 per command; a GPU comes to about one task in twenty, so a call
+must not lose what it measured).
 
-    python3 bench/gpu/acceptance.py --one-call   # = --steps scheduler,apbwe_variants,service,service48, these budgets
+    python3 bench/gpu/acceptance.py --one-call   # = --steps concurrency,scheduler,apbwe_variants,service,service48
 
 The arithmetic, in seconds (`STEP_S` and the margins sum under `CALL_S`; tests/unit/bench/gpu/test_gpu_one_call.py checks it):
 - the wheels' install and nvidia-smi before the kit starts: `INSTALL_S`;
+- `concurrency`: two Qwen2 builds at the released size (one in a child process, at once), two codec graphs, then
+  four 1 s phases a batch over three batches and two layouts (bench/gpu/concurrency.py): ~40 s;
 - `scheduler`: the H200 took 61 s with all 207 graphs captured in 16 s and the TF32 AP-BWE twins; here both captures
   stop at `CAPTURE_S` (the step captures the graphs with the fewest rows first, so a cut keeps the common shapes);
 - `apbwe_variants`: four captures of the 72 AP-BWE graphs (~6 s each at the H200's pace), their replays, and the fused
@@ -28,7 +31,7 @@ from bench.gpu.service_load import SCHEDULES
 CALL_S = 540.0  # "at most 9 minutes"; the device tool's limit is 600 s per command
 INSTALL_S = 30.0  # pip install of the carried wheels (~50, --no-deps) and nvidia-smi
 CAPTURE_S = 35.0  # each of the scheduler step's two graph captures (the H200: 16 s for all 207)
-STEP_S = {"scheduler": 100.0, "service": 150.0, "service48": 120.0}
+STEP_S = {"concurrency": 60.0, "scheduler": 90.0, "service": 120.0, "service48": 100.0}
 STEP_S["apbwe_variants"] = 80.0  # fp32, TF32, fp16, fp16 fused at the 72 AP-BWE shapes (~6 s of capture each)
 STOP_S = 15.0  # a service step's server stop (terminate, then kill after 15 s)
 

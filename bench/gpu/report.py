@@ -66,6 +66,12 @@ def _throughput(step: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _concurrency(step: dict[str, Any]) -> list[str]:
+    from bench.gpu.concurrency import table_lines
+
+    return table_lines(step["result"])
+
+
 def _llm(step: dict[str, Any]) -> list[str]:
     result = step["result"]
     lines = [
@@ -359,6 +365,7 @@ SECTIONS: dict[str, tuple[str, Render]] = {
     "parity": ("Parity on the device", _alone(_parity)),
     "throughput": ("Throughput", _alone(_throughput)),
     "llm": ("The LLM step", _alone(_llm)),
+    "concurrency": ("The engine and the codec at once, in both layouts", _alone(_concurrency)),
     "scheduler": ("The codec scheduler on the device", _alone(_scheduler)),
     "apbwe_variants": ("AP-BWE's precisions at the service's shapes", _apbwe_variants),
     "service": ("The service under load, 16 kHz", _with_scheduler),

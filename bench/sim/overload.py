@@ -25,6 +25,7 @@ from bench.standin.cost_model import CostModel
 from core.llm.engine_pace import EnginePace
 from services.device.admission_profiles import ADMISSION_PROFILE_NAMES, ADMISSION_PROFILES
 from services.device.calls import CALL_SECONDS_READS, CallSecondsRead, SchedulerPolicy
+from services.device.device_layout import profile_on
 
 ROOT = Path(__file__).resolve().parents[2]
 COST_MODEL = ROOT / "bench" / "cost_models" / "h100-tf32.json"
@@ -138,13 +139,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_device_options(p)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument(
+        "--seeds", type=int, default=None, help="at most this many seeds a case (default: every one)"
+    )
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     admission, policy = json.loads(args.admission), json.loads(args.policy)
     pace = engine_pace(args.engine_pace)
     read: CallSecondsRead = args.call_seconds_read
     if args.profile is not None:
-        profile = ADMISSION_PROFILES[args.profile]
+        # read on the modelled device, as the service reads it on its layout's (device_layout.py)
+        overlap = CostModel.load(args.cost_model).device_overlap
+        profile = profile_on(ADMISSION_PROFILES[args.profile], args.device_sharing, overlap)
         admission, read = {**profile.admission, **admission}, profile.call_seconds_read
     jobs = [
         Run(
@@ -159,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             pace,
         )
         for case, seeds in CASES
-        for seed in seeds
+        for seed in seeds[: args.seeds]
     ]
     with ProcessPoolExecutor(args.workers) as pool:
         rows = list(pool.map(run_case, jobs))

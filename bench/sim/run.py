@@ -4,7 +4,9 @@ windows run by the real `CodecScheduler` on a modelled device, all on a virtual 
 What is modelled (and nothing else):
 - one device (`DeviceTimeline`): engine steps (every generating request one id per step; newcomers' prefill in
   the step they join) and codec calls, one at a time, first come first served; or (`device_sharing="sliced"`,
-  `SlicedDeviceTimeline`) the engine's and the codec's calls each at half speed while both have work;
+  `SlicedDeviceTimeline`) the engine's and the codec's calls each at half speed while both have work; or
+  (`"overlapped"`, `OverlappedDeviceTimeline`) each at 1 / (2 - the cost model's `device_overlap`) while both have work,
+  and each engine step's Python (`engine_host`) on API process 0's GIL first, as the engine core runs in that process;
 - the API processes: each stream belongs to one (round robin); a process turns its streams' ids into audio on one
   GIL at `host_ms.per_audio_second` (charged per token as ids arrive), so ids become usable only when their
   process got to them; and takes each request (`host_ms.per_request`, on the same GIL) before admission sees it;
@@ -30,6 +32,8 @@ import numpy as np
 from bench.sim.breakdown import Ledger, breakdown
 from bench.sim.engine_pace import PacedStepLoop
 from bench.sim.goals import Arrivals
+from bench.sim.inprocess_engine import EngineOnServingGIL
+from bench.sim.overlapped_device import OverlappedDeviceTimeline
 from bench.sim.sliced_device import DEVICE_SHARINGS, DeviceSharing, SlicedDeviceTimeline
 from bench.sim.windows import HOP, SR_CONTEXT, SR_GRID, SR_MAX_BLOCK, SR_MIN_BLOCK
 from bench.standin.cost_model import (
@@ -47,6 +51,7 @@ from services.device.admission import Admission
 from services.device.admission_profiles import ADMISSION_PROFILES
 from services.device.background import BackgroundPolicy
 from services.device.calls import CALL_SECONDS_READS, CallSecondsRead, SchedulerPolicy
+from services.device.device_layout import profile_on
 from services.device.playback import PlaybackClock
 from services.device.scheduler import CodecScheduler, StreamHandle
 from services.device.windows import DecodeWindow
@@ -106,8 +111,9 @@ class SimConfig:
     # What admission reads as a codec call's seconds: from dispatch to end, the wait behind the engine's step
     # included (as the service measures), or the call's own device time (`CostModelRunner.run_timed`).
     call_seconds_read: CallSecondsRead = "dispatch_to_end"
-    # How the engine and the codec share the device: one call at a time (`DeviceTimeline`), or by time slices, about
-    # half each while both have work, as a GPU shares itself between two processes (`SlicedDeviceTimeline`).
+    # How the engine and the codec share the device: one call at a time (`DeviceTimeline`), by time slices, about
+    # half each while both have work, as a GPU shares itself between two processes (`SlicedDeviceTimeline`), or
+    # overlapping as two streams of one process's context (`OverlappedDeviceTimeline`, the model's `device_overlap`).
     device_sharing: DeviceSharing = "serial"
     # None: the engine steps every generating request, as vLLM does; else each live one is held to its pace line, as
     # the service does with TTS_LLM_PACE_LEAD_IDS (core/llm/engine_pace.py)
@@ -124,6 +130,15 @@ class SimConfig:
             raise ValueError(f"call_seconds_read must be one of {CALL_SECONDS_READS}")
         if self.device_sharing not in DEVICE_SHARINGS:
             raise ValueError(f"device_sharing must be one of {DEVICE_SHARINGS}")
+
+
+def device_for(sharing: DeviceSharing, model: CostModel) -> DeviceTimeline | SlicedDeviceTimeline:
+    """The modelled device of a sharing (`SimConfig.device_sharing`)."""
+    if sharing == "serial":
+        return DeviceTimeline()
+    if sharing == "sliced":
+        return SlicedDeviceTimeline()
+    return OverlappedDeviceTimeline(overlap=model.device_overlap)
 
 
 class SimRow:
@@ -187,7 +202,7 @@ class Simulation:
     def __init__(self, config: SimConfig) -> None:
         self.cfg = config
         self.rng = np.random.default_rng(config.seed)
-        self.device = DeviceTimeline() if config.device_sharing == "serial" else SlicedDeviceTimeline()
+        self.device = device_for(config.device_sharing, config.model)
         self.runner = CostModelRunner(
             config.model, self.device, noise=False, call_seconds_read=config.call_seconds_read
         )
@@ -203,14 +218,21 @@ class Simulation:
         )
         self.job_rows: set[SimRow] = set()  # background rows: their ids are never noted to admission
         settings = Settings()
+        # In the layout the overlapped device models the engine core runs in API process 0: its steps' Python holds
+        # that process's GIL (bench/sim/inprocess_engine.py).
+        engine_device = (
+            EngineOnServingGIL(self.device, config.model, lambda cost: self._hold_host(0, cost))
+            if config.device_sharing == "overlapped"
+            else self.device
+        )
         if config.engine_pace is None:
             self.engine = StepLoop(
-                config.model, self.device, on_step=self._on_step, max_running=settings.llm.max_num_seqs
+                config.model, engine_device, on_step=self._on_step, max_running=settings.llm.max_num_seqs
             )
         else:
             self.engine = PacedStepLoop(
                 config.model,
-                self.device,
+                engine_device,
                 config.engine_pace,
                 exempt=lambda row: row in self.job_rows,
                 on_step=self._on_step,
@@ -590,11 +612,13 @@ def simulate_arrivals(
 ) -> dict[str, Any]:
     """One run of `arrivals` under `admission`: "off" (every stream admitted on the exact first chunk: what the
     modelled device carries) or an admission profile's name, its codec seconds read as it reads them, with
-    `admission_over`'s `Admission` keywords over its own; on a device that runs one call at a time, or `sliced`; with
+    `admission_over`'s `Admission` keywords over its own; on a device that runs one call at a time, `sliced` or
+    `overlapped`; with
     the engine stepping every request, or held to `engine_pace`."""
     settings: dict[str, Any] = {"admission": ADMISSION_OFF, "latency": "exact"}
     if admission != "off":
-        profile = ADMISSION_PROFILES[admission]  # type: ignore[index]  # a profile name, checked by the lookup
+        # a profile name, checked by the lookup; read on the modelled device, as the service reads it on its layout's
+        profile = profile_on(ADMISSION_PROFILES[admission], device_sharing, model.device_overlap)  # type: ignore[index]
         settings = {
             "admission": {**profile.admission, **(admission_over or {})},
             "call_seconds_read": profile.call_seconds_read,
@@ -613,4 +637,12 @@ def simulate_arrivals(
     return simulate(config)
 
 
-__all__ = ["ADMISSION_OFF", "SimConfig", "Simulation", "served_streaming", "simulate", "simulate_arrivals"]
+__all__ = [
+    "ADMISSION_OFF",
+    "SimConfig",
+    "device_for",
+    "Simulation",
+    "served_streaming",
+    "simulate",
+    "simulate_arrivals",
+]

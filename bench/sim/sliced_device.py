@@ -20,10 +20,13 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any
 
-DeviceSharing = Literal["serial", "sliced"]
-DEVICE_SHARINGS: tuple[DeviceSharing, ...] = get_args(DeviceSharing)
+from services.device.device_layout import DEVICE_SHARINGS, DeviceSharing
+
+# serial: `DeviceTimeline`; sliced: this module; overlapped: bench/sim/overlapped_device.py (one CUDA context). Which
+# one a served layout gives: services/device/device_layout.py.
+__all__ = ["DEVICE_SHARINGS", "DeviceSharing", "SlicedDeviceTimeline"]
 EPS = 1e-9  # a nanosecond: what float time may leave of a call that has ended
 
 
@@ -70,12 +73,16 @@ class SlicedDeviceTimeline:
     def _in_progress(self) -> list[_Call]:
         return [lane[0] for lane in self._lanes.values() if lane]
 
+    def speed(self, running: int) -> float:
+        """How fast each call in progress runs while `running` lanes have one: its share of the device."""
+        return 1.0 / running
+
     def _advance(self, now: float) -> None:
         """Move the calls in progress on to `now`, each at its share of the device."""
         if self._at is not None and now > self._at:
             running = self._in_progress()
             for call in running:
-                call.remaining -= (now - self._at) / len(running)
+                call.remaining -= (now - self._at) * self.speed(len(running))
         self._at = now
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -86,7 +93,7 @@ class SlicedDeviceTimeline:
         if not running:
             return
         assert self._at is not None
-        first_end = min(max(0.0, c.remaining) for c in running) * len(running)
+        first_end = min(max(0.0, c.remaining) for c in running) / self.speed(len(running))
         self._timer = loop.call_at(self._at + first_end, self._on_timer, loop)
 
     def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:

@@ -30,11 +30,21 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from services.device.calls import Call, CallSecondsRead
+from services.device.device_layout import DEVICE_OVERLAP
 from shared.settings.model import LLMSettings
 
 _T = TypeVar("_T")
 HOP = 320  # BiCodec: 16 kHz samples per semantic token
 DEFAULT_PRENET_SHARE = 0.05
+# How much an engine step and a codec call in one CUDA context overlap: the service's estimate (device_layout.py) until a
+# cost model file sets `device_overlap` from the GPU kit's measure.
+DEFAULT_DEVICE_OVERLAP = DEVICE_OVERLAP
+# vLLM's engine core's own Python per step (scheduling, input preparation, the sampled ids' bookkeeping), within the
+# engine step's figure: in the in-process layout it holds the serving process's GIL (bench/sim/inprocess_engine.py).
+# An estimate, not a measurement: ~0.5 ms a step and ~4 us per running request (the scheduler walks each request a few
+# times a step). The GPU kit's engine is not vLLM (the lent image has none), so a served in-process engine measures it:
+# the stepping thread's CPU per step (core/llm/vllm_inproc.py).
+DEFAULT_ENGINE_HOST_MS = (0.5, 0.004)
 # The rows an engine runs at once: the service's `max_num_seqs` as it ships (vLLM's running requests; TTS_MAX_NUM_SEQS)
 DEFAULT_MAX_RUNNING: int = LLMSettings.model_fields["max_num_seqs"].default
 
@@ -106,6 +116,12 @@ class CostModel:
     # them (the H100 acceptance sweep's fp32 B=1 calls: AP-BWE ~7.5 ms fixed, launch-bound), else the graph figures.
     decode_eager: Linear | None = None
     sr_eager: Linear | None = None
+    # How much an engine step and a codec call overlap in one CUDA context (`DEFAULT_DEVICE_OVERLAP`): read by the
+    # overlapped device only.
+    device_overlap: float = DEFAULT_DEVICE_OVERLAP
+    # The engine core's Python within each step (`DEFAULT_ENGINE_HOST_MS`), units: rows: on the serving process's GIL
+    # where the engine core runs in it (the overlapped device's layout); part of the step's cost, not more of it.
+    engine_host: Linear = Linear(*DEFAULT_ENGINE_HOST_MS)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CostModel:
@@ -133,6 +149,15 @@ class CostModel:
             ) from exc
         shares = _prenet_shares(data)
         share = shares[0][1] if len(shares) == 1 else DEFAULT_PRENET_SHARE
+        try:
+            overlap = float(data.get("device_overlap", DEFAULT_DEVICE_OVERLAP))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"cost model: 'device_overlap' must be a number ({exc})") from exc
+        if not 0.0 <= overlap <= 1.0:
+            raise ValueError(f"cost model: 'device_overlap' must lie in [0, 1], got {overlap}")
+        engine_host = (
+            part("engine_host_ms", "per_row") if "engine_host_ms" in data else Linear(*DEFAULT_ENGINE_HOST_MS)
+        )
         return cls(
             name=str(data.get("name", "unnamed")),
             llm_step=part("llm_step_ms", "per_row"),
@@ -145,6 +170,8 @@ class CostModel:
             decode_prenet_shares=shares if len(shares) > 1 else (),
             decode_eager=eager("decode_ms", "per_token"),
             sr_eager=eager("sr_ms", "per_input_sample"),
+            device_overlap=overlap,
+            engine_host=engine_host,
         )
 
     @classmethod
@@ -164,10 +191,15 @@ class CostModel:
         llm_per_row: float | None = None,
         host_ms: float | None = None,
         host_ms_per_request: float | None = None,
+        device_overlap: float | None = None,
     ) -> CostModel:
         from dataclasses import replace
 
         out = self
+        if device_overlap is not None:
+            if not 0.0 <= device_overlap <= 1.0:
+                raise ValueError(f"device_overlap must lie in [0, 1], got {device_overlap}")
+            out = replace(out, device_overlap=device_overlap)
         if llm_per_row is not None:
             out = replace(
                 out,
@@ -265,8 +297,9 @@ def _prenet_shares(data: dict[str, Any]) -> tuple[tuple[int, float], ...]:
 
 
 class Device(Protocol):
-    """What the codec's runner and the engine's steps queue their calls on: `DeviceTimeline` (one call at a time) or
-    bench/sim/sliced_device.py's `SlicedDeviceTimeline` (the engine and the codec by time slices)."""
+    """What the codec's runner and the engine's steps queue their calls on: `DeviceTimeline` (one call at a time),
+    bench/sim/sliced_device.py's `SlicedDeviceTimeline` (the engine and the codec by time slices) or
+    bench/sim/overlapped_device.py's `OverlappedDeviceTimeline` (one context, two streams)."""
 
     busy_seconds: dict[str, float]
     observer: Callable[[str, float, float, Any], None] | None

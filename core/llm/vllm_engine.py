@@ -1,4 +1,5 @@
-"""The vLLM backend: `AsyncLLM` (V1) streaming DELTA token ids, no tokenizer, no detokenization.
+"""The vLLM backend: `AsyncLLM` (V1) streaming DELTA token ids, no tokenizer, no detokenization; or, in the in-process
+layout (`TTS_LLM_ENGINE_LAYOUT=inprocess`), the same interface over an engine core in this process (vllm_inproc.py).
 
 vLLM is imported lazily (inside methods), so this module imports on machines without it. Facts used
 here are in docs/reference/modal-vllm.md (#streaming-token-ids, #vllm-on-cpu): `generate()` aborts the request itself
@@ -88,7 +89,16 @@ class VLLMEngine:
         paced_scheduler: bool = False,
         seed: int = 0,
         extra_engine_args: dict[str, Any] | None = None,
+        layout: str = "process",
     ) -> None:
+        from core.llm.vllm_inproc import apply_layout
+
+        if layout not in ("inprocess", "process"):
+            raise ValueError(f"vLLM engine layout must be inprocess or process, got {layout!r}")
+        apply_layout(
+            layout
+        )  # before vLLM is imported or built: it caches its environment once an engine core starts
+        self.layout = layout
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.platforms import current_platform
         from vllm.v1.engine.async_llm import AsyncLLM
@@ -166,7 +176,12 @@ class VLLMEngine:
         # With them, the per-request part nobody reads is skipped where the scheduler counts preemptions itself.
         from_scheduler = engine_stats and scheduler_counts_preemptions(bool(args.enable_prefix_caching))
         loggers = [stat_logger_factory(preemptions_from_scheduler=from_scheduler)] if engine_stats else None
-        self._engine = AsyncLLM.from_engine_args(args, stat_loggers=loggers)
+        if layout == "inprocess":
+            from core.llm.vllm_inproc import InprocessLLM
+
+            self._engine: Any = InprocessLLM.from_engine_args(args, stat_loggers=loggers)
+        else:
+            self._engine = AsyncLLM.from_engine_args(args, stat_loggers=loggers)
         # Whether vLLM still updates every request's stats per id (its TTFT/ITL histograms, which /metrics omits).
         self.request_stats = engine_stats and not (from_scheduler and skip_request_stats(self._engine))
         # Prompt ids are checked against this before vLLM sees them: without a tokenizer vLLM does not check, and an
@@ -193,6 +208,7 @@ class VLLMEngine:
             "engine_stats": settings.llm.vllm_engine_stats,
             "priority_scheduling": settings.llm.llm_priority_scheduling,
             "paced_scheduler": settings.llm.llm_pace_lead_ids > 0,
+            "layout": settings.llm.llm_engine_layout,
         }
         kwargs.update(overrides)
         return cls(llm_dir, **kwargs)

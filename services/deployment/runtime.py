@@ -39,6 +39,7 @@ from services.deployment.missing_package import note_missing_package
 from services.device import telemetry as codec_telemetry
 from services.device.admission_profiles import ADMISSION_PROFILES, AdmissionProfile
 from services.device.calls import SchedulerPolicy
+from services.device.device_layout import profile_on, sharing_of
 from services.device.thread_calls import ModelCallAbandoned, run_from_thread
 from services.model_status import HealthReport, RuntimeState
 from services.pipeline.resources import PipelineResources
@@ -299,7 +300,11 @@ class ModelRuntime:
     def admission_profile(self) -> AdmissionProfile:
         """Admission's settings and the codec seconds they read (`TTS_ADMISSION_PROFILE`), with the codec's cap
         from `TTS_ADMISSION_CODEC_SHARE` where it is set."""
-        profile = ADMISSION_PROFILES[self.settings.codec.admission_profile]
+        # read on the device the engine's layout gives (TTS_LLM_ENGINE_LAYOUT; services/device/device_layout.py)
+        profile = profile_on(
+            ADMISSION_PROFILES[self.settings.codec.admission_profile],
+            sharing_of(self.settings.llm.llm_engine_layout, self.settings.llm.engine),
+        )
         share = self.settings.codec.admission_codec_share
         if share is None:
             return profile

@@ -33,6 +33,8 @@ The LLM and the codec share one device, so both are read, and neither by a fixed
    The measure's variants are `codec_cost.py`'s (per second open or of audio, every live stream or the settled
    ones); `queue_headroom_s` passes the rule while the codec's queue leaves every listener that much (`headroom.py`);
    `engine_lead_pace` stops reading it while the engine leads (`engine_lead.py`, off by default).
+   `codec_stretch` divides the measure by how much longer a call runs than its own work beside the engine's steps on
+   the device the layout gives (device_layout.py): the caps were calibrated where a call runs alone once started.
 4. **The codec's share.** The scheduler's busy ratio, projected for one more playing stream and scaled for streams
    too recent to be in it; above `max_codec_busy`, refuse. Off by default: the busy share does not tell full from not.
 
@@ -141,6 +143,7 @@ class Admission:
         sr_short_streams: float = math.inf,
         sr_pace_margin: float | None = None,
         queue_headroom_s: float | None = None,
+        codec_stretch: float = 1.0,
     ) -> None:
         self.scheduler = scheduler
         self.clock = clock or getattr(scheduler, "clock", None) or time.monotonic
@@ -150,6 +153,9 @@ class Admission:
         self.sr_pace_margin = sr_pace_margin  # rule 2's while 48 kHz streams are live
         self._sr_rows = RecentRows("sr", codec_window_s)
         self.queue_headroom_s = queue_headroom_s  # rule 3 passes while the codec's queue leaves this
+        if not codec_stretch >= 1.0:
+            raise ValueError(f"codec_stretch must be at least 1, got {codec_stretch}")
+        self.codec_stretch = codec_stretch  # rule 3's measure over this (device_layout.py)
         self.pace_window_s = pace_window_s
         self.max_codec_busy = max_codec_busy
         self.miss_grace_s = miss_grace_s
@@ -234,7 +240,8 @@ class Admission:
     def codec_cost(self) -> float | None:
         """Measured codec device seconds per second of one open stream or of audio decoded, of every live stream
         or the settled ones (codec_cost.py), over the last codec_window_s (None: too little measured)."""
-        return self.codec.cost_at(self._advance())
+        cost = self.codec.cost_at(self._advance())
+        return None if cost is None else cost / self.codec_stretch
 
     def note_tokens(self, count: int) -> None:
         if count <= 0:
@@ -445,6 +452,7 @@ class Admission:
         a measure (`codec_cost()` and `pace()` integrate up to now; this reads their windows as they stand)."""
         now = self.clock()
         cost, pace = self.codec.cost_at(now), self.llm.pace_at(now)
+        cost = None if cost is None else cost / self.codec_stretch
         streams = self.share_streams()
         drained = None if self.queue_headroom_s is None else self.scheduler.drain_headroom()
         return {
@@ -454,6 +462,7 @@ class Admission:
             "codec_share_streams": self.codec.share_streams,
             "codec_share_with_one_more": None if cost is None else cost * (streams + 1),
             "max_codec_share": self.max_codec_share,
+            "codec_stretch": self.codec_stretch,
             # rule 3's pass (None: off) and what the codec's queue leaves now (None: nothing measured, nobody heard)
             "queue_headroom_s": self.queue_headroom_s,
             "drain_headroom_s": drained if drained is not None and math.isfinite(drained) else None,

@@ -76,7 +76,7 @@ class ModelRunner:
         self.device = torch.device(decoder.device)
         self.cuda = self.device.type == "cuda"
         self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=threads, thread_name_prefix="codec-device"
+            max_workers=threads, thread_name_prefix="codec-device", initializer=self._own_stream
         )
         self._local = threading.local()
         self.graph_calls = 0
@@ -84,6 +84,18 @@ class ModelRunner:
         self._time_tables: list[
             dict[tuple[Any, ...], list[float]]
         ] = []  # one per device thread (each writes only its own)
+
+    def _own_stream(self) -> None:
+        """On CUDA each device thread issues its calls on a CUDA stream of its own (the current stream is per thread),
+        never the default one: with vLLM's engine core in this process (TTS_LLM_ENGINE_LAYOUT=inprocess) the engine's
+        steps and the codec's calls are then two streams of one context, whose kernels the GPU runs side by side
+        (services/device/device_layout.py). Every call still ends in a sync of this stream alone. The stream first waits
+        for what the default stream holds (the models' weights, copied there at load), once: never per call, which
+        would order every codec call behind the engine's kernels."""
+        if self.cuda:
+            stream = torch.cuda.Stream(self.device)
+            stream.wait_stream(torch.cuda.default_stream(self.device))
+            torch.cuda.set_stream(stream)
 
     def device_time(self) -> list[dict[str, Any]]:
         """Cumulative calls and seconds per call shape since start: `seconds` in the device thread per call, and on

@@ -94,6 +94,17 @@ class LLMSettings(_Group):
         description="Engine steps per token delta a stream receives (vLLM stream_interval; the "
         "transformers engine likewise): fewer, larger deltas to parse; the first and last go out at once.",
     )
+    llm_engine_layout: Literal["inprocess", "process"] = Field(
+        "inprocess",
+        description="vLLM: where the engine core runs. inprocess: in the serving process (vLLM's LLMEngine with "
+        "VLLM_ENABLE_V1_MULTIPROCESSING=0, stepped on a thread of its own), so the engine's steps and the codec's "
+        "calls (on a CUDA stream of their own) are two streams of one CUDA context and overlap; its Python shares the "
+        "serving process's GIL. process: a process of its own (vLLM's AsyncLLM), a second CUDA context the GPU "
+        "time-slices with the codec's. In the simulator at the H200's measured costs (overlap estimated at 0.5) the one "
+        "context carries every goal burst with TF32 AP-BWE, where two contexts ran the 48 kHz burst dry "
+        "(docs/decisions/device-layout.md); admission reads the device the layout gives "
+        "(services/device/device_layout.py).",
+    )
     enable_prefix_caching: bool = Field(True, description="vLLM prefix caching (shared voice prompts).")
     enforce_eager: bool = Field(False, description="vLLM: disable CUDA graphs (forced on CPU).")
     vllm_engine_stats: bool = Field(

@@ -1,7 +1,8 @@
 """The lent GPU image recreated on this CPU (bench/gpu/image_venv.py: only the image's packages the service loads,
 with what they need, plus exactly what bench/gpu/wheels.py carries, all installed without their requirements), and
 the kit's service steps run in it end to end (`acceptance.py --quick --device cpu`): the carried list is complete;
-so do the one call's AP-BWE step and the next call's engine step (`engine_step.py`, which carries nothing).
+so do the one call's AP-BWE and concurrency steps and the next call's engine step (`engine_step.py`, which carries
+nothing).
 With a lazily imported package left out (`rjieba`, imported by warm-up: what the H200 run lacked), the step's
 server names it and exits, and the kit fails within seconds of it instead of waiting out its budget.
 
@@ -84,6 +85,20 @@ def test_the_next_calls_engine_step_runs_in_the_image(image_python: Path, tmp_pa
     result = json.loads((tmp_path / "engine-step.json").read_text())
     assert not result["partial"]
     assert [row["batch"] for row in result["variants"]["graph"]["rows"]] == [1, 2]
+
+
+@pytest.mark.timeout(600)
+def test_the_concurrency_step_runs_in_the_image(image_python: Path, tmp_path: Path) -> None:
+    """`--one-call`'s first step (bench/gpu/concurrency.py): the engine in a child process of its own and beside the
+    codec's calls on threads of one process, at tiny sizes and short phases."""
+    done = _acceptance(image_python, tmp_path, "concurrency")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    result = json.loads((tmp_path / "concurrency.json").read_text())["result"]
+    assert not result["partial"]
+    for layout in ("inprocess", "process"):
+        rows = result["layouts"][layout]["rows"]
+        assert [r["batch"] for r in rows] == [2, 4] and all(r["engine_beside_ms"] > 0 for r in rows)
+    assert "The engine and the codec at once" in (tmp_path / "acceptance.md").read_text()
 
 
 @pytest.mark.timeout(1500)

@@ -1,4 +1,4 @@
-"""One device call settles `scheduler`, `service` and `service48` (bench/gpu/one_call.py): the budgets' arithmetic,
+"""One device call settles `concurrency`, `scheduler`, `service` and `service48` (bench/gpu/one_call.py): the budgets' arithmetic,
 and which levels a result cut short still lacks. The writing of each level as it is measured, and a cut call's
 resumption, run on this CPU in tests/integration/test_gpu_one_call.py."""
 
@@ -9,7 +9,7 @@ from bench.gpu import one_call, service_load
 
 def test_the_steps_budgets_and_margins_fit_nine_minutes() -> None:
     assert one_call.CALL_S <= 9 * 60
-    assert set(one_call.STEP_S) >= {"scheduler", "apbwe_variants", "service", "service48"}
+    assert set(one_call.STEP_S) == {"concurrency", "scheduler", "apbwe_variants", "service", "service48"}
     assert one_call.worst_case_s(service_load.CELL_MARGIN_S) <= one_call.CALL_S
     # The H200's scheduler step took 61 s with its two captures; here each is bounded well inside the step.
     assert 2 * one_call.CAPTURE_S + 30 <= one_call.STEP_S["scheduler"]

@@ -1,10 +1,12 @@
-"""bench/sim/goals_table.py: every goal arrival on both device models, paced and not, and whether each cell meets its goal."""
+"""bench/goals_table.py: every goal arrival on the three device models, paced and not, whether each cell meets its goal,
+and which device the deployment is."""
 
 from __future__ import annotations
 
 import json
 
 from bench.sim import goals_table
+from bench.sim.device_labels import deployed_sharing
 from bench.sim.goals import GOAL_BURSTS, STEADY_ARRIVALS, goal_met
 
 
@@ -28,12 +30,12 @@ def test_48k_rows_run_at_both_ap_bwe_precisions_on_their_own_models() -> None:
     assert goals_table.precisions(GOAL_BURSTS[2]) == ("tf32", "fp32")
     assert goals_table.precisions(GOAL_BURSTS[0]) == ("-",)
     fp32 = goals_table.run_one(
-        (GOAL_BURSTS[2].name, "fp32", "off", "serial", False, 0, str(goals_table.MEASURED), None)
+        (GOAL_BURSTS[2].name, "fp32", "off", "serial", False, 0, str(goals_table.MEASURED), None, 0.5)
     )
     assert (
         fp32["cost_model"]
         != goals_table.run_one(
-            (GOAL_BURSTS[2].name, "tf32", "off", "serial", False, 0, str(goals_table.MEASURED), None)
+            (GOAL_BURSTS[2].name, "tf32", "off", "serial", False, 0, str(goals_table.MEASURED), None, 0.5)
         )["cost_model"]
     )
 
@@ -45,15 +47,18 @@ def test_the_bench_writes_every_run_and_a_verdict_per_cell(tmp_path, monkeypatch
     assert goals_table.main(["--quick", "--workers", "1", "--json", str(out)]) == 0
     written = json.loads(out.read_text())
     runs = written["runs"]
+    deployed = deployed_sharing()  # --quick runs the deployment's device alone
     assert [(r["arrivals"], r["admission"], r["device_sharing"], r["paced"]) for r in runs] == [
-        (GOAL_BURSTS[0].name, "off", "serial", False),
-        (GOAL_BURSTS[0].name, "off", "serial", True),
+        (GOAL_BURSTS[0].name, "off", deployed, False),
+        (GOAL_BURSTS[0].name, "off", deployed, True),
     ]
+    assert written["deployed_device_sharing"] == deployed and 0 <= written["device_overlap"] <= 1
     assert len(written["verdicts"]) == 2 and written["engine_pace"]["lead_ids"] == 100
     assert all(
         v["met"] == goal_met(GOAL_BURSTS[0], [r]) for v, r in zip(written["verdicts"], runs, strict=True)
     )
-    assert "| 64 @16k within 2 s | - |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| 64 @16k within 2 s | - |" in printed and "the deployment's device" in printed
 
 
 def test_a_gpus_engine_step_replaces_the_published_one_in_every_row(tmp_path, monkeypatch) -> None:

@@ -12,12 +12,12 @@ from bench.sim.profiles import ARRIVALS, AUDIO_SECOND, MODELS, VARIANTS, jobs_fo
 from services.device.admission_profiles import ADMISSION_PROFILE_NAMES, ADMISSION_PROFILES
 
 
-def test_every_profile_and_the_audio_second_variant_run_on_both_steps_and_both_devices() -> None:
+def test_every_profile_and_the_audio_second_variant_run_on_both_steps_and_every_device() -> None:
     assert set(VARIANTS) == {*ADMISSION_PROFILE_NAMES, "audio second"}
     assert AUDIO_SECOND.admission["codec_cost_basis"] == "audio_second"
     jobs = jobs_for(ARRIVALS[:1], (0,))
     assert {(m, s, p) for m, s, _, p, _ in jobs} == {
-        (m, s, p) for m in MODELS for s in ("serial", "sliced") for p in VARIANTS
+        (m, s, p) for m in MODELS for s in ("serial", "sliced", "overlapped") for p in VARIANTS
     }
     assert all(path.exists() for path in MODELS.values())
 

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from services.device.admission import Admission
 from services.device.admission_profiles import ADMISSION_PROFILE_NAMES, ADMISSION_PROFILES
 from services.device.calls import CALL_SECONDS_READS, Call
+from services.device.device_layout import profile_on, sharing_of
 from services.device.runner import ModelRunner
 from services.device.windows import DecodeWindow
 from shared.settings import Settings
@@ -105,7 +106,10 @@ def test_the_runtime_builds_admission_and_the_runner_from_the_profile(
     from tests.demo_runtime import demo_settings
 
     settings = demo_settings(demo_model_dir, admission_profile=name)
-    profile = ADMISSION_PROFILES[name]
+    # read on the device the engine's layout gives (device_layout.py)
+    profile = profile_on(
+        ADMISSION_PROFILES[name], sharing_of(settings.llm.llm_engine_layout, settings.llm.engine)
+    )
 
     async def main() -> None:
         runtime = ModelRuntime(settings, **runtime_factories("bench/cost_models/h200-graphs.json"))
@@ -137,8 +141,11 @@ def test_the_codec_share_setting_replaces_only_the_profiles_cap(demo_model_dir: 
     from services.deployment.runtime import ModelRuntime
     from tests.demo_runtime import demo_settings
 
-    profile = ADMISSION_PROFILES[name]
-    assert ModelRuntime(demo_settings(demo_model_dir, admission_profile=name)).admission_profile == profile
+    settings = demo_settings(demo_model_dir, admission_profile=name)
+    profile = profile_on(
+        ADMISSION_PROFILES[name], sharing_of(settings.llm.llm_engine_layout, settings.llm.engine)
+    )
+    assert ModelRuntime(settings).admission_profile == profile
     capped = ModelRuntime(
         demo_settings(demo_model_dir, admission_profile=name, admission_codec_share=1.0)
     ).admission_profile
