@@ -30,7 +30,7 @@ from bench.gpu.service_load import SCHEDULES
 
 CALL_S = 540.0  # "at most 9 minutes"; the device tool's limit is 600 s per command
 INSTALL_S = 30.0  # pip install of the carried wheels (~50, --no-deps) and nvidia-smi
-CAPTURE_S = 35.0  # each of the scheduler step's two graph captures (the H200: 16 s for all 207)
+CAPTURE_S = 30.0  # each of the scheduler step's two graph captures (the H200: 16 s for all 207)
 STEP_S = {"concurrency": 60.0, "scheduler": 90.0, "service": 120.0, "service48": 100.0}
 STEP_S["apbwe_variants"] = 80.0  # fp32, TF32, fp16, fp16 fused at the 72 AP-BWE shapes (~6 s of capture each)
 STOP_S = 15.0  # a service step's server stop (terminate, then kill after 15 s)
