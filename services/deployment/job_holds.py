@@ -3,7 +3,7 @@
 Modal scales a container down only once it has held no input for its `scaledown_window`; a job rendering in the
 background holds none. So in a Modal container the job runner claims only while a holder runs: the class's
 `render_jobs` method, one Modal input, which drains the runner (`JobRunner.drain`: claim and render until nothing
-was claimed or ran there for a lease) and returns. The web side asks for one through `JobHolds.request` when a job
+was claimed or ran there for two leases) and returns. The web side asks for one through `JobHolds.request` when a job
 is submitted or resumed and when the runner starts (jobs a gone container left); Modal's queue routes the holder to
 a container with a free input slot, which renders the queued jobs while the input keeps it alive.
 

@@ -121,9 +121,10 @@ class JobRunner:
 
     async def drain(self, linger_s: float | None = None, max_s: float | None = None) -> bool:
         """Hold the runner open: claim and render until nothing ran or was claimed here for `linger_s` (default
-        a lease and a poll, so a job whose holder died is claimed once its lease runs out), or `max_s` passed.
+        two leases: a job whose holder died is claimed once its lease runs out, with a lease to spare for the
+        polls and the store's latency), or `max_s` passed.
         Returns whether work was left (a job running here at `max_s`): the caller asks for another holder."""
-        linger = self.lease_s + self.poll_s if linger_s is None else linger_s
+        linger = 2 * self.lease_s if linger_s is None else linger_s
         loop = asyncio.get_running_loop()
         began = loop.time()
         self._holds += 1
