@@ -176,3 +176,21 @@ def test_submitting_spawns_one_holder_that_returns_when_the_queue_drains(
 
 async def _done(check) -> bool:
     return bool(check())
+
+
+def test_a_failed_spawn_is_tried_again_and_a_holder_that_left_work_is_followed() -> None:
+    async def scenario() -> None:
+        answers: list[object] = [RuntimeError("Modal unreachable"), True, False]
+
+        async def spawn() -> bool:
+            answer = answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return bool(answer)
+
+        holds = JobHolds(spawn, retry_s=0.01)
+        holds.request()
+        await until(lambda: _done(lambda: holds.in_flight is False))
+        assert answers == [] and holds.spawned == 3  # the failure, the holder that left work, its successor
+
+    asyncio.run(scenario())
