@@ -123,7 +123,8 @@ class JobRunner:
         """Hold the runner open: claim and render until nothing ran or was claimed here for `linger_s` (default
         two leases: a job whose holder died is claimed once its lease runs out, with a lease to spare for the
         polls and the store's latency), or `max_s` passed.
-        Returns whether work was left (a job running here at `max_s`): the caller asks for another holder."""
+        Returns whether work may be left (cut at `max_s` before the linger ran out): the caller asks for another
+        holder, which returns after one linger if nothing is left."""
         linger = 2 * self.lease_s if linger_s is None else linger_s
         loop = asyncio.get_running_loop()
         began = loop.time()
@@ -136,7 +137,7 @@ class JobRunner:
                 if self.running:
                     self._busy_at = now
                 if max_s is not None and now - began >= max_s:
-                    return bool(self.running)
+                    return True  # a job may be running, or between two chapters
                 if now - self._busy_at >= linger or self._stopping:
                     return False
                 await asyncio.sleep(min(self.poll_s, linger))
