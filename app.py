@@ -183,7 +183,8 @@ class TTSService:
             app_factory=_create_app,
             volume_commit=_commit_volumes,
             set_slots=modal_set_slots,
-            spawn_holder=_spawn_job_holder,
+            # Outside a Modal container (`.local()`) no holder can be spawned: the job worker claims freely there.
+            spawn_holder=None if modal.is_local() else _spawn_job_holder,
         )
         self.host.prepare()
 
