@@ -148,6 +148,14 @@ class _AppFactory:
 _create_app = _AppFactory()
 
 
+async def _spawn_job_holder() -> bool:
+    """The job holds' Modal adapter: one `render_jobs` input on the deployed class (Modal's queue picks the
+    container), waited for; whether it left work (services/deployment/job_holds.py)."""
+    holder = modal.Cls.from_name(MODAL.app_name, "TTSService")()
+    call = await holder.render_jobs.spawn.aio()
+    return bool(await call.get.aio())
+
+
 def _commit_volumes() -> None:
     """What the container wrote that another must see: the request-log spool and the jobs' files."""
     spool_volume.commit()
@@ -171,7 +179,12 @@ class TTSService:
     @modal.enter(snap=SNAPSHOTS)
     def prepare(self) -> None:
         self.host = ContainerLifecycle(
-            MODAL, app_factory=_create_app, volume_commit=_commit_volumes, set_slots=modal_set_slots
+            MODAL,
+            app_factory=_create_app,
+            volume_commit=_commit_volumes,
+            set_slots=modal_set_slots,
+            # Outside a Modal container (`.local()`) no holder can be spawned: the job worker claims freely there.
+            spawn_holder=None if modal.is_local() else _spawn_job_holder,
         )
         self.host.prepare()
 
@@ -186,6 +199,12 @@ class TTSService:
     @modal.asgi_app()
     def web(self) -> Any:
         return self.host.web()
+
+    @modal.method()
+    async def render_jobs(self) -> bool:
+        """A job holder: while this input is in flight the container renders jobs and Modal keeps it (a container
+        with an input in flight is never scaled down); returns whether work was left for the next holder."""
+        return await self.host.render_jobs()
 
     @modal.exit()
     async def stop(self) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import difflib
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ from services.deployment.fleet import (
     parse_forked_allowance,
 )
 from services.deployment.input_gate import InputGate
+from services.deployment.job_holds import JobHolds
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -263,6 +264,9 @@ JOBS_PATH = "/jobs"  # long-form jobs' files (services/jobs), committed with the
 SPOOL_COMMIT_S = 5.0
 SPOOL_STALE_S = 60.0
 VLLM_CACHE_PATH = "/root/.cache/vllm"
+# A job holder (`render_jobs`, one Modal input) returns this long before the input's limit cuts it, saying work was
+# left, and the next holder is spawned: a cut input would cancel the chapter under way.
+HOLD_MARGIN_S = 60
 # Slowest sustained synthesis speed a full container is sized for, in characters of text per second of wall
 # time (about real time under load: speech runs ~14-16 characters a second). The accepted text length is capped
 # at timeout x this, so no accepted request can outlive its Modal input.
@@ -399,7 +403,10 @@ class ContainerLifecycle:
     GPU snapshot then puts vLLM to sleep (level 1: no KV cache, weights offloaded).
     resume: the input gate started (`set_slots`: the container's input slots follow admission's headroom,
     services/deployment/input_gate.py); after a restore, fresh randomness and (GPU snapshot) vLLM woken up.
-    web: the FastAPI app around the runtime and the GPU fault detector.
+    web: the FastAPI app around the runtime and the GPU fault detector; with `spawn_holder`, its job runner claims
+    only inside a holder (services/deployment/job_holds.py).
+    render_jobs: the holder's body (the class's `render_jobs` input): drains the job runner, returns whether work
+    was left.
     stop: flush the request log, commit the spool's Volume a last time, close the metrics push (final push, group
     deleted) and shut the engine down (all safe after the app's own lifespan shutdown, which does the same).
     `volume_commit`: the spool Volume's `commit` (app.py); while the container serves, `load` starts a loop that
@@ -416,8 +423,11 @@ class ContainerLifecycle:
         volume_commit: Callable[[], object] | None = None,
         commit_every_s: float = SPOOL_COMMIT_S,
         set_slots: Callable[[int], object] | None = None,
+        spawn_holder: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.cfg = cfg
+        self._spawn_holder = spawn_holder
+        self.job_holds: JobHolds | None = None
         self._set_slots = set_slots
         self.input_gate: InputGate | None = None
         self._volume_commit = volume_commit
@@ -501,9 +511,30 @@ class ContainerLifecycle:
         factory = self._app_factory
         if factory is None:  # services never import api: the Modal wiring hands the factory in
             raise RuntimeError("ContainerLifecycle.web needs app_factory (app.py passes api.create_app)")
+        if self.web_app is not None:  # a holder may have asked first: one app per container
+            return self.web_app
         web_app = factory(self.settings, runtime=self.runtime, gpu_faults=self.detector)
         self.web_app = web_app
+        runner = self._job_runner()
+        if runner is not None and self._spawn_holder is not None:
+            self.job_holds = JobHolds(self._spawn_holder)
+            runner.hold_with(self.job_holds.request)
         return web_app
+
+    def _job_runner(self) -> Any:
+        services = getattr(self.web_app.state, "services", None) if self.web_app is not None else None
+        jobs = getattr(services, "jobs", None)
+        return jobs.runner if jobs is not None else None
+
+    async def render_jobs(self) -> bool:
+        """One holder: render this container's claims until the queue has nothing for it; whether work was left.
+        Starts the runner when the app's lifespan has not yet (a container whose first input is a holder)."""
+        self.web()
+        runner = self._job_runner()
+        if runner is None:  # jobs disabled
+            return False
+        runner.start()
+        return bool(await runner.drain(max_s=max(self.cfg.timeout - HOLD_MARGIN_S, self.cfg.timeout / 2)))
 
     def _spool(self) -> Any:
         services = getattr(self.web_app.state, "services", None) if self.web_app is not None else None
@@ -531,6 +562,8 @@ class ContainerLifecycle:
             self._commit_task.cancel()
         if self.input_gate is not None:
             await self.input_gate.stop()
+        if self.job_holds is not None:
+            await self.job_holds.stop()
         services = getattr(self.web_app.state, "services", None) if self.web_app is not None else None
         request_log = services.access.request_logger if services is not None else None
         if request_log is not None:

@@ -10,6 +10,10 @@ mid-way (this process died, or stopped) is rendered again from its start, its pa
 stay. Refusals that pass by themselves (the device busy with live streams, the model reloading) are waited out;
 a key out of credits fails the job with INSUFFICIENT_CREDITS, its finished chapters kept (`resume` queues it again).
 When idle, it deletes the jobs that ended more than TTS_JOBS_RETENTION_S ago, their files first.
+
+Held mode (`hold_with`, a Modal container): the runner claims only while a holder (`drain`, run inside an input the
+autoscaler counts) is in flight here, so no chapter renders in a container Modal may scale down; `queued()` (a job
+submitted or resumed) and `start()` ask for a holder through the hook (services/deployment/job_holds.py).
 """
 
 from __future__ import annotations
@@ -89,11 +93,56 @@ class JobRunner:
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.Task[None] | None = None
         self._stopping = False
+        self.held_only = False  # claim only while a holder (`drain`) runs here
+        self._holds = 0
+        self._on_queued: Callable[[], object] | None = None
+        self._busy_at = -float("inf")  # loop time a job last ran here or was claimed
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        """The claim loop on the running loop; a second call does nothing (a holder may start it first)."""
+        if self._loop is not None:
+            return
         self._wake = asyncio.Event()
         self._loop = asyncio.get_running_loop().create_task(self._claim_loop(), name="jobs-runner")
+        if self._on_queued is not None:  # jobs a gone container left queued (or leased) find a holder
+            self._on_queued()
+
+    def hold_with(self, on_queued: Callable[[], object]) -> None:
+        """Claim only while `drain` runs; `on_queued()` asks for a holder (a job was queued, or the runner started)."""
+        self.held_only = True
+        self._on_queued = on_queued
+
+    def queued(self) -> None:
+        """A job was submitted or resumed: look for it now, and ask for a holder where one is needed."""
+        self.wake()
+        if self._on_queued is not None:
+            self._on_queued()
+
+    async def drain(self, linger_s: float | None = None, max_s: float | None = None) -> bool:
+        """Hold the runner open: claim and render until nothing ran or was claimed here for `linger_s` (default
+        two leases: a job whose holder died is claimed once its lease runs out, with a lease to spare for the
+        polls and the store's latency), or `max_s` passed.
+        Returns whether work may be left (cut at `max_s` before the linger ran out): the caller asks for another
+        holder, which returns after one linger if nothing is left."""
+        linger = 2 * self.lease_s if linger_s is None else linger_s
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        self._holds += 1
+        self._busy_at = max(self._busy_at, began)
+        self.wake()
+        try:
+            while True:
+                now = loop.time()
+                if self.running:
+                    self._busy_at = now
+                if max_s is not None and now - began >= max_s:
+                    return True  # a job may be running, or between two chapters
+                if now - self._busy_at >= linger or self._stopping:
+                    return False
+                await asyncio.sleep(min(self.poll_s, linger))
+        finally:
+            self._holds -= 1
 
     async def stop(self) -> None:
         """Stop claiming, cut the running chapters (refunded) and give their leases up, so the next process
@@ -122,6 +171,7 @@ class JobRunner:
             try:
                 if (
                     self.speech.models.ready
+                    and (self._holds > 0 or not self.held_only)
                     and len(self.running) < self.max_concurrent
                     and await self._room()
                 ):
@@ -163,10 +213,12 @@ class JobRunner:
     def _launch(self, job: JobRecord) -> None:
         task = asyncio.get_running_loop().create_task(self._hold(job), name=f"job-{job.id}")
         self.running[job.id] = task
+        self._busy_at = asyncio.get_running_loop().time()
 
         def done(finished: asyncio.Task[None]) -> None:
             if self.running.get(job.id) is finished:  # not the job's next run, resumed meanwhile
                 del self.running[job.id]
+            self._busy_at = asyncio.get_running_loop().time()  # the job's next chapter is claimable now
             self.wake()  # room for another job
 
         task.add_done_callback(done)

@@ -257,7 +257,7 @@ class JobService:
         if cover is not None:  # (picture, media type), kept beside the chapters for the book's tags
             await asyncio.to_thread(save_cover, self.files.folder(job.id), *cover)
         await self.store.create(job)
-        self.runner.wake()
+        self.runner.queued()
         logger.info(
             "job queued",
             extra={"job_id": job.id, "key_id": key.key_id, "chapters": len(parts), "characters": total},
@@ -345,7 +345,7 @@ class JobService:
                 f"Job {job_id!r} is still stopping; resume it again in a few seconds.",
                 "job_id",
             )
-        self.runner.wake()
+        self.runner.queued()
         logger.info("job resumed", extra={"job_id": job_id, "key_id": key_id})
         return resumed
 
