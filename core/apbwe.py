@@ -7,6 +7,9 @@ predicted amplitude and phase, trimmed to exactly 3N samples.
 The generator is non-causal with a finite receptive field, so streaming is exact: each model call sees enough
 left and right context that the samples it keeps equal the offline result, and every window starts on the
 STFT frame grid (80 samples at 16 kHz) so its frames coincide with the offline frames.
+
+Longer than 500 lines because the signal path, the generator and its streaming windows are one contract (streamed ==
+offline at the served precision) and read best together; the precision's roundings live in core/apbwe_precision.py.
 """
 
 from __future__ import annotations
