@@ -40,6 +40,9 @@ BENCHES: dict[str, Bench] = {
         "bench_resampler.py", "the output resampler against soxr: held back, first chunk, CPU"
     ),
     "normalize": Bench("bench_normalize.py", "text normalisation: time per length, adversarial inputs"),
+    "text_linearity": Bench(
+        "bench_text_linearity.py", "every pre-charge text step on adversarial shapes: time grows linearly"
+    ),
     "sr_convs": Bench(
         "bench_sr_convs.py", "AP-BWE's length-independent convolutions against torch's", suite=True
     ),
