@@ -43,6 +43,7 @@ UNITS: dict[str, str | tuple[str, str]] = {
     "table row then spaces": ("|--|--" + " " * 1000, "x"),
     "spaced pipes | |": "| ",
     "table cells |--": "|--",
+    "table cells, not a separator": ("|--", "|-"),
     "rule - -": "- ",
     "ssml <break": "<break ",
     "tag [excited": "[excited",
@@ -56,9 +57,9 @@ UNITS: dict[str, str | tuple[str, str]] = {
 
 
 def shape(unit: str | tuple[str, str], chars: int, *, line: bool = True) -> str:
-    """`unit` repeated to `chars` characters; `line`: one line (else lines of 80 characters)."""
+    """`unit` repeated to about `chars` characters; `line`: one line (else lines of 80 characters)."""
     unit, last = unit if isinstance(unit, tuple) else (unit, "")
-    text = (unit * (chars // len(unit) + 1))[: chars - len(last)] + last
+    text = unit * max(1, (chars - len(last)) // len(unit)) + last  # whole units: every size ends the same way
     if line:
         return text
     return "\n".join(text[i : i + 80] for i in range(0, len(text), 80))
