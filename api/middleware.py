@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ApiError, error_envelope
+from api.lone_surrogates import has_lone_surrogate
 from shared.logging import request_id_var
 from shared.settings import APP_VERSION
 
@@ -228,7 +229,18 @@ class BodySizeLimitMiddleware:
                 return
             await self._reject(send, cap, scope.get("path", ""))
             return
-        buffered: Message | None = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        whole = b"".join(chunks)
+        content_type = dict(scope.get("headers") or []).get(b"content-type", b"").lower()
+        if b"json" in content_type and has_lone_surrogate(whole):
+            await self._refuse(
+                send,
+                400,
+                "VALIDATION_ERROR",
+                "The JSON body escapes a lone UTF-16 surrogate (such as \\ud800 without its pair), which is not "
+                "text; send valid Unicode.",
+            )
+            return
+        buffered: Message | None = {"type": "http.request", "body": whole, "more_body": False}
 
         async def replay() -> Message:
             nonlocal buffered

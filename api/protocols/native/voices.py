@@ -7,6 +7,7 @@ A custom voice is visible only to the API key that made it (others get 404); `X-
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -170,9 +171,12 @@ async def design_voice(
         sampling=SamplingOptions.with_defaults(speech.settings, seed=body.seed),
         stream=False,
     )
+    # Room for the voice is held from before the generation until it is kept: designs at once at the voice cap
+    # generate (and charge) only as many as there is room for.
+    release_room: Callable[[], None] | None = None
     try:
         await grant.check_balance()
-        await library.check_room(grant.key_id)  # before any generation
+        release_room = await library.hold_room(grant.key_id)
         opened = await speech.open(
             asked,
             request_id=request.scope["state"]["request_id"],
@@ -181,35 +185,42 @@ async def design_voice(
             key_id=grant.key_id,
         )
     except BaseException as exc:
+        if release_room is not None:
+            release_room()
         await grant.abandon()  # refused before any audio work: the slot and any reservation go back
         if isinstance(exc, ServiceError):
             raise ApiError.from_service(exc) from None
         raise
-    accounting = RequestAccounting(
-        opened.job, transport="http", clock_origin=received_at, settle=grant.settle, begin=grant.begin
-    )
-    grant.attach(accounting)
-    accounting.started(text_length=len(body.text), key_id=grant.key_id)
-    delivery = Delivery(
-        opened.job,
-        accounting,
-        headers={},
-        stall_timeout_s=speech.settings.stream.send_stall_timeout_s,
-        gpu_faults=speech.gpu_faults,
-        max_buffered_bytes=speech.settings.limits.max_buffered_audio_mb * 2**20,
-    )
-    made = await delivery.complete_response(request.receive)  # settled (debit, request-log row) as speech is
-    if made.status_code != 200:
-        return made  # the client left: the generation stopped and was settled as a hang-up
-    tokens = opened.job.global_tokens
-    if tokens is None:
-        raise ApiError(
-            "GENERATION_FAILED",
-            "The model did not produce a voice for this text; try another text or seed.",
+    assert release_room is not None
+    try:
+        accounting = RequestAccounting(
+            opened.job, transport="http", clock_origin=received_at, settle=grant.settle, begin=grant.begin
         )
-    record = await library.import_voice(
-        body.to_new_voice(), ReferenceTokens(global_tokens=tokens), grant.key_id
-    )
+        grant.attach(accounting)
+        accounting.started(text_length=len(body.text), key_id=grant.key_id)
+        delivery = Delivery(
+            opened.job,
+            accounting,
+            headers={},
+            stall_timeout_s=speech.settings.stream.send_stall_timeout_s,
+            gpu_faults=speech.gpu_faults,
+            max_buffered_bytes=speech.settings.limits.max_buffered_audio_mb * 2**20,
+        )
+        # Settled (debit, request-log row) as speech is.
+        made = await delivery.complete_response(request.receive)
+        if made.status_code != 200:
+            return made  # the client left: the generation stopped and was settled as a hang-up
+        tokens = opened.job.global_tokens
+        if tokens is None:
+            raise ApiError(
+                "GENERATION_FAILED",
+                "The model did not produce a voice for this text; try another text or seed.",
+            )
+        record = await library.import_voice(
+            body.to_new_voice(), ReferenceTokens(global_tokens=tokens), grant.key_id, holding=True
+        )
+    finally:
+        release_room()
     return JSONResponse(
         VoiceView.of(record, admin=False).to_json(),
         status_code=201,

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from api import create_app
+from api.lone_surrogates import has_lone_surrogate
 from services.deployment.runtime import ModelRuntime
 from shared.settings import Settings
 from tests.conftest import wait_in_portal
@@ -123,3 +124,28 @@ def test_a_lone_surrogate_in_a_sockets_first_message_is_refused_in_the_protocol(
     assert not any("internal" in text.lower() for text in seen), (path, frame, seen)
     assert seen or "elevenlabs" not in path, (path, frame)
     json.dumps(seen)  # whatever was sent back is text a client can read
+
+
+@pytest.mark.parametrize(
+    ("body", "lone"),
+    [
+        (rb'{"name": "\ud800"}', True),
+        (rb'{"name": "\udc00"}', True),
+        (rb'{"name": "\ud83d x \ude00"}', True),
+        (rb'{"name": "\ud83d\ude00"}', False),  # a pair: one emoji
+        (rb'{"name": "\\ud800"}', False),  # an escaped backslash, then text
+        (rb'{"name": "\\\ud800"}', True),
+        (rb'{"name": "\u0041 plain"}', False),
+    ],
+)
+def test_lone_surrogate_escapes_are_found_in_one_pass(body: bytes, lone: bool) -> None:
+    assert has_lone_surrogate(body) is lone
+
+
+def test_a_stored_name_with_a_lone_surrogate_is_a_client_error(client: TestClient) -> None:
+    answer = client.post(
+        "/v1/pronunciation-dictionaries/add-from-rules",
+        content=b'{"name": "\\ud800", "rules": [{"type": "alias", "string_to_replace": "a", "alias": "b"}]}',
+        headers={"xi-api-key": KEY, "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 400, answer.text
