@@ -139,7 +139,7 @@ def _validated(fields: dict[str, Any]) -> JobBody:
 
 
 async def _read(
-    data: bytes, filename: str | None, content_type: str | None, kind: Any, settings: Any
+    data: bytes, filename: str | None, content_type: str | None, kind: Any, settings: Any, key: str = ""
 ) -> Document:
     """The document read in a process of its own (services/jobs/documents/isolated.py): a bomb costs the server
     nothing; a refusal is a 400 naming what is wrong."""
@@ -151,6 +151,8 @@ async def _read(
             data,
             timeout_s=settings.jobs_read_timeout_s,
             memory_mb=settings.jobs_read_memory_mb,
+            key=key,
+            lane="upload" if filename is not None else "text",  # JSON text never waits behind an upload
             filename=filename,
             content_type=content_type,
             kind=kind,
@@ -186,7 +188,7 @@ async def submit_job(request: Request, grant: Grant, speech: Speech, jobs: Jobs)
     )
     # JSON text is plain text unless it says Markdown; a file's kind comes from its name or type unless given.
     kind = body.input_format or ("text" if filename is None else None)
-    document = await _read(data, filename, content_type, kind, jobs.settings.jobs)
+    document = await _read(data, filename, content_type, kind, jobs.settings.jobs, grant.key_id)
     chapters = [ChapterText(c.title, c.text) for c in document.chapters]
     options = replace(options, author=body.author or document.author)
     cover = (document.cover.data, document.cover.media_type) if document.cover else None
