@@ -62,3 +62,13 @@ def test_line_breaks_in_a_title_or_author_fold_to_one_line() -> None:
     tags = BookTags("A\r\nbook\n\nabout\u2028things", "Ann\tSmith\n")
     assert (tags.title, tags.author) == ("A book about things", "Ann Smith")
     assert BookTags("\n\n", None).title is None
+
+
+def test_chapter_titles_are_bounded() -> None:
+    """Titles are kept in every job view: a table of contents of huge titles is cut to a title's length each."""
+    from services.jobs.documents.model import MAX_TITLE_CHARS, Chapters, Limits
+
+    chapters = Chapters(Limits(max_characters=1_000))
+    for _ in range(3):
+        chapters.add("t" * 100_000, "")
+    assert chapters.titles == ["t" * MAX_TITLE_CHARS] * 3
