@@ -292,30 +292,28 @@ def _summary(probe: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _dictionaries(url: str, name: str, rules: Any) -> list[dict[str, str]]:
+    """Key A's three stored dictionaries of `rules(d)`, as request locators."""
+    locators = []
+    for d in range(3):
+        made = httpx.post(
+            f"{url}/v1/pronunciation-dictionaries/add-from-rules",
+            headers={"xi-api-key": KEY_A},
+            json={"name": f"{name} {d}", "rules": rules(d)},
+            timeout=120,
+        ).json()
+        locators.append({"pronunciation_dictionary_id": made["id"], "version_id": made["version_id"]})
+    return locators
+
+
 def measure_tree(tree: Path, seconds: float, only: list[str]) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="hostile-bench-") as folder:
         wyoming_port = free_port()
         process, url = _serve(tree, Path(folder) / "server.log", wyoming_port)
         try:
-            locators = []
-            for d in range(3):
-                made = httpx.post(
-                    f"{url}/v1/pronunciation-dictionaries/add-from-rules",
-                    headers={"xi-api-key": KEY_A},
-                    json={"name": f"attack {d}", "rules": _rules(d)},
-                    timeout=120,
-                ).json()
-                locators.append({"pronunciation_dictionary_id": made["id"], "version_id": made["version_id"]})
-            folded = []
-            for d in range(3):
-                made = httpx.post(
-                    f"{url}/v1/pronunciation-dictionaries/add-from-rules",
-                    headers={"xi-api-key": KEY_A},
-                    json={"name": f"folding {d}", "rules": _variants(d)},
-                    timeout=120,
-                ).json()
-                folded.append({"pronunciation_dictionary_id": made["id"], "version_id": made["version_id"]})
+            locators = _dictionaries(url, "attack", _rules)
+            folded = _dictionaries(url, "folding", _variants)
             results["alone"] = _summary(asyncio.run(_probe(url, seconds / 2)))
             context = multiprocessing.get_context("spawn")
             for kind in only:
