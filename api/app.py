@@ -34,6 +34,7 @@ from api.protocols.native import socket as ws
 from api.protocols.openai import routes as openai_compat
 from api.service import debug, health, keys, models, playground
 from api.socket_guard import CoolingGate
+from api.upload_grant import grant_before_upload
 from core.clone import MAX_REFERENCE_BYTES
 from services.access import AccessServices
 from services.continuity import Continuity
@@ -241,6 +242,7 @@ def create_app(
             ("POST", "/v1/tts/jobs"): settings.jobs.jobs_max_upload_mb * 2**20,
         },
         check_credentials=check_upload_credentials,
+        grant_before_upload=grant_before_upload,
         authenticated={
             ("POST", path)
             for path in (

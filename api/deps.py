@@ -104,9 +104,19 @@ async def require_access(
             await grant.abandon()
 
 
+# The scope's state key of a grant taken before the request's body was read (api/upload_grant.py), until claimed.
+UPLOAD_GRANT = "upload_grant"
+
+
 async def _grant(request: Request) -> AccessGrant:
     access = services_of(request).access
     state = request.scope.get("state", {})
+    taken: AccessGrant | None = state.pop(UPLOAD_GRANT, None)
+    if (
+        taken is not None
+    ):  # authenticated, counted and holding its slot since before its body: now the route's
+        taken.request_id = state.get("request_id")
+        return taken
     try:
         grant = await access.grant(
             request.headers, request.client.host if request.client else None, state.get("client_request_id")

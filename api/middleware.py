@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ApiError, error_envelope
+from api.lone_surrogates import has_lone_surrogate
 from shared.logging import client_request_id_var, request_id_var
 from shared.settings import APP_VERSION
 
@@ -77,7 +78,10 @@ class BodySizeLimitMiddleware:
     sentence) adds where a client should send a larger body instead. On the routes in `authenticated` (those that need
     an API key; exact (method, path) pairs, or `authenticated_patterns` matched against "METHOD /path" for routes
     with path parameters, such as the dialects') `check_credentials` (raising ApiError) runs first: a request with missing or wrong credentials is
-    answered before one byte of its body is read, so unauthenticated connections hold no body at all."""
+    answered before one byte of its body is read, so unauthenticated connections hold no body at all. On the upload
+    routes `grant_before_upload` runs instead when given: the key's rate, concurrency and credits are checked (and its
+    slot held) from the headers, so a key over its limits holds no body either; what it returns runs when the request
+    ends (giving back a grant the route never claimed)."""
 
     def __init__(
         self,
@@ -89,6 +93,7 @@ class BodySizeLimitMiddleware:
         check_credentials: Callable[[Scope], Awaitable[None]] | None = None,
         authenticated: set[tuple[str, str]] | None = None,
         authenticated_patterns: Sequence[re.Pattern[str]] = (),
+        grant_before_upload: Callable[[Scope], Awaitable[Callable[[], Awaitable[None]] | None]] | None = None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
@@ -98,6 +103,7 @@ class BodySizeLimitMiddleware:
         self.check_credentials = check_credentials
         self.authenticated = set(authenticated or ())
         self.authenticated_patterns = tuple(authenticated_patterns)
+        self.grant_before_upload = grant_before_upload
 
     async def _refuse(self, send: Send, status: int, code: str, message: str) -> None:
         body = json.dumps(error_envelope(code, message)).encode()
@@ -146,9 +152,13 @@ class BodySizeLimitMiddleware:
             await self.app(scope, receive, send)
             return
         route = (scope.get("method", ""), scope.get("path", ""))
+        give_back: Callable[[], Awaitable[None]] | None = None
         if self.check_credentials is not None and self._needs_key(route):
             try:
-                await self.check_credentials(scope)
+                if self.grant_before_upload is not None and route in self.uploads:
+                    give_back = await self.grant_before_upload(scope)
+                else:
+                    await self.check_credentials(scope)
             except ApiError as err:
                 body = json.dumps(err.envelope()).encode()
                 headers = [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
@@ -166,6 +176,14 @@ class BodySizeLimitMiddleware:
                 )
                 await send({"type": "http.response.body", "body": body})
                 return
+        try:
+            await self._limited(scope, receive, send, route)
+        finally:
+            if give_back is not None:
+                await give_back()
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send, route: tuple[str, str]) -> None:
+        """The body read within its cap and deadline, then the app."""
         cap = self.uploads.get(route, self.max_bytes)
         request_headers = dict(scope.get("headers") or [])
         declared = request_headers.get(b"content-length")
@@ -213,7 +231,18 @@ class BodySizeLimitMiddleware:
                 return
             await self._reject(send, cap, scope.get("path", ""))
             return
-        buffered: Message | None = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        whole = b"".join(chunks)
+        content_type = dict(scope.get("headers") or []).get(b"content-type", b"").lower()
+        if b"json" in content_type and has_lone_surrogate(whole):
+            await self._refuse(
+                send,
+                400,
+                "VALIDATION_ERROR",
+                "The JSON body escapes a lone UTF-16 surrogate (such as \\ud800 without its pair), which is not "
+                "text; send valid Unicode.",
+            )
+            return
+        buffered: Message | None = {"type": "http.request", "body": whole, "more_body": False}
 
         async def replay() -> Message:
             nonlocal buffered

@@ -144,7 +144,7 @@ class VoiceFromRequest(BaseModel):
         """The body as this model when it names `from_request_id`; None for any other JSON body (an import)."""
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None  # VoiceImport.parse reports it
         if not isinstance(data, dict) or "from_request_id" not in data:
             return None

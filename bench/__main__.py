@@ -44,6 +44,9 @@ BENCHES: dict[str, Bench] = {
     "pdf_reading": Bench(
         "bench_pdf_reading.py", "jobs' PDF reader against pypdf and pdfminer.six, and the outline attack"
     ),
+    "text_linearity": Bench(
+        "bench_text_linearity.py", "every pre-charge text step on adversarial shapes: time grows linearly"
+    ),
     "sr_convs": Bench(
         "bench_sr_convs.py", "AP-BWE's length-independent convolutions against torch's", suite=True
     ),

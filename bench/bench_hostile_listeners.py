@@ -1,4 +1,4 @@
-"""Another key's first audio and health latency under the alias-rule and Wyoming listener attacks, before and after, in one run.
+"""Another key's first audio and health latency under the alias-rule, Markdown, rule-folding and Wyoming attacks, before and after, in one run.
 
     python -m bench hostile_listeners --before-tree /tmp/before [--seconds 20] [--label NAME]
 
@@ -13,6 +13,11 @@ run from a process of its own, for `--seconds`:
             such request costs; the bench lifts the per-key rate limit for both keys).
   alias     key A's three stored dictionaries of 1,000 rules of 200 characters, named by one 10,000-character
             request after another (ElevenLabs `with-timestamps`; refused for its giant word once the rules ran).
+  markdown  key A sends one free `POST /v1/tts/normalize` of a 40,000-character line of `![` after another
+            (issue 98: the link pattern rescanned the line from every `[`, n^2 steps holding the interpreter).
+  folding   key A's three stored dictionaries of 1,000 capitalisations of one 200-letter word (case-insensitive,
+            whole words), named by one 10,000-character request of that letter after another (issue 98: every
+            match looped over the 1,000 rules behind the one key while the candidate budget counted one).
   flood     one Wyoming connection sends `synthesize-start` and then empty `synthesize-chunk` events as fast as it
             can, reconnecting when closed.
   conns     5,000 Wyoming connections opened and held (past the server's open-file limit).
@@ -54,13 +59,30 @@ REQUEST = {
     "stream": True,
     "format": "pcm",
 }
-ATTACKS = ("plain", "alias", "flood", "conns")
+ATTACKS = ("plain", "alias", "markdown", "folding", "flood", "conns")
+MARKDOWN_LINE = "![" * 20_000
 
 
 def _rules(d: int) -> list[dict[str, str]]:
     tail = lambda i: f"{d}x{i:05d}"[:8].ljust(8, "z")  # noqa: E731
     return [
         {"type": "alias", "string_to_replace": "a" * (RULE_CHARS - 8) + tail(i), "alias": "b"}
+        for i in range(RULES)
+    ]
+
+
+def _variants(d: int) -> list[dict[str, Any]]:
+    """1,000 capitalisations of one 200-letter word, case-insensitive: one Aho-Corasick key behind them all."""
+    word = "a" * RULE_CHARS
+    return [
+        {
+            "type": "alias",
+            "string_to_replace": "".join(
+                ch.upper() if (i >> (n % 10)) & 1 else ch for n, ch in enumerate(word)
+            ),
+            "alias": f"b{d}",
+            "case_sensitive": False,
+        }
         for i in range(RULES)
     ]
 
@@ -110,7 +132,13 @@ def _serve(tree: Path, log: Path, wyoming_port: int) -> tuple[subprocess.Popen[b
 
 # ------------------------------------------------------------------------------------------------ attacks
 def _attack(
-    kind: str, url: str, wyoming_port: int, locators: list[dict[str, str]], stop: Any, out: Any
+    kind: str,
+    url: str,
+    wyoming_port: int,
+    locators: list[dict[str, str]],
+    stop: Any,
+    out: Any,
+    folded: list[dict[str, str]] | None = None,
 ) -> None:
     """One attack in this (child) process until `stop` is set; puts what it did on `out`."""
     stats: dict[str, int] = {}
@@ -177,8 +205,21 @@ def _attack(
     resource.setrlimit(
         resource.RLIMIT_NOFILE, (CONNECTIONS + 1024, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
     )
+
+    async def markdown() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+            while not stop.is_set():
+                answer = await client.post(
+                    "/v1/tts/normalize",
+                    headers={"Authorization": f"Bearer {KEY_A}"},
+                    json={"text": MARKDOWN_LINE},
+                )
+                count(f"answers {answer.status_code}")
+
     plain = lambda: alias([])  # noqa: E731 - the control: the same requests without dictionaries
-    asyncio.run({"alias": alias, "plain": plain, "flood": flood, "conns": conns}[kind]())
+    folding = lambda: alias(folded or [])  # noqa: E731
+    attacks = {"alias": alias, "plain": plain, "markdown": markdown, "folding": folding, "flood": flood}
+    asyncio.run({**attacks, "conns": conns}[kind]())
     out.put(stats)
 
 
@@ -251,27 +292,34 @@ def _summary(probe: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _dictionaries(url: str, name: str, rules: Any) -> list[dict[str, str]]:
+    """Key A's three stored dictionaries of `rules(d)`, as request locators."""
+    locators = []
+    for d in range(3):
+        made = httpx.post(
+            f"{url}/v1/pronunciation-dictionaries/add-from-rules",
+            headers={"xi-api-key": KEY_A},
+            json={"name": f"{name} {d}", "rules": rules(d)},
+            timeout=120,
+        ).json()
+        locators.append({"pronunciation_dictionary_id": made["id"], "version_id": made["version_id"]})
+    return locators
+
+
 def measure_tree(tree: Path, seconds: float, only: list[str]) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="hostile-bench-") as folder:
         wyoming_port = free_port()
         process, url = _serve(tree, Path(folder) / "server.log", wyoming_port)
         try:
-            locators = []
-            for d in range(3):
-                made = httpx.post(
-                    f"{url}/v1/pronunciation-dictionaries/add-from-rules",
-                    headers={"xi-api-key": KEY_A},
-                    json={"name": f"attack {d}", "rules": _rules(d)},
-                    timeout=120,
-                ).json()
-                locators.append({"pronunciation_dictionary_id": made["id"], "version_id": made["version_id"]})
+            locators = _dictionaries(url, "attack", _rules)
+            folded = _dictionaries(url, "folding", _variants)
             results["alone"] = _summary(asyncio.run(_probe(url, seconds / 2)))
             context = multiprocessing.get_context("spawn")
             for kind in only:
                 stop, out = context.Event(), context.Queue()
                 attacker = context.Process(
-                    target=_attack, args=(kind, url, wyoming_port, locators, stop, out)
+                    target=_attack, args=(kind, url, wyoming_port, locators, stop, out, folded)
                 )
                 attacker.start()
                 time.sleep(2.0)  # the attack under way

@@ -11,7 +11,8 @@ Each rule set (a stored dictionary's version, a request's own rules) is compiled
 (pyahocorasick) and kept in a small cache keyed by its rules, so matching costs time linear in the text plus the
 candidate matches it finds, and the candidates are capped per character: rules built to overlap everywhere are
 refused (`AliasRulesTooCostly`), never left to hold the interpreter (a regex alternation of thousands of rules held
-the GIL for tens of seconds).
+the GIL for tens of seconds). Rules that share a key (case variants of one word in a case-insensitive set, repeats)
+are folded when the set is compiled to the at most two that can ever win, so each candidate costs a bounded step.
 """
 
 from __future__ import annotations
@@ -134,7 +135,10 @@ class _Candidates:
 
     def add(self, start: int, length: int, entries: tuple[tuple[int, AliasRule], ...], offset: int) -> None:
         text = self.text
-        for index, rule in entries:  # one string, rules in their order: the first that fits here wins
+        for (
+            index,
+            rule,
+        ) in entries:  # one string, rules in their order (at most two): the first that fits here wins
             if rule.word_boundaries and (
                 (start > 0 and _is_word(text[start - 1]))
                 or (start + length < len(text) and _is_word(text[start + length]))
@@ -172,10 +176,21 @@ Entries = tuple[tuple[int, AliasRule], ...]
 
 
 def _automaton(keyed: Iterable[tuple[str, int, AliasRule]]) -> ahocorasick.Automaton | None:
+    """The rules' strings in one automaton; the rules behind one key folded to the (at most two) that can win."""
     by_key: dict[str, list[tuple[int, AliasRule]]] = {}
     for key, index, rule in keyed:
-        if key:  # an empty string matches nowhere
-            by_key.setdefault(key, []).append((index, rule))
+        if not key:  # an empty string matches nowhere
+            continue
+        entries = by_key.setdefault(key, [])
+        # Where a key matches, the first of its rules that fits the place wins, and whether one fits depends only on
+        # its word boundaries: a rule after one that fits everywhere, or after one with the same boundaries, never
+        # wins. So at most two rules stay behind a key, whatever case variants a rule set holds (1,000 spellings of
+        # one word once cost 1,000 steps per match while the candidate budget counted one).
+        if any(
+            not held.word_boundaries or held.word_boundaries == rule.word_boundaries for _, held in entries
+        ):
+            continue
+        entries.append((index, rule))
     if not by_key:
         return None
     automaton = ahocorasick.Automaton()

@@ -21,6 +21,13 @@ was meant. Joiners inside Indic words are kept.
 Hand-written rather than a Markdown parser: a parser renders to HTML or a tree and would need a renderer back to
 plain text; the handful of line and inline patterns LLMs use are a few regular expressions, and anything that is
 not clearly Markdown passes through unchanged.
+
+Linear in the text, whatever it holds: this runs on every request before anything is charged, so no pattern may
+rescan the rest of a line from each opener (a line of 40,000 `![` cost n^2 steps in one `re.sub`, holding the
+interpreter for a minute). Each pattern's scan stops at the next opener of its own kind (a link's text holds no
+`[`, a strong span's no `**`), no two adjacent repeats can share the same characters, and code spans pair backtick
+runs in one pass (`_code_spans`). bench/bench_text_linearity.py feeds every text step adversarial shapes and checks
+that time grows linearly (docs/decisions/text-linearity.md).
 """
 
 from __future__ import annotations
@@ -29,8 +36,10 @@ import re
 
 _FENCE = re.compile(r"^[ \t]*(```|~~~).*$", re.MULTILINE)
 _RULE = re.compile(r"^[ \t]*([-*_])(?:[ \t]*\1){2,}[ \t]*$", re.MULTILINE)
+# No two adjacent repeats take the same characters (`[ \t]*(?:\|[ \t]*)?`, not `[ \t]*\|?[ \t]*`): a line of spaces
+# would otherwise be split between them every way there is.
 _TABLE_SEPARATOR = re.compile(
-    r"^[ \t]*\|?[ \t]*:?-{2,}:?[ \t]*(?:\|[ \t]*:?-{2,}:?[ \t]*)+\|?[ \t]*$", re.MULTILINE
+    r"^[ \t]*(?:\|[ \t]*)?:?-{2,}:?[ \t]*(?:\|[ \t]*:?-{2,}:?[ \t]*)+(?:\|[ \t]*)?$", re.MULTILINE
 )
 # `[label]: destination "optional title"`, dropped only when the destination looks like a link: LLM text such as
 # "[excited]: what a day" or "[Note]:20,000 rows" is speech (CommonMark would even drop the second).
@@ -39,14 +48,15 @@ _REFERENCE_DEFINITION = re.compile(
     rf"^[ \t]*\[([^\]\n]+)\]:[ \t]*{_LINK_DESTINATION}(?:[ \t]+(?:\"[^\"\n]*\"|'[^'\n]*'|\([^)\n]*\)))?[ \t]*$",
     re.MULTILINE,
 )
-_REFERENCE_LINK = re.compile(r"!?\[([^\]\n]+)\](?:\[([^\]\n]*)\])?")
+# A link's text holds no `[`: its scan ends at the next opener, so each character is scanned from one opener only.
+_REFERENCE_LINK = re.compile(r"!?\[([^\[\]\n]+)\](?:\[([^\[\]\n]*)\])?")
 _LINE_MARKER = re.compile(r"^[ \t]*(?:#{1,6}[ \t]+|>[ \t]?|[-*+][ \t]+|\d{1,3}[.)][ \t]+)+", re.MULTILINE)
-_CLOSING_HASHES = re.compile(r"[ \t]+#+[ \t]*$")
-_IMAGE_OR_LINK = re.compile(r"!?\[([^\]\n]*)\]\((?:[^()\s]|\([^()\s]*\))*(?:[ \t]+\"[^\"\n]*\")?\)")
+_IMAGE_OR_LINK = re.compile(r"!?\[([^\[\]\n]*)\]\((?:[^()\s]|\([^()\s]*\))*(?:[ \t]+\"[^\"\n]*\")?\)")
 _AUTOLINK = re.compile(r"<((?:https?|ftp)://[^>\s]+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+)>")
-_CODE = re.compile(r"(`+)(?=\S)(.+?)(?<=\S)\1")
-_STRONG = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
-_STRUCK = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
+_BACKTICKS = re.compile(r"`+")
+# A span's text holds no marker of its own kind, so its scan stops at the next one.
+_STRONG = re.compile(r"(\*\*|__)(?=\S)((?:(?!\1).)+?)(?<=\S)\1")
+_STRUCK = re.compile(r"~~(?=\S)((?:(?!~~).)+?)(?<=\S)~~")
 _EM_STAR = re.compile(r"(?<![\w*])\*(?=[^\s*])([^*\n]+?)(?<=[^\s*])\*(?![\w*])")
 _EM_UNDERSCORE = re.compile(r"(?<![\w_])_(?=[^\s_])([^_\n]+?)(?<=[^\s_])_(?![\w_])")
 _SENTENCE_CLOSE = tuple(".!?:;,।॥。！？；：…")
@@ -62,10 +72,46 @@ _EMOJI_RE = re.compile(
 )
 
 
+def _code_spans(text: str) -> str:
+    """Code spans read as their text: a run of backticks opens one that the next run of the same length closes
+    (text between that neither starts nor ends with a space); runs are paired in one pass, never rescanned."""
+    runs = [(m.start(), m.end()) for m in _BACKTICKS.finditer(text)]
+    if len(runs) < 2:
+        return text
+    following: list[int | None] = [None] * len(runs)  # the next run of the same length, by index
+    last: dict[int, int] = {}
+    for i in range(len(runs) - 1, -1, -1):
+        length = runs[i][1] - runs[i][0]
+        following[i] = last.get(length)
+        last[length] = i
+    out: list[str] = []
+    position, i = 0, 0
+    while i < len(runs):
+        closer = following[i]
+        if closer is not None:
+            content = text[runs[i][1] : runs[closer][0]]
+            if content and not content[0].isspace() and not content[-1].isspace():
+                out += (text[position : runs[i][0]], content)
+                position, i = runs[closer][1], closer + 1
+                continue
+        i += 1
+    out.append(text[position:])
+    return "".join(out)
+
+
+def _closing_hashes(line: str) -> str:
+    """A heading's closing `#`s (after a space) gone: `# Title ##` -> `# Title`."""
+    kept = line.rstrip(" \t")
+    bare = kept.rstrip("#")
+    if bare == kept or not bare or bare[-1] not in " \t":
+        return line
+    return bare.rstrip(" \t")
+
+
 def _inline(text: str) -> str:
     text = _IMAGE_OR_LINK.sub(r"\1", text)
     text = _AUTOLINK.sub(r"\1", text)
-    text = _CODE.sub(r"\2", text)
+    text = _code_spans(text)
     for _ in range(2):  # nested emphasis (***both***, **a _b_ c**)
         text = _STRONG.sub(r"\2", text)
         text = _STRUCK.sub(r"\1", text)
@@ -82,7 +128,7 @@ def _line(line: str) -> str:
     stripped = _LINE_MARKER.sub("", line)
     marked = table or stripped != line
     if marked:
-        stripped = _CLOSING_HASHES.sub("", stripped)
+        stripped = _closing_hashes(stripped)
     read = _inline(stripped).rstrip() if marked else _inline(stripped)
     if marked and read and not read.endswith(_SENTENCE_CLOSE):
         read += "."
@@ -92,7 +138,9 @@ def _line(line: str) -> str:
 def read_markdown(text: str) -> str:
     """`text` with Markdown markup replaced by what it means when read aloud (see the module docstring)."""
     if not any(mark in text for mark in "*_`#[]>|~-+") and not re.search(
-        r"^\s*\d{1,3}[.)]\s", text, re.MULTILINE
+        r"^[ \t]*\d{1,3}[.)]\s",
+        text,
+        re.MULTILINE,  # `[ \t]`, not `\s`: never across lines
     ):
         return text
     text = _FENCE.sub("", text)

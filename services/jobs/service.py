@@ -187,7 +187,7 @@ class JobService:
             lexicon=submission.lexicon,
             dictionaries=submission.dictionaries,
         )
-        document = await read_submitted(submission, self.settings.jobs)
+        document = await read_submitted(submission, self.settings.jobs, key.key_id)
         chapters = [ChapterText(c.title, c.text) for c in document.chapters]
         options = replace(options, author=submission.author or document.author)
         cover = (document.cover.data, document.cover.media_type) if document.cover else None

@@ -40,8 +40,9 @@ class JobSubmission:
         return self.input_format or ("text" if self.filename is None else None)
 
 
-async def read_submitted(submission: JobSubmission, settings: JobsSettings) -> Document:
-    """The submitted document, read in a process of its own; ServiceError VALIDATION_ERROR naming `file`."""
+async def read_submitted(submission: JobSubmission, settings: JobsSettings, key: str = "") -> Document:
+    """The submitted document, read in a process of its own, in `key`'s fair share of the readers; JSON text in a lane
+    of its own that never waits behind an upload. ServiceError VALIDATION_ERROR naming `file`."""
     from services.jobs.documents import DocumentError
     from services.jobs.documents.isolated import read_document_isolated
 
@@ -50,6 +51,8 @@ async def read_submitted(submission: JobSubmission, settings: JobsSettings) -> D
             submission.data,
             timeout_s=settings.jobs_read_timeout_s,
             memory_mb=settings.jobs_read_memory_mb,
+            key=key,
+            lane="upload" if submission.filename is not None else "text",
             filename=submission.filename,
             content_type=submission.content_type,
             kind=submission.kind,

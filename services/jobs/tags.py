@@ -19,6 +19,8 @@ from mutagen.id3 import ID3, TALB, TIT2, TPE1, TRCK, ID3NoHeaderError
 from mutagen.mp4 import MP4, MP4Cover
 from mutagen.oggopus import OggOpus
 
+from services.jobs.cover import checked_cover
+
 GENRE = "Audiobook"
 _UNSAFE = re.compile(r"[^\w\s\-.,()']+")
 _MAX_NAME_PART = 80
@@ -26,13 +28,31 @@ _MAX_NAME_PART = 80
 
 @dataclass(frozen=True)
 class BookTags:
+    """Tags are one line each: a JSON `title` or `author` with line breaks had them written into every file's tags."""
+
     title: str | None = None
     author: str | None = None
     cover: Path | None = None  # a JPEG or PNG file
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "title", one_line(self.title))
+        object.__setattr__(self, "author", one_line(self.author))
 
-def save_cover(folder: Path, data: bytes, media_type: str) -> Path:
-    """The cover picture kept in the job's folder until its book is written."""
+
+def one_line(text: str | None) -> str | None:
+    """`text` with every run of whitespace (line breaks, tabs, Unicode separators) folded to one space."""
+    if text is None:
+        return None
+    return " ".join(text.split()) or None
+
+
+def save_cover(folder: Path, data: bytes, media_type: str) -> Path | None:
+    """The cover picture kept in the job's folder until its book is written, once checked as a picture
+    (services/jobs/cover.py; None: dropped). `media_type` is what the document said; the picture's own wins."""
+    checked = checked_cover(data)
+    if checked is None:
+        return None
+    data, media_type = checked
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / ("cover.png" if media_type == "image/png" else "cover.jpg")
     path.write_bytes(data)
@@ -77,7 +97,7 @@ def tag_chapter(path: Path, fmt: str, title: str, number: int, total: int, tags:
     track = f"{number}/{total}"
     if fmt == "mp3":
         id3 = _id3(path)
-        _set_id3(id3, TIT2, title)
+        _set_id3(id3, TIT2, one_line(title))
         _set_id3(id3, TALB, tags.title)
         _set_id3(id3, TPE1, tags.author)
         _set_id3(id3, TRCK, track)
@@ -86,7 +106,12 @@ def tag_chapter(path: Path, fmt: str, title: str, number: int, total: int, tags:
         audio = FLAC(path) if fmt == "flac" else OggOpus(path)
         if audio.tags is None:
             audio.add_tags()
-        comments = {"title": title, "album": tags.title, "artist": tags.author, "tracknumber": str(number)}
+        comments = {
+            "title": one_line(title),
+            "album": tags.title,
+            "artist": tags.author,
+            "tracknumber": str(number),
+        }
         for key, value in comments.items():
             if value:
                 audio[key] = value

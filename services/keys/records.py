@@ -42,8 +42,9 @@ def utcnow() -> datetime:
 
 
 def hash_key(raw_key: str) -> str:
-    """The stored form of a key: SHA-256 hex digest of its UTF-8 bytes."""
-    return hashlib.sha256(raw_key.encode("utf-8")).hexdigest()
+    """The stored form of a key: SHA-256 hex digest of its UTF-8 bytes. A lone surrogate (a JSON `"\\ud800"` in a
+    socket's first message) is hashed as its own bytes: such a key is merely unknown (401), never a crash."""
+    return hashlib.sha256(raw_key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def derive_key_id(raw_key: str) -> str:

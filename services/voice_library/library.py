@@ -89,6 +89,9 @@ class VoiceLibrary:
         # concurrent creates of one key cannot all pass the cap; across containers the overshoot is at most one
         # voice per container.
         self._insert_lock = asyncio.Lock()
+        self._held_rooms: dict[
+            str, int
+        ] = {}  # owner -> voices being made (hold_room), counted against the cap
         self._recent: dict[str, tuple[float, VoiceRecord, Voice]] = {}
 
     @classmethod
@@ -154,13 +157,22 @@ class VoiceLibrary:
         *,
         reference_seconds: float | None = None,
         audio_sha256: str | None = None,
+        holding: bool = False,
     ) -> VoiceRecord:
-        """Store a voice whose tokens were made elsewhere (an export from another deployment); no encoder needed."""
+        """Store a voice whose tokens were made elsewhere (an export from another deployment); no encoder needed.
+        `holding`: the caller holds a room for it (hold_room)."""
         new = self._fields(new)
         self._check_ready()
-        await self.check_room(owner)
+        await self.check_room(owner, holding=holding)
         return await self._save(
-            new, tokens, owner, None, param="global_tokens", seconds=reference_seconds, sha256=audio_sha256
+            new,
+            tokens,
+            owner,
+            None,
+            param="global_tokens",
+            seconds=reference_seconds,
+            sha256=audio_sha256,
+            holding=holding,
         )
 
     async def _save(
@@ -173,6 +185,7 @@ class VoiceLibrary:
         param: str,
         seconds: float | None = None,
         sha256: str | None = None,
+        holding: bool = False,
     ) -> VoiceRecord:
         try:
             record = VoiceRecord(
@@ -191,7 +204,7 @@ class VoiceLibrary:
             raise _invalid(exc) from None
         check_voice_fits(self.models.pipeline_resources(), record.to_voice(), param)
         async with self._insert_lock:
-            await self.check_room(owner)
+            await self.check_room(owner, holding=holding)
             await self.store.insert(record)
         logger.info(
             "voice created",
@@ -199,14 +212,37 @@ class VoiceLibrary:
         )
         return record
 
-    async def check_room(self, owner: str) -> None:
-        """VOICE_LIMIT_REACHED when `owner` keeps the most custom voices allowed (asked again as one is saved)."""
-        if self.max_per_key and len(await self.store.list(owner)) >= self.max_per_key:
+    async def check_room(self, owner: str, *, holding: bool = False) -> None:
+        """VOICE_LIMIT_REACHED when `owner` keeps the most custom voices allowed, counting those being made (asked
+        again as one is saved; `holding`: the caller holds one of the rooms being made)."""
+        if not self.max_per_key:
+            return
+        held = self._held_rooms.get(owner, 0) - (1 if holding else 0)
+        if len(await self.store.list(owner)) + held >= self.max_per_key:
             raise ServiceError(
                 "VOICE_LIMIT_REACHED",
                 f"This API key keeps {self.max_per_key} custom voices, the most "
                 "allowed; delete one (DELETE /v1/audio/voices/{id}) before adding another.",
             )
+
+    async def hold_room(self, owner: str) -> Callable[[], None]:
+        """Room for one voice that costs work to make (a voice design's generation), held from before the work
+        until the returned function is called: four designs at once with room for one generate (and charge) one,
+        not four of which three are then refused."""
+        async with self._insert_lock:
+            await self.check_room(owner)
+            self._held_rooms[owner] = self._held_rooms.get(owner, 0) + 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                left = self._held_rooms.pop(owner, 1) - 1
+                if left:
+                    self._held_rooms[owner] = left
+
+        return release
 
     # ------------------------------------------------------------------ read, list, delete
     async def get(self, voice_id: str, caller: Caller) -> VoiceRecord:

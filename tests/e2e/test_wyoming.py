@@ -255,6 +255,34 @@ async def test_a_malformed_event_is_refused(live: Live) -> None:
     assert Error.from_event(heard.events[0]).code == "VALIDATION_ERROR"
 
 
+WRONG_TYPES = [
+    ("synthesize", {"text": "Hello.", "voice": {"name": 7}}),
+    ("synthesize", {"text": "Hello.", "voice": {"name": ["fixed"]}}),
+    ("synthesize", {"text": "Hello.", "voice": {"name": {"a": 1}}}),
+    ("synthesize", {"text": "Hello.", "voice": {"name": "fixed", "speaker": 3}}),
+    ("synthesize", {"text": "Hello.", "voice": {"language": [1]}}),
+    ("synthesize", {"text": "Hello.", "voice": "fixed"}),
+    ("synthesize", {"text": 5}),
+    ("synthesize", {"text": "Hello.", "context": [1]}),
+    ("synthesize", {"text": "Hello.", "text_format": {"a": 1}}),
+    ("synthesize-start", {"voice": {"name": 1.5}}),
+    ("synthesize-start", {"voice": {"name": None, "language": {"x": 1}}}),
+]
+
+
+@pytest.mark.parametrize(("kind", "data"), WRONG_TYPES)
+async def test_a_field_of_the_wrong_type_is_a_validation_error(live: Live, kind: str, data: dict) -> None:
+    """Every event field of the wrong type is the client's mistake (issue 98: a `voice.name` that was a number,
+    list or object was an INTERNAL_ERROR and an ERROR log line)."""
+    async with live.client() as client:
+        await client.write_event(Event(type=kind, data=data))
+        if kind == "synthesize-start":
+            await client.write_event(Event(type="synthesize-stop"))
+        heard = await _read_until(client, "closed", timeout_s=60)
+    errors = [Error.from_event(e) for e in heard.events if Error.is_type(e.type)]
+    assert errors and all(e.code in ("VALIDATION_ERROR", "INVALID_SPEAKER") for e in errors), heard.types()
+
+
 async def test_an_event_too_long_is_refused_before_it_is_read(live: Live) -> None:
     """A client naming a gigabyte of data gets an error at once (the server reads none of it) and is closed."""
     reader, writer = await asyncio.open_connection("127.0.0.1", live.port)

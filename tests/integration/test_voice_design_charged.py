@@ -136,3 +136,54 @@ def test_a_key_at_its_voice_cap_is_refused_before_generating(server: RunningServ
     time.sleep(0.5)
     assert _generated(server, request_id) == [] and _tokens_generated(server) == tokens
     assert asyncio.run(_state(pg_dsn, key_id, request_id))[1:] == (before, MAX_VOICES)
+
+
+def test_four_designs_at_once_at_the_cap_generate_and_charge_one(server: RunningServer, pg_dsn: str) -> None:
+    """Issue 98: four designs at once with room for one were all generated and charged (303 credits), three then
+    refused. The room is held from before the generation: one is made and charged, three refused before."""
+    raw, key_id = create_credit_key(pg_dsn, "design-race")
+    balance = asyncio.run(_state(pg_dsn, key_id, "-"))[1]
+
+    async def four() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=180) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        "/v1/audio/voices/design",
+                        headers={"Authorization": f"Bearer {raw}"},
+                        json={**DESIGN, "name": f"Race {i}"},
+                    )
+                    for i in range(4)
+                )
+            )
+
+    answers = asyncio.run(four())
+    assert sorted(a.status_code for a in answers) == [201, 403, 403, 403], [a.text for a in answers]
+    refused = [a for a in answers if a.status_code != 201]
+    assert all(a.json()["error"]["code"] == "VOICE_LIMIT_REACHED" for a in refused)
+    time.sleep(1.0)  # the one design's debit settles
+    for answer in refused:
+        assert _generated(server, answer.headers["X-Request-ID"]) == []
+    made = next(a for a in answers if a.status_code == 201).headers["X-Request-ID"]
+    deadline = time.monotonic() + 30
+    while (state := asyncio.run(_state(pg_dsn, key_id, made)))[0] is None:
+        assert time.monotonic() < deadline, "no request-log row for the design"
+        time.sleep(0.2)
+    row, left, voices = state
+    assert row is not None and voices == MAX_VOICES
+    assert balance - left == row["credits_charged"] > 0  # one generation charged, not four
+
+
+def test_a_lone_surrogate_in_a_name_is_refused_before_generating(server: RunningServer, pg_dsn: str) -> None:
+    """A name PostgreSQL cannot store was generated and charged (49 credits), then answered 503."""
+    raw, key_id = create_credit_key(pg_dsn, "design-surrogate")
+    balance = asyncio.run(_state(pg_dsn, key_id, "-"))[1]
+    answer = httpx.post(
+        f"{server.base_url}/v1/audio/voices/design",
+        headers={"Authorization": f"Bearer {raw}", "Content-Type": "application/json"},
+        content=json.dumps({**DESIGN, "name": "x"}).replace('"x"', '"\\ud800"'),
+        timeout=120,
+    )
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "VALIDATION_ERROR", answer.text
+    time.sleep(0.5)
+    assert asyncio.run(_state(pg_dsn, key_id, answer.headers["X-Request-ID"]))[1:] == (balance, 0)

@@ -61,7 +61,9 @@ def parse_output_format(value: str, codecs: tuple[str, ...] = tuple(CODECS)) -> 
     codec = CODECS.get(prefix) if prefix in codecs else None
     if codec is not None:
         parts = rest.split("_")
-        if len(parts) == (2 if codec.kbps else 1) and all(p.isdigit() and len(p) <= 6 for p in parts):
+        if len(parts) == (2 if codec.kbps else 1) and all(
+            p.isascii() and p.isdigit() and len(p) <= 6 for p in parts
+        ):
             rate = int(parts[0])
             kbps = int(parts[1]) if codec.kbps else None
             if rate in codec.rates() and (kbps is None or kbps in codec.kbps):

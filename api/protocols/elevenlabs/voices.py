@@ -132,7 +132,8 @@ async def search_voices(
 def _position(token: str | None, count: int) -> int:
     if token is None:
         return 0
-    if not token.isdigit() or int(token) >= max(count, 1):
+    # ASCII digits only: "²".isdigit() is true and int("²") raises (a 500 before).
+    if not (token.isascii() and token.isdigit()) or int(token) >= max(count, 1):
         raise ApiError(
             "VALIDATION_ERROR",
             f"Invalid 'next_page_token' {token!r}: pass the next_page_token of the previous page.",

@@ -124,7 +124,7 @@ async def _read_body(request: Request) -> JobSubmission:
             if name in fields:
                 try:
                     fields[name] = json.loads(fields[name])
-                except ValueError:
+                except (ValueError, RecursionError):  # RecursionError: hostile nesting, a client error
                     raise ApiError("VALIDATION_ERROR", f"Field {name!r} must be JSON.", param=name) from None
         body = _validated(fields)
         if upload is None or isinstance(upload, str):
@@ -136,7 +136,7 @@ async def _read_body(request: Request) -> JobSubmission:
         return body.submission(await upload.read(), upload.filename, upload.content_type)
     try:
         raw = json.loads(await request.body())
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: hostile nesting ([[[[...]]]]), a client error
         raise ApiError(
             "INVALID_JSON", "The body is not JSON (or send multipart/form-data with a 'file')."
         ) from None

@@ -6,6 +6,7 @@ A custom voice is visible only to the API key that made it (others get 404); `X-
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -168,34 +169,44 @@ async def design_voice(
         sampling=SamplingOptions.with_defaults(speech.settings, seed=body.seed),
         stream=False,
     )
+    # Room for the voice is held from before the generation until it is kept: designs at once at the voice cap
+    # generate (and charge) only as many as there is room for.
+    release_room: Callable[[], None] | None = None
 
     async def before_generation() -> (
         None
     ):  # a key without credits, or without room for a voice, generates nothing
+        nonlocal release_room
         await grant.check_balance()
-        await library.check_room(grant.key_id)
+        release_room = await library.hold_room(grant.key_id)
 
-    accounted = await open_accounted(
-        speech,
-        asked,
-        grant,
-        arrival_of(request),
-        buffered=True,
-        first=before_generation,
-    )
-    delivery = Delivery.of(accounted, speech, headers={})
-    made = await delivery.complete_response(request.receive)  # settled (debit, request-log row) as speech is
-    if made.status_code != 200:
-        return made  # the client left: the generation stopped and was settled as a hang-up
-    tokens = accounted.job.global_tokens
-    if tokens is None:
-        raise ApiError(
-            "GENERATION_FAILED",
-            "The model did not produce a voice for this text; try another text or seed.",
+    try:
+        accounted = await open_accounted(
+            speech,
+            asked,
+            grant,
+            arrival_of(request),
+            buffered=True,
+            first=before_generation,
         )
-    record = await library.import_voice(
-        body.to_new_voice(), ReferenceTokens(global_tokens=tokens), grant.key_id
-    )
+        delivery = Delivery.of(accounted, speech, headers={})
+        made = await delivery.complete_response(
+            request.receive
+        )  # settled (debit, request-log row) as speech is
+        if made.status_code != 200:
+            return made  # the client left: the generation stopped and was settled as a hang-up
+        tokens = accounted.job.global_tokens
+        if tokens is None:
+            raise ApiError(
+                "GENERATION_FAILED",
+                "The model did not produce a voice for this text; try another text or seed.",
+            )
+        record = await library.import_voice(
+            body.to_new_voice(), ReferenceTokens(global_tokens=tokens), grant.key_id, holding=True
+        )
+    finally:
+        if release_room is not None:
+            release_room()
     return JSONResponse(
         VoiceView.of(record, admin=False).to_json(),
         status_code=201,

@@ -353,6 +353,30 @@ def _parsed(kind: type[_Parsed], event: Event) -> _Parsed:
         parsed = kind.from_event(event)
     except (KeyError, TypeError, ValueError, AttributeError):
         raise ApiError("VALIDATION_ERROR", f"Malformed {event.type} event.") from None
-    if isinstance(getattr(parsed, "text", ""), str):
-        return parsed
-    raise ApiError("VALIDATION_ERROR", f"Malformed {event.type} event: 'text' must be a string.")
+    if not isinstance(getattr(parsed, "text", ""), str):
+        raise ApiError("VALIDATION_ERROR", f"Malformed {event.type} event: 'text' must be a string.")
+    # The library takes fields as sent: a `voice.name` that is a number, list or object reached the voice lookup
+    # (an INTERNAL_ERROR and an ERROR log line before).
+    voice = getattr(parsed, "voice", None)
+    sent = event.data.get("voice") if isinstance(event.data, dict) else None
+    if (sent is not None and not isinstance(sent, dict)) or (
+        voice is not None and not isinstance(voice, SynthesizeVoice)
+    ):
+        raise ApiError(
+            "VALIDATION_ERROR", f"Malformed {event.type} event: 'voice' must be an object.", param="voice"
+        )
+    for name in ("name", "language", "speaker"):
+        value = getattr(voice, name, None)
+        if value is not None and not isinstance(value, str):
+            raise ApiError(
+                "VALIDATION_ERROR",
+                f"Malformed {event.type} event: 'voice.{name}' must be a string.",
+                param=f"voice.{name}",
+            )
+    text_format = getattr(parsed, "text_format", None)
+    if text_format is not None and not isinstance(text_format, str):
+        raise ApiError("VALIDATION_ERROR", f"Malformed {event.type} event: 'text_format' must be a string.")
+    context = getattr(parsed, "context", None)
+    if context is not None and not isinstance(context, dict):
+        raise ApiError("VALIDATION_ERROR", f"Malformed {event.type} event: 'context' must be an object.")
+    return parsed

@@ -16,25 +16,33 @@ import logging
 import os
 import resource
 import sys
-import weakref
 from pathlib import Path
 from typing import Any
 
 from services.jobs.documents import Chapter, Cover, Document, DocumentError, read_document
+from services.jobs.documents.reader_slots import reader_slots
 
 _ROOT = Path(__file__).resolve().parents[3]  # the folder holding `services`, for the child's import path
 _OUT_OF_MEMORY = "the document needs more memory to read than a job allows; split it into parts"
 _FAILED = "the document cannot be read (its reader stopped without an answer)"
 logger = logging.getLogger("services.jobs")
-MAX_READERS = 2  # children reading at once per server process
+MAX_READERS = 2  # children reading at once per server process, per lane
+MAX_READERS_PER_KEY = 1  # of those, what one key may hold: another key's read never waits behind its uploads
 
 
 async def read_document_isolated(
-    data: bytes, *, timeout_s: float, memory_mb: int, **options: Any
+    data: bytes,
+    *,
+    timeout_s: float,
+    memory_mb: int,
+    key: str = "",
+    lane: str = "upload",
+    **options: Any,
 ) -> Document:
     """`read_document(data, **options)` in a process of at most `memory_mb` of address space, given `timeout_s`
     (waiting for a turn included). Asynchronous all the way (no thread held while the child reads), and at most
-    `MAX_READERS` children at once per server process."""
+    `MAX_READERS` children at once per server process and lane, shared fairly between keys (reader_slots.py):
+    `key` holds at most `MAX_READERS_PER_KEY` of them; `lane` "text" (JSON text) never waits behind "upload"."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")])),
@@ -42,7 +50,7 @@ async def read_document_isolated(
     header = json.dumps({"options": options, "memory_bytes": memory_mb * 1024 * 1024})
     try:
         async with asyncio.timeout(timeout_s):
-            async with _readers():
+            async with reader_slots(lane, MAX_READERS, MAX_READERS_PER_KEY).slot(key):
                 stdout, stderr, returncode = await _run(
                     [sys.executable, "-m", "services.jobs.documents.isolated", header], data, env
                 )
@@ -88,17 +96,6 @@ async def _run(command: list[str], data: bytes, env: dict[str, str]) -> tuple[by
         await asyncio.shield(process.wait())
         raise
     return stdout, stderr, process.returncode if process.returncode is not None else -1
-
-
-_semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _readers() -> asyncio.Semaphore:
-    """This event loop's turns at reading (each child may take `memory_mb`; a flood of uploads waits its turn)."""
-    loop = asyncio.get_running_loop()
-    return _semaphores.setdefault(loop, asyncio.Semaphore(MAX_READERS))
 
 
 def _as_json(document: Document) -> dict[str, Any]:

@@ -40,6 +40,11 @@ class Document:
         return sum(len(chapter.text) for chapter in self.chapters)
 
 
+MAX_TITLE_CHARS = (
+    300  # a chapter title's longest kept form (500 chapters: at most 150,000 characters of titles)
+)
+
+
 @dataclass(frozen=True)
 class Limits:
     """How much one job takes; readers stop at the limit instead of reading the rest first."""
@@ -63,7 +68,9 @@ class Chapters:
                 f"the document has more than {self.limits.max_chapters} chapters; "
                 f"a job takes at most {self.limits.max_chapters} chapters"
             )
-        self.titles.append(title)
+        # A title is kept in every view of the job: cut to a title's length, so all of a job's titles stay within
+        # max_chapters x MAX_TITLE_CHARS (a table of contents carried 3.9 MB of titles into every job view).
+        self.titles.append(title[:MAX_TITLE_CHARS])
         self.bodies.append([])
         self.extend(text)
 

@@ -139,3 +139,37 @@ def test_on_a_socket_the_bound_is_an_error_not_silence(demo_model_dir: Path) -> 
             u.add_text("a" * 5_000 + ".")
             u.flush()
         assert refused.value.param == "lexicon"
+
+
+def test_case_variants_of_one_word_fold_to_one_rule() -> None:
+    """The rule-folding attack (issue 98): three sets of 1,000 capitalisations of one 200-letter word behind one
+    key each. Each set keeps only the rules that can win (the first with each kind of word boundary), so a match
+    costs a bounded step and the candidate budget counts what is done."""
+    word = "a" * MAX_RULE_CHARS
+
+    def variant(i: int) -> str:
+        return "".join(ch.upper() if i >> (n % 10) & 1 else ch for n, ch in enumerate(word))
+
+    sets = [
+        tuple(AliasRule(variant(i), f"alias {d} {i}", case_sensitive=False) for i in range(1000))
+        for d in range(3)
+    ]
+    for rules in sets:
+        automaton = compiled(rules).folded
+        assert automaton is not None
+        _, entries = automaton.get(word)
+        assert [index for index, _ in entries] == [0]
+    lexicon = Lexicon(sets[0]) + Lexicon(sets[1]) + Lexicon(sets[2])
+    assert lexicon.apply("a" * 10_000) == "a" * 10_000  # no place is a whole word: nothing replaced
+    assert lexicon.apply(f"say {word.upper()} now") == "say alias 0 0 now"  # the first rule listed wins
+    mixed = tuple(
+        AliasRule(text, alias, case_sensitive=False, word_boundaries=bounded)
+        for text, alias, bounded in (
+            ("ab", "bounded", True),
+            ("AB", "shadowed", True),
+            ("Ab", "anywhere", False),
+        )
+    )
+    folded = compiled(mixed).folded
+    assert folded is not None and [i for i, _ in folded.get("ab")[1]] == [0, 2]
+    assert Lexicon(mixed).apply("ab xab") == "bounded xanywhere"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import mutagen
 import pytest
+from PIL import Image
 
 from services.jobs.render import encode_file
 from services.jobs.tags import BookTags, file_name, find_cover, save_cover, tag_chapter
@@ -51,8 +53,12 @@ def test_download_names_are_safe_and_never_empty() -> None:
 
 def test_the_cover_is_kept_beside_the_job_and_found_again(tmp_path: Path) -> None:
     assert find_cover(tmp_path / "job") is None
-    path = save_cover(tmp_path / "job", b"\x89PNG...", "image/png")
-    assert path.name == "cover.png" and find_cover(tmp_path / "job") == path
+    picture = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(
+        picture, "PNG"
+    )  # a real picture: covers are checked (test_cover_and_tags.py)
+    path = save_cover(tmp_path / "job", picture.getvalue(), "image/png")
+    assert path is not None and path.name == "cover.png" and find_cover(tmp_path / "job") == path
 
 
 def test_the_author_travels_in_the_job_options_and_older_rows_still_load() -> None:
