@@ -215,3 +215,19 @@ def engine_from_settings(llm_dir: str | Path, settings: Settings) -> OnnxEngine:
         engine.model.path,
     )
     return engine
+
+
+def pick_engine() -> str:
+    """The engine scripts/serve runs when TTS_ENGINE is unset: onnx on a machine without a GPU where its packages
+    are installed, transformers otherwise (a GPU machine is configured for vLLM explicitly)."""
+    if torch.cuda.is_available() or not onnx_runtime_available():
+        return "transformers"
+    return "onnx"
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--pick"]:
+        raise SystemExit("usage: python -m core.llm.onnx_engine --pick")
+    print(pick_engine())

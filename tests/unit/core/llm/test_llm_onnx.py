@@ -139,3 +139,18 @@ def test_a_folder_without_weights_is_refused_with_the_reason(tmp_path: Path) -> 
         ensure_onnx_model(tmp_path, "int8")
     with pytest.raises(ValueError, match="accepted: int4, int8, fp32"):
         ensure_onnx_model(tmp_path, "int3")  # type: ignore[arg-type]
+
+
+def test_serve_picks_the_onnx_engine_on_a_machine_without_a_gpu_where_it_is_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from core.llm import onnx_engine
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(onnx_engine, "onnx_runtime_available", lambda: True)
+    assert onnx_engine.pick_engine() == "onnx"
+    monkeypatch.setattr(onnx_engine, "onnx_runtime_available", lambda: False)
+    assert onnx_engine.pick_engine() == "transformers"
+    monkeypatch.setattr(onnx_engine, "onnx_runtime_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert onnx_engine.pick_engine() == "transformers"
