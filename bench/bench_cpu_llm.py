@@ -15,7 +15,9 @@ restrict the output to the grammar's ids; OpenVINO: its exporter pins transforme
 Each (candidate, threads) runs in a child process of its own, one after the other, so its load time and resident
 memory are its own: load (to a ready engine; the ONNX build is timed apart, it happens once per checkpoint), peak
 resident memory, prefill of `--prompt` ids, then `--tokens` greedy ids, the fastest of `--repeat` runs; the ids are
-compared with torch fp32's. Real-time factor: 50 ids per second of audio over ids/s (below 1 keeps up).
+compared with torch fp32's. Real-time factor: 50 ids per second of audio over ids/s (below 1 keeps up). ids per CPU
+second: the ids over the process's CPU time, which other processes' load leaves nearly untouched: at one thread it
+is what one idle core gives, the figure to read on a busy machine.
 
 The chain: BiCodec's decode (released size, random weights) per audio second at 100-id chunks, and AP-BWE 16->48 kHz
 per audio second, on the same CPU and threads, so 16 kHz costs LLM + BiCodec, 48 kHz adds AP-BWE.
@@ -86,9 +88,11 @@ def load_engine(candidate: str, llm_dir: Path, threads: int) -> Any:
 
     head = grammar_head_ids_of(llm_dir)
     if candidate.startswith("onnx"):
+        from core.llm.onnx_convert import Precision
         from core.llm.onnx_engine import OnnxEngine
 
-        return OnnxEngine.from_checkpoint(llm_dir, candidate.split()[1], threads=threads, max_concurrency=1)
+        precision: Precision = "int4" if candidate.endswith("int4") else "int8"
+        return OnnxEngine.from_checkpoint(llm_dir, precision, threads=threads, max_concurrency=1)
     torch.set_num_threads(threads)
     from transformers import AutoModelForCausalLM
 
@@ -210,8 +214,8 @@ def render(
         f"prompt {meta['prompt']} ids, {meta['tokens']} ids greedy, grammar head on, fastest of {meta['repeat']}",
         "",
         "| engine | threads | load s | peak RSS MB | prefill s | ids/s | x torch fp32 | real-time factor | "
-        "CPU s per audio s | ids as torch fp32 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "CPU s per audio s | ids per CPU s | ids as torch fp32 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     base = {r["threads"]: r for r in rows if r["engine"] == "torch fp32" and "ids_per_s" in r}
     for r in rows:
@@ -228,7 +232,7 @@ def render(
         lines.append(
             f"| {r['engine']} | {r['threads']} | {r['load_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['prefill_s']:.2f} | "
             f"{r['ids_per_s']:.1f} | {ratio} | {SEMANTIC_PER_SECOND / r['ids_per_s']:.2f} | "
-            f"{r['cpu_s_per_audio_s']:.2f} | {same} |"
+            f"{r['cpu_s_per_audio_s']:.2f} | {SEMANTIC_PER_SECOND / r['cpu_s_per_audio_s']:.1f} | {same} |"
         )
     for name, reason in NOT_RUN.items():
         lines.append(f"| {name} | - | not run: {reason} ||||||||")
@@ -301,12 +305,12 @@ def main() -> None:
         builds: dict[str, float] = {}
         for engine in engines:
             if engine.startswith("onnx"):
-                from core.llm.onnx_convert import cached_model, ensure_onnx_model
+                from core.llm.onnx_convert import Precision, cached_model, ensure_onnx_model
 
-                precision = engine.split()[1]
-                if cached_model(llm_dir, precision) is None:  # type: ignore[arg-type]
+                precision: Precision = "int4" if engine.endswith("int4") else "int8"
+                if cached_model(llm_dir, precision) is None:
                     started = time.perf_counter()
-                    ensure_onnx_model(llm_dir, precision)  # type: ignore[arg-type]
+                    ensure_onnx_model(llm_dir, precision)
                     builds[engine] = time.perf_counter() - started
         rows = []
         for n in threads:

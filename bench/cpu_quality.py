@@ -113,9 +113,11 @@ def load(candidate: str, llm_dir: Path, threads: int) -> Any:
     from core.llm.transformers_engine import TransformersEngine, grammar_head_ids_of
 
     if candidate.startswith("onnx"):
+        from core.llm.onnx_convert import Precision
         from core.llm.onnx_engine import OnnxEngine
 
-        return OnnxEngine.from_checkpoint(llm_dir, candidate.split()[1], threads=threads, max_concurrency=1)
+        precision: Precision = "int4" if candidate.endswith("int4") else "int8"
+        return OnnxEngine.from_checkpoint(llm_dir, precision, threads=threads, max_concurrency=1)
     from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(threads)

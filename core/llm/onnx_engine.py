@@ -189,8 +189,10 @@ class OnnxEngine(TransformersEngine):
         if past is None:
             past = self._session.empty_cache()
         hidden, present = self._session.run(input_ids.numpy(), past)
+        weight = self._head_weight
+        assert weight is not None  # set in __init__: this engine always computes its own head
         logits = torch.nn.functional.linear(
-            torch.from_numpy(np.ascontiguousarray(hidden, np.float32)), self._head_weight
+            torch.from_numpy(np.ascontiguousarray(hidden, np.float32)), weight
         )
         return logits, present
 
