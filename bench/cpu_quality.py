@@ -108,27 +108,10 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> dict[str, np.ndarra
 
 
 def load(candidate: str, llm_dir: Path, threads: int) -> Any:
-    import torch
+    """The candidate's engine, as the speed bench loads it (torch fp32 is the reference)."""
+    from bench.bench_cpu_llm import load_engine
 
-    from core.llm.transformers_engine import TransformersEngine, grammar_head_ids_of
-
-    if candidate.startswith("onnx"):
-        from core.llm.onnx_convert import Precision
-        from core.llm.onnx_engine import OnnxEngine
-
-        precision: Precision = "int4" if candidate.endswith("int4") else "int8"
-        return OnnxEngine.from_checkpoint(llm_dir, precision, threads=threads, max_concurrency=1)
-    from transformers import AutoModelForCausalLM
-
-    torch.set_num_threads(threads)
-    model = AutoModelForCausalLM.from_pretrained(str(llm_dir), dtype=torch.float32).eval()
-    if candidate == "torch int8":
-        from torch.ao.quantization import quantize_dynamic
-
-        model.model.layers = quantize_dynamic(model.model.layers, {torch.nn.Linear}, dtype=torch.qint8)
-    elif candidate != "torch fp32":
-        raise ValueError(f"unknown candidate {candidate!r}")
-    return TransformersEngine(model, device="cpu", max_concurrency=1, head_ids=grammar_head_ids_of(llm_dir))
+    return load_engine(candidate, llm_dir, threads)
 
 
 def main() -> None:
