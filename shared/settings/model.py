@@ -61,8 +61,8 @@ class LLMSettings(_Group):
     engine: Literal["transformers", "vllm", "onnx"] = Field(
         "transformers",
         description="LLM backend: transformers (CPU/GPU, local default), vllm, or onnx (the CPU engine: ONNX Runtime "
-        "with weight-only int8/int4, the `cpu` extra; scripts/serve picks it on a machine without a GPU when it is "
-        "installed).",
+        "with weight-only int8/int4, the `cpu` extra; scripts/serve picks it for a real model on a machine without a "
+        "GPU when it is installed).",
     )
     llm_dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
