@@ -72,6 +72,14 @@ BENCHES: dict[str, Bench] = {
         "bench_cpu_engine.py",
         "the transformers engine on a CPU at the released size: ids/s, real-time factor",
     ),
+    "cpu_llm": Bench(
+        "bench_cpu_llm.py",
+        "CPU engines side by side (torch, ONNX int8/int4) at the released size, and the CPU chain's real-time factor",
+    ),
+    "cpu_quality": Bench(
+        "cpu_quality.py",
+        "the CPU engine's int8/int4 builds against float32: next-id agreement, KL (--weights DIR)",
+    ),
     "first_chunk": Bench(
         "bench_first_chunk.py", "what a short first chunk costs in accuracy (released BiCodec)"
     ),

@@ -41,6 +41,7 @@ __all__ = [
 _BACKENDS: dict[str, tuple[str, str]] = {
     "transformers": ("core.llm.transformers_engine", "engine_from_settings"),
     "vllm": ("core.llm.vllm_engine", "engine_from_settings"),
+    "onnx": ("core.llm.onnx_engine", "engine_from_settings"),
 }
 
 

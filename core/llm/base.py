@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-EngineKind = Literal["transformers", "vllm"]
+EngineKind = Literal["transformers", "vllm", "onnx"]
 
 # Below this temperature sampling is greedy (vLLM uses the same threshold).
 GREEDY_TEMPERATURE = 1e-5

@@ -216,6 +216,10 @@ class TransformersEngine:
             self._head_weight = head.weight.detach().index_select(0, self._head_rows).contiguous()
             if head.bias is not None:
                 self._head_bias = head.bias.detach().index_select(0, self._head_rows).contiguous()
+        self._init_scheduling(max_concurrency, max_pending_tokens, stream_interval)
+
+    def _init_scheduling(self, max_concurrency: int, max_pending_tokens: int, stream_interval: int) -> None:
+        """The request machinery every stepped engine shares (the ONNX engine too): workers, gate, channels."""
         self._steps = FairStepGate()
         self._active_lock = threading.Lock()
         self._active: dict[str, _Request] = {}

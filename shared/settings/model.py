@@ -58,8 +58,11 @@ class ModelSettings(_Group):
 class LLMSettings(_Group):
     """The LLM engine that generates speech tokens (vLLM or transformers)."""
 
-    engine: Literal["transformers", "vllm"] = Field(
-        "transformers", description="LLM backend: transformers (CPU/GPU, local default) or vllm."
+    engine: Literal["transformers", "vllm", "onnx"] = Field(
+        "transformers",
+        description="LLM backend: transformers (CPU/GPU, local default), vllm, or onnx (the CPU engine: ONNX Runtime "
+        "with weight-only int8/int4, the `cpu` extra; scripts/serve picks it for a real model on a machine without a "
+        "GPU when it is installed).",
     )
     llm_dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
@@ -154,6 +157,35 @@ class LLMSettings(_Group):
         "the grammar (the released one, the demo) generates the same ids, greedy or seeded; other ids (text, which "
         "the parser skips) can no longer be generated.",
     )
+
+    onnx_precision: Literal["int8", "int4", "fp32"] = Field(
+        "int8",
+        description="onnx engine: weight precision of its build (int8 ~1/4 of float32's bytes per step, int4 ~1/8). "
+        "int8 is the default because it keeps to float32's next ids; int4 is faster but did not pass the quality bar "
+        "(docs/decisions/cpu-engine.md; `python -m bench.cpu_quality --weights DIR` settles it for a checkpoint).",
+    )
+    onnx_cache_dir: Path | None = Field(
+        None,
+        description="onnx engine: where its builds are kept, one folder per precision with the digest of the "
+        "checkpoint they were made from (a changed checkpoint rebuilds). Unset: beside the checkpoint, "
+        "<model_dir>/LLM-onnx (the folder must be writable on the first start).",
+    )
+    onnx_threads: int | None = Field(
+        None,
+        ge=1,
+        description="onnx engine: threads of one decode step (unset: ONNX Runtime's choice, the physical cores). A "
+        "step reads every weight once, so more threads help until memory bandwidth is spent.",
+    )
+    onnx_spinning: bool = Field(
+        False,
+        description="onnx engine: let idle step threads spin for the next op instead of sleeping: a little faster "
+        "alone, but the spinning takes the cores the codec needs beside it.",
+    )
+
+    @field_validator("onnx_cache_dir", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value in ("", None) else value
 
 
 class CodecSettings(_Group):

@@ -1,7 +1,7 @@
-"""The transformers LLM engine: streaming, sampling controls, cancellation, concurrency.
+"""The LLM engine contract on the CPU backends (transformers, and the ONNX engine where its package is installed):
+streaming, sampling controls, cancellation, concurrency.
 
-Runs on a tiny random Qwen2: the project's demo checkpoint when core.demo.checkpoint exists, else a
-local one built here with the same architecture.
+Runs on the demo checkpoint's tiny random Qwen2 (conftest.py).
 """
 
 from __future__ import annotations
@@ -22,36 +22,6 @@ GREEDY = SamplingConfig(temperature=1.0, top_k=1, top_p=1.0, max_tokens=12, repe
 PROMPT = [5, 17, 42, 7, 99, 3]
 
 
-def _build_tiny_qwen2(out_dir: Path, seed: int = 0) -> Path:
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    config = Qwen2Config(
-        vocab_size=1000,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=1,
-        num_key_value_heads=1,
-        head_dim=64,
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(seed)
-    Qwen2ForCausalLM(config).save_pretrained(out_dir)
-    return out_dir
-
-
-@pytest.fixture(scope="session")
-def llm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("llm")
-    try:
-        from core.demo.checkpoint import build_demo_checkpoint
-    except ImportError:
-        return _build_tiny_qwen2(root / "LLM")
-    build_demo_checkpoint(root, seed=0)
-    return root / "LLM"
-
-
 @pytest.fixture(scope="module")
 def hf_model(llm_dir: Path) -> torch.nn.Module:
     from transformers import AutoModelForCausalLM
@@ -59,9 +29,17 @@ def hf_model(llm_dir: Path) -> torch.nn.Module:
     return AutoModelForCausalLM.from_pretrained(str(llm_dir), dtype=torch.float32).eval()
 
 
-@pytest.fixture
-async def engine(hf_model: torch.nn.Module):
-    eng = TransformersEngine(hf_model, device="cpu")
+@pytest.fixture(params=["transformers", "onnx"])
+async def engine(request: pytest.FixtureRequest, hf_model: torch.nn.Module, llm_dir: Path):
+    """The engine contract runs over every CPU backend: the transformers engine and the ONNX engine (int8, as it
+    serves by default; skipped where its optional package is absent)."""
+    if request.param == "onnx":
+        from core.llm.onnx_engine import OnnxEngine
+
+        cache = request.getfixturevalue("onnx_build")(llm_dir, "int8")
+        eng = OnnxEngine.from_checkpoint(llm_dir, "int8", cache_dir=cache, grammar_head=False, threads=1)
+    else:
+        eng = TransformersEngine(hf_model, device="cpu")
     yield eng
     await eng.shutdown()
 
@@ -144,6 +122,10 @@ async def test_max_tokens_respected(engine: TransformersEngine) -> None:
 async def test_top_k_1_equals_hf_greedy_generate(
     engine: TransformersEngine, hf_model: torch.nn.Module
 ) -> None:
+    if engine.name != "transformers":
+        pytest.skip(
+            "int8 weights pick their own greedy ids: test_llm_onnx compares its float32 build with HF's"
+        )
     from transformers import GenerationConfig
 
     config = GenerationConfig(
@@ -278,7 +260,7 @@ async def test_factory_builds_a_working_transformers_engine(llm_dir: Path) -> No
     finally:
         await eng.shutdown()
     with pytest.raises(ValueError, match="unknown LLM engine"):
-        create_engine("onnx", llm_dir, Settings())  # type: ignore[arg-type]
+        create_engine("llamacpp", llm_dir, Settings())  # type: ignore[arg-type]
 
 
 def test_sampler_controls() -> None:
