@@ -38,6 +38,7 @@ IMAGE_PACKAGES: tuple[str, ...] = (
     "cn2an==0.5.24",  # Chinese number words (processing/normalize_zh.py); pure Python, needs proces
     "proces==0.1.7",
     "pypdf==7.1.1",  # a runtime dependency of the project (pyproject); the PDF reader itself uses pypdfium2
+    "pillow==13.0.0",  # a job's cover checked and scaled as a picture (services/jobs/cover.py)
     "pypdfium2==5.15.2",  # PDF reading for long-form jobs (services/jobs/documents/pdf.py); PDFium in the wheel
     "python-docx==1.2.0",  # DOCX reading for long-form jobs (services/jobs/documents/docx.py); needs lxml
     "lxml==6.1.3",

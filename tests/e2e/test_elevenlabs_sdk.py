@@ -202,7 +202,6 @@ def test_voices_get_get_all_and_search_page_by_page(client, live: RunningServer)
         (lambda: client.voices.search(sort="age"), 400, "invalid_parameters"),
         (lambda: client.voices.search(page_size=101), 400, "invalid_parameters"),
         (lambda: client.history.list(), 404, "not_found"),  # not offered: 404 in ElevenLabs' shape
-        (lambda: client.user.subscription.get(), 404, "not_found"),
     ):
         with pytest.raises(ApiError) as refused:
             call()

@@ -105,7 +105,7 @@ def _check(case: Any, *, reachable: bool) -> None:
         ):  # ElevenLabs' shape (its dialect's own paths: /v1/voices, /v2/voices, ...)
             error = body["detail"]
             assert {"message", "type", "param", "code", "status"} <= set(error)
-        elif case.path.startswith("/tts/"):  # Cartesia's shape
+        elif case.path.startswith(("/tts/", "/voices")):  # Cartesia's shape (its TTS and voice routes)
             error = {"code": body["error_code"], "message": body["message"]}
         else:
             error = body["error"]

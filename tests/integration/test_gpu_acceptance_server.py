@@ -37,6 +37,7 @@ def test_every_step_runs_and_writes_its_result(first_run) -> None:  # noqa: ANN0
             "service48-tf32.json",
             "scheduler.json",
             "apbwe_variants.json",
+            "concurrency.json",
             "acceptance.json",
         ]
     )
