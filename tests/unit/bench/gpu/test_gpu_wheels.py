@@ -51,7 +51,7 @@ def test_the_carried_list_is_the_recorded_run_minus_the_image() -> None:
         "rjieba",
         "websockets",
         "wyoming",
-        "pypdf",
+        "pypdfium2",
         "python-docx",
         "fastapi",
         "uvicorn",

@@ -230,16 +230,17 @@ async def test_a_stream_whose_engine_falls_behind_cuts_its_next_chunk_short(
 ) -> None:
     """Below real time after the first chunk, the engine leaves the listener less than the schedule's cut runway:
     the job decodes the tokens that have their look-ahead instead of waiting for the whole next chunk, and the
-    stream still equals the offline decode within the served bound. Not streamed, nobody runs dry: no cut."""
+    stream still equals the offline decode within the served bound. Not streamed, nobody runs dry: no cut. Seeded, the
+    schedule never depends on the load: no cut."""
     max_tokens = 150
     text = "A stream whose engine falls behind the chunks it was promised, and keeps talking a while."
 
-    async def run(stream: bool, request_id: str) -> tuple[SynthesisJob, bytes]:
+    async def run(stream: bool, request_id: str, seed: int | None = None) -> tuple[SynthesisJob, bytes]:
         engine = _SlowEngine(runtime.engine, after_ids=60, seconds_per_id=0.03)  # ~33 ids/s: 2/3 of real time
         monkeypatch.setattr(runtime, "engine", engine)
         job = SynthesisJob.planned(
             runtime.pipeline_resources(),
-            _request(runtime, text, request_id=request_id, stream=stream, max_tokens=max_tokens),
+            _request(runtime, text, request_id=request_id, stream=stream, max_tokens=max_tokens, seed=seed),
         )
         data = b"".join([piece async for piece in job.stream_bytes()])
         (generated,) = engine.generated.values()
@@ -260,6 +261,9 @@ async def test_a_stream_whose_engine_falls_behind_cuts_its_next_chunk_short(
 
     held, _ = await run(False, "cut-held")
     assert held.stats.cut_windows == 0
+    # A seeded stream keeps its schedule under any load (docs/api/index.md, `seed`): the same bytes, never cut.
+    seeded, _ = await run(True, "cut-seeded", seed=7)
+    assert seeded.stats.cut_windows == 0
 
 
 def _pcm_of_wav_stream(data: bytes) -> np.ndarray:
