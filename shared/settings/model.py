@@ -182,6 +182,14 @@ class LLMSettings(_Group):
         "alone, but the spinning takes the cores the codec needs beside it.",
     )
 
+    onnx_head_dtype: Literal["float16", "float32"] = Field(
+        "float16",
+        description="onnx engine: the precision of the language-model head's weights (its product runs in torch "
+        "beside the ONNX decoder). float16 halves the ~48 MB a step reads for it (an eighth of an int8 step's bytes) "
+        "and keeps the engine within the quality bar (docs/decisions/cpu-engine.md); float32 reads the checkpoint's. "
+        "An fp32 build's head is float32 whatever this says.",
+    )
+
     @field_validator("onnx_cache_dir", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:

@@ -49,6 +49,7 @@ async def test_the_float32_build_decodes_as_the_hf_model(llm_dir: Path, onnx_bui
     engine = OnnxEngine.from_checkpoint(
         llm_dir, "fp32", cache_dir=onnx_build(llm_dir, "fp32"), grammar_head=False
     )
+    assert engine._head_weight is not None and engine._head_weight.dtype == torch.float32  # the reference's head
     try:
         assert await _ids(engine, prompt, SamplingConfig(temperature=0.0, max_tokens=24)) == expected
     finally:
@@ -99,6 +100,8 @@ async def test_the_factory_builds_it_from_settings_and_says_so(
     try:
         assert isinstance(engine, OnnxEngine) and engine.name == "onnx" and engine.precision == "int8"
         assert any("LLM engine: onnx int8" in r.getMessage() for r in caplog.records)
+        # A quantised build reads its head in float16 (half the bytes a step reads for it), as TTS_ONNX_HEAD_DTYPE says.
+        assert engine._head_weight is not None and engine._head_weight.dtype == torch.float16
         assert len(await _ids(engine, [5, 17, 42], SamplingConfig(max_tokens=5, seed=0))) == 5
         with pytest.raises(NotImplementedError):
             await engine.sleep()
