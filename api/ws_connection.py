@@ -1,8 +1,9 @@
-"""Driving one streaming connection, whatever its dialect: the read loop with the inactivity timeout, the writer,
-and the orderly end (abort what is unfinished, say why, close with the right code).
+"""The WebSocket side of a streaming connection, whatever its dialect: the handshake every dialect shares
+(`admitted`), the WebSocket as the one connection loop's transport (api/sockets/loop.py: text frames in, the close
+code each ending asks for) and the dialects' common meaning of its endings (`WebSocketDialect`).
 
-Each dialect's route authenticates, builds a `WsSession` with its wire format and hands this module a `handle` function
-that turns one text frame into session calls; `handle` returns "close" when the client asked to end the
+Each dialect's route authenticates, builds a `WsSession` with its wire format and hands `serve_session` a `handle`
+function that turns one text frame into session calls; `handle` returns "close" when the client asked to end the
 connection (ElevenLabs `close_socket`).
 """
 
@@ -11,20 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
 
-import anyio
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from api.deps import Services
 from api.errors import ApiError
 from api.socket_guard import CoolingDown, SocketGuard, SocketSlot, deny_cooling, refusal_error, stop_reading
+from api.sockets.loop import Incoming, serve_connection
 from services.access import AccessServices, ApiKeyRecord
 from services.access.rate_limit import rate_refusal
-from services.access.socket_limits import MessageLimiter
+from services.access.socket_limits import MessageLimiter, MessageRefusal
 from services.errors import ServiceError
 from services.sessions.entrance import SocketCaller
 from services.sessions.ws_outbox import ClientStalled, Outbox
@@ -185,65 +185,135 @@ def _leave(open_per_key: dict[str, int], key_id: str | None) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- connection
-async def _read_loop(
-    websocket: WebSocket,
-    session: WsSession,
-    outbox: Outbox,
-    idle_s: float,
-    handle: Handler,
-    limiter: MessageLimiter,
-    first: str | None = None,
-) -> str:
-    """Handle client messages (`first`: one the route already read) until the client leaves ("disconnect": its
-    close frame came; "lost": the connection ended without one, `connection_lost`), asks to close ("close"), stays
-    silent too long while nothing is being synthesised ("idle") or goes over its message budget ("over_budget":
-    `limiter.refused` says which; checked before the message is parsed)."""
-    while True:
-        text: str | None
-        if first is not None:
-            text, first = first, None
-            size = len(text)
-        else:
-            silent = time.monotonic() - outbox.last_activity
-            if silent >= idle_s and not session.working:
-                return "idle"
-            wait_s = idle_s - silent if silent < idle_s else idle_s
-            try:
-                # A deadline on this task, not wait_for's task per message: a message already queued (a client
-                # writing many at once) is then taken without a turn of the event loop and a task of its own.
-                async with asyncio.timeout(wait_s):
-                    message = await websocket.receive()
-            except TimeoutError:
-                continue
-            session.note_message(time.monotonic())  # a stop this message causes is timed from here
-            if message["type"] == "websocket.disconnect":
-                return "lost" if connection_lost(message) else "disconnect"
-            outbox.touch()
-            text = message.get("text")
-            size = len(text) if text is not None else len(message.get("bytes") or b"")
-        if limiter.check(size) is not None:
-            return "over_budget"
-        try:
-            if text is None:
-                raise ApiError(
-                    "VALIDATION_ERROR",
-                    "Binary messages are not accepted; send JSON text frames.",
-                    param="type",
-                )
-            if await handle(text) == "close":
-                return "close"
-        except ApiError as err:
-            context_id = err.context_id if isinstance(err, ContextError) else None
-            await session.reject(err.code, err.message, err.param, context_id=context_id)
-            if isinstance(err, ContextError) and err.closes:
-                session.refused.forget(context_id)
-        except Exception:  # noqa: BLE001 - a bug handling one message must not end the connection
-            logger.exception("websocket message handling failed")
-            await session.reject("INTERNAL_ERROR", "An internal error occurred; it has been logged.")
-        session.note_message(None)
-        # One message per turn of the event loop: queued messages are received without suspending, so without
-        # this a flooding socket would handle its whole queue while every other connection waits.
-        await asyncio.sleep(0)
+class WebSocketTransport:
+    """A WebSocket as the connection loop's transport (api/sockets/loop.py): text frames in, the close code its
+    ending asks for."""
+
+    def __init__(self, websocket: WebSocket, limiter: MessageLimiter) -> None:
+        self.websocket = websocket
+        self.limiter = limiter
+
+    @property
+    def peer(self) -> str | None:
+        return self.websocket.client.host if self.websocket.client else None
+
+    async def receive(self) -> Incoming | str:
+        message = await self.websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return "lost" if connection_lost(message) else "disconnect"
+        text = message.get("text")
+        return Incoming(text, len(text) if text is not None else len(message.get("bytes") or b""))
+
+    async def send(self, payload: Any) -> None:
+        await self.websocket.send_json(payload)
+
+    async def close(self, ending: str) -> None:
+        websocket = self.websocket
+        if ending in ("idle", "close"):
+            await close_quietly(websocket, CLOSE_NORMAL, "idle timeout" if ending == "idle" else "closed")
+        elif ending == "over_budget":
+            close_code = (
+                refusal_error(self.limiter.refused)[1] if self.limiter.refused is not None else CLOSE_POLICY
+            )
+            await close_quietly(
+                websocket,
+                close_code,
+                "message too big" if close_code != CLOSE_POLICY else "message rate limit exceeded",
+            )
+            stop_reading(websocket)
+        elif ending == "stalled":
+            await close_quietly(websocket, CLOSE_POLICY, "client stopped reading")
+        elif ending == "server_error":
+            await close_quietly(websocket, CLOSE_ERROR, "internal error")
+
+
+class WebSocketDialect:
+    """The WebSocket dialects' side of the loop: a JSON text frame to `handle`, a refusal as the session's `error`
+    (with its context's id), and the close code of each ending."""
+
+    logger = logger
+    what = "websocket message"
+    idle_recheck_s: float | None = None
+    server_ended = SERVER_ENDED
+    server_failed = SERVER_FAILED
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        session: WsSession,
+        limiter: MessageLimiter,
+        handle: Handler,
+        *,
+        idle_s: float,
+        dialect: str,
+    ) -> None:
+        self.websocket, self.session, self.limiter, self.handle = websocket, session, limiter, handle
+        self.idle_s = idle_s
+        self.dialect = dialect
+
+    async def dispatch(self, message: Incoming) -> str | None:
+        if message.payload is None:
+            raise ApiError(
+                "VALIDATION_ERROR", "Binary messages are not accepted; send JSON text frames.", param="type"
+            )
+        return await self.handle(message.payload)
+
+    async def refuse(self, err: ApiError) -> None:
+        context_id = err.context_id if isinstance(err, ContextError) else None
+        await self.session.reject(err.code, err.message, err.param, context_id=context_id)
+        if isinstance(err, ContextError) and err.closes:
+            self.session.refused.forget(context_id)
+
+    async def over_budget(self, refused: MessageRefusal) -> str:
+        return "over_budget"  # said after the session closed (`farewell`), then closed 1008 (rate) or 1009 (size)
+
+    async def ended_by_client_side(self, ending: str) -> None:
+        return None
+
+    def reader_failed(self, failure: BaseException, writer_failure: BaseException | None) -> str:
+        ending = reader_failure_ending(failure, writer_failure)
+        logger.log(
+            logging.ERROR if ending == "server_error" else logging.WARNING,
+            "websocket reader failed",
+            exc_info=failure,
+            extra={"reason": ending},
+        )
+        return ending
+
+    def writer_stopped(self, failure: BaseException | None) -> str:
+        return writer_ending(failure)
+
+    async def farewell(self, ending: str) -> bool:
+        if ending == "idle":
+            await self.session.reject(
+                "IDLE_TIMEOUT", f"No messages for {self.idle_s:g} s; closing the connection."
+            )
+            return True
+        if ending == "over_budget" and self.limiter.refused is not None:
+            if self.limiter.refused.kind == "rate":
+                key_hash = getattr(self.websocket.state, "key_hash", None)
+                SocketGuard.of(self.websocket).penalise(self.session.gate.key_id, key_hash)
+            err, _ = refusal_error(self.limiter.refused)
+            await self.session.reject(err.code, err.message, err.param)
+            return True
+        return False
+
+    def opened(self) -> None:
+        logger.info(
+            "websocket_opened",
+            extra={"event": "websocket_opened", "key_id": self.session.gate.key_id, "dialect": self.dialect},
+        )
+
+    def closed(self, ending: str) -> None:
+        logger.info(
+            "websocket_closed",
+            extra={
+                "event": "websocket_closed",
+                "reason": ending,
+                "dialect": self.dialect,
+                "utterances": self.session.utterance_count,
+            },
+        )
 
 
 def connection_lost(message: Mapping[str, Any]) -> bool:
@@ -294,83 +364,20 @@ async def serve_session(
     dialect: str = "native",
     first: str | None = None,
 ) -> str:
-    """Run the connection to its end; returns why it ended (disconnect, lost, close, idle, over_budget, stalled,
-    send_failed, server_error). Every unfinished utterance is aborted and settled before this returns. `first`: a client
-    message the route read before the session began (it is handled first)."""
-    writer = outbox.start()
-    guard = SocketGuard.of(websocket)
-    limiter = guard.message_limiter(session.gate.key_id)
-    reader = asyncio.create_task(
-        _read_loop(websocket, session, outbox, idle_s, handle, limiter, first), name="ws-reader"
+    """Run the connection to its end through the one connection loop (api/sockets/loop.py); returns why it ended
+    (disconnect, lost, close, idle, over_budget, stalled, send_failed, server_error). Every unfinished utterance is
+    aborted and settled before this returns. `first`: a client message the route read before the session began (it
+    is handled first)."""
+    limiter = SocketGuard.of(websocket).message_limiter(session.gate.key_id)
+    return await serve_connection(
+        WebSocketTransport(websocket, limiter),
+        WebSocketDialect(websocket, session, limiter, handle, idle_s=idle_s, dialect=dialect),
+        session,
+        outbox,
+        limiter,
+        first=Incoming(first, len(first)) if first is not None else None,
+        reader_name="ws-reader",
     )
-    logger.info(
-        "websocket_opened",
-        extra={"event": "websocket_opened", "key_id": session.gate.key_id, "dialect": dialect},
-    )
-    ending = "disconnect"
-    try:
-        await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
-        if reader.done() and not reader.cancelled():
-            failure = reader.exception()
-            if failure is not None:
-                ending = reader_failure_ending(failure, outbox.failure if writer.done() else None)
-                logger.log(
-                    logging.ERROR if ending == "server_error" else logging.WARNING,
-                    "websocket reader failed",
-                    exc_info=failure,
-                    extra={"reason": ending},
-                )
-            else:
-                ending = reader.result()
-        elif writer.done():
-            ending = writer_ending(outbox.failure)
-    finally:
-        # The cleanup runs whole even when the task serving the socket is cancelled meanwhile (a server
-        # shutting down, a test client leaving): otherwise an await in it takes the cancellation, generation of
-        # unfinished utterances is not settled and the cancellation reaches the caller twice. Bounded: every
-        # step below has its own limit.
-        with anyio.CancelScope(shield=True):
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
-            # Aborts generation of anything unfinished. A socket the server ended or that was lost (SERVER_ENDED)
-            # charges its utterances only for the audio that reached the socket.
-            await session.close(by_server=ending in SERVER_ENDED, server_error=ending in SERVER_FAILED)
-            if ending == "idle":
-                await session.reject("IDLE_TIMEOUT", f"No messages for {idle_s:g} s; closing the connection.")
-                await outbox.drain(timeout_s=2.0)
-            close_code = CLOSE_POLICY
-            if (
-                ending == "over_budget" and limiter.refused is not None
-            ):  # say why, then close 1008 (rate) or 1009 (size)
-                if limiter.refused.kind == "rate":
-                    guard.penalise(session.gate.key_id, getattr(websocket.state, "key_hash", None))
-                err, close_code = refusal_error(limiter.refused)
-                await session.reject(err.code, err.message, err.param)
-                await outbox.drain(timeout_s=2.0)
-            await outbox.close()
-            if ending in ("idle", "close"):
-                await close_quietly(websocket, CLOSE_NORMAL, "idle timeout" if ending == "idle" else "closed")
-            elif ending == "over_budget":
-                await close_quietly(
-                    websocket,
-                    close_code,
-                    "message too big" if close_code != CLOSE_POLICY else "message rate limit exceeded",
-                )
-                stop_reading(websocket)
-            elif ending == "stalled":
-                await close_quietly(websocket, CLOSE_POLICY, "client stopped reading")
-            elif ending == "server_error":
-                await close_quietly(websocket, CLOSE_ERROR, "internal error")
-            logger.info(
-                "websocket_closed",
-                extra={
-                    "event": "websocket_closed",
-                    "reason": ending,
-                    "dialect": dialect,
-                    "utterances": session.utterance_count,
-                },
-            )
-    return ending
 
 
 def socket_caller(websocket: WebSocket, key: ApiKeyRecord, counted: bool, connection_id: str) -> SocketCaller:

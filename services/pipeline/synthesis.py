@@ -141,7 +141,6 @@ class SynthesisJob(ChunkGeneration, DecodePacing):
             admission is not None
         ):  # under load a newcomer's first chunk waits for the full look-ahead (admission.py)
             latency = admission.first_chunk_schedule(latency, reproducible=reproducible)
-        self.first_stream_config = self.stream_config.for_latency(latency)
         # At 48 kHz a short first chunk's held overlap may stand in as the first AP-BWE window's right context
         # (core.sr_planner, the lead window), while the engine is far enough ahead (Admission.sr_lead).
         sr_lead = (
@@ -194,6 +193,9 @@ class SynthesisJob(ChunkGeneration, DecodePacing):
             if not incremental:
                 written = self.plan.written if self.plan.written is not None else request.text
                 self.timestamps.add_text(written, " ".join(self.plan.chunks))
+        # The first chunk's schedule (`latency`, as admission left it), decided once the job's parts stand: it is read
+        # only when the producer runs.
+        self.first_stream_config = self.stream_config.for_latency(latency)
         # Continuity (services.continuity): the end of what this job spoke, and hooks awaited once all audio is
         # made, before the stream ends, so a client that has the whole stream can continue it at once.
         self.spoken = SpokenTail(int(settings.continuity.continuity_prefix_s * SEMANTIC_PER_SECOND))

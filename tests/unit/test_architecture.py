@@ -163,6 +163,40 @@ def test_every_socket_transport_opens_the_one_entrance() -> None:
     assert not built, built
 
 
+CONNECTION_LOOP = "api.sockets.loop"
+
+
+def outbox_starts(tree: ast.AST) -> list[int]:
+    """Lines that start a session's outbox writer (`outbox.start()`, `self.outbox.start()`, `session.outbox.start()`):
+    the connection loop does, once per connection."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "start":
+            owner = node.func.value
+            name = (
+                owner.attr
+                if isinstance(owner, ast.Attribute)
+                else owner.id
+                if isinstance(owner, ast.Name)
+                else ""
+            )
+            if name.endswith("outbox"):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_every_socket_transport_runs_the_one_connection_loop() -> None:
+    """The WebSocket dialects and Wyoming supply a transport and their parsing (docs/architecture.md); only the one
+    loop (api/sockets/loop.py) starts a connection's writer, reads, budgets and ends it."""
+    wrong = [
+        f"{name}:{line}"
+        for name, path in product_modules().items()
+        if name.startswith("api.") and name != CONNECTION_LOOP
+        for line in outbox_starts(ast.parse(path.read_text(encoding="utf-8")))
+    ]
+    assert not wrong, wrong
+
+
 def reads_the_runtime(tree: ast.AST) -> list[int]:
     """Lines that read the runtime off an app's state (`request.app.state.runtime`, `app.state.runtime`,
     `getattr(app.state, "runtime")`)."""

@@ -15,10 +15,8 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import time
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-import anyio
 from wyoming.event import Event
 from wyoming.info import Describe
 from wyoming.server import AsyncEventHandler
@@ -36,7 +34,8 @@ from api.protocols.wyoming.responses import (
     event_payload,
     read_event,
 )
-from services.access.socket_limits import MessageLimiter
+from api.sockets.loop import Incoming, serve_connection
+from services.access.socket_limits import MessageLimiter, MessageRefusal
 from services.pipeline.synthesis import SynthesisRequest
 from services.sessions.entrance import SessionShape, SocketCaller
 from services.sessions.utterance import Utterance
@@ -55,7 +54,9 @@ _connections = itertools.count(1)
 # How long a connection told why it ends may still send (discarded) before it is closed (`_linger`).
 LINGER_S = 0.5
 # Endings the client is told of (an error event) before the connection closes.
-_SAID_ENDINGS = ("idle", "too_large", "flooded")
+SAID_ENDINGS = ("idle", "too_large", "flooded")
+# While something is synthesised a silent client is not idle: how soon to look again.
+IDLE_RECHECK_S = 0.5
 
 
 class Host(Protocol):
@@ -120,118 +121,87 @@ class WyomingHandler(AsyncEventHandler):
             SocketCaller(key, self.connection_id),
             SessionShape(dialect="wyoming", transport="wyoming", wire=self.wire),
         )
-        outbox = self.outbox = session.outbox
-        writer = outbox.start()
-        reader = asyncio.create_task(self._read_loop(), name=f"wyoming-reader-{self.connection_id}")
-        watch = asyncio.create_task(self._idle_watch(), name=f"wyoming-idle-{self.connection_id}")
+        self.outbox = session.outbox
+        # The longest text a request may have, escaped in JSON (6 bytes a character at worst), and its fields.
+        self.max_bytes = services.settings.limits.max_text_chars * 6 + 65536
+        self.idle_s = float(services.settings.websocket.ws_idle_timeout_s)
+        transport = EventTransport(self.reader, self.writer, self.address, self.server.rate, self.max_bytes)
+        await serve_connection(
+            transport,
+            self,
+            session,
+            session.outbox,
+            self.server.message_limiter(),
+            reader_name=f"wyoming-reader-{self.connection_id}",
+        )
+
+    # ------------------------------------------------------------------ the connection loop's dialect
+    # (api/sockets/loop.py): what a Wyoming event and each ending mean.
+    logger = logger
+    what = "wyoming event"
+    idle_recheck_s: float | None = IDLE_RECHECK_S
+    server_ended = frozenset({"lost", "stalled", "idle", "too_large", "flooded"})
+    server_failed = frozenset({"server_error"})
+
+    async def dispatch(self, message: Incoming) -> str | None:
+        await self.handle_event(message.payload)
+        return None
+
+    async def refuse(self, err: ApiError) -> None:
+        await self._fail(err, streamed=self.streaming)
+
+    async def over_budget(self, refused: MessageRefusal) -> str:
+        logger.info(
+            "wyoming connection over its event budget",
+            extra={"connection_id": self.connection_id, "reason": refused.kind},
+        )
+        error = ApiError("RATE_LIMIT_EXCEEDED", refused.message)
+        await self._fail(error, streamed=self.streaming, close=False)  # closed after the linger
+        if refused.kind == "rate":  # a flooder that reconnects at once gets no fresh burst
+            self.server.cool(self.address)
+        return "flooded"
+
+    async def ended_by_client_side(self, ending: str) -> None:
+        if ending == "too_large":
+            error = ApiError("PAYLOAD_TOO_LARGE", f"An event's data may be at most {self.max_bytes} bytes.")
+            await self._fail(error, streamed=self.streaming, close=False)  # closed after the linger
+
+    def reader_failed(self, failure: BaseException, writer_failure: BaseException | None) -> str:
+        if isinstance(failure, (ConnectionError, OSError, asyncio.IncompleteReadError)):
+            return "lost"
+        logger.error("wyoming reader failed", exc_info=failure)
+        return "server_error"
+
+    def writer_stopped(self, failure: BaseException | None) -> str:
+        return "stalled" if isinstance(failure, ClientStalled) else "lost"
+
+    async def farewell(self, ending: str) -> bool:
+        assert self.outbox is not None
+        if ending == "idle":
+            await self.outbox.reply(error_payload("IDLE_TIMEOUT", "No events while idle; closing."))
+        return ending in SAID_ENDINGS  # their error goes out before the connection closes
+
+    def opened(self) -> None:
         logger.info(
             "wyoming_connected",
-            extra={"event": "wyoming_connected", "key_id": key.key_id, "connection_id": self.connection_id},
+            extra={
+                "event": "wyoming_connected",
+                "key_id": self.key.key_id,
+                "connection_id": self.connection_id,
+            },
         )
-        ending = "disconnect"
-        try:
-            await asyncio.wait({reader, writer, watch}, return_when=asyncio.FIRST_COMPLETED)
-            if watch.done():
-                ending = "idle"
-            elif reader.done() and not reader.cancelled():
-                failure = reader.exception()
-                if failure is None:
-                    ending = reader.result()
-                elif isinstance(failure, (ConnectionError, OSError, asyncio.IncompleteReadError)):
-                    ending = "lost"
-                else:
-                    ending = "server_error"
-                    logger.error("wyoming reader failed", exc_info=failure)
-            elif writer.done():
-                ending = "stalled" if isinstance(outbox.failure, ClientStalled) else "lost"
-        finally:
-            # As on the sockets (api/ws_connection.py): the cleanup runs whole even when this task is cancelled
-            # (the server stopping), so every unfinished utterance is stopped and settled.
-            with anyio.CancelScope(shield=True):
-                reader.cancel()
-                watch.cancel()
-                await asyncio.gather(reader, watch, return_exceptions=True)
-                await session.close(
-                    by_server=ending in ("lost", "stalled", "idle", "too_large", "flooded"),
-                    server_error=ending == "server_error",
-                )
-                if ending == "idle":
-                    await outbox.reply(error_payload("IDLE_TIMEOUT", "No events while idle; closing."))
-                if ending in _SAID_ENDINGS:  # their error goes out before the connection closes
-                    await outbox.drain(timeout_s=2.0)
-                await outbox.close()
-                if ending in _SAID_ENDINGS:
-                    await self._linger()
-                self.writer.close()
-                logger.info(
-                    "wyoming_disconnected",
-                    extra={
-                        "event": "wyoming_disconnected",
-                        "reason": ending,
-                        "connection_id": self.connection_id,
-                        "utterances": session.utterance_count,
-                    },
-                )
 
-    async def _linger(self) -> None:
-        """After an ending the client was told of: half-close, then discard what it still sends for up to LINGER_S.
-        Closing with its events unread would reset the connection, and a reset can drop the error before the client
-        reads it; a client that keeps sending is cut at LINGER_S."""
-        with contextlib.suppress(Exception):
-            if self.writer.can_write_eof():
-                self.writer.write_eof()
-            async with asyncio.timeout(LINGER_S):
-                while await self.reader.read(65536):
-                    pass
-
-    async def _read_loop(self) -> str:
-        """Handle events until the client leaves ("disconnect"), sends an event too long to read ("too_large") or
-        more than its budget ("flooded")."""
-        assert self.outbox is not None
-        settings = self.server.services.settings
-        limiter = self.server.message_limiter()
-        # The longest text a request may have, escaped in JSON (6 bytes a character at worst), and its fields.
-        max_bytes = settings.limits.max_text_chars * 6 + 65536
-        while True:
-            try:
-                event = await read_event(self.reader, max_bytes)
-            except EventTooLarge:
-                error = ApiError("PAYLOAD_TOO_LARGE", f"An event's data may be at most {max_bytes} bytes.")
-                await self._fail(error, streamed=self.streaming, close=False)  # closed after `_linger`
-                return "too_large"
-            if event is None:
-                return "disconnect"
-            refused = limiter.check(_text_size(event))  # before anything is done for it
-            if refused is not None:
-                logger.info(
-                    "wyoming connection over its event budget",
-                    extra={"connection_id": self.connection_id, "reason": refused.kind},
-                )
-                error = ApiError("RATE_LIMIT_EXCEEDED", refused.message)
-                await self._fail(error, streamed=self.streaming, close=False)  # closed after `_linger`
-                if refused.kind == "rate":  # a flooder that reconnects at once gets no fresh burst
-                    self.server.cool(self.address)
-                return "flooded"
-            self.outbox.touch()
-            try:
-                await self.handle_event(event)
-            except ApiError as err:
-                await self._fail(err, streamed=self.streaming)
-            except Exception:  # noqa: BLE001 - say so to the client, as the sockets do, then end the connection
-                logger.exception("wyoming event handling failed")
-                error = ApiError("INTERNAL_ERROR", "An internal error occurred; it has been logged.")
-                await self._fail(error, streamed=self.streaming)
-
-    async def _idle_watch(self) -> str:
-        """Returns "idle" once the client has sent nothing for the sockets' idle timeout while nothing is being
-        synthesised (a read is never cut off midway: an event half read would be lost)."""
-        assert self.session is not None and self.outbox is not None
-        idle_s = float(self.server.services.settings.websocket.ws_idle_timeout_s)
-        while True:
-            silent = time.monotonic() - self.outbox.last_activity
-            if silent >= idle_s and not self.session.working:
-                return "idle"
-            await asyncio.sleep(max(0.5, idle_s - silent) if silent < idle_s else 0.5)
+    def closed(self, ending: str) -> None:
+        assert self.session is not None
+        logger.info(
+            "wyoming_disconnected",
+            extra={
+                "event": "wyoming_disconnected",
+                "reason": ending,
+                "connection_id": self.connection_id,
+                "utterances": self.session.utterance_count,
+            },
+        )
 
     async def handle_event(self, event: Event) -> bool:
         assert self.session is not None and self.outbox is not None
@@ -339,6 +309,72 @@ class WyomingHandler(AsyncEventHandler):
         with contextlib.suppress(Exception):
             await asyncio.wait_for(writer.send_item(error_payload(err.code, err.message)), timeout=5)
         self.writer.close()
+
+
+class EventTransport:
+    """A Wyoming TCP stream as the connection loop's transport: events in, and the close after an ending the client
+    was told of (`_linger`)."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        peer: str | None,
+        rate: int,
+        max_bytes: int,
+    ) -> None:
+        self.reader, self.writer, self._peer, self.rate, self.max_bytes = (
+            reader,
+            writer,
+            peer,
+            rate,
+            max_bytes,
+        )
+        # The event being read: the loop's idle deadline may cancel a receive, never a read halfway (an event half
+        # read would be lost), so the read goes on and the next receive takes it.
+        self._reading: asyncio.Task[Event | None] | None = None
+
+    @property
+    def peer(self) -> str | None:
+        return self._peer
+
+    async def receive(self) -> Incoming | str:
+        if self._reading is None:
+            self._reading = asyncio.ensure_future(read_event(self.reader, self.max_bytes))
+        reading = self._reading
+        try:
+            event = await asyncio.shield(reading)
+        except EventTooLarge:
+            return "too_large"
+        finally:
+            if reading.done():
+                self._reading = None
+        if event is None:
+            return "disconnect"
+        return Incoming(event, _text_size(event))
+
+    async def send(self, payload: Any) -> None:
+        await EventWriter(self.writer, self.rate).send_item(payload)
+
+    async def close(self, ending: str) -> None:
+        if self._reading is not None:
+            self._reading.cancel()
+            await asyncio.gather(self._reading, return_exceptions=True)
+            self._reading = None
+        if ending in SAID_ENDINGS:
+            await self._linger()
+        self.writer.close()
+
+    async def _linger(self) -> None:
+        """After an ending the client was told of: half-close, then discard what it still sends for up to LINGER_S.
+        Closing with its events unread would reset the connection, and a reset can drop the error before the client
+        reads it; a client that keeps sending is cut at LINGER_S."""
+        with contextlib.suppress(Exception):
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+            async with asyncio.timeout(LINGER_S):
+                while await self.reader.read(65536):
+                    pass
 
 
 def _text_size(event: Event) -> int:
