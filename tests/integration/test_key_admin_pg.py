@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -102,10 +103,14 @@ def test_the_command_line_manages_keys_and_audits_each_change(backend: Backend, 
     assert isinstance(listed, list)
     mine = next(k for k in listed if k["key_id"] == key_id)
     assert "key" not in mine and "key_hash" not in mine and mine["rate_limit_per_minute"] == 120
-    status, changed, err = cli(backend, "set", key_id, "--max-concurrent", "8", "--rate-limit", "default")
+    expires = "2030-01-02T03:04:05+00:00"
+    status, changed, err = cli(
+        backend, "set", key_id, "--max-concurrent", "8", "--rate-limit", "default", "--expires", expires
+    )
     assert status == 0, err
     assert isinstance(changed, dict)
     assert (changed["max_concurrent"], changed["rate_limit_per_minute"]) == (8, None)
+    assert datetime.fromisoformat(changed["expires_at"]) == datetime.fromisoformat(expires)
     status, topped, err = cli(backend, "top-up", key_id, "500")
     assert status == 0 and isinstance(topped, dict) and topped["credit_balance"] == 1500, err
     status, revoked, err = cli(backend, "revoke", key_id)
