@@ -7,6 +7,7 @@ credit journal, and administration (services/access/key_admin.py) over the same 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import secrets
@@ -571,19 +572,14 @@ class SupabaseKeyStore(KeyStore):
         """Every key, page by page: PostgREST answers at most the project's "Max rows" (1,000 by default) whatever
         a request asks, so a short page does not mean the end; only an empty one does. Ordered by key id after
         creation time, so that pages neither skip nor repeat a key."""
+
+        def page(start: int) -> Any:
+            query = self._client.table("api_keys").select(",".join(RECORD_COLUMNS))
+            return query.order("created_at").order("key_id").range(start, start + LIST_PAGE - 1).execute()
+
         records: list[ApiKeyRecord] = []
         while True:
-            start = len(records)
-            response = await self._call(
-                lambda: (
-                    self._client.table("api_keys")
-                    .select(",".join(RECORD_COLUMNS))
-                    .order("created_at")
-                    .order("key_id")
-                    .range(start, start + LIST_PAGE - 1)
-                    .execute()
-                )
-            )
+            response = await self._call(functools.partial(page, len(records)))
             if not response.data:
                 return records
             records.extend(ApiKeyRecord.from_mapping(r) for r in response.data)
