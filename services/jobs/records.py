@@ -15,6 +15,9 @@ STALL_AFTER_S = 10.0
 # Characters a voice speaks in a second of audio at speed 1 (English narration runs 13-16): how far into its text
 # the running chapter is, from the audio it has so far, before any chapter has measured the real figure.
 SPOKEN_CHARS_PER_S = 14.0
+# Seconds of rendering per second of audio that a job's first estimate assumes where the service has measured none
+# (TTS_JOBS_ETA_RTF): real time, which a GPU beats and a loaded CPU host may not.
+ETA_RTF = 1.0
 ChapterStatus = Literal["pending", "running", "done", "failed"]
 FINAL_STATUSES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 
@@ -114,10 +117,11 @@ def job_view(
     *,
     now: float | None = None,
     stall_after_s: float = STALL_AFTER_S,
+    eta_rtf: float = ETA_RTF,
 ) -> dict[str, Any]:
     """The job object of the API: status, chapters with their download urls, progress (within the running chapter:
-    its audio seconds so far) and an estimate of the time left from the measured rate (characters per second of
-    rendering, over the chapters done)."""
+    its audio seconds so far) and an estimate of the time left (`_eta`; `eta_rtf`: the render seconds per audio
+    second to assume before the job has measured its own)."""
     now = time.time() if now is None else now
     status = shown_status(job, now, stall_after_s)
     done = [c for c in job.chapters if c.status == "done"]
@@ -125,12 +129,13 @@ def job_view(
     chars_total = sum(c.characters for c in job.chapters)
     chars_done = sum(c.characters for c in done)
     rendered_s = sum(c.render_seconds or 0.0 for c in done)
+    within = _within(job, chars_done, done, running)
     eta: float | None = None
-    if job.status in ("queued", "running") and chars_done and rendered_s > 0:
-        eta = round((chars_total - chars_done) / (chars_done / rendered_s), 1)
+    if job.status in ("queued", "running"):
+        eta = _eta(job, chars_total, chars_done, rendered_s, within, eta_rtf)
     elif job.status == "done":
         eta = 0.0
-    percent = 100.0 if job.status == "done" else _percent(job, chars_done, chars_total, done, running)
+    percent = 100.0 if job.status == "done" else _percent(chars_done, within, chars_total)
     url = f"{base_path}/{job.id}"
     return {
         "id": job.id,
@@ -177,21 +182,36 @@ def job_view(
     }
 
 
-def _percent(
-    job: JobRecord,
-    chars_done: int,
-    chars_total: int,
-    done: list[ChapterRecord],
-    running: ChapterRecord | None,
+def _within(
+    job: JobRecord, chars_done: int, done: list[ChapterRecord], running: ChapterRecord | None
 ) -> float:
-    """How much of the job's text is spoken, in percent: the chapters done, and how far the running chapter is by
-    its audio so far (at the characters per audio second the chapters done measured, else `SPOKEN_CHARS_PER_S` at
-    the job's speed), short of its end until it is done."""
+    """How many of the running chapter's characters are spoken, by its audio so far (at the characters per audio
+    second the chapters done measured, else `SPOKEN_CHARS_PER_S` at the job's speed), short of its end."""
+    if running is None or not running.audio_seconds:
+        return 0.0
+    audio_done = sum(c.audio_seconds or 0.0 for c in done)
+    rate = chars_done / audio_done if audio_done > 0 else SPOKEN_CHARS_PER_S * (job.options.speed or 1.0)
+    return min(running.audio_seconds * rate, 0.99 * running.characters)
+
+
+def _percent(chars_done: int, within: float, chars_total: int) -> float:
+    """How much of the job's text is spoken, in percent: the chapters done and the running chapter's part, below
+    100 until the job is done."""
     if not chars_total:
         return 0.0
-    within = 0.0
-    if running is not None and running.audio_seconds:
-        audio_done = sum(c.audio_seconds or 0.0 for c in done)
-        rate = chars_done / audio_done if audio_done > 0 else SPOKEN_CHARS_PER_S * (job.options.speed or 1.0)
-        within = min(running.audio_seconds * rate, 0.99 * running.characters)
     return round(min(100.0 * (chars_done + within) / chars_total, 99.9), 1)
+
+
+def _eta(
+    job: JobRecord, chars_total: int, chars_done: int, rendered_s: float, within: float, eta_rtf: float
+) -> float:
+    """Seconds left for a queued or running job. Once a chapter is done: the characters left at the rendering rate
+    the job's chapters measured (its own device and load). Before: never unknown, so that a client can show a time
+    from the submission on: the audio the text left will make (`SPOKEN_CHARS_PER_S` at the job's speed, less what
+    the running chapter has spoken) times `eta_rtf`, so it counts down as the first chapter renders."""
+    if chars_done and rendered_s > 0:
+        return round((chars_total - chars_done) / (chars_done / rendered_s), 1)
+    audio_left = max(chars_total - chars_done - within, 0.0) / (
+        SPOKEN_CHARS_PER_S * (job.options.speed or 1.0)
+    )
+    return round(audio_left * eta_rtf, 1)

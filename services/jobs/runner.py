@@ -87,6 +87,8 @@ class JobRunner:
         self.min_free_mb = min_free_mb
         self._disk_full = False
         self.progress: dict[str, tuple[int, float]] = {}  # job id -> (running chapter, audio seconds so far)
+        # Render seconds per audio second of the last chapter this process finished (any job): a new job's ETA.
+        self.measured_rtf: float | None = None
         self._swept_at: float | None = None
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.running: dict[str, asyncio.Task[None]] = {}
@@ -340,6 +342,8 @@ async def run_job(job: JobRecord, runner: JobRunner) -> None:
             render_seconds=rendered.render_seconds,
             request_id=rendered.request_id,
         )
+        if rendered.audio_seconds > 0:
+            runner.measured_rtf = rendered.render_seconds / rendered.audio_seconds
         job = job.with_chapter(replace(chapter, status="done", audio_seconds=rendered.audio_seconds))
         if any(c.status != "done" for c in job.chapters):
             await store.release(job.id, owner)  # the next chapter waits for its turn

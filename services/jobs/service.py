@@ -130,8 +130,10 @@ class JobService:
         await self.store.close()
 
     def view(self, job: JobRecord) -> dict[str, Any]:
-        """The job object the API shows (a job whose worker went quiet: `stalled`)."""
-        return job_view(job, stall_after_s=self.stall_after_s)
+        """The job object the API shows (a job whose worker went quiet: `stalled`); before a job has measured its
+        own rendering rate, its ETA assumes the one this process measured last, else TTS_JOBS_ETA_RTF."""
+        eta_rtf = self.runner.measured_rtf or self.settings.jobs.jobs_eta_rtf
+        return job_view(job, stall_after_s=self.stall_after_s, eta_rtf=eta_rtf)
 
     # ------------------------------------------------------------------ routes
     def options(

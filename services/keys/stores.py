@@ -7,6 +7,7 @@ credit journal, and administration (services/access/key_admin.py) over the same 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import secrets
@@ -37,6 +38,7 @@ ADMIN_COLUMNS = frozenset(
     {"owner", "status", "expires_at", "rate_limit_per_minute", "max_concurrent", "credit_balance"}
 )
 SETTLED_KEPT = 10_000  # the in-memory journal remembers this many settled request ids
+LIST_PAGE = 1000  # keys asked for per PostgREST request when listing (Supabase's default "Max rows")
 
 
 @dataclass(frozen=True)
@@ -567,12 +569,20 @@ class SupabaseKeyStore(KeyStore):
         await self._call(lambda: self._client.table("api_keys").insert(row).execute())
 
     async def list_keys(self) -> list[ApiKeyRecord]:
-        response = await self._call(
-            lambda: (
-                self._client.table("api_keys").select(",".join(RECORD_COLUMNS)).order("created_at").execute()
-            )
-        )
-        return [ApiKeyRecord.from_mapping(r) for r in response.data or []]
+        """Every key, page by page: PostgREST answers at most the project's "Max rows" (1,000 by default) whatever
+        a request asks, so a short page does not mean the end; only an empty one does. Ordered by key id after
+        creation time, so that pages neither skip nor repeat a key."""
+
+        def page(start: int) -> Any:
+            query = self._client.table("api_keys").select(",".join(RECORD_COLUMNS))
+            return query.order("created_at").order("key_id").range(start, start + LIST_PAGE - 1).execute()
+
+        records: list[ApiKeyRecord] = []
+        while True:
+            response = await self._call(functools.partial(page, len(records)))
+            if not response.data:
+                return records
+            records.extend(ApiKeyRecord.from_mapping(r) for r in response.data)
 
     async def get_key(self, key_id: str) -> ApiKeyRecord | None:
         response = await self._call(

@@ -143,6 +143,14 @@ class JobsSettings(_Group):
         description="How often a running chapter stores its progress (audio seconds so far) and renews its lease; "
         "a job with no word for five times this shows `stalled`.",
     )
+    jobs_eta_rtf: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds of rendering per second of audio that a job's ETA assumes before any chapter has "
+        "measured it: the service's figure (a GPU renders far faster than real time) so a new job shows an "
+        "estimate from its submission; this process's last finished chapter replaces it, and a job's own "
+        "chapters replace that.",
+    )
     jobs_queued_chars_per_key: int = Field(
         10_000_000, ge=1, description="Characters one key may have waiting in its queued and running jobs."
     )

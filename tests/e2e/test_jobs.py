@@ -125,6 +125,7 @@ def test_an_epub_becomes_chapter_files_and_a_chaptered_book(
     assert response.status_code == 202, response.text
     job = response.json()
     assert job["status"] == "queued" and job["title"] == "The Jobs Book"
+    assert job["progress"]["eta_seconds"] > 0  # an estimate from the submission on, before any chapter
     assert [c["title"] for c in job["chapters"]] == [title for title, _ in CHAPTERS]
     job_id = job["id"]
 
@@ -147,6 +148,7 @@ def test_an_epub_becomes_chapter_files_and_a_chaptered_book(
     assert names[-1] == "done" and names.count("done") == 1, names
     progress = [data["progress"] for name, data in events if name == "progress"]
     assert len(progress) >= 2  # the job was seen moving, not only finished
+    assert all(p["eta_seconds"] is not None for p in progress)  # the first chapter's included
     assert (
         progress[-1]["chapters_done"] == 3
         and progress[-1]["characters_done"] == progress[-1]["characters_total"]

@@ -18,11 +18,16 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.e2e.conftest import RunningServer
 
 ROOT = Path(__file__).resolve().parents[2]
 START_HINT = "run `export $(scripts/start_services)` first"
@@ -69,6 +74,24 @@ def create_credit_key(dsn: str, owner: str, credit_balance: int = 10_000) -> tup
         return raw, record.key_id
 
     return asyncio.run(create())
+
+
+def keyed_env(pg_dsn: str, **settings: str) -> dict[str, str]:
+    """A server's settings with keys and credits in PostgreSQL; `settings` (TTS_* names) add to or replace them."""
+    base = {"TTS_AUTH_ENABLED": "true", "TTS_KEY_BACKEND": "postgres", "TTS_DATABASE_URL": pg_dsn}
+    return base | {"TTS_CREDITS_ENABLED": "true"} | settings
+
+
+@contextmanager
+def keyed_server(pg_dsn: str, model_dir: Path, log_dir: Path, **settings: str) -> Iterator[RunningServer]:
+    """A server of the demo model with `keyed_env(pg_dsn, **settings)`, stopped when the block ends."""
+    from tests.e2e.conftest import start_server, stop_server
+
+    running = start_server(model_dir, log_dir / "server.log", keyed_env(pg_dsn, **settings))
+    try:
+        yield running
+    finally:
+        stop_server(running)
 
 
 @pytest.fixture(scope="session")

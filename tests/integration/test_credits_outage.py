@@ -19,8 +19,8 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.e2e.conftest import RunningServer, start_server, stop_server
-from tests.integration.conftest import create_credit_key
+from tests.e2e.conftest import RunningServer
+from tests.integration.conftest import create_credit_key, keyed_server
 
 pytestmark = pytest.mark.integration
 
@@ -32,18 +32,15 @@ TEXT = "Hello."  # its cost is measured, not assumed (credits count the normalis
 def credit_server(
     pg_dsn: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    env = {
-        "TTS_AUTH_ENABLED": "true",
-        "TTS_KEY_BACKEND": "postgres",
-        "TTS_DATABASE_URL": pg_dsn,
-        "TTS_CREDITS_ENABLED": "true",
+    settings = {
         "TTS_CREDITS_OUTAGE_ALLOWANCE": str(ALLOWANCE),
         "TTS_KEY_STALE_IF_ERROR_S": "300",
         "TTS_VOICE_STORE": "none",
     }
-    server = start_server(demo_model_dir, tmp_path_factory.mktemp("credits-outage") / "server.log", env)
-    yield server
-    stop_server(server)
+    with keyed_server(
+        pg_dsn, demo_model_dir, tmp_path_factory.mktemp("credits-outage"), **settings
+    ) as server:
+        yield server
 
 
 def balance(dsn: str, key_id: str) -> int:

@@ -47,8 +47,8 @@ from websockets.asyncio.client import connect
 
 from bench import flood_client
 from bench.flood_client import client_frame, server_cpu_s
-from tests.e2e.conftest import RunningServer, start_server, stop_server
-from tests.integration.conftest import create_credit_key
+from tests.e2e.conftest import RunningServer
+from tests.integration.conftest import create_credit_key, keyed_server
 
 # serial: B's first audio is measured against its own baseline; other tests' load would blur both.
 pytestmark = [pytest.mark.integration, pytest.mark.serial]
@@ -72,17 +72,9 @@ FLOOD_PATH = "/v1/text-to-speech/fixed/multi-stream-input?output_format=pcm_1600
 def server(
     pg_dsn: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    env = {
-        "TTS_AUTH_ENABLED": "true",
-        "TTS_KEY_BACKEND": "postgres",
-        "TTS_DATABASE_URL": pg_dsn,
-        "TTS_CREDITS_ENABLED": "true",
-        "TTS_WS_MAX_CONNECTIONS_PER_KEY": str(SOCKETS_PER_KEY),
-        "TTS_LOG_LEVEL": "WARNING",
-    }
-    running = start_server(demo_model_dir, tmp_path_factory.mktemp("flood") / "server.log", env)
-    yield running
-    stop_server(running)
+    settings = {"TTS_WS_MAX_CONNECTIONS_PER_KEY": str(SOCKETS_PER_KEY), "TTS_LOG_LEVEL": "WARNING"}
+    with keyed_server(pg_dsn, demo_model_dir, tmp_path_factory.mktemp("flood"), **settings) as running:
+        yield running
 
 
 async def _first_audio_s(ws_url: str, key: str) -> float:

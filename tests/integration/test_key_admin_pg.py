@@ -1,6 +1,10 @@
-"""An operator's keys in a real PostgreSQL: the command line and the admin API create (the secret shown once), list,
-change, top up and revoke keys, each change audited in the request log; a key reads its own balance and limits
-(and ElevenLabs' SDK reads them as its subscription)."""
+"""An operator's keys in a real PostgreSQL, reached directly or through Supabase's REST API: the command line and the
+admin API create (the secret shown once), list, change, top up and revoke keys, each change audited in the request
+log; a key reads its own balance and limits (and ElevenLabs' SDK reads them as its subscription).
+
+The Supabase runs talk to tests/integration/fake_postgrest.py, a stand-in for the hosted API that turns each
+PostgREST request into SQL on the same test database (its tables and deploy/sql functions), so the store's filters,
+updates, paging and RPC calls meet PostgreSQL's real behaviour; only the HTTP layer is not Supabase's own."""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -20,14 +26,45 @@ from elevenlabs.client import ElevenLabs
 
 from tests.conftest import PROJECT_ROOT
 from tests.e2e.conftest import RunningServer, start_server, stop_server
+from tests.integration.conftest import keyed_env
+from tests.integration.fake_postgrest import FakePostgrest, fake_postgrest
 
 pytestmark = pytest.mark.integration
 ADMIN = "admin-key-for-tests-0123456789"
+SERVICE_KEY = "sb_secret_test-service-key-0123456789"
 
 
-def cli(pg_dsn: str, *args: str) -> tuple[int, object, str]:
+@dataclass
+class Backend:
+    """A key store's settings (TTS_* names), and the Supabase stand-in behind it where there is one."""
+
+    settings: dict[str, str]
+    supabase: FakePostgrest | None = None
+
+    def paths(self) -> set[tuple[str, str]]:
+        """What the store asked Supabase for: (method, path)."""
+        return {(method, path) for method, path, _ in self.supabase.seen} if self.supabase else set()
+
+
+@pytest.fixture(scope="module", params=["postgres", "supabase"])
+def backend(request: pytest.FixtureRequest, pg_dsn: str) -> Iterator[Backend]:
+    if request.param == "postgres":
+        yield Backend(
+            {"TTS_KEY_BACKEND": "postgres", "TTS_DATABASE_URL": pg_dsn, "TTS_REQUEST_LOG_SINK": "postgres"}
+        )
+        return
+    with fake_postgrest(pg_dsn, SERVICE_KEY) as fake:
+        settings = {
+            "TTS_KEY_BACKEND": "supabase",
+            "TTS_SUPABASE_URL": fake.url,
+            "TTS_SUPABASE_KEY": SERVICE_KEY,
+        }
+        yield Backend(settings | {"TTS_REQUEST_LOG_SINK": "supabase"}, fake)
+
+
+def cli(backend: Backend, *args: str) -> tuple[int, object, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_") or k.startswith("TTS_TEST_")}
-    env |= {"TTS_KEY_BACKEND": "postgres", "TTS_DATABASE_URL": pg_dsn, "TTS_REQUEST_LOG_SINK": "postgres"}
+    env |= backend.settings
     done = subprocess.run(
         [sys.executable, "-m", "services.access.key_cli", *args],
         cwd=PROJECT_ROOT,
@@ -52,31 +89,35 @@ async def audit_rows(dsn: str, key_id: str) -> list[tuple[str, int]]:
     return [(r["speaker"], r["text_length"]) for r in rows]
 
 
-def test_the_command_line_manages_keys_and_audits_each_change(pg_dsn: str) -> None:
+def test_the_command_line_manages_keys_and_audits_each_change(backend: Backend, pg_dsn: str) -> None:
     status, created, err = cli(
-        pg_dsn, "create", "--owner", "Acme", "--credits", "1000", "--rate-limit", "120"
+        backend, "create", "--owner", "Acme", "--credits", "1000", "--rate-limit", "120"
     )
     assert status == 0, err
     assert (
         isinstance(created, dict) and created["key"].startswith("tts_") and created["credit_balance"] == 1000
     )
     key_id = created["key_id"]
-    status, listed, err = cli(pg_dsn, "list")
+    status, listed, err = cli(backend, "list")
     assert status == 0, err
     assert isinstance(listed, list)
     mine = next(k for k in listed if k["key_id"] == key_id)
     assert "key" not in mine and "key_hash" not in mine and mine["rate_limit_per_minute"] == 120
-    status, changed, err = cli(pg_dsn, "set", key_id, "--max-concurrent", "8", "--rate-limit", "default")
+    expires = "2030-01-02T03:04:05+00:00"
+    status, changed, err = cli(
+        backend, "set", key_id, "--max-concurrent", "8", "--rate-limit", "default", "--expires", expires
+    )
     assert status == 0, err
     assert isinstance(changed, dict)
     assert (changed["max_concurrent"], changed["rate_limit_per_minute"]) == (8, None)
-    status, topped, err = cli(pg_dsn, "top-up", key_id, "500")
+    assert datetime.fromisoformat(changed["expires_at"]) == datetime.fromisoformat(expires)
+    status, topped, err = cli(backend, "top-up", key_id, "500")
     assert status == 0 and isinstance(topped, dict) and topped["credit_balance"] == 1500, err
-    status, revoked, err = cli(pg_dsn, "revoke", key_id)
+    status, revoked, err = cli(backend, "revoke", key_id)
     assert status == 0 and isinstance(revoked, dict) and revoked["status"] == "revoked", err
     # Refused commands say why and change nothing.
-    assert cli(pg_dsn, "top-up", key_id, "0")[0] == 2
-    status, _, err = cli(pg_dsn, "show", "key_nobody")
+    assert cli(backend, "top-up", key_id, "0")[0] == 2
+    status, _, err = cli(backend, "show", "key_nobody")
     assert status == 2 and "No key has the id" in err
     assert asyncio.run(audit_rows(pg_dsn, key_id)) == [
         ("keys.create", 0),
@@ -84,27 +125,50 @@ def test_the_command_line_manages_keys_and_audits_each_change(pg_dsn: str) -> No
         ("keys.top_up", 500),
         ("keys.revoke", 0),
     ]
+    if (
+        backend.supabase is not None
+    ):  # each step went through the REST API: table calls, the atomic top-up, the log
+        assert {
+            ("POST", "/rest/v1/api_keys"),
+            ("GET", "/rest/v1/api_keys"),
+            ("PATCH", "/rest/v1/api_keys"),
+            ("POST", "/rest/v1/rpc/tts_refund_credits"),
+            ("POST", "/rest/v1/rpc/tts_store_requests"),
+        } <= backend.paths()
+
+
+def test_supabase_lists_every_key_past_its_max_rows(backend: Backend) -> None:
+    """Supabase answers at most "Max rows" per request whatever was asked: the list pages on to an empty page."""
+    if backend.supabase is None:
+        pytest.skip("Supabase's row cap only")
+    for _ in range(3):
+        assert cli(backend, "create", "--owner", "Paged")[0] == 0
+    status, listed, err = cli(backend, "list")
+    assert status == 0 and isinstance(listed, list), err
+    backend.supabase.max_rows = max(1, len(listed) // 3)
+    status, paged, err = cli(backend, "list")
+    assert status == 0 and paged == listed, err
+    gets = [
+        q for m, p, q in backend.supabase.seen if (m, p) == ("GET", "/rest/v1/api_keys") and "offset" in q
+    ]
+    assert len(gets) >= 4  # three pages or more, then the empty one
 
 
 @pytest.fixture(scope="module")
 def admin_server(
-    pg_dsn: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    backend: Backend, pg_dsn: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    env = {
-        "TTS_AUTH_ENABLED": "true",
-        "TTS_KEY_BACKEND": "postgres",
-        "TTS_DATABASE_URL": pg_dsn,
-        "TTS_REQUEST_LOG_SINK": "postgres",
-        "TTS_CREDITS_ENABLED": "true",
-        "TTS_ADMIN_KEY": ADMIN,
-        "TTS_WARMUP": "false",
-    }
+    env = keyed_env(pg_dsn, **backend.settings, TTS_ADMIN_KEY=ADMIN, TTS_WARMUP="false")
+    if backend.supabase is not None:
+        env.pop("TTS_DATABASE_URL")  # everything through Supabase's REST API, as a deployment without a DSN
     server = start_server(demo_model_dir, tmp_path_factory.mktemp("key-admin") / "server.log", env)
     yield server
     stop_server(server)
 
 
-def test_the_admin_api_and_a_key_reading_its_own_balance(admin_server: RunningServer, pg_dsn: str) -> None:
+def test_the_admin_api_and_a_key_reading_its_own_balance(
+    admin_server: RunningServer, backend: Backend, pg_dsn: str
+) -> None:
     base = admin_server.base_url
     admin = {"X-Admin-Key": ADMIN}
     assert httpx.post(f"{base}/v1/admin/keys", json={"owner": "x"}).status_code == 403  # as every admin route
@@ -145,3 +209,5 @@ def test_the_admin_api_and_a_key_reading_its_own_balance(admin_server: RunningSe
             break
         time.sleep(0.2)
     assert rows == [("keys.create", 0), ("keys.top_up", 700), ("keys.revoke", 0)]
+    if backend.supabase is not None:
+        assert ("POST", "/rest/v1/rpc/tts_lookup_api_key") in backend.paths()

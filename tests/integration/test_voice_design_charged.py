@@ -16,8 +16,8 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.e2e.conftest import RunningServer, start_server, stop_server
-from tests.integration.conftest import create_credit_key
+from tests.e2e.conftest import RunningServer
+from tests.integration.conftest import create_credit_key, keyed_server
 
 pytestmark = pytest.mark.integration
 
@@ -29,11 +29,7 @@ MAX_VOICES = 1
 def server(
     pg_dsn: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    env = {
-        "TTS_AUTH_ENABLED": "true",
-        "TTS_KEY_BACKEND": "postgres",
-        "TTS_DATABASE_URL": pg_dsn,
-        "TTS_CREDITS_ENABLED": "true",
+    settings = {
         "TTS_REQUEST_LOG_SINK": "postgres",
         "TTS_REQUEST_LOG_SPOOL_DIR": str(tmp_path_factory.mktemp("spool")),
         "TTS_VOICE_STORE": "postgres",
@@ -43,11 +39,8 @@ def server(
         "TTS_SR_ENABLED": "false",
         "TTS_DEFAULT_MAX_TOKENS": "100",
     }
-    running = start_server(demo_model_dir, tmp_path_factory.mktemp("design") / "server.log", env)
-    try:
+    with keyed_server(pg_dsn, demo_model_dir, tmp_path_factory.mktemp("design"), **settings) as running:
         yield running
-    finally:
-        stop_server(running)
 
 
 def _design(server: RunningServer, raw_key: str, **fields: Any) -> httpx.Response:

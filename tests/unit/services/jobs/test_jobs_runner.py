@@ -88,6 +88,7 @@ def test_a_job_resumes_from_its_first_chapter_not_done(
         await runner.stop()
         assert rendering.rendered == [2, 3]  # chapter 1 was done: never rendered again
         assert books == ["j1"]
+        assert runner.measured_rtf == pytest.approx(0.5 / 1.5)  # the next new job's first ETA
         final = await store.get("j1", None)
         assert final.book_done and [c.request_id for c in final.chapters] == [None, "r2", "r3"]
         await store.close()

@@ -219,9 +219,10 @@ def test_progress_within_a_chapter_and_a_dead_worker_shows_stalled(tmp_path: Pat
         assert view["status"] == "running" and view["stalled"] is None
         assert view["progress"]["chapter"] == {"index": 1, "audio_seconds": 3.25}
         assert view["progress"]["audio_seconds"] == 3.25
+        assert view["progress"]["percent"] > 0
         assert (
-            view["progress"]["percent"] > 0 and view["progress"]["eta_seconds"] is None
-        )  # in the first chapter
+            view["progress"]["eta_seconds"] == 3.6
+        )  # in the first chapter: (60 - 9.9) characters at 14 a second
         clock.now += 11  # the worker was killed: no word for longer than the stall limit
         view = job_view(await store.get("a", "k1"), now=clock.now)
         assert view["status"] == "stalled"
