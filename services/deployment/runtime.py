@@ -39,6 +39,7 @@ from services.deployment.missing_package import note_missing_package
 from services.device import telemetry as codec_telemetry
 from services.device.admission_profiles import ADMISSION_PROFILES, AdmissionProfile
 from services.device.calls import SchedulerPolicy
+from services.device.continuations import Continuations
 from services.device.thread_calls import ModelCallAbandoned, run_from_thread
 from services.model_status import HealthReport, RuntimeState
 from services.pipeline.resources import PipelineResources
@@ -294,6 +295,10 @@ class ModelRuntime:
                 **profile.admission,
             )
         )
+        if self.admission is not None:  # a key's next sentence continues its reply (continuations.py)
+            continuations = Continuations(self.codec_scheduler.clock, codec.admission_continue_ms / 1000.0)
+            self.admission.continuations = continuations
+            self.codec_scheduler.on_live_close = continuations.note_closed
 
     @property
     def admission_profile(self) -> AdmissionProfile:

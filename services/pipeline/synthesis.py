@@ -230,14 +230,14 @@ class SynthesisJob(ChunkGeneration):
     # ------------------------------------------------------------------ decode + audio chain
     @property
     def _paced(self) -> bool:
-        return self.request.stream and self.playback is not None
+        return self.request.paced and self.playback is not None
 
     async def _pace(self, upcoming_s: float = 0.0) -> None:
         """A streaming job waits until its client, playing in real time, would hold at most `stream_max_ahead_s`
         of its audio once `upcoming_s` more (what it is about to send) arrives, but never until the client holds
         less than `PACE_FLOOR_S`. Audio goes out in pieces of at most `PACE_PIECE_S` (`_send_kept`), so the client
         holds between the setting less a piece and the setting while a reply runs ahead of it."""
-        if self.request.stream and self.playback is not None:
+        if self.request.paced and self.playback is not None:
             bound = max(PACE_FLOOR_S, self.resources.settings.stream.stream_max_ahead_s - upcoming_s)
             await self.playback.pace(bound)
 
@@ -248,7 +248,7 @@ class SynthesisJob(ChunkGeneration):
         """A streaming job's windows in groups of at most half `stream_max_ahead_s` of audio each (at least one
         window): while it waited for playback the engine kept generating, and the tokens it made meanwhile must not
         reach the client as one message of several seconds. A job that is not paced decodes them together."""
-        if not self.request.stream:
+        if not self.request.paced:
             return [windows]
         step = self.resources.settings.stream.stream_max_ahead_s / 2
         groups: list[list[PlannedWindow]] = [[]]
@@ -294,7 +294,7 @@ class SynthesisJob(ChunkGeneration):
         a crossfade's tail) is not counted, so a 48 kHz stream cuts up to ~0.15 s sooner: counting decoded audio
         instead would overstate a long reply's runway by every crossfade between its text chunks."""
         playback = self.playback
-        if not self.request.stream or playback is None or not playback.heard:
+        if not self.request.paced or playback is None or not playback.heard:
             return None
         return playback.buffered_seconds()
 
@@ -428,7 +428,7 @@ class SynthesisJob(ChunkGeneration):
         """Output seconds the client can have played before the next piece's words are settled (None: nobody plays
         this job as it comes)."""
         playback = self.playback
-        if not self.request.stream or playback is None or not playback.started:
+        if not self.request.paced or playback is None or not playback.started:
             return None
         return playback.audio_seconds - playback.buffered_seconds() + TIMING_DUE_S
 
@@ -587,7 +587,7 @@ class SynthesisJob(ChunkGeneration):
 
     def _open_handle(self) -> None:
         self.playback = PlaybackClock(self.arrival, clock=self.scheduler.clock)
-        if not self.request.stream:  # no client plays it as it comes: deadlines as if it played from arrival
+        if not self.request.paced:  # no client plays it as it comes: deadlines as if it played from arrival
             self.playback.start_playback(self.arrival)
         self.handle = self.scheduler.open_stream(
             self.playback, owner=self.request.key_id, work_class=self.request.work_class

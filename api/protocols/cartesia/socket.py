@@ -45,9 +45,7 @@ class _Connection:
         cid = msg.context_id
         closes = msg.cancel or not msg.continue_
         try:
-            if (
-                cid not in self.session.refused
-            ):  # a refused context's error went out: the rest is dropped
+            if cid not in self.session.refused:  # a refused context's error went out: the rest is dropped
                 await self._message(msg, cid)
             elif closes and not msg.cancel:
                 # The context's final message is answered with `done` (a client that ends contexts on `done` alone
