@@ -76,7 +76,6 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from services.device.codec_cost import CodecCostBasis, CodecCostMeter, CodecCostStreams, CodecShareStreams
-from services.device.continuations import Continuations
 from services.device.engine_lead import ENGINE_LEAD_PACE, engine_leads
 from services.device.first_chunks import FirstChunkChoices
 from services.device.headroom import queue_keeps_up
@@ -227,9 +226,6 @@ class Admission:
         self.within_share_admitted = 0
         self.shares = KeyShares(self.clock, self.pace_window_s)
         self.background_generating = 0  # long-form jobs' requests generating now: in no measure here
-        self.continuations: Continuations | None = (
-            None  # a key's next sentence, admitted past the rules (set by runtime)
-        )
 
     def _live_generating(self) -> int:
         return max(0, self.generating() - self.background_generating) if self.generating is not None else 0

@@ -192,10 +192,10 @@ class SpeechService:
         short, the key over its share is the one refused (`key_id`; services.device.admission, "Each key's share").
         A key's stream that continues one of its streams just closed or still playing (the next sentence of a reply
         sent one HTTP request per sentence) is admitted without asking (services/device/continuations.py)."""
-        admission = self.models.pipeline_resources().admission
+        resources = self.models.pipeline_resources()
+        admission, continuations = resources.admission, resources.continuations
         if admission is None:
             return
-        continuations = admission.continuations
         if continuations is not None and continuations.take(key_id):
             # the key's next sentence within a reply: admitted like the stream it continues (continuations.py)
             logger.info("admission_continued", extra={"event": "admission_continued"})
