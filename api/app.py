@@ -18,6 +18,7 @@ from api.middleware import BodySizeLimitMiddleware, HttpMetricsMiddleware, Reque
 from api.protocols.cartesia import errors as cartesia_errors
 from api.protocols.cartesia import routes as cartesia_http
 from api.protocols.cartesia import socket as cartesia_socket
+from api.protocols.cartesia import voices as cartesia_voices
 from api.protocols.elevenlabs import dialogue as elevenlabs_dialogue
 from api.protocols.elevenlabs import errors as elevenlabs_errors
 from api.protocols.elevenlabs import pronunciation as elevenlabs_pronunciation
@@ -223,6 +224,7 @@ def create_app(
         elevenlabs_pronunciation.router,
         cartesia_socket.router,
         cartesia_http.router,
+        cartesia_voices.router,
     ):
         app.include_router(router)
     app.add_middleware(

@@ -24,4 +24,8 @@ def http_error(err: HttpError) -> dict[str, Any]:
     }
 
 
-HTTP_ERRORS = DialectErrors("cartesia", lambda path: path.startswith("/tts/"), http_error)
+def _is_cartesia_path(path: str) -> bool:
+    return path.startswith(("/tts/", "/voices/")) or path == "/voices"
+
+
+HTTP_ERRORS = DialectErrors("cartesia", _is_cartesia_path, http_error)
