@@ -51,9 +51,10 @@ def test_voices_list_pages_and_get(live: RunningServer) -> None:
 def test_the_docs_example_bytes_and_socket(live: RunningServer) -> None:
     client = _client(live)
     voice = {"mode": "id", "id": "default"}
-    audio = b"".join(
-        client.tts.bytes(model_id="sonic-3", transcript="Hello there.", voice=voice, output_format=PCM)  # type: ignore[attr-defined]
-    )
+    answer = client.tts.generate(
+        model_id="sonic-3", transcript="Hello there.", voice=voice, output_format=PCM
+    )  # type: ignore[attr-defined]
+    audio = answer.read()
     assert len(audio) > 16000  # more than half a second of 16-bit audio
     with client.tts.websocket_connect() as connection:  # type: ignore[attr-defined]
         context = connection.context(model_id="sonic-3", voice=voice, output_format=PCM)
