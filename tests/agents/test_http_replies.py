@@ -20,11 +20,20 @@ from pipecat.services.cartesia.tts import CartesiaHttpTTSService
 from pipecat.services.openai.tts import OpenAITTSService
 
 from tests.agents.conftest import KEY, Server, check_no_refusals, llm_tokens
-from tests.agents.test_long_replies import LONG, WordClock, _pipecat
+from tests.agents.test_long_replies import WordClock, _pipecat
 
 pytestmark = pytest.mark.timeout(600)
-SENTENCES = 5  # in LONG
-WHOLE_S = 20.0  # LONG is ~29 s of audio on the stand-in: less than this is a reply cut short
+# ~30 s of audio in three sentences, the first ~15 s: read whole at GPU speed it comes in well within Pipecat's 3 s
+# quiet-context timeout; paced as if played (at most 3 s ahead), its body took ~12 s and Pipecat gave the turn up
+# with "completed with no audio".
+REPLY = (
+    "We left early in the morning, before the sun was up, and drove north along the coast for most of the day, and "
+    "the road was narrow, and the views were wide, and we stopped twice for coffee, and by the evening we had "
+    "reached the little harbour town where my aunt still lives. So that is where the story starts, more or less. "
+    "She had cooked enough food for ten people, and we ate, we talked, and then we slept for a very long time."
+)
+SENTENCES = 3
+WHOLE_S = 20.0  # REPLY is ~30 s of audio on the stand-in: less than this is a reply cut short
 
 
 def _check_requests(server: Server, mark: int, refusals: float, requests: int) -> None:
@@ -48,7 +57,7 @@ async def test_pipecat_http_services_play_a_long_reply_whole(server: Server, ser
         )
     else:
         tts = OpenAITTSService(api_key=KEY, base_url=f"{server.http}/v1", sample_rate=24000)
-    clock: WordClock = await _pipecat(tts)  # no ErrorFrame
+    clock: WordClock = await _pipecat(tts, REPLY)  # no ErrorFrame
     print(service, "audio s", round(clock.audio_s, 2))
     assert clock.audio_s > WHOLE_S
     _check_requests(server, mark, refusals, SENTENCES)
@@ -62,7 +71,7 @@ async def test_livekit_openai_plays_a_long_reply_whole(server: Server, adapted: 
     if adapted:
         adapter = lk_tts.StreamAdapter(tts=openai_tts)
         stream = adapter.stream(conn_options=APIConnectOptions(max_retry=0))
-        for token in llm_tokens(LONG):
+        for token in llm_tokens(REPLY):
             stream.push_text(token)
         stream.end_input()
         async for event in stream:
@@ -70,7 +79,7 @@ async def test_livekit_openai_plays_a_long_reply_whole(server: Server, adapted: 
         await stream.aclose()
         await adapter.aclose()
     else:
-        async for event in openai_tts.synthesize(LONG, conn_options=APIConnectOptions(max_retry=0)):
+        async for event in openai_tts.synthesize(REPLY, conn_options=APIConnectOptions(max_retry=0)):
             audio_s += event.frame.duration
     await openai_tts.aclose()
     print("adapted" if adapted else "whole", "audio s", round(audio_s, 2))

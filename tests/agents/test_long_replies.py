@@ -74,11 +74,11 @@ def pipecat_late(clock: WordClock) -> list[tuple[str, float]]:
     return late
 
 
-async def _pipecat(tts: object) -> WordClock:
+async def _pipecat(tts: object, text: str = LONG) -> WordClock:
     clock = WordClock(tts)
     frames = [
         LLMFullResponseStartFrame(),
-        *(LLMTextFrame(t) for t in llm_tokens(LONG)),
+        *(LLMTextFrame(t) for t in llm_tokens(text)),
         LLMFullResponseEndFrame(),
         SleepFrame(sleep=PLAY_S),
     ]
