@@ -23,14 +23,14 @@ from tests.agents.conftest import KEY, Server, check_no_refusals, llm_tokens
 from tests.agents.test_long_replies import WordClock, _pipecat
 
 pytestmark = pytest.mark.timeout(600)
-# ~30 s of audio in three sentences, the first ~15 s: read whole at GPU speed it comes in well within Pipecat's 3 s
-# quiet-context timeout; paced as if played (at most 3 s ahead), its body took ~12 s and Pipecat gave the turn up
-# with "completed with no audio".
+# ~30 s of audio in three sentences, the first ~7.5 s: read whole it comes at the device's speed, within Pipecat's
+# 3 s quiet-context timeout; paced as if played (at most 3 s ahead) its body took ~4.5 s and Pipecat gave the turn
+# up with "completed with no audio". (A sentence much longer than 3 s of the engine's speed is given up either way.)
 REPLY = (
-    "We left early in the morning, before the sun was up, and drove north along the coast for most of the day, and "
-    "the road was narrow, and the views were wide, and we stopped twice for coffee, and by the evening we had "
-    "reached the little harbour town where my aunt still lives. So that is where the story starts, more or less. "
-    "She had cooked enough food for ten people, and we ate, we talked, and then we slept for a very long time."
+    "We left early in the morning, before the sun was up, and drove north along the coast for most of the day. "
+    "The road was narrow, and the views were wide, and we stopped twice for coffee, and by the evening we had "
+    "reached the little harbour town where my aunt still lives. She had cooked enough food for ten people, and we "
+    "ate, we talked, and then we slept for a very long time, as we had not slept in weeks."
 )
 SENTENCES = 3
 WHOLE_S = 20.0  # REPLY is ~30 s of audio on the stand-in: less than this is a reply cut short

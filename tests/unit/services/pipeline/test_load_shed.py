@@ -54,6 +54,7 @@ def client(demo_model_dir: Path) -> Iterator[TestClient]:
         sr_enabled=False,
         shed_first_audio_s=5.0,
         admission="on",
+        admission_continue_ms=0,  # every stream asks: the refusals here follow earlier streams of the same key
     )
     runtime = ModelRuntime(settings)
     with TestClient(create_app(settings, runtime=runtime)) as test_client:
