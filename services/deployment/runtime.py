@@ -39,6 +39,7 @@ from services.deployment.missing_package import note_missing_package
 from services.device import telemetry as codec_telemetry
 from services.device.admission_profiles import ADMISSION_PROFILES, AdmissionProfile
 from services.device.calls import SchedulerPolicy
+from services.device.continuations import Continuations
 from services.device.device_layout import profile_on, sharing_of
 from services.device.thread_calls import ModelCallAbandoned, run_from_thread
 from services.model_status import HealthReport, RuntimeState
@@ -126,6 +127,7 @@ class ModelRuntime:
         # The one room that touches BiCodec and AP-BWE while serving (built once the models load), and admission.
         self.codec_scheduler: Any = None
         self.admission: Any = None
+        self.continuations: Continuations | None = None
         # What start-up's CUDA graph capture did (CodecGraphs.status()); None without graphs (CPU, or switched off).
         self.codec_graph_status: dict[str, Any] | None = None
         self.sr_error: str | None = None
@@ -295,6 +297,13 @@ class ModelRuntime:
                 **profile.admission,
             )
         )
+        # A key's next sentence continues its reply (continuations.py): only where admission could refuse it
+        self.continuations = None
+        if self.admission is not None:
+            self.continuations = Continuations(
+                self.codec_scheduler.clock, codec.admission_continue_ms / 1000.0
+            )
+            self.codec_scheduler.on_live_close = self.continuations.note_closed
 
     @property
     def admission_profile(self) -> AdmissionProfile:
@@ -450,6 +459,7 @@ class ModelRuntime:
             sr=self.sr,
             scheduler=self.codec_scheduler,
             admission=self.admission,
+            continuations=self.continuations,
             aligner=self.aligner,
             speaker_vectors=self.speaker_vectors,
             idle=self.idle_sleep,

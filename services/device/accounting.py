@@ -59,9 +59,13 @@ class DeviceTimeAccount:
         ended: float,
         device_seconds: float | None,
         loop_lag: LoopLag | None,
+        *,
+        lone: bool = False,
     ) -> int:
         """A live codec call: the stats, Prometheus, and the busy ratio and misses admission reads. Returns how
-        many of its streams settled with it (`StreamHandle.settled`)."""
+        many of its streams settled with it (`StreamHandle.settled`). `lone`: one live stream was open, so a near
+        miss is not recorded (`near_misses_lone` counts it): near misses foretell overload only where streams share
+        the device; a lone stream's come from a busy host, and read as misses they refused its own next sentence."""
         s = self.stats
         # Start to end with the engine's kernels in between (the device serialises them; the stand-in's timeline
         # too), as admission's caps were calibrated: measured by the runner where the call runs; dispatch to resume
@@ -117,7 +121,9 @@ class DeviceTimeAccount:
                 for d, was in zip(dues, settled_before, strict=True)
                 if was and d is not None and d - ended < NEAR_MISS_S
             ]
-            if near:
+            if near and lone:
+                s.near_misses_lone += 1
+            elif near:
                 self.recent_missed.append((ended, max(near)))
         self.trim(ended)
         return newly_settled

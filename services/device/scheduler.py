@@ -139,6 +139,7 @@ class CodecScheduler:
         self._model_calls: list[PendingModelCall] = []  # in deadline order, like `_pending`
         self._seq = 0  # submissions so far: each window's and model call's place in line
         self._stream_ids = itertools.count(1)
+        self.on_live_close: Callable[[StreamHandle], None] | None = None  # told of each live stream's close
         self._streams: dict[int, StreamHandle] = {}
         self._settled = 0  # live streams open and settled (StreamHandle.settled)
         # When each closed live stream's listener runs out of audio (a heap): it still plays until then
@@ -238,6 +239,8 @@ class CodecScheduler:
         closed = (self._streams if live else self._bg_streams).pop(handle.id, None)
         if live and closed is not None and closed.settled:
             self._settled -= 1
+        if live and closed is not None and self.on_live_close is not None:
+            self.on_live_close(handle)  # continuations.py: its key may continue it
         if live and closed is not None and handle.playback.heard:
             heapq.heappush(self._playing_until, handle.playback.deadline())
             self._forget_played()  # read or not, the heap holds only listeners still playing
@@ -607,7 +610,7 @@ class CodecScheduler:
                 self.account.background_call(call, ended, started, device_seconds, self.background)
             else:
                 self._settled += self.account.live_call(
-                    call, chosen, started, ended, device_seconds, self.loop_lag
+                    call, chosen, started, ended, device_seconds, self.loop_lag, lone=len(self._streams) <= 1
                 )
                 if self.turns is not None:
                     self._running_keys.subtract(p.stream.owner for p in chosen)

@@ -71,6 +71,9 @@ class SchedulerStats:
     settled_kept_tokens: int = 0
     missed_deadlines: int = 0  # rows whose call ended after their deadline
     misses_loop_lag: int = 0  # calls whose every miss the event loop's stalls account for (not the device's)
+    near_misses_lone: int = (
+        0  # near misses while one live stream was open: not read by admission (accounting.py)
+    )
     eager_calls: int = 0
     calls_by_kind: dict[str, int] = field(default_factory=lambda: {"decode": 0, "sr": 0})
     rows_by_kind: dict[str, int] = field(default_factory=lambda: {"decode": 0, "sr": 0})

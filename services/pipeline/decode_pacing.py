@@ -49,14 +49,14 @@ class DecodePacing:
 
     @property
     def _paced(self) -> bool:
-        return self.request.stream and self.playback is not None
+        return self.request.paced and self.playback is not None
 
     async def _pace(self, upcoming_s: float = 0.0) -> None:
         """A streaming job waits until its client, playing in real time, would hold at most `stream_max_ahead_s`
         of its audio once `upcoming_s` more (what it is about to send) arrives, but never until the client holds
         less than `PACE_FLOOR_S`. Audio goes out in pieces of at most `PACE_PIECE_S` (`_send_kept`), so the client
         holds between the setting less a piece and the setting while a reply runs ahead of it."""
-        if self.request.stream and self.playback is not None:
+        if self.request.paced and self.playback is not None:
             bound = max(PACE_FLOOR_S, self.resources.settings.stream.stream_max_ahead_s - upcoming_s)
             await self.playback.pace(bound)
 
@@ -67,7 +67,7 @@ class DecodePacing:
         """A streaming job's windows in groups of at most half `stream_max_ahead_s` of audio each (at least one
         window): while it waited for playback the engine kept generating, and the tokens it made meanwhile must not
         reach the client as one message of several seconds. A job that is not paced decodes them together."""
-        if not self.request.stream:
+        if not self.request.paced:
             return [windows]
         step = self.resources.settings.stream.stream_max_ahead_s / 2
         groups: list[list[PlannedWindow]] = [[]]
@@ -113,7 +113,7 @@ class DecodePacing:
         a crossfade's tail) is not counted, so a 48 kHz stream cuts up to ~0.15 s sooner: counting decoded audio
         instead would overstate a long reply's runway by every crossfade between its text chunks."""
         playback = self.playback
-        if not self.request.stream or playback is None or not playback.heard:
+        if not self.request.paced or playback is None or not playback.heard:
             return None
         return playback.buffered_seconds()
 

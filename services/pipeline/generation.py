@@ -97,9 +97,9 @@ class ChunkGeneration:
 
     def _engine_pace(self) -> EnginePace | None:
         """Live requests whose audio is streamed are held near real time in the engine (TTS_LLM_PACE_LEAD_IDS);
-        a job's or a non-streamed request's generation runs free: nobody plays it as it comes."""
+        a job's or a request read whole (not streamed, or `read_whole`) runs free: nobody plays it as it comes."""
         llm = self.resources.settings.llm
-        if llm.llm_pace_lead_ids <= 0 or not self.request.stream or self.request.work_class != "live":
+        if llm.llm_pace_lead_ids <= 0 or not self.request.paced or self.request.work_class != "live":
             return None
         return EnginePace(llm.llm_pace_lead_ids, llm.llm_pace_rate).faster(self.request.time_stretch)
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from core.tokens import VocabLayout
     from core.voices import VoiceRegistry
     from services.device.admission import Admission
+    from services.device.continuations import Continuations
     from services.device.scheduler import CodecScheduler
     from services.pipeline.speaker_vectors import SpeakerVectors
     from shared.settings import Settings
@@ -52,6 +53,8 @@ class PipelineResources:
     idle: IdleGate | None = None
     # Each voice's speaking rate measured on its earlier output (timestamps start a stream from it); None: not kept.
     speaking_rates: SpeakingRates | None = None
+    # A key's next sentence within a reply, admitted like the stream it continues (None: admission is off).
+    continuations: Continuations | None = None
 
 
 class IdleGate(Protocol):

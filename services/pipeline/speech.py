@@ -75,6 +75,7 @@ class SpeechRequest:
     # Compressed formats: bits per second (ElevenLabs' `mp3_44100_128`); None: the encoder's default for the rate.
     bitrate: int | None = None
     stream: bool = True
+    read_whole: bool = False  # streamed as made, read whole before it plays: not paced (SynthesisRequest)
     normalize: bool = True
     chunking: bool = True
     speed: float | None = None
@@ -184,9 +185,16 @@ class SpeechService:
         SERVER_OVERLOADED (503 with Retry-After; the dialects' own refusal on sockets) and every admitted stream keeps
         real time. Near a limit that passes by itself (spacing, the ramp) the caller waits up to
         TTS_ADMISSION_MAX_WAIT_MS instead (`Admission.admit`), before any credit is reserved. When the device is
-        short, the key over its share is the one refused (`key_id`; services.device.admission, "Each key's share")."""
-        admission = self.models.pipeline_resources().admission
+        short, the key over its share is the one refused (`key_id`; services.device.admission, "Each key's share").
+        A key's stream that continues one of its streams just closed or still playing (the next sentence of a reply
+        sent one HTTP request per sentence) is admitted without asking (services/device/continuations.py)."""
+        resources = self.models.pipeline_resources()
+        admission, continuations = resources.admission, resources.continuations
         if admission is None:
+            return
+        if continuations is not None and continuations.take(key_id):
+            # the key's next sentence within a reply: admitted like the stream it continues (continuations.py)
+            logger.info("admission_continued", extra={"event": "admission_continued"})
             return
         decision = await admission.admit(key=key_id)
         if not decision.admit:
@@ -331,6 +339,7 @@ class SpeechService:
             bitrate=speech.bitrate,
             want_sr=speech.wants_bandwidth_extension,
             stream=speech.stream,
+            read_whole=speech.read_whole,
             normalize=speech.normalize,
             chunking=speech.chunking,
             latency=speech.latency or self.settings.stream.default_latency,

@@ -311,7 +311,7 @@ class SynthesisJob(ChunkGeneration, DecodePacing):
         """Output seconds the client can have played before the next piece's words are settled (None: nobody plays
         this job as it comes)."""
         playback = self.playback
-        if not self.request.stream or playback is None or not playback.started:
+        if not self.request.paced or playback is None or not playback.started:
             return None
         return playback.audio_seconds - playback.buffered_seconds() + TIMING_DUE_S
 
@@ -470,7 +470,7 @@ class SynthesisJob(ChunkGeneration, DecodePacing):
 
     def _open_handle(self) -> None:
         self.playback = PlaybackClock(self.arrival, clock=self.scheduler.clock)
-        if not self.request.stream:  # no client plays it as it comes: deadlines as if it played from arrival
+        if not self.request.paced:  # no client plays it as it comes: deadlines as if it played from arrival
             self.playback.start_playback(self.arrival)
         self.handle = self.scheduler.open_stream(
             self.playback, owner=self.request.key_id, work_class=self.request.work_class

@@ -35,6 +35,9 @@ class SynthesisRequest:
     bitrate: int | None = None  # compressed formats: bits per second; None: the encoder's default
     want_sr: bool = False
     stream: bool = True
+    # Streamed as it is made but read whole before it plays (Cartesia's `/tts/bytes`: Pipecat reads the body whole),
+    # so it is not paced to playback: paced, its last byte came a few seconds before its audio's end.
+    read_whole: bool = False
     normalize: bool = True
     chunking: bool = True
     unknown_tags: UnknownTags = "strip"
@@ -62,6 +65,11 @@ class SynthesisRequest:
     # live, or background (long-form jobs): a background job's codec stream and engine requests take only what live
     # streams leave (services/device/background.py), and admission never counts or paces it
     work_class: WorkClass = "live"
+
+    @property
+    def paced(self) -> bool:
+        """Played as it arrives: held near real time (the job's pacing, the engine's lead) and timed by playback."""
+        return self.stream and not self.read_whole
 
 
 class Speaker:

@@ -266,6 +266,13 @@ class CodecSettings(_Group):
         "new streams, or half as many as the older ones, per second), instead of a 503; 0 refuses at once. Callers "
         "wait in arrival order, before any credit is reserved.",
     )
+    admission_continue_ms: int = Field(
+        2000,
+        ge=0,
+        description="A key's new stream within this long after one of its streams closed, or after that stream's "
+        "audio has played out, continues it: admitted without admission's rules, once per closed stream, so the next "
+        "sentence of a reply sent one HTTP request per sentence is never refused mid-reply; 0: every stream asks.",
+    )
     background_share: float = Field(
         0.25,
         ge=0,

@@ -141,9 +141,9 @@ async def test_livekit_cartesia_turn_after_idling_past_a_minute(server: Server) 
 
 
 async def test_livekit_cartesia_refused_turn_ends_without_a_timeout(server: Server) -> None:
-    """A context refused while LiveKit is still sending its turn (an unknown voice): LiveKit ignores the error's
-    `done` until its own input ended, so its final `continue: false` is answered with `done` again. The turn ends at
-    once with LiveKit's own error for a turn without audio (not its timeout), and the next turn is spoken whole."""
+    """A context refused while LiveKit is still sending its turn (an unknown voice): LiveKit reads an event's `done`
+    before its `type`, and the error says `done: false`, so the turn ends at once with the refusal's own reason (not
+    LiveKit's "no audio frames", nor its timeout), and the next turn is spoken whole."""
     async with aiohttp.ClientSession() as http:
         refused = cartesia.TTS(api_key=KEY, base_url=server.http, voice="no-such-voice", http_session=http)
         stream = refused.stream(conn_options=APIConnectOptions(max_retry=0, timeout=20))
@@ -157,7 +157,10 @@ async def test_livekit_cartesia_refused_turn_ends_without_a_timeout(server: Serv
             async for _ in stream:
                 pass
         await stream.aclose()
-        assert not isinstance(failure.value, APITimeoutError) and "no audio frames" in str(failure.value)
+        assert not isinstance(failure.value, APITimeoutError), failure.value
+        assert "INVALID_SPEAKER" in str(failure.value) and "no-such-voice" in str(failure.value), (
+            failure.value
+        )
         await refused.aclose()
         tts = cartesia.TTS(api_key=KEY, base_url=server.http, voice="default", http_session=http)
         frames, words = await _turn(tts, TURN_3)
@@ -192,7 +195,8 @@ async def test_livekit_out_of_credits_fails_each_turn_with_its_own_error(
     credits_server: Server, dialect: str
 ) -> None:
     """A key with no credits: each of two turns in a row fails at once with LiveKit's own API error (not its
-    timeout), and a turn with a funded key on the same server is then spoken whole."""
+    timeout; Cartesia's carries the refusal's reason), and a turn with a funded key on the same server is then
+    spoken whole."""
     async with aiohttp.ClientSession() as http:
         for _ in range(2):
             if dialect == "elevenlabs":
@@ -210,6 +214,8 @@ async def test_livekit_out_of_credits_fails_each_turn_with_its_own_error(
             with pytest.raises(APIError) as failure:
                 await _turn(broke, TURN_3)
             assert not isinstance(failure.value, APITimeoutError), failure.value
+            if dialect == "cartesia":  # the reason, not LiveKit's "no audio frames were pushed"
+                assert "INSUFFICIENT_CREDITS" in str(failure.value), failure.value
             await broke.aclose()
         tts = elevenlabs.TTS(
             api_key=KEY,

@@ -26,7 +26,7 @@ from pipecat.services.cartesia.tts import CartesiaTTSService
 from pipecat.services.elevenlabs.tts import ElevenLabsHttpTTSService, ElevenLabsTTSService
 from pipecat.tests.utils import SleepFrame, run_test
 
-from tests.agents.conftest import KEY, Server, llm_tokens
+from tests.agents.conftest import KEY, Server, check_no_refusals, llm_tokens
 
 pytestmark = pytest.mark.timeout(600)
 LONG = (
@@ -74,11 +74,11 @@ def pipecat_late(clock: WordClock) -> list[tuple[str, float]]:
     return late
 
 
-async def _pipecat(tts: object) -> WordClock:
+async def _pipecat(tts: object, text: str = LONG) -> WordClock:
     clock = WordClock(tts)
     frames = [
         LLMFullResponseStartFrame(),
-        *(LLMTextFrame(t) for t in llm_tokens(LONG)),
+        *(LLMTextFrame(t) for t in llm_tokens(text)),
         LLMFullResponseEndFrame(),
         SleepFrame(sleep=PLAY_S),
     ]
@@ -87,8 +87,9 @@ async def _pipecat(tts: object) -> WordClock:
     return clock
 
 
-def _check(words: list[str], late: list, audio_s: float, server: Server, mark: int) -> None:
+def _check(words: list[str], late: list, audio_s: float, server: Server, mark: int, refusals: float) -> None:
     print("words", len(words), "late", late, "audio s", round(audio_s, 2))
+    check_no_refusals(server, mark, refusals)  # admission on: no sentence of the reply was refused
     assert words == LONG.split(), words
     assert not late, late
     ended = server.events(mark, "utterance_ended") or server.events(mark, "stream_ended")
@@ -100,7 +101,7 @@ def _check(words: list[str], late: list, audio_s: float, server: Server, mark: i
 async def test_pipecat_long_reply_plays_to_the_end_with_default_timeouts(
     server: Server, dialect: str
 ) -> None:
-    mark = server.mark()
+    mark, refusals = server.mark(), server.admission_refusals()
     if dialect == "elevenlabs":
         clock = await _pipecat(
             ElevenLabsTTSService(
@@ -130,7 +131,7 @@ async def test_pipecat_long_reply_plays_to_the_end_with_default_timeouts(
                     settings=ElevenLabsHttpTTSService.Settings(voice="default"),
                 )
             )
-    _check([w for w, _, _ in clock.words], pipecat_late(clock), clock.audio_s, server, mark)
+    _check([w for w, _, _ in clock.words], pipecat_late(clock), clock.audio_s, server, mark, refusals)
 
 
 def _livekit(server: Server, dialect: str, http: aiohttp.ClientSession) -> object:
@@ -172,12 +173,12 @@ async def _livekit_turn(tts, text: str, stop_after_s: float | None = None):  # n
 async def test_livekit_long_reply_plays_to_the_end_and_an_interrupted_one_reports_its_words(
     server: Server, dialect: str
 ) -> None:
-    mark = server.mark()
+    mark, refusals = server.mark(), server.admission_refusals()
     async with aiohttp.ClientSession() as http:
         tts = _livekit(server, dialect, http)
         words, audio_s = await _livekit_turn(tts, LONG)
         late = [(str(w), round(at - w.end_time, 2)) for w, at in words if at > w.end_time]
-        _check("".join(str(w) for w, _ in words).split(), late, audio_s, server, mark)
+        _check("".join(str(w) for w, _ in words).split(), late, audio_s, server, mark, refusals)
         heard, _ = await _livekit_turn(tts, LONG, stop_after_s=2.0)
         said = "".join(str(w) for w, _ in heard).split()
         print("heard after 2 s:", said)

@@ -64,15 +64,22 @@ def test_voices_list_get_and_an_unknown_voice(live: RunningServer) -> None:
 
 
 def test_the_docs_example_speaks_with_a_listed_voice(live: RunningServer) -> None:
-    """docs/voice-agents.md's example: a voice from the list, its speech as one WAV file."""
-    client = cartesia.Cartesia(api_key=ALICE, base_url=live.base_url, timeout=120)
-    voice = client.voices.get("narrator")
-    audio = b"".join(
-        client.tts.bytes(
-            model_id="sonic-2",
-            transcript="The bridge opened at nine.",
-            voice={"mode": "id", "id": voice.id},
-            output_format={"container": "wav", "encoding": "pcm_s16le", "sample_rate": 16000},
-        )
-    )
+    """docs/voice-agents.md's example: a voice from the list, its speech as one WAV file (`generate`: the SDK's
+    `bytes` is deprecated), and on the socket through `websocket_base_url`."""
+    ws = live.base_url.replace("http://", "ws://", 1)
+    client = cartesia.Cartesia(api_key=ALICE, base_url=live.base_url, websocket_base_url=ws, timeout=120)
+    voice = {"mode": "id", "id": client.voices.get("narrator").id}
+    audio = client.tts.generate(
+        model_id="sonic-2",
+        transcript="The bridge opened at nine.",
+        voice=voice,
+        output_format={"container": "wav", "encoding": "pcm_s16le", "sample_rate": 16000},
+    ).read()
     assert audio[:4] == b"RIFF" and len(audio) > 16_000
+    pcm = {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 16000}
+    with client.tts.websocket_connect() as connection:
+        context = connection.context(model_id="sonic-2", voice=voice, output_format=pcm)
+        context.push("The bridge opened at nine. ")
+        context.no_more_inputs()
+        streamed = b"".join(r.audio for r in context.receive() if r.type == "chunk" and r.audio)
+    assert len(streamed) > 16_000

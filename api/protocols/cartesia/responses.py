@@ -66,11 +66,13 @@ def done_event(context_id: str | None) -> Event:
 
 
 def error_event(code: str, message: str, context_id: str | None) -> Event:
-    """Cartesia's documented fields (`error_code`, `title`, `message`) and the older `error` string; `code` is ours."""
+    """Cartesia's documented fields (`error_code`, `title`, `message`) and the older `error` string; `code` is ours.
+    `done` is false, unlike Cartesia's: LiveKit's plugin reads `done` before `type`, so an error saying done ended its
+    turn as one with no audio and the reason was lost; Pipecat and Cartesia's SDK end the context on `type` alone."""
     status = ERROR_CODES.get(code, (500, ""))[0]
     return {
         "type": "error",
-        "done": True,
+        "done": False,
         "status_code": status,
         "error_code": error_code(code),
         "title": status_title(status),
@@ -101,7 +103,7 @@ class CartesiaWire:
         return [done_event(u.context_id)]
 
     def ended(self, u: Utterance) -> list[Payload]:
-        return []  # the error already says done
+        return []  # every client of this wire ends a context at its `error` (by `type`)
 
     def error(
         self, code: str, message: str, param: str | None, u: Utterance | None, context_id: str | None

@@ -1,6 +1,7 @@
 """Cartesia's HTTP routes on the same request path as ours (`api/http/respond.py:respond`): `POST /tts/bytes`, one
-file (`wav`, `mp3` or `raw` with `pcm_s16le`, `pcm_mulaw`) streamed as it is generated, and `POST /tts/sse`, server-sent
-events in the WebSocket's shapes (`chunk`, `timestamps` when `add_timestamps`, then `done`, or `error`). Errors before
+file (`wav`, `mp3` or `raw` with `pcm_s16le`, `pcm_mulaw`) streamed as it is generated (at the device's speed: its
+clients read it whole), and `POST /tts/sse`, server-sent events in the WebSocket's shapes (`chunk`, `timestamps` when
+`add_timestamps`, then `done`, or `error`), paced like every played stream. Errors before
 the first event are in Cartesia's shape (`requests.py:http_error`, applied by `api/protocols/http_errors.py`)."""
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def _speech(
     *,
     stream: bool,
     timestamps: TimestampsKind | None = None,
+    read_whole: bool = False,
 ) -> SpeechRequest:
     speed = body.generation_config.speed if body.generation_config else None
     return SpeechRequest(
@@ -125,6 +127,7 @@ def _speech(
         sample_rate=rate,
         sampling=SamplingOptions.with_defaults(settings),
         stream=stream,
+        read_whole=read_whole,
         normalize=True,
         chunking=True,
         speed=None if speed in (None, 1.0) else speed,
@@ -155,6 +158,8 @@ async def tts_bytes(
     body: BytesBody, request: Request, service: Speech, grant: Grant, settings: SettingsDep
 ) -> Response:
     """Streamed as it is generated (chunked), as Cartesia does: a WAV's header says 'length unknown'; a client that
-    hangs up stops the generation like on every streamed route."""
+    hangs up stops the generation like on every streamed route. Not paced to playback (`read_whole`): its clients
+    read the file whole (Pipecat's CartesiaHttpTTSService), so it comes at the device's speed."""
     audio_format, rate = body.output_format.ours()
-    return await respond(request, _speech(body, settings, audio_format, rate, stream=True), service, grant)
+    speech = _speech(body, settings, audio_format, rate, stream=True, read_whole=True)
+    return await respond(request, speech, service, grant)

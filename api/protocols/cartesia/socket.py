@@ -45,14 +45,11 @@ class _Connection:
         cid = msg.context_id
         closes = msg.cancel or not msg.continue_
         try:
-            if (
-                cid not in self.session.refused
-            ):  # a refused context's error (done) went out: the rest is dropped
+            if cid not in self.session.refused:  # a refused context's error went out: the rest is dropped
                 await self._message(msg, cid)
             elif closes and not msg.cancel:
-                # LiveKit reads `done` as the end only once its own input has ended, so the error it got while still
-                # sending was not the end for it: the context's final message is answered with `done` again. Before
-                # it, a chunk with no audio in it: Pipecat counts a context that ends without an audio frame as a
+                # The context's final message is answered with `done` (a client that ends contexts on `done` alone
+                # waits for it; LiveKit raised at the error already). Before it, a chunk with no audio in it: Pipecat counts a context that ends without an audio frame as a
                 # silent turn (an error of its own beside the refusal's, and three in a row disable the service),
                 # and an empty frame plays nothing; LiveKit skips empty `data` and ends at its `done`.
                 await self.session.outbox.reply({**chunk_event(b"", cid), "done": True})

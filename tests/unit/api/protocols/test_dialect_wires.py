@@ -103,7 +103,7 @@ def test_cartesia_chunks_timestamps_and_f32() -> None:
     assert np.frombuffer(base64.b64decode(chunk["data"]), "<f4").tolist() == [0.0, 0.5, -1.0]
     assert wire.done(u) == [{"type": "done", "done": True, "status_code": 200, "context_id": "c"}]  # type: ignore[arg-type]
     error = wire.error("INVALID_SPEAKER", "no such voice", "voice", None, "z")
-    assert error["type"] == "error" and error["context_id"] == "z" and error["done"] is True
+    assert error["type"] == "error" and error["context_id"] == "z" and error["done"] is False
 
 
 def _pipecat_clocks(messages: list[dict], key: str) -> list[tuple[str, float]]:

@@ -227,7 +227,9 @@ def test_every_admission_refusal_is_logged_with_its_rule(caplog: Any) -> None:
         async def admit(self, key: str | None = None) -> AdmissionDecision:
             return AdmissionDecision(False, "first audio would be late", 2, rule="llm_pace")
 
-    models = SimpleNamespace(pipeline_resources=lambda: SimpleNamespace(admission=Refusing()))
+    models = SimpleNamespace(
+        pipeline_resources=lambda: SimpleNamespace(admission=Refusing(), continuations=None)
+    )
     speech = SpeechService.__new__(SpeechService)
     speech.models = models  # type: ignore[assignment]
     caplog.set_level("WARNING", logger="services.pipeline.speech")
@@ -368,7 +370,7 @@ def test_tokens_made_while_waiting_for_playback_go_out_in_paced_groups() -> None
 
     def groups(stream: bool) -> list[list[float]]:
         job = SimpleNamespace(
-            request=SimpleNamespace(stream=stream, time_stretch=1.0),
+            request=SimpleNamespace(stream=stream, paced=stream, time_stretch=1.0),
             resources=SimpleNamespace(
                 settings=SimpleNamespace(stream=SimpleNamespace(stream_max_ahead_s=3.0))
             ),

@@ -45,6 +45,7 @@ def app(demo_model_dir: Path) -> Iterator[tuple[TestClient, ModelRuntime]]:
         default_max_tokens=30,
         guard_mode="off",
         admission="on",
+        admission_continue_ms=0,  # every stream asks: B's requests follow each other, each would continue the last
         max_concurrent_streams=8,
     )
     store = StaticKeyStore()

@@ -54,6 +54,7 @@ def client(demo_model_dir: Path) -> Iterator[TestClient]:
         sr_enabled=False,
         shed_first_audio_s=5.0,
         admission="on",
+        admission_continue_ms=0,  # every stream asks: the refusals here follow earlier streams of the same key
     )
     runtime = ModelRuntime(settings)
     with TestClient(create_app(settings, runtime=runtime)) as test_client:
@@ -192,13 +193,14 @@ def _say(ws: Any, context_id: str, text: str) -> None:
 
 
 def _until_end(ws: Any, context_id: str, *, end: str = "isFinal", id_key: str = "contextId") -> list[dict]:
-    """The socket's messages up to the context's end marker (ElevenLabs: `isFinal`, also after a refused context's
-    error, as Pipecat expects; Cartesia: `done`, which its error carries itself)."""
+    """The socket's messages up to the context's end (ElevenLabs: `isFinal`, also after a refused context's error,
+    as Pipecat expects; Cartesia: `done`, or an `error`, which says `done: false` but ends the context for Pipecat
+    and Cartesia's SDK, which read its `type`)."""
     messages = []
     while True:
         message = json.loads(ws.receive_text())
         messages.append(message)
-        if message.get(end) is True and message.get(id_key) == context_id:
+        if message.get(id_key) == context_id and (message.get(end) is True or message.get("type") == "error"):
             return messages
 
 
@@ -281,7 +283,8 @@ def test_a_refused_context_answers_once_and_never_speaks_part_of_its_turn(
 ) -> None:
     """An agent keeps streaming a turn's text into its context after the refusal (Pipecat reads only isFinal; LiveKit
     sends each word as the LLM makes it). Admission is asked once for the context, the client gets one error and the
-    context's end (ElevenLabs: isFinal; Cartesia: the error is `done`, and its final message gets `done`), and nothing of the turn is spoken even when admission would let a later word in (it would speak the
+    context's end (ElevenLabs: isFinal; Cartesia: the error, `done: false` for LiveKit, and its final message gets
+    `done`), and nothing of the turn is spoken even when admission would let a later word in (it would speak the
     end of the reply without its start). Closing the context forgets it: its id, and the next context, speak."""
     (runtime,) = RUNTIMES
     admission = runtime.admission
@@ -324,9 +327,9 @@ def test_a_refused_context_answers_once_and_never_speaks_part_of_its_turn(
         )
         messages = _cartesia_until_done(ws, "c")
         of_b = [m for m in messages if m.get("context_id") == "b"]
-        # Cartesia's error ends it; its final `continue: false` gets an empty chunk (Pipecat counts no silent turn)
-        # and `done` (LiveKit ends the turn only on that)
-        assert [m.get("type") for m in of_b] == ["error", "chunk", "done"] and of_b[0]["done"] is True, of_b
+        # Cartesia's error ends it (`done: false`: LiveKit raises it); its final `continue: false` gets an empty chunk
+        # (Pipecat counts no silent turn) and `done`
+        assert [m.get("type") for m in of_b] == ["error", "chunk", "done"] and of_b[0]["done"] is False, of_b
         assert of_b[1]["data"] == "", of_b
         assert of_b[0]["error_code"] == "server_overloaded"
         assert any(m.get("type") == "chunk" for m in messages if m.get("context_id") == "c")

@@ -681,7 +681,7 @@ async def test_a_window_longer_than_the_pacing_limit_is_asked_for_before_the_cli
         asked.append(bound)
 
     job = SimpleNamespace(
-        request=SimpleNamespace(stream=True),
+        request=SimpleNamespace(stream=True, paced=True),
         playback=SimpleNamespace(pace=pace),
         resources=SimpleNamespace(settings=Settings(stream_max_ahead_s=3.0)),
     )

@@ -174,6 +174,7 @@ async def test_a_background_request_is_never_refused_for_load() -> None:
     class Models:
         ready = True
         idle = None  # no idle sleep
+        continuations = None
 
         def pipeline_resources(self) -> Models:
             return self
