@@ -67,11 +67,19 @@ class Host(Protocol):
 
     async def key(self, address: str | None) -> ApiKeyRecord: ...
 
-    def admission(self, address: str | None) -> ApiError | None: ...
+    contended_idle_s: float
+    pressure: asyncio.Event
+
+    async def admit(self, task: asyncio.Task[Any], address: str | None) -> ApiError | None: ...
+
+    def release(self, task: asyncio.Task[Any], address: str | None) -> None: ...
+
+    @property
+    def contended(self) -> bool: ...
 
     def cool(self, address: str | None) -> None: ...
 
-    def message_limiter(self) -> MessageLimiter: ...
+    def message_limiter(self, address: str | None = None) -> MessageLimiter: ...
 
     def info(self) -> Info: ...
 
@@ -95,16 +103,17 @@ class WyomingHandler(AsyncEventHandler):
     async def run(self) -> None:
         task = asyncio.current_task()
         assert task is not None
-        refusal = self.server.admission(self.address)
-        if refusal is not None:  # at the cap, or a flooder back too soon: said and closed at once, never held
+        refusal = await self.server.admit(task, self.address)  # counted, and waited for at shutdown
+        if (
+            refusal is not None
+        ):  # over a share or the cap, or a flooder back too soon: said and closed, never held
             logger.info("wyoming connection refused", extra={"error_code": refusal.code})
             await self._refuse(refusal)
             return
-        self.server.connections.add(task)  # counted (no await since the check), and waited for at shutdown
         try:
             await self._serve()
         finally:
-            self.server.connections.discard(task)
+            self.server.release(task, self.address)
 
     async def _serve(self) -> None:
         services = self.server.services
@@ -189,7 +198,7 @@ class WyomingHandler(AsyncEventHandler):
         more than its budget ("flooded")."""
         assert self.outbox is not None
         settings = self.server.services.settings
-        limiter = self.server.message_limiter()
+        limiter = self.server.message_limiter(self.address)
         # The longest text a request may have, escaped in JSON (6 bytes a character at worst), and its fields.
         max_bytes = settings.limits.max_text_chars * 6 + 65536
         while True:
@@ -224,14 +233,21 @@ class WyomingHandler(AsyncEventHandler):
 
     async def _idle_watch(self) -> str:
         """Returns "idle" once the client has sent nothing for the sockets' idle timeout while nothing is being
-        synthesised (a read is never cut off midway: an event half read would be lost)."""
+        synthesised (a read is never cut off midway: an event half read would be lost); for the contended idle
+        timeout only, while another connection waits for a slot (the server's `pressure`)."""
         assert self.session is not None and self.outbox is not None
         idle_s = float(self.server.services.settings.websocket.ws_idle_timeout_s)
         while True:
+            limit = min(idle_s, self.server.contended_idle_s) if self.server.contended else idle_s
             silent = time.monotonic() - self.outbox.last_activity
-            if silent >= idle_s and not self.session.working:
+            if silent >= limit and not self.session.working:
                 return "idle"
-            await asyncio.sleep(max(0.5, idle_s - silent) if silent < idle_s else 0.5)
+            pause = max(0.25, limit - silent) if silent < limit else 0.5
+            if self.server.contended:
+                await asyncio.sleep(pause)
+            else:  # woken early when a connection starts to wait
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.server.pressure.wait(), pause)
 
     async def handle_event(self, event: Event) -> bool:
         assert self.session is not None and self.outbox is not None
