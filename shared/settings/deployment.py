@@ -94,7 +94,8 @@ class WyomingSettings(_Group):
     wyoming_api_key: str = Field(
         "",
         description="The API key every Wyoming request runs as (its credits, limits and rate apply; its "
-        "requests are logged under it). Empty: requests run unkeyed, and only a loopback address may be bound.",
+        "requests are logged under it); a key the key store refuses (unknown, revoked, suspended, expired) stops the "
+        "service at start. Empty: requests run unkeyed, and only a loopback address may be bound.",
     )
     wyoming_sample_rate: Literal[16000, 24000] = Field(
         16000,

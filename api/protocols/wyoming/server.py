@@ -33,7 +33,7 @@ from api.protocols.wyoming.handler import WyomingHandler
 from api.socket_guard import KEY_BURST_CONNECTIONS
 from services.access.socket_limits import AddressSlots, KeyBuckets, MessageLimiter, TokenBucket
 from services.errors import ServiceError
-from services.keys.records import ApiKeyRecord, anonymous_record
+from services.keys.records import ApiKeyRecord, AuthError, anonymous_record
 from shared.settings import APP_VERSION, Settings
 
 if TYPE_CHECKING:
@@ -219,6 +219,9 @@ class WyomingServer:
 
     async def start(self) -> None:
         check_settings(self.services.settings)
+        await (
+            self.check_key()
+        )  # again for `python -m api.protocols.wyoming` (twice with the app: a cached lookup)
         self._server = AsyncTcpServer(self.host, self.port)
         await self._server.start(self._handler)
         logger.info("wyoming server listening on %s:%s", self.host, self.port)
@@ -242,6 +245,25 @@ class WyomingServer:
 
     def _handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> WyomingHandler:
         return WyomingHandler(self, reader, writer)
+
+    async def check_key(self) -> None:
+        """Called by the app's start-up before anything starts. Refuse to start (WyomingConfigError, with the key store's reason) when the configured key is unknown,
+        revoked, suspended or expired: every connection would be refused while the server listened and health said
+        healthy. A key store unreachable now is only warned of: it may be back by the first connection."""
+        access = self.services.access
+        raw = self.services.settings.wyoming.wyoming_api_key
+        if not raw or access.authenticator is None:
+            return
+        try:
+            await access.authenticator.authenticate(raw)
+        except AuthError as exc:
+            if exc.status >= 500:
+                logger.warning("the Wyoming key could not be checked at start-up: %s", exc.message)
+                return
+            raise WyomingConfigError(
+                f"TTS_WYOMING_API_KEY is refused by the key store ({exc.code}: {exc.message}): every Wyoming "
+                "connection would be refused. Set it to an active key of this service."
+            ) from None
 
     async def key(self, address: str | None) -> ApiKeyRecord:
         """The key a connection runs as: the configured key, checked like any API key, or none (loopback only)."""
