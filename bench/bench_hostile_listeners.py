@@ -315,20 +315,11 @@ async def _probe(url: str, seconds: float, wyoming_port: int | None = None) -> d
     end = time.monotonic() + seconds
 
     async def speak() -> None:
-        if wyoming_port is not None:
-            while time.monotonic() < end or not audio:
-                got = await _wyoming_first_audio(wyoming_port)
-                if isinstance(got, float):
-                    audio.append(got)
-                else:
-                    refused[got] = refused.get(got, 0) + 1
-                    await asyncio.sleep(0.2)
-                if time.monotonic() > end + 120:
-                    break
-            return
         async with httpx.AsyncClient(base_url=url, timeout=120) as client:
             while time.monotonic() < end or not audio:
-                got = await _first_audio(client)
+                got = await (
+                    _first_audio(client) if wyoming_port is None else _wyoming_first_audio(wyoming_port)
+                )
                 if isinstance(got, float):
                     audio.append(got)
                 else:
