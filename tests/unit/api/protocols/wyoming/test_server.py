@@ -1,12 +1,16 @@
-"""The Wyoming server's connection cap stays well below the process's open-file limit (api/protocols/wyoming/server.py)."""
+"""The Wyoming server's connection cap stays well below the process's open-file limit, and is shared per address
+(api/protocols/wyoming/server.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import resource
+from types import SimpleNamespace
 
 import pytest
 
-from api.protocols.wyoming.server import connection_cap
+from api.protocols.wyoming.server import WyomingServer, connection_cap
+from shared.settings import Settings
 
 
 @pytest.mark.parametrize(
@@ -17,3 +21,33 @@ def test_the_cap_leaves_three_quarters_of_the_files(
 ) -> None:
     monkeypatch.setattr(resource, "getrlimit", lambda _which: (soft, resource.RLIM_INFINITY))
     assert connection_cap(wanted) == cap
+
+
+async def test_each_address_holds_its_share_and_one_over_the_cap_waits_for_a_slot() -> None:
+    """An address holds at most half the cap, waiting connections included; one over the cap waits (the server is
+    `contended` meanwhile, so idle connections close sooner) and takes the first slot given back, or is refused
+    after the admission wait."""
+    settings = Settings(wyoming_max_connections=4, wyoming_admission_wait_s=0.3)
+    server = WyomingServer(SimpleNamespace(settings=settings))  # type: ignore[arg-type]
+    tasks = [asyncio.create_task(asyncio.sleep(10)) for _ in range(6)]
+    try:
+        assert await server.admit(tasks[0], "10.0.0.1") is None
+        assert await server.admit(tasks[1], "10.0.0.1") is None
+        refused = await server.admit(tasks[2], "10.0.0.1")
+        assert refused is not None and "its share" in refused.message  # 2 of 4
+        assert await server.admit(tasks[2], "10.0.0.2") is None
+        assert await server.admit(tasks[3], "10.0.0.3") is None
+        assert not server.contended
+        refused = await server.admit(tasks[4], "10.0.0.4")  # the cap, and nobody leaves
+        assert refused is not None and refused.code == "TOO_MANY_CONCURRENT_REQUESTS"
+        assert not server.contended and server.addresses.held("10.0.0.4") == 0
+        waiter = asyncio.create_task(server.admit(tasks[4], "10.0.0.4"))
+        await asyncio.sleep(0.05)
+        assert server.contended and server.pressure.is_set()
+        server.release(tasks[0], "10.0.0.1")
+        assert await waiter is None and tasks[4] in server.connections
+        assert not server.contended and not server.pressure.is_set()
+        assert server.addresses.held("10.0.0.1") == 1
+    finally:
+        for task in tasks:
+            task.cancel()
