@@ -116,8 +116,9 @@ class WyomingSettings(_Group):
     wyoming_max_connections_per_address: int = Field(
         16,
         ge=1,
-        description="Wyoming connections one client address holds at once (never more than half the cap), so one "
-        "client cannot take every slot; more from that address get an error event and are closed at once.",
+        description="Wyoming connections one client address (an IPv6 client: its /64) holds at once, waiting ones "
+        "included (never more than half the cap), so one client cannot take every slot; more from that address get "
+        "an error event and are closed at once.",
     )
     wyoming_contended_idle_timeout_s: float = Field(
         5.0,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import itertools
 import logging
 import time
@@ -58,6 +59,20 @@ LINGER_S = 0.5
 _SAID_ENDINGS = ("idle", "too_large", "flooded")
 
 
+def client_group(address: str) -> str:
+    """What a client's share is counted by: its IPv4 address, or its IPv6 /64 (a host is usually given a whole /64,
+    so counting single IPv6 addresses would give one client as many shares as it likes)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 class Host(Protocol):
     """What a connection asks of its server (api.protocols.wyoming.server.WyomingServer)."""
 
@@ -91,7 +106,8 @@ class WyomingHandler(AsyncEventHandler):
         super().__init__(reader, writer)
         self.server = server
         peer = writer.get_extra_info("peername")
-        self.address: str | None = str(peer[0]) if isinstance(peer, tuple) and peer else None
+        # The client's address as its share counts it (an IPv6 client by its /64).
+        self.address: str | None = client_group(str(peer[0])) if isinstance(peer, tuple) and peer else None
         self.connection_id = f"wy{next(_connections)}"
         self.wire = WyomingWire(server.rate)
         self.outbox: Outbox | None = None

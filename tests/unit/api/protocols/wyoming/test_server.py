@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from api.protocols.wyoming.handler import client_group
 from api.protocols.wyoming.server import WyomingServer, connection_cap
 from shared.settings import Settings
 
@@ -51,3 +52,17 @@ async def test_each_address_holds_its_share_and_one_over_the_cap_waits_for_a_slo
     finally:
         for task in tasks:
             task.cancel()
+
+
+@pytest.mark.parametrize(
+    ("address", "group"),
+    [
+        ("192.0.2.7", "192.0.2.7"),
+        ("::ffff:192.0.2.7", "192.0.2.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:bbbb::9", "2001:db8:1:2::/64"),  # another address of the same client: the same share
+        ("not-an-ip", "not-an-ip"),
+    ],
+)
+def test_an_ipv6_client_is_counted_by_its_slash_64(address: str, group: str) -> None:
+    assert client_group(address) == group
