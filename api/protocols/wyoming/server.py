@@ -71,8 +71,15 @@ def connection_cap(wanted: int) -> int:
 
 
 def check_settings(settings: Settings) -> None:
-    """Refuse to serve unkeyed on anything but loopback: Wyoming clients cannot send a key."""
+    """Refuse to serve unkeyed on anything but loopback: Wyoming clients cannot send a key. A key with auth off is
+    not checked (every connection runs unkeyed), so it does not count."""
     wyoming = settings.wyoming
+    if wyoming.wyoming_api_key and not settings.access.auth_enabled and not is_loopback(wyoming.wyoming_host):
+        raise WyomingConfigError(
+            f"TTS_WYOMING_HOST={wyoming.wyoming_host} with TTS_AUTH_ENABLED=false: TTS_WYOMING_API_KEY is not "
+            "checked without authentication, so every Wyoming connection would run unkeyed on a public address. "
+            "Turn authentication on, or set TTS_WYOMING_HOST=127.0.0.1."
+        )
     if not wyoming.wyoming_api_key and not is_loopback(wyoming.wyoming_host):
         raise WyomingConfigError(
             f"TTS_WYOMING_HOST={wyoming.wyoming_host} without TTS_WYOMING_API_KEY: the Wyoming protocol has no "
