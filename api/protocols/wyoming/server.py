@@ -108,6 +108,7 @@ class WyomingServer:
         self.waiting = 0  # connections waiting for a slot (`_wait_for_slot`)
         self.pressure = asyncio.Event()  # set while any wait: idle connections are closed sooner
         self._freed = asyncio.Event()  # a slot was given back
+        self._stopping = False
         self.contended_idle_s = settings.wyoming_contended_idle_timeout_s
         ws = services.settings.websocket
         # Every connection runs as the one key: the key's message bucket of the WebSocket dialects, shared by all
@@ -185,10 +186,10 @@ class WyomingServer:
         self.pressure.set()  # idle watchers switch to the contended timeout
         try:
             async with asyncio.timeout(wait_s):
-                while len(self.connections) >= self.max_connections:
+                while len(self.connections) >= self.max_connections and not self._stopping:
                     self._freed.clear()
                     await self._freed.wait()
-            return True
+            return not self._stopping  # the server stopping takes no one in
         except TimeoutError:
             return False
         finally:
@@ -240,6 +241,8 @@ class WyomingServer:
         if self._server is None:
             return
         server, self._server = self._server, None
+        self._stopping = True
+        self._freed.set()  # connections waiting for a slot are refused now
         await server.stop()
         if self.connections:
             await asyncio.wait(set(self.connections), timeout=10)

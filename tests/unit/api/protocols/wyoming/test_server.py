@@ -66,3 +66,30 @@ async def test_each_address_holds_its_share_and_one_over_the_cap_waits_for_a_slo
 )
 def test_an_ipv6_client_is_counted_by_its_slash_64(address: str, group: str) -> None:
     assert client_group(address) == group
+
+
+async def test_a_connection_waiting_for_a_slot_is_refused_when_the_server_stops() -> None:
+    settings = Settings(wyoming_max_connections=2, wyoming_admission_wait_s=30)
+    server = WyomingServer(SimpleNamespace(settings=settings))  # type: ignore[arg-type]
+
+    class Listener:
+        async def stop(self) -> None:
+            pass
+
+    server._server = Listener()  # type: ignore[assignment]  # noqa: SLF001 - listening, as after start()
+    tasks = [asyncio.create_task(asyncio.sleep(10)) for _ in range(3)]
+    try:
+        assert await server.admit(tasks[0], "10.0.0.1") is None
+        assert await server.admit(tasks[1], "10.0.0.2") is None
+        waiter = asyncio.create_task(server.admit(tasks[2], "10.0.0.3"))
+        await asyncio.sleep(0.05)
+        stopping = asyncio.create_task(server.stop())  # waits for the held connections (up to 10 s)
+        refused = await asyncio.wait_for(waiter, 1)
+        assert refused is not None and server.addresses.held("10.0.0.3") == 0 and not server.contended
+        for task, address in ((tasks[0], "10.0.0.1"), (tasks[1], "10.0.0.2")):
+            task.cancel()
+            server.release(task, address)
+        await asyncio.wait_for(stopping, 5)
+    finally:
+        for task in tasks:
+            task.cancel()
