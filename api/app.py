@@ -139,6 +139,11 @@ def create_app(
 
             check_settings(settings)  # a bind it refuses fails start-up before anything else starts
             wyoming = app.state.wyoming = WyomingServer(app.state.services)
+            try:  # a key every connection would be refused with fails start-up too, before anything starts
+                await wyoming.check_key()
+            except Exception:
+                await access.databases.close()  # the pool the key check may have opened
+                raise
         if not settings.access.auth_enabled:
             logger.warning("AUTHENTICATION IS DISABLED (TTS_AUTH_ENABLED=false): anyone can use this server")
         elif runtime.checkpoint is not None:  # loaded before the app (Modal): the checkpoint is known now

@@ -234,6 +234,7 @@ class WebSocketDialect:
     logger = logger
     what = "websocket message"
     idle_recheck_s: float | None = None
+    idle_wake_s: float | None = None
     server_ended = SERVER_ENDED
     server_failed = SERVER_FAILED
 

@@ -21,6 +21,14 @@ run from a process of its own, for `--seconds`:
   flood     one Wyoming connection sends `synthesize-start` and then empty `synthesize-chunk` events as fast as it
             can, reconnecting when closed.
   conns     5,000 Wyoming connections opened and held (past the server's open-file limit).
+  idle      one address (127.0.0.3) keeps 64 idle Wyoming connections open (the default cap), opening another
+            whenever one is closed (issue 98: the cap counted idle connections and had no share per address).
+  idle4     the same from four addresses (127.0.0.3-6), 64 each: together they can fill the cap, so what keeps
+            Home Assistant in is that idle connections are closed sooner while it waits.
+
+For `idle` and `idle4` the probe is Home Assistant's instead of key B's: a Wyoming client from another address
+(127.0.0.2) connects, sends one `synthesize` and times its first audio chunk (connecting included), one after another;
+its control (`alone wyoming`) runs once before them.
 
 Prints B's first-audio median and p90, health's median and worst (and timeouts), and what each attack did; writes
 bench/results/hostile_listeners/<label>.json. Timings on a shared machine move with its other load.
@@ -30,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -59,7 +68,9 @@ REQUEST = {
     "stream": True,
     "format": "pcm",
 }
-ATTACKS = ("plain", "alias", "markdown", "folding", "flood", "conns")
+ATTACKS = ("plain", "alias", "markdown", "folding", "flood", "conns", "idle", "idle4")
+WYOMING_ATTACKS = {"idle": 1, "idle4": 4}  # attacking addresses
+HOGS_PER_ADDRESS, HOME_ADDRESS = 64, "127.0.0.2"
 MARKDOWN_LINE = "![" * 20_000
 
 
@@ -202,6 +213,33 @@ def _attack(
         for _, writer in held:
             writer.close()
 
+    async def idle(addresses: int) -> None:
+        async def hold(address: str) -> None:
+            while not stop.is_set():
+                try:
+                    reader, writer = await asyncio.open_connection(
+                        "127.0.0.1", wyoming_port, local_addr=(address, 0)
+                    )
+                except OSError:
+                    await asyncio.sleep(0.5)
+                    continue
+                opened = time.monotonic()
+                count("opened")
+                try:
+                    while not stop.is_set() and not reader.at_eof():  # idle: sends nothing
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(reader.read(65536), 0.5)
+                except OSError:
+                    pass
+                writer.close()
+                if not stop.is_set():
+                    held = time.monotonic() - opened
+                    count("closed by the server" if held >= 1 else "refused by the server")
+                    await asyncio.sleep(0 if held >= 1 else 1.0)  # a refused one retries after a second
+
+        slots = [f"127.0.0.{3 + a}" for a in range(addresses) for _ in range(HOGS_PER_ADDRESS)]
+        await asyncio.gather(*(hold(address) for address in slots))
+
     resource.setrlimit(
         resource.RLIMIT_NOFILE, (CONNECTIONS + 1024, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
     )
@@ -219,7 +257,10 @@ def _attack(
     plain = lambda: alias([])  # noqa: E731 - the control: the same requests without dictionaries
     folding = lambda: alias(folded or [])  # noqa: E731
     attacks = {"alias": alias, "plain": plain, "markdown": markdown, "folding": folding, "flood": flood}
-    asyncio.run({**attacks, "conns": conns}[kind]())
+    if kind in WYOMING_ATTACKS:
+        asyncio.run(idle(WYOMING_ATTACKS[kind]))
+    else:
+        asyncio.run({**attacks, "conns": conns}[kind]())
     out.put(stats)
 
 
@@ -240,7 +281,34 @@ async def _first_audio(client: httpx.AsyncClient) -> float | str:
     return "no audio"
 
 
-async def _probe(url: str, seconds: float) -> dict[str, Any]:
+async def _wyoming_first_audio(port: int) -> float | str:
+    """Home Assistant's request from its own address: connect, one `synthesize`, the first audio chunk."""
+    from wyoming.error import Error
+    from wyoming.event import async_read_event, async_write_event
+    from wyoming.tts import Synthesize
+
+    started = time.perf_counter()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(HOME_ADDRESS, 0))
+    except OSError as exc:
+        return type(exc).__name__
+    try:
+        async with asyncio.timeout(60):
+            await async_write_event(Synthesize(text=str(REQUEST["text"])).event(), writer)
+            while (event := await async_read_event(reader)) is not None:
+                if event.type == "audio-chunk":
+                    return time.perf_counter() - started
+                if Error.is_type(event.type):
+                    return Error.from_event(event).code or "error"
+            return "closed"
+    except (OSError, TimeoutError) as exc:
+        return type(exc).__name__
+    finally:
+        writer.close()
+
+
+async def _probe(url: str, seconds: float, wyoming_port: int | None = None) -> dict[str, Any]:
+    """Key B's first audio over HTTP, or with `wyoming_port` Home Assistant's over Wyoming; health beside it."""
     audio: list[float] = []
     health: list[float] = []
     refused: dict[str, int] = {}
@@ -249,7 +317,9 @@ async def _probe(url: str, seconds: float) -> dict[str, Any]:
     async def speak() -> None:
         async with httpx.AsyncClient(base_url=url, timeout=120) as client:
             while time.monotonic() < end or not audio:
-                got = await _first_audio(client)
+                got = await (
+                    _first_audio(client) if wyoming_port is None else _wyoming_first_audio(wyoming_port)
+                )
                 if isinstance(got, float):
                     audio.append(got)
                 else:
@@ -315,6 +385,8 @@ def measure_tree(tree: Path, seconds: float, only: list[str]) -> dict[str, Any]:
             locators = _dictionaries(url, "attack", _rules)
             folded = _dictionaries(url, "folding", _variants)
             results["alone"] = _summary(asyncio.run(_probe(url, seconds / 2)))
+            if any(kind in WYOMING_ATTACKS for kind in only):
+                results["alone wyoming"] = _summary(asyncio.run(_probe(url, seconds / 2, wyoming_port)))
             context = multiprocessing.get_context("spawn")
             for kind in only:
                 stop, out = context.Event(), context.Queue()
@@ -323,7 +395,7 @@ def measure_tree(tree: Path, seconds: float, only: list[str]) -> dict[str, Any]:
                 )
                 attacker.start()
                 time.sleep(2.0)  # the attack under way
-                probe = asyncio.run(_probe(url, seconds))
+                probe = asyncio.run(_probe(url, seconds, wyoming_port if kind in WYOMING_ATTACKS else None))
                 stop.set()
                 attacker.join(timeout=180)
                 if attacker.is_alive():
@@ -349,7 +421,8 @@ def _ratio(value: float | None, alone: float | None) -> str:
 
 
 def table(result: dict[str, Any]) -> str:
-    """The markdown table: per tree and attack, B's first audio (and as a ratio of B alone on that tree), health."""
+    """The markdown table: per tree and attack, B's first audio (and as a ratio of B alone on that tree), health;
+    for the Wyoming idle attacks Home Assistant's first audio (and as a ratio of it alone)."""
     lines = [
         "| tree | attack | B first audio median s (x alone) | p90 s (x alone) | B probes | health median ms | "
         "worst ms | refused or failed | attack did |",
@@ -358,8 +431,11 @@ def table(result: dict[str, Any]) -> str:
     for name, runs in result.items():
         if not isinstance(runs, dict):
             continue
-        alone = runs.get("alone", {})
         for kind, row in runs.items():
+            wyoming = (
+                kind in WYOMING_ATTACKS or kind == "alone wyoming"
+            )  # Home Assistant's probe, its own control
+            alone = runs.get("alone wyoming" if wyoming else "alone", {})
             median, p90 = row["first_audio_median_s"], row["first_audio_p90_s"]
             lines.append(
                 f"| {name} | {kind} | {_fmt(median)} ({_ratio(median, alone.get('first_audio_median_s'))}) | "

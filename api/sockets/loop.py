@@ -61,6 +61,8 @@ class SocketDialect(Protocol):
     idle_s: float
     # While something is synthesised a silent client is not idle: how soon to look again (None: idle_s).
     idle_recheck_s: float | None
+    # The longest wait before `idle_s` is read again, for a dialect whose idle_s can shorten (None: no such need).
+    idle_wake_s: float | None
     # Endings the client did not choose (charged for the audio that reached it) / our own failure (charged nothing).
     server_ended: frozenset[str]
     server_failed: frozenset[str]
@@ -156,20 +158,22 @@ async def _read_loop(
     """Handle client messages until the transport says the client's side ended, the client asks to close ("close"),
     stays silent too long while nothing is being synthesised ("idle") or goes over its message budget (the dialect
     names that ending)."""
-    idle_s = dialect.idle_s
-    recheck_s = dialect.idle_recheck_s or idle_s
     while True:
         message: Incoming | str
         if first is not None:
             message, first = first, None
         else:
+            idle_s = dialect.idle_s  # read each time: Wyoming's shortens while a connection waits for a slot
             silent = time.monotonic() - outbox.last_activity
             if silent >= idle_s and not session.working:
                 return "idle"
+            wait = idle_s - silent if silent < idle_s else (dialect.idle_recheck_s or idle_s)
+            if dialect.idle_wake_s is not None:
+                wait = min(wait, dialect.idle_wake_s)
             try:
                 # A deadline on this task, not wait_for's task per message: a message already queued (a client
                 # writing many at once) is then taken without a turn of the event loop and a task of its own.
-                async with asyncio.timeout(idle_s - silent if silent < idle_s else recheck_s):
+                async with asyncio.timeout(wait):
                     message = await transport.receive()
             except TimeoutError:
                 continue

@@ -26,7 +26,7 @@ from datetime import datetime
 
 from services.database import DatabaseClients
 from services.errors import ServiceError
-from services.keys.records import MAX_KEY_CHARS, ApiKeyRecord, AuthError, hash_key, utcnow
+from services.keys.records import MAX_KEY_CHARS, ApiKeyRecord, AuthError, KeyConfigError, hash_key, utcnow
 from services.keys.stores import KeyStore, PostgresKeyStore, StaticKeyStore, SupabaseKeyStore
 from shared.settings import Settings
 
@@ -206,13 +206,13 @@ def build_key_store(settings: Settings, databases: DatabaseClients | None = None
     """The store named by `settings.access.key_backend`, on the shared database clients when given."""
     if settings.access.key_backend == "postgres":
         if not settings.databases.database_url:
-            raise ValueError("TTS_KEY_BACKEND=postgres needs TTS_DATABASE_URL")
+            raise KeyConfigError("TTS_KEY_BACKEND=postgres needs TTS_DATABASE_URL")
         return PostgresKeyStore(
             settings.databases.database_url, pool=databases.postgres if databases is not None else None
         )
     if settings.access.key_backend == "supabase":
         if not settings.databases.supabase_url or not settings.databases.supabase_key:
-            raise ValueError("TTS_KEY_BACKEND=supabase needs TTS_SUPABASE_URL and TTS_SUPABASE_KEY")
+            raise KeyConfigError("TTS_KEY_BACKEND=supabase needs TTS_SUPABASE_URL and TTS_SUPABASE_KEY")
         return SupabaseKeyStore(
             settings.databases.supabase_url,
             settings.databases.supabase_key,

@@ -22,6 +22,7 @@ from typing import Any
 
 from services.access.authenticator import build_key_store
 from services.access.key_admin import KeyAdmin, KeyAdminError
+from services.keys.records import KeyConfigError
 from services.usage.request_record import RequestRecord
 from services.usage.request_sinks import build_request_sink
 from shared.settings import Settings, get_settings
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         keys_file.write_text('{"keys": []}\n', encoding="utf-8")  # the first key of a new file
     try:
         result = asyncio.run(run(args, settings))
-    except KeyAdminError as err:
+    except (KeyAdminError, KeyConfigError) as err:  # a key file it cannot use: said, not a traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2))

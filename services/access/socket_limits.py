@@ -3,8 +3,8 @@
   - `TokenBucket`: a rate with a burst; `take(cost)` answers at once, O(1), with no I/O.
   - `MessageLimiter`: one connection's messages per second and characters per second (two buckets), plus the
     largest single message, and optionally its key's message bucket shared by all the key's connections (so
-    several sockets, or reconnecting, buy no more burst). Checked before a message is parsed, so a refused message
-    costs nothing more.
+    several sockets, or reconnecting, buy no more burst) and its address's part of that bucket. Checked before a
+    message is parsed, so a refused message costs nothing more.
   - `KeyBuckets`: those shared buckets, one per API key, the least recently used forgotten past a capacity.
   - `AddressSlots`: how many sockets each client address holds (those not yet authenticated, and all of them),
     with a cap. Per process: each server (each Modal container) counts its own sockets; a shared count would put
@@ -69,8 +69,12 @@ class MessageLimiter:
         max_chars: int,
         clock: Callable[[], float] = time.monotonic,
         key_bucket: TokenBucket | None = None,
+        address_bucket: TokenBucket | None = None,
     ) -> None:
         self.max_chars = max_chars
+        # The client address's messages, checked before the key's: one address's connections together get a part of
+        # the key's bucket, so its flood cannot empty the bucket other clients of the same key need (Wyoming).
+        self.address_bucket = address_bucket
         self.key_bucket = key_bucket  # the key's messages, all its connections together (KeyBuckets)
         self.messages_per_s, self.chars_per_s = messages_per_s, chars_per_s
         self._messages = (
@@ -105,6 +109,13 @@ class MessageLimiter:
                 "rate",
                 f"More than {self.chars_per_s:g} characters per second on this "
                 "connection; send text at the pace it is produced.",
+            )
+        if self.address_bucket is not None and not self.address_bucket.take(1):
+            return MessageRefusal(
+                "rate",
+                f"More than {self.address_bucket.rate:g} messages per second on this "
+                "address's connections together (after their burst allowance); send text in "
+                "fewer, larger pieces.",
             )
         if self.key_bucket is not None and not self.key_bucket.take(1):
             return MessageRefusal(

@@ -124,6 +124,11 @@ class AuthError(Exception):
         self.message = message
 
 
+class KeyConfigError(ValueError):
+    """The key settings cannot be served as given (a key file unreadable or malformed, a backend without its
+    database): said at start-up, so the service refuses to start rather than answer every request 401 or 503."""
+
+
 class KeyStoreUnavailable(Exception):
     """The store could not answer (network, server down). Never carries key material."""
 

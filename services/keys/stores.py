@@ -23,6 +23,7 @@ from services.keys.records import (
     RECORD_COLUMNS,
     ApiKeyRecord,
     DebitResult,
+    KeyConfigError,
     KeyStatus,
     KeyStoreUnavailable,
     derive_key_id,
@@ -250,12 +251,30 @@ class StaticKeyStore(KeyStore):
 
     @classmethod
     def from_file(cls, path: Path) -> StaticKeyStore:
-        """JSON: a list of records, or {"keys": [...]}; each needs key_id and key_hash (sha256 hex)."""
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        """JSON: a list of records, or {"keys": [...]}; each needs key_id and key_hash (sha256 hex). Raises
+        KeyConfigError saying what is wrong (unreadable, not JSON, an entry malformed): a file the key checks
+        cannot use would answer every request 401."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KeyConfigError(f"TTS_API_KEYS_FILE={path} cannot be read: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise KeyConfigError(f"TTS_API_KEYS_FILE={path} is not JSON: {exc}") from None
         entries = data.get("keys", []) if isinstance(data, dict) else data
         if not isinstance(entries, list):
-            raise ValueError(f"{path}: expected a list of key records or {{'keys': [...]}}")
-        store = cls(ApiKeyRecord.from_mapping(entry) for entry in entries)
+            raise KeyConfigError(
+                f"TTS_API_KEYS_FILE={path}: expected a list of key records or {{'keys': [...]}}"
+            )
+        store = cls()
+        for number, entry in enumerate(entries, 1):
+            try:
+                if not isinstance(entry, Mapping):
+                    raise ValueError("expected an object")
+                record = ApiKeyRecord.from_mapping(entry)
+                store.add(record)
+            except (KeyError, TypeError, ValueError) as exc:
+                reason = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+                raise KeyConfigError(f"TTS_API_KEYS_FILE={path}: key record {number}: {reason}") from None
         store.path = Path(path)
         return store
 
@@ -264,7 +283,13 @@ class StaticKeyStore(KeyStore):
         store = cls.from_file(settings.access.api_keys_file) if settings.access.api_keys_file else cls()
         for raw in settings.access.api_keys.split(","):
             if raw.strip():
-                store.add_plain_key(raw.strip(), owner="static")
+                try:
+                    store.add_plain_key(raw.strip(), owner="static")
+                except ValueError:  # two different keys whose derived ids collide: one would shadow the other
+                    raise KeyConfigError(
+                        "TTS_API_KEYS: two keys share a key id (a key listed in the key file as well?); "
+                        "list each key once"
+                    ) from None
         return store
 
     def __len__(self) -> int:

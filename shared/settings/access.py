@@ -19,9 +19,15 @@ class AccessSettings(_Group):
     api_keys: str = Field(
         "", description="Comma-separated plain keys for the static backend (hashed at load)."
     )
-    api_keys_file: Path | None = Field(None, description="JSON file of static key records (sha256 hashes).")
+    api_keys_file: Path | None = Field(
+        None,
+        description="JSON file of static key records (sha256 hashes). A file that cannot be read or holds a "
+        "malformed record stops the service at start, naming the record (it would answer every request 401).",
+    )
     key_backend: Literal["static", "postgres", "supabase"] = Field(
-        "static", description="Where API keys live."
+        "static",
+        description="Where API keys live. postgres needs TTS_DATABASE_URL and supabase TTS_SUPABASE_URL and "
+        "TTS_SUPABASE_KEY, or the service refuses to start.",
     )
     key_cache_ttl_s: float = Field(30.0, ge=0, description="API-key lookup cache TTL (revocation latency).")
     key_stale_if_error_s: float = Field(

@@ -94,7 +94,8 @@ class WyomingSettings(_Group):
     wyoming_api_key: str = Field(
         "",
         description="The API key every Wyoming request runs as (its credits, limits and rate apply; its "
-        "requests are logged under it). Empty: requests run unkeyed, and only a loopback address may be bound.",
+        "requests are logged under it); a key the key store refuses (unknown, revoked, suspended, expired) stops the "
+        "service at start. Empty: requests run unkeyed, and only a loopback address may be bound.",
     )
     wyoming_sample_rate: Literal[16000, 24000] = Field(
         16000,
@@ -109,5 +110,26 @@ class WyomingSettings(_Group):
         64,
         ge=1,
         description="Wyoming connections the server holds at once (never more than a quarter of the process's "
-        "open-file limit, so HTTP keeps its sockets); more get an error event and are closed at once.",
+        "open-file limit, so HTTP keeps its sockets). A connection over the cap waits up to "
+        "TTS_WYOMING_ADMISSION_WAIT_S for a slot, then gets an error event and is closed.",
+    )
+    wyoming_max_connections_per_address: int = Field(
+        16,
+        ge=1,
+        description="Wyoming connections one client address (an IPv6 client: its /64) holds at once, waiting ones "
+        "included (never more than half the cap), so one client cannot take every slot; more from that address get "
+        "an error event and are closed at once.",
+    )
+    wyoming_contended_idle_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="While a connection waits for a slot, an idle connection (nothing sent, nothing being "
+        "synthesised) is closed after this many seconds instead of TTS_WS_IDLE_TIMEOUT_S, so idle sockets "
+        "cannot keep a client out.",
+    )
+    wyoming_admission_wait_s: float = Field(
+        10.0,
+        ge=0,
+        description="How long a connection over the cap waits for a slot (idle ones are closed meanwhile) before "
+        "it is refused; keep it above TTS_WYOMING_CONTENDED_IDLE_TIMEOUT_S. 0: refused at once.",
     )

@@ -354,6 +354,9 @@ def test_without_a_key_only_loopback_may_be_bound() -> None:
     with pytest.raises(WyomingConfigError, match="TTS_WYOMING_API_KEY"):
         check_settings(Settings(wyoming_host="0.0.0.0"))
     check_settings(Settings(wyoming_host="0.0.0.0", wyoming_api_key="some-key"))
+    with pytest.raises(WyomingConfigError, match="TTS_AUTH_ENABLED=false"):  # a key nothing checks
+        check_settings(Settings(wyoming_host="0.0.0.0", wyoming_api_key="some-key", auth_enabled=False))
+    check_settings(Settings(wyoming_host="127.0.0.1", wyoming_api_key="some-key", auth_enabled=False))
 
 
 async def test_an_unkeyed_wide_bind_fails_start_up(demo_model_dir: Path) -> None:

@@ -36,8 +36,22 @@ class Live:
     port: int
     base_url: str
 
-    def client(self) -> AsyncTcpClient:
-        return AsyncTcpClient("127.0.0.1", self.port)
+    def client(self, address: str = "127.0.0.1") -> AsyncTcpClient:
+        return FromAddress(address, "127.0.0.1", self.port)
+
+
+class FromAddress(AsyncTcpClient):
+    """The package's client, connecting from a given local address (every 127.x address is loopback on Linux), so
+    many clients fill the server's cap without one address going over its share."""
+
+    def __init__(self, address: str, host: str, port: int) -> None:
+        super().__init__(host, port)
+        self.address = address
+
+    async def connect(self) -> None:
+        self._reader, self._writer = await asyncio.open_connection(
+            self.host, self.port, local_addr=(self.address, 0)
+        )
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +69,7 @@ def live(demo_model_dir: Path) -> Iterator[Live]:
         wyoming_max_connections=CAP,
         ws_messages_per_s=20,
         ws_message_burst=BURST,
+        wyoming_admission_wait_s=0,  # over the cap: refused at once (test_wyoming_addresses.py waits)
     )
     app = create_app(settings)
     with in_process_server(app, "uvicorn-wyoming-limits") as server:
@@ -106,7 +121,8 @@ async def test_a_flood_of_empty_chunks_is_cut_off_with_a_reason(live: Live) -> N
 
 
 async def test_connections_over_the_cap_are_refused_and_health_answers(live: Live) -> None:
-    clients = [live.client() for _ in range(CONNECTIONS)]
+    # From 30 addresses: each holds fewer than its share (half the cap), so the cap itself is what refuses.
+    clients = [live.client(f"127.0.1.{i % 30 + 1}") for i in range(CONNECTIONS)]
     try:
         for client in clients:
             await client.connect()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import itertools
 import logging
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -59,6 +60,20 @@ SAID_ENDINGS = ("idle", "too_large", "flooded")
 IDLE_RECHECK_S = 0.5
 
 
+def client_group(address: str) -> str:
+    """What a client's share is counted by: its IPv4 address, or its IPv6 /64 (a host is usually given a whole /64,
+    so counting single IPv6 addresses would give one client as many shares as it likes)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 class Host(Protocol):
     """What a connection asks of its server (api.protocols.wyoming.server.WyomingServer)."""
 
@@ -68,11 +83,19 @@ class Host(Protocol):
 
     async def key(self, address: str | None) -> ApiKeyRecord: ...
 
-    def admission(self, address: str | None) -> ApiError | None: ...
+    contended_idle_s: float
+    pressure: asyncio.Event
+
+    async def admit(self, task: asyncio.Task[Any], address: str | None) -> ApiError | None: ...
+
+    def release(self, task: asyncio.Task[Any], address: str | None) -> None: ...
+
+    @property
+    def contended(self) -> bool: ...
 
     def cool(self, address: str | None) -> None: ...
 
-    def message_limiter(self) -> MessageLimiter: ...
+    def message_limiter(self, address: str | None = None) -> MessageLimiter: ...
 
     def info(self) -> Info: ...
 
@@ -84,7 +107,8 @@ class WyomingHandler(AsyncEventHandler):
         super().__init__(reader, writer)
         self.server = server
         peer = writer.get_extra_info("peername")
-        self.address: str | None = str(peer[0]) if isinstance(peer, tuple) and peer else None
+        # The client's address as its share counts it (an IPv6 client by its /64).
+        self.address: str | None = client_group(str(peer[0])) if isinstance(peer, tuple) and peer else None
         self.connection_id = f"wy{next(_connections)}"
         self.wire = WyomingWire(server.rate)
         self.outbox: Outbox | None = None
@@ -96,16 +120,17 @@ class WyomingHandler(AsyncEventHandler):
     async def run(self) -> None:
         task = asyncio.current_task()
         assert task is not None
-        refusal = self.server.admission(self.address)
-        if refusal is not None:  # at the cap, or a flooder back too soon: said and closed at once, never held
+        refusal = await self.server.admit(task, self.address)  # counted, and waited for at shutdown
+        if (
+            refusal is not None
+        ):  # over a share or the cap, or a flooder back too soon: said and closed, never held
             logger.info("wyoming connection refused", extra={"error_code": refusal.code})
             await self._refuse(refusal)
             return
-        self.server.connections.add(task)  # counted (no await since the check), and waited for at shutdown
         try:
             await self._serve()
         finally:
-            self.server.connections.discard(task)
+            self.server.release(task, self.address)
 
     async def _serve(self) -> None:
         services = self.server.services
@@ -124,14 +149,16 @@ class WyomingHandler(AsyncEventHandler):
         self.outbox = session.outbox
         # The longest text a request may have, escaped in JSON (6 bytes a character at worst), and its fields.
         self.max_bytes = services.settings.limits.max_text_chars * 6 + 65536
-        self.idle_s = float(services.settings.websocket.ws_idle_timeout_s)
+        self._idle_s = float(services.settings.websocket.ws_idle_timeout_s)
+        # Idle connections must notice within a few seconds that another connection waits for a slot.
+        self.idle_wake_s = self.server.contended_idle_s / 2
         transport = EventTransport(self.reader, self.writer, self.address, self.server.rate, self.max_bytes)
         await serve_connection(
             transport,
             self,
             session,
             session.outbox,
-            self.server.message_limiter(),
+            self.server.message_limiter(self.address),
             reader_name=f"wyoming-reader-{self.connection_id}",
         )
 
@@ -140,6 +167,20 @@ class WyomingHandler(AsyncEventHandler):
     logger = logger
     what = "wyoming event"
     idle_recheck_s: float | None = IDLE_RECHECK_S
+    idle_wake_s: float | None = None
+
+    @property
+    def idle_s(self) -> float:
+        """The sockets' idle timeout, or the contended one while another connection waits for a slot (the loop reads
+        it before each wait)."""
+        if self.server.contended:
+            return min(self._idle_s, self.server.contended_idle_s)
+        return self._idle_s
+
+    @idle_s.setter
+    def idle_s(self, value: float) -> None:
+        self._idle_s = value
+
     server_ended = frozenset({"lost", "stalled", "idle", "too_large", "flooded"})
     server_failed = frozenset({"server_error"})
 

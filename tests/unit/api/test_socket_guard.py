@@ -112,6 +112,33 @@ def test_a_keys_connections_share_one_burst_that_reconnecting_does_not_refill() 
     assert anonymous.message_limiter(anonymous_record().key_id).key_bucket is None  # auth off: one shared key
 
 
+def test_one_address_cannot_empty_the_bucket_its_keys_other_clients_need() -> None:
+    """All Wyoming connections run as one key: one address's flood on several connections emptied the key's bucket
+    and Home Assistant's requests were refused. An address's connections now spend their own part of it first."""
+    clock = Clock()
+    key = TokenBucket(rate=80, burst=200, clock=clock)
+    mine, theirs = TokenBucket(40, 100, clock), TokenBucket(40, 100, clock)
+
+    def limiter(address: TokenBucket) -> MessageLimiter:
+        return MessageLimiter(
+            messages_per_s=10,
+            message_burst=100,
+            chars_per_s=0,
+            max_chars=10,
+            clock=clock,
+            key_bucket=key,
+            address_bucket=address,
+        )
+
+    flood = [limiter(mine) for _ in range(8)]
+    assert (
+        sum(f.check(1) is None for f in flood for _ in range(100)) == 100
+    )  # the address's burst, not 8 x 100
+    assert "address's connections together" in flood[-1].refused.message
+    home = limiter(theirs)
+    assert all(home.check(1) is None for _ in range(100))  # the key's bucket kept its share for the others
+
+
 def test_address_slots_cap_each_address_and_forget_empty_ones() -> None:
     slots = AddressSlots(cap=2)
     assert slots.enter("a") and slots.enter("a") and not slots.enter("a")

@@ -14,6 +14,7 @@ from services.access import (
     ApiKeyRecord,
     Authenticator,
     AuthError,
+    KeyConfigError,
     KeyStoreUnavailable,
     StaticKeyStore,
     build_authenticator,
@@ -265,7 +266,7 @@ def test_key_file_holds_hashes_only(tmp_path) -> None:
     assert other is not None and other.expires_at == datetime(2031, 1, 1, tzinfo=UTC)
 
     path.write_text(json.dumps([{"key_id": "c", "key_hash": "not-a-sha256"}]))
-    with pytest.raises(ValueError, match="64 lowercase hex"):
+    with pytest.raises(KeyConfigError, match="key record 1: .*64 lowercase hex"):
         StaticKeyStore.from_file(path)
 
 
@@ -296,3 +297,40 @@ async def test_logs_never_contain_key_or_hash(caplog: pytest.LogCaptureFixture) 
     assert "visible-id" in text  # logs name the key by its id...
     for secret in (KEY, KEY_HASH, "unknown-secret-key", hash_key("unknown-secret-key")):
         assert secret not in text  # ...never by the key or its hash
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "cannot be read"),  # a directory where the file should be
+        ("{not json", "is not JSON"),
+        ('{"keys": {"a": 1}}', "expected a list"),
+        ('["a"]', "key record 1: expected an object"),
+        ('[{"key_id": "a"}]', "key record 1: missing 'key_hash'"),
+        (json.dumps([{"key_id": "a", "key_hash": KEY_HASH, "status": "on"}]), "key record 1: .*status"),
+        (json.dumps([{"key_id": "a", "key_hash": KEY_HASH, "credit_balance": "lots"}]), "key record 1"),
+        (
+            json.dumps([{"key_id": "a", "key_hash": KEY_HASH}, {"key_id": "a", "key_hash": "f" * 64}]),
+            "key record 2: duplicate key_id a",
+        ),
+    ],
+)
+def test_a_key_file_the_checks_cannot_use_is_refused_with_its_reason(tmp_path, content, reason) -> None:
+    """Such a file once loaded as it could (or crashed with a bare traceback): every request then got 401. The
+    service now refuses to start (create_app raises), saying which file and which record."""
+    path = tmp_path / "keys.json"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_text(content)
+    with pytest.raises(KeyConfigError, match=f"TTS_API_KEYS_FILE={path}.*{reason}"):
+        build_authenticator(Settings(api_keys_file=path))
+
+
+@pytest.mark.parametrize(
+    ("backend", "needs"),
+    [("postgres", "TTS_DATABASE_URL"), ("supabase", "TTS_SUPABASE_URL and TTS_SUPABASE_KEY")],
+)
+def test_a_backend_without_its_database_is_refused(backend, needs) -> None:
+    with pytest.raises(KeyConfigError, match=needs):
+        build_authenticator(Settings(key_backend=backend))

@@ -57,3 +57,11 @@ def test_a_refused_command_says_why(keys_file: Path, capsys: pytest.CaptureFixtu
     assert main(["top-up", created["key_id"], "10"]) == 2  # unlimited: set a balance instead
     assert "no balance" in capsys.readouterr().err
     assert main(["show", "key_nobody"]) == 2
+
+
+def test_a_key_file_it_cannot_use_is_said_not_a_traceback(
+    keys_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys_file.write_text("{not json")
+    assert main(["list"]) == 2
+    assert f"TTS_API_KEYS_FILE={keys_file} is not JSON" in capsys.readouterr().err
