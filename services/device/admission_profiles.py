@@ -3,8 +3,9 @@
 
 `served` (the default): `Admission`'s own defaults, reading a codec call from dispatch to end
 (`CallSecondsRead`, services/device/calls.py), its miss rule counting near misses too (admission.py, rule 1; the other
-profiles read misses alone, as they were calibrated). It is the default because it holds on both ways a device can be
-shared: one call at a time, or by time slices between the engine's process and the codec's.
+profiles read misses alone, as they were calibrated). It holds on both ways a device can be shared, one call at a time
+or by time slices between the engine's process and the codec's, and on one CUDA context it is the one profile that
+kept every admitted stream playing in sustained 48 kHz overload, so it is the default on every layout.
 
 `own_seconds`: the codec read as its own device seconds, rule 3's cap at 0.74 of the device, the exact first chunk
 given only while a capacity rule refused in the last 2 s (not because a share crossed a line), and a ramp floor of 40:
@@ -24,6 +25,17 @@ cap at 0.9, newcomers on the short first chunk while the engine gives 3x real ti
 exact one past 32 streams before it is), and at 16 kHz the codec's cap passed while its queue drains leaving every
 listener 0.5 s (`queue_headroom_s`, headroom.py): the stretch a burst puts on each call passes with the burst.
 
+`one_context`: `bursts` on one CUDA context whose engine and codec streams overlap (`TTS_LLM_ENGINE_LAYOUT=inprocess`,
+the simulator's `overlapped` device; services/device/device_layout.py). While both streams have work such a device runs 2 / (2 - overlap) device seconds of
+their own work a second (1.33 at the estimated overlap 0.5) where the serial device `bursts` was calibrated on runs
+one, so the codec's cap, which stands for the device's room, scales by that gain: 0.9 x 4/3 = 1.2. And past 64 open
+streams while 48 kHz streams are live a newcomer gets the exact first chunk and no lead window (`sr_short_streams`): in
+a 48 kHz burst the short chunk's second window is the first to miss, and a miss refuses every arrival behind it. The
+LLM's pace margins stay `bursts`' (1.4, 2 while 48 kHz streams are live): the pace is measured on this device already,
+beside the codec's calls, and a 48 kHz margin of 1.5-1.8 admits the whole 48 kHz goal burst but runs a 48 kHz flood
+(600 within 10 s) dry. Opt-in, not the default: in sustained 48 kHz overload on that device its cap lets admitted
+streams run dry (so does `bursts`' 0.9, less), where `served`, braking on near misses, kept them playing.
+
 The runs behind each profile, on both device models: docs/decisions/admission-profiles.md,
 docs/decisions/codec-seconds-read.md and docs/decisions/queue-headroom.md.
 """
@@ -35,7 +47,7 @@ from typing import Any, Literal, get_args
 
 from services.device.calls import CallSecondsRead
 
-AdmissionProfileName = Literal["served", "own_seconds", "settled", "bursts"]
+AdmissionProfileName = Literal["served", "own_seconds", "settled", "bursts", "one_context"]
 ADMISSION_PROFILE_NAMES: tuple[AdmissionProfileName, ...] = get_args(AdmissionProfileName)
 
 
@@ -54,22 +66,32 @@ _OWN_SECONDS: dict[str, Any] = {
     "ramp_floor": 40,
 }
 _SETTLED: dict[str, Any] = {**_OWN_SECONDS, "codec_cost_streams": "settled", "exact_after_ramp": True}
+_BURSTS: dict[str, Any] = {
+    **_SETTLED,
+    "pace_margin": 1.4,
+    "sr_pace_margin": 2.0,
+    "spacing_s": 0.0,
+    "ramp_floor": 64,
+    "max_codec_share": 0.9,
+    "short_needs_pace": 3.0,
+    "unmeasured_short_streams": 32,
+    "queue_headroom_s": 0.5,
+}
+# One CUDA context's gain over the serial device while both streams work: 2 / (2 - overlap) at the layout's estimated
+# overlap 0.5 (device_layout.DEVICE_OVERLAP; module doc, `one_context`). Stated here, not imported: device_layout reads
+# this module; a test holds the two together.
+ONE_CONTEXT_GAIN = 4.0 / 3.0
 ADMISSION_PROFILES: dict[AdmissionProfileName, AdmissionProfile] = {
     "served": AdmissionProfile("dispatch_to_end"),
     "own_seconds": AdmissionProfile("own", _OWN_SECONDS),
     "settled": AdmissionProfile("run", _SETTLED),
-    "bursts": AdmissionProfile(
+    "bursts": AdmissionProfile("run", _BURSTS),
+    "one_context": AdmissionProfile(
         "run",
         {
-            **_SETTLED,
-            "pace_margin": 1.4,
-            "sr_pace_margin": 2.0,
-            "spacing_s": 0.0,
-            "ramp_floor": 64,
-            "max_codec_share": 0.9,
-            "short_needs_pace": 3.0,
-            "unmeasured_short_streams": 32,
-            "queue_headroom_s": 0.5,
+            **_BURSTS,
+            "max_codec_share": round(_BURSTS["max_codec_share"] * ONE_CONTEXT_GAIN, 6),
+            "sr_short_streams": 64,
         },
     ),
 }

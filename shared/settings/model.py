@@ -237,7 +237,7 @@ class CodecSettings(_Group):
         "measured headroom says an admitted stream would lose real time. auto: on with a GPU or a device cost model, "
         "off on a CPU, where the demo model is not real time anyway and refusals would only get in the way.",
     )
-    admission_profile: Literal["served", "own_seconds", "settled", "bursts"] = Field(
+    admission_profile: Literal["served", "own_seconds", "settled", "bursts", "one_context"] = Field(
         "served",
         description="Admission's settings and the codec seconds they read, chosen together. served: a codec call "
         "counts from dispatch to end (its wait behind the engine included), which holds on every device model. "
@@ -249,7 +249,11 @@ class CodecSettings(_Group):
         "held a caller: suited to a device that runs one call at a time. bursts: settled with the limits set for "
         "the bursts a device carries once chunks are cut for a listener about to run dry (TTS_STREAM_CUT_RUNWAY_MS, "
         "which it needs); at 16 kHz its codec cap passes while the codec's queue drains leaving every listener "
-        "0.5 s. The runs behind each: docs/decisions/admission-profiles.md.",
+        "0.5 s. one_context: bursts with the codec's cap scaled by one CUDA context's gain where its two streams "
+        "overlap (1.2), and the exact first chunk past 64 open streams while 48 kHz streams are live; it meets the "
+        "16 kHz goal bursts on that device but, like bursts, lets streams run dry in sustained 48 kHz overload there. "
+        "The runs behind each: "
+        "docs/decisions/admission-profiles.md.",
     )
     admission_codec_share: float | None = Field(
         None,

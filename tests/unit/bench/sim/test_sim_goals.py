@@ -83,3 +83,17 @@ def test_a_gpus_engine_step_replaces_the_published_one_in_every_row(tmp_path, mo
     assert written["engine_step_ms"] == {"fixed": 0.9, "per_row": 0.012}
     assert written["engine_step_from"] == "engine-step.json compiled"
     assert all("engine step 0.9 ms + 0.012 ms per row" in r["cost_model"] for r in written["runs"])
+
+
+def test_one_context_meets_the_16k_goal_bursts_on_the_deployed_device_and_runs_no_48k_burst_dry() -> None:
+    """Seed 0 on the deployment's device (one CUDA context): the profile scaled for it (admission_profiles.py)."""
+    sharing = deployed_sharing()
+    assert sharing == "overlapped"
+    for arrivals, precision in ((GOAL_BURSTS[0], "-"), (GOAL_BURSTS[1], "-"), (GOAL_BURSTS[2], "tf32")):
+        model = str(goals_table.MEASURED)
+        result = goals_table.run_one(
+            (arrivals.name, precision, "one_context", sharing, False, 0, model, None, 0.5)
+        )
+        assert result["underran"] == 0, arrivals.name
+        if arrivals.sample_rate == 16_000:
+            assert goal_met(arrivals, [result]), (arrivals.name, result)

@@ -45,6 +45,22 @@ def test_the_simulator_runs_the_services_own_seconds_profile() -> None:
     assert VARIANTS["own seconds"] == (own.admission, own.call_seconds_read)
 
 
+def test_one_context_is_bursts_with_the_codecs_cap_scaled_by_the_overlapped_devices_gain() -> None:
+    from services.device.admission_profiles import ONE_CONTEXT_GAIN
+    from services.device.device_layout import DEVICE_OVERLAP
+
+    bursts, one = ADMISSION_PROFILES["bursts"], ADMISSION_PROFILES["one_context"]
+    assert ONE_CONTEXT_GAIN == pytest.approx(
+        2.0 / (2.0 - DEVICE_OVERLAP)
+    )  # stated beside the layout's estimate
+    assert one.call_seconds_read == bursts.call_seconds_read == "run"
+    assert one.admission == {
+        **bursts.admission,
+        "max_codec_share": pytest.approx(bursts.admission["max_codec_share"] * ONE_CONTEXT_GAIN),
+        "sr_short_streams": 64,
+    }
+
+
 def test_the_setting_names_a_profile(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings().codec.admission_profile == "served"
     monkeypatch.setenv("TTS_ADMISSION_PROFILE", "own_seconds")
