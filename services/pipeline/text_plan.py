@@ -187,7 +187,11 @@ def plan_text(
     tag_result = process_tags(text, unknown=unknown_tags)
     cleaned = tag_result.text
     if normalize:
-        cleaned = " ".join(normalize_text(piece, markdown=False).text for piece in text_pieces(cleaned))
+        # A piece cut at a space or line break is a word apart from the next; one cut inside a run stays joined.
+        cleaned = "".join(
+            normalize_text(piece, markdown=False).text + (" " if piece[-1:].isspace() else "")
+            for piece in text_pieces(cleaned)
+        )
     cleaned = " ".join(cleaned.split())
     if not cleaned:
         raise NothingToSpeak("Invalid 'text': nothing left to speak after removing tags.")

@@ -46,6 +46,7 @@ def test_pieces_cut_at_line_breaks_then_spaces_and_lose_nothing() -> None:
     assert all(p.endswith(" ") for p in text_pieces(spaced)[:-1]) and "".join(text_pieces(spaced)) == spaced
     run = "x" * 9_000
     assert [len(p) for p in text_pieces(run)] == [4_000, 4_000, 1_000]
+    assert plan_text(run, **{**PLAN, "chunking": False}).text == run  # a run cut inside stays one word
 
 
 def test_text_cut_at_line_breaks_plans_as_it_did_whole(monkeypatch: pytest.MonkeyPatch) -> None:
