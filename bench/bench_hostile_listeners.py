@@ -1,4 +1,5 @@
-"""Another key's first audio and health latency under the alias-rule, Markdown, rule-folding and Wyoming attacks, before and after, in one run.
+"""Another key's first audio, job submissions and health under the alias-rule, Markdown, rule-folding, reader and
+Wyoming attacks, before and after, in one run.
 
     python -m bench hostile_listeners --before-tree /tmp/before [--seconds 20] [--label NAME]
 
@@ -18,6 +19,11 @@ run from a process of its own, for `--seconds`:
   folding   key A's three stored dictionaries of 1,000 capitalisations of one 200-letter word (case-insensitive,
             whole words), named by one 10,000-character request of that letter after another (issue 98: every
             match looped over the 1,000 rules behind the one key while the candidate budget counted one).
+  reader    key A keeps four uploads (its concurrency) of a 45 KB PDF in flight, one after another: a 400,000-character
+            page searched for 20 outline titles of 2,000 characters (issue 98: each held a reader for the whole 60 s
+            timeout, and every key's job submission, JSON text included, waited behind them). Alone and under it, key
+            B also uploads a short PDF and then submits a JSON text job, one pair after another, and times each
+            answer (jobs deleted at once, A's too); B's first audio then carries its own submissions' work too.
   flood     one Wyoming connection sends `synthesize-start` and then empty `synthesize-chunk` events as fast as it
             can, reconnecting when closed.
   conns     5,000 Wyoming connections opened and held (past the server's open-file limit).
@@ -30,7 +36,8 @@ For `idle` and `idle4` the probe is Home Assistant's instead of key B's: a Wyomi
 (127.0.0.2) connects, sends one `synthesize` and times its first audio chunk (connecting included), one after another;
 its control (`alone wyoming`) runs once before them.
 
-Prints B's first-audio median and p90, health's median and worst (and timeouts), and what each attack did; writes
+Prints B's first-audio median and p90, B's upload and JSON job medians (alone and reader), health's median and worst
+(and timeouts), and what each attack did; writes
 bench/results/hostile_listeners/<label>.json. Timings on a shared machine move with its other load.
 """
 
@@ -57,6 +64,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import demo_env, free_port, results_path, write_results  # noqa: E402
+from tests.pdf_files import minimal_pdf, word_flood  # noqa: E402
 
 KEY_A, KEY_B = "bench-attacker-key", "bench-prober-key"
 RULES, RULE_CHARS, TEXT_CHARS = 1000, 200, 10_000
@@ -68,9 +76,10 @@ REQUEST = {
     "stream": True,
     "format": "pcm",
 }
-ATTACKS = ("plain", "alias", "markdown", "folding", "flood", "conns", "idle", "idle4")
+ATTACKS = ("plain", "alias", "markdown", "folding", "reader", "flood", "conns", "idle", "idle4")
 WYOMING_ATTACKS = {"idle": 1, "idle4": 4}  # attacking addresses
 HOGS_PER_ADDRESS, HOME_ADDRESS = 64, "127.0.0.2"
+READERS_A = 4  # key A's concurrent uploads (its concurrency)
 MARKDOWN_LINE = "![" * 20_000
 
 
@@ -98,6 +107,25 @@ def _variants(d: int) -> list[dict[str, Any]]:
     ]
 
 
+def _slow_pdf() -> bytes:
+    """400,000 characters on one page and 20 outline titles that match it everywhere but their last word."""
+    return minimal_pdf([word_flood(200_000)], [(" ".join(["a"] * 1_000) + " b", 0)] * 20)
+
+
+def _short_pdf() -> bytes:
+    return minimal_pdf([word_flood(400)], [("One", 0)])
+
+
+async def _submit(client: httpx.AsyncClient, key: str, **body: Any) -> int:
+    """One job submission as `key`; an accepted job is cancelled and removed at once (nothing renders)."""
+    answer = await client.post("/v1/tts/jobs", headers={"Authorization": f"Bearer {key}"}, **body)
+    if answer.status_code == 202:
+        job = f"/v1/tts/jobs/{answer.json()['id']}"
+        for _ in range(2):  # cancel, then remove
+            await client.delete(job, headers={"Authorization": f"Bearer {key}"})
+    return answer.status_code
+
+
 def _limit_files() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (SERVER_FILES, SERVER_FILES))
 
@@ -113,6 +141,7 @@ def _serve(tree: Path, log: Path, wyoming_port: int) -> tuple[subprocess.Popen[b
             TTS_VOICE_DIR=str(log.parent / "voices"),
             TTS_WYOMING_ENABLED="true",
             TTS_WYOMING_PORT=str(wyoming_port),
+            TTS_JOBS_DIR=str(log.parent / "jobs"),
             TTS_RATE_LIMIT_PER_MINUTE="100000",
             TTS_LOG_LEVEL="WARNING",
             OMP_NUM_THREADS="1",
@@ -254,9 +283,21 @@ def _attack(
                 )
                 count(f"answers {answer.status_code}")
 
+    async def reader() -> None:
+        data = _slow_pdf()
+
+        async def one() -> None:
+            async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+                while not stop.is_set():
+                    files = {"file": ("slow.pdf", data, "application/pdf")}
+                    count(f"answers {await _submit(client, KEY_A, files=files)}")
+
+        await asyncio.gather(*(one() for _ in range(READERS_A)))
+
     plain = lambda: alias([])  # noqa: E731 - the control: the same requests without dictionaries
     folding = lambda: alias(folded or [])  # noqa: E731
     attacks = {"alias": alias, "plain": plain, "markdown": markdown, "folding": folding, "flood": flood}
+    attacks["reader"] = reader
     if kind in WYOMING_ATTACKS:
         asyncio.run(idle(WYOMING_ATTACKS[kind]))
     else:
@@ -307,10 +348,14 @@ async def _wyoming_first_audio(port: int) -> float | str:
         writer.close()
 
 
-async def _probe(url: str, seconds: float, wyoming_port: int | None = None) -> dict[str, Any]:
-    """Key B's first audio over HTTP, or with `wyoming_port` Home Assistant's over Wyoming; health beside it."""
+async def _probe(
+    url: str, seconds: float, wyoming_port: int | None = None, jobs: bool = False
+) -> dict[str, Any]:
+    """Key B's first audio over HTTP, or with `wyoming_port` Home Assistant's over Wyoming; health beside it; `jobs`:
+    also B's short-PDF upload and JSON job, timed."""
     audio: list[float] = []
     health: list[float] = []
+    timed: dict[str, list[float]] = {"upload": [], "json": []}
     refused: dict[str, int] = {}
     end = time.monotonic() + seconds
 
@@ -342,8 +387,29 @@ async def _probe(url: str, seconds: float, wyoming_port: int | None = None) -> d
                     refused["health failed"] = refused.get("health failed", 0) + 1
                 await asyncio.sleep(0.1)
 
-    await asyncio.gather(speak(), ask_health())
-    return {"first_audio_s": audio, "health_s": health, "refused": refused}
+    async def submit() -> None:
+        pdf = _short_pdf()
+        bodies: dict[str, dict[str, Any]] = {
+            "upload": {"files": {"file": ("short.pdf", pdf, "application/pdf")}},
+            "json": {"json": {"text": "A short job of key B."}},
+        }
+        async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+            while jobs and time.monotonic() < end:
+                for name, body in bodies.items():
+                    started = time.perf_counter()
+                    status: int | str
+                    try:
+                        status = await _submit(client, KEY_B, **body)
+                    except httpx.HTTPError as exc:
+                        status = type(exc).__name__
+                    if status == 202:
+                        timed[name].append(time.perf_counter() - started)
+                    else:
+                        refused[f"{name} {status}"] = refused.get(f"{name} {status}", 0) + 1
+                await asyncio.sleep(0.5)
+
+    await asyncio.gather(speak(), ask_health(), submit())
+    return {"first_audio_s": audio, "health_s": health, "refused": refused, "jobs_s": timed}
 
 
 def _p90(values: list[float]) -> float:
@@ -359,6 +425,10 @@ def _summary(probe: dict[str, Any]) -> dict[str, Any]:
         "health_max_ms": max(health) * 1000 if health else None,
         "probes": len(audio),
         "refused": probe["refused"],
+        **{
+            f"{name}_median_s": statistics.median(times) if times else None
+            for name, times in probe.get("jobs_s", {}).items()
+        },
     }
 
 
@@ -387,6 +457,11 @@ def measure_tree(tree: Path, seconds: float, only: list[str]) -> dict[str, Any]:
             results["alone"] = _summary(asyncio.run(_probe(url, seconds / 2)))
             if any(kind in WYOMING_ATTACKS for kind in only):
                 results["alone wyoming"] = _summary(asyncio.run(_probe(url, seconds / 2, wyoming_port)))
+            if "reader" in only:  # B's job submissions alone, apart: its first audio alone stays without them
+                timed = _summary(asyncio.run(_probe(url, seconds / 2, jobs=True)))
+                results["alone"].update(
+                    upload_median_s=timed["upload_median_s"], json_median_s=timed["json_median_s"]
+                )
             context = multiprocessing.get_context("spawn")
             for kind in only:
                 stop, out = context.Event(), context.Queue()
@@ -395,7 +470,11 @@ def measure_tree(tree: Path, seconds: float, only: list[str]) -> dict[str, Any]:
                 )
                 attacker.start()
                 time.sleep(2.0)  # the attack under way
-                probe = asyncio.run(_probe(url, seconds, wyoming_port if kind in WYOMING_ATTACKS else None))
+                probe = asyncio.run(
+                    _probe(
+                        url, seconds, wyoming_port if kind in WYOMING_ATTACKS else None, jobs=kind == "reader"
+                    )
+                )
                 stop.set()
                 attacker.join(timeout=180)
                 if attacker.is_alive():
@@ -424,9 +503,9 @@ def table(result: dict[str, Any]) -> str:
     """The markdown table: per tree and attack, B's first audio (and as a ratio of B alone on that tree), health;
     for the Wyoming idle attacks Home Assistant's first audio (and as a ratio of it alone)."""
     lines = [
-        "| tree | attack | B first audio median s (x alone) | p90 s (x alone) | B probes | health median ms | "
-        "worst ms | refused or failed | attack did |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| tree | attack | B first audio median s (x alone) | p90 s (x alone) | B probes | "
+        "B upload / JSON job median s (x alone) | health median ms | worst ms | refused or failed | attack did |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, runs in result.items():
         if not isinstance(runs, dict):
@@ -437,9 +516,16 @@ def table(result: dict[str, Any]) -> str:
             )  # Home Assistant's probe, its own control
             alone = runs.get("alone wyoming" if wyoming else "alone", {})
             median, p90 = row["first_audio_median_s"], row["first_audio_p90_s"]
+            upload, json_job = row.get("upload_median_s"), row.get("json_median_s")
+            jobs = (
+                f"{_fmt(upload)} ({_ratio(upload, alone.get('upload_median_s'))}) / "
+                f"{_fmt(json_job)} ({_ratio(json_job, alone.get('json_median_s'))})"
+                if upload is not None or json_job is not None
+                else "-"
+            )
             lines.append(
                 f"| {name} | {kind} | {_fmt(median)} ({_ratio(median, alone.get('first_audio_median_s'))}) | "
-                f"{_fmt(p90)} ({_ratio(p90, alone.get('first_audio_p90_s'))}) | {row['probes']} | "
+                f"{_fmt(p90)} ({_ratio(p90, alone.get('first_audio_p90_s'))}) | {row['probes']} | {jobs} | "
                 f"{_fmt(row['health_median_ms'], '{:.1f}')} | {_fmt(row['health_max_ms'], '{:.0f}')} | "
                 f"{row['refused'] or '-'} | {row.get('attack', '-')} |"
             )

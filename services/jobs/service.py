@@ -28,6 +28,7 @@ from services.jobs.watch import JobWatch
 from services.keys.records import ApiKeyRecord
 from services.pipeline.speech import SpeechRequest, SpeechService
 from services.pipeline.synthesis import SamplingOptions
+from services.usage.credits import credits_for_text
 
 if TYPE_CHECKING:
     from services.access import AccessServices
@@ -216,6 +217,7 @@ class JobService:
                 f"Invalid 'text': at most {limit} characters per job on this deployment, got {total}.",
                 "text",
             )
+        self.check_credits(key, total)  # what the key cannot pay for is refused now, not at its first chapter
         probe = SpeechRequest(
             text="",
             voice=options.voice,
@@ -266,35 +268,49 @@ class JobService:
         )
         return job
 
-    def check_credits(self, key: ApiKeyRecord) -> None:
-        """A key with no credits left (credits on) queues nothing: refused before its document is even read."""
+    def check_credits(self, key: ApiKeyRecord, characters: int = 0) -> None:
+        """Credits on, a key queues only a job its balance pays for at the charge's rule (1 credit a character of
+        text, services/usage/credits.py): refused before anything is stored, not at its first chapter. With no
+        credits left, refused before its document is even read (`characters` 0)."""
         balance = key.credit_balance
-        if self.settings.usage.credits_enabled and balance is not None and balance <= 0:
+        if not self.settings.usage.credits_enabled or balance is None:
+            return
+        if balance <= 0:
             raise ServiceError(
                 "INSUFFICIENT_CREDITS",
                 "This key has no credits left; top it up before queueing a job.",
                 status=403,
             )
+        needed = credits_for_text(characters)
+        if needed > balance:
+            raise ServiceError(
+                "INSUFFICIENT_CREDITS",
+                f"This job costs about {needed} credits (1 credit per character of text) and the key has "
+                f"{balance}; shorten the document or top up the key.",
+                status=403,
+            )
 
     async def _check_room(self, key: ApiKeyRecord, characters: int) -> None:
-        """Nothing is stored for free: a key with no credits stores no job; a key's queued characters and stored
-        bytes stay under their quotas; a nearly full disk takes no job."""
+        """Nothing is stored unchecked: a key's characters not yet
+        rendered (in every job it keeps: a failed or cancelled job may be resumed) and its stored bytes (files and
+        the text of every kept job, failed or not, until it is deleted or expires) stay under their quotas; a nearly
+        full disk takes no job."""
         jobs = self.settings.jobs
-        self.check_credits(key)
         queued = await self.store.queued_characters(key.key_id)
         if queued + characters > jobs.jobs_queued_chars_per_key:
             raise ServiceError(
                 "TEXT_TOO_LONG",
-                f"Invalid 'text': this key has {queued} characters queued in jobs; at most "
-                f"{jobs.jobs_queued_chars_per_key} at once (wait for them, or cancel one).",
+                f"Invalid 'text': this key's jobs hold {queued} characters not yet rendered; at most "
+                f"{jobs.jobs_queued_chars_per_key} at once (wait for them, or cancel and delete one).",
                 "text",
             )
-        stored = await asyncio.to_thread(self.files.size, await self.store.job_ids(key.key_id))
+        files = await asyncio.to_thread(self.files.size, await self.store.job_ids(key.key_id))
+        stored = files + await self.store.stored_text_bytes(key.key_id)
         if stored > jobs.jobs_stored_mb_per_key * 1_000_000:
             raise ServiceError(
                 "PAYLOAD_TOO_LARGE",
-                f"This key's jobs hold {stored // 1_000_000} MB of audio, over its "
-                f"{jobs.jobs_stored_mb_per_key} MB; delete finished jobs (DELETE /v1/tts/jobs/{{id}}) first.",
+                f"This key's jobs hold {stored // 1_000_000} MB of audio and text, over its "
+                f"{jobs.jobs_stored_mb_per_key} MB; delete jobs (DELETE /v1/tts/jobs/{{id}}) first.",
                 status=413,
             )
         if not await asyncio.to_thread(self.files.has_room, jobs.jobs_min_free_mb):

@@ -1,7 +1,7 @@
 """The job stores' SQL, written once for SQLite (store.py) and PostgreSQL (store_postgres.py).
 
 Statements use PostgreSQL's numbered parameters (`$1`), `{now}` for the current time in epoch seconds and `{length}`
-for the character count function; `Dialect.render` turns them into one database's SQL (SQLite's `?1`, and the
+for the character count function, `{octets}` for a text's UTF-8 bytes; `Dialect.render` turns them into one database's SQL (SQLite's `?1`, and the
 store's clock as the SQLite function `tts_now()`, so tests can move it). Where the databases need different
 statements (a claim's row lock, a renewal in one round trip) the store writes its own from these pieces.
 """
@@ -23,9 +23,16 @@ CHAPTERS = (
 )
 # The claim order: the key whose last claim is oldest (a key never served first), then its oldest job.
 TURN_ORDER = "(SELECT max(t.claimed_at) FROM tts_jobs t WHERE t.key_id = tts_jobs.key_id), created_at, id"
+# Every kept job's chapters not rendered, whatever the job's status: a failed or cancelled job can be resumed, so
+# its text counts until the job is deleted or expires.
 QUEUED_CHARACTERS = (
     "SELECT sum({length}(c.text)) FROM tts_job_chapters c JOIN tts_jobs j ON j.id = c.job_id "
-    "WHERE j.key_id = $1 AND j.status IN ('queued', 'running') AND c.status != 'done'"
+    "WHERE j.key_id = $1 AND c.status != 'done'"
+)
+# The UTF-8 bytes of every kept job's text (chapters and title), counted with its files against the stored quota.
+STORED_TEXT_BYTES = (
+    "SELECT COALESCE((SELECT sum({octets}(c.text)) FROM tts_job_chapters c JOIN tts_jobs j ON j.id = c.job_id "
+    "WHERE j.key_id = $1), 0) + COALESCE((SELECT sum({octets}(title)) FROM tts_jobs WHERE key_id = $1), 0)"
 )
 INSERT_JOB = (
     "INSERT INTO tts_jobs (id, key_id, key_hash, title, options, status, created_at) "
@@ -76,6 +83,7 @@ _NUMBERED = re.compile(r"\$(\d+)")
 class Dialect:
     now: str  # the current time in epoch seconds
     length: str  # the character count function
+    octets: str  # the UTF-8 byte count function
     parameter: str  # what a numbered parameter's number follows: `$` (PostgreSQL) or `?` (SQLite)
 
     def render(self, statement: str) -> str:
@@ -85,11 +93,13 @@ class Dialect:
 
 @functools.cache
 def _rendered(dialect: Dialect, statement: str) -> str:
-    text = statement.format(now=dialect.now, length=dialect.length)
+    text = statement.format(now=dialect.now, length=dialect.length, octets=dialect.octets)
     return text if dialect.parameter == "$" else _NUMBERED.sub(rf"{dialect.parameter}\1", text)
 
 
 # SQLite reads the store's own clock (a function the store registers on its connection); PostgreSQL the database's,
 # so replicas with skewed clocks still never hold one job at once.
-SQLITE = Dialect(now="tts_now()", length="length", parameter="?")
-POSTGRES = Dialect(now="extract(epoch from clock_timestamp())", length="char_length", parameter="$")
+SQLITE = Dialect(now="tts_now()", length="length", octets="tts_octets", parameter="?")
+POSTGRES = Dialect(
+    now="extract(epoch from clock_timestamp())", length="char_length", octets="octet_length", parameter="$"
+)

@@ -62,7 +62,11 @@ class JobStore(Protocol):
         the key's oldest job), with the text of its first chapter not done; None when there is none."""
 
     async def queued_characters(self, key_id: str) -> int:
-        """Characters of the key's chapters not done, in its queued and running jobs."""
+        """Characters of the key's chapters not done, in every job it keeps (a failed or cancelled one may be
+        resumed)."""
+
+    async def stored_text_bytes(self, key_id: str) -> int:
+        """UTF-8 bytes of the text (chapters, titles) of every job the key keeps, whatever its status."""
 
     async def job_ids(self, key_id: str) -> tuple[str, ...]:
         """Every job id of the key (its files' folders)."""
@@ -104,6 +108,11 @@ SCHEMA = sqlite_schema()
 # Columns added after the first release of the table (a file written by an older release gets them).
 ADDED_COLUMNS = ("finished_at", "claimed_at", "heartbeat_at")
 SQL = SQLITE.render
+
+
+def _octets(text: str | None) -> int:
+    """SQLite's UTF-8 byte count of a text (PostgreSQL's octet_length)."""
+    return 0 if text is None else len(text.encode("utf-8", "surrogatepass"))
 
 
 def job_values(job: JobRecord) -> tuple[str, str, str, str | None, str, JobStatus, float]:
@@ -194,6 +203,7 @@ class SqliteJobStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA foreign_keys=ON")
             db.create_function("tts_now", 0, lambda: self.clock())  # the dialect's {now}: this store's clock
+            db.create_function("tts_octets", 1, _octets, deterministic=True)  # the dialect's {octets}
             columns = {row[1] for row in db.execute("PRAGMA table_info(tts_jobs)")}
             declared = {c.name: c for c in JOB_TABLES[0].columns}
             for name in ADDED_COLUMNS:  # a file written by an older release
@@ -246,6 +256,13 @@ class SqliteJobStore:
     async def queued_characters(self, key_id: str) -> int:
         def read(db: sqlite3.Connection) -> int:
             row = db.execute(SQL(sql.QUEUED_CHARACTERS), (key_id,)).fetchone()
+            return int(row[0] or 0)
+
+        return await self._run(read)
+
+    async def stored_text_bytes(self, key_id: str) -> int:
+        def read(db: sqlite3.Connection) -> int:
+            row = db.execute(SQL(sql.STORED_TEXT_BYTES), (key_id,)).fetchone()
             return int(row[0] or 0)
 
         return await self._run(read)

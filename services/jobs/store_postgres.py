@@ -61,6 +61,10 @@ class PostgresJobStore:
         pool = await self.pool.get()
         return int(await pool.fetchval(SQL(sql.QUEUED_CHARACTERS), key_id) or 0)
 
+    async def stored_text_bytes(self, key_id: str) -> int:
+        pool = await self.pool.get()
+        return int(await pool.fetchval(SQL(sql.STORED_TEXT_BYTES), key_id) or 0)
+
     async def job_ids(self, key_id: str) -> tuple[str, ...]:
         pool = await self.pool.get()
         return tuple(r[0] for r in await pool.fetch(SQL(sql.KEYS_JOB_IDS), key_id))

@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("services.pipeline.text_plan")
 
+# Normalisation's regular expressions run in C and hold the interpreter lock for a whole call: on 40,000 characters
+# one call held it for hundreds of milliseconds, and every other key's request (its engine steps, its audio) waited
+# that long. Long text is normalised in pieces of at most this many characters, cut at a line break or a space, so
+# the lock changes hands between pieces; no token a rule reads spans a line break, and few span a cut space.
+NORMALIZE_PIECE_CHARS = 4000
+
 
 class NothingToSpeak(SynthesisError):
     """A text (or a voice segment's) with nothing left to speak once tags, markup and emoji are gone: a voice
@@ -145,6 +151,22 @@ def apply_lexicon(lexicon: Lexicon, text: str) -> str:
         ) from exc  # the request's own rules or its dictionaries'
 
 
+def text_pieces(text: str, limit: int = NORMALIZE_PIECE_CHARS) -> list[str]:
+    """`text` cut into pieces of at most `limit` characters: at the last line break in a piece's last quarter, else
+    its last space, else (one unbroken run) at `limit`."""
+    pieces: list[str] = []
+    while len(text) > limit:
+        floor = limit * 3 // 4
+        cut = text.rfind("\n", floor, limit)
+        if cut < 0:
+            cut = text.rfind(" ", floor, limit)
+        cut = limit if cut < 0 else cut + 1
+        pieces.append(text[:cut])
+        text = text[cut:]
+    pieces.append(text)
+    return pieces
+
+
 def plan_text(
     text: str,
     *,
@@ -165,7 +187,11 @@ def plan_text(
     tag_result = process_tags(text, unknown=unknown_tags)
     cleaned = tag_result.text
     if normalize:
-        cleaned = normalize_text(cleaned, markdown=False).text
+        # A piece cut at a space or line break is a word apart from the next; one cut inside a run stays joined.
+        cleaned = "".join(
+            normalize_text(piece, markdown=False).text + (" " if piece[-1:].isspace() else "")
+            for piece in text_pieces(cleaned)
+        )
     cleaned = " ".join(cleaned.split())
     if not cleaned:
         raise NothingToSpeak("Invalid 'text': nothing left to speak after removing tags.")

@@ -152,12 +152,16 @@ class JobsSettings(_Group):
         "chapters replace that.",
     )
     jobs_queued_chars_per_key: int = Field(
-        10_000_000, ge=1, description="Characters one key may have waiting in its queued and running jobs."
+        10_000_000,
+        ge=1,
+        description="Characters not yet rendered one key may have in the jobs it keeps (queued, running, and failed "
+        "or cancelled ones, which may be resumed, until they are deleted or expire).",
     )
     jobs_stored_mb_per_key: int = Field(
         5_000,
         ge=1,
-        description="Megabytes of job files (chapters, books) one key may keep; more refuses new jobs.",
+        description="Megabytes one key's kept jobs may hold, their files (chapters, books) and their text, failed "
+        "or not; more refuses new jobs.",
     )
     jobs_min_free_mb: int = Field(
         500,

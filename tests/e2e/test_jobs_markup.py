@@ -1,7 +1,8 @@
 """Jobs with the markup the text routes read, and jobs that stop and go on, against a real server (uvicorn in a thread
 of this process, so the test can top a key up and read the request log): a two-voice Markdown book (`[voice:NAME]`
 segments) is one job whose chapter files are each one continuous piece, an SSML `<break>` is silence in its chapter,
-a job's `lexicon` changes the words spoken (each chapter is charged its normalised text), a key out of credits fails
+a job's `lexicon` changes the words spoken (each chapter is charged its normalised text), a job the key's balance
+cannot pay for is refused at submission, a key that runs out of credits meanwhile fails
 its job and `resume` finishes it after a top-up without charging a finished chapter again, and DELETE on an ended
 job removes it and its files."""
 
@@ -62,9 +63,11 @@ class Live:
         return [r for r in self.sink.rows.values() if r.request_id.startswith(prefix) and r.status == status]
 
     def top_up(self, key: str, balance: int) -> None:
-        store = self.app.state.services.access.authenticator.store
+        authenticator = self.app.state.services.access.authenticator
+        store = authenticator.store
         current = store._by_hash[hash_key(key)]  # noqa: SLF001 - the test's in-memory key store
         store.add(replace(current, credit_balance=balance))
+        authenticator.invalidate(key)  # the next request reads the new balance
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +217,18 @@ def test_a_job_lexicon_changes_the_words_spoken(live: Live) -> None:
 
 def test_a_job_out_of_credits_resumes_after_a_top_up(live: Live) -> None:
     text = f"# One\n\nThe boats.\n\n# Two\n\n{SENTENCE * 4}\n\n# Three\n\nThe quay.\n"
+    # A job the balance cannot pay for is refused at submission; one it could pay for when submitted fails where
+    # the balance runs out (spent elsewhere meanwhile), and resumes after a top-up.
+    refused = httpx.post(
+        f"{live.base_url}/v1/tts/jobs",
+        headers=headers(POOR),
+        json={"text": text, "input_format": "markdown", "format": "wav"},
+        timeout=30,
+    )
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "INSUFFICIENT_CREDITS"
+    live.top_up(POOR, 100_000)
     job = submit(live, {"text": text, "input_format": "markdown", "format": "wav"}, key=POOR)
+    live.top_up(POOR, POOR_BALANCE)  # spent elsewhere: chapter 2 is more than is left
     job_id = job["id"]
     failed = wait_for(live, job_id, ("done", "failed"), key=POOR)
     assert failed["status"] == "failed" and failed["error"]["code"] == "INSUFFICIENT_CREDITS", failed

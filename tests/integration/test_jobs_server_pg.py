@@ -4,7 +4,8 @@ database, credits on.
 - A fuzz of every job route's path and body fields and the upload part with NUL, `%00`, control characters, lone
   surrogates and huge values answers no 5xx, each refusal in the error envelope, and the kept-alive connection
   stays open.
-- A 0-credit key stores nothing (403 INSUFFICIENT_CREDITS); an unknown `[voice:NAME]` and a huge title are refused
+- A 0-credit key stores nothing (403 INSUFFICIENT_CREDITS), nor a 10-credit key a job of 2,000 characters (refused
+  at submission, not failed at its first chapter and kept); an unknown `[voice:NAME]` and a huge title are refused
   at submission.
 - SIGTERM with a progress stream (SSE) open: the stream ends with a final `shutdown` event inside the graceful
   window, the server exits promptly and logs no traceback.
@@ -116,7 +117,9 @@ def _json_body(field: str, value: str) -> bytes:
 
 
 def test_no_5xx_from_any_job_route_input(pg_server: RunningServer, make_key) -> None:
-    key = make_key(credit_balance=10_000)
+    key = make_key(
+        credit_balance=1_000_000
+    )  # pays for the 200,000-character text: the fuzz reaches the queue
     headers = {"Authorization": f"Bearer {key}"}
     answers: list[tuple[str, int]] = []
     with httpx.Client(base_url=pg_server.base_url, headers=headers, timeout=60) as client:
@@ -199,6 +202,16 @@ def test_nothing_is_stored_for_free_or_unchecked(pg_server: RunningServer, make_
     )
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "INSUFFICIENT_CREDITS"
     assert httpx.get(f"{pg_server.base_url}/v1/tts/jobs", headers=broke, timeout=30).json()["jobs"] == []
+    poor = {"Authorization": f"Bearer {make_key(credit_balance=10)}"}
+    for body in (
+        {"json": {"text": "Hello there. " * 154}},
+        {"files": {"file": ("a.txt", b"Hello there. " * 154)}},
+    ):
+        short = httpx.post(f"{pg_server.base_url}/v1/tts/jobs", headers=poor, timeout=30, **body)
+        assert short.status_code == 403, short.text
+        error = short.json()["error"]
+        assert error["code"] == "INSUFFICIENT_CREDITS" and "10" in error["message"], error
+    assert httpx.get(f"{pg_server.base_url}/v1/tts/jobs", headers=poor, timeout=30).json()["jobs"] == []
     rich = {"Authorization": f"Bearer {make_key(credit_balance=10_000)}"}
     voice = httpx.post(
         f"{pg_server.base_url}/v1/tts/jobs",

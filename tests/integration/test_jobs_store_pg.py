@@ -1,12 +1,14 @@
 """The PostgreSQL job store against the real server (deploy/sql migrations applied by the fixture): two replicas
 (two pools) never hold one job; a lease that expires passes the job on; keys stay apart; a failed job resumes; an
-ended job is deleted once its retention has passed, and only once no process holds it."""
+ended job is deleted once its retention has passed, and only once no process holds it; a kept job's text counts
+against its key's quotas, failed or not, until it is deleted."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import asyncpg
 import pytest
@@ -113,6 +115,27 @@ async def test_a_failed_job_resumes_and_an_ended_one_expires(pg_dsn: str, stores
         assert not await two.delete(record.id, "another-key")
         assert await two.delete(record.id, None)
         assert await one.get(record.id, None) is None
+    finally:
+        await drop(pg_dsn, record.id)
+
+
+async def test_a_kept_jobs_text_counts_failed_or_not_until_it_is_deleted(pg_dsn: str, stores) -> None:
+    one, two = stores
+    record = replace(job(f"key-{uuid.uuid4().hex[:8]}", chapters=3), title="Büch")  # 1 + 2 + 3 characters
+    await one.create(record)
+    try:
+        assert await two.queued_characters(record.key_id) == 6
+        assert await two.stored_text_bytes(record.key_id) == 6 + len("Büch".encode())
+        assert (await one.claim("p1", 30)).id == record.id
+        await one.set_chapter(record.id, 1, "done", audio_seconds=1.0, render_seconds=0.5)
+        await one.set_chapter(record.id, 2, "failed")
+        await one.finish(record.id, "p1", "failed", error_code="INSUFFICIENT_CREDITS", error_message="out")
+        assert await two.queued_characters(record.key_id) == 5  # failed: resumable, its text still held
+        assert await two.stored_text_bytes(record.key_id) == 6 + 5  # every chapter's text is kept
+        assert await two.queued_characters("another-key") == 0
+        assert await two.delete(record.id, record.key_id)
+        assert await two.queued_characters(record.key_id) == 0
+        assert await two.stored_text_bytes(record.key_id) == 0
     finally:
         await drop(pg_dsn, record.id)
 

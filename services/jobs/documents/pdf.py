@@ -42,6 +42,7 @@ from services.jobs.documents.pdf_layout import (
 )
 
 MAX_TITLE_CHARS = 300  # an outline title longer than this is cut before it is looked for
+MAX_TITLE_BYTES = 1 << 20  # an outline title's UTF-16 bytes past this: the entry is left out
 _SEARCH_PARAGRAPHS = 64  # an outline title is looked for among this many paragraphs after the one before
 _NUMBERED = re.compile(r"^(\d{1,3}(?:\.\d{1,3})*)\.?\s")
 _CHARS_PER_KEPT = 2  # a page's PDFium characters (spaces and line ends included) per character it can keep
@@ -150,9 +151,10 @@ def _bookmark_title(raw: Any, mark: Any) -> str:
     import ctypes
 
     size = raw.FPDFBookmark_GetTitle(mark, None, 0)
-    if size <= 2:
+    # PDFium writes nothing into a buffer shorter than the whole title (a cut buffer reads as NULs), so the title
+    # is read whole and cut after; one past MAX_TITLE_BYTES is no title (its entry is left out).
+    if size <= 2 or size > MAX_TITLE_BYTES:
         return ""
-    size = min(size, 4 * MAX_TITLE_CHARS + 2)
     buffer = ctypes.create_string_buffer(size)
     raw.FPDFBookmark_GetTitle(mark, buffer, size)
     title = buffer.raw[: size - 2].decode("utf-16-le", "replace")

@@ -67,5 +67,5 @@ def test_a_statement_renders_for_each_database() -> None:
     assert SQLITE.render(statement) == (
         "SELECT id FROM t WHERE a = ?1 AND (CAST(?2 AS TEXT) IS NULL OR b = ?2) AND c < tts_now() - ?10"
     )
-    postgres = Dialect(now="now()", length="char_length", parameter="$")
+    postgres = Dialect(now="now()", length="char_length", octets="octet_length", parameter="$")
     assert postgres.render(statement) == statement.replace("{now}", "now()")

@@ -61,6 +61,43 @@ def test_a_key_with_no_credits_stores_nothing(tmp_path: Path, monkeypatch: pytes
     asyncio.run(scenario())
 
 
+def test_a_job_the_balance_cannot_pay_for_is_refused_at_submission(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        jobs = service(tmp_path, monkeypatch, TTS_CREDITS_ENABLED="true")
+        poor = replace(anonymous_record(), credit_balance=10)
+        with pytest.raises(ServiceError) as refused:
+            await submit(jobs, poor, "x" * 11)  # 11 credits at 1 a character: over 10
+        assert refused.value.code == "INSUFFICIENT_CREDITS" and refused.value.status == 403
+        assert "11 credits" in refused.value.message
+        assert await jobs.jobs(poor.key_id) == []
+        assert (await submit(jobs, poor, "x" * 10)).chapters[0].characters == 10
+        await jobs.store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_jobs_text_counts_until_it_is_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        jobs = service(tmp_path, monkeypatch, TTS_JOBS_STORED_MB_PER_KEY="1")
+        key = anonymous_record()
+        first = await submit(jobs, key, "é" * 300_000)  # 600 KB of UTF-8
+        assert await jobs.store.claim("p1", 30) is not None
+        await jobs.store.finish(first.id, "p1", "failed", error_code="X", error_message="failed")
+        second = await submit(jobs, key, "é" * 300_000)  # 1.2 MB now kept: the next is refused
+        with pytest.raises(ServiceError) as stored:
+            await submit(jobs, key, "z")
+        assert stored.value.code == "PAYLOAD_TOO_LARGE" and "audio and text" in stored.value.message
+        assert await jobs.cancel_or_remove(first.id, key.key_id) is None  # deleted: its text is gone
+        assert (await submit(jobs, key, "z")).id not in (first.id, second.id)
+        await jobs.store.close()
+
+    asyncio.run(scenario())
+
+
 def test_quotas_title_and_disk_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async def scenario() -> None:
         jobs = service(
@@ -70,7 +107,9 @@ def test_quotas_title_and_disk_are_checked(tmp_path: Path, monkeypatch: pytest.M
         first = await submit(jobs, key, "x" * 20)
         with pytest.raises(ServiceError) as queued:
             await submit(jobs, key, "y" * 20)  # 40 characters would wait: over 30
-        assert queued.value.code == "TEXT_TOO_LONG" and "20 characters queued" in queued.value.message
+        assert (
+            queued.value.code == "TEXT_TOO_LONG" and "20 characters not yet rendered" in queued.value.message
+        )
         with pytest.raises(ServiceError) as title:
             await submit(jobs, key, "z", title="T" * 501)
         assert title.value.param == "title"

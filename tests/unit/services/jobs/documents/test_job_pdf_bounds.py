@@ -28,6 +28,14 @@ def test_outline_titles_looked_for_in_a_huge_page_do_not_hold_the_reader() -> No
     assert document.characters > 350_000  # the page is read (at the top of the last entry's chapter)
 
 
+def test_a_long_outline_title_is_read_and_cut_not_nuls() -> None:
+    # PDFium leaves a buffer shorter than the title untouched: a title read into one came back as NULs, and the
+    # whole upload was refused for a control character.
+    document = read_document(pdf(800, ["One", "x" * 2_000]), filename="long-title.pdf")
+    assert [c.title for c in document.chapters][-1] == "x" * 300
+    assert all("\x00" not in c.title for c in document.chapters)
+
+
 def test_an_outline_past_the_chapter_limit_is_refused() -> None:
     with pytest.raises(DocumentError, match="at most 10 chapters"):
         read_document(pdf(800, [f"Part {n}" for n in range(200)]), filename="parts.pdf", max_chapters=10)
