@@ -674,7 +674,7 @@ async def five_contexts(rig: Rig, raw: str, dialect: str, *, refused_pieces: int
                 kinds.append("audio")
             elif event.get("type") == "chunk":  # no audio in it: a refused Cartesia context's end (Pipecat)
                 kinds.append("empty")
-            if event.get(end_key) is True:  # Cartesia's error carries its own done
+            if event.get(end_key) is True:
                 kinds.append("end")
                 ends += context != "x"
         await asyncio.sleep(1.0)  # anything the sixth context would still get comes now
@@ -702,10 +702,10 @@ def test_text_streamed_into_a_refused_context_is_never_charged(rig: Rig, unique:
         control = asyncio.run(five_contexts(rig, control_raw, dialect, refused_pieces=0))
     finally:
         rig.proxy.delay_s = 0.0
-    # One error (it ends the context), no audio; Cartesia also answers the client's own last message
-    # (`continue: false`) with an empty chunk (Pipecat then counts no silent turn) and a `done`, which LiveKit waits
-    # for once its input has ended.
-    cartesia = ["error", "end", "empty", "end", "end"]
+    # One error, no audio. Cartesia's error says `done: false` (LiveKit's plugin then raises its reason), and the
+    # client's own last message (`continue: false`) is answered with an empty chunk (Pipecat then counts no silent
+    # turn) and a `done`, which LiveKit waits for once its input has ended.
+    cartesia = ["error", "empty", "end", "end"]
     assert got.pop("x", []) == (cartesia if dialect == "cartesia" else ["error", "end"]), got
     for context in (got, control):
         assert sorted(context) == [f"c{i}" for i in range(5)] and all(

@@ -1,10 +1,11 @@
 """`read_document` in a short-lived process: what a hostile upload costs stays out of the server.
 
 The reader runs as `python -m services.jobs.documents.isolated`, a fresh interpreter that inherits no model,
-socket or thread of the server. Its address space is capped (RLIMIT_AS) before it reads a byte, its time by the
-caller; when it ends, its memory goes back to the system, whether it read the book or refused it. The options go
-in as one JSON argument, the document on stdin; the chapters (or the refusal) come back as JSON on stdout, so nothing the child sends is
-executed. A reader that runs out of memory or time is a DocumentError like any other.
+socket or thread of the server. Its address space is capped (RLIMIT_AS) before it reads a byte, its CPU priority
+lowered (`READER_NICENESS`: live streams' threads go first) and its time capped by the caller; when it ends, its
+memory goes back to the system, whether it read the book or refused it. The options go in as one JSON argument, the
+document on stdin; the chapters (or the refusal) come back as JSON on stdout, so nothing the child sends is executed.
+A reader that runs out of memory or time is a DocumentError like any other.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ _FAILED = "the document cannot be read (its reader stopped without an answer)"
 logger = logging.getLogger("services.jobs")
 MAX_READERS = 2  # children reading at once per server process, per lane
 MAX_READERS_PER_KEY = 1  # of those, what one key may hold: another key's read never waits behind its uploads
+# A reader is batch work beside live streams: on a machine whose CPU also runs the engine and the codec (a CPU
+# deployment, or a GPU's feeding threads), the serving process's threads go first and a hostile document's read
+# takes what they leave. 10 of the 19 steps down: still scheduled when the CPU is busy, so its timeout holds.
+READER_NICENESS = 10
 
 
 async def read_document_isolated(
@@ -117,6 +122,7 @@ def main() -> None:
     resource.setrlimit(
         resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard)
     )
+    os.nice(READER_NICENESS)
     try:
         answer = _as_json(read_document(sys.stdin.buffer.read(), **request["options"]))
     except DocumentError as error:

@@ -28,6 +28,34 @@ def test_outline_titles_looked_for_in_a_huge_page_do_not_hold_the_reader() -> No
     assert document.characters > 350_000  # the page is read (at the top of the last entry's chapter)
 
 
+def test_the_reader_runs_below_the_servers_cpu_priority() -> None:
+    """A hostile document's read takes the CPU the serving process leaves: its child runs `READER_NICENESS` steps
+    below this process, seen while it reads the slow outline above."""
+    import psutil
+
+    from services.jobs.documents.isolated import READER_NICENESS
+
+    data = pdf(200_000, [" ".join(["a"] * 1_000) + " b"] * 20)
+    seen: list[int] = []
+
+    async def read_and_look() -> None:
+        reading = asyncio.create_task(
+            read_document_isolated(data, timeout_s=45, memory_mb=512, filename="attack.pdf")
+        )
+        while not reading.done():
+            for child in psutil.Process().children():
+                try:
+                    if "services.jobs.documents.isolated" in " ".join(child.cmdline()):
+                        seen.append(child.nice())
+                except psutil.Error:  # it ended between the listing and the look
+                    continue
+            await asyncio.sleep(0.05)
+        await reading
+
+    asyncio.run(read_and_look())
+    assert seen and max(seen) == psutil.Process().nice() + READER_NICENESS
+
+
 def test_a_long_outline_title_is_read_and_cut_not_nuls() -> None:
     # PDFium leaves a buffer shorter than the title untouched: a title read into one came back as NULs, and the
     # whole upload was refused for a control character.
