@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -70,6 +71,38 @@ def in_process_server(app, name: str) -> Iterator[InProcessServer]:
         thread.join(timeout=30)
         if not loop.is_closed() and not loop.is_running():
             loop.close()
+
+
+@dataclass
+class WyomingServer:
+    """An in-process server with Wyoming on: its app, the Wyoming port and the HTTP base URL."""
+
+    app: Any
+    port: int
+    base_url: str
+
+
+@contextmanager
+def wyoming_server(model_dir: Path, name: str, **values: Any) -> Iterator[WyomingServer]:
+    """The demo checkpoint on the CPU (no super-resolution, plain logs at WARNING, no auth unless `values` say) with
+    Wyoming on a free port, served in process (`in_process_server`); `values` are further Settings fields."""
+    from api.app import create_app  # here: most e2e modules only start subprocesses and need not load the app
+    from shared.settings import Settings
+
+    port = free_port()
+    settings = Settings(
+        model_dir=model_dir,
+        device="cpu",
+        sr_enabled=False,
+        log_json=False,
+        log_level="WARNING",
+        **{"auth_enabled": False, **values},
+        wyoming_enabled=True,
+        wyoming_port=port,
+    )
+    app = create_app(settings)
+    with in_process_server(app, name) as server:
+        yield WyomingServer(app, port, server.base_url)
 
 
 @dataclass

@@ -21,9 +21,7 @@ from wyoming.event import Event, async_read_event, async_write_event
 from wyoming.info import Describe, Info
 from wyoming.tts import Synthesize
 
-from api.app import create_app
-from shared.settings import Settings
-from tests.e2e.conftest import free_port, in_process_server
+from tests.e2e.conftest import wyoming_server
 
 pytestmark = pytest.mark.e2e
 
@@ -63,26 +61,16 @@ class Conn:
 
 @pytest.fixture(scope="module")
 def live(demo_model_dir: Path) -> Iterator[Live]:
-    port = free_port()
-    settings = Settings(
-        model_dir=demo_model_dir,
-        device="cpu",
-        sr_enabled=False,
-        log_json=False,
-        log_level="WARNING",
-        auth_enabled=False,
-        wyoming_enabled=True,
-        wyoming_port=port,
+    with wyoming_server(
+        demo_model_dir,
+        "uvicorn-wyoming-addresses",
         wyoming_max_connections=CAP,
         wyoming_max_connections_per_address=SHARE,
         wyoming_contended_idle_timeout_s=CONTENDED_IDLE_S,
         wyoming_admission_wait_s=5.0,
         ws_idle_timeout_s=IDLE_S,
-    )
-    app = create_app(settings)
-    with in_process_server(app, "uvicorn-wyoming-addresses") as server:
-        del server
-        yield Live(app, port)
+    ) as server:
+        yield Live(server.app, server.port)
 
 
 @asynccontextmanager

@@ -18,10 +18,8 @@ from wyoming.error import Error
 from wyoming.event import Event, async_write_events
 from wyoming.tts import SynthesizeChunk, SynthesizeStart
 
-from api.app import create_app
 from api.protocols.wyoming.server import FLOOD_COOLDOWN_S
-from shared.settings import Settings
-from tests.e2e.conftest import free_port, in_process_server
+from tests.e2e.conftest import wyoming_server
 
 pytestmark = pytest.mark.e2e
 
@@ -56,24 +54,15 @@ class FromAddress(AsyncTcpClient):
 
 @pytest.fixture(scope="module")
 def live(demo_model_dir: Path) -> Iterator[Live]:
-    port = free_port()
-    settings = Settings(
-        model_dir=demo_model_dir,
-        device="cpu",
-        sr_enabled=False,
-        log_json=False,
-        log_level="WARNING",
-        auth_enabled=False,
-        wyoming_enabled=True,
-        wyoming_port=port,
+    with wyoming_server(
+        demo_model_dir,
+        "uvicorn-wyoming-limits",
         wyoming_max_connections=CAP,
         ws_messages_per_s=20,
         ws_message_burst=BURST,
         wyoming_admission_wait_s=0,  # over the cap: refused at once (test_wyoming_addresses.py waits)
-    )
-    app = create_app(settings)
-    with in_process_server(app, "uvicorn-wyoming-limits") as server:
-        yield Live(app, port, server.base_url)
+    ) as server:
+        yield Live(server.app, server.port, server.base_url)
 
 
 async def _events_until_closed(client: AsyncTcpClient, timeout_s: float = 10) -> list[Event]:
