@@ -124,10 +124,8 @@ class DecodePacing:
 
     def _cut_in_s(self, planner: DecodePlanner) -> float | None:
         """Seconds until the planner's next window is to be cut short (<= 0: now): the listener's runway less the
-        schedule's `cut_runway_s`. None while it never is (no runway set, nobody plays the stream as it comes, or the
-        request is seeded: its windows, like its first chunk, must not depend on the load it meets)."""
-        if self.request.sampling.seed is not None:
-            return None
+        schedule's `cut_runway_s`. None while it never is (no runway set, as for a seeded request, or nobody plays the
+        stream as it comes)."""
         limit, runway = planner.config.cut_runway_s, self._runway_s()
         return None if limit is None or runway is None else runway - limit
 

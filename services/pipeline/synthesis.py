@@ -135,8 +135,11 @@ class SynthesisJob(ChunkGeneration, DecodePacing):
         # Admission measures and steers live streams only: a background job is neither counted nor steered by it.
         admission = resources.admission if request.work_class == "live" else None
         self.admission = admission
-        # A seeded request's audio must not depend on the load it meets: admission does not steer its schedule.
+        # A seeded request's audio must not depend on the load it meets: admission does not steer its schedule, and
+        # no window is cut for a listener about to run dry (decode_pacing.py).
         reproducible = request.sampling.seed is not None
+        if reproducible:
+            self.stream_config = replace(self.stream_config, cut_runway_s=None)
         if (
             admission is not None
         ):  # under load a newcomer's first chunk waits for the full look-ahead (admission.py)
