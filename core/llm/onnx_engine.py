@@ -140,7 +140,7 @@ class OnnxEngine(TransformersEngine):
         head_ids: Sequence[int] | None = None,
         threads: int | None = None,
         spinning: bool = False,
-        head_dtype: torch.dtype | None = None,
+        head_dtype: torch.dtype = torch.float16,
         max_concurrency: int = 8,
         max_pending_tokens: int = 1024,
         stream_interval: int = 1,
@@ -150,10 +150,9 @@ class OnnxEngine(TransformersEngine):
         self._device = torch.device("cpu")
         self._vocab_size = vocab_size
         # The head's product runs in torch beside the decoder: in float16 it reads half float32's bytes per step. An
-        # fp32 build (the reference the quantised ones are measured against) keeps it in float32 unless told.
-        if head_dtype is None:
-            head_dtype = torch.float32 if model.precision == "fp32" else torch.float16
-        self._head_weight = head_weight.to(head_dtype).contiguous()
+        # fp32 build (the reference the quantised ones are measured against) keeps it in float32 whatever is asked.
+        dtype = torch.float32 if model.precision == "fp32" else head_dtype
+        self._head_weight = head_weight.to(dtype).contiguous()
         self._head_bias = None
         self._head_rows = None
         if head_ids is not None:
@@ -211,7 +210,7 @@ def engine_from_settings(llm_dir: str | Path, settings: Settings) -> OnnxEngine:
         grammar_head=llm.llm_grammar_head,
         threads=llm.onnx_threads,
         spinning=llm.onnx_spinning,
-        head_dtype=None if llm.onnx_precision == "fp32" else getattr(torch, llm.onnx_head_dtype),
+        head_dtype=getattr(torch, llm.onnx_head_dtype),
         max_concurrency=settings.llm.llm_max_concurrency,
         stream_interval=settings.llm.llm_stream_interval,
     )
