@@ -34,6 +34,14 @@ START_HINT = "run `export $(scripts/start_services)` first"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
+@pytest.fixture(scope="module")
+def image_python() -> Path:
+    """The lent GPU image recreated on this CPU (bench/gpu/image_venv.py; built once, later callers wait on its lock)."""
+    from bench.gpu import image_venv
+
+    return image_venv.ensure()
+
+
 @pytest.fixture(scope="session")
 def pg_dsn() -> str:
     """DSN of the test database, with deploy/sql migrations applied."""

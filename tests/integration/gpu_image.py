@@ -1,6 +1,6 @@
-"""The lent GPU image recreated on this CPU, shared by the test files that run the kit in it
-(test_gpu_image_venv.py: the service steps; test_gpu_image_steps.py: the one call's other steps and the next call's).
-Two files, so the test workers run them side by side."""
+"""Running the kit in the lent GPU image recreated on this CPU (the `image_python` fixture, tests/integration/conftest.py),
+shared by the test files that do (test_gpu_image_venv.py: the service steps; test_gpu_image_steps.py: the one call's
+other steps and the next call's). Two files, so the test workers run them side by side."""
 
 from __future__ import annotations
 
@@ -8,16 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
-
-from bench.gpu import image_venv
-
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def image_python() -> Path:
-    return image_venv.ensure()
 
 
 def run_kit(

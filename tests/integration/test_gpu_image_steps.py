@@ -9,11 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.gpu_image import image_python, run_acceptance, run_kit
+from tests.integration.gpu_image import run_acceptance, run_kit
 
 pytestmark = pytest.mark.integration
-
-__all__ = ["image_python"]  # the fixture, imported for pytest
 
 
 @pytest.mark.timeout(900)

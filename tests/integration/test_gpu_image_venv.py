@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.gpu_image import ROOT, image_python, run_acceptance
+from tests.integration.gpu_image import ROOT, run_acceptance
 
 pytestmark = pytest.mark.integration
 
 BLOCKER = ROOT / "tests" / "block_imports"
-__all__ = ["image_python"]  # the fixture, imported for pytest
 
 
 @pytest.mark.timeout(1500)
