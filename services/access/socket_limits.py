@@ -110,20 +110,14 @@ class MessageLimiter:
                 f"More than {self.chars_per_s:g} characters per second on this "
                 "connection; send text at the pace it is produced.",
             )
-        if self.address_bucket is not None and not self.address_bucket.take(1):
-            return MessageRefusal(
-                "rate",
-                f"More than {self.address_bucket.rate:g} messages per second on this "
-                "address's connections together (after their burst allowance); send text in "
-                "fewer, larger pieces.",
-            )
-        if self.key_bucket is not None and not self.key_bucket.take(1):
-            return MessageRefusal(
-                "rate",
-                f"More than {self.key_bucket.rate:g} messages per second on this API "
-                "key's connections together (after their burst allowance); send text in "
-                "fewer, larger pieces.",
-            )
+        # The shared buckets, the address's part before the key's whole.
+        for bucket, whose in ((self.address_bucket, "this address's"), (self.key_bucket, "this API key's")):
+            if bucket is not None and not bucket.take(1):
+                return MessageRefusal(
+                    "rate",
+                    f"More than {bucket.rate:g} messages per second on {whose} connections together (after "
+                    "their burst allowance); send text in fewer, larger pieces.",
+                )
         return None
 
 
