@@ -157,6 +157,26 @@ def test_the_released_size_clears_the_bar_on_speech(speech) -> None:
 
 @needs_tiny
 @pytest.mark.parametrize("precision", SERVABLE)
+def test_concurrent_callers_get_their_solo_results(precision, fixture_input) -> None:
+    """The service calls one SuperResolution from several threads: its precision lives in its `Products`, set once,
+    with nothing per call on the shared object, so each caller's output is the bits it gets alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sr = _tiny(precision)
+    inputs = [
+        np.roll(fixture_input, shift) * scale
+        for shift, scale in ((0, 1.0), (800, 0.5), (1600, 0.8), (2400, 0.3))
+    ]
+    solo = [sr.upsample(x) for x in inputs]
+    with ThreadPoolExecutor(len(inputs)) as pool:
+        for _ in range(3):
+            together = list(pool.map(sr.upsample, inputs))
+            for alone, beside in zip(solo, together, strict=True):
+                np.testing.assert_array_equal(beside, alone)
+
+
+@needs_tiny
+@pytest.mark.parametrize("precision", SERVABLE)
 def test_streaming_equals_offline_at_the_served_precision(precision, fixture_input) -> None:
     sr = _tiny(precision)
     offline = sr.upsample(fixture_input)
