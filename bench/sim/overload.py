@@ -25,6 +25,7 @@ from bench.standin.cost_model import CostModel
 from core.llm.engine_pace import EnginePace
 from services.device.admission_profiles import ADMISSION_PROFILE_NAMES, ADMISSION_PROFILES
 from services.device.calls import CALL_SECONDS_READS, CallSecondsRead, SchedulerPolicy
+from services.device.carried import known_carried
 from services.device.device_layout import profile_on
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +72,11 @@ class Run:
 def run_case(run: Run) -> dict[str, Any]:
     (rate, per_row, streams, within, preamble), seed = run.case, run.seed
     admission, policy, read = run.admission, run.policy, run.call_seconds_read
-    model = CostModel.load(run.cost_model).with_overrides(llm_per_row=per_row, host_ms=HOST_MS)
+    measured = CostModel.load(run.cost_model)
+    model = measured.with_overrides(llm_per_row=per_row, host_ms=HOST_MS)
+    if per_row > measured.llm_step.per_unit:
+        # an engine slower than the model's own is not the device a carried figure was stated for (carried.py)
+        admission = {**admission, "carried": None}
     report = simulate(
         SimConfig(
             model,
@@ -149,9 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     read: CallSecondsRead = args.call_seconds_read
     if args.profile is not None:
         # read on the modelled device, as the service reads it on its layout's (device_layout.py)
-        overlap = CostModel.load(args.cost_model).device_overlap
-        profile = profile_on(ADMISSION_PROFILES[args.profile], args.device_sharing, overlap)
-        admission, read = {**profile.admission, **admission}, profile.call_seconds_read
+        # and what the modelled GPU is known to carry there, as the service reads it for its GPU (carried.py)
+        model = CostModel.load(args.cost_model)
+        profile = profile_on(ADMISSION_PROFILES[args.profile], args.device_sharing, model.device_overlap)
+        carried = known_carried(model.name, args.device_sharing)
+        admission = {**profile.admission, "carried": carried, **admission}
+        read = profile.call_seconds_read
     jobs = [
         Run(
             case,

@@ -51,6 +51,7 @@ from services.device.admission import Admission
 from services.device.admission_profiles import ADMISSION_PROFILES
 from services.device.background import BackgroundPolicy
 from services.device.calls import CALL_SECONDS_READS, CallSecondsRead, SchedulerPolicy
+from services.device.carried import known_carried
 from services.device.device_layout import profile_on
 from services.device.playback import PlaybackClock
 from services.device.scheduler import CodecScheduler, StreamHandle
@@ -330,7 +331,8 @@ class Simulation:
         self.results.append(result)
         await self._take_request(index % self.cfg.api_processes)
         view = self.admission.view()  # read-only: what the rules are about to read
-        decision = await self.admission.admit()  # as the service does: a waitable rule holds the caller
+        # as the service does: a waitable rule holds the caller
+        decision = await self.admission.admit(super_resolved=self.cfg.sample_rate == 48_000)
         self.ledger.note_decision(self.loop.time(), view, self.scheduler.active_streams)
         if not decision.admit:
             result.reason = decision.reason
@@ -354,7 +356,7 @@ class Simulation:
         pre = self.cfg.preamble_ids
         row = SimRow(self.cfg.prompt_tokens, pre + tokens + 1, index % self.cfg.api_processes)
         playback = PlaybackClock(self.loop.time(), clock=self.scheduler.clock)
-        handle = self.scheduler.open_stream(playback)
+        handle = self.scheduler.open_stream(playback, super_resolved=self.cfg.sample_rate == 48_000)
         cadence = StreamCadence(prebuffer_s=self.cfg.prebuffer_s, observe_metrics=False, clock=self.loop.time)
         self.engine.add(row)
         out: asyncio.Queue[tuple[asyncio.Future[Any] | None, float]] = asyncio.Queue()
@@ -619,8 +621,10 @@ def simulate_arrivals(
     if admission != "off":
         # a profile name, checked by the lookup; read on the modelled device, as the service reads it on its layout's
         profile = profile_on(ADMISSION_PROFILES[admission], device_sharing, model.device_overlap)  # type: ignore[index]
+        # and what the modelled GPU is known to carry on that device, as the service reads it for its GPU (carried.py)
+        carried = known_carried(model.name, device_sharing)
         settings = {
-            "admission": {**profile.admission, **(admission_over or {})},
+            "admission": {**profile.admission, "carried": carried, **(admission_over or {})},
             "call_seconds_read": profile.call_seconds_read,
         }
     config = SimConfig(

@@ -91,13 +91,13 @@ class ModalConfig:
     """Modal-only knobs (never in shared/settings/). Each field reads TTS_MODAL_<NAME>; see deploy/RUNBOOK.md."""
 
     app_name: str = _knob("veena3-tts", "Modal app name (the request-log spool volume is named after it).")
-    # H100: the card the codec scheduler, admission and the cost model (bench/cost_models/h100-tf32.json) were sized
-    # on; another card carries an unmeasured count.
+    # H200: the card the fleet's sizing (fleet.py), the goals' costs (bench/cost_models/h200-*.json) and admission's
+    # carried streams (services/device/carried.py) are stated for; another card carries an unmeasured count.
     gpu: tuple[str, ...] = _knob(
-        ("H100",),
-        "GPU type; a comma list (H100,A100-80GB) is a fallback order. H100 is "
-        "what the codec scheduler, admission and the cost model were sized on; on another "
-        "card size the inputs from its own measure (deploy/RUNBOOK.md).",
+        ("H200",),
+        "GPU type; a comma list (H200,H100) is a fallback order. H200 is what the fleet's sizing, the goals' costs "
+        "and admission's carried streams are stated for; on another card admission reads its measures alone and "
+        "the inputs should be sized from its own measure (deploy/RUNBOOK.md).",
     )
     cpu: float = _knob(4.0, "Physical cores requested.")
     memory_mb: int = _knob(16384, "RAM request in MiB.")

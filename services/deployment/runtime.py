@@ -39,6 +39,7 @@ from services.deployment.missing_package import note_missing_package
 from services.device import telemetry as codec_telemetry
 from services.device.admission_profiles import ADMISSION_PROFILES, AdmissionProfile
 from services.device.calls import SchedulerPolicy
+from services.device.carried import CarriedStreams, carried_for
 from services.device.continuations import Continuations
 from services.device.device_layout import profile_on, sharing_of
 from services.device.thread_calls import ModelCallAbandoned, run_from_thread
@@ -294,6 +295,7 @@ class ModelRuntime:
                 self.codec_scheduler,
                 max_wait_s=codec.admission_max_wait_ms / 1000.0,
                 generating=lambda: self.engine.stepping_requests() if self.engine is not None else 0,
+                carried=self._carried(),
                 **profile.admission,
             )
         )
@@ -318,6 +320,14 @@ class ModelRuntime:
         if share is None:
             return profile
         return replace(profile, admission={**profile.admission, "max_codec_share": share})
+
+    def _carried(self) -> CarriedStreams | None:
+        """What this GPU is known to carry on its engine layout (TTS_ADMISSION_CARRIED; services/device/carried.py)."""
+        gpu_name = None
+        if self.device.startswith("cuda"):
+            gpu_name = torch.cuda.get_device_name(self.device)
+        sharing = sharing_of(self.settings.llm.llm_engine_layout, self.settings.llm.engine)
+        return carried_for(self.settings.codec.admission_carried, gpu_name, sharing)
 
     def _admission_on(self) -> bool:
         mode = self.settings.codec.admission

@@ -1,9 +1,14 @@
 """Admission from measured headroom: a new stream is admitted only while every stream already admitted keeps real
 time. Overload is refused (503 with Retry-After), never spread over everyone.
 
-The LLM and the codec share one device, so both are read, and neither by a fixed count:
+The LLM and the codec share one device, so both are read, and neither by a fixed count above the streams the device
+is known to carry:
 
-0. **Ramp.** Streams admitted within the last `pace_window_s` are not in any measure yet, so at most `ramp_share`
+0. **Carried streams.** Below what the GPU is known to carry at once on its layout (`carried.py`: a stated figure per
+   GPU, 16 kHz and 48 kHz streams weighed apart), arriving no faster than that figure did, a newcomer is admitted on
+   the count alone, unless a deadline was missed (rule 1): the measures lag a burst's first seconds, and below that
+   count there is no flood to tell a burst from. Off where nothing is known (`carried` None). Above it the rules below.
+0b. **Ramp.** Streams admitted within the last `pace_window_s` are not in any measure yet, so at most `ramp_share`
    (0.5) times as many as the older streams (at least `ramp_floor`, 32) may be that recent: a burst of hundreds
    cannot slip in before the measures move. The ramp passes by itself as its oldest admission leaves the window, so
    `admit()` holds a caller it refuses for up to `max_wait_s`, first come first served, instead of answering 503.
@@ -56,6 +61,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from services.device.carried import CarriedFloor, CarriedStreams
 from services.device.codec_cost import CodecCostBasis, CodecCostMeter, CodecCostStreams, CodecShareStreams
 from services.device.engine_lead import ENGINE_LEAD_PACE, engine_leads
 from services.device.first_chunks import FirstChunkChoices
@@ -84,6 +90,10 @@ class AdmissionDecision:
     # over_share | within_share: the asking key against its share ("" while no rule refused: shares were not read)
     key_class: str = ""
 
+
+# How long rule 0 stands aside after a missed deadline: a device that misses below its figure is not the device the
+# figure was stated for (carried.py), and the measures take the time a burst's first seconds need to catch up.
+CARRIED_SUSPEND_S = 60.0
 
 # Rules that pass again by themselves within a known time, with nothing else changing: spacing (the next 30 ms
 # slot) and the ramp (the oldest recent admission leaving the window). `admit()` waits out those in `wait_rules`.
@@ -144,6 +154,7 @@ class Admission:
         sr_pace_margin: float | None = None,
         queue_headroom_s: float | None = None,
         codec_stretch: float = 1.0,
+        carried: CarriedStreams | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.clock = clock or getattr(scheduler, "clock", None) or time.monotonic
@@ -210,6 +221,7 @@ class Admission:
         self.within_share_admitted = 0
         self.shares = KeyShares(self.clock, self.pace_window_s)
         self.background_generating = 0  # long-form jobs' requests generating now: in no measure here
+        self.carried = None if carried is None else CarriedFloor(carried, self.clock)  # rule 0
 
     def _live_generating(self) -> int:
         return max(0, self.generating() - self.background_generating) if self.generating is not None else 0
@@ -257,22 +269,25 @@ class Admission:
         return self.pace() if self.generating is not None else None
 
     # ---------------------------------------------------------------- the rule
-    def decide(self, key: str | None = None) -> AdmissionDecision:
+    def decide(self, key: str | None = None, *, super_resolved: bool = True) -> AdmissionDecision:
         """Admit one more stream of `key` now or refuse it (counted either way), never waiting: what `admit()` does
         for a caller that cannot wait."""
-        return self._settle(self._judge(key)[0], 0.0, key)
+        return self._settle(self._judge(key, super_resolved)[0], 0.0, key, super_resolved)
 
-    async def admit(self, max_wait_s: float | None = None, key: str | None = None) -> AdmissionDecision:
+    async def admit(
+        self, max_wait_s: float | None = None, key: str | None = None, *, super_resolved: bool = True
+    ) -> AdmissionDecision:
         """Admit one more stream, waiting up to `max_wait_s` (default `self.max_wait_s`) while only a rule in
         `wait_rules` refuses (the ramp: it passes again by itself when the oldest recent admission leaves its window),
         in arrival order; refuse at once on any other rule, or when the wait would run past the bound. Why: a flood's
         callers past the ramp would get 503 and Retry-After 1 s where a wait of a few hundred ms lets them in. A caller
         cancelled while waiting leaves the queue and is neither admitted nor counted. `key`: the API key asking
-        (None: keyless, counted as one key), for its share."""
+        (None: keyless, counted as one key), for its share. `super_resolved`: the stream goes through AP-BWE (rule 0
+        weighs it; True when unknown, the heavier kind)."""
         limit = self.max_wait_s if max_wait_s is None else max(0.0, max_wait_s)
         started = self.clock()
         queue = self._queue()
-        decision, wait = self._judge(key)
+        decision, wait = self._judge(key, super_resolved)
         # Nobody waiting: answer at once when no wait could help. A key let in past a rule by its share does not queue
         # behind the over-share key's waiters.
         if (
@@ -281,10 +296,10 @@ class Admission:
             or not queue.locked()
             and (decision.admit or wait is None or decision.rule not in self.wait_rules or wait > limit)
         ):
-            return self._settle(decision, 0.0, key)
+            return self._settle(decision, 0.0, key, super_resolved)
         async with queue:  # FIFO: one waiter at a time, the earliest first
             while True:
-                decision, wait = self._judge(key)
+                decision, wait = self._judge(key, super_resolved)
                 waited = self.clock() - started
                 if (
                     decision.admit
@@ -292,7 +307,7 @@ class Admission:
                     or decision.rule not in self.wait_rules
                     or waited + wait > limit
                 ):
-                    return self._settle(decision, waited, key)
+                    return self._settle(decision, waited, key, super_resolved)
                 await self.sleep(wait)
 
     def has_headroom(self) -> bool:
@@ -314,10 +329,10 @@ class Admission:
         assert self._queue_lock is not None
         return self._queue_lock
 
-    def _judge(self, key: str | None) -> tuple[AdmissionDecision, float | None]:
+    def _judge(self, key: str | None, super_resolved: bool = True) -> tuple[AdmissionDecision, float | None]:
         """The rules, then the asking key's share when one refuses (module doc, "Each key's share"), without
         counting: the decision, and for a waitable refusal the seconds until its rule may pass (None otherwise)."""
-        decision, wait = self._rules()
+        decision, wait = self._rules(super_resolved)
         if decision.admit:
             return decision, None
         # a test's stand-in may not count per key
@@ -329,14 +344,18 @@ class Admission:
             ), None
         return replace(decision, key_class="over_share" if over else "within_share"), wait
 
-    def _rules(self) -> tuple[AdmissionDecision, float | None]:
-        """The device's rules, in order, for any key."""
+    def _rules(self, super_resolved: bool = True) -> tuple[AdmissionDecision, float | None]:
+        """The device's rules, in order, for any key (module doc); `super_resolved`: the newcomer's kind (rule 0)."""
         misses = self.scheduler.recent_misses(self.miss_grace_s)
         if misses:
             self._last_miss_refusal = self.clock()
+            if self.carried is not None:
+                self.carried.suspend(CARRIED_SUSPEND_S)
             return _refusal(
                 "misses", _miss_reason(self.scheduler.worst_recent_miss(self.miss_grace_s)), 2
             ), None
+        if self.carried is not None and self.carried.fits(*self._live_by_kind(), super_resolved):
+            return AdmissionDecision(True, "admitted within the streams the device is known to carry"), None
         now = self.clock()
         while self._admitted_at and self._admitted_at[0] < now - self.pace_window_s:
             self._admitted_at.popleft()
@@ -401,11 +420,21 @@ class Admission:
             ), None
         return AdmissionDecision(True, "admitted"), None
 
-    def _settle(self, decision: AdmissionDecision, waited_s: float, key: str | None) -> AdmissionDecision:
+    def _live_by_kind(self) -> tuple[int, int]:
+        """Open live streams at 16 kHz and through AP-BWE (a test's stand-in scheduler that does not tell: every one
+        counted as the heavier kind)."""
+        by_kind = getattr(self.scheduler, "live_streams_by_kind", None)
+        return by_kind() if by_kind is not None else (0, self.scheduler.active_streams)
+
+    def _settle(
+        self, decision: AdmissionDecision, waited_s: float, key: str | None, super_resolved: bool = True
+    ) -> AdmissionDecision:
         """Count one final answer (an admission, or a refusal by its rule and key class) with the time its caller
         waited; a refusal also counts toward its key's share."""
         if decision.admit:
             self.admitted += 1
+            if self.carried is not None:
+                self.carried.note_admitted(super_resolved)
             self._admitted_at.append(self.clock())
             self.within_share_admitted += decision.key_class == "within_share"
             self.waited += waited_s > 0
@@ -472,6 +501,10 @@ class Admission:
             "miss_grace_s": self.miss_grace_s,
             "admitted_recently": sum(1 for t in self._admitted_at if t >= now - self.pace_window_s),
             "admitted": self.admitted,
+            # rule 0: the live streams' share of what the device is known to carry (None: nothing known)
+            "carried_load": None
+            if self.carried is None
+            else self.carried.carried.load(*self._live_by_kind()),
             "refused": dict(self.refused),
             "refused_by_key_class": {f"{rule}/{cls}": n for (rule, cls), n in self.refused_by_class.items()},
             "within_share_admitted": self.within_share_admitted,

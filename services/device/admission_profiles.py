@@ -5,7 +5,10 @@
 (`CallSecondsRead`, services/device/calls.py), its miss rule counting near misses too (admission.py, rule 1; the other
 profiles read misses alone, as they were calibrated). It holds on both ways a device can be shared, one call at a time
 or by time slices between the engine's process and the codec's, and on one CUDA context it is the one profile that
-kept every admitted stream playing in sustained 48 kHz overload, so it is the default on every layout.
+kept every admitted stream playing in sustained 48 kHz overload, so it is the default on every layout. Below the
+streams the GPU is known to carry (admission's rule 0, services/device/carried.py; every profile) the goal bursts are
+admitted on the count, which its measures alone refused in their first seconds: on the H200's one CUDA context it meets
+every goal row (docs/decisions/carried-streams.md).
 
 `own_seconds`: the codec read as its own device seconds, rule 3's cap at 0.74 of the device, the exact first chunk
 given only while a capacity rule refused in the last 2 s (not because a share crossed a line), and a ramp floor of 40:

@@ -92,12 +92,14 @@ class StreamHandle:
         playback: StreamDeadline,
         owner: str | None = None,
         work_class: WorkClass = "live",
+        super_resolved: bool = False,
     ) -> None:
         self.scheduler = scheduler
         self.id = stream_id
         self.playback = playback
         self.owner = owner  # the API key whose stream this is (admission's share per key), None: keyless
         self.work_class: WorkClass = work_class
+        self.super_resolved = super_resolved  # AP-BWE after the codec (admission's carried streams weigh it)
         self.closed = False
         # kept tokens of its decode windows done so far (the device's accounting counts them)
         self.decoded_tokens = 0

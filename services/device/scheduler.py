@@ -220,13 +220,24 @@ class CodecScheduler:
 
     # ------------------------------------------------------------------ streams
     def open_stream(
-        self, playback: StreamDeadline | None = None, owner: str | None = None, work_class: WorkClass = "live"
+        self,
+        playback: StreamDeadline | None = None,
+        owner: str | None = None,
+        work_class: WorkClass = "live",
+        *,
+        super_resolved: bool = False,
     ) -> StreamHandle:
         """A stream whose windows are ordered by `playback`'s deadline (delivery's `PlaybackClock`); None: every
         window due at the opening (a stream nobody plays as it comes). `owner`: the key it serves. A `background`
-        stream's windows wait in their own queue, in submission order, for device time live streams do not need."""
+        stream's windows wait in their own queue, in submission order, for device time live streams do not need.
+        `super_resolved`: its audio goes through AP-BWE (admission weighs it: services/device/carried.py)."""
         handle = StreamHandle(
-            self, next(self._stream_ids), playback or FixedDeadline(self.clock()), owner, work_class
+            self,
+            next(self._stream_ids),
+            playback or FixedDeadline(self.clock()),
+            owner,
+            work_class,
+            super_resolved,
         )
         (self._streams if work_class == "live" else self._bg_streams)[handle.id] = handle
         if self.loop_lag is not None:
@@ -275,6 +286,11 @@ class CodecScheduler:
     @property
     def background_streams(self) -> int:
         return len(self._bg_streams)
+
+    def live_streams_by_kind(self) -> tuple[int, int]:
+        """Open live streams at the codec's 16 kHz and through AP-BWE (admission's carried streams)."""
+        resolved = sum(1 for handle in self._streams.values() if handle.super_resolved)
+        return len(self._streams) - resolved, resolved
 
     def streams_by_owner(self) -> Counter[str]:
         """Open live streams per key ("" for keyless ones): admission's share per key reads it when the device is

@@ -142,14 +142,15 @@ class SpeechService:
         self._idle: IdleGate | None = _UNSET
 
     async def check_available(
-        self, *, admit: bool = True, key_id: str | None = None, live: bool = True
+        self, *, admit: bool = True, key_id: str | None = None, live: bool = True, super_resolved: bool = True
     ) -> float | None:
         """Refuse while the GPU is faulted, the model not ready or first audio backlogged; wake the device from idle
         sleep (the request waits; nothing is refused for it); then, with `admit`, ask admission for a new stream of
         the key `key_id`. A check that starts no stream (a socket validating its voice at connect) passes
         `admit=False`: admission counts every stream it lets in, and its ramp refuses past 32 a second. A background
         request (`live=False`: a job's chapter) is never refused for load (no backlog shed, no admission): it waits
-        for device time live streams leave (services/device/background.py). Returns the milliseconds waited for a
+        for device time live streams leave (services/device/background.py). `super_resolved`: the stream goes through
+        AP-BWE (admission weighs it; services/device/carried.py). Returns the milliseconds waited for a
         wake (None: the device was awake)."""
         if self.gpu_faults is not None and self.gpu_faults.tripped:
             raise SynthesisError(
@@ -177,10 +178,10 @@ class SpeechService:
             else:
                 wake_ms = await wake_device(idle)
         if admit and live:
-            await self.admit(key_id)
+            await self.admit(key_id, super_resolved=super_resolved)
         return wake_ms
 
-    async def admit(self, key_id: str | None = None) -> None:
+    async def admit(self, key_id: str | None = None, *, super_resolved: bool = True) -> None:
         """Overload is refused, not spread: a new stream past the codec scheduler's measured headroom gets
         SERVER_OVERLOADED (503 with Retry-After; the dialects' own refusal on sockets) and every admitted stream keeps
         real time. Near a limit that passes by itself (spacing, the ramp) the caller waits up to
@@ -196,7 +197,7 @@ class SpeechService:
             # the key's next sentence within a reply: admitted like the stream it continues (continuations.py)
             logger.info("admission_continued", extra={"event": "admission_continued"})
             return
-        decision = await admission.admit(key=key_id)
+        decision = await admission.admit(key=key_id, super_resolved=super_resolved)
         if not decision.admit:
             # Every refusal with its rule (the metric counts them; the log says which stream and why).
             logger.warning(
@@ -408,7 +409,9 @@ class SpeechService:
             self.check_text_length(speech.text)
         except SynthesisError as exc:
             raise _renamed(exc, speech.text_field) from None
-        wake_ms = await self.check_available(key_id=key_id, live=speech.work_class == "live")
+        wake_ms = await self.check_available(
+            key_id=key_id, live=speech.work_class == "live", super_resolved=speech.wants_bandwidth_extension
+        )
         document = await self.document(speech, key_id)
         if document.rate is not None:  # a <prosody rate> around all the text: its speed
             speed = min(max((speech.speed or 1.0) * document.rate, MIN_SPEED), MAX_SPEED)

@@ -476,7 +476,10 @@ class SynthesisJob(ChunkGeneration, DecodePacing):
         if not self.request.paced:  # no client plays it as it comes: deadlines as if it played from arrival
             self.playback.start_playback(self.arrival)
         self.handle = self.scheduler.open_stream(
-            self.playback, owner=self.request.key_id, work_class=self.request.work_class
+            self.playback,
+            owner=self.request.key_id,
+            work_class=self.request.work_class,
+            super_resolved=self.request.want_sr,
         )
         self.chain.handle = self.handle
 

@@ -89,7 +89,9 @@ class SessionEntrance:
         the stream admitted, the voice resolved (this key's custom voices included), the key's pronunciation
         dictionaries read. Raises ServiceError with the public code. `admit=False`: a check at connect that starts
         no stream, so admission neither counts nor refuses it."""
-        await self.speech.check_available(admit=admit, key_id=key_id)
+        await self.speech.check_available(
+            admit=admit, key_id=key_id, super_resolved=speech.wants_bandwidth_extension
+        )
         voice = await self.speech.voice(speech, key_id)
         voices = SpeakingVoices(voice, time_stretch=stretch_for(speech, voice))
         if speech.dictionaries:

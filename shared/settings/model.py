@@ -263,6 +263,15 @@ class CodecSettings(_Group):
         "Unset: the profile's (served 1.2, own_seconds and settled 0.74). Lower it when admitted 48 kHz streams miss deadlines "
         "beside the engine (docs/operate/runbook.md).",
     )
+    admission_carried: str = Field(
+        "auto",
+        description="The live streams the GPU is known to carry at once: a newcomer below them (16 kHz and 48 kHz "
+        "streams weighed apart, arriving no faster than the figure did) is admitted without waiting for the measures, "
+        "which lag a burst's first seconds; a missed deadline still refuses. auto: the figure stated for this GPU on "
+        "this engine layout (H200, in-process engine core: 250 at 16 kHz, 200 at 48 kHz, within 5 s), none for any "
+        "other; off: none; or 'PLAIN,SUPER_RESOLVED,WITHIN_S' (e.g. 250,200,5) from your own GPU's kit run "
+        "(docs/decisions/carried-streams.md).",
+    )
     admission_max_wait_ms: int = Field(
         250,
         ge=0,
@@ -291,6 +300,27 @@ class CodecSettings(_Group):
         description="A long-form job's codec call starts only while every playing live stream holds at least this "
         "much audio (its next window is not due soon).",
     )
+
+    @field_validator("admission_carried")
+    @classmethod
+    def _carried_named(cls, value: str) -> str:
+        if value not in ("auto", "off"):
+            parse_carried(value)  # raises ValueError with the reason
+        return value
+
+
+def parse_carried(value: str) -> tuple[int, int, float]:
+    """TTS_ADMISSION_CARRIED's explicit form 'PLAIN,SUPER_RESOLVED,WITHIN_S': two positive counts and seconds."""
+    parts = value.split(",")
+    try:
+        plain, resolved, within = int(parts[0]), int(parts[1]), float(parts[2])
+    except (IndexError, ValueError):
+        raise ValueError(
+            f"auto, off or PLAIN,SUPER_RESOLVED,WITHIN_S (e.g. 250,200,5), got {value!r}"
+        ) from None
+    if len(parts) != 3 or plain < 1 or resolved < 1 or not within > 0:
+        raise ValueError(f"two positive stream counts and positive seconds, got {value!r}")
+    return plain, resolved, within
 
 
 class SamplingSettings(_Group):

@@ -91,7 +91,7 @@ def test_import_needs_no_token_and_declares_production_defaults(tmp_path: Path) 
     assert facts["app_name"] == "veena3-tts"
     assert facts["heavy_imports"] == []  # the download image has no torch: app.py must not need it
     opts = facts["options"]
-    assert opts["gpu"] == "H100"  # the card the scheduler and admission were sized on
+    assert opts["gpu"] == "H200"  # the card the fleet's sizing and admission's carried streams are stated for
     assert opts["cpu"] == 4.0
     assert (opts["min_containers"], opts["max_containers"], opts["buffer_containers"]) == (1, 10, 2)
     assert opts["scaledown_window"] == 180

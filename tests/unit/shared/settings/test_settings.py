@@ -136,7 +136,7 @@ def test_a_mistyped_modal_variable_is_named(caplog: pytest.LogCaptureFixture) ->
 
     with caplog.at_level(logging.WARNING, logger="app"):
         config = ModalConfig.from_env({"TTS_MODAL_GPUS": "A100", "TTS_MODAL_CPU": "2"})
-    assert config.gpu == ("H100",) and config.cpu == 2.0
+    assert config.gpu == ("H200",) and config.cpu == 2.0
     assert any(
         "TTS_MODAL_GPUS" in r.getMessage() and "TTS_MODAL_GPU" in r.getMessage() for r in caplog.records
     )
